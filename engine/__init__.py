@@ -1,0 +1,1 @@
+"""bicyclegan.engine: configs, networks, objective, trainer, sampling, metrics and the CLI."""

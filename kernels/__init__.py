@@ -1,0 +1,13 @@
+"""bicyclegan.kernels: Triton ops for GAN layers, with pure-PyTorch references and drop-in modules.
+
+Usable alone by other GAN code: imports nothing from bicyclegan.engine or bicyclegan.pipelines.
+"""
+from ._impl import resolve_impl, triton_available
+from .norm_act import InstanceNormAct2d, instance_norm_act, instance_norm_act_ref
+from .zinject import ZConcatConv2d, tile_z, z_concat_act, z_concat_act_ref
+
+__all__ = [
+    "InstanceNormAct2d", "instance_norm_act", "instance_norm_act_ref",
+    "ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref",
+    "resolve_impl", "triton_available",
+]

@@ -1,0 +1,51 @@
+"""Choosing between a Triton kernel and its pure-PyTorch reference (the `impl` switch).
+
+"auto" picks Triton for CUDA tensors (or anywhere under TRITON_INTERPRET=1, which is how CI runs
+the kernels on CPU) and the reference elsewhere. A fallback that costs speed warns once.
+"""
+import functools
+import os
+import warnings
+
+import torch
+
+IMPLS = ("auto", "triton", "ref")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # a broken install is as good as none: fall back, with a warning
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
+    """Return "triton" or "ref" for running `op` on tensor `x`."""
+    if impl not in IMPLS:
+        raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
+    runnable = triton_available() and (x.is_cuda or interpreting())
+    if impl == "ref":
+        return "ref"
+    if impl == "triton":
+        if not runnable:
+            raise RuntimeError(
+                f"{op}: impl='triton' needs triton installed and a CUDA tensor (or TRITON_INTERPRET=1); "
+                f"got a {x.device.type} tensor, triton {'present' if triton_available() else 'missing'}")
+        return "triton"
+    if runnable:
+        return "triton"
+    if x.is_cuda:
+        _warn_once(f"{op}: triton is not importable, using the slower PyTorch reference on CUDA")
+    return "ref"

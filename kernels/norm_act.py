@@ -1,0 +1,85 @@
+"""Fused InstanceNorm + activation: functional op, autograd Function and drop-in module.
+
+The pure-PyTorch reference lives here too: it is the CPU path, the test oracle and the benchmark
+baseline. (The Triton kernels are added beside it.)
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._impl import resolve_impl
+
+ACTS = ("none", "relu", "leaky_relu")
+
+
+def _check(x, act, weight, bias):
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"instance_norm_act: x must be float32, bfloat16 or float16, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"instance_norm_act: x is empty (shape {tuple(x.shape)})")
+    if act not in ACTS:
+        raise ValueError(f"instance_norm_act: act must be one of {ACTS}, got {act!r}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and (t.dim() != 1 or t.shape[0] != x.shape[1]):
+            raise ValueError(f"instance_norm_act: {name} must have shape ({x.shape[1]},) to match x's "
+                             f"channels, got {tuple(t.shape)}")
+
+
+def apply_act(y, act, slope, inplace=False):
+    if act == "relu":
+        return F.relu(y, inplace=inplace)
+    if act == "leaky_relu":
+        return F.leaky_relu(y, slope, inplace=inplace)
+    return y
+
+
+def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
+    """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
+    y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    # instance_norm's output is a fresh tensor, so the activation may overwrite it.
+    return apply_act(y, act, slope, inplace=True)
+
+
+def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto"):
+    """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu."""
+    _check(x, act, weight, bias)
+    if resolve_impl(impl, x, "instance_norm_act") == "triton":
+        from .norm_act_triton import instance_norm_act_triton
+        return instance_norm_act_triton(x, act, slope, eps, weight, bias)
+    return instance_norm_act_ref(x, act, slope, eps, weight, bias)
+
+
+class InstanceNormAct2d(nn.Module):
+    """nn.InstanceNorm2d + ReLU/LeakyReLU in one layer; state_dict-compatible with nn.InstanceNorm2d."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
+                 act="leaky_relu", slope=0.2, impl="auto", device=None, dtype=None):
+        super().__init__()
+        if track_running_stats:
+            raise ValueError("InstanceNormAct2d: track_running_stats=True is not supported "
+                             "(instance statistics are always used, as in pix2pix/BicycleGAN)")
+        if act not in ACTS:
+            raise ValueError(f"InstanceNormAct2d: act must be one of {ACTS}, got {act!r}")
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        self.act, self.slope, self.impl = act, slope, impl
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
+            self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        if x.dim() == 4 and x.shape[1] != self.num_features:
+            raise ValueError(f"InstanceNormAct2d: expected {self.num_features} channels, "
+                             f"got input of shape {tuple(x.shape)}")
+        return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl)
+
+    def extra_repr(self):
+        s = f"{self.num_features}, eps={self.eps}, affine={self.affine}, act={self.act}"
+        if self.act == "leaky_relu":
+            s += f", slope={self.slope}"
+        return s + f", impl={self.impl}"

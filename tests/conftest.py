@@ -1,0 +1,26 @@
+"""Test set-up: run Triton kernels in the interpreter on machines without a GPU.
+
+TRITON_INTERPRET must be set before triton is first imported, so it is set here, at collection.
+Engine tests pass impl="ref" explicitly where kernel speed would only slow them down.
+"""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
