@@ -1,0 +1,214 @@
+"""BicycleGAN and the variants the paper compares, with a graph-safe training step.
+
+One iteration (REFERENCE.md "One training iteration"): a G+E phase (one backward) then a D phase
+(one backward for D and D2). Where the reference toggles requires_grad to keep the z loss off E's
+parameters and the G-phase GAN losses off D's, we call E and D with detached parameters
+(torch.func.functional_call): the same gradients, no toggling and no wasted weight gradients, so
+the step has static shapes and no host syncs and can be captured in a CUDA graph.
+
+Random draws, in order: eps for the encoded z (k x nz), z_random (k x nz), and with lambda_ms > 0 a
+second random z. Variants:
+  bicycle  cVAE-GAN + cLR-GAN on halves of the batch (A1, B1 encoded; B2 lends D2 a real image)
+  cvae     E(B) -> z (reparameterised) -> G(A, z) ~ B with L1 + KL + GAN
+  cae      as cvae with z = mu and no KL (the paper's cAE-GAN)
+  clr      z ~ N(0, I) -> G(A, z) -> E ~ z, GAN on G(A, z), no image L1; E is trained by the z loss
+  pix2pix  z ~ N(0, I) -> G(A, z) with L1 + GAN (pix2pix+noise; no encoder)
+Single-discriminator variants use D weighted by lambda_GAN.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from .config import TrainConfig
+from .losses import gan_loss, kl_loss, l1, mode_seeking
+from .networks import build_discriminator, build_encoder, build_generator
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _frozen_call(module: nn.Module, *args):
+    """module(*args) with detached parameters: gradients reach the inputs, never the weights."""
+    params = {n: p.detach() for n, p in module.named_parameters()}
+    return functional_call(module, params, args)
+
+
+class BicycleGAN(nn.Module):
+    """Holds G, E, D, D2 (absent ones are None) and their Adam optimisers."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        m, v = cfg.model, cfg.variant
+        self.enc_branch = v in ("bicycle", "cvae", "cae")
+        self.rand_branch = v in ("bicycle", "clr", "pix2pix")
+        self.G = build_generator(m)
+        self.E = build_encoder(m) if cfg.uses_encoder else None
+        self.D = build_discriminator(m, m.netD) if cfg.lambda_GAN > 0 else None
+        own_d2 = v == "bicycle" and cfg.lambda_GAN2 > 0 and not m.use_same_D
+        self.D2 = build_discriminator(m, m.netD2) if own_d2 else None
+        if device is not None:
+            self.to(device)
+        if m.channels_last:
+            self.to(memory_format=torch.channels_last)
+        dev = next(self.G.parameters()).device
+        fused = dev.type == "cuda"
+        self.optimizers = {
+            name: torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                   fused=fused)
+            for name, net in self.networks().items()}
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        return {n: getattr(self, n) for n in ("G", "E", "D", "D2") if getattr(self, n) is not None}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.G.parameters()).device
+
+    def _autocast(self):
+        if self.cfg.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.cfg.amp])
+
+    def _d_input(self, A, B):
+        return torch.cat([A, B], 1) if self.cfg.model.conditional_D else B
+
+    def _rand_D(self):
+        """The discriminator of the random-z branch: D2 in bicycle (D with use_same_D), else D."""
+        return self.D2 if self.D2 is not None else self.D
+
+    def z_random(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.nz, device=self.device)
+
+    # -- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, B: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of B: mu of E(B)."""
+        if self.E is None:
+            raise RuntimeError(f"variant {self.cfg.variant} has no encoder")
+        return self.E(B)[0]
+
+    @torch.no_grad()
+    def generate(self, A: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is None:
+            z = self.z_random(A.shape[0])
+        return self.G(A, z)
+
+    # -- training ------------------------------------------------------------------------------
+    def _generator_losses(self, A, B):
+        cfg = self.cfg
+        if cfg.variant == "bicycle":
+            k = A.shape[0] // 2
+            A1, B1, A2, B2 = A[:k], B[:k], A[k:], B[k:]
+        else:
+            A1, B1, A2, B2 = A, B, A, B
+        n, L, out = A1.shape[0], {}, {"A1": A1, "B1": B1, "A2": A2, "B2": B2}
+        if self.enc_branch:
+            mu, logvar = self.E(B1)
+            if cfg.variant == "cae":
+                z_enc = mu
+            else:
+                z_enc = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            fake_enc = self.G(A1, z_enc)
+            out.update(fake_enc=fake_enc, z_enc=z_enc)
+            if self.D is not None:
+                L["G_GAN"] = cfg.lambda_GAN * gan_loss(
+                    _frozen_call(self.D, self._d_input(A1, fake_enc)), True, cfg.gan_mode)
+            L["G_L1"] = cfg.lambda_L1 * l1(fake_enc, B1)
+            if cfg.variant != "cae" and cfg.lambda_kl > 0:
+                L["kl"] = cfg.lambda_kl * kl_loss(mu, logvar)
+        if self.rand_branch:
+            z_rand = self.z_random(n)
+            fake_rand = self.G(A1, z_rand)
+            out.update(fake_rand=fake_rand, z_rand=z_rand)
+            D, weight = self._rand_D(), (cfg.lambda_GAN2 if cfg.variant == "bicycle" else cfg.lambda_GAN)
+            if D is not None and weight > 0:
+                name = "G_GAN2" if cfg.variant == "bicycle" else "G_GAN"
+                L[name] = weight * gan_loss(
+                    _frozen_call(D, self._d_input(A1, fake_rand)), True, cfg.gan_mode)
+            if cfg.variant == "pix2pix":
+                L["G_L1"] = cfg.lambda_L1 * l1(fake_rand, B1)
+            if cfg.variant in ("bicycle", "clr") and cfg.lambda_z > 0:
+                # bicycle: the z loss trains G only (E frozen); clr: it is E's only training signal.
+                mu2 = (_frozen_call(self.E, fake_rand) if cfg.variant == "bicycle" else self.E(fake_rand))[0]
+                L["z_L1"] = cfg.lambda_z * l1(mu2, z_rand)
+        if cfg.lambda_ms > 0:
+            fake, z = (out["fake_rand"], out["z_rand"]) if self.rand_branch else (out["fake_enc"], out["z_enc"])
+            z2 = self.z_random(n)
+            L["ms"] = cfg.lambda_ms * mode_seeking(fake, self.G(A1, z2), z, z2)
+        return L, out
+
+    def _discriminator_losses(self, out):
+        cfg, L = self.cfg, {}
+        A1, B1, A2, B2 = out["A1"], out["B1"], out["A2"], out["B2"]
+
+        def d_loss(D, fake, A_real, B_real):
+            return (gan_loss(D(self._d_input(A1, fake.detach())), False, cfg.gan_mode)
+                    + gan_loss(D(self._d_input(A_real, B_real)), True, cfg.gan_mode))
+
+        if self.enc_branch and self.D is not None:
+            L["D"] = d_loss(self.D, out["fake_enc"], A1, B1)
+        if self.rand_branch and self._rand_D() is not None:
+            if cfg.variant == "bicycle":
+                if cfg.lambda_GAN2 > 0:
+                    L["D2"] = d_loss(self._rand_D(), out["fake_rand"], A2, B2)
+            else:
+                L["D"] = d_loss(self.D, out["fake_rand"], A1, B1)
+        return L
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync)."""
+        A = batch["A"].to(self.device, non_blocking=True)
+        B = batch["B"].to(self.device, non_blocking=True)
+        if self.cfg.variant == "bicycle" and A.shape[0] % 2:
+            raise ValueError(f"train_step: variant bicycle needs an even batch, got {A.shape[0]}")
+        if self.cfg.model.channels_last:
+            A, B = A.contiguous(memory_format=torch.channels_last), B.contiguous(memory_format=torch.channels_last)
+        opts, scaler = self.optimizers, self.scaler
+        gen_nets = [n for n in ("G", "E") if n in opts]
+        dis_nets = [n for n in ("D", "D2") if n in opts]
+
+        with self._autocast():
+            LG, out = self._generator_losses(A, B)
+        for n in gen_nets:
+            opts[n].zero_grad(set_to_none=True)
+        scaler.scale(sum(LG.values())).backward()
+        for n in ("E", "G"):  # the reference steps E, then G
+            if n in opts:
+                scaler.step(opts[n])
+
+        LD = {}
+        if dis_nets:
+            with self._autocast():
+                LD = self._discriminator_losses(out)
+            for n in dis_nets:
+                opts[n].zero_grad(set_to_none=True)
+            scaler.scale(sum(LD.values())).backward()
+            for n in dis_nets:
+                scaler.step(opts[n])
+        scaler.update()
+        return {k: v.detach() for k, v in {**LG, **LD}.items()}
+
+    # -- state ---------------------------------------------------------------------------------
+    def training_state(self) -> dict:
+        """Networks, optimisers and the AMP scaler: everything a resumed run needs from the model."""
+        return {"nets": {n: net.state_dict() for n, net in self.networks().items()},
+                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                "scaler": self.scaler.state_dict()}
+
+    def load_training_state(self, state: dict, strict: bool = True) -> None:
+        nets = self.networks()
+        if strict and set(state["nets"]) != set(nets):
+            raise ValueError(f"checkpoint holds networks {sorted(state['nets'])}, this model has "
+                             f"{sorted(nets)}")
+        for n, sd in state["nets"].items():
+            nets[n].load_state_dict(sd)
+        for n, sd in state.get("optimizers", {}).items():
+            self.optimizers[n].load_state_dict(sd)
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,259 @@
+"""The networks: U-Net generator G(A, z), encoder E(B) -> (mu, logvar), multi-scale PatchGAN D.
+
+Parameter-for-parameter the reference's networks (REFERENCE.md "Networks"; counts are asserted in
+tests), restructured where the maths allows so the kernels of bicyclegan.kernels apply:
+- every encoder block's "concatenate z, LeakyReLU, conv" is one ZConcatConv2d;
+- norm + activation pairs are one InstanceNormAct2d. In the decoder the reference applies the
+  activation to cat(up, skip) in the parent block; activating each half in the child instead is
+  the same function (dropout, a positive scaling, commutes with ReLU/LeakyReLU), and lets the
+  decoder's InstanceNorm fuse with it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
+from bicyclegan.kernels.norm_act import apply_act
+
+from .config import ModelConfig
+
+LRELU = 0.2
+
+
+def _act_name(nl: str) -> str:
+    return {"relu": "relu", "lrelu": "leaky_relu"}[nl]
+
+
+class Act(nn.Module):
+    """ReLU / LeakyReLU(0.2) / identity by name; `inplace` only where the input is dead after."""
+
+    def __init__(self, act: str, inplace: bool = False):
+        super().__init__()
+        self.act, self.inplace = act, inplace
+
+    def forward(self, x):
+        return apply_act(x, self.act, LRELU, self.inplace)
+
+    def extra_repr(self):
+        return f"{self.act}{', inplace' if self.inplace else ''}"
+
+
+def norm_act(norm: str, channels: int, act: str, impl: str) -> nn.Module:
+    """The norm layer followed by `act` ("none" for no activation), fused where we have a kernel."""
+    if norm == "instance":
+        return InstanceNormAct2d(channels, act=act, slope=LRELU, impl=impl)
+    if norm == "batch":
+        return nn.Sequential(nn.BatchNorm2d(channels), Act(act, inplace=True))
+    return Act(act, inplace=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+# ----------------------------------------------------------------------------------------------
+def _upconv(in_nc: int, out_nc: int, upsample: str) -> nn.Module:
+    if upsample == "basic":
+        return nn.ConvTranspose2d(in_nc, out_nc, kernel_size=4, stride=2, padding=1)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.ReflectionPad2d(1),
+                         nn.Conv2d(in_nc, out_nc, kernel_size=3))
+
+
+class UnetBlock(nn.Module):
+    """One U-Net level. down: [act on cat(x, z)] conv4x4s2 [norm]; then the inner levels; up:
+    upconv, then norm + act (outermost: Tanh). Non-outermost blocks return cat(act(up), act(x)):
+    the parent's up-path input, already activated (see the module docstring)."""
+
+    def __init__(self, input_nc, outer_nc, inner_nc, nz, submodule=None, outermost=False,
+                 innermost=False, norm="instance", nl="relu", use_dropout=False, upsample="basic",
+                 impl="auto"):
+        super().__init__()
+        self.outermost, self.innermost = outermost, innermost
+        self.act = _act_name(nl)
+        self.down = ZConcatConv2d(input_nc, nz, inner_nc, 4, 2, 1,
+                                  act="none" if outermost else "leaky_relu", slope=LRELU, impl=impl)
+        middle = not (outermost or innermost)
+        self.down_norm = norm_act(norm, inner_nc, "none", impl) if middle and norm != "none" else None
+        self.submodule = submodule
+        # The innermost block's up path starts from its own down output, not a concatenation.
+        self.inner_act = Act(self.act, inplace=True) if innermost else None
+        self.up = _upconv(inner_nc if innermost else inner_nc * 2, outer_nc, upsample)
+        if outermost:
+            self.up_norm = None
+        else:
+            self.up_norm = norm_act(norm, outer_nc, self.act, impl)
+        self.dropout = nn.Dropout(0.5) if use_dropout and middle else None
+
+    def forward(self, x, z):
+        h = self.down(x, z)
+        if self.down_norm is not None:
+            h = self.down_norm(h)
+        h = self.inner_act(h) if self.innermost else self.submodule(h, z)
+        y = self.up(h)
+        if self.outermost:
+            return torch.tanh(y)
+        y = self.up_norm(y)
+        if self.dropout is not None:
+            y = self.dropout(y)
+        return torch.cat([y, apply_act(x, self.act, LRELU)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """G(A, z) -> B. where_add="all" concatenates z at every encoder block, "input" at the first."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.nz, self.where_add = cfg.nz, cfg.where_add
+        self.depth = depth = cfg.unet_depth
+        ngf = cfg.ngf
+        ch = [ngf * min(2 ** i, 8) for i in range(depth)]  # inner channels of level i
+        block = None
+        for i in reversed(range(depth)):
+            nz_i = cfg.nz if (cfg.where_add == "all" or i == 0) else 0
+            block = UnetBlock(
+                input_nc=cfg.input_nc if i == 0 else ch[i - 1],
+                outer_nc=cfg.output_nc if i == 0 else ch[i - 1],
+                inner_nc=ch[i], nz=nz_i, submodule=block, outermost=i == 0,
+                innermost=i == depth - 1, norm=cfg.norm, nl=cfg.nl,
+                # as the reference: dropout on the 8*ngf levels between the 4*ngf one and the bottom
+                use_dropout=cfg.use_dropout and 4 <= i < depth - 1,
+                upsample=cfg.upsample, impl=cfg.impl)
+        self.model = block
+
+    def forward(self, A, z=None):
+        m = 2 ** self.depth
+        if A.dim() != 4 or A.shape[2] % m or A.shape[3] % m:
+            raise ValueError(f"G: input must be N x C x H x W with H and W multiples of {m}, "
+                             f"got {tuple(A.shape)}")
+        if self.nz:
+            if z is None or z.shape != (A.shape[0], self.nz):
+                raise ValueError(f"G: z must have shape ({A.shape[0]}, {self.nz}), got "
+                                 f"{None if z is None else tuple(z.shape)}")
+            z = z.to(A.dtype)
+        return self.model(A, z)
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoder
+# ----------------------------------------------------------------------------------------------
+class ResBlock(nn.Module):
+    """norm, LReLU, conv3x3, norm, LReLU, conv3x3, avgpool2; shortcut avgpool2 + conv1x1."""
+
+    def __init__(self, in_nc, out_nc, norm, impl):
+        super().__init__()
+        self.conv = nn.Sequential(
+            norm_act(norm, in_nc, "leaky_relu", impl), nn.Conv2d(in_nc, in_nc, 3, 1, 1),
+            norm_act(norm, in_nc, "leaky_relu", impl), nn.Conv2d(in_nc, out_nc, 3, 1, 1),
+            nn.AvgPool2d(2))
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(in_nc, out_nc, 1))
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)
+
+
+class Encoder(nn.Module):
+    """E(B) -> (mu, logvar). resnet_*: conv + residual blocks; conv_*: strided convs. A global
+    average pool replaces the reference's AvgPool2d(8): equal at the reference sizes, and any
+    input size works."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        nef, norm, impl = cfg.nef, cfg.norm, cfg.impl
+        kind, res = cfg.netE.split("_")
+        if kind == "resnet":
+            n_blocks = 5 if res == "256" else 4
+            layers = [nn.Conv2d(cfg.output_nc, nef, 4, 2, 1)]
+            for n in range(1, n_blocks):
+                layers.append(ResBlock(nef * min(4, n), nef * min(4, n + 1), norm, impl))
+            layers.append(Act("leaky_relu", inplace=True))
+            out_nc = nef * min(4, n_blocks)
+        else:
+            n_layers = 5 if res == "256" else 4
+            layers = [nn.Conv2d(cfg.output_nc, nef, 4, 2, 1), Act("leaky_relu", inplace=True)]
+            for n in range(1, n_layers):
+                layers += [nn.Conv2d(nef * min(2 ** (n - 1), 4), nef * min(2 ** n, 4), 4, 2, 1),
+                           norm_act(norm, nef * min(2 ** n, 4), "leaky_relu", impl)]
+            out_nc = nef * min(2 ** (n_layers - 1), 4)
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(out_nc, cfg.nz)
+        self.fcVar = nn.Linear(out_nc, cfg.nz)
+
+    def forward(self, B):
+        h = self.conv(B).mean(dim=(2, 3))
+        return self.fc(h), self.fcVar(h)
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator
+# ----------------------------------------------------------------------------------------------
+def patchgan(input_nc, ndf, n_layers, norm, impl, bias=True) -> nn.Sequential:
+    """PatchGAN: 4x4 convs, stride 2 then the last two stride 1, LeakyReLU(0.2), norm inside."""
+    layers = [nn.Conv2d(input_nc, ndf, 4, 2, 1), Act("leaky_relu", inplace=True)]
+    mult = 1
+    for n in range(1, n_layers + 1):
+        prev, mult = mult, min(2 ** n, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=bias),
+                   norm_act(norm, ndf * mult, "leaky_relu", impl)]
+    layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+    return nn.Sequential(*layers)
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """num_Ds PatchGANs; scale i sees the input average-pooled i times and has ndf / 2^i filters.
+    forward returns a list of patch maps, one per scale."""
+
+    def __init__(self, input_nc, ndf, netD, num_Ds, norm, impl):
+        super().__init__()
+        n_layers = 3 if netD.startswith("basic_256") else 2
+        multi = netD.endswith("_multi")
+        num = num_Ds if multi else 1
+        # The reference's single-scale D drops the conv bias before a BatchNorm; the multi one keeps it.
+        bias = multi or norm != "batch"
+        self.scales = nn.ModuleList(
+            patchgan(input_nc, int(round(ndf / 2 ** i)), n_layers, norm, impl, bias) for i in range(num))
+
+    def forward(self, x):
+        out = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            out.append(d(x))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders and initialisation
+# ----------------------------------------------------------------------------------------------
+def init_weights(net: nn.Module, init_type="xavier", gain=0.02) -> nn.Module:
+    """The reference's init: conv/linear weights by init_type, biases 0, BatchNorm weight N(1, gain)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, ZConcatConv2d)):
+            w = m.weight.data
+            if init_type == "normal":
+                nn.init.normal_(w, 0.0, gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(w, gain=gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(w, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(w, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias.data)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight.data, 1.0, gain)
+            nn.init.zeros_(m.bias.data)
+    return net
+
+
+def build_generator(cfg: ModelConfig) -> UnetGenerator:
+    return init_weights(UnetGenerator(cfg), cfg.init_type, cfg.init_gain)
+
+
+def build_encoder(cfg: ModelConfig) -> Encoder:
+    return init_weights(Encoder(cfg), cfg.init_type, cfg.init_gain)
+
+
+def build_discriminator(cfg: ModelConfig, netD: str | None = None) -> MultiscaleDiscriminator:
+    input_nc = cfg.output_nc + (cfg.input_nc if cfg.conditional_D else 0)
+    net = MultiscaleDiscriminator(input_nc, cfg.ndf, netD or cfg.netD, cfg.num_Ds, cfg.norm, cfg.impl)
+    return init_weights(net, cfg.init_type, cfg.init_gain)
