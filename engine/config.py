@@ -43,23 +43,23 @@ class ModelConfig:
     ndf: int = 64              # discriminator filters in the first layer
     netG: str = "unet_256"     # unet_256 | unet_128 | unet (depth from crop size)
     netE: str = "resnet_256"   # resnet_256 | resnet_128 | conv_256 | conv_128
-    netD: str = "basic_256_multi"
-    netD2: str = "basic_256_multi"
+    netD: str = "basic_256_multi"  # D of the encoded branch: basic_{256,128}[_multi]
+    netD2: str = "basic_256_multi"  # discriminator of the random-z branch (bicycle only)
     num_Ds: int = 2            # scales of the multi-scale PatchGAN
     where_add: str = "all"     # inject z at the input only, or at every encoder block
     norm: str = "instance"     # instance | batch | none
     nl: str = "relu"           # decoder non-linearity: relu | lrelu
     upsample: str = "basic"    # basic (ConvTranspose) | bilinear
-    use_dropout: bool = False
-    conditional_D: bool = False
-    use_same_D: bool = False
+    use_dropout: bool = False  # dropout 0.5 in the deep decoder levels of G
+    conditional_D: bool = False  # D sees cat(A, B) instead of B
+    use_same_D: bool = False  # one discriminator for both branches (D2 is D)
     init_type: str = "xavier"  # xavier | normal | kaiming | orthogonal
-    init_gain: float = 0.02
+    init_gain: float = 0.02  # scale of the initialisation
     crop_size: int = 256       # training image height (and width unless crop_width is set)
-    crop_width: Optional[int] = None
+    crop_width: Optional[int] = None  # training image width; None = square
     num_downs: Optional[int] = None  # U-Net depth; None = from netG (unet_256: 8, unet_128: 7) or size
     impl: str = "auto"         # kernels for every layer: auto | triton | ref
-    channels_last: bool = False
+    channels_last: bool = False  # channels_last memory format for all networks (GPU)
 
     def __post_init__(self):
         for name in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds", "crop_size"):
@@ -138,30 +138,30 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     variant: str = "bicycle"   # bicycle | cvae (cVAE-GAN) | clr (cLR-GAN) | cae (cAE-GAN) | pix2pix (+noise)
     gan_mode: str = "lsgan"    # lsgan (MSE) | vanilla (BCE with logits)
-    lambda_L1: float = 10.0
-    lambda_GAN: float = 1.0
-    lambda_GAN2: float = 1.0
-    lambda_z: float = 0.5
-    lambda_kl: float = 0.01
+    lambda_L1: float = 10.0  # weight of |G(A, E(B)) - B|
+    lambda_GAN: float = 1.0  # weight of the GAN loss of D (encoded branch)
+    lambda_GAN2: float = 1.0  # weight of the GAN loss of D2 (random-z branch)
+    lambda_z: float = 0.5  # weight of the latent regression |E(G(A, z)) - z|
+    lambda_kl: float = 0.01  # weight of the KL term (a sum over batch and nz)
     lambda_ms: float = 0.0     # mode-seeking loss (MSGAN); 0 = off, as in the reference
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    batch_size: int = 2
+    lr: float = 2e-4  # initial Adam learning rate of every network
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    batch_size: int = 2  # images per iteration (per rank); even for bicycle
     niter: int = 100           # epochs at the initial learning rate
     niter_decay: int = 100     # epochs of linear decay to zero
     max_steps: Optional[int] = None  # stop after this many iterations (None: niter + niter_decay epochs)
     amp: str = "off"           # off | bf16 | fp16
-    seed: int = 0
+    seed: int = 0  # seeds weights, data order, z draws and the demo data
     dataroot: Optional[str] = None   # None: the built-in demo data
-    load_size: int = 286
-    preprocess: str = "resize_and_crop"
-    direction: str = "AtoB"
-    no_flip: bool = False
-    num_workers: int = 2
+    load_size: int = 286  # images are resized to this before cropping
+    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+    direction: str = "AtoB"  # AtoB | BtoA (swap the halves of each image)
+    no_flip: bool = False  # no random horizontal flips
+    num_workers: int = 2  # data loading worker processes (CPU loader)
     backend: str = "auto"      # data loader: auto | dali | torch
     device: str = "auto"       # auto | cpu | cuda | cuda:N
-    out: str = "runs/bicyclegan"
+    out: str = "runs/bicyclegan"  # run folder: config, log, samples, checkpoints
     log_every: int = 50        # iterations between loss logs (the only host syncs)
     sample_every: int = 500    # iterations between sample grids
     save_every: int = 1000     # iterations between checkpoints

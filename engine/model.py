@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.func import functional_call
 
 from .config import TrainConfig
@@ -81,6 +83,20 @@ class BicycleGAN(nn.Module):
     def _rand_D(self):
         """The discriminator of the random-z branch: D2 in bicycle (D with use_same_D), else D."""
         return self.D2 if self.D2 is not None else self.D
+
+    def _average_grads(self, names) -> None:
+        """Data parallelism under torchrun: average the gradients of these networks over ranks
+        (one flat all-reduce per phase; a no-op in a single process)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        grads = [p.grad for n in names for p in self.networks()[n].parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            g.copy_(avg)
 
     def z_random(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.nz, device=self.device)
@@ -178,6 +194,7 @@ class BicycleGAN(nn.Module):
         for n in gen_nets:
             opts[n].zero_grad(set_to_none=True)
         scaler.scale(sum(LG.values())).backward()
+        self._average_grads(gen_nets)
         for n in ("E", "G"):  # the reference steps E, then G
             if n in opts:
                 scaler.step(opts[n])
@@ -189,6 +206,7 @@ class BicycleGAN(nn.Module):
             for n in dis_nets:
                 opts[n].zero_grad(set_to_none=True)
             scaler.scale(sum(LD.values())).backward()
+            self._average_grads(dis_nets)
             for n in dis_nets:
                 scaler.step(opts[n])
         scaler.update()

@@ -4,11 +4,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
 from bicyclegan.engine.losses import gan_loss, kl_loss
-from bicyclegan.engine.networks import (UnetBlock, build_discriminator, build_encoder,
-                                        build_generator)
+from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator
 
 SMALL = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
              netD="basic_128_multi", netD2="basic_128_multi", impl="ref")

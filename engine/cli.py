@@ -1,0 +1,181 @@
+"""The `bicyclegan` command. Train options are generated from the config dataclasses, so --help
+always lists every field with its default and the comment written beside it in config.py."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import sys
+import typing
+
+from .config import ConfigError, ModelConfig, TrainConfig
+
+# What the built-in demo trains with unless a flag says otherwise: small networks for 32 px images
+# (a few minutes on a 2-core CPU). "reference" keeps the reference's defaults (256 px, 55M-param G).
+PRESETS = {
+    "demo": {
+        "model": dict(netG="unet", crop_size=32, ngf=32, nef=32, ndf=32, netE="resnet_128",
+                      netD="basic_128_multi", netD2="basic_128_multi"),
+        "train": dict(batch_size=8, load_size=32, preprocess="none", no_flip=True, niter=15,
+                      niter_decay=15, log_every=25, sample_every=250, save_every=250,
+                      num_workers=1),
+    },
+    "reference": {"model": {}, "train": {}},
+}
+
+
+def _field_help(cls) -> dict[str, str]:
+    """The `# comment` written after each field in the dataclass source."""
+    src = inspect.getsource(cls)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^#\n]*#(.*)$", src, re.M)}
+
+
+def _add_fields(parser, cls):
+    """One flag per dataclass field; Optional fields accept 'none'; bools get --x/--no-x."""
+    hints = typing.get_type_hints(cls)
+    helps = _field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "model":
+            continue
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_txt = f"{helps.get(f.name, '')} (default: {default})"
+        if tp is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
+                                help=help_txt)
+            continue
+        args = typing.get_args(tp)
+        base = next((a for a in args if a is not type(None)), tp) if args else tp
+
+        def conv(text, base=base, optional=type(None) in args, name=f.name):
+            if optional and text.lower() == "none":
+                return None
+            try:
+                return base(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"--{name} expects {base.__name__}, got {text!r}")
+        parser.add_argument(f"--{f.name}", type=conv, default=None, metavar=base.__name__.upper(),
+                            help=help_txt)
+
+
+def build_train_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a model (no --dataroot: the built-in demo data)",
+                       description="Train BicycleGAN or one of the paper's variants. Without "
+                       "--dataroot it trains on the built-in demo data with the 'demo' preset.")
+    p.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
+                   help="defaults to start from; auto (default) = demo without --dataroot, reference with it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
+    _add_fields(p.add_argument_group("training options"), TrainConfig)
+    _add_fields(p.add_argument_group("model options"), ModelConfig)
+    return p
+
+
+def resolve_config(args) -> TrainConfig:
+    """Preset defaults, then every flag given on the command line."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    preset = args.preset if args.preset != "auto" else ("reference" if given.get("dataroot") else "demo")
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    model_kw = {**PRESETS[preset]["model"], **{k: v for k, v in given.items() if k in model_fields}}
+    train_kw = {**PRESETS[preset]["train"], **{k: v for k, v in given.items() if k in train_fields}}
+    if preset == "demo" and "crop_size" in model_kw and "load_size" not in given:
+        train_kw["load_size"] = max(model_kw["crop_size"], model_kw.get("crop_width") or 0)
+    return TrainConfig(model=ModelConfig(**model_kw), **train_kw)
+
+
+def cmd_train(args) -> int:
+    cfg = resolve_config(args)
+    if args.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    from .trainer import Trainer
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    run = trainer.train()
+    if trainer.main:
+        print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}")
+        if trainer.is_demo and not args.no_eval:
+            from .evaluate import evaluate_demo, format_table
+            result = evaluate_demo(trainer.model, trainer.data_root, cfg)
+            (run / "eval.json").write_text(json.dumps(result, indent=2))
+            print(format_table(result))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .sample_cli import run_sample
+    return run_sample(args)
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluate
+    return run_evaluate(args)
+
+
+def cmd_make_demo(args) -> int:
+    from bicyclegan.pipelines import make_demo_dataset
+    size = (args.size, args.width or args.size)
+    root = make_demo_dataset(args.out, size=size, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
+    print(f"demo data written to {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build_train_parser(sub).set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery")
+    p.add_argument("checkpoint", help="a checkpoint written by train (…/checkpoints/latest.pt)")
+    p.add_argument("--dataroot", help="dataset folder (default: the demo data the run trained on)")
+    p.add_argument("--phase", default="test")
+    p.add_argument("--out", help="results folder (default: <run>/results/<phase>)")
+    p.add_argument("--n_samples", type=int, default=5, help="random-z outputs per input")
+    p.add_argument("--num", type=int, default=50, help="at most this many inputs")
+    p.add_argument("--sync", action="store_true", help="use the same z list for every input")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="mode coverage and validity on demo data; diversity on any data")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataroot", help="dataset folder (default: the demo data the run trained on)")
+    p.add_argument("--phase", default="test")
+    p.add_argument("--n_samples", type=int, default=10, help="random z per input")
+    p.add_argument("--num", type=int, default=100, help="at most this many inputs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="also write the results to this file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
+    p.add_argument("out")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n_train", type=int, default=2000)
+    p.add_argument("--n_test", type=int, default=100)
+    p.set_defaults(func=cmd_make_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+        name = type(e).__name__
+        print(f"bicyclegan {args.command}: {name}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the latest checkpoint is intact (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
