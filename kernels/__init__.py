@@ -3,11 +3,12 @@
 Usable alone by other GAN code: imports nothing from bicyclegan.engine or bicyclegan.pipelines.
 """
 from ._impl import resolve_impl, triton_available
+from .fuse import fuse_norm_act
 from .norm_act import InstanceNormAct2d, instance_norm_act, instance_norm_act_ref
-from .zinject import ZConcatConv2d, tile_z, z_concat_act, z_concat_act_ref
+from .zinject import ZConcatConv2d, tile_z, z_concat_act, z_concat_act_ref, z_concat_conv, z_concat_conv_ref
 
 __all__ = [
-    "InstanceNormAct2d", "instance_norm_act", "instance_norm_act_ref",
-    "ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref",
+    "InstanceNormAct2d", "fuse_norm_act", "instance_norm_act", "instance_norm_act_ref",
+    "ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref", "z_concat_conv", "z_concat_conv_ref",
     "resolve_impl", "triton_available",
 ]

@@ -1,7 +1,8 @@
 """Fused InstanceNorm + activation: functional op, autograd Function and drop-in module.
 
 The pure-PyTorch reference lives here too: it is the CPU path, the test oracle and the benchmark
-baseline. (The Triton kernels are added beside it.)
+baseline. The Triton kernels and their autograd Function are in norm_act_triton.py (imported only
+when the Triton path runs); fuse.py swaps InstanceNorm2d + ReLU/LeakyReLU pairs for this layer.
 """
 import torch
 import torch.nn as nn
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from ._impl import resolve_impl
 
 ACTS = ("none", "relu", "leaky_relu")
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _check(x, act, weight, bias):
@@ -23,9 +25,15 @@ def _check(x, act, weight, bias):
     if act not in ACTS:
         raise ValueError(f"instance_norm_act: act must be one of {ACTS}, got {act!r}")
     for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and (t.dim() != 1 or t.shape[0] != x.shape[1]):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[1]:
             raise ValueError(f"instance_norm_act: {name} must have shape ({x.shape[1]},) to match x's "
-                             f"channels, got {tuple(t.shape)}")
+                             f"channels, got {tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"instance_norm_act: {name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"instance_norm_act: {name} is on {t.device} but x is on {x.device}")
 
 
 def apply_act(y, act, slope, inplace=False):
@@ -38,15 +46,28 @@ def apply_act(y, act, slope, inplace=False):
 
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
-    y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
+    # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
+    y = torch.instance_norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
     # instance_norm's output is a fresh tensor, so the activation may overwrite it.
     return apply_act(y, act, slope, inplace=True)
 
 
 def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto"):
-    """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu."""
+    """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu.
+
+    The Triton path keeps statistics in fp32 whatever x's dtype, returns y in x's memory format
+    (NCHW or channels_last) and supports first-order gradients only. With no weight/bias and
+    LeakyReLU(slope > 0) it saves y rather than x for backward, so modifying y in place before
+    backward raises autograd's usual in-place error.
+    """
     _check(x, act, weight, bias)
+    if x.dtype == torch.float64 and impl == "auto":
+        return instance_norm_act_ref(x, act, slope, eps, weight, bias)  # the kernels compute in fp32
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
+        if x.dtype not in TRITON_DTYPES:
+            raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
+                            f"(use impl='ref' or 'auto')")
         from .norm_act_triton import instance_norm_act_triton
         return instance_norm_act_triton(x, act, slope, eps, weight, bias)
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)

@@ -3,7 +3,7 @@
 `z_concat_act` is the activation + tile + concatenate step; `ZConcatConv2d` is the whole
 "concatenate z, activate, convolve" layer with one conv weight over the x and z channels (the
 reference's layout, so state_dicts match nn.Conv2d(in_channels + nz, ...)).
-The pure-PyTorch references live here; the Triton paths are added beside them.
+The pure-PyTorch references live here; the Triton paths are in zinject_triton.py.
 """
 import torch
 import torch.nn as nn
@@ -13,15 +13,22 @@ from ._impl import resolve_impl
 from .norm_act import apply_act
 
 ACTS = ("none", "relu", "leaky_relu")
+MODES = ("concat_free", "fused_concat")
 
 
 def _check(x, z):
     if x.dim() != 4:
         raise ValueError(f"z injection: x must be N x C x H x W, got shape {tuple(x.shape)}")
-    if z.dim() != 2 or z.shape[0] != x.shape[0]:
+    if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != x.shape[0]:
         raise ValueError(f"z injection: z must be N x nz with the batch of x; got x {tuple(x.shape)} "
-                         f"and z {tuple(z.shape)}")
-    if z.dtype != x.dtype:
+                         f"and z {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+    if z.device != x.device:
+        raise ValueError(f"z injection: z is on {z.device} but x on {x.device} "
+                         f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
+    # Under autocast mixed float dtypes are normal (x from a bf16 layer, z fp32), as for torch.cat.
+    same = z.dtype == x.dtype or (z.is_floating_point() and x.is_floating_point()
+                                  and torch.is_autocast_enabled(x.device.type))
+    if not same:
         raise TypeError(f"z injection: z dtype {z.dtype} differs from x dtype {x.dtype} "
                         f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
 
@@ -36,29 +43,64 @@ def z_concat_act_ref(x, z, act="leaky_relu", slope=0.2):
 
 
 def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
-    """act(cat(x, z tiled over x's H x W)) along channels."""
+    """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass, in x's memory format)."""
     _check(x, z)
+    if act not in ACTS:
+        raise ValueError(f"z_concat_act: act must be one of {ACTS}, got {act!r}")
     if resolve_impl(impl, x, "z_concat_act") == "triton":
         from .zinject_triton import z_concat_act_triton
         return z_concat_act_triton(x, z, act, slope)
     return z_concat_act_ref(x, z, act, slope)
 
 
+def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2):
+    """conv2d(act(cat(x, tile z))): the reference, which materialises the concatenation."""
+    return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
+
+
+def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,
+                  impl="auto", mode="concat_free"):
+    """conv2d(act(cat(x, tile z)), weight, bias), weight over the x channels then the z channels.
+
+    With Triton, mode "concat_free" never builds the concatenation (conv over x's channels plus a
+    z term computed from the weight's z slice); "fused_concat" builds it in one fused pass.
+    """
+    _check(x, z)
+    if act not in ACTS:
+        raise ValueError(f"z_concat_conv: act must be one of {ACTS}, got {act!r}")
+    if mode not in MODES:
+        raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1] + z.shape[1]:
+        raise ValueError(f"z_concat_conv: weight {tuple(weight.shape)} must have in + nz input channels "
+                         f"for x {tuple(x.shape)} and z {tuple(z.shape)}")
+    if resolve_impl(impl, x, "z_concat_conv") == "ref":
+        return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
+    from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
+    if mode == "fused_concat":
+        # Written straight in the conv's autocast dtype, as the conv would cast it anyway.
+        y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x))
+        return F.conv2d(y, weight, bias, stride, padding)
+    return z_concat_conv_triton(x, z, weight, bias, stride, padding, act, slope)
+
+
 class ZConcatConv2d(nn.Module):
     """conv(act(cat(x, tile(z)))) with weight laid out as nn.Conv2d(in_channels + nz, out_channels).
 
     act is applied to the concatenation (the reference's LeakyReLU-before-conv); "none" for the
-    U-Net's outermost block. nz=0 makes it a plain act + conv.
+    U-Net's outermost block. nz=0 makes it a plain act + conv. `mode` picks the Triton path
+    (see z_concat_conv); it is a plain attribute, so a built network can be switched in place.
     """
 
     def __init__(self, in_channels, nz, out_channels, kernel_size=4, stride=2, padding=1,
-                 act="leaky_relu", slope=0.2, bias=True, impl="auto"):
+                 act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free"):
         super().__init__()
         if act not in ACTS:
             raise ValueError(f"ZConcatConv2d: act must be one of {ACTS}, got {act!r}")
+        if mode not in MODES:
+            raise ValueError(f"ZConcatConv2d: mode must be one of {MODES}, got {mode!r}")
         self.in_channels, self.nz, self.out_channels = in_channels, nz, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.act, self.slope, self.impl = act, slope, impl
+        self.act, self.slope, self.impl, self.mode = act, slope, impl, mode
         conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, bias=bias)
         self.weight, self.bias = conv.weight, conv.bias
 
@@ -71,14 +113,10 @@ class ZConcatConv2d(nn.Module):
         if z is None or z.dim() != 2 or z.shape[1] != self.nz:
             raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}), got "
                              f"{None if z is None else tuple(z.shape)} (x {tuple(x.shape)})")
-        _check(x, z)
-        if resolve_impl(self.impl, x, "ZConcatConv2d") == "triton":
-            from .zinject_triton import z_concat_conv_triton
-            return z_concat_conv_triton(x, z, self.weight, self.bias, self.stride, self.padding,
-                                        self.act, self.slope)
-        return F.conv2d(z_concat_act_ref(x, z, self.act, self.slope), self.weight, self.bias,
-                        self.stride, self.padding)
+        return z_concat_conv(x, z, self.weight, self.bias, self.stride, self.padding, self.act,
+                             self.slope, self.impl, self.mode)
 
     def extra_repr(self):
         return (f"{self.in_channels}+z{self.nz} -> {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, act={self.act}, impl={self.impl}")
+                f"stride={self.stride}, padding={self.padding}, act={self.act}, impl={self.impl}, "
+                f"mode={self.mode}")

@@ -2,3 +2,15 @@
 
 Imports nothing from bicyclegan.engine or bicyclegan.kernels.
 """
+from .demo import classify_palette, classify_palettes, make_demo_dataset, palette_coverage
+from .errors import DatasetError
+from .loader import make_loader
+
+__all__ = [
+    "DatasetError",
+    "classify_palette",
+    "classify_palettes",
+    "make_demo_dataset",
+    "make_loader",
+    "palette_coverage",
+]

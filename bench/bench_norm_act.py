@@ -1,0 +1,209 @@
+"""InstanceNorm + LeakyReLU(0.2) on the GPU at the norm shapes of the 256 px BicycleGAN networks:
+ours (InstanceNormAct2d, Triton) vs eager nn.InstanceNorm2d + nn.LeakyReLU vs torch.compile of
+that pair; forward (no grad) and forward + backward (dx); bf16 and fp32; NCHW and channels_last;
+batch 2 and 16. Also measures x.clone() on the same tensor, so each result carries its effective
+bandwidth as a percentage of the device's copy bandwidth.
+
+Timing: CUDA events around INNER back-to-back calls (per-call time = elapsed / INNER), after warm-up
+(which includes Triton's and torch.compile's compilation); the median over rounds is the number
+to quote (extra_info["median_ms"]). pytest-benchmark's own statistics time the same synchronised
+rounds on the host clock. Effective bytes: forward reads x and writes y (2 tensors); forward +
+backward adds reading dy and the saved tensor and writing dx (5 tensors in all).
+
+Skips without CUDA. Runs:
+  pytest bench/bench_norm_act.py --benchmark-json=$OUT/norm_act.json   (add -k "not compile" to skip
+      torch.compile, which is most of the run time: every case compiles afresh)
+  BENCH_OUT=summary.json python bench/bench_norm_act.py                 (no pytest-benchmark needed)
+With BENCH_OUT set, the pytest run also writes the same JSON summary there. BENCH_ROUNDS,
+BENCH_WARMUP and BENCH_INNER override the round counts; BENCH_NORM_ACT_QUICK=1 keeps two shapes.
+"""
+import functools
+import itertools
+import json
+import os
+import statistics
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
+INNER = int(os.environ.get("BENCH_INNER", "10"))
+QUICK = os.environ.get("BENCH_NORM_ACT_QUICK", "0") == "1"
+
+# (C, H, W) after the normalised convs: G's U-Net encoder/decoder levels (64 @ 128^2 is the
+# decoder's last normed level, 512 @ 2^2 its innermost), E's first residual block, D's layers.
+SHAPES = [(64, 128, 128), (128, 64, 64), (256, 32, 32), (512, 16, 16), (512, 4, 4)]
+if QUICK:
+    SHAPES = [(64, 128, 128), (512, 16, 16)]
+BATCHES = [2, 16]
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+MODES = {"fwd": 2, "fwd_bwd": 5}  # mode -> activation-sized tensors read or written
+VARIANTS = ["ours", "eager", "compile"]
+SLOPE = 0.2
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+RESULTS = []
+
+
+@functools.lru_cache(maxsize=None)
+def _env():
+    import triton
+    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "triton": triton.__version__, "rounds": ROUNDS, "warmup": WARMUP, "inner": INNER}
+
+
+def _timer(step):
+    """A round: INNER calls of step between two CUDA events; appends ms per call to `times`."""
+    times = []
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def run():
+        start.record()
+        for _ in range(INNER):
+            step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / INNER)
+    return run, times
+
+
+def _measure(step, benchmark=None):
+    run, times = _timer(step)
+    for _ in range(WARMUP):
+        run()
+    times.clear()
+    if benchmark is None:
+        for _ in range(ROUNDS):
+            run()
+    else:
+        benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    return statistics.median(times), min(times)
+
+
+def _input(batch, shape, dtype, fmt):
+    return torch.randn(batch, *shape, device="cuda").to(dtype).contiguous(memory_format=FORMATS[fmt])
+
+
+@functools.lru_cache(maxsize=None)
+def _copy_gbps(batch, shape, dtype, fmt):
+    x = _input(batch, shape, DTYPES[dtype], fmt)
+    median_ms, _ = _measure(lambda: x.clone(memory_format=torch.preserve_format))
+    return 2 * x.numel() * x.element_size() / median_ms / 1e6
+
+
+def _layer(variant, channels, dtype):
+    if variant == "ours":
+        from bicyclegan.kernels import InstanceNormAct2d
+        return InstanceNormAct2d(channels, act="leaky_relu", slope=SLOPE, impl="triton").cuda()
+    layer = nn.Sequential(nn.InstanceNorm2d(channels), nn.LeakyReLU(SLOPE, inplace=True)).cuda()
+    if variant == "compile":
+        torch._dynamo.reset()  # a fresh, static-shape compile for every case
+        layer = torch.compile(layer, dynamic=False)
+    return layer
+
+
+def _step(layer, x, mode):
+    if mode == "fwd":
+        def step():
+            with torch.no_grad():
+                layer(x)
+        return step
+    x = x.detach().requires_grad_()
+    dy = torch.randn_like(x)
+
+    def step():
+        torch.autograd.grad(layer(x), x, dy)
+    return step
+
+
+def _tiling(x):
+    try:
+        from bicyclegan.kernels.norm_act_triton import _config, _layout
+        x, fmt, _ = _layout(x)
+        cfg = _config(x, fmt == torch.channels_last)
+        return {k: cfg[k] for k in ("BLOCK_C", "BLOCK_HW", "split", "num_warps", "single")}
+    except Exception as e:  # informational only
+        return {"error": repr(e)}
+
+
+def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
+    """Time one case; returns (and records) its summary row."""
+    torch.manual_seed(0)
+    x = _input(batch, shape, DTYPES[dtype], fmt)
+    layer = _layer(variant, shape[0], dtype)
+    median_ms, min_ms = _measure(_step(layer, x, mode), benchmark)
+    nbytes = MODES[mode] * x.numel() * x.element_size()
+    gbps = nbytes / median_ms / 1e6
+    copy = _copy_gbps(batch, shape, dtype, fmt)
+    row = dict(_env(), variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype, memory_format=fmt,
+               act="leaky_relu", slope=SLOPE, affine=False, median_ms=median_ms, min_ms=min_ms,
+               effective_bytes=nbytes, gbps=gbps, copy_gbps=copy, pct_of_copy=100.0 * gbps / copy)
+    if variant == "ours":
+        row["tiling"] = _tiling(x)
+    RESULTS.append(row)
+    return row
+
+
+def _write_summary(path):
+    with open(path, "w") as f:
+        json.dump({"env": _env() if torch.cuda.is_available() else {}, "results": RESULTS}, f, indent=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary():
+    yield
+    if os.environ.get("BENCH_OUT") and RESULTS:
+        _write_summary(os.environ["BENCH_OUT"])
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    yield
+    torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_norm_act(benchmark, variant, mode, shape, batch, dtype, fmt):
+    try:
+        row = run_case(variant, mode, shape, batch, dtype, fmt, benchmark)
+    except Exception as e:
+        if variant != "compile":
+            raise
+        pytest.skip(f"torch.compile baseline unavailable here: {e!r}"[:500])
+    benchmark.extra_info.update(row)
+
+
+def main():
+    out = os.environ.get("BENCH_OUT")
+    if not torch.cuda.is_available():
+        print("bench_norm_act: no CUDA device; nothing measured")
+        if out:
+            _write_summary(out)
+        return 0
+    for variant, mode, shape, batch, dtype, fmt in itertools.product(
+            VARIANTS, MODES, SHAPES, BATCHES, DTYPES, FORMATS):
+        try:
+            row = run_case(variant, mode, shape, batch, dtype, fmt)
+            print(f"{variant:8s} {mode:8s} {str(row['shape']):22s} {dtype:5s} {fmt:14s} "
+                  f"{row['median_ms'] * 1e3:9.1f} us {row['gbps']:8.1f} GB/s {row['pct_of_copy']:6.1f}% of copy")
+        except Exception as e:
+            RESULTS.append({"variant": variant, "mode": mode, "shape": [batch, *shape], "dtype": dtype,
+                            "memory_format": fmt, "error": repr(e)[:500]})
+            print(f"{variant} {mode} {[batch, *shape]} {dtype} {fmt}: FAILED {e!r}", file=sys.stderr)
+        torch.cuda.empty_cache()
+    if out:
+        _write_summary(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

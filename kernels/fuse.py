@@ -1,0 +1,46 @@
+"""fuse_norm_act: swap nn.InstanceNorm2d + nn.ReLU/nn.LeakyReLU pairs for one InstanceNormAct2d.
+
+Works on any model built from nn.Sequential blocks (pix2pix / BicycleGAN style): the pair must be
+adjacent in the same nn.Sequential. The norm's slot takes the fused layer and the activation's slot
+becomes nn.Identity, so indices and state_dict keys do not move.
+"""
+import torch.nn as nn
+
+from .norm_act import InstanceNormAct2d
+
+
+def _fused(norm, act, impl):
+    if isinstance(act, nn.LeakyReLU):
+        kind, slope = "leaky_relu", float(act.negative_slope)
+    else:
+        kind, slope = "relu", 0.0
+    fused = InstanceNormAct2d(norm.num_features, eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
+                              act=kind, slope=slope, impl=impl)
+    if norm.affine:
+        # The same Parameter objects, so optimisers built before fusing keep updating them.
+        fused.weight, fused.bias = norm.weight, norm.bias
+    fused.train(norm.training)
+    return fused
+
+
+def _fusable(norm, act):
+    return (type(norm) is nn.InstanceNorm2d and not norm.track_running_stats
+            and type(act) in (nn.ReLU, nn.LeakyReLU))
+
+
+def fuse_norm_act(module, impl="auto"):
+    """Fuse every nn.InstanceNorm2d directly followed by nn.ReLU or nn.LeakyReLU inside an
+    nn.Sequential of `module` (module itself included) into one InstanceNormAct2d.
+
+    Modifies `module` in place and returns it. Outputs and gradients are those of the original.
+    InstanceNorm2d with track_running_stats=True is left alone. The fused layer takes 4-D input
+    only (nn.InstanceNorm2d also accepts unbatched C x H x W).
+    """
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            norm, act = seq._modules[first], seq._modules[second]
+            if _fusable(norm, act):
+                seq._modules[first] = _fused(norm, act, impl)
+                seq._modules[second] = nn.Identity()
+    return module

@@ -1,0 +1,525 @@
+"""Triton paths for z injection: the fused act+tile+concatenate op and the concatenation-free conv.
+
+Fused concat: one pass writes act(x) and act(z) tiled over H x W into the conv's input buffer (in
+x's memory format); its backward is one pass over the gradient giving dx and the per-block partial
+sums of the z channels, which a small reduction turns into dz.
+
+Concatenation-free: because tile(z) is constant over the plane,
+    conv(act(cat(x, tile z)), W) = conv(act(x), W[:, :C]) + z_term,
+    z_term[n, o, i, j] = sum_{kh, kw valid at (i, j)} Q[n, o, kh, kw],
+    Q[n, o, kh, kw]    = sum_c act(z[n, c]) * W[o, C + c, kh, kw],
+where tap (kh, kw) is valid at output (i, j) when it lands inside the image (not in the zero
+padding). Validity is separable, row(i, kh) * col(j, kw), which the two plane kernels exploit:
+the forward adds z_term (and the bias, in fp32) to the conv output in place; the backward reduces
+grad_out in one pass into dQ[n, o, kh, kw] = sum of grad_out over the outputs where tap (kh, kw)
+is valid, plus the plain sum for the bias. Two small kernels do the rest of the z side: Q from z and
+the weight, and from dQ: dW_z[o, c] = sum_n act(z[n, c]) dQ[n, o], dz[n, c] = act'(z[n, c]) *
+sum_o <W_z[o, c], dQ[n, o]>, and dbias. The x side is cuDNN's conv on act(x) with W[:, :C]. No
+tensor of the concatenated size is ever allocated.
+"""
+import functools
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+_ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
+
+
+def _empty(*size, **kwargs):
+    # One allocation point, so tests can poison fresh outputs and prove every element is written.
+    return torch.empty(*size, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1a. kernels
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _up(v):
+    # Arithmetic type: fp32 for 16- and 32-bit floats, fp64 for fp64 (resolved at compile time).
+    if v.dtype != tl.float64:
+        v = v.to(tl.float32)
+    return v
+
+
+@triton.jit
+def _act(v, slope, ACT: tl.constexpr):
+    if ACT == 1:
+        v = tl.where(v < 0, 0.0, v)
+    elif ACT == 2:
+        v = tl.where(v > 0, v, v * slope)
+    return v
+
+
+@triton.jit
+def _act_grad(g, v, slope, ACT: tl.constexpr):
+    # g * act'(v), with torch's convention at 0 (relu: 0, leaky_relu: slope).
+    if ACT == 1:
+        g = tl.where(v > 0, g, 0.0)
+    elif ACT == 2:
+        g = tl.where(v > 0, g, g * slope)
+    return g
+
+
+@triton.jit
+def _zcat_fwd_kernel(x_ptr, z_ptr, y_ptr, C, CT, HW,
+                     sxn, sxc, sxp, szn, szc, syn, syc, syp, slope,
+                     ACT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    # Tile [BLOCK_P positions, BLOCK_C channels] of y = act(cat(x, tile z)); p is h * W + w.
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    n = tl.program_id(2).to(tl.int64)
+    pm = p < HW
+    is_x = c < C
+    xv = _up(tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc,
+                     mask=pm[:, None] & is_x[None, :], other=0.0))
+    zv = _up(tl.load(z_ptr + n * szn + (c - C) * szc, mask=(c >= C) & (c < CT), other=0.0))
+    v = _act(tl.where(is_x[None, :], xv, zv[None, :]), slope, ACT)
+    tl.store(y_ptr + n * syn + p[:, None] * syp + c[None, :] * syc, v.to(y_ptr.dtype.element_ty),
+             mask=pm[:, None] & (c < CT)[None, :])
+
+
+@triton.jit
+def _zcat_bwd_kernel(g_ptr, x_ptr, z_ptr, dx_ptr, part_ptr, C, CT, NZ, HW,
+                     sgn, sgc, sgp, sxn, sxc, sxp, szn, szc, slope,
+                     ACT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    # dx for the x channels of the tile; for its z channels, the sum over the tile's positions
+    # (times act'(z)) goes to part[n, block of positions, c - C].
+    pb = tl.program_id(0)
+    cb = tl.program_id(1)
+    n = tl.program_id(2).to(tl.int64)
+    p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    pm = p < HW
+    g = tl.load(g_ptr + n * sgn + p[:, None] * sgp + c[None, :] * sgc,
+                mask=pm[:, None] & (c < CT)[None, :], other=0.0).to(part_ptr.dtype.element_ty)
+    xm = pm[:, None] & (c < C)[None, :]
+    x_off = n * sxn + p[:, None] * sxp + c[None, :] * sxc
+    xv = _up(tl.load(x_ptr + x_off, mask=xm, other=0.0))
+    tl.store(dx_ptr + x_off, _act_grad(g, xv, slope, ACT).to(dx_ptr.dtype.element_ty), mask=xm)
+    if (cb + 1) * BLOCK_C > C:
+        zm = (c >= C) & (c < CT)
+        zv = _up(tl.load(z_ptr + n * szn + (c - C) * szc, mask=zm, other=0.0))
+        s = _act_grad(tl.sum(g, axis=0), zv, slope, ACT)
+        tl.store(part_ptr + (n * tl.num_programs(0) + pb) * NZ + (c - C), s, mask=zm)
+
+
+@triton.jit
+def _act_cast_kernel(x_ptr, y_ptr, numel, slope, ACT: tl.constexpr, BLOCK: tl.constexpr):
+    off = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = off < numel
+    v = _up(tl.load(x_ptr + off, mask=m, other=0.0))
+    tl.store(y_ptr + off, _act(v, slope, ACT).to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _act_grad_kernel(g_ptr, x_ptr, dx_ptr, numel, slope, ACT: tl.constexpr, BLOCK: tl.constexpr):
+    off = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = off < numel
+    g = _up(tl.load(g_ptr + off, mask=m, other=0.0))
+    v = _up(tl.load(x_ptr + off, mask=m, other=0.0))
+    tl.store(dx_ptr + off, _act_grad(g, v, slope, ACT).to(dx_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _zterm_add_kernel(y_ptr, q_ptr, b_ptr, CO, OH, OW, H, W, ROWS,
+                      syn, syo, syh, syw,
+                      KH: tl.constexpr, KW: tl.constexpr, KHP: tl.constexpr, KWP: tl.constexpr,
+                      SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_O: tl.constexpr):
+    # y[n, o, i, j] += bias[o] + sum_kh row(i, kh) * sum_kw col(j, kw) * Q[n, o, kh, kw]
+    # for ROWS output rows i, one block of columns j and one block of channels o.
+    pid_r = tl.program_id(0)
+    n_rch = tl.cdiv(OH, ROWS)
+    n = pid_r // n_rch
+    i0 = (pid_r % n_rch) * ROWS
+    j = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
+    o = tl.program_id(2) * BLOCK_O + tl.arange(0, BLOCK_O)
+    kh = tl.arange(0, KHP)
+    kw = tl.arange(0, KWP)
+    om = o < CO
+    q3 = tl.load(q_ptr + (n * CO + o[None, None, :]) * (KH * KW) + kh[:, None, None] * KW + kw[None, :, None],
+                 mask=(kh < KH)[:, None, None] & (kw < KW)[None, :, None] & om[None, None, :], other=0.0)
+    iw = j[:, None] * SW - PW + kw[None, :]
+    col = ((iw >= 0) & (iw < W) & (kw < KW)[None, :]).to(q3.dtype)             # [BLOCK_J, KWP]
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + o, mask=om, other=0.0).to(q3.dtype)
+    else:
+        bias = tl.zeros([BLOCK_O], dtype=q3.dtype)
+    tile = y_ptr + n.to(tl.int64) * syn + j[:, None] * syw + o[None, :] * syo
+    for r in range(ROWS):
+        i = i0 + r
+        ih = i * SH - PH + kh
+        row = ((ih >= 0) & (ih < H) & (kh < KH)).to(q3.dtype)                 # [KHP]
+        qr = tl.sum(row[:, None, None] * q3, axis=0)                           # [KWP, BLOCK_O]
+        zt = tl.sum(col[:, :, None] * qr[None, :, :], axis=1) + bias[None, :]  # [BLOCK_J, BLOCK_O]
+        m = (j < tl.where(i < OH, OW, 0))[:, None] & om[None, :]  # rows past OH: nothing
+        yv = tl.load(tile + i * syh, mask=m, other=0.0).to(q3.dtype)
+        tl.store(tile + i * syh, (yv + zt).to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _zterm_grad_kernel(g_ptr, part_ptr, CO, OH, OW, H, W, ROWS,
+                       sgn, sgo, sgh, sgw,
+                       KH: tl.constexpr, KW: tl.constexpr, KHP: tl.constexpr, KWP: tl.constexpr,
+                       SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                       BLOCK_J: tl.constexpr, BLOCK_O: tl.constexpr):
+    # part[n, chunk, o, kh * KW + kw] = sum over the chunk's rows of row(i, kh) * col(j, kw) * g,
+    # part[n, chunk, o, KH * KW]      = plain sum of g over the chunk (for the bias).
+    pid_r = tl.program_id(0)
+    n_rch = tl.cdiv(OH, ROWS)
+    n = pid_r // n_rch
+    i0 = (pid_r % n_rch) * ROWS
+    o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    kh = tl.arange(0, KHP)
+    kw = tl.arange(0, KWP)
+    om = o < CO
+    ACC = part_ptr.dtype.element_ty
+    acc = tl.zeros([KHP, KWP, BLOCK_O], dtype=ACC)
+    tot = tl.zeros([BLOCK_O], dtype=ACC)
+    base = g_ptr + n.to(tl.int64) * sgn + o[None, :] * sgo
+    for r in range(ROWS):
+        i = i0 + r
+        u = tl.zeros([KWP, BLOCK_O], dtype=ACC)
+        for j0 in range(0, OW, BLOCK_J):
+            j = j0 + tl.arange(0, BLOCK_J)
+            m = (j < tl.where(i < OH, OW, 0))[:, None] & om[None, :]
+            g = tl.load(base + i * sgh + j[:, None] * sgw, mask=m, other=0.0).to(ACC)
+            iw = j[:, None] * SW - PW + kw[None, :]
+            col = ((iw >= 0) & (iw < W) & (kw < KW)[None, :]).to(ACC)          # [BLOCK_J, KWP]
+            u += tl.sum(col[:, :, None] * g[:, None, :], axis=0)
+            tot += tl.sum(g, axis=0)
+        ih = i * SH - PH + kh
+        row = ((ih >= 0) & (ih < H) & (kh < KH)).to(ACC)
+        acc += row[:, None, None] * u[None, :, :]
+    out = part_ptr + (pid_r * CO + o) * (KH * KW + 1)
+    tl.store(out[None, None, :] + kh[:, None, None] * KW + kw[None, :, None], acc,
+             mask=(kh < KH)[:, None, None] & (kw < KW)[None, :, None] & om[None, None, :])
+    tl.store(out + KH * KW, tot, mask=om)
+
+
+
+@triton.jit
+def _zq_kernel(z_ptr, w_ptr, q_ptr, C, NZ, CO, szn, szc, swo, swc, swh, sww, slope,
+               KH: tl.constexpr, KW: tl.constexpr, ACT: tl.constexpr, BLOCK: tl.constexpr):
+    # q[n, o, kh * KW + kw] = sum_c act(z[n, c]) * w[o, C + c, kh, kw]
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n = tl.program_id(1)
+    m = idx < CO * KH * KW
+    o = idx // (KH * KW)
+    t = idx % (KH * KW)
+    w_off = o * swo + (t // KW) * swh + (t % KW) * sww
+    acc = tl.zeros([BLOCK], dtype=q_ptr.dtype.element_ty)
+    for c in range(NZ):
+        a = _act(_up(tl.load(z_ptr + n * szn + c * szc)), slope, ACT)
+        acc += a * tl.load(w_ptr + w_off + (C + c) * swc, mask=m, other=0.0).to(acc.dtype)
+    tl.store(q_ptr + n * (CO * KH * KW) + idx, acc, mask=m)
+
+
+@triton.jit
+def _zfinal_kernel(r_ptr, z_ptr, w_ptr, dw_ptr, db_ptr, dzp_ptr, N, C, NZ, CO,
+                   szn, szc, swo, swc, swh, sww, sdo, sdc, sdh, sdw, slope,
+                   KH: tl.constexpr, KW: tl.constexpr, KKP: tl.constexpr, ACT: tl.constexpr,
+                   NEED_W: tl.constexpr, NEED_B: tl.constexpr, BLOCK_O: tl.constexpr):
+    # From r[n, o, t] (t < KH * KW: dQ, t = KH * KW: plain sum of grad_out), for z channel c:
+    #   dw[o, C + c, t]  = sum_n act(z[n, c]) * dQ[n, o, t]
+    #   dzp[ob, n, c]    = act'(z[n, c]) * sum over this block's o and all t of w[o, C + c, t] * dQ[n, o, t]
+    #   db[o]            = sum_n r[n, o, KH * KW]  (by the c == 0 programs)
+    ob = tl.program_id(0)
+    c = tl.program_id(1)
+    o = ob * BLOCK_O + tl.arange(0, BLOCK_O)
+    t = tl.arange(0, KKP)
+    om = o < CO
+    m2 = om[:, None] & (t < KH * KW)[None, :]
+    kh = t // KW
+    kw = t % KW
+    ACC = r_ptr.dtype.element_ty
+    w = tl.load(w_ptr + o[:, None] * swo + (C + c) * swc + kh[None, :] * swh + kw[None, :] * sww,
+                mask=m2, other=0.0).to(ACC)
+    dw = tl.zeros([BLOCK_O, KKP], dtype=ACC)
+    db = tl.zeros([BLOCK_O], dtype=ACC)
+    r_off = o[:, None] * (KH * KW + 1) + t[None, :]
+    for n in range(N):
+        rn = tl.load(r_ptr + n * (CO * (KH * KW + 1)) + r_off, mask=m2, other=0.0)
+        zv = _up(tl.load(z_ptr + n * szn + c * szc))
+        dw += _act(zv, slope, ACT) * rn
+        tl.store(dzp_ptr + (ob * N + n) * NZ + c, _act_grad(tl.sum(tl.sum(w * rn, axis=1), axis=0), zv, slope, ACT))
+        if NEED_B:
+            db += tl.load(r_ptr + n * (CO * (KH * KW + 1)) + o * (KH * KW + 1) + KH * KW, mask=om, other=0.0)
+    if NEED_W:
+        tl.store(dw_ptr + o[:, None] * sdo + (C + c) * sdc + kh[None, :] * sdh + kw[None, :] * sdw,
+                 dw.to(dw_ptr.dtype.element_ty), mask=m2)
+    if NEED_B:
+        tl.store(db_ptr + o, db.to(db_ptr.dtype.element_ty), mask=o < tl.where(c == 0, CO, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1b. launchers
+# ---------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _target_programs(device: torch.device) -> int:
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 1  # the interpreter runs programs one after another: the fewer the better
+
+
+def _acc_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _pow2(n, cap=None):
+    p = triton.next_power_of_2(max(1, n))
+    return max(2, p if cap is None else min(p, cap))
+
+
+def _tile(npos, nch, channels_fastest, budget):
+    """Block sizes (positions, channels) for a 2-D tile of about `budget` elements, widest along
+    the dimension that is contiguous in memory."""
+    if channels_fastest:
+        bc = _pow2(nch, min(128, budget // 2))
+        return _pow2(npos, budget // bc), bc
+    bp = _pow2(npos, min(1024, budget // 2))
+    return bp, _pow2(nch, min(128, budget // bp))
+
+
+def _memory_format(t):
+    if t.is_contiguous(memory_format=torch.channels_last) and (
+            not t.is_contiguous() or (t.stride(1) == 1 and t.shape[2] * t.shape[3] > 1)):
+        return torch.channels_last  # (C = 1 is contiguous both ways: its strides tell)
+    if t.is_contiguous():
+        return torch.contiguous_format
+    return torch.channels_last if t.stride(1) < t.stride(3) else torch.contiguous_format
+
+
+def _pos_stride(t):
+    # Stride of the flattened position p = h * W + w (t's h and w dims must flatten).
+    return t.stride(3) if t.shape[3] > 1 else t.stride(2)
+
+
+def _flat_hw(t):
+    return t.shape[2] == 1 or t.shape[3] == 1 or t.stride(2) == t.shape[3] * t.stride(3)
+
+
+def _zcat_forward(x, z, act, slope, out_dtype):
+    N, C, H, W = x.shape
+    CT = C + z.shape[1]
+    y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
+    bp, bc = _tile(H * W, CT, _memory_format(x) == torch.channels_last, 2048)
+    grid = (triton.cdiv(H * W, bp), triton.cdiv(CT, bc), N)
+    _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
+                           x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
+                           y.stride(0), y.stride(1), _pos_stride(y), slope,
+                           ACT=_ACT_CODES[act], BLOCK_P=bp, BLOCK_C=bc)
+    return y
+
+
+def _zcat_backward(gy, x, z, act, slope):
+    N, C, H, W = x.shape
+    nz = z.shape[1]
+    if not _flat_hw(gy):
+        gy = gy.contiguous(memory_format=_memory_format(x))
+    dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+    bp, bc = _tile(H * W, C + nz, _memory_format(gy) == torch.channels_last, 2048)
+    grid = (triton.cdiv(H * W, bp), triton.cdiv(C + nz, bc), N)
+    part = _empty((N, grid[0], nz), dtype=_acc_dtype(gy.dtype), device=x.device)
+    _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
+                           gy.stride(0), gy.stride(1), _pos_stride(gy),
+                           x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
+                           ACT=_ACT_CODES[act], BLOCK_P=bp, BLOCK_C=bc)
+    return dx, part.sum(1).to(z.dtype)
+
+
+_FLAT_BLOCK = 1024
+
+
+def _act_cast(x, act, slope, dtype):
+    """act(x) written in `dtype`, in x's memory format (x dense in that format)."""
+    if act == "none" and dtype == x.dtype:
+        return x
+    y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=_memory_format(x))
+    _act_cast_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
+                                                           ACT=_ACT_CODES[act], BLOCK=_FLAT_BLOCK)
+    return y
+
+
+def _act_backward(g, x, act, slope):
+    """g * act'(x) in x's dtype and memory format (x dense in that format)."""
+    if act == "none":
+        return g.to(x.dtype)
+    fmt = _memory_format(x)
+    g = g.contiguous(memory_format=fmt)
+    dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    _act_grad_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
+                                                           ACT=_ACT_CODES[act], BLOCK=_FLAT_BLOCK)
+    return dx
+
+
+def _geometry(kernel_size, stride, padding, H, W):
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    return dict(H=H, W=W, KH=KH, KW=KW, KHP=_pow2(KH), KWP=_pow2(KW), SH=SH, SW=SW, PH=PH, PW=PW)
+
+
+def _zterm_add(y, q, bias, geo):
+    """y += bias + z_term, in place; q is Q as an N x (CO * KH * KW) matrix in the arithmetic dtype."""
+    N, CO, OH, OW = y.shape
+    bj, bo = _tile(OW, CO, _memory_format(y) == torch.channels_last, max(64, 4096 // geo["KWP"]))
+    jb, ob = triton.cdiv(OW, bj), triton.cdiv(CO, bo)
+    rows = max(1, min(OH, N * OH * jb * ob // _target_programs(y.device)))
+    grid = (N * triton.cdiv(OH, rows), jb, ob)
+    _zterm_add_kernel[grid](y, q, q if bias is None else bias, CO, OH, OW, geo["H"], geo["W"], rows,
+                            y.stride(0), y.stride(1), y.stride(2), y.stride(3),
+                            **{k: v for k, v in geo.items() if k not in ("H", "W")},
+                            HAS_BIAS=bias is not None, BLOCK_J=bj, BLOCK_O=bo)
+
+
+def _zterm_grad(g, geo):
+    """(N, CO, KH * KW + 1), fp32 or fp64: dQ (masked tap sums of g) and, last, the plain sum of g."""
+    N, CO, OH, OW = g.shape
+    kk = geo["KH"] * geo["KW"]
+    bj, bo = _tile(OW, CO, _memory_format(g) == torch.channels_last, max(64, 4096 // geo["KWP"]))
+    ob = triton.cdiv(CO, bo)
+    chunks = max(1, min(OH, _target_programs(g.device) // (N * ob)))
+    rows = triton.cdiv(OH, chunks)
+    chunks = triton.cdiv(OH, rows)
+    part = _empty((N * chunks, CO, kk + 1), dtype=_acc_dtype(g.dtype), device=g.device)
+    _zterm_grad_kernel[(N * chunks, ob)](g, part, CO, OH, OW, geo["H"], geo["W"], rows,
+                                         g.stride(0), g.stride(1), g.stride(2), g.stride(3),
+                                         **{k: v for k, v in geo.items() if k not in ("H", "W")},
+                                         BLOCK_J=bj, BLOCK_O=bo)
+    part = part.view(N, chunks, CO, kk + 1)
+    return part[:, 0] if chunks == 1 else part.sum(1)
+
+
+def _zq(z, weight, C, act, slope, acc_dtype):
+    """Q as an N x (CO * KH * KW) matrix: act(z) times the z slice of the weight."""
+    N, nz = z.shape
+    CO, _, KH, KW = weight.shape
+    q = _empty((N, CO * KH * KW), dtype=acc_dtype, device=z.device)
+    block = _pow2(CO * KH * KW, 1024)
+    _zq_kernel[(triton.cdiv(CO * KH * KW, block), N)](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
+                                                       slope, KH=KH, KW=KW, ACT=_ACT_CODES[act], BLOCK=block)
+    return q
+
+
+def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
+    """(dz, dweight with gwx as its x part, dbias) from _zterm_grad's r; None where not needed."""
+    N, nz = z.shape
+    CO, C, KH, KW = weight.shape[0], weight.shape[1] - nz, weight.shape[2], weight.shape[3]
+    kkp = _pow2(KH * KW)
+    bo = _pow2(CO, max(2, 1024 // kkp))
+    ob = triton.cdiv(CO, bo)
+    dw = _empty(weight.shape, dtype=weight.dtype, device=z.device,
+                memory_format=_memory_format(weight)) if need_w else None  # the param's layout
+    db = _empty((CO,), dtype=b_dtype, device=z.device) if b_dtype is not None else None
+    dzp = _empty((ob, N, nz), dtype=r.dtype, device=z.device)
+    _zfinal_kernel[(ob, nz)](r, z, weight, r if dw is None else dw, r if db is None else db, dzp,
+                             N, C, nz, CO, *z.stride(), *weight.stride(), *(weight if dw is None else dw).stride(),
+                             slope, KH=KH, KW=KW, KKP=kkp, ACT=_ACT_CODES[act],
+                             NEED_W=need_w, NEED_B=db is not None, BLOCK_O=bo)
+    if need_w:
+        dw[:, :C].copy_(gwx)
+    return (dzp[0] if ob == 1 else dzp.sum(0)).to(z.dtype), dw, db
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. autograd Functions
+# ---------------------------------------------------------------------------------------------
+
+class _ZConcatAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, z, act, slope, out_dtype):
+        x = x.contiguous(memory_format=_memory_format(x))
+        ctx.save_for_backward(x, z)
+        ctx.act, ctx.slope = act, slope
+        return _zcat_forward(x, z, act, slope, out_dtype)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, z = ctx.saved_tensors
+        dx, dz = _zcat_backward(gy, x, z, ctx.act, ctx.slope)
+        return dx, dz, None, None, None
+
+
+class _ZConcatConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, z, weight, bias, stride, padding, act, slope, dtype):
+        with torch.autocast(x.device.type, enabled=False):
+            C = x.shape[1]
+            geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
+            fmt = _memory_format(x)
+            x = x.contiguous(memory_format=fmt)
+            ax = _act_cast(x, act, slope, dtype)
+            # the x slice of the weight, dense and in x's format (what cuDNN would copy it to anyway)
+            wx = weight[:, :C].to(dtype).contiguous(memory_format=fmt)
+            y = F.conv2d(ax, wx, None, stride, padding)
+            _zterm_add(y, _zq(z, weight, C, act, slope, _acc_dtype(dtype)), bias, geo)
+        ctx.save_for_backward(x, ax, wx, z, weight)
+        ctx.conf = (geo, stride, padding, act, slope, None if bias is None else bias.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, ax, wx, z, weight = ctx.saved_tensors
+        geo, stride, padding, act, slope, b_dtype = ctx.conf
+        need_x, need_z, need_w, need_b = ctx.needs_input_grad[:4]
+        dx = dz = dw = db = gwx = None
+        with torch.autocast(gy.device.type, enabled=False):
+            gy = gy.to(ax.dtype)
+            if need_x or need_w:
+                gax, gwx, _ = torch.ops.aten.convolution_backward(
+                    gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_w, False))
+                if need_x:
+                    dx = _act_backward(gax, x, act, slope)
+            if need_z or need_w or need_b:
+                dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_w,
+                                     b_dtype if need_b else None)
+        return dx, dz if need_z else None, dw, db, None, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. functional faces (argument checks live in zinject.py, which calls these)
+# ---------------------------------------------------------------------------------------------
+
+def _compute_dtype(x):
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev) and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return torch.get_autocast_dtype(dev)
+    return None
+
+
+def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
+    """act(cat(x, tile z)) in one Triton pass, in x's memory format; out_dtype defaults to the
+    promotion of x's and z's dtypes (what torch.cat gives)."""
+    if out_dtype is None:
+        out_dtype = torch.promote_types(x.dtype, z.dtype)
+    return _ZConcatAct.apply(x, z, act, float(slope), out_dtype)
+
+
+def _conv_args(weight, stride, padding):
+    def pair(v, name, least):
+        v = (v, v) if isinstance(v, int) else tuple(v)
+        if len(v) != 2 or not all(isinstance(e, int) and e >= least for e in v):
+            raise ValueError(f"z_concat_conv: {name} must be an int >= {least} or a pair of them, got {v!r}")
+        return v
+    if weight.dim() != 4:
+        raise ValueError(f"z_concat_conv: weight must be out x (in + nz) x kh x kw, got {tuple(weight.shape)}")
+    return pair(stride, "stride", 1), pair(padding, "padding", 0)
+
+
+def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_relu", slope=0.2):
+    """conv2d(act(cat(x, tile z)), weight, bias, stride, padding) without the concatenation.
+
+    Any kernel size, stride and zero padding (dilation 1, groups 1). Under autocast the conv runs
+    in the autocast dtype (as F.conv2d would) and the z term and bias are added in fp32.
+    """
+    stride, padding = _conv_args(weight, stride, padding)
+    dtype = _compute_dtype(x)
+    if dtype is None:
+        if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+            raise TypeError(f"z_concat_conv: x {tuple(x.shape)} is {x.dtype} but weight {tuple(weight.shape)} "
+                            f"is {weight.dtype}{'' if bias is None else f' and bias {bias.dtype}'}")
+        dtype = x.dtype
+    return _ZConcatConv.apply(x, z, weight, bias, stride, padding, act, float(slope), dtype)

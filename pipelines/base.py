@@ -1,0 +1,70 @@
+"""What both loaders share: the samples, epoch bookkeeping, this rank's share of each epoch."""
+import logging
+
+import torch
+
+from . import sharding
+from .errors import DatasetError
+
+log = logging.getLogger("bicyclegan.pipelines")
+
+
+class PairedLoader:
+    """An iterable of batches {"A", "B", "paths"} ("B" absent for the single layout), with len.
+
+    Epochs: each pass over the loader is one epoch, numbered from 0; set_epoch(e) makes the next
+    pass epoch e. An epoch's order, crops and flips are a function of (seed, epoch, rank,
+    world_size) only, so a resumed run sees the same data as an uninterrupted one.
+    """
+
+    backend = None
+
+    def __init__(self, index, spec, *, batch_size, rank, world_size, seed, shuffle, drop_last,
+                 device, skip_bad):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.layout = index.layout
+        self.samples = index.samples
+        self.spec = spec
+        self.batch_size = batch_size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.shuffle, self.drop_last, self.skip_bad = shuffle, drop_last, skip_bad
+        self.device = torch.device(device)
+        self.skipped = list(index.skipped)  # [(path, reason)], the checks' and the loaders'
+        self.shard = sharding.Shard(len(self.samples), batch_size, rank, world_size, seed, shuffle,
+                                    drop_last)
+        self._next_epoch = 0
+        if len(self) == 0:
+            raise DatasetError(
+                f"{len(self.samples)} samples fill no batch of {batch_size} on each of "
+                f"{world_size} rank(s) with drop_last=True")
+
+    def set_epoch(self, epoch):
+        self._next_epoch = int(epoch)
+
+    def _begin_epoch(self):
+        epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        return epoch
+
+    @property
+    def num_samples(self):
+        return self.shard.num_samples
+
+    def __len__(self):
+        return self.shard.num_batches
+
+    def _record_skips(self, skipped):
+        known = {path for path, _ in self.skipped}
+        for path, reason in skipped:
+            if path not in known:
+                known.add(path)
+                self.skipped.append((path, reason))
+                log.warning("skipped %s (%s): %d file(s) skipped so far; the next good sample "
+                            "takes its place", path, reason, len(self.skipped))
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({len(self.samples)} samples, layout={self.layout}, "
+                f"batch_size={self.batch_size}, rank={self.rank}/{self.world_size}, "
+                f"device={self.device}, {len(self)} batches per epoch)")

@@ -1,0 +1,183 @@
+"""The CPU loader: a torch DataLoader over PIL/numpy transforms, with the reference's semantics.
+
+Random crop offsets and flips come from a generator seeded by (seed, epoch, sample index), so a
+batch does not depend on the number of workers or on which worker made it. On a CUDA device the
+batches are pinned by the DataLoader and copied ahead of use on a side stream.
+"""
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import sharding
+from .base import PairedLoader
+from .errors import DatasetError
+from .files import load_rgb
+
+
+def draw_params(spec, size, rng):
+    """(top, left, flip) for an image (half) of size (h, w) after resizing."""
+    (rh, rw), (ch, cw) = size, spec.crop
+    dy, dx = max(rh - ch, 0), max(rw - cw, 0)
+    u = rng.random(3)
+    if spec.augment:
+        return min(int(u[0] * (dy + 1)), dy), min(int(u[1] * (dx + 1)), dx), spec.flip and u[2] < 0.5
+    return dy // 2, dx // 2, False
+
+
+def transform(img, spec, params, nc):
+    """PIL image -> float tensor C x H x W in [-1, 1]: grayscale, resize, crop, flip, scale."""
+    if nc == 1:
+        img = img.convert("L")
+    rh, rw = spec.resized_size(img.height, img.width)
+    if (rh, rw) != (img.height, img.width):
+        img = img.resize((rw, rh), Image.BICUBIC)
+    arr = np.asarray(img)
+    top, left, flip = params
+    if spec.crops:
+        arr = arr[top:top + spec.crop[0], left:left + spec.crop[1]]
+    if flip:
+        arr = arr[:, ::-1]
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).sub_(127.5).div_(127.5)
+
+
+class PairedImageDataset(Dataset):
+    """Items are keyed (sample index, epoch); the epoch seeds the sample's crop and flip."""
+
+    def __init__(self, samples, layout, spec, seed, skip_bad):
+        self.samples, self.layout, self.spec = samples, layout, spec
+        self.seed, self.skip_bad = seed, skip_bad
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _decode(self, sample):
+        """(A, B or None) as PIL RGB images, before the direction swap."""
+        if self.layout == "single":
+            return load_rgb(sample.path), None
+        if self.layout == "ab_folders":
+            return load_rgb(sample.path), load_rgb(sample.b_path)
+        ab = load_rgb(sample.path)
+        w2 = ab.width // 2  # split before resizing, so A's edge is never blended with B's
+        return ab.crop((0, 0, w2, ab.height)), ab.crop((w2, 0, ab.width, ab.height))
+
+    def _item(self, index, epoch):
+        a, b = self._decode(self.samples[index])
+        if b is not None and self.spec.direction == "BtoA":
+            a, b = b, a
+        size = self.spec.resized_size(a.height, a.width)
+        params = draw_params(self.spec, size, sharding.sample_rng(self.seed, epoch, index))
+        item = {"A": transform(a, self.spec, params, self.spec.input_nc), "paths": self.samples[index].path}
+        if b is not None:
+            item["B"] = transform(b, self.spec, params, self.spec.output_nc)
+        return item
+
+    def __getitem__(self, key):
+        index, epoch = key
+        skipped = []
+        for step in range(len(self.samples)):
+            i = (index + step) % len(self.samples)
+            try:
+                item = self._item(i, epoch)
+            except Exception as err:  # PIL's decode errors have several types
+                path = self.samples[i].path
+                reason = f"cannot decode ({type(err).__name__}: {err})"
+                if not self.skip_bad:
+                    raise DatasetError(f"{path}: {reason}") from err
+                skipped.append((path, reason))
+                continue
+            item["skipped"] = skipped
+            return item
+        raise DatasetError(f"no sample could be decoded; tried: {[p for p, _ in skipped]}")
+
+
+def collate(items):
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("A", "B") if k in items[0]}
+    batch["paths"] = [it["paths"] for it in items]
+    batch["skipped"] = [s for it in items for s in it["skipped"]]
+    return batch
+
+
+class _EpochSampler(Sampler):
+    """Yields (index, epoch) keys of this rank's share of epoch `epoch` (set before each pass).
+
+    It holds the Shard, not the loader: a loader -> DataLoader -> sampler -> loader cycle would
+    leave the workers to the cyclic garbage collector, whose DataLoader shutdown waits seconds.
+    """
+
+    def __init__(self, shard):
+        self.shard, self.epoch = shard, 0
+
+    def __iter__(self):
+        return iter([(int(i), self.epoch) for i in self.shard.order(self.epoch)])
+
+    def __len__(self):
+        return self.shard.num_samples
+
+
+def prefetch_to(batches, device):
+    """Copy each batch to the CUDA device on a side stream while the previous one is in use."""
+    stream = torch.cuda.Stream(device)
+
+    def start(batch):
+        with torch.cuda.stream(stream):
+            return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                    for k, v in batch.items()}
+
+    def ready(batch):
+        current = torch.cuda.current_stream(device)
+        current.wait_stream(stream)
+        for v in batch.values():
+            if torch.is_tensor(v):
+                v.record_stream(current)
+        return batch
+
+    pending = None
+    for batch in batches:
+        nxt = start(batch)
+        if pending is not None:
+            yield ready(pending)
+        pending = nxt
+    if pending is not None:
+        yield ready(pending)
+
+
+class TorchLoader(PairedLoader):
+    backend = "torch"
+
+    def __init__(self, index, spec, *, num_workers, **kwargs):
+        super().__init__(index, spec, **kwargs)
+        self.num_workers = num_workers
+        self._sampler = _EpochSampler(self.shard)
+        dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad)
+        self._loader = DataLoader(
+            dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
+            num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=num_workers > 0)
+
+    def _batches(self):
+        batches = iter(self._loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except DatasetError as err:
+                # torch re-raises a worker's error inside a reference cycle (exception ->
+                # traceback -> frame -> exception) that would keep the workers until the garbage
+                # collector's slow shutdown; cut it and raise a fresh copy.
+                err.__traceback__ = None
+                message = str(err)
+            else:
+                if skipped := batch.pop("skipped"):
+                    self._record_skips(skipped)
+                yield batch
+                continue
+            raise DatasetError(message)
+
+    def __iter__(self):
+        self._sampler.epoch = self._begin_epoch()
+        if self.device.type == "cuda":
+            return prefetch_to(self._batches(), self.device)
+        return self._batches()

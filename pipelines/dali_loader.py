@@ -1,0 +1,202 @@
+"""The DALI loader: one graph for GPU ("mixed" JPEG/PNG decoding) and CPU (device_id=None).
+
+Graph per sample: fn.readers.file (this rank's contiguous shard of the epoch's order) -> decode as
+RGB -> split at w/2 with fn.crop (before any resize) -> [grayscale] -> bicubic fn.resize ->
+fn.crop_mirror_normalize to float CHW in [-1, 1]. The crop position and mirror coin are drawn once
+per sample and the same data nodes feed both halves, so A and B share their crop and flip.
+
+The epoch's order comes from sharding.epoch_order (as in the CPU loader) rather than the reader's
+own shuffle, which only shuffles within a shard through a buffer and cannot be addressed by epoch;
+so a pipeline is built per epoch when anything is random, and reused when nothing is. This module
+imports DALI at import time: bicyclegan.pipelines imports it only when DALI is asked for.
+"""
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.math as dmath
+import nvidia.dali.types as types
+import torch
+from nvidia.dali import Pipeline
+from nvidia.dali.data_node import DataNode
+
+from . import sharding
+from .base import PairedLoader
+from .errors import DatasetError, describe_bad
+from .files import load_rgb
+
+_PREFETCH = 2
+
+
+def _float(x):
+    return fn.cast(x, dtype=types.FLOAT) if isinstance(x, DataNode) else float(x)
+
+
+def _pos(u, d):
+    """Normalised crop position that DALI turns into the integer anchor floor(u * (d + 1))."""
+    scale = dmath.max(d, 1) if isinstance(d, DataNode) else max(d, 1)
+    if u is None:  # centre
+        return (d // 2) / scale
+    return dmath.min(dmath.floor(u * (d + 1)), d) / scale
+
+
+class DaliLoader(PairedLoader):
+    backend = "dali"
+
+    def __init__(self, index, spec, *, num_threads, **kwargs):
+        super().__init__(index, spec, **kwargs)
+        self.num_threads = num_threads
+        self._gpu = self.device.type == "cuda"
+        self._device_id = (self.device.index if self.device.index is not None
+                           else torch.cuda.current_device()) if self._gpu else None
+        self._pipe = None       # reusable only while deterministic and left at an epoch boundary
+        self._bad = set()       # indices of samples that failed to decode (skip_bad)
+        self._random = spec.augment or self.shuffle
+
+    # -- graph ------------------------------------------------------------------------------
+    def _decode(self, encoded):
+        # EXIF orientation is ignored, as by PIL and the reference
+        img = fn.decoders.image(encoded, device="mixed" if self._gpu else "cpu", output_type=types.RGB,
+                                adjust_orientation=False)
+        shape = fn.peek_image_shape(encoded, adjust_orientation=False)
+        return img, shape[0], shape[1]
+
+    def _half(self, img, h, w, x):
+        return fn.crop(img, crop_h=_float(h), crop_w=_float(w), crop_pos_x=x, crop_pos_y=0.0)
+
+    def _finish(self, img, size, nc, pos, mirror):
+        spec = self.spec
+        if nc == 1:
+            img = fn.color_space_conversion(img, image_type=types.RGB, output_type=types.GRAY)
+        if spec.preprocess != "crop":
+            rh, rw = spec.resized_size(*size)
+            img = fn.resize(img, resize_y=_float(rh), resize_x=_float(rw), interp_type=types.INTERP_CUBIC)
+        kwargs = {"crop": spec.crop, "crop_pos_y": pos[0], "crop_pos_x": pos[1]} if pos else {}
+        return fn.crop_mirror_normalize(img, dtype=types.FLOAT, output_layout="CHW", mean=127.5,
+                                        std=127.5, mirror=mirror, **kwargs)
+
+    def _build(self, paths, shard_id, num_shards, seed):
+        """A built pipeline over `paths` ([(a, b or None)]) returning A, [B,] position labels."""
+        pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
+                        device_id=self._device_id, seed=seed, prefetch_queue_depth=_PREFETCH)
+        reader = {"shard_id": shard_id, "num_shards": num_shards, "random_shuffle": False,
+                  "stick_to_shard": True, "pad_last_batch": True, "labels": list(range(len(paths)))}
+        with pipe:
+            enc_a, label = fn.readers.file(files=[a for a, _ in paths], name="A", **reader)
+            img, h, w = self._decode(enc_a)
+            if self.layout == "aligned":
+                w = w // 2
+                a, b = self._half(img, h, w, 0.0), self._half(img, h, w, 1.0)
+            elif self.layout == "ab_folders":
+                enc_b, _ = fn.readers.file(files=[b for _, b in paths], name="B", **reader)
+                a, b = img, self._decode(enc_b)[0]
+            else:
+                a, b = img, None
+            if b is not None and self.spec.direction == "BtoA":
+                a, b = b, a   # sizes are equal where the geometry depends on them (checked)
+            size = self.spec.resized_size(h, w)
+            pos = None
+            if self.spec.crops:
+                d = (size[0] - self.spec.crop[0], size[1] - self.spec.crop[1])
+                draw = [fn.random.uniform(range=[0.0, 1.0]) if self.spec.augment else None
+                        for _ in d]
+                pos = tuple(_pos(u, dd) for u, dd in zip(draw, d))
+            mirror = fn.random.coin_flip(probability=0.5) if self.spec.random_flip else 0
+            outs = [self._finish(a, size, self.spec.input_nc, pos, mirror)]
+            if b is not None:
+                outs.append(self._finish(b, size, self.spec.output_nc, pos, mirror))
+            pipe.set_outputs(*outs, label)
+        pipe.build()
+        return pipe
+
+    # -- iteration --------------------------------------------------------------------------
+    def _tensor(self, tensor_list):
+        t = tensor_list.as_tensor()
+        if not self._gpu:
+            return torch.from_numpy(np.array(t))
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+
+        out = torch.empty(t.shape(), dtype=torch.float32, device=self.device)
+        feed_ndarray(t, out, cuda_stream=torch.cuda.current_stream(self.device))
+        return out
+
+    def _pairs(self, indices):
+        return [(self.samples[i].path, self.samples[i].b_path) for i in indices]
+
+    def _find_bad(self, indices):
+        bad = []
+        for i in indices:
+            for path in filter(None, (self.samples[i].path, self.samples[i].b_path)):
+                try:
+                    load_rgb(path)
+                except Exception as err:  # PIL's decode errors have several types
+                    bad.append((i, path, f"cannot decode ({type(err).__name__}: {err})"))
+        return bad
+
+    def _substitute(self, i):
+        """The next sample after i (cyclically) that decodes."""
+        n = len(self.samples)
+        for step in range(1, n):
+            j = (i + step) % n
+            if j in self._bad:
+                continue
+            if bad := self._find_bad([j]):
+                self._record_skips([(p, r) for _, p, r in bad])
+                self._bad.add(j)
+                continue
+            return j
+        raise DatasetError("no sample could be decoded")
+
+    def _recover(self, err, order, start):
+        """After a failed batch: name the bad files, or with skip_bad replace them in `order`."""
+        window = order[start:start + (_PREFETCH + 1) * self.batch_size]
+        bad = self._find_bad(window)
+        if not bad:
+            names = "\n".join(f"  {p}" for p, _ in self._pairs(window))
+            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n{err}") from err
+        if not self.skip_bad:
+            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from err
+        self._record_skips([(p, r) for _, p, r in bad])
+        self._bad.update(i for i, _, _ in bad)
+        return self._replace_bad(order)
+
+    def _replace_bad(self, order):
+        if not self._bad:
+            return order
+        return np.array([self._substitute(i) if i in self._bad else i for i in order])
+
+    def __iter__(self):
+        return self._epoch(self._begin_epoch())
+
+    def _epoch(self, epoch):
+        order = self._replace_bad(self.shard.global_order(epoch))
+        lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
+        mine, done, restarts = order[lo:hi], 0, 0
+        if self._pipe is None or self._random:
+            self._pipe = None
+            self._pipe = self._build(self._pairs(order), self.rank, self.world_size,
+                                     sharding.pipeline_seed(self.seed, epoch, self.rank))
+        positions = order       # labels index this list
+        clean = False
+        try:
+            for _ in range(len(self)):
+                while True:
+                    try:
+                        outs = self._pipe.run()
+                        break
+                    except RuntimeError as err:
+                        self._pipe = None   # a DALI pipeline is unusable after an error
+                        mine = self._recover(err, mine, done)
+                        positions, restarts = mine[done:], restarts + 1
+                        self._pipe = self._build(self._pairs(positions), 0, 1, sharding.pipeline_seed(
+                            self.seed, epoch, self.rank, restarts))
+                n = min(self.batch_size, len(mine) - done)
+                labels = np.array(outs[-1].as_tensor()).reshape(-1)[:n]
+                batch = {"A": self._tensor(outs[0])[:n]}
+                if self.layout != "single":
+                    batch["B"] = self._tensor(outs[1])[:n]
+                batch["paths"] = [self.samples[positions[j]].path for j in labels]
+                done += n
+                yield batch
+            clean = restarts == 0
+        finally:
+            if not clean:
+                self._pipe = None

@@ -1,0 +1,13 @@
+"""The one exception type of bicyclegan.pipelines: a dataset that cannot be loaded as asked."""
+
+
+class DatasetError(ValueError):
+    """Bad or missing data: the message names the folder or file(s) and what is wrong with them."""
+
+
+def describe_bad(bad, limit=10):
+    """Format [(path, reason), ...] as one line per file, at most `limit` of them."""
+    lines = [f"  {path}: {reason}" for path, reason in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)

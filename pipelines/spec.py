@@ -1,0 +1,80 @@
+"""What a loader does to each image: sizes, preprocessing mode, augmentation, channels.
+
+The geometry helpers use only integer arithmetic and comparisons, so the same code computes sizes
+from Python ints (CPU loader, validation) and from DALI data nodes (inside the DALI graph).
+"""
+from dataclasses import dataclass
+
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def as_hw(value, name):
+    """An int or an (H, W) pair as a (H, W) tuple of positive ints."""
+    hw = (value, value) if isinstance(value, int) else tuple(value)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+        raise ValueError(f"{name} must be a positive int or an (H, W) pair of them, got {value!r}")
+    return hw
+
+
+def round_to_multiple_of_4(x):
+    """round(x / 4) * 4 with Python's round-half-to-even, as the reference's preprocess='none'."""
+    q = x // 4
+    r = x - 4 * q
+    up = (2 * r > 4) | ((2 * r == 4) & (q - 2 * (q // 2) == 1))
+    return (q + up) * 4
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    load: tuple          # (H, W) for resize_and_crop; scale_width* use its W
+    crop: tuple          # (H, W)
+    preprocess: str = "resize_and_crop"
+    augment: bool = True     # random crop offset and flip; False: centre crop, no flip
+    flip: bool = True
+    direction: str = "AtoB"
+    input_nc: int = 3        # channels of the batch's "A" (the network input), after the swap
+    output_nc: int = 3       # channels of the batch's "B"
+
+    def __post_init__(self):
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {self.preprocess!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        for name in ("input_nc", "output_nc"):
+            if getattr(self, name) not in (1, 3):
+                raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {getattr(self, name)}")
+        if self.preprocess == "resize_and_crop" and (self.load[0] < self.crop[0] or self.load[1] < self.crop[1]):
+            raise ValueError(f"load_size {self.load} must be at least crop_size {self.crop}")
+
+    @property
+    def crops(self):
+        return self.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
+
+    @property
+    def random_flip(self):
+        return self.augment and self.flip
+
+    def resized_size(self, h, w):
+        """(H, W) of an image (one half) of size (h, w) after the resize step."""
+        if self.preprocess == "resize_and_crop":
+            return self.load
+        if self.preprocess == "crop":
+            return h, w
+        if self.preprocess == "none":
+            return round_to_multiple_of_4(h), round_to_multiple_of_4(w)
+        lw = self.load[1]  # scale_width*: the reference's int(lw * h / w), in integers
+        return lw * h // w, lw
+
+    def output_size(self, h, w):
+        return self.crop if self.crops else self.resized_size(h, w)
+
+    def size_problem(self, h, w):
+        """Why an image (one half) of size (h, w) cannot be loaded, or None."""
+        rh, rw = self.resized_size(h, w)
+        if rh < 1 or rw < 1:
+            return f"size {w}x{h} resizes to nothing under preprocess={self.preprocess!r}"
+        if self.crops and (rh < self.crop[0] or rw < self.crop[1]):
+            return (f"size {w}x{h} (W x H, {rw}x{rh} after resize) is smaller than "
+                    f"crop_size {self.crop[1]}x{self.crop[0]}")
+        return None

@@ -1,0 +1,244 @@
+"""Demo data (outline drawings -> filled shapes in K palettes) and the palette classifier."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines.demo import (
+    PALETTES,
+    classify_palette,
+    classify_palettes,
+    palette_coverage,
+)
+from PIL import Image
+
+
+def load_phase(root, phase="train"):
+    """(A, B, labels, names): A, B float N x 3 x H x W in [-1, 1], as the loader gives them."""
+    meta = json.loads((root / phase / "palettes.json").read_text())
+    names = sorted(meta["files"])
+    x = np.stack([np.asarray(Image.open(root / phase / n).convert("RGB")) for n in names])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = x.shape[3] // 2
+    return x[..., :w], x[..., w:], torch.tensor([meta["files"][n] for n in names]), names
+
+
+@pytest.fixture(scope="module")
+def demo64(tmp_path_factory):
+    root = make_demo_dataset(tmp_path_factory.mktemp("demo64"), n_train=320, n_test=8, size=64)
+    return load_phase(root)
+
+
+def blur(x, k=3):
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
+
+
+# ------------------------------------------------------------------------------------ generation
+def test_deterministic_per_seed(tmp_path):
+    a = make_demo_dataset(tmp_path / "a", n_train=6, n_test=2, size=32, seed=3)
+    b = make_demo_dataset(tmp_path / "b", n_train=9, n_test=2, size=32, seed=3)
+    c = make_demo_dataset(tmp_path / "c", n_train=6, n_test=2, size=32, seed=4)
+    for phase, n in (("train", 6), ("test", 2)):
+        for i in range(n):
+            name = f"{phase}/{i:05d}.png"
+            # Image i does not depend on how many images the phase has.
+            assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert any((a / f"train/{i:05d}.png").read_bytes() != (c / f"train/{i:05d}.png").read_bytes()
+               for i in range(6))
+    assert (a / "test/00000.png").read_bytes() != (a / "train/00000.png").read_bytes()
+
+
+@pytest.mark.parametrize("size,hw", [(64, (64, 64)), ((48, 80), (48, 80)), (16, (16, 16)),
+                                     ((16, 40), (16, 40))])
+def test_layout_and_sizes(tmp_path, size, hw):
+    root = make_demo_dataset(tmp_path, n_train=12, n_test=3, n_val=2, size=size, n_palettes=8)
+    for phase, n in (("train", 12), ("test", 3), ("val", 2)):
+        files = sorted(p.name for p in (root / phase).glob("*.png"))
+        assert files == [f"{i:05d}.png" for i in range(n)]
+        meta = json.loads((root / phase / "palettes.json").read_text())
+        assert sorted(meta["files"]) == files
+        assert meta["n_palettes"] == 8
+        assert meta["palettes"][1] == {"background": PALETTES[1, 0].tolist(),
+                                       "fill": PALETTES[1, 1].tolist()}
+        for name in files:
+            img = Image.open(root / phase / name)
+            assert img.mode == "RGB" and img.size == (2 * hw[1], hw[0])  # PIL: (W, H)
+            x = np.asarray(img)
+            a, b = x[:, :hw[1]], x[:, hw[1]:]
+            # Exact colours: A is black on white, B only the labelled palette's two colours.
+            assert set(np.unique(a)) <= {0, 255} and (a == 0).any()
+            bg, fill = PALETTES[meta["files"][name]]
+            is_bg, is_fill = (b == bg).all(-1), (b == fill).all(-1)
+            assert (is_bg | is_fill).all() and is_bg.any() and is_fill.any()
+            # The outline lies on the filled shapes in B (B has no outline of its own).
+            assert is_fill[(a == 0).all(-1)].all()
+
+
+def test_no_val_by_default_and_stale_files_removed(tmp_path):
+    make_demo_dataset(tmp_path, n_train=5, n_test=2, size=16)
+    make_demo_dataset(tmp_path, n_train=3, n_test=2, size=16)
+    assert not (tmp_path / "val").exists()
+    assert sorted(p.name for p in (tmp_path / "train").glob("*.png")) == [
+        "00000.png", "00001.png", "00002.png"]
+
+
+def test_palettes_json_matches_images(demo64):
+    A, B, labels, _ = demo64
+    pal = torch.from_numpy(PALETTES[:4].astype(np.float32)) / 127.5 - 1
+    assert torch.bincount(labels, minlength=4).min() > 40  # all K palettes, roughly balanced
+    # Every pixel is exactly the background or the fill of the labelled palette; both occur.
+    is_bg = (B == pal[labels, 0][:, :, None, None]).all(1)
+    is_fill = (B == pal[labels, 1][:, :, None, None]).all(1)
+    assert (is_bg | is_fill).all()
+    assert is_bg.flatten(1).any(1).all() and is_fill.flatten(1).any(1).all()
+
+
+@pytest.mark.parametrize("bad", [dict(size=15), dict(size=(16, 8)), dict(n_palettes=0),
+                                 dict(n_palettes=9), dict(n_shapes=(2, 1)),
+                                 dict(shapes=("star",)), dict(line_width=0)])
+def test_rejects_bad_arguments(tmp_path, bad):
+    with pytest.raises(ValueError):
+        make_demo_dataset(tmp_path, n_train=1, n_test=0, **bad)
+
+
+# -------------------------------------------------------------------------------- classification
+def test_palette_separation():
+    colours = PALETTES.astype(float) / 255
+    for region in (0, 1):
+        d = np.linalg.norm(colours[:, None, region] - colours[None, :, region], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        assert d.min() > 2 * 0.3  # > 2 * max_dist: at most one palette is ever within reach
+    assert np.linalg.norm(colours[:, 0] - colours[:, 1], axis=-1).min() > 1.0
+
+
+def test_classifies_ground_truth(demo64):
+    A, B, labels, _ = demo64
+    idx, dist = classify_palettes(A, B)
+    assert torch.equal(idx, labels)
+    assert dist.max() < 1e-6
+
+
+@pytest.mark.parametrize("size,k", [((48, 80), 8), (16, 4), (32, 2)])
+def test_classifies_ground_truth_other_sizes(tmp_path, size, k):
+    A, B, labels, _ = load_phase(make_demo_dataset(tmp_path, n_train=64, n_test=0, size=size,
+                                                   n_palettes=k, seed=1))
+    assert torch.equal(classify_palettes(A, B, n_palettes=k)[0], labels)
+    # A with a single grey channel works too.
+    assert torch.equal(classify_palettes(A[:, :1], B, n_palettes=k)[0], labels)
+
+
+def test_mild_degradations_still_classify(demo64):
+    A, B, labels = (t[:128] for t in demo64[:3])
+    g = torch.Generator().manual_seed(0)
+    noise = 0.1 * torch.randn(B.shape, generator=g)
+    shift = torch.tensor([0.1, -0.1, 0.06]).view(1, 3, 1, 1)
+    cases = {
+        "blur3": blur(B, 3),
+        "blur5": blur(B, 5),
+        "noise": (B + noise).clamp(-1, 1),
+        "shift": (B + shift).clamp(-1, 1),
+        "all": (blur(B, 3) + noise + shift).clamp(-1, 1),
+    }
+    for name, b in cases.items():
+        idx, _ = classify_palettes(A, b)
+        assert (idx == labels).float().mean() == 1.0, name
+    # A 2x downscale of both halves (a loader resizing 64 -> 32) keeps the outline readable.
+    idx, _ = classify_palettes(F.avg_pool2d(A, 2), F.avg_pool2d(B, 2))
+    assert (idx == labels).float().mean() >= 0.97
+
+
+def test_gross_outputs_are_invalid(demo64):
+    A, B, labels = (t[:128] for t in demo64[:3])
+    n = len(A)
+    g = torch.Generator().manual_seed(1)
+    grey = torch.zeros_like(B)
+    noise = torch.rand(B.shape, generator=g) * 2 - 1
+    mean_palette = torch.from_numpy(PALETTES[:4].mean(0).astype(np.float32)) / 127.5 - 1
+    averaged = torch.where(B == B[:, :, :1, :1], mean_palette[0].view(1, 3, 1, 1),
+                           mean_palette[1].view(1, 3, 1, 1))
+    for name, b in {"grey": grey, "noise": noise, "A": A, "average": averaged,
+                    "blurred noise": blur(noise, 5)}.items():
+        idx, _ = classify_palettes(A, b)
+        assert (idx == -1).all(), name
+    # Background of one palette with the fill of another.
+    other = (labels + 1) % 4
+    pal = torch.from_numpy(PALETTES[:4].astype(np.float32)) / 127.5 - 1
+    inside = (B == pal[labels, 1][:, :, None, None]).all(1, keepdim=True)
+    swapped = torch.where(inside, pal[other, 1][:, :, None, None], B)
+    assert (classify_palettes(A, swapped)[0] == -1).all()
+    # Left half one palette, right half another: invalid wherever both halves hold a fair share
+    # of both regions.
+    recoloured = torch.where(inside, pal[other, 1][:, :, None, None],
+                             pal[other, 0][:, :, None, None])
+    w = B.shape[3]
+    half = torch.cat([B[..., : w // 2], recoloured[..., w // 2:]], dim=3)
+    idx, _ = classify_palettes(A, half)
+    inside_frac = inside[..., : w // 2].flatten(1).sum(1) / inside.flatten(1).sum(1)
+    balanced = (inside_frac > 0.3) & (inside_frac < 0.7)
+    assert balanced.sum() > n // 10
+    assert (idx[balanced] == -1).all()
+
+
+def test_no_shapes_is_invalid():
+    blank = torch.ones(2, 3, 32, 32)
+    b = torch.full((2, 3, 32, 32), -0.75)
+    idx, dist = classify_palettes(blank, b)
+    assert (idx == -1).all() and torch.isinf(dist).all()
+
+
+def test_classify_palette_single(demo64):
+    A, B, labels, _ = demo64
+    k, d = classify_palette(A[0], B[0])
+    assert k == int(labels[0]) and d < 1e-6
+    k, d = classify_palette(A[0].numpy(), np.zeros((3, 64, 64), np.float32))
+    assert k == -1 and d > 0.3
+    with pytest.raises(ValueError):
+        classify_palette(A[:2], B[:2])
+    with pytest.raises(ValueError):
+        classify_palettes(A[:2], B[:3])
+    with pytest.raises(ValueError):
+        classify_palettes(A[:1], B[:1, :, :32])
+
+
+def test_one_A_pairs_with_many_outputs(demo64):
+    A, B, labels, _ = demo64
+    idx, _ = classify_palettes(A[:1], B[:1].expand(5, -1, -1, -1))
+    assert (idx == labels[0]).all()
+    idx, _ = classify_palettes(A[:3], B[[0, 0, 2, 1]], a_index=[0, 0, 2, 1])
+    assert idx.tolist() == labels[[0, 0, 2, 1]].tolist()
+
+
+# -------------------------------------------------------------------------------------- coverage
+def recolour(B, labels, target):
+    """B re-rendered in palette `target` (per image), using the known labels' fill region."""
+    pal = torch.from_numpy(PALETTES.astype(np.float32)) / 127.5 - 1
+    inside = (B == pal[labels, 1][:, :, None, None]).all(1, keepdim=True)
+    return torch.where(inside, pal[target, 1][:, :, None, None], pal[target, 0][:, :, None, None])
+
+
+def test_palette_coverage(demo64):
+    A, B, labels, _ = demo64
+    A, B, labels = A[:6], B[:6], labels[:6]
+    k = 4
+    same = torch.stack([B] * 5, dim=1)  # N x n x 3 x H x W: every output the true palette
+    r = palette_coverage(A, same)
+    assert r["coverage"] == pytest.approx(1 / k) and r["validity"] == 1.0
+    assert r["histogram"] == (torch.bincount(labels, minlength=k) * 5).tolist()
+    assert (r["n_inputs"], r["n_outputs"], r["n_palettes"]) == (6, 30, 4)
+
+    every = torch.stack([recolour(B, labels, torch.full_like(labels, p)) for p in range(k)], 1)
+    r = palette_coverage(A, every)
+    assert r["coverage"] == 1.0 and r["validity"] == 1.0 and r["histogram"] == [6] * k
+
+    # Per-input lists of different lengths; invalid outputs count against validity only.
+    grey = torch.zeros(1, 3, 64, 64)
+    outputs = [torch.cat([every[0, :2], grey]), every[1, :1], grey.expand(2, -1, -1, -1)]
+    r = palette_coverage(A[:3], outputs)
+    assert r["coverage"] == pytest.approx((2 / k + 1 / k + 0) / 3)
+    assert r["validity"] == pytest.approx(3 / 6)
+    assert r["histogram"] == [2, 1, 0, 0]
+    # With 8 palettes available, a palette outside the first K is not valid for K = 2.
+    r = palette_coverage(A[:1], every[:1], n_palettes=2)
+    assert r["histogram"] == [1, 1] and r["validity"] == 0.5 and r["coverage"] == 1.0

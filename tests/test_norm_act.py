@@ -1,0 +1,289 @@
+"""Fused InstanceNorm + activation: the Triton kernels (single-pass, looped and split paths, forward
+and backward) against the PyTorch reference; the drop-in module; fuse_norm_act; input checks.
+
+On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1);
+the "cuda" variants are marked gpu and run the compiled kernels on a GPU machine.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from bicyclegan.kernels import InstanceNormAct2d, fuse_norm_act, instance_norm_act, instance_norm_act_ref
+from bicyclegan.kernels._impl import interpreting
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+CL = torch.channels_last
+NCHW = torch.contiguous_format
+ACTS = ("none", "relu", "leaky_relu")
+DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.skipif(not interpreting(), reason="Triton interpreter is off")),
+    pytest.param("cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(autouse=True)
+def poisoned(monkeypatch):
+    """Every buffer a kernel should fill starts as NaN, so a skipped element fails the comparison."""
+    from bicyclegan.kernels import norm_act_triton
+    monkeypatch.setattr(norm_act_triton, "POISON", True)
+
+
+@pytest.fixture
+def no_tf32(monkeypatch):
+    # The fuse test's convs on a GPU: TF32 would make the two networks differ by ~1e-3.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+
+def _close(actual, expected, dtype, what, equal_nan=False):
+    tol = TOL[dtype]
+    finite = expected[expected.isfinite()]
+    scale = max(1.0, finite.abs().max().item()) if finite.numel() else 1.0
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=tol, atol=tol * scale, equal_nan=equal_nan,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def _triton(**tiling):
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    return lambda x, act, slope, w, b: instance_norm_act_triton(x, act, slope, 1e-5, w, b, **tiling)
+
+
+def _ref(x, act, slope, w, b):
+    return instance_norm_act_ref(x, act, slope, 1e-5, w, b)
+
+
+def _run(fn, x, act, slope, w, b, grad, dtype=None):
+    """Output and (dx, dweight, dbias) of fn; dtype casts the inputs first (the fp32 oracle)."""
+    cast = (lambda t: t.detach().to(dtype)) if dtype else (lambda t: t.detach())
+    x = cast(x).clone(memory_format=torch.preserve_format).requires_grad_()
+    w = cast(w).clone().requires_grad_() if w is not None else None
+    b = cast(b).clone().requires_grad_() if b is not None else None
+    y = fn(x, act, slope, w, b)
+    y.backward(cast(grad))
+    return y, {"dx": x.grad, "dweight": w.grad if w is not None else None, "dbias": b.grad if b is not None else None}
+
+
+def _inputs(shape, dtype, fmt, affine, device, offset=3.0):
+    N, C, H, W = shape
+    # A non-zero mean, so that a variance formula prone to cancellation would show.
+    x = (torch.randn(shape, device=device) * 2 + offset).to(dtype).contiguous(memory_format=fmt)
+    w = torch.randn(C, device=device) if affine else None
+    b = torch.randn(C, device=device) if affine else None
+    grad = torch.randn(shape, device=device).to(dtype)  # NCHW even for channels_last y: backward converts
+    return x, w, b, grad
+
+
+def _check_against_ref(shape, act, affine, fmt, dtype, device, slope=0.2, **tiling):
+    x, w, b, grad = _inputs(shape, dtype, fmt, affine, device)
+    y, grads = _run(_triton(**tiling), x, act, slope, w, b, grad)
+    y_ref, grads_ref = _run(_ref, x, act, slope, w, b, grad, dtype=torch.float32)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert y.is_contiguous(memory_format=fmt), "output must keep the input's memory format"
+    assert grads["dx"].dtype == dtype and grads["dx"].is_contiguous(memory_format=fmt)
+    _close(y, y_ref, dtype, "y")
+    for name, g in grads.items():
+        if grads_ref[name] is None:
+            assert g is None, name
+        else:
+            _close(g, grads_ref[name], dtype, name)
+
+
+# (shape, tiling): single pass (incl. 1 x 1, C = 1, masked channel tiles), looped (block_hw forced
+# below the plane size) and split (several programs per plane, partial statistics merged).
+CASES = [
+    pytest.param((1, 1, 1, 1), {}, id="1x1x1x1"),
+    pytest.param((2, 3, 3, 5), {}, id="single-2x3x3x5"),
+    pytest.param((3, 5, 7, 9), {}, id="single-3x5x7x9"),
+    pytest.param((1, 5, 7, 9), {"block_hw": 8}, id="looped-1x5x7x9"),
+    pytest.param((2, 3, 7, 9), {"block_hw": 8, "split": 3}, id="split-2x3x7x9"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("affine", [False, True], ids=["plain", "affine"])
+@pytest.mark.parametrize("shape,tiling", CASES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_reference(device, shape, tiling, affine, fmt, dtype):
+    for act in ACTS:
+        _check_against_ref(shape, act, affine, fmt, dtype, device, **tiling)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_and_partial_affine(device):
+    for fmt in (NCHW, CL):
+        _check_against_ref((2, 3, 5, 7), "leaky_relu", True, fmt, torch.float16, device)
+    x, w, _, grad = _inputs((2, 3, 4, 5), torch.float32, NCHW, True, device)
+    for wb in ((w, None), (None, w)):
+        y, grads = _run(_triton(), x, "relu", 0.0, *wb, grad)
+        y_ref, grads_ref = _run(_ref, x, "relu", 0.0, *wb, grad)
+        _close(y, y_ref, torch.float32, "y")
+        for name in grads:
+            if grads_ref[name] is not None:
+                _close(grads[name], grads_ref[name], torch.float32, name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_poison_catches_unwritten_output(device):
+    """The poison really shows skipped elements: launch the forward on half the samples."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    x = torch.randn(2, 3, 4, 5, device=device)
+    x, _, strides = nat._layout(x)
+    cfg = nat._config(x, False)
+    cfg["grid"] = (1,) + cfg["grid"][1:]
+    y, mean, _ = nat._forward(x, None, None, "relu", 0.0, 1e-5, strides, cfg)
+    assert y[0].isfinite().all() and y[1].isnan().all() and mean[1].isnan().all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_numerics_large_offset(device):
+    """Mean 1000 and std 1: compare with a float64 oracle on the same fp32 values, looped path too."""
+    x = (torch.randn(2, 3, 9, 11, device=device, dtype=torch.float64) + 1000).float()
+    expected = instance_norm_act_ref(x.double(), "none")
+    for tiling in ({}, {"block_hw": 16}, {"block_hw": 16, "split": 2}):
+        y = _triton(**tiling)(x, "none", 0.0, None, None)
+        torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_dense_input_and_auto_impl(device):
+    x = torch.randn(2, 3, 10, 7, device=device)[:, :, ::2]
+    y = instance_norm_act(x, "leaky_relu", 0.2, impl="auto")
+    assert y.is_contiguous()
+    _close(y, instance_norm_act_ref(x, "leaky_relu", 0.2), torch.float32, "y")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_saves_output_only_when_invertible(device):
+    x = torch.randn(2, 3, 4, 5, device=device, requires_grad=True)
+    y = instance_norm_act(x, "leaky_relu", 0.2, impl="triton")
+    assert y.grad_fn.saved_tensors[0].data_ptr() == y.data_ptr()
+    for act, slope, affine in (("relu", 0.0, False), ("none", 0.0, False), ("leaky_relu", 0.2, True)):
+        w = torch.ones(3, device=device) if affine else None
+        y = instance_norm_act(x, act, slope, weight=w, bias=w, impl="triton")
+        assert y.grad_fn.saved_tensors[0].data_ptr() == x.data_ptr(), (act, affine)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_and_inf_propagate(device):
+    for bad in (float("nan"), float("inf")):
+        for tiling in ({}, {"block_hw": 4, "split": 2}):
+            x, _, _, grad = _inputs((2, 3, 3, 5), torch.float32, NCHW, False, device)
+            x[0, 1, 2, 3] = bad
+            for act in ACTS:
+                y, grads = _run(_triton(**tiling), x, act, 0.2, None, None, grad)
+                y_ref, grads_ref = _run(_ref, x, act, 0.2, None, None, grad)
+                assert y[0, 1].isnan().all() and y[1].isfinite().all()
+                _close(y, y_ref, torch.float32, f"y {act} {bad}", equal_nan=True)
+                _close(grads["dx"], grads_ref["dx"], torch.float32, f"dx {act} {bad}", equal_nan=True)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_reference_gradcheck(act):
+    x = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: instance_norm_act_ref(x, act, 0.2, 1e-5, w, b), (x, w, b))
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("device", DEVICES)
+def test_module_state_dict_round_trip(device, affine):
+    norm = nn.InstanceNorm2d(4, affine=affine).to(device)
+    if affine:
+        with torch.no_grad():
+            norm.weight.normal_()
+            norm.bias.normal_()
+    fused = InstanceNormAct2d(4, affine=affine, act="leaky_relu", slope=0.1, impl="triton").to(device)
+    fused.load_state_dict(norm.state_dict())
+    assert list(fused.state_dict()) == list(norm.state_dict())
+    nn.InstanceNorm2d(4, affine=affine).to(device).load_state_dict(fused.state_dict())
+    x = torch.randn(2, 4, 5, 3, device=device)
+    _close(fused(x), nn.functional.leaky_relu(norm(x), 0.1), torch.float32, "y")
+
+
+def test_module_repr():
+    assert repr(InstanceNormAct2d(4, affine=True)) == (
+        "InstanceNormAct2d(4, eps=1e-05, affine=True, act=leaky_relu, slope=0.2, impl=auto)")
+    assert "act=relu, impl=triton" in repr(InstanceNormAct2d(2, act="relu", impl="triton"))
+
+
+def _pix2pix_like():
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 4, 2, 1),
+        nn.InstanceNorm2d(4), nn.LeakyReLU(0.2, True),
+        nn.Sequential(nn.Conv2d(4, 5, 3, 1, 1), nn.InstanceNorm2d(5, affine=True), nn.ReLU(True)),
+        nn.Sequential(nn.Conv2d(5, 5, 3, 1, 1), nn.InstanceNorm2d(5, track_running_stats=True), nn.ReLU()),
+        nn.Conv2d(5, 5, 3, 1, 1), nn.InstanceNorm2d(5), nn.Tanh(),
+        nn.ConvTranspose2d(5, 3, 4, 2, 1),
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fuse_norm_act_matches_original(device, no_tf32):
+    net = _pix2pix_like().to(device)
+    with torch.no_grad():
+        net[3][1].weight.normal_()
+        net[3][1].bias.normal_()
+    fused = fuse_norm_act(copy.deepcopy(net), impl="triton")
+    assert isinstance(fused[1], InstanceNormAct2d) and fused[1].act == "leaky_relu" and fused[1].slope == 0.2
+    assert isinstance(fused[2], nn.Identity)
+    assert isinstance(fused[3][1], InstanceNormAct2d) and fused[3][1].act == "relu" and fused[3][1].affine
+    assert type(fused[4][1]) is nn.InstanceNorm2d, "track_running_stats=True must be left alone"
+    assert type(fused[6]) is nn.InstanceNorm2d, "InstanceNorm followed by Tanh is not fused"
+    assert list(fused.state_dict()) == list(net.state_dict())
+    x = torch.randn(2, 3, 14, 10, device=device)
+    grad = torch.randn(2, 3, 14, 10, device=device)
+    outs = []
+    for model in (net, fused):
+        xx = x.clone().requires_grad_()
+        y = model(xx)
+        y.backward(grad)
+        outs.append((y, xx.grad, {k: p.grad for k, p in model.named_parameters()}))
+    _close(outs[1][0], outs[0][0], torch.float32, "y")
+    _close(outs[1][1], outs[0][1], torch.float32, "dx")
+    assert outs[1][2].keys() == outs[0][2].keys()
+    for k, g in outs[0][2].items():
+        _close(outs[1][2][k], g, torch.float32, k)
+
+
+def test_fuse_keeps_parameter_objects():
+    net = _pix2pix_like()
+    weight = net[3][1].weight
+    assert fuse_norm_act(net) is net and net[3][1].weight is weight
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_bad_input_errors(impl):
+    with pytest.raises(ValueError, match="x must be a 4-D"):
+        instance_norm_act(torch.randn(3, 4, 5), impl=impl)
+    with pytest.raises(TypeError, match="x must be float"):
+        instance_norm_act(torch.ones(1, 2, 3, 3, dtype=torch.int32), impl=impl)
+    with pytest.raises(ValueError, match="x is empty"):
+        instance_norm_act(torch.randn(0, 2, 3, 3), impl=impl)
+    with pytest.raises(ValueError, match="weight must have shape \\(2,\\)"):
+        instance_norm_act(torch.randn(1, 2, 3, 3), weight=torch.ones(3), impl=impl)
+    with pytest.raises(ValueError, match="act must be one of"):
+        instance_norm_act(torch.randn(1, 2, 3, 3), act="gelu", impl=impl)
+    with pytest.raises(ValueError, match="expected 4 channels"):
+        InstanceNormAct2d(4, impl=impl)(torch.randn(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="track_running_stats"):
+        InstanceNormAct2d(4, track_running_stats=True)
+
+
+def test_float64_triton_refused_auto_uses_reference():
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="impl='triton' takes x in"):
+        instance_norm_act(x, impl="triton")
+    torch.testing.assert_close(instance_norm_act(x), instance_norm_act_ref(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(2, 64, 64, 64), (1, 3, 130, 70), (1, 2, 512, 512), (16, 512, 4, 4)])
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_cuda_default_tiling_large_planes(shape, fmt, dtype):
+    """The GPU's own choice of tiling (single, looped, split across programs) on real-size planes."""
+    _check_against_ref(shape, "leaky_relu", True, fmt, dtype, "cuda")
+    _check_against_ref(shape, "relu", False, fmt, dtype, "cuda")

@@ -1,0 +1,279 @@
+"""bicyclegan.pipelines: geometry, semantics and agreement of the torch and DALI loaders (CPU)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from bicyclegan.pipelines import make_loader
+from PIL import Image
+
+BACKENDS = ["torch", "dali"]
+MODES = ["resize_and_crop", "crop", "scale_width_and_crop"]
+
+
+# -- small datasets (also used by test_pipelines_errors.py) ---------------------------------------
+def noise(rng, h, w, c=3):
+    shape = (h, w, c) if c > 1 else (h, w)
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def smooth(h, w, phase=0.0):
+    """A low-frequency RGB image: resizers agree on it to about one grey level."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([np.sin(x / 9 + phase), np.cos(y / 7 - phase), np.sin((x + y) / 13)], -1)
+    return (img * 100 + 128).astype(np.uint8)
+
+
+def write(path, arr, mode=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    (Image.fromarray(arr, mode) if mode else Image.fromarray(arr)).save(path)
+    return str(path)
+
+
+def aligned(folder, halves, ext="png"):
+    """One A|B file per (A, B) pair of arrays, named 000.ext, 001.ext, ..."""
+    return [write(f"{folder}/{i:03d}.{ext}", np.concatenate([a, b], 1)) for i, (a, b) in enumerate(halves)]
+
+
+def batches(root, backend, **kw):
+    kw = {"batch_size": 2, "load_size": (40, 44), "crop_size": (32, 36), "num_workers": 0, **kw}
+    return list(make_loader(root, backend=backend, **kw))
+
+
+@pytest.fixture(scope="module")
+def same(tmp_path_factory):
+    """Aligned files whose halves are identical noise (A == B)."""
+    root = tmp_path_factory.mktemp("same")
+    rng = np.random.default_rng(1)
+    aligned(root / "train", [(a, a) for a in (noise(rng, 36, 40) for _ in range(6))])
+    return root
+
+
+@pytest.fixture(scope="module")
+def negated(tmp_path_factory):
+    """Aligned files with B = 255 - A (noise), so B == -A after every transform."""
+    root = tmp_path_factory.mktemp("neg")
+    rng = np.random.default_rng(2)
+    aligned(root / "train", [(a, 255 - a) for a in (noise(rng, 36, 40) for _ in range(6))])
+    return root
+
+
+@pytest.fixture(scope="module")
+def smooth_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smooth")
+    aligned(root / "test", [(smooth(36, 40, p), smooth(36, 40, p + 1)) for p in range(5)])
+    return root
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_crop_and_flip_shared_by_a_and_b(same, backend, mode):
+    seen = set()
+    for epoch in range(3):
+        for b in batches(same, backend, preprocess=mode, seed=epoch):
+            assert torch.equal(b["A"], b["B"])
+            seen.update(x.numpy().tobytes() for x in b["A"])
+    assert len(seen) > 6  # the crops and flips really vary between epochs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_halves_keep_their_relation(negated, backend, mode):
+    # Without a resize the relation is exact; bicubic rounding moves each half by a grey level
+    # at most, and a misaligned crop or flip would be off by about half the range on noise.
+    tol = 0 if mode == "crop" else 2.01 / 127.5
+    for b in batches(negated, backend, preprocess=mode):
+        err = (b["A"] + b["B"]).abs()
+        assert err.max() <= tol and err.mean() <= 0.5 / 127.5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_split_happens_before_resize(tmp_path, backend):
+    red, blue = np.zeros((30, 34, 3), np.uint8), np.zeros((30, 34, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    aligned(tmp_path / "train", [(red, blue)] * 2)
+    b = batches(tmp_path, backend, load_size=64, crop_size=60)[0]
+    assert torch.equal(b["A"][:, 0], torch.ones_like(b["A"][:, 0]))
+    assert torch.equal(b["A"][:, 2], -torch.ones_like(b["A"][:, 2]))
+    assert torch.equal(b["B"][:, 2], torch.ones_like(b["B"][:, 2]))
+
+
+def test_torch_matches_reference_steps(smooth_set):
+    """Eval: PIL split at w/2, bicubic resize to load_size, centre crop, x / 127.5 - 1."""
+    b = batches(smooth_set, "torch", phase="test", batch_size=1, load_size=(40, 44), crop_size=(31, 35))[0]
+    ab = Image.open(b["paths"][0]).convert("RGB")
+    a = np.asarray(ab.crop((0, 0, 40, 36)).resize((44, 40), Image.BICUBIC))[4:35, 4:39]
+    expect = torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32)) / 127.5 - 1
+    torch.testing.assert_close(b["A"][0], expect, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["crop", "none", "resize_and_crop", "scale_width_and_crop"])
+def test_backends_agree_in_eval(smooth_set, mode):
+    kw = {"phase": "test", "preprocess": mode, "crop_size": (27, 31)}
+    ref, dali = batches(smooth_set, "torch", **kw), batches(smooth_set, "dali", **kw)
+    assert len(ref) == len(dali) == 3
+    for r, d in zip(ref, dali):
+        assert r["paths"] == d["paths"]
+        for k in "AB":
+            assert r[k].shape == d[k].shape
+            diff = (r[k] - d[k]).abs()
+            if mode in ("crop", "none"):
+                assert diff.max() <= 1e-6
+            else:  # PIL and DALI bicubic differ by rounding on smooth images
+                assert diff.max() <= 2.01 / 127.5 and diff.mean() < 0.3 / 127.5
+
+
+def test_backends_ignore_exif_orientation(tmp_path):
+    """As PIL and the reference: the stored pixels, not the EXIF-rotated view (DALI rotates by default)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise"
+    rng = np.random.default_rng(7)
+    (tmp_path / "train").mkdir()
+    Image.fromarray(smooth(16, 32)).save(tmp_path / "train/x.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray(noise(rng, 16, 32)).save(tmp_path / "train/y.jpg", quality=95)
+    kw = {"augment": False, "preprocess": "none", "batch_size": 2}
+    ref, dali = batches(tmp_path, "torch", **kw)[0], batches(tmp_path, "dali", **kw)[0]
+    assert ref["A"].shape == dali["A"].shape == (2, 3, 16, 16)
+    assert (ref["A"] - dali["A"]).abs().max() <= 1e-6  # libjpeg-turbo on both sides
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shapes_ranges_and_non_square(negated, backend):
+    loader = make_loader(negated, backend=backend, batch_size=4, load_size=(38, 50), crop_size=(24, 40),
+                         num_workers=0)
+    assert loader.backend == backend and len(loader) == 1
+    (b,) = list(loader)
+    assert set(b) == {"A", "B", "paths"} and len(b["paths"]) == 4
+    for k in "AB":
+        assert b[k].shape == (4, 3, 24, 40) and b[k].dtype == torch.float32
+        assert b[k].is_contiguous() and -1 <= b[k].min() and b[k].max() <= 1
+        assert b[k].min() < -0.9 and b[k].max() > 0.9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_direction_swaps(negated, backend):
+    kw = {"preprocess": "crop", "seed": 5}
+    for ab, ba in zip(batches(negated, backend, **kw), batches(negated, backend, direction="BtoA", **kw)):
+        assert ab["paths"] == ba["paths"]
+        assert torch.equal(ab["A"], ba["B"]) and torch.equal(ab["B"], ba["A"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grayscale_and_rgba(tmp_path, backend):
+    rng = np.random.default_rng(3)
+    rgb, gray = noise(rng, 32, 64), noise(rng, 32, 64, c=1)
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (32, 64, 1), dtype=np.uint8)], -1)
+    write(tmp_path / "test/0_rgb.png", rgb)
+    write(tmp_path / "test/1_gray.png", gray, "L")
+    write(tmp_path / "test/2_rgba.png", rgba, "RGBA")
+    kw = {"phase": "test", "preprocess": "none", "batch_size": 1}
+    rgb_out, gray_out, rgba_out = (b["A"][0] for b in batches(tmp_path, backend, **kw))
+    assert torch.equal(rgba_out, rgb_out)  # alpha is dropped, whatever its value
+    assert torch.equal(gray_out[0], gray_out[1]) and torch.equal(gray_out[0], gray_out[2])
+    one = batches(tmp_path, backend, input_nc=1, **kw)
+    assert one[0]["A"].shape == (1, 1, 32, 32) and one[0]["B"].shape == (1, 3, 32, 32)
+    luma = np.asarray(Image.fromarray(rgb[:, :32]).convert("L"), np.float32) / 127.5 - 1
+    assert (one[0]["A"][0, 0] - torch.from_numpy(luma)).abs().max() <= 1.01 / 127.5
+    assert torch.equal(one[1]["A"][0, 0], gray_out[0])
+    assert batches(tmp_path, backend, output_nc=1, **kw)[0]["B"].shape == (1, 1, 32, 32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("under_phase", [True, False])
+def test_ab_folders_pair_by_name(tmp_path, backend, under_phase):
+    base = tmp_path / "train" if under_phase else tmp_path
+    rng = np.random.default_rng(4)
+    for name in ["b", "a", "c", "sub/d"]:  # B files carry another extension: pairing ignores it
+        a = noise(rng, 30, 34)
+        write(base / f"A/{name}.png", a)
+        write(base / f"B/{name}.bmp", 255 - a)
+    loader = make_loader(tmp_path, backend=backend, batch_size=2, load_size=30, crop_size=(24, 28),
+                         preprocess="crop", num_workers=0)
+    assert loader.layout == "ab_folders"
+    got = list(loader)
+    assert sorted(p for b in got for p in b["paths"]) == sorted(str(base / f"A/{n}.png") for n in "abc") + [
+        str(base / "A/sub/d.png")]
+    for b in got:
+        assert torch.equal(b["B"], -b["A"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_layout_has_no_b(tmp_path, backend):
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        write(tmp_path / f"test/A/{i}.png", noise(rng, 30, 34))
+    loader = make_loader(tmp_path, phase="test", backend=backend, batch_size=2, load_size=32,
+                         crop_size=32, num_workers=0)
+    assert loader.layout == "single" and len(loader) == 2
+    got = list(loader)
+    assert set(got[0]) == {"A", "paths"} and got[0]["A"].shape == (2, 3, 32, 32)
+    assert got[1]["A"].shape == (1, 3, 32, 32)  # eval keeps the last, partial batch
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(6)
+    aligned(root / "train", [(noise(rng, 8, 8), noise(rng, 8, 8)) for _ in range(11)])
+    return root
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("drop_last", [True, False])
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_sharding_covers_each_file_once(tiny, backend, drop_last, world_size):
+    batch_size = 2
+    for epoch in range(2):
+        seen, lengths = [], set()
+        for rank in range(world_size):
+            loader = make_loader(tiny, backend=backend, batch_size=batch_size, load_size=8, crop_size=8,
+                                 rank=rank, world_size=world_size, drop_last=drop_last, num_workers=0)
+            loader.set_epoch(epoch)
+            got = list(loader)
+            assert len(got) == len(loader)
+            lengths.add(len(got))
+            seen += [p for b in got for p in b["paths"]]
+            assert all(b["A"].shape[0] == batch_size for b in got[: len(got) - (not drop_last)])
+        assert len(seen) == len(set(seen))  # never twice
+        if drop_last:
+            assert len(seen) == 11 // (world_size * batch_size) * world_size * batch_size
+            assert len(lengths) == 1  # every rank runs the same number of steps
+        else:
+            assert len(seen) == 11
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deterministic_per_seed_and_epoch(negated, backend):
+    def run(seed, epochs=2, start=0, num_workers=0):
+        loader = make_loader(negated, backend=backend, batch_size=2, load_size=40, crop_size=32,
+                             seed=seed, num_workers=num_workers)
+        loader.set_epoch(start)
+        return [[(b["paths"], b["A"]) for b in loader] for _ in range(epochs)]
+
+    def same(x, y):
+        return all(p == q and torch.equal(a, b) for (p, a), (q, b) in zip(x, y))
+
+    first, again, other = run(0), run(0), run(1)
+    assert same(first[0], again[0]) and same(first[1], again[1])
+    assert not same(first[0], first[1]) and not same(first[0], other[0])
+    assert same(run(0, epochs=1, start=1)[0], first[1])  # set_epoch resumes exactly
+    assert same(run(0, epochs=1, num_workers=2)[0], first[0])  # workers / threads do not matter
+
+
+def test_auto_backend_and_lazy_dali_import(tiny):
+    loader = make_loader(tiny, batch_size=2, load_size=8, crop_size=8, num_workers=0)
+    assert loader.backend == ("dali" if torch.cuda.is_available() else "torch")
+    code = "import sys, bicyclegan.pipelines; assert 'nvidia.dali' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gpu_batches_land_on_the_device(smooth_set, backend):
+    kw = {"phase": "test", "preprocess": "crop", "crop_size": (27, 31), "device": "cuda"}
+    cpu = batches(smooth_set, "torch", device="cpu", **{k: v for k, v in kw.items() if k != "device"})
+    for r, g in zip(cpu, batches(smooth_set, backend, **kw)):
+        assert g["A"].is_cuda and r["paths"] == g["paths"]
+        torch.testing.assert_close(g["A"].cpu(), r["A"], rtol=0, atol=1e-6)

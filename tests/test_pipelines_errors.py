@@ -1,0 +1,138 @@
+"""bicyclegan.pipelines on bad input: clear DatasetErrors naming files, or counted skips."""
+import io
+import logging
+import os
+
+import numpy as np
+import pytest
+from bicyclegan.pipelines import DatasetError, make_loader
+from PIL import Image
+from test_pipelines import aligned, noise, write
+
+BACKENDS = ["torch", "dali"]
+
+
+def load(root, backend="torch", **kw):
+    kw = {"batch_size": 2, "load_size": 32, "crop_size": 32, "num_workers": 0, **kw}
+    return make_loader(root, backend=backend, **kw)
+
+
+def good_set(root, n=5, h=16, w=32):
+    rng = np.random.default_rng(0)
+    return aligned(root / "train", [(noise(rng, h, w // 2), noise(rng, h, w // 2)) for _ in range(n)])
+
+
+def broken_png():
+    """Passes the header and tail checks, fails to decode (a corrupted compressed stream)."""
+    buf = io.BytesIO()
+    Image.fromarray(noise(np.random.default_rng(1), 16, 32)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[data.index(b"IDAT") + 10] ^= 0xFF
+    return bytes(data)
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DatasetError, match="nowhere"):
+        load(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="missing folder .*train"):
+        load(tmp_path)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train/notes.txt").write_text("not an image")
+    with pytest.raises(DatasetError, match="train holds no images"):
+        load(tmp_path)
+    (tmp_path / "val/A").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="B"):
+        load(tmp_path, phase="val", layout="ab_folders")
+
+
+@pytest.mark.parametrize("case", ["zero", "garbage", "truncated_jpeg", "truncated_png", "odd", "narrow"])
+def test_bad_files_are_named_up_front(tmp_path, case, caplog):
+    paths = good_set(tmp_path)
+    bad = tmp_path / "train" / f"bad.{'png' if 'png' in case or case in ('odd', 'narrow') else 'jpg'}"
+    buf = io.BytesIO()
+    # large enough that cutting it in half cuts the compressed data, not the header
+    Image.fromarray(noise(np.random.default_rng(2), 64, 128)).save(buf, "PNG" if "png" in case else "JPEG")
+    content = {
+        "zero": b"",
+        "garbage": b"this is not an image" * 10,
+        "truncated_jpeg": buf.getvalue()[: len(buf.getvalue()) // 2],
+        "truncated_png": buf.getvalue()[: len(buf.getvalue()) // 2],
+    }
+    if case in content:
+        bad.write_bytes(content[case])
+    else:
+        write(bad, noise(np.random.default_rng(3), 16, 33 if case == "odd" else 1))
+    reason = {"zero": "zero-byte", "garbage": "unreadable", "truncated_jpeg": "truncated JPEG",
+              "truncated_png": "truncated PNG", "odd": "odd width 33", "narrow": "odd width 1"}[case]
+    with pytest.raises(DatasetError, match=f"(?s){bad.name}: {reason}.*skip_bad"):
+        load(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = load(tmp_path, skip_bad=True, drop_last=False, shuffle=False)
+    assert loader.skipped[0][0] == str(bad) and len(loader.skipped) == 1
+    assert "skipped 1 bad file" in caplog.text
+    assert [p for b in loader for p in b["paths"]] == paths
+
+
+def test_crop_larger_than_image(tmp_path):
+    good_set(tmp_path, h=16, w=32)
+    with pytest.raises(DatasetError, match="smaller than crop_size"):
+        load(tmp_path, preprocess="crop", crop_size=20)
+
+
+def test_sizes_must_match_without_crop(tmp_path):
+    good_set(tmp_path, n=2)
+    write(tmp_path / "train/big.png", noise(np.random.default_rng(4), 24, 40))
+    with pytest.raises(DatasetError, match="big.png gives 20x24"):
+        load(tmp_path, preprocess="none")
+    assert len(load(tmp_path, preprocess="none", batch_size=1)) == 3
+
+
+def test_mismatched_ab_names(tmp_path):
+    rng = np.random.default_rng(5)
+    for name in ["x", "y", "only_a"]:
+        write(tmp_path / f"train/A/{name}.png", noise(rng, 16, 16))
+    for name in ["x", "y", "only_b"]:
+        write(tmp_path / f"train/B/{name}.png", noise(rng, 16, 16))
+    write(tmp_path / "train/A/y.jpg", noise(rng, 16, 16))
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, load_size=16, crop_size=16)
+    for name in ["A/only_a.png: no partner", "B/only_b.png: no partner", "A/y.png: ambiguous", "A/y.jpg"]:
+        assert name in str(info.value)
+    loader = load(tmp_path, load_size=16, crop_size=16, skip_bad=True, batch_size=1)
+    assert [b["paths"] for b in loader] == [[str(tmp_path / "train/A/x.png")]]
+    assert len(loader.skipped) == 4
+
+
+def test_ab_sizes_must_match_where_geometry_needs_it(tmp_path):
+    rng = np.random.default_rng(6)
+    write(tmp_path / "train/A/x.png", noise(rng, 16, 16))
+    write(tmp_path / "train/B/x.png", noise(rng, 16, 18))
+    with pytest.raises(DatasetError, match="differs from its partner"):
+        load(tmp_path, load_size=16, crop_size=16, preprocess="crop", batch_size=1)
+    assert len(load(tmp_path, load_size=16, crop_size=16, batch_size=1)) == 1
+
+
+def test_too_few_files_for_a_batch(tmp_path):
+    good_set(tmp_path, n=3)
+    with pytest.raises(DatasetError, match="fill no batch"):
+        load(tmp_path, batch_size=2, world_size=2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
+    paths = good_set(tmp_path, n=7)
+    with open(paths[3], "wb") as f:
+        f.write(broken_png())
+    name = os.path.basename(paths[3])
+    kw = {"num_workers": num_workers, "shuffle": False, "drop_last": True}
+    with pytest.raises(DatasetError, match=f"{name}: cannot decode"):
+        list(load(tmp_path, backend, **kw))
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = load(tmp_path, backend, skip_bad=True, **kw)
+        for _ in range(2):  # the bad file is replaced by the next good one, every epoch
+            got = [b for b in loader]
+            assert [p for b in got for p in b["paths"]] == paths[:3] + [paths[4]] + paths[4:6]
+            assert len(got) == len(loader) == 3 and all(b["A"].shape[0] == 2 for b in got)
+    assert loader.skipped == [(paths[3], loader.skipped[0][1])]
+    assert caplog.text.count(f"skipped {paths[3]}") == 1

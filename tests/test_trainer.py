@@ -1,0 +1,131 @@
+"""The training loop end to end on tiny demo data: run folder, resume, checkpoints, CLI."""
+import json
+
+import pytest
+import torch
+from bicyclegan.engine import ModelConfig, TrainConfig
+from bicyclegan.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from bicyclegan.engine.cli import build_parser, main, resolve_config
+from bicyclegan.engine.trainer import Trainer, lr_factor
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
+            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
+
+
+def tiny_cfg(out, root, **kw):
+    base = dict(batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch",
+                niter=1, niter_decay=1, log_every=1, sample_every=3, save_every=3, n_samples=2,
+                dataroot=str(root), out=str(out))
+    return TrainConfig(model=ModelConfig(**TINY), **{**base, **kw})
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_contents(tmp_path, demo_root):
+    run = Trainer(tiny_cfg(tmp_path / "run", demo_root), progress=False).train()
+    assert json.loads((run / "config.json").read_text())["variant"] == "bicycle"
+    log = read_log(run)
+    assert [r["step"] for r in log] == list(range(1, 9))  # 2 epochs x 4 steps
+    assert {"G_L1", "kl", "z_L1", "D", "D2", "lr", "img_per_s"} <= set(log[0])
+    assert log[-1]["lr"] < log[0]["lr"]  # the linear decay reached the second epoch
+    assert (run / "samples" / "latest.png").is_file() and (run / "samples" / "step_0000003.png").is_file()
+    state = read_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["step"] == 8 and set(state["nets"]) == {"G", "E", "D", "D2"}
+    model = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert model.generate(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root):
+    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, max_steps=6), progress=False).train()
+    half = tmp_path / "half"
+    Trainer(tiny_cfg(half, demo_root, max_steps=3), progress=False).train()
+    Trainer(tiny_cfg(half, demo_root, max_steps=6), resume=True, progress=False).train()
+    a, b = read_log(full), read_log(half)
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for ra, rb in zip(a, b):
+        for k in ("G_L1", "G_GAN", "G_GAN2", "kl", "z_L1", "D", "D2", "lr"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-7), (ra["step"], k)
+    wa = read_checkpoint(full / "checkpoints" / "latest.pt")["nets"]["G"]
+    wb = read_checkpoint(half / "checkpoints" / "latest.pt")["nets"]["G"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-7)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path, demo_root):
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), progress=False).train()
+    with pytest.raises(CheckpointError, match="--resume"):
+        Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(tiny_cfg(tmp_path / "empty", demo_root), resume=True, progress=False)
+
+
+def test_resume_refuses_another_config(tmp_path, demo_root):
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), progress=False).train()
+    cfg = tiny_cfg(tmp_path / "run", demo_root, max_steps=6)
+    cfg.model.ngf = 8
+    with pytest.raises(CheckpointError, match="model.ngf"):
+        Trainer(cfg, resume=True, progress=False)
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, demo_root, monkeypatch):
+    run = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), progress=False).train()
+    ckpt = run / "checkpoints" / "latest.pt"
+    before = ckpt.read_bytes()
+    trainer = Trainer(tiny_cfg(run, demo_root, max_steps=6), resume=True, progress=False)
+
+    def no_space(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(CheckpointError, match="No space left"):
+        trainer.save()
+    assert ckpt.read_bytes() == before
+    assert not [p for p in ckpt.parent.iterdir() if p.name != "latest.pt"]  # no temp file left
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    bad = tmp_path / "latest.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        read_checkpoint(bad)
+
+
+def test_lr_schedule_matches_the_reference_linear_policy():
+    assert [lr_factor(e, 2, 2) for e in range(4)] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3])
+
+
+def test_cli_help_lists_every_config_field(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    import dataclasses
+    for cls in (TrainConfig, ModelConfig):
+        for f in dataclasses.fields(cls):
+            if f.name != "model":
+                assert f"--{f.name}" in text, f.name
+
+
+def test_cli_presets_and_overrides(capsys):
+    args = build_parser().parse_args(["train", "--ngf", "8", "--variant", "pix2pix", "--no_flip"])
+    cfg = resolve_config(args)
+    assert cfg.model.ngf == 8 and cfg.variant == "pix2pix" and cfg.no_flip and cfg.model.crop_size == 32
+    args = build_parser().parse_args(["train", "--dataroot", "x"])
+    assert resolve_config(args).model.crop_size == 256  # reference defaults with a dataset
+    assert main(["train", "--dry-run", "--lambda_z", "0.25"]) == 0
+    assert json.loads(capsys.readouterr().out)["lambda_z"] == 0.25
+
+
+def test_cli_bad_input_is_a_clear_error(capsys, tmp_path):
+    assert main(["train", "--batch_size", "3", "--dry-run"]) == 2
+    assert "batch_size=3" in capsys.readouterr().err
+    assert main(["train", "--preset", "demo", "--dataroot", str(tmp_path / "missing"),
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "missing" in capsys.readouterr().err

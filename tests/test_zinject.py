@@ -1,0 +1,380 @@
+"""z injection: the Triton paths (fused act+tile+concat, concatenation-free conv) against the
+plain concatenate-then-conv reference, forward and every gradient, on small odd shapes.
+
+On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1).
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from bicyclegan.kernels import ZConcatConv2d, z_concat_act, z_concat_act_ref, z_concat_conv, zinject_triton
+from torch.utils._python_dispatch import TorchDispatchMode
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float64: 1e-10}
+CL = torch.channels_last
+CUDA = "cuda"
+
+
+def _close(actual, expected, dtype, what):
+    """assert_close with a per-dtype tolerance scaled by the expected tensor's magnitude."""
+    tol = TOL[dtype]
+    scale = max(1.0, expected.detach().abs().max().item())
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=tol, atol=tol * scale,
+                               msg=lambda m: f"{what}: {m}")
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Fresh kernel outputs start as NaN, so an element a kernel forgets to write shows up."""
+    def empty(*size, **kwargs):
+        t = torch.empty(*size, **kwargs)
+        return t.fill_(float("nan"))
+    monkeypatch.setattr(zinject_triton, "_empty", empty)
+
+
+@pytest.fixture
+def no_tf32(monkeypatch):
+    # fp32 comparisons on a GPU: TF32 convs would differ from each other by ~1e-3
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def _inputs(N, C, H, W, nz, dtype, fmt=torch.contiguous_format, device="cpu"):
+    x = torch.randn(N, C, H, W, device=device).to(dtype).contiguous(memory_format=fmt)
+    z = torch.randn(N, nz, device=device).to(dtype)
+    return x, z
+
+
+def _run_layer(layer, x, z, grad):
+    x, z = x.detach().clone().requires_grad_(), z.detach().clone().requires_grad_()
+    layer.zero_grad(set_to_none=True)
+    y = layer(x, z)
+    y.backward(grad)
+    return y, {"x": x.grad, "z": z.grad, "weight": layer.weight.grad, "bias": layer.bias.grad}
+
+
+def _compare_layers(N, C, H, W, nz, out, act, dtype, fmt=torch.contiguous_format, device="cpu",
+                    mode="concat_free", **conv):
+    x, z = _inputs(N, C, H, W, nz, dtype, fmt, device)
+    ref = ZConcatConv2d(C, nz, out, act=act, impl="ref", **conv).to(device, dtype)
+    fast = ZConcatConv2d(C, nz, out, act=act, impl="triton", mode=mode, **conv).to(device, dtype)
+    fast.load_state_dict(ref.state_dict())
+    y_ref = ref(x, z)
+    grad = torch.randn_like(y_ref)
+    y_ref, g_ref = _run_layer(ref, x, z, grad)
+    y, g = _run_layer(fast, x, z, grad)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    _close(y, y_ref, dtype, "output")
+    for name in g_ref:
+        assert g[name].dtype == g_ref[name].dtype, name
+        _close(g[name], g_ref[name], dtype, f"grad {name}")
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# concatenation-free conv (ZConcatConv2d with impl="triton")
+# ---------------------------------------------------------------------------------------------
+
+SHAPES = [  # N, C, H, W, nz, out, act
+    (3, 3, 6, 10, 8, 5, "leaky_relu"),   # H != W
+    (1, 1, 2, 2, 1, 4, "leaky_relu"),    # 2x2 -> 1x1 bottleneck: both border taps in the padding
+    (1, 5, 2, 4, 3, 2, "relu"),          # 1 x 2 output
+    (3, 2, 5, 7, 2, 3, "none"),          # odd H and W
+    (2, 4, 9, 3, 5, 1, "leaky_relu"),    # one output channel
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("N,C,H,W,nz,out,act", SHAPES)
+def test_concat_free_matches_reference(N, C, H, W, nz, out, act, dtype, poisoned):
+    _compare_layers(N, C, H, W, nz, out, act, dtype)
+
+
+@pytest.mark.parametrize("N,C,H,W,nz,out,act", SHAPES[:2] + SHAPES[3:4])
+def test_concat_free_channels_last(N, C, H, W, nz, out, act, poisoned):
+    y = _compare_layers(N, C, H, W, nz, out, act, torch.float32, CL)
+    if C > 1 and y.shape[2] * y.shape[3] > 1:
+        assert y.is_contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("kernel_size,stride,padding", [
+    (3, 1, 1), (3, 2, 0), (5, 3, 2), (2, 1, 3), (1, 1, 0), ((3, 4), (1, 2), (2, 0))])
+def test_concat_free_general_conv(kernel_size, stride, padding, poisoned):
+    # includes padding wider than the kernel (rows whose taps all land in the padding)
+    _compare_layers(2, 3, 5, 6, 2, 3, "leaky_relu", torch.float32, kernel_size=kernel_size,
+                    stride=stride, padding=padding)
+
+
+def test_concat_free_gradcheck_float64():
+    x, z = _inputs(2, 2, 3, 4, 2, torch.float64)
+    w = torch.randn(3, 4, 4, 4, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64)
+    args = [t.requires_grad_() for t in (x, z, w, b)]
+    for impl in ("ref", "triton"):
+        assert torch.autograd.gradcheck(
+            lambda *a, impl=impl: z_concat_conv(*a, stride=2, padding=1, impl=impl), args, fast_mode=True)
+
+
+@pytest.mark.parametrize("trainable", [("z",), ("x",), ("bias",), ("weight", "z")])
+def test_concat_free_partial_requires_grad(trainable, poisoned):
+    # only some inputs need gradients (e.g. a frozen G in the encoder's update)
+    x, z = _inputs(2, 3, 6, 4, 2, torch.float32)
+    grads = []
+    for impl in ("triton", "ref"):
+        torch.manual_seed(1)
+        layer = ZConcatConv2d(3, 2, 4, impl=impl)
+        inputs = {"x": x.clone(), "z": z.clone(), "weight": layer.weight, "bias": layer.bias}
+        for k, t in inputs.items():
+            t.requires_grad_(k in trainable)
+        layer(inputs["x"], inputs["z"]).square().sum().backward()
+        grads.append({k: t.grad for k, t in inputs.items()})
+    for k in grads[1]:
+        assert (grads[0][k] is None) == (k not in trainable), k
+        if k in trainable:
+            _close(grads[0][k], grads[1][k], torch.float32, f"grad {k}")
+
+
+def test_no_grad_forward():
+    layer = ZConcatConv2d(3, 2, 4, impl="triton")
+    ref = ZConcatConv2d(3, 2, 4, impl="ref")
+    ref.load_state_dict(layer.state_dict())
+    x, z = _inputs(2, 3, 6, 4, 2, torch.float32)
+    with torch.no_grad():
+        _close(layer(x, z), ref(x, z), torch.float32, "no_grad output")
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_autocast_bf16(mode):
+    # fp32 activations and parameters, bf16 conv, as in mixed-precision training (here on CPU)
+    x, z = _inputs(2, 3, 6, 10, 4, torch.float32)
+    ref = ZConcatConv2d(3, 4, 5, impl="ref")
+    fast = ZConcatConv2d(3, 4, 5, impl="triton", mode=mode)
+    fast.load_state_dict(ref.state_dict())
+    grad = torch.randn(2, 5, 3, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_ref, g_ref = _run_layer(ref, x, z, grad)
+        y, g = _run_layer(fast, x, z, grad)
+        # z in another float dtype than x is fine under autocast (as for torch.cat)
+        ZConcatConv2d(3, 4, 5, impl="triton")(x.bfloat16(), z)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    _close(y, y_ref, torch.bfloat16, "output")
+    for name in g_ref:
+        assert g[name].dtype == torch.float32
+        _close(g[name], g_ref[name], torch.bfloat16, f"grad {name}")
+
+
+def test_concat_free_allocates_nothing_of_the_concatenated_size():
+    N, C, H, W, nz = 2, 3, 6, 10, 5
+    layer = ZConcatConv2d(C, nz, 4, impl="triton")
+    x, z = _inputs(N, C, H, W, nz, torch.float32)
+    x.requires_grad_()
+    z.requires_grad_()
+
+    class Shapes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.seen.append(tuple(t.shape))
+            return out
+
+    with Shapes() as mode:
+        layer(x, z).sum().backward()
+    assert mode.seen and not [s for s in mode.seen if len(s) == 4 and s[:2] == (N, C + nz)], mode.seen
+    # the reference does build it, so the probe works
+    with Shapes() as mode:
+        ZConcatConv2d(C, nz, 4, impl="ref")(x, z).sum().backward()
+    assert (N, C + nz, H, W) in mode.seen
+
+
+def test_state_dict_is_one_conv_weight():
+    layer = ZConcatConv2d(3, 8, 16, impl="triton", mode="fused_concat")
+    conv = nn.Conv2d(3 + 8, 16, 4, 2, 1)
+    assert {k: v.shape for k, v in layer.state_dict().items()} == \
+           {k: v.shape for k, v in conv.state_dict().items()}
+    layer.load_state_dict(conv.state_dict())
+    x, z = _inputs(2, 3, 4, 6, 8, torch.float32)
+    ref = conv(F.leaky_relu(torch.cat([x, z[:, :, None, None].expand(-1, -1, 4, 6)], 1), 0.2))
+    _close(layer(x, z), ref, torch.float32, "vs nn.Conv2d")
+    layer.mode = "concat_free"
+    _close(layer(x, z), ref, torch.float32, "vs nn.Conv2d")
+
+
+# ---------------------------------------------------------------------------------------------
+# fused act + tile + concatenate
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+@pytest.mark.parametrize("N,C,H,W,nz,act", [
+    (3, 3, 6, 10, 8, "leaky_relu"), (1, 1, 2, 2, 1, "relu"), (2, 5, 3, 5, 3, "none")])
+def test_fused_concat_matches_reference(N, C, H, W, nz, act, fmt, dtype, poisoned):
+    x, z = _inputs(N, C, H, W, nz, dtype, fmt)
+    outs = {}
+    for impl in ("ref", "triton"):
+        xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+        y = z_concat_act(xs, zs, act, impl=impl)
+        if impl == "ref":
+            grad = torch.randn_like(y)
+        y.backward(grad)
+        outs[impl] = (y, xs.grad, zs.grad)
+    (y, dx, dz), (y_ref, dx_ref, dz_ref) = outs["triton"], outs["ref"]
+    assert y.dtype == dtype and y.shape == (N, C + nz, H, W)
+    if C > 1:  # with one channel, x's memory format is ambiguous (torch keeps NCHW strides)
+        assert y.is_contiguous(memory_format=fmt)
+    # elementwise: exact in fp32; in bf16 torch's CPU leaky_relu may round differently (1 ulp)
+    ulp = 0 if dtype == torch.float32 else 2.0 ** -7
+    torch.testing.assert_close(y, y_ref, rtol=ulp, atol=0)
+    torch.testing.assert_close(dx, dx_ref, rtol=ulp, atol=0)
+    _close(dz, dz_ref, dtype, "dz")
+
+
+def test_fused_concat_gradcheck_float64():
+    x, z = _inputs(2, 2, 3, 5, 3, torch.float64)
+    args = (x.requires_grad_(), z.requires_grad_())
+    for impl in ("ref", "triton"):
+        assert torch.autograd.gradcheck(lambda a, b, impl=impl: z_concat_act(a, b, impl=impl), args,
+                                        fast_mode=True)
+
+
+def test_fused_concat_noncontiguous_grad(poisoned):
+    # y.sum().backward() hands an expanded (stride-0) gradient to the kernel
+    x, z = _inputs(2, 3, 4, 5, 2, torch.float32, CL)
+    xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+    z_concat_act(xs, zs, impl="triton").sum().backward()
+    xr, zr = x.clone().requires_grad_(), z.clone().requires_grad_()
+    z_concat_act_ref(xr, zr).sum().backward()
+    _close(xs.grad, xr.grad, torch.float32, "dx")
+    _close(zs.grad, zr.grad, torch.float32, "dz")
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ["act", "conv", "module"])
+@pytest.mark.parametrize("z_shape,z_dtype,error", [
+    ((2, 3), torch.float64, TypeError),     # wrong dtype
+    ((2, 3), torch.int64, TypeError),       # not floating point
+    ((3, 3), torch.float32, ValueError),    # batch mismatch
+    ((2, 4), torch.float32, ValueError),    # wrong nz
+    ((2, 3, 1), torch.float32, ValueError),  # not N x nz
+])
+def test_bad_z_names_both_shapes(op, z_shape, z_dtype, error):
+    x = torch.randn(2, 5, 4, 6)
+    z = torch.zeros(z_shape, dtype=z_dtype)
+    if op == "act":
+        if z_shape == (2, 4):
+            pytest.skip("any nz is valid for the concat op alone")
+        call = lambda: z_concat_act(x, z, impl="triton")  # noqa: E731
+    elif op == "conv":
+        call = lambda: z_concat_conv(x, z, torch.randn(7, 8, 4, 4), impl="triton")  # noqa: E731
+    else:
+        call = lambda: ZConcatConv2d(5, 3, 7, impl="triton")(x, z)  # noqa: E731
+    with pytest.raises(error) as info:
+        call()
+    assert str((2, 5, 4, 6)) in str(info.value) and str(z_shape) in str(info.value)
+
+
+def test_bad_arguments():
+    x, z = _inputs(2, 3, 4, 4, 2, torch.float32)
+    w = torch.randn(4, 5, 4, 4)
+    with pytest.raises(ValueError, match="stride"):
+        z_concat_conv(x, z, w, stride=0, impl="triton")
+    with pytest.raises(ValueError, match="padding"):
+        z_concat_conv(x, z, w, padding="same", impl="triton")
+    with pytest.raises(ValueError, match="act"):
+        z_concat_conv(x, z, w, act="tanh", impl="triton")
+    with pytest.raises(ValueError, match="mode"):
+        ZConcatConv2d(3, 2, 4, mode="concat")
+    with pytest.raises(TypeError, match="weight"):
+        z_concat_conv(x, z, w.double(), impl="triton")
+
+
+# ---------------------------------------------------------------------------------------------
+# generator integration
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where_add,size,channels_last,only_zinject", [
+    ("all", (32, 64), False, True), ("input", (32, 32), True, True), ("all", (32, 32), False, False)])
+def test_generator_triton_matches_ref(where_add, size, channels_last, only_zinject):
+    engine = pytest.importorskip("bicyclegan.engine")
+    cfg = dict(netG="unet", ngf=4, nz=3, where_add=where_add, crop_size=size[0], crop_width=size[1],
+               netE="resnet_128", netD="basic_128", netD2="basic_128", num_Ds=1)
+    ref = engine.build_generator(engine.ModelConfig(impl="ref", **cfg))
+    fast = engine.build_generator(engine.ModelConfig(impl="triton", **cfg))
+    fast.load_state_dict(ref.state_dict())
+    if only_zinject:  # isolate the z-injection kernels: every other layer runs its reference
+        for m in fast.modules():
+            if hasattr(m, "impl") and not isinstance(m, ZConcatConv2d):
+                m.impl = "ref"
+    assert sum(isinstance(m, ZConcatConv2d) and m.nz > 0 for m in fast.modules()) == \
+        (ref.depth if where_add == "all" else 1)
+    A = torch.randn(2, 3, *size)
+    z = torch.randn(2, 3)
+    if channels_last:
+        A = A.contiguous(memory_format=CL)
+        ref, fast = ref.to(memory_format=CL), fast.to(memory_format=CL)
+    grad = torch.randn(2, 3, *size)
+    outs = []
+    for net in (ref, fast):
+        zs = z.clone().requires_grad_()
+        y = net(A, zs)
+        y.backward(grad)
+        outs.append((y, zs.grad, {k: p.grad for k, p in net.named_parameters()}))
+    (y, dz, gp), (y_ref, dz_ref, gp_ref) = outs[1], outs[0]
+    _close(y, y_ref, torch.float32, "G output")
+    _close(dz, dz_ref, torch.float32, "G dz")
+    # Biases followed by InstanceNorm get a zero gradient up to rounding noise, so every
+    # parameter is compared at the scale of the largest gradient.
+    scale = max(g.abs().max().item() for g in gp_ref.values())
+    for k in gp_ref:
+        torch.testing.assert_close(gp[k], gp_ref[k], rtol=1e-4, atol=1e-4 * scale, msg=lambda m, k=k: f"{k}: {m}")
+
+
+# ---------------------------------------------------------------------------------------------
+# on a GPU (compiled kernels)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("N,C,H,W,nz,out,act", [
+    (2, 64, 64, 96, 8, 128, "leaky_relu"), (3, 5, 2, 2, 3, 7, "leaky_relu"), (1, 3, 33, 17, 8, 64, "none")])
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_gpu_matches_reference(N, C, H, W, nz, out, act, dtype, fmt, mode, no_tf32):
+    _compare_layers(N, C, H, W, nz, out, act, dtype, fmt, device=CUDA, mode=mode)
+
+
+@pytest.mark.gpu
+def test_gpu_autocast_and_cuda_graph(no_tf32):
+    x, z = _inputs(2, 64, 32, 32, 8, torch.float32, CL, device=CUDA)
+    ref = ZConcatConv2d(64, 8, 128, impl="ref").to(CUDA)
+    fast = ZConcatConv2d(64, 8, 128, impl="triton").to(CUDA)
+    fast.load_state_dict(ref.state_dict())
+    grad = torch.randn(2, 128, 16, 16, device=CUDA)
+    with torch.autocast(CUDA, dtype=torch.bfloat16):
+        y_ref, g_ref = _run_layer(ref, x, z, grad)
+        y, g = _run_layer(fast, x, z, grad)
+    _close(y, y_ref, torch.bfloat16, "output")
+    for name in g_ref:
+        _close(g[name], g_ref[name], torch.bfloat16, f"grad {name}")
+    # graph-safe: no host syncs, no allocations the caching allocator cannot replay
+    xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fast(xs, zs).backward(grad)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y_graph = fast(xs, zs)
+        y_graph.backward(grad)
+    graph.replay()
+    torch.cuda.synchronize()
+    _close(y_graph, fast(x, z).detach(), torch.float32, "graphed output")
