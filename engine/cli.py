@@ -99,8 +99,8 @@ def cmd_train(args) -> int:
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}")
         if trainer.is_demo and not args.no_eval:
-            from .evaluate import evaluate_demo, format_table
-            result = evaluate_demo(trainer.model, trainer.data_root, cfg)
+            from .evaluate import evaluate, format_table
+            result = evaluate(trainer.model, trainer.data_root, cfg)
             (run / "eval.json").write_text(json.dumps(result, indent=2))
             print(format_table(result))
     return 0
