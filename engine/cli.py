@@ -18,8 +18,8 @@ PRESETS = {
     "demo": {
         "model": dict(netG="unet", crop_size=32, ngf=32, nef=32, ndf=32, netE="resnet_128",
                       netD="basic_128_multi", netD2="basic_128_multi"),
-        "train": dict(batch_size=8, load_size=32, preprocess="none", no_flip=True, niter=15,
-                      niter_decay=15, log_every=25, sample_every=250, save_every=250,
+        "train": dict(batch_size=8, load_size=32, preprocess="none", no_flip=True, niter=40,
+                      niter_decay=40, log_every=25, sample_every=500, save_every=500,
                       num_workers=1),
     },
     "reference": {"model": {}, "train": {}},

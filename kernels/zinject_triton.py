@@ -24,7 +24,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-_ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
+# One definition of the activations and their derivatives for all our kernels.
+from .norm_act_triton import _ACT_IDS, _act, _act_grad
 
 
 def _empty(*size, **kwargs):
@@ -45,25 +46,6 @@ def _up(v):
 
 
 @triton.jit
-def _act(v, slope, ACT: tl.constexpr):
-    if ACT == 1:
-        v = tl.where(v < 0, 0.0, v)
-    elif ACT == 2:
-        v = tl.where(v > 0, v, v * slope)
-    return v
-
-
-@triton.jit
-def _act_grad(g, v, slope, ACT: tl.constexpr):
-    # g * act'(v), with torch's convention at 0 (relu: 0, leaky_relu: slope).
-    if ACT == 1:
-        g = tl.where(v > 0, g, 0.0)
-    elif ACT == 2:
-        g = tl.where(v > 0, g, g * slope)
-    return g
-
-
-@triton.jit
 def _zcat_fwd_kernel(x_ptr, z_ptr, y_ptr, C, CT, HW,
                      sxn, sxc, sxp, szn, szc, syn, syc, syp, slope,
                      ACT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -76,7 +58,7 @@ def _zcat_fwd_kernel(x_ptr, z_ptr, y_ptr, C, CT, HW,
     xv = _up(tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc,
                      mask=pm[:, None] & is_x[None, :], other=0.0))
     zv = _up(tl.load(z_ptr + n * szn + (c - C) * szc, mask=(c >= C) & (c < CT), other=0.0))
-    v = _act(tl.where(is_x[None, :], xv, zv[None, :]), slope, ACT)
+    v = _act(tl.where(is_x[None, :], xv, zv[None, :]), ACT, slope)
     tl.store(y_ptr + n * syn + p[:, None] * syp + c[None, :] * syc, v.to(y_ptr.dtype.element_ty),
              mask=pm[:, None] & (c < CT)[None, :])
 
@@ -98,11 +80,11 @@ def _zcat_bwd_kernel(g_ptr, x_ptr, z_ptr, dx_ptr, part_ptr, C, CT, NZ, HW,
     xm = pm[:, None] & (c < C)[None, :]
     x_off = n * sxn + p[:, None] * sxp + c[None, :] * sxc
     xv = _up(tl.load(x_ptr + x_off, mask=xm, other=0.0))
-    tl.store(dx_ptr + x_off, _act_grad(g, xv, slope, ACT).to(dx_ptr.dtype.element_ty), mask=xm)
+    tl.store(dx_ptr + x_off, _act_grad(g, xv, ACT, slope).to(dx_ptr.dtype.element_ty), mask=xm)
     if (cb + 1) * BLOCK_C > C:
         zm = (c >= C) & (c < CT)
         zv = _up(tl.load(z_ptr + n * szn + (c - C) * szc, mask=zm, other=0.0))
-        s = _act_grad(tl.sum(g, axis=0), zv, slope, ACT)
+        s = _act_grad(tl.sum(g, axis=0), zv, ACT, slope)
         tl.store(part_ptr + (n * tl.num_programs(0) + pb) * NZ + (c - C), s, mask=zm)
 
 
@@ -111,7 +93,7 @@ def _act_cast_kernel(x_ptr, y_ptr, numel, slope, ACT: tl.constexpr, BLOCK: tl.co
     off = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = off < numel
     v = _up(tl.load(x_ptr + off, mask=m, other=0.0))
-    tl.store(y_ptr + off, _act(v, slope, ACT).to(y_ptr.dtype.element_ty), mask=m)
+    tl.store(y_ptr + off, _act(v, ACT, slope).to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -120,7 +102,7 @@ def _act_grad_kernel(g_ptr, x_ptr, dx_ptr, numel, slope, ACT: tl.constexpr, BLOC
     m = off < numel
     g = _up(tl.load(g_ptr + off, mask=m, other=0.0))
     v = _up(tl.load(x_ptr + off, mask=m, other=0.0))
-    tl.store(dx_ptr + off, _act_grad(g, v, slope, ACT).to(dx_ptr.dtype.element_ty), mask=m)
+    tl.store(dx_ptr + off, _act_grad(g, v, ACT, slope).to(dx_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -213,7 +195,7 @@ def _zq_kernel(z_ptr, w_ptr, q_ptr, C, NZ, CO, szn, szc, swo, swc, swh, sww, slo
     w_off = o * swo + (t // KW) * swh + (t % KW) * sww
     acc = tl.zeros([BLOCK], dtype=q_ptr.dtype.element_ty)
     for c in range(NZ):
-        a = _act(_up(tl.load(z_ptr + n * szn + c * szc)), slope, ACT)
+        a = _act(_up(tl.load(z_ptr + n * szn + c * szc)), ACT, slope)
         acc += a * tl.load(w_ptr + w_off + (C + c) * swc, mask=m, other=0.0).to(acc.dtype)
     tl.store(q_ptr + n * (CO * KH * KW) + idx, acc, mask=m)
 
@@ -244,8 +226,8 @@ def _zfinal_kernel(r_ptr, z_ptr, w_ptr, dw_ptr, db_ptr, dzp_ptr, N, C, NZ, CO,
     for n in range(N):
         rn = tl.load(r_ptr + n * (CO * (KH * KW + 1)) + r_off, mask=m2, other=0.0)
         zv = _up(tl.load(z_ptr + n * szn + c * szc))
-        dw += _act(zv, slope, ACT) * rn
-        tl.store(dzp_ptr + (ob * N + n) * NZ + c, _act_grad(tl.sum(tl.sum(w * rn, axis=1), axis=0), zv, slope, ACT))
+        dw += _act(zv, ACT, slope) * rn
+        tl.store(dzp_ptr + (ob * N + n) * NZ + c, _act_grad(tl.sum(tl.sum(w * rn, axis=1), axis=0), zv, ACT, slope))
         if NEED_B:
             db += tl.load(r_ptr + n * (CO * (KH * KW + 1)) + o * (KH * KW + 1) + KH * KW, mask=om, other=0.0)
     if NEED_W:
@@ -312,7 +294,7 @@ def _zcat_forward(x, z, act, slope, out_dtype):
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
-                           ACT=_ACT_CODES[act], BLOCK_P=bp, BLOCK_C=bc)
+                           ACT=_ACT_IDS[act], BLOCK_P=bp, BLOCK_C=bc)
     return y
 
 
@@ -328,7 +310,7 @@ def _zcat_backward(gy, x, z, act, slope):
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
-                           ACT=_ACT_CODES[act], BLOCK_P=bp, BLOCK_C=bc)
+                           ACT=_ACT_IDS[act], BLOCK_P=bp, BLOCK_C=bc)
     return dx, part.sum(1).to(z.dtype)
 
 
@@ -341,7 +323,7 @@ def _act_cast(x, act, slope, dtype):
         return x
     y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=_memory_format(x))
     _act_cast_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
-                                                           ACT=_ACT_CODES[act], BLOCK=_FLAT_BLOCK)
+                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK)
     return y
 
 
@@ -353,7 +335,7 @@ def _act_backward(g, x, act, slope):
     g = g.contiguous(memory_format=fmt)
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     _act_grad_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
-                                                           ACT=_ACT_CODES[act], BLOCK=_FLAT_BLOCK)
+                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK)
     return dx
 
 
@@ -400,7 +382,7 @@ def _zq(z, weight, C, act, slope, acc_dtype):
     q = _empty((N, CO * KH * KW), dtype=acc_dtype, device=z.device)
     block = _pow2(CO * KH * KW, 1024)
     _zq_kernel[(triton.cdiv(CO * KH * KW, block), N)](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
-                                                       slope, KH=KH, KW=KW, ACT=_ACT_CODES[act], BLOCK=block)
+                                                       slope, KH=KH, KW=KW, ACT=_ACT_IDS[act], BLOCK=block)
     return q
 
 
@@ -417,7 +399,7 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
     dzp = _empty((ob, N, nz), dtype=r.dtype, device=z.device)
     _zfinal_kernel[(ob, nz)](r, z, weight, r if dw is None else dw, r if db is None else db, dzp,
                              N, C, nz, CO, *z.stride(), *weight.stride(), *(weight if dw is None else dw).stride(),
-                             slope, KH=KH, KW=KW, KKP=kkp, ACT=_ACT_CODES[act],
+                             slope, KH=KH, KW=KW, KKP=kkp, ACT=_ACT_IDS[act],
                              NEED_W=need_w, NEED_B=db is not None, BLOCK_O=bo)
     if need_w:
         dw[:, :C].copy_(gwx)

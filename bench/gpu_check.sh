@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (see ../shared/GPU.md): versions, the gpu-marked tests, then the
+# GPU benchmarks with their baselines in the same process; everything lands under $OUT (at most
+# 8 files come back, so logs are bundled). Usage on the device: bash bench/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-bench/results/local}
+mkdir -p "$OUT"
+export BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=${BENCH_NORM_ACT_QUICK:-1}
+pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+status=0
+timeout 240 python -m pytest -m gpu -x -q tests > "$OUT/gpu_tests.log" 2>&1 || status=1
+tail -3 "$OUT/gpu_tests.log"
+timeout 150 python -m pytest bench/bench_norm_act.py -q \
+  --benchmark-json="$OUT/norm_act.json" > "$OUT/bench.log" 2>&1 || status=1
+timeout 120 python -m pytest bench/bench_zinject.py -q --benchmark-json="$OUT/zinject.json" >> "$OUT/bench.log" 2>&1 || status=1
+timeout 60 python -m pytest bench/bench_loader.py -q --benchmark-json="$OUT/loader.json" >> "$OUT/bench.log" 2>&1 || status=1
+tail -40 "$OUT/bench.log"
+exit $status
