@@ -129,3 +129,19 @@ def test_cli_bad_input_is_a_clear_error(capsys, tmp_path):
     assert main(["train", "--preset", "demo", "--dataroot", str(tmp_path / "missing"),
                  "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_sample_and_evaluate_commands(tmp_path, demo_root, capsys):
+    run = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False).train()
+    ckpt = str(run / "checkpoints" / "latest.pt")
+    assert main(["sample", ckpt, "--num", "3", "--n_samples", "2", "--device", "cpu"]) == 0
+    res = run / "results" / "test"
+    assert (res / "grid.png").is_file()
+    page = (res / "index.html").read_text()
+    assert page.count("<tr>") == 3 and "ground truth" in page and "encoded" in page
+    assert len(list((res / "images").glob("*.png"))) == 3 * (3 + 2)  # input, truth, encoded, 2 random
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", ckpt, "--num", "4", "--n_samples", "3", "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["n_inputs"] == 4 and r["n_outputs"] == 12 and 0 <= r["coverage"] <= 1 and 0 <= r["validity"] <= 1
+    assert "palette coverage" in capsys.readouterr().out
