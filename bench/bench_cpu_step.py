@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from bicyclegan.engine import BicycleGAN, ModelConfig, TrainConfig
 
 REF = os.environ.get("BICYCLEGAN_REFERENCE")

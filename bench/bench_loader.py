@@ -13,8 +13,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from bicyclegan.pipelines import make_loader
 from PIL import Image
+
+from bicyclegan.pipelines import make_loader
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 FILES, BATCH = 64, 8

@@ -15,6 +15,7 @@ import statistics
 
 import pytest
 import torch
+
 from bicyclegan.kernels import ZConcatConv2d
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

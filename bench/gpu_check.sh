@@ -18,6 +18,7 @@ tail -3 "$OUT/gpu_tests.log"
 timeout 150 python -m pytest bench/bench_norm_act.py -q \
   --benchmark-json="$OUT/norm_act.json" > "$OUT/bench.log" 2>&1 || status=1
 timeout 120 python -m pytest bench/bench_zinject.py -q --benchmark-json="$OUT/zinject.json" >> "$OUT/bench.log" 2>&1 || status=1
+timeout 150 python -m pytest bench/bench_train_step.py -q --benchmark-json="$OUT/train_step.json" >> "$OUT/bench.log" 2>&1 || status=1
 timeout 60 python -m pytest bench/bench_loader.py -q --benchmark-json="$OUT/loader.json" >> "$OUT/bench.log" 2>&1 || status=1
 tail -40 "$OUT/bench.log"
 exit $status

@@ -103,7 +103,8 @@ def load_checkpoint(path, device=None, **overrides) -> BicycleGAN:
 
 # Fields that may differ between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
-                     "num_workers", "backend", "device", "n_samples", "out", "dataroot"}
+                     "num_workers", "backend", "device", "n_samples", "out", "dataroot",
+                     "cuda_graph"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 
 

@@ -152,6 +152,7 @@ class TrainConfig:
     niter_decay: int = 100     # epochs of linear decay to zero
     max_steps: Optional[int] = None  # stop after this many iterations (None: niter + niter_decay epochs)
     amp: str = "off"           # off | bf16 | fp16
+    cuda_graph: bool = False   # capture the whole training step in a CUDA graph (CUDA; amp off or bf16)
     seed: int = 0  # seeds weights, data order, z draws and the demo data
     dataroot: Optional[str] = None   # None: the built-in demo data
     load_size: int = 286  # images are resized to this before cropping
@@ -188,6 +189,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name}={v!r} must be an integer >= 0")
+        if self.cuda_graph and self.amp == "fp16":
+            raise ConfigError("cuda_graph=True needs amp=bf16 or off: fp16's GradScaler makes host-side "
+                              "decisions every step")
         if self.niter + self.niter_decay == 0 and self.max_steps is None:
             raise ConfigError("niter + niter_decay is 0 and max_steps is unset: nothing to train")
         if self.variant == "bicycle" and self.batch_size % 2:

@@ -58,9 +58,12 @@ class BicycleGAN(nn.Module):
             self.to(memory_format=torch.channels_last)
         dev = next(self.G.parameters()).device
         fused = dev.type == "cuda"
+        # A captured step replays its kernels with the arguments of the capture: Adam must keep its
+        # step count and learning rate in device tensors (capturable) so they can change.
+        graphed = cfg.cuda_graph and fused
         self.optimizers = {
-            name: torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                   fused=fused)
+            name: torch.optim.Adam(net.parameters(), lr=torch.tensor(cfg.lr, device=dev) if graphed else cfg.lr,
+                                   betas=(cfg.beta1, cfg.beta2), fused=fused, capturable=graphed)
             for name, net in self.networks().items()}
         self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
 

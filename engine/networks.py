@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
 from bicyclegan.kernels.norm_act import apply_act
 

@@ -126,6 +126,7 @@ class Trainer:
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch
         self.step, self.epoch = 0, 0
         self.rng_to_restore = None
+        self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if resume:
             state = read_checkpoint(self.ckpt_path)
             check_compatible(state["config"], cfg, self.ckpt_path)
@@ -159,7 +160,10 @@ class Trainer:
         f = lr_factor(self.epoch, self.cfg.niter, self.cfg.niter_decay)
         for opt in self.model.optimizers.values():
             for group in opt.param_groups:
-                group["lr"] = self.cfg.lr * f
+                if isinstance(group["lr"], torch.Tensor):  # capturable Adam (CUDA graph): in place
+                    group["lr"].fill_(self.cfg.lr * f)
+                else:
+                    group["lr"] = self.cfg.lr * f
         return self.cfg.lr * f
 
     def _write_config(self):
@@ -198,7 +202,10 @@ class Trainer:
                     set_rng_state(self.rng_to_restore)
                     self.rng_to_restore = None
                 for batch in it:
-                    losses = self.model.train_step(batch)
+                    if cfg.cuda_graph and self.graphed is None:
+                        from .graph import GraphedTrainStep
+                        self.graphed = GraphedTrainStep(self.model, batch)
+                    losses = self.graphed(batch) if self.graphed else self.model.train_step(batch)
                     self.step += 1
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0) + v

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
 from bicyclegan.pipelines import make_demo_dataset
 from bicyclegan.pipelines.demo import (
     PALETTES,
@@ -12,7 +14,6 @@ from bicyclegan.pipelines.demo import (
     classify_palettes,
     palette_coverage,
 )
-from PIL import Image
 
 
 def load_phase(root, phase="train"):

@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
 from bicyclegan.engine.losses import gan_loss, kl_loss
 from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator

@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+
 from bicyclegan.kernels import InstanceNormAct2d, fuse_norm_act, instance_norm_act, instance_norm_act_ref
 from bicyclegan.kernels._impl import interpreting
 

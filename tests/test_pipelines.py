@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from bicyclegan.pipelines import make_loader
 from PIL import Image
+
+from bicyclegan.pipelines import make_loader
 
 BACKENDS = ["torch", "dali"]
 MODES = ["resize_and_crop", "crop", "scale_width_and_crop"]

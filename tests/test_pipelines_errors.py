@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 import pytest
-from bicyclegan.pipelines import DatasetError, make_loader
 from PIL import Image
 from test_pipelines import aligned, noise, write
+
+from bicyclegan.pipelines import DatasetError, make_loader
 
 BACKENDS = ["torch", "dali"]
 

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+
 from bicyclegan.engine import ModelConfig, TrainConfig
 from bicyclegan.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from bicyclegan.engine.cli import build_parser, main, resolve_config

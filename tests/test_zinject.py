@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from bicyclegan.kernels import ZConcatConv2d, z_concat_act, z_concat_act_ref, z_concat_conv, zinject_triton
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from bicyclegan.kernels import ZConcatConv2d, z_concat_act, z_concat_act_ref, z_concat_conv, zinject_triton
 
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float64: 1e-10}
 CL = torch.channels_last
