@@ -118,3 +118,54 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
     if diffs:
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
                               + "; ".join(diffs))
+
+
+def _load_state_dict_file(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable state_dict: {e}") from e
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    return sd
+
+
+def load_official_into(net: torch.nn.Module, path) -> None:
+    """Load a state_dict saved by the reference implementation into our network.
+
+    Our modules are arranged differently (names differ: e.g. the reference's `model.submodule.down.1`
+    is our `model.submodule.down`), but they register the same tensors in the same order, so
+    entries are matched by position and each shape is checked. (Checked against the authors' code:
+    G in three configurations, E resnet/conv and D give identical outputs after import.)"""
+    theirs = list(_load_state_dict_file(path).items())
+    ours = net.state_dict()
+    # Where top-level names agree (E's conv/fc/fcVar), follow our order of them: the reference's
+    # E_ResNet registers fc before conv.
+    tops = list(dict.fromkeys(k.split(".")[0] for k in ours))
+    rank = {t: i for i, t in enumerate(tops)}
+    theirs = [kv for _, kv in sorted(enumerate(theirs), key=lambda e: (rank.get(e[1][0].split(".")[0], 0), e[0]))]
+    if len(theirs) != len(ours):
+        raise CheckpointError(f"{path} holds {len(theirs)} tensors, the configured {type(net).__name__} has "
+                              f"{len(ours)}: the ModelConfig (netG/netE/netD, where_add, norm, upsample, "
+                              f"nz, ngf...) does not match the network that was saved")
+    for (k_ours, v_ours), (k_theirs, v_theirs) in zip(ours.items(), theirs):
+        if v_ours.shape != v_theirs.shape:
+            raise CheckpointError(f"{path}: {k_theirs} has shape {tuple(v_theirs.shape)} but our {k_ours} "
+                                  f"has {tuple(v_ours.shape)}; check the ModelConfig")
+    net.load_state_dict({k: v for k, (_, v) in zip(ours, theirs)})
+
+
+def import_official(model_cfg, G, E=None, D=None, D2=None, variant: str = "bicycle") -> BicycleGAN:
+    """A BicycleGAN holding the weights of the reference's {epoch}_net_{G,E,D,D2}.pth files."""
+    cfg = TrainConfig(model=model_cfg, variant=variant)
+    model = BicycleGAN(cfg)
+    for name, path in (("G", G), ("E", E), ("D", D), ("D2", D2)):
+        if path is not None:
+            net = model.networks().get(name)
+            if net is None:
+                raise CheckpointError(f"variant {variant} has no {name} to load {path} into")
+            load_official_into(net, path)
+    return model

@@ -124,6 +124,17 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
+def cmd_import_official(args) -> int:
+    from .checkpoint import import_official, save_checkpoint
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    cfg = ModelConfig(**{k: v for k, v in vars(args).items() if k in model_fields and v is not None})
+    model = import_official(cfg, G=args.G, E=args.E, D=args.D, D2=args.D2)
+    save_checkpoint(model, args.out)
+    print(f"wrote {args.out} (networks {', '.join(model.networks())}; untrained ones are freshly "
+          f"initialised); sample with: bicyclegan sample {args.out} --dataroot DATA")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the results to this file")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
+    for net in ("G", "E", "D", "D2"):
+        p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
+    p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
     p.add_argument("out")

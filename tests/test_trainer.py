@@ -146,3 +146,31 @@ def test_sample_and_evaluate_commands(tmp_path, demo_root, capsys):
     r = json.loads(out.read_text())
     assert r["n_inputs"] == 4 and r["n_outputs"] == 12 and 0 <= r["coverage"] <= 1 and 0 <= r["validity"] <= 1
     assert "palette coverage" in capsys.readouterr().out
+
+
+def test_import_official_matches_by_order_and_checks_shapes(tmp_path, capsys):
+    from bicyclegan.engine import build_encoder, build_generator
+    from bicyclegan.engine.checkpoint import load_official_into
+    cfg = ModelConfig(**TINY)
+    G = build_generator(cfg)
+    # The reference's names differ from ours but the order is the same: rename every key.
+    torch.save({f"model.{i}.w": v for i, (k, v) in enumerate(G.state_dict().items())}, tmp_path / "G.pth")
+    E = build_encoder(cfg)
+    sd = E.state_dict()  # the reference's E_ResNet registers fc/fcVar before conv
+    head = {k: v for k, v in sd.items() if k.startswith("fc")}
+    torch.save({**head, **{k: v for k, v in sd.items() if not k.startswith("fc")}}, tmp_path / "E.pth")
+    out = tmp_path / "imported.pt"
+    args = ["import-official", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"), "--out", str(out)]
+    args += [f"--{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    model = load_checkpoint(out)
+    A, z, B = torch.randn(2, 3, 32, 32), torch.randn(2, 8), torch.randn(2, 3, 32, 32)
+    G.eval(), E.eval(), model.eval()
+    torch.testing.assert_close(model.G(A, z), G(A, z), rtol=0, atol=0)
+    torch.testing.assert_close(model.E(B)[0], E(B)[0], rtol=0, atol=0)
+    other = build_generator(ModelConfig(**{**TINY, "ngf": 8}))
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_official_into(other, tmp_path / "G.pth")
+    with pytest.raises(CheckpointError, match="holds .* tensors"):
+        load_official_into(build_generator(ModelConfig(**{**TINY, "where_add": "input", "num_downs": 4})),
+                           tmp_path / "G.pth")
