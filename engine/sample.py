@@ -58,7 +58,7 @@ def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
     for j, (col, name) in enumerate(zip(imgs, names)):
         x0 = pad + j * (cw + pad)
-        draw.text((x0, 0), name[: max(3, cw // 6)], fill=(0, 0, 0))
+        draw.text((x0, 0), name[: max(3, cw // 5)], fill=(0, 0, 0))
         for i in range(n):
             tile = Image.fromarray(col[i])
             if scale > 1:
