@@ -75,14 +75,19 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0,
     atomic_save(state, path)
 
 
-def read_checkpoint(path) -> dict:
+def _torch_load(path, weights_only: bool):
+    """torch.load onto the CPU; a missing or unreadable file is a CheckpointError naming it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {e}") from e
+
+
+def read_checkpoint(path) -> dict:
+    state = _torch_load(path, weights_only=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no '{FORMAT}' marker); "
                               f"for the reference's *_net_G.pth files use import-official")
@@ -121,13 +126,7 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
 
 
 def _load_state_dict_file(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable state_dict: {e}") from e
+    sd = _torch_load(path, weights_only=True)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path} does not hold a state_dict of tensors")
     return sd
