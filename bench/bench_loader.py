@@ -45,6 +45,8 @@ def jpeg_pairs(tmp_path_factory):
     pytest.param("torch", "cuda", marks=gpu),
 ])
 def test_loader_throughput(benchmark, jpeg_pairs, backend, device):
+    if backend == "dali":
+        pytest.importorskip("nvidia.dali", reason="DALI is not installed")
     loader = make_loader(jpeg_pairs, batch_size=BATCH, load_size=286, crop_size=256, backend=backend,
                          device=device, num_workers=WORKERS, seed=0)
 
