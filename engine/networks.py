@@ -95,7 +95,10 @@ class UnetBlock(nn.Module):
         y = self.up_norm(y)
         if self.dropout is not None:
             y = self.dropout(y)
-        return torch.cat([y, apply_act(x, self.act, LRELU)], 1)
+        out = torch.cat([y, x], 1)
+        # The skip half is activated in place inside the fresh concatenation: no extra buffer for act(x).
+        apply_act(out[:, y.shape[1]:], self.act, LRELU, inplace=True)
+        return out
 
 
 class UnetGenerator(nn.Module):
