@@ -12,14 +12,20 @@ import torch
 IMPLS = ("auto", "triton", "ref")
 
 
-@functools.lru_cache(maxsize=None)
+_TRITON_OK = None  # probed on first use: importing triton takes a while and CPU-only users need not pay it
+
+
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
-    except Exception:  # a broken install is as good as none: fall back, with a warning
-        return False
-    return True
+    # A module global rather than functools.lru_cache, which torch.compile traces through with a warning.
+    global _TRITON_OK
+    if _TRITON_OK is None:
+        try:
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+            _TRITON_OK = True
+        except Exception:  # a broken install is as good as none: fall back, with a warning
+            _TRITON_OK = False
+    return _TRITON_OK
 
 
 def interpreting() -> bool:

@@ -16,6 +16,7 @@ Statistics and accumulation are fp32 whatever the input dtype.
 """
 import contextlib
 import functools
+from typing import Optional
 
 import torch
 import triton
@@ -408,36 +409,90 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
     return dx, sdz, sdzx
 
 
-class InstanceNormActFunction(torch.autograd.Function):
-    """Saves per-instance mean and rstd (fp32) and one activation-sized tensor: the output y when
-    the activation can be undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually
-    kept alive by the next layer anyway), else the input x."""
+# The op, twice over. Eager code runs the autograd.Function; torch.compile sees the same launchers as two
+# opaque custom ops (with fake implementations for tracing), so a compiled network keeps one graph
+# instead of breaking at every layer. Eager avoids the custom op because its dispatch costs about
+# 11 us a call on the dev CPU, as much again as a Triton launch. block_hw and split are the test
+# hooks of instance_norm_act_triton, 0 meaning "choose".
 
+def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], act: str,
+              slope: float, eps: float, block_hw: int, split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, fmt, strides = _layout(x)
+    return _forward(x, weight, bias, act, slope, eps, strides,
+                    _config(x, fmt == torch.channels_last, block_hw or None, split or None))
+
+
+def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+              mean: torch.Tensor, rstd: torch.Tensor, act: str, slope: float, from_y: bool, block_hw: int,
+              split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias), the last two as fp32 sums whether or not the op is affine."""
+    saved, fmt, strides = _layout(saved)
+    cfg = _config(saved, fmt == torch.channels_last, block_hw or None, split or None)
+    # Autograd may hand over dy in any layout (or expanded with zero strides).
+    dy = dy.contiguous(memory_format=fmt)
+    dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg)
+    return dx, sdzx.sum((0, 1)), sdz.sum((0, 1))
+
+
+def _setup_context(ctx, inputs, output):
+    """Save per-instance mean and rstd (fp32) and one activation-sized tensor: the output y when the
+    activation can be undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually kept
+    alive by the next layer anyway), else the input x."""
+    x, weight, bias, act, slope, _eps, block_hw, split = inputs
+    y, mean, rstd = output
+    from_y = weight is None and bias is None and act == "leaky_relu" and slope > 0
+    ctx.save_for_backward(y if from_y else x, weight, bias, mean, rstd)
+    ctx.args = (act, slope, from_y, block_hw, split)
+
+
+def _grads(ctx, dy, backward):
+    saved, weight, bias, mean, rstd = ctx.saved_tensors
+    dx, dweight, dbias = backward(dy, saved, weight, bias, mean, rstd, *ctx.args)
+    need = ctx.needs_input_grad
+    return (dx if need[0] else None,
+            dweight.to(weight.dtype) if weight is not None and need[1] else None,
+            dbias.to(bias.dtype) if bias is not None and need[2] else None) + (None,) * 5
+
+
+class InstanceNormActFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, act, slope, eps, block_hw, split):
-        x, fmt, strides = _layout(x)
-        cfg = _config(x, fmt == torch.channels_last, block_hw, split)
-        y, mean, rstd = _forward(x, weight, bias, act, slope, eps, strides, cfg)
-        from_y = weight is None and bias is None and act == "leaky_relu" and slope > 0
-        ctx.save_for_backward(y if from_y else x, weight, bias, mean, rstd)
-        ctx.act, ctx.slope, ctx.from_y, ctx.fmt, ctx.strides, ctx.cfg = act, slope, from_y, fmt, strides, cfg
+    def forward(ctx, *inputs):
+        y, mean, rstd = _fwd_impl(*inputs)
+        _setup_context(ctx, inputs, (y, mean, rstd))
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        saved, weight, bias, mean, rstd = ctx.saved_tensors
-        # Autograd may hand over dy in any layout (or expanded with zero strides).
-        dy = dy.contiguous(memory_format=ctx.fmt)
-        dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, ctx.act, ctx.slope, ctx.from_y,
-                                  ctx.strides, ctx.cfg)
-        dweight = sdzx.sum((0, 1)).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
-        dbias = sdz.sum((0, 1)).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None
-        return (dx if ctx.needs_input_grad[0] else None), dweight, dbias, None, None, None, None, None
+        return _grads(ctx, dy, _bwd_impl)
+
+
+_fwd_op = torch.library.custom_op("bicyclegan::instance_norm_act", _fwd_impl, mutates_args=())
+_bwd_op = torch.library.custom_op("bicyclegan::instance_norm_act_backward", _bwd_impl, mutates_args=())
+
+
+@_fwd_op.register_fake
+def _(x, weight, bias, act, slope, eps, block_hw, split):
+    x = _layout(x)[0]
+    stats = x.new_empty(x.shape[:2], dtype=torch.float32)
+    return torch.empty_like(x), stats, torch.empty_like(stats)
+
+
+@_bwd_op.register_fake
+def _(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw, split):
+    saved = _layout(saved)[0]
+    sums = saved.new_empty(saved.shape[1:2], dtype=torch.float32)
+    return torch.empty_like(saved), sums, torch.empty_like(sums)
+
+
+_fwd_op.register_autograd(lambda ctx, dy, _dmean, _drstd: _grads(ctx, dy, _bwd_op), setup_context=_setup_context)
 
 
 def instance_norm_act_triton(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, *,
                              block_hw=None, split=None):
     """Triton path of instance_norm_act (arguments checked by the caller). block_hw and split
     override the tiling (for tests: force the looped and split paths on small planes)."""
-    return InstanceNormActFunction.apply(x, weight, bias, act, float(slope), float(eps), block_hw, split)
+    args = (x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0))
+    if torch.compiler.is_compiling():
+        return _fwd_op(*args)[0]
+    return InstanceNormActFunction.apply(*args)

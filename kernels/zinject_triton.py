@@ -18,6 +18,7 @@ sum_o <W_z[o, c], dQ[n, o]>, and dbias. The x side is cuDNN's conv on act(x) wit
 tensor of the concatenated size is ever allocated.
 """
 import functools
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -410,55 +411,162 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
 # 2. autograd Functions
 # ---------------------------------------------------------------------------------------------
 
+# Each op twice over, as in norm_act_triton.py: eager code runs the autograd.Function, torch.compile
+# sees the same implementations as opaque custom ops with fake implementations, so a compiled network
+# keeps one graph (a custom op's dispatch costs ~11 us a call, which eager need not pay).
+
+def _dense(x):
+    return x.contiguous(memory_format=_memory_format(x))
+
+
+def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype) -> torch.Tensor:
+    return _zcat_forward(_dense(x), z, act, slope, out_dtype)
+
+
+def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str,
+                   slope: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return _zcat_backward(gy, _dense(x), z, act, slope)
+
+
+def _zcat_setup(ctx, inputs, output):
+    x, z, act, slope, _ = inputs
+    ctx.save_for_backward(x, z)
+    ctx.args = (act, slope)
+
+
+def _zcat_grads(ctx, gy, backward):
+    x, z = ctx.saved_tensors
+    return backward(gy, x, z, *ctx.args) + (None, None, None)
+
+
 class _ZConcatAct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, z, act, slope, out_dtype):
-        x = x.contiguous(memory_format=_memory_format(x))
-        ctx.save_for_backward(x, z)
-        ctx.act, ctx.slope = act, slope
-        return _zcat_forward(x, z, act, slope, out_dtype)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, z = ctx.saved_tensors
-        dx, dz = _zcat_backward(gy, x, z, ctx.act, ctx.slope)
-        return dx, dz, None, None, None
-
-
-class _ZConcatConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, z, weight, bias, stride, padding, act, slope, dtype):
-        with torch.autocast(x.device.type, enabled=False):
-            C = x.shape[1]
-            geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
-            fmt = _memory_format(x)
-            x = x.contiguous(memory_format=fmt)
-            ax = _act_cast(x, act, slope, dtype)
-            # the x slice of the weight, dense and in x's format (what cuDNN would copy it to anyway)
-            wx = weight[:, :C].to(dtype).contiguous(memory_format=fmt)
-            y = F.conv2d(ax, wx, None, stride, padding)
-            _zterm_add(y, _zq(z, weight, C, act, slope, _acc_dtype(dtype)), bias, geo)
-        ctx.save_for_backward(x, ax, wx, z, weight)
-        ctx.conf = (geo, stride, padding, act, slope, None if bias is None else bias.dtype)
+    def forward(ctx, *inputs):
+        y = _zcat_fwd_impl(*inputs)
+        _zcat_setup(ctx, inputs, y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, ax, wx, z, weight = ctx.saved_tensors
-        geo, stride, padding, act, slope, b_dtype = ctx.conf
-        need_x, need_z, need_w, need_b = ctx.needs_input_grad[:4]
-        dx = dz = dw = db = gwx = None
-        with torch.autocast(gy.device.type, enabled=False):
-            gy = gy.to(ax.dtype)
-            if need_x or need_w:
-                gax, gwx, _ = torch.ops.aten.convolution_backward(
-                    gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_w, False))
-                if need_x:
-                    dx = _act_backward(gax, x, act, slope)
-            if need_z or need_w or need_b:
-                dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_w,
-                                     b_dtype if need_b else None)
-        return dx, dz if need_z else None, dw, db, None, None, None, None, None
+        return _zcat_grads(ctx, gy, _zcat_bwd_impl)
+
+
+def _x_weight(weight, C, dtype, fmt):
+    # The x slice of the weight, dense and in x's format (what cuDNN would copy it to anyway).
+    return weight[:, :C].to(dtype).contiguous(memory_format=fmt)
+
+
+def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                    stride: list[int], padding: list[int], act: str, slope: float,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conv output, act(x) as the conv saw it: backward needs it)."""
+    with torch.autocast(x.device.type, enabled=False):
+        C = x.shape[1]
+        fmt = _memory_format(x)
+        ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype)
+        y = F.conv2d(ax, _x_weight(weight, C, dtype, fmt), None, stride, padding)
+        geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
+        _zterm_add(y, _zq(z, weight, C, act, slope, _acc_dtype(dtype)), bias, geo)
+    return y, ax
+
+
+def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, z: torch.Tensor, weight: torch.Tensor,
+                    bias: Optional[torch.Tensor], stride: list[int], padding: list[int], act: str, slope: float,
+                    need_x: bool, need_z: bool, need_w: bool,
+                    need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dz, dweight, dbias); one not asked for comes back empty (a custom op returns no None)."""
+    dx = dz = dw = db = gwx = None
+    with torch.autocast(gy.device.type, enabled=False):
+        x = _dense(x)
+        gy = gy.to(ax.dtype)
+        C = x.shape[1]
+        if need_x or need_w:
+            wx = _x_weight(weight, C, ax.dtype, _memory_format(x))
+            gax, gwx, _ = torch.ops.aten.convolution_backward(
+                gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_w, False))
+            if need_x:
+                dx = _act_backward(gax, x, act, slope)
+        if need_z or need_w or need_b:
+            geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
+            dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_w,
+                                 bias.dtype if need_b else None)
+    none = x.new_empty(0)
+    return (dx if need_x else none, dz if need_z else none, none if dw is None else dw,
+            none if db is None else db)
+
+
+def _zconv_setup(ctx, inputs, output):
+    x, z, weight, bias, stride, padding, act, slope, _ = inputs
+    ctx.save_for_backward(x, output[1], z, weight, bias)
+    ctx.args = (stride, padding, act, slope)
+
+
+def _zconv_grads(ctx, gy, backward):
+    x, ax, z, weight, bias = ctx.saved_tensors
+    need = ctx.needs_input_grad[:4]
+    grads = backward(gy, x, ax, z, weight, bias, *ctx.args, need[0], need[1], need[2],
+                     bias is not None and need[3])
+    return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 5
+
+
+class _ZConcatConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, *inputs):
+        y, ax = _zconv_fwd_impl(*inputs)
+        _zconv_setup(ctx, inputs, (y, ax))
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        return _zconv_grads(ctx, gy, _zconv_bwd_impl)
+
+
+def _zconv_fwd_op_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                       stride: list[int], padding: list[int], act: str, slope: float,
+                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    y, ax = _zconv_fwd_impl(x, z, weight, bias, stride, padding, act, slope, dtype)
+    # A custom op may not return its input: act "none" in x's dtype leaves ax = x.
+    return y, ax.clone() if ax is x else ax
+
+
+_zcat_op = torch.library.custom_op("bicyclegan::z_concat_act", _zcat_fwd_impl, mutates_args=())
+_zcat_bwd_op = torch.library.custom_op("bicyclegan::z_concat_act_backward", _zcat_bwd_impl, mutates_args=())
+_zconv_op = torch.library.custom_op("bicyclegan::z_concat_conv", _zconv_fwd_op_impl, mutates_args=())
+_zconv_bwd_op = torch.library.custom_op("bicyclegan::z_concat_conv_backward", _zconv_bwd_impl, mutates_args=())
+
+
+@_zcat_op.register_fake
+def _(x, z, act, slope, out_dtype):
+    N, C, H, W = x.shape
+    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device,
+                       memory_format=_memory_format(x))
+
+
+@_zcat_bwd_op.register_fake
+def _(gy, x, z, act, slope):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)), torch.empty_like(z)
+
+
+@_zconv_op.register_fake
+def _(x, z, weight, bias, stride, padding, act, slope, dtype):
+    fmt = _memory_format(x)
+    ax = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=fmt)
+    return F.conv2d(ax, _x_weight(weight, x.shape[1], dtype, fmt), None, stride, padding), ax
+
+
+@_zconv_bwd_op.register_fake
+def _(gy, x, ax, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_w, need_b):
+    none = x.new_empty(0)
+    fmt = _memory_format(x)
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt) if need_x else none,
+            torch.empty_like(z) if need_z else none,
+            torch.empty(weight.shape, dtype=weight.dtype, device=x.device,
+                        memory_format=_memory_format(weight)) if need_w else none,
+            bias.new_empty(bias.shape) if need_b else none)
+
+
+_zcat_op.register_autograd(lambda ctx, gy: _zcat_grads(ctx, gy, _zcat_bwd_op), setup_context=_zcat_setup)
+_zconv_op.register_autograd(lambda ctx, gy, _gax: _zconv_grads(ctx, gy, _zconv_bwd_op), setup_context=_zconv_setup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +585,8 @@ def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
     promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
-    return _ZConcatAct.apply(x, z, act, float(slope), out_dtype)
+    args = (x, z, act, float(slope), out_dtype)
+    return _zcat_op(*args) if torch.compiler.is_compiling() else _ZConcatAct.apply(*args)
 
 
 def _conv_args(weight, stride, padding):
@@ -504,4 +613,5 @@ def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_rel
             raise TypeError(f"z_concat_conv: x {tuple(x.shape)} is {x.dtype} but weight {tuple(weight.shape)} "
                             f"is {weight.dtype}{'' if bias is None else f' and bias {bias.dtype}'}")
         dtype = x.dtype
-    return _ZConcatConv.apply(x, z, weight, bias, stride, padding, act, float(slope), dtype)
+    args = (x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)
+    return _zconv_op(*args)[0] if torch.compiler.is_compiling() else _ZConcatConv.apply(*args)

@@ -1,0 +1,132 @@
+"""The kernels under torch.compile: registered custom ops, so a network that uses them compiles into
+one graph (fullgraph=True fails on any graph break) and gives the eager outputs and gradients.
+
+On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1);
+"aot_eager" traces through the fake implementations and runs the real ops, which is where a wrong
+fake shape, stride or dtype shows. Inductor needs a C++ compiler here and compiles slowly, so it
+gets one small network; on a GPU it compiles the generator.
+"""
+import shutil
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
+from bicyclegan.kernels._impl import interpreting
+
+CL = torch.channels_last
+needs_triton = pytest.mark.skipif(not (interpreting() or torch.cuda.is_available()),
+                                  reason="needs the Triton interpreter or a GPU")
+pytestmark = needs_triton
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+class ZNet(nn.Module):
+    """conv -> fused norm+act -> z injection -> norm+act: every op once, as other GAN code would."""
+
+    def __init__(self, mode, affine, nz=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = InstanceNormAct2d(4, affine=affine, impl="triton")
+        self.zconv = ZConcatConv2d(4, nz, 5, impl="triton", mode=mode)
+        self.norm2 = InstanceNormAct2d(5, act="relu", affine=not affine, impl="triton")
+
+    def forward(self, x, z):
+        h = self.zconv(self.norm(self.conv(x)), z)
+        return self.norm2(h), z_concat_act(h, z, "leaky_relu", 0.2, impl="triton")
+
+
+def _eager_and_compiled(net, inputs, backend, dtype=None):
+    """Outputs and every gradient (parameters and inputs) of net and of torch.compile(net)."""
+    results = []
+    for fn in (net, torch.compile(net, backend=backend, fullgraph=True)):
+        net.zero_grad(set_to_none=True)
+        args = [t.detach().clone(memory_format=torch.preserve_format).requires_grad_() for t in inputs]
+        with torch.autocast("cuda" if args[0].is_cuda else "cpu", dtype=dtype or torch.bfloat16,
+                            enabled=dtype is not None):
+            outs = fn(*args)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        torch.manual_seed(1)
+        sum((o.float() * torch.randn(o.shape, device=o.device)).sum() for o in outs).backward()
+        grads = {k: p.grad for k, p in net.named_parameters()}
+        grads.update({f"input{i}": a.grad for i, a in enumerate(args)})
+        results.append((outs, grads))
+    return results
+
+
+def _assert_same(results, tol):
+    (outs, grads), (c_outs, c_grads) = results
+    for i, (o, c) in enumerate(zip(outs, c_outs)):
+        assert (c.dtype, c.stride()) == (o.dtype, o.stride()), f"output {i}: {c.dtype}{c.stride()} vs eager"
+        torch.testing.assert_close(c.float(), o.float(), rtol=tol, atol=tol, msg=lambda m, i=i: f"output {i}: {m}")
+    assert c_grads.keys() == grads.keys()
+    for k, g in grads.items():
+        assert (c_grads[k] is None) == (g is None), k
+        if g is not None:
+            torch.testing.assert_close(c_grads[k], g, rtol=tol, atol=tol, msg=lambda m, k=k: f"grad {k}: {m}")
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("mode,affine", [("concat_free", False), ("fused_concat", True)])
+def test_layers_compile_to_one_graph(mode, affine, fmt):
+    net = ZNet(mode, affine).to(memory_format=fmt)
+    x = torch.randn(2, 3, 6, 5).contiguous(memory_format=fmt)
+    z = torch.randn(2, 3)
+    _assert_same(_eager_and_compiled(net, (x, z), "aot_eager"), 1e-5)
+
+
+def test_autocast_bf16_compiles():
+    net = ZNet("concat_free", True)
+    _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 6, 5), torch.randn(2, 3)), "aot_eager",
+                                     dtype=torch.bfloat16), 1e-5)
+
+
+@pytest.mark.parametrize("device,backend,dtype,tol", [
+    ("cpu", "aot_eager", None, 1e-5),
+    pytest.param("cuda", "inductor", None, 1e-3, marks=pytest.mark.gpu),
+    pytest.param("cuda", "inductor", torch.bfloat16, 5e-2, marks=pytest.mark.gpu),
+])
+def test_generator_compiles_to_one_graph(device, backend, dtype, tol, monkeypatch):
+    engine = pytest.importorskip("bicyclegan.engine")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    size = 32 if device == "cpu" else 256
+    small = dict(ngf=4, netE="resnet_128", netD="basic_128", netD2="basic_128", num_Ds=1) if device == "cpu" else {}
+    cfg = engine.ModelConfig(netG="unet", nz=3, where_add="all", crop_size=size, impl="triton", **small)
+    G = engine.build_generator(cfg).to(device)
+    inputs = (torch.randn(2, 3, size, size, device=device), torch.randn(2, 3, device=device))
+    _assert_same(_eager_and_compiled(G, inputs, backend, dtype), tol)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+def test_inductor_compiles_network_with_the_ops():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, impl="triton"), nn.Conv2d(4, 2, 1))
+    _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 7, 6),), "inductor"), 1e-4)
+
+
+# torch.library.opcheck: schema, fake (meta) implementation, autograd registration and
+# AOT dispatch of every custom op, on real inputs.
+def _opcheck_cases():
+    x = torch.randn(2, 4, 5, 3)
+    xcl = x.contiguous(memory_format=CL)
+    z = torch.randn(2, 3)
+    w, b = torch.randn(5, 7, 4, 4), torch.randn(5)
+    yield "norm_act", norm_act_triton._fwd_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0)
+    yield "norm_act_affine_cl", norm_act_triton._fwd_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0)
+    yield "norm_act_split", norm_act_triton._fwd_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2)
+    yield "z_concat_act", zinject_triton._zcat_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
+    yield "z_concat_conv", zinject_triton._zconv_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
+    yield "z_concat_conv_none", zinject_triton._zconv_op, (xcl, z, w, None, [1, 1], [2, 1], "none", 0.2, torch.float32)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c[1:], id=c[0]) for c in _opcheck_cases()])
+def test_opcheck(case):
+    op, args = case
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    torch.library.opcheck(op, args)
