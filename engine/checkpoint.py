@@ -99,6 +99,7 @@ def load_checkpoint(path, device=None, **overrides) -> BicycleGAN:
     `overrides` replace ModelConfig fields that do not change the weights (e.g. impl="ref")."""
     state = read_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
+    cfg.compile = "off"  # a training-speed option: sampling a few images would wait for compilation
     for k, v in overrides.items():
         setattr(cfg.model, k, v)
     model = BicycleGAN(TrainConfig.from_dict(cfg.to_dict()), device=device)
@@ -109,7 +110,7 @@ def load_checkpoint(path, device=None, **overrides) -> BicycleGAN:
 # Fields that may differ between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
                      "num_workers", "backend", "device", "n_samples", "out", "dataroot",
-                     "cuda_graph"}
+                     "cuda_graph", "compile"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 
 

@@ -132,6 +132,9 @@ def _pow2_depth(h, w):
     return d
 
 
+COMPILE_MODES = ("off", "default", "max-autotune", "aot_eager")
+
+
 @dataclass
 class TrainConfig:
     """Objective, optimisation, data and run options; `model` holds the architecture."""
@@ -153,6 +156,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop after this many iterations (None: niter + niter_decay epochs)
     amp: str = "off"           # off | bf16 | fp16
     cuda_graph: bool = False   # capture the whole training step in a CUDA graph (CUDA; amp off or bf16)
+    compile: str = "off"       # torch.compile every network: off | default | max-autotune | aot_eager (debug)
     seed: int = 0  # seeds weights, data order, z draws and the demo data
     dataroot: Optional[str] = None   # None: the built-in demo data
     load_size: int = 286  # images are resized to this before cropping
@@ -175,6 +179,7 @@ class TrainConfig:
         _choice("gan_mode", self.gan_mode, ("lsgan", "vanilla"))
         _choice("amp", self.amp, ("off", "bf16", "fp16"))
         _choice("direction", self.direction, ("AtoB", "BtoA"))
+        _choice("compile", self.compile, COMPILE_MODES)
         _choice("backend", self.backend, ("auto", "dali", "torch"))
         _choice("preprocess", self.preprocess,
                 ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"))

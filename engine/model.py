@@ -56,6 +56,14 @@ class BicycleGAN(nn.Module):
             self.to(device)
         if m.channels_last:
             self.to(memory_format=torch.channels_last)
+        if cfg.compile != "off":
+            # In place (nn.Module.compile), so state_dict keys stay those of the plain networks. Our
+            # Triton kernels are custom ops, opaque to the compiler: it fuses what lies between them.
+            # Inductor's own CUDA graphs are off: cuda_graph captures the whole step instead.
+            kw = ({"backend": "aot_eager"} if cfg.compile == "aot_eager" else
+                  {"mode": "max-autotune-no-cudagraphs" if cfg.compile == "max-autotune" else "default"})
+            for net in self.networks().values():
+                net.compile(**kw)
         dev = next(self.G.parameters()).device
         fused = dev.type == "cuda"
         # A captured step replays its kernels with the arguments of the capture: Adam must keep its

@@ -89,6 +89,11 @@ class Progress:
         self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\n")
@@ -190,6 +195,8 @@ class Trainer:
             self._write_config()
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         sums, count, t_last, step_last = {}, 0, time.time(), self.step
+        if cfg.compile in ("default", "max-autotune"):
+            self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         try:
             while self.step < self.total_steps:
                 lr = self._set_lr()

@@ -490,9 +490,7 @@ def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, z: torc
             geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
             dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_w,
                                  bias.dtype if need_b else None)
-    none = x.new_empty(0)
-    return (dx if need_x else none, dz if need_z else none, none if dw is None else dw,
-            none if db is None else db)
+    return tuple(x.new_empty(0) if g is None else g for g in (dx if need_x else None, dz if need_z else None, dw, db))
 
 
 def _zconv_setup(ctx, inputs, output):
@@ -556,13 +554,12 @@ def _(x, z, weight, bias, stride, padding, act, slope, dtype):
 
 @_zconv_bwd_op.register_fake
 def _(gy, x, ax, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_w, need_b):
-    none = x.new_empty(0)
-    fmt = _memory_format(x)
-    return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt) if need_x else none,
-            torch.empty_like(z) if need_z else none,
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)) if need_x
+            else x.new_empty(0),
+            torch.empty_like(z) if need_z else x.new_empty(0),
             torch.empty(weight.shape, dtype=weight.dtype, device=x.device,
-                        memory_format=_memory_format(weight)) if need_w else none,
-            bias.new_empty(bias.shape) if need_b else none)
+                        memory_format=_memory_format(weight)) if need_w else x.new_empty(0),
+            bias.new_empty(bias.shape) if need_b else x.new_empty(0))
 
 
 _zcat_op.register_autograd(lambda ctx, gy: _zcat_grads(ctx, gy, _zcat_bwd_op), setup_context=_zcat_setup)
