@@ -413,7 +413,7 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
 
 # Each op twice over, as in norm_act_triton.py: eager code runs the autograd.Function, torch.compile
 # sees the same implementations as opaque custom ops with fake implementations, so a compiled network
-# keeps one graph (a custom op's dispatch costs ~11 us a call, which eager need not pay).
+# keeps one graph (a custom op's dispatch adds ~11 us a call, which eager need not pay).
 
 def _dense(x):
     return x.contiguous(memory_format=_memory_format(x))
