@@ -4,15 +4,44 @@ At the reference's batch size a step is hundreds of small kernels, so launch ove
 modern GPU; replaying a graph removes it. train_step is written for this (static shapes, z drawn
 on the device, no host syncs, no requires_grad toggling); Adam is built capturable with a device
 learning rate (BicycleGAN does so when cfg.cuda_graph is set). Warm-up iterations run on a side
-stream and are then undone, so capturing changes no weight.
+stream and are then undone in place, so capturing changes no weight and the graph finds Adam's
+state already allocated.
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 
 from .model import BicycleGAN
+
+
+def _state_tensors(model: BicycleGAN):
+    """Every tensor a training step updates in place: weights, buffers, optimiser state."""
+    tensors = [t for net in model.networks().values() for t in (*net.parameters(), *net.buffers())]
+    return tensors + [t for opt in model.optimizers.values() for st in opt.state.values()
+                      for t in st.values() if isinstance(t, torch.Tensor)]
+
+
+def warm_up(model: BicycleGAN, batch: dict, steps: int) -> None:
+    """Run `steps` training steps, then undo them in place, leaving every tensor where it was.
+
+    The steps create the optimiser state (Adam's moments and step count) and settle the allocator and
+    kernel caches. Undoing must not replace any tensor: state that a capture found missing would be
+    created inside the graph, and every replay would then re-zero Adam's moments and step count.
+    A state tensor that did not exist before warm-up goes back to zero, which is Adam's fresh state.
+    """
+    before = {id(t): (t, t.detach().clone()) for t in _state_tensors(model)}  # holding t keeps its id unique
+    rng = torch.get_rng_state(), (torch.cuda.get_rng_state(model.device) if model.device.type == "cuda" else None)
+    for _ in range(steps):
+        model.train_step(batch)
+    with torch.no_grad():
+        for t in _state_tensors(model):
+            if id(t) in before:
+                t.copy_(before[id(t)][1])
+            else:
+                t.zero_()
+    torch.set_rng_state(rng[0])
+    if rng[1] is not None:
+        torch.cuda.set_rng_state(rng[1], model.device)
 
 
 class GraphedTrainStep:
@@ -26,16 +55,11 @@ class GraphedTrainStep:
         self.model = model
         # The graph reads its inputs from these buffers; every batch is copied into them.
         self.static = {k: example_batch[k].to(model.device).clone() for k in ("A", "B")}
-        snapshot = copy.deepcopy(model.training_state())
-        rng = torch.cuda.get_rng_state(model.device)
         side = torch.cuda.Stream(model.device)
         side.wait_stream(torch.cuda.current_stream(model.device))
-        with torch.cuda.stream(side):  # compile kernels, settle allocations and optimiser state
-            for _ in range(warmup):
-                model.train_step(self.static)
+        with torch.cuda.stream(side):  # capture must not be the first run: see warm_up
+            warm_up(model, self.static, warmup)
         torch.cuda.current_stream(model.device).wait_stream(side)
-        model.load_training_state(snapshot)
-        torch.cuda.set_rng_state(rng, model.device)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.losses = model.train_step(self.static)

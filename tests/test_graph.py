@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
-from bicyclegan.engine.graph import GraphedTrainStep
+from bicyclegan.engine.graph import GraphedTrainStep, warm_up
 
 TINY = dict(netG="unet", crop_size=32, ngf=8, nef=8, ndf=8, netE="resnet_128",
             netD="basic_128_multi", netD2="basic_128_multi")
@@ -56,3 +56,58 @@ def test_graphed_lr_follows_the_schedule():
     model, _, _, _ = _run(0, 1)
     group = model.optimizers["G"].param_groups[0]
     assert isinstance(group["lr"], torch.Tensor) and group["lr"].is_cuda
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_warm_up_is_undone_in_place(norm):
+    """The capture must find Adam's state allocated (else every replay re-zeroes it) and the
+    weights untouched: after warm_up the model steps exactly like a fresh one."""
+    def fresh():
+        torch.manual_seed(0)
+        m = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "norm": norm}, impl="ref"), batch_size=4,
+                                   load_size=32))
+        return m
+    model, twin = fresh(), fresh()
+    params = {n: p for n, p in model.named_parameters()}
+    torch.manual_seed(5)
+    warm_up(model, data(), steps=2)
+    assert {n: p for n, p in model.named_parameters()} == params  # the same tensor objects
+    state = [t for o in model.optimizers.values() for st in o.state.values() for t in st.values()]
+    assert len(state) == 3 * sum(1 for _ in model.parameters())  # step, exp_avg, exp_avg_sq: allocated
+    assert all(not t.any() for t in state)  # and as fresh as a new Adam's
+    torch.manual_seed(5)  # warm_up also restored the RNG: the next draws are those of the twin
+    losses = [model.train_step(data(seed=s)) for s in (1, 2)]
+    torch.manual_seed(5)
+    twin_losses = [twin.train_step(data(seed=s)) for s in (1, 2)]
+    for a, b in zip(losses, twin_losses):
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    for (n, p), q in zip(model.state_dict().items(), twin.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+    for (name, o), o2 in zip(model.optimizers.items(), twin.optimizers.values()):
+        s1, s2 = o.state_dict()["state"], o2.state_dict()["state"]
+        assert s1.keys() == s2.keys(), name
+        for i in s1:
+            for k in s1[i]:
+                torch.testing.assert_close(s1[i][k], s2[i][k], rtol=0, atol=0, msg=f"{name} state {i} {k}")
+
+
+@pytest.mark.gpu
+def test_graphed_steps_equal_eager_steps(monkeypatch):
+    """cae has no random draw in its step, so replays must follow the eager steps; a graph that
+    re-created Adam's state on every replay would drift from the second step on."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    batches = [data("cuda", seed=s) for s in range(5)]
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = BicycleGAN(cfg(variant="cae"), device="cuda")
+        step = GraphedTrainStep(model, batches[0]) if graphed else model.train_step
+        runs.append(([step(b) for b in batches], model.state_dict()))
+    (eager, w_eager), (graph, w_graph) = runs
+    for i, (a, b) in enumerate(zip(eager, graph)):
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m, i=i, k=k: f"step {i} {k}: {m}")
+    for k in w_eager:
+        torch.testing.assert_close(w_graph[k], w_eager[k], rtol=1e-3, atol=1e-5, msg=k)
