@@ -6,6 +6,7 @@ which works for editable and normal installs alike (see DESIGN.md).
 from setuptools import setup
 
 PARTS = ["engine", "kernels", "pipelines"]
+EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 
 setup(
     name="bicyclegan",
@@ -26,7 +27,11 @@ setup(
         "triton": ["triton>=3.0"],
         # DALI is large (hundreds of MB): opt in.
         "dali": ["nvidia-dali-cuda130>=1.40"],
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0"],
+        # `bicyclegan export`: onnx + onnxscript drive torch.onnx's exporter, onnxruntime checks the
+        # written file against PyTorch (~38 MB of wheels; tested with 1.23.2 / 0.7.2 / 1.32.0).
+        # .pt2 export needs none of them.
+        "export": EXPORT,
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

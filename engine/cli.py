@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import typing
+from pathlib import Path
 
 from .config import ConfigError, ModelConfig, TrainConfig
 
@@ -135,6 +136,19 @@ def cmd_import_official(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_generator
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
+    r = export_generator(args.checkpoint, args.out, format=args.format, batch=args.batch, height=args.height,
+                         width=args.width, opset=args.opset, verify=not args.no_verify)
+    check = ("not verified (--no-verify)" if r["verified_with"] is None else
+             f"checked with {r['verified_with']}" if r["max_abs_diff"] is None else
+             f"max abs difference from PyTorch {r['max_abs_diff']:.2g} ({r['verified_with']})")
+    print(f"wrote {r['path']} ({r['format']}, batch {r['batch']}) and {r['sidecar']} (how to feed it); {check}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint to write")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
     p.set_defaults(func=cmd_import_official)
+
+    p = sub.add_parser("export", help="write the generator as ONNX or a torch.export .pt2 file, for deployment",
+                       description="Export G(A, z) -> B of a checkpoint (eval mode, plain PyTorch layers, "
+                       "CPU float32) with a JSON sidecar <out>.json describing inputs, outputs and z.")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train or import-official")
+    p.add_argument("--out", required=True, help="file to write: *.onnx or *.pt2")
+    p.add_argument("--format", choices=["onnx", "pt2"], help="default: from the suffix of --out")
+    p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: a dynamic batch axis)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the model's crop size)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the model's crop width)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip running the written file against the PyTorch generator")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
     p.add_argument("out")

@@ -1,0 +1,214 @@
+"""Generator export for deployment: ONNX (torch.onnx's torch.export-based exporter) or a torch.export
+program (.pt2), with a JSON sidecar that says how to feed it, and a check of the written artefact
+against the PyTorch generator.
+
+The exported graph is G(A, z) -> B in eval mode, as `bicyclegan sample` runs it: plain PyTorch
+layers (impl="ref": the Triton kernels are training/GPU speed-ups no exporter can translate), NCHW,
+float32, on the CPU. With the default generator (InstanceNorm without running statistics, no
+dropout) eval and train mode compute the same function; with use_dropout the dropout is off, with
+norm=batch the running statistics are used.
+
+ONNX goes through the dynamo exporter (needs onnx + onnxscript). The legacy TorchScript exporter
+(dynamo=False, still present in torch 2.13) is not used: it mistranslates the in-place activation of
+the skip half of each U-Net concatenation (outputs off by ~0.02 on a tiny G; checked).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig, TrainConfig
+from .networks import build_generator
+
+FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
+INSTALL_HINT = "pip install 'bicyclegan[export]'"
+# The largest batch a dynamic-batch artefact promises to accept; torch.export needs a bound.
+MAX_BATCH = 4096
+
+
+class ExportError(RuntimeError):
+    """The generator cannot be exported, or the written artefact does not match it."""
+
+
+def format_for(path, fmt: str | None = None) -> str:
+    """`fmt` if given, else the format named by the file suffix (.onnx / .pt2)."""
+    if fmt is not None:
+        if fmt not in FORMATS.values():
+            raise ExportError(f"format {fmt!r} is not supported; choose onnx or pt2")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ExportError(f"cannot tell the export format from {str(path)!r} (suffix {suffix or 'none'!r}); "
+                          f"name the file *.onnx or *.pt2, or give the format (onnx or pt2; CLI: --format)")
+    return FORMATS[suffix]
+
+
+def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelConfig, dict]:
+    """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's weights, its
+    ModelConfig, and facts about the source for the sidecar."""
+    from .checkpoint import read_checkpoint
+    from .model import BicycleGAN
+    if isinstance(checkpoint_or_model, BicycleGAN):
+        model_cfg = checkpoint_or_model.cfg.model
+        # A compiled G (nn.Module.compile, in place) keeps the plain networks' state_dict keys.
+        weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.G.state_dict().items()}
+        source = {"checkpoint": None, "step": None}
+    elif isinstance(checkpoint_or_model, (str, os.PathLike)):
+        state = read_checkpoint(checkpoint_or_model)
+        model_cfg = TrainConfig.from_dict(state["config"]).model
+        weights = state["nets"]["G"]
+        source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step")}
+    else:
+        raise TypeError(f"export_generator takes a checkpoint path or a BicycleGAN, got "
+                        f"{type(checkpoint_or_model).__name__}")
+    # impl and channels_last change speed, not weights: the graph gets the layers every exporter knows.
+    cfg = dataclasses.replace(model_cfg, impl="ref", channels_last=False)
+    G = build_generator(cfg)
+    G.load_state_dict(weights)
+    return G.eval(), cfg, source
+
+
+def _example_inputs(cfg: ModelConfig, n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    A = torch.rand(n, cfg.input_nc, h, w, generator=g) * 2 - 1
+    return (A, torch.randn(n, cfg.nz, generator=g)) if cfg.nz else (A,)
+
+
+def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing): "
+                          f"{INSTALL_HINT}, or export to .pt2") from e
+    # The exporter logs a warning per torchvision op it cannot register and prints its progress:
+    # noise for a user who exports a U-Net; real failures still raise.
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = reg_log.level
+    reg_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(LeafSpec|axis name).*")
+            torch.onnx.export(G, inputs, out, input_names=list(names), output_names=["B"],
+                              opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes,
+                              # one self-contained file: the reference-size G is ~220 MB, far
+                              # under protobuf's 2 GB limit
+                              external_data=False, verbose=False)
+    finally:
+        reg_log.setLevel(level)
+
+
+def _run_onnx(path: Path, names, inputs) -> tuple[torch.Tensor | None, str]:
+    """The artefact's output via onnxruntime, or (None, how it was checked) without onnxruntime."""
+    import onnx
+    onnx.checker.check_model(str(path), full_check=True)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        warnings.warn(f"onnxruntime is not installed: {path} passed onnx.checker but its outputs were not "
+                      f"compared with PyTorch ({INSTALL_HINT})", RuntimeWarning, stacklevel=3)
+        return None, "onnx.checker only (onnxruntime not installed)"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(["B"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
+    return torch.from_numpy(out), f"onnxruntime {ort.__version__}"
+
+
+def _run_pt2(path: Path, inputs) -> tuple[torch.Tensor, str]:
+    return torch.export.load(path).module()(*inputs), f"torch.export.load (torch {torch.__version__})"
+
+
+def export_generator(checkpoint_or_model, out_path, *, format: str | None = None, batch: int | None = None,
+                     height: int | None = None, width: int | None = None, opset: int = 18,
+                     verify: bool = True, atol: float = 1e-4) -> dict:
+    """Write G of a checkpoint (path) or a BicycleGAN to `out_path` as ONNX or a torch.export .pt2,
+    plus `<out_path>.json` describing the inputs and outputs.
+
+    batch: None = dynamic batch axis (any N from 1 to MAX_BATCH), else fixed. height/width: default
+    the model's crop size (fixed in the graph; multiples of 2^num_downs). verify: run the written
+    file on random inputs (two batch sizes when dynamic) and raise ExportError if it differs from
+    the PyTorch generator by more than atol. Returns what was written and the measured difference.
+    """
+    out = Path(out_path)
+    fmt = format_for(out, format)
+    G, cfg, source = _generator_for_export(checkpoint_or_model)
+    h, w = height or cfg.size[0], width or cfg.size[1]
+    m = 2 ** cfg.unet_depth
+    if h % m or w % m:
+        raise ExportError(f"height x width {h}x{w} must be multiples of 2^num_downs = {m} for this generator")
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise ExportError(f"batch={batch!r} must be a positive integer, or None for a dynamic batch")
+    names = ("A", "z") if cfg.nz else ("A",)
+    # A dynamic batch is traced at 2: torch.export specialises sizes 0 and 1 of example inputs.
+    inputs = _example_inputs(cfg, batch or 2, h, w, seed=0)
+    dynamic_shapes = None
+    if batch is None:
+        dim = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        dynamic_shapes = {n: {0: dim} for n in names}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if fmt == "onnx":
+            _export_onnx(G, inputs, names, dynamic_shapes, out, opset)
+        else:
+            torch.export.save(torch.export.export(G, inputs, dynamic_shapes=dynamic_shapes), out)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e
+
+    result = {"path": str(out), "format": fmt, "sidecar": str(out) + ".json", "batch": batch or "dynamic",
+              "max_abs_diff": None, "verified_with": None}
+    if verify:
+        diffs = []
+        for k, n in enumerate([batch] if batch else [1, 3]):
+            x = _example_inputs(cfg, n, h, w, seed=k + 1)
+            with torch.no_grad():
+                got, result["verified_with"] = _run_onnx(out, names, x) if fmt == "onnx" else _run_pt2(out, x)
+                if got is not None:
+                    diffs.append((got - G(*x)).abs().max().item())
+        if diffs:
+            result["max_abs_diff"] = max(diffs)
+            if result["max_abs_diff"] > atol:
+                raise ExportError(f"{out} does not reproduce the generator: max abs difference "
+                                  f"{result['max_abs_diff']:.3g} > {atol:g} ({result['verified_with']})")
+    _write_sidecar(out, fmt, cfg, source, names, batch, h, w, opset, result)
+    return result
+
+
+def _write_sidecar(out: Path, fmt, cfg: ModelConfig, source, names, batch, h, w, opset, result) -> None:
+    n = batch or "batch"
+    rng = [-1.0, 1.0]
+    inputs = [{"name": "A", "shape": [n, cfg.input_nc, h, w], "dtype": "float32", "range": rng,
+               "layout": "NCHW", "description": "input image, RGB (1 channel: grayscale) in [-1, 1]: "
+               "pixel / 127.5 - 1"}]
+    if cfg.nz:
+        inputs.append({"name": "z", "shape": [n, cfg.nz], "dtype": "float32", "distribution": "standard normal",
+                       "description": "latent code: z ~ N(0, I) for random outputs, or the encoder's mu "
+                       "of a reference image; one z per input image"})
+    meta = {
+        "model": "BicycleGAN generator G(A, z) -> B",
+        "format": fmt,
+        "file": out.name,
+        **({"opset": opset} if fmt == "onnx" else {}),
+        "torch": torch.__version__,
+        "inputs": inputs,
+        "outputs": [{"name": "B", "shape": [n, cfg.output_nc, h, w], "dtype": "float32", "range": rng,
+                     "layout": "NCHW", "description": "output image in [-1, 1] (tanh): "
+                     "pixel = round((B + 1) * 127.5)"}],
+        "dynamic_batch": batch is None,
+        "nz": cfg.nz,
+        "z_distribution": "standard normal N(0, I)" if cfg.nz else None,
+        "mode": "eval",
+        "model_config": dataclasses.asdict(cfg),
+        "source": source,
+        "verified_with": result["verified_with"],
+        "max_abs_diff": result["max_abs_diff"],
+    }
+    tmp = out.with_name(f".{out.name}.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    os.replace(tmp, result["sidecar"])

@@ -1,0 +1,172 @@
+"""Generator export: .pt2 and ONNX round trips, the sidecar, the CLI and its errors."""
+import json
+import sys
+
+import pytest
+import torch
+
+from bicyclegan.engine import BicycleGAN, ModelConfig, TrainConfig, build_generator
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.export import ExportError, export_generator
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
+            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
+
+
+def tiny_model(variant="bicycle", **kw) -> BicycleGAN:
+    return BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, **kw}), variant=variant))
+
+
+def inputs(n, nz=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, torch.randn(n, nz, generator=g)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "latest.pt"
+    save_checkpoint(model, path, step=7)
+    return path
+
+
+@torch.no_grad()
+def test_pt2_round_trip_with_dynamic_batch(model, tmp_path):
+    r = export_generator(model, tmp_path / "g.pt2")
+    assert r["format"] == "pt2" and r["batch"] == "dynamic" and r["max_abs_diff"] <= 1e-5
+    prog = torch.export.load(tmp_path / "g.pt2").module()
+    G = model.G.eval()
+    for n in (1, 5):
+        A, z = inputs(n)
+        torch.testing.assert_close(prog(A, z), G(A, z), rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_fixed_batch(model, tmp_path):
+    export_generator(model, tmp_path / "g.pt2", batch=2)
+    prog = torch.export.load(tmp_path / "g.pt2").module()
+    assert prog(*inputs(2)).shape == (2, 3, 32, 32)
+    with pytest.raises(Exception):
+        prog(*inputs(3))
+    assert json.loads((tmp_path / "g.pt2.json").read_text())["inputs"][0]["shape"] == [2, 3, 32, 32]
+
+
+@torch.no_grad()
+def test_onnx_round_trip_through_onnxruntime(model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    r = export_generator(model, tmp_path / "g.onnx")
+    assert r["format"] == "onnx" and r["max_abs_diff"] <= 1e-4 and "onnxruntime" in r["verified_with"]
+    sess = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape[1:]) for i in sess.get_inputs()] == [("A", [3, 32, 32]), ("z", [8])]
+    assert [o.name for o in sess.get_outputs()] == ["B"]
+    assert isinstance(sess.get_inputs()[0].shape[0], str)  # a symbolic (dynamic) batch axis
+    G = model.G.eval()
+    for n in (2, 5):
+        A, z = inputs(n, seed=n)
+        B = torch.from_numpy(sess.run(["B"], {"A": A.numpy(), "z": z.numpy()})[0])
+        torch.testing.assert_close(B, G(A, z), rtol=0, atol=1e-4)
+
+
+def test_sidecar_says_how_to_feed_the_model(checkpoint, tmp_path):
+    export_generator(checkpoint, tmp_path / "g.pt2", verify=False)
+    meta = json.loads((tmp_path / "g.pt2.json").read_text())
+    assert meta["file"] == "g.pt2" and meta["format"] == "pt2" and meta["dynamic_batch"]
+    A, z = meta["inputs"]
+    assert (A["name"], A["shape"], A["range"], A["layout"]) == ("A", ["batch", 3, 32, 32], [-1.0, 1.0], "NCHW")
+    assert (z["name"], z["shape"], z["distribution"]) == ("z", ["batch", 8], "standard normal")
+    (B,) = meta["outputs"]
+    assert (B["name"], B["shape"], B["range"]) == ("B", ["batch", 3, 32, 32], [-1.0, 1.0])
+    assert meta["nz"] == 8 and meta["z_distribution"].startswith("standard normal")
+    assert meta["model_config"] == {**ModelConfig(**TINY).__dict__, "impl": "ref", "channels_last": False}
+    assert meta["source"] == {"checkpoint": str(checkpoint), "step": 7}
+    assert meta["mode"] == "eval" and meta["max_abs_diff"] is None and meta["verified_with"] is None
+
+
+@torch.no_grad()
+def test_eval_equals_train_for_the_default_generator():
+    G = build_generator(ModelConfig(**TINY))
+    A, z = inputs(3)
+    torch.testing.assert_close(G.train()(A, z), G.eval()(A, z), rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_triton_and_channels_last_models_export_with_plain_layers(tmp_path):
+    pytest.importorskip("triton")
+    model = tiny_model(impl="triton", channels_last=True)
+    r = export_generator(model, tmp_path / "g.pt2")
+    assert r["max_abs_diff"] <= 1e-5
+    assert json.loads((tmp_path / "g.pt2.json").read_text())["model_config"]["impl"] == "ref"
+    prog = torch.export.load(tmp_path / "g.pt2").module()
+    targets = {str(n.target) for n in torch.export.load(tmp_path / "g.pt2").graph.nodes}
+    assert not any("bicyclegan" in t for t in targets)  # no custom (Triton) op left in the graph
+    A, z = inputs(2)
+    # the model's own Triton G (in the interpreter here) agrees with the exported plain graph
+    torch.testing.assert_close(prog(A, z), model.G.eval()(A, z), rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_generator_without_z(tmp_path):
+    model = tiny_model("pix2pix", nz=0)
+    export_generator(model, tmp_path / "g.pt2")
+    A, _ = inputs(2)
+    torch.testing.assert_close(torch.export.load(tmp_path / "g.pt2").module()(A), model.G.eval()(A))
+    meta = json.loads((tmp_path / "g.pt2.json").read_text())
+    assert [i["name"] for i in meta["inputs"]] == ["A"] and meta["z_distribution"] is None
+
+
+def test_cli_end_to_end(checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    for name in ("g.onnx", "g.pt2"):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name)]) == 0
+        out = capsys.readouterr().out
+        assert f"wrote {tmp_path / name}" in out and "max abs difference" in out
+        assert (tmp_path / name).is_file() and (tmp_path / f"{name}.json").is_file()
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "g.bin"),
+                 "--format", "pt2", "--batch", "1", "--no-verify"]) == 0
+    assert "not verified" in capsys.readouterr().out
+    assert json.loads((tmp_path / "g.bin.json").read_text())["format"] == "pt2"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/g.onnx"], "--checkpoint {tmp}/missing.pt: no such file"),
+    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "name the file *.onnx or *.pt2"),
+    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--batch", "0"], "batch=0 must be a positive integer"),
+    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--height", "40"], "multiples of 2^num_downs = 32"),
+])
+def test_cli_errors_name_the_problem(checkpoint, tmp_path, capsys, argv, message):
+    fill = dict(tmp=tmp_path, ckpt=checkpoint)
+    assert main(["export", *(a.format(**fill) for a in argv)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bicyclegan export: ") and message.format(**fill) in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_onnx_packages_say_what_to_install(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "g.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "onnxscript is missing" in err and "pip install 'bicyclegan[export]'" in err
+
+
+def test_onnx_without_onnxruntime_is_checked_and_says_so(model, tmp_path, monkeypatch):
+    pytest.importorskip("onnxscript")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.warns(RuntimeWarning, match="outputs were not compared"):
+        r = export_generator(model, tmp_path / "g.onnx", batch=1)
+    assert r["max_abs_diff"] is None and r["verified_with"] == "onnx.checker only (onnxruntime not installed)"
+
+
+def test_a_wrong_artefact_fails_verification(model, tmp_path, monkeypatch):
+    from bicyclegan.engine import export
+    real = export._run_pt2
+    monkeypatch.setattr(export, "_run_pt2", lambda path, x: (real(path, x)[0] + 1e-3, "tampered"))
+    with pytest.raises(ExportError, match="max abs difference 0.001 > 0.0001"):
+        export_generator(model, tmp_path / "g.pt2")
