@@ -61,7 +61,8 @@ class GraphedTrainStep:
             warm_up(model, self.static, warmup)
         torch.cuda.current_stream(model.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: a loader thread pinning memory or copying meanwhile must not invalidate the capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.losses = model.train_step(self.static)
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:

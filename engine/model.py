@@ -238,6 +238,20 @@ class BicycleGAN(nn.Module):
         for n, sd in state["nets"].items():
             nets[n].load_state_dict(sd)
         for n, sd in state.get("optimizers", {}).items():
-            self.optimizers[n].load_state_dict(sd)
+            opt = self.optimizers[n]
+            # load_state_dict replaces each param_group whole, lr and flags included; this model's own
+            # choices (fused, capturable, and the device lr tensor a CUDA graph reads) must survive a
+            # checkpoint written by another kind of run (CPU, plain CUDA, graphed). Only the lr's value
+            # comes from the checkpoint (the trainer sets it from the schedule anyway).
+            own = [{k: g[k] for k in ("lr", "fused", "capturable", "foreach") if k in g} for g in opt.param_groups]
+            sd = {**sd, "param_groups": [{**g, **{k: v for k, v in o.items() if k != "lr"}}
+                                         for g, o in zip(sd["param_groups"], own)]}
+            opt.load_state_dict(sd)
+            for g, o, saved in zip(opt.param_groups, own, sd["param_groups"]):
+                if isinstance(o["lr"], torch.Tensor):
+                    o["lr"].fill_(float(saved["lr"]))
+                    g["lr"] = o["lr"]
+                else:
+                    g["lr"] = float(saved["lr"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -38,9 +38,14 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 def init_distributed() -> tuple[int, int, int]:
     """(rank, world_size, local_rank); initialises the process group when torchrun launched us."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and world > 1:
+        # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
+        # *current* device: left at 0, every rank would launch its kernels on GPU 0.
+        torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return int(os.environ.get("RANK", "0")), world, local_rank
 
 
 def demo_root(cfg: TrainConfig) -> Path:

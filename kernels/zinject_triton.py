@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 # One definition of the activations and their derivatives for all our kernels.
-from .norm_act_triton import _ACT_IDS, _act, _act_grad
+from .norm_act_triton import _ACT_IDS, _act, _act_grad, _device_ctx
 
 
 def _empty(*size, **kwargs):
@@ -419,13 +419,18 @@ def _dense(x):
     return x.contiguous(memory_format=_memory_format(x))
 
 
+# Every implementation below launches under _device_ctx: Triton launches on the current device,
+# which need not be x's (e.g. a second GPU).
+
 def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype) -> torch.Tensor:
-    return _zcat_forward(_dense(x), z, act, slope, out_dtype)
+    with _device_ctx(x):
+        return _zcat_forward(_dense(x), z, act, slope, out_dtype)
 
 
 def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str,
                    slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return _zcat_backward(gy, _dense(x), z, act, slope)
+    with _device_ctx(x):
+        return _zcat_backward(gy, _dense(x), z, act, slope)
 
 
 def _zcat_setup(ctx, inputs, output):
@@ -460,7 +465,7 @@ def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias
                     stride: list[int], padding: list[int], act: str, slope: float,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(conv output, act(x) as the conv saw it: backward needs it)."""
-    with torch.autocast(x.device.type, enabled=False):
+    with torch.autocast(x.device.type, enabled=False), _device_ctx(x):
         C = x.shape[1]
         fmt = _memory_format(x)
         ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype)
@@ -476,7 +481,7 @@ def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, z: torc
                     need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dz, dweight, dbias); one not asked for comes back empty (a custom op returns no None)."""
     dx = dz = dw = db = gwx = None
-    with torch.autocast(gy.device.type, enabled=False):
+    with torch.autocast(gy.device.type, enabled=False), _device_ctx(gy):
         x = _dense(x)
         gy = gy.to(ax.dtype)
         C = x.shape[1]

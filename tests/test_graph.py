@@ -40,7 +40,8 @@ def _run(seed, steps, amp="off"):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_graphed_training_learns_and_is_deterministic(amp):
+def test_graphed_training_learns_and_is_deterministic(amp, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     model, before, after_capture, losses = _run(0, 40, amp)
     for a, b in zip(before, after_capture):  # warm-up iterations were undone
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -111,3 +112,26 @@ def test_graphed_steps_equal_eager_steps(monkeypatch):
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m, i=i, k=k: f"step {i} {k}: {m}")
     for k in w_eager:
         torch.testing.assert_close(w_graph[k], w_eager[k], rtol=1e-3, atol=1e-5, msg=k)
+
+
+def test_resume_keeps_the_optimisers_own_lr_tensor_and_flags():
+    """A checkpoint from a plain run loaded into a graphed one (and back): load_state_dict would
+    swap in the saved param_groups whole, losing capturable and the device lr tensor the graph reads."""
+    torch.manual_seed(0)
+    plain = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, load_size=32, lr=1e-3))
+    plain.train_step(data())
+    state = plain.training_state()
+    graphed = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, load_size=32))
+    for n, opt in graphed.optimizers.items():  # as BicycleGAN builds them with cuda_graph on a GPU
+        params = [p for g in opt.param_groups for p in g["params"]]
+        graphed.optimizers[n] = torch.optim.Adam(params, lr=torch.tensor(2e-4), capturable=True)
+    lr_tensors = {n: o.param_groups[0]["lr"] for n, o in graphed.optimizers.items()}
+    graphed.load_training_state(state)
+    for n, o in graphed.optimizers.items():
+        g = o.param_groups[0]
+        assert g["lr"] is lr_tensors[n] and float(g["lr"]) == pytest.approx(1e-3), n
+        assert g["capturable"] is True, n
+        assert len(o.state) == len(plain.optimizers[n].state), n
+    plain.load_training_state(graphed.training_state())  # and back: a float lr, not capturable
+    g = plain.optimizers["G"].param_groups[0]
+    assert isinstance(g["lr"], float) and g["lr"] == pytest.approx(1e-3) and g["capturable"] is False

@@ -288,3 +288,13 @@ def test_cuda_default_tiling_large_planes(shape, fmt, dtype):
     """The GPU's own choice of tiling (single, looped, split across programs) on real-size planes."""
     _check_against_ref(shape, "leaky_relu", True, fmt, dtype, "cuda")
     _check_against_ref(shape, "relu", False, fmt, dtype, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_cuda_looped_path(fmt, dtype):
+    """One program looping over a whole large plane (split=1), as batch-16 training at 128 x 128
+    uses it; the GPU's own tiling would split these few planes instead."""
+    _check_against_ref((2, 5, 130, 70), "leaky_relu", True, fmt, dtype, "cuda", split=1)
+    _check_against_ref((1, 3, 512, 512), "relu", False, fmt, dtype, "cuda", split=1)

@@ -6,11 +6,9 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipelines import aligned, noise, write
+from test_pipelines import BACKENDS, aligned, noise, write
 
 from bicyclegan.pipelines import DatasetError, make_loader
-
-BACKENDS = ["torch", "dali"]
 
 
 def load(root, backend="torch", **kw):
