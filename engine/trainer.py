@@ -211,7 +211,12 @@ class Trainer:
                 for _ in range(skip):  # resuming mid-epoch: replay the data order
                     next(it)
                 if self.rng_to_restore is not None:
-                    set_rng_state(self.rng_to_restore)
+                    if self.rank == 0:
+                        set_rng_state(self.rng_to_restore)
+                    else:
+                        # The checkpoint holds rank 0's generators only: restoring them everywhere would
+                        # give every rank the same z draws. Other ranks start a stream of their own.
+                        torch.manual_seed((self.cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
                     self.rng_to_restore = None
                 for batch in it:
                     if cfg.cuda_graph and self.graphed is None:
