@@ -32,6 +32,7 @@ RUNGS = {  # name: (amp, impl, channels_last, graph, compile)
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_train_step(benchmark, rung, batch):
     amp, impl, cl, graph, compile_mode = RUNGS[rung]
+    torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
     torch.manual_seed(0)
     cfg = TrainConfig(model=ModelConfig(impl=impl, channels_last=cl), batch_size=batch, amp=amp, cuda_graph=graph,
                       compile=compile_mode)

@@ -110,6 +110,8 @@ class Trainer:
         self.rank, self.world, local_rank = init_distributed()
         self.main = self.rank == 0
         self.device = pick_device(cfg.device, local_rank)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are static (drop_last): pick conv algorithms once
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
         if self.ckpt_path.exists() and not resume:

@@ -122,12 +122,17 @@ def prefetch_to(batches, device):
 
     def start(batch):
         with torch.cuda.stream(stream):
-            return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                    for k, v in batch.items()}
+            out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            done = torch.cuda.Event()
+            done.record(stream)
+        return out, done
 
-    def ready(batch):
+    def ready(pending):
+        # Wait for this batch's copy only (an event), not for the whole side stream, which by now also
+        # holds the next batch's copy.
+        batch, done = pending
         current = torch.cuda.current_stream(device)
-        current.wait_stream(stream)
+        current.wait_event(done)
         for v in batch.values():
             if torch.is_tensor(v):
                 v.record_stream(current)
