@@ -463,30 +463,29 @@ def _x_weight(weight, C, dtype, fmt):
 
 def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                     stride: list[int], padding: list[int], act: str, slope: float,
-                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conv output, act(x) as the conv saw it: backward needs it)."""
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(conv output, and what backward needs: act(x) and the x slice of the weight as the conv saw them)."""
     with torch.autocast(x.device.type, enabled=False), _device_ctx(x):
         C = x.shape[1]
         fmt = _memory_format(x)
         ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype)
-        y = F.conv2d(ax, _x_weight(weight, C, dtype, fmt), None, stride, padding)
+        wx = _x_weight(weight, C, dtype, fmt)
+        y = F.conv2d(ax, wx, None, stride, padding)
         geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
         _zterm_add(y, _zq(z, weight, C, act, slope, _acc_dtype(dtype)), bias, geo)
-    return y, ax
+    return y, ax, wx
 
 
-def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, z: torch.Tensor, weight: torch.Tensor,
-                    bias: Optional[torch.Tensor], stride: list[int], padding: list[int], act: str, slope: float,
-                    need_x: bool, need_z: bool, need_w: bool,
+def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, wx: torch.Tensor, z: torch.Tensor,
+                    weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int], padding: list[int],
+                    act: str, slope: float, need_x: bool, need_z: bool, need_w: bool,
                     need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dz, dweight, dbias); one not asked for comes back empty (a custom op returns no None)."""
     dx = dz = dw = db = gwx = None
     with torch.autocast(gy.device.type, enabled=False), _device_ctx(gy):
         x = _dense(x)
         gy = gy.to(ax.dtype)
-        C = x.shape[1]
         if need_x or need_w:
-            wx = _x_weight(weight, C, ax.dtype, _memory_format(x))
             gax, gwx, _ = torch.ops.aten.convolution_backward(
                 gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_w, False))
             if need_x:
@@ -500,14 +499,14 @@ def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, z: torc
 
 def _zconv_setup(ctx, inputs, output):
     x, z, weight, bias, stride, padding, act, slope, _ = inputs
-    ctx.save_for_backward(x, output[1], z, weight, bias)
+    ctx.save_for_backward(x, output[1], output[2], z, weight, bias)
     ctx.args = (stride, padding, act, slope)
 
 
 def _zconv_grads(ctx, gy, backward):
-    x, ax, z, weight, bias = ctx.saved_tensors
+    x, ax, wx, z, weight, bias = ctx.saved_tensors
     need = ctx.needs_input_grad[:4]
-    grads = backward(gy, x, ax, z, weight, bias, *ctx.args, need[0], need[1], need[2],
+    grads = backward(gy, x, ax, wx, z, weight, bias, *ctx.args, need[0], need[1], need[2],
                      bias is not None and need[3])
     return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 5
 
@@ -515,9 +514,9 @@ def _zconv_grads(ctx, gy, backward):
 class _ZConcatConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, *inputs):
-        y, ax = _zconv_fwd_impl(*inputs)
-        _zconv_setup(ctx, inputs, (y, ax))
-        return y
+        out = _zconv_fwd_impl(*inputs)
+        _zconv_setup(ctx, inputs, out)
+        return out[0]
 
     @staticmethod
     def backward(ctx, gy):
@@ -526,10 +525,13 @@ class _ZConcatConv(torch.autograd.Function):
 
 def _zconv_fwd_op_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                        stride: list[int], padding: list[int], act: str, slope: float,
-                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    y, ax = _zconv_fwd_impl(x, z, weight, bias, stride, padding, act, slope, dtype)
-    # A custom op may not return its input: act "none" in x's dtype leaves ax = x.
-    return y, ax.clone() if ax is x else ax
+                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y, ax, wx = _zconv_fwd_impl(x, z, weight, bias, stride, padding, act, slope, dtype)
+    # A custom op may not return (a view of) an input: act "none" in x's dtype leaves ax = x, and
+    # with one output channel the weight's x slice is already dense.
+    def own(t, src):
+        return t.clone() if t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr() else t
+    return y, own(ax, x), own(wx, weight)
 
 
 _zcat_op = torch.library.custom_op("bicyclegan::z_concat_act", _zcat_fwd_impl, mutates_args=())
@@ -554,11 +556,12 @@ def _(gy, x, z, act, slope):
 def _(x, z, weight, bias, stride, padding, act, slope, dtype):
     fmt = _memory_format(x)
     ax = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=fmt)
-    return F.conv2d(ax, _x_weight(weight, x.shape[1], dtype, fmt), None, stride, padding), ax
+    wx = _x_weight(weight, x.shape[1], dtype, fmt)
+    return F.conv2d(ax, wx, None, stride, padding), ax, torch.empty_like(wx)
 
 
 @_zconv_bwd_op.register_fake
-def _(gy, x, ax, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_w, need_b):
+def _(gy, x, ax, wx, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_w, need_b):
     return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)) if need_x
             else x.new_empty(0),
             torch.empty_like(z) if need_z else x.new_empty(0),
@@ -568,7 +571,8 @@ def _(gy, x, ax, z, weight, bias, stride, padding, act, slope, need_x, need_z, n
 
 
 _zcat_op.register_autograd(lambda ctx, gy: _zcat_grads(ctx, gy, _zcat_bwd_op), setup_context=_zcat_setup)
-_zconv_op.register_autograd(lambda ctx, gy, _gax: _zconv_grads(ctx, gy, _zconv_bwd_op), setup_context=_zconv_setup)
+_zconv_op.register_autograd(lambda ctx, gy, _gax, _gwx: _zconv_grads(ctx, gy, _zconv_bwd_op),
+                            setup_context=_zconv_setup)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -123,6 +123,9 @@ def _opcheck_cases():
     yield "norm_act_split", norm_act_triton._fwd_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2)
     yield "z_concat_act", zinject_triton._zcat_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
     yield "z_concat_conv", zinject_triton._zconv_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
+    # one output channel: the weight's x slice is already dense, and must still not be returned as a view
+    yield "z_concat_conv_one_out", zinject_triton._zconv_op, (x, z, w[:1].clone(), None, [2, 2], [1, 1], "relu", 0.0,
+                                                              torch.float32)
     yield "z_concat_conv_none", zinject_triton._zconv_op, (xcl, z, w, None, [1, 1], [2, 1], "none", 0.2, torch.float32)
     # The backward ops alone, also with gradients left out (they come back as empty tensors).
     stats = torch.randn(2, 4).abs() + 0.5
@@ -131,7 +134,8 @@ def _opcheck_cases():
     yield "z_concat_act_backward", zinject_triton._zcat_bwd_op, (torch.randn(2, 7, 5, 3), x, z, "relu", 0.0)
     gy = torch.randn(2, 5, 2, 1)
     yield "z_concat_conv_backward", zinject_triton._zconv_bwd_op, (
-        gy, x, torch.randn(2, 4, 5, 3), z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, False, True, True, False)
+        gy, x, torch.randn(2, 4, 5, 3), torch.randn(5, 4, 4, 4), z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2,
+        False, True, True, False)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c[0]) for c in _opcheck_cases()])
