@@ -1,7 +1,37 @@
-"""bicyclegan.engine: configs, networks, objective, trainer, sampling, metrics and the CLI."""
-from .config import ConfigError, ModelConfig, TrainConfig
+"""bicyclegan.engine: the Python API, as complete as the `bicyclegan` command.
+
+    from bicyclegan.engine import make_config, train, sample, evaluate, load_checkpoint
+    cfg = make_config("demo", out="runs/demo")   # a preset plus options, by their CLI names
+    run = train(cfg)                              # -> the run folder
+    model = load_checkpoint(run / "checkpoints" / "latest.pt")
+    sample(model, out="results")                  # images, grid.png, index.html
+    print(evaluate(model))                        # a dict of measures
+"""
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import (
+                     USER_ERRORS,
+                     BicycleGANError,
+                     CheckpointError,
+                     ConfigError,
+                     DivergenceError,
+                     ExportError,
+                     OutputError,
+)
+from .evaluate import evaluate
+from .export import export_generator
+from .images import sample_columns
 from .model import BicycleGAN
 from .networks import build_discriminator, build_encoder, build_generator, init_weights
+from .official import import_official
+from .presets import PRESETS, make_config
+from .sample import sample
+from .trainer import Trainer, train
 
-__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "BicycleGAN", "build_generator",
-           "build_encoder", "build_discriminator", "init_weights"]
+__all__ = [
+    "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
+    "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer", "USER_ERRORS",
+    "build_discriminator", "build_encoder", "build_generator", "evaluate", "export_generator",
+    "import_official", "init_weights", "load_checkpoint", "make_config", "read_checkpoint", "sample",
+    "sample_columns", "save_checkpoint", "train",
+]

@@ -1,30 +1,39 @@
-"""Checkpoints: networks, optimisers, step, RNG states and config in one file, written atomically.
+"""The project's checkpoint format: networks, optimisers, step, RNG states and config in one file.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed over
-the old one: a kill or a full disk mid-write never leaves a broken or half-written "latest".
+Safe to open: a checkpoint holds only tensors and plain values (dicts, lists, numbers, strings), so
+it is read with torch.load(weights_only=True), which refuses to unpickle anything that could run
+code. Trustworthy: a SHA-256 digest of the contents is written inside the file and checked on
+every load, so flipped or lost bytes are an error, not silently wrong weights. Written atomically
+(engine/io.py), and never with non-finite weights. (The reference's own files: official.py.)
 """
 from __future__ import annotations
 
-import os
+import hashlib
+import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import TrainConfig
+from .errors import CheckpointError, ConfigError, DivergenceError
+from .io import atomic_write
 from .model import BicycleGAN
 
-FORMAT = "bicyclegan-checkpoint-v1"
+FORMAT = "bicyclegan-checkpoint-v2"
+_OLD_FORMATS = ("bicyclegan-checkpoint-v1",)
+_REQUIRED = {"format": str, "digest": str, "config": dict, "step": int, "epoch": int, "nets": dict}
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, read, or does not fit the run."""
-
-
+# -- RNG state as tensors and plain values (weights-only loadable) ----------------------------------
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "internal": list(internal), "gauss": py_gauss}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -32,140 +41,134 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to `path` via a temp file + fsync + rename; on any error the old file stays."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e} "
-                                  f"(the previous checkpoint, if any, is intact)") from e
-        raise
+# -- integrity -------------------------------------------------------------------------------------
+def _feed(h, obj) -> None:
+    """Hash obj canonically: tensors by dtype, shape and bytes; containers in key order."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=repr):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(f"V{obj!r}".encode())
 
 
-def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0,
-                    schedulers: dict | None = None, extra: dict | None = None) -> None:
-    state = {
-        "format": FORMAT,
-        "config": model.cfg.to_dict(),
-        "step": step,
-        "epoch": epoch,
-        "rng": rng_state(),
-        "schedulers": {n: s.state_dict() for n, s in (schedulers or {}).items()},
-        **model.training_state(),
-        **(extra or {}),
-    }
-    atomic_save(state, path)
+def digest(state: dict) -> str:
+    """SHA-256 of everything in a checkpoint but its own digest."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "digest"})
+    return h.hexdigest()
 
 
-def _torch_load(path, weights_only: bool):
-    """torch.load onto the CPU; a missing or unreadable file is a CheckpointError naming it."""
+# -- writing and reading ---------------------------------------------------------------------------
+def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, extra: dict | None = None) -> Path:
+    """Write `model` (networks, optimisers, scaler, EMA), the step, epoch, RNG states and config.
+
+    Refuses (DivergenceError) to write non-finite weights: the file at `path` stays as it was."""
+    bad = model.nonfinite()
+    if bad:
+        raise DivergenceError(f"refusing to write checkpoint {path}: non-finite weights in "
+                              + ", ".join(f"{n} ({c} values)" for n, c in bad.items()))
+    state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
+             "rng": rng_state(), **model.training_state(), **(extra or {})}
+    state["digest"] = digest(state)
+    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", error=CheckpointError)
+
+
+def read_checkpoint(path) -> dict:
+    """The checked contents of a checkpoint file; CheckpointError says why one cannot be used."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():
+            raise CheckpointError(f"checkpoint {path} is unreadable (not a torch file, or damaged)") from e
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values, which could run code when "
+            f"loaded: refused (not a bicyclegan checkpoint, or one from before format v2)") from e
     except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {e}") from e
-
-
-def read_checkpoint(path) -> dict:
-    state = _torch_load(path, weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no '{FORMAT}' marker); "
-                              f"for the reference's *_net_G.pth files use import-official")
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if not isinstance(state, dict) or "format" not in state:
+        raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no format marker); for the "
+                              f"reference's *_net_G.pth files use import-official")
+    if state["format"] != FORMAT:
+        old = " (an older bicyclegan format, which is not safe to load)" if state["format"] in _OLD_FORMATS else ""
+        raise CheckpointError(f"{path} has format {state['format']!r}{old}; this version reads {FORMAT}")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(state.get(key), typ):
+            raise CheckpointError(f"{path} is incomplete: '{key}' is missing or not a {typ.__name__}")
+    if digest(state) != state["digest"]:
+        raise CheckpointError(f"{path} is damaged: its contents do not match the digest written with it "
+                              f"(changed or corrupted bytes); use another checkpoint")
     return state
 
 
-def load_checkpoint(path, device=None, **overrides) -> BicycleGAN:
+def config_of(state: dict, path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: its stored config is not valid for this version: {e}") from e
+
+
+def load_checkpoint(path, device=None, *, training: bool = False, **model_overrides) -> BicycleGAN:
     """A BicycleGAN rebuilt from the config stored in the checkpoint, with its weights.
-    `overrides` replace ModelConfig fields that do not change the weights (e.g. impl="ref")."""
+
+    training=False (inference: sample, evaluate, export) builds and loads G (its moving average
+    when there is one) and E only; training=True everything, optimisers included.
+    `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last)."""
     state = read_checkpoint(path)
-    cfg = TrainConfig.from_dict(state["config"])
+    cfg = config_of(state, path)
     cfg.compile = "off"  # a training-speed option: sampling a few images would wait for compilation
-    for k, v in overrides.items():
+    for k, v in model_overrides.items():
+        if k not in MODEL_RESUMABLE_CHANGES:
+            raise ConfigError(f"load_checkpoint: {k} changes the networks; only "
+                              f"{', '.join(sorted(MODEL_RESUMABLE_CHANGES))} may be overridden")
         setattr(cfg.model, k, v)
-    model = BicycleGAN(TrainConfig.from_dict(cfg.to_dict()), device=device)
-    model.load_training_state(state)
+    model = BicycleGAN(TrainConfig.from_dict(cfg.to_dict()), device=device, training=training)
+    try:
+        model.load_training_state(state, strict=training)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: its weights do not fit its own config: {str(e).splitlines()[0]}") from e
     return model
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
-                     "num_workers", "backend", "device", "n_samples", "out", "dataroot",
-                     "cuda_graph", "compile"}
+                     "device", "n_samples", "out", "cuda_graph", "compile"}
+DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 
 
 def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
-    """Refuse to resume a run whose networks or objective differ from the checkpoint's."""
+    """Refuse to resume a run whose networks, data preparation or objective differ from the checkpoint's."""
     now = cfg.to_dict()
-    diffs = [f"{k}: checkpoint {saved[k]!r} vs now {now[k]!r}" for k in now
-             if k not in RESUMABLE_CHANGES and k != "model" and saved.get(k) != now[k]]
-    diffs += [f"model.{k}: checkpoint {saved['model'].get(k)!r} vs now {v!r}" for k, v in now["model"].items()
-              if k not in MODEL_RESUMABLE_CHANGES and saved["model"].get(k) != v]
+    diffs = []
+    for part, allowed in ((None, RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES),
+                          ("model", MODEL_RESUMABLE_CHANGES)):
+        theirs = saved if part is None else saved.get(part, {})
+        ours = now if part is None else now[part]
+        prefix = "" if part is None else f"{part}."
+        diffs += [f"{prefix}{k}: checkpoint {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()
+                  if k not in allowed and k not in ("model", "data") and theirs.get(k) != v]
     if diffs:
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
                               + "; ".join(diffs))
-
-
-def _load_state_dict_file(path) -> dict:
-    sd = _torch_load(path, weights_only=True)
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
-    return sd
-
-
-def load_official_into(net: torch.nn.Module, path) -> None:
-    """Load a state_dict saved by the reference implementation into our network.
-
-    Our modules are arranged differently (names differ: e.g. the reference's `model.submodule.down.1`
-    is our `model.submodule.down`), but they register the same tensors in the same order, so
-    entries are matched by position and each shape is checked. (Checked against the authors' code:
-    G in three configurations, E resnet/conv and D give identical outputs after import.)"""
-    theirs = list(_load_state_dict_file(path).items())
-    ours = net.state_dict()
-    # Where top-level names agree (E's conv/fc/fcVar), follow our order of them: the reference's
-    # E_ResNet registers fc before conv.
-    tops = list(dict.fromkeys(k.split(".")[0] for k in ours))
-    rank = {t: i for i, t in enumerate(tops)}
-    theirs = [kv for _, kv in sorted(enumerate(theirs), key=lambda e: (rank.get(e[1][0].split(".")[0], 0), e[0]))]
-    if len(theirs) != len(ours):
-        raise CheckpointError(f"{path} holds {len(theirs)} tensors, the configured {type(net).__name__} has "
-                              f"{len(ours)}: the ModelConfig (netG/netE/netD, where_add, norm, upsample, "
-                              f"nz, ngf...) does not match the network that was saved")
-    for (k_ours, v_ours), (k_theirs, v_theirs) in zip(ours.items(), theirs):
-        if v_ours.shape != v_theirs.shape:
-            raise CheckpointError(f"{path}: {k_theirs} has shape {tuple(v_theirs.shape)} but our {k_ours} "
-                                  f"has {tuple(v_ours.shape)}; check the ModelConfig")
-    net.load_state_dict({k: v for k, (_, v) in zip(ours, theirs)})
-
-
-def import_official(model_cfg, G, E=None, D=None, D2=None, variant: str = "bicycle") -> BicycleGAN:
-    """A BicycleGAN holding the weights of the reference's {epoch}_net_{G,E,D,D2}.pth files."""
-    cfg = TrainConfig(model=model_cfg, variant=variant)
-    model = BicycleGAN(cfg)
-    for name, path in (("G", G), ("E", E), ("D", D), ("D2", D2)):
-        if path is not None:
-            net = model.networks().get(name)
-            if net is None:
-                raise CheckpointError(f"variant {variant} has no {name} to load {path} into")
-            load_official_into(net, path)
-    return model

@@ -1,5 +1,9 @@
-"""The `bicyclegan` command. Train options are generated from the config dataclasses, so --help
-always lists every field with its default and the comment written beside it in config.py."""
+"""The `bicyclegan` command: a thin layer over the Python API (bicyclegan.engine).
+
+Train options are generated from the config dataclasses, so --help always lists every field with
+its default and the comment written beside it in config.py. Errors a user can cause (the
+project's own types) print one line and exit 2; anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,20 +15,9 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import ConfigError, ModelConfig, TrainConfig
-
-# What the built-in demo trains with unless a flag says otherwise: small networks for 32 px images
-# (a few minutes on a 2-core CPU). "reference" keeps the reference's defaults (256 px, 55M-param G).
-PRESETS = {
-    "demo": {
-        "model": dict(netG="unet", crop_size=32, ngf=32, nef=32, ndf=32, netE="resnet_128",
-                      netD="basic_128_multi", netD2="basic_128_multi"),
-        "train": dict(batch_size=8, load_size=32, preprocess="none", no_flip=True, niter=40,
-                      niter_decay=40, log_every=25, sample_every=500, save_every=500,
-                      num_workers=1),
-    },
-    "reference": {"model": {}, "train": {}},
-}
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import USER_ERRORS, ConfigError
+from .presets import PRESETS, make_config
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -38,7 +31,7 @@ def _add_fields(parser, cls):
     hints = typing.get_type_hints(cls)
     helps = _field_help(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "model":
+        if f.name in ("model", "data"):
             continue
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -61,6 +54,25 @@ def _add_fields(parser, cls):
                             help=help_txt)
 
 
+def _at_least(low: int):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}")
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return conv
+
+
+def _given(args, *classes) -> dict:
+    """The options of these config classes that were given on the command line."""
+    names = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+# -- train -----------------------------------------------------------------------------------------
 def build_train_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (no --dataroot: the built-in demo data)",
                        description="Train BicycleGAN or one of the paper's variants. Without "
@@ -72,21 +84,15 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
     _add_fields(p.add_argument_group("training options"), TrainConfig)
+    _add_fields(p.add_argument_group("data options"), DataConfig)
     _add_fields(p.add_argument_group("model options"), ModelConfig)
     return p
 
 
 def resolve_config(args) -> TrainConfig:
-    """Preset defaults, then every flag given on the command line."""
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    preset = args.preset if args.preset != "auto" else ("reference" if given.get("dataroot") else "demo")
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
-    model_kw = {**PRESETS[preset]["model"], **{k: v for k, v in given.items() if k in model_fields}}
-    train_kw = {**PRESETS[preset]["train"], **{k: v for k, v in given.items() if k in train_fields}}
-    if preset == "demo" and "crop_size" in model_kw and "load_size" not in given:
-        train_kw["load_size"] = max(model_kw["crop_size"], model_kw.get("crop_width") or 0)
-    return TrainConfig(model=ModelConfig(**model_kw), **train_kw)
+    """Preset defaults, then every option given on the command line."""
+    return make_config(None if args.preset == "auto" else args.preset,
+                       **_given(args, TrainConfig, DataConfig, ModelConfig))
 
 
 def cmd_train(args) -> int:
@@ -94,42 +100,47 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    from .evaluate import format_table
     from .trainer import Trainer
     trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
     run = trainer.train()
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}")
         if trainer.is_demo and not args.no_eval:
-            from .evaluate import evaluate, format_table
-            result = evaluate(trainer.model, trainer.data_root, cfg)
-            (run / "eval.json").write_text(json.dumps(result, indent=2))
-            print(format_table(result))
+            print(format_table(trainer.evaluate()))
     return 0
 
 
+# -- inference -------------------------------------------------------------------------------------
 def cmd_sample(args) -> int:
-    from .sample_cli import run_sample
-    return run_sample(args)
+    from .sample import sample
+    out = sample(args.checkpoint, args.dataroot, out=args.out, phase=args.phase, n_samples=args.n_samples,
+                 num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed, device=args.device)
+    print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import run_evaluate
-    return run_evaluate(args)
-
-
-def cmd_make_demo(args) -> int:
-    from bicyclegan.pipelines import make_demo_dataset
-    size = (args.size, args.width or args.size)
-    root = make_demo_dataset(args.out, size=size, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
-    print(f"demo data written to {root}")
+    from .evaluate import evaluate, format_table
+    from .io import check_writable, write_json
+    if args.json:  # before the evaluation, not after it
+        check_writable(Path(args.json).parent, "--json")
+    r = evaluate(args.checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
+                 seed=args.seed, device=args.device)
+    print(format_table(r))
+    if args.json:
+        write_json(args.json, r, what="evaluation results")
     return 0
 
 
 def cmd_import_official(args) -> int:
-    from .checkpoint import import_official, save_checkpoint
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    cfg = ModelConfig(**{k: v for k, v in vars(args).items() if k in model_fields and v is not None})
-    model = import_official(cfg, G=args.G, E=args.E, D=args.D, D2=args.D2)
+    from .checkpoint import save_checkpoint
+    from .official import import_official
+    model_cfg = ModelConfig(**_given(args, ModelConfig))
+    data = _given(args, DataConfig)
+    data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
+    model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
+                            data=data_cfg)
     save_checkpoint(model, args.out)
     print(f"wrote {args.out} (networks {', '.join(model.networks())}; untrained ones are freshly "
           f"initialised); sample with: bicyclegan sample {args.out} --dataroot DATA")
@@ -138,14 +149,26 @@ def cmd_import_official(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_generator
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
-    r = export_generator(args.checkpoint, args.out, format=args.format, batch=args.batch, height=args.height,
+    r = export_generator(args.checkpoint, args.out, fmt=args.format, batch=args.batch, height=args.height,
                          width=args.width, opset=args.opset, verify=not args.no_verify)
     check = ("not verified (--no-verify)" if r["verified_with"] is None else
              f"checked with {r['verified_with']}" if r["max_abs_diff"] is None else
              f"max abs difference from PyTorch {r['max_abs_diff']:.2g} ({r['verified_with']})")
     print(f"wrote {r['path']} ({r['format']}, batch {r['batch']}) and {r['sidecar']} (how to feed it); {check}")
+    return 0
+
+
+def cmd_make_demo(args) -> int:
+    from bicyclegan.pipelines import make_demo_dataset
+
+    from .io import check_writable
+    check_writable(args.out, "the demo data")
+    try:
+        root = make_demo_dataset(args.out, size=(args.size, args.width or args.size), seed=args.seed,
+                                 n_train=args.n_train, n_test=args.n_test)
+    except ValueError as e:  # the generator's own argument checks
+        raise ConfigError(str(e)) from e
+    print(f"demo data written to {root}")
     return 0
 
 
@@ -156,23 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery")
     p.add_argument("checkpoint", help="a checkpoint written by train (…/checkpoints/latest.pt)")
-    p.add_argument("--dataroot", help="dataset folder (default: the demo data the run trained on)")
+    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default="test")
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>)")
-    p.add_argument("--n_samples", type=int, default=5, help="random-z outputs per input")
-    p.add_argument("--num", type=int, default=50, help="at most this many inputs")
+    p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
+    p.add_argument("--num", type=_at_least(1), default=50, help="at most this many inputs")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="mode coverage and validity on demo data; diversity on any data")
     p.add_argument("checkpoint")
-    p.add_argument("--dataroot", help="dataset folder (default: the demo data the run trained on)")
+    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default="test")
-    p.add_argument("--n_samples", type=int, default=10, help="random z per input")
-    p.add_argument("--num", type=int, default=100, help="at most this many inputs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n_samples", type=_at_least(1), default=10, help="random z per input")
+    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the results to this file")
     p.set_defaults(func=cmd_evaluate)
@@ -181,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     for net in ("G", "E", "D", "D2"):
         p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
     p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--variant", default="bicycle", help="the variant the weights were trained as")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
+    _add_fields(p.add_argument_group("data options (how to prepare inputs for this model; default: "
+                                      "load at the crop size, no flip)"), DataConfig)
     p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("export", help="write the generator as ONNX or a torch.export .pt2 file, for deployment",
@@ -191,20 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write: *.onnx or *.pt2")
     p.add_argument("--format", choices=["onnx", "pt2"], help="default: from the suffix of --out")
     p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: a dynamic batch axis)")
-    p.add_argument("--height", type=int, default=None, help="image height (default: the model's crop size)")
-    p.add_argument("--width", type=int, default=None, help="image width (default: the model's crop width)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    p.add_argument("--height", type=_at_least(1), default=None, help="image height (default: the model's crop size)")
+    p.add_argument("--width", type=_at_least(1), default=None, help="image width (default: the model's crop width)")
+    p.add_argument("--opset", type=_at_least(1), default=18, help="ONNX opset version")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written file against the PyTorch generator")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
     p.add_argument("out")
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n_train", type=int, default=2000)
-    p.add_argument("--n_test", type=int, default=100)
+    p.add_argument("--size", type=_at_least(16), default=32)
+    p.add_argument("--width", type=_at_least(16), default=None)
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--n_train", type=_at_least(0), default=2000)
+    p.add_argument("--n_test", type=_at_least(0), default=100)
     p.set_defaults(func=cmd_make_demo)
     return parser
 
@@ -214,9 +241,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-        name = type(e).__name__
-        print(f"bicyclegan {args.command}: {name}: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the latest checkpoint is intact (use --resume)", file=sys.stderr)

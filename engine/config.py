@@ -1,35 +1,75 @@
-"""Typed configs with the reference's option names and defaults (REFERENCE.md "Defaults").
+"""Typed configs with the reference's option names and defaults.
 
-ModelConfig holds what shapes the networks; TrainConfig holds the objective, optimisation and data
-options plus a ModelConfig. Both validate at construction: a config that cannot work fails with a
-message naming the field, the value and what would work.
+ModelConfig shapes the networks; DataConfig says how images are found and preprocessed (training
+and inference alike); TrainConfig holds the objective, optimisation and run options plus one of
+each. All validate at construction: a config that cannot work fails with a ConfigError naming the
+field, the value and what would work. The option lists come from the package that implements
+them (pipelines: preprocess modes, directions, backends; kernels: impls, activations).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional
+
+from bicyclegan.kernels._impl import IMPLS
+from bicyclegan.pipelines.loader import BACKENDS
+from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
+
+from .errors import ConfigError
 
 NET_G = ("unet_256", "unet_128", "unet")
 NET_E = ("resnet_256", "resnet_128", "conv_256", "conv_128")
 NET_D = ("basic_256_multi", "basic_128_multi", "basic_256", "basic_128")
+NL = ("relu", "lrelu")
 VARIANTS = ("bicycle", "cvae", "clr", "cae", "pix2pix")
+COMPILE_MODES = ("off", "default", "max-autotune", "aot_eager")
 # Default U-Net depth of each named generator; "unet" derives it from the crop size.
 UNET_DEPTH = {"unet_256": 8, "unet_128": 7}
 
 
-class ConfigError(ValueError):
-    """A configuration field has a value that cannot work."""
-
-
+# -- validation helpers ----------------------------------------------------------------------------
 def _choice(name, value, allowed):
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
 
 
-def _positive(name, value, allow_zero=False):
-    if not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+def _int(name, value, low, optional=False):
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
+
+
+def _real(name, value, low, high=math.inf, low_open=False, high_open=True):
+    """A finite number in [low, high) (bounds open or closed as told)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo = f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high == math.inf else f" and {'<' if high_open else '<='} {high:g}"
+        raise ConfigError(f"{name}={value!r} must be a finite number {lo}{hi}")
+
+
+def _bools(obj):
+    for f in dataclasses.fields(obj):
+        if f.type in ("bool", bool) and not isinstance(getattr(obj, f.name), bool):
+            raise ConfigError(f"{f.name}={getattr(obj, f.name)!r} must be true or false")
+
+
+# -- network geometry (the one place it is derived from the names) ---------------------------------
+def d_geometry(netD: str, num_Ds: int) -> tuple[int, int]:
+    """(conv layers, scales) of a PatchGAN name: basic_256* has 3 layers, basic_128* 2; *_multi
+    has num_Ds scales."""
+    return (3 if netD.startswith("basic_256") else 2), (num_Ds if netD.endswith("_multi") else 1)
+
+
+def e_geometry(netE: str) -> tuple[str, int]:
+    """(kind, depth) of an encoder name: resnet blocks (incl. the stem) or strided conv layers."""
+    kind, res = netE.split("_")
+    return kind, 5 if res == "256" else 4
 
 
 @dataclass
@@ -63,27 +103,26 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds", "crop_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name}={v!r} must be a positive integer")
-        if not isinstance(self.nz, int) or self.nz < 0:
-            raise ConfigError(f"nz={self.nz!r} must be an integer >= 0")
+            _int(name, getattr(self, name), 1)
+        _int("nz", self.nz, 0)
+        _int("crop_width", self.crop_width, 1, optional=True)
+        _int("num_downs", self.num_downs, 2, optional=True)
+        _real("init_gain", self.init_gain, 0, low_open=True)
+        _bools(self)
         _choice("netG", self.netG, NET_G)
         _choice("netE", self.netE, NET_E)
         _choice("netD", self.netD, NET_D)
         _choice("netD2", self.netD2, NET_D)
         _choice("where_add", self.where_add, ("input", "all"))
         _choice("norm", self.norm, ("instance", "batch", "none"))
-        _choice("nl", self.nl, ("relu", "lrelu"))
+        _choice("nl", self.nl, NL)
         _choice("upsample", self.upsample, ("basic", "bilinear"))
         _choice("init_type", self.init_type, ("xavier", "normal", "kaiming", "orthogonal"))
-        _choice("impl", self.impl, ("auto", "triton", "ref"))
-        if self.crop_width is not None and (not isinstance(self.crop_width, int) or self.crop_width <= 0):
-            raise ConfigError(f"crop_width={self.crop_width!r} must be a positive integer or None (square)")
+        _choice("impl", self.impl, IMPLS)
         h, w = self.size
         depth = self.unet_depth
         if depth < 2:
-            raise ConfigError(f"num_downs={depth} must be >= 2")
+            raise ConfigError(f"num_downs={depth} must be >= 2 (crop size {h}x{w} halves only {depth} times)")
         m = 2 ** depth
         if h % m or w % m:
             fix = f"{(h // m or 1) * m}x{(w // m or 1) * m}"
@@ -94,8 +133,7 @@ class ModelConfig:
         # InstanceNorm needs more than one element per plane: check the deepest normed layers.
         for name in ("netD", "netD2"):
             net = getattr(self, name)
-            n_layers = 3 if net.startswith("basic_256") else 2
-            scales = self.num_Ds if net.endswith("_multi") else 1
+            n_layers, scales = d_geometry(net, self.num_Ds)
             side = min(h, w)
             for _ in range(scales - 1):
                 side = (side + 1) // 2
@@ -104,11 +142,10 @@ class ModelConfig:
                     f"{name}={net} with num_Ds={self.num_Ds} is too deep for {h}x{w} images (its "
                     f"coarsest scale would shrink to nothing); use basic_128_multi, fewer num_Ds or "
                     f"images of at least {3 << n_layers << (scales - 1)} px")
-        kind, res = self.netE.split("_")
-        e_down = (4 if res == "256" else 3) + 1 if kind == "resnet" else (5 if res == "256" else 4)
-        e_min = (1 if kind == "resnet" else 2) << e_down
+        kind, depth_e = e_geometry(self.netE)
+        e_min = (1 if kind == "resnet" else 2) << depth_e
         if min(h, w) < e_min:
-            raise ConfigError(f"netE={self.netE} downsamples 2^{e_down}x: too much for {h}x{w} "
+            raise ConfigError(f"netE={self.netE} downsamples 2^{depth_e}x: too much for {h}x{w} "
                               f"images; use resnet_128/conv_128 or images of at least {e_min} px")
 
     @property
@@ -132,13 +169,42 @@ def _pow2_depth(h, w):
     return d
 
 
-COMPILE_MODES = ("off", "default", "max-autotune", "aot_eager")
+@dataclass
+class DataConfig:
+    """Where the images are and how each is turned into a network input (training and inference)."""
+    dataroot: Optional[str] = None   # dataset folder; None: the built-in demo data
+    load_size: int = 286  # images are resized to this before cropping
+    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+    direction: str = "AtoB"  # AtoB | BtoA (swap the halves of each image)
+    no_flip: bool = False  # no random horizontal flips
+    num_workers: int = 2  # data loading worker processes (CPU loader) / DALI threads
+    backend: str = "auto"      # data loader: auto | dali | torch
+    skip_bad: bool = False     # leave out unreadable or unusable images (logged) instead of stopping
+    max_dataset_size: Optional[int] = None  # use only the first this-many images (sorted by name)
+
+    def __post_init__(self):
+        _int("load_size", self.load_size, 1)
+        _int("num_workers", self.num_workers, 0)
+        _int("max_dataset_size", self.max_dataset_size, 1, optional=True)
+        _bools(self)
+        _choice("preprocess", self.preprocess, PREPROCESS)
+        _choice("direction", self.direction, DIRECTIONS)
+        _choice("backend", self.backend, BACKENDS)
+        if self.dataroot is not None and not isinstance(self.dataroot, str):
+            self.dataroot = str(self.dataroot)
+
+    def check_fits(self, model: ModelConfig) -> None:
+        """Raise ConfigError if images prepared this way cannot feed networks of `model`."""
+        if self.load_size < max(model.size) and self.preprocess == "resize_and_crop":
+            raise ConfigError(f"load_size={self.load_size} is smaller than the crop "
+                              f"{model.size[0]}x{model.size[1]}; use load_size >= {max(model.size)}")
 
 
 @dataclass
 class TrainConfig:
-    """Objective, optimisation, data and run options; `model` holds the architecture."""
+    """Objective, optimisation and run options; `model` holds the architecture, `data` the images."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     variant: str = "bicycle"   # bicycle | cvae (cVAE-GAN) | clr (cLR-GAN) | cae (cAE-GAN) | pix2pix (+noise)
     gan_mode: str = "lsgan"    # lsgan (MSE) | vanilla (BCE with logits)
     lambda_L1: float = 10.0  # weight of |G(A, E(B)) - B|
@@ -154,17 +220,11 @@ class TrainConfig:
     niter: int = 100           # epochs at the initial learning rate
     niter_decay: int = 100     # epochs of linear decay to zero
     max_steps: Optional[int] = None  # stop after this many iterations (None: niter + niter_decay epochs)
+    ema: float = 0.0           # decay of a moving average of G's weights used for samples (e.g. 0.999); 0 = off
     amp: str = "off"           # off | bf16 | fp16
     cuda_graph: bool = False   # capture the whole training step in a CUDA graph (CUDA; amp off or bf16)
     compile: str = "off"       # torch.compile every network: off | default | max-autotune | aot_eager (debug)
     seed: int = 0  # seeds weights, data order, z draws and the demo data
-    dataroot: Optional[str] = None   # None: the built-in demo data
-    load_size: int = 286  # images are resized to this before cropping
-    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
-    direction: str = "AtoB"  # AtoB | BtoA (swap the halves of each image)
-    no_flip: bool = False  # no random horizontal flips
-    num_workers: int = 2  # data loading worker processes (CPU loader)
-    backend: str = "auto"      # data loader: auto | dali | torch
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     out: str = "runs/bicyclegan"  # run folder: config, log, samples, checkpoints
     log_every: int = 50        # iterations between loss logs (the only host syncs)
@@ -175,25 +235,29 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
         _choice("variant", self.variant, VARIANTS)
         _choice("gan_mode", self.gan_mode, ("lsgan", "vanilla"))
         _choice("amp", self.amp, ("off", "bf16", "fp16"))
-        _choice("direction", self.direction, ("AtoB", "BtoA"))
         _choice("compile", self.compile, COMPILE_MODES)
-        _choice("backend", self.backend, ("auto", "dali", "torch"))
-        _choice("preprocess", self.preprocess,
-                ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"))
         for name in ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl", "lambda_ms"):
-            _positive(name, getattr(self, name), allow_zero=True)
-        _positive("lr", self.lr)
-        for name in ("batch_size", "log_every", "sample_every", "save_every", "load_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name}={v!r} must be a positive integer")
-        for name in ("niter", "niter_decay", "num_workers", "n_samples"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name}={v!r} must be an integer >= 0")
+            _real(name, getattr(self, name), 0)
+        _real("lr", self.lr, 0, low_open=True)
+        _real("beta1", self.beta1, 0, 1)
+        _real("beta2", self.beta2, 0, 1)
+        _real("ema", self.ema, 0, 1)
+        for name in ("batch_size", "log_every", "sample_every", "save_every"):
+            _int(name, getattr(self, name), 1)
+        for name in ("niter", "niter_decay", "n_samples", "seed"):
+            _int(name, getattr(self, name), 0)
+        _int("max_steps", self.max_steps, 1, optional=True)
+        if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
+            raise ConfigError(f"seed={self.seed} must be below 2^31")
+        _bools(self)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
+                                                    or self.device.startswith("cuda:")):
+            raise ConfigError(f"device={self.device!r} is not valid; use auto, cpu, cuda or cuda:N")
         if self.cuda_graph and self.amp == "fp16":
             raise ConfigError("cuda_graph=True needs amp=bf16 or off: fp16's GradScaler makes host-side "
                               "decisions every step")
@@ -206,10 +270,7 @@ class TrainConfig:
         if self.model.nz == 0 and self.variant != "pix2pix":
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")
-        if self.load_size < max(self.model.size) and "crop" in self.preprocess:
-            raise ConfigError(f"load_size={self.load_size} is smaller than the crop "
-                              f"{self.model.size[0]}x{self.model.size[1]}; use load_size >= "
-                              f"{max(self.model.size)}")
+        self.data.check_fits(self.model)
 
     @property
     def uses_encoder(self) -> bool:
@@ -220,13 +281,36 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a TrainConfig needs a dict of fields, got {type(d).__name__}")
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        model = d.pop("model", {})
-        mknown = {f.name for f in dataclasses.fields(ModelConfig)}
-        if set(model) - mknown:
-            raise ConfigError(f"unknown ModelConfig fields: {sorted(set(model) - mknown)}")
-        return cls(model=ModelConfig(**model), **d)
+        parts = {}
+        for name, part in (("model", ModelConfig), ("data", DataConfig)):
+            sub = d.pop(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"'{name}' must be a dict of {part.__name__} fields, got {type(sub).__name__}")
+            _known(part, sub)
+            parts[name] = part(**sub)
+        _known(cls, d)
+        return cls(**parts, **d)
+
+
+def _known(cls, d: dict) -> None:
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+
+
+CONFIG_CLASSES = {"train": TrainConfig, "model": ModelConfig, "data": DataConfig}
+
+
+def split_fields(flat: dict) -> dict[str, dict]:
+    """Route flat option names (as on the command line) to the config that owns each."""
+    owner = {f.name: part for part, cls in CONFIG_CLASSES.items() for f in dataclasses.fields(cls)
+             if f.name not in ("model", "data")}
+    out = {part: {} for part in CONFIG_CLASSES}
+    for k, v in flat.items():
+        if k not in owner:
+            raise ConfigError(f"unknown option {k!r}")
+        out[owner[k]][k] = v
+    return out

@@ -1,11 +1,10 @@
-"""Evaluation without pretrained networks.
+"""`evaluate`: measures of a trained model on a test split.
 
-On the built-in demo data (a palettes.json beside the images) the answer's modes are known: for each
-test input and n random z we ask which of the K palettes every output shows, and report
-coverage (mean distinct valid palettes per input / K), validity (fraction of outputs showing a
-palette at all), and whether the encoded output G(A, E(B)) reproduces B's palette.
-On any data: diversity (mean L1 between consecutive random-z outputs, [-1, 1] units) and the L1
-of the encoded reconstruction. (LPIPS/FID need downloaded weights; not used here.)
+On the built-in demo data (a palettes.json beside the images) the modes are known: for each test
+input and n random z, which of the K palettes each output shows (coverage, validity; see
+metrics/palette.py) and whether the encoded output G(A, E(B)) keeps B's palette. On any data:
+diversity (mean L1 between consecutive random-z outputs of one input, [-1, 1] units) and the L1
+of the encoded reconstruction.
 """
 from __future__ import annotations
 
@@ -14,10 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import TrainConfig
-from .model import BicycleGAN
-from .trainer import build_loader, pick_device
+from bicyclegan.pipelines import DatasetError
+
+from .errors import DivergenceError
+from .images import sample_columns
+from .metrics import classify_palettes, palette_coverage
+from .runtime import build_loader, data_root_for, open_model
 
 
 def _palette_info(root: Path, phase: str):
@@ -26,14 +27,19 @@ def _palette_info(root: Path, phase: str):
 
 
 @torch.no_grad()
-def evaluate(model: BicycleGAN, data_root, cfg: TrainConfig, phase: str = "test", n_samples: int = 10,
-             num: int = 100, seed: int = 0) -> dict:
-    from bicyclegan.pipelines import classify_palettes, palette_coverage
-    data_root = Path(data_root)
-    info = _palette_info(data_root, phase)
-    was_training = model.training
-    model.eval()
-    loader = build_loader(cfg, data_root, phase, model.device, batch_size=16, shuffle=False)
+def evaluate(model, dataroot=None, *, phase: str = "test", n_samples: int = 10, num: int = 100,
+             seed: int = 0, device: str = "auto", batch_size: int = 16) -> dict:
+    """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
+    (default: the data it was trained on) with n_samples random z each (drawn from `seed`)."""
+    model = open_model(model, device)
+    if bad := model.nonfinite():
+        raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
+                              f"training diverged")
+    cfg = model.cfg
+    root = data_root_for(cfg, dataroot)
+    info = _palette_info(root, phase)
+    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=batch_size,
+                          shuffle=False, augment=False)
     g = torch.Generator().manual_seed(seed)
     As, outs, Bs, encs = [], [], [], []
     div_sum, rec_sum, seen = 0.0, 0.0, 0
@@ -42,25 +48,29 @@ def evaluate(model: BicycleGAN, data_root, cfg: TrainConfig, phase: str = "test"
             break
         A = batch["A"][: num - seen].to(model.device)
         B = batch.get("B")
-        z = torch.randn(n_samples, A.shape[0], cfg.model.nz, generator=g).to(model.device)
-        samples = torch.stack([model.G(A, z[k]) for k in range(n_samples)], 1)  # N x n x C x H x W
-        if n_samples > 1:
+        B = None if B is None else B[: A.shape[0]].to(model.device)
+        z = torch.randn(A.shape[0], n_samples, cfg.model.nz, generator=g).to(model.device)
+        cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
+        samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
+        if not torch.isfinite(samples).all():
+            raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+        if samples.shape[1] > 1:
             div_sum += (samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).sum().item()
         if B is not None:
-            B = B[: A.shape[0]].to(model.device)
             Bs.append(B.cpu())
-            if model.E is not None:
-                enc = model.G(A, model.encode(B))
+            if "encoded" in names:
+                enc = cols[names.index("encoded")]
                 rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
                 encs.append(enc.cpu())
         As.append(A.cpu())
         outs.append(samples.cpu())
         seen += A.shape[0]
-    model.train(was_training)
     if not seen:
-        raise ValueError(f"{data_root}/{phase}: no images to evaluate")
-    result = {"variant": cfg.variant, "n_inputs": seen, "n_samples": n_samples,
-              "diversity_l1": div_sum / seen if n_samples > 1 else 0.0}
+        raise DatasetError(f"{root}/{phase}: no images to evaluate")
+    n_out = outs[0].shape[1]
+    result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
+              "n_samples": n_out, "seed": seed,
+              "diversity_l1": div_sum / seen if n_out > 1 else 0.0}
     if encs:
         result["encoded_l1"] = rec_sum / seen
     if info is not None:
@@ -75,6 +85,7 @@ def evaluate(model: BicycleGAN, data_root, cfg: TrainConfig, phase: str = "test"
 
 
 def format_table(r: dict) -> str:
+    """The results as aligned "name  value" lines, for the terminal."""
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']}")]
     if "coverage" in r:
         K = r["n_palettes"]
@@ -88,14 +99,3 @@ def format_table(r: dict) -> str:
         rows.append(("encoded reconstruction L1", f"{r['encoded_l1']:.4f}"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
-
-
-def run_evaluate(args) -> int:
-    from .sample_cli import data_root_for
-    model = load_checkpoint(args.checkpoint, device=pick_device(args.device))
-    root = data_root_for(model, args.dataroot)
-    r = evaluate(model, root, model.cfg, args.phase, args.n_samples, args.num, args.seed)
-    print(format_table(r))
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2))
-    return 0

@@ -15,7 +15,6 @@ the skip half of each U-Net concatenation (outputs off by ~0.02 on a tiny G; che
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import warnings
@@ -23,17 +22,15 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig
+from .errors import DivergenceError, ExportError
+from .io import check_writable, write_json
 from .networks import build_generator
 
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
 INSTALL_HINT = "pip install 'bicyclegan[export]'"
 # The largest batch a dynamic-batch artefact promises to accept; torch.export needs a bound.
 MAX_BATCH = 4096
-
-
-class ExportError(RuntimeError):
-    """The generator cannot be exported, or the written artefact does not match it."""
 
 
 def format_for(path, fmt: str | None = None) -> str:
@@ -50,23 +47,29 @@ def format_for(path, fmt: str | None = None) -> str:
 
 
 def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelConfig, dict]:
-    """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's weights, its
-    ModelConfig, and facts about the source for the sidecar."""
-    from .checkpoint import read_checkpoint
+    """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's sampling weights
+    (the moving average of G when the run kept one), its ModelConfig, and facts for the sidecar."""
+    from .checkpoint import config_of, read_checkpoint
     from .model import BicycleGAN
     if isinstance(checkpoint_or_model, BicycleGAN):
         model_cfg = checkpoint_or_model.cfg.model
         # A compiled G (nn.Module.compile, in place) keeps the plain networks' state_dict keys.
-        weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.G.state_dict().items()}
+        weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.sampler.state_dict().items()}
         source = {"checkpoint": None, "step": None}
+        ema = checkpoint_or_model.G_ema is not None
     elif isinstance(checkpoint_or_model, (str, os.PathLike)):
         state = read_checkpoint(checkpoint_or_model)
-        model_cfg = TrainConfig.from_dict(state["config"]).model
-        weights = state["nets"]["G"]
+        model_cfg = config_of(state, checkpoint_or_model).model
+        ema = "ema" in state
+        weights = state["ema"] if ema else state["nets"]["G"]
         source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step")}
     else:
         raise TypeError(f"export_generator takes a checkpoint path or a BicycleGAN, got "
                         f"{type(checkpoint_or_model).__name__}")
+    source["weights"] = "moving average of G" if ema else "G"
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise DivergenceError(f"the generator holds non-finite weights ({', '.join(bad[:3])}...): not exported")
     # impl and channels_last change speed, not weights: the graph gets the layers every exporter knows.
     cfg = dataclasses.replace(model_cfg, impl="ref", channels_last=False)
     G = build_generator(cfg)
@@ -123,7 +126,7 @@ def _run_pt2(path: Path, inputs) -> tuple[torch.Tensor, str]:
     return torch.export.load(path).module()(*inputs), f"torch.export.load (torch {torch.__version__})"
 
 
-def export_generator(checkpoint_or_model, out_path, *, format: str | None = None, batch: int | None = None,
+def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, batch: int | None = None,
                      height: int | None = None, width: int | None = None, opset: int = 18,
                      verify: bool = True, atol: float = 1e-4) -> dict:
     """Write G of a checkpoint (path) or a BicycleGAN to `out_path` as ONNX or a torch.export .pt2,
@@ -135,7 +138,7 @@ def export_generator(checkpoint_or_model, out_path, *, format: str | None = None
     the PyTorch generator by more than atol. Returns what was written and the measured difference.
     """
     out = Path(out_path)
-    fmt = format_for(out, format)
+    fmt = format_for(out, fmt)
     G, cfg, source = _generator_for_export(checkpoint_or_model)
     h, w = height or cfg.size[0], width or cfg.size[1]
     m = 2 ** cfg.unet_depth
@@ -150,32 +153,39 @@ def export_generator(checkpoint_or_model, out_path, *, format: str | None = None
     if batch is None:
         dim = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         dynamic_shapes = {n: {0: dim} for n in names}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent, "the exported model")
+    # Written and checked under a temporary name, then renamed: a failed or wrong export never
+    # replaces a good file. The suffix stays, as the exporters look at it.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
     try:
-        if fmt == "onnx":
-            _export_onnx(G, inputs, names, dynamic_shapes, out, opset)
-        else:
-            torch.export.save(torch.export.export(G, inputs, dynamic_shapes=dynamic_shapes), out)
-    except ExportError:
-        raise
-    except Exception as e:
-        raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e
-
-    result = {"path": str(out), "format": fmt, "sidecar": str(out) + ".json", "batch": batch or "dynamic",
-              "max_abs_diff": None, "verified_with": None}
-    if verify:
-        diffs = []
-        for k, n in enumerate([batch] if batch else [1, 3]):
-            x = _example_inputs(cfg, n, h, w, seed=k + 1)
-            with torch.no_grad():
-                got, result["verified_with"] = _run_onnx(out, names, x) if fmt == "onnx" else _run_pt2(out, x)
-                if got is not None:
-                    diffs.append((got - G(*x)).abs().max().item())
-        if diffs:
-            result["max_abs_diff"] = max(diffs)
-            if result["max_abs_diff"] > atol:
-                raise ExportError(f"{out} does not reproduce the generator: max abs difference "
-                                  f"{result['max_abs_diff']:.3g} > {atol:g} ({result['verified_with']})")
+        try:
+            if fmt == "onnx":
+                _export_onnx(G, inputs, names, dynamic_shapes, tmp, opset)
+            else:
+                torch.export.save(torch.export.export(G, inputs, dynamic_shapes=dynamic_shapes), tmp)
+        except ExportError:
+            raise
+        except Exception as e:
+            raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e
+        result = {"path": str(out), "format": fmt, "sidecar": str(out) + ".json", "batch": batch or "dynamic",
+                  "max_abs_diff": None, "verified_with": None}
+        if verify:
+            diffs = []
+            for k, n in enumerate([batch] if batch else [1, 3]):
+                x = _example_inputs(cfg, n, h, w, seed=k + 1)
+                with torch.no_grad():
+                    got, result["verified_with"] = _run_onnx(tmp, names, x) if fmt == "onnx" else _run_pt2(tmp, x)
+                    if got is not None:
+                        diffs.append((got - G(*x)).abs().max().item())
+            if diffs:
+                result["max_abs_diff"] = max(diffs)
+                if not result["max_abs_diff"] <= atol:  # NaN fails too
+                    raise ExportError(f"{out} would not reproduce the generator: max abs difference "
+                                      f"{result['max_abs_diff']:.3g} > {atol:g} ({result['verified_with']}); "
+                                      f"nothing was written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     _write_sidecar(out, fmt, cfg, source, names, batch, h, w, opset, result)
     return result
 
@@ -209,6 +219,4 @@ def _write_sidecar(out: Path, fmt, cfg: ModelConfig, source, names, batch, h, w,
         "verified_with": result["verified_with"],
         "max_abs_diff": result["max_abs_diff"],
     }
-    tmp = out.with_name(f".{out.name}.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    os.replace(tmp, result["sidecar"])
+    write_json(result["sidecar"], meta, what="export sidecar")

@@ -18,6 +18,7 @@ Single-discriminator variants use D weighted by lambda_GAN.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.distributed as dist
@@ -41,7 +42,9 @@ def _frozen_call(module: nn.Module, *args):
 class BicycleGAN(nn.Module):
     """Holds G, E, D, D2 (absent ones are None) and their Adam optimisers."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None):
+    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None, training: bool = True):
+        """training=False builds what inference needs (G, its moving average, E): no
+        discriminators, optimisers or compilation."""
         super().__init__()
         self.cfg = cfg
         m, v = cfg.model, cfg.variant
@@ -49,13 +52,20 @@ class BicycleGAN(nn.Module):
         self.rand_branch = v in ("bicycle", "clr", "pix2pix")
         self.G = build_generator(m)
         self.E = build_encoder(m) if cfg.uses_encoder else None
-        self.D = build_discriminator(m, m.netD) if cfg.lambda_GAN > 0 else None
-        own_d2 = v == "bicycle" and cfg.lambda_GAN2 > 0 and not m.use_same_D
+        self.D = build_discriminator(m, m.netD) if training and cfg.lambda_GAN > 0 else None
+        own_d2 = training and v == "bicycle" and cfg.lambda_GAN2 > 0 and not m.use_same_D
         self.D2 = build_discriminator(m, m.netD2) if own_d2 else None
+        # The moving average of G's weights (cfg.ema > 0) samples better than G itself; it is a
+        # plain attribute, not a submodule, so networks() and state_dict() stay those of the reference.
+        self.__dict__["G_ema"] = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg.ema > 0 else None
+        self._ema_pairs = None
         if device is not None:
             self.to(device)
         if m.channels_last:
             self.to(memory_format=torch.channels_last)
+        self.optimizers, self.scaler = {}, None
+        if not training:
+            return
         if cfg.compile != "off":
             # In place (nn.Module.compile), so state_dict keys stay those of the plain networks. Our
             # Triton kernels are custom ops, opaque to the compiler: it fuses what lies between them.
@@ -64,7 +74,7 @@ class BicycleGAN(nn.Module):
                   {"mode": "max-autotune-no-cudagraphs" if cfg.compile == "max-autotune" else "default"})
             for net in self.networks().values():
                 net.compile(**kw)
-        dev = next(self.G.parameters()).device
+        dev = self.device
         fused = dev.type == "cuda"
         # A captured step replays its kernels with the arguments of the capture: Adam must keep its
         # step count and learning rate in device tensors (capturable) so they can change.
@@ -74,6 +84,14 @@ class BicycleGAN(nn.Module):
                                    betas=(cfg.beta1, cfg.beta2), fused=fused, capturable=graphed)
             for name, net in self.networks().items()}
         self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .half() ... reach the moving average too, though it is no submodule.
+        super()._apply(fn, *args, **kwargs)
+        if self.__dict__.get("G_ema") is not None:
+            self.G_ema._apply(fn, *args, **kwargs)
+        self._ema_pairs = None
+        return self
 
     # -- helpers -------------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -112,6 +130,46 @@ class BicycleGAN(nn.Module):
     def z_random(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.nz, device=self.device)
 
+    def set_lr(self, lr: float) -> None:
+        """Set every optimiser's learning rate; a capturable Adam's device tensor is filled in place,
+        so a captured CUDA graph sees the new value."""
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
+
+    def nonfinite(self) -> dict[str, int]:
+        """Count of NaN/inf values per network (weights and buffers, the moving average included);
+        empty when all are finite. One host sync: call it at log intervals, not every step."""
+        nets = {**self.networks(), **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
+        bad = {}
+        for name, net in nets.items():
+            tensors = [t for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
+            n = int(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum()) if tensors else 0
+            if n:
+                bad[name] = n
+        return bad
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample with: the moving average of G's weights when kept, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # On the device, without host syncs: part of the (graph-capturable) training step.
+        if self._ema_pairs is None:  # (re)built after .to(), which replaces buffers
+            ema, live = self.G_ema.state_dict(), self.G.state_dict()
+            floats = [k for k, t in ema.items() if t.is_floating_point()]
+            self._ema_pairs = ([ema[k] for k in floats], [live[k] for k in floats],
+                               [(ema[k], live[k]) for k in ema if k not in floats])
+        ema_f, live_f, others = self._ema_pairs
+        torch._foreach_lerp_(ema_f, live_f, 1.0 - self.cfg.ema)
+        for e, v in others:  # e.g. BatchNorm's batch counter
+            e.copy_(v)
+
     # -- inference -----------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, B: torch.Tensor) -> torch.Tensor:
@@ -122,9 +180,10 @@ class BicycleGAN(nn.Module):
 
     @torch.no_grad()
     def generate(self, A: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """B for each A and z (drawn from N(0, I) when not given), with the sampling generator."""
         if z is None:
             z = self.z_random(A.shape[0])
-        return self.G(A, z)
+        return self.sampler(A, z)
 
     # -- training ------------------------------------------------------------------------------
     def _generator_losses(self, A, B):
@@ -221,37 +280,54 @@ class BicycleGAN(nn.Module):
             for n in dis_nets:
                 scaler.step(opts[n])
         scaler.update()
+        if self.G_ema is not None:
+            self._update_ema()
         return {k: v.detach() for k, v in {**LG, **LD}.items()}
 
     # -- state ---------------------------------------------------------------------------------
     def training_state(self) -> dict:
-        """Networks, optimisers and the AMP scaler: everything a resumed run needs from the model."""
-        return {"nets": {n: net.state_dict() for n, net in self.networks().items()},
-                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                "scaler": self.scaler.state_dict()}
+        """Networks, optimisers, AMP scaler and moving average: what a resumed run needs of the model."""
+        state = {"nets": {n: net.state_dict() for n, net in self.networks().items()},
+                 "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
+        if self.G_ema is not None:
+            state["ema"] = self.G_ema.state_dict()
+        return state
 
     def load_training_state(self, state: dict, strict: bool = True) -> None:
+        """Load what training_state() wrote. strict: the checkpoint must hold exactly this model's
+        networks and optimisers; otherwise networks this model lacks (D for inference) are skipped."""
         nets = self.networks()
         if strict and set(state["nets"]) != set(nets):
             raise ValueError(f"checkpoint holds networks {sorted(state['nets'])}, this model has "
                              f"{sorted(nets)}")
-        for n, sd in state["nets"].items():
-            nets[n].load_state_dict(sd)
-        for n, sd in state.get("optimizers", {}).items():
-            opt = self.optimizers[n]
-            # load_state_dict replaces each param_group whole, lr and flags included; this model's own
-            # choices (fused, capturable, and the device lr tensor a CUDA graph reads) must survive a
-            # checkpoint written by another kind of run (CPU, plain CUDA, graphed). Only the lr's value
-            # comes from the checkpoint (the trainer sets it from the schedule anyway).
-            own = [{k: g[k] for k in ("lr", "fused", "capturable", "foreach") if k in g} for g in opt.param_groups]
-            sd = {**sd, "param_groups": [{**g, **{k: v for k, v in o.items() if k != "lr"}}
-                                         for g, o in zip(sd["param_groups"], own)]}
-            opt.load_state_dict(sd)
-            for g, o, saved in zip(opt.param_groups, own, sd["param_groups"]):
-                if isinstance(o["lr"], torch.Tensor):
-                    o["lr"].fill_(float(saved["lr"]))
-                    g["lr"] = o["lr"]
-                else:
-                    g["lr"] = float(saved["lr"])
-        if state.get("scaler"):
+        missing = set(nets) - set(state["nets"])
+        if missing:
+            raise ValueError(f"checkpoint lacks networks {sorted(missing)}")
+        for n, net in nets.items():
+            net.load_state_dict(state["nets"][n])
+        if self.G_ema is not None:
+            # A checkpoint without an average (trained with ema=0) starts one from G.
+            self.G_ema.load_state_dict(state.get("ema") or state["nets"]["G"])
+        for n, opt in self.optimizers.items():
+            if n in state.get("optimizers", {}):
+                self._load_optimizer(opt, state["optimizers"][n])
+        if state.get("scaler") and self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
+
+    @staticmethod
+    def _load_optimizer(opt: torch.optim.Optimizer, sd: dict) -> None:
+        # load_state_dict replaces each param_group whole, lr and flags included; this model's own
+        # choices (fused, capturable, and the device lr tensor a CUDA graph reads) must survive a
+        # checkpoint written by another kind of run (CPU, plain CUDA, graphed). Only the lr's value
+        # comes from the checkpoint (the trainer sets it from the schedule anyway).
+        own = [{k: g[k] for k in ("lr", "fused", "capturable", "foreach") if k in g} for g in opt.param_groups]
+        sd = {**sd, "param_groups": [{**g, **{k: v for k, v in o.items() if k != "lr"}}
+                                     for g, o in zip(sd["param_groups"], own)]}
+        opt.load_state_dict(sd)
+        for g, o, saved in zip(opt.param_groups, own, sd["param_groups"]):
+            if isinstance(o["lr"], torch.Tensor):
+                o["lr"].fill_(float(saved["lr"]))
+                g["lr"] = o["lr"]
+            else:
+                g["lr"] = float(saved["lr"])

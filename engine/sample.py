@@ -1,98 +1,79 @@
-"""Sampling: grids of outputs (rows = inputs; columns = input, ground truth, encoded, random z) and
-an HTML gallery of per-image results."""
+"""`sample`: outputs of a trained model for a folder of inputs, as PNG files, one overview grid and
+an HTML gallery (the reference's test.py, plus inputs without ground truth and a deterministic
+centre crop)."""
 from __future__ import annotations
 
-import html
-import os
+import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from .model import BicycleGAN
+from bicyclegan.pipelines import DatasetError
+
+from .errors import DivergenceError
+from .images import grid_image, sample_columns, to_uint8, write_gallery
+from .io import atomic_write, check_writable, save_image
+from .runtime import build_loader, data_root_for, open_model
+
+GRID_ROWS = 8  # inputs shown in the overview grid
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """N x C x H x W in [-1, 1] -> N x H x W x 3 uint8 (grayscale repeated to RGB)."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    return x[:, :3].permute(0, 2, 3, 1).numpy()
+def default_out(checkpoint, phase: str) -> Path:
+    """<run>/results/<phase> for a checkpoint at <run>/checkpoints/*.pt."""
+    return Path(checkpoint).resolve().parent.parent / "results" / phase
 
 
 @torch.no_grad()
-def sample_columns(model: BicycleGAN, A, B=None, z=None, n_samples: int = 5) -> tuple[list, list[str]]:
-    """The columns of a sample grid as lists of N x C x H x W tensors, and their titles.
-    z: n_samples x nz codes shared by every row (None: drawn now)."""
-    was_training = model.training
-    model.eval()
-    try:
-        cols, names = [A], ["input"]
-        if B is not None:
-            cols.append(B)
-            names.append("ground truth")
-            if model.E is not None:
-                cols.append(model.G(A, model.encode(B)))
-                names.append("encoded")
-        if z is None:
-            z = model.z_random(n_samples)
-        for i in range(z.shape[0]):
-            cols.append(model.G(A, z[i:i + 1].expand(A.shape[0], -1)))
-            names.append(f"z{i + 1}")
-    finally:
-        model.train(was_training)
-    return cols, names
+def sample(model, dataroot=None, *, out=None, phase: str = "test", n_samples: int = 5, num: int = 50,
+           sync: bool = False, encode: bool = True, seed: int = 0, device: str = "auto",
+           progress: bool = True) -> Path:
+    """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
+    the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
+    encode=False) and n_samples outputs with z ~ N(0, I) (sync: the same z list for every input),
+    as images/*.png, grid.png (the first inputs) and index.html, into `out`.
 
-
-def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
-    """Lay columns side by side with a title row; every cell keeps its pixel size (no resampling)."""
-    imgs = [to_uint8(c) for c in cols]
-    n, h, w, _ = imgs[0].shape
-    title_h = 12
-    scale = max(1, 64 // max(h, 1))  # tiny demo images are shown enlarged (nearest) to be seen
-    ch, cw = h * scale, w * scale
-    W = len(imgs) * (cw + pad) + pad
-    H = title_h + n * (ch + pad) + pad
-    canvas = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for j, (col, name) in enumerate(zip(imgs, names)):
-        x0 = pad + j * (cw + pad)
-        draw.text((x0, 0), name[: max(3, cw // 5)], fill=(0, 0, 0))
-        for i in range(n):
-            tile = Image.fromarray(col[i])
-            if scale > 1:
-                tile = tile.resize((cw, ch), Image.NEAREST)
-            canvas.paste(tile, (x0, title_h + pad + i * (ch + pad)))
-    return canvas
-
-
-def save_image(img: Image.Image, path) -> None:
-    """PNG via temp file + rename, so a viewer never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def save_grid(model, A, B, z, path) -> Path:
-    cols, names = sample_columns(model, A, B, z)
-    save_image(grid_image(cols, names), path)
-    return Path(path)
-
-
-def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
-    """index.html with one row per input: {"name": str, "images": [(caption, relative path)]}."""
-    out_dir = Path(out_dir)
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif} td{text-align:center;font-size:12px} "
-             "img{image-rendering:pixelated;min-width:96px}</style>",
-             f"<h1>{html.escape(title)}</h1><table>"]
-    for row in rows:
-        cells = "".join(f"<td><img src='{html.escape(p)}'><br>{html.escape(c)}</td>" for c, p in row["images"])
-        parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
-    parts.append("</table>")
-    path = out_dir / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    model: a BicycleGAN or a checkpoint path (out then defaults to <run>/results/<phase>).
+    Returns the results folder."""
+    if out is None:
+        if not isinstance(model, (str, Path)):
+            raise TypeError("sample: give `out` when passing a model object")
+        out = default_out(model, phase)
+    out = check_writable(out, "sample results")
+    model = open_model(model, device)
+    if bad := model.nonfinite():
+        raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
+    cfg = model.cfg
+    root = data_root_for(cfg, dataroot)
+    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=1,
+                          shuffle=False, augment=False)
+    total = min(num, len(loader))
+    g = torch.Generator().manual_seed(seed)
+    z_sync = torch.randn(n_samples, cfg.model.nz, generator=g)
+    rows, grid = [], None
+    for i, batch in enumerate(loader):
+        if i >= num:
+            break
+        A = batch["A"].to(model.device)
+        B = batch["B"].to(model.device) if "B" in batch else None
+        z = z_sync if sync else torch.randn(n_samples, cfg.model.nz, generator=g)
+        cols, names = sample_columns(model, A, B, z, encode=encode)
+        stem = Path(batch["paths"][0]).stem
+        files = []
+        for name, img in zip(names, cols):
+            rel = f"images/{stem}_{name.replace(' ', '_')}.png"
+            atomic_write(out / rel, lambda f, img=img: Image.fromarray(to_uint8(img)[0]).save(f, format="PNG"),
+                         what="sample image")
+            files.append((name, rel))
+        rows.append({"name": stem, "images": files})
+        if i < GRID_ROWS:
+            grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
+        if progress:
+            print(f"\rsampled {i + 1}/{total}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    if not rows:
+        raise DatasetError(f"{root}/{phase}: no inputs found")
+    save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
+    write_gallery(out, rows, f"{cfg.variant} on {root.name}/{phase}")
+    return out

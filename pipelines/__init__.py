@@ -2,15 +2,8 @@
 
 Imports nothing from bicyclegan.engine or bicyclegan.kernels.
 """
-from .demo import classify_palette, classify_palettes, make_demo_dataset, palette_coverage
+from .demo import make_demo_dataset
 from .errors import DatasetError
 from .loader import make_loader
 
-__all__ = [
-    "DatasetError",
-    "classify_palette",
-    "classify_palettes",
-    "make_demo_dataset",
-    "make_loader",
-    "palette_coverage",
-]
+__all__ = ["DatasetError", "make_demo_dataset", "make_loader"]

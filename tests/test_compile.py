@@ -160,7 +160,7 @@ def test_compiled_training_step_equals_eager(variant, impl):
     runs = {}
     for mode in ("off", "aot_eager"):
         torch.manual_seed(0)
-        model = engine.BicycleGAN(engine.TrainConfig(model=model_cfg, variant=variant, batch_size=4, load_size=32,
+        model = engine.BicycleGAN(engine.TrainConfig(model=model_cfg, variant=variant, batch_size=4,
                                                      compile=mode))
         counters.clear()
         losses = [model.train_step(b) for b in data]

@@ -7,13 +7,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from bicyclegan.engine.metrics import classify_palette, classify_palettes, palette_coverage
 from bicyclegan.pipelines import make_demo_dataset
-from bicyclegan.pipelines.demo import (
-    PALETTES,
-    classify_palette,
-    classify_palettes,
-    palette_coverage,
-)
+from bicyclegan.pipelines.demo import PALETTES
 
 
 def load_phase(root, phase="train"):

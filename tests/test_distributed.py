@@ -15,7 +15,7 @@ TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
 
 
 def _cfg():
-    return TrainConfig(model=ModelConfig(**TINY), batch_size=4, load_size=32)
+    return TrainConfig(model=ModelConfig(**TINY), batch_size=4)
 
 
 def _data(seed):

@@ -86,7 +86,7 @@ def test_sidecar_says_how_to_feed_the_model(checkpoint, tmp_path):
     assert (B["name"], B["shape"], B["range"]) == ("B", ["batch", 3, 32, 32], [-1.0, 1.0])
     assert meta["nz"] == 8 and meta["z_distribution"].startswith("standard normal")
     assert meta["model_config"] == {**ModelConfig(**TINY).__dict__, "impl": "ref", "channels_last": False}
-    assert meta["source"] == {"checkpoint": str(checkpoint), "step": 7}
+    assert meta["source"] == {"checkpoint": str(checkpoint), "step": 7, "weights": "G"}
     assert meta["mode"] == "eval" and meta["max_abs_diff"] is None and meta["verified_with"] is None
 
 
@@ -137,7 +137,7 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/g.onnx"], "--checkpoint {tmp}/missing.pt: no such file"),
+    (["--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/g.onnx"], "checkpoint {tmp}/missing.pt does not exist"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "name the file *.onnx or *.pt2"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--batch", "0"], "batch=0 must be a positive integer"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--height", "40"], "multiples of 2^num_downs = 32"),

@@ -10,7 +10,7 @@ TINY = dict(netG="unet", crop_size=32, ngf=8, nef=8, ndf=8, netE="resnet_128",
 
 
 def cfg(**kw):
-    return TrainConfig(model=ModelConfig(**TINY, impl=kw.pop("impl", "auto")), batch_size=4, load_size=32,
+    return TrainConfig(model=ModelConfig(**TINY, impl=kw.pop("impl", "auto")), batch_size=4,
                        cuda_graph=True, **kw)
 
 
@@ -65,8 +65,7 @@ def test_warm_up_is_undone_in_place(norm):
     weights untouched: after warm_up the model steps exactly like a fresh one."""
     def fresh():
         torch.manual_seed(0)
-        m = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "norm": norm}, impl="ref"), batch_size=4,
-                                   load_size=32))
+        m = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "norm": norm}, impl="ref"), batch_size=4))
         return m
     model, twin = fresh(), fresh()
     params = {n: p for n, p in model.named_parameters()}
@@ -118,10 +117,10 @@ def test_resume_keeps_the_optimisers_own_lr_tensor_and_flags():
     """A checkpoint from a plain run loaded into a graphed one (and back): load_state_dict would
     swap in the saved param_groups whole, losing capturable and the device lr tensor the graph reads."""
     torch.manual_seed(0)
-    plain = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, load_size=32, lr=1e-3))
+    plain = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, lr=1e-3))
     plain.train_step(data())
     state = plain.training_state()
-    graphed = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, load_size=32))
+    graphed = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4))
     for n, opt in graphed.optimizers.items():  # as BicycleGAN builds them with cuda_graph on a GPU
         params = [p for g in opt.param_groups for p in g["params"]]
         graphed.optimizers[n] = torch.optim.Adam(params, lr=torch.tensor(2e-4), capturable=True)

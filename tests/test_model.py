@@ -15,7 +15,7 @@ SMALL = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
 
 def small_cfg(variant="bicycle", batch_size=4, model=None, **kw):
     m = ModelConfig(**{**SMALL, **(model or {})})
-    return TrainConfig(model=m, variant=variant, batch_size=batch_size, load_size=max(m.size), **kw)
+    return TrainConfig(model=m, variant=variant, batch_size=batch_size, **kw)
 
 
 def batch(cfg, n=None, dtype=torch.float32):

@@ -1,0 +1,34 @@
+"""The errors a user can cause. The CLI prints them as one line and exits 2; any other exception is
+a bug and keeps its traceback.
+
+DatasetError (bad or missing data) belongs to bicyclegan.pipelines, which imports nothing from the
+engine, so it is not a subclass of BicycleGANError; USER_ERRORS names both.
+"""
+from bicyclegan.pipelines import DatasetError
+
+
+class BicycleGANError(Exception):
+    """Base of the engine's own user-facing errors: the message says what is wrong and what works."""
+
+
+class ConfigError(BicycleGANError, ValueError):
+    """A configuration field or command-line option has a value that cannot work."""
+
+
+class CheckpointError(BicycleGANError, RuntimeError):
+    """A checkpoint cannot be written, read or trusted, or does not fit the run."""
+
+
+class OutputError(BicycleGANError, OSError):
+    """A result (image, JSON, export) cannot be written where it was asked to go."""
+
+
+class ExportError(BicycleGANError, RuntimeError):
+    """The generator cannot be exported, or the written artefact does not match it."""
+
+
+class DivergenceError(BicycleGANError, RuntimeError):
+    """Training produced non-finite losses or weights; the last good checkpoint is kept."""
+
+
+USER_ERRORS = (BicycleGANError, DatasetError)

@@ -1,0 +1,97 @@
+"""Pictures of a model's outputs: the columns every view shows (input, ground truth, encoded, one
+per random z), tensors to uint8, sample grids and an HTML gallery. Used by the trainer's sample
+grids, `sample`, `evaluate` and the explorer page."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .io import save_image, write_text
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """N x C x H x W in [-1, 1] -> N x H x W x 3 uint8 (grayscale repeated to RGB)."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return x[:, :3].permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool = True
+                   ) -> tuple[list[torch.Tensor], list[str]]:
+    """The columns of a sample view as N x C x H x W tensors, and their titles:
+    input, [ground truth, [encoded: G(A, mu of E(B))]], then one column per z.
+
+    z: n x nz codes shared by every row, or N x n x nz (one list per row); None: n_samples drawn
+    now from N(0, I). encode=False leaves out the encoded column (the reference's --no_encode).
+    Runs the sampling generator (the moving average of G when kept) in eval mode."""
+    was_training = model.training
+    model.eval()
+    G = model.sampler
+    try:
+        cols, names = [A], ["input"]
+        if B is not None:
+            cols.append(B)
+            names.append("ground truth")
+            if encode and model.E is not None:
+                cols.append(G(A, model.encode(B)))
+                names.append("encoded")
+        if model.cfg.model.nz:
+            if z is None:
+                z = model.z_random(n_samples)
+            z = z.to(A.device)
+            for i in range(z.shape[-2]):
+                zi = z[:, i] if z.dim() == 3 else z[i:i + 1].expand(A.shape[0], -1)
+                cols.append(G(A, zi))
+                names.append(f"random z{i + 1}")
+        else:  # pix2pix: no code, one output
+            cols.append(G(A, None))
+            names.append("output")
+    finally:
+        model.train(was_training)
+    return cols, names
+
+
+def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
+    """Lay columns side by side under their titles; tiny images are enlarged (nearest) to be seen."""
+    imgs = [to_uint8(c) for c in cols]
+    n, h, w, _ = imgs[0].shape
+    title_h = 12
+    scale = max(1, 64 // max(h, 1))
+    ch, cw = h * scale, w * scale
+    W = len(imgs) * (cw + pad) + pad
+    H = title_h + n * (ch + pad) + pad
+    canvas = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for j, (col, name) in enumerate(zip(imgs, names)):
+        x0 = pad + j * (cw + pad)
+        draw.text((x0, 0), name.replace("random ", "")[: max(3, cw // 5)], fill=(0, 0, 0))
+        for i in range(n):
+            tile = Image.fromarray(col[i])
+            if scale > 1:
+                tile = tile.resize((cw, ch), Image.NEAREST)
+            canvas.paste(tile, (x0, title_h + pad + i * (ch + pad)))
+    return canvas
+
+
+def save_grid(model, A, B, z, path) -> Path:
+    cols, names = sample_columns(model, A, B, z)
+    return save_image(grid_image(cols, names), path, what="sample grid")
+
+
+def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:
+    """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]}."""
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif} td{text-align:center;font-size:12px} "
+             "img{image-rendering:pixelated;min-width:96px}</style>",
+             f"<h1>{html.escape(title)}</h1>", extra_html, "<table>"]
+    for row in rows:
+        cells = "".join(f"<td><img src='{html.escape(p)}'><br>{html.escape(c)}</td>" for c, p in row["images"])
+        parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
+    parts.append("</table>")
+    return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")

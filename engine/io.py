@@ -1,0 +1,87 @@
+"""Writing results safely: every file the engine writes (checkpoints, images, JSON, HTML, exports)
+goes to a temporary file in the same folder, is flushed to disk and renamed over the target, so a
+kill or a full disk never leaves a half-written file where a complete one was. Failures become one
+line naming the file (disk full, read-only folder) instead of a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .errors import OutputError
+
+
+def _reason(err: BaseException, folder: Path) -> str:
+    text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return text
+    # torch's zip writer reports a full disk as a RuntimeError without errno: say what was free.
+    return f"{text} ({free / 2**20:.0f} MiB free in {folder})"
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files left beside `path` by writes that were killed (kill -9 skips all cleanup)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
+                 error: type[Exception] = OutputError) -> Path:
+    """Call write(f) on a temp file beside `path`, fsync it and rename it over `path`.
+
+    On any failure the temp file is removed and `path` is untouched; an OSError (or torch's
+    RuntimeError for a failed write) becomes `error` with a one-line message naming the file.
+    Temp files of earlier, killed writes to the same path are removed first.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in temp_files(path):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise error(f"cannot write {what} {path}: {_reason(e, path.parent)}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, error):
+            raise error(f"cannot write {what} {path}: {_reason(e, path.parent)}"
+                        f"{'; the previous one is intact' if path.exists() else ''}") from e
+        raise
+    return path
+
+
+def write_text(path, text: str, *, what: str = "file") -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")), what=what)
+
+
+def write_json(path, obj, *, what: str = "JSON file") -> Path:
+    return write_text(path, json.dumps(obj, indent=2) + "\n", what=what)
+
+
+def save_image(img, path, *, what: str = "image") -> Path:
+    """A PIL image as PNG (format from nothing else: the temp name has no useful suffix)."""
+    return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what)
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Fail now, before long work, if results cannot be written into `folder` (created if missing)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot write {what} into {folder}: {_reason(e, folder)}; choose another folder") from e
+    return folder

@@ -1,0 +1,74 @@
+"""Importing the reference implementation's saved networks ({epoch}_net_{G,E,D,D2}.pth state_dicts).
+
+Our modules are arranged differently from the reference's (names differ: e.g. its
+`model.submodule.down.1` is our `model.submodule.down`), but they register the same tensors in the
+same order, so entries are matched by position and every shape is checked. Files are read
+weights-only: a .pth that holds anything but tensors is refused.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import CheckpointError
+from .model import BicycleGAN
+
+
+def _state_dict_file(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():
+            raise CheckpointError(f"{path} is unreadable (not a torch file, or damaged)") from e
+        raise CheckpointError(f"{path} holds objects other than tensors, which could run code when loaded: "
+                              f"refused") from e
+    except Exception as e:
+        raise CheckpointError(f"{path} is unreadable or truncated ({type(e).__name__})") from e
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    return sd
+
+
+def load_official_into(net: torch.nn.Module, path) -> None:
+    """Load a state_dict saved by the reference implementation into our network (matched by order)."""
+    theirs = list(_state_dict_file(path).items())
+    ours = net.state_dict()
+    # Where top-level names agree (E's conv/fc/fcVar), follow our order of them: the reference's
+    # E_ResNet registers fc before conv.
+    tops = list(dict.fromkeys(k.split(".")[0] for k in ours))
+    rank = {t: i for i, t in enumerate(tops)}
+    theirs = [kv for _, kv in sorted(enumerate(theirs), key=lambda e: (rank.get(e[1][0].split(".")[0], 0), e[0]))]
+    if len(theirs) != len(ours):
+        raise CheckpointError(f"{path} holds {len(theirs)} tensors, the configured {type(net).__name__} has "
+                              f"{len(ours)}: the model options (netG/netE/netD, where_add, norm, upsample, "
+                              f"nz, ngf...) do not match the network that was saved")
+    for (k_ours, v_ours), (k_theirs, v_theirs) in zip(ours.items(), theirs):
+        if v_ours.shape != v_theirs.shape:
+            raise CheckpointError(f"{path}: {k_theirs} has shape {tuple(v_theirs.shape)} but our {k_ours} "
+                                  f"has {tuple(v_ours.shape)}; check the model options")
+        if v_theirs.is_floating_point() and not torch.isfinite(v_theirs).all():
+            raise CheckpointError(f"{path}: {k_theirs} holds non-finite values")
+    net.load_state_dict({k: v for k, (_, v) in zip(ours, theirs)})
+
+
+def import_official(model_cfg: ModelConfig, G, E=None, D=None, D2=None, *, variant: str = "bicycle",
+                    data: DataConfig | None = None) -> BicycleGAN:
+    """A BicycleGAN holding the weights of the reference's {epoch}_net_{G,E,D,D2}.pth files.
+
+    data: how inputs are prepared for this model at test time (direction, load size, preprocess);
+    default: load at the crop size, i.e. resize to the network's input, no flip."""
+    data = data or DataConfig(load_size=max(model_cfg.size), no_flip=True)
+    model = BicycleGAN(TrainConfig(model=model_cfg, data=data, variant=variant))
+    for name, path in (("G", G), ("E", E), ("D", D), ("D2", D2)):
+        if path is not None:
+            net = model.networks().get(name)
+            if net is None:
+                raise CheckpointError(f"variant {variant} has no {name} to load {path} into")
+            load_official_into(net, path)
+    return model

@@ -1,0 +1,131 @@
+"""What every command shares at run time: the device, the process group under torchrun, the data
+folder (the built-in demo data when none is given) and the loaders built from the configs.
+
+Commands (train, sample, evaluate, interpolate, export, serve) take these from here rather than
+from each other, so each command module imports only runtime, the model and checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
+
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import ConfigError
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto": this rank's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA GPU is available; use device=cpu or auto")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+    return dev
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads; no GPU)"
+
+
+def prepare_device(device: torch.device) -> None:
+    """Settings for training on `device`: shapes are static (drop_last), so cuDNN may pick each
+    convolution's algorithm once."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def init_distributed() -> Dist:
+    """This process's place in a torchrun launch (a single process otherwise); starts the group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and world > 1:
+        # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
+        # *current* device: left at 0, every rank would launch its kernels on GPU 0.
+        torch.cuda.set_device(local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(int(os.environ.get("RANK", "0")), world, local_rank)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def demo_data_root(out, size: tuple[int, int], seed: int) -> Path:
+    """Where a run in folder `out` keeps its demo data: beside the run, shared by runs of one size and seed."""
+    return Path(out).resolve().parent / f"demo_data_{size[0]}x{size[1]}_seed{seed}"
+
+
+def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
+    """The training data folder: cfg.data.dataroot, or the demo data (written by rank 0 if missing)."""
+    if cfg.data.dataroot is not None:
+        root = Path(cfg.data.dataroot)
+        if not root.is_dir():
+            raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
+        return root
+    root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
+    if dist_info.main and not (root / "train").is_dir():
+        make_demo_dataset(root, size=cfg.model.size, seed=cfg.seed)
+    dist_info.barrier()
+    return root
+
+
+def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
+    """Inference data: the folder given, else the one the model was trained on (stored in its config)."""
+    root = dataroot or cfg.data.dataroot
+    if root is None:
+        raise DatasetError("no dataset folder: this model's config names none; pass --dataroot")
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist (pass --dataroot)")
+    return root
+
+
+def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, device, batch_size: int,
+                 seed: int = 0, rank: int = 0, world: int = 1, shuffle: bool | None = None,
+                 augment: bool | None = None):
+    """The loader of `root/phase` prepared as `data` says, at `model`'s input size and channels.
+
+    shuffle/augment default to phase == "train": inference gets every file once, in name order,
+    centre-cropped and unflipped."""
+    kw = {} if shuffle is None else {"shuffle": shuffle, "drop_last": shuffle}
+    return make_loader(
+        root, batch_size=batch_size, load_size=data.load_size, crop_size=model.size, phase=phase,
+        direction=data.direction, flip=not data.no_flip, backend=data.backend, rank=rank,
+        world_size=world, seed=seed, num_workers=data.num_workers, preprocess=data.preprocess,
+        input_nc=model.input_nc, output_nc=model.output_nc, device=device, skip_bad=data.skip_bad,
+        max_dataset_size=data.max_dataset_size, augment=augment, **kw)
+
+
+def open_model(model, device="auto"):
+    """A BicycleGAN for inference: `model` itself, or the checkpoint at that path loaded onto `device`."""
+    from .checkpoint import load_checkpoint
+    from .model import BicycleGAN
+    if isinstance(model, BicycleGAN):
+        return model
+    return load_checkpoint(model, device=pick_device(device))
