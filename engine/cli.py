@@ -20,7 +20,7 @@ from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import USER_ERRORS, ConfigError
-from .presets import PRESETS, describe_preset, make_config, suggest_preset
+from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -195,9 +195,14 @@ def build_download_parser(sub) -> None:
 def cmd_import_official(args) -> int:
     from .checkpoint import save_checkpoint
     from .official import import_official
-    model_cfg = ModelConfig(**_given(args, ModelConfig))
-    data = _given(args, DataConfig)
-    data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
+    if args.preset:  # the authors' model: its options and its test script's data settings
+        base = pretrained_config(args.preset)
+        model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))
+        data_cfg = dataclasses.replace(base.data, **_given(args, DataConfig))
+    else:
+        model_cfg = ModelConfig(**_given(args, ModelConfig))
+        data = _given(args, DataConfig)
+        data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
     model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
                             data=data_cfg)
     save_checkpoint(model, args.out)
@@ -283,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.add_argument("--variant", default="bicycle", help="the variant the weights were trained as")
+    p.add_argument("--preset", choices=sorted(TEST_SCRIPTS), default=None,
+                   help="the authors' pretrained model these files are: its options and its test script's data "
+                   "settings (what download model stores); options given below win")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
     _add_fields(p.add_argument_group("data options (how to prepare inputs for this model; default: "
                                       "load at the crop size, no flip)"), DataConfig)

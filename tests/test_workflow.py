@@ -14,6 +14,7 @@ from test_download import FileServer, tar_gz
 from bicyclegan.engine import (
     CheckpointError,
     ConfigError,
+    DownloadError,
     ModelConfig,
     build_encoder,
     build_generator,
@@ -216,6 +217,43 @@ def test_fine_tune_a_downloaded_model_with_train_resume(pretrained, tmp_path):
         Trainer(make_config("reference", out=str(tmp_path / "ft3"), **run), resume=ckpt, progress=False)
     with pytest.raises(CheckpointError, match="already holds a run"):
         Trainer(make_config("edges2shoes", out=str(tmp_path / "ft"), **run), resume=ckpt, progress=False)
+
+
+class Unsafe:
+    """A pickled instance names this class: a weights-only load refuses it."""
+
+
+def test_download_model_refuses_wrong_or_unsafe_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "pretrained_config", small_pretrained_config)
+    cfg = small_pretrained_config("maps").model
+    reference_file(build_generator(dataclasses.replace(cfg, ngf=4)), tmp_path / "G.pth")  # another width
+    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    torch.save({"w": torch.zeros(1), "x": Unsafe()}, tmp_path / "unsafe.pth")
+    server = FileServer()
+    monkeypatch.setenv(dl.MIRROR_ENV, server.url)
+    try:
+        server.files["/BicycleGAN//models/maps_net_E.pth"] = (tmp_path / "E.pth").read_bytes()
+        for g, words in (("G.pth", "has shape"), ("unsafe.pth", "could run code")):
+            server.files["/BicycleGAN//models/maps_net_G.pth"] = (tmp_path / g).read_bytes()
+            with pytest.raises(DownloadError, match=r"not the maps weights this version expects: "
+                                                    rf"http://127\.0\.0\.1:\d+/BicycleGAN//models/maps_net_G\.pth.*{words}"):
+                dl.download_model("maps", tmp_path / "pretrained", progress=False)
+            assert list((tmp_path / "pretrained").iterdir()) == []  # no partial file, no checkpoint
+    finally:
+        server.close()
+
+
+def test_import_official_with_the_settings_of_an_authors_model(tmp_path):
+    cfg = small_pretrained_config("maps").model
+    reference_file(build_generator(cfg), tmp_path / "G.pth")
+    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    out = tmp_path / "maps.pt"
+    assert main(["import-official", "--preset", "maps", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"),
+                 "--out", str(out), *[f"--{k}={v}" for k, v in SMALL.items()]]) == 0
+    got = flat(load_checkpoint(out).cfg)
+    direction, load, crop, nc = TEST_SCRIPT_VALUES["maps"]
+    assert (got["direction"], got["load_size"], got["crop_size"], got["input_nc"], got["no_flip"]) == (
+        direction, load, crop, nc, True)
 
 
 def test_weights_saved_by_old_pytorch_drop_their_instance_norm_statistics(tmp_path):
