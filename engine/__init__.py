@@ -7,14 +7,16 @@
     sample(model, out="results")                  # images, grid.png, index.html
     print(evaluate(model))                        # a dict of measures
 """
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import find_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
+from .download import download_dataset, download_model
 from .errors import (
                      USER_ERRORS,
                      BicycleGANError,
                      CheckpointError,
                      ConfigError,
                      DivergenceError,
+                     DownloadError,
                      ExportError,
                      OutputError,
 )
@@ -30,8 +32,8 @@ from .trainer import Trainer, train
 
 __all__ = [
     "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
-    "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer", "USER_ERRORS",
-    "build_discriminator", "build_encoder", "build_generator", "evaluate", "export_generator",
-    "import_official", "init_weights", "load_checkpoint", "make_config", "read_checkpoint", "sample",
-    "sample_columns", "save_checkpoint", "train",
+    "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer",
+    "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "download_dataset",
+    "download_model", "evaluate", "export_generator", "find_checkpoint", "import_official", "init_weights",
+    "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns", "save_checkpoint", "train",
 ]

@@ -153,7 +153,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 
 # Fields that may differ between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
-                     "device", "n_samples", "out", "cuda_graph", "compile"}
+                     "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile"}
 DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 
@@ -172,3 +172,53 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
     if diffs:
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
                               + "; ".join(diffs))
+
+
+# -- which checkpoint: a run's latest or one of its per-epoch checkpoints ----------------------------
+LATEST = "latest.pt"
+
+
+def epoch_name(epoch: int) -> str:
+    """The file name of the checkpoint kept after `epoch` complete epochs (--save_epoch_freq)."""
+    return f"epoch_{epoch}.pt"
+
+
+def saved_epochs(folder) -> list[int]:
+    return sorted(int(p.stem[6:]) for p in Path(folder).glob("epoch_*.pt") if p.stem[6:].isdigit())
+
+
+def find_checkpoint(path, epoch: int | None = None) -> Path:
+    """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
+    `epoch`, the epoch_<epoch>.pt beside that file. CheckpointError says which epochs there are."""
+    path = Path(path)
+    folder = path / "checkpoints" if path.is_dir() else path.parent
+    found = (folder / epoch_name(epoch) if epoch is not None else folder / LATEST if path.is_dir() else path)
+    if not found.is_file():
+        if epoch is None:
+            raise CheckpointError(f"checkpoint {found} does not exist")
+        have = saved_epochs(folder)
+        raise CheckpointError(f"no checkpoint for epoch {epoch} in {folder}: " + (
+            f"epochs saved there: {', '.join(map(str, have))}" if have else
+            "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)"))
+    return found
+
+
+# ModelConfig fields that a run may change when it starts from a checkpoint's weights (fine-tuning):
+# none of them shapes a tensor (the U-Net depth that num_downs and the size decide is compared itself).
+_FINE_TUNE_FREE = {"impl", "channels_last", "crop_size", "crop_width", "num_downs", "use_dropout",
+                   "init_type", "init_gain"}
+
+
+def check_same_networks(saved: dict, cfg: TrainConfig, path) -> None:
+    """Refuse to start a run from a checkpoint whose networks differ from the run's; data, schedule,
+    image size and dropout may change (fine-tuning), the networks and the variant may not."""
+    theirs = config_of({"config": saved}, path)
+    diffs = [f"{k}: checkpoint {getattr(theirs.model, k)!r} vs now {v!r}" for k, v in vars(cfg.model).items()
+             if k not in _FINE_TUNE_FREE and getattr(theirs.model, k) != v]
+    if theirs.model.unet_depth != cfg.model.unet_depth:
+        diffs.append(f"U-Net depth: checkpoint {theirs.model.unet_depth} vs now {cfg.model.unet_depth}")
+    if theirs.variant != cfg.variant:
+        diffs.append(f"variant: checkpoint {theirs.variant!r} vs now {cfg.variant!r}")
+    if diffs:
+        raise CheckpointError(f"{path} holds other networks than this run's: " + "; ".join(diffs)
+                              + " (start from it with its model options, e.g. its dataset's --preset)")

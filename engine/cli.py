@@ -15,9 +15,12 @@ import sys
 import typing
 from pathlib import Path
 
+from bicyclegan.pipelines.files import LAYOUTS
+from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
+
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import USER_ERRORS, ConfigError
-from .presets import PRESETS, make_config
+from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -79,7 +82,12 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                        "--dataroot it trains on the built-in demo data with the 'demo' preset.")
     p.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
                    help="defaults to start from; auto (default) = demo without --dataroot, reference with it")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue the run in --out from its latest checkpoint; with CKPT, from that checkpoint "
+                   "(one made by download model or import-official starts a new run from its weights: "
+                   "fine-tuning)")
+    p.add_argument("--epoch", type=_at_least(1), default=None,
+                   help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
@@ -97,12 +105,17 @@ def resolve_config(args) -> TrainConfig:
 
 def cmd_train(args) -> int:
     cfg = resolve_config(args)
+    hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" else None
+    if hint:
+        print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
+              f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
+              f"apply", file=sys.stderr)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from .evaluate import format_table
     from .trainer import Trainer
-    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(cfg, resume=args.resume, epoch=args.epoch, progress=not args.no_progress)
     run = trainer.train()
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}")
@@ -113,9 +126,12 @@ def cmd_train(args) -> int:
 
 # -- inference -------------------------------------------------------------------------------------
 def cmd_sample(args) -> int:
+    from .checkpoint import find_checkpoint
     from .sample import sample
-    out = sample(args.checkpoint, args.dataroot, out=args.out, phase=args.phase, n_samples=args.n_samples,
-                 num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed, device=args.device)
+    out = sample(find_checkpoint(args.checkpoint, args.epoch), args.dataroot, out=args.out, phase=args.phase,
+                 n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
+                 device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout, direction=args.direction,
+                 load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess)
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
     return 0
 
@@ -133,12 +149,60 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from .download import download_dataset, download_model
+    if args.kind == "model":
+        path = download_model(args.name, args.dir or "pretrained", mirror=args.mirror, progress=not args.quiet)
+        print(f"checkpoint: {path}\nsample with: bicyclegan sample {path} --dataroot datasets/{args.name}")
+    else:
+        path = download_dataset(args.name, args.dir or "datasets", testset=args.testset, mirror=args.mirror,
+                                progress=not args.quiet)
+        print(f"dataset: {path}")
+    return 0
+
+
+def _real_above_zero(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def build_download_parser(sub) -> None:
+    from .download import DATASETS, MODELS, TESTSETS
+    p = sub.add_parser("download", help="the reference's datasets and the authors' pretrained models",
+                       description="Download from the addresses the reference's scripts use: resumable, "
+                       "checked (size, digest, archive integrity, weights' shapes) and moved into place whole. "
+                       "A mirror (--mirror URL or BICYCLEGAN_MIRROR) replaces the scheme and host of every address.")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    d = kinds.add_parser("dataset", help="a dataset into DIR/NAME (default datasets/NAME)")
+    d.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help=f"one of {', '.join(sorted(DATASETS))}")
+    d.add_argument("--testset", action="store_true",
+                   help=f"only the test images the authors' models are shown with ({', '.join(sorted(TESTSETS))})")
+    m = kinds.add_parser("model", help="an authors' model as a ready checkpoint DIR/NAME.pt (default pretrained/)")
+    m.add_argument("name", choices=sorted(MODELS), metavar="NAME", help=f"one of {', '.join(sorted(MODELS))}")
+    for q in (d, m):
+        q.add_argument("--dir", help="folder to put it in")
+        q.add_argument("--mirror", help="http(s)://host[:port][/prefix] to fetch from instead (default: "
+                       "$BICYCLEGAN_MIRROR, else the original host)")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+        q.set_defaults(func=cmd_download)
+
+
 def cmd_import_official(args) -> int:
     from .checkpoint import save_checkpoint
     from .official import import_official
-    model_cfg = ModelConfig(**_given(args, ModelConfig))
-    data = _given(args, DataConfig)
-    data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
+    if args.preset:  # the authors' model: its options and its test script's data settings
+        base = pretrained_config(args.preset)
+        model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))
+        data_cfg = dataclasses.replace(base.data, **_given(args, DataConfig))
+    else:
+        model_cfg = ModelConfig(**_given(args, ModelConfig))
+        data = _given(args, DataConfig)
+        data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
     model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
                             data=data_cfg)
     save_checkpoint(model, args.out)
@@ -177,15 +241,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     build_train_parser(sub).set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery")
-    p.add_argument("checkpoint", help="a checkpoint written by train (…/checkpoints/latest.pt)")
-    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
-    p.add_argument("--phase", default="test")
-    p.add_argument("--out", help="results folder (default: <run>/results/<phase>)")
+    p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery",
+                       description="The reference's test.py: for each input, the ground truth, the encoded "
+                       "output and n_samples random-z outputs, as PNGs, grid.png and index.html.")
+    p.add_argument("checkpoint", help="a checkpoint (…/checkpoints/latest.pt, pretrained/NAME.pt) or a run folder")
+    p.add_argument("--epoch", type=_at_least(1), default=None,
+                   help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead")
+    p.add_argument("--dataroot", help="dataset folder, or a plain folder of input images (default: the data "
+                   "the model was trained on)")
+    p.add_argument("--phase", default=None, help="split to read (default: val when there is one, as the "
+                   "reference's test.py, else test)")
+    p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
+                   "a checkpoint NAME.pt outside a run)")
     p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
-    p.add_argument("--num", type=_at_least(1), default=50, help="at most this many inputs")
+    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50, help="at most this many inputs")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
     p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
+    p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
+                   help="stretch the saved images to this width:height ratio of the original's (default 1)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="how the data is laid out (default: detected; a folder without the split's folder "
+                   "and without A/ is a plain folder of inputs, single)")
+    g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")
+    g.add_argument("--direction", choices=DIRECTIONS, default=None)
+    g.add_argument("--load_size", type=_at_least(1), default=None, help="resize to this before cropping")
+    g.add_argument("--crop_size", type=_at_least(1), default=None, help="centre crop of this size (the network input)")
+    g.add_argument("--preprocess", choices=PREPROCESS, default=None,
+                   help="none: full resolution (sides must be multiples of 2^U-Net depth)")
     p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
@@ -206,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.add_argument("--variant", default="bicycle", help="the variant the weights were trained as")
+    p.add_argument("--preset", choices=sorted(TEST_SCRIPTS), default=None,
+                   help="the authors' pretrained model these files are: its options and its test script's data "
+                   "settings (what download model stores); options given below win")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
     _add_fields(p.add_argument_group("data options (how to prepare inputs for this model; default: "
                                       "load at the crop size, no flip)"), DataConfig)
@@ -224,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written file against the PyTorch generator")
     p.set_defaults(func=cmd_export)
+
+    build_download_parser(sub)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
     p.add_argument("out")

@@ -230,6 +230,7 @@ class TrainConfig:
     log_every: int = 50        # iterations between loss logs (the only host syncs)
     sample_every: int = 500    # iterations between sample grids
     save_every: int = 1000     # iterations between checkpoints
+    save_epoch_freq: int = 0   # also keep checkpoints/epoch_<N>.pt every this many epochs (reference: 5); 0 = off
     n_samples: int = 5         # random-z columns in sample grids
 
     def __post_init__(self):
@@ -249,7 +250,7 @@ class TrainConfig:
         _real("ema", self.ema, 0, 1)
         for name in ("batch_size", "log_every", "sample_every", "save_every"):
             _int(name, getattr(self, name), 1)
-        for name in ("niter", "niter_decay", "n_samples", "seed"):
+        for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq"):
             _int(name, getattr(self, name), 0)
         _int("max_steps", self.max_steps, 1, optional=True)
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds

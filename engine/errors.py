@@ -27,6 +27,10 @@ class ExportError(BicycleGANError, RuntimeError):
     """The generator cannot be exported, or the written artefact does not match it."""
 
 
+class DownloadError(BicycleGANError, OSError):
+    """A download failed or what arrived is not what was expected (the message names the address)."""
+
+
 class DivergenceError(BicycleGANError, RuntimeError):
     """Training produced non-finite losses or weights; the last good checkpoint is kept."""
 

@@ -16,6 +16,8 @@ from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import CheckpointError
 from .model import BicycleGAN
 
+_NORM_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
+
 
 def _state_dict_file(path) -> dict:
     path = Path(path)
@@ -39,6 +41,11 @@ def load_official_into(net: torch.nn.Module, path) -> None:
     """Load a state_dict saved by the reference implementation into our network (matched by order)."""
     theirs = list(_state_dict_file(path).items())
     ours = net.state_dict()
+    # Files saved by PyTorch < 0.4 hold running statistics for every InstanceNorm layer, buffers that
+    # InstanceNorm no longer has (the reference drops them when loading); a network without such
+    # buffers drops them too.
+    if not any(k.endswith(_NORM_STATS) for k in ours):
+        theirs = [(k, v) for k, v in theirs if not k.endswith(_NORM_STATS)]
     # Where top-level names agree (E's conv/fc/fcVar), follow our order of them: the reference's
     # E_ResNet registers fc before conv.
     tops = list(dict.fromkeys(k.split(".")[0] for k in ours))

@@ -1,8 +1,12 @@
 """`sample`: outputs of a trained model for a folder of inputs, as PNG files, one overview grid and
-an HTML gallery (the reference's test.py, plus inputs without ground truth and a deterministic
-centre crop)."""
+an HTML gallery: the reference's test.py with its options (n_samples, num_test, sync, no_encode,
+aspect_ratio, and the data settings: direction, load size, crop size, preprocess), plus inputs
+without ground truth (a plain folder of images), full-resolution inference and a deterministic
+centre crop."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -11,7 +15,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
-from .errors import DivergenceError
+from .errors import ConfigError, DivergenceError
 from .images import grid_image, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, save_image
 from .runtime import build_loader, data_root_for, open_model
@@ -19,34 +23,73 @@ from .runtime import build_loader, data_root_for, open_model
 GRID_ROWS = 8  # inputs shown in the overview grid
 
 
-def default_out(checkpoint, phase: str) -> Path:
-    """<run>/results/<phase> for a checkpoint at <run>/checkpoints/*.pt."""
-    return Path(checkpoint).resolve().parent.parent / "results" / phase
+def default_out(checkpoint, phase: str, sync: bool = False) -> Path:
+    """Where results go: <run>/results/<phase> for <run>/checkpoints/latest.pt (<phase>_epoch_N for
+    epoch_N.pt), results/<name>/<phase> for any other checkpoint <name>.pt (the reference's
+    ./results/<name>/); "_sync" is appended for sync, as the reference does."""
+    ckpt = Path(checkpoint).resolve()
+    name = phase + ("_sync" if sync else "")
+    if ckpt.parent.name == "checkpoints":
+        return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
+    return Path("results") / ckpt.stem / name
+
+
+def default_phase(root: Path) -> str:
+    """The reference's test.py reads val/; data without one (the demo data) is read from test/."""
+    return "val" if (root / "val").is_dir() else "test"
+
+
+def _with_aspect_ratio(img: Image.Image, ratio: float) -> Image.Image:
+    """Stretch to width:height = ratio x the original's (the reference's --aspect_ratio)."""
+    w, h = img.size
+    if ratio > 1:
+        return img.resize((int(w * ratio), h), Image.BICUBIC)
+    if ratio < 1:
+        return img.resize((w, int(h / ratio)), Image.BICUBIC)
+    return img
 
 
 @torch.no_grad()
-def sample(model, dataroot=None, *, out=None, phase: str = "test", n_samples: int = 5, num: int = 50,
+def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int = 5, num: int = 50,
            sync: bool = False, encode: bool = True, seed: int = 0, device: str = "auto",
-           progress: bool = True) -> Path:
+           progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
+           direction: str | None = None, load_size: int | None = None, crop_size: int | None = None,
+           preprocess: str | None = None) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
     encode=False) and n_samples outputs with z ~ N(0, I) (sync: the same z list for every input),
     as images/*.png, grid.png (the first inputs) and index.html, into `out`.
 
-    model: a BicycleGAN or a checkpoint path (out then defaults to <run>/results/<phase>).
+    model: a BicycleGAN or a checkpoint path (out then defaults to default_out()).
+    phase: default val/ when the data has one, else test/. A folder without that split and without
+    an A/ folder is a plain folder of inputs (layout "single"); layout forces one of the pipelines'
+    layouts. direction, load_size, crop_size, preprocess: override how the model prepares inputs
+    (preprocess="none": full resolution, where each side is a multiple of 2^(U-Net depth)).
+    aspect_ratio: the saved images are stretched to this width:height ratio times the original's.
     Returns the results folder."""
-    if out is None:
-        if not isinstance(model, (str, Path)):
-            raise TypeError("sample: give `out` when passing a model object")
-        out = default_out(model, phase)
-    out = check_writable(out, "sample results")
+    if not (isinstance(aspect_ratio, (int, float)) and math.isfinite(aspect_ratio) and aspect_ratio > 0):
+        raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a finite number > 0")
+    if out is None and not isinstance(model, (str, Path)):
+        raise TypeError("sample: give `out` when passing a model object")
+    checkpoint = model
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
     cfg = model.cfg
     root = data_root_for(cfg, dataroot)
-    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=1,
-                          shuffle=False, augment=False)
+    phase = phase or default_phase(root)
+    if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
+        layout = "single"  # a plain folder of inputs, as the reference's --dataset_mode single
+    out = check_writable(out if out is not None else default_out(checkpoint, phase, sync), "sample results")
+    data = dataclasses.replace(cfg.data, **{k: v for k, v in dict(
+        direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
+    depth = cfg.model.unet_depth
+    # The loader's crop; the networks keep their depth whatever the size (checked by ModelConfig).
+    net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=depth)
+              if crop_size is not None else cfg.model)
+    data.check_fits(net_in)
+    loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
+                          shuffle=False, augment=False, layout=layout)
     total = min(num, len(loader))
     g = torch.Generator().manual_seed(seed)
     z_sync = torch.randn(n_samples, cfg.model.nz, generator=g)
@@ -55,6 +98,11 @@ def sample(model, dataroot=None, *, out=None, phase: str = "test", n_samples: in
         if i >= num:
             break
         A = batch["A"].to(model.device)
+        h, w = A.shape[-2:]
+        if h % 2 ** depth or w % 2 ** depth:
+            raise ConfigError(f"{batch['paths'][0]} is {w}x{h} after preprocess={data.preprocess}, not a multiple "
+                              f"of {2 ** depth} (2^{depth}, the generator's depth); use a preprocess that crops "
+                              f"(resize_and_crop) or images whose sides are multiples of {2 ** depth}")
         B = batch["B"].to(model.device) if "B" in batch else None
         z = z_sync if sync else torch.randn(n_samples, cfg.model.nz, generator=g)
         cols, names = sample_columns(model, A, B, z, encode=encode)
@@ -62,11 +110,11 @@ def sample(model, dataroot=None, *, out=None, phase: str = "test", n_samples: in
         files = []
         for name, img in zip(names, cols):
             rel = f"images/{stem}_{name.replace(' ', '_')}.png"
-            atomic_write(out / rel, lambda f, img=img: Image.fromarray(to_uint8(img)[0]).save(f, format="PNG"),
-                         what="sample image")
+            pic = _with_aspect_ratio(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
+            atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image")
             files.append((name, rel))
         rows.append({"name": stem, "images": files})
-        if i < GRID_ROWS:
+        if i < GRID_ROWS and (grid is None or grid[0].shape[-2:] == A.shape[-2:]):
             grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
         if progress:
             print(f"\rsampled {i + 1}/{total}", end="", file=sys.stderr, flush=True)

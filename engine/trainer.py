@@ -15,9 +15,17 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import check_compatible, read_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import (
+    check_compatible,
+    check_same_networks,
+    epoch_name,
+    find_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
-from .errors import CheckpointError, DivergenceError
+from .errors import CheckpointError, ConfigError, DivergenceError
 from .images import save_grid
 from .io import check_writable, write_json, write_text
 from .model import BicycleGAN
@@ -71,9 +79,13 @@ class Progress:
 
 
 class Trainer:
-    """Train `cfg` into the run folder cfg.out (resume=True continues it from its latest checkpoint)."""
+    """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
+    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. A checkpoint at step 0
+    (import-official, download model) only lends its weights: the run keeps its own options and
+    starts at step 0 (fine-tuning)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
+                 epoch: int | None = None):
         self.dist = init_distributed()
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -81,7 +93,8 @@ class Trainer:
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
-        self._check_run_folder(resume)
+        self.resume_path = self._resume_path(resume, epoch)
+        self._check_run_folder(self.resume_path is not None)
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
         cfg.data.dataroot = str(self.data_root.resolve())  # sample/evaluate find the data through it
@@ -98,8 +111,8 @@ class Trainer:
         self.saved_step = None  # step of the checkpoint on disk, if any
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
-        if resume:
-            self._load(read_checkpoint(self.ckpt_path))
+        if self.resume_path is not None:
+            self._load(read_checkpoint(self.resume_path))
         self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
@@ -109,15 +122,28 @@ class Trainer:
         if started and not resume:
             raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass --resume to "
                                   f"continue it or choose another --out")
-        if resume and not self.ckpt_path.exists():
+        if self.resume_path is not None and not self.resume_path.exists():
             why = (" (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
-            raise CheckpointError(f"--resume: no checkpoint at {self.ckpt_path}{why}")
+            raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
         if self.main:
             check_writable(self.run_dir, "the run folder")
 
+    def _resume_path(self, resume, epoch) -> Path | None:
+        if isinstance(resume, (str, Path)):
+            if epoch is not None:
+                raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
+                                  "resuming from a checkpoint path")
+            return Path(resume)
+        if epoch is not None:
+            return find_checkpoint(self.ckpt_path, epoch)
+        return self.ckpt_path if resume else None
+
     def _load(self, state: dict) -> None:
-        check_compatible(state["config"], self.cfg, self.ckpt_path)
+        if state["step"] == 0:
+            self._start_from(state)
+            return
+        check_compatible(state["config"], self.cfg, self.resume_path)
         saved = state.get("steps_per_epoch")
         if saved is not None and saved != self.steps_per_epoch:
             raise CheckpointError(
@@ -129,6 +155,17 @@ class Trainer:
         self.saved_step = self.step
         self.rng_to_restore = state["rng"]
         self._truncate_log()
+
+    def _start_from(self, state: dict) -> None:
+        """Fine-tuning: the weights of a checkpoint that no run has trained from (step 0), under this
+        run's own options, from step 0."""
+        if (self.run_dir / "log.jsonl").exists():
+            raise CheckpointError(f"{self.run_dir} already holds a run; start from {self.resume_path} in a new --out")
+        check_same_networks(state["config"], self.cfg, self.resume_path)
+        try:
+            self.model.load_training_state({**state, "optimizers": {}, "scaler": {}})  # fresh optimisers
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{self.resume_path} does not fit this run: {str(e).splitlines()[0]}") from e
 
     def _truncate_log(self):
         """Drop log lines written after the checkpoint we resume from: they will be written again."""
@@ -157,15 +194,18 @@ class Trainer:
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch}): {what}; "
                                f"{self._last_good()}; try a lower --lr or --amp off")
 
-    def save(self):
+    def save(self, path: Path | None = None, epoch: int | None = None):
+        """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint)."""
         if not self.main:
             return
         try:
-            save_checkpoint(self.model, self.ckpt_path, step=self.step, epoch=self.epoch,
+            save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
+                            epoch=self.epoch if epoch is None else epoch,
                             extra={"steps_per_epoch": self.steps_per_epoch})
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
-        self.saved_step = self.step
+        if path is None:
+            self.saved_step = self.step
 
     def sample(self):
         if self.main:
@@ -235,6 +275,10 @@ class Trainer:
                         self.sample()
                     if self.step % cfg.save_every == 0:
                         self.save()
+                    done, rest = divmod(self.step, self.steps_per_epoch)
+                    if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:
+                        # stored as the start of the next epoch, so resuming from it skips no batch
+                        self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
                     if self.step >= self.total_steps:
                         break
                 else:
@@ -255,10 +299,13 @@ class Trainer:
         return result
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, evaluate: bool = True) -> Path:
-    """Train `cfg` (resume=True: continue the run in cfg.out). On the demo data the run ends with
-    the palette evaluation in <run>/eval.json (evaluate=False skips it). Returns the run folder."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
+          progress: bool = True, evaluate: bool = True) -> Path:
+    """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
+    given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune). On the demo data
+    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it). Returns
+    the run folder."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch)
     run = trainer.train()
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()

@@ -1,0 +1,406 @@
+"""`download`: the reference's datasets and the authors' pretrained models, from the addresses the
+reference's own scripts use (datasets/download_dataset.sh, download_testset.sh,
+download_mini_dataset.sh and pretrained_models/download_model.sh).
+
+A file streams into a hidden partial file beside its destination (.<file>.part), with a progress
+bar on a terminal. A cut connection is resumed with an HTTP Range request, and a partial file that
+a failed run leaves is resumed by the next run. What arrived is checked before anything is put in
+place: its size and SHA-256 against RECORDED (where nothing is recorded yet they are printed and
+kept beside the result), every member of an archive read to its end (the gzip and zip checksums),
+every member's path kept inside the target folder, the folders a dataset must have, and weights
+loaded weights-only with every shape checked. An archive is extracted into a hidden folder that is
+renamed into place, and a model is written through io.atomic_write, so a destination is either
+complete or absent.
+
+A mirror (mirror=, --mirror or the BICYCLEGAN_MIRROR variable) replaces the scheme and host of
+every address and keeps its path: for mirrors, caches and tests.
+"""
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+from bicyclegan.pipelines.files import IMG_EXTENSIONS
+
+from .checkpoint import save_checkpoint
+from .errors import CheckpointError, ConfigError, DownloadError, OutputError
+from .io import check_writable
+from .official import import_official
+from .presets import pretrained_config
+
+# -- what can be downloaded, from where (the reference's scripts) -----------------------------------
+_PIX2PIX = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"      # download_dataset.sh
+_BICYCLE = "http://efrosgans.eecs.berkeley.edu/BicycleGAN"            # download_testset.sh, download_model.sh
+_MINI = "https://people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets"  # download_mini_dataset.sh
+
+DATASETS = {name: f"{_PIX2PIX}/{name}.tar.gz"
+            for name in ("cityscapes", "edges2handbags", "edges2shoes", "facades", "maps", "night2day")}
+# The reference's own smoke test trains on mini_pix2pix; the other files at that address (mini,
+# mini_colorization) are unpaired sets that BicycleGAN cannot train on.
+DATASETS["mini_pix2pix"] = f"{_MINI}/mini_pix2pix.zip"
+TESTSETS = {name: f"{_BICYCLE}/testset/{name}.tar.gz"
+            for name in ("edges2handbags", "edges2shoes", "facades", "maps", "night2day")}
+# download_model.sh's addresses, double slash included.
+MODELS = {name: {net: f"{_BICYCLE}//models/{name}_net_{net}.pth" for net in ("G", "E")}
+          for name in ("edges2shoes", "edges2handbags", "night2day", "maps", "facades")}
+
+# (size in bytes, SHA-256) of each file, by its address above, once fetched from the original host.
+# The host was unreachable where this version was written, so nothing is recorded yet: a file
+# without an entry is accepted on its structure (a complete archive holding train/, val/ or test/
+# images; weights with the expected shapes) and its size and digest are printed and kept in
+# <dataset>/.download.json or the checkpoint, to be recorded here.
+RECORDED: dict[str, tuple[int, str]] = {}
+
+MIRROR_ENV = "BICYCLEGAN_MIRROR"
+SPLITS = ("train", "val", "test")
+MARKER = ".download.json"  # in a downloaded dataset folder: what it came from
+CHUNK = 1 << 20
+TIMEOUT = 60       # seconds without data after which a connection counts as cut
+RETRIES = 4        # attempts in a row that receive nothing before giving up
+BACKOFF = 2.0      # seconds before the first retry; doubled each time
+
+
+def resolve_url(address: str, mirror: str | None = None) -> str:
+    """The address to fetch: `address` itself, or with the scheme and host of `mirror` (default: the
+    BICYCLEGAN_MIRROR variable). A mirror's own path is put in front of the address's path."""
+    mirror = mirror or os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return address
+    m = urlsplit(mirror)
+    if m.scheme not in ("http", "https") or not m.netloc or m.query or m.fragment:
+        raise ConfigError(f"mirror {mirror!r} (--mirror or {MIRROR_ENV}) must be an http:// or https:// "
+                          f"address such as http://mirror.example.org or http://127.0.0.1:8000/cache")
+    a = urlsplit(address)
+    return urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + a.path, a.query, ""))
+
+
+# -- transfer ----------------------------------------------------------------------------------------
+class _Bar:
+    """One line on a terminal: bytes so far, percentage, rate and time left; silent elsewhere."""
+
+    def __init__(self, label: str, enabled: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.label, self.on = label, enabled and self.stream.isatty()
+        self.shown = 0.0
+
+    def start(self, done: int, total: int | None) -> None:
+        self.t0, self.done0, self.total = time.monotonic(), done, total
+        self.update(done, force=True)
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.on or (now - self.shown < 0.2 and not force):
+            return
+        self.shown = now
+        rate = (done - self.done0) / max(now - self.t0, 1e-6)
+        mib = 2 ** 20
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            left = (self.total - done) / rate if rate > 0 else 0
+            text = (f"{self.label} [{'#' * int(20 * frac):.<20}] {done / mib:.1f}/{self.total / mib:.1f} MiB "
+                    f"{100 * frac:3.0f}% {rate / mib:.1f} MiB/s {int(left) // 60}m{int(left) % 60:02d}s left")
+        else:
+            text = f"{self.label} {done / mib:.1f} MiB {rate / mib:.1f} MiB/s"
+        self.stream.write(f"\r{text}\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.on:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class _Restart(Exception):
+    """The server did not continue where the partial file ends: fetch the file from its start."""
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a Content-Range header such as "bytes 100-199/200" or "bytes */200"."""
+    try:
+        span, total = value.split(" ", 1)[1].split("/")
+        return (None if span == "*" else int(span.split("-")[0])), (None if total == "*" else int(total))
+    except (AttributeError, IndexError, ValueError):
+        return None, None
+
+
+def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
+    """One request for what `part` lacks, appended to it; returns the file's total size (None when
+    the server does not say). A connection that ends early raises IncompleteRead or an OSError."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "bicyclegan", **({"Range": f"bytes={have}-"} if have else {})}
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing after byte `have`: the partial file may be complete
+            _, total = _content_range(e.headers.get("Content-Range"))
+            e.close()
+            if total == have:
+                return total
+            raise _Restart from e
+        raise
+    with r:
+        if have:
+            start, _ = _content_range(r.headers.get("Content-Range"))
+            if r.status != 206 or start != have:  # the server ignored the range
+                raise _Restart
+        length = r.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else None
+        bar.start(have, total)
+        done = have
+        with open(part, "ab" if have else "wb") as f:
+            while chunk := r.read(CHUNK):  # a network error propagates from here
+                try:
+                    f.write(chunk)
+                except OSError as e:  # from here: the disk
+                    raise OutputError(f"cannot write {part}: {e.strerror or e}{_kept(part)}") from None
+                done += len(chunk)
+                bar.update(done)
+    if total is not None and done < total:
+        raise http.client.IncompleteRead(b"", total - done)
+    return total
+
+
+def _unreachable(e: BaseException) -> bool:
+    """No point in retrying: the host is unknown or refuses connections."""
+    reason = getattr(e, "reason", e)
+    return isinstance(reason, (socket.gaierror, ConnectionRefusedError)) or getattr(reason, "errno", None) in (
+        errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
+    """Stream `url` into `part`, resuming what is already there, until the whole file is in.
+    Returns the size the server announced (None if it did not)."""
+    bar, failures = _Bar(label, progress), 0
+    try:
+        while True:
+            before = part.stat().st_size if part.exists() else 0
+            try:
+                return _attempt(url, part, bar)
+            except OutputError:
+                raise
+            except _Restart:
+                part.unlink(missing_ok=True)
+                failures += 1
+                if failures > RETRIES:
+                    raise DownloadError(f"{url}: the server does not resume transfers where they stopped; "
+                                        f"try again later or use a mirror (--mirror or {MIRROR_ENV})") from None
+            except urllib.error.HTTPError as e:
+                e.close()
+                if e.code < 500 or failures >= RETRIES:
+                    if e.code < 500:
+                        part.unlink(missing_ok=True)
+                    hint = ("check the name, or the mirror's copy of this path" if e.code in (403, 404, 410)
+                            else f"try again later or use a mirror (--mirror or {MIRROR_ENV})")
+                    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {hint}{_kept(part)}") from None
+                failures += 1
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+                grew = (part.stat().st_size if part.exists() else 0) > before
+                failures = 0 if grew else failures + 1
+                if _unreachable(e) or failures > RETRIES:
+                    reason = getattr(e, "reason", None) or e
+                    raise DownloadError(f"cannot download {url}: {reason}; check the network connection or "
+                                        f"use a mirror (--mirror URL or {MIRROR_ENV}){_kept(part)}") from None
+            if failures:
+                time.sleep(BACKOFF * 2 ** (failures - 1))
+    finally:
+        bar.close()
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+
+
+def _kept(part: Path) -> str:
+    if part.exists() and part.stat().st_size:
+        return f"; run the same command again to resume ({part.stat().st_size / 2**20:.1f} MiB kept in {part})"
+    return ""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(address: str, url: str, part: Path, progress: bool) -> dict:
+    """Fetch `url` (the recorded `address` or its mirror) into `part` and check its size and digest.
+    Returns {"address", "url", "size", "sha256"}; a file that does not match is deleted."""
+    announced = _fetch(url, part, part.name[1:].removesuffix(".part"), progress)
+    size, digest = part.stat().st_size, _sha256(part)
+    want = RECORDED.get(address)
+    problem = (f"{size} bytes with SHA-256 {digest}, expected {want[0]} bytes with {want[1]}"
+               if want and (size, digest) != tuple(want) else
+               f"{size} bytes where the server announced {announced}" if announced not in (None, size) else None)
+    if problem:
+        part.unlink()
+        raise DownloadError(f"{url}: got {problem} (damaged in transfer, or another file at that address); "
+                            f"run the command again to download it afresh, or check the mirror")
+    if want is None:
+        print(f"note: no size or digest is recorded for {address} in this version; what arrived: {size} bytes, "
+              f"SHA-256 {digest}", file=sys.stderr)
+    return {"address": address, "url": url, "size": size, "sha256": digest}
+
+
+# -- datasets ----------------------------------------------------------------------------------------
+def _member_path(into: Path, name: str, url: str) -> Path:
+    """Where an archive member goes below `into`; a member that would land outside it is refused."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise DownloadError(f"{url}: archive member {name!r} would land outside the target folder: refused "
+                            f"(a damaged or malicious archive); nothing was kept")
+    return into.joinpath(*p.parts)
+
+
+def _write_member(src, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, CHUNK)
+
+
+def _extract(archive: Path, into: Path, url: str) -> None:
+    """Extract every member of a .tar.gz or .zip below `into`. Reading each member to its end checks
+    the archive's checksums, so a damaged or truncated archive fails here; links are refused."""
+    try:
+        if url.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                members = [(info, _member_path(into, info.filename, url)) for info in z.infolist()]
+                for info, dest in members:
+                    if info.is_dir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                    else:
+                        with z.open(info) as src:
+                            _write_member(src, dest)
+        else:
+            with tarfile.open(archive, "r:gz") as t:
+                for m in t:
+                    dest = _member_path(into, m.name, url)
+                    if m.isdir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                    elif m.isfile():
+                        with t.extractfile(m) as src:
+                            _write_member(src, dest)
+                    else:
+                        raise DownloadError(f"{url}: archive member {m.name!r} is a link or a device file, "
+                                            f"which a dataset does not need: refused; nothing was kept")
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile) as e:
+        raise DownloadError(f"{url}: the archive is damaged or incomplete ({type(e).__name__}: {e}); nothing was "
+                            f"kept; run the command again to download it afresh, or check the mirror") from None
+    except DownloadError:
+        raise
+    except OSError as e:  # writing failed (disk full, permissions)
+        raise OutputError(f"cannot extract {url} into {into}: {e.strerror or e}") from None
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.rglob("*"))
+
+
+def _dataset_root(tmp: Path, url: str) -> tuple[Path, list[str]]:
+    """The dataset folder inside an extracted archive (its one top folder, or the archive's root)
+    and the splits it holds; an archive without train/, val/ or test/ images is refused."""
+    entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in SPLITS else tmp
+    splits = [s for s in SPLITS if _has_images(root / s)]
+    if not splits:
+        found = ", ".join(sorted(p.name for p in root.iterdir())[:8]) or "nothing"
+        raise DownloadError(f"{url}: the archive holds no train/, val/ or test/ folder of images (found: {found}); "
+                            f"it is not one of the reference's datasets; nothing was kept")
+    return root, splits
+
+
+def _marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror: str | None = None,
+                     progress: bool = True) -> Path:
+    """Download and extract the reference's dataset `name` into dir/name (as its scripts do into
+    ./datasets/name); testset=True: only its test images (download_testset.sh). Returns the folder.
+
+    A folder that is already there from the same download is returned as it is."""
+    table = TESTSETS if testset else DATASETS
+    if name not in table:
+        what = "test sets" if testset else "datasets"
+        raise ConfigError(f"no {'test set' if testset else 'dataset'} named {name!r}; the reference's {what} "
+                          f"are {', '.join(table)}")
+    address, dir = table[name], Path(dir)
+    target = dir / name
+    if target.exists():
+        done = _marker(target) or {}
+        if done.get("address") == address or (testset and done.get("address") == DATASETS.get(name)):
+            print(f"{target} is already there (from {done['address']})", file=sys.stderr)
+            return target
+        origin = f"from {done['address']}" if done else "not downloaded by bicyclegan"
+        raise OutputError(f"{target} already exists ({origin}); remove it or choose another --dir")
+    url = resolve_url(address, mirror)
+    check_writable(dir, "the dataset")
+    part = dir / f".{PurePosixPath(urlsplit(address).path).name}.part"
+    source = _download(address, url, part, progress)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
+    try:
+        _extract(part, tmp, url)
+        root, splits = _dataset_root(tmp, url)
+        (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
+                                              indent=2) + "\n")
+        if target.exists():
+            raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
+        root.rename(target)
+    except DownloadError:
+        part.unlink(missing_ok=True)  # a damaged or refused archive is not worth resuming
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    part.unlink(missing_ok=True)
+    return target
+
+
+# -- models ------------------------------------------------------------------------------------------
+def download_model(name: str, dir="pretrained", *, mirror: str | None = None, progress: bool = True) -> Path:
+    """Download the authors' pretrained G and E of `name` and import them into dir/name.pt, a
+    checkpoint with that model's options and its test script's data settings (direction, input
+    channels, load and crop size; centre crop, no flip). Returns the checkpoint's path; one that is
+    already there is returned as it is."""
+    if name not in MODELS:
+        raise ConfigError(f"no pretrained model named {name!r}; the authors' models are {', '.join(MODELS)}")
+    dir = Path(dir)
+    out = dir / f"{name}.pt"
+    if out.exists():
+        print(f"{out} is already there", file=sys.stderr)
+        return out
+    check_writable(dir, "the pretrained model")
+    sources, parts = {}, {}
+    for net, address in MODELS[name].items():
+        parts[net] = dir / f".{name}_net_{net}.pth.part"
+        sources[net] = _download(address, resolve_url(address, mirror), parts[net], progress)
+    cfg = pretrained_config(name)
+    try:
+        model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
+    except CheckpointError as e:
+        msg = str(e)
+        for net, part in parts.items():
+            msg = msg.replace(str(part), sources[net]["url"])
+            part.unlink(missing_ok=True)
+        raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
+    save_checkpoint(model, out, extra={"source": sources})
+    for part in parts.values():
+        part.unlink(missing_ok=True)
+    return out

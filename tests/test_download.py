@@ -1,0 +1,330 @@
+"""`download` against a local HTTP server on 127.0.0.1 that each test starts, serving archives the
+test builds in the reference's layout: extraction, resume after a cut connection, 404, no network,
+damaged archives, path traversal, recorded digests, the mirror variable and the CLI. No test reaches
+the internet: every address goes through the mirror."""
+import hashlib
+import http.server
+import io
+import json
+import socket
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bicyclegan.engine import ConfigError, DownloadError, OutputError
+from bicyclegan.engine import download as dl
+from bicyclegan.engine.cli import main
+
+
+class FileServer:
+    """Serves {path: bytes} over HTTP/1.0 with Range requests (206, 416), optionally cutting the
+    first responses to a path after some bytes, and logs each request's path and Range header."""
+
+    def __init__(self):
+        self.files, self.cuts, self.requests, self.ranges = {}, {}, [], True
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                start, rng = 0, self.headers.get("Range")
+                if rng and server.ranges:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                cuts = server.cuts.get(self.path)
+                if cuts:  # send part of the body, then drop the connection
+                    self.wfile.write(body[start:start + cuts.pop(0)])
+                    return
+                self.wfile.write(body[start:])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FileServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch):
+    monkeypatch.setattr(dl, "BACKOFF", 0.01)
+    monkeypatch.setattr(dl, "TIMEOUT", 10)
+    monkeypatch.delenv(dl.MIRROR_ENV, raising=False)
+
+
+def jpeg(size=16, seed=0) -> bytes:
+    """One aligned A|B file: size x 2*size."""
+    img = Image.new("RGB", (2 * size, size), (seed * 40 % 256, 120, 200))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def tar_gz(members: dict) -> bytes:
+    """A .tar.gz of {name: bytes}; a value of ("symlink", target) makes a symbolic link."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(data, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, data[1]
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def zip_bytes(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def dataset(name, splits=("train", "val"), n=3) -> dict:
+    """Members of an archive in the reference's layout: name/<split>/<i>.jpg."""
+    return {f"{name}/{s}/{i + 1}.jpg": jpeg(seed=i) for s in splits for i in range(n)}
+
+
+FACADES = "/pix2pix/datasets/facades.tar.gz"  # the path of the reference's address
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_urls_are_the_reference_scripts_and_a_mirror_keeps_the_path():
+    # Known answers: the addresses written in the reference's datasets/*.sh and download_model.sh.
+    assert dl.DATASETS["edges2shoes"] == "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2shoes.tar.gz"
+    assert dl.DATASETS["mini_pix2pix"] == "https://people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets/mini_pix2pix.zip"
+    assert dl.TESTSETS["maps"] == "http://efrosgans.eecs.berkeley.edu/BicycleGAN/testset/maps.tar.gz"
+    assert dl.MODELS["night2day"]["E"] == "http://efrosgans.eecs.berkeley.edu/BicycleGAN//models/night2day_net_E.pth"
+    assert set(dl.DATASETS) == {"cityscapes", "edges2handbags", "edges2shoes", "facades", "maps", "night2day",
+                                "mini_pix2pix"}
+    assert set(dl.MODELS) == {"edges2shoes", "edges2handbags", "night2day", "maps", "facades"}
+    assert dl.resolve_url(dl.MODELS["maps"]["G"], "https://m.example:8443/cache/") == \
+        "https://m.example:8443/cache/BicycleGAN//models/maps_net_G.pth"
+    assert dl.resolve_url(dl.DATASETS["facades"], "http://127.0.0.1:9") == "http://127.0.0.1:9" + FACADES
+    assert dl.resolve_url(dl.DATASETS["facades"]) == dl.DATASETS["facades"]
+    for bad in ("ftp://m.example", "m.example", "http://"):
+        with pytest.raises(ConfigError, match="mirror"):
+            dl.resolve_url(dl.DATASETS["facades"], bad)
+
+
+def test_dataset_is_extracted_checked_and_marked(server, tmp_path, capsys):
+    archive = tar_gz(dataset("facades", ("train", "val", "test")))
+    server.files[FACADES] = archive
+    root = dl.download_dataset("facades", tmp_path / "datasets", mirror=server.url, progress=False)
+    assert root == tmp_path / "datasets" / "facades"
+    assert leftovers(tmp_path / "datasets") == ["facades"]  # no partial file, no extraction folder
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
+    assert (root / "val" / "2.jpg").read_bytes() == jpeg(seed=1)
+    mark = json.loads((root / dl.MARKER).read_text())
+    assert mark["sha256"] == hashlib.sha256(archive).hexdigest() and mark["size"] == len(archive)
+    assert mark["address"] == dl.DATASETS["facades"] and mark["splits"] == ["train", "val", "test"]
+    assert "no size or digest is recorded" in capsys.readouterr().err
+    # The data loads as the reference's aligned layout.
+    from bicyclegan.pipelines import make_loader
+    assert len(make_loader(root, phase="val", batch_size=1, load_size=16, crop_size=16, backend="torch",
+                           num_workers=0)) == 3
+    # A second call finds it and fetches nothing.
+    n = len(server.requests)
+    assert dl.download_dataset("facades", tmp_path / "datasets", mirror=server.url, progress=False) == root
+    assert len(server.requests) == n
+
+
+def test_cut_connection_resumes_with_a_range_request(server, tmp_path):
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES] = archive
+    server.cuts[FACADES] = [len(archive) // 3, len(archive) // 3]  # two cuts, then the rest
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    third = len(archive) // 3
+    assert server.requests == [(FACADES, None), (FACADES, f"bytes={third}-"), (FACADES, f"bytes={2 * third}-")]
+    assert json.loads((root / dl.MARKER).read_text())["sha256"] == hashlib.sha256(archive).hexdigest()
+
+
+def test_a_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES] = archive
+    (tmp_path / ".facades.tar.gz.part").write_bytes(archive[:100])
+    dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert server.requests == [(FACADES, "bytes=100-")]
+    assert leftovers(tmp_path) == ["facades"]
+
+
+def test_a_server_without_ranges_is_read_again_from_the_start(server, tmp_path):
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES], server.ranges = archive, False
+    (tmp_path / ".facades.tar.gz.part").write_bytes(b"x" * 50)  # would corrupt the file if appended to
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert json.loads((root / dl.MARKER).read_text())["sha256"] == hashlib.sha256(archive).hexdigest()
+
+
+def test_connection_lost_for_good_keeps_the_partial_file_for_the_next_run(server, tmp_path, monkeypatch):
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES] = archive
+    monkeypatch.setattr(dl, "RETRIES", 1)
+    server.cuts[FACADES] = [200, 0, 0]  # 200 bytes, then nothing at all (twice)
+    with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/pix2pix/datasets/facades"
+                                            r"\.tar\.gz: .*run the same command again to resume"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == [".facades.tar.gz.part"]
+    assert (tmp_path / ".facades.tar.gz.part").read_bytes() == archive[:200]
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert server.requests[-1] == (FACADES, "bytes=200-") and (root / "train" / "1.jpg").is_file()
+
+
+def test_404_names_the_address_and_leaves_nothing(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"http://127\.0\.0\.1:\d+/BicycleGAN/testset/maps\.tar\.gz: HTTP 404"):
+        dl.download_dataset("maps", tmp_path, testset=True, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_no_network_is_one_clear_error(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=rf"cannot download http://127\.0\.0\.1:{port}/pix2pix/datasets/maps"
+                                            r"\.tar\.gz: .*check the network connection"):
+        dl.download_dataset("maps", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_damaged_archive_is_refused_and_removed(server, tmp_path, damage):
+    archive = tar_gz(dataset("facades", n=8))
+    if damage == "truncated":  # served whole, but the file itself ends early
+        archive = archive[: len(archive) // 2]
+    else:
+        mid = len(archive) // 2
+        archive = archive[:mid] + bytes(b ^ 0xFF for b in archive[mid:mid + 64]) + archive[mid + 64:]
+    server.files[FACADES] = archive
+    with pytest.raises(DownloadError, match=r"facades\.tar\.gz: the archive is damaged or incomplete"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", ["../evil.jpg", "/tmp/evil.jpg", "facades/../../evil.jpg", "symlink"])
+def test_member_outside_the_target_is_refused(server, tmp_path, bad):
+    members = dataset("facades")
+    if bad == "symlink":
+        members["facades/train/link.jpg"] = ("symlink", "/etc/passwd")
+    else:
+        members[bad] = b"evil"
+    server.files[FACADES] = tar_gz(members)
+    target = tmp_path / "datasets"
+    with pytest.raises(DownloadError, match="refused"):
+        dl.download_dataset("facades", target, mirror=server.url, progress=False)
+    assert leftovers(target) == [] and not (tmp_path / "evil.jpg").exists()
+
+
+def test_zip_member_outside_the_target_is_refused(server, tmp_path):
+    path = "/~taesung_park/CycleGAN/datasets/mini_pix2pix.zip"
+    server.files[path] = zip_bytes({**dataset("mini_pix2pix"), "../evil.jpg": b"evil"})
+    with pytest.raises(DownloadError, match="'../evil.jpg' would land outside"):
+        dl.download_dataset("mini_pix2pix", tmp_path / "d", mirror=server.url, progress=False)
+    assert leftovers(tmp_path / "d") == [] and not (tmp_path / "evil.jpg").exists()
+    server.files[path] = zip_bytes(dataset("mini_pix2pix", ("train", "test")))
+    root = dl.download_dataset("mini_pix2pix", tmp_path / "d", mirror=server.url, progress=False)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train"]
+
+
+def test_archive_without_a_dataset_is_refused(server, tmp_path):
+    server.files[FACADES] = tar_gz({"facades/readme.txt": b"hello"})
+    with pytest.raises(DownloadError, match="no train/, val/ or test/ folder of images"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_recorded_size_and_digest_are_checked(server, tmp_path, monkeypatch, capsys):
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES] = archive
+    address = dl.DATASETS["facades"]
+    monkeypatch.setitem(dl.RECORDED, address, (len(archive), "0" * 64))
+    with pytest.raises(DownloadError, match="expected .* bytes with 0000"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+    monkeypatch.setitem(dl.RECORDED, address, (len(archive), hashlib.sha256(archive).hexdigest()))
+    capsys.readouterr()
+    dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert "no size or digest" not in capsys.readouterr().err
+
+
+def test_mirror_variable_redirects_every_address(server, tmp_path, monkeypatch):
+    path = "/BicycleGAN/testset/edges2shoes.tar.gz"
+    server.files[path] = tar_gz(dataset("edges2shoes", ("val",)))
+    monkeypatch.setenv(dl.MIRROR_ENV, server.url + "/")
+    root = dl.download_dataset("edges2shoes", tmp_path, testset=True, progress=False)
+    assert server.requests == [(path, None)] and (root / "val" / "3.jpg").is_file()
+    # The full dataset in the same folder: asking for its test set again needs nothing more.
+    assert dl.download_dataset("edges2shoes", tmp_path, testset=True, progress=False) == root
+
+
+def test_an_existing_folder_is_not_overwritten(server, tmp_path):
+    (tmp_path / "facades").mkdir()
+    with pytest.raises(OutputError, match="already exists .*remove it or choose another --dir"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert server.requests == []
+
+
+def test_cli_download_and_one_line_errors(server, tmp_path, capsys):
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == 0
+    assert f"dataset: {tmp_path / 'facades'}" in capsys.readouterr().out
+    assert main(["download", "dataset", "maps", "--testset", "--dir", str(tmp_path), "--mirror", server.url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "DownloadError" in err and "maps.tar.gz: HTTP 404" in err
+    with pytest.raises(SystemExit):  # not a name the reference offers
+        main(["download", "dataset", "shoes"])
+    assert main(["download", "dataset", "cityscapes", "--testset", "--dir", str(tmp_path)]) == 2
+    assert "no test set named 'cityscapes'" in capsys.readouterr().err
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only():
+    tty, pipe = _Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = dl._Bar("facades.tar.gz", True, stream)
+        bar.start(0, 10 * 2 ** 20)
+        bar.update(5 * 2 ** 20, force=True)
+        bar.close()
+    line = tty.getvalue().split("\r")[-1]
+    assert "facades.tar.gz" in line and "5.0/10.0 MiB" in line and "50%" in line
+    assert "MiB/s" in line and "left" in line
+    assert pipe.getvalue() == ""

@@ -1,0 +1,385 @@
+"""The authors' workflow: the per-dataset presets and test settings against the reference's scripts,
+downloading a pretrained model (from a local server) and sampling, evaluating and fine-tuning it,
+the test-time options of sample, and per-epoch checkpoints."""
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_download import FileServer, tar_gz
+
+from bicyclegan.engine import (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    ModelConfig,
+    build_encoder,
+    build_generator,
+    evaluate,
+    load_checkpoint,
+    make_config,
+    read_checkpoint,
+    sample,
+)
+from bicyclegan.engine import download as dl
+from bicyclegan.engine.checkpoint import saved_epochs
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.official import load_official_into
+from bicyclegan.engine.presets import pretrained_config
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+# -- the reference's scripts, transcribed --------------------------------------------------------------
+# scripts/train_edges2shoes.sh, train_facades.sh and train.sh's cases (every one: bicycle_gan, nz 8,
+# crop 256, --use_dropout; edges2shoes sets NO_FLIP='--no_flip').
+TRAIN_SCRIPTS = {
+    "edges2shoes": dict(input_nc=1, load_size=256, direction="AtoB", no_flip=True, niter=30, niter_decay=30,
+                        save_epoch_freq=5),
+    "edges2handbags": dict(input_nc=1, load_size=256, direction="AtoB", no_flip=False, niter=15, niter_decay=15,
+                           save_epoch_freq=5),
+    "night2day": dict(input_nc=3, load_size=286, direction="AtoB", no_flip=False, niter=50, niter_decay=50,
+                      save_epoch_freq=10),
+    "maps": dict(input_nc=3, load_size=600, direction="BtoA", no_flip=False, niter=200, niter_decay=200,
+                 save_epoch_freq=25),
+    "facades": dict(input_nc=3, load_size=256, direction="BtoA", no_flip=False, niter=200, niter_decay=200,
+                    save_epoch_freq=25),
+}
+# scripts/test_<name>.sh: direction, load size, crop size, input channels (all: --center_crop --no_flip).
+TEST_SCRIPT_VALUES = {
+    "edges2shoes": ("AtoB", 256, 256, 1), "edges2handbags": ("AtoB", 256, 256, 1),
+    "night2day": ("AtoB", 286, 256, 3), "maps": ("BtoA", 512, 512, 3), "facades": ("BtoA", 286, 256, 3),
+}
+
+
+def flat(cfg) -> dict:
+    d = cfg.to_dict()
+    return {**d.pop("model"), **d.pop("data"), **d}
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_SCRIPTS))
+def test_dataset_presets_set_what_the_training_scripts_set(name):
+    got = flat(make_config(name))
+    for k, v in {**TRAIN_SCRIPTS[name], "nz": 8, "crop_size": 256, "use_dropout": True, "variant": "bicycle",
+                 "batch_size": 2, "lr": 2e-4, "preprocess": "resize_and_crop"}.items():
+        assert got[k] == v, (name, k)
+
+
+@pytest.mark.parametrize("name", sorted(TEST_SCRIPT_VALUES))
+def test_pretrained_models_run_with_their_test_script_settings(name):
+    cfg = flat(pretrained_config(name))
+    direction, load, crop, nc = TEST_SCRIPT_VALUES[name]
+    assert (cfg["direction"], cfg["load_size"], cfg["crop_size"], cfg["input_nc"]) == (direction, load, crop, nc)
+    assert cfg["no_flip"] and cfg["preprocess"] == "resize_and_crop"
+    # The networks are the reference's defaults (its test scripts set no model option).
+    assert {k: cfg[k] for k in ("netG", "netE", "where_add", "nz", "ngf", "nef", "upsample", "norm", "nl")} == dict(
+        netG="unet_256", netE="resnet_256", where_add="all", nz=8, ngf=64, nef=64, upsample="basic",
+        norm="instance", nl="relu")
+
+
+def test_training_on_a_dataset_folder_names_its_preset(tmp_path, capsys):
+    assert main(["train", "--dataroot", str(tmp_path / "edges2shoes"), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert "--preset edges2shoes sets what its training script sets (input_nc=1" in out.err
+    assert json.loads(out.out)["model"]["input_nc"] == 3  # a note, not a silent change
+    assert main(["train", "--dataroot", str(tmp_path / "day2night"), "--dry-run"]) == 0
+    assert "--preset night2day" in capsys.readouterr().err
+    assert main(["train", "--preset", "edges2shoes", "--dataroot", str(tmp_path / "edges2shoes"), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and json.loads(out.out)["model"]["input_nc"] == 1
+    assert main(["train", "--dataroot", str(tmp_path / "my_shoes"), "--dry-run"]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
+# -- download model, then sample, evaluate and fine-tune it ---------------------------------------------
+SMALL = dict(ngf=8, nef=8, ndf=8, impl="ref")  # the reference's networks, narrower, so tests stay quick
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref")
+
+
+def reference_file(net, path, head_first=False):
+    """A state_dict saved as the reference does: its own key names below the same top-level modules
+    (model; conv, fc, fcVar), legacy serialisation; its E_ResNet registers fc and fcVar before conv."""
+    items = list(net.state_dict().items())
+    if head_first:
+        items = [kv for kv in items if kv[0].startswith("fc")] + [kv for kv in items if not kv[0].startswith("fc")]
+    torch.save({f"{k.split('.')[0]}.{i}.{k.rsplit('.', 1)[1]}": v for i, (k, v) in enumerate(items)}, path,
+               _use_new_zipfile_serialization=False)
+
+
+def aligned_file(path, seed, size=32):
+    """An A|B file: A a drawing, B a photo (random colours)."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size, 2 * size, 3), dtype=np.uint8)).save(path)
+
+
+def small_pretrained_config(name):
+    cfg = pretrained_config(name)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **SMALL))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The edges2shoes test set and pretrained model, downloaded from a local server that holds them
+    in the reference's format; returns (checkpoint, dataset folder, original G, original E)."""
+    tmp = tmp_path_factory.mktemp("pretrained")
+    cfg = make_config("edges2shoes", **SMALL).model
+    torch.manual_seed(1)
+    G, E = build_generator(cfg).eval(), build_encoder(cfg).eval()
+    reference_file(G, tmp / "G.pth")
+    reference_file(E, tmp / "E.pth", head_first=True)
+    src = tmp / "src"
+    src.mkdir()
+    for i in range(2):
+        aligned_file(src / f"{i + 1}.jpg", i)
+    server = FileServer()
+    server.files["/BicycleGAN//models/edges2shoes_net_G.pth"] = (tmp / "G.pth").read_bytes()
+    server.files["/BicycleGAN//models/edges2shoes_net_E.pth"] = (tmp / "E.pth").read_bytes()
+    server.files["/BicycleGAN/testset/edges2shoes.tar.gz"] = tar_gz(
+        {f"edges2shoes/val/{p.name}": p.read_bytes() for p in sorted(src.iterdir())})
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(dl.MIRROR_ENV, server.url)
+            mp.setattr(dl, "pretrained_config", small_pretrained_config)
+            data = dl.download_dataset("edges2shoes", tmp / "datasets", testset=True, progress=False)
+            ckpt = dl.download_model("edges2shoes", tmp / "pretrained", progress=False)
+            assert server.requests[-2:] == [("/BicycleGAN//models/edges2shoes_net_G.pth", None),
+                                            ("/BicycleGAN//models/edges2shoes_net_E.pth", None)]
+    finally:
+        server.close()
+    return ckpt, data, G, E
+
+
+def test_download_model_leaves_a_checkpoint_with_the_test_settings(pretrained):
+    ckpt, _, G, E = pretrained
+    assert ckpt.name == "edges2shoes.pt" and sorted(p.name for p in ckpt.parent.iterdir()) == ["edges2shoes.pt"]
+    state = read_checkpoint(ckpt)
+    data, model = state["config"]["data"], state["config"]["model"]
+    assert (data["direction"], data["load_size"], data["preprocess"], data["no_flip"]) == (
+        "AtoB", 256, "resize_and_crop", True)
+    assert (model["input_nc"], model["crop_size"], model["where_add"], model["nz"]) == (1, 256, "all", 8)
+    assert state["source"]["G"]["address"] == dl.MODELS["edges2shoes"]["G"] and state["step"] == 0
+    m = load_checkpoint(ckpt)
+    for ours, orig in ((m.G, G), (m.E, E)):
+        for a, b in zip(ours.state_dict().values(), orig.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_sample_a_downloaded_model_as_the_reference_test_script(pretrained, tmp_path, monkeypatch):
+    ckpt, data, G, E = pretrained
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", str(ckpt), "--dataroot", str(data), "--n_samples", "2", "--num_test", "1",
+                 "--device", "cpu"]) == 0
+    res = tmp_path / "results" / "edges2shoes" / "val"  # the reference's ./results/<name>/val
+    assert (res / "index.html").read_text().count("<tr>") == 1 and (res / "grid.png").is_file()
+    # Recompute the first input's outputs with the original networks, preparing the image as the test
+    # script does: left half -> grayscale -> bicubic 256 x 256 (load = crop: the centre crop is all).
+    ab = Image.open(data / "val" / "1.jpg").convert("RGB")
+    a = ab.crop((0, 0, 32, 32)).convert("L").resize((256, 256), Image.BICUBIC)
+    b = ab.crop((32, 0, 64, 32)).resize((256, 256), Image.BICUBIC)
+    A = torch.from_numpy(np.asarray(a, dtype=np.float32))[None, None] / 127.5 - 1
+    B = torch.from_numpy(np.asarray(b, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    g = torch.Generator().manual_seed(0)
+    torch.randn(2, 8, generator=g)  # the sync list is drawn first
+    z = torch.randn(2, 8, generator=g)
+    with torch.no_grad():
+        want = {"random_z1": G(A, z[:1]), "random_z2": G(A, z[1:]), "encoded": G(A, E(B)[0])}
+    for name, out in want.items():
+        got = np.asarray(Image.open(res / "images" / f"1_{name}.png"), dtype=np.int16)
+        ref = ((out[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.int16).permute(1, 2, 0).numpy()
+        assert np.abs(got - ref).max() <= 1, name
+
+
+def test_evaluate_a_downloaded_model(pretrained):
+    ckpt, data, _, _ = pretrained
+    r = evaluate(ckpt, data, phase="val", n_samples=2, num=2, device="cpu")
+    assert r["n_inputs"] == 2 and r["diversity_l1"] > 0 and "encoded_l1" in r
+
+
+def test_fine_tune_a_downloaded_model_with_train_resume(pretrained, tmp_path):
+    ckpt, _, G, _ = pretrained
+    root = tmp_path / "edges2shoes"
+    (root / "train").mkdir(parents=True)
+    for i in range(2):
+        aligned_file(root / "train" / f"{i}.png", 10 + i)
+    run = dict(dataroot=str(root), num_workers=0, backend="torch", max_steps=1, log_every=1, sample_every=100,
+               save_every=100, n_samples=1, **SMALL)
+    # The run keeps its own options (the training preset's), from the downloaded weights.
+    trainer = Trainer(make_config("edges2shoes", out=str(tmp_path / "ft"), **run), resume=ckpt, progress=False)
+    assert trainer.step == 0
+    for a, b in zip(trainer.model.G.state_dict().values(), G.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    trainer.train()
+    assert [r["step"] for r in map(json.loads, (tmp_path / "ft" / "log.jsonl").read_text().splitlines())] == [1]
+    with pytest.raises(CheckpointError, match="input_nc: checkpoint 1 vs now 3"):
+        Trainer(make_config("reference", out=str(tmp_path / "ft3"), **run), resume=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        Trainer(make_config("edges2shoes", out=str(tmp_path / "ft"), **run), resume=ckpt, progress=False)
+
+
+class Unsafe:
+    """A pickled instance names this class: a weights-only load refuses it."""
+
+
+def test_download_model_refuses_wrong_or_unsafe_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "pretrained_config", small_pretrained_config)
+    cfg = small_pretrained_config("maps").model
+    reference_file(build_generator(dataclasses.replace(cfg, ngf=4)), tmp_path / "G.pth")  # another width
+    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    torch.save({"w": torch.zeros(1), "x": Unsafe()}, tmp_path / "unsafe.pth")
+    server = FileServer()
+    monkeypatch.setenv(dl.MIRROR_ENV, server.url)
+    try:
+        server.files["/BicycleGAN//models/maps_net_E.pth"] = (tmp_path / "E.pth").read_bytes()
+        for g, words in (("G.pth", "has shape"), ("unsafe.pth", "could run code")):
+            server.files["/BicycleGAN//models/maps_net_G.pth"] = (tmp_path / g).read_bytes()
+            with pytest.raises(DownloadError, match=r"not the maps weights this version expects: "
+                                                    rf"http://127\.0\.0\.1:\d+/BicycleGAN//models/maps_net_G\.pth.*{words}"):
+                dl.download_model("maps", tmp_path / "pretrained", progress=False)
+            assert list((tmp_path / "pretrained").iterdir()) == []  # no partial file, no checkpoint
+    finally:
+        server.close()
+
+
+def test_import_official_with_the_settings_of_an_authors_model(tmp_path):
+    cfg = small_pretrained_config("maps").model
+    reference_file(build_generator(cfg), tmp_path / "G.pth")
+    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    out = tmp_path / "maps.pt"
+    assert main(["import-official", "--preset", "maps", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"),
+                 "--out", str(out), *[f"--{k}={v}" for k, v in SMALL.items()]]) == 0
+    got = flat(load_checkpoint(out).cfg)
+    direction, load, crop, nc = TEST_SCRIPT_VALUES["maps"]
+    assert (got["direction"], got["load_size"], got["crop_size"], got["input_nc"], got["no_flip"]) == (
+        direction, load, crop, nc, True)
+
+
+def test_weights_saved_by_old_pytorch_drop_their_instance_norm_statistics(tmp_path):
+    G = build_generator(ModelConfig(**TINY))
+    items = []
+    for i, (k, v) in enumerate(G.state_dict().items()):
+        items.append((f"model.{i}.{k.rsplit('.', 1)[1]}", v))
+        if k.endswith("bias"):  # PyTorch < 0.4 kept statistics in every InstanceNorm layer
+            items += [(f"model.{i}.norm.running_mean", torch.zeros(4)), (f"model.{i}.norm.running_var", torch.ones(4))]
+    torch.save(dict(items), tmp_path / "G.pth", _use_new_zipfile_serialization=False)
+    other = build_generator(ModelConfig(**TINY))
+    load_official_into(other, tmp_path / "G.pth")
+    for a, b in zip(other.state_dict().values(), G.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+# -- sample's test-time options and per-epoch checkpoints on a tiny model -------------------------------
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=8, n_test=3, n_val=2, size=32)
+
+
+def tiny_cfg(out, root, **kw):
+    return make_config("reference", **{**TINY, **dict(
+        batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch", niter=1, niter_decay=3,
+        log_every=1, sample_every=100, save_every=100, n_samples=2, dataroot=str(root), out=str(out)), **kw})
+
+
+@pytest.fixture(scope="module")
+def epoch_run(tmp_path_factory, demo_root):
+    """4 epochs of 2 steps, a checkpoint kept every 2 epochs."""
+    return Trainer(tiny_cfg(tmp_path_factory.mktemp("run") / "run", demo_root, save_epoch_freq=2),
+                   progress=False).train()
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_per_epoch_checkpoints_and_resuming_from_one(epoch_run, demo_root, tmp_path):
+    folder = epoch_run / "checkpoints"
+    assert saved_epochs(folder) == [2, 4]
+    state = read_checkpoint(folder / "epoch_2.pt")
+    assert (state["step"], state["epoch"]) == (4, 2)
+    # Resuming from epoch 2 (a copy of the run) reproduces epochs 3 and 4 of the uninterrupted run.
+    copy = tmp_path / "copy"
+    shutil.copytree(epoch_run, copy)
+    Trainer(tiny_cfg(copy, demo_root, save_epoch_freq=2), epoch=2, progress=False).train()
+    full, again = read_log(epoch_run), read_log(copy)
+    assert [r["step"] for r in again] == list(range(1, 9))
+    for a, b in zip(full[4:], again[4:], strict=True):
+        for k in ("G_L1", "kl", "z_L1", "D", "D2", "lr"):
+            assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), (a["step"], k)
+    with pytest.raises(CheckpointError, match="no checkpoint for epoch 3 .*epochs saved there: 2, 4"):
+        Trainer(tiny_cfg(copy, demo_root), epoch=3, progress=False)
+
+
+def test_sample_and_train_choose_an_epoch_on_the_command_line(epoch_run, capsys):
+    assert main(["sample", str(epoch_run), "--epoch", "2", "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 0
+    assert (epoch_run / "results" / "val_epoch_2" / "index.html").is_file()
+    assert main(["sample", str(epoch_run), "--epoch", "5", "--device", "cpu"]) == 2
+    assert "epochs saved there: 2, 4" in capsys.readouterr().err
+    assert main(["train", "--out", str(epoch_run), "--resume", "x.pt", "--epoch", "2"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_sample_sync_and_z_draws(epoch_run, tmp_path):
+    ckpt = epoch_run / "checkpoints" / "latest.pt"
+    model = load_checkpoint(ckpt).eval()
+    for sync in (True, False):
+        out = sample(ckpt, out=tmp_path / str(sync), phase="test", n_samples=2, num=2, sync=sync, device="cpu",
+                     progress=False)
+        g = torch.Generator().manual_seed(0)
+        z_sync = torch.randn(2, 8, generator=g)
+        for name in ("00000", "00001"):
+            z = z_sync if sync else torch.randn(2, 8, generator=g)
+            A = torch.from_numpy(np.asarray(Image.open(out / "images" / f"{name}_input.png"), dtype=np.float32))
+            A = A.permute(2, 0, 1)[None] / 127.5 - 1  # the input column is the input, exactly
+            with torch.no_grad():
+                want = ((model.G(A, z[1:2]).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+            got = np.asarray(Image.open(out / "images" / f"{name}_random_z2.png"), dtype=np.float32)
+            assert np.abs(got - want).max() <= 1, (sync, name)
+
+
+def test_sample_default_phase_direction_and_aspect_ratio(epoch_run, demo_root, tmp_path):
+    ckpt = epoch_run / "checkpoints" / "latest.pt"
+    out = sample(ckpt, n_samples=1, device="cpu", progress=False)
+    assert out == epoch_run / "results" / "val"  # val/ exists: the reference's default split
+    assert (out / "index.html").read_text().count("<tr>") == 2
+    out = sample(ckpt, out=tmp_path / "r", phase="test", num=1, n_samples=1, direction="BtoA", aspect_ratio=2.0,
+                 device="cpu", progress=False)
+    ab = Image.open(demo_root / "test" / "00000.png").convert("RGB")
+    right, left = ab.crop((32, 0, 64, 32)), ab.crop((0, 0, 32, 32))
+    # BtoA: the right half is the input; each saved image is stretched to twice its width (bicubic).
+    for col, half in (("input", right), ("ground_truth", left)):
+        saved = Image.open(out / "images" / f"00000_{col}.png")
+        assert saved.size == (64, 32)
+        assert np.array_equal(np.asarray(saved), np.asarray(half.resize((64, 32), Image.BICUBIC)))
+    out = sample(ckpt, out=tmp_path / "tall", phase="test", num=1, n_samples=1, aspect_ratio=0.5, device="cpu",
+                 progress=False)
+    assert Image.open(out / "images" / "00000_random_z1.png").size == (32, 64)
+    with pytest.raises(ConfigError, match="aspect_ratio"):
+        sample(ckpt, out=tmp_path / "x", aspect_ratio=0.0, device="cpu")
+
+
+def test_sample_a_plain_folder_at_full_resolution(epoch_run, tmp_path):
+    ckpt = epoch_run / "checkpoints" / "latest.pt"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(folder / "wide.png")
+    # The U-Net of a 32 px "unet" model is 5 levels deep: 64 x 96 runs whole with preprocess none.
+    out = sample(ckpt, folder, out=tmp_path / "r", n_samples=1, preprocess="none", device="cpu", progress=False)
+    files = sorted(p.name for p in (out / "images").iterdir())
+    assert files == ["wide_input.png", "wide_random_z1.png"]  # no ground truth, no encoded column
+    assert Image.open(out / "images" / "wide_random_z1.png").size == (96, 64)
+    assert np.array_equal(np.asarray(Image.open(out / "images" / "wide_input.png")),
+                          np.asarray(Image.open(folder / "wide.png")))
+    out = sample(ckpt, folder, out=tmp_path / "r2", n_samples=1, preprocess="resize_and_crop", device="cpu",
+                 progress=False)
+    assert Image.open(out / "images" / "wide_input.png").size == (32, 32)
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / "odd.png")
+    with pytest.raises(ConfigError, match=r"odd\.png is 48x48 after preprocess=none, not a multiple of 32"):
+        sample(ckpt, folder, out=tmp_path / "r3", n_samples=1, preprocess="none", device="cpu", progress=False)
+    # A crop size the generator's depth cannot take is refused up front.
+    with pytest.raises(ConfigError, match="not a multiple of 2\\^num_downs = 32"):
+        sample(ckpt, folder, out=tmp_path / "r4", crop_size=48, load_size=48, preprocess="resize_and_crop",
+               device="cpu", progress=False)
+    assert load_checkpoint(ckpt).cfg.data.preprocess == "none"  # overrides change nothing stored
