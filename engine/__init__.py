@@ -25,7 +25,9 @@ from .model import BicycleGAN
 from .networks import build_discriminator, build_encoder, build_generator, init_weights
 from .official import import_official
 from .presets import PRESETS, make_config
+from .report import write_report
 from .sample import sample
+from .serve import serve
 from .trainer import Trainer, train
 
 __all__ = [
@@ -33,5 +35,5 @@ __all__ = [
     "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer", "USER_ERRORS",
     "build_discriminator", "build_encoder", "build_generator", "evaluate", "export_generator",
     "import_official", "init_weights", "load_checkpoint", "make_config", "read_checkpoint", "sample",
-    "sample_columns", "save_checkpoint", "train",
+    "sample_columns", "save_checkpoint", "serve", "train", "write_report",
 ]
