@@ -38,10 +38,10 @@ setup(
         "tensorboard": TENSORBOARD,
         # `bicyclegan serve`: FastAPI + uvicorn, ~3.5 MB of wheels (gradio would be ~80 MB in 52 wheels).
         "serve": SERVE,
-        # httpx drives the API tests (Starlette's TestClient); selenium the browser test, with the
+        # httpx2 drives the API tests (Starlette's TestClient); selenium the browser test, with the
         # system's chromium and chromium-driver (.ci/run installs them).
         "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE,
-                "httpx>=0.24", "selenium>=4.10"],
+                "httpx2", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

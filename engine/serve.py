@@ -163,7 +163,7 @@ class Explorer:
             with Image.open(io.BytesIO(data)) as img:  # reads the header only
                 fmt, (w, h) = img.format, img.size
         except Image.DecompressionBombError as e:
-            raise RequestError(413, f"image too large: {e}") from e
+            raise RequestError(413, f"image too large ({e}); the limit is {self.max_upload_pixels} pixels") from e
         except Exception as e:  # PIL raises several types for what it cannot identify
             raise RequestError(415, f"not an image PIL can identify ({type(e).__name__}); upload "
                                     f"{', '.join(UPLOAD_FORMATS)}") from e
