@@ -35,31 +35,49 @@ INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 
 
 # -- the log ---------------------------------------------------------------------------------------
-def read_log(path) -> list[dict]:
-    """The rows of a log.jsonl; a line cut short by a kill (the last one) is left out."""
-    rows = []
-    path = Path(path)
-    if not path.is_file():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
+class LogCurves:
+    """log.jsonl as one (steps, values) curve per column, read incrementally: each update parses
+    only the lines added since the last one. A line cut short (by a kill, or still being written)
+    is left out; missing and non-finite values (null) leave gaps."""
 
+    def __init__(self):
+        self.offset = 0
+        self.curves: dict[str, tuple[list, list]] = {}  # column -> (steps, values), in log order
+        self.last: dict = {}
+        self.diverged = False
 
-def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of one logged quantity; missing and non-finite values (null) left out."""
-    steps, values = [], []
-    for r in rows:
-        v = r.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            steps.append(r["step"])
-            values.append(float(v))
-    return steps, values
+    def update(self, path) -> "LogCurves":
+        path = Path(path)
+        if not path.is_file():
+            return self
+        if path.stat().st_size < self.offset:  # rewritten shorter (a resumed run truncates it)
+            self.__init__()
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read()
+        end = text.rfind(b"\n") + 1
+        self.offset += end
+        for line in text[:end].decode("utf-8", "replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or type(row.get("step")) is not int:
+                continue
+            self.last = row
+            self.diverged = self.diverged or bool(row.get("diverged"))
+            for k, v in row.items():
+                if k not in ("step", "epoch", "diverged") and type(v) in (int, float) and math.isfinite(v):
+                    xs, ys = self.curves.setdefault(k, ([], []))
+                    xs.append(row["step"])
+                    ys.append(float(v))
+        return self
+
+    def losses(self) -> list[str]:
+        return [k for k in self.curves if k not in NOT_LOSSES]
+
+    def curve(self, key: str) -> tuple[list, list]:
+        return self.curves.get(key, ([], []))
 
 
 def downsample(xs: list[float], ys: list[float], n: int = MAX_POINTS) -> tuple[list[float], list[float]]:
@@ -139,12 +157,17 @@ def grid_step(path: Path) -> int:
 
 
 def spread(items: list, k: int) -> list:
-    """At most k items, evenly spaced, the first and the last included."""
+    """At most k items spread over the list, the first and the last included: every stride-th item
+    with the stride a power of two, so as the list grows the choice changes only when the stride
+    doubles (keeping a subset of the earlier choice) and each rewrite encodes one new grid."""
     if len(items) <= k:
         return list(items)
     if k == 1:
         return [items[-1]]
-    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+    stride = 1
+    while (len(items) - 2) // stride + 1 > k - 1:
+        stride *= 2
+    return items[:-1][::stride] + [items[-1]]
 
 
 def grid_data_uri(path: Path, cache: dict | None = None) -> str:
@@ -158,7 +181,7 @@ def grid_data_uri(path: Path, cache: dict | None = None) -> str:
         if img.width > MAX_GRID_WIDTH:
             h = max(1, round(img.height * MAX_GRID_WIDTH / img.width))
             buf = io.BytesIO()
-            img.convert("RGB").resize((MAX_GRID_WIDTH, h), Image.BOX).save(buf, format="PNG")
+            img.convert("RGB").resize((MAX_GRID_WIDTH, h), Image.BOX).save(buf, format="PNG", compress_level=1)
             data = buf.getvalue()
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     if cache is not None:
@@ -190,10 +213,10 @@ def _value(v) -> str:
     return str(v)
 
 
-def render_report(run_name: str, rows: list[dict], grids: list[tuple[int, str]], evaluation: dict | None,
+def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], evaluation: dict | None,
                   config: dict | None, status: dict | None = None) -> str:
     """The report's HTML. grids: (step, image URI) pairs in step order."""
-    last = rows[-1] if rows else {}
+    last = log.last
     status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
     where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
     if status.get("total_steps"):
@@ -206,16 +229,16 @@ def render_report(run_name: str, rows: list[dict], grids: list[tuple[int, str]],
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
              f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
-    if any(r.get("diverged") for r in rows):
+    if log.diverged:
         parts.append("<p><b>Training diverged</b>: a logged loss was not finite (see log.jsonl).</p>")
 
-    losses = list(dict.fromkeys(k for r in rows for k in r if k not in NOT_LOSSES))
+    losses = log.losses()
     parts.append("<h2>Losses</h2>")
-    parts.append("<div class='charts'>" + "".join(svg_chart(k, *series(rows, k)) for k in losses) + "</div>"
+    parts.append("<div class='charts'>" + "".join(svg_chart(k, *log.curve(k)) for k in losses) + "</div>"
                  if losses else "<p>No losses logged yet.</p>")
     parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
-                 + svg_chart("learning rate", *series(rows, "lr"))
-                 + svg_chart("images/s", *series(rows, "img_per_s")) + "</div>")
+                 + svg_chart("learning rate", *log.curve("lr"))
+                 + svg_chart("images/s", *log.curve("img_per_s")) + "</div>")
 
     parts.append("<h2>Sample grids</h2><p class='meta'>Rows: the same inputs in every grid; columns: "
                  "input, ground truth, encoded G(A, E(B)), then the same random codes z throughout.</p>")
@@ -247,11 +270,12 @@ def _read_json(path: Path):
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
     """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval.json and
     config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
-    log). cache: a dict kept between calls, to encode each grid once."""
+    log). cache: a dict kept between calls, to encode each grid once and parse each log line once."""
     run = Path(run_dir)
     paths = sorted(run.glob("samples/step_*.png"), key=grid_step)
     grids = [(grid_step(p), grid_data_uri(p, cache)) for p in spread(paths, MAX_GRIDS)]
-    page = render_report(run.resolve().name, read_log(run / "log.jsonl"), grids,
+    log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
+    page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
                          _read_json(run / "eval.json"), _read_json(run / "config.json"), status)
     return write_text(run / "report.html", page, what="training report")
 

@@ -27,8 +27,9 @@ from bicyclegan.engine.report import (
     PAD_L,
     PAD_R,
     PAD_T,
+    LogCurves,
     downsample,
-    read_log,
+    spread,
     svg_chart,
     ticks,
 )
@@ -96,12 +97,17 @@ def test_ticks_are_round_values_inside_the_range(lo, hi, want):
     assert ticks(lo, hi) == pytest.approx(want)
 
 
-def test_log_reader_skips_a_line_cut_short_and_nulls(tmp_path):
+def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path):
     log = tmp_path / "log.jsonl"
-    log.write_text('{"step": 1, "G_L1": 2.0}\n{"step": 2, "G_L1": null, "diverged": true}\n{"step": 3, "G_')
-    rows = read_log(log)
-    assert [r["step"] for r in rows] == [1, 2]
-    assert report_mod.series(rows, "G_L1") == ([1], [2.0])
+    log.write_text('{"step": 1, "G_L1": 2.0, "lr": 1}\n{"step": 2, "G_L1": null, "diverged": true}\n{"step": 3, "G_')
+    curves = LogCurves().update(log)
+    assert curves.curve("G_L1") == ([1], [2.0]) and curves.losses() == ["G_L1"] and curves.diverged
+    assert curves.last["step"] == 2
+    with open(log, "a") as f:  # the line being written is finished, and another added
+        f.write('L1": 4.0}\n{"step": 4, "G_L1": 5.0}\n')
+    assert curves.update(log).curve("G_L1") == ([1, 3, 4], [2.0, 4.0, 5.0])
+    log.write_text('{"step": 1, "G_L1": 7.0}\n')  # truncated by a resume: read again from the start
+    assert curves.update(log).curve("G_L1") == ([1], [7.0]) and not curves.diverged
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -144,10 +150,21 @@ def test_report_embeds_a_bounded_spread_of_grids_scaled_down_when_wide(tmp_path)
     run, grids = fake_run(tmp_path, n_grids=30, width=report_mod.MAX_GRID_WIDTH + 200)
     imgs = embedded_images(write_report(run).read_text())
     steps = [int(s) for s, _ in imgs]
-    assert len(steps) == MAX_GRIDS and steps[0] == 100 and steps[-1] == 3000  # first and latest kept
-    assert steps == sorted(steps)
+    assert steps == [100, 900, 1700, 2500, 3000]  # every 8th of 30 (a power-of-two stride), and the latest
+    assert len(steps) <= MAX_GRIDS
     w, _ = Image.open(io.BytesIO(imgs[-1][1])).size
     assert w == report_mod.MAX_GRID_WIDTH
+
+
+def test_grid_choice_is_stable_as_the_run_grows():
+    previous = []
+    for n in range(1, 200):
+        chosen = spread(list(range(n)), MAX_GRIDS)
+        assert chosen[0] == 0 and chosen[-1] == n - 1 and len(chosen) <= MAX_GRIDS
+        assert len(chosen) > MAX_GRIDS // 2 or n <= MAX_GRIDS // 2
+        # all but the newest were chosen before: each rewrite has at most one new grid to encode
+        assert set(chosen[:-1]) <= set(previous)
+        previous = chosen
 
 
 def test_report_of_a_run_without_anything_yet(tmp_path):
@@ -230,7 +247,7 @@ def test_tensorboard_on_resume_hides_the_steps_logged_again(tmp_path, demo_root)
     assert starts == [3, 3]  # the two resumes, each from the step after its checkpoint
     logged = [e.step for e in events if any(v.tag == "loss/G_L1" for v in e.summary.value)]
     assert logged == [1, 2, 3, 3, 4]  # step 3 twice on disk; the restart marker hides the first
-    assert [r["step"] for r in read_log(out / "log.jsonl")] == [1, 2, 3, 4]
+    assert LogCurves().update(out / "log.jsonl").curve("G_L1")[0] == [1, 2, 3, 4]
 
 
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, demo_root, monkeypatch):
