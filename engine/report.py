@@ -29,7 +29,7 @@ MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
 MAX_GRIDS = 8         # sample grids embedded, spread evenly over the run, the latest always
 MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
 CHART_W, CHART_H = 300, 170
-PAD_L, PAD_R, PAD_T, PAD_B = 46, 10, 24, 20
+PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 20  # room for labels such as 0.000205
 NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged")
 INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 
