@@ -3,9 +3,9 @@ optionally, TensorBoard event files.
 
 report.html is one self-contained file, readable offline: loss curves drawn here as inline SVG,
 the sample grids over time embedded as data URIs, the evaluation results and the config. The
-trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: the log is read
-once, each curve keeps at most MAX_POINTS points, at most MAX_GRIDS grids are embedded and each
-grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
+trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
+parsed once, each curve keeps at most MAX_POINTS points, at most MAX_GRIDS grids are embedded and
+each grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
 
 TensorBoardLog writes the same scalars, the sample grids and the config (as hparams) through
 torch.utils.tensorboard; it is only imported when asked for, so a run without it pays nothing.
@@ -26,7 +26,7 @@ from .errors import ConfigError
 from .io import write_text
 
 MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
-MAX_GRIDS = 8         # sample grids embedded, spread evenly over the run, the latest always
+MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
 CHART_W, CHART_H = 300, 170
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 20  # room for labels such as 0.000205
