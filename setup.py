@@ -7,6 +7,8 @@ from setuptools import setup
 
 PARTS = ["engine", "kernels", "pipelines"]
 EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
+TENSORBOARD = ["tensorboard>=2.14"]
+SERVE = ["fastapi>=0.100", "uvicorn>=0.23"]
 
 setup(
     name="bicyclegan",
@@ -17,6 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=[f"bicyclegan.{p}" for p in PARTS],
     package_dir={f"bicyclegan.{p}": p for p in PARTS},
+    package_data={"bicyclegan.engine": ["static/*.html"]},  # the page of `bicyclegan serve`
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",
@@ -31,7 +34,14 @@ setup(
         # written file against PyTorch (~38 MB of wheels; tested with 1.23.2 / 0.7.2 / 1.32.0).
         # .pt2 export needs none of them.
         "export": EXPORT,
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT],
+        # `bicyclegan train --tensorboard`: torch.utils.tensorboard's SummaryWriter needs it.
+        "tensorboard": TENSORBOARD,
+        # `bicyclegan serve`: FastAPI + uvicorn, ~3.5 MB of wheels (gradio would be ~80 MB in 52 wheels).
+        "serve": SERVE,
+        # httpx2 drives the API tests (Starlette's TestClient); selenium the browser test, with the
+        # system's chromium and chromium-driver (.ci/run installs them).
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE,
+                "httpx2", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

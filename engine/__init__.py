@@ -27,7 +27,9 @@ from .model import BicycleGAN
 from .networks import build_discriminator, build_encoder, build_generator, init_weights
 from .official import import_official
 from .presets import PRESETS, make_config
+from .report import write_report
 from .sample import sample
+from .serve import serve
 from .trainer import Trainer, train
 
 __all__ = [
@@ -35,5 +37,6 @@ __all__ = [
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer",
     "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "download_dataset",
     "download_model", "evaluate", "export_generator", "find_checkpoint", "import_official", "init_weights",
-    "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns", "save_checkpoint", "train",
+    "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns", "save_checkpoint", "serve",
+    "train", "write_report",
 ]

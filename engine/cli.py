@@ -91,6 +91,9 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, learning rate, images/s, sample grids and the config to "
+                        "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]')")
     _add_fields(p.add_argument_group("training options"), TrainConfig)
     _add_fields(p.add_argument_group("data options"), DataConfig)
     _add_fields(p.add_argument_group("model options"), ModelConfig)
@@ -115,10 +118,11 @@ def cmd_train(args) -> int:
         return 0
     from .evaluate import format_table
     from .trainer import Trainer
-    trainer = Trainer(cfg, resume=args.resume, epoch=args.epoch, progress=not args.no_progress)
+    trainer = Trainer(cfg, resume=args.resume, epoch=args.epoch, progress=not args.no_progress,
+                      tensorboard=args.tensorboard)
     run = trainer.train()
     if trainer.main:
-        print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}")
+        print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}\nreport: {run / 'report.html'}")
         if trainer.is_demo and not args.no_eval:
             print(format_table(trainer.evaluate()))
     return 0
@@ -222,6 +226,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+    serve(args.checkpoint, args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
+          device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels)
+    return 0
+
+
 def cmd_make_demo(args) -> int:
     from bicyclegan.pipelines import make_demo_dataset
 
@@ -237,6 +248,7 @@ def cmd_make_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .serve import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
     parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     sub = parser.add_subparsers(dest="command", required=True)
     build_train_parser(sub).set_defaults(func=cmd_train)
@@ -311,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     build_download_parser(sub)
+    p = sub.add_parser("serve", help="a local web page to explore a model: random z, a slider per z "
+                       "dimension, encoded references, interpolation, uploads",
+                       description="Serve a page for exploring a trained model in the browser (FastAPI + "
+                       "uvicorn: pip install 'bicyclegan[serve]'). Bound to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("checkpoint", help="a checkpoint written by train or import-official")
+    p.add_argument("--dataroot", help="dataset folder for the inputs (default: the data the model was trained on)")
+    p.add_argument("--phase", default="test")
+    p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (0: uploads only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=_at_least(0), default=7860, help="port (0: any free port)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max_upload_mb", type=_at_least(1), default=MAX_UPLOAD_BYTES // 2**20,
+                   help="largest upload accepted, in MiB")
+    p.add_argument("--max_upload_pixels", type=_at_least(1), default=MAX_UPLOAD_PIXELS,
+                   help="largest upload accepted, in pixels (read from the image header before decoding)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
     p.add_argument("out")

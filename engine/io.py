@@ -14,6 +14,9 @@ from typing import BinaryIO, Callable
 
 from .errors import OutputError
 
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 def _reason(err: BaseException, folder: Path) -> str:
     text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
@@ -45,6 +48,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         for stale in temp_files(path):
             stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
     except OSError as e:
         raise error(f"cannot write {what} {path}: {_reason(e, path.parent)}") from e
     try:

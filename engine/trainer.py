@@ -1,8 +1,9 @@
 """The training loop: data, schedule, logging, sample grids, checkpoints, resume and divergence.
 
 A run folder holds config.json (the resolved config), log.jsonl (one JSON line per log interval),
-samples/ (PNG grids), checkpoints/latest.pt and, for the demo data, eval.json. Launched under
-torchrun, every rank trains on its shard and rank 0 writes the files.
+samples/ (PNG grids), report.html (curves, grids, evaluation; rewritten at each sample interval),
+checkpoints/latest.pt, for the demo data eval.json and with tensorboard=True tensorboard/.
+Launched under torchrun, every rank trains on its shard and rank 0 writes the files.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .errors import CheckpointError, ConfigError, DivergenceError
 from .images import save_grid
 from .io import check_writable, write_json, write_text
 from .model import BicycleGAN
+from .report import TensorBoardLog, write_report
 from .runtime import build_loader, describe_device, init_distributed, pick_device, prepare_data_root, prepare_device
 
 
@@ -82,10 +84,10 @@ class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. A checkpoint at step 0
     (import-official, download model) only lends its weights: the run keeps its own options and
-    starts at step 0 (fine-tuning)."""
+    starts at step 0 (fine-tuning). tensorboard=True also logs to <run>/tensorboard."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
-                 epoch: int | None = None):
+                 epoch: int | None = None, tensorboard: bool = False):
         self.dist = init_distributed()
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -116,6 +118,10 @@ class Trainer:
         self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
+        self.report_cache = {}  # grid data URIs, so each report rewrite encodes only new grids
+        self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
+                                  purge_step=self.step + 1 if resume else None)
+                   if tensorboard and self.main else None)
 
     def _check_run_folder(self, resume: bool) -> None:
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
@@ -213,7 +219,15 @@ class Trainer:
                              self.run_dir / "samples" / f"step_{self.step:07d}.png")
             save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
                       self.run_dir / "samples" / "latest.png")
+            if self.tb:
+                self.tb.log_grid(self.step, path)
+            self.write_report()
             return path
+
+    def write_report(self) -> None:
+        if self.main:
+            write_report(self.run_dir, cache=self.report_cache,
+                         status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch})
 
     def _log(self, log, avg: dict, lr: float, ips: float) -> None:
         bad = {k: v for k, v in avg.items() if not math.isfinite(v)}
@@ -223,6 +237,8 @@ class Trainer:
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
             log.write(json.dumps({**row, **({"diverged": True} if bad else {})}) + "\n")
             log.flush()
+            if self.tb:
+                self.tb.log_row(row)
         self.progress.update(self.step, self.epoch, ips, avg)
         if bad:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
@@ -288,7 +304,10 @@ class Trainer:
             if log:
                 log.close()
         self.save()
-        self.sample()
+        if self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
+            self.sample()
+        if self.tb:  # every write was flushed: an exception above loses nothing by skipping this
+            self.tb.close()
         return self.run_dir
 
     def evaluate(self) -> dict:
@@ -296,16 +315,21 @@ class Trainer:
         from .evaluate import evaluate
         result = evaluate(self.model, self.data_root)
         write_json(self.run_dir / "eval.json", result, what="evaluation results")
+        if self.tb:
+            self.tb.log_eval(result, self.step)
+            self.tb.close()
+        self.write_report()
         return result
 
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
-          progress: bool = True, evaluate: bool = True) -> Path:
+          progress: bool = True, evaluate: bool = True, tensorboard: bool = False) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune). On the demo data
-    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it). Returns
-    the run folder."""
-    trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch)
+    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
+    tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Returns the
+    run folder."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
     run = trainer.train()
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()

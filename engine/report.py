@@ -1,0 +1,351 @@
+"""What a training run reports about itself while it trains: report.html in the run folder and,
+optionally, TensorBoard event files.
+
+report.html is one self-contained file, readable offline: loss curves drawn here as inline SVG,
+the sample grids over time embedded as data URIs, the evaluation results and the config. The
+trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
+parsed once, each curve keeps at most MAX_POINTS points, at most MAX_GRIDS grids are embedded and
+each grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
+
+TensorBoardLog writes the same scalars, the sample grids and the config (as hparams) through
+torch.utils.tensorboard; it is only imported when asked for, so a run without it pays nothing.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import ConfigError
+from .io import write_text
+
+MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
+MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
+MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
+CHART_W, CHART_H = 300, 170
+PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 20  # room for labels such as 0.000205
+NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged")
+INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
+
+
+# -- the log ---------------------------------------------------------------------------------------
+class LogCurves:
+    """log.jsonl as one (steps, values) curve per column, read incrementally: each update parses
+    only the lines added since the last one. A line cut short (by a kill, or still being written)
+    is left out; missing and non-finite values (null) leave gaps."""
+
+    def __init__(self):
+        self.offset = 0
+        self.curves: dict[str, tuple[list, list]] = {}  # column -> (steps, values), in log order
+        self.last: dict = {}
+        self.diverged = False
+
+    def update(self, path) -> "LogCurves":
+        path = Path(path)
+        if not path.is_file():
+            return self
+        if path.stat().st_size < self.offset:  # rewritten shorter (a resumed run truncates it)
+            self.__init__()
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read()
+        end = text.rfind(b"\n") + 1
+        self.offset += end
+        for line in text[:end].decode("utf-8", "replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or type(row.get("step")) is not int:
+                continue
+            self.last = row
+            self.diverged = self.diverged or bool(row.get("diverged"))
+            for k, v in row.items():
+                if k not in ("step", "epoch", "diverged") and type(v) in (int, float) and math.isfinite(v):
+                    xs, ys = self.curves.setdefault(k, ([], []))
+                    xs.append(row["step"])
+                    ys.append(float(v))
+        return self
+
+    def losses(self) -> list[str]:
+        return [k for k in self.curves if k not in NOT_LOSSES]
+
+    def curve(self, key: str) -> tuple[list, list]:
+        return self.curves.get(key, ([], []))
+
+
+def downsample(xs: list[float], ys: list[float], n: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """At most n points: consecutive runs of points replaced by their mean (x and y), so a long run
+    keeps the shape of its curve at a size independent of its length."""
+    if len(xs) <= n:
+        return list(xs), list(ys)
+    ox, oy = [], []
+    for i in range(n):
+        lo, hi = i * len(xs) // n, (i + 1) * len(xs) // n
+        ox.append(sum(xs[lo:hi]) / (hi - lo))
+        oy.append(sum(ys[lo:hi]) / (hi - lo))
+    return ox, oy
+
+
+# -- SVG charts ------------------------------------------------------------------------------------
+def ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) inside [lo, hi], about n of them."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    raw = span / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    first = math.ceil(lo / step - 1e-9)
+    return [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}" if v != 0 else "0"
+
+
+def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
+              height: int = CHART_H) -> str:
+    """A line chart as an inline <svg>: the curve, round-valued grid lines with labels, and the title
+    with the latest value. The plot area spans [PAD_L, width - PAD_R] x [PAD_T, height - PAD_B]."""
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}">')
+    if not xs:
+        return (f'{head}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: no finite values yet'
+                f'</text></svg>')
+    latest = ys[-1]
+    xs, ys = downsample(xs, ys)
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        pad = abs(y0) * 0.05 or 1.0
+        y0, y1 = y0 - pad, y1 + pad
+    pw, ph = width - PAD_L - PAD_R, height - PAD_T - PAD_B
+
+    def px(x):
+        return PAD_L + (x - x0) / (x1 - x0) * pw
+
+    def py(y):
+        return PAD_T + (y1 - y) / (y1 - y0) * ph
+
+    parts = [head, f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
+                   f'<tspan class="v">{_num(latest)}</tspan></text>',
+             f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']
+    for t in ticks(y0, y1):
+        y = py(t)
+        parts.append(f'<line x1="{PAD_L}" x2="{PAD_L + pw}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
+                     f'<text x="{PAD_L - 4}" y="{y + 3:.1f}" class="yl">{_num(t)}</text>')
+    for t in ticks(x0, x1, 3):
+        parts.append(f'<text x="{px(t):.1f}" y="{height - 5}" class="xl">{t:g}</text>')
+    points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
+    parts.append(f'<polyline points="{points}" class="c"/></svg>')
+    return "".join(parts)
+
+
+# -- sample grids ----------------------------------------------------------------------------------
+def grid_step(path: Path) -> int:
+    """The step in a grid's name (samples/step_0001000.png -> 1000)."""
+    return int(path.stem.split("_")[-1])
+
+
+def spread(items: list, k: int) -> list:
+    """At most k items spread over the list, the first and the last included: every stride-th item
+    with the stride a power of two, so as the list grows the choice changes only when the stride
+    doubles (keeping a subset of the earlier choice) and each rewrite encodes one new grid."""
+    if len(items) <= k:
+        return list(items)
+    if k == 1:
+        return [items[-1]]
+    stride = 1
+    while (len(items) - 2) // stride + 1 > k - 1:
+        stride *= 2
+    return items[:-1][::stride] + [items[-1]]
+
+
+def grid_data_uri(path: Path, cache: dict | None = None) -> str:
+    """The grid as a data: URI (PNG), scaled down to MAX_GRID_WIDTH when wider; cached by file and
+    modification time, as a run's grids never change once written."""
+    key = (str(path), path.stat().st_mtime_ns)
+    if cache is not None and key in cache:
+        return cache[key]
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        if img.width > MAX_GRID_WIDTH:
+            h = max(1, round(img.height * MAX_GRID_WIDTH / img.width))
+            buf = io.BytesIO()
+            img.convert("RGB").resize((MAX_GRID_WIDTH, h), Image.BOX).save(buf, format="PNG", compress_level=1)
+            data = buf.getvalue()
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    if cache is not None:
+        cache[key] = uri
+    return uri
+
+
+# -- the page --------------------------------------------------------------------------------------
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px}
+.chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
+.chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
+.chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
+figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
+figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}
+figcaption{font-size:12px;color:#555} table{border-collapse:collapse}
+td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px}
+pre{font-size:12px;background:#f6f6f6;padding:8px}
+"""
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return " ".join(_value(x) for x in v)
+    return str(v)
+
+
+def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], evaluation: dict | None,
+                  config: dict | None, status: dict | None = None) -> str:
+    """The report's HTML. grids: (step, image URI) pairs in step order."""
+    last = log.last
+    status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
+    where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
+    if status.get("total_steps"):
+        where += f" of {status['total_steps']}"
+    if status.get("epoch") is not None:
+        where += f" (epoch {status['epoch']})"
+    variant = (config or {}).get("variant")
+    meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "",
+                                  "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
+             f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
+    if log.diverged:
+        parts.append("<p><b>Training diverged</b>: a logged loss was not finite (see log.jsonl).</p>")
+
+    losses = log.losses()
+    parts.append("<h2>Losses</h2>")
+    parts.append("<div class='charts'>" + "".join(svg_chart(k, *log.curve(k)) for k in losses) + "</div>"
+                 if losses else "<p>No losses logged yet.</p>")
+    parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
+                 + svg_chart("learning rate", *log.curve("lr"))
+                 + svg_chart("images/s", *log.curve("img_per_s")) + "</div>")
+
+    parts.append("<h2>Sample grids</h2><p class='meta'>Rows: the same inputs in every grid; columns: "
+                 "input, ground truth, encoded G(A, E(B)), then the same random codes z throughout.</p>")
+    parts += [f"<figure><img src='{uri}' alt='samples at step {s}'><figcaption>step {s}</figcaption></figure>"
+              for s, uri in grids] or ["<p>No sample grid yet.</p>"]
+
+    parts.append("<h2>Evaluation</h2>")
+    if evaluation:
+        cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_value(v))}</td></tr>"
+                        for k, v in evaluation.items())
+        parts.append(f"<table class='eval'>{cells}</table>")
+    else:
+        parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
+                     "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>")
+    if config:
+        parts.append("<h2>Config</h2><details><summary>config.json</summary><pre>"
+                     + html.escape(json.dumps(config, indent=2)) + "</pre></details>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
+    """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval.json and
+    config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
+    log). cache: a dict kept between calls, to encode each grid once and parse each log line once."""
+    run = Path(run_dir)
+    paths = sorted(run.glob("samples/step_*.png"), key=grid_step)
+    grids = [(grid_step(p), grid_data_uri(p, cache)) for p in spread(paths, MAX_GRIDS)]
+    log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
+    page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
+                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status)
+    return write_text(run / "report.html", page, what="training report")
+
+
+# -- TensorBoard -----------------------------------------------------------------------------------
+def flat_hparams(config: dict, prefix: str = "") -> dict:
+    """A nested config as TensorBoard hparams: dotted names, values bool/int/float/str (None -> "none")."""
+    out = {}
+    for k, v in config.items():
+        name = prefix + k
+        if isinstance(v, dict):
+            out.update(flat_hparams(v, name + "."))
+        elif v is None:
+            out[name] = "none"
+        elif isinstance(v, (bool, int, float, str)):
+            out[name] = v
+        else:
+            out[name] = str(v)
+    return out
+
+
+def scalar_tag(key: str) -> str:
+    """The TensorBoard tag of a log.jsonl column."""
+    return f"train/{key}" if key in ("lr", "img_per_s") else f"loss/{key}"
+
+
+class TensorBoardLog:
+    """Losses, learning rate and images/s per log interval, the sample grids and the config as
+    hparams, in <run>/tensorboard (rank 0 only). purge_step: when resuming, hide what an earlier
+    process logged from that step on (it is logged again), as log.jsonl is truncated."""
+
+    def __init__(self, log_dir, config: dict, purge_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL_HINT}") from e
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        self.hparams = flat_hparams(config)
+        self._hparams_written = False
+
+    def log_row(self, row: dict) -> None:
+        step = row["step"]
+        tags = []
+        for k, v in row.items():
+            if k in ("step", "epoch", "diverged") or not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            self.writer.add_scalar(scalar_tag(k), v, step)
+            tags.append(scalar_tag(k))
+        if not self._hparams_written:
+            # The hparams dashboard lists each run's config beside the last value of these tags.
+            from torch.utils.tensorboard.summary import hparams
+            metrics = {t: 0.0 for t in tags if t.startswith("loss/")}
+            for summary in hparams(self.hparams, metrics):
+                self.writer.file_writer.add_summary(summary, step)
+            self._hparams_written = True
+        self.writer.flush()
+
+    def log_grid(self, step: int, path) -> None:
+        import numpy as np
+        with Image.open(path) as img:
+            self.writer.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
+        self.writer.flush()
+
+    def log_eval(self, result: dict, step: int) -> None:
+        for k, v in result.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(f"eval/{k}", v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Close the event file; a later log_* call opens a new one in the same folder."""
+        self.writer.close()

@@ -1,0 +1,413 @@
+"""`serve`: a local web page to explore a trained model: choose or upload an input, draw random
+codes z, move a slider per z dimension, encode a reference image B to get its code, see several
+outputs side by side and interpolate between two codes.
+
+The page (static/explorer.html, plain HTML and JavaScript) talks to a small FastAPI app over JSON.
+FastAPI + uvicorn (~3.5 MB of wheels, the `serve` extra) were chosen over gradio (~80 MB, 52
+wheels, a hub client and usage analytics) for a page this size. Inference reuses the engine's
+pieces: runtime.open_model, images.sample_columns (the sampling generator in eval mode) and, for
+dataset inputs and uploads alike, the pipelines' preprocessing as the model's DataConfig says.
+
+Uploads are checked before anything is decoded: the body's size (Content-Length, then while
+reading), the type from the file's own header (PNG, JPEG, BMP, PPM: what the loaders read) and the
+pixel count from that header; then the pipelines check and prepare the file as for `sample`.
+The server binds to 127.0.0.1 unless told otherwise.
+"""
+# No `from __future__ import annotations` here: FastAPI reads the routes' parameter types, and the
+# Request class they name is imported inside make_app (FastAPI is an optional extra).
+import base64
+import collections
+import dataclasses
+import io
+import ipaddress
+import itertools
+import math
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from bicyclegan.pipelines import DatasetError
+
+from .errors import ConfigError
+from .images import sample_columns, to_uint8
+from .runtime import build_loader, data_root_for, open_model
+
+PAGE = Path(__file__).parent / "static" / "explorer.html"
+INSTALL_HINT = "pip install 'bicyclegan[serve]'"
+MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_UPLOAD_PIXELS = 16_000_000
+UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
+MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
+MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
+INTERP_MODES = ("linear", "slerp")
+
+
+class RequestError(Exception):
+    """A request the page (or a client) got wrong: answered with this HTTP status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Item:
+    """An image the page can use: A feeds G, B (ground truth or an uploaded reference) feeds E."""
+    id: str
+    name: str
+    A: torch.Tensor | None
+    B: torch.Tensor | None
+
+
+def interpolate_codes(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "linear") -> torch.Tensor:
+    """steps codes from z0 to z1 (both included), as the reference's util.interp_z: straight
+    (linear) or along the great circle between their directions (slerp; linear when parallel)."""
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
+    a, b = z0.double()[None], z1.double()[None]
+    if mode == "slerp":
+        cos = (a / (a.norm() + 1e-10) * b / (b.norm() + 1e-10)).sum().clamp(-1, 1)
+        omega = torch.arccos(cos)
+        if abs(math.sin(omega)) >= 1e-10:
+            return ((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)).float()
+    return ((1 - t) * a + t * b).float()
+
+
+def png_uri(img: torch.Tensor) -> str:
+    """One C x H x W image in [-1, 1] as a data: URI."""
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(img[None])[0]).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Explorer:
+    """What the page works with: the model, its inputs (the dataset's and uploads) and the requests,
+    one inference at a time. Methods take and return plain values and raise RequestError."""
+
+    def __init__(self, model, dataroot=None, *, phase: str = "test", num: int = 32, device: str = "auto",
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS):
+        for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
+                                 ("max_upload_pixels", max_upload_pixels, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+        self.model = open_model(model, device).eval()
+        self.cfg = self.model.cfg
+        self.nz = self.cfg.model.nz
+        self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
+        self.lock = threading.Lock()
+        self.items: dict[str, Item] = {}
+        self.uploads: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._upload_ids = itertools.count(1)
+        self.root = self._load_dataset(dataroot, phase, num) if num else None
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _load_dataset(self, dataroot, phase: str, num: int):
+        """The first `num` inputs of root/phase, prepared as `sample` prepares them. Without
+        --dataroot, a model whose training data has moved away starts with uploads only."""
+        try:
+            root = data_root_for(self.cfg, dataroot)
+        except DatasetError:
+            if dataroot is not None:
+                raise
+            print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
+                  "or pass --dataroot", file=sys.stderr)
+            return None
+        loader = build_loader(self.cfg.model, self.cfg.data, root, phase, device=self.model.device,
+                              batch_size=1, shuffle=False, augment=False)
+        for i, batch in enumerate(itertools.islice(loader, num)):
+            self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
+                                       batch["B"][0] if "B" in batch else None)
+        return root
+
+    def info(self) -> dict:
+        m = self.cfg.model
+        return {"variant": self.cfg.variant, "nz": self.nz, "size": list(m.size),
+                "encoder": self.model.E is not None, "dataroot": str(self.root) if self.root else None,
+                "max_outputs": MAX_OUTPUTS, "max_upload_bytes": self.max_upload_bytes,
+                "max_upload_pixels": self.max_upload_pixels, "interp_modes": list(INTERP_MODES),
+                "items": [self._describe(it) for it in self.items.values()]}
+
+    @staticmethod
+    def _describe(it: Item) -> dict:
+        return {"id": it.id, "name": it.name, "has_A": it.A is not None, "has_B": it.B is not None}
+
+    def item(self, item_id) -> Item:
+        if not isinstance(item_id, str) or item_id not in self.items:
+            raise RequestError(404, f"no image {item_id!r} (uploads beyond the last {MAX_UPLOADS} are dropped)")
+        return self.items[item_id]
+
+    def image_png(self, item_id: str, which: str) -> bytes:
+        """The prepared A or B of an item (what the networks see) as PNG bytes."""
+        if which not in ("A", "B"):
+            raise RequestError(404, f"no image part {which!r}; use A or B")
+        t = getattr(self.item(item_id), which)
+        if t is None:
+            raise RequestError(404, f"{item_id} has no {which}")
+        buf = io.BytesIO()
+        Image.fromarray(to_uint8(t[None])[0]).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def check_upload(self, data: bytes) -> str:
+        """The file's format, from its own header, if it may be decoded: type and pixel count
+        checked before any pixel is decoded."""
+        if len(data) > self.max_upload_bytes:
+            raise RequestError(413, f"upload of {len(data)} bytes exceeds the limit of {self.max_upload_bytes}")
+        if not data:
+            raise RequestError(400, "empty upload")
+        try:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                fmt, (w, h) = img.format, img.size
+        except Image.DecompressionBombError as e:
+            raise RequestError(413, f"image too large ({e}); the limit is {self.max_upload_pixels} pixels") from e
+        except Exception as e:  # PIL raises several types for what it cannot identify
+            raise RequestError(415, f"not an image PIL can identify ({type(e).__name__}); upload "
+                                    f"{', '.join(UPLOAD_FORMATS)}") from e
+        if fmt not in UPLOAD_FORMATS:
+            raise RequestError(415, f"{fmt} images are not accepted; upload {', '.join(UPLOAD_FORMATS)}")
+        if w * h > self.max_upload_pixels:
+            raise RequestError(413, f"image of {w}x{h} = {w * h} pixels exceeds the limit of "
+                                    f"{self.max_upload_pixels} pixels (--max_upload_pixels)")
+        return fmt
+
+    def _prepare(self, data: bytes, fmt: str, role: str) -> torch.Tensor:
+        """One uploaded image prepared by the pipelines as the model's DataConfig says (centre
+        crop, no flip), with the channels of A or of B."""
+        m = self.cfg.model
+        model_cfg = m if role == "A" else dataclasses.replace(m, input_nc=m.output_nc)
+        data_cfg = dataclasses.replace(self.cfg.data, backend="torch", num_workers=0, skip_bad=False,
+                                       max_dataset_size=None)
+        with tempfile.TemporaryDirectory(prefix="bicyclegan-upload-") as tmp:
+            folder = Path(tmp) / "A"  # a folder of A images only: the pipelines' single layout
+            folder.mkdir()
+            (folder / f"upload{UPLOAD_FORMATS[fmt]}").write_bytes(data)
+            try:
+                loader = build_loader(model_cfg, data_cfg, tmp, "test", device=self.model.device,
+                                      batch_size=1, shuffle=False, augment=False)
+                x = next(iter(loader))["A"][0]
+            except DatasetError as e:
+                raise RequestError(400, str(e).replace(str(folder / "upload"), "the upload")) from e
+        depth = 2 ** m.unet_depth
+        if x.shape[-2] % depth or x.shape[-1] % depth:
+            raise RequestError(400, f"the upload becomes {x.shape[-1]}x{x.shape[-2]} (W x H) under "
+                                    f"preprocess={data_cfg.preprocess}; this generator needs sides that "
+                                    f"are multiples of {depth}: resize the image first")
+        return x
+
+    def add_upload(self, data: bytes, role: str = "A", name: str = "upload") -> dict:
+        """Check, prepare and keep an uploaded image as an input (role A) or a reference to encode (B)."""
+        if role not in ("A", "B"):
+            raise RequestError(400, f"role={role!r}: use A (an input) or B (a reference to encode)")
+        if role == "B" and self.model.E is None:
+            raise RequestError(400, f"variant {self.cfg.variant} has no encoder: nothing to encode a reference with")
+        fmt = self.check_upload(data)
+        x = self._prepare(data, fmt, role)
+        item_id = f"u{next(self._upload_ids)}"
+        name = (name or "upload")[:80]
+        with self.lock:
+            self.items[item_id] = Item(item_id, name, x if role == "A" else None, x if role == "B" else None)
+            self.uploads[item_id] = None
+            while len(self.uploads) > MAX_UPLOADS:
+                self.items.pop(self.uploads.popitem(last=False)[0], None)
+        return self._describe(self.items[item_id])
+
+    # -- codes and outputs -----------------------------------------------------------------------
+    def _code(self, value, field: str) -> torch.Tensor:
+        if (not isinstance(value, list) or len(value) != self.nz
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise RequestError(400, f"{field} must be a list of {self.nz} numbers (nz = {self.nz})")
+        z = torch.tensor(value, dtype=torch.float32)
+        if not torch.isfinite(z).all():
+            raise RequestError(400, f"{field} holds a value that is not a finite number")
+        return z
+
+    def _codes(self, value, field: str = "z") -> torch.Tensor:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_OUTPUTS:
+            raise RequestError(400, f"{field} must be a list of 1 to {MAX_OUTPUTS} codes")
+        return torch.stack([self._code(v, f"{field}[{i}]") for i, v in enumerate(value)])
+
+    def random_codes(self, n, seed=None) -> dict:
+        """n codes from N(0, I), reproducible from the seed returned."""
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_OUTPUTS:
+            raise RequestError(400, f"n must be an integer from 1 to {MAX_OUTPUTS}")
+        if seed is None:
+            seed = secrets.randbits(31)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise RequestError(400, "seed must be a non-negative integer")
+        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed))
+        return {"seed": seed, "z": z.tolist()}
+
+    def _outputs(self, A: torch.Tensor, z: torch.Tensor | None) -> list[str]:
+        """G(A, z_i) for each code, in one batch, through the engine's sample_columns."""
+        n = 1 if z is None else z.shape[0]
+        with self.lock:
+            zs = None if z is None else z[:, None, :].to(self.model.device)  # one column, a code per row
+            cols, names = sample_columns(self.model, A[None].repeat(n, 1, 1, 1), None, zs, encode=False)
+        return [png_uri(x) for x in cols[-1]]
+
+    def _input(self, item_id) -> torch.Tensor:
+        it = self.item(item_id)
+        if it.A is None:
+            raise RequestError(400, f"{item_id} ({it.name}) was uploaded as a reference B, not as an input")
+        return it.A
+
+    def generate(self, input_id, z) -> dict:
+        """One output per code for the input (pix2pix, nz = 0: its one output; z is ignored)."""
+        A = self._input(input_id)
+        return {"images": self._outputs(A, self._codes(z) if self.nz else None)}
+
+    def encode(self, item_id) -> dict:
+        """The code of an image B: mu of E(B)."""
+        if self.model.E is None:
+            raise RequestError(400, f"variant {self.cfg.variant} has no encoder")
+        it = self.item(item_id)
+        if it.B is None:
+            raise RequestError(400, f"{item_id} ({it.name}) has no B image to encode")
+        with self.lock:
+            mu = self.model.encode(it.B[None])[0]
+        return {"z": mu.float().cpu().tolist()}
+
+    def interpolate(self, input_id, z0, z1, steps, mode="linear") -> dict:
+        """Outputs along the path from z0 to z1 (both ends included), and the codes on it."""
+        if not self.nz:
+            raise RequestError(400, "this model has no code z to interpolate (nz = 0)")
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= MAX_OUTPUTS:
+            raise RequestError(400, f"steps must be an integer from 2 to {MAX_OUTPUTS}")
+        if mode not in INTERP_MODES:
+            raise RequestError(400, f"mode must be one of {', '.join(INTERP_MODES)}")
+        A = self._input(input_id)
+        zs = interpolate_codes(self._code(z0, "z0"), self._code(z1, "z1"), steps, mode)
+        return {"z": zs.tolist(), "images": self._outputs(A, zs)}
+
+
+# -- the web app -------------------------------------------------------------------------------------
+def _need_web():
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(f"serve needs FastAPI and uvicorn ({e.name} is missing): {INSTALL_HINT}") from e
+
+
+def make_app(explorer: Explorer):
+    """The FastAPI app: the page at /, the JSON API under /api/."""
+    _need_web()
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    page = PAGE.read_text(encoding="utf-8")
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, exc: RequestError):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def body(request: Request) -> dict:
+        try:
+            data = await request.json()
+        except ValueError as e:
+            raise RequestError(400, "the request body must be JSON") from e
+        if not isinstance(data, dict):
+            raise RequestError(400, "the request body must be a JSON object")
+        return data
+
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return page
+
+    @app.get("/api/info")
+    def info():
+        return explorer.info()
+
+    @app.get("/api/image/{item_id}/{which}")
+    def image(item_id: str, which: str):
+        return Response(explorer.image_png(item_id, which), media_type="image/png")
+
+    @app.post("/api/upload")
+    async def upload(request: Request, role: str = "A", name: str = "upload"):
+        limit = explorer.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise RequestError(413, f"upload of {declared} bytes exceeds the limit of {limit}")
+        data = bytearray()
+        async for chunk in request.stream():  # a body sent without a length is capped as it comes
+            data += chunk
+            if len(data) > limit:
+                raise RequestError(413, f"upload exceeds the limit of {limit} bytes")
+        return await run_in_threadpool(explorer.add_upload, bytes(data), role, name)
+
+    @app.post("/api/random")
+    async def random(request: Request):
+        d = await body(request)
+        return explorer.random_codes(d.get("n", 1), d.get("seed"))
+
+    @app.post("/api/generate")
+    async def generate(request: Request):
+        d = await body(request)
+        return await run_in_threadpool(explorer.generate, d.get("input"), d.get("z"))
+
+    @app.post("/api/encode")
+    async def encode(request: Request):
+        d = await body(request)
+        return await run_in_threadpool(explorer.encode, d.get("image"))
+
+    @app.post("/api/interpolate")
+    async def interpolate(request: Request):
+        d = await body(request)
+        return await run_in_threadpool(explorer.interpolate, d.get("input"), d.get("z0"), d.get("z1"),
+                                       d.get("steps", 7), d.get("mode", "linear"))
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or a one-line ConfigError."""
+    if not isinstance(port, int) or not 0 <= port < 65536:
+        raise ConfigError(f"--port {port!r} must be from 0 to 65535 (0: any free port)")
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.AF_INET  # a host name such as localhost
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port "
+                          f"(0 picks a free one) or --host") from e
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str = "test",
+          num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
+          max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+    """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,
+    with the first `num` inputs of dataroot/phase (default: the data the model was trained on)
+    and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default."""
+    _need_web()
+    import uvicorn
+    explorer = Explorer(model, dataroot, phase=phase, num=num, device=device,
+                        max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
+    app = make_app(explorer)
+    sock = bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {len(explorer.items)} inputs) at "
+          f"http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", file=sys.stderr)
+    if not is_loopback(host):
+        print(f"serve: listening on {host}: anyone who can reach this machine can use the model and upload "
+              "images", file=sys.stderr)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

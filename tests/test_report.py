@@ -1,0 +1,285 @@
+"""report.html (inline SVG curves, embedded grids, evaluation) and TensorBoard logging of a run.
+
+Expected values come from the files the tests write themselves (log rows, grid PNGs, eval.json) or
+from the run's own log.jsonl and grids, read back independently of the report code; TensorBoard's
+event files are read with TensorBoard's own EventAccumulator.
+"""
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bicyclegan.engine import ConfigError, make_config, write_report
+from bicyclegan.engine import report as report_mod
+from bicyclegan.engine.report import (
+    CHART_H,
+    CHART_W,
+    MAX_GRIDS,
+    MAX_POINTS,
+    PAD_B,
+    PAD_L,
+    PAD_R,
+    PAD_T,
+    LogCurves,
+    downsample,
+    spread,
+    svg_chart,
+    ticks,
+)
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
+            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=8, n_test=4, size=32, seed=0)
+
+
+def tiny_cfg(out, root, **kw):
+    base = dict(batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch",
+                niter=1, niter_decay=1, log_every=1, sample_every=2, save_every=2, n_samples=2,
+                dataroot=str(root), out=str(out))
+    return make_config("reference", **{**TINY, **base, **kw})
+
+
+def polyline(svg: str) -> list[tuple[float, float]]:
+    root = ET.fromstring(svg)  # also proves the chart is well-formed XML
+    pts = root.find(f"{SVG}polyline").get("points").split()
+    return [tuple(map(float, p.split(","))) for p in pts]
+
+
+def embedded_images(page: str) -> list[tuple[str, bytes]]:
+    """(caption, PNG bytes) of each grid figure in a report."""
+    found = re.findall(r"<img src='data:image/png;base64,([^']+)' alt='samples at step (\d+)'>", page)
+    return [(step, base64.b64decode(data)) for data, step in found]
+
+
+# -- the pieces ----------------------------------------------------------------------------------------
+def test_chart_maps_steps_and_values_onto_the_plot_box():
+    svg = svg_chart("G_L1", [10, 20, 30], [4.0, 2.0, 3.0])
+    left, right, top, bottom = PAD_L, CHART_W - PAD_R, PAD_T, CHART_H - PAD_B
+    # first step at the left edge, last at the right; max value at the top, min at the bottom
+    got = [c for point in polyline(svg) for c in point]
+    assert got == pytest.approx([left, top, (left + right) / 2, bottom, right, (top + bottom) / 2], abs=0.06)
+    assert "G_L1" in svg and ">3<" in svg  # the title carries the latest value
+
+
+def test_chart_leaves_out_what_it_cannot_draw():
+    assert "no finite values" in svg_chart("D", [], [])
+    assert len(polyline(svg_chart("flat", [1, 2], [5.0, 5.0]))) == 2  # a constant is drawn, not divided by 0
+
+
+def test_long_logs_are_averaged_to_a_bounded_number_of_points():
+    xs = list(range(1, 10_001))
+    ys = [float(x % 2) for x in xs]  # alternating 0, 1: every run of 25 averages to 0.5 (or 0.48/0.52)
+    ox, oy = downsample(xs, ys)
+    assert len(ox) == MAX_POINTS
+    assert ox[0] == pytest.approx(sum(xs[:25]) / 25) and ox[-1] == pytest.approx(sum(xs[-25:]) / 25)
+    assert all(0.47 < v < 0.53 for v in oy)
+    assert len(polyline(svg_chart("x", xs, ys))) == MAX_POINTS
+
+
+@pytest.mark.parametrize("lo, hi, want", [(0, 1, [0, 0.2, 0.4, 0.6, 0.8, 1]),
+                                          (0.013, 0.061, [0.02, 0.03, 0.04, 0.05, 0.06]),
+                                          (-3, 7, [-2, 0, 2, 4, 6]), (5, 5, [5])])
+def test_ticks_are_round_values_inside_the_range(lo, hi, want):
+    assert ticks(lo, hi) == pytest.approx(want)
+
+
+def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "G_L1": 2.0, "lr": 1}\n{"step": 2, "G_L1": null, "diverged": true}\n{"step": 3, "G_')
+    curves = LogCurves().update(log)
+    assert curves.curve("G_L1") == ([1], [2.0]) and curves.losses() == ["G_L1"] and curves.diverged
+    assert curves.last["step"] == 2
+    with open(log, "a") as f:  # the line being written is finished, and another added
+        f.write('L1": 4.0}\n{"step": 4, "G_L1": 5.0}\n')
+    assert curves.update(log).curve("G_L1") == ([1, 3, 4], [2.0, 4.0, 5.0])
+    log.write_text('{"step": 1, "G_L1": 7.0}\n')  # truncated by a resume: read again from the start
+    assert curves.update(log).curve("G_L1") == ([1], [7.0]) and not curves.diverged
+
+
+# -- the page ------------------------------------------------------------------------------------------
+def fake_run(tmp_path, n_grids=3, width=40):
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    rows = [{"step": s, "epoch": 0, "lr": 2e-4, "img_per_s": 10.0 + s, "G_L1": 5.0 - s / 10, "D": 0.5}
+            for s in range(1, 21)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    grids = {}
+    for k in range(n_grids):
+        step = (k + 1) * 100
+        img = Image.new("RGB", (width, 20), (k * 7 % 256, 50, 200))
+        img.save(run / "samples" / f"step_{step:07d}.png")
+        grids[step] = np.asarray(img)
+    Image.new("RGB", (width, 20)).save(run / "samples" / "latest.png")  # not a step: never embedded
+    (run / "eval.json").write_text(json.dumps({"variant": "bicycle", "coverage": 0.6021, "histogram": [3, 4]}))
+    (run / "config.json").write_text(json.dumps({"variant": "bicycle", "model": {"ngf": 4}}))
+    return run, grids
+
+
+def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path):
+    run, grids = fake_run(tmp_path)
+    page = write_report(run).read_text()
+    for loss in ("G_L1", "D"):
+        assert f">{loss} <tspan" in page
+    assert "learning rate" in page and "images/s" in page
+    imgs = embedded_images(page)
+    assert [int(s) for s, _ in imgs] == [100, 200, 300]  # in step order
+    for step, data in imgs:
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), grids[int(step)])
+    assert "<th>coverage</th><td>0.6021</td>" in page and "<td>3 4</td>" in page
+    assert "step 20" in page and "variant bicycle" in page
+    # self-contained: every src is a data: URI and nothing is fetched from elsewhere
+    assert all(src.startswith("data:") for src in re.findall(r"src='([^']*)'", page))
+    assert "<script" not in page and "<link" not in page and "url(" not in page
+
+
+def test_report_embeds_a_bounded_spread_of_grids_scaled_down_when_wide(tmp_path):
+    run, grids = fake_run(tmp_path, n_grids=30, width=report_mod.MAX_GRID_WIDTH + 200)
+    imgs = embedded_images(write_report(run).read_text())
+    steps = [int(s) for s, _ in imgs]
+    assert steps == [100, 900, 1700, 2500, 3000]  # every 8th of 30 (a power-of-two stride), and the latest
+    assert len(steps) <= MAX_GRIDS
+    w, _ = Image.open(io.BytesIO(imgs[-1][1])).size
+    assert w == report_mod.MAX_GRID_WIDTH
+
+
+def test_grid_choice_is_stable_as_the_run_grows():
+    previous = []
+    for n in range(1, 200):
+        chosen = spread(list(range(n)), MAX_GRIDS)
+        assert chosen[0] == 0 and chosen[-1] == n - 1 and len(chosen) <= MAX_GRIDS
+        assert len(chosen) > MAX_GRIDS // 2 or n <= MAX_GRIDS // 2
+        # all but the newest were chosen before: each rewrite has at most one new grid to encode
+        assert set(chosen[:-1]) <= set(previous)
+        previous = chosen
+
+
+def test_report_of_a_run_without_anything_yet(tmp_path):
+    page = write_report(tmp_path).read_text()
+    assert "No losses logged yet" in page and "No sample grid yet" in page and "Not evaluated yet" in page
+
+
+def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
+    run, _ = fake_run(tmp_path, n_grids=2)
+    cache = {}
+    write_report(run, cache=cache)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(report_mod.Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    Image.new("RGB", (40, 20)).save(run / "samples" / "step_0000300.png")
+    write_report(run, cache=cache)
+    assert len(opened) == 1  # only the new grid was read and encoded again
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+def test_trainer_rewrites_the_report_at_each_sample_interval(tmp_path, demo_root, monkeypatch):
+    seen = []  # the grid steps on disk each time the report is written
+    real = report_mod.write_report
+
+    def spy(run_dir, **kw):
+        seen.append(sorted(p.name for p in (run_dir / "samples").glob("step_*.png")))
+        return real(run_dir, **kw)
+
+    monkeypatch.setattr("bicyclegan.engine.trainer.write_report", spy)
+    run = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4), progress=False).train()
+    assert seen[0] == ["step_0000002.png"] and seen[1] == ["step_0000002.png", "step_0000004.png"]
+    page = (run / "report.html").read_text()
+    assert [int(s) for s, _ in embedded_images(page)] == [2, 4]
+    log_keys = set(json.loads((run / "log.jsonl").read_text().splitlines()[0])) - set(report_mod.NOT_LOSSES)
+    assert log_keys == {"G_GAN", "G_L1", "kl", "G_GAN2", "z_L1", "D", "D2"}
+    for k in log_keys:
+        assert f">{k} <tspan" in page
+    assert not (run / "tensorboard").exists()
+
+
+def test_tensorboard_logs_what_log_jsonl_and_the_grids_hold(tmp_path, demo_root):
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    run = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4, ngf=6), progress=False,
+                  tensorboard=True).train()
+    ea = ea_mod.EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    ea.Reload()
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    for key in ("G_L1", "D2", "lr", "img_per_s"):
+        tag = ("train/" if key in ("lr", "img_per_s") else "loss/") + key
+        got = [(e.step, e.value) for e in ea.Scalars(tag)]
+        assert got == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows]
+    images = ea.Images("samples")
+    assert [e.step for e in images] == [2, 4]
+    for e in images:
+        got = np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB"))
+        want = np.asarray(Image.open(run / "samples" / f"step_{e.step:07d}.png").convert("RGB"))
+        assert np.array_equal(got, want)
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.ngf"].number_value == 6
+    assert start.hparams["variant"].string_value == "bicycle"
+    assert start.hparams["max_steps"].number_value == 4
+
+
+def test_tensorboard_on_resume_hides_the_steps_logged_again(tmp_path, demo_root):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    out = tmp_path / "run"
+    ckpt = out / "checkpoints" / "latest.pt"
+    Trainer(tiny_cfg(out, demo_root, max_steps=2), progress=False, tensorboard=True).train()
+    at_step_2 = ckpt.read_bytes()
+    Trainer(tiny_cfg(out, demo_root, max_steps=3), resume=True, progress=False, tensorboard=True).train()
+    ckpt.write_bytes(at_step_2)  # as if the process had died after logging step 3, before saving it
+    Trainer(tiny_cfg(out, demo_root, max_steps=4), resume=True, progress=False, tensorboard=True).train()
+    events = [e for f in sorted((out / "tensorboard").glob("events.*"))
+              for e in EventFileLoader(str(f)).Load()]
+    # the last process marks a restart at step 3: TensorBoard hides what was logged from there before
+    starts = [e.step for e in events if e.HasField("session_log") and e.session_log.status == 1]
+    assert starts == [3, 3]  # the two resumes, each from the step after its checkpoint
+    logged = [e.step for e in events if any(v.tag == "loss/G_L1" for v in e.summary.value)]
+    assert logged == [1, 2, 3, 3, 4]  # step 3 twice on disk; the restart marker hides the first
+    assert LogCurves().update(out / "log.jsonl").curve("G_L1")[0] == [1, 2, 3, 4]
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, demo_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"--tensorboard needs the tensorboard package: pip install"):
+        Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False, tensorboard=True)
+
+
+def test_training_without_tensorboard_never_imports_it(tmp_path, demo_root):
+    code = (
+        "import sys\n"
+        "from bicyclegan.engine import make_config\n"
+        "from bicyclegan.engine.trainer import Trainer\n"
+        f"cfg = make_config('reference', **{TINY!r}, batch_size=4, load_size=32, preprocess='none', "
+        f"num_workers=0, backend='torch', max_steps=2, sample_every=2, dataroot={str(demo_root)!r}, "
+        f"out={str(tmp_path / 'run')!r})\n"
+        "Trainer(cfg, progress=False).train()\n"
+        "assert not [m for m in sys.modules if 'tensorboard' in m], [m for m in sys.modules if 'tensorboard' in m]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_cli_train_passes_tensorboard(tmp_path, demo_root, monkeypatch):
+    from bicyclegan.engine import cli
+    got = {}
+
+    class FakeTrainer:
+        def __init__(self, cfg, resume, progress, tensorboard):
+            got["tensorboard"] = tensorboard
+            raise ConfigError("stop here")
+
+    monkeypatch.setattr("bicyclegan.engine.trainer.Trainer", FakeTrainer)
+    assert cli.main(["train", "--dataroot", str(demo_root), "--out", str(tmp_path / "r"), "--tensorboard"]) == 2
+    assert got == {"tensorboard": True}

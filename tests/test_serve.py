@@ -1,0 +1,326 @@
+"""`bicyclegan serve`: the JSON API behind the explorer page, through FastAPI's TestClient.
+
+Expected images are computed here from the image files themselves (PIL, the demo's A|B halves,
+pixel / 127.5 - 1) and the networks of an independently loaded checkpoint; expected codes from a
+numpy transcription of the reference's util.interp_z.
+"""
+import base64
+import importlib
+import io
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bicyclegan.engine import BicycleGAN, ConfigError, load_checkpoint, make_config, save_checkpoint
+from bicyclegan.engine.cli import build_parser, main
+from bicyclegan.engine.serve import Explorer, RequestError, bind, make_app
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
+
+serve_mod = importlib.import_module("bicyclegan.engine.serve")  # the name `serve` is the function
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
+            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
+
+
+def tiny_checkpoint(path, root, **kw):
+    cfg = make_config("reference", **{**TINY, "batch_size": 2, "load_size": 32, "preprocess": "none",
+                                      "num_workers": 0, "backend": "torch", "dataroot": str(root), **kw})
+    model = BicycleGAN(cfg)
+    if model.G_ema is not None:  # make the moving average differ from G, so using the wrong one shows
+        with torch.no_grad():
+            for p in model.G_ema.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    return save_checkpoint(model, path)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=4, n_test=3, size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ckpt(demo_root, tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ck") / "ema.pt", demo_root, ema=0.9)
+
+
+@pytest.fixture(scope="module")
+def explorer(ckpt):
+    return Explorer(ckpt, device="cpu")
+
+
+@pytest.fixture()
+def client(explorer):
+    return TestClient(make_app(explorer))
+
+
+# -- independent computations -----------------------------------------------------------------------
+def halves(path):
+    """(A, B) of an aligned demo file as 1 x 3 x H x W tensors in [-1, 1]."""
+    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
+    w = arr.shape[1] // 2
+    t = [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None] for a in (arr[:, :w], arr[:, w:])]
+    return t[0], t[1]
+
+
+def pixels(x):
+    """N x C x H x W in [-1, 1] -> N x H x W x C uint8, as a PNG of it holds."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def decode(uri):
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def expected_outputs(ckpt, A, z):
+    model = load_checkpoint(ckpt)
+    with torch.no_grad():
+        return pixels(model.G_ema.eval()(A.repeat(len(z), 1, 1, 1), torch.tensor(z, dtype=torch.float32)))
+
+
+def assert_same_images(uris, want):
+    got = np.stack([decode(u) for u in uris])
+    assert got.shape == want.shape
+    assert np.abs(got.astype(int) - want).max() <= 1  # float rounding at a .5 boundary at most
+
+
+def png_bytes(arr, fmt="PNG"):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def interp_z_reference(z0, z1, num_frames, mode):
+    """The reference's util.interp_z, transcribed."""
+    z0, z1 = np.asarray(z0, dtype=np.float64), np.asarray(z1, dtype=np.float64)
+    ratios = [n / float(num_frames - 1) for n in range(num_frames)]
+    if mode == "slerp":
+        omega = np.arccos(np.dot(z0 / (np.linalg.norm(z0) + 1e-10), z1 / (np.linalg.norm(z1) + 1e-10)))
+        so = np.sin(omega)
+        if abs(so) >= 1e-10:
+            return np.stack([np.sin((1 - r) * omega) / so * z0 + np.sin(r * omega) / so * z1 for r in ratios])
+    return np.stack([(1 - r) * z0 + r * z1 for r in ratios])
+
+
+# -- the page and the inputs -----------------------------------------------------------------------
+def test_page_is_served_and_self_contained(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "BicycleGAN explorer" in r.text
+    assert "http://" not in r.text and "https://" not in r.text  # no CDN: works offline
+
+
+def test_info_lists_the_dataset_inputs(client, demo_root):
+    info = client.get("/api/info").json()
+    assert info["nz"] == 8 and info["encoder"] and info["size"] == [32, 32]
+    files = sorted(p.name for p in (demo_root / "test").glob("*.png"))
+    assert [it["name"] for it in info["items"]] == files
+    assert all(it["has_A"] and it["has_B"] for it in info["items"])
+
+
+def test_dataset_inputs_are_prepared_as_the_models_data_config_says(demo_root, tmp_path):
+    A, B = halves(demo_root / "test" / "00001.png")
+    for direction, want in (("AtoB", A), ("BtoA", B)):
+        ex = Explorer(tiny_checkpoint(tmp_path / f"{direction}.pt", demo_root, direction=direction), device="cpu")
+        png = np.asarray(Image.open(io.BytesIO(ex.image_png("d1", "A"))).convert("RGB"))
+        assert np.array_equal(png, pixels(want)[0])
+
+
+# -- codes and outputs -------------------------------------------------------------------------------
+def test_generate_gives_the_sampling_generators_output_per_code(client, ckpt, demo_root):
+    A, _ = halves(demo_root / "test" / "00002.png")
+    z = [[0.0] * 8, [1.5, -1, 0, 0, 2, 0, 0, -0.5], [0.0] * 8]
+    r = client.post("/api/generate", json={"input": "d2", "z": z})
+    assert r.status_code == 200
+    imgs = r.json()["images"]
+    assert_same_images(imgs, expected_outputs(ckpt, A, z))
+    assert imgs[0] == imgs[2] and imgs[0] != imgs[1]
+
+
+def test_random_codes_are_reproducible_from_their_seed(client):
+    a = client.post("/api/random", json={"n": 16, "seed": 5}).json()
+    b = client.post("/api/random", json={"n": 16, "seed": 5}).json()
+    c = client.post("/api/random", json={"n": 16}).json()
+    assert a == b and a["seed"] == 5 and isinstance(c["seed"], int)
+    z = np.array(a["z"])
+    assert z.shape == (16, 8) and not np.array_equal(z, np.array(c["z"]))
+    assert abs(z.mean()) < 0.35 and 0.7 < z.std() < 1.3  # 128 draws of N(0, 1)
+
+
+def test_encode_returns_the_encoders_mean_of_b(client, ckpt, demo_root):
+    _, B = halves(demo_root / "test" / "00000.png")
+    with torch.no_grad():
+        want = load_checkpoint(ckpt).E.eval()(B)[0][0].numpy()
+    got = client.post("/api/encode", json={"image": "d0"}).json()["z"]
+    assert np.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["linear", "slerp"])
+def test_interpolation_follows_the_references_path(client, ckpt, demo_root, mode):
+    z0, z1 = [1.0, 0, 0, 0, 0, 0, 0, 2], [0, 1.0, 0, 0, -1, 0, 0, 0]
+    r = client.post("/api/interpolate", json={"input": "d0", "z0": z0, "z1": z1, "steps": 5, "mode": mode}).json()
+    want = interp_z_reference(z0, z1, 5, mode)
+    assert np.allclose(r["z"], want, atol=1e-6)
+    A, _ = halves(demo_root / "test" / "00000.png")
+    assert_same_images(r["images"], expected_outputs(ckpt, A, want.astype(np.float32).tolist()))
+
+
+def test_slerp_of_parallel_codes_is_linear():
+    z = torch.tensor([1.0, 2.0, 0.0])
+    got = serve_mod.interpolate_codes(z, 2 * z, 3, "slerp")
+    assert torch.allclose(got, torch.stack([z, 1.5 * z, 2 * z]))
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"input": "d0", "z": [[0.0] * 7]}, 400, "z[0] must be a list of 8 numbers"),
+    ({"input": "d0", "z": [[0.0] * 8] * 17}, 400, "1 to 16 codes"),
+    ({"input": "d0", "z": []}, 400, "1 to 16 codes"),
+    ({"input": "d0", "z": [["a"] * 8]}, 400, "8 numbers"),
+    ({"input": "nope", "z": [[0.0] * 8]}, 404, "no image 'nope'"),
+])
+def test_bad_generate_requests_say_what_is_wrong(client, body, status, words):
+    r = client.post("/api/generate", json=body)
+    assert r.status_code == status and words in r.json()["error"]
+
+
+def test_non_json_and_non_finite_bodies_are_refused(client):
+    r = client.post("/api/generate", content=b"not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    r = client.post("/api/generate", content=b'{"input": "d0", "z": [[NaN, 0, 0, 0, 0, 0, 0, 0]]}')
+    assert r.status_code == 400 and "finite" in r.json()["error"]
+    assert client.post("/api/random", json={"n": 0}).status_code == 400
+    assert client.post("/api/interpolate", json={"input": "d0", "z0": [0] * 8, "z1": [0] * 8,
+                                                 "steps": 1}).status_code == 400
+    assert client.post("/api/interpolate", json={"input": "d0", "z0": [0] * 8, "z1": [0] * 8,
+                                                 "mode": "cubic"}).status_code == 400
+
+
+def test_a_model_without_encoder_says_so(demo_root, tmp_path):
+    ex = Explorer(tiny_checkpoint(tmp_path / "p2p.pt", demo_root, variant="pix2pix"), device="cpu")
+    with pytest.raises(RequestError, match="variant pix2pix has no encoder"):
+        ex.encode("d0")
+    assert ex.info()["encoder"] is False
+    assert len(ex.generate("d0", [[0.0] * 8, [1.0] * 8])["images"]) == 2
+
+
+# -- uploads -----------------------------------------------------------------------------------------
+def test_uploaded_input_is_prepared_and_used(client, ckpt):
+    arr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for fmt in ("PNG", "BMP"):
+        r = client.post("/api/upload?role=A&name=mine.png", content=png_bytes(arr, fmt))
+        assert r.status_code == 200, r.text
+        up = r.json()
+        assert up["name"] == "mine.png" and up["has_A"] and not up["has_B"]
+        z = [[0.5] * 8]
+        got = client.post("/api/generate", json={"input": up["id"], "z": z}).json()["images"]
+        A = torch.from_numpy(arr.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
+        assert_same_images(got, expected_outputs(ckpt, A, z))
+        assert any(it["id"] == up["id"] for it in client.get("/api/info").json()["items"])
+
+
+def test_uploaded_reference_is_encoded(client, ckpt):
+    arr = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    up = client.post("/api/upload?role=B", content=png_bytes(arr)).json()
+    assert up["has_B"] and not up["has_A"]
+    B = torch.from_numpy(arr.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
+    with torch.no_grad():
+        want = load_checkpoint(ckpt).E.eval()(B)[0][0].numpy()
+    assert np.allclose(client.post("/api/encode", json={"image": up["id"]}).json()["z"], want, atol=1e-6)
+    r = client.post("/api/generate", json={"input": up["id"], "z": [[0.0] * 8]})
+    assert r.status_code == 400 and "reference B" in r.json()["error"]
+
+
+def png_declaring(w, h, payload=b"\x00" * 64):
+    """A small PNG file whose header declares w x h pixels and whose data cannot be decoded."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", payload) + chunk(b"IEND", b""))
+
+
+def test_uploads_are_checked_before_decoding(explorer, monkeypatch):
+    client = TestClient(make_app(explorer))
+    monkeypatch.setattr(explorer, "max_upload_pixels", 10_000)
+    r = client.post("/api/upload", content=png_declaring(5000, 4000))
+    # refused for its declared size: had it been decoded, its garbage data would have failed instead
+    assert r.status_code == 413 and "5000x4000 = 20000000 pixels exceeds the limit of 10000" in r.json()["error"]
+    r = client.post("/api/upload", content=png_declaring(20_000, 20_000))  # PIL's own bomb limit, at open
+    assert r.status_code == 413 and "the limit is 10000 pixels" in r.json()["error"]
+    monkeypatch.setattr(explorer, "max_upload_pixels", 16_000_000)
+    r = client.post("/api/upload", content=png_declaring(64, 64))
+    assert r.status_code == 400  # this one passes the header checks; the pipelines refuse its data
+
+    monkeypatch.setattr(explorer, "max_upload_bytes", 1000)
+    noise = png_bytes(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert len(noise) > 1000
+    r = client.post("/api/upload", content=noise)
+    assert r.status_code == 413 and "limit of 1000" in r.json()["error"]
+    r = client.post("/api/upload", content=iter([noise[:600], noise[600:]]))  # streamed, no length given
+    assert r.status_code == 413 and "limit of 1000" in r.json()["error"]
+
+
+@pytest.mark.parametrize("data, status, words", [
+    (b"hello, not an image", 415, "not an image"),
+    (b"", 400, "empty upload"),
+    (png_bytes(np.zeros((32, 32, 3), np.uint8), "GIF"), 415, "GIF images are not accepted"),
+    (png_bytes(np.zeros((40, 40, 3), np.uint8)), 400, "multiples of 32"),
+])
+def test_bad_uploads_say_what_is_wrong(client, data, status, words):
+    r = client.post("/api/upload", content=data)
+    assert r.status_code == status and words in r.json()["error"]
+    assert client.post("/api/upload?role=C", content=png_bytes(np.zeros((32, 32, 3), np.uint8))).status_code == 400
+
+
+def test_only_the_latest_uploads_are_kept(explorer, monkeypatch):
+    monkeypatch.setattr(serve_mod, "MAX_UPLOADS", 2)
+    data = png_bytes(np.zeros((32, 32, 3), np.uint8))
+    ids = [explorer.add_upload(data)["id"] for _ in range(3)]
+    with pytest.raises(RequestError, match="no image"):
+        explorer.item(ids[0])
+    assert explorer.item(ids[2]).A is not None and "d0" in explorer.items  # dataset inputs stay
+
+
+# -- the command -------------------------------------------------------------------------------------
+def test_cli_defaults_to_this_machine_only():
+    args = build_parser().parse_args(["serve", "ck.pt"])
+    assert args.host == "127.0.0.1" and args.port == 7860
+    assert args.max_upload_mb * 2**20 == serve_mod.MAX_UPLOAD_BYTES
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "missing.pt" in err
+
+
+def test_bind_picks_a_free_port_and_reports_a_taken_one():
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        assert port > 0
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+    finally:
+        sock.close()
+
+
+def test_serve_without_fastapi_says_what_to_install(monkeypatch, ckpt):
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(ConfigError, match=r"pip install 'bicyclegan\[serve\]'"):
+        serve_mod.serve(ckpt)
+
+
+def test_dataset_folder_is_optional_without_dataroot(tmp_path, capsys):
+    moved = tiny_checkpoint(tmp_path / "moved.pt", tmp_path / "gone")  # trained on data no longer here
+    ex = Explorer(moved, device="cpu")
+    assert ex.items == {} and "upload inputs, or pass --dataroot" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="does not exist"):
+        Explorer(moved, tmp_path / "also-gone", device="cpu")  # a folder named explicitly must exist

@@ -1,0 +1,159 @@
+"""The explorer page in a real browser: headless Chromium (Debian's chromium and chromium-driver)
+driven by selenium loads the page served by uvicorn, draws a sample, moves a slider, encodes a
+reference, interpolates and uploads, checking what the page shows after each.
+
+Where Chromium is absent (a developer's laptop) the test skips and says why; CI sets
+BICYCLEGAN_BROWSER_TEST=required (.ci/run installs Chromium), and there a missing browser fails.
+"""
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bicyclegan.engine import BicycleGAN, make_config, save_checkpoint
+from bicyclegan.engine.serve import Explorer, bind, make_app
+from bicyclegan.pipelines import make_demo_dataset
+
+REQUIRED = os.environ.get("BICYCLEGAN_BROWSER_TEST") == "required"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1000"]
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
+            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
+
+
+def _missing():
+    try:
+        import selenium  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        return f"{e.name} is not installed (pip install -e '.[dev]')"
+    if not CHROMIUM or not CHROMEDRIVER:
+        return "Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    why = _missing()
+    if why:
+        if REQUIRED:
+            pytest.fail(f"BICYCLEGAN_BROWSER_TEST=required but {why}")
+        pytest.skip(why)
+    import uvicorn
+    tmp = tmp_path_factory.mktemp("browser")
+    root = make_demo_dataset(tmp / "data", n_train=4, n_test=2, size=32, seed=0)
+    cfg = make_config("reference", **TINY, batch_size=2, load_size=32, preprocess="none", num_workers=0,
+                      backend="torch", dataroot=str(root))
+    ckpt = save_checkpoint(BicycleGAN(cfg), tmp / "model.pt")
+    sock = bind("127.0.0.1", 0)
+    srv = uvicorn.Server(uvicorn.Config(make_app(Explorer(ckpt, device="cpu")), log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started:
+        assert time.time() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", tmp
+    srv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in FLAGS + [f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"]:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.get(server[0])
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, what, timeout=30):
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout).until(lambda d: condition(d), message=f"timed out waiting for {what}")
+
+
+def output_srcs(driver):
+    return [img.get_attribute("src") or "" for img in driver.find_elements("css selector", "#outputs img.out")]
+
+
+def renders(driver):
+    return int(driver.find_element("id", "outputs").get_attribute("data-renders") or 0)
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_draw_a_sample_and_move_a_slider(browser):
+    from selenium.webdriver.common.keys import Keys
+    wait(browser, lambda d: renders(d) >= 1 and all(s.startswith("data:image/png") for s in output_srcs(d)),
+         "the first outputs")
+    assert len(output_srcs(browser)) == 4
+    assert browser.execute_script("return document.querySelector('#outputs img.out').naturalWidth") == 32
+
+    first, n = output_srcs(browser), renders(browser)
+    browser.find_element("id", "random-all").click()  # draw new random codes for every output
+    wait(browser, lambda d: renders(d) > n and output_srcs(d) != first, "outputs of new random codes")
+    assert len(set(output_srcs(browser))) == 4  # four different codes, four different images
+
+    before, n = output_srcs(browser), renders(browser)
+    slider = browser.find_element("id", "z-0")
+    start = float(slider.get_attribute("value"))
+    for _ in range(10):  # as a person would: the keyboard on the focused slider, 10 steps of 0.05
+        slider.send_keys(Keys.ARROW_RIGHT if start < 2 else Keys.ARROW_LEFT)
+    moved = float(slider.get_attribute("value"))
+    assert abs(moved - start) == pytest.approx(0.5, abs=0.051)  # the browser snaps to the 0.05 grid first
+    wait(browser, lambda d: output_srcs(d)[0] != before[0] and not d.execute_script("return S.busy"),
+         "the first output to change")
+    after = output_srcs(browser)
+    assert after[1:] == before[1:]  # the slider moved z1 only: the other outputs stay as they were
+    assert browser.find_element("id", "z-out-0").text == f"{moved:.2f}"
+    assert browser.find_element("id", "status").text == "ready"
+
+
+def test_encode_a_reference_and_interpolate(browser, server):
+    url, _ = server
+    ref = browser.find_element("id", "ref").get_attribute("value")
+    want = post(f"{url}/api/encode", {"image": ref})["z"]
+    before = output_srcs(browser)[0]
+    browser.find_element("id", "encode").click()
+    wait(browser, lambda d: output_srcs(d)[0] != before, "the output of the encoded code")
+    shown = [float(browser.find_element("id", f"z-out-{d}").text) for d in range(8)]
+    assert shown == pytest.approx(want, abs=0.006)  # the readouts show the encoder's code, to 2 decimals
+
+    browser.find_element("id", "interpolate").click()
+    wait(browser, lambda d: len(d.find_elements("css selector", "#interp-row img")) == 7
+         and all((i.get_attribute("src") or "").startswith("data:image/png")
+                 for i in d.find_elements("css selector", "#interp-row img")), "the interpolation row")
+
+
+def test_upload_an_input(browser, server):
+    url, tmp = server
+    path = tmp / "upload.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    n = renders(browser)
+    browser.find_element("id", "upload-input").send_keys(str(path))
+    wait(browser, lambda d: d.find_element("id", "input").get_attribute("value").startswith("u") and renders(d) > n,
+         "the uploaded input to be chosen and rendered")
+    chosen = browser.find_element("id", "input").get_attribute("value")
+    assert browser.find_element("id", "input-img").get_attribute("src").endswith(f"/api/image/{chosen}/A")
+    assert not browser.find_element("id", "gt-card").is_displayed()  # an upload has no ground truth
+    assert browser.find_element("id", "status").text == "ready"
