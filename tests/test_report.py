@@ -276,7 +276,7 @@ def test_cli_train_passes_tensorboard(tmp_path, demo_root, monkeypatch):
     got = {}
 
     class FakeTrainer:
-        def __init__(self, cfg, resume, progress, tensorboard):
+        def __init__(self, cfg, resume, progress, tensorboard, **kwargs):
             got["tensorboard"] = tensorboard
             raise ConfigError("stop here")
 

@@ -24,7 +24,7 @@ from bicyclegan.pipelines import DatasetError, make_demo_dataset
 serve_mod = importlib.import_module("bicyclegan.engine.serve")  # the name `serve` is the function
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")  # what Starlette's TestClient drives
 from fastapi.testclient import TestClient  # noqa: E402
 
 TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
