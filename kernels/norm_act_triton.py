@@ -347,14 +347,15 @@ def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd"):
 
 def candidates(x, channels_last, quick=False):
     """Knob sets the tuner tries for x (either direction): the heuristic's first, then variations
-    of it (warps, tile size, split), each distinct once completed for x."""
+    of it (warps; a smaller tile, alone and with more programs per plane; split; a larger tile),
+    each distinct once completed for x."""
     h = _heuristic(x, channels_last)
     bc, bhw, split, warps = h["BLOCK_C"], h["BLOCK_HW"], h["split"], h["num_warps"]
     HW = x.shape[2] * x.shape[3]
     # The axis that is not contiguous gives way when the tile shrinks or grows.
     smaller = dict(h, BLOCK_HW=bhw // 2) if (channels_last or bc == 1) and bhw > 1 else dict(h, BLOCK_C=max(1, bc // 2))
     larger = dict(h, BLOCK_HW=bhw * 2, num_warps=min(16, warps * 2)) if bhw < triton.next_power_of_2(HW) else None
-    variants = [h, dict(h, num_warps=min(16, warps * 2)), smaller,
+    variants = [h, dict(h, num_warps=min(16, warps * 2)), smaller, dict(smaller, split=split * 2),
                 dict(h, split=split * 2), dict(h, num_warps=max(1, warps // 2)), dict(h, split=1), larger]
     if quick:
         variants = variants[:4]
