@@ -17,6 +17,8 @@ setup(
     python_requires=">=3.10",
     packages=[f"bicyclegan.{p}" for p in PARTS],
     package_dir={f"bicyclegan.{p}": p for p in PARTS},
+    # Launch-configuration tables tuned per GPU (python -m bicyclegan.kernels.tune).
+    package_data={"bicyclegan.kernels": ["tuning/*.json"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",

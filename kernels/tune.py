@@ -217,9 +217,32 @@ class _HostEvent:
         return (end.t - self.t) * 1e3
 
 
+def _batch(fn, reps, device):
+    """A callable making `reps` back-to-back fn() calls: on a GPU one CUDA-graph replay of them (the
+    kernels' own time, as a graphed training step sees it, without Python's launch gaps), else a loop."""
+    def loop():
+        for _ in range(reps):
+            fn()
+    if device.type != "cuda":
+        return loop
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loop()
+        return graph.replay
+    except Exception as e:  # timing still works, with launch gaps included
+        _note_once(f"tune: CUDA-graph timing failed ({type(e).__name__}: {e}); timing plain launches")
+        return loop
+
+
 def time_us(fn, device, samples=7, target_ms=0.5):
-    """Median time of one fn() call in us: samples of enough back-to-back calls to fill target_ms,
-    counted from one call (the candidate's check ran it once before: compiled and warm)."""
+    """Median time of one fn() call in us, over `samples` batches of calls that each take about
+    target_ms (sized from one call; the candidate's check ran fn before: compiled and warm)."""
     new = (lambda: torch.cuda.Event(enable_timing=True)) if device.type == "cuda" else _HostEvent
     start, end = new(), new()
     start.record()
@@ -227,22 +250,32 @@ def time_us(fn, device, samples=7, target_ms=0.5):
     end.record()
     end.synchronize()
     reps = max(1, min(200, int(target_ms / max(start.elapsed_time(end), 1e-3))))
+    batch = _batch(fn, reps, device)
     times = []
     for _ in range(samples):
         start.record()
-        for _ in range(reps):
-            fn()
+        batch()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e3 / reps)
     return statistics.median(times)
 
 
+_noted = set()
+
+
+def _note_once(message):
+    if message not in _noted:
+        _noted.add(message)
+        print(message, file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep
 
 def _warm(work, device, quick):
-    """Worker: run each (spec, knobs) once, so that Triton compiles (and caches) it."""
+    """Worker: run each (spec, knobs) once, so that Triton compiles (and caches) it. A candidate that
+    fails here fails again in the timing pass, which reports it."""
     device = torch.device(device)
     by_spec = {}
     for spec, knobs in work:
@@ -250,14 +283,18 @@ def _warm(work, device, quick):
     for spec, knob_sets in by_spec.items():
         case = Case(spec, device, quick)
         for knobs in knob_sets:
-            case.run(knobs)
+            try:
+                case.run(knobs)
+            except Exception:
+                pass
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return len(work)
 
 
-def _precompile(specs, device, quick, jobs):
-    """Compile every distinct candidate once, spread over `jobs` worker processes."""
+def _precompile(specs, device, quick, jobs, deadline):
+    """Compile every distinct candidate once, spread over `jobs` worker processes, until `deadline`
+    (time.monotonic()); what is left then compiles in the timing pass. Returns how many were sent."""
     if jobs <= 1:
         return 0
     distinct = {}
@@ -265,13 +302,16 @@ def _precompile(specs, device, quick, jobs):
         case = Case(spec, device, quick)
         for knobs in case.candidates:
             distinct.setdefault(case.signature(knobs), (spec, knobs))
-    work = list(distinct.values())
+    work = list(distinct.values())  # grouped by spec: a worker builds each case's tensors once per piece
+    size = max(1, len(work) // (8 * jobs))  # small pieces, so that the deadline cancels the rest
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_warm, work[i::jobs], str(device), quick) for i in range(min(jobs, len(work)))]
-        for f in concurrent.futures.as_completed(futures):
-            if f.exception() is not None:  # the timing pass compiles what a worker could not
-                print(f"tune: a compile worker failed ({f.exception()!r}); continuing", file=sys.stderr)
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx)
+    futures = [pool.submit(_warm, work[i:i + size], str(device), quick) for i in range(0, len(work), size)]
+    concurrent.futures.wait(futures, timeout=None if math.isinf(deadline) else max(0.0, deadline - time.monotonic()))
+    pool.shutdown(wait=True, cancel_futures=True)
+    failed = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    if failed:
+        print(f"tune: {len(failed)} compile worker pieces failed, e.g. {failed[0]!r}; continuing", file=sys.stderr)
     return len(work)
 
 
@@ -282,12 +322,14 @@ def tune_case(case, device, dry_run):
     timed, rejected = [], []
     for knobs in case.candidates:
         _configs.check_knobs(case.site, knobs)
-        why = case.check(knobs)
+        try:
+            why = case.check(knobs)
+            if not why:
+                timed.append((time_us(lambda: case.run(knobs), device, **({"samples": 1} if dry_run else {})), knobs))
+        except Exception as e:  # e.g. a candidate that does not compile or fit (out of resources)
+            why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
         if why:
             rejected.append({"config": knobs, "error": why})
-            continue
-        t = time_us(lambda: case.run(knobs), device, **({"samples": 1} if dry_run else {}))
-        timed.append((t, knobs))
     heuristic = case.candidates[0]
     if not timed or timed[0][1] is not heuristic:
         return {"error": "the heuristic's configuration fails its check", "heuristic": heuristic,
@@ -306,8 +348,18 @@ def _write(path, table):
     os.replace(tmp, path)
 
 
-def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=120.0, log=print):
+def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=math.inf, log=print):
     """Run the sweep and write the table to `out` (a Path); returns the table."""
+    # The checks compare with fp32 convs and matmuls: TF32 would be off by ~1e-3.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _sweep(out, quick, dry_run, jobs, budget_s, log)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _sweep(out, quick, dry_run, jobs, budget_s, log):
     import triton
 
     from . import _configs
@@ -316,8 +368,10 @@ def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=120.0, log=print):
     specs = cases(quick, dry_run)
     table = {"format": _configs.FORMAT, "device": _configs.device_name(device), "torch": torch.__version__,
              "triton": triton.__version__, "quick": quick, "dry_run": dry_run, "noise": NOISE,
+             "timing": "host clock, one sample (meaningless)" if dry_run else
+             "median of 7 CUDA-graph replays of ~0.5 ms of back-to-back launches, per launch",
              "entries": {}, "failed": {}, "skipped": []}
-    compiled = _precompile(specs, device, quick, jobs)
+    compiled = _precompile(specs, device, quick, jobs, began + budget_s / 2)
     log(f"tune: {len(specs)} cases on {table['device']}; {compiled} distinct candidates compiled by {jobs} "
         f"processes in {time.monotonic() - began:.1f} s")
     for i, spec in enumerate(specs):
@@ -325,7 +379,11 @@ def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=120.0, log=print):
             table["skipped"] = [list(map(str, s)) for s in specs[i:]]
             log(f"tune: budget of {budget_s:.0f} s spent; {len(specs) - i} cases skipped (heuristics stay)")
             break
-        case = Case(spec, device, quick)
+        try:
+            case = Case(spec, device, quick)
+        except Exception as e:  # e.g. out of memory: this case keeps its heuristic
+            table["failed"]["|".join(map(str, spec))] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            continue
         text = _configs.key_text(case.key)
         if text in table["entries"] or text in table["failed"]:
             continue  # another spec with the same launch (e.g. a 1 x 1 plane in either layout)
@@ -355,7 +413,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=None,
                    help="compile worker processes (default: one per CPU core up to 16; 1 with --dry-run)")
     p.add_argument("--budget-s", type=float, default=None, help="stop sweeping after this many seconds "
-                   "(default 120, 60 with --quick)")
+                   "(default 120, 60 with --quick, none with --dry-run)")
     args = p.parse_args(argv)
     if not args.out.parent.is_dir():
         p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
@@ -366,7 +424,8 @@ def main(argv=None):
     elif not torch.cuda.is_available():
         p.error("no CUDA device here: tuning times kernels on a GPU (--dry-run checks the code paths on CPU)")
     jobs = args.jobs if args.jobs is not None else (1 if args.dry_run else min(16, os.cpu_count() or 1))
-    budget = args.budget_s if args.budget_s is not None else (60.0 if args.quick else 120.0)
+    budget = args.budget_s if args.budget_s is not None else (
+        math.inf if args.dry_run else 60.0 if args.quick else 120.0)
     sweep(args.out, args.quick, args.dry_run, max(1, jobs), budget)
 
 

@@ -64,6 +64,14 @@ def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
     assert len(_configs.read_table(out, CPU)) == len(expected)
 
 
+def test_spent_budget_skips_the_rest_and_still_writes_a_table(tmp_path):
+    out = tmp_path / "t.json"
+    table = tune.sweep(out, dry_run=True, budget_s=0.0, log=lambda *a: None)
+    assert table["entries"] == {} and len(table["skipped"]) == len(tune.cases(dry_run=True))
+    assert json.loads(out.read_text())["skipped"] == table["skipped"]
+    assert _configs.read_table(out, CPU) == {}
+
+
 def test_dry_run_candidates_cover_every_plan():
     """The dry run's norm candidates reach the single-pass, looped and split paths in both layouts."""
     from bicyclegan.kernels import norm_act_triton as nat
@@ -194,20 +202,24 @@ def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
     from bicyclegan.kernels import norm_act_triton as nat
     spec = ("norm_act.fwd", (2, 2, 33, 32), "float32", False)
     case = tune.Case(spec, CPU, False)
-    wrong = case.candidates[2]
+    wrong, broken = case.candidates[2], case.candidates[3]
     real = nat._forward
 
     def forward(x, w, b, act, slope, eps, strides, cfg):
+        if (cfg["BLOCK_HW"], cfg["split"]) == (broken["BLOCK_HW"], broken["split"]):
+            raise RuntimeError("out of resources: shared memory\n(details)")  # as a launch that does not fit
         y, mean, rstd = real(x, w, b, act, slope, eps, strides, cfg)
-        if cfg["BLOCK_HW"] == wrong["BLOCK_HW"] and cfg["split"] == wrong["split"]:
+        if (cfg["BLOCK_HW"], cfg["split"]) == (wrong["BLOCK_HW"], wrong["split"]):
             y[0, 0, 0, 0] += 0.01  # one element off, well above fp32's tolerance
         return y, mean, rstd
     monkeypatch.setattr(nat, "_forward", forward)
     timed = []
     monkeypatch.setattr(tune, "time_us", lambda fn, device, **kw: timed.append(fn) or 1.0)
     result = tune.tune_case(case, CPU, dry_run=True)
-    assert [r["config"] for r in result["rejected"]] == [wrong] and "max abs error" in result["rejected"][0]["error"]
-    assert len(timed) == len(case.candidates) - 1 and result["config"] == case.candidates[0]
+    assert [r["config"] for r in result["rejected"]] == [wrong, broken]
+    assert "max abs error" in result["rejected"][0]["error"]
+    assert result["rejected"][1]["error"] == "RuntimeError: out of resources: shared memory"
+    assert len(timed) == len(case.candidates) - 2 and result["config"] == case.candidates[0]
     # A wrong heuristic is a failed case, with no config for the table.
     monkeypatch.setattr(case, "candidates", [wrong] + case.candidates[:2])
     assert "error" in tune.tune_case(case, CPU, dry_run=True) and "config" not in tune.tune_case(case, CPU, True)
