@@ -9,7 +9,8 @@ development CPU: 14 us against 3 us for a plain Python call; a training step mak
 calls), so eager code takes the cheaper Function. Both faces run the same two implementations.
 
 What a kernel provides (see TwoFacedOp):
-- forward(*inputs) -> tuple of tensors: [0] is the op's result, the rest are only kept for backward;
+- forward(*inputs) -> a tensor (the op's result), or a tuple of tensors whose [0] is the result and
+  the rest only kept for backward (no 1-tuples: older torch reads a (Tensor) schema as one tensor);
 - save(inputs, outputs) -> (tensors, args): what backward needs, tensors (None allowed) and others;
 - backward(grad, *tensors, *args, *needs) -> one tensor per differentiable input, empty (numel 0)
   where its need_<name> flag is False (a custom op cannot return None);
@@ -23,6 +24,10 @@ import inspect
 
 import torch
 from torch.autograd.function import once_differentiable
+
+
+def _as_tuple(outputs):
+    return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
 
 
 def _on_device(t):
@@ -63,7 +68,9 @@ class TwoFacedOp:
             # A custom op may not return an input or a view of one (e.g. act "none" handing back x).
             outputs = run_forward(*inputs)
             held = {t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor) and t.numel()}
-            return tuple(o.clone() if o.numel() and o.untyped_storage().data_ptr() in held else o for o in outputs)
+            owned = tuple(o.clone() if o.numel() and o.untyped_storage().data_ptr() in held else o
+                          for o in _as_tuple(outputs))
+            return owned[0] if isinstance(outputs, torch.Tensor) else owned
 
         self.run_forward, self.run_backward = run_forward, run_backward
         self.forward_op = torch.library.custom_op(name, forward_unaliased, mutates_args=())
@@ -76,11 +83,11 @@ class TwoFacedOp:
 
     def __call__(self, *inputs):
         if torch.compiler.is_compiling():
-            return self.forward_op(*inputs)[0]
+            return _as_tuple(self.forward_op(*inputs))[0]
         return self.function.apply(*inputs)
 
     def _setup(self, ctx, inputs, output):  # (register_autograd passes these by name)
-        tensors, ctx.args = self._save(inputs, output)
+        tensors, ctx.args = self._save(inputs, _as_tuple(output))
         ctx.save_for_backward(*tensors)
 
     def _grads(self, ctx, grad, backward):
@@ -94,7 +101,7 @@ class TwoFacedOp:
         class Function(torch.autograd.Function):
             @staticmethod
             def forward(ctx, *inputs):
-                outputs = op.run_forward(*inputs)
+                outputs = _as_tuple(op.run_forward(*inputs))
                 op._setup(ctx, inputs, outputs)
                 return outputs[0]
 

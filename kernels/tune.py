@@ -6,10 +6,11 @@ For every launch the reference networks make at 256 x 256 px (batch 2 and 16; ev
 activation plane of G unet_256, E resnet_256 and D basic_256_multi; the z injection of G with
 where_add=all; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
 candidate configurations (kernel files' `candidates` functions, the heuristic's first) are checked
-against a plain PyTorch computation of what that launch must produce and, if right, timed with
-CUDA events. The winners go to FILE.json: device name, torch and Triton versions, and per launch
-key the config, its time and the heuristic's. The kernels read such a table from
-kernels/tuning/<device>.json or from $BICYCLEGAN_KERNEL_TUNING (see _configs.py).
+against a plain PyTorch computation of what that launch must produce and, if right, timed on the
+GPU (CUDA-graph replays of back-to-back launches: the kernels' own time). The winners go to
+FILE.json: device name, torch and Triton versions, and per launch key the config, its time and the
+heuristic's. The kernels read such a table from kernels/tuning/<device>.json or from
+$BICYCLEGAN_KERNEL_TUNING (see _configs.py).
 
 A candidate must beat the heuristic by more than NOISE to replace it. Compiling the candidates is
 most of the cost on a fresh machine, so --jobs worker processes compile them first (Triton's disk

@@ -463,9 +463,8 @@ def _dense(x):
     return x.contiguous(memory_format=_memory_format(x))
 
 
-def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float,
-                   out_dtype: torch.dtype) -> tuple[torch.Tensor]:
-    return (_zcat_forward(_dense(x), z, act, slope, out_dtype),)
+def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype) -> torch.Tensor:
+    return _zcat_forward(_dense(x), z, act, slope, out_dtype)
 
 
 def _zcat_save(inputs, outputs):
@@ -480,8 +479,7 @@ def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str,
 
 def _zcat_fwd_fake(x, z, act, slope, out_dtype):
     N, C, H, W = x.shape
-    return (torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device,
-                        memory_format=_memory_format(x)),)
+    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
 
 
 def _zcat_bwd_fake(gy, x, z, act, slope, need_x, need_z):
