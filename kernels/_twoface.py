@@ -98,17 +98,16 @@ class TwoFacedOp:
     def _function_class(self, name):
         op = self
 
-        class Function(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, *inputs):
-                outputs = _as_tuple(op.run_forward(*inputs))
-                op._setup(ctx, inputs, outputs)
-                return outputs[0]
+        def forward(ctx, *inputs):
+            outputs = _as_tuple(op.run_forward(*inputs))
+            op._setup(ctx, inputs, outputs)
+            return outputs[0]
 
-            @staticmethod
-            @once_differentiable
-            def backward(ctx, grad):
-                return op._grads(ctx, grad, op.run_backward)
+        @once_differentiable
+        def backward(ctx, grad):
+            return op._grads(ctx, grad, op.run_backward)
 
-        Function.__name__ = Function.__qualname__ = name.split("::")[-1].title().replace("_", "") + "Function"
-        return Function
+        # Built with type() so that autograd names the grad_fn after the op (e.g. InstanceNormActFunctionBackward).
+        cls_name = name.split("::")[-1].title().replace("_", "") + "Function"
+        return type(cls_name, (torch.autograd.Function,),
+                    {"forward": staticmethod(forward), "backward": staticmethod(backward)})

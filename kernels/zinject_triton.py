@@ -310,12 +310,12 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     CT = C + z.shape[1]
     cl = _memory_format(x) == torch.channels_last
     y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
-    k = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl)
-    grid = (triton.cdiv(H * W, k["BLOCK_P"]), triton.cdiv(CT, k["BLOCK_C"]), N)
+    kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl)
+    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]), N)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=k["BLOCK_P"], BLOCK_C=k["BLOCK_C"], num_warps=k["num_warps"])
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
     return y
 
 
@@ -325,13 +325,13 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
     if not _flat_hw(gy):
         gy = gy.contiguous(memory_format=_memory_format(x))
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
-    k = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last)
-    grid = (triton.cdiv(H * W, k["BLOCK_P"]), triton.cdiv(C + nz, k["BLOCK_C"]), N)
+    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last)
+    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(C + nz, kn["BLOCK_C"]), N)
     part = _empty((N, grid[0], nz), dtype=_acc_dtype(gy.dtype), device=x.device)
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=k["BLOCK_P"], BLOCK_C=k["BLOCK_C"], num_warps=k["num_warps"])
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
     return dx, part.sum(1).to(z.dtype)
 
 
