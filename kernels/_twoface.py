@@ -12,8 +12,9 @@ What a kernel provides (see TwoFacedOp):
 - forward(*inputs) -> a tensor (the op's result), or a tuple of tensors whose [0] is the result and
   the rest only kept for backward (no 1-tuples: older torch reads a (Tensor) schema as one tensor);
 - save(inputs, outputs) -> (tensors, args): what backward needs, tensors (None allowed) and others;
-- backward(grad, *tensors, *args, *needs) -> one tensor per differentiable input, empty (numel 0)
-  where its need_<name> flag is False (a custom op cannot return None);
+- backward(grad, *tensors, *args, *needs) -> one tensor per differentiable input (a lone tensor
+  when there is one), empty (numel 0) where its need_<name> flag is False (a custom op cannot
+  return None);
 - fakes of both, with the same signatures, for tracing.
 Each implementation is a plain function with type annotations (custom_op infers the schema from
 them). Gradients are first order: a second backward raises rather than silently giving zeros.
@@ -92,7 +93,7 @@ class TwoFacedOp:
 
     def _grads(self, ctx, grad, backward):
         needs = tuple(ctx.needs_input_grad[:self.n_grads])
-        grads = backward(grad, *ctx.saved_tensors, *ctx.args, *needs)
+        grads = _as_tuple(backward(grad, *ctx.saved_tensors, *ctx.args, *needs))
         return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * (self.n_inputs - self.n_grads)
 
     def _function_class(self, name):
