@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 import torch
+import torch._functorch.config
+import torch._inductor.config
 import torch.nn as nn
 
 from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
@@ -22,7 +24,12 @@ pytestmark = needs_triton
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo():
+def _fresh_dynamo(monkeypatch):
+    # Compile afresh: torch's on-disk caches (shared by every checkout on a machine) key a graph by
+    # its custom ops' names, not by their Python implementations, so a graph compiled against
+    # another version of our ops (another backward signature, say) would be reused and fail.
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
