@@ -19,7 +19,9 @@ setup(
     python_requires=">=3.10",
     packages=[f"bicyclegan.{p}" for p in PARTS],
     package_dir={f"bicyclegan.{p}": p for p in PARTS},
-    package_data={"bicyclegan.engine": ["static/*.html"]},  # the page of `bicyclegan serve`
+    # The page of `bicyclegan serve`; launch-configuration tables tuned per GPU
+    # (python -m bicyclegan.kernels.tune).
+    package_data={"bicyclegan.engine": ["static/*.html"], "bicyclegan.kernels": ["tuning/*.json"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",

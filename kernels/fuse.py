@@ -1,4 +1,4 @@
-"""fuse_norm_act: swap nn.InstanceNorm2d + nn.ReLU/nn.LeakyReLU pairs for one InstanceNormAct2d.
+"""fuse_norm_act: swap nn.InstanceNorm2d + nn.ReLU/nn.LeakyReLU/nn.ELU pairs for one InstanceNormAct2d.
 
 Works on any model built from nn.Sequential blocks (pix2pix / BicycleGAN style): the pair must be
 adjacent in the same nn.Sequential. The norm's slot takes the fused layer and the activation's slot
@@ -12,6 +12,8 @@ from .norm_act import InstanceNormAct2d
 def _fused(norm, act, impl):
     if isinstance(act, nn.LeakyReLU):
         kind, slope = "leaky_relu", float(act.negative_slope)
+    elif isinstance(act, nn.ELU):
+        kind, slope = "elu", 0.0
     else:
         kind, slope = "relu", 0.0
     fused = InstanceNormAct2d(norm.num_features, eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
@@ -24,12 +26,13 @@ def _fused(norm, act, impl):
 
 
 def _fusable(norm, act):
+    # The kernels' ELU has alpha 1 (the reference's nn.ELU(alpha=1.0)); another alpha stays unfused.
     return (type(norm) is nn.InstanceNorm2d and not norm.track_running_stats
-            and type(act) in (nn.ReLU, nn.LeakyReLU))
+            and (type(act) in (nn.ReLU, nn.LeakyReLU) or (type(act) is nn.ELU and act.alpha == 1.0)))
 
 
 def fuse_norm_act(module, impl="auto"):
-    """Fuse every nn.InstanceNorm2d directly followed by nn.ReLU or nn.LeakyReLU inside an
+    """Fuse every nn.InstanceNorm2d directly followed by nn.ReLU, nn.LeakyReLU or nn.ELU(alpha=1) inside an
     nn.Sequential of `module` (module itself included) into one InstanceNormAct2d.
 
     Modifies `module` in place and returns it. Outputs and gradients are those of the original.

@@ -1,16 +1,15 @@
-"""Fused InstanceNorm + activation: functional op, autograd Function and drop-in module.
+"""Fused InstanceNorm + activation: functional op and drop-in module.
 
 The pure-PyTorch reference lives here too: it is the CPU path, the test oracle and the benchmark
-baseline. The Triton kernels and their autograd Function are in norm_act_triton.py (imported only
-when the Triton path runs); fuse.py swaps InstanceNorm2d + ReLU/LeakyReLU pairs for this layer.
+baseline. The Triton kernels and the op's autograd faces are in norm_act_triton.py (imported only
+when the Triton path runs); fuse.py swaps InstanceNorm2d + activation pairs for this layer.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ._impl import resolve_impl
+from .acts import ACTS, apply_act
 
-ACTS = ("none", "relu", "leaky_relu")
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -36,14 +35,6 @@ def _check(x, act, weight, bias):
             raise ValueError(f"instance_norm_act: {name} is on {t.device} but x is on {x.device}")
 
 
-def apply_act(y, act, slope, inplace=False):
-    if act == "relu":
-        return F.relu(y, inplace=inplace)
-    if act == "leaky_relu":
-        return F.leaky_relu(y, slope, inplace=inplace)
-    return y
-
-
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
@@ -54,7 +45,7 @@ def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None,
 
 
 def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto"):
-    """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu.
+    """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu|elu (ELU alpha 1).
 
     The Triton path keeps statistics in fp32 whatever x's dtype, returns y in x's memory format
     (NCHW or channels_last) and supports first-order gradients only. With no weight/bias and
@@ -74,7 +65,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
 
 
 class InstanceNormAct2d(nn.Module):
-    """nn.InstanceNorm2d + ReLU/LeakyReLU in one layer; state_dict-compatible with nn.InstanceNorm2d."""
+    """nn.InstanceNorm2d + ReLU/LeakyReLU/ELU in one layer; state_dict-compatible with nn.InstanceNorm2d."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
                  act="leaky_relu", slope=0.2, impl="auto", device=None, dtype=None):

@@ -1,4 +1,4 @@
-"""Triton kernels for fused InstanceNorm + activation (forward and backward) and their autograd Function.
+"""Triton kernels for fused InstanceNorm + activation (forward and backward), their launchers and the op.
 
 Every kernel works on a tile of BLOCK_C channels x BLOCK_HW plane positions of one sample. The plane
 element (n, c, hw) lives at n * stride_n + c * stride_c + hw * stride_hw, which covers NCHW
@@ -14,42 +14,22 @@ Three paths, chosen by `_config`:
   small fp32 workspace and a second merges them (in a fixed order: deterministic) and writes.
 Statistics and accumulation are fp32 whatever the input dtype.
 """
-import contextlib
 import functools
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 
-_ACT_IDS = {"none": 0, "relu": 1, "leaky_relu": 2}
+from . import _configs
+from ._triton_common import act as _act
+from ._triton_common import act_grad as _act_grad
+from ._triton_common import empty, empty_like
+from ._twoface import TwoFacedOp
+from .acts import ACT_IDS
 
-# Largest tile, in elements, one program holds in registers.
+# Largest tile, in elements, the heuristic lets one program hold in registers.
 MAX_TILE = 4096
-# Test hook: fill every buffer the kernels should write with NaN first, so an element they skip
-# shows up as NaN instead of as whatever torch.empty happened to hold.
-POISON = False
-
-
-@triton.jit
-def _act(z, ACT: tl.constexpr, slope):
-    # `z < 0` rather than `z > 0` so that NaN passes through, as in torch.relu / leaky_relu.
-    if ACT == 1:
-        z = tl.where(z < 0, 0.0, z)
-    elif ACT == 2:
-        z = tl.where(z < 0, z * slope, z)
-    return z
-
-
-@triton.jit
-def _act_grad(dy, z, ACT: tl.constexpr, slope):
-    # Same tie-breaking as PyTorch: the derivative at z == 0 is that of the negative side.
-    if ACT == 1:
-        dy = tl.where(z > 0, dy, 0.0)
-    elif ACT == 2:
-        dy = tl.where(z > 0, dy, dy * slope)
-    return dy
 
 
 @triton.jit
@@ -314,15 +294,11 @@ def _layout(x):
     return x.contiguous(), torch.contiguous_format, (C * H * W, H * W, 1)
 
 
-def _config(x, channels_last, block_hw=None, split=None):
-    """Tile sizes and how many programs share one plane. block_hw caps the plane positions one tile
-    holds (tests set it small to force the looped path); split forces the number of plane ranges."""
+def _heuristic(x, channels_last, hw_cap=MAX_TILE, split=None):
+    """Knobs from the shape alone. hw_cap caps the plane positions one tile holds; split forces the
+    number of plane ranges (both are test hooks: they force the looped and split paths)."""
     N, C, H, W = x.shape
     HW = H * W
-    if C * HW >= 2 ** 31:  # in-plane offsets are int32 (the per-sample base is int64)
-        raise ValueError(f"instance_norm_act: one sample of x has {C * HW} elements; the Triton path "
-                         f"takes under 2**31 (shape {tuple(x.shape)})")
-    hw_cap = triton.next_power_of_2(block_hw) if block_hw else MAX_TILE
     if channels_last:
         # Channels are contiguous: take ~128 bytes of them per plane position.
         BLOCK_C = min(triton.next_power_of_2(C), max(1, 128 // x.element_size()))
@@ -331,29 +307,73 @@ def _config(x, channels_last, block_hw=None, split=None):
         BLOCK_HW = min(triton.next_power_of_2(HW), hw_cap, MAX_TILE)
         # Small planes: group channels so a program still has ~1K elements of work.
         BLOCK_C = min(triton.next_power_of_2(C), max(1, 1024 // BLOCK_HW))
-    tiles = N * triton.cdiv(C, BLOCK_C)
-    ranges = triton.cdiv(HW, BLOCK_HW)
     if split is None:
         split = 1
+        tiles, ranges = N * triton.cdiv(C, BLOCK_C), triton.cdiv(HW, BLOCK_HW)
         if x.is_cuda and ranges > 1:
             target = 2 * _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
             if tiles < target:
                 split = min(triton.cdiv(target, tiles), ranges)
-    split = max(1, min(split, ranges))
-    chunk = triton.cdiv(triton.cdiv(HW, split), BLOCK_HW) * BLOCK_HW
-    split = triton.cdiv(HW, chunk)
     num_warps = max(1, min(8, BLOCK_C * BLOCK_HW // 256))
-    return dict(BLOCK_C=BLOCK_C, BLOCK_HW=BLOCK_HW, split=split, chunk=chunk, num_warps=num_warps,
-                single=ranges == 1, grid=(N, triton.cdiv(C, BLOCK_C)))
+    return dict(BLOCK_C=BLOCK_C, BLOCK_HW=BLOCK_HW, split=split, num_warps=num_warps)
 
 
-def _empty(shape, like=None, **kw):
-    t = torch.empty_like(like, **kw) if like is not None else torch.empty(shape, **kw)
-    return t.fill_(float("nan")) if POISON else t
+def _complete(x, knobs):
+    """The launch from the knobs: split clamped to the plane ranges there are, each range a whole
+    number of tiles (chunk positions), single pass when one tile holds the plane."""
+    N, C, H, W = x.shape
+    HW = H * W
+    ranges = triton.cdiv(HW, knobs["BLOCK_HW"])
+    split = max(1, min(knobs["split"], ranges))
+    chunk = triton.cdiv(triton.cdiv(HW, split), knobs["BLOCK_HW"]) * knobs["BLOCK_HW"]
+    return dict(knobs, split=triton.cdiv(HW, chunk), chunk=chunk, single=ranges == 1,
+                grid=(N, triton.cdiv(C, knobs["BLOCK_C"])))
 
 
-def _device_ctx(x):
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd"):
+    """The launch for x at `site` (norm_act.fwd or norm_act.bwd): the tuned table's entry if there is
+    one, else the heuristic. block_hw and split (test hooks) bypass the table."""
+    N, C, H, W = x.shape
+    if C * H * W >= 2 ** 31:  # in-plane offsets are int32 (the per-sample base is int64)
+        raise ValueError(f"instance_norm_act: one sample of x has {C * H * W} elements; the Triton path "
+                         f"takes under 2**31 (shape {tuple(x.shape)})")
+    if block_hw or split:
+        knobs = _heuristic(x, channels_last, triton.next_power_of_2(block_hw) if block_hw else MAX_TILE, split)
+    else:
+        knobs = _configs.choose(site, x.shape, x.dtype, channels_last, x.device,
+                                lambda: _heuristic(x, channels_last))
+    return _complete(x, knobs)
+
+
+def candidates(x, channels_last, quick=False):
+    """Knob sets the tuner tries for x (either direction): the heuristic's first, then variations
+    of it (warps; a smaller tile, alone and with more programs per plane; split; a larger tile),
+    each distinct once completed for x."""
+    h = _heuristic(x, channels_last)
+    bc, bhw, split, warps = h["BLOCK_C"], h["BLOCK_HW"], h["split"], h["num_warps"]
+    HW = x.shape[2] * x.shape[3]
+    # The axis that is not contiguous gives way when the tile shrinks or grows.
+    smaller = dict(h, BLOCK_HW=bhw // 2) if (channels_last or bc == 1) and bhw > 1 else dict(h, BLOCK_C=max(1, bc // 2))
+    larger = dict(h, BLOCK_HW=bhw * 2, num_warps=min(16, warps * 2)) if bhw < triton.next_power_of_2(HW) else None
+    variants = [h, dict(h, num_warps=min(16, warps * 2)), smaller, dict(smaller, split=split * 2),
+                dict(h, split=split * 2), dict(h, num_warps=max(1, warps // 2)), dict(h, split=1), larger]
+    if quick:
+        variants = variants[:4]
+    out, seen = [], set()
+    for v in variants:
+        if v is None:
+            continue
+        done = _complete(x, v)
+        knobs = {k: done[k] for k in h}
+        sig = tuple(knobs.values())
+        if sig not in seen:
+            seen.add(sig)
+            out.append(knobs)
+    return out
+
+
+def _empty_stats(x, *shape):
+    return empty(shape, dtype=torch.float32, device=x.device)
 
 
 def _dummy(x):
@@ -364,136 +384,102 @@ def _dummy(x):
 def _forward(x, weight, bias, act, slope, eps, strides, cfg):
     N, C, H, W = x.shape
     HW = H * W
-    y = _empty(None, like=x)
-    mean = _empty((N, C), dtype=torch.float32, device=x.device)
-    rstd = _empty((N, C), dtype=torch.float32, device=x.device)
-    common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=_ACT_IDS[act],
+    y = empty_like(x)
+    mean, rstd = _empty_stats(x, N, C), _empty_stats(x, N, C)
+    common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act],
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
     w = weight if weight is not None else _dummy(x)
     b = bias if bias is not None else _dummy(x)
-    with _device_ctx(x):
-        if cfg["split"] == 1:
-            _fwd_kernel[cfg["grid"]](x, y, w, b, mean, rstd, C, HW, *strides, eps, slope,
-                                     SINGLE=cfg["single"], **common)
-        else:
-            grid = cfg["grid"] + (cfg["split"],)
-            pmean = _empty((N, cfg["split"], C), dtype=torch.float32, device=x.device)
-            pm2 = _empty((N, cfg["split"], C), dtype=torch.float32, device=x.device)
-            _fwd_partial_kernel[grid](x, pmean, pm2, C, HW, cfg["chunk"], *strides, BLOCK_C=cfg["BLOCK_C"],
-                                      BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
-            _fwd_apply_kernel[grid](x, y, w, b, pmean, pm2, mean, rstd, C, HW, cfg["chunk"], *strides, eps,
-                                    slope, **common)
+    if cfg["split"] == 1:
+        _fwd_kernel[cfg["grid"]](x, y, w, b, mean, rstd, C, HW, *strides, eps, slope,
+                                 SINGLE=cfg["single"], **common)
+    else:
+        grid = cfg["grid"] + (cfg["split"],)
+        pmean, pm2 = _empty_stats(x, N, cfg["split"], C), _empty_stats(x, N, cfg["split"], C)
+        _fwd_partial_kernel[grid](x, pmean, pm2, C, HW, cfg["chunk"], *strides, BLOCK_C=cfg["BLOCK_C"],
+                                  BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
+        _fwd_apply_kernel[grid](x, y, w, b, pmean, pm2, mean, rstd, C, HW, cfg["chunk"], *strides, eps,
+                                slope, **common)
     return y, mean, rstd
 
 
 def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg):
     N, C, H, W = saved.shape
     HW = H * W
-    dx = _empty(None, like=saved)
-    sdz = _empty((N, cfg["split"], C), dtype=torch.float32, device=dy.device)
-    sdzx = _empty((N, cfg["split"], C), dtype=torch.float32, device=dy.device)
-    common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=_ACT_IDS[act], FROM_Y=from_y,
+    dx = empty_like(saved)
+    sdz, sdzx = _empty_stats(dy, N, cfg["split"], C), _empty_stats(dy, N, cfg["split"], C)
+    common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act], FROM_Y=from_y,
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
     w = weight if weight is not None else _dummy(dy)
     b = bias if bias is not None else _dummy(dy)
-    with _device_ctx(dy):
-        if cfg["split"] == 1:
-            _bwd_kernel[cfg["grid"]](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, *strides, slope,
-                                     SINGLE=cfg["single"], **common)
-        else:
-            grid = cfg["grid"] + (cfg["split"],)
-            _bwd_partial_kernel[grid](dy, saved, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
-                                      slope, **common)
-            _bwd_apply_kernel[grid](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
-                                    slope, **common)
+    if cfg["split"] == 1:
+        _bwd_kernel[cfg["grid"]](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, *strides, slope,
+                                 SINGLE=cfg["single"], **common)
+    else:
+        grid = cfg["grid"] + (cfg["split"],)
+        _bwd_partial_kernel[grid](dy, saved, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
+                                  slope, **common)
+        _bwd_apply_kernel[grid](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
+                                slope, **common)
     return dx, sdz, sdzx
 
 
-# The op, twice over. Eager code runs the autograd.Function; torch.compile sees the same launchers as two
-# opaque custom ops (with fake implementations for tracing), so a compiled network keeps one graph
-# instead of breaking at every layer. Eager avoids the custom op because its dispatch adds about
-# 11 us a call (measured on the 2-core dev CPU: 14 us vs 3 us for a plain Python call), about 150
-# calls per training step. block_hw and split are the test hooks of instance_norm_act_triton, 0
-# meaning "choose".
+# ---------------------------------------------------------------------------------------------
+# The op (both faces: see _twoface.py). block_hw and split are the test hooks of
+# instance_norm_act_triton, 0 meaning "choose".
 
 def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], act: str,
               slope: float, eps: float, block_hw: int, split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, mean, rstd), the statistics per (n, c) in fp32."""
     x, fmt, strides = _layout(x)
-    return _forward(x, weight, bias, act, slope, eps, strides,
-                    _config(x, fmt == torch.channels_last, block_hw or None, split or None))
+    cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd")
+    return _forward(x, weight, bias, act, slope, eps, strides, cfg)
+
+
+def _save(inputs, outputs):
+    """Per-instance mean and rstd (fp32) and one activation-sized tensor: the output y when the
+    activation can be undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually kept
+    alive by the next layer anyway), else the input x."""
+    x, weight, bias, act, slope, _eps, block_hw, split = inputs
+    y, mean, rstd = outputs
+    from_y = weight is None and bias is None and act == "leaky_relu" and slope > 0
+    return (y if from_y else x, weight, bias, mean, rstd), (act, slope, from_y, block_hw, split)
 
 
 def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
               mean: torch.Tensor, rstd: torch.Tensor, act: str, slope: float, from_y: bool, block_hw: int,
-              split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dweight, dbias), the last two as fp32 sums whether or not the op is affine."""
+              split: int, need_x: bool, need_weight: bool,
+              need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias); dweight/dbias empty where not asked for (or absent)."""
     saved, fmt, strides = _layout(saved)
-    cfg = _config(saved, fmt == torch.channels_last, block_hw or None, split or None)
+    cfg = _config(saved, fmt == torch.channels_last, block_hw, split, "norm_act.bwd")
     # Autograd may hand over dy in any layout (or expanded with zero strides).
     dy = dy.contiguous(memory_format=fmt)
     dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg)
-    return dx, sdzx.sum((0, 1)), sdz.sum((0, 1))
+    return (dx,
+            sdzx.sum((0, 1)).to(weight.dtype) if need_weight and weight is not None else dy.new_empty(0),
+            sdz.sum((0, 1)).to(bias.dtype) if need_bias and bias is not None else dy.new_empty(0))
 
 
-def _setup_context(ctx, inputs, output):
-    """Save per-instance mean and rstd (fp32) and one activation-sized tensor: the output y when the
-    activation can be undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually kept
-    alive by the next layer anyway), else the input x."""
-    x, weight, bias, act, slope, _eps, block_hw, split = inputs
-    y, mean, rstd = output
-    from_y = weight is None and bias is None and act == "leaky_relu" and slope > 0
-    ctx.save_for_backward(y if from_y else x, weight, bias, mean, rstd)
-    ctx.args = (act, slope, from_y, block_hw, split)
-
-
-def _grads(ctx, dy, backward):
-    saved, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dweight, dbias = backward(dy, saved, weight, bias, mean, rstd, *ctx.args)
-    need = ctx.needs_input_grad
-    return (dx if need[0] else None,
-            dweight.to(weight.dtype) if weight is not None and need[1] else None,
-            dbias.to(bias.dtype) if bias is not None and need[2] else None) + (None,) * 5
-
-
-class InstanceNormActFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, *inputs):
-        y, mean, rstd = _fwd_impl(*inputs)
-        _setup_context(ctx, inputs, (y, mean, rstd))
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        return _grads(ctx, dy, _bwd_impl)
-
-
-_fwd_op = torch.library.custom_op("bicyclegan::instance_norm_act", _fwd_impl, mutates_args=())
-_bwd_op = torch.library.custom_op("bicyclegan::instance_norm_act_backward", _bwd_impl, mutates_args=())
-
-
-@_fwd_op.register_fake
-def _(x, weight, bias, act, slope, eps, block_hw, split):
+def _fwd_fake(x, weight, bias, act, slope, eps, block_hw, split):
     x = _layout(x)[0]
     stats = x.new_empty(x.shape[:2], dtype=torch.float32)
     return torch.empty_like(x), stats, torch.empty_like(stats)
 
 
-@_bwd_op.register_fake
-def _(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw, split):
-    saved = _layout(saved)[0]
-    sums = saved.new_empty(saved.shape[1:2], dtype=torch.float32)
-    return torch.empty_like(saved), sums, torch.empty_like(sums)
+def _bwd_fake(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw, split, need_x, need_weight,
+              need_bias):
+    return (torch.empty_like(_layout(saved)[0]),
+            torch.empty_like(weight) if need_weight and weight is not None else dy.new_empty(0),
+            torch.empty_like(bias) if need_bias and bias is not None else dy.new_empty(0))
 
 
-_fwd_op.register_autograd(lambda ctx, dy, _dmean, _drstd: _grads(ctx, dy, _bwd_op), setup_context=_setup_context)
+OP = TwoFacedOp("bicyclegan::instance_norm_act", _fwd_impl, _bwd_impl, _save, _fwd_fake, _bwd_fake,
+                differentiable=("x", "weight", "bias"))
 
 
 def instance_norm_act_triton(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, *,
                              block_hw=None, split=None):
     """Triton path of instance_norm_act (arguments checked by the caller). block_hw and split
     override the tiling (for tests: force the looped and split paths on small planes)."""
-    args = (x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0))
-    if torch.compiler.is_compiling():
-        return _fwd_op(*args)[0]
-    return InstanceNormActFunction.apply(*args)
+    return OP(x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0))

@@ -10,9 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._impl import resolve_impl
-from .norm_act import apply_act
+from .acts import ACTS, apply_act
 
-ACTS = ("none", "relu", "leaky_relu")
 MODES = ("concat_free", "fused_concat")
 
 

@@ -25,25 +25,17 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-# One definition of the activations and their derivatives for all our kernels.
-from .norm_act_triton import _ACT_IDS, _act, _act_grad, _device_ctx
-
-
-def _empty(*size, **kwargs):
-    # One allocation point, so tests can poison fresh outputs and prove every element is written.
-    return torch.empty(*size, **kwargs)
-
+from . import _configs
+from ._triton_common import act as _act
+from ._triton_common import act_grad as _act_grad
+from ._triton_common import empty as _empty
+from ._triton_common import up as _up
+from ._twoface import TwoFacedOp
+from .acts import ACT_IDS as _ACT_IDS
 
 # ---------------------------------------------------------------------------------------------
 # 1a. kernels
 # ---------------------------------------------------------------------------------------------
-
-@triton.jit
-def _up(v):
-    # Arithmetic type: fp32 for 16- and 32-bit floats, fp64 for fp64 (resolved at compile time).
-    if v.dtype != tl.float64:
-        v = v.to(tl.float32)
-    return v
 
 
 @triton.jit
@@ -286,32 +278,60 @@ def _flat_hw(t):
     return t.shape[2] == 1 or t.shape[3] == 1 or t.stride(2) == t.shape[3] * t.stride(3)
 
 
-def _zcat_forward(x, z, act, slope, out_dtype):
+def _distinct(knob_sets):
+    out = []
+    for k in knob_sets:
+        if k not in out:
+            out.append(k)
+    return out
+
+
+def _zcat_heuristic(npos, nch, channels_last, budget=2048, num_warps=4):
+    bp, bc = _tile(npos, nch, channels_last, budget)
+    return dict(BLOCK_P=bp, BLOCK_C=bc, num_warps=num_warps)
+
+
+def _zcat_knobs(site, x, nz, dtype, channels_last):
+    N, C, H, W = x.shape
+    return _configs.choose(site, (N, C, H, W, nz), dtype, channels_last, x.device,
+                           lambda: _zcat_heuristic(H * W, C + nz, channels_last))
+
+
+def zcat_candidates(x, nz, channels_last, quick=False):
+    """Knob sets the tuner tries for zcat.fwd / zcat.bwd, the heuristic's first."""
+    npos, nch = x.shape[2] * x.shape[3], x.shape[1] + nz
+    sets = [_zcat_heuristic(npos, nch, channels_last, b, w) for b, w in ((2048, 4), (2048, 8), (4096, 8), (1024, 4),
+                                                                         (1024, 2))]
+    return _distinct(sets[:3] if quick else sets)
+
+
+def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     N, C, H, W = x.shape
     CT = C + z.shape[1]
+    cl = _memory_format(x) == torch.channels_last
     y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
-    bp, bc = _tile(H * W, CT, _memory_format(x) == torch.channels_last, 2048)
-    grid = (triton.cdiv(H * W, bp), triton.cdiv(CT, bc), N)
+    kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl)
+    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]), N)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=bp, BLOCK_C=bc)
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
     return y
 
 
-def _zcat_backward(gy, x, z, act, slope):
+def _zcat_backward(gy, x, z, act, slope, knobs=None):
     N, C, H, W = x.shape
     nz = z.shape[1]
     if not _flat_hw(gy):
         gy = gy.contiguous(memory_format=_memory_format(x))
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
-    bp, bc = _tile(H * W, C + nz, _memory_format(gy) == torch.channels_last, 2048)
-    grid = (triton.cdiv(H * W, bp), triton.cdiv(C + nz, bc), N)
+    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last)
+    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(C + nz, kn["BLOCK_C"]), N)
     part = _empty((N, grid[0], nz), dtype=_acc_dtype(gy.dtype), device=x.device)
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=bp, BLOCK_C=bc)
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
     return dx, part.sum(1).to(z.dtype)
 
 
@@ -345,33 +365,61 @@ def _geometry(kernel_size, stride, padding, H, W):
     return dict(H=H, W=W, KH=KH, KW=KW, KHP=_pow2(KH), KWP=_pow2(KW), SH=SH, SW=SW, PH=PH, PW=PW)
 
 
-def _zterm_add(y, q, bias, geo):
+def _zterm_shape(t, geo):
+    return tuple(t.shape) + tuple(geo[k] for k in ("KH", "KW", "SH", "SW", "PH", "PW"))
+
+
+def _zterm_heuristic(site, t, geo, budget_scale=1.0, rows_scale=1.0, num_warps=4):
+    """zterm.add: enough output rows per program to make about _target_programs programs;
+    zterm.grad: the rows cut into about that many chunks (each writes one partial sum)."""
+    N, CO, OH, OW = t.shape
+    budget = int(max(64, 4096 // geo["KWP"]) * budget_scale)
+    bj, bo = _tile(OW, CO, _memory_format(t) == torch.channels_last, budget)
+    jb, ob = triton.cdiv(OW, bj), triton.cdiv(CO, bo)
+    if site == "zterm.add":
+        rows = N * OH * jb * ob // _target_programs(t.device)
+    else:
+        rows = triton.cdiv(OH, max(1, min(OH, _target_programs(t.device) // (N * ob))))
+    return dict(BLOCK_J=bj, BLOCK_O=bo, ROWS=max(1, min(OH, int(rows * rows_scale))), num_warps=num_warps)
+
+
+def _zterm_knobs(site, t, geo):
+    return _configs.choose(site, _zterm_shape(t, geo), t.dtype, _memory_format(t) == torch.channels_last,
+                           t.device, lambda: _zterm_heuristic(site, t, geo))
+
+
+def zterm_candidates(site, t, geo, quick=False):
+    """Knob sets the tuner tries for zterm.add / zterm.grad on conv output (or its gradient) t."""
+    sets = [_zterm_heuristic(site, t, geo, *v) for v in (
+        (1, 1, 4), (1, 2, 4), (1, 0.5, 4), (2, 1, 8), (1, 1, 8), (0.5, 1, 4), (1, 1, 2))]
+    return _distinct(sets[:4] if quick else sets)
+
+
+def _zterm_add(y, q, bias, geo, knobs=None):
     """y += bias + z_term, in place; q is Q as an N x (CO * KH * KW) matrix in the arithmetic dtype."""
     N, CO, OH, OW = y.shape
-    bj, bo = _tile(OW, CO, _memory_format(y) == torch.channels_last, max(64, 4096 // geo["KWP"]))
-    jb, ob = triton.cdiv(OW, bj), triton.cdiv(CO, bo)
-    rows = max(1, min(OH, N * OH * jb * ob // _target_programs(y.device)))
-    grid = (N * triton.cdiv(OH, rows), jb, ob)
+    kn = knobs or _zterm_knobs("zterm.add", y, geo)
+    rows = min(kn["ROWS"], OH)
+    grid = (N * triton.cdiv(OH, rows), triton.cdiv(OW, kn["BLOCK_J"]), triton.cdiv(CO, kn["BLOCK_O"]))
     _zterm_add_kernel[grid](y, q, q if bias is None else bias, CO, OH, OW, geo["H"], geo["W"], rows,
                             y.stride(0), y.stride(1), y.stride(2), y.stride(3),
                             **{k: v for k, v in geo.items() if k not in ("H", "W")},
-                            HAS_BIAS=bias is not None, BLOCK_J=bj, BLOCK_O=bo)
+                            HAS_BIAS=bias is not None, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
+                            num_warps=kn["num_warps"])
 
 
-def _zterm_grad(g, geo):
+def _zterm_grad(g, geo, knobs=None):
     """(N, CO, KH * KW + 1), fp32 or fp64: dQ (masked tap sums of g) and, last, the plain sum of g."""
     N, CO, OH, OW = g.shape
     kk = geo["KH"] * geo["KW"]
-    bj, bo = _tile(OW, CO, _memory_format(g) == torch.channels_last, max(64, 4096 // geo["KWP"]))
-    ob = triton.cdiv(CO, bo)
-    chunks = max(1, min(OH, _target_programs(g.device) // (N * ob)))
-    rows = triton.cdiv(OH, chunks)
+    kn = knobs or _zterm_knobs("zterm.grad", g, geo)
+    rows = min(kn["ROWS"], OH)
     chunks = triton.cdiv(OH, rows)
     part = _empty((N * chunks, CO, kk + 1), dtype=_acc_dtype(g.dtype), device=g.device)
-    _zterm_grad_kernel[(N * chunks, ob)](g, part, CO, OH, OW, geo["H"], geo["W"], rows,
-                                         g.stride(0), g.stride(1), g.stride(2), g.stride(3),
-                                         **{k: v for k, v in geo.items() if k not in ("H", "W")},
-                                         BLOCK_J=bj, BLOCK_O=bo)
+    _zterm_grad_kernel[(N * chunks, triton.cdiv(CO, kn["BLOCK_O"]))](
+        g, part, CO, OH, OW, geo["H"], geo["W"], rows, g.stride(0), g.stride(1), g.stride(2), g.stride(3),
+        **{k: v for k, v in geo.items() if k not in ("H", "W")}, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
+        num_warps=kn["num_warps"])
     part = part.view(N, chunks, CO, kk + 1)
     return part[:, 0] if chunks == 1 else part.sum(1)
 
@@ -408,52 +456,38 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. autograd Functions
+# 2. the ops, each with an eager and a compile face (see _twoface.py)
 # ---------------------------------------------------------------------------------------------
-
-# Each op twice over, as in norm_act_triton.py: eager code runs the autograd.Function, torch.compile
-# sees the same implementations as opaque custom ops with fake implementations, so a compiled network
-# keeps one graph (a custom op's dispatch adds ~11 us a call, which eager need not pay).
 
 def _dense(x):
     return x.contiguous(memory_format=_memory_format(x))
 
 
-# Every implementation below launches under _device_ctx: Triton launches on the current device,
-# which need not be x's (e.g. a second GPU).
-
 def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype) -> torch.Tensor:
-    with _device_ctx(x):
-        return _zcat_forward(_dense(x), z, act, slope, out_dtype)
+    return _zcat_forward(_dense(x), z, act, slope, out_dtype)
 
 
-def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str,
-                   slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    with _device_ctx(x):
-        return _zcat_backward(gy, _dense(x), z, act, slope)
-
-
-def _zcat_setup(ctx, inputs, output):
+def _zcat_save(inputs, outputs):
     x, z, act, slope, _ = inputs
-    ctx.save_for_backward(x, z)
-    ctx.args = (act, slope)
+    return (x, z), (act, slope)
 
 
-def _zcat_grads(ctx, gy, backward):
-    x, z = ctx.saved_tensors
-    return backward(gy, x, z, *ctx.args) + (None, None, None)
+def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str, slope: float, need_x: bool,
+                   need_z: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return _zcat_backward(gy, _dense(x), z, act, slope)
 
 
-class _ZConcatAct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, *inputs):
-        y = _zcat_fwd_impl(*inputs)
-        _zcat_setup(ctx, inputs, y)
-        return y
+def _zcat_fwd_fake(x, z, act, slope, out_dtype):
+    N, C, H, W = x.shape
+    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
 
-    @staticmethod
-    def backward(ctx, gy):
-        return _zcat_grads(ctx, gy, _zcat_bwd_impl)
+
+def _zcat_bwd_fake(gy, x, z, act, slope, need_x, need_z):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)), torch.empty_like(z)
+
+
+ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _zcat_save, _zcat_fwd_fake,
+                  _zcat_bwd_fake, differentiable=("x", "z"))
 
 
 def _x_weight(weight, C, dtype, fmt):
@@ -465,7 +499,7 @@ def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias
                     stride: list[int], padding: list[int], act: str, slope: float,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(conv output, and what backward needs: act(x) and the x slice of the weight as the conv saw them)."""
-    with torch.autocast(x.device.type, enabled=False), _device_ctx(x):
+    with torch.autocast(x.device.type, enabled=False):
         C = x.shape[1]
         fmt = _memory_format(x)
         ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype)
@@ -476,103 +510,52 @@ def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias
     return y, ax, wx
 
 
+def _zconv_save(inputs, outputs):
+    x, z, weight, bias, stride, padding, act, slope, _ = inputs
+    return (x, outputs[1], outputs[2], z, weight, bias), (stride, padding, act, slope)
+
+
 def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, wx: torch.Tensor, z: torch.Tensor,
                     weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int], padding: list[int],
-                    act: str, slope: float, need_x: bool, need_z: bool, need_w: bool,
-                    need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dz, dweight, dbias); one not asked for comes back empty (a custom op returns no None)."""
+                    act: str, slope: float, need_x: bool, need_z: bool, need_weight: bool,
+                    need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dz, dweight, dbias); one not asked for comes back empty."""
+    need_bias = need_bias and bias is not None
     dx = dz = dw = db = gwx = None
-    with torch.autocast(gy.device.type, enabled=False), _device_ctx(gy):
+    with torch.autocast(gy.device.type, enabled=False):
         x = _dense(x)
         gy = gy.to(ax.dtype)
-        if need_x or need_w:
+        if need_x or need_weight:
             gax, gwx, _ = torch.ops.aten.convolution_backward(
-                gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_w, False))
+                gy, ax, wx, None, stride, padding, (1, 1), False, (0, 0), 1, (need_x, need_weight, False))
             if need_x:
                 dx = _act_backward(gax, x, act, slope)
-        if need_z or need_w or need_b:
+        if need_z or need_weight or need_bias:
             geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
-            dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_w,
-                                 bias.dtype if need_b else None)
-    return tuple(x.new_empty(0) if g is None else g for g in (dx if need_x else None, dz if need_z else None, dw, db))
+            dz, dw, db = _zfinal(_zterm_grad(gy, geo), z, weight, gwx, act, slope, need_weight,
+                                 bias.dtype if need_bias else None)
+    return tuple(x.new_empty(0) if g is None else g for g in (dx, dz if need_z else None, dw, db))
 
 
-def _zconv_setup(ctx, inputs, output):
-    x, z, weight, bias, stride, padding, act, slope, _ = inputs
-    ctx.save_for_backward(x, output[1], output[2], z, weight, bias)
-    ctx.args = (stride, padding, act, slope)
-
-
-def _zconv_grads(ctx, gy, backward):
-    x, ax, wx, z, weight, bias = ctx.saved_tensors
-    need = ctx.needs_input_grad[:4]
-    grads = backward(gy, x, ax, wx, z, weight, bias, *ctx.args, need[0], need[1], need[2],
-                     bias is not None and need[3])
-    return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 5
-
-
-class _ZConcatConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, *inputs):
-        out = _zconv_fwd_impl(*inputs)
-        _zconv_setup(ctx, inputs, out)
-        return out[0]
-
-    @staticmethod
-    def backward(ctx, gy):
-        return _zconv_grads(ctx, gy, _zconv_bwd_impl)
-
-
-def _zconv_fwd_op_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                       stride: list[int], padding: list[int], act: str, slope: float,
-                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    y, ax, wx = _zconv_fwd_impl(x, z, weight, bias, stride, padding, act, slope, dtype)
-    # A custom op may not return (a view of) an input: act "none" in x's dtype leaves ax = x, and
-    # with one output channel the weight's x slice is already dense.
-    def own(t, src):
-        return t.clone() if t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr() else t
-    return y, own(ax, x), own(wx, weight)
-
-
-_zcat_op = torch.library.custom_op("bicyclegan::z_concat_act", _zcat_fwd_impl, mutates_args=())
-_zcat_bwd_op = torch.library.custom_op("bicyclegan::z_concat_act_backward", _zcat_bwd_impl, mutates_args=())
-_zconv_op = torch.library.custom_op("bicyclegan::z_concat_conv", _zconv_fwd_op_impl, mutates_args=())
-_zconv_bwd_op = torch.library.custom_op("bicyclegan::z_concat_conv_backward", _zconv_bwd_impl, mutates_args=())
-
-
-@_zcat_op.register_fake
-def _(x, z, act, slope, out_dtype):
-    N, C, H, W = x.shape
-    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device,
-                       memory_format=_memory_format(x))
-
-
-@_zcat_bwd_op.register_fake
-def _(gy, x, z, act, slope):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)), torch.empty_like(z)
-
-
-@_zconv_op.register_fake
-def _(x, z, weight, bias, stride, padding, act, slope, dtype):
+def _zconv_fwd_fake(x, z, weight, bias, stride, padding, act, slope, dtype):
     fmt = _memory_format(x)
     ax = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=fmt)
     wx = _x_weight(weight, x.shape[1], dtype, fmt)
     return F.conv2d(ax, wx, None, stride, padding), ax, torch.empty_like(wx)
 
 
-@_zconv_bwd_op.register_fake
-def _(gy, x, ax, wx, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_w, need_b):
+def _zconv_bwd_fake(gy, x, ax, wx, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_weight,
+                    need_bias):
     return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)) if need_x
             else x.new_empty(0),
             torch.empty_like(z) if need_z else x.new_empty(0),
             torch.empty(weight.shape, dtype=weight.dtype, device=x.device,
-                        memory_format=_memory_format(weight)) if need_w else x.new_empty(0),
-            bias.new_empty(bias.shape) if need_b else x.new_empty(0))
+                        memory_format=_memory_format(weight)) if need_weight else x.new_empty(0),
+            bias.new_empty(bias.shape) if need_bias and bias is not None else x.new_empty(0))
 
 
-_zcat_op.register_autograd(lambda ctx, gy: _zcat_grads(ctx, gy, _zcat_bwd_op), setup_context=_zcat_setup)
-_zconv_op.register_autograd(lambda ctx, gy, _gax, _gwx: _zconv_grads(ctx, gy, _zconv_bwd_op),
-                            setup_context=_zconv_setup)
+ZCONV = TwoFacedOp("bicyclegan::z_concat_conv", _zconv_fwd_impl, _zconv_bwd_impl, _zconv_save, _zconv_fwd_fake,
+                   _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,8 +574,7 @@ def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
     promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
-    args = (x, z, act, float(slope), out_dtype)
-    return _zcat_op(*args) if torch.compiler.is_compiling() else _ZConcatAct.apply(*args)
+    return ZCAT(x, z, act, float(slope), out_dtype)
 
 
 def _conv_args(weight, stride, padding):
@@ -619,5 +601,4 @@ def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_rel
             raise TypeError(f"z_concat_conv: x {tuple(x.shape)} is {x.dtype} but weight {tuple(weight.shape)} "
                             f"is {weight.dtype}{'' if bias is None else f' and bias {bias.dtype}'}")
         dtype = x.dtype
-    args = (x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)
-    return _zconv_op(*args)[0] if torch.compiler.is_compiling() else _ZConcatConv.apply(*args)
+    return ZCONV(x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)

@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 import torch
+import torch._functorch.config
+import torch._inductor.config
 import torch.nn as nn
 
 from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
@@ -22,7 +24,12 @@ pytestmark = needs_triton
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo():
+def _fresh_dynamo(monkeypatch):
+    # Compile afresh: torch's on-disk caches (shared by every checkout on a machine) key a graph by
+    # its custom ops' names, not by their Python implementations, so a graph compiled against
+    # another version of our ops (another backward signature, say) would be reused and fail.
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -118,22 +125,24 @@ def _opcheck_cases():
     xcl = x.contiguous(memory_format=CL)
     z = torch.randn(2, 3)
     w, b = torch.randn(5, 7, 4, 4), torch.randn(5)
-    yield "norm_act", norm_act_triton._fwd_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0)
-    yield "norm_act_affine_cl", norm_act_triton._fwd_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0)
-    yield "norm_act_split", norm_act_triton._fwd_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2)
-    yield "z_concat_act", zinject_triton._zcat_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
-    yield "z_concat_conv", zinject_triton._zconv_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
+    norm, zcat, zconv = norm_act_triton.OP, zinject_triton.ZCAT, zinject_triton.ZCONV
+    yield "norm_act", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0)
+    yield "norm_act_affine_cl", norm.forward_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0)
+    yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2)
+    yield "norm_act_elu", norm.forward_op, (xcl, None, None, "elu", 0.0, 1e-5, 0, 0)
+    yield "z_concat_act", zcat.forward_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
+    yield "z_concat_conv", zconv.forward_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
     # one output channel: the weight's x slice is already dense, and must still not be returned as a view
-    yield "z_concat_conv_one_out", zinject_triton._zconv_op, (x, z, w[:1].clone(), None, [2, 2], [1, 1], "relu", 0.0,
-                                                              torch.float32)
-    yield "z_concat_conv_none", zinject_triton._zconv_op, (xcl, z, w, None, [1, 1], [2, 1], "none", 0.2, torch.float32)
+    yield "z_concat_conv_one_out", zconv.forward_op, (x, z, w[:1].clone(), None, [2, 2], [1, 1], "relu", 0.0,
+                                                      torch.float32)
+    yield "z_concat_conv_none", zconv.forward_op, (xcl, z, w, None, [1, 1], [2, 1], "none", 0.2, torch.float32)
     # The backward ops alone, also with gradients left out (they come back as empty tensors).
     stats = torch.randn(2, 4).abs() + 0.5
-    yield "norm_act_backward", norm_act_triton._bwd_op, (torch.randn(2, 4, 5, 3), x, torch.rand(4), None, stats,
-                                                         stats, "relu", 0.0, False, 0, 0)
-    yield "z_concat_act_backward", zinject_triton._zcat_bwd_op, (torch.randn(2, 7, 5, 3), x, z, "relu", 0.0)
+    yield "norm_act_backward", norm.backward_op, (torch.randn(2, 4, 5, 3), x, torch.rand(4), None, stats,
+                                                  stats, "relu", 0.0, False, 0, 0, True, True, False)
+    yield "z_concat_act_backward", zcat.backward_op, (torch.randn(2, 7, 5, 3), x, z, "relu", 0.0, True, True)
     gy = torch.randn(2, 5, 2, 1)
-    yield "z_concat_conv_backward", zinject_triton._zconv_bwd_op, (
+    yield "z_concat_conv_backward", zconv.backward_op, (
         gy, x, torch.randn(2, 4, 5, 3), torch.randn(5, 4, 4, 4), z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2,
         False, True, True, False)
 

@@ -5,6 +5,7 @@ On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRI
 the "cuda" variants are marked gpu and run the compiled kernels on a GPU machine.
 """
 import copy
+import math
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from bicyclegan.kernels._impl import interpreting
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 CL = torch.channels_last
 NCHW = torch.contiguous_format
-ACTS = ("none", "relu", "leaky_relu")
+ACTS = ("none", "relu", "leaky_relu", "elu")
 DEVICES = [
     pytest.param("cpu", marks=pytest.mark.skipif(not interpreting(), reason="Triton interpreter is off")),
     pytest.param("cuda", marks=pytest.mark.gpu),
@@ -26,8 +27,8 @@ DEVICES = [
 @pytest.fixture(autouse=True)
 def poisoned(monkeypatch):
     """Every buffer a kernel should fill starts as NaN, so a skipped element fails the comparison."""
-    from bicyclegan.kernels import norm_act_triton
-    monkeypatch.setattr(norm_act_triton, "POISON", True)
+    from bicyclegan.kernels import _triton_common
+    monkeypatch.setattr(_triton_common, "POISON", True)
 
 
 @pytest.fixture
@@ -247,6 +248,37 @@ def test_fuse_norm_act_matches_original(device, no_tf32):
     assert outs[1][2].keys() == outs[0][2].keys()
     for k, g in outs[0][2].items():
         _close(outs[1][2][k], g, torch.float32, k)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fuse_elu(device, no_tf32):
+    """nn.ELU() (alpha 1, the reference's `--nl elu`) fuses; another alpha is a different function
+    and stays as it is."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.InstanceNorm2d(4, affine=True), nn.ELU(),
+                        nn.Conv2d(4, 4, 3, 1, 1), nn.InstanceNorm2d(4), nn.ELU(alpha=0.5)).to(device)
+    with torch.no_grad():
+        net[1].weight.normal_()
+        net[1].bias.normal_()
+    fused = fuse_norm_act(copy.deepcopy(net), impl="triton")
+    assert isinstance(fused[1], InstanceNormAct2d) and fused[1].act == "elu" and isinstance(fused[2], nn.Identity)
+    assert type(fused[4]) is nn.InstanceNorm2d and type(fused[5]) is nn.ELU, "ELU(alpha=0.5) must be left alone"
+    x = torch.randn(2, 3, 6, 5, device=device)
+    outs = []
+    for model in (net, fused):
+        xx = x.clone().requires_grad_()
+        y = model(xx)
+        y.backward(torch.ones_like(y))
+        outs.append((y, xx.grad, model[1].weight.grad))
+    for what, a, b in zip(("y", "dx", "dweight"), outs[1], outs[0]):
+        _close(a, b, torch.float32, what)
+
+
+def test_elu_reference_known_values():
+    """ELU(alpha 1) after the norm, against values worked out by hand: x = (-1, 1) per plane
+    normalises to (-1, 1) (eps aside), and ELU(-1) = e^-1 - 1."""
+    x = torch.tensor([[[[-1.0, 1.0]]]])
+    y = instance_norm_act_ref(x, "elu", eps=0.0)
+    torch.testing.assert_close(y, torch.tensor([[[[math.exp(-1) - 1, 1.0]]]]))
 
 
 def test_fuse_keeps_parameter_objects():

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bicyclegan.kernels import ZConcatConv2d, z_concat_act, z_concat_act_ref, z_concat_conv, zinject_triton
+from bicyclegan.kernels import ZConcatConv2d, _triton_common, z_concat_act, z_concat_act_ref, z_concat_conv
 
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float64: 1e-10}
 CL = torch.channels_last
@@ -27,10 +27,7 @@ def _close(actual, expected, dtype, what):
 @pytest.fixture
 def poisoned(monkeypatch):
     """Fresh kernel outputs start as NaN, so an element a kernel forgets to write shows up."""
-    def empty(*size, **kwargs):
-        t = torch.empty(*size, **kwargs)
-        return t.fill_(float("nan"))
-    monkeypatch.setattr(zinject_triton, "_empty", empty)
+    monkeypatch.setattr(_triton_common, "POISON", True)
 
 
 @pytest.fixture
@@ -241,6 +238,22 @@ def test_fused_concat_gradcheck_float64():
     for impl in ("ref", "triton"):
         assert torch.autograd.gradcheck(lambda a, b, impl=impl: z_concat_act(a, b, impl=impl), args,
                                         fast_mode=True)
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_elu_matches_reference(mode, poisoned):
+    # ELU shares the kernels' activation code with the norm: cheap to offer, so it is tested here too.
+    _compare_layers(2, 3, 5, 4, 2, 3, "elu", torch.float32, mode=mode)
+    _compare_layers(2, 3, 5, 4, 2, 3, "elu", torch.float32, CL, mode=mode)
+
+
+def test_elu_gradcheck_float64():
+    x, z = _inputs(2, 2, 3, 4, 2, torch.float64)
+    w = torch.randn(3, 4, 4, 4, dtype=torch.float64)
+    args = [t.requires_grad_() for t in (x, z, w)]
+    assert torch.autograd.gradcheck(lambda x, z, w: z_concat_conv(x, z, w, act="elu", impl="triton"), args,
+                                    fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x, z: z_concat_act(x, z, "elu", impl="triton"), args[:2], fast_mode=True)
 
 
 def test_fused_concat_noncontiguous_grad(poisoned):

@@ -1,0 +1,149 @@
+"""Launch configurations: a tuned table where there is one for this device, else the heuristics.
+
+Each launcher has a few knobs (tile sizes, warps, how many programs share a plane) and a heuristic
+that picks them from the shape. `python -m bicyclegan.kernels.tune` times candidates on a GPU and
+writes the winners to a JSON table; `choose` returns a table's entry for the exact launch (site,
+shape, dtype, layout) and falls back to the heuristic for everything else. Tables come from
+kernels/tuning/<device name>.json (committed, picked by the CUDA device's name) and from the file
+named by BICYCLEGAN_KERNEL_TUNING (its entries win). A table made on another device or with
+another torch or Triton minor version is ignored, with one warning.
+
+Every knob value gives correct results (the kernels mask their tiles); a table only changes speed.
+"""
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+import triton
+
+from ._impl import _warn_once
+
+ENV = "BICYCLEGAN_KERNEL_TUNING"
+TABLE_DIR = Path(__file__).with_name("tuning")
+FORMAT = 1
+INTERPRETER = "triton-interpreter"  # the "device" of CPU tensors (kernels run in Triton's interpreter)
+
+# Launch sites and their knobs. Keys' shapes: norm_act.* (N, C, H, W); zcat.* (N, C, H, W, nz) of
+# x and z; zterm.* (N, CO, OH, OW, KH, KW, SH, SW, PH, PW): conv output and conv geometry.
+SITES = {
+    "norm_act.fwd": ("BLOCK_C", "BLOCK_HW", "split", "num_warps"),
+    "norm_act.bwd": ("BLOCK_C", "BLOCK_HW", "split", "num_warps"),
+    "zcat.fwd": ("BLOCK_P", "BLOCK_C", "num_warps"),
+    "zcat.bwd": ("BLOCK_P", "BLOCK_C", "num_warps"),
+    "zterm.add": ("BLOCK_J", "BLOCK_O", "ROWS", "num_warps"),
+    "zterm.grad": ("BLOCK_J", "BLOCK_O", "ROWS", "num_warps"),
+}
+# The z-injection kernels take tiles of at least 2 along each axis.
+MIN_BLOCK = {site: 2 if site.startswith("z") else 1 for site in SITES}
+
+_tables = {}  # (device type, index) -> {key: knobs}
+
+
+def device_name(device):
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else INTERPRETER
+
+
+def table_path(name):
+    """Where the committed table for the device called `name` lives."""
+    return TABLE_DIR / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".json")
+
+
+def key(site, shape, dtype, channels_last):
+    return site, tuple(int(s) for s in shape), dtype, bool(channels_last)
+
+
+def key_text(k):
+    site, shape, dtype, channels_last = k
+    return f"{site}|{'x'.join(map(str, shape))}|{str(dtype).removeprefix('torch.')}|{'cl' if channels_last else 'nchw'}"
+
+
+def check_knobs(site, knobs):
+    """knobs as a dict of ints if they are a valid configuration for `site`, else ValueError."""
+    names = SITES[site]
+    if not isinstance(knobs, dict) or set(knobs) != set(names):
+        raise ValueError(f"{site}: a config needs exactly the knobs {names}, got {knobs!r}")
+    for name, v in knobs.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{site}: {name} must be a positive int, got {v!r}")
+        pow2 = name.startswith("BLOCK_") or name == "num_warps"
+        if pow2 and v & (v - 1):
+            raise ValueError(f"{site}: {name} must be a power of two, got {v}")
+    if min(v for n, v in knobs.items() if n.startswith("BLOCK_")) < MIN_BLOCK[site] or knobs["num_warps"] > 32:
+        raise ValueError(f"{site}: blocks must be >= {MIN_BLOCK[site]} and num_warps <= 32, got {knobs}")
+    return dict(knobs)
+
+
+def _parse_key(text):
+    site, shape, dtype, layout = text.split("|")
+    dt = getattr(torch, dtype, None)
+    if site not in SITES or not isinstance(dt, torch.dtype) or layout not in ("cl", "nchw"):
+        raise ValueError(text)
+    return key(site, [int(s) for s in shape.split("x")], dt, layout == "cl")
+
+
+def _minor(version):
+    return ".".join(str(version).split("+")[0].split(".")[:2])
+
+
+def read_table(path, device):
+    """{key: knobs} from the table at `path` for `device`; empty (with a warning) when the table was
+    made on another device or with another torch/Triton minor version."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"kernel tuning table {path}: no such file (from {ENV} or kernels/tuning/)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"kernel tuning table {path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
+        raise ValueError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and 'entries', "
+                         f"as python -m bicyclegan.kernels.tune writes")
+    name = device_name(device)
+    mismatch = [] if data.get("device") == name else [f"made on {data.get('device')!r}, this device is {name!r}"]
+    for lib, have in (("torch", torch.__version__), ("triton", triton.__version__)):
+        if _minor(data.get(lib)) != _minor(have):
+            mismatch.append(f"made with {lib} {data.get(lib)}, this is {have}")
+    if mismatch:
+        _warn_once(f"kernel tuning table {path} ignored: {'; '.join(mismatch)}")
+        return {}
+    entries, bad = {}, []
+    for text, entry in data["entries"].items():
+        try:
+            k = _parse_key(text)
+            entries[k] = check_knobs(k[0], entry["config"])
+        except (ValueError, KeyError, TypeError):
+            bad.append(text)
+    if bad:
+        _warn_once(f"kernel tuning table {path}: {len(bad)} entries ignored (bad key or config), e.g. {bad[0]!r}")
+    return entries
+
+
+def _load(device):
+    paths = [table_path(device_name(device))]
+    paths = [p for p in paths if p.is_file()]
+    if os.environ.get(ENV):
+        paths.append(Path(os.environ[ENV]))
+    entries = {}
+    for p in paths:
+        entries.update(read_table(p, device))
+    return entries
+
+
+def choose(site, shape, dtype, channels_last, device, heuristic):
+    """The knobs for one launch: the table's entry for it, else heuristic() (a callable)."""
+    slot = (device.type, device.index)
+    table = _tables.get(slot)
+    if table is None:
+        table = _tables[slot] = _load(device)
+    if table:
+        knobs = table.get(key(site, shape, dtype, channels_last))
+        if knobs is not None:
+            return dict(knobs)
+    return heuristic()
+
+
+def reload():
+    """Forget the loaded tables (after changing BICYCLEGAN_KERNEL_TUNING or a table file)."""
+    _tables.clear()

@@ -1,0 +1,57 @@
+"""What every Triton kernel file of this package shares: the activations and their derivatives as
+@triton.jit helpers, the arithmetic-type promotion, and the one allocation point for kernel outputs.
+"""
+import torch
+import triton
+import triton.language as tl
+
+# Test hook: when True, every buffer a kernel should fill starts as NaN, so an element the kernel
+# skips shows up as NaN instead of as whatever torch.empty happened to hold.
+POISON = False
+
+
+def empty(*size, **kwargs):
+    """torch.empty for kernel outputs and workspaces (poisoned under the test hook)."""
+    t = torch.empty(*size, **kwargs)
+    return t.fill_(float("nan")) if POISON else t
+
+
+def empty_like(t, **kwargs):
+    out = torch.empty_like(t, **kwargs)
+    return out.fill_(float("nan")) if POISON else out
+
+
+# ACT ids are acts.ACT_IDS: 0 none, 1 relu, 2 leaky_relu, 3 elu (alpha 1).
+
+@triton.jit
+def act(z, ACT: tl.constexpr, slope):
+    # `z < 0` / `z > 0` chosen so that NaN passes through, as in torch.relu / leaky_relu / elu.
+    if ACT == 1:
+        z = tl.where(z < 0, 0.0, z)
+    elif ACT == 2:
+        z = tl.where(z < 0, z * slope, z)
+    elif ACT == 3:
+        # exp(z) - 1 rather than expm1 (not in every Triton backend, nor in the interpreter): its
+        # absolute error near 0 is one ulp of 1, far below what follows it (a conv, a norm).
+        z = tl.where(z > 0, z, tl.exp(z) - 1.0)
+    return z
+
+
+@triton.jit
+def act_grad(dy, z, ACT: tl.constexpr, slope):
+    # dy * act'(z), with PyTorch's tie-breaking: at z == 0 the derivative of the negative side.
+    if ACT == 1:
+        dy = tl.where(z > 0, dy, 0.0)
+    elif ACT == 2:
+        dy = tl.where(z > 0, dy, dy * slope)
+    elif ACT == 3:
+        dy = tl.where(z > 0, dy, dy * tl.exp(z))
+    return dy
+
+
+@triton.jit
+def up(v):
+    # Arithmetic type: fp32 for 16- and 32-bit floats, fp64 for fp64 (resolved at compile time).
+    if v.dtype != tl.float64:
+        v = v.to(tl.float32)
+    return v

@@ -1,0 +1,434 @@
+"""Choose the kernels' launch configurations on the device they run on.
+
+    python -m bicyclegan.kernels.tune --out FILE.json [--quick] [--dry-run] [--jobs N] [--budget-s S]
+
+For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
+activation plane of G unet_256, E resnet_256 and D basic_256_multi; the z injection of G with
+where_add=all; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
+candidate configurations (kernel files' `candidates` functions, the heuristic's first) are checked
+against a plain PyTorch computation of what that launch must produce and, if right, timed on the
+GPU (CUDA-graph replays of back-to-back launches: the kernels' own time). The winners go to
+FILE.json: device name, torch and Triton versions, and per launch key the config, its time and the
+heuristic's. The kernels read such a table from kernels/tuning/<device>.json or from
+$BICYCLEGAN_KERNEL_TUNING (see _configs.py).
+
+A candidate must beat the heuristic by more than NOISE to replace it. Compiling the candidates is
+most of the cost on a fresh machine, so --jobs worker processes compile them first (Triton's disk
+cache hands the binaries to the timing process). The sweep stops after --budget-s seconds and
+writes what it has (the table is rewritten after every key, so even a killed run leaves one).
+--dry-run runs every path on the CPU in Triton's interpreter on tiny shapes, timing each candidate
+once with the host clock (meaningless numbers), so a test can run it before any GPU call.
+"""
+import argparse
+import concurrent.futures
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+NOISE = 0.02
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+ACT, SLOPE, EPS = "leaky_relu", 0.2, 1e-5  # the activation tuned with (configs do not depend on it)
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+
+
+# ---------------------------------------------------------------------------------------------
+# What the reference networks launch
+
+def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=3):
+    """(norm planes, z convs) of the reference's G unet_256 (where_add=all), E resnet_256 and D
+    basic_256_multi at size x size, with their default widths. norm planes: sorted distinct
+    (C, H, W) of every InstanceNorm + activation; z convs: (C, H, W, nz, CO) of every
+    concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels)."""
+    planes, zconvs = set(), []
+    depth = int(math.log2(size))
+    ch = [ngf * min(2 ** i, 8) for i in range(depth)]
+    for i in range(depth):  # U-Net level i: input at size / 2^i, down conv to ch[i]
+        s = size >> i
+        zconvs.append((input_nc if i == 0 else ch[i - 1], s, s, nz, ch[i]))
+        if 0 < i < depth - 1:
+            planes.add((ch[i], s // 2, s // 2))       # norm after the down conv (no activation)
+        if i > 0:
+            planes.add((ch[i - 1], s, s))             # norm + act after the up conv
+    for n in range(1, 5):  # E: four residual blocks, each norm + act twice at its input size
+        planes.add((nef * min(4, n), size >> n, size >> n))
+    for k in range(num_Ds):  # D: one PatchGAN per scale, the input average-pooled k times
+        width, s = round(ndf / 2 ** k), size >> (k + 1)
+        for n in (1, 2, 3):
+            s = s // 2 if n < 3 else s - 1  # stride 2, 2, then 1 (4x4 kernel, padding 1)
+            planes.add((width * min(2 ** n, 8), s, s))
+    return sorted(planes), zconvs
+
+
+def cases(quick=False, dry_run=False):
+    """Case specs (site, shape, dtype name, channels_last), most used first."""
+    if dry_run:  # tiny: still single-pass, looped and split plans, and a 2 x 2 -> 1 x 1 z conv
+        planes, zconvs, batches = [(3, 4, 4), (2, 33, 32)], [(3, 4, 6, 2, 5), (4, 2, 2, 2, 3)], (2,)
+    else:
+        (planes, zconvs), batches = reference_shapes(), (2, 16)
+    sites = ["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad"] + ([] if quick else ["zcat.fwd", "zcat.bwd"])
+    out = []
+    for dtype in ("bfloat16", "float32"):
+        for channels_last in (True, False):
+            for site in sites:
+                for n in batches:
+                    # norm: (C, H, W); zcat: x and z (C, H, W, nz); zterm: the whole conv (C, H, W, nz, CO)
+                    shapes = {"norm_act": planes, "zcat": [c[:4] for c in zconvs], "zterm": zconvs}[site.split(".")[0]]
+                    out += [(site, (n, *shape), dtype, channels_last) for shape in shapes]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One case: the inputs of one launch, what it must produce, its candidates
+
+def _layout(t, channels_last):
+    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _mismatch(got, want, dtype):
+    """None if got matches want within the dtype's tolerance (scaled by want's magnitude), else why."""
+    for g, w in zip(got, want):
+        g, w = g.float(), w.float()
+        scale = max(1.0, w.abs().max().item())
+        err = (g - w).abs()
+        bad = err > TOL[dtype] * scale + TOL[dtype] * w.abs()
+        if g.shape != w.shape or bad.any() or not g.isfinite().all():
+            return f"max abs error {err.max().item():.3g} (tolerance {TOL[dtype]} x {scale:.3g})"
+    return None
+
+
+class Case:
+    """run(knobs) launches the site's kernels once; expected holds what run must return."""
+
+    def __init__(self, spec, device, quick):
+        site, shape, dtype_name, channels_last = spec
+        self.site, self.dtype = site, DTYPES[dtype_name]
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.randn = lambda *s: torch.randn(*s, generator=g).to(device)
+        getattr(self, "_" + site.split(".")[0])(site, shape, channels_last, device, quick)
+
+    def _norm_act(self, site, shape, channels_last, device, quick):
+        from . import _configs
+        from . import norm_act_triton as nat
+        from .norm_act import instance_norm_act_ref
+        x32 = self.randn(*shape) * 2 + 3  # a non-zero mean, as after a conv
+        x, fmt, strides = nat._layout(_layout(x32.to(self.dtype), channels_last))
+        self.key = _configs.key(site, x.shape, x.dtype, fmt == torch.channels_last)
+        self.candidates = nat.candidates(x, self.key[3], quick)
+        xr = x.float().requires_grad_()
+        y = instance_norm_act_ref(xr, ACT, SLOPE, EPS)
+        if site == "norm_act.fwd":
+            self.expected = (y.detach(),)
+            self.run = lambda k: nat._forward(x, None, None, ACT, SLOPE, EPS, strides, nat._complete(x, k))[:1]
+            return
+        dy = _layout(self.randn(*shape).to(self.dtype), self.key[3])
+        y.backward(dy.float())
+        self.expected = (xr.grad,)
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), unbiased=False)
+        rstd = (var + EPS).rsqrt()
+        # No affine + LeakyReLU: the op saves y (FROM_Y), as the networks' D and E layers do.
+        saved = _layout(y.detach().to(self.dtype), self.key[3])
+        self.run = lambda k: nat._backward(dy, saved, None, None, mean, rstd, ACT, SLOPE, True, strides,
+                                           nat._complete(x, k))[:1]
+
+    def _zcat(self, site, shape, channels_last, device, quick):
+        from . import _configs
+        from . import zinject_triton as zt
+        from .zinject import z_concat_act_ref
+        N, C, H, W, nz = shape
+        x = zt._dense(_layout(self.randn(N, C, H, W).to(self.dtype), channels_last))
+        z = self.randn(N, nz).to(self.dtype)
+        cl = zt._memory_format(x) == torch.channels_last
+        self.key = _configs.key(site, shape, self.dtype, cl)
+        self.candidates = zt.zcat_candidates(x, nz, cl, quick)
+        xr, zr = x.float().requires_grad_(), z.float().requires_grad_()
+        y = z_concat_act_ref(xr, zr, ACT, SLOPE)
+        if site == "zcat.fwd":
+            self.expected = (y.detach(),)
+            self.run = lambda k: (zt._zcat_forward(x, z, ACT, SLOPE, self.dtype, k),)
+            return
+        gy = _layout(self.randn(N, C + nz, H, W).to(self.dtype), cl)
+        y.backward(gy.float())
+        self.expected = (xr.grad, zr.grad)
+        self.run = lambda k: zt._zcat_backward(gy, x, z, ACT, SLOPE, k)
+
+    def _zterm(self, site, shape, channels_last, device, quick):
+        from . import _configs
+        from . import zinject_triton as zt
+        from .acts import apply_act
+        from .zinject import tile_z
+        N, C, H, W, nz, CO = shape
+        geo = zt._geometry((4, 4), (2, 2), (1, 1), H, W)
+        OH, OW = H // 2, W // 2
+        t = zt._dense(_layout(self.randn(N, CO, OH, OW).to(self.dtype), channels_last))
+        cl = zt._memory_format(t) == torch.channels_last
+        self.key = _configs.key(site, zt._zterm_shape(t, geo), self.dtype, cl)
+        self.candidates = zt.zterm_candidates(site, t, geo, quick)
+        if site == "zterm.add":
+            # fp32 weights, z and bias with a bf16 conv output: what autocast training hands over.
+            weight, bias, z = self.randn(CO, C + nz, 4, 4) * 0.1, self.randn(CO), self.randn(N, nz)
+            q = zt._zq(z, weight, C, ACT, SLOPE, torch.float32)
+            zterm = F.conv2d(tile_z(apply_act(z, ACT, SLOPE), torch.empty(0, 0, H, W)), weight[:, C:], bias, 2, 1)
+            self.expected = (t.float() + zterm,)
+            scratch = t.clone()
+
+            def run(k, check=False):
+                y = t.clone() if check else scratch  # timing adds into a scratch copy again and again
+                zt._zterm_add(y, q, bias, geo, k)
+                return (y,)
+            self.run, self.check_run = (lambda k: run(k)), (lambda k: run(k, True))
+            return
+        # Each tap's 0/1 validity at each output position: unfold of an all-ones image.
+        valid = F.unfold(torch.ones(1, 1, H, W, device=device), (4, 4), padding=1, stride=2)[0]
+        gf = t.float().flatten(2)
+        self.expected = (torch.cat([torch.einsum("nol,tl->not", gf, valid), gf.sum(2, keepdim=True)], 2),)
+        self.run = lambda k: (zt._zterm_grad(t, geo, k),)
+
+    def check(self, knobs):
+        got = getattr(self, "check_run", self.run)(knobs)
+        return _mismatch(got, self.expected, self.dtype)
+
+    def signature(self, knobs):
+        """What makes Triton compile another binary, near enough: the site, dtype, layout, knobs and
+        how the shape's sizes specialise (1, multiple of 16). Equal signatures compile once."""
+        sizes = tuple((s == 1, s % 16 == 0) for s in self.key[1])
+        return self.site, self.dtype, self.key[3], tuple(sorted(knobs.items())), sizes
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+class _HostEvent:
+    """torch.cuda.Event's timing interface on the host clock (the dry run's)."""
+
+    def record(self):
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1e3
+
+
+def _batch(fn, reps, device):
+    """A callable making `reps` back-to-back fn() calls: on a GPU one CUDA-graph replay of them (the
+    kernels' own time, as a graphed training step sees it, without Python's launch gaps), else a loop."""
+    def loop():
+        for _ in range(reps):
+            fn()
+    if device.type != "cuda":
+        return loop
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loop()
+        return graph.replay
+    except Exception as e:  # timing still works, with launch gaps included
+        _note_once(f"tune: CUDA-graph timing failed ({type(e).__name__}: {e}); timing plain launches")
+        return loop
+
+
+def time_us(fn, device, samples=7, target_ms=0.5):
+    """Median time of one fn() call in us, over `samples` batches of calls that each take about
+    target_ms (sized from one call; the candidate's check ran fn before: compiled and warm)."""
+    new = (lambda: torch.cuda.Event(enable_timing=True)) if device.type == "cuda" else _HostEvent
+    start, end = new(), new()
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    reps = max(1, min(200, int(target_ms / max(start.elapsed_time(end), 1e-3))))
+    batch = _batch(fn, reps, device)
+    times = []
+    for _ in range(samples):
+        start.record()
+        batch()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / reps)
+    return statistics.median(times)
+
+
+_noted = set()
+
+
+def _note_once(message):
+    if message not in _noted:
+        _noted.add(message)
+        print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+
+def _warm(work, device, quick):
+    """Worker: run each (spec, knobs) once, so that Triton compiles (and caches) it. A candidate that
+    fails here fails again in the timing pass, which reports it."""
+    device = torch.device(device)
+    by_spec = {}
+    for spec, knobs in work:
+        by_spec.setdefault(spec, []).append(knobs)
+    for spec, knob_sets in by_spec.items():
+        case = Case(spec, device, quick)
+        for knobs in knob_sets:
+            try:
+                case.run(knobs)
+            except Exception:
+                pass
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return len(work)
+
+
+def _precompile(specs, device, quick, jobs, deadline):
+    """Compile every distinct candidate once, spread over `jobs` worker processes, until `deadline`
+    (time.monotonic()); what is left then compiles in the timing pass. Returns how many were sent."""
+    if jobs <= 1:
+        return 0
+    distinct = {}
+    for spec in specs:
+        case = Case(spec, device, quick)
+        for knobs in case.candidates:
+            distinct.setdefault(case.signature(knobs), (spec, knobs))
+    work = list(distinct.values())  # grouped by spec: a worker builds each case's tensors once per piece
+    size = max(1, len(work) // (8 * jobs))  # small pieces, so that the deadline cancels the rest
+    ctx = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx)
+    futures = [pool.submit(_warm, work[i:i + size], str(device), quick) for i in range(0, len(work), size)]
+    concurrent.futures.wait(futures, timeout=None if math.isinf(deadline) else max(0.0, deadline - time.monotonic()))
+    pool.shutdown(wait=True, cancel_futures=True)
+    failed = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    if failed:
+        print(f"tune: {len(failed)} compile worker pieces failed, e.g. {failed[0]!r}; continuing", file=sys.stderr)
+    return len(work)
+
+
+def tune_case(case, device, dry_run):
+    """{config, time_us, heuristic, heuristic_us, tried, rejected} for one case, or {error} when the
+    heuristic's own output is wrong."""
+    from . import _configs
+    timed, rejected = [], []
+    for knobs in case.candidates:
+        _configs.check_knobs(case.site, knobs)
+        try:
+            why = case.check(knobs)
+            if not why:
+                timed.append((time_us(lambda: case.run(knobs), device, **({"samples": 1} if dry_run else {})), knobs))
+        except Exception as e:  # e.g. a candidate that does not compile or fit (out of resources)
+            why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        if why:
+            rejected.append({"config": knobs, "error": why})
+    heuristic = case.candidates[0]
+    if not timed or timed[0][1] is not heuristic:
+        return {"error": "the heuristic's configuration fails its check", "heuristic": heuristic,
+                "rejected": rejected}
+    heuristic_us = timed[0][0]
+    best_us, best = min(timed, key=lambda tk: tk[0])
+    if best_us > heuristic_us * (1 - NOISE):
+        best_us, best = heuristic_us, heuristic
+    return {"config": best, "time_us": round(best_us, 2), "heuristic": heuristic,
+            "heuristic_us": round(heuristic_us, 2), "tried": len(case.candidates), "rejected": rejected}
+
+
+def _write(path, table):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(table, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=math.inf, log=print):
+    """Run the sweep and write the table to `out` (a Path); returns the table."""
+    # The checks compare with fp32 convs and matmuls: TF32 would be off by ~1e-3.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _sweep(out, quick, dry_run, jobs, budget_s, log)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _sweep(out, quick, dry_run, jobs, budget_s, log):
+    import triton
+
+    from . import _configs
+    device = torch.device("cpu" if dry_run else "cuda")
+    began = time.monotonic()
+    specs = cases(quick, dry_run)
+    table = {"format": _configs.FORMAT, "device": _configs.device_name(device), "torch": torch.__version__,
+             "triton": triton.__version__, "quick": quick, "dry_run": dry_run, "noise": NOISE,
+             "timing": "host clock, one sample (meaningless)" if dry_run else
+             "median of 7 CUDA-graph replays of ~0.5 ms of back-to-back launches, per launch",
+             "entries": {}, "failed": {}, "skipped": []}
+    compiled = _precompile(specs, device, quick, jobs, began + budget_s / 2)
+    log(f"tune: {len(specs)} cases on {table['device']}; {compiled} distinct candidates compiled by {jobs} "
+        f"processes in {time.monotonic() - began:.1f} s")
+    for i, spec in enumerate(specs):
+        if time.monotonic() - began > budget_s:
+            table["skipped"] = [list(map(str, s)) for s in specs[i:]]
+            log(f"tune: budget of {budget_s:.0f} s spent; {len(specs) - i} cases skipped (heuristics stay)")
+            break
+        try:
+            case = Case(spec, device, quick)
+        except Exception as e:  # e.g. out of memory: this case keeps its heuristic
+            table["failed"]["|".join(map(str, spec))] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            continue
+        text = _configs.key_text(case.key)
+        if text in table["entries"] or text in table["failed"]:
+            continue  # another spec with the same launch (e.g. a 1 x 1 plane in either layout)
+        result = tune_case(case, device, dry_run)
+        table["failed" if "error" in result else "entries"][text] = result
+        if "error" in result:
+            log(f"tune: {text}: {result['error']}")
+        _write(out, table)
+    table["seconds"] = round(time.monotonic() - began, 1)
+    _write(out, table)
+    won = [e for e in table["entries"].values() if e["config"] != e["heuristic"]]
+    gain = sum(e["heuristic_us"] - e["time_us"] for e in won)
+    log(f"tune: {len(table['entries'])} launches tuned in {table['seconds']} s, {len(won)} away from the "
+        f"heuristic (together {gain:.0f} us faster), {len(table['failed'])} failed; table: {out}")
+    log(f"tune: use it with {_configs.ENV}={out}, or for every run on this device commit it as "
+        f"kernels/tuning/{_configs.table_path(table['device']).name}")
+    return table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bicyclegan.kernels.tune", description=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path, help="where to write the table (JSON)")
+    p.add_argument("--quick", action="store_true", help="fewer candidates; fused-concat sites left out")
+    p.add_argument("--dry-run", action="store_true",
+                   help="tiny shapes on the CPU in Triton's interpreter, no real timing (checks the code paths)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="compile worker processes (default: one per CPU core up to 16; 1 with --dry-run)")
+    p.add_argument("--budget-s", type=float, default=None, help="stop sweeping after this many seconds "
+                   "(default 120, 60 with --quick, none with --dry-run)")
+    args = p.parse_args(argv)
+    if not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if args.dry_run:
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            p.error("--dry-run: set TRITON_INTERPRET=1 before triton is imported (or run it as a command)")
+        os.environ["TRITON_INTERPRET"] = "1"
+    elif not torch.cuda.is_available():
+        p.error("no CUDA device here: tuning times kernels on a GPU (--dry-run checks the code paths on CPU)")
+    jobs = args.jobs if args.jobs is not None else (1 if args.dry_run else min(16, os.cpu_count() or 1))
+    budget = args.budget_s if args.budget_s is not None else (
+        math.inf if args.dry_run else 60.0 if args.quick else 120.0)
+    sweep(args.out, args.quick, args.dry_run, max(1, jobs), budget)
+
+
+if __name__ == "__main__":
+    main()

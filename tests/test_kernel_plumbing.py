@@ -1,0 +1,120 @@
+"""The kernels' shared plumbing on its own: the activation names and their plain PyTorch forms, and
+TwoFacedOp (the eager Function + custom op pair every kernel op is built from), exercised with a toy
+op in plain PyTorch so that a failure here points at the helper, not at a kernel.
+"""
+import math
+from typing import Optional
+
+import pytest
+import torch
+
+import bicyclegan.kernels as kernels
+from bicyclegan.kernels import ACTS, IMPLS, apply_act
+from bicyclegan.kernels._twoface import TwoFacedOp
+
+
+def test_names_are_exported_once():
+    assert ACTS == ("none", "relu", "leaky_relu", "elu") and IMPLS == ("auto", "triton", "ref")
+    from bicyclegan.kernels import norm_act, zinject
+    assert norm_act.ACTS is ACTS and zinject.ACTS is ACTS and norm_act.apply_act is apply_act
+    assert {"ACTS", "IMPLS", "apply_act"} <= set(kernels.__all__)
+
+
+def test_apply_act_known_values():
+    y = torch.tensor([-2.0, -0.5, 0.0, 1.5])
+    expected = {"none": [-2.0, -0.5, 0.0, 1.5], "relu": [0.0, 0.0, 0.0, 1.5],
+                "leaky_relu": [-0.2, -0.05, 0.0, 1.5],
+                "elu": [math.exp(-2) - 1, math.exp(-0.5) - 1, 0.0, 1.5]}
+    for act in ACTS:
+        torch.testing.assert_close(apply_act(y.clone(), act, 0.1), torch.tensor(expected[act]), msg=act)
+    inplace = y.clone()
+    assert apply_act(inplace, "elu", 0.0, inplace=True) is inplace
+    with pytest.raises(ValueError, match="act must be one of"):
+        apply_act(y, "gelu", 0.0)
+
+
+# A toy op: (x * scale + shift, and x * scale kept for backward); backward d/dx = scale.
+def _forward(x: torch.Tensor, shift: Optional[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return x * scale + (0 if shift is None else shift), x * scale
+
+
+def _save(inputs, outputs):
+    x, shift, scale = inputs
+    return (shift,), (scale,)
+
+
+def _backward(grad: torch.Tensor, shift: Optional[torch.Tensor], scale: float, need_x: bool,
+              need_shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return grad * scale if need_x else grad.new_empty(0), grad.clone() if need_shift else grad.new_empty(0)
+
+
+def _forward_fake(x, shift, scale):
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+def _backward_fake(grad, shift, scale, need_x, need_shift):
+    return (torch.empty_like(grad) if need_x else grad.new_empty(0),
+            torch.empty_like(grad) if need_shift else grad.new_empty(0))
+
+
+TOY = TwoFacedOp("bicyclegan_test::scale_shift", _forward, _backward, _save, _forward_fake, _backward_fake,
+                 differentiable=("x", "shift"))
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x  # returns its input: the custom-op face must hand back a copy
+
+
+def _identity_backward(grad: torch.Tensor, need_x: bool) -> torch.Tensor:
+    return grad.clone()
+
+
+IDENTITY = TwoFacedOp("bicyclegan_test::identity", _identity, _identity_backward, lambda inputs, outputs: ((), ()),
+                      lambda x: torch.empty_like(x), lambda grad, need_x: torch.empty_like(grad),
+                      differentiable=("x",))
+
+
+def test_eager_face_gradients_and_needs():
+    x = torch.randn(3, 4, requires_grad=True)
+    shift = torch.randn(3, 4, requires_grad=True)
+    y = TOY(x, shift, 2.5)
+    assert type(y.grad_fn).__name__ == "ScaleShiftFunctionBackward"  # the Function, not the custom op
+    torch.testing.assert_close(y, x.detach() * 2.5 + shift.detach())
+    g = torch.randn(3, 4)
+    y.backward(g)
+    torch.testing.assert_close(x.grad, g * 2.5)
+    torch.testing.assert_close(shift.grad, g)
+    frozen = torch.randn(3, 4)  # no gradient asked for: None, not an empty tensor
+    TOY(x, frozen, 1.0).sum().backward()
+    assert frozen.grad is None
+
+
+def test_second_order_raises():
+    x = torch.randn(3, requires_grad=True)
+    (gx,) = torch.autograd.grad(TOY(x, None, 2.0).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|doesn't require grad"):
+        torch.autograd.grad(gx.sum(), x)
+
+
+def test_custom_op_face():
+    x = torch.randn(3, 4, requires_grad=True)
+    shift = torch.randn(3, 4, requires_grad=True)
+    torch.library.opcheck(TOY.forward_op, (x, shift, 2.5))
+    torch.library.opcheck(IDENTITY.forward_op, (x,))
+    compiled = torch.compile(lambda a, b: TOY(a, b, 2.5) * 2, backend="aot_eager", fullgraph=True)
+    g = torch.randn(3, 4)
+    compiled(x, shift).backward(g)
+    torch.testing.assert_close(x.grad, g * 5.0)
+    torch.testing.assert_close(shift.grad, g * 2)
+    out = IDENTITY.forward_op(x.detach())
+    assert out.data_ptr() != x.data_ptr() and torch.equal(out, x.detach())
+    ident = torch.compile(lambda a: IDENTITY(a) * 3, backend="aot_eager", fullgraph=True)
+    x.grad = None
+    ident(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 3.0))
+
+
+def test_signature_mismatch_is_refused():
+    with pytest.raises(TypeError, match="backward end with"):
+        TwoFacedOp("bicyclegan_test::bad", _forward, _backward, _save, _forward_fake, _backward_fake,
+                   differentiable=("x",))

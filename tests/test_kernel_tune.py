@@ -1,0 +1,245 @@
+"""Launch configurations: the tuner (python -m bicyclegan.kernels.tune) and the tables the kernels
+read. On a CPU-only machine everything runs in Triton's interpreter (conftest sets TRITON_INTERPRET=1);
+the tuner's --dry-run is the same sweep on tiny shapes, so the one GPU call cannot fail on a typo.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+import torch
+
+from bicyclegan.kernels import _configs, instance_norm_act, instance_norm_act_ref, tune
+from bicyclegan.kernels._impl import interpreting
+
+pytestmark = pytest.mark.skipif(not interpreting(), reason="runs the kernels in Triton's interpreter")
+CL = torch.channels_last
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _no_tables(monkeypatch):
+    """Each test starts and ends with no table loaded and none named in the environment."""
+    monkeypatch.delenv(_configs.ENV, raising=False)
+    _configs.reload()
+    yield
+    _configs.reload()
+
+
+def _table(path, entries, device=_configs.INTERPRETER, torch_version=None, triton_version=None):
+    import triton
+    path.write_text(json.dumps({
+        "format": _configs.FORMAT, "device": device, "torch": torch_version or torch.__version__,
+        "triton": triton_version or triton.__version__,
+        "entries": {text: {"config": cfg} for text, cfg in entries.items()}}))
+    return path
+
+
+def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
+    """The whole sweep, as the GPU call runs it (compile workers included), on tiny shapes."""
+    out = tmp_path / "table.json"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-m", "bicyclegan.kernels.tune", "--out", str(out), "--dry-run",
+                           "--jobs", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compile worker failed" not in proc.stderr, proc.stderr[-3000:]
+    table = json.loads(out.read_text())
+    import triton
+    assert (table["device"], table["torch"], table["triton"]) == (_configs.INTERPRETER, torch.__version__,
+                                                                  triton.__version__)
+    assert table["failed"] == {} and table["skipped"] == []
+    expected = {_configs.key_text(tune.Case(spec, CPU, False).key) for spec in tune.cases(dry_run=True)}
+    assert set(table["entries"]) == expected
+    sites = {text.split("|")[0] for text in table["entries"]}
+    assert sites == set(_configs.SITES)
+    for text, entry in table["entries"].items():
+        site = text.split("|")[0]
+        assert _configs.check_knobs(site, entry["config"]) == entry["config"], text
+        assert entry["rejected"] == [] and entry["tried"] >= 2, text
+        assert entry["time_us"] > 0 and entry["heuristic_us"] > 0, text
+        assert entry["config"] == entry["heuristic"] or entry["time_us"] < entry["heuristic_us"], text
+    assert len(_configs.read_table(out, CPU)) == len(expected)
+
+
+def test_spent_budget_skips_the_rest_and_still_writes_a_table(tmp_path):
+    out = tmp_path / "t.json"
+    table = tune.sweep(out, dry_run=True, budget_s=0.0, log=lambda *a: None)
+    assert table["entries"] == {} and len(table["skipped"]) == len(tune.cases(dry_run=True))
+    assert json.loads(out.read_text())["skipped"] == table["skipped"]
+    assert _configs.read_table(out, CPU) == {}
+
+
+def test_dry_run_candidates_cover_every_plan():
+    """The dry run's norm candidates reach the single-pass, looped and split paths in both layouts."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    for channels_last in (False, True):
+        plans = set()
+        for site, shape, dtype, cl in tune.cases(dry_run=True):
+            if site == "norm_act.fwd" and cl == channels_last:
+                x = torch.empty(shape).contiguous(memory_format=CL if cl else torch.contiguous_format)
+                for knobs in nat.candidates(x, cl):
+                    cfg = nat._complete(x, knobs)
+                    plans.add("split" if cfg["split"] > 1 else "single" if cfg["single"] else "looped")
+        assert plans == {"single", "looped", "split"}, (channels_last, plans)
+
+
+def test_reference_shapes_are_what_the_engine_networks_launch():
+    """The tuner's shape list against the engine's G, E and D built with the reference defaults
+    (unet_256 with z at every level, resnet_256, basic_256_multi), traced on the meta device."""
+    engine = pytest.importorskip("bicyclegan.engine")
+    from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
+    cfg = engine.ModelConfig(impl="ref")
+    assert (cfg.netG, cfg.netE, cfg.netD, cfg.where_add, cfg.crop_size) == (
+        "unet_256", "resnet_256", "basic_256_multi", "all", 256)
+    planes, zconvs = set(), []
+
+    def record(module, args):
+        if isinstance(module, InstanceNormAct2d):
+            planes.add(tuple(args[0].shape[1:]))
+        elif module.nz:
+            zconvs.append(tuple(args[0].shape[1:]) + (module.nz, module.out_channels))
+    with torch.device("meta"):
+        nets = engine.build_generator(cfg), engine.build_encoder(cfg), engine.build_discriminator(cfg)
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, (InstanceNormAct2d, ZConcatConv2d)):
+                m.register_forward_pre_hook(record)
+    image = torch.empty(1, 3, 256, 256, device="meta")
+    nets[0](image, torch.empty(1, cfg.nz, device="meta"))
+    nets[1](image)
+    nets[2](image)
+    assert tune.reference_shapes() == (sorted(planes), zconvs)
+
+
+def test_table_entries_are_used(tmp_path, monkeypatch):
+    """A table's config (not the heuristic's) drives the launch it names, and results stay right."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    from bicyclegan.kernels import zinject_triton as zt
+    x = (torch.randn(2, 3, 7, 9) + 2).contiguous(memory_format=CL)
+    norm = {"BLOCK_C": 2, "BLOCK_HW": 8, "split": 3, "num_warps": 2}  # forces the split path
+    assert nat._heuristic(x, True) != norm
+    y = torch.empty(2, 5, 3, 4).contiguous(memory_format=CL)
+    geo = zt._geometry((4, 4), (2, 2), (1, 1), 6, 8)
+    zterm = {"BLOCK_J": 2, "BLOCK_O": 2, "ROWS": 2, "num_warps": 1}
+    assert zt._zterm_heuristic("zterm.add", y, geo) != zterm
+    entries = {"norm_act.fwd|2x3x7x9|float32|cl": norm,
+               _configs.key_text(_configs.key("zterm.add", zt._zterm_shape(y, geo), torch.float32, True)): zterm}
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "t.json", entries)))
+    cfg = nat._config(x, True, site="norm_act.fwd")
+    assert {k: cfg[k] for k in norm} == norm and cfg["chunk"] == 24
+    assert nat._config(x, True, site="norm_act.bwd") == nat._complete(x, nat._heuristic(x, True)), "bwd not in table"
+    assert zt._zterm_knobs("zterm.add", y, geo) == zterm
+    launched = []
+    real = nat._forward
+    monkeypatch.setattr(nat, "_forward", lambda *a: launched.append(a[-1]) or real(*a))
+    xr = x.clone().requires_grad_()
+    out = instance_norm_act(xr, "elu", impl="triton")
+    assert launched and launched[0]["split"] == 3
+    xe = x.clone().requires_grad_()
+    expected = instance_norm_act_ref(xe, "elu")
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(xr.grad, xe.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("made_on", ["device", "torch", "triton"])
+def test_table_from_elsewhere_is_ignored_with_one_warning(tmp_path, monkeypatch, made_on):
+    from bicyclegan.kernels import norm_act_triton as nat
+    x = torch.randn(2, 3, 7, 9)
+    norm = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
+    other = {"device": dict(device="NVIDIA H200"), "torch": dict(torch_version="1.13.1"),
+             "triton": dict(triton_version="2.0.0")}[made_on]
+    path = _table(tmp_path / f"{made_on}.json", {"norm_act.fwd|2x3x7x9|float32|nchw": norm}, **other)
+    monkeypatch.setenv(_configs.ENV, str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = nat._config(x, False)
+        second = nat._config(x, False)
+    assert first == second == nat._complete(x, nat._heuristic(x, False))
+    ours = [w for w in caught if str(path) in str(w.message)]
+    assert len(ours) == 1 and "ignored" in str(ours[0].message) and made_on in str(ours[0].message).lower()
+
+
+def test_bad_tables(tmp_path, monkeypatch):
+    x = torch.randn(1, 2, 3, 3)
+    from bicyclegan.kernels import norm_act_triton as nat
+    monkeypatch.setenv(_configs.ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
+        nat._config(x, False)
+    _configs.reload()
+    (tmp_path / "bad.json").write_text("{not json")
+    monkeypatch.setenv(_configs.ENV, str(tmp_path / "bad.json"))
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        nat._config(x, False)
+    _configs.reload()
+    # One good entry, one that is not a power of two, one with an unknown site: the good one is used.
+    good = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
+    path = _table(tmp_path / "mixed.json", {"norm_act.fwd|1x2x3x3|float32|nchw": good,
+                                            "norm_act.bwd|1x2x3x3|float32|nchw": dict(good, BLOCK_HW=3),
+                                            "conv.fwd|1x2x3x3|float32|nchw": good})
+    monkeypatch.setenv(_configs.ENV, str(path))
+    with pytest.warns(RuntimeWarning, match="2 entries ignored"):
+        assert nat._config(x, False)["BLOCK_HW"] == 4
+    assert nat._config(x, False, site="norm_act.bwd") == nat._complete(x, nat._heuristic(x, False))
+
+
+def test_check_knobs():
+    ok = {"BLOCK_P": 8, "BLOCK_C": 2, "num_warps": 4}
+    assert _configs.check_knobs("zcat.fwd", ok) == ok
+    for bad, why in ((dict(ok, BLOCK_P=6), "power of two"), (dict(ok, BLOCK_C=1), ">= 2"),
+                     (dict(ok, num_warps=0), "positive"), ({"BLOCK_P": 8}, "exactly the knobs"),
+                     (dict(ok, num_warps=True), "positive int")):
+        with pytest.raises(ValueError, match=why):
+            _configs.check_knobs("zcat.fwd", bad)
+
+
+def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
+    from bicyclegan.kernels import norm_act_triton as nat
+    spec = ("norm_act.fwd", (2, 2, 33, 32), "float32", False)
+    case = tune.Case(spec, CPU, False)
+    wrong, broken = case.candidates[2], case.candidates[3]
+    real = nat._forward
+
+    def forward(x, w, b, act, slope, eps, strides, cfg):
+        if (cfg["BLOCK_HW"], cfg["split"]) == (broken["BLOCK_HW"], broken["split"]):
+            raise RuntimeError("out of resources: shared memory\n(details)")  # as a launch that does not fit
+        y, mean, rstd = real(x, w, b, act, slope, eps, strides, cfg)
+        if (cfg["BLOCK_HW"], cfg["split"]) == (wrong["BLOCK_HW"], wrong["split"]):
+            y[0, 0, 0, 0] += 0.01  # one element off, well above fp32's tolerance
+        return y, mean, rstd
+    monkeypatch.setattr(nat, "_forward", forward)
+    timed = []
+    monkeypatch.setattr(tune, "time_us", lambda fn, device, **kw: timed.append(fn) or 1.0)
+    result = tune.tune_case(case, CPU, dry_run=True)
+    assert [r["config"] for r in result["rejected"]] == [wrong, broken]
+    assert "max abs error" in result["rejected"][0]["error"]
+    assert result["rejected"][1]["error"] == "RuntimeError: out of resources: shared memory"
+    assert len(timed) == len(case.candidates) - 2 and result["config"] == case.candidates[0]
+    # A wrong heuristic is a failed case, with no config for the table.
+    monkeypatch.setattr(case, "candidates", [wrong] + case.candidates[:2])
+    assert "error" in tune.tune_case(case, CPU, dry_run=True) and "config" not in tune.tune_case(case, CPU, True)
+
+
+def test_time_us_on_the_host_clock():
+    calls = []
+
+    def sleep_1ms():
+        calls.append(1)
+        time.sleep(0.001)
+    us = tune.time_us(sleep_1ms, CPU, samples=3, target_ms=0.5)
+    assert us >= 1000 and len(calls) == 1 + 3  # one call to size the samples, then 3 samples of 1 call
+
+
+def test_cli_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tune.main(["--out", str(tmp_path / "nowhere" / "t.json"), "--dry-run"])
+    assert "does not exist" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            tune.main(["--out", str(tmp_path / "t.json")])
+        assert "no CUDA device" in capsys.readouterr().err
