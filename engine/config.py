@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bicyclegan.kernels._impl import IMPLS
+from bicyclegan.kernels import IMPLS
 from bicyclegan.pipelines.loader import BACKENDS
 from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
 

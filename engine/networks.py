@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
-from bicyclegan.kernels.norm_act import apply_act
+from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, apply_act
 
 from .config import ModelConfig
 
