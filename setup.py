@@ -7,6 +7,7 @@ from setuptools import setup
 
 PARTS = ["engine", "kernels", "pipelines"]
 EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
+BENCH = ["matplotlib>=3.7"]
 
 setup(
     name="bicyclegan",
@@ -31,7 +32,9 @@ setup(
         # written file against PyTorch (~38 MB of wheels; tested with 1.23.2 / 0.7.2 / 1.32.0).
         # .pt2 export needs none of them.
         "export": EXPORT,
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT],
+        # `make bench-plot` / bench/track.py plot: the throughput history as PNGs.
+        "bench": BENCH,
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *BENCH],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )
