@@ -106,8 +106,11 @@ def test_cpu_step(benchmark):
         rows["authors"] = _authors_step(data)
     ms = race(benchmark, rows, rounds=ROUNDS)
     benchmark.extra_info.update(
-        figure=f"cpu_step_{SIZE}px_b{BATCH}", gate="reference_order", headline=True,
-        what=f"training iteration, {SIZE} px, batch {BATCH}, {NET_G}/{NET_E}/{NET_D} x2, eager fp32, CPU",
+        # tolerance: over 5 runs on the shared 2-core machine the gated ratio moved by up to 10% between
+        # consecutive runs (README, "Performance")
+        figure=f"cpu_step_{SIZE}px_b{BATCH}", gate="reference_order", headline=True, tolerance=0.15,
+        what=f"training iteration, {SIZE} px, batch {BATCH}, width {WIDTH}, {NET_G}/{NET_E}/{NET_D} x2, eager fp32, "
+             f"CPU, {THREADS} thread(s)",
         threads=torch.get_num_threads(), torch=torch.__version__, reference=bool(REF))
     print({k: round(v, 1) for k, v in ms.items()})
 

@@ -56,10 +56,11 @@ def _epoch(root, backend, device):
     return epoch
 
 
-def _record(benchmark, rows, figure, gate, what):
+def _record(benchmark, rows, figure, gate, what, tolerance=None):
     ms = race(benchmark, rows, rounds=1 if DRY else ROUNDS)
     benchmark.extra_info.update(
-        figure=figure, gate=gate, headline=True, what=what, workers=WORKERS, batch_size=BATCH, pairs=FILES,
+        figure=figure, gate=gate, headline=True, what=what, tolerance=tolerance, workers=WORKERS, batch_size=BATCH,
+        pairs=FILES,
         size="512x256 JPEG -> 2 x 3x256x256", pairs_per_s={k: round(FILES / v * 1e3, 1) for k, v in ms.items()},
         cpu_count=os.cpu_count(), torch=torch.__version__)
 
@@ -68,8 +69,11 @@ def test_loader_cpu(benchmark, jpeg_pairs):
     rows = {"ours": _epoch(jpeg_pairs, "torch", "cpu")}
     if HAS_DALI:
         rows["dali_cpu"] = _epoch(jpeg_pairs, "dali", "cpu")
+    # tolerance: over 5 runs on the shared 2-core machine the ratio fell by up to 22% between
+    # consecutive runs (README, "Performance"): two loaders' worker processes among everyone else's
     _record(benchmark, rows, "cpu_loader_256px", "dali_cpu",
-            f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {WORKERS} workers: torch/PIL vs DALI CPU")
+            f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {WORKERS} workers: torch/PIL vs DALI CPU",
+            tolerance=0.3)
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU")

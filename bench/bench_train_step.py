@@ -47,6 +47,7 @@ MODEL = (dict(netG="unet", netE="resnet_128", netD="basic_128_multi", netD2="bas
 
 def build(rung, batch):
     """(model, step function, batch) for one rung: the function runs one training iteration."""
+    torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
     amp, impl, cl, graph, compile_mode = RUNGS[rung]
     if DRY:  # no CUDA graph on the CPU, inductor takes minutes there and so would Triton's interpreter
         impl, graph, compile_mode = "ref", False, "aot_eager" if compile_mode != "off" else "off"
@@ -60,7 +61,6 @@ def build(rung, batch):
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_train_step(benchmark, rung, batch):
-    torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
     torch.manual_seed(0)
     benchutil.reset_peak_memory()
     model, step, data = build(rung, batch)

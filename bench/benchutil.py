@@ -9,6 +9,8 @@ one records in its extra_info:
   ms        the row's time in milliseconds (the number to quote: CUDA events where there are some)
   rows_ms   {row: ms} of other rows timed in the same test (see race)
   gate      on the ours row: the baseline row the regression gate of bench/track.py watches
+  tolerance on the ours row, optional: how far (relative) the gated ratio may fall from the
+            previous run's before bench/track.py compare fails (default track.THRESHOLD)
   headline  on the ours row: shown in the README table and the history plot
   what      on the ours row: what the figure measures, in words
 bench/track.py reads these tags; it knows nothing else about the benchmarks.

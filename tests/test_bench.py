@@ -50,7 +50,8 @@ def test_figures_read_rows_from_separate_benchmarks_and_from_a_race():
     ]}
     figs = track.figures(data)
     assert set(figs) == {"gpu", "cpu"}
-    assert figs["gpu"] == {"rows": {"ours": 10.0, "eager": 30.0}, "gate": "eager", "headline": True, "what": "w"}
+    assert figs["gpu"] == {"rows": {"ours": 10.0, "eager": 30.0}, "gate": "eager", "headline": True, "what": "w",
+                           "tolerance": None}
     assert figs["cpu"]["rows"] == {"ours": 4.0, "reference_order": 5.0, "authors": 6.0}
     assert track.ratios(figs["gpu"]) == {"eager": 3.0}
     assert track.ratios(figs["cpu"]) == {"reference_order": 1.25, "authors": 1.5}
@@ -71,9 +72,20 @@ def test_compare_passes_within_the_threshold_and_ignores_ungated_rows_and_absolu
     runs = [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(20, 36, 15, "2026-01-02T00:00")]
     lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, runs)], threshold=0.15)
     assert regressions == []
-    assert any("1.800x" in line and "previous 2.000x" in line and "-10.0%" in line and "[gate]" in line
+    assert any("1.800x" in line and "previous 2.000x" in line and "-10.0%" in line and "[gate: may fall 15%]" in line
                for line in lines)
-    assert any("0.750x" in line and "previous 1.500x" in line and "[gate]" not in line for line in lines)
+    assert any("0.750x" in line and "previous 1.500x" in line and "[gate" not in line for line in lines)
+
+
+def test_compare_uses_the_figures_own_tolerance_unless_a_threshold_is_given(tmp_path):
+    prev, new = step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 15, 15, "2026-01-02T00:00")  # -25%
+    for run in (prev, new):
+        run["benchmarks"][0]["extra_info"]["tolerance"] = 0.3
+    runs = [track.load_run(p) for p in _paths(tmp_path, [prev, new])]
+    assert track.compare(runs)[1] == []
+    assert len(track.compare(runs, threshold=0.2)[1]) == 1
+    del new["benchmarks"][0]["extra_info"]["tolerance"]  # the default, 15%
+    assert len(track.compare([track.load_run(p) for p in _paths(tmp_path, [prev, new])])[1]) == 1
 
 
 def test_compare_takes_the_previous_run_that_has_the_row(tmp_path):
