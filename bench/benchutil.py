@@ -34,7 +34,7 @@ RUNNABLE = DEVICE == "cuda" or DRY
 SKIP_REASON = "needs a CUDA GPU (or BENCH_DRY_RUN=1 for a dry run on the CPU)"
 if DRY:
     # Nothing in a dry run is timed for real; one thread avoids OpenMP's slow hand-offs on a
-    # loaded machine (seen: 30x slower steps with 2 threads among 4 other busy processes).
+    # loaded machine (seen: steps over 10x slower with 2 threads among 4 other busy processes).
     torch.set_num_threads(1)
 
 

@@ -180,7 +180,6 @@ def plot(runs: list[dict], key: str, out: Path) -> Path | None:
         ax_ratio.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax_ratio.set_title(f"{name}: ours' speedup (baseline / ours, same run)", fontsize=9)
         ax_ms.set_title(f"{name}: median time per row (ms)", fontsize=9)
-        ax_ms.set_yscale("log")
         for ax in (ax_ratio, ax_ms):
             ax.set_xticks(range(len(runs)), ticks, rotation=30, ha="right", fontsize=7)
             ax.legend(fontsize=7)
