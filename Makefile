@@ -26,7 +26,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
-# and loader, each against its baselines in the same process; about a minute on 2 cores), saved by
+# and loader, each against its baselines in the same process; ~20 s of CPU time), saved by
 # pytest-benchmark in bench/history/<machine key>/ and compared there with the previous run
 # (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code.
 # GPU machines run bench/gpu_check.sh instead (its header says how its files reach the history).

@@ -5,7 +5,7 @@
 #                                                    gpu-marked tests, kernel benchmarks with their
 #                                                    baselines + the copy roofline, the training-step
 #                                                    ladder (batch 2 and 16, peak memory per rung),
-#                                                    profiler tables, loaders (~6 min; timeout_s=600)
+#                                                    profiler tables, loaders (run with timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung
 #   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile]
