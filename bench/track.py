@@ -8,7 +8,8 @@ bench/benchutil.py; its ratios are baseline time / ours time inside one run (> 1
 
   python bench/track.py key                  this machine's key (the Makefile's storage folder)
   python bench/track.py compare [--all]      newest run against the previous one, per figure;
-                                             exit 1 if a gated ratio fell by more than --threshold
+                                             exit 1 if a gated ratio fell by more than its
+                                             tolerance (or --threshold)
   python bench/track.py plot                 bench/results/history_<key>.png for every machine
   python bench/track.py readme               the README's performance table, from the history
   python bench/track.py ingest DIR           a GPU check's returned files -> bench/results/<device>_*,
