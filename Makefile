@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install -q -e ".[dev,dali]"
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench bench-compare bench-plot
 install: $(VENV)/.installed
 
 # Train BicycleGAN on the built-in demo data (~10 min on 2 CPU cores): sample grids + coverage table.
@@ -25,6 +25,22 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-# CPU benchmarks (GPU ones skip without CUDA); GPU machines use bench/gpu_check.sh.
+# Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
+# and loader, each against its baselines in the same process; ~20 s of CPU time), saved by
+# pytest-benchmark in bench/history/<machine key>/ and compared there with the previous run
+# (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code.
+# GPU machines run bench/gpu_check.sh instead (its header says how its files reach the history).
 bench: $(VENV)/.installed
-	$(BIN)/python -m pytest bench -q
+	key=$$($(BIN)/python bench/track.py key) && $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  bench/bench_cpu_step.py bench/bench_loader.py --benchmark-autosave \
+	  --benchmark-storage=file://bench/history/$$key --benchmark-compare
+
+# The newest run of this machine against its previous one: ratios (baseline / ours, same run),
+# failing when a gated ratio fell by more than the threshold (`ARGS=--all` for every machine).
+bench-compare: $(VENV)/.installed
+	$(BIN)/python bench/track.py compare $(ARGS)
+
+# The history plots (bench/results/history_<machine key>.png) and the README's performance table.
+bench-plot: $(VENV)/.installed
+	$(BIN)/python bench/track.py plot
+	$(BIN)/python bench/track.py readme

@@ -9,6 +9,7 @@ PARTS = ["engine", "kernels", "pipelines"]
 EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 TENSORBOARD = ["tensorboard>=2.14"]
 SERVE = ["fastapi>=0.100", "uvicorn>=0.23"]
+BENCH = ["matplotlib>=3.7"]
 
 setup(
     name="bicyclegan",
@@ -40,9 +41,11 @@ setup(
         "tensorboard": TENSORBOARD,
         # `bicyclegan serve`: FastAPI + uvicorn, ~3.5 MB of wheels (gradio would be ~80 MB in 52 wheels).
         "serve": SERVE,
+        # `make bench-plot` / bench/track.py plot: the throughput history as PNGs.
+        "bench": BENCH,
         # httpx2 drives the API tests (Starlette's TestClient); selenium the browser test, with the
         # system's chromium and chromium-driver (.ci/run installs them).
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE,
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE, *BENCH,
                 "httpx2", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},

@@ -10,7 +10,11 @@ to quote (extra_info["median_ms"]). pytest-benchmark's own statistics time the s
 rounds on the host clock. Effective bytes: forward reads x and writes y (2 tensors); forward +
 backward adds reading dy and the saved tensor and writing dx (5 tensors in all).
 
-Skips without CUDA. Runs:
+Each case is a row of a tracked figure (benchutil): ours against eager (the gate) and compile;
+bf16 NCHW forward + backward at the largest batch is a headline figure.
+
+Skips without CUDA, unless BENCH_DRY_RUN=1 (a CPU dry run: one tiny shape, Triton in the
+interpreter, torch.compile with the aot_eager backend). Runs:
   pytest bench/bench_norm_act.py --benchmark-json=$OUT/norm_act.json   (add -k "not compile" to skip
       torch.compile, which is most of the run time: every case compiles afresh)
   BENCH_OUT=summary.json python bench/bench_norm_act.py                 (no pytest-benchmark needed)
@@ -18,16 +22,17 @@ With BENCH_OUT set, the pytest run also writes the same JSON summary there. BENC
 BENCH_WARMUP and BENCH_INNER override the round counts; BENCH_NORM_ACT_QUICK=1 keeps two shapes
 and runs the torch.compile baseline at batch 16 only.
 """
-import functools
 import itertools
 import json
 import os
 import statistics
 import sys
 
+import benchutil
 import pytest
 import torch
 import torch.nn as nn
+from benchutil import DEVICE, DRY, round_timer
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
@@ -43,37 +48,21 @@ BATCHES = [2, 16]
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 MODES = {"fwd": 2, "fwd_bwd": 5}  # mode -> activation-sized tensors read or written
+if DRY:  # the code paths, not the kernels (tests/ checks those): one small case per mode and format
+    SHAPES, BATCHES, DTYPES = [(8, 8, 8)], [2], {"bf16": torch.bfloat16}
 VARIANTS = ["ours", "eager", "compile"]
 SLOPE = 0.2
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
 RESULTS = []
 
 
-@functools.lru_cache(maxsize=None)
 def _env():
-    import triton
-    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "triton": triton.__version__, "rounds": ROUNDS, "warmup": WARMUP, "inner": INNER}
-
-
-def _timer(step):
-    """A round: INNER calls of step between two CUDA events; appends ms per call to `times`."""
-    times = []
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def run():
-        start.record()
-        for _ in range(INNER):
-            step()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / INNER)
-    return run, times
+    return {**benchutil.machine(), "rounds": ROUNDS, "warmup": WARMUP, "inner": INNER}
 
 
 def _measure(step, benchmark=None):
-    run, times = _timer(step)
+    run, times = round_timer(step, INNER)
     for _ in range(WARMUP):
         run()
     times.clear()
@@ -86,24 +75,28 @@ def _measure(step, benchmark=None):
 
 
 def _input(batch, shape, dtype, fmt):
-    return torch.randn(batch, *shape, device="cuda").to(dtype).contiguous(memory_format=FORMATS[fmt])
+    return torch.randn(batch, *shape, device=DEVICE).to(dtype).contiguous(memory_format=FORMATS[fmt])
 
 
-@functools.lru_cache(maxsize=None)
+_COPY = {}
+
+
 def _copy_gbps(batch, shape, dtype, fmt):
-    x = _input(batch, shape, DTYPES[dtype], fmt)
-    median_ms, _ = _measure(lambda: x.clone(memory_format=torch.preserve_format))
-    return 2 * x.numel() * x.element_size() / median_ms / 1e6
+    if (batch, shape, dtype, fmt) not in _COPY:
+        x = _input(batch, shape, DTYPES[dtype], fmt)
+        median_ms, _ = _measure(lambda: x.clone(memory_format=torch.preserve_format))
+        _COPY[batch, shape, dtype, fmt] = 2 * x.numel() * x.element_size() / median_ms / 1e6
+    return _COPY[batch, shape, dtype, fmt]
 
 
 def _layer(variant, channels, dtype):
     if variant == "ours":
         from bicyclegan.kernels import InstanceNormAct2d
-        return InstanceNormAct2d(channels, act="leaky_relu", slope=SLOPE, impl="triton").cuda()
-    layer = nn.Sequential(nn.InstanceNorm2d(channels), nn.LeakyReLU(SLOPE, inplace=True)).cuda()
+        return InstanceNormAct2d(channels, act="leaky_relu", slope=SLOPE, impl="triton").to(DEVICE)
+    layer = nn.Sequential(nn.InstanceNorm2d(channels), nn.LeakyReLU(SLOPE, inplace=True)).to(DEVICE)
     if variant == "compile":
         torch._dynamo.reset()  # a fresh, static-shape compile for every case
-        layer = torch.compile(layer, dynamic=False)
+        layer = torch.compile(layer, dynamic=False, backend="aot_eager" if DRY else "inductor")
     return layer
 
 
@@ -151,7 +144,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
 
 def _write_summary(path):
     with open(path, "w") as f:
-        json.dump({"env": _env() if torch.cuda.is_available() else {}, "results": RESULTS}, f, indent=1)
+        json.dump({"env": _env() if benchutil.RUNNABLE else {}, "results": RESULTS}, f, indent=1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -164,7 +157,7 @@ def _summary():
 @pytest.fixture(autouse=True)
 def _clean():
     yield
-    torch.cuda.empty_cache()
+    benchutil.empty_cache()
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -174,8 +167,8 @@ def _clean():
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_norm_act(benchmark, variant, mode, shape, batch, dtype, fmt):
-    if QUICK and variant == "compile" and batch != 16:  # each compile case costs seconds of compilation
-        pytest.skip("BENCH_NORM_ACT_QUICK: the torch.compile baseline runs at batch 16 only (the targets' shapes)")
+    if QUICK and variant == "compile" and batch != BATCHES[-1]:  # each compile case costs seconds of compilation
+        pytest.skip("BENCH_NORM_ACT_QUICK: the torch.compile baseline runs at the largest batch only")
     try:
         row = run_case(variant, mode, shape, batch, dtype, fmt, benchmark)
     except Exception as e:
@@ -183,11 +176,17 @@ def test_norm_act(benchmark, variant, mode, shape, batch, dtype, fmt):
             raise
         pytest.skip(f"torch.compile baseline unavailable here: {e!r}"[:500])
     benchmark.extra_info.update(row)
+    figure = f"norm_act_{mode}_{'x'.join(map(str, [batch, *shape]))}_{dtype}_{fmt}"
+    headline = mode == "fwd_bwd" and dtype == "bf16" and fmt == "nchw" and batch == BATCHES[-1]
+    benchutil.tag(benchmark, figure, "ours" if variant == "ours" else variant, row["median_ms"])
+    if variant == "ours":
+        benchmark.extra_info.update(gate="eager", headline=headline, what=(
+            f"InstanceNorm+LeakyReLU {mode.replace('_', '+')}, {[batch, *shape]}, {dtype} {fmt}"))
 
 
 def main():
     out = os.environ.get("BENCH_OUT")
-    if not torch.cuda.is_available():
+    if not benchutil.RUNNABLE:
         print("bench_norm_act: no CUDA device; nothing measured")
         if out:
             _write_summary(out)
@@ -202,7 +201,7 @@ def main():
             RESULTS.append({"variant": variant, "mode": mode, "shape": [batch, *shape], "dtype": dtype,
                             "memory_format": fmt, "error": repr(e)[:500]})
             print(f"{variant} {mode} {[batch, *shape]} {dtype} {fmt}: FAILED {e!r}", file=sys.stderr)
-        torch.cuda.empty_cache()
+        benchutil.empty_cache()
     if out:
         _write_summary(out)
     return 0

@@ -3,19 +3,31 @@
 baseline), + bf16 autocast, + our Triton kernels, + channels_last, + whole-step CUDA graph, and
 torch.compile of every network (our kernels inside as custom ops) with and without the graph.
 The compile rungs spend their first (warm-up) steps compiling: select them with -k compile.
-Timed around a device synchronise after warm-up; report medians. Skips without CUDA.
-Run: pytest bench/bench_train_step.py --benchmark-json=out.json
+Timed with CUDA events around each iteration after warm-up; the median is extra_info["ms"]. Each rung records its peak
+device memory (model, optimiser state and activations).
+
+Tracked figures (benchutil): train_step_b<batch>, ours = the CUDA-graph rung, gated against eager
+fp32; every other rung is a row of it, the compile rungs included when they run.
+
+Skips without CUDA, unless BENCH_DRY_RUN=1 (a CPU dry run: 32 px networks of width 4, one round,
+every rung with the PyTorch layers and without a CUDA graph, torch.compile with the aot_eager
+backend: the ladder's code runs, the kernels are tests/'s business).
+Run: pytest bench/bench_train_step.py --benchmark-json=out.json (BENCH_ROUNDS, BENCH_BATCHES)
 """
 import os
+import statistics
 
+import benchutil
 import pytest
 import torch
+from benchutil import DEVICE, DRY
 
 from bicyclegan.engine import BicycleGAN, ModelConfig, TrainConfig
 from bicyclegan.engine.graph import GraphedTrainStep
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 BATCHES = [int(b) for b in os.environ.get("BENCH_BATCHES", "2,16").split(",")]
 RUNGS = {  # name: (amp, impl, channels_last, graph, compile)
     "eager_fp32_torch": ("off", "ref", False, False, "off"),
@@ -26,24 +38,45 @@ RUNGS = {  # name: (amp, impl, channels_last, graph, compile)
     "compile_bf16_triton": ("bf16", "triton", False, False, "default"),
     "compile_graph_bf16_triton": ("bf16", "triton", False, True, "default"),
 }
+OURS, GATE = "graph_bf16_triton", "eager_fp32_torch"
+SIZE = 32 if DRY else 256
+# The reference defaults; a dry run's small networks at 32 px.
+MODEL = (dict(netG="unet", netE="resnet_128", netD="basic_128_multi", netD2="basic_128_multi", crop_size=SIZE,
+              ngf=4, nef=4, ndf=4) if DRY else {})
+
+
+def build(rung, batch):
+    """(model, step function, batch) for one rung: the function runs one training iteration."""
+    torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
+    amp, impl, cl, graph, compile_mode = RUNGS[rung]
+    if DRY:  # no CUDA graph on the CPU, inductor takes minutes there and so would Triton's interpreter
+        impl, graph, compile_mode = "ref", False, "aot_eager" if compile_mode != "off" else "off"
+    cfg = TrainConfig(model=ModelConfig(impl=impl, channels_last=cl, **MODEL), batch_size=batch, amp=amp,
+                      cuda_graph=graph, compile=compile_mode)
+    model = BicycleGAN(cfg, device=DEVICE)
+    data = {k: torch.rand(batch, 3, SIZE, SIZE, device=DEVICE) * 2 - 1 for k in ("A", "B")}
+    return model, (GraphedTrainStep(model, data) if graph else model.train_step), data
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_train_step(benchmark, rung, batch):
-    amp, impl, cl, graph, compile_mode = RUNGS[rung]
-    torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
     torch.manual_seed(0)
-    cfg = TrainConfig(model=ModelConfig(impl=impl, channels_last=cl), batch_size=batch, amp=amp, cuda_graph=graph,
-                      compile=compile_mode)
-    model = BicycleGAN(cfg, device="cuda")
-    data = {k: torch.rand(batch, 3, 256, 256, device="cuda") * 2 - 1 for k in ("A", "B")}
-    step = GraphedTrainStep(model, data) if graph else model.train_step
-    def timed():
-        step(data)
-        torch.cuda.synchronize()  # a whole iteration is milliseconds: host timing with a sync is exact enough
+    benchutil.reset_peak_memory()
+    model, step, data = build(rung, batch)
 
-    benchmark.extra_info.update(rung=rung, batch=batch, amp=amp, impl=impl, channels_last=cl, cuda_graph=graph,
-                                compile=compile_mode, device=torch.cuda.get_device_name(), torch=torch.__version__,
-                                size="256x256")
-    benchmark.pedantic(timed, rounds=ROUNDS, warmup_rounds=3)
+    run, times = benchutil.round_timer(lambda: step(data))  # CUDA events on a GPU
+    cfg = model.cfg  # as built: a dry run changes some rungs' settings
+    benchmark.extra_info.update(rung=rung, batch=batch, amp=cfg.amp, impl=cfg.model.impl,
+                                channels_last=cfg.model.channels_last, cuda_graph=cfg.cuda_graph and DEVICE == "cuda",
+                                compile=cfg.compile, device=benchutil.device_name(), torch=torch.__version__,
+                                size=f"{SIZE}x{SIZE}", dry_run=DRY)
+    for _ in range(0 if DRY else WARMUP):
+        run()
+    times.clear()
+    benchmark.pedantic(run, rounds=1 if DRY else ROUNDS)
+    benchutil.tag(benchmark, f"train_step_b{batch}", "ours" if rung == OURS else rung, statistics.median(times),
+                  peak_memory_mib=benchutil.peak_memory_mib())
+    if rung == OURS:
+        benchmark.extra_info.update(gate=GATE, headline=True, what=(
+            f"training iteration, {SIZE} px, batch {batch}: CUDA graph + bf16 + Triton kernels"))

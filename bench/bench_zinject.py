@@ -7,22 +7,28 @@ single layer at the first inner level.
 Only the ZConcatConv2d layers change between variants; every other layer runs its reference.
 Timing: CUDA events around each step (the medians in extra_info are the numbers to quote), after
 warm-up; pytest-benchmark's own statistics time the same synchronised steps on the host clock.
-Skips without CUDA. Run: pytest bench/bench_zinject.py --benchmark-json=$OUT/zinject.json
+Each test is a row of a tracked figure (benchutil): concat_free is ours, gated against ref.
+Skips without CUDA, unless BENCH_DRY_RUN=1 (a CPU dry run: a 16 px G of width 4 with the PyTorch
+layers, the single layer in Triton's interpreter). Run: pytest bench/bench_zinject.py --benchmark-json=$OUT/zinject.json
 (BENCH_ROUNDS, BENCH_WARMUP override the round counts).
 """
 import os
 import statistics
 
+import benchutil
 import pytest
 import torch
+from benchutil import DEVICE, DRY, round_timer
 
 from bicyclegan.kernels import ZConcatConv2d
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))
-SIZE = 256
+SIZE, NGF, BATCHES = (16, 4, [2]) if DRY else (256, 64, [2, 16])
+LAYER = (8, 16) if DRY else (64, 128)  # ZConcatConv2d in / out channels at the first inner level
+ROWS = {"concat_free": "ours", "ref": "ref", "fused_concat": "fused_concat"}
 VARIANTS = {  # name -> (impl, mode) of every ZConcatConv2d
     "ref": ("ref", "concat_free"),
     "fused_concat": ("triton", "fused_concat"),
@@ -32,14 +38,14 @@ TARGET_OVERHEAD_PCT = 5.0
 
 
 def _env():
-    import triton
-    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "triton": triton.__version__, "autocast": "bfloat16", "rounds": ROUNDS, "warmup": WARMUP}
+    return {**benchutil.machine(), "cudnn": torch.backends.cudnn.version(), "autocast": "bfloat16",
+            "rounds": ROUNDS, "warmup": WARMUP}
 
 
 def _use(net, variant):
     impl, mode = VARIANTS[variant]
+    if DRY and not isinstance(net, ZConcatConv2d):  # whole networks in Triton's interpreter take minutes
+        impl = "ref"
     for m in net.modules():
         if isinstance(m, ZConcatConv2d):
             m.impl, m.mode = impl, mode
@@ -48,41 +54,29 @@ def _use(net, variant):
 
 def _generator(where_add, variant):
     from bicyclegan.engine import ModelConfig, build_generator
-    with torch.device("cuda"):
-        return _use(build_generator(ModelConfig(netG="unet_256", ngf=64, nz=8, where_add=where_add,
-                                                impl="ref")), variant)
+    # A dry run's 16 px must also suit E and D, which ModelConfig checks though only G is built.
+    nets = dict(netG="unet", netE="resnet_128", netD="basic_128", netD2="basic_128") if DRY else {}
+    with torch.device(DEVICE):
+        return _use(build_generator(ModelConfig(crop_size=SIZE, ngf=NGF, nz=8, where_add=where_add, impl="ref",
+                                                **nets)), variant)
 
 
 def _generator_step(G, batch):
-    A = torch.rand(batch, 3, SIZE, SIZE, device="cuda") * 2 - 1
-    z = torch.randn(batch, 8, device="cuda", requires_grad=True)  # encoded z: needs its gradient
-    grad = torch.randn(batch, 3, SIZE, SIZE, device="cuda")
+    A = torch.rand(batch, 3, SIZE, SIZE, device=DEVICE) * 2 - 1
+    z = torch.randn(batch, 8, device=DEVICE, requires_grad=True)  # encoded z: needs its gradient
+    grad = torch.randn(batch, 3, SIZE, SIZE, device=DEVICE)
 
     def step():
         G.zero_grad(set_to_none=True)
         z.grad = None
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
             y = G(A, z)
         y.backward(grad.to(y.dtype))
     return step
 
 
-def _timed(step):
-    """(synchronised step for pytest-benchmark, list of CUDA-event milliseconds per round)."""
-    times = []
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def run():
-        start.record()
-        step()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return run, times
-
-
 def _median_ms(step, rounds=ROUNDS, warmup=WARMUP):
-    run, times = _timed(step)
+    run, times = round_timer(step)
     for _ in range(warmup):
         run()
     times.clear()
@@ -92,67 +86,81 @@ def _median_ms(step, rounds=ROUNDS, warmup=WARMUP):
 
 
 def _bench(benchmark, step, info):
-    run, times = _timed(step)
+    run, times = round_timer(step)
     for _ in range(WARMUP):  # includes Triton's compilation and cuDNN's algorithm search
         run()
     times.clear()
-    torch.cuda.reset_peak_memory_stats()
+    benchutil.reset_peak_memory()
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     benchmark.extra_info.update(_env(), **info, cuda_median_ms=statistics.median(times),
-                                cuda_min_ms=min(times),
-                                peak_memory_mib=torch.cuda.max_memory_allocated() / 2 ** 20)
+                                cuda_min_ms=min(times), peak_memory_mib=benchutil.peak_memory_mib())
+    return statistics.median(times)
+
+
+def _tag(benchmark, figure, variant, ms, what, batch):
+    benchutil.tag(benchmark, figure, ROWS[variant], ms)
+    if ROWS[variant] == "ours":
+        benchmark.extra_info.update(gate="ref", headline=batch == BATCHES[-1], what=what)
 
 
 @pytest.fixture(autouse=True)
 def _clean():
     torch.manual_seed(0)
     yield
-    torch.cuda.empty_cache()
+    benchutil.empty_cache()
 
 
-@pytest.mark.parametrize("batch", [2, 16])
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_generator_fwd_bwd(benchmark, variant, batch):
     G = _generator("all", variant)
-    _bench(benchmark, _generator_step(G, batch),
-           {"what": "G forward+backward", "variant": variant, "where_add": "all", "batch": batch,
-            "input_shape": [batch, 3, SIZE, SIZE], "nz": 8, "ngf": 64, "dtype": "float32 params, bf16 autocast",
-            "params": sum(p.numel() for p in G.parameters())})
+    ms = _bench(benchmark, _generator_step(G, batch),
+                {"variant": variant, "where_add": "all", "batch": batch, "input_shape": [batch, 3, SIZE, SIZE],
+                 "nz": 8, "ngf": NGF, "dtype": "float32 params, bf16 autocast",
+                 "params": sum(p.numel() for p in G.parameters())})
+    _tag(benchmark, f"zinject_G_fwd_bwd_b{batch}", variant, ms, batch=batch,
+         what=f"G forward+backward, z at every block, {SIZE} px, batch {batch}, bf16 autocast")
 
 
-@pytest.mark.parametrize("batch", [2, 16])
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", ["ref", "concat_free"])
 def test_all_over_input_cost(benchmark, variant, batch):
     """Extra time of where_add=all over where_add=input, same variant (benchmarked: the `all` G)."""
     G_input = _generator("input", variant)
     t_input = _median_ms(_generator_step(G_input, batch))
     del G_input
-    torch.cuda.empty_cache()
+    benchutil.empty_cache()
     G_all = _generator("all", variant)
-    _bench(benchmark, _generator_step(G_all, batch),
-           {"what": "G forward+backward, where_add all vs input", "variant": variant, "batch": batch,
-            "input_shape": [batch, 3, SIZE, SIZE], "nz": 8, "ngf": 64, "input_median_ms": t_input})
-    t_all = benchmark.extra_info["cuda_median_ms"]
+    t_all = _bench(benchmark, _generator_step(G_all, batch),
+                   {"variant": variant, "batch": batch, "input_shape": [batch, 3, SIZE, SIZE], "nz": 8, "ngf": NGF,
+                    "input_median_ms": t_input})
     overhead = 100.0 * (t_all / t_input - 1.0)
     benchmark.extra_info.update(overhead_pct=overhead, target_pct=TARGET_OVERHEAD_PCT,
                                 meets_target=overhead < TARGET_OVERHEAD_PCT)
+    # ours = z at every block; the ratio to z at the input only is 1 / (1 + overhead): gated, so a
+    # growing overhead shows up as a falling ratio.
+    benchutil.tag(benchmark, f"zinject_all_vs_input_{variant}_b{batch}", "ours", t_all,
+                  rows_ms={"where_input": t_input}, gate="where_input", headline=False,
+                  what=f"G forward+backward ({variant}), z at every block vs at the input, batch {batch}")
 
 
-@pytest.mark.parametrize("batch", [2, 16])
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_layer_fwd_bwd(benchmark, variant, batch):
     """The first inner encoder block's layer: x (batch, 64, 128, 128), nz 8 -> 128 channels."""
-    layer = _use(ZConcatConv2d(64, 8, 128, impl="ref").cuda(), variant)
-    x = torch.randn(batch, 64, 128, 128, device="cuda", requires_grad=True)
-    z = torch.randn(batch, 8, device="cuda", requires_grad=True)
-    grad = torch.randn(batch, 128, 64, 64, device="cuda", dtype=torch.bfloat16)
+    (c_in, c_out), side = LAYER, SIZE // 2
+    layer = _use(ZConcatConv2d(c_in, 8, c_out, impl="ref").to(DEVICE), variant)
+    x = torch.randn(batch, c_in, side, side, device=DEVICE, requires_grad=True)
+    z = torch.randn(batch, 8, device=DEVICE, requires_grad=True)
+    grad = torch.randn(batch, c_out, side // 2, side // 2, device=DEVICE, dtype=torch.bfloat16)
 
     def step():
         x.grad = z.grad = None
         layer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
             y = layer(x, z)
         y.backward(grad)
-    _bench(benchmark, step, {"what": "ZConcatConv2d forward+backward", "variant": variant, "batch": batch,
-                             "x_shape": list(x.shape), "nz": 8, "out_channels": 128,
-                             "dtype": "float32 in, bf16 autocast"})
+    ms = _bench(benchmark, step, {"variant": variant, "batch": batch, "x_shape": list(x.shape), "nz": 8,
+                                  "out_channels": c_out, "dtype": "float32 in, bf16 autocast"})
+    _tag(benchmark, f"zinject_layer_b{batch}", variant, ms, batch=batch,
+         what=f"ZConcatConv2d forward+backward, x {list(x.shape)}, nz 8 -> {c_out}, bf16 autocast")

@@ -1,42 +1,132 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (see ../shared/GPU.md): versions, the gpu-marked tests, then the
-# GPU benchmarks with their baselines in the same process; everything lands under $OUT (at most
-# 8 files come back, so logs are bundled). Every step has a timeout; together at most 550 s (+10 s grace each), so
-# run it with timeout_s=600 and OUT set: bash bench/gpu_check.sh
-# `bash bench/gpu_check.sh compile` (a second call, about 4 min) times the torch.compile rungs of the
-# training-step ladder at batch 16 against the CUDA-graph rung, in the same process.
+# The one call on a lent GPU machine: everything comes back under $OUT in at most 8 files.
+#
+#   OUT=... bash bench/gpu_check.sh                  the check: versions, launch-config tuning, the
+#                                                    gpu-marked tests, kernel benchmarks with their
+#                                                    baselines + the copy roofline, the training-step
+#                                                    ladder (batch 2 and 16, peak memory per rung),
+#                                                    profiler tables, loaders (run with timeout_s=600)
+#   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
+#                                                    ladder at batch 16 against the CUDA-graph rung
+#   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile]
+#                                                    on a CPU: every step, tiny shapes, one round,
+#                                                    every file written, nothing worth quoting
+#                                                    (tests/test_bench_gpu_check.py runs it in CI)
+# Then, on the machine the call was made from:
+#   python bench/track.py ingest <returned folder>   -> bench/results/<device>_*, a history entry,
+#                                                       the plot and the README table
+#   make bench-compare                               (or: python bench/track.py compare --all)
+#
+# Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
+# tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
+# (compile: train_step_compile.json). Each step has a time limit, and all of them together at most
+# GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later steps get what is
+# left, so the call ends within about 8 minutes whatever happens. SIGINT, not SIGTERM: pytest then
+# still ends its session and pytest-benchmark writes the JSON of every case that finished.
 set -uo pipefail
-OUT=${OUT:-bench/results/local}
-mkdir -p "$OUT"
-if [ "${1:-}" = compile ]; then
-  pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true
-  BENCH_ROUNDS=10 BENCH_BATCHES=16 timeout -s INT -k 10 240 python -u -m pytest bench/bench_train_step.py -q \
-    -k "compile or graph_bf16_triton" --benchmark-json="$OUT/train_step_compile.json" > "$OUT/compile.log" 2>&1
-  status=$?
-  tail -30 "$OUT/compile.log"
-  exit $status
+DRY=0
+MODE=main
+for arg in "$@"; do
+  case $arg in
+    --dry-run) DRY=1 ;;
+    compile) MODE=compile ;;
+    *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or compile)"; exit 2 ;;
+  esac
+done
+cd "$(dirname "$0")/.."
+OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}  # the device machine sets OUT
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+PY=${PY:-python3}
+BUDGET=${GPU_CHECK_BUDGET:-470}
+LOG=$OUT/check.log
+STEPS=$OUT/steps.jsonl
+: > "$LOG"
+: > "$STEPS"
+export PYTHONUNBUFFERED=1
+if [ $DRY = 1 ]; then
+  export BENCH_DRY_RUN=1 TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES="" BENCH_ROUNDS=1 BENCH_WARMUP=0 BENCH_INNER=1
+  export BENCH_BATCHES=2
 fi
-export BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=${BENCH_NORM_ACT_QUICK:-1}
-pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
-if ! python -c "import bicyclegan.engine, bicyclegan.kernels, pytest_benchmark" >> "$OUT/install.log" 2>&1; then
-  cat "$OUT/install.log"; echo "gpu_check: the project or pytest-benchmark does not import; stopping"; exit 3
-fi
-# SIGINT, not SIGTERM, on timeout: pytest then still finishes the session and pytest-benchmark
-# writes the JSON of every case that ran. -u: logs are not lost in a buffer.
-T() { local s=$1; shift; timeout -s INT -k 10 "$s" python -u "$@"; }
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
 status=0
-T 190 -m pytest -m gpu --maxfail=10 -q tests > "$OUT/gpu_tests.log" 2>&1 || status=1
-tail -3 "$OUT/gpu_tests.log"
-T 110 -m pytest bench/bench_norm_act.py -q \
-  --benchmark-json="$OUT/norm_act.json" > "$OUT/bench.log" 2>&1 || status=1
-T 100 -m pytest bench/bench_zinject.py -q --benchmark-json="$OUT/zinject.json" >> "$OUT/bench.log" 2>&1 || status=1
-BENCH_ROUNDS=10 T 110 -m pytest bench/bench_train_step.py -q -k "not compile" \
-  --benchmark-json="$OUT/train_step.json" >> "$OUT/bench.log" 2>&1 || status=1
-T 40 -m pytest bench/bench_loader.py -q --benchmark-json="$OUT/loader.json" >> "$OUT/bench.log" 2>&1 || status=1
-tail -40 "$OUT/bench.log"
+
+record() {  # record NAME RC SECONDS LIMIT NOTE
+  printf '{"step": "%s", "rc": %d, "seconds": %d, "limit": %d, "note": "%s"}\n' "$1" "$2" "$3" "$4" "$5" >> "$STEPS"
+  echo "gpu_check: $1: rc $2 in $3 s (limit $4 s) $5"
+}
+
+step() {  # step NAME LIMIT COMMAND...: run it within min(LIMIT, what is left of the budget)
+  local name=$1 limit=$2 left=$((BUDGET - SECONDS)) t0=$SECONDS rc note=""
+  shift 2
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -lt 5 ]; then
+    echo "=== $name: skipped, the time budget ($BUDGET s) is spent" >> "$LOG"
+    record "$name" 125 0 0 "skipped: time budget spent"
+    status=1
+    return
+  fi
+  echo "=== $name (limit $limit s): $*" >> "$LOG"
+  timeout -s INT -k 10 "$limit" "$@" >> "$LOG" 2>&1
+  rc=$?
+  if [ $rc = 124 ] || [ $rc = 137 ]; then note="timed out"; fi
+  record "$name" $rc $((SECONDS - t0)) "$limit" "$note"
+  [ $rc = 0 ] || status=1
+}
+
+bench() {  # bench NAME LIMIT JSON PYTEST-ARGS...: a pytest-benchmark run writing $OUT/JSON
+  local name=$1 limit=$2 json=$3
+  shift 3
+  step "$name" "$limit" "$PY" -m pytest -q -p no:cacheprovider --benchmark-json="$OUT/$json" "$@"
+}
+
+# The project in editable mode (the image has torch, Triton and pytest-benchmark; nothing can be
+# downloaded there, hence --no-deps --no-build-isolation). A dry run only resolves it.
+install=("$PY" -m pip install -q --no-deps --no-build-isolation -e .)
+[ $DRY = 1 ] && install+=(--dry-run)
+step install 90 "${install[@]}"
+step imports 60 "$PY" bench/benchutil.py  # imports the project and pytest-benchmark, prints the versions
+if [ "$(tail -1 "$STEPS" | grep -c '"rc": 0,')" = 0 ]; then
+  tail -30 "$LOG"
+  echo "gpu_check: the project or pytest-benchmark does not import; stopping"
+  exit 3
+fi
+if command -v nvidia-smi > /dev/null; then
+  step nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+else
+  record nvidia-smi 0 0 0 "not available"
+fi
+
+# Kernel launch configurations chosen on this device, used by every later step.
+if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null; then
+  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning.json" --quick)
+  [ $DRY = 1 ] && tune+=(--dry-run)
+  step tune 60 "${tune[@]}"
+  if [ -s "$OUT/tuning.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning.json; fi
+else
+  record tune 0 0 0 "not present on this branch: bicyclegan.kernels.tune"
+fi
+
+if [ $MODE = compile ]; then
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
+    train_step_compile.json bench/bench_train_step.py -k "compile or graph_bf16_triton"
+else
+  if [ $DRY = 1 ]; then
+    step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider --collect-only tests
+  else
+    step gpu_tests 120 "$PY" -m pytest -m gpu --maxfail=10 -q -p no:cacheprovider tests
+  fi
+  # norm_act last, and its torch.compile cases last within it (each compiles afresh, seconds apiece):
+  # if the limit cuts the step short, it cuts those.
+  BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=1 bench kernels 150 kernels.json \
+    bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 90 train_step.json bench/bench_train_step.py -k "not compile"
+  step profile 45 "$PY" bench/profile_step.py --out "$OUT/profile.json"
+  BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader 30 loader.json bench/bench_loader.py
+fi
+
+echo "--- last lines of check.log"
+tail -25 "$LOG"
+echo "--- steps"
+cat "$STEPS"
+echo "--- files in $OUT"
+ls -la "$OUT"
 exit $status

@@ -1,0 +1,163 @@
+"""What the benchmarks share: the device they run on, a round timer, the machine key that names their
+history, and the tags that make a pytest-benchmark result a tracked figure.
+
+A *figure* is one comparison made inside one run: "ours" and its baselines (eager PyTorch,
+torch.compile, the authors' code, ...) timed in the same process. Each benchmark that belongs to
+one records in its extra_info:
+  figure    the figure's id, e.g. "cpu_step_128px_b2"
+  row       this benchmark's row in it: "ours", "eager", "compile", "authors", ...
+  ms        the row's time in milliseconds (the number to quote: CUDA events where there are some)
+  rows_ms   {row: ms} of other rows timed in the same test (see race)
+  gate      on the ours row: the baseline row the regression gate of bench/track.py watches
+  tolerance on the ours row, optional: how far (relative) the gated ratio may fall from the
+            previous run's before bench/track.py compare fails (default track.THRESHOLD)
+  headline  on the ours row: shown in the README table and the history plot
+  what      on the ours row: what the figure measures, in words
+bench/track.py reads these tags; it knows nothing else about the benchmarks.
+
+BENCH_DRY_RUN=1 (bench/gpu_check.sh --dry-run) runs the GPU benchmarks on the CPU at tiny sizes, one
+round, with the Triton kernels in the interpreter: every line runs, nothing is worth quoting.
+"""
+import functools
+import os
+import platform
+import re
+import statistics
+import time
+
+import torch
+
+DRY = os.environ.get("BENCH_DRY_RUN") == "1"
+DEVICE = "cpu" if DRY or not torch.cuda.is_available() else "cuda"
+# GPU benchmarks run on a GPU, or on the CPU in a dry run.
+RUNNABLE = DEVICE == "cuda" or DRY
+SKIP_REASON = "needs a CUDA GPU (or BENCH_DRY_RUN=1 for a dry run on the CPU)"
+if DRY:
+    # Nothing in a dry run is timed for real; one thread avoids OpenMP's slow hand-offs on a
+    # loaded machine (seen: steps over 10x slower with 2 threads among 4 other busy processes).
+    torch.set_num_threads(1)
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=None)
+def machine() -> dict:
+    """The device, torch and Triton versions a result depends on."""
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    if DEVICE == "cuda":
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"{cpu_name()} {os.cpu_count()}-core"
+    info = {"device": device, "torch": torch.__version__, "triton": triton_version,
+            "cuda": torch.version.cuda, "dry_run": DRY}
+    info["key"] = machine_key(info)
+    return info  # cached: callers copy it before changing it
+
+
+def machine_key(info: dict) -> str:
+    """The history folder of a machine: device, torch and Triton (dry runs apart)."""
+    key = f"{info['device']}_torch-{info['torch']}_triton-{info['triton']}"
+    return ("dryrun_" if info.get("dry_run") else "") + re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-")
+
+
+def device_name() -> str:
+    return machine()["device"]
+
+
+def reset_peak_memory():
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mib():
+    """Peak device memory allocated since the last reset (None on the CPU)."""
+    return torch.cuda.max_memory_allocated() / 2 ** 20 if DEVICE == "cuda" else None
+
+
+def empty_cache():
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+
+
+def round_timer(step, inner=1):
+    """(run, times): run() calls step `inner` times and appends the milliseconds per call to times;
+    CUDA events on a GPU (device time, no host overhead in between), the host clock on the CPU."""
+    times = []
+    if DEVICE == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def run():
+            start.record()
+            for _ in range(inner):
+                step()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / inner)
+    else:
+        def run():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                step()
+            times.append((time.perf_counter() - t0) * 1e3 / inner)
+    return run, times
+
+
+def tag(benchmark, figure, row, ms, **figure_info):
+    """Make this benchmark a row of a tracked figure (see the module docstring)."""
+    benchmark.extra_info.update(figure=figure, row=row, ms=ms, **figure_info)
+
+
+def race(benchmark, rows, ours="ours", rounds=7, warmup=1):
+    """Time every row once per round, the rows one after another, ours last; pytest-benchmark
+    times the rounds of ours (its statistics), the round timer every row (the medians quoted).
+
+    Interleaving matters on a shared machine: a burst of load from another process then slows
+    every row alike instead of one, so the ratios stay put while the absolute times move. Each row
+    is a function that runs one synchronised step. Returns {row: median ms} and records the ours
+    row (ms, rows_ms) in extra_info; the caller tags figure, gate and what.
+    """
+    timers = {name: round_timer(fn) for name, fn in rows.items()}
+    for _ in range(warmup):
+        for fn in rows.values():
+            fn()
+
+    def run_others():
+        for name, (run, _) in timers.items():
+            if name != ours:
+                run()
+
+    benchmark.pedantic(timers[ours][0], setup=run_others, rounds=rounds, iterations=1)
+    ms = {name: statistics.median(times) for name, (_, times) in timers.items()}
+    benchmark.extra_info.update(row=ours, ms=ms[ours], rows_ms={n: v for n, v in ms.items() if n != ours},
+                                rounds=rounds, warmup=warmup)
+    return ms
+
+
+if __name__ == "__main__":
+    # bench/gpu_check.sh's first check: the project and pytest-benchmark import, and which machine this is.
+    import json
+
+    import pytest_benchmark  # noqa: F401
+
+    import bicyclegan.engine  # noqa: F401
+    import bicyclegan.kernels  # noqa: F401
+    import bicyclegan.pipelines  # noqa: F401
+    print(json.dumps(machine()))

@@ -1,0 +1,24 @@
+"""Benchmark set-up: Triton in the interpreter where there is no GPU (dry runs), and the machine key
+(device, torch and Triton versions; see benchutil) in every pytest-benchmark JSON's machine_info."""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
+
+import benchutil  # noqa: E402
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["bicyclegan"] = benchutil.machine()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_info, commit_info):
+    # A case interrupted before its first round (gpu_check.sh's SIGINT at a step's time limit) has
+    # no timings, and pytest-benchmark would fail on it while writing the JSON, losing every finished
+    # case: drop it (from the session's own list, so the summary table skips it too).
+    benchmarks[:] = [bench for bench in benchmarks if bench]
+    return (yield)

@@ -1,0 +1,252 @@
+"""bench/: the throughput history (bench/track.py), the benchmarks' shared helpers (bench/benchutil.py)
+and the CPU training-step baseline. Expected values are worked out by hand from the inputs."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import benchutil  # noqa: E402
+import track  # noqa: E402
+
+
+def bench(figure, row, ms, **info):
+    return {"name": f"test_{figure}_{row}", "extra_info": {"figure": figure, "row": row, "ms": ms, **info}}
+
+
+def run_json(benchmarks, when, commit="c0ffee0", device="Test GPU"):
+    machine = {"device": device, "torch": "2.0", "triton": "3.0", "dry_run": False,
+               "key": benchutil.machine_key({"device": device, "torch": "2.0", "triton": "3.0"})}
+    return {"machine_info": {"system": "Linux", "python_implementation": "CPython", "python_version": "3.12.3",
+                             "cpu": {"bits": 64}, "bicyclegan": machine},
+            "commit_info": {"id": commit, "dirty": False}, "datetime": when, "benchmarks": benchmarks}
+
+
+def write_history(history, runs, key="k"):
+    folder = history / key / "Linux-CPython-3.12-64bit"
+    folder.mkdir(parents=True)
+    for i, data in enumerate(runs, 1):
+        (folder / f"{i:04d}_{data['commit_info']['id']}_x.json").write_text(json.dumps(data))
+
+
+def step_run(ours, eager, compile_ms, when, commit="c0ffee0"):
+    """A GPU-style run: one benchmark per row; gated against eager."""
+    return run_json([bench("step", "ours", ours, gate="eager", headline=True, what="one step"),
+                     bench("step", "eager", eager), bench("step", "compile", compile_ms)], when, commit)
+
+
+# -- reading figures --------------------------------------------------------------------------------
+def test_figures_read_rows_from_separate_benchmarks_and_from_a_race():
+    data = {"benchmarks": [
+        bench("gpu", "ours", 10.0, gate="eager", headline=True, what="w"),
+        bench("gpu", "eager", 30.0),
+        bench("cpu", "ours", 4.0, rows_ms={"reference_order": 5.0, "authors": 6.0}, gate="reference_order"),
+        {"name": "untagged", "extra_info": {"gbps": 4000}},
+    ]}
+    figs = track.figures(data)
+    assert set(figs) == {"gpu", "cpu"}
+    assert figs["gpu"] == {"rows": {"ours": 10.0, "eager": 30.0}, "gate": "eager", "headline": True, "what": "w",
+                           "tolerance": None}
+    assert figs["cpu"]["rows"] == {"ours": 4.0, "reference_order": 5.0, "authors": 6.0}
+    assert track.ratios(figs["gpu"]) == {"eager": 3.0}
+    assert track.ratios(figs["cpu"]) == {"reference_order": 1.25, "authors": 1.5}
+    assert track.ratios({"rows": {"eager": 3.0}}) == {}  # no ours row: nothing to compare with
+
+
+# -- compare: the gate ---------------------------------------------------------------------------------
+def test_compare_fails_when_the_gated_ratio_falls_beyond_the_threshold(tmp_path):
+    runs = [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 16, 15, "2026-01-02T00:00")]
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, runs)], threshold=0.15)
+    assert len(regressions) == 1  # 2.0x -> 1.6x is -20%
+    assert "ours vs eager 1.600x, was 2.000x (-20.0%" in regressions[0]
+    assert any("REGRESSION" in line and "eager" in line for line in lines)
+
+
+def test_compare_passes_within_the_threshold_and_ignores_ungated_rows_and_absolute_times(tmp_path):
+    # -10% on the gated ratio; the compile ratio halves (ungated); every time doubles (load): all pass
+    runs = [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(20, 36, 15, "2026-01-02T00:00")]
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, runs)], threshold=0.15)
+    assert regressions == []
+    assert any("1.800x" in line and "previous 2.000x" in line and "-10.0%" in line and "[gate: may fall 15%]" in line
+               for line in lines)
+    assert any("0.750x" in line and "previous 1.500x" in line and "[gate" not in line for line in lines)
+
+
+def test_compare_uses_the_figures_own_tolerance_unless_a_threshold_is_given(tmp_path):
+    prev, new = step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 15, 15, "2026-01-02T00:00")  # -25%
+    for run in (prev, new):
+        run["benchmarks"][0]["extra_info"]["tolerance"] = 0.3
+    runs = [track.load_run(p) for p in _paths(tmp_path, [prev, new])]
+    assert track.compare(runs)[1] == []
+    assert len(track.compare(runs, threshold=0.2)[1]) == 1
+    del new["benchmarks"][0]["extra_info"]["tolerance"]  # the default, 15%
+    assert len(track.compare([track.load_run(p) for p in _paths(tmp_path, [prev, new])])[1]) == 1
+
+
+def test_compare_takes_the_previous_run_that_has_the_row(tmp_path):
+    middle = run_json([bench("step", "ours", 10, gate="eager")], "2026-01-02T00:00")  # no eager row
+    runs = [step_run(10, 20, 15, "2026-01-01T00:00"), middle, step_run(10, 19, 15, "2026-01-03T00:00")]
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, runs)])
+    assert regressions == []
+    assert any("1.900x" in line and "previous 2.000x" in line for line in lines)
+
+
+def test_compare_command_exit_codes_and_bad_input(tmp_path, capsys):
+    history = tmp_path / "history"
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 10, 15, "2026-01-02T00:00")])
+    assert track.main(["--history", str(history), "compare", "--machine", "k"]) == 1
+    assert "REGRESSION k: step: ours vs eager 1.000x, was 2.000x" in capsys.readouterr().out
+    assert track.main(["--history", str(history), "compare", "--machine", "k", "--threshold", "0.6"]) == 0
+    assert track.main(["--history", str(history), "compare", "--machine", "nope"]) == 2
+    assert f"{history / 'nope'}: no runs of this machine" in capsys.readouterr().err
+    assert track.main(["--history", str(history), "compare", "--all", "--threshold", "15"]) == 2
+    assert "--threshold 15.0: expected a fraction" in capsys.readouterr().err
+    (history / "k" / "Linux-CPython-3.12-64bit" / "0003_bad.json").write_text("{not json")
+    assert track.main(["--history", str(history), "compare", "--machine", "k"]) == 2
+    assert "0003_bad.json: not a readable pytest-benchmark JSON" in capsys.readouterr().err
+
+
+def _paths(tmp_path, runs):
+    paths = []
+    for i, data in enumerate(runs):
+        paths.append(tmp_path / f"{i:04d}_run.json")
+        paths[-1].write_text(json.dumps(data))
+    return paths
+
+
+# -- README table and plot ---------------------------------------------------------------------------
+def test_readme_table_from_the_newest_run_of_each_figure(tmp_path):
+    history, results = tmp_path / "history", tmp_path / "results"
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00", "aaaaaaa1"),
+                             step_run(8, 20, 12, "2026-01-02T00:00", "bbbbbbb2")], key="gpu-key")
+    write_history(history, [step_run(1, 2, 3, "2026-01-01T00:00")], key="dryrun_cpu")  # never tabled
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{track.TABLE_BEGIN}\nold table\n{track.TABLE_END}\nafter\n")
+    track.write_readme(readme, track.table(history, results, root=tmp_path))
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    rows = [line for line in text.splitlines() if line.startswith("| one step")]
+    assert len(rows) == 1  # the dry run's machine is left out
+    # newest run: ours 8 ms; eager 20 ms -> 2.50x (gate), compile 12 ms -> 1.50x
+    assert "| 8 ms | compile 12 ms (**1.50x**), eager (gate) 20 ms (**2.50x**) | Test GPU" in rows[0]
+    assert "(results/history_gpu-key.png)" in rows[0] and "bbbbbbb" in rows[0]
+    readme.write_text("no markers\n")
+    with pytest.raises(track.TrackError, match="README.md: expected one"):
+        track.write_readme(readme, "x")
+
+
+def test_plot_writes_a_png_per_machine(tmp_path):
+    pytest.importorskip("matplotlib")
+    history, results = tmp_path / "history", tmp_path / "results"
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(9, 20, 15, "2026-01-02T00:00")])
+    assert track.main(["--history", str(history), "--results", str(results), "plot"]) == 0
+    png = results / "history_k.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+# -- ingest -------------------------------------------------------------------------------------------
+def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "kernels.json").write_text(json.dumps(run_json(
+        [bench("na", "ours", 1.0, gate="eager"), bench("na", "eager", 2.0)], "2026-03-04T05:06:07", "unversioned")))
+    (src / "train_step.json").write_text(json.dumps(run_json(
+        [bench("step", "ours", 5.0, gate="eager"), bench("step", "eager", 20.0)], "2026-03-04T05:09:00",
+        "unversioned")))
+    (src / "profile.json").write_text(json.dumps({"tables": {"eager_fp32_torch": "TABLE-TEXT"}}))
+    (src / "check.log").write_text("log\n")
+    history, results = tmp_path / "history", tmp_path / "results"
+    entry = track.ingest(src, history, results, commit="1234567abc")
+    key = "Test-GPU_torch-2.0_triton-3.0"
+    assert entry == history / key / "Linux-CPython-3.12-64bit" / "0001_1234567abc_20260304_050900.json"
+    run = track.load_run(entry)
+    assert run["commit"] == "1234567abc"
+    assert {n: track.ratios(f) for n, f in run["figures"].items()} == {"na": {"eager": 2.0}, "step": {"eager": 4.0}}
+    assert sorted(p.name for p in results.iterdir()) == [
+        "Test-GPU_check.log", "Test-GPU_kernels.json", "Test-GPU_profile.json", "Test-GPU_profile.txt",
+        "Test-GPU_train_step.json"]
+    assert "TABLE-TEXT" in (results / "Test-GPU_profile.txt").read_text()
+    assert track.ingest(src, history, results, commit="1234567abc").name.startswith("0002_")
+    (src / "loader.json").write_text('{"benchmarks": [')  # cut off mid-write
+    with pytest.raises(track.TrackError, match="loader.json: not valid JSON"):
+        track.ingest(src, history, results, commit="x")
+    with pytest.raises(track.TrackError, match="not a folder"):
+        track.ingest(tmp_path / "missing", history, results, commit="x")
+
+
+# -- benchutil ----------------------------------------------------------------------------------------
+def test_machine_key_names_device_torch_and_triton_in_safe_characters():
+    info = {"device": "NVIDIA H200", "torch": "2.11.0+cu130", "triton": "3.6.0"}
+    assert benchutil.machine_key(info) == "NVIDIA-H200_torch-2.11.0-cu130_triton-3.6.0"
+    assert benchutil.machine_key({**info, "dry_run": True}) == "dryrun_NVIDIA-H200_torch-2.11.0-cu130_triton-3.6.0"
+
+
+def test_race_interleaves_the_rows_round_by_round(benchmark):
+    calls = []
+    rows = {"ours": lambda: calls.append("ours"), "base": lambda: calls.append("base"),
+            "other": lambda: calls.append("other")}
+    ms = benchutil.race(benchmark, rows, rounds=3, warmup=1)
+    assert calls == ["ours", "base", "other"] + ["base", "other", "ours"] * 3
+    assert set(ms) == {"ours", "base", "other"}
+    assert benchmark.extra_info["row"] == "ours" and set(benchmark.extra_info["rows_ms"]) == {"base", "other"}
+
+
+def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_path):
+    """gpu_check.sh stops a step with SIGINT: the case then running has no timings yet, and without
+    bench/conftest.py's hook pytest-benchmark fails while writing the JSON."""
+    (tmp_path / "test_interrupted.py").write_text(textwrap.dedent("""
+        def test_finished(benchmark):
+            benchmark.pedantic(lambda: None, rounds=2)
+
+        def test_interrupted(benchmark):
+            def stop():
+                raise KeyboardInterrupt
+            benchmark.pedantic(lambda: None, setup=stop, rounds=2)
+    """))
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
+         str(tmp_path / "test_interrupted.py"), f"--benchmark-json={out}"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "bench"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # interrupted
+    names = [b["name"] for b in json.loads(out.read_text())["benchmarks"]]
+    assert names == ["test_finished"]
+
+
+# -- the CPU step's baseline --------------------------------------------------------------------------
+def test_reference_order_baseline_is_one_training_iteration():
+    """bench_cpu_step.py's baseline must do the same work as ours: the same weights after one step."""
+    import bench_cpu_step as cpu_step
+
+    from bicyclegan.engine import BicycleGAN, ModelConfig, TrainConfig
+
+    def small():  # the benchmark's networks at 32 px and width 4, seeded alike
+        torch.manual_seed(0)
+        return BicycleGAN(TrainConfig(batch_size=cpu_step.BATCH, model=ModelConfig(
+            impl="ref", netG="unet", netE="resnet_128", netD="basic_128_multi", netD2="basic_128_multi",
+            crop_size=32, ngf=4, nef=4, ndf=4)))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads only wait on each other on a busy machine
+    torch.set_default_dtype(torch.float64)
+    try:
+        data = {k: torch.rand(cpu_step.BATCH, 3, 32, 32) * 2 - 1 for k in ("A", "B")}
+        ours, baseline = small(), small()
+        before = [p.clone() for p in ours.parameters()]
+        torch.manual_seed(1)
+        ours.train_step(data)
+        torch.manual_seed(1)
+        cpu_step.reference_order_step(baseline, data)
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_num_threads(threads)
+    for name, net in ours.networks().items():
+        for (key, p), q in zip(net.named_parameters(), baseline.networks()[name].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12, msg=f"{name}.{key}")
+    assert all(not torch.equal(p, q) for p, q in zip(ours.parameters(), before))  # the step moved every weight

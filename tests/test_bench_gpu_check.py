@@ -1,0 +1,111 @@
+"""bench/gpu_check.sh --dry-run: the one GPU call, rehearsed on the CPU, so that the call itself
+cannot fail on a typo, a missing file or a renamed option. Every step must run and pass, every file
+the call would bring back must be written and well-formed, and bench/track.py must ingest them."""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import track  # noqa: E402
+
+HAS_TUNER = importlib.util.find_spec("bicyclegan.kernels.tune") is not None
+MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "kernels", "ladder", "profile", "loader"]
+LADDER = ["eager_fp32_torch", "eager_bf16_torch", "eager_bf16_triton", "eager_bf16_triton_cl", "graph_bf16_triton"]
+
+
+def dry_run(out, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env.update(OUT=str(out), PY=sys.executable)
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    failed = [s for s in steps if s["rc"] != 0]
+    assert not failed, f"{failed}\n{(out / 'check.log').read_text()[-6000:]}"
+    return steps
+
+
+def benchmarks(path):
+    data = json.loads(path.read_text())
+    assert data["machine_info"]["bicyclegan"]["dry_run"] is True
+    return data
+
+
+def returnable(out):
+    """What the device tool brings back: at most 8 files, plain names, no deeper than $OUT/a/b/file."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8, files
+    for p in files:
+        rel = p.relative_to(out)
+        assert len(rel.parts) <= 3 and all(re.fullmatch(r"[A-Za-z0-9._-]+", part) for part in rel.parts), rel
+    return sorted(p.name for p in files)
+
+
+def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
+    out = tmp_path / "out"
+    steps = dry_run(out)
+    assert [s["step"] for s in steps] == MAIN_STEPS
+    tune = steps[MAIN_STEPS.index("tune")]
+    expected = {"check.log", "steps.jsonl", "kernels.json", "train_step.json", "profile.json", "loader.json"}
+    if HAS_TUNER:
+        expected.add("tuning.json")
+        json.loads((out / "tuning.json").read_text())
+    else:
+        assert tune["note"].startswith("not present on this branch")
+    assert set(returnable(out)) == expected
+
+    kernels = benchmarks(out / "kernels.json")
+    names = {b["name"].split("[")[0] for b in kernels["benchmarks"]}
+    assert names == {"test_copy_bandwidth", "test_norm_act", "test_generator_fwd_bwd", "test_all_over_input_cost",
+                     "test_layer_fwd_bwd"}
+    figs = track.figures(kernels)
+    # ours, eager PyTorch and torch.compile in each norm case; ref, fused_concat and concat_free for z injection
+    assert all(set(f["rows"]) == {"ours", "eager", "compile"} for n, f in figs.items() if n.startswith("norm_act"))
+    assert set(figs["zinject_G_fwd_bwd_b2"]["rows"]) == {"ours", "ref", "fused_concat"}
+
+    ladder = benchmarks(out / "train_step.json")
+    fig = track.figures(ladder)["train_step_b2"]
+    assert set(fig["rows"]) == {"ours", *LADDER[:-1]} and fig["gate"] == "eager_fp32_torch"
+    assert all("peak_memory_mib" in b["extra_info"] for b in ladder["benchmarks"])
+
+    profile = json.loads((out / "profile.json").read_text())
+    assert set(profile["tables"]) == {"eager_fp32_torch", "graph_bf16_triton"}
+    assert all(profile["top"][rung] and "aten::" in profile["tables"][rung] for rung in profile["tables"])
+
+    loader = track.figures(benchmarks(out / "loader.json"))
+    assert "ours" in loader["cpu_loader_256px"]["rows"]
+
+    # The returned folder goes through ingest (into tmp: a dry run never enters the real history).
+    history, results = tmp_path / "history", tmp_path / "results"
+    entry = track.ingest(out, history, results, commit="0" * 40, allow_dry_run=True)
+    assert entry.parent.parent.name.startswith("dryrun_")
+    run = track.load_run(entry)
+    assert {"train_step_b2", "cpu_loader_256px", "zinject_layer_b2"} <= set(run["figures"])
+    assert any(p.name.endswith("_profile.txt") for p in results.iterdir())
+    with pytest.raises(track.TrackError, match="output of a dry run"):
+        track.ingest(out, history, results, commit="0" * 40)
+
+
+@pytest.mark.slow
+def test_dry_run_of_the_compile_call(tmp_path):
+    out = tmp_path / "out"
+    steps = dry_run(out, "compile")
+    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "tune", "ladder_compile"]
+    assert {"check.log", "steps.jsonl", "train_step_compile.json"} <= set(returnable(out))
+    fig = track.figures(benchmarks(out / "train_step_compile.json"))["train_step_b2"]
+    assert set(fig["rows"]) == {"ours", "compile_bf16_triton", "compile_graph_bf16_triton"}
+
+
+def test_bad_argument_is_refused_before_anything_runs(tmp_path):
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dryrun"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path / "out")})
+    assert proc.returncode == 2
+    assert "unknown argument '--dryrun' (expected --dry-run and/or compile)" in proc.stdout
+    assert not (tmp_path / "out").exists()
