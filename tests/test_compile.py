@@ -24,15 +24,16 @@ pytestmark = needs_triton
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo(monkeypatch):
+def _fresh_dynamo():
     # Compile afresh: torch's on-disk caches (shared by every checkout on a machine) key a graph by
     # its custom ops' names, not by their Python implementations, so a graph compiled against
     # another version of our ops (another backward signature, say) would be reused and fail.
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
-    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+    # (config.patch, not monkeypatch: torch's config modules do not survive setattr/undo.)
+    with torch._inductor.config.patch(fx_graph_cache=False), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        torch._dynamo.reset()
+        yield
+        torch._dynamo.reset()
 
 
 class ZNet(nn.Module):
