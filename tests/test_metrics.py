@@ -183,6 +183,16 @@ def test_fid_of_features_uses_the_unbiased_covariance():
         fidmod.fid_from_features(a[:1], b)
 
 
+@pytest.mark.parametrize("n_a, n_b", [(5, 40), (40, 3), (40, 50)])
+def test_fid_from_few_features_equals_the_covariance_formula(n_a, n_b):
+    # fewer vectors than dimensions in a set: the N_a x N_b singular-value route; else covariances
+    rng = np.random.default_rng(n_a)
+    a, b = rng.normal(size=(n_a, 16)) + 0.5, rng.normal(size=(n_b, 16)) * 1.5
+    want = fidmod.frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    # (the covariance route takes square roots of a singular S_a's ~1e-16 eigenvalues: ~1e-8 of noise)
+    assert fidmod.fid_from_features(a, b) == pytest.approx(want, rel=1e-7)
+
+
 def inception_file(path, seed=0, drop_counters=True):
     """pytorch-fid's file layout (torchvision Inception3 with a 1008-way fc) with random weights
     scaled so activations stay of order 1; like the real file, no BatchNorm batch counters."""

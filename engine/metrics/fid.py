@@ -9,7 +9,8 @@ used. Weights come from torch.hub's checkpoints folder (where pytorch-fid saves 
 given path; never from this repository.
 
 `frechet_distance` takes tr(sqrt(S1 S2)) from the eigenvalues of the symmetric S1^1/2 S2 S1^1/2
-(the same trace; pytorch-fid calls scipy's sqrtm on the non-symmetric product).
+(the same trace; pytorch-fid calls scipy's sqrtm on the non-symmetric product); `fid_from_features`
+needs no 2048 x 2048 matrix at all when a set has fewer images than features (see there).
 """
 from __future__ import annotations
 
@@ -232,5 +233,23 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def fid_from_features(features_a, features_b) -> float:
-    """FID between two sets of Inception features (N_a x D, N_b x D)."""
-    return frechet_distance(*gaussian(features_a), *gaussian(features_b))
+    """FID between two sets of Inception features (N_a x D, N_b x D), with unbiased covariances.
+
+    With fewer vectors than dimensions in either set (2,000 generated vs 100 real images of 2048
+    features, as in the paper's protocol) the covariances are never formed: with X the centred
+    features, S = X^T X / (n - 1), the non-zero eigenvalues of S_a S_b are the squared singular values
+    of M = X_a X_b^T / sqrt((n_a - 1)(n_b - 1)), so tr(sqrt(S_a S_b)) is M's nuclear norm (an
+    N_a x N_b SVD instead of 2048 x 2048 eigendecompositions; the same value)."""
+    a, b = (np.asarray(f, dtype=np.float64) for f in (features_a, features_b))
+    for f in (a, b):
+        if f.ndim != 2 or len(f) < 2:
+            raise ValueError(f"FID needs at least 2 feature vectors (N x D), got shape {f.shape}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"FID: features of {a.shape[1]} and {b.shape[1]} dimensions")
+    if min(len(a), len(b)) > a.shape[1]:
+        return frechet_distance(*gaussian(a), *gaussian(b))
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    na, nb = len(a) - 1, len(b) - 1
+    tr_covmean = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + (xa * xa).sum() / na + (xb * xb).sum() / nb - 2 * tr_covmean)
