@@ -7,6 +7,9 @@ from setuptools import setup
 
 PARTS = ["engine", "kernels", "pipelines"]
 EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
+# `bicyclegan interpolate` writes MP4 through imageio-ffmpeg (which ships an ffmpeg binary, ~68 MB
+# wheel); PNG strips and GIFs need nothing beyond Pillow.
+VIDEO = ["imageio-ffmpeg>=0.5"]
 
 setup(
     name="bicyclegan",
@@ -31,7 +34,8 @@ setup(
         # written file against PyTorch (~38 MB of wheels; tested with 1.23.2 / 0.7.2 / 1.32.0).
         # .pt2 export needs none of them.
         "export": EXPORT,
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT],
+        "video": VIDEO,
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *VIDEO],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

@@ -21,6 +21,7 @@ from .errors import (
 from .evaluate import evaluate
 from .export import export_generator
 from .images import sample_columns
+from .interpolate import interpolate
 from .model import BicycleGAN
 from .networks import build_discriminator, build_encoder, build_generator, init_weights
 from .official import import_official
@@ -32,6 +33,6 @@ __all__ = [
     "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
     "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer", "USER_ERRORS",
     "build_discriminator", "build_encoder", "build_generator", "evaluate", "export_generator",
-    "import_official", "init_weights", "load_checkpoint", "make_config", "read_checkpoint", "sample",
+    "import_official", "init_weights", "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample",
     "sample_columns", "save_checkpoint", "train",
 ]

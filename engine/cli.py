@@ -66,6 +66,11 @@ def _at_least(low: int):
     return conv
 
 
+def _index_list(text: str) -> list[int]:
+    """ "0,3,5" -> [0, 3, 5] (non-negative integers)."""
+    return [_at_least(0)(part) for part in text.split(",") if part.strip()]
+
+
 def _given(args, *classes) -> dict:
     """The options of these config classes that were given on the command line."""
     names = {f.name for cls in classes for f in dataclasses.fields(cls)}
@@ -132,6 +137,15 @@ def cmd_evaluate(args) -> int:
     print(format_table(r))
     path = write_json(args.json or results / r["phase"] / "eval.json", r, what="evaluation results")
     print(f"results: {path}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from .interpolate import interpolate
+    out = interpolate(args.checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
+                      segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
+                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device)
+    print(f"results: {out}\ngallery: {out / 'index.html'}")
     return 0
 
 
@@ -218,6 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json, "
                    "<run> being the checkpoint's folder's parent)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",
+                       description="As the reference's video.py: for each input, G(A, z) along a path through "
+                       "segments + 1 codes (random, or mu of E(B) of reference images), frames per segment, "
+                       "slerp or linear.")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
+    p.add_argument("--phase", default=None, help="split (default: val when there is one, else test)")
+    p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>)")
+    p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
+    p.add_argument("--path", choices=["random", "encoded"], default="random",
+                   help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
+    p.add_argument("--refs", type=_index_list, help="encoded path: comma-separated input numbers whose B images "
+                   "give the codes (default: the first segments + 1)")
+    p.add_argument("--segments", type=_at_least(1), default=5, help="random path: segments (codes - 1)")
+    p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment")
+    p.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="interpolation (video.py: slerp)")
+    p.add_argument("--seed", type=_at_least(0), default=50, help="seed of the random codes (video.py: 50)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
+    p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
+                   help="write MP4 videos (default: when imageio-ffmpeg is installed)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
     for net in ("G", "E", "D", "D2"):

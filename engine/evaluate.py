@@ -33,7 +33,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .runtime import build_loader, data_root_for, open_model
+from .runtime import build_loader, data_root_for, default_phase, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
@@ -42,12 +42,6 @@ PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inp
 def _palette_info(root: Path, phase: str):
     f = root / phase / "palettes.json"
     return json.loads(f.read_text()) if f.is_file() else None
-
-
-def default_phase(root: Path) -> str:
-    """The validation split (val/, as the paper and the reference's test.py use) when there is one,
-    else test/."""
-    return "val" if (Path(root) / "val").is_dir() else "test"
 
 
 def parse_metrics(metrics, demo: bool) -> tuple[str, ...]:
