@@ -370,3 +370,12 @@ def test_evaluate_command_writes_eval_json_and_prints_a_table(tiny_model, tmp_pa
     assert main(args + ["--lpips_backbone", str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bicyclegan evaluate: WeightsError:") and "none.pth" in err and "\n" not in err
+
+
+@pytest.mark.gpu
+def test_metric_networks_run_without_tf32_on_cuda():
+    from bicyclegan.engine.metrics.weights import full_precision
+    before = torch.backends.cudnn.allow_tf32
+    with full_precision(torch.zeros(1, device="cuda")):
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
-from .lpips import _read, _take, hub_checkpoint
+from .weights import full_precision, hub_checkpoint, read_weights, take
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
@@ -188,7 +188,7 @@ def load_inception(path=None, *, device="cpu") -> InceptionV3:
             f"there{' (torch hub cache)' if path is None else ''} or pass fid_weights=PATH")
     # BatchNorm's batch counters are not in files saved before torch 0.4.1; load_state_dict fills them.
     want = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    model.load_state_dict(_take(_read(p, "InceptionV3 weights"), want, p, "InceptionV3 weights"))
+    model.load_state_dict(take(read_weights(p, "InceptionV3 weights"), want, p, "InceptionV3 weights"))
     return model.to(device)
 
 
@@ -202,7 +202,8 @@ def inception_features(net: InceptionV3, images: torch.Tensor, chunk: int = 50) 
         x = part.to(dev).float() / 255
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        out.append(net(x).float().cpu())
+        with full_precision(x):
+            out.append(net(x).float().cpu())
     return torch.cat(out) if out else torch.empty(0, DIMS)
 
 

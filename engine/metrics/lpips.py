@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
+from .weights import full_precision, hub_checkpoint, read_weights, take
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -41,11 +42,6 @@ _TAPS = (1, 4, 7, 9, 11)             # their indices in `features`
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10                         # the package's guard in the channel normalisation
-
-
-def hub_checkpoint(name: str) -> Path:
-    """Where torch.hub (and torchvision) keep a downloaded weights file of that name."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 class AlexNetFeatures(nn.Module):
@@ -95,7 +91,9 @@ class LPIPS(nn.Module):
         they serve every pair the image is in."""
         if self.version == "0.1":
             x = (x - self.shift) / self.scale
-        return [f / (f.square().sum(1, keepdim=True).sqrt() + _EPS) for f in self.net(x)]
+        with full_precision(x):
+            feats = self.net(x)
+        return [f / (f.square().sum(1, keepdim=True).sqrt() + _EPS) for f in feats]
 
     def distance(self, f0: list[torch.Tensor], f1: list[torch.Tensor]) -> torch.Tensor:
         """Per-image distances (N) between two lists of `features` (broadcasting over N)."""
@@ -113,30 +111,6 @@ def sample_pairs(n: int, mode: str = "consecutive") -> list[tuple[int, int]]:
     if mode == "all":
         return list(itertools.combinations(range(n), 2))
     raise ValueError(f"LPIPS pairs must be one of {PAIRS}, got {mode!r}")
-
-
-def _read(path: Path, what: str) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated zip, not a torch file at all
-        raise WeightsError(f"{what} {path} cannot be read as a torch weights file: "
-                           f"{(str(e).splitlines() or [type(e).__name__])[0]}") from e
-    if not isinstance(state, dict):
-        raise WeightsError(f"{what} {path} holds a {type(state).__name__}, not a state_dict")
-    return state
-
-
-def _take(state: dict, want: dict[str, torch.Size], path: Path, what: str) -> dict:
-    """The tensors named in `want` with exactly those shapes, or a WeightsError naming the file."""
-    missing = [k for k in want if k not in state]
-    if missing:
-        raise WeightsError(f"{what} {path} lacks {len(missing)} of the expected tensors "
-                           f"(e.g. {missing[0]}); expected {what} in the canonical layout")
-    wrong = [k for k, s in want.items() if tuple(state[k].shape) != tuple(s)]
-    if wrong:
-        k = wrong[0]
-        raise WeightsError(f"{what} {path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(want[k])}")
-    return {k: state[k] for k in want}
 
 
 def _package_linear(version: str) -> Path | None:
@@ -158,7 +132,7 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
             f"LPIPS needs AlexNet's weights: no file {bb}; put {ALEXNET_FILE} (from {ALEXNET_URL}) "
             f"there{' (torch hub cache)' if backbone is None else ''} or pass lpips_backbone=PATH")
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
-    feats = _take(_read(bb, "AlexNet weights"), want, bb, "AlexNet weights")
+    feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
     model.net.features.load_state_dict({k[len("features."):]: v for k, v in feats.items()})
     lin = Path(linear) if linear is not None else _package_linear(version)
     if lin is None or not lin.is_file():
@@ -168,7 +142,7 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
             + f"`pip install lpips` (they ship inside it as lpips/weights/v{version}/alex.pth) "
             "or pass lpips_linear=PATH")
     want = {f"lin{i}.model.1.weight": w.shape for i, w in enumerate(model.lins)}
-    lins = _take(_read(lin, "LPIPS linear weights"), want, lin, "LPIPS linear weights")
+    lins = take(read_weights(lin, "LPIPS linear weights"), want, lin, "LPIPS linear weights")
     for w, k in zip(model.lins, want):
         w.copy_(lins[k])
     return model.to(device)
