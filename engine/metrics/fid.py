@@ -183,9 +183,10 @@ def load_inception(path=None, *, device="cpu") -> InceptionV3:
     model = InceptionV3()
     p = Path(path) if path is not None else hub_checkpoint(INCEPTION_FILE)
     if not p.is_file():
-        raise WeightsError(
-            f"FID needs InceptionV3's weights: no file {p}; put {INCEPTION_FILE} (from {INCEPTION_URL}) "
-            f"there{' (torch hub cache)' if path is None else ''} or pass fid_weights=PATH")
+        where = (f"download {INCEPTION_URL} into {p.parent}/ (torch.hub's cache) or give" if path is None
+                 else "give")
+        raise WeightsError(f"FID needs InceptionV3's weights: {p} does not exist; {where} the file with "
+                           f"--fid_weights PATH (Python: fid_weights=)")
     # BatchNorm's batch counters are not in files saved before torch 0.4.1; load_state_dict fills them.
     want = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     model.load_state_dict(take(read_weights(p, "InceptionV3 weights"), want, p, "InceptionV3 weights"))

@@ -128,9 +128,10 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     model = LPIPS(version)
     bb = Path(backbone) if backbone is not None else hub_checkpoint(ALEXNET_FILE)
     if not bb.is_file():
-        raise WeightsError(
-            f"LPIPS needs AlexNet's weights: no file {bb}; put {ALEXNET_FILE} (from {ALEXNET_URL}) "
-            f"there{' (torch hub cache)' if backbone is None else ''} or pass lpips_backbone=PATH")
+        where = (f"download {ALEXNET_URL} into {bb.parent}/ (torch.hub's cache) or give" if backbone is None
+                 else "give")
+        raise WeightsError(f"LPIPS needs AlexNet's weights: {bb} does not exist; {where} the file with "
+                           f"--lpips_backbone PATH (Python: lpips_backbone=)")
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
     feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
     model.net.features.load_state_dict({k[len("features."):]: v for k, v in feats.items()})
@@ -138,9 +139,9 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     if lin is None or not lin.is_file():
         raise WeightsError(
             f"LPIPS v{version} needs its linear-layer weights: "
-            + (f"no file {lin}; " if lin is not None else "")
+            + (f"{lin} does not exist; " if lin is not None else "")
             + f"`pip install lpips` (they ship inside it as lpips/weights/v{version}/alex.pth) "
-            "or pass lpips_linear=PATH")
+            "or give the file with --lpips_linear PATH (Python: lpips_linear=)")
     want = {f"lin{i}.model.1.weight": w.shape for i, w in enumerate(model.lins)}
     lins = take(read_weights(lin, "LPIPS linear weights"), want, lin, "LPIPS linear weights")
     for w, k in zip(model.lins, want):
