@@ -10,6 +10,9 @@ EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 TENSORBOARD = ["tensorboard>=2.14"]
 SERVE = ["fastapi>=0.100", "uvicorn>=0.23"]
 BENCH = ["matplotlib>=3.7"]
+# `bicyclegan interpolate` writes MP4 through imageio-ffmpeg (which ships an ffmpeg binary, ~68 MB
+# wheel); PNG strips and GIFs need nothing beyond Pillow.
+VIDEO = ["imageio-ffmpeg>=0.5"]
 
 setup(
     name="bicyclegan",
@@ -43,10 +46,11 @@ setup(
         "serve": SERVE,
         # `make bench-plot` / bench/track.py plot: the throughput history as PNGs.
         "bench": BENCH,
+        "video": VIDEO,
         # httpx2 drives the API tests (Starlette's TestClient); selenium the browser test, with the
         # system's chromium and chromium-driver (.ci/run installs them).
         "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE, *BENCH,
-                "httpx2", "selenium>=4.10"],
+                *VIDEO, "httpx2", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

@@ -23,6 +23,7 @@ from .errors import (
 from .evaluate import evaluate
 from .export import export_generator
 from .images import sample_columns
+from .interpolate import interpolate
 from .model import BicycleGAN
 from .networks import build_discriminator, build_encoder, build_generator, init_weights
 from .official import import_official
@@ -37,6 +38,6 @@ __all__ = [
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer",
     "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "download_dataset",
     "download_model", "evaluate", "export_generator", "find_checkpoint", "import_official", "init_weights",
-    "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns", "save_checkpoint", "serve",
-    "train", "write_report",
+    "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns",
+    "save_checkpoint", "serve", "train", "write_report",
 ]

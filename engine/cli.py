@@ -69,6 +69,11 @@ def _at_least(low: int):
     return conv
 
 
+def _index_list(text: str) -> list[int]:
+    """ "0,3,5" -> [0, 3, 5] (non-negative integers)."""
+    return [_at_least(0)(part) for part in text.split(",") if part.strip()]
+
+
 def _given(args, *classes) -> dict:
     """The options of these config classes that were given on the command line."""
     names = {f.name for cls in classes for f in dataclasses.fields(cls)}
@@ -143,13 +148,24 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table
     from .io import check_writable, write_json
-    if args.json:  # before the evaluation, not after it
-        check_writable(Path(args.json).parent, "--json")
+    results = Path(args.checkpoint).resolve().parent.parent / "results"  # as `sample`: <run>/results/<phase>
+    check_writable(Path(args.json).parent if args.json else results, "--json")  # before the evaluation
     r = evaluate(args.checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
-                 seed=args.seed, device=args.device)
+                 seed=args.seed, device=args.device, batch_size=args.batch_size, metrics=args.metrics,
+                 lpips_version=args.lpips_version, lpips_pairs=args.lpips_pairs,
+                 lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights)
     print(format_table(r))
-    if args.json:
-        write_json(args.json, r, what="evaluation results")
+    path = write_json(args.json or results / r["phase"] / "eval.json", r, what="evaluation results")
+    print(f"results: {path}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from .interpolate import interpolate
+    out = interpolate(args.checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
+                      segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
+                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device)
+    print(f"results: {out}\ngallery: {out / 'index.html'}")
     return 0
 
 
@@ -284,16 +300,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("evaluate", help="mode coverage and validity on demo data; diversity on any data")
+    p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",
+                       description="Measure a model with the paper's protocol: the first --num inputs of the "
+                       "split, --n_samples random z each; diversity = mean distance between consecutive samples "
+                       "of one input. Defaults are the paper's (100 x 20, LPIPS alex v0.0).")
     p.add_argument("checkpoint")
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
-    p.add_argument("--phase", default="test")
-    p.add_argument("--n_samples", type=_at_least(1), default=10, help="random z per input")
-    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs")
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--phase", default=None, help="split to evaluate (default: val when there is one, else test)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
+    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
+    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs (the paper: 100)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the z draws")
+    p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
+    p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
+                   help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
+    p.add_argument("--lpips_pairs", choices=["consecutive", "all"], default="consecutive",
+                   help="pairs of an input's samples: consecutive (the paper: n-1 per input) or all")
+    p.add_argument("--lpips_backbone", help="AlexNet weights file (default: alexnet-owt-7be5be79.pth in "
+                   "torch.hub's checkpoints folder)")
+    p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
+    p.add_argument("--fid_weights", help="InceptionV3 weights file (default: pt_inception-2015-12-05-6726825d.pth "
+                   "in torch.hub's checkpoints folder)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json, "
+                   "<run> being the checkpoint's folder's parent)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",
+                       description="As the reference's video.py: for each input, G(A, z) along a path through "
+                       "segments + 1 codes (random, or mu of E(B) of reference images), frames per segment, "
+                       "slerp or linear.")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
+    p.add_argument("--phase", default=None, help="split (default: val when there is one, else test)")
+    p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>)")
+    p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
+    p.add_argument("--path", choices=["random", "encoded"], default="random",
+                   help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
+    p.add_argument("--refs", type=_index_list, help="encoded path: comma-separated input numbers whose B images "
+                   "give the codes (default: the first segments + 1)")
+    p.add_argument("--segments", type=_at_least(1), default=5, help="random path: segments (codes - 1)")
+    p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment")
+    p.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="interpolation (video.py: slerp)")
+    p.add_argument("--seed", type=_at_least(0), default=50, help="seed of the random codes (video.py: 50)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
+    p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
+                   help="write MP4 videos (default: when imageio-ffmpeg is installed)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
     for net in ("G", "E", "D", "D2"):

@@ -35,4 +35,8 @@ class DivergenceError(BicycleGANError, RuntimeError):
     """Training produced non-finite losses or weights; the last good checkpoint is kept."""
 
 
+class WeightsError(BicycleGANError, FileNotFoundError):
+    """A metric's pretrained network (LPIPS, FID) is missing or is not the expected file."""
+
+
 USER_ERRORS = (BicycleGANError, DatasetError)

@@ -1,10 +1,23 @@
-"""`evaluate`: measures of a trained model on a test split.
+"""`evaluate`: measures of a trained model on a validation or test split.
 
-On the built-in demo data (a palettes.json beside the images) the modes are known: for each test
-input and n random z, which of the K palettes each output shows (coverage, validity; see
-metrics/palette.py) and whether the encoded output G(A, E(B)) keeps B's palette. On any data:
-diversity (mean L1 between consecutive random-z outputs of one input, [-1, 1] units) and the L1
-of the encoded reconstruction.
+The protocol is the paper's (Zhu et al. 2017, Fig. 6, as its authors' README describes it): the
+first `num` = 100 inputs of the split in file-name order (the validation split, val/, when there is
+one), `n_samples` = 20 outputs per input with z ~ N(0, I), and diversity as the mean LPIPS
+distance (AlexNet, version 0.0) between consecutive samples of one input: 19 pairs per input,
+1,900 in all. The codes come from one generator seeded with `seed`: input i gets z[i] of a
+num x n_samples x nz draw, whatever the batch size. LPIPS and FID see the outputs quantised to 8
+bits, as the saved images the authors' scripts read.
+
+Metrics (any of them, `metrics=`):
+- l1: diversity as the mean L1 between consecutive samples ([-1, 1] units) and the L1 of the
+  encoded reconstruction G(A, E(B)) against B;
+- palette (the built-in demo data: a palettes.json beside the images): for each output, which of
+  the K palettes it shows (coverage, validity; see metrics/palette.py) and whether the encoded
+  output keeps B's palette;
+- lpips: the paper's diversity (metrics/lpips.py); version 0.1 and all pairs are options;
+- fid: FID between all generated images and the real B images of the same inputs (metrics/fid.py;
+  MSGAN and later work report it for realism).
+Default: l1, and palette on the demo data.
 """
 from __future__ import annotations
 
@@ -15,10 +28,15 @@ import torch
 
 from bicyclegan.pipelines import DatasetError
 
-from .errors import DivergenceError
+from .errors import ConfigError, DivergenceError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
-from .runtime import build_loader, data_root_for, open_model
+from .metrics.fid import fid_from_features, inception_features, load_inception
+from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
+from .runtime import build_loader, data_root_for, default_phase, open_model
+
+METRICS = ("l1", "palette", "lpips", "fid")
+PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
 
 
 def _palette_info(root: Path, phase: str):
@@ -26,54 +44,115 @@ def _palette_info(root: Path, phase: str):
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def parse_metrics(metrics, demo: bool) -> tuple[str, ...]:
+    """The metrics asked for ("l1,lpips" or a sequence); None: l1, plus palette on the demo data."""
+    if metrics is None:
+        return ("l1", "palette") if demo else ("l1",)
+    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ConfigError(f"metrics={metrics!r}: expected a comma-separated list of {', '.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _quantised(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> uint8 as a saved image holds it (images.to_uint8's rounding), grayscale as RGB."""
+    q = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return q.expand(-1, 3, -1, -1) if q.shape[1] == 1 else q
+
+
 @torch.no_grad()
-def evaluate(model, dataroot=None, *, phase: str = "test", n_samples: int = 10, num: int = 100,
-             seed: int = 0, device: str = "auto", batch_size: int = 16) -> dict:
+def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
+             num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
+             metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
+             lpips_backbone=None, lpips_linear=None, fid_weights=None) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
-    (default: the data it was trained on) with n_samples random z each (drawn from `seed`)."""
+    (default: the data it was trained on; phase: val when there is one, else test) with n_samples
+    random z each. metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
+    weights files (default: torch.hub's checkpoints folder and the installed lpips package)."""
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
                               f"training diverged")
     cfg = model.cfg
     root = data_root_for(cfg, dataroot)
+    phase = phase or default_phase(root)
     info = _palette_info(root, phase)
+    chosen = parse_metrics(metrics, info is not None)
+    if "palette" in chosen and info is None:
+        raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {root / phase})")
+    if lpips_version not in VERSIONS:
+        raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
+    if lpips_pairs not in PAIRS:
+        raise ConfigError(f"lpips_pairs={lpips_pairs!r}: expected one of {', '.join(PAIRS)}")
+    if "fid" in chosen and num < 2:
+        raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
     loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=batch_size,
                           shuffle=False, augment=False)
-    g = torch.Generator().manual_seed(seed)
+    # The metric networks load before any image is generated: a missing weights file fails at once.
+    lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
+                    device=model.device) if "lpips" in chosen else None
+    inception = load_inception(fid_weights, device=model.device) if "fid" in chosen else None
+
+    n_inputs = min(num, loader.num_samples)
+    z_all = torch.randn(n_inputs, n_samples, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
     As, outs, Bs, encs = [], [], [], []
+    lpips_d, fake_f, real_f = [], [], []
     div_sum, rec_sum, seen = 0.0, 0.0, 0
     for batch in loader:
-        if seen >= num:
+        if seen >= n_inputs:
             break
-        A = batch["A"][: num - seen].to(model.device)
+        A = batch["A"][: n_inputs - seen].to(model.device)
         B = batch.get("B")
         B = None if B is None else B[: A.shape[0]].to(model.device)
-        z = torch.randn(A.shape[0], n_samples, cfg.model.nz, generator=g).to(model.device)
+        if B is None and ("fid" in chosen or "palette" in chosen):
+            raise DatasetError(f"{root}/{phase} has no B images (single layout): metrics "
+                               f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
+        z = z_all[seen: seen + A.shape[0]]
         cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
         samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
         if not torch.isfinite(samples).all():
             raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
         if samples.shape[1] > 1:
             div_sum += (samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).sum().item()
-        if B is not None:
+        pairs = torch.tensor(sample_pairs(samples.shape[1], lpips_pairs), dtype=torch.long).reshape(-1, 2)
+        if lp is not None and len(pairs):
+            for row in samples:  # one input's samples at a time: each image's features serve all its pairs
+                f = lp.features(_quantised(row).float() / 127.5 - 1)
+                lpips_d.append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
+        if inception is not None:
+            fake_f.append(inception_features(inception, _quantised(samples.flatten(0, 1))))
+            real_f.append(inception_features(inception, _quantised(B)))
+        has_enc = "encoded" in names
+        if has_enc:
+            enc = cols[names.index("encoded")]
+            rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
+        if "palette" in chosen:  # the only metric that needs every image kept
+            As.append(A.cpu())
+            outs.append(samples.cpu())
             Bs.append(B.cpu())
-            if "encoded" in names:
-                enc = cols[names.index("encoded")]
-                rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
+            if has_enc:
                 encs.append(enc.cpu())
-        As.append(A.cpu())
-        outs.append(samples.cpu())
+        n_out = samples.shape[1]
         seen += A.shape[0]
     if not seen:
         raise DatasetError(f"{root}/{phase}: no images to evaluate")
-    n_out = outs[0].shape[1]
     result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
-              "n_samples": n_out, "seed": seed,
-              "diversity_l1": div_sum / seen if n_out > 1 else 0.0}
-    if encs:
-        result["encoded_l1"] = rec_sum / seen
-    if info is not None:
+              "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
+    if "l1" in chosen:
+        result["diversity_l1"] = div_sum / seen if n_out > 1 else 0.0
+        if has_enc:
+            result["encoded_l1"] = rec_sum / seen
+    if lp is not None:
+        d = torch.cat(lpips_d).double()
+        result["diversity_lpips"] = d.mean().item() if len(d) else 0.0
+        result["lpips"] = {"net": "alex", "version": lpips_version, "pairs": lpips_pairs, "n_pairs": len(d),
+                           "std": d.std().item() if len(d) > 1 else 0.0}
+    if inception is not None:
+        fake, real = torch.cat(fake_f), torch.cat(real_f)
+        result["fid"] = fid_from_features(fake.numpy(), real.numpy())
+        result["fid_images"] = {"generated": len(fake), "real": len(real)}
+    if "palette" in chosen:
         K = info["n_palettes"]
         A_all, out_all = torch.cat(As), torch.cat(outs)
         result.update(palette_coverage(A_all, list(out_all), n_palettes=K))
@@ -86,7 +165,7 @@ def evaluate(model, dataroot=None, *, phase: str = "test", n_samples: int = 10, 
 
 def format_table(r: dict) -> str:
     """The results as aligned "name  value" lines, for the terminal."""
-    rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']}")]
+    rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({r['phase']})")]
     if "coverage" in r:
         K = r["n_palettes"]
         rows += [("palette coverage", f"{r['coverage']:.3f}  ({r['coverage'] * K:.2f} of {K} palettes per input)"),
@@ -94,8 +173,17 @@ def format_table(r: dict) -> str:
                  ("palette histogram", " ".join(map(str, r["histogram"])))]
         if "encoded_palette_match" in r:
             rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
-    rows.append(("diversity (L1 between samples)", f"{r['diversity_l1']:.4f}"))
+    if "diversity_lpips" in r:
+        lp = r["lpips"]
+        rows.append(("diversity (LPIPS between samples)",
+                     f"{r['diversity_lpips']:.4f}  (alex v{lp['version']}, {lp['n_pairs']} {lp['pairs']} pairs, "
+                     f"std {lp['std']:.4f})"))
+    if "diversity_l1" in r:
+        rows.append(("diversity (L1 between samples)", f"{r['diversity_l1']:.4f}"))
     if "encoded_l1" in r:
         rows.append(("encoded reconstruction L1", f"{r['encoded_l1']:.4f}"))
+    if "fid" in r:
+        n = r["fid_images"]
+        rows.append(("FID (generated vs real B)", f"{r['fid']:.2f}  ({n['generated']} vs {n['real']} images)"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)

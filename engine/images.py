@@ -84,14 +84,23 @@ def save_grid(model, A, B, z, path) -> Path:
     return save_image(grid_image(cols, names), path, what="sample grid")
 
 
+def _media(path: str) -> str:
+    """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video."""
+    src = html.escape(path)
+    if path.endswith(".mp4"):
+        return f"<video src='{src}' autoplay loop muted playsinline></video>"
+    return f"<img src='{src}'>"
+
+
 def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:
-    """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]}."""
+    """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]};
+    .mp4 paths are shown as videos."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif} td{text-align:center;font-size:12px} "
-             "img{image-rendering:pixelated;min-width:96px}</style>",
+             "img,video{image-rendering:pixelated;min-width:96px}</style>",
              f"<h1>{html.escape(title)}</h1>", extra_html, "<table>"]
     for row in rows:
-        cells = "".join(f"<td><img src='{html.escape(p)}'><br>{html.escape(c)}</td>" for c, p in row["images"])
+        cells = "".join(f"<td>{_media(p)}<br>{html.escape(c)}</td>" for c, p in row["images"])
         parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
     parts.append("</table>")
     return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")

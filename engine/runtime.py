@@ -106,6 +106,12 @@ def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
     return root
 
 
+def default_phase(root) -> str:
+    """The split inference commands read by default: the validation split (val/, as the paper and the
+    reference's test.py and video.py use) when there is one, else test/."""
+    return "val" if (Path(root) / "val").is_dir() else "test"
+
+
 def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, device, batch_size: int,
                  seed: int = 0, rank: int = 0, world: int = 1, shuffle: bool | None = None,
                  augment: bool | None = None, layout: str | None = None):

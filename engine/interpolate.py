@@ -1,0 +1,205 @@
+"""`interpolate`: walks through latent space, as the reference's video.py. For each input, the
+outputs G(A, z) along a path through z are written as a PNG strip, an animated GIF and, where
+imageio-ffmpeg is installed (`pip install bicyclegan[video]`), an MP4; index.html shows them all.
+
+The path visits codes z_0, ..., z_k in order:
+- random: k + 1 draws from N(0, I) with `seed`, the same for every input (as video.py);
+- encoded: mu of E(B) for reference images, the ground-truth B of the split's inputs numbered
+  `refs` (default: the first k + 1), so every input morphs through the same styles.
+Each of the k segments contributes `frames` frames at t = 0, 1/frames, ... (its end is the next
+segment's start; the last code closes the path): k * frames + 1 frames. Interpolation is spherical
+(slerp, video.py's choice: intermediate codes keep the norm a Gaussian code has) or linear; the
+formulas are video.py's (util.interp_z), including slerp's fall-back to linear for parallel codes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bicyclegan.pipelines import DatasetError
+
+from .errors import ConfigError, DivergenceError
+from .images import to_uint8, write_gallery
+from .io import atomic_write, check_writable, save_image, write_json
+from .runtime import build_loader, data_root_for, default_phase, open_model
+
+MODES = ("slerp", "linear")
+PATHS = ("random", "encoded")
+VIEW_PX = 128  # tiny images are enlarged (nearest) to at least this size in the written files
+
+
+def interp_z(z0: torch.Tensor, z1: torch.Tensor, n: int, mode: str = "slerp") -> torch.Tensor:
+    """n codes from z0 to z1, both ends included (n >= 2), as n x nz."""
+    t = torch.linspace(0, 1, n, dtype=torch.float64)[:, None]
+    a, b = z0.double()[None], z1.double()[None]
+    if mode == "slerp":
+        cos = torch.dot(z0.double() / (z0.double().norm() + 1e-10), z1.double() / (z1.double().norm() + 1e-10))
+        omega = torch.arccos(cos.clamp(-1, 1))
+        if abs(torch.sin(omega)) >= 1e-10:
+            s = torch.sin(omega)
+            return (torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b).to(z0.dtype)
+    elif mode != "linear":
+        raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+    return ((1 - t) * a + t * b).to(z0.dtype)
+
+
+def path_codes(codes: torch.Tensor, frames: int, mode: str = "slerp") -> torch.Tensor:
+    """The codes of every frame along codes[0] -> codes[1] -> ... : frames per segment, each
+    segment's end left to the next one, then the last code ((k * frames + 1) x nz)."""
+    if frames < 1 or len(codes) < 2:
+        raise ConfigError(f"a path needs >= 2 codes and >= 1 frame per segment, got {len(codes)} and {frames}")
+    steps = [interp_z(codes[i], codes[i + 1], frames + 1, mode)[:-1] for i in range(len(codes) - 1)]
+    return torch.cat([*steps, codes[-1:]])
+
+
+def _enlarge(img: np.ndarray) -> Image.Image:
+    h, w = img.shape[:2]
+    s = max(1, VIEW_PX // min(h, w))
+    pil = Image.fromarray(img)
+    return pil.resize((w * s, h * s), Image.NEAREST) if s > 1 else pil
+
+
+def _side_by_side(tiles: list[np.ndarray], pad: int = 2) -> Image.Image:
+    ims = [_enlarge(t) for t in tiles]
+    w, h = ims[0].size
+    canvas = Image.new("RGB", (len(ims) * (w + pad) - pad, h), (255, 255, 255))
+    for i, im in enumerate(ims):
+        canvas.paste(im, (i * (w + pad), 0))
+    return canvas
+
+
+def _gif_bytes(frames: list[Image.Image], fps: float) -> bytes:
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def mp4_available() -> bool:
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
+def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
+    """H.264 in MP4 through imageio-ffmpeg (its ffmpeg writes a file; the bytes are then written
+    atomically like every other result). yuv420p needs even sizes: frames are padded with white."""
+    import imageio_ffmpeg
+    w, h = frames[0].size
+    W, H = w + w % 2, h + h % 2
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "v.mp4"
+        writer = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                             macro_block_size=1, ffmpeg_log_level="error")
+        writer.send(None)
+        for f in frames:
+            canvas = Image.new("RGB", (W, H), (255, 255, 255))
+            canvas.paste(f, (0, 0))
+            writer.send(np.ascontiguousarray(np.asarray(canvas)).tobytes())
+        writer.close()
+        return path.read_bytes()
+
+
+@torch.no_grad()
+def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5, segments: int = 5,
+                frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
+                fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
+    trained on; phase: val when there is one, else test), the outputs along a path through z over
+    segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
+    every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
+    when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
+    (default for a checkpoint path: <run>/results/interpolate_<phase>). Returns the folder."""
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+    if path not in PATHS:
+        raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
+    for name, value, low in (("num", num, 1), ("segments", segments, 1), ("frames", frames, 1)):
+        if value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if fps <= 0:
+        raise ConfigError(f"fps must be > 0, got {fps}")
+    if mp4 and not mp4_available():
+        raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' (or pass mp4=False)")
+    mp4 = mp4_available() if mp4 is None else mp4
+    if out is None and not isinstance(model, (str, Path)):
+        raise TypeError("interpolate: give `out` when passing a model object")
+    ckpt = model if isinstance(model, (str, Path)) else None
+    model = open_model(model, device)
+    cfg = model.cfg
+    if not cfg.model.nz:
+        raise ConfigError(f"variant {cfg.variant} has no latent code (nz=0): there is nothing to interpolate")
+    if path == "encoded" and model.E is None:
+        raise ConfigError(f"path=encoded needs an encoder; variant {cfg.variant} has none (use path=random)")
+    if bad := model.nonfinite():
+        raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
+    root = data_root_for(cfg, dataroot)
+    phase = phase or default_phase(root)
+    if out is None:
+        out = Path(ckpt).resolve().parent.parent / "results" / f"interpolate_{phase}"
+    out = check_writable(out, "interpolation results")
+    refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
+    if path == "encoded" and len(refs) < 2:
+        raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
+    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=1,
+                          shuffle=False, augment=False)
+    need = max(num, max(refs) + 1) if path == "encoded" else num
+    items = []
+    for batch in loader:
+        if len(items) >= need:
+            break
+        items.append((Path(batch["paths"][0]).stem, batch["A"], batch.get("B")))
+    if not items:
+        raise DatasetError(f"{root}/{phase}: no inputs found")
+    if path == "encoded":
+        if max(refs) >= len(items) or min(refs) < 0:
+            raise ConfigError(f"refs={refs}: {root}/{phase} has {len(items)} inputs (numbered from 0)")
+        if items[0][2] is None:
+            raise DatasetError(f"{root}/{phase} has no B images (single layout): path=encoded needs them")
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        if path == "encoded":
+            codes = model.encode(torch.cat([items[r][2] for r in refs]).to(model.device)).float().cpu()
+        else:
+            codes = torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+        zs = path_codes(codes, frames, mode)
+        G = model.sampler
+        for i, (stem, A, _) in enumerate(items[:num]):
+            A = A.to(model.device)
+            outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device))
+                              for chunk in zs.split(16)])
+            if not torch.isfinite(outs).all():
+                raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
+            a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
+            files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image")),
+                     (f"{len(zs)} frames", save_image(_side_by_side([a, *frames_u8]),
+                                                      out / "images" / f"{stem}_strip.png", what="strip"))]
+            anim = [_side_by_side([a, f]) for f in frames_u8]
+            gif = _gif_bytes(anim, fps)
+            files.append(("animation (GIF)", atomic_write(out / "images" / f"{stem}.gif",
+                                                          lambda f, b=gif: f.write(b), what="GIF")))
+            if mp4:
+                video = _mp4_bytes(anim, fps)
+                files.append(("video (MP4)", atomic_write(out / "images" / f"{stem}.mp4",
+                                                          lambda f, b=video: f.write(b), what="MP4")))
+            rows.append({"name": stem, "images": [(c, str(p.relative_to(out))) for c, p in files]})
+            if progress:
+                print(f"\rinterpolated {i + 1}/{min(num, len(items))}", end="", file=sys.stderr, flush=True)
+    finally:
+        model.train(was_training)
+    if progress:
+        print(file=sys.stderr)
+    write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
+                                   "refs": [items[r][0] for r in refs] if path == "encoded" else None,
+                                   "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
+               what="interpolation path")
+    how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
+           f"{mode} through the codes of {', '.join(items[r][0] for r in refs)}")
+    write_gallery(out, rows, f"{cfg.variant} on {root.name}/{phase}: {how}")
+    return out

@@ -1,0 +1,163 @@
+"""`interpolate`: the paths through z (the reference's formulas), the frames written (strip, GIF,
+MP4, gallery) and the errors, on a tiny random-weight model."""
+import importlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageSequence
+
+from bicyclegan.engine import BicycleGAN, ConfigError, interpolate, make_config
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.images import to_uint8
+from bicyclegan.engine.interpolate import interp_z, mp4_available, path_codes
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch")
+SCALE = 4  # 32 px tiles are written at 128 px
+
+
+def reference_interp_z(z0, z1, n, mode):
+    """The reference's util.interp_z, written out with numpy."""
+    ratios = [k / (n - 1) for k in range(n)]
+    if mode == "slerp":
+        omega = np.arccos(np.dot(z0 / (np.linalg.norm(z0) + 1e-10), z1 / (np.linalg.norm(z1) + 1e-10)))
+        if abs(np.sin(omega)) >= 1e-10:
+            return np.stack([np.sin((1 - r) * omega) / np.sin(omega) * z0 + np.sin(r * omega) / np.sin(omega) * z1
+                             for r in ratios])
+    return np.stack([(1 - r) * z0 + r * z1 for r in ratios])
+
+
+@pytest.mark.parametrize("mode", ["slerp", "linear"])
+def test_interp_z_is_the_references(mode):
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, generator=g), torch.randn(8, generator=g)
+    want = reference_interp_z(z0.double().numpy(), z1.double().numpy(), 6, mode)
+    np.testing.assert_allclose(interp_z(z0, z1, 6, mode).double().numpy(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_interp_z_known_answers():
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    mid = interp_z(e1, e2, 3, "slerp")[1]
+    torch.testing.assert_close(mid, torch.tensor([1.0, 1.0]) / math.sqrt(2))  # on the unit circle
+    torch.testing.assert_close(interp_z(e1, e2, 3, "linear")[1], torch.tensor([0.5, 0.5]))
+    # parallel codes: slerp is undefined and falls back to linear, as the reference does
+    torch.testing.assert_close(interp_z(e1, 3 * e1, 3, "slerp"), torch.tensor([[1.0, 0], [2.0, 0], [3.0, 0]]))
+
+
+def test_path_codes_visit_every_code_once():
+    codes = torch.randn(4, 8)
+    zs = path_codes(codes, 5)
+    assert len(zs) == 3 * 5 + 1
+    torch.testing.assert_close(zs[::5], codes)  # segment i starts at code i; the last frame is the last code
+    assert len({tuple(z.tolist()) for z in zs}) == len(zs)  # no frame twice at the joins
+    with pytest.raises(ConfigError, match=">= 2 codes"):
+        path_codes(codes[:1], 5)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=4, n_test=0, n_val=4, size=32)
+
+
+def tiny(root, **kw):
+    torch.manual_seed(3)
+    return BicycleGAN(make_config("reference", dataroot=str(root), **{**TINY, **kw}), device="cpu", training=False)
+
+
+def val_batch(root, model):
+    from bicyclegan.engine.runtime import build_loader
+    cfg = model.cfg
+    return next(iter(build_loader(cfg.model, cfg.data, root, "val", device="cpu", batch_size=8, shuffle=False,
+                                  augment=False)))
+
+
+def tiles(strip: Image.Image, n: int) -> list[np.ndarray]:
+    """The n tiles of a strip (128 px each, 2 px apart), back at 32 px."""
+    a = np.asarray(strip)
+    return [a[::SCALE, i * (32 * SCALE + 2): i * (32 * SCALE + 2) + 32 * SCALE: SCALE] for i in range(n)]
+
+
+def test_random_path_frames_strip_gif_mp4_and_gallery(tmp_path, demo_root):
+    model = tiny(demo_root)
+    out = interpolate(model, out=tmp_path / "o", num=2, segments=2, frames=3, seed=5, fps=10, progress=False)
+    n = 2 * 3 + 1
+    batch = val_batch(demo_root, model)
+    stems = [p.split("/")[-1][:-4] for p in batch["paths"][:2]]
+    codes = torch.randn(3, 8, generator=torch.Generator().manual_seed(5))
+    meta = json.loads((out / "path.json").read_text())
+    torch.testing.assert_close(torch.tensor(meta["codes"]), codes)
+    assert meta["path"] == "random" and meta["mode"] == "slerp" and meta["frames_per_segment"] == 3
+    zs = path_codes(codes, 3, "slerp")
+    for i, stem in enumerate(stems):
+        with torch.no_grad():
+            want = to_uint8(model.sampler.eval()(batch["A"][i:i + 1].expand(n, -1, -1, -1), zs))
+        strip = Image.open(out / "images" / f"{stem}_strip.png")
+        assert strip.size == ((n + 1) * (32 * SCALE + 2) - 2, 32 * SCALE)
+        got = tiles(strip, n + 1)
+        assert np.array_equal(got[0], to_uint8(batch["A"][i:i + 1])[0])  # the input first
+        for j in range(n):
+            assert np.array_equal(got[j + 1], want[j]), (stem, j)
+        gif = Image.open(out / "images" / f"{stem}.gif")
+        assert gif.size == (2 * 32 * SCALE + 2, 32 * SCALE) and gif.info["duration"] == 100 and gif.info["loop"] == 0
+        assert sum(1 for _ in ImageSequence.Iterator(gif)) == n
+    page = (out / "index.html").read_text()
+    assert page.count("<tr>") == 2 and f"images/{stems[0]}.gif" in page and "slerp through 3 random codes" in page
+    if mp4_available():
+        import imageio_ffmpeg
+        reader = imageio_ffmpeg.read_frames(str(out / "images" / f"{stems[0]}.mp4"))
+        info = next(reader)
+        assert info["size"] == (2 * 32 * SCALE + 2, 32 * SCALE) and info["fps"] == 10
+        assert sum(1 for _ in reader) == n
+        assert f"<video src='images/{stems[0]}.mp4'" in page
+
+
+def test_encoded_path_goes_through_the_reference_images_codes(tmp_path, demo_root):
+    model = tiny(demo_root)
+    out = interpolate(model, out=tmp_path / "o", num=1, path="encoded", refs=[2, 0, 3], frames=2, mode="linear",
+                      mp4=False, progress=False)
+    batch = val_batch(demo_root, model)
+    with torch.no_grad():
+        mu = model.eval().encode(batch["B"][[2, 0, 3]])
+        at_codes = to_uint8(model.sampler(batch["A"][:1].expand(3, -1, -1, -1), mu))
+    stem = batch["paths"][0].split("/")[-1][:-4]
+    got = tiles(Image.open(out / "images" / f"{stem}_strip.png"), 1 + 5)
+    for k in range(3):  # frames 0, 2, 4 are the codes themselves
+        assert np.array_equal(got[1 + 2 * k], at_codes[k])
+    meta = json.loads((out / "path.json").read_text())
+    assert meta["refs"] == [batch["paths"][r].split("/")[-1][:-4] for r in (2, 0, 3)] and meta["seed"] is None
+    assert not list((out / "images").glob("*.mp4"))
+
+
+def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
+    with pytest.raises(ConfigError, match="nothing to interpolate"):
+        interpolate(tiny(demo_root, variant="pix2pix", nz=0), out=tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="needs an encoder"):
+        interpolate(tiny(demo_root, variant="pix2pix"), out=tmp_path / "a", path="encoded", progress=False)
+    with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
+        interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=[0, 9], progress=False)
+    with pytest.raises(ConfigError, match="mode='cubic'"):
+        interpolate(tiny(demo_root), out=tmp_path / "a", mode="cubic", progress=False)
+    module = importlib.import_module("bicyclegan.engine.interpolate")  # not the function of that name
+    monkeypatch.setattr(module, "mp4_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install 'bicyclegan\[video\]'"):
+        interpolate(tiny(demo_root), out=tmp_path / "a", mp4=True, progress=False)
+    out = interpolate(tiny(demo_root), out=tmp_path / "b", num=1, segments=1, frames=1, progress=False)
+    assert not list(out.glob("images/*.mp4")) and list(out.glob("images/*.gif"))  # mp4=None: only when installed
+
+
+def test_interpolate_command(tmp_path, demo_root, capsys):
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert main(["interpolate", str(ckpt), "--num", "1", "--segments", "1", "--frames", "2", "--no-mp4",
+                 "--device", "cpu"]) == 0
+    out = tmp_path / "run" / "results" / "interpolate_val"
+    assert f"gallery: {out / 'index.html'}" in capsys.readouterr().out
+    assert len(list((out / "images").glob("*_strip.png"))) == 1
+    with pytest.raises(SystemExit):
+        main(["interpolate", str(ckpt), "--refs", "1,x"])
+    assert main(["interpolate", str(ckpt), "--path", "encoded", "--refs", "0,7", "--device", "cpu"]) == 2
+    assert "refs=[0, 7]" in capsys.readouterr().err
