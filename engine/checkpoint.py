@@ -9,7 +9,6 @@ every load, so flipped or lost bytes are an error, not silently wrong weights. W
 from __future__ import annotations
 
 import hashlib
-import pickle
 import random
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DivergenceError
-from .io import atomic_write
+from .io import atomic_write, read_torch_file
 from .model import BicycleGAN
 
 FORMAT = "bicyclegan-checkpoint-v2"
@@ -94,19 +93,7 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
 def read_checkpoint(path) -> dict:
     """The checked contents of a checkpoint file; CheckpointError says why one cannot be used."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "global" not in str(e).lower():
-            raise CheckpointError(f"checkpoint {path} is unreadable (not a torch file, or damaged)") from e
-        raise CheckpointError(
-            f"{path} holds objects other than tensors and plain values, which could run code when "
-            f"loaded: refused (not a bicyclegan checkpoint, or one from before format v2)") from e
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    state = read_torch_file(path, what="checkpoint", error=CheckpointError)
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no format marker); for the "
                               f"reference's *_net_G.pth files use import-official")

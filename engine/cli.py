@@ -134,10 +134,25 @@ def cmd_train(args) -> int:
 
 
 # -- inference -------------------------------------------------------------------------------------
-def cmd_sample(args) -> int:
+def _add_model_source(p, what: str = "split to read") -> None:
+    """The options every inference command shares: which model, which data, which device."""
+    p.add_argument("checkpoint", help="a checkpoint (…/checkpoints/latest.pt, pretrained/NAME.pt) or a run folder")
+    p.add_argument("--epoch", type=_at_least(1), default=None,
+                   help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead")
+    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
+    p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
+                   "test scripts, else test)")
+    p.add_argument("--device", default="auto")
+
+
+def _checkpoint(args) -> Path:
     from .checkpoint import find_checkpoint
+    return find_checkpoint(args.checkpoint, args.epoch)
+
+
+def cmd_sample(args) -> int:
     from .sample import sample
-    out = sample(find_checkpoint(args.checkpoint, args.epoch), args.dataroot, out=args.out, phase=args.phase,
+    out = sample(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
                  device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout, direction=args.direction,
                  load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess)
@@ -148,9 +163,10 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table
     from .io import check_writable, write_json
-    results = Path(args.checkpoint).resolve().parent.parent / "results"  # as `sample`: <run>/results/<phase>
+    checkpoint = _checkpoint(args)
+    results = checkpoint.resolve().parent.parent / "results"  # as `sample`: <run>/results/<phase>
     check_writable(Path(args.json).parent if args.json else results, "--json")  # before the evaluation
-    r = evaluate(args.checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
+    r = evaluate(checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
                  seed=args.seed, device=args.device, batch_size=args.batch_size, metrics=args.metrics,
                  lpips_version=args.lpips_version, lpips_pairs=args.lpips_pairs,
                  lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights)
@@ -162,7 +178,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_interpolate(args) -> int:
     from .interpolate import interpolate
-    out = interpolate(args.checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
+    out = interpolate(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
                       seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device)
     print(f"results: {out}\ngallery: {out / 'index.html'}")
@@ -244,7 +260,7 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     from .serve import serve
-    serve(args.checkpoint, args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
+    serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
           device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels)
     return 0
 
@@ -272,13 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery",
                        description="The reference's test.py: for each input, the ground truth, the encoded "
                        "output and n_samples random-z outputs, as PNGs, grid.png and index.html.")
-    p.add_argument("checkpoint", help="a checkpoint (…/checkpoints/latest.pt, pretrained/NAME.pt) or a run folder")
-    p.add_argument("--epoch", type=_at_least(1), default=None,
-                   help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead")
-    p.add_argument("--dataroot", help="dataset folder, or a plain folder of input images (default: the data "
-                   "the model was trained on)")
-    p.add_argument("--phase", default=None, help="split to read (default: val when there is one, as the "
-                   "reference's test.py, else test)")
+    _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
                    "a checkpoint NAME.pt outside a run)")
     p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
@@ -297,16 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preprocess", choices=PREPROCESS, default=None,
                    help="none: full resolution (sides must be multiples of 2^U-Net depth)")
     p.add_argument("--seed", type=_at_least(0), default=0)
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",
                        description="Measure a model with the paper's protocol: the first --num inputs of the "
                        "split, --n_samples random z each; diversity = mean distance between consecutive samples "
                        "of one input. Defaults are the paper's (100 x 20, LPIPS alex v0.0).")
-    p.add_argument("checkpoint")
-    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
-    p.add_argument("--phase", default=None, help="split to evaluate (default: val when there is one, else test)")
+    _add_model_source(p, "split to evaluate")
     p.add_argument("--metrics", default=None,
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
     p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
@@ -322,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
     p.add_argument("--fid_weights", help="InceptionV3 weights file (default: pt_inception-2015-12-05-6726825d.pth "
                    "in torch.hub's checkpoints folder)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json, "
                    "<run> being the checkpoint's folder's parent)")
     p.set_defaults(func=cmd_evaluate)
@@ -331,9 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="As the reference's video.py: for each input, G(A, z) along a path through "
                        "segments + 1 codes (random, or mu of E(B) of reference images), frames per segment, "
                        "slerp or linear.")
-    p.add_argument("checkpoint")
-    p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
-    p.add_argument("--phase", default=None, help="split (default: val when there is one, else test)")
+    _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>)")
     p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
@@ -347,7 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
@@ -382,14 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "dimension, encoded references, interpolation, uploads",
                        description="Serve a page for exploring a trained model in the browser (FastAPI + "
                        "uvicorn: pip install 'bicyclegan[serve]'). Bound to 127.0.0.1 unless --host says otherwise.")
-    p.add_argument("checkpoint", help="a checkpoint written by train or import-official")
-    p.add_argument("--dataroot", help="dataset folder for the inputs (default: the data the model was trained on)")
-    p.add_argument("--phase", default="test")
+    _add_model_source(p, "split whose inputs are offered")
     p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (0: uploads only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=_at_least(0), default=7860, help="port (0: any free port)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--max_upload_mb", type=_at_least(1), default=MAX_UPLOAD_BYTES // 2**20,
                    help="largest upload accepted, in MiB")
     p.add_argument("--max_upload_pixels", type=_at_least(1), default=MAX_UPLOAD_PIXELS,

@@ -1,16 +1,23 @@
-"""Writing results safely: every file the engine writes (checkpoints, images, JSON, HTML, exports)
-goes to a temporary file in the same folder, is flushed to disk and renamed over the target, so a
-kill or a full disk never leaves a half-written file where a complete one was. Failures become one
-line naming the file (disk full, read-only folder) instead of a traceback.
+"""Reading torch files safely and writing results safely.
+
+Every torch file the engine reads (checkpoints, the reference's weights, metric networks' weights)
+is loaded weights-only: only tensors and plain values, never code. Every file the engine writes
+(checkpoints, images, JSON, HTML, exports) goes to a temporary file in the same folder, is flushed
+to disk and renamed over the target, so a kill or a full disk never leaves a half-written file
+where a complete one was. Failures become one line naming the file (disk full, read-only folder)
+instead of a traceback.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+import torch
 
 from .errors import OutputError
 
@@ -89,3 +96,21 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
     except OSError as e:
         raise OutputError(f"cannot write {what} into {folder}: {_reason(e, folder)}; choose another folder") from e
     return folder
+
+
+def read_torch_file(path, *, what: str, error: type[Exception]):
+    """The contents of a torch file, loaded weights-only (anything that could run code is refused);
+    a missing, foreign, unsafe or damaged file raises `error` naming it and saying which it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" in str(e).lower():  # the weights-only unpickler refused an object
+            raise error(f"{what} {path} holds objects other than tensors and plain values, which could run "
+                        f"code when loaded: refused") from e
+        raise error(f"{what} {path} cannot be read: unreadable as a torch file (foreign or damaged)") from e
+    except Exception as e:  # a truncated zip, a foreign format
+        raise error(f"{what} {path} cannot be read: unreadable or truncated "
+                    f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from e

@@ -7,13 +7,13 @@ weights-only: a .pth that holds anything but tensors is refused.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import CheckpointError
+from .io import read_torch_file
 from .model import BicycleGAN
 
 _NORM_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -21,17 +21,7 @@ _NORM_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
 
 def _state_dict_file(path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "global" not in str(e).lower():
-            raise CheckpointError(f"{path} is unreadable (not a torch file, or damaged)") from e
-        raise CheckpointError(f"{path} holds objects other than tensors, which could run code when loaded: "
-                              f"refused") from e
-    except Exception as e:
-        raise CheckpointError(f"{path} is unreadable or truncated ({type(e).__name__})") from e
+    sd = read_torch_file(path, what="weights file", error=CheckpointError)
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path} does not hold a state_dict of tensors")
     return sd

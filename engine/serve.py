@@ -36,7 +36,7 @@ from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
-from .runtime import build_loader, data_root_for, open_model
+from .runtime import build_loader, data_root_for, default_phase, open_model
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -89,7 +89,7 @@ class Explorer:
     """What the page works with: the model, its inputs (the dataset's and uploads) and the requests,
     one inference at a time. Methods take and return plain values and raise RequestError."""
 
-    def __init__(self, model, dataroot=None, *, phase: str = "test", num: int = 32, device: str = "auto",
+    def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = 32, device: str = "auto",
                  max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS):
         for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
                                  ("max_upload_pixels", max_upload_pixels, 1)):
@@ -117,8 +117,8 @@ class Explorer:
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        loader = build_loader(self.cfg.model, self.cfg.data, root, phase, device=self.model.device,
-                              batch_size=1, shuffle=False, augment=False)
+        loader = build_loader(self.cfg.model, self.cfg.data, root, phase or default_phase(root),
+                              device=self.model.device, batch_size=1, shuffle=False, augment=False)
         for i, batch in enumerate(itertools.islice(loader, num)):
             self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
                                        batch["B"][0] if "B" in batch else None)
@@ -392,7 +392,7 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str = "test",
+def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str | None = None,
           num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
           max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
     """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,

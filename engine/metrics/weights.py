@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..io import read_torch_file
 
 
 def hub_checkpoint(name: str) -> Path:
@@ -18,11 +19,7 @@ def hub_checkpoint(name: str) -> Path:
 
 def read_weights(path: Path, what: str) -> dict:
     """A state_dict from a torch file, loaded without running any code in it (weights_only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated zip, not a torch file at all
-        raise WeightsError(f"{what} {path} cannot be read as a torch weights file: "
-                           f"{(str(e).splitlines() or [type(e).__name__])[0]}") from e
+    state = read_torch_file(path, what=what, error=WeightsError)
     if not isinstance(state, dict):
         raise WeightsError(f"{what} {path} holds a {type(state).__name__}, not a state_dict")
     return state
