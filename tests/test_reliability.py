@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 import torch
+from tiny import TINY, tiny_cfg
 
 from bicyclegan.engine import (
     BicycleGAN,
@@ -27,9 +28,6 @@ from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
-TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
-            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
@@ -37,10 +35,7 @@ def data(tmp_path_factory):
 
 
 def cfg(out, root, **kw):
-    base = dict(batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch", niter=1,
-                niter_decay=1, log_every=1, sample_every=100, save_every=2, n_samples=2, dataroot=str(root),
-                out=str(out))
-    return make_config("reference", **{**TINY, **base, **kw})
+    return tiny_cfg(out, root, **{"sample_every": 100, "save_every": 2, **kw})
 
 
 def tiny_model():

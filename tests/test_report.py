@@ -15,8 +15,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from PIL import Image
+from tiny import TINY
+from tiny import tiny_cfg as shared_tiny_cfg
 
-from bicyclegan.engine import ConfigError, make_config, write_report
+from bicyclegan.engine import ConfigError, write_report
 from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.report import (
     CHART_H,
@@ -36,8 +38,6 @@ from bicyclegan.engine.report import (
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
-TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
-            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -47,10 +47,7 @@ def demo_root(tmp_path_factory):
 
 
 def tiny_cfg(out, root, **kw):
-    base = dict(batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch",
-                niter=1, niter_decay=1, log_every=1, sample_every=2, save_every=2, n_samples=2,
-                dataroot=str(root), out=str(out))
-    return make_config("reference", **{**TINY, **base, **kw})
+    return shared_tiny_cfg(out, root, **{"sample_every": 2, "save_every": 2, **kw})
 
 
 def polyline(svg: str) -> list[tuple[float, float]]:

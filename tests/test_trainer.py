@@ -3,15 +3,13 @@ import json
 
 import pytest
 import torch
+from tiny import TINY, tiny_cfg
 
-from bicyclegan.engine import CheckpointError, DataConfig, ModelConfig, TrainConfig, make_config
+from bicyclegan.engine import CheckpointError, DataConfig, ModelConfig, TrainConfig
 from bicyclegan.engine.checkpoint import load_checkpoint, read_checkpoint
 from bicyclegan.engine.cli import build_parser, main, resolve_config
 from bicyclegan.engine.trainer import Trainer, lr_factor
 from bicyclegan.pipelines import make_demo_dataset
-
-TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
-            netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +17,6 @@ def demo_root(tmp_path_factory):
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
 
 
-def tiny_cfg(out, root, **kw):
-    base = dict(batch_size=4, load_size=32, preprocess="none", num_workers=0, backend="torch",
-                niter=1, niter_decay=1, log_every=1, sample_every=3, save_every=3, n_samples=2,
-                dataroot=str(root), out=str(out))
-    return make_config("reference", **{**TINY, **base, **kw})
 
 
 def read_log(run):

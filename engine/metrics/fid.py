@@ -14,15 +14,12 @@ needs no 2048 x 2048 matrix at all when a set has fewer images than features (se
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import WeightsError
-from .weights import full_precision, hub_checkpoint, read_weights, take
+from .weights import full_precision, read_weights, take, weights_file
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
@@ -181,12 +178,7 @@ def load_inception(path=None, *, device="cpu") -> InceptionV3:
     """FID's InceptionV3 with pytorch-fid's weights file: `path`, or torch.hub's checkpoints folder.
     The file's classifier (fc.*) is not used; every other tensor must be there with its shape."""
     model = InceptionV3()
-    p = Path(path) if path is not None else hub_checkpoint(INCEPTION_FILE)
-    if not p.is_file():
-        where = (f"download {INCEPTION_URL} into {p.parent}/ (torch.hub's cache) or give" if path is None
-                 else "give")
-        raise WeightsError(f"FID needs InceptionV3's weights: {p} does not exist; {where} the file with "
-                           f"--fid_weights PATH (Python: fid_weights=)")
+    p = weights_file(path, INCEPTION_FILE, INCEPTION_URL, "fid_weights", "FID needs InceptionV3's weights")
     # BatchNorm's batch counters are not in files saved before torch 0.4.1; load_state_dict fills them.
     want = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     model.load_state_dict(take(read_weights(p, "InceptionV3 weights"), want, p, "InceptionV3 weights"))

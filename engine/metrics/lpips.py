@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
-from .weights import full_precision, hub_checkpoint, read_weights, take
+from .weights import full_precision, read_weights, take, weights_file
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -126,12 +126,7 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     default: from the installed package). A missing or wrong file is a WeightsError saying which
     file to put where."""
     model = LPIPS(version)
-    bb = Path(backbone) if backbone is not None else hub_checkpoint(ALEXNET_FILE)
-    if not bb.is_file():
-        where = (f"download {ALEXNET_URL} into {bb.parent}/ (torch.hub's cache) or give" if backbone is None
-                 else "give")
-        raise WeightsError(f"LPIPS needs AlexNet's weights: {bb} does not exist; {where} the file with "
-                           f"--lpips_backbone PATH (Python: lpips_backbone=)")
+    bb = weights_file(backbone, ALEXNET_FILE, ALEXNET_URL, "lpips_backbone", "LPIPS needs AlexNet's weights")
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
     feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
     model.net.features.load_state_dict({k[len("features."):]: v for k, v in feats.items()})

@@ -17,6 +17,16 @@ def hub_checkpoint(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
+def weights_file(path, default_name: str, url: str, option: str, what: str) -> Path:
+    """`path`, or the default file in torch.hub's cache; a missing file is a WeightsError saying where
+    to get it and where to put it (or which option takes another file)."""
+    p = Path(path) if path is not None else hub_checkpoint(default_name)
+    if not p.is_file():
+        where = f"download {url} into {p.parent}/ (torch.hub's cache) or give" if path is None else "give"
+        raise WeightsError(f"{what}: {p} does not exist; {where} the file with --{option} PATH (Python: {option}=)")
+    return p
+
+
 def read_weights(path: Path, what: str) -> dict:
     """A state_dict from a torch file, loaded without running any code in it (weights_only)."""
     state = read_torch_file(path, what=what, error=WeightsError)
