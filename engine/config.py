@@ -48,7 +48,7 @@ class ModelConfig:
     num_Ds: int = 2            # scales of the multi-scale PatchGAN
     where_add: str = "all"     # inject z at the input only, or at every encoder block
     norm: str = "instance"     # instance | batch | none
-    nl: str = "relu"           # decoder non-linearity: relu | lrelu
+    nl: str = "relu"           # decoder non-linearity: relu | lrelu | elu
     upsample: str = "basic"    # basic (ConvTranspose) | bilinear
     use_dropout: bool = False  # dropout 0.5 in the deep decoder levels of G
     conditional_D: bool = False  # D sees cat(A, B) instead of B
@@ -74,7 +74,7 @@ class ModelConfig:
         _choice("netD2", self.netD2, NET_D)
         _choice("where_add", self.where_add, ("input", "all"))
         _choice("norm", self.norm, ("instance", "batch", "none"))
-        _choice("nl", self.nl, ("relu", "lrelu"))
+        _choice("nl", self.nl, ("relu", "lrelu", "elu"))
         _choice("upsample", self.upsample, ("basic", "bilinear"))
         _choice("init_type", self.init_type, ("xavier", "normal", "kaiming", "orthogonal"))
         _choice("impl", self.impl, ("auto", "triton", "ref"))
