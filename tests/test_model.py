@@ -275,6 +275,9 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
     dict(variant="cae", **WEIGHTS, lambda_ms=0.3),
     dict(variant="clr", **WEIGHTS, model=dict(conditional_D=True)),
     dict(variant="pix2pix", **WEIGHTS, gan_mode="vanilla"),
+    # a zero weight drops its term (and D2 with lambda_GAN2 = 0, D with lambda_GAN = 0)
+    dict(lambda_kl=0.0, lambda_z=0.0, lambda_GAN2=0.0),
+    dict(**{**WEIGHTS, "lambda_GAN": 0.0}),
 ])
 def test_train_step_equals_reference_order(options):
     torch.set_default_dtype(torch.float64)
@@ -379,6 +382,12 @@ def test_options_build_and_step(model_opts, train_opts):
     h, w = cfg.model.size
     out = model.generate(batch(cfg, 3)["A"])
     assert out.shape == (3, cfg.model.output_nc, h, w) and out.abs().max() <= 1
+
+
+def test_bicycle_step_rejects_an_odd_batch():
+    model = BicycleGAN(small_cfg())
+    with pytest.raises(ValueError, match="variant bicycle needs an even batch, got 3"):
+        model.train_step(batch(small_cfg(), 3))
 
 
 def test_batch_one_inference_and_odd_batch_variants():
