@@ -265,7 +265,7 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
 
 
 @pytest.mark.parametrize("options", [
-    dict(),
+    dict(steps=2),  # the second step starts from zeroed gradients and moved weights
     dict(model=dict(conditional_D=True, nl="lrelu")),
     dict(gan_mode="vanilla", model=dict(where_add="input", upsample="bilinear")),
     dict(**WEIGHTS, lambda_ms=0.3),
@@ -280,6 +280,8 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
     dict(**{**WEIGHTS, "lambda_GAN": 0.0}),
 ])
 def test_train_step_equals_reference_order(options):
+    options = dict(options)
+    steps = options.pop("steps", 1)
     torch.set_default_dtype(torch.float64)
     try:
         cfg = small_cfg(**options)
@@ -288,11 +290,12 @@ def test_train_step_equals_reference_order(options):
         ref = copy.deepcopy(ours)
         ref.optimizers = {n: torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
                           for n, net in ref.networks().items()}
-        data = batch(cfg, dtype=torch.float64)
-        torch.manual_seed(2)
-        got = ours.train_step(data)
-        torch.manual_seed(2)
-        want, want_grads = reference_iteration(ref, data)
+        for step in range(steps):
+            data = batch(cfg, dtype=torch.float64)
+            torch.manual_seed(2 + step)
+            got = ours.train_step(data)
+            torch.manual_seed(2 + step)
+            want, want_grads = reference_iteration(ref, data)
     finally:
         torch.set_default_dtype(torch.float32)
     assert set(got) == set(want)
