@@ -22,7 +22,7 @@ from .errors import ConfigError
 NET_G = ("unet_256", "unet_128", "unet")
 NET_E = ("resnet_256", "resnet_128", "conv_256", "conv_128")
 NET_D = ("basic_256_multi", "basic_128_multi", "basic_256", "basic_128")
-NL = ("relu", "lrelu")
+NL = ("relu", "lrelu", "elu")
 VARIANTS = ("bicycle", "cvae", "clr", "cae", "pix2pix")
 COMPILE_MODES = ("off", "default", "max-autotune", "aot_eager")
 # Default U-Net depth of each named generator; "unet" derives it from the crop size.
@@ -88,7 +88,7 @@ class ModelConfig:
     num_Ds: int = 2            # scales of the multi-scale PatchGAN
     where_add: str = "all"     # inject z at the input only, or at every encoder block
     norm: str = "instance"     # instance | batch | none
-    nl: str = "relu"           # decoder non-linearity: relu | lrelu
+    nl: str = "relu"           # decoder non-linearity: relu | lrelu | elu
     upsample: str = "basic"    # basic (ConvTranspose) | bilinear
     use_dropout: bool = False  # dropout 0.5 in the deep decoder levels of G
     conditional_D: bool = False  # D sees cat(A, B) instead of B

@@ -1,4 +1,6 @@
-"""Loss terms of the BicycleGAN objective and its variants (REFERENCE.md "One training iteration")."""
+"""Loss terms of the BicycleGAN objective and its variants, as the reference defines them: its
+GANLoss (lsgan | vanilla, one term per discriminator scale, summed), L1Loss (a mean) and KL (a sum),
+plus MSGAN's mode-seeking term. Known answers for each are in tests/test_losses.py."""
 from __future__ import annotations
 
 import torch
@@ -30,6 +32,7 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """mean |a - b| over every element (nn.L1Loss)."""
     return (_wide(a) - _wide(b)).abs().mean()
 
 

@@ -1,13 +1,13 @@
 """BicycleGAN and the variants the paper compares, with a graph-safe training step.
 
-One iteration (REFERENCE.md "One training iteration"): a G+E phase (one backward) then a D phase
+One iteration (docs/method.md): a G+E phase (one backward) then a D phase
 (one backward for D and D2). Where the reference toggles requires_grad to keep the z loss off E's
 parameters and the G-phase GAN losses off D's, we call E and D with detached parameters
 (torch.func.functional_call): the same gradients, no toggling and no wasted weight gradients, so
 the step has static shapes and no host syncs and can be captured in a CUDA graph.
 
-Random draws, in order: eps for the encoded z (k x nz), z_random (k x nz), and with lambda_ms > 0 a
-second random z. Variants:
+Random draws, in order: eps for the encoded z (k x nz), z_random (k x nz), G's dropout masks (encoded
+call, then random call), and with lambda_ms > 0 a second random z. Variants:
   bicycle  cVAE-GAN + cLR-GAN on halves of the batch (A1, B1 encoded; B2 lends D2 a real image)
   cvae     E(B) -> z (reparameterised) -> G(A, z) ~ B with L1 + KL + GAN
   cae      as cvae with z = mu and no KL (the paper's cAE-GAN)
@@ -194,12 +194,17 @@ class BicycleGAN(nn.Module):
         else:
             A1, B1, A2, B2 = A, B, A, B
         n, L, out = A1.shape[0], {}, {"A1": A1, "B1": B1, "A2": A2, "B2": B2}
+        # The reference's order of random draws: eps, z_random, then G's dropout masks (encoded
+        # call first), so a seed gives the same z and masks as there.
         if self.enc_branch:
             mu, logvar = self.E(B1)
             if cfg.variant == "cae":
                 z_enc = mu
             else:
                 z_enc = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        if self.rand_branch:
+            z_rand = self.z_random(n)
+        if self.enc_branch:
             fake_enc = self.G(A1, z_enc)
             out.update(fake_enc=fake_enc, z_enc=z_enc)
             if self.D is not None:
@@ -209,7 +214,6 @@ class BicycleGAN(nn.Module):
             if cfg.variant != "cae" and cfg.lambda_kl > 0:
                 L["kl"] = cfg.lambda_kl * kl_loss(mu, logvar)
         if self.rand_branch:
-            z_rand = self.z_random(n)
             fake_rand = self.G(A1, z_rand)
             out.update(fake_rand=fake_rand, z_rand=z_rand)
             D, weight = self._rand_D(), (cfg.lambda_GAN2 if cfg.variant == "bicycle" else cfg.lambda_GAN)

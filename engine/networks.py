@@ -1,12 +1,13 @@
 """The networks: U-Net generator G(A, z), encoder E(B) -> (mu, logvar), multi-scale PatchGAN D.
 
-Parameter-for-parameter the reference's networks (REFERENCE.md "Networks"; counts are asserted in
-tests), restructured where the maths allows so the kernels of bicyclegan.kernels apply:
+Parameter-for-parameter the reference's networks (counts are asserted in tests, and outputs
+against transcriptions of the reference's modules), restructured where the maths allows so the kernels of bicyclegan.kernels apply:
 - every encoder block's "concatenate z, LeakyReLU, conv" is one ZConcatConv2d;
 - norm + activation pairs are one InstanceNormAct2d. In the decoder the reference applies the
   activation to cat(up, skip) in the parent block; activating each half in the child instead is
   the same function (dropout, a positive scaling, commutes with ReLU/LeakyReLU), and lets the
-  decoder's InstanceNorm fuse with it.
+  decoder's InstanceNorm fuse with it. ELU does not commute with dropout: with both, the ELU
+  follows the dropout, as in the reference.
 """
 from __future__ import annotations
 
@@ -22,21 +23,22 @@ LRELU = 0.2
 
 
 def _act_name(nl: str) -> str:
-    return {"relu": "relu", "lrelu": "leaky_relu"}[nl]
+    return {"relu": "relu", "lrelu": "leaky_relu", "elu": "elu"}[nl]
 
 
 class Act(nn.Module):
-    """ReLU / LeakyReLU(0.2) / identity by name; `inplace` only where the input is dead after."""
+    """ReLU / LeakyReLU(slope) / ELU / identity by name; `inplace` only where the input is dead after."""
 
-    def __init__(self, act: str, inplace: bool = False):
+    def __init__(self, act: str, inplace: bool = False, slope: float = LRELU):
         super().__init__()
-        self.act, self.inplace = act, inplace
+        self.act, self.inplace, self.slope = act, inplace, slope
 
     def forward(self, x):
-        return apply_act(x, self.act, LRELU, self.inplace)
+        return apply_act(x, self.act, self.slope, self.inplace)
 
     def extra_repr(self):
-        return f"{self.act}{', inplace' if self.inplace else ''}"
+        slope = f", slope={self.slope}" if self.act == "leaky_relu" else ""
+        return f"{self.act}{slope}{', inplace' if self.inplace else ''}"
 
 
 def norm_act(norm: str, channels: int, act: str, impl: str) -> nn.Module:
@@ -60,7 +62,7 @@ def _upconv(in_nc: int, out_nc: int, upsample: str) -> nn.Module:
 
 class UnetBlock(nn.Module):
     """One U-Net level. down: [act on cat(x, z)] conv4x4s2 [norm]; then the inner levels; up:
-    upconv, then norm + act (outermost: Tanh). Non-outermost blocks return cat(act(up), act(x)):
+    upconv, then norm + act (outermost: Tanh). Non-outermost blocks return cat(act(up), skip):
     the parent's up-path input, already activated (see the module docstring)."""
 
     def __init__(self, input_nc, outer_nc, inner_nc, nz, submodule=None, outermost=False,
@@ -77,11 +79,20 @@ class UnetBlock(nn.Module):
         # The innermost block's up path starts from its own down output, not a concatenation.
         self.inner_act = Act(self.act, inplace=True) if innermost else None
         self.up = _upconv(inner_nc if innermost else inner_nc * 2, outer_nc, upsample)
+        self.dropout = nn.Dropout(0.5) if use_dropout and middle else None
+        late = self.act == "elu" and self.dropout is not None  # ELU after the dropout
         if outermost:
             self.up_norm = None
         else:
-            self.up_norm = norm_act(norm, outer_nc, self.act, impl)
-        self.dropout = nn.Dropout(0.5) if use_dropout and middle else None
+            self.up_norm = norm_act(norm, outer_nc, "none" if late else self.act, impl)
+        self.late_act = Act(self.act, inplace=True) if late else None
+        # The skip half. Where no z is concatenated to x (where_add=input, or nz=0) the reference's
+        # in-place LeakyReLU(0.2) of the down path overwrites x itself before torch.cat([model(x), x]),
+        # so its parent's nl sees lrelu(x): relu(lrelu(x)) = relu(x); lrelu(lrelu(x)) is a LeakyReLU
+        # of slope 0.04; elu(lrelu(x)) needs both. With z, that LeakyReLU runs on cat(x, z), a copy.
+        pre = nz == 0 and not outermost
+        self.skip_lrelu = pre and self.act == "elu"
+        self.skip_act = Act(self.act, inplace=True, slope=LRELU ** 2 if pre else LRELU)
 
     def forward(self, x, z):
         h = self.down(x, z)
@@ -94,9 +105,12 @@ class UnetBlock(nn.Module):
         y = self.up_norm(y)
         if self.dropout is not None:
             y = self.dropout(y)
-        out = torch.cat([y, x], 1)
+        if self.late_act is not None:
+            y = self.late_act(y)
+        # lrelu(x) out of place: x is saved for the backward of self.down.
+        out = torch.cat([y, F.leaky_relu(x, LRELU) if self.skip_lrelu else x], 1)
         # The skip half is activated in place inside the fresh concatenation: no extra buffer for act(x).
-        apply_act(out[:, y.shape[1]:], self.act, LRELU, inplace=True)
+        self.skip_act(out[:, y.shape[1]:])
         return out
 
 

@@ -1,12 +1,13 @@
-"""Faithfulness of the model and objective to the reference (REFERENCE.md), on CPU."""
+"""Faithfulness of the model and objective to the reference, on CPU: parameter counts, the
+generator and the whole training step against transcriptions of the reference written here."""
 import copy
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
-from bicyclegan.engine.losses import gan_loss, kl_loss
 from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator
 
 SMALL = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
@@ -50,102 +51,237 @@ def test_parameter_counts(build, fields, expected):
 
 
 # ---------------------------------------------------------------------------------------------
-# The generator equals a literal transcription of the reference U-Net structure
+# The reference's loss terms, written here from its formulas (networks.GANLoss, nn.L1Loss, the KL
+# line of bicycle_gan_model.py): the transcriptions below never call the project's losses
 # ---------------------------------------------------------------------------------------------
-def reference_unet(block: UnetBlock, x, z, nl):
-    """UnetBlock_with_z as the reference writes it: cat z, LeakyReLU on the concatenation (none
-    at the outermost), conv, norm; skip = block input before activation; the parent applies its
-    up non-linearity to cat(up, skip)."""
-    act = F.relu if nl == "relu" else (lambda t: F.leaky_relu(t, 0.2))
-    xz = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1) if block.down.nz else x
-    conv = lambda t: F.conv2d(t, block.down.weight, block.down.bias, 2, 1)  # noqa: E731
-    upconv = lambda t: F.conv_transpose2d(t, block.up.weight, block.up.bias, 2, 1)  # noqa: E731
-    if block.outermost:
-        h = conv(xz)
-        return torch.tanh(upconv(act(reference_unet(block.submodule, h, z, nl))))
-    h = conv(F.leaky_relu(xz, 0.2))
-    if block.innermost:
-        y = F.instance_norm(upconv(act(h)))
+def ref_gan(preds, real, mode):
+    """GANLoss: one term per scale, summed; lsgan = MSELoss to the label 1.0 / 0.0, vanilla =
+    BCEWithLogitsLoss, whose closed forms are softplus(-p) (label 1) and softplus(p) (label 0)."""
+    label = 1.0 if real else 0.0
+    if mode == "lsgan":
+        return sum(((p - label) ** 2).mean() for p in preds)
+    return sum(F.softplus(-p if real else p).mean() for p in preds)
+
+
+def ref_l1(a, b):
+    return (a - b).abs().mean()
+
+
+def ref_kl(mu, logvar):
+    return torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * -0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator equals a literal transcription of the reference U-Net
+# ---------------------------------------------------------------------------------------------
+NL = {"relu": F.relu, "lrelu": lambda t: F.leaky_relu(t, 0.2), "elu": F.elu}
+
+
+def reference_unet(block: UnetBlock, x, z, cfg: ModelConfig, level=0):
+    """G_Unet_add_all / G_Unet_add_input with UnetBlock_with_z / UnetBlock, as functions of our
+    block's weights. Down: cat z (where_add=all: every level; input: the top one), LeakyReLU(0.2)
+    (none at the top), conv, InstanceNorm (not at the top or bottom). The down LeakyReLU is
+    nn.LeakyReLU(0.2, inplace=True): where z was concatenated it overwrites the copy cat(x, z), but
+    without z it overwrites x itself before UnetBlock's torch.cat([self.model(x), x], 1), so the skip
+    is then lrelu(x). Up: the parent's nl on cat(up, skip), upconv, InstanceNorm, and Dropout(0.5)
+    on the 8*ngf levels between the 4*ngf one and the bottom; the top ends with tanh."""
+    depth = cfg.unet_depth
+    outermost, innermost = level == 0, level == depth - 1
+    nl = NL[cfg.nl]
+    with_z = cfg.nz > 0 and (cfg.where_add == "all" or outermost)
+    inp = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1) if with_z else x
+    if not outermost:
+        inp = F.leaky_relu(inp, 0.2)
+        if not with_z:
+            x = inp  # the in-place LeakyReLU reached the skip
+    h = F.conv2d(inp, block.down.weight, block.down.bias, 2, 1)
+
+    def upconv(t):
+        if cfg.upsample == "basic":
+            return F.conv_transpose2d(t, block.up.weight, block.up.bias, 2, 1)
+        t = F.pad(F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False), (1, 1, 1, 1), "reflect")
+        return F.conv2d(t, block.up[2].weight, block.up[2].bias)
+
+    if outermost:
+        return torch.tanh(upconv(nl(reference_unet(block.submodule, h, z, cfg, 1))))
+    if innermost:
+        y = F.instance_norm(upconv(nl(h)))
     else:
-        h = F.instance_norm(h)
-        y = F.instance_norm(upconv(act(reference_unet(block.submodule, h, z, nl))))
+        inner = reference_unet(block.submodule, F.instance_norm(h), z, cfg, level + 1)
+        y = F.instance_norm(upconv(nl(inner)))
+        if cfg.use_dropout and level >= 4:
+            y = F.dropout(y, 0.5, training=True)
     return torch.cat([y, x], 1)
 
 
-@pytest.mark.parametrize("where_add", ["all", "input"])
-@pytest.mark.parametrize("nl", ["relu", "lrelu"])
-@pytest.mark.parametrize("size", [(32, 32), (32, 64)])
-def test_generator_matches_reference_structure(where_add, nl, size):
-    cfg = ModelConfig(**{**SMALL, "crop_size": size[0], "crop_width": size[1]}, where_add=where_add, nl=nl)
-    G = build_generator(cfg).double()
-    A = torch.randn(2, 3, *size, dtype=torch.float64)
-    z = torch.randn(2, cfg.nz, dtype=torch.float64)
-    torch.testing.assert_close(G(A, z), reference_unet(G.model, A, z, nl), rtol=1e-10, atol=1e-10)
+def _value_and_grads(fn, net, A, z, w):
+    A, z = A.clone().requires_grad_(), z.clone().requires_grad_()
+    torch.manual_seed(7)  # the same dropout masks for both
+    y = fn(A, z)
+    return y, torch.autograd.grad((y * w).sum(), [A, z, *net.parameters()], materialize_grads=True)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(where_add=w, nl=nl, upsample=up) for w in ("all", "input") for nl in ("relu", "lrelu", "elu")
+    for up in ("basic", "bilinear")] + [
+    dict(where_add="input", nl="lrelu", crop_width=64),        # rectangular
+    dict(where_add="all", nl="elu", crop_width=64, upsample="bilinear"),
+    dict(nz=0, nl="lrelu"),                                    # no z: the reference's add_input U-Net
+    # dropout needs a level at 8*ngf between the 4*ngf one and the bottom: 64 px, depth 6
+    dict(where_add="input", nl="elu", crop_size=64, use_dropout=True),
+    dict(where_add="all", nl="elu", crop_size=64, use_dropout=True, upsample="bilinear"),
+])
+def test_generator_matches_reference_structure(fields):
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = ModelConfig(**{**SMALL, **fields})
+        G = build_generator(cfg)
+        with torch.no_grad():  # non-zero biases, so that a dropped or misplaced bias shows
+            for p in G.parameters():
+                if p.dim() == 1:
+                    p.normal_(0, 0.1)
+        h, w = cfg.size
+        A, z, up = torch.randn(2, 3, h, w), torch.randn(2, cfg.nz), torch.randn(2, 3, h, w)
+        got, got_grads = _value_and_grads(G, G, A, z, up)
+        want, want_grads = _value_and_grads(lambda a, zz: reference_unet(G.model, a, zz, cfg), G, A, z, up)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # A bias before an InstanceNorm has a zero gradient up to rounding: tolerances scale with the largest.
+    atol = 1e-12 * max(r.abs().max().item() for r in want_grads if r.numel())
+    names = ["A", "z"] + [k for k, _ in G.named_parameters()]
+    for name, g, r in zip(names, got_grads, want_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=atol, msg=lambda m: f"grad of {name}: {m}")
 
 
 # ---------------------------------------------------------------------------------------------
 # train_step equals the reference's iteration, transcribed step by step
 # ---------------------------------------------------------------------------------------------
+def _requires_grad(nets, flag):
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
 def reference_iteration(model: BicycleGAN, data):
-    """bicycle_gan_model.py's optimize_parameters, literally: separate backward calls, requires_grad
-    toggling, E then G step, then D, then D2."""
-    cfg, G, E, D, D2 = model.cfg, model.G, model.E, model.D, model.D2
-    opt = model.optimizers
-    gan = lambda preds, real: gan_loss(preds, real, cfg.gan_mode)  # noqa: E731
+    """bicycle_gan_model.py's optimize_parameters, literally: forward() draws eps, then z_random,
+    runs G on the encoded then the random z and E on the random output; update_G_and_E() freezes
+    D and D2 (requires_grad), backward of GAN + GAN2 + L1 + KL, then with E frozen the backward of
+    the z loss, steps E then G; update_D() backward and step of D, then of D2 (use_same_D: D takes
+    both D losses before its step). The paper's other variants follow the same steps with their own
+    terms (cvae/cae: the encoded branch alone, cae with z = mu and no KL; clr: the random branch
+    alone, E trained by the z loss; pix2pix: the random branch with L1 and no E), single-D ones
+    weighted by lambda_GAN; lambda_ms adds MSGAN's 1 / (mean|G(A,z1) - G(A,z2)| / mean|z1 - z2| + 1e-5)
+    to the G loss."""
+    cfg, v = model.cfg, model.cfg.variant
+    G, E, D, opt = model.G, model.E, model.D, model.optimizers
+    D2 = D if cfg.model.use_same_D else model.D2
+    gan = lambda preds, real: ref_gan(preds, real, cfg.gan_mode)  # noqa: E731
     cond = (lambda a, b: torch.cat([a, b], 1)) if cfg.model.conditional_D else (lambda a, b: b)  # noqa: E731
-    k = cfg.batch_size // 2
     A, B = data["A"], data["B"]
-    A1, B1, A2, B2 = A[:k], B[:k], A[k:], B[k:]
+    k = len(A) // 2 if v == "bicycle" else len(A)
+    A1, B1, A2, B2 = (A[:k], B[:k], A[k:], B[k:]) if v == "bicycle" else (A, B, A, B)
+    enc, rand = v in ("bicycle", "cvae", "cae"), v in ("bicycle", "clr", "pix2pix")
+    z_loss = v in ("bicycle", "clr") and cfg.lambda_z > 0
     # forward()
-    mu, logvar = E(B1)
-    std = logvar.mul(0.5).exp_()
-    eps = torch.randn(std.shape)
-    z_enc = eps.mul(std).add_(mu)
-    z_rand = torch.randn(k, cfg.model.nz)
-    fake_enc = G(A1, z_enc)
-    fake_rand = G(A1, z_rand)
-    mu2, _ = E(fake_rand)
+    if enc:
+        mu, logvar = E(B1)
+        if v == "cae":
+            z_enc = mu
+        else:
+            std = logvar.mul(0.5).exp_()
+            eps = torch.randn(std.shape)
+            z_enc = eps.mul(std).add_(mu)
+    if rand:
+        z_rand = torch.randn(k, cfg.model.nz)
+    fake_enc = G(A1, z_enc) if enc else None
+    fake_rand = G(A1, z_rand) if rand else None
+    mu2 = E(fake_rand)[0] if z_loss else None
+    if cfg.lambda_ms > 0:
+        fake, z = (fake_rand, z_rand) if rand else (fake_enc, z_enc)
+        z2 = torch.randn(k, cfg.model.nz)
+        fake2 = G(A1, z2)
     # update_G_and_E()
-    for p in list(D.parameters()) + list(D2.parameters()):
-        p.requires_grad_(False)
-    opt["E"].zero_grad()
-    opt["G"].zero_grad()
-    loss_G_GAN = gan(D(cond(A1, fake_enc)), True) * cfg.lambda_GAN
-    loss_G_GAN2 = gan(D2(cond(A1, fake_rand)), True) * cfg.lambda_GAN2
-    loss_kl = torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * (-0.5 * cfg.lambda_kl)
-    loss_L1 = (fake_enc - B1).abs().mean() * cfg.lambda_L1
-    (loss_G_GAN + loss_G_GAN2 + loss_L1 + loss_kl).backward(retain_graph=True)
-    for p in E.parameters():
-        p.requires_grad_(False)
-    loss_z = (mu2 - z_rand).abs().mean() * cfg.lambda_z
-    loss_z.backward()
-    for p in E.parameters():
-        p.requires_grad_(True)
-    opt["E"].step()
-    opt["G"].step()
-    grads = {f"{n}.{k}": p.grad.clone() for n, net in (("G", G), ("E", E)) for k, p in net.named_parameters()}
+    discs = [d for d in (D, D2) if d is not None]
+    _requires_grad(discs, False)
+    for n in ("E", "G"):
+        if n in opt:
+            opt[n].zero_grad()
+    losses = {}
+    if enc:
+        if cfg.lambda_GAN > 0:
+            losses["G_GAN"] = gan(D(cond(A1, fake_enc)), True) * cfg.lambda_GAN
+        losses["G_L1"] = ref_l1(fake_enc, B1) * cfg.lambda_L1
+        if v != "cae" and cfg.lambda_kl > 0:
+            losses["kl"] = ref_kl(mu, logvar) * cfg.lambda_kl
+    if rand:
+        if v == "bicycle":
+            if cfg.lambda_GAN2 > 0:
+                losses["G_GAN2"] = gan(D2(cond(A1, fake_rand)), True) * cfg.lambda_GAN2
+        elif cfg.lambda_GAN > 0:
+            losses["G_GAN"] = gan(D(cond(A1, fake_rand)), True) * cfg.lambda_GAN
+        if v == "pix2pix":
+            losses["G_L1"] = ref_l1(fake_rand, B1) * cfg.lambda_L1
+    if cfg.lambda_ms > 0:
+        losses["ms"] = cfg.lambda_ms / (ref_l1(fake, fake2) / ref_l1(z, z2) + 1e-5)
+    sum(losses.values()).backward(retain_graph=True)
+    if z_loss:
+        if v == "bicycle":
+            _requires_grad([E], False)
+        losses["z_L1"] = ref_l1(mu2, z_rand) * cfg.lambda_z
+        losses["z_L1"].backward()
+        _requires_grad([E], True)
+    for n in ("E", "G"):
+        if n in opt:
+            opt[n].step()
+    grads = {f"{n}.{k}": None if p.grad is None else p.grad.clone()  # cae/clr: no gradient reaches fcVar
+             for n, net in model.networks().items() if n in ("G", "E") for k, p in net.named_parameters()}
     # update_D()
-    for p in list(D.parameters()) + list(D2.parameters()):
-        p.requires_grad_(True)
-    opt["D"].zero_grad()
-    loss_D = gan(D(cond(A1, fake_enc.detach())), False) + gan(D(cond(A1, B1)), True)
-    loss_D.backward()
-    opt["D"].step()
-    opt["D2"].zero_grad()
-    loss_D2 = gan(D2(cond(A1, fake_rand.detach())), False) + gan(D2(cond(A2, B2)), True)
-    loss_D2.backward()
-    opt["D2"].step()
-    grads.update({f"{n}.{k}": p.grad.clone() for n, net in (("D", D), ("D2", D2)) for k, p in net.named_parameters()})
-    losses = dict(G_GAN=loss_G_GAN, G_GAN2=loss_G_GAN2, kl=loss_kl, G_L1=loss_L1, z_L1=loss_z, D=loss_D, D2=loss_D2)
+    _requires_grad(discs, True)
+
+    def backward_D(net, fake, A_real, B_real):
+        loss = gan(net(cond(A1, fake.detach())), False) + gan(net(cond(A_real, B_real)), True)
+        loss.backward()
+        return loss
+
+    if D is not None:
+        opt["D"].zero_grad()
+        losses["D"] = backward_D(D, fake_enc if enc else fake_rand, A1, B1)
+        if v == "bicycle" and cfg.model.use_same_D and cfg.lambda_GAN2 > 0:
+            losses["D2"] = backward_D(D, fake_rand, A2, B2)
+        opt["D"].step()
+    if model.D2 is not None:
+        opt["D2"].zero_grad()
+        losses["D2"] = backward_D(D2, fake_rand, A2, B2)
+        opt["D2"].step()
+    grads.update({f"{n}.{k}": p.grad.clone() for n, net in model.networks().items() if n in ("D", "D2")
+                  for k, p in net.named_parameters()})
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
+# Weights that differ from each other and from 1, so a weight applied twice, left out or swapped
+# for another changes the result.
+WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, lambda_z=0.8)
+
+
 @pytest.mark.parametrize("options", [
-    dict(),
+    dict(steps=2),  # the second step starts from zeroed gradients and moved weights
     dict(model=dict(conditional_D=True, nl="lrelu")),
     dict(gan_mode="vanilla", model=dict(where_add="input", upsample="bilinear")),
+    dict(**WEIGHTS, lambda_ms=0.3),
+    dict(**WEIGHTS, gan_mode="vanilla", batch_size=6, model=dict(use_same_D=True, where_add="input", nl="lrelu")),
+    dict(model=dict(where_add="input", nl="elu", use_dropout=True, crop_size=64)),  # z and masks drawn in order
+    dict(variant="cvae", batch_size=3, **WEIGHTS),
+    dict(variant="cae", **WEIGHTS, lambda_ms=0.3),
+    dict(variant="clr", **WEIGHTS, model=dict(conditional_D=True)),
+    dict(variant="pix2pix", **WEIGHTS, gan_mode="vanilla"),
+    # a zero weight drops its term (and D2 with lambda_GAN2 = 0, D with lambda_GAN = 0)
+    dict(lambda_kl=0.0, lambda_z=0.0, lambda_GAN2=0.0),
+    dict(**{**WEIGHTS, "lambda_GAN": 0.0}),
 ])
 def test_train_step_equals_reference_order(options):
+    options = dict(options)
+    steps = options.pop("steps", 1)
     torch.set_default_dtype(torch.float64)
     try:
         cfg = small_cfg(**options)
@@ -154,21 +290,27 @@ def test_train_step_equals_reference_order(options):
         ref = copy.deepcopy(ours)
         ref.optimizers = {n: torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
                           for n, net in ref.networks().items()}
-        data = batch(cfg, dtype=torch.float64)
-        torch.manual_seed(2)
-        got = ours.train_step(data)
-        torch.manual_seed(2)
-        want, want_grads = reference_iteration(ref, data)
+        for step in range(steps):
+            data = batch(cfg, dtype=torch.float64)
+            torch.manual_seed(2 + step)
+            got = ours.train_step(data)
+            torch.manual_seed(2 + step)
+            want, want_grads = reference_iteration(ref, data)
     finally:
         torch.set_default_dtype(torch.float32)
     assert set(got) == set(want)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-12, msg=k)
     for n, net in ours.networks().items():
-        for k, p in net.named_parameters():
-            torch.testing.assert_close(p.grad, want_grads[f"{n}.{k}"], rtol=1e-9, atol=1e-13, msg=f"grad {n}.{k}")
+        # A bias before an InstanceNorm has a zero gradient up to rounding, and Adam's first step,
+        # lr * g / (|g| + 1e-8), magnifies the rounding of any |g| near 1e-8 to a visible move. So
+        # gradients are compared to rounding of the largest, parameters to 1/1000 of a step (lr).
+        want_n = [want_grads[f"{n}.{k}"] for k, _ in net.named_parameters()]
+        atol = 1e-12 * max(g.abs().max().item() for g in want_n if g is not None)
+        for (k, p), g in zip(net.named_parameters(), want_n):
+            torch.testing.assert_close(p.grad, g, rtol=1e-9, atol=atol, msg=lambda m: f"grad {n}.{k}: {m}")
         for (k, p), q in zip(net.named_parameters(), ref.networks()[n].parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12, msg=f"param {n}.{k}")
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-3 * cfg.lr, msg=lambda m: f"param {n}.{k}: {m}")
 
 
 def _grads_after_generator_phase(cfg, data, seed=3):
@@ -194,13 +336,6 @@ def test_discriminators_get_no_gradient_from_generator_phase():
     model, grads = _grads_after_generator_phase(small_cfg(), batch(small_cfg()))
     assert model.D is not None and model.D2 is not None
     assert all(g is None for n in ("D", "D2") for g in grads[n].values())
-
-
-def test_kl_is_a_sum_over_batch_and_nz():
-    mu, logvar = torch.randn(3, 8), torch.randn(3, 8)
-    expected = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum()
-    torch.testing.assert_close(kl_loss(mu, logvar), expected)
-    torch.testing.assert_close(kl_loss(torch.cat([mu, mu]), torch.cat([logvar, logvar])), 2 * expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +385,35 @@ def test_options_build_and_step(model_opts, train_opts):
     h, w = cfg.model.size
     out = model.generate(batch(cfg, 3)["A"])
     assert out.shape == (3, cfg.model.output_nc, h, w) and out.abs().max() <= 1
+
+
+def _from_json(cfg):
+    """The config as a resumed run reads it back from config.json: its strings are new objects."""
+    return TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+
+
+@pytest.mark.parametrize("variant", list(EXPECTED_LOSSES))
+def test_a_config_read_from_json_trains_the_same(variant):
+    cfg = small_cfg(variant, **WEIGHTS)
+    data = batch(cfg)
+    results = []
+    for c in (cfg, _from_json(cfg)):
+        torch.manual_seed(1)
+        model = BicycleGAN(c)
+        torch.manual_seed(2)
+        results.append((model.train_step(data), [p.detach().clone() for p in model.parameters()]))
+    (losses, params), (losses_json, params_json) = results
+    assert set(losses) == set(losses_json) == EXPECTED_LOSSES[variant]
+    for k in losses:
+        torch.testing.assert_close(losses_json[k], losses[k], rtol=0, atol=0, msg=k)
+    for p, q in zip(params, params_json):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+
+
+def test_bicycle_step_rejects_an_odd_batch():
+    for cfg in (small_cfg(), _from_json(small_cfg())):
+        with pytest.raises(ValueError, match="variant bicycle needs an even batch, got 5$"):
+            BicycleGAN(cfg).train_step(batch(cfg, 5))
 
 
 def test_batch_one_inference_and_odd_batch_variants():
