@@ -1,7 +1,8 @@
 """The networks: U-Net generator G(A, z), encoder E(B) -> (mu, logvar), multi-scale PatchGAN D.
 
 Parameter-for-parameter the reference's networks (counts are asserted in tests, and outputs
-against transcriptions of the reference's modules), restructured where the maths allows so the kernels of bicyclegan.kernels apply:
+against transcriptions of the reference's modules), restructured where the maths allows so the
+kernels of bicyclegan.kernels apply:
 - every encoder block's "concatenate z, LeakyReLU, conv" is one ZConcatConv2d;
 - norm + activation pairs are one InstanceNormAct2d. In the decoder the reference applies the
   activation to cat(up, skip) in the parent block; activating each half in the child instead is
