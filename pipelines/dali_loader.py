@@ -151,9 +151,11 @@ class DaliLoader(PairedLoader):
         bad = self._find_bad(window)
         if not bad:
             names = "\n".join(f"  {p}" for p, _ in self._pairs(window))
-            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n{err}") from err
+            said = [line.strip() for line in str(err).splitlines() if "Failed to decode" in line]
+            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n"
+                               f"{said[0] if said else str(err).strip().splitlines()[-1]}") from None
         if not self.skip_bad:
-            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from err
+            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from None
         self._record_skips([(p, r) for _, p, r in bad])
         self._bad.update(i for i, _, _ in bad)
         return self._replace_bad(order)

@@ -1,12 +1,15 @@
-"""What a loader does to each image: sizes, preprocessing mode, augmentation, channels.
+"""What a loader does to each image: sizes, preprocessing mode, augmentation, channels; the option lists.
 
 The geometry helpers use only integer arithmetic and comparisons, so the same code computes sizes
 from Python ints (CPU loader, validation) and from DALI data nodes (inside the DALI graph).
 """
 from dataclasses import dataclass
 
+# The choices of make_loader's options, stated once (the engine's config takes them from here).
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
+LAYOUTS = ("aligned", "ab_folders", "single")
+BACKENDS = ("auto", "dali", "torch")
 
 
 def as_hw(value, name):
