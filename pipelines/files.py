@@ -33,6 +33,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> samples per pixel, and the bit depths it allows
 _PNG_TYPES = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)), 4: (2, (8, 16)),
               6: (4, (8, 16))}
+_ONCE = (b"IHDR", b"PLTE", b"IEND")  # critical chunks allowed once; IDAT may repeat, consecutively
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -141,7 +142,7 @@ def _png_rows(w, h, depth, samples, interlaced):
 
 def _png_problem(data):
     """Why PNG bytes are not a whole, uncorrupted PNG, or None."""
-    pos, ihdr, idat, chunk = 8, None, [], None
+    pos, ihdr, idat, chunk, seen = 8, None, [], None, []
     while chunk != b"IEND":
         if pos + 12 > len(data):
             return "truncated PNG (no IEND chunk)"
@@ -151,18 +152,29 @@ def _png_problem(data):
             return f"truncated PNG (chunk {chunk.decode('latin-1')!r} cut short)"
         if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
             return f"corrupt PNG (CRC mismatch in chunk {chunk.decode('latin-1')!r})"
-        if ihdr is None and chunk != b"IHDR":
-            return "corrupt PNG (the first chunk is not IHDR)"
+        if (ihdr is None) != (chunk == b"IHDR") or chunk in seen and chunk in _ONCE:
+            return f"corrupt PNG (chunk {chunk.decode('latin-1')!r} out of place)"
+        if chunk[:1].isupper() and chunk not in _ONCE + (b"IDAT",):
+            return f"corrupt PNG (unknown critical chunk {chunk.decode('latin-1')!r})"
         if chunk == b"IHDR":
             ihdr = data[pos + 8:end - 4]
         elif chunk == b"IDAT":
+            if idat and seen[-1] != b"IDAT":
+                return "corrupt PNG (IDAT chunks not consecutive)"
             idat.append(data[pos + 8:end - 4])
+        elif chunk == b"PLTE" and idat:
+            return "corrupt PNG (PLTE after IDAT)"
+        seen.append(chunk)
         pos = end
+    if not idat:
+        return "corrupt PNG (no IDAT chunk)"
     if len(ihdr) != 13:
         return "corrupt PNG (IHDR of the wrong length)"
     w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
     if ctype not in _PNG_TYPES or depth not in _PNG_TYPES[ctype][1] or interlace > 1 or not w or not h:
         return f"corrupt PNG (IHDR: {w}x{h}, bit depth {depth}, colour type {ctype}, interlace {interlace})"
+    if (ctype == 3 and b"PLTE" not in seen) or (ctype in (0, 4) and b"PLTE" in seen):
+        return f"corrupt PNG ({'no' if ctype == 3 else 'a'} PLTE chunk for colour type {ctype})"
     rows = _png_rows(w, h, depth, _PNG_TYPES[ctype][0], interlace)
     starts = np.concatenate([[0], np.cumsum(rows)])  # each row's filter byte; the last: the end
     inflate, done = zlib.decompressobj(), 0
