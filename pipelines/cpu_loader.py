@@ -95,9 +95,9 @@ class PairedImageDataset(Dataset):
 
 
 def collate(items):
-    errors = [it["error"] for it in items if "error" in it]
-    if errors:
-        return {"error": errors[0]}
+    for item in items:
+        if "error" in item:
+            return item  # the batch fails with its first failed item
     batch = {k: torch.stack([it[k] for it in items]) for k in ("A", "B") if k in items[0]}
     batch["paths"] = [it["paths"] for it in items]
     batch["skipped"] = [s for it in items for s in it["skipped"]]
@@ -112,7 +112,7 @@ class _EpochSampler(Sampler):
     """
 
     def __init__(self, shard):
-        self.shard, self.epoch = shard, 0
+        self.shard, self.epoch = shard, None  # the loader sets it before each pass
 
     def __iter__(self):
         return iter([(int(i), self.epoch) for i in self.shard.order(self.epoch)])

@@ -86,6 +86,18 @@ KINDS = ["I;16", "I;16B", "RGB;16", "P", "P+transparency", "LA", "RGBA", "CMYK",
 @pytest.mark.parametrize("nc", [3, 1])
 @pytest.mark.parametrize("kind", KINDS)
 def test_pixel_formats_decode_as_expected(tmp_path, kind, nc, backend):
+    check_format(tmp_path, kind, nc, backend, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nc", [3, 1])
+@pytest.mark.parametrize("kind", KINDS)
+def test_pixel_formats_on_dali_gpu_decoding(tmp_path, kind, nc):
+    pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    check_format(tmp_path, kind, nc, "dali", "cuda")
+
+
+def check_format(tmp_path, kind, nc, backend, device):
     ext = "jpg" if kind in ("CMYK", "L.jpg") else "png"
     (tmp_path / "test").mkdir()
     expect = make_file(kind, tmp_path / f"test/x.{ext}")
@@ -94,9 +106,9 @@ def test_pixel_formats_decode_as_expected(tmp_path, kind, nc, backend):
         expect = (expect @ np.array([0.299, 0.587, 0.114]))[..., None]
         tol = 1.5  # two roundings: to 8-bit RGB, then to 8-bit grey
     (b,) = make_loader(tmp_path, phase="test", preprocess="none", batch_size=1, load_size=16, crop_size=16,
-                       backend=backend, num_workers=0, input_nc=nc, output_nc=nc)
+                       backend=backend, num_workers=0, input_nc=nc, output_nc=nc, device=device)
     for key, half in (("A", expect[:, :16]), ("B", expect[:, 16:])):
-        got = (b[key][0].numpy().transpose(1, 2, 0) + 1) * 127.5
+        got = (b[key][0].cpu().numpy().transpose(1, 2, 0) + 1) * 127.5
         assert got.shape == half.shape
         assert np.abs(got - half).max() <= tol + 1e-3, (kind, key)
 
