@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after `make install`):
     .venv/bin/python tools/mutation_pipelines.py [--modules spec cpu_loader files dali_graph]
-        [--workdir /tmp/bicyclegan-mutation] [--count-only]
+        [--workdir /tmp/bicyclegan-mutation] [--count-only | --report-only]
 
 cosmic-ray rewrites a source file on disk for each mutant and runs a test command, so each module
 runs in its own copy of the working tree (tracked and untracked, non-ignored files) under --workdir:
@@ -46,7 +46,7 @@ MODULES = {
                    "-k 'torch or not dali'", None,
                    {"prefetch_to": "CUDA only (side-stream copies): its tests are marked gpu"}),
     "files": ("pipelines/files.py",
-              "tests/test_pipelines_errors.py tests/test_pipelines_formats.py tests/test_pipelines.py "
+              "tests/test_pipelines_errors.py tests/test_pipelines_formats.py tests/test_preprocessing_spec.py "
               "tests/test_loader_fuzz.py -k 'torch or not dali'", None, {}),
     "dali_graph": ("pipelines/dali_loader.py",
                    "tests/test_preprocessing.py tests/test_pipelines.py tests/test_pipelines_formats.py "
@@ -117,19 +117,21 @@ def select(session, path, functions, left_out):
                 db.set_result(item.job_id, WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
 
 
-def report(session, path, name):
+def report(session, repo, path, name):
+    """killed / total and the survivors, with their lines as the run saw them (in its copy)."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
-    source = Path(path).read_text().splitlines()
+    source = (repo / path).read_text().splitlines()
     killed, survived, other = 0, [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             (m,) = item.mutations
-            where = f"{path}:{m.start_pos[0]}  {m.operator_name.split('/')[1]} #{m.occurrence}  " \
-                    f"| {source[m.start_pos[0] - 1].strip()}"
+            mutant = [d[1:].strip() for d in (result.diff or "").splitlines() if d.startswith("+ ")]
+            where = f"{path}:{m.start_pos[0]}  {m.operator_name.split('/')[1]}  " \
+                    f"| {source[m.start_pos[0] - 1].strip()}  ->  {' / '.join(mutant)}"
             if result.worker_outcome != WorkerOutcome.NORMAL:
                 other.append(f"{result.worker_outcome.value}: {where}")
             elif result.test_outcome == TestOutcome.SURVIVED:
@@ -189,7 +191,8 @@ def main():
     parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bicyclegan-mutation"))
     parser.add_argument("--count-only", action="store_true", help="set up and count the mutants, run none")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant's test run")
+    parser.add_argument("--report-only", action="store_true", help="print the reports of finished runs")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's test run")
     parser.add_argument("--serve", help=argparse.SUPPRESS)   # internal: the fork server's socket
     if sys.argv[1:2] == ["--client"]:  # internal: the test command; the rest is pytest's
         return client(sys.argv[2], sys.argv[3:])
@@ -197,7 +200,11 @@ def main():
     if args.serve:
         return serve(args.serve, args.timeout)
     for name in args.modules:
-        run_module(name, args.workdir / name, args.timeout, args.count_only)
+        if args.report_only:
+            workdir = args.workdir / name
+            print(report(workdir / "session.sqlite", workdir / "repo", MODULES[name][0], name))
+        else:
+            run_module(name, args.workdir / name, args.timeout, args.count_only)
 
 
 def run_module(name, workdir, timeout, count_only):
@@ -230,7 +237,7 @@ def run_module(name, workdir, timeout, count_only):
     finally:
         server.terminate()
         server.wait()
-    text = report(session, path, name)
+    text = report(session, repo, path, name)
     (workdir / "report.txt").write_text(text + "\n")
     print(text, flush=True)
 
