@@ -34,13 +34,20 @@ def load(root, **kw):
     return make_loader(root, phase="test", batch_size=1, num_workers=0, backend="torch", **kw)
 
 
-@pytest.mark.parametrize("load_size", [(40, 30), (30, 40)])
-def test_load_size_smaller_than_crop_in_one_dimension(tmp_path, load_size):
+@pytest.mark.parametrize("load_size, crop_size", [((40, 30), (32, 32)), ((30, 40), (32, 32)),
+                                                  ((40, 30), (20, 32)), ((30, 40), (32, 20))])
+def test_load_size_smaller_than_crop_in_one_dimension(tmp_path, load_size, crop_size):
     one_file(tmp_path, 16, 16)
     with pytest.raises(ValueError) as info:
-        load(tmp_path, load_size=load_size, crop_size=32)
-    assert str(info.value) == f"load_size {load_size} must be at least crop_size (32, 32)"
-    load(tmp_path, load_size=load_size, crop_size=30)  # equal in one dimension, larger in the other: fine
+        load(tmp_path, load_size=load_size, crop_size=crop_size)
+    assert str(info.value) == f"load_size {load_size} must be at least crop_size {crop_size}"
+
+
+@pytest.mark.parametrize("size", [(40, 30), (30, 40)])
+def test_load_size_equal_to_crop_size(tmp_path, size):
+    one_file(tmp_path, 16, 16)
+    (b,) = load(tmp_path, load_size=size, crop_size=size)
+    assert b["A"].shape == (1, 3, *size)
 
 
 @pytest.mark.parametrize("crop_size", [(20, 10), (10, 20)])
@@ -64,11 +71,20 @@ def test_scale_width_down_to_one_row_and_to_none(tmp_path):
         load(tmp_path / "b", preprocess="scale_width", load_size=56, crop_size=8)
 
 
-def test_none_rounds_sizes_to_multiples_of_4(tmp_path):
-    # 30 x 42 -> round(7.5) = 8, round(10.5) = 10 (both halves to even): 32 x 40; 1 x 6 -> 0 rows
+def test_scale_width_to_one_column(tmp_path):
+    # load W = 1: every image becomes 1 wide, int(1 * 4 / 4) = 1 high
+    one_file(tmp_path, 4, 4)
+    (b,) = load(tmp_path, preprocess="scale_width", load_size=(8, 1), crop_size=1)
+    assert b["A"].shape == (1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("h, w", [(1, 6), (6, 2)])
+def test_none_rounds_sizes_to_multiples_of_4(tmp_path, h, w):
+    # 30 x 42 -> round(7.5) = 8, round(10.5) = 10 (both halves to even): 32 x 40
     one_file(tmp_path / "a", 30, 42)
     (b,) = load(tmp_path / "a", preprocess="none", load_size=8, crop_size=8)
     assert b["A"].shape == (1, 3, 32, 40)
-    one_file(tmp_path / "b", 1, 6)
-    with pytest.raises(DatasetError, match="size 6x1 resizes to nothing under preprocess='none'"):
+    # one side of 1 or 2 pixels rounds to 0 (round(0.25) = round(0.5) = 0): nothing left
+    one_file(tmp_path / "b", h, w)
+    with pytest.raises(DatasetError, match=f"size {w}x{h} resizes to nothing under preprocess='none'"):
         load(tmp_path / "b", preprocess="none", load_size=8, crop_size=8)
