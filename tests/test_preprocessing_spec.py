@@ -1,5 +1,7 @@
 """The size rules of bicyclegan.pipelines.spec at their boundaries, against known answers and the
 reference's own formulas (Python's round for preprocess='none', int(w * h / W) for scale_width)."""
+import dataclasses
+
 import numpy as np
 import pytest
 from test_pipelines import aligned, noise
@@ -88,3 +90,11 @@ def test_none_rounds_sizes_to_multiples_of_4(tmp_path, h, w):
     one_file(tmp_path / "b", h, w)
     with pytest.raises(DatasetError, match=f"size {w}x{h} resizes to nothing under preprocess='none'"):
         load(tmp_path / "b", preprocess="none", load_size=8, crop_size=8)
+
+
+def test_the_spec_is_immutable(tmp_path):
+    """Workers and DALI graphs hold the loader's spec: nothing may change it under them."""
+    one_file(tmp_path, 16, 16)
+    spec = load(tmp_path, load_size=16, crop_size=16).spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.crop = (8, 8)
