@@ -208,10 +208,8 @@ def _jpeg_problem(data):
     if b"\xff\xd9" not in data[-_TAIL:]:
         return "truncated JPEG (no end-of-image marker)"
     try:
-        colorspace = simplejpeg.decode_jpeg_header(data)[2]
-        # 1/8 scale: every coefficient is still entropy-decoded, but little else is done
-        simplejpeg.decode_jpeg(data, colorspace="CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY",
-                               min_factor=8)
+        # grey at 1/8 scale: every coefficient is still entropy-decoded, but little else is done
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
     except ValueError as err:
         return f"corrupt JPEG (libjpeg-turbo: {err})"
     return None

@@ -17,20 +17,24 @@ from test_pipelines import BACKENDS, noise, write
 
 import bicyclegan.pipelines as pipelines
 from bicyclegan.pipelines import DatasetError, make_loader
+from bicyclegan.pipelines.files import inspect_file
 
 H, W = 12, 32  # each file: two 12 x 16 halves
+
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def png_bytes(arr, depth, colour_type):
     """A PNG written by hand (PIL writes no 16-bit RGB): arr is H x W [x samples], filter 0."""
     dtype = ">u2" if depth == 16 else np.uint8
     raw = b"".join(b"\0" + row.astype(dtype).tobytes() for row in arr.reshape(arr.shape[0], -1))
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     ihdr = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def ramp16():
@@ -116,10 +120,6 @@ def check_format(tmp_path, kind, nc, backend, device):
 def bomb_png(w=20000, h=6000):
     """A small file (1-bit, all zero) whose header declares w x h pixels."""
     raw = zlib.compress(b"\0" * ((w + 7) // 8 + 1) * h, 9)
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
             + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
 
@@ -200,25 +200,112 @@ def test_corrupt_files_refused_or_skipped_alike(tmp_path, backend, kind, caplog)
     assert [p for p, _ in loader.skipped] == [str(bad)]
 
 
-def test_interlaced_png_passes_the_checks(tmp_path):
-    """Adam7: seven passes of rows of different lengths; the stream must add up exactly."""
-    arr = noise(np.random.default_rng(2), 13, 22, 1)
-    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-    raw = b"".join(b"\0" + row.tobytes() for x0, y0, dx, dy in passes for row in arr[y0::dy, x0::dx]
-                   if row.size)
-    png = png_bytes(arr, 8, 0)
-    ihdr = struct.pack(">IIBBBBB", 22, 13, 8, 0, 0, 0, 1)
-    idat = zlib.compress(raw)
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    png = png[:8] + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+@pytest.mark.parametrize("h, w", [(13, 22), (1, 7), (7, 1), (1, 1), (2, 2), (9, 9)])
+def test_interlaced_png_passes_the_checks(tmp_path, h, w):
+    """Adam7: seven passes of sub-images (none for a pass with no pixel, e.g. of a 1-pixel side)."""
+    arr = noise(np.random.default_rng(2), h, 2 * w, 1)
+    rows = [row for x0, y0, dx, dy in ADAM7 for row in arr[y0::dy, x0::dx] if row.size]
+    idat = zlib.compress(b"".join(b"\0" + row.tobytes() for row in rows))
+    png = SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 2 * w, h, 8, 0, 0, 0, 1)) + chunk(b"IDAT", idat) \
+        + chunk(b"IEND", b"")
     (tmp_path / "test").mkdir()
     (tmp_path / "test/i.png").write_bytes(png)
-    (b,) = make_loader(tmp_path, phase="test", preprocess="crop", crop_size=(13, 11), load_size=13,
+    (b,) = make_loader(tmp_path, phase="test", preprocess="crop", crop_size=(h, w), load_size=h,
                        batch_size=1, num_workers=0, backend="torch", input_nc=1, output_nc=1)
-    assert torch.equal((b["A"][0, 0] * 127.5 + 127.5).round().to(torch.uint8), torch.from_numpy(arr[:, :11]))
+    assert torch.equal((b["A"][0, 0] * 127.5 + 127.5).round().to(torch.uint8), torch.from_numpy(arr[:, :w]))
+
+
+def grey_png(ihdr=(16, 8, 8, 0, 0, 0, 0), before=(), between=(), after=(), rows=None, idat_parts=1,
+             extra=b""):
+    """A grey PNG (16 x 8 by default) with extra chunks placed around its IDAT chunks."""
+    w, h, depth, ctype = ihdr[:4]
+    row_bytes = (w * depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(ctype, 1) + 7) // 8
+    raw = b"".join(b"\0" + bytes(range(row_bytes)) for _ in range(h)) if rows is None else rows
+    stream = zlib.compress(raw) + extra
+    cut = [len(stream) * k // idat_parts for k in range(idat_parts + 1)]
+    idats = [chunk(b"IDAT", stream[cut[k]:cut[k + 1]]) for k in range(idat_parts)]
+    body = idats[0] + b"".join(between) + b"".join(idats[1:])
+    return (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", *ihdr)) + b"".join(before) + body
+            + b"".join(after) + chunk(b"IEND", b""))
+
+
+PLTE = chunk(b"PLTE", bytes(range(48)))
+TEXT = chunk(b"tEXt", b"Comment\0fine")
+PNG_FAULTS = {
+    "width 0": (grey_png(ihdr=(0, 8, 8, 0, 0, 0, 0), rows=b""),
+                "corrupt PNG (IHDR: 0x8, bit depth 8, colour type 0, interlace 0)"),
+    "height 0": (grey_png(ihdr=(16, 0, 8, 0, 0, 0, 0), rows=b""),
+                 "corrupt PNG (IHDR: 16x0, bit depth 8, colour type 0, interlace 0)"),
+    "bit depth 3": (grey_png(ihdr=(16, 8, 3, 0, 0, 0, 0)),
+                    "corrupt PNG (IHDR: 16x8, bit depth 3, colour type 0, interlace 0)"),
+    "palette of 16 bits": (grey_png(ihdr=(16, 8, 16, 3, 0, 0, 0), before=[PLTE]),
+                           "corrupt PNG (IHDR: 16x8, bit depth 16, colour type 3, interlace 0)"),
+    "colour type 1": (grey_png(ihdr=(16, 8, 8, 1, 0, 0, 0)),
+                      "corrupt PNG (IHDR: 16x8, bit depth 8, colour type 1, interlace 0)"),
+    "interlace 2": (grey_png(ihdr=(16, 8, 8, 0, 0, 0, 2)),
+                    "corrupt PNG (IHDR: 16x8, bit depth 8, colour type 0, interlace 2)"),
+    "palette without PLTE": (grey_png(ihdr=(16, 8, 8, 3, 0, 0, 0)), "corrupt PNG (no PLTE chunk for colour type 3)"),
+    "PLTE in grey": (grey_png(before=[PLTE]), "corrupt PNG (a PLTE chunk for colour type 0)"),
+    "PLTE in grey + alpha": (grey_png(ihdr=(16, 8, 8, 4, 0, 0, 0), before=[PLTE]),
+                             "corrupt PNG (a PLTE chunk for colour type 4)"),
+    "PLTE after IDAT": (grey_png(ihdr=(16, 8, 8, 2, 0, 0, 0), after=[PLTE]), "corrupt PNG (PLTE after IDAT)"),
+    "IDAT split by tEXt": (grey_png(idat_parts=2, between=[TEXT]), "corrupt PNG (IDAT chunks not consecutive)"),
+    "no IDAT": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""),
+                "corrupt PNG (no IDAT chunk)"),
+    "two IHDR": (grey_png(before=[chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))]),
+                 "corrupt PNG (chunk 'IHDR' out of place)"),
+    "unknown critical chunk": (grey_png(before=[chunk(b"ABCD", b"")]), "corrupt PNG (unknown critical chunk 'ABCD')"),
+    "IHDR of 14 bytes": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBBB", 16, 8, 8, 0, 0, 0, 0, 0))
+                         + grey_png()[33:], "corrupt PNG (IHDR of the wrong length)"),
+    "first chunk not IHDR": (SIGNATURE + TEXT + grey_png()[8:],
+                             "unreadable image (ValueError: PNG without an IHDR header)"),
+    "row filter 5": (grey_png(rows=b"".join(bytes([k % 6]) + bytes(16) for k in range(8))),
+                     "corrupt PNG (invalid row filter)"),
+    "one row short": (grey_png(rows=b"".join(b"\0" + bytes(16) for _ in range(7))),
+                      "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "one byte long": (grey_png(rows=b"".join(b"\0" + bytes(16) for _ in range(8)) + b"\0"),
+                      "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "bytes after the zlib stream": (grey_png(extra=b"\0\0"),
+                                    "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "IDAT cut short": (grey_png()[:60], "truncated PNG (chunk 'IDAT' cut short)"),
+    "no IEND": (grey_png()[:-12], "truncated PNG (no IEND chunk)"),
+}
+
+
+@pytest.mark.parametrize("fault", list(PNG_FAULTS))
+def test_png_structure_faults_are_named(tmp_path, fault):
+    data, reason = PNG_FAULTS[fault]
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    assert inspect_file(str(path)) == (None, reason)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_valid_png_variants_pass_and_decode(tmp_path, backend):
+    """What the checks must not refuse: split IDAT, ancillary chunks anywhere, a suggested palette
+    in an RGB file, a palette file with its PLTE."""
+    variants = {
+        "split": grey_png(idat_parts=3),
+        "text": grey_png(before=[TEXT], after=[TEXT], idat_parts=2),
+        "rgb_plte": grey_png(ihdr=(16, 8, 8, 2, 0, 0, 0), before=[PLTE]),
+        "palette": grey_png(ihdr=(16, 8, 4, 3, 0, 0, 0), before=[PLTE]),
+    }
+    (tmp_path / "test").mkdir()
+    for name, data in variants.items():
+        (tmp_path / f"test/{name}.png").write_bytes(data)
+        assert inspect_file(str(tmp_path / f"test/{name}.png"))[1] is None, name
+    got = make_loader(tmp_path, phase="test", preprocess="crop", load_size=8, crop_size=8, batch_size=1,
+                      backend=backend, num_workers=0)
+    assert len(list(got)) == 4
+
+
+def test_jpeg_truncation_is_named(tmp_path):
+    data = jpeg_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:-100])
+    assert inspect_file(str(tmp_path / "cut.jpg")) == (None, "truncated JPEG (no end-of-image marker)")
 
 
 @pytest.mark.parametrize("argument, value, message", [

@@ -42,9 +42,9 @@ def coord_set(tmp_path_factory):
     return root
 
 
-def window(top, left, h, w, flip, tag):
-    """What a crop of coords() at (top, left) of size (h, w), maybe mirrored, must hold."""
-    out = coords(30, 34, tag)[top:top + h, left:left + w].astype(np.int64)
+def window(top, left, h, w, flip, tag, image=(30, 34)):
+    """What a crop of coords(*image) at (top, left) of size (h, w), maybe mirrored, must hold."""
+    out = coords(*image, tag)[top:top + h, left:left + w].astype(np.int64)
     return out[:, ::-1] if flip else out
 
 
@@ -183,3 +183,43 @@ def test_resized_crop_positions_are_in_resized_pixels(tmp_path):
     expect = pil_resize(a, (40, 44), Image.BICUBIC)[top:top + 31, left:left + 35]
     assert np.array_equal(pixels(b["A"][0]), expect)
     assert torch.equal(b["A"], b["B"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_offsets_reach_both_ends_after_a_resize(coord_set, backend):
+    """resize_and_crop to the image's own size (a resize that keeps every pixel), then a crop one
+    pixel smaller: offsets 0 and 1 are the only ones possible, and both must occur."""
+    seen = set()
+    for seed in range(3):
+        for b in run(coord_set, backend, load_size=(30, 34), crop_size=(29, 33), flip=False, seed=seed):
+            a = pixels(b["A"][0])
+            top, left = int(a[0, 0, 1]), int(a[0, 0, 0])
+            assert np.array_equal(a, window(top, left, 29, 33, False, A_TAG))
+            seen.add((top, left))
+    assert seen == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crop_offsets_of_a_tall_image(tmp_path, backend):
+    """34 x 20 (taller than wide) cropped to 30 x 16: dy = dx = 4, each from its own dimension
+    (H with H, W with W: mixing them up gives a negative range here)."""
+    aligned(tmp_path / "train", [(coords(34, 20, A_TAG), coords(34, 20, B_TAG))] * 8)
+    seen = set()
+    for b in run(tmp_path, backend, preprocess="crop", load_size=34, crop_size=(30, 16), flip=False, seed=1):
+        a = pixels(b["A"][0])
+        top, left = int(a[0, 0, 1]), int(a[0, 0, 0])
+        assert 0 <= top <= 4 and 0 <= left <= 4
+        assert np.array_equal(a, window(top, left, 30, 16, False, A_TAG, image=(34, 20)))
+        seen.add((top, left))
+    assert len(seen) > 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eval_epochs_repeat_with_a_partial_last_batch(coord_set, backend):
+    """Evaluation (no shuffle, centre crops): every pass reads the files in the same order, from the
+    first, whatever the last batch of the previous pass held (5 files, batches of 2)."""
+    loader = make_loader(coord_set, backend=backend, phase="test", batch_size=2, num_workers=0,
+                         max_dataset_size=5, load_size=30, crop_size=(24, 28))
+    passes = [[p for b in loader for p in b["paths"]] for _ in range(3)]
+    assert passes[0] == passes[1] == passes[2] and len(passes[0]) == 5 and len(set(passes[0])) == 5
+    assert passes[0] == sorted(passes[0])
