@@ -258,6 +258,7 @@ PNG_FAULTS = {
     "two IHDR": (grey_png(before=[chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))]),
                  "corrupt PNG (chunk 'IHDR' out of place)"),
     "unknown critical chunk": (grey_png(before=[chunk(b"ABCD", b"")]), "corrupt PNG (unknown critical chunk 'ABCD')"),
+    "private critical chunk": (grey_png(before=[chunk(b"Abcd", b"")]), "corrupt PNG (unknown critical chunk 'Abcd')"),
     "IHDR of 14 bytes": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBBB", 16, 8, 8, 0, 0, 0, 0, 0))
                          + grey_png()[33:], "corrupt PNG (IHDR of the wrong length)"),
     "first chunk not IHDR": (SIGNATURE + TEXT + grey_png()[8:],
@@ -281,6 +282,18 @@ def test_png_structure_faults_are_named(tmp_path, fault):
     path = tmp_path / "x.png"
     path.write_bytes(data)
     assert inspect_file(str(path)) == (None, reason)
+
+
+@pytest.mark.parametrize("bad_row", [None, 3, 1100])
+def test_png_rows_checked_beyond_the_first_mebibyte(tmp_path, bad_row):
+    """The stream is inflated a mebibyte at a time: a bad row filter is found in any piece."""
+    w, h = 1000, 1200  # 1.2 MB of rows
+    rows = bytearray(b"".join(b"\x01" + bytes(w) for _ in range(h)))
+    if bad_row is not None:
+        rows[bad_row * (w + 1)] = 7
+    (tmp_path / "big.png").write_bytes(grey_png(ihdr=(w, h, 8, 0, 0, 0, 0), rows=bytes(rows)))
+    expect = ((w, h), None) if bad_row is None else (None, "corrupt PNG (invalid row filter)")
+    assert inspect_file(str(tmp_path / "big.png")) == expect
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
