@@ -21,7 +21,7 @@ def draw_params(spec, size, rng):
     dy, dx = max(rh - ch, 0), max(rw - cw, 0)
     u = rng.random(3)
     if spec.augment:
-        return min(int(u[0] * (dy + 1)), dy), min(int(u[1] * (dx + 1)), dx), spec.flip and u[2] < 0.5
+        return min(int(u[0] * (dy + 1)), dy), min(int(u[1] * (dx + 1)), dx), spec.random_flip and u[2] < 0.5
     return dy // 2, dx // 2, False
 
 
