@@ -223,3 +223,20 @@ def test_eval_epochs_repeat_with_a_partial_last_batch(coord_set, backend):
     passes = [[p for b in loader for p in b["paths"]] for _ in range(3)]
     assert passes[0] == passes[1] == passes[2] and len(passes[0]) == 5 and len(set(passes[0])) == 5
     assert passes[0] == sorted(passes[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crop_offsets_and_flips_are_uniform(tmp_path, backend):
+    """200 draws of a 3 x 4 crop of 5 x 6 halves: offsets 0, 1, 2 in each direction a third of the
+    time each, a flip half of the time (bands of about 2.5 standard deviations; the seeds are fixed)."""
+    aligned(tmp_path / "train", [(coords(5, 6, A_TAG), coords(5, 6, B_TAG))] * 40)
+    tops, lefts, flips = [], [], []
+    for seed in range(5):
+        (b,) = run(tmp_path, backend, preprocess="crop", load_size=5, crop_size=(3, 4), batch_size=40, seed=seed)
+        for a in b["A"]:
+            a = pixels(a)
+            flip = bool(a[0, 0, 0] > a[0, -1, 0])
+            tops.append(int(a[0, 0, 1])), lefts.append(int(a[0, -1 if flip else 0, 0])), flips.append(flip)
+    for offsets in (tops, lefts):
+        assert all(0.24 < offsets.count(k) / 200 < 0.43 for k in (0, 1, 2)), np.bincount(offsets)
+    assert 0.4 < np.mean(flips) < 0.6
