@@ -215,14 +215,16 @@ def test_crop_offsets_of_a_tall_image(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_eval_epochs_repeat_with_a_partial_last_batch(coord_set, backend):
-    """Evaluation (no shuffle, centre crops): every pass reads the files in the same order, from the
-    first, whatever the last batch of the previous pass held (5 files, batches of 2)."""
+@pytest.mark.parametrize("rank, world_size", [(0, 1), (0, 2), (1, 2)])
+def test_eval_epochs_repeat_with_a_partial_last_batch(coord_set, backend, rank, world_size):
+    """Evaluation (no shuffle, centre crops): every pass reads this rank's files in the same order,
+    from its first, whatever the last batch of the previous pass held (7 files, batches of 2)."""
     loader = make_loader(coord_set, backend=backend, phase="test", batch_size=2, num_workers=0,
-                         max_dataset_size=5, load_size=30, crop_size=(24, 28))
+                         max_dataset_size=7, load_size=30, crop_size=(24, 28), rank=rank, world_size=world_size)
     passes = [[p for b in loader for p in b["paths"]] for _ in range(3)]
-    assert passes[0] == passes[1] == passes[2] and len(passes[0]) == 5 and len(set(passes[0])) == 5
-    assert passes[0] == sorted(passes[0])
+    files = sorted(str(coord_set / f"test/{i:03d}.png") for i in range(7))
+    mine = files[rank * 7 // world_size:(rank + 1) * 7 // world_size]  # contiguous shards
+    assert passes[0] == passes[1] == passes[2] == mine
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
