@@ -257,6 +257,10 @@ PNG_FAULTS = {
                 "corrupt PNG (no IDAT chunk)"),
     "two IHDR": (grey_png(before=[chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))]),
                  "corrupt PNG (chunk 'IHDR' out of place)"),
+    "two PLTE": (grey_png(ihdr=(16, 8, 8, 3, 0, 0, 0), before=[PLTE, PLTE]), "corrupt PNG (chunk 'PLTE' out of place)"),
+    "not a zlib stream": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))
+                          + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""),
+                          "corrupt PNG (image data: Error -3 while decompressing data: incorrect header check)"),
     "unknown critical chunk": (grey_png(before=[chunk(b"ABCD", b"")]), "corrupt PNG (unknown critical chunk 'ABCD')"),
     "private critical chunk": (grey_png(before=[chunk(b"Abcd", b"")]), "corrupt PNG (unknown critical chunk 'Abcd')"),
     "IHDR of 14 bytes": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBBB", 16, 8, 8, 0, 0, 0, 0, 0))
@@ -284,10 +288,11 @@ def test_png_structure_faults_are_named(tmp_path, fault):
     assert inspect_file(str(path)) == (None, reason)
 
 
-@pytest.mark.parametrize("bad_row", [None, 3, 1100])
-def test_png_rows_checked_beyond_the_first_mebibyte(tmp_path, bad_row):
-    """The stream is inflated a mebibyte at a time: a bad row filter is found in any piece."""
-    w, h = 1000, 1200  # 1.2 MB of rows
+@pytest.mark.parametrize("h, bad_row", [(1200, None), (1200, 3), (1200, 1100), (1048, None)])
+def test_png_rows_checked_beyond_the_first_mebibyte(tmp_path, h, bad_row):
+    """The stream is inflated a mebibyte at a time: a bad row filter is found in any piece, and a
+    piece may end inside the last row (1048 rows of 1001 bytes: the first MiB ends in row 1048)."""
+    w = 1000
     rows = bytearray(b"".join(b"\x01" + bytes(w) for _ in range(h)))
     if bad_row is not None:
         rows[bad_row * (w + 1)] = 7
@@ -313,6 +318,17 @@ def test_valid_png_variants_pass_and_decode(tmp_path, backend):
     got = make_loader(tmp_path, phase="test", preprocess="crop", load_size=8, crop_size=8, batch_size=1,
                       backend=backend, num_workers=0)
     assert len(list(got)) == 4
+
+
+def test_bmp_and_ppm_pass_and_decode(tmp_path):
+    arr = noise(np.random.default_rng(4), 8, 16)
+    for ext in ("bmp", "ppm"):
+        write(tmp_path / f"test/{ext}.{ext}", arr)
+        assert inspect_file(str(tmp_path / f"test/{ext}.{ext}")) == ((16, 8), None)
+    batches = list(make_loader(tmp_path, phase="test", preprocess="none", load_size=8, crop_size=8, batch_size=1,
+                               backend="torch", num_workers=0))
+    for b in batches:
+        assert np.array_equal(np.rint((b["A"][0].numpy().transpose(1, 2, 0) + 1) * 127.5), arr[:, :8])
 
 
 def test_jpeg_truncation_is_named(tmp_path):
