@@ -7,6 +7,7 @@ CMYK, from PIL's raw CMYK decode and the CMYK -> RGB formula), never by the load
 import io
 import logging
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -59,7 +60,8 @@ def make_file(kind, path):
         index = rng.integers(0, 16, (H, W), dtype=np.uint8)
         img = Image.fromarray(index, "P")
         img.putpalette(palette.tobytes())
-        img.save(path, **({"transparency": 5} if kind == "P+transparency" else {}))
+        # an alpha per palette entry (a tRNS table): PIL reads it as bytes
+        img.save(path, **({"transparency": bytes(range(0, 256, 16))} if kind == "P+transparency" else {}))
         return palette[index].astype(np.float64)
     if kind in ("LA", "RGBA"):
         arr = noise(rng, H, W, 2 if kind == "LA" else 4)
@@ -90,7 +92,9 @@ KINDS = ["I;16", "I;16B", "RGB;16", "P", "P+transparency", "LA", "RGBA", "CMYK",
 @pytest.mark.parametrize("nc", [3, 1])
 @pytest.mark.parametrize("kind", KINDS)
 def test_pixel_formats_decode_as_expected(tmp_path, kind, nc, backend):
-    check_format(tmp_path, kind, nc, backend, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL warns on palettes with transparency converted straight to RGB
+        check_format(tmp_path, kind, nc, backend, "cpu")
 
 
 @pytest.mark.gpu
@@ -329,6 +333,13 @@ def test_bmp_and_ppm_pass_and_decode(tmp_path):
                                backend="torch", num_workers=0))
     for b in batches:
         assert np.array_equal(np.rint((b["A"][0].numpy().transpose(1, 2, 0) + 1) * 127.5), arr[:, :8])
+
+
+def test_bilevel_png_of_odd_width(tmp_path):
+    """17 one-bit pixels a row fill three bytes (the last one partly)."""
+    bits = np.random.default_rng(5).integers(0, 2, (5, 17)).astype(bool)
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    assert inspect_file(str(tmp_path / "b.png")) == ((17, 5), None)
 
 
 def test_jpeg_truncation_is_named(tmp_path):
