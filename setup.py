@@ -30,6 +30,8 @@ setup(
         "torch>=2.4",
         "numpy>=1.24",
         "pillow>=9.0",
+        # strict JPEG checks at index time (libjpeg-turbo warnings as errors); ~1 MB wheel
+        "simplejpeg>=1.6",
     ],
     extras_require={
         # Triton ships inside the CUDA builds of torch; the CPU build needs it for the interpreter.

@@ -141,7 +141,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 # Fields that may differ between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
                      "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile"}
-DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad"}
+DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad", "max_pixels"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 
 

@@ -15,8 +15,7 @@ import sys
 import typing
 from pathlib import Path
 
-from bicyclegan.pipelines.files import LAYOUTS
-from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
+from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import USER_ERRORS, ConfigError

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bicyclegan.kernels import IMPLS
-from bicyclegan.pipelines.loader import BACKENDS
-from bicyclegan.pipelines.spec import DIRECTIONS, PREPROCESS
+from bicyclegan.pipelines import BACKENDS, DIRECTIONS, MAX_PIXELS, PREPROCESS
 
 from .errors import ConfigError
 
@@ -181,11 +180,13 @@ class DataConfig:
     backend: str = "auto"      # data loader: auto | dali | torch
     skip_bad: bool = False     # leave out unreadable or unusable images (logged) instead of stopping
     max_dataset_size: Optional[int] = None  # use only the first this-many images (sorted by name)
+    max_pixels: int = MAX_PIXELS  # refuse (or with skip_bad skip) files larger than this (W x H, from the header)
 
     def __post_init__(self):
         _int("load_size", self.load_size, 1)
         _int("num_workers", self.num_workers, 0)
         _int("max_dataset_size", self.max_dataset_size, 1, optional=True)
+        _int("max_pixels", self.max_pixels, 1)
         _bools(self)
         _choice("preprocess", self.preprocess, PREPROCESS)
         _choice("direction", self.direction, DIRECTIONS)

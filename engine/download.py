@@ -36,7 +36,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
-from bicyclegan.pipelines.files import IMG_EXTENSIONS
+from bicyclegan.pipelines import IMG_EXTENSIONS
 
 from .checkpoint import save_checkpoint
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError

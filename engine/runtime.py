@@ -125,7 +125,7 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
         direction=data.direction, flip=not data.no_flip, backend=data.backend, rank=rank,
         world_size=world, seed=seed, num_workers=data.num_workers, preprocess=data.preprocess,
         input_nc=model.input_nc, output_nc=model.output_nc, device=device, skip_bad=data.skip_bad,
-        max_dataset_size=data.max_dataset_size, augment=augment, layout=layout, **kw)
+        max_dataset_size=data.max_dataset_size, max_pixels=data.max_pixels, augment=augment, layout=layout, **kw)
 
 
 def open_model(model, device="auto"):

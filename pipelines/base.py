@@ -21,10 +21,6 @@ class PairedLoader:
 
     def __init__(self, index, spec, *, batch_size, rank, world_size, seed, shuffle, drop_last,
                  device, skip_bad):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.layout = index.layout
         self.samples = index.samples
         self.spec = spec

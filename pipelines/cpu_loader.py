@@ -21,7 +21,7 @@ def draw_params(spec, size, rng):
     dy, dx = max(rh - ch, 0), max(rw - cw, 0)
     u = rng.random(3)
     if spec.augment:
-        return min(int(u[0] * (dy + 1)), dy), min(int(u[1] * (dx + 1)), dx), spec.flip and u[2] < 0.5
+        return min(int(u[0] * (dy + 1)), dy), min(int(u[1] * (dx + 1)), dx), spec.random_flip and u[2] < 0.5
     return dy // 2, dx // 2, False
 
 
@@ -62,8 +62,7 @@ class PairedImageDataset(Dataset):
         w2 = ab.width // 2  # split before resizing, so A's edge is never blended with B's
         return ab.crop((0, 0, w2, ab.height)), ab.crop((w2, 0, ab.width, ab.height))
 
-    def _item(self, index, epoch):
-        a, b = self._decode(self.samples[index])
+    def _item(self, index, epoch, a, b):
         if b is not None and self.spec.direction == "BtoA":
             a, b = b, a
         size = self.spec.resized_size(a.height, a.width)
@@ -74,25 +73,31 @@ class PairedImageDataset(Dataset):
         return item
 
     def __getitem__(self, key):
+        """The item, or {"error": message}: a worker's exception would reach the user wrapped in
+        its traceback, so errors travel as data and the main process raises them."""
         index, epoch = key
         skipped = []
         for step in range(len(self.samples)):
             i = (index + step) % len(self.samples)
             try:
-                item = self._item(i, epoch)
+                a, b = self._decode(self.samples[i])
             except Exception as err:  # PIL's decode errors have several types
                 path = self.samples[i].path
                 reason = f"cannot decode ({type(err).__name__}: {err})"
                 if not self.skip_bad:
-                    raise DatasetError(f"{path}: {reason}") from err
+                    return {"error": f"{path}: {reason}"}
                 skipped.append((path, reason))
                 continue
+            item = self._item(i, epoch, a, b)
             item["skipped"] = skipped
             return item
-        raise DatasetError(f"no sample could be decoded; tried: {[p for p, _ in skipped]}")
+        return {"error": f"no sample could be decoded; tried: {[p for p, _ in skipped]}"}
 
 
 def collate(items):
+    for item in items:
+        if "error" in item:
+            return item  # the batch fails with its first failed item
     batch = {k: torch.stack([it[k] for it in items]) for k in ("A", "B") if k in items[0]}
     batch["paths"] = [it["paths"] for it in items]
     batch["skipped"] = [s for it in items for s in it["skipped"]]
@@ -107,7 +112,7 @@ class _EpochSampler(Sampler):
     """
 
     def __init__(self, shard):
-        self.shard, self.epoch = shard, 0
+        self.shard, self.epoch = shard, None  # the loader sets it before each pass
 
     def __iter__(self):
         return iter([(int(i), self.epoch) for i in self.shard.order(self.epoch)])
@@ -162,24 +167,12 @@ class TorchLoader(PairedLoader):
             persistent_workers=num_workers > 0)
 
     def _batches(self):
-        batches = iter(self._loader)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except DatasetError as err:
-                # torch re-raises a worker's error inside a reference cycle (exception ->
-                # traceback -> frame -> exception) that would keep the workers until the garbage
-                # collector's slow shutdown; cut it and raise a fresh copy.
-                err.__traceback__ = None
-                message = str(err)
-            else:
-                if skipped := batch.pop("skipped"):
-                    self._record_skips(skipped)
-                yield batch
-                continue
-            raise DatasetError(message)
+        for batch in self._loader:
+            if "error" in batch:
+                raise DatasetError(batch["error"])
+            if skipped := batch.pop("skipped"):
+                self._record_skips(skipped)
+            yield batch
 
     def __iter__(self):
         self._sampler.epoch = self._begin_epoch()

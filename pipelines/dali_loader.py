@@ -131,6 +131,13 @@ class DaliLoader(PairedLoader):
                     bad.append((i, path, f"cannot decode ({type(err).__name__}: {err})"))
         return bad
 
+    def _named_by_dali(self, err, indices):
+        """The files that DALI's error says it failed to decode (where PIL decodes them)."""
+        failed = {line.rsplit(" : ", 1)[-1].strip() for line in str(err).splitlines()
+                  if "Failed to decode sample" in line}
+        return [(i, path, "cannot decode (DALI's decoder fails on it)") for i in indices
+                for path in filter(None, (self.samples[i].path, self.samples[i].b_path)) if path in failed]
+
     def _substitute(self, i):
         """The next sample after i (cyclically) that decodes."""
         n = len(self.samples)
@@ -148,12 +155,13 @@ class DaliLoader(PairedLoader):
     def _recover(self, err, order, start):
         """After a failed batch: name the bad files, or with skip_bad replace them in `order`."""
         window = order[start:start + (_PREFETCH + 1) * self.batch_size]
-        bad = self._find_bad(window)
+        bad = self._find_bad(window) or self._named_by_dali(err, window)
         if not bad:
             names = "\n".join(f"  {p}" for p, _ in self._pairs(window))
-            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n{err}") from err
+            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n"
+                               f"{str(err).strip().splitlines()[-1]}") from None
         if not self.skip_bad:
-            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from err
+            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from None
         self._record_skips([(p, r) for _, p, r in bad])
         self._bad.update(i for i, _, _ in bad)
         return self._replace_bad(order)

@@ -1,18 +1,25 @@
-"""Finding the image files of a dataset, pairing them, and checking them cheaply before training.
+"""Finding the image files of a dataset, pairing them, and checking them before training.
 
-Layouts (DESIGN.md, README):
+Layouts:
   aligned     root/phase/**/*.jpg|png...: each file is A (left half) | B (right half)
   ab_folders  root/phase/A and root/phase/B (or root/A and root/B), paired by path without extension
   single      root/phase/A or root/A (no B/), or an explicit layout="single" folder: inputs only
-The checks read headers only (size, format) and the last bytes of JPEG/PNG files (truncation);
-images are decoded later, in the loaders, where a decode error names its file too.
+Each file is checked once, at index time, the same way for both backends: its size from the header
+against the pixel limit (before anything is decoded), then its integrity. DALI's decoders warn and
+go on where data is corrupt, PIL's often too, so the strict checks here are what makes both backends
+refuse (or skip) the same files: PNG chunk CRCs, the zlib stream and row filters; JPEG entropy data
+decoded at 1/8 scale by libjpeg-turbo with its warnings as errors; other formats decoded by PIL.
 """
 import logging
 import os
+import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import simplejpeg
 from PIL import Image
 
 from .errors import DatasetError, describe_bad
@@ -20,8 +27,15 @@ from .errors import DatasetError, describe_bad
 log = logging.getLogger("bicyclegan.pipelines")
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
-LAYOUTS = ("aligned", "ab_folders", "single")
-_TAIL = 4096  # bytes searched for the JPEG end-of-image marker / the PNG IEND chunk
+MAX_PIXELS = 50_000_000  # per file (an aligned file holds both halves); make_loader(max_pixels=...)
+_TAIL = 4096  # bytes searched for the JPEG end-of-image marker
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour type -> samples per pixel, and the bit depths it allows
+_PNG_TYPES = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)), 4: (2, (8, 16)),
+              6: (4, (8, 16))}
+_ONCE = (b"IHDR", b"PLTE", b"IEND")  # critical chunks allowed once; IDAT may repeat, consecutively
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 @dataclass(frozen=True)
@@ -37,10 +51,21 @@ class Index:
     skipped: list       # [(path, reason)] dropped by skip_bad during the checks
 
 
+def to_rgb(img):
+    """A PIL image as 8-bit RGB the way DALI's decoder gives it: alpha dropped, grey replicated,
+    palettes expanded, 16-bit samples scaled (PIL's own conversion clips them to white)."""
+    if img.mode in _SIXTEEN_BIT:
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        img = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))  # round(v / 257)
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # PIL warns when converting such a palette straight to RGB
+    return img.convert("RGB")
+
+
 def load_rgb(path):
-    """Decode a file fully as RGB (alpha dropped, grayscale replicated), like the reference."""
+    """Decode a file fully as 8-bit RGB (see to_rgb)."""
     with Image.open(path) as img:
-        return img.convert("RGB")
+        return to_rgb(img)
 
 
 def _list_images(folder):
@@ -65,8 +90,6 @@ def _resolve(root, phase, layout):
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS} or None, got {layout!r}")
     for base in (root / phase, root):
         a, b = base / "A", base / "B"
         if layout != "aligned" and a.is_dir():
@@ -106,27 +129,125 @@ def _pair(folders, layout, skip_bad):
     return samples, bad
 
 
-def _tail_problem(path, fmt, size):
-    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(fmt)
-    if marker is None:
-        return None
-    with open(path, "rb") as f:
-        f.seek(max(0, size - _TAIL))
-        if marker not in f.read():
-            return f"truncated {fmt} (no {'end-of-image marker' if fmt == 'JPEG' else 'IEND chunk'})"
+def _png_rows(w, h, depth, samples, interlaced):
+    """Byte length of each filtered row (filter byte included), in stream order."""
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    rows = []
+    for x0, y0, dx, dy in passes:
+        pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+        if pw > 0 and ph > 0:
+            rows += [1 + (pw * depth * samples + 7) // 8] * ph
+    return np.array(rows, dtype=np.int64)
+
+
+def _png_problem(data):
+    """Why PNG bytes are not a whole, uncorrupted PNG, or None."""
+    pos, ihdr, idat, chunk, seen = 8, None, [], None, []
+    while chunk != b"IEND":
+        if pos + 12 > len(data):
+            return "truncated PNG (no IEND chunk)"
+        length, chunk = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            return f"truncated PNG (chunk {chunk.decode('latin-1')!r} cut short)"
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"corrupt PNG (CRC mismatch in chunk {chunk.decode('latin-1')!r})"
+        if (ihdr is None) != (chunk == b"IHDR") or chunk in seen and chunk in _ONCE:
+            return f"corrupt PNG (chunk {chunk.decode('latin-1')!r} out of place)"
+        if chunk[:1].isupper() and chunk not in _ONCE + (b"IDAT",):
+            return f"corrupt PNG (unknown critical chunk {chunk.decode('latin-1')!r})"
+        if chunk == b"IHDR":
+            ihdr = data[pos + 8:end - 4]
+        elif chunk == b"IDAT":
+            if idat and seen[-1] != b"IDAT":
+                return "corrupt PNG (IDAT chunks not consecutive)"
+            idat.append(data[pos + 8:end - 4])
+        elif chunk == b"PLTE" and idat:
+            return "corrupt PNG (PLTE after IDAT)"
+        seen.append(chunk)
+        pos = end
+    if not idat:
+        return "corrupt PNG (no IDAT chunk)"
+    if len(ihdr) != 13:
+        return "corrupt PNG (IHDR of the wrong length)"
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if ctype not in _PNG_TYPES or depth not in _PNG_TYPES[ctype][1] or interlace > 1 or not w or not h:
+        return f"corrupt PNG (IHDR: {w}x{h}, bit depth {depth}, colour type {ctype}, interlace {interlace})"
+    if (ctype == 3 and b"PLTE" not in seen) or (ctype in (0, 4) and b"PLTE" in seen):
+        return f"corrupt PNG ({'no' if ctype == 3 else 'a'} PLTE chunk for colour type {ctype})"
+    rows = _png_rows(w, h, depth, _PNG_TYPES[ctype][0], interlace)
+    starts = np.concatenate([[0], np.cumsum(rows)])  # each row's filter byte; the last: the end
+    inflate, done = zlib.decompressobj(), 0
+    try:
+        for piece in _inflate(inflate, idat):
+            # the filter bytes that fall in this piece (in pieces: a large image is never held whole)
+            firsts = starts[np.searchsorted(starts, done):np.searchsorted(starts, done + len(piece))]
+            if len(firsts) and np.frombuffer(piece, np.uint8)[firsts - done].max() > 4:
+                return "corrupt PNG (invalid row filter)"
+            done += len(piece)
+            if done > starts[-1]:
+                break
+    except zlib.error as err:
+        return f"corrupt PNG (image data: {err})"
+    if done != starts[-1] or not inflate.eof or inflate.unused_data:
+        return f"corrupt PNG (image data does not hold exactly {w}x{h} pixels)"
     return None
 
 
-def read_header(path):
-    """((W, H), None) from the header of an image file, or (None, reason) when it is unusable."""
+def _inflate(inflate, parts, piece=1 << 20):
+    for part in parts:
+        while part and not inflate.eof:
+            yield inflate.decompress(part, piece)
+            part = inflate.unconsumed_tail
+    yield inflate.flush()
+
+
+def _jpeg_problem(data):
+    """Why JPEG bytes are not a whole, uncorrupted JPEG, or None: libjpeg-turbo's warnings (corrupt
+    entropy data, which DALI and PIL decode into garbage) count as errors here."""
+    if b"\xff\xd9" not in data[-_TAIL:]:
+        return "truncated JPEG (no end-of-image marker)"
     try:
-        size = os.path.getsize(path)
-        if size == 0:
+        # grey at 1/8 scale: every coefficient is still entropy-decoded, but little else is done
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
+    except ValueError as err:
+        return f"corrupt JPEG (libjpeg-turbo: {err})"
+    return None
+
+
+def _size(data, path):
+    """(W, H) from the header, with nothing decoded (PNG, JPEG) or PIL's lazy open (others)."""
+    if data.startswith(_PNG_SIGNATURE):
+        if data[12:16] != b"IHDR" or len(data) < 24:
+            raise ValueError("PNG without an IHDR header")
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(b"\xff\xd8"):
+        h, w = simplejpeg.decode_jpeg_header(data)[:2]
+        return w, h
+    with Image.open(path) as img:
+        return img.size
+
+
+def inspect_file(path, max_pixels=MAX_PIXELS):
+    """((W, H), None) for an image file that passes the checks, or (None, reason)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data:
             return None, "zero-byte file"
-        with Image.open(path) as img:
-            wh, fmt = img.size, img.format
-        return (None, problem) if (problem := _tail_problem(path, fmt, size)) else (wh, None)
-    except Exception as err:  # PIL raises several types (OSError, SyntaxError, ValueError...)
+        w, h = _size(data, path)
+        if w * h > max_pixels:
+            return None, (f"{w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                          "(raise it with make_loader(max_pixels=...))")
+        if data.startswith(_PNG_SIGNATURE):
+            problem = _png_problem(data)
+        elif data.startswith(b"\xff\xd8"):
+            problem = _jpeg_problem(data)
+        else:
+            load_rgb(path)
+            problem = None
+        return (None, problem) if problem else ((w, h), None)
+    except Exception as err:  # PIL and simplejpeg raise several types (OSError, SyntaxError, ValueError...)
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 
@@ -147,7 +268,8 @@ def _problem(sample, layout, spec, sizes):
     return (sample.path, problem) if problem else None
 
 
-def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False):
+def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False,
+                 max_pixels=MAX_PIXELS):
     """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops."""
     layout, folders = _resolve(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
@@ -155,7 +277,8 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         samples = samples[:max_dataset_size]
     paths = [p for s in samples for p in (s.path, s.b_path) if p is not None]
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-        sizes = {p: wh or reason for p, (wh, reason) in zip(paths, pool.map(read_header, paths))}
+        checked = pool.map(inspect_file, paths, [max_pixels] * len(paths))
+        sizes = {p: wh or reason for p, (wh, reason) in zip(paths, checked)}
     good = []
     for sample in samples:
         problem = _problem(sample, layout, spec, sizes)

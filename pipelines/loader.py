@@ -3,11 +3,10 @@ import importlib.util
 import os
 
 import torch
+from PIL import Image
 
-from .files import find_samples
-from .spec import LoaderSpec, as_hw
-
-BACKENDS = ("auto", "dali", "torch")
+from .files import MAX_PIXELS, find_samples
+from .spec import BACKENDS, LAYOUTS, LoaderSpec, as_hw
 
 
 def dali_available():
@@ -18,7 +17,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
                 flip=True, backend="auto", rank=0, world_size=1, seed=0,
                 preprocess="resize_and_crop", input_nc=3, output_nc=3, layout=None, augment=None,
                 shuffle=None, drop_last=None, num_workers=None, device=None, skip_bad=False,
-                max_dataset_size=None):
+                max_dataset_size=None, max_pixels=MAX_PIXELS):
     """A loader of batches {"A": N x input_nc x H x W, "B": N x output_nc x H x W, "paths": [str]}.
 
     Tensors are float32 in [-1, 1]; "A" is always the network input (direction BtoA swaps the
@@ -36,9 +35,12 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     checks or fail to decode, instead of raising DatasetError; a file that fails at decode time is
     replaced by the next good sample so batch shapes and counts stay fixed.
     max_dataset_size: use only the first this-many samples (sorted by name), as the reference.
+    max_pixels: the largest W x H of one file, read from its header before anything is decoded;
+    larger files are a DatasetError (or skipped with skip_bad).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _check_arguments(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
+                     num_workers=num_workers, max_pixels=max_pixels, max_dataset_size=max_dataset_size,
+                     backend=backend, layout=layout, phase=phase)
     train = phase == "train"
     spec = LoaderSpec(
         load=as_hw(load_size, "load_size"), crop=as_hw(crop_size, "crop_size"), preprocess=preprocess,
@@ -53,7 +55,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
         raise ImportError("backend='dali' needs NVIDIA DALI: pip install 'bicyclegan[dali]'")
     workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     index = find_samples(root, phase=phase, layout=layout, spec=spec, batch_size=batch_size,
-                         max_dataset_size=max_dataset_size, skip_bad=skip_bad)
+                         max_dataset_size=max_dataset_size, skip_bad=skip_bad, max_pixels=max_pixels)
     common = dict(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                   shuffle=train if shuffle is None else shuffle,
                   drop_last=train if drop_last is None else drop_last, device=device,
@@ -65,3 +67,32 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     from .cpu_loader import TorchLoader
 
     return TorchLoader(index, spec, num_workers=workers, **common)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,
+                     backend, layout, phase):
+    """One-line ValueErrors for arguments that cannot work, before any file is read."""
+    minimum = {"batch_size": 1, "world_size": 1, "seed": 0, "max_pixels": 1}
+    given = {"batch_size": batch_size, "world_size": world_size, "seed": seed, "max_pixels": max_pixels}
+    if num_workers is not None:
+        minimum["num_workers"], given["num_workers"] = 0, num_workers
+    if max_dataset_size is not None:
+        minimum["max_dataset_size"], given["max_dataset_size"] = 1, max_dataset_size
+    for name, value in given.items():
+        if not _is_int(value) or value < minimum[name]:
+            raise ValueError(f"{name} must be an int >= {minimum[name]}, got {value!r}")
+    if not _is_int(rank) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"max_pixels={max_pixels:,} is over PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS = "
+                         f"{Image.MAX_IMAGE_PIXELS:,}), under which files are decoded: raise that too")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} or None (detect), got {layout!r}")
+    if not isinstance(phase, str) or not phase:
+        raise ValueError(f"phase must be the name of a folder under root (e.g. 'train'), got {phase!r}")

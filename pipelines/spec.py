@@ -1,18 +1,21 @@
-"""What a loader does to each image: sizes, preprocessing mode, augmentation, channels.
+"""What a loader does to each image: sizes, preprocessing mode, augmentation, channels; the option lists.
 
 The geometry helpers use only integer arithmetic and comparisons, so the same code computes sizes
 from Python ints (CPU loader, validation) and from DALI data nodes (inside the DALI graph).
 """
 from dataclasses import dataclass
 
+# The choices of make_loader's options, stated once (the engine's config takes them from here).
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
+LAYOUTS = ("aligned", "ab_folders", "single")
+BACKENDS = ("auto", "dali", "torch")
 
 
 def as_hw(value, name):
     """An int or an (H, W) pair as a (H, W) tuple of positive ints."""
-    hw = (value, value) if isinstance(value, int) else tuple(value)
-    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+    hw = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw):
         raise ValueError(f"{name} must be a positive int or an (H, W) pair of them, got {value!r}")
     return hw
 
@@ -21,7 +24,7 @@ def round_to_multiple_of_4(x):
     """round(x / 4) * 4 with Python's round-half-to-even, as the reference's preprocess='none'."""
     q = x // 4
     r = x - 4 * q
-    up = (2 * r > 4) | ((2 * r == 4) & (q - 2 * (q // 2) == 1))
+    up = (r > 2) | ((r == 2) & (q - 2 * (q // 2) == 1))  # above half, or half and q odd
     return (q + up) * 4
 
 
@@ -29,12 +32,12 @@ def round_to_multiple_of_4(x):
 class LoaderSpec:
     load: tuple          # (H, W) for resize_and_crop; scale_width* use its W
     crop: tuple          # (H, W)
-    preprocess: str = "resize_and_crop"
-    augment: bool = True     # random crop offset and flip; False: centre crop, no flip
-    flip: bool = True
-    direction: str = "AtoB"
-    input_nc: int = 3        # channels of the batch's "A" (the network input), after the swap
-    output_nc: int = 3       # channels of the batch's "B"
+    preprocess: str
+    augment: bool        # random crop offset and flip; False: centre crop, no flip
+    flip: bool
+    direction: str
+    input_nc: int        # channels of the batch's "A" (the network input), after the swap
+    output_nc: int       # channels of the batch's "B"
 
     def __post_init__(self):
         if self.preprocess not in PREPROCESS:

@@ -1,0 +1,389 @@
+"""bicyclegan.pipelines on unusual files: pixel formats decoded alike by both backends, the pixel
+limit, corrupt files refused alike, and one-line errors for bad arguments.
+
+Expected pixels are computed here with numpy from the arrays the files were written from (or, for
+CMYK, from PIL's raw CMYK decode and the CMYK -> RGB formula), never by the loaders' helpers.
+"""
+import io
+import logging
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_pipelines import BACKENDS, noise, write
+
+import bicyclegan.pipelines as pipelines
+from bicyclegan.pipelines import DatasetError, make_loader
+from bicyclegan.pipelines.files import inspect_file
+
+H, W = 12, 32  # each file: two 12 x 16 halves
+
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(arr, depth, colour_type):
+    """A PNG written by hand (PIL writes no 16-bit RGB): arr is H x W [x samples], filter 0."""
+    dtype = ">u2" if depth == 16 else np.uint8
+    raw = b"".join(b"\0" + row.astype(dtype).tobytes() for row in arr.reshape(arr.shape[0], -1))
+    ihdr = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], depth, colour_type, 0, 0, 0)
+    return SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def ramp16():
+    y, x = np.mgrid[0:H, 0:W]
+    return (x * 2011 + y * 389 + 77).astype(np.uint16)  # spans most of 0..65535
+
+
+def make_file(kind, path):
+    """Write a file of one pixel format; return the RGB image (float, H x W x 3) it must decode to."""
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    if kind in ("I;16", "I;16B"):
+        v = ramp16()
+        order = "<u2" if kind == "I;16" else ">u2"
+        Image.frombytes(kind, (W, H), v.astype(order).tobytes()).save(path)
+        return np.repeat(v[..., None] / 257.0, 3, -1)
+    if kind == "RGB;16":
+        v = np.stack([ramp16(), ramp16()[::-1], 65535 - ramp16()], -1)
+        path.write_bytes(png_bytes(v, 16, 2))
+        return v / 257.0
+    if kind in ("P", "P+transparency"):
+        palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+        index = rng.integers(0, 16, (H, W), dtype=np.uint8)
+        img = Image.fromarray(index, "P")
+        img.putpalette(palette.tobytes())
+        # an alpha per palette entry (a tRNS table): PIL reads it as bytes
+        img.save(path, **({"transparency": bytes(range(0, 256, 16))} if kind == "P+transparency" else {}))
+        return palette[index].astype(np.float64)
+    if kind in ("LA", "RGBA"):
+        arr = noise(rng, H, W, 2 if kind == "LA" else 4)
+        Image.fromarray(arr, kind).save(path)
+        colour = arr[..., :1].repeat(3, -1) if kind == "LA" else arr[..., :3]
+        return colour.astype(np.float64)
+    if kind == "CMYK":
+        Image.fromarray(noise(rng, H, W, 4), "CMYK").save(path, quality=100)
+        with Image.open(path) as img:
+            c, m, y, k = np.moveaxis(np.asarray(img, np.float64), -1, 0)  # as decoded, before conversion
+        return np.stack([(255 - c) * (255 - k), (255 - m) * (255 - k), (255 - y) * (255 - k)], -1) / 255
+    if kind in ("L", "L.jpg"):
+        y, x = np.mgrid[0:H, 0:W]
+        arr = (x * 7 + y * 5).astype(np.uint8)  # smooth, so JPEG at quality 100 keeps it to a level
+        Image.fromarray(arr, "L").save(path, **({"quality": 100} if kind == "L.jpg" else {}))
+        return np.repeat(arr[..., None], 3, -1).astype(np.float64)
+    if kind == "1":
+        bits = rng.integers(0, 2, (H, W)).astype(bool)
+        Image.fromarray(bits).save(path)
+        return np.repeat(bits[..., None] * 255.0, 3, -1)
+    raise AssertionError(kind)
+
+
+KINDS = ["I;16", "I;16B", "RGB;16", "P", "P+transparency", "LA", "RGBA", "CMYK", "L", "L.jpg", "1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nc", [3, 1])
+@pytest.mark.parametrize("kind", KINDS)
+def test_pixel_formats_decode_as_expected(tmp_path, kind, nc, backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL warns on palettes with transparency converted straight to RGB
+        check_format(tmp_path, kind, nc, backend, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nc", [3, 1])
+@pytest.mark.parametrize("kind", KINDS)
+def test_pixel_formats_on_dali_gpu_decoding(tmp_path, kind, nc):
+    pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    check_format(tmp_path, kind, nc, "dali", "cuda")
+
+
+def check_format(tmp_path, kind, nc, backend, device):
+    ext = "jpg" if kind in ("CMYK", "L.jpg") else "png"
+    (tmp_path / "test").mkdir()
+    expect = make_file(kind, tmp_path / f"test/x.{ext}")
+    tol = 1.0  # a grey level: PIL takes 16-bit samples' high byte where DALI rounds
+    if nc == 1:  # ITU-R 601 luma, as PIL's L conversion and DALI's GRAY, of 8-bit RGB
+        expect = (expect @ np.array([0.299, 0.587, 0.114]))[..., None]
+        tol = 1.5  # two roundings: to 8-bit RGB, then to 8-bit grey
+    (b,) = make_loader(tmp_path, phase="test", preprocess="none", batch_size=1, load_size=16, crop_size=16,
+                       backend=backend, num_workers=0, input_nc=nc, output_nc=nc, device=device)
+    for key, half in (("A", expect[:, :16]), ("B", expect[:, 16:])):
+        got = (b[key][0].cpu().numpy().transpose(1, 2, 0) + 1) * 127.5
+        assert got.shape == half.shape
+        assert np.abs(got - half).max() <= tol + 1e-3, (kind, key)
+
+
+def bomb_png(w=20000, h=6000):
+    """A small file (1-bit, all zero) whose header declares w x h pixels."""
+    raw = zlib.compress(b"\0" * ((w + 7) // 8 + 1) * h, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def good_files(root, n=3):
+    rng = np.random.default_rng(0)
+    return [write(root / f"train/{i}.png", noise(rng, 16, 32)) for i in range(n)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pixel_limit_from_the_header(tmp_path, backend, caplog):
+    good = good_files(tmp_path)
+    (tmp_path / "train/bomb.png").write_bytes(bomb_png())
+    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
+          "shuffle": False}
+    with pytest.raises(DatasetError, match=r"bomb.png: 20000x6000 = 120,000,000 pixels, over the limit "
+                                           r"of 50,000,000 \(raise it with make_loader\(max_pixels="):
+        make_loader(tmp_path, **kw)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, skip_bad=True, **kw)
+    assert [p for b in loader for p in b["paths"]] == good and "bomb.png" in caplog.text
+    # the limit is the argument's: a 16 x 32 file is 512 pixels
+    with pytest.raises(DatasetError, match="0.png: 32x16 = 512 pixels, over the limit of 511 "):
+        make_loader(tmp_path, max_pixels=511, **kw)
+    (tmp_path / "train/bomb.png").unlink()
+    assert len(make_loader(tmp_path, max_pixels=512, **kw)) == 3
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path):
+    """The body of this file is garbage: only its header is read, so the limit is the reason."""
+    good_files(tmp_path)
+    data = bytearray(bomb_png())
+    data[60:80] = b"\xff" * 20
+    (tmp_path / "train/bomb.png").write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="bomb.png: 20000x6000 = 120,000,000 pixels, over the limit"):
+        make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+
+
+def jpeg_bytes(seed=0):
+    buf = io.BytesIO()
+    Image.fromarray(noise(np.random.default_rng(seed), 32, 64)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def corrupt(kind):
+    """Files that DALI's decoder (and PIL's, for most) would decode into garbage with a warning."""
+    data = jpeg_bytes()
+    scan = data.index(b"\xff\xda")
+    if kind == "jpeg_cut_end_kept":  # entropy data cut short, the end-of-image marker kept
+        return data[: (scan + len(data)) // 2] + b"\xff\xd9"
+    if kind == "jpeg_junk_before_end":  # bytes that belong to no marker segment
+        return data[:-2] + b"\x00\x01\x02\x03" * 8 + b"\xff\xd9"
+    if kind == "png_crc":
+        png = bytearray(png_bytes(noise(np.random.default_rng(1), 16, 32), 8, 0))
+        png[png.index(b"IDAT") + 8] ^= 0x01
+        return bytes(png)
+    if kind == "png_extra_rows":  # valid CRCs, the zlib stream holds more rows than the header says
+        arr = noise(np.random.default_rng(1), 20, 32)
+        png = png_bytes(arr, 8, 0)
+        return png[:16] + struct.pack(">II", 32, 16) + png[24:29] + struct.pack(
+            ">I", zlib.crc32(png[12:16] + struct.pack(">II", 32, 16) + png[24:29])) + png[33:]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["jpeg_cut_end_kept", "jpeg_junk_before_end", "png_crc", "png_extra_rows"])
+def test_corrupt_files_refused_or_skipped_alike(tmp_path, backend, kind, caplog):
+    good = good_files(tmp_path)
+    bad = tmp_path / f"train/bad.{kind[:3].replace('jpe', 'jpg')}"
+    bad.write_bytes(corrupt(kind))
+    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
+          "shuffle": False}
+    with pytest.raises(DatasetError, match=f"{bad.name}: corrupt {'JPEG' if 'jpeg' in kind else 'PNG'}"):
+        make_loader(tmp_path, **kw)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, skip_bad=True, **kw)
+    assert [p for b in loader for p in b["paths"]] == good
+    assert [p for p, _ in loader.skipped] == [str(bad)]
+
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+@pytest.mark.parametrize("h, w", [(13, 22), (1, 7), (7, 1), (1, 1), (2, 2), (9, 9)])
+def test_interlaced_png_passes_the_checks(tmp_path, h, w):
+    """Adam7: seven passes of sub-images (none for a pass with no pixel, e.g. of a 1-pixel side)."""
+    arr = noise(np.random.default_rng(2), h, 2 * w, 1)
+    rows = [row for x0, y0, dx, dy in ADAM7 for row in arr[y0::dy, x0::dx] if row.size]
+    idat = zlib.compress(b"".join(b"\0" + row.tobytes() for row in rows))
+    png = SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 2 * w, h, 8, 0, 0, 0, 1)) + chunk(b"IDAT", idat) \
+        + chunk(b"IEND", b"")
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test/i.png").write_bytes(png)
+    (b,) = make_loader(tmp_path, phase="test", preprocess="crop", crop_size=(h, w), load_size=h,
+                       batch_size=1, num_workers=0, backend="torch", input_nc=1, output_nc=1)
+    assert torch.equal((b["A"][0, 0] * 127.5 + 127.5).round().to(torch.uint8), torch.from_numpy(arr[:, :w]))
+
+
+def grey_png(ihdr=(16, 8, 8, 0, 0, 0, 0), before=(), between=(), after=(), rows=None, idat_parts=1,
+             extra=b""):
+    """A grey PNG (16 x 8 by default) with extra chunks placed around its IDAT chunks."""
+    w, h, depth, ctype = ihdr[:4]
+    row_bytes = (w * depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(ctype, 1) + 7) // 8
+    raw = b"".join(b"\0" + bytes(range(row_bytes)) for _ in range(h)) if rows is None else rows
+    stream = zlib.compress(raw) + extra
+    cut = [len(stream) * k // idat_parts for k in range(idat_parts + 1)]
+    idats = [chunk(b"IDAT", stream[cut[k]:cut[k + 1]]) for k in range(idat_parts)]
+    body = idats[0] + b"".join(between) + b"".join(idats[1:])
+    return (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", *ihdr)) + b"".join(before) + body
+            + b"".join(after) + chunk(b"IEND", b""))
+
+
+PLTE = chunk(b"PLTE", bytes(range(48)))
+TEXT = chunk(b"tEXt", b"Comment\0fine")
+PNG_FAULTS = {
+    "width 0": (grey_png(ihdr=(0, 8, 8, 0, 0, 0, 0), rows=b""),
+                "corrupt PNG (IHDR: 0x8, bit depth 8, colour type 0, interlace 0)"),
+    "height 0": (grey_png(ihdr=(16, 0, 8, 0, 0, 0, 0), rows=b""),
+                 "corrupt PNG (IHDR: 16x0, bit depth 8, colour type 0, interlace 0)"),
+    "bit depth 3": (grey_png(ihdr=(16, 8, 3, 0, 0, 0, 0)),
+                    "corrupt PNG (IHDR: 16x8, bit depth 3, colour type 0, interlace 0)"),
+    "palette of 16 bits": (grey_png(ihdr=(16, 8, 16, 3, 0, 0, 0), before=[PLTE]),
+                           "corrupt PNG (IHDR: 16x8, bit depth 16, colour type 3, interlace 0)"),
+    "colour type 1": (grey_png(ihdr=(16, 8, 8, 1, 0, 0, 0)),
+                      "corrupt PNG (IHDR: 16x8, bit depth 8, colour type 1, interlace 0)"),
+    "interlace 2": (grey_png(ihdr=(16, 8, 8, 0, 0, 0, 2)),
+                    "corrupt PNG (IHDR: 16x8, bit depth 8, colour type 0, interlace 2)"),
+    "palette without PLTE": (grey_png(ihdr=(16, 8, 8, 3, 0, 0, 0)), "corrupt PNG (no PLTE chunk for colour type 3)"),
+    "PLTE in grey": (grey_png(before=[PLTE]), "corrupt PNG (a PLTE chunk for colour type 0)"),
+    "PLTE in grey + alpha": (grey_png(ihdr=(16, 8, 8, 4, 0, 0, 0), before=[PLTE]),
+                             "corrupt PNG (a PLTE chunk for colour type 4)"),
+    "PLTE after IDAT": (grey_png(ihdr=(16, 8, 8, 2, 0, 0, 0), after=[PLTE]), "corrupt PNG (PLTE after IDAT)"),
+    "IDAT split by tEXt": (grey_png(idat_parts=2, between=[TEXT]), "corrupt PNG (IDAT chunks not consecutive)"),
+    "no IDAT": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""),
+                "corrupt PNG (no IDAT chunk)"),
+    "two IHDR": (grey_png(before=[chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))]),
+                 "corrupt PNG (chunk 'IHDR' out of place)"),
+    "two PLTE": (grey_png(ihdr=(16, 8, 8, 3, 0, 0, 0), before=[PLTE, PLTE]), "corrupt PNG (chunk 'PLTE' out of place)"),
+    "not a zlib stream": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 8, 0, 0, 0, 0))
+                          + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""),
+                          "corrupt PNG (image data: Error -3 while decompressing data: incorrect header check)"),
+    "unknown critical chunk": (grey_png(before=[chunk(b"ABCD", b"")]), "corrupt PNG (unknown critical chunk 'ABCD')"),
+    "private critical chunk": (grey_png(before=[chunk(b"Abcd", b"")]), "corrupt PNG (unknown critical chunk 'Abcd')"),
+    "IHDR of 14 bytes": (SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBBB", 16, 8, 8, 0, 0, 0, 0, 0))
+                         + grey_png()[33:], "corrupt PNG (IHDR of the wrong length)"),
+    "first chunk not IHDR": (SIGNATURE + TEXT + grey_png()[8:],
+                             "unreadable image (ValueError: PNG without an IHDR header)"),
+    "row filter 5": (grey_png(rows=b"".join(bytes([k % 6]) + bytes(16) for k in range(8))),
+                     "corrupt PNG (invalid row filter)"),
+    "one row short": (grey_png(rows=b"".join(b"\0" + bytes(16) for _ in range(7))),
+                      "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "one byte long": (grey_png(rows=b"".join(b"\0" + bytes(16) for _ in range(8)) + b"\0"),
+                      "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "bytes after the zlib stream": (grey_png(extra=b"\0\0"),
+                                    "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
+    "IDAT cut short": (grey_png()[:60], "truncated PNG (chunk 'IDAT' cut short)"),
+    "no IEND": (grey_png()[:-12], "truncated PNG (no IEND chunk)"),
+}
+
+
+@pytest.mark.parametrize("fault", list(PNG_FAULTS))
+def test_png_structure_faults_are_named(tmp_path, fault):
+    data, reason = PNG_FAULTS[fault]
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    assert inspect_file(str(path)) == (None, reason)
+
+
+@pytest.mark.parametrize("h, bad_row", [(1200, None), (1200, 3), (1200, 1100), (1048, None)])
+def test_png_rows_checked_beyond_the_first_mebibyte(tmp_path, h, bad_row):
+    """The stream is inflated a mebibyte at a time: a bad row filter is found in any piece, and a
+    piece may end inside the last row (1048 rows of 1001 bytes: the first MiB ends in row 1048)."""
+    w = 1000
+    rows = bytearray(b"".join(b"\x01" + bytes(w) for _ in range(h)))
+    if bad_row is not None:
+        rows[bad_row * (w + 1)] = 7
+    (tmp_path / "big.png").write_bytes(grey_png(ihdr=(w, h, 8, 0, 0, 0, 0), rows=bytes(rows)))
+    expect = ((w, h), None) if bad_row is None else (None, "corrupt PNG (invalid row filter)")
+    assert inspect_file(str(tmp_path / "big.png")) == expect
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_valid_png_variants_pass_and_decode(tmp_path, backend):
+    """What the checks must not refuse: split IDAT, ancillary chunks anywhere, a suggested palette
+    in an RGB file, a palette file with its PLTE."""
+    variants = {
+        "split": grey_png(idat_parts=3),
+        "text": grey_png(before=[TEXT], after=[TEXT], idat_parts=2),
+        "rgb_plte": grey_png(ihdr=(16, 8, 8, 2, 0, 0, 0), before=[PLTE]),
+        "palette": grey_png(ihdr=(16, 8, 4, 3, 0, 0, 0), before=[PLTE]),
+    }
+    (tmp_path / "test").mkdir()
+    for name, data in variants.items():
+        (tmp_path / f"test/{name}.png").write_bytes(data)
+        assert inspect_file(str(tmp_path / f"test/{name}.png"))[1] is None, name
+    got = make_loader(tmp_path, phase="test", preprocess="crop", load_size=8, crop_size=8, batch_size=1,
+                      backend=backend, num_workers=0)
+    assert len(list(got)) == 4
+
+
+def test_bmp_and_ppm_pass_and_decode(tmp_path):
+    arr = noise(np.random.default_rng(4), 8, 16)
+    for ext in ("bmp", "ppm"):
+        write(tmp_path / f"test/{ext}.{ext}", arr)
+        assert inspect_file(str(tmp_path / f"test/{ext}.{ext}")) == ((16, 8), None)
+    batches = list(make_loader(tmp_path, phase="test", preprocess="none", load_size=8, crop_size=8, batch_size=1,
+                               backend="torch", num_workers=0))
+    for b in batches:
+        assert np.array_equal(np.rint((b["A"][0].numpy().transpose(1, 2, 0) + 1) * 127.5), arr[:, :8])
+
+
+def test_bilevel_png_of_odd_width(tmp_path):
+    """17 one-bit pixels a row fill three bytes (the last one partly)."""
+    bits = np.random.default_rng(5).integers(0, 2, (5, 17)).astype(bool)
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    assert inspect_file(str(tmp_path / "b.png")) == ((17, 5), None)
+
+
+def test_jpeg_truncation_is_named(tmp_path):
+    data = jpeg_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:-100])
+    assert inspect_file(str(tmp_path / "cut.jpg")) == (None, "truncated JPEG (no end-of-image marker)")
+
+
+@pytest.mark.parametrize("argument, value, message", [
+    ("seed", -1, "seed must be an int >= 0, got -1"),
+    ("seed", 1.5, "seed must be an int >= 0, got 1.5"),
+    ("batch_size", 0, "batch_size must be an int >= 1, got 0"),
+    ("batch_size", True, "batch_size must be an int >= 1, got True"),
+    ("num_workers", -1, "num_workers must be an int >= 0, got -1"),
+    ("max_pixels", 0, "max_pixels must be an int >= 1, got 0"),
+    ("max_dataset_size", 0, "max_dataset_size must be an int >= 1, got 0"),
+    ("world_size", 0, "world_size must be an int >= 1, got 0"),
+    ("rank", 2, r"rank must be an int in \[0, world_size=2\), got 2"),
+    ("rank", -1, r"rank must be an int in \[0, world_size=2\), got -1"),
+    ("layout", "pairs", r"layout must be one of \('aligned', 'ab_folders', 'single'\) or None"),
+    ("backend", "cuda", r"backend must be one of \('auto', 'dali', 'torch'\), got 'cuda'"),
+    ("phase", "", "phase must be the name of a folder under root"),
+    ("preprocess", "resize", "preprocess must be one of"),
+    ("direction", "AB", "direction must be one of"),
+    ("input_nc", 2, "input_nc must be 1"),
+    ("crop_size", 0, "crop_size must be a positive int"),
+    ("max_pixels", 10**12, r"max_pixels=1,000,000,000,000 is over PIL's own limit"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, argument, value, message):
+    good_files(tmp_path)
+    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "num_workers": 0, "world_size": 2,
+          argument: value}
+    with pytest.raises(ValueError, match=message) as info:
+        make_loader(tmp_path, **kw)
+    assert "\n" not in str(info.value)
+
+
+def test_option_lists_are_exported_and_used(tmp_path):
+    assert pipelines.PREPROCESS == ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+    assert pipelines.DIRECTIONS == ("AtoB", "BtoA")
+    assert pipelines.LAYOUTS == ("aligned", "ab_folders", "single")
+    assert pipelines.BACKENDS == ("auto", "dali", "torch")
+    good_files(tmp_path, n=2)
+    for mode in pipelines.PREPROCESS:
+        make_loader(tmp_path, preprocess=mode, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+    for direction in pipelines.DIRECTIONS:
+        make_loader(tmp_path, direction=direction, batch_size=1, load_size=16, crop_size=16, num_workers=0)
