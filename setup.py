@@ -1,7 +1,7 @@
 """One distribution, "bicyclegan": engine/, kernels/ and pipelines/ become bicyclegan.<part>.
 
 There is deliberately no bicyclegan/__init__.py: bicyclegan is an implicit namespace package,
-which works for editable and normal installs alike (see DESIGN.md).
+which works for editable and normal installs alike (docs/architecture.md).
 """
 from setuptools import setup
 

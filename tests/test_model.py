@@ -27,7 +27,7 @@ def batch(cfg, n=None, dtype=torch.float32):
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameter counts of the official networks (REFERENCE.md table)
+# Parameter counts of the official networks (the reference's networks at its default options)
 # ---------------------------------------------------------------------------------------------
 def count(net):
     return sum(p.numel() for p in net.parameters())
