@@ -126,8 +126,9 @@ start_server() {
     while [[ ! -S $SOCK ]]; do sleep 0.2; done
 }
 
-select_mutants() {  # session file [function...]: skip other operators and lines outside the functions
+select_mutants() {  # session file [function...]: skip other operators, annotations, lines outside the functions
     "$PY" - "$@" <<'PY'
+import ast
 import sys
 
 sys.path.insert(0, "tools")
@@ -137,10 +138,16 @@ from mutation_pipelines import function_lines, kept_operator
 
 session, path, *names = sys.argv[1:]
 inside = function_lines(path, names or None)  # every function of the file when none is named
+# `str | None` -> `str & None` in an annotation: never evaluated (from __future__ import annotations).
+tree = ast.parse(open(path).read())
+notes = [n.returns for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+notes += [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign))]
+spans = [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in notes if a is not None]
 with use_db(session, WorkDB.Mode.open) as db:
     for item in list(db.pending_work_items):
         (m,) = item.mutations
         reason = ("operator not in the kept set" if not kept_operator(m.operator_name) else
+                  "in a type annotation" if any(s <= tuple(m.start_pos) < e for s, e in spans) else
                   None if m.start_pos[0] in inside else "outside the functions under test")
         if reason:
             db.set_result(item.job_id, WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
