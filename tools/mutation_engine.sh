@@ -113,10 +113,11 @@ fi
 # -- the reliability targets: fork server, nearest operators, the tests of each module -------------
 SOCK=$PWD/$OUT/server.sock
 FORKED="$PY tools/mutation_pipelines.py --client $SOCK -x -q -p no:cacheprovider -W ignore"
-CHECKPOINT_TESTS="tests/test_reliability.py tests/test_trainer.py tests/test_workflow.py -k 'not cli_rejects and not out_of_range and not internal_error and not skip_bad'"
-IO_TESTS="tests/test_reliability.py tests/test_trainer.py -k 'write or disk or temp or unwritable or payload or garbage or corrupt or truncated or flipped or missing_a_part or io_'"
-CONFIG_TESTS="tests/test_config.py tests/test_reliability.py tests/test_trainer.py tests/test_workflow.py -k 'config or out_of_range or cli_ or preset or test_script or from_dict or geometry'"
-PRESETS_TESTS="tests/test_config.py tests/test_trainer.py tests/test_workflow.py -k 'make_config or preset or test_script or cli_presets'"
+# Each module's tests, the fast unit tests first (-x stops at the first failure).
+CHECKPOINT_TESTS="tests/test_reliability.py tests/test_trainer.py tests/test_workflow.py -k 'not io_ and not cli_rejects and not out_of_range and not internal_error and not skip_bad'"
+IO_TESTS="tests/test_reliability.py tests/test_trainer.py -k 'io_ or write or disk or temp or unwritable or payload or garbage or corrupt or truncated or flipped or missing_a_part or damaged or not_bicyclegan'"
+CONFIG_TESTS="tests/test_config.py tests/test_reliability.py tests/test_trainer.py tests/test_workflow.py -k 'test_config or out_of_range or cli_ or preset or test_script or stored_config or resuming or fine_tuning'"
+PRESETS_TESTS="tests/test_config.py tests/test_trainer.py tests/test_workflow.py -k 'preset or options_win or demo_loads or test_script or cli_presets'"
 
 start_server() {
     [[ -z $server ]] || return 0
