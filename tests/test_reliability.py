@@ -1,12 +1,19 @@
 """What a careless user or an attacker can do to the engine: unsafe or damaged checkpoints,
 diverging runs, bad option values, unwritable destinations, interrupted saves, changed data.
 Each case must end in the project's own one-line error (exit 2 from the CLI) with nothing good lost."""
+import hashlib
+import json
 import math
 import os
+import random
+import shutil
+import stat
 import zipfile
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny import TINY, tiny_cfg
 
 from bicyclegan.engine import (
@@ -20,9 +27,21 @@ from bicyclegan.engine import (
     TrainConfig,
     evaluate,
     export_generator,
+    io,
     make_config,
 )
-from bicyclegan.engine.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
+from bicyclegan.engine.checkpoint import (
+    FORMAT,
+    check_compatible,
+    check_same_networks,
+    digest,
+    find_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.trainer import Trainer
@@ -123,6 +142,320 @@ def test_garbage_and_truncated_files_are_unreadable(tmp_path):
     (tmp_path / "t.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="unreadable"):
         read_checkpoint(tmp_path / "t.pt")
+
+
+# -- the checkpoint format, part by part ----------------------------------------------------------
+def refused(make, error, message):
+    with pytest.raises(error) as e:
+        make()
+    assert str(e.value) == message
+
+
+def test_the_digest_is_sha256_of_a_fixed_encoding():
+    """Pinned: every checkpoint ever written is checked against it. Tensors by dtype, shape and
+    bytes; dicts by length, then keys in repr order; lists and tuples by length; the rest by repr."""
+    state = {"step": 3, "format": "f", "digest": "not hashed", "nets": {"w": torch.tensor([1, -2], dtype=torch.int16)},
+             "rng": [1.5, "a", (2,)]}
+    encoded = (b"D4" + b"V'format'V'f'" + b"V'nets'D1V'w'Ttorch.int16(2,)\x01\x00\xfe\xff"
+               + b"V'rng'L3V1.5V'a'L1V2" + b"V'step'V3")
+    assert digest(state) == hashlib.sha256(encoded).hexdigest()
+
+
+def _tamper(state, change):
+    G = state["nets"]["G"]
+    k = next(k for k, v in G.items() if v.dim() > 1)
+    if change == "tensor value":
+        G[k] = G[k].clone()
+        G[k].view(-1)[0] += 1
+    elif change == "tensor dtype":
+        G[k] = G[k].double()
+    elif change == "tensor shape":
+        G[k] = G[k].reshape(-1)
+    elif change == "renamed key":
+        G["renamed"] = G.pop(k)
+    elif change == "item of a list":
+        state["rng"]["python"]["internal"][5] ^= 1
+    elif change == "string":
+        state["config"]["variant"] = "cvae"
+    elif change == "int for float":
+        state["config"]["lambda_L1"] = 10
+    elif change == "number":
+        state["step"] += 1
+    elif change == "added entry":
+        state["note"] = ""
+
+
+@pytest.mark.parametrize("change", ["nothing", "tensor value", "tensor dtype", "tensor shape", "renamed key",
+                                    "item of a list", "string", "int for float", "number", "added entry"])
+def test_any_change_to_a_written_checkpoint_is_detected(tmp_path, change):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(tiny_model(), path, step=3)
+    state = torch.load(path, weights_only=True)
+    _tamper(state, change)
+    torch.save(state, path)  # the digest stays the one written with the original
+    if change == "nothing":
+        assert read_checkpoint(path)["step"] == 3
+    else:
+        refused(lambda: read_checkpoint(path), CheckpointError,
+                f"{path} is damaged: its contents do not match the digest written with it (changed or corrupted "
+                f"bytes); use another checkpoint")
+
+
+@pytest.mark.parametrize("content", [{"model.0.weight": torch.zeros(2)}, [1, 2], torch.zeros(2)])
+def test_files_that_are_not_bicyclegan_checkpoints_are_named(tmp_path, content):
+    torch.save(content, tmp_path / "G.pth")
+    refused(lambda: read_checkpoint(tmp_path / "G.pth"), CheckpointError,
+            f"{tmp_path / 'G.pth'} is not a bicyclegan checkpoint (no format marker); for the reference's "
+            f"*_net_G.pth files use import-official")
+
+
+@pytest.mark.parametrize("fmt,why", [("bicyclegan-checkpoint-v1", " (an older bicyclegan format, which is not safe "
+                                                                 "to load)"),
+                                     ("bicyclegan-checkpoint-v3", ""), (2, "")])
+def test_other_formats_are_named(tmp_path, fmt, why):
+    path = tmp_path / "ck.pt"
+    torch.save({"format": fmt, "nets": {}}, path)
+    refused(lambda: read_checkpoint(path), CheckpointError,
+            f"{path} has format {fmt!r}{why}; this version reads bicyclegan-checkpoint-v2")
+
+
+@pytest.mark.parametrize("key,value,typ", [("digest", None, "str"), ("config", [], "dict"), ("step", 3.0, "int"),
+                                           ("epoch", "1", "int"), ("nets", [], "dict")])
+def test_a_part_of_the_wrong_type_is_named(tmp_path, key, value, typ):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(tiny_model(), path)
+    state = torch.load(path, weights_only=True)
+    state[key] = value
+    torch.save(state, path)
+    refused(lambda: read_checkpoint(path), CheckpointError,
+            f"{path} is incomplete: '{key}' is missing or not a {typ}")
+
+
+def test_a_checkpoint_holds_step_epoch_config_and_extras(tmp_path):
+    model = tiny_model()
+    save_checkpoint(model, tmp_path / "a.pt")
+    state = read_checkpoint(tmp_path / "a.pt")
+    assert (state["format"], state["step"], state["epoch"]) == ("bicyclegan-checkpoint-v2", 0, 0)
+    assert state["config"]["model"]["ngf"] == 4 and state["config"]["variant"] == "bicycle"
+    assert set(state["nets"]) == set(state["optimizers"]) == {"G", "E", "D", "D2"}
+    save_checkpoint(model, tmp_path / "b.pt", step=7, epoch=2, extra={"steps_per_epoch": 4})
+    state = read_checkpoint(tmp_path / "b.pt")
+    assert (state["step"], state["epoch"], state["steps_per_epoch"]) == (7, 2, 4)
+    with pytest.raises(TypeError):  # step and epoch by name only: they are easily swapped
+        save_checkpoint(model, tmp_path / "c.pt", 7)
+
+
+def test_inference_loads_g_and_e_and_training_everything(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1)  # not what a fresh model of this config would hold
+    save_checkpoint(model, tmp_path / "ck.pt")
+    inference, training = load_checkpoint(tmp_path / "ck.pt"), load_checkpoint(tmp_path / "ck.pt", training=True)
+    assert set(inference.networks()) == {"G", "E"} and inference.optimizers == {}
+    assert set(training.networks()) == {"G", "E", "D", "D2"} and set(training.optimizers) == {"G", "E", "D", "D2"}
+    for name, net in model.networks().items():
+        for loaded in (training, inference) if name in ("G", "E") else (training,):
+            for a, b in zip(net.state_dict().values(), loaded.networks()[name].state_dict().values()):
+                assert torch.equal(a, b), name
+
+
+def test_only_impl_and_channels_last_may_be_overridden_at_load(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path / "ck.pt")
+    model = load_checkpoint(tmp_path / "ck.pt", impl="auto", channels_last=True)
+    assert (model.cfg.model.impl, model.cfg.model.channels_last, model.cfg.model.ngf) == ("auto", True, 4)
+    refused(lambda: load_checkpoint(tmp_path / "ck.pt", impl="ref", ngf=8), ConfigError,
+            "load_checkpoint: ngf changes the networks; only channels_last, impl may be overridden")
+
+
+def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path):
+    model = tiny_model()
+    state = model.training_state()
+    wide = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "ngf": 8})), training=False).G.state_dict()
+    cases = [({"nets": {**state["nets"], "G": wide}}, False, "Error(s) in loading state_dict for UnetGenerator:"),
+             ({"nets": {k: v for k, v in state["nets"].items() if k != "E"}}, False, "checkpoint lacks networks ['E']"),
+             ({"optimizers": {**state["optimizers"], "D": {"state": {}}}}, True, "'param_groups'")]
+    for i, (extra, training, why) in enumerate(cases):
+        path = tmp_path / f"{i}.pt"
+        save_checkpoint(model, path, extra=extra)
+        refused(lambda: load_checkpoint(path, training=training), CheckpointError,
+                f"{path}: its weights do not fit its own config: {why}")
+
+
+@pytest.mark.parametrize("config,why", [
+    ({"lr": -1.0}, "lr=-1.0 must be a finite number > 0"),
+    ({"model": {1: 8}}, "sequence item 0: expected str instance, int found"),  # a key that is no field name
+])
+def test_a_stored_config_this_version_cannot_use_is_named(tmp_path, config, why):
+    model = tiny_model()
+    path = tmp_path / "ck.pt"
+    save_checkpoint(model, path, extra={"config": {**model.cfg.to_dict(), **config}})
+    refused(lambda: load_checkpoint(path), CheckpointError,
+            f"{path}: its stored config is not valid for this version: {why}")
+
+
+def test_resuming_may_change_run_options_but_not_objective_data_or_networks(tmp_path):
+    saved = tiny_cfg(tmp_path / "a", tmp_path / "data").to_dict()
+    check_compatible(saved, tiny_cfg(
+        tmp_path / "b", tmp_path / "other", niter=5, niter_decay=7, max_steps=9, log_every=2, sample_every=4,
+        save_every=6, save_epoch_freq=1, device="cpu", n_samples=3, cuda_graph=True, compile="default",
+        num_workers=2, backend="auto", skip_bad=True, max_pixels=10 ** 6, impl="auto", channels_last=True), "ck.pt")
+    refused(lambda: check_compatible(saved, tiny_cfg(tmp_path / "a", tmp_path / "data", lr=1e-3, load_size=40, ngf=8,
+                                                     niter=3), "ck.pt"), CheckpointError,
+            "checkpoint ck.pt was written with another config; differences: lr: checkpoint 0.0002 vs now 0.001; "
+            "data.load_size: checkpoint 32 vs now 40; model.ngf: checkpoint 4 vs now 8")
+    older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: each of its fields differs
+    with pytest.raises(CheckpointError, match=r"data\.load_size: checkpoint None vs now 32"):
+        check_compatible(older, tiny_cfg(tmp_path / "a", tmp_path / "data"), "ck.pt")
+
+
+def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
+    saved = make_config("reference", **TINY).to_dict()  # U-Net depth 5 (32 px)
+    for same in (dict(crop_size=64, num_downs=5), dict(crop_width=64, num_downs=5), dict(num_downs=5),
+                 dict(use_dropout=True, init_type="normal", init_gain=0.5, impl="auto", channels_last=True),
+                 dict(lr=1.0, load_size=64, preprocess="crop", lambda_L1=0.0)):
+        check_same_networks(saved, make_config("reference", **{**TINY, **same}), "ck.pt")
+    refused(lambda: check_same_networks(saved, make_config("reference", **{**TINY, "ngf": 8, "crop_size": 64},
+                                                           variant="cvae"), "ck.pt"), CheckpointError,
+            "ck.pt holds other networks than this run's: ngf: checkpoint 4 vs now 8; U-Net depth: checkpoint 5 vs "
+            "now 6; variant: checkpoint 'bicycle' vs now 'cvae' (start from it with its model options, e.g. its "
+            "dataset's --preset)")
+    refused(lambda: check_same_networks({**saved, "lr": 0}, make_config("reference", **TINY), "ck.pt"),
+            CheckpointError, "ck.pt: its stored config is not valid for this version: lr=0 must be a finite number > 0")
+
+
+def test_find_checkpoint_takes_a_file_a_run_folder_or_an_epoch(tmp_path):
+    run = tmp_path / "run"
+    ck = run / "checkpoints"
+    ck.mkdir(parents=True)
+    for name in ("latest.pt", "epoch_2.pt", "epoch_10.pt", "epoch_x.pt", "epoch_.pt", "epoch_3.pth"):
+        (ck / name).touch()
+    assert find_checkpoint(run) == ck / "latest.pt" and find_checkpoint(str(ck / "latest.pt")) == ck / "latest.pt"
+    assert find_checkpoint(run, 10) == ck / "epoch_10.pt" and find_checkpoint(ck / "latest.pt", 2) == ck / "epoch_2.pt"
+    for epoch in (0, 3):
+        refused(lambda: find_checkpoint(run, epoch), CheckpointError,
+                f"no checkpoint for epoch {epoch} in {ck}: epochs saved there: 2, 10")
+    refused(lambda: find_checkpoint(ck / "other.pt"), CheckpointError, f"checkpoint {ck / 'other.pt'} does not exist")
+    (tmp_path / "new" / "checkpoints").mkdir(parents=True)
+    refused(lambda: find_checkpoint(tmp_path / "new"), CheckpointError,
+            f"checkpoint {tmp_path / 'new' / 'checkpoints' / 'latest.pt'} does not exist")
+    refused(lambda: find_checkpoint(tmp_path / "new", 1), CheckpointError,
+            f"no checkpoint for epoch 1 in {tmp_path / 'new' / 'checkpoints'}: the run kept no per-epoch "
+            f"checkpoints (train with --save_epoch_freq N)")
+
+
+def _draws():
+    return torch.rand(3).tolist(), np.random.randn(3).tolist(), np.random.rand(2).tolist(), random.gauss(0, 1)
+
+
+def test_rng_states_come_back_from_a_weights_only_file(tmp_path):
+    np.random.randn()  # leaves a cached second Gaussian in numpy's generator, as
+    random.gauss(0, 1)  # in Python's: the restored state must hold both
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    first = _draws()
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert _draws() == first
+
+
+def test_cuda_rng_states_are_kept_where_there_is_cuda(monkeypatch):
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["state of cuda:0"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = rng_state()
+    assert state["cuda"] == ["state of cuda:0"]
+    set_rng_state(state)
+    set_rng_state({k: v for k, v in state.items() if k != "cuda"})  # written without CUDA: nothing to restore
+    assert restored == [["state of cuda:0"]]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert set(rng_state()) == {"torch", "numpy", "python"}
+    set_rng_state(state)  # written with CUDA, read without: the CUDA part is left
+    assert restored == [["state of cuda:0"]]
+
+
+# -- writing and reading files (engine/io.py) --------------------------------------------------------
+def _raise(err):
+    def write(f):
+        f.write(b"partial")
+        raise err
+    return write
+
+
+def test_io_a_failed_write_names_the_file_the_reason_and_the_free_space(tmp_path, monkeypatch):
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, int(5.6 * 2 ** 20)))
+    path = tmp_path / "out.bin"
+    refused(lambda: io.atomic_write(path, _raise(OSError(28, "No space left on device"))), OutputError,
+            f"cannot write file {path}: No space left on device (6 MiB free in {tmp_path})")
+    io.atomic_write(path, lambda f: f.write(b"old"))
+    refused(lambda: io.atomic_write(path, _raise(RuntimeError("file write failed\ndetails")), what="checkpoint",
+                                    error=CheckpointError), CheckpointError,
+            f"cannot write checkpoint {path}: file write failed (6 MiB free in {tmp_path}); the previous one is intact")
+    refused(lambda: io.atomic_write(path, _raise(RuntimeError())), OutputError,
+            f"cannot write file {path}: RuntimeError (6 MiB free in {tmp_path}); the previous one is intact")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_io_other_errors_pass_through_unchanged(tmp_path):
+    path = tmp_path / "out.bin"
+    for err in (ValueError("a bug"), OutputError("already said")):
+        with pytest.raises(type(err)) as e:
+            io.atomic_write(path, _raise(err))
+        assert e.value is err
+    assert os.listdir(tmp_path) == []
+
+
+def test_io_a_folder_removed_during_the_write_is_reported(tmp_path):
+    folder = tmp_path / "run"
+    refused(lambda: io.atomic_write(folder / "x.bin", lambda f: shutil.rmtree(folder)), OutputError,
+            f"cannot write file {folder / 'x.bin'}: No such file or directory")
+
+
+def test_io_writes_create_folders_and_get_the_usual_permissions(tmp_path):
+    path = io.atomic_write(tmp_path / "a" / "b" / "x.bin", lambda f: f.write(b"x"))
+    assert path == tmp_path / "a" / "b" / "x.bin" and path.read_bytes() == b"x"
+    with open(tmp_path / "plain", "wb"):  # what the process's umask gives a new file
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert io.check_writable(tmp_path / "c" / "d", "results") == tmp_path / "c" / "d"
+    assert (tmp_path / "c" / "d").is_dir()
+
+
+def test_io_destinations_under_a_file_are_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    refused(lambda: io.atomic_write(tmp_path / "f" / "sub" / "x.bin", lambda f: None), OutputError,
+            f"cannot write file {tmp_path / 'f' / 'sub' / 'x.bin'}: Not a directory")
+    refused(lambda: io.check_writable(tmp_path / "f" / "sub", "results"), OutputError,
+            f"cannot write results into {tmp_path / 'f' / 'sub'}: Not a directory; choose another folder")
+
+
+def test_io_text_json_and_png_are_written_as_asked(tmp_path):
+    io.write_json(tmp_path / "a.json", {"a": [1], "b": "é"})
+    assert (tmp_path / "a.json").read_text() == '{\n  "a": [\n    1\n  ],\n  "b": "\\u00e9"\n}\n'
+    io.write_text(tmp_path / "t.txt", "é\n")
+    assert (tmp_path / "t.txt").read_bytes() == b"\xc3\xa9\n"
+    io.save_image(Image.new("RGB", (2, 1), (255, 0, 0)), tmp_path / "x.jpg")  # PNG whatever the suffix
+    assert (tmp_path / "x.jpg").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "a.json").read_text()) == {"a": [1], "b": "é"}
+
+
+def test_io_torch_files_that_cannot_be_read_say_why(tmp_path, monkeypatch):
+    def read(path):
+        return io.read_torch_file(path, what="weights", error=CheckpointError)
+    refused(lambda: read(tmp_path / "none.pt"), CheckpointError, f"weights {tmp_path / 'none.pt'} does not exist")
+    refused(lambda: read(tmp_path), CheckpointError, f"weights {tmp_path} does not exist")  # a folder
+    (tmp_path / "g.pt").write_bytes(b"not a torch file")
+    refused(lambda: read(tmp_path / "g.pt"), CheckpointError,
+            f"weights {tmp_path / 'g.pt'} cannot be read: unreadable as a torch file (foreign or damaged)")
+    (tmp_path / "e.pt").write_bytes(b"")
+    refused(lambda: read(tmp_path / "e.pt"), CheckpointError,
+            f"weights {tmp_path / 'e.pt'} cannot be read: unreadable or truncated (EOFError: )")
+
+    def fails(*a, **k):
+        raise RuntimeError("PytorchStreamReader failed reading zip archive\nmore")
+    monkeypatch.setattr(torch, "load", fails)
+    refused(lambda: read(tmp_path / "g.pt"), CheckpointError,
+            f"weights {tmp_path / 'g.pt'} cannot be read: unreadable or truncated (RuntimeError: PytorchStreamReader "
+            f"failed reading zip archive)")
 
 
 # -- divergence -----------------------------------------------------------------------------------
