@@ -42,13 +42,13 @@ def _int(name, value, low, optional=False):
         raise ConfigError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
 
 
-def _real(name, value, low, high=math.inf, low_open=False, high_open=True):
-    """A finite number in [low, high) (bounds open or closed as told)."""
+def _real(name, value, low, high=math.inf, low_open=False):
+    """A finite number in [low, high) ((low, high) with low_open)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    ok = ok and (value > low if low_open else value >= low) and value < high
     if not ok:
         lo = f"{'>' if low_open else '>='} {low:g}"
-        hi = "" if high == math.inf else f" and {'<' if high_open else '<='} {high:g}"
+        hi = "" if high == math.inf else f" and < {high:g}"
         raise ConfigError(f"{name}={value!r} must be a finite number {lo}{hi}")
 
 
