@@ -2,27 +2,41 @@
 # project in editable mode), so on a fresh machine `make demo` and `make test` are all it takes.
 PY ?= python3
 VENV ?= .venv
-# The CPU build of torch 2.13.0 (on this project's machines it is served from local disk). On a GPU
-# machine use e.g. `make TORCH=torch demo` to get the CUDA build.
+# torch 2.13.0: the CPU build by default (on this project's machines it is served from local disk).
+# Where nvidia-smi lists a GPU, the CUDA build instead: PyPI's Linux wheel, asked for with "===" so
+# that a local "+cpu" wheel cannot satisfy it. `make TORCH=... demo` chooses another build.
+GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
+ifeq ($(GPU),yes)
+TORCH ?= torch===2.13.0
+BUILD := cuda
+else
 TORCH ?= torch==2.13.0
+BUILD := cpu
+endif
 BIN := $(VENV)/bin
+# One stamp per build: a venv made on a CPU machine is redone with the CUDA build where a GPU appears.
+STAMP := $(VENV)/.installed-$(BUILD)
 
-$(VENV)/.installed: setup.py
+$(STAMP): setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev,dali]"
+	@if [ $(BUILD) = cuda ]; then $(BIN)/python -c "import sys, torch; torch.cuda.is_available() or \
+	  sys.exit('nvidia-smi lists a GPU but torch ' + torch.__version__ + ' cannot use it: install a CUDA build with make TORCH=...')"; fi
 	touch $@
 
 .PHONY: install demo test bench bench-compare bench-plot
-install: $(VENV)/.installed
+install: $(STAMP)
 
-# Train BicycleGAN on the built-in demo data (~10 min on 2 CPU cores): sample grids + coverage table.
-demo: $(VENV)/.installed
+# Train BicycleGAN on the built-in demo data (under 10 min on 2 CPU cores, set-up included; a
+# GPU, where nvidia-smi lists one, is used and named): sample grids + the palette coverage table.
+demo: $(STAMP)
+	@echo "make demo: $(if $(GPU),GPU found by nvidia-smi: the CUDA build of torch,no GPU found by nvidia-smi: the CPU build of torch)"
 	$(BIN)/bicyclegan train --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # The test suite (CPU; Triton kernels run in the interpreter). CI runs exactly this.
-test: $(VENV)/.installed
+test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
@@ -30,17 +44,17 @@ test: $(VENV)/.installed
 # pytest-benchmark in bench/history/<machine key>/ and compared there with the previous run
 # (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code.
 # GPU machines run bench/gpu_check.sh instead (its header says how its files reach the history).
-bench: $(VENV)/.installed
+bench: $(STAMP)
 	key=$$($(BIN)/python bench/track.py key) && $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  bench/bench_cpu_step.py bench/bench_loader.py --benchmark-autosave \
 	  --benchmark-storage=file://bench/history/$$key --benchmark-compare
 
 # The newest run of this machine against its previous one: ratios (baseline / ours, same run),
 # failing when a gated ratio fell by more than the threshold (`ARGS=--all` for every machine).
-bench-compare: $(VENV)/.installed
+bench-compare: $(STAMP)
 	$(BIN)/python bench/track.py compare $(ARGS)
 
 # The history plots (bench/results/history_<machine key>.png) and the README's performance table.
-bench-plot: $(VENV)/.installed
+bench-plot: $(STAMP)
 	$(BIN)/python bench/track.py plot
 	$(BIN)/python bench/track.py readme

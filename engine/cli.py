@@ -271,7 +271,7 @@ def cmd_make_demo(args) -> int:
     check_writable(args.out, "the demo data")
     try:
         root = make_demo_dataset(args.out, size=(args.size, args.width or args.size), seed=args.seed,
-                                 n_train=args.n_train, n_test=args.n_test)
+                                 n_train=args.n_train, n_test=args.n_test, shade=args.shade)
     except ValueError as e:  # the generator's own argument checks
         raise ConfigError(str(e)) from e
     print(f"demo data written to {root}")
@@ -279,6 +279,8 @@ def cmd_make_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bicyclegan.pipelines.demo import DEFAULT_SHADE
+
     from .serve import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
     parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -402,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--n_train", type=_at_least(0), default=2000)
     p.add_argument("--n_test", type=_at_least(0), default=100)
+    p.add_argument("--shade", type=int, default=DEFAULT_SHADE,
+                   help=f"grey level inside A's shapes, 184..255; 255 draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)
     return parser
 

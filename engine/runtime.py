@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
+from bicyclegan.pipelines.demo import DATA_VERSION
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import ConfigError
@@ -77,8 +78,9 @@ def init_distributed() -> Dist:
 
 # -- data ------------------------------------------------------------------------------------------
 def demo_data_root(out, size: tuple[int, int], seed: int) -> Path:
-    """Where a run in folder `out` keeps its demo data: beside the run, shared by runs of one size and seed."""
-    return Path(out).resolve().parent / f"demo_data_{size[0]}x{size[1]}_seed{seed}"
+    """Where a run in folder `out` keeps its demo data: beside the run, shared by runs of one size,
+    seed and version of the demo images."""
+    return Path(out).resolve().parent / f"demo_data_v{DATA_VERSION}_{size[0]}x{size[1]}_seed{seed}"
 
 
 def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:

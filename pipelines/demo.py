@@ -1,10 +1,11 @@
 """Built-in demo data: outline drawings -> filled shapes in one of K palettes.
 
 The demo task measures multimodality without pretrained networks. A is a black outline drawing of a
-few random shapes (ellipses, rectangles, triangles) on white; B is the same shapes filled, with no
-outline, in the fill colour of a palette on that palette's background colour. The palette is drawn
-independently of A, so K different B's fit every A and the only ambiguity is the palette: a model
-that covers the output distribution produces all K palettes for one A, a collapsed one produces one.
+few random shapes (ellipses, rectangles, triangles) on white, their insides grey; B is the same
+shapes filled, with no outline, in the fill colour of a palette on that palette's background colour.
+The palette is drawn independently of A, so K different B's fit every A and the only ambiguity is
+the palette: a model that covers the output distribution produces all K palettes for one A, a
+collapsed one produces one.
 
 Palettes (RGB levels 32 and 224, away from tanh saturation): the first four backgrounds are the
 even-parity corners of the colour cube (black, yellow, magenta, cyan) and each fill is the
@@ -15,10 +16,17 @@ edge (0.75 in [0, 1] RGB) in both background and fill, and the average of the pa
 which matches none: blurry averaging reads as invalid, not as a palette.
 
 Which palette an output shows is measured by bicyclegan.engine.metrics.palette, which recovers the
-filled region from A alone: pixels darker than near-white are outline; flood_from_border over the
+filled region from A alone: pixels darker than OUTLINE_LEVEL are outline; flood_from_border over the
 non-outline pixels is the background; the rest is inside a shape. The generator guarantees that
 this is exact for its own data (shapes clipped by the image border get an outline along it, and
 layouts with background enclosed by shapes are redrawn).
+
+Why A's insides are grey: from a bare outline (shade=255), whether a pixel is inside a shape is a
+global question (is it enclosed?), which a small U-Net learns slowly; on the demo's CPU budget it
+spent most of its training there, and its outputs were blurred, mixed fills. The shade answers it
+locally, so training goes to what the demo is about, the palette chosen by z. (A light shade of
+232 halved the invalid fills of a bare outline's runs too little; 192 is what the README's search
+chose.)
 """
 from __future__ import annotations
 
@@ -30,7 +38,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["DEFAULT_N_PALETTES", "PALETTES", "check_n_palettes", "flood_from_border", "make_demo_dataset"]
+__all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL", "PALETTES", "check_n_palettes", "flood_from_border",
+           "make_demo_dataset"]
 
 _LO, _HI = 32, 224
 # (background, fill) per palette, uint8 RGB; index = palette label.
@@ -45,9 +54,19 @@ PALETTES = np.array([
     [[_HI, _LO, _LO], [_LO, _HI, _HI]],
 ], dtype=np.uint8)
 DEFAULT_N_PALETTES = 4
+# Bumped whenever the default images change, so a run never trains on demo data an older version
+# left in the same folder (the engine names the folder after it).
+DATA_VERSION = 2
+DEFAULT_SHADE = 192     # grey level of A inside the shapes (see above)
+DEFAULT_SHAPE_SIZE = (0.45, 0.75)  # a shape's bounding box side, as fractions of the image side
+# The metric reads pixels of A darker than OUTLINE_LEVEL (mean of [0, 1] RGB) as outline. Above the
+# 0.5 of a 1 px outline averaged with white by a 2x downscale (so a resized outline stays closed),
+# below the shade with a margin.
+OUTLINE_LEVEL = 0.65
 
 _PHASE_IDS = {"train": 0, "test": 1, "val": 2}
 _SHAPES = ("ellipse", "rectangle", "triangle")
+_MIN_SHADE = 184        # the shade stays >= 0.07 above OUTLINE_LEVEL so the metric never reads it as outline
 _MIN_BACKGROUND = 0.3   # fraction of the image left as background
 _MIN_CORE = 4           # pixels a shape keeps inside its outline plus a 1 px band
 _MAX_TRIES = 200
@@ -90,9 +109,11 @@ def _erode_np(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ generation
-def _shape_mask(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
-    sh = int(rng.integers(max(6, round(0.3 * h)), max(7, round(0.6 * h)) + 1))
-    sw = int(rng.integers(max(6, round(0.3 * w)), max(7, round(0.6 * w)) + 1))
+def _shape_mask(rng: np.random.Generator, kind: str, h: int, w: int,
+                shape_size: tuple[float, float]) -> np.ndarray:
+    lo, hi = shape_size
+    sh = int(rng.integers(max(6, round(lo * h)), max(7, round(hi * h)) + 1))
+    sw = int(rng.integers(max(6, round(lo * w)), max(7, round(hi * w)) + 1))
     # Up to ~15% of a shape may fall outside the image, so shapes also touch and cross the border.
     y0 = int(rng.integers(-int(0.15 * sh), h - int(0.85 * sh) + 1))
     x0 = int(rng.integers(-int(0.15 * sw), w - int(0.85 * sw) + 1))
@@ -119,7 +140,8 @@ def _shape_mask(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarr
 
 
 def _render_pair(rng: np.random.Generator, h: int, w: int, n_palettes: int,
-                 n_shapes: tuple[int, int], line_width: int, shapes: Sequence[str]):
+                 n_shapes: tuple[int, int], line_width: int, shapes: Sequence[str], shade: int,
+                 shape_size: tuple[float, float]):
     """One (A, B, palette) triple: A, B uint8 H x W x 3."""
     palette = int(rng.integers(n_palettes))
     for _ in range(_MAX_TRIES):
@@ -127,7 +149,7 @@ def _render_pair(rng: np.random.Generator, h: int, w: int, n_palettes: int,
         masks = []
         for _ in range(n):
             for _ in range(_MAX_TRIES):
-                m = _shape_mask(rng, shapes[int(rng.integers(len(shapes)))], h, w)
+                m = _shape_mask(rng, shapes[int(rng.integers(len(shapes)))], h, w, shape_size)
                 if _erode_np(m, line_width + 1).sum() >= _MIN_CORE:
                     masks.append(m)
                     break
@@ -145,7 +167,7 @@ def _render_pair(rng: np.random.Generator, h: int, w: int, n_palettes: int,
     else:
         raise RuntimeError(f"could not lay out shapes on a {h}x{w} image; try fewer shapes")
     outline = np.logical_or.reduce([m & ~_erode_np(m, line_width) for m in masks])
-    a = np.where(outline[..., None], 0, 255).astype(np.uint8).repeat(3, axis=2)
+    a = np.where(outline, 0, np.where(union, shade, 255)).astype(np.uint8)[..., None].repeat(3, axis=2)
     bg, fill = PALETTES[palette]
     b = np.where(union[..., None], fill, bg).astype(np.uint8)
     return a, b, palette
@@ -153,15 +175,19 @@ def _render_pair(rng: np.random.Generator, h: int, w: int, n_palettes: int,
 
 def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int = 0,
                       size: int | tuple[int, int] = 64, n_palettes: int = DEFAULT_N_PALETTES,
-                      seed: int = 0, n_shapes: int | tuple[int, int] = (1, 3),
+                      seed: int = 0, n_shapes: int | tuple[int, int] = (1, 2),
                       line_width: int | None = None,
-                      shapes: Sequence[str] = _SHAPES) -> Path:
+                      shapes: Sequence[str] = _SHAPES, shade: int = DEFAULT_SHADE,
+                      shape_size: tuple[float, float] = DEFAULT_SHAPE_SIZE) -> Path:
     """Write the demo data in the aligned layout: root/<phase>/NNNNN.png, each A|B side by side.
 
     size: int or (H, W), each >= 16; files are H x 2W. n_shapes: shapes per image, int or
     inclusive (lo, hi). line_width: outline width in px, default 1 below 48 px and 2 from 48 px
-    (a 2 px line survives a 2x downscale by the loader as a dark line). Image i of a phase depends
-    only on (seed, phase, i, size, n_palettes, n_shapes, line_width, shapes), not on the counts.
+    (a 2 px line survives a 2x downscale by the loader as a dark line). shade: grey level of A
+    inside the shapes, 184..255 (255: a bare outline drawing). shape_size: (lo, hi), the range of
+    a shape's bounding-box sides as fractions of the image's. Image i of a phase depends only on
+    (seed, phase, i, size, n_palettes, n_shapes, line_width, shapes, shade, shape_size), not on the
+    counts.
     Also writes root/<phase>/palettes.json: {"n_palettes", "palettes": [{"background", "fill"}],
     "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed.
     """
@@ -178,6 +204,13 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     lw = line_width if line_width is not None else (1 if min(h, w) < 48 else 2)
     if lw < 1:
         raise ValueError(f"line_width must be >= 1, got {line_width}")
+    size_range = tuple(float(f) for f in shape_size)
+    if len(size_range) != 2 or not 0 < size_range[0] <= size_range[1] <= 1:
+        raise ValueError(f"shape_size must be (lo, hi) fractions of the image side with 0 < lo <= hi <= 1, "
+                         f"got {shape_size!r}")
+    if isinstance(shade, bool) or not isinstance(shade, int) or not _MIN_SHADE <= shade <= 255:
+        raise ValueError(f"shade must be an integer grey level in {_MIN_SHADE}..255 (darker reads as "
+                         f"outline), got {shade!r}")
 
     root = Path(root)
     meta_palettes = [{"background": p[0].tolist(), "fill": p[1].tolist()}
@@ -190,7 +223,7 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
         labels = {}
         for i in range(count):
             rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
-            a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes))
+            a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
             name = f"{i:05d}.png"
             Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(out / name)
             labels[name] = palette

@@ -9,7 +9,7 @@ from PIL import Image
 
 from bicyclegan.engine.metrics import classify_palette, classify_palettes, palette_coverage
 from bicyclegan.pipelines import make_demo_dataset
-from bicyclegan.pipelines.demo import PALETTES
+from bicyclegan.pipelines.demo import DEFAULT_SHADE, PALETTES
 
 
 def load_phase(root, phase="train"):
@@ -64,13 +64,17 @@ def test_layout_and_sizes(tmp_path, size, hw):
             assert img.mode == "RGB" and img.size == (2 * hw[1], hw[0])  # PIL: (W, H)
             x = np.asarray(img)
             a, b = x[:, :hw[1]], x[:, hw[1]:]
-            # Exact colours: A is black on white, B only the labelled palette's two colours.
-            assert set(np.unique(a)) <= {0, 255} and (a == 0).any()
+            # Exact colours: A is a black outline, light grey inside, white outside; B only the
+            # labelled palette's two colours.
+            assert set(np.unique(a)) <= {0, DEFAULT_SHADE, 255} and (a == 0).any()
             bg, fill = PALETTES[meta["files"][name]]
             is_bg, is_fill = (b == bg).all(-1), (b == fill).all(-1)
             assert (is_bg | is_fill).all() and is_bg.any() and is_fill.any()
-            # The outline lies on the filled shapes in B (B has no outline of its own).
-            assert is_fill[(a == 0).all(-1)].all()
+            # The outline lies on the filled shapes in B (B has no outline of its own), and A is
+            # shaded exactly where B is filled, off the outline.
+            on_line = (a == 0).all(-1)
+            assert is_fill[on_line].all()
+            assert np.array_equal((a == DEFAULT_SHADE).all(-1), is_fill & ~on_line)
 
 
 def test_no_val_by_default_and_stale_files_removed(tmp_path):
@@ -92,9 +96,46 @@ def test_palettes_json_matches_images(demo64):
     assert is_bg.flatten(1).any(1).all() and is_fill.flatten(1).any(1).all()
 
 
+def test_shade_255_is_a_bare_outline_drawing(tmp_path):
+    shaded = load_phase(make_demo_dataset(tmp_path / "a", n_train=8, n_test=0, size=32))
+    bare = load_phase(make_demo_dataset(tmp_path / "b", n_train=8, n_test=0, size=32, shade=255))
+    assert set(bare[0].unique().tolist()) == {-1.0, 1.0}
+    # Same layouts, labels and B; A differs only inside the shapes.
+    assert torch.equal(shaded[1], bare[1]) and torch.equal(shaded[2], bare[2])
+    differs = shaded[0] != bare[0]
+    assert differs.any() and (bare[0][differs] == 1).all()
+    assert (shaded[0][differs] == DEFAULT_SHADE / 127.5 - 1).all()
+    # The metric reads both the same way.
+    assert torch.equal(classify_palettes(bare[0], bare[1])[0], bare[2])
+
+
+def test_make_demo_command_takes_the_shade(tmp_path, capsys):
+    from bicyclegan.engine.cli import main
+    assert main(["make-demo", str(tmp_path / "d"), "--size", "16", "--n_train", "2", "--n_test", "0",
+                 "--shade", "200"]) == 0
+    a = np.asarray(Image.open(tmp_path / "d" / "train" / "00000.png"))[:, :16]
+    assert set(np.unique(a)) == {0, 200, 255}
+    assert main(["make-demo", str(tmp_path / "e"), "--shade", "100"]) == 2
+    assert "shade must be an integer grey level in 184..255" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("frac,side", [(0.5, 16), (0.25, 8)])
+def test_shape_size_sets_the_side_of_the_shapes(tmp_path, frac, side):
+    root = make_demo_dataset(tmp_path, n_train=12, n_test=0, size=32, n_shapes=1, shapes=("rectangle",),
+                             shape_size=(frac, frac))
+    for f in sorted((root / "train").glob("*.png")):
+        a = np.asarray(Image.open(f))[:, :32, 0]
+        ys, xs = np.nonzero(a < 255)  # outline and shade: the rectangle, clipped by the border
+        for extent in (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1):
+            assert int(0.8 * side) <= extent <= side  # up to ~15 % may fall outside the image
+
+
 @pytest.mark.parametrize("bad", [dict(size=15), dict(size=(16, 8)), dict(n_palettes=0),
                                  dict(n_palettes=9), dict(n_shapes=(2, 1)),
-                                 dict(shapes=("star",)), dict(line_width=0)])
+                                 dict(shapes=("star",)), dict(line_width=0), dict(shade=183),
+                                 dict(shade=256), dict(shade=240.0),
+                                 dict(shape_size=(0, 0.5)), dict(shape_size=(0.6, 0.5)),
+                                 dict(shape_size=(0.5, 1.2)), dict(shape_size=(0.5,))])
 def test_rejects_bad_arguments(tmp_path, bad):
     with pytest.raises(ValueError):
         make_demo_dataset(tmp_path, n_train=1, n_test=0, **bad)

@@ -2,10 +2,10 @@
 
 The demo data (bicyclegan.pipelines.demo) has K right answers per input, one per palette; a
 model that covers the output distribution produces all of them from one A as z varies. The
-filled region is recovered from A alone: pixels darker than near-white are outline, the pixels
-4-connected to the border through non-outline pixels are background (flood_from_border, the rule
-the generator guarantees for its own data), the rest is inside a shape. Colour distances are
-Euclidean in [0, 1] RGB.
+filled region is recovered from A alone: pixels darker than OUTLINE_LEVEL are outline (the grey
+inside the shapes is lighter), the pixels 4-connected to the border through non-outline pixels are
+background (flood_from_border, the rule the generator guarantees for its own data), the rest is
+inside a shape. Colour distances are Euclidean in [0, 1] RGB.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bicyclegan.pipelines.demo import DEFAULT_N_PALETTES, PALETTES, check_n_palettes, flood_from_border
+from bicyclegan.pipelines.demo import (DEFAULT_N_PALETTES, OUTLINE_LEVEL, PALETTES, check_n_palettes,
+                                       flood_from_border)
 
 _CHUNK = 256            # images classified at once
 
@@ -89,7 +90,7 @@ def _classify(b: torch.Tensor, bg_mask: torch.Tensor, in_mask: torch.Tensor, ok:
 
 def classify_palettes(A, B, *, a_index=None, n_palettes: int = DEFAULT_N_PALETTES,
                       band: int = 2, max_dist: float = 0.3, min_purity: float = 0.75,
-                      min_contrast: float = 0.3, outline_level: float = 0.9, min_pixels: int = 4):
+                      min_contrast: float = 0.3, outline_level: float = OUTLINE_LEVEL, min_pixels: int = 4):
     """Palette index per image of B (or -1 when it matches none) and its distance.
 
     A, B: tensors or arrays in [-1, 1], N x C x H x W (A may have 1 or 3 channels). B[j] is
