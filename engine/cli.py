@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_train", type=_at_least(0), default=2000)
     p.add_argument("--n_test", type=_at_least(0), default=100)
     p.add_argument("--shade", type=int, default=DEFAULT_SHADE,
-                   help=f"grey level inside A's shapes, 184..255; 255 draws bare outlines (default {DEFAULT_SHADE})")
+                   help=f"grey level inside A's shapes; 255 draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)
     return parser
 

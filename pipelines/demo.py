@@ -24,13 +24,13 @@ layouts with background enclosed by shapes are redrawn).
 Why A's insides are grey: from a bare outline (shade=255), whether a pixel is inside a shape is a
 global question (is it enclosed?), which a small U-Net learns slowly; on the demo's CPU budget it
 spent most of its training there, and its outputs were blurred, mixed fills. The shade answers it
-locally, so training goes to what the demo is about, the palette chosen by z. (A light shade of
-232 halved the invalid fills of a bare outline's runs too little; 192 is what the README's search
-chose.)
+locally, so training goes to what the demo is about, the palette chosen by z. (In the README's
+search a light grey of 232 helped a little, 192 much more.)
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL", "PALETTES", "check_n_palettes", "flood_from_border",
-           "make_demo_dataset"]
+__all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL",
+           "PALETTES", "check_n_palettes", "flood_from_border", "make_demo_dataset"]
 
 _LO, _HI = 32, 224
 # (background, fill) per palette, uint8 RGB; index = palette label.
@@ -66,7 +66,8 @@ OUTLINE_LEVEL = 0.65
 
 _PHASE_IDS = {"train": 0, "test": 1, "val": 2}
 _SHAPES = ("ellipse", "rectangle", "triangle")
-_MIN_SHADE = 184        # the shade stays >= 0.07 above OUTLINE_LEVEL so the metric never reads it as outline
+# The shade stays >= 0.07 above OUTLINE_LEVEL, so the metric never reads it as outline (184).
+_MIN_SHADE = math.ceil((OUTLINE_LEVEL + 0.07) * 255)
 _MIN_BACKGROUND = 0.3   # fraction of the image left as background
 _MIN_CORE = 4           # pixels a shape keeps inside its outline plus a 1 px band
 _MAX_TRIES = 200
@@ -184,7 +185,7 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     size: int or (H, W), each >= 16; files are H x 2W. n_shapes: shapes per image, int or
     inclusive (lo, hi). line_width: outline width in px, default 1 below 48 px and 2 from 48 px
     (a 2 px line survives a 2x downscale by the loader as a dark line). shade: grey level of A
-    inside the shapes, 184..255 (255: a bare outline drawing). shape_size: (lo, hi), the range of
+    inside the shapes, _MIN_SHADE (184)..255 (255: a bare outline drawing). shape_size: (lo, hi), the range of
     a shape's bounding-box sides as fractions of the image's. Image i of a phase depends only on
     (seed, phase, i, size, n_palettes, n_shapes, line_width, shapes, shade, shape_size), not on the
     counts.

@@ -70,18 +70,36 @@ print(", ".join(f'"{n.lineno}-{n.end_lineno}"' for n in found))
 PY
 }
 
-run() {  # name module test-command function...
-    local name=$1 module=$2 tests=$3
-    shift 3
-    cat > "$OUT/$name.toml" <<TOML
+toml() {  # name module timeout test-command: the session's settings both kinds of run share
+    cat > "$OUT/$1.toml" <<TOML
 [cosmic-ray]
-module-path = "$module"
-timeout = 600.0
+module-path = "$2"
+timeout = $3
 excluded-modules = []
-test-command = "$tests"
+test-command = "$4"
 
 [cosmic-ray.distributor]
 name = "local"
+TOML
+}
+
+session() {  # name select-command...: a new session unless RESUMEd, mutants chosen, the pending ones run
+    local name=$1
+    shift
+    if [[ ${RESUME:-0} != 1 || ! -f $OUT/$name.sqlite ]]; then
+        rm -f "$OUT/$name.sqlite"
+        "$BIN/cosmic-ray" init "$OUT/$name.toml" "$OUT/$name.sqlite"
+        "$@"
+        "$BIN/cosmic-ray" baseline "$OUT/$name.toml"
+    fi
+    "$BIN/cosmic-ray" exec "$OUT/$name.toml" "$OUT/$name.sqlite"  # runs the mutants still pending
+}
+
+run() {  # name module test-command function...
+    local name=$1 module=$2 tests=$3
+    shift 3
+    toml "$name" "$module" 600.0 "$tests"
+    cat >> "$OUT/$name.toml" <<TOML
 
 [cosmic-ray.filters.line-filter]
 lines = { "$module" = [$(spans "$module" "$@")] }
@@ -91,16 +109,14 @@ lines = { "$module" = [$(spans "$module" "$@")] }
 [cosmic-ray.filters.operators-filter]
 exclude-operators = ["core/ReplaceBinaryOperator_.*_(BitOr|BitAnd|BitXor|LShift|RShift|FloorDiv|Mod)$"]
 TOML
-    if [[ ${RESUME:-0} != 1 || ! -f $OUT/$name.sqlite ]]; then
-        rm -f "$OUT/$name.sqlite"
-        "$BIN/cosmic-ray" init "$OUT/$name.toml" "$OUT/$name.sqlite"
-        "$BIN/cr-filter-lines" --config "$OUT/$name.toml" "$OUT/$name.sqlite"
-        "$BIN/cr-filter-operators" "$OUT/$name.sqlite" "$OUT/$name.toml"
-        "$BIN/cosmic-ray" baseline "$OUT/$name.toml"
-    fi
-    "$BIN/cosmic-ray" exec "$OUT/$name.toml" "$OUT/$name.sqlite"  # runs the mutants still pending
+    session "$name" filter_session "$name"
     "$BIN/cr-report" --show-pending "$OUT/$name.sqlite" > "$OUT/$name.report.txt" || true
     tail -n 4 "$OUT/$name.report.txt"
+}
+
+filter_session() {  # name: cosmic-ray's own line and operator filters, as the TOML says
+    "$BIN/cr-filter-lines" --config "$OUT/$1.toml" "$OUT/$1.sqlite"
+    "$BIN/cr-filter-operators" "$OUT/$1.sqlite" "$OUT/$1.toml"
 }
 
 if wants losses; then
@@ -158,24 +174,9 @@ PY
 run_forked() {  # name module tests [function...]
     local name=$1 module=$2 tests=$3
     shift 3
-    cat > "$OUT/$name.toml" <<TOML
-[cosmic-ray]
-module-path = "$module"
-timeout = 300.0
-excluded-modules = []
-test-command = "$FORKED $tests"
-
-[cosmic-ray.distributor]
-name = "local"
-TOML
+    toml "$name" "$module" 300.0 "$FORKED $tests"
     start_server
-    if [[ ${RESUME:-0} != 1 || ! -f $OUT/$name.sqlite ]]; then
-        rm -f "$OUT/$name.sqlite"
-        "$BIN/cosmic-ray" init "$OUT/$name.toml" "$OUT/$name.sqlite"
-        select_mutants "$OUT/$name.sqlite" "$module" "$@"
-        "$BIN/cosmic-ray" baseline "$OUT/$name.toml"
-    fi
-    "$BIN/cosmic-ray" exec "$OUT/$name.toml" "$OUT/$name.sqlite"
+    session "$name" select_mutants "$OUT/$name.sqlite" "$module" "$@"
     "$PY" -c "import sys; sys.path.insert(0, 'tools'); from pathlib import Path; from mutation_pipelines import report
 print(report('$OUT/$name.sqlite', Path('.'), '$module', '$name'))" | tee "$OUT/$name.report.txt" | head -n 1
 }
