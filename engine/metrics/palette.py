@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bicyclegan.pipelines.demo import (DEFAULT_N_PALETTES, OUTLINE_LEVEL, PALETTES, check_n_palettes,
-                                       flood_from_border)
+from bicyclegan.pipelines.demo import DEFAULT_N_PALETTES, OUTLINE_LEVEL, PALETTES, check_n_palettes, flood_from_border
 
 _CHUNK = 256            # images classified at once
 
