@@ -107,6 +107,14 @@ def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> Non
         reg_log.setLevel(level)
 
 
+def single_threaded(ort):
+    """Session options with no thread pools: a check of one small graph gains nothing from them,
+    and pool threads left in the process can deadlock DataLoader workers it forks later."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    return opts
+
+
 def _run_onnx(path: Path, names, inputs) -> tuple[torch.Tensor | None, str]:
     """The artefact's output via onnxruntime, or (None, how it was checked) without onnxruntime."""
     import onnx
@@ -117,7 +125,7 @@ def _run_onnx(path: Path, names, inputs) -> tuple[torch.Tensor | None, str]:
         warnings.warn(f"onnxruntime is not installed: {path} passed onnx.checker but its outputs were not "
                       f"compared with PyTorch ({INSTALL_HINT})", RuntimeWarning, stacklevel=3)
         return None, "onnx.checker only (onnxruntime not installed)"
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), single_threaded(ort), providers=["CPUExecutionProvider"])
     out = sess.run(["B"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
     return torch.from_numpy(out), f"onnxruntime {ort.__version__}"
 
