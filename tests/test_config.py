@@ -353,7 +353,7 @@ def test_split_fields_routes_each_option_to_its_config():
 # -- make_config: presets and options ------------------------------------------------------------------
 def test_the_default_preset_is_the_demo_without_data_and_the_reference_with_it():
     demo, ref = make_config(), make_config(dataroot="d")
-    assert (demo.model.crop_size, demo.model.ngf, demo.data.load_size, demo.batch_size) == (32, 16, 32, 64)
+    assert (demo.model.crop_size, demo.model.ngf, demo.data.load_size, demo.batch_size) == (32, 16, 32, 112)
     assert (ref.model.crop_size, ref.model.ngf, ref.data.load_size, ref.batch_size) == (256, 64, 286, 2)
     assert ref.data.dataroot == "d" and make_config(None, dataroot="d") == ref
     refused(lambda: make_config("shoes"), "preset='shoes' is not valid; choose one of demo, reference, "
