@@ -163,6 +163,13 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     return result
 
 
+def _histogram(counts) -> str:
+    """Counts of valid outputs per palette, and each one's share of them ("30 10 (75 / 25 %)")."""
+    total = sum(counts)
+    shares = " / ".join(f"{100 * c / total:.0f}" for c in counts) if total else "no valid outputs"
+    return f"{' '.join(map(str, counts))}  ({shares}{' %' if total else ''})"
+
+
 def format_table(r: dict) -> str:
     """The results as aligned "name  value" lines, for the terminal."""
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({r['phase']})")]
@@ -170,7 +177,7 @@ def format_table(r: dict) -> str:
         K = r["n_palettes"]
         rows += [("palette coverage", f"{r['coverage']:.3f}  ({r['coverage'] * K:.2f} of {K} palettes per input)"),
                  ("validity", f"{r['validity']:.3f}"),
-                 ("palette histogram", " ".join(map(str, r["histogram"])))]
+                 ("palette histogram", _histogram(r["histogram"]))]
         if "encoded_palette_match" in r:
             rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
     if "diversity_lpips" in r:

@@ -14,7 +14,7 @@ from bicyclegan.engine import BicycleGAN, ConfigError, make_config
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
-from bicyclegan.engine.evaluate import evaluate
+from bicyclegan.engine.evaluate import evaluate, format_table
 from bicyclegan.engine.metrics import fid as fidmod
 from bicyclegan.engine.metrics import lpips as lpmod
 from bicyclegan.pipelines import make_demo_dataset
@@ -379,3 +379,10 @@ def test_metric_networks_run_without_tf32_on_cuda():
     with full_precision(torch.zeros(1, device="cuda")):
         assert torch.backends.cudnn.allow_tf32 is False
     assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_the_table_gives_each_palettes_share_of_the_valid_outputs():
+    r = {"variant": "bicycle", "n_inputs": 2, "n_samples": 3, "phase": "test", "n_palettes": 4,
+         "coverage": 0.5, "validity": 0.8, "histogram": [3, 1, 0, 4]}
+    assert "palette histogram  3 1 0 4  (38 / 12 / 0 / 50 %)" in format_table(r)
+    assert "0 0 0 0  (no valid outputs)" in format_table({**r, "histogram": [0, 0, 0, 0]})
