@@ -165,9 +165,10 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
 
 def _histogram(counts) -> str:
     """Counts of valid outputs per palette, and each one's share of them ("30 10 (75 / 25 %)")."""
-    total = sum(counts)
-    shares = " / ".join(f"{100 * c / total:.0f}" for c in counts) if total else "no valid outputs"
-    return f"{' '.join(map(str, counts))}  ({shares}{' %' if total else ''})"
+    total, text = sum(counts), " ".join(map(str, counts))
+    if not total:
+        return f"{text}  (no valid outputs)"
+    return f"{text}  ({' / '.join(f'{100 * c / total:.0f}' for c in counts)} %)"
 
 
 def format_table(r: dict) -> str:
