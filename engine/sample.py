@@ -18,6 +18,7 @@ from bicyclegan.pipelines import DatasetError
 from .errors import ConfigError, DivergenceError
 from .images import grid_image, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, save_image
+from .model import spread_z
 from .runtime import build_loader, data_root_for, open_model
 
 GRID_ROWS = 8  # inputs shown in the overview grid
@@ -57,7 +58,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
            preprocess: str | None = None) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
-    encode=False) and n_samples outputs with z ~ N(0, I) (sync: the same z list for every input),
+    encode=False) and n_samples outputs with z ~ N(0, I), one input's z spread over the prior together
+    (spread_z; sync: the same z list for every input),
     as images/*.png, grid.png (the first inputs) and index.html, into `out`.
 
     model: a BicycleGAN or a checkpoint path (out then defaults to default_out()).
@@ -92,7 +94,11 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                           shuffle=False, augment=False, layout=layout)
     total = min(num, len(loader))
     g = torch.Generator().manual_seed(seed)
-    z_sync = torch.randn(n_samples, cfg.model.nz, generator=g)
+
+    def draw():  # one input's codes: N(0, I) each, spread over the prior together (spread_z)
+        return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
+
+    z_sync = draw()
     rows, grid = [], None
     for i, batch in enumerate(loader):
         if i >= num:
@@ -104,7 +110,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                               f"of {2 ** depth} (2^{depth}, the generator's depth); use a preprocess that crops "
                               f"(resize_and_crop) or images whose sides are multiples of {2 ** depth}")
         B = batch["B"].to(model.device) if "B" in batch else None
-        z = z_sync if sync else torch.randn(n_samples, cfg.model.nz, generator=g)
+        z = z_sync if sync else draw()
         cols, names = sample_columns(model, A, B, z, encode=encode)
         stem = Path(batch["paths"][0]).stem
         files = []

@@ -36,6 +36,7 @@ from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
+from .model import spread_z
 from .runtime import build_loader, data_root_for, default_phase, open_model
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
@@ -231,14 +232,14 @@ class Explorer:
         return torch.stack([self._code(v, f"{field}[{i}]") for i, v in enumerate(value)])
 
     def random_codes(self, n, seed=None) -> dict:
-        """n codes from N(0, I), reproducible from the seed returned."""
+        """n codes from N(0, I), spread over the prior together (spread_z), reproducible from the seed."""
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_OUTPUTS:
             raise RequestError(400, f"n must be an integer from 1 to {MAX_OUTPUTS}")
         if seed is None:
             seed = secrets.randbits(31)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
             raise RequestError(400, "seed must be a non-negative integer")
-        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed))
+        z = spread_z(n, self.nz, seed)
         return {"seed": seed, "z": z.tolist()}
 
     def _outputs(self, A: torch.Tensor, z: torch.Tensor | None) -> list[str]:

@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .images import save_grid
 from .io import check_writable, write_json, write_text
-from .model import BicycleGAN
+from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import build_loader, describe_device, init_distributed, pick_device, prepare_data_root, prepare_device
 
@@ -187,8 +187,7 @@ class Trainer:
         loader = build_loader(self.cfg.model, self.cfg.data, self.data_root, phase, device=self.device,
                               batch_size=min(8, self.cfg.batch_size * 4), shuffle=False, augment=False)
         batch = next(iter(loader))
-        g = torch.Generator().manual_seed(1234)
-        z = torch.randn(self.cfg.n_samples, self.cfg.model.nz, generator=g).to(self.device)
+        z = spread_z(self.cfg.n_samples, self.cfg.model.nz, 1234).to(self.device)
         return batch["A"].to(self.device), batch["B"].to(self.device), z
 
     def _last_good(self) -> str:

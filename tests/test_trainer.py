@@ -24,7 +24,12 @@ def read_log(run):
 
 
 def test_run_folder_contents(tmp_path, demo_root):
-    run = Trainer(tiny_cfg(tmp_path / "run", demo_root), progress=False).train()
+    trainer = Trainer(tiny_cfg(tmp_path / "run", demo_root), progress=False)
+    # The grid's n codes are spread over the prior: one per n-th of N(0, 1) in every coordinate.
+    u, n = 0.5 * torch.erfc(-trainer.sample_z.double() / 2 ** 0.5), 2
+    assert trainer.sample_z.shape == (n, 8)
+    assert all(sorted((u[:, d] * n).floor().long().tolist()) == list(range(n)) for d in range(8))
+    run = trainer.train()
     assert json.loads((run / "config.json").read_text())["variant"] == "bicycle"
     log = read_log(run)
     assert [r["step"] for r in log] == list(range(1, 9))  # 2 epochs x 4 steps
