@@ -179,6 +179,8 @@ def format_table(r: dict) -> str:
         rows += [("palette coverage", f"{r['coverage']:.3f}  ({r['coverage'] * K:.2f} of {K} palettes per input)"),
                  ("validity", f"{r['validity']:.3f}"),
                  ("palette histogram", _histogram(r["histogram"]))]
+        if "shares_histogram" in r:
+            rows.append((f"  with {r['shares_n_samples']} z per input", _histogram(r["shares_histogram"])))
         if "encoded_palette_match" in r:
             rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
     if "diversity_lpips" in r:

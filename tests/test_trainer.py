@@ -1,5 +1,7 @@
 """The training loop end to end on tiny demo data: run folder, resume, checkpoints, CLI."""
+import importlib
 import json
+import re
 
 import pytest
 import torch
@@ -144,6 +146,27 @@ def test_sample_and_evaluate_commands(tmp_path, demo_root, capsys):
     r = json.loads(out.read_text())
     assert r["n_inputs"] == 4 and r["n_outputs"] == 12 and 0 <= r["coverage"] <= 1 and 0 <= r["validity"] <= 1
     assert "palette coverage" in capsys.readouterr().out
+
+
+def test_the_runs_evaluation_adds_palette_shares_from_100_z_per_input(tmp_path, demo_root, monkeypatch):
+    ev = importlib.import_module("bicyclegan.engine.evaluate")  # the package's `evaluate` is the function
+    trainer = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=1), progress=False)
+    run = trainer.train()
+    calls, real = [], ev.evaluate
+
+    def recorded(model, root, **kw):
+        calls.append(kw)
+        r = real(model, root, **kw)
+        return {**r, "histogram": [kw["n_samples"], 0, 1, 2]}  # tell the two calls apart in the result
+    monkeypatch.setattr(ev, "evaluate", recorded)
+    r = trainer.evaluate()
+    assert calls == [dict(n_samples=10), dict(n_samples=100, metrics="palette", seed=1)]
+    assert r["n_samples"] == 10 and r["histogram"] == [10, 0, 1, 2]
+    assert r["shares_n_samples"] == 100 and r["shares_histogram"] == [100, 0, 1, 2]
+    assert json.loads((run / "eval.json").read_text())["shares_histogram"] == [100, 0, 1, 2]
+    table = ev.format_table(r).splitlines()
+    at = next(i for i, line in enumerate(table) if line.startswith("palette histogram"))
+    assert re.fullmatch(r"  with 100 z per input +100 0 1 2  \(97 / 0 / 1 / 2 %\)", table[at + 1])
 
 
 def test_import_official_matches_by_order_and_checks_shapes(tmp_path, capsys):
