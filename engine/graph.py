@@ -15,9 +15,10 @@ from .model import BicycleGAN
 
 
 def _state_tensors(model: BicycleGAN):
-    """Every tensor a training step updates in place: weights, buffers, moving average, optimiser state."""
+    """Every tensor a training step updates in place: weights, buffers, moving average (and its count),
+    optimiser state."""
     nets = [*model.networks().values(), *([model.G_ema] if model.G_ema is not None else [])]
-    tensors = [t for net in nets for t in (*net.parameters(), *net.buffers())]
+    tensors = [t for net in nets for t in (*net.parameters(), *net.buffers())] + [model.ema_steps]
     return tensors + [t for opt in model.optimizers.values() for st in opt.state.values()
                       for t in st.values() if isinstance(t, torch.Tensor)]
 

@@ -74,6 +74,8 @@ class BicycleGAN(nn.Module):
         # plain attribute, not a submodule, so networks() and state_dict() stay those of the reference.
         self.__dict__["G_ema"] = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg.ema > 0 else None
         self._ema_pairs = None
+        # Updates of the average so far, on the device so the captured step can count (see _update_ema).
+        self.register_buffer("ema_steps", torch.zeros(()), persistent=False)
         if device is not None:
             self.to(device)
         if m.channels_last:
@@ -181,7 +183,15 @@ class BicycleGAN(nn.Module):
             self._ema_pairs = ([ema[k] for k in floats], [live[k] for k in floats],
                                [(ema[k], live[k]) for k in ema if k not in floats])
         ema_f, live_f, others = self._ema_pairs
-        torch._foreach_lerp_(ema_f, live_f, 1.0 - self.cfg.ema)
+        # The average reaches back at most about half the steps so far (weight 2 / (t + 1), the first
+        # update copies G), then settles at 1 - ema. A plain 1 - ema from the start keeps the random
+        # initial weights in it (0.999 ** t: two thirds at step 400 and a tenth at the demo's last step
+        # 2,240), so early samples were noise. The weight stays a device tensor: no host sync.
+        self.ema_steps.add_(1)
+        w = (2.0 / (self.ema_steps + 1)).clamp_(min=1.0 - self.cfg.ema)
+        step = torch._foreach_sub(live_f, ema_f)
+        torch._foreach_mul_(step, w)
+        torch._foreach_add_(ema_f, step)
         for e, v in others:  # e.g. BatchNorm's batch counter
             e.copy_(v)
 
@@ -311,6 +321,7 @@ class BicycleGAN(nn.Module):
                  "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
         if self.G_ema is not None:
             state["ema"] = self.G_ema.state_dict()
+            state["ema_steps"] = int(self.ema_steps.item())
         return state
 
     def load_training_state(self, state: dict, strict: bool = True) -> None:
@@ -328,6 +339,9 @@ class BicycleGAN(nn.Module):
         if self.G_ema is not None:
             # A checkpoint without an average (trained with ema=0) starts one from G.
             self.G_ema.load_state_dict(state.get("ema") or state["nets"]["G"])
+            # An average saved before its updates were counted is taken as settled; one started from G
+            # ramps up afresh.
+            self.ema_steps.fill_(state.get("ema_steps", 10**9 if state.get("ema") else 0))
         for n, opt in self.optimizers.items():
             if n in state.get("optimizers", {}):
                 self._load_optimizer(opt, state["optimizers"][n])

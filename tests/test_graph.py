@@ -65,7 +65,7 @@ def test_warm_up_is_undone_in_place(norm):
     weights untouched: after warm_up the model steps exactly like a fresh one."""
     def fresh():
         torch.manual_seed(0)
-        m = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "norm": norm}, impl="ref"), batch_size=4))
+        m = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "norm": norm}, impl="ref"), batch_size=4, ema=0.9))
         return m
     model, twin = fresh(), fresh()
     params = {n: p for n, p in model.named_parameters()}
@@ -84,6 +84,9 @@ def test_warm_up_is_undone_in_place(norm):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     for (n, p), q in zip(model.state_dict().items(), twin.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+    assert model.ema_steps.item() == twin.ema_steps.item() == 2  # the average's count was undone too
+    for (n, p), q in zip(model.G_ema.state_dict().items(), twin.G_ema.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=f"G_ema {n}")
     for (name, o), o2 in zip(model.optimizers.items(), twin.optimizers.values()):
         s1, s2 = o.state_dict()["state"], o2.state_dict()["state"]
         assert s1.keys() == s2.keys(), name

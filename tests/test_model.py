@@ -488,3 +488,43 @@ def test_spread_z_codes_are_standard_normal_draws_and_reproducible():
     assert torch.equal(spread_z(8, 3, 7), spread_z(8, 3, 7))
     assert not torch.equal(spread_z(8, 3, 7), spread_z(8, 3, 8))
     assert spread_z(4, 0, 1).shape == (4, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The moving average of G
+
+
+def test_the_moving_average_ramps_up_from_g_and_then_decays_at_ema():
+    torch.manual_seed(0)
+    cfg = small_cfg(ema=0.9)
+    model = BicycleGAN(cfg)
+    data = batch(cfg)
+    names = [k for k, t in model.G.state_dict().items() if t.is_floating_point()]
+    want = None
+    for t in range(1, 31):
+        model.train_step(data)
+        g = {k: model.G.state_dict()[k].double() for k in names}
+        # The average's definition: G itself after the first step, then weight max(1 - ema, 2 / (t + 1)).
+        w = max(1 - 0.9, 2 / (t + 1))
+        want = g if want is None else {k: want[k] + w * (g[k] - want[k]) for k in names}
+        if t in (1, 2, 7, 30):
+            got = model.G_ema.state_dict()
+            assert max((got[k].double() - want[k]).abs().max().item() for k in names) < 1e-6, t
+    assert model.ema_steps.item() == 30 and model.training_state()["ema_steps"] == 30
+
+
+def test_a_resumed_average_keeps_its_count():
+    cfg = small_cfg(ema=0.99)
+    a = BicycleGAN(cfg)
+    for _ in range(3):
+        a.train_step(batch(cfg))
+    b = BicycleGAN(cfg)
+    b.load_training_state(a.training_state())
+    assert b.ema_steps.item() == 3
+    state = a.training_state()
+    del state["ema_steps"]  # a checkpoint from before the count: its average is taken as settled
+    b.load_training_state(state)
+    assert b.ema_steps.item() >= 1e8
+    del state["ema"]  # no average at all: a fresh one starts from G
+    b.load_training_state(state)
+    assert b.ema_steps.item() == 0
