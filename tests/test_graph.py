@@ -98,22 +98,28 @@ def test_warm_up_is_undone_in_place(norm):
 @pytest.mark.gpu
 def test_graphed_steps_equal_eager_steps(monkeypatch):
     """cae has no random draw in its step, so replays must follow the eager steps; a graph that
-    re-created Adam's state on every replay would drift from the second step on."""
+    re-created Adam's state on every replay would drift from the second step on. The moving
+    average rides along: its weight is read from a device count inside the graph, so a count
+    frozen at capture (or a host-side weight) would give a different average."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     batches = [data("cuda", seed=s) for s in range(5)]
     runs = []
     for graphed in (False, True):
         torch.manual_seed(0)
-        model = BicycleGAN(cfg(variant="cae"), device="cuda")
+        model = BicycleGAN(cfg(variant="cae", ema=0.9), device="cuda")
         step = GraphedTrainStep(model, batches[0]) if graphed else model.train_step
-        runs.append(([step(b) for b in batches], model.state_dict()))
-    (eager, w_eager), (graph, w_graph) = runs
+        losses = [step(b) for b in batches]
+        assert model.ema_steps.item() == len(batches)
+        runs.append((losses, model.state_dict(), model.G_ema.state_dict()))
+    (eager, w_eager, ema_eager), (graph, w_graph, ema_graph) = runs
     for i, (a, b) in enumerate(zip(eager, graph)):
         for k in a:
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m, i=i, k=k: f"step {i} {k}: {m}")
     for k in w_eager:
         torch.testing.assert_close(w_graph[k], w_eager[k], rtol=1e-3, atol=1e-5, msg=k)
+    for k in ema_eager:
+        torch.testing.assert_close(ema_graph[k], ema_eager[k], rtol=1e-3, atol=1e-5, msg=f"G_ema {k}")
 
 
 def test_resume_keeps_the_optimisers_own_lr_tensor_and_flags():
