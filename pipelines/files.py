@@ -9,10 +9,17 @@ against the pixel limit (before anything is decoded), then its integrity. DALI's
 go on where data is corrupt, PIL's often too, so the strict checks here are what makes both backends
 refuse (or skip) the same files: PNG chunk CRCs, the zlib stream and row filters; JPEG entropy data
 decoded at 1/8 scale by libjpeg-turbo with its warnings as errors; other formats decoded by PIL.
+
+The verdicts on files that passed are kept between runs (CheckCache), keyed by each file's size,
+inode and change time, so a resumed run, or every rank of a torchrun launch after the first, only
+stats the files it already knows.
 """
+import hashlib
+import json
 import logging
 import os
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -228,6 +235,13 @@ def _size(data, path):
         return img.size
 
 
+def _over_limit(w, h, max_pixels):
+    if w * h > max_pixels:
+        return (f"{w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                "(raise it with make_loader(max_pixels=...))")
+    return None
+
+
 def inspect_file(path, max_pixels=MAX_PIXELS):
     """((W, H), None) for an image file that passes the checks, or (None, reason)."""
     try:
@@ -236,9 +250,8 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
         if not data:
             return None, "zero-byte file"
         w, h = _size(data, path)
-        if w * h > max_pixels:
-            return None, (f"{w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-                          "(raise it with make_loader(max_pixels=...))")
+        if over := _over_limit(w, h, max_pixels):
+            return None, over
         if data.startswith(_PNG_SIGNATURE):
             problem = _png_problem(data)
         elif data.startswith(b"\xff\xd8"):
@@ -249,6 +262,111 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
         return (None, problem) if problem else ((w, h), None)
     except Exception as err:  # PIL and simplejpeg raise several types (OSError, SyntaxError, ValueError...)
         return None, f"unreadable image ({type(err).__name__}: {err})"
+
+
+CHECKS_VERSION = 1  # raise it when inspect_file's checks change: cached verdicts are then redone
+_SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
+
+
+class CheckCache:
+    """The sizes of the files under one folder that passed inspect_file, by path, kept in a JSON file
+    under $BICYCLEGAN_CHECK_CACHE (default $XDG_CACHE_HOME/bicyclegan/checked, else
+    ~/.cache/bicyclegan/checked; "off" turns it off). An entry holds only while the file's size,
+    inode and change time are those it was checked with: rewriting, replacing or touching a file
+    (the change time moves even when a copy keeps the modification time) has it checked again.
+    Failed files are never cached, so they are checked (and reported) on every run."""
+
+    def __init__(self, folder):
+        where = os.environ.get("BICYCLEGAN_CHECK_CACHE", "")
+        self.base = os.path.realpath(folder)
+        self.prefix = os.path.join(str(folder), "")
+        self.entries, self.new = {}, {}
+        if where.lower() == "off":
+            self.path = None
+            return
+        if not where:
+            where = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                 "bicyclegan", "checked")
+        name = hashlib.sha256(self.base.encode()).hexdigest()[:24]
+        self.path = os.path.join(where, f"{name}.json")
+        try:
+            with open(self.path) as f:
+                saved = json.load(f)
+            if saved.get("version") == CHECKS_VERSION and saved.get("folder") == self.base:
+                self.entries = saved["files"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # none yet, or unreadable: everything is checked again and the file rewritten
+
+    def _key(self, path):
+        """The path below the folder (the listing's paths all start with it)."""
+        path = str(path)
+        return path[len(self.prefix):] if path.startswith(self.prefix) else os.path.relpath(path, self.base)
+
+    @staticmethod
+    def stamp(path):
+        st = os.stat(path)
+        return [st.st_size, st.st_ino, st.st_ctime_ns]
+
+    def lookup(self, path, max_pixels):
+        """(W, H) or a reason when `path` is known unchanged, else None (check it)."""
+        if self.path is None:
+            return None
+        try:
+            size, ino, ctime, w, h = self.entries.get(self._key(path))
+            if [size, ino, ctime] != self.stamp(path):
+                return None
+        except (TypeError, ValueError, OSError):  # unknown, a damaged entry, or gone now
+            return None
+        return _over_limit(w, h, max_pixels) or (w, h)
+
+    def remember(self, path, stamp, wh, checked_at_ns):
+        """Keep a verdict; `stamp` was taken before the file was read, so a change during the check
+        shows as a different stamp next time."""
+        if self.path is not None and stamp[2] < checked_at_ns - _SETTLE_NS:
+            self.new[self._key(path)] = [*stamp, *wh]
+
+    def save(self):
+        """Write the entries, old and new, atomically (a concurrent run may win; both are right)."""
+        if self.path is None or not self.new:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"version": CHECKS_VERSION, "folder": self.base,
+                           "files": {**self.entries, **self.new}}, f, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _check_files(paths, folder, max_pixels):
+    """{path: (W, H) or reason}: cached verdicts where the files are unchanged, inspect_file for the rest."""
+    cache = CheckCache(folder)
+    sizes = {}
+    for p in paths:
+        if (known := cache.lookup(p, max_pixels)) is not None:
+            sizes[p] = known
+    todo = [p for p in paths if p not in sizes]
+
+    def check(path):
+        try:
+            stamp = cache.stamp(path)
+        except OSError:
+            stamp = None  # inspect_file names the problem
+        return stamp, inspect_file(path, max_pixels)
+    started = time.time_ns()
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+        for p, (stamp, (wh, reason)) in zip(todo, pool.map(check, todo)):
+            sizes[p] = wh or reason
+            if wh is not None and stamp is not None:
+                cache.remember(p, stamp, wh, started)
+    try:
+        cache.save()
+    except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
+        log.warning("could not save the file checks' cache %s (%s)", cache.path, err)
+    return sizes
 
 
 def _problem(sample, layout, spec, sizes):
@@ -276,9 +394,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     if max_dataset_size is not None:
         samples = samples[:max_dataset_size]
     paths = [p for s in samples for p in (s.path, s.b_path) if p is not None]
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-        checked = pool.map(inspect_file, paths, [max_pixels] * len(paths))
-        sizes = {p: wh or reason for p, (wh, reason) in zip(paths, checked)}
+    sizes = _check_files(paths, folders[0].parent if layout == "ab_folders" else folders[0], max_pixels)
     good = []
     for sample in samples:
         problem = _problem(sample, layout, spec, sizes)

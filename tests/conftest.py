@@ -24,3 +24,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _check_cache(tmp_path_factory):
+    """The file checks' cache of the tests (and of the commands they run) in a folder of their own,
+    not in the user's ~/.cache."""
+    os.environ["BICYCLEGAN_CHECK_CACHE"] = str(tmp_path_factory.mktemp("check-cache"))
