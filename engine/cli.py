@@ -105,9 +105,16 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
 
 
 def resolve_config(args) -> TrainConfig:
-    """Preset defaults, then every option given on the command line."""
-    return make_config(None if args.preset == "auto" else args.preset,
-                       **_given(args, TrainConfig, DataConfig, ModelConfig))
+    """Preset defaults, then every option given on the command line. Resuming a run folder
+    (--resume without a path, or --epoch) without --preset starts from the run's own config.json
+    instead, so `train --out RUN --resume` needs none of the options the run was started with."""
+    given = _given(args, TrainConfig, DataConfig, ModelConfig)
+    if args.preset == "auto" and (args.resume is True or args.epoch is not None):
+        from .runtime import run_config
+        cfg = run_config(given.get("out", TrainConfig.out), given)
+        if cfg is not None:
+            return cfg
+    return make_config(None if args.preset == "auto" else args.preset, **given)
 
 
 def cmd_train(args) -> int:

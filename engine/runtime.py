@@ -6,6 +6,8 @@ from each other, so each command module imports only runtime, the model and chec
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import torch.distributed as dist
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.demo import DATA_VERSION
 
-from .config import DataConfig, ModelConfig, TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig, split_fields
 from .errors import ConfigError
 
 
@@ -95,6 +97,25 @@ def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
         make_demo_dataset(root, size=cfg.model.size, seed=cfg.seed)
     dist_info.barrier()
     return root
+
+
+def run_config(out, options: dict) -> TrainConfig | None:
+    """The config of the run in folder `out` (its config.json) with `options` (flat, the command line's
+    names) applied over it, or None when the folder holds no config. A demo run's data folder goes
+    back to None, so that the resumed run is a demo run again (final evaluation included)."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, ConfigError) as e:
+        raise ConfigError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); "
+                          "give the run's options again together with --preset") from e
+    if cfg.data.dataroot == str(demo_data_root(out, cfg.model.size, cfg.seed)):
+        cfg.data.dataroot = None
+    given = split_fields(options)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **given["model"]),
+                               data=dataclasses.replace(cfg.data, **given["data"]), **given["train"])
 
 
 def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:

@@ -124,6 +124,33 @@ def test_cli_presets_and_overrides(capsys):
     assert json.loads(capsys.readouterr().out)["lambda_z"] == 0.25
 
 
+def test_cli_resume_starts_from_the_runs_own_config(tmp_path, capsys):
+    from bicyclegan.engine.runtime import demo_data_root
+
+    def resolved(*argv):
+        return resolve_config(build_parser().parse_args(["train", *argv]))
+    run = tmp_path / "run"
+    run.mkdir()
+    started = resolved("--dataroot", "data/shoes", "--ngf", "8", "--lr", "1e-3", "--out", str(run))
+    (run / "config.json").write_text(json.dumps(started.to_dict()))
+    for how in (["--resume"], ["--epoch", "3"], ["--resume", "--epoch", "3"]):
+        cfg = resolved("--out", str(run), *how, "--niter_decay", "7")
+        assert cfg.to_dict() == {**started.to_dict(), "niter_decay": 7}, how
+    # with --preset the preset's defaults apply, as when the run was started (the old way)
+    assert resolved("--out", str(run), "--resume", "--preset", "demo").model.ngf == 16
+    # a checkpoint path is another run's (or a download's): the command line decides
+    assert resolved("--out", str(run), "--resume", "x.pt").model.ngf == 16
+    assert resolved("--out", str(tmp_path / "none"), "--resume").model.ngf == 16  # no config.json: the demo
+    # a demo run's data folder (beside the run) is the demo data again: a demo run, evaluated at the end
+    demo = resolved("--out", str(run))
+    demo.data.dataroot = str(demo_data_root(run, demo.model.size, demo.seed))
+    (run / "config.json").write_text(json.dumps(demo.to_dict()))
+    assert resolved("--out", str(run), "--resume").data.dataroot is None
+    (run / "config.json").write_text("{broken")
+    assert main(["train", "--out", str(run), "--resume", "--dry-run"]) == 2
+    assert f"cannot read the run's config {run / 'config.json'}" in capsys.readouterr().err
+
+
 def test_cli_bad_input_is_a_clear_error(capsys, tmp_path):
     assert main(["train", "--batch_size", "3", "--dry-run"]) == 2
     assert "batch_size=3" in capsys.readouterr().err
