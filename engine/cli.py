@@ -426,7 +426,9 @@ def main(argv=None) -> int:
         print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the latest checkpoint is intact (use --resume)", file=sys.stderr)
+        again = (f": bicyclegan train --out {getattr(args, 'out', None) or TrainConfig.out} --resume"
+                 if args.command == "train" else " (use --resume)")
+        print(f"interrupted; the latest checkpoint is intact{again}", file=sys.stderr)
         return 130
 
 

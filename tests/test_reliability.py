@@ -544,6 +544,16 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch):
         main(["train", "--dry-run"])
 
 
+def test_ctrl_c_says_how_to_resume(monkeypatch, capsys):
+    import bicyclegan.engine.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "resolve_config", interrupted)
+    assert main(["train", "--out", "runs/x", "--lr", "1e-3"]) == 130
+    assert capsys.readouterr().err.strip().endswith("intact: bicyclegan train --out runs/x --resume")
+
+
 # -- destinations and interrupted saves -----------------------------------------------------------
 def test_unwritable_destinations_fail_before_work(tmp_path, data, capsys):
     blocker = tmp_path / "a_file"
