@@ -326,19 +326,14 @@ class CheckCache:
             self.new[self._key(path)] = [*stamp, *wh]
 
     def save(self):
-        """Write the entries, old and new, atomically (a concurrent run may win; both are right)."""
+        """Write the entries, old and new, atomically (a concurrent run may win; both are right).
+        Raises OSError naming the file when it cannot be written."""
         if self.path is None or not self.new:
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump({"version": CHECKS_VERSION, "folder": self.base,
-                           "files": {**self.entries, **self.new}}, f, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from bicyclegan.engine.io import atomic_write  # at call time: the engine imports this module
+        text = json.dumps({"version": CHECKS_VERSION, "folder": self.base,
+                           "files": {**self.entries, **self.new}}, separators=(",", ":"))
+        atomic_write(self.path, lambda f: f.write(text.encode()), what="file checks' cache", error=OSError)
 
 
 def _check_files(paths, folder, max_pixels):
@@ -365,7 +360,7 @@ def _check_files(paths, folder, max_pixels):
     try:
         cache.save()
     except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
-        log.warning("could not save the file checks' cache %s (%s)", cache.path, err)
+        log.warning("could not save the file checks' cache (%s)", err)
     return sizes
 
 
