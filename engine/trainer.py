@@ -104,15 +104,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = BicycleGAN(cfg, device=self.device)
-        # Rank 0 checks the files first; the other ranks then find its verdicts in the check cache
-        # (pipelines/files.py) on a shared file system, rather than all decoding every file at once.
-        # The wait is bounded by the process group's timeout (NCCL: 10 min), ~1.4 ms per file and core.
-        if not self.main:
-            self.dist.barrier()
+        # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
                                    batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world)
-        if self.main:
-            self.dist.barrier()
         self.steps_per_epoch = len(self.loader)
         epochs = cfg.niter + cfg.niter_decay
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch

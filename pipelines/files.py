@@ -11,8 +11,8 @@ refuse (or skip) the same files: PNG chunk CRCs, the zlib stream and row filters
 decoded at 1/8 scale by libjpeg-turbo with its warnings as errors; other formats decoded by PIL.
 
 The verdicts on files that passed are kept between runs (CheckCache), keyed by each file's size,
-inode and change time, so a resumed run, or every rank of a torchrun launch after the first, only
-stats the files it already knows.
+inode and change time, so a resumed run only stats the files it already knows. Under torchrun the
+ranks split the checks and exchange their verdicts.
 """
 import hashlib
 import json
@@ -319,12 +319,6 @@ class CheckCache:
             return None
         return _over_limit(w, h, max_pixels) or (w, h)
 
-    def remember(self, path, stamp, wh, checked_at_ns):
-        """Keep a verdict; `stamp` was taken before the file was read, so a change during the check
-        shows as a different stamp next time."""
-        if self.path is not None and stamp[2] < checked_at_ns - _SETTLE_NS:
-            self.new[self._key(path)] = [*stamp, *wh]
-
     def save(self):
         """Write the entries, old and new, atomically (a concurrent run may win; both are right).
         Raises OSError naming the file when it cannot be written."""
@@ -336,31 +330,70 @@ class CheckCache:
         atomic_write(self.path, lambda f: f.write(text.encode()), what="file checks' cache", error=OSError)
 
 
-def _check_files(paths, folder, max_pixels):
-    """{path: (W, H) or reason}: cached verdicts where the files are unchanged, inspect_file for the rest."""
-    cache = CheckCache(folder)
-    sizes = {}
-    for p in paths:
-        if (known := cache.lookup(p, max_pixels)) is not None:
-            sizes[p] = known
-    todo = [p for p in paths if p not in sizes]
+def _process_group(rank, world_size):
+    """torch.distributed when make_loader's rank and world_size are this process's own in the
+    default process group (every rank then builds its loader, so the checks can be split), else None."""
+    if world_size < 2:
+        return None
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    return dist if (dist.get_rank(), dist.get_world_size()) == (rank, world_size) else None
 
-    def check(path):
+
+def _check_share(paths, cache, max_pixels):
+    """The verdicts on `paths`, in order ((W, H) or a reason), and the cacheable ones among them,
+    {position: [size, ino, ctime_ns, W, H]}: cached verdicts where the files are unchanged,
+    inspect_file for the rest."""
+    verdicts = [cache.lookup(p, max_pixels) for p in paths]
+    todo = [i for i, v in enumerate(verdicts) if v is None]
+
+    def check(i):
         try:
-            stamp = cache.stamp(path)
+            stamp = cache.stamp(paths[i])
         except OSError:
             stamp = None  # inspect_file names the problem
-        return stamp, inspect_file(path, max_pixels)
-    started = time.time_ns()
+        return stamp, inspect_file(paths[i], max_pixels)
+    started, new = time.time_ns(), {}
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-        for p, (stamp, (wh, reason)) in zip(todo, pool.map(check, todo)):
-            sizes[p] = wh or reason
-            if wh is not None and stamp is not None:
-                cache.remember(p, stamp, wh, started)
-    try:
-        cache.save()
-    except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
-        log.warning("could not save the file checks' cache (%s)", err)
+        for i, (stamp, (wh, reason)) in zip(todo, pool.map(check, todo)):
+            verdicts[i] = wh or reason
+            # stamp taken before the read: a change during the check shows as another stamp next time
+            if wh is not None and stamp is not None and stamp[2] < started - _SETTLE_NS:
+                new[i] = [*stamp, *wh]
+    return verdicts, new
+
+
+def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
+    """{path: (W, H) or reason} for every path. Under torch.distributed (see _process_group) each
+    rank checks every world_size-th path and the verdicts are exchanged, so the ranks of a large
+    launch share the work instead of each doing all of it; rank 0 saves the cache."""
+    cache = CheckCache(folder)
+    dist = _process_group(rank, world_size)
+    if dist is None:
+        rank, world_size = 0, 1
+    mine = _check_share(paths[rank::world_size], cache, max_pixels)
+    every = [mine]
+    if dist is not None:
+        # The split assumes the same listing everywhere (as the loader's sharding does): compare it.
+        listing = hashlib.sha256("\n".join(cache._key(p) for p in paths).encode()).hexdigest()
+        gathered = [None] * world_size
+        dist.all_gather_object(gathered, (len(paths), listing, mine))
+        if len({(n, digest) for n, digest, _ in gathered}) > 1:
+            counts = ", ".join(f"rank {r}: {n}" for r, (n, _, _) in enumerate(gathered))
+            raise DatasetError(f"the ranks see different files in {folder} ({counts} files; names "
+                               "differ where the counts agree): every rank must read the same dataset")
+        every = [share for _, _, share in gathered]
+    sizes = {}
+    for r, (verdicts, new) in enumerate(every):
+        share = paths[r::world_size]
+        sizes.update(zip(share, verdicts))
+        cache.new.update((cache._key(share[i]), entry) for i, entry in new.items())
+    if rank == 0:  # one writer: the ranks of a node share one cache file
+        try:
+            cache.save()
+        except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
+            log.warning("could not save the file checks' cache (%s)", err)
     return sizes
 
 
@@ -382,14 +415,16 @@ def _problem(sample, layout, spec, sizes):
 
 
 def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False,
-                 max_pixels=MAX_PIXELS):
-    """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops."""
+                 max_pixels=MAX_PIXELS, rank=0, world_size=1):
+    """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops.
+    rank, world_size: see _check_files (under torch.distributed the ranks split the checks)."""
     layout, folders = _resolve(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
     if max_dataset_size is not None:
         samples = samples[:max_dataset_size]
     paths = [p for s in samples for p in (s.path, s.b_path) if p is not None]
-    sizes = _check_files(paths, folders[0].parent if layout == "ab_folders" else folders[0], max_pixels)
+    sizes = _check_files(paths, folders[0].parent if layout == "ab_folders" else folders[0], max_pixels,
+                         rank, world_size)
     good = []
     for sample in samples:
         problem = _problem(sample, layout, spec, sizes)

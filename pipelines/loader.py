@@ -26,7 +26,9 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     root, phase: the dataset folder and its split (layouts in files.py); layout None detects it.
     load_size, crop_size: int or (H, W). preprocess: as the reference's --preprocess.
     augment: random crop and flip (default phase == "train"); otherwise a centre crop, no flip.
-    shuffle, drop_last: default phase == "train". seed, rank, world_size: see PairedLoader.
+    shuffle, drop_last: default phase == "train". seed, rank, world_size: see PairedLoader. When
+    torch.distributed is initialized and rank, world_size are this process's own, make_loader is a
+    collective call (every rank of the group makes it): the ranks split the file checks.
     backend: "dali" (GPU decode, or CPU operators without a GPU), "torch" (DataLoader + PIL), or
     "auto": DALI when it is installed and the device is a GPU, else torch.
     num_workers: DataLoader workers / DALI threads (default min(4, CPUs)).
@@ -55,7 +57,8 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
         raise ImportError("backend='dali' needs NVIDIA DALI: pip install 'bicyclegan[dali]'")
     workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     index = find_samples(root, phase=phase, layout=layout, spec=spec, batch_size=batch_size,
-                         max_dataset_size=max_dataset_size, skip_bad=skip_bad, max_pixels=max_pixels)
+                         max_dataset_size=max_dataset_size, skip_bad=skip_bad, max_pixels=max_pixels,
+                         rank=rank, world_size=world_size)
     common = dict(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                   shuffle=train if shuffle is None else shuffle,
                   drop_last=train if drop_last is None else drop_last, device=device,

@@ -3,6 +3,7 @@ while its size, inode and change time stay the same; anything else is checked as
 import json
 import logging
 import os
+import shutil
 import time
 
 import numpy as np
@@ -156,3 +157,64 @@ def test_off_unreadable_stale_and_unwritable_caches(tmp_path, cache_dir, inspect
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
         assert len(load(tmp_path).samples) == 4  # the run goes on
     assert "could not save the file checks' cache" in caplog.text
+
+
+def _rank(rank, world, port, roots, max_dataset_size):
+    """One rank of a gloo group: load the dataset as rank/world, write what it inspected and found."""
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    files._SETTLE_NS = 0
+    root = roots[rank]
+    calls = []
+    real = files.inspect_file
+    files.inspect_file = lambda path, max_pixels=files.MAX_PIXELS: calls.append(path) or real(path, max_pixels)
+    try:
+        loader = load(root, rank=rank, world_size=world, skip_bad=True, max_dataset_size=max_dataset_size[rank])
+        found = {"samples": [s.path for s in loader.samples], "skipped": loader.skipped}
+    except DatasetError as err:
+        found = {"error": str(err)}
+    (roots[0] / f"rank{rank}.json").write_text(json.dumps({"inspected": calls, **found}))
+    dist.destroy_process_group()
+
+
+def _launch(root, max_dataset_size=(None, None), root1=None):
+    import torch.multiprocessing as mp
+    from test_distributed import _free_port
+    mp.spawn(_rank, args=(2, _free_port(), (root, root1 or root), max_dataset_size), nprocs=2, join=True)
+    return [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_ranks_split_the_checks_and_share_the_verdicts(tmp_path, cache_dir):
+    """Under torch.distributed each rank inspects every other file, and both end with every verdict:
+    the same samples, the same bad file skipped (found by one rank only), the whole cache saved."""
+    dataset(tmp_path, n=5)
+    bad = str(tmp_path / "data" / "train" / "bad.png")
+    with open(bad, "wb") as f:
+        f.write(broken_png())
+    names = sorted(str(p) for p in (tmp_path / "data" / "train").iterdir())
+    r0, r1 = _launch(tmp_path)
+    assert sorted(r0["inspected"]) == names[0::2] and sorted(r1["inspected"]) == names[1::2]
+    assert r0["samples"] == r1["samples"] == [n for n in names if n != bad]
+    assert [p for p, _ in r0["skipped"]] == [p for p, _ in r1["skipped"]] == [bad]
+    (saved,) = cache_dir.glob("*.json")
+    assert sorted(json.loads(saved.read_text())["files"]) == sorted(os.path.basename(n) for n in names if n != bad)
+
+    r0, r1 = _launch(tmp_path)  # again: the good files come from the cache, on both ranks
+    assert r0["inspected"] + r1["inspected"] == [bad]
+    assert r0["samples"] == r1["samples"] and len(r0["samples"]) == 5
+
+    # ranks that list different files would shard different datasets: both refuse, saying so
+    r0, r1 = _launch(tmp_path, max_dataset_size=(None, 3))
+    for r in (r0, r1):
+        assert "the ranks see different files" in r["error"] and "rank 0: 6, rank 1: 3" in r["error"], r
+    # as many files, one name differs (another copy of the data, elsewhere: the names are compared
+    # below the dataset folder, so the copy itself is fine)
+    shutil.copytree(tmp_path / "data", tmp_path / "copy" / "data")
+    r0, r1 = _launch(tmp_path, root1=tmp_path / "copy")
+    assert r0["samples"] == [n for n in names if n != bad] and r0["samples"] != r1["samples"]
+    os.rename(tmp_path / "copy" / "data" / "train" / "003.png", tmp_path / "copy" / "data" / "train" / "003b.png")
+    r0, r1 = _launch(tmp_path, root1=tmp_path / "copy")
+    for r in (r0, r1):
+        assert "the ranks see different files" in r["error"] and "rank 0: 6, rank 1: 6" in r["error"], r
