@@ -7,14 +7,24 @@ of 512x256.
   GPU: DALI with "mixed" (GPU) decoding (ours, the GPU default) against the torch loader with
        pinned copies to the device.
 
+  GPU, does the CPU loader keep up with training: the graphed bf16 training step of the ladder
+       (bench_train_step.py) at its largest batch, fed by the torch loader (the default worker count,
+       pinned, copied ahead on a side stream), against the same step on a resident batch and the
+       loader alone, over 1,024 pairs. A ratio "resident" of 1.0 means the loader costs nothing;
+       below 1 it falls short by that much. BENCH_DRY_RUN=1 runs it on the CPU at 32 px.
+
 One round = one epoch (64 pairs), after a warm-up epoch (workers, pipeline build); the two loaders
 alternate round by round (benchutil.race). A "pair" is one file decoded into A and B; extra_info
 records pairs/s of each loader from its median round. Run: pytest bench/bench_loader.py
 --benchmark-json=out.json (BENCH_ROUNDS overrides the rounds, default 7).
 """
 import importlib.util
+import io
 import os
+import statistics
+import time
 
+import benchutil
 import numpy as np
 import pytest
 import torch
@@ -29,19 +39,32 @@ WORKERS = min(4, os.cpu_count() or 1)
 HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
 
 
-@pytest.fixture(scope="module")
-def jpeg_pairs(tmp_path_factory):
-    """64 photo-like A|B JPEGs: smooth colour fields plus noise, so JPEG has work to do."""
-    root = tmp_path_factory.mktemp("pairs")
-    (root / "train").mkdir()
+def _photos(n, h=256, w=512):
+    """n photo-like A|B JPEGs (bytes): smooth colour fields plus noise, so JPEG has work to do."""
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:256, 0:512].astype(np.float32)
-    for i in range(FILES):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for i in range(n):
         f = rng.uniform(0.01, 0.05, 3)
         img = np.stack([np.sin(x * f[c] + i) * 90 + 128 for c in range(3)], -1)
         img += rng.normal(0, 12, img.shape)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / f"train/{i:03d}.jpg", quality=90)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def _write(root, photos, n):
+    (root / "train").mkdir()
+    for i in range(n):
+        (root / f"train/{i:04d}.jpg").write_bytes(photos[i % len(photos)])
     return root
+
+
+@pytest.fixture(scope="module")
+def jpeg_pairs(tmp_path_factory):
+    """64 different 512 x 256 A|B JPEGs."""
+    return _write(tmp_path_factory.mktemp("pairs"), _photos(FILES), FILES)
 
 
 def _epoch(root, backend, device):
@@ -82,3 +105,54 @@ def test_loader_cuda(benchmark, jpeg_pairs):
     rows = {"ours": _epoch(jpeg_pairs, "dali", "cuda"), "torch_pinned": _epoch(jpeg_pairs, "torch", "cuda")}
     _record(benchmark, rows, "cuda_loader_256px", "torch_pinned",
             f"loader epoch to the GPU, 64 JPEG pairs 256 px, batch {BATCH}: DALI mixed decoding vs torch/PIL")
+
+
+@pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
+def test_loader_feeds_the_step(benchmark, tmp_path):
+    import bench_train_step as ladder
+    batch, size = max(ladder.BATCHES), ladder.SIZE
+    # 1,024 pairs (16 distinct files repeated: the decoding work is the same): an epoch boundary (the
+    # workers' refill) falls in few rounds, and the median round leaves it out, as in a long run.
+    files, per_round, rounds = (16 * batch, 2, 1) if DRY else (1024, 16, max(ROUNDS, 5))
+    root = _write(tmp_path, _photos(16, size, 2 * size), files)
+    torch.manual_seed(0)
+    _, step, resident = ladder.build(ladder.OURS, batch)
+    loader = make_loader(root, batch_size=batch, load_size=size + size // 8, crop_size=size, backend="torch",
+                         device=DEVICE, seed=0)  # num_workers: the default, min(4, CPUs)
+
+    def endless():
+        while True:
+            yield from loader
+    stream = endless()
+    # In turn, not interleaved (one iterator: the loader's queue must reach its steady state): each
+    # row first runs its warm-up, which for the loader rows also uses up what the workers queued
+    # (2 batches per worker) while something else ran.
+    warmup = 1 if DRY else 2 * loader.num_workers + 8
+    ms = {}
+    for row, fn in (("resident", lambda: step(resident)), ("loader_only", lambda: next(stream)),
+                    ("ours", lambda: step(next(stream)))):
+        times = []
+
+        def run(fn=fn, times=times):
+            benchutil.sync()
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            benchutil.sync()
+            times.append((time.perf_counter() - t0) * 1e3 / per_round)
+        for _ in range(warmup):
+            fn()
+        if row == "ours":
+            benchmark.pedantic(run, rounds=rounds, iterations=1)
+        else:
+            for _ in range(rounds):
+                run()
+        ms[row] = statistics.median(times)
+    benchutil.tag(benchmark, f"loader_feeds_step_b{batch}", "ours", ms["ours"],
+                  rows_ms={k: v for k, v in ms.items() if k != "ours"})
+    benchmark.extra_info.update(
+        gate="resident", headline=True, workers=loader.num_workers, cpu_count=os.cpu_count(), pairs=files,
+        batch_size=batch, rounds=rounds, per_round=per_round,
+        pairs_per_s={k: round(batch / v * 1e3, 1) for k, v in ms.items()},
+        what=(f"training iteration ({ladder.OURS}, {size} px, batch {batch}) fed by the torch loader "
+              f"({loader.num_workers} workers) vs on a resident batch; the loader alone"))

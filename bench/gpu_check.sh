@@ -5,7 +5,9 @@
 #                                                    gpu-marked tests, kernel benchmarks with their
 #                                                    baselines + the copy roofline, the training-step
 #                                                    ladder (batch 2 and 16, peak memory per rung),
-#                                                    profiler tables, loaders (run with timeout_s=600)
+#                                                    profiler tables, loaders and whether the CPU
+#                                                    loader keeps up with the graphed step (run with
+#                                                    timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung
 #   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile]
@@ -120,7 +122,8 @@ else
     bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 90 train_step.json bench/bench_train_step.py -k "not compile"
   step profile 45 "$PY" bench/profile_step.py --out "$OUT/profile.json"
-  BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader 30 loader.json bench/bench_loader.py
+  # the CPU loader, and whether it keeps up with the graphed step at batch 16 (fed vs resident batch)
+  BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader 90 loader.json bench/bench_loader.py
 fi
 
 echo "--- last lines of check.log"
