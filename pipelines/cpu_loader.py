@@ -4,6 +4,8 @@ Random crop offsets and flips come from a generator seeded by (seed, epoch, samp
 batch does not depend on the number of workers or on which worker made it. On a CUDA device the
 batches are pinned by the DataLoader and copied ahead of use on a side stream.
 """
+import gc
+
 import numpy as np
 import torch
 from PIL import Image
@@ -167,7 +169,17 @@ class TorchLoader(PairedLoader):
             persistent_workers=num_workers > 0)
 
     def _batches(self):
-        for batch in self._loader:
+        # The first pass forks the workers (then kept). Frozen, what this process holds is never
+        # collected in them: a worker's collector would run the finalisers of the parent's garbage,
+        # e.g. a dropped DALI pipeline, whose destructor then waits for ever for threads that do not
+        # exist in the child (seen: a test run hung in a worker). It also keeps a large sample list's
+        # pages shared: a collection in a worker would write to every object of it.
+        gc.freeze()
+        try:
+            batches = iter(self._loader)
+        finally:
+            gc.unfreeze()
+        for batch in batches:
             if "error" in batch:
                 raise DatasetError(batch["error"])
             if skipped := batch.pop("skipped"):

@@ -1,4 +1,5 @@
 """bicyclegan.pipelines on bad input: clear DatasetErrors naming files, or counted skips."""
+import gc
 import io
 import logging
 import os
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 from test_pipelines import BACKENDS, aligned, noise, write
 
-from bicyclegan.pipelines import DatasetError, make_loader
+from bicyclegan.pipelines import DatasetError, cpu_loader, make_loader
 
 
 def load(root, backend="torch", **kw):
@@ -115,6 +116,41 @@ def test_too_few_files_for_a_batch(tmp_path):
     good_set(tmp_path, n=3)
     with pytest.raises(DatasetError, match="fill no batch"):
         load(tmp_path, batch_size=2, world_size=2)
+
+
+class _Finalised:
+    """Garbage in a reference cycle (only the cyclic collector frees it) whose finaliser says where it ran."""
+
+    def __init__(self, marker):
+        self.marker, self.me = marker, self
+
+    def __del__(self):
+        with open(self.marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def test_workers_never_collect_the_parents_garbage(tmp_path, monkeypatch):
+    """The torch loader's workers are forked: a collection in one must not finalise what the parent
+    dropped (a DALI pipeline's destructor hung a worker for ever, waiting for threads that exist only
+    in the parent). Every worker collects before each item here; the garbage is finalised once, in
+    the parent."""
+    good_set(tmp_path, n=4)
+    marker = tmp_path / "finalised"
+    loader = load(tmp_path, num_workers=2)
+    real = cpu_loader.PairedImageDataset.__getitem__
+
+    def collecting(self, key):
+        gc.collect()
+        return real(self, key)
+    monkeypatch.setattr(cpu_loader.PairedImageDataset, "__getitem__", collecting)
+    gc.disable()  # nor may the parent collect it before the workers are forked
+    try:
+        _Finalised(marker)
+        assert sum(b["A"].shape[0] for b in loader) == 4
+    finally:
+        gc.enable()
+    gc.collect()
+    assert marker.read_text().split() == [str(os.getpid())]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
