@@ -9,9 +9,10 @@ of 512x256.
 
   GPU, does the CPU loader keep up with training: the graphed bf16 training step of the ladder
        (bench_train_step.py) at its largest batch, fed by the torch loader (the default worker count,
-       pinned, copied ahead on a side stream), against the same step on a resident batch and the
-       loader alone, over 1,024 pairs. A ratio "resident" of 1.0 means the loader costs nothing;
-       below 1 it falls short by that much. BENCH_DRY_RUN=1 runs it on the CPU at 32 px.
+       pinned, copied ahead on a side stream), against the same step on a resident batch, fed by 2
+       workers (the engine's default before), and the loader alone, over 1,024 pairs. A ratio
+       "resident" of 1.0 means the loader costs nothing; below 1 it falls short by that much.
+       BENCH_DRY_RUN=1 runs it on the CPU at 32 px.
 
 One round = one epoch (64 pairs), after a warm-up epoch (workers, pipeline build); the two loaders
 alternate round by round (benchutil.race). A "pair" is one file decoded into A and B; extra_info
@@ -32,6 +33,7 @@ from benchutil import DEVICE, DRY, race
 from PIL import Image
 
 from bicyclegan.pipelines import make_loader
+from bicyclegan.pipelines.loader import default_workers
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 FILES, BATCH = 64, 8
@@ -117,20 +119,20 @@ def test_loader_feeds_the_step(benchmark, tmp_path):
     root = _write(tmp_path, _photos(16, size, 2 * size), files)
     torch.manual_seed(0)
     _, step, resident = ladder.build(ladder.OURS, batch)
-    loader = make_loader(root, batch_size=batch, load_size=size + size // 8, crop_size=size, backend="torch",
-                         device=DEVICE, seed=0)  # num_workers: the default, min(4, CPUs)
-
-    def endless():
+    def endless(workers):
+        loader = make_loader(root, batch_size=batch, load_size=size + size // 8, crop_size=size,
+                             backend="torch", device=DEVICE, seed=0, num_workers=workers)
         while True:
             yield from loader
-    stream = endless()
-    # In turn, not interleaved (one iterator: the loader's queue must reach its steady state): each
+    workers = default_workers("torch", DEVICE)
+    stream, two = endless(None), endless(2)  # the default (None), and the engine's default until now
+    # In turn, not interleaved (one iterator per loader: its queue must reach its steady state): each
     # row first runs its warm-up, which for the loader rows also uses up what the workers queued
     # (2 batches per worker) while something else ran.
-    warmup = 1 if DRY else 2 * loader.num_workers + 8
+    warmup = 1 if DRY else 2 * workers + 8
     ms = {}
     for row, fn in (("resident", lambda: step(resident)), ("loader_only", lambda: next(stream)),
-                    ("ours", lambda: step(next(stream)))):
+                    ("two_workers", lambda: step(next(two))), ("ours", lambda: step(next(stream)))):
         times = []
 
         def run(fn=fn, times=times):
@@ -151,8 +153,8 @@ def test_loader_feeds_the_step(benchmark, tmp_path):
     benchutil.tag(benchmark, f"loader_feeds_step_b{batch}", "ours", ms["ours"],
                   rows_ms={k: v for k, v in ms.items() if k != "ours"})
     benchmark.extra_info.update(
-        gate="resident", headline=True, workers=loader.num_workers, cpu_count=os.cpu_count(), pairs=files,
+        gate="resident", headline=True, workers=workers, cpu_count=os.cpu_count(), pairs=files,
         batch_size=batch, rounds=rounds, per_round=per_round,
         pairs_per_s={k: round(batch / v * 1e3, 1) for k, v in ms.items()},
         what=(f"training iteration ({ladder.OURS}, {size} px, batch {batch}) fed by the torch loader "
-              f"({loader.num_workers} workers) vs on a resident batch; the loader alone"))
+              f"({workers} workers) vs on a resident batch, with 2 workers; the loader alone"))

@@ -176,7 +176,7 @@ class DataConfig:
     preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
     direction: str = "AtoB"  # AtoB | BtoA (swap the halves of each image)
     no_flip: bool = False  # no random horizontal flips
-    num_workers: int = 2  # data loading worker processes (CPU loader) / DALI threads
+    num_workers: Optional[int] = None  # loader worker processes / DALI threads; None: per device and cores
     backend: str = "auto"      # data loader: auto | dali | torch
     skip_bad: bool = False     # leave out unreadable or unusable images (logged) instead of stopping
     max_dataset_size: Optional[int] = None  # use only the first this-many images (sorted by name)
@@ -184,7 +184,7 @@ class DataConfig:
 
     def __post_init__(self):
         _int("load_size", self.load_size, 1)
-        _int("num_workers", self.num_workers, 0)
+        _int("num_workers", self.num_workers, 0, optional=True)
         _int("max_dataset_size", self.max_dataset_size, 1, optional=True)
         _int("max_pixels", self.max_pixels, 1)
         _bools(self)

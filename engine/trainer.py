@@ -252,6 +252,11 @@ class Trainer:
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
                            + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}")
+        loader = self.loader
+        n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
+        self.progress.note(f"data: {len(loader.samples)} samples, {self.steps_per_epoch} batches an epoch"
+                           + (" on each rank" if self.world > 1 else "")
+                           + f"; {loader.backend} loader, {n} {what}{'s' if n != 1 else ''}")
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None

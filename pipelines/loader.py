@@ -31,7 +31,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     collective call (every rank of the group makes it): the ranks split the file checks.
     backend: "dali" (GPU decode, or CPU operators without a GPU), "torch" (DataLoader + PIL), or
     "auto": DALI when it is installed and the device is a GPU, else torch.
-    num_workers: DataLoader workers / DALI threads (default min(4, CPUs)).
+    num_workers: DataLoader workers / DALI threads (default: default_workers).
     device: where batches land (default the current CUDA device if any, else the CPU).
     skip_bad: leave out (with a logged warning, listed in loader.skipped) files that fail the
     checks or fail to decode, instead of raising DatasetError; a file that fails at decode time is
@@ -55,7 +55,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
         backend = "dali" if device.type == "cuda" and dali_available() else "torch"
     if backend == "dali" and not dali_available():
         raise ImportError("backend='dali' needs NVIDIA DALI: pip install 'bicyclegan[dali]'")
-    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    workers = default_workers(backend, device) if num_workers is None else num_workers
     index = find_samples(root, phase=phase, layout=layout, spec=spec, batch_size=batch_size,
                          max_dataset_size=max_dataset_size, skip_bad=skip_bad, max_pixels=max_pixels,
                          rank=rank, world_size=world_size)
@@ -70,6 +70,22 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     from .cpu_loader import TorchLoader
 
     return TorchLoader(index, spec, num_workers=workers, **common)
+
+
+def default_workers(backend, device):
+    """The torch loader feeding a GPU: a worker per CPU core this process may use, less one for the
+    main process, shared among the ranks on this machine (torchrun's LOCAL_WORLD_SIZE), at most 16:
+    decoding and resizing a 256 px pair takes ~4 ms of one core, so a few workers cannot feed a
+    graphed step at batch 16. Otherwise min(4, cores): DALI's threads only read files for its GPU
+    decoder, and training on the CPU needs the cores for itself."""
+    try:
+        cores = len(os.sched_getaffinity(0))  # a taskset or cgroup cpuset counts, not the machine's
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if backend == "torch" and torch.device(device).type == "cuda":
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(1, min(16, cores // ranks - 1))
+    return min(4, cores)
 
 
 def _is_int(value):

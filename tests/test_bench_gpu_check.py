@@ -82,7 +82,7 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     loader = track.figures(benchmarks(out / "loader.json"))
     assert "ours" in loader["cpu_loader_256px"]["rows"]
     feeds = loader["loader_feeds_step_b2"]
-    assert set(feeds["rows"]) == {"ours", "resident", "loader_only"} and feeds["gate"] == "resident"
+    assert set(feeds["rows"]) == {"ours", "resident", "loader_only", "two_workers"} and feeds["gate"] == "resident"
 
     # The returned folder goes through ingest (into tmp: a dry run never enters the real history).
     history, results = tmp_path / "history", tmp_path / "results"

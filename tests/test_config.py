@@ -38,7 +38,7 @@ def refused(make, message):
 @pytest.mark.parametrize("make,name,low,optional", [
     *[(model, n, 1, False) for n in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds")],
     (model, "nz", 0, False), (model, "num_downs", 2, True),
-    (DataConfig, "load_size", 1, False), (DataConfig, "num_workers", 0, False),
+    (DataConfig, "load_size", 1, False), (DataConfig, "num_workers", 0, True),
     (DataConfig, "max_dataset_size", 1, True), (DataConfig, "max_pixels", 1, False),
     *[(train, n, 1, False) for n in ("log_every", "sample_every", "save_every")],
     *[(train, n, 0, False) for n in ("niter", "n_samples", "seed", "save_epoch_freq")],
@@ -65,7 +65,7 @@ def test_sizes_and_batch_sizes_are_whole_positive_numbers():
 @pytest.mark.parametrize("value", [True, False, 2.0, "8"])
 def test_integer_fields_refuse_booleans_floats_and_strings(value):
     refused(lambda: model(ngf=value), f"ngf={value!r} must be a positive integer")
-    refused(lambda: DataConfig(num_workers=value), f"num_workers={value!r} must be an integer >= 0")
+    refused(lambda: DataConfig(num_workers=value), f"num_workers={value!r} must be an integer >= 0 or None")
 
 
 # -- real numbers: finite, inside their interval, open or closed as each field needs -----------------

@@ -63,12 +63,12 @@ def test_ranks_stay_in_sync(tmp_path):
 def _torchrun(tmp_path, *args):
     """`bicyclegan train` under torchrun: two CPU processes (gloo), in tmp_path."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r", "--no-progress",
+           str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r",
            "--no-eval", *args]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return done.stdout + done.stderr  # results on stdout, progress on stderr
 
 
 @pytest.mark.slow
@@ -78,6 +78,7 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     out = _torchrun(tmp_path, *tiny, "--max_steps", "4")
     run = tmp_path / "runs" / "r"
     assert out.count("run folder:") == 1  # rank 0 reports; rank 1 trains in silence
+    assert "data: 512 samples, 64 batches an epoch on each rank; torch loader, 1 worker\n" in out
     started = json.loads((run / "config.json").read_text())
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     # each rank takes half of the 512 demo pairs: 256 / 4 batches an epoch, not 512 / 4

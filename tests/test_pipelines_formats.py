@@ -6,6 +6,7 @@ CMYK, from PIL's raw CMYK decode and the CMYK -> RGB formula), never by the load
 """
 import io
 import logging
+import os
 import struct
 import warnings
 import zlib
@@ -387,3 +388,27 @@ def test_option_lists_are_exported_and_used(tmp_path):
         make_loader(tmp_path, preprocess=mode, batch_size=1, load_size=16, crop_size=16, num_workers=0)
     for direction in pipelines.DIRECTIONS:
         make_loader(tmp_path, direction=direction, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+
+
+@pytest.mark.parametrize("backend, device, cores, local_ranks, expected", [
+    ("torch", "cuda", 16, None, 15),   # the GPU machine: every core but the main process's
+    ("torch", "cuda", 96, "8", 11),    # eight GPUs on 96 cores: 12 each, less the rank's own
+    ("torch", "cuda", 64, None, 16),   # at most 16
+    ("torch", "cuda:1", 2, "2", 1),    # never none
+    ("torch", "cpu", 16, None, 4),     # training on the CPU keeps its cores
+    ("dali", "cuda", 16, None, 4),     # DALI's threads only read files for the GPU decoder
+    ("dali", "cpu", 2, None, 2),
+])
+def test_default_worker_count(monkeypatch, backend, device, cores, local_ranks, expected):
+    monkeypatch.setattr(pipelines.loader.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    if local_ranks is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_ranks)
+    assert pipelines.loader.default_workers(backend, device) == expected
+
+
+def test_make_loader_uses_the_default_worker_count(tmp_path):
+    good_files(tmp_path)
+    loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", device="cpu")
+    assert loader.num_workers == min(4, len(os.sched_getaffinity(0)))
