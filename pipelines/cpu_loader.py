@@ -174,11 +174,13 @@ class TorchLoader(PairedLoader):
         # e.g. a dropped DALI pipeline, whose destructor then waits for ever for threads that do not
         # exist in the child (seen: a test run hung in a worker). It also keeps a large sample list's
         # pages shared: a collection in a worker would write to every object of it.
+        ours = gc.get_freeze_count() == 0  # a freeze of the caller's own stays in place
         gc.freeze()
         try:
             batches = iter(self._loader)
         finally:
-            gc.unfreeze()
+            if ours:
+                gc.unfreeze()
         for batch in batches:
             if "error" in batch:
                 raise DatasetError(batch["error"])

@@ -83,7 +83,8 @@ def default_workers(backend, device):
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     if backend == "torch" and torch.device(device).type == "cuda":
-        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        ranks = max(1, int(ranks)) if ranks.isdigit() else 1
         return max(1, min(16, cores // ranks - 1))
     return min(4, cores)
 

@@ -151,6 +151,13 @@ def test_workers_never_collect_the_parents_garbage(tmp_path, monkeypatch):
         gc.enable()
     gc.collect()
     assert marker.read_text().split() == [str(os.getpid())]
+    assert gc.get_freeze_count() == 0  # the parent's objects are collectable again
+    gc.freeze()  # a caller's own freeze is left as it was
+    try:
+        list(load(tmp_path, num_workers=1))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

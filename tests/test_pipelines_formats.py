@@ -395,6 +395,7 @@ def test_option_lists_are_exported_and_used(tmp_path):
     ("torch", "cuda", 96, "8", 11),    # eight GPUs on 96 cores: 12 each, less the rank's own
     ("torch", "cuda", 64, None, 16),   # at most 16
     ("torch", "cuda:1", 2, "2", 1),    # never none
+    ("torch", "cuda", 16, "", 15),     # not a count: one rank
     ("torch", "cpu", 16, None, 4),     # training on the CPU keeps its cores
     ("dali", "cuda", 16, None, 4),     # DALI's threads only read files for the GPU decoder
     ("dali", "cpu", 2, None, 2),
