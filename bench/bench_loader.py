@@ -119,6 +119,7 @@ def test_loader_feeds_the_step(benchmark, tmp_path):
     root = _write(tmp_path, _photos(16, size, 2 * size), files)
     torch.manual_seed(0)
     _, step, resident = ladder.build(ladder.OURS, batch)
+
     def endless(workers):
         loader = make_loader(root, batch_size=batch, load_size=size + size // 8, crop_size=size,
                              backend="torch", device=DEVICE, seed=0, num_workers=workers)
