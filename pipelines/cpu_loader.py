@@ -16,6 +16,10 @@ from .base import PairedLoader
 from .errors import DatasetError
 from .files import load_rgb
 
+# A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
+# would hang training without a word.
+WORKER_TIMEOUT_S = 600
+
 
 def draw_params(spec, size, rng):
     """(top, left, flip) for an image (half) of size (h, w) after resizing."""
@@ -166,7 +170,7 @@ class TorchLoader(PairedLoader):
         self._loader = DataLoader(
             dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-            persistent_workers=num_workers > 0)
+            persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0)
 
     def _batches(self):
         # The first pass forks the workers (then kept). Frozen, what this process holds is never
@@ -181,12 +185,19 @@ class TorchLoader(PairedLoader):
         finally:
             if ours:
                 gc.unfreeze()
-        for batch in batches:
-            if "error" in batch:
-                raise DatasetError(batch["error"])
-            if skipped := batch.pop("skipped"):
-                self._record_skips(skipped)
-            yield batch
+        try:
+            for batch in batches:
+                if "error" in batch:
+                    raise DatasetError(batch["error"])
+                if skipped := batch.pop("skipped"):
+                    self._record_skips(skipped)
+                yield batch
+        except RuntimeError as err:
+            if not str(err).startswith("DataLoader timed out"):
+                raise
+            raise DatasetError(
+                f"no batch from the {self.num_workers} loader worker process(es) in {WORKER_TIMEOUT_S} s: "
+                "one is stuck (reading a file from a file system that stopped answering?)") from None
 
     def __iter__(self):
         self._sampler.epoch = self._begin_epoch()

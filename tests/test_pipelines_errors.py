@@ -3,6 +3,7 @@ import gc
 import io
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +159,24 @@ def test_workers_never_collect_the_parents_garbage(tmp_path, monkeypatch):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_stuck_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """A worker that never delivers (as one reading from a file system that stopped answering) ends
+    the pass with a DatasetError saying so, after WORKER_TIMEOUT_S, instead of waiting for ever."""
+    good_set(tmp_path, n=4)
+    monkeypatch.setattr(cpu_loader, "WORKER_TIMEOUT_S", 1)
+    loader = load(tmp_path, num_workers=1)
+    real = cpu_loader.PairedImageDataset.__getitem__
+
+    def stuck(self, key):
+        time.sleep(2.5)
+        return real(self, key)
+    monkeypatch.setattr(cpu_loader.PairedImageDataset, "__getitem__", stuck)
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetError, match=r"no batch from the 1 loader worker process\(es\) in 1 s: one is stuck"):
+        list(loader)
+    assert time.perf_counter() - t0 < 2.5  # the timeout, not the worker, ended the wait
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
