@@ -37,7 +37,7 @@ from bicyclegan.pipelines.loader import default_workers
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 FILES, BATCH = 64, 8
-WORKERS = min(4, os.cpu_count() or 1)
+WORKERS = default_workers("torch", "cpu")  # make_loader's own default on the CPU: min(4, cores)
 HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
 
 

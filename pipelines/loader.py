@@ -75,9 +75,10 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
 def default_workers(backend, device):
     """The torch loader feeding a GPU: a worker per CPU core this process may use, less one for the
     main process, shared among the ranks on this machine (torchrun's LOCAL_WORLD_SIZE), at most 16:
-    decoding and resizing a 256 px pair takes ~4 ms of one core, so a few workers cannot feed a
-    graphed step at batch 16. Otherwise min(4, cores): DALI's threads only read files for its GPU
-    decoder, and training on the CPU needs the cores for itself."""
+    decoding and resizing a 256 px pair takes ~4 ms of one core, so two workers make about 30
+    batches of 16 a second, which a graphed step on a recent GPU may outrun. Otherwise
+    min(4, cores): DALI's threads only read files for its GPU decoder, and training on the CPU
+    needs the cores for itself."""
     try:
         cores = len(os.sched_getaffinity(0))  # a taskset or cgroup cpuset counts, not the machine's
     except AttributeError:  # not on Linux
