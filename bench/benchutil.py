@@ -158,6 +158,7 @@ if __name__ == "__main__":
     import pytest_benchmark  # noqa: F401
 
     import bicyclegan.engine  # noqa: F401
-    import bicyclegan.kernels  # noqa: F401
+    import bicyclegan.kernels
     import bicyclegan.pipelines  # noqa: F401
     print(json.dumps(machine()))
+    print("bicyclegan.kernels from", bicyclegan.kernels.__file__)

@@ -1,6 +1,8 @@
 """What every Triton kernel file of this package shares: the activations and their derivatives as
 @triton.jit helpers, the arithmetic-type promotion, and the one allocation point for kernel outputs.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -8,6 +10,23 @@ import triton.language as tl
 # Test hook: when True, every buffer a kernel should fill starts as NaN, so an element the kernel
 # skips shows up as NaN instead of as whatever torch.empty happened to hold.
 POISON = False
+# Stand-in hook: when set, the number of SMs the launch heuristics assume for every tensor, CPU ones
+# included (tools/compile_check.py plans a GPU's launches on a machine without one).
+SM_COUNT = None
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sm_count(index):
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device):
+    """Streaming multiprocessors of `device`'s GPU; 0 for a CPU tensor's (the interpreter's) device."""
+    if SM_COUNT is not None:
+        return SM_COUNT
+    if device.type != "cuda":
+        return 0
+    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def empty(*size, **kwargs):

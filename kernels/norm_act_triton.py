@@ -14,7 +14,6 @@ Three paths, chosen by `_config`:
   small fp32 workspace and a second merges them (in a fixed order: deterministic) and writes.
 Statistics and accumulation are fp32 whatever the input dtype.
 """
-import functools
 from typing import Optional
 
 import torch
@@ -24,7 +23,7 @@ import triton.language as tl
 from . import _configs
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
-from ._triton_common import empty, empty_like
+from ._triton_common import empty, empty_like, sm_count
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS
 
@@ -280,11 +279,6 @@ def _bwd_apply_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, s
 # Launchers
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index):
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _layout(x):
     """(x in a layout the kernels take, memory format, (stride_n, stride_c, stride_hw))."""
     N, C, H, W = x.shape
@@ -310,10 +304,9 @@ def _heuristic(x, channels_last, hw_cap=MAX_TILE, split=None):
     if split is None:
         split = 1
         tiles, ranges = N * triton.cdiv(C, BLOCK_C), triton.cdiv(HW, BLOCK_HW)
-        if x.is_cuda and ranges > 1:
-            target = 2 * _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
-            if tiles < target:
-                split = min(triton.cdiv(target, tiles), ranges)
+        target = 2 * sm_count(x.device)
+        if ranges > 1 and tiles < target:
+            split = min(triton.cdiv(target, tiles), ranges)
     num_warps = max(1, min(8, BLOCK_C * BLOCK_HW // 256))
     return dict(BLOCK_C=BLOCK_C, BLOCK_HW=BLOCK_HW, split=split, num_warps=num_warps)
 

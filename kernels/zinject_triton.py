@@ -17,7 +17,6 @@ the weight, and from dQ: dW_z[o, c] = sum_n act(z[n, c]) dQ[n, o], dz[n, c] = ac
 sum_o <W_z[o, c], dQ[n, o]>, and dbias. The x side is cuDNN's conv on act(x) with W[:, :C]. No
 tensor of the concatenated size is ever allocated.
 """
-import functools
 from typing import Optional
 
 import torch
@@ -29,6 +28,7 @@ from . import _configs
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
+from ._triton_common import sm_count
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
@@ -234,11 +234,9 @@ def _zfinal_kernel(r_ptr, z_ptr, w_ptr, dw_ptr, db_ptr, dzp_ptr, N, C, NZ, CO,
 # 1b. launchers
 # ---------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
 def _target_programs(device: torch.device) -> int:
-    if device.type == "cuda":
-        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    return 1  # the interpreter runs programs one after another: the fewer the better
+    # 1 in the interpreter (no SMs), which runs programs one after another: the fewer the better
+    return 4 * sm_count(device) or 1
 
 
 def _acc_dtype(dtype):

@@ -8,13 +8,17 @@ Each file is checked once, at index time, the same way for both backends: its si
 against the pixel limit (before anything is decoded), then its integrity. DALI's decoders warn and
 go on where data is corrupt, PIL's often too, so the strict checks here are what makes both backends
 refuse (or skip) the same files: PNG chunk CRCs, the zlib stream and row filters; JPEG entropy data
-decoded at 1/8 scale by libjpeg-turbo with its warnings as errors; other formats decoded by PIL.
+decoded at 1/8 scale by libjpeg-turbo with its warnings as errors (simplejpeg; where it is not
+installed, as after `pip install --no-deps`, PIL decodes JPEGs instead, which does not see corrupt
+entropy data: a warning says so); other formats decoded by PIL.
 
 The verdicts on files that passed are kept between runs (CheckCache), keyed by each file's size,
 inode and change time, so a resumed run only stats the files it already knows. Under torchrun the
 ranks split the checks and exchange their verdicts.
 """
+import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -26,8 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 from PIL import Image
+
+try:
+    import simplejpeg
+except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's weaker check
+    simplejpeg = None
 
 from .errors import DatasetError, describe_bad
 
@@ -214,6 +222,15 @@ def _jpeg_problem(data):
     entropy data, which DALI and PIL decode into garbage) count as errors here."""
     if b"\xff\xd9" not in data[-_TAIL:]:
         return "truncated JPEG (no end-of-image marker)"
+    if simplejpeg is None:
+        _warn_pil_jpeg()
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.draft("L", (max(1, img.width // 8), max(1, img.height // 8)))  # decode at 1/8 scale
+                img.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            return f"corrupt JPEG (PIL: {err})"
+        return None
     try:
         # grey at 1/8 scale: every coefficient is still entropy-decoded, but little else is done
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
@@ -222,13 +239,20 @@ def _jpeg_problem(data):
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_pil_jpeg():
+    log.warning("simplejpeg is not installed: JPEG files are checked by decoding them with PIL, which "
+                "passes corrupt entropy data (decoded into garbage) that the strict check refuses; "
+                "pip install simplejpeg")
+
+
 def _size(data, path):
     """(W, H) from the header, with nothing decoded (PNG, JPEG) or PIL's lazy open (others)."""
     if data.startswith(_PNG_SIGNATURE):
         if data[12:16] != b"IHDR" or len(data) < 24:
             raise ValueError("PNG without an IHDR header")
         return struct.unpack(">II", data[16:24])
-    if data.startswith(b"\xff\xd8"):
+    if data.startswith(b"\xff\xd8") and simplejpeg is not None:
         h, w = simplejpeg.decode_jpeg_header(data)[:2]
         return w, h
     with Image.open(path) as img:
@@ -265,6 +289,11 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
 
 
 CHECKS_VERSION = 1  # raise it when inspect_file's checks change: cached verdicts are then redone
+
+
+def _checks_version():
+    # Verdicts of PIL's JPEG check and of the strict one do not stand in for each other.
+    return CHECKS_VERSION if simplejpeg is not None else f"{CHECKS_VERSION}+pil"
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 
@@ -292,7 +321,7 @@ class CheckCache:
         try:
             with open(self.path) as f:
                 saved = json.load(f)
-            if saved.get("version") == CHECKS_VERSION and saved.get("folder") == self.base:
+            if saved.get("version") == _checks_version() and saved.get("folder") == self.base:
                 self.entries = saved["files"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # none yet, or unreadable: everything is checked again and the file rewritten
@@ -325,7 +354,7 @@ class CheckCache:
         if self.path is None or not self.new:
             return
         from bicyclegan.engine.io import atomic_write  # at call time: the engine imports this module
-        text = json.dumps({"version": CHECKS_VERSION, "folder": self.base,
+        text = json.dumps({"version": _checks_version(), "folder": self.base,
                            "files": {**self.entries, **self.new}}, separators=(",", ":"))
         atomic_write(self.path, lambda f: f.write(text.encode()), what="file checks' cache", error=OSError)
 
@@ -339,6 +368,14 @@ def _process_group(rank, world_size):
     if not (dist.is_available() and dist.is_initialized()):
         return None
     return dist if (dist.get_rank(), dist.get_world_size()) == (rank, world_size) else None
+
+
+def usable_cores():
+    """CPU cores this process may run on: a taskset or cgroup cpuset counts, not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _check_share(paths, cache, max_pixels):
@@ -355,7 +392,7 @@ def _check_share(paths, cache, max_pixels):
             stamp = None  # inspect_file names the problem
         return stamp, inspect_file(paths[i], max_pixels)
     started, new = time.time_ns(), {}
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, usable_cores() * 4)) as pool:
         for i, (stamp, (wh, reason)) in zip(todo, pool.map(check, todo)):
             verdicts[i] = wh or reason
             # stamp taken before the read: a change during the check shows as another stamp next time

@@ -5,7 +5,7 @@ import os
 import torch
 from PIL import Image
 
-from .files import MAX_PIXELS, find_samples
+from .files import MAX_PIXELS, find_samples, usable_cores
 from .spec import BACKENDS, LAYOUTS, LoaderSpec, as_hw
 
 
@@ -79,10 +79,7 @@ def default_workers(backend, device):
     batches of 16 a second, which a graphed step on a recent GPU may outrun. Otherwise
     min(4, cores): DALI's threads only read files for its GPU decoder, and training on the CPU
     needs the cores for itself."""
-    try:
-        cores = len(os.sched_getaffinity(0))  # a taskset or cgroup cpuset counts, not the machine's
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     if backend == "torch" and torch.device(device).type == "cuda":
         ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
         ranks = max(1, int(ranks)) if ranks.isdigit() else 1

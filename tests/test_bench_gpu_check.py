@@ -111,3 +111,32 @@ def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "unknown argument '--dryrun' (expected --dry-run and/or compile)" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pip_rc", [1, 0])
+def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through_pythonpath(tmp_path, pip_rc):
+    """The device's pip may fail (no setuptools for --no-build-isolation), or succeed through the
+    legacy `setup.py develop`, which does not make bicyclegan.<part> importable (seen with pip 23.2);
+    the call must then go on with the checkout's modules rather than stop at the imports step."""
+    import site
+    python = tmp_path / "python"
+    # pip answers pip_rc without doing anything; Python runs without site (-S), its packages on
+    # PYTHONPATH: torch and the rest import, but not the project, whose editable install is a .pth hook.
+    python.write_text(f'#!/bin/sh\n[ "$1" = -m ] && [ "$2" = pip ] && {{ echo "pip (test) exits {pip_rc}" >&2; '
+                      f'exit {pip_rc}; }}\nPYTHONPATH={":".join(site.getsitepackages())}${{PYTHONPATH:+:$PYTHONPATH}} '
+                      f'exec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env.pop("PYTHONPATH", None)
+    # A budget that the first steps use up: the later ones are cut short or skipped, as designed.
+    env.update(OUT=str(out), PY=str(python), GPU_CHECK_BUDGET="20")
+    subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
+                   timeout=120)
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [(s["step"], s["rc"]) for s in steps[:3]] == [("install", pip_rc), ("install_fallback", 0), ("imports", 0)]
+    shim = re.search(r"PYTHONPATH=(\S+)", steps[1]["note"]).group(1)
+    log = (out / "check.log").read_text()
+    assert f"pip (test) exits {pip_rc}" in log and "No module named 'bicyclegan'" in log
+    assert f"bicyclegan.kernels from {shim}/bicyclegan/kernels/__init__.py" in log
+    assert steps[-1]["note"] == "skipped: time budget spent"

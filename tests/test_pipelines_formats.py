@@ -5,11 +5,15 @@ Expected pixels are computed here with numpy from the arrays the files were writ
 CMYK, from PIL's raw CMYK decode and the CMYK -> RGB formula), never by the loaders' helpers.
 """
 import io
+import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -413,3 +417,45 @@ def test_make_loader_uses_the_default_worker_count(tmp_path):
     good_files(tmp_path)
     loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", device="cpu")
     assert loader.num_workers == min(4, len(os.sched_getaffinity(0)))
+
+
+def test_without_simplejpeg_pil_checks_the_jpegs_and_says_so(tmp_path, monkeypatch, caplog):
+    """An install without dependencies (the GPU machine's `pip install --no-deps`) lacks simplejpeg:
+    the package must still import and check JPEGs, with PIL, warning once that the check is weaker;
+    its verdicts are cached apart from the strict check's."""
+    from bicyclegan.pipelines import files
+    files_dir = tmp_path / "train"
+    files_dir.mkdir()
+    (files_dir / "good.jpg").write_bytes(jpeg_bytes())
+    (files_dir / "cut.jpg").write_bytes(jpeg_bytes()[:-100])
+    (files_dir / "entropy.jpg").write_bytes(corrupt("jpeg_cut_end_kept"))
+    data = jpeg_bytes()
+    sof = data.index(b"\xff\xc0")
+    (files_dir / "header.jpg").write_bytes(data[:sof + 5] + b"\x00\x00" + data[sof + 7:])  # height 0
+    assert inspect_file(str(files_dir / "entropy.jpg"))[1].startswith("corrupt JPEG (libjpeg-turbo: ")
+
+    monkeypatch.setattr(files, "simplejpeg", None)
+    files._warn_pil_jpeg.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        assert inspect_file(str(files_dir / "good.jpg")) == ((64, 32), None)
+        assert inspect_file(str(files_dir / "cut.jpg")) == (None, "truncated JPEG (no end-of-image marker)")
+        assert inspect_file(str(files_dir / "header.jpg"))[1].startswith("unreadable image (")
+        assert inspect_file(str(files_dir / "entropy.jpg")) == ((64, 32), None)  # what PIL cannot see
+    warned = [r.getMessage() for r in caplog.records if "simplejpeg is not installed" in r.getMessage()]
+    assert len(warned) == 1 and "pip install simplejpeg" in warned[0]
+
+    cache = files.CheckCache(files_dir)
+    cache.new["good.jpg"] = [1, 2, 3, 64, 32]
+    cache.save()
+    assert json.loads(Path(cache.path).read_text())["version"] == f"{files.CHECKS_VERSION}+pil"
+    monkeypatch.setattr(files, "simplejpeg", pytest.importorskip("simplejpeg"))
+    assert files.CheckCache(files_dir).entries == {}  # the strict check does not trust PIL's verdicts
+
+
+def test_the_package_imports_without_simplejpeg():
+    code = ("import sys; sys.modules['simplejpeg'] = None\n"  # an import of it now raises ImportError
+            "import bicyclegan.engine, bicyclegan.pipelines\n"
+            "from bicyclegan.pipelines import files\n"
+            "print(files.simplejpeg)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr[-2000:]
