@@ -142,7 +142,7 @@ def test_off_unreadable_stale_and_unwritable_caches(tmp_path, cache_dir, inspect
     load(tmp_path)
     (saved,) = cache_dir.glob("*.json")
     content = json.loads(saved.read_text())
-    assert content["version"] == files.CHECKS_VERSION and len(content["files"]) == 4
+    assert content["version"] == files._checks_version() and len(content["files"]) == 4
     for broken in ("{not json", json.dumps({**content, "version": files.CHECKS_VERSION - 1}),
                    json.dumps({**content, "folder": "/elsewhere"}), json.dumps([1, 2]),
                    json.dumps({**content, "files": {k: v[:4] for k, v in content["files"].items()}})):
