@@ -37,9 +37,15 @@ VARIANTS = {  # name -> (impl, mode) of every ZConcatConv2d
 TARGET_OVERHEAD_PCT = 5.0
 
 
+@pytest.fixture(autouse=True)
+def _cudnn_benchmark(monkeypatch):
+    # As the trainer and the ladder set it (static shapes): the convs timed are a training step's.
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+
+
 def _env():
     return {**benchutil.machine(), "cudnn": torch.backends.cudnn.version(), "autocast": "bfloat16",
-            "rounds": ROUNDS, "warmup": WARMUP}
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "rounds": ROUNDS, "warmup": WARMUP}
 
 
 def _use(net, variant):

@@ -114,7 +114,8 @@ fi
 
 # Kernel launch configurations chosen on this device, used by every later step.
 if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null; then
-  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning.json" --quick)
+  # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
+  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning.json" --quick --budget-s 35)
   [ $DRY = 1 ] && tune+=(--dry-run)
   step tune 60 "${tune[@]}"
   if [ -s "$OUT/tuning.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning.json; fi
@@ -126,10 +127,14 @@ if [ $MODE = compile ]; then
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
     train_step_compile.json bench/bench_train_step.py -k "compile or graph_bf16_triton"
 else
+  # The tests compile a few hundred kernel variants on a fresh machine (~0.4 s of a core each):
+  # with pytest-xdist, where it is installed, in 8 processes at once.
+  xdist=()
+  "$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
   if [ $DRY = 1 ]; then
-    step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider --collect-only tests
+    step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} --collect-only tests
   else
-    step gpu_tests 120 "$PY" -m pytest -m gpu --maxfail=10 -q -p no:cacheprovider tests
+    step gpu_tests 120 "$PY" -m pytest -m gpu --maxfail=10 -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests
   fi
   # norm_act last, and its torch.compile cases last within it (each compiles afresh, seconds apiece):
   # if the limit cuts the step short, it cuts those.

@@ -226,19 +226,20 @@ def _batch(fn, reps, device):
             fn()
     if device.type != "cuda":
         return loop
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
     try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             loop()
-        return graph.replay
-    except Exception as e:  # timing still works, with launch gaps included
-        _note_once(f"tune: CUDA-graph timing failed ({type(e).__name__}: {e}); timing plain launches")
-        return loop
+    except Exception as e:
+        # A launch that cannot be captured would break the graphed training step too; and timing
+        # it with launch gaps would not compare with the others: the candidate is rejected.
+        raise RuntimeError(f"CUDA-graph capture failed ({type(e).__name__}: {e})") from e
+    return graph.replay
 
 
 def time_us(fn, device, samples=7, target_ms=0.5):
@@ -260,15 +261,6 @@ def time_us(fn, device, samples=7, target_ms=0.5):
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e3 / reps)
     return statistics.median(times)
-
-
-_noted = set()
-
-
-def _note_once(message):
-    if message not in _noted:
-        _noted.add(message)
-        print(message, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,16 +69,25 @@ def _eager_and_compiled(net, inputs, backend, dtype=None):
     return results
 
 
+def _close(got, want, tol, what):
+    # The absolute tolerance scales with the tensor's largest value: weight gradients run into the
+    # hundreds, and a compiler that rounds a bf16 intermediate once more (inductor fusing a bias add)
+    # moves them by a fraction of a percent of that, not by a fixed amount.
+    atol = tol * max(1.0, want.float().abs().max().item()) if want.numel() else tol
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=atol, msg=lambda m: f"{what}: {m}")
+
+
 def _assert_same(results, tol):
     (outs, grads), (c_outs, c_grads) = results
     for i, (o, c) in enumerate(zip(outs, c_outs)):
         assert (c.dtype, c.stride()) == (o.dtype, o.stride()), f"output {i}: {c.dtype}{c.stride()} vs eager"
-        torch.testing.assert_close(c.float(), o.float(), rtol=tol, atol=tol, msg=lambda m, i=i: f"output {i}: {m}")
+        _close(c, o, tol, f"output {i}")
     assert c_grads.keys() == grads.keys()
     for k, g in grads.items():
         assert (c_grads[k] is None) == (g is None), k
         if g is not None:
-            torch.testing.assert_close(c_grads[k], g, rtol=tol, atol=tol, msg=lambda m, k=k: f"grad {k}: {m}")
+            assert c_grads[k].dtype == g.dtype, k
+            _close(c_grads[k], g, tol, f"grad {k}")
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, CL], ids=["nchw", "cl"])
