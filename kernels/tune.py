@@ -105,13 +105,17 @@ def _mismatch(got, want, dtype):
 
 
 class Case:
-    """run(knobs) launches the site's kernels once; expected holds what run must return."""
+    """run(knobs) launches the site's kernels once; expected holds what run must return.
+    plan_only: just the launch key and the candidates (inputs left uninitialised, nothing computed,
+    no run): what the compile pass needs to share out the work, without drawing a billion numbers."""
 
-    def __init__(self, spec, device, quick):
+    def __init__(self, spec, device, quick, plan_only=False):
         site, shape, dtype_name, channels_last = spec
-        self.site, self.dtype = site, DTYPES[dtype_name]
-        g = torch.Generator(device="cpu").manual_seed(0)
-        self.randn = lambda *s: torch.randn(*s, generator=g).to(device)
+        self.site, self.dtype, self.plan_only = site, DTYPES[dtype_name], plan_only
+        # Drawn on the device: the host's generator would take tens of seconds for all the cases.
+        g = torch.Generator(device=device).manual_seed(0)
+        self.randn = ((lambda *s: torch.empty(*s, device=device)) if plan_only else
+                      (lambda *s: torch.randn(*s, generator=g, device=device)))
         getattr(self, "_" + site.split(".")[0])(site, shape, channels_last, device, quick)
 
     def _norm_act(self, site, shape, channels_last, device, quick):
@@ -122,6 +126,8 @@ class Case:
         x, fmt, strides = nat._layout(_layout(x32.to(self.dtype), channels_last))
         self.key = _configs.key(site, x.shape, x.dtype, fmt == torch.channels_last)
         self.candidates = nat.candidates(x, self.key[3], quick)
+        if self.plan_only:
+            return
         xr = x.float().requires_grad_()
         y = instance_norm_act_ref(xr, ACT, SLOPE, EPS)
         if site == "norm_act.fwd":
@@ -148,6 +154,8 @@ class Case:
         cl = zt._memory_format(x) == torch.channels_last
         self.key = _configs.key(site, shape, self.dtype, cl)
         self.candidates = zt.zcat_candidates(x, nz, cl, quick)
+        if self.plan_only:
+            return
         xr, zr = x.float().requires_grad_(), z.float().requires_grad_()
         y = z_concat_act_ref(xr, zr, ACT, SLOPE)
         if site == "zcat.fwd":
@@ -171,6 +179,8 @@ class Case:
         cl = zt._memory_format(t) == torch.channels_last
         self.key = _configs.key(site, zt._zterm_shape(t, geo), self.dtype, cl)
         self.candidates = zt.zterm_candidates(site, t, geo, quick)
+        if self.plan_only:
+            return
         if site == "zterm.add":
             # fp32 weights, z and bias with a bf16 conv output: what autocast training hands over.
             weight, bias, z = self.randn(CO, C + nz, 4, 4) * 0.1, self.randn(CO), self.randn(N, nz)
@@ -292,7 +302,7 @@ def _precompile(specs, device, quick, jobs, deadline):
         return 0
     distinct = {}
     for spec in specs:
-        case = Case(spec, device, quick)
+        case = Case(spec, device, quick, plan_only=True)
         for knobs in case.candidates:
             distinct.setdefault(case.signature(knobs), (spec, knobs))
     work = list(distinct.values())  # grouped by spec: a worker builds each case's tensors once per piece

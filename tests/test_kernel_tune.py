@@ -86,6 +86,18 @@ def test_dry_run_candidates_cover_every_plan():
         assert plans == {"single", "looped", "split"}, (channels_last, plans)
 
 
+def test_plan_only_cases_share_out_the_same_work_without_computing_anything():
+    """The compile pass enumerates candidates with plan-only cases (no inputs drawn, no reference):
+    the same launch keys and candidates as the cases the timing pass builds, every site, both modes."""
+    cpu = torch.device("cpu")
+    for quick in (True, False):
+        for spec in tune.cases(quick=quick, dry_run=True):
+            full, plan = tune.Case(spec, cpu, quick), tune.Case(spec, cpu, quick, plan_only=True)
+            assert (plan.key, plan.candidates) == (full.key, full.candidates), spec
+            assert not hasattr(plan, "expected") and not hasattr(plan, "run"), spec
+            assert full.expected and full.check(full.candidates[0]) is None, spec
+
+
 def test_reference_shapes_are_what_the_engine_networks_launch():
     """The tuner's shape list against the engine's G, E and D built with the reference defaults
     (unet_256 with z at every level, resnet_256, basic_256_multi), traced on the meta device."""
