@@ -17,8 +17,9 @@ sm_<arch> with Triton's compiler and the ptxas shipped in its wheel, instead of 
 
 The launch heuristics assume --sms SMs (132: H100 SXM, H200), as they would on the device. Nothing
 runs, so every kernel output is garbage: only which launches happen matters. Exit 1 when a launch
-does not compile, a binary spills registers, or it would not fit an SM (shared memory over the
-architecture's per-block limit, or registers x threads over the 64K register file).
+does not compile, a binary spills registers (more than STACK_OK bytes of stack or local memory), or
+it would not fit an SM (shared memory over the architecture's per-block limit, or registers x
+threads over the 64K register file).
 """
 import argparse
 import collections
