@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import track  # noqa: E402
 
 HAS_TUNER = importlib.util.find_spec("bicyclegan.kernels.tune") is not None
-MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "kernels", "ladder", "profile", "loader"]
+MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "kernels", "ladder", "loader", "profile"]
 LADDER = ["eager_fp32_torch", "eager_bf16_torch", "eager_bf16_triton", "eager_bf16_triton_cl", "graph_bf16_triton"]
 
 
