@@ -289,12 +289,12 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
 
 
 CHECKS_VERSION = 1  # raise it when inspect_file's checks change: cached verdicts are then redone
+_SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 
 def _checks_version():
     # Verdicts of PIL's JPEG check and of the strict one do not stand in for each other.
     return CHECKS_VERSION if simplejpeg is not None else f"{CHECKS_VERSION}+pil"
-_SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 
 class CheckCache:
