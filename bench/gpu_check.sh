@@ -111,6 +111,7 @@ if command -v nvidia-smi > /dev/null; then
 else
   record nvidia-smi 0 0 0 "not available"
 fi
+{ echo "=== /dev/shm (the loader workers hand their batches over through it)"; df -h /dev/shm; } >> "$LOG" 2>&1
 
 # Kernel launch configurations chosen on this device, used by every later step.
 if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null; then

@@ -5,6 +5,8 @@ batch does not depend on the number of workers or on which worker made it. On a 
 batches are pinned by the DataLoader and copied ahead of use on a side stream.
 """
 import gc
+import logging
+import shutil
 
 import numpy as np
 import torch
@@ -19,6 +21,26 @@ from .files import load_rgb
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
 WORKER_TIMEOUT_S = 600
+SHARED_MEMORY = "/dev/shm"  # where the workers' batches travel to this process (Linux)
+PREFETCH = 2  # batches each worker makes ahead: the DataLoader's prefetch_factor
+
+log = logging.getLogger("bicyclegan.pipelines")
+
+
+def shared_memory_shortfall(num_workers, batch_bytes):
+    """Why the workers' batches in flight may not fit in SHARED_MEMORY, or None. A worker that runs
+    out there dies with a bus error mid-epoch; containers often give 64 MiB (Docker's default)."""
+    try:
+        free = shutil.disk_usage(SHARED_MEMORY).free
+    except OSError:  # no such folder (not Linux): the platform's own means, not checked here
+        return None
+    need = num_workers * PREFETCH * batch_bytes
+    if need <= free:
+        return None
+    return (f"the loader's {num_workers} worker(s) may hold up to {need / 2**20:.0f} MiB of batches in "
+            f"{SHARED_MEMORY} ({PREFETCH} each, {batch_bytes / 2**20:.1f} MiB a batch), which has "
+            f"{free / 2**20:.0f} MiB free: a worker that runs out dies with a bus error. Give it more "
+            "(e.g. docker run --shm-size=2g), or lower num_workers or the batch size")
 
 
 def draw_params(spec, size, rng):
@@ -170,7 +192,12 @@ class TorchLoader(PairedLoader):
         self._loader = DataLoader(
             dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-            persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0)
+            persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
+            prefetch_factor=PREFETCH if num_workers else None)
+        if num_workers and spec.crops:  # fixed-size batches: float32 A and B
+            batch_bytes = self.batch_size * (spec.input_nc + spec.output_nc) * spec.crop[0] * spec.crop[1] * 4
+            if why := shared_memory_shortfall(num_workers, batch_bytes):
+                log.warning(why)
 
     def _batches(self):
         # The first pass forks the workers (then kept). Frozen, what this process holds is never
