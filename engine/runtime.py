@@ -22,8 +22,10 @@ from .config import DataConfig, ModelConfig, TrainConfig, split_fields
 from .errors import ConfigError
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto": this rank's GPU when CUDA is available, else the CPU."""
+def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
+    """"auto": this rank's GPU when CUDA is available, else the CPU. Under torchrun (world > 1) a
+    CUDA device is always this rank's GPU, cuda:LOCAL_RANK, whatever index was named: ranks that
+    shared one GPU would make NCCL fail (e.g. a run begun with device=cuda:0, resumed under torchrun)."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     try:
@@ -32,8 +34,11 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA GPU is available; use device=cpu or auto")
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local_rank)
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+        raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible"
+                          + (f" (this rank's GPU is cuda:{local_rank})" if world > 1 else ""))
     return dev
 
 
@@ -65,16 +70,19 @@ class Dist:
             dist.barrier()
 
 
-def init_distributed() -> Dist:
-    """This process's place in a torchrun launch (a single process otherwise); starts the group."""
+def init_distributed(device: str = "auto") -> Dist:
+    """This process's place in a torchrun launch (a single process otherwise); starts the group,
+    NCCL when training on GPUs, gloo on the CPU (device as in TrainConfig.device: a GPU host
+    training on the CPU needs gloo, since NCCL cannot reduce CPU gradients)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available() and world > 1:
+    on_gpu = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
+    if on_gpu and world > 1:
         # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
         # *current* device: left at 0, every rank would launch its kernels on GPU 0.
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return Dist(int(os.environ.get("RANK", "0")), world, local_rank)
 
 

@@ -88,9 +88,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
-        self.dist = init_distributed()
+        self.dist = init_distributed(cfg.device)
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
-        self.device = pick_device(cfg.device, self.dist.local_rank)
+        self.device = pick_device(cfg.device, self.dist.local_rank, self.world)
         prepare_device(self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)

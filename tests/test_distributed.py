@@ -64,7 +64,7 @@ def _torchrun(tmp_path, *args):
     """`bicyclegan train` under torchrun: two CPU processes (gloo), in tmp_path."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r",
-           "--no-eval", *args]
+           "--no-eval", "--device", "cpu", *args]  # the CPU, gloo, also on a machine with one GPU
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -90,3 +90,38 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     assert json.loads((run / "config.json").read_text()) == {**started, "max_steps": 8}
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("device, backend, current", [
+    ("auto", "nccl", 1), ("cuda", "nccl", 1), ("cuda:0", "nccl", 1),
+    ("cpu", "gloo", None),  # a GPU host training on the CPU: NCCL cannot reduce CPU gradients
+])
+def test_torchrun_backend_and_current_device_follow_the_training_device(monkeypatch, device, backend, current):
+    """On a (pretended) host with GPUs, as rank 1 of 2: NCCL and this rank's GPU as the current
+    device when training on GPUs; gloo and no GPU touched when training on the CPU."""
+    from bicyclegan.engine import runtime
+    calls = {}
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime.torch.cuda, "set_device", lambda i: calls.setdefault("current", i))
+    monkeypatch.setattr(runtime.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(runtime.dist, "init_process_group", lambda b, **kw: calls.setdefault("backend", b))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1)
+    assert (calls.get("backend"), calls.get("current")) == (backend, current)
+
+
+def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
+    """A run begun with device=cuda:0 and resumed under torchrun keeps that option: each rank must
+    still take its own GPU (two ranks on one GPU make NCCL fail)."""
+    from bicyclegan.engine import runtime
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 4)
+    for name in ("cuda:0", "cuda", "cuda:3", "auto"):
+        assert runtime.pick_device(name, local_rank=2, world=4) == torch.device("cuda", 2), name
+    assert runtime.pick_device("cuda:3", local_rank=2, world=1) == torch.device("cuda", 3)  # one process
+    assert runtime.pick_device("cpu", local_rank=2, world=4) == torch.device("cpu")
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(runtime.ConfigError, match=r"only 2 GPU\(s\) are visible \(this rank's GPU is cuda:2\)"):
+        runtime.pick_device("cuda:0", local_rank=2, world=4)
