@@ -80,6 +80,19 @@ class Progress:
             self.stream.write("\n")
 
 
+def mean_over_ranks(sums: dict, count: int, world: int = 1) -> dict[str, float]:
+    """The losses' means over a log interval of `count` steps (sums: name -> summed loss tensor),
+    over every rank under torchrun: one small all-reduce, which every rank makes at the same steps,
+    so that every rank logs, and judges divergence, alike (one rank raising alone would leave the
+    others waiting in their next collective). The interval's only host sync."""
+    names = list(sums)  # the same order on every rank: the same code made the losses
+    total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32) for k in names])
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(total)
+    return {k: v / (count * world) for k, v in zip(names, total.tolist())}
+
+
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. A checkpoint at step 0
@@ -289,8 +302,7 @@ class Trainer:
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.time()
                         ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
-                        avg = {k: float(v) / count for k, v in sums.items()}  # the only host syncs
-                        self._log(log, avg, lr, ips)
+                        self._log(log, mean_over_ranks(sums, count, self.world), lr, ips)
                         sums, count, t_last, step_last = {}, 0, now, self.step
                     if self.step % cfg.sample_every == 0:
                         self.sample()

@@ -125,3 +125,29 @@ def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
     monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
     with pytest.raises(runtime.ConfigError, match=r"only 2 GPU\(s\) are visible \(this rank's GPU is cuda:2\)"):
         runtime.pick_device("cuda:0", local_rank=2, world=4)
+
+
+def _mean_worker(rank, world, port, out_dir):
+    from bicyclegan.engine.trainer import mean_over_ranks
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # 3 steps' sums on each rank; rank 1's D diverged
+    sums = {"G_L1": torch.tensor(3.0 + 3 * rank), "D": torch.tensor(float("inf") if rank else 0.3)}
+    json.dump(mean_over_ranks(sums, 3, world), open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_logged_losses_are_means_over_every_rank(tmp_path):
+    """Every rank logs the same global means, and so sees the same divergence (where one rank alone
+    raising would leave the other waiting in its next all-reduce)."""
+    mp.spawn(_mean_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1
+    assert r0["G_L1"] == pytest.approx((3.0 + 6.0) / 6) and r0["D"] == float("inf")
+    assert list(r0) == ["G_L1", "D"]
+
+
+def test_logged_losses_in_one_process():
+    from bicyclegan.engine.trainer import mean_over_ranks
+    assert mean_over_ranks({"a": torch.tensor(2.0), "b": torch.tensor(-1.0)}, 4) == {"a": 0.5, "b": -0.25}
