@@ -129,7 +129,8 @@ class Trainer:
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
-        self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
+        # Rank 0 alone draws the grids: the other ranks need not read (and check) the sample files.
+        self.sample_A, self.sample_B, self.sample_z = self._fixed_samples() if self.main else (None,) * 3
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
         self.report_cache = {}  # grid data URIs, so each report rewrite encodes only new grids
