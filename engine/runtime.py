@@ -60,6 +60,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")  # where this rank trains (pick_device)
 
     @property
     def main(self) -> bool:
@@ -71,19 +72,20 @@ class Dist:
 
 
 def init_distributed(device: str = "auto") -> Dist:
-    """This process's place in a torchrun launch (a single process otherwise); starts the group,
-    NCCL when training on GPUs, gloo on the CPU (device as in TrainConfig.device: a GPU host
-    training on the CPU needs gloo, since NCCL cannot reduce CPU gradients)."""
+    """This process's place in a torchrun launch (a single process otherwise) and the device it
+    trains on (pick_device, `device` as in TrainConfig.device); starts the group: NCCL when the
+    ranks train on GPUs, gloo on the CPU (also on a GPU host: NCCL cannot reduce CPU gradients)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    on_gpu = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
-    if on_gpu and world > 1:
-        # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
-        # *current* device: left at 0, every rank would launch its kernels on GPU 0.
-        torch.cuda.set_device(local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if on_gpu else "gloo")
-    return Dist(int(os.environ.get("RANK", "0")), world, local_rank)
+    dev = pick_device(device, local_rank, world)  # before the group: a bad device fails alone
+    if world > 1:
+        if dev.type == "cuda":
+            # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
+            # *current* device: left at 0, every rank would launch its kernels on GPU 0.
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(int(os.environ.get("RANK", "0")), world, local_rank, dev)
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from .checkpoint import (
     check_compatible,
@@ -31,7 +32,7 @@ from .images import save_grid
 from .io import check_writable, write_json, write_text
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
-from .runtime import build_loader, describe_device, init_distributed, pick_device, prepare_data_root, prepare_device
+from .runtime import build_loader, describe_device, init_distributed, prepare_data_root, prepare_device
 
 
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
@@ -88,7 +89,6 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1) -> dict[str, float]:
     names = list(sums)  # the same order on every rank: the same code made the losses
     total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32) for k in names])
     if world > 1:
-        import torch.distributed as dist
         dist.all_reduce(total)
     return {k: v / (count * world) for k, v in zip(names, total.tolist())}
 
@@ -103,7 +103,7 @@ class Trainer:
                  epoch: int | None = None, tensorboard: bool = False):
         self.dist = init_distributed(cfg.device)
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
-        self.device = pick_device(cfg.device, self.dist.local_rank, self.world)
+        self.device = self.dist.device
         prepare_device(self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)

@@ -102,13 +102,15 @@ def test_torchrun_backend_and_current_device_follow_the_training_device(monkeypa
     from bicyclegan.engine import runtime
     calls = {}
     monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(runtime.torch.cuda, "set_device", lambda i: calls.setdefault("current", i))
     monkeypatch.setattr(runtime.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(runtime.dist, "init_process_group", lambda b, **kw: calls.setdefault("backend", b))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1)
+    trains_on = torch.device("cuda", 1) if backend == "nccl" else torch.device("cpu")
+    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1, trains_on)
     assert (calls.get("backend"), calls.get("current")) == (backend, current)
 
 
