@@ -132,6 +132,7 @@ def cmd_train(args) -> int:
     trainer = Trainer(cfg, resume=args.resume, epoch=args.epoch, progress=not args.no_progress,
                       tensorboard=args.tensorboard)
     run = trainer.train()
+    trainer.dist.close()
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}\nreport: {run / 'report.html'}")
         if trainer.is_demo and not args.no_eval:

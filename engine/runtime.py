@@ -61,6 +61,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")  # where this rank trains (pick_device)
+    owns_group: bool = False  # init_distributed started the process group (close() ends it)
 
     @property
     def main(self) -> bool:
@@ -70,11 +71,28 @@ class Dist:
         if self.world > 1:
             dist.barrier()
 
+    def close(self) -> None:
+        """End the process group if init_distributed started it (a caller's own group is left as it
+        is). Every rank calls it once its collectives are done; torch warns at exit about a group left
+        open."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def init_distributed(device: str = "auto") -> Dist:
     """This process's place in a torchrun launch (a single process otherwise) and the device it
     trains on (pick_device, `device` as in TrainConfig.device); starts the group: NCCL when the
-    ranks train on GPUs, gloo on the CPU (also on a GPU host: NCCL cannot reduce CPU gradients)."""
+    ranks train on GPUs, gloo on the CPU (also on a GPU host: NCCL cannot reduce CPU gradients).
+    A process group the caller started already is used as it is: its rank and size count, not the
+    environment's (which a launcher other than torchrun may not set)."""
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        local_rank = int(os.environ.get("LOCAL_RANK", rank % gpus if gpus else 0))
+        dev = pick_device(device, local_rank, world)
+        if dev.type == "cuda" and world > 1:
+            torch.cuda.set_device(dev)  # as below
+        return Dist(rank, world, local_rank, dev)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local_rank, world)  # before the group: a bad device fails alone
@@ -83,9 +101,8 @@ def init_distributed(device: str = "auto") -> Dist:
             # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
             # *current* device: left at 0, every rank would launch its kernels on GPU 0.
             torch.cuda.set_device(local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(int(os.environ.get("RANK", "0")), world, local_rank, dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(int(os.environ.get("RANK", "0")), world, local_rank, dev, owns_group=world > 1)
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -350,10 +350,11 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
-    tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Returns the
-    run folder."""
+    tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Under torchrun
+    the process group this started is ended on return. Returns the run folder."""
     trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
     run = trainer.train()
+    trainer.dist.close()  # the evaluation below is rank 0's alone: no collective
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()
     return run

@@ -110,7 +110,7 @@ def test_torchrun_backend_and_current_device_follow_the_training_device(monkeypa
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     trains_on = torch.device("cuda", 1) if backend == "nccl" else torch.device("cpu")
-    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1, trains_on)
+    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1, trains_on, owns_group=True)
     assert (calls.get("backend"), calls.get("current")) == (backend, current)
 
 
@@ -127,6 +127,51 @@ def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
     monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
     with pytest.raises(runtime.ConfigError, match=r"only 2 GPU\(s\) are visible \(this rank's GPU is cuda:2\)"):
         runtime.pick_device("cuda:0", local_rank=2, world=4)
+
+
+def _group_worker(rank, world, port, out_dir, own):
+    """own: the environment says torchrun (init_distributed starts the group and close() ends it);
+    else the caller starts the group itself, with no RANK/WORLD_SIZE in the environment, and trains."""
+    from bicyclegan.engine import runtime
+    from bicyclegan.engine.trainer import train
+    torch.set_num_threads(1)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        os.environ.pop(k, None)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if own:
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+        d = runtime.init_distributed("cpu")
+        seen = {"rank": d.rank, "world": d.world, "owns": d.owns_group, "open": dist.is_initialized()}
+        d.close()
+        seen["open_after_close"] = dist.is_initialized()
+    else:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        cfg = TrainConfig(model=ModelConfig(**TINY), batch_size=4, max_steps=2, log_every=1, sample_every=2,
+                          save_every=2, out=os.path.join(out_dir, "run"), device="cpu")
+        d = runtime.init_distributed("cpu")
+        seen = {"rank": d.rank, "world": d.world, "owns": d.owns_group}
+        train(cfg, progress=False, evaluate=False)
+        seen["open_after_train"] = dist.is_initialized()
+        dist.destroy_process_group()
+    json.dump(seen, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+@pytest.mark.slow
+def test_a_process_group_started_by_the_caller_is_used_and_left_open(tmp_path):
+    """Launched by something other than torchrun (no RANK/WORLD_SIZE): the group's own rank and size
+    count, so the data is sharded and rank 0 alone writes; the caller's group outlives train()."""
+    mp.spawn(_group_worker, args=(2, _free_port(), str(tmp_path), False), nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert seen == [{"rank": r, "world": 2, "owns": False, "open_after_train": True} for r in (0, 1)]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
+    assert ckpt["step"] == 2 and ckpt["steps_per_epoch"] == 64  # 512 demo pairs / 2 ranks / batch 4
+    assert [json.loads(ln)["step"] for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_the_group_init_distributed_started_is_ended_by_close(tmp_path):
+    mp.spawn(_group_worker, args=(2, _free_port(), str(tmp_path), True), nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
 def _mean_worker(rank, world, port, out_dir):
