@@ -181,6 +181,13 @@ def prefetch_to(batches, device):
         yield ready(pending)
 
 
+def _worker_init(_):
+    """In a worker just forked with the collector off: freeze what came from the parent (in this
+    process alone), then collect as usual, the worker's own garbage only."""
+    gc.freeze()
+    gc.enable()
+
+
 class TorchLoader(PairedLoader):
     backend = "torch"
 
@@ -193,25 +200,28 @@ class TorchLoader(PairedLoader):
             dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
-            prefetch_factor=PREFETCH if num_workers else None)
+            prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
         if num_workers and spec.crops:  # fixed-size batches: float32 A and B
             batch_bytes = self.batch_size * (spec.input_nc + spec.output_nc) * spec.crop[0] * spec.crop[1] * 4
             if why := shared_memory_shortfall(num_workers, batch_bytes):
                 log.warning(why)
 
     def _batches(self):
-        # The first pass forks the workers (then kept). Frozen, what this process holds is never
-        # collected in them: a worker's collector would run the finalisers of the parent's garbage,
-        # e.g. a dropped DALI pipeline, whose destructor then waits for ever for threads that do not
-        # exist in the child (seen: a test run hung in a worker). It also keeps a large sample list's
-        # pages shared: a collection in a worker would write to every object of it.
-        ours = gc.get_freeze_count() == 0  # a freeze of the caller's own stays in place
-        gc.freeze()
+        # The first pass forks the workers (then kept). What this process holds must never be collected
+        # in them: a worker's collector would run the finalisers of the parent's garbage, e.g. a dropped
+        # DALI pipeline, whose destructor then waits for ever for threads that do not exist in the child
+        # (seen: a test run hung in a worker); a collection there would also write to every object of a
+        # large sample list, unsharing its pages. So the workers are forked with the collector off, and
+        # each freezes what it inherited before turning it on (_worker_init). The parent's own collector
+        # state and freeze are left as they were (Python 3.12 starts with objects frozen already, so
+        # "nothing frozen yet" cannot tell a caller's freeze from none).
+        was_enabled = gc.isenabled()
+        gc.disable()
         try:
             batches = iter(self._loader)
         finally:
-            if ours:
-                gc.unfreeze()
+            if was_enabled:
+                gc.enable()
         try:
             for batch in batches:
                 if "error" in batch:
