@@ -109,8 +109,9 @@ def test_loader_cuda(benchmark, jpeg_pairs):
             f"loader epoch to the GPU, 64 JPEG pairs 256 px, batch {BATCH}: DALI mixed decoding vs torch/PIL")
 
 
-@pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
-def test_loader_feeds_the_step(benchmark, tmp_path):
+def _feeds_the_step(benchmark, tmp_path, backend):
+    """The graphed step fed by `backend`'s loader (its default workers or threads) against the step on
+    a resident batch, and the loader alone; for the torch loader also with 2 workers."""
     import bench_train_step as ladder
     batch, size = max(ladder.BATCHES), ladder.SIZE
     # 1,024 pairs (16 distinct files repeated: the decoding work is the same): an epoch boundary (the
@@ -122,18 +123,22 @@ def test_loader_feeds_the_step(benchmark, tmp_path):
 
     def endless(workers):
         loader = make_loader(root, batch_size=batch, load_size=size + size // 8, crop_size=size,
-                             backend="torch", device=DEVICE, seed=0, num_workers=workers)
+                             backend=backend, device=DEVICE, seed=0, num_workers=workers)
         while True:
             yield from loader
-    workers = default_workers("torch", DEVICE)
-    stream, two = endless(None), endless(2)  # the default (None), and the engine's default until now
+    workers = default_workers(backend, DEVICE)
+    stream = endless(None)  # the default (None)
+    rows = [("resident", lambda: step(resident)), ("loader_only", lambda: next(stream))]
+    if backend == "torch":
+        two = endless(2)  # the engine's default until the worker count followed the cores
+        rows.append(("two_workers", lambda: step(next(two))))
+    rows.append(("ours", lambda: step(next(stream))))
     # In turn, not interleaved (one iterator per loader: its queue must reach its steady state): each
     # row first runs its warm-up, which for the loader rows also uses up what the workers queued
     # (2 batches per worker) while something else ran.
     warmup = 1 if DRY else 2 * workers + 8
     ms = {}
-    for row, fn in (("resident", lambda: step(resident)), ("loader_only", lambda: next(stream)),
-                    ("two_workers", lambda: step(next(two))), ("ours", lambda: step(next(stream)))):
+    for row, fn in rows:
         times = []
 
         def run(fn=fn, times=times):
@@ -151,11 +156,25 @@ def test_loader_feeds_the_step(benchmark, tmp_path):
             for _ in range(rounds):
                 run()
         ms[row] = statistics.median(times)
-    benchutil.tag(benchmark, f"loader_feeds_step_b{batch}", "ours", ms["ours"],
+    figure = "loader" if backend == "torch" else backend
+    benchutil.tag(benchmark, f"{figure}_feeds_step_b{batch}", "ours", ms["ours"],
                   rows_ms={k: v for k, v in ms.items() if k != "ours"})
+    what = {"torch": f"the torch loader ({workers} workers) vs on a resident batch, with 2 workers; the loader alone",
+            "dali": f"the DALI loader ({workers} threads, {'mixed' if DEVICE == 'cuda' else 'CPU'} decoding) vs "
+                    f"on a resident batch; the loader alone"}[backend]
     benchmark.extra_info.update(
         gate="resident", headline=True, workers=workers, cpu_count=os.cpu_count(), pairs=files,
-        batch_size=batch, rounds=rounds, per_round=per_round,
+        batch_size=batch, rounds=rounds, per_round=per_round, backend=backend,
         pairs_per_s={k: round(batch / v * 1e3, 1) for k, v in ms.items()},
-        what=(f"training iteration ({ladder.OURS}, {size} px, batch {batch}) fed by the torch loader "
-              f"({workers} workers) vs on a resident batch, with 2 workers; the loader alone"))
+        what=f"training iteration ({ladder.OURS}, {size} px, batch {batch}) fed by {what}")
+
+
+@pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
+def test_loader_feeds_the_step(benchmark, tmp_path):
+    _feeds_the_step(benchmark, tmp_path, "torch")
+
+
+@pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_REASON)
+@pytest.mark.skipif(not HAS_DALI, reason="DALI is not installed")
+def test_dali_feeds_the_step(benchmark, tmp_path):
+    _feeds_the_step(benchmark, tmp_path, "dali")

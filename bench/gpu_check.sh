@@ -10,7 +10,12 @@
 #                                                    timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung
-#   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile]
+#   OUT=... bash bench/gpu_check.sh dali             a later call, once the DALI wheels are on the
+#                                                    machine in pieces (bench/dali_carry.py): joins
+#                                                    and installs them, runs the DALI tests, the DALI
+#                                                    loader against the torch one, whether it feeds
+#                                                    the graphed step, and a short training run on it
+#   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile|dali]
 #                                                    on a CPU: every step, tiny shapes, one round,
 #                                                    every file written, nothing worth quoting
 #                                                    (tests/test_bench_gpu_check.py runs it in CI)
@@ -21,9 +26,10 @@
 #
 # Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
 # tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
-# (compile: train_step_compile.json). Each step has a time limit, and all of them together at most
-# GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later steps get what is
-# left, so the call ends within about 8 minutes whatever happens. SIGINT, not SIGTERM: pytest then
+# (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
+# dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
+# them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
+# steps get what is left, so the call ends within about 8 minutes whatever happens. SIGINT, not SIGTERM: pytest then
 # still ends its session and pytest-benchmark writes the JSON of every case that finished.
 set -uo pipefail
 DRY=0
@@ -31,8 +37,8 @@ MODE=main
 for arg in "$@"; do
   case $arg in
     --dry-run) DRY=1 ;;
-    compile) MODE=compile ;;
-    *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or compile)"; exit 2 ;;
+    compile|dali) MODE=$arg ;;
+    *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or one of compile, dali)"; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -40,8 +46,12 @@ OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}  # the device machine sets OUT
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 PY=${PY:-python3}
 BUDGET=${GPU_CHECK_BUDGET:-470}
-LOG=$OUT/check.log
-STEPS=$OUT/steps.jsonl
+# Each call's own log and step list (check.log, check_compile.log, check_dali.log...): the calls'
+# files go to one results folder, where the later must not overwrite the earlier.
+SUFFIX=${MODE#main}
+SUFFIX=${SUFFIX:+_$SUFFIX}
+LOG=$OUT/check$SUFFIX.log
+STEPS=$OUT/steps$SUFFIX.jsonl
 : > "$LOG"
 : > "$STEPS"
 export PYTHONUNBUFFERED=1
@@ -113,18 +123,52 @@ else
 fi
 { echo "=== /dev/shm (the loader workers hand their batches over through it)"; df -h /dev/shm; } >> "$LOG" 2>&1
 
-# Kernel launch configurations chosen on this device, used by every later step.
-if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null; then
-  # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
-  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning.json" --quick --budget-s 35)
-  [ $DRY = 1 ] && tune+=(--dry-run)
-  step tune 60 "${tune[@]}"
-  if [ -s "$OUT/tuning.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning.json; fi
-else
-  record tune 0 0 0 "not present on this branch: bicyclegan.kernels.tune"
+# Kernel launch configurations chosen on this device, used by every later step (not in the DALI
+# call: its step rates are compared with the same step on a resident batch, tuned or not).
+if [ $MODE != dali ]; then
+  if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null
+  then
+    # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
+    tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning$SUFFIX.json" --quick --budget-s 35)
+    [ $DRY = 1 ] && tune+=(--dry-run)
+    step tune 60 "${tune[@]}"
+    if [ -s "$OUT/tuning$SUFFIX.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning$SUFFIX.json; fi
+  else
+    record tune 0 0 0 "not present on this branch: bicyclegan.kernels.tune"
+  fi
 fi
 
-if [ $MODE = compile ]; then
+if [ $MODE = dali ]; then
+  # The wheels, carried in pieces by earlier calls (bench/dali_carry.py), installed beside the image's
+  # packages; DALI_CARRY_DIR: where the pieces are (default .dali in the checkout).
+  site=$(mktemp -d)
+  step dali_install 120 "$PY" bench/dali_carry.py ${DALI_CARRY_DIR:+--dir "$DALI_CARRY_DIR"} join --target "$site"
+  if ! last_ok; then
+    tail -15 "$LOG"
+    echo "gpu_check: the DALI wheels are not all here; stopping"
+    exit 3
+  fi
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+  step dali_import 60 "$PY" -c "import nvidia.dali as d, simplejpeg; print('DALI', d.__version__, 'from', d.__file__)"
+  last_ok || { tail -15 "$LOG"; echo "gpu_check: DALI does not import; stopping"; exit 3; }
+  # Every DALI test: the GPU ones (mixed decoding) and the CPU-operator ones, under Python 3.12 here.
+  dali_tests=("$PY" -m pytest -k dali -q -p no:cacheprovider tests/test_pipelines.py tests/test_pipelines_formats.py
+              tests/test_pipelines_errors.py tests/test_loader_fuzz.py tests/test_optional_imports.py)
+  [ $DRY = 1 ] && dali_tests+=(--collect-only)
+  step dali_tests 120 "${dali_tests[@]}"
+  BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader_dali 120 loader_dali.json bench/bench_loader.py \
+    -k "loader_cuda or dali_feeds"
+  # The GPU default end to end: a short run on the demo data, DALI feeding the graphed bf16 step.
+  rundir=$(mktemp -d)/run
+  run=(--out "$rundir" --backend dali --no-eval --no-progress)
+  if [ $DRY = 1 ]; then
+    run+=(--device cpu --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4 --max_steps 4 --log_every 2)
+  else
+    run+=(--amp bf16 --cuda_graph --channels_last --batch_size 16 --max_steps 200 --log_every 50)
+  fi
+  step train_dali 90 "$PY" -m bicyclegan.engine.cli train "${run[@]}"
+  { echo "=== train_dali: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
+elif [ $MODE = compile ]; then
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
     train_step_compile.json bench/bench_train_step.py -k "compile or graph_bf16_triton"
 else
@@ -148,7 +192,7 @@ else
   step profile 45 "$PY" bench/profile_step.py --out "$OUT/profile.json"
 fi
 
-echo "--- last lines of check.log"
+echo "--- last lines of check$SUFFIX.log"
 tail -25 "$LOG"
 echo "--- steps"
 cat "$STEPS"

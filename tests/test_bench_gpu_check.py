@@ -20,15 +20,18 @@ MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "kernels"
 LADDER = ["eager_fp32_torch", "eager_bf16_torch", "eager_bf16_triton", "eager_bf16_triton_cl", "graph_bf16_triton"]
 
 
-def dry_run(out, *args):
+def dry_run(out, *args, **env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
-    env.update(OUT=str(out), PY=sys.executable)
+    env.update(OUT=str(out), PY=sys.executable, **env_extra)
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    suffix = "".join(f"_{a}" for a in args)  # each call's own log and step list
+    log = out / f"check{suffix}.log"
+    tail = log.read_text()[-4000:] if log.exists() else ""
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:] + tail
+    steps = [json.loads(line) for line in (out / f"steps{suffix}.jsonl").read_text().splitlines()]
     failed = [s for s in steps if s["rc"] != 0]
-    assert not failed, f"{failed}\n{(out / 'check.log').read_text()[-6000:]}"
+    assert not failed, f"{failed}\n{log.read_text()[-6000:]}"
     return steps
 
 
@@ -100,16 +103,59 @@ def test_dry_run_of_the_compile_call(tmp_path):
     out = tmp_path / "out"
     steps = dry_run(out, "compile")
     assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "tune", "ladder_compile"]
-    assert {"check.log", "steps.jsonl", "train_step_compile.json"} <= set(returnable(out))
+    assert {"check_compile.log", "steps_compile.jsonl", "train_step_compile.json"} <= set(returnable(out))
     fig = track.figures(benchmarks(out / "train_step_compile.json"))["train_step_b2"]
     assert set(fig["rows"]) == {"ours", "compile_bf16_triton", "compile_graph_bf16_triton"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None, reason="DALI is not installed")
+def test_dry_run_of_the_dali_call(tmp_path):
+    """The pieces a session carried (here: a small wheel in three pieces) are joined and installed,
+    then the DALI tests (collected), the DALI loader benchmarks and a short DALI-fed run."""
+    import test_dali_carry
+    pieces = tmp_path / "pieces"
+    sys.path.insert(0, str(ROOT / "bench"))
+    import dali_carry
+    dali_carry.prepare([test_dali_carry.tiny_wheel(tmp_path / "w", size=30_000)], pieces, piece_mib=0.01)
+    assert len(list(pieces.glob("[0-9]*"))) == 3
+    out = tmp_path / "out"
+    steps = dry_run(out, "dali", DALI_CARRY_DIR=str(pieces))
+    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "dali_install", "dali_import",
+                                          "dali_tests", "loader_dali", "train_dali"]
+    assert set(returnable(out)) == {"check_dali.log", "steps_dali.jsonl", "loader_dali.json"}
+    log = (out / "check_dali.log").read_text()
+    assert "installed 1 wheels into" in log and "DALI " in log
+    assert re.search(r"test_pipelines\.py::\S*dali", log)  # the DALI tests were collected
+    assert '"step": 4' in log  # the DALI-fed run's log lines
+    feeds = track.figures(benchmarks(out / "loader_dali.json"))["dali_feeds_step_b2"]
+    assert set(feeds["rows"]) == {"ours", "resident", "loader_only"} and feeds["gate"] == "resident"
+
+
+def test_the_dali_call_stops_when_pieces_are_missing(tmp_path):
+    import test_dali_carry
+    sys.path.insert(0, str(ROOT / "bench"))
+    import dali_carry
+    pieces = tmp_path / "pieces"
+    dali_carry.prepare([test_dali_carry.tiny_wheel(tmp_path / "w", size=30_000)], pieces, piece_mib=0.01)
+    for f in (pieces / "2").iterdir():
+        f.unlink()
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env.update(OUT=str(out), PY=sys.executable, DALI_CARRY_DIR=str(pieces))
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "dali"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3
+    assert f"pieces 2 of 3 are missing (carry {pieces}/2;" in proc.stdout
+    steps = [json.loads(line)["step"] for line in (out / "steps_dali.jsonl").read_text().splitlines()]
+    assert steps[-1] == "dali_install"
 
 
 def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dryrun"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path / "out")})
     assert proc.returncode == 2
-    assert "unknown argument '--dryrun' (expected --dry-run and/or compile)" in proc.stdout
+    assert "unknown argument '--dryrun' (expected --dry-run and/or one of compile, dali)" in proc.stdout
     assert not (tmp_path / "out").exists()
 
 
