@@ -5,9 +5,11 @@ import io
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from test_pipelines import BACKENDS, aligned, noise, write
 
@@ -183,6 +185,38 @@ def test_a_worker_collects_its_own_garbage(tmp_path, monkeypatch):
     pids = marker.read_text().split()
     assert len(pids) == 2 and str(os.getpid()) not in pids
     assert [p.read_text() for p in tmp_path.glob("collector_on_*")] == ["True", "True"]
+
+
+def _child_pids():
+    """The processes this one started itself (Linux /proc)."""
+    me, found = os.getpid(), []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(d.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_started_by_a_forkserver_give_the_same_batches(tmp_path):
+    """Python 3.14 starts processes with a forkserver by default (macOS: spawn): then the dataset
+    reaches the workers pickled, nothing is inherited, and the batches must be those of forked workers."""
+    import multiprocessing
+    good_set(tmp_path, n=6)
+    forked = [b["A"] for b in load(tmp_path, num_workers=2, shuffle=True, seed=3)]
+    before = multiprocessing.get_start_method()
+    multiprocessing.set_start_method("forkserver", force=True)
+    try:
+        loader = load(tmp_path, num_workers=2, shuffle=True, seed=3)
+        served = [b["A"] for b in loader]
+        assert not set(_child_pids()) & {w.pid for w in loader._loader._iterator._workers}  # not forked by us
+    finally:
+        multiprocessing.set_start_method(before, force=True)
+    assert len(served) == len(forked) == 3
+    for a, b in zip(forked, served):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_stuck_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
