@@ -80,8 +80,7 @@ def prepare(wheels: list[Path], folder: Path = DIR, piece_mib: float = PIECE_MIB
         for f in old.iterdir():
             f.unlink()
         old.rmdir()
-    manifest = {"wheels": [{"name": w.name, "size": w.stat().st_size, "sha256": _sha256(w)} for w in wheels],
-                "pieces": []}
+    manifest = {"wheels": [{"name": w.name, "size": w.stat().st_size, "sha256": _sha256(w)} for w in wheels]}
     out, count = None, 0
     for w in wheels:
         with open(w, "rb") as src:
@@ -97,9 +96,8 @@ def prepare(wheels: list[Path], folder: Path = DIR, piece_mib: float = PIECE_MIB
                     out.write(chunk[:room])
                     chunk = chunk[room:]
     out.close()
-    manifest["pieces"] = list(range(1, count + 1))
     manifest["pieces"] = [{"index": k, "size": (folder / str(k) / "piece").stat().st_size,
-                           "sha256": _sha256(folder / str(k) / "piece")} for k in manifest["pieces"]]
+                           "sha256": _sha256(folder / str(k) / "piece")} for k in range(1, count + 1)]
     for k in range(1, count + 1):
         (folder / str(k) / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
