@@ -29,8 +29,9 @@
 # (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
 # them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
-# steps get what is left, so the call ends within about 8 minutes whatever happens. SIGINT, not SIGTERM: pytest then
-# still ends its session and pytest-benchmark writes the JSON of every case that finished.
+# steps get what is left, so the call ends within about 8 minutes whatever happens. SIGINT, not
+# SIGTERM: pytest then still ends its session and pytest-benchmark writes the JSON of every case
+# that finished.
 set -uo pipefail
 DRY=0
 MODE=main
@@ -88,6 +89,13 @@ last_ok() {  # did the last recorded step end with rc 0?
   [ "$(tail -1 "$STEPS" | grep -c '"rc": 0,')" = 1 ]
 }
 
+stop_unless_ok() {  # stop_unless_ok WHAT: end the call (exit 3) if the last step failed: the rest needs it
+  last_ok && return
+  tail -30 "$LOG"
+  echo "gpu_check: $1; stopping"
+  exit 3
+}
+
 bench() {  # bench NAME LIMIT JSON PYTEST-ARGS...: a pytest-benchmark run writing $OUT/JSON
   local name=$1 limit=$2 json=$3
   shift 3
@@ -111,11 +119,7 @@ if ! "$PY" -c "import bicyclegan.engine, bicyclegan.kernels, bicyclegan.pipeline
   record install_fallback 0 0 0 "bicyclegan did not import after the install step: PYTHONPATH=$shim"
 fi
 step imports 60 "$PY" bench/benchutil.py  # imports the project and pytest-benchmark, prints the versions
-if ! last_ok; then
-  tail -30 "$LOG"
-  echo "gpu_check: the project or pytest-benchmark does not import; stopping"
-  exit 3
-fi
+stop_unless_ok "the project or pytest-benchmark does not import"
 if command -v nvidia-smi > /dev/null; then
   step nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 else
@@ -143,14 +147,10 @@ if [ $MODE = dali ]; then
   # packages; DALI_CARRY_DIR: where the pieces are (default .dali in the checkout).
   site=$(mktemp -d)
   step dali_install 120 "$PY" bench/dali_carry.py ${DALI_CARRY_DIR:+--dir "$DALI_CARRY_DIR"} join --target "$site"
-  if ! last_ok; then
-    tail -15 "$LOG"
-    echo "gpu_check: the DALI wheels are not all here; stopping"
-    exit 3
-  fi
+  stop_unless_ok "the DALI wheels are not all here"
   export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
   step dali_import 60 "$PY" -c "import nvidia.dali as d, simplejpeg; print('DALI', d.__version__, 'from', d.__file__)"
-  last_ok || { tail -15 "$LOG"; echo "gpu_check: DALI does not import; stopping"; exit 3; }
+  stop_unless_ok "DALI does not import"
   # Every DALI test: the GPU ones (mixed decoding) and the CPU-operator ones, under Python 3.12 here.
   dali_tests=("$PY" -m pytest -k dali -q -p no:cacheprovider tests/test_pipelines.py tests/test_pipelines_formats.py
               tests/test_pipelines_errors.py tests/test_loader_fuzz.py tests/test_optional_imports.py)

@@ -85,24 +85,23 @@ def init_distributed(device: str = "auto") -> Dist:
     ranks train on GPUs, gloo on the CPU (also on a GPU host: NCCL cannot reduce CPU gradients).
     A process group the caller started already is used as it is: its rank and size count, not the
     environment's (which a launcher other than torchrun may not set)."""
+    owns = False
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         local_rank = int(os.environ.get("LOCAL_RANK", rank % gpus if gpus else 0))
-        dev = pick_device(device, local_rank, world)
-        if dev.type == "cuda" and world > 1:
-            torch.cuda.set_device(dev)  # as below
-        return Dist(rank, world, local_rank, dev)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    else:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        owns = world > 1
     dev = pick_device(device, local_rank, world)  # before the group: a bad device fails alone
-    if world > 1:
-        if dev.type == "cuda":
-            # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
-            # *current* device: left at 0, every rank would launch its kernels on GPU 0.
-            torch.cuda.set_device(local_rank)
+    if world > 1 and dev.type == "cuda":
+        # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the
+        # *current* device: left at 0, every rank would launch its kernels on GPU 0.
+        torch.cuda.set_device(local_rank)
+    if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(int(os.environ.get("RANK", "0")), world, local_rank, dev, owns_group=world > 1)
+    return Dist(rank, world, local_rank, dev, owns_group=owns)
 
 
 # -- data ------------------------------------------------------------------------------------------
