@@ -17,14 +17,16 @@ What a kernel provides (see TwoFacedOp):
   return None);
 - fakes of both, with the same signatures, for tracing.
 Each implementation is a plain function with type annotations (custom_op infers the schema from
-them). Gradients are first order: a second backward raises rather than silently giving zeros.
+them). Gradients are first order: a backward with create_graph=True (a gradient penalty such as
+R1 or WGAN-GP, any double backward) raises, since the terms through the op would be missing from
+what it returns (torch's once_differentiable only raises when those terms are reached, which
+torch.autograd.grad(..., inputs) may never do: its result is silently wrong).
 """
 import contextlib
 import functools
 import inspect
 
 import torch
-from torch.autograd.function import once_differentiable
 
 
 def _as_tuple(outputs):
@@ -104,8 +106,13 @@ class TwoFacedOp:
             op._setup(ctx, inputs, outputs)
             return outputs[0]
 
-        @once_differentiable
         def backward(ctx, grad):
+            # The engine runs a backward with grad mode on exactly when create_graph=True.
+            if torch.is_grad_enabled():
+                raise RuntimeError(
+                    f"{name}: the Triton kernels' gradients are first order; a backward with "
+                    f"create_graph=True (a gradient penalty, double backward) through this op would "
+                    f"miss its second-order terms. Build the layers it passes through with impl='ref'")
             return op._grads(ctx, grad, op.run_backward)
 
         # Built with type() so that autograd names the grad_fn after the op (e.g. InstanceNormActFunctionBackward).

@@ -16,7 +16,9 @@ def apply_act(y, act, slope, inplace=False):
     if act == "relu":
         return F.relu(y, inplace=inplace)
     if act == "leaky_relu":
-        return F.leaky_relu(y, slope, inplace=inplace)
+        # torch's in-place LeakyReLU keeps its output for backward, which a negative slope cannot
+        # invert (its backward refuses): out of place then.
+        return F.leaky_relu(y, slope, inplace=inplace and slope >= 0)
     if act == "elu":
         return F.elu(y, 1.0, inplace=inplace)
     if act == "none":

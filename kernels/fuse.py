@@ -31,19 +31,34 @@ def _fusable(norm, act):
             and (type(act) in (nn.ReLU, nn.LeakyReLU) or (type(act) is nn.ELU and act.alpha == 1.0)))
 
 
+def _hooked(m):
+    # A hook on either layer would silently stop firing once the pair is one layer.
+    return any(getattr(m, h, None) for h in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                                              "_backward_pre_hooks", "_state_dict_hooks"))
+
+
+def _plain_sequential(m):
+    # A subclass with its own forward may use its children otherwise than in a chain (taps, skips).
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
 def fuse_norm_act(module, impl="auto"):
     """Fuse every nn.InstanceNorm2d directly followed by nn.ReLU, nn.LeakyReLU or nn.ELU(alpha=1) inside an
     nn.Sequential of `module` (module itself included) into one InstanceNormAct2d.
 
     Modifies `module` in place and returns it. Outputs and gradients are those of the original.
-    InstanceNorm2d with track_running_stats=True is left alone. The fused layer takes 4-D input
-    only (nn.InstanceNorm2d also accepts unbatched C x H x W).
+    Left alone: InstanceNorm2d with track_running_stats=True, a pair where either layer has hooks,
+    and nn.Sequential subclasses with their own forward. The fused layer takes 4-D input only
+    (nn.InstanceNorm2d also accepts unbatched C x H x W); the norm's slot now holds the activation
+    too (a slice seq[:i + 1] ends after it); and like an in-place activation, the fused layer may keep
+    its output for backward (LeakyReLU, ELU), so modifying that output in place raises autograd's
+    in-place error where an unfused nn.LeakyReLU would not.
     """
-    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+    for seq in [m for m in module.modules() if _plain_sequential(m)]:
         names = list(seq._modules)
         for first, second in zip(names, names[1:]):
             norm, act = seq._modules[first], seq._modules[second]
-            if _fusable(norm, act):
+            if _fusable(norm, act) and not _hooked(norm) and not _hooked(act):
                 seq._modules[first] = _fused(norm, act, impl)
                 seq._modules[second] = nn.Identity()
     return module

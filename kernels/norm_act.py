@@ -7,7 +7,7 @@ when the Triton path runs); fuse.py swaps InstanceNorm2d + activation pairs for 
 import torch
 import torch.nn as nn
 
-from ._impl import resolve_impl
+from ._impl import IMPLS, resolve_impl
 from .acts import ACTS, apply_act
 
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -48,9 +48,11 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu|elu (ELU alpha 1).
 
     The Triton path keeps statistics in fp32 whatever x's dtype, returns y in x's memory format
-    (NCHW or channels_last) and supports first-order gradients only. With no weight/bias and
-    LeakyReLU(slope > 0) it saves y rather than x for backward, so modifying y in place before
-    backward raises autograd's usual in-place error.
+    (NCHW or channels_last) and supports first-order gradients only (a backward with
+    create_graph=True raises: use impl='ref' under a gradient penalty). With no weight/bias and
+    LeakyReLU(slope > 0) it saves y rather than x for backward, as the reference's in-place
+    activations do for LeakyReLU and ELU: modifying y in place before backward then raises
+    autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead).
     """
     _check(x, act, weight, bias)
     if x.dtype == torch.float64 and impl == "auto":
@@ -75,7 +77,14 @@ class InstanceNormAct2d(nn.Module):
                              "(instance statistics are always used, as in pix2pix/BicycleGAN)")
         if act not in ACTS:
             raise ValueError(f"InstanceNormAct2d: act must be one of {ACTS}, got {act!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"InstanceNormAct2d: impl must be one of {IMPLS}, got {impl!r}")
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        # What nn.InstanceNorm2d(track_running_stats=False) has, for code that inspects norm layers
+        # (None buffers are not in the state_dict, so the keys stay those of nn.InstanceNorm2d).
+        self.track_running_stats = False
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, None)
         self.act, self.slope, self.impl = act, slope, impl
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import resolve_impl
+from ._impl import IMPLS, resolve_impl
 from .acts import ACTS, apply_act
 
 MODES = ("concat_free", "fused_concat")
@@ -29,6 +29,9 @@ def _check(x, z):
                                   and torch.is_autocast_enabled(x.device.type))
     if not same:
         raise TypeError(f"z injection: z dtype {z.dtype} differs from x dtype {x.dtype} "
+                        f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
+    if not x.is_floating_point():
+        raise TypeError(f"z injection: x and z must be floating point, got {x.dtype} "
                         f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
 
 
@@ -52,6 +55,24 @@ def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     return z_concat_act_ref(x, z, act, slope)
 
 
+def conv_padding(padding, kernel_size, stride, who="z_concat_conv"):
+    """nn.Conv2d's padding strings as the (symmetric) padding the kernels take: "valid" is 0; "same"
+    is (k - 1) / 2 per side at stride 1, so the kernel's sides must be odd (nn.Conv2d pads an even
+    one unevenly, which these kernels do not do). Anything else is returned as it is."""
+    if not isinstance(padding, str):
+        return padding
+    ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    st = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    if padding == "valid":
+        return 0
+    if padding == "same" and all(s == 1 for s in st) and all(k % 2 for k in ks):
+        return tuple(k // 2 for k in ks)
+    if padding == "same":
+        raise ValueError(f"{who}: padding 'same' needs stride 1 and odd kernel sides (got kernel_size "
+                         f"{kernel_size}, stride {stride}); give the padding as an int or a pair instead")
+    raise ValueError(f"{who}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
+
+
 def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2):
     """conv2d(act(cat(x, tile z))): the reference, which materialises the concatenation."""
     return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
@@ -63,15 +84,28 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
 
     With Triton, mode "concat_free" never builds the concatenation (conv over x's channels plus a
     z term computed from the weight's z slice); "fused_concat" builds it in one fused pass.
+    padding: an int, a pair, or nn.Conv2d's "valid" / "same" (stride 1, odd kernel sides). The
+    concatenation-free path keeps x itself for backward (the reference keeps the concatenation), so
+    modifying x in place before backward raises autograd's in-place error.
     """
     _check(x, z)
     if act not in ACTS:
         raise ValueError(f"z_concat_conv: act must be one of {ACTS}, got {act!r}")
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
-    if weight.dim() != 4 or weight.shape[1] != x.shape[1] + z.shape[1]:
-        raise ValueError(f"z_concat_conv: weight {tuple(weight.shape)} must have in + nz input channels "
-                         f"for x {tuple(x.shape)} and z {tuple(z.shape)}")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != x.shape[1] + z.shape[1]:
+        raise ValueError(f"z_concat_conv: weight {tuple(getattr(weight, 'shape', ()))} must be out x (in + nz) "
+                         f"x kh x kw for x {tuple(x.shape)} and z {tuple(z.shape)}")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != weight.shape[:1]):
+        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"z_concat_conv: bias must have shape ({weight.shape[0]},), the weight's output "
+                         f"channels; got {got}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"z_concat_conv: {name} must be floating point, got {t.dtype}")
+        if t is not None and t.device != x.device:
+            raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
+    padding = conv_padding(padding, tuple(weight.shape[2:]), stride)
     if resolve_impl(impl, x, "z_concat_conv") == "ref":
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
     from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
@@ -97,6 +131,9 @@ class ZConcatConv2d(nn.Module):
             raise ValueError(f"ZConcatConv2d: act must be one of {ACTS}, got {act!r}")
         if mode not in MODES:
             raise ValueError(f"ZConcatConv2d: mode must be one of {MODES}, got {mode!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"ZConcatConv2d: impl must be one of {IMPLS}, got {impl!r}")
+        padding = conv_padding(padding, kernel_size, stride, "ZConcatConv2d")
         self.in_channels, self.nz, self.out_channels = in_channels, nz, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.act, self.slope, self.impl, self.mode = act, slope, impl, mode

@@ -89,11 +89,20 @@ def test_eager_face_gradients_and_needs():
     assert frozen.grad is None
 
 
-def test_second_order_raises():
+def test_second_order_raises_at_create_graph():
+    # A gradient penalty's gradient w.r.t. a weight before the op would silently lack the terms
+    # through it (once_differentiable raised only on routes that reach its error node): refused at
+    # the create_graph backward itself, whichever route comes next.
     x = torch.randn(3, requires_grad=True)
-    (gx,) = torch.autograd.grad(TOY(x, None, 2.0).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|doesn't require grad"):
-        torch.autograd.grad(gx.sum(), x)
+    w = torch.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="scale_shift: the Triton kernels' gradients are first order.*impl='ref'"):
+        torch.autograd.grad(TOY(x * w, None, 2.0).pow(2).sum(), x, create_graph=True)
+    # A plain backward, and one that keeps the graph without building a new one, are unaffected.
+    y = TOY(x * w, None, 2.0).pow(2).sum()
+    (gx,) = torch.autograd.grad(y, x, retain_graph=True)
+    torch.testing.assert_close(gx, 2 * (2.0 * x * w) * 2.0 * w)
+    y.backward()
+    torch.testing.assert_close(w.grad, 2 * (2.0 * x * w) * 2.0 * x)
 
 
 def test_custom_op_face():

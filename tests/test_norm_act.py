@@ -287,6 +287,86 @@ def test_fuse_keeps_parameter_objects():
     assert fuse_norm_act(net) is net and net[3][1].weight is weight
 
 
+def _critic(impl):
+    """conv -> fused norm + LeakyReLU -> conv, as a discriminator under a gradient penalty."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, impl=impl), nn.Conv2d(4, 1, 3))
+
+
+def _r1_grads(net, x):
+    """The gradient of an R1-style penalty |d net(x) / dx|^2 w.r.t. the first conv's weight."""
+    x = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+    return torch.autograd.grad(gx.pow(2).sum(), [net[0].weight])[0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_penalty_refused_by_the_kernels_right_with_ref(device):
+    """The kernels' gradients are first order: through them a penalty's gradient silently lacked
+    the second-order terms (with torch.autograd.grad); now the create_graph backward raises. The
+    reference path gives the penalty gradient of nn.InstanceNorm2d + nn.LeakyReLU."""
+    x = torch.randn(2, 3, 8, 8, device=device)
+    with pytest.raises(RuntimeError, match="first order.*impl='ref'"):
+        _r1_grads(_critic("triton").to(device), x)
+    plain = _critic("ref").to(device)
+    expected_net = nn.Sequential(plain[0], nn.InstanceNorm2d(4, affine=True), nn.LeakyReLU(0.2), plain[2])
+    expected_net[1].load_state_dict(plain[1].state_dict())
+    _close(_r1_grads(plain, x), _r1_grads(expected_net, x), torch.float32, "penalty gradient")
+    # The same network trains as usual without create_graph.
+    y = _critic("triton").to(device)(x.clone().requires_grad_())
+    y.sum().backward()
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_negative_slope(impl):
+    """LeakyReLU(-0.1): torch refuses the in-place version's backward, which the reference used."""
+    x = torch.randn(2, 3, 5, 4, requires_grad=True)
+    y = instance_norm_act(x, "leaky_relu", -0.1, impl=impl)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    x2 = x.detach().clone().requires_grad_()
+    expected = nn.functional.leaky_relu(nn.functional.instance_norm(x2), -0.1)
+    expected.backward(grad)
+    _close(y, expected, torch.float32, "y")
+    _close(x.grad, x2.grad, torch.float32, "dx")
+
+
+def test_fuse_leaves_custom_sequentials_and_hooked_layers_alone():
+    class Tap(nn.Sequential):  # uses its children otherwise than in a chain
+        def forward(self, x):
+            outs = []
+            for m in self:
+                x = m(x)
+                outs.append(x)
+            return outs[0] + outs[1]
+
+    class Plain(nn.Sequential):  # nn.Sequential's own forward: fused
+        pass
+
+    seen = []
+    hooked = nn.Sequential(nn.InstanceNorm2d(3), nn.ReLU())
+    hooked[1].register_forward_hook(lambda m, i, o: seen.append(o))
+    model = nn.Sequential(Tap(nn.InstanceNorm2d(3), nn.ReLU()), hooked, Plain(nn.InstanceNorm2d(3), nn.ReLU()))
+    x = torch.randn(2, 3, 6, 6)
+    before = model(x)
+    fuse_norm_act(model)
+    assert type(model[0][0]) is nn.InstanceNorm2d and type(model[1][0]) is nn.InstanceNorm2d
+    assert isinstance(model[2][0], InstanceNormAct2d) and isinstance(model[2][1], nn.Identity)
+    seen.clear()
+    torch.testing.assert_close(model(x), before)
+    assert len(seen) == 1, "the hook still fires"
+
+
+def test_module_looks_like_instance_norm_to_inspecting_code():
+    fused = InstanceNormAct2d(4, affine=True)
+    norm = nn.InstanceNorm2d(4, affine=True)
+    for name in ("track_running_stats", "running_mean", "running_var", "num_batches_tracked"):
+        assert getattr(fused, name) == getattr(norm, name), name
+    assert list(fused.state_dict()) == list(norm.state_dict()) == ["weight", "bias"]
+    with pytest.raises(ValueError, match="InstanceNormAct2d: impl must be one of"):
+        InstanceNormAct2d(4, impl="cuda")
+
+
 @pytest.mark.parametrize("impl", ["triton", "ref"])
 def test_bad_input_errors(impl):
     with pytest.raises(ValueError, match="x must be a 4-D"):

@@ -3,6 +3,8 @@ plain concatenate-then-conv reference, forward and every gradient, on small odd 
 
 On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1).
 """
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -308,6 +310,66 @@ def test_bad_arguments():
         ZConcatConv2d(3, 2, 4, mode="concat")
     with pytest.raises(TypeError, match="weight"):
         z_concat_conv(x, z, w.double(), impl="triton")
+
+
+def test_bias_shape_dtype_and_device_checked():
+    """A bias of the wrong length was read past its end by the kernel (out-of-bounds on a GPU)."""
+    x, z = _inputs(2, 3, 5, 5, 2, torch.float32)
+    w = torch.randn(4, 5, 4, 4)
+    for impl in ("triton", "ref"):
+        for bad in (torch.arange(10.0)[:3], torch.zeros(4, 1), torch.zeros(5)):
+            got = re.escape(str(tuple(bad.shape)))
+            with pytest.raises(ValueError, match=r"bias must have shape \(4,\).*got " + got):
+                z_concat_conv(x, z, w, bad, impl=impl)
+        with pytest.raises(TypeError, match="bias must be floating point"):
+            z_concat_conv(x, z, w, torch.zeros(4, dtype=torch.long), impl=impl)
+        with pytest.raises(ValueError, match="bias is on meta but x is on cpu"):
+            z_concat_conv(x, z, w, torch.zeros(4, device="meta"), impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_integer_inputs_refused(impl):
+    x, z = torch.ones(2, 3, 4, 4, dtype=torch.long), torch.ones(2, 2, dtype=torch.long)
+    with pytest.raises(TypeError, match="must be floating point, got torch.int64"):
+        z_concat_act(x, z, impl=impl)
+    with pytest.raises(TypeError, match="must be floating point"):
+        z_concat_conv(x, z, torch.ones(4, 5, 3, 3, dtype=torch.long), impl=impl)
+
+
+@pytest.mark.parametrize("padding,kernel_size,stride", [("same", 3, 1), ("same", (3, 5), 1), ("valid", 3, 2)])
+def test_padding_strings_as_nn_conv2d(padding, kernel_size, stride, poisoned):
+    """nn.Conv2d's 'same' and 'valid', on both paths, against nn.Conv2d itself on the concatenation."""
+    x, z = _inputs(2, 3, 7, 6, 2, torch.float32)
+    conv = nn.Conv2d(5, 4, kernel_size, stride, padding)
+    expected = conv(F.leaky_relu(torch.cat([x, z[:, :, None, None].expand(-1, -1, 7, 6)], 1), 0.2))
+    for impl in ("triton", "ref"):
+        layer = ZConcatConv2d(3, 2, 4, kernel_size, stride, padding, impl=impl)
+        layer.load_state_dict(conv.state_dict())
+        _close(layer(x, z), expected, torch.float32, f"{impl} module")
+        _close(z_concat_conv(x, z, conv.weight, conv.bias, stride, padding, impl=impl), expected,
+               torch.float32, f"{impl} functional")
+
+
+def test_padding_strings_the_kernels_cannot_do():
+    with pytest.raises(ValueError, match="padding 'same' needs stride 1 and odd kernel sides"):
+        ZConcatConv2d(3, 2, 4, kernel_size=4, stride=1, padding="same")
+    with pytest.raises(ValueError, match="padding 'same' needs stride 1"):
+        ZConcatConv2d(3, 2, 4, kernel_size=3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="padding must be 'valid', 'same', an int or a pair of ints, got 'full'"):
+        ZConcatConv2d(3, 2, 4, padding="full")
+    with pytest.raises(ValueError, match="ZConcatConv2d: impl must be one of"):
+        ZConcatConv2d(3, 2, 4, impl="cuda")
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_negative_slope(impl, poisoned):
+    """LeakyReLU with a negative slope: torch refuses the in-place version's backward."""
+    x, z = _inputs(2, 3, 4, 5, 2, torch.float32)
+    x.requires_grad_()
+    y = z_concat_act(x, z, "leaky_relu", -0.1, impl=impl)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(y[:, :3], torch.where(x > 0, x, -0.1 * x).detach())
+    torch.testing.assert_close(x.grad, torch.where(x > 0, 1.0, -0.1))
 
 
 # ---------------------------------------------------------------------------------------------
