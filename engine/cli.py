@@ -18,7 +18,7 @@ from pathlib import Path
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
 from .config import DataConfig, ModelConfig, TrainConfig
-from .errors import USER_ERRORS, ConfigError
+from .errors import USER_ERRORS, ConfigError, OutputError
 from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
 
@@ -150,6 +150,9 @@ def _add_model_source(p, what: str = "split to read") -> None:
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="how the data is laid out (default: detected; a folder without the split's folder "
+                   "and without A/ is a plain folder of inputs, single)")
 
 
 def _checkpoint(args) -> Path:
@@ -170,15 +173,21 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table
     from .io import check_writable, write_json
+    from .runtime import results_dir
     checkpoint = _checkpoint(args)
-    results = checkpoint.resolve().parent.parent / "results"  # as `sample`: <run>/results/<phase>
-    check_writable(Path(args.json).parent if args.json else results, "--json")  # before the evaluation
+    if args.json and Path(args.json).is_dir():
+        raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
+                          f"{Path(args.json) / 'eval.json'}")
+    # Before the evaluation: the folder that will hold <phase>/eval.json (as `sample`'s results).
+    check_writable(Path(args.json).parent if args.json else results_dir(checkpoint, "eval").parent, "--json")
     r = evaluate(checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
                  seed=args.seed, device=args.device, batch_size=args.batch_size, metrics=args.metrics,
                  lpips_version=args.lpips_version, lpips_pairs=args.lpips_pairs,
-                 lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights)
+                 lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights,
+                 layout=args.layout)
     print(format_table(r))
-    path = write_json(args.json or results / r["phase"] / "eval.json", r, what="evaluation results")
+    r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
+    path = write_json(args.json or results_dir(checkpoint, r["phase"]) / "eval.json", r, what="evaluation results")
     print(f"results: {path}")
     return 0
 
@@ -187,7 +196,7 @@ def cmd_interpolate(args) -> int:
     from .interpolate import interpolate
     out = interpolate(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
-                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device)
+                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout)
     print(f"results: {out}\ngallery: {out / 'index.html'}")
     return 0
 
@@ -268,7 +277,8 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import serve
     serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
-          device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels)
+          device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
+          layout=args.layout)
     return 0
 
 
@@ -306,9 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
                    help="stretch the saved images to this width:height ratio of the original's (default 1)")
-    p.add_argument("--layout", choices=LAYOUTS, default=None,
-                   help="how the data is laid out (default: detected; a folder without the split's folder "
-                   "and without A/ is a plain folder of inputs, single)")
     g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")
     g.add_argument("--direction", choices=DIRECTIONS, default=None)
     g.add_argument("--load_size", type=_at_least(1), default=None, help="resize to this before cropping")
@@ -338,8 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
     p.add_argument("--fid_weights", help="InceptionV3 weights file (default: pt_inception-2015-12-05-6726825d.pth "
                    "in torch.hub's checkpoints folder)")
-    p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json, "
-                   "<run> being the checkpoint's folder's parent)")
+    p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
+                   "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
+                   "for a checkpoint NAME.pt outside a run)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",
@@ -347,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "segments + 1 codes (random, or mu of E(B) of reference images), frames per segment, "
                        "slerp or linear.")
     _add_model_source(p)
-    p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>)")
+    p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
+                   "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run)")
     p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
                    help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
@@ -427,9 +436,16 @@ def main(argv=None) -> int:
         print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        again = (f": bicyclegan train --out {getattr(args, 'out', None) or TrainConfig.out} --resume"
-                 if args.command == "train" else " (use --resume)")
-        print(f"interrupted; the latest checkpoint is intact{again}", file=sys.stderr)
+        if args.command != "train":
+            print("interrupted", file=sys.stderr)
+            return 130
+        out = getattr(args, "out", None) or TrainConfig.out
+        if (Path(out) / "checkpoints" / "latest.pt").exists():
+            print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {out} --resume",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "
+                  f"again there)", file=sys.stderr)
         return 130
 
 

@@ -103,6 +103,10 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds", "crop_size"):
             _int(name, getattr(self, name), 1)
+        for name in ("input_nc", "output_nc"):
+            if getattr(self, name) not in (1, 3):
+                raise ConfigError(f"{name}={getattr(self, name)} must be 1 (grayscale) or 3 (RGB): the images "
+                                  f"are read as one or the other")
         _int("nz", self.nz, 0)
         _int("crop_width", self.crop_width, 1, optional=True)
         _int("num_downs", self.num_downs, 2, optional=True)
@@ -263,8 +267,9 @@ class TrainConfig:
         if self.cuda_graph and self.amp == "fp16":
             raise ConfigError("cuda_graph=True needs amp=bf16 or off: fp16's GradScaler makes host-side "
                               "decisions every step")
-        if self.niter + self.niter_decay == 0 and self.max_steps is None:
-            raise ConfigError("niter + niter_decay is 0 and max_steps is unset: nothing to train")
+        if self.niter + self.niter_decay == 0:
+            raise ConfigError("niter + niter_decay is 0: the learning-rate schedule has no epoch to train "
+                              "(niter epochs at lr, then niter_decay epochs decaying to 0)")
         if self.variant == "bicycle" and self.batch_size % 2:
             raise ConfigError(f"batch_size={self.batch_size} must be even for variant=bicycle: the first "
                               f"half is encoded (cVAE-GAN), the second lends its real B to D2; "

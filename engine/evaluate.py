@@ -33,7 +33,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .runtime import build_loader, data_root_for, default_phase, open_model
+from .runtime import build_loader, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
@@ -65,18 +65,18 @@ def _quantised(x: torch.Tensor) -> torch.Tensor:
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
-             lpips_backbone=None, lpips_linear=None, fid_weights=None) -> dict:
+             lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
     random z each. metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
-    weights files (default: torch.hub's checkpoints folder and the installed lpips package)."""
+    weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
+    as make_loader's (default: detected; a plain folder of images is read as inputs only)."""
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
                               f"training diverged")
     cfg = model.cfg
-    root = data_root_for(cfg, dataroot)
-    phase = phase or default_phase(root)
+    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
     info = _palette_info(root, phase)
     chosen = parse_metrics(metrics, info is not None)
     if "palette" in chosen and info is None:
@@ -88,7 +88,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     if "fid" in chosen and num < 2:
         raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
     loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=batch_size,
-                          shuffle=False, augment=False)
+                          shuffle=False, augment=False, layout=layout)
     # The metric networks load before any image is generated: a missing weights file fails at once.
     lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
                     device=model.device) if "lpips" in chosen else None
@@ -140,12 +140,13 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
               "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
     if "l1" in chosen:
-        result["diversity_l1"] = div_sum / seen if n_out > 1 else 0.0
+        # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
+        result["diversity_l1"] = div_sum / seen if n_out > 1 else None
         if has_enc:
             result["encoded_l1"] = rec_sum / seen
     if lp is not None:
         d = torch.cat(lpips_d).double()
-        result["diversity_lpips"] = d.mean().item() if len(d) else 0.0
+        result["diversity_lpips"] = d.mean().item() if len(d) else None
         result["lpips"] = {"net": "alex", "version": lpips_version, "pairs": lpips_pairs, "n_pairs": len(d),
                            "std": d.std().item() if len(d) > 1 else 0.0}
     if inception is not None:
@@ -183,13 +184,15 @@ def format_table(r: dict) -> str:
             rows.append((f"  with {r['shares_n_samples']} z per input", _histogram(r["shares_histogram"])))
         if "encoded_palette_match" in r:
             rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
+    undefined = "-  (one output per input: no pair to compare)"
     if "diversity_lpips" in r:
         lp = r["lpips"]
-        rows.append(("diversity (LPIPS between samples)",
+        rows.append(("diversity (LPIPS between samples)", undefined if r["diversity_lpips"] is None else
                      f"{r['diversity_lpips']:.4f}  (alex v{lp['version']}, {lp['n_pairs']} {lp['pairs']} pairs, "
                      f"std {lp['std']:.4f})"))
     if "diversity_l1" in r:
-        rows.append(("diversity (L1 between samples)", f"{r['diversity_l1']:.4f}"))
+        rows.append(("diversity (L1 between samples)",
+                     undefined if r["diversity_l1"] is None else f"{r['diversity_l1']:.4f}"))
     if "encoded_l1" in r:
         rows.append(("encoded reconstruction L1", f"{r['encoded_l1']:.4f}"))
     if "fid" in r:

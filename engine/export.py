@@ -49,7 +49,7 @@ def format_for(path, fmt: str | None = None) -> str:
 def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelConfig, dict]:
     """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's sampling weights
     (the moving average of G when the run kept one), its ModelConfig, and facts for the sidecar."""
-    from .checkpoint import config_of, read_checkpoint
+    from .checkpoint import config_of, find_checkpoint, read_checkpoint
     from .model import BicycleGAN
     if isinstance(checkpoint_or_model, BicycleGAN):
         model_cfg = checkpoint_or_model.cfg.model
@@ -58,6 +58,7 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         source = {"checkpoint": None, "step": None}
         ema = checkpoint_or_model.G_ema is not None
     elif isinstance(checkpoint_or_model, (str, os.PathLike)):
+        checkpoint_or_model = find_checkpoint(checkpoint_or_model)  # a run folder: its latest.pt
         state = read_checkpoint(checkpoint_or_model)
         model_cfg = config_of(state, checkpoint_or_model).model
         ema = "ema" in state
@@ -105,6 +106,14 @@ def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> Non
                               external_data=False, verbose=False)
     finally:
         reg_log.setLevel(level)
+    # The exporter writes its own opset and converts to the one asked for; where onnx's version
+    # converter cannot, it logs the failure and keeps its own: a file that is not what was asked.
+    import onnx
+    got = next((o.version for o in onnx.load(str(out), load_external_data=False).opset_import
+                if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise ExportError(f"torch's ONNX exporter could not write opset {opset} (onnx's version converter "
+                          f"failed; the file would have been opset {got}): pick another --opset, e.g. 18")
 
 
 def single_threaded(ort):

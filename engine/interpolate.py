@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError, DivergenceError
 from .images import to_uint8, write_gallery
-from .io import atomic_write, check_writable, save_image, write_json
-from .runtime import build_loader, data_root_for, default_phase, open_model
+from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
+from .runtime import build_loader, inference_data, open_model, results_dir
 
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
@@ -107,13 +106,16 @@ def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
 @torch.no_grad()
 def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5, segments: int = 5,
                 frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
-                fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True) -> Path:
+                fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
+                layout: str | None = None) -> Path:
     """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
     trained on; phase: val when there is one, else test), the outputs along a path through z over
     segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
     every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
     when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
-    (default for a checkpoint path: <run>/results/interpolate_<phase>). Returns the folder."""
+    (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir). layout: as
+    make_loader's (default: detected; a plain folder of images is read as inputs only). Returns the
+    folder."""
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
@@ -137,16 +139,18 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"path=encoded needs an encoder; variant {cfg.variant} has none (use path=random)")
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
-    root = data_root_for(cfg, dataroot)
-    phase = phase or default_phase(root)
+    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
     if out is None:
-        out = Path(ckpt).resolve().parent.parent / "results" / f"interpolate_{phase}"
+        out = results_dir(ckpt, f"interpolate_{phase}")
     out = check_writable(out, "interpolation results")
+    if refs is not None and path != "encoded":
+        raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
+                          f"codes from the seed (--seed)")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
     loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=1,
-                          shuffle=False, augment=False)
+                          shuffle=False, augment=False, layout=layout)
     need = max(num, max(refs) + 1) if path == "encoded" else num
     items = []
     for batch in loader:
@@ -190,11 +194,11 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                                                           lambda f, b=video: f.write(b), what="MP4")))
             rows.append({"name": stem, "images": [(c, str(p.relative_to(out))) for c, p in files]})
             if progress:
-                print(f"\rinterpolated {i + 1}/{min(num, len(items))}", end="", file=sys.stderr, flush=True)
+                count_line("interpolated", i + 1, min(num, len(items)))
     finally:
         model.train(was_training)
     if progress:
-        print(file=sys.stderr)
+        end_count_line()
     write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
                                    "refs": [items[r][0] for r in refs] if path == "encoded" else None,
                                    "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -114,3 +115,20 @@ def read_torch_file(path, *, what: str, error: type[Exception]):
     except Exception as e:  # a truncated zip, a foreign format
         raise error(f"{what} {path} cannot be read: unreadable or truncated "
                     f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from e
+
+
+def count_line(label: str, done: int, total: int, stream=None) -> None:
+    """"label done/total" on stderr: rewritten in place on a terminal (end it with end_count_line);
+    elsewhere (a log file) a line of its own at each tenth of the way and at the end, so a log gets
+    no run-on line of carriage returns."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        print(f"\r{label} {done}/{total}", end="", file=stream, flush=True)
+    elif done == total or done % max(1, total // 10) == 0:
+        print(f"{label} {done}/{total}", file=stream, flush=True)
+
+
+def end_count_line(stream=None) -> None:
+    stream = stream or sys.stderr
+    if stream.isatty():
+        print(file=stream)

@@ -41,8 +41,8 @@ def spread_z(n: int, nz: int, seed: int) -> torch.Tensor:
     choice on one or two coordinates (the demo's palette on one), so a row of 8 plain random codes
     often repeats a mode and misses another (measured on five demo models: 3.2-3.5 of 4 palettes per
     row from plain draws, 3.7-4.0 from these)."""
-    if nz == 0:
-        return torch.zeros(n, 0)
+    if nz == 0 or n == 0:
+        return torch.zeros(n, nz)
     u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
     # A scrambled point can round to 0 or 1 in float64; clamp so ndtri stays finite.
     return torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12)).float()

@@ -150,6 +150,9 @@ def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
     if root is None:
         raise DatasetError("no dataset folder: this model's config names none; pass --dataroot")
     root = Path(root)
+    if root.is_file():
+        raise DatasetError(f"--dataroot {root} is a file; give the dataset's folder (e.g. {root.parent.parent} for "
+                           f"an aligned file in <root>/<split>/, or a folder of input images)")
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist (pass --dataroot)")
     return root
@@ -159,6 +162,28 @@ def default_phase(root) -> str:
     """The split inference commands read by default: the validation split (val/, as the paper and the
     reference's test.py and video.py use) when there is one, else test/."""
     return "val" if (Path(root) / "val").is_dir() else "test"
+
+
+def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None):
+    """(root, phase, layout) of what an inference command reads: the folder given, else the training
+    data; the split given, else default_phase; the layout given, else detected, where a folder
+    without the split's folder and without A/ is a plain folder of inputs (layout "single", as the
+    reference's --dataset_mode single): never halves of single images taken for A|B pairs."""
+    root = data_root_for(cfg, dataroot)
+    phase = phase or default_phase(root)
+    if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
+        layout = "single"
+    return root, phase, layout
+
+
+def results_dir(checkpoint, name: str) -> Path:
+    """Where an inference command's results go by default: <run>/results/<name> for
+    <run>/checkpoints/latest.pt (<name>_epoch_N for epoch_N.pt), results/<stem>/<name> for any other
+    checkpoint <stem>.pt (the reference's ./results/<name>/), so two models never share a folder."""
+    ckpt = Path(checkpoint).resolve()
+    if ckpt.parent.name == "checkpoints":
+        return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
+    return Path("results") / ckpt.stem / name
 
 
 def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, device, batch_size: int,

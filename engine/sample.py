@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -17,27 +16,16 @@ from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError, DivergenceError
 from .images import grid_image, sample_columns, to_uint8, write_gallery
-from .io import atomic_write, check_writable, save_image
+from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
-from .runtime import build_loader, data_root_for, open_model
+from .runtime import build_loader, inference_data, open_model, results_dir
 
 GRID_ROWS = 8  # inputs shown in the overview grid
 
 
 def default_out(checkpoint, phase: str, sync: bool = False) -> Path:
-    """Where results go: <run>/results/<phase> for <run>/checkpoints/latest.pt (<phase>_epoch_N for
-    epoch_N.pt), results/<name>/<phase> for any other checkpoint <name>.pt (the reference's
-    ./results/<name>/); "_sync" is appended for sync, as the reference does."""
-    ckpt = Path(checkpoint).resolve()
-    name = phase + ("_sync" if sync else "")
-    if ckpt.parent.name == "checkpoints":
-        return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
-    return Path("results") / ckpt.stem / name
-
-
-def default_phase(root: Path) -> str:
-    """The reference's test.py reads val/; data without one (the demo data) is read from test/."""
-    return "val" if (root / "val").is_dir() else "test"
+    """<run>/results/<phase> (see results_dir); "_sync" is appended for sync, as the reference does."""
+    return results_dir(checkpoint, phase + ("_sync" if sync else ""))
 
 
 def _with_aspect_ratio(img: Image.Image, ratio: float) -> Image.Image:
@@ -78,10 +66,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
     cfg = model.cfg
-    root = data_root_for(cfg, dataroot)
-    phase = phase or default_phase(root)
-    if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
-        layout = "single"  # a plain folder of inputs, as the reference's --dataset_mode single
+    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
     out = check_writable(out if out is not None else default_out(checkpoint, phase, sync), "sample results")
     data = dataclasses.replace(cfg.data, **{k: v for k, v in dict(
         direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
@@ -123,9 +108,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         if i < GRID_ROWS and (grid is None or grid[0].shape[-2:] == A.shape[-2:]):
             grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
         if progress:
-            print(f"\rsampled {i + 1}/{total}", end="", file=sys.stderr, flush=True)
+            count_line("sampled", i + 1, total)
     if progress:
-        print(file=sys.stderr)
+        end_count_line()
     if not rows:
         raise DatasetError(f"{root}/{phase}: no inputs found")
     save_image(grid_image(grid, names), out / "grid.png", what="sample grid")

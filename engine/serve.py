@@ -37,7 +37,7 @@ from bicyclegan.pipelines import DatasetError
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
-from .runtime import build_loader, data_root_for, default_phase, open_model
+from .runtime import build_loader, data_root_for, inference_data, open_model
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -91,13 +91,15 @@ class Explorer:
     one inference at a time. Methods take and return plain values and raise RequestError."""
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = 32, device: str = "auto",
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS):
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
+                 layout: str | None = None):
         for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
                                  ("max_upload_pixels", max_upload_pixels, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
         self.model = open_model(model, device).eval()
         self.cfg = self.model.cfg
+        self.layout = layout
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.lock = threading.Lock()
@@ -118,8 +120,9 @@ class Explorer:
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        loader = build_loader(self.cfg.model, self.cfg.data, root, phase or default_phase(root),
-                              device=self.model.device, batch_size=1, shuffle=False, augment=False)
+        root, phase, layout = inference_data(self.cfg, root, phase, self.layout)
+        loader = build_loader(self.cfg.model, self.cfg.data, root, phase, device=self.model.device, batch_size=1,
+                              shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
             self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
                                        batch["B"][0] if "B" in batch else None)
@@ -395,14 +398,14 @@ def is_loopback(host: str) -> bool:
 
 def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str | None = None,
           num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
-          max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+          max_upload_pixels: int = MAX_UPLOAD_PIXELS, layout: str | None = None) -> None:
     """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,
     with the first `num` inputs of dataroot/phase (default: the data the model was trained on)
     and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default."""
     _need_web()
     import uvicorn
-    explorer = Explorer(model, dataroot, phase=phase, num=num, device=device,
-                        max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
+    explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
+                        max_upload_pixels=max_upload_pixels, layout=layout)
     app = make_app(explorer)
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -36,8 +36,9 @@ from .runtime import build_loader, describe_device, init_distributed, prepare_da
 
 
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
-    """The reference's "linear" policy: constant for niter epochs, then linearly towards zero."""
-    return 1.0 - max(0, epoch + 1 - niter) / float(niter_decay + 1)
+    """The reference's "linear" policy: constant for niter epochs, then linearly towards zero (and
+    zero, never negative, past the schedule's end: a negative rate would climb the losses)."""
+    return max(0.0, 1.0 - max(0, epoch + 1 - niter) / float(niter_decay + 1))
 
 
 class Progress:
@@ -105,6 +106,9 @@ class Trainer:
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = self.dist.device
         prepare_device(self.device)
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "
+                              f"{self.device} (leave --cuda_graph out there)")
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
@@ -129,6 +133,14 @@ class Trainer:
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
+        if self.total_steps > epochs * self.steps_per_epoch:
+            # Past the schedule the rate is 0: the iterations would change nothing (the reference's
+            # rule alone would even turn the rate negative there).
+            raise ConfigError(
+                f"max_steps={cfg.max_steps} runs past the learning-rate schedule: niter {cfg.niter} + niter_decay "
+                f"{cfg.niter_decay} epochs are {epochs * self.steps_per_epoch} iterations of this data "
+                f"({self.steps_per_epoch} an epoch{' on each rank' if self.world > 1 else ''}), where the rate "
+                f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
         # Rank 0 alone draws the grids: the other ranks need not read (and check) the sample files.
         self.sample_A, self.sample_B, self.sample_z = self._fixed_samples() if self.main else (None,) * 3
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
@@ -141,6 +153,10 @@ class Trainer:
     def _check_run_folder(self, resume: bool) -> None:
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
         if started and not resume:
+            if not self.ckpt_path.exists() and not any(self.ckpt_path.parent.glob("*.pt")):
+                raise CheckpointError(f"{self.run_dir} already holds a run that stopped before its first checkpoint "
+                                      f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
+                                      f"to start again there, or choose another --out")
             raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass --resume to "
                                   f"continue it or choose another --out")
         if self.resume_path is not None and not self.resume_path.exists():

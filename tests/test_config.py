@@ -282,10 +282,12 @@ def test_cuda_graphs_refuse_fp16_only():
                                                         "GradScaler makes host-side decisions every step")
 
 
-def test_a_run_needs_epochs_or_a_step_limit():
-    nothing = "niter + niter_decay is 0 and max_steps is unset: nothing to train"
+def test_a_run_needs_a_schedule_of_at_least_one_epoch():
+    # No epoch in the schedule means a learning rate of 0 from the start, with or without max_steps.
+    nothing = ("niter + niter_decay is 0: the learning-rate schedule has no epoch to train (niter epochs at lr, "
+               "then niter_decay epochs decaying to 0)")
     refused(lambda: train(niter=0, niter_decay=0), nothing)
-    assert train(niter=0, niter_decay=0, max_steps=1).max_steps == 1
+    refused(lambda: train(niter=0, niter_decay=0, max_steps=1), nothing)
     assert train(niter=0, niter_decay=1).niter_decay == 1 and train(niter=1, niter_decay=0).niter == 1
     assert train(niter=1, niter_decay=1).niter == 1 and train(niter=2, niter_decay=2).niter == 2
 

@@ -544,12 +544,15 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch):
         main(["train", "--dry-run"])
 
 
-def test_ctrl_c_says_how_to_resume(monkeypatch, capsys):
+def test_ctrl_c_says_how_to_resume(monkeypatch, capsys, tmp_path):
     import bicyclegan.engine.cli as cli
 
     def interrupted(args):
         raise KeyboardInterrupt
     monkeypatch.setattr(cli, "resolve_config", interrupted)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "checkpoints" / "latest.pt").write_bytes(b"")  # (its presence is all that counts)
     assert main(["train", "--out", "runs/x", "--lr", "1e-3"]) == 130
     assert capsys.readouterr().err.strip().endswith("intact: bicyclegan train --out runs/x --resume")
 

@@ -101,6 +101,8 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
 
 def test_lr_schedule_matches_the_reference_linear_policy():
     assert [lr_factor(e, 2, 2) for e in range(4)] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3])
+    # Past the schedule the reference's formula goes negative (-1/3, -2/3...): held at 0 here.
+    assert [lr_factor(e, 2, 2) for e in range(4, 7)] == [0.0, 0.0, 0.0]
 
 
 def test_cli_help_lists_every_config_field(capsys):

@@ -1,0 +1,191 @@
+"""What a first-time user trips over between commands (found by an audit of the command line):
+the learning-rate schedule's end, start-up errors that used to leave a half-made run folder, plain
+folders of images read by every inference command as inputs only, per-model result paths, export's
+opset and run folders, and diversity from one sample per input."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny import tiny_cfg
+
+from bicyclegan.engine import ConfigError, evaluate, interpolate, sample
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.config import ModelConfig
+from bicyclegan.engine.export import export_generator
+from bicyclegan.engine.runtime import inference_data, results_dir
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("runs") / "r"
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
+    return out
+
+
+@pytest.fixture
+def plain(tmp_path):
+    """A folder of single 32 x 32 images: no split folder, no A/, no ground truth."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_max_steps_past_the_schedule_is_refused_before_anything_is_written(tmp_path, data):
+    # 16 images, batch 4: 4 iterations an epoch; niter 1 + niter_decay 1 = 8 iterations, after which
+    # the reference's rule gave negative rates (gradient ascent, seen blowing the KL up to 2e10).
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError, match=r"max_steps=9 runs past the learning-rate schedule: niter 1 \+ "
+                                          r"niter_decay 1 epochs are 8 iterations of this data \(4 an epoch\)"):
+        Trainer(tiny_cfg(out, data, max_steps=9), progress=False)
+    assert not (out / "config.json").exists() and not (out / "log.jsonl").exists()
+    Trainer(tiny_cfg(out, data, max_steps=8, sample_every=100, save_every=100), progress=False).train()
+    lrs = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert min(lrs) > 0 and lrs[-1] == pytest.approx(2e-4 / 2)  # the last epoch: 1 - 1/2
+
+
+def test_cuda_graph_on_a_cpu_is_refused_before_the_run_folder_is_made(tmp_path, data, capsys):
+    out = tmp_path / "g"
+    assert main(["train", "--dataroot", str(data), "--out", str(out), "--device", "cpu", "--cuda_graph",
+                 "--num_workers", "0", "--max_steps", "1"]) == 2
+    assert "cuda_graph=True captures the step on a CUDA device; this run trains on cpu" in capsys.readouterr().err
+    assert not (out / "config.json").exists() and not (out / "log.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["input_nc", "output_nc"])
+def test_channels_other_than_1_or_3_are_refused_by_the_config(name):
+    with pytest.raises(ConfigError, match=f"{name}=2 must be 1 \\(grayscale\\) or 3 \\(RGB\\)"):
+        ModelConfig(**{name: 2})
+
+
+def test_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path, data, monkeypatch, capsys):
+    out = tmp_path / "i"
+
+    def interrupted(self):
+        (out / "log.jsonl").write_text("")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Trainer, "train", interrupted)
+    args = ["train", "--dataroot", str(data), "--out", str(out), "--num_workers", "0", "--max_steps", "4"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start" in err
+    assert "--resume" not in err
+    assert main(args) == 2  # the folder is refused, and the message says why and what to do
+    assert "stopped before its first checkpoint (log.jsonl, no checkpoint): nothing to resume; delete the " \
+           "folder" in capsys.readouterr().err
+
+
+def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
+    # evaluate, interpolate and serve cut each image into halves and compared with the right one.
+    cfg_root, phase, layout = inference_data(tiny_cfg(run, plain), None)
+    assert (cfg_root, phase, layout) == (plain, "test", "single")
+    ckpt = run / "checkpoints" / "latest.pt"
+    r = evaluate(ckpt, plain, n_samples=2, num=3)
+    assert r["n_inputs"] == 3 and "encoded_l1" not in r
+    out = sample(ckpt, plain, out=tmp_path / "s", n_samples=1, num=3, progress=False)
+    assert not list((out / "images").glob("*ground_truth*")) and not list((out / "images").glob("*encoded*"))
+    out = interpolate(ckpt, plain, out=tmp_path / "i", num=1, segments=1, frames=1, mp4=False, progress=False)
+    strip = Image.open(out / "images" / "0_strip.png").convert("RGB")
+    side = strip.size[1]  # tiny images are enlarged
+    shown = np.asarray(strip.crop((0, 0, side, side)).resize((32, 32), Image.BILINEAR), dtype=float)
+    whole = np.asarray(Image.open(plain / "0.png"), dtype=float)
+    left_half = np.asarray(Image.open(plain / "0.png").crop((0, 0, 16, 32)).resize((32, 32)), dtype=float)
+    assert np.abs(shown - whole).mean() < np.abs(shown - left_half).mean() / 2  # the whole input first
+    # A layout given is kept (--layout on every inference command); a split folder is not single.
+    assert inference_data(tiny_cfg(run, plain), None, layout="aligned")[2] == "aligned"
+    assert inference_data(tiny_cfg(run, plain), plain.parent, phase="plain")[2] is None
+
+
+def test_serve_offers_a_plain_folder_without_ground_truth(run, plain):
+    pytest.importorskip("fastapi")
+    from bicyclegan.engine.serve import Explorer
+    explorer = Explorer(run / "checkpoints" / "latest.pt", plain, num=3, device="cpu")
+    assert len(explorer.items) == 3 and all(item.B is None for item in explorer.items.values())
+
+
+def test_results_of_two_models_never_share_a_folder(tmp_path):
+    assert results_dir(tmp_path / "pretrained" / "shoes.pt", "val") == results_dir("x/shoes.pt", "val")
+    assert results_dir("pretrained/shoes.pt", "val") != results_dir("pretrained/bags.pt", "val")
+    run = tmp_path / "run"
+    assert results_dir(run / "checkpoints" / "latest.pt", "val") == run / "results" / "val"
+    assert results_dir(run / "checkpoints" / "epoch_2.pt", "val") == run / "results" / "val_epoch_2"
+
+
+def test_evaluate_writes_per_model_and_per_epoch_and_names_the_checkpoint(run, data, tmp_path, monkeypatch,
+                                                                           capsys):
+    monkeypatch.chdir(tmp_path)
+    loose = tmp_path / "mine.pt"
+    loose.write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
+    common = ["--dataroot", str(data), "--n_samples", "2", "--num", "2", "--metrics", "l1"]
+    assert main(["evaluate", str(loose), *common]) == 0
+    written = tmp_path / "results" / "mine" / "test" / "eval.json"
+    assert json.loads(written.read_text())["checkpoint"] == str(loose.resolve())
+    assert main(["evaluate", str(run), *common]) == 0
+    assert json.loads((run / "results" / "test" / "eval.json").read_text())["checkpoint"] == \
+        str((run / "checkpoints" / "latest.pt").resolve())
+    (tmp_path / "folder").mkdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), *common, "--json", str(tmp_path / "folder")]) == 2
+    assert "is a folder; give the file to write" in capsys.readouterr().err
+
+
+def test_diversity_from_one_sample_per_input_is_undefined_not_zero(run, data, capsys):
+    r = evaluate(run / "checkpoints" / "latest.pt", data, n_samples=1, num=2, metrics="l1")
+    assert r["diversity_l1"] is None
+    from bicyclegan.engine.evaluate import format_table
+    assert "no pair to compare" in format_table(r)
+
+
+def test_sample_with_no_random_z(run, data, tmp_path):
+    out = sample(run / "checkpoints" / "latest.pt", data, out=tmp_path / "s", n_samples=0, num=1, progress=False)
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names and not [n for n in names if "random" in n]
+
+
+def test_export_takes_a_run_folder_and_refuses_an_opset_it_cannot_write(run, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    r = export_generator(run, tmp_path / "g.pt2")
+    assert r["path"] == str(tmp_path / "g.pt2")
+    from bicyclegan.engine.errors import ExportError
+    with pytest.raises(ExportError, match="could not write opset 5 .*the file would have been opset 18"):
+        export_generator(run, tmp_path / "g.onnx", opset=5, verify=False)
+    assert not (tmp_path / "g.onnx").exists() and not list(tmp_path.glob(".g.onnx*"))
+
+
+def test_counts_in_a_log_are_lines_not_carriage_returns():
+    import io
+
+    from bicyclegan.engine.io import count_line, end_count_line
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    log, term = io.StringIO(), Terminal()
+    for i in range(1, 21):
+        count_line("sampled", i, 20, log)
+        count_line("sampled", i, 20, term)
+    end_count_line(log)
+    end_count_line(term)
+    assert log.getvalue() == "".join(f"sampled {i}/20\n" for i in range(2, 21, 2))
+    assert term.getvalue() == "".join(f"\rsampled {i}/20" for i in range(1, 21)) + "\n"
+
+
+def test_refs_with_a_random_path_and_a_file_as_dataroot_are_named(run, data, tmp_path):
+    ckpt = run / "checkpoints" / "latest.pt"
+    with pytest.raises(ConfigError, match=r"refs=\[0, 2\] picks reference images for path=encoded"):
+        interpolate(ckpt, data, out=tmp_path / "i", path="random", refs=[0, 2], mp4=False, progress=False)
+    one = next((data / "test").glob("*.png"))
+    from bicyclegan.pipelines import DatasetError
+    with pytest.raises(DatasetError, match=f"--dataroot {one} is a file; give the dataset's folder"):
+        sample(ckpt, one, out=tmp_path / "s", progress=False)
