@@ -128,6 +128,9 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     if mp4 and not mp4_available():
         raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' (or pass mp4=False)")
     mp4 = mp4_available() if mp4 is None else mp4
+    if refs is not None and path != "encoded":
+        raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
+                          f"codes from the seed (--seed)")
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("interpolate: give `out` when passing a model object")
     ckpt = model if isinstance(model, (str, Path)) else None
@@ -143,9 +146,6 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     if out is None:
         out = results_dir(ckpt, f"interpolate_{phase}")
     out = check_writable(out, "interpolation results")
-    if refs is not None and path != "encoded":
-        raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
-                          f"codes from the seed (--seed)")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
