@@ -194,7 +194,10 @@ class Explorer:
                                       batch_size=1, shuffle=False, augment=False)
                 x = next(iter(loader))["A"][0]
             except DatasetError as e:
-                raise RequestError(400, str(e).replace(str(folder / "upload"), "the upload")) from e
+                # The pipelines' message names the temporary folder and the training option that
+                # skips bad files; the page's user needs the one line about their file.
+                lines = [ln.strip() for ln in str(e).replace(str(folder / "upload"), "the upload").splitlines()]
+                raise RequestError(400, next((ln for ln in lines if ln.startswith("the upload")), lines[0])) from e
         depth = 2 ** m.unet_depth
         if x.shape[-2] % depth or x.shape[-1] % depth:
             raise RequestError(400, f"the upload becomes {x.shape[-1]}x{x.shape[-2]} (W x H) under "

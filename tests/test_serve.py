@@ -257,6 +257,9 @@ def test_uploads_are_checked_before_decoding(explorer, monkeypatch):
     monkeypatch.setattr(explorer, "max_upload_pixels", 16_000_000)
     r = client.post("/api/upload", content=png_declaring(64, 64))
     assert r.status_code == 400  # this one passes the header checks; the pipelines refuse its data
+    # One line about the file: no temporary folder, no training option.
+    assert r.json()["error"].startswith("the upload.png: ") and "bicyclegan-upload" not in r.json()["error"]
+    assert "skip_bad" not in r.json()["error"] and "\n" not in r.json()["error"]
 
     monkeypatch.setattr(explorer, "max_upload_bytes", 1000)
     noise = png_bytes(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
