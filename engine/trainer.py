@@ -23,6 +23,7 @@ from .checkpoint import (
     epoch_name,
     find_checkpoint,
     read_checkpoint,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -133,6 +134,9 @@ class Trainer:
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
+        if self.total_steps < self.step:
+            raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached ({self.step}): "
+                              f"nothing to train; give a larger --max_steps")
         if self.total_steps > epochs * self.steps_per_epoch:
             # Past the schedule the rate is 0: the iterations would change nothing (the reference's
             # rule alone would even turn the rate negative there).
@@ -141,13 +145,20 @@ class Trainer:
                 f"{cfg.niter_decay} epochs are {epochs * self.steps_per_epoch} iterations of this data "
                 f"({self.steps_per_epoch} an epoch{' on each rank' if self.world > 1 else ''}), where the rate "
                 f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
+        m = 2 ** cfg.model.unet_depth
+        if odd := [(size, path) for size, path in self.loader.output_sizes.items() if size[0] % m or size[1] % m]:
+            (h, w), path = odd[0]
+            raise ConfigError(
+                f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
+                f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
+                f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
         # Rank 0 alone draws the grids: the other ranks need not read (and check) the sample files.
         self.sample_A, self.sample_B, self.sample_z = self._fixed_samples() if self.main else (None,) * 3
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
         self.report_cache = {}  # grid data URIs, so each report rewrite encodes only new grids
         self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
-                                  purge_step=self.step + 1 if resume else None)
+                                  purge_step=self.step + 1 if self.resume_path is not None else None)
                    if tensorboard and self.main else None)
 
     def _check_run_folder(self, resume: bool) -> None:
@@ -191,6 +202,17 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step = self.step
         self.rng_to_restore = state["rng"]
+        if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
+            # Allowed (a run may move to a machine without DALI), but the two backends draw their
+            # crops and flips differently: the order of the images is what stays the same.
+            print(f"note: the run trained with the {state['backend']} loader and resumes with the "
+                  f"{self.loader.backend} one: from here its crops and flips differ from those of an "
+                  f"uninterrupted run (the images come in the same order)", file=sys.stderr)
+        ranks = state.get("rank_rng")
+        if self.rank > 0:
+            # A checkpoint of another world size, or written before each rank's generators were kept,
+            # has none for this rank (a seed of its own then, below).
+            self.rng_to_restore = ranks[self.rank - 1] if ranks and len(ranks) == self.world - 1 else "reseed"
         self._truncate_log()
 
     def _start_from(self, state: dict) -> None:
@@ -205,7 +227,13 @@ class Trainer:
             raise CheckpointError(f"{self.resume_path} does not fit this run: {str(e).splitlines()[0]}") from e
 
     def _truncate_log(self):
-        """Drop log lines written after the checkpoint we resume from: they will be written again."""
+        """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
+        will be written again (a grid of the discarded steps would show in the report as the latest)."""
+        if self.main:
+            from .report import grid_step
+            for grid in (self.run_dir / "samples").glob("step_*.png"):
+                if grid_step(grid) > self.step:
+                    grid.unlink()
         path = self.run_dir / "log.jsonl"
         if self.main and path.exists():
             keep = [ln for ln in path.read_text().splitlines() if ln.strip()
@@ -231,13 +259,20 @@ class Trainer:
                                f"{self._last_good()}; try a lower --lr or --amp off")
 
     def save(self, path: Path | None = None, epoch: int | None = None):
-        """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint)."""
+        """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint). Every rank
+        calls it (it gathers their generators); rank 0 writes."""
+        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend}
+        if self.world > 1:
+            # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
+            # uninterrupted one would have; the file's "rng" is rank 0's.
+            states = [None] * self.world
+            dist.all_gather_object(states, rng_state())
+            extra["rank_rng"] = states[1:]
         if not self.main:
             return
         try:
             save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
-                            epoch=self.epoch if epoch is None else epoch,
-                            extra={"steps_per_epoch": self.steps_per_epoch})
+                            epoch=self.epoch if epoch is None else epoch, extra=extra)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
         if path is None:
@@ -295,18 +330,16 @@ class Trainer:
             while self.step < self.total_steps:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
                 self.model.set_lr(lr)
-                self.loader.set_epoch(self.epoch)
+                # Resuming mid-epoch starts at the batch the run stopped before (the loader skips the
+                # others unread where it can); afterwards each epoch is whole.
+                self.loader.set_epoch(self.epoch, self.step - self.epoch * self.steps_per_epoch)
                 it = iter(self.loader)
-                for _ in range(self.step - self.epoch * self.steps_per_epoch):  # resuming mid-epoch
-                    next(it)
-                if self.rng_to_restore is not None:
-                    if self.rank == 0:
-                        set_rng_state(self.rng_to_restore)
-                    else:
-                        # The checkpoint holds rank 0's generators only: restoring them everywhere would
-                        # give every rank the same z draws. Other ranks start a stream of their own.
-                        torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
-                    self.rng_to_restore = None
+                if isinstance(self.rng_to_restore, str):
+                    # Rank 0's generators would give every rank the same z draws: a stream of its own.
+                    torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
+                elif self.rng_to_restore is not None:
+                    set_rng_state(self.rng_to_restore)
+                self.rng_to_restore = None
                 for batch in it:
                     if cfg.cuda_graph and self.graphed is None:
                         from .graph import GraphedTrainStep

@@ -13,8 +13,9 @@ class PairedLoader:
     """An iterable of batches {"A", "B", "paths"} ("B" absent for the single layout), with len.
 
     Epochs: each pass over the loader is one epoch, numbered from 0; set_epoch(e) makes the next
-    pass epoch e. An epoch's order, crops and flips are a function of (seed, epoch, rank,
-    world_size) only, so a resumed run sees the same data as an uninterrupted one.
+    pass epoch e (set_epoch(e, k): from its batch k on, for a run resumed mid-epoch). An epoch's
+    order, crops and flips are a function of (seed, epoch, rank, world_size) only, so a resumed run
+    sees the same data as an uninterrupted one.
     """
 
     backend = None
@@ -29,20 +30,27 @@ class PairedLoader:
         self.shuffle, self.drop_last, self.skip_bad = shuffle, drop_last, skip_bad
         self.device = torch.device(device)
         self.skipped = list(index.skipped)  # [(path, reason)], the checks' and the loaders'
+        self.output_sizes = dict(index.output_sizes or {})  # (H, W) of the batches -> a file giving it
         self.shard = sharding.Shard(len(self.samples), batch_size, rank, world_size, seed, shuffle,
                                     drop_last)
-        self._next_epoch = 0
+        self._next_epoch, self._next_start = 0, 0
         if len(self) == 0:
             raise DatasetError(
                 f"{len(self.samples)} samples fill no batch of {batch_size} on each of "
                 f"{world_size} rank(s) with drop_last=True")
 
-    def set_epoch(self, epoch):
-        self._next_epoch = int(epoch)
+    def set_epoch(self, epoch, start_batch=0):
+        """Make the next pass epoch `epoch`, from its batch `start_batch` on: the batches an
+        uninterrupted pass yields from there (a run resumed mid-epoch)."""
+        if not (isinstance(start_batch, int) and 0 <= start_batch <= len(self)):
+            raise ValueError(f"start_batch must be an int in [0, {len(self)}] (batches per epoch), got {start_batch!r}")
+        self._next_epoch, self._next_start = int(epoch), start_batch
 
     def _begin_epoch(self):
-        epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
-        return epoch
+        """(epoch, first batch) of the pass that starts now; the next pass is the next epoch, whole."""
+        epoch, start = self._next_epoch, self._next_start
+        self._next_epoch, self._next_start = epoch + 1, 0
+        return epoch, start
 
     @property
     def num_samples(self):

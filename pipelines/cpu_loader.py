@@ -140,13 +140,14 @@ class _EpochSampler(Sampler):
     """
 
     def __init__(self, shard):
-        self.shard, self.epoch = shard, None  # the loader sets it before each pass
+        self.shard, self.epoch, self.start = shard, None, 0  # the loader sets them before each pass
 
     def __iter__(self):
-        return iter([(int(i), self.epoch) for i in self.shard.order(self.epoch)])
+        # Starting mid-epoch leaves out the samples before `start` unread: no decoding to get there.
+        return iter([(int(i), self.epoch) for i in self.shard.order(self.epoch)[self.start:]])
 
     def __len__(self):
-        return self.shard.num_samples
+        return self.shard.num_samples - self.start
 
 
 def prefetch_to(batches, device):
@@ -198,6 +199,11 @@ class TorchLoader(PairedLoader):
         dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad)
         self._loader = DataLoader(
             dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
+            # Its own generator for the workers' base seed, drawn whenever an iterator is made (each
+            # epoch without workers, once with persistent ones): drawn from torch's global generator,
+            # that draw moved the training's z draws, and differently in a resumed run, whose
+            # iterator starts afresh. Nothing of the data depends on it (crops: sample_rng).
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.rank),
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
@@ -237,7 +243,8 @@ class TorchLoader(PairedLoader):
                 "one is stuck (reading a file from a file system that stopped answering?)") from None
 
     def __iter__(self):
-        self._sampler.epoch = self._begin_epoch()
+        epoch, start = self._begin_epoch()
+        self._sampler.epoch, self._sampler.start = epoch, start * self.batch_size
         if self.device.type == "cuda":
             return prefetch_to(self._batches(), self.device)
         return self._batches()

@@ -10,6 +10,8 @@ own shuffle, which only shuffles within a shard through a buffer and cannot be a
 so a pipeline is built per epoch when anything is random, and reused when nothing is. This module
 imports DALI at import time: bicyclegan.pipelines imports it only when DALI is asked for.
 """
+import itertools
+
 import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.math as dmath
@@ -172,7 +174,10 @@ class DaliLoader(PairedLoader):
         return np.array([self._substitute(i) if i in self._bad else i for i in order])
 
     def __iter__(self):
-        return self._epoch(self._begin_epoch())
+        # A DALI pipeline draws its crops and flips in sequence: batches before `start` are run and
+        # dropped, so the ones after are those of an uninterrupted pass.
+        epoch, start = self._begin_epoch()
+        return itertools.islice(self._epoch(epoch), start, None)
 
     def _epoch(self, epoch):
         order = self._replace_bad(self.shard.global_order(epoch))

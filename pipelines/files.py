@@ -64,6 +64,7 @@ class Index:
     layout: str
     samples: list
     skipped: list       # [(path, reason)] dropped by skip_bad during the checks
+    output_sizes: dict = None  # (H, W) a batch comes out at -> the first file giving it
 
 
 def to_rgb(img):
@@ -473,21 +474,15 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), folders[0], describe_bad(bad))
     if not good:
         raise DatasetError(f"no usable images left in {folders[0]}")
-    if not spec.crops and batch_size > 1:
-        _check_same_output_size(good, layout, spec, sizes)
-    return Index(layout, good, bad)
-
-
-def _check_same_output_size(samples, layout, spec, sizes):
-    """Without a crop, batching needs every sample to come out at one size."""
-    first = {}
-    for s in samples:
+    outputs = {}
+    for s in good:  # from the headers read above: the networks' size checks need no decoding
         w, h = sizes[s.path]
-        out = spec.output_size(h, w // 2 if layout == "aligned" else w)
-        first.setdefault(out, s.path)
-        if len(first) > 1:
-            (a_size, a_path), (b_size, b_path) = first.items()
-            raise DatasetError(
-                f"preprocess={spec.preprocess!r} keeps image sizes, and a batch needs one size: "
-                f"{a_path} gives {a_size[1]}x{a_size[0]} but {b_path} gives {b_size[1]}x{b_size[0]} "
-                "(W x H); use a cropping preprocess or batch_size=1")
+        outputs.setdefault(spec.output_size(h, w // 2 if layout == "aligned" else w), s.path)
+    if len(outputs) > 1 and batch_size > 1:
+        (a_size, a_path), (b_size, b_path) = list(outputs.items())[:2]
+        raise DatasetError(
+            f"preprocess={spec.preprocess!r} keeps image sizes, and a batch needs one size: "
+            f"{a_path} gives {a_size[1]}x{a_size[0]} but {b_path} gives {b_size[1]}x{b_size[0]} "
+            "(W x H); use a cropping preprocess or batch_size=1")
+    return Index(layout, good, bad, outputs)
+

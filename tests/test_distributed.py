@@ -90,6 +90,15 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     assert json.loads((run / "config.json").read_text()) == {**started, "max_steps": 8}
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
+    # Exactly where an uninterrupted run ends: each rank's generators were kept (rank 1 used to
+    # reseed on resuming, and its z draws, so the weights, went elsewhere).
+    (tmp_path / "straight").mkdir()
+    _torchrun(tmp_path / "straight", *tiny, "--max_steps", "8")
+    straight = torch.load(tmp_path / "straight" / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
+    assert len(ckpt["rank_rng"]) == 1
+    for net, weights in straight["nets"].items():
+        for k, w in weights.items():
+            assert torch.equal(ckpt["nets"][net][k], w), f"{net}.{k}"
 
 
 @pytest.mark.parametrize("device, backend, current", [

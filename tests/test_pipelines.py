@@ -269,6 +269,55 @@ def test_deterministic_per_seed_and_epoch(negated, backend):
     assert same(run(0, epochs=1, num_workers=2)[0], first[0])  # workers / threads do not matter
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_loading_never_draws_from_torchs_global_generator(negated, backend, num_workers):
+    """The training's z draws come from torch's global generator: a loader drawing from it (the
+    DataLoader's base seed, at each new iterator) moved them, and a resumed run, whose iterator
+    starts afresh, drew where an unbroken one had not: resuming from an epoch checkpoint was not
+    exact."""
+    loader = make_loader(negated, backend=backend, batch_size=2, load_size=40, crop_size=32, num_workers=num_workers)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    for _ in range(2):
+        for _ in loader:
+            pass
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, backend, num_workers, monkeypatch):
+    """set_epoch(e, k): the batches from k on of an uninterrupted epoch e, crops and flips included,
+    then whole epochs again. The torch loader reads nothing before batch k (resuming half-way through
+    an edges2shoes epoch decoded ~25,000 pairs just to get there)."""
+    def loader():
+        return make_loader(negated, backend=backend, batch_size=2, load_size=40, crop_size=32, seed=3,
+                           num_workers=num_workers)
+
+    whole = loader()
+    whole.set_epoch(1)
+    epoch1, epoch2 = ([(b["paths"], b["A"], b["B"]) for b in whole] for _ in range(2))
+    decoded = []
+    if backend == "torch" and num_workers == 0:
+        from bicyclegan.pipelines import cpu_loader
+        real = cpu_loader.PairedImageDataset._decode
+        monkeypatch.setattr(cpu_loader.PairedImageDataset, "_decode",
+                            lambda self, sample: decoded.append(sample.path) or real(self, sample))
+    part = loader()
+    k = len(part) // 2
+    part.set_epoch(1, k)
+    rest, after = ([(b["paths"], b["A"], b["B"]) for b in part] for _ in range(2))
+    assert len(rest) == len(part) - k and k > 0
+    for (p, a, b), (q, c, d) in zip(rest, epoch1[k:], strict=True):
+        assert p == q and torch.equal(a, c) and torch.equal(b, d)
+    assert [p for p, _, _ in after] == [p for p, _, _ in epoch2]  # the next epoch is whole
+    if decoded:
+        assert sorted(decoded) == sorted(p for b, _, _ in rest + after for p in b)
+    with pytest.raises(ValueError, match=r"start_batch must be an int in \[0, "):
+        part.set_epoch(0, len(part) + 1)
+
+
 def test_auto_backend_and_lazy_dali_import(tiny):
     loader = make_loader(tiny, batch_size=2, load_size=8, crop_size=8, num_workers=0)
     assert loader.backend == ("dali" if torch.cuda.is_available() and HAS_DALI else "torch")

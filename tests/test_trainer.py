@@ -44,11 +44,14 @@ def test_run_folder_contents(tmp_path, demo_root):
     assert model.generate(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root):
-    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, max_steps=6), progress=False).train()
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root, num_workers):
+    # 4 batches an epoch: resumed mid-epoch 0 (step 3), trained on through epoch 1's start.
+    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, max_steps=6, num_workers=num_workers),
+                   progress=False).train()
     half = tmp_path / "half"
-    Trainer(tiny_cfg(half, demo_root, max_steps=3), progress=False).train()
-    Trainer(tiny_cfg(half, demo_root, max_steps=6), resume=True, progress=False).train()
+    Trainer(tiny_cfg(half, demo_root, max_steps=3, num_workers=num_workers), progress=False).train()
+    Trainer(tiny_cfg(half, demo_root, max_steps=6, num_workers=num_workers), resume=True, progress=False).train()
     a, b = read_log(full), read_log(half)
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b):

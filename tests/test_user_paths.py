@@ -1,7 +1,8 @@
-"""What a first-time user trips over between commands (found by an audit of the command line):
-the learning-rate schedule's end, start-up errors that used to leave a half-made run folder, plain
-folders of images read by every inference command as inputs only, per-model result paths, export's
-opset and run folders, and diversity from one sample per input."""
+"""What users trip over between commands (found by audits of a first-time user's and a researcher's
+paths): the learning-rate schedule's end, start-up errors that used to leave a half-made run folder,
+plain folders of images read by every inference command as inputs only, per-model result paths,
+export's opset and run folders, diversity from one sample per input; and in training runs, what a
+resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader."""
 import json
 
 import numpy as np
@@ -189,3 +190,74 @@ def test_refs_with_a_random_path_and_a_file_as_dataroot_are_named(run, data, tmp
     from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError, match=f"--dataroot {one} is a file; give the dataset's folder"):
         sample(ckpt, one, out=tmp_path / "s", progress=False)
+
+
+# -- training runs (from an audit of a researcher's runs) ------------------------------------------------------
+def test_resuming_removes_grids_of_the_discarded_steps_and_refuses_a_lower_max_steps(tmp_path, data):
+    out = tmp_path / "r"
+    Trainer(tiny_cfg(out, data, max_steps=4, save_every=2, sample_every=1), progress=False).train()
+    ckpt = out / "checkpoints" / "latest.pt"
+    import shutil
+    shutil.copy(ckpt, tmp_path / "at4.pt")
+    Trainer(tiny_cfg(out, data, max_steps=6, save_every=100, sample_every=1), resume=True, progress=False).train()
+    shutil.copy(tmp_path / "at4.pt", ckpt)  # as if killed at step 6 before saving it
+    with pytest.raises(ConfigError, match=r"max_steps=3 is below the step the checkpoint reached \(4\): nothing"):
+        Trainer(tiny_cfg(out, data, max_steps=3), resume=True, progress=False)
+    grids = sorted(p.name for p in (out / "samples").glob("step_*.png"))
+    assert grids == [f"step_{s:07d}.png" for s in range(1, 5)]  # 5 and 6 were the discarded steps'
+
+
+def test_tensorboard_of_a_run_resumed_from_an_epoch_hides_the_steps_logged_again(tmp_path, data):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    out = tmp_path / "r"  # 4 steps an epoch
+    Trainer(tiny_cfg(out, data, max_steps=6, save_epoch_freq=1), progress=False, tensorboard=True).train()
+    Trainer(tiny_cfg(out, data, max_steps=6, save_epoch_freq=1), epoch=1, progress=False, tensorboard=True).train()
+    events = [e for f in sorted((out / "tensorboard").glob("events.*")) for e in EventFileLoader(str(f)).Load()]
+    starts = [e.step for e in events if e.HasField("session_log") and e.session_log.status == 1]
+    assert starts == [5]  # --epoch alone resumes too: steps 5 and 6 are logged again, the first hidden
+
+
+def test_image_sizes_the_unet_cannot_take_are_refused_before_the_run_folder(tmp_path):
+    # 40 x 40 halves under preprocess none: the tiny U-Net (5 levels) needs multiples of 32.
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)).save(tmp_path / "d" / "train" / f"{i}.png")
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError, match=r"preprocess=none makes the training images 40x40 \(W x H; e\.g\. "
+                                          r".*0\.png\), and this U-Net \(num_downs 5\) takes sides that are "
+                                          r"multiples of 32"):
+        Trainer(tiny_cfg(out, tmp_path / "d"), progress=False)
+    assert not (out / "config.json").exists() and not (out / "log.jsonl").exists()
+
+
+def test_a_non_square_crop_is_cut_from_a_resize_of_its_own_aspect(tmp_path):
+    from bicyclegan.engine.config import DataConfig
+    from bicyclegan.engine.runtime import build_loader, load_hw
+    wide = ModelConfig(netG="unet", crop_size=32, crop_width=64, ngf=4, nef=4, ndf=4, netE="resnet_128",
+                       netD="basic_128_multi", netD2="basic_128_multi")
+    assert load_hw(DataConfig(load_size=72), wide) == (36, 72)
+    assert load_hw(DataConfig(load_size=72), ModelConfig(netG="unet", crop_size=64)) == 72  # square: as the reference
+    assert load_hw(DataConfig(load_size=72, preprocess="scale_width"), wide) == 72
+    # A 64 x 32 (W x H) half whose rows are numbered: a 64 x 32 crop of a 64 x 32 resize keeps them all.
+    rows = np.repeat(np.arange(32, dtype=np.uint8)[:, None] * 8, 128, 1)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.stack([rows] * 3, -1)).save(tmp_path / "d" / "train" / f"{i}.png")
+    loader = build_loader(wide, DataConfig(load_size=64, no_flip=True), tmp_path / "d", "train", device="cpu",
+                          batch_size=2)
+    A = next(iter(loader))["A"]
+    assert A.shape == (2, 3, 32, 64)
+    top, bottom = float(A[0, 0, 0].mean()), float(A[0, 0, -1].mean())
+    assert top < -0.95 and bottom > 0.9  # the first and the last rows, not a stretched middle band
+
+
+def test_resuming_on_the_other_backend_says_the_augmentation_differs(tmp_path, data, capsys):
+    pytest.importorskip("nvidia.dali")
+    out = tmp_path / "r"
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2), progress=False).train()
+    capsys.readouterr()
+    Trainer(tiny_cfg(out, data, max_steps=4, backend="dali"), resume=True, progress=False)
+    assert "trained with the torch loader and resumes with the dali one: from here its crops" in \
+        capsys.readouterr().err
