@@ -153,6 +153,9 @@ def _add_model_source(p, what: str = "split to read") -> None:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="how the data is laid out (default: detected; a folder without the split's folder "
                    "and without A/ is a plain folder of inputs, single)")
+    p.add_argument("--skip_bad", action="store_true", default=None,
+                   help="leave out unreadable or unusable images (logged) instead of stopping (default: as the "
+                   "model's run did)")
 
 
 def _checkpoint(args) -> Path:
@@ -165,7 +168,8 @@ def cmd_sample(args) -> int:
     out = sample(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
                  device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout, direction=args.direction,
-                 load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess)
+                 load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess,
+                 skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
     return 0
 
@@ -184,7 +188,7 @@ def cmd_evaluate(args) -> int:
                  seed=args.seed, device=args.device, batch_size=args.batch_size, metrics=args.metrics,
                  lpips_version=args.lpips_version, lpips_pairs=args.lpips_pairs,
                  lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights,
-                 layout=args.layout)
+                 layout=args.layout, skip_bad=args.skip_bad)
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     path = write_json(args.json or results_dir(checkpoint, r["phase"]) / "eval.json", r, what="evaluation results")
@@ -196,7 +200,8 @@ def cmd_interpolate(args) -> int:
     from .interpolate import interpolate
     out = interpolate(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
-                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout)
+                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout,
+                      skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}")
     return 0
 
@@ -278,7 +283,7 @@ def cmd_serve(args) -> int:
     from .serve import serve
     serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
           device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
-          layout=args.layout)
+          layout=args.layout, skip_bad=args.skip_bad)
     return 0
 
 

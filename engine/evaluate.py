@@ -65,18 +65,20 @@ def _quantised(x: torch.Tensor) -> torch.Tensor:
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
-             lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None) -> dict:
+             lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None,
+             skip_bad: bool | None = None) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
     random z each. metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
-    as make_loader's (default: detected; a plain folder of images is read as inputs only)."""
+    as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
+    leave out bad files (default: as the run did)."""
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
                               f"training diverged")
     cfg = model.cfg
-    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
     info = _palette_info(root, phase)
     chosen = parse_metrics(metrics, info is not None)
     if "palette" in chosen and info is None:
@@ -87,7 +89,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         raise ConfigError(f"lpips_pairs={lpips_pairs!r}: expected one of {', '.join(PAIRS)}")
     if "fid" in chosen and num < 2:
         raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
-    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=batch_size,
+    loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=batch_size,
                           shuffle=False, augment=False, layout=layout)
     # The metric networks load before any image is generated: a missing weights file fails at once.
     lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,

@@ -107,15 +107,15 @@ def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
 def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5, segments: int = 5,
                 frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
                 fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
-                layout: str | None = None) -> Path:
+                layout: str | None = None, skip_bad: bool | None = None) -> Path:
     """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
     trained on; phase: val when there is one, else test), the outputs along a path through z over
     segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
     every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
     when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
     (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir). layout: as
-    make_loader's (default: detected; a plain folder of images is read as inputs only). Returns the
-    folder."""
+    make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
+    leave out bad files (default: as the run did). Returns the folder."""
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
@@ -142,14 +142,14 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"path=encoded needs an encoder; variant {cfg.variant} has none (use path=random)")
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
-    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
     if out is None:
         out = results_dir(ckpt, f"interpolate_{phase}")
     out = check_writable(out, "interpolation results")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
-    loader = build_loader(cfg.model, cfg.data, root, phase, device=model.device, batch_size=1,
+    loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     need = max(num, max(refs) + 1) if path == "encoded" else num
     items = []

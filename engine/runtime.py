@@ -164,16 +164,19 @@ def default_phase(root) -> str:
     return "val" if (Path(root) / "val").is_dir() else "test"
 
 
-def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None):
-    """(root, phase, layout) of what an inference command reads: the folder given, else the training
-    data; the split given, else default_phase; the layout given, else detected, where a folder
-    without the split's folder and without A/ is a plain folder of inputs (layout "single", as the
-    reference's --dataset_mode single): never halves of single images taken for A|B pairs."""
+def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None,
+                   skip_bad: bool | None = None):
+    """(root, phase, layout, data) of what an inference command reads: the folder given, else the
+    training data; the split given, else default_phase; the layout given, else detected, where a
+    folder without the split's folder and without A/ is a plain folder of inputs (layout "single",
+    as the reference's --dataset_mode single): never halves of single images taken for A|B pairs;
+    the model's DataConfig, with skip_bad when given (else as the run had it)."""
     root = data_root_for(cfg, dataroot)
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
-    return root, phase, layout
+    data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
+    return root, phase, layout, data
 
 
 def results_dir(checkpoint, name: str) -> Path:

@@ -43,7 +43,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
            sync: bool = False, encode: bool = True, seed: int = 0, device: str = "auto",
            progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
            direction: str | None = None, load_size: int | None = None, crop_size: int | None = None,
-           preprocess: str | None = None) -> Path:
+           preprocess: str | None = None, skip_bad: bool | None = None) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
     encode=False) and n_samples outputs with z ~ N(0, I), one input's z spread over the prior together
@@ -66,9 +66,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
     cfg = model.cfg
-    root, phase, layout = inference_data(cfg, dataroot, phase, layout)
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
     out = check_writable(out if out is not None else default_out(checkpoint, phase, sync), "sample results")
-    data = dataclasses.replace(cfg.data, **{k: v for k, v in dict(
+    data = dataclasses.replace(data, **{k: v for k, v in dict(
         direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
     depth = cfg.model.unet_depth
     # The loader's crop; the networks keep their depth whatever the size (checked by ModelConfig).

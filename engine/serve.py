@@ -92,14 +92,14 @@ class Explorer:
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = 32, device: str = "auto",
                  max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
-                 layout: str | None = None):
+                 layout: str | None = None, skip_bad: bool | None = None):
         for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
                                  ("max_upload_pixels", max_upload_pixels, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
         self.model = open_model(model, device).eval()
         self.cfg = self.model.cfg
-        self.layout = layout
+        self.layout, self.skip_bad = layout, skip_bad
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.lock = threading.Lock()
@@ -120,8 +120,8 @@ class Explorer:
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        root, phase, layout = inference_data(self.cfg, root, phase, self.layout)
-        loader = build_loader(self.cfg.model, self.cfg.data, root, phase, device=self.model.device, batch_size=1,
+        root, phase, layout, data = inference_data(self.cfg, root, phase, self.layout, self.skip_bad)
+        loader = build_loader(self.cfg.model, data, root, phase, device=self.model.device, batch_size=1,
                               shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
             self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
@@ -401,14 +401,15 @@ def is_loopback(host: str) -> bool:
 
 def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str | None = None,
           num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
-          max_upload_pixels: int = MAX_UPLOAD_PIXELS, layout: str | None = None) -> None:
+          max_upload_pixels: int = MAX_UPLOAD_PIXELS, layout: str | None = None,
+          skip_bad: bool | None = None) -> None:
     """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,
     with the first `num` inputs of dataroot/phase (default: the data the model was trained on)
     and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default."""
     _need_web()
     import uvicorn
     explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
-                        max_upload_pixels=max_upload_pixels, layout=layout)
+                        max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad)
     app = make_app(explorer)
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host

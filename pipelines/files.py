@@ -141,7 +141,7 @@ def _pair(folders, layout, skip_bad):
         samples = [Sample(p[0]) for _, p in sorted(listed[0].items()) if len(p) == 1]
     if bad and not skip_bad:
         raise DatasetError(f"cannot pair the files of {folders[0].parent}:\n{describe_bad(bad)}"
-                           "\n(train --skip_bad, or skip_bad=True in Python, leaves them out)")
+                           "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")
     return samples, bad
 
 
@@ -469,7 +469,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         (bad.append(problem) if problem else good.append(sample))
     if bad and not skip_bad:
         raise DatasetError(f"{len(bad)} bad file(s) in {folders[0]}:\n{describe_bad(bad)}"
-                           "\n(train --skip_bad, or skip_bad=True in Python, leaves them out)")
+                           "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")
     if bad:
         log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), folders[0], describe_bad(bad))
     if not good:

@@ -88,7 +88,7 @@ def test_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(t
 
 def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
     # evaluate, interpolate and serve cut each image into halves and compared with the right one.
-    cfg_root, phase, layout = inference_data(tiny_cfg(run, plain), None)
+    cfg_root, phase, layout, _ = inference_data(tiny_cfg(run, plain), None)
     assert (cfg_root, phase, layout) == (plain, "test", "single")
     ckpt = run / "checkpoints" / "latest.pt"
     r = evaluate(ckpt, plain, n_samples=2, num=3)
@@ -261,3 +261,22 @@ def test_resuming_on_the_other_backend_says_the_augmentation_differs(tmp_path, d
     Trainer(tiny_cfg(out, data, max_steps=4, backend="dali"), resume=True, progress=False)
     assert "trained with the torch loader and resumes with the dali one: from here its crops" in \
         capsys.readouterr().err
+
+
+def test_inference_commands_can_leave_out_a_bad_file(run, tmp_path, capsys):
+    """One truncated file in the split stopped sample/evaluate/interpolate, with no way around it."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "d" / "test").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(tmp_path / "d" / "test" / f"{i}.png")
+    good = (tmp_path / "d" / "test" / "2.png").read_bytes()
+    (tmp_path / "d" / "test" / "2.png").write_bytes(good[: len(good) // 2])
+    common = ["evaluate", str(run), "--dataroot", str(tmp_path / "d"), "--n_samples", "2", "--metrics", "l1",
+              "--json", str(tmp_path / "e.json")]
+    assert main(common) == 2
+    assert "(--skip_bad, or skip_bad=True in Python, leaves them out)" in capsys.readouterr().err
+    assert main([*common, "--skip_bad"]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["n_inputs"] == 2
+    out = sample(run / "checkpoints" / "latest.pt", tmp_path / "d", out=tmp_path / "s", n_samples=1,
+                 progress=False, skip_bad=True)
+    assert len(list((out / "images").glob("*_input.png"))) == 2
