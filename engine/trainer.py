@@ -192,6 +192,12 @@ class Trainer:
             self._start_from(state)
             return
         check_compatible(state["config"], self.cfg, self.resume_path)
+        world = state.get("world", self.world)
+        if world != self.world:
+            raise CheckpointError(
+                f"{self.resume_path} was written by a run of {world} process(es), this one has {self.world}: "
+                f"resuming replays each rank's share of the data and its random draws, which needs the same "
+                f"number (torchrun --nproc_per_node {world})")
         saved = state.get("steps_per_epoch")
         if saved is not None and saved != self.steps_per_epoch:
             raise CheckpointError(
@@ -261,7 +267,7 @@ class Trainer:
     def save(self, path: Path | None = None, epoch: int | None = None):
         """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint). Every rank
         calls it (it gathers their generators); rank 0 writes."""
-        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend}
+        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world}
         if self.world > 1:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
             # uninterrupted one would have; the file's "rng" is rank 0's.

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tiny import tiny_cfg
 
@@ -280,3 +281,19 @@ def test_inference_commands_can_leave_out_a_bad_file(run, tmp_path, capsys):
     out = sample(run / "checkpoints" / "latest.pt", tmp_path / "d", out=tmp_path / "s", n_samples=1,
                  progress=False, skip_bad=True)
     assert len(list((out / "images").glob("*_input.png"))) == 2
+
+
+def test_a_checkpoint_of_another_number_of_processes_is_named(tmp_path, data, monkeypatch):
+    out = tmp_path / "r"
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2), progress=False).train()
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["world"] == 1
+    import bicyclegan.engine.trainer as trainer_module
+    from bicyclegan.engine import CheckpointError
+    from bicyclegan.engine.runtime import Dist
+    two = Dist(rank=0, world=2, device=torch.device("cpu"))  # rank 0 of 2, as far as the check goes
+    monkeypatch.setattr(trainer_module, "init_distributed", lambda device: two)
+    with pytest.raises(CheckpointError, match=r"written by a run of 1 process\(es\), this one has 2: .*"
+                                              r"torchrun --nproc_per_node 1"):
+        Trainer(tiny_cfg(out, data, max_steps=4), resume=True, progress=False)
+
