@@ -37,6 +37,8 @@ from .runtime import build_loader, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
+# AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
+LPIPS_MIN_SIDE = 32
 
 
 def _palette_info(root: Path, phase: str):
@@ -91,6 +93,10 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
     loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=batch_size,
                           shuffle=False, augment=False, layout=layout)
+    small = [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]
+    if "lpips" in chosen and small:
+        raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
+                          f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
     # The metric networks load before any image is generated: a missing weights file fails at once.
     lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
                     device=model.device) if "lpips" in chosen else None
@@ -147,7 +153,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         if has_enc:
             result["encoded_l1"] = rec_sum / seen
     if lp is not None:
-        d = torch.cat(lpips_d).double()
+        d = torch.cat(lpips_d).double() if lpips_d else torch.zeros(0, dtype=torch.float64)
         result["diversity_lpips"] = d.mean().item() if len(d) else None
         result["lpips"] = {"net": "alex", "version": lpips_version, "pairs": lpips_pairs, "n_pairs": len(d),
                            "std": d.std().item() if len(d) > 1 else 0.0}

@@ -145,7 +145,6 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
     if out is None:
         out = results_dir(ckpt, f"interpolate_{phase}")
-    out = check_writable(out, "interpolation results")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
@@ -164,6 +163,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             raise ConfigError(f"refs={refs}: {root}/{phase} has {len(items)} inputs (numbered from 0)")
         if items[0][2] is None:
             raise DatasetError(f"{root}/{phase} has no B images (single layout): path=encoded needs them")
+    # After the checks of the inputs (nothing made for a refused call), before any output is computed.
+    out = check_writable(out, "interpolation results")
     was_training = model.training
     model.eval()
     rows = []

@@ -227,7 +227,10 @@ class Explorer:
         if (not isinstance(value, list) or len(value) != self.nz
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
             raise RequestError(400, f"{field} must be a list of {self.nz} numbers (nz = {self.nz})")
-        z = torch.tensor(value, dtype=torch.float32)
+        try:
+            z = torch.tensor(value, dtype=torch.float32)
+        except OverflowError:  # an integer beyond float range, which JSON allows
+            raise RequestError(400, f"{field} holds a value that is not a finite number") from None
         if not torch.isfinite(z).all():
             raise RequestError(400, f"{field} holds a value that is not a finite number")
         return z

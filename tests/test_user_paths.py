@@ -297,3 +297,40 @@ def test_a_checkpoint_of_another_number_of_processes_is_named(tmp_path, data, mo
                                               r"torchrun --nproc_per_node 1"):
         Trainer(tiny_cfg(out, data, max_steps=4), resume=True, progress=False)
 
+
+
+# -- evaluation, interpolation and serve (from an audit of the paper's protocol and deployment) -------------------
+def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named(run, data, monkeypatch):
+    import importlib
+    evaluate_module = importlib.import_module("bicyclegan.engine.evaluate")  # the module, not the function
+
+    class Distance:  # LPIPS stand-in: the pairs, not the network, are what this test is about
+        def features(self, x):
+            return [x]
+
+        def distance(self, a, b):
+            return (a[0] - b[0]).abs().mean(dim=(1, 2, 3))
+    monkeypatch.setattr(evaluate_module, "load_lpips", lambda *a, **k: Distance())
+    monkeypatch.setattr(evaluate_module, "LPIPS_MIN_SIDE", 8)
+    r = evaluate(run / "checkpoints" / "latest.pt", data, n_samples=1, num=2, metrics="lpips")
+    assert r["diversity_lpips"] is None and r["lpips"]["n_pairs"] == 0  # was: torch.cat of nothing
+    monkeypatch.setattr(evaluate_module, "LPIPS_MIN_SIDE", 33)
+    with pytest.raises(ConfigError, match=r"LPIPS's AlexNet needs images of at least 33 px a side; these are "
+                                          r"32x32"):
+        evaluate(run / "checkpoints" / "latest.pt", data, n_samples=2, num=2, metrics="lpips")
+
+
+def test_interpolate_refused_for_its_refs_makes_no_folder(run, data, tmp_path):
+    with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
+        interpolate(run / "checkpoints" / "latest.pt", data, out=tmp_path / "i", path="encoded", refs=[0, 9],
+                    num=1, mp4=False, progress=False)
+    assert not (tmp_path / "i").exists()
+
+
+def test_serve_answers_an_integer_beyond_float_range_with_400(run):
+    pytest.importorskip("fastapi")
+    from bicyclegan.engine.serve import Explorer, RequestError
+    explorer = Explorer(run / "checkpoints" / "latest.pt", num=1, device="cpu")
+    with pytest.raises(RequestError, match="not a finite number") as info:
+        explorer._code([10 ** 400] + [0] * (explorer.nz - 1), "z[0]")
+    assert info.value.status == 400
