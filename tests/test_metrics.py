@@ -117,6 +117,8 @@ def test_lpips_weights_come_from_the_hub_cache_or_a_path(tmp_path, hub, monkeypa
         lpmod.load_lpips()
     msg = str(e.value)
     assert lpmod.ALEXNET_FILE in msg and str(hub) in msg and lpmod.ALEXNET_URL in msg and "\n" not in msg
+    with pytest.raises(WeightsError, match=f"{tmp_path} is a folder, not a weights file; give the file"):
+        lpmod.load_lpips(backbone=tmp_path)
     random_alexnet_file(hub / lpmod.ALEXNET_FILE)
     monkeypatch.setattr(lpmod, "_package_linear", lambda version: None)  # as without the lpips package
     with pytest.raises(WeightsError, match=r"pip install lpips.*weights/v0\.0/alex\.pth.*lpips_linear"):

@@ -23,7 +23,8 @@ def weights_file(path, default_name: str, url: str, option: str, what: str) -> P
     p = Path(path) if path is not None else hub_checkpoint(default_name)
     if not p.is_file():
         where = f"download {url} into {p.parent}/ (torch.hub's cache) or give" if path is None else "give"
-        raise WeightsError(f"{what}: {p} does not exist; {where} the file with --{option} PATH (Python: {option}=)")
+        state = "is a folder, not a weights file" if p.is_dir() else "does not exist"
+        raise WeightsError(f"{what}: {p} {state}; {where} the file with --{option} PATH (Python: {option}=)")
     return p
 
 
