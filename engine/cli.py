@@ -445,7 +445,8 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
-        if (Path(out) / "checkpoints" / "latest.pt").exists():
+        from .checkpoint import LATEST
+        if (Path(out) / "checkpoints" / LATEST).exists():
             print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {out} --resume",
                   file=sys.stderr)
         else:

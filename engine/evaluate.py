@@ -93,8 +93,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
     loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=batch_size,
                           shuffle=False, augment=False, layout=layout)
-    small = [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]
-    if "lpips" in chosen and small:
+    if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
         raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                           f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
     # The metric networks load before any image is generated: a missing weights file fails at once.

@@ -37,7 +37,7 @@ from bicyclegan.pipelines import DatasetError
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
-from .runtime import build_loader, data_root_for, inference_data, open_model
+from .runtime import build_loader, inference_data, open_model
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -99,28 +99,26 @@ class Explorer:
                 raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
         self.model = open_model(model, device).eval()
         self.cfg = self.model.cfg
-        self.layout, self.skip_bad = layout, skip_bad
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.lock = threading.Lock()
         self.items: dict[str, Item] = {}
         self.uploads: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._upload_ids = itertools.count(1)
-        self.root = self._load_dataset(dataroot, phase, num) if num else None
+        self.root = self._load_dataset(dataroot, phase, num, layout, skip_bad) if num else None
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _load_dataset(self, dataroot, phase: str, num: int):
+    def _load_dataset(self, dataroot, phase: str, num: int, layout, skip_bad):
         """The first `num` inputs of root/phase, prepared as `sample` prepares them. Without
         --dataroot, a model whose training data has moved away starts with uploads only."""
         try:
-            root = data_root_for(self.cfg, dataroot)
+            root, phase, layout, data = inference_data(self.cfg, dataroot, phase, layout, skip_bad)
         except DatasetError:
             if dataroot is not None:
                 raise
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        root, phase, layout, data = inference_data(self.cfg, root, phase, self.layout, self.skip_bad)
         loader = build_loader(self.cfg.model, data, root, phase, device=self.model.device, batch_size=1,
                               shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
@@ -230,8 +228,8 @@ class Explorer:
         try:
             z = torch.tensor(value, dtype=torch.float32)
         except OverflowError:  # an integer beyond float range, which JSON allows
-            raise RequestError(400, f"{field} holds a value that is not a finite number") from None
-        if not torch.isfinite(z).all():
+            z = None
+        if z is None or not torch.isfinite(z).all():
             raise RequestError(400, f"{field} holds a value that is not a finite number")
         return z
 

@@ -155,6 +155,14 @@ class Trainer:
         # Rank 0 alone draws the grids: the other ranks need not read (and check) the sample files.
         self.sample_A, self.sample_B, self.sample_z = self._fixed_samples() if self.main else (None,) * 3
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
+        # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
+        # from torch's generator, so nothing between here and the first step moves them).
+        if self.rng_to_restore is not None:
+            set_rng_state(self.rng_to_restore)
+        elif self.saved_step is not None:
+            # A checkpoint holding rank 0's generators alone: they would give every rank rank 0's z
+            # draws, so this rank starts a stream of its own.
+            torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
         self.report_cache = {}  # grid data URIs, so each report rewrite encodes only new grids
         self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
@@ -164,7 +172,7 @@ class Trainer:
     def _check_run_folder(self, resume: bool) -> None:
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
         if started and not resume:
-            if not self.ckpt_path.exists() and not any(self.ckpt_path.parent.glob("*.pt")):
+            if not any(self.ckpt_path.parent.glob("*.pt")):  # latest.pt or an epoch's
                 raise CheckpointError(f"{self.run_dir} already holds a run that stopped before its first checkpoint "
                                       f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
                                       f"to start again there, or choose another --out")
@@ -214,11 +222,9 @@ class Trainer:
             print(f"note: the run trained with the {state['backend']} loader and resumes with the "
                   f"{self.loader.backend} one: from here its crops and flips differ from those of an "
                   f"uninterrupted run (the images come in the same order)", file=sys.stderr)
-        ranks = state.get("rank_rng")
         if self.rank > 0:
-            # A checkpoint of another world size, or written before each rank's generators were kept,
-            # has none for this rank (a seed of its own then, below).
-            self.rng_to_restore = ranks[self.rank - 1] if ranks and len(ranks) == self.world - 1 else "reseed"
+            # None in a checkpoint from before each rank's generators were kept (see __init__).
+            self.rng_to_restore = (state.get("rank_rng") or [None] * self.world)[self.rank - 1]
         self._truncate_log()
 
     def _start_from(self, state: dict) -> None:
@@ -340,12 +346,6 @@ class Trainer:
                 # others unread where it can); afterwards each epoch is whole.
                 self.loader.set_epoch(self.epoch, self.step - self.epoch * self.steps_per_epoch)
                 it = iter(self.loader)
-                if isinstance(self.rng_to_restore, str):
-                    # Rank 0's generators would give every rank the same z draws: a stream of its own.
-                    torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
-                elif self.rng_to_restore is not None:
-                    set_rng_state(self.rng_to_restore)
-                self.rng_to_restore = None
                 for batch in it:
                     if cfg.cuda_graph and self.graphed is None:
                         from .graph import GraphedTrainStep

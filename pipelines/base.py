@@ -30,7 +30,7 @@ class PairedLoader:
         self.shuffle, self.drop_last, self.skip_bad = shuffle, drop_last, skip_bad
         self.device = torch.device(device)
         self.skipped = list(index.skipped)  # [(path, reason)], the checks' and the loaders'
-        self.output_sizes = dict(index.output_sizes or {})  # (H, W) of the batches -> a file giving it
+        self.output_sizes = index.output_sizes  # (H, W) of the batches -> a file giving it
         self.shard = sharding.Shard(len(self.samples), batch_size, rank, world_size, seed, shuffle,
                                     drop_last)
         self._next_epoch, self._next_start = 0, 0

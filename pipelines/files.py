@@ -26,7 +26,7 @@ import struct
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,7 @@ class Index:
     layout: str
     samples: list
     skipped: list       # [(path, reason)] dropped by skip_bad during the checks
-    output_sizes: dict = None  # (H, W) a batch comes out at -> the first file giving it
+    output_sizes: dict = field(default_factory=dict)  # (H, W) a batch comes out at -> the first file giving it
 
 
 def to_rgb(img):
