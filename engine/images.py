@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -86,10 +87,40 @@ def save_grid(model, A, B, z, path) -> Path:
 
 def _media(path: str) -> str:
     """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video."""
-    src = html.escape(path)
+    src = html.escape(quote(path))  # a '#', '?' or '%' in a file name would cut the URL short
     if path.endswith(".mp4"):
         return f"<video src='{src}' autoplay loop muted playsinline></video>"
     return f"<img src='{src}'>"
+
+
+class OutputNames:
+    """A file-name stem per input, unique within one results folder: inputs of nested folders
+    (a/1.png, b/1.png) or of one name in two formats (1.jpg, 1.png) would overwrite each other's
+    outputs; the second gets 1-2, the third 1-3."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def __call__(self, path) -> str:
+        stem, n = Path(path).stem, 1
+        name = stem
+        while name in self.used:
+            n += 1
+            name = f"{stem}-{n}"
+        self.used.add(name)
+        return name
+
+
+def prune_outputs(folder, keep) -> None:
+    """Remove the PNG, GIF and MP4 files of folder (a results folder's images/) that this call did
+    not write: a run into the folder of an earlier, larger one would otherwise leave that run's
+    images beside its own (the gallery shows only the new ones)."""
+    keep = {Path(p).name for p in keep}
+    folder = Path(folder)
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if f.suffix.lower() in (".png", ".gif", ".mp4") and f.name not in keep and f.is_file():
+                f.unlink(missing_ok=True)
 
 
 def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:

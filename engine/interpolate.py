@@ -25,7 +25,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError, DivergenceError
-from .images import to_uint8, write_gallery
+from .images import OutputNames, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
 from .runtime import build_loader, inference_data, open_model, results_dir
 
@@ -151,11 +151,11 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     need = max(num, max(refs) + 1) if path == "encoded" else num
-    items = []
+    items, names_of = [], OutputNames()
     for batch in loader:
         if len(items) >= need:
             break
-        items.append((Path(batch["paths"][0]).stem, batch["A"], batch.get("B")))
+        items.append((names_of(batch["paths"][0]), batch["A"], batch.get("B")))
     if not items:
         raise DatasetError(f"{root}/{phase}: no inputs found")
     if path == "encoded":
@@ -200,6 +200,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         model.train(was_training)
     if progress:
         end_count_line()
+    prune_outputs(out / "images", [p for row in rows for _, p in row["images"]])
     write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
                                    "refs": [items[r][0] for r in refs] if path == "encoded" else None,
                                    "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},

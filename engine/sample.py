@@ -15,7 +15,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError
 
 from .errors import ConfigError, DivergenceError
-from .images import grid_image, sample_columns, to_uint8, write_gallery
+from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
 from .runtime import build_loader, inference_data, open_model, results_dir
@@ -48,7 +48,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
     encode=False) and n_samples outputs with z ~ N(0, I), one input's z spread over the prior together
     (spread_z; sync: the same z list for every input),
-    as images/*.png, grid.png (the first inputs) and index.html, into `out`.
+    as images/<name>_<column>.png, grid.png (the first inputs) and index.html, into `out` (<name>:
+    the input's stem, -2, -3 for a second and third of one stem; images/ keeps this call's files only).
 
     model: a BicycleGAN or a checkpoint path (out then defaults to default_out()).
     phase: default val/ when the data has one, else test/. A folder without that split and without
@@ -84,7 +85,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
 
     z_sync = draw()
-    rows, grid = [], None
+    rows, grid, names_of = [], None, OutputNames()
     for i, batch in enumerate(loader):
         if i >= num:
             break
@@ -97,7 +98,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         B = batch["B"].to(model.device) if "B" in batch else None
         z = z_sync if sync else draw()
         cols, names = sample_columns(model, A, B, z, encode=encode)
-        stem = Path(batch["paths"][0]).stem
+        stem = names_of(batch["paths"][0])
         files = []
         for name, img in zip(names, cols):
             rel = f"images/{stem}_{name.replace(' ', '_')}.png"
@@ -114,5 +115,6 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     if not rows:
         raise DatasetError(f"{root}/{phase}: no inputs found")
     save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
+    prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
     write_gallery(out, rows, f"{cfg.variant} on {root.name}/{phase}")
     return out

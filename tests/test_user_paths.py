@@ -334,3 +334,30 @@ def test_serve_answers_an_integer_beyond_float_range_with_400(run):
     with pytest.raises(RequestError, match="not a finite number") as info:
         explorer._code([10 ** 400] + [0] * (explorer.nz - 1), "z[0]")
     assert info.value.status == 400
+
+
+def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no_stale_files(run, tmp_path):
+    # Nested folders (a/1.png, b/1.png) and one name in two formats wrote their outputs over each
+    # other; a '#' in a file name cut the gallery's URL short; re-sampling fewer inputs into the
+    # same folder left the first run's images beside the new gallery.
+    folder, rng = tmp_path / "in", np.random.default_rng(1)
+    pics = {}
+    for rel in ("1.png", "a/1.png", "b/1.jpg", "x#1.png"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        pics[rel] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pics[rel]).save(folder / rel, quality=100)
+    out = sample(run / "checkpoints" / "latest.pt", folder, out=tmp_path / "s", n_samples=1, progress=False)
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == sorted(f"{s}_{c}.png" for s in ("1", "1-2", "1-3", "x#1") for c in ("input", "random_z1"))
+    inputs = {np.asarray(Image.open(out / "images" / f"{s}_input.png")).tobytes() for s in ("1", "1-2", "1-3")}
+    assert len(inputs) == 3  # three different pictures, none overwritten
+    page = (out / "index.html").read_text()
+    assert "src='images/x%231_input.png'" in page and "#1_input" not in page
+    sample(run / "checkpoints" / "latest.pt", folder, out=out, n_samples=1, num=1, progress=False)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["1_input.png", "1_random_z1.png"]
+    out = interpolate(run / "checkpoints" / "latest.pt", folder, out=tmp_path / "i", num=2, frames=2, mp4=False,
+                      progress=False)
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
+        f"{s}{c}" for s in ("1", "1-2") for c in ("_input.png", "_strip.png", ".gif"))
+    interpolate(run / "checkpoints" / "latest.pt", folder, out=out, num=1, frames=2, mp4=False, progress=False)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
