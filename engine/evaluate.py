@@ -204,6 +204,9 @@ def format_table(r: dict) -> str:
         rows.append(("encoded reconstruction L1", f"{r['encoded_l1']:.4f}"))
     if "fid" in r:
         n = r["fid_images"]
-        rows.append(("FID (generated vs real B)", f"{r['fid']:.2f}  ({n['generated']} vs {n['real']} images)"))
+        # Below the features' dimension the covariances are rank-deficient and FID's bias grows as the
+        # count falls: such figures compare only with others from the same number of images.
+        few = "; under 2048: biased upward, compare only at equal counts" if min(n.values()) < 2048 else ""
+        rows.append(("FID (generated vs real B)", f"{r['fid']:.2f}  ({n['generated']} vs {n['real']} images{few})"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)

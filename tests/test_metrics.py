@@ -388,3 +388,10 @@ def test_the_table_gives_each_palettes_share_of_the_valid_outputs():
          "coverage": 0.5, "validity": 0.8, "histogram": [3, 1, 0, 4]}
     assert "palette histogram  3 1 0 4  (38 / 12 / 0 / 50 %)" in format_table(r)
     assert "0 0 0 0  (no valid outputs)" in format_table({**r, "histogram": [0, 0, 0, 0]})
+
+
+def test_the_table_says_when_fid_comes_from_fewer_images_than_its_features():
+    r = {"variant": "bicycle", "n_inputs": 2, "n_samples": 3, "phase": "test", "fid": 123.456}
+    few = format_table({**r, "fid_images": {"generated": 6, "real": 2}})
+    assert "123.46  (6 vs 2 images; under 2048: biased upward" in few
+    assert format_table({**r, "fid_images": {"generated": 6000, "real": 2048}}).endswith("(6000 vs 2048 images)")
