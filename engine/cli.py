@@ -167,9 +167,9 @@ def cmd_sample(args) -> int:
     from .sample import sample
     out = sample(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
-                 device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout, direction=args.direction,
-                 load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess,
-                 skip_bad=args.skip_bad)
+                 spread=args.spread_z, device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout,
+                 direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
+                 preprocess=args.preprocess, skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
     return 0
 
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50, help="at most this many inputs")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
     p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
+    p.add_argument("--spread_z", action="store_true",
+                   help="draw one input's z spread over the prior together (stratified: more modes in a picture) "
+                   "instead of independently as the reference; not for diversity measured on consecutive files")
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
                    help="stretch the saved images to this width:height ratio of the original's (default 1)")
     g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")

@@ -274,6 +274,11 @@ class TrainConfig:
             raise ConfigError(f"batch_size={self.batch_size} must be even for variant=bicycle: the first "
                               f"half is encoded (cVAE-GAN), the second lends its real B to D2; "
                               f"use {self.batch_size + 1} or {max(2, self.batch_size - 1)}")
+        if self.variant == "bicycle" and self.model.use_same_D and self.lambda_GAN == 0 and self.lambda_GAN2 > 0:
+            # D is built for lambda_GAN > 0 only; the reference fails here with a missing netD.
+            raise ConfigError(f"use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: "
+                              f"the random-z branch's GAN loss (lambda_GAN2={self.lambda_GAN2}) would be dropped; "
+                              f"set lambda_GAN > 0 or use_same_D=False")
         if self.model.nz == 0 and self.variant != "pix2pix":
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")

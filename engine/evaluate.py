@@ -5,8 +5,8 @@ first `num` = 100 inputs of the split in file-name order (the validation split, 
 one), `n_samples` = 20 outputs per input with z ~ N(0, I), and diversity as the mean LPIPS
 distance (AlexNet, version 0.0) between consecutive samples of one input: 19 pairs per input,
 1,900 in all. The codes come from one generator seeded with `seed`: input i gets z[i] of a
-num x n_samples x nz draw, whatever the batch size. LPIPS and FID see the outputs quantised to 8
-bits, as the saved images the authors' scripts read.
+num x n_samples x nz draw, whatever the batch size. LPIPS and FID see the outputs rounded to 8
+bits, as saved images (the authors' tensor2im truncates: half a level lower on average).
 
 Metrics (any of them, `metrics=`):
 - l1: diversity as the mean L1 between consecutive samples ([-1, 1] units) and the L1 of the

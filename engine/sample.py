@@ -40,14 +40,15 @@ def _with_aspect_ratio(img: Image.Image, ratio: float) -> Image.Image:
 
 @torch.no_grad()
 def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int = 5, num: int = 50,
-           sync: bool = False, encode: bool = True, seed: int = 0, device: str = "auto",
+           sync: bool = False, encode: bool = True, seed: int = 0, spread: bool = False, device: str = "auto",
            progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
            direction: str | None = None, load_size: int | None = None, crop_size: int | None = None,
            preprocess: str | None = None, skip_bad: bool | None = None) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
-    encode=False) and n_samples outputs with z ~ N(0, I), one input's z spread over the prior together
-    (spread_z; sync: the same z list for every input),
+    encode=False) and n_samples outputs with z ~ N(0, I) drawn independently, as the reference's
+    test.py draws them (spread: one input's z spread over the prior together, spread_z, for pictures
+    that show more of the modes; sync: the same z list for every input),
     as images/<name>_<column>.png, grid.png (the first inputs) and index.html, into `out` (<name>:
     the input's stem, -2, -3 for a second and third of one stem; images/ keeps this call's files only).
 
@@ -81,8 +82,10 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     total = min(num, len(loader))
     g = torch.Generator().manual_seed(seed)
 
-    def draw():  # one input's codes: N(0, I) each, spread over the prior together (spread_z)
-        return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
+    def draw():  # one input's codes, each N(0, I)
+        if spread:  # stratified together; consecutive codes lie further apart than independent ones
+            return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
+        return torch.randn(n_samples, cfg.model.nz, generator=g)
 
     z_sync = draw()
     rows, grid, names_of = [], None, OutputNames()

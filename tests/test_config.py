@@ -301,6 +301,18 @@ def test_bicycle_needs_an_even_batch(batch, hint):
     assert train(batch_size=batch + 1).batch_size == batch + 1
 
 
+def test_a_shared_discriminator_needs_the_encoded_branchs_gan_loss():
+    # D is built for lambda_GAN > 0 only: with use_same_D the random-z branch had no D and trained
+    # without any GAN loss, silently.
+    same = model(use_same_D=True)
+    refused(lambda: TrainConfig(model=same, data=DataConfig(load_size=32), lambda_GAN=0.0),
+            "use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: the random-z branch's "
+            "GAN loss (lambda_GAN2=1.0) would be dropped; set lambda_GAN > 0 or use_same_D=False")
+    for kw in (dict(lambda_GAN=0.0, lambda_GAN2=0.0), dict(lambda_GAN=0.5)):
+        TrainConfig(model=same, data=DataConfig(load_size=32), **kw)
+    TrainConfig(model=model(), data=DataConfig(load_size=32), lambda_GAN=0.0)  # D2 alone, its own network
+
+
 def test_only_pix2pix_goes_without_a_latent_code():
     zero = ModelConfig(**{**SMALL, "nz": 0})
     assert TrainConfig(model=zero, data=DataConfig(load_size=32), variant="pix2pix").model.nz == 0

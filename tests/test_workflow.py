@@ -168,9 +168,11 @@ def test_download_model_leaves_a_checkpoint_with_the_test_settings(pretrained):
             assert torch.equal(a, b)
 
 
-def sample_codes(g, n, nz=8):
-    """The z `sample` draws for one input: a scrambled Sobol set (its seed from g) through the normal
-    inverse CDF."""
+def sample_codes(g, n, nz=8, spread=False):
+    """The z `sample` draws for one input: n independent N(0, I) codes from g (the reference's randn);
+    spread: a scrambled Sobol set (its seed from g) through the normal inverse CDF."""
+    if not spread:
+        return torch.randn(n, nz, generator=g)
     u = SobolEngine(nz, scramble=True, seed=int(torch.randint(2**62, (1,), generator=g)))
     return torch.special.ndtri(u.draw(n, dtype=torch.float64)).float()
 
@@ -331,13 +333,13 @@ def test_sample_and_train_choose_an_epoch_on_the_command_line(epoch_run, capsys)
 def test_sample_sync_and_z_draws(epoch_run, tmp_path):
     ckpt = epoch_run / "checkpoints" / "latest.pt"
     model = load_checkpoint(ckpt).eval()
-    for sync in (True, False):
-        out = sample(ckpt, out=tmp_path / str(sync), phase="test", n_samples=2, num=2, sync=sync, device="cpu",
-                     progress=False)
+    for sync, spread in ((True, False), (False, False), (False, True)):
+        out = sample(ckpt, out=tmp_path / f"{sync}{spread}", phase="test", n_samples=2, num=2, sync=sync,
+                     spread=spread, device="cpu", progress=False)
         g = torch.Generator().manual_seed(0)
-        z_sync = sample_codes(g, 2)
+        z_sync = sample_codes(g, 2, spread=spread)
         for name in ("00000", "00001"):
-            z = z_sync if sync else sample_codes(g, 2)
+            z = z_sync if sync else sample_codes(g, 2, spread=spread)
             A = torch.from_numpy(np.asarray(Image.open(out / "images" / f"{name}_input.png"), dtype=np.float32))
             A = A.permute(2, 0, 1)[None] / 127.5 - 1  # the input column is the input, exactly
             with torch.no_grad():
