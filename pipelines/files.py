@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import struct
 import time
 import zlib
@@ -51,6 +52,9 @@ _PNG_TYPES = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)), 4
 _ONCE = (b"IHDR", b"PLTE", b"IEND")  # critical chunks allowed once; IDAT may repeat, consecutively
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# What PIL reads and DALI's decoder reads alike (measured on DALI 2.4's CPU decoder); GIF, TGA, PCX...
+# under an image extension pass PIL and stop a DALI epoch midway, so both loaders refuse them.
+_BOTH_DECODE = ("PNG", "JPEG", "BMP", "PPM", "TIFF", "WEBP", "JPEG2000")
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,19 @@ def load_rgb(path):
 
 
 def _list_images(folder):
-    """{path relative to folder, without extension: [full paths]} of the image files under folder."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+    """{path relative to folder, without extension: [full paths]} of the image files under folder.
+    Linked folders are followed (a dataset assembled from links loses nothing), each real folder
+    once; hidden files and folders (thumbnail caches, macOS's ._ files) are left out."""
+    found, seen = {}, set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.lower().endswith(IMG_EXTENSIONS):
+            if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith("."):
                 full = os.path.join(dirpath, name)
                 key = os.path.splitext(os.path.relpath(full, folder))[0]
                 found.setdefault(key, []).append(full)
@@ -205,7 +216,8 @@ def _png_problem(data):
                 break
     except zlib.error as err:
         return f"corrupt PNG (image data: {err})"
-    if done != starts[-1] or not inflate.eof or inflate.unused_data:
+    # Bytes after the end of the zlib stream are left alone: libpng, PIL and DALI ignore them.
+    if done != starts[-1] or not inflate.eof:
         return f"corrupt PNG (image data does not hold exactly {w}x{h} pixels)"
     return None
 
@@ -221,7 +233,7 @@ def _inflate(inflate, parts, piece=1 << 20):
 def _jpeg_problem(data):
     """Why JPEG bytes are not a whole, uncorrupted JPEG, or None: libjpeg-turbo's warnings (corrupt
     entropy data, which DALI and PIL decode into garbage) count as errors here."""
-    if b"\xff\xd9" not in data[-_TAIL:]:
+    if b"\xff\xd9" not in data[-_TAIL:] and not _jpeg_has_end(data):
         return "truncated JPEG (no end-of-image marker)"
     if simplejpeg is None:
         _warn_pil_jpeg()
@@ -237,6 +249,42 @@ def _jpeg_problem(data):
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
     except ValueError as err:
         return f"corrupt JPEG (libjpeg-turbo: {err})"
+    return None
+
+
+def _jpeg_has_end(data):
+    """Whether the image's end-of-image marker lies anywhere after its first scan: a file with more
+    after the JPEG (a phone's motion photo holds a video) has it far from the end. Entropy-coded data
+    never holds FF D9 (an FF there is followed by 00 or a restart marker), and the search starts
+    after the header segments, where an embedded thumbnail keeps its own."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos + 2 + length) != -1
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        pos += 2 + length
+    return False
+
+
+def _other_problem(data, fmt):
+    """Why a file of neither PNG nor JPEG content is refused, or None: a format DALI's decoder does not
+    read, or reads differently from PIL (16-bit BMPs, PNM maximum values other than 255 or 65535)."""
+    if fmt not in _BOTH_DECODE:
+        return (f"{fmt} content: not decoded alike by both loaders (they take PNG, JPEG, BMP, PPM/PGM/PBM, "
+                "TIFF, WebP, JPEG 2000); convert it to PNG")
+    if fmt == "BMP" and len(data) >= 30:
+        header = int.from_bytes(data[14:18], "little")
+        bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
+        if bits == 16:
+            return "16-bit BMP: DALI's decoder refuses or misreads its 5-bit channels; convert it to PNG"
+    if fmt == "PPM" and data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+        fields = re.sub(rb"#[^\n]*", b"", data[:1024]).split()[:4]
+        if len(fields) == 4 and fields[3].isdigit() and int(fields[3]) not in (255, 65535):
+            return (f"PNM with maximum value {int(fields[3])}: DALI's decoder reads only 255 and 65535 "
+                    "correctly; convert it to PNG")
     return None
 
 
@@ -282,14 +330,16 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
         elif data.startswith(b"\xff\xd8"):
             problem = _jpeg_problem(data)
         else:
-            load_rgb(path)
-            problem = None
+            with Image.open(path) as img:
+                problem = _other_problem(data, img.format)
+            if not problem:
+                load_rgb(path)
         return (None, problem) if problem else ((w, h), None)
     except Exception as err:  # PIL and simplejpeg raise several types (OSError, SyntaxError, ValueError...)
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 
-CHECKS_VERSION = 1  # raise it when inspect_file's checks change: cached verdicts are then redone
+CHECKS_VERSION = 2  # raise it when inspect_file's checks change: cached verdicts are then redone
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 

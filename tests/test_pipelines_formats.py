@@ -284,8 +284,6 @@ PNG_FAULTS = {
                       "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
     "one byte long": (grey_png(rows=b"".join(b"\0" + bytes(16) for _ in range(8)) + b"\0"),
                       "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
-    "bytes after the zlib stream": (grey_png(extra=b"\0\0"),
-                                    "corrupt PNG (image data does not hold exactly 16x8 pixels)"),
     "IDAT cut short": (grey_png()[:60], "truncated PNG (chunk 'IDAT' cut short)"),
     "no IEND": (grey_png()[:-12], "truncated PNG (no IEND chunk)"),
 }
@@ -315,8 +313,10 @@ def test_png_rows_checked_beyond_the_first_mebibyte(tmp_path, h, bad_row):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_valid_png_variants_pass_and_decode(tmp_path, backend):
     """What the checks must not refuse: split IDAT, ancillary chunks anywhere, a suggested palette
-    in an RGB file, a palette file with its PLTE."""
+    in an RGB file, a palette file with its PLTE, bytes after the end of the zlib stream (libpng
+    warns and ignores them, as both decoders do)."""
     variants = {
+        "trailing": grey_png(extra=bytes(range(200)), idat_parts=2),
         "split": grey_png(idat_parts=3),
         "text": grey_png(before=[TEXT], after=[TEXT], idat_parts=2),
         "rgb_plte": grey_png(ihdr=(16, 8, 8, 2, 0, 0, 0), before=[PLTE]),
@@ -328,7 +328,11 @@ def test_valid_png_variants_pass_and_decode(tmp_path, backend):
         assert inspect_file(str(tmp_path / f"test/{name}.png"))[1] is None, name
     got = make_loader(tmp_path, phase="test", preprocess="crop", load_size=8, crop_size=8, batch_size=1,
                       backend=backend, num_workers=0)
-    assert len(list(got)) == 4
+    batches = {Path(b["paths"][0]).stem: b["A"] for b in got}
+    assert len(batches) == 5
+    want = np.tile(np.arange(16, dtype=np.float32), (8, 1)) / 127.5 - 1  # each row holds bytes 0..15
+    torch.testing.assert_close(batches["trailing"][0, 0], torch.from_numpy(want[:, :8]), rtol=0, atol=1e-6)
+    assert torch.equal(batches["trailing"], batches["split"])
 
 
 def test_bmp_and_ppm_pass_and_decode(tmp_path):
@@ -465,3 +469,82 @@ def test_the_package_imports_without_simplejpeg():
             "print(files.simplejpeg)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr[-2000:]
+
+
+def _bmp16(arr):
+    """A 16-bit (5-5-5) BMP written by hand: PIL writes none."""
+    h, w = arr.shape[:2]
+    r, g, b = (arr[..., i].astype(np.uint16) >> 3 for i in range(3))
+    rows = ((r << 10) | (g << 5) | b)[::-1].astype("<u2").tobytes()  # w even: rows need no padding
+    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 0, len(rows), 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(dib) + len(rows), 0, 0, 14 + len(dib)) + dib + rows
+
+
+def _pnm(arr, maxval):
+    return f"P6\n# a comment\n{arr.shape[1]} {arr.shape[0]}\n{maxval}\n".encode() + (
+        arr.astype(np.int64) * maxval // 255).astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, reason", [
+    ("gif", "GIF content: not decoded alike by both loaders"),
+    ("tga", "TGA content: not decoded alike by both loaders"),
+    ("bmp16", "16-bit BMP: DALI's decoder refuses or misreads its 5-bit channels"),
+    ("pnm100", "PNM with maximum value 100: DALI's decoder reads only 255 and 65535 correctly"),
+])
+def test_content_only_pil_reads_is_refused_or_skipped_alike(tmp_path, backend, kind, reason, caplog):
+    # PIL read these (so the checks passed them) and DALI's decoder stopped its epoch midway, naming
+    # no file (GIF, TGA, 5-5-5 BMP), or decoded a PNM of maximum value 100 as if it were 255.
+    good = good_files(tmp_path)
+    arr = noise(np.random.default_rng(3), 16, 32)
+    bad = tmp_path / "train" / {"gif": "bad.png", "tga": "bad.bmp", "bmp16": "bad.bmp", "pnm100": "bad.ppm"}[kind]
+    if kind in ("gif", "tga"):
+        Image.fromarray(arr).save(bad, kind.upper())
+    else:
+        bad.write_bytes(_bmp16(arr) if kind == "bmp16" else _pnm(arr, 100))
+    assert Image.open(bad).size == (32, 16)  # PIL reads it
+    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
+          "shuffle": False}
+    with pytest.raises(DatasetError, match=f"{bad.name}: {reason}"):
+        make_loader(tmp_path, **kw)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, skip_bad=True, **kw)
+    assert [p for b in loader for p in b["paths"]] == good
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_jpeg_with_data_after_its_end_passes_and_a_cut_one_with_a_thumbnail_does_not(tmp_path, backend):
+    # A phone's motion photo is a JPEG with a video after it: its end-of-image marker lies far from
+    # the end of the file. A cut JPEG whose header holds a thumbnail (with an FF D9 of its own) is
+    # still truncated.
+    pytest.importorskip("simplejpeg", reason="the strict JPEG check needs simplejpeg")
+    data = jpeg_bytes()
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test/motion.jpg").write_bytes(data + b"\0\0\0\x18ftypmp42" + bytes(8000))
+    assert inspect_file(str(tmp_path / "test/motion.jpg")) == ((64, 32), None)
+    thumb = jpeg_bytes(1)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumb) + 8) + b"Exif\0\0" + thumb
+    cut = (data[:2] + app1 + data[2:])[:-500] + bytes(5000)
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    assert inspect_file(str(tmp_path / "cut.jpg")) == (None, "truncated JPEG (no end-of-image marker)")
+    (tmp_path / "test/plain.jpg").write_bytes(data)
+    got = {Path(b["paths"][0]).stem: b["A"] for b in make_loader(
+        tmp_path, phase="test", preprocess="none", load_size=32, crop_size=32, batch_size=1, backend=backend,
+        num_workers=0)}
+    assert torch.equal(got["motion"], got["plain"])
+
+
+def test_linked_folders_are_followed_once_and_hidden_files_left_out(tmp_path):
+    # os.walk did not follow links: a dataset assembled from linked parts lost them silently. Hidden
+    # folders (thumbnail caches) joined the data; a macOS ._ file stopped the whole load.
+    rng = np.random.default_rng(6)
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    for rel in ("train/part1/0.png", "train/.thumbs/0.png", "train/.hidden.png"):
+        write(root / rel, noise(rng, 8, 16))
+    write(elsewhere / "0.png", noise(rng, 8, 16))
+    (root / "train/._0.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    (root / "train/part2").symlink_to(elsewhere, target_is_directory=True)
+    (root / "train/loop").symlink_to(root / "train", target_is_directory=True)  # a cycle
+    loader = make_loader(root, preprocess="none", load_size=8, crop_size=8, batch_size=1, backend="torch",
+                         num_workers=0, shuffle=False)
+    assert [os.path.relpath(p, root / "train") for b in loader for p in b["paths"]] == ["part1/0.png", "part2/0.png"]
