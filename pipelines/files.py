@@ -42,6 +42,7 @@ from .errors import DatasetError, describe_bad
 
 log = logging.getLogger("bicyclegan.pipelines")
 
+_SPLITS = ("train", "val", "test")  # the reference's datasets' split folders
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 MAX_PIXELS = 50_000_000  # per file (an aligned file holds both halves); make_loader(max_pixels=...)
 _TAIL = 4096  # bytes searched for the JPEG end-of-image marker
@@ -126,6 +127,10 @@ def _resolve(root, phase, layout):
                 return "ab_folders", (a, b)
             return "single", (a,)
         if layout != "ab_folders" and (base.is_dir() if base != root else _has_images(root)):
+            if base == root and (splits := sorted(d for d in _SPLITS if (root / d).is_dir())):
+                # A stray image beside the splits would make the root a plain folder of them all.
+                raise DatasetError(f"missing folder {root / phase}: {root} holds the splits "
+                                   f"{', '.join(splits)}; choose one (--phase)")
             return layout or "aligned", (base,)
     want = "A/ and B/ folders" if layout == "ab_folders" else "images or an A/ folder"
     raise DatasetError(f"missing folder {root / phase} (looked for {want} in it and in {root})")

@@ -49,6 +49,22 @@ def test_missing_and_empty_folders(tmp_path):
         load(tmp_path, phase="val", layout="ab_folders")
 
 
+def test_a_missing_split_beside_others_is_named_even_with_an_image_at_the_root(tmp_path):
+    # preview.jpg at the root made it a plain folder, walked whole: train/ and val/ were read as
+    # "test" (an evaluation on training images, reported as the test split).
+    rng = np.random.default_rng(0)
+    for rel in ("preview.png", "train/0.png", "val/0.png"):
+        write(tmp_path / rel, noise(rng, 8, 16))
+    with pytest.raises(DatasetError, match=f"missing folder {tmp_path / 'test'}: {tmp_path} holds the splits "
+                                           r"train, val; choose one \(--phase\)"):
+        load(tmp_path, phase="test")
+    assert [Path(p).name for b in load(tmp_path, phase="val") for p in b["paths"]] == ["0.png"]
+    plain = tmp_path / "photos"  # no split folders: the root's images (and its subfolders') are the inputs
+    write(plain / "a.png", noise(rng, 8, 16))
+    write(plain / "2024/b.png", noise(rng, 8, 16))
+    assert sorted(Path(p).name for b in load(plain, phase="test") for p in b["paths"]) == ["a.png", "b.png"]
+
+
 @pytest.mark.parametrize("case", ["zero", "garbage", "truncated_jpeg", "truncated_png", "odd", "narrow"])
 def test_bad_files_are_named_up_front(tmp_path, case, caplog):
     paths = good_set(tmp_path)
