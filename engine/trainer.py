@@ -8,6 +8,7 @@ Launched under torchrun, every rank trains on its shard and rank 0 writes the fi
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
 import sys
@@ -255,11 +256,19 @@ class Trainer:
     def _fixed_samples(self):
         """The same inputs and z for every grid of the run, from the test split when there is one."""
         phase = "test" if (self.data_root / "test").is_dir() else "train"
+        # One input at a time: a preprocess that keeps sizes (none, scale_width) may give several
+        # sizes, and a grid's rows are those of the first input's size.
         loader = build_loader(self.cfg.model, self.cfg.data, self.data_root, phase, device=self.device,
-                              batch_size=min(8, self.cfg.batch_size * 4), shuffle=False, augment=False)
-        batch = next(iter(loader))
+                              batch_size=1, shuffle=False, augment=False)
+        rows = []
+        for batch in itertools.islice(loader, 64):
+            if not rows or batch["A"].shape == rows[0]["A"].shape:
+                rows.append(batch)
+            if len(rows) == min(8, self.cfg.batch_size * 4):
+                break
         z = spread_z(self.cfg.n_samples, self.cfg.model.nz, 1234).to(self.device)
-        return batch["A"].to(self.device), batch["B"].to(self.device), z
+        return (torch.cat([b["A"] for b in rows]).to(self.device), torch.cat([b["B"] for b in rows]).to(self.device),
+                z)
 
     def _last_good(self) -> str:
         if self.saved_step is None:

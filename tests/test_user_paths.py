@@ -361,3 +361,20 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
         f"{s}{c}" for s in ("1", "1-2") for c in ("_input.png", "_strip.png", ".gif"))
     interpolate(run / "checkpoints" / "latest.pt", folder, out=out, num=1, frames=2, mp4=False, progress=False)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
+
+
+def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path):
+    # preprocess none keeps each image's size: batch 1 trains on them, but the sample grid's loader
+    # asked for batches of 4 and refused the mixed sizes.
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i, side in enumerate((32, 64, 32, 64, 32)):
+        Image.fromarray(rng.integers(0, 256, (side, 2 * side, 3), dtype=np.uint8)).save(
+            tmp_path / "d" / "train" / f"{i}.png")
+    out = tmp_path / "r"
+    trainer = Trainer(tiny_cfg(out, tmp_path / "d", batch_size=1, variant="cvae", max_steps=3, sample_every=3),
+                      progress=False)
+    A, B, _ = trainer._fixed_samples()
+    assert A.shape == B.shape == (3, 3, 32, 32)  # the inputs of the first one's size: 0, 2 and 4
+    trainer.train()
+    assert Image.open(out / "samples" / "step_0000003.png").height > 3 * 32
