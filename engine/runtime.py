@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +120,19 @@ def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
             raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
         return root
     root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
-    if dist_info.main and not (root / "train").is_dir():
-        make_demo_dataset(root, size=cfg.model.size, seed=cfg.seed)
+    if dist_info.main and not (root / "test" / "palettes.json").is_file():
+        # Written beside it and renamed into place: an interrupted run leaves no part-made folder
+        # that a later one would take for the whole (palettes.json of test/ is written last).
+        tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_demo_dataset(tmp, size=cfg.model.size, seed=cfg.seed)
+        if not (root / "test" / "palettes.json").is_file():  # else another run made it meanwhile
+            shutil.rmtree(root, ignore_errors=True)  # part-made by an older version
+            try:
+                os.replace(tmp, root)
+            except OSError:  # made by another run between the two lines
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
     dist_info.barrier()
     return root
 

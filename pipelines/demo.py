@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -217,20 +218,29 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     meta_palettes = [{"background": p[0].tolist(), "fill": p[1].tolist()}
                      for p in PALETTES[:n_palettes]]
     for phase, count in (("train", n_train), ("test", n_test), ("val", n_val)):
-        if count <= 0:
-            continue
         out = root / phase
+        if count <= 0 and not out.is_dir():
+            continue
         out.mkdir(parents=True, exist_ok=True)
         labels = {}
         for i in range(count):
             rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
             a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
             name = f"{i:05d}.png"
-            Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(out / name)
+            # Whole files only: an interrupted run leaves no cut PNG behind.
+            Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(out / f".{name}.tmp", format="PNG")
+            os.replace(out / f".{name}.tmp", out / name)
             labels[name] = palette
+        # A smaller count (0 included) leaves no image of an earlier, larger set behind.
         for stale in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
             if stale.name not in labels:
                 stale.unlink()
+        if not count:
+            (out / "palettes.json").unlink(missing_ok=True)
+            if not any(out.iterdir()):
+                out.rmdir()
+            continue
         meta = {"n_palettes": n_palettes, "palettes": meta_palettes, "files": labels}
-        (out / "palettes.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        (out / ".palettes.json.tmp").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        os.replace(out / ".palettes.json.tmp", out / "palettes.json")
     return root

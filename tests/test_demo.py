@@ -85,6 +85,32 @@ def test_no_val_by_default_and_stale_files_removed(tmp_path):
         "00000.png", "00001.png", "00002.png"]
 
 
+def test_a_count_of_0_removes_that_split_of_an_earlier_set(tmp_path):
+    # evaluate defaults to val/ when there is one: a stale one (other size, other images) was read.
+    make_demo_dataset(tmp_path, n_train=2, n_test=2, n_val=2, size=16)
+    (tmp_path / "val" / "notes.txt").write_text("mine")
+    make_demo_dataset(tmp_path, n_train=2, n_test=0, n_val=0, size=16)
+    assert not (tmp_path / "test").exists()
+    assert sorted(p.name for p in (tmp_path / "val").iterdir()) == ["notes.txt"]  # only the demo's own files go
+
+
+def test_a_part_made_demo_folder_is_made_again_whole(tmp_path):
+    # An interrupted first run left train/ with a cut PNG and no test/: the next run took it as made.
+    from bicyclegan.engine import make_config
+    from bicyclegan.engine.runtime import demo_data_root, prepare_data_root
+    cfg = make_config("demo", out=str(tmp_path / "run"))
+    root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "00000.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    assert prepare_data_root(cfg) == root
+    want = make_demo_dataset(tmp_path / "whole", size=cfg.model.size, seed=cfg.seed)
+    for split in ("train", "test"):
+        names = sorted(p.name for p in (root / split).iterdir())
+        assert names == sorted(p.name for p in (want / split).iterdir()) and "palettes.json" in names
+        assert all((root / split / n).read_bytes() == (want / split / n).read_bytes() for n in names)
+    assert sorted(p.name for p in root.parent.iterdir()) == sorted([root.name, "whole"])  # no temporary folder
+
+
 def test_palettes_json_matches_images(demo64):
     A, B, labels, _ = demo64
     pal = torch.from_numpy(PALETTES[:4].astype(np.float32)) / 127.5 - 1
