@@ -80,7 +80,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
                               f"training diverged")
     cfg = model.cfg
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
     info = _palette_info(root, phase)
     chosen = parse_metrics(metrics, info is not None)
     if "palette" in chosen and info is None:

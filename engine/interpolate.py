@@ -142,15 +142,15 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"path=encoded needs an encoder; variant {cfg.variant} has none (use path=random)")
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
-    if out is None:
-        out = results_dir(ckpt, f"interpolate_{phase}")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
+    need = max(num, max(refs) + 1) if path == "encoded" else num
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
+    if out is None:
+        out = results_dir(ckpt, f"interpolate_{phase}")
     loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
-    need = max(num, max(refs) + 1) if path == "encoded" else num
     items, names_of = [], OutputNames()
     for batch in loader:
         if len(items) >= need:

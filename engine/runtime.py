@@ -177,17 +177,22 @@ def default_phase(root) -> str:
 
 
 def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None,
-                   skip_bad: bool | None = None):
+                   skip_bad: bool | None = None, num: int | None = None):
     """(root, phase, layout, data) of what an inference command reads: the folder given, else the
     training data; the split given, else default_phase; the layout given, else detected, where a
     folder without the split's folder and without A/ is a plain folder of inputs (layout "single",
     as the reference's --dataset_mode single): never halves of single images taken for A|B pairs;
-    the model's DataConfig, with skip_bad when given (else as the run had it)."""
+    the model's DataConfig, with skip_bad when given (else as the run had it). num: the command reads
+    only the first num inputs, so only they are checked (a split of 20,000 files was checked whole,
+    and one bad file anywhere stopped a one-image call); with skip_bad every file is, so that num
+    good ones are found."""
     root = data_root_for(cfg, dataroot)
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
     data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
+    if num is not None and not data.skip_bad:
+        data = dataclasses.replace(data, max_dataset_size=min(num, data.max_dataset_size or num))
     return root, phase, layout, data
 
 

@@ -68,7 +68,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
     cfg = model.cfg
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad)
+    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
     out = check_writable(out if out is not None else default_out(checkpoint, phase, sync), "sample results")
     data = dataclasses.replace(data, **{k: v for k, v in dict(
         direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})

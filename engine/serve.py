@@ -112,7 +112,7 @@ class Explorer:
         """The first `num` inputs of root/phase, prepared as `sample` prepares them. Without
         --dataroot, a model whose training data has moved away starts with uploads only."""
         try:
-            root, phase, layout, data = inference_data(self.cfg, dataroot, phase, layout, skip_bad)
+            root, phase, layout, data = inference_data(self.cfg, dataroot, phase, layout, skip_bad, num)
         except DatasetError:
             if dataroot is not None:
                 raise

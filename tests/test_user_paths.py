@@ -17,7 +17,7 @@ from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
 from bicyclegan.engine.runtime import inference_data, results_dir
 from bicyclegan.engine.trainer import Trainer
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 
 @pytest.fixture(scope="module")
@@ -378,3 +378,27 @@ def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path
     assert A.shape == B.shape == (3, 3, 32, 32)  # the inputs of the first one's size: 0, 2 and 4
     trainer.train()
     assert Image.open(out / "samples" / "step_0000003.png").height > 3 * 32
+
+
+def test_inference_on_the_first_inputs_checks_only_them(run, tmp_path, monkeypatch):
+    # sample --num 1 checked the whole split first (9 s for 20,000 tiny files) and one bad file
+    # anywhere in it stopped the call.
+    from bicyclegan.pipelines import files
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "test").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(tmp_path / "d" / "test" / f"{i}.png")
+    (tmp_path / "d" / "test" / "zzz.png").write_bytes(b"")
+    checked = []
+    real = files.inspect_file
+    monkeypatch.setattr(files, "inspect_file", lambda path, *a, **k: checked.append(path) or real(path, *a, **k))
+    monkeypatch.setenv("BICYCLEGAN_CHECK_CACHE", "off")
+    ckpt = run / "checkpoints" / "latest.pt"
+    out = sample(ckpt, tmp_path / "d", out=tmp_path / "s", num=2, n_samples=1, progress=False)
+    assert sorted(p.name for p in (out / "images").glob("*_input.png")) == ["0_input.png", "1_input.png"]
+    assert sorted(map(str, checked)) == [str(tmp_path / "d" / "test" / f"{i}.png") for i in range(2)]
+    assert evaluate(ckpt, tmp_path / "d", num=3, n_samples=2, metrics="l1")["n_inputs"] == 3
+    interpolate(ckpt, tmp_path / "d", out=tmp_path / "i", num=1, path="encoded", refs=[0, 2], frames=2,
+                mp4=False, progress=False)
+    with pytest.raises(DatasetError, match="zzz.png: zero-byte file"):  # all five
+        sample(ckpt, tmp_path / "d", out=tmp_path / "s", num=5, n_samples=1, progress=False)
