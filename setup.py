@@ -1,11 +1,15 @@
 """One distribution, "bicyclegan": engine/, kernels/ and pipelines/ become bicyclegan.<part>.
 
 There is deliberately no bicyclegan/__init__.py: bicyclegan is an implicit namespace package,
-which works for editable and normal installs alike (docs/architecture.md).
+which works for editable and normal installs alike (docs/architecture.md; tests/test_packaging.py
+builds the wheel and imports from it alone).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PARTS = ["engine", "kernels", "pipelines"]
+# Each part with its subpackages (engine/metrics/...): an editable install maps whole folders and
+# hides a missing one, a wheel holds only the packages listed.
+PACKAGES = [f"bicyclegan.{p}{'.' + sub if sub else ''}" for p in PARTS for sub in ["", *find_packages(p)]]
 EXPORT = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 TENSORBOARD = ["tensorboard>=2.14"]
 SERVE = ["fastapi>=0.100", "uvicorn>=0.23"]
@@ -21,7 +25,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[f"bicyclegan.{p}" for p in PARTS],
+    packages=PACKAGES,
     package_dir={f"bicyclegan.{p}": p for p in PARTS},
     # The page of `bicyclegan serve`; launch-configuration tables tuned per GPU
     # (python -m bicyclegan.kernels.tune).
