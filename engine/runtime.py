@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.demo import DATA_VERSION
+from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
 from .errors import ConfigError
@@ -176,6 +177,18 @@ def default_phase(root) -> str:
     return "val" if (Path(root) / "val").is_dir() else "test"
 
 
+def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
+    """Options this machine cannot run, refused before a run folder is written (they failed at the
+    first step or the first batch, after it, and the folder then blocked the rerun)."""
+    from bicyclegan.kernels._impl import interpreting, triton_available
+    if cfg.model.impl == "triton" and not (triton_available() and (device.type == "cuda" or interpreting())):
+        where = "triton is not installed" if not triton_available() else f"this run trains on {device}"
+        raise ConfigError(f"impl=triton runs the Triton kernels on a CUDA device (or on the CPU under "
+                          f"TRITON_INTERPRET=1, slowly), and {where}; use --impl auto or ref")
+    if cfg.data.backend == "dali" and not dali_available():
+        raise ConfigError("backend=dali needs NVIDIA DALI: pip install 'bicyclegan[dali]' (or --backend torch)")
+
+
 def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None,
                    skip_bad: bool | None = None, num: int | None = None):
     """(root, phase, layout, data) of what an inference command reads: the folder given, else the
@@ -191,6 +204,8 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
     data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
+    if data.backend == "dali" and not dali_available():  # a model trained where DALI was
+        data = dataclasses.replace(data, backend="auto")
     if num is not None and not data.skip_bad:
         data = dataclasses.replace(data, max_dataset_size=min(num, data.max_dataset_size or num))
     return root, phase, layout, data

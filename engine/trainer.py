@@ -34,7 +34,7 @@ from .images import save_grid
 from .io import check_writable, write_json, write_text
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
-from .runtime import build_loader, describe_device, init_distributed, prepare_data_root, prepare_device
+from .runtime import build_loader, check_runnable, describe_device, init_distributed, prepare_data_root, prepare_device
 
 
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
@@ -111,6 +111,7 @@ class Trainer:
         if cfg.cuda_graph and self.device.type != "cuda":
             raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "
                               f"{self.device} (leave --cuda_graph out there)")
+        check_runnable(cfg, self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"

@@ -10,7 +10,10 @@ from .spec import BACKENDS, LAYOUTS, LoaderSpec, as_hw
 
 
 def dali_available():
-    return importlib.util.find_spec("nvidia.dali") is not None
+    try:
+        return importlib.util.find_spec("nvidia.dali") is not None
+    except ModuleNotFoundError:  # find_spec imports the parent, and there may be no nvidia package at all
+        return False
 
 
 def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direction="AtoB",

@@ -402,3 +402,30 @@ def test_inference_on_the_first_inputs_checks_only_them(run, tmp_path, monkeypat
                 mp4=False, progress=False)
     with pytest.raises(DatasetError, match="zzz.png: zero-byte file"):  # all five
         sample(ckpt, tmp_path / "d", out=tmp_path / "s", num=5, n_samples=1, progress=False)
+
+
+def test_kernels_or_a_loader_this_machine_cannot_run_are_refused_before_the_run_folder(tmp_path, data, monkeypatch):
+    # Both failed at the first step or batch, after config.json was written, and the folder then
+    # refused the rerun ("stopped before its first checkpoint").
+    from bicyclegan.engine import runtime
+    from bicyclegan.kernels import _impl
+    from bicyclegan.pipelines import loader as loader_module
+    monkeypatch.setattr(_impl, "interpreting", lambda: False)
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError, match=r"impl=triton runs the Triton kernels on a CUDA device \(or on the CPU "
+                                          r"under TRITON_INTERPRET=1, slowly\), and this run trains on cpu; "
+                                          r"use --impl auto or ref"):
+        Trainer(tiny_cfg(out, data, impl="triton"), progress=False)
+    monkeypatch.setattr(runtime, "dali_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"backend=dali needs NVIDIA DALI: pip install 'bicyclegan\[dali\]'"):
+        Trainer(tiny_cfg(out, data, backend="dali"), progress=False)
+    assert not out.exists()
+    # A model trained with DALI is read for inference where there is none with the torch loader.
+    assert inference_data(tiny_cfg(out, data, backend="dali"))[3].backend == "auto"
+    monkeypatch.setattr(runtime, "dali_available", lambda: True)
+    assert inference_data(tiny_cfg(out, data, backend="dali"))[3].backend == "dali"
+    # No nvidia package at all: find_spec("nvidia.dali") raised instead of answering.
+    def no_nvidia(name, *a):
+        raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+    monkeypatch.setattr(loader_module.importlib.util, "find_spec", no_nvidia)
+    assert loader_module.dali_available() is False
