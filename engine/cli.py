@@ -28,8 +28,9 @@ def _field_help(cls) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^#\n]*#(.*)$", src, re.M)}
 
 
-def _add_fields(parser, cls):
-    """One flag per dataclass field; Optional fields accept 'none'; bools get --x/--no-x."""
+def _add_fields(parser, cls, shown: dict | None = None):
+    """One flag per dataclass field; Optional fields accept 'none'; bools get --x/--no-x.
+    shown: {field: text} in place of "default: <the dataclass's default>" in its help."""
     hints = typing.get_type_hints(cls)
     helps = _field_help(cls)
     for f in dataclasses.fields(cls):
@@ -37,7 +38,7 @@ def _add_fields(parser, cls):
             continue
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_txt = f"{helps.get(f.name, '')} (default: {default})"
+        help_txt = f"{helps.get(f.name, '')} ({(shown or {}).get(f.name, f'default: {default}')})"
         if tp is bool:
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
                                 help=help_txt)
@@ -98,9 +99,13 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true",
                    help="also log losses, learning rate, images/s, sample grids and the config to "
                         "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]')")
-    _add_fields(p.add_argument_group("training options"), TrainConfig)
-    _add_fields(p.add_argument_group("data options"), DataConfig)
-    _add_fields(p.add_argument_group("model options"), ModelConfig)
+    # The defaults are the reference's; without --dataroot the demo preset's apply where it sets one.
+    for title, cls, part in (("training", TrainConfig, "train"), ("data", DataConfig, "data"),
+                             ("model", ModelConfig, "model")):
+        demo = PRESETS["demo"][part]
+        _add_fields(p.add_argument_group(f"{title} options"), cls, {
+            f.name: f"default: {f.default}; demo preset: {demo[f.name]}" for f in dataclasses.fields(cls)
+            if f.name in demo and demo[f.name] != f.default})
     return p
 
 
@@ -388,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the authors' pretrained model these files are: its options and its test script's data "
                    "settings (what download model stores); options given below win")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
-    _add_fields(p.add_argument_group("data options (how to prepare inputs for this model; default: "
-                                      "load at the crop size, no flip)"), DataConfig)
+    _add_fields(p.add_argument_group("data options (how to prepare inputs for this model)"), DataConfig,
+                {"load_size": "default: the crop size", "no_flip": "default: True"})
     p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("export", help="write the generator as ONNX or a torch.export .pt2 file, for deployment",

@@ -4,6 +4,7 @@ plain folders of images read by every inference command as inputs only, per-mode
 export's opset and run folders, diversity from one sample per input; and in training runs, what a
 resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -429,3 +430,22 @@ def test_kernels_or_a_loader_this_machine_cannot_run_are_refused_before_the_run_
         raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
     monkeypatch.setattr(loader_module.importlib.util, "find_spec", no_nvidia)
     assert loader_module.dali_available() is False
+
+
+def test_help_shows_the_defaults_that_apply(capsys):
+    # train --help showed the reference's defaults only, while a plain `train` runs the demo preset
+    # (batch 112, not 2); import-official's group title and its options said two different things.
+    def help_of(*cmd):
+        with pytest.raises(SystemExit):
+            main([*cmd, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+    from bicyclegan.engine.presets import make_config
+    demo, ref = make_config("demo"), make_config("reference")
+    text = help_of("train")
+    for name, part in (("batch_size", ""), ("lr", ""), ("ngf", "model"), ("crop_size", "model"),
+                       ("load_size", "data"), ("ema", "")):
+        d, r = (getattr(getattr(c, part) if part else c, name) for c in (demo, ref))
+        assert d != r and f"(default: {r}; demo preset: {d})" in text, name
+    assert re.search(r"--nz INT [^(]*\(default: 8\)", text)  # fields the demo leaves alone say nothing more
+    text = help_of("import-official")
+    assert "(default: the crop size)" in text and "no random horizontal flips (default: True)" in text
