@@ -57,6 +57,14 @@ def _add_fields(parser, cls, shown: dict | None = None):
                             help=help_txt)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("bicyclegan")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def _at_least(low: int):
     def conv(text):
         try:
@@ -311,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .serve import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
     parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
+    parser.add_argument("--version", action="version", version=f"bicyclegan {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     build_train_parser(sub).set_defaults(func=cmd_train)
 
@@ -432,8 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_at_least(16), default=32)
     p.add_argument("--width", type=_at_least(16), default=None)
     p.add_argument("--seed", type=_at_least(0), default=0)
-    p.add_argument("--n_train", type=_at_least(0), default=2000)
-    p.add_argument("--n_test", type=_at_least(0), default=100)
+    # The counts a demo run makes for itself (pipelines.make_demo_dataset's defaults).
+    p.add_argument("--n_train", type=_at_least(0), default=512, help="training pairs (default 512)")
+    p.add_argument("--n_test", type=_at_least(0), default=64, help="test pairs (default 64)")
     p.add_argument("--shade", type=int, default=DEFAULT_SHADE,
                    help=f"grey level inside A's shapes; 255 draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)

@@ -126,7 +126,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     if fps <= 0:
         raise ConfigError(f"fps must be > 0, got {fps}")
     if mp4 and not mp4_available():
-        raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' (or pass mp4=False)")
+        raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' "
+                          "(or --no-mp4; mp4=False in Python)")
     mp4 = mp4_available() if mp4 is None else mp4
     if refs is not None and path != "encoded":
         raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "

@@ -449,3 +449,10 @@ def test_help_shows_the_defaults_that_apply(capsys):
     assert re.search(r"--nz INT [^(]*\(default: 8\)", text)  # fields the demo leaves alone say nothing more
     text = help_of("import-official")
     assert "(default: the crop size)" in text and "no random horizontal flips (default: True)" in text
+
+
+def test_the_command_says_its_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bicyclegan {version('bicyclegan')}"
