@@ -1,5 +1,6 @@
 """What both loaders share: the samples, epoch bookkeeping, this rank's share of each epoch."""
 import logging
+import operator
 
 import torch
 
@@ -7,6 +8,16 @@ from . import sharding
 from .errors import DatasetError
 
 log = logging.getLogger("bicyclegan.pipelines")
+
+
+def _index(value):
+    """value as an int where it is an integer (int, numpy integer), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 class PairedLoader:
@@ -37,14 +48,17 @@ class PairedLoader:
         if len(self) == 0:
             raise DatasetError(
                 f"{len(self.samples)} samples fill no batch of {batch_size} on each of "
-                f"{world_size} rank(s) with drop_last=True")
+                f"{world_size} rank(s) with drop_last={drop_last}")
 
     def set_epoch(self, epoch, start_batch=0):
         """Make the next pass epoch `epoch`, from its batch `start_batch` on: the batches an
         uninterrupted pass yields from there (a run resumed mid-epoch)."""
-        if not (isinstance(start_batch, int) and 0 <= start_batch <= len(self)):
+        e, start = _index(epoch), _index(start_batch)  # numpy integers too; 1.7 and True are not
+        if e is None or e < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        if start is None or not 0 <= start <= len(self):
             raise ValueError(f"start_batch must be an int in [0, {len(self)}] (batches per epoch), got {start_batch!r}")
-        self._next_epoch, self._next_start = int(epoch), start_batch
+        self._next_epoch, self._next_start = e, start
 
     def _begin_epoch(self):
         """(epoch, first batch) of the pass that starts now; the next pass is the next epoch, whole."""

@@ -52,6 +52,7 @@ class DaliLoader(PairedLoader):
         self._pipe = None       # reusable only while deterministic and left at an epoch boundary
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
         self._random = spec.augment or self.shuffle
+        self._active = None     # the pass that owns self._pipe (one pass at a time)
 
     # -- graph ------------------------------------------------------------------------------
     def _decode(self, encoded):
@@ -183,14 +184,21 @@ class DaliLoader(PairedLoader):
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
         mine, done, restarts = order[lo:hi], 0, 0
-        if self._pipe is None or self._random:
+        token = object()
+        # A pass left unfinished (an iterator still alive) left the pipeline mid-shard: rebuilt, and
+        # that pass is over (it raises if resumed), as it would otherwise read this pass's batches.
+        if self._pipe is None or self._random or self._active is not None:
             self._pipe = None
             self._pipe = self._build(self._pairs(order), self.rank, self.world_size,
                                      sharding.pipeline_seed(self.seed, epoch, self.rank))
         positions = order       # labels index this list
+        self._active = token
         clean = False
         try:
             for _ in range(len(self)):
+                if self._active is not token:
+                    raise RuntimeError("a newer pass over this DALI loader has started; one pass at a time "
+                                       "(this iterator is over)")
                 while True:
                     try:
                         outs = self._pipe.run()
@@ -211,5 +219,7 @@ class DaliLoader(PairedLoader):
                 yield batch
             clean = restarts == 0
         finally:
-            if not clean:
-                self._pipe = None
+            if self._active is token:  # else a newer pass owns the pipeline: leave it alone
+                self._active = None
+                if not clean:
+                    self._pipe = None

@@ -45,7 +45,8 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     """
     _check_arguments(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                      num_workers=num_workers, max_pixels=max_pixels, max_dataset_size=max_dataset_size,
-                     backend=backend, layout=layout, phase=phase)
+                     backend=backend, layout=layout, phase=phase, flip=flip, augment=augment, shuffle=shuffle,
+                     drop_last=drop_last, device=device)
     train = phase == "train"
     spec = LoaderSpec(
         load=as_hw(load_size, "load_size"), crop=as_hw(crop_size, "crop_size"), preprocess=preprocess,
@@ -95,7 +96,7 @@ def _is_int(value):
 
 
 def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,
-                     backend, layout, phase):
+                     backend, layout, phase, flip, augment, shuffle, drop_last, device):
     """One-line ValueErrors for arguments that cannot work, before any file is read."""
     minimum = {"batch_size": 1, "world_size": 1, "seed": 0, "max_pixels": 1}
     given = {"batch_size": batch_size, "world_size": world_size, "seed": seed, "max_pixels": max_pixels}
@@ -106,6 +107,21 @@ def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pix
     for name, value in given.items():
         if not _is_int(value) or value < minimum[name]:
             raise ValueError(f"{name} must be an int >= {minimum[name]}, got {value!r}")
+    if seed >= 2 ** 63:  # torch's generators take 64-bit seeds (DALI's took any)
+        raise ValueError(f"seed must be below 2^63, got {seed!r}")
+    # A string such as "no" is true: only True and False (None: the phase's default) are taken.
+    for name, value, optional in (("flip", flip, False), ("augment", augment, True), ("shuffle", shuffle, True),
+                                  ("drop_last", drop_last, True)):
+        if not (isinstance(value, bool) or (optional and value is None)):
+            raise ValueError(f"{name} must be True or False{' or None (by phase)' if optional else ''}, "
+                             f"got {value!r}")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r}, but torch sees no CUDA device here (use 'cpu')")
     if not _is_int(rank) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:

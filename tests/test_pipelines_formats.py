@@ -378,6 +378,14 @@ def test_jpeg_truncation_is_named(tmp_path):
     ("input_nc", 2, "input_nc must be 1"),
     ("crop_size", 0, "crop_size must be a positive int"),
     ("max_pixels", 10**12, r"max_pixels=1,000,000,000,000 is over PIL's own limit"),
+    ("seed", 2**70, r"seed must be below 2\^63, got 1180591620717411303424"),
+    ("flip", "no", "flip must be True or False, got 'no'"),
+    ("augment", "no", r"augment must be True or False or None \(by phase\), got 'no'"),
+    ("shuffle", 0, r"shuffle must be True or False or None \(by phase\), got 0"),
+    ("drop_last", "yes", r"drop_last must be True or False or None \(by phase\), got 'yes'"),
+    ("device", "gpu", "device must be a torch device such as 'cpu' or 'cuda:0', got 'gpu'"),
+    pytest.param("device", "cuda", "device='cuda', but torch sees no CUDA device here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, argument, value, message):
     good_files(tmp_path)
@@ -548,3 +556,45 @@ def test_linked_folders_are_followed_once_and_hidden_files_left_out(tmp_path):
     loader = make_loader(root, preprocess="none", load_size=8, crop_size=8, batch_size=1, backend="torch",
                          num_workers=0, shuffle=False)
     assert [os.path.relpath(p, root / "train") for b in loader for p in b["paths"]] == ["part1/0.png", "part2/0.png"]
+
+
+def test_set_epoch_takes_whole_numbers_only(tmp_path):
+    good_files(tmp_path, n=4)
+    loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", num_workers=0)
+    loader.set_epoch(np.int64(2), np.int64(1))  # numpy integers are whole numbers
+    assert len(list(loader)) == 3
+    for epoch, start, message in ((-1, 0, "epoch must be an int >= 0, got -1"), (1.7, 0, "epoch must be an int"),
+                                  (True, 0, "epoch must be an int"), (0, 1.0, "start_batch must be an int")):
+        with pytest.raises(ValueError, match=message):
+            loader.set_epoch(epoch, start)
+
+
+def test_a_rank_left_without_a_batch_names_the_drop_last_it_has(tmp_path):
+    good_files(tmp_path, n=1)
+    with pytest.raises(DatasetError, match=r"1 samples fill no batch of 1 on each of 2 rank\(s\) with drop_last=False"):
+        make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", num_workers=0, rank=0,
+                    world_size=2, drop_last=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pass_started_while_an_earlier_iterator_lives_reads_the_whole_epoch(tmp_path, backend):
+    # DALI reused its deterministic pipeline mid-shard: after peeking at one batch, the next pass
+    # skipped two samples, read one twice and wrapped around.
+    import gc
+    good = good_files(tmp_path, n=5)
+    loader = make_loader(tmp_path, batch_size=2, load_size=16, crop_size=16, backend=backend, num_workers=0,
+                         shuffle=False, augment=False, drop_last=False)
+    peek = iter(loader)
+    assert next(peek)["paths"] == good[:2]
+    full = iter(loader)
+    got = next(full)["paths"]
+    del peek  # the earlier pass's clean-up must not take the pipeline from under this one
+    gc.collect()
+    got += [p for b in full for p in b["paths"]]
+    assert got == good
+    peek, again = iter(loader), iter(loader)
+    next(peek)
+    assert [p for b in again for p in b["paths"]] == good
+    if backend == "dali":  # one pass at a time: the older one is over
+        with pytest.raises(RuntimeError, match="a newer pass over this DALI loader has started"):
+            next(peek)
