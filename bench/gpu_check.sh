@@ -6,7 +6,8 @@
 #                                                    baselines + the copy roofline, the training-step
 #                                                    ladder (batch 2 and 16, peak memory per rung),
 #                                                    profiler tables, loaders and whether the CPU
-#                                                    loader keeps up with the graphed step (run with
+#                                                    loader keeps up with the graphed step, a short
+#                                                    graphed training run and its resume (run with
 #                                                    timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung
@@ -183,6 +184,19 @@ else
   else
     step gpu_tests 120 "$PY" -m pytest -m gpu --maxfail=10 -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests
   fi
+  # The trainer's own graphed run, end to end (the tests graph the step alone): the prefetching
+  # torch loader feeding the captured step, an epoch boundary (32 steps of batch 16 on the demo
+  # data), a checkpoint and a sample grid between replays, then a resume that captures again.
+  rundir=$(mktemp -d)/run
+  run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10)
+  if [ $DRY = 1 ]; then
+    run+=(--device cpu --impl ref --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4)
+  else
+    run+=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
+  fi
+  step train_graph 45 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 40
+  step train_graph_resume 30 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 50 --resume
+  { echo "=== train_graph: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
   # norm_act last, and its torch.compile cases last within it (each compiles afresh, seconds apiece):
   # if the limit cuts the step short, it cuts those.
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=1 bench kernels 150 kernels.json \

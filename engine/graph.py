@@ -63,8 +63,11 @@ class GraphedTrainStep:
             warm_up(model, self.static, warmup)
         torch.cuda.current_stream(model.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        # thread_local: a loader thread pinning memory or copying meanwhile must not invalidate the capture
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+        # thread_local: a loader thread pinning memory or copying meanwhile must not invalidate the
+        # capture. The capture stream is the model's device's: torch's default one is made on the
+        # current device, which need not be it.
+        with torch.cuda.device(model.device), torch.cuda.graph(
+                self.graph, stream=torch.cuda.Stream(model.device), capture_error_mode="thread_local"):
             self.losses = model.train_step(self.static)
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -226,7 +226,8 @@ class BicycleGAN(nn.Module):
             if cfg.variant == "cae":
                 z_enc = mu
             else:
-                z_enc = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                # The noise in float32 under autocast too (mu is bf16 there: quantised noise).
+                z_enc = mu + torch.randn(mu.shape, device=mu.device) * torch.exp(0.5 * logvar)
         if self.rand_branch:
             z_rand = self.z_random(n)
         if self.enc_branch:
@@ -364,3 +365,11 @@ class BicycleGAN(nn.Module):
                 g["lr"] = o["lr"]
             else:
                 g["lr"] = float(saved["lr"])
+        # Moments keep the memory layout they were saved in (load_state_dict's .to() preserves it): a
+        # run resumed with channels_last changed pairs NCHW moments with NHWC parameters, which fused
+        # Adam refuses on CUDA and computes wrongly on the CPU. Each takes its parameter's layout.
+        for group in opt.param_groups:
+            for p in group["params"]:
+                for k, v in opt.state.get(p, {}).items():
+                    if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                        opt.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)

@@ -52,9 +52,12 @@ def describe_device(device: torch.device) -> str:
 
 def prepare_device(device: torch.device) -> None:
     """Settings for training on `device`: shapes are static (drop_last), so cuDNN may pick each
-    convolution's algorithm once."""
+    convolution's algorithm once; `device` is the current CUDA device."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        # Triton launches and CUDA-graph capture streams use the current device: a single process
+        # training on cuda:1 would otherwise capture on GPU 0 (torchrun ranks set theirs already).
+        torch.cuda.set_device(device)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Launched under torchrun, every rank trains on its shard and rank 0 writes the fi
 from __future__ import annotations
 
 import collections
+import gc
 import itertools
 import json
 import math
@@ -128,6 +129,10 @@ class Trainer:
         self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
                                    batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world)
         self.steps_per_epoch = len(self.loader)
+        if cfg.cuda_graph and len(self.loader.output_sizes) > 1:
+            raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "
+                              f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
+                              f"preprocess or leave --cuda_graph out")
         epochs = cfg.niter + cfg.niter_decay
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch
         self.step, self.epoch = 0, 0
@@ -284,6 +289,10 @@ class Trainer:
         """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint). Every rank
         calls it (it gathers their generators); rank 0 writes."""
         extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world}
+        if self.world > 1 and (bad := self.model.nonfinite()):
+            # The ranks' weights are one (averaged gradients): each finds this and stops here, where
+            # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
+            raise self._diverged("non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in bad.items()))
         if self.world > 1:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
             # uninterrupted one would have; the file's "rng" is rank 0's.
@@ -419,6 +428,11 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     the process group this started is ended on return. Returns the run folder."""
     trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
     run = trainer.train()
+    if trainer.graphed is not None:
+        # NCCL's teardown waits for every graph that captured one of its all-reduces to be freed.
+        trainer.graphed = None
+        gc.collect()
+        torch.cuda.synchronize(trainer.device)
     trainer.dist.close()  # the evaluation below is rank 0's alone: no collective
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()

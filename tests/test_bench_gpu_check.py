@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import track  # noqa: E402
 
 HAS_TUNER = importlib.util.find_spec("bicyclegan.kernels.tune") is not None
-MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "kernels", "ladder", "loader", "profile"]
+MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "train_graph", "train_graph_resume", "kernels",
+              "ladder", "loader", "profile"]
 LADDER = ["eager_fp32_torch", "eager_bf16_torch", "eager_bf16_triton", "eager_bf16_triton_cl", "graph_bf16_triton"]
 
 
@@ -63,6 +64,9 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     else:
         assert tune["note"].startswith("not present on this branch")
     assert set(returnable(out)) == expected
+    # the training run and its resume: 40 steps (a checkpoint at 30 and at the end), then 10 more
+    log = (out / "check.log").read_text().split("=== train_graph: ", 1)[1].splitlines()[1:]
+    assert [json.loads(line)["step"] for line in log if line.startswith("{")] == [10, 20, 30, 40, 50]
 
     kernels = benchmarks(out / "kernels.json")
     names = {b["name"].split("[")[0] for b in kernels["benchmarks"]}

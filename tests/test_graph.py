@@ -54,9 +54,24 @@ def test_graphed_training_learns_and_is_deterministic(amp, monkeypatch):
 
 @pytest.mark.gpu
 def test_graphed_lr_follows_the_schedule():
-    model, _, _, _ = _run(0, 1)
+    # A learning rate baked into the graph at capture would keep training at the first epoch's rate:
+    # at 0 the replays must leave every weight where it is, and move them again once it is back.
+    torch.manual_seed(0)
+    model = BicycleGAN(cfg(), device="cuda")
+    batch = data("cuda")
+    step = GraphedTrainStep(model, batch)
+    step(batch)
     group = model.optimizers["G"].param_groups[0]
     assert isinstance(group["lr"], torch.Tensor) and group["lr"].is_cuda
+    model.set_lr(0.0)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for _ in range(3):
+        step(batch)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p, frozen[n], rtol=0, atol=0, msg=n)
+    model.set_lr(2e-4)
+    step(batch)
+    assert any(not torch.equal(p, frozen[n]) for n, p in model.G.named_parameters())
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])

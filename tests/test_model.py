@@ -524,3 +524,26 @@ def test_a_resumed_average_keeps_its_count():
     del state["ema"]  # no average at all: a fresh one starts from G
     b.load_training_state(state)
     assert b.ema_steps.item() == 0
+
+
+def test_a_run_resumed_with_channels_last_changed_keeps_adams_moments_in_each_parameters_layout():
+    # load_state_dict keeps the layout the moments were saved in: NCHW moments beside NHWC weights,
+    # which fused Adam refuses on CUDA ("same ... layout") and computes wrongly on the CPU.
+    import copy
+    cfg = small_cfg()
+    plain = BicycleGAN(cfg)
+    plain.train_step(batch(cfg))
+    state = copy.deepcopy(plain.training_state())
+    cl = BicycleGAN(small_cfg(model=dict(channels_last=True)))
+    assert any(p.stride() != p.contiguous().stride() for p in cl.G.parameters())  # some weights are NHWC
+    cl.load_training_state(state)
+    for name, opt in cl.optimizers.items():
+        saved = state["optimizers"][name]["state"]
+        for i, p in enumerate(q for g in opt.param_groups for q in g["params"]):
+            for k in ("exp_avg", "exp_avg_sq"):
+                v = opt.state[p][k]
+                assert v.stride() == p.stride(), (name, i, k)
+                assert torch.equal(v, saved[i][k])  # the values are the saved ones
+    before = {n: p.detach().clone() for n, p in cl.G.named_parameters()}
+    assert all(torch.isfinite(v) for v in cl.train_step(batch(cfg)).values())
+    assert any(not torch.equal(before[n], p) for n, p in cl.G.named_parameters())

@@ -456,3 +456,30 @@ def test_the_command_says_its_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bicyclegan {version('bicyclegan')}"
+
+
+def test_every_rank_stops_on_non_finite_weights_before_the_checkpoint_gather(tmp_path, data, monkeypatch):
+    # Only rank 0 refused to write: the others went on into the next step's all-reduce and waited.
+    from bicyclegan.engine import DivergenceError
+    from bicyclegan.engine import trainer as trainer_module
+    t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=2), progress=False)
+    t.world, t.main = 2, False  # any rank but 0, of two
+    monkeypatch.setattr(trainer_module.dist, "all_gather_object",
+                        lambda *a: pytest.fail("gathered with non-finite weights"))
+    with torch.no_grad():
+        next(t.model.G.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(DivergenceError, match=r"non-finite weights in G \(1 values\)"):
+        t.save()
+
+
+@pytest.mark.gpu
+def test_cuda_graph_with_images_of_several_sizes_is_refused_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i, side in enumerate((32, 64, 32, 64)):
+        Image.fromarray(rng.integers(0, 256, (side, 2 * side, 3), dtype=np.uint8)).save(
+            tmp_path / "d" / "train" / f"{i}.png")
+    with pytest.raises(ConfigError, match=r"cuda_graph=True replays one captured shape, and preprocess=none "
+                                          r"keeps the images' 2 sizes"):
+        Trainer(tiny_cfg(tmp_path / "r", tmp_path / "d", batch_size=1, variant="cvae", cuda_graph=True,
+                         device="cuda"), progress=False)
