@@ -393,11 +393,18 @@ def zterm_candidates(site, t, geo, quick=False):
     return _distinct(sets[:4] if quick else sets)
 
 
+def _even_rows(rows, OH):
+    """At most `rows` output rows per program, spread evenly: 124 of 128 left a second program 4 rows
+    and 120 masked iterations that still compute; 64 and 64 take the same number of programs."""
+    rows = max(1, min(rows, OH))
+    return triton.cdiv(OH, triton.cdiv(OH, rows))
+
+
 def _zterm_add(y, q, bias, geo, knobs=None):
     """y += bias + z_term, in place; q is Q as an N x (CO * KH * KW) matrix in the arithmetic dtype."""
     N, CO, OH, OW = y.shape
     kn = knobs or _zterm_knobs("zterm.add", y, geo)
-    rows = min(kn["ROWS"], OH)
+    rows = _even_rows(kn["ROWS"], OH)
     grid = (N * triton.cdiv(OH, rows), triton.cdiv(OW, kn["BLOCK_J"]), triton.cdiv(CO, kn["BLOCK_O"]))
     _zterm_add_kernel[grid](y, q, q if bias is None else bias, CO, OH, OW, geo["H"], geo["W"], rows,
                             y.stride(0), y.stride(1), y.stride(2), y.stride(3),
@@ -411,7 +418,7 @@ def _zterm_grad(g, geo, knobs=None):
     N, CO, OH, OW = g.shape
     kk = geo["KH"] * geo["KW"]
     kn = knobs or _zterm_knobs("zterm.grad", g, geo)
-    rows = min(kn["ROWS"], OH)
+    rows = _even_rows(kn["ROWS"], OH)
     chunks = triton.cdiv(OH, rows)
     part = _empty((N * chunks, CO, kk + 1), dtype=_acc_dtype(g.dtype), device=g.device)
     _zterm_grad_kernel[(N * chunks, triton.cdiv(CO, kn["BLOCK_O"]))](
@@ -572,7 +579,15 @@ def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
     promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
+    _fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
     return ZCAT(x, z, act, float(slope), out_dtype)
+
+
+def _fits_int32(op, per_sample, x):
+    """In-sample offsets are int32 (the per-sample base is int64), as in the norm kernels."""
+    if per_sample >= 2 ** 31:
+        raise ValueError(f"{op}: one sample holds {per_sample} elements (x {tuple(x.shape)}); the Triton "
+                         f"path takes under 2**31 (use impl='ref')")
 
 
 def _conv_args(weight, stride, padding):
@@ -599,4 +614,7 @@ def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_rel
             raise TypeError(f"z_concat_conv: x {tuple(x.shape)} is {x.dtype} but weight {tuple(weight.shape)} "
                             f"is {weight.dtype}{'' if bias is None else f' and bias {bias.dtype}'}")
         dtype = x.dtype
+    H, W = x.shape[2:]
+    out_hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), padding, weight.shape[2:], stride)]
+    _fits_int32("z_concat_conv", max((x.shape[1] + z.shape[1]) * H * W, weight.shape[0] * out_hw[0] * out_hw[1]), x)
     return ZCONV(x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)

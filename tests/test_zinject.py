@@ -11,7 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bicyclegan.kernels import ZConcatConv2d, _triton_common, z_concat_act, z_concat_act_ref, z_concat_conv
+from bicyclegan.kernels import (
+    ZConcatConv2d,
+    _triton_common,
+    z_concat_act,
+    z_concat_act_ref,
+    z_concat_conv,
+    z_concat_conv_ref,
+)
 
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float64: 1e-10}
 CL = torch.channels_last
@@ -455,3 +462,34 @@ def test_gpu_autocast_and_cuda_graph(no_tf32):
     graph.replay()
     torch.cuda.synchronize()
     _close(y_graph, fast(x, z).detach(), torch.float32, "graphed output")
+
+
+def test_float64_under_auto_takes_the_reference(monkeypatch):
+    # docs: float64 always takes the reference; the z ops ran their kernels in float64, whose slope
+    # argument is float32 on a GPU (1.5e-8 relative on negative inputs).
+    import bicyclegan.kernels.zinject_triton as zt
+    for name in ("z_concat_act_triton", "z_concat_conv_triton"):
+        monkeypatch.setattr(zt, name, lambda *a, **k: pytest.fail("the Triton path ran in float64 under auto"))
+    x, z = _inputs(2, 2, 3, 4, 2, torch.float64)
+    w = torch.randn(3, 4, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(z_concat_conv(x, z, w), z_concat_conv_ref(x, z, w), rtol=0, atol=0)
+    torch.testing.assert_close(z_concat_act(x, z), z_concat_act_ref(x, z), rtol=0, atol=0)
+
+
+def test_a_sample_over_int32_offsets_is_refused_before_any_launch():
+    from bicyclegan.kernels.zinject_triton import z_concat_act_triton, z_concat_conv_triton
+    x = torch.zeros(1, 1, 1, 1).expand(2, 2048, 1024, 1024)  # 2**31 elements a sample, no memory
+    z = torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=r"z_concat_act: one sample holds 2155872256 elements .* under 2\*\*31"):
+        z_concat_act_triton(x, z)
+    with pytest.raises(ValueError, match=r"z_concat_conv: one sample holds 2155872256 elements"):
+        z_concat_conv_triton(x, z, torch.zeros(4, 2056, 4, 4), None)
+
+
+@pytest.mark.parametrize("rows, OH, want", [(124, 128, 64), (4, 128, 4), (200, 128, 128), (3, 10, 3), (6, 10, 5),
+                                            (0, 7, 1)])
+def test_zterm_rows_are_spread_evenly_over_as_many_programs(rows, OH, want):
+    from bicyclegan.kernels.zinject_triton import _even_rows
+    got = _even_rows(rows, OH)
+    assert got == want
+    assert -(-OH // got) == -(-OH // max(1, min(rows, OH)))  # no more programs than before
