@@ -209,7 +209,7 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
     if data.backend == "dali" and not dali_available():  # a model trained where DALI was
         data = dataclasses.replace(data, backend="auto")
-    if num is not None and not data.skip_bad:
+    if num and num > 0 and not data.skip_bad:
         data = dataclasses.replace(data, max_dataset_size=min(num, data.max_dataset_size or num))
     return root, phase, layout, data
 
