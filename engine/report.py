@@ -17,6 +17,7 @@ import html
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -151,9 +152,16 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
 
 
 # -- sample grids ----------------------------------------------------------------------------------
-def grid_step(path: Path) -> int:
-    """The step in a grid's name (samples/step_0001000.png -> 1000)."""
-    return int(path.stem.split("_")[-1])
+def grid_step(path: Path) -> int | None:
+    """The step in a grid's name (samples/step_0001000.png -> 1000); None for another file that
+    matches step_*.png (a copy made in a file manager, "step_0001000 (copy).png")."""
+    m = re.fullmatch(r"step_(\d+)", Path(path).stem)
+    return int(m.group(1)) if m else None
+
+
+def run_grids(run: Path) -> list[Path]:
+    """The run's sample grids (samples/step_N.png) in step order, other files left out."""
+    return sorted((p for p in Path(run).glob("samples/step_*.png") if grid_step(p) is not None), key=grid_step)
 
 
 def spread(items: list, k: int) -> list:
@@ -213,6 +221,17 @@ def _value(v) -> str:
     return str(v)
 
 
+def _grid_caption(config: dict | None, status: dict) -> str:
+    """What a grid's rows and columns are, for this run's variant (sample_columns' columns)."""
+    model, variant = (config or {}).get("model", {}), (config or {}).get("variant")
+    cols = ["input", "ground truth"]
+    if variant in ("bicycle", "cvae", "cae", "clr"):
+        cols.append("encoded G(A, E(B))")
+    cols.append("the same random codes z throughout" if model.get("nz", 8) else "the output")
+    split = f" of {status['grid_split']}/" if status.get("grid_split") else ""
+    return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
+
+
 def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], evaluation: dict | None,
                   config: dict | None, status: dict | None = None) -> str:
     """The report's HTML. grids: (step, image URI) pairs in step order."""
@@ -230,7 +249,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
              f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
     if log.diverged:
-        parts.append("<p><b>Training diverged</b>: a logged loss was not finite (see log.jsonl).</p>")
+        parts.append("<p><b>Training diverged</b>: a logged loss or the weights were not finite (see "
+                     "log.jsonl and the run's last message).</p>")
 
     losses = log.losses()
     parts.append("<h2>Losses</h2>")
@@ -240,8 +260,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
                  + svg_chart("learning rate", *log.curve("lr"))
                  + svg_chart("images/s", *log.curve("img_per_s")) + "</div>")
 
-    parts.append("<h2>Sample grids</h2><p class='meta'>Rows: the same inputs in every grid; columns: "
-                 "input, ground truth, encoded G(A, E(B)), then the same random codes z throughout.</p>")
+    parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
     parts += [f"<figure><img src='{uri}' alt='samples at step {s}'><figcaption>step {s}</figcaption></figure>"
               for s, uri in grids] or ["<p>No sample grid yet.</p>"]
 
@@ -272,7 +291,7 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
     log). cache: a dict kept between calls, to encode each grid once and parse each log line once."""
     run = Path(run_dir)
-    paths = sorted(run.glob("samples/step_*.png"), key=grid_step)
+    paths = run_grids(run)
     grids = [(grid_step(p), grid_data_uri(p, cache)) for p in spread(paths, MAX_GRIDS)]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,

@@ -97,6 +97,15 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1) -> dict[str, float]:
     return {k: v / (count * world) for k, v in zip(names, total.tolist())}
 
 
+def _log_step(line: str) -> float:
+    """The step of a log.jsonl line; a blank or cut-short one (a kill or a full disk mid-write) is
+    past every step, so truncating the log drops it."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+        return math.inf
+
+
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. A checkpoint at step 0
@@ -136,6 +145,9 @@ class Trainer:
         epochs = cfg.niter + cfg.niter_decay
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch
         self.step, self.epoch = 0, 0
+        # The losses summed since the last log line, and over how many steps: kept in checkpoints, so
+        # that a resumed run's first line averages the same steps as an uninterrupted run's.
+        self.log_sums, self.log_count = {}, 0
         self.saved_step = None  # step of the checkpoint on disk, if any
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
@@ -232,6 +244,11 @@ class Trainer:
         if self.rank > 0:
             # None in a checkpoint from before each rank's generators were kept (see __init__).
             self.rng_to_restore = (state.get("rank_rng") or [None] * self.world)[self.rank - 1]
+        interval = (state.get("log_interval") if self.rank == 0 else
+                    (state.get("rank_log_interval") or [None] * self.world)[self.rank - 1])
+        if interval:  # absent from checkpoints written before it was kept: the first line is shorter
+            self.log_sums = {k: v.to(self.device) for k, v in interval["sums"].items()}
+            self.log_count = interval["count"]
         self._truncate_log()
 
     def _start_from(self, state: dict) -> None:
@@ -249,19 +266,20 @@ class Trainer:
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
         will be written again (a grid of the discarded steps would show in the report as the latest)."""
         if self.main:
-            from .report import grid_step
-            for grid in (self.run_dir / "samples").glob("step_*.png"):
+            from .report import grid_step, run_grids
+            for grid in run_grids(self.run_dir):
                 if grid_step(grid) > self.step:
                     grid.unlink()
         path = self.run_dir / "log.jsonl"
         if self.main and path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("step", 0) <= self.step]
+            keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
             write_text(path, "".join(ln + "\n" for ln in keep), what="training log")
 
     def _fixed_samples(self):
-        """The same inputs and z for every grid of the run, from the test split when there is one."""
-        phase = "test" if (self.data_root / "test").is_dir() else "train"
+        """The same inputs and z for every grid of the run, from held-out data when there is some:
+        val/ (the reference's datasets have train/ and val/), else test/, else train/."""
+        phase = next((p for p in ("val", "test") if (self.data_root / p).is_dir()), "train")
+        self.grid_split = phase
         # One input at a time: a preprocess that keeps sizes (none, scale_width) may give several
         # sizes, and a grid's rows are those of the first input's size.
         loader = build_loader(self.cfg.model, self.cfg.data, self.data_root, phase, device=self.device,
@@ -288,7 +306,10 @@ class Trainer:
     def save(self, path: Path | None = None, epoch: int | None = None):
         """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint). Every rank
         calls it (it gathers their generators); rank 0 writes."""
-        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world}
+        interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
+                                                      for k, v in self.log_sums.items()}}
+        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world,
+                 "log_interval": interval}
         if self.world > 1 and (bad := self.model.nonfinite()):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
             # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
@@ -297,8 +318,9 @@ class Trainer:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
             # uninterrupted one would have; the file's "rng" is rank 0's.
             states = [None] * self.world
-            dist.all_gather_object(states, rng_state())
-            extra["rank_rng"] = states[1:]
+            dist.all_gather_object(states, (rng_state(), interval))
+            extra["rank_rng"] = [rng for rng, _ in states[1:]]
+            extra["rank_log_interval"] = [own for _, own in states[1:]]
         if not self.main:
             return
         try:
@@ -323,22 +345,26 @@ class Trainer:
     def write_report(self) -> None:
         if self.main:
             write_report(self.run_dir, cache=self.report_cache,
-                         status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch})
+                         status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+                                 "grid_split": getattr(self, "grid_split", None)})
 
     def _log(self, log, avg: dict, lr: float, ips: float) -> None:
         bad = {k: v for k, v in avg.items() if not math.isfinite(v)}
+        nets = {} if bad else self.model.nonfinite()
         if log:
             # JSON has no NaN: a non-finite loss is written as null beside "diverged".
             row = {"step": self.step, "epoch": self.epoch, "lr": lr, "img_per_s": round(ips, 2),
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
-            log.write(json.dumps({**row, **({"diverged": True} if bad else {})}) + "\n")
+            log.write(json.dumps({**row, **({"diverged": True} if bad or nets else {})}) + "\n")
             log.flush()
             if self.tb:
                 self.tb.log_row(row)
         self.progress.update(self.step, self.epoch, ips, avg)
+        if (bad or nets) and log:
+            self.write_report()  # the page says so (it was left at the last sample interval)
         if bad:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
-        if nets := self.model.nonfinite():
+        if nets:
             raise self._diverged("non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in nets.items()))
 
     def train(self) -> Path:
@@ -356,7 +382,7 @@ class Trainer:
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
-        sums, count, t_last, step_last = {}, 0, time.time(), self.step
+        t_last, step_last = time.time(), self.step
         try:
             while self.step < self.total_steps:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
@@ -372,13 +398,15 @@ class Trainer:
                     losses = self.graphed(batch) if self.graphed else self.model.train_step(batch)
                     self.step += 1
                     for k, v in losses.items():
-                        sums[k] = sums.get(k, 0) + v
-                    count += 1
+                        self.log_sums[k] = self.log_sums.get(k, 0) + v
+                    self.log_count += 1
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.time()
                         ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
-                        self._log(log, mean_over_ranks(sums, count, self.world), lr, ips)
-                        sums, count, t_last, step_last = {}, 0, now, self.step
+                        self._log(log, mean_over_ranks(self.log_sums, self.log_count, self.world), lr, ips)
+                        t_last, step_last = now, self.step
+                        if self.step % cfg.log_every == 0:  # a run's last step off the grid keeps its
+                            self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
                     if self.step % cfg.sample_every == 0:
                         self.sample()
                     if self.step % cfg.save_every == 0:

@@ -280,3 +280,29 @@ def test_cli_train_passes_tensorboard(tmp_path, demo_root, monkeypatch):
     monkeypatch.setattr("bicyclegan.engine.trainer.Trainer", FakeTrainer)
     assert cli.main(["train", "--dataroot", str(demo_root), "--out", str(tmp_path / "r"), "--tensorboard"]) == 2
     assert got == {"tensorboard": True}
+
+
+def test_a_diverged_run_says_so_and_stray_grid_files_or_a_cut_log_line_break_nothing(tmp_path, demo_root):
+    # The report stayed at the last sample interval of a run that had died; a copy of a grid named
+    # "step_0000002 (copy).png" stopped training at its next sample and stopped resuming; a log line
+    # cut short by a full disk stopped resuming.
+    import torch
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine import DivergenceError
+    from bicyclegan.engine.report import run_grids
+    from bicyclegan.engine.trainer import Trainer
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, demo_root, max_steps=2, sample_every=2, save_every=2), progress=False).train()
+    (run / "samples" / "step_0000002 (copy).png").write_bytes((run / "samples" / "step_0000002.png").read_bytes())
+    assert [p.name for p in run_grids(run)] == ["step_0000002.png"]
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 3, "epoch": 0, "lr": 0.0002, "img_p')
+    t = Trainer(tiny_cfg(run, demo_root, max_steps=4, sample_every=2, save_every=2), resume=True, progress=False)
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    with torch.no_grad():
+        next(t.model.G.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergenceError):
+        t.train()
+    page = (run / "report.html").read_text()
+    assert "Training diverged" in page and "Rows: the same inputs of test/ in every grid" in page

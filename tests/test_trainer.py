@@ -227,3 +227,23 @@ def test_import_official_matches_by_order_and_checks_shapes(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="holds .* tensors"):
         load_official_into(build_generator(ModelConfig(**{**TINY, "where_add": "input", "num_downs": 4})),
                            tmp_path / "G.pth")
+
+
+def test_a_resumed_runs_log_lines_average_the_steps_an_uninterrupted_runs_do(tmp_path, demo_root):
+    # Checkpoints fall inside log intervals (an epoch's end, a run's last step): the first line after
+    # resuming averaged only the steps after the checkpoint (G_GAN 1.658 where the run had 1.620).
+    import shutil
+    kw = dict(log_every=3, save_epoch_freq=1, max_steps=8)  # 4 steps an epoch: checkpoints at 4 and 8
+    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, **kw), progress=False).train()
+    want = {r["step"]: r for r in read_log(full)}
+    assert sorted(want) == [3, 6, 8]
+    shutil.copytree(full, tmp_path / "again")
+    Trainer(tiny_cfg(tmp_path / "again", demo_root, **kw), resume=True, epoch=1, progress=False).train()
+    Trainer(tiny_cfg(tmp_path / "stop", demo_root, **{**kw, "max_steps": 5}), progress=False).train()
+    Trainer(tiny_cfg(tmp_path / "stop", demo_root, **kw), resume=True, progress=False).train()
+    for run, steps in (("again", [3, 6, 8]), ("stop", [3, 5, 6, 8])):  # 5: the stopped run's last step
+        got = {r["step"]: r for r in read_log(tmp_path / run)}
+        assert sorted(got) == steps
+        for step in (6, 8):
+            for k in ("G_L1", "G_GAN", "G_GAN2", "kl", "z_L1", "D", "D2"):
+                assert got[step][k] == pytest.approx(want[step][k], rel=1e-6, abs=1e-7), (run, step, k)
