@@ -123,8 +123,10 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     for name, value, low in (("num", num, 1), ("segments", segments, 1), ("frames", frames, 1)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
-    if fps <= 0:
-        raise ConfigError(f"fps must be > 0, got {fps}")
+    # A GIF holds each frame's time in hundredths of a second, up to 655 s: nan, inf or 1e-9 were
+    # tracebacks after the first files were written.
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0.01 <= fps <= 100):
+        raise ConfigError(f"fps must be a number from 0.01 to 100 (frames per second), got {fps!r}")
     if mp4 and not mp4_available():
         raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' "
                           "(or --no-mp4; mp4=False in Python)")

@@ -143,18 +143,18 @@ def _pair(folders, layout, skip_bad):
         if not files:
             raise DatasetError(f"folder {folder} holds no images (extensions {', '.join(IMG_EXTENSIONS)})")
     bad = []
-    for files in listed:
-        for paths in files.values():
-            if len(paths) > 1:
-                bad += [(p, "ambiguous: several files share this name without extension") for p in paths]
-    if layout == "ab_folders":
+    if layout == "ab_folders":  # pairs are found by name: 1.jpg and 1.png in A/ have no one partner
+        for files in listed:
+            for paths in files.values():
+                if len(paths) > 1:
+                    bad += [(p, "ambiguous: several files share this name without extension") for p in paths]
         a, b = listed
         bad += [(a[k][0], f"no partner in {folders[1]}") for k in sorted(a.keys() - b.keys())]
         bad += [(b[k][0], f"no partner in {folders[0]}") for k in sorted(b.keys() - a.keys())]
         keys = sorted(k for k in a.keys() & b.keys() if len(a[k]) == 1 and len(b[k]) == 1)
         samples = [Sample(a[k][0], b[k][0]) for k in keys]
-    else:
-        samples = [Sample(p[0]) for _, p in sorted(listed[0].items()) if len(p) == 1]
+    else:  # each file is a sample of its own, 1.jpg and 1.png too
+        samples = [Sample(p) for _, paths in sorted(listed[0].items()) for p in paths]
     if bad and not skip_bad:
         raise DatasetError(f"cannot pair the files of {folders[0].parent}:\n{describe_bad(bad)}"
                            "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")

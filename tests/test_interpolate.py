@@ -142,6 +142,10 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
         interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=[0, 9], progress=False)
     with pytest.raises(ConfigError, match="mode='cubic'"):
         interpolate(tiny(demo_root), out=tmp_path / "a", mode="cubic", progress=False)
+    for fps in (float("nan"), float("inf"), 1e-9, 0, -1, 1000):  # tracebacks after files were written
+        with pytest.raises(ConfigError, match=r"fps must be a number from 0\.01 to 100"):
+            interpolate(tiny(demo_root), out=tmp_path / "f", fps=fps, progress=False)
+    assert not (tmp_path / "f").exists()
     module = importlib.import_module("bicyclegan.engine.interpolate")  # not the function of that name
     monkeypatch.setattr(module, "mp4_available", lambda: False)
     with pytest.raises(ConfigError, match=r"pip install 'bicyclegan\[video\]'"):

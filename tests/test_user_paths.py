@@ -343,15 +343,15 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
     # same folder left the first run's images beside the new gallery.
     folder, rng = tmp_path / "in", np.random.default_rng(1)
     pics = {}
-    for rel in ("1.png", "a/1.png", "b/1.jpg", "x#1.png"):
+    for rel in ("1.png", "1.jpg", "a/1.png", "b/1.jpg", "x#1.png"):  # 1.jpg and 1.png were "ambiguous"
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         pics[rel] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         Image.fromarray(pics[rel]).save(folder / rel, quality=100)
     out = sample(run / "checkpoints" / "latest.pt", folder, out=tmp_path / "s", n_samples=1, progress=False)
     names = sorted(p.name for p in (out / "images").iterdir())
-    assert names == sorted(f"{s}_{c}.png" for s in ("1", "1-2", "1-3", "x#1") for c in ("input", "random_z1"))
-    inputs = {np.asarray(Image.open(out / "images" / f"{s}_input.png")).tobytes() for s in ("1", "1-2", "1-3")}
-    assert len(inputs) == 3  # three different pictures, none overwritten
+    assert names == sorted(f"{s}_{c}.png" for s in ("1", "1-2", "1-3", "1-4", "x#1") for c in ("input", "random_z1"))
+    inputs = {np.asarray(Image.open(out / "images" / f"{s}_input.png")).tobytes() for s in ("1", "1-2", "1-3", "1-4")}
+    assert len(inputs) == 4  # four different pictures, none overwritten
     page = (out / "index.html").read_text()
     assert "src='images/x%231_input.png'" in page and "#1_input" not in page
     sample(run / "checkpoints" / "latest.pt", folder, out=out, n_samples=1, num=1, progress=False)
