@@ -2,9 +2,10 @@
 reference's own scripts use (datasets/download_dataset.sh, download_testset.sh,
 download_mini_dataset.sh and pretrained_models/download_model.sh).
 
-A file streams into a hidden partial file beside its destination (.<file>.part), with a progress
-bar on a terminal. A cut connection is resumed with an HTTP Range request, and a partial file that
-a failed run leaves is resumed by the next run. What arrived is checked before anything is put in
+A file streams into a hidden partial file beside its destination (.<file>.part, its origin in
+.<file>.part.json), with a progress bar on a terminal. A cut connection is resumed with an HTTP
+Range request, and a partial file that a failed run leaves is resumed by the next run, from the
+same address and (If-Range) the same file only. What arrived is checked before anything is put in
 place: its size and SHA-256 against RECORDED (where nothing is recorded yet they are printed and
 kept beside the result), every member of an archive read to its end (the gzip and zip checksums),
 every member's path kept inside the target folder, the folders a dataset must have, and weights
@@ -139,11 +140,40 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _origin(part: Path) -> Path:
+    """Beside a partial file: where its bytes came from (address, validator, size), so that a resumed
+    transfer only continues the same file."""
+    return part.with_name(part.name + ".json")
+
+
+def _drop(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _origin(part).unlink(missing_ok=True)
+
+
+def _validator(headers) -> str | None:
+    """What If-Range may carry: a strong ETag, else Last-Modified."""
+    etag = headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+
+
 def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
     """One request for what `part` lacks, appended to it; returns the file's total size (None when
-    the server does not say). A connection that ends early raises IncompleteRead or an OSError."""
+    the server does not say). A connection that ends early raises IncompleteRead or an OSError.
+    A partial file is continued only from the address it came from, and (If-Range) only while the
+    server's file is the one it began: else the server sends the whole file and it starts afresh
+    (a partial file from another mirror or an older file was spliced onto the new one)."""
     have = part.stat().st_size if part.exists() else 0
+    try:
+        origin = json.loads(_origin(part).read_text()) if have else None
+    except (OSError, ValueError):
+        origin = None
+    if have and (not isinstance(origin, dict) or origin.get("url") != url):
+        _drop(part)
+        have, origin = 0, None
     headers = {"User-Agent": "bicyclegan", **({"Range": f"bytes={have}-"} if have else {})}
+    if have and origin.get("validator"):
+        headers["If-Range"] = origin["validator"]
     try:
         r = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
@@ -155,16 +185,22 @@ def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
             raise _Restart from e
         raise
     with r:
-        if have:
-            start, _ = _content_range(r.headers.get("Content-Range"))
-            if r.status != 206 or start != have:  # the server ignored the range
-                raise _Restart
+        if have and r.status == 200:  # the whole file: the range ignored, or (If-Range) the file changed
+            have = 0
         length = r.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
+        if have:
+            start, size = _content_range(r.headers.get("Content-Range"))
+            if r.status != 206 or start != have or (origin.get("size") and size != origin["size"]):
+                raise _Restart  # not the rest of the file it began
+        else:
+            _origin(part).write_text(json.dumps({"url": url, "validator": _validator(r.headers), "size": total}))
         bar.start(have, total)
         done = have
         with open(part, "ab" if have else "wb") as f:
-            while chunk := r.read(CHUNK):  # a network error propagates from here
+            # read1: what has arrived, up to a chunk (read() waits for a whole one, and a stall lost
+            # what had come of it: a link that stalls once a MiB never finished)
+            while chunk := r.read1(CHUNK):  # a network error propagates from here
                 try:
                     f.write(chunk)
                 except OSError as e:  # from here: the disk
@@ -195,7 +231,7 @@ def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
             except OutputError:
                 raise
             except _Restart:
-                part.unlink(missing_ok=True)
+                _drop(part)
                 failures += 1
                 if failures > RETRIES:
                     raise DownloadError(f"{url}: the server does not resume transfers where they stopped; "
@@ -204,7 +240,7 @@ def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
                 e.close()
                 if e.code < 500 or failures >= RETRIES:
                     if e.code < 500:
-                        part.unlink(missing_ok=True)
+                        _drop(part)
                     hint = ("check the name, or the mirror's copy of this path" if e.code in (403, 404, 410)
                             else f"try again later or use a mirror (--mirror or {MIRROR_ENV})")
                     raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {hint}{_kept(part)}") from None
@@ -220,8 +256,8 @@ def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
                 time.sleep(BACKOFF * 2 ** (failures - 1))
     finally:
         bar.close()
-        if part.exists() and part.stat().st_size == 0:
-            part.unlink()
+        if not part.exists() or part.stat().st_size == 0:
+            _drop(part)
 
 
 def _kept(part: Path) -> str:
@@ -248,7 +284,7 @@ def _download(address: str, url: str, part: Path, progress: bool) -> dict:
                if want and (size, digest) != tuple(want) else
                f"{size} bytes where the server announced {announced}" if announced not in (None, size) else None)
     if problem:
-        part.unlink()
+        _drop(part)
         raise DownloadError(f"{url}: got {problem} (damaged in transfer, or another file at that address); "
                             f"run the command again to download it afresh, or check the mirror")
     if want is None:
@@ -267,25 +303,56 @@ def _member_path(into: Path, name: str, url: str) -> Path:
     return into.joinpath(*p.parts)
 
 
-def _write_member(src, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, CHUNK)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# A dataset archive holds JPEGs, which do not compress: extracted, it is about its own size. Far more
+# is a decompression bomb (a 627 KB archive of one 512 MiB file of zeros was written out whole).
+BOMB_RATIO, BOMB_SLACK = 10, 64 << 20
+
+
+class _Budget:
+    def __init__(self, archive: Path, url: str):
+        self.left = BOMB_RATIO * archive.stat().st_size + BOMB_SLACK
+        self.url = url
+
+    def write(self, src, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "wb") as out:
+            while block := src.read(CHUNK):
+                self.left -= len(block)
+                if self.left < 0:
+                    raise DownloadError(f"{self.url}: the archive expands to more than {BOMB_RATIO} times its "
+                                        f"size (a dataset of images is about its own size): refused as a "
+                                        f"decompression bomb; nothing was kept")
+                out.write(block)
 
 
 def _extract(archive: Path, into: Path, url: str) -> None:
-    """Extract every member of a .tar.gz or .zip below `into`. Reading each member to its end checks
-    the archive's checksums, so a damaged or truncated archive fails here; links are refused."""
+    """Extract every member of a .tar.gz or .zip below `into`. Reading each member to its end (and a
+    .tar.gz to the end of its gzip stream) checks the archive's checksums, so a damaged or truncated
+    archive fails here; links are refused, and so is an archive that expands far beyond its size."""
+    budget = _Budget(archive, url)
+
+    def refuse(name):
+        raise DownloadError(f"{url}: archive member {name!r} is a link or a device file, which a dataset "
+                            f"does not need: refused; nothing was kept")
     try:
         if url.endswith(".zip"):
             with zipfile.ZipFile(archive) as z:
                 members = [(info, _member_path(into, info.filename, url)) for info in z.infolist()]
                 for info, dest in members:
+                    kind = (info.external_attr >> 16) & 0o170000  # the Unix file type, where one is kept
+                    if kind and kind not in (0o100000, 0o040000):  # not a plain file or a folder
+                        refuse(info.filename)
                     if info.is_dir():
                         dest.mkdir(parents=True, exist_ok=True)
                     else:
                         with z.open(info) as src:
-                            _write_member(src, dest)
+                            budget.write(src, dest)
         else:
             with tarfile.open(archive, "r:gz") as t:
                 for m in t:
@@ -294,10 +361,12 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                         dest.mkdir(parents=True, exist_ok=True)
                     elif m.isfile():
                         with t.extractfile(m) as src:
-                            _write_member(src, dest)
+                            budget.write(src, dest)
                     else:
-                        raise DownloadError(f"{url}: archive member {m.name!r} is a link or a device file, "
-                                            f"which a dataset does not need: refused; nothing was kept")
+                        refuse(m.name)
+                # tar stops at its end-of-archive blocks: the gzip stream's checksum comes after them
+                while t.fileobj.read(CHUNK):
+                    pass
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile) as e:
         raise DownloadError(f"{url}: the archive is damaged or incomplete ({type(e).__name__}: {e}); nothing was "
                             f"kept; run the command again to download it afresh, or check the mirror") from None
@@ -353,23 +422,27 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         raise OutputError(f"{target} already exists ({origin}); remove it or choose another --dir")
     url = resolve_url(address, mirror)
     check_writable(dir, "the dataset")
-    part = dir / f".{PurePosixPath(urlsplit(address).path).name}.part"
+    # A dataset and its test set share a file name (edges2shoes.tar.gz): their partial files must not.
+    part = dir / f".{'testset_' if testset else ''}{PurePosixPath(urlsplit(address).path).name}.part"
     source = _download(address, url, part, progress)
+    for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
     try:
         _extract(part, tmp, url)
         root, splits = _dataset_root(tmp, url)
+        os.chmod(root, 0o777 & ~_umask())  # mkdtemp makes 0700: the folder gets the usual permissions
         (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
                                               indent=2) + "\n")
         if target.exists():
             raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
         root.rename(target)
     except DownloadError:
-        part.unlink(missing_ok=True)  # a damaged or refused archive is not worth resuming
+        _drop(part)  # a damaged or refused archive is not worth resuming
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    part.unlink(missing_ok=True)
+    _drop(part)
     return target
 
 
@@ -398,9 +471,9 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
         msg = str(e)
         for net, part in parts.items():
             msg = msg.replace(str(part), sources[net]["url"])
-            part.unlink(missing_ok=True)
+            _drop(part)
         raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
     save_checkpoint(model, out, extra={"source": sources})
     for part in parts.values():
-        part.unlink(missing_ok=True)
+        _drop(part)
     return out

@@ -6,6 +6,8 @@ import hashlib
 import http.server
 import io
 import json
+import os
+import shutil
 import socket
 import tarfile
 import threading
@@ -21,7 +23,8 @@ from bicyclegan.engine.cli import main
 
 
 class FileServer:
-    """Serves {path: bytes} over HTTP/1.0 with Range requests (206, 416), optionally cutting the
+    """Serves {path: bytes} over HTTP/1.0 with Range requests (206, 416) and If-Range on an ETag (the
+    body's digest: a range of a changed file is answered with the whole file), optionally cutting the
     first responses to a path after some bytes, and logs each request's path and Range header."""
 
     def __init__(self):
@@ -36,6 +39,9 @@ class FileServer:
                     self.send_error(404, "Not Found")
                     return
                 start, rng = 0, self.headers.get("Range")
+                etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+                if self.headers.get("If-Range") not in (None, etag):
+                    rng = None  # the file changed since the validator: all of it
                 if rng and server.ranges:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
@@ -49,6 +55,7 @@ class FileServer:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
+                self.send_header("ETag", etag)
                 self.end_headers()
                 cuts = server.cuts.get(self.path)
                 if cuts:  # send part of the body, then drop the connection
@@ -175,13 +182,35 @@ def test_cut_connection_resumes_with_a_range_request(server, tmp_path):
     assert json.loads((root / dl.MARKER).read_text())["sha256"] == hashlib.sha256(archive).hexdigest()
 
 
-def test_a_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
+def test_a_partial_file_is_continued_only_from_the_file_it_began(server, tmp_path, monkeypatch):
+    # Resuming spliced whatever the server now had onto the partial file: another mirror's file, a
+    # changed file, a partial file of unknown origin (a model was found made of two files' tensors).
     archive = tar_gz(dataset("facades"))
     server.files[FACADES] = archive
-    (tmp_path / ".facades.tar.gz.part").write_bytes(archive[:100])
+    monkeypatch.setattr(dl, "RETRIES", 0)
+    server.cuts[FACADES] = [100, 0]
+    with pytest.raises(DownloadError, match="run the same command again to resume"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == [".facades.tar.gz.part", ".facades.tar.gz.part.json"]
     dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
-    assert server.requests == [(FACADES, "bytes=100-")]
+    assert server.requests[-1] == (FACADES, "bytes=100-")  # the same file: continued
     assert leftovers(tmp_path) == ["facades"]
+    changed = tar_gz(dataset("facades", n=4))  # the server's file changes between the two runs
+    for case in ("changed", "another mirror", "unknown origin"):
+        shutil.rmtree(tmp_path / "facades")
+        server.files[FACADES], server.cuts[FACADES], server.requests[:] = archive, [100, 0], []
+        with pytest.raises(DownloadError):
+            dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+        server.files[FACADES] = changed if case == "changed" else archive
+        mirror = server.url
+        if case == "another mirror":
+            mirror = server.url.replace("127.0.0.1", "localhost")
+        elif case == "unknown origin":
+            (tmp_path / ".facades.tar.gz.part.json").unlink()
+        root = dl.download_dataset("facades", tmp_path, mirror=mirror, progress=False)
+        want = changed if case == "changed" else archive
+        assert json.loads((root / dl.MARKER).read_text())["sha256"] == hashlib.sha256(want).hexdigest(), case
+        assert server.requests[-1][1] is None or case == "changed", case  # asked afresh (or If-Range said so)
 
 
 def test_a_server_without_ranges_is_read_again_from_the_start(server, tmp_path):
@@ -200,7 +229,7 @@ def test_connection_lost_for_good_keeps_the_partial_file_for_the_next_run(server
     with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/pix2pix/datasets/facades"
                                             r"\.tar\.gz: .*run the same command again to resume"):
         dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
-    assert leftovers(tmp_path) == [".facades.tar.gz.part"]
+    assert leftovers(tmp_path) == [".facades.tar.gz.part", ".facades.tar.gz.part.json"]
     assert (tmp_path / ".facades.tar.gz.part").read_bytes() == archive[:200]
     root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
     assert server.requests[-1] == (FACADES, "bytes=200-") and (root / "train" / "1.jpg").is_file()
@@ -328,3 +357,58 @@ def test_progress_bar_on_a_terminal_only():
     assert "facades.tar.gz" in line and "5.0/10.0 MiB" in line and "50%" in line
     assert "MiB/s" in line and "left" in line
     assert pipe.getvalue() == ""
+
+
+def test_a_dataset_and_its_test_set_keep_their_partial_files_apart(server, tmp_path, monkeypatch):
+    # Both are edges2shoes.tar.gz: the test set's download took over the dataset's partial file.
+    full, test = tar_gz(dataset("facades", n=6)), tar_gz(dataset("facades", splits=("test",)))
+    server.files[FACADES], server.files["/BicycleGAN/testset/facades.tar.gz"] = full, test
+    monkeypatch.setattr(dl, "RETRIES", 0)
+    server.cuts[FACADES] = [300, 0]
+    with pytest.raises(DownloadError):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    dl.download_dataset("facades", tmp_path / "t", testset=True, mirror=server.url, progress=False)
+    shutil.move(tmp_path / "t" / "facades", tmp_path / "facades_test")
+    dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert server.requests[-1] == (FACADES, "bytes=300-")
+
+
+@pytest.mark.parametrize("damage", ["gzip checksum", "bomb", "zip link"])
+def test_what_tar_alone_does_not_see_is_refused(server, tmp_path, monkeypatch, damage):
+    # tar stops reading at its end-of-archive blocks, before the gzip checksum (60 of 60 one-bit
+    # flips passed); a 627 KB archive of 512 MiB of zeros was written out whole; a zip's link was
+    # written as a file holding its target.
+    if damage == "gzip checksum":
+        archive = tar_gz(dataset("facades"))
+        crc = bytes(b ^ 0x01 for b in archive[-8:-4])
+        server.files[FACADES] = archive[:-8] + crc + archive[-4:]
+        what = r"the archive is damaged or incomplete \(BadGzipFile: CRC check failed"
+    elif damage == "bomb":
+        monkeypatch.setattr(dl, "BOMB_SLACK", 0)
+        server.files[FACADES] = tar_gz({**dataset("facades"), "facades/train/zeros.jpg": bytes(4 << 20)})
+        what = r"expands to more than 10 times its size .* refused as a decompression bomb"
+    else:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in dataset("mini_pix2pix").items():
+                z.writestr(name, data)
+            link = zipfile.ZipInfo("mini_pix2pix/train/link.jpg")
+            link.external_attr = (0o120777 << 16)  # a symbolic link, as Info-ZIP stores one
+            z.writestr(link, "/etc/passwd")
+        server.files["/~taesung_park/CycleGAN/datasets/mini_pix2pix.zip"] = buf.getvalue()
+        what = r"archive member 'mini_pix2pix/train/link.jpg' is a link"
+    name = "mini_pix2pix" if damage == "zip link" else "facades"
+    with pytest.raises(DownloadError, match=what):
+        dl.download_dataset(name, tmp_path, mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_an_archive_without_a_top_folder_gets_the_usual_permissions_and_old_extractions_go(server, tmp_path):
+    # mkdtemp's 0700 was renamed into place; a run killed while extracting left its hidden folder.
+    server.files[FACADES] = tar_gz({k.removeprefix("facades/"): v for k, v in dataset("facades").items()})
+    (tmp_path / ".facades.k1ll3d.extract" / "train").mkdir(parents=True)
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert leftovers(tmp_path) == ["facades"]
