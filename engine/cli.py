@@ -132,7 +132,8 @@ def resolve_config(args) -> TrainConfig:
 
 def cmd_train(args) -> int:
     cfg = resolve_config(args)
-    hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" else None
+    resuming_run = args.resume is True or args.epoch is not None  # the run's own config, preset and all
+    hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None
     if hint:
         print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
@@ -275,9 +276,14 @@ def cmd_import_official(args) -> int:
         data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
     model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
                             data=data_cfg)
-    save_checkpoint(model, args.out)
-    print(f"wrote {args.out} (networks {', '.join(model.networks())}; untrained ones are freshly "
-          f"initialised); sample with: bicyclegan sample {args.out} --dataroot DATA")
+    save_checkpoint(model, args.out, extra={"imported": model.imported})
+    fresh = [n for n in model.networks() if n not in model.imported]
+    print(f"wrote {args.out}: {', '.join(model.imported)} from the files"
+          + (f", {', '.join(fresh)} freshly initialised (for fine-tuning)" if fresh else "")
+          + f"; sample with: bicyclegan sample {args.out} --dataroot DATA")
+    if "E" in fresh:
+        print("note: no --E: the checkpoint has no trained encoder, so sample, evaluate and serve leave out "
+              "the encoded output (as the reference's --no_encode)", file=sys.stderr)
     return 0
 
 

@@ -142,7 +142,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     if not cfg.model.nz:
         raise ConfigError(f"variant {cfg.variant} has no latent code (nz=0): there is nothing to interpolate")
     if path == "encoded" and model.E is None:
-        raise ConfigError(f"path=encoded needs an encoder; variant {cfg.variant} has none (use path=random)")
+        raise ConfigError(f"path=encoded needs a trained encoder; this model (variant {cfg.variant}) has none "
+                          f"(use path=random)")
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]

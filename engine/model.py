@@ -200,7 +200,7 @@ class BicycleGAN(nn.Module):
     def encode(self, B: torch.Tensor) -> torch.Tensor:
         """The deterministic code of B: mu of E(B)."""
         if self.E is None:
-            raise RuntimeError(f"variant {self.cfg.variant} has no encoder")
+            raise RuntimeError(f"this model (variant {self.cfg.variant}) has no trained encoder")
         return self.E(B)[0]
 
     @torch.no_grad()

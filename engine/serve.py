@@ -208,7 +208,8 @@ class Explorer:
         if role not in ("A", "B"):
             raise RequestError(400, f"role={role!r}: use A (an input) or B (a reference to encode)")
         if role == "B" and self.model.E is None:
-            raise RequestError(400, f"variant {self.cfg.variant} has no encoder: nothing to encode a reference with")
+            raise RequestError(400, f"this model (variant {self.cfg.variant}) has no trained encoder: nothing to "
+                                    f"encode a reference with")
         fmt = self.check_upload(data)
         x = self._prepare(data, fmt, role)
         item_id = f"u{next(self._upload_ids)}"
@@ -271,7 +272,7 @@ class Explorer:
     def encode(self, item_id) -> dict:
         """The code of an image B: mu of E(B)."""
         if self.model.E is None:
-            raise RequestError(400, f"variant {self.cfg.variant} has no encoder")
+            raise RequestError(400, f"this model (variant {self.cfg.variant}) has no trained encoder")
         it = self.item(item_id)
         if it.B is None:
             raise RequestError(400, f"{item_id} ({it.name}) has no B image to encode")

@@ -255,7 +255,8 @@ class Trainer:
         """Fine-tuning: the weights of a checkpoint that no run has trained from (step 0), under this
         run's own options, from step 0."""
         if (self.run_dir / "log.jsonl").exists():
-            raise CheckpointError(f"{self.run_dir} already holds a run; start from {self.resume_path} in a new --out")
+            raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume (no path), or "
+                                  f"start from {self.resume_path} in a new --out")
         check_same_networks(state["config"], self.cfg, self.resume_path)
         try:
             self.model.load_training_state({**state, "optimizers": {}, "scaler": {}})  # fresh optimisers

@@ -136,7 +136,7 @@ def test_encoded_path_goes_through_the_reference_images_codes(tmp_path, demo_roo
 def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     with pytest.raises(ConfigError, match="nothing to interpolate"):
         interpolate(tiny(demo_root, variant="pix2pix", nz=0), out=tmp_path / "a", progress=False)
-    with pytest.raises(ConfigError, match="needs an encoder"):
+    with pytest.raises(ConfigError, match="needs a trained encoder"):
         interpolate(tiny(demo_root, variant="pix2pix"), out=tmp_path / "a", path="encoded", progress=False)
     with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
         interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=[0, 9], progress=False)

@@ -205,7 +205,7 @@ def test_non_json_and_non_finite_bodies_are_refused(client):
 
 def test_a_model_without_encoder_says_so(demo_root, tmp_path):
     ex = Explorer(tiny_checkpoint(tmp_path / "p2p.pt", demo_root, variant="pix2pix"), device="cpu")
-    with pytest.raises(RequestError, match="variant pix2pix has no encoder"):
+    with pytest.raises(RequestError, match=r"this model \(variant pix2pix\) has no trained encoder"):
         ex.encode("d0")
     assert ex.info()["encoder"] is False
     assert len(ex.generate("d0", [[0.0] * 8, [1.0] * 8])["images"]) == 2

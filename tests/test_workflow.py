@@ -92,6 +92,13 @@ def test_training_on_a_dataset_folder_names_its_preset(tmp_path, capsys):
     assert out.err == "" and json.loads(out.out)["model"]["input_nc"] == 1
     assert main(["train", "--dataroot", str(tmp_path / "my_shoes"), "--dry-run"]) == 0
     assert "note" not in capsys.readouterr().err
+    # A run resumed from its folder trains on with its own config: no preset note for it.
+    run = tmp_path / "runs" / "ft"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(make_config("reference", dataroot=str(tmp_path / "edges2shoes"),
+                                                            out=str(run)).to_dict()))
+    assert main(["train", "--out", str(run), "--resume", "--dry-run"]) == 0
+    assert "note" not in capsys.readouterr().err
 
 
 # -- download model, then sample, evaluate and fine-tune it ---------------------------------------------
@@ -266,6 +273,28 @@ def test_import_official_with_the_settings_of_an_authors_model(tmp_path):
         direction, load, crop, nc, True)
 
 
+def test_import_official_without_an_encoder_file_has_no_encoded_outputs(tmp_path, demo_root, capsys):
+    # The freshly initialised E was used: sample wrote "encoded" images and evaluate an "encoded
+    # reconstruction L1" of a random network. Training from the checkpoint trains an E.
+    from bicyclegan.engine import evaluate, sample
+    cfg = ModelConfig(**TINY)
+    reference_file(build_generator(cfg), tmp_path / "G.pth")
+    out = tmp_path / "noE.pt"
+    assert main(["import-official", "--G", str(tmp_path / "G.pth"), "--out", str(out),
+                 *[f"--{k}={v}" for k, v in TINY.items()]]) == 0
+    text = capsys.readouterr()
+    assert "G from the files, E, D, D2 freshly initialised" in text.out and "no trained encoder" in text.err
+    assert load_checkpoint(out).E is None and load_checkpoint(out, training=True).E is not None
+    res = sample(out, demo_root, out=tmp_path / "s", phase="test", num=1, n_samples=1, progress=False)
+    assert sorted(p.name.split("_", 1)[1] for p in (res / "images").iterdir()) == [
+        "ground_truth.png", "input.png", "random_z1.png"]
+    assert "encoded_l1" not in evaluate(out, demo_root, phase="test", num=2, n_samples=2, metrics="l1")
+    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    main(["import-official", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"), "--out",
+          str(tmp_path / "withE.pt"), *[f"--{k}={v}" for k, v in TINY.items()]])
+    assert load_checkpoint(tmp_path / "withE.pt").E is not None
+
+
 def test_weights_saved_by_old_pytorch_drop_their_instance_norm_statistics(tmp_path):
     G = build_generator(ModelConfig(**TINY))
     items = []
@@ -393,3 +422,26 @@ def test_sample_a_plain_folder_at_full_resolution(epoch_run, tmp_path):
         sample(ckpt, folder, out=tmp_path / "r4", crop_size=48, load_size=48, preprocess="resize_and_crop",
                device="cpu", progress=False)
     assert load_checkpoint(ckpt).cfg.data.preprocess == "none"  # overrides change nothing stored
+
+
+def test_weights_saved_through_dataparallel_or_before_batchnorm_counted_steps_import(tmp_path):
+    # "module." prefixes (nn.DataParallel) broke the E's head-first reordering, which goes by name;
+    # BatchNorm files from PyTorch < 0.4.1 have no num_batches_tracked (84 tensors where ours has 97).
+    cfg = ModelConfig(**{**TINY, "norm": "batch"})
+    E, G = build_encoder(cfg), build_generator(cfg)
+    for net in (E, G):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+    reference_file(E, tmp_path / "E.pth", head_first=True)
+    sd = torch.load(tmp_path / "E.pth", weights_only=True)
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "E_dp.pth")
+    old = {k: v for k, v in G.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({f"model.{i}.{k.rsplit('.', 1)[1]}": v for i, (k, v) in enumerate(old.items())}, tmp_path / "G_old.pth")
+    e2, g2 = build_encoder(cfg), build_generator(cfg)
+    load_official_into(e2, tmp_path / "E_dp.pth")
+    load_official_into(g2, tmp_path / "G_old.pth")
+    for a, b in ((E, e2), (G, g2)):
+        for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+            if not k.endswith("num_batches_tracked"):
+                assert torch.equal(v, w), k
