@@ -21,6 +21,7 @@ import dataclasses
 import io
 import ipaddress
 import itertools
+import json
 import math
 import secrets
 import socket
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from PIL import Image
@@ -246,7 +248,7 @@ class Explorer:
         if seed is None:
             seed = secrets.randbits(31)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-            raise RequestError(400, "seed must be a non-negative integer")
+            raise RequestError(400, "seed must be an integer from 0 to 2^63 - 1")
         z = spread_z(n, self.nz, seed)
         return {"seed": seed, "z": z.tolist()}
 
@@ -302,8 +304,20 @@ def _need_web():
         raise ConfigError(f"serve needs FastAPI and uvicorn ({e.name} is missing): {INSTALL_HINT}") from e
 
 
-def make_app(explorer: Explorer):
-    """The FastAPI app: the page at /, the JSON API under /api/."""
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
+MAX_JSON_BYTES = 1 << 20  # 16 codes of a few thousand numbers each fit many times over
+
+
+def _host_name(netloc: str) -> str:
+    """The host of a Host header or an origin's netloc, without the port ("[::1]:7860" -> "::1")."""
+    return urlsplit(f"//{netloc}").hostname or ""
+
+
+def make_app(explorer: Explorer, local_only: bool = False):
+    """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
+    site is refused (any page the user visits could otherwise post to the API: uploads, compute);
+    local_only: requests must also name this machine in their Host header (a site whose name points
+    to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding)."""
     _need_web()
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -316,10 +330,25 @@ def make_app(explorer: Explorer):
     async def request_error(request, exc: RequestError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.middleware("http")
+    async def same_site(request: Request, call_next):
+        host = request.headers.get("host", "")
+        if local_only and _host_name(host) not in LOCAL_NAMES:
+            return JSONResponse({"error": f"Host {host!r} is not this machine's name: refused"}, status_code=421)
+        origin = request.headers.get("origin")
+        if origin is not None and request.method != "GET" and urlsplit(origin).netloc != host:
+            return JSONResponse({"error": f"a request from {origin} (another site) is refused"}, status_code=403)
+        return await call_next(request)
+
     async def body(request: Request) -> dict:
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_JSON_BYTES:
+                raise RequestError(413, f"a request body over {MAX_JSON_BYTES} bytes is refused")
         try:
-            data = await request.json()
-        except ValueError as e:
+            data = json.loads(bytes(raw))
+        except (ValueError, RecursionError) as e:  # nesting deeper than the parser's stack is not JSON here
             raise RequestError(400, "the request body must be JSON") from e
         if not isinstance(data, dict):
             raise RequestError(400, "the request body must be a JSON object")
@@ -412,7 +441,7 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     import uvicorn
     explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
                         max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad)
-    app = make_app(explorer)
+    app = make_app(explorer, local_only=is_loopback(host))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {len(explorer.items)} inputs) at "

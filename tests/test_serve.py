@@ -327,3 +327,29 @@ def test_dataset_folder_is_optional_without_dataroot(tmp_path, capsys):
     assert ex.items == {} and "upload inputs, or pass --dataroot" in capsys.readouterr().err
     with pytest.raises(DatasetError, match="does not exist"):
         Explorer(moved, tmp_path / "also-gone", device="cpu")  # a folder named explicitly must exist
+
+
+def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explorer):
+    # Any page the user visited could post to the API (a cross-origin text/plain upload worked); a
+    # site whose name resolves to 127.0.0.1 (DNS rebinding) was served as the page's own; a 300 MB
+    # JSON body was read whole (1.3 GB of memory); JSON nested 100,000 deep was a 500.
+    from bicyclegan.engine.serve import MAX_JSON_BYTES
+    client = TestClient(make_app(explorer))
+    ok = client.post("/api/random", json={"n": 2, "seed": 3})
+    assert ok.status_code == 200 and len(ok.json()["z"]) == 2
+    same = client.post("/api/random", json={"n": 1}, headers={"Origin": "http://testserver"})
+    assert same.status_code == 200
+    r = client.post("/api/upload", content=b"x",
+                    headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
+    assert r.status_code == 403 and "evil.example" in r.json()["error"]
+    r = client.post("/api/random", content=b"[" * 100_000 + b"]" * 100_000)
+    assert r.status_code == 400 and r.json()["error"] == "the request body must be JSON"
+    r = client.post("/api/generate", content=b'{"z": "' + b"0" * (MAX_JSON_BYTES + 1) + b'"}')
+    assert r.status_code == 413
+    assert client.post("/api/random", json={"n": 1, "seed": 2**63}).json()["error"] == (
+        "seed must be an integer from 0 to 2^63 - 1")
+    local = TestClient(make_app(explorer, local_only=True), base_url="http://127.0.0.1:7860")
+    assert local.get("/api/info").status_code == 200
+    assert TestClient(make_app(explorer, local_only=True), base_url="http://localhost:7860").get("/").status_code == 200
+    r = TestClient(make_app(explorer, local_only=True), base_url="http://evil.example:7860").get("/api/info")
+    assert r.status_code == 421 and "evil.example" in r.json()["error"]

@@ -56,7 +56,9 @@ def server(tmp_path_factory):
                       backend="torch", dataroot=str(root))
     ckpt = save_checkpoint(BicycleGAN(cfg), tmp / "model.pt")
     sock = bind("127.0.0.1", 0)
-    srv = uvicorn.Server(uvicorn.Config(make_app(Explorer(ckpt, device="cpu")), log_level="warning"))
+    # as `serve` on a loopback address makes it: Host and Origin checked (the page is same-site)
+    app = make_app(Explorer(ckpt, device="cpu"), local_only=True)
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
