@@ -306,3 +306,31 @@ def test_a_diverged_run_says_so_and_stray_grid_files_or_a_cut_log_line_break_not
         t.train()
     page = (run / "report.html").read_text()
     assert "Training diverged" in page and "Rows: the same inputs of test/ in every grid" in page
+
+
+def test_axis_labels_tell_their_ticks_apart_and_steps_stay_whole():
+    # 3 significant digits labelled a steady images/s five times "2.41e+03" and a flat loss four
+    # times "7.55"; a run of one logged step had x ticks at 0.5 and 1.5; a long run's read 1.2e+06.
+    from bicyclegan.engine.report import step_label, svg_chart, tick_labels, ticks
+    assert tick_labels(ticks(2410.3, 2412.8)) == ["2410.5", "2411", "2411.5", "2412", "2412.5"]
+    assert tick_labels(ticks(7.5501, 7.5509)) == ["7.5502", "7.5504", "7.5506", "7.5508"]
+    assert tick_labels([0.0, 0.5, 1.0]) == ["0", "0.5", "1"]
+    assert ticks(0, 2, 3, whole=True) == [0, 1, 2]
+    assert [step_label(t) for t in (950, 5000, 12000, 1_200_000)] == ["950", "5000", "12k", "1.2M"]
+    chart = svg_chart("images/s", [50, 100, 150], [2410.3, 2412.8, 2411.5])
+    labels = re.findall(r'class="yl">([^<]*)<', chart)
+    assert len(labels) == len(set(labels)) > 1 and not any("e+" in label for label in labels)
+    assert re.findall(r'class="xl">([^<]*)<', svg_chart("loss", [1], [0.5])) == ["0", "1", "2"]
+
+
+def test_tensorboard_evaluation_curves_are_measures_not_settings(tmp_path):
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from bicyclegan.engine.report import TensorBoardLog
+    tb = TensorBoardLog(tmp_path / "tb", {"variant": "bicycle"})
+    tb.log_eval({"coverage": 0.9, "validity": 0.8, "n_inputs": 64, "n_samples": 10, "seed": 0, "n_outputs": 640,
+                 "n_palettes": 4, "shares_n_samples": 100, "phase": "test", "histogram": [1, 2]}, step=7)
+    tb.close()
+    ea = ea_mod.EventAccumulator(str(tmp_path / "tb"))
+    ea.Reload()
+    assert sorted(ea.Tags()["scalars"]) == ["eval/coverage", "eval/validity"]
+    assert [(e.step, round(e.value, 6)) for e in ea.Scalars("eval/coverage")] == [(7, 0.9)]
