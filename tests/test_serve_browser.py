@@ -91,7 +91,9 @@ def wait(driver, condition, what, timeout=30):
 
 
 def output_srcs(driver):
-    return [img.get_attribute("src") or "" for img in driver.find_elements("css selector", "#outputs img.out")]
+    # in one script: cards rebuilt between two element reads would leave a stale reference
+    return driver.execute_script("return [...document.querySelectorAll('#outputs img.out')].map((i) => "
+                                 "i.getAttribute('src') || '')")
 
 
 def renders(driver):
@@ -159,3 +161,23 @@ def test_upload_an_input(browser, server):
     assert browser.find_element("id", "input-img").get_attribute("src").endswith(f"/api/image/{chosen}/A")
     assert not browser.find_element("id", "gt-card").is_displayed()  # an upload has no ground truth
     assert browser.find_element("id", "status").text == "ready"
+
+
+def test_quick_clicks_stay_within_the_limit_and_a_failed_render_is_mended(browser):
+    # Quick "+" clicks all passed the limit check while their requests were out (24 cards, and every
+    # render an error); a render that failed dropped the changes queued meanwhile, so the page kept
+    # the error and old images after the codes had been mended.
+    wait(browser, lambda d: not d.execute_script("return S.busy"), "an idle page")
+    limit = browser.execute_script("return S.info.max_outputs")
+    browser.execute_script("for (let i = 0; i < 20; i++) document.getElementById('more').click();")
+    wait(browser, lambda d: len(output_srcs(d)) == limit and not d.execute_script("return S.busy"),
+         "the outputs to reach the limit", timeout=60)
+    browser.execute_script("return new Promise((r) => setTimeout(r, 500))")  # any late answers
+    assert len(output_srcs(browser)) == limit == browser.execute_script("return S.codes.length")
+    n = renders(browser)
+    # 17 codes (over the limit) sent, then 4 queued while that request is out: the second is sent.
+    browser.execute_script("S.codes = S.codes.concat([S.codes[0]]); render(); "
+                           "S.codes = S.codes.slice(0, 4); buildCards(); render();")
+    wait(browser, lambda d: renders(d) > n and not d.execute_script("return S.busy"), "the mended render")
+    assert browser.find_element("id", "status").text == "ready"
+    assert len(output_srcs(browser)) == 4 and all(s.startswith("data:image/png") for s in output_srcs(browser))
