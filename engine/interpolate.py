@@ -27,7 +27,7 @@ from bicyclegan.pipelines import DatasetError
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
-from .runtime import build_loader, inference_data, open_model, results_dir
+from .runtime import build_loader, data_label, inference_data, open_model, results_dir
 
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
@@ -211,5 +211,5 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                what="interpolation path")
     how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
            f"{mode} through the codes of {', '.join(items[r][0] for r in refs)}")
-    write_gallery(out, rows, f"{cfg.variant} on {root.name}/{phase}: {how}")
+    write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
     return out

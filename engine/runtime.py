@@ -214,6 +214,11 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     return root, phase, layout, data
 
 
+def data_label(root: Path, phase: str) -> str:
+    """What a gallery's title calls the inputs: "edges2shoes/val", or a plain folder's own name."""
+    return f"{root.name}/{phase}" if (root / phase).is_dir() else root.name
+
+
 def results_dir(checkpoint, name: str) -> Path:
     """Where an inference command's results go by default: <run>/results/<name> for
     <run>/checkpoints/latest.pt (<name>_epoch_N for epoch_N.pt), results/<stem>/<name> for any other

@@ -18,7 +18,7 @@ from .errors import ConfigError, DivergenceError
 from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
-from .runtime import build_loader, inference_data, open_model, results_dir
+from .runtime import build_loader, data_label, inference_data, open_model, results_dir
 
 GRID_ROWS = 8  # inputs shown in the overview grid
 
@@ -119,5 +119,5 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         raise DatasetError(f"{root}/{phase}: no inputs found")
     save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
     prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
-    write_gallery(out, rows, f"{cfg.variant} on {root.name}/{phase}")
+    write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")
     return out

@@ -97,7 +97,9 @@ def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain,
     assert r["n_inputs"] == 3 and "encoded_l1" not in r
     out = sample(ckpt, plain, out=tmp_path / "s", n_samples=1, num=3, progress=False)
     assert not list((out / "images").glob("*ground_truth*")) and not list((out / "images").glob("*encoded*"))
+    assert "<h1>bicycle on plain</h1>" in (out / "index.html").read_text()  # not "plain/test": no such split
     out = interpolate(ckpt, plain, out=tmp_path / "i", num=1, segments=1, frames=1, mp4=False, progress=False)
+    assert "<h1>bicycle on plain: " in (out / "index.html").read_text()
     strip = Image.open(out / "images" / "0_strip.png").convert("RGB")
     side = strip.size[1]  # tiny images are enlarged
     shown = np.asarray(strip.crop((0, 0, side, side)).resize((32, 32), Image.BILINEAR), dtype=float)
