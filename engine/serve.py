@@ -196,7 +196,8 @@ class Explorer:
             except DatasetError as e:
                 # The pipelines' message names the temporary folder and the training option that
                 # skips bad files; the page's user needs the one line about their file.
-                lines = [ln.strip() for ln in str(e).replace(str(folder / "upload"), "the upload").splitlines()]
+                lines = [ln.strip() for ln in str(e).replace(str(folder / f"upload{UPLOAD_FORMATS[fmt]}"), "the upload")
+                         .splitlines()]
                 raise RequestError(400, next((ln for ln in lines if ln.startswith("the upload")), lines[0])) from e
         depth = 2 ** m.unet_depth
         if x.shape[-2] % depth or x.shape[-1] % depth:
