@@ -200,12 +200,19 @@ _FINE_TUNE_FREE = {"impl", "channels_last", "crop_size", "crop_width", "num_down
                    "init_type", "init_gain"}
 
 
-def check_same_networks(saved: dict, cfg: TrainConfig, path) -> None:
+# The discriminators' own options: free when the checkpoint's discriminators were never trained.
+_D_OPTIONS = {"ndf", "netD", "netD2", "num_Ds", "conditional_D", "use_same_D"}
+
+
+def check_same_networks(saved: dict, cfg: TrainConfig, path, discriminators_free: bool = False) -> None:
     """Refuse to start a run from a checkpoint whose networks differ from the run's; data, schedule,
-    image size and dropout may change (fine-tuning), the networks and the variant may not."""
+    image size and dropout may change (fine-tuning), the networks and the variant may not.
+    discriminators_free: the checkpoint's D and D2 are untrained (import-official without them), so
+    the run may choose its own."""
     theirs = config_of({"config": saved}, path)
+    free = _FINE_TUNE_FREE | (_D_OPTIONS if discriminators_free else set())
     diffs = [f"{k}: checkpoint {getattr(theirs.model, k)!r} vs now {v!r}" for k, v in vars(cfg.model).items()
-             if k not in _FINE_TUNE_FREE and getattr(theirs.model, k) != v]
+             if k not in free and getattr(theirs.model, k) != v]
     if theirs.model.unet_depth != cfg.model.unet_depth:
         diffs.append(f"U-Net depth: checkpoint {theirs.model.unet_depth} vs now {cfg.model.unet_depth}")
     if theirs.variant != cfg.variant:

@@ -257,9 +257,15 @@ class Trainer:
         if (self.run_dir / "log.jsonl").exists():
             raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume (no path), or "
                                   f"start from {self.resume_path} in a new --out")
-        check_same_networks(state["config"], self.cfg, self.resume_path)
+        imported = state.get("imported")  # import-official's checkpoints say which networks hold weights
+        fresh_d = imported is not None and not {"D", "D2"} & set(imported)
+        check_same_networks(state["config"], self.cfg, self.resume_path, discriminators_free=fresh_d)
+        nets = dict(state["nets"])
+        if fresh_d:  # freshly initialised at import: this run's own (of its own D options) take their place
+            nets = {**{n: v for n, v in nets.items() if n not in ("D", "D2")},
+                    **{n: net.state_dict() for n, net in self.model.networks().items() if n in ("D", "D2")}}
         try:
-            self.model.load_training_state({**state, "optimizers": {}, "scaler": {}})  # fresh optimisers
+            self.model.load_training_state({**state, "nets": nets, "optimizers": {}, "scaler": {}})  # fresh optimisers
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{self.resume_path} does not fit this run: {str(e).splitlines()[0]}") from e
 

@@ -234,6 +234,21 @@ def test_fine_tune_a_downloaded_model_with_train_resume(pretrained, tmp_path):
         Trainer(make_config("reference", out=str(tmp_path / "ft3"), **run), resume=ckpt, progress=False)
     with pytest.raises(CheckpointError, match="already holds a run"):
         Trainer(make_config("edges2shoes", out=str(tmp_path / "ft"), **run), resume=ckpt, progress=False)
+    # The downloaded model has G and E only: its discriminators were never trained, so a fine-tune may
+    # choose its own (refused before, though they are fresh either way); G and E still come along.
+    other_d = Trainer(make_config("edges2shoes", out=str(tmp_path / "ftd"), **{**run, "ndf": 4}, num_Ds=1,
+                                  conditional_D=True), resume=ckpt, progress=False)
+    assert other_d.model.D.state_dict().keys() != trainer.model.D.state_dict().keys() or \
+        any(a.shape != b.shape for a, b in zip(other_d.model.D.state_dict().values(),
+                                                trainer.model.D.state_dict().values()))
+    for a, b in zip(other_d.model.G.state_dict().values(), G.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    other_d.train()
+    from bicyclegan.engine.checkpoint import check_same_networks, read_checkpoint
+    saved = read_checkpoint(ckpt)
+    assert saved["imported"] == ["G", "E"]
+    with pytest.raises(CheckpointError, match="ndf: checkpoint 8 vs now 4"):  # trained discriminators stay
+        check_same_networks(saved["config"], make_config("edges2shoes", **{**run, "ndf": 4}), ckpt)
 
 
 class Unsafe:
