@@ -31,14 +31,14 @@ def load_official_into(net: torch.nn.Module, path) -> None:
     """Load a state_dict saved by the reference implementation into our network (matched by order)."""
     # A network saved while wrapped in nn.DataParallel has every name prefixed with "module.".
     theirs = [(k.removeprefix("module."), v) for k, v in _state_dict_file(path).items()]
-    full = net.state_dict()
-    ours = dict(full)
+    ours = net.state_dict()
     # Files saved by PyTorch < 0.4 hold running statistics for every InstanceNorm layer, buffers that
     # InstanceNorm no longer has (the reference drops them when loading); a network without such
     # buffers drops them too.
     if not any(k.endswith(_NORM_STATS) for k in ours):
         theirs = [(k, v) for k, v in theirs if not k.endswith(_NORM_STATS)]
-    # BatchNorm's step count came with PyTorch 0.4.1: older files lack it, and ours keeps its own.
+    # BatchNorm's step count came with PyTorch 0.4.1: older files lack it (BatchNorm's own loading
+    # fills it in, as for any file of that age).
     if not any(k.endswith(".num_batches_tracked") for k, _ in theirs):
         ours = {k: v for k, v in ours.items() if not k.endswith(".num_batches_tracked")}
     # Where top-level names agree (E's conv/fc/fcVar), follow our order of them: the reference's
@@ -56,7 +56,7 @@ def load_official_into(net: torch.nn.Module, path) -> None:
                                   f"has {tuple(v_ours.shape)}; check the model options")
         if v_theirs.is_floating_point() and not torch.isfinite(v_theirs).all():
             raise CheckpointError(f"{path}: {k_theirs} holds non-finite values")
-    net.load_state_dict({**full, **{k: v for k, (_, v) in zip(ours, theirs)}})
+    net.load_state_dict({k: v for k, (_, v) in zip(ours, theirs)})
 
 
 def import_official(model_cfg: ModelConfig, G, E=None, D=None, D2=None, *, variant: str = "bicycle",
