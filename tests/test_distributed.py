@@ -96,6 +96,8 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     _torchrun(tmp_path / "straight", *tiny, "--max_steps", "8")
     straight = torch.load(tmp_path / "straight" / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
     assert len(ckpt["rank_rng"]) == 1
+    # each rank's open log interval (empty here: the checkpoints fall on log lines) rides along
+    assert [own["count"] for own in (ckpt["log_interval"], *ckpt["rank_log_interval"])] == [0, 0]
     for net, weights in straight["nets"].items():
         for k, w in weights.items():
             assert torch.equal(ckpt["nets"][net][k], w), f"{net}.{k}"

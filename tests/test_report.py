@@ -334,3 +334,16 @@ def test_tensorboard_evaluation_curves_are_measures_not_settings(tmp_path):
     ea.Reload()
     assert sorted(ea.Tags()["scalars"]) == ["eval/coverage", "eval/validity"]
     assert [(e.step, round(e.value, 6)) for e in ea.Scalars("eval/coverage")] == [(7, 0.9)]
+
+
+def test_grids_show_val_before_test_before_train(tmp_path):
+    # The reference's datasets have train/ and val/: the grids showed training images.
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import make_demo_dataset
+    root = make_demo_dataset(tmp_path / "d", n_train=8, n_test=2, n_val=3, size=32)
+    t = Trainer(tiny_cfg(tmp_path / "r", root, max_steps=1), progress=False)
+    assert t.grid_split == "val" and t.sample_A.shape[0] == 3
+    val = make_demo_dataset(tmp_path / "v", n_train=8, n_test=0, n_val=0, size=32)
+    assert Trainer(tiny_cfg(tmp_path / "r2", val, max_steps=1), progress=False).grid_split == "train"

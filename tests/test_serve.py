@@ -7,6 +7,7 @@ numpy transcription of the reference's util.interp_z.
 import base64
 import importlib
 import io
+import shutil
 import struct
 import sys
 import zlib
@@ -353,3 +354,24 @@ def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explo
     assert TestClient(make_app(explorer, local_only=True), base_url="http://localhost:7860").get("/").status_code == 200
     r = TestClient(make_app(explorer, local_only=True), base_url="http://evil.example:7860").get("/api/info")
     assert r.status_code == 421 and "evil.example" in r.json()["error"]
+
+
+def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_its_inputs(ckpt, demo_root, tmp_path,
+                                                                                        monkeypatch):
+    # serve() on a loopback address turns the Host check on; [::1] is this machine too. The explorer
+    # checks only the --num inputs it shows (a bad file further on stopped it).
+    serve_mod = importlib.import_module("bicyclegan.engine.serve")  # not the function of that name
+    made = {}
+    real = serve_mod.make_app
+    monkeypatch.setattr(serve_mod, "make_app", lambda ex, **kw: made.update(kw) or real(ex, **kw))
+    monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: None)
+    serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
+    assert made == {"local_only": True}
+    app = real(Explorer(ckpt, device="cpu"), local_only=True)
+    assert TestClient(app, base_url="http://[::1]:7860").get("/api/info").status_code == 200
+    split = tmp_path / "d" / "test"
+    split.mkdir(parents=True)
+    for name in ("0.png", "1.png"):
+        shutil.copy(demo_root / "test" / "00000.png", split / name)
+    (split / "zzz.png").write_bytes(b"")
+    assert len(Explorer(ckpt, tmp_path / "d", phase="test", num=2, device="cpu").items) == 2
