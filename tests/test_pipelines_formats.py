@@ -499,17 +499,18 @@ def _pnm(arr, maxval):
     ("tga", "TGA content: not decoded alike by both loaders"),
     ("bmp16", "16-bit BMP: DALI's decoder refuses or misreads its 5-bit channels"),
     ("pnm100", "PNM with maximum value 100: DALI's decoder reads only 255 and 65535 correctly"),
+    ("pnm1", "PNM with maximum value 1: DALI's decoder reads only 255 and 65535 correctly"),
 ])
 def test_content_only_pil_reads_is_refused_or_skipped_alike(tmp_path, backend, kind, reason, caplog):
     # PIL read these (so the checks passed them) and DALI's decoder stopped its epoch midway, naming
     # no file (GIF, TGA, 5-5-5 BMP), or decoded a PNM of maximum value 100 as if it were 255.
     good = good_files(tmp_path)
     arr = noise(np.random.default_rng(3), 16, 32)
-    bad = tmp_path / "train" / {"gif": "bad.png", "tga": "bad.bmp", "bmp16": "bad.bmp", "pnm100": "bad.ppm"}[kind]
+    bad = tmp_path / "train" / {"gif": "bad.png", "tga": "bad.bmp", "bmp16": "bad.bmp"}.get(kind, "bad.ppm")
     if kind in ("gif", "tga"):
         Image.fromarray(arr).save(bad, kind.upper())
     else:
-        bad.write_bytes(_bmp16(arr) if kind == "bmp16" else _pnm(arr, 100))
+        bad.write_bytes(_bmp16(arr) if kind == "bmp16" else _pnm(arr, int(kind[3:])))
     assert Image.open(bad).size == (32, 16)  # PIL reads it
     kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
           "shuffle": False}

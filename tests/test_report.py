@@ -346,4 +346,32 @@ def test_grids_show_val_before_test_before_train(tmp_path):
     t = Trainer(tiny_cfg(tmp_path / "r", root, max_steps=1), progress=False)
     assert t.grid_split == "val" and t.sample_A.shape[0] == 3
     val = make_demo_dataset(tmp_path / "v", n_train=8, n_test=0, n_val=0, size=32)
-    assert Trainer(tiny_cfg(tmp_path / "r2", val, max_steps=1), progress=False).grid_split == "train"
+    t = Trainer(tiny_cfg(tmp_path / "r2", val, max_steps=1, variant="cvae", batch_size=1), progress=False)
+    assert t.grid_split == "train" and t.sample_A.shape[0] == 4  # 4 x the batch, at most 8
+
+
+@pytest.mark.parametrize("variant, nz, cols", [
+    ("bicycle", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
+    ("clr", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
+    ("cae", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
+    ("pix2pix", 8, "input, ground truth, the same random codes z throughout"),
+    ("pix2pix", 0, "input, ground truth, the output"),
+])
+def test_the_grid_caption_names_the_variants_columns(variant, nz, cols):
+    from bicyclegan.engine.report import _grid_caption
+    got = _grid_caption({"variant": variant, "model": {"nz": nz}}, {"grid_split": "val"})
+    assert got == f"Rows: the same inputs of val/ in every grid; columns: {cols}."
+
+
+def test_non_finite_weights_with_finite_losses_mark_the_log_line_and_the_report(tmp_path, demo_root, monkeypatch):
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine import DivergenceError
+    from bicyclegan.engine.trainer import Trainer
+    t = Trainer(tiny_cfg(tmp_path / "r", demo_root, max_steps=3, sample_every=100), progress=False)
+    monkeypatch.setattr(t.model, "nonfinite", lambda: {"G": 3})
+    with pytest.raises(DivergenceError, match=r"non-finite weights in G \(3 values\)"):
+        t.train()
+    rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["diverged"] is True and rows[-1]["G_L1"] is not None  # the losses were finite
+    assert "Training diverged" in (tmp_path / "r" / "report.html").read_text()

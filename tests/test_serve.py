@@ -340,6 +340,8 @@ def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explo
     assert ok.status_code == 200 and len(ok.json()["z"]) == 2
     same = client.post("/api/random", json={"n": 1}, headers={"Origin": "http://testserver"})
     assert same.status_code == 200
+    other_port = client.post("/api/random", json={"n": 1}, headers={"Origin": "http://testserver:8888"})
+    assert other_port.status_code == 403  # another server on this machine is another site
     r = client.post("/api/upload", content=b"x",
                     headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
     assert r.status_code == 403 and "evil.example" in r.json()["error"]
