@@ -379,6 +379,7 @@ def test_jpeg_truncation_is_named(tmp_path):
     ("crop_size", 0, "crop_size must be a positive int"),
     ("max_pixels", 10**12, r"max_pixels=1,000,000,000,000 is over PIL's own limit"),
     ("seed", 2**70, r"seed must be below 2\^63, got 1180591620717411303424"),
+    ("seed", 2**63, r"seed must be below 2\^63, got 9223372036854775808"),
     ("flip", "no", "flip must be True or False, got 'no'"),
     ("augment", "no", r"augment must be True or False or None \(by phase\), got 'no'"),
     ("shuffle", 0, r"shuffle must be True or False or None \(by phase\), got 0"),
@@ -531,6 +532,9 @@ def test_a_jpeg_with_data_after_its_end_passes_and_a_cut_one_with_a_thumbnail_do
     (tmp_path / "test").mkdir()
     (tmp_path / "test/motion.jpg").write_bytes(data + b"\0\0\0\x18ftypmp42" + bytes(8000))
     assert inspect_file(str(tmp_path / "test/motion.jpg")) == ((64, 32), None)
+    filled = data[:2] + b"\xff\xff" + data[2:] + bytes(8000)  # fill bytes before a marker are allowed
+    (tmp_path / "filled.jpg").write_bytes(filled)
+    assert inspect_file(str(tmp_path / "filled.jpg")) == ((64, 32), None)
     thumb = jpeg_bytes(1)
     app1 = b"\xff\xe1" + struct.pack(">H", len(thumb) + 8) + b"Exif\0\0" + thumb
     cut = (data[:2] + app1 + data[2:])[:-500] + bytes(5000)

@@ -484,6 +484,9 @@ def test_a_sample_over_int32_offsets_is_refused_before_any_launch():
         z_concat_act_triton(x, z)
     with pytest.raises(ValueError, match=r"z_concat_conv: one sample holds 2155872256 elements"):
         z_concat_conv_triton(x, z, torch.zeros(4, 2056, 4, 4), None)
+    small = torch.zeros(1, 1, 1, 1).expand(1, 1, 2**14, 2**14)  # 2**29 in, 8 x 2**28 = 2**31 out
+    with pytest.raises(ValueError, match=r"z_concat_conv: one sample holds 2147483648 elements"):
+        z_concat_conv_triton(small, torch.zeros(1, 1), torch.zeros(8, 2, 3, 3), None, stride=1, padding=1)
 
 
 @pytest.mark.parametrize("rows, OH, want", [(124, 128, 64), (4, 128, 4), (200, 128, 128), (3, 10, 3), (6, 10, 5),
