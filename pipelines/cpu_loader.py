@@ -203,7 +203,7 @@ class TorchLoader(PairedLoader):
             # epoch without workers, once with persistent ones): drawn from torch's global generator,
             # that draw moved the training's z draws, and differently in a resumed run, whose
             # iterator starts afresh. Nothing of the data depends on it (crops: sample_rng).
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.rank),
+            generator=torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank) % 2**63),
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)

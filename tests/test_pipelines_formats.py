@@ -603,3 +603,13 @@ def test_a_pass_started_while_an_earlier_iterator_lives_reads_the_whole_epoch(tm
     if backend == "dali":  # one pass at a time: the older one is over
         with pytest.raises(RuntimeError, match="a newer pass over this DALI loader has started"):
             next(peek)
+
+
+def test_every_seed_below_2_63_makes_a_torch_loader(tmp_path):
+    # The loader's own generator was seeded with seed * 1_000_003 + rank: from about 9.2e12 that
+    # overflowed torch's 64-bit seed ("Overflow when unpacking long long"), where DALI took it.
+    good_files(tmp_path, n=2)
+    for seed in (2**63 - 1, 10**13):
+        loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", num_workers=0,
+                             seed=seed)
+        assert len(list(loader)) == 2
