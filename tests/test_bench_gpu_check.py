@@ -56,6 +56,7 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     out = tmp_path / "out"
     steps = dry_run(out)
     assert [s["step"] for s in steps] == MAIN_STEPS
+    assert steps[0]["limit"] == 3 * 90  # a dry run's steps get three times the device's limits
     tune = steps[MAIN_STEPS.index("tune")]
     expected = {"check.log", "steps.jsonl", "kernels.json", "train_step.json", "profile.json", "loader.json"}
     if HAS_TUNER:
