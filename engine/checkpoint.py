@@ -82,8 +82,7 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
     Refuses (DivergenceError) to write non-finite weights: the file at `path` stays as it was."""
     bad = model.nonfinite()
     if bad:
-        raise DivergenceError(f"refusing to write checkpoint {path}: non-finite weights in "
-                              + ", ".join(f"{n} ({c} values)" for n, c in bad.items()))
+        raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
              "rng": rng_state(), **model.training_state(), **(extra or {})}
     state["digest"] = digest(state)

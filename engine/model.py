@@ -157,6 +157,11 @@ class BicycleGAN(nn.Module):
                 else:
                     group["lr"] = lr
 
+    @staticmethod
+    def describe_nonfinite(bad: dict[str, int]) -> str:
+        """nonfinite()'s counts in words: "non-finite weights in G (3 values), D (1 values)"."""
+        return "non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in bad.items())
+
     def nonfinite(self) -> dict[str, int]:
         """Count of NaN/inf values per network (weights and buffers, the moving average included);
         empty when all are finite. One host sync: call it at log intervals, not every step."""

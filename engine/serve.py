@@ -341,14 +341,23 @@ def make_app(explorer: Explorer, local_only: bool = False):
             return JSONResponse({"error": f"a request from {origin} (another site) is refused"}, status_code=403)
         return await call_next(request)
 
-    async def body(request: Request) -> dict:
-        raw = bytearray()
+    async def read_capped(request: Request, limit: int, what: str) -> bytes:
+        """The body, refused (413) past `limit` bytes: by its declared length before reading, and as it
+        comes (a body sent without a length)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
+        data = bytearray()
         async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_JSON_BYTES:
-                raise RequestError(413, f"a request body over {MAX_JSON_BYTES} bytes is refused")
+            data += chunk
+            if len(data) > limit:
+                raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
+        return bytes(data)
+
+    async def body(request: Request) -> dict:
+        raw = await read_capped(request, MAX_JSON_BYTES, "a request body")
         try:
-            data = json.loads(bytes(raw))
+            data = json.loads(raw)
         except (ValueError, RecursionError) as e:  # nesting deeper than the parser's stack is not JSON here
             raise RequestError(400, "the request body must be JSON") from e
         if not isinstance(data, dict):
@@ -369,16 +378,8 @@ def make_app(explorer: Explorer, local_only: bool = False):
 
     @app.post("/api/upload")
     async def upload(request: Request, role: str = "A", name: str = "upload"):
-        limit = explorer.max_upload_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise RequestError(413, f"upload of {declared} bytes exceeds the limit of {limit}")
-        data = bytearray()
-        async for chunk in request.stream():  # a body sent without a length is capped as it comes
-            data += chunk
-            if len(data) > limit:
-                raise RequestError(413, f"upload exceeds the limit of {limit} bytes")
-        return await run_in_threadpool(explorer.add_upload, bytes(data), role, name)
+        data = await read_capped(request, explorer.max_upload_bytes, "upload")
+        return await run_in_threadpool(explorer.add_upload, data, role, name)
 
     @app.post("/api/random")
     async def random(request: Request):

@@ -118,9 +118,6 @@ class Trainer:
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = self.dist.device
         prepare_device(self.device)
-        if cfg.cuda_graph and self.device.type != "cuda":
-            raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "
-                              f"{self.device} (leave --cuda_graph out there)")
         check_runnable(cfg, self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
@@ -320,7 +317,7 @@ class Trainer:
         if self.world > 1 and (bad := self.model.nonfinite()):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
             # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
-            raise self._diverged("non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in bad.items()))
+            raise self._diverged(self.model.describe_nonfinite(bad))
         if self.world > 1:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
             # uninterrupted one would have; the file's "rng" is rank 0's.
@@ -372,7 +369,7 @@ class Trainer:
         if bad:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
         if nets:
-            raise self._diverged("non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in nets.items()))
+            raise self._diverged(self.model.describe_nonfinite(nets))
 
     def train(self) -> Path:
         cfg = self.cfg

@@ -42,7 +42,9 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
     runnable = triton_available() and (x.is_cuda or interpreting())
-    if impl == "ref":
+    # float64 under auto: the reference (the kernels compute statistics in fp32, and on a GPU a
+    # float argument such as LeakyReLU's slope is fp32); impl="triton" may still ask for them.
+    if impl == "ref" or (impl == "auto" and x.dtype == torch.float64):
         return "ref"
     if impl == "triton":
         if not runnable:

@@ -29,6 +29,14 @@ def sm_count(device):
     return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
+def fits_int32(op, per_sample, x):
+    """In-sample offsets are int32 in every kernel (the per-sample base is int64): refuse a sample of
+    2**31 elements or more before anything is launched."""
+    if per_sample >= 2 ** 31:
+        raise ValueError(f"{op}: one sample holds {per_sample} elements (x {tuple(x.shape)}); the Triton "
+                         f"path takes under 2**31 (use impl='ref')")
+
+
 def empty(*size, **kwargs):
     """torch.empty for kernel outputs and workspaces (poisoned under the test hook)."""
     t = torch.empty(*size, **kwargs)

@@ -55,8 +55,6 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead).
     """
     _check(x, act, weight, bias)
-    if x.dtype == torch.float64 and impl == "auto":
-        return instance_norm_act_ref(x, act, slope, eps, weight, bias)  # the kernels compute in fp32
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
         if x.dtype not in TRITON_DTYPES:
             raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "

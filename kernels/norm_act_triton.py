@@ -23,7 +23,7 @@ import triton.language as tl
 from . import _configs
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
-from ._triton_common import empty, empty_like, sm_count
+from ._triton_common import empty, empty_like, fits_int32, sm_count
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS
 
@@ -327,9 +327,7 @@ def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd"):
     """The launch for x at `site` (norm_act.fwd or norm_act.bwd): the tuned table's entry if there is
     one, else the heuristic. block_hw and split (test hooks) bypass the table."""
     N, C, H, W = x.shape
-    if C * H * W >= 2 ** 31:  # in-plane offsets are int32 (the per-sample base is int64)
-        raise ValueError(f"instance_norm_act: one sample of x has {C * H * W} elements; the Triton path "
-                         f"takes under 2**31 (shape {tuple(x.shape)})")
+    fits_int32("instance_norm_act", C * H * W, x)
     if block_hw or split:
         knobs = _heuristic(x, channels_last, triton.next_power_of_2(block_hw) if block_hw else MAX_TILE, split)
     else:

@@ -49,8 +49,7 @@ def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     _check(x, z)
     if act not in ACTS:
         raise ValueError(f"z_concat_act: act must be one of {ACTS}, got {act!r}")
-    # float64 under auto: the reference (on a GPU the kernels' slope argument is float32)
-    if resolve_impl(impl, x, "z_concat_act") == "triton" and not (x.dtype == torch.float64 and impl == "auto"):
+    if resolve_impl(impl, x, "z_concat_act") == "triton":
         from .zinject_triton import z_concat_act_triton
         return z_concat_act_triton(x, z, act, slope)
     return z_concat_act_ref(x, z, act, slope)
@@ -107,7 +106,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
         if t is not None and t.device != x.device:
             raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
     padding = conv_padding(padding, tuple(weight.shape[2:]), stride)
-    if resolve_impl(impl, x, "z_concat_conv") == "ref" or (x.dtype == torch.float64 and impl == "auto"):
+    if resolve_impl(impl, x, "z_concat_conv") == "ref":
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
     from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
     if mode == "fused_concat":

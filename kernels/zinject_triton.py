@@ -28,7 +28,7 @@ from . import _configs
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
-from ._triton_common import sm_count
+from ._triton_common import fits_int32, sm_count
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
@@ -579,15 +579,8 @@ def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
     promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
-    _fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
+    fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
     return ZCAT(x, z, act, float(slope), out_dtype)
-
-
-def _fits_int32(op, per_sample, x):
-    """In-sample offsets are int32 (the per-sample base is int64), as in the norm kernels."""
-    if per_sample >= 2 ** 31:
-        raise ValueError(f"{op}: one sample holds {per_sample} elements (x {tuple(x.shape)}); the Triton "
-                         f"path takes under 2**31 (use impl='ref')")
 
 
 def _conv_args(weight, stride, padding):
@@ -616,5 +609,5 @@ def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_rel
         dtype = x.dtype
     H, W = x.shape[2:]
     out_hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), padding, weight.shape[2:], stride)]
-    _fits_int32("z_concat_conv", max((x.shape[1] + z.shape[1]) * H * W, weight.shape[0] * out_hw[0] * out_hw[1]), x)
+    fits_int32("z_concat_conv", max((x.shape[1] + z.shape[1]) * H * W, weight.shape[0] * out_hw[0] * out_hw[1]), x)
     return ZCONV(x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)

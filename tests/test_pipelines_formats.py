@@ -193,6 +193,18 @@ def corrupt(kind):
     raise AssertionError(kind)
 
 
+def refused_then_skipped(root, backend, message, good, caplog):
+    """make_loader refuses the dataset with `message`; with skip_bad it reads exactly `good`."""
+    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
+          "shuffle": False}
+    with pytest.raises(DatasetError, match=message):
+        make_loader(root, **kw)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        loader = make_loader(root, skip_bad=True, **kw)
+    assert [p for b in loader for p in b["paths"]] == good
+    return loader
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["jpeg_cut_end_kept", "jpeg_junk_before_end", "png_crc", "png_extra_rows"])
 def test_corrupt_files_refused_or_skipped_alike(tmp_path, backend, kind, caplog):
@@ -201,13 +213,8 @@ def test_corrupt_files_refused_or_skipped_alike(tmp_path, backend, kind, caplog)
     good = good_files(tmp_path)
     bad = tmp_path / f"train/bad.{kind[:3].replace('jpe', 'jpg')}"
     bad.write_bytes(corrupt(kind))
-    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
-          "shuffle": False}
-    with pytest.raises(DatasetError, match=f"{bad.name}: corrupt {'JPEG' if 'jpeg' in kind else 'PNG'}"):
-        make_loader(tmp_path, **kw)
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        loader = make_loader(tmp_path, skip_bad=True, **kw)
-    assert [p for b in loader for p in b["paths"]] == good
+    loader = refused_then_skipped(tmp_path, backend, f"{bad.name}: corrupt {'JPEG' if 'jpeg' in kind else 'PNG'}",
+                                  good, caplog)
     assert [p for p, _ in loader.skipped] == [str(bad)]
 
 
@@ -513,13 +520,7 @@ def test_content_only_pil_reads_is_refused_or_skipped_alike(tmp_path, backend, k
     else:
         bad.write_bytes(_bmp16(arr) if kind == "bmp16" else _pnm(arr, int(kind[3:])))
     assert Image.open(bad).size == (32, 16)  # PIL reads it
-    kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
-          "shuffle": False}
-    with pytest.raises(DatasetError, match=f"{bad.name}: {reason}"):
-        make_loader(tmp_path, **kw)
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        loader = make_loader(tmp_path, skip_bad=True, **kw)
-    assert [p for b in loader for p in b["paths"]] == good
+    refused_then_skipped(tmp_path, backend, f"{bad.name}: {reason}", good, caplog)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
