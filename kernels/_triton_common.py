@@ -13,6 +13,11 @@ POISON = False
 # Stand-in hook: when set, the number of SMs the launch heuristics assume for every tensor, CPU ones
 # included (tools/compile_check.py plans a GPU's launches on a machine without one).
 SM_COUNT = None
+# Every launch states floating-point contraction (a*b+c as one FMA) instead of inheriting Triton's
+# default, which Triton 3.9 warns about on the first compile and says will turn off in 3.10: the
+# kernels' rounding and speed then stay what the tests and the tuned tables saw, whatever Triton a
+# user has. The interpreter ignores the option.
+FP_FUSION = True
 
 
 @functools.lru_cache(maxsize=None)

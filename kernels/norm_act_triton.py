@@ -21,9 +21,9 @@ import triton
 import triton.language as tl
 
 from . import _configs
+from ._triton_common import FP_FUSION, empty, empty_like, fits_int32, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
-from ._triton_common import empty, empty_like, fits_int32, sm_count
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS
 
@@ -378,7 +378,8 @@ def _forward(x, weight, bias, act, slope, eps, strides, cfg):
     y = empty_like(x)
     mean, rstd = _empty_stats(x, N, C), _empty_stats(x, N, C)
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act],
-                  BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
+                  BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
+                  enable_fp_fusion=FP_FUSION)
     w = weight if weight is not None else _dummy(x)
     b = bias if bias is not None else _dummy(x)
     if cfg["split"] == 1:
@@ -388,7 +389,7 @@ def _forward(x, weight, bias, act, slope, eps, strides, cfg):
         grid = cfg["grid"] + (cfg["split"],)
         pmean, pm2 = _empty_stats(x, N, cfg["split"], C), _empty_stats(x, N, cfg["split"], C)
         _fwd_partial_kernel[grid](x, pmean, pm2, C, HW, cfg["chunk"], *strides, BLOCK_C=cfg["BLOCK_C"],
-                                  BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
+                                  BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"], enable_fp_fusion=FP_FUSION)
         _fwd_apply_kernel[grid](x, y, w, b, pmean, pm2, mean, rstd, C, HW, cfg["chunk"], *strides, eps,
                                 slope, **common)
     return y, mean, rstd
@@ -400,7 +401,8 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
     dx = empty_like(saved)
     sdz, sdzx = _empty_stats(dy, N, cfg["split"], C), _empty_stats(dy, N, cfg["split"], C)
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act], FROM_Y=from_y,
-                  BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"])
+                  BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
+                  enable_fp_fusion=FP_FUSION)
     w = weight if weight is not None else _dummy(dy)
     b = bias if bias is not None else _dummy(dy)
     if cfg["split"] == 1:

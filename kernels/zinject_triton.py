@@ -25,10 +25,10 @@ import triton
 import triton.language as tl
 
 from . import _configs
+from ._triton_common import FP_FUSION, fits_int32, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
-from ._triton_common import fits_int32, sm_count
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
@@ -313,7 +313,8 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"],
+                           enable_fp_fusion=FP_FUSION)
     return y
 
 
@@ -329,7 +330,8 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
-                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"])
+                           ACT=_ACT_IDS[act], BLOCK_P=kn["BLOCK_P"], BLOCK_C=kn["BLOCK_C"], num_warps=kn["num_warps"],
+                           enable_fp_fusion=FP_FUSION)
     return dx, part.sum(1).to(z.dtype)
 
 
@@ -342,7 +344,8 @@ def _act_cast(x, act, slope, dtype):
         return x
     y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=_memory_format(x))
     _act_cast_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
-                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK)
+                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK,
+                                                           enable_fp_fusion=FP_FUSION)
     return y
 
 
@@ -354,7 +357,8 @@ def _act_backward(g, x, act, slope):
     g = g.contiguous(memory_format=fmt)
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     _act_grad_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
-                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK)
+                                                           ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK,
+                                                           enable_fp_fusion=FP_FUSION)
     return dx
 
 
@@ -410,7 +414,7 @@ def _zterm_add(y, q, bias, geo, knobs=None):
                             y.stride(0), y.stride(1), y.stride(2), y.stride(3),
                             **{k: v for k, v in geo.items() if k not in ("H", "W")},
                             HAS_BIAS=bias is not None, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
-                            num_warps=kn["num_warps"])
+                            num_warps=kn["num_warps"], enable_fp_fusion=FP_FUSION)
 
 
 def _zterm_grad(g, geo, knobs=None):
@@ -424,7 +428,7 @@ def _zterm_grad(g, geo, knobs=None):
     _zterm_grad_kernel[(N * chunks, triton.cdiv(CO, kn["BLOCK_O"]))](
         g, part, CO, OH, OW, geo["H"], geo["W"], rows, g.stride(0), g.stride(1), g.stride(2), g.stride(3),
         **{k: v for k, v in geo.items() if k not in ("H", "W")}, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
-        num_warps=kn["num_warps"])
+        num_warps=kn["num_warps"], enable_fp_fusion=FP_FUSION)
     part = part.view(N, chunks, CO, kk + 1)
     return part[:, 0] if chunks == 1 else part.sum(1)
 
@@ -436,7 +440,8 @@ def _zq(z, weight, C, act, slope, acc_dtype):
     q = _empty((N, CO * KH * KW), dtype=acc_dtype, device=z.device)
     block = _pow2(CO * KH * KW, 1024)
     _zq_kernel[(triton.cdiv(CO * KH * KW, block), N)](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
-                                                       slope, KH=KH, KW=KW, ACT=_ACT_IDS[act], BLOCK=block)
+                                                       slope, KH=KH, KW=KW, ACT=_ACT_IDS[act], BLOCK=block,
+                                                       enable_fp_fusion=FP_FUSION)
     return q
 
 
@@ -454,7 +459,7 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
     _zfinal_kernel[(ob, nz)](r, z, weight, r if dw is None else dw, r if db is None else db, dzp,
                              N, C, nz, CO, *z.stride(), *weight.stride(), *(weight if dw is None else dw).stride(),
                              slope, KH=KH, KW=KW, KKP=kkp, ACT=_ACT_IDS[act],
-                             NEED_W=need_w, NEED_B=db is not None, BLOCK_O=bo)
+                             NEED_W=need_w, NEED_B=db is not None, BLOCK_O=bo, enable_fp_fusion=FP_FUSION)
     if need_w:
         dw[:, :C].copy_(gwx)
     return (dzp[0] if ob == 1 else dzp.sum(0)).to(z.dtype), dw, db

@@ -255,3 +255,39 @@ def test_cli_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             tune.main(["--out", str(tmp_path / "t.json")])
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_every_launch_states_fp_contraction(monkeypatch):
+    """Each kernel launch passes enable_fp_fusion itself (Triton 3.9 warns that its default turns
+    off in 3.10, which would change the kernels' rounding and speed under the same code). Recorded
+    at the interpreter's launch entry over every kernel: both norm plans forward and backward, the
+    fused concatenation, and the concatenation-free conv with and without an activation."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from bicyclegan.kernels import norm_act_triton as nat
+    from bicyclegan.kernels import z_concat_act, z_concat_conv
+    from bicyclegan.kernels import zinject_triton as zt
+    launches = []
+    run = InterpretedFunction.run
+
+    def recording(self, *args, grid, warmup, **kwargs):
+        launches.append((self.fn.__name__, kwargs.get("enable_fp_fusion")))
+        return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    monkeypatch.setattr(InterpretedFunction, "run", recording)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, generator=g, requires_grad=True)
+    w, b = torch.randn(3, generator=g, requires_grad=True), torch.randn(3, generator=g, requires_grad=True)
+    for split in (1, 2):
+        nat.instance_norm_act_triton(x, "leaky_relu", 0.2, 1e-5, w, b, block_hw=16, split=split).sum().backward()
+    z = torch.randn(2, 2, generator=g, requires_grad=True)
+    z_concat_act(x, z, impl="triton").sum().backward()
+    weight = torch.randn(4, 5, 4, 4, generator=g, requires_grad=True)
+    bias = torch.randn(4, generator=g, requires_grad=True)
+    for act in ("none", "relu"):
+        z_concat_conv(x, z, weight, bias, act=act, impl="triton").sum().backward()
+    names = {name for name, _ in launches}
+    kernel_defs = {n for mod in (nat, zt) for n, v in vars(mod).items() if n.endswith("_kernel") and hasattr(v, "run")}
+    assert len(kernel_defs) == 14
+    assert names == kernel_defs, kernel_defs - names  # every kernel of the package was launched
+    assert all(fusion is True for _, fusion in launches), [n for n, f in launches if f is not True]
