@@ -1,5 +1,6 @@
 """The file checks' cache (pipelines/files.py, CheckCache): a file that passed is not decoded again
 while its size, inode and change time stay the same; anything else is checked as if new."""
+import hashlib
 import json
 import logging
 import os
@@ -218,3 +219,40 @@ def test_ranks_split_the_checks_and_share_the_verdicts(tmp_path, cache_dir):
     r0, r1 = _launch(tmp_path, root1=tmp_path / "copy")
     for r in (r0, r1):
         assert "the ranks see different files" in r["error"] and "rank 0: 6, rank 1: 6" in r["error"], r
+
+
+# The code behind the cached verdicts, by CHECKS_VERSION: sha256 over the source of inspect_file and
+# every function and constant of files.py it reaches (test below).
+CHECKED_CODE = {2: "cfe8526432f1d94f96d868cb5a0f63a639fbf548ddbf3b33c785aaf428ee265a"}
+
+
+def _checks_digest():
+    import ast
+    import inspect
+    seen, parts, todo = set(), [], ["inspect_file"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        value = vars(files)[name]
+        if inspect.isfunction(value) and value.__module__ == files.__name__:
+            source = inspect.getsource(value)
+            parts.append(source)
+            todo += [n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and n.id in vars(files)]
+        elif isinstance(value, (int, float, str, bytes, tuple, frozenset, dict)):
+            parts.append(f"{name} = {value!r}")
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+
+
+def test_changed_checks_raise_the_checks_version():
+    """Cached verdicts outlive the code that gave them: a check made stricter must raise
+    CHECKS_VERSION, or a cache written before it keeps passing files it now refuses (which then stop
+    a DALI epoch midway). This fails whenever inspect_file or anything of files.py it reaches
+    changes, until the change is pinned below with that decision made."""
+    digest = _checks_digest()
+    assert CHECKED_CODE.get(files.CHECKS_VERSION) == digest, (
+        f"inspect_file's code changed (sha256 {digest}). If a file's verdict can change, raise "
+        f"files.CHECKS_VERSION to {files.CHECKS_VERSION + 1} and pin {{{files.CHECKS_VERSION + 1}: "
+        f"'{digest}'}} in CHECKED_CODE; if none can (a comment, a refusal's wording), pin the digest "
+        f"under {files.CHECKS_VERSION}")
