@@ -75,29 +75,38 @@ def _torchrun(tmp_path, *args):
 def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     tiny = ["--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4",
             "--log_every", "2", "--save_every", "4", "--sample_every", "4"]
-    out = _torchrun(tmp_path, *tiny, "--max_steps", "4")
+    # Stopped at step 5, between two log lines (every 2): each rank's open interval (step 5) rides
+    # in the checkpoint and the resumed line at 6 averages it with step 6, as a straight run's does.
+    out = _torchrun(tmp_path, *tiny, "--max_steps", "5")
     run = tmp_path / "runs" / "r"
     assert out.count("run folder:") == 1  # rank 0 reports; rank 1 trains in silence
     assert "data: 512 samples, 64 batches an epoch on each rank; torch loader, 1 worker\n" in out
     started = json.loads((run / "config.json").read_text())
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     # each rank takes half of the 512 demo pairs: 256 / 4 batches an epoch, not 512 / 4
-    assert ckpt["step"] == 4 and ckpt["steps_per_epoch"] == 64
+    assert ckpt["step"] == 5 and ckpt["steps_per_epoch"] == 64
+    assert [own["count"] for own in (ckpt["log_interval"], *ckpt["rank_log_interval"])] == [1, 1]
     # resuming needs only the run folder (and what changes): the run's own config is the default
     _torchrun(tmp_path, "--resume", "--max_steps", "8")
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert ckpt["step"] == 8
     assert json.loads((run / "config.json").read_text()) == {**started, "max_steps": 8}
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 6, 8]
+    assert steps == [2, 4, 5, 6, 8]  # 5: the stopped run's last step
     # Exactly where an uninterrupted run ends: each rank's generators were kept (rank 1 used to
     # reseed on resuming, and its z draws, so the weights, went elsewhere).
     (tmp_path / "straight").mkdir()
     _torchrun(tmp_path / "straight", *tiny, "--max_steps", "8")
     straight = torch.load(tmp_path / "straight" / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
     assert len(ckpt["rank_rng"]) == 1
-    # each rank's open log interval (empty here: the checkpoints fall on log lines) rides along
     assert [own["count"] for own in (ckpt["log_interval"], *ckpt["rank_log_interval"])] == [0, 0]
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(line) for line in (tmp_path / "straight/runs/r/log.jsonl").read_text().splitlines()]
+    assert len(straight_log[0]) >= 8, straight_log[0]  # step, epoch, lr, img_per_s and the losses
+    assert [row["step"] for row in straight_log] == [2, 4, 6, 8]
+    for want in straight_log:
+        (got,) = (row for row in logged if row["step"] == want["step"])
+        assert got | {"img_per_s": 0} == pytest.approx(want | {"img_per_s": 0}, rel=1e-6, abs=1e-7)
     for net, weights in straight["nets"].items():
         for k, w in weights.items():
             assert torch.equal(ckpt["nets"][net][k], w), f"{net}.{k}"
