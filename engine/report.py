@@ -46,6 +46,7 @@ class LogCurves:
         self.curves: dict[str, tuple[list, list]] = {}  # column -> (steps, values), in log order
         self.last: dict = {}
         self.diverged = False
+        self.not_finite: dict[str, int] = {}  # column -> step, where its latest value was not finite
 
     def update(self, path) -> "LogCurves":
         path = Path(path)
@@ -68,10 +69,15 @@ class LogCurves:
             self.last = row
             self.diverged = self.diverged or bool(row.get("diverged"))
             for k, v in row.items():
-                if k not in ("step", "epoch", "diverged") and type(v) in (int, float) and math.isfinite(v):
+                if k in ("step", "epoch", "diverged"):
+                    continue
+                if type(v) in (int, float) and math.isfinite(v):
                     xs, ys = self.curves.setdefault(k, ([], []))
                     xs.append(row["step"])
                     ys.append(float(v))
+                    self.not_finite.pop(k, None)
+                elif v is None:  # how the trainer writes a non-finite value
+                    self.not_finite[k] = row["step"]
         return self
 
     def losses(self) -> list[str]:
@@ -79,6 +85,13 @@ class LogCurves:
 
     def curve(self, key: str) -> tuple[list, list]:
         return self.curves.get(key, ([], []))
+
+    def chart(self, key: str, title: str | None = None) -> str:
+        """svg_chart of one column; its title says so when the latest value was not finite (the curve
+        itself ends at the last finite one)."""
+        step = self.not_finite.get(key)
+        return svg_chart(title or key, *self.curve(key),
+                         latest=None if step is None else f"not finite at step {step}")
 
 
 def downsample(xs: list[float], ys: list[float], n: int = MAX_POINTS) -> tuple[list[float], list[float]]:
@@ -133,15 +146,16 @@ def step_label(t: float) -> str:
 
 
 def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
-              height: int = CHART_H) -> str:
+              height: int = CHART_H, latest: str | None = None) -> str:
     """A line chart as an inline <svg>: the curve, round-valued grid lines with labels, and the title
-    with the latest value. The plot area spans [PAD_L, width - PAD_R] x [PAD_T, height - PAD_B]."""
+    with the latest value (or `latest`, said instead). The plot area spans [PAD_L, width - PAD_R] x
+    [PAD_T, height - PAD_B]."""
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}">')
     if not xs:
-        return (f'{head}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: no finite values yet'
-                f'</text></svg>')
-    latest = ys[-1]
+        return (f'{head}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
+                f'{html.escape(latest or "no finite values yet")}</text></svg>')
+    latest = latest or _num(ys[-1])
     xs, ys = downsample(xs, ys)
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
@@ -159,7 +173,7 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
         return PAD_T + (y1 - y) / (y1 - y0) * ph
 
     parts = [head, f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
-                   f'<tspan class="v">{_num(latest)}</tspan></text>',
+                   f'<tspan class="v">{html.escape(latest)}</tspan></text>',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']
     ys_ticks = ticks(y0, y1)
     for t, label in zip(ys_ticks, tick_labels(ys_ticks)):
@@ -276,11 +290,10 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
 
     losses = log.losses()
     parts.append("<h2>Losses</h2>")
-    parts.append("<div class='charts'>" + "".join(svg_chart(k, *log.curve(k)) for k in losses) + "</div>"
+    parts.append("<div class='charts'>" + "".join(log.chart(k) for k in losses) + "</div>"
                  if losses else "<p>No losses logged yet.</p>")
     parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
-                 + svg_chart("learning rate", *log.curve("lr"))
-                 + svg_chart("images/s", *log.curve("img_per_s")) + "</div>")
+                 + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
 
     parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
     parts += [f"<figure><img src='{uri}' alt='samples at step {s}'><figcaption>step {s}</figcaption></figure>"

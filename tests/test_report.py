@@ -100,9 +100,13 @@ def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path)
     curves = LogCurves().update(log)
     assert curves.curve("G_L1") == ([1], [2.0]) and curves.losses() == ["G_L1"] and curves.diverged
     assert curves.last["step"] == 2
+    # The curve ends at the last finite value; the title says the latest one was not finite.
+    assert curves.not_finite == {"G_L1": 2} and ">not finite at step 2</tspan>" in curves.chart("G_L1")
+    assert ">2</tspan>" not in curves.chart("G_L1") and ">1</tspan>" in curves.chart("lr")
     with open(log, "a") as f:  # the line being written is finished, and another added
         f.write('L1": 4.0}\n{"step": 4, "G_L1": 5.0}\n')
     assert curves.update(log).curve("G_L1") == ([1, 3, 4], [2.0, 4.0, 5.0])
+    assert curves.not_finite == {} and ">5</tspan>" in curves.chart("G_L1")
     log.write_text('{"step": 1, "G_L1": 7.0}\n')  # truncated by a resume: read again from the start
     assert curves.update(log).curve("G_L1") == ([1], [7.0]) and not curves.diverged
 
@@ -306,6 +310,7 @@ def test_a_diverged_run_says_so_and_stray_grid_files_or_a_cut_log_line_break_not
         t.train()
     page = (run / "report.html").read_text()
     assert "Training diverged" in page and "Rows: the same inputs of test/ in every grid" in page
+    assert "G_L1 <tspan class=\"v\">not finite at step 3</tspan>" in page  # not the last finite value
 
 
 def test_axis_labels_tell_their_ticks_apart_and_steps_stay_whole():
