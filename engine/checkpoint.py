@@ -120,7 +120,8 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 
     training=False (inference: sample, evaluate, export) builds and loads G (its moving average
     when there is one) and E only; training=True everything, optimisers included.
-    `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last)."""
+    `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last).
+    For inference a stored impl="triton" that `device` cannot run becomes "auto"."""
     state = read_checkpoint(path)
     cfg = config_of(state, path)
     cfg.compile = "off"  # a training-speed option: sampling a few images would wait for compilation
@@ -129,6 +130,11 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
             raise ConfigError(f"load_checkpoint: {k} changes the networks; only "
                               f"{', '.join(sorted(MODEL_RESUMABLE_CHANGES))} may be overridden")
         setattr(cfg.model, k, v)
+    if not training and "impl" not in model_overrides and cfg.model.impl == "triton" and not _runs_triton(device):
+        # impl changes speed, not weights: a model trained with the kernels on a GPU still samples where
+        # they cannot run (a CPU machine), as the data falls back from DALI (runtime.inference_data);
+        # kept as it was, every forward raised. Training (resume) refuses it with advice instead.
+        cfg.model.impl = "auto"
     model = BicycleGAN(TrainConfig.from_dict(cfg.to_dict()), device=device, training=training)
     try:
         model.load_training_state(state, strict=training)
@@ -139,6 +145,12 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # would pass for the model's (a training run from it trains one).
         model.E = None
     return model
+
+
+def _runs_triton(device) -> bool:
+    from bicyclegan.kernels._impl import interpreting, triton_available
+    device = torch.device(device) if device is not None else torch.device("cpu")  # None: built on the CPU
+    return triton_available() and (device.type == "cuda" or interpreting())
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.

@@ -268,6 +268,18 @@ def test_only_impl_and_channels_last_may_be_overridden_at_load(tmp_path):
             "load_checkpoint: ngf changes the networks; only channels_last, impl may be overridden")
 
 
+def test_a_model_trained_with_triton_kernels_samples_where_they_cannot_run(tmp_path, monkeypatch):
+    # --impl triton on a GPU, then sample/evaluate on a CPU machine: every forward raised there.
+    save_checkpoint(BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "impl": "triton"}))), tmp_path / "ck.pt")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # a plain CPU machine, not the tests' interpreter
+    model = load_checkpoint(tmp_path / "ck.pt")
+    assert model.cfg.model.impl == "auto"
+    assert model.generate(torch.zeros(1, 3, TINY["crop_size"], TINY["crop_size"])).shape[0] == 1
+    # Asked for by name, or for training (whose runner refuses it with advice), it stays.
+    assert load_checkpoint(tmp_path / "ck.pt", impl="triton").cfg.model.impl == "triton"
+    assert load_checkpoint(tmp_path / "ck.pt", training=True).cfg.model.impl == "triton"
+
+
 def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path):
     model = tiny_model()
     state = model.training_state()
