@@ -121,7 +121,11 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     training=False (inference: sample, evaluate, export) builds and loads G (its moving average
     when there is one) and E only; training=True everything, optimisers included.
     `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last).
-    For inference a stored impl="triton" that `device` cannot run becomes "auto"."""
+    For inference a stored impl="triton" that `device` cannot run becomes "auto".
+    path: a checkpoint file, or a run folder (its checkpoints/latest.pt), as every command takes it."""
+    # A run folder was "checkpoint runs/x does not exist" for sample(), evaluate() and the other
+    # functions, while export_generator() and the commands took it.
+    path = find_checkpoint(path)
     state = read_checkpoint(path)
     cfg = config_of(state, path)
     cfg.compile = "off"  # a training-speed option: sampling a few images would wait for compilation

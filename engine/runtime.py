@@ -227,6 +227,8 @@ def results_dir(checkpoint, name: str) -> Path:
     <run>/checkpoints/latest.pt (<name>_epoch_N for epoch_N.pt), results/<stem>/<name> for any other
     checkpoint <stem>.pt (the reference's ./results/<name>/), so two models never share a folder."""
     ckpt = Path(checkpoint).resolve()
+    if ckpt.is_dir():  # a run folder stands for its latest.pt (checkpoint.find_checkpoint)
+        ckpt = ckpt / "checkpoints" / "latest.pt"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
     return Path("results") / ckpt.stem / name

@@ -44,6 +44,7 @@ from bicyclegan.engine.checkpoint import (
 )
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
+from bicyclegan.engine.runtime import results_dir
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -278,6 +279,13 @@ def test_a_model_trained_with_triton_kernels_samples_where_they_cannot_run(tmp_p
     # Asked for by name, or for training (whose runner refuses it with advice), it stays.
     assert load_checkpoint(tmp_path / "ck.pt", impl="triton").cfg.model.impl == "triton"
     assert load_checkpoint(tmp_path / "ck.pt", training=True).cfg.model.impl == "triton"
+
+
+def test_load_checkpoint_takes_a_run_folder_as_the_commands_do(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert load_checkpoint(tmp_path / "run").cfg.model.ngf == TINY["ngf"]
+    # and the results go where the command puts them: into the run, not ./results/run
+    assert results_dir(tmp_path / "run", "test") == (tmp_path / "run" / "results" / "test").resolve()
 
 
 def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path):
