@@ -75,6 +75,11 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
     as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did)."""
+    # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
+    # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
+    for name, value in (("num", num), ("n_samples", n_samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "

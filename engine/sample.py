@@ -63,6 +63,11 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a finite number > 0")
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("sample: give `out` when passing a model object")
+    # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a
+    # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
+    for name, value, low in (("num", num, 1), ("n_samples", n_samples, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     checkpoint = model
     model = open_model(model, device)
     if bad := model.nonfinite():

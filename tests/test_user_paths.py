@@ -323,6 +323,19 @@ def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named
         evaluate(run / "checkpoints" / "latest.pt", data, n_samples=2, num=2, metrics="lpips")
 
 
+@pytest.mark.parametrize("call,kw,why", [
+    (sample, {"num": 0}, "num must be an integer >= 1, got 0"),  # was "no inputs found"
+    (sample, {"num": "2"}, "num must be an integer >= 1, got '2'"),
+    (sample, {"n_samples": -1}, "n_samples must be an integer >= 0, got -1"),
+    (evaluate, {"num": -1}, "num must be an integer >= 1, got -1"),  # was "no images to evaluate"
+    (evaluate, {"n_samples": 0}, "n_samples must be an integer >= 1, got 0"),
+])
+def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_path, call, kw, why):
+    extra = {"out": tmp_path / "s"} if call is sample else {}
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        call(run / "checkpoints" / "latest.pt", data, **extra, **kw)
+
+
 def test_interpolate_refused_for_its_refs_makes_no_folder(run, data, tmp_path):
     with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
         interpolate(run / "checkpoints" / "latest.pt", data, out=tmp_path / "i", path="encoded", refs=[0, 9],
