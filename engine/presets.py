@@ -114,5 +114,7 @@ def make_config(preset: str | None = None, **options) -> TrainConfig:
     if preset == "demo" and "load_size" not in given["data"] and {"crop_size", "crop_width"} & set(given["model"]):
         # the demo loads images at the network's size; a new crop size carries the load size with it
         m = parts["model"]
-        parts["data"]["load_size"] = max(m.get("crop_size", 256), m.get("crop_width") or 0)
+        sides = (m.get("crop_size", 256), m.get("crop_width") or 0)
+        if all(isinstance(s, int) for s in sides):  # else ModelConfig names the bad one (max() raised a TypeError)
+            parts["data"]["load_size"] = max(sides)
     return TrainConfig(model=ModelConfig(**parts["model"]), data=DataConfig(**parts["data"]), **parts["train"])

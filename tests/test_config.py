@@ -389,3 +389,5 @@ def test_the_demo_loads_at_the_size_it_is_asked_to_crop():
     assert make_config("demo", crop_size=64, load_size=80).data.load_size == 80  # said explicitly: kept
     assert make_config("demo", ngf=8).data.load_size == 32
     assert make_config("reference", netG="unet_128", crop_size=128).data.load_size == 286  # only the demo carries it
+    refused(lambda: make_config("demo", crop_size=(32, 64)), "crop_size=(32, 64) must be a positive integer")
+    refused(lambda: make_config("demo", crop_width="64"), "crop_width='64' must be a positive integer or None")
