@@ -125,7 +125,7 @@ class ZConcatConv2d(nn.Module):
     """
 
     def __init__(self, in_channels, nz, out_channels, kernel_size=4, stride=2, padding=1,
-                 act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free"):
+                 act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free", device=None, dtype=None):
         super().__init__()
         if act not in ACTS:
             raise ValueError(f"ZConcatConv2d: act must be one of {ACTS}, got {act!r}")
@@ -137,7 +137,9 @@ class ZConcatConv2d(nn.Module):
         self.in_channels, self.nz, self.out_channels = in_channels, nz, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.act, self.slope, self.impl, self.mode = act, slope, impl, mode
-        conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, bias=bias)
+        # device/dtype as nn.Conv2d (and InstanceNormAct2d) take them: built in place, e.g. on "meta".
+        conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, bias=bias,
+                         device=device, dtype=dtype)
         self.weight, self.bias = conv.weight, conv.bias
 
     def forward(self, x, z=None):

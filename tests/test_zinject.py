@@ -212,6 +212,11 @@ def test_state_dict_is_one_conv_weight():
     _close(layer(x, z), ref, torch.float32, "vs nn.Conv2d")
 
 
+def test_module_takes_device_and_dtype_as_nn_conv2d():
+    layer = ZConcatConv2d(3, 2, 4, device="meta", dtype=torch.float64)
+    assert (layer.weight.device.type, layer.weight.dtype, layer.bias.dtype) == ("meta", torch.float64, torch.float64)
+
+
 # ---------------------------------------------------------------------------------------------
 # fused act + tile + concatenate
 # ---------------------------------------------------------------------------------------------
