@@ -4,11 +4,23 @@ The names follow the reference's `nl` option (relu | lrelu | elu) spelled as tor
 does; "none" is the identity. ELU has alpha = 1 (the reference's nn.ELU(alpha=1.0)); LeakyReLU
 takes its negative slope from the caller.
 """
+import math
+import numbers
+
 import torch.nn.functional as F
 
 ACTS = ("none", "relu", "leaky_relu", "elu")
 # The ACT constexpr of the Triton kernels (see _triton_common.act).
 ACT_IDS = {name: i for i, name in enumerate(ACTS)}
+
+
+def check_act(who, act, slope):
+    """The activation arguments every op and module takes, refused with a message naming them: a
+    slope given as a string passed the Triton path (float("0.2")) and failed deep in the reference."""
+    if act not in ACTS:
+        raise ValueError(f"{who}: act must be one of {ACTS}, got {act!r}")
+    if isinstance(slope, bool) or not isinstance(slope, numbers.Real) or not math.isfinite(slope):
+        raise TypeError(f"{who}: slope must be a finite real number (LeakyReLU's negative slope), got {slope!r}")
 
 
 def apply_act(y, act, slope, inplace=False):

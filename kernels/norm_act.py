@@ -8,12 +8,12 @@ import torch
 import torch.nn as nn
 
 from ._impl import IMPLS, resolve_impl
-from .acts import ACTS, apply_act
+from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def _check(x, act, weight, bias):
+def _check(x, act, slope, weight, bias):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -21,8 +21,7 @@ def _check(x, act, weight, bias):
         raise TypeError(f"instance_norm_act: x must be float32, bfloat16 or float16, got {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"instance_norm_act: x is empty (shape {tuple(x.shape)})")
-    if act not in ACTS:
-        raise ValueError(f"instance_norm_act: act must be one of {ACTS}, got {act!r}")
+    check_act("instance_norm_act", act, slope)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
@@ -54,7 +53,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     activations do for LeakyReLU and ELU: modifying y in place before backward then raises
     autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead).
     """
-    _check(x, act, weight, bias)
+    _check(x, act, slope, weight, bias)
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
         if x.dtype not in TRITON_DTYPES:
             raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
@@ -73,8 +72,7 @@ class InstanceNormAct2d(nn.Module):
         if track_running_stats:
             raise ValueError("InstanceNormAct2d: track_running_stats=True is not supported "
                              "(instance statistics are always used, as in pix2pix/BicycleGAN)")
-        if act not in ACTS:
-            raise ValueError(f"InstanceNormAct2d: act must be one of {ACTS}, got {act!r}")
+        check_act("InstanceNormAct2d", act, slope)
         if impl not in IMPLS:
             raise ValueError(f"InstanceNormAct2d: impl must be one of {IMPLS}, got {impl!r}")
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine

@@ -10,14 +10,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._impl import IMPLS, resolve_impl
-from .acts import ACTS, apply_act
+from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 MODES = ("concat_free", "fused_concat")
 
 
 def _check(x, z):
-    if x.dim() != 4:
-        raise ValueError(f"z injection: x must be N x C x H x W, got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"z injection: x must be a 4-D N x C x H x W tensor, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != x.shape[0]:
         raise ValueError(f"z injection: z must be N x nz with the batch of x; got x {tuple(x.shape)} "
                          f"and z {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
@@ -47,8 +48,7 @@ def z_concat_act_ref(x, z, act="leaky_relu", slope=0.2):
 def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass, in x's memory format)."""
     _check(x, z)
-    if act not in ACTS:
-        raise ValueError(f"z_concat_act: act must be one of {ACTS}, got {act!r}")
+    check_act("z_concat_act", act, slope)
     if resolve_impl(impl, x, "z_concat_act") == "triton":
         from .zinject_triton import z_concat_act_triton
         return z_concat_act_triton(x, z, act, slope)
@@ -89,8 +89,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     modifying x in place before backward raises autograd's in-place error.
     """
     _check(x, z)
-    if act not in ACTS:
-        raise ValueError(f"z_concat_conv: act must be one of {ACTS}, got {act!r}")
+    check_act("z_concat_conv", act, slope)
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != x.shape[1] + z.shape[1]:
@@ -127,8 +126,7 @@ class ZConcatConv2d(nn.Module):
     def __init__(self, in_channels, nz, out_channels, kernel_size=4, stride=2, padding=1,
                  act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free", device=None, dtype=None):
         super().__init__()
-        if act not in ACTS:
-            raise ValueError(f"ZConcatConv2d: act must be one of {ACTS}, got {act!r}")
+        check_act("ZConcatConv2d", act, slope)
         if mode not in MODES:
             raise ValueError(f"ZConcatConv2d: mode must be one of {MODES}, got {mode!r}")
         if impl not in IMPLS:
@@ -146,6 +144,9 @@ class ZConcatConv2d(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ZConcatConv2d: expected x with {self.in_channels} channels, got {tuple(x.shape)}")
         if self.nz == 0:
+            if z is not None and z.numel():  # a code given to a layer built without one is a mistake
+                raise ValueError(f"ZConcatConv2d: built with nz=0, so it takes no z; got z of shape "
+                                 f"{tuple(z.shape)}")
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
                             self.stride, self.padding)
         if z is None or z.dim() != 2 or z.shape[1] != self.nz:

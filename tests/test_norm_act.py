@@ -383,6 +383,15 @@ def test_bad_input_errors(impl):
         InstanceNormAct2d(4, impl=impl)(torch.randn(1, 3, 5, 5))
     with pytest.raises(ValueError, match="track_running_stats"):
         InstanceNormAct2d(4, track_running_stats=True)
+    # A string slope ran on the Triton path (float("0.2")) and was a TypeError deep in the reference.
+    for slope in ("0.2", None, True, float("nan")):
+        with pytest.raises(TypeError, match=f"instance_norm_act: slope must be a finite real number.*{slope!r}"):
+            instance_norm_act(torch.randn(1, 2, 3, 3), slope=slope, impl=impl)
+        with pytest.raises(TypeError, match="InstanceNormAct2d: slope"):
+            InstanceNormAct2d(2, slope=slope)
+    np = pytest.importorskip("numpy")
+    torch.testing.assert_close(instance_norm_act(torch.randn(1, 2, 3, 3), slope=np.float32(0.1), impl=impl).shape,
+                               torch.Size([1, 2, 3, 3]))  # any real number
 
 
 def test_float64_triton_refused_auto_uses_reference():
