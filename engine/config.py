@@ -292,6 +292,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def given(cls, cfg, who: str) -> "TrainConfig":
+        """A TrainConfig, or its dict (config.json's content) checked into one, for the functions that
+        take a config: anything else is a TypeError naming `who` (it was an AttributeError on .device)."""
+        if isinstance(cfg, cls):
+            return cfg
+        if isinstance(cfg, dict):
+            return cls.from_dict(cfg)
+        raise TypeError(f"{who}: cfg must be a TrainConfig (make_config(...)) or its dict, got {type(cfg).__name__}")
+
+    @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise ConfigError(f"a TrainConfig needs a dict of fields, got {type(d).__name__}")

@@ -61,7 +61,7 @@ class BicycleGAN(nn.Module):
         """training=False builds what inference needs (G, its moving average, E): no
         discriminators, optimisers or compilation."""
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = TrainConfig.given(cfg, "BicycleGAN")
         m, v = cfg.model, cfg.variant
         self.enc_branch = v in ("bicycle", "cvae", "cae")
         self.rand_branch = v in ("bicycle", "clr", "pix2pix")
@@ -282,8 +282,25 @@ class BicycleGAN(nn.Module):
                 L["D"] = d_loss(self.D, out["fake_rand"], A1, B1)
         return L
 
+    def _check_batch(self, batch) -> None:
+        """Shapes only (no sync): a batch of the wrong form was a bare KeyError 'A' or a conv's
+        complaint about channels, several layers down."""
+        m = self.cfg.model
+        want = f"a dict of 'A' (N x {m.input_nc} x H x W) and 'B' (N x {m.output_nc} x H x W) float tensors"
+        if not isinstance(batch, dict) or "A" not in batch or "B" not in batch:
+            got = sorted(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__
+            raise ValueError(f"train_step: the batch must be {want}; got {got}")
+        A, B = batch["A"], batch["B"]
+        tensors = all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.is_floating_point() for t in (A, B))
+        if not tensors or (A.shape[1], B.shape[1]) != (m.input_nc, m.output_nc) or \
+                A.shape[0] != B.shape[0] or A.shape[2:] != B.shape[2:]:
+            shapes = [f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                      for t in (A, B)]
+            raise ValueError(f"train_step: the batch must be {want}; got A {shapes[0]}, B {shapes[1]}")
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync)."""
+        self._check_batch(batch)
         A = batch["A"].to(self.device, non_blocking=True)
         B = batch["B"].to(self.device, non_blocking=True)
         if self.cfg.variant == "bicycle" and A.shape[0] % 2:

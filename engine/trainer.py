@@ -114,6 +114,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
+        cfg = TrainConfig.given(cfg, "train")
         self.dist = init_distributed(cfg.device)
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = self.dist.device

@@ -416,6 +416,29 @@ def test_bicycle_step_rejects_an_odd_batch():
             BicycleGAN(cfg).train_step(batch(cfg, 5))
 
 
+def test_a_batch_of_the_wrong_form_is_refused_naming_what_is_expected():
+    """A missing key was a bare KeyError 'A'; wrong channels a conv's complaint several layers down;
+    a dict for the config an AttributeError on .device."""
+    cfg = small_cfg()
+    model = BicycleGAN(cfg.to_dict())  # a config's dict (config.json's content) is a config
+    assert model.cfg == cfg
+    good = batch(cfg)
+    want = r"the batch must be a dict of 'A' \(N x 3 x H x W\) and 'B' \(N x 3 x H x W\) float tensors; got "
+    for bad, got in (({"A": good["A"]}, r"\['A'\]"), ([good["A"], good["B"]], "list"),
+                     ({**good, "B": good["B"][:, :1]}, r"A \(4, 3, 32, 32\) torch.float32, B \(4, 1, 32, 32\)"),
+                     ({**good, "B": good["B"][:2]}, r"B \(2, 3, 32, 32\)"),
+                     ({**good, "B": good["B"][..., :16]}, r"B \(4, 3, 32, 16\)"),
+                     ({**good, "A": (good["A"] * 127).to(torch.uint8)}, "torch.uint8"),
+                     ({**good, "A": good["A"][0]}, r"A \(3, 32, 32\)")):
+        with pytest.raises(ValueError, match="train_step: " + want + ".*" + got):
+            model.train_step(bad)
+    with pytest.raises(TypeError, match="BicycleGAN: cfg must be a TrainConfig .* got str"):
+        BicycleGAN("demo")
+    from bicyclegan.engine import train
+    with pytest.raises(TypeError, match="train: cfg must be a TrainConfig .* got str"):
+        train("demo")
+
+
 def test_batch_one_inference_and_odd_batch_variants():
     cfg = small_cfg("cvae", batch_size=3)
     model = BicycleGAN(cfg)
