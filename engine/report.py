@@ -326,8 +326,15 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
     log). cache: a dict kept between calls, to encode each grid once and parse each log line once."""
     run = Path(run_dir)
-    paths = run_grids(run)
-    grids = [(grid_step(p), grid_data_uri(p, cache)) for p in spread(paths, MAX_GRIDS)]
+    shown = spread(run_grids(run), MAX_GRIDS)
+    grids = [(grid_step(p), grid_data_uri(p, cache)) for p in shown]
+    if cache is not None:
+        # Only the grids shown stay encoded: a grid the spread has passed over never comes back (the
+        # choice only thins out), and keeping each one's URI grew the trainer by one grid per sample
+        # interval for the whole run (2,000 grids of a 256 px run: gigabytes).
+        keep = {str(p) for p in shown}
+        for key in [k for k in cache if isinstance(k, tuple) and k[0] not in keep]:
+            del cache[key]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
                          _read_json(run / "eval.json"), _read_json(run / "config.json"), status)
