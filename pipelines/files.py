@@ -404,14 +404,21 @@ class CheckCache:
             return None
         return _over_limit(w, h, max_pixels) or (w, h)
 
-    def save(self):
+    def save(self, listed=()):
         """Write the entries, old and new, atomically (a concurrent run may win; both are right).
+        listed: the keys of this run's listing; an old entry of a file outside it that is gone is
+        dropped, else every renamed or regenerated dataset left its old names in the file for good
+        (a 10,000-file folder re-exported three times: 40,000 entries, all read at every start).
         Raises OSError naming the file when it cannot be written."""
         if self.path is None or not self.new:
             return
         from bicyclegan.engine.io import atomic_write  # at call time: the engine imports this module
+        listed = set(listed)
+        # Outside the listing (max_dataset_size lists a part) only a file that is gone is forgotten.
+        kept = {k: v for k, v in self.entries.items()
+                if k in listed or os.path.lexists(os.path.join(self.base, k))}
         text = json.dumps({"version": _checks_version(), "folder": self.base,
-                           "files": {**self.entries, **self.new}}, separators=(",", ":"))
+                           "files": {**kept, **self.new}}, separators=(",", ":"))
         atomic_write(self.path, lambda f: f.write(text.encode()), what="file checks' cache", error=OSError)
 
 
@@ -484,7 +491,7 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
         cache.new.update((cache._key(share[i]), entry) for i, entry in new.items())
     if rank == 0:  # one writer: the ranks of a node share one cache file
         try:
-            cache.save()
+            cache.save(cache._key(p) for p in paths)
         except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
             log.warning("could not save the file checks' cache (%s)", err)
     return sizes

@@ -80,6 +80,23 @@ def test_known_files_are_not_decoded_again(tmp_path, cache_dir, inspected):
     assert inspected == ["000.png"]  # more/000.png
 
 
+
+def test_files_gone_from_the_folder_are_forgotten(tmp_path, cache_dir, inspected):
+    # A renamed or regenerated dataset left its old names in the cache for good: a 10,000-file
+    # folder re-exported three times held 40,000 entries, all read back at every start.
+    paths = dataset(tmp_path)
+    load(tmp_path, max_dataset_size=2)
+    load(tmp_path)  # the whole folder
+    for p in paths[:2]:
+        os.rename(p, p.replace(".png", "_renamed.png"))
+    load(tmp_path, max_dataset_size=2)  # lists a part: the unlisted files that are there stay known
+    entries = json.loads(next(cache_dir.glob("*.json")).read_text())["files"]
+    assert sorted(entries) == ["000_renamed.png", "001_renamed.png", "002.png", "003.png"]
+    inspected.clear()
+    load(tmp_path)
+    assert inspected == []
+
+
 def test_a_changed_file_is_checked_again(tmp_path, cache_dir, inspected):
     paths = dataset(tmp_path)
     load(tmp_path)
