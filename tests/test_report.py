@@ -370,6 +370,25 @@ def test_grids_show_val_before_test_before_train(tmp_path):
     assert t.grid_split == "train" and t.sample_A.shape[0] == 4  # 4 x the batch, at most 8
 
 
+def test_grid_rows_check_only_the_inputs_they_read(tmp_path, monkeypatch):
+    # Without val/ or test/ the grids come from train/, which was then listed and checked whole a
+    # second time at every start, to read at most GRID_CANDIDATES inputs (100,000 files: 7.9 s).
+    import bicyclegan.pipelines.loader as loader_mod
+    from bicyclegan.engine import trainer as trainer_mod
+    root = make_demo_dataset(tmp_path / "d", n_train=12, n_test=0, n_val=0, size=32)
+    checked = []
+    real = loader_mod.find_samples
+
+    def spy(*a, **kw):
+        index = real(*a, **kw)
+        checked.append(len(index.samples))
+        return index
+    monkeypatch.setattr(loader_mod, "find_samples", spy)
+    monkeypatch.setattr(trainer_mod, "GRID_CANDIDATES", 5, raising=False)
+    t = Trainer(tiny_cfg(tmp_path / "r", root, max_steps=1, batch_size=1, variant="cvae"), progress=False)
+    assert t.grid_split == "train" and checked == [12, 5]  # the training loader, then the grid's
+
+
 @pytest.mark.parametrize("variant, nz, cols", [
     ("bicycle", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
     ("clr", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
