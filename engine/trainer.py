@@ -31,9 +31,9 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, DivergenceError
+from .errors import CheckpointError, ConfigError, DivergenceError, OutputError
 from .images import save_grid
-from .io import check_writable, write_json, write_text
+from .io import _reason, check_writable, write_json, write_text
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import build_loader, check_runnable, describe_device, init_distributed, prepare_data_root, prepare_device
@@ -372,8 +372,18 @@ class Trainer:
             # JSON has no NaN: a non-finite loss is written as null beside "diverged".
             row = {"step": self.step, "epoch": self.epoch, "lr": lr, "img_per_s": round(ips, 2),
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
-            log.write(json.dumps({**row, **({"diverged": True} if bad or nets else {})}) + "\n")
-            log.flush()
+            try:
+                log.write(json.dumps({**row, **({"diverged": True} if bad or nets else {})}) + "\n")
+                log.flush()
+            except OSError as e:
+                # A full disk or a folder gone read-only: one line naming the file and where to resume
+                # from, as the checkpoints' and grids' writes say (a bare OSError came with a traceback).
+                try:
+                    log.close()  # now, or the close in train() tries the line again and raises over this
+                except OSError:
+                    pass
+                raise OutputError(f"cannot write the training log {self.run_dir / 'log.jsonl'} at step "
+                                  f"{self.step}: {_reason(e, self.run_dir)}; {self._last_good()}") from e
             if self.tb:
                 self.tb.log_row(row)
         self.progress.update(self.step, self.epoch, ips, avg)

@@ -611,6 +611,17 @@ def test_a_full_disk_reported_by_torch_keeps_the_old_checkpoint(tmp_path, monkey
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.pt"]
 
 
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_the_training_log_is_one_line_naming_it(tmp_path, data):
+    # log.jsonl is appended to, not written atomically: a full disk there was a bare OSError.
+    t = Trainer(cfg(tmp_path / "run", data, max_steps=4, save_every=2, log_every=3), progress=False)
+    os.symlink("/dev/full", tmp_path / "run" / "log.jsonl")  # every write: ENOSPC
+    with pytest.raises(OutputError, match=r"cannot write the training log .*log.jsonl at step 3: No space "
+                                          r"left on device.*last good checkpoint is .*latest.pt \(step 2\)"):
+        t.train()
+
+
 def test_stale_temp_files_of_killed_saves_are_removed(tmp_path):
     path = tmp_path / "checkpoints" / "latest.pt"
     path.parent.mkdir()
