@@ -101,10 +101,13 @@ def _list_images(folder):
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # The folder's path below `folder` once, not os.path.relpath per file (two abspaths each:
+        # 60 % of listing 100,000 files).
+        below = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
             if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith("."):
                 full = os.path.join(dirpath, name)
-                key = os.path.splitext(os.path.relpath(full, folder))[0]
+                key = os.path.splitext(name if below == os.curdir else os.path.join(below, name))[0]
                 found.setdefault(key, []).append(full)
     return found
 
