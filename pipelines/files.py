@@ -348,6 +348,7 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
 
 
 CHECKS_VERSION = 2  # raise it when inspect_file's checks change: cached verdicts are then redone
+CHECK_PART = 1024  # files submitted to the checking threads at a time
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 
@@ -459,11 +460,15 @@ def _check_share(paths, cache, max_pixels):
         return stamp, inspect_file(paths[i], max_pixels)
     started, new = time.time_ns(), {}
     with ThreadPoolExecutor(max_workers=min(16, usable_cores() * 4)) as pool:
-        for i, (stamp, (wh, reason)) in zip(todo, pool.map(check, todo)):
-            verdicts[i] = wh or reason
-            # stamp taken before the read: a change during the check shows as another stamp next time
-            if wh is not None and stamp is not None and stamp[2] < started - _SETTLE_NS:
-                new[i] = [*stamp, *wh]
+        # In parts: pool.map submits its whole input at once, and a future per file of 100,000 held
+        # 190 MB until the last was done.
+        for lo in range(0, len(todo), CHECK_PART):
+            part = todo[lo:lo + CHECK_PART]
+            for i, (stamp, (wh, reason)) in zip(part, pool.map(check, part)):
+                verdicts[i] = wh or reason
+                # stamp taken before the read: a change during the check shows as another stamp next time
+                if wh is not None and stamp is not None and stamp[2] < started - _SETTLE_NS:
+                    new[i] = [*stamp, *wh]
     return verdicts, new
 
 

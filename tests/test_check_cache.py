@@ -114,6 +114,22 @@ def test_listing_works_out_each_folders_relative_path_once(tmp_path, monkeypatch
     assert len(calls) == 3  # one per folder
 
 
+
+def test_files_go_to_the_checking_threads_in_parts(tmp_path, cache_dir, inspected, monkeypatch):
+    # pool.map submits its whole input at once: a future per file of 100,000 held 190 MB.
+    sizes = []
+
+    class Pool(files.ThreadPoolExecutor):
+        def map(self, fn, items):
+            sizes.append(len(items))
+            return super().map(fn, items)
+    monkeypatch.setattr(files, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(files, "CHECK_PART", 3, raising=False)
+    dataset(tmp_path, n=7)
+    assert len(load(tmp_path).samples) == 7
+    assert sizes == [3, 3, 1] and len(inspected) == 7
+
+
 def test_a_changed_file_is_checked_again(tmp_path, cache_dir, inspected):
     paths = dataset(tmp_path)
     load(tmp_path)
