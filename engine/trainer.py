@@ -38,7 +38,6 @@ from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import build_loader, check_runnable, describe_device, init_distributed, prepare_data_root, prepare_device
 
-
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
 
 
