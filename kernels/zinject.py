@@ -119,7 +119,8 @@ class ZConcatConv2d(nn.Module):
     """conv(act(cat(x, tile(z)))) with weight laid out as nn.Conv2d(in_channels + nz, out_channels).
 
     act is applied to the concatenation (the reference's LeakyReLU-before-conv); "none" for the
-    U-Net's outermost block. nz=0 makes it a plain act + conv. `mode` picks the Triton path
+    U-Net's outermost block. nz=0 makes it a plain act + conv that takes and ignores any z (with
+    where_add=input, the U-Net hands its code to every level). `mode` picks the Triton path
     (see z_concat_conv); it is a plain attribute, so a built network can be switched in place.
     """
 
@@ -143,10 +144,7 @@ class ZConcatConv2d(nn.Module):
     def forward(self, x, z=None):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ZConcatConv2d: expected x with {self.in_channels} channels, got {tuple(x.shape)}")
-        if self.nz == 0:
-            if z is not None and z.numel():  # a code given to a layer built without one is a mistake
-                raise ValueError(f"ZConcatConv2d: built with nz=0, so it takes no z; got z of shape "
-                                 f"{tuple(z.shape)}")
+        if self.nz == 0:  # z, if given, is not used: a U-Net passes its code through every level
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
                             self.stride, self.padding)
         if z is None or z.dim() != 2 or z.shape[1] != self.nz:

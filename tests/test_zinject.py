@@ -331,11 +331,6 @@ def test_bad_arguments():
             z_concat_act([1.0], z, impl=impl)
     with pytest.raises(TypeError, match="ZConcatConv2d: slope"):
         ZConcatConv2d(3, 2, 4, slope="0.2")
-    # Built without a code, a layer given one said nothing and left it out.
-    plain = ZConcatConv2d(3, 0, 4)
-    with pytest.raises(ValueError, match=r"built with nz=0, so it takes no z; got z of shape \(2, 2\)"):
-        plain(x, z)
-    assert plain(x, None).shape == plain(x, z[:, :0]).shape == (2, 4, 2, 2)
 
 
 def test_bias_shape_dtype_and_device_checked():
