@@ -401,6 +401,84 @@ def test_float64_triton_refused_auto_uses_reference():
     torch.testing.assert_close(instance_norm_act(x), instance_norm_act_ref(x))
 
 
+def _by_formula(x, act, slope, eps, w=None, b=None):
+    """InstanceNorm + activation written out in float64 from its definition (biased variance, eps
+    inside the square root), independent of torch's instance_norm and of the kernels."""
+    x = x.double()
+    mean = x.mean((2, 3), keepdim=True)
+    var = ((x - mean) ** 2).mean((2, 3), keepdim=True)
+    z = (x - mean) / torch.sqrt(var + eps)
+    if w is not None:
+        z = z * w.double()[None, :, None, None]
+    if b is not None:
+        z = z + b.double()[None, :, None, None]
+    if act == "relu":
+        return torch.where(z > 0, z, 0.0)
+    if act == "leaky_relu":
+        return torch.where(z > 0, z, z * slope)
+    if act == "elu":
+        return torch.where(z > 0, z, torch.exp(z) - 1)
+    return z
+
+
+def _against_formula(fn, x, act, slope, eps, w, b, what):
+    xr = x.detach().clone().requires_grad_()
+    y = fn(xr)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    xd = x.detach().double().requires_grad_()
+    expected = _by_formula(xd, act, slope, eps, w, b)
+    expected.backward(grad.double())
+    _close(y, expected.detach(), torch.float32, f"{what} y")
+    _close(xr.grad, xd.grad, torch.float32, f"{what} dx")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eps_where_the_variance_is_small(device):
+    """Planes whose variance is below eps (one constant): eps inside the square root decides the
+    result, on every plan and through every face (functional, module, fuse_norm_act), with a
+    non-default eps too. The other tests' planes have variance ~4, where eps hardly shows. ELU or
+    no activation: on the constant plane z is 0, where ReLU's derivative depends on rounding."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = (3 + 1e-3 * torch.randn(2, 3, 7, 9, dtype=torch.float64)).float().to(device)
+    x[0, 1] = 5.0
+    for eps in (1e-5, 1e-3):
+        for tiling in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}):
+            _against_formula(lambda t: instance_norm_act_triton(t, "elu", 0.0, eps, **tiling),
+                             x, "elu", 0.0, eps, None, None, f"eps {eps} {tiling}")
+        for impl in ("triton", "ref"):
+            _against_formula(lambda t: instance_norm_act(t, "none", 0.0, eps, impl=impl), x, "none", 0.0, eps,
+                             None, None, f"eps {eps} {impl}")
+            module = InstanceNormAct2d(3, eps=eps, act="elu", impl=impl).to(device)
+            _against_formula(module, x, "elu", 0.0, eps, None, None, f"module eps {eps} {impl}")
+    fused = fuse_norm_act(nn.Sequential(nn.InstanceNorm2d(3, eps=1e-3), nn.ELU()), impl="triton")
+    _against_formula(fused, x, "elu", 0.0, 1e-3, None, None, "fused eps 1e-3")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_split_larger_than_the_whole_tiles_needed(device):
+    """split=4 on a 3 x 3 plane in tiles of 2: four ranges of whole tiles would leave the last one
+    empty, so the plan takes ranges of 4 positions and only 3 of them."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 3, 3, device=device) * 2 + 3
+    for fmt in (NCHW, CL):
+        _against_formula(lambda t: instance_norm_act_triton(t, "leaky_relu", 0.2, 1e-5, block_hw=2, split=4),
+                         x.contiguous(memory_format=fmt), "leaky_relu", 0.2, 1e-5, None, None, f"split 4 {fmt}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_leaky_relu_gradients_slope_zero_and_half_affine(device):
+    """Backward undoes the activation from y only when it can (no affine, slope > 0): LeakyReLU
+    with slope 0 and with a weight or a bias alone must keep x (and give the same gradients)."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 4, 5, device=device) * 2 + 3
+    v = torch.randn(3, device=device)
+    for w, b in ((None, None), (v, None), (None, v)):
+        for slope in (0.0, 0.2):
+            _against_formula(lambda t: instance_norm_act_triton(t, "leaky_relu", slope, 1e-5, w, b),
+                             x, "leaky_relu", slope, 1e-5, w, b, f"slope {slope} w {w is not None} b {b is not None}")
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(2, 64, 64, 64), (1, 3, 130, 70), (1, 2, 512, 512), (16, 512, 4, 4)])
 @pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
