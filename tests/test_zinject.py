@@ -510,3 +510,23 @@ def test_zterm_rows_are_spread_evenly_over_as_many_programs(rows, OH, want):
     got = _even_rows(rows, OH)
     assert got == want
     assert -(-OH // got) == -(-OH // max(1, min(rows, OH)))  # no more programs than before
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+def test_concat_free_zterm_plans_a_gpu_would_use(fmt, monkeypatch, poisoned):
+    """In the interpreter the heuristics give one program the whole plane (ROWS = OH, one column
+    block). A GPU's plans cut it: several column blocks, several row chunks whose partial sums are
+    added up, and a last chunk reaching past OH (5 rows in programs of 2). Forced through the
+    launch-configuration lookup, they must give the reference's outputs and gradients."""
+    from bicyclegan.kernels import _configs
+    forced = dict(BLOCK_J=2, BLOCK_O=2, ROWS=2, num_warps=1)
+    real = _configs.choose
+    monkeypatch.setattr(_configs, "choose", lambda site, *a: dict(forced) if site.startswith("zterm") else real(site, *a))
+    # 10 x 10 -> 5 x 5 outputs: columns 0-1, 2-3 and 4 (a block the last one alone), rows 0-1, 2-3, 4 (and 5).
+    _compare_layers(2, 3, 10, 10, 2, 5, "leaky_relu", torch.float32, fmt)
+
+
+def test_concat_free_more_output_channels_than_one_block(poisoned):
+    """The z-side gradient kernel takes the output channels in blocks of 1024 / (KH * KW) rounded
+    to a power of two (32 for a 5 x 5 kernel): 40 of them need two blocks, whose partial dz add up."""
+    _compare_layers(2, 2, 5, 5, 3, 40, "leaky_relu", torch.float32, kernel_size=5, stride=1, padding=2)
