@@ -497,3 +497,22 @@ def test_cuda_looped_path(fmt, dtype):
     uses it; the GPU's own tiling would split these few planes instead."""
     _check_against_ref((2, 5, 130, 70), "leaky_relu", True, fmt, dtype, "cuda", split=1)
     _check_against_ref((1, 3, 512, 512), "relu", False, fmt, dtype, "cuda", split=1)
+
+
+def test_tiling_hooks_force_the_plans_they_name():
+    """The tests reach the looped and split paths on small planes through block_hw and split; a
+    hook that were ignored would leave them testing the single pass only. 2 x 3 x 7 x 9: 63
+    positions, so block_hw=8 means 8 tiles of 8 (one program looping over them); with split=3,
+    three programs of 24 positions per plane; block_hw=32, the fewest tiles a loop has: two."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    x = torch.randn(2, 3, 7, 9) * 2 + 3
+    plans = {}
+    for hooks in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}, {"block_hw": 32}):
+        cfg = nat._config(x, False, **hooks)
+        plans[tuple(hooks.items())] = (cfg["single"], cfg["split"], cfg["BLOCK_HW"], cfg["chunk"])
+    assert plans[()][:2] == (True, 1) and plans[()][2] >= 63
+    assert plans[(("block_hw", 8),)] == (False, 1, 8, 64)
+    assert plans[(("block_hw", 8), ("split", 3))] == (False, 3, 8, 24)
+    assert plans[(("block_hw", 32),)] == (False, 1, 32, 64)
+    _against_formula(lambda t: nat.instance_norm_act_triton(t, "leaky_relu", 0.2, 1e-5, block_hw=32), x,
+                     "leaky_relu", 0.2, 1e-5, None, None, "two tiles")
