@@ -516,3 +516,19 @@ def test_tiling_hooks_force_the_plans_they_name():
     assert plans[(("block_hw", 32),)] == (False, 1, 32, 64)
     _against_formula(lambda t: nat.instance_norm_act_triton(t, "leaky_relu", 0.2, 1e-5, block_hw=32), x,
                      "leaky_relu", 0.2, 1e-5, None, None, "two tiles")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_activation_derivative_where_z_is_zero(device):
+    """A constant plane (a dead channel) normalises to exactly 0, where the activation's derivative
+    is that of the negative side, as in torch: 0 for ReLU, the slope for LeakyReLU. With rstd =
+    1/sqrt(eps) any other choice shows in dx. Every plan; LeakyReLU also from the saved output."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 7, 9, device=device) * 2 + 3
+    x[0, 1] = 5.0
+    w, b = torch.randn(3, device=device), torch.zeros(3, device=device)
+    for tiling in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}):
+        for act, slope in (("relu", 0.0), ("leaky_relu", 0.2)):
+            for wb in ((None, None), (w, b)):
+                _against_formula(lambda t: instance_norm_act_triton(t, act, slope, 1e-5, *wb, **tiling), x, act,
+                                 slope, 1e-5, *wb, f"{act} {tiling} affine {wb[0] is not None}")

@@ -530,3 +530,69 @@ def test_concat_free_more_output_channels_than_one_block(poisoned):
     """The z-side gradient kernel takes the output channels in blocks of 1024 / (KH * KW) rounded
     to a power of two (32 for a 5 x 5 kernel): 40 of them need two blocks, whose partial dz add up."""
     _compare_layers(2, 2, 5, 5, 3, 40, "leaky_relu", torch.float32, kernel_size=5, stride=1, padding=2)
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_activation_derivative_at_exact_zeros(mode, poisoned):
+    """x after a ReLU holds exact zeros, and z may: there the derivative is that of the negative
+    side (0 for ReLU, the slope for LeakyReLU), as in torch. The random inputs of the other tests
+    never hit 0."""
+    x, z = _inputs(2, 3, 6, 4, 3, torch.float32)
+    x, z = F.relu(x), z * (torch.arange(3) != 1)  # about half of x and one z channel at 0
+    for act in ("relu", "leaky_relu"):
+        ref = ZConcatConv2d(3, 3, 4, act=act, impl="ref")
+        fast = ZConcatConv2d(3, 3, 4, act=act, impl="triton", mode=mode)
+        fast.load_state_dict(ref.state_dict())
+        grad = torch.randn_like(ref(x, z))
+        (y_ref, g_ref), (y, g) = _run_layer(ref, x, z, grad), _run_layer(fast, x, z, grad)
+        _close(y, y_ref, torch.float32, f"{act} output")
+        for name in g_ref:
+            _close(g[name], g_ref[name], torch.float32, f"{act} grad {name}")
+
+
+def test_autocast_without_activation(poisoned):
+    """act "none" (the U-Net's outermost block) under autocast: the x side must still reach the
+    conv in the autocast dtype, although no activation pass runs over it."""
+    x, z = _inputs(2, 3, 6, 10, 4, torch.float32)
+    ref = ZConcatConv2d(3, 4, 5, act="none", impl="ref")
+    grad = torch.randn(2, 5, 3, 5)
+    for mode in ("concat_free", "fused_concat"):
+        fast = ZConcatConv2d(3, 4, 5, act="none", impl="triton", mode=mode)
+        fast.load_state_dict(ref.state_dict())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y_ref, g_ref = _run_layer(ref, x, z, grad)
+            y, g = _run_layer(fast, x, z, grad)
+        assert y.dtype == y_ref.dtype == torch.bfloat16, mode
+        _close(y, y_ref, torch.bfloat16, f"{mode} output")
+        for name in g_ref:
+            _close(g[name], g_ref[name], torch.bfloat16, f"{mode} grad {name}")
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+def test_fused_concat_gradient_whose_plane_does_not_flatten(fmt, poisoned):
+    """A gradient narrowed along W (what torch.cat's backward hands over, say): its positions are
+    not h * W + w apart, so the kernel must get a dense copy."""
+    x, z = _inputs(2, 3, 4, 5, 2, torch.float32, fmt)
+    g = torch.randn(2, 5, 4, 8).contiguous(memory_format=fmt)[..., 1:6]
+    outs = []
+    for impl in ("triton", "ref"):
+        xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+        z_concat_act(xs, zs, "leaky_relu", impl=impl).backward(g)
+        outs.append((xs.grad, zs.grad))
+    _close(outs[0][0], outs[1][0], torch.float32, "dx")
+    _close(outs[0][1], outs[1][1], torch.float32, "dz")
+
+
+def test_module_mode_picks_the_path():
+    """ZConcatConv2d(mode=...) runs the path it names (the outputs alone cannot tell: both are
+    right): the concatenation-free op, or the fused concatenation followed by a plain conv."""
+    x, z = _inputs(2, 3, 6, 4, 2, torch.float32)
+    x.requires_grad_()
+    layer = ZConcatConv2d(3, 2, 4, impl="triton")
+    names = {}
+    for mode in ("concat_free", "fused_concat"):
+        layer.mode = mode  # a plain attribute: switching a built network in place works
+        y = layer(x, z)
+        names[mode] = [type(f).__name__ for f in (y.grad_fn, y.grad_fn.next_functions[0][0])]
+    assert names["concat_free"] == ["ZConcatConvFunctionBackward", "AccumulateGrad"]
+    assert names["fused_concat"] == ["ConvolutionBackward0", "ZConcatActFunctionBackward"]
