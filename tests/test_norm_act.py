@@ -532,3 +532,13 @@ def test_activation_derivative_where_z_is_zero(device):
             for wb in ((None, None), (w, b)):
                 _against_formula(lambda t: instance_norm_act_triton(t, act, slope, 1e-5, *wb, **tiling), x, act,
                                  slope, 1e-5, *wb, f"{act} {tiling} affine {wb[0] is not None}")
+
+
+def test_fuse_keeps_the_leaky_slope():
+    """nn.LeakyReLU's own slope (its default 0.01 here, not pix2pix's 0.2) goes into the fused layer."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4), nn.LeakyReLU(), nn.Conv2d(4, 2, 3),
+                        nn.InstanceNorm2d(2, affine=True), nn.LeakyReLU(0.3))
+    fused = fuse_norm_act(copy.deepcopy(net), impl="triton")
+    assert (fused[1].slope, fused[4].slope) == (0.01, 0.3)
+    x = torch.randn(2, 3, 9, 8)
+    _close(fused(x), net(x), torch.float32, "y")
