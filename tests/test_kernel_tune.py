@@ -291,3 +291,22 @@ def test_every_launch_states_fp_contraction(monkeypatch):
     assert len(kernel_defs) == 14
     assert names == kernel_defs, kernel_defs - names  # every kernel of the package was launched
     assert all(fusion is True for _, fusion in launches), [n for n, f in launches if f is not True]
+
+
+def test_environment_table_wins_over_the_committed_one(tmp_path, monkeypatch):
+    """Both tables are read; for a launch both name, BICYCLEGAN_KERNEL_TUNING's entry is used."""
+    x = torch.randn(2, 3, 7, 9)
+    committed_dir = tmp_path / "tuning"
+    committed_dir.mkdir()
+    monkeypatch.setattr(_configs, "TABLE_DIR", committed_dir)
+    assert _configs.table_path(_configs.INTERPRETER).parent == committed_dir
+    ours = {"BLOCK_C": 1, "BLOCK_HW": 8, "split": 1, "num_warps": 1}
+    theirs = {"BLOCK_C": 2, "BLOCK_HW": 16, "split": 1, "num_warps": 2}
+    only_committed = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 2, "num_warps": 1}
+    _table(_configs.table_path(_configs.INTERPRETER), {"norm_act.fwd|2x3x7x9|float32|nchw": theirs,
+                                                       "norm_act.bwd|2x3x7x9|float32|nchw": only_committed})
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "env.json", {"norm_act.fwd|2x3x7x9|float32|nchw": ours})))
+    from bicyclegan.kernels import norm_act_triton as nat
+    fwd, bwd = nat._config(x, False, site="norm_act.fwd"), nat._config(x, False, site="norm_act.bwd")
+    assert {k: fwd[k] for k in ours} == ours
+    assert {k: bwd[k] for k in only_committed} == only_committed
