@@ -310,3 +310,19 @@ def test_environment_table_wins_over_the_committed_one(tmp_path, monkeypatch):
     fwd, bwd = nat._config(x, False, site="norm_act.fwd"), nat._config(x, False, site="norm_act.bwd")
     assert {k: fwd[k] for k in ours} == ours
     assert {k: bwd[k] for k in only_committed} == only_committed
+
+
+@pytest.mark.parametrize("lib", ["torch", "triton"])
+def test_table_from_another_minor_version_is_ignored(tmp_path, monkeypatch, lib):
+    """Same major version, another minor one (e.g. torch 2.12 for 2.13): code generation changes
+    between minors, so the table is ignored, with its warning."""
+    import triton
+    from bicyclegan.kernels import norm_act_triton as nat
+    have = (torch.__version__ if lib == "torch" else triton.__version__).split("+")[0].split(".")
+    other = f"{have[0]}.{int(have[1]) + 1}.0"
+    x = torch.randn(2, 3, 7, 9)
+    norm = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
+    path = _table(tmp_path / "t.json", {"norm_act.fwd|2x3x7x9|float32|nchw": norm}, **{f"{lib}_version": other})
+    monkeypatch.setenv(_configs.ENV, str(path))
+    with pytest.warns(RuntimeWarning, match=f"ignored: made with {lib} {other}"):
+        assert nat._config(x, False) == nat._complete(x, nat._heuristic(x, False))
