@@ -127,3 +127,16 @@ def test_signature_mismatch_is_refused():
     with pytest.raises(TypeError, match="backward end with"):
         TwoFacedOp("bicyclegan_test::bad", _forward, _backward, _save, _forward_fake, _backward_fake,
                    differentiable=("x",))
+
+
+@pytest.mark.skipif(not kernels._impl.interpreting(), reason="runs the kernels in Triton's interpreter")
+def test_auto_runs_the_kernels_in_every_kernel_dtype():
+    """impl="auto" sends fp32, bf16 and fp16 to the kernels (only float64 to the reference)."""
+    from bicyclegan.kernels._impl import resolve_impl
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        x = torch.randn(1, 2, 3, 3).to(dtype).requires_grad_()
+        assert resolve_impl("auto", x, "op") == "triton", dtype
+        assert type(kernels.instance_norm_act(x).grad_fn).__name__ == "InstanceNormActFunctionBackward", dtype
+        z = torch.randn(1, 2).to(dtype)
+        assert type(kernels.z_concat_act(x, z).grad_fn).__name__ == "ZConcatActFunctionBackward", dtype
+    assert resolve_impl("auto", torch.randn(1, dtype=torch.float64), "op") == "ref"

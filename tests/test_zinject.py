@@ -572,15 +572,36 @@ def test_autocast_without_activation(poisoned):
 def test_fused_concat_gradient_whose_plane_does_not_flatten(fmt, poisoned):
     """A gradient narrowed along W (what torch.cat's backward hands over, say): its positions are
     not h * W + w apart, so the kernel must get a dense copy."""
-    x, z = _inputs(2, 3, 4, 5, 2, torch.float32, fmt)
-    g = torch.randn(2, 5, 4, 8).contiguous(memory_format=fmt)[..., 1:6]
+    for W in (5, 1):  # W = 1: the plane is a column, its positions stride(2) apart whatever stride(3) is
+        x, z = _inputs(2, 3, 4, W, 2, torch.float32, fmt)
+        g = torch.randn(2, 5, 4, 8).contiguous(memory_format=fmt)[..., 1:1 + W]
+        outs = []
+        for impl in ("triton", "ref"):
+            xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+            z_concat_act(xs, zs, "leaky_relu", impl=impl).backward(g)
+            outs.append((xs.grad, zs.grad))
+        _close(outs[0][0], outs[1][0], torch.float32, f"W {W} dx")
+        _close(outs[0][1], outs[1][1], torch.float32, f"W {W} dz")
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+def test_fused_concat_plans_a_gpu_would_use(fmt, monkeypatch, poisoned):
+    """In the interpreter one tile holds a whole small plane; a GPU's tiles cut it into several
+    position and channel blocks, each z-channel block writing its own partial sums of dz."""
+    from bicyclegan.kernels import _configs
+    real = _configs.choose
+    forced = dict(BLOCK_P=4, BLOCK_C=2, num_warps=1)
+    monkeypatch.setattr(_configs, "choose", lambda site, *a: dict(forced) if site.startswith("zcat") else real(site, *a))
+    x, z = _inputs(3, 3, 5, 3, 3, torch.float32, fmt)  # 15 positions: 4 blocks; 6 channels: 3 blocks
+    grad = torch.randn(3, 6, 5, 3)
     outs = []
     for impl in ("triton", "ref"):
         xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
-        z_concat_act(xs, zs, "leaky_relu", impl=impl).backward(g)
-        outs.append((xs.grad, zs.grad))
-    _close(outs[0][0], outs[1][0], torch.float32, "dx")
-    _close(outs[0][1], outs[1][1], torch.float32, "dz")
+        y = z_concat_act(xs, zs, "leaky_relu", impl=impl)
+        y.backward(grad)
+        outs.append((y, xs.grad, zs.grad))
+    for name, got, want in zip(("y", "dx", "dz"), outs[0], outs[1]):
+        _close(got, want, torch.float32, name)
 
 
 def test_module_mode_picks_the_path():
