@@ -317,6 +317,7 @@ def test_table_from_another_minor_version_is_ignored(tmp_path, monkeypatch, lib)
     """Same major version, another minor one (e.g. torch 2.12 for 2.13): code generation changes
     between minors, so the table is ignored, with its warning."""
     import triton
+
     from bicyclegan.kernels import norm_act_triton as nat
     have = (torch.__version__ if lib == "torch" else triton.__version__).split("+")[0].split(".")
     other = f"{have[0]}.{int(have[1]) + 1}.0"

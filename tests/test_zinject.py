@@ -521,7 +521,8 @@ def test_concat_free_zterm_plans_a_gpu_would_use(fmt, monkeypatch, poisoned):
     from bicyclegan.kernels import _configs
     forced = dict(BLOCK_J=2, BLOCK_O=2, ROWS=2, num_warps=1)
     real = _configs.choose
-    monkeypatch.setattr(_configs, "choose", lambda site, *a: dict(forced) if site.startswith("zterm") else real(site, *a))
+    monkeypatch.setattr(_configs, "choose",
+                        lambda site, *a: dict(forced) if site.startswith("zterm") else real(site, *a))
     # 10 x 10 -> 5 x 5 outputs: columns 0-1, 2-3 and 4 (a block the last one alone), rows 0-1, 2-3, 4 (and 5).
     _compare_layers(2, 3, 10, 10, 2, 5, "leaky_relu", torch.float32, fmt)
 
@@ -591,7 +592,8 @@ def test_fused_concat_plans_a_gpu_would_use(fmt, monkeypatch, poisoned):
     from bicyclegan.kernels import _configs
     real = _configs.choose
     forced = dict(BLOCK_P=4, BLOCK_C=2, num_warps=1)
-    monkeypatch.setattr(_configs, "choose", lambda site, *a: dict(forced) if site.startswith("zcat") else real(site, *a))
+    monkeypatch.setattr(_configs, "choose",
+                        lambda site, *a: dict(forced) if site.startswith("zcat") else real(site, *a))
     x, z = _inputs(3, 3, 5, 3, 3, torch.float32, fmt)  # 15 positions: 4 blocks; 6 channels: 3 blocks
     grad = torch.randn(3, 6, 5, 3)
     outs = []
