@@ -4,6 +4,9 @@ The pure-PyTorch reference lives here too: it is the CPU path, the test oracle a
 baseline. The Triton kernels and the op's autograd faces are in norm_act_triton.py (imported only
 when the Triton path runs); fuse.py swaps InstanceNorm2d + activation pairs for this layer.
 """
+import math
+import numbers
+
 import torch
 import torch.nn as nn
 
@@ -13,7 +16,7 @@ from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, n
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def _check(x, act, slope, weight, bias):
+def _check(x, act, slope, eps, weight, bias):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -22,6 +25,10 @@ def _check(x, act, slope, weight, bias):
     if x.numel() == 0:
         raise ValueError(f"instance_norm_act: x is empty (shape {tuple(x.shape)})")
     check_act("instance_norm_act", act, slope)
+    # As for slope: a string passed the Triton path (float()) and failed deep in the reference; a
+    # negative eps gives NaN on flat planes.
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
+        raise ValueError(f"instance_norm_act: eps must be a finite real number >= 0, got {eps!r}")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
@@ -53,7 +60,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     activations do for LeakyReLU and ELU: modifying y in place before backward then raises
     autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead).
     """
-    _check(x, act, slope, weight, bias)
+    _check(x, act, slope, eps, weight, bias)
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
         if x.dtype not in TRITON_DTYPES:
             raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "

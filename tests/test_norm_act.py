@@ -389,6 +389,9 @@ def test_bad_input_errors(impl):
             instance_norm_act(torch.randn(1, 2, 3, 3), slope=slope, impl=impl)
         with pytest.raises(TypeError, match="InstanceNormAct2d: slope"):
             InstanceNormAct2d(2, slope=slope)
+    for eps in ("1e-5", -1e-5, float("inf"), None):
+        with pytest.raises(ValueError, match=f"instance_norm_act: eps must be a finite real number >= 0, got {eps!r}"):
+            instance_norm_act(torch.randn(1, 2, 3, 3), eps=eps, impl=impl)
     np = pytest.importorskip("numpy")
     torch.testing.assert_close(instance_norm_act(torch.randn(1, 2, 3, 3), slope=np.float32(0.1), impl=impl).shape,
                                torch.Size([1, 2, 3, 3]))  # any real number
