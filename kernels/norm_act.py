@@ -16,6 +16,13 @@ from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, n
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+def _check_eps(who, eps):
+    # As for slope: a string passed the Triton path (float()) and failed deep in the reference; a
+    # negative eps gives NaN on flat planes.
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
+        raise ValueError(f"{who}: eps must be a finite real number >= 0, got {eps!r}")
+
+
 def _check(x, act, slope, eps, weight, bias):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
@@ -25,10 +32,7 @@ def _check(x, act, slope, eps, weight, bias):
     if x.numel() == 0:
         raise ValueError(f"instance_norm_act: x is empty (shape {tuple(x.shape)})")
     check_act("instance_norm_act", act, slope)
-    # As for slope: a string passed the Triton path (float()) and failed deep in the reference; a
-    # negative eps gives NaN on flat planes.
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
-        raise ValueError(f"instance_norm_act: eps must be a finite real number >= 0, got {eps!r}")
+    _check_eps("instance_norm_act", eps)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
@@ -80,6 +84,7 @@ class InstanceNormAct2d(nn.Module):
             raise ValueError("InstanceNormAct2d: track_running_stats=True is not supported "
                              "(instance statistics are always used, as in pix2pix/BicycleGAN)")
         check_act("InstanceNormAct2d", act, slope)
+        _check_eps("InstanceNormAct2d", eps)  # at construction, as slope (was: at the first forward)
         if impl not in IMPLS:
             raise ValueError(f"InstanceNormAct2d: impl must be one of {IMPLS}, got {impl!r}")
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine

@@ -389,9 +389,13 @@ def test_bad_input_errors(impl):
             instance_norm_act(torch.randn(1, 2, 3, 3), slope=slope, impl=impl)
         with pytest.raises(TypeError, match="InstanceNormAct2d: slope"):
             InstanceNormAct2d(2, slope=slope)
-    for eps in ("1e-5", -1e-5, float("inf"), None):
+    for eps in ("1e-5", -1e-5, float("inf"), None, True):
         with pytest.raises(ValueError, match=f"instance_norm_act: eps must be a finite real number >= 0, got {eps!r}"):
             instance_norm_act(torch.randn(1, 2, 3, 3), eps=eps, impl=impl)
+        # refused when the layer is built, as a bad slope is, not at its first forward
+        with pytest.raises(ValueError, match=f"InstanceNormAct2d: eps must be a finite real number >= 0, got {eps!r}"):
+            InstanceNormAct2d(2, eps=eps, impl=impl)
+    assert instance_norm_act(torch.randn(1, 2, 3, 3), eps=0.0, impl=impl).shape == (1, 2, 3, 3)  # as nn.InstanceNorm2d
     np = pytest.importorskip("numpy")
     torch.testing.assert_close(instance_norm_act(torch.randn(1, 2, 3, 3), slope=np.float32(0.1), impl=impl).shape,
                                torch.Size([1, 2, 3, 3]))  # any real number
