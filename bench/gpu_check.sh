@@ -30,7 +30,8 @@
 # (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
 # them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
-# steps get what is left, so the call ends within about 8 minutes whatever happens. SIGINT, not
+# steps get what is left, so the call ends within about 8 minutes whatever happens (a dry run: six
+# times the limits and the budget, see SLACK below). SIGINT, not
 # SIGTERM: pytest then still ends its session and pytest-benchmark writes the JSON of every case
 # that finished.
 set -uo pipefail

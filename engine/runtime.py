@@ -212,9 +212,15 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
     if data.backend == "dali" and not dali_available():  # a model trained where DALI was
         data = dataclasses.replace(data, backend="auto")
+    return root, phase, layout, first_only(data, num)
+
+
+def first_only(data, num: int | None):
+    """`data` (a DataConfig) listing only the first `num` inputs, for a reader that takes no more, so
+    that only they are checked; with skip_bad every file is, so that `num` good ones are found."""
     if num and num > 0 and not data.skip_bad:
-        data = dataclasses.replace(data, max_dataset_size=min(num, data.max_dataset_size or num))
-    return root, phase, layout, data
+        return dataclasses.replace(data, max_dataset_size=min(num, data.max_dataset_size or num))
+    return data
 
 
 def data_label(root: Path, phase: str) -> str:

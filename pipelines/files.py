@@ -413,7 +413,9 @@ class CheckCache:
         listed: the keys of this run's listing; an old entry of a file outside it that is gone is
         dropped, else every renamed or regenerated dataset left its old names in the file for good
         (a 10,000-file folder re-exported three times: 40,000 entries, all read at every start).
-        Raises OSError naming the file when it cannot be written."""
+        Only when something new is saved: a run with nothing new checked writes nothing (and does
+        not stat the entries outside a partial listing, as a one-image `sample` of a large folder
+        would). Raises OSError naming the file when it cannot be written."""
         if self.path is None or not self.new:
             return
         from bicyclegan.engine.io import atomic_write  # at call time: the engine imports this module

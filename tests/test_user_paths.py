@@ -498,3 +498,16 @@ def test_cuda_graph_with_images_of_several_sizes_is_refused_by_name(tmp_path):
                                           r"keeps the images' 2 sizes"):
         Trainer(tiny_cfg(tmp_path / "r", tmp_path / "d", batch_size=1, variant="cvae", cuda_graph=True,
                          device="cuda"), progress=False)
+
+
+def test_first_only_lists_the_first_inputs_within_the_runs_own_limit():
+    """What inference commands and the training grids read: only the first num inputs are listed (so
+    only they are checked), never more than the run's own max_dataset_size, and every file under
+    skip_bad (so that num good ones are found)."""
+    from bicyclegan.engine import DataConfig
+    from bicyclegan.engine.runtime import first_only
+    assert first_only(DataConfig(), 64).max_dataset_size == 64
+    assert first_only(DataConfig(max_dataset_size=10), 64).max_dataset_size == 10  # a subset: not beyond it
+    assert first_only(DataConfig(max_dataset_size=100), 64).max_dataset_size == 64
+    assert first_only(DataConfig(skip_bad=True), 64).max_dataset_size is None
+    assert first_only(DataConfig(), None).max_dataset_size is None
