@@ -279,6 +279,11 @@ def test_a_model_trained_with_triton_kernels_samples_where_they_cannot_run(tmp_p
     # Asked for by name, or for training (whose runner refuses it with advice), it stays.
     assert load_checkpoint(tmp_path / "ck.pt", impl="triton").cfg.model.impl == "triton"
     assert load_checkpoint(tmp_path / "ck.pt", training=True).cfg.model.impl == "triton"
+    # Where the kernels can run (here: Triton's interpreter) it stays too.
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from bicyclegan.kernels._impl import triton_available
+    if triton_available():
+        assert load_checkpoint(tmp_path / "ck.pt").cfg.model.impl == "triton"
 
 
 def test_load_checkpoint_takes_a_run_folder_as_the_commands_do(tmp_path):

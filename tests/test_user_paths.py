@@ -329,6 +329,8 @@ def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named
     (sample, {"n_samples": -1}, "n_samples must be an integer >= 0, got -1"),
     (evaluate, {"num": -1}, "num must be an integer >= 1, got -1"),  # was "no images to evaluate"
     (evaluate, {"n_samples": 0}, "n_samples must be an integer >= 1, got 0"),
+    (sample, {"num": True}, "num must be an integer >= 1, got True"),  # a bool is no count
+    (evaluate, {"n_samples": True}, "n_samples must be an integer >= 1, got True"),
 ])
 def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_path, call, kw, why):
     extra = {"out": tmp_path / "s"} if call is sample else {}
