@@ -239,9 +239,12 @@ class TrainConfig:
     n_samples: int = 5         # random-z columns in sample grids
 
     def __post_init__(self):
+        # Parts given as dicts: unknown names are the ConfigError from_dict gives (a TypeError before).
         if isinstance(self.model, dict):
+            _known(ModelConfig, self.model)
             self.model = ModelConfig(**self.model)
         if isinstance(self.data, dict):
+            _known(DataConfig, self.data)
             self.data = DataConfig(**self.data)
         _choice("variant", self.variant, VARIANTS)
         _choice("gan_mode", self.gan_mode, ("lsgan", "vanilla"))

@@ -354,6 +354,10 @@ def test_from_dict_names_what_does_not_fit():
     refused(lambda: TrainConfig.from_dict({"data": {"flip": True}}), "unknown DataConfig fields: flip")
     refused(lambda: TrainConfig.from_dict({"learning_rate": 1}), "unknown TrainConfig fields: learning_rate")
     refused(lambda: TrainConfig.from_dict({"lr": -1.0}), "lr=-1.0 must be a finite number > 0")
+    # The parts given to the constructor as dicts say the same (a TypeError from ModelConfig before).
+    refused(lambda: TrainConfig(model={"ngff": 3}), "unknown ModelConfig fields: ngff")
+    refused(lambda: TrainConfig(data={"flip": True}), "unknown DataConfig fields: flip")
+    assert TrainConfig(model={"ngf": 3}).model.ngf == 3
 
 
 def test_split_fields_routes_each_option_to_its_config():
