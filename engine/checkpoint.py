@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bicyclegan.kernels._impl import runs_triton
+
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .io import atomic_write, read_torch_file
@@ -134,7 +136,8 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
             raise ConfigError(f"load_checkpoint: {k} changes the networks; only "
                               f"{', '.join(sorted(MODEL_RESUMABLE_CHANGES))} may be overridden")
         setattr(cfg.model, k, v)
-    if not training and "impl" not in model_overrides and cfg.model.impl == "triton" and not _runs_triton(device):
+    if not training and "impl" not in model_overrides and cfg.model.impl == "triton" and \
+            not runs_triton(device if device is not None else "cpu"):  # None: built on the CPU
         # impl changes speed, not weights: a model trained with the kernels on a GPU still samples where
         # they cannot run (a CPU machine), as the data falls back from DALI (runtime.inference_data);
         # kept as it was, every forward raised. Training (resume) refuses it with advice instead.
@@ -149,12 +152,6 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # would pass for the model's (a training run from it trains one).
         model.E = None
     return model
-
-
-def _runs_triton(device) -> bool:
-    from bicyclegan.kernels._impl import interpreting, triton_available
-    device = torch.device(device) if device is not None else torch.device("cpu")  # None: built on the CPU
-    return triton_available() and (device.type == "cuda" or interpreting())
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.

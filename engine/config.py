@@ -34,7 +34,8 @@ def _choice(name, value, allowed):
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
 
 
-def _int(name, value, low, optional=False):
+def check_int(name, value, low, optional=False):
+    """An int (not a bool) >= low, or a ConfigError naming it: the one count check of the package."""
     if optional and value is None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -102,14 +103,14 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds", "crop_size"):
-            _int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
                 raise ConfigError(f"{name}={getattr(self, name)} must be 1 (grayscale) or 3 (RGB): the images "
                                   f"are read as one or the other")
-        _int("nz", self.nz, 0)
-        _int("crop_width", self.crop_width, 1, optional=True)
-        _int("num_downs", self.num_downs, 2, optional=True)
+        check_int("nz", self.nz, 0)
+        check_int("crop_width", self.crop_width, 1, optional=True)
+        check_int("num_downs", self.num_downs, 2, optional=True)
         _real("init_gain", self.init_gain, 0, low_open=True)
         _bools(self)
         _choice("netG", self.netG, NET_G)
@@ -187,10 +188,10 @@ class DataConfig:
     max_pixels: int = MAX_PIXELS  # refuse (or with skip_bad skip) files larger than this (W x H, from the header)
 
     def __post_init__(self):
-        _int("load_size", self.load_size, 1)
-        _int("num_workers", self.num_workers, 0, optional=True)
-        _int("max_dataset_size", self.max_dataset_size, 1, optional=True)
-        _int("max_pixels", self.max_pixels, 1)
+        check_int("load_size", self.load_size, 1)
+        check_int("num_workers", self.num_workers, 0, optional=True)
+        check_int("max_dataset_size", self.max_dataset_size, 1, optional=True)
+        check_int("max_pixels", self.max_pixels, 1)
         _bools(self)
         _choice("preprocess", self.preprocess, PREPROCESS)
         _choice("direction", self.direction, DIRECTIONS)
@@ -257,10 +258,10 @@ class TrainConfig:
         _real("beta2", self.beta2, 0, 1)
         _real("ema", self.ema, 0, 1)
         for name in ("batch_size", "log_every", "sample_every", "save_every"):
-            _int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq"):
-            _int(name, getattr(self, name), 0)
-        _int("max_steps", self.max_steps, 1, optional=True)
+            check_int(name, getattr(self, name), 0)
+        check_int("max_steps", self.max_steps, 1, optional=True)
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
             raise ConfigError(f"seed={self.seed} must be below 2^31")
         _bools(self)

@@ -28,6 +28,7 @@ import torch
 
 from bicyclegan.pipelines import DatasetError
 
+from .config import check_int
 from .errors import ConfigError, DivergenceError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
@@ -77,9 +78,8 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     leave out bad files (default: as the run did)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
-    for name, value in (("num", num), ("n_samples", n_samples)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int("num", num, 1)
+    check_int("n_samples", n_samples, 1)
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "

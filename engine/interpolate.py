@@ -24,6 +24,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
+from .config import check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
@@ -120,9 +121,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
         raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
-    for name, value, low in (("num", num, 1), ("segments", segments, 1), ("frames", frames, 1)):
-        if value < low:
-            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    for name, value in (("num", num), ("segments", segments), ("frames", frames)):
+        check_int(name, value, 1)
     # A GIF holds each frame's time in hundredths of a second, up to 655 s: nan, inf or 1e-9 were
     # tracebacks after the first files were written.
     if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0.01 <= fps <= 100):

@@ -26,7 +26,8 @@ _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by se
 os.umask(_UMASK)
 
 
-def _reason(err: BaseException, folder: Path) -> str:
+def write_reason(err: BaseException, folder: Path) -> str:
+    """A failed write's cause in one phrase, with the space left in `folder` (a full disk shows as such)."""
     text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
     try:
         free = shutil.disk_usage(folder).free
@@ -58,7 +59,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
     except OSError as e:
-        raise error(f"cannot write {what} {path}: {_reason(e, path.parent)}") from e
+        raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -68,7 +69,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, error):
-            raise error(f"cannot write {what} {path}: {_reason(e, path.parent)}"
+            raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
                         f"{'; the previous one is intact' if path.exists() else ''}") from e
         raise
     return path
@@ -95,7 +96,7 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise OutputError(f"cannot write {what} into {folder}: {_reason(e, folder)}; choose another folder") from e
+        raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; choose another folder") from e
     return folder
 
 

@@ -183,11 +183,11 @@ def default_phase(root) -> str:
 def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
     """Options this machine cannot run, refused before a run folder is written (they failed at the
     first step or the first batch, after it, and the folder then blocked the rerun)."""
-    from bicyclegan.kernels._impl import interpreting, triton_available
+    from bicyclegan.kernels._impl import runs_triton, triton_available
     if cfg.cuda_graph and device.type != "cuda":
         raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "
                           f"{device} (leave --cuda_graph out there)")
-    if cfg.model.impl == "triton" and not (triton_available() and (device.type == "cuda" or interpreting())):
+    if cfg.model.impl == "triton" and not runs_triton(device):
         where = "triton is not installed" if not triton_available() else f"this run trains on {device}"
         raise ConfigError(f"impl=triton runs the Triton kernels on a CUDA device (or on the CPU under "
                           f"TRITON_INTERPRET=1, slowly), and {where}; use --impl auto or ref")

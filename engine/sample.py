@@ -14,6 +14,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
+from .config import check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
@@ -65,9 +66,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         raise TypeError("sample: give `out` when passing a model object")
     # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a
     # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
-    for name, value, low in (("num", num, 1), ("n_samples", n_samples, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int("num", num, 1)
+    check_int("n_samples", n_samples, 0)
     checkpoint = model
     model = open_model(model, device)
     if bad := model.nonfinite():

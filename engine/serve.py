@@ -36,6 +36,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
+from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
@@ -97,8 +98,7 @@ class Explorer:
                  layout: str | None = None, skip_bad: bool | None = None):
         for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
                                  ("max_upload_pixels", max_upload_pixels, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+            check_int(name, value, low)
         self.model = open_model(model, device).eval()
         self.cfg = self.model.cfg
         self.nz = self.cfg.model.nz

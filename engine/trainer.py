@@ -32,7 +32,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError
 from .images import save_grid
-from .io import _reason, check_writable, write_json, write_text
+from .io import check_writable, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import (
@@ -385,7 +385,7 @@ class Trainer:
                 except OSError:
                     pass
                 raise OutputError(f"cannot write the training log {self.run_dir / 'log.jsonl'} at step "
-                                  f"{self.step}: {_reason(e, self.run_dir)}; {self._last_good()}") from e
+                                  f"{self.step}: {write_reason(e, self.run_dir)}; {self._last_good()}") from e
             if self.tb:
                 self.tb.log_row(row)
         self.progress.update(self.step, self.epoch, ips, avg)

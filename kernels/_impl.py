@@ -37,11 +37,18 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def runs_triton(device) -> bool:
+    """Whether the kernels can run on `device` here: triton importable, and a CUDA device (or any
+    under TRITON_INTERPRET=1). The one rule for the ops, the trainer's refusal and inference loading."""
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type  # per op call
+    return triton_available() and (kind == "cuda" or interpreting())
+
+
 def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     """Return "triton" or "ref" for running `op` on tensor `x`."""
     if impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
-    runnable = triton_available() and (x.is_cuda or interpreting())
+    runnable = runs_triton(x.device)
     # float64 under auto: the reference (the kernels compute statistics in fp32, and on a GPU a
     # float argument such as LeakyReLU's slope is fp32); impl="triton" may still ask for them.
     if impl == "ref" or (impl == "auto" and x.dtype == torch.float64):

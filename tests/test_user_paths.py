@@ -324,13 +324,13 @@ def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named
 
 
 @pytest.mark.parametrize("call,kw,why", [
-    (sample, {"num": 0}, "num must be an integer >= 1, got 0"),  # was "no inputs found"
-    (sample, {"num": "2"}, "num must be an integer >= 1, got '2'"),
-    (sample, {"n_samples": -1}, "n_samples must be an integer >= 0, got -1"),
-    (evaluate, {"num": -1}, "num must be an integer >= 1, got -1"),  # was "no images to evaluate"
-    (evaluate, {"n_samples": 0}, "n_samples must be an integer >= 1, got 0"),
-    (sample, {"num": True}, "num must be an integer >= 1, got True"),  # a bool is no count
-    (evaluate, {"n_samples": True}, "n_samples must be an integer >= 1, got True"),
+    (sample, {"num": 0}, "num=0 must be a positive integer"),  # was "no inputs found"
+    (sample, {"num": "2"}, "num='2' must be a positive integer"),
+    (sample, {"n_samples": -1}, "n_samples=-1 must be an integer >= 0"),
+    (evaluate, {"num": -1}, "num=-1 must be a positive integer"),  # was "no images to evaluate"
+    (evaluate, {"n_samples": 0}, "n_samples=0 must be a positive integer"),
+    (sample, {"num": True}, "num=True must be a positive integer"),  # a bool is no count
+    (evaluate, {"n_samples": True}, "n_samples=True must be a positive integer"),
 ])
 def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_path, call, kw, why):
     extra = {"out": tmp_path / "s"} if call is sample else {}
