@@ -65,7 +65,9 @@ def _torchrun(tmp_path, *args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r",
            "--no-eval", "--device", "cpu", *args]  # the CPU, gloo, also on a machine with one GPU
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun leaves a torchelastic_* folder in the temporary directory at every launch
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1",
+                                                                             "TMPDIR": str(tmp_path)}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr  # results on stdout, progress on stderr
