@@ -26,11 +26,13 @@ def test_refuses_cpu_and_fp16():
         cfg(amp="fp16")
 
 
-def _run(seed, steps, amp="off"):
+def _run(seed, steps, amp="off", learnable=False, **kw):
     torch.manual_seed(seed)
-    model = BicycleGAN(cfg(amp=amp), device="cuda")
+    model = BicycleGAN(cfg(amp=amp, **kw), device="cuda")
     before = [p.detach().clone() for p in model.G.parameters()]
     batch = data("cuda")
+    if learnable:
+        batch["B"] = -batch["A"]
     step = GraphedTrainStep(model, batch)
     after_capture = [p.detach().clone() for p in model.G.parameters()]
     losses = [step(batch) for _ in range(steps)]
@@ -47,9 +49,21 @@ def test_graphed_training_learns_and_is_deterministic(amp, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert all(torch.isfinite(v).all() for step in losses for v in step.values())
     assert set(losses[0]) == {"G_GAN", "G_GAN2", "G_L1", "kl", "z_L1", "D", "D2"}
-    assert losses[-1]["G_L1"] < losses[0]["G_L1"]  # replays really update the weights
+    # replays really update the weights (whether G_L1 falls in 40 steps of the full objective on
+    # random pairs is not reliable: the eager step's rose in 1 of 6 seeds on a CPU; see the next test)
+    assert any(not torch.equal(p, a) for p, a in zip(model.G.parameters(), after_capture))
     _, _, _, again = _run(0, 40, amp)
     torch.testing.assert_close(losses[-1]["G_L1"], again[-1]["G_L1"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_graphed_training_learns(amp):
+    """Replays descend: without the GAN terms and with B = -A, |G(A, E(B)) - B| falls steadily (the
+    eager step on a CPU: every one of steps 30-39 under 0.973 of the first, in 8 of 8 seeds)."""
+    _, _, _, losses = _run(0, 40, amp, learnable=True, lambda_GAN=0.0, lambda_GAN2=0.0)
+    first = float(losses[0]["G_L1"])
+    assert max(float(step["G_L1"]) for step in losses[30:]) < 0.99 * first, [float(s["G_L1"]) for s in losses]
 
 
 @pytest.mark.gpu
