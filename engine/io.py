@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,59 +19,16 @@ from typing import BinaryIO, Callable
 
 import torch
 
+from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
+from bicyclegan.pipelines.atomic import temp_files, write_reason  # noqa: F401  (the engine's names)
+
 from .errors import OutputError
-
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
-def write_reason(err: BaseException, folder: Path) -> str:
-    """A failed write's cause in one phrase, with the space left in `folder` (a full disk shows as such)."""
-    text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return text
-    # torch's zip writer reports a full disk as a RuntimeError without errno: say what was free.
-    return f"{text} ({free / 2**20:.0f} MiB free in {folder})"
-
-
-def temp_files(path: str | os.PathLike) -> list[Path]:
-    """Temporary files left beside `path` by writes that were killed (kill -9 skips all cleanup)."""
-    path = Path(path)
-    return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
                  error: type[Exception] = OutputError) -> Path:
-    """Call write(f) on a temp file beside `path`, fsync it and rename it over `path`.
-
-    On any failure the temp file is removed and `path` is untouched; an OSError (or torch's
-    RuntimeError for a failed write) becomes `error` with a one-line message naming the file.
-    Temp files of earlier, killed writes to the same path are removed first.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in temp_files(path):
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
-    except OSError as e:
-        raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, error):
-            raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
-                        f"{'; the previous one is intact' if path.exists() else ''}") from e
-        raise
-    return path
+    """bicyclegan.pipelines.atomic.atomic_write, failing with OutputError unless told otherwise."""
+    return _atomic_write(path, write, what=what, error=error)
 
 
 def write_text(path, text: str, *, what: str = "file") -> Path:

@@ -38,6 +38,7 @@ try:
 except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's weaker check
     simplejpeg = None
 
+from .atomic import atomic_write
 from .errors import DatasetError, describe_bad
 
 log = logging.getLogger("bicyclegan.pipelines")
@@ -418,7 +419,6 @@ class CheckCache:
         would). Raises OSError naming the file when it cannot be written."""
         if self.path is None or not self.new:
             return
-        from bicyclegan.engine.io import atomic_write  # at call time: the engine imports this module
         listed = set(listed)
         # Outside the listing (max_dataset_size lists a part) only a file that is gone is forgotten.
         kept = {k: v for k, v in self.entries.items()

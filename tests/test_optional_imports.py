@@ -1,7 +1,11 @@
 """The package and its CLI start without importing any optional extra (tensorboard, serve, video,
 export, bench, DALI, Triton): a plain `pip install bicyclegan` must work, and start-up stays fast."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 OPTIONAL = ("fastapi", "uvicorn", "tensorboard", "imageio_ffmpeg", "onnx", "onnxruntime", "onnxscript",
             "matplotlib", "selenium", "nvidia.dali", "triton", "httpx2")
@@ -13,3 +17,31 @@ def test_import_and_cli_parser_import_no_optional_package():
             f"print([m for m in {OPTIONAL!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _imported(path):
+    """Every module name a file imports, at any depth (function-level imports included), with
+    relative imports spelled from the package root (bicyclegan.<part>...)."""
+    part = path.parent.name
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                names.append(node.module)
+            else:  # level 1: this part; level 2: the package root
+                base = ["bicyclegan", part][: 3 - node.level]
+                names.append(".".join(base + ([node.module] if node.module else [])))
+    return names
+
+
+@pytest.mark.parametrize("part", ["kernels", "pipelines"])
+def test_kernels_and_pipelines_import_nothing_of_the_other_parts(part):
+    """kernels/ and pipelines/ are usable alone (their docstrings promise it): no import of the engine
+    or of each other, not even inside a function (the check cache's save imported engine.io)."""
+    others = {"engine", "kernels", "pipelines"} - {part}
+    root = Path(__file__).resolve().parents[1] / part
+    bad = [(p.name, name) for p in sorted(root.glob("*.py")) for name in _imported(p)
+           if name and name.split(".")[:2] in (["bicyclegan", o] for o in others)]
+    assert not bad, bad

@@ -46,7 +46,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.runtime import results_dir
 from bicyclegan.engine.trainer import Trainer
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import atomic, make_demo_dataset
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +407,7 @@ def _raise(err):
 
 
 def test_io_a_failed_write_names_the_file_the_reason_and_the_free_space(tmp_path, monkeypatch):
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, int(5.6 * 2 ** 20)))
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, int(5.6 * 2 ** 20)))
     path = tmp_path / "out.bin"
     refused(lambda: io.atomic_write(path, _raise(OSError(28, "No space left on device"))), OutputError,
             f"cannot write file {path}: No space left on device (6 MiB free in {tmp_path})")

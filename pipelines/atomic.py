@@ -1,0 +1,64 @@
+"""Writing a file atomically: a temporary file beside it, flushed to disk and renamed over it.
+
+Here rather than in the engine because the pipelines write too (the file checks' cache) and never
+import the engine; bicyclegan.engine.io builds its writers on this, with its own error type.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def write_reason(err: BaseException, folder: Path) -> str:
+    """A failed write's cause in one phrase, with the space left in `folder` (a full disk shows as such)."""
+    text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return text
+    # torch's zip writer reports a full disk as a RuntimeError without errno: say what was free.
+    return f"{text} ({free / 2**20:.0f} MiB free in {folder})"
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files left beside `path` by writes that were killed (kill -9 skips all cleanup)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
+                 error: type[Exception] = OSError) -> Path:
+    """Call write(f) on a temp file beside `path`, fsync it and rename it over `path`.
+
+    On any failure the temp file is removed and `path` is untouched; an OSError (or torch's
+    RuntimeError for a failed write) becomes `error` with a one-line message naming the file.
+    Temp files of earlier, killed writes to the same path are removed first.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in temp_files(path):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
+    except OSError as e:
+        raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, error):
+            raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
+                        f"{'; the previous one is intact' if path.exists() else ''}") from e
+        raise
+    return path
