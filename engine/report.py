@@ -47,6 +47,7 @@ class LogCurves:
         self.last: dict = {}
         self.diverged = False
         self.not_finite: dict[str, int] = {}  # column -> step, where its latest value was not finite
+        self.columns: dict[str, None] = {}  # every numeric or null column, in log order (finite or not)
 
     def update(self, path) -> "LogCurves":
         path = Path(path)
@@ -71,6 +72,8 @@ class LogCurves:
             for k, v in row.items():
                 if k in ("step", "epoch", "diverged"):
                     continue
+                if type(v) in (int, float) or v is None:
+                    self.columns.setdefault(k)
                 if type(v) in (int, float) and math.isfinite(v):
                     xs, ys = self.curves.setdefault(k, ([], []))
                     xs.append(row["step"])
@@ -81,7 +84,9 @@ class LogCurves:
         return self
 
     def losses(self) -> list[str]:
-        return [k for k in self.curves if k not in NOT_LOSSES]
+        """The loss columns logged so far, a column whose values were all non-finite included (a run
+        that diverged before its first finite log line was reported as "No losses logged yet")."""
+        return [k for k in self.columns if k not in NOT_LOSSES]
 
     def curve(self, key: str) -> tuple[list, list]:
         return self.curves.get(key, ([], []))
@@ -152,8 +157,9 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     [PAD_T, height - PAD_B]."""
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}">')
-    if not xs:
-        return (f'{head}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
+    if not xs:  # one line of text, not a blank chart-sized box
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="24" '
+                f'viewBox="0 0 {width} 24"><text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
     xs, ys = downsample(xs, ys)

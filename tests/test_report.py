@@ -414,3 +414,16 @@ def test_non_finite_weights_with_finite_losses_mark_the_log_line_and_the_report(
     rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["diverged"] is True and rows[-1]["G_L1"] is not None  # the losses were finite
     assert "Training diverged" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_a_run_whose_first_logged_losses_were_not_finite_lists_them(tmp_path):
+    # A run that diverged at its first log line (every loss null) was reported as "No losses logged
+    # yet" beside "Training diverged": the losses were logged, as not finite.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text(json.dumps({"step": 5, "epoch": 0, "lr": 1e4, "img_per_s": 21.9, "G_L1": None,
+                                               "D": None, "diverged": True}) + "\n")
+    page = write_report(run).read_text()
+    assert "No losses logged yet" not in page and "Training diverged" in page
+    for loss in ("G_L1", "D"):
+        assert f">{loss}: not finite at step 5</text>" in page
