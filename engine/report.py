@@ -189,7 +189,10 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     for t in ticks(x0, x1, 3, whole=True):
         parts.append(f'<text x="{px(t):.1f}" y="{height - 5}" class="xl">{step_label(t)}</text>')
     points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
-    parts.append(f'<polyline points="{points}" class="c"/></svg>')
+    parts.append(f'<polyline points="{points}" class="c"/>')
+    if len(xs) == 1:  # a line through one point draws nothing: the chart was an empty box
+        parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="2.5" class="p"/>')
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -246,6 +249,7 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 .meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px}
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
+.chart .p{fill:#1f77b4}
 .chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
 figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}

@@ -427,3 +427,14 @@ def test_a_run_whose_first_logged_losses_were_not_finite_lists_them(tmp_path):
     assert "No losses logged yet" not in page and "Training diverged" in page
     for loss in ("G_L1", "D"):
         assert f">{loss}: not finite at step 5</text>" in page
+
+
+def test_a_curve_of_one_logged_point_is_drawn():
+    # A run stopped before its second log line (3 steps, --log_every 5) showed every chart as an
+    # empty box: a polyline through one point draws nothing.
+    root = ET.fromstring(svg_chart("G_L1", [3], [7.5]))
+    dot = root.find(f"{SVG}circle")
+    assert dot is not None and float(dot.get("r")) > 0
+    (x, y), = polyline(svg_chart("G_L1", [3], [7.5]))
+    assert (float(dot.get("cx")), float(dot.get("cy"))) == pytest.approx((x, y))
+    assert ET.fromstring(svg_chart("G_L1", [3, 4], [7.5, 7.0])).find(f"{SVG}circle") is None
