@@ -29,8 +29,8 @@ from .io import write_text
 MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
-CHART_W, CHART_H = 300, 170
-PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 20  # room for labels such as 0.000205
+CHART_W, CHART_H = 300, 180
+PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
 NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged")
 INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 
@@ -187,7 +187,8 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
         parts.append(f'<line x1="{PAD_L}" x2="{PAD_L + pw}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
                      f'<text x="{PAD_L - 4}" y="{y + 3:.1f}" class="yl">{label}</text>')
     for t in ticks(x0, x1, 3, whole=True):
-        parts.append(f'<text x="{px(t):.1f}" y="{height - 5}" class="xl">{step_label(t)}</text>')
+        parts.append(f'<text x="{px(t):.1f}" y="{height - PAD_B + 12}" class="xl">{step_label(t)}</text>')
+    parts.append(f'<text x="{PAD_L + pw / 2:.1f}" y="{height - 3}" class="xt">step</text>')  # the x axis' title
     points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
     parts.append(f'<polyline points="{points}" class="c"/>')
     if len(xs) == 1:  # a line through one point draws nothing: the chart was an empty box
@@ -249,7 +250,7 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 .meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px}
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
-.chart .p{fill:#1f77b4}
+.chart .p{fill:#1f77b4} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
 .chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
 figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}

@@ -438,3 +438,10 @@ def test_a_curve_of_one_logged_point_is_drawn():
     (x, y), = polyline(svg_chart("G_L1", [3], [7.5]))
     assert (float(dot.get("cx")), float(dot.get("cy"))) == pytest.approx((x, y))
     assert ET.fromstring(svg_chart("G_L1", [3, 4], [7.5, 7.0])).find(f"{SVG}circle") is None
+
+
+def test_the_x_axis_says_it_counts_steps():
+    # The x tick labels (20, 40, 60) did not say what they counted.
+    root = ET.fromstring(svg_chart("G_L1", [20, 40, 60], [7.5, 7.0, 6.0]))
+    titles = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "xt"]
+    assert titles == ["step"]
