@@ -29,6 +29,7 @@ from .io import write_text
 MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
+LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
 NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged")
@@ -93,9 +94,10 @@ class LogCurves:
 
     def chart(self, key: str, title: str | None = None) -> str:
         """svg_chart of one column; its title says so when the latest value was not finite (the curve
-        itself ends at the last finite one)."""
+        itself ends at the last finite one). Losses get a log axis when they span decades (learning
+        rate and images/s never: a linear decay to zero would look like a cliff)."""
         step = self.not_finite.get(key)
-        return svg_chart(title or key, *self.curve(key),
+        return svg_chart(title or key, *self.curve(key), scale="linear" if key in NOT_LOSSES else "auto",
                          latest=None if step is None else f"not finite at step {step}")
 
 
@@ -150,11 +152,26 @@ def step_label(t: float) -> str:
     return f"{t:g}"
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks of a log axis over [10^lo, 10^hi]: the powers of ten inside (at most about 5, every
+    k-th decade when more), with 2 and 5 times them when fewer than 3 powers fall inside."""
+    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
+    if len(decades) > 6:
+        decades = decades[::math.ceil(len(decades) / 5)]
+    out = [10.0 ** d for d in decades]
+    if len(out) < 3:
+        out += [m * 10.0 ** d for d in range(math.floor(lo), math.ceil(hi) + 1) for m in (2, 5)
+                if lo - 1e-9 <= math.log10(m) + d <= hi + 1e-9]
+    return sorted(out)
+
+
 def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
-              height: int = CHART_H, latest: str | None = None) -> str:
+              height: int = CHART_H, latest: str | None = None, scale: str = "linear") -> str:
     """A line chart as an inline <svg>: the curve, round-valued grid lines with labels, and the title
     with the latest value (or `latest`, said instead). The plot area spans [PAD_L, width - PAD_R] x
-    [PAD_T, height - PAD_B]."""
+    [PAD_T, height - PAD_B]. scale "auto": a log y axis when every value shown is > 0 and they span
+    LOG_SPAN or more (max / min), as a KL term rising from 1e-7 to 0.3 was a flat line at zero for
+    its first third on a linear one; the title then says "log scale"."""
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}">')
     if not xs:  # one line of text, not a blank chart-sized box
@@ -163,6 +180,9 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
     xs, ys = downsample(xs, ys)
+    log_y = scale == "auto" and min(ys) > 0 and max(ys) >= LOG_SPAN * min(ys)
+    if log_y:
+        ys = [math.log10(y) for y in ys]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
@@ -179,11 +199,12 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
         return PAD_T + (y1 - y) / (y1 - y0) * ph
 
     parts = [head, f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
-                   f'<tspan class="v">{html.escape(latest)}</tspan></text>',
+                   f'<tspan class="v">{html.escape(latest)}</tspan>'
+                   + ('<tspan class="s"> (log scale)</tspan>' if log_y else "") + '</text>',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']
-    ys_ticks = ticks(y0, y1)
+    ys_ticks = log_ticks(y0, y1) if log_y else ticks(y0, y1)
     for t, label in zip(ys_ticks, tick_labels(ys_ticks)):
-        y = py(t)
+        y = py(math.log10(t) if log_y else t)
         parts.append(f'<line x1="{PAD_L}" x2="{PAD_L + pw}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
                      f'<text x="{PAD_L - 4}" y="{y + 3:.1f}" class="yl">{label}</text>')
     for t in ticks(x0, x1, 3, whole=True):
@@ -249,6 +270,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px}
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
+.chart .s{font-weight:400;font-style:italic;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
 .chart .p{fill:#1f77b4} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
 .chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}

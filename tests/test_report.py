@@ -7,6 +7,7 @@ event files are read with TensorBoard's own EventAccumulator.
 import base64
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -445,3 +446,27 @@ def test_the_x_axis_says_it_counts_steps():
     root = ET.fromstring(svg_chart("G_L1", [20, 40, 60], [7.5, 7.0, 6.0]))
     titles = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "xt"]
     assert titles == ["step"]
+
+
+def test_a_loss_spanning_decades_is_charted_on_a_log_axis():
+    # kl rose from 1e-7 to 0.3: on a linear axis its first third was a flat line at zero.
+    from bicyclegan.engine.report import log_ticks
+    xs, ys = [10, 20, 30, 40], [1e-7, 1e-5, 1e-3, 0.3]
+    svg = svg_chart("kl", xs, ys, scale="auto")
+    assert "(log scale)" in svg
+    pts = polyline(svg)
+    bottom, top = CHART_H - PAD_B, PAD_T
+    # evenly spaced decades are evenly spaced on the axis: 1e-7 at the bottom, 0.3 at the top
+    assert pts[0][1] == pytest.approx(bottom, abs=0.06) and pts[-1][1] == pytest.approx(top, abs=0.06)
+    assert pts[0][1] - pts[1][1] == pytest.approx(pts[1][1] - pts[2][1], abs=0.2)
+    labels = re.findall(r'class="yl">([^<]*)<', svg)
+    assert labels == ["1e-07", "1e-05", "0.001", "0.1"]  # every second of 7 decades
+    assert log_ticks(-7, math.log10(0.3)) == pytest.approx([1e-7, 1e-5, 1e-3, 1e-1])
+    assert log_ticks(math.log10(0.015), math.log10(1.8)) == pytest.approx([0.02, 0.05, 0.1, 0.2, 0.5, 1])
+    # a loss within one decade, a value <= 0, or a column that is no loss stay linear
+    for ys_ in ([7.5, 7.0, 5.0, 6.0], [0.0, 1e-5, 1e-3, 0.3]):
+        assert "(log scale)" not in svg_chart("x", xs, ys_, scale="auto")
+    assert "(log scale)" not in svg_chart("lr", xs, ys)
+    log = LogCurves()
+    log.curves = {"kl": (xs, ys), "lr": (xs, ys)}
+    assert "(log scale)" in log.chart("kl") and "(log scale)" not in log.chart("lr")
