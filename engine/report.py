@@ -268,7 +268,7 @@ def grid_data_uri(path: Path, cache: dict | None = None) -> str:
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
-.meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px}
+.meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px} .chart{overflow:visible}
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
 .chart .s{font-weight:400;font-style:italic;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}

@@ -470,3 +470,12 @@ def test_a_loss_spanning_decades_is_charted_on_a_log_axis():
     log = LogCurves()
     log.curves = {"kl": (xs, ys), "lr": (xs, ys)}
     assert "(log scale)" in log.chart("kl") and "(log scale)" not in log.chart("lr")
+
+
+def test_labels_at_the_charts_right_edge_are_not_cut_off():
+    # An inline <svg> clips what it draws beyond its box: the step label of a run ending at step 3000
+    # sits at the plot's right edge, PAD_R = 10 px from the svg's, and showed as "300".
+    chart = svg_chart("G_L1", [1000, 2000, 3000], [3.0, 2.0, 1.0])
+    last = re.findall(r'<text x="([\d.]+)" y="[\d.]+" class="xl">([^<]*)<', chart)[-1]
+    assert last[1] == "3000" and float(last[0]) == pytest.approx(CHART_W - PAD_R)
+    assert re.search(r"\.chart\{[^}]*overflow:visible", report_mod.STYLE)
