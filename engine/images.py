@@ -125,13 +125,20 @@ def prune_outputs(folder, keep) -> None:
 
 def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:
     """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]};
-    .mp4 paths are shown as videos."""
+    .mp4 paths are shown as videos. A row's optional "wide": [(caption, path)] (an interpolation strip,
+    thousands of pixels wide) goes on a line of its own under the row's images, at its own size and
+    scrolling sideways within the window: as a cell of the row it pushed the row's other pictures and
+    its own caption thousands of pixels off the screen."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif} td{text-align:center;font-size:12px} "
-             "img,video{image-rendering:pixelated;min-width:96px}</style>",
+             "img,video{image-rendering:pixelated;min-width:96px} td.wide{text-align:left;padding-bottom:1em} "
+             ".scroll{overflow-x:auto;max-width:calc(100vw - 3em)}</style>",
              f"<h1>{html.escape(title)}</h1>", extra_html, "<table>"]
     for row in rows:
         cells = "".join(f"<td>{_media(p)}<br>{html.escape(c)}</td>" for c, p in row["images"])
         parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
+        for c, p in row.get("wide", ()):
+            parts.append(f"<tr class='wide'><td class='wide' colspan='{len(row['images']) + 1}'>"
+                         f"<div class='scroll'>{_media(p)}</div>{html.escape(c)}</td></tr>")
     parts.append("</table>")
     return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")

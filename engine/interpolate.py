@@ -186,9 +186,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
             a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
-            files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image")),
-                     (f"{len(zs)} frames", save_image(_side_by_side([a, *frames_u8]),
-                                                      out / "images" / f"{stem}_strip.png", what="strip"))]
+            files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image"))]
+            strip = save_image(_side_by_side([a, *frames_u8]), out / "images" / f"{stem}_strip.png", what="strip")
             anim = [_side_by_side([a, f]) for f in frames_u8]
             gif = _gif_bytes(anim, fps)
             files.append(("animation (GIF)", atomic_write(out / "images" / f"{stem}.gif",
@@ -197,14 +196,16 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 video = _mp4_bytes(anim, fps)
                 files.append(("video (MP4)", atomic_write(out / "images" / f"{stem}.mp4",
                                                           lambda f, b=video: f.write(b), what="MP4")))
-            rows.append({"name": stem, "images": [(c, str(p.relative_to(out))) for c, p in files]})
+            rows.append({"name": stem, "images": [(c, str(p.relative_to(out))) for c, p in files],
+                         "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
+                                   str(strip.relative_to(out)))]})
             if progress:
                 count_line("interpolated", i + 1, min(num, len(items)))
     finally:
         model.train(was_training)
     if progress:
         end_count_line()
-    prune_outputs(out / "images", [p for row in rows for _, p in row["images"]])
+    prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
     write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
                                    "refs": [items[r][0] for r in refs] if path == "encoded" else None,
                                    "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},

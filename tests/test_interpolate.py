@@ -3,6 +3,7 @@ MP4, gallery) and the errors, on a tiny random-weight model."""
 import importlib
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,17 @@ def test_random_path_frames_strip_gif_mp4_and_gallery(tmp_path, demo_root):
         assert sum(1 for _ in ImageSequence.Iterator(gif)) == n
     page = (out / "index.html").read_text()
     assert page.count("<tr>") == 2 and f"images/{stems[0]}.gif" in page and "slerp through 3 random codes" in page
+    # Every picture the page shows is there. The strip ((n + 1) x 130 px: 2,858 px for 21 frames) is on
+    # a line of its own, scrolling within the window: as a cell of the input's row it pushed the GIF,
+    # the MP4 and its own caption thousands of pixels off the screen.
+    srcs = re.findall(r"src='([^']+)'", page)
+    assert srcs and all((out / src).is_file() for src in srcs)
+    for line in page.splitlines():
+        if line.startswith("<tr>"):
+            assert "_strip.png" not in line
+    for stem in stems:
+        assert (f"<tr class='wide'><td class='wide' colspan='{3 + mp4_available()}'><div class='scroll'>"
+                f"<img src='images/{stem}_strip.png'></div>the input, then the {n} frames") in page
     if mp4_available():
         import imageio_ffmpeg
         reader = imageio_ffmpeg.read_frames(str(out / "images" / f"{stems[0]}.mp4"))
