@@ -49,14 +49,21 @@ def server(tmp_path_factory):
         if REQUIRED:
             pytest.fail(f"BICYCLEGAN_BROWSER_TEST=required but {why}")
         pytest.skip(why)
-    import uvicorn
     tmp = tmp_path_factory.mktemp("browser")
     root = make_demo_dataset(tmp / "data", n_train=4, n_test=2, size=32, seed=0)
     cfg = make_config("reference", **TINY, batch_size=2, load_size=32, preprocess="none", num_workers=0,
                       backend="torch", dataroot=str(root))
     ckpt = save_checkpoint(BicycleGAN(cfg), tmp / "model.pt")
+    stop, url = start_server(ckpt)
+    yield url, tmp
+    stop()
+
+
+def start_server(ckpt):
+    """Serve the explorer of ckpt on a free port, as `serve` on a loopback address makes it (Host and
+    Origin checked: the page is same-site); returns (stop, url)."""
+    import uvicorn
     sock = bind("127.0.0.1", 0)
-    # as `serve` on a loopback address makes it: Host and Origin checked (the page is same-site)
     app = make_app(Explorer(ckpt, device="cpu"), local_only=True)
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -65,10 +72,12 @@ def server(tmp_path_factory):
     while not srv.started:
         assert time.time() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", tmp
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+
+    def stop():
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    return stop, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +190,24 @@ def test_quick_clicks_stay_within_the_limit_and_a_failed_render_is_mended(browse
     wait(browser, lambda d: renders(d) > n and not d.execute_script("return S.busy"), "the mended render")
     assert browser.find_element("id", "status").text == "ready"
     assert len(output_srcs(browser)) == 4 and all(s.startswith("data:image/png") for s in output_srcs(browser))
+
+
+def test_a_model_without_a_code_shows_its_one_output_as_such(browser, server):
+    # pix2pix with nz = 0: the page titled its one output "z1", drew it selected and said "click an
+    # output to edit its code with the sliders", for a model with no code and no sliders.
+    url, tmp = server
+    cfg = make_config("reference", **TINY, batch_size=2, load_size=32, preprocess="none", num_workers=0,
+                      backend="torch", dataroot=str(tmp / "data"), variant="pix2pix", nz=0)
+    stop, p2p = start_server(save_checkpoint(BicycleGAN(cfg), tmp / "p2p.pt"))
+    try:
+        browser.get(p2p)
+        wait(browser, lambda d: renders(d) >= 1, "the output")
+        assert len(output_srcs(browser)) == 1
+        assert browser.find_element("id", "outputs-title").text == "Output G(A)"
+        assert browser.find_element("css selector", "#outputs .card div").text == "output"
+        assert not browser.find_elements("css selector", "#outputs .card.selected")
+        for hidden in ("outputs-hint", "z-tools", "random-all"):
+            assert not browser.find_element("id", hidden).is_displayed()
+    finally:
+        browser.get(url)  # the tests before this one, run again in the same session, expect the first page
+        stop()
