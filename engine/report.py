@@ -314,7 +314,9 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
     variant = (config or {}).get("variant")
     meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "",
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+    # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
              f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
     if log.diverged:

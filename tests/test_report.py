@@ -146,6 +146,8 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
     # self-contained: every src is a data: URI and nothing is fetched from elsewhere
     assert all(src.startswith("data:") for src in re.findall(r"src='([^']*)'", page))
     assert "<script" not in page and "<link" not in page and "url(" not in page
+    # a phone lays it out at its own width, not at 980 px shrunk to 40 % (5 px text)
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
 
 
 def test_report_embeds_a_bounded_spread_of_grids_scaled_down_when_wide(tmp_path):

@@ -117,6 +117,8 @@ def test_page_is_served_and_self_contained(client):
     r = client.get("/")
     assert r.status_code == 200 and "BicycleGAN explorer" in r.text
     assert "http://" not in r.text and "https://" not in r.text  # no CDN: works offline
+    # a phone lays it out at its own width: without this, at 980 px shrunk to 40 % (5 px text, tiny sliders)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in r.text
 
 
 def test_info_lists_the_dataset_inputs(client, demo_root):
