@@ -277,8 +277,8 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
 figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}
 figcaption{font-size:12px;color:#555} table{border-collapse:collapse}
-td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px}
-pre{font-size:12px;background:#f6f6f6;padding:8px}
+td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px} td{overflow-wrap:anywhere}
+pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 """
 
 

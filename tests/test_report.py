@@ -481,3 +481,10 @@ def test_labels_at_the_charts_right_edge_are_not_cut_off():
     last = re.findall(r'<text x="([\d.]+)" y="[\d.]+" class="xl">([^<]*)<', chart)[-1]
     assert last[1] == "3000" and float(last[0]) == pytest.approx(CHART_W - PAD_R)
     assert re.search(r"\.chart\{[^}]*overflow:visible", report_mod.STYLE)
+
+
+def test_long_paths_wrap_or_scroll_within_a_phones_width():
+    # eval.json's dataroot and checkpoint paths made the evaluation table (and config.json's lines
+    # the <pre>) wider than a phone: the page was 488 px wide on a 412 px screen.
+    assert re.search(r"(^|\s)td\{[^}]*overflow-wrap:anywhere", report_mod.STYLE)
+    assert re.search(r"(^|\s)pre\{[^}]*overflow-x:auto", report_mod.STYLE)
