@@ -59,12 +59,12 @@ def server(tmp_path_factory):
     stop()
 
 
-def start_server(ckpt):
+def start_server(ckpt, **kw):
     """Serve the explorer of ckpt on a free port, as `serve` on a loopback address makes it (Host and
-    Origin checked: the page is same-site); returns (stop, url)."""
+    Origin checked: the page is same-site); returns (stop, url). kw: Explorer's options."""
     import uvicorn
     sock = bind("127.0.0.1", 0)
-    app = make_app(Explorer(ckpt, device="cpu"), local_only=True)
+    app = make_app(Explorer(ckpt, device="cpu", **kw), local_only=True)
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -210,4 +210,21 @@ def test_a_model_without_a_code_shows_its_one_output_as_such(browser, server):
             assert not browser.find_element("id", hidden).is_displayed()
     finally:
         browser.get(url)  # the tests before this one, run again in the same session, expect the first page
+        stop()
+
+
+def test_pictures_not_there_yet_are_empty_boxes_not_broken_images(browser, server):
+    # Served without dataset inputs (uploads only), every picture of the page (input, ground truth,
+    # the four outputs, the reference) showed the browser's broken-image icon beside its alt text.
+    url, tmp = server
+    stop, empty = start_server(tmp / "model.pt", num=0)
+    try:
+        browser.get(empty)
+        wait(browser, lambda d: d.find_element("id", "status").text == "no dataset inputs: upload an image",
+             "the page to say it has no inputs")
+        styles = browser.execute_script("return [...document.querySelectorAll('img.pic:not([src])')]"
+                                        ".map((i) => getComputedStyle(i).content)")
+        assert len(styles) >= 6 and all(c.startswith("linear-gradient") for c in styles), styles
+    finally:
+        browser.get(url)
         stop()
