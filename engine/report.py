@@ -283,6 +283,8 @@ pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 
 
 def _value(v) -> str:
+    if v is None:  # a measure with nothing to measure (diversity of one sample per input): '-', as evaluate prints
+        return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list):

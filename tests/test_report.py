@@ -488,3 +488,12 @@ def test_long_paths_wrap_or_scroll_within_a_phones_width():
     # the <pre>) wider than a phone: the page was 488 px wide on a 412 px screen.
     assert re.search(r"(^|\s)td\{[^}]*overflow-wrap:anywhere", report_mod.STYLE)
     assert re.search(r"(^|\s)pre\{[^}]*overflow-x:auto", report_mod.STYLE)
+
+
+def test_a_measure_that_was_not_taken_reads_as_a_dash_not_python_none(tmp_path):
+    # evaluate --n_samples 1 writes diversity_l1: null (no pair to compare); the table showed "None".
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval.json").write_text(json.dumps({"variant": "pix2pix", "diversity_l1": None, "coverage": 0.5}))
+    page = write_report(run).read_text()
+    assert "<th>diversity_l1</th><td>-</td>" in page and "None" not in page
