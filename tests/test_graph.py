@@ -104,7 +104,7 @@ def test_warm_up_is_undone_in_place(norm):
     state = [t for o in model.optimizers.values() for st in o.state.values() for t in st.values()]
     assert len(state) == 3 * sum(1 for _ in model.parameters())  # step, exp_avg, exp_avg_sq: allocated
     assert all(not t.any() for t in state)  # and as fresh as a new Adam's
-    torch.manual_seed(5)  # warm_up also restored the RNG: the next draws are those of the twin
+    # warm_up also restored the RNG (not seeded again here): the next draws are those of the twin
     losses = [model.train_step(data(seed=s)) for s in (1, 2)]
     torch.manual_seed(5)
     twin_losses = [twin.train_step(data(seed=s)) for s in (1, 2)]
@@ -172,3 +172,28 @@ def test_resume_keeps_the_optimisers_own_lr_tensor_and_flags():
     plain.load_training_state(graphed.training_state())  # and back: a float lr, not capturable
     g = plain.optimizers["G"].param_groups[0]
     assert isinstance(g["lr"], float) and g["lr"] == pytest.approx(1e-3) and g["capturable"] is False
+
+
+def test_a_replay_copies_the_batch_into_the_captured_inputs_and_refuses_another_shape():
+    """__call__ without CUDA: a stand-in graph, so that the copy, the shape check and the returned
+    losses are checked on any machine."""
+    step = GraphedTrainStep.__new__(GraphedTrainStep)  # what __init__ leaves, without the capture
+    step.static = {k: torch.zeros(4, 3, 32, 32) for k in ("A", "B")}
+    replays = []
+
+    class Graph:
+        def replay(self):
+            replays.append({k: v.clone() for k, v in step.static.items()})
+            step.losses["G_L1"].add_(1)  # a replay writes the losses into the captured outputs
+    step.graph, step.losses = Graph(), {"G_L1": torch.zeros(())}
+    batch = data(seed=3)
+    first = step(batch)
+    assert len(replays) == 1 and all(torch.equal(replays[0][k], batch[k]) for k in ("A", "B"))
+    second = step(data(seed=4))
+    assert first["G_L1"].item() == 1 and second["G_L1"].item() == 2  # each its own step's, not a view
+    for bad in ({"A": batch["A"][:2], "B": batch["B"][:2]},  # a smaller last batch
+                {"A": batch["A"][..., :16], "B": batch["B"][..., :16]}):  # another image size
+        with pytest.raises(ValueError, match=r"cuda_graph: batch A has shape \(\d+, 3, 32, (32|16)\), the captured "
+                                             r"step takes \(4, 3, 32, 32\) \(use drop_last\)"):
+            step(bad)
+    assert len(replays) == 2

@@ -540,6 +540,10 @@ def test_a_resumed_average_keeps_its_count():
     b = BicycleGAN(cfg)
     b.load_training_state(a.training_state())
     assert b.ema_steps.item() == 3
+    # and its weights: the average's, not G's (they differ after 3 steps)
+    assert any(not torch.equal(a.G_ema.state_dict()[k], v) for k, v in a.G.state_dict().items())
+    for k, v in a.G_ema.state_dict().items():
+        assert torch.equal(b.G_ema.state_dict()[k], v), k
     state = a.training_state()
     del state["ema_steps"]  # a checkpoint from before the count: its average is taken as settled
     b.load_training_state(state)

@@ -110,6 +110,10 @@ def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path)
     assert curves.not_finite == {} and ">5</tspan>" in curves.chart("G_L1")
     log.write_text('{"step": 1, "G_L1": 7.0}\n')  # truncated by a resume: read again from the start
     assert curves.update(log).curve("G_L1") == ([1], [7.0]) and not curves.diverged
+    for step in (2, 3, 4):  # lines added one update at a time: each read once, from where the last ended
+        with open(log, "a") as f:
+            f.write(json.dumps({"step": step, "G_L1": float(step)}) + "\n")
+        assert curves.update(log).curve("G_L1") == (list(range(1, step + 1)), [7.0, *map(float, range(2, step + 1))])
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -169,6 +173,20 @@ def test_grid_choice_is_stable_as_the_run_grows():
         # all but the newest were chosen before: each rewrite has at most one new grid to encode
         assert set(chosen[:-1]) <= set(previous)
         previous = chosen
+    # As many as fit: the smallest power-of-two stride whose choice (the last item added) is at most
+    # MAX_GRIDS long. Of 15, every 2nd is 8 items; of 16, every 2nd would be 9, so every 4th.
+    assert MAX_GRIDS == 8
+    assert spread(list(range(15)), 8) == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert spread(list(range(16)), 8) == [0, 4, 8, 12, 15]
+
+
+def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
+    # The trainer rewrites the page at its sample steps, which need not be logged ones: the log's
+    # last line (step 20 of fake_run) is older than the step the trainer gives.
+    run, _ = fake_run(tmp_path)
+    page = write_report(run, status={"step": 23, "total_steps": 40, "epoch": 2}).read_text()
+    assert "class='meta'>step 23 of 40 (epoch 2) · " in page
+    assert "class='meta'>step 20 (epoch 0) · " in write_report(run).read_text()  # a finished run's: from its log
 
 
 def test_report_of_a_run_without_anything_yet(tmp_path):
@@ -236,6 +254,9 @@ def test_tensorboard_logs_what_log_jsonl_and_the_grids_hold(tmp_path, demo_root)
         tag = ("train/" if key in ("lr", "img_per_s") else "loss/") + key
         got = [(e.step, e.value) for e in ea.Scalars(tag)]
         assert got == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows]
+    # The losses, the rate and the speed, nothing else (step and epoch are the axis, not curves).
+    assert set(ea.Tags()["scalars"]) == {f"loss/{k}" for k in ("G_GAN", "G_L1", "kl", "G_GAN2", "z_L1", "D", "D2")} | {
+        "train/lr", "train/img_per_s"}
     images = ea.Images("samples")
     assert [e.step for e in images] == [2, 4]
     for e in images:

@@ -1,0 +1,207 @@
+"""The training loop's bookkeeping against answers worked out here, not by the trainer: the rate each
+step trains with (the reference's linear rule), the logged means and speeds (a stand-in training
+step returns made-up losses and takes made-up times), the steps that sample and save, a resume at
+its edges, each rank's own z stream and the start-up refusals at their boundaries. Most runs use
+the stand-in step, so a dozen iterations take a fraction of a second (from the mutation pass of
+docs/mutation-engine.md)."""
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny import tiny_cfg
+
+from bicyclegan.engine import CheckpointError, ConfigError, DivergenceError
+from bicyclegan.engine import trainer as trainer_module
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.model import BicycleGAN
+from bicyclegan.engine.runtime import Dist
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+STEPS_PER_EPOCH = 4  # 16 training pairs, batch 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The trainer's clock, moved only by the stand-in step (see stand_in)."""
+    now = types.SimpleNamespace(t=1000.0)
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(time=lambda: now.t))
+    return now
+
+
+def stand_in(trainer, clock=None, seconds=lambda k: 0.0):
+    """Replace the training step: step k (counted from 1) takes seconds(k) on `clock` and returns the
+    losses G_L1 = k and D = 2k. Returns the list of what each step saw: its number and every
+    optimiser's learning rate."""
+    seen = []
+
+    def step(batch):
+        k = trainer.step + 1
+        seen.append((k, [float(g["lr"]) for o in trainer.model.optimizers.values() for g in o.param_groups]))
+        if clock is not None:
+            clock.t += seconds(k)
+        return {"G_L1": torch.tensor(float(k)), "D": torch.tensor(2.0 * k)}
+    trainer.model.train_step = step
+    return seen
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_every_step_trains_at_the_reference_linear_rate(tmp_path, data):
+    # niter != niter_decay, so that the two cannot stand in for each other; 3 epochs of 4 steps.
+    lr, niter, niter_decay = 1e-3, 1, 2
+    trainer = Trainer(tiny_cfg(tmp_path / "r", data, lr=lr, niter=niter, niter_decay=niter_decay,
+                               sample_every=100, save_every=100), progress=False)
+    seen = stand_in(trainer)
+    run = trainer.train()
+
+    def want(step):  # the reference's "linear" policy, per epoch
+        epoch = (step - 1) // STEPS_PER_EPOCH
+        return lr * (1 - max(0, epoch + 1 - niter) / float(niter_decay + 1))
+    assert [k for k, _ in seen] == list(range(1, 13))
+    for k, lrs in seen:  # what the optimisers hold, not only what is logged
+        assert len(lrs) == 4 and lrs == pytest.approx([want(k)] * 4, rel=1e-12), k
+    rows = read_log(run)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["lr"] for r in rows] == pytest.approx([want(r["step"]) for r in rows], rel=1e-12)
+    assert [r["epoch"] for r in rows] == [(r["step"] - 1) // STEPS_PER_EPOCH for r in rows]
+
+
+def test_log_lines_hold_the_intervals_means_and_images_per_second_across_a_resume(tmp_path, data, clock):
+    # Step k takes 0.1 k s and reports G_L1 = k, D = 2k. log_every 3; stopped at step 5, resumed to 8.
+    run = tmp_path / "r"
+    kw = dict(log_every=3, sample_every=100, save_every=100)
+    first = Trainer(tiny_cfg(run, data, max_steps=5, **kw), progress=False)
+    stand_in(first, clock, lambda k: 0.1 * k)
+    first.train()
+    second = Trainer(tiny_cfg(run, data, max_steps=8, **kw), resume=True, progress=False)
+    stand_in(second, clock, lambda k: 0.1 * k)
+    second.train()
+
+    def line(steps, since):  # the mean over `steps`, images/s over the steps since the last line (batch 4)
+        mean = sum(steps) / len(steps)
+        return {"G_L1": mean, "D": 2 * mean, "img_per_s": round(4 * len(since) / sum(0.1 * k for k in since), 2)}
+    want = {3: line([1, 2, 3], [1, 2, 3]),
+            5: line([4, 5], [4, 5]),        # the first run's last step, off the log grid
+            6: line([4, 5, 6], [6]),        # the interval carried through the checkpoint; time since resuming
+            8: line([7, 8], [7, 8])}
+    rows = read_log(run)
+    assert [r["step"] for r in rows] == sorted(want)
+    for r in rows:
+        got = {k: r[k] for k in ("G_L1", "D", "img_per_s")}
+        assert got == pytest.approx(want[r["step"]], rel=1e-6), r["step"]
+        assert r["epoch"] == (r["step"] - 1) // STEPS_PER_EPOCH
+
+
+def test_samples_and_checkpoints_come_at_their_steps(tmp_path, data, monkeypatch):
+    # 3 epochs of 4 steps (niter 2 + niter_decay 1); stopped at 9, then resumed to the end (12).
+    saves, grids = [], []
+    real_save, real_grid = trainer_module.save_checkpoint, trainer_module.save_grid
+
+    def save(model, path, **kw):
+        saves.append((path.name, kw["step"], kw["epoch"]))
+        return real_save(model, path, **kw)
+
+    def grid(model, A, B, z, path):
+        if path.name != "latest.png":
+            grids.append(path.name)
+        return real_grid(model, A, B, z, path)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    monkeypatch.setattr(trainer_module, "save_grid", grid)
+    kw = dict(niter=2, niter_decay=1, log_every=100, save_every=3, sample_every=4, save_epoch_freq=2)
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=9, **kw), progress=False)
+    stand_in(t)
+    t.train()
+    # latest.pt every 3 steps and at the end (the epoch the step trained in); epoch_2.pt after two
+    # epochs (stored as the start of the next), none after one; a grid every 4 steps and at the end.
+    assert saves == [("latest.pt", 3, 0), ("latest.pt", 6, 1), ("epoch_2.pt", 8, 2),
+                     ("latest.pt", 9, 2), ("latest.pt", 9, 2)]
+    assert grids == ["step_0000004.png", "step_0000008.png", "step_0000009.png"]
+    assert [r["step"] for r in read_log(run)] == [9]  # the run's last step, off the log grid
+    saves.clear(), grids.clear()
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    stand_in(t)
+    t.train()
+    assert saves == [("latest.pt", 12, 2), ("latest.pt", 12, 2)]
+    assert grids == ["step_0000012.png"]  # on the sample grid: drawn once, not again at the end
+    assert sorted(p.name for p in (run / "samples").glob("step_*.png")) == [
+        "step_0000004.png", "step_0000008.png", "step_0000009.png", "step_0000012.png"]
+
+
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_log(tmp_path, data):
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=4, sample_every=100, save_every=100), progress=False)
+    stand_in(t)
+    t.train()
+    log = (run / "log.jsonl").read_text()
+    again = Trainer(tiny_cfg(run, data, max_steps=4, sample_every=100, save_every=100), resume=True, progress=False)
+    seen = stand_in(again)
+    assert again.train() == run and seen == []
+    assert (run / "log.jsonl").read_text() == log
+
+
+def test_a_resumed_run_that_diverges_names_the_checkpoint_it_resumed_from(tmp_path, data):
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, data, max_steps=2, sample_every=100), progress=False).train()
+    t = Trainer(tiny_cfg(run, data, max_steps=4, sample_every=100, save_every=100), resume=True, progress=False)
+    with torch.no_grad():
+        next(t.model.G.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(DivergenceError, match=r"at step 3 .*the last good checkpoint is .*latest\.pt \(step 2\)"):
+        t.train()
+
+
+def test_resume_on_a_larger_dataset_is_refused(tmp_path, data):
+    Trainer(tiny_cfg(tmp_path / "r", data, max_steps=2, sample_every=100), progress=False).train()
+    large = make_demo_dataset(tmp_path / "large", n_train=24, n_test=2, size=32, seed=0)
+    with pytest.raises(CheckpointError, match="4 batches per epoch, the data now gives 6"):
+        Trainer(tiny_cfg(tmp_path / "r", large, max_steps=4), resume=True, progress=False)
+
+
+def test_an_image_width_the_unet_cannot_take_is_refused_too(tmp_path):
+    # 32 high (a multiple of 32) but 40 wide: the width alone is off.
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 80, 3), dtype=np.uint8)).save(tmp_path / "d" / "train" / f"{i}.png")
+    with pytest.raises(ConfigError, match=r"makes the training images 40x32 \(W x H"):
+        Trainer(tiny_cfg(tmp_path / "r", tmp_path / "d"), progress=False)
+
+
+def test_each_rank_draws_its_own_z(tmp_path, data, monkeypatch):
+    # Rank 0 and rank 1 of two (no process group is needed before the first step): the generators
+    # each leaves for the training steps must differ, or both ranks draw the same z every step.
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(trainer_module, "init_distributed",
+                            lambda device, rank=rank: Dist(rank=rank, world=2, device=torch.device("cpu")))
+        Trainer(tiny_cfg(tmp_path / f"r{rank}", data), progress=False)
+        draws.append(torch.randn(8))
+    assert not torch.equal(*draws)
+
+
+def test_fine_tuning_keeps_imported_discriminators(tmp_path, data):
+    # An import that holds trained discriminators (imported lists D and D2): a fine-tune starts from
+    # them, as from G and E; only discriminators the import left untrained are the run's own.
+    cfg = tiny_cfg(tmp_path / "unused", data)
+    model = BicycleGAN(cfg)
+    with torch.no_grad():
+        for p in (*model.D.parameters(), *model.D2.parameters()):
+            p.add_(0.5)
+    ckpt = save_checkpoint(model, tmp_path / "imported.pt", extra={"imported": ["G", "E", "D", "D2"]})
+    t = Trainer(tiny_cfg(tmp_path / "ft", data), resume=ckpt, progress=False)
+    for name in ("G", "E", "D", "D2"):
+        want, got = getattr(model, name).state_dict(), getattr(t.model, name).state_dict()
+        for k in want:
+            assert torch.equal(got[k], want[k]), (name, k)
+
