@@ -27,6 +27,7 @@ from .checkpoint import (
     read_checkpoint,
     rng_state,
     save_checkpoint,
+    saved_epochs,
     set_rng_state,
 )
 from .config import TrainConfig
@@ -203,10 +204,16 @@ class Trainer:
                 raise CheckpointError(f"{self.run_dir} already holds a run that stopped before its first checkpoint "
                                       f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
                                       f"to start again there, or choose another --out")
-            raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass --resume to "
+            # A run killed after an epoch's checkpoint (--save_epoch_freq) but before its first
+            # latest.pt continues from that epoch's: --resume alone looks for latest.pt.
+            how = (f"--epoch {epochs[-1]}" if (epochs := saved_epochs(self.ckpt_path.parent))
+                   and not self.ckpt_path.exists() else "--resume")
+            raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass {how} to "
                                   f"continue it or choose another --out")
         if self.resume_path is not None and not self.resume_path.exists():
-            why = (" (the run there stopped before its first checkpoint: start it again in a new --out)"
+            epochs = saved_epochs(self.ckpt_path.parent) if self.resume_path == self.ckpt_path else []
+            why = (f" (the run kept per-epoch checkpoints only: continue it with --epoch {epochs[-1]})" if epochs else
+                   " (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
             raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
         if self.main:

@@ -205,3 +205,20 @@ def test_fine_tuning_keeps_imported_discriminators(tmp_path, data):
         for k in want:
             assert torch.equal(got[k], want[k]), (name, k)
 
+
+def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoch(tmp_path, data):
+    # Killed after epoch 1's checkpoint but before any latest.pt (save_every 100): the messages sent
+    # the user to start again in a new folder ("stopped before its first checkpoint") though
+    # epoch_1.pt was there to resume from.
+    run = tmp_path / "r"
+    kw = dict(max_steps=6, save_every=100, sample_every=100, save_epoch_freq=1)
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
+    stand_in(t)
+    t.train()
+    (run / "checkpoints" / "latest.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"already holds a run \(log\.jsonl\); pass --epoch 1 to continue"):
+        Trainer(tiny_cfg(run, data, **kw), progress=False)
+    with pytest.raises(CheckpointError, match=r"no checkpoint at .*latest\.pt \(the run kept per-epoch "
+                                              r"checkpoints only: continue it with --epoch 1\)"):
+        Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    assert Trainer(tiny_cfg(run, data, **kw), epoch=1, progress=False).step == STEPS_PER_EPOCH
