@@ -1,0 +1,245 @@
+"""Hand-written mutants of the training loop, the CUDA-graph step, the training report and the
+model's learning-rate and moving-average code (results and survivors: docs/mutation-engine.md,
+"The training loop, the graph step and the report").
+
+Each mutant is one textual replacement that must match exactly once; it is written into the source
+file itself, the selected tests run (`pytest -x`, in a fresh interpreter), and the file is restored
+from git. Do not use the worktree for anything else while it runs: it refuses to start with
+uncommitted changes in the files it mutates and restores them however it ends.
+
+    .venv/bin/python tools/mutation_loop.py            # every mutant (about 40 min on 2 cores)
+    .venv/bin/python tools/mutation_loop.py T05 R13    # some of them
+
+One JSON line per mutant goes to build/mutation-loop/results.jsonl (killed or survived, the time,
+the first failing test). A replacement that no longer matches (the source changed) is reported as
+such, not run.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+T, G, R, M = "engine/trainer.py", "engine/graph.py", "engine/report.py", "engine/model.py"
+TR = ["tests/test_trainer_loop.py", "tests/test_trainer.py", "tests/test_user_paths.py", "tests/test_report.py",
+      "tests/test_reliability.py", "tests/test_workflow.py"]
+TRD = TR + ["tests/test_distributed.py"]  # the mutants of what each rank does
+GR = ["tests/test_graph.py"]
+RP = ["tests/test_report.py", "tests/test_user_paths.py", "tests/test_trainer.py"]
+MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
+      "tests/test_serve.py", "tests/test_reliability.py"]
+# Left out of every run: tests of other commands that train nothing.
+SKIP = "not export and not serve_ and not lpips and not interpolate_ and not download"
+
+# (id, file, original text, mutant text, tests)
+MUTANTS = [
+    ('T01', T, 'max(0, epoch + 1 - niter)',
+     'max(0, epoch - niter)', TR),
+    ('T02', T, '/ float(niter_decay + 1))',
+     '/ float(niter_decay))', TR),
+    ('T03', T, 'return max(0.0, 1.0 - max(0, epoch + 1 - niter)',
+     'return min(1.0, 1.0 - max(0, epoch + 1 - niter)', TR),
+    ('T04', T, 'lr = cfg.lr * lr_factor(self.epoch, cfg.niter',
+     'lr = cfg.lr * lr_factor(self.epoch + 1, cfg.niter', TR),
+    ('T05', T, '                self.model.set_lr(lr)\n',
+     '', TR),
+    ('T06', T, 'lr_factor(self.epoch, cfg.niter, cfg.niter_decay)',
+     'lr_factor(self.epoch, cfg.niter_decay, cfg.niter)', TR),
+    ('T07', T, 'epochs = cfg.niter + cfg.niter_decay',
+     'epochs = cfg.niter', TR),
+    ('T08', T, 'if self.total_steps < self.step:',
+     'if self.total_steps <= self.step:', TR),
+    ('T09', T, 'if self.total_steps > epochs * self.steps_per_epoch:',
+     'if self.total_steps >= epochs * self.steps_per_epoch:', TR),
+    ('T10', T, 'if size[0] % m or size[1] % m]',
+     'if size[0] % m or size[0] % m]', TR),
+    ('T11', T, 'torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank',
+     'torch.manual_seed(cfg.seed * 1000)  # each rank', TRD),
+    ('T12', T, '            set_rng_state(self.rng_to_restore)\n',
+     '            pass\n', TR),
+    ('T15', T, 'purge_step=self.step + 1 if',
+     'purge_step=self.step if', TR),
+    ('T16', T, 'if started and not resume:',
+     'if started and resume:', TR),
+    ('T17', T, 'if not any(self.ckpt_path.parent.glob("*.pt")):',
+     'if not any(self.ckpt_path.parent.glob("latest.pt")):', TR),
+    ('T19', T, '            if epoch is not None:\n                raise ConfigError',
+     '            if epoch is None:\n                raise ConfigError', TR),
+    ('T20', T, 'if saved is not None and saved != self.steps_per_epoch:',
+     'if saved is not None and saved > self.steps_per_epoch:', TR),
+    ('T21', T, 'if world != self.world:',
+     'if world > self.world:', TRD),
+    ('T22', T, 'self.step, self.epoch = state["step"], state["epoch"]',
+     'self.step, self.epoch = state["step"], state["step"] // self.steps_per_epoch - 1', TR),
+    ('T23', T, '        self.saved_step = self.step\n        self.rng_to_restore',
+     '        self.rng_to_restore', TR),
+    ('T24', T, '        if self.rank > 0:\n',
+     '        if self.rank >= 0:\n', TR),
+    ('T25', T, 'interval = (state.get("log_interval") if self.rank == 0 else',
+     'interval = (state.get("log_interval") if self.rank != 0 else', TRD),
+    ('T26', T, '            self.log_count = interval["count"]\n',
+     '            self.log_count = len(interval["sums"])\n', TR),
+    ('T27', T, '        self._truncate_log()\n',
+     '', TR),
+    ('T28', T, 'if grid_step(grid) > self.step:',
+     'if grid_step(grid) >= self.step:', TR),
+    ('T29', T, 'if _log_step(ln) <= self.step]',
+     'if _log_step(ln) < self.step]', TR),
+    ('T30', T, '        return math.inf\n',
+     '        return 0\n', TR),
+    ('T31', T, 'rank_rng"] = [rng for rng, _ in states[1:]]',
+     'rank_rng"] = [rng for rng, _ in states[:-1]]', TRD),
+    ('T33', T, 'fresh_d = imported is not None and not {"D", "D2"} & set(imported)',
+     'fresh_d = imported is not None', TR),
+    ('T34', T, 'if (self.run_dir / "log.jsonl").exists():',
+     'if (self.run_dir / "config.json").exists():', TR),
+    ('T35', T, 'for p in ("val", "test")',
+     'for p in ("test", "val")', TR),
+    ('T37', T, 'if not rows or batch["A"].shape == rows[0]["A"].shape:',
+     'if True:', TR),
+    ('T38', T, '                self.tb.log_grid(self.step, path)',
+     '                self.tb.log_grid(self.step - 1, path)', TR),
+    ('T39', T, '        if self.saved_step is None:\n            return',
+     '        if self.saved_step is not None:\n            return', TR),
+    ('T40', T, '        if path is None:\n            self.saved_step = self.step',
+     '        if path is not None:\n            self.saved_step = self.step', TR),
+    ('T41', T, 'epoch=self.epoch if epoch is None else epoch, extra=extra)',
+     'epoch=self.epoch, extra=extra)', TR),
+    ('T42', T, 'interval = {"count": self.log_count,',
+     'interval = {"count": 0,', TR),
+    ('T44', T, 'row = {"step": self.step, "epoch": self.epoch, "lr": lr,',
+     'row = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,', TR),
+    ('T45', T, 'nets = {} if bad else self.model.nonfinite()',
+     'nets = {}', TR),
+    ('T46', T, '            self.write_report()  # the page says so',
+     '            pass  # the page says so', TR),
+    ('T47', T, 'self.log_sums[k] = self.log_sums.get(k, 0) + v',
+     'self.log_sums[k] = v', TRD),
+    ('T48', T, 'if self.step % cfg.log_every == 0 or self.step == self.total_steps:',
+     'if self.step % cfg.log_every == 0:', TR),
+    ('T49', T, 'ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)',
+     'ips = (self.step - step_last) * self.world / max(now - t_last, 1e-9)', TR),
+    ('T51', T, "                        if self.step % cfg.log_every == 0:  # a run's",
+     "                        if True:  # a run's", TR),
+    ('T53', T, 'log = open(self.run_dir / "log.jsonl", "a")',
+     'log = open(self.run_dir / "log.jsonl", "w")', TR),
+    ('T54', T, 'return {k: v / (count * world) for',
+     'return {k: v / count for', TRD),
+    ('T55', T, 'self.loader.set_epoch(self.epoch, self.step - self.epoch * self.steps_per_epoch)',
+     'self.loader.set_epoch(self.epoch, 0)', TR),
+    ('T56', T, '                    if self.step % cfg.sample_every == 0:\n',
+     '                    if (self.step + 1) % cfg.sample_every == 0:\n', TR),
+    ('T57', T, '                    if self.step % cfg.save_every == 0:\n                        self.save()\n',
+     '', TR),
+    ('T58', T, 'if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:',
+     'if cfg.save_epoch_freq and not rest:', TR),
+    ('T59', T, 'self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)',
+     'self.save(self.run_dir / "checkpoints" / epoch_name(self.epoch), epoch=done)', TR),
+    ('T60', T, '                    if self.step >= self.total_steps:\n                        break',
+     '                    if self.step > self.total_steps:\n                        break', TR),
+    ('T61', T, '                else:\n                    self.epoch += 1\n',
+     '                self.epoch += 1\n', TR),
+    ('T62', T, '                log.close()\n        self.save()\n',
+     '                log.close()\n', TR),
+    ('T63', T, '        if self.step % cfg.sample_every:  # else',
+     '        if not self.step % cfg.sample_every:  # else', TR),
+    ('G01', G, '+ [model.ema_steps]',
+     '', GR),
+    ('G02', G, 'for t in (*net.parameters(), *net.buffers())]',
+     'for t in net.parameters()]', GR),
+    ('G03', G, '            else:\n                t.zero_()\n',
+     '', GR),
+    ('G04', G, '    torch.set_rng_state(rng[0])\n',
+     '', GR),
+    ('G05', G, '*([model.G_ema] if model.G_ema is not None else [])',
+     '', GR),
+    ('G08', G, 'if batch[k].shape != buf.shape:',
+     'if batch[k].shape[0] != buf.shape[0]:', GR),
+    ('G10', G, 'return {k: v.clone() for k, v in self.losses.items()}',
+     'return self.losses', GR),
+    ('R01', R, 'if path.stat().st_size < self.offset:',
+     'if path.stat().st_size < 0:', RP),
+    ('R02', R, 'end = text.rfind(b"\\n") + 1',
+     'end = len(text)', RP),
+    ('R03', R, 'self.offset += end',
+     'self.offset = end', RP),
+    ('R04', R, 'self.diverged = self.diverged or bool(row.get("diverged"))',
+     'self.diverged = bool(row.get("diverged"))', RP),
+    ('R05', R, '                    self.not_finite.pop(k, None)\n',
+     '', RP),
+    ('R06', R, 'lo, hi = i * len(xs) // n, (i + 1) * len(xs) // n',
+     'lo, hi = i * len(xs) // n, (i + 1) * len(xs) // n + 1', RP),
+    ('R08b', R, '    if whole:\n        step = max(step, 1)',
+     '    if False:\n        step = max(step, 1)', RP),
+    ('R09', R, 'while (len(items) - 2) // stride + 1 > k - 1:',
+     'while (len(items) - 2) // stride + 1 >= k - 1:', RP),
+    ('R10', R, 'return items[:-1][::stride] + [items[-1]]',
+     'return items[::stride]', RP),
+    ('R11', R, 'm = re.fullmatch(r"step_(\\d+)", Path(path).stem)',
+     'm = re.match(r"step_(\\d+)", Path(path).stem)', RP),
+    ('R12', R, 'for key in [k for k in cache if isinstance(k, tuple) and k[0] not in keep]:',
+     'for key in [k for k in cache if isinstance(k, tuple) and k[0] in keep]:', RP),
+    ('R13', R, 'status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}',
+     'status = {**(status or {}), **{"step": last.get("step"), "epoch": last.get("epoch")}}', RP),
+    ('R14', R, 'return f"train/{key}" if key in ("lr", "img_per_s") else f"loss/{key}"',
+     'return f"train/{key}" if key in ("lr",) else f"loss/{key}"', RP),
+    ('R15', R, 'and k not in self.EVAL_SETTINGS:',
+     'and k in self.EVAL_SETTINGS:', RP),
+    ('R18', R, 'if k in ("step", "epoch", "diverged") or not isinstance(v, (int, float)) or isinstance(v, bool):',
+     'if k in ("step", "diverged") or not isinstance(v, (int, float)) or isinstance(v, bool):', RP),
+    ('M01', M, '                else:\n                    group["lr"] = lr\n',
+     '                else:\n                    pass\n', MD),
+    ('M02', M, 'w = (2.0 / (self.ema_steps + 1)).clamp_(min=1.0 - self.cfg.ema)',
+     'w = (2.0 / (self.ema_steps + 1)).clamp_(min=self.cfg.ema)', MD),
+    ('M03', M, '        self.ema_steps.add_(1)\n',
+     '', MD),
+    ('M04', M, '            state["ema"] = self.G_ema.state_dict()\n',
+     '', MD),
+    ('M05', M, '            self.ema_steps.fill_(state.get("ema_steps", 10**9 if state.get("ema") else 0))',
+     '            self.ema_steps.fill_(0)', MD),
+    ('M06', M, 'self.G_ema.load_state_dict(state.get("ema") or state["nets"]["G"])',
+     'self.G_ema.load_state_dict(state["nets"]["G"])', MD),
+    ('M08', M, '        if self.G_ema is not None:\n            self._update_ema()\n',
+     '', MD),
+]
+
+
+def run(ids: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not ids or m[0] in ids]
+    files = sorted({m[1] for m in chosen})
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *files], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    if dirty:
+        sys.exit(f"uncommitted changes in {', '.join(files)}: commit or stash them first\n{dirty}")
+    out = ROOT / "build" / "mutation-loop" / "results.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    survived = 0
+    try:
+        for mid, rel, old, new, tests in chosen:
+            path = ROOT / rel
+            src = path.read_text()
+            if src.count(old) != 1:
+                row = {"id": mid, "result": f"no longer matches ({src.count(old)} places)"}
+            else:
+                path.write_text(src.replace(old, new))
+                t0 = time.time()
+                done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                       "-k", SKIP, *tests], cwd=ROOT, env=env, capture_output=True, text=True)
+                subprocess.run(["git", "checkout", "--", rel], cwd=ROOT, check=True)
+                failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+                result = {0: "survived", 1: "killed"}.get(done.returncode, f"pytest exit {done.returncode}")
+                survived += result == "survived"
+                row = {"id": mid, "result": result, "seconds": round(time.time() - t0), "by": failed[:1]}
+            print(json.dumps(row), flush=True)
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    finally:
+        subprocess.run(["git", "checkout", "--", *files], cwd=ROOT, check=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
