@@ -158,6 +158,7 @@ class Trainer:
         # that a resumed run's first line averages the same steps as an uninterrupted run's.
         self.log_sums, self.log_count = {}, 0
         self.saved_step = None  # step of the checkpoint on disk, if any
+        self.saved_path = None  # and which file it is: latest.pt, an epoch's, or the one resumed from
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if self.resume_path is not None:
@@ -243,12 +244,12 @@ class Trainer:
         saved = state.get("steps_per_epoch")
         if saved is not None and saved != self.steps_per_epoch:
             raise CheckpointError(
-                f"{self.ckpt_path} was written with {saved} batches per epoch, the data now gives "
+                f"{self.resume_path} was written with {saved} batches per epoch, the data now gives "
                 f"{self.steps_per_epoch} ({self.data_root}): resuming replays the epoch's order, which needs "
                 f"the same images and batch size")
         self.model.load_training_state(state)
         self.step, self.epoch = state["step"], state["epoch"]
-        self.saved_step = self.step
+        self.saved_step, self.saved_path = self.step, self.resume_path
         self.rng_to_restore = state["rng"]
         if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
             # Allowed (a run may move to a machine without DALI), but the two backends draw their
@@ -323,7 +324,7 @@ class Trainer:
     def _last_good(self) -> str:
         if self.saved_step is None:
             return "no checkpoint was written before it"
-        return f"the last good checkpoint is {self.ckpt_path} (step {self.saved_step})"
+        return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
     def _diverged(self, what: str) -> DivergenceError:
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch}): {what}; "
@@ -354,8 +355,10 @@ class Trainer:
                             epoch=self.epoch if epoch is None else epoch, extra=extra)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
-        if path is None:
-            self.saved_step = self.step
+        # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
+        # of the two written at one step, latest.pt is named (the one --resume reads).
+        if path is None or self.saved_step != self.step:
+            self.saved_step, self.saved_path = self.step, path or self.ckpt_path
 
     def sample(self):
         if self.main:

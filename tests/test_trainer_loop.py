@@ -222,3 +222,37 @@ def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoc
                                               r"checkpoints only: continue it with --epoch 1\)"):
         Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
     assert Trainer(tiny_cfg(run, data, **kw), epoch=1, progress=False).step == STEPS_PER_EPOCH
+
+
+def test_divergence_names_the_epoch_checkpoint_when_there_is_no_latest(tmp_path, data):
+    # A run with epoch checkpoints only (as above), continued with --epoch 1 as its message says, then
+    # diverging before a latest.pt: the message named checkpoints/latest.pt (step 4), not there.
+    run = tmp_path / "r"
+    kw = dict(max_steps=6, save_every=100, sample_every=100, save_epoch_freq=1)
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
+    stand_in(t)
+    t.train()
+    (run / "checkpoints" / "latest.pt").unlink()
+    t = Trainer(tiny_cfg(run, data, **{**kw, "max_steps": 8}), epoch=1, progress=False)
+    with torch.no_grad():
+        next(t.model.G.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(DivergenceError, match=r"at step 5 .*the last good checkpoint is \S*epoch_1\.pt \(step 4\)"):
+        t.train()
+    assert not (run / "checkpoints" / "latest.pt").exists()
+
+
+def test_divergence_after_an_epoch_checkpoint_names_it(tmp_path, data):
+    # epoch_1.pt written at step 4, no latest.pt yet (save_every 100), a non-finite loss at step 6:
+    # the message said no checkpoint had been written.
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=8, log_every=1, save_every=100, sample_every=100, save_epoch_freq=1),
+                progress=False)
+    stand_in(t)
+    real = t.model.train_step
+
+    def step(batch):
+        losses = real(batch)
+        return {**losses, "G_L1": torch.tensor(float("nan"))} if t.step + 1 == 6 else losses
+    t.model.train_step = step
+    with pytest.raises(DivergenceError, match=r"at step 6 .*the last good checkpoint is \S*epoch_1\.pt \(step 4\)"):
+        t.train()
