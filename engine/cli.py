@@ -469,10 +469,13 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
-        from .checkpoint import LATEST
+        from .checkpoint import LATEST, saved_epochs
         if (Path(out) / "checkpoints" / LATEST).exists():
             print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {out} --resume",
                   file=sys.stderr)
+        elif epochs := saved_epochs(Path(out) / "checkpoints"):  # --save_epoch_freq's, before a latest.pt
+            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {out} "
+                  f"--epoch {epochs[-1]}", file=sys.stderr)
         else:
             print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "
                   f"again there)", file=sys.stderr)

@@ -88,6 +88,26 @@ def test_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(t
            "folder" in capsys.readouterr().err
 
 
+def test_interrupt_with_epoch_checkpoints_only_says_to_continue_from_the_latest_epoch(tmp_path, data, monkeypatch,
+                                                                                     capsys):
+    # Interrupted after epoch 2's checkpoint but before any latest.pt (--save_epoch_freq below
+    # --save_every): the message said there was nothing to resume and to delete the folder.
+    out = tmp_path / "e"
+
+    def interrupted(self):
+        (out / "log.jsonl").write_text("")
+        for epoch in (1, 2):
+            (out / "checkpoints" / f"epoch_{epoch}.pt").write_bytes(b"")  # the names are what is read
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Trainer, "train", interrupted)
+    (out / "checkpoints").mkdir(parents=True)
+    args = ["train", "--dataroot", str(data), "--out", str(out), "--num_workers", "0", "--max_steps", "4"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {out} --epoch 2" in err
+    assert "nothing to resume" not in err
+
+
 def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
     # evaluate, interpolate and serve cut each image into halves and compared with the right one.
     cfg_root, phase, layout, _ = inference_data(tiny_cfg(run, plain), None)
