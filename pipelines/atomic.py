@@ -57,7 +57,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, error):
+        # An `error` raised by write() has said its piece; a plain OSError or RuntimeError has not,
+        # even when `error` is one of those (the check cache's OSError).
+        if isinstance(e, (OSError, RuntimeError)) and (error in (OSError, RuntimeError) or not isinstance(e, error)):
             raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
                         f"{'; the previous one is intact' if path.exists() else ''}") from e
         raise

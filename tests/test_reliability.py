@@ -420,6 +420,16 @@ def test_io_a_failed_write_names_the_file_the_reason_and_the_free_space(tmp_path
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
 
 
+def test_a_failed_write_names_the_file_also_when_the_error_asked_for_is_oserror(tmp_path, monkeypatch):
+    # pipelines' writer with error=OSError (the check cache's): a full disk during the write came out
+    # as the bare "[Errno 28] No space left on device", without the file its docstring promises.
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 3 * 2 ** 20))
+    path = tmp_path / "cache.json"
+    refused(lambda: atomic.atomic_write(path, _raise(OSError(28, "No space left on device")), what="cache"), OSError,
+            f"cannot write cache {path}: No space left on device (3 MiB free in {tmp_path})")
+    assert os.listdir(tmp_path) == []
+
+
 def test_io_other_errors_pass_through_unchanged(tmp_path):
     path = tmp_path / "out.bin"
     for err in (ValueError("a bug"), OutputError("already said")):
