@@ -12,7 +12,9 @@ uncommitted changes in the files it mutates and restores them however it ends.
 
 One JSON line per mutant goes to build/mutation-loop/results.jsonl (killed or survived, the time,
 the first failing test). A replacement that no longer matches (the source changed) is reported as
-such, not run.
+such, not run. Exit status 1 when a mutant survived (the equivalent ones aside), no longer matches,
+or ended pytest otherwise than passed or failed: a run that judged less than it was asked to is
+not a pass.
 """
 import json
 import os
@@ -209,6 +211,8 @@ MUTANTS = [
 
 
 def run(ids: list[str]) -> int:
+    if unknown := sorted(set(ids) - {m[0] for m in MUTANTS}):
+        sys.exit(f"no such mutant: {', '.join(unknown)}")  # a typo ran nothing and exited 0
     chosen = [m for m in MUTANTS if not ids or m[0] in ids]
     files = sorted({m[1] for m in chosen})
     dirty = subprocess.run(["git", "status", "--porcelain", "--", *files], cwd=ROOT, capture_output=True,
@@ -218,13 +222,14 @@ def run(ids: list[str]) -> int:
     out = ROOT / "build" / "mutation-loop" / "results.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    survived = 0
+    failed_run = 0  # survivors, and mutants that could not be judged
     try:
         for mid, rel, old, new, tests in chosen:
             path = ROOT / rel
             src = path.read_text()
             if src.count(old) != 1:
                 row = {"id": mid, "result": f"no longer matches ({src.count(old)} places)"}
+                failed_run += 1  # not judged: the run does not pass
             else:
                 path.write_text(src.replace(old, new))
                 t0 = time.time()
@@ -235,14 +240,14 @@ def run(ids: list[str]) -> int:
                 result = {0: "survived", 1: "killed"}.get(done.returncode, f"pytest exit {done.returncode}")
                 if result == "survived" and mid in EQUIVALENT:
                     result = "survived (equivalent)"
-                survived += result == "survived"
+                failed_run += result == "survived" or result.startswith("pytest exit")
                 row = {"id": mid, "result": result, "seconds": round(time.time() - t0), "by": failed[:1]}
             print(json.dumps(row), flush=True)
             with open(out, "a") as f:
                 f.write(json.dumps(row) + "\n")
     finally:
         subprocess.run(["git", "checkout", "--", *files], cwd=ROOT, check=True)
-    return 1 if survived else 0
+    return 1 if failed_run else 0
 
 
 if __name__ == "__main__":
