@@ -1,0 +1,197 @@
+"""The inference commands (sample, evaluate, interpolate, export) against answers computed here from
+the networks themselves and the image files: which z each output gets (the seed, one list per input,
+the batch not mattering), the encoded output from B, the networks in eval mode and the moving average
+of G wherever a model keeps one. Tiny networks on 32 px demo images (docs/mutation-engine.md, "The
+inference commands", lists the mistakes each test catches)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bicyclegan.engine import BicycleGAN, build_generator, evaluate, interpolate, make_config, sample
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.export import export_generator
+from bicyclegan.engine.metrics import classify_palettes
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch")
+NZ = 8
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=2, n_test=0, n_val=3, size=32)
+
+
+def tiny(root, **kw):
+    torch.manual_seed(3)  # init_gain 1: outputs across the range (at 0.02 every pixel is about 128)
+    return BicycleGAN(make_config("reference", dataroot=str(root), **{**TINY, "init_gain": 1.0, **kw}), device="cpu",
+                      training=False)
+
+
+def pair(root, i):
+    """A and B of val/0000i.png (an aligned 64 x 32 file, A on the left), read with PIL alone."""
+    ab = np.asarray(Image.open(root / "val" / f"{i:05d}.png").convert("RGB"), dtype=np.float32)
+    t = torch.from_numpy(ab).permute(2, 0, 1)[None] / 127.5 - 1
+    return t[..., :32], t[..., 32:]
+
+
+def pixels(x):
+    """A [-1, 1] output as the saved image's pixels (H x W x 3, float)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+
+
+def png(path):
+    return np.asarray(Image.open(path), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def batchnorm_model(demo_root):
+    """BatchNorm in G and E (at 32 px the U-Net has no dropout level), no moving average: G samples,
+    and only in eval mode (the running statistics) are its outputs a function of A and z alone."""
+    return tiny(demo_root, norm="batch")
+
+
+def test_sample_draws_each_inputs_codes_from_the_seed_and_runs_the_networks_in_eval_mode(batchnorm_model, demo_root,
+                                                                                         tmp_path):
+    model = batchnorm_model.train()  # as a model object starts: the command must switch it
+    out = sample(model, demo_root, out=tmp_path / "s", phase="val", n_samples=2, num=2, seed=7, progress=False)
+    assert model.training and model.G.training  # left as it was
+    G, E = model.G, model.E
+    g = torch.Generator().manual_seed(7)
+    torch.randn(2, NZ, generator=g)  # the sync list, drawn first
+    for i in range(2):
+        z = torch.randn(2, NZ, generator=g)  # this input's own codes
+        A, B = pair(demo_root, i)
+        name = f"{i:05d}"
+        assert np.array_equal(png(out / "images" / f"{name}_input.png"), pixels(A))
+        assert np.array_equal(png(out / "images" / f"{name}_ground_truth.png"), pixels(B))
+        with torch.no_grad():
+            G.eval(), E.eval()
+            want = {"encoded": G(A, E(B)[0]), "random_z1": G(A, z[:1]), "random_z2": G(A, z[1:])}
+        for col, x in want.items():
+            assert np.abs(png(out / "images" / f"{name}_{col}.png") - pixels(x)).max() <= 1, (name, col)
+    out = sample(model, demo_root, out=tmp_path / "n", phase="val", n_samples=1, num=1, encode=False, progress=False)
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        "00000_ground_truth.png", "00000_input.png", "00000_random_z1.png"]
+
+
+def test_evaluate_measures_the_outputs_computed_here(batchnorm_model, demo_root):
+    model = batchnorm_model.train()  # as a model object starts: the command must switch it
+    r = evaluate(model, demo_root, phase="val", n_samples=3, num=3, seed=5, batch_size=2, metrics="l1,palette",
+                 device="cpu")
+    z = torch.randn(3, 3, NZ, generator=torch.Generator().manual_seed(5))  # input i gets z[i]
+    G, E = model.G.eval(), model.E.eval()
+    div, rec, As, Bs, encs = [], [], [], [], []
+    with torch.no_grad():
+        for i in range(3):
+            A, B = pair(demo_root, i)
+            outs = [G(A, z[i, j:j + 1]) for j in range(3)]
+            div.append(np.mean([(outs[j + 1] - outs[j]).abs().mean().item() for j in range(2)]))
+            enc = G(A, E(B)[0])
+            rec.append((enc - B).abs().mean().item())
+            As.append(A), Bs.append(B), encs.append(enc)
+    assert (r["n_inputs"], r["n_samples"]) == (3, 3)
+    assert r["diversity_l1"] == pytest.approx(np.mean(div), rel=1e-5)
+    assert r["encoded_l1"] == pytest.approx(np.mean(rec), rel=1e-5)
+    A, B, enc = torch.cat(As), torch.cat(Bs), torch.cat(encs)
+    want, _ = classify_palettes(A, B)
+    got, _ = classify_palettes(A, enc)
+    assert r["encoded_palette_match"] == pytest.approx((got == want).float().mean().item())
+    assert r["encoded_palette_match"] < 1  # random networks: the test tells B's palette from the output's
+
+
+@pytest.fixture(scope="module")
+def ema_checkpoint(demo_root, tmp_path_factory):
+    """A model whose moving average of G is another network than G: (checkpoint, the average)."""
+    model = tiny(demo_root, ema=0.5)
+    torch.manual_seed(11)
+    average = build_generator(model.cfg.model).eval()
+    assert (average(*pair(demo_root, 0)[:1], torch.zeros(1, NZ)) - model.G(*pair(demo_root, 0)[:1], torch.zeros(1, NZ))
+            ).abs().max() > 0.5  # G and its average differ well beyond a level
+    model.G_ema.load_state_dict(average.state_dict())
+    return save_checkpoint(model, tmp_path_factory.mktemp("ema") / "m.pt"), average, model
+
+
+def test_every_command_samples_with_the_moving_average(ema_checkpoint, demo_root, tmp_path):
+    ckpt, average, model = ema_checkpoint
+    A, B = pair(demo_root, 0)
+    z = torch.randn(2, NZ, generator=torch.Generator().manual_seed(0))
+    out = sample(ckpt, out=tmp_path / "s", phase="val", n_samples=1, num=1, seed=0, device="cpu", progress=False)
+    g = torch.Generator().manual_seed(0)
+    torch.randn(1, NZ, generator=g)  # the sync list
+    with torch.no_grad():
+        want = average(A, torch.randn(1, NZ, generator=g))
+    assert np.abs(png(out / "images" / "00000_random_z1.png") - pixels(want)).max() <= 1
+    # interpolate: one segment of one frame is the two codes themselves (frames 0 and 1).
+    out = interpolate(ckpt, out=tmp_path / "i", num=1, segments=1, frames=1, seed=0, mp4=False, device="cpu",
+                      progress=False)
+    strip = np.asarray(Image.open(out / "images" / "00000_strip.png"), dtype=np.float32)
+    with torch.no_grad():
+        for k in range(2):  # tiles of 128 px (32 px enlarged 4x), 2 px apart; the input first
+            tile = strip[::4, (k + 1) * 130: (k + 1) * 130 + 128: 4]
+            assert np.abs(tile - pixels(average(A, z[k:k + 1]))).max() <= 1, k
+    # export, from the checkpoint and from the model object
+    with torch.no_grad():
+        want = average(A, z[:1])
+    for src in (ckpt, model):
+        export_generator(src, tmp_path / "g.pt2", batch=1, verify=False)
+        got = torch.export.load(tmp_path / "g.pt2").module()(A, z[:1])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_export_writes_the_eval_mode_generator(batchnorm_model, tmp_path):
+    A = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    z = torch.randn(1, NZ, generator=torch.Generator().manual_seed(2))
+    export_generator(batchnorm_model.train(), tmp_path / "g.pt2", batch=1, verify=False)
+    got = torch.export.load(tmp_path / "g.pt2").module()(A, z)
+    with torch.no_grad():
+        torch.testing.assert_close(got, batchnorm_model.G.eval()(A, z), atol=1e-5, rtol=0)
+
+
+def test_a_slerp_path_keeps_the_codes_norm_and_visits_its_ends():
+    # Two orthogonal unit codes: halfway along the great circle is (1, 1) / sqrt(2), of norm 1 (a
+    # straight line would pass (1, 1) / 2); the first frame is the first code, the last the last.
+    from bicyclegan.engine.interpolate import path_codes
+    s = 2 ** -0.5
+    zs = path_codes(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), 2, "slerp")
+    torch.testing.assert_close(zs, torch.tensor([[1.0, 0.0], [s, s], [0.0, 1.0], [-s, s], [-1.0, 0.0]]))
+
+
+def test_the_overview_grid_shows_the_first_eight_inputs(batchnorm_model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(9):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    size = {n: Image.open(sample(batchnorm_model, folder, out=tmp_path / str(n), n_samples=1, num=n,
+                                 progress=False) / "grid.png").size for n in (7, 8, 9)}
+    assert size[9] == size[8] != size[7]  # 8 rows, one per input, at most
+
+
+def test_sync_results_go_to_their_own_folder(ema_checkpoint, tmp_path, monkeypatch):
+    ckpt, _, _ = ema_checkpoint
+    monkeypatch.chdir(tmp_path)  # a checkpoint outside a run folder: results/<stem>/<phase>[_sync]
+    kw = dict(phase="val", n_samples=1, num=1, device="cpu", progress=False)
+    assert sample(ckpt, **kw).resolve() == tmp_path / "results" / "m" / "val"
+    assert sample(ckpt, sync=True, **kw).resolve() == tmp_path / "results" / "m" / "val_sync"
+
+
+def test_an_encoded_path_runs_the_networks_in_eval_mode_through_the_first_segments_plus_one_images(
+        batchnorm_model, demo_root, tmp_path):
+    model = batchnorm_model.train()  # as a model object starts: the command must switch it
+    out = interpolate(model, demo_root, out=tmp_path / "i", num=1, segments=2, frames=1, path="encoded", mp4=False,
+                      progress=False)
+    meta = json.loads((out / "path.json").read_text())
+    assert meta["refs"] == ["00000", "00001", "00002"]
+    strip = np.asarray(Image.open(out / "images" / "00000_strip.png"), dtype=np.float32)
+    assert strip.shape[1] == 4 * 130 - 2  # the input and 2 x 1 + 1 frames
+    A, _ = pair(demo_root, 0)
+    with torch.no_grad():
+        G, E = model.G.eval(), model.E.eval()
+        for k in range(3):
+            want = G(A, E(pair(demo_root, k)[1])[0])
+            assert np.abs(strip[::4, (k + 1) * 130: (k + 1) * 130 + 128: 4] - pixels(want)).max() <= 1, k
