@@ -210,16 +210,22 @@ MUTANTS = [
 ]
 
 
-def run(ids: list[str]) -> int:
-    if unknown := sorted(set(ids) - {m[0] for m in MUTANTS}):
+def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "mutation-loop") -> int:
+    """Run the mutants named by `ids` (all when empty) of `mutants` (default this file's MUTANTS, with
+    its EQUIVALENT and SKIP); results to build/<name>/results.jsonl. tools/mutation_commands.py
+    runs its own list through this."""
+    mutants = MUTANTS if mutants is None else mutants
+    equivalent = EQUIVALENT if equivalent is None else equivalent
+    skip = SKIP if skip is None else skip
+    if unknown := sorted(set(ids) - {m[0] for m in mutants}):
         sys.exit(f"no such mutant: {', '.join(unknown)}")  # a typo ran nothing and exited 0
-    chosen = [m for m in MUTANTS if not ids or m[0] in ids]
+    chosen = [m for m in mutants if not ids or m[0] in ids]
     files = sorted({m[1] for m in chosen})
     dirty = subprocess.run(["git", "status", "--porcelain", "--", *files], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout
     if dirty:
         sys.exit(f"uncommitted changes in {', '.join(files)}: commit or stash them first\n{dirty}")
-    out = ROOT / "build" / "mutation-loop" / "results.jsonl"
+    out = ROOT / "build" / name / "results.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     failed_run = 0  # survivors, and mutants that could not be judged
@@ -234,11 +240,11 @@ def run(ids: list[str]) -> int:
                 path.write_text(src.replace(old, new))
                 t0 = time.time()
                 done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                       "-k", SKIP, *tests], cwd=ROOT, env=env, capture_output=True, text=True)
+                                       "-k", skip, *tests], cwd=ROOT, env=env, capture_output=True, text=True)
                 subprocess.run(["git", "checkout", "--", rel], cwd=ROOT, check=True)
                 failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
                 result = {0: "survived", 1: "killed"}.get(done.returncode, f"pytest exit {done.returncode}")
-                if result == "survived" and mid in EQUIVALENT:
+                if result == "survived" and mid in equivalent:
                     result = "survived (equivalent)"
                 failed_run += result == "survived" or result.startswith("pytest exit")
                 row = {"id": mid, "result": result, "seconds": round(time.time() - t0), "by": failed[:1]}

@@ -1,0 +1,127 @@
+"""Hand-written mutants of the inference commands: sample, evaluate (the command, not metrics/),
+interpolate, export, the columns they share (images.sample_columns) and how they open a model and
+its data (runtime, checkpoint.load_checkpoint, the CLI's --epoch). Results and survivors:
+docs/mutation-engine.md, "The inference commands".
+
+The runner is tools/mutation_loop.py's (one replacement per mutant, written into the source, the
+selected tests run with `pytest -x` in a fresh interpreter, the file restored from git; it refuses to
+start with uncommitted changes in the files it mutates):
+
+    .venv/bin/python tools/mutation_commands.py            # every mutant (about 20 min on 2 cores)
+    .venv/bin/python tools/mutation_commands.py S01 X03    # some of them
+
+One JSON line per mutant goes to build/mutation-commands/results.jsonl; exit status 1 when a mutant
+survived (the equivalent ones aside), no longer matches, or ended pytest otherwise than passed or
+failed.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation_loop import run  # noqa: E402  (the one runner both lists use)
+
+S, E, IP, X = "engine/sample.py", "engine/evaluate.py", "engine/interpolate.py", "engine/export.py"
+C, L, K, CLI = "engine/images.py", "engine/runtime.py", "engine/checkpoint.py", "engine/cli.py"
+SMP = ["tests/test_workflow.py", "tests/test_commands.py"]
+EVL = ["tests/test_metrics.py", "tests/test_commands.py"]
+INT = ["tests/test_interpolate.py", "tests/test_commands.py"]
+EXP = ["tests/test_export.py", "tests/test_commands.py"]
+ALL = ["tests/test_workflow.py", "tests/test_commands.py", "tests/test_interpolate.py", "tests/test_export.py",
+       "tests/test_metrics.py"]
+# Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
+EQUIVALENT: set[str] = set()
+# Left out of every run: tests of training, resuming, downloads and the browser.
+SKIP = "(not train or sample) and not resum and not download and not torchrun and not tensorboard"
+
+# (id, file, original text, mutant text, tests)
+MUTANTS = [
+    # sample
+    ('S01', S, 'z = z_sync if sync else draw()',
+     'z = draw() if sync else z_sync', SMP),
+    ('S02', S, 'g = torch.Generator().manual_seed(seed)',
+     'g = torch.Generator().manual_seed(0)', SMP),
+    ('S03', S, 'return torch.randn(n_samples, cfg.model.nz, generator=g)',
+     'return torch.randn(n_samples, cfg.model.nz)', SMP),
+    ('S04', S, 'sample_columns(model, A, B, z, encode=encode)',
+     'sample_columns(model, A, B, z, encode=True)', SMP),
+    ('S06', S, 'B = batch["B"].to(model.device) if "B" in batch else None',
+     'B = None', SMP),
+    ('S07', S, 'if i < GRID_ROWS and',
+     'if i <= GRID_ROWS and', SMP),
+    ('S08', S, '[rel for row in rows for _, rel in row["images"]]',
+     '[rel for row in rows[1:] for _, rel in row["images"]]', SMP),
+    ('S09', S, 'default_out(checkpoint, phase, sync), "sample results")',
+     'default_out(checkpoint, phase), "sample results")', SMP),
+    ('S10', S, 'spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))',
+     'spread_z(n_samples, cfg.model.nz, seed)', SMP),
+    # the columns every command shows
+    ('C01', C, 'cols.append(G(A, model.encode(B)))',
+     'cols.append(G(A, model.encode(A)))', ALL),
+    ('C02', C, '    was_training = model.training\n    model.eval()\n    G = model.sampler',
+     '    was_training = model.training\n    G = model.sampler', ALL),
+    ('C03', C, '    G = model.sampler\n    try:\n        cols, names = [A], ["input"]',
+     '    G = model.G\n    try:\n        cols, names = [A], ["input"]', ALL),
+    ('C04', C, 'else z[i:i + 1].expand(A.shape[0], -1)',
+     'else z[0:1].expand(A.shape[0], -1)', ALL),
+    # evaluate
+    ('E01', E, 'generator=torch.Generator().manual_seed(seed))',
+     'generator=torch.Generator().manual_seed(0))', EVL),
+    ('E02', E, 'z = z_all[seen: seen + A.shape[0]]',
+     'z = z_all[: A.shape[0]]', EVL),
+    ('E03', E, '(samples[:, 1:] - samples[:, :-1])',
+     '(samples[:, 1:] - samples[:, :1])', EVL),
+    ('E04', E, 'rec_sum += (enc - B).abs()',
+     'rec_sum += (enc - A).abs()', EVL),
+    ('E06', E, 'n_inputs = min(num, loader.num_samples)',
+     'n_inputs = min(num - 1, loader.num_samples)', EVL),
+    ('E08', E, 'real_f.append(inception_features(inception, _quantised(B)))',
+     'real_f.append(inception_features(inception, _quantised(A)))', EVL),
+    ('E10', E, 'if n.startswith("random") or n == "output"], 1)',
+     'if n != "input"], 1)', EVL),
+    ('E11', E, 'got, _ = classify_palettes(A_all, torch.cat(encs)',
+     'got, _ = classify_palettes(A_all, torch.cat(Bs)', EVL),
+    ('E12', E, 'sample_columns(model, A, B, z if cfg.model.nz else None)',
+     'sample_columns(model, A, B, None)', EVL),
+    # interpolate
+    ('I01', IP, 'torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b',
+     'torch.sin((1 - t) * omega) / s * b + torch.sin(t * omega) / s * a', INT),
+    ('I02', IP, 'interp_z(codes[i], codes[i + 1], frames + 1, mode)',
+     'interp_z(codes[i], codes[i + 1], frames + 1, "linear")', INT),
+    ('I03', IP, 'frames + 1, mode)[:-1] for i',
+     'frames + 1, mode)[1:] for i', INT),
+    ('I04', IP, 'return torch.cat([*steps, codes[-1:]])',
+     'return torch.cat(steps)', INT),
+    ('I07', IP, 'torch.cat([items[r][2] for r in refs])',
+     'torch.cat([items[r][1] for r in refs])', INT),
+    ('I08', IP, '    was_training = model.training\n    model.eval()\n',
+     '    was_training = model.training\n', INT),
+    ('I09', IP, '        G = model.sampler\n',
+     '        G = model.G\n', INT),
+    ('I10', IP, 'refs = list(range(segments + 1)) if refs is None',
+     'refs = list(range(segments)) if refs is None', INT),
+    ('I12', IP, 'for _, p in row["images"] + row["wide"]])',
+     'for _, p in row["images"]])', INT),
+    # export
+    ('X01', X, 'weights = state["ema"] if ema else state["nets"]["G"]',
+     'weights = state["nets"]["G"]', EXP),
+    ('X02', X, 'for k, v in checkpoint_or_model.sampler.state_dict().items()}',
+     'for k, v in checkpoint_or_model.G.state_dict().items()}', EXP),
+    ('X03', X, 'return G.eval(), cfg, source',
+     'return G, cfg, source', EXP),
+    ('X04', X, 'diffs.append((got - G(*x)).abs().max().item())',
+     'diffs.append((got - got).abs().max().item())', EXP),
+    # opening a model and its data
+    ('L01', K, '    if not training and "E" not in state.get("imported", ["E"]):',
+     '    if training and "E" not in state.get("imported", ["E"]):', ALL),
+    ('L03', CLI, 'return find_checkpoint(args.checkpoint, args.epoch)',
+     'return find_checkpoint(args.checkpoint)', ALL),
+    ('L04', L, '(name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")',
+     'name', ALL),
+    ('L05', L, 'root = dataroot or cfg.data.dataroot',
+     'root = cfg.data.dataroot or dataroot', ALL),
+    ('L06', L, 'return "val" if (Path(root) / "val").is_dir() else "test"',
+     'return "test"', ALL),
+]
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:], MUTANTS, EQUIVALENT, SKIP, "mutation-commands"))
