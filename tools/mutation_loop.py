@@ -18,6 +18,7 @@ not a pass.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -229,6 +230,10 @@ def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "m
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     failed_run = 0  # survivors, and mutants that could not be judged
+    # A kill (SIGTERM, a closed terminal) must restore the sources as an error does: as an exception,
+    # `finally` runs (the default action ends the process with a mutant left in the file).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda num, frame: sys.exit(f"stopped by signal {num}; sources restored"))
     try:
         for mid, rel, old, new, tests in chosen:
             path = ROOT / rel
