@@ -214,7 +214,7 @@ MUTANTS = [
 def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "mutation-loop") -> int:
     """Run the mutants named by `ids` (all when empty) of `mutants` (default this file's MUTANTS, with
     its EQUIVALENT and SKIP); results to build/<name>/results.jsonl. tools/mutation_commands.py
-    runs its own list through this."""
+    and tools/mutation_metrics.py run their own lists through this."""
     mutants = MUTANTS if mutants is None else mutants
     equivalent = EQUIVALENT if equivalent is None else equivalent
     skip = SKIP if skip is None else skip
