@@ -306,3 +306,58 @@ def test_palette_coverage(demo64):
     # With 8 palettes available, a palette outside the first K is not valid for K = 2.
     r = palette_coverage(A[:1], every[:1], n_palettes=2)
     assert r["histogram"] == [1, 1] and r["validity"] == 0.5 and r["coverage"] == 1.0
+
+
+# ------------------------------------------------------------------ the thresholds, on constructed images
+def painted(B, labels, bg, fill):
+    """B's two regions (known from its palette) painted per pixel: bg, fill N x 3 x H x W in [0, 1]."""
+    pal = torch.from_numpy(PALETTES.astype(np.float32)) / 127.5 - 1  # as load_phase reads the files
+    inside = (B == pal[labels, 1][:, :, None, None]).all(1, keepdim=True)
+    return torch.where(inside, fill, bg) * 2 - 1
+
+
+def towards_grey(colour, d):
+    """Colours (N x 3 x ...) in [0, 1] moved by d along the red axis, towards 0.5: at distance d."""
+    step = torch.zeros_like(colour)
+    step[:, 0] = d * torch.sign(0.5 - colour[:, 0])
+    return colour + step
+
+
+def test_the_distance_and_purity_thresholds_are_the_documented_ones(demo64):
+    # Valid iff both median colours lie within max_dist (0.3) of the palette's, and at least
+    # min_purity (0.75) of each region's pixels within 1.5 * max_dist (0.45) of it.
+    A, B, labels = (t[:24] for t in demo64[:3])
+    pal = torch.from_numpy(PALETTES.astype(np.float32)) / 255
+    bg = pal[labels, 0][:, :, None, None].expand_as(B)
+    fill = pal[labels, 1][:, :, None, None].expand_as(B)
+    assert torch.equal(classify_palettes(A, painted(B, labels, bg, fill))[0], labels)
+    # both regions 0.35 away: outside 0.3, inside 0.45 (and valid once max_dist is 0.4)
+    far = painted(B, labels, towards_grey(bg, 0.35), towards_grey(fill, 0.35))
+    idx, dist = classify_palettes(A, far)
+    assert (idx == -1).all() and torch.allclose(dist, torch.full_like(dist, 0.35), atol=1e-5)
+    assert torch.equal(classify_palettes(A, far, max_dist=0.4)[0], labels)
+    for b in (painted(B, labels, bg, towards_grey(fill, 0.35)), painted(B, labels, towards_grey(bg, 0.35), fill)):
+        idx, dist = classify_palettes(A, b)  # one region out of reach is enough: the larger distance
+        assert (idx == -1).all() and torch.allclose(dist, torch.full_like(dist, 0.35), atol=1e-5)
+    # 40 % of one region's pixels 0.55 away (beyond 0.45, within 0.45 ** 0.5): the medians are exact,
+    # the purity 0.6 < 0.75; 10 % away leaves 0.9
+    g = torch.Generator().manual_seed(0)
+    for share, want in ((0.4, torch.full_like(labels, -1)), (0.1, labels)):
+        off = torch.rand(B[:, :1].shape, generator=g) < share
+        for region in ("bg", "fill"):
+            b = painted(B, labels, torch.where(off, towards_grey(bg, 0.55), bg) if region == "bg" else bg,
+                        torch.where(off, towards_grey(fill, 0.55), fill) if region == "fill" else fill)
+            idx, dist = classify_palettes(A, b)
+            assert torch.equal(idx, want), (share, region)
+            assert dist.max() < 1e-6
+
+
+def test_outputs_without_contrast_are_invalid_whatever_max_dist():
+    # With max_dist 0.7 a uniform grey is within reach of every palette's two colours (their midpoint
+    # is ~0.5 grey, each half of a > 1.0 separation away); its regions differ by 0 < min_contrast 0.3.
+    A = torch.ones(3, 3, 32, 32)
+    A[:, :, 8, 8:24] = A[:, :, 23, 8:24] = A[:, :, 8:24, 8] = A[:, :, 8:24, 23] = -1  # a square outline
+    grey = torch.zeros(3, 3, 32, 32)
+    idx, dist = classify_palettes(A, grey, max_dist=0.7)
+    assert (idx == -1).all() and (dist <= 0.7).all()
+    assert (classify_palettes(A, grey, max_dist=0.7, min_contrast=0)[0] >= 0).all()  # contrast alone

@@ -143,6 +143,23 @@ def test_lpips_finds_the_linear_layers_inside_the_lpips_package(tmp_path, monkey
     assert lpmod._package_linear("0.1") == pkg / "weights" / "v0.1" / "alex.pth"
 
 
+def test_lpips_reads_the_linear_layers_of_its_own_version_from_the_package(tmp_path, hub, monkeypatch):
+    # v0.0 (the paper's) and v0.1 ship different weights in the package: each version takes its own
+    pkg = tmp_path / "site" / "lpips"
+    (pkg / "__init__.py").parent.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+    lins = {}
+    for seed, version in enumerate(lpmod.VERSIONS):
+        (pkg / "weights" / f"v{version}").mkdir(parents=True)
+        lins[version] = random_linear_file(pkg / "weights" / f"v{version}" / "alex.pth", seed=10 + seed)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    random_alexnet_file(hub / lpmod.ALEXNET_FILE)
+    for version in lpmod.VERSIONS:
+        m = lpmod.load_lpips(version)
+        for i, w in enumerate(m.lins):
+            assert torch.equal(w, lins[version][f"lin{i}.model.1.weight"]), (version, i)
+
+
 def test_sample_pairs():
     assert lpmod.sample_pairs(20) == [(i, i + 1) for i in range(19)]  # the paper: 19 per input
     assert lpmod.sample_pairs(20, "all") == list(itertools.combinations(range(20), 2))
@@ -230,6 +247,39 @@ def test_inception_matches_the_canonical_file_and_loads_from_the_hub_cache(hub, 
     assert f.shape == (2, 2048) and torch.isfinite(f).all() and 0.01 < f.abs().mean() < 100
 
 
+def bilinear_half_pixel(x, size):
+    """Bilinear resize written out (align_corners=False: pixel centres at i + 0.5, edges clamped),
+    the resize pytorch-fid applies before InceptionV3; numpy, one axis at a time."""
+    def axis(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, None)
+        i0 = np.floor(src).astype(int)
+        i1, t = np.minimum(i0 + 1, n_in - 1), src - i0
+        m = np.zeros((n_out, n_in))
+        np.add.at(m, (np.arange(n_out), i0), 1 - t)
+        np.add.at(m, (np.arange(n_out), i1), t)
+        return m
+    h, w = x.shape[-2:]
+    return np.einsum("ih,nchw,jw->ncij", axis(h, size), x, axis(w, size))
+
+
+def test_inception_resizes_bilinearly_to_299_in_minus_1_1_and_averages_the_last_block(tmp_path):
+    # pytorch-fid: F.interpolate(x, (299, 299), bilinear, align_corners=False), then 2 x - 1; the
+    # features are the global average pool of Mixed_7c (whose pool branch is a max: FIDInceptionE_2)
+    inception_file(tmp_path / "w.pth")  # weights that keep activations of order 1
+    net = fidmod.load_inception(tmp_path / "w.pth")
+    assert net.Mixed_7c.max_pool and not net.Mixed_7b.max_pool
+    seen = {}
+    net.Conv2d_1a_3x3.register_forward_pre_hook(lambda m, a: seen.update(first=a[0]))
+    net.Mixed_7c.register_forward_hook(lambda m, a, out: seen.update(last=out))
+    x = torch.rand(1, 3, 20, 31, generator=torch.Generator().manual_seed(0))
+    f = net(x)
+    want = 2 * bilinear_half_pixel(x.double().numpy(), 299) - 1
+    np.testing.assert_allclose(seen["first"].double().numpy(), want, rtol=0, atol=1e-5)
+    assert seen["last"].shape == (1, 2048, 8, 8)
+    assert seen["last"].std((2, 3)).mean() > 0.01  # not constant over space: a max would differ
+    torch.testing.assert_close(f, seen["last"].sum((2, 3)) / 64)
+
+
 class TinyFeatures(torch.nn.Module):
     """A small stand-in for InceptionV3 (same interface: [0, 1] images -> N x D), so that the
     protocol tests need not push images through 24M parameters at 299 px on a CPU."""
@@ -312,6 +362,14 @@ def test_lpips_diversity_follows_the_papers_protocol(tiny_model, demo_root, lpip
         outs = [[quantised(G(A[i:i + 1], z[i, j:j + 1])) for j in range(4)] for i in range(3)]
         d = [m(outs[i][j], outs[i][j + 1]) for i in range(3) for j in range(3)]
     assert r["diversity_lpips"] == pytest.approx(torch.cat(d).mean().item(), rel=1e-5)
+    # the spread the table prints beside it: the sample standard deviation of the 9 distances
+    assert r["lpips"]["std"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=1), rel=1e-5)
+    # diversity_l1: the mean absolute difference of consecutive raw outputs (one value per pair),
+    # averaged over the 3 x 3 pairs
+    with torch.no_grad():
+        raw = [[G(A[i:i + 1], z[i, j:j + 1]) for j in range(4)] for i in range(3)]
+    l1 = [(raw[i][j + 1] - raw[i][j]).abs().mean().item() for i in range(3) for j in range(3)]
+    assert r["diversity_l1"] == pytest.approx(sum(l1) / 9, rel=1e-5)
     # the batch size changes nothing: every input keeps its codes
     other = evaluate(tiny_model, **kw, batch_size=3)
     assert other["diversity_lpips"] == r["diversity_lpips"] and other["lpips"] == r["lpips"]
@@ -395,3 +453,19 @@ def test_the_table_says_when_fid_comes_from_fewer_images_than_its_features():
     few = format_table({**r, "fid_images": {"generated": 6, "real": 2}})
     assert "123.46  (6 vs 2 images; under 2048: biased upward" in few
     assert format_table({**r, "fid_images": {"generated": 6000, "real": 2048}}).endswith("(6000 vs 2048 images)")
+
+
+def test_palette_metrics_use_the_datasets_number_of_palettes(tiny_model, tmp_path):
+    # a demo set of K = 2 palettes: coverage out of 2, a histogram of 2 (not the default K = 4)
+    root = make_demo_dataset(tmp_path / "k2", n_train=0, n_test=0, n_val=2, size=32, n_palettes=2)
+    r = evaluate(tiny_model, root, n_samples=2, num=2, device="cpu", metrics="palette")
+    assert r["n_palettes"] == 2 and len(r["histogram"]) == 2
+
+
+def test_encoded_palette_match_is_the_share_of_inputs_whose_encoded_output_keeps_bs_palette(tiny_model,
+                                                                                            monkeypatch):
+    ev = importlib.import_module("bicyclegan.engine.evaluate")
+    answers = iter([torch.tensor([0, 1, 2]), torch.tensor([0, 1, -1])])  # B's palettes, then the encoded outputs'
+    monkeypatch.setattr(ev, "classify_palettes", lambda A, B, n_palettes: (next(answers), None))
+    r = evaluate(tiny_model, n_samples=2, num=3, device="cpu", metrics="palette", phase="test")
+    assert r["encoded_palette_match"] == pytest.approx(2 / 3)

@@ -24,7 +24,7 @@ MT = ["tests/test_metrics.py", "tests/test_metrics_reference.py"]
 PL = ["tests/test_demo.py", "tests/test_metrics.py"]
 EV = MT
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT: set[str] = set()
+EQUIVALENT = {"FD15", "PC06", "PC09", "PC17"}
 # Left out of every run: tests of other commands and of the demo data's generation.
 SKIP = ("not export and not serve_ and not interpolate_ and not download and not deterministic and not layout"
         " and not stale and not shade and not rejects_bad and not shape_size and not resume and not train")
@@ -132,6 +132,8 @@ MUTANTS = [
      '"histogram": torch.bincount(idx.clamp(min=0), minlength=n_palettes)', PL),
     ('PC15', P, 'pal = torch.from_numpy(PALETTES[:n_palettes]',
      'pal = torch.from_numpy(PALETTES[:]', PL),
+    ('PC17', P, 'inside = ~background & ~outline',
+     'inside = ~background', PL),
     ('PC16', P, '(purity(bg_mask, pal[k, 0]) >= min_purity)',
      '(purity(bg_mask, pal[k, 0]) >= 0.5)', PL),
     # evaluate: what the metrics are fed and how they are averaged
@@ -151,6 +153,10 @@ MUTANTS = [
      'result.update(palette_coverage(A_all, list(out_all)))', EV),
     ('EV08', E, 'result["encoded_palette_match"] = float((got == want).float().mean())',
      'result["encoded_palette_match"] = float((got == want).float().sum())', EV),
+    ('EV09', E, '"std": d.std().item() if len(d) > 1 else 0.0}',
+     '"std": d.std(correction=0).item() if len(d) > 1 else 0.0}', EV),
+    ('EV10', E, 'pairs = torch.tensor(sample_pairs(samples.shape[1], lpips_pairs)',
+     'pairs = torch.tensor(sample_pairs(samples.shape[1] - 1, lpips_pairs)', EV),
 ]
 
 if __name__ == "__main__":
