@@ -134,6 +134,8 @@ MUTANTS = [
      'pal = torch.from_numpy(PALETTES[:]', PL),
     ('PC17', P, 'inside = ~background & ~outline',
      'inside = ~background', PL),
+    ('PC18', P, "                & ~ok)\n",
+     "                )\n", PL),
     ('PC16', P, '(purity(bg_mask, pal[k, 0]) >= min_purity)',
      '(purity(bg_mask, pal[k, 0]) >= 0.5)', PL),
     # evaluate: what the metrics are fed and how they are averaged
@@ -157,6 +159,8 @@ MUTANTS = [
      '"std": d.std(correction=0).item() if len(d) > 1 else 0.0}', EV),
     ('EV10', E, 'pairs = torch.tensor(sample_pairs(samples.shape[1], lpips_pairs)',
      'pairs = torch.tensor(sample_pairs(samples.shape[1] - 1, lpips_pairs)', EV),
+    ('EV11', E, "f'{100 * c / total:.0f}'",
+     "f'{100 * c / max(counts):.0f}'", EV),
 ]
 
 if __name__ == "__main__":
