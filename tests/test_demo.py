@@ -361,3 +361,20 @@ def test_outputs_without_contrast_are_invalid_whatever_max_dist():
     idx, dist = classify_palettes(A, grey, max_dist=0.7)
     assert (idx == -1).all() and (dist <= 0.7).all()
     assert (classify_palettes(A, grey, max_dist=0.7, min_contrast=0)[0] >= 0).all()  # contrast alone
+
+
+def test_pixels_within_the_band_of_the_outline_are_ignored():
+    # A square outline (rows and columns 8 and 23 of 32): its 14 x 14 inside has a 10 x 10 core more
+    # than 2 px from the outline. A halo over the other 96 inside pixels in a colour 0.55 off the
+    # fill is ignored with band 2 (the default); with band 0 it leaves a purity of 100 / 196 < 0.75.
+    A = torch.ones(1, 3, 32, 32)
+    A[:, :, 8, 8:24] = A[:, :, 23, 8:24] = A[:, :, 8:24, 8] = A[:, :, 8:24, 23] = -1
+    bg, fill = torch.from_numpy(PALETTES[0].astype(np.float32)) / 255
+    off = fill.clone()
+    off[0] -= 0.55
+    b = bg[:, None, None].repeat(1, 32, 32)
+    b[:, 9:23, 9:23] = off[:, None, None]
+    b[:, 11:21, 11:21] = fill[:, None, None]
+    b = b[None] * 2 - 1
+    assert classify_palettes(A, b)[0].tolist() == [0]
+    assert classify_palettes(A, b, band=0)[0].tolist() == [-1]
