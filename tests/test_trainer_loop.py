@@ -206,16 +206,23 @@ def test_fine_tuning_keeps_imported_discriminators(tmp_path, data):
             assert torch.equal(got[k], want[k]), (name, k)
 
 
-def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoch(tmp_path, data):
-    # Killed after epoch 1's checkpoint but before any latest.pt (save_every 100): the messages sent
-    # the user to start again in a new folder ("stopped before its first checkpoint") though
-    # epoch_1.pt was there to resume from.
+def _epoch_checkpoints_only(tmp_path, data):
+    """A run folder as a run killed after epoch 1's checkpoint but before any latest.pt leaves it
+    (save_every 100): 6 steps with save_epoch_freq 1, then latest.pt deleted. -> (folder, options)"""
     run = tmp_path / "r"
     kw = dict(max_steps=6, save_every=100, sample_every=100, save_epoch_freq=1)
     t = Trainer(tiny_cfg(run, data, **kw), progress=False)
     stand_in(t)
     t.train()
     (run / "checkpoints" / "latest.pt").unlink()
+    return run, kw
+
+
+def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoch(tmp_path, data):
+    # Killed after epoch 1's checkpoint but before any latest.pt (save_every 100): the messages sent
+    # the user to start again in a new folder ("stopped before its first checkpoint") though
+    # epoch_1.pt was there to resume from.
+    run, kw = _epoch_checkpoints_only(tmp_path, data)
     with pytest.raises(CheckpointError, match=r"already holds a run \(log\.jsonl\); pass --epoch 1 to continue"):
         Trainer(tiny_cfg(run, data, **kw), progress=False)
     with pytest.raises(CheckpointError, match=r"no checkpoint at .*latest\.pt \(the run kept per-epoch "
@@ -227,12 +234,7 @@ def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoc
 def test_divergence_names_the_epoch_checkpoint_when_there_is_no_latest(tmp_path, data):
     # A run with epoch checkpoints only (as above), continued with --epoch 1 as its message says, then
     # diverging before a latest.pt: the message named checkpoints/latest.pt (step 4), not there.
-    run = tmp_path / "r"
-    kw = dict(max_steps=6, save_every=100, sample_every=100, save_epoch_freq=1)
-    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
-    stand_in(t)
-    t.train()
-    (run / "checkpoints" / "latest.pt").unlink()
+    run, kw = _epoch_checkpoints_only(tmp_path, data)
     t = Trainer(tiny_cfg(run, data, **{**kw, "max_steps": 8}), epoch=1, progress=False)
     with torch.no_grad():
         next(t.model.G.parameters()).view(-1)[0] = float("nan")
