@@ -190,6 +190,16 @@ def saved_epochs(folder) -> list[int]:
     return sorted(int(p.stem[6:]) for p in Path(folder).glob("epoch_*.pt") if p.stem[6:].isdigit())
 
 
+def continue_option(folder) -> str | None:
+    """The `bicyclegan train` option that continues the run whose checkpoints are in `folder`:
+    "--resume" (its latest.pt), "--epoch N" (its newest epoch_N.pt: a run with --save_epoch_freq
+    stopped before its first latest.pt), or None when it holds no checkpoint."""
+    if (Path(folder) / LATEST).exists():
+        return "--resume"
+    epochs = saved_epochs(folder)
+    return f"--epoch {epochs[-1]}" if epochs else None
+
+
 def find_checkpoint(path, epoch: int | None = None) -> Path:
     """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
     `epoch`, the epoch_<epoch>.pt beside that file. CheckpointError says which epochs there are."""

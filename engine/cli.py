@@ -469,13 +469,14 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
-        from .checkpoint import LATEST, saved_epochs
-        if (Path(out) / "checkpoints" / LATEST).exists():
+        from .checkpoint import continue_option
+        how = continue_option(Path(out) / "checkpoints")
+        if how == "--resume":
             print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {out} --resume",
                   file=sys.stderr)
-        elif epochs := saved_epochs(Path(out) / "checkpoints"):  # --save_epoch_freq's, before a latest.pt
-            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {out} "
-                  f"--epoch {epochs[-1]}", file=sys.stderr)
+        elif how:  # --save_epoch_freq's checkpoints, before a latest.pt
+            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {out} {how}",
+                  file=sys.stderr)
         else:
             print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "
                   f"again there)", file=sys.stderr)

@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable
 import torch
 
 from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
-from bicyclegan.pipelines.atomic import temp_files, write_reason  # noqa: F401  (the engine's names)
+from bicyclegan.pipelines.atomic import write_reason
 
 from .errors import OutputError
 

@@ -172,11 +172,12 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     [PAD_T, height - PAD_B]. scale "auto": a log y axis when every value shown is > 0 and they span
     LOG_SPAN or more (max / min), as a KL term rising from 1e-7 to 0.3 was a flat line at zero for
     its first third on a linear one; the title then says "log scale"."""
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}">')
+    def head(h):
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
+                f'viewBox="0 0 {width} {h}">')
+
     if not xs:  # one line of text, not a blank chart-sized box
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="24" '
-                f'viewBox="0 0 {width} 24"><text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
+        return (f'{head(24)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
     xs, ys = downsample(xs, ys)
@@ -198,7 +199,7 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     def py(y):
         return PAD_T + (y1 - y) / (y1 - y0) * ph
 
-    parts = [head, f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
+    parts = [head(height), f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
                    f'<tspan class="v">{html.escape(latest)}</tspan>'
                    + ('<tspan class="s"> (log scale)</tspan>' if log_y else "") + '</text>',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']

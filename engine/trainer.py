@@ -22,12 +22,12 @@ import torch.distributed as dist
 from .checkpoint import (
     check_compatible,
     check_same_networks,
+    continue_option,
     epoch_name,
     find_checkpoint,
     read_checkpoint,
     rng_state,
     save_checkpoint,
-    saved_epochs,
     set_rng_state,
 )
 from .config import TrainConfig
@@ -200,20 +200,17 @@ class Trainer:
 
     def _check_run_folder(self, resume: bool) -> None:
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
+        how = continue_option(self.ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
         if started and not resume:
-            if not any(self.ckpt_path.parent.glob("*.pt")):  # latest.pt or an epoch's
+            if how is None:
                 raise CheckpointError(f"{self.run_dir} already holds a run that stopped before its first checkpoint "
                                       f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
                                       f"to start again there, or choose another --out")
-            # A run killed after an epoch's checkpoint (--save_epoch_freq) but before its first
-            # latest.pt continues from that epoch's: --resume alone looks for latest.pt.
-            how = (f"--epoch {epochs[-1]}" if (epochs := saved_epochs(self.ckpt_path.parent))
-                   and not self.ckpt_path.exists() else "--resume")
             raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass {how} to "
                                   f"continue it or choose another --out")
         if self.resume_path is not None and not self.resume_path.exists():
-            epochs = saved_epochs(self.ckpt_path.parent) if self.resume_path == self.ckpt_path else []
-            why = (f" (the run kept per-epoch checkpoints only: continue it with --epoch {epochs[-1]})" if epochs else
+            how = how if self.resume_path == self.ckpt_path else None  # not there: None or --epoch N
+            why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
                    " (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
             raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
