@@ -154,10 +154,14 @@ class UnetGenerator(nn.Module):
 # Encoder
 # ----------------------------------------------------------------------------------------------
 class ResBlock(nn.Module):
-    """norm, LReLU, conv3x3, norm, LReLU, conv3x3, avgpool2; shortcut avgpool2 + conv1x1."""
+    """norm, LReLU, conv3x3, norm, LReLU, conv3x3, avgpool2; shortcut avgpool2 + conv1x1.
+
+    With norm="none" the reference's first LeakyReLU (in place) runs on the block's input itself,
+    and its shortcut reads that input after the conv path: the shortcut sees lrelu(x)."""
 
     def __init__(self, in_nc, out_nc, norm, impl):
         super().__init__()
+        self.shortcut_lrelu = norm == "none"
         self.conv = nn.Sequential(
             norm_act(norm, in_nc, "leaky_relu", impl), nn.Conv2d(in_nc, in_nc, 3, 1, 1),
             norm_act(norm, in_nc, "leaky_relu", impl), nn.Conv2d(in_nc, out_nc, 3, 1, 1),
@@ -165,7 +169,7 @@ class ResBlock(nn.Module):
         self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(in_nc, out_nc, 1))
 
     def forward(self, x):
-        return self.conv(x) + self.shortcut(x)
+        return self.conv(x) + self.shortcut(F.leaky_relu(x, LRELU) if self.shortcut_lrelu else x)
 
 
 class Encoder(nn.Module):
