@@ -1,9 +1,18 @@
 """Importing the reference implementation's saved networks ({epoch}_net_{G,E,D,D2}.pth state_dicts).
 
 Our modules are arranged differently from the reference's (names differ: e.g. its
-`model.submodule.down.1` is our `model.submodule.down`), but they register the same tensors in the
-same order, so entries are matched by position and every shape is checked. Files are read
-weights-only: a .pth that holds anything but tensors is refused.
+`model.submodule.down.1` is our `model.submodule.down`, its G_Unet_add_input's
+`model.model.1.model.3.model.1` our `model.submodule.submodule.down`), but they register the same
+tensors in the same order, so entries are matched by position and every shape is checked. Two
+adjustments: files of PyTorch < 0.4 hold InstanceNorm running statistics, dropped as the
+reference's loader drops them; the reference's E_ResNet registers fc and fcVar before conv, so
+the file's entries follow our order of the top-level names where those agree. A "module." prefix
+(a state_dict of an nn.DataParallel wrapper) is ignored. tests/test_official.py writes files with
+the reference's own names in its registration order (tests/reference_nets.py, written from its
+source) for the authors' pretrained models, the default G, E, D, D2 and the options that change
+the numbering (where_add, upsample, norm, dropout, the other E and D), and checks that every
+tensor lands in ours of the same role and that the imported networks compute the reference's
+forward. Files are read weights-only: a .pth that holds anything but tensors is refused.
 """
 from __future__ import annotations
 

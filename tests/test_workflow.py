@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference_nets import Ref
 from test_download import FileServer, tar_gz
+from test_official import write_reference_file
 from torch.quasirandom import SobolEngine
 
 from bicyclegan.engine import (
@@ -136,8 +138,10 @@ def pretrained(tmp_path_factory):
     cfg = make_config("edges2shoes", **SMALL).model
     torch.manual_seed(1)
     G, E = build_generator(cfg).eval(), build_encoder(cfg).eval()
-    reference_file(G, tmp / "G.pth")
-    reference_file(E, tmp / "E.pth", head_first=True)
+    # the reference's names and order (scripts/test_edges2shoes.sh: input_nc 1, the default networks)
+    ref = Ref(input_nc=1, ngf=SMALL["ngf"], nef=SMALL["nef"], ndf=SMALL["ndf"])
+    write_reference_file(G, ref, "G", cfg, tmp / "G.pth")
+    write_reference_file(E, ref, "E", cfg, tmp / "E.pth")
     src = tmp / "src"
     src.mkdir()
     for i in range(2):
@@ -277,8 +281,9 @@ def test_download_model_refuses_wrong_or_unsafe_weights(tmp_path, monkeypatch):
 
 def test_import_official_with_the_settings_of_an_authors_model(tmp_path):
     cfg = small_pretrained_config("maps").model
-    reference_file(build_generator(cfg), tmp_path / "G.pth")
-    reference_file(build_encoder(cfg), tmp_path / "E.pth", head_first=True)
+    ref = Ref(ngf=SMALL["ngf"], nef=SMALL["nef"], ndf=SMALL["ndf"])  # scripts/test_maps.sh: the default networks
+    write_reference_file(build_generator(cfg), ref, "G", cfg, tmp_path / "G.pth")
+    write_reference_file(build_encoder(cfg), ref, "E", cfg, tmp_path / "E.pth")
     out = tmp_path / "maps.pt"
     assert main(["import-official", "--preset", "maps", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"),
                  "--out", str(out), *[f"--{k}={v}" for k, v in SMALL.items()]]) == 0
