@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .io import save_image, write_text
 
@@ -58,20 +58,41 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
     return cols, names
 
 
+LABEL_FONT = ImageFont.load_default()  # Pillow's own font (10 px): nothing to find on the system
+LABEL_LINE = 12       # px per line of a column's title
+LABEL_GAP = 8         # px a title leaves free at its tile's right: with the pad, 1 em (10 px) between titles
+
+
+def fit_label(name: str, width: int) -> list[str]:
+    """A column's title as the lines that fit `width` px: whole when it fits, else one word per line
+    ("ground" over "truth" above a 64 px tile), a word still too wide cut with an ellipsis."""
+    def fits(text):
+        return LABEL_FONT.getlength(text) <= width
+
+    if fits(name):
+        return [name]
+    return [word if fits(word) else next((word[:k] + "\u2026" for k in range(len(word) - 1, 0, -1)
+                                          if fits(word[:k] + "\u2026")), word[0])
+            for word in name.split()]
+
+
 def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
-    """Lay columns side by side under their titles; tiny images are enlarged (nearest) to be seen."""
+    """Lay columns side by side under their titles; tiny images are enlarged (nearest) to be seen.
+    Each title fits its tile (fit_label), on as many lines as the longest one needs."""
     imgs = [to_uint8(c) for c in cols]
     n, h, w, _ = imgs[0].shape
-    title_h = 12
     scale = max(1, 64 // max(h, 1))
     ch, cw = h * scale, w * scale
+    labels = [fit_label(name.replace("random ", ""), cw - LABEL_GAP) for name in names]
+    title_h = LABEL_LINE * max(len(lines) for lines in labels)
     W = len(imgs) * (cw + pad) + pad
     H = title_h + n * (ch + pad) + pad
     canvas = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for j, (col, name) in enumerate(zip(imgs, names)):
+    for j, (col, lines) in enumerate(zip(imgs, labels)):
         x0 = pad + j * (cw + pad)
-        draw.text((x0, 0), name.replace("random ", "")[: max(3, cw // 5)], fill=(0, 0, 0))
+        for k, line in enumerate(lines):
+            draw.text((x0, k * LABEL_LINE), line, fill=(0, 0, 0), font=LABEL_FONT)
         for i in range(n):
             tile = Image.fromarray(col[i])
             if scale > 1:

@@ -1,0 +1,72 @@
+"""What users look at besides the charts: the titles drawn into sample grids, measured in the grid's
+pixels, and the head every HTML page the project writes shares (galleries, report, explorer).
+
+The browser checks of the same pages (layout at a phone's width and a desktop's) are in
+test_serve_browser.py, with the other tests that need Chromium."""
+import numpy as np
+import pytest
+import torch
+from PIL import ImageFont
+
+from bicyclegan.engine.images import grid_image
+
+NAMES = ["input", "ground truth", "encoded", "random z1", "random z10", "output"]
+TILE = (0, 128, 255)  # a tile of (-1, 0, 1) in [-1, 1]; the titles' ink is grey (r = g = b): never this
+
+
+def tiles(n, size):
+    return torch.tensor([-1.0, 0.0, 1.0])[None, :, None, None].expand(n, 3, size, size)
+
+
+def tile_spans(img) -> tuple[list[tuple[int, int]], int]:
+    """The tiles' column ranges [start, end) and the first row of tiles, found from their colour
+    (the canvas is white, the titles black on it)."""
+    tile = (np.asarray(img) == TILE).all(axis=2)
+    top = int(np.argmax(tile.any(axis=1)))
+    cols = np.flatnonzero(tile[top])
+    breaks = np.flatnonzero(np.diff(cols) > 1)
+    starts, ends = np.r_[cols[0], cols[breaks + 1]], np.r_[cols[breaks], cols[-1]] + 1
+    return list(zip(starts.tolist(), ends.tolist())), top
+
+
+@pytest.mark.parametrize("size", [16, 24, 32, 40, 48, 64, 128, 256])
+def test_every_grid_title_fits_its_tile_with_room_before_the_next(size):
+    # The demo's 64 px tiles: "ground truth" ended 6 px before "encoded" began, twice the ink gap
+    # between its own words (3 px): it read as one phrase; 40 px tiles: "ground t" ran into the next.
+    # Columns of text want a gutter of at least one em (the font's size, 10 px) between them.
+    cols = [tiles(2, size)] * len(NAMES)
+    em = ImageFont.load_default().size
+    for j, name in enumerate(NAMES):  # one title at a time: its ink is then its own
+        img = grid_image(cols, [name if k == j else "" for k in range(len(NAMES))])
+        spans, top = tile_spans(img)
+        assert len(spans) == len(NAMES)
+        band = np.asarray(img.convert("L"))[:top]
+        ys, xs = np.nonzero(band < 160)
+        assert len(xs), (size, name)  # drawn at all
+        start, end = spans[j]
+        assert xs.min() >= start, (size, name)
+        if j + 1 < len(spans):  # the next title starts where the next tile does
+            assert spans[j + 1][0] - xs.max() - 1 >= em, (size, name, xs.max(), spans[j + 1][0])
+        assert xs.max() < end, (size, name)  # within its own tile, the last one included
+        assert ys.max() < top - 1, (size, name)  # not cut by the tile below: a blank row between
+
+
+def test_a_title_that_fits_is_drawn_whole_on_one_line():
+    font = ImageFont.load_default()
+    img = grid_image([tiles(1, 256)] * 2, ["ground truth", ""])
+    _, top = tile_spans(img)
+    band = np.asarray(img.convert("L"))[:top]
+    ys, xs = np.nonzero(band < 160)
+    left, top, right, bottom = font.getbbox("ground truth")  # the font's own measure of the whole title
+    assert xs.max() - xs.min() + 1 == pytest.approx(right - left, abs=1) and ys.max() < bottom + 1
+
+
+def test_a_title_too_wide_for_the_demos_tiles_shows_all_of_its_words():
+    # "ground truth" does not fit a 64 px tile with a gutter: both words must still show in full
+    # (ink as much as the font draws for each word alone), not one of them hidden under the tiles.
+    font = ImageFont.load_default()
+    img = grid_image([tiles(1, 32)] * 3, ["", "ground truth", ""])
+    _, top = tile_spans(img)
+    ink = int((np.asarray(img.convert("L"))[:top] < 160).sum())
+    want = sum(int((np.asarray(font.getmask(word)) > 95).sum()) for word in ("ground", "truth"))
+    assert ink == pytest.approx(want, rel=0.02)
