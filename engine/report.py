@@ -47,6 +47,8 @@ class LogCurves:
         self.curves: dict[str, tuple[list, list]] = {}  # column -> (steps, values), in log order
         self.last: dict = {}
         self.diverged = False
+        self.diverged_at: int | None = None  # the step of the first line that says so
+        self.steps: tuple[int, int] | None = None  # the first and last step logged: every chart's x range
         self.not_finite: dict[str, int] = {}  # column -> step, where its latest value was not finite
         self.columns: dict[str, None] = {}  # every numeric or null column, in log order (finite or not)
 
@@ -69,7 +71,10 @@ class LogCurves:
             if not isinstance(row, dict) or type(row.get("step")) is not int:
                 continue
             self.last = row
-            self.diverged = self.diverged or bool(row.get("diverged"))
+            step = row["step"]
+            self.steps = (self.steps or (step, step))[0], step
+            if row.get("diverged") and not self.diverged:
+                self.diverged, self.diverged_at = True, step
             for k, v in row.items():
                 if k in ("step", "epoch", "diverged"):
                     continue
@@ -95,10 +100,14 @@ class LogCurves:
     def chart(self, key: str, title: str | None = None) -> str:
         """svg_chart of one column; its title says so when the latest value was not finite (the curve
         itself ends at the last finite one). Losses get a log axis when they span decades (learning
-        rate and images/s never: a linear decay to zero would look like a cliff)."""
+        rate and images/s never: a linear decay to zero would look like a cliff). Every chart spans
+        the steps of the whole log, so a curve that stopped early (a loss gone NaN) ends short of the
+        others' last step instead of being stretched to the same width, and a diverged run's charts
+        mark the step it diverged at."""
         step = self.not_finite.get(key)
         return svg_chart(title or key, *self.curve(key), scale="linear" if key in NOT_LOSSES else "auto",
-                         latest=None if step is None else f"not finite at step {step}")
+                         latest=None if step is None else f"not finite at step {step}",
+                         x_range=self.steps, diverged_at=self.diverged_at)
 
 
 def downsample(xs: list[float], ys: list[float], n: int = MAX_POINTS) -> tuple[list[float], list[float]]:
@@ -166,12 +175,16 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
-              height: int = CHART_H, latest: str | None = None, scale: str = "linear") -> str:
+              height: int = CHART_H, latest: str | None = None, scale: str = "linear",
+              x_range: tuple[float, float] | None = None, diverged_at: float | None = None) -> str:
     """A line chart as an inline <svg>: the curve, round-valued grid lines with labels, and the title
     with the latest value (or `latest`, said instead). The plot area spans [PAD_L, width - PAD_R] x
     [PAD_T, height - PAD_B]. scale "auto": a log y axis when every value shown is > 0 and they span
     LOG_SPAN or more (max / min), as a KL term rising from 1e-7 to 0.3 was a flat line at zero for
-    its first third on a linear one; the title then says "log scale"."""
+    its first third on a linear one; the title then says "log scale". A flat series is drawn in
+    the middle of an axis one unit of its leading digit either way (0.0003: 0.0002 to 0.0004), not
+    of +-5 % (seven ticks 0.000005 apart). x_range: steps the x axis spans at least (the whole
+    run's); diverged_at: a step marked with a vertical line, "diverged"."""
     def head(h):
         return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
                 f'viewBox="0 0 {width} {h}">')
@@ -184,12 +197,12 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     log_y = scale == "auto" and min(ys) > 0 and max(ys) >= LOG_SPAN * min(ys)
     if log_y:
         ys = [math.log10(y) for y in ys]
-    x0, x1 = min(xs), max(xs)
+    x0, x1 = min(xs + list(x_range or ())), max(xs + list(x_range or ()))
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     if y1 == y0:
-        pad = abs(y0) * 0.05 or 1.0
+        pad = 10.0 ** math.floor(math.log10(abs(y0))) if y0 else 1.0
         y0, y1 = y0 - pad, y1 + pad
     pw, ph = width - PAD_L - PAD_R, height - PAD_T - PAD_B
 
@@ -211,6 +224,11 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     for t in ticks(x0, x1, 3, whole=True):
         parts.append(f'<text x="{px(t):.1f}" y="{height - PAD_B + 12}" class="xl">{step_label(t)}</text>')
     parts.append(f'<text x="{PAD_L + pw / 2:.1f}" y="{height - 3}" class="xt">step</text>')  # the x axis' title
+    if diverged_at is not None and x0 <= diverged_at <= x1:
+        x = px(diverged_at)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" y2="{PAD_T + ph}" class="d">'
+                     f'<title>diverged at step {diverged_at}</title></line>'
+                     f'<text x="{x - 2:.1f}" y="{PAD_T + 10}" class="dl">diverged</text>')
     points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
     parts.append(f'<polyline points="{points}" class="c"/>')
     if len(xs) == 1:  # a line through one point draws nothing: the chart was an empty box
@@ -266,6 +284,9 @@ def grid_data_uri(path: Path, cache: dict | None = None) -> str:
 
 
 # -- the page --------------------------------------------------------------------------------------
+# A grid is shown at its own size (pixelated: sharp where a screen enlarges it), never shrunk to the
+# window: shrunk with pixelated scaling its titles lost pixel rows on a phone. Wider than the window,
+# it scrolls sideways in its figure, as the galleries' tables do (images.GALLERY_STYLE).
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
@@ -273,14 +294,29 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
 .chart .s{font-weight:400;font-style:italic;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
-.chart .p{fill:#1f77b4} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
+.chart .p{fill:#1f77b4} .chart .d{stroke:#d62728;stroke-dasharray:3 2}
+.chart .dl{font-size:10px;text-anchor:end;fill:#d62728} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
 .chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
-figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
-figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}
+figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:100%;overflow-x:auto}
+figure img{image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:12px;color:#555} table{border-collapse:collapse}
 td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px} td{overflow-wrap:anywhere}
 pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 """
+
+
+# What evaluate writes (engine/evaluate.py, metrics/palette.py, the trainer's 100 z line), as the
+# terminal's table (evaluate.format_table) words it; a key not here is shown as it is.
+EVAL_NAMES = {
+    "variant": "variant", "dataroot": "data", "phase": "split", "n_inputs": "inputs", "n_samples": "random z per input",
+    "seed": "seed", "metrics": "metrics", "n_outputs": "outputs classified", "n_palettes": "palettes (K)",
+    "coverage": "palette coverage", "validity": "validity", "histogram": "palette histogram",
+    "shares_n_samples": "random z per input, second histogram",
+    "shares_histogram": "palette histogram with more z per input",
+    "encoded_palette_match": "encoded keeps B's palette", "diversity_l1": "diversity (L1 between samples)",
+    "encoded_l1": "encoded reconstruction L1", "diversity_lpips": "diversity (LPIPS between samples)",
+    "lpips": "LPIPS settings", "fid": "FID (generated vs real B)", "fid_images": "FID images",
+}
 
 
 def _value(v) -> str:
@@ -290,6 +326,8 @@ def _value(v) -> str:
         return f"{v:.4g}"
     if isinstance(v, list):
         return " ".join(_value(x) for x in v)
+    if isinstance(v, dict):  # lpips's settings, fid_images' counts: "net alex, version 0.1, ..."
+        return ", ".join(f"{k} {_value(x)}" for k, x in v.items())
     return str(v)
 
 
@@ -323,8 +361,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
              f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
     if log.diverged:
-        parts.append("<p><b>Training diverged</b>: a logged loss or the weights were not finite (see "
-                     "log.jsonl and the run's last message).</p>")
+        parts.append(f"<p><b>Training diverged</b> at step {log.diverged_at}: a logged loss or the weights "
+                     "were not finite (see log.jsonl and the run's last message); the charts mark the step.</p>")
 
     losses = log.losses()
     parts.append("<h2>Losses</h2>")
@@ -339,8 +377,9 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
 
     parts.append("<h2>Evaluation</h2>")
     if evaluation:
-        cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_value(v))}</td></tr>"
-                        for k, v in evaluation.items())
+        # the name a reader knows, the key of eval.json as its tooltip
+        cells = "".join(f"<tr><th title='{html.escape(str(k))}'>{html.escape(EVAL_NAMES.get(k, str(k)))}</th>"
+                        f"<td>{html.escape(_value(v))}</td></tr>" for k, v in evaluation.items())
         parts.append(f"<table class='eval'>{cells}</table>")
     else:
         parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "

@@ -5,6 +5,7 @@ from the run's own log.jsonl and grids, read back independently of the report co
 event files are read with TensorBoard's own EventAccumulator.
 """
 import base64
+import html
 import io
 import json
 import math
@@ -145,7 +146,7 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
     assert [int(s) for s, _ in imgs] == [100, 200, 300]  # in step order
     for step, data in imgs:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), grids[int(step)])
-    assert "<th>coverage</th><td>0.6021</td>" in page and "<td>3 4</td>" in page
+    assert "<th title='coverage'>palette coverage</th><td>0.6021</td>" in page and "<td>3 4</td>" in page
     assert "step 20" in page and "variant bicycle" in page
     # self-contained: every src is a data: URI and nothing is fetched from elsewhere
     assert all(src.startswith("data:") for src in re.findall(r"src='([^']*)'", page))
@@ -517,4 +518,79 @@ def test_a_measure_that_was_not_taken_reads_as_a_dash_not_python_none(tmp_path):
     run.mkdir()
     (run / "eval.json").write_text(json.dumps({"variant": "pix2pix", "diversity_l1": None, "coverage": 0.5}))
     page = write_report(run).read_text()
-    assert "<th>diversity_l1</th><td>-</td>" in page and "None" not in page
+    assert "<th title='diversity_l1'>diversity (L1 between samples)</th><td>-</td>" in page and "None" not in page
+
+
+def y_ticks(svg: str) -> list[tuple[str, float]]:
+    """(label, y) of each y-axis tick of a chart, read from its SVG."""
+    return [(t.text, float(t.get("y")) - 3) for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == "yl"]
+
+
+@pytest.mark.parametrize("lr", [2e-4, 3e-4])  # the reference's and the demo's learning rates
+def test_a_constant_learning_rate_gets_a_few_round_ticks_around_its_value(lr):
+    # A flat series was drawn on +-5 % of its value: seven ticks 0.000005 apart for the demo's 0.0003
+    # (0.000285 ... 0.000315), figures a reader has to compare digit by digit to tell apart.
+    chart = svg_chart("learning rate", [1, 50, 100], [lr] * 3)
+    ticks_ = y_ticks(chart)
+    labels = [label for label, _ in ticks_]
+    assert 3 <= len(labels) <= 5 and len(set(labels)) == len(labels), labels
+    assert all(len(label.replace("0.", "").lstrip("0")) <= 2 for label in labels), labels  # 2 digits at most
+    assert f"{lr:g}" in labels  # the value itself is a tick, and the line lies on it
+    at = dict(ticks_)[f"{lr:g}"]
+    assert all(y == pytest.approx(at, abs=0.1) for _, y in polyline(chart))
+    assert float(labels[0]) < lr < float(labels[-1]) or float(labels[-1]) < lr < float(labels[0])
+
+
+EVAL_KEYS = ["variant", "dataroot", "phase", "n_inputs", "n_samples", "seed", "metrics", "diversity_l1",
+             "encoded_l1", "diversity_lpips", "lpips", "fid", "fid_images", "coverage", "validity", "histogram",
+             "n_outputs", "n_palettes", "encoded_palette_match", "shares_n_samples", "shares_histogram"]
+
+
+def test_the_evaluation_table_names_each_measure_as_the_terminal_does_keeping_the_key(tmp_path):
+    # The table showed eval.json's keys (diversity_l1, encoded_l1, n_palettes ...), and lpips's
+    # settings as a Python dict.
+    from bicyclegan.engine.evaluate import format_table
+    run = tmp_path / "run"
+    run.mkdir()
+    result = {"variant": "bicycle", "dataroot": "/d", "phase": "test", "n_inputs": 4, "n_samples": 2, "seed": 0,
+              "metrics": ["l1", "lpips", "fid", "palette"], "diversity_l1": 0.25, "encoded_l1": 0.5,
+              "diversity_lpips": 0.125, "lpips": {"net": "alex", "version": "0.1", "pairs": "all", "n_pairs": 4,
+                                                  "std": 0.0}, "fid": 12.5, "fid_images": {"generated": 8, "real": 4},
+              "coverage": 0.5, "validity": 0.75, "histogram": [1, 2, 3, 0], "n_outputs": 8, "n_palettes": 4,
+              "encoded_palette_match": 1.0, "shares_n_samples": 100, "shares_histogram": [25, 25, 25, 25]}
+    assert sorted(result) == sorted(EVAL_KEYS)
+    (run / "eval.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    rows = dict(re.findall(r"<tr><th title='([^']*)'>([^<]*)</th>", page))
+    assert sorted(rows) == sorted(EVAL_KEYS)  # every key kept, as the tooltip
+    terminal = format_table(result)
+    for key in ("coverage", "validity", "diversity_l1", "encoded_l1", "encoded_palette_match", "histogram"):
+        assert terminal.count(html.unescape(rows[key])) >= 1, (key, rows[key])  # the terminal's own words
+    assert all("_" not in name and name != key for key, name in rows.items() if key not in ("variant", "seed",
+                                                                                          "metrics", "validity")), rows
+    assert "{" not in page.split("<h2>Evaluation</h2>")[1].split("<h2>")[0]  # no dict printed as Python
+
+
+def test_a_diverged_runs_charts_share_its_steps_and_mark_where_it_broke(tmp_path):
+    # A loss gone NaN at the last logged step ended its chart a log interval early, stretched to the
+    # full width like the others: its x axis ran to 8 where the others ran to 10, and nothing marked
+    # the step the run broke at.
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "lr": 2e-4, "G_L1": 1.0 + s, "D": 0.5 - s / 100} for s in range(2, 11, 2)]
+    rows[-1].update(G_L1=None, diverged=True)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curves = LogCurves().update(log)
+    charts = {k: ET.fromstring(curves.chart(k)) for k in ("G_L1", "D", "lr")}
+    left, right = PAD_L, CHART_W - PAD_R
+    for key, svg in charts.items():
+        xl = {t.text: float(t.get("x")) for t in svg.iter(f"{SVG}text") if t.get("class") == "xl"}
+        assert xl["10"] == pytest.approx(right), key  # every chart runs to the run's last step
+        # and the mark stands at step 10, the divergence, in every chart
+        marks = [float(ln.get("x1")) for ln in svg.iter(f"{SVG}line") if ln.get("x1") == ln.get("x2")]
+        assert marks == [pytest.approx(right)], key
+        assert any(t.text == "diverged" for t in svg.iter(f"{SVG}text")), key
+    # G_L1's curve ends at step 8, short of the right edge: 8 of the axis' 2 .. 10
+    g = polyline(curves.chart("G_L1"))
+    assert g[-1][0] == pytest.approx(left + (8 - 2) / (10 - 2) * (right - left), abs=0.1)
+    assert polyline(curves.chart("D"))[-1][0] == pytest.approx(right, abs=0.1)
+    assert "Training diverged</b> at step 10" in report_mod.render_report("r", curves, [], None, None)
