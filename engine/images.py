@@ -144,22 +144,33 @@ def prune_outputs(folder, keep) -> None:
                 f.unlink(missing_ok=True)
 
 
+# Pictures are shown at their own size or enlarged (pixelated: tiny images stay sharp), never shrunk:
+# shrinking with pixelated scaling drops pixel rows (a grid's titles became unreadable on a phone). What
+# is wider than the window scrolls sideways in its own box. The report and the explorer page do the same.
+GALLERY_STYLE = ("body{font-family:sans-serif} h1{overflow-wrap:anywhere} td{text-align:center;font-size:12px} "
+                 "img,video{image-rendering:pixelated;min-width:96px} td.wide{text-align:left;padding-bottom:1em} "
+                 ".scroll{overflow-x:auto;max-width:100%} "
+                 # width 0 takes the strip out of the table's width (it spread the row's pictures over
+                 # the window); min-width then gives it the table's width to scroll in
+                 "td.wide .scroll{width:0;min-width:100%}")
+
+
 def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:
     """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]};
     .mp4 paths are shown as videos. A row's optional "wide": [(caption, path)] (an interpolation strip,
-    thousands of pixels wide) goes on a line of its own under the row's images, at its own size and
-    scrolling sideways within the window: as a cell of the row it pushed the row's other pictures and
-    its own caption thousands of pixels off the screen."""
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif} td{text-align:center;font-size:12px} "
-             "img,video{image-rendering:pixelated;min-width:96px} td.wide{text-align:left;padding-bottom:1em} "
-             ".scroll{overflow-x:auto;max-width:calc(100vw - 3em)}</style>",
-             f"<h1>{html.escape(title)}</h1>", extra_html, "<table>"]
+    thousands of pixels wide) goes on a line of its own under the row's images, as wide as the table
+    and scrolling sideways within it: as a cell of the row it pushed the row's other pictures and its
+    own caption thousands of pixels off the screen. A table wider than the window (a phone) scrolls
+    sideways in its own box."""
+    # viewport: a phone lays the page out at its own width, not at 980 px shrunk to fit
+    parts = [f"<!doctype html><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+             f"initial-scale=1'><title>{html.escape(title)}</title><style>{GALLERY_STYLE}</style>",
+             f"<h1>{html.escape(title)}</h1>", extra_html, "<div class='scroll'><table>"]
     for row in rows:
         cells = "".join(f"<td>{_media(p)}<br>{html.escape(c)}</td>" for c, p in row["images"])
         parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
         for c, p in row.get("wide", ()):
             parts.append(f"<tr class='wide'><td class='wide' colspan='{len(row['images']) + 1}'>"
                          f"<div class='scroll'>{_media(p)}</div>{html.escape(c)}</td></tr>")
-    parts.append("</table>")
+    parts.append("</table></div>")
     return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")

@@ -3,12 +3,16 @@ pixels, and the head every HTML page the project writes shares (galleries, repor
 
 The browser checks of the same pages (layout at a phone's width and a desktop's) are in
 test_serve_browser.py, with the other tests that need Chromium."""
+from html.parser import HTMLParser
+
 import numpy as np
 import pytest
 import torch
 from PIL import ImageFont
 
-from bicyclegan.engine.images import grid_image
+from bicyclegan.engine import write_report
+from bicyclegan.engine.images import grid_image, write_gallery
+from bicyclegan.engine.serve import PAGE
 
 NAMES = ["input", "ground truth", "encoded", "random z1", "random z10", "output"]
 TILE = (0, 128, 255)  # a tile of (-1, 0, 1) in [-1, 1]; the titles' ink is grey (r = g = b): never this
@@ -70,3 +74,29 @@ def test_a_title_too_wide_for_the_demos_tiles_shows_all_of_its_words():
     ink = int((np.asarray(img.convert("L"))[:top] < 160).sum())
     want = sum(int((np.asarray(font.getmask(word)) > 95).sum()) for word in ("ground", "truth"))
     assert ink == pytest.approx(want, rel=0.02)
+
+
+class Head(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.viewports = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "meta" and a.get("name") == "viewport":
+            self.viewports.append(a.get("content"))
+
+
+def pages(tmp_path):
+    (tmp_path / "run").mkdir()
+    yield "gallery", write_gallery(tmp_path / "g", [{"name": "x", "images": [("input", "x.png")]}], "t").read_text()
+    yield "report", write_report(tmp_path / "run").read_text()
+    yield "explorer", PAGE.read_text()
+
+
+def test_every_page_is_laid_out_at_a_phones_width(tmp_path):
+    # sample's and interpolate's galleries had no viewport tag: a phone drew them at 980 px shrunk to 42 %
+    for what, page in pages(tmp_path):
+        head = Head()
+        head.feed(page)
+        assert head.viewports == ["width=device-width, initial-scale=1"], what

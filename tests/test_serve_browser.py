@@ -1,10 +1,13 @@
 """The explorer page in a real browser: headless Chromium (Debian's chromium and chromium-driver)
 driven by selenium loads the page served by uvicorn, draws a sample, moves a slider, encodes a
-reference, interpolates and uploads, checking what the page shows after each.
+reference, interpolates and uploads, checking what the page shows after each. The report and the
+galleries are laid out in the same browser, at a phone's width and a desktop's.
 
 Where Chromium is absent (a developer's laptop) the test skips and says why; CI sets
 BICYCLEGAN_BROWSER_TEST=required (.ci/run installs Chromium), and there a missing browser fails.
 """
+import base64
+import io
 import json
 import os
 import shutil
@@ -59,12 +62,20 @@ def server(tmp_path_factory):
     stop()
 
 
+REQUESTS = []  # the path of every request the test servers answered, in order
+
+
 def start_server(ckpt, **kw):
     """Serve the explorer of ckpt on a free port, as `serve` on a loopback address makes it (Host and
     Origin checked: the page is same-site); returns (stop, url). kw: Explorer's options."""
     import uvicorn
     sock = bind("127.0.0.1", 0)
     app = make_app(Explorer(ckpt, device="cpu", **kw), local_only=True)
+
+    @app.middleware("http")
+    async def record(request, call_next):
+        REQUESTS.append(request.url.path)
+        return await call_next(request)
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -228,3 +239,96 @@ def test_pictures_not_there_yet_are_empty_boxes_not_broken_images(browser, serve
     finally:
         browser.get(url)
         stop()
+
+
+def test_the_page_asks_for_nothing_the_server_lacks(browser, server):
+    # Chromium asked for /favicon.ico, a 404 in the server's log and an error in the console. A server
+    # of its own: the browser asks a site for its icon once, then remembers the answer.
+    url, tmp = server
+    stop, fresh = start_server(tmp / "model.pt")
+    try:
+        REQUESTS.clear()
+        browser.get(fresh)
+        wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "the first outputs")
+        browser.execute_script("return new Promise((r) => setTimeout(r, 1000))")  # any late request
+        assert "/" in REQUESTS and all(p == "/" or p.startswith("/api/") for p in REQUESTS), REQUESTS
+    finally:
+        browser.get(url)
+        stop()
+
+
+def laid_out(browser, path, width):
+    """Open a file at a window `width` px wide; the window's inner width (the layout's) returned."""
+    browser.set_window_size(width, 900)
+    browser.get(path.as_uri())
+    return browser.execute_script("return window.innerWidth")
+
+
+def grid_png(path, width, height):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def restore(browser, server):
+    yield
+    browser.set_window_size(1280, 1000)
+    browser.get(server[0])  # the tests before these, run again in the same session, expect the page
+
+
+def test_on_a_phone_grids_keep_their_size_and_scroll_within_the_page(browser, tmp_path, restore):
+    # The report shrank a 730 px grid to a phone's width with pixelated scaling, which drops whole
+    # pixel rows (its titles were unreadable); a gallery 8 pictures wide made the page scroll sideways.
+    from bicyclegan.engine import write_report
+    from bicyclegan.engine.images import write_gallery
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    grid_png(run / "samples" / "step_0000010.png", 730, 300)
+    pics = [(f"z{i}", grid_png(tmp_path / f"{i}.png", 128, 128).name) for i in range(8)]
+    pages = {"report": write_report(run), "gallery": write_gallery(tmp_path, [{"name": "a", "images": pics}], "g")}
+    for what, page in pages.items():
+        assert laid_out(browser, page, 412) <= 412
+        sizes = browser.execute_script("return [...document.images].map((i) => [i.naturalWidth, "
+                                       "i.getBoundingClientRect().width])")
+        assert len(sizes) == (1 if what == "report" else 8)
+        assert all(shown >= natural for natural, shown in sizes), (what, sizes)  # never shrunk
+        # the page stays the phone's width: what is wider scrolls in its own box
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 412, what
+        box = browser.execute_script("const i = document.images[0]; let b = i.parentElement; "
+                                     "while (b.scrollWidth <= b.clientWidth) b = b.parentElement; "
+                                     "return getComputedStyle(b).overflowX")
+        assert box == "auto", what
+
+
+def test_an_interpolation_strip_scrolls_within_the_table_instead_of_widening_it(browser, tmp_path, restore):
+    # On a 1280 px window the strip (thousands of px) stretched the table to the window's width,
+    # spreading the row's input, GIF and MP4 hundreds of pixels apart.
+    from bicyclegan.engine.images import write_gallery
+    row = {"name": "a", "images": [("input", grid_png(tmp_path / "in.png", 128, 128).name),
+                                   ("animation", grid_png(tmp_path / "a.png", 258, 128).name)]}
+    laid_out(browser, write_gallery(tmp_path, [row], "g"), 1280)  # the row without its strip
+    want = browser.execute_script("return document.querySelector('table').getBoundingClientRect().width")
+    strip = grid_png(tmp_path / "strip.png", 3000, 128).name
+    page = write_gallery(tmp_path, [{**row, "wide": [("frames", strip)]}], "g")
+    assert laid_out(browser, page, 1280) > 1000
+    table, box, inner = browser.execute_script(
+        "const b = document.querySelector('td.wide .scroll'); return [document.querySelector('table')"
+        ".getBoundingClientRect().width, b.clientWidth, b.scrollWidth]")
+    assert table == pytest.approx(want, abs=1) and want < 700  # the strip did not widen it
+    assert box <= table and inner >= 3000  # the strip scrolls inside the table's width
+
+
+def test_the_explorer_enlarges_pixelated_and_shrinks_smoothly(browser, server):
+    # Its 160 px boxes shrank a 256 px model's pictures with pixelated scaling, which drops pixel rows.
+    wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 400), (9, 99, 199)).save(buf, format="PNG")
+    big = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    modes = browser.execute_script(
+        "const i = document.createElement('img'); i.className = 'pic'; document.body.appendChild(i);"
+        "await new Promise((r) => { i.onload = r; i.src = arguments[0]; });"
+        "const out = document.querySelector('#outputs img.out');"
+        "const m = [getComputedStyle(out).imageRendering, getComputedStyle(i).imageRendering]; i.remove(); return m;",
+        big)
+    assert modes == ["pixelated", "auto"]  # the 32 px output enlarged, the 400 px picture shrunk to 160
