@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 T, G, R, M = "engine/trainer.py", "engine/graph.py", "engine/report.py", "engine/model.py"
+C = "engine/checkpoint.py"
 TR = ["tests/test_trainer_loop.py", "tests/test_trainer.py", "tests/test_user_paths.py", "tests/test_report.py",
       "tests/test_reliability.py", "tests/test_workflow.py"]
 TRD = TR + ["tests/test_distributed.py"]  # the mutants of what each rank does
@@ -68,8 +69,8 @@ MUTANTS = [
      'purge_step=self.step if', TR),
     ('T16', T, 'if started and not resume:',
      'if started and resume:', TR),
-    ('T17', T, 'if not any(self.ckpt_path.parent.glob("*.pt")):',
-     'if not any(self.ckpt_path.parent.glob("latest.pt")):', TR),
+    ('T17', C, 'return f"--epoch {epochs[-1]}" if epochs else None',
+     'return None', TR),
     ('T19', T, '            if epoch is not None:\n                raise ConfigError',
      '            if epoch is None:\n                raise ConfigError', TR),
     ('T20', T, 'if saved is not None and saved != self.steps_per_epoch:',
@@ -78,8 +79,8 @@ MUTANTS = [
      'if world > self.world:', TRD),
     ('T22', T, 'self.step, self.epoch = state["step"], state["epoch"]',
      'self.step, self.epoch = state["step"], state["step"] // self.steps_per_epoch - 1', TR),
-    ('T23', T, '        self.saved_step = self.step\n        self.rng_to_restore',
-     '        self.rng_to_restore', TR),
+    ('T23', T, '        self.saved_step, self.saved_path = self.step, self.resume_path\n',
+     '', TR),
     ('T24', T, '        if self.rank > 0:\n',
      '        if self.rank >= 0:\n', TR),
     ('T25', T, 'interval = (state.get("log_interval") if self.rank == 0 else',
@@ -108,8 +109,8 @@ MUTANTS = [
      '                self.tb.log_grid(self.step - 1, path)', TR),
     ('T39', T, '        if self.saved_step is None:\n            return',
      '        if self.saved_step is not None:\n            return', TR),
-    ('T40', T, '        if path is None:\n            self.saved_step = self.step',
-     '        if path is not None:\n            self.saved_step = self.step', TR),
+    ('T40', T, 'if path is None or self.saved_step != self.step:',
+     'if path is None:', TR),
     ('T41', T, 'epoch=self.epoch if epoch is None else epoch, extra=extra)',
      'epoch=self.epoch, extra=extra)', TR),
     ('T42', T, 'interval = {"count": self.log_count,',
