@@ -160,7 +160,10 @@ def _pair(folders, layout, skip_bad):
     else:  # each file is a sample of its own, 1.jpg and 1.png too
         samples = [Sample(p) for _, paths in sorted(listed[0].items()) for p in paths]
     if bad and not skip_bad:
-        raise DatasetError(f"cannot pair the files of {folders[0].parent}:\n{describe_bad(bad)}"
+        # The rule itself, since a user whose B files are named otherwise (x.jpg and x_B.png) got a
+        # list of "no partner" lines and no word on what a partner is.
+        raise DatasetError(f"cannot pair the files of {folders[0].parent} (A/ and B/ pair files by name, the "
+                           f"extension aside: A/x.jpg with B/x.png):\n{describe_bad(bad)}"
                            "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")
     return samples, bad
 

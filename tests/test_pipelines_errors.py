@@ -118,6 +118,8 @@ def test_mismatched_ab_names(tmp_path):
         load(tmp_path, load_size=16, crop_size=16)
     for name in ["A/only_a.png: no partner", "B/only_b.png: no partner", "A/y.png: ambiguous", "A/y.jpg"]:
         assert name in str(info.value)
+    assert str(info.value).startswith(f"cannot pair the files of {tmp_path / 'train'} (A/ and B/ pair files by "
+                                      "name, the extension aside: A/x.jpg with B/x.png):\n")  # the rule, said
     loader = load(tmp_path, load_size=16, crop_size=16, skip_bad=True, batch_size=1)
     assert [b["paths"] for b in loader] == [[str(tmp_path / "train/A/x.png")]]
     assert len(loader.skipped) == 4
@@ -134,8 +136,14 @@ def test_ab_sizes_must_match_where_geometry_needs_it(tmp_path):
 
 def test_too_few_files_for_a_batch(tmp_path):
     good_set(tmp_path, n=3)
-    with pytest.raises(DatasetError, match="fill no batch"):
+    # 3 samples on 2 ranks: 1 each after the cut to whole batches, so a batch of 1 is the largest that works
+    with pytest.raises(DatasetError, match=r"^3 samples fill no batch of batch_size=2 on each of 2 ranks \(an "
+                                           r"incomplete batch is left out: drop_last=True\); use a batch_size of "
+                                           r"at most 1$"):
         load(tmp_path, batch_size=2, world_size=2)
+    with pytest.raises(DatasetError, match=r"^3 samples fill no batch of batch_size=4 \(.*\); use a batch_size "
+                                           r"of at most 3$"):
+        load(tmp_path, batch_size=4)
 
 
 class _Finalised:
