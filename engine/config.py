@@ -134,18 +134,23 @@ class ModelConfig:
                 f"crop size {h}x{w} is not a multiple of 2^num_downs = {m} (netG={self.netG}, "
                 f"num_downs={depth}); use a size such as {fix}, or set num_downs <= "
                 f"{_pow2_depth(h, w)} (netG=unet derives it from the size)")
-        # InstanceNorm needs more than one element per plane: check the deepest normed layers.
-        for name in ("netD", "netD2"):
-            net = getattr(self, name)
+        # InstanceNorm needs more than one element per plane: check the deepest normed layers. Both
+        # discriminators at once (naming one, then after its fix the other, took two tries).
+        def least_side(net):  # the smallest image side `net` takes, or None when min(h, w) will do
             n_layers, scales = d_geometry(net, self.num_Ds)
             side = min(h, w)
             for _ in range(scales - 1):
                 side = (side + 1) // 2
-            if (side >> n_layers) < 3:
-                raise ConfigError(
-                    f"{name}={net} with num_Ds={self.num_Ds} is too deep for {h}x{w} images (its "
-                    f"coarsest scale would shrink to nothing); use basic_128_multi, fewer num_Ds or "
-                    f"images of at least {3 << n_layers << (scales - 1)} px")
+            return None if (side >> n_layers) >= 3 else 3 << n_layers << (scales - 1)
+        deep = {k: least for k in ("netD", "netD2") if (least := least_side(getattr(self, k))) is not None}
+        if deep:
+            one = len(deep) == 1
+            smaller = "" if least_side("basic_128_multi") else "basic_128_multi, "  # not when it is too deep too
+            raise ConfigError(
+                f"{' and '.join(f'{k}={getattr(self, k)}' for k in deep)} with num_Ds={self.num_Ds} "
+                f"{'is' if one else 'are'} too deep for {h}x{w} images ({'its' if one else 'their'} coarsest "
+                f"scale would shrink to nothing); use {smaller}fewer num_Ds or images of at least "
+                f"{max(deep.values())} px")
         kind, depth_e = e_geometry(self.netE)
         e_min = (1 if kind == "resnet" else 2) << depth_e
         if min(h, w) < e_min:

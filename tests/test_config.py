@@ -222,12 +222,17 @@ def test_a_discriminator_too_deep_for_the_size_says_what_fits():
     refused(lambda: model(netD2="basic_256_multi"),
             "netD2=basic_256_multi with num_Ds=2 is too deep for 32x32 images (its coarsest scale would shrink "
             "to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
+    # num_Ds is both discriminators'; basic_128_multi is not offered where it is too deep itself
     refused(lambda: model(netD="basic_128_multi", num_Ds=3, crop_width=64),
-            "netD=basic_128_multi with num_Ds=3 is too deep for 32x64 images (its coarsest scale would shrink "
-            "to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
+            "netD=basic_128_multi and netD2=basic_128_multi with num_Ds=3 are too deep for 32x64 images (their "
+            "coarsest scale would shrink to nothing); use fewer num_Ds or images of at least 48 px")
     refused(lambda: model(netD="basic_256", crop_size=16),
-            "netD=basic_256 with num_Ds=2 is too deep for 16x16 images (its coarsest scale would shrink "
-            "to nothing); use basic_128_multi, fewer num_Ds or images of at least 24 px")
+            "netD=basic_256 and netD2=basic_128_multi with num_Ds=2 are too deep for 16x16 images (their coarsest "
+            "scale would shrink to nothing); use fewer num_Ds or images of at least 24 px")
+    # both at once: the reference's default discriminators at 32 px (one named, then the other, took two tries)
+    refused(lambda: model(netD="basic_256_multi", netD2="basic_256_multi"),
+            "netD=basic_256_multi and netD2=basic_256_multi with num_Ds=2 are too deep for 32x32 images (their "
+            "coarsest scale would shrink to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
 
 
 @pytest.mark.parametrize("name,num_Ds,geometry", [
