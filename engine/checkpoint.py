@@ -173,8 +173,10 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
         diffs += [f"{prefix}{k}: checkpoint {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()
                   if k not in allowed and k not in ("model", "data") and theirs.get(k) != v]
     if diffs:
+        may = sorted(RESUMABLE_CHANGES | DATA_RESUMABLE_CHANGES | MODEL_RESUMABLE_CHANGES)
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
-                              + "; ".join(diffs))
+                              + "; ".join(diffs) + f" (a resumed run continues the same training: only "
+                              f"{', '.join(may)} may change)")
 
 
 # -- which checkpoint: a run's latest or one of its per-epoch checkpoints ----------------------------

@@ -117,14 +117,31 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _resumed_run(args, out) -> Path | None:
+    """The run folder whose own options a resume starts from (without --preset): --out's for --resume
+    without a path or --epoch; for --resume <run>/checkpoints/X.pt, that run's, whatever --out is (it
+    was the demo preset's, so a run's checkpoint continued into a new --out was refused for a dozen
+    differences the user never chose)."""
+    if args.preset != "auto":
+        return None
+    if args.resume is True or args.epoch is not None:
+        return Path(out)
+    ckpt = Path(args.resume) if isinstance(args.resume, str) else None
+    return ckpt.parent.parent if ckpt is not None and ckpt.parent.name == "checkpoints" else None
+
+
 def resolve_config(args) -> TrainConfig:
-    """Preset defaults, then every option given on the command line. Resuming a run folder
-    (--resume without a path, or --epoch) without --preset starts from the run's own config.json
-    instead, so `train --out RUN --resume` needs none of the options the run was started with."""
+    """Preset defaults, then every option given on the command line. Resuming a run (--resume
+    without a path, --epoch, or --resume with one of a run's checkpoints) without --preset starts
+    from the run's own config.json instead, so `train --out RUN --resume` needs none of the options
+    the run was started with."""
     given = _given(args, TrainConfig, DataConfig, ModelConfig)
-    if args.preset == "auto" and (args.resume is True or args.epoch is not None):
+    run = _resumed_run(args, given.get("out", TrainConfig.out))
+    if run is not None:
         from .runtime import run_config
-        cfg = run_config(given.get("out", TrainConfig.out), given)
+        # --out stays the command's (its default too): a checkpoint continued without --out must not
+        # go back into its own run, where resuming drops what was logged after it
+        cfg = run_config(run, {"out": TrainConfig.out, **given})
         if cfg is not None:
             return cfg
     return make_config(None if args.preset == "auto" else args.preset, **given)
@@ -132,7 +149,7 @@ def resolve_config(args) -> TrainConfig:
 
 def cmd_train(args) -> int:
     cfg = resolve_config(args)
-    resuming_run = args.resume is True or args.epoch is not None  # the run's own config, preset and all
+    resuming_run = _resumed_run(args, cfg.out) is not None  # the run's own config, preset and all
     hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None
     if hint:
         print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
@@ -289,7 +306,11 @@ def cmd_import_official(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_generator
-    r = export_generator(args.checkpoint, args.out, fmt=args.format, batch=args.batch, height=args.height,
+    given = {c for c in (args.checkpoint, args.checkpoint_option) if c is not None}
+    if len(given) != 1:
+        raise ConfigError("give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt --out "
+                          "g.onnx" + (f" (got {' and '.join(sorted(given))})" if given else ""))
+    r = export_generator(given.pop(), args.out, fmt=args.format, batch=args.batch, height=args.height,
                          width=args.width, opset=args.opset, verify=not args.no_verify)
     check = ("not verified (--no-verify)" if r["verified_with"] is None else
              f"checked with {r['verified_with']}" if r["max_abs_diff"] is None else
@@ -415,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the generator as ONNX or a torch.export .pt2 file, for deployment",
                        description="Export G(A, z) -> B of a checkpoint (eval mode, plain PyTorch layers, "
                        "CPU float32) with a JSON sidecar <out>.json describing inputs, outputs and z.")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train or import-official")
+    # Positional as in every other command (`export CKPT --out g.onnx` was a usage error), --checkpoint as before.
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by train or import-official, or a run folder")
+    p.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT", help="the same, as an option")
     p.add_argument("--out", required=True, help="file to write: *.onnx or *.pt2")
     p.add_argument("--format", choices=["onnx", "pt2"], help="default: from the suffix of --out")
     p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: a dynamic batch axis)")

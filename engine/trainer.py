@@ -8,12 +8,15 @@ Launched under torchrun, every rank trains on its shard and rank 0 writes the fi
 from __future__ import annotations
 
 import collections
+import fcntl
 import gc
 import itertools
 import json
 import math
+import os
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -125,6 +128,14 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
+        self._lock, self._made_folder = None, None  # rank 0 holds the run folder until train() ends
+        try:
+            self._setup(cfg, resume, progress, epoch, tensorboard)
+        except BaseException:
+            self._release(failed=True)
+            raise
+
+    def _setup(self, cfg, resume, progress, epoch, tensorboard) -> None:
         cfg = TrainConfig.given(cfg, "train")
         self.dist = init_distributed(cfg.device)
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
@@ -199,6 +210,10 @@ class Trainer:
                    if tensorboard and self.main else None)
 
     def _check_run_folder(self, resume: bool) -> None:
+        if self.main:  # locked first, so that what is checked below is no other training's to change
+            self._made_folder = None if self.run_dir.exists() else self.run_dir
+            check_writable(self.run_dir, "the run folder")
+            self._lock_run_folder()
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
         how = continue_option(self.ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
         if started and not resume:
@@ -214,8 +229,34 @@ class Trainer:
                    " (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
             raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
-        if self.main:
-            check_writable(self.run_dir, "the run folder")
+
+    def _lock_run_folder(self) -> None:
+        """Hold an exclusive lock on the run folder: a second training started into the same --out (a
+        repeated command, another shell) interleaved its log lines and checkpoints with this one's."""
+        fd = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CheckpointError(f"{self.run_dir} is in use by another training, still running: wait for it "
+                                  f"to end (then continue the run with --resume), or choose another --out") from None
+        except OSError:  # a file system without locks (some network mounts): train unguarded, as before
+            os.close(fd)
+            return
+        # Closed by _release, or when the trainer is dropped untrained (a start refused after this point
+        # by the caller, an interrupt before train()).
+        self._lock = weakref.finalize(self, os.close, fd)
+
+    def _release(self, failed: bool = False) -> None:
+        """Let go of the run folder; after a failed start, remove it again if this run made it and it is
+        still empty (every refusal left an empty --out behind)."""
+        if self._lock is not None:
+            self._lock()  # closes the descriptor, once
+        if failed and self._made_folder is not None:
+            try:
+                self._made_folder.rmdir()
+            except OSError:  # not empty: something was written after all
+                pass
 
     def _resume_path(self, resume, epoch) -> Path | None:
         if isinstance(resume, (str, Path)):
@@ -409,12 +450,19 @@ class Trainer:
             write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config")
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
-                           + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}")
+                           + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}"
+                           + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else ""))
         loader = self.loader
         n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
         self.progress.note(f"data: {len(loader.samples)} samples, {self.steps_per_epoch} batches an epoch"
                            + (" on each rank" if self.world > 1 else "")
                            + f"; {loader.backend} loader, {n} {what}{'s' if n != 1 else ''}")
+        if self.saved_step is not None and self.step >= self.total_steps and self.main:
+            # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
+            longer = ("a larger --max_steps" if cfg.max_steps is not None else
+                      "more epochs (--niter_decay, --niter: the learning-rate schedule's length)")
+            print(f"note: {self.run_dir} has already trained its {self.total_steps} iterations: nothing to train; "
+                  f"to train on, resume it with {longer}", file=sys.stderr)
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
@@ -455,13 +503,14 @@ class Trainer:
                         break
                 else:
                     self.epoch += 1
+            self.save()
+            if self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
+                self.sample()
         finally:
             self.progress.close()
             if log:
                 log.close()
-        self.save()
-        if self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
-            self.sample()
+            self._release()
         if self.tb:  # every write was flushed: an exception above loses nothing by skipping this
             self.tb.close()
         return self.run_dir

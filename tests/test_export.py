@@ -139,8 +139,8 @@ def test_onnx_sessions_start_no_threads(model, tmp_path):
 def test_cli_end_to_end(checkpoint, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    for name in ("g.onnx", "g.pt2"):
-        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name)]) == 0
+    for name, given in (("g.onnx", ["--checkpoint", str(checkpoint)]), ("g.pt2", [str(checkpoint)])):
+        assert main(["export", *given, "--out", str(tmp_path / name)]) == 0  # as an option or positional
         out = capsys.readouterr().out
         assert f"wrote {tmp_path / name}" in out and "max abs difference" in out
         assert (tmp_path / name).is_file() and (tmp_path / f"{name}.json").is_file()
@@ -155,6 +155,9 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "name the file *.onnx or *.pt2"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--batch", "0"], "batch=0 must be a positive integer"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--height", "40"], "multiples of 2^num_downs = 32"),
+    (["{tmp}/missing.pt", "--out", "{tmp}/g.pt2"], "checkpoint {tmp}/missing.pt does not exist"),  # positional
+    (["--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt"),
+    (["{ckpt}", "--checkpoint", "{tmp}/other.pt", "--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint"),
 ])
 def test_cli_errors_name_the_problem(checkpoint, tmp_path, capsys, argv, message):
     fill = dict(tmp=tmp_path, ckpt=checkpoint)

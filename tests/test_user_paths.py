@@ -2,7 +2,9 @@
 paths): the learning-rate schedule's end, start-up errors that used to leave a half-made run folder,
 plain folders of images read by every inference command as inputs only, per-model result paths,
 export's opset and run folders, diversity from one sample per input; and in training runs, what a
-resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader."""
+resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader, a run
+folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed."""
+import io
 import json
 import re
 
@@ -12,7 +14,7 @@ import torch
 from PIL import Image
 from tiny import tiny_cfg
 
-from bicyclegan.engine import ConfigError, evaluate, interpolate, sample
+from bicyclegan.engine import CheckpointError, ConfigError, evaluate, interpolate, sample
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
@@ -533,3 +535,61 @@ def test_first_only_lists_the_first_inputs_within_the_runs_own_limit():
     assert first_only(DataConfig(max_dataset_size=100), 64).max_dataset_size == 64
     assert first_only(DataConfig(skip_bad=True), 64).max_dataset_size is None
     assert first_only(DataConfig(), None).max_dataset_size is None
+
+
+def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_start_leaves_no_folder(tmp_path, data):
+    # Two trainings into one --out (the command run twice, in two shells) both trained, each writing
+    # its log lines and checkpoints over the other's. The lock is the folder's, so a second resume of
+    # the same run is refused as well.
+    out = tmp_path / "r"
+    first = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+    for resume in (False, True):
+        with pytest.raises(CheckpointError, match=f"^{re.escape(str(out))} is in use by another training, still "
+                                                  "running: wait for it to end"):
+            Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=resume, progress=False)
+    first.train()  # the lock ends with the training: the run continues as usual
+    Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=True, progress=False).train()
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    # A start refused makes no folder (each refusal used to leave an empty --out behind); one that was there stays.
+    with pytest.raises(DatasetError, match="does not exist"):
+        Trainer(tiny_cfg(tmp_path / "new", tmp_path / "missing"), progress=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DatasetError, match="does not exist"):
+        Trainer(tiny_cfg(tmp_path / "mine", tmp_path / "missing"), progress=False)
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_options(tmp_path, data, capsys):
+    # --resume <run>/checkpoints/latest.pt --out NEW took the demo preset (no --dataroot given), so it
+    # was refused for a dozen differences the user never chose.
+    old = tmp_path / "old"
+    Trainer(tiny_cfg(old, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
+    new = tmp_path / "new"
+    assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--out", str(new), "--max_steps", "4",
+                 "--no-progress"]) == 0
+    assert [json.loads(line)["step"] for line in (new / "log.jsonl").read_text().splitlines()] == [3, 4]
+    expected = {**json.loads((old / "config.json").read_text()), "out": str(new), "max_steps": 4}
+    assert json.loads((new / "config.json").read_text()) == expected
+    capsys.readouterr()
+    # Without --out it goes to the default folder, never back into its own run (whose later log it would cut).
+    assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == "runs/bicyclegan"
+
+
+def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_train(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
+    again = Trainer(tiny_cfg(out, data, max_steps=2), resume=True)
+    again.progress.stream, again.progress.tty = io.StringIO(), False
+    again.train()
+    assert f"2 iterations of batch 4 -> {out}, from step 2 ({out / 'checkpoints' / 'latest.pt'})" in \
+        again.progress.stream.getvalue()
+    assert (f"note: {out} has already trained its 2 iterations: nothing to train; to train on, resume it with a "
+            f"larger --max_steps") in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--max_steps", "4", "--no-progress"]) == 0
+    assert "nothing to train" not in capsys.readouterr().err
+    run2 = tmp_path / "r2"  # a run that ends with its schedule (no max_steps) trains longer by epochs
+    Trainer(tiny_cfg(run2, data, max_steps=None, sample_every=100), progress=False).train()
+    assert main(["train", "--out", str(run2), "--resume", "--no-progress"]) == 0
+    assert "to train on, resume it with more epochs (--niter_decay, --niter" in capsys.readouterr().err
