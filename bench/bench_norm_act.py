@@ -11,7 +11,11 @@ rounds on the host clock. Effective bytes: forward reads x and writes y (2 tenso
 backward adds reading dy and the saved tensor and writing dx (5 tensors in all).
 
 Each case is a row of a tracked figure (benchutil): ours against eager (the gate) and compile;
-bf16 NCHW forward + backward at the largest batch is a headline figure.
+bf16 NCHW forward + backward at the largest batch is a headline figure. Four more cases time forward
++ backward with dy a channel slice of a twice-as-wide gradient, as the U-Net decoder's norms get it
+(their output is the first half of a torch.cat): ours (which reads dy in place) against eager, at the
+first shape, the largest batch, bf16, both layouts; the dense-dy fwd_bwd case of the same shape is
+the figure to compare with.
 
 Skips without CUDA, unless BENCH_DRY_RUN=1 (a CPU dry run: one tiny shape, Triton in the
 interpreter, torch.compile with the aot_eager backend). Runs:
@@ -48,8 +52,10 @@ BATCHES = [2, 16]
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 MODES = {"fwd": 2, "fwd_bwd": 5}  # mode -> activation-sized tensors read or written
+SLICED = "fwd_bwd_sliced_dy"  # fwd_bwd with dy a channel slice (5 tensors too)
 if DRY:  # the code paths, not the kernels (tests/ checks those): one small case per mode and format
     SHAPES, BATCHES, DTYPES = [(8, 8, 8)], [2], {"bf16": torch.bfloat16}
+SLICED_CASE = (SHAPES[0], BATCHES[-1], "bf16")  # shape, batch, dtype of the sliced-dy cases
 VARIANTS = ["ours", "eager", "compile"]
 SLOPE = 0.2
 
@@ -107,7 +113,12 @@ def _step(layer, x, mode):
                 layer(x)
         return step
     x = x.detach().requires_grad_()
-    dy = torch.randn_like(x)
+    if mode == SLICED:  # the first C channels of a 2C-channel gradient, in x's layout
+        N, C, H, W = x.shape
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        dy = torch.randn(N, 2 * C, H, W, device=x.device, dtype=x.dtype).contiguous(memory_format=fmt)[:, :C]
+    else:
+        dy = torch.randn_like(x)
 
     def step():
         torch.autograd.grad(layer(x), x, dy)
@@ -130,7 +141,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
     x = _input(batch, shape, DTYPES[dtype], fmt)
     layer = _layer(variant, shape[0], dtype)
     median_ms, min_ms = _measure(_step(layer, x, mode), benchmark)
-    nbytes = MODES[mode] * x.numel() * x.element_size()
+    nbytes = MODES.get(mode, 5) * x.numel() * x.element_size()
     gbps = nbytes / median_ms / 1e6
     copy = _copy_gbps(batch, shape, dtype, fmt)
     row = dict(_env(), variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype, memory_format=fmt,
@@ -158,6 +169,20 @@ def _summary():
 def _clean():
     yield
     benchutil.empty_cache()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("variant", ["ours", "eager"])
+def test_norm_act_sliced_dy(benchmark, variant, fmt):
+    """Before test_norm_act: its torch.compile cases are the ones a time limit should cut."""
+    shape, batch, dtype = SLICED_CASE
+    row = run_case(variant, SLICED, shape, batch, dtype, fmt, benchmark)
+    benchmark.extra_info.update(row)
+    figure = f"norm_act_{SLICED}_{'x'.join(map(str, [batch, *shape]))}_{dtype}_{fmt}"
+    benchutil.tag(benchmark, figure, variant, row["median_ms"])
+    if variant == "ours":
+        benchmark.extra_info.update(gate="eager", headline=False, what=(
+            f"InstanceNorm+LeakyReLU fwd+bwd, dy a channel slice, {[batch, *shape]}, {dtype} {fmt}"))
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -191,8 +216,10 @@ def main():
         if out:
             _write_summary(out)
         return 0
-    for variant, mode, shape, batch, dtype, fmt in itertools.product(
-            VARIANTS, MODES, SHAPES, BATCHES, DTYPES, FORMATS):
+    sliced = [(variant, SLICED, SLICED_CASE[0], SLICED_CASE[1], SLICED_CASE[2], fmt)
+              for variant in ("ours", "eager") for fmt in FORMATS]
+    for variant, mode, shape, batch, dtype, fmt in sliced + list(itertools.product(
+            VARIANTS, MODES, SHAPES, BATCHES, DTYPES, FORMATS)):
         try:
             row = run_case(variant, mode, shape, batch, dtype, fmt)
             print(f"{variant:8s} {mode:8s} {str(row['shape']):22s} {dtype:5s} {fmt:14s} "

@@ -42,6 +42,16 @@ def fits_int32(op, per_sample, x):
                          f"path takes under 2**31 (use impl='ref')")
 
 
+def flat_hw(t):
+    """Whether t's H and W axes merge into one plane index p = h * W + w with one stride."""
+    return t.shape[2] == 1 or t.shape[3] == 1 or t.stride(2) == t.shape[3] * t.stride(3)
+
+
+def pos_stride(t):
+    """The stride of p = h * W + w in t (t's H and W axes must merge: flat_hw)."""
+    return t.stride(3) if t.shape[3] > 1 else t.stride(2)
+
+
 def empty(*size, **kwargs):
     """torch.empty for kernel outputs and workspaces (poisoned under the test hook)."""
     t = torch.empty(*size, **kwargs)

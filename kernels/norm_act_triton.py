@@ -4,6 +4,9 @@ Every kernel works on a tile of BLOCK_C channels x BLOCK_HW plane positions of o
 element (n, c, hw) lives at n * stride_n + c * stride_c + hw * stride_hw, which covers NCHW
 (stride_hw = 1) and channels_last (stride_c = 1, stride_hw = C) with the same code: Triton
 specialises the stride that equals 1, so loads are coalesced along whichever axis is contiguous.
+The backward kernels read dy through its own three strides: autograd often hands over a dy that is
+not dense in the saved tensor's layout (a channel slice of a torch.cat's gradient, an expanded
+gradient with zero strides), and reading it where it lies saves a copy of an activation-sized tensor.
 
 Three paths, chosen by `_config`:
 - single pass: the whole plane fits in one tile; it is loaded once and kept in registers;
@@ -21,7 +24,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._triton_common import FP_FUSION, empty, empty_like, fits_int32, sm_count
+from ._triton_common import FP_FUSION, empty, empty_like, fits_int32, flat_hw, pos_stride, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._twoface import TwoFacedOp
@@ -83,8 +86,13 @@ def _tile_base(C, stride_n, stride_c, BLOCK_C: tl.constexpr):
     pid_n = tl.program_id(0)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
-    base = pid_n.to(tl.int64) * stride_n + c.to(tl.int64) * stride_c
-    return pid_n, c, c_mask, base
+    return pid_n, c, c_mask, _base(pid_n, c, stride_n, stride_c)
+
+
+@triton.jit
+def _base(pid_n, c, stride_n, stride_c):
+    # int64: the sample's and channel's offset may pass 2**31; offsets within a plane stay int32.
+    return pid_n.to(tl.int64) * stride_n + c.to(tl.int64) * stride_c
 
 
 @triton.jit
@@ -157,13 +165,15 @@ def _fwd_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, pmean_ptr, pm2_ptr, mean_ptr, 
 
 
 @triton.jit
-def _load_grad(dy_ptr, s_ptr, offs, mask, mean, rstd, w, b, slope, ACT: tl.constexpr, FROM_Y: tl.constexpr):
+def _load_grad(dy_ptr, s_ptr, dy_offs, offs, mask, mean, rstd, w, b, slope, ACT: tl.constexpr,
+               FROM_Y: tl.constexpr):
     """(dz, xhat) for one tile: dz is the gradient at the activation's input z = xhat * w + b.
 
     The saved tensor s is x, or (FROM_Y: no affine, LeakyReLU with slope > 0) the output y, from
-    which xhat = z is recovered by inverting the activation (y < 0 exactly where z < 0).
+    which xhat = z is recovered by inverting the activation (y < 0 exactly where z < 0). dy_offs
+    are the tile's offsets in dy, offs in s (and dx).
     """
-    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + dy_offs, mask=mask, other=0.0).to(tl.float32)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if FROM_Y:
         xhat = tl.where(s < 0, s / slope, s)
@@ -176,42 +186,44 @@ def _load_grad(dy_ptr, s_ptr, offs, mask, mean, rstd, w, b, slope, ACT: tl.const
 
 
 @triton.jit
-def _range_grad_sums(dy_ptr, s_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, mean, rstd, w, b, slope,
-                     ACT: tl.constexpr, FROM_Y: tl.constexpr, BLOCK_HW: tl.constexpr):
+def _range_grad_sums(dy_ptr, s_ptr, dy_base, base, c_mask, hw_lo, hw_hi, dy_stride_hw, stride_hw, mean, rstd,
+                     w, b, slope, ACT: tl.constexpr, FROM_Y: tl.constexpr, BLOCK_HW: tl.constexpr):
     """Per channel: sum of dz and sum of dz * xhat over plane positions [hw_lo, hw_hi)."""
     acc_dz = tl.zeros([base.shape[0], BLOCK_HW], tl.float32)
     acc_dzx = tl.zeros([base.shape[0], BLOCK_HW], tl.float32)
     for start in range(hw_lo, hw_hi, BLOCK_HW):
         hw = start + tl.arange(0, BLOCK_HW)
         mask = c_mask[:, None] & (hw < hw_hi)[None, :]
-        dz, xhat = _load_grad(dy_ptr, s_ptr, base[:, None] + hw[None, :] * stride_hw, mask,
-                              mean, rstd, w, b, slope, ACT, FROM_Y)
+        dz, xhat = _load_grad(dy_ptr, s_ptr, dy_base[:, None] + hw[None, :] * dy_stride_hw,
+                              base[:, None] + hw[None, :] * stride_hw, mask, mean, rstd, w, b, slope, ACT, FROM_Y)
         acc_dz += dz
         acc_dzx += dz * xhat
     return tl.sum(acc_dz, axis=1), tl.sum(acc_dzx, axis=1)
 
 
 @triton.jit
-def _range_grad_apply(dy_ptr, s_ptr, dx_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, mean, rstd, w, b,
-                      mean_dz, mean_dzx, slope, ACT: tl.constexpr, FROM_Y: tl.constexpr,
+def _range_grad_apply(dy_ptr, s_ptr, dx_ptr, dy_base, base, c_mask, hw_lo, hw_hi, dy_stride_hw, stride_hw, mean,
+                      rstd, w, b, mean_dz, mean_dzx, slope, ACT: tl.constexpr, FROM_Y: tl.constexpr,
                       BLOCK_HW: tl.constexpr):
     for start in range(hw_lo, hw_hi, BLOCK_HW):
         hw = start + tl.arange(0, BLOCK_HW)
         mask = c_mask[:, None] & (hw < hw_hi)[None, :]
         offs = base[:, None] + hw[None, :] * stride_hw
-        dz, xhat = _load_grad(dy_ptr, s_ptr, offs, mask, mean, rstd, w, b, slope, ACT, FROM_Y)
+        dz, xhat = _load_grad(dy_ptr, s_ptr, dy_base[:, None] + hw[None, :] * dy_stride_hw, offs, mask,
+                              mean, rstd, w, b, slope, ACT, FROM_Y)
         dx = (rstd * w)[:, None] * (dz - mean_dz[:, None] - xhat * mean_dzx[:, None])
         tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _bwd_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, sdz_ptr, sdzx_ptr, C, HW,
-                stride_n, stride_c, stride_hw, slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-                ACT: tl.constexpr, FROM_Y: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
-                SINGLE: tl.constexpr):
+                stride_n, stride_c, stride_hw, dy_stride_n, dy_stride_c, dy_stride_hw, slope,
+                HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, FROM_Y: tl.constexpr,
+                BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, SINGLE: tl.constexpr):
     """One program per (n, channel tile): dx for the whole plane, and the per-plane sums of dz and
     dz * xhat (which give dbias and dweight once summed over n)."""
     pid_n, c, c_mask, base = _tile_base(C, stride_n, stride_c, BLOCK_C)
+    dy_base = _base(pid_n, c, dy_stride_n, dy_stride_c)
     w, b = _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B)
     mean = tl.load(mean_ptr + pid_n * C + c, mask=c_mask, other=0.0)
     rstd = tl.load(rstd_ptr + pid_n * C + c, mask=c_mask, other=0.0)
@@ -219,34 +231,36 @@ def _bwd_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, sdz_ptr
         hw = tl.arange(0, BLOCK_HW)
         mask = c_mask[:, None] & (hw < HW)[None, :]
         offs = base[:, None] + hw[None, :] * stride_hw
-        dz, xhat = _load_grad(dy_ptr, s_ptr, offs, mask, mean, rstd, w, b, slope, ACT, FROM_Y)
+        dz, xhat = _load_grad(dy_ptr, s_ptr, dy_base[:, None] + hw[None, :] * dy_stride_hw, offs, mask,
+                              mean, rstd, w, b, slope, ACT, FROM_Y)
         sum_dz = tl.sum(dz, axis=1)
         sum_dzx = tl.sum(dz * xhat, axis=1)
         dx = (rstd * w)[:, None] * (dz - (sum_dz / HW)[:, None] - xhat * (sum_dzx / HW)[:, None])
         tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
     else:
-        sum_dz, sum_dzx = _range_grad_sums(dy_ptr, s_ptr, base, c_mask, 0, HW, stride_hw, mean, rstd, w, b,
-                                           slope, ACT, FROM_Y, BLOCK_HW)
-        _range_grad_apply(dy_ptr, s_ptr, dx_ptr, base, c_mask, 0, HW, stride_hw, mean, rstd, w, b,
-                          sum_dz / HW, sum_dzx / HW, slope, ACT, FROM_Y, BLOCK_HW)
+        sum_dz, sum_dzx = _range_grad_sums(dy_ptr, s_ptr, dy_base, base, c_mask, 0, HW, dy_stride_hw, stride_hw,
+                                           mean, rstd, w, b, slope, ACT, FROM_Y, BLOCK_HW)
+        _range_grad_apply(dy_ptr, s_ptr, dx_ptr, dy_base, base, c_mask, 0, HW, dy_stride_hw, stride_hw, mean,
+                          rstd, w, b, sum_dz / HW, sum_dzx / HW, slope, ACT, FROM_Y, BLOCK_HW)
     tl.store(sdz_ptr + pid_n * C + c, sum_dz, mask=c_mask)
     tl.store(sdzx_ptr + pid_n * C + c, sum_dzx, mask=c_mask)
 
 
 @triton.jit
 def _bwd_partial_kernel(dy_ptr, s_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, sdz_ptr, sdzx_ptr, C, HW, CHUNK,
-                        stride_n, stride_c, stride_hw, slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-                        ACT: tl.constexpr, FROM_Y: tl.constexpr, BLOCK_C: tl.constexpr,
-                        BLOCK_HW: tl.constexpr):
+                        stride_n, stride_c, stride_hw, dy_stride_n, dy_stride_c, dy_stride_hw, slope,
+                        HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, FROM_Y: tl.constexpr,
+                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     """Split path, step 1: sums of dz and dz * xhat over one plane range into [N, SPLIT, C]."""
     pid_n, c, c_mask, base = _tile_base(C, stride_n, stride_c, BLOCK_C)
+    dy_base = _base(pid_n, c, dy_stride_n, dy_stride_c)
     pid_s = tl.program_id(2)
     w, b = _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B)
     mean = tl.load(mean_ptr + pid_n * C + c, mask=c_mask, other=0.0)
     rstd = tl.load(rstd_ptr + pid_n * C + c, mask=c_mask, other=0.0)
     hw_lo = pid_s * CHUNK
-    sum_dz, sum_dzx = _range_grad_sums(dy_ptr, s_ptr, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW),
-                                       stride_hw, mean, rstd, w, b, slope, ACT, FROM_Y, BLOCK_HW)
+    sum_dz, sum_dzx = _range_grad_sums(dy_ptr, s_ptr, dy_base, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW),
+                                       dy_stride_hw, stride_hw, mean, rstd, w, b, slope, ACT, FROM_Y, BLOCK_HW)
     ws = (pid_n * tl.num_programs(2) + pid_s) * C + c
     tl.store(sdz_ptr + ws, sum_dz, mask=c_mask)
     tl.store(sdzx_ptr + ws, sum_dzx, mask=c_mask)
@@ -254,11 +268,12 @@ def _bwd_partial_kernel(dy_ptr, s_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, sdz_ptr
 
 @triton.jit
 def _bwd_apply_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, sdz_ptr, sdzx_ptr, C, HW,
-                      CHUNK, stride_n, stride_c, stride_hw, slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-                      ACT: tl.constexpr, FROM_Y: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_HW: tl.constexpr):
+                      CHUNK, stride_n, stride_c, stride_hw, dy_stride_n, dy_stride_c, dy_stride_hw, slope,
+                      HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, FROM_Y: tl.constexpr,
+                      BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     """Split path, step 2: add up the SPLIT partial sums (fixed order), then dx for one plane range."""
     pid_n, c, c_mask, base = _tile_base(C, stride_n, stride_c, BLOCK_C)
+    dy_base = _base(pid_n, c, dy_stride_n, dy_stride_c)
     pid_s = tl.program_id(2)
     split = tl.num_programs(2)
     sum_dz = tl.zeros([BLOCK_C], tl.float32)
@@ -271,8 +286,9 @@ def _bwd_apply_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, s
     mean = tl.load(mean_ptr + pid_n * C + c, mask=c_mask, other=0.0)
     rstd = tl.load(rstd_ptr + pid_n * C + c, mask=c_mask, other=0.0)
     hw_lo = pid_s * CHUNK
-    _range_grad_apply(dy_ptr, s_ptr, dx_ptr, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW), stride_hw,
-                      mean, rstd, w, b, sum_dz / HW, sum_dzx / HW, slope, ACT, FROM_Y, BLOCK_HW)
+    _range_grad_apply(dy_ptr, s_ptr, dx_ptr, dy_base, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW),
+                      dy_stride_hw, stride_hw, mean, rstd, w, b, sum_dz / HW, sum_dzx / HW, slope, ACT, FROM_Y,
+                      BLOCK_HW)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +302,17 @@ def _layout(x):
         return x, torch.channels_last, (H * W * C, 1, C)
     # Canonical strides, not x.stride(): a size-1 dim of a contiguous tensor may carry any stride.
     return x.contiguous(), torch.contiguous_format, (C * H * W, H * W, 1)
+
+
+def _grad_layout(dy, fmt, strides):
+    """(dy, its (stride_n, stride_c, stride_hw)) for the backward kernels, which read dy where it lies
+    when its H and W axes merge into one plane index (a channel or batch slice in either layout, zero
+    strides from expand, the other memory format) and its in-plane offsets fit int32; any other dy is
+    copied into the saved tensor's layout `fmt` (whose strides are `strides`)."""
+    H, W = dy.shape[2:]
+    if flat_hw(dy) and (H * W - 1) * pos_stride(dy) < 2 ** 31:
+        return dy, (dy.stride(0), dy.stride(1), pos_stride(dy))
+    return dy.contiguous(memory_format=fmt), strides
 
 
 def _heuristic(x, channels_last, hw_cap=MAX_TILE, split=None):
@@ -395,9 +422,11 @@ def _forward(x, weight, bias, act, slope, eps, strides, cfg):
     return y, mean, rstd
 
 
-def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg):
+def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg, dy_strides=None):
+    """dy_strides: dy's (stride_n, stride_c, stride_hw), saved's strides when None (dy dense like saved)."""
     N, C, H, W = saved.shape
     HW = H * W
+    dy_strides = strides if dy_strides is None else dy_strides
     dx = empty_like(saved)
     sdz, sdzx = _empty_stats(dy, N, cfg["split"], C), _empty_stats(dy, N, cfg["split"], C)
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act], FROM_Y=from_y,
@@ -406,14 +435,14 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
     w = weight if weight is not None else _dummy(dy)
     b = bias if bias is not None else _dummy(dy)
     if cfg["split"] == 1:
-        _bwd_kernel[cfg["grid"]](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, *strides, slope,
+        _bwd_kernel[cfg["grid"]](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, *strides, *dy_strides, slope,
                                  SINGLE=cfg["single"], **common)
     else:
         grid = cfg["grid"] + (cfg["split"],)
         _bwd_partial_kernel[grid](dy, saved, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
-                                  slope, **common)
+                                  *dy_strides, slope, **common)
         _bwd_apply_kernel[grid](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, cfg["chunk"], *strides,
-                                slope, **common)
+                                *dy_strides, slope, **common)
     return dx, sdz, sdzx
 
 
@@ -446,9 +475,8 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
     """(dx, dweight, dbias); dweight/dbias empty where not asked for (or absent)."""
     saved, fmt, strides = _layout(saved)
     cfg = _config(saved, fmt == torch.channels_last, block_hw, split, "norm_act.bwd")
-    # Autograd may hand over dy in any layout (or expanded with zero strides).
-    dy = dy.contiguous(memory_format=fmt)
-    dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg)
+    dy, dy_strides = _grad_layout(dy, fmt, strides)
+    dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg, dy_strides)
     return (dx,
             sdzx.sum((0, 1)).to(weight.dtype) if need_weight and weight is not None else dy.new_empty(0),
             sdz.sum((0, 1)).to(bias.dtype) if need_bias and bias is not None else dy.new_empty(0))

@@ -29,6 +29,8 @@ from ._triton_common import FP_FUSION, fits_int32, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
+from ._triton_common import flat_hw as _flat_hw
+from ._triton_common import pos_stride as _pos_stride
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
@@ -265,15 +267,6 @@ def _memory_format(t):
     if t.is_contiguous():
         return torch.contiguous_format
     return torch.channels_last if t.stride(1) < t.stride(3) else torch.contiguous_format
-
-
-def _pos_stride(t):
-    # Stride of the flattened position p = h * W + w (t's h and w dims must flatten).
-    return t.stride(3) if t.shape[3] > 1 else t.stride(2)
-
-
-def _flat_hw(t):
-    return t.shape[2] == 1 or t.shape[3] == 1 or t.stride(2) == t.shape[3] * t.stride(3)
 
 
 def _distinct(knob_sets):

@@ -71,11 +71,15 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
 
     kernels = benchmarks(out / "kernels.json")
     names = {b["name"].split("[")[0] for b in kernels["benchmarks"]}
-    assert names == {"test_copy_bandwidth", "test_norm_act", "test_generator_fwd_bwd", "test_all_over_input_cost",
-                     "test_layer_fwd_bwd"}
+    assert names == {"test_copy_bandwidth", "test_norm_act", "test_norm_act_sliced_dy", "test_generator_fwd_bwd",
+                     "test_all_over_input_cost", "test_layer_fwd_bwd"}
     figs = track.figures(kernels)
-    # ours, eager PyTorch and torch.compile in each norm case; ref, fused_concat and concat_free for z injection
-    assert all(set(f["rows"]) == {"ours", "eager", "compile"} for n, f in figs.items() if n.startswith("norm_act"))
+    # ours, eager PyTorch and torch.compile in each norm case (ours and eager with a sliced dy); ref,
+    # fused_concat and concat_free for z injection
+    norm = {n: set(f["rows"]) for n, f in figs.items() if n.startswith("norm_act")}
+    sliced = {n for n in norm if "sliced_dy" in n}
+    assert len(sliced) == 2 and all(norm[n] == {"ours", "eager"} for n in sliced)
+    assert all(rows == {"ours", "eager", "compile"} for n, rows in norm.items() if n not in sliced)
     assert set(figs["zinject_G_fwd_bwd_b2"]["rows"]) == {"ours", "ref", "fused_concat"}
 
     ladder = benchmarks(out / "train_step.json")

@@ -549,3 +549,123 @@ def test_fuse_keeps_the_leaky_slope():
     assert (fused[1].slope, fused[4].slope) == (0.01, 0.3)
     x = torch.randn(2, 3, 9, 8)
     _close(fused(x), net(x), torch.float32, "y")
+
+
+# Gradients as autograd hands them to the op's backward, for a y of shape N x C x H x W in layout
+# fmt: each but the last has H and W merging into one plane index, which the kernels read in place.
+GRAD_KINDS = ("channel-slice-nchw", "channel-slice-cl", "batch-step", "expand", "other-format")
+
+
+def _grad_as(kind, shape, fmt, dtype, device):
+    N, C, H, W = shape
+    g = torch.randn(2 * N, C + 3, H, W + 2, device=device).to(dtype)
+    if kind == "channel-slice-nchw":  # the U-Net's decoder: y is the first part of torch.cat([y, skip], 1)
+        return g[:N, :, :, :W].contiguous()[:, 1:C + 1]
+    if kind == "channel-slice-cl":
+        return g[:N, :, :, :W].contiguous(memory_format=CL)[:, 1:C + 1]
+    if kind == "batch-step":
+        return g[:, :C, :, :W].contiguous(memory_format=fmt)[::2]
+    if kind == "expand":  # the gradient of y.mean((2, 3)): zero strides along H and W
+        return g[:N, :C, :1, :1].contiguous().expand(N, C, H, W)
+    if kind == "other-format":
+        return g[:N, :C, :, :W].contiguous(memory_format=NCHW if fmt == CL else CL)
+    assert kind == "w-slice"  # H and W do not merge: copied into y's layout first
+    return g[:N, :C].contiguous(memory_format=fmt)[..., 1:W + 1]
+
+
+PLANS = [pytest.param({}, id="single"), pytest.param({"block_hw": 8}, id="looped"),
+         pytest.param({"block_hw": 8, "split": 3}, id="split")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("tiling", PLANS)
+@pytest.mark.parametrize("kind", GRAD_KINDS + ("w-slice",))
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_in_any_layout_matches_reference(device, kind, tiling, fmt, dtype):
+    """dy not dense in y's layout (read through its own strides, or copied where H and W do not
+    merge): output and gradients equal the reference's, from y saved (LeakyReLU, no affine) and
+    from x saved (ReLU, affine: dweight and dbias too), dx in x's layout."""
+    shape = (2, 3, 7, 9)
+    for act, affine in (("leaky_relu", False), ("relu", True)):
+        x, w, b, _ = _inputs(shape, dtype, fmt, affine, device)
+        dy = _grad_as(kind, shape, fmt, dtype, device)
+        assert dy.shape == shape and not dy.is_contiguous(memory_format=fmt), kind
+        y, grads = _run(_triton(**tiling), x, act, 0.2, w, b, dy)
+        y_ref, grads_ref = _run(_ref, x, act, 0.2, w, b, dy, dtype=torch.float32)
+        _close(y, y_ref, dtype, "y")
+        assert grads["dx"].dtype == dtype and grads["dx"].is_contiguous(memory_format=fmt)
+        for name, g in grads.items():
+            if grads_ref[name] is not None:
+                _close(g, grads_ref[name], dtype, f"{kind} {act} {name}")
+
+
+@pytest.mark.skipif(not interpreting(), reason="counts in Triton's interpreter")
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+def test_backward_reads_dy_where_it_lies(monkeypatch, fmt):
+    """No copy of dy (no clone / copy_ / _to_copy reading it) in the op's backward when H and W
+    merge; the launcher gets autograd's dy itself. Where they do not, exactly one copy. (Inside a
+    launch the interpreter copies every argument's storage back and forth: not counted.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from bicyclegan.kernels import norm_act_triton as nat
+    copies, launched, in_launch = [], [], []
+
+    class CountCopies(TorchDispatchMode):
+        def __init__(self, dy):
+            super().__init__()
+            self.storage = dy.untyped_storage().data_ptr()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if (name in ("clone", "copy_", "_to_copy") and not in_launch
+                    and args[-1].untyped_storage().data_ptr() == self.storage):
+                copies.append(name)
+            return func(*args, **(kwargs or {}))
+
+    run = InterpretedFunction.run
+
+    def launch(*args, **kwargs):
+        in_launch.append(1)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            in_launch.pop()
+    monkeypatch.setattr(InterpretedFunction, "run", launch)
+
+    run_backward, backward = nat.OP.run_backward, nat._backward
+
+    def counted(dy, *rest):
+        with CountCopies(dy):
+            return run_backward(dy, *rest)
+
+    monkeypatch.setattr(nat.OP, "run_backward", counted)
+    monkeypatch.setattr(nat, "_backward", lambda dy, *rest: launched.append(dy) or backward(dy, *rest))
+    shape = (2, 3, 4, 5)
+    for kind in GRAD_KINDS + ("w-slice",):
+        for act in ("leaky_relu", "relu"):
+            copies.clear(), launched.clear()
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+            dy = _grad_as(kind, shape, fmt, torch.float32, "cpu")
+            instance_norm_act(x, act, 0.2, impl="triton").backward(dy)
+            assert len(launched) == 1
+            if kind == "w-slice":
+                assert copies == ["clone"] and launched[0].is_contiguous(memory_format=fmt), (kind, act, copies)
+            else:
+                assert copies == [], (kind, act, copies)
+                assert (launched[0].data_ptr(), launched[0].stride()) == (dy.data_ptr(), dy.stride()), (kind, act)
+
+
+def test_gradient_whose_plane_offsets_pass_int32_is_copied():
+    """The kernels index a plane in int32: a dy read in place must have (H * W - 1) * its plane
+    stride under 2**31. A channels_last channel slice of a 2**17-channel gradient (meta tensors:
+    shapes and strides, no memory) fits at 128 x 128 and not at 128 x 256, where it is copied."""
+    from bicyclegan.kernels.norm_act_triton import _grad_layout
+    canonical = (2 * 128 * 256, 1, 2)
+    for H, W, in_place in ((128, 128, True), (128, 256, False)):
+        dy = torch.empty(1, 2 ** 17, H, W, device="meta").contiguous(memory_format=CL)[:, :2]
+        got, strides = _grad_layout(dy, CL, canonical)
+        assert (got is dy) == in_place, (H, W)
+        assert strides == ((dy.stride(0), 1, 2 ** 17) if in_place else canonical)
+        assert got.is_contiguous(memory_format=CL) != in_place

@@ -11,7 +11,8 @@ sm_<arch> with Triton's compiler and the ptxas shipped in its wheel, instead of 
   networks' shapes (batch 2 and 16, fp32 and bf16, NCHW and channels_last): every launch a tuning
   table can select;
 - ops: the public ops over every activation, affine or not, fp32 / bf16 / fp16, both memory
-  formats, the single-pass, looped and split norm plans, forward and backward;
+  formats, the single-pass, looped and split norm plans, forward and backward (the norm's also
+  with dy a channel slice, read through its own strides);
 - step: BicycleGAN training steps with impl=triton (small widths): fp32 and bf16 autocast, both
   memory formats, z at the input and at every block, relu / lrelu / elu decoders.
 
@@ -163,6 +164,10 @@ def drive_ops(log, quick):
                         y = instance_norm_act(x, act, 0.2, 1e-5, *wb, impl="triton")
                         y.backward(torch.empty_like(y))
                         n += 1
+                    # dy read through its own strides: a channel slice of a torch.cat's gradient (the U-Net's)
+                    N, C, H, W = shape
+                    y = instance_norm_act(x, act, 0.2, 1e-5, impl="triton")
+                    y.backward(torch.empty(N, C + 3, H, W, dtype=dtype).contiguous(memory_format=fmt)[:, 1:C + 1])
                 for N, C, H, W, nz, CO in z_shapes:
                     x = torch.empty(N, C, H, W, dtype=dtype).contiguous(memory_format=fmt).requires_grad_()
                     z = torch.empty(N, nz, dtype=dtype, requires_grad=True)
