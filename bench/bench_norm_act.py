@@ -129,7 +129,7 @@ def _tiling(x):
     try:
         from bicyclegan.kernels.norm_act_triton import _config, _layout
         x, fmt, _ = _layout(x)
-        cfg = _config(x, fmt == torch.channels_last)
+        cfg = _config(x, fmt == torch.channels_last, variant="leaky_relu")  # the forward's
         return {k: cfg[k] for k in ("BLOCK_C", "BLOCK_HW", "split", "num_warps", "single")}
     except Exception as e:  # informational only
         return {"error": repr(e)}

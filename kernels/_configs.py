@@ -3,10 +3,11 @@
 Each launcher has a few knobs (tile sizes, warps, how many programs share a plane) and a heuristic
 that picks them from the shape. `python -m bicyclegan.kernels.tune` times candidates on a GPU and
 writes the winners to a JSON table; `choose` returns a table's entry for the exact launch (site,
-shape, dtype, layout) and falls back to the heuristic for everything else. Tables come from
-kernels/tuning/<device name>.json (committed, picked by the CUDA device's name) and from the file
-named by BICYCLEGAN_KERNEL_TUNING (its entries win). A table made on another device or with
-another torch or Triton minor version is ignored, with one warning.
+shape, dtype, layout and, for the norm, its variant: see norm_variant) and falls back to the
+heuristic for everything else. Tables come from kernels/tuning/<device name>.json (committed,
+picked by the CUDA device's name) and from the file named by BICYCLEGAN_KERNEL_TUNING (its
+entries win). A table made on another device or with another torch or Triton minor version is
+ignored, with one warning; one of an older format is refused (re-run the tuner).
 
 Every knob value gives correct results (the kernels mask their tiles); a table only changes speed.
 """
@@ -19,10 +20,12 @@ import torch
 import triton
 
 from ._impl import _warn_once
+from .acts import ACTS
 
 ENV = "BICYCLEGAN_KERNEL_TUNING"
 TABLE_DIR = Path(__file__).with_name("tuning")
-FORMAT = 1
+# 2: norm_act.* keys name the variant (format 1 tables timed LeakyReLU from y and served every variant).
+FORMAT = 2
 INTERPRETER = "triton-interpreter"  # the "device" of CPU tensors (kernels run in Triton's interpreter)
 
 # Launch sites and their knobs. Keys' shapes: norm_act.* (N, C, H, W); zcat.* (N, C, H, W, nz) of
@@ -38,6 +41,25 @@ SITES = {
 # The z-injection kernels take tiles of at least 2 along each axis.
 MIN_BLOCK = {site: 2 if site.startswith("z") else 1 for site in SITES}
 
+
+def norm_variant(site, act, from_y=False, weight=False, bias=False):
+    """What else picks the compiled kernel of a norm_act.* launch (a constexpr each, so another
+    binary with other register use and another best configuration): the activation, for the
+    backward what the forward saved (from_y: the output y, else the input x), and whether there is
+    a weight and a bias. E.g. 'leaky_relu,from_y', 'relu', 'none,from_x,affine'."""
+    parts = [act]
+    if site == "norm_act.bwd":
+        parts.append("from_y" if from_y else "from_x")
+    if weight or bias:
+        parts.append("affine" if weight and bias else "weight" if weight else "bias")
+    return ",".join(parts)
+
+
+# Every variant a norm launch can have (y is saved only for LeakyReLU without affine parameters).
+VARIANTS = {site: {norm_variant(site, act, y, w, b) for act in ACTS for w in (False, True) for b in (False, True)
+                   for y in ((False, True) if act == "leaky_relu" and not (w or b) else (False,))}
+            for site in ("norm_act.fwd", "norm_act.bwd")}
+
 _tables = {}  # (device type, index) -> {key: knobs}
 
 
@@ -51,13 +73,18 @@ def table_path(name):
     return TABLE_DIR / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".json")
 
 
-def key(site, shape, dtype, channels_last):
-    return site, tuple(int(s) for s in shape), dtype, bool(channels_last)
+def key(site, shape, dtype, channels_last, variant=None):
+    """A launch's key; variant (norm_variant's) for the norm_act.* sites, None for the others."""
+    if variant not in VARIANTS.get(site, {None}):
+        raise ValueError(f"{site}: variant must be one of {sorted(VARIANTS[site])}, got {variant!r}" if site in VARIANTS
+                         else f"{site}: a launch key takes no variant, got {variant!r}")
+    return site, tuple(int(s) for s in shape), dtype, bool(channels_last), variant
 
 
 def key_text(k):
-    site, shape, dtype, channels_last = k
-    return f"{site}|{'x'.join(map(str, shape))}|{str(dtype).removeprefix('torch.')}|{'cl' if channels_last else 'nchw'}"
+    site, shape, dtype, channels_last, variant = k
+    fields = [site, "x".join(map(str, shape)), str(dtype).removeprefix("torch."), "cl" if channels_last else "nchw"]
+    return "|".join(fields + ([] if variant is None else [variant]))
 
 
 def check_knobs(site, knobs):
@@ -77,11 +104,14 @@ def check_knobs(site, knobs):
 
 
 def _parse_key(text):
-    site, shape, dtype, layout = text.split("|")
+    fields = text.split("|")
+    if len(fields) not in (4, 5):
+        raise ValueError(text)
+    site, shape, dtype, layout = fields[:4]
     dt = getattr(torch, dtype, None)
     if site not in SITES or not isinstance(dt, torch.dtype) or layout not in ("cl", "nchw"):
         raise ValueError(text)
-    return key(site, [int(s) for s in shape.split("x")], dt, layout == "cl")
+    return key(site, [int(s) for s in shape.split("x")], dt, layout == "cl", fields[4] if len(fields) == 5 else None)
 
 
 def _minor(version):
@@ -97,6 +127,11 @@ def read_table(path, device):
         raise FileNotFoundError(f"kernel tuning table {path}: no such file (from {ENV} or kernels/tuning/)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"kernel tuning table {path}: not JSON ({e})") from None
+    old = data.get("format") if isinstance(data, dict) else None
+    if type(old) is int and 1 <= old < FORMAT:
+        raise ValueError(f"kernel tuning table {path}: format {old}, from an older tuner whose norm_act entries do not "
+                         f"name the activation and saved tensor they were timed with (format {FORMAT} keys do); "
+                         f"re-run python -m bicyclegan.kernels.tune to make a new table")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
         raise ValueError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and 'entries', "
                          f"as python -m bicyclegan.kernels.tune writes")
@@ -131,14 +166,15 @@ def _load(device):
     return entries
 
 
-def choose(site, shape, dtype, channels_last, device, heuristic):
-    """The knobs for one launch: the table's entry for it, else heuristic() (a callable)."""
+def choose(site, shape, dtype, channels_last, device, heuristic, variant=None):
+    """The knobs for one launch: the table's entry for it, else heuristic() (a callable). variant:
+    norm_variant's for the norm_act.* sites (a variant the table does not name gets the heuristic)."""
     slot = (device.type, device.index)
     table = _tables.get(slot)
     if table is None:
         table = _tables[slot] = _load(device)
-    if table:
-        knobs = table.get(key(site, shape, dtype, channels_last))
+    if table:  # (no key built without a table: this runs at every launch)
+        knobs = table.get(key(site, shape, dtype, channels_last, variant))
         if knobs is not None:
             return dict(knobs)
     return heuristic()

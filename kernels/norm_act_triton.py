@@ -350,16 +350,17 @@ def _complete(x, knobs):
                 grid=(N, triton.cdiv(C, knobs["BLOCK_C"])))
 
 
-def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd"):
-    """The launch for x at `site` (norm_act.fwd or norm_act.bwd): the tuned table's entry if there is
-    one, else the heuristic. block_hw and split (test hooks) bypass the table."""
+def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd", variant=None):
+    """The launch for x at `site` (norm_act.fwd or norm_act.bwd) of the kernel `variant`
+    (_configs.norm_variant's): the tuned table's entry if there is one, else the heuristic. block_hw
+    and split (test hooks) bypass the table."""
     N, C, H, W = x.shape
     fits_int32("instance_norm_act", C * H * W, x)
     if block_hw or split:
         knobs = _heuristic(x, channels_last, triton.next_power_of_2(block_hw) if block_hw else MAX_TILE, split)
     else:
         knobs = _configs.choose(site, x.shape, x.dtype, channels_last, x.device,
-                                lambda: _heuristic(x, channels_last))
+                                lambda: _heuristic(x, channels_last), variant)
     return _complete(x, knobs)
 
 
@@ -454,17 +455,23 @@ def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[to
               slope: float, eps: float, block_hw: int, split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, mean, rstd), the statistics per (n, c) in fp32."""
     x, fmt, strides = _layout(x)
-    cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd")
+    variant = _configs.norm_variant("norm_act.fwd", act, False, weight is not None, bias is not None)
+    cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd", variant)
     return _forward(x, weight, bias, act, slope, eps, strides, cfg)
 
 
+def saves_y(weight, bias, act, slope):
+    """Whether backward works from the output y rather than the input x: when the activation can be
+    undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually kept alive by the next
+    layer anyway)."""
+    return weight is None and bias is None and act == "leaky_relu" and slope > 0
+
+
 def _save(inputs, outputs):
-    """Per-instance mean and rstd (fp32) and one activation-sized tensor: the output y when the
-    activation can be undone exactly enough (no affine, LeakyReLU with slope > 0; y is usually kept
-    alive by the next layer anyway), else the input x."""
+    """Per-instance mean and rstd (fp32) and one activation-sized tensor: y or x (see saves_y)."""
     x, weight, bias, act, slope, _eps, block_hw, split = inputs
     y, mean, rstd = outputs
-    from_y = weight is None and bias is None and act == "leaky_relu" and slope > 0
+    from_y = saves_y(weight, bias, act, slope)
     return (y if from_y else x, weight, bias, mean, rstd), (act, slope, from_y, block_hw, split)
 
 
@@ -474,7 +481,8 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
               need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias); dweight/dbias empty where not asked for (or absent)."""
     saved, fmt, strides = _layout(saved)
-    cfg = _config(saved, fmt == torch.channels_last, block_hw, split, "norm_act.bwd")
+    variant = _configs.norm_variant("norm_act.bwd", act, from_y, weight is not None, bias is not None)
+    cfg = _config(saved, fmt == torch.channels_last, block_hw, split, "norm_act.bwd", variant)
     dy, dy_strides = _grad_layout(dy, fmt, strides)
     dx, sdz, sdzx = _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, cfg, dy_strides)
     return (dx,

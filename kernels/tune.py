@@ -3,8 +3,9 @@
     python -m bicyclegan.kernels.tune --out FILE.json [--quick] [--dry-run] [--jobs N] [--budget-s S]
 
 For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
-activation plane of G unet_256, E resnet_256 and D basic_256_multi; the z injection of G with
-where_add=all; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
+activation plane of G unet_256, E resnet_256 and D basic_256_multi, with the activation each layer
+there has, which with what its backward saved is the kernel variant timed; the z injection of G
+with where_add=all; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
 candidate configurations (kernel files' `candidates` functions, the heuristic's first) are checked
 against a plain PyTorch computation of what that launch must produce and, if right, timed on the
 GPU (CUDA-graph replays of back-to-back launches: the kernels' own time). The winners go to
@@ -35,17 +36,20 @@ import torch.nn.functional as F
 
 NOISE = 0.02
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-ACT, SLOPE, EPS = "leaky_relu", 0.2, 1e-5  # the activation tuned with (configs do not depend on it)
+# The z injection's activation (the networks'), the LeakyReLU slope and the norm's eps; the norm's
+# activation comes with each of its planes.
+ACT, SLOPE, EPS = "leaky_relu", 0.2, 1e-5
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 
 
 # ---------------------------------------------------------------------------------------------
 # What the reference networks launch
 
-def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=3):
-    """(norm planes, z convs) of the reference's G unet_256 (where_add=all), E resnet_256 and D
-    basic_256_multi at size x size, with their default widths. norm planes: sorted distinct
-    (C, H, W) of every InstanceNorm + activation; z convs: (C, H, W, nz, CO) of every
+def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=3, decoder_act="relu"):
+    """(norm planes, z convs) of the reference's G unet_256 (where_add=all, decoder_act its nl), E
+    resnet_256 and D basic_256_multi at size x size, with their default widths. norm planes: sorted
+    distinct (C, H, W, act) of every InstanceNorm + activation (none has affine parameters, so
+    LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W, nz, CO) of every
     concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels)."""
     planes, zconvs = set(), []
     depth = int(math.log2(size))
@@ -54,23 +58,26 @@ def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=
         s = size >> i
         zconvs.append((input_nc if i == 0 else ch[i - 1], s, s, nz, ch[i]))
         if 0 < i < depth - 1:
-            planes.add((ch[i], s // 2, s // 2))       # norm after the down conv (no activation)
+            planes.add((ch[i], s // 2, s // 2, "none"))   # norm after the down conv (no activation)
         if i > 0:
-            planes.add((ch[i - 1], s, s))             # norm + act after the up conv
+            planes.add((ch[i - 1], s, s, decoder_act))  # norm + act after the up conv
     for n in range(1, 5):  # E: four residual blocks, each norm + act twice at its input size
-        planes.add((nef * min(4, n), size >> n, size >> n))
+        planes.add((nef * min(4, n), size >> n, size >> n, "leaky_relu"))
     for k in range(num_Ds):  # D: one PatchGAN per scale, the input average-pooled k times
         width, s = round(ndf / 2 ** k), size >> (k + 1)
         for n in (1, 2, 3):
             s = s // 2 if n < 3 else s - 1  # stride 2, 2, then 1 (4x4 kernel, padding 1)
-            planes.add((width * min(2 ** n, 8), s, s))
+            planes.add((width * min(2 ** n, 8), s, s, "leaky_relu"))
     return sorted(planes), zconvs
 
 
 def cases(quick=False, dry_run=False):
-    """Case specs (site, shape, dtype name, channels_last), most used first."""
-    if dry_run:  # tiny: still single-pass, looped and split plans, and a 2 x 2 -> 1 x 1 z conv
-        planes, zconvs, batches = [(3, 4, 4), (2, 33, 32)], [(3, 4, 6, 2, 5), (4, 2, 2, 2, 3)], (2,)
+    """Case specs (site, shape, dtype name, channels_last, act), most used first; act: the norm's
+    activation (None for the z injection's sites, whose kernels the tuner runs with ACT)."""
+    if dry_run:  # tiny: still single-pass, looped and split plans, the networks' three norm variants
+        # (LeakyReLU from y, ReLU and none from x), and a 2 x 2 -> 1 x 1 z conv
+        planes = [(3, 4, 4, "relu"), (3, 4, 4, "none"), (2, 33, 32, "leaky_relu")]
+        zconvs, batches = [(3, 4, 6, 2, 5), (4, 2, 2, 2, 3)], (2,)
     else:
         (planes, zconvs), batches = reference_shapes(), (2, 16)
     sites = ["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad"] + ([] if quick else ["zcat.fwd", "zcat.bwd"])
@@ -79,9 +86,12 @@ def cases(quick=False, dry_run=False):
         for channels_last in (True, False):
             for site in sites:
                 for n in batches:
-                    # norm: (C, H, W); zcat: x and z (C, H, W, nz); zterm: the whole conv (C, H, W, nz, CO)
-                    shapes = {"norm_act": planes, "zcat": [c[:4] for c in zconvs], "zterm": zconvs}[site.split(".")[0]]
-                    out += [(site, (n, *shape), dtype, channels_last) for shape in shapes]
+                    if site.startswith("norm_act"):  # (C, H, W, act)
+                        out += [(site, (n, *plane[:3]), dtype, channels_last, plane[3]) for plane in planes]
+                        continue
+                    # zcat: x and z (C, H, W, nz); zterm: the whole conv (C, H, W, nz, CO)
+                    shapes = {"zcat": [c[:4] for c in zconvs], "zterm": zconvs}[site.split(".")[0]]
+                    out += [(site, (n, *shape), dtype, channels_last, None) for shape in shapes]
     return out
 
 
@@ -110,7 +120,7 @@ class Case:
     no run): what the compile pass needs to share out the work, without drawing a billion numbers."""
 
     def __init__(self, spec, device, quick, plan_only=False):
-        site, shape, dtype_name, channels_last = spec
+        site, shape, dtype_name, channels_last, self.act = spec
         self.site, self.dtype, self.plan_only = site, DTYPES[dtype_name], plan_only
         # Drawn on the device: the host's generator would take tens of seconds for all the cases.
         g = torch.Generator(device=device).manual_seed(0)
@@ -122,26 +132,29 @@ class Case:
         from . import _configs
         from . import norm_act_triton as nat
         from .norm_act import instance_norm_act_ref
+        act = self.act
+        from_y = nat.saves_y(None, None, act, SLOPE)  # no affine: what the networks' norms have
         x32 = self.randn(*shape) * 2 + 3  # a non-zero mean, as after a conv
         x, fmt, strides = nat._layout(_layout(x32.to(self.dtype), channels_last))
-        self.key = _configs.key(site, x.shape, x.dtype, fmt == torch.channels_last)
+        self.key = _configs.key(site, x.shape, x.dtype, fmt == torch.channels_last,
+                                _configs.norm_variant(site, act, from_y))
         self.candidates = nat.candidates(x, self.key[3], quick)
         if self.plan_only:
             return
         xr = x.float().requires_grad_()
-        y = instance_norm_act_ref(xr, ACT, SLOPE, EPS)
+        y = instance_norm_act_ref(xr, act, SLOPE, EPS)
         if site == "norm_act.fwd":
             self.expected = (y.detach(),)
-            self.run = lambda k: nat._forward(x, None, None, ACT, SLOPE, EPS, strides, nat._complete(x, k))[:1]
+            self.run = lambda k: nat._forward(x, None, None, act, SLOPE, EPS, strides, nat._complete(x, k))[:1]
             return
         dy = _layout(self.randn(*shape).to(self.dtype), self.key[3])
         y.backward(dy.float())
         self.expected = (xr.grad,)
         var, mean = torch.var_mean(x.float(), dim=(2, 3), unbiased=False)
         rstd = (var + EPS).rsqrt()
-        # No affine + LeakyReLU: the op saves y (FROM_Y), as the networks' D and E layers do.
-        saved = _layout(y.detach().to(self.dtype), self.key[3])
-        self.run = lambda k: nat._backward(dy, saved, None, None, mean, rstd, ACT, SLOPE, True, strides,
+        # What the op saves: y for LeakyReLU (FROM_Y, as the networks' D and E layers), else x.
+        saved = _layout(y.detach().to(self.dtype), self.key[3]) if from_y else x
+        self.run = lambda k: nat._backward(dy, saved, None, None, mean, rstd, act, SLOPE, from_y, strides,
                                            nat._complete(x, k))[:1]
 
     def _zcat(self, site, shape, channels_last, device, quick):
@@ -206,10 +219,11 @@ class Case:
         return _mismatch(got, self.expected, self.dtype)
 
     def signature(self, knobs):
-        """What makes Triton compile another binary, near enough: the site, dtype, layout, knobs and
-        how the shape's sizes specialise (1, multiple of 16). Equal signatures compile once."""
+        """What makes Triton compile another binary, near enough: the site, dtype, layout, kernel
+        variant, knobs and how the shape's sizes specialise (1, multiple of 16). Equal signatures
+        compile once."""
         sizes = tuple((s == 1, s % 16 == 0) for s in self.key[1])
-        return self.site, self.dtype, self.key[3], tuple(sorted(knobs.items())), sizes
+        return self.site, self.dtype, self.key[3], self.key[4], tuple(sorted(knobs.items())), sizes
 
 
 # ---------------------------------------------------------------------------------------------

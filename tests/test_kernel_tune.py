@@ -55,6 +55,10 @@ def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
     assert set(table["entries"]) == expected
     sites = {text.split("|")[0] for text in table["entries"]}
     assert sites == set(_configs.SITES)
+    # The norm's variants the networks launch: LeakyReLU from y (E, D), ReLU and none from x (G).
+    variants = {site: {t.split("|")[4] for t in table["entries"] if t.startswith(site)} for site in _configs.VARIANTS}
+    assert variants == {"norm_act.fwd": {"leaky_relu", "relu", "none"},
+                        "norm_act.bwd": {"leaky_relu,from_y", "relu,from_x", "none,from_x"}}
     for text, entry in table["entries"].items():
         site = text.split("|")[0]
         assert _configs.check_knobs(site, entry["config"]) == entry["config"], text
@@ -77,7 +81,7 @@ def test_dry_run_candidates_cover_every_plan():
     from bicyclegan.kernels import norm_act_triton as nat
     for channels_last in (False, True):
         plans = set()
-        for site, shape, dtype, cl in tune.cases(dry_run=True):
+        for site, shape, dtype, cl, act in tune.cases(dry_run=True):
             if site == "norm_act.fwd" and cl == channels_last:
                 x = torch.empty(shape).contiguous(memory_format=CL if cl else torch.contiguous_format)
                 for knobs in nat.candidates(x, cl):
@@ -100,7 +104,8 @@ def test_plan_only_cases_share_out_the_same_work_without_computing_anything():
 
 def test_reference_shapes_are_what_the_engine_networks_launch():
     """The tuner's shape list against the engine's G, E and D built with the reference defaults
-    (unet_256 with z at every level, resnet_256, basic_256_multi), traced on the meta device."""
+    (unet_256 with z at every level, resnet_256, basic_256_multi), traced on the meta device: every
+    norm's plane and activation, none with affine parameters (the variants the tuner times)."""
     engine = pytest.importorskip("bicyclegan.engine")
     from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
     cfg = engine.ModelConfig(impl="ref")
@@ -110,7 +115,8 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
 
     def record(module, args):
         if isinstance(module, InstanceNormAct2d):
-            planes.add(tuple(args[0].shape[1:]))
+            assert not module.affine and module.slope == tune.SLOPE
+            planes.add(tuple(args[0].shape[1:]) + (module.act,))
         elif module.nz:
             zconvs.append(tuple(args[0].shape[1:]) + (module.nz, module.out_channels))
     with torch.device("meta"):
@@ -137,12 +143,13 @@ def test_table_entries_are_used(tmp_path, monkeypatch):
     geo = zt._geometry((4, 4), (2, 2), (1, 1), 6, 8)
     zterm = {"BLOCK_J": 2, "BLOCK_O": 2, "ROWS": 2, "num_warps": 1}
     assert zt._zterm_heuristic("zterm.add", y, geo) != zterm
-    entries = {"norm_act.fwd|2x3x7x9|float32|cl": norm,
+    entries = {"norm_act.fwd|2x3x7x9|float32|cl|elu": norm,
                _configs.key_text(_configs.key("zterm.add", zt._zterm_shape(y, geo), torch.float32, True)): zterm}
     monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "t.json", entries)))
-    cfg = nat._config(x, True, site="norm_act.fwd")
+    cfg = nat._config(x, True, site="norm_act.fwd", variant="elu")
     assert {k: cfg[k] for k in norm} == norm and cfg["chunk"] == 24
-    assert nat._config(x, True, site="norm_act.bwd") == nat._complete(x, nat._heuristic(x, True)), "bwd not in table"
+    heuristic = nat._complete(x, nat._heuristic(x, True))
+    assert nat._config(x, True, site="norm_act.bwd", variant="elu,from_x") == heuristic, "bwd not in table"
     assert zt._zterm_knobs("zterm.add", y, geo) == zterm
     launched = []
     real = nat._forward
@@ -166,12 +173,12 @@ def test_table_from_elsewhere_is_ignored_with_one_warning(tmp_path, monkeypatch,
     norm = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
     other = {"device": dict(device="NVIDIA H200"), "torch": dict(torch_version="1.13.1"),
              "triton": dict(triton_version="2.0.0")}[made_on]
-    path = _table(tmp_path / f"{made_on}.json", {"norm_act.fwd|2x3x7x9|float32|nchw": norm}, **other)
+    path = _table(tmp_path / f"{made_on}.json", {"norm_act.fwd|2x3x7x9|float32|nchw|relu": norm}, **other)
     monkeypatch.setenv(_configs.ENV, str(path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        first = nat._config(x, False)
-        second = nat._config(x, False)
+        first = nat._config(x, False, variant="relu")
+        second = nat._config(x, False, variant="relu")
     assert first == second == nat._complete(x, nat._heuristic(x, False))
     ours = [w for w in caught if str(path) in str(w.message)]
     assert len(ours) == 1 and "ignored" in str(ours[0].message) and made_on in str(ours[0].message).lower()
@@ -182,22 +189,29 @@ def test_bad_tables(tmp_path, monkeypatch):
     from bicyclegan.kernels import norm_act_triton as nat
     monkeypatch.setenv(_configs.ENV, str(tmp_path / "missing.json"))
     with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
-        nat._config(x, False)
+        nat._config(x, False, variant="relu")
     _configs.reload()
     (tmp_path / "bad.json").write_text("{not json")
     monkeypatch.setenv(_configs.ENV, str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="bad.json: not JSON"):
-        nat._config(x, False)
+        nat._config(x, False, variant="relu")
     _configs.reload()
-    # One good entry, one that is not a power of two, one with an unknown site: the good one is used.
+    # One good entry; one that is not a power of two, one with an unknown site, a norm key without its
+    # variant (format 1's), one with an unknown activation, a variant for a site that has none:
+    # the good one is used.
     good = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
-    path = _table(tmp_path / "mixed.json", {"norm_act.fwd|1x2x3x3|float32|nchw": good,
-                                            "norm_act.bwd|1x2x3x3|float32|nchw": dict(good, BLOCK_HW=3),
-                                            "conv.fwd|1x2x3x3|float32|nchw": good})
+    zcat = {"BLOCK_P": 2, "BLOCK_C": 2, "num_warps": 1}
+    path = _table(tmp_path / "mixed.json", {"norm_act.fwd|1x2x3x3|float32|nchw|relu": good,
+                                            "norm_act.bwd|1x2x3x3|float32|nchw|relu,from_x": dict(good, BLOCK_HW=3),
+                                            "conv.fwd|1x2x3x3|float32|nchw": good,
+                                            "norm_act.bwd|1x2x3x3|float32|nchw": good,
+                                            "norm_act.fwd|1x2x3x3|float32|nchw|gelu": good,
+                                            "zcat.fwd|1x2x3x3x2|float32|nchw|relu": zcat})
     monkeypatch.setenv(_configs.ENV, str(path))
-    with pytest.warns(RuntimeWarning, match="2 entries ignored"):
-        assert nat._config(x, False)["BLOCK_HW"] == 4
-    assert nat._config(x, False, site="norm_act.bwd") == nat._complete(x, nat._heuristic(x, False))
+    with pytest.warns(RuntimeWarning, match="5 entries ignored"):
+        assert nat._config(x, False, variant="relu")["BLOCK_HW"] == 4
+    heuristic = nat._complete(x, nat._heuristic(x, False))
+    assert nat._config(x, False, site="norm_act.bwd", variant="relu,from_x") == heuristic
 
 
 def test_check_knobs():
@@ -212,7 +226,7 @@ def test_check_knobs():
 
 def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
     from bicyclegan.kernels import norm_act_triton as nat
-    spec = ("norm_act.fwd", (2, 2, 33, 32), "float32", False)
+    spec = ("norm_act.fwd", (2, 2, 33, 32), "float32", False, "leaky_relu")
     case = tune.Case(spec, CPU, False)
     wrong, broken = case.candidates[2], case.candidates[3]
     real = nat._forward
@@ -303,11 +317,13 @@ def test_environment_table_wins_over_the_committed_one(tmp_path, monkeypatch):
     ours = {"BLOCK_C": 1, "BLOCK_HW": 8, "split": 1, "num_warps": 1}
     theirs = {"BLOCK_C": 2, "BLOCK_HW": 16, "split": 1, "num_warps": 2}
     only_committed = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 2, "num_warps": 1}
-    _table(_configs.table_path(_configs.INTERPRETER), {"norm_act.fwd|2x3x7x9|float32|nchw": theirs,
-                                                       "norm_act.bwd|2x3x7x9|float32|nchw": only_committed})
-    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "env.json", {"norm_act.fwd|2x3x7x9|float32|nchw": ours})))
+    _table(_configs.table_path(_configs.INTERPRETER), {"norm_act.fwd|2x3x7x9|float32|nchw|relu": theirs,
+                                                       "norm_act.bwd|2x3x7x9|float32|nchw|relu,from_x": only_committed})
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "env.json",
+                                                {"norm_act.fwd|2x3x7x9|float32|nchw|relu": ours})))
     from bicyclegan.kernels import norm_act_triton as nat
-    fwd, bwd = nat._config(x, False, site="norm_act.fwd"), nat._config(x, False, site="norm_act.bwd")
+    fwd = nat._config(x, False, site="norm_act.fwd", variant="relu")
+    bwd = nat._config(x, False, site="norm_act.bwd", variant="relu,from_x")
     assert {k: fwd[k] for k in ours} == ours
     assert {k: bwd[k] for k in only_committed} == only_committed
 
@@ -323,7 +339,55 @@ def test_table_from_another_minor_version_is_ignored(tmp_path, monkeypatch, lib)
     other = f"{have[0]}.{int(have[1]) + 1}.0"
     x = torch.randn(2, 3, 7, 9)
     norm = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
-    path = _table(tmp_path / "t.json", {"norm_act.fwd|2x3x7x9|float32|nchw": norm}, **{f"{lib}_version": other})
+    path = _table(tmp_path / "t.json", {"norm_act.fwd|2x3x7x9|float32|nchw|relu": norm},
+                  **{f"{lib}_version": other})
     monkeypatch.setenv(_configs.ENV, str(path))
     with pytest.warns(RuntimeWarning, match=f"ignored: made with {lib} {other}"):
-        assert nat._config(x, False) == nat._complete(x, nat._heuristic(x, False))
+        assert nat._config(x, False, variant="relu") == nat._complete(x, nat._heuristic(x, False))
+
+
+def test_an_entry_serves_only_its_variant(tmp_path, monkeypatch):
+    """Activation, saved tensor and affine parameters pick different compiled kernels: a table
+    entry timed for LeakyReLU from y drives that backward only; ReLU, LeakyReLU with a weight
+    (from x), slope 0 (from x) and the forward get the heuristic, through the op as in _config."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    x = torch.randn(2, 3, 7, 9) * 2 + 3
+    tuned = {"BLOCK_C": 2, "BLOCK_HW": 8, "split": 3, "num_warps": 2}
+    heuristic = nat._complete(x, nat._heuristic(x, False))
+    assert heuristic["split"] == 1
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "t.json",
+                                                {"norm_act.bwd|2x3x7x9|float32|nchw|leaky_relu,from_y": tuned})))
+    assert nat._config(x, False, site="norm_act.bwd", variant="leaky_relu,from_y")["split"] == 3
+    for variant in ("relu,from_x", "leaky_relu,from_x", "leaky_relu,from_x,weight"):
+        assert nat._config(x, False, site="norm_act.bwd", variant=variant) == heuristic, variant
+    launched = []
+    real = nat._backward
+    monkeypatch.setattr(nat, "_backward", lambda *a: launched.append(a[10]) or real(*a))
+    w = torch.ones(3)
+    for act, slope, weight, expected in (("leaky_relu", 0.2, None, 3), ("relu", 0.0, None, 1),
+                                         ("leaky_relu", 0.2, w, 1), ("leaky_relu", 0.0, None, 1)):
+        launched.clear()
+        xr = x.clone().requires_grad_()
+        y = instance_norm_act(xr, act, slope, weight=weight, impl="triton")
+        grad = torch.randn_like(y)
+        y.backward(grad)
+        assert [cfg["split"] for cfg in launched] == [expected], (act, slope, weight is not None)
+        xe = x.clone().requires_grad_()
+        instance_norm_act_ref(xe, act, slope, weight=weight).backward(grad)
+        torch.testing.assert_close(xr.grad, xe.grad, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        nat._config(x, False, site="norm_act.bwd")
+
+
+def test_a_table_of_the_old_format_is_refused(tmp_path, monkeypatch):
+    """Format 1 keys named no variant: its entries, timed for LeakyReLU from y, served every
+    activation. Such a table is refused, with what to do."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    path = _table(tmp_path / "old.json", {"norm_act.bwd|2x3x7x9|float32|nchw": {
+        "BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}})
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(data, format=1)))
+    monkeypatch.setenv(_configs.ENV, str(path))
+    with pytest.raises(ValueError, match=r"old.json: format 1, from an older tuner.*re-run python -m "
+                                         r"bicyclegan.kernels.tune"):
+        nat._config(torch.randn(2, 3, 7, 9), False, site="norm_act.bwd", variant="leaky_relu,from_y")

@@ -131,7 +131,7 @@ def test_poison_catches_unwritten_output(device):
     from bicyclegan.kernels import norm_act_triton as nat
     x = torch.randn(2, 3, 4, 5, device=device)
     x, _, strides = nat._layout(x)
-    cfg = nat._config(x, False)
+    cfg = nat._config(x, False, variant="relu")
     cfg["grid"] = (1,) + cfg["grid"][1:]
     y, mean, _ = nat._forward(x, None, None, "relu", 0.0, 1e-5, strides, cfg)
     assert y[0].isfinite().all() and y[1].isnan().all() and mean[1].isnan().all()
@@ -515,7 +515,7 @@ def test_tiling_hooks_force_the_plans_they_name():
     x = torch.randn(2, 3, 7, 9) * 2 + 3
     plans = {}
     for hooks in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}, {"block_hw": 32}):
-        cfg = nat._config(x, False, **hooks)
+        cfg = nat._config(x, False, variant="leaky_relu", **hooks)
         plans[tuple(hooks.items())] = (cfg["single"], cfg["split"], cfg["BLOCK_HW"], cfg["chunk"])
     assert plans[()][:2] == (True, 1) and plans[()][2] >= 63
     assert plans[(("block_hw", 8),)] == (False, 1, 8, 64)
