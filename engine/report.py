@@ -2,8 +2,9 @@
 optionally, TensorBoard event files.
 
 report.html is one self-contained file, readable offline: loss curves drawn here as inline SVG,
-the sample grids over time embedded as data URIs, the evaluation results and the config. The
-trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
+the sample grids over time embedded as data URIs (the latest at its own size, the earlier ones
+scaled down when wide, each linking to its PNG in samples/), the evaluation results and the config.
+The trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
 parsed once, each curve keeps at most MAX_POINTS points, at most MAX_GRIDS grids are embedded and
 each grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
 
@@ -20,6 +21,7 @@ import math
 import re
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -28,7 +30,7 @@ from .io import write_text
 
 MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
-MAX_GRID_WIDTH = 1024  # wider grids (large images) are embedded scaled down to this width
+MAX_GRID_WIDTH = 1024  # grids before the latest (which keeps its size) are embedded scaled down to this
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
@@ -264,23 +266,32 @@ def spread(items: list, k: int) -> list:
     return items[:-1][::stride] + [items[-1]]
 
 
-def grid_data_uri(path: Path, cache: dict | None = None) -> str:
-    """The grid as a data: URI (PNG), scaled down to MAX_GRID_WIDTH when wider; cached by file and
-    modification time, as a run's grids never change once written."""
-    key = (str(path), path.stat().st_mtime_ns)
+def grid_key(path: Path, max_width: int | None) -> tuple:
+    """A grid's entry in the report's cache: the file, its modification time and how it is shown."""
+    return str(path), path.stat().st_mtime_ns, max_width
+
+
+def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None = MAX_GRID_WIDTH
+                  ) -> tuple[str, float]:
+    """The grid as a data: URI (PNG) and the factor it is shown at: scaled down to max_width when
+    wider (None: the file as it is); cached by file, modification time and max_width, as a run's
+    grids never change once written."""
+    key = grid_key(path, max_width)
     if cache is not None and key in cache:
         return cache[key]
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as img:
-        if img.width > MAX_GRID_WIDTH:
-            h = max(1, round(img.height * MAX_GRID_WIDTH / img.width))
-            buf = io.BytesIO()
-            img.convert("RGB").resize((MAX_GRID_WIDTH, h), Image.BOX).save(buf, format="PNG", compress_level=1)
-            data = buf.getvalue()
-    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    data, scale = path.read_bytes(), 1.0
+    if max_width is not None:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width > max_width:
+                scale = max_width / img.width
+                h = max(1, round(img.height * scale))
+                buf = io.BytesIO()
+                img.convert("RGB").resize((max_width, h), Image.BOX).save(buf, format="PNG", compress_level=1)
+                data = buf.getvalue()
+    shown = "data:image/png;base64," + base64.b64encode(data).decode("ascii"), scale
     if cache is not None:
-        cache[key] = uri
-    return uri
+        cache[key] = shown
+    return shown
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -342,9 +353,19 @@ def _grid_caption(config: dict | None, status: dict) -> str:
     return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
 
 
-def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], evaluation: dict | None,
+def _grid_figure(step: int, uri: str, href: str, scale: float) -> str:
+    """A grid as shown (uri, at `scale` of its size), linking to its PNG (href, relative to the page)."""
+    href = html.escape(href)
+    caption = f"step {step}"
+    if scale < 1:  # floor: a grid a pixel too wide is shown at 99 %, not "100 %"
+        caption += f" · shown at {math.floor(scale * 100)} %, <a href='{href}'>full size</a>"
+    return (f"<figure><a href='{href}'><img src='{uri}' alt='samples at step {step}'></a>"
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str, float]], evaluation: dict | None,
                   config: dict | None, status: dict | None = None) -> str:
-    """The report's HTML. grids: (step, image URI) pairs in step order."""
+    """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order."""
     last = log.last
     status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
     where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
@@ -372,8 +393,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str]], e
                  + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
 
     parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
-    parts += [f"<figure><img src='{uri}' alt='samples at step {s}'><figcaption>step {s}</figcaption></figure>"
-              for s, uri in grids] or ["<p>No sample grid yet.</p>"]
+    parts += [_grid_figure(*g) for g in grids] or ["<p>No sample grid yet.</p>"]
 
     parts.append("<h2>Evaluation</h2>")
     if evaluation:
@@ -401,16 +421,26 @@ def _read_json(path: Path):
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
     """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval.json and
     config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
-    log). cache: a dict kept between calls, to encode each grid once and parse each log line once."""
+    log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as an
+    earlier one, and each log line parsed once."""
     run = Path(run_dir)
     shown = spread(run_grids(run), MAX_GRIDS)
-    grids = [(grid_step(p), grid_data_uri(p, cache)) for p in shown]
+    # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)
+    # had its column titles at 36 % (4 px letters) and lost its images' detail. The earlier ones stay
+    # scaled down: all at full size, such a run's page of 6 grids weighed 22 MB, not 7.4 MB. Each
+    # links to its PNG, which opens where the run folder is (opened or served: samples/ is beside).
+    widths = [MAX_GRID_WIDTH] * (len(shown) - 1) + [None]
+    grids = []
+    for p, w in zip(shown, widths):
+        uri, scale = grid_data_uri(p, cache, w)
+        grids.append((grid_step(p), uri, quote(p.relative_to(run).as_posix()), scale))
     if cache is not None:
-        # Only the grids shown stay encoded: a grid the spread has passed over never comes back (the
-        # choice only thins out), and keeping each one's URI grew the trainer by one grid per sample
-        # interval for the whole run (2,000 grids of a 256 px run: gigabytes).
-        keep = {str(p) for p in shown}
-        for key in [k for k in cache if isinstance(k, tuple) and k[0] not in keep]:
+        # Only the grids shown stay encoded, as shown: a grid the spread has passed over never comes
+        # back (the choice only thins out), nor does a latest grid at full size once a newer one is,
+        # and keeping each one's URI grew the trainer by one grid per sample interval for the whole
+        # run (2,000 grids of a 256 px run: gigabytes).
+        keep = {grid_key(p, w) for p, w in zip(shown, widths)}
+        for key in [k for k in cache if isinstance(k, tuple) and k not in keep]:
             del cache[key]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,

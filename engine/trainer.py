@@ -204,7 +204,7 @@ class Trainer:
             # draws, so this rank starts a stream of its own.
             torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
-        self.report_cache = {}  # grid data URIs, so each report rewrite encodes only new grids
+        self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
         self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
                                   purge_step=self.step + 1 if self.resume_path is not None else None)
                    if tensorboard and self.main else None)

@@ -155,14 +155,53 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
     assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
 
 
-def test_report_embeds_a_bounded_spread_of_grids_scaled_down_when_wide(tmp_path):
-    run, grids = fake_run(tmp_path, n_grids=30, width=report_mod.MAX_GRID_WIDTH + 200)
-    imgs = embedded_images(write_report(run).read_text())
+def test_report_embeds_a_bounded_spread_of_grids_the_latest_at_its_own_size(tmp_path):
+    width = report_mod.MAX_GRID_WIDTH + 200
+    run, grids = fake_run(tmp_path, n_grids=30, width=width)
+    page = write_report(run).read_text()
+    imgs = embedded_images(page)
     steps = [int(s) for s, _ in imgs]
     assert steps == [100, 900, 1700, 2500, 3000]  # every 8th of 30 (a power-of-two stride), and the latest
     assert len(steps) <= MAX_GRIDS
-    w, _ = Image.open(io.BytesIO(imgs[-1][1])).size
-    assert w == report_mod.MAX_GRID_WIDTH
+    # The latest pixel for pixel as the trainer drew it: scaled to 1024 px, a 256 px run's grid had
+    # its column titles at 36 %. The earlier ones scaled down to the width, their captions saying so.
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(imgs[-1][1])).convert("RGB")), grids[3000])
+    assert [Image.open(io.BytesIO(data)).size for _, data in imgs[:-1]] == [(report_mod.MAX_GRID_WIDTH, 17)] * 4
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert captions[-1] == "step 3000"
+    assert captions[0] == "step 100 · shown at 83 %, <a href='samples/step_0000100.png'>full size</a>"  # 1024 / 1224
+
+
+def test_each_grid_links_to_its_png(tmp_path):
+    # Opened from the run folder (or served), a grid shown smaller opens at full size: every link is
+    # relative to report.html and names the PNG of the step it shows.
+    run, grids = fake_run(tmp_path, n_grids=30, width=report_mod.MAX_GRID_WIDTH + 200)
+    page = write_report(run).read_text()
+    figures = re.findall(r"<figure><a href='([^']+)'><img [^>]* alt='samples at step (\d+)'>.*?</figure>", page)
+    assert [int(s) for _, s in figures] == [100, 900, 1700, 2500, 3000]
+    for href, step in figures:
+        assert not href.startswith(("/", "file:")) and (run / href).is_file()
+        assert np.array_equal(np.asarray(Image.open(run / href).convert("RGB")), grids[int(step)])
+    # the caption's "full size" links are the same files
+    assert re.findall(r"<a href='([^']+)'>full size</a>", page) == [h for h, _ in figures[:-1]]
+
+
+def test_a_256px_runs_report_weighs_about_two_of_its_grids(tmp_path):
+    # A 256 px run's grid: 11 columns of 258 px (input, ground truth, encoded, 8 z) = 2,840 px, here
+    # a row of random pixels (PNG's worst case: no compression, bytes in proportion to pixels). The
+    # latest embedded at full size and the others at 1,024 px wide (13 % of the pixels each; 5 of them
+    # for 20 grids), the page holds the pixels of 1.65 grids, base64 (4/3) included under 2.3 grids'
+    # bytes; every grid at full size would be 6 grids' worth (8 bytes for every grid file written).
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    for k in range(1, 21):
+        Image.fromarray(rng.integers(0, 256, (258 + 14, 2840, 3), dtype=np.uint8)).save(
+            run / "samples" / f"step_{k * 500:07d}.png", compress_level=1)
+    grid_bytes = (run / "samples" / "step_0010000.png").stat().st_size
+    page = write_report(run).read_bytes()
+    assert len(embedded_images(page.decode())) == 6  # every 4th of 20, and the latest
+    assert len(page) < 2.3 * grid_bytes
 
 
 def test_grid_choice_is_stable_as_the_run_grows():
@@ -202,9 +241,15 @@ def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
     opened = []
     real_open = Image.open
     monkeypatch.setattr(report_mod.Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    encoded = []
+    real_encode = report_mod.base64.b64encode
+    monkeypatch.setattr(report_mod.base64, "b64encode", lambda data: encoded.append(data) or real_encode(data))
     Image.new("RGB", (40, 20)).save(run / "samples" / "step_0000300.png")
     write_report(run, cache=cache)
-    assert len(opened) == 1  # only the new grid was read and encoded again
+    # Encoded again: only the new grid (at its own size, not opened) and the latest before it, from
+    # now on shown as the earlier grids are (opened to find its width).
+    assert len(opened) == 1 and len(encoded) == 2
+    assert (run / "samples" / "step_0000300.png").read_bytes() in encoded
 
 
 
@@ -217,9 +262,10 @@ def test_the_grid_cache_holds_only_the_grids_shown_however_long_the_run(tmp_path
         Image.new("RGB", (40, 20), (k, 50, 200)).save(run / "samples" / f"step_{k * 100:07d}.png")
         page = write_report(run, cache=cache).read_text()
         uris = [key for key in cache if key != "log"]
-        assert len(uris) <= MAX_GRIDS
-        assert {str(run / "samples" / f"step_{int(s):07d}.png") for s, _ in embedded_images(page)} == \
-            {path for path, _ in uris}
+        shown = embedded_images(page)
+        # one entry per grid shown: the latest before this one, kept at full size, is dropped too
+        assert len(uris) == len(shown) <= MAX_GRIDS
+        assert {str(run / "samples" / f"step_{int(s):07d}.png") for s, _ in shown} == {key[0] for key in uris}
 
 
 # -- the trainer ---------------------------------------------------------------------------------------
