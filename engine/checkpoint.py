@@ -207,8 +207,17 @@ def find_checkpoint(path, epoch: int | None = None) -> Path:
     `epoch`, the epoch_<epoch>.pt beside that file. CheckpointError says which epochs there are."""
     path = Path(path)
     folder = path / "checkpoints" if path.is_dir() else path.parent
+    if path.is_dir() and not folder.is_dir():  # a dataset given where the model goes, say
+        raise CheckpointError(f"{path} is not a run folder (it has no checkpoints/ folder): give a folder that "
+                              f"train wrote (its --out) or a checkpoint file (RUN/checkpoints/latest.pt, NAME.pt); "
+                              f"a dataset goes in --dataroot")
     found = (folder / epoch_name(epoch) if epoch is not None else folder / LATEST if path.is_dir() else path)
     if not found.is_file():
+        if epoch is None and path.is_dir():
+            have = saved_epochs(folder)
+            raise CheckpointError(f"run folder {path} holds no checkpoints/{LATEST}: " + (
+                f"the run kept per-epoch checkpoints only (epochs {', '.join(map(str, have))}): pick one with "
+                f"--epoch N" if have else "the run stopped before its first checkpoint"))
         if epoch is None:
             raise CheckpointError(f"checkpoint {found} does not exist")
         have = saved_epochs(folder)

@@ -102,7 +102,8 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=_at_least(1), default=None,
                    help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the lines saying what the run trains, on what, stay)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log losses, learning rate, images/s, sample grids and the config to "
@@ -208,7 +209,7 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table
     from .io import check_writable, write_json
-    from .runtime import results_dir
+    from .runtime import results_dir, results_name
     checkpoint = _checkpoint(args)
     if args.json and Path(args.json).is_dir():
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
@@ -222,7 +223,8 @@ def cmd_evaluate(args) -> int:
                  layout=args.layout, skip_bad=args.skip_bad)
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
-    path = write_json(args.json or results_dir(checkpoint, r["phase"]) / "eval.json", r, what="evaluation results")
+    name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
+    path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", r, what="evaluation results")
     print(f"results: {path}")
     return 0
 
@@ -355,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "output and n_samples random-z outputs, as PNGs, grid.png and index.html.")
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
-                   "a checkpoint NAME.pt outside a run)")
+                   "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>)")
     p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50, help="at most this many inputs")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
@@ -396,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "in torch.hub's checkpoints folder)")
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
-                   "for a checkpoint NAME.pt outside a run)")
+                   "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",
@@ -405,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "slerp or linear.")
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
-                   "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run)")
+                   "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
+                   "inputs: its name in place of <phase>)")
     p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
                    help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")

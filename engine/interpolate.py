@@ -28,7 +28,7 @@ from .config import check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
-from .runtime import build_loader, data_label, inference_data, open_model, results_dir
+from .runtime import build_loader, data_label, inference_data, open_model, results_dir, results_name
 
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
@@ -114,7 +114,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
     every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
     when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
-    (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir). layout: as
+    (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
     make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did). Returns the folder."""
     if mode not in MODES:
@@ -152,7 +152,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     need = max(num, max(refs) + 1) if path == "encoded" else num
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
     if out is None:
-        out = results_dir(ckpt, f"interpolate_{phase}")
+        out = results_dir(ckpt, f"interpolate_{results_name(root, phase)}")
     loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     items, names_of = [], OutputNames()

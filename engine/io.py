@@ -62,6 +62,13 @@ def read_torch_file(path, *, what: str, error: type[Exception]):
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    # torch.save writes a zip archive, before PyTorch 1.6 a pickle (protocol 2: b"\x80\x02"); anything
+    # else (a text file, an image) reached the unpickler, which said "KeyError: 101".
+    if head and not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise error(f"{what} {path} is not a torch file, so no {what}: it begins {head!r} (torch.save's "
+                    f"files are zip archives)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

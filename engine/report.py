@@ -372,7 +372,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     if status.get("total_steps"):
         where += f" of {status['total_steps']}"
     if status.get("epoch") is not None:
-        where += f" (epoch {status['epoch']})"
+        # log.jsonl's epoch counts from 0; shown from 1, as the progress line and epoch_N.pt count
+        where += f" (epoch {status['epoch'] + 1}" + (f" of {status['epochs']})" if status.get("epochs") else ")")
     variant = (config or {}).get("variant")
     meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "",
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
@@ -420,9 +421,9 @@ def _read_json(path: Path):
 
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
     """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval.json and
-    config.json. status: {"step", "total_steps", "epoch"} from a live trainer (default: from the
-    log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as an
-    earlier one, and each log line parsed once."""
+    config.json. status: {"step", "total_steps", "epoch", "epochs"} from a live trainer (default: from
+    the log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as
+    an earlier one, and each log line parsed once."""
     run = Path(run_dir)
     shown = spread(run_grids(run), MAX_GRIDS)
     # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)

@@ -228,6 +228,16 @@ def data_label(root: Path, phase: str) -> str:
     return f"{root.name}/{phase}" if (root / phase).is_dir() else root.name
 
 
+def results_name(root: Path, phase: str) -> str:
+    """What an inference command's results folder is named after: the split it read (val, test), or
+    for a plain folder of inputs the folder's own name, so that they never share the split's folder
+    (both were <run>/results/test); one named like a split (photos/test) gets its parent's name too."""
+    if (root / phase).is_dir():
+        return phase
+    folder = Path(root).resolve()
+    return f"{folder.parent.name}_{folder.name}" if folder.name in ("train", "val", "test") else folder.name
+
+
 def results_dir(checkpoint, name: str) -> Path:
     """Where an inference command's results go by default: <run>/results/<name> for
     <run>/checkpoints/latest.pt (<name>_epoch_N for epoch_N.pt), results/<stem>/<name> for any other

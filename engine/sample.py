@@ -19,14 +19,15 @@ from .errors import ConfigError, DivergenceError
 from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
-from .runtime import build_loader, data_label, inference_data, open_model, results_dir
+from .runtime import build_loader, data_label, inference_data, open_model, results_dir, results_name
 
 GRID_ROWS = 8  # inputs shown in the overview grid
 
 
-def default_out(checkpoint, phase: str, sync: bool = False) -> Path:
-    """<run>/results/<phase> (see results_dir); "_sync" is appended for sync, as the reference does."""
-    return results_dir(checkpoint, phase + ("_sync" if sync else ""))
+def default_out(checkpoint, name: str, sync: bool = False) -> Path:
+    """<run>/results/<name> (see results_dir; name: the split's, or a plain folder's, results_name);
+    "_sync" is appended for sync, as the reference does."""
+    return results_dir(checkpoint, name + ("_sync" if sync else ""))
 
 
 def _with_aspect_ratio(img: Image.Image, ratio: float) -> Image.Image:
@@ -74,7 +75,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
     cfg = model.cfg
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-    out = check_writable(out if out is not None else default_out(checkpoint, phase, sync), "sample results")
+    out = check_writable(out if out is not None else default_out(checkpoint, results_name(root, phase), sync),
+                         "sample results")
     data = dataclasses.replace(data, **{k: v for k, v in dict(
         direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
     depth = cfg.model.unet_depth

@@ -63,9 +63,14 @@ class Progress:
     Time left comes from the rate over the last few updates, so a slow stretch early on (or a
     compile) does not skew it for the rest of the run."""
 
-    def __init__(self, total: int, enabled: bool = True, stream=sys.stderr, window: int = 8, start: int = 0):
-        self.total, self.enabled, self.stream = total, enabled, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, enabled: bool = True, stream=None, window: int = 8, start: int = 0,
+                 epochs: int = 1, notes: bool = True):
+        """enabled: the status line; notes: the lines of note() (start-up, data), which a run without
+        the line still prints (under torchrun rank 0 alone prints either). stream: default the
+        sys.stderr of now (a default of sys.stderr itself was the one at import, past any redirect)."""
+        self.total, self.enabled, self.epochs, self.notes = total, enabled, epochs, notes
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.recent = collections.deque([(time.time(), start)], maxlen=window + 1)
 
     def eta(self, step: int, now: float) -> float:
@@ -74,6 +79,8 @@ class Progress:
         return (self.total - step) / rate if rate > 0 else 0.0
 
     def update(self, step: int, epoch: int, img_per_s: float, losses: dict) -> None:
+        """epoch: the index of the epoch being trained, from 0 (log.jsonl's); shown from 1, the count
+        the per-epoch checkpoints go by (the 10th epoch ends in epoch_10.pt)."""
         now = time.time()
         self.recent.append((now, step))
         if not self.enabled:
@@ -82,14 +89,14 @@ class Progress:
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         eta = self.eta(step, now)
         loss_txt = " ".join(f"{k} {v:.3f}" for k, v in losses.items())
-        line = (f"epoch {epoch} [{bar}] {step}/{self.total} {100 * frac:3.0f}% {img_per_s:6.1f} img/s "
-                f"eta {int(eta) // 60}m{int(eta) % 60:02d}s | {loss_txt}")
+        line = (f"epoch {epoch + 1}/{self.epochs} [{bar}] {step}/{self.total} {100 * frac:3.0f}% "
+                f"{img_per_s:6.1f} img/s eta {int(eta) // 60}m{int(eta) % 60:02d}s | {loss_txt}")
         self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         self.stream.flush()
 
     def note(self, text: str) -> None:
-        if self.enabled:
-            if self.tty:
+        if self.notes:
+            if self.enabled and self.tty:  # over the status line
                 self.stream.write("\r\x1b[K")
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -203,7 +210,9 @@ class Trainer:
             # A checkpoint holding rank 0's generators alone: they would give every rank rank 0's z
             # draws, so this rank starts a stream of its own.
             torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
-        self.progress = Progress(self.total_steps, progress and self.main, start=self.step)
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)  # begun by the run's end (max_steps)
+        self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
+                                 epochs=self.epochs)
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
         self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
                                   purge_step=self.step + 1 if self.resume_path is not None else None)
@@ -365,7 +374,7 @@ class Trainer:
         return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
     def _diverged(self, what: str) -> DivergenceError:
-        return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch}): {what}; "
+        return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
                                f"{self._last_good()}; try a lower --lr or --amp off")
 
     def save(self, path: Path | None = None, epoch: int | None = None):
@@ -413,6 +422,7 @@ class Trainer:
         if self.main:
             write_report(self.run_dir, cache=self.report_cache,
                          status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+                                 "epochs": self.epochs,
                                  "grid_split": getattr(self, "grid_split", None)})
 
     def _log(self, log, avg: dict, lr: float, ips: float) -> None:

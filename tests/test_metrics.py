@@ -131,7 +131,7 @@ def test_lpips_weights_come_from_the_hub_cache_or_a_path(tmp_path, hub, monkeypa
     with pytest.raises(WeightsError, match=r"lin3\.model\.1\.weight has shape \(1, 3, 1, 1\), expected"):
         lpmod.load_lpips(linear=bad)
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(WeightsError, match="junk.pth cannot be read"):
+    with pytest.raises(WeightsError, match="junk.pth is not a torch file, so no AlexNet weights"):
         lpmod.load_lpips(backbone=tmp_path / "junk.pth", linear=tmp_path / "lin.pth")
 
 

@@ -136,7 +136,7 @@ def test_a_checkpoint_missing_a_part_is_named(tmp_path, drop):
 
 def test_garbage_and_truncated_files_are_unreadable(tmp_path):
     (tmp_path / "g.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="is not a torch file, so no checkpoint"):
         read_checkpoint(tmp_path / "g.pt")
     save_checkpoint(tiny_model(), tmp_path / "ok.pt")
     data = (tmp_path / "ok.pt").read_bytes()
@@ -366,7 +366,20 @@ def test_find_checkpoint_takes_a_file_a_run_folder_or_an_epoch(tmp_path):
     refused(lambda: find_checkpoint(ck / "other.pt"), CheckpointError, f"checkpoint {ck / 'other.pt'} does not exist")
     (tmp_path / "new" / "checkpoints").mkdir(parents=True)
     refused(lambda: find_checkpoint(tmp_path / "new"), CheckpointError,
-            f"checkpoint {tmp_path / 'new' / 'checkpoints' / 'latest.pt'} does not exist")
+            f"run folder {tmp_path / 'new'} holds no checkpoints/latest.pt: the run stopped before its first "
+            f"checkpoint")
+    (ck / "latest.pt").unlink()
+    refused(lambda: find_checkpoint(run), CheckpointError,
+            f"run folder {run} holds no checkpoints/latest.pt: the run kept per-epoch checkpoints only (epochs 2, "
+            f"10): pick one with --epoch N")
+    # A dataset (any folder but a run) where the model goes: "checkpoint data2/checkpoints/latest.pt does
+    # not exist" left the user to guess that a run folder was expected.
+    (tmp_path / "data2" / "train").mkdir(parents=True)
+    for epoch in (None, 1):
+        refused(lambda: find_checkpoint(tmp_path / "data2", epoch), CheckpointError,
+                f"{tmp_path / 'data2'} is not a run folder (it has no checkpoints/ folder): give a folder that train "
+                f"wrote (its --out) or a checkpoint file (RUN/checkpoints/latest.pt, NAME.pt); a dataset goes in "
+                f"--dataroot")
     refused(lambda: find_checkpoint(tmp_path / "new", 1), CheckpointError,
             f"no checkpoint for epoch 1 in {tmp_path / 'new' / 'checkpoints'}: the run kept no per-epoch "
             f"checkpoints (train with --save_epoch_freq N)")
@@ -481,9 +494,15 @@ def test_io_torch_files_that_cannot_be_read_say_why(tmp_path, monkeypatch):
         return io.read_torch_file(path, what="weights", error=CheckpointError)
     refused(lambda: read(tmp_path / "none.pt"), CheckpointError, f"weights {tmp_path / 'none.pt'} does not exist")
     refused(lambda: read(tmp_path), CheckpointError, f"weights {tmp_path} does not exist")  # a folder
-    (tmp_path / "g.pt").write_bytes(b"not a torch file")
+    (tmp_path / "g.pt").write_bytes(b"\x80\x02not a torch file")  # a pickle's start, then not one
     refused(lambda: read(tmp_path / "g.pt"), CheckpointError,
             f"weights {tmp_path / 'g.pt'} cannot be read: unreadable as a torch file (foreign or damaged)")
+    # No torch file at all, a text file given as a checkpoint: it said "(KeyError: 101)" (the unpickler
+    # reading 'e' as an opcode). A zip archive's and an old pickle's start still go to torch.load.
+    (tmp_path / "notes.txt").write_text("hello world, a text file\n")
+    refused(lambda: io.read_torch_file(tmp_path / "notes.txt", what="checkpoint", error=CheckpointError),
+            CheckpointError, f"checkpoint {tmp_path / 'notes.txt'} is not a torch file, so no checkpoint: it "
+            f"begins b'hello world, a t' (torch.save's files are zip archives)")
     (tmp_path / "e.pt").write_bytes(b"")
     refused(lambda: read(tmp_path / "e.pt"), CheckpointError,
             f"weights {tmp_path / 'e.pt'} cannot be read: unreadable or truncated (EOFError: )")

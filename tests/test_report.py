@@ -224,9 +224,11 @@ def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
     # The trainer rewrites the page at its sample steps, which need not be logged ones: the log's
     # last line (step 20 of fake_run) is older than the step the trainer gives.
     run, _ = fake_run(tmp_path)
-    page = write_report(run, status={"step": 23, "total_steps": 40, "epoch": 2}).read_text()
-    assert "class='meta'>step 23 of 40 (epoch 2) · " in page
-    assert "class='meta'>step 20 (epoch 0) · " in write_report(run).read_text()  # a finished run's: from its log
+    # Epochs shown from 1 (the status and log.jsonl count from 0), as the progress line and epoch_N.pt:
+    # index 2 is the third epoch, whose end writes epoch_3.pt.
+    page = write_report(run, status={"step": 23, "total_steps": 40, "epoch": 2, "epochs": 4}).read_text()
+    assert "class='meta'>step 23 of 40 (epoch 3 of 4) · " in page
+    assert "class='meta'>step 20 (epoch 1) · " in write_report(run).read_text()  # a finished run's: from its log
 
 
 def test_report_of_a_run_without_anything_yet(tmp_path):

@@ -98,7 +98,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, demo_root, monkeypatc
 def test_corrupt_checkpoint_is_reported(tmp_path):
     bad = tmp_path / "latest.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="is not a torch file, so no checkpoint"):
         read_checkpoint(bad)
 
 

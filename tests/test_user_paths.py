@@ -3,7 +3,9 @@ paths): the learning-rate schedule's end, start-up errors that used to leave a h
 plain folders of images read by every inference command as inputs only, per-model result paths,
 export's opset and run folders, diversity from one sample per input; and in training runs, what a
 resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader, a run
-folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed."""
+folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed; a
+plain folder's results beside the splits', the epoch the progress line names, --no-progress, and a
+text file or a dataset given as the model."""
 import io
 import json
 import re
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import tiny_cfg
+from tiny import TINY, tiny_cfg
 
 from bicyclegan.engine import CheckpointError, ConfigError, evaluate, interpolate, sample
 from bicyclegan.engine.cli import main
@@ -593,3 +595,64 @@ def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_tr
     Trainer(tiny_cfg(run2, data, max_steps=None, sample_every=100), progress=False).train()
     assert main(["train", "--out", str(run2), "--resume", "--no-progress"]) == 0
     assert "to train on, resume it with more epochs (--niter_decay, --niter" in capsys.readouterr().err
+
+
+# -- a first day's rough edges: plain folders' results, epoch counts, --no-progress ----------------------
+def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data, plain, tmp_path):
+    # sample on a folder of inputs wrote to <run>/results/test, where the test split's results go.
+    ckpt = run / "checkpoints" / "latest.pt"
+    kw = dict(n_samples=1, num=1, progress=False)
+    assert sample(ckpt, plain, **kw) == run / "results" / "plain"
+    assert sample(ckpt, plain, sync=True, **kw) == run / "results" / "plain_sync"
+    assert sample(ckpt, data, **kw) == run / "results" / "test"  # a split keeps its name
+    assert interpolate(ckpt, plain, num=1, segments=1, frames=1, mp4=False, progress=False) == \
+        run / "results" / "interpolate_plain"
+    assert main(["evaluate", str(run), "--dataroot", str(plain), "--n_samples", "2", "--num", "1",
+                 "--metrics", "l1"]) == 0
+    assert json.loads((run / "results" / "plain" / "eval.json").read_text())["n_inputs"] == 1
+    # A folder of inputs named like a split (photos/test) would land in the split's folder again.
+    photos = tmp_path / "photos" / "test"
+    photos.mkdir(parents=True)
+    (photos / "a.png").write_bytes((plain / "0.png").read_bytes())
+    assert sample(ckpt, photos, **kw) == run / "results" / "photos_test"
+
+
+def test_the_progress_line_counts_epochs_as_the_epoch_checkpoints_do(tmp_path, data):
+    # The line said "epoch 0" through the first epoch, whose end writes epoch_1.pt (--epoch 1 reads it).
+    out = tmp_path / "r"  # 16 images, batch 4: two epochs of 4 iterations
+    trainer = Trainer(tiny_cfg(out, data, max_steps=None, save_epoch_freq=1, sample_every=100, save_every=100))
+    trainer.progress.stream, trainer.progress.tty = io.StringIO(), False
+    trainer.train()
+    shown = {int(m.group(2)): m.group(1) for m in re.finditer(r"^(epoch \S+) \[[#.]+\] (\d+)/8 ",
+                                                              trainer.progress.stream.getvalue(), re.M)}
+    assert shown == {1: "epoch 1/2", 2: "epoch 1/2", 3: "epoch 1/2", 4: "epoch 1/2",
+                     5: "epoch 2/2", 6: "epoch 2/2", 7: "epoch 2/2", 8: "epoch 2/2"}
+    assert torch.load(out / "checkpoints" / "epoch_1.pt", weights_only=True)["step"] == 4  # the 1st epoch's end
+    # log.jsonl keeps its field (the epoch's index from 0: tools read it); the report shows the count
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [0] * 4 + [1] * 4
+    assert "step 8 of 8 (epoch 2 of 2)" in (out / "report.html").read_text()
+
+
+def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsys):
+    # --no-progress ("no progress bar") also hid "training on ..." and the data line.
+    out = tmp_path / "q"
+    args = ["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot", str(data),
+            "--out", str(out), "--batch_size", "4", "--load_size", "32", "--preprocess", "none", "--backend", "torch",
+            "--num_workers", "0", "--niter", "1", "--niter_decay", "1", "--max_steps", "2", "--log_every", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f": 2 iterations of batch 4 -> {out}\n" in err and "data: 16 samples, 4 batches an epoch" in err
+    assert "epoch 1/1" not in err and "img/s" not in err
+    assert main([*args, "--out", str(tmp_path / "p")]) == 0
+    assert "epoch 1/1 [" in capsys.readouterr().err  # and without it, the bar
+
+
+def test_a_text_file_or_a_dataset_given_as_the_model_is_named_as_what_it_is(data, tmp_path, capsys):
+    # "(KeyError: 101)" for a text file; "checkpoint data/checkpoints/latest.pt does not exist" for a dataset.
+    (tmp_path / "notes.txt").write_text("epochs: 10\n")
+    assert main(["sample", str(tmp_path / "notes.txt")]) == 2
+    assert (f"CheckpointError: checkpoint {tmp_path / 'notes.txt'} is not a torch file, so no checkpoint: it begins "
+            f"b'epochs: 10\\n'") in capsys.readouterr().err
+    assert main(["evaluate", str(data)]) == 2
+    assert f"CheckpointError: {data} is not a run folder (it has no checkpoints/ folder)" in capsys.readouterr().err
+
