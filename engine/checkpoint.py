@@ -159,6 +159,9 @@ RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_e
                      "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile"}
 DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad", "max_pixels"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
+# How a run began (the weights it started from): a resumed run keeps its checkpoint's, so they are
+# not compared (a run of an older version has none).
+STARTED_FROM = ("init_from", "fresh_D")
 
 
 def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
@@ -171,12 +174,13 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
         ours = now if part is None else now[part]
         prefix = "" if part is None else f"{part}."
         diffs += [f"{prefix}{k}: checkpoint {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()
-                  if k not in allowed and k not in ("model", "data") and theirs.get(k) != v]
+                  if k not in allowed and k not in ("model", "data", *STARTED_FROM) and theirs.get(k) != v]
     if diffs:
         may = sorted(RESUMABLE_CHANGES | DATA_RESUMABLE_CHANGES | MODEL_RESUMABLE_CHANGES)
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
                               + "; ".join(diffs) + f" (a resumed run continues the same training: only "
-                              f"{', '.join(may)} may change)")
+                              f"{', '.join(may)} may change; for others, start a new run from its weights with "
+                              f"--init_from)")
 
 
 # -- which checkpoint: a run's latest or one of its per-epoch checkpoints ----------------------------
@@ -251,5 +255,8 @@ def check_same_networks(saved: dict, cfg: TrainConfig, path, discriminators_free
     if theirs.variant != cfg.variant:
         diffs.append(f"variant: checkpoint {theirs.variant!r} vs now {cfg.variant!r}")
     if diffs:
+        d_differs = not discriminators_free and any(k in _D_OPTIONS for k, _ in (d.split(":", 1) for d in diffs))
         raise CheckpointError(f"{path} holds other networks than this run's: " + "; ".join(diffs)
-                              + " (start from it with its model options, e.g. its dataset's --preset)")
+                              + " (start from it with its model options, e.g. its dataset's --preset"
+                              + ("; --fresh_D trains new discriminators of this run's options" if d_differs else "")
+                              + ")")

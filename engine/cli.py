@@ -98,9 +98,10 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run in --out from its latest checkpoint; with CKPT, from that checkpoint "
                    "(one made by download model or import-official starts a new run from its weights: "
-                   "fine-tuning)")
+                   "fine-tuning; for any other checkpoint's weights in a new run, --init_from)")
     p.add_argument("--epoch", type=_at_least(1), default=None,
-                   help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq)")
+                   help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
+                   "with --init_from RUN, start from that run's")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
@@ -118,17 +119,26 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _run_of(path) -> Path | None:
+    """The run folder of a checkpoint named on the command line: a run folder itself, or the run of
+    <run>/checkpoints/X.pt; None for a checkpoint outside a run (pretrained/NAME.pt)."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+
+
 def _resumed_run(args, out) -> Path | None:
-    """The run folder whose own options a resume starts from (without --preset): --out's for --resume
+    """The run folder whose own options a run starts from (without --preset): --out's for --resume
     without a path or --epoch; for --resume <run>/checkpoints/X.pt, that run's, whatever --out is (it
     was the demo preset's, so a run's checkpoint continued into a new --out was refused for a dozen
-    differences the user never chose)."""
+    differences the user never chose); for --init_from, the source run's (its networks are the ones
+    the new run must have)."""
     if args.preset != "auto":
         return None
+    if args.init_from is not None:
+        return _run_of(args.init_from)
     if args.resume is True or args.epoch is not None:
         return Path(out)
-    ckpt = Path(args.resume) if isinstance(args.resume, str) else None
-    return ckpt.parent.parent if ckpt is not None and ckpt.parent.name == "checkpoints" else None
+    return _run_of(args.resume) if isinstance(args.resume, str) else None
 
 
 def resolve_config(args) -> TrainConfig:
@@ -137,12 +147,23 @@ def resolve_config(args) -> TrainConfig:
     from the run's own config.json instead, so `train --out RUN --resume` needs none of the options
     the run was started with."""
     given = _given(args, TrainConfig, DataConfig, ModelConfig)
+    if args.init_from is not None:
+        if args.resume:
+            raise ConfigError("--init_from starts a new run from a checkpoint's weights, --resume continues a run "
+                              "(or starts from a downloaded model's): give one")
+        from .checkpoint import find_checkpoint
+        # the file itself, so that config.json says which (a run folder's latest.pt moves on)
+        given["init_from"] = str(find_checkpoint(args.init_from, args.epoch))
+    elif args.fresh_D and (args.resume is True or args.epoch is not None):
+        raise ConfigError("--fresh_D is for a run that starts from a checkpoint's weights (--init_from); a resumed "
+                          "run keeps its discriminators")
     run = _resumed_run(args, given.get("out", TrainConfig.out))
     if run is not None:
         from .runtime import run_config
         # --out stays the command's (its default too): a checkpoint continued without --out must not
-        # go back into its own run, where resuming drops what was logged after it
-        cfg = run_config(run, {"out": TrainConfig.out, **given})
+        # go back into its own run, where resuming drops what was logged after it. A new run from a
+        # run's weights chooses its own discriminators (the source's fresh_D told how it began).
+        cfg = run_config(run, {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given})
         if cfg is not None:
             return cfg
     return make_config(None if args.preset == "auto" else args.preset, **given)
@@ -161,8 +182,8 @@ def cmd_train(args) -> int:
         return 0
     from .evaluate import format_table
     from .trainer import Trainer
-    trainer = Trainer(cfg, resume=args.resume, epoch=args.epoch, progress=not args.no_progress,
-                      tensorboard=args.tensorboard)
+    trainer = Trainer(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
+                      progress=not args.no_progress, tensorboard=args.tensorboard)
     run = trainer.train()
     trainer.dist.close()
     if trainer.main:

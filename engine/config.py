@@ -243,6 +243,8 @@ class TrainConfig:
     save_every: int = 1000     # iterations between checkpoints
     save_epoch_freq: int = 0   # also keep checkpoints/epoch_<N>.pt every this many epochs (reference: 5); 0 = off
     n_samples: int = 5         # random-z columns in sample grids
+    init_from: Optional[str] = None  # start a new run from the weights of this checkpoint or run folder (fine-tuning)
+    fresh_D: bool = False      # with init_from: new discriminators (this run's D options) instead of the checkpoint's
 
     def __post_init__(self):
         # Parts given as dicts: unknown names are the ConfigError from_dict gives (a TypeError before).
@@ -267,6 +269,8 @@ class TrainConfig:
         for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq"):
             check_int(name, getattr(self, name), 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            self.init_from = str(self.init_from)  # a Path: config.json holds strings
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
             raise ConfigError(f"seed={self.seed} must be below 2^31")
         _bools(self)

@@ -375,7 +375,10 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
         # log.jsonl's epoch counts from 0; shown from 1, as the progress line and epoch_N.pt count
         where += f" (epoch {status['epoch'] + 1}" + (f" of {status['epochs']})" if status.get("epochs") else ")")
     variant = (config or {}).get("variant")
-    meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "",
+    start = (config or {}).get("init_from")  # a run started from a checkpoint's weights (fine-tuning)
+    if start:
+        start = f"from the weights of {start}" + (" (new discriminators)" if config.get("fresh_D") else "")
+    meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "", start or "",
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
     # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
     parts = ["<!doctype html><html><head><meta charset='utf-8'>"

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import (
+    STARTED_FROM,
     check_compatible,
     check_same_networks,
     continue_option,
@@ -129,9 +130,11 @@ def _log_step(line: str) -> float:
 
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
-    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. A checkpoint at step 0
-    (import-official, download model) only lends its weights: the run keeps its own options and
-    starts at step 0 (fine-tuning). tensorboard=True also logs to <run>/tensorboard."""
+    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. cfg.init_from (any
+    checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
+    model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
+    _start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
+    tensorboard=True also logs to <run>/tensorboard."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
@@ -153,6 +156,12 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
         self.resume_path = self._resume_path(resume, epoch)
+        if self.resume_path is None and cfg.fresh_D and cfg.init_from is None:
+            raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
+                              "discriminators; this run starts from none (its networks are all new)")
+        # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
+        # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
+        self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
         self._check_run_folder(self.resume_path is not None)
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
@@ -181,6 +190,8 @@ class Trainer:
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
+        elif self.init_path is not None:
+            self._start_from(read_checkpoint(self.init_path), self.init_path)
         if self.total_steps < self.step:
             raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached ({self.step}): "
                               f"nothing to train; give a larger --max_steps")
@@ -279,8 +290,13 @@ class Trainer:
 
     def _load(self, state: dict) -> None:
         if state["step"] == 0:
-            self._start_from(state)
+            if (self.run_dir / "log.jsonl").exists():
+                raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume (no path), or "
+                                      f"start from {self.resume_path} in a new --out")
+            self._start_from(state, self.resume_path)
             return
+        for k in STARTED_FROM:  # the weights this run started from are its checkpoint's to say
+            setattr(self.cfg, k, state["config"].get(k, getattr(TrainConfig, k)))
         check_compatible(state["config"], self.cfg, self.resume_path)
         world = state.get("world", self.world)
         if world != self.world:
@@ -314,23 +330,31 @@ class Trainer:
             self.log_count = interval["count"]
         self._truncate_log()
 
-    def _start_from(self, state: dict) -> None:
-        """Fine-tuning: the weights of a checkpoint that no run has trained from (step 0), under this
-        run's own options, from step 0."""
-        if (self.run_dir / "log.jsonl").exists():
-            raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume (no path), or "
-                                  f"start from {self.resume_path} in a new --out")
+    def _start_from(self, state: dict, path: Path) -> None:
+        """A new run from the weights of the checkpoint at `path`, under this run's own options, from step
+        0 (fine-tuning, or a new schedule or batch size). Taken: G and E, and D and D2 unless fresh_D (or
+        the checkpoint's were never trained: import-official without them). Not taken: the optimisers
+        (Adam's moments followed another schedule, and a different lr or betas would be fought by them),
+        the AMP scaler, the step and epoch, the random streams (this run's seed draws its own) and the
+        log interval. The moving average of G (ema) starts afresh from the checkpoint's G: the source's
+        average followed its run, and this one reaches back over this run's steps only (as any run's)."""
         imported = state.get("imported")  # import-official's checkpoints say which networks hold weights
-        fresh_d = imported is not None and not {"D", "D2"} & set(imported)
-        check_same_networks(state["config"], self.cfg, self.resume_path, discriminators_free=fresh_d)
-        nets = dict(state["nets"])
-        if fresh_d:  # freshly initialised at import: this run's own (of its own D options) take their place
-            nets = {**{n: v for n, v in nets.items() if n not in ("D", "D2")},
-                    **{n: net.state_dict() for n, net in self.model.networks().items() if n in ("D", "D2")}}
+        fresh_d = self.cfg.fresh_D or (imported is not None and not {"D", "D2"} & set(imported))
+        check_same_networks(state["config"], self.cfg, path, discriminators_free=fresh_d)
+        # This run's networks: its own D and D2 where they start fresh (of its own D options); a network the
+        # checkpoint has and this run does not (D of a run with lambda_GAN 0 now) is left out.
+        nets = {n: net.state_dict() if fresh_d and n in ("D", "D2") else state["nets"].get(n)
+                for n, net in self.model.networks().items()}
+        if missing := [n for n, sd in nets.items() if sd is None]:
+            raise CheckpointError(f"{path} holds no {' or '.join(missing)} (its run trained none), which this run "
+                                  f"trains: pass --fresh_D for new discriminators")
         try:
-            self.model.load_training_state({**state, "nets": nets, "optimizers": {}, "scaler": {}})  # fresh optimisers
+            self.model.load_training_state({"nets": nets, "optimizers": {}, "scaler": {}})
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{self.resume_path} does not fit this run: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"{path} does not fit this run: {str(e).splitlines()[0]}") from e
+        # Where the weights came from, in config.json, the report and every checkpoint of the run.
+        self.init_path = path
+        self.cfg.init_from, self.cfg.fresh_D = str(Path(path).resolve()), fresh_d
 
     def _truncate_log(self):
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
@@ -461,7 +485,8 @@ class Trainer:
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
                            + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}"
-                           + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else ""))
+                           + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else "")
+                           + (f", from the weights of {self.init_path}" if self.init_path is not None else ""))
         loader = self.loader
         n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
         self.progress.note(f"data: {len(loader.samples)} samples, {self.steps_per_epoch} batches an epoch"
@@ -545,7 +570,8 @@ class Trainer:
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
           progress: bool = True, evaluate: bool = True, tensorboard: bool = False) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
-    given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune). On the demo data
+    given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune; cfg.init_from: a
+    new run from the weights of any checkpoint or run folder, see Trainer._start_from). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Under torchrun
     the process group this started is ended on return. Returns the run folder."""

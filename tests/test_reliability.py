@@ -331,7 +331,7 @@ def test_resuming_may_change_run_options_but_not_objective_data_or_networks(tmp_
             "data.load_size: checkpoint 32 vs now 40; model.ngf: checkpoint 4 vs now 8 (a resumed run continues "
             "the same training: only backend, channels_last, compile, cuda_graph, dataroot, device, impl, log_every, "
             "max_pixels, max_steps, n_samples, niter, niter_decay, num_workers, out, sample_every, save_epoch_freq, "
-            "save_every, skip_bad may change)")
+            "save_every, skip_bad may change; for others, start a new run from its weights with --init_from)")
     older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: each of its fields differs
     with pytest.raises(CheckpointError, match=r"data\.load_size: checkpoint None vs now 32"):
         check_compatible(older, tiny_cfg(tmp_path / "a", tmp_path / "data"), "ck.pt")

@@ -4,8 +4,8 @@ plain folders of images read by every inference command as inputs only, per-mode
 export's opset and run folders, diversity from one sample per input; and in training runs, what a
 resume leaves behind, image sizes the U-Net cannot take, non-square crops, a change of loader, a run
 folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed; a
-plain folder's results beside the splits', the epoch the progress line names, --no-progress, and a
-text file or a dataset given as the model."""
+new run from any checkpoint's weights (--init_from); a plain folder's results beside the splits', the
+epoch the progress line names, --no-progress, and a text file or a dataset given as the model."""
 import io
 import json
 import re
@@ -16,7 +16,17 @@ import torch
 from PIL import Image
 from tiny import TINY, tiny_cfg
 
-from bicyclegan.engine import CheckpointError, ConfigError, evaluate, interpolate, sample
+from bicyclegan.engine import (
+    BicycleGAN,
+    CheckpointError,
+    ConfigError,
+    evaluate,
+    interpolate,
+    load_checkpoint,
+    read_checkpoint,
+    sample,
+    save_checkpoint,
+)
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
@@ -656,3 +666,119 @@ def test_a_text_file_or_a_dataset_given_as_the_model_is_named_as_what_it_is(data
     assert main(["evaluate", str(data)]) == 2
     assert f"CheckpointError: {data} is not a run folder (it has no checkpoints/ folder)" in capsys.readouterr().err
 
+
+# -- train --init_from: a new run from the weights of any checkpoint (fine-tuning, a new schedule) ----------
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, data):
+    """A finished run of two epochs (4 iterations each) with per-epoch checkpoints and a moving average of G."""
+    out = tmp_path_factory.mktemp("source") / "src"
+    Trainer(tiny_cfg(out, data, max_steps=None, save_epoch_freq=1, ema=0.5, sample_every=100, save_every=100),
+            progress=False).train()
+    return out
+
+
+def test_init_from_starts_a_new_run_from_the_weights_of_a_trained_checkpoint(source, data, tmp_path):
+    ckpt = source / "checkpoints" / "epoch_1.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 4 and state["optimizers"]["G"]["state"]  # trained: Adam's moments and all
+    new = tmp_path / "new"
+    # Another learning rate and batch size, which a resume refuses: a run of its own, from those weights.
+    trainer = Trainer(tiny_cfg(new, data, ema=0.5, lr=1e-3, batch_size=2, max_steps=2, init_from=ckpt),
+                      progress=False)
+    assert (trainer.step, trainer.epoch, trainer.saved_step) == (0, 0, None)
+    assert all(not opt.state_dict()["state"] for opt in trainer.model.optimizers.values())
+    G = trainer.model.G.eval()
+    A, z = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 8)
+    with torch.no_grad():
+        source_G = load_checkpoint(ckpt).G.eval()  # the source's own G, as sample loads it
+        assert torch.equal(G(A, z), source_G(A, z))
+        torch.manual_seed(0)  # the weights a run of this seed starts from without init_from: not these
+        assert not torch.equal(BicycleGAN(tiny_cfg(new, data)).G.eval()(A, z), G(A, z))
+    for name in ("E", "D", "D2"):
+        for key, value in getattr(trainer.model, name).state_dict().items():
+            assert torch.equal(value, state["nets"][name][key]), (name, key)
+    # The moving average starts again from the checkpoint's G (its own average followed the old run).
+    assert any(not torch.equal(state["ema"][k], state["nets"]["G"][k]) for k in state["ema"])
+    for key, value in trainer.model.G_ema.state_dict().items():
+        assert torch.equal(value, state["nets"]["G"][key]), key
+    assert trainer.model.ema_steps.item() == 0
+    trainer.train()
+    config = json.loads((new / "config.json").read_text())
+    assert (config["init_from"], config["fresh_D"], config["lr"], config["batch_size"]) == \
+        (str(ckpt.resolve()), False, 1e-3, 2)
+    rows = [json.loads(line) for line in (new / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["epoch"], r["lr"]) for r in rows] == [(1, 0, 1e-3), (2, 0, 1e-3)]
+    assert f"from the weights of {ckpt.resolve()}" in (new / "report.html").read_text()
+    assert read_checkpoint(new / "checkpoints" / "latest.pt")["config"]["init_from"] == str(ckpt.resolve())
+    # The new run resumes as any run; init_from says where it began (from its checkpoint, whatever the
+    # resuming config holds), not where it goes on from.
+    Trainer(tiny_cfg(new, data, ema=0.5, lr=1e-3, batch_size=2, max_steps=3), resume=True, progress=False).train()
+    assert json.loads((new / "config.json").read_text()) == {**config, "max_steps": 3}
+    assert main(["train", "--out", str(new), "--resume", "--max_steps", "4", "--no-progress"]) == 0
+    assert [json.loads(line)["step"] for line in (new / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert json.loads((new / "config.json").read_text()) == {**config, "max_steps": 4}
+
+
+def test_train_init_from_a_run_folder_and_epoch_on_the_command_line(source, tmp_path, capsys):
+    new = tmp_path / "cli"
+    epoch_2 = source / "checkpoints" / "epoch_2.pt"
+    assert main(["train", "--init_from", str(source), "--epoch", "2", "--out", str(new), "--max_steps", "1",
+                 "--lr", "0.001", "--no-progress"]) == 0
+    assert f"-> {new}, from the weights of {epoch_2}\n" in capsys.readouterr().err
+    # Without --preset the source run's options (its networks, data, objective), with what was given.
+    source_config = json.loads((source / "config.json").read_text())
+    assert json.loads((new / "config.json").read_text()) == {
+        **source_config, "out": str(new), "max_steps": 1, "lr": 0.001, "init_from": str(epoch_2.resolve())}
+
+    def refused_cli(*args):
+        assert main(["train", *args, "--no-progress"]) == 2
+        return capsys.readouterr().err
+    other = str(tmp_path / "other")
+    err = refused_cli("--init_from", str(source), "--out", other, "--ngf", "8")
+    assert "holds other networks than this run's: ngf: checkpoint 4 vs now 8 (" in err
+    err = refused_cli("--init_from", str(source), "--out", other, "--ndf", "8")
+    assert "ndf: checkpoint 4 vs now 8" in err and "--fresh_D trains new discriminators" in err
+    assert not (tmp_path / "other").exists()  # a refused start leaves no folder
+    assert "already holds a run (latest.pt); pass --resume" in \
+        refused_cli("--init_from", str(source), "--out", str(new))
+    assert "give one" in refused_cli("--init_from", str(source), "--out", str(new), "--resume")
+    assert "--fresh_D is for a run that starts from a checkpoint's weights" in \
+        refused_cli("--out", str(new), "--resume", "--fresh_D")
+    assert f"{tmp_path} is not a run folder" in refused_cli("--init_from", str(tmp_path), "--out", other)
+
+
+def test_init_from_with_fresh_discriminators_of_other_options(source, data, tmp_path):
+    trainer = Trainer(tiny_cfg(tmp_path / "d", data, ndf=8, max_steps=1, init_from=source, fresh_D=True),
+                      progress=False)
+    state = read_checkpoint(source / "checkpoints" / "latest.pt")
+    for key, value in trainer.model.G.state_dict().items():
+        assert torch.equal(value, state["nets"]["G"][key]), key
+    for name in ("D", "D2"):  # this run's: ndf 8, where the checkpoint's first convolutions have 4 filters
+        assert [t.shape[0] for t in getattr(trainer.model, name).state_dict().values()][0] == 8
+        assert [t.shape[0] for t in state["nets"][name].values()][0] == 4
+    trainer.train()
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["fresh_D"] is True
+    # A checkpoint without D2 (lambda_GAN2 0) has none to lend a run that trains one: fresh_D gives it one.
+    save_checkpoint(BicycleGAN(tiny_cfg(tmp_path, data, lambda_GAN2=0.0)), tmp_path / "no_d2.pt", step=5)
+    with pytest.raises(CheckpointError, match=r"no_d2\.pt holds no D2 \(its run trained none\), which this run "
+                                              r"trains: pass --fresh_D for new discriminators"):
+        Trainer(tiny_cfg(tmp_path / "f", data, init_from=tmp_path / "no_d2.pt"), progress=False)
+    assert Trainer(tiny_cfg(tmp_path / "g", data, init_from=tmp_path / "no_d2.pt", fresh_D=True),
+                   progress=False).model.D2 is not None
+    # and a run without D2 leaves the checkpoint's out
+    assert Trainer(tiny_cfg(tmp_path / "h", data, init_from=source, lambda_GAN2=0.0), progress=False).model.D2 is None
+    with pytest.raises(ConfigError, match="fresh_D=True gives a run that starts from a checkpoint's weights"):
+        Trainer(tiny_cfg(tmp_path / "e", data, fresh_D=True), progress=False)
+
+
+def test_init_from_a_demo_run_under_the_demos_tiny_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # the tests' tiny networks on the PyTorch layers (the kernels would run in Triton's interpreter here)
+    tiny = ["--ngf", "4", "--nef", "4", "--ndf", "4", "--impl", "ref", "--num_workers", "0", "--no-eval",
+            "--no-progress"]
+    assert main(["train", "--out", "a", "--max_steps", "2", *tiny]) == 0
+    assert main(["train", "--init_from", "a", "--out", "b", "--max_steps", "2", "--lr", "0.001", *tiny]) == 0
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["init_from"] == str(tmp_path / "a" / "checkpoints" / "latest.pt")
+    assert config["model"]["ngf"] == 4 and config["batch_size"] == 112  # the demo's, from run a
+    assert [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()] == [2]
