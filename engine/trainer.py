@@ -53,6 +53,14 @@ from .runtime import (
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
 
 
+def _unlock(fd: int) -> None:
+    # Unlocked, not just closed: loader workers forked since hold copies of the descriptor, and a
+    # flock lasts while any copy is open (a finished training's folder stayed locked while its
+    # trainer, and so its persistent workers, lived).
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
     """The reference's "linear" policy: constant for niter epochs, then linearly towards zero (and
     zero, never negative, past the schedule's end: a negative rate would climb the losses)."""
@@ -265,13 +273,13 @@ class Trainer:
             return
         # Closed by _release, or when the trainer is dropped untrained (a start refused after this point
         # by the caller, an interrupt before train()).
-        self._lock = weakref.finalize(self, os.close, fd)
+        self._lock = weakref.finalize(self, _unlock, fd)
 
     def _release(self, failed: bool = False) -> None:
         """Let go of the run folder; after a failed start, remove it again if this run made it and it is
         still empty (every refusal left an empty --out behind)."""
         if self._lock is not None:
-            self._lock()  # closes the descriptor, once
+            self._lock()  # unlocks and closes the descriptor, once
         if failed and self._made_folder is not None:
             try:
                 self._made_folder.rmdir()

@@ -572,6 +572,17 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_sta
     assert (tmp_path / "mine").is_dir()
 
 
+def test_a_finished_training_lets_go_of_its_folder_while_its_loader_workers_live(tmp_path, data):
+    # The workers are forked after the lock was taken and hold copies of its descriptor: closing the
+    # trainer's own copy left the folder locked for as long as the trainer (and its workers) lived.
+    out = tmp_path / "r"
+    first = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100, num_workers=2), progress=False)
+    first.train()
+    assert first.loader.num_workers == 2
+    Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=True, progress=False).train()
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
 def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_options(tmp_path, data, capsys):
     # --resume <run>/checkpoints/latest.pt --out NEW took the demo preset (no --dataroot given), so it
     # was refused for a dozen differences the user never chose.
