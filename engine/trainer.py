@@ -487,6 +487,12 @@ class Trainer:
             raise self._diverged(self.model.describe_nonfinite(nets))
 
     def train(self) -> Path:
+        try:
+            return self._train()
+        finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
+            self._release()
+
+    def _train(self) -> Path:
         cfg = self.cfg
         if self.main:
             write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config")
@@ -553,7 +559,6 @@ class Trainer:
             self.progress.close()
             if log:
                 log.close()
-            self._release()
         if self.tb:  # every write was flushed: an exception above loses nothing by skipping this
             self.tb.close()
         return self.run_dir

@@ -583,6 +583,25 @@ def test_a_finished_training_lets_go_of_its_folder_while_its_loader_workers_live
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_a_training_that_fails_before_its_first_step_lets_go_of_its_folder(tmp_path, data, monkeypatch):
+    # config.json is written before the loop: a failure there left the folder locked for as long as the
+    # trainer lived (in a notebook, as long as the traceback that holds it).
+    from bicyclegan.engine import OutputError
+    from bicyclegan.engine import trainer as trainer_module
+
+    def unwritable(path, *a, **kw):
+        raise OutputError(f"cannot write {path}")
+
+    out = tmp_path / "r"
+    first = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(trainer_module, "write_json", unwritable)
+        with pytest.raises(OutputError, match="config.json"):
+            first.train()
+    Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False).train()
+    assert (out / "checkpoints" / "latest.pt").is_file()
+
+
 def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_options(tmp_path, data, capsys):
     # --resume <run>/checkpoints/latest.pt --out NEW took the demo preset (no --dataroot given), so it
     # was refused for a dozen differences the user never chose.
