@@ -51,6 +51,7 @@ from .runtime import (
 )
 
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
+LOCK_FILE = ".lock"  # in the run folder: locked by the training that writes the folder (rank 0)
 
 
 def _unlock(fd: int) -> None:
@@ -146,7 +147,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
-        self._lock, self._made_folder = None, None  # rank 0 holds the run folder until train() ends
+        self._lock = None  # rank 0 holds the run folder until train() ends
+        self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         try:
             self._setup(cfg, resume, progress, epoch, tensorboard)
         except BaseException:
@@ -260,12 +262,18 @@ class Trainer:
 
     def _lock_run_folder(self) -> None:
         """Hold an exclusive lock on the run folder: a second training started into the same --out (a
-        repeated command, another shell) interleaved its log lines and checkpoints with this one's."""
-        fd = os.open(self.run_dir, os.O_RDONLY)
+        repeated command, another shell, another host) interleaved its log lines and checkpoints with
+        this one's. The lock is a file's: over NFS flock is a byte-range lock, and an exclusive one
+        needs a descriptor open for writing, which a folder's never is (the folder's own lock failed
+        there, so trainings on a shared disk, where two jobs collide, went unguarded)."""
+        path = self.run_dir / LOCK_FILE
+        self._made_lock_file = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            self._made_folder, self._made_lock_file = None, False  # the other training's, whoever made them
             raise CheckpointError(f"{self.run_dir} is in use by another training, still running: wait for it "
                                   f"to end (then continue the run with --resume), or choose another --out") from None
         except OSError:  # a file system without locks (some network mounts): train unguarded, as before
@@ -276,8 +284,11 @@ class Trainer:
         self._lock = weakref.finalize(self, _unlock, fd)
 
     def _release(self, failed: bool = False) -> None:
-        """Let go of the run folder; after a failed start, remove it again if this run made it and it is
-        still empty (every refusal left an empty --out behind)."""
+        """Let go of the run folder; after a failed start, remove the lock file and the folder again
+        where this start made them (every refusal left an empty --out behind), the file while still
+        holding its lock."""
+        if failed and self._made_lock_file:
+            (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock()  # unlocks and closes the descriptor, once
         if failed and self._made_folder is not None:

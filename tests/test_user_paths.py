@@ -572,6 +572,28 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_sta
     assert (tmp_path / "mine").is_dir()
 
 
+def test_the_lock_is_a_file_in_the_run_folder_and_a_refused_start_removes_it_again(tmp_path, data):
+    # A folder cannot be opened for writing, which an exclusive lock over NFS needs: the lock is on
+    # RUN/.lock, which is what another host's training holds (here: a descriptor of this test's).
+    import fcntl
+    import os
+    out = tmp_path / "r"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(CheckpointError, match="is in use by another training"):
+            Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+        assert (out / ".lock").is_file()  # the other training's: left alone
+    finally:
+        os.close(fd)
+    # A start refused after taking the lock leaves the folder as it found it: without the file it made.
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DatasetError, match="does not exist"):
+        Trainer(tiny_cfg(tmp_path / "mine", tmp_path / "missing"), progress=False)
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
 def test_a_finished_training_lets_go_of_its_folder_while_its_loader_workers_live(tmp_path, data):
     # The workers are forked after the lock was taken and hold copies of its descriptor: closing the
     # trainer's own copy left the folder locked for as long as the trainer (and its workers) lived.
