@@ -314,6 +314,10 @@ class Trainer:
                                       f"start from {self.resume_path} in a new --out")
             self._start_from(state, self.resume_path)
             return
+        if self.cfg.fresh_D and not state["config"].get("fresh_D"):  # else dropped below without a word
+            raise ConfigError(f"fresh_D=True gives a new run new discriminators, and {self.resume_path} (step "
+                              f"{state['step']}) continues a run, which keeps its own: for new ones start a new run "
+                              f"from its weights with init_from (--init_from)")
         for k in STARTED_FROM:  # the weights this run started from are its checkpoint's to say
             setattr(self.cfg, k, state["config"].get(k, getattr(TrainConfig, k)))
         check_compatible(state["config"], self.cfg, self.resume_path)

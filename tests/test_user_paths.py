@@ -823,6 +823,16 @@ def test_init_from_with_fresh_discriminators_of_other_options(source, data, tmp_
         Trainer(tiny_cfg(tmp_path / "e", data, fresh_D=True), progress=False)
 
 
+def test_fresh_discriminators_on_a_resumed_run_are_refused_not_dropped(source, tmp_path, capsys):
+    # --resume <run>/checkpoints/X.pt --fresh_D continued the run with its trained D and D2: the
+    # checkpoint's fresh_D replaced the one asked for, without a word.
+    new = tmp_path / "new"
+    assert main(["train", "--resume", str(source / "checkpoints" / "latest.pt"), "--out", str(new), "--fresh_D",
+                 "--no-progress"]) == 2
+    assert "fresh_D=True gives a new run new discriminators" in capsys.readouterr().err
+    assert not new.exists()
+
+
 def test_init_from_a_demo_run_under_the_demos_tiny_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # the tests' tiny networks on the PyTorch layers (the kernels would run in Triton's interpreter here)
