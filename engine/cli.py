@@ -97,8 +97,8 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                    help="defaults to start from; auto (default) = demo without --dataroot, reference with it")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run in --out from its latest checkpoint; with CKPT, from that checkpoint "
-                   "(one made by download model or import-official starts a new run from its weights: "
-                   "fine-tuning; for any other checkpoint's weights in a new run, --init_from)")
+                   "(a step-0 one, as download model and import-official write, starts a new run from its "
+                   "weights, as --init_from does for any checkpoint)")
     p.add_argument("--epoch", type=_at_least(1), default=None,
                    help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
                    "with --init_from RUN, start from that run's")
