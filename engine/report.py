@@ -5,8 +5,9 @@ report.html is one self-contained file, readable offline: loss curves drawn here
 the sample grids over time embedded as data URIs (the latest at its own size, the earlier ones
 scaled down when wide, each linking to its PNG in samples/), the evaluation results and the config.
 The trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
-parsed once, each curve keeps at most MAX_POINTS points, at most MAX_GRIDS grids are embedded and
-each grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
+parsed once, each curve keeps a min/max envelope of at most MAX_BUCKETS buckets (memory and
+drawing independent of the log's length), at most MAX_GRIDS grids are embedded and each grid's
+encoding is cached between rewrites. write_report(run) also works on a finished run.
 
 TensorBoardLog writes the same scalars, the sample grids and the config (as hparams) through
 torch.utils.tensorboard; it is only imported when asked for, so a run without it pays nothing.
@@ -28,7 +29,7 @@ from PIL import Image
 from .errors import ConfigError
 from .io import write_text
 
-MAX_POINTS = 400      # per curve: longer logs are averaged in consecutive runs
+MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and max (about 1 px of a chart)
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # grids before the latest (which keeps its size) are embedded scaled down to this
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
@@ -46,7 +47,7 @@ class LogCurves:
 
     def __init__(self):
         self.offset = 0
-        self.curves: dict[str, tuple[list, list]] = {}  # column -> (steps, values), in log order
+        self.curves: dict[str, Envelope] = {}  # column -> its finite values, bounded
         self.last: dict = {}
         self.diverged = False
         self.diverged_at: int | None = None  # the step of the first line that says so
@@ -83,12 +84,10 @@ class LogCurves:
                 if type(v) in (int, float) or v is None:
                     self.columns.setdefault(k)
                 if type(v) in (int, float) and math.isfinite(v):
-                    xs, ys = self.curves.setdefault(k, ([], []))
-                    xs.append(row["step"])
-                    ys.append(float(v))
+                    self.curves.setdefault(k, Envelope()).add(step, float(v))
                     self.not_finite.pop(k, None)
                 elif v is None:  # how the trainer writes a non-finite value
-                    self.not_finite[k] = row["step"]
+                    self.not_finite[k] = step
         return self
 
     def losses(self) -> list[str]:
@@ -97,7 +96,8 @@ class LogCurves:
         return [k for k in self.columns if k not in NOT_LOSSES]
 
     def curve(self, key: str) -> tuple[list, list]:
-        return self.curves.get(key, ([], []))
+        """The points drawn for a column: every logged one while they are few, an envelope after."""
+        return self.curves[key].points() if key in self.curves else ([], [])
 
     def chart(self, key: str, title: str | None = None) -> str:
         """svg_chart of one column; its title says so when the latest value was not finite (the curve
@@ -112,17 +112,66 @@ class LogCurves:
                          x_range=self.steps, diverged_at=self.diverged_at)
 
 
-def downsample(xs: list[float], ys: list[float], n: int = MAX_POINTS) -> tuple[list[float], list[float]]:
-    """At most n points: consecutive runs of points replaced by their mean (x and y), so a long run
-    keeps the shape of its curve at a size independent of its length."""
-    if len(xs) <= n:
-        return list(xs), list(ys)
-    ox, oy = [], []
-    for i in range(n):
-        lo, hi = i * len(xs) // n, (i + 1) * len(xs) // n
-        ox.append(sum(xs[lo:hi]) / (hi - lo))
-        oy.append(sum(ys[lo:hi]) / (hi - lo))
-    return ox, oy
+class Envelope:
+    """A curve kept in at most MAX_BUCKETS buckets of whole steps, each holding its lowest and highest
+    value (with their steps) and its latest: as many as a chart has pixel columns, so a log of any
+    length costs the same memory and drawing time, and unlike averaging, a spike and the value
+    range at each step stay visible and the latest value stays exact. Buckets are `width` steps
+    wide, aligned at multiples of it; when there are too many, width doubles and neighbours merge,
+    so adding a point stays O(1) amortised. While width is 1 every logged point is kept as it is."""
+
+    def __init__(self):
+        self.width = 1
+        self.buckets: dict[int, list] = {}  # step // width -> [lo_x, lo_y, hi_x, hi_y, last_x, last_y]
+
+    @classmethod
+    def of(cls, xs, ys) -> "Envelope":
+        env = cls()
+        for x, y in zip(xs, ys):
+            env.add(x, y)
+        return env
+
+    def add(self, x, y: float) -> None:
+        k = x // self.width
+        b = self.buckets.get(k)
+        if b is None:
+            self.buckets[k] = [x, y, x, y, x, y]
+            if len(self.buckets) > MAX_BUCKETS:
+                self._coarsen()
+            return
+        if y < b[1]:
+            b[0], b[1] = x, y
+        if y > b[3]:
+            b[2], b[3] = x, y
+        b[4], b[5] = x, y
+
+    def _coarsen(self) -> None:
+        self.width *= 2
+        merged: dict[int, list] = {}
+        for k in sorted(self.buckets):  # step order: the later bucket's latest wins
+            b, m = self.buckets[k], merged.get(k // 2)
+            if m is None:
+                merged[k // 2] = b
+                continue
+            if b[1] < m[1]:
+                m[0], m[1] = b[0], b[1]
+            if b[3] > m[3]:
+                m[2], m[3] = b[2], b[3]
+            m[4], m[5] = b[4], b[5]
+        self.buckets = merged
+
+    def points(self) -> tuple[list, list]:
+        """Each bucket's lowest and highest point in step order, then the latest: at most
+        2 * MAX_BUCKETS + 1 points, a zigzag that fills the band the values span."""
+        pts = []
+        for k in sorted(self.buckets):
+            lo_x, lo_y, hi_x, hi_y, *_ = self.buckets[k]
+            pts += sorted({(lo_x, lo_y), (hi_x, hi_y)})
+        if pts:
+            last = tuple(self.buckets[max(self.buckets)][4:])
+            if last not in pts[-2:]:
+                pts.append(last)
+        return [x for x, _ in pts], [y for _, y in pts]
 
 
 # -- SVG charts ------------------------------------------------------------------------------------
@@ -195,7 +244,8 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
         return (f'{head(24)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
-    xs, ys = downsample(xs, ys)
+    if len(xs) > 2 * MAX_BUCKETS + 1:  # a long series given directly: drawn as LogCurves draws one
+        xs, ys = Envelope.of(xs, ys).points()
     log_y = scale == "auto" and min(ys) > 0 and max(ys) >= LOG_SPAN * min(ys)
     if log_y:
         ys = [math.log10(y) for y in ys]

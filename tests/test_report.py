@@ -25,14 +25,14 @@ from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.report import (
     CHART_H,
     CHART_W,
+    MAX_BUCKETS,
     MAX_GRIDS,
-    MAX_POINTS,
     PAD_B,
     PAD_L,
     PAD_R,
     PAD_T,
+    Envelope,
     LogCurves,
-    downsample,
     spread,
     svg_chart,
     ticks,
@@ -79,14 +79,62 @@ def test_chart_leaves_out_what_it_cannot_draw():
     assert len(polyline(svg_chart("flat", [1, 2], [5.0, 5.0]))) == 2  # a constant is drawn, not divided by 0
 
 
-def test_long_logs_are_averaged_to_a_bounded_number_of_points():
-    xs = list(range(1, 10_001))
-    ys = [float(x % 2) for x in xs]  # alternating 0, 1: every run of 25 averages to 0.5 (or 0.48/0.52)
-    ox, oy = downsample(xs, ys)
-    assert len(ox) == MAX_POINTS
-    assert ox[0] == pytest.approx(sum(xs[:25]) / 25) and ox[-1] == pytest.approx(sum(xs[-25:]) / 25)
-    assert all(0.47 < v < 0.53 for v in oy)
-    assert len(polyline(svg_chart("x", xs, ys))) == MAX_POINTS
+def test_a_long_log_is_drawn_as_an_envelope_of_bounded_size_keeping_spikes_and_the_latest_value(tmp_path):
+    # 400 means of consecutive runs: a 20,000-row log's spike of 50 became 0.5 + 50 / 50, the noise
+    # band between 0 and 1 a flat 0.5, and LogCurves kept every row (114 MiB for 300,000 rows).
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "y": float(s % 2)} for s in range(1, 20_001)]
+    rows[12_344]["y"] = 50.0  # step 12,345
+    rows[-1]["y"] = 0.25
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curves = LogCurves().update(log)
+    xs, ys = curves.curve("y")
+    assert len(xs) <= 2 * MAX_BUCKETS + 1 and len(curves.curves["y"].buckets) <= MAX_BUCKETS
+    assert xs == sorted(xs)
+    assert set(ys) == {0.0, 1.0, 50.0, 0.25}  # the band's edges, the spike and the latest: no mean
+    assert (12_345, 50.0) in zip(xs, ys) and (xs[-1], ys[-1]) == (20_000, 0.25)
+    pts = polyline(curves.chart("y"))
+    assert len(pts) == len(xs) and min(y for _, y in pts) == pytest.approx(PAD_T, abs=0.06)  # the spike on top
+    assert ">0.25</tspan>" in curves.chart("y")
+    # drawn directly, a long series is bounded the same way
+    assert polyline(svg_chart("y", [r["step"] for r in rows], [r["y"] for r in rows])) == pts
+    # read incrementally, 50 rows at a time at the end, the same curve as read at once
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows[:-50]))
+    again = LogCurves().update(log)
+    with open(log, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows[-50:]))
+    assert again.update(log).curve("y") == (xs, ys)
+
+
+def envelope_by_numpy(xs: np.ndarray, ys: np.ndarray) -> list[tuple[int, float]]:
+    """An envelope's points from the whole series at once: buckets of the smallest power-of-two
+    width that leaves at most MAX_BUCKETS of them, each its first lowest and first highest point in
+    step order, then the latest."""
+    width = 1
+    while len(np.unique(xs // width)) > MAX_BUCKETS:
+        width *= 2
+    want = []
+    for k in np.unique(xs // width):
+        i = np.flatnonzero(xs // width == k)
+        lo, hi = i[np.argmin(ys[i])], i[np.argmax(ys[i])]
+        want += [(int(xs[j]), float(ys[j])) for j in sorted({lo, hi})]
+    if (int(xs[-1]), float(ys[-1])) not in want[-2:]:  # the latest, unless it is its bucket's lowest or highest
+        want.append((int(xs[-1]), float(ys[-1])))
+    return want
+
+
+def test_the_envelope_holds_each_buckets_lowest_and_highest_value_in_step_order():
+    rng = np.random.default_rng(0)
+    xs = np.cumsum(rng.integers(1, 6, 5000))
+    ys = np.round(rng.normal(size=5000), 1)  # ties: the first lowest or highest is kept
+    # and a series whose last point merged its bucket into the one before: steps 2 to 514 fill 257
+    # buckets of 2 steps at 514, so buckets become 4 wide and the last holds 512, 513 and 514
+    ends_merging = np.arange(2, 515)
+    for xs, ys in ((xs, ys), (ends_merging, np.where(ends_merging < 514, ends_merging % 2, 0.5))):
+        assert list(zip(*Envelope.of(xs.tolist(), ys.tolist()).points())) == envelope_by_numpy(xs, ys)
+    assert Envelope.of(ends_merging.tolist(), ends_merging.tolist()).width == 4
+    # a short series is every point as it is
+    assert Envelope.of([3, 5, 9], [1.0, 0.5, 2.0]).points() == ([3, 5, 9], [1.0, 0.5, 2.0])
 
 
 @pytest.mark.parametrize("lo, hi, want", [(0, 1, [0, 0.2, 0.4, 0.6, 0.8, 1]),
@@ -540,7 +588,7 @@ def test_a_loss_spanning_decades_is_charted_on_a_log_axis():
         assert "(log scale)" not in svg_chart("x", xs, ys_, scale="auto")
     assert "(log scale)" not in svg_chart("lr", xs, ys)
     log = LogCurves()
-    log.curves = {"kl": (xs, ys), "lr": (xs, ys)}
+    log.curves = {"kl": Envelope.of(xs, ys), "lr": Envelope.of(xs, ys)}
     assert "(log scale)" in log.chart("kl") and "(log scale)" not in log.chart("lr")
 
 
