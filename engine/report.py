@@ -2,8 +2,9 @@
 optionally, TensorBoard event files.
 
 report.html is one self-contained file, readable offline: loss curves drawn here as inline SVG,
-the sample grids over time embedded as data URIs (the latest at its own size, the earlier ones
-scaled down when wide, each linking to its PNG in samples/), the evaluation results and the config.
+the sample grids over time embedded as data URIs (the latest first, at its own size up to
+MAX_LATEST_WIDTH, then the earlier ones newest first, scaled down when wide, each linking to its PNG
+in samples/), the evaluation results and the config.
 The trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
 parsed once, each curve keeps a min/max envelope of at most MAX_BUCKETS buckets (memory and
 drawing independent of the log's length), at most MAX_GRIDS grids are embedded and each grid's
@@ -31,7 +32,8 @@ from .io import write_text
 
 MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and max (about 1 px of a chart)
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
-MAX_GRID_WIDTH = 1024  # grids before the latest (which keeps its size) are embedded scaled down to this
+MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to this
+MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's (2,840 px)
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
@@ -403,19 +405,21 @@ def _grid_caption(config: dict | None, status: dict) -> str:
     return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
 
 
-def _grid_figure(step: int, uri: str, href: str, scale: float) -> str:
+def _grid_figure(step: int, uri: str, href: str, scale: float, latest: bool = False) -> str:
     """A grid as shown (uri, at `scale` of its size), linking to its PNG (href, relative to the page)."""
     href = html.escape(href)
-    caption = f"step {step}"
+    caption = f"step {step}" + (" (latest)" if latest else "")
     if scale < 1:  # floor: a grid a pixel too wide is shown at 99 %, not "100 %"
         caption += f" · shown at {math.floor(scale * 100)} %, <a href='{href}'>full size</a>"
-    return (f"<figure><a href='{href}'><img src='{uri}' alt='samples at step {step}'></a>"
-            f"<figcaption>{caption}</figcaption></figure>")
+    # the caption above: below a 512 px run's latest grid of 8 rows (2,100 px high as shown) it was out of sight
+    return (f"<figure><figcaption>{caption}</figcaption>"
+            f"<a href='{href}'><img src='{uri}' alt='samples at step {step}'></a></figure>")
 
 
 def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str, float]], evaluation: dict | None,
                   config: dict | None, status: dict | None = None) -> str:
-    """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order."""
+    """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order;
+    shown newest first (the latest grid is what the page is opened for; it was at the bottom)."""
     last = log.last
     status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
     where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
@@ -447,7 +451,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
                  + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
 
     parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
-    parts += [_grid_figure(*g) for g in grids] or ["<p>No sample grid yet.</p>"]
+    parts += ([_grid_figure(*g, latest=i == 0) for i, g in enumerate(reversed(grids))]
+              or ["<p>No sample grid yet.</p>"])
 
     parts.append("<h2>Evaluation</h2>")
     if evaluation:
@@ -480,10 +485,12 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     run = Path(run_dir)
     shown = spread(run_grids(run), MAX_GRIDS)
     # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)
-    # had its column titles at 36 % (4 px letters) and lost its images' detail. The earlier ones stay
-    # scaled down: all at full size, such a run's page of 6 grids weighed 22 MB, not 7.4 MB. Each
-    # links to its PNG, which opens where the run folder is (opened or served: samples/ is beside).
-    widths = [MAX_GRID_WIDTH] * (len(shown) - 1) + [None]
+    # had its column titles at 36 % (4 px letters) and lost its images' detail. Not beyond
+    # MAX_LATEST_WIDTH though: a 512 px run's grid (5,656 px) weighed 4 times a 256 px one's, and
+    # with --load_size 1024 it would be 16 times. The earlier ones stay scaled down: all at full
+    # size, a 256 px run's page of 6 grids weighed 22 MB, not 7.4 MB. Each links to its PNG, which
+    # opens where the run folder is (opened or served: samples/ is beside).
+    widths = [MAX_GRID_WIDTH] * (len(shown) - 1) + [MAX_LATEST_WIDTH]
     grids = []
     for p, w in zip(shown, widths):
         uri, scale = grid_data_uri(p, cache, w)

@@ -191,7 +191,7 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
         assert f">{loss} <tspan" in page
     assert "learning rate" in page and "images/s" in page
     imgs = embedded_images(page)
-    assert [int(s) for s, _ in imgs] == [100, 200, 300]  # in step order
+    assert [int(s) for s, _ in imgs] == [300, 200, 100]  # the latest first, then newest to oldest
     for step, data in imgs:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), grids[int(step)])
     assert "<th title='coverage'>palette coverage</th><td>0.6021</td>" in page and "<td>3 4</td>" in page
@@ -203,21 +203,40 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
     assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
 
 
-def test_report_embeds_a_bounded_spread_of_grids_the_latest_at_its_own_size(tmp_path):
+def test_report_embeds_a_bounded_spread_of_grids_the_latest_first_at_its_own_size(tmp_path):
     width = report_mod.MAX_GRID_WIDTH + 200
     run, grids = fake_run(tmp_path, n_grids=30, width=width)
     page = write_report(run).read_text()
     imgs = embedded_images(page)
     steps = [int(s) for s, _ in imgs]
-    assert steps == [100, 900, 1700, 2500, 3000]  # every 8th of 30 (a power-of-two stride), and the latest
+    # every 8th of 30 (a power-of-two stride), and the latest; the latest first (it was at the
+    # bottom, below the grids a reader opens the page for least), then newest to oldest
+    assert steps == [3000, 2500, 1700, 900, 100]
     assert len(steps) <= MAX_GRIDS
     # The latest pixel for pixel as the trainer drew it: scaled to 1024 px, a 256 px run's grid had
     # its column titles at 36 %. The earlier ones scaled down to the width, their captions saying so.
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(imgs[-1][1])).convert("RGB")), grids[3000])
-    assert [Image.open(io.BytesIO(data)).size for _, data in imgs[:-1]] == [(report_mod.MAX_GRID_WIDTH, 17)] * 4
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(imgs[0][1])).convert("RGB")), grids[3000])
+    assert [Image.open(io.BytesIO(data)).size for _, data in imgs[1:]] == [(report_mod.MAX_GRID_WIDTH, 17)] * 4
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
-    assert captions[-1] == "step 3000"
-    assert captions[0] == "step 100 · shown at 83 %, <a href='samples/step_0000100.png'>full size</a>"  # 1024 / 1224
+    assert captions[0] == "step 3000 (latest)"
+    assert captions[-1] == "step 100 · shown at 83 %, <a href='samples/step_0000100.png'>full size</a>"  # 1024 / 1224
+
+
+def test_a_latest_grid_wider_than_a_256px_runs_is_embedded_scaled_down(tmp_path):
+    # A 512 px run's grid (11 columns of 514 px: 5,656 px) was embedded at its own size, 4 times the
+    # bytes of a 256 px run's; here one row of random pixels (PNG's worst case, bytes in proportion
+    # to pixels). Scaled to 2,900 px: (2900 / 5656)^2 = 26 % of the pixels, 35 % of the bytes in base64.
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    grid = run / "samples" / "step_0000500.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (100, 5656, 3), dtype=np.uint8)).save(grid, compress_level=1)
+    page = write_report(run).read_text()
+    (step, data), = embedded_images(page)
+    assert Image.open(io.BytesIO(data)).size == (2900, 51) == (report_mod.MAX_LATEST_WIDTH, round(100 * 2900 / 5656))
+    assert len(page) < 0.45 * grid.stat().st_size
+    assert re.findall(r"<figcaption>(.*?)</figcaption>", page) == [
+        "step 500 (latest) · shown at 51 %, <a href='samples/step_0000500.png'>full size</a>"]
 
 
 def test_each_grid_links_to_its_png(tmp_path):
@@ -225,13 +244,14 @@ def test_each_grid_links_to_its_png(tmp_path):
     # relative to report.html and names the PNG of the step it shows.
     run, grids = fake_run(tmp_path, n_grids=30, width=report_mod.MAX_GRID_WIDTH + 200)
     page = write_report(run).read_text()
-    figures = re.findall(r"<figure><a href='([^']+)'><img [^>]* alt='samples at step (\d+)'>.*?</figure>", page)
-    assert [int(s) for _, s in figures] == [100, 900, 1700, 2500, 3000]
+    figures = re.findall(r"<figure><figcaption>.*?</figcaption><a href='([^']+)'><img [^>]* "
+                         r"alt='samples at step (\d+)'></a></figure>", page)
+    assert [int(s) for _, s in figures] == [3000, 2500, 1700, 900, 100]
     for href, step in figures:
         assert not href.startswith(("/", "file:")) and (run / href).is_file()
         assert np.array_equal(np.asarray(Image.open(run / href).convert("RGB")), grids[int(step)])
     # the caption's "full size" links are the same files
-    assert re.findall(r"<a href='([^']+)'>full size</a>", page) == [h for h, _ in figures[:-1]]
+    assert re.findall(r"<a href='([^']+)'>full size</a>", page) == [h for h, _ in figures[1:]]
 
 
 def test_a_256px_runs_report_weighs_about_two_of_its_grids(tmp_path):
@@ -296,9 +316,9 @@ def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
     monkeypatch.setattr(report_mod.base64, "b64encode", lambda data: encoded.append(data) or real_encode(data))
     Image.new("RGB", (40, 20)).save(run / "samples" / "step_0000300.png")
     write_report(run, cache=cache)
-    # Encoded again: only the new grid (at its own size, not opened) and the latest before it, from
-    # now on shown as the earlier grids are (opened to find its width).
-    assert len(opened) == 1 and len(encoded) == 2
+    # Encoded again: only the new grid (at its own size, opened to read its width from the header)
+    # and the latest before it, from now on shown as the earlier grids are.
+    assert len(opened) == 2 and len(encoded) == 2
     assert (run / "samples" / "step_0000300.png").read_bytes() in encoded
 
 
@@ -331,7 +351,7 @@ def test_trainer_rewrites_the_report_at_each_sample_interval(tmp_path, demo_root
     run = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4), progress=False).train()
     assert seen[0] == ["step_0000002.png"] and seen[1] == ["step_0000002.png", "step_0000004.png"]
     page = (run / "report.html").read_text()
-    assert [int(s) for s, _ in embedded_images(page)] == [2, 4]
+    assert [int(s) for s, _ in embedded_images(page)] == [4, 2]
     log_keys = set(json.loads((run / "log.jsonl").read_text().splitlines()[0])) - set(report_mod.NOT_LOSSES)
     assert log_keys == {"G_GAN", "G_L1", "kl", "G_GAN2", "z_L1", "D", "D2"}
     for k in log_keys:
