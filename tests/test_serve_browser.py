@@ -332,3 +332,34 @@ def test_the_explorer_enlarges_pixelated_and_shrinks_smoothly(browser, server):
         "const m = [getComputedStyle(out).imageRendering, getComputedStyle(i).imageRendering]; i.remove(); return m;",
         big)
     assert modes == ["pixelated", "auto"]  # the 32 px output enlarged, the 400 px picture shrunk to 160
+
+
+def test_the_explorer_follows_the_screens_density_when_the_window_changes(browser, server):
+    # The smooth-scaling class was set at load only, against the box in CSS pixels: a 256 px picture
+    # in a 160 px box stayed smooth (blurred) when a zoom to 200 % made the box 320 device pixels,
+    # where it is enlarged and drawn pixelated. Chromium's device metrics set the window's size in
+    # CSS pixels and its density as a zoom does (a resize event; headless Chromium sends no media
+    # query change for the density alone).
+    wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (9, 99, 199)).save(buf, format="PNG")
+    browser.execute_script(
+        "const i = document.createElement('img'); i.className = 'pic'; i.id = 'probe'; document.body.appendChild(i);"
+        "await new Promise((r) => { i.onload = r; i.src = arguments[0]; });",
+        "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+
+    def mode(density):
+        if density:  # zoomed to density x 100 %: the window as many times fewer CSS pixels wide
+            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                    {"width": round(1280 / density), "height": round(900 / density),
+                                     "deviceScaleFactor": density, "mobile": False})
+        else:
+            browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        wait(browser, lambda d: d.execute_script("return window.devicePixelRatio") == (density or 1), "the density")
+        browser.execute_script("return new Promise((r) => requestAnimationFrame(() => setTimeout(r, 100)))")
+        return browser.execute_script("return getComputedStyle(document.getElementById('probe')).imageRendering")
+    try:
+        assert [mode(d) for d in (1, 2, 1.5, None)] == ["auto", "pixelated", "auto", "auto"]  # 160, 320, 240, 160
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.execute_script("document.getElementById('probe')?.remove()")
