@@ -3,11 +3,12 @@
 Each launcher has a few knobs (tile sizes, warps, how many programs share a plane) and a heuristic
 that picks them from the shape. `python -m bicyclegan.kernels.tune` times candidates on a GPU and
 writes the winners to a JSON table; `choose` returns a table's entry for the exact launch (site,
-shape, dtype, layout and, for the norm, its variant: see norm_variant) and falls back to the
-heuristic for everything else. Tables come from kernels/tuning/<device name>.json (committed,
-picked by the CUDA device's name) and from the file named by BICYCLEGAN_KERNEL_TUNING (its
-entries win). A table made on another device or with another torch or Triton minor version is
-ignored, with one warning; one of an older format is refused (re-run the tuner).
+shape, dtype, layout and, for the norm and the fused concatenation, the kernel variant: see
+VARIANTS) and falls back to the heuristic for everything else. Tables come from
+kernels/tuning/<device name>.json (committed, picked by the CUDA device's name) and from the file
+named by BICYCLEGAN_KERNEL_TUNING (its entries win). A table made on another device or with
+another torch or Triton minor version is ignored, with one warning; one of an older format is
+refused (re-run the tuner).
 
 Every knob value gives correct results (the kernels mask their tiles); a table only changes speed.
 """
@@ -24,8 +25,12 @@ from .acts import ACTS
 
 ENV = "BICYCLEGAN_KERNEL_TUNING"
 TABLE_DIR = Path(__file__).with_name("tuning")
-# 2: norm_act.* keys name the variant (format 1 tables timed LeakyReLU from y and served every variant).
-FORMAT = 2
+# 2: norm_act.* keys name the variant (format 1 tables timed LeakyReLU from y and served every variant);
+# 3: so do zcat.* keys, the activation (format 2 tables timed LeakyReLU and served every activation).
+FORMAT = 3
+# What an older format's keys leave out, for the error that refuses its tables.
+_UNNAMED = {1: "norm_act and zcat entries do not name the activation (nor the norm's saved tensor)",
+            2: "zcat entries do not name the activation"}
 INTERPRETER = "triton-interpreter"  # the "device" of CPU tensors (kernels run in Triton's interpreter)
 
 # Launch sites and their knobs. Keys' shapes: norm_act.* (N, C, H, W); zcat.* (N, C, H, W, nz) of
@@ -55,10 +60,14 @@ def norm_variant(site, act, from_y=False, weight=False, bias=False):
     return ",".join(parts)
 
 
-# Every variant a norm launch can have (y is saved only for LeakyReLU without affine parameters).
+# Every variant a launch can have, for the sites whose key names one: the norm's (y is saved only for
+# LeakyReLU without affine parameters) and the fused concatenation's, its activation (the ACT
+# constexpr of both its kernels). zterm.* keys have none: their two kernels take no activation (it
+# is applied by the fixed-size _act_cast / _zq / _zfinal kernels), so every act launches one binary.
 VARIANTS = {site: {norm_variant(site, act, y, w, b) for act in ACTS for w in (False, True) for b in (False, True)
                    for y in ((False, True) if act == "leaky_relu" and not (w or b) else (False,))}
             for site in ("norm_act.fwd", "norm_act.bwd")}
+VARIANTS.update({site: set(ACTS) for site in ("zcat.fwd", "zcat.bwd")})
 
 _tables = {}  # (device type, index) -> {key: knobs}
 
@@ -74,7 +83,8 @@ def table_path(name):
 
 
 def key(site, shape, dtype, channels_last, variant=None):
-    """A launch's key; variant (norm_variant's) for the norm_act.* sites, None for the others."""
+    """A launch's key; variant: norm_variant's for the norm_act.* sites, the activation for zcat.*,
+    None for zterm.*."""
     if variant not in VARIANTS.get(site, {None}):
         raise ValueError(f"{site}: variant must be one of {sorted(VARIANTS[site])}, got {variant!r}" if site in VARIANTS
                          else f"{site}: a launch key takes no variant, got {variant!r}")
@@ -129,9 +139,9 @@ def read_table(path, device):
         raise ValueError(f"kernel tuning table {path}: not JSON ({e})") from None
     old = data.get("format") if isinstance(data, dict) else None
     if type(old) is int and 1 <= old < FORMAT:
-        raise ValueError(f"kernel tuning table {path}: format {old}, from an older tuner whose norm_act entries do not "
-                         f"name the activation and saved tensor they were timed with (format {FORMAT} keys do); "
-                         f"re-run python -m bicyclegan.kernels.tune to make a new table")
+        raise ValueError(f"kernel tuning table {path}: format {old}, from an older tuner whose {_UNNAMED[old]} "
+                         f"they were timed with (format {FORMAT} keys do); re-run python -m bicyclegan.kernels.tune "
+                         f"to make a new table")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
         raise ValueError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and 'entries', "
                          f"as python -m bicyclegan.kernels.tune writes")
@@ -168,7 +178,7 @@ def _load(device):
 
 def choose(site, shape, dtype, channels_last, device, heuristic, variant=None):
     """The knobs for one launch: the table's entry for it, else heuristic() (a callable). variant:
-    norm_variant's for the norm_act.* sites (a variant the table does not name gets the heuristic)."""
+    as key() takes it (a variant the table does not name gets the heuristic)."""
     slot = (device.type, device.index)
     table = _tables.get(slot)
     if table is None:

@@ -5,7 +5,8 @@
 For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
 activation plane of G unet_256, E resnet_256 and D basic_256_multi, with the activation each layer
 there has, which with what its backward saved is the kernel variant timed; the z injection of G
-with where_add=all; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
+with where_add=all, the fused concatenation in the activation of its level; forward and backward;
+fp32 and bf16; NCHW and channels_last), each launch site's few
 candidate configurations (kernel files' `candidates` functions, the heuristic's first) are checked
 against a plain PyTorch computation of what that launch must produce and, if right, timed on the
 GPU (CUDA-graph replays of back-to-back launches: the kernels' own time). The winners go to
@@ -36,8 +37,9 @@ import torch.nn.functional as F
 
 NOISE = 0.02
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-# The z injection's activation (the networks'), the LeakyReLU slope and the norm's eps; the norm's
-# activation comes with each of its planes.
+# The activation the z-term cases compute Q with (their kernels take none: see _configs.VARIANTS),
+# the LeakyReLU slope and the norm's eps; the norm's and the fused concatenation's activations come
+# with each plane and z conv.
 ACT, SLOPE, EPS = "leaky_relu", 0.2, 1e-5
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 
@@ -49,14 +51,15 @@ def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=
     """(norm planes, z convs) of the reference's G unet_256 (where_add=all, decoder_act its nl), E
     resnet_256 and D basic_256_multi at size x size, with their default widths. norm planes: sorted
     distinct (C, H, W, act) of every InstanceNorm + activation (none has affine parameters, so
-    LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W, nz, CO) of every
-    concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels)."""
+    LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W, nz, CO, act) of
+    every concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels, the
+    activation: none at the outermost level, LeakyReLU at the others)."""
     planes, zconvs = set(), []
     depth = int(math.log2(size))
     ch = [ngf * min(2 ** i, 8) for i in range(depth)]
     for i in range(depth):  # U-Net level i: input at size / 2^i, down conv to ch[i]
         s = size >> i
-        zconvs.append((input_nc if i == 0 else ch[i - 1], s, s, nz, ch[i]))
+        zconvs.append((input_nc if i == 0 else ch[i - 1], s, s, nz, ch[i], "none" if i == 0 else "leaky_relu"))
         if 0 < i < depth - 1:
             planes.add((ch[i], s // 2, s // 2, "none"))   # norm after the down conv (no activation)
         if i > 0:
@@ -73,11 +76,13 @@ def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=
 
 def cases(quick=False, dry_run=False):
     """Case specs (site, shape, dtype name, channels_last, act), most used first; act: the norm's
-    activation (None for the z injection's sites, whose kernels the tuner runs with ACT)."""
+    or the fused concatenation's activation, the one the networks launch at that shape (None for
+    the z term's sites, whose kernels take none)."""
     if dry_run:  # tiny: still single-pass, looped and split plans, the networks' three norm variants
-        # (LeakyReLU from y, ReLU and none from x), and a 2 x 2 -> 1 x 1 z conv
+        # (LeakyReLU from y, ReLU and none from x), and z convs in both of G's activations, one a
+        # 2 x 2 -> 1 x 1 conv
         planes = [(3, 4, 4, "relu"), (3, 4, 4, "none"), (2, 33, 32, "leaky_relu")]
-        zconvs, batches = [(3, 4, 6, 2, 5), (4, 2, 2, 2, 3)], (2,)
+        zconvs, batches = [(3, 4, 6, 2, 5, "none"), (4, 2, 2, 2, 3, "leaky_relu")], (2,)
     else:
         (planes, zconvs), batches = reference_shapes(), (2, 16)
     sites = ["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad"] + ([] if quick else ["zcat.fwd", "zcat.bwd"])
@@ -89,9 +94,11 @@ def cases(quick=False, dry_run=False):
                     if site.startswith("norm_act"):  # (C, H, W, act)
                         out += [(site, (n, *plane[:3]), dtype, channels_last, plane[3]) for plane in planes]
                         continue
-                    # zcat: x and z (C, H, W, nz); zterm: the whole conv (C, H, W, nz, CO)
-                    shapes = {"zcat": [c[:4] for c in zconvs], "zterm": zconvs}[site.split(".")[0]]
-                    out += [(site, (n, *shape), dtype, channels_last, None) for shape in shapes]
+                    if site.startswith("zcat"):  # x and z (C, H, W, nz), in the act of the conv's level
+                        out += [(site, (n, *c[:4]), dtype, channels_last, c[5]) for c in zconvs]
+                        continue
+                    # zterm: the whole conv (C, H, W, nz, CO)
+                    out += [(site, (n, *c[:5]), dtype, channels_last, None) for c in zconvs]
     return out
 
 
@@ -165,20 +172,21 @@ class Case:
         x = zt._dense(_layout(self.randn(N, C, H, W).to(self.dtype), channels_last))
         z = self.randn(N, nz).to(self.dtype)
         cl = zt._memory_format(x) == torch.channels_last
-        self.key = _configs.key(site, shape, self.dtype, cl)
+        act = self.act
+        self.key = _configs.key(site, shape, self.dtype, cl, act)
         self.candidates = zt.zcat_candidates(x, nz, cl, quick)
         if self.plan_only:
             return
         xr, zr = x.float().requires_grad_(), z.float().requires_grad_()
-        y = z_concat_act_ref(xr, zr, ACT, SLOPE)
+        y = z_concat_act_ref(xr, zr, act, SLOPE)
         if site == "zcat.fwd":
             self.expected = (y.detach(),)
-            self.run = lambda k: (zt._zcat_forward(x, z, ACT, SLOPE, self.dtype, k),)
+            self.run = lambda k: (zt._zcat_forward(x, z, act, SLOPE, self.dtype, k),)
             return
         gy = _layout(self.randn(N, C + nz, H, W).to(self.dtype), cl)
         y.backward(gy.float())
         self.expected = (xr.grad, zr.grad)
-        self.run = lambda k: zt._zcat_backward(gy, x, z, ACT, SLOPE, k)
+        self.run = lambda k: zt._zcat_backward(gy, x, z, act, SLOPE, k)
 
     def _zterm(self, site, shape, channels_last, device, quick):
         from . import _configs

@@ -282,10 +282,11 @@ def _zcat_heuristic(npos, nch, channels_last, budget=2048, num_warps=4):
     return dict(BLOCK_P=bp, BLOCK_C=bc, num_warps=num_warps)
 
 
-def _zcat_knobs(site, x, nz, dtype, channels_last):
+def _zcat_knobs(site, x, nz, dtype, channels_last, act):
+    # act is the ACT constexpr, another binary each: the table's entry for another act is not this launch's.
     N, C, H, W = x.shape
     return _configs.choose(site, (N, C, H, W, nz), dtype, channels_last, x.device,
-                           lambda: _zcat_heuristic(H * W, C + nz, channels_last))
+                           lambda: _zcat_heuristic(H * W, C + nz, channels_last), act)
 
 
 def zcat_candidates(x, nz, channels_last, quick=False):
@@ -301,7 +302,7 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     CT = C + z.shape[1]
     cl = _memory_format(x) == torch.channels_last
     y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
-    kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl)
+    kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl, act)
     grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]), N)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
@@ -317,7 +318,7 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
     if not _flat_hw(gy):
         gy = gy.contiguous(memory_format=_memory_format(x))
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
-    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last)
+    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last, act)
     grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(C + nz, kn["BLOCK_C"]), N)
     part = _empty((N, grid[0], nz), dtype=_acc_dtype(gy.dtype), device=x.device)
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,

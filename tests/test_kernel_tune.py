@@ -55,10 +55,13 @@ def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
     assert set(table["entries"]) == expected
     sites = {text.split("|")[0] for text in table["entries"]}
     assert sites == set(_configs.SITES)
-    # The norm's variants the networks launch: LeakyReLU from y (E, D), ReLU and none from x (G).
+    # The norm's variants the networks launch: LeakyReLU from y (E, D), ReLU and none from x (G); the
+    # fused concatenation's: none (G's outermost level) and LeakyReLU (the others); z-term keys none.
     variants = {site: {t.split("|")[4] for t in table["entries"] if t.startswith(site)} for site in _configs.VARIANTS}
     assert variants == {"norm_act.fwd": {"leaky_relu", "relu", "none"},
-                        "norm_act.bwd": {"leaky_relu,from_y", "relu,from_x", "none,from_x"}}
+                        "norm_act.bwd": {"leaky_relu,from_y", "relu,from_x", "none,from_x"},
+                        "zcat.fwd": {"none", "leaky_relu"}, "zcat.bwd": {"none", "leaky_relu"}}
+    assert all(len(t.split("|")) == 4 for t in table["entries"] if t.startswith("zterm"))
     for text, entry in table["entries"].items():
         site = text.split("|")[0]
         assert _configs.check_knobs(site, entry["config"]) == entry["config"], text
@@ -105,7 +108,8 @@ def test_plan_only_cases_share_out_the_same_work_without_computing_anything():
 def test_reference_shapes_are_what_the_engine_networks_launch():
     """The tuner's shape list against the engine's G, E and D built with the reference defaults
     (unet_256 with z at every level, resnet_256, basic_256_multi), traced on the meta device: every
-    norm's plane and activation, none with affine parameters (the variants the tuner times)."""
+    norm's plane and activation, none with affine parameters, and every z conv's activation (the
+    variants the tuner times)."""
     engine = pytest.importorskip("bicyclegan.engine")
     from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
     cfg = engine.ModelConfig(impl="ref")
@@ -118,7 +122,8 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
             assert not module.affine and module.slope == tune.SLOPE
             planes.add(tuple(args[0].shape[1:]) + (module.act,))
         elif module.nz:
-            zconvs.append(tuple(args[0].shape[1:]) + (module.nz, module.out_channels))
+            assert module.slope == tune.SLOPE
+            zconvs.append(tuple(args[0].shape[1:]) + (module.nz, module.out_channels, module.act))
     with torch.device("meta"):
         nets = engine.build_generator(cfg), engine.build_encoder(cfg), engine.build_discriminator(cfg)
     for net in nets:
@@ -130,6 +135,9 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
     nets[1](image)
     nets[2](image)
     assert tune.reference_shapes() == (sorted(planes), zconvs)
+    # Each z conv's fused concatenation is timed in its own activation only, not in every one.
+    specs = tune.cases()
+    assert sum(s[0] == "zcat.fwd" for s in specs) == sum(s[0] == "zterm.add" for s in specs)
 
 
 def test_table_entries_are_used(tmp_path, monkeypatch):
@@ -197,18 +205,20 @@ def test_bad_tables(tmp_path, monkeypatch):
         nat._config(x, False, variant="relu")
     _configs.reload()
     # One good entry; one that is not a power of two, one with an unknown site, a norm key without its
-    # variant (format 1's), one with an unknown activation, a variant for a site that has none:
-    # the good one is used.
+    # variant (format 1's), one with an unknown activation, a zcat key without its activation
+    # (format 2's), a variant for a site that has none: the good one is used.
     good = {"BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}
     zcat = {"BLOCK_P": 2, "BLOCK_C": 2, "num_warps": 1}
+    zterm = {"BLOCK_J": 2, "BLOCK_O": 2, "ROWS": 1, "num_warps": 1}
     path = _table(tmp_path / "mixed.json", {"norm_act.fwd|1x2x3x3|float32|nchw|relu": good,
                                             "norm_act.bwd|1x2x3x3|float32|nchw|relu,from_x": dict(good, BLOCK_HW=3),
                                             "conv.fwd|1x2x3x3|float32|nchw": good,
                                             "norm_act.bwd|1x2x3x3|float32|nchw": good,
                                             "norm_act.fwd|1x2x3x3|float32|nchw|gelu": good,
-                                            "zcat.fwd|1x2x3x3x2|float32|nchw|relu": zcat})
+                                            "zcat.fwd|1x2x3x3x2|float32|nchw": zcat,
+                                            "zterm.add|1x2x3x3x4x4x2x2x1x1|float32|nchw|relu": zterm})
     monkeypatch.setenv(_configs.ENV, str(path))
-    with pytest.warns(RuntimeWarning, match="5 entries ignored"):
+    with pytest.warns(RuntimeWarning, match="6 entries ignored"):
         assert nat._config(x, False, variant="relu")["BLOCK_HW"] == 4
     heuristic = nat._complete(x, nat._heuristic(x, False))
     assert nat._config(x, False, site="norm_act.bwd", variant="relu,from_x") == heuristic
@@ -379,15 +389,64 @@ def test_an_entry_serves_only_its_variant(tmp_path, monkeypatch):
         nat._config(x, False, site="norm_act.bwd")
 
 
-def test_a_table_of_the_old_format_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("old, unnamed", [(1, "norm_act and zcat entries"), (2, "zcat entries")])
+def test_a_table_of_an_old_format_is_refused(tmp_path, monkeypatch, old, unnamed):
     """Format 1 keys named no variant: its entries, timed for LeakyReLU from y, served every
-    activation. Such a table is refused, with what to do."""
+    activation; format 2 keys named the norm's but not the fused concatenation's activation. Such
+    a table is refused, with what to do."""
     from bicyclegan.kernels import norm_act_triton as nat
     path = _table(tmp_path / "old.json", {"norm_act.bwd|2x3x7x9|float32|nchw": {
         "BLOCK_C": 1, "BLOCK_HW": 4, "split": 1, "num_warps": 1}})
     data = json.loads(path.read_text())
-    path.write_text(json.dumps(dict(data, format=1)))
+    path.write_text(json.dumps(dict(data, format=old)))
     monkeypatch.setenv(_configs.ENV, str(path))
-    with pytest.raises(ValueError, match=r"old.json: format 1, from an older tuner.*re-run python -m "
-                                         r"bicyclegan.kernels.tune"):
+    with pytest.raises(ValueError, match=rf"old.json: format {old}, from an older tuner whose {unnamed} do not "
+                                         r"name the activation.*re-run python -m bicyclegan.kernels.tune"):
         nat._config(torch.randn(2, 3, 7, 9), False, site="norm_act.bwd", variant="leaky_relu,from_y")
+
+
+class _LaunchRecorder:
+    """Stands in for a @triton.jit kernel: records each launch's tile knobs and launches the real one."""
+
+    def __init__(self, kernel):
+        self.kernel, self.knobs = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.knobs.append({k: kwargs[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps")})
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+def test_a_zcat_entry_serves_only_its_activation(tmp_path, monkeypatch):
+    """The fused concatenation's activation is its kernels' ACT constexpr, another binary each: an
+    entry timed with LeakyReLU drives the LeakyReLU launches only (forward and backward, through the
+    op); none and ReLU at the same shape get the heuristic. Results stay the reference's."""
+    from bicyclegan.kernels import z_concat_act, z_concat_act_ref
+    from bicyclegan.kernels import zinject_triton as zt
+    g = torch.Generator().manual_seed(0)
+    x, z = torch.randn(3, 3, 5, 3, generator=g), torch.randn(3, 3, generator=g)
+    tuned = {"BLOCK_P": 4, "BLOCK_C": 2, "num_warps": 1}  # 4 position and 3 channel blocks
+    heuristic = zt._zcat_heuristic(15, 6, False)
+    assert heuristic != tuned
+    shape = "3x3x5x3x3"
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "t.json", {
+        f"zcat.fwd|{shape}|float32|nchw|leaky_relu": tuned, f"zcat.bwd|{shape}|float32|nchw|leaky_relu": tuned})))
+    fwd, bwd = _LaunchRecorder(zt._zcat_fwd_kernel), _LaunchRecorder(zt._zcat_bwd_kernel)
+    monkeypatch.setattr(zt, "_zcat_fwd_kernel", fwd)
+    monkeypatch.setattr(zt, "_zcat_bwd_kernel", bwd)
+    grad = torch.randn(3, 6, 5, 3, generator=g)
+    for act, expected in (("leaky_relu", tuned), ("none", heuristic), ("relu", heuristic)):
+        fwd.knobs.clear()
+        bwd.knobs.clear()
+        xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
+        y = z_concat_act(xs, zs, act, impl="triton")
+        y.backward(grad)
+        assert (fwd.knobs, bwd.knobs) == ([expected], [expected]), act
+        xe, ze = x.clone().requires_grad_(), z.clone().requires_grad_()
+        ye = z_concat_act_ref(xe, ze, act)
+        ye.backward(grad)
+        for got, want in ((y, ye), (xs.grad, xe.grad), (zs.grad, ze.grad)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        _configs.key("zcat.fwd", (3, 3, 5, 3, 3), torch.float32, False)

@@ -9,8 +9,8 @@ sm_<arch> with Triton's compiler and the ptxas shipped in its wheel, instead of 
 
 - tuner: every candidate configuration `python -m bicyclegan.kernels.tune` tries at the reference
   networks' shapes (batch 2 and 16, fp32 and bf16, NCHW and channels_last; the norm in each kernel
-  variant, activation and saved tensor, the networks launch at that shape): every launch a tuning
-  table can select;
+  variant, activation and saved tensor, the networks launch at that shape, the fused concatenation
+  in the activation of its level): every launch a tuning table can select;
 - ops: the public ops over every activation, affine or not, fp32 / bf16 / fp16, both memory
   formats, the single-pass, looped and split norm plans, forward and backward (the norm's also
   with dy a channel slice, read through its own strides);
