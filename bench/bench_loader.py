@@ -37,6 +37,15 @@ from bicyclegan.pipelines.loader import default_workers
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 FILES, BATCH = 64, 8
+# At most this many torch loader workers where /dev/shm cannot hold the default counts' batches
+# (bench/gpu_check.sh sets it; a worker out of room there dies with a bus error).
+SHM_CAP = os.environ.get("BENCH_LOADER_WORKERS")
+
+
+def torch_workers(default):
+    return default if SHM_CAP is None else min(default, int(SHM_CAP))
+
+
 WORKERS = default_workers("torch", "cpu")  # make_loader's own default on the CPU: min(4, cores)
 HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
 
@@ -70,8 +79,8 @@ def jpeg_pairs(tmp_path_factory):
 
 
 def _epoch(root, backend, device):
-    loader = make_loader(root, batch_size=BATCH, load_size=286, crop_size=256, backend=backend,
-                         device=device, num_workers=WORKERS, seed=0)
+    loader = make_loader(root, batch_size=BATCH, load_size=286, crop_size=256, backend=backend, device=device,
+                         num_workers=torch_workers(WORKERS) if backend == "torch" else WORKERS, seed=0)
 
     def epoch():
         n = sum(b["A"].shape[0] for b in loader)
@@ -127,10 +136,14 @@ def _feeds_the_step(benchmark, tmp_path, backend):
         while True:
             yield from loader
     workers = default_workers(backend, DEVICE)
-    stream = endless(None)  # the default (None)
+    if backend == "torch" and SHM_CAP is not None:
+        workers = torch_workers(workers)
+        stream = endless(workers)
+    else:
+        stream = endless(None)  # the default (None)
     rows = [("resident", lambda: step(resident)), ("loader_only", lambda: next(stream))]
     if backend == "torch":
-        two = endless(2)  # the engine's default until the worker count followed the cores
+        two = endless(min(2, workers))  # the engine's default until the worker count followed the cores
         rows.append(("two_workers", lambda: step(next(two))))
     rows.append(("ours", lambda: step(next(stream))))
     # In turn, not interleaved (one iterator per loader: its queue must reach its steady state): each

@@ -10,7 +10,8 @@
 #                                                    graphed training run and its resume (run with
 #                                                    timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
-#                                                    ladder at batch 16 against the CUDA-graph rung
+#                                                    ladder at batch 16 against the CUDA-graph rung,
+#                                                    then the gpu tests that compile with inductor
 #   OUT=... bash bench/gpu_check.sh dali             a later call, once the DALI wheels are on the
 #                                                    machine in pieces (bench/dali_carry.py): joins
 #                                                    and installs them, runs the DALI tests, the DALI
@@ -181,15 +182,23 @@ if [ $MODE = dali ]; then
 elif [ $MODE = compile ]; then
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
     train_step_compile.json bench/bench_train_step.py -k "compile or graph_bf16_triton"
+  # The gpu tests that compile with inductor (tens of seconds each, cold): kept out of the main call,
+  # whose 120 s test step would have to hold them beside every kernel test's compiles.
+  compile_tests=("$PY" -m pytest -m "gpu and inductor" -q -p no:cacheprovider tests)
+  [ $DRY = 1 ] && compile_tests+=(--collect-only)
+  step compile_tests 120 "${compile_tests[@]}"
 else
   # The tests compile a few hundred kernel variants on a fresh machine (~0.4 s of a core each):
   # with pytest-xdist, where it is installed, in 8 processes at once.
   xdist=()
   "$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
+  # (Not those that compile with inductor: the compile call runs them.)
   if [ $DRY = 1 ]; then
-    step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} --collect-only tests
+    step gpu_tests 60 "$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} \
+      --collect-only tests
   else
-    step gpu_tests 120 "$PY" -m pytest -m gpu --maxfail=10 -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests
+    step gpu_tests 120 "$PY" -m pytest -m "gpu and not inductor" --maxfail=10 -q -p no:cacheprovider \
+      ${xdist[@]+"${xdist[@]}"} tests
   fi
   # The trainer's own graphed run, end to end (the tests graph the step alone): the prefetching
   # torch loader feeding the captured step, an epoch boundary (32 steps of batch 16 on the demo
@@ -210,9 +219,34 @@ else
     bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 90 train_step.json bench/bench_train_step.py -k "not compile"
   # the CPU loader, and whether it keeps up with the graphed step at batch 16 (fed vs resident batch);
-  # before the profile, which serves later planning and is the step to lose if the budget runs out
+  # before the profile, which serves later planning and is the step to lose if the budget runs out.
+  # Its JPEGs go to pytest's temporary folder (TMPDIR, else /tmp: ~100 MB), but the torch loader's
+  # workers hand their batches over through /dev/shm (torch's shared memory, shm_open: no other folder
+  # will do), PREFETCH batches each: 25 MiB a batch of 16 at 256 px, 0.8 GiB for the default workers
+  # of a 16-core machine and the bench's 2-worker loader beside them. A container's /dev/shm may be
+  # 64 MiB, or missing, and a worker out of room dies with a bus error: then the bench gets the
+  # workers that fit (BENCH_LOADER_WORKERS; 0: loading in the main process), said in the log.
+  # (The training runs above load the demo preset's 32 px images with 1 worker: a few MB.)
+  read -r fit want < <("$PY" - "${GPU_CHECK_SHM:-}" 2>> "$LOG" <<'EOF' || echo "0 0"
+import shutil, sys
+from bicyclegan.pipelines.cpu_loader import PREFETCH, SHARED_MEMORY
+from bicyclegan.pipelines.loader import default_workers
+per_worker = PREFETCH * 16 * (3 + 3) * 256 * 256 * 4
+try:
+    free = shutil.disk_usage(sys.argv[1] or SHARED_MEMORY).free  # GPU_CHECK_SHM: tests point it elsewhere
+except OSError:  # no such folder: no shared memory for workers at all
+    free = 0
+print(free * 9 // 10 // per_worker, default_workers("torch", "cuda") + 2)
+EOF
+  )
+  if [ "${fit:-0}" -lt "${want:-0}" ]; then
+    # the feeds-the-step bench runs the capped loader and a 2-worker one (at most as many) at once
+    export BENCH_LOADER_WORKERS=$(( fit >= 4 ? fit - 2 : fit / 2 ))
+    echo "gpu_check: /dev/shm has room for the batches of $fit loader workers, not the $want of the loader" \
+      "bench: it runs with BENCH_LOADER_WORKERS=$BENCH_LOADER_WORKERS" | tee -a "$LOG"
+  fi
   BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader 90 loader.json bench/bench_loader.py
-  step profile 45 "$PY" bench/profile_step.py --out "$OUT/profile.json"
+  step profile 60 "$PY" bench/profile_step.py --out "$OUT/profile.json"
 fi
 
 echo "--- last lines of check$SUFFIX.log"

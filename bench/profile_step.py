@@ -1,12 +1,17 @@
 """torch.profiler tables of the training iteration, for planning optimisation without a GPU: the top
-kernels by device time in the eager fp32 step (PyTorch layers; what the reference runs) and in the
-CUDA-graph bf16 step with our Triton kernels (what we run), at the reference defaults, after
-warm-up, over a few steps.
+kernels by device time in the eager fp32 step (PyTorch layers; what the reference runs), in the
+CUDA-graph bf16 step with our Triton kernels (what we run) and in that same step without the graph,
+at the reference defaults, after warm-up, over a few steps. The last is there because a graph replay
+may reach the profiler as one launch (cudaGraphLaunch) whose kernels it does not list (whether it
+does depends on the CUDA and Kineto versions): the eager step launches the same kernels one by one,
+so its table splits the device time between them; only the launch gaps it adds are not the graph's.
 
 Writes one JSON: {"machine", "batch", "steps", "sort_by", "tables": {rung: text},
-"top": {rung: [{"name", "calls", "self_device_us", "self_cpu_us"}, ...]}} (times summed over the
-steps), rewritten after each rung so a later failure keeps the earlier table. With
-BENCH_DRY_RUN=1 (bench/gpu_check.sh --dry-run) it profiles the dry run's small CPU networks.
+"top": {rung: [{"name", "calls", "self_device_us", "self_cpu_us"}, ...]}, "notes": {rung: text}}
+(times summed over the steps), rewritten after each rung so a later failure keeps the earlier
+tables; each table starts with its rung's note. The stand-in rung comes last, the one to lose if
+the step's time runs out. With BENCH_DRY_RUN=1 (bench/gpu_check.sh --dry-run) it profiles the dry
+run's small CPU networks.
 
 Usage: python bench/profile_step.py --out profile.json [--batch 16] [--steps 3] [--rows 30]
 """
@@ -21,7 +26,13 @@ from bench_train_step import build
 from benchutil import DEVICE, sync
 from torch.profiler import ProfilerActivity, profile
 
-RUNGS = ["eager_fp32_torch", "graph_bf16_triton"]
+RUNGS = ["eager_fp32_torch", "graph_bf16_triton", "eager_bf16_triton"]
+NOTES = {
+    "eager_fp32_torch": "the reference's step: PyTorch layers, fp32, no graph",
+    "graph_bf16_triton": "ours: bf16, Triton kernels, CUDA graph (a replay may show as one cudaGraphLaunch "
+                         "without its kernels: see eager_bf16_triton)",
+    "eager_bf16_triton": "ours without the CUDA graph: the graphed step's kernels, launched one by one",
+}
 
 
 def _self_device_us(event):
@@ -58,12 +69,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.batch < 2 or args.batch % 2 or args.steps < 1 or args.rows < 1:
         p.error(f"--batch {args.batch} must be even and >= 2 (bicycle halves it), --steps and --rows >= 1")
-    result = {"machine": benchutil.machine(), "batch": args.batch, "steps": args.steps, "tables": {}, "top": {}}
+    result = {"machine": benchutil.machine(), "batch": args.batch, "steps": args.steps, "tables": {}, "top": {},
+              "notes": {rung: NOTES[rung] for rung in RUNGS}}
     failed = False
     for rung in RUNGS:
         try:
-            result["sort_by"], result["tables"][rung], result["top"][rung] = profile_rung(
-                rung, args.batch, args.steps, args.rows)
+            result["sort_by"], table, result["top"][rung] = profile_rung(rung, args.batch, args.steps, args.rows)
+            result["tables"][rung] = f"({NOTES[rung]})\n{table}"
             print(f"== {rung}, batch {args.batch}, {args.steps} steps\n{result['tables'][rung]}")
         except Exception:
             failed = True
