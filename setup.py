@@ -33,7 +33,7 @@ setup(
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",
-        "pillow>=9.0",
+        "pillow>=10.1",  # ImageFont.load_default(size=): grid titles in proportion over big tiles
         # strict JPEG checks at index time (libjpeg-turbo warnings as errors); ~1 MB wheel
         "simplejpeg>=1.6",
     ],

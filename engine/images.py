@@ -61,13 +61,24 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
 LABEL_FONT = ImageFont.load_default()  # Pillow's own font (10 px): nothing to find on the system
 LABEL_LINE = 12       # px per line of a column's title
 LABEL_GAP = 8         # px a title leaves free at its tile's right: with the pad, 1 em (10 px) between titles
+LABEL_TILE = 256      # tiles wider than this get titles in proportion (20 px over 512 px tiles)
 
 
-def fit_label(name: str, width: int) -> list[str]:
+def label_style(tile_w: int):
+    """(font, line height, gap) for titles over tiles tile_w px wide: 10 px up to LABEL_TILE, larger in
+    proportion beyond, so a 512 px run's grid, shown at half size in the report, keeps 10 px titles
+    (drawn at 10 px they were 5 px there)."""
+    if tile_w <= LABEL_TILE:
+        return LABEL_FONT, LABEL_LINE, LABEL_GAP
+    k = tile_w / LABEL_TILE
+    return ImageFont.load_default(size=round(10 * k)), round(LABEL_LINE * k), round(LABEL_GAP * k)
+
+
+def fit_label(name: str, width: int, font=LABEL_FONT) -> list[str]:
     """A column's title as the lines that fit `width` px: whole when it fits, else one word per line
     ("ground" over "truth" above a 64 px tile), a word still too wide cut with an ellipsis."""
     def fits(text):
-        return LABEL_FONT.getlength(text) <= width
+        return font.getlength(text) <= width
 
     if fits(name):
         return [name]
@@ -77,14 +88,17 @@ def fit_label(name: str, width: int) -> list[str]:
 
 
 def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
-    """Lay columns side by side under their titles; tiny images are enlarged (nearest) to be seen.
-    Each title fits its tile (fit_label), on as many lines as the longest one needs."""
+    """Lay columns side by side under their titles; images under 64 px are enlarged (nearest, a whole
+    factor) to at least 64 px, to be seen and to hold their titles (at 33-47 px, left as they were,
+    "ground truth" and "encoded" were cut to "grou…" and "enco…"). Each title fits its tile
+    (fit_label), on as many lines as the longest one needs, in label_style's size for the tile."""
     imgs = [to_uint8(c) for c in cols]
     n, h, w, _ = imgs[0].shape
-    scale = max(1, 64 // max(h, 1))
+    scale = max(1, -(-64 // max(h, 1)))
     ch, cw = h * scale, w * scale
-    labels = [fit_label(name.replace("random ", ""), cw - LABEL_GAP) for name in names]
-    title_h = LABEL_LINE * max(len(lines) for lines in labels)
+    font, line_h, gap = label_style(cw)
+    labels = [fit_label(name.replace("random ", ""), cw - gap, font) for name in names]
+    title_h = line_h * max(len(lines) for lines in labels)
     W = len(imgs) * (cw + pad) + pad
     H = title_h + n * (ch + pad) + pad
     canvas = Image.new("RGB", (W, H), (255, 255, 255))
@@ -92,7 +106,7 @@ def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
     for j, (col, lines) in enumerate(zip(imgs, labels)):
         x0 = pad + j * (cw + pad)
         for k, line in enumerate(lines):
-            draw.text((x0, k * LABEL_LINE), line, fill=(0, 0, 0), font=LABEL_FONT)
+            draw.text((x0, k * line_h), line, fill=(0, 0, 0), font=font)
         for i in range(n):
             tile = Image.fromarray(col[i])
             if scale > 1:

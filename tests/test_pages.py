@@ -33,7 +33,7 @@ def tile_spans(img) -> tuple[list[tuple[int, int]], int]:
     return list(zip(starts.tolist(), ends.tolist())), top
 
 
-@pytest.mark.parametrize("size", [16, 24, 32, 40, 48, 64, 128, 256])
+@pytest.mark.parametrize("size", [16, 24, 32, 33, 40, 47, 48, 64, 128, 256, 512])
 def test_every_grid_title_fits_its_tile_with_room_before_the_next(size):
     # The demo's 64 px tiles: "ground truth" ended 6 px before "encoded" began, twice the ink gap
     # between its own words (3 px): it read as one phrase; 40 px tiles: "ground t" ran into the next.
@@ -65,15 +65,31 @@ def test_a_title_that_fits_is_drawn_whole_on_one_line():
     assert xs.max() - xs.min() + 1 == pytest.approx(right - left, abs=1) and ys.max() < bottom + 1
 
 
-def test_a_title_too_wide_for_the_demos_tiles_shows_all_of_its_words():
+@pytest.mark.parametrize("size", [32, 33, 40, 47, 63])
+def test_a_title_too_wide_for_small_tiles_shows_all_of_its_words(size):
     # "ground truth" does not fit a 64 px tile with a gutter: both words must still show in full
     # (ink as much as the font draws for each word alone), not one of them hidden under the tiles.
+    # 33-47 px images were drawn at their own size, and "ground" cut to "grou\u2026".
     font = ImageFont.load_default()
-    img = grid_image([tiles(1, 32)] * 3, ["", "ground truth", ""])
+    img = grid_image([tiles(1, size)] * 3, ["", "ground truth", ""])
     _, top = tile_spans(img)
     ink = int((np.asarray(img.convert("L"))[:top] < 160).sum())
     want = sum(int((np.asarray(font.getmask(word)) > 95).sum()) for word in ("ground", "truth"))
     assert ink == pytest.approx(want, rel=0.02)
+
+
+def test_titles_over_tiles_wider_than_256_px_grow_with_them():
+    # A 512 px run's grid is shown at half size in the report: 10 px titles were 5 px there.
+    def ink_box(size):
+        img = grid_image([tiles(1, size)] * 2, ["ground truth", ""])
+        _, top = tile_spans(img)
+        ys, xs = np.nonzero(np.asarray(img.convert("L"))[:top] < 160)
+        return xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+
+    (w256, h256), (w512, h512), (w1024, _) = ink_box(256), ink_box(512), ink_box(1024)
+    assert w256 == pytest.approx(ImageFont.load_default().getlength("ground truth"), abs=2)  # 10 px as before
+    assert w512 / w256 == pytest.approx(2, rel=0.1) and h512 / h256 == pytest.approx(2, rel=0.15)
+    assert w1024 / w256 == pytest.approx(4, rel=0.1)
 
 
 class Head(HTMLParser):
