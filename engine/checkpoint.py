@@ -166,11 +166,12 @@ STARTED_FROM = ("init_from", "fresh_D")
 
 def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
     """Refuse to resume a run whose networks, data preparation or objective differ from the checkpoint's."""
-    now = cfg.to_dict()
+    now, default = cfg.to_dict(), TrainConfig().to_dict()
     diffs = []
     for part, allowed in ((None, RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES),
                           ("model", MODEL_RESUMABLE_CHANGES)):
-        theirs = saved if part is None else saved.get(part, {})
+        # A field the checkpoint's version did not have yet (sync_bn) had its default there.
+        theirs = {**default, **saved} if part is None else {**default[part], **saved.get(part, {})}
         ours = now if part is None else now[part]
         prefix = "" if part is None else f"{part}."
         diffs += [f"{prefix}{k}: checkpoint {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()

@@ -234,6 +234,7 @@ class TrainConfig:
     ema: float = 0.0           # decay of a moving average of G's weights used for samples (e.g. 0.999); 0 = off
     amp: str = "off"           # off | bf16 | fp16
     cuda_graph: bool = False   # capture the whole training step in a CUDA graph (CUDA; amp off or bf16)
+    sync_bn: bool = False      # norm=batch under torchrun: BatchNorm statistics of the global batch, not each rank's
     compile: str = "off"       # torch.compile every network: off | default | max-autotune | aot_eager (debug)
     seed: int = 0  # seeds weights, data order, z draws and the demo data
     device: str = "auto"       # auto | cpu | cuda | cuda:N
@@ -280,6 +281,9 @@ class TrainConfig:
         if self.cuda_graph and self.amp == "fp16":
             raise ConfigError("cuda_graph=True needs amp=bf16 or off: fp16's GradScaler makes host-side "
                               "decisions every step")
+        if self.sync_bn and self.model.norm != "batch":
+            raise ConfigError(f"sync_bn=True synchronises BatchNorm statistics over torchrun's ranks, and "
+                              f"norm={self.model.norm} has none; use norm=batch or leave --sync_bn out")
         if self.niter + self.niter_decay == 0:
             raise ConfigError("niter + niter_decay is 0: the learning-rate schedule has no epoch to train "
                               "(niter epochs at lr, then niter_decay epochs decaying to 0)")

@@ -28,7 +28,7 @@ from torch.func import functional_call
 
 from .config import TrainConfig
 from .losses import gan_loss, kl_loss, l1, mode_seeking
-from .networks import build_discriminator, build_encoder, build_generator
+from .networks import build_discriminator, build_encoder, build_generator, sync_batchnorm
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -70,6 +70,9 @@ class BicycleGAN(nn.Module):
         self.D = build_discriminator(m, m.netD) if training and cfg.lambda_GAN > 0 else None
         own_d2 = training and v == "bicycle" and cfg.lambda_GAN2 > 0 and not m.use_same_D
         self.D2 = build_discriminator(m, m.netD2) if own_d2 else None
+        if training and cfg.sync_bn:
+            for net in self.networks().values():
+                sync_batchnorm(net)
         # The moving average of G's weights (cfg.ema > 0) samples better than G itself; it is a
         # plain attribute, not a submodule, so networks() and state_dict() stay those of the reference.
         self.__dict__["G_ema"] = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg.ema > 0 else None

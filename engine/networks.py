@@ -13,6 +13,7 @@ kernels of bicyclegan.kernels apply:
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -49,6 +50,70 @@ def norm_act(norm: str, channels: int, act: str, impl: str) -> nn.Module:
     if norm == "batch":
         return nn.Sequential(nn.BatchNorm2d(channels), Act(act, inplace=True))
     return Act(act, inplace=False)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) as an autograd op: the gradient of a sum over ranks is the sum of every rank's
+    gradient, so the backward is an all_reduce too (one per forward). No host sync: capturable."""
+
+    @staticmethod
+    def forward(ctx, t):
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are those of the global batch under torch.distributed:
+    each rank's per-channel sum and sum of squares (fp32, also under autocast) are summed over ranks in
+    one all-reduce of 2*C values (and one in the backward). Equal batches on every rank are assumed
+    (drop_last: static shapes). Eval mode, and a single process, are nn.BatchNorm2d's own; the
+    state_dict is nn.BatchNorm2d's, so checkpoints load anywhere. torch's SyncBatchNorm runs on CUDA
+    only; this one also on gloo (CPU), where it is tested."""
+
+    def forward(self, x):
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        n = x.numel() // x.shape[1] * dist.get_world_size()  # values per channel in the global batch
+        acc = torch.promote_types(x.dtype, torch.float32)  # bf16/fp16 inputs: statistics in fp32
+        # Sums of x - running_mean (the same on every rank): less cancellation in sum(x^2) - n*mean^2
+        # once the running mean has settled near the batch means.
+        tracked = self.running_mean is not None
+        shift = self.running_mean.to(acc, copy=True) if tracked else x.new_zeros(x.shape[1], dtype=acc)
+        xs = x.to(acc) - shift[:, None, None]
+        sums = _SumOverRanks.apply(torch.stack([xs.sum((0, 2, 3)), xs.square().sum((0, 2, 3))]))
+        d_mean = sums[0] / n  # the global mean minus the shift
+        var = (sums[1] / n - d_mean.square()).clamp_min(0)  # biased: what normalises
+        y = (xs - d_mean[:, None, None]) * torch.rsqrt(var + self.eps)[:, None, None]
+        if self.affine:
+            y = y * self.weight[:, None, None] + self.bias[:, None, None]
+        if tracked:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                # nn.BatchNorm2d's update (momentum None: the cumulative average), its variance unbiased
+                w = (1.0 / self.num_batches_tracked).to(acc) if self.momentum is None else self.momentum
+                self.running_mean.lerp_((shift + d_mean).to(self.running_mean.dtype), w)
+                self.running_var.lerp_((var * (n / max(n - 1, 1))).to(self.running_var.dtype), w)
+        return y.to(x.dtype)
+
+
+def sync_batchnorm(net: nn.Module) -> nn.Module:
+    """`net` with every nn.BatchNorm2d replaced (in place) by a SyncBatchNorm2d holding its weights."""
+    for name, child in net.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            sync.load_state_dict(child.state_dict(), assign=True)  # its tensors: device and dtype kept
+            setattr(net, name, sync)
+        else:
+            sync_batchnorm(child)
+    return net
 
 
 # ----------------------------------------------------------------------------------------------

@@ -287,6 +287,17 @@ def test_cuda_graphs_refuse_fp16_only():
                                                         "GradScaler makes host-side decisions every step")
 
 
+def test_sync_bn_is_for_batchnorm_only():
+    assert TrainConfig(model=model(norm="batch"), data=DataConfig(load_size=32), sync_bn=True).sync_bn is True
+    assert train().sync_bn is False  # off by default, as the reference (its replicas keep their own statistics)
+    for norm in ("instance", "none"):
+        refused(lambda: TrainConfig(model=model(norm=norm), data=DataConfig(load_size=32), sync_bn=True),
+                f"sync_bn=True synchronises BatchNorm statistics over torchrun's ranks, and norm={norm} has none; "
+                f"use norm=batch or leave --sync_bn out")
+    refused(lambda: TrainConfig(model=model(norm="batch"), data=DataConfig(load_size=32), sync_bn=1),
+            "sync_bn=1 must be true or false")
+
+
 def test_a_run_needs_a_schedule_of_at_least_one_epoch():
     # No epoch in the schedule means a learning rate of 0 from the start, with or without max_steps.
     nothing = ("niter + niter_decay is 0: the learning-rate schedule has no epoch to train (niter epochs at lr, "

@@ -220,3 +220,131 @@ def test_logged_losses_are_means_over_every_rank(tmp_path):
 def test_logged_losses_in_one_process():
     from bicyclegan.engine.trainer import mean_over_ranks
     assert mean_over_ranks({"a": torch.tensor(2.0), "b": torch.tensor(-1.0)}, 4) == {"a": 0.5, "b": -0.25}
+
+
+# -- sync_bn: BatchNorm statistics of the global batch -------------------------------------------------
+def _bn_case(momentum):
+    """A BatchNorm2d of 3 channels in float64 with non-trivial weights and running statistics, a
+    batch of 6 and an upstream gradient for it; the ranks take halves of the batch."""
+    g = torch.Generator().manual_seed(7)
+    bn = torch.nn.BatchNorm2d(3, momentum=momentum).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(3, generator=g, dtype=torch.float64) + 0.5)
+        bn.bias.copy_(torch.randn(3, generator=g, dtype=torch.float64))
+        bn.running_mean.copy_(torch.randn(3, generator=g, dtype=torch.float64))
+        bn.running_var.copy_(torch.rand(3, generator=g, dtype=torch.float64) + 0.5)
+    x = torch.randn(6, 3, 5, 4, generator=g, dtype=torch.float64) * 3 + 2  # mean far from 0: cancellation
+    return bn, x, torch.randn(6, 3, 5, 4, generator=g, dtype=torch.float64)
+
+
+def _bn_worker(rank, world, port, out_dir):
+    from bicyclegan.engine.networks import sync_batchnorm
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    got = {}
+    for momentum in (0.1, None):
+        bn, x, dy = _bn_case(momentum)
+        half = slice(rank * 3, rank * 3 + 3)
+        plain = bn(x[half]).detach()  # each rank's own statistics: what sync_bn=False gives
+        bn = sync_batchnorm(torch.nn.Sequential(_bn_case(momentum)[0]))[0]
+        xr = x[half].clone().requires_grad_()
+        y = bn(xr)
+        y.backward(dy[half])
+        bn.eval()
+        got[momentum] = {"y": y.detach(), "dx": xr.grad, "dw": bn.weight.grad, "db": bn.bias.grad,
+                         "mean": bn.running_mean, "var": bn.running_var, "count": bn.num_batches_tracked,
+                         "plain": plain, "eval": bn(x[half]).detach(), "type": type(bn).__name__}
+    # Under autocast: a bf16 input (a conv's output there), fp32 weights; statistics in fp32
+    bn = sync_batchnorm(torch.nn.Sequential(_bn_case(0.1)[0].float()))[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = bn(_bn_case(0.1)[1][half].bfloat16())
+    got["bf16"] = {"y": y.detach(), "mean": bn.running_mean, "var": bn.running_var}
+    torch.save(got, os.path.join(out_dir, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(tmp_path):
+    """Each of two gloo ranks holds half a batch: output, input gradient, weight and bias gradients
+    (summed over the ranks, as the averaged gradients are then taken) and the running statistics are
+    those of one nn.BatchNorm2d on the whole batch, in training and cumulative (momentum None) mode."""
+    mp.spawn(_bn_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
+    for momentum in (0.1, None):
+        bn, x, dy = _bn_case(momentum)
+        x.requires_grad_()
+        y = bn(x)
+        y.backward(dy)
+        bn.eval()
+        r0, r1 = ranks[0][momentum], ranks[1][momentum]
+        assert r0["type"] == "SyncBatchNorm2d"
+
+        def close(got, want, what):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=f"{what}, momentum {momentum}")
+        close(torch.cat([r0["y"], r1["y"]]), y.detach(), "output")
+        close(torch.cat([r0["dx"], r1["dx"]]), x.grad, "input gradient")
+        close(r0["dw"] + r1["dw"], bn.weight.grad, "weight gradient")
+        close(r0["db"] + r1["db"], bn.bias.grad, "bias gradient")
+        for r in (r0, r1):  # the same global statistics on both ranks
+            close(r["mean"], bn.running_mean, "running_mean")
+            close(r["var"], bn.running_var, "running_var")
+            assert r["count"] == bn.num_batches_tracked == 1
+        # eval mode normalises with the running statistics, no collective
+        close(torch.cat([r0["eval"], r1["eval"]]), bn(x).detach(), "eval output")
+        # without the sync each rank normalises by its own half: not the whole batch's output
+        assert not torch.allclose(torch.cat([r0["plain"], r1["plain"]]), y.detach(), atol=1e-3)
+    bn, x, _ = _bn_case(0.1)
+    y = bn(x.bfloat16().double())  # the whole batch as the ranks had it, in float64
+    r0, r1 = ranks[0]["bf16"], ranks[1]["bf16"]
+    assert r0["y"].dtype == torch.bfloat16
+    torch.testing.assert_close(torch.cat([r0["y"], r1["y"]]).double(), y.detach(), rtol=1e-2, atol=1e-2)
+    for r in (r0, r1):  # bf16 sums would be off by about 1e-3 here
+        torch.testing.assert_close(r["mean"].double(), bn.running_mean, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(r["var"].double(), bn.running_var, rtol=1e-6, atol=1e-6)
+
+
+def test_sync_batchnorm_in_one_process_is_batchnorm():
+    from bicyclegan.engine.networks import SyncBatchNorm2d, sync_batchnorm
+    bn, x, dy = _bn_case(0.1)
+    net = sync_batchnorm(torch.nn.Sequential(_bn_case(0.1)[0]))[0]  # no process group: plain BatchNorm
+    assert isinstance(net, SyncBatchNorm2d) and list(net.state_dict()) == list(bn.state_dict())
+    torch.testing.assert_close(net(x), bn(x), rtol=0, atol=0)
+    torch.testing.assert_close(net.state_dict(), bn.state_dict(), rtol=0, atol=0)
+
+
+def _sync_model_worker(rank, world, port, out_dir, sync_bn, steps=3):
+    """A cAE-GAN with BatchNorm (no random draws, every loss a mean over the batch) trained in float64
+    for a few steps on rank `rank`'s half of each global batch (the whole batch in one process)."""
+    torch.set_num_threads(1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=ModelConfig(**TINY, norm="batch"), variant="cae", batch_size=4 // world, sync_bn=sync_bn)
+    model = BicycleGAN(cfg).double()
+    for step in range(steps):
+        batch = {k: v.double() for k, v in _data(100 + step).items()}  # a global batch of 4
+        model.train_step({k: v[rank * 4 // world:(rank + 1) * 4 // world] for k, v in batch.items()})
+    torch.save({n: net.state_dict() for n, net in model.networks().items()}, os.path.join(out_dir, f"{rank}.pt"))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(tmp_path):
+    """Two ranks at batch 2 with sync_bn end with the weights of one process at batch 4 (both halves);
+    without it, each rank's BatchNorm sees half the batch and the weights go elsewhere."""
+    (tmp_path / "one").mkdir()
+    _sync_model_worker(0, 1, 0, str(tmp_path / "one"), True)
+    one = torch.load(tmp_path / "one" / "0.pt")
+    for sync_bn in (True, False):
+        out = tmp_path / str(sync_bn)
+        out.mkdir()
+        mp.spawn(_sync_model_worker, args=(2, _free_port(), str(out), sync_bn), nprocs=2, join=True)
+        two = torch.load(out / "0.pt")
+        differs = [f"{net}.{k}" for net in one for k in one[net]
+                   if not torch.allclose(two[net][k].double(), one[net][k].double(), rtol=1e-9, atol=1e-11)]
+        if sync_bn:
+            assert not differs, differs
+        else:
+            assert any(k.startswith("G.") for k in differs)

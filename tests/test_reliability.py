@@ -332,9 +332,23 @@ def test_resuming_may_change_run_options_but_not_objective_data_or_networks(tmp_
             "the same training: only backend, channels_last, compile, cuda_graph, dataroot, device, impl, log_every, "
             "max_pixels, max_steps, n_samples, niter, niter_decay, num_workers, out, sample_every, save_epoch_freq, "
             "save_every, skip_bad may change; for others, start a new run from its weights with --init_from)")
-    older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: each of its fields differs
-    with pytest.raises(CheckpointError, match=r"data\.load_size: checkpoint None vs now 32"):
+    older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: read as its defaults (from_dict)
+    with pytest.raises(CheckpointError, match=r"differences: data\.load_size: checkpoint 286 vs now 32; "
+                                              r"data\.preprocess: checkpoint 'resize_and_crop' vs now 'none' \("):
         check_compatible(older, tiny_cfg(tmp_path / "a", tmp_path / "data"), "ck.pt")
+
+
+def test_resuming_keeps_sync_bn_as_the_run_had_it(tmp_path):
+    """sync_bn changes what the networks are normalised with (under torchrun), so a resumed run keeps it,
+    as it keeps amp; a checkpoint from before the option had it off."""
+    saved = tiny_cfg(tmp_path / "a", tmp_path / "data", norm="batch").to_dict()
+    with pytest.raises(CheckpointError, match=r"^checkpoint ck\.pt was written with another config; differences: "
+                                              r"sync_bn: checkpoint False vs now True \(a resumed run"):
+        check_compatible(saved, tiny_cfg(tmp_path / "a", tmp_path / "data", norm="batch", sync_bn=True), "ck.pt")
+    older = {k: v for k, v in saved.items() if k != "sync_bn"}
+    check_compatible(older, tiny_cfg(tmp_path / "a", tmp_path / "data", norm="batch"), "ck.pt")
+    with pytest.raises(CheckpointError, match="sync_bn: checkpoint False vs now True"):
+        check_compatible(older, tiny_cfg(tmp_path / "a", tmp_path / "data", norm="batch", sync_bn=True), "ck.pt")
 
 
 def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
