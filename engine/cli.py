@@ -509,7 +509,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as e:
-        print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        if not getattr(e, "from_rank0", False):  # under torchrun rank 0's refusal is printed by rank 0 alone
+            print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.command != "train":

@@ -21,7 +21,7 @@ from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
-from .errors import ConfigError
+from .errors import USER_ERRORS, ConfigError
 
 
 def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
@@ -76,6 +76,28 @@ class Dist:
         if self.world > 1:
             dist.barrier()
 
+    def main_decides(self, work) -> None:
+        """Run `work` (checks and writes of the run folder) on rank 0 alone, and make its refusal every
+        rank's: one broadcast of its error, or None, which the other ranks wait for (a barrier). They
+        raise the same error marked from_rank0 (the command prints rank 0's alone), where before they
+        went on into their next collective and waited there until torchrun killed them, each with a
+        traceback, and rank 0's one line was lost among them."""
+        error = None
+        if self.main:
+            try:
+                work()
+            except Exception as e:  # re-raised below, once the other ranks are told
+                error = e
+        if self.world > 1 and dist.is_initialized():  # (a Dist made by hand, in tests, has no group)
+            told = [None if error is None else error if isinstance(error, USER_ERRORS) else
+                    RuntimeError(f"rank 0 stopped: {type(error).__name__}: {error}")]  # any error pickles so
+            dist.broadcast_object_list(told, src=0)
+            if not self.main and told[0] is not None:
+                told[0].from_rank0 = True
+                raise told[0]
+        if error is not None:
+            raise error
+
     def close(self) -> None:
         """End the process group if init_distributed started it (a caller's own group is left as it
         is). Every rank calls it once its collectives are done; torch warns at exit about a group left
@@ -124,7 +146,12 @@ def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
             raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
         return root
     root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
-    if dist_info.main and not (root / "test" / "palettes.json").is_file():
+    dist_info.main_decides(lambda: _make_demo_data(root, cfg))  # the other ranks wait for it
+    return root
+
+
+def _make_demo_data(root: Path, cfg: TrainConfig) -> None:
+    if not (root / "test" / "palettes.json").is_file():
         # Written beside it and renamed into place: an interrupted run leaves no part-made folder
         # that a later one would take for the whole (palettes.json of test/ is written last).
         tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
@@ -137,8 +164,6 @@ def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
             except OSError:  # made by another run between the two lines
                 pass
         shutil.rmtree(tmp, ignore_errors=True)
-    dist_info.barrier()
-    return root
 
 
 def run_config(out, options: dict) -> TrainConfig | None:

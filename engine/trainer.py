@@ -52,6 +52,7 @@ from .runtime import (
 
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
 LOCK_FILE = ".lock"  # in the run folder: locked by the training that writes the folder (rank 0)
+_HOLDERS = weakref.WeakValueDictionary()  # lock file -> the Trainer of this process that holds it
 
 
 def _unlock(fd: int) -> None:
@@ -148,6 +149,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
                  epoch: int | None = None, tensorboard: bool = False):
         self._lock = None  # rank 0 holds the run folder until train() ends
+        self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         try:
             self._setup(cfg, resume, progress, epoch, tensorboard)
@@ -172,7 +174,8 @@ class Trainer:
         # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
         # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
         self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
-        self._check_run_folder(self.resume_path is not None)
+        # Rank 0 alone holds the folder and so judges it; every rank stops on its refusal.
+        self.dist.main_decides(lambda: self._check_run_folder(self.resume_path is not None))
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
         cfg.data.dataroot = str(self.data_root.resolve())  # sample/evaluate find the data through it
@@ -220,8 +223,16 @@ class Trainer:
                 f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
                 f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
                 f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
-        # Rank 0 alone draws the grids: the other ranks need not read (and check) the sample files.
-        self.sample_A, self.sample_B, self.sample_z = self._fixed_samples() if self.main else (None,) * 3
+        # Rank 0 alone draws the grids (the other ranks need not read, and check, the sample files) and
+        # writes the TensorBoard log.
+        self.sample_A = self.sample_B = self.sample_z = self.tb = None
+
+        def rank0_outputs():
+            self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
+            if tensorboard:
+                self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
+                                         purge_step=self.step + 1 if self.resume_path is not None else None)
+        self.dist.main_decides(rank0_outputs)
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
@@ -235,15 +246,12 @@ class Trainer:
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
                                  epochs=self.epochs)
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
-        self.tb = (TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
-                                  purge_step=self.step + 1 if self.resume_path is not None else None)
-                   if tensorboard and self.main else None)
 
     def _check_run_folder(self, resume: bool) -> None:
-        if self.main:  # locked first, so that what is checked below is no other training's to change
-            self._made_folder = None if self.run_dir.exists() else self.run_dir
-            check_writable(self.run_dir, "the run folder")
-            self._lock_run_folder()
+        # Locked first, so that what is checked below is no other training's to change.
+        self._made_folder = None if self.run_dir.exists() else self.run_dir
+        check_writable(self.run_dir, "the run folder")
+        self._lock_run_folder()
         started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
         how = continue_option(self.ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
         if started and not resume:
@@ -267,6 +275,12 @@ class Trainer:
         needs a descriptor open for writing, which a folder's never is (the folder's own lock failed
         there, so trainings on a shared disk, where two jobs collide, went unguarded)."""
         path = self.run_dir / LOCK_FILE
+        idle = _HOLDERS.get(str(path.resolve()))
+        if idle is not None and not idle._training:
+            # A Trainer of this process made for the folder and never trained (a notebook cell run again,
+            # the old one still held by its variable): this one takes its place; it no longer trains.
+            idle._release()
+            idle._superseded = True
         self._made_lock_file = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -282,6 +296,7 @@ class Trainer:
         # Closed by _release, or when the trainer is dropped untrained (a start refused after this point
         # by the caller, an interrupt before train()).
         self._lock = weakref.finalize(self, _unlock, fd)
+        _HOLDERS[str(path.resolve())] = self
 
     def _release(self, failed: bool = False) -> None:
         """Let go of the run folder; after a failed start, remove the lock file and the folder again
@@ -351,7 +366,7 @@ class Trainer:
         if interval:  # absent from checkpoints written before it was kept: the first line is shorter
             self.log_sums = {k: v.to(self.device) for k, v in interval["sums"].items()}
             self.log_count = interval["count"]
-        self._truncate_log()
+        self.dist.main_decides(self._truncate_log)
 
     def _start_from(self, state: dict, path: Path) -> None:
         """A new run from the weights of the checkpoint at `path`, under this run's own options, from step
@@ -381,14 +396,14 @@ class Trainer:
 
     def _truncate_log(self):
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
-        will be written again (a grid of the discarded steps would show in the report as the latest)."""
-        if self.main:
-            from .report import grid_step, run_grids
-            for grid in run_grids(self.run_dir):
-                if grid_step(grid) > self.step:
-                    grid.unlink()
+        will be written again (a grid of the discarded steps would show in the report as the latest).
+        Rank 0's (main_decides)."""
+        from .report import grid_step, run_grids
+        for grid in run_grids(self.run_dir):
+            if grid_step(grid) > self.step:
+                grid.unlink()
         path = self.run_dir / "log.jsonl"
-        if self.main and path.exists():
+        if path.exists():
             keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
             write_text(path, "".join(ln + "\n" for ln in keep), what="training log")
 
@@ -502,15 +517,19 @@ class Trainer:
             raise self._diverged(self.model.describe_nonfinite(nets))
 
     def train(self) -> Path:
+        if self._superseded:
+            raise CheckpointError(f"this Trainer gave {self.run_dir} to a later Trainer made for the same folder "
+                                  f"before it trained: train that one")
+        self._training = True
         try:
             return self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
+            self._training = False
             self._release()
 
     def _train(self) -> Path:
         cfg = self.cfg
-        if self.main:
-            write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config")
+        self.dist.main_decides(lambda: write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config"))
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
                            + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}"

@@ -350,3 +350,71 @@ def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(tmp_path):
             assert not differs, differs
         else:
             assert any(k.startswith("G.") for k in differs)
+
+
+# -- refusals reach every rank ---------------------------------------------------------------------
+def _cli_rank(rank, world, port, out_dir, args):
+    """One rank of `bicyclegan train` as torchrun starts it: its exit code and what it printed."""
+    import contextlib
+    import io
+
+    from bicyclegan.engine.cli import main
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(args)
+    json.dump({"rc": rc, "stderr": err.getvalue()}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+@pytest.mark.slow
+def test_a_run_folder_in_use_refuses_every_rank_with_one_line(tmp_path):
+    """Rank 0 alone holds the run folder: its refusal reached no other rank, which waited in the next
+    collective until torchrun killed it (a traceback each, or a timeout on NCCL). Every rank now
+    exits 2 at once, and rank 0 alone prints the line."""
+    import fcntl
+    import time
+
+    from bicyclegan.engine import runtime
+    out = tmp_path / "r"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)  # another training's, running
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    args = ["train", "--out", str(out), "--device", "cpu", "--no-progress", "--crop_size", "32", "--ngf", "4",
+            "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]
+    try:
+        start = time.monotonic()
+        mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+        took = time.monotonic() - start
+    finally:
+        os.close(fd)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0 == {"rc": 2, "stderr": f"bicyclegan train: CheckpointError: {out} is in use by another training, "
+                                     f"still running: wait for it to end (then continue the run with --resume), "
+                                     f"or choose another --out\n"}
+    assert r1 == {"rc": 2, "stderr": ""}
+    assert took < 60  # the start-up of two processes; the collectives' timeout is 30 minutes
+    assert not runtime.demo_data_root(out, (32, 32), 0).exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
+    import fcntl
+    out = tmp_path / "runs" / "r"
+    out.mkdir(parents=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r", "--no-eval", "--device",
+           "cpu", "--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4"]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1",
+                                                                             "TMPDIR": str(tmp_path)}
+    try:
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(fd)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert said.count("is in use by another training, still running") == 1, said
+    assert "[rank1]" not in said and "Connection closed by peer" not in said, said  # rank 1 exits 2, in silence

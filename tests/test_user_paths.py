@@ -555,11 +555,18 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_sta
     # the same run is refused as well.
     out = tmp_path / "r"
     first = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
-    for resume in (False, True):
-        with pytest.raises(CheckpointError, match=f"^{re.escape(str(out))} is in use by another training, still "
-                                                  "running: wait for it to end"):
-            Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=resume, progress=False)
+    refused = []
+
+    def save_and_start_another(*a, **kw):  # while the first trains
+        for resume in (False, True):
+            with pytest.raises(CheckpointError, match=f"^{re.escape(str(out))} is in use by another training, still "
+                                                      "running: wait for it to end"):
+                Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=resume, progress=False)
+            refused.append(resume)
+        return Trainer.save(first, *a, **kw)
+    first.save = save_and_start_another
     first.train()  # the lock ends with the training: the run continues as usual
+    assert refused[:2] == [False, True]
     Trainer(tiny_cfg(out, data, max_steps=4, sample_every=100), resume=True, progress=False).train()
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     # A start refused makes no folder (each refusal used to leave an empty --out behind); one that was there stays.
@@ -570,6 +577,19 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_sta
     with pytest.raises(DatasetError, match="does not exist"):
         Trainer(tiny_cfg(tmp_path / "mine", tmp_path / "missing"), progress=False)
     assert (tmp_path / "mine").is_dir()
+
+
+def test_a_trainer_made_again_for_a_folder_takes_over_from_one_that_never_trained(tmp_path, data):
+    # A notebook cell `t = Trainer(cfg)` run twice: the first Trainer, still held by t, kept the folder,
+    # and the second was refused as "in use by another training, still running".
+    out = tmp_path / "r"
+    first = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+    second = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+    with pytest.raises(CheckpointError, match=f"^this Trainer gave {re.escape(str(out))} to a later Trainer made "
+                                              "for the same folder before it trained: train that one$"):
+        first.train()
+    second.train()
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_the_lock_is_a_file_in_the_run_folder_and_a_refused_start_removes_it_again(tmp_path, data):

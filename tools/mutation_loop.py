@@ -87,7 +87,7 @@ MUTANTS = [
      'interval = (state.get("log_interval") if self.rank != 0 else', TRD),
     ('T26', T, '            self.log_count = interval["count"]\n',
      '            self.log_count = len(interval["sums"])\n', TR),
-    ('T27', T, '        self._truncate_log()\n',
+    ('T27', T, '        self.dist.main_decides(self._truncate_log)\n',
      '', TR),
     ('T28', T, 'if grid_step(grid) > self.step:',
      'if grid_step(grid) >= self.step:', TR),
