@@ -72,10 +72,6 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
     def main_decides(self, work) -> None:
         """Run `work` (checks and writes of the run folder) on rank 0 alone, and make its refusal every
         rank's: one broadcast of its error, or None, which the other ranks wait for (a barrier). They
