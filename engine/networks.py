@@ -71,23 +71,26 @@ class _SumOverRanks(torch.autograd.Function):
 
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training-mode statistics are those of the global batch under torch.distributed:
-    each rank's per-channel sum and sum of squares (fp32, also under autocast) are summed over ranks in
-    one all-reduce of 2*C values (and one in the backward). Equal batches on every rank are assumed
-    (drop_last: static shapes). Eval mode, and a single process, are nn.BatchNorm2d's own; the
-    state_dict is nn.BatchNorm2d's, so checkpoints load anywhere. torch's SyncBatchNorm runs on CUDA
-    only; this one also on gloo (CPU), where it is tested."""
+    each rank's per-channel sum, sum of squares and count (fp32, also under autocast) are summed over
+    ranks in one all-reduce of 3*C values (and one in the backward), so ranks' batches may differ.
+    Eval mode, and a single process, are nn.BatchNorm2d's own; the state_dict is nn.BatchNorm2d's, so
+    checkpoints load anywhere. torch's SyncBatchNorm runs on CUDA only; this one also on gloo (CPU),
+    where it is tested."""
 
     def forward(self, x):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        n = x.numel() // x.shape[1] * dist.get_world_size()  # values per channel in the global batch
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16/fp16 inputs: statistics in fp32
         # Sums of x - running_mean (the same on every rank): less cancellation in sum(x^2) - n*mean^2
         # once the running mean has settled near the batch means.
         tracked = self.running_mean is not None
         shift = self.running_mean.to(acc, copy=True) if tracked else x.new_zeros(x.shape[1], dtype=acc)
         xs = x.to(acc) - shift[:, None, None]
-        sums = _SumOverRanks.apply(torch.stack([xs.sum((0, 2, 3)), xs.square().sum((0, 2, 3))]))
+        # Each rank's count goes with its sums: a rank's batch may differ (a loader keeping its last
+        # batch), and world_size * this rank's count would then be the wrong n on every rank.
+        count = xs.new_full((x.shape[1],), x.numel() // x.shape[1])
+        sums = _SumOverRanks.apply(torch.stack([xs.sum((0, 2, 3)), xs.square().sum((0, 2, 3)), count]))
+        n = sums[2]  # values per channel in the global batch
         d_mean = sums[0] / n  # the global mean minus the shift
         var = (sums[1] / n - d_mean.square()).clamp_min(0)  # biased: what normalises
         y = (xs - d_mean[:, None, None]) * torch.rsqrt(var + self.eps)[:, None, None]
@@ -99,7 +102,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
                 # nn.BatchNorm2d's update (momentum None: the cumulative average), its variance unbiased
                 w = (1.0 / self.num_batches_tracked).to(acc) if self.momentum is None else self.momentum
                 self.running_mean.lerp_((shift + d_mean).to(self.running_mean.dtype), w)
-                self.running_var.lerp_((var * (n / max(n - 1, 1))).to(self.running_var.dtype), w)
+                self.running_var.lerp_((var * (n / (n - 1).clamp_min(1))).to(self.running_var.dtype), w)
         return y.to(x.dtype)
 
 

@@ -259,6 +259,14 @@ def _bn_worker(rank, world, port, out_dir):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = bn(_bn_case(0.1)[1][half].bfloat16())
     got["bf16"] = {"y": y.detach(), "mean": bn.running_mean, "var": bn.running_var}
+    # Batches of 2 and 4 (a caller's own loader need not drop the last batch): still the whole batch's
+    bn, x, dy = _bn_case(0.1)
+    part = slice(0, 2) if rank == 0 else slice(2, 6)
+    bn = sync_batchnorm(torch.nn.Sequential(bn))[0]
+    xr = x[part].clone().requires_grad_()
+    y = bn(xr)
+    y.backward(dy[part])
+    got["uneven"] = {"y": y.detach(), "dx": xr.grad, "mean": bn.running_mean, "var": bn.running_var}
     torch.save(got, os.path.join(out_dir, f"{rank}.pt"))
     dist.destroy_process_group()
 
@@ -301,6 +309,17 @@ def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(tmp_path)
     for r in (r0, r1):  # bf16 sums would be off by about 1e-3 here
         torch.testing.assert_close(r["mean"].double(), bn.running_mean, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(r["var"].double(), bn.running_var, rtol=1e-6, atol=1e-6)
+    bn, x, dy = _bn_case(0.1)
+    x.requires_grad_()
+    y = bn(x)
+    y.backward(dy)
+    r0, r1 = ranks[0]["uneven"], ranks[1]["uneven"]
+    assert (len(r0["y"]), len(r1["y"])) == (2, 4)
+    torch.testing.assert_close(torch.cat([r0["y"], r1["y"]]), y.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.cat([r0["dx"], r1["dx"]]), x.grad, rtol=1e-12, atol=1e-12)
+    for r in (r0, r1):
+        torch.testing.assert_close(r["mean"], bn.running_mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(r["var"], bn.running_var, rtol=1e-12, atol=1e-12)
 
 
 def test_sync_batchnorm_in_one_process_is_batchnorm():
