@@ -512,6 +512,10 @@ def main(argv=None) -> int:
         if not getattr(e, "from_rank0", False):  # under torchrun rank 0's refusal is printed by rank 0 alone
             print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
+            return 1
+        raise
     except KeyboardInterrupt:
         if args.command != "train":
             print("interrupted", file=sys.stderr)

@@ -417,6 +417,29 @@ def test_a_run_folder_in_use_refuses_every_rank_with_one_line(tmp_path):
     assert not runtime.demo_data_root(out, (32, 32), 0).exists()  # refused before any work
 
 
+def _bug_rank(rank, world, port, out_dir, args):
+    """_cli_rank with a bug (not a user error) in rank 0's check of the run folder."""
+    from bicyclegan.engine.trainer import Trainer
+
+    def broken(self, resume):
+        raise ZeroDivisionError("a bug")
+    Trainer._check_run_folder = broken
+    try:
+        _cli_rank(rank, world, port, out_dir, args)
+    except ZeroDivisionError:  # rank 0: the traceback Python prints for a bug, once
+        json.dump({"raised": True}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+@pytest.mark.slow
+def test_a_bug_on_rank_0_is_its_traceback_alone(tmp_path):
+    """Rank 0's bug reaches the other ranks as 'rank 0 stopped: ...', which they raised on: a second
+    traceback of the same error from every other rank. They exit 1 in silence now."""
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--crop_size", "32"]
+    mp.spawn(_bug_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    assert json.loads((tmp_path / "0.json").read_text()) == {"raised": True}
+    assert json.loads((tmp_path / "1.json").read_text()) == {"rc": 1, "stderr": ""}
+
+
 @pytest.mark.slow
 def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
     import fcntl
