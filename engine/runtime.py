@@ -285,18 +285,20 @@ def load_hw(data: DataConfig, model: ModelConfig):
 
 def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, device, batch_size: int,
                  seed: int = 0, rank: int = 0, world: int = 1, shuffle: bool | None = None,
-                 augment: bool | None = None, layout: str | None = None):
+                 augment: bool | None = None, layout: str | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
     """The loader of `root/phase` prepared as `data` says, at `model`'s input size and channels.
 
     shuffle/augment default to phase == "train": inference gets every file once, in name order,
-    centre-cropped and unflipped. layout: as make_loader's (None: detected)."""
+    centre-cropped and unflipped. layout: as make_loader's (None: detected); memory_format: as make_loader's."""
     kw = {} if shuffle is None else {"shuffle": shuffle, "drop_last": shuffle}
     return make_loader(
         root, batch_size=batch_size, load_size=load_hw(data, model), crop_size=model.size, phase=phase,
         direction=data.direction, flip=not data.no_flip, backend=data.backend, rank=rank,
         world_size=world, seed=seed, num_workers=data.num_workers, preprocess=data.preprocess,
         input_nc=model.input_nc, output_nc=model.output_nc, device=device, skip_bad=data.skip_bad,
-        max_dataset_size=data.max_dataset_size, max_pixels=data.max_pixels, augment=augment, layout=layout, **kw)
+        max_dataset_size=data.max_dataset_size, max_pixels=data.max_pixels, augment=augment, layout=layout,
+        memory_format=memory_format, **kw)
 
 
 def open_model(model, device="auto"):

@@ -184,8 +184,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = BicycleGAN(cfg, device=self.device)
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
+        # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
         self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
-                                   batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world)
+                                   batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world,
+                                   memory_format=torch.channels_last if cfg.model.channels_last
+                                   else torch.contiguous_format)
         self.steps_per_epoch = len(self.loader)
         if cfg.cuda_graph and len(self.loader.output_sizes) > 1:
             raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "

@@ -32,7 +32,7 @@ class PairedLoader:
     backend = None
 
     def __init__(self, index, spec, *, batch_size, rank, world_size, seed, shuffle, drop_last,
-                 device, skip_bad):
+                 device, skip_bad, memory_format):
         self.layout = index.layout
         self.samples = index.samples
         self.spec = spec
@@ -40,6 +40,7 @@ class PairedLoader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle, self.drop_last, self.skip_bad = shuffle, drop_last, skip_bad
         self.device = torch.device(device)
+        self.memory_format = memory_format  # of the batches' A and B
         self.skipped = list(index.skipped)  # [(path, reason)], the checks' and the loaders'
         self.output_sizes = index.output_sizes  # (H, W) of the batches -> a file giving it
         self.shard = sharding.Shard(len(self.samples), batch_size, rank, world_size, seed, shuffle,

@@ -1,8 +1,11 @@
 """The CPU loader: a torch DataLoader over PIL/numpy transforms, with the reference's semantics.
 
 Random crop offsets and flips come from a generator seeded by (seed, epoch, sample index), so a
-batch does not depend on the number of workers or on which worker made it. On a CUDA device the
-batches are pinned by the DataLoader and copied ahead of use on a side stream.
+batch does not depend on the number of workers or on which worker made it. The workers hand over
+uint8 batches, a quarter of float32's bytes through shared memory, pinned memory and the copy to the
+device: every step before the scaling to [-1, 1] works on 8-bit images, so scaling last, where the
+batch is used (to_unit_float), changes no value. On a CUDA device the batches are pinned by the
+DataLoader, copied ahead of use on a side stream and scaled there.
 """
 import gc
 import logging
@@ -54,7 +57,7 @@ def draw_params(spec, size, rng):
 
 
 def transform(img, spec, params, nc):
-    """PIL image -> float tensor C x H x W in [-1, 1]: grayscale, resize, crop, flip, scale."""
+    """PIL image -> uint8 tensor C x H x W: grayscale, resize, crop, flip (to_unit_float scales it)."""
     if nc == 1:
         img = img.convert("L")
     rh, rw = spec.resized_size(img.height, img.width)
@@ -67,7 +70,21 @@ def transform(img, spec, params, nc):
     if flip:
         arr = arr[:, ::-1]
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).sub_(127.5).div_(127.5)
+    return torch.from_numpy(np.require(arr, requirements="CW"))  # PIL's pixels are read-only
+
+
+def to_unit_float(pixels, memory_format=torch.contiguous_format):
+    """uint8 pixels -> float32 in [-1, 1] on their device, in `memory_format`: (p - 127.5) / 127.5 in
+    float32, the loader's values since it scaled in the workers. The divisor is a tensor on the
+    device, not a Python number: CUDA divides by a scalar as a multiplication by its reciprocal, which
+    is one ulp off for 126 of the 256 values."""
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device, memory_format=memory_format)
+    out.copy_(pixels).sub_(127.5)
+    return out.div_(torch.full((), 127.5, device=pixels.device))
+
+
+def _unit_float_batch(batch, memory_format):
+    return {k: to_unit_float(v, memory_format) if k in ("A", "B") else v for k, v in batch.items()}
 
 
 class PairedImageDataset(Dataset):
@@ -150,13 +167,15 @@ class _EpochSampler(Sampler):
         return self.shard.num_samples - self.start
 
 
-def prefetch_to(batches, device):
-    """Copy each batch to the CUDA device on a side stream while the previous one is in use."""
+def prefetch_to(batches, device, memory_format):
+    """Copy each batch to the CUDA device and scale it to floats on a side stream while the previous
+    one is in use."""
     stream = torch.cuda.Stream(device)
 
     def start(batch):
         with torch.cuda.stream(stream):
             out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            out = _unit_float_batch(out, memory_format)
             done = torch.cuda.Event()
             done.record(stream)
         return out, done
@@ -207,8 +226,8 @@ class TorchLoader(PairedLoader):
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
-        if num_workers and spec.crops:  # fixed-size batches: float32 A and B
-            batch_bytes = self.batch_size * (spec.input_nc + spec.output_nc) * spec.crop[0] * spec.crop[1] * 4
+        if num_workers and spec.crops:  # fixed-size batches: uint8 A and B
+            batch_bytes = self.batch_size * (spec.input_nc + spec.output_nc) * spec.crop[0] * spec.crop[1]
             if why := shared_memory_shortfall(num_workers, batch_bytes):
                 log.warning(why)
 
@@ -246,5 +265,5 @@ class TorchLoader(PairedLoader):
         epoch, start = self._begin_epoch()
         self._sampler.epoch, self._sampler.start = epoch, start * self.batch_size
         if self.device.type == "cuda":
-            return prefetch_to(self._batches(), self.device)
-        return self._batches()
+            return prefetch_to(self._batches(), self.device, self.memory_format)
+        return (_unit_float_batch(batch, self.memory_format) for batch in self._batches())

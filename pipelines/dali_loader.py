@@ -114,12 +114,12 @@ class DaliLoader(PairedLoader):
     def _tensor(self, tensor_list):
         t = tensor_list.as_tensor()
         if not self._gpu:
-            return torch.from_numpy(np.array(t))
+            return torch.from_numpy(np.array(t)).contiguous(memory_format=self.memory_format)
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
-        out = torch.empty(t.shape(), dtype=torch.float32, device=self.device)
+        out = torch.empty(t.shape(), dtype=torch.float32, device=self.device)  # feed_ndarray fills it densely
         feed_ndarray(t, out, cuda_stream=torch.cuda.current_stream(self.device))
-        return out
+        return out.contiguous(memory_format=self.memory_format)
 
     def _pairs(self, indices):
         return [(self.samples[i].path, self.samples[i].b_path) for i in indices]

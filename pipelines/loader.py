@@ -20,11 +20,12 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
                 flip=True, backend="auto", rank=0, world_size=1, seed=0,
                 preprocess="resize_and_crop", input_nc=3, output_nc=3, layout=None, augment=None,
                 shuffle=None, drop_last=None, num_workers=None, device=None, skip_bad=False,
-                max_dataset_size=None, max_pixels=MAX_PIXELS):
+                max_dataset_size=None, max_pixels=MAX_PIXELS, memory_format=torch.contiguous_format):
     """A loader of batches {"A": N x input_nc x H x W, "B": N x output_nc x H x W, "paths": [str]}.
 
-    Tensors are float32 in [-1, 1]; "A" is always the network input (direction BtoA swaps the
-    halves or folders here, not in the model); the single layout gives no "B". See README, "Data".
+    Tensors are float32 in [-1, 1] on `device`, laid out in `memory_format` (torch.contiguous_format
+    or torch.channels_last); "A" is always the network input (direction BtoA swaps the halves or
+    folders here, not in the model); the single layout gives no "B". See README, "Data".
 
     root, phase: the dataset folder and its split (layouts in files.py); layout None detects it.
     load_size, crop_size: int or (H, W). preprocess: as the reference's --preprocess.
@@ -46,7 +47,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     _check_arguments(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                      num_workers=num_workers, max_pixels=max_pixels, max_dataset_size=max_dataset_size,
                      backend=backend, layout=layout, phase=phase, flip=flip, augment=augment, shuffle=shuffle,
-                     drop_last=drop_last, device=device)
+                     drop_last=drop_last, device=device, memory_format=memory_format)
     train = phase == "train"
     spec = LoaderSpec(
         load=as_hw(load_size, "load_size"), crop=as_hw(crop_size, "crop_size"), preprocess=preprocess,
@@ -66,7 +67,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     common = dict(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                   shuffle=train if shuffle is None else shuffle,
                   drop_last=train if drop_last is None else drop_last, device=device,
-                  skip_bad=skip_bad)
+                  skip_bad=skip_bad, memory_format=memory_format)
     if backend == "dali":
         from .dali_loader import DaliLoader
 
@@ -96,7 +97,7 @@ def _is_int(value):
 
 
 def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,
-                     backend, layout, phase, flip, augment, shuffle, drop_last, device):
+                     backend, layout, phase, flip, augment, shuffle, drop_last, device, memory_format):
     """One-line ValueErrors for arguments that cannot work, before any file is read."""
     minimum = {"batch_size": 1, "world_size": 1, "seed": 0, "max_pixels": 1}
     given = {"batch_size": batch_size, "world_size": world_size, "seed": seed, "max_pixels": max_pixels}
@@ -122,6 +123,8 @@ def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pix
             raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r}, but torch sees no CUDA device here (use 'cpu')")
+    if memory_format not in (torch.contiguous_format, torch.channels_last):
+        raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format!r}")
     if not _is_int(rank) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:

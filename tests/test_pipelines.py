@@ -335,3 +335,47 @@ def test_gpu_batches_land_on_the_device(smooth_set, backend):
     for r, g in zip(cpu, batches(smooth_set, backend, **kw)):
         assert g["A"].is_cuda and r["paths"] == g["paths"]
         torch.testing.assert_close(g["A"].cpu(), r["A"], rtol=0, atol=1e-6)
+
+
+# -- uint8 from the workers, floats where the batch is used -----------------------------------------
+def scaled_in_the_worker(arr):
+    """The loader's values before its workers shipped uint8: the HxW(xC) uint8 array made float32 in
+    numpy, then (x - 127.5) / 127.5 by torch on the CPU, channels first."""
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).sub_(127.5).div_(127.5)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_to_unit_float_is_the_old_arithmetic_bit_for_bit(device):
+    """Every byte value, both layouts; on CUDA too, where dividing by a Python number multiplies by
+    its reciprocal instead (one ulp off for 126 of the 256 values)."""
+    from bicyclegan.pipelines.cpu_loader import to_unit_float
+    values = torch.arange(256, dtype=torch.uint8).reshape(4, 1, 8, 8).expand(4, 3, 8, 8).contiguous()
+    want = torch.stack([scaled_in_the_worker(v.numpy().transpose(1, 2, 0)) for v in values])
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        got = to_unit_float(values.to(device), fmt)
+        assert got.dtype == torch.float32 and got.is_contiguous(memory_format=fmt)
+        assert torch.equal(got.cpu(), want)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_batches_equal_floats_scaled_in_the_worker(tmp_path, num_workers):
+    """Random RGB pairs holding every byte value, through the loader with its uint8 hand-over: A and B
+    as the old formula makes them from the files' pixels, bit for bit; A also through the grayscale
+    path (input_nc=1: PIL's luma), B with 1 channel; laid out channels_last when asked."""
+    rng = np.random.default_rng(11)
+    halves = [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(4)]
+    halves[0][0][:] = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)  # every value, in A and in luma
+    aligned(tmp_path / "test", halves)
+    kw = {"phase": "test", "preprocess": "none", "batch_size": 2, "num_workers": num_workers}
+    want_rgb = [torch.stack([scaled_in_the_worker(h[i]) for h in halves]) for i in (0, 1)]
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        got = batches(tmp_path, "torch", memory_format=fmt, **kw)
+        assert all(b[k].is_contiguous(memory_format=fmt) for b in got for k in "AB")
+        assert torch.equal(torch.cat([b["A"] for b in got]), want_rgb[0])
+        assert torch.equal(torch.cat([b["B"] for b in got]), want_rgb[1])
+    got = batches(tmp_path, "torch", input_nc=1, output_nc=1, **kw)
+    for k, i in (("A", 0), ("B", 1)):
+        want = torch.stack([scaled_in_the_worker(np.asarray(Image.fromarray(h[i]).convert("L"))) for h in halves])
+        got_k = torch.cat([b[k] for b in got])
+        assert got_k.dtype == torch.float32 and torch.equal(got_k, want)

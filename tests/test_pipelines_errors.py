@@ -264,10 +264,10 @@ def test_a_stuck_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
 def test_too_little_shared_memory_for_the_workers_is_said_up_front(tmp_path, monkeypatch, caplog):
     """Workers hand their batches over through /dev/shm; where it cannot hold what they make ahead
     (Docker's default is 64 MiB), a worker would die of a bus error mid-epoch: warn when the loader
-    is made, with the numbers. Here 2 workers x 2 batches x (2 x 3 x 32 x 32 floats x 2) = 192 KiB."""
+    is made, with the numbers. Here 2 workers x 2 batches x (2 x 3 x 32 x 32 bytes x 2) = 48 KiB."""
     good_set(tmp_path, n=4)
     usage = collections.namedtuple("usage", "total used free")
-    for free, warned in ((192 * 1024 - 1, True), (192 * 1024, False)):
+    for free, warned in ((48 * 1024 - 1, True), (48 * 1024, False)):
         monkeypatch.setattr(cpu_loader.shutil, "disk_usage", lambda path, free=free: usage(free, 0, free))
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
@@ -277,7 +277,7 @@ def test_too_little_shared_memory_for_the_workers_is_said_up_front(tmp_path, mon
         assert len(got) == int(warned), (free, got)
     monkeypatch.setattr(cpu_loader.shutil, "disk_usage", lambda path: usage(2**26, 0, 2**20))
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        load(tmp_path, num_workers=2, batch_size=4, load_size=64, crop_size=64)
+        load(tmp_path, num_workers=2, batch_size=4, load_size=128, crop_size=128)
     assert ("the loader's 2 worker(s) may hold up to 2 MiB of batches in /dev/shm (2 each, 0.4 MiB a batch), "
             "which has 1 MiB free") in caplog.text and "--shm-size" in caplog.text
 
