@@ -222,21 +222,21 @@ else
   # before the profile, which serves later planning and is the step to lose if the budget runs out.
   # Its JPEGs go to pytest's temporary folder (TMPDIR, else /tmp: ~100 MB), but the torch loader's
   # workers hand their batches over through /dev/shm (torch's shared memory, shm_open: no other folder
-  # will do), PREFETCH batches each: 25 MiB a batch of 16 at 256 px, 0.8 GiB for the default workers
-  # of a 16-core machine and the bench's 2-worker loader beside them. A container's /dev/shm may be
-  # 64 MiB, or missing, and a worker out of room dies with a bus error: then the bench gets the
-  # workers that fit (BENCH_LOADER_WORKERS; 0: loading in the main process), said in the log.
+  # will do), PREFETCH batches each: 6 MiB a uint8 batch of 16 at 256 px, 0.2 GiB for the default
+  # workers of a 16-core machine and the bench's 2-worker loader beside them. A container's /dev/shm
+  # may be 64 MiB, or missing, and a worker out of room dies with a bus error: then the bench gets the
+  # workers that fit by the loader's own rule (cpu_loader.workers_that_fit; BENCH_LOADER_WORKERS, 0:
+  # loading in the main process), said in the log. The loader lowers its default count so by itself,
+  # but the bench runs two loaders at once, and gives counts of its own.
   # (The training runs above load the demo preset's 32 px images with 1 worker: a few MB.)
   read -r fit want < <("$PY" - "${GPU_CHECK_SHM:-}" 2>> "$LOG" <<'EOF' || echo "0 0"
-import shutil, sys
-from bicyclegan.pipelines.cpu_loader import PREFETCH, SHARED_MEMORY
+import sys
+from bicyclegan.pipelines.cpu_loader import batch_bytes, shared_memory_free, workers_that_fit
 from bicyclegan.pipelines.loader import default_workers
-per_worker = PREFETCH * 16 * (3 + 3) * 256 * 256 * 4
-try:
-    free = shutil.disk_usage(sys.argv[1] or SHARED_MEMORY).free  # GPU_CHECK_SHM: tests point it elsewhere
-except OSError:  # no such folder: no shared memory for workers at all
-    free = 0
-print(free * 9 // 10 // per_worker, default_workers("torch", "cuda") + 2)
+free = shared_memory_free(sys.argv[1] or None)  # GPU_CHECK_SHM: tests point it elsewhere
+# None: no such folder, so no shared memory for workers at all (this script runs on Linux)
+print(0 if free is None else workers_that_fit(batch_bytes(16, 3 + 3, (256, 256)), free),
+      default_workers("torch", "cuda") + 2)
 EOF
   )
   if [ "${fit:-0}" -lt "${want:-0}" ]; then

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError
-from .files import load_rgb
+from .files import load_rgb, local_ranks
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
@@ -30,20 +30,28 @@ PREFETCH = 2  # batches each worker makes ahead: the DataLoader's prefetch_facto
 log = logging.getLogger("bicyclegan.pipelines")
 
 
-def shared_memory_shortfall(num_workers, batch_bytes):
-    """Why the workers' batches in flight may not fit in SHARED_MEMORY, or None. A worker that runs
-    out there dies with a bus error mid-epoch; containers often give 64 MiB (Docker's default)."""
+def shared_memory_free(folder=None):
+    """Free bytes in `folder` (default SHARED_MEMORY), or None where there is no such folder (not
+    Linux: the platform's own means, not checked here)."""
     try:
-        free = shutil.disk_usage(SHARED_MEMORY).free
-    except OSError:  # no such folder (not Linux): the platform's own means, not checked here
+        return shutil.disk_usage(folder or SHARED_MEMORY).free
+    except OSError:
         return None
-    need = num_workers * PREFETCH * batch_bytes
-    if need <= free:
-        return None
-    return (f"the loader's {num_workers} worker(s) may hold up to {need / 2**20:.0f} MiB of batches in "
-            f"{SHARED_MEMORY} ({PREFETCH} each, {batch_bytes / 2**20:.1f} MiB a batch), which has "
-            f"{free / 2**20:.0f} MiB free: a worker that runs out dies with a bus error. Give it more "
-            "(e.g. docker run --shm-size=2g), or lower num_workers or the batch size")
+
+
+def batch_bytes(batch_size, channels, size):
+    """Bytes of a batch as the workers hand it over: uint8, `channels` of A and B together, size (H, W)."""
+    return batch_size * channels * size[0] * size[1]
+
+
+def workers_that_fit(nbytes, free):
+    """The most workers whose batches in flight (PREFETCH each, `nbytes` apiece) fit in `free` bytes
+    of shared memory, a tenth of it left to whatever else uses it (another loader, NCCL's buffers)."""
+    return free * 9 // 10 // (PREFETCH * nbytes)
+
+
+def _mib(n):
+    return f"{n / 2**20:.1f} MiB"
 
 
 def draw_params(spec, size, rng):
@@ -211,8 +219,10 @@ def _worker_init(_):
 class TorchLoader(PairedLoader):
     backend = "torch"
 
-    def __init__(self, index, spec, *, num_workers, **kwargs):
+    def __init__(self, index, spec, *, num_workers, workers_given=True, **kwargs):
         super().__init__(index, spec, **kwargs)
+        if num_workers and spec.crops:  # fixed-size batches
+            num_workers = self._fit_shared_memory(num_workers, workers_given)
         self.num_workers = num_workers
         self._sampler = _EpochSampler(self.shard)
         dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad)
@@ -226,10 +236,35 @@ class TorchLoader(PairedLoader):
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
-        if num_workers and spec.crops:  # fixed-size batches: uint8 A and B
-            batch_bytes = self.batch_size * (spec.input_nc + spec.output_nc) * spec.crop[0] * spec.crop[1]
-            if why := shared_memory_shortfall(num_workers, batch_bytes):
-                log.warning(why)
+
+    def _fit_shared_memory(self, num_workers, given):
+        """The workers to start: a worker whose batch finds no room in SHARED_MEMORY dies with a bus
+        error mid-epoch (containers often get 64 MiB, Docker's default). The default count is lowered
+        to the workers that fit; a count the caller gave is kept with a warning, unless not even one
+        batch fits, where every worker would die at its first batch."""
+        free = shared_memory_free()
+        if free is None:
+            return num_workers
+        channels = self.spec.input_nc + (self.spec.output_nc if self.layout != "single" else 0)
+        nbytes = batch_bytes(self.batch_size, channels, self.spec.crop)
+        ranks = local_ranks()  # each checks before any has started its workers: a share each
+        fit = workers_that_fit(nbytes, free // ranks)
+        if fit >= num_workers:
+            return num_workers
+        room = (f"{SHARED_MEMORY} has {_mib(free)} free{f' for {ranks} ranks' if ranks > 1 else ''}, room for the "
+                f"batches of {fit} loader worker(s) ({PREFETCH} each of {_mib(nbytes)}, a tenth of it left free)")
+        fix = "docker run --shm-size=2g gives a container more"
+        if not given:
+            log.warning(f"{room}: {'loading in this process' if fit == 0 else f'using {fit}'}, not the default "
+                        f"{num_workers} worker(s); --num_workers N sets the count, {fix}")
+            return fit
+        if free // ranks < nbytes:
+            raise DatasetError(f"num_workers={num_workers}: {SHARED_MEMORY} has {_mib(free)} free, less than one "
+                               f"batch ({_mib(nbytes)}): every worker would die with a bus error at its first "
+                               f"batch; use --num_workers 0 (loading in this process), or {fix}")
+        log.warning(f"num_workers={num_workers}: {room}: a worker that runs out dies with a bus error "
+                    f"mid-epoch; lower --num_workers or the batch size, or {fix}")
+        return num_workers
 
     def _batches(self):
         # The first pass forks the workers (then kept). What this process holds must never be collected

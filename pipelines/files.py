@@ -450,6 +450,12 @@ def usable_cores():
         return os.cpu_count() or 1
 
 
+def local_ranks():
+    """Training processes on this machine that share its cores and /dev/shm (torchrun's LOCAL_WORLD_SIZE)."""
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    return max(1, int(ranks)) if ranks.isdigit() else 1
+
+
 def _check_share(paths, cache, max_pixels):
     """The verdicts on `paths`, in order ((W, H) or a reason), and the cacheable ones among them,
     {position: [size, ino, ctime_ns, W, H]}: cached verdicts where the files are unchanged,

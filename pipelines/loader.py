@@ -1,11 +1,10 @@
 """make_loader: the one entry point that checks a dataset and returns the loader of a backend."""
 import importlib.util
-import os
 
 import torch
 from PIL import Image
 
-from .files import MAX_PIXELS, find_samples, usable_cores
+from .files import MAX_PIXELS, find_samples, local_ranks, usable_cores
 from .spec import BACKENDS, LAYOUTS, LoaderSpec, as_hw
 
 
@@ -35,7 +34,8 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     collective call (every rank of the group makes it): the ranks split the file checks.
     backend: "dali" (GPU decode, or CPU operators without a GPU), "torch" (DataLoader + PIL), or
     "auto": DALI when it is installed and the device is a GPU, else torch.
-    num_workers: DataLoader workers / DALI threads (default: default_workers).
+    num_workers: DataLoader workers / DALI threads (default: default_workers, for the torch loader at
+    most as many as /dev/shm holds the batches of: cpu_loader.workers_that_fit).
     device: where batches land (default the current CUDA device if any, else the CPU).
     skip_bad: leave out (with a logged warning, listed in loader.skipped) files that fail the
     checks or fail to decode, instead of raising DatasetError; a file that fails at decode time is
@@ -74,7 +74,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
         return DaliLoader(index, spec, num_threads=max(1, workers), **common)
     from .cpu_loader import TorchLoader
 
-    return TorchLoader(index, spec, num_workers=workers, **common)
+    return TorchLoader(index, spec, num_workers=workers, workers_given=num_workers is not None, **common)
 
 
 def default_workers(backend, device):
@@ -86,9 +86,7 @@ def default_workers(backend, device):
     needs the cores for itself."""
     cores = usable_cores()
     if backend == "torch" and torch.device(device).type == "cuda":
-        ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
-        ranks = max(1, int(ranks)) if ranks.isdigit() else 1
-        return max(1, min(16, cores // ranks - 1))
+        return max(1, min(16, cores // local_ranks() - 1))
     return min(4, cores)
 
 

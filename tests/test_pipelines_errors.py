@@ -261,25 +261,99 @@ def test_a_stuck_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
     assert time.perf_counter() - t0 < 2.5  # the timeout, not the worker, ended the wait
 
 
-def test_too_little_shared_memory_for_the_workers_is_said_up_front(tmp_path, monkeypatch, caplog):
-    """Workers hand their batches over through /dev/shm; where it cannot hold what they make ahead
-    (Docker's default is 64 MiB), a worker would die of a bus error mid-epoch: warn when the loader
-    is made, with the numbers. Here 2 workers x 2 batches x (2 x 3 x 32 x 32 bytes x 2) = 48 KiB."""
-    good_set(tmp_path, n=4)
+def shared_memory(monkeypatch, free):
     usage = collections.namedtuple("usage", "total used free")
-    for free, warned in ((48 * 1024 - 1, True), (48 * 1024, False)):
-        monkeypatch.setattr(cpu_loader.shutil, "disk_usage", lambda path, free=free: usage(free, 0, free))
+    monkeypatch.setattr(cpu_loader.shutil, "disk_usage", lambda path: usage(free, 0, free))
+
+
+# A batch of 2 pairs of 3 x 32 x 32 uint8 halves: 12 KiB; a worker holds 2 (24 KiB), in 0.9 of the free
+# space: N workers fit from N x 24 KiB / 0.9 bytes free on.
+BATCH = 2 * (3 + 3) * 32 * 32
+
+
+def fit_from(workers, batch=BATCH):
+    return -(-workers * 2 * batch * 10 // 9)  # the least free bytes that hold them
+
+
+def shm_lines(caplog):
+    return [r.getMessage() for r in caplog.records if "/dev/shm" in r.getMessage()]
+
+
+def test_given_workers_that_shared_memory_cannot_hold_are_warned_of(tmp_path, monkeypatch, caplog):
+    """Workers hand their batches over through /dev/shm; where it cannot hold what they make ahead
+    (Docker's default is 64 MiB), a worker would die of a bus error mid-epoch: a count the caller gave
+    is kept, with a warning with the numbers when the loader is made."""
+    good_set(tmp_path, n=4)
+    assert fit_from(2) == 54614
+    for free, warned in ((fit_from(2) - 1, True), (fit_from(2), False)):
+        shared_memory(monkeypatch, free)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-            load(tmp_path, num_workers=2)
+            assert load(tmp_path, num_workers=2).num_workers == 2
             load(tmp_path, num_workers=0)  # no workers, nothing in shared memory
-        got = [r.getMessage() for r in caplog.records if "/dev/shm" in r.getMessage()]
-        assert len(got) == int(warned), (free, got)
-    monkeypatch.setattr(cpu_loader.shutil, "disk_usage", lambda path: usage(2**26, 0, 2**20))
+        assert len(shm_lines(caplog)) == int(warned), (free, shm_lines(caplog))
+    shared_memory(monkeypatch, 2**20)
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        load(tmp_path, num_workers=2, batch_size=4, load_size=128, crop_size=128)
-    assert ("the loader's 2 worker(s) may hold up to 2 MiB of batches in /dev/shm (2 each, 0.4 MiB a batch), "
-            "which has 1 MiB free") in caplog.text and "--shm-size" in caplog.text
+        load(tmp_path, num_workers=2, batch_size=4, load_size=128, crop_size=128)  # 0.4 MiB a batch
+    assert shm_lines(caplog) == [
+        "num_workers=2: /dev/shm has 1.0 MiB free, room for the batches of 1 loader worker(s) (2 each of 0.4 MiB, "
+        "a tenth of it left free): a worker that runs out dies with a bus error mid-epoch; lower --num_workers or "
+        "the batch size, or docker run --shm-size=2g gives a container more"]
+    # the single layout hands over A alone: half the bytes, so twice the workers fit
+    shared_memory(monkeypatch, fit_from(2, BATCH // 2))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        load(tmp_path, num_workers=2, layout="single", load_size=(32, 64), crop_size=32)
+    assert shm_lines(caplog) == []
+
+
+def test_given_workers_without_room_for_one_batch_are_refused(tmp_path, monkeypatch):
+    """Not even one batch fits: every worker would die at its first batch, so the loader is not made."""
+    good_set(tmp_path, n=4)
+    shared_memory(monkeypatch, BATCH - 1)
+    with pytest.raises(DatasetError, match=r"^num_workers=1: /dev/shm has 0.0 MiB free, less than one batch "
+                                           r"\(0.0 MiB\): .* use --num_workers 0 .* --shm-size"):
+        load(tmp_path, num_workers=1)
+    shared_memory(monkeypatch, BATCH)  # one batch fits: a worker may keep up (warned, not refused)
+    assert load(tmp_path, num_workers=1).num_workers == 1
+    assert load(tmp_path, num_workers=0).num_workers == 0
+
+
+def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, caplog):
+    """num_workers not given: at most the workers whose batches fit, said in one line naming the two
+    ways to change it; the loader works with them."""
+    from bicyclegan.pipelines import loader as loader_module
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
+    good_set(tmp_path, n=4)
+    for free, workers in ((fit_from(2), 2), (fit_from(2) - 1, 1), (fit_from(1), 1), (fit_from(1) - 1, 0)):
+        shared_memory(monkeypatch, free)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            made = load(tmp_path, num_workers=None)
+        assert made.num_workers == workers, free
+        lines = shm_lines(caplog)
+        if free == fit_from(2):
+            assert lines == []
+            continue
+        assert len(lines) == 1 and "\n" not in lines[0]
+        assert lines[0].startswith(f"/dev/shm has {free / 2**20:.1f} MiB free, room for the batches of {workers} "
+                                   "loader worker(s) (2 each of 0.0 MiB, a tenth of it left free): ")
+        how = "loading in this process" if workers == 0 else f"using {workers}"
+        assert lines[0].endswith(f"{how}, not the default 2 worker(s); --num_workers N sets the count, "
+                                 "docker run --shm-size=2g gives a container more")
+    shared_memory(monkeypatch, fit_from(1))
+    made = load(tmp_path, num_workers=None)
+    assert made.num_workers == 1 and sum(b["A"].shape[0] for b in made) == 4  # the chosen worker loads
+    # torchrun's ranks on one machine check before any starts its workers: each gets its share
+    shared_memory(monkeypatch, 2 * fit_from(2))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert load(tmp_path, num_workers=None).num_workers == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        assert load(tmp_path, num_workers=None).num_workers == 1
+    assert f"{2 * fit_from(2) / 2**20:.1f} MiB free for 3 ranks, room for the batches of 1 " in caplog.text
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -427,7 +427,7 @@ def test_option_lists_are_exported_and_used(tmp_path):
     ("dali", "cpu", 2, None, 2),
 ])
 def test_default_worker_count(monkeypatch, backend, device, cores, local_ranks, expected):
-    monkeypatch.setattr(pipelines.loader.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(pipelines.files.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     if local_ranks is None:
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     else:
