@@ -18,11 +18,14 @@ import track  # noqa: E402
 HAS_TUNER = importlib.util.find_spec("bicyclegan.kernels.tune") is not None
 MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "train_graph", "train_graph_resume", "kernels",
               "ladder", "loader", "profile"]
+# Settings of the calling session the call must not see: the benchmarks' and the project's, and
+# pytest-xdist's (`make test`), under which the call's own pytest-benchmark would time nothing.
+OWN_ENV = ("BENCH_", "BICYCLEGAN_", "PYTEST_XDIST_")
 LADDER = ["eager_fp32_torch", "eager_bf16_torch", "eager_bf16_triton", "eager_bf16_triton_cl", "graph_bf16_triton"]
 
 
 def dry_run(out, *args, **env_extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
     env.update(OUT=str(out), PY=sys.executable, **env_extra)
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=6 * 470)
@@ -165,7 +168,7 @@ def test_the_dali_call_stops_when_pieces_are_missing(tmp_path):
     for f in (pieces / "2").iterdir():
         f.unlink()
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
     env.update(OUT=str(out), PY=sys.executable, DALI_CARRY_DIR=str(pieces))
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "dali"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -197,7 +200,7 @@ def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through
                       f'exec {sys.executable} -S "$@"\n')
     python.chmod(0o755)
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "BICYCLEGAN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
     env.pop("PYTHONPATH", None)
     # A budget that the first steps use up: the later ones are cut short or skipped, as designed.
     env.update(OUT=str(out), PY=str(python), GPU_CHECK_BUDGET="4")  # x6 in a dry run: 24 s
