@@ -35,9 +35,12 @@ demo: $(STAMP)
 	@echo "make demo: $(if $(GPU),GPU found by nvidia-smi: the CUDA build of torch,no GPU found by nvidia-smi: the CPU build of torch)"
 	$(BIN)/bicyclegan train --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-# The test suite (CPU; Triton kernels run in the interpreter). CI runs exactly this.
+# The test suite (CPU; Triton kernels run in the interpreter). CI runs exactly this: in
+# TEST_WORKERS processes (pytest-xdist; 0: in this one), each file's tests in one of them
+# (--dist loadfile), so that a module's shared set-up (a training run, an export) is made once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
 # and loader, each against its baselines in the same process; ~20 s of CPU time), saved by

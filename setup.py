@@ -54,9 +54,10 @@ setup(
         "bench": BENCH,
         "video": VIDEO,
         # httpx2 drives the API tests (Starlette's TestClient); selenium the browser test, with the
-        # system's chromium and chromium-driver (.ci/run installs them).
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD, *SERVE, *BENCH,
-                *VIDEO, "httpx2", "selenium>=4.10"],
+        # system's chromium and chromium-driver (.ci/run installs them); pytest-xdist runs `make test`
+        # in two processes.
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "pytest-xdist>=3", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD,
+                *SERVE, *BENCH, *VIDEO, "httpx2", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )
