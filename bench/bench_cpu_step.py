@@ -107,7 +107,7 @@ def test_cpu_step(benchmark):
     ms = race(benchmark, rows, rounds=ROUNDS)
     benchmark.extra_info.update(
         # tolerance: over 5 runs on the shared 2-core machine the gated ratio moved by up to 10% between
-        # consecutive runs (README, "Performance")
+        # consecutive runs (docs/performance.md, "Noise")
         figure=f"cpu_step_{SIZE}px_b{BATCH}", gate="reference_order", headline=True, tolerance=0.15,
         what=f"training iteration, {SIZE} px, batch {BATCH}, width {WIDTH}, {NET_G}/{NET_E}/{NET_D} x2, eager fp32, "
              f"CPU, {THREADS} thread(s)",

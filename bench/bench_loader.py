@@ -104,7 +104,7 @@ def test_loader_cpu(benchmark, jpeg_pairs):
     if HAS_DALI:
         rows["dali_cpu"] = _epoch(jpeg_pairs, "dali", "cpu")
     # tolerance: over 5 runs on the shared 2-core machine the ratio fell by up to 22% between
-    # consecutive runs (README, "Performance"): two loaders' worker processes among everyone else's
+    # consecutive runs (docs/performance.md, "Noise"): two loaders' worker processes among everyone else's
     _record(benchmark, rows, "cpu_loader_256px", "dali_cpu",
             f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {WORKERS} workers: torch/PIL vs DALI CPU",
             tolerance=0.3)

@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 PRESETS: dict[str, dict[str, dict]] = {
     "demo": {
-        # Chosen by the search in the README ("The demo and what it shows"): small networks, bilinear
+        # Chosen by the search in docs/demo.md ("How the demo's settings were chosen"): small networks, bilinear
         # upsampling (no checkerboards at 32 px), batch 112 (the reference's KL is a sum over the
         # batch: a larger batch balances the palettes drawn by random z), lr 3e-4 (at 2e-4 the codes
         # of two palettes merged on one seed), 280 + 280 epochs of 4 iterations, EMA of G.

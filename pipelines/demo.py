@@ -24,8 +24,8 @@ layouts with background enclosed by shapes are redrawn).
 Why A's insides are grey: from a bare outline (shade=255), whether a pixel is inside a shape is a
 global question (is it enclosed?), which a small U-Net learns slowly; on the demo's CPU budget it
 spent most of its training there, and its outputs were blurred, mixed fills. The shade answers it
-locally, so training goes to what the demo is about, the palette chosen by z. (In the README's
-search a light grey of 232 helped a little, 192 much more.)
+locally, so training goes to what the demo is about, the palette chosen by z. (In the search of
+docs/demo.md a light grey of 232 helped a little, 192 much more.)
 """
 from __future__ import annotations
 
