@@ -221,7 +221,7 @@ class TorchLoader(PairedLoader):
 
     def __init__(self, index, spec, *, num_workers, workers_given=True, **kwargs):
         super().__init__(index, spec, **kwargs)
-        if num_workers and spec.crops:  # fixed-size batches
+        if num_workers:
             num_workers = self._fit_shared_memory(num_workers, workers_given)
         self.num_workers = num_workers
         self._sampler = _EpochSampler(self.shard)
@@ -246,7 +246,8 @@ class TorchLoader(PairedLoader):
         if free is None:
             return num_workers
         channels = self.spec.input_nc + (self.spec.output_nc if self.layout != "single" else 0)
-        nbytes = batch_bytes(self.batch_size, channels, self.spec.crop)
+        # The largest batch: without a crop they keep the files' sizes (batch_size 1 where those differ)
+        nbytes = batch_bytes(self.batch_size, channels, max(self.output_sizes, key=lambda hw: hw[0] * hw[1]))
         ranks = local_ranks()  # each checks before any has started its workers: a share each
         fit = workers_that_fit(nbytes, free // ranks)
         if fit >= num_workers:

@@ -356,6 +356,26 @@ def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, ca
     assert f"{2 * fit_from(2) / 2**20:.1f} MiB free for 3 ranks, room for the batches of 1 " in caplog.text
 
 
+def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
+    """Without a crop (preprocess none, scale_width) the batches have the files' sizes, and a worker
+    whose batch finds no room hangs (torch logs 'No space left on device', the batch never comes):
+    the largest size counts. 32 x 32 halves under none: as BATCH; a 64 x 64 file at batch 1 counts
+    1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's."""
+    from bicyclegan.pipelines import loader as loader_module
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
+    good_set(tmp_path, n=4, h=32, w=64)
+    shared_memory(monkeypatch, fit_from(1))
+    assert load(tmp_path, preprocess="none", num_workers=None).num_workers == 1
+    shared_memory(monkeypatch, BATCH - 1)
+    with pytest.raises(DatasetError, match=r"^num_workers=1: /dev/shm has .* less than one batch"):
+        load(tmp_path, preprocess="scale_width", num_workers=1)
+    write(tmp_path / "train/big.png", noise(np.random.default_rng(2), 64, 128))
+    shared_memory(monkeypatch, fit_from(1, 6 * 64 * 64))
+    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1
+    shared_memory(monkeypatch, fit_from(1, 6 * 64 * 64) - 1)
+    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
