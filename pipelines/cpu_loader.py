@@ -10,6 +10,7 @@ DataLoader, copied ahead of use on a side stream and scaled there.
 import gc
 import logging
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -31,8 +32,7 @@ log = logging.getLogger("bicyclegan.pipelines")
 
 
 def shared_memory_free(folder=None):
-    """Free bytes in `folder` (default SHARED_MEMORY), or None where there is no such folder (not
-    Linux: the platform's own means, not checked here)."""
+    """Free bytes in `folder` (default SHARED_MEMORY), or None where there is no such folder."""
     try:
         return shutil.disk_usage(folder or SHARED_MEMORY).free
     except OSError:
@@ -244,7 +244,15 @@ class TorchLoader(PairedLoader):
         batch fits, where every worker would die at its first batch."""
         free = shared_memory_free()
         if free is None:
-            return num_workers
+            if not sys.platform.startswith("linux"):
+                return num_workers  # the platform's own means, not checked here
+            # multiprocessing's locks live there too: a worker cannot even start (a bare FileNotFoundError)
+            why = f"there is no {SHARED_MEMORY}, through which loader workers hand over their batches"
+            if given:
+                raise DatasetError(f"num_workers={num_workers}: {why}; use --num_workers 0 (loading in this "
+                                   "process), or mount a tmpfs there")
+            log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s)")
+            return 0
         channels = self.spec.input_nc + (self.spec.output_nc if self.layout != "single" else 0)
         # The largest batch: without a crop they keep the files' sizes (batch_size 1 where those differ)
         nbytes = batch_bytes(self.batch_size, channels, max(self.output_sizes, key=lambda hw: hw[0] * hw[1]))

@@ -4,6 +4,7 @@ import gc
 import io
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -318,6 +319,30 @@ def test_given_workers_without_room_for_one_batch_are_refused(tmp_path, monkeypa
     shared_memory(monkeypatch, BATCH)  # one batch fits: a worker may keep up (warned, not refused)
     assert load(tmp_path, num_workers=1).num_workers == 1
     assert load(tmp_path, num_workers=0).num_workers == 0
+
+
+def test_no_shared_memory_folder_on_linux_means_no_workers(tmp_path, monkeypatch, caplog):
+    """Linux without /dev/shm (a container run with --ipc=none): multiprocessing cannot make the
+    DataLoader's locks there, and iterating failed with a bare '[Errno 2] No such file or directory'
+    after the model was built. The default count is 0, said in one line; a count given is refused.
+    Elsewhere (no /dev/shm on macOS or Windows) the platform's own means serve: not checked."""
+    from bicyclegan.pipelines import loader as loader_module
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)
+    good_set(tmp_path, n=4)
+
+    def missing(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    monkeypatch.setattr(cpu_loader.shutil, "disk_usage", missing)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        made = load(tmp_path, num_workers=None)
+    assert made.num_workers == 0 and sum(b["A"].shape[0] for b in made) == 4
+    assert shm_lines(caplog) == ["there is no /dev/shm, through which loader workers hand over their batches: "
+                                 "loading in this process, not the default 2 worker(s)"]
+    with pytest.raises(DatasetError, match=r"^num_workers=2: there is no /dev/shm, .*; use --num_workers 0 "):
+        load(tmp_path, num_workers=2)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert load(tmp_path, num_workers=None).num_workers == 2
 
 
 def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, caplog):
