@@ -38,7 +38,7 @@ from bicyclegan.pipelines.loader import default_workers
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 FILES, BATCH = 64, 8
 # At most this many torch loader workers where /dev/shm cannot hold the default counts' batches
-# (bench/gpu_check.sh sets it; a worker out of room there dies with a bus error).
+# (bench/gpu_check.sh sets it; a batch without room there is lost, and the loader waits 10 minutes for it).
 SHM_CAP = os.environ.get("BENCH_LOADER_WORKERS")
 
 

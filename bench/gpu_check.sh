@@ -224,9 +224,9 @@ else
   # workers hand their batches over through /dev/shm (torch's shared memory, shm_open: no other folder
   # will do), PREFETCH batches each: 6 MiB a uint8 batch of 16 at 256 px, 0.2 GiB for the default
   # workers of a 16-core machine and the bench's 2-worker loader beside them. A container's /dev/shm
-  # may be 64 MiB, or missing, and a worker out of room dies with a bus error: then the bench gets the
-  # workers that fit by the loader's own rule (cpu_loader.workers_that_fit; BENCH_LOADER_WORKERS, 0:
-  # loading in the main process), said in the log. The loader lowers its default count so by itself,
+  # may be 64 MiB, or missing, and a batch out of room is lost (the loader waits 10 minutes for it):
+  # then the bench gets the workers that fit by the loader's own rule (cpu_loader.workers_that_fit;
+  # BENCH_LOADER_WORKERS, 0: loading in the main process), said in the log. The loader lowers its default count so by itself,
   # but the bench runs two loaders at once, and gives counts of its own.
   # (The training runs above load the demo preset's 32 px images with 1 worker: a few MB.)
   read -r fit want < <("$PY" - "${GPU_CHECK_SHM:-}" 2>> "$LOG" <<'EOF' || echo "0 0"

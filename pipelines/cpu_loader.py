@@ -238,10 +238,11 @@ class TorchLoader(PairedLoader):
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
 
     def _fit_shared_memory(self, num_workers, given):
-        """The workers to start: a worker whose batch finds no room in SHARED_MEMORY dies with a bus
-        error mid-epoch (containers often get 64 MiB, Docker's default). The default count is lowered
-        to the workers that fit; a count the caller gave is kept with a warning, unless not even one
-        batch fits, where every worker would die at its first batch."""
+        """The workers to start: a batch that finds no room in SHARED_MEMORY is lost (torch logs 'No
+        space left on device' and the loader waits WORKER_TIMEOUT_S for it; containers often get 64
+        MiB, Docker's default). The default count is lowered to the workers that fit; a count the
+        caller gave is kept with a warning, unless not even one batch fits, where every worker's
+        first batch would be lost."""
         free = shared_memory_free()
         if free is None:
             if not sys.platform.startswith("linux"):
@@ -269,10 +270,11 @@ class TorchLoader(PairedLoader):
             return fit
         if free // ranks < nbytes:
             raise DatasetError(f"num_workers={num_workers}: {SHARED_MEMORY} has {_mib(free)} free, less than one "
-                               f"batch ({_mib(nbytes)}): every worker would die with a bus error at its first "
-                               f"batch; use --num_workers 0 (loading in this process), or {fix}")
-        log.warning(f"num_workers={num_workers}: {room}: a worker that runs out dies with a bus error "
-                    f"mid-epoch; lower --num_workers or the batch size, or {fix}")
+                               f"batch ({_mib(nbytes)}): every worker's first batch would be lost (the loader "
+                               f"waiting {WORKER_TIMEOUT_S // 60} minutes for it); use --num_workers 0 (loading in "
+                               f"this process), or {fix}")
+        log.warning(f"num_workers={num_workers}: {room}: a batch that finds no room is lost, and the loader waits "
+                    f"{WORKER_TIMEOUT_S // 60} minutes for it; lower --num_workers or the batch size, or {fix}")
         return num_workers
 
     def _batches(self):
@@ -303,7 +305,8 @@ class TorchLoader(PairedLoader):
                 raise
             raise DatasetError(
                 f"no batch from the {self.num_workers} loader worker process(es) in {WORKER_TIMEOUT_S} s: "
-                "one is stuck (reading a file from a file system that stopped answering?)") from None
+                "one is stuck (reading a file from a file system that stopped answering?), or a batch found no "
+                f"room in {SHARED_MEMORY} (torch's 'No space left on device' above)") from None
 
     def __iter__(self):
         epoch, start = self._begin_epoch()
