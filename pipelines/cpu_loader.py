@@ -261,16 +261,17 @@ class TorchLoader(PairedLoader):
         fit = workers_that_fit(nbytes, free // ranks)
         if fit >= num_workers:
             return num_workers
-        room = (f"{SHARED_MEMORY} has {_mib(free)} free{f' for {ranks} ranks' if ranks > 1 else ''}, room for the "
-                f"batches of {fit} loader worker(s) ({PREFETCH} each of {_mib(nbytes)}, a tenth of it left free)")
+        has = f"{SHARED_MEMORY} has {_mib(free)} free{f' for {ranks} ranks' if ranks > 1 else ''}"
+        room = (f"{has}, room for the batches of {fit} loader worker(s) ({PREFETCH} each of {_mib(nbytes)}, "
+                "a tenth of it left free)")
         fix = "docker run --shm-size=2g gives a container more"
         if not given:
             log.warning(f"{room}: {'loading in this process' if fit == 0 else f'using {fit}'}, not the default "
                         f"{num_workers} worker(s); --num_workers N sets the count, {fix}")
             return fit
         if free // ranks < nbytes:
-            raise DatasetError(f"num_workers={num_workers}: {SHARED_MEMORY} has {_mib(free)} free, less than one "
-                               f"batch ({_mib(nbytes)}): every worker's first batch would be lost (the loader "
+            raise DatasetError(f"num_workers={num_workers}: {has}, less than one batch{' each' if ranks > 1 else ''} "
+                               f"({_mib(nbytes)}): every worker's first batch would be lost (the loader "
                                f"waiting {WORKER_TIMEOUT_S // 60} minutes for it); use --num_workers 0 (loading in "
                                f"this process), or {fix}")
         log.warning(f"num_workers={num_workers}: {room}: a batch that finds no room is lost, and the loader waits "

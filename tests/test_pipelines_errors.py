@@ -321,6 +321,14 @@ def test_given_workers_without_room_for_one_batch_are_refused(tmp_path, monkeypa
     shared_memory(monkeypatch, BATCH)  # one batch fits: a worker may keep up (warned, not refused)
     assert load(tmp_path, num_workers=1).num_workers == 1
     assert load(tmp_path, num_workers=0).num_workers == 0
+    # torchrun's ranks on one machine: each has its share, and the message says whose free space it is
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    shared_memory(monkeypatch, 2 * BATCH - 1)
+    with pytest.raises(DatasetError, match=r"^num_workers=1: /dev/shm has 0.0 MiB free for 2 ranks, less than one "
+                                           r"batch each \(0.0 MiB\): "):
+        load(tmp_path, num_workers=1)
+    shared_memory(monkeypatch, 2 * BATCH)
+    assert load(tmp_path, num_workers=1).num_workers == 1
 
 
 def test_no_shared_memory_folder_on_linux_means_no_workers(tmp_path, monkeypatch, caplog):
