@@ -392,6 +392,8 @@ def test_jpeg_truncation_is_named(tmp_path):
     ("shuffle", 0, r"shuffle must be True or False or None \(by phase\), got 0"),
     ("drop_last", "yes", r"drop_last must be True or False or None \(by phase\), got 'yes'"),
     ("device", "gpu", "device must be a torch device such as 'cpu' or 'cuda:0', got 'gpu'"),
+    ("memory_format", torch.preserve_format,
+     "memory_format must be torch.contiguous_format or torch.channels_last, got torch.preserve_format"),
     pytest.param("device", "cuda", "device='cuda', but torch sees no CUDA device here",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")),
 ])
