@@ -335,6 +335,11 @@ def test_gpu_batches_land_on_the_device(smooth_set, backend):
     for r, g in zip(cpu, batches(smooth_set, backend, **kw)):
         assert g["A"].is_cuda and r["paths"] == g["paths"]
         torch.testing.assert_close(g["A"].cpu(), r["A"], rtol=0, atol=1e-6)
+    if backend == "torch":  # uint8 scaled on the side stream: the CPU's floats bit for bit (an ulp off passes atol)
+        for r, g in zip(cpu, batches(smooth_set, "torch", memory_format=torch.channels_last, **kw), strict=True):
+            for k in "AB":
+                assert g[k].is_cuda and g[k].is_contiguous(memory_format=torch.channels_last)
+                assert torch.equal(g[k].cpu(), r[k]), k
 
 
 # -- uint8 from the workers, floats where the batch is used -----------------------------------------
