@@ -9,6 +9,9 @@ DataLoader, copied ahead of use on a side stream and scaled there.
 """
 import gc
 import logging
+import multiprocessing.reduction
+import multiprocessing.util
+import os
 import shutil
 import sys
 
@@ -48,6 +51,23 @@ def workers_that_fit(nbytes, free):
     """The most workers whose batches in flight (PREFETCH each, `nbytes` apiece) fit in `free` bytes
     of shared memory, a tenth of it left to whatever else uses it (another loader, NCCL's buffers)."""
     return free * 9 // 10 // (PREFETCH * nbytes)
+
+
+# A worker hands each batch's shared memory over as a file descriptor, through a Unix socket that
+# multiprocessing makes in its temporary folder (TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX). A socket's
+# path holds at most this many bytes (sun_path less its NUL); a longer one fails in the worker's
+# sending thread, unseen, and the loader waits WORKER_TIMEOUT_S for a batch that never comes.
+SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
+SOCKET_NAME = "/listener-XXXXXXXX"  # multiprocessing's name in that folder (8 random characters)
+
+
+def socket_folder_too_long():
+    """multiprocessing's temporary folder where the sockets' paths in it would be too long, else None
+    (and None where file descriptors do not travel through sockets)."""
+    if sys.platform == "win32" or not multiprocessing.reduction.HAVE_SEND_HANDLE:  # (Windows: pipes)
+        return None
+    folder = multiprocessing.util.get_temp_dir()  # made once a process, under TMPDIR; workers keep it
+    return folder if len(os.fsencode(folder + SOCKET_NAME)) > SOCKET_PATH_MAX else None
 
 
 def _mib(n):
@@ -222,6 +242,8 @@ class TorchLoader(PairedLoader):
     def __init__(self, index, spec, *, num_workers, workers_given=True, **kwargs):
         super().__init__(index, spec, **kwargs)
         if num_workers:
+            num_workers = self._fit_socket_path(num_workers, workers_given)
+        if num_workers:
             num_workers = self._fit_shared_memory(num_workers, workers_given)
         self.num_workers = num_workers
         self._sampler = _EpochSampler(self.shard)
@@ -236,6 +258,21 @@ class TorchLoader(PairedLoader):
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
+
+    @staticmethod
+    def _fit_socket_path(num_workers, given):
+        """No workers where their batches cannot reach this process (socket_folder_too_long): the
+        default count becomes 0, said in a line; a count the caller gave is refused."""
+        folder = socket_folder_too_long()
+        if folder is None:
+            return num_workers
+        why = (f"the temporary folder's path is too long for the Unix sockets loader workers hand their batches "
+               f"over through ({folder}{SOCKET_NAME}: {len(os.fsencode(folder + SOCKET_NAME))} bytes, at most "
+               f"{SOCKET_PATH_MAX}); set TMPDIR to a shorter folder, e.g. TMPDIR=/tmp")
+        if given:
+            raise DatasetError(f"num_workers={num_workers}: {why}, or use --num_workers 0 (loading in this process)")
+        log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s)")
+        return 0
 
     def _fit_shared_memory(self, num_workers, given):
         """The workers to start: a batch that finds no room in SHARED_MEMORY is lost (torch logs 'No

@@ -2,9 +2,11 @@
 so every rank ends an iteration with the same weights although each saw different data."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -60,15 +62,25 @@ def test_ranks_stay_in_sync(tmp_path):
     assert any(not torch.equal(solo["G"][k], r0["G"][k]) for k in solo["G"])
 
 
+def _torchrun_env():
+    """The environment of a torchrun launch: TMPDIR a folder of its own, as torchrun leaves a
+    torchelastic_* folder in it at every launch, and a short one: the loader workers' sockets go in
+    it, and under tmp_path (deeper under pytest-xdist) their paths passed the 107 bytes a socket's
+    may have. The caller removes it."""
+    return {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {
+        "OMP_NUM_THREADS": "1", "TMPDIR": tempfile.mkdtemp(prefix="bg-", dir="/tmp")}
+
+
 def _torchrun(tmp_path, *args):
     """`bicyclegan train` under torchrun: two CPU processes (gloo), in tmp_path."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r",
            "--no-eval", "--device", "cpu", *args]  # the CPU, gloo, also on a machine with one GPU
-    # TMPDIR: torchrun leaves a torchelastic_* folder in the temporary directory at every launch
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1",
-                                                                             "TMPDIR": str(tmp_path)}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = _torchrun_env()
+    try:
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr  # results on stdout, progress on stderr
 
@@ -450,12 +462,12 @@ def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r", "--no-eval", "--device",
            "cpu", "--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4"]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1",
-                                                                             "TMPDIR": str(tmp_path)}
+    env = _torchrun_env()
     try:
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     finally:
         os.close(fd)
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
     said = done.stdout + done.stderr
     assert done.returncode != 0
     assert said.count("is in use by another training, still running") == 1, said

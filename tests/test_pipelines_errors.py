@@ -355,6 +355,50 @@ def test_no_shared_memory_folder_on_linux_means_no_workers(tmp_path, monkeypatch
     assert load(tmp_path, num_workers=None).num_workers == 2
 
 
+def test_a_temporary_folder_too_long_for_the_workers_sockets_means_no_workers(tmp_path):
+    """Workers hand each batch over as a file descriptor through a Unix socket in multiprocessing's
+    folder under TMPDIR, whose path may hold 107 bytes: with a longer TMPDIR (a deep scratch folder)
+    the worker's send failed unseen and the loader waited 10 minutes for the first batch. Run in a
+    child process with such a TMPDIR: the default count is 0, said in a line, and batches come; a
+    count given is refused naming TMPDIR. A TMPDIR that fits keeps the workers."""
+    import subprocess
+    good_set(tmp_path / "data", n=4)
+    child = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "from bicyclegan.pipelines import DatasetError, make_loader\n"
+        "kw = dict(batch_size=2, load_size=32, crop_size=32, backend='torch')\n"
+        "made = make_loader(sys.argv[1], num_workers=None, **kw)\n"
+        "print('workers', made.num_workers, 'samples', sum(b['A'].shape[0] for b in made))\n"
+        "try:\n"
+        "    make_loader(sys.argv[1], num_workers=1, **kw)\n"
+        "    print('given: accepted')\n"
+        "except DatasetError as e:\n"
+        "    print('given:', e)\n")
+
+    def run(tmpdir):
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"TMPDIR": str(tmpdir)}
+        done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "data")], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout, done.stderr
+
+    deep = tmp_path / ("t" * max(1, 110 - len(os.fsencode(str(tmp_path)))))  # with pymp-XXXXXXXX/: > 107
+    out, err = run(deep)
+    assert "workers 0 samples 4" in out
+    assert "the temporary folder's path is too long for the Unix sockets loader workers hand their batches " \
+           f"over through ({deep}/pymp-" in err and "set TMPDIR to a shorter folder" in err
+    assert "loading in this process, not the default" in err
+    assert "given: num_workers=1: the temporary folder's path is too long" in out and "--num_workers 0" in out
+    short = Path("/tmp") / f"bg{os.getpid()}"
+    try:
+        out, err = run(short)
+    finally:
+        short.rmdir() if short.exists() and not any(short.iterdir()) else None
+    assert "workers 0" not in out and "samples 4" in out and "given: accepted" in out, out + err
+
+
 def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, caplog):
     """num_workers not given: at most the workers whose batches fit, said in one line naming the two
     ways to change it; the loader works with them."""
