@@ -316,7 +316,8 @@ def test_given_workers_without_room_for_one_batch_are_refused(tmp_path, monkeypa
     good_set(tmp_path, n=4)
     shared_memory(monkeypatch, BATCH - 1)
     with pytest.raises(DatasetError, match=r"^num_workers=1: /dev/shm has 0.0 MiB free, less than one batch "
-                                           r"\(0.0 MiB\): .* use --num_workers 0 .* --shm-size"):
+                                           r"\(0.0 MiB\): every worker's first batch would be lost \(the loader "
+                                           r"waiting 10 minutes for it\); use --num_workers 0 .* --shm-size"):
         load(tmp_path, num_workers=1)
     shared_memory(monkeypatch, BATCH)  # one batch fits: a worker may keep up (warned, not refused)
     assert load(tmp_path, num_workers=1).num_workers == 1
@@ -439,7 +440,7 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
     """Without a crop (preprocess none, scale_width) the batches have the files' sizes, and a worker
     whose batch finds no room hangs (torch logs 'No space left on device', the batch never comes):
     the largest size counts. 32 x 32 halves under none: as BATCH; a 64 x 64 file at batch 1 counts
-    1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's."""
+    1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's; a 96 x 16 one (tall) its area, not its width squared."""
     from bicyclegan.pipelines import loader as loader_module
     monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
     good_set(tmp_path, n=4, h=32, w=64)
@@ -452,6 +453,13 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
     shared_memory(monkeypatch, fit_from(1, 6 * 64 * 64))
     assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1
     shared_memory(monkeypatch, fit_from(1, 6 * 64 * 64) - 1)
+    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0
+    # a tall file: its halves' area counts (96 x 16, more than 32 x 32 and less than 64 x 64)
+    (tmp_path / "train/big.png").unlink()
+    write(tmp_path / "train/tall.png", noise(np.random.default_rng(3), 96, 32))
+    shared_memory(monkeypatch, fit_from(1, 6 * 96 * 16))
+    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1
+    shared_memory(monkeypatch, fit_from(1, 6 * 96 * 16) - 1)
     assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0
 
 
