@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
-from PIL import ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from bicyclegan.engine import write_report
 from bicyclegan.engine.images import grid_image, write_gallery
@@ -90,6 +90,33 @@ def test_titles_over_tiles_wider_than_256_px_grow_with_them():
     assert w256 == pytest.approx(ImageFont.load_default().getlength("ground truth"), abs=2)  # 10 px as before
     assert w512 / w256 == pytest.approx(2, rel=0.1) and h512 / h256 == pytest.approx(2, rel=0.15)
     assert w1024 / w256 == pytest.approx(4, rel=0.1)
+    # in proportion, not by whole factors: 15 px over 384 px tiles
+    assert ink_box(384)[0] == pytest.approx(ImageFont.load_default(size=15).getlength("ground truth"), abs=2)
+
+
+def test_a_title_too_wide_for_a_wide_tile_wraps_and_keeps_its_gap_in_its_own_size():
+    # Over 512 px tiles titles are 20 px on 24 px lines, leaving 16 px (8 px scaled) and the 2 px pad
+    # before the next tile. Fitted at 10 px, this title would be one line and run 180 px into the next tile.
+    font = ImageFont.load_default(size=20)
+    words = ["ground" * 6, "truth" * 6]
+    assert ImageFont.load_default().getlength(" ".join(words)) < 512 - 16 < font.getlength(" ".join(words))
+    img = grid_image([tiles(1, 512)] * 2, [" ".join(words), ""])
+    spans, top = tile_spans(img)
+    band = np.asarray(img.convert("L"))[:top] < 160
+    rows = np.flatnonzero(band.any(axis=1))
+    lines = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)  # runs of inked rows
+    assert len(lines) == 2 and all(r.max() < 24 * (k + 1) for k, r in enumerate(lines))  # one word a line
+    for word, r in zip(words, lines):
+        xs = np.flatnonzero(band[r].any(axis=0))
+        alone = Image.new("L", (600, 30), 255)  # the word drawn by PIL alone, measured as the grid is
+        ImageDraw.Draw(alone).text((0, 0), word, fill=0, font=font)
+        want = np.flatnonzero((np.asarray(alone) < 160).any(axis=0))
+        assert xs.max() - xs.min() == want.max() - want.min()
+    # a word too long for the tile is cut to leave the gap: 16 px and the pad before the next tile
+    img = grid_image([tiles(1, 512)] * 2, ["x" * 80, ""])
+    spans, top = tile_spans(img)
+    xs = np.flatnonzero((np.asarray(img.convert("L"))[:top] < 160).any(axis=0))
+    assert spans[1][0] - xs.max() - 1 >= 16 + 2
 
 
 class Head(HTMLParser):
