@@ -133,8 +133,12 @@ def test_the_envelope_holds_each_buckets_lowest_and_highest_value_in_step_order(
     for xs, ys in ((xs, ys), (ends_merging, np.where(ends_merging < 514, ends_merging % 2, 0.5))):
         assert list(zip(*Envelope.of(xs.tolist(), ys.tolist()).points())) == envelope_by_numpy(xs, ys)
     assert Envelope.of(ends_merging.tolist(), ends_merging.tolist()).width == 4
-    # a short series is every point as it is
+    # a short series is every point as it is, up to MAX_BUCKETS steps; one step more halves it
     assert Envelope.of([3, 5, 9], [1.0, 0.5, 2.0]).points() == ([3, 5, 9], [1.0, 0.5, 2.0])
+    steps = list(range(MAX_BUCKETS))
+    whole = Envelope.of(steps, [float(s % 3) for s in steps])
+    assert whole.width == 1 and whole.points() == (steps, [float(s % 3) for s in steps])
+    assert Envelope.of(steps + [MAX_BUCKETS], [0.0] * (MAX_BUCKETS + 1)).width == 2
 
 
 @pytest.mark.parametrize("lo, hi, want", [(0, 1, [0, 0.2, 0.4, 0.6, 0.8, 1]),
