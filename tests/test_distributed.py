@@ -1,5 +1,6 @@
 """Data parallelism under torch.distributed (gloo on CPU, two processes): gradients are averaged,
 so every rank ends an iteration with the same weights although each saw different data."""
+import copy
 import json
 import os
 import shutil
@@ -341,6 +342,23 @@ def test_sync_batchnorm_in_one_process_is_batchnorm():
     assert isinstance(net, SyncBatchNorm2d) and list(net.state_dict()) == list(bn.state_dict())
     torch.testing.assert_close(net(x), bn(x), rtol=0, atol=0)
     torch.testing.assert_close(net.state_dict(), bn.state_dict(), rtol=0, atol=0)
+    # eps is no state_dict entry: the replacement takes it from the module it replaces
+    bn, x, _ = _bn_case(0.1)
+    bn.eps = 4.0  # of the order of the variance (9): another output than at 1e-5
+    net = sync_batchnorm(torch.nn.Sequential(copy.deepcopy(bn)))[0]
+    torch.testing.assert_close(net(x), bn(x), rtol=0, atol=0)
+
+
+def test_main_decides_runs_the_work_on_rank_0_alone():
+    """Rank 0's checks and writes (the run folder's lock, the demo data, config.json) run there only; its
+    error is raised there. A Dist made by hand has no process group: nothing is broadcast."""
+    from bicyclegan.engine.runtime import Dist
+    ran = []
+    Dist(rank=1, world=2).main_decides(lambda: ran.append(1))
+    Dist(rank=0, world=2).main_decides(lambda: ran.append(0))
+    assert ran == [0]
+    with pytest.raises(ValueError, match="^rank 0's own$"):
+        Dist(rank=0, world=2).main_decides(lambda: (_ for _ in ()).throw(ValueError("rank 0's own")))
 
 
 def _sync_model_worker(rank, world, port, out_dir, sync_bn, steps=3):
