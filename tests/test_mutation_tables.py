@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics"]
+SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics", "mutation_kernels"]
 
 
 def _mutants(name):

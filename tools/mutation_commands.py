@@ -26,10 +26,11 @@ SMP = ["tests/test_workflow.py", "tests/test_commands.py"]
 EVL = ["tests/test_metrics.py", "tests/test_commands.py"]
 INT = ["tests/test_interpolate.py", "tests/test_commands.py"]
 EXP = ["tests/test_export.py", "tests/test_commands.py"]
+PG = ["tests/test_pages.py"]  # the grids' titles and enlargement, measured in their pixels
 ALL = ["tests/test_workflow.py", "tests/test_commands.py", "tests/test_interpolate.py", "tests/test_export.py",
        "tests/test_metrics.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT: set[str] = set()
+EQUIVALENT = {"C05"}
 # Left out of every run: tests of training, resuming, downloads and the browser.
 SKIP = "(not train or sample) and not resum and not download and not torchrun and not tensorboard"
 
@@ -108,6 +109,25 @@ MUTANTS = [
      'for k, v in checkpoint_or_model.G.state_dict().items()}', EXP),
     ('X03', X, 'return G.eval(), cfg, source',
      'return G, cfg, source', EXP),
+    # the grids' titles and enlargement
+    ('C05', C, 'if tile_w <= LABEL_TILE:',
+     'if tile_w < LABEL_TILE:', PG),
+    ('C06', C, 'k = tile_w / LABEL_TILE',
+     'k = tile_w // LABEL_TILE', PG),
+    ('C07', C, 'round(LABEL_LINE * k)',
+     'LABEL_LINE', PG),
+    ('C08', C, 'round(LABEL_GAP * k)',
+     'LABEL_GAP', PG),
+    ('C09', C, 'load_default(size=round(10 * k))',
+     'load_default(size=round(8 * k))', PG),
+    ('C10', C, 'scale = max(1, -(-64 // max(h, 1)))',
+     'scale = max(1, 64 // max(h, 1))', PG),
+    ('C11', C, 'cw - gap, font)',
+     'cw - gap)', PG),
+    ('C12', C, 'draw.text((x0, k * line_h)',
+     'draw.text((x0, k * LABEL_LINE)', PG),
+    ('C13', C, 'title_h = line_h * max(',
+     'title_h = LABEL_LINE * max(', PG),
     ('X04', X, 'diffs.append((got - G(*x)).abs().max().item())',
      'diffs.append((got - got).abs().max().item())', EXP),
     # opening a model and its data

@@ -26,16 +26,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 T, G, R, M = "engine/trainer.py", "engine/graph.py", "engine/report.py", "engine/model.py"
-C = "engine/checkpoint.py"
+C, N, RT, CLI = "engine/checkpoint.py", "engine/networks.py", "engine/runtime.py", "engine/cli.py"
 TR = ["tests/test_trainer_loop.py", "tests/test_trainer.py", "tests/test_user_paths.py", "tests/test_report.py",
       "tests/test_reliability.py", "tests/test_workflow.py"]
 TRD = TR + ["tests/test_distributed.py"]  # the mutants of what each rank does
 GR = ["tests/test_graph.py"]
 RP = ["tests/test_report.py", "tests/test_user_paths.py", "tests/test_trainer.py"]
+RE = ["tests/test_report.py"]  # the report's curve envelope
+# sync_bn's BatchNorm against nn.BatchNorm2d in one process and on two gloo ranks (slow: spawns), and the
+# refusals and bugs of main_decides on two ranks
+DT = "tests/test_distributed.py::test_"
+BN = [DT + "sync_batchnorm_in_one_process_is_batchnorm",
+      DT + "sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch"]
+DR = [DT + "main_decides_runs_the_work_on_rank_0_alone", DT + "a_run_folder_in_use_refuses_every_rank_with_one_line",
+      DT + "a_bug_on_rank_0_is_its_traceback_alone"]
 MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
       "tests/test_serve.py", "tests/test_reliability.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT = {"T34", "R04"}
+EQUIVALENT = {"T34", "R04", "R23"}
 # Left out of every run: tests of other commands that train nothing.
 SKIP = "not export and not serve_ and not lpips and not interpolate_ and not download"
 
@@ -209,6 +217,78 @@ MUTANTS = [
      'self.G_ema.load_state_dict(state["nets"]["G"])', MD),
     ('M08', M, '        if self.G_ema is not None:\n            self._update_ema()\n',
      '', MD),
+    ('R19', R, 'if len(self.buckets) > MAX_BUCKETS:',
+     'if len(self.buckets) >= MAX_BUCKETS:', RE),
+    ('R20', R, 'if y < b[1]:',
+     'if y <= b[1]:', RE),
+    ('R21', R, 'if y > b[3]:',
+     'if y >= b[3]:', RE),
+    ('R22', R, '        b[4], b[5] = x, y\n',
+     '', RE),
+    ('R23', R, 'for k in sorted(self.buckets):  # step order',
+     'for k in self.buckets:  # step order', RE),
+    ('R24', R, 'if b[1] < m[1]:',
+     'if b[1] <= m[1]:', RE),
+    ('R25', R, 'if b[3] > m[3]:',
+     'if b[3] < m[3]:', RE),
+    ('R26', R, 'm[0], m[1] = b[0], b[1]',
+     'm[1] = b[1]', RE),
+    ('R27', R, 'm[2], m[3] = b[2], b[3]',
+     'm[3] = b[3]', RE),
+    ('R28', R, 'pts += sorted({(lo_x, lo_y), (hi_x, hi_y)})',
+     'pts += [(lo_x, lo_y), (hi_x, hi_y)]', RE),
+    ('R29', R, 'if last not in pts[-2:]:',
+     'if True:', RE),
+    ('R30', R, 'last = tuple(self.buckets[max(self.buckets)][4:])',
+     'last = tuple(self.buckets[max(self.buckets)][2:4])', RE),
+    ('R31', R, 'self.width *= 2',
+     'self.width *= 4', RE),
+    ('B01', N, 'count = xs.new_full((x.shape[1],), x.numel() // x.shape[1])',
+     'count = xs.new_full((x.shape[1],), x.shape[0] * x.shape[2])', BN),
+    ('B02', N, 'sums = _SumOverRanks.apply(torch.stack(',
+     'sums = (torch.stack(', BN),
+    ('B03', N, '        dist.all_reduce(grad)\n',
+     '', BN),
+    ('B04', N, 'var = (sums[1] / n - d_mean.square()).clamp_min(0)',
+     'var = (sums[1] / n).clamp_min(0)', BN),
+    ('B05', N, '(var * (n / (n - 1).clamp_min(1)))',
+     '(var * (n / n))', BN),
+    ('B06', N, 'if self.momentum is None else self.momentum',
+     'if self.momentum is None else 1 - self.momentum', BN),
+    ('B07', N, '(1.0 / self.num_batches_tracked)',
+     '(1.0 / (self.num_batches_tracked + 1))', BN),
+    ('B08', N, '                self.num_batches_tracked.add_(1)\n',
+     '', BN),
+    ('B09', N, 'self.running_mean.lerp_((shift + d_mean)',
+     'self.running_mean.lerp_((d_mean)', BN),
+    ('B10', N, 'torch.rsqrt(var + self.eps)',
+     'torch.rsqrt(var)', BN),
+    ('B11', N, 'acc = torch.promote_types(x.dtype, torch.float32)',
+     'acc = x.dtype', BN),
+    ('B12', N, 'if not (self.training and dist.is_available()',
+     'if not (dist.is_available()', BN),
+    ('B13', N, 'return y.to(x.dtype)',
+     'return y', BN),
+    ('B14', N, 'xs = x.to(acc) - shift[:, None, None]',
+     'xs = x.to(acc)', BN),
+    ('B15', N, 'SyncBatchNorm2d(child.num_features, child.eps, child.momentum',
+     'SyncBatchNorm2d(child.num_features, 1e-5, child.momentum', BN),
+    ('B16', N, '            sync_batchnorm(child)\n',
+     '            pass\n', BN + [DT + "sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch"]),
+    ('D01', RT, '        if self.main:\n            try:',
+     '        if True:\n            try:', DR),
+    ('D02', RT, 'told[0].from_rank0 = True',
+     'pass', DR),
+    ('D03', RT, 'if not self.main and told[0] is not None:',
+     'if told[0] is not None:', DR),
+    ('D04', RT, 'error if isinstance(error, USER_ERRORS) else',
+     'error if False else', DR),
+    ('D05', RT, '        if error is not None:\n            raise error\n',
+     '', DR),
+    ('D06', CLI, '        if getattr(e, "from_rank0", False):  # a bug of rank 0',
+     '        if False:  # a bug of rank 0', DR),
+    ('D07', CLI, 'if not getattr(e, "from_rank0", False):  # under torchrun',
+     'if True:  # under torchrun', DR),
 ]
 
 
