@@ -303,12 +303,13 @@ def test_given_workers_that_shared_memory_cannot_hold_are_warned_of(tmp_path, mo
         "a tenth of it left free): a batch that finds no room is lost, and the loader waits 10 minutes for it; "
         "lower --num_workers or "
         "the batch size, or docker run --shm-size=2g gives a container more"]
-    # the single layout hands over A alone: half the bytes, so twice the workers fit
-    shared_memory(monkeypatch, fit_from(2, BATCH // 2))
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        load(tmp_path, num_workers=2, layout="single", load_size=(32, 64), crop_size=32)
-    assert shm_lines(caplog) == []
+    # the single layout hands over A alone (3 channels): half the bytes, so twice the workers fit
+    for free, warned in ((fit_from(2, BATCH // 2) - 1, True), (fit_from(2, BATCH // 2), False)):
+        shared_memory(monkeypatch, free)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            load(tmp_path, num_workers=2, layout="single", load_size=(32, 64), crop_size=32)
+        assert len(shm_lines(caplog)) == int(warned), (free, shm_lines(caplog))
 
 
 def test_given_workers_without_room_for_one_batch_are_refused(tmp_path, monkeypatch):
