@@ -441,7 +441,7 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
     """Without a crop (preprocess none, scale_width) the batches have the files' sizes, and a worker
     whose batch finds no room hangs (torch logs 'No space left on device', the batch never comes):
     the largest size counts. 32 x 32 halves under none: as BATCH; a 64 x 64 file at batch 1 counts
-    1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's; a 96 x 16 one (tall) its area, not its width squared."""
+    1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's; other shapes their area, not a side squared."""
     from bicyclegan.pipelines import loader as loader_module
     monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
     good_set(tmp_path, n=4, h=32, w=64)
@@ -455,13 +455,15 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
     assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1
     shared_memory(monkeypatch, fit_from(1, 6 * 64 * 64) - 1)
     assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0
-    # a tall file: its halves' area counts (96 x 16, more than 32 x 32 and less than 64 x 64)
+    # the halves' area counts, not a side or their sum: a tall 96 x 16 and a wide 16 x 96 half count
+    # 1536 pixels, more than 32 x 32; a thin 8 x 120 one 960, less
     (tmp_path / "train/big.png").unlink()
-    write(tmp_path / "train/tall.png", noise(np.random.default_rng(3), 96, 32))
-    shared_memory(monkeypatch, fit_from(1, 6 * 96 * 16))
-    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1
-    shared_memory(monkeypatch, fit_from(1, 6 * 96 * 16) - 1)
-    assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0
+    for h, w, largest in ((96, 16, 96 * 16), (16, 96, 96 * 16), (8, 120, 32 * 32)):
+        write(tmp_path / "train/other.png", noise(np.random.default_rng(3), h, 2 * w))
+        shared_memory(monkeypatch, fit_from(1, 6 * largest))
+        assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 1, (h, w)
+        shared_memory(monkeypatch, fit_from(1, 6 * largest) - 1)
+        assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0, (h, w)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
