@@ -236,6 +236,16 @@ def _worker_init(_):
     gc.enable()
 
 
+def _no_workers(num_workers, given, why, fix):
+    """0 workers where none can work (why): the default count becomes 0, said in a line with the fix;
+    a count the caller gave is refused."""
+    if given:
+        raise DatasetError(f"num_workers={num_workers}: {why}; use --num_workers 0 (loading in this process), "
+                           f"or {fix}")
+    log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s); {fix}")
+    return 0
+
+
 class TorchLoader(PairedLoader):
     backend = "torch"
 
@@ -261,18 +271,14 @@ class TorchLoader(PairedLoader):
 
     @staticmethod
     def _fit_socket_path(num_workers, given):
-        """No workers where their batches cannot reach this process (socket_folder_too_long): the
-        default count becomes 0, said in a line; a count the caller gave is refused."""
+        """No workers where their batches cannot reach this process (socket_folder_too_long)."""
         folder = socket_folder_too_long()
         if folder is None:
             return num_workers
-        why = (f"the temporary folder's path is too long for the Unix sockets loader workers hand their batches "
-               f"over through ({folder}{SOCKET_NAME}: {len(os.fsencode(folder + SOCKET_NAME))} bytes, at most "
-               f"{SOCKET_PATH_MAX}); set TMPDIR to a shorter folder, e.g. TMPDIR=/tmp")
-        if given:
-            raise DatasetError(f"num_workers={num_workers}: {why}, or use --num_workers 0 (loading in this process)")
-        log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s)")
-        return 0
+        return _no_workers(num_workers, given, "the temporary folder's path is too long for the Unix sockets loader "
+                           f"workers hand their batches over through ({folder}{SOCKET_NAME}: "
+                           f"{len(os.fsencode(folder + SOCKET_NAME))} bytes, at most {SOCKET_PATH_MAX})",
+                           "set TMPDIR to a shorter folder, e.g. TMPDIR=/tmp")
 
     def _fit_shared_memory(self, num_workers, given):
         """The workers to start: a batch that finds no room in SHARED_MEMORY is lost (torch logs 'No
@@ -285,12 +291,8 @@ class TorchLoader(PairedLoader):
             if not sys.platform.startswith("linux"):
                 return num_workers  # the platform's own means, not checked here
             # multiprocessing's locks live there too: a worker cannot even start (a bare FileNotFoundError)
-            why = f"there is no {SHARED_MEMORY}, through which loader workers hand over their batches"
-            if given:
-                raise DatasetError(f"num_workers={num_workers}: {why}; use --num_workers 0 (loading in this "
-                                   "process), or mount a tmpfs there")
-            log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s)")
-            return 0
+            return _no_workers(num_workers, given, f"there is no {SHARED_MEMORY}, through which loader workers "
+                               "hand over their batches", "mount a tmpfs there")
         channels = self.spec.input_nc + (self.spec.output_nc if self.layout != "single" else 0)
         # The largest batch: without a crop they keep the files' sizes (batch_size 1 where those differ)
         nbytes = batch_bytes(self.batch_size, channels, max(self.output_sizes, key=lambda hw: hw[0] * hw[1]))

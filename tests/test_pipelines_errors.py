@@ -350,7 +350,7 @@ def test_no_shared_memory_folder_on_linux_means_no_workers(tmp_path, monkeypatch
         made = load(tmp_path, num_workers=None)
     assert made.num_workers == 0 and sum(b["A"].shape[0] for b in made) == 4
     assert shm_lines(caplog) == ["there is no /dev/shm, through which loader workers hand over their batches: "
-                                 "loading in this process, not the default 2 worker(s)"]
+                                 "loading in this process, not the default 2 worker(s); mount a tmpfs there"]
     with pytest.raises(DatasetError, match=r"^num_workers=2: there is no /dev/shm, .*; use --num_workers 0 "):
         load(tmp_path, num_workers=2)
     monkeypatch.setattr(sys, "platform", "darwin")
