@@ -7,13 +7,16 @@ device: every step before the scaling to [-1, 1] works on 8-bit images, so scali
 batch is used (to_unit_float), changes no value. On a CUDA device the batches are pinned by the
 DataLoader, copied ahead of use on a side stream and scaled there.
 """
+import functools
 import gc
 import logging
 import multiprocessing.reduction
 import multiprocessing.util
 import os
 import shutil
+import signal
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -229,11 +232,35 @@ def prefetch_to(batches, device, memory_format):
         yield ready(pending)
 
 
-def _worker_init(_):
+def _worker_init(loader_pid, _):
     """In a worker just forked with the collector off: freeze what came from the parent (in this
-    process alone), then collect as usual, the worker's own garbage only."""
+    process alone), then collect as usual, the worker's own garbage only. loader_pid: the process
+    that iterates the loader (see _leave_signals_to)."""
     gc.freeze()
     gc.enable()
+    _leave_signals_to(loader_pid)
+
+
+def _leave_signals_to(loader_pid):
+    """SIGINT and SIGTERM end this worker only when `loader_pid` sends them (DataLoader's terminate,
+    multiprocessing's exit), as torch's own SIGTERM handler does for its parent's. Sent to the whole
+    process group (a terminal's Ctrl-C, torchrun's signal to each rank's group, SLURM's to every
+    process of a job), they are the loading process's to act on: a training that stops cleanly
+    needs batches until it does (under torchrun, up to the next log interval), and a worker that
+    died of them broke the loader (torch: "DataLoader worker ... is killed by signal"). A worker
+    whose loading process is gone ends by torch's own watchdog. Linux (no sigwaitinfo on macOS)."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked in this thread, and so in every thread started after (the only one at the fork): the
+    # signals wait for sigwaitinfo alone.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def wait():
+        while signal.sigwaitinfo(signals).si_pid != loader_pid:
+            pass
+        os._exit(0)  # torch's handler's exit for its parent's SIGTERM
+    threading.Thread(target=wait, name="worker signals", daemon=True).start()
 
 
 def _no_workers(num_workers, given, why, fix):
@@ -267,7 +294,8 @@ class TorchLoader(PairedLoader):
             generator=torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank) % 2**63),
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
-            prefetch_factor=PREFETCH if num_workers else None, worker_init_fn=_worker_init if num_workers else None)
+            prefetch_factor=PREFETCH if num_workers else None,
+            worker_init_fn=functools.partial(_worker_init, os.getpid()) if num_workers else None)
 
     @staticmethod
     def _fit_socket_path(num_workers, given):
