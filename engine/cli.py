@@ -181,10 +181,18 @@ def cmd_train(args) -> int:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from .evaluate import format_table
-    from .trainer import Trainer
+    from .trainer import Trainer, stopped_by
     trainer = Trainer(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
                       progress=not args.no_progress, tensorboard=args.tensorboard)
-    run = trainer.train()
+    try:
+        run = trainer.train()
+    except BaseException as e:
+        if (stopped := stopped_by(e)) is None:  # a second Ctrl-C among them: main() says what is intact
+            raise
+        trainer.dist.close()
+        if trainer.main:  # every rank stopped at the same step; one line
+            print(stopped, file=sys.stderr)
+        return 128 + stopped.signal  # the shell's code for a death by the signal, which requeue scripts test
     trainer.dist.close()
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}\nreport: {run / 'report.html'}")

@@ -14,7 +14,9 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -117,16 +119,74 @@ class Progress:
             self.stream.write("\n")
 
 
-def mean_over_ranks(sums: dict, count: int, world: int = 1) -> dict[str, float]:
+class TrainingStopped(Exception):
+    """A training stopped by a signal, after writing its checkpoint (Trainer.train): raised as it is for
+    SIGTERM, and as the cause of a KeyboardInterrupt for SIGINT (`except KeyboardInterrupt as e:`
+    e.__cause__). signal: the signal.Signals; step; epoch: its index, from 0 (the checkpoint's and
+    log.jsonl's; the message counts from 1, as the progress line); checkpoint: the file written."""
+
+    def __init__(self, sig: signal.Signals, step: int, epoch: int, checkpoint: Path, run_dir: Path):
+        self.signal, self.step, self.epoch, self.checkpoint = sig, step, epoch, checkpoint
+        super().__init__(f"stopped by {sig.name} at step {step} (epoch {epoch + 1}): checkpoint written to "
+                         f"{checkpoint}; resume with bicyclegan train --out {run_dir} --resume")
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while a training runs (a context for Trainer.train): the first one is noted
+    in `received`, a plain attribute the loop reads, which stops after the iteration in progress
+    (under torchrun at the next log interval, where the ranks agree). Once one is received, a SIGINT
+    aborts at once (KeyboardInterrupt, as without these handlers) and a SIGTERM changes nothing:
+    SLURM signals every process of a job step and torchrun its ranks as well, so a rank may receive
+    two. Python runs signal handlers in the main thread alone, so only there are they installed;
+    from another thread (a training thread of a notebook) the process's own handling stays, as it
+    does for a signal whose handler was not set from Python (which could not be put back)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None  # the first signal.Signals
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signal.Signals(signum)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None
+                    ) -> tuple[dict[str, float], signal.Signals | None]:
     """The losses' means over a log interval of `count` steps (sums: name -> summed loss tensor),
     over every rank under torchrun: one small all-reduce, which every rank makes at the same steps,
     so that every rank logs, and judges divergence, alike (one rank raising alone would leave the
-    others waiting in their next collective). The interval's only host sync."""
+    others waiting in their next collective). The interval's only host sync. stop: the signal this
+    rank received (StopSignals), if any; returned with the means is the one every rank stops for:
+    the ranks' counts of each signal ride in the same all-reduce (SIGTERM wins: a preemption)."""
     names = list(sums)  # the same order on every rank: the same code made the losses
     total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32) for k in names])
     if world > 1:
+        sent = total.new_zeros(len(StopSignals.SIGNALS))
+        if stop is not None:
+            sent[StopSignals.SIGNALS.index(stop)] = 1  # a fill on the device: no copy, no sync
+        total = torch.cat([total, sent])
         dist.all_reduce(total)
-    return {k: v / (count * world) for k, v in zip(names, total.tolist())}
+    values = total.tolist()
+    if world > 1:
+        counts = dict(zip(StopSignals.SIGNALS, values[len(names):]))
+        stop = next((sig for sig in (signal.SIGTERM, signal.SIGINT) if counts[sig]), None)
+    return {k: v / (count * world) for k, v in zip(names, values)}, stop
 
 
 def _log_step(line: str) -> float:
@@ -520,15 +580,30 @@ class Trainer:
             raise self._diverged(self.model.describe_nonfinite(nets))
 
     def train(self) -> Path:
+        """Train to the run's last step; returns the run folder. While it trains, from the main thread,
+        SIGINT and SIGTERM stop it cleanly (StopSignals): after the iteration in progress (under torchrun
+        at the next log interval) it writes checkpoints/latest.pt and the report, then raises
+        TrainingStopped (SIGTERM) or a KeyboardInterrupt caused by one (SIGINT); a signal during start-up
+        stops it after its first iteration, one during a save once the save is done, and a second SIGINT
+        aborts at once (latest.pt is then the one before). Called from another thread, it leaves the
+        process's signal handling as it is (Python's: a KeyboardInterrupt in the main thread alone)."""
         if self._superseded:
             raise CheckpointError(f"this Trainer gave {self.run_dir} to a later Trainer made for the same folder "
                                   f"before it trained: train that one")
         self._training = True
+        self._stop = StopSignals()
         try:
-            return self._train()
+            with self._stop:
+                run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False
             self._release()
+        if self._stop.received is not None:
+            # Received after the last iteration's check (during the final save): the run is complete,
+            # and the signal goes to the handler it would have found without ours (SIGTERM's default ends
+            # the process; SIGINT's raises KeyboardInterrupt).
+            signal.raise_signal(self._stop.received)
+        return run
 
     def _train(self) -> Path:
         cfg = self.cfg
@@ -553,8 +628,9 @@ class Trainer:
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         t_last, step_last = time.time(), self.step
+        stop = told = None  # stop: the signal every rank stops for (StopSignals), agreed by mean_over_ranks
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
                 self.model.set_lr(lr)
                 # Resuming mid-epoch starts at the batch the run stopped before (the loader skips the
@@ -573,7 +649,8 @@ class Trainer:
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.time()
                         ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
-                        self._log(log, mean_over_ranks(self.log_sums, self.log_count, self.world), lr, ips)
+                        avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received)
+                        self._log(log, avg, lr, ips)
                         t_last, step_last = now, self.step
                         if self.step % cfg.log_every == 0:  # a run's last step off the grid keeps its
                             self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
@@ -585,12 +662,20 @@ class Trainer:
                     if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:
                         # stored as the start of the next epoch, so resuming from it skips no batch
                         self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
-                    if self.step >= self.total_steps:
+                    if self.world == 1:  # one process stops after any iteration: nothing to agree on
+                        stop = self._stop.received
+                    elif self._stop.received and not told:  # the ranks agree at log intervals alone
+                        told = min(self.total_steps, (self.step // cfg.log_every + 1) * cfg.log_every)
+                        self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next log "
+                                           f"interval (where the {self.world} processes agree), then saving")
+                    if self.step >= self.total_steps or stop is not None:
                         break
                 else:
                     self.epoch += 1
             self.save()
-            if self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
+            if stop is not None:
+                self.write_report()  # the page's status at the stop (a grid would take time a preemption may not give)
+            elif self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
                 self.sample()
         finally:
             self.progress.close()
@@ -598,6 +683,11 @@ class Trainer:
                 log.close()
         if self.tb:  # every write was flushed: an exception above loses nothing by skipping this
             self.tb.close()
+        if stop is not None:
+            stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir)
+            if stop == signal.SIGINT:
+                raise KeyboardInterrupt(str(stopped)) from stopped
+            raise stopped
         return self.run_dir
 
     def evaluate(self) -> dict:
@@ -617,6 +707,23 @@ class Trainer:
         return result
 
 
+def stopped_by(error: BaseException) -> TrainingStopped | None:
+    """The TrainingStopped that `error` is or was caused by (a SIGINT's KeyboardInterrupt), else None."""
+    for e in (error, error.__cause__):
+        if isinstance(e, TrainingStopped):
+            return e
+    return None
+
+
+def _end_group(trainer: Trainer) -> None:
+    if trainer.graphed is not None:
+        # NCCL's teardown waits for every graph that captured one of its all-reduces to be freed.
+        trainer.graphed = None
+        gc.collect()
+        torch.cuda.synchronize(trainer.device)
+    trainer.dist.close()
+
+
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
           progress: bool = True, evaluate: bool = True, tensorboard: bool = False) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
@@ -624,15 +731,19 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     new run from the weights of any checkpoint or run folder, see Trainer._start_from). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Under torchrun
-    the process group this started is ended on return. Returns the run folder."""
+    the process group this started is ended on return. Returns the run folder.
+    A SIGINT or SIGTERM stops the run after writing its checkpoint (Trainer.train, README
+    "Reliability"): SIGTERM raises TrainingStopped, SIGINT a KeyboardInterrupt caused by one
+    (stopped_by tells either apart from other errors); the process group is ended, the evaluation
+    skipped."""
     trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
-    run = trainer.train()
-    if trainer.graphed is not None:
-        # NCCL's teardown waits for every graph that captured one of its all-reduces to be freed.
-        trainer.graphed = None
-        gc.collect()
-        torch.cuda.synchronize(trainer.device)
-    trainer.dist.close()  # the evaluation below is rank 0's alone: no collective
+    try:
+        run = trainer.train()
+    except BaseException as e:
+        if stopped_by(e) is not None:  # every rank stopped at one step: the group ends as after a run
+            _end_group(trainer)
+        raise
+    _end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()
     return run

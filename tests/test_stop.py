@@ -1,0 +1,457 @@
+"""Stopping a training by signal: the first SIGINT or SIGTERM ends the iteration in progress (under
+torchrun: the ranks go on to the next log interval, where they agree), writes checkpoints/latest.pt
+and the report, and stops with TrainingStopped (SIGTERM) or a KeyboardInterrupt caused by one
+(SIGINT); the command exits 143 / 130 with one line. In-process runs send the signals from a
+stand-in step at known steps; subprocess runs send real ones to the command, its loader workers
+included (the terminal's Ctrl-C reaches the whole process group), and to a torchrun launch."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from test_distributed import _free_port, _torchrun_env
+from tiny import tiny_cfg
+
+from bicyclegan.engine import Trainer, TrainingStopped, stopped_by
+from bicyclegan.engine import trainer as trainer_module
+from bicyclegan.engine.checkpoint import read_checkpoint
+from bicyclegan.engine.runtime import Dist
+from bicyclegan.engine.trainer import mean_over_ranks
+from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines.atomic import temp_files
+
+TERM, INT = signal.SIGTERM, signal.SIGINT
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_fails_the_test():
+    """A SIGTERM that reaches the test process's own handler (no handler of the trainer took it: a
+    regression) fails the test, where SIGTERM's default would end pytest."""
+    def unexpected(signum, frame):
+        raise AssertionError("a SIGTERM reached the process's own handler")
+    previous = signal.signal(TERM, unexpected)
+    yield
+    signal.signal(TERM, previous)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
+
+
+def stand_in(trainer, at=None, send=()):
+    """Replace the training step: step k (from 1) returns the losses G_L1 = k, D = 2k, and step `at`
+    sends each signal of `send` to this process, one after the other, in its middle."""
+    def step(batch):
+        k = trainer.step + 1
+        if k == at:
+            for sig in send:
+                os.kill(os.getpid(), sig)
+        return {"G_L1": torch.tensor(float(k)), "D": torch.tensor(2.0 * k)}
+    trainer.model.train_step = step
+
+
+RUN = dict(max_steps=10, niter=2, niter_decay=1, sample_every=100, save_every=100)  # 4 steps an epoch
+
+
+def trainer(run, data, at=None, send=(), **kw):
+    t = Trainer(tiny_cfg(run, data, **{**RUN, **kw}), progress=False)
+    stand_in(t, at, send)
+    return t
+
+
+def logged(run):
+    return [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def handlers():
+    return signal.getsignal(INT), signal.getsignal(TERM)
+
+
+# -- one process --------------------------------------------------------------------------------------
+def test_sigterm_ends_the_iteration_in_progress_saves_and_raises_training_stopped(tmp_path, data):
+    run = tmp_path / "r"
+    before = handlers()
+    with pytest.raises(TrainingStopped) as stop:
+        trainer(run, data, at=3, send=[TERM], log_every=4).train()
+    e, ckpt = stop.value, run / "checkpoints" / "latest.pt"
+    assert (e.signal, e.step, e.epoch, e.checkpoint) == (TERM, 3, 0, ckpt)
+    assert str(e) == (f"stopped by SIGTERM at step 3 (epoch 1): checkpoint written to {ckpt}; resume with "
+                      f"bicyclegan train --out {run} --resume")
+    state = read_checkpoint(ckpt)  # whole, its digest checked
+    assert state["step"] == 3
+    # No log line yet (every 4 steps): the interval's sums ride in the checkpoint, 1+2+3 and 2+4+6.
+    assert state["log_interval"]["count"] == 3
+    assert {k: float(v) for k, v in state["log_interval"]["sums"].items()} == {"G_L1": 6.0, "D": 12.0}
+    assert logged(run) == []
+    assert "step 3 of 10 (epoch 1 of 3)" in (run / "report.html").read_text()  # only the stop wrote it
+    assert handlers() == before
+    # The resumed run's first line averages steps 1-4, as an uninterrupted run's does.
+    resumed = Trainer(tiny_cfg(run, data, **{**RUN, "max_steps": 4, "log_every": 4}), resume=True, progress=False)
+    stand_in(resumed)
+    resumed.train()
+    (line,) = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert (line["step"], line["G_L1"], line["D"]) == (4, 2.5, 5.0)
+
+
+def test_sigint_raises_a_keyboard_interrupt_caused_by_the_stop(tmp_path, data):
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt) as stop:
+        trainer(run, data, at=2, send=[INT]).train()
+    e = stopped_by(stop.value)
+    assert isinstance(stop.value.__cause__, TrainingStopped) and e is stop.value.__cause__
+    assert (e.signal, e.step) == (INT, 2) and str(stop.value) == str(e)
+    assert str(e).startswith("stopped by SIGINT at step 2 (epoch 1): ")
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2 and logged(run) == [1, 2]
+    assert stopped_by(KeyboardInterrupt()) is None and stopped_by(ValueError()) is None
+
+
+def test_a_second_sigterm_changes_nothing(tmp_path, data):
+    # SLURM signals every process of a job step, and torchrun its ranks too: a rank gets two.
+    with pytest.raises(TrainingStopped) as stop:
+        trainer(tmp_path / "r", data, at=3, send=[TERM, TERM]).train()
+    assert stop.value.step == 3
+
+
+@pytest.mark.parametrize("first", [INT, TERM])
+def test_a_second_sigint_aborts_at_once(tmp_path, data, first):
+    run = tmp_path / "r"
+    t = trainer(run, data, at=3, send=[first, INT], save_every=2)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        t.train()
+    assert stopped_by(stop.value) is None  # today's Ctrl-C: the CLI says the latest checkpoint is intact
+    assert t.step == 2  # raised inside step 3, which never finished
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_a_signal_during_start_up_stops_after_the_first_iteration(tmp_path, data):
+    # Sent while the loader starts its epoch, before any batch: one iteration, then the stop, so the
+    # run always leaves a checkpoint to resume from (and a resumed run's is at its next step).
+    for run, start in ((tmp_path / "new", 0), (tmp_path / "new", 1)):
+        t = trainer(run, data) if start == 0 else Trainer(tiny_cfg(run, data, **RUN), resume=True, progress=False)
+        stand_in(t)
+        set_epoch = t.loader.set_epoch
+
+        def starting(*args):
+            os.kill(os.getpid(), TERM)
+            return set_epoch(*args)
+        t.loader.set_epoch = starting
+        with pytest.raises(TrainingStopped) as stop:
+            t.train()
+        assert stop.value.step == start + 1
+        assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == start + 1
+
+
+def test_a_signal_during_a_save_lets_the_save_finish(tmp_path, data, monkeypatch):
+    run = tmp_path / "r"
+    save = trainer_module.save_checkpoint
+
+    def signalled(model, path, **kw):
+        os.kill(os.getpid(), TERM)
+        return save(model, path, **kw)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+    with pytest.raises(TrainingStopped) as stop:
+        trainer(run, data, save_every=2).train()
+    assert stop.value.step == 2 and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_a_second_sigint_during_the_stops_save_leaves_the_checkpoint_before(tmp_path, data, monkeypatch):
+    run = tmp_path / "r"
+    t = trainer(run, data, at=3, send=[TERM], save_every=2)
+    ckpt = run / "checkpoints" / "latest.pt"
+    real_save, cut = torch.save, []
+
+    def interrupted(obj, f, *a, **k):
+        if obj["step"] == 3:  # the stop's save, half written
+            f.write(b"partial")
+            cut.append(ckpt.read_bytes())
+            os.kill(os.getpid(), INT)
+        return real_save(obj, f, *a, **k)
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        t.train()
+    assert stopped_by(stop.value) is None and cut
+    assert ckpt.read_bytes() == cut[0] and read_checkpoint(ckpt)["step"] == 2 and temp_files(ckpt) == []
+
+
+def test_a_signal_after_the_last_check_goes_to_the_handler_it_replaced(tmp_path, data, monkeypatch):
+    # Sent during the final save (10 steps, save_every 100: the one save): the run is complete, it
+    # returns, and the signal then reaches the handler there was (here a recorder; SIGTERM's default
+    # would end the process), rather than being lost.
+    got = []
+    save = trainer_module.save_checkpoint
+
+    def signalled(model, path, **kw):
+        os.kill(os.getpid(), TERM)
+        return save(model, path, **kw)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+    previous = signal.signal(TERM, lambda signum, frame: got.append(signum))
+    try:
+        run = trainer(tmp_path / "r", data).train()
+    finally:
+        signal.signal(TERM, previous)
+    assert got == [TERM] and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 10
+
+
+def test_handlers_are_installed_while_training_only_and_restored_on_every_exit(tmp_path, data):
+    before, during = handlers(), []
+    t = trainer(tmp_path / "a", data, max_steps=2)
+    step = t.model.train_step
+
+    def recording(batch):
+        during.append(handlers())
+        return step(batch)
+    t.model.train_step = recording
+    t.train()
+    assert handlers() == before and len(during) == 2
+    assert all(h == (t._stop._handle,) * 2 and h[0] != before[0] for h in during)
+
+    def failing(batch):
+        raise RuntimeError("a bug in the step")
+    t = trainer(tmp_path / "b", data)
+    t.model.train_step = failing
+    with pytest.raises(RuntimeError, match="a bug in the step"):
+        t.train()
+    assert handlers() == before
+
+
+def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, data):
+    # Python runs signal handlers in the main thread alone (and refuses to set them elsewhere): a
+    # training thread of a notebook installs none and trains as before.
+    before, during, done = handlers(), [], []
+    t = trainer(tmp_path / "r", data, max_steps=3)
+    step = t.model.train_step
+
+    def recording(batch):
+        during.append(handlers())
+        return step(batch)
+    t.model.train_step = recording
+    thread = threading.Thread(target=lambda: done.append(t.train()))
+    thread.start()
+    thread.join(60)
+    assert done == [tmp_path / "r"] and during == [before] * 3 and handlers() == before
+
+
+# -- several ranks: the log interval's all-reduce carries the signals -------------------------------------
+def test_mean_over_ranks_in_one_process_passes_its_signal_on():
+    assert mean_over_ranks({"a": torch.tensor(2.0)}, 4, 1, TERM) == ({"a": 0.5}, TERM)
+
+
+def test_ranks_stop_together_at_the_next_log_interval(tmp_path, data, monkeypatch, capsys):
+    """Rank 0 of two, the other rank played by a stand-in all-reduce: it adds the other rank's losses
+    (the same) and the signals the other rank received by then."""
+    monkeypatch.setattr(trainer_module, "init_distributed", lambda device: Dist(rank=0, world=2))
+    monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj] * len(out)))
+    cases = [  # (this rank's signal at step 5, the other rank's by step 8) -> the stop at 8, log_every 4
+        ([TERM], None, TERM), ([], INT, INT), ([INT], TERM, TERM), ([], None, None)]
+    for i, (mine, other, want) in enumerate(cases):
+        def all_reduce(total, other=other):
+            theirs = total.clone()
+            theirs[-2:] = 0
+            if other is not None and float(total[0]) == (5 + 6 + 7 + 8):  # the interval ending at step 8
+                theirs[-2 + (other == TERM)] = 1
+            total += theirs
+        monkeypatch.setattr(dist, "all_reduce", all_reduce)
+        run = tmp_path / f"r{i}"
+        t = trainer(run, data, at=5, send=mine, log_every=4, max_steps=12, niter=3, niter_decay=3)
+        if want is None:
+            t.train()
+            assert logged(run) == [4, 8, 12]
+            continue
+        with pytest.raises((TrainingStopped, KeyboardInterrupt)) as stop:
+            t.train()
+        assert (stopped_by(stop.value).signal, stopped_by(stop.value).step) == (want, 8)
+        assert isinstance(stop.value, KeyboardInterrupt) == (want == INT)
+        assert logged(run) == [4, 8] and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 8
+        told = "stopping at step 8, the next log interval (where the 2 processes agree), then saving"
+        assert capsys.readouterr().err.count(f"{mine[0].name}: {told}" if mine else told) == len(mine)
+
+
+def _signals_worker(rank, world, port, out_dir, sent):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    got = [mean_over_ranks({"G_L1": torch.tensor(3.0 + rank)}, 1, world, s[rank]) for s in sent]
+    json.dump([(means, stop and stop.name) for means, stop in got], open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_the_signals_ride_in_the_losses_all_reduce(tmp_path):
+    sent = [(None, None), (None, INT), (TERM, None), (INT, TERM), (INT, INT)]
+    mp.spawn(_signals_worker, args=(2, _free_port(), str(tmp_path), sent), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1 == [[{"G_L1": 3.5}, stop] for stop in (None, "SIGINT", "SIGTERM", "SIGTERM", "SIGINT")]
+
+
+# -- the command, with real signals ---------------------------------------------------------------------
+TINY_ARGS = ["--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netG", "unet",
+             "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi", "--impl", "ref",
+             "--batch_size", "4", "--niter", "100", "--niter_decay", "100", "--save_every", "1000",
+             "--sample_every", "1000", "--device", "cpu", "--no-progress", "--no-eval"]
+
+
+@pytest.fixture(scope="module")
+def env():
+    """Loader workers' sockets need a short TMPDIR (see _torchrun_env)."""
+    e = _torchrun_env()
+    yield e
+    shutil.rmtree(e["TMPDIR"], ignore_errors=True)
+
+
+def _wait_for_log(run, proc, lines=1, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if (run / "log.jsonl").exists() and len((run / "log.jsonl").read_text().splitlines()) >= lines:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no log line")
+
+
+def _train(cwd, env, *args, driver=None):
+    cmd = [sys.executable, *(["-c", driver] if driver else ["-m", "bicyclegan.engine.cli"]), "train",
+           "--dataroot", str(cwd / "data"), *TINY_ARGS, *args]
+    # A session of its own: os.killpg reaches the command and its loader workers, as a terminal's
+    # Ctrl-C reaches its foreground group.
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.fixture
+def cli_data(tmp_path):
+    make_demo_dataset(tmp_path / "data", n_train=32, n_test=4, size=32, seed=0)
+    return tmp_path
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["nets"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(TERM, 143), (INT, 130)])
+def test_a_signal_to_the_process_group_stops_the_command_with_workers_and_it_resumes_exactly(cli_data, env,
+                                                                                            sig, code):
+    run = cli_data / "r"
+    proc = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "2")
+    _wait_for_log(run, proc, 2)
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    assert step >= 2 and logged(run)[-1] == step  # the iteration in progress, no more
+    last = err.strip().splitlines()[-1]
+    assert last == (f"stopped by {sig.name} at step {step} (epoch {(step - 1) // 8 + 1}): checkpoint written to "
+                    f"r/checkpoints/latest.pt; resume with bicyclegan train --out r --resume"), err
+    assert "Traceback" not in err and "run folder:" not in out
+    if sig == INT:
+        return
+    # The workers survived the signal and the stop waited for no batch; no process of the group is left.
+    assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 1
+    # Resumed (as the message says) to a few steps on, it ends where an uninterrupted run does.
+    end = str(step + 3)
+    done = subprocess.run([sys.executable, "-m", "bicyclegan.engine.cli", "train", "--out", "r", "--resume",
+                           "--max_steps", end], cwd=cli_data, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    straight = _train(cli_data, env, "--out", "s", "--max_steps", end, "--log_every", "1", "--num_workers", "2")
+    assert straight.wait(timeout=120) == 0
+    got, want = _weights(run / "checkpoints" / "latest.pt"), _weights(cli_data / "s" / "checkpoints" / "latest.pt")
+    for net in want:
+        for k in want[net]:
+            assert torch.equal(got[net][k], want[net][k]), f"{net}.{k}"
+    rows = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["G_L1"] for r in rows] == [json.loads(ln)["G_L1"] for ln in (cli_data / "s" / "log.jsonl").open()]
+
+
+# Saves take two seconds here: the second Ctrl-C lands in the stop's save for sure.
+SLOW_SAVE = """import sys, time
+from bicyclegan.engine import cli, trainer
+save = trainer.save_checkpoint
+def slow(*a, **k):
+    time.sleep(2)
+    return save(*a, **k)
+trainer.save_checkpoint = slow
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_aborts_the_command_at_once(cli_data, env):
+    run = cli_data / "r"
+    proc = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "2",
+                  driver=SLOW_SAVE)
+    _wait_for_log(run, proc)
+    os.killpg(proc.pid, INT)
+    time.sleep(0.5)
+    os.killpg(proc.pid, INT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == ("interrupted before the run's first checkpoint: nothing to resume "
+                                            "(delete r to start again there)"), err
+    assert not (run / "checkpoints" / "latest.pt").exists() and temp_files(run / "checkpoints" / "latest.pt") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["torchrun", "rank 1"])
+def test_under_torchrun_a_sigterm_stops_every_rank_at_one_step(cli_data, target):
+    """SIGTERM to torchrun (which sends it on to each rank's process group, loader workers included)
+    or to one rank alone: every rank stops at the next log interval with one checkpoint, rank 0
+    says so once, and nothing hangs."""
+    env = _torchrun_env()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--dataroot", str(cli_data / "data"),
+           *TINY_ARGS, "--out", "r", "--max_steps", "400", "--log_every", "3", "--num_workers", "1"]
+    run = cli_data / "r"
+    try:
+        proc = subprocess.Popen(cmd, cwd=cli_data, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        _wait_for_log(run, proc)
+        ranks = sorted(int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                      text=True).stdout.split())
+        assert len(ranks) == 2
+        os.kill(proc.pid if target == "torchrun" else ranks[1], TERM)
+        out = proc.communicate(timeout=120)[0]  # torchrun's own code is its own (1 here): the ranks' say 143
+    finally:
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
+    step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    assert step % 3 == 0 and logged(run)[-1] == step
+    assert out.count("stopped by SIGTERM") == 1, out
+    assert f"stopped by SIGTERM at step {step} (epoch " in out, out
+    if target == "rank 1":  # torchrun reports the first rank to end, by itself: with the stop's code
+        assert "exitcode  : 143 (pid: " in out, out
+    assert "Traceback" not in out.split("stopped by SIGTERM")[0], out  # no rank failed before the stop
+
+
+# -- the torch loader's workers ---------------------------------------------------------------------------
+LOADER = """import multiprocessing, os, signal, subprocess, sys, time
+from bicyclegan.pipelines import make_loader
+signal.signal(signal.SIGTERM, lambda *a: None)  # the loading process acts on it (as a stopping training)
+loader = make_loader(sys.argv[1], batch_size=4, load_size=32, crop_size=32, backend="torch", num_workers=2,
+                     device="cpu")
+batches = 0
+for batch in loader:
+    batches += 1
+    if batches == 2:  # from another process, to the whole group, as a terminal or SLURM sends it
+        subprocess.run(["kill", "-TERM", "--", f"-{os.getpgrp()}"], check=True, start_new_session=True)
+        time.sleep(1)
+workers = multiprocessing.active_children()
+alive = [w.is_alive() for w in workers]
+os.kill(workers[0].pid, signal.SIGTERM)  # the loading process's own: the worker ends
+workers[0].join(10)
+print(batches, alive, workers[0].exitcode, workers[1].is_alive())
+"""
+
+
+@pytest.mark.slow
+def test_loader_workers_leave_a_signal_to_the_group_to_the_loading_process(cli_data, env):
+    done = subprocess.run([sys.executable, "-c", LOADER, str(cli_data / "data")], env=env, capture_output=True,
+                          text=True, timeout=120, start_new_session=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "8 [True, True] 0 True"  # every batch of the epoch (32 pairs / 4)
