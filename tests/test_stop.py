@@ -240,6 +240,30 @@ def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, da
     assert done == [tmp_path / "r"] and during == [before] * 3 and handlers() == before
 
 
+@pytest.mark.parametrize("send", [[], [TERM]])
+def test_train_ends_the_group_after_a_stop_and_skips_the_demos_evaluation(tmp_path, data, monkeypatch, send):
+    calls = []
+
+    class Demo(Trainer):  # as on the demo data, whose runs end with their evaluation
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.is_demo = True
+            stand_in(self, at=2, send=send)
+
+        def evaluate(self):
+            calls.append("evaluate")
+    monkeypatch.setattr(trainer_module, "Trainer", Demo)
+    monkeypatch.setattr(Dist, "close", lambda self: calls.append("close"))
+    cfg = tiny_cfg(tmp_path / "r", data, **{**RUN, "max_steps": 4})
+    if not send:
+        trainer_module.train(cfg, progress=False)
+        assert calls == ["close", "evaluate"]
+        return
+    with pytest.raises(TrainingStopped):
+        trainer_module.train(cfg, progress=False)
+    assert calls == ["close"]
+
+
 # -- several ranks: the log interval's all-reduce carries the signals -------------------------------------
 def test_mean_over_ranks_in_one_process_passes_its_signal_on():
     assert mean_over_ranks({"a": torch.tensor(2.0)}, 4, 1, TERM) == ({"a": 0.5}, TERM)
