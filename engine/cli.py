@@ -181,7 +181,7 @@ def cmd_train(args) -> int:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from .evaluate import format_table
-    from .trainer import Trainer, stopped_by
+    from .trainer import Trainer, end_group, stopped_by
     trainer = Trainer(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
                       progress=not args.no_progress, tensorboard=args.tensorboard)
     try:
@@ -189,11 +189,11 @@ def cmd_train(args) -> int:
     except BaseException as e:
         if (stopped := stopped_by(e)) is None:  # a second Ctrl-C among them: main() says what is intact
             raise
-        trainer.dist.close()
+        end_group(trainer)
         if trainer.main:  # every rank stopped at the same step; one line
             print(stopped, file=sys.stderr)
         return 128 + stopped.signal  # the shell's code for a death by the signal, which requeue scripts test
-    trainer.dist.close()
+    end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main:
         print(f"run folder: {run}\nsample grid: {run / 'samples' / 'latest.png'}\nreport: {run / 'report.html'}")
         if trainer.is_demo and not args.no_eval:

@@ -715,7 +715,8 @@ def stopped_by(error: BaseException) -> TrainingStopped | None:
     return None
 
 
-def _end_group(trainer: Trainer) -> None:
+def end_group(trainer: Trainer) -> None:
+    """Ends a torchrun run's process group (cmd_train and train(): after a run or a stop)."""
     if trainer.graphed is not None:
         # NCCL's teardown waits for every graph that captured one of its all-reduces to be freed.
         trainer.graphed = None
@@ -741,9 +742,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
         run = trainer.train()
     except BaseException as e:
         if stopped_by(e) is not None:  # every rank stopped at one step: the group ends as after a run
-            _end_group(trainer)
+            end_group(trainer)
         raise
-    _end_group(trainer)  # the evaluation below is rank 0's alone: no collective
+    end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main and trainer.is_demo and evaluate:
         trainer.evaluate()
     return run
