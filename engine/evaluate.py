@@ -18,6 +18,8 @@ Metrics (any of them, `metrics=`):
 - fid: FID between all generated images and the real B images of the same inputs (metrics/fid.py;
   MSGAN and later work report it for realism).
 Default: l1, and palette on the demo data.
+
+`Evaluation` is one made ready (options checked, metric networks loaded) and run as often as needed.
 """
 from __future__ import annotations
 
@@ -64,7 +66,6 @@ def _quantised(x: torch.Tensor) -> torch.Tensor:
     return q.expand(-1, 3, -1, -1) if q.shape[1] == 1 else q
 
 
-@torch.no_grad()
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
@@ -78,102 +79,135 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
     leave out bad files (default: as the run did)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
-    check_int("num", num, 1)
     check_int("n_samples", n_samples, 1)
-    model = open_model(model, device)
-    if bad := model.nonfinite():
-        raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
-                              f"training diverged")
-    cfg = model.cfg
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-    info = _palette_info(root, phase)
-    chosen = parse_metrics(metrics, info is not None)
-    if "palette" in chosen and info is None:
-        raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {root / phase})")
-    if lpips_version not in VERSIONS:
-        raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
-    if lpips_pairs not in PAIRS:
-        raise ConfigError(f"lpips_pairs={lpips_pairs!r}: expected one of {', '.join(PAIRS)}")
-    if "fid" in chosen and num < 2:
-        raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
-    loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=batch_size,
-                          shuffle=False, augment=False, layout=layout)
-    if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
-        raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
-                          f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
-    # The metric networks load before any image is generated: a missing weights file fails at once.
-    lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
-                    device=model.device) if "lpips" in chosen else None
-    inception = load_inception(fid_weights, device=model.device) if "fid" in chosen else None
+    return Evaluation(model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
+                      metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
+                      lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
+                      layout=layout, skip_bad=skip_bad).run(n_samples, seed)
 
-    n_inputs = min(num, loader.num_samples)
-    z_all = torch.randn(n_inputs, n_samples, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
-    As, outs, Bs, encs = [], [], [], []
-    lpips_d, fake_f, real_f = [], [], []
-    div_sum, rec_sum, seen = 0.0, 0.0, 0
-    for batch in loader:
-        if seen >= n_inputs:
-            break
-        A = batch["A"][: n_inputs - seen].to(model.device)
-        B = batch.get("B")
-        B = None if B is None else B[: A.shape[0]].to(model.device)
-        if B is None and ("fid" in chosen or "palette" in chosen):
-            raise DatasetError(f"{root}/{phase} has no B images (single layout): metrics "
-                               f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
-        z = z_all[seen: seen + A.shape[0]]
-        cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
-        samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
-        if not torch.isfinite(samples).all():
-            raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
-        if samples.shape[1] > 1:
-            div_sum += (samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).sum().item()
-        pairs = torch.tensor(sample_pairs(samples.shape[1], lpips_pairs), dtype=torch.long).reshape(-1, 2)
-        if lp is not None and len(pairs):
-            for row in samples:  # one input's samples at a time: each image's features serve all its pairs
-                f = lp.features(_quantised(row).float() / 127.5 - 1)
-                lpips_d.append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
-        if inception is not None:
-            fake_f.append(inception_features(inception, _quantised(samples.flatten(0, 1))))
-            real_f.append(inception_features(inception, _quantised(B)))
-        has_enc = "encoded" in names
-        if has_enc:
-            enc = cols[names.index("encoded")]
-            rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
-        if "palette" in chosen:  # the only metric that needs every image kept
-            As.append(A.cpu())
-            outs.append(samples.cpu())
-            Bs.append(B.cpu())
+
+class Evaluation:
+    """An evaluation made ready: the model, the split and the metrics chosen, every option checked and
+    the metric networks loaded, before any image is generated (a missing weights file fails at once).
+    run() measures the model's weights as they are at the call: `evaluate` runs one once; one kept
+    and run again measures the same inputs with the same z (for a seed).
+    Arguments: as evaluate's."""
+
+    def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = PAPER_INPUTS,
+                 device: str = "auto", batch_size: int = 16, metrics=None, lpips_version: str = "0.0",
+                 lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
+                 layout: str | None = None, skip_bad: bool | None = None):
+        check_int("num", num, 1)
+        self.model = open_model(model, device)
+        self._check_finite()
+        cfg = self.model.cfg
+        self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
+        self.info = _palette_info(self.root, self.phase)
+        self.chosen = chosen = parse_metrics(metrics, self.info is not None)
+        if "palette" in chosen and self.info is None:
+            raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")
+        if lpips_version not in VERSIONS:
+            raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
+        if lpips_pairs not in PAIRS:
+            raise ConfigError(f"lpips_pairs={lpips_pairs!r}: expected one of {', '.join(PAIRS)}")
+        if "fid" in chosen and num < 2:
+            raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
+        self.batch_size, self.lpips_version, self.lpips_pairs = batch_size, lpips_version, lpips_pairs
+        loader = self._loader()
+        if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
+            raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
+                              f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
+        self.n_inputs = min(num, loader.num_samples)
+        # The metric networks load before any image is generated: a missing weights file fails at once.
+        dev = self.model.device
+        self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
+                             device=dev) if "lpips" in chosen else None
+        self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
+
+    def _check_finite(self) -> None:
+        if bad := self.model.nonfinite():
+            raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
+                                  f"training diverged")
+
+    def _loader(self):
+        # Made for each run: a kept one would keep its worker processes for as long as this object lives.
+        return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
+                            batch_size=self.batch_size, shuffle=False, augment=False, layout=self.layout)
+
+    @torch.no_grad()
+    def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0) -> dict:
+        """The measures of the model's current weights (n_samples random z per input, drawn from `seed`)."""
+        check_int("n_samples", n_samples, 1)
+        self._check_finite()
+        model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
+        root, phase, n_inputs, info = self.root, self.phase, self.n_inputs, self.info
+        z_all = torch.randn(n_inputs, n_samples, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+        As, outs, Bs, encs = [], [], [], []
+        lpips_d, fake_f, real_f = [], [], []
+        div_sum, rec_sum, seen = 0.0, 0.0, 0
+        for batch in self._loader():
+            if seen >= n_inputs:
+                break
+            A = batch["A"][: n_inputs - seen].to(model.device)
+            B = batch.get("B")
+            B = None if B is None else B[: A.shape[0]].to(model.device)
+            if B is None and ("fid" in chosen or "palette" in chosen):
+                raise DatasetError(f"{root}/{phase} has no B images (single layout): metrics "
+                                   f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
+            z = z_all[seen: seen + A.shape[0]]
+            cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
+            samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
+            if not torch.isfinite(samples).all():
+                raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+            if samples.shape[1] > 1:
+                div_sum += (samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).sum().item()
+            pairs = torch.tensor(sample_pairs(samples.shape[1], self.lpips_pairs), dtype=torch.long).reshape(-1, 2)
+            if lp is not None and len(pairs):
+                for row in samples:  # one input's samples at a time: each image's features serve all its pairs
+                    f = lp.features(_quantised(row).float() / 127.5 - 1)
+                    lpips_d.append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
+            if inception is not None:
+                fake_f.append(inception_features(inception, _quantised(samples.flatten(0, 1))))
+                real_f.append(inception_features(inception, _quantised(B)))
+            has_enc = "encoded" in names
             if has_enc:
-                encs.append(enc.cpu())
-        n_out = samples.shape[1]
-        seen += A.shape[0]
-    if not seen:
-        raise DatasetError(f"{root}/{phase}: no images to evaluate")
-    result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
-              "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
-    if "l1" in chosen:
-        # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
-        result["diversity_l1"] = div_sum / seen if n_out > 1 else None
-        if has_enc:
-            result["encoded_l1"] = rec_sum / seen
-    if lp is not None:
-        d = torch.cat(lpips_d).double() if lpips_d else torch.zeros(0, dtype=torch.float64)
-        result["diversity_lpips"] = d.mean().item() if len(d) else None
-        result["lpips"] = {"net": "alex", "version": lpips_version, "pairs": lpips_pairs, "n_pairs": len(d),
-                           "std": d.std().item() if len(d) > 1 else 0.0}
-    if inception is not None:
-        fake, real = torch.cat(fake_f), torch.cat(real_f)
-        result["fid"] = fid_from_features(fake.numpy(), real.numpy())
-        result["fid_images"] = {"generated": len(fake), "real": len(real)}
-    if "palette" in chosen:
-        K = info["n_palettes"]
-        A_all, out_all = torch.cat(As), torch.cat(outs)
-        result.update(palette_coverage(A_all, list(out_all), n_palettes=K))
-        if encs:
-            want, _ = classify_palettes(A_all, torch.cat(Bs), n_palettes=K)
-            got, _ = classify_palettes(A_all, torch.cat(encs), n_palettes=K)
-            result["encoded_palette_match"] = float((got == want).float().mean())
-    return result
+                enc = cols[names.index("encoded")]
+                rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
+            if "palette" in chosen:  # the only metric that needs every image kept
+                As.append(A.cpu())
+                outs.append(samples.cpu())
+                Bs.append(B.cpu())
+                if has_enc:
+                    encs.append(enc.cpu())
+            n_out = samples.shape[1]
+            seen += A.shape[0]
+        if not seen:
+            raise DatasetError(f"{root}/{phase}: no images to evaluate")
+        result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
+                  "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
+        if "l1" in chosen:
+            # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
+            result["diversity_l1"] = div_sum / seen if n_out > 1 else None
+            if has_enc:
+                result["encoded_l1"] = rec_sum / seen
+        if lp is not None:
+            d = torch.cat(lpips_d).double() if lpips_d else torch.zeros(0, dtype=torch.float64)
+            result["diversity_lpips"] = d.mean().item() if len(d) else None
+            result["lpips"] = {"net": "alex", "version": self.lpips_version, "pairs": self.lpips_pairs,
+                               "n_pairs": len(d), "std": d.std().item() if len(d) > 1 else 0.0}
+        if inception is not None:
+            fake, real = torch.cat(fake_f), torch.cat(real_f)
+            result["fid"] = fid_from_features(fake.numpy(), real.numpy())
+            result["fid_images"] = {"generated": len(fake), "real": len(real)}
+        if "palette" in chosen:
+            K = info["n_palettes"]
+            A_all, out_all = torch.cat(As), torch.cat(outs)
+            result.update(palette_coverage(A_all, list(out_all), n_palettes=K))
+            if encs:
+                want, _ = classify_palettes(A_all, torch.cat(Bs), n_palettes=K)
+                got, _ = classify_palettes(A_all, torch.cat(encs), n_palettes=K)
+                result["encoded_palette_match"] = float((got == want).float().mean())
+        return result
 
 
 def _histogram(counts) -> str:

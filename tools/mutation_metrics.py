@@ -157,8 +157,8 @@ MUTANTS = [
      'result["encoded_palette_match"] = float((got == want).float().sum())', EV),
     ('EV09', E, '"std": d.std().item() if len(d) > 1 else 0.0}',
      '"std": d.std(correction=0).item() if len(d) > 1 else 0.0}', EV),
-    ('EV10', E, 'pairs = torch.tensor(sample_pairs(samples.shape[1], lpips_pairs)',
-     'pairs = torch.tensor(sample_pairs(samples.shape[1] - 1, lpips_pairs)', EV),
+    ('EV10', E, 'pairs = torch.tensor(sample_pairs(samples.shape[1], self.lpips_pairs)',
+     'pairs = torch.tensor(sample_pairs(samples.shape[1] - 1, self.lpips_pairs)', EV),
     ('EV11', E, "f'{100 * c / total:.0f}'",
      "f'{100 * c / max(counts):.0f}'", EV),
 ]
