@@ -110,6 +110,20 @@ def read_checkpoint(path) -> dict:
     return state
 
 
+def peek_checkpoint(path, *keys) -> tuple:
+    """The plain values `keys` of a checkpoint (step, an extra's entry; None where absent) without reading
+    its tensors (memory-mapped) or checking its digest: bookkeeping about a file, maybe of gigabytes,
+    that is not loaded."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}); "
+                              f"move it away") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a bicyclegan checkpoint of format {FORMAT}; move it away")
+    return tuple(state.get(k) for k in keys)
+
+
 def config_of(state: dict, path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(state["config"])
@@ -155,8 +169,11 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.
+# The evaluations' options change no weight: the trainer refuses, instead, a resume that would log
+# evaluations of another protocol beside the run's earlier ones, or keep best.pt by another measure.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
-                     "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile"}
+                     "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile", "eval_every",
+                     "eval_metrics", "eval_num", "eval_samples", "keep_best"}
 DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad", "max_pixels"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 # How a run began (the weights it started from): a resumed run keeps its checkpoint's, so they are
@@ -184,8 +201,9 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
                               f"--init_from)")
 
 
-# -- which checkpoint: a run's latest or one of its per-epoch checkpoints ----------------------------
+# -- which checkpoint: a run's latest, its best or one of its per-epoch checkpoints -----------------
 LATEST = "latest.pt"
+BEST = "best.pt"  # the checkpoint of the run's best evaluation so far (--keep_best)
 
 
 def epoch_name(epoch: int) -> str:
@@ -207,17 +225,22 @@ def continue_option(folder) -> str | None:
     return f"--epoch {epochs[-1]}" if epochs else None
 
 
-def find_checkpoint(path, epoch: int | None = None) -> Path:
+def find_checkpoint(path, epoch: int | str | None = None) -> Path:
     """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
-    `epoch`, the epoch_<epoch>.pt beside that file. CheckpointError says which epochs there are."""
+    `epoch`, the epoch_<epoch>.pt beside that file, or with epoch="best" its best.pt. CheckpointError
+    says which epochs there are."""
     path = Path(path)
     folder = path / "checkpoints" if path.is_dir() else path.parent
     if path.is_dir() and not folder.is_dir():  # a dataset given where the model goes, say
         raise CheckpointError(f"{path} is not a run folder (it has no checkpoints/ folder): give a folder that "
                               f"train wrote (its --out) or a checkpoint file (RUN/checkpoints/latest.pt, NAME.pt); "
                               f"a dataset goes in --dataroot")
-    found = (folder / epoch_name(epoch) if epoch is not None else folder / LATEST if path.is_dir() else path)
+    found = (folder / BEST if epoch == "best" else folder / epoch_name(epoch) if epoch is not None else
+             folder / LATEST if path.is_dir() else path)
     if not found.is_file():
+        if epoch == "best":
+            raise CheckpointError(f"no {BEST} in {folder}: the run kept none (train with --eval_every N --keep_best "
+                                  f"MEASURE keeps the checkpoint of its best evaluation)")
         if epoch is None and path.is_dir():
             have = saved_epochs(folder)
             raise CheckpointError(f"run folder {path} holds no checkpoints/{LATEST}: " + (

@@ -77,6 +77,16 @@ def _at_least(low: int):
     return conv
 
 
+def _epoch_or_best(text: str):
+    """--epoch of the inference commands: N (checkpoints/epoch_N.pt) or best (checkpoints/best.pt)."""
+    if text == "best":
+        return text
+    try:
+        return _at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expects an epoch (an integer >= 1) or best, got {text!r}") from None
+
+
 def _index_list(text: str) -> list[int]:
     """ "0,3,5" -> [0, 3, 5] (non-negative integers)."""
     return [_at_least(0)(part) for part in text.split(",") if part.strip()]
@@ -205,8 +215,9 @@ def cmd_train(args) -> int:
 def _add_model_source(p, what: str = "split to read") -> None:
     """The options every inference command shares: which model, which data, which device."""
     p.add_argument("checkpoint", help="a checkpoint (…/checkpoints/latest.pt, pretrained/NAME.pt) or a run folder")
-    p.add_argument("--epoch", type=_at_least(1), default=None,
-                   help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead")
+    p.add_argument("--epoch", type=_epoch_or_best, default=None, metavar="N|best",
+                   help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead, or with best the "
+                   "checkpoint of its best evaluation (checkpoints/best.pt: train --keep_best)")
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")

@@ -244,6 +244,11 @@ class TrainConfig:
     save_every: int = 1000     # iterations between checkpoints
     save_epoch_freq: int = 0   # also keep checkpoints/epoch_<N>.pt every this many epochs (reference: 5); 0 = off
     n_samples: int = 5         # random-z columns in sample grids
+    eval_every: int = 0        # iterations between evaluations of the grids' held-out split (eval_log.jsonl); 0 = off
+    eval_metrics: Optional[str] = None  # as evaluate's --metrics (l1, palette, lpips, fid); none: evaluate's default
+    eval_num: int = 100        # inputs per evaluation: the split's first (evaluate's --num; the paper's 100)
+    eval_samples: int = 10     # random z per input per evaluation (evaluate's --n_samples; the paper's 20)
+    keep_best: Optional[str] = None  # keep checkpoints/best.pt by fid, encoded_l1 (lower is better), coverage (higher)
     init_from: Optional[str] = None  # start a new run from the weights of this checkpoint or run folder (fine-tuning)
     fresh_D: bool = False      # with init_from: new discriminators (this run's D options) instead of the checkpoint's
 
@@ -265,9 +270,9 @@ class TrainConfig:
         _real("beta1", self.beta1, 0, 1)
         _real("beta2", self.beta2, 0, 1)
         _real("ema", self.ema, 0, 1)
-        for name in ("batch_size", "log_every", "sample_every", "save_every"):
+        for name in ("batch_size", "log_every", "sample_every", "save_every", "eval_num", "eval_samples"):
             check_int(name, getattr(self, name), 1)
-        for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq"):
+        for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq", "eval_every"):
             check_int(name, getattr(self, name), 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
         if self.init_from is not None and not isinstance(self.init_from, str):
@@ -300,6 +305,42 @@ class TrainConfig:
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")
         self.data.check_fits(self.model)
+        self._check_evaluation()
+
+    def _check_evaluation(self) -> None:
+        """eval_metrics (kept as "l1,fid") and keep_best: a measure evaluate makes, among the metrics asked
+        for, of a model that has it. Whether the data has what the metrics need is the trainer's check."""
+        if self.eval_metrics is None and self.keep_best is None:
+            return
+        from .evaluate import BEST, METRICS, parse_metrics  # (evaluate imports this module)
+        if self.eval_metrics is not None:
+            try:
+                if not isinstance(self.eval_metrics, (str, list, tuple)):
+                    raise ConfigError
+                self.eval_metrics = ",".join(parse_metrics(self.eval_metrics, demo=False))
+            except ConfigError:
+                raise ConfigError(f"eval_metrics={self.eval_metrics!r}: expected a comma-separated list of "
+                                  f"{', '.join(METRICS)}") from None
+            if "fid" in self.eval_metrics.split(",") and self.eval_num < 2:
+                raise ConfigError(f"eval_num={self.eval_num}: FID compares two sets of images, so eval_metrics fid "
+                                  f"needs eval_num >= 2")
+        if self.keep_best is None:
+            return
+        _choice("keep_best", self.keep_best, tuple(BEST))
+        if not self.eval_every:
+            raise ConfigError(f"keep_best={self.keep_best} keeps the checkpoint of the best evaluation during "
+                              f"training, and eval_every=0 makes none; set eval_every (--eval_every N)")
+        metric = BEST[self.keep_best][0]
+        # None: evaluate's default, l1, with palette on the demo data (which the trainer checks)
+        asked = self.eval_metrics.split(",") if self.eval_metrics else ["l1", "palette"]
+        if metric not in asked:
+            given = self.eval_metrics.split(",") if self.eval_metrics else ["l1"]
+            raise ConfigError(f"keep_best={self.keep_best} is measured by the metric {metric}, which "
+                              f"eval_metrics={self.eval_metrics or 'none (l1; with palette on the demo data)'} "
+                              f"leaves out; add it (--eval_metrics {','.join([*given, metric])})")
+        if self.keep_best == "encoded_l1" and not self.uses_encoder:
+            raise ConfigError(f"keep_best=encoded_l1 measures the encoded output G(A, E(B)), and variant="
+                              f"{self.variant} has no encoder; choose fid or coverage")
 
     @property
     def uses_encoder(self) -> bool:

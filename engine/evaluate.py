@@ -19,11 +19,13 @@ Metrics (any of them, `metrics=`):
   MSGAN and later work report it for realism).
 Default: l1, and palette on the demo data.
 
-`Evaluation` is one made ready (options checked, metric networks loaded) and run as often as needed.
+`Evaluation` is one made ready (options checked, metric networks loaded) and run as often as needed:
+a training run with --eval_every keeps one and runs it on its live model.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -40,6 +42,10 @@ from .runtime import build_loader, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
+# The measures a run may keep its best checkpoint by (train --keep_best): result key -> (the metric that
+# gives it, which way is better). Not diversity (noise is diverse) nor palette validity (a model that
+# draws one palette for every z is valid).
+BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("palette", "higher")}
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
 
@@ -66,6 +72,14 @@ def _quantised(x: torch.Tensor) -> torch.Tensor:
     return q.expand(-1, 3, -1, -1) if q.shape[1] == 1 else q
 
 
+def improves(key: str, value, best) -> bool:
+    """Whether `value` of the measure `key` (one of BEST) beats `best` (None: nothing to beat yet); a
+    missing or non-finite value never does, and a tie keeps the earlier."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return best is None or (value < best if BEST[key][1] == "lower" else value > best)
+
+
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
@@ -89,8 +103,8 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
 class Evaluation:
     """An evaluation made ready: the model, the split and the metrics chosen, every option checked and
     the metric networks loaded, before any image is generated (a missing weights file fails at once).
-    run() measures the model's weights as they are at the call: `evaluate` runs one once; one kept
-    and run again measures the same inputs with the same z (for a seed).
+    run() measures the model's weights as they are at the call: `evaluate` runs one once, a training
+    run (--eval_every) keeps one and runs it at each evaluation, on the same inputs with the same z.
     Arguments: as evaluate's."""
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = PAPER_INPUTS,

@@ -4,7 +4,8 @@ optionally, TensorBoard event files.
 report.html is one self-contained file, readable offline: loss curves drawn here as inline SVG,
 the sample grids over time embedded as data URIs (the latest first, at its own size up to
 MAX_LATEST_WIDTH, then the earlier ones newest first, scaled down when wide, each linking to its PNG
-in samples/), the evaluation results and the config.
+in samples/), the evaluations during training (eval_log.jsonl: a chart per measure, the best marked),
+the evaluation results and the config.
 The trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
 parsed once, each curve keeps a min/max envelope of at most MAX_BUCKETS buckets (memory and
 drawing independent of the log's length), at most MAX_GRIDS grids are embedded and each grid's
@@ -229,7 +230,8 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 
 def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
               height: int = CHART_H, latest: str | None = None, scale: str = "linear",
-              x_range: tuple[float, float] | None = None, diverged_at: float | None = None) -> str:
+              x_range: tuple[float, float] | None = None, diverged_at: float | None = None,
+              mark: tuple[float, float, str] | None = None) -> str:
     """A line chart as an inline <svg>: the curve, round-valued grid lines with labels, and the title
     with the latest value (or `latest`, said instead). The plot area spans [PAD_L, width - PAD_R] x
     [PAD_T, height - PAD_B]. scale "auto": a log y axis when every value shown is > 0 and they span
@@ -237,7 +239,8 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     its first third on a linear one; the title then says "log scale". A flat series is drawn in
     the middle of an axis one unit of its leading digit either way (0.0003: 0.0002 to 0.0004), not
     of +-5 % (seven ticks 0.000005 apart). x_range: steps the x axis spans at least (the whole
-    run's); diverged_at: a step marked with a vertical line, "diverged"."""
+    run's); diverged_at: a step marked with a vertical line, "diverged"; mark: (step, value, what) of a
+    point drawn as a ring, `what` its tooltip (the best evaluation)."""
     def head(h):
         return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
                 f'viewBox="0 0 {width} {h}">')
@@ -287,6 +290,10 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     parts.append(f'<polyline points="{points}" class="c"/>')
     if len(xs) == 1:  # a line through one point draws nothing: the chart was an empty box
         parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="2.5" class="p"/>')
+    if mark is not None:
+        x, y, what = mark
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(math.log10(y) if log_y else y):.1f}" r="4.5" class="b">'
+                     f'<title>{html.escape(what)}</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -358,6 +365,7 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 .chart .s{font-weight:400;font-style:italic;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
 .chart .p{fill:#1f77b4} .chart .d{stroke:#d62728;stroke-dasharray:3 2}
+.chart .b{fill:none;stroke:#2ca02c;stroke-width:2}
 .chart .dl{font-size:10px;text-anchor:end;fill:#d62728} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
 .chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:100%;overflow-x:auto}
@@ -380,6 +388,55 @@ EVAL_NAMES = {
     "encoded_l1": "encoded reconstruction L1", "diversity_lpips": "diversity (LPIPS between samples)",
     "lpips": "LPIPS settings", "fid": "FID (generated vs real B)", "fid_images": "FID images",
 }
+
+
+# How an evaluation was made, not what it measured: no curve of them (report charts, TensorBoard).
+EVAL_SETTINGS = ("n_inputs", "n_samples", "seed", "n_outputs", "n_palettes", "shares_n_samples")
+
+
+def read_eval_log(path) -> list[dict]:
+    """eval_log.jsonl's lines (one per evaluation during training), a line cut short left out."""
+    rows = []
+    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and type(row.get("step")) is int:
+            rows.append(row)
+    return rows
+
+
+def _number(v) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _validation(rows: list[dict], config: dict | None, x_range) -> str:
+    """The evaluations during training: one chart per measure over the steps (those of the training
+    log), the evaluation best.pt was kept from marked on its measure's chart."""
+    every = (config or {}).get("eval_every")
+    if not rows:
+        return (f"<p>No evaluation yet (every {every} iterations: <code>eval_log.jsonl</code>).</p>" if every else
+                "<p>No evaluation during training (<code>--eval_every N</code> evaluates the held-out split "
+                "every N iterations).</p>")
+    last, best = rows[-1], next((r for r in reversed(rows) if r.get("best") and r["best"] in r), None)
+    measures = dict.fromkeys(k for r in rows for k, v in r.items()
+                             if _number(v) and k not in ("step", "epoch", *EVAL_SETTINGS))
+    charts = []
+    for k in measures:
+        pts = [(r["step"], float(r[k])) for r in rows if _number(r.get(k))]
+        mark = None
+        if best is not None and best["best"] == k and _number(best[k]):
+            mark = (best["step"], best[k], f"checkpoints/best.pt: {_value(best[k])} at step {best['step']}")
+        charts.append(svg_chart(EVAL_NAMES.get(k, k), [x for x, _ in pts], [y for _, y in pts], x_range=x_range,
+                                mark=mark))
+    said = (f"{len(rows)} evaluation{'s' if len(rows) != 1 else ''}" + (f", every {every} iterations" if every else "")
+            + f", of {last.get('split')}/: the first {last.get('n_inputs')} inputs x {last.get('n_samples')} random z "
+            f"(seed {last.get('seed')}), the same at each (eval_log.jsonl).")
+    if best is not None:
+        said += (f" Ringed: the best {EVAL_NAMES.get(best['best'], best['best'])}, {_value(best[best['best']])} "
+                 f"at step {best['step']}, kept as checkpoints/best.pt.")
+    return f"<p class='meta'>{html.escape(said)}</p><div class='charts'>" + "".join(charts) + "</div>"
 
 
 def _value(v) -> str:
@@ -417,9 +474,11 @@ def _grid_figure(step: int, uri: str, href: str, scale: float, latest: bool = Fa
 
 
 def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str, float]], evaluation: dict | None,
-                  config: dict | None, status: dict | None = None) -> str:
+                  config: dict | None, status: dict | None = None, validation: list[dict] | None = None) -> str:
     """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order;
-    shown newest first (the latest grid is what the page is opened for; it was at the bottom)."""
+    shown newest first (the latest grid is what the page is opened for; it was at the bottom).
+    validation: eval_log.jsonl's rows (read_eval_log); its section is left out for a run that has none
+    and does not evaluate."""
     last = log.last
     status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
     where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
@@ -449,6 +508,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
                  if losses else "<p>No losses logged yet.</p>")
     parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
                  + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
+    if validation or (config or {}).get("eval_every"):
+        parts.append("<h2>Validation</h2>" + _validation(validation or [], config, log.steps))
 
     parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
     parts += ([_grid_figure(*g, latest=i == 0) for i, g in enumerate(reversed(grids))]
@@ -478,8 +539,8 @@ def _read_json(path: Path):
 
 
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
-    """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval.json and
-    config.json. status: {"step", "total_steps", "epoch", "epochs"} from a live trainer (default: from
+    """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval_log.jsonl,
+    eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs"} from a live trainer (default: from
     the log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as
     an earlier one, and each log line parsed once."""
     run = Path(run_dir)
@@ -505,7 +566,8 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
             del cache[key]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
-                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status)
+                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status,
+                         read_eval_log(run / "eval_log.jsonl"))
     return write_text(run / "report.html", page, what="training report")
 
 
@@ -569,10 +631,10 @@ class TensorBoardLog:
             self.writer.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
         self.writer.flush()
 
-    # How an evaluation was made, not what it measured: no curve of them.
-    EVAL_SETTINGS = ("n_inputs", "n_samples", "seed", "n_outputs", "n_palettes", "shares_n_samples")
+    EVAL_SETTINGS = EVAL_SETTINGS
 
     def log_eval(self, result: dict, step: int) -> None:
+        """evaluate's measures as eval/<name> at `step` (the end of a demo run, each --eval_every)."""
         for k, v in result.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in self.EVAL_SETTINGS:
                 self.writer.add_scalar(f"eval/{k}", v, step)

@@ -2,12 +2,14 @@
 
 A run folder holds config.json (the resolved config), log.jsonl (one JSON line per log interval),
 samples/ (PNG grids), report.html (curves, grids, evaluation; rewritten at each sample interval),
-checkpoints/latest.pt, for the demo data eval.json and with tensorboard=True tensorboard/.
+checkpoints/latest.pt, for the demo data eval.json and with tensorboard=True tensorboard/; with
+eval_every eval_log.jsonl (one JSON line per evaluation) and with keep_best checkpoints/best.pt.
 Launched under torchrun, every rank trains on its shard and rank 0 writes the files.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import gc
 import itertools
@@ -24,20 +26,24 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from bicyclegan.pipelines import DatasetError
+
 from .checkpoint import (
+    BEST,
     STARTED_FROM,
     check_compatible,
     check_same_networks,
     continue_option,
     epoch_name,
     find_checkpoint,
+    peek_checkpoint,
     read_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, DivergenceError, OutputError
+from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, WeightsError
 from .images import save_grid
 from .io import check_writable, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
@@ -53,6 +59,8 @@ from .runtime import (
 )
 
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
+EVAL_LOG = "eval_log.jsonl"  # in the run folder: one JSON line per evaluation during training (eval_every)
+EVAL_SEED = 0  # every evaluation of a run draws the same z (evaluate's default seed: its figures compare)
 LOCK_FILE = ".lock"  # in the run folder: locked by the training that writes the folder (rank 0)
 _HOLDERS = weakref.WeakValueDictionary()  # lock file -> the Trainer of this process that holds it
 
@@ -264,6 +272,8 @@ class Trainer:
         self.saved_path = None  # and which file it is: latest.pt, an epoch's, or the one resumed from
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
+        self.evaluation = None  # rank 0's evaluate.Evaluation of the held-out split (eval_every)
+        self.best = None  # what checkpoints/best.pt holds: {"measure", "value", "step"} (rank 0's)
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
         elif self.init_path is not None:
@@ -292,6 +302,8 @@ class Trainer:
 
         def rank0_outputs():
             self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
+            if cfg.eval_every:
+                self._prepare_validation()  # every check and weights file before step 1
             if tensorboard:
                 self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
                                          purge_step=self.step + 1 if self.resume_path is not None else None)
@@ -465,10 +477,123 @@ class Trainer:
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
-        path = self.run_dir / "log.jsonl"
-        if path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
-            write_text(path, "".join(ln + "\n" for ln in keep), what="training log")
+        for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
+            path = self.run_dir / name
+            if path.exists():
+                keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
+                write_text(path, "".join(ln + "\n" for ln in keep), what=what)
+        # best.pt as well: one from the discarded steps holds weights this run will not have had.
+        best = self.run_dir / "checkpoints" / BEST
+        if best.exists():
+            step, kept = peek_checkpoint(best, "step", "best")
+            if step > self.step:
+                best.unlink()
+            else:
+                self.best = kept
+
+    def _prepare_validation(self) -> None:
+        """Rank 0's: the evaluation of the grids' split made ready (every option checked, the metric
+        networks loaded), keep_best's measure among its metrics, and, resuming, the same protocol as the
+        evaluations the run logged so far and best.pt kept by the same measure."""
+        from .evaluate import BEST as MEASURES
+        from .evaluate import Evaluation
+        cfg = self.cfg
+        try:
+            self.evaluation = Evaluation(self.model, self.data_root, phase=self.grid_split, num=cfg.eval_num,
+                                         metrics=cfg.eval_metrics)
+        except (ConfigError, DatasetError) as e:
+            raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
+        except WeightsError as e:  # its advice names evaluate's options, which train has not
+            raise WeightsError(f"the evaluations during training (--eval_every {cfg.eval_every}) take the metric "
+                               f"networks' weights from their default places alone (torch.hub's cache "
+                               f"{torch.hub.get_dir()}/checkpoints; the lpips package for LPIPS's linear layers): "
+                               f"{e}") from e
+        chosen = self.evaluation.chosen
+        if cfg.keep_best and (metric := MEASURES[cfg.keep_best][0]) not in chosen:
+            given = cfg.eval_metrics or "none: evaluate's default for this data"
+            raise ConfigError(f"keep_best={cfg.keep_best} is measured by the metric {metric}, and this run's "
+                              f"evaluations measure {', '.join(chosen)} (eval_metrics={given}): "
+                              + ("palette needs the demo data" if metric == "palette" else f"add {metric}"))
+        path = self.run_dir / EVAL_LOG
+        rows = [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
+                ] if path.exists() else []
+        now = self._protocol()
+        if rows and (then := {k: rows[-1].get(k) for k in now}) != now:
+            raise ConfigError(
+                f"the run's evaluations so far ({path}, up to step {rows[-1]['step']}) measured "
+                + ", ".join(f"{k} {then[k]}" for k in now if then[k] != now[k]) + "; this run's would measure "
+                + ", ".join(f"{k} {now[k]}" for k in now if then[k] != now[k]) + " (--eval_metrics, --eval_num, "
+                f"--eval_samples): one log would hold figures that do not compare; resume with the run's options, "
+                f"or move {EVAL_LOG} and checkpoints/{BEST} away to evaluate afresh")
+        if cfg.keep_best and self.best and self.best["measure"] != cfg.keep_best:
+            raise ConfigError(f"keep_best={cfg.keep_best}, and the run's checkpoints/{BEST} (step {self.best['step']}) "
+                              f"was kept by {self.best['measure']}: resume with --keep_best {self.best['measure']}, "
+                              f"or move {BEST} away to keep the best by {cfg.keep_best} from here")
+
+    def _protocol(self) -> dict:
+        """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
+        ev = self.evaluation
+        return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
+                "n_samples": self.cfg.eval_samples, "seed": EVAL_SEED}
+
+    def validate(self) -> None:
+        """Evaluate the model on the held-out split and, where keep_best's measure improved, write
+        checkpoints/best.pt. Every rank calls it at the same steps: rank 0 evaluates (as it samples; under
+        main_decides, so that its refusal or a full disk stops every rank), the others wait, and every
+        rank takes part in writing best.pt (save gathers their random generators)."""
+        improved = [False]
+
+        def work():
+            improved[0] = self._evaluate_now()
+        self.dist.main_decides(work)
+        if not self.cfg.keep_best:
+            return
+        if self.world > 1:
+            dist.broadcast_object_list(improved, src=0)
+        if improved[0]:
+            self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
+
+    def _evaluate_now(self) -> bool:
+        """Rank 0's part of validate(): the evaluation, its line in eval_log.jsonl, TensorBoard, the
+        progress note and the report. Returns whether keep_best's measure improved."""
+        from .evaluate import improves
+        cfg, ev = self.cfg, self.evaluation
+        if bad := self.model.nonfinite():  # said as the log interval's check says it
+            raise self._diverged(self.model.describe_nonfinite(bad))
+        # Outside the captured step (cuda_graph), as a grid is drawn; compiled networks run eagerly, as
+        # `evaluate CKPT` runs them, not compiled again for eval mode and its batch sizes (torch >= 2.6).
+        stance = getattr(torch.compiler, "set_stance", None)
+        try:
+            with stance("force_eager") if stance and cfg.compile != "off" else contextlib.nullcontext():
+                result = ev.run(cfg.eval_samples, EVAL_SEED)
+        except DivergenceError as e:
+            raise self._diverged(str(e)) from e
+        key = cfg.keep_best
+        improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
+        row = {"step": self.step, "epoch": self.epoch, "split": ev.phase,
+               **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()
+                  if k not in ("variant", "dataroot", "phase")}}
+        if improved:
+            # The line first: should best.pt then fail, the run stops before this step's checkpoint, and
+            # a resume drops the line with the step.
+            row["best"] = key
+            self.best = {"measure": key, "value": result[key], "step": self.step}
+        path = self.run_dir / EVAL_LOG
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise OutputError(f"cannot write the evaluation log {path} at step {self.step}: "
+                              f"{write_reason(e, self.run_dir)}; {self._last_good()}") from e
+        if self.tb:
+            self.tb.log_eval(result, self.step)
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items()
+                            if isinstance(v, float) and k not in ("variant", "dataroot", "phase"))
+        self.progress.note(f"evaluation at step {self.step} ({ev.phase}/, {result['n_inputs']} inputs x "
+                           f"{result['n_samples']} z): {figures}"
+                           + (f"; best {key} so far: checkpoints/{BEST}" if improved else ""))
+        self.write_report()
+        return improved
 
     def _fixed_samples(self):
         """The same inputs and z for every grid of the run, from held-out data when there is some:
@@ -502,13 +627,14 @@ class Trainer:
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
                                f"{self._last_good()}; try a lower --lr or --amp off")
 
-    def save(self, path: Path | None = None, epoch: int | None = None):
-        """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint). Every rank
-        calls it (it gathers their generators); rank 0 writes."""
+    def save(self, path: Path | None = None, epoch: int | None = None, best: dict | None = None):
+        """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint) or `best` (best.pt:
+        the measure, its value and the step). Every rank calls it (it gathers their generators); rank 0
+        writes."""
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
         extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world,
-                 "log_interval": interval}
+                 "log_interval": interval, **({"best": best} if best else {})}
         if self.world > 1 and (bad := self.model.nonfinite()):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
             # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
@@ -629,6 +755,7 @@ class Trainer:
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         t_last, step_last = time.time(), self.step
         stop = told = None  # stop: the signal every rank stops for (StopSignals), agreed by mean_over_ranks
+        started = self.step
         try:
             while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
@@ -656,6 +783,8 @@ class Trainer:
                             self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
                     if self.step % cfg.sample_every == 0:
                         self.sample()
+                    if cfg.eval_every and self.step % cfg.eval_every == 0:
+                        self.validate()  # before the step's checkpoint: a resume from it never loses one
                     if self.step % cfg.save_every == 0:
                         self.save()
                     done, rest = divmod(self.step, self.steps_per_epoch)
@@ -672,6 +801,8 @@ class Trainer:
                         break
                 else:
                     self.epoch += 1
+            if cfg.eval_every and self.step % cfg.eval_every and self.step == self.total_steps and self.step > started:
+                self.validate()  # the trained model's (not again for a finished run resumed)
             self.save()
             if stop is not None:
                 self.write_report()  # the page's status at the stop (a grid would take time a preemption may not give)

@@ -1,0 +1,462 @@
+"""Evaluations during training (--eval_every) and the best checkpoint (--keep_best): each logged
+figure against an independent `evaluate` of that step's weights, training untouched by them (to the
+bit), best.pt over known sequences of values, resume, refusals, the report and two ranks."""
+import importlib
+import json
+import math
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from tiny import tiny_cfg
+
+from bicyclegan.engine import ConfigError, DivergenceError, OutputError
+from bicyclegan.engine.checkpoint import read_checkpoint, save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.errors import WeightsError
+from bicyclegan.engine.evaluate import Evaluation, evaluate
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+ev_module = importlib.import_module("bicyclegan.engine.evaluate")  # the module, not the function
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    # 16 training pairs (4 batches an epoch), 5 held-out ones in val/: the split the grids and evaluations read
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=3, n_val=5, size=32, seed=0)
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class Features(torch.nn.Module):
+    """A small stand-in for FID's InceptionV3 ([0, 1] images -> N x D), as in test_metrics."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, stride=2)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.linspace(-1, 1, self.conv.weight.numel()).reshape(self.conv.weight.shape))
+
+    def forward(self, x):
+        return torch.cat([x.mean((2, 3)), torch.relu(self.conv(x)).mean((2, 3))], 1)
+
+
+def test_each_evaluation_logged_equals_evaluate_on_the_checkpoint_of_its_step(tmp_path, data, monkeypatch):
+    # The steps each evaluation ran at are saved on the side as checkpoints; evaluate() of each (the
+    # command's path: loaded from the file, its moving average of G) must give the logged line.
+    net = Features()
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": net)
+    saved = {}
+    real = Trainer.validate
+
+    def validate(self):
+        saved[self.step] = save_checkpoint(self.model, tmp_path / "at" / f"{self.step}.pt", step=self.step)
+        real(self)
+    monkeypatch.setattr(Trainer, "validate", validate)
+    cfg = tiny_cfg(tmp_path / "run", data, max_steps=7, eval_every=3, eval_metrics="l1,palette,fid", eval_num=4,
+                   eval_samples=3, ema=0.5, sample_every=100, save_every=100)
+    Trainer(cfg, progress=False).train()
+    lines = read_lines(tmp_path / "run" / "eval_log.jsonl")
+    assert [r["step"] for r in lines] == [3, 6, 7] == sorted(saved)  # every 3 steps and at the end
+    assert [r["epoch"] for r in lines] == [0, 1, 1]
+    for r in lines:
+        want = evaluate(saved[r["step"]], data, phase="val", num=4, n_samples=3, seed=0, device="cpu",
+                        metrics="l1,palette,fid")
+        assert want.pop("variant") == "bicycle" and want.pop("dataroot") == str(data) and want.pop("phase") == "val"
+        got = {k: v for k, v in r.items() if k not in ("step", "epoch", "split")}
+        assert got == want and r["split"] == "val"
+        assert set(want) >= {"diversity_l1", "encoded_l1", "coverage", "validity", "fid", "histogram"}
+    # the weights moved between evaluations, so the lines differ: the same line thrice would pass above too
+    assert len({r["encoded_l1"] for r in lines}) == 3
+
+
+def _weights_and_log(run):
+    state = read_checkpoint(run / "checkpoints" / "latest.pt")
+    return state["nets"], state["optimizers"], state["ema"], state["rng"]["torch"], read_lines(run / "log.jsonl")
+
+
+def test_training_with_evaluations_ends_with_the_same_weights_and_losses_to_the_bit(tmp_path, data):
+    kw = dict(max_steps=6, ema=0.5, use_dropout=True, sample_every=4, save_every=100)
+    without = Trainer(tiny_cfg(tmp_path / "without", data, **kw), progress=False).train()
+    evaluated = Trainer(tiny_cfg(tmp_path / "with", data, eval_every=2, eval_samples=3, keep_best="encoded_l1", **kw),
+                        progress=False).train()
+    assert [r["step"] for r in read_lines(evaluated / "eval_log.jsonl")] == [2, 4, 6]
+    assert (evaluated / "checkpoints" / "best.pt").is_file()
+    a, b = _weights_and_log(without), _weights_and_log(evaluated)
+    assert [{k: v for k, v in r.items() if k != "img_per_s"} for r in a[4]] == \
+           [{k: v for k, v in r.items() if k != "img_per_s"} for r in b[4]]
+    for net in a[0]:
+        for k in a[0][net]:
+            assert torch.equal(a[0][net][k], b[0][net][k]), (net, k)
+    for k in a[2]:
+        assert torch.equal(a[2][k], b[2][k]), k
+    assert torch.equal(a[3], b[3])  # the z stream, where the run left it
+    for name in a[1]:
+        for sa, sb in zip(a[1][name]["state"].values(), b[1][name]["state"].values()):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
+def test_an_evaluation_leaves_the_random_generators_and_the_networks_modes_as_they_were(tmp_path, data):
+    t = Trainer(tiny_cfg(tmp_path / "run", data, eval_every=2, eval_samples=3, use_dropout=True), progress=False)
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    modes = {name: m.training for name, m in t.model.named_modules()}
+    t.validate()
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert {name: m.training for name, m in t.model.named_modules()} == modes and all(modes.values())
+    # the report says so at once, not at the next sample interval
+    assert "1 evaluation, of val/: the first 5 inputs x 3 random z" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_an_evaluation_of_diverged_weights_or_outputs_stops_the_run_naming_the_last_checkpoint(tmp_path, data,
+                                                                                                monkeypatch):
+    t = Trainer(tiny_cfg(tmp_path / "run", data, max_steps=8, eval_every=4, save_every=3, sample_every=100),
+                progress=False)
+    real = t.model.train_step
+
+    def step(batch):  # weights gone non-finite at step 4, found by its evaluation (the log interval: 5)
+        losses = real(batch)
+        if t.step + 1 == 4:
+            with torch.no_grad():
+                next(t.model.G.parameters()).view(-1)[0] = float("nan")
+        return losses
+    monkeypatch.setattr(t.model, "train_step", step)
+    monkeypatch.setattr(t.cfg, "log_every", 5)
+    with pytest.raises(DivergenceError, match=r"^training diverged at step 4 \(epoch 1\): non-finite weights in G.*"
+                                              r"the last good checkpoint is \S*latest.pt \(step 3\)"):
+        t.train()
+    t = Trainer(tiny_cfg(tmp_path / "r2", data, max_steps=8, eval_every=2, save_every=100, sample_every=100),
+                progress=False)
+    monkeypatch.setattr(Evaluation, "run", lambda self, n, s: (_ for _ in ()).throw(
+        DivergenceError("the model's outputs are not finite: it cannot be evaluated")))
+    with pytest.raises(DivergenceError, match=r"^training diverged at step 2 \(epoch 1\): the model's outputs are "
+                                              r"not finite: it cannot be evaluated; no checkpoint was written"):
+        t.train()
+
+
+def _scripted(monkeypatch, trainer_values):
+    """Evaluation.run returning known figures: trainer_values() -> {step: {measure: value}} of the
+    Trainer whose step is read (the evaluations' own work is tested above)."""
+    def run(self, n_samples, seed):
+        trainer, values = trainer_values()
+        return {"variant": "bicycle", "dataroot": "d", "phase": self.phase, "n_inputs": self.n_inputs,
+                "n_samples": n_samples, "seed": seed, "metrics": list(self.chosen), **values[trainer.step]}
+    monkeypatch.setattr(Evaluation, "run", run)
+
+
+def _train(cfg, values, monkeypatch, **kw):
+    box = {}
+    _scripted(monkeypatch, lambda: (box["t"], values))
+    box["t"] = t = Trainer(cfg, progress=False, **kw)
+    t.train()
+    return t
+
+
+def _best(run):
+    state = read_checkpoint(run / "checkpoints" / "best.pt")
+    return state["step"], state["best"]
+
+
+@pytest.mark.parametrize("measure, values, best_steps", [
+    # higher is better; a tie keeps the earlier
+    ("coverage", [0.2, 0.5, 0.4, 0.5, 0.7, float("nan")], [1, 2, 5]),
+    # lower is better; a missing figure (None) never wins
+    ("fid", [30.0, None, 20.0, 25.0, 20.0, 10.0], [1, 3, 6]),
+    ("encoded_l1", [0.3, 0.31, 0.29, 0.29, 0.5, 0.1], [1, 3, 6]),
+])
+def test_best_pt_holds_the_best_evaluation_so_far(tmp_path, data, monkeypatch, measure, values, best_steps):
+    by_step = {s: {measure: v} for s, v in zip(range(1, 7), values)}
+    written = []
+    real_save = Trainer.save
+
+    def save(self, path=None, epoch=None, best=None):
+        if best is not None:
+            written.append((self.step, path.name, dict(best)))
+        return real_save(self, path, epoch, best)
+    monkeypatch.setattr(Trainer, "save", save)
+    cfg = tiny_cfg(tmp_path / "run", data, max_steps=6, eval_every=1, keep_best=measure, sample_every=100,
+                   eval_metrics="l1,palette,fid" if measure == "fid" else None)
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features())
+    run = _train(cfg, by_step, monkeypatch).run_dir
+    assert written == [(s, "best.pt", {"measure": measure, "value": values[s - 1], "step": s}) for s in best_steps]
+    assert _best(run) == (best_steps[-1], {"measure": measure, "value": values[best_steps[-1] - 1],
+                                           "step": best_steps[-1]})
+    lines = read_lines(run / "eval_log.jsonl")
+    assert [r["step"] for r in lines if r.get("best") == measure] == best_steps
+    assert [r[measure] for r in lines] == [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    # best.pt is a whole checkpoint of its step: the model as latest.pt would have held it then
+    assert read_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == (best_steps[-1] - 1) // 4
+
+
+def _resumable(tmp_path, data, monkeypatch, first):
+    """A run of 6 steps evaluated every 2 (figures `first` at steps 2, 4, 6) that kept epoch_1.pt (step 4),
+    and the options to resume it from there."""
+    kw = dict(eval_every=2, keep_best="coverage", sample_every=100, save_every=100, save_epoch_freq=1)
+    _train(tiny_cfg(tmp_path / "run", data, max_steps=6, **kw), dict(zip((2, 4, 6), first)), monkeypatch)
+    return tmp_path / "run", kw
+
+
+def test_a_resume_drops_later_evaluations_and_a_later_best_pt(tmp_path, data, monkeypatch):
+    run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.5}, {"coverage": 0.3}, {"coverage": 0.9}])
+    assert _best(run)[0] == 6
+    # From epoch 1 (step 4): the evaluation of step 6 is dropped, and best.pt of step 6 with it (its weights
+    # were of steps this run trains again); so step 6's 0.45 is the best there is, beaten by 0.6 at step 8.
+    t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), epoch=1, progress=False)
+    assert not (run / "checkpoints" / "best.pt").exists() and t.best is None
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4]
+    values = {6: {"coverage": 0.45}, 8: {"coverage": 0.6}}
+    _scripted(monkeypatch, lambda: (t, values))
+    t.train()
+    lines = read_lines(run / "eval_log.jsonl")
+    assert [(r["step"], r["coverage"], r.get("best")) for r in lines] == [
+        (2, 0.5, "coverage"), (4, 0.3, None), (6, 0.45, "coverage"), (8, 0.6, "coverage")]
+    assert _best(run) == (8, {"measure": "coverage", "value": 0.6, "step": 8}) and t.best == _best(run)[1]
+
+
+def test_a_resume_keeps_an_earlier_best_pt_and_its_value(tmp_path, data, monkeypatch):
+    # best.pt of step 4, the step resumed from (epoch_1.pt): the run has those weights, it stays
+    run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.3}, {"coverage": 0.5}, {"coverage": 0.2}])
+    before = (run / "checkpoints" / "best.pt").read_bytes()
+    t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), epoch=1, progress=False)
+    assert t.best == {"measure": "coverage", "value": 0.5, "step": 4}  # from best.pt
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4]
+    values = {6: {"coverage": 0.45}, 8: {"coverage": 0.5}}  # neither beats step 4's 0.5
+    _scripted(monkeypatch, lambda: (t, values))
+    t.train()
+    assert (run / "checkpoints" / "best.pt").read_bytes() == before
+
+
+def test_a_resume_that_changes_what_is_measured_is_refused(tmp_path, data, monkeypatch):
+    run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.3}, {"coverage": 0.5}, {"coverage": 0.2}])
+    with pytest.raises(ConfigError, match=r"evaluations so far \(.*eval_log.jsonl, up to step 4\) measured "
+                                          r"n_samples 10; this run's would measure n_samples 5 .*move "
+                                          r"eval_log.jsonl and checkpoints/best.pt away"):
+        Trainer(tiny_cfg(run, data, max_steps=8, **{**kw, "eval_samples": 5}), epoch=1, progress=False)
+    with pytest.raises(ConfigError, match=r"measured n_inputs 5; this run's would measure n_inputs 3"):
+        Trainer(tiny_cfg(run, data, max_steps=8, **{**kw, "eval_num": 3}), epoch=1, progress=False)
+    with pytest.raises(ConfigError, match=r"keep_best=encoded_l1, and the run's checkpoints/best.pt \(step 4\) was "
+                                          r"kept by coverage: resume with --keep_best coverage"):
+        Trainer(tiny_cfg(run, data, max_steps=8, **{**kw, "keep_best": "encoded_l1"}), epoch=1, progress=False)
+    # A run that has not evaluated yet may choose how: eval_every turned on, another eval_num.
+    monkeypatch.undo()
+    plain = tmp_path / "plain"
+    Trainer(tiny_cfg(plain, data, max_steps=2, sample_every=100), progress=False).train()
+    t = Trainer(tiny_cfg(plain, data, max_steps=4, eval_every=2, eval_num=3, sample_every=100), resume=True,
+                progress=False)
+    t.train()
+    assert [(r["step"], r["n_inputs"]) for r in read_lines(plain / "eval_log.jsonl")] == [(4, 3)]
+
+
+def test_a_finished_run_resumed_is_not_evaluated_again(tmp_path, data):
+    kw = dict(max_steps=3, eval_every=2, eval_num=2, eval_samples=2, sample_every=100)
+    Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False).train()
+    log = (tmp_path / "run" / "eval_log.jsonl").read_text()
+    assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 3]
+    Trainer(tiny_cfg(tmp_path / "run", data, **kw), resume=True, progress=False).train()
+    assert (tmp_path / "run" / "eval_log.jsonl").read_text() == log
+
+
+def test_evaluation_options_are_checked_at_construction():
+    from tiny import TINY
+
+    from bicyclegan.engine import make_config
+    for kw, message in [
+        (dict(keep_best="diversity_l1", eval_every=5), "keep_best='diversity_l1' is not valid; choose one of fid, "
+                                                       "encoded_l1, coverage"),
+        (dict(keep_best="fid"), "keep_best=fid keeps the checkpoint of the best evaluation during training, and "
+                                "eval_every=0 makes none"),
+        (dict(keep_best="fid", eval_every=5), "keep_best=fid is measured by the metric fid, which eval_metrics=none "
+                                              r"\(l1; with palette on the demo data\) leaves out; add it "
+                                              r"\(--eval_metrics l1,fid\)"),
+        (dict(keep_best="fid", eval_every=5, eval_metrics="lpips"), r"add it \(--eval_metrics lpips,fid\)"),
+        (dict(keep_best="encoded_l1", eval_every=5, variant="pix2pix", nz=0), "variant=pix2pix has no encoder"),
+        (dict(eval_metrics="l1,ssim"), "eval_metrics='l1,ssim': expected a comma-separated list of l1, palette, "
+                                       "lpips, fid"),
+        (dict(eval_metrics="fid", eval_num=1), "eval_num=1: FID compares two sets of images"),
+        (dict(eval_every=-1), "eval_every=-1 must be an integer >= 0"),
+        (dict(eval_samples=0), "eval_samples=0 must be a positive integer"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            make_config("reference", **TINY, **kw)
+    cfg = make_config("reference", **TINY, eval_every=5, eval_metrics=" fid, l1,fid", keep_best="fid")
+    assert cfg.eval_metrics == "fid,l1"  # as config.json keeps it
+    assert make_config("reference", **TINY, eval_every=5, keep_best="encoded_l1").keep_best == "encoded_l1"
+
+
+def test_what_the_data_cannot_measure_is_refused_before_the_first_step(tmp_path, data, monkeypatch):
+    plain = make_demo_dataset(tmp_path / "plain", n_train=16, n_test=0, n_val=2, size=32)
+    (plain / "val" / "palettes.json").unlink()  # any dataset: no palettes
+    with pytest.raises(ConfigError, match=r"keep_best=coverage is measured by the metric palette, and this run's "
+                                          r"evaluations measure l1 .*palette needs the demo data"):
+        Trainer(tiny_cfg(tmp_path / "a", plain, eval_every=2, keep_best="coverage"), progress=False)
+    with pytest.raises(ConfigError, match=r"^the evaluations during training \(--eval_every 2\): metrics=palette "
+                                          r"needs the demo data"):
+        Trainer(tiny_cfg(tmp_path / "b", plain, eval_every=2, eval_metrics="palette"), progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # a refused start leaves no folder
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_missing_metric_weights_are_refused_before_the_first_step(tmp_path, data, empty_hub, monkeypatch, capsys):
+    steps = []
+    monkeypatch.setattr(Trainer, "_train", lambda self: steps.append(self.step))
+    with pytest.raises(WeightsError, match=rf"^the evaluations during training \(--eval_every 2\) take the metric "
+                                           rf"networks' weights from their default places alone \(torch.hub's cache "
+                                           rf"{empty_hub}; .*\): FID needs InceptionV3's weights: .* does not exist"):
+        Trainer(tiny_cfg(tmp_path / "r", data, eval_every=2, eval_metrics="fid"), progress=False)
+    args = ["train", "--dataroot", str(data), "--out", str(tmp_path / "r"), "--crop_size", "32", "--load_size", "32",
+            "--netG", "unet", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netD", "basic_128_multi", "--netD2",
+            "basic_128_multi", "--netE", "resnet_128", "--batch_size", "4", "--num_workers", "0",
+            "--eval_every", "2", "--eval_metrics", "l1,lpips"]
+    assert main(args) == 2 and steps == []
+    err = capsys.readouterr().err
+    assert err.startswith("bicyclegan train: WeightsError: the evaluations during training") and err.count("\n") == 1
+    assert "alexnet-owt-7be5be79.pth does not exist" in err
+
+
+def test_a_full_disk_under_the_evaluation_log_is_one_line_naming_it(tmp_path, data):
+    # Step 4 evaluates, then saves: the evaluation comes first, so a run stopped by it resumes from before
+    # it (step 2) and evaluates step 4 again, where a checkpoint of step 4 would have skipped it for good.
+    t = Trainer(tiny_cfg(tmp_path / "run", data, max_steps=6, eval_every=4, eval_samples=2, save_every=2,
+                         sample_every=100), progress=False)
+    os.symlink("/dev/full", tmp_path / "run" / "eval_log.jsonl")  # every write: ENOSPC
+    with pytest.raises(OutputError, match=r"cannot write the evaluation log .*eval_log.jsonl at step 4: No space "
+                                          r"left on device.*last good checkpoint is .*latest.pt \(step 2\)"):
+        t.train()
+
+
+def test_the_report_charts_each_measure_and_rings_the_best(tmp_path, data, monkeypatch):
+    values = {2: {"coverage": 0.25, "fid": 80.0}, 4: {"coverage": 0.75, "fid": 60.0}, 5: {"coverage": 0.5, "fid": 70.0}}
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features())
+    cfg = tiny_cfg(tmp_path / "run", data, max_steps=5, eval_every=2, keep_best="coverage", sample_every=100,
+                   eval_metrics="palette,fid")
+    run = _train(cfg, values, monkeypatch).run_dir
+    page = (run / "report.html").read_text()
+    section = page[page.index("<h2>Validation</h2>"):page.index("<h2>Sample grids</h2>")]
+    assert ("3 evaluations, every 2 iterations, of val/: the first 5 inputs x 10 random z (seed 0), the same at "
+            "each (eval_log.jsonl). Ringed: the best palette coverage, 0.75 at step 4, kept as checkpoints/best.pt."
+            ) in section
+    charts = {ET.fromstring(svg).find("{http://www.w3.org/2000/svg}text").text.strip(): ET.fromstring(svg)
+              for svg in re.findall(r"<svg.*?</svg>", section)}
+    assert set(charts) == {"palette coverage", "FID (generated vs real B)"}  # the measures, not n_inputs or seed
+    svg = "{http://www.w3.org/2000/svg}"
+    for title, key in (("palette coverage", "coverage"), ("FID (generated vs real B)", "fid")):
+        root = charts[title]
+        latest = root.find(f"{svg}text/{svg}tspan").text
+        assert latest == f"{values[5][key]:.3g}"
+        points = [tuple(map(float, p.split(","))) for p in root.find(f"{svg}polyline").get("points").split()]
+        assert len(points) == 3
+        rings = root.findall(f"{svg}circle")
+        if key == "coverage":  # ringed where the curve has step 4's point
+            (ring,) = rings
+            assert (float(ring.get("cx")), float(ring.get("cy"))) == points[1]
+            assert ring.find(f"{svg}title").text == "checkpoints/best.pt: 0.75 at step 4"
+        else:
+            assert rings == []
+
+
+def test_tensorboard_gets_each_evaluations_measures_at_its_step(tmp_path, data, monkeypatch):
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    values = {2: {"coverage": 0.25, "validity": 0.5}, 3: {"coverage": 0.75, "validity": 1.0}}
+    box = {}
+    _scripted(monkeypatch, lambda: (box["t"], values))
+    box["t"] = t = Trainer(tiny_cfg(tmp_path / "run", data, max_steps=3, eval_every=2), progress=False,
+                           tensorboard=True)
+    t.train()
+    ea = ea_mod.EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert {tag for tag in ea.Tags()["scalars"] if tag.startswith("eval/")} == {"eval/coverage", "eval/validity"}
+    for k in ("coverage", "validity"):
+        assert [(e.step, e.value) for e in ea.Scalars(f"eval/{k}")] == [(s, values[s][k]) for s in (2, 3)]
+
+
+def test_a_run_without_evaluations_has_no_validation_section(tmp_path, data):
+    run = Trainer(tiny_cfg(tmp_path / "run", data, max_steps=2), progress=False).train()
+    assert "Validation" not in (run / "report.html").read_text() and not (run / "eval_log.jsonl").exists()
+
+
+def test_inference_commands_take_the_best_checkpoint_with_epoch_best(tmp_path, data, monkeypatch, capsys):
+    run = tmp_path / "run"
+    values = {2: {"coverage": 0.6}, 4: {"coverage": 0.1}}
+    _train(tiny_cfg(run, data, max_steps=4, eval_every=2, keep_best="coverage", sample_every=100), values, monkeypatch)
+    monkeypatch.undo()
+    assert main(["evaluate", str(run), "--epoch", "best", "--num", "2", "--n_samples", "2", "--device", "cpu"]) == 0
+    r = json.loads((run / "results" / "val_best" / "eval.json").read_text())
+    assert r["checkpoint"] == str((run / "checkpoints" / "best.pt").resolve())
+    assert main(["sample", str(run), "--epoch", "best", "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 0
+    assert (run / "results" / "val_best" / "grid.png").is_file()
+    capsys.readouterr()
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    (other / "checkpoints" / "best.pt").unlink()
+    assert main(["evaluate", str(other), "--epoch", "best", "--device", "cpu"]) == 2
+    assert "no best.pt in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample", str(run), "--epoch", "bets"])
+    assert "expects an epoch (an integer >= 1) or best, got 'bets'" in capsys.readouterr().err
+
+
+def test_the_cli_trains_with_evaluations(tmp_path, data, capsys):
+    args = ["train", "--dataroot", str(data), "--out", str(tmp_path / "r"), "--crop_size", "32", "--load_size", "32",
+            "--netG", "unet", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netD", "basic_128_multi", "--netD2",
+            "basic_128_multi", "--netE", "resnet_128", "--batch_size", "4", "--num_workers", "0", "--max_steps", "2",
+            "--no-progress", "--eval_every", "1", "--eval_num", "2", "--eval_samples", "2", "--keep_best", "coverage",
+            "--impl", "ref"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("evaluation at step")]
+    assert len(lines) == 2 and lines[0].startswith("evaluation at step 1 (val/, 2 inputs x 2 z): diversity_l1 ")
+    assert "coverage" in lines[0] and lines[0].endswith("; best coverage so far: checkpoints/best.pt")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert {k: config[k] for k in ("eval_every", "eval_metrics", "eval_num", "eval_samples", "keep_best")} == {
+        "eval_every": 1, "eval_metrics": None, "eval_num": 2, "eval_samples": 2, "keep_best": "coverage"}
+
+
+# -- two ranks -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_under_torchrun_rank_0_evaluates_once_and_both_ranks_finish(tmp_path):
+    from test_distributed import _torchrun
+    tiny = ["--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--log_every", "2",
+            "--sample_every", "100", "--save_every", "100"]
+    out = _torchrun(tmp_path, *tiny, "--max_steps", "5", "--eval_every", "2", "--eval_num", "4", "--eval_samples", "2",
+                    "--keep_best", "coverage")
+    run = tmp_path / "runs" / "r"
+    lines = read_lines(run / "eval_log.jsonl")
+    assert [r["step"] for r in lines] == [2, 4, 5]  # once per evaluation, not once per rank
+    assert out.count("evaluation at step") == 3 and out.count("run folder:") == 1
+    best = read_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["best"]["step"] == best["step"] and best["world"] == 2 and len(best["rank_rng"]) == 1
+    assert [r["step"] for r in lines if r.get("best")][-1] == best["step"]
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 5
+
+
+def _rank(rank, world, port, out_dir, args, hub):
+    os.environ["TORCH_HOME"] = hub
+    from test_distributed import _cli_rank
+    _cli_rank(rank, world, port, out_dir, args)
+
+
+@pytest.mark.slow
+def test_under_torchrun_missing_metric_weights_stop_every_rank_before_the_first_step(tmp_path):
+    from test_distributed import _free_port
+    out = tmp_path / "r"
+    args = ["train", "--out", str(out), "--device", "cpu", "--no-progress", "--crop_size", "32", "--ngf", "4",
+            "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2", "--eval_every", "1",
+            "--eval_metrics", "fid"]
+    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path), args, str(tmp_path / "torch")), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["rc"] == 2 and r0["stderr"].startswith("bicyclegan train: WeightsError: the evaluations during training")
+    assert r0["stderr"].count("\n") == 1 and r1 == {"rc": 2, "stderr": ""}
+    assert not (out / "log.jsonl").exists() and not (out / "checkpoints").exists()
