@@ -18,12 +18,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Chosen by the search in docs/demo.md ("How the demo's settings were chosen"): small networks, bilinear
         # upsampling (no checkerboards at 32 px), batch 112 (the reference's KL is a sum over the
         # batch: a larger batch balances the palettes drawn by random z), lr 3e-4 (at 2e-4 the codes
-        # of two palettes merged on one seed), 280 + 280 epochs of 4 iterations, EMA of G.
+        # of two palettes merged on one seed), 280 + 280 epochs of 4 iterations, EMA of G; the palette
+        # coverage evaluated with each grid, for the report's Validation chart (0.5 s each: docs/demo.md).
         "model": dict(netG="unet", crop_size=32, ngf=16, nef=16, ndf=16, netE="resnet_128",
                       netD="basic_128_multi", netD2="basic_128_multi", upsample="bilinear"),
         "data": dict(load_size=32, preprocess="none", no_flip=True, num_workers=1),
         "train": dict(batch_size=112, lr=3e-4, niter=280, niter_decay=280, ema=0.999, log_every=25,
-                      sample_every=400, save_every=400, n_samples=8),
+                      sample_every=400, save_every=400, n_samples=8, eval_every=400),
     },
     "reference": {"model": {}, "data": {}, "train": {}},
     # The reference's scripts/train_edges2shoes.sh (and its case in scripts/train.sh). It defines
