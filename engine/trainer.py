@@ -147,7 +147,9 @@ class StopSignals:
     SLURM signals every process of a job step and torchrun its ranks as well, so a rank may receive
     two. Python runs signal handlers in the main thread alone, so only there are they installed;
     from another thread (a training thread of a notebook) the process's own handling stays, as it
-    does for a signal whose handler was not set from Python (which could not be put back)."""
+    does for a signal whose handler was not set from Python (which could not be put back) and for
+    one the process ignores (a script's background job starts with SIGINT ignored, which Python
+    keeps: the script's Ctrl-C is not the job's)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -158,7 +160,7 @@ class StopSignals:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                if signal.getsignal(sig) is not None:
+                if signal.getsignal(sig) not in (None, signal.SIG_IGN):
                     self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

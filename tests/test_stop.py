@@ -240,6 +240,19 @@ def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, da
     assert done == [tmp_path / "r"] and during == [before] * 3 and handlers() == before
 
 
+@pytest.mark.parametrize("sig", [INT, TERM])
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path, data, sig):
+    # A script's background job (`bicyclegan train ... &`) starts with SIGINT ignored, so that the
+    # script's Ctrl-C leaves it alone; Python keeps that, and so does the training.
+    previous = signal.signal(sig, signal.SIG_IGN)
+    try:
+        t = trainer(tmp_path / "r", data, at=3, send=[sig], max_steps=5)
+        assert t.train() == tmp_path / "r"
+        assert t.step == 5 and signal.getsignal(sig) is signal.SIG_IGN
+    finally:
+        signal.signal(sig, previous)
+
+
 @pytest.mark.parametrize("send", [[], [TERM]])
 def test_train_ends_the_group_after_a_stop_and_skips_the_demos_evaluation(tmp_path, data, monkeypatch, send):
     calls = []
