@@ -795,7 +795,9 @@ class Trainer:
                         self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
                     if self.world == 1:  # one process stops after any iteration: nothing to agree on
                         stop = self._stop.received
-                    elif self._stop.received and not told:  # the ranks agree at log intervals alone
+                    elif self._stop.received and not told and stop is None:
+                        # The ranks agree at log intervals alone (where one's signal rode in this step's
+                        # all-reduce, they have agreed: no later step to announce).
                         told = min(self.total_steps, (self.step // cfg.log_every + 1) * cfg.log_every)
                         self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next log "
                                            f"interval (where the {self.world} processes agree), then saving")

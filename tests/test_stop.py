@@ -312,6 +312,22 @@ def test_ranks_stop_together_at_the_next_log_interval(tmp_path, data, monkeypatc
         assert capsys.readouterr().err.count(f"{mine[0].name}: {told}" if mine else told) == len(mine)
 
 
+@pytest.mark.parametrize("at, stop, told", [(6, 8, 8), (8, 8, None), (9, 10, 10), (10, 10, None)])
+def test_rank_0_says_at_which_step_the_ranks_will_stop(tmp_path, data, monkeypatch, capsys, at, stop, told):
+    """10 steps (2 an epoch), a log line every 4 and at the end (4, 8, 10); SIGTERM in step `at` (its training
+    step, before the all-reduce). Received in an interval's last step, it rides in that step's
+    all-reduce: the ranks stop there, and no later step is announced."""
+    monkeypatch.setattr(trainer_module, "init_distributed", lambda device: Dist(rank=0, world=2))
+    monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj] * len(out)))
+    monkeypatch.setattr(dist, "all_reduce", lambda total: total.__iadd__(torch.cat([total[:-2], total[-2:] * 0])))
+    with pytest.raises(TrainingStopped) as e:
+        trainer(tmp_path / "r", data, at=at, send=[TERM], log_every=4, niter=3, niter_decay=3).train()
+    assert e.value.step == stop
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "stopping at step" in ln]
+    assert notes == ([f"SIGTERM: stopping at step {told}, the next log interval (where the 2 processes agree), "
+                      "then saving"] if told else [])
+
+
 def _signals_worker(rank, world, port, out_dir, sent):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
