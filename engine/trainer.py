@@ -221,6 +221,7 @@ class Trainer:
         self._lock = None  # rank 0 holds the run folder until train() ends
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
+        self._stop = None  # train()'s StopSignals: a Trainer trains once
         try:
             self._setup(cfg, resume, progress, epoch, tensorboard)
         except BaseException:
@@ -714,10 +715,15 @@ class Trainer:
         TrainingStopped (SIGTERM) or a KeyboardInterrupt caused by one (SIGINT); a signal during start-up
         stops it after its first iteration, one during a save once the save is done, and a second SIGINT
         aborts at once (latest.pt is then the one before). Called from another thread, it leaves the
-        process's signal handling as it is (Python's: a KeyboardInterrupt in the main thread alone)."""
+        process's signal handling as it is (Python's: a KeyboardInterrupt in the main thread alone).
+        A Trainer trains once: to go on after a stop, a new one with resume=True."""
         if self._superseded:
             raise CheckpointError(f"this Trainer gave {self.run_dir} to a later Trainer made for the same folder "
                                   f"before it trained: train that one")
+        if self._stop is not None:  # its folder, let go of when it ended, may be another training's by now
+            raise CheckpointError(f"this Trainer has trained already ({self.run_dir}, to step {self.step}) and let go "
+                                  f"of the folder: to train on, make a new Trainer (resume=True continues from the "
+                                  f"run's checkpoint)")
         self._training = True
         self._stop = StopSignals()
         try:

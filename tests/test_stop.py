@@ -4,8 +4,10 @@ and the report, and stops with TrainingStopped (SIGTERM) or a KeyboardInterrupt 
 (SIGINT); the command exits 143 / 130 with one line. In-process runs send the signals from a
 stand-in step at known steps; subprocess runs send real ones to the command, its loader workers
 included (the terminal's Ctrl-C reaches the whole process group), and to a torchrun launch."""
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +22,7 @@ import torch.multiprocessing as mp
 from test_distributed import _free_port, _torchrun_env
 from tiny import tiny_cfg
 
-from bicyclegan.engine import Trainer, TrainingStopped, stopped_by
+from bicyclegan.engine import CheckpointError, Trainer, TrainingStopped, stopped_by
 from bicyclegan.engine import trainer as trainer_module
 from bicyclegan.engine.checkpoint import read_checkpoint
 from bicyclegan.engine.runtime import Dist
@@ -221,6 +223,23 @@ def test_handlers_are_installed_while_training_only_and_restored_on_every_exit(t
     with pytest.raises(RuntimeError, match="a bug in the step"):
         t.train()
     assert handlers() == before
+
+
+def test_a_trainer_trains_once_and_a_new_one_continues_the_run(tmp_path, data):
+    # A stopped Trainer (a notebook's Ctrl-C) had let go of the run folder: trained again, it trained
+    # without holding it, beside any other training started into the folder meanwhile.
+    run = tmp_path / "r"
+    for stopped in (True, False):
+        t = Trainer(tiny_cfg(run, data, **RUN), resume=not stopped, progress=False)
+        stand_in(t, at=3 if stopped else None, send=[TERM])
+        with pytest.raises(TrainingStopped) if stopped else contextlib.nullcontext():
+            t.train()
+        step = 3 if stopped else 10
+        with pytest.raises(CheckpointError, match=re.escape(
+                f"this Trainer has trained already ({run}, to step {step}) and let go of the folder: to train on, "
+                f"make a new Trainer (resume=True continues from the run's checkpoint)")):
+            t.train()
+        assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == step  # nothing written
 
 
 def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, data):
