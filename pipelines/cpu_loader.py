@@ -232,6 +232,10 @@ def prefetch_to(batches, device, memory_format):
         yield ready(pending)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the workers leave them to the loading process
+_WAITS_FOR_SIGNALS = hasattr(signal, "sigwaitinfo")  # Linux (not macOS)
+
+
 def _worker_init(loader_pid, _):
     """In a worker just forked with the collector off: freeze what came from the parent (in this
     process alone), then collect as usual, the worker's own garbage only. loader_pid: the process
@@ -249,15 +253,14 @@ def _leave_signals_to(loader_pid):
     needs batches until it does (under torchrun, up to the next log interval), and a worker that
     died of them broke the loader (torch: "DataLoader worker ... is killed by signal"). A worker
     whose loading process is gone ends by torch's own watchdog. Linux (no sigwaitinfo on macOS)."""
-    if not hasattr(signal, "sigwaitinfo"):
+    if not _WAITS_FOR_SIGNALS:
         return
-    signals = {signal.SIGINT, signal.SIGTERM}
-    # Blocked in this thread, and so in every thread started after (the only one at the fork): the
-    # signals wait for sigwaitinfo alone.
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    # Blocked in this thread (since the fork: TorchLoader._batches), and so in every thread started
+    # after (the only one at the fork): the signals wait for sigwaitinfo alone.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     def wait():
-        while signal.sigwaitinfo(signals).si_pid != loader_pid:
+        while signal.sigwaitinfo(STOP_SIGNALS).si_pid != loader_pid:
             pass
         os._exit(0)  # torch's handler's exit for its parent's SIGTERM
     threading.Thread(target=wait, name="worker signals", daemon=True).start()
@@ -354,13 +357,19 @@ class TorchLoader(PairedLoader):
         # each freezes what it inherited before turning it on (_worker_init). The parent's own collector
         # state and freeze are left as they were (Python 3.12 starts with objects frozen already, so
         # "nothing frozen yet" cannot tell a caller's freeze from none).
+        # They are forked with SIGINT and SIGTERM blocked too, which their init leaves to this process
+        # (_leave_signals_to): torch sets its own SIGTERM handler in a worker first, which ended one that
+        # a signal to the whole group reached before its init. A signal here meanwhile waits for the block's end.
         was_enabled = gc.isenabled()
         gc.disable()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if _WAITS_FOR_SIGNALS else None
         try:
             batches = iter(self._loader)
         finally:
             if was_enabled:
                 gc.enable()
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         try:
             for batch in batches:
                 if "error" in batch:

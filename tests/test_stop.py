@@ -527,3 +527,32 @@ def test_loader_workers_leave_a_signal_to_the_group_to_the_loading_process(cli_d
                           text=True, timeout=120, start_new_session=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "8 [True, True] 0 True"  # every batch of the epoch (32 pairs / 4)
+
+
+# Each worker, as it starts, sends a SIGTERM to the whole group after torch has set its own handler for
+# it and before the loader's init: torch's handler ended a worker on a signal from any process but its
+# parent, and the loader broke ("DataLoader worker ... is killed by signal: Terminated").
+STARTING = """import os, signal, subprocess, sys
+import torch.utils.data._utils.signal_handling as handling
+from bicyclegan.pipelines import make_loader
+set_handlers = handling._set_worker_signal_handlers
+def starting(*args):
+    set_handlers(*args)
+    subprocess.run(["kill", "-TERM", "--", f"-{os.getpgrp()}"], check=True, start_new_session=True)
+handling._set_worker_signal_handlers = starting
+signal.signal(signal.SIGTERM, lambda *a: print("loading process: SIGTERM"))
+loader = make_loader(sys.argv[1], batch_size=4, load_size=32, crop_size=32, backend="torch", num_workers=2,
+                     device="cpu")
+print(sum(1 for _ in loader), "batches")
+"""
+
+
+@pytest.mark.slow
+def test_loader_workers_leave_the_groups_signal_from_their_start(cli_data, env):
+    done = subprocess.run([sys.executable, "-c", STARTING, str(cli_data / "data")], env=env, capture_output=True,
+                          text=True, timeout=120, start_new_session=True)
+    assert done.returncode == 0, done.stderr
+    *signalled, batches = done.stdout.splitlines()
+    # Every batch of the epoch; the loading process got the signals (the two may arrive as one: the
+    # workers start while it holds them back).
+    assert batches == "8 batches" and set(signalled) == {"loading process: SIGTERM"}, done.stdout + done.stderr
