@@ -556,3 +556,43 @@ def test_loader_workers_leave_the_groups_signal_from_their_start(cli_data, env):
     # Every batch of the epoch; the loading process got the signals (the two may arrive as one: the
     # workers start while it holds them back).
     assert batches == "8 batches" and set(signalled) == {"loading process: SIGTERM"}, done.stdout + done.stderr
+
+
+KILLED = """import multiprocessing, sys, time
+from bicyclegan.pipelines import make_loader
+loader = make_loader(sys.argv[1], batch_size=4, load_size=32, crop_size=32, backend="torch", num_workers=2,
+                     device="cpu")
+next(iter(loader))
+print(*(w.pid for w in multiprocessing.active_children()), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_loader_workers_end_when_the_loading_process_is_killed(cli_data, env):
+    # SIGKILL (torchrun's 30 s after its signal, the OOM killer) leaves the workers nothing to wait for:
+    # torch's watchdog in each sees its parent gone within MP_STATUS_CHECK_INTERVAL (5 s), and the
+    # signals' thread must not keep it from ending.
+    from torch.utils.data._utils import MP_STATUS_CHECK_INTERVAL
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(cli_data / "data")], env=env, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+    end = time.monotonic() + MP_STATUS_CHECK_INTERVAL + 5  # the interval, then the worker's exit
+    while any(_running(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.1)
+    left = [pid for pid in workers if _running(pid)]
+    for pid in left:  # not left behind by a failure
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
