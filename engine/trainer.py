@@ -135,8 +135,12 @@ class TrainingStopped(Exception):
 
     def __init__(self, sig: signal.Signals, step: int, epoch: int, checkpoint: Path, run_dir: Path):
         self.signal, self.step, self.epoch, self.checkpoint = sig, step, epoch, checkpoint
+        self._args = sig, step, epoch, checkpoint, run_dir
         super().__init__(f"stopped by {sig.name} at step {step} (epoch {epoch + 1}): checkpoint written to "
                          f"{checkpoint}; resume with bicyclegan train --out {run_dir} --resume")
+
+    def __reduce__(self):  # pickled (a process pool's result): made again from its fields, not its message
+        return type(self), self._args
 
 
 class StopSignals:

@@ -5,8 +5,10 @@ and the report, and stops with TrainingStopped (SIGTERM) or a KeyboardInterrupt 
 stand-in step at known steps; subprocess runs send real ones to the command, its loader workers
 included (the terminal's Ctrl-C reaches the whole process group), and to a torchrun launch."""
 import contextlib
+import copy
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,6 +117,17 @@ def test_sigint_raises_a_keyboard_interrupt_caused_by_the_stop(tmp_path, data):
     assert str(e).startswith("stopped by SIGINT at step 2 (epoch 1): ")
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2 and logged(run) == [1, 2]
     assert stopped_by(KeyboardInterrupt()) is None and stopped_by(ValueError()) is None
+
+
+def test_training_stopped_crosses_a_process_boundary():
+    # Pickled as a process pool, or a SLURM launcher's result file, returns an exception: it was
+    # unpickled by calling TrainingStopped(message), a TypeError that hid the stop.
+    e = TrainingStopped(TERM, 3, 0, Path("r/checkpoints/latest.pt"), Path("r"))
+    for back in (pickle.loads(pickle.dumps(e)), copy.copy(e)):
+        assert type(back) is TrainingStopped and (back.signal, back.step, back.epoch, back.checkpoint) == \
+            (TERM, 3, 0, Path("r/checkpoints/latest.pt"))
+        assert str(back) == ("stopped by SIGTERM at step 3 (epoch 1): checkpoint written to r/checkpoints/latest.pt; "
+                             "resume with bicyclegan train --out r --resume")
 
 
 def test_a_second_sigterm_changes_nothing(tmp_path, data):
