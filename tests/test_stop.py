@@ -130,6 +130,17 @@ def test_training_stopped_crosses_a_process_boundary():
                              "resume with bicyclegan train --out r --resume")
 
 
+def test_the_readmes_stop_line_is_the_one_printed():
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    said = re.search(r"exits with (\d+) \(SIGTERM: (\d+)\) and one line, `(stopped by [^`]+)`", readme)
+    assert said and (int(said[1]), int(said[2])) == (128 + INT, 128 + TERM)
+    # N, E: numbers; ...: the checkpoint; X: the run folder
+    pattern = "".join(r"\d+" if part in ("N", "E") else r"\S+" if part in ("...", "X") else re.escape(part)
+                      for part in re.split(r"(\b[NEX]\b|\.\.\.)", said[3]))
+    e = TrainingStopped(TERM, 12, 1, Path("runs/mine/checkpoints/latest.pt"), Path("runs/mine"))
+    assert re.fullmatch(pattern, str(e)), (pattern, str(e))
+
+
 def test_a_second_sigterm_changes_nothing(tmp_path, data):
     # SLURM signals every process of a job step, and torchrun its ranks too: a rank gets two.
     with pytest.raises(TrainingStopped) as stop:
