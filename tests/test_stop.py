@@ -150,11 +150,12 @@ def test_a_second_sigterm_changes_nothing(tmp_path, data):
 
 @pytest.mark.parametrize("first", [INT, TERM])
 def test_a_second_sigint_aborts_at_once(tmp_path, data, first):
-    run = tmp_path / "r"
+    run, before = tmp_path / "r", handlers()
     t = trainer(run, data, at=3, send=[first, INT], save_every=2)
     with pytest.raises(KeyboardInterrupt) as stop:
         t.train()
     assert stopped_by(stop.value) is None  # today's Ctrl-C: the CLI says the latest checkpoint is intact
+    assert handlers() == before  # restored on this way out too
     assert t.step == 2  # raised inside step 3, which never finished
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
 
