@@ -449,10 +449,10 @@ def test_a_signal_to_the_process_group_stops_the_command_with_workers_and_it_res
     assert last == (f"stopped by {sig.name} at step {step} (epoch {(step - 1) // 8 + 1}): checkpoint written to "
                     f"r/checkpoints/latest.pt; resume with bicyclegan train --out r --resume"), err
     assert "Traceback" not in err and "run folder:" not in out
-    if sig == INT:
-        return
     # The workers survived the signal and the stop waited for no batch; no process of the group is left.
     assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 1
+    if sig == INT:
+        return
     # Resumed (as the message says) to a few steps on, it ends where an uninterrupted run does.
     end = str(step + 3)
     done = subprocess.run([sys.executable, "-m", "bicyclegan.engine.cli", "train", "--out", "r", "--resume",
