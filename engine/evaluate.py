@@ -149,8 +149,10 @@ class Evaluation:
                             batch_size=self.batch_size, shuffle=False, augment=False, layout=self.layout)
 
     @torch.no_grad()
-    def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0) -> dict:
-        """The measures of the model's current weights (n_samples random z per input, drawn from `seed`)."""
+    def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:
+        """The measures of the model's current weights (n_samples random z per input, drawn from `seed`).
+        stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
+        training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint)."""
         check_int("n_samples", n_samples, 1)
         self._check_finite()
         model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
@@ -162,6 +164,8 @@ class Evaluation:
         for batch in self._loader():
             if seen >= n_inputs:
                 break
+            if stop is not None and stop():
+                return None
             A = batch["A"][: n_inputs - seen].to(model.device)
             B = batch.get("B")
             B = None if B is None else B[: A.shape[0]].to(model.device)

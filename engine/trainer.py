@@ -281,6 +281,7 @@ class Trainer:
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         self.evaluation = None  # rank 0's evaluate.Evaluation of the held-out split (eval_every)
         self.best = None  # what checkpoints/best.pt holds: {"measure", "value", "step"} (rank 0's)
+        self.eval_owed = None  # the step whose evaluation a stop skipped, until one is made (rank 0's)
         if self.resume_path is not None:
             self._load(read_checkpoint(self.resume_path))
         elif self.init_path is not None:
@@ -515,6 +516,8 @@ class Trainer:
                                f"networks' weights from their default places alone (torch.hub's cache "
                                f"{torch.hub.get_dir()}/checkpoints; the lpips package for LPIPS's linear layers): "
                                f"{e}") from e
+        if self.resume_path is not None:
+            self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
         chosen = self.evaluation.chosen
         if cfg.keep_best and (metric := MEASURES[cfg.keep_best][0]) not in chosen:
             given = cfg.eval_metrics or "none: evaluate's default for this data"
@@ -543,15 +546,17 @@ class Trainer:
         return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
                 "n_samples": self.cfg.eval_samples, "seed": EVAL_SEED}
 
-    def validate(self) -> None:
+    def validate(self, owed_only: bool = False) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
         checkpoints/best.pt. Every rank calls it at the same steps: rank 0 evaluates (as it samples; under
         main_decides, so that its refusal or a full disk stops every rank), the others wait, and every
-        rank takes part in writing best.pt (save gathers their random generators)."""
+        rank takes part in writing best.pt (save gathers their random generators). owed_only: evaluate
+        only if the checkpoint resumed from was saved with its evaluation skipped by a stop."""
         improved = [False]
 
         def work():
-            improved[0] = self._evaluate_now()
+            if not owed_only or self.eval_owed is not None:
+                improved[0] = self._evaluate_now()
         self.dist.main_decides(work)
         if not self.cfg.keep_best:
             return
@@ -565,6 +570,9 @@ class Trainer:
         progress note and the report. Returns whether keep_best's measure improved."""
         from .evaluate import improves
         cfg, ev = self.cfg, self.evaluation
+        stop = getattr(self, "_stop", None) or StopSignals()  # (none outside train(): a validate() of its own)
+        if stop.received:  # a preemption gives seconds, an evaluation may take minutes
+            return self._owe(f"{stop.received.name} received")
         if bad := self.model.nonfinite():  # said as the log interval's check says it
             raise self._diverged(self.model.describe_nonfinite(bad))
         # Outside the captured step (cuda_graph), as a grid is drawn; compiled networks run eagerly, as
@@ -572,9 +580,12 @@ class Trainer:
         stance = getattr(torch.compiler, "set_stance", None)
         try:
             with stance("force_eager") if stance and cfg.compile != "off" else contextlib.nullcontext():
-                result = ev.run(cfg.eval_samples, EVAL_SEED)
+                result = ev.run(cfg.eval_samples, EVAL_SEED, stop=lambda: stop.received is not None)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
+        if result is None:
+            return self._owe(f"{stop.received.name} received during it")
+        self.eval_owed = None
         key = cfg.keep_best
         improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
         row = {"step": self.step, "epoch": self.epoch, "split": ev.phase,
@@ -601,6 +612,13 @@ class Trainer:
                            + (f"; best {key} so far: checkpoints/{BEST}" if improved else ""))
         self.write_report()
         return improved
+
+    def _owe(self, why: str) -> bool:
+        """An evaluation skipped for a stop: the checkpoints say so, and the run resumed from one makes it
+        before its first iteration (else no line would ever hold this step's figures)."""
+        self.eval_owed = self.step
+        self.progress.note(f"evaluation at step {self.step} skipped ({why}): the resumed run makes it first")
+        return False
 
     def _fixed_samples(self):
         """The same inputs and z for every grid of the run, from held-out data when there is some:
@@ -641,7 +659,8 @@ class Trainer:
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
         extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world,
-                 "log_interval": interval, **({"best": best} if best else {})}
+                 "log_interval": interval, **({"best": best} if best else {}),
+                 **({"eval_owed": self.eval_owed} if self.eval_owed is not None else {})}
         if self.world > 1 and (bad := self.model.nonfinite()):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
             # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
@@ -769,6 +788,8 @@ class Trainer:
         stop = told = None  # stop: the signal every rank stops for (StopSignals), agreed by mean_over_ranks
         started = self.step
         try:
+            if cfg.eval_every and self.resume_path is not None:
+                self.validate(owed_only=True)  # the one a stop skipped, at the step it was owed for
             while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
                 self.model.set_lr(lr)

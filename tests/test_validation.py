@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 from tiny import tiny_cfg
 
-from bicyclegan.engine import ConfigError, DivergenceError, OutputError
+from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
 from bicyclegan.engine.checkpoint import read_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
@@ -134,7 +135,7 @@ def test_an_evaluation_of_diverged_weights_or_outputs_stops_the_run_naming_the_l
         t.train()
     t = Trainer(tiny_cfg(tmp_path / "r2", data, max_steps=8, eval_every=2, save_every=100, sample_every=100),
                 progress=False)
-    monkeypatch.setattr(Evaluation, "run", lambda self, n, s: (_ for _ in ()).throw(
+    monkeypatch.setattr(Evaluation, "run", lambda self, n, s, stop=None: (_ for _ in ()).throw(
         DivergenceError("the model's outputs are not finite: it cannot be evaluated")))
     with pytest.raises(DivergenceError, match=r"^training diverged at step 2 \(epoch 1\): the model's outputs are "
                                               r"not finite: it cannot be evaluated; no checkpoint was written"):
@@ -144,7 +145,7 @@ def test_an_evaluation_of_diverged_weights_or_outputs_stops_the_run_naming_the_l
 def _scripted(monkeypatch, trainer_values):
     """Evaluation.run returning known figures: trainer_values() -> {step: {measure: value}} of the
     Trainer whose step is read (the evaluations' own work is tested above)."""
-    def run(self, n_samples, seed):
+    def run(self, n_samples, seed, stop=None):
         trainer, values = trainer_values()
         return {"variant": "bicycle", "dataroot": "d", "phase": self.phase, "n_inputs": self.n_inputs,
                 "n_samples": n_samples, "seed": seed, "metrics": list(self.chosen), **values[trainer.step]}
@@ -261,6 +262,79 @@ def test_a_finished_run_resumed_is_not_evaluated_again(tmp_path, data):
     assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 3]
     Trainer(tiny_cfg(tmp_path / "run", data, **kw), resume=True, progress=False).train()
     assert (tmp_path / "run" / "eval_log.jsonl").read_text() == log
+
+
+def _signalled_at(t, step):
+    """t's training step `step` sends SIGTERM to this process in its middle (a preemption)."""
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step + 1 == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(batch)
+    t.model.train_step = train_step
+
+
+@pytest.mark.parametrize("during", [False, True])
+def test_a_stop_skips_the_evaluation_and_the_resumed_run_makes_it_first(tmp_path, data, monkeypatch, during):
+    # A preempted job has seconds: the evaluation of the step the signal came in (during=False), or the one
+    # running when it came (during=True: given up at its next batch), is skipped, latest.pt says so, and
+    # the resumed run evaluates that step before its first iteration, so eval_log.jsonl has every step.
+    kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=100)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
+    batches, loaders = [], []
+    real_loader = Evaluation._loader
+    monkeypatch.setattr(Evaluation, "_loader", lambda self: loaders.append(t.step) or real_loader(self))
+    if during:
+        real_columns = ev_module.sample_columns
+
+        def sample_columns(model, A, *a, **k):  # the first batch of step 4's evaluation brings the signal
+            batches.append(t.step)
+            if t.step == 4 and batches.count(4) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real_columns(model, A, *a, **k)
+        monkeypatch.setattr(ev_module, "sample_columns", sample_columns)
+        t.evaluation.batch_size = 1  # 3 batches an evaluation
+    else:
+        _signalled_at(t, 4)
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 4"):
+        t.train()
+    run = tmp_path / "run"
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2]
+    assert batches == ([2, 2, 2, 4] if during else [])  # step 4's evaluation stopped after its first batch
+    assert loaders == ([2, 4] if during else [2])  # a stop received before: not even its loader is made
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["eval_owed"] == 4
+    monkeypatch.undo()
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    t.train()
+    lines = read_lines(run / "eval_log.jsonl")
+    assert [r["step"] for r in lines] == [2, 4, 6]
+    assert "eval_owed" not in read_checkpoint(run / "checkpoints" / "latest.pt")
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False).train()  # finished: nothing owed, nothing new
+    assert read_lines(run / "eval_log.jsonl") == lines
+
+
+def test_a_stop_at_the_last_step_skips_the_end_evaluation_and_the_finished_run_resumed_makes_it(tmp_path, data):
+    kw = dict(max_steps=5, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=100)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
+    _signalled_at(t, 5)
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 5"):
+        t.train()
+    assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 4]
+    Trainer(tiny_cfg(tmp_path / "run", data, **kw), resume=True, progress=False).train()
+    assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 4, 5]
+
+
+def test_an_evaluation_gives_up_before_the_batch_after_a_stop(tmp_path, data, monkeypatch):
+    t = Trainer(tiny_cfg(tmp_path / "run", data), progress=False)
+    ev = Evaluation(t.model, data, phase="val", num=5, batch_size=2, metrics="l1")  # 3 batches: 2, 2, 1
+    asked, seen = [], []
+    real_columns = ev_module.sample_columns
+    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **k: seen.append(len(A)) or
+                        real_columns(model, A, *a, **k))
+    assert ev.run(2, stop=lambda: asked.append(len(seen)) or len(seen) == 2) is None
+    assert asked == [0, 1, 2] and seen == [2, 2]
+    assert ev.run(2, stop=lambda: False)["n_inputs"] == 5
 
 
 def test_evaluation_options_are_checked_at_construction():
