@@ -565,9 +565,12 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         for key in [k for k in cache if isinstance(k, tuple) and k not in keep]:
             del cache[key]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
+    evaluations = read_eval_log(run / "eval_log.jsonl")
+    if not (run / "checkpoints" / "best.pt").is_file():
+        # A resume from before the last best.pt removes it: the lines it marked name no file to ring.
+        evaluations = [{k: v for k, v in r.items() if k != "best"} for r in evaluations]
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
-                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status,
-                         read_eval_log(run / "eval_log.jsonl"))
+                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status, evaluations)
     return write_text(run / "report.html", page, what="training report")
 
 

@@ -221,6 +221,17 @@ def test_a_resume_drops_later_evaluations_and_a_later_best_pt(tmp_path, data, mo
     assert _best(run) == (8, {"measure": "coverage", "value": 0.6, "step": 8}) and t.best == _best(run)[1]
 
 
+def test_the_report_rings_no_best_once_a_resume_removed_best_pt(tmp_path, data, monkeypatch):
+    run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.5}, {"coverage": 0.3}, {"coverage": 0.9}])
+    assert "at step 6, kept as checkpoints/best.pt" in (run / "report.html").read_text()
+    t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), epoch=1, progress=False)  # removes best.pt of step 6
+    t.write_report()
+    page = (run / "report.html").read_text()
+    # step 2's line was best.pt's once, and that file is gone: nothing is ringed, nor said kept
+    assert "best.pt" not in page and 'class="b"' not in page
+    assert [r.get("best") for r in read_lines(run / "eval_log.jsonl")] == ["coverage", None]  # the log keeps it
+
+
 def test_a_resume_keeps_an_earlier_best_pt_and_its_value(tmp_path, data, monkeypatch):
     # best.pt of step 4, the step resumed from (epoch_1.pt): the run has those weights, it stays
     run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.3}, {"coverage": 0.5}, {"coverage": 0.2}])
