@@ -546,17 +546,18 @@ class Trainer:
         return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
                 "n_samples": self.cfg.eval_samples, "seed": EVAL_SEED}
 
-    def validate(self, owed_only: bool = False) -> None:
+    def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
         checkpoints/best.pt. Every rank calls it at the same steps: rank 0 evaluates (as it samples; under
         main_decides, so that its refusal or a full disk stops every rank), the others wait, and every
         rank takes part in writing best.pt (save gathers their random generators). owed_only: evaluate
-        only if the checkpoint resumed from was saved with its evaluation skipped by a stop."""
+        only if the checkpoint resumed from was saved with its evaluation skipped by a stop. stop: the signal
+        the ranks agreed to stop for (a rank other than 0 may have received it alone)."""
         improved = [False]
 
         def work():
             if not owed_only or self.eval_owed is not None:
-                improved[0] = self._evaluate_now()
+                improved[0] = self._evaluate_now(stop)
         self.dist.main_decides(work)
         if not self.cfg.keep_best:
             return
@@ -565,14 +566,17 @@ class Trainer:
         if improved[0]:
             self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
 
-    def _evaluate_now(self) -> bool:
+    def _evaluate_now(self, agreed: signal.Signals | None = None) -> bool:
         """Rank 0's part of validate(): the evaluation, its line in eval_log.jsonl, TensorBoard, the
         progress note and the report. Returns whether keep_best's measure improved."""
         from .evaluate import improves
         cfg, ev = self.cfg, self.evaluation
-        stop = getattr(self, "_stop", None) or StopSignals()  # (none outside train(): a validate() of its own)
-        if stop.received:  # a preemption gives seconds, an evaluation may take minutes
-            return self._owe(f"{stop.received.name} received")
+        signals = getattr(self, "_stop", None) or StopSignals()  # (none outside train(): a validate() of its own)
+
+        def stopping():
+            return agreed or signals.received
+        if stopping():  # a preemption gives seconds, an evaluation may take minutes
+            return self._owe(f"{stopping().name} received")
         if bad := self.model.nonfinite():  # said as the log interval's check says it
             raise self._diverged(self.model.describe_nonfinite(bad))
         # Outside the captured step (cuda_graph), as a grid is drawn; compiled networks run eagerly, as
@@ -580,11 +584,11 @@ class Trainer:
         stance = getattr(torch.compiler, "set_stance", None)
         try:
             with stance("force_eager") if stance and cfg.compile != "off" else contextlib.nullcontext():
-                result = ev.run(cfg.eval_samples, EVAL_SEED, stop=lambda: stop.received is not None)
+                result = ev.run(cfg.eval_samples, EVAL_SEED, stop=lambda: stopping() is not None)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
         if result is None:
-            return self._owe(f"{stop.received.name} received during it")
+            return self._owe(f"{stopping().name} received during it")
         self.eval_owed = None
         key = cfg.keep_best
         improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
@@ -817,7 +821,7 @@ class Trainer:
                     if self.step % cfg.sample_every == 0:
                         self.sample()
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
-                        self.validate()  # before the step's checkpoint: a resume from it never loses one
+                        self.validate(stop=stop)  # before the step's checkpoint: a resume from it never loses one
                     if self.step % cfg.save_every == 0:
                         self.save()
                     done, rest = divmod(self.step, self.steps_per_epoch)
@@ -837,7 +841,7 @@ class Trainer:
                 else:
                     self.epoch += 1
             if cfg.eval_every and self.step % cfg.eval_every and self.step == self.total_steps and self.step > started:
-                self.validate()  # the trained model's (not again for a finished run resumed)
+                self.validate(stop=stop)  # the trained model's (not again for a finished run resumed)
             self.save()
             if stop is not None:
                 self.write_report()  # the page's status at the stop (a grid would take time a preemption may not give)

@@ -57,9 +57,9 @@ def test_each_evaluation_logged_equals_evaluate_on_the_checkpoint_of_its_step(tm
     saved = {}
     real = Trainer.validate
 
-    def validate(self):
+    def validate(self, *a, **k):
         saved[self.step] = save_checkpoint(self.model, tmp_path / "at" / f"{self.step}.pt", step=self.step)
-        real(self)
+        real(self, *a, **k)
     monkeypatch.setattr(Trainer, "validate", validate)
     cfg = tiny_cfg(tmp_path / "run", data, max_steps=7, eval_every=3, eval_metrics="l1,palette,fid", eval_num=4,
                    eval_samples=3, ema=0.5, sample_every=100, save_every=100)
@@ -334,6 +334,16 @@ def test_a_stop_at_the_last_step_skips_the_end_evaluation_and_the_finished_run_r
     assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 4]
     Trainer(tiny_cfg(tmp_path / "run", data, **kw), resume=True, progress=False).train()
     assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [2, 4, 5]
+
+
+def test_a_stop_the_ranks_agreed_on_skips_rank_0s_evaluation(tmp_path, data):
+    # Under torchrun another rank may have received the signal alone: the stop mean_over_ranks agreed on
+    # (validate's stop) skips rank 0's evaluation as its own signal would.
+    t = Trainer(tiny_cfg(tmp_path / "run", data, eval_every=2, eval_num=2, eval_samples=2), progress=False)
+    t.validate(stop=signal.SIGTERM)
+    assert not (tmp_path / "run" / "eval_log.jsonl").exists() and t.eval_owed == 0
+    t.validate()
+    assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [0] and t.eval_owed is None
 
 
 def test_an_evaluation_gives_up_before_the_batch_after_a_stop(tmp_path, data, monkeypatch):
