@@ -6,6 +6,7 @@ from each other, so each command module imports only runtime, the model and chec
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
@@ -98,6 +99,7 @@ class Dist:
         """End the process group if init_distributed started it (a caller's own group is left as it
         is). Every rank calls it once its collectives are done; torch warns at exit about a group left
         open."""
+        atexit.unregister(self.close)  # (a group started later in this process is not ours)
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -124,7 +126,15 @@ def init_distributed(device: str = "auto") -> Dist:
         torch.cuda.set_device(local_rank)
     if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, dev, owns_group=owns)
+    info = Dist(rank, world, local_rank, dev, owns_group=owns)
+    if owns and dev.type != "cuda":
+        # An error exit (a refusal, a bug) skips close(). gloo's worker thread may still be dropping
+        # the last collective's tensors then, which takes the GIL: in an interpreter already finalising,
+        # the thread exits through a C++ destructor and the process aborts ("terminate called without
+        # an active exception", SIGABRT). Ended before finalising, the group joins its threads first.
+        # (Not NCCL's: its teardown would wait at exit for a CUDA graph an error's traceback keeps alive.)
+        atexit.register(info.close)
+    return info
 
 
 # -- data ------------------------------------------------------------------------------------------

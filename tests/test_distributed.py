@@ -209,6 +209,38 @@ def test_the_group_init_distributed_started_is_ended_by_close(tmp_path):
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
+def _exit_worker(rank, world, port, out_dir):
+    """init_distributed's group left open, as an error exit leaves it (no close()): the exit functions,
+    which run before the interpreter finalises, end it. Once close() ran, they leave a group started
+    later (the caller's own) alone."""
+    import atexit
+
+    from bicyclegan.engine import runtime
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    d = runtime.init_distributed("cpu")
+    with pytest.raises(runtime.ConfigError):  # a refusal on rank 0, raised on every rank
+        d.main_decides(lambda: (_ for _ in ()).throw(runtime.ConfigError("refused")))
+    atexit._run_exitfuncs()
+    seen = {"open_after_exit": dist.is_initialized()}
+    d = runtime.init_distributed("cpu")
+    d.close()
+    dist.init_process_group("gloo", rank=rank, world_size=world)  # the caller's own, after ours
+    atexit._run_exitfuncs()
+    seen["callers_open_after_exit"] = dist.is_initialized()
+    dist.destroy_process_group()
+    json.dump(seen, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalises(tmp_path):
+    """A refusal's exit skipped close(): gloo's worker thread, still dropping the broadcast's tensors,
+    then took the GIL of a finalising interpreter, and the rank aborted now and then (SIGABRT,
+    "terminate called without an active exception")."""
+    mp.spawn(_exit_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert seen == [{"open_after_exit": False, "callers_open_after_exit": True}] * 2
+
+
 def _mean_worker(rank, world, port, out_dir):
     from bicyclegan.engine.trainer import mean_over_ranks
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
