@@ -229,15 +229,20 @@ def test_a_signal_after_the_last_check_goes_to_the_handler_it_replaced(tmp_path,
     assert got == [TERM] and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 10
 
 
-def test_handlers_are_installed_while_training_only_and_restored_on_every_exit(tmp_path, data):
-    before, during = handlers(), []
-    t = trainer(tmp_path / "a", data, max_steps=2)
+def record_handlers(t, during):
+    """t's steps append the SIGINT and SIGTERM handlers they run under to `during`."""
     step = t.model.train_step
 
     def recording(batch):
         during.append(handlers())
         return step(batch)
     t.model.train_step = recording
+
+
+def test_handlers_are_installed_while_training_only_and_restored_on_every_exit(tmp_path, data):
+    before, during = handlers(), []
+    t = trainer(tmp_path / "a", data, max_steps=2)
+    record_handlers(t, during)
     t.train()
     assert handlers() == before and len(during) == 2
     assert all(h == (t._stop._handle,) * 2 and h[0] != before[0] for h in during)
@@ -273,12 +278,7 @@ def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, da
     # training thread of a notebook installs none and trains as before.
     before, during, done = handlers(), [], []
     t = trainer(tmp_path / "r", data, max_steps=3)
-    step = t.model.train_step
-
-    def recording(batch):
-        during.append(handlers())
-        return step(batch)
-    t.model.train_step = recording
+    record_handlers(t, during)
     thread = threading.Thread(target=lambda: done.append(t.train()))
     thread.start()
     thread.join(60)
