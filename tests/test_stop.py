@@ -47,6 +47,17 @@ def _sigterm_fails_the_test():
     signal.signal(TERM, previous)
 
 
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal():
+    """pytest-xdist's workers (`make test`) ignore SIGINT, as a background job does, and a process
+    started from one inherits that: the trainer then leaves SIGINT ignored, as it should. The tests
+    are of a terminal's process, where Ctrl-C raises KeyboardInterrupt and a child starts with
+    SIGINT's default (a Python handler, unlike SIG_IGN, does not outlive exec)."""
+    previous = signal.signal(INT, signal.default_int_handler)
+    yield
+    signal.signal(INT, previous)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=4, size=32, seed=0)
