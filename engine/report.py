@@ -634,12 +634,10 @@ class TensorBoardLog:
             self.writer.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
         self.writer.flush()
 
-    EVAL_SETTINGS = EVAL_SETTINGS
-
     def log_eval(self, result: dict, step: int) -> None:
         """evaluate's measures as eval/<name> at `step` (the end of a demo run, each --eval_every)."""
         for k, v in result.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in self.EVAL_SETTINGS:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in EVAL_SETTINGS:
                 self.writer.add_scalar(f"eval/{k}", v, step)
         self.writer.flush()
 

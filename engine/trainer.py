@@ -571,10 +571,8 @@ class Trainer:
         progress note and the report. Returns whether keep_best's measure improved."""
         from .evaluate import improves
         cfg, ev = self.cfg, self.evaluation
-        signals = getattr(self, "_stop", None) or StopSignals()  # (none outside train(): a validate() of its own)
-
-        def stopping():
-            return agreed or signals.received
+        def stopping():  # (no StopSignals outside train(): a validate() of its own)
+            return agreed or (self._stop and self._stop.received)
         if stopping():  # a preemption gives seconds, an evaluation may take minutes
             return self._owe(f"{stopping().name} received")
         if bad := self.model.nonfinite():  # said as the log interval's check says it
@@ -609,8 +607,7 @@ class Trainer:
                               f"{write_reason(e, self.run_dir)}; {self._last_good()}") from e
         if self.tb:
             self.tb.log_eval(result, self.step)
-        figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items()
-                            if isinstance(v, float) and k not in ("variant", "dataroot", "phase"))
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
         self.progress.note(f"evaluation at step {self.step} ({ev.phase}/, {result['n_inputs']} inputs x "
                            f"{result['n_samples']} z): {figures}"
                            + (f"; best {key} so far: checkpoints/{BEST}" if improved else ""))
