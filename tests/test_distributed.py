@@ -49,6 +49,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _free_ports(n):
+    """n different free ports: held open together, so the system cannot hand one out twice."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 @pytest.mark.slow
 def test_ranks_stay_in_sync(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), True), nprocs=2, join=True)
@@ -209,22 +221,25 @@ def test_the_group_init_distributed_started_is_ended_by_close(tmp_path):
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
-def _exit_worker(rank, world, port, out_dir):
+def _exit_worker(rank, world, ports, out_dir):
     """init_distributed's group left open, as an error exit leaves it (no close()): the exit functions,
     which run before the interpreter finalises, end it. Once close() ran, they leave a group started
-    later (the caller's own) alone."""
+    later (the caller's own) alone. Each group has its own port: on a reused one, a rank done with
+    a group could reach the other rank's store of that group, closing, instead of the next one's."""
     import atexit
 
     from bicyclegan.engine import runtime
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     d = runtime.init_distributed("cpu")
     with pytest.raises(runtime.ConfigError):  # a refusal on rank 0, raised on every rank
         d.main_decides(lambda: (_ for _ in ()).throw(runtime.ConfigError("refused")))
     atexit._run_exitfuncs()
     seen = {"open_after_exit": dist.is_initialized()}
+    os.environ["MASTER_PORT"] = str(ports[1])
     d = runtime.init_distributed("cpu")
     d.close()
+    os.environ["MASTER_PORT"] = str(ports[2])
     dist.init_process_group("gloo", rank=rank, world_size=world)  # the caller's own, after ours
     atexit._run_exitfuncs()
     seen["callers_open_after_exit"] = dist.is_initialized()
@@ -236,7 +251,7 @@ def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalise
     """A refusal's exit skipped close(): gloo's worker thread, still dropping the broadcast's tensors,
     then took the GIL of a finalising interpreter, and the rank aborted now and then (SIGABRT,
     "terminate called without an active exception")."""
-    mp.spawn(_exit_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_exit_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=True)
     seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"open_after_exit": False, "callers_open_after_exit": True}] * 2
 
