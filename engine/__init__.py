@@ -31,13 +31,14 @@ from .presets import PRESETS, make_config
 from .report import write_report
 from .sample import sample
 from .serve import serve
+from .sweep import evaluate_checkpoints
 from .trainer import Trainer, TrainingStopped, stopped_by, train
 
 __all__ = [
     "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer",
     "TrainingStopped", "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "download_dataset",
-    "download_model", "evaluate", "export_generator", "find_checkpoint", "import_official", "init_weights",
-    "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns",
+    "download_model", "evaluate", "evaluate_checkpoints", "export_generator", "find_checkpoint", "import_official",
+    "init_weights", "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns",
     "save_checkpoint", "serve", "stopped_by", "train", "write_report",
 ]

@@ -77,14 +77,18 @@ def _at_least(low: int):
     return conv
 
 
-def _epoch_or_best(text: str):
-    """--epoch of the inference commands: N (checkpoints/epoch_N.pt) or best (checkpoints/best.pt)."""
-    if text == "best":
-        return text
-    try:
-        return _at_least(1)(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expects an epoch (an integer >= 1) or best, got {text!r}") from None
+def _epoch_or(*words: str):
+    """--epoch of the inference commands: N (checkpoints/epoch_N.pt) or one of `words` (best:
+    checkpoints/best.pt; all: every checkpoint, evaluate's sweep)."""
+    def parse(text: str):
+        if text in words:
+            return text
+        try:
+            return _at_least(1)(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expects an epoch (an integer >= 1) or {' or '.join(words)}, "
+                                             f"got {text!r}") from None
+    return parse
 
 
 def _index_list(text: str) -> list[int]:
@@ -212,12 +216,15 @@ def cmd_train(args) -> int:
 
 
 # -- inference -------------------------------------------------------------------------------------
-def _add_model_source(p, what: str = "split to read") -> None:
-    """The options every inference command shares: which model, which data, which device."""
+def _add_model_source(p, what: str = "split to read", every: str | None = None) -> None:
+    """The options every inference command shares: which model, which data, which device. every: what
+    --epoch all does, for a command that takes it."""
     p.add_argument("checkpoint", help="a checkpoint (…/checkpoints/latest.pt, pretrained/NAME.pt) or a run folder")
-    p.add_argument("--epoch", type=_epoch_or_best, default=None, metavar="N|best",
+    p.add_argument("--epoch", type=_epoch_or("best", "all") if every else _epoch_or("best"), default=None,
+                   metavar="N|best|all" if every else "N|best",
                    help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead, or with best the "
-                   "checkpoint of its best evaluation (checkpoints/best.pt: train --keep_best)")
+                   "checkpoint of its best evaluation (checkpoints/best.pt: train --keep_best)"
+                   + (f"; with all {every}" if every else ""))
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")
@@ -246,26 +253,41 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _evaluation_options(args) -> dict:
+    return dict(phase=args.phase, n_samples=args.n_samples, num=args.num, seed=args.seed, device=args.device,
+                batch_size=args.batch_size, metrics=args.metrics, lpips_version=args.lpips_version,
+                lpips_pairs=args.lpips_pairs, lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear,
+                fid_weights=args.fid_weights, layout=args.layout, skip_bad=args.skip_bad)
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table
     from .io import check_writable, write_json
     from .runtime import results_dir, results_name
+    if args.epoch == "all":
+        return _sweep(args)
     checkpoint = _checkpoint(args)
     if args.json and Path(args.json).is_dir():
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
                           f"{Path(args.json) / 'eval.json'}")
     # Before the evaluation: the folder that will hold <phase>/eval.json (as `sample`'s results).
     check_writable(Path(args.json).parent if args.json else results_dir(checkpoint, "eval").parent, "--json")
-    r = evaluate(checkpoint, args.dataroot, phase=args.phase, n_samples=args.n_samples, num=args.num,
-                 seed=args.seed, device=args.device, batch_size=args.batch_size, metrics=args.metrics,
-                 lpips_version=args.lpips_version, lpips_pairs=args.lpips_pairs,
-                 lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear, fid_weights=args.fid_weights,
-                 layout=args.layout, skip_bad=args.skip_bad)
+    r = evaluate(checkpoint, args.dataroot, **_evaluation_options(args))
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
     path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", r, what="evaluation results")
     print(f"results: {path}")
+    return 0
+
+
+def _sweep(args) -> int:
+    """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
+    from .sweep import evaluate_checkpoints, format_sweep
+    rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, log=print,
+                                      **_evaluation_options(args))
+    print(format_sweep(rows))
+    print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
     return 0
 
 
@@ -420,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Measure a model with the paper's protocol: the first --num inputs of the "
                        "split, --n_samples random z each; diversity = mean distance between consecutive samples "
                        "of one input. Defaults are the paper's (100 x 20, LPIPS alex v0.0).")
-    _add_model_source(p, "split to evaluate")
+    _add_model_source(p, "split to evaluate", every="each of the run's checkpoints (its epoch_N.pt files and "
+                      "latest.pt), with the same z: a table, each one's eval.json, and "
+                      "<run>/results/<phase>_sweep/ (sweep.json, index.html: a chart per measure)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
     p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
@@ -438,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "in torch.hub's checkpoints folder)")
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
-                   "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>)")
+                   "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
+                   "--epoch all: the sweep's sweep.json)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",

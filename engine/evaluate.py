@@ -24,6 +24,7 @@ a training run with --eval_every keeps one and runs it on its live model.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -112,6 +113,10 @@ class Evaluation:
                  lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
                  layout: str | None = None, skip_bad: bool | None = None):
         check_int("num", num, 1)
+        self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
+                             metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
+                             lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
+                             layout=layout, skip_bad=skip_bad)
         self.model = open_model(model, device)
         self._check_finite()
         cfg = self.model.cfg
@@ -138,10 +143,24 @@ class Evaluation:
                              device=dev) if "lpips" in chosen else None
         self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
 
+    def of(self, model) -> "Evaluation":
+        """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's
+        checkpoints), on the same inputs with the same options, its metric networks shared, not loaded
+        again. A model whose model or data options differ (which the split's reading depends on) gets an
+        evaluation of its own, as evaluate(model, ...) would make."""
+        model = open_model(model, self.model.device)
+        mine, theirs = self.model.cfg.to_dict(), model.cfg.to_dict()
+        if any(mine[k] != theirs[k] for k in ("model", "data")):
+            return Evaluation(model, **self._options)
+        other = copy.copy(self)
+        other.model = model
+        other._check_finite()
+        return other
+
     def _check_finite(self) -> None:
         if bad := self.model.nonfinite():
-            raise DivergenceError(f"the model holds non-finite weights ({bad}); evaluate a checkpoint from before "
-                                  f"training diverged")
+            raise DivergenceError(f"the model holds {self.model.describe_nonfinite(bad)}; evaluate a checkpoint "
+                                  f"from before training diverged")
 
     def _loader(self):
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.

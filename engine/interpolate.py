@@ -145,7 +145,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"path=encoded needs a trained encoder; this model (variant {cfg.variant}) has none "
                           f"(use path=random)")
     if bad := model.nonfinite():
-        raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to interpolate")
+        raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to interpolate")
     refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
     if path == "encoded" and len(refs) < 2:
         raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")

@@ -72,7 +72,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     checkpoint = model
     model = open_model(model, device)
     if bad := model.nonfinite():
-        raise DivergenceError(f"the model holds non-finite weights ({bad}): nothing to sample")
+        raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to sample")
     cfg = model.cfg
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
     out = check_writable(out if out is not None else default_out(checkpoint, results_name(root, phase), sync),

@@ -1,0 +1,225 @@
+"""evaluate --epoch all: every checkpoint of a run against an independent `evaluate` of it, the
+checkpoints it picks and their order, the metric networks loaded once, a diverged checkpoint among
+good ones, the best of each measure over known values, the page and the refusals."""
+import importlib
+import json
+import math
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import tiny_cfg
+
+from bicyclegan.engine import CheckpointError
+from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.evaluate import Evaluation, evaluate
+from bicyclegan.engine.sweep import best_rows, format_sweep, run_checkpoints, sweep
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+ev_module = importlib.import_module("bicyclegan.engine.evaluate")
+OPTS = ["--num", "4", "--n_samples", "3", "--device", "cpu", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=3, n_val=5, size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    """10 steps of 4 an epoch, a checkpoint kept each epoch: epoch_1.pt (step 4), epoch_2.pt (8), latest.pt (10)."""
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    Trainer(tiny_cfg(out, data, niter=2, niter_decay=1, max_steps=10, save_epoch_freq=1, sample_every=100,
+                     save_every=100), progress=False).train()
+    return out
+
+
+def copy_run(run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("results"))
+    return dst
+
+
+def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tmp_path, capsys):
+    run = copy_run(run, tmp_path)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert [(r["checkpoint"], r["epoch"], r["step"]) for r in rows] == [
+        ("epoch_1.pt", 1, 4), ("epoch_2.pt", 2, 8), ("latest.pt", 2, 10)]
+    ckpts = run / "checkpoints"
+    for r, f in zip(rows, ("epoch_1.pt", "epoch_2.pt", "latest.pt")):
+        want = evaluate(ckpts / f, phase="val", num=4, n_samples=3, seed=5, device="cpu")
+        assert {k: v for k, v in r.items() if k not in ("checkpoint", "epoch", "step")} == want
+        assert set(want) >= {"diversity_l1", "encoded_l1", "coverage", "validity"}
+    # the weights moved between checkpoints: one model measured thrice would pass the loop above too
+    assert len({r["encoded_l1"] for r in rows}) == 3
+    # each eval.json is the file `evaluate --epoch N` (latest.pt: without --epoch) writes
+    for r, epoch, folder in zip(rows, (["--epoch", "1"], ["--epoch", "2"], []), ("val_epoch_1", "val_epoch_2", "val")):
+        swept = (run / "results" / folder / "eval.json").read_text()
+        assert json.loads(swept) == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve())}
+        assert main(["evaluate", str(run), *epoch, *OPTS]) == 0
+        alone = json.loads((run / "results" / folder / "eval.json").read_text())
+        assert alone == {k: v for k, v in json.loads(swept).items() if k not in ("epoch", "step")}
+    # the terminal: one line per checkpoint as it is measured, the table, the best of each measure
+    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json$", out, re.M)
+    best = min(rows, key=lambda r: r["encoded_l1"])
+    pick = "the latest" if best["checkpoint"] == "latest.pt" else f"--epoch {best['epoch']}"
+    assert (f"best encoded reconstruction L1: {best['encoded_l1']:.4f} at epoch {best['epoch']}, step {best['step']} "
+            f"({best['checkpoint']}: {pick})") in out
+
+
+def test_checkpoints_in_training_order_latest_only_when_further_on(run, tmp_path):
+    run = copy_run(run, tmp_path)
+    ckpts = run / "checkpoints"
+    for n in (10, 3):  # epoch 10 sorts after 2 and 3 by number, not before them as text
+        shutil.copy(ckpts / "epoch_2.pt", ckpts / f"epoch_{n}.pt")
+    (ckpts / "epoch_x.pt").write_bytes(b"not one of the run's epochs")
+    (ckpts / "best.pt").write_bytes(b"a copy of one evaluation's weights: not swept")
+    names = [p.name for p, _, _ in run_checkpoints(run)]
+    assert names == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "epoch_10.pt", "latest.pt"]
+    assert [p.name for p, _, _ in run_checkpoints(ckpts / "epoch_1.pt")] == names  # a file of the run: its run
+    # latest.pt at the step of the last epoch_N.pt holds its weights: measured once
+    shutil.copy(ckpts / "latest.pt", ckpts / "epoch_12.pt")
+    assert [p.name for p, _, _ in run_checkpoints(run)][-2:] == ["epoch_10.pt", "epoch_12.pt"]
+    (ckpts / "latest.pt").unlink()
+    assert [p.name for p, _, _ in run_checkpoints(run)][-1] == "epoch_12.pt"
+
+
+def test_metric_networks_load_once_and_every_checkpoint_shares_the_inputs(run, data, monkeypatch):
+    loads = []
+
+    class Features(torch.nn.Module):  # a stand-in for FID's InceptionV3: [0, 1] images -> N x D
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x):
+            return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) * self.scale
+
+    def load(path=None, device="cpu"):
+        loads.append(path)
+        return Features()
+    monkeypatch.setattr(ev_module, "load_inception", load)
+    rows = [row for _, row in sweep(run, phase="val", num=4, n_samples=2, device="cpu", metrics="l1,fid")]
+    assert len(loads) == 1 and len(rows) == 3
+    for r, f in zip(rows, ("epoch_1.pt", "epoch_2.pt", "latest.pt")):
+        want = evaluate(run / "checkpoints" / f, phase="val", num=4, n_samples=2, device="cpu", metrics="l1,fid")
+        assert r["fid"] == want["fid"] and r["fid_images"] == {"generated": 8, "real": 4}
+
+
+def test_evaluation_of_a_model_with_other_data_options_is_made_anew(run, monkeypatch):
+    loads = []
+    monkeypatch.setattr(ev_module, "load_inception",
+                        lambda path=None, device="cpu": loads.append(1) or torch.nn.Linear(1, 1))
+    ev = Evaluation(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, device="cpu", metrics="l1,fid")
+    same = ev.of(run / "checkpoints" / "epoch_2.pt")
+    assert same.inception is ev.inception and len(loads) == 1 and same.model is not ev.model
+    other = load_checkpoint(run / "checkpoints" / "latest.pt", device="cpu")
+    other.cfg.data.max_dataset_size = 2  # reads 2 inputs of the split, where the first model reads 4
+    fresh = ev.of(other)
+    assert len(loads) == 2 and fresh.model is other and fresh.n_inputs == 2 and ev.n_inputs == 4
+
+
+def test_a_diverged_checkpoint_gets_a_row_saying_so_and_the_others_are_measured(run, tmp_path, capsys):
+    """(train writes no such checkpoint, but another program or an older version may have.)"""
+    run = copy_run(run, tmp_path)
+    bad = load_checkpoint(run / "checkpoints" / "epoch_2.pt", device="cpu", training=True)
+    with torch.no_grad():
+        next(bad.G.parameters()).view(-1)[0] = float("nan")
+    bad.nonfinite = dict  # save_checkpoint's own refusal, passed
+    save_checkpoint(bad, run / "checkpoints" / "epoch_2.pt", step=8, epoch=2)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    assert rows[1] == {"checkpoint": "epoch_2.pt", "epoch": 2, "step": 8,
+                       "error": "the model holds non-finite weights in G (1 values); evaluate a checkpoint from "
+                       "before training diverged"}
+    assert "encoded_l1" in rows[0] and "encoded_l1" in rows[2]
+    assert not (run / "results" / "val_epoch_2").exists()
+    assert re.search(r"^epoch_2.pt +2 +8 +the model holds non-finite weights", out, re.M)
+    page = (run / "results" / "val_sweep" / "index.html").read_text()
+    assert "the model holds non-finite weights" in page
+
+
+@pytest.mark.parametrize("key,values,best", [
+    ("encoded_l1", [0.5, 0.3, 0.3, 0.4], 1),          # lower is better; a tie keeps the earlier
+    ("fid", [float("nan"), 80.0, None, 79.5], 3),     # NaN and None never win
+    ("coverage", [0.2, 0.7, 0.7, 0.6], 1),            # higher is better
+    ("coverage", [None, float("inf"), None, None], None),
+])
+def test_best_of_each_measure_over_known_values(key, values, best):
+    rows = [{"checkpoint": f"epoch_{i + 1}.pt", "epoch": i + 1, "step": 4 * (i + 1), key: v}
+            for i, v in enumerate(values)]
+    rows.insert(2, {"checkpoint": "epoch_9.pt", "epoch": 9, "step": 9, "error": "diverged"})
+    got = best_rows(rows)
+    if best is None:
+        assert key not in got
+        return
+    assert got[key] is rows[best if best < 2 else best + 1]
+    assert f"at epoch {best + 1}, step {4 * (best + 1)} (epoch_{best + 1}.pt: --epoch {best + 1})" in format_sweep(rows)
+
+
+def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(run, tmp_path, capsys):
+    run = copy_run(run, tmp_path)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
+    folder = run / "results" / "val_sweep"
+    page = (folder / "index.html").read_text()
+    rows = json.loads((folder / "sweep.json").read_text())
+    svgs = [ET.fromstring(s) for s in re.findall(r"<svg.*?</svg>", page, re.S)]
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = ["".join(s.find(f"{ns}text").itertext()) for s in svgs]
+    assert [t.split(" ")[0] for t in titles] == ["diversity", "encoded"]  # the two measures of l1
+    rings = [c for s in svgs for c in s.iter(f"{ns}circle") if c.get("class") == "b"]
+    best = min(rows, key=lambda r: r["encoded_l1"])
+    assert len(rings) == 1 and f"at epoch {best['epoch']} ({best['checkpoint']})" in rings[0].find(f"{ns}title").text
+    polyline = svgs[1].find(f"{ns}polyline").get("points").split()
+    assert len(polyline) == 3
+    links = re.findall(r"<a href='([^']+)'>([^<]+)</a>", page)
+    assert [name for _, name in links] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    for href, name in links:
+        target = json.loads((folder / href).read_text())
+        assert Path(target["checkpoint"]).name == name
+    assert f"<td><b>{best['encoded_l1']:.4g}</b></td>" in page
+
+
+def test_refusals_name_the_path(run, tmp_path, capsys):
+    lone = tmp_path / "pretrained" / "model.pt"
+    lone.parent.mkdir()
+    shutil.copy(run / "checkpoints" / "latest.pt", lone)
+    with pytest.raises(CheckpointError, match=r"model.pt is neither a run folder nor a file in one's checkpoints/"):
+        run_checkpoints(lone)
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"empty/checkpoints holds no checkpoint to evaluate"):
+        run_checkpoints(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match=r"nowhere does not exist"):
+        run_checkpoints(tmp_path / "nowhere")
+    assert main(["evaluate", str(lone), "--epoch", "all"]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # all is evaluate's alone
+        main(["sample", str(run), "--epoch", "all"])
+    assert "expects an epoch (an integer >= 1) or best, got 'all'" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--epoch", "all", "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkeypatch):
+    """JSON has no NaN: a strict reader refused sweep.json's NaN."""
+    run = copy_run(run, tmp_path)
+    real = Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: {**real(self, *a, **k), "encoded_l1": float("nan")})
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--n_samples", "1"]) == 0
+
+    def refuse(c):
+        raise ValueError(c)
+    for f in (run / "results" / "val_sweep" / "sweep.json", run / "results" / "val_epoch_1" / "eval.json"):
+        rows = json.loads(f.read_text(), parse_constant=refuse)
+        for r in rows if isinstance(rows, list) else [rows]:
+            assert r["encoded_l1"] is None and r["diversity_l1"] is None  # one sample per input: no pair
+            assert not any(isinstance(v, float) and math.isnan(v) for v in r.values())
