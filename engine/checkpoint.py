@@ -173,7 +173,8 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 # evaluations of another protocol beside the run's earlier ones, or keep best.pt by another measure.
 RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
                      "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile", "eval_every",
-                     "eval_metrics", "eval_num", "eval_samples", "keep_best"}
+                     "eval_metrics", "eval_num", "eval_samples", "keep_best", "lpips_backbone", "lpips_linear",
+                     "fid_weights"}
 DATA_RESUMABLE_CHANGES = {"dataroot", "num_workers", "backend", "skip_bad", "max_pixels"}
 MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 # How a run began (the weights it started from): a resumed run keeps its checkpoint's, so they are

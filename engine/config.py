@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -248,6 +249,9 @@ class TrainConfig:
     eval_metrics: Optional[str] = None  # as evaluate's --metrics (l1, palette, lpips, fid); none: evaluate's default
     eval_num: int = 100        # inputs per evaluation: the split's first (evaluate's --num; the paper's 100)
     eval_samples: int = 10     # random z per input per evaluation (evaluate's --n_samples; the paper's 20)
+    lpips_backbone: Optional[str] = None  # the evaluations' AlexNet weights file, as evaluate's; none: torch.hub's
+    lpips_linear: Optional[str] = None  # the evaluations' LPIPS linear layers file, as evaluate's; none: lpips's
+    fid_weights: Optional[str] = None  # the evaluations' InceptionV3 weights file, as evaluate's; none: torch.hub's
     keep_best: Optional[str] = None  # keep checkpoints/best.pt by fid, encoded_l1 (lower is better), coverage (higher)
     init_from: Optional[str] = None  # start a new run from the weights of this checkpoint or run folder (fine-tuning)
     fresh_D: bool = False      # with init_from: new discriminators (this run's D options) instead of the checkpoint's
@@ -275,8 +279,12 @@ class TrainConfig:
         for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq", "eval_every"):
             check_int(name, getattr(self, name), 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
-        if self.init_from is not None and not isinstance(self.init_from, str):
-            self.init_from = str(self.init_from)  # a Path: config.json holds strings
+        for name in ("init_from", "lpips_backbone", "lpips_linear", "fid_weights"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                if not isinstance(v, os.PathLike):
+                    raise ConfigError(f"{name}={v!r}: expected a path (a str or a Path)")
+                setattr(self, name, os.fspath(v))  # config.json holds strings
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
             raise ConfigError(f"seed={self.seed} must be below 2^31")
         _bools(self)

@@ -508,14 +508,10 @@ class Trainer:
         cfg = self.cfg
         try:
             self.evaluation = Evaluation(self.model, self.data_root, phase=self.grid_split, num=cfg.eval_num,
-                                         metrics=cfg.eval_metrics)
-        except (ConfigError, DatasetError) as e:
+                                         metrics=cfg.eval_metrics, lpips_backbone=cfg.lpips_backbone,
+                                         lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights)
+        except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
             raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
-        except WeightsError as e:  # its advice names evaluate's options, which train has not
-            raise WeightsError(f"the evaluations during training (--eval_every {cfg.eval_every}) take the metric "
-                               f"networks' weights from their default places alone (torch.hub's cache "
-                               f"{torch.hub.get_dir()}/checkpoints; the lpips package for LPIPS's linear layers): "
-                               f"{e}") from e
         if self.resume_path is not None:
             self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
         chosen = self.evaluation.chosen

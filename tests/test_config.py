@@ -253,6 +253,14 @@ def test_dataroot_becomes_a_string_and_none_stays_none():
     assert DataConfig().dataroot is None and DataConfig(dataroot="x").dataroot == "x"
 
 
+@pytest.mark.parametrize("name", ["init_from", "lpips_backbone", "lpips_linear", "fid_weights"])
+def test_path_fields_take_a_path_as_a_string_and_refuse_anything_else(name):
+    assert getattr(TrainConfig(**{name: Path("w") / "a.pth"}), name) == "w/a.pth"  # config.json holds strings
+    assert getattr(TrainConfig(**{name: None}), name) is None
+    with pytest.raises(ConfigError, match=rf"^{name}=3: expected a path \(a str or a Path\)$"):
+        TrainConfig(**{name: 3})
+
+
 def test_the_load_size_must_reach_the_crop_when_resizing_then_cropping():
     m = model(crop_size=64, crop_width=128, num_downs=2)
     assert TrainConfig(model=m, data=DataConfig(load_size=128)).data.load_size == 128

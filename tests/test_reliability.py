@@ -325,14 +325,16 @@ def test_resuming_may_change_run_options_but_not_objective_data_or_networks(tmp_
         tmp_path / "b", tmp_path / "other", niter=5, niter_decay=7, max_steps=9, log_every=2, sample_every=4,
         save_every=6, save_epoch_freq=1, device="cpu", n_samples=3, cuda_graph=True, compile="default",
         num_workers=2, backend="auto", skip_bad=True, max_pixels=10 ** 6, impl="auto", channels_last=True,
-        eval_every=3, eval_metrics="l1", eval_num=4, eval_samples=2, keep_best="encoded_l1"), "ck.pt")
+        eval_every=3, eval_metrics="l1", eval_num=4, eval_samples=2, keep_best="encoded_l1", lpips_backbone="a.pth",
+        lpips_linear="b.pth", fid_weights="c.pth"), "ck.pt")
     refused(lambda: check_compatible(saved, tiny_cfg(tmp_path / "a", tmp_path / "data", lr=1e-3, load_size=40, ngf=8,
                                                      niter=3), "ck.pt"), CheckpointError,
             "checkpoint ck.pt was written with another config; differences: lr: checkpoint 0.0002 vs now 0.001; "
             "data.load_size: checkpoint 32 vs now 40; model.ngf: checkpoint 4 vs now 8 (a resumed run continues "
             "the same training: only backend, channels_last, compile, cuda_graph, dataroot, device, eval_every, "
-            "eval_metrics, eval_num, eval_samples, impl, keep_best, log_every, max_pixels, max_steps, n_samples, "
-            "niter, niter_decay, num_workers, out, sample_every, save_epoch_freq, save_every, skip_bad may change; "
+            "eval_metrics, eval_num, eval_samples, fid_weights, impl, keep_best, log_every, lpips_backbone, "
+            "lpips_linear, max_pixels, max_steps, n_samples, niter, niter_decay, num_workers, out, sample_every, "
+            "save_epoch_freq, save_every, skip_bad may change; "
             "for others, start a new run from its weights with --init_from)")
     older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: read as its defaults (from_dict)
     with pytest.raises(CheckpointError, match=r"differences: data\.load_size: checkpoint 286 vs now 32; "

@@ -407,9 +407,9 @@ def empty_hub(tmp_path, monkeypatch):
 def test_missing_metric_weights_are_refused_before_the_first_step(tmp_path, data, empty_hub, monkeypatch, capsys):
     steps = []
     monkeypatch.setattr(Trainer, "_train", lambda self: steps.append(self.step))
-    with pytest.raises(WeightsError, match=rf"^the evaluations during training \(--eval_every 2\) take the metric "
-                                           rf"networks' weights from their default places alone \(torch.hub's cache "
-                                           rf"{empty_hub}; .*\): FID needs InceptionV3's weights: .* does not exist"):
+    with pytest.raises(WeightsError, match=rf"^the evaluations during training \(--eval_every 2\): FID needs "
+                                           rf"InceptionV3's weights: {empty_hub}/pt_inception-.* does not exist; .* "
+                                           rf"--fid_weights PATH"):
         Trainer(tiny_cfg(tmp_path / "r", data, eval_every=2, eval_metrics="fid"), progress=False)
     args = ["train", "--dataroot", str(data), "--out", str(tmp_path / "r"), "--crop_size", "32", "--load_size", "32",
             "--netG", "unet", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netD", "basic_128_multi", "--netD2",
@@ -419,6 +419,25 @@ def test_missing_metric_weights_are_refused_before_the_first_step(tmp_path, data
     err = capsys.readouterr().err
     assert err.startswith("bicyclegan train: WeightsError: the evaluations during training") and err.count("\n") == 1
     assert "alexnet-owt-7be5be79.pth does not exist" in err
+    # train's --lpips_backbone, --lpips_linear, --fid_weights, as evaluate's: the file named is the one read
+    missing = tmp_path / "mine" / "alexnet.pth"
+    assert main([*args, "--lpips_backbone", str(missing)]) == 2 and steps == []
+    err = capsys.readouterr().err
+    assert f"{missing} does not exist" in err and err.count("\n") == 1
+
+
+def test_metric_weights_options_reach_the_evaluation_and_may_change_on_resume(tmp_path, data, monkeypatch):
+    seen = []
+    net = Features()
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": seen.append(path) or net)
+    kw = dict(eval_every=2, eval_metrics="l1,fid", eval_num=4, eval_samples=2, sample_every=100, save_every=2)
+    Trainer(tiny_cfg(tmp_path / "r", data, max_steps=2, fid_weights="/weights/a.pth", **kw), progress=False).train()
+    assert seen == ["/weights/a.pth"]
+    # the same weights moved elsewhere: the run resumes (the figures compare, the protocol is the same)
+    Trainer(tiny_cfg(tmp_path / "r", data, max_steps=4, fid_weights="/moved/a.pth", **kw), resume=True,
+            progress=False).train()
+    assert seen == ["/weights/a.pth", "/moved/a.pth"]
+    assert [r["step"] for r in read_lines(tmp_path / "r" / "eval_log.jsonl")] == [2, 4]
 
 
 def test_a_full_disk_under_the_evaluation_log_is_one_line_naming_it(tmp_path, data):
