@@ -283,11 +283,14 @@ def cmd_evaluate(args) -> int:
 
 def _sweep(args) -> int:
     """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
+    from .errors import DivergenceError
     from .sweep import evaluate_checkpoints, format_sweep
     rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, log=print,
                                       **_evaluation_options(args))
     print(format_sweep(rows))
     print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
+    if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
+        raise DivergenceError(f"none of the {len(rows)} checkpoints could be measured (the table says why)")
     return 0
 
 

@@ -147,10 +147,17 @@ class Evaluation:
         """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's
         checkpoints), on the same inputs with the same options, its metric networks shared, not loaded
         again. A model whose model or data options differ (which the split's reading depends on) gets an
-        evaluation of its own, as evaluate(model, ...) would make."""
+        evaluation of its own, as evaluate(model, ...) would make; not one whose differ in what a resumed
+        run may change (checkpoint.check_compatible: the data's folder, workers, backend; impl): this
+        evaluation's inputs are read for it, the same for every checkpoint of the run."""
+        from .checkpoint import DATA_RESUMABLE_CHANGES, MODEL_RESUMABLE_CHANGES
+
+        def reading(cfg) -> list[dict]:  # the options the split's reading depends on
+            d = cfg.to_dict()
+            return [{k: v for k, v in d[part].items() if k not in may}
+                    for part, may in (("model", MODEL_RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES))]
         model = open_model(model, self.model.device)
-        mine, theirs = self.model.cfg.to_dict(), model.cfg.to_dict()
-        if any(mine[k] != theirs[k] for k in ("model", "data")):
+        if reading(model.cfg) != reading(self.model.cfg):
             return Evaluation(model, **self._options)
         other = copy.copy(self)
         other.model = model

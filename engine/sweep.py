@@ -19,13 +19,13 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .checkpoint import LATEST, epoch_name, peek_checkpoint, saved_epochs
+from .checkpoint import LATEST, config_of, epoch_name, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import BEST, PAPER_SAMPLES, Evaluation, improves
 from .io import check_writable, write_json, write_text
 from .report import EVAL_NAMES, EVAL_SETTINGS, STYLE, _number, _value, svg_chart
-from .runtime import results_dir, results_name
+from .runtime import inference_data, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")
@@ -39,7 +39,9 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist (--epoch all: give the run folder, train's --out)")
-    folder = path / "checkpoints" if path.is_dir() else path.parent
+    # RUN/checkpoints itself: the folder a user looks into to see the epochs (a run folder never is one)
+    folder = path if path.is_dir() and path.name == "checkpoints" else path / "checkpoints" if path.is_dir() \
+        else path.parent
     if folder.name != "checkpoints" or not folder.is_dir():
         raise CheckpointError(f"--epoch all evaluates every checkpoint of a run: {path} is neither a run folder "
                               f"nor a file in one's checkpoints/ folder")
@@ -57,19 +59,21 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
 
 
 def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> Iterator[tuple[Path, dict]]:
-    """(file, row) for each checkpoint of `run` (run_checkpoints), measured as they come: row is the
-    checkpoint's name, epoch and step, then evaluate's result with these options (evaluate's), or
-    "error" where the weights or outputs are not finite."""
+    """(file, row) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as they
+    come: row is the checkpoint's name, epoch and step, then evaluate's result with these options
+    (evaluate's), or "error" where the weights or outputs are not finite or the file is damaged."""
     check_int("n_samples", n_samples, 1)
     ev = None
-    for path, epoch, step in run_checkpoints(run):
+    for path, epoch, step in run if isinstance(run, list) else run_checkpoints(run):
         row = {"checkpoint": path.name, "epoch": epoch, "step": step}
         try:
             ev = Evaluation(path, **options) if ev is None else ev.of(path)
             # JSON has no NaN (a run's eval_log.jsonl says null too): a measure that is not finite is null
             row.update({k: None if isinstance(v, float) and not math.isfinite(v) else v
                         for k, v in ev.run(n_samples, seed).items()})
-        except DivergenceError as e:
+        # A damaged file shows only when it is read whole (its digest), maybe hours in: a row, as a
+        # diverged one, so that the others' measures and the page are still written.
+        except (DivergenceError, CheckpointError) as e:
             row["error"] = str(e)
         yield path, row
 
@@ -86,22 +90,26 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, log: Callable[[s
         raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
                           f"{Path(json_path) / 'sweep.json'}")
     folder = found[0][0].parent.parent
-    check_writable(folder / "results", "the run's results folder")
+    # Before the work, where its results go: the split's name from the first checkpoint's config (the
+    # rows may all be errors, which name none), and the folders checked writable (--json's too).
+    cfg = config_of({"config": peek_checkpoint(found[0][0], "config")[0]}, found[0][0])
+    root, phase, _, _ = inference_data(cfg, dataroot, options.get("phase"), options.get("layout"))
+    out = check_writable(results_dir(folder, f"{results_name(root, phase)}_sweep"), "the sweep's results")
+    if json_path:
+        check_writable(Path(json_path).parent, "--json")
     say = log or (lambda line: None)
     say(f"evaluating {len(found)} checkpoints of {folder}: " + ", ".join(p.name for p, _, _ in found))
-    rows, links, out = [], {}, None
-    for i, (path, row) in enumerate(sweep(run, dataroot=dataroot, **options), 1):
+    rows, links = [], {}
+    for i, (path, row) in enumerate(sweep(found, dataroot=dataroot, **options), 1):
         rows.append(row)
         if "error" in row:
             say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
             continue
         name = results_name(Path(row["dataroot"]), row["phase"])  # a plain folder's own, as evaluate's
-        out = results_dir(folder, f"{name}_sweep")
         saved = write_json(results_dir(path, name) / "eval.json", {**row, "checkpoint": str(path.resolve())},
                            what="evaluation results")
         links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
         say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
-    out = out or results_dir(folder, "sweep")  # no checkpoint measured: no split's name to give it
     write_json(json_path or out / "sweep.json", rows, what="sweep results")
     return rows, write_text(out / "index.html", render_sweep(folder.name, rows, links), what="sweep page")
 
@@ -134,11 +142,13 @@ def format_sweep(rows: list[dict]) -> str:
     head = [*WHICH, *keys]
     table = [head] + [[_cell(r.get(k)) for k in WHICH] + ([r["error"]] if "error" in r else
                                                           [_cell(r.get(k)) for k in keys]) for r in rows]
-    widths = [max(len(line[i]) for line in table if i < len(line)) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i < len(line) - 1 else c for i, (c, w) in enumerate(zip(line, widths)))
+    # An error row's text spans the measure columns: it neither sets their widths nor is cut off
+    # where there are none.
+    widths = [max(len(line[i]) for line in table if len(line) == len(head)) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < len(line) - 1 else c for i, (c, w) in enumerate(zip(line, widths + [0])))
              for line in table]
     for key, r in best_rows(rows).items():
-        pick = "(the latest)" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
+        pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
         lines.append(f"best {EVAL_NAMES.get(key, key)}: {_cell(r[key])} at epoch {r['epoch']}, step {r['step']} "
                      f"({r['checkpoint']}: {pick})")
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
     # the terminal: one line per checkpoint as it is measured, the table, the best of each measure
     assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json$", out, re.M)
     best = min(rows, key=lambda r: r["encoded_l1"])
-    pick = "the latest" if best["checkpoint"] == "latest.pt" else f"--epoch {best['epoch']}"
+    pick = "no --epoch" if best["checkpoint"] == "latest.pt" else f"--epoch {best['epoch']}"
     assert (f"best encoded reconstruction L1: {best['encoded_l1']:.4f} at epoch {best['epoch']}, step {best['step']} "
             f"({best['checkpoint']}: {pick})") in out
 
@@ -223,3 +223,104 @@ def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkey
         for r in rows if isinstance(rows, list) else [rows]:
             assert r["encoded_l1"] is None and r["diversity_l1"] is None  # one sample per input: no pair
             assert not any(isinstance(v, float) and math.isnan(v) for v in r.values())
+
+
+def test_the_terminal_table_keeps_its_columns_with_an_error_row_and_shows_every_error():
+    """An error row's text spans the measure columns: it widened the first to its own length (90
+    characters of padding on every other row), and with no measure at all it was left out."""
+    rows = [{"checkpoint": "epoch_1.pt", "epoch": 1, "step": 4, "encoded_l1": 0.5, "coverage": 0.25},
+            {"checkpoint": "epoch_2.pt", "epoch": 2, "step": 8, "error": "a long reason why this one was not measured"},
+            {"checkpoint": "latest.pt", "epoch": 2, "step": 10, "encoded_l1": 0.125, "coverage": None}]
+    assert format_sweep(rows).splitlines()[:4] == [
+        "checkpoint  epoch  step  encoded_l1  coverage",
+        "epoch_1.pt  1      4     0.5000      0.2500",
+        "epoch_2.pt  2      8     a long reason why this one was not measured",
+        "latest.pt   2      10    0.1250      -"]
+    # the best of a measure at latest.pt: picked by giving no --epoch (it said "(latest.pt: (the latest))")
+    assert "best encoded reconstruction L1: 0.1250 at epoch 2, step 10 (latest.pt: no --epoch)" in format_sweep(rows)
+    assert format_sweep([rows[1]]).splitlines() == [
+        "checkpoint  epoch  step", "epoch_2.pt  2      8     a long reason why this one was not measured"]
+
+
+def test_nothing_measured_says_so_with_exit_2_and_writes_the_rows_where_a_sweep_of_that_split_goes(
+        run, tmp_path, capsys, monkeypatch):
+    run = copy_run(run, tmp_path)
+
+    def diverged(self):
+        raise ev_module.DivergenceError("the model holds non-finite weights in G (1 values)")
+    monkeypatch.setattr(Evaluation, "_check_finite", diverged)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
+    out, err = capsys.readouterr()
+    assert re.search(r"^latest.pt +2 +10 +the model holds non-finite weights in G", out, re.M)
+    assert err.count("\n") == 1 and "none of the 3 checkpoints could be measured" in err
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())  # not results/sweep/
+    assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    assert all("error" in r for r in rows)
+    assert (run / "results" / "val_sweep" / "index.html").is_file() and not (run / "results" / "sweep").exists()
+
+
+def test_an_unwritable_json_is_refused_before_any_checkpoint_is_measured(run, tmp_path, capsys):
+    run = copy_run(run, tmp_path)
+    (tmp_path / "a_file").write_text("")
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--json", str(tmp_path / "a_file" / "s.json")]) == 2
+    assert "a_file" in capsys.readouterr().err
+    assert not (run / "results").exists() or not any((run / "results").rglob("eval.json"))
+    # a relative --json is the working directory's
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1", "--json", "s.json"]) == 0
+    finally:
+        monkeypatch.undo()
+    assert [r["checkpoint"] for r in json.loads((tmp_path / "s.json").read_text())] == [
+        "epoch_1.pt", "epoch_2.pt", "latest.pt"]
+
+
+def test_a_damaged_checkpoint_among_good_ones_gets_a_row_and_the_others_are_measured(run, tmp_path, capsys):
+    """Damage shows only when a checkpoint is read whole (its digest), maybe hours into a sweep: it
+    stopped the sweep there, and sweep.json and the page of the checkpoints measured were never written."""
+    run = copy_run(run, tmp_path)
+    f = run / "checkpoints" / "epoch_2.pt"
+    state = torch.load(f, weights_only=True)
+    with torch.no_grad():
+        next(iter(state["nets"]["G"].values())).view(-1)[0] += 1  # the digest written with it no longer matches
+    torch.save(state, f)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    assert "is damaged" in rows[1]["error"] and "encoded_l1" in rows[0] and "encoded_l1" in rows[2]
+    assert re.search(r"^\[2/3\] epoch_2.pt: .*epoch_2.pt is damaged", capsys.readouterr().out, re.M)
+
+
+def test_checkpoints_written_after_a_resume_with_other_resumable_options_share_the_evaluation(run, tmp_path,
+                                                                                              monkeypatch):
+    """--num_workers, --impl... may change on resume (checkpoint.check_compatible): the later
+    checkpoints were evaluated anew, the metric networks loaded again for each."""
+    run = copy_run(run, tmp_path)
+    for name in ("epoch_2.pt", "latest.pt"):
+        m = load_checkpoint(run / "checkpoints" / name, device="cpu", training=True)
+        step, epoch = 8 if name == "epoch_2.pt" else 10, 2
+        m.cfg.data.num_workers, m.cfg.model.channels_last = 1, True
+        m.cfg.data.dataroot = str(tmp_path / "moved")  # resumed on a copy of the data elsewhere (not here now)
+        save_checkpoint(m, run / "checkpoints" / name, step=step, epoch=epoch)
+    loads = []
+    monkeypatch.setattr(ev_module, "load_inception",
+                        lambda path=None, device="cpu": loads.append(1) or torch.nn.Linear(1, 1))
+    ev = Evaluation(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, device="cpu", metrics="l1,fid")
+    later = ev.of(run / "checkpoints" / "latest.pt")
+    assert len(loads) == 1 and later.inception is ev.inception and later.model.cfg.data.num_workers == 1
+    assert later.root == ev.root and later.n_inputs == 4  # the first checkpoint's inputs, as for every one
+
+
+def test_the_checkpoints_folder_itself_stands_for_its_run(run):
+    ckpts = run / "checkpoints"
+    assert run_checkpoints(ckpts) == run_checkpoints(run)
+
+
+def test_a_checkpoint_that_cannot_be_read_is_refused_before_any_work(run, tmp_path, capsys):
+    run = copy_run(run, tmp_path)
+    (run / "checkpoints" / "epoch_3.pt").write_bytes(b"cut short")
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epoch_3.pt cannot be read" in err and "move it away" in err
+    assert not (run / "results").exists()
