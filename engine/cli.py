@@ -290,7 +290,8 @@ def _sweep(args) -> int:
     print(format_sweep(rows))
     print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
-        raise DivergenceError(f"none of the {len(rows)} checkpoints could be measured (the table says why)")
+        raise DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
+                              + " could be measured (the table says why)")
     return 0
 
 

@@ -98,7 +98,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, log: Callable[[s
     if json_path:
         check_writable(Path(json_path).parent, "--json")
     say = log or (lambda line: None)
-    say(f"evaluating {len(found)} checkpoints of {folder}: " + ", ".join(p.name for p, _, _ in found))
+    say(f"evaluating {len(found)} checkpoint{'s' if len(found) != 1 else ''} of {folder}: "
+        + ", ".join(p.name for p, _, _ in found))
     rows, links = [], {}
     for i, (path, row) in enumerate(sweep(found, dataroot=dataroot, **options), 1):
         rows.append(row)
