@@ -8,6 +8,7 @@
     print(evaluate(model))                        # a dict of measures
 """
 from .checkpoint import find_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from .compare import compare
 from .config import DataConfig, ModelConfig, TrainConfig
 from .download import download_dataset, download_model
 from .errors import (
@@ -37,8 +38,8 @@ from .trainer import Trainer, TrainingStopped, stopped_by, train
 __all__ = [
     "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "TrainConfig", "Trainer",
-    "TrainingStopped", "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "download_dataset",
-    "download_model", "evaluate", "evaluate_checkpoints", "export_generator", "find_checkpoint", "import_official",
-    "init_weights", "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample", "sample_columns",
-    "save_checkpoint", "serve", "stopped_by", "train", "write_report",
+    "TrainingStopped", "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "compare",
+    "download_dataset", "download_model", "evaluate", "evaluate_checkpoints", "export_generator", "find_checkpoint",
+    "import_official", "init_weights", "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample",
+    "sample_columns", "save_checkpoint", "serve", "stopped_by", "train", "write_report",
 ]

@@ -225,6 +225,11 @@ def _add_model_source(p, what: str = "split to read", every: str | None = None) 
                    help="the run's checkpoint of this epoch (checkpoints/epoch_N.pt) instead, or with best the "
                    "checkpoint of its best evaluation (checkpoints/best.pt: train --keep_best)"
                    + (f"; with all {every}" if every else ""))
+    _add_data_source(p, what)
+
+
+def _add_data_source(p, what: str) -> None:
+    """Which data an inference command reads, and on which device (_add_model_source's, and compare's)."""
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")
@@ -235,6 +240,25 @@ def _add_model_source(p, what: str = "split to read", every: str | None = None) 
     p.add_argument("--skip_bad", action="store_true", default=None,
                    help="leave out unreadable or unusable images (logged) instead of stopping (default: as the "
                    "model's run did)")
+
+
+def _add_evaluation_options(p) -> None:
+    """evaluate's protocol and metric options (evaluate's and compare's)."""
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
+    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
+    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs (the paper: 100)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the z draws")
+    p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
+    p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
+                   help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
+    p.add_argument("--lpips_pairs", choices=["consecutive", "all"], default="consecutive",
+                   help="pairs of an input's samples: consecutive (the paper: n-1 per input) or all")
+    p.add_argument("--lpips_backbone", help="AlexNet weights file (default: alexnet-owt-7be5be79.pth in "
+                   "torch.hub's checkpoints folder)")
+    p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
+    p.add_argument("--fid_weights", help="InceptionV3 weights file (default: pt_inception-2015-12-05-6726825d.pth "
+                   "in torch.hub's checkpoints folder)")
 
 
 def _checkpoint(args) -> Path:
@@ -292,6 +316,15 @@ def _sweep(args) -> int:
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
         raise DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
                               + " could be measured (the table says why)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare, format_compare
+    rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
+                        show_samples=args.show_samples, log=print, **_evaluation_options(args))
+    print(format_compare(rows))
+    print(f"results: {out / 'compare.json'}\npicture: {out / 'compare.png'}\npage: {out / 'index.html'}")
     return 0
 
 
@@ -449,26 +482,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p, "split to evaluate", every="each of the run's checkpoints (its epoch_N.pt files and "
                       "latest.pt), with the same z: a table, each one's eval.json, and "
                       "<run>/results/<phase>_sweep/ (sweep.json, index.html: a chart per measure)")
-    p.add_argument("--metrics", default=None,
-                   help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
-    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
-    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs (the paper: 100)")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the z draws")
-    p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
-    p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
-                   help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
-    p.add_argument("--lpips_pairs", choices=["consecutive", "all"], default="consecutive",
-                   help="pairs of an input's samples: consecutive (the paper: n-1 per input) or all")
-    p.add_argument("--lpips_backbone", help="AlexNet weights file (default: alexnet-owt-7be5be79.pth in "
-                   "torch.hub's checkpoints folder)")
-    p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
-    p.add_argument("--fid_weights", help="InceptionV3 weights file (default: pt_inception-2015-12-05-6726825d.pth "
-                   "in torch.hub's checkpoints folder)")
+    _add_evaluation_options(p)
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
                    "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
                    "--epoch all: the sweep's sweep.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="several models side by side on one protocol: a table, Fig. 6's chart "
+                       "(diversity against realism), their outputs for the same inputs and z, a page",
+                       description="Evaluate each model as evaluate does (its options and defaults) on the same "
+                       "inputs with the same z draw, the metric networks loaded once; write compare.json, "
+                       "compare.png and index.html. The models must read the same data, at one image size.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="two or more checkpoints (…/checkpoints/latest.pt, pretrained/NAME.pt) or run folders")
+    p.add_argument("--names", help="comma-separated, one per model (default: each run folder's name, <run>/<stem> "
+                   "for a run's other checkpoints, else the checkpoint file's stem; a repeated one gets -2, -3)")
+    p.add_argument("--out", help="folder to write into (default: results/compare in the current folder)")
+    p.add_argument("--show", type=_at_least(1), default=4, help="inputs in the picture (default 4)")
+    p.add_argument("--show_samples", type=_at_least(1), default=6,
+                   help="outputs per model and input in the picture, the first measured ones (default 6; at most "
+                   "--n_samples)")
+    _add_data_source(p, "split to evaluate")
+    _add_evaluation_options(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("interpolate", help="walks through z per input: PNG strip, GIF, MP4 and an HTML gallery",
                        description="As the reference's video.py: for each input, G(A, z) along a path through "

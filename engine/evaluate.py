@@ -106,12 +106,13 @@ class Evaluation:
     the metric networks loaded, before any image is generated (a missing weights file fails at once).
     run() measures the model's weights as they are at the call: `evaluate` runs one once, a training
     run (--eval_every) keeps one and runs it at each evaluation, on the same inputs with the same z.
-    Arguments: as evaluate's."""
+    Arguments: as evaluate's; networks_from: an Evaluation of the same metric options whose metric networks
+    this one uses instead of loading its own."""
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = PAPER_INPUTS,
                  device: str = "auto", batch_size: int = 16, metrics=None, lpips_version: str = "0.0",
                  lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
-                 layout: str | None = None, skip_bad: bool | None = None):
+                 layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None):
         check_int("num", num, 1)
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
@@ -138,10 +139,20 @@ class Evaluation:
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
         self.n_inputs = min(num, loader.num_samples)
         # The metric networks load before any image is generated: a missing weights file fails at once.
+        # networks_from: another evaluation of the same metric options, whose networks serve this one too
+        # (compare: several models measured with the networks loaded once).
         dev = self.model.device
-        self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
-                             device=dev) if "lpips" in chosen else None
-        self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
+        if networks_from is not None:
+            o, theirs = networks_from._options, networks_from
+            if (chosen, dev, lpips_version, lpips_backbone, lpips_linear, fid_weights) != (
+                    theirs.chosen, theirs.model.device, o["lpips_version"], o["lpips_backbone"], o["lpips_linear"],
+                    o["fid_weights"]):
+                raise ValueError("networks_from: an evaluation of other metrics, metric weights or device")
+            self.lp, self.inception = theirs.lp, theirs.inception
+        else:
+            self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
+                                 device=dev) if "lpips" in chosen else None
+            self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
 
     def of(self, model) -> "Evaluation":
         """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's

@@ -353,6 +353,70 @@ def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None =
     return shown
 
 
+def _axis_range(vs: list[float]) -> tuple[float, float]:
+    """The span of an axis showing vs: theirs plus a tenth each side (room for a point's ring and label);
+    a single value one unit of its leading digit either way, as svg_chart's flat series."""
+    lo, hi = min(vs), max(vs)
+    if hi == lo:
+        pad = 10.0 ** math.floor(math.log10(abs(lo))) if lo else 1.0
+        return lo - pad, hi + pad
+    return lo - (hi - lo) / 10, hi + (hi - lo) / 10
+
+
+LABEL_CHAR_W = 6.5  # px per character of a point's label (11 px sans-serif), to keep labels apart
+
+
+def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: str, y_title: str,
+                width: int = 460, height: int = 320) -> str:
+    """A scatter chart as an inline <svg>: one labelled point per (x, y, label), round-valued grid
+    lines on both axes, each axis titled (x below, y above the plot: turned text is hard to read)."""
+    pl, pr, pt, pb = PAD_L, 16, PAD_T + 16, PAD_B + 4
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><text x="{pl}" y="15" class="t">{html.escape(title)}</text>',
+             f'<text x="{pl}" y="{pt - 6}" class="s yt">{html.escape(y_title)}</text>']
+    if not points:
+        return "".join(parts) + "</svg>"
+    x0, x1 = _axis_range([p[0] for p in points])
+    y0, y1 = _axis_range([p[1] for p in points])
+    pw, ph = width - pl - pr, height - pt - pb
+
+    def px(x):
+        return pl + (x - x0) / (x1 - x0) * pw
+
+    def py(y):
+        return pt + (y1 - y) / (y1 - y0) * ph
+
+    parts.append(f'<rect x="{pl}" y="{pt}" width="{pw}" height="{ph}" class="box"/>')
+    ys = ticks(y0, y1)
+    for t, label in zip(ys, tick_labels(ys)):
+        parts.append(f'<line x1="{pl}" x2="{pl + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" class="g"/>'
+                     f'<text x="{pl - 4}" y="{py(t) + 3:.1f}" class="yl">{label}</text>')
+    xs = ticks(x0, x1)
+    for t, label in zip(xs, tick_labels(xs)):
+        parts.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{pt}" y2="{pt + ph}" class="g"/>'
+                     f'<text x="{px(t):.1f}" y="{pt + ph + 12}" class="xl">{label}</text>')
+    parts.append(f'<text x="{pl + pw / 2:.1f}" y="{height - 4}" class="xt">{html.escape(x_title)}</text>')
+    placed = []  # (left, right, baseline) of the labels drawn
+    for x, y, label in points:
+        # a label right of its point, or left of it in the plot's right third (it ran off the chart); moved a
+        # line down or up, with a leader, where it would cover another's (two models of close measures)
+        cx, cy = px(x), py(y)
+        right = cx < pl + pw * 2 / 3
+        w = LABEL_CHAR_W * len(label)
+        left = cx + 7 if right else cx - 7 - w
+        base = next(cy + 4 + d for d in (0, 12, -12, 24, -24, 36, -36, 48, -48)
+                    if not any(left < r and a < left + w and abs(cy + 4 + d - b) < 12 for a, r, b in placed))
+        placed.append((left, left + w, base))
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" class="p"><title>{html.escape(label)}: '
+                     f'{_num(x)}, {_num(y)}</title></circle>')
+        tx = cx + 7 if right else cx - 7
+        if base != cy + 4:
+            parts.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{tx:.1f}" y2="{base - 4:.1f}" class="g2"/>')
+        parts.append(f'<text x="{tx:.1f}" y="{base:.1f}" class="pl" text-anchor="{"start" if right else "end"}">'
+                     f'{html.escape(label)}</text>')
+    return "".join(parts) + "</svg>"
+
+
 # -- the page --------------------------------------------------------------------------------------
 # A grid is shown at its own size (pixelated: sharp where a screen enlarges it), never shrunk to the
 # window: shrunk with pixelated scaling its titles lost pixel rows on a phone. Wider than the window,
@@ -367,7 +431,8 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 .chart .p{fill:#1f77b4} .chart .d{stroke:#d62728;stroke-dasharray:3 2}
 .chart .b{fill:none;stroke:#2ca02c;stroke-width:2}
 .chart .dl{font-size:10px;text-anchor:end;fill:#d62728} .chart .xt{font-size:10px;text-anchor:middle;fill:#555}
-.chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
+.chart .yl{font-size:10px;text-anchor:end;fill:#555} .chart .pl{font-size:11px} .chart .g2{stroke:#999}
+.chart .yt{font-size:10px} .chart .xl{font-size:10px;text-anchor:middle;fill:#555}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:100%;overflow-x:auto}
 figure img{image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:12px;color:#555} table{border-collapse:collapse}

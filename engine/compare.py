@@ -1,0 +1,353 @@
+"""`compare`: several models measured side by side with one protocol, as the paper's Fig. 6 sets
+pix2pix+noise, cAE-GAN, cVAE-GAN, cLR-GAN and BicycleGAN beside each other.
+
+Each model is evaluated as `evaluate` evaluates it (its options, its defaults) on the same inputs
+with the same z draw (one seeded num x n_samples x nz draw: models of one nz get the same codes), the
+metric networks loaded once for all. The models must read the same inputs: one data folder (the
+one given, else each one's training data), prepared the same way (image size, channels, direction,
+load size, preprocess); anything else is refused before any work, naming the models and what
+differs. So is a model whose weights are not finite: knowing it takes a load, not a measurement,
+and a comparison with a hole where a named model should be is not what was asked for. A model whose
+outputs turn out not to be finite (which only measuring shows) gets a row saying so, and the others
+are still measured and written: their work is not thrown away.
+
+Written into `out` (default results/compare): compare.json (a row per model: name, checkpoint,
+variant, step, then evaluate's result; non-finite floats as null), compare.png (for each of the
+first `show` inputs: the input and its ground truth, then a row per model of its first
+`show_samples` outputs, the measured ones) and index.html (the table with the best of each measure
+in bold, realism against diversity as in Fig. 6, and the picture).
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, ImageDraw
+
+from .checkpoint import find_checkpoint, peek_checkpoint
+from .config import check_int
+from .errors import ConfigError, DivergenceError, OutputError
+from .evaluate import BEST, PAPER_INPUTS, PAPER_SAMPLES, Evaluation, improves
+from .images import fit_label, label_style, sample_columns, to_uint8
+from .io import check_writable, save_image, write_json, write_text
+from .report import EVAL_NAMES, EVAL_SETTINGS, STYLE, _number, _value, svg_scatter
+from .runtime import build_loader, data_root_for, open_model
+
+DEFAULT_OUT = Path("results") / "compare"
+# The columns of a row that say which model it is; evaluate's result follows.
+IDENTITY = ("name", "checkpoint", "variant", "step")
+
+
+def default_name(model) -> str:
+    """A model's name in the table: the run's for a run folder or its checkpoints/latest.pt,
+    <run>/<stem> for the run's other checkpoints (epoch_5.pt, best.pt), else the file's stem."""
+    path = Path(model).resolve()
+    if path.is_dir():
+        return path.name
+    if path.parent.name == "checkpoints":
+        run = path.parent.parent.name
+        return run if path.stem == "latest" else f"{run}/{path.stem}"
+    return path.stem
+
+
+def model_names(models: list, names=None) -> list[str]:
+    """names ("a,b" or a sequence), one per model, each given once; None: default_name of each (a
+    model object: its variant), a repeated one made unique with -2, -3 (two runs both called run)."""
+    if names is not None:
+        given = [n.strip() for n in (names.split(",") if isinstance(names, str) else names)]
+        if len(given) != len(models) or not all(given):
+            raise ConfigError(f"names={names!r}: expected {len(models)} non-empty comma-separated names, one per "
+                              f"model, got {len(given)}")
+        if dup := sorted({n for n in given if given.count(n) > 1}):
+            raise ConfigError(f"names={names!r}: {', '.join(dup)} given twice; each model needs a name of its own")
+        return given
+    out = []
+    for m in models:
+        stem = default_name(m) if isinstance(m, (str, os.PathLike)) else m.cfg.variant
+        name, k = stem, 1
+        while name in out:
+            k += 1
+            name = f"{stem}-{k}"
+        out.append(name)
+    return out
+
+
+def _input_settings(cfg, root: Path) -> dict:
+    """What decides the inputs a model reads and the images it makes (all must agree to compare)."""
+    h, w = cfg.model.size
+    return {"data folder": str(root.resolve()), "image size": f"{w}x{h}", "input channels": cfg.model.input_nc,
+            "output channels": cfg.model.output_nc, "direction": cfg.data.direction,
+            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess}
+
+
+def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None) -> None:
+    """ConfigError naming the models and the setting when two of (name, model) would read different
+    inputs or make images of another size or channels; the first model is the one others are held to."""
+    (first, m0), *rest = loaded
+    want = _input_settings(m0.cfg, data_root_for(m0.cfg, dataroot))
+    for name, model in rest:
+        have = _input_settings(model.cfg, data_root_for(model.cfg, dataroot))
+        if diff := [k for k in want if want[k] != have[k]]:
+            hint = " (pass --dataroot to read one folder for all)" if "data folder" in diff else ""
+            what = ", ".join(f"{k} ({want[k]} vs {have[k]})" for k in diff)
+            raise ConfigError(f"{first} and {name} differ in {what}: the models compared must read the same "
+                              f"inputs{hint}")
+
+
+def _finite(result: dict) -> dict:
+    # JSON has no NaN (as evaluate --epoch all's sweep.json): a measure that is not finite is null
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+
+
+@torch.no_grad()
+def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_samples: int = 6,
+            n_samples: int = PAPER_SAMPLES, num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto",
+            log: Callable[[str], None] | None = print, **options) -> tuple[list[dict], Path]:
+    """Evaluate each of `models` (checkpoint paths, run folders or BicycleGAN objects; two or more) with
+    evaluate's options (phase, metrics, batch_size, lpips_*, fid_weights, layout, skip_bad; evaluate's
+    defaults) on the same inputs with the same z, and write compare.json, compare.png and index.html
+    into `out` (default: results/compare in the current folder); see the module docstring.
+    names: a name per model ("a,b" or a list; default: default_name, made unique). show: inputs in
+    the picture; show_samples: outputs per model and input there (at most n_samples: the measured
+    ones). log: called with a line as each model is measured (None: quiet).
+    Returns (the rows, as compare.json holds them; the folder written)."""
+    models = list(models)
+    if len(models) < 2:
+        raise ConfigError(f"compare needs two models or more, got {len(models)}")
+    check_int("show", show, 1)
+    check_int("show_samples", show_samples, 1)
+    check_int("n_samples", n_samples, 1)
+    names = model_names(models, names)
+    out = Path(out) if out is not None else DEFAULT_OUT
+    if out.is_file():
+        raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
+                          f"index.html into")
+    say = log or (lambda line: None)
+    # Every model loaded and checked before any is measured: a refusal costs no measurement.
+    loaded = []
+    for m, name in zip(models, names):
+        path = find_checkpoint(m) if isinstance(m, (str, os.PathLike)) else None
+        model = open_model(path or m, device)
+        if bad := model.nonfinite():
+            raise DivergenceError(f"{name} ({path or 'the model given'}) holds "
+                                  f"{model.describe_nonfinite(bad)}; compare a checkpoint from before its training "
+                                  f"diverged (RUN/checkpoints/epoch_N.pt)")
+        loaded.append((name, path, model, peek_checkpoint(path, "step")[0] if path else None))
+    check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot)
+    evs = []
+    for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
+        evs.append(Evaluation(model, dataroot, num=num, device=device, networks_from=evs[0] if evs else None,
+                              **options))
+    check_writable(out, "compare results")
+    rows = []
+    for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
+        row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
+               "step": step}
+        try:
+            row.update(_finite(ev.run(n_samples, seed)))
+            say(f"[{i}/{len(loaded)}] {name}: measured")
+        except DivergenceError as e:
+            row["error"] = str(e)
+            say(f"[{i}/{len(loaded)}] {name}: {e}")
+        rows.append(row)
+    good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
+    picture, shown = out / "compare.png", (0, 0)
+    if good:
+        A, B = first_inputs(evs[0], show)
+        outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
+                   for name, model in good]
+        save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
+        shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
+    else:
+        picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
+    write_json(out / "compare.json", rows, what="comparison results")
+    write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown),
+               what="comparison page")
+    return rows, out
+
+
+def first_inputs(ev: Evaluation, show: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first `show` inputs (A, and B where the split has it) of an evaluation's split, as it reads them."""
+    model = ev.model
+    loader = build_loader(model.cfg.model, ev.data, ev.root, ev.phase, device=model.device,
+                          batch_size=min(show, ev.n_inputs), shuffle=False, augment=False, layout=ev.layout)
+    for batch in loader:
+        B = batch.get("B")
+        return batch["A"].to(model.device), None if B is None else B.to(model.device)
+    raise AssertionError("an Evaluation's split has inputs")  # Evaluation refused an empty one
+
+
+def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: int, show_samples: int) -> list:
+    """model's outputs for A (the split's first inputs) with the codes Evaluation.run gives them: the
+    first show_samples of each input's n_samples, from its one n_inputs x n_samples x nz draw; a model
+    without z: its one output."""
+    nz = model.cfg.model.nz
+    z = torch.randn(n_inputs, n_samples, nz, generator=torch.Generator().manual_seed(seed))  # Evaluation.run's
+    cols, titles = sample_columns(model, A, None, z[:len(A), :show_samples] if nz else None)
+    return [c for c, t in zip(cols, titles) if t.startswith("random") or t == "output"]
+
+
+def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]], pad: int = 2,
+                  sep: int = 9) -> tuple[Image.Image, dict]:
+    """For each input i: A[i] and B[i] (the columns "input", "ground truth"), and a row per (name,
+    columns) of `outputs`, titled with the name, of columns[j][i] under "z{j+1}". Tiles under 64 px are
+    enlarged as grid_image enlarges them; titles fit as its titles do. Returns the picture and where
+    each tile is: (i, "input"), (i, "ground truth") and (i, k, j) (model k's output j) -> (x, y)."""
+    a, b = to_uint8(A), None if B is None else to_uint8(B)
+    outs = [[to_uint8(c) for c in cols] for _, cols in outputs]
+    n, h, w, _ = a.shape
+    scale = max(1, -(-64 // max(h, 1)))
+    ch, cw = h * scale, w * scale
+    font, line_h, gap = label_style(cw)
+    heads = [fit_label(t, cw - gap, font) for t in ["input", "ground truth",
+                                                      *(f"z{j + 1}" for j in range(max(map(len, outs))))]]
+    name_w = min(max(math.ceil(font.getlength(name)) for name, _ in outputs), 2 * cw) + gap
+    labels = [fit_label(name, name_w - gap, font)[: max(1, ch // line_h)] for name, _ in outputs]
+    title_h = line_h * max(map(len, heads))
+    block_h = len(outputs) * (ch + pad)
+    W = pad + name_w + len(heads) * (cw + pad)
+    H = title_h + pad + n * block_h + (n - 1) * sep
+    canvas = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+
+    def x_of(c):
+        return pad + name_w + c * (cw + pad)
+
+    for c, lines in enumerate(heads):
+        for k, line in enumerate(lines):
+            draw.text((x_of(c), k * line_h), line, fill=(0, 0, 0), font=font)
+    boxes = {}
+
+    def paste(img, key, c, y):
+        tile = Image.fromarray(img)
+        canvas.paste(tile.resize((cw, ch), Image.NEAREST) if scale > 1 else tile, (x_of(c), y))
+        # a frame in the padding: a white input drawing had no edge on the white canvas
+        draw.rectangle([x_of(c) - 1, y - 1, x_of(c) + cw, y + ch], outline=(210, 210, 210))
+        boxes[key] = (x_of(c), y)
+
+    for i in range(n):
+        y0 = title_h + pad + i * (block_h + sep)
+        if i:  # a rule between one input's rows and the next's
+            draw.line([(pad, y0 - sep // 2 - 1), (W - pad, y0 - sep // 2 - 1)], fill=(200, 200, 200))
+        paste(a[i], (i, "input"), 0, y0)
+        if b is not None:
+            paste(b[i], (i, "ground truth"), 1, y0)
+        for k, (lines, cols) in enumerate(zip(labels, outs)):
+            y = y0 + k * (ch + pad)
+            top = y + (ch - line_h * len(lines)) // 2
+            for m, line in enumerate(lines):
+                draw.text((pad, top + m * line_h), line, fill=(0, 0, 0), font=font)
+            for j, col in enumerate(cols):
+                paste(col[i], (i, k, j), 2 + j, y)
+    return canvas, boxes
+
+
+def measures(rows: list[dict]) -> list[str]:
+    """The measures the rows hold (numbers that are not settings), in the order they first appear."""
+    skip = {*IDENTITY, *EVAL_SETTINGS}
+    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and _number(v)))
+
+
+def best_of(rows: list[dict]) -> dict[str, dict]:
+    """measure -> the row with its best value, for the measures of evaluate.BEST (a tie: the earlier); none
+    where every model has the same value (or one model alone has one): nothing was beaten."""
+    out = {}
+    for key in BEST:
+        if len({r[key] for r in rows if _number(r.get(key))}) < 2:
+            continue
+        for r in rows:
+            if improves(key, r.get(key), out[key][key] if key in out else None):
+                out[key] = r
+    return out
+
+
+def format_compare(rows: list[dict]) -> str:
+    """The rows as an aligned table for the terminal: a line per model, a column per measure."""
+    keys = measures(rows)
+    head = ["name", *keys]
+
+    def cells(r):
+        return [r["name"], *(_value(r.get(k)) for k in keys)]
+
+    widths = [max(map(len, col)) for col in zip(head, *(cells(r) for r in rows))]
+
+    def line(cs):
+        return "  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip()
+
+    return "\n".join([line(head)] + [f"{r['name'].ljust(widths[0])}  {r['error']}" if "error" in r else line(cells(r))
+                                     for r in rows])
+
+
+# Fig. 6's axes: diversity (x), realism (y). On the demo data validity is the realism of an output
+# (a clean palette image) and coverage how many of the four palettes a model reaches.
+DIVERSITY = ("diversity_lpips", "diversity_l1")
+REALISM = {"fid": "lower", "validity": "higher", "coverage": "higher"}
+
+
+def charts(rows: list[dict]) -> list[str]:
+    """The Fig. 6 charts: realism (FID when measured, else validity and coverage) against diversity
+    (LPIPS when measured, else L1), one labelled point per model; a model without both values is named
+    under the chart instead."""
+    have = set(measures(rows))
+    x = next((k for k in DIVERSITY if k in have), None)
+    ys = ["fid"] if "fid" in have else [k for k in ("validity", "coverage") if k in have]
+    if x is None or not ys:
+        return []
+    parts = []
+    for y in ys:
+        pts = [(r[x], r[y], r["name"]) for r in rows if _number(r.get(x)) and _number(r.get(y))]
+        left = [r["name"] for r in rows if not (_number(r.get(x)) and _number(r.get(y)))]
+        chart = svg_scatter(f"{EVAL_NAMES[y]} against {EVAL_NAMES[x]}", pts,
+                            x_title=f"{EVAL_NAMES[x]} (more: more diverse)",
+                            y_title=f"{EVAL_NAMES[y]} ({REALISM[y]} is better)")
+        note = (f"<figcaption>Not on the chart (no value of both): {html.escape(', '.join(left))}</figcaption>"
+                if left else "")
+        parts.append(f"<figure>{chart}{note}</figure>")
+    return parts
+
+
+def render_compare(rows: list[dict], picture: str | None, show: int, show_samples: int) -> str:
+    """index.html: the protocol, the table (the best of each BEST measure in bold), the charts and the picture
+    (`show` inputs, up to `show_samples` outputs per model)."""
+    done = [r for r in rows if "error" not in r]
+    first = done[0] if done else {}
+    said = (f"{len(rows)} models, each on {first.get('phase')}/ of {first.get('dataroot')}: the first "
+            f"{first.get('n_inputs')} inputs x {first.get('n_samples')} random z (seed {first.get('seed')}), the same "
+            "inputs and codes for each (models of one nz get the same z)." if done else
+            f"{len(rows)} models; none could be measured.")
+    keys = measures(rows)
+    best = best_of(rows)
+    header = "".join(f"<th title='{html.escape(k)}'>{html.escape(EVAL_NAMES.get(k, k))}</th>"
+                     for k in ("name", "variant", "step", *keys))
+    body = []
+    for r in rows:
+        cells = [f"<td title='{html.escape(str(r['checkpoint']))}'>{html.escape(r['name'])}</td>",
+                 f"<td>{html.escape(r['variant'])}</td>", f"<td>{_value(r['step'])}</td>"]
+        if "error" in r:
+            cells.append(f"<td colspan='{max(len(keys), 1)}'>{html.escape(r['error'])}</td>")
+        else:
+            cells += [f"<td><b>{_value(r.get(k))}</b></td>" if best.get(k) is r else f"<td>{_value(r.get(k))}</td>"
+                      for k in keys]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    figs = charts(rows)
+    pic = ""
+    if picture:
+        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input and its "
+               f"ground truth, then a row per model of its first {show_samples} measured outputs, z1, z2, ... "
+               "the same codes for models of one nz (a model without z: its one output).</figcaption>"
+               f"<img src='{html.escape(picture)}' alt='the models side by side'></figure>")
+    title = "Models compared: " + ", ".join(r["name"] for r in rows)
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
+            f"<table><tr>{header}</tr>{''.join(body)}</table>"
+            + ("<p class='meta'>Bold: the best of each measure models are ranked by (FID, encoded reconstruction "
+               "L1, palette coverage), where models differ.</p>" if best else "")
+            + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
+               if figs else "")
+            + pic + "</body></html>\n")

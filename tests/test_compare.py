@@ -1,0 +1,306 @@
+"""compare: several models on one protocol. Each row against an independent `evaluate` of its model,
+the metric networks loaded once, the picture's pixels against G_k(A, z) computed here from the
+files and the protocol's z draw, the page (bold best, Fig. 6's chart), names, and the refusals
+before any work."""
+import importlib
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny import tiny_cfg
+
+from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, compare
+from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.compare import best_of, compare_image, model_names, render_compare
+from bicyclegan.engine.evaluate import Evaluation, evaluate
+from bicyclegan.engine.metrics.lpips import LPIPS
+from bicyclegan.engine.report import svg_scatter
+from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import make_demo_dataset
+
+ev_module = importlib.import_module("bicyclegan.engine.evaluate")
+OPTS = ["--num", "5", "--n_samples", "4", "--device", "cpu", "--seed", "3"]
+EVAL = dict(phase="val", num=5, n_samples=4, device="cpu", seed=3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=16, n_test=3, n_val=6, size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data):
+    """Two tiny runs of 6 steps, BicycleGAN and pix2pix+noise (nz 8 both)."""
+    top = tmp_path_factory.mktemp("runs")
+    for variant in ("bicycle", "pix2pix"):
+        Trainer(tiny_cfg(top / variant, data, variant=variant, max_steps=6, sample_every=100, save_every=100),
+                progress=False).train()
+    return top
+
+
+@pytest.fixture(scope="module")
+def loud(runs, tmp_path_factory):
+    """The runs' checkpoints with noise added to G's weights: after 6 steps a tiny G draws grey whatever z
+    is; these draw images that differ with z and between models (a swapped row or code would show)."""
+    folder = tmp_path_factory.mktemp("loud")
+    out = []
+    for seed, variant in enumerate(("bicycle", "pix2pix"), 1):
+        m = load_checkpoint(runs / variant / "checkpoints" / "latest.pt", device="cpu", training=True)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for net in {id(m.G): m.G, id(m.sampler): m.sampler}.values():
+                for p in net.parameters():
+                    p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        out.append(save_checkpoint(m, folder / f"{variant}_loud.pt", step=6))
+    return out
+
+
+def stand_in_networks(monkeypatch, loads):
+    """LPIPS and InceptionV3 without their weights files (absent here): seeded random networks, the same
+    at every load, each load counted."""
+    class Features(torch.nn.Module):  # [0, 1] images -> N x D, as FID's InceptionV3
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0))  # where the features are made: its device
+
+        def forward(self, x):
+            return torch.cat([x.mean((2, 3)), x.std((2, 3)), x.amax((2, 3))], 1) * self.scale
+
+    def lpips(version="0.0", backbone=None, linear=None, device="cpu"):
+        loads.append("lpips")
+        torch.manual_seed(0)
+        m = LPIPS(version)
+        for w in m.lins:
+            w.data.fill_(1.0)
+        return m
+
+    monkeypatch.setattr(ev_module, "load_lpips", lpips)
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": loads.append("fid") or Features())
+
+
+def test_each_row_equals_an_independent_evaluate_of_its_model(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix" / "checkpoints" / "latest.pt"), *OPTS,
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "compare.json").read_text())
+    assert [r["name"] for r in rows] == ["bicycle", "pix2pix"]  # a run folder's name; latest.pt: its run's
+    for r, variant in zip(rows, ("bicycle", "pix2pix")):
+        ckpt = runs / variant / "checkpoints" / "latest.pt"
+        assert list(r)[:4] == ["name", "checkpoint", "variant", "step"]
+        assert (r["checkpoint"], r["variant"], r["step"]) == (str(ckpt.resolve()), variant, 6)
+        want = evaluate(ckpt, **EVAL)
+        assert {k: v for k, v in r.items() if k not in ("name", "checkpoint", "step")} == want
+    assert set(rows[0]) >= {"diversity_l1", "encoded_l1", "coverage"} and "encoded_l1" not in rows[1]
+    assert rows[0]["diversity_l1"] != rows[1]["diversity_l1"]  # two models, not one measured twice
+    # the table: a line per model, a column per measure; then the paths
+    head = next(line for line in printed.splitlines() if line.startswith("name"))
+    assert head.split() == ["name", "diversity_l1", "encoded_l1", "coverage", "validity", "encoded_palette_match"]
+    assert re.search(rf"^pix2pix +{rows[1]['diversity_l1']:.4g} +- +", printed, re.M)
+    assert printed.rstrip().endswith(f"results: {out / 'compare.json'}\npicture: {out / 'compare.png'}\n"
+                                     f"page: {out / 'index.html'}")
+    assert (out / "compare.png").is_file() and (out / "index.html").is_file()
+
+
+def test_metric_networks_load_once_for_all_models(runs, loud, tmp_path, monkeypatch):
+    loads = []
+    stand_in_networks(monkeypatch, loads)
+    models = [runs / "bicycle", runs / "pix2pix", loud[0]]
+    rows, out = compare(models, out=tmp_path / "c", metrics="l1,lpips,fid", log=None, **EVAL)
+    assert loads == ["lpips", "fid"]
+    for r, m in zip(rows, models):
+        want = evaluate(m, metrics="l1,lpips,fid", **EVAL)
+        assert {k: v for k, v in r.items() if k not in ("name", "checkpoint", "step")} == want
+    assert len({r["fid"] for r in rows}) == 3 and len({r["diversity_lpips"] for r in rows}) == 3
+    # the page: FID against LPIPS diversity, one labelled point per model; the lowest FID in bold
+    page = (out / "index.html").read_text()
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", page, re.S).group(0))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in svg.iter(f"{ns}text")]
+    assert "FID (generated vs real B) (lower is better)" in texts
+    assert "diversity (LPIPS between samples) (more: more diverse)" in texts
+    assert sorted(t for t in texts if t in ("bicycle", "pix2pix", "bicycle_loud")) == ["bicycle", "bicycle_loud",
+                                                                                         "pix2pix"]
+    circles = {c.find(f"{ns}title").text.split(":")[0]: (float(c.get("cx")), float(c.get("cy")))
+               for c in svg.iter(f"{ns}circle")}
+    by_x = sorted(rows, key=lambda r: r["diversity_lpips"])
+    assert sorted(circles, key=lambda n: circles[n][0]) == [r["name"] for r in by_x]
+    by_y = sorted(rows, key=lambda r: -r["fid"])  # higher values higher up: smaller y
+    assert sorted(circles, key=lambda n: circles[n][1]) == [r["name"] for r in by_y]
+    best = min(rows, key=lambda r: r["fid"])
+    assert re.search(rf"<td title='[^']*'>{best['name']}</td>.*?<td><b>{best['fid']:.4g}</b></td>", page)
+    # bold where models differ: FID, encoded L1 (the two bicycle models), coverage unless all tie
+    assert page.count("<b>") == sum(len({r[k] for r in rows if r.get(k) is not None}) > 1
+                                    for k in ("fid", "encoded_l1", "coverage"))
+
+
+def _tile(img: np.ndarray, xy, size=64, scale=2) -> np.ndarray:
+    x, y = xy
+    return img[y:y + size:scale, x:x + size:scale].astype(int)
+
+
+def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tmp_path):
+    # a third model without z (pix2pix, nz 0; untrained): its one output
+    flat = BicycleGAN(tiny_cfg(tmp_path / "flat", data, variant="pix2pix", nz=0))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in flat.sampler.parameters():
+            p.add_(torch.randn(p.shape) * 0.3)
+    flat_ckpt = save_checkpoint(flat, tmp_path / "flat.pt")
+    models = [*loud, flat_ckpt]
+    rows, out = compare(models, out=tmp_path / "c", show=2, show_samples=3, log=None, **EVAL)
+    assert [r["name"] for r in rows] == ["bicycle_loud", "pix2pix_loud", "flat"]
+    pic = np.asarray(Image.open(out / "compare.png").convert("RGB"))
+    # where the tiles are (the layout depends on shapes and names only)
+    _, boxes = compare_image(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32),
+                             [(n, [torch.zeros(2, 3, 32, 32)] * k) for n, k in zip(
+                                 ["bicycle_loud", "pix2pix_loud", "flat"], (3, 3, 1))])
+    assert pic.shape[:2] == Image.open(out / "compare.png").size[::-1]
+    files = sorted((data / "val").glob("*.png"))[:2]
+    AB = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # 2 x 32 x 64 x 3, A|B
+    A = torch.from_numpy(AB[:, :, :32]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    z = torch.randn(5, 4, 8, generator=torch.Generator().manual_seed(3))[:2, :3]  # the protocol's draw, 5 x 4 x nz
+    for i in range(2):
+        assert (_tile(pic, boxes[(i, "input")]) == AB[i, :, :32]).all()
+        assert (_tile(pic, boxes[(i, "ground truth")]) == AB[i, :, 32:]).all()
+    seen = []
+    for k, path in enumerate(models):
+        G = load_checkpoint(path, device="cpu").sampler.eval()
+        with torch.no_grad():
+            outs = [G(A, z[:, j]) for j in range(3)] if k < 2 else [G(A, None)]
+        assert not any((i, k, len(outs)) in boxes for i in range(2))  # no more outputs than these
+        for j, o in enumerate(outs):
+            want = ((o.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).numpy()
+            for i in range(2):
+                got = _tile(pic, boxes[(i, k, j)])
+                assert np.abs(got - want[i]).max() <= 1, (k, j, i)
+                seen.append(want[i])
+    # the rows differ from each other (a swapped model or code would fail above)
+    assert min(np.abs(a - b).mean() for n, a in enumerate(seen) for b in seen[n + 1:]) > 5
+
+
+def test_names_default_unique_and_given(runs, tmp_path):
+    run = runs / "bicycle"
+    assert model_names([run, run / "checkpoints" / "latest.pt", run / "checkpoints" / "epoch_2.pt",
+                        tmp_path / "x" / "shoes.pt", tmp_path / "y" / "shoes.pt"]) == [
+        "bicycle", "bicycle-2", "bicycle/epoch_2", "shoes", "shoes-2"]
+    assert model_names([run, run], "a, b") == ["a", "b"]
+    for bad, said in (("a", "expected 2 non-empty comma-separated names, one per model, got 1"),
+                      ("a,", "expected 2 non-empty"), ("a,a", "a given twice")):
+        with pytest.raises(ConfigError, match=said):
+            model_names([run, run], bad)
+
+
+def test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_written(runs, loud, tmp_path,
+                                                                                      monkeypatch):
+    real = Evaluation.run
+
+    def run(self, *a, **k):
+        if self.model.cfg.variant == "pix2pix":
+            raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+        return real(self, *a, **k)
+    monkeypatch.setattr(Evaluation, "run", run)
+    rows, out = compare([runs / "bicycle", runs / "pix2pix", loud[0]], out=tmp_path / "c", show=1, log=None, **EVAL)
+    assert rows[1] == {"name": "pix2pix", "checkpoint": str((runs / "pix2pix" / "checkpoints" / "latest.pt").resolve()),
+                       "variant": "pix2pix", "step": 6,
+                       "error": "the model's outputs are not finite: it cannot be evaluated"}
+    assert "encoded_l1" in rows[0] and "encoded_l1" in rows[2]
+    assert json.loads((out / "compare.json").read_text()) == rows
+    _, boxes = compare_image(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32),
+                             [(n, [torch.zeros(1, 3, 32, 32)] * 4) for n in ("bicycle", "bicycle_loud")])
+    assert Image.open(out / "compare.png").size == (max(x for x, _ in boxes.values()) + 64 + 2,
+                                                    max(y for _, y in boxes.values()) + 64 + 2)  # two model rows
+    page = (out / "index.html").read_text()
+    assert "the model&#x27;s outputs are not finite" in page
+
+
+def _diverged(src, dst):
+    bad = load_checkpoint(src, device="cpu", training=True)
+    with torch.no_grad():
+        next(bad.G.parameters()).view(-1)[0] = float("nan")
+    bad.nonfinite = dict  # save_checkpoint's own refusal, passed
+    return save_checkpoint(bad, dst, step=6)
+
+
+def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Evaluation, "run", lambda *a, **k: pytest.fail("measured before the refusal"))
+    bike, p2p = str(runs / "bicycle"), str(runs / "pix2pix")
+    other = shutil.copytree(data, tmp_path / "other")  # the same images in another folder
+    elsewhere = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "o", other)), tmp_path / "elsewhere.pt")
+    bigger = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "b", data, crop_size=64, load_size=64)),
+                             tmp_path / "bigger.pt")
+    gray = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "g", data, output_nc=1)), tmp_path / "gray.pt")
+    btoa = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "d", data, direction="BtoA")), tmp_path / "btoa.pt")
+    diverged = _diverged(runs / "pix2pix" / "checkpoints" / "latest.pt", tmp_path / "diverged.pt")
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        ([bike], "compare needs two models or more, got 1"),
+        ([bike, p2p, "--names", "a"], "names='a': expected 2 non-empty comma-separated names"),
+        ([bike, p2p, "--names", "a,a"], "names='a,a': a given twice"),
+        ([bike, p2p, "--out", str(tmp_path / "afile")], f"--out {tmp_path / 'afile'} is a file"),
+        ([bike, str(tmp_path / "nothere.pt")], f"checkpoint {tmp_path / 'nothere.pt'} does not exist"),
+        ([bike, str(elsewhere)], f"bicycle and elsewhere differ in data folder ({data.resolve()} vs "
+                                 f"{other.resolve()}): the models compared must read the same inputs (pass --dataroot"),
+        ([bike, str(bigger)], "bicycle and bigger differ in image size (32x32 vs 64x64), load_size (32 vs 64): the "
+                              "models compared must read the same inputs\n"),
+        ([bike, str(gray)], "bicycle and gray differ in output channels (3 vs 1)"),
+        ([bike, str(btoa)], "bicycle and btoa differ in direction (AtoB vs BtoA)"),
+        ([bike, str(diverged)], f"DivergenceError: diverged ({diverged}) holds non-finite weights in G (1 values); "
+                                "compare a checkpoint from before its training diverged"),
+        ([bike, p2p, "--show", "0"], None),  # argparse's own refusal (exit 2, usage)
+    ]
+    for args, said in cases:
+        out = tmp_path / "never"
+        code = None
+        try:
+            code = main(["compare", *args, *OPTS] + ([] if "--out" in args else ["--out", str(out)]))
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2, args
+        if said:
+            assert err.count("\n") == 1 and said in err, (args, err)
+        assert not out.exists(), args
+    # the same images, named by --dataroot for both: no refusal
+    monkeypatch.undo()
+    rows, _ = compare([bike, elsewhere], dataroot=other, out=tmp_path / "ok", log=None, **EVAL)
+    assert [r["dataroot"] for r in rows] == [str(other)] * 2
+
+
+def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch):
+    stand_in_networks(monkeypatch, loads := [])
+    ev = Evaluation(runs / "bicycle", phase="val", num=4, device="cpu", metrics="l1,fid")
+    shared = Evaluation(runs / "pix2pix", phase="val", num=4, device="cpu", metrics="l1,fid", networks_from=ev)
+    assert shared.inception is ev.inception and loads == ["fid"]
+    with pytest.raises(ValueError, match="networks_from"):
+        Evaluation(runs / "pix2pix", phase="val", num=4, device="cpu", metrics="l1,lpips", networks_from=ev)
+
+
+def test_scatter_places_points_by_value():
+    svg = ET.fromstring(svg_scatter("t", [(0.0, 10.0, "a"), (1.0, 20.0, "b"), (0.5, 15.0, "c")], x_title="x",
+                                    y_title="y", width=300, height=200))
+    ns = "{http://www.w3.org/2000/svg}"
+    pts = {c.find(f"{ns}title").text.split(":")[0]: (float(c.get("cx")), float(c.get("cy")))
+           for c in svg.iter(f"{ns}circle")}
+    # the plot: x from 56 to 284, y from 40 to 166, each axis the values' range and a tenth more either way
+    assert pts["a"] == pytest.approx((56 + 228 / 12, 40 + 126 * 11 / 12), abs=0.06)
+    assert pts["b"] == pytest.approx((56 + 228 * 11 / 12, 40 + 126 / 12), abs=0.06)
+    assert pts["c"] == pytest.approx((56 + 228 / 2, 40 + 126 / 2), abs=0.06)
+    labels = {t.text: t.get("text-anchor") for t in svg.iter(f"{ns}text") if t.text in "abc"}
+    assert labels == {"a": "start", "c": "start", "b": "end"}  # b in the right third: its label to its left
+
+
+def test_best_is_bold_only_where_a_model_beat_another():
+    rows = [{"name": "a", "checkpoint": None, "variant": "bicycle", "step": 1, "fid": 10.0, "coverage": 0.5,
+             "encoded_l1": 0.25},
+            {"name": "b", "checkpoint": None, "variant": "pix2pix", "step": 1, "fid": 9.0, "coverage": 0.5},
+            {"name": "c", "checkpoint": None, "variant": "cvae", "step": 1, "fid": None, "coverage": 0.5}]
+    assert {k: r["name"] for k, r in best_of(rows).items()} == {"fid": "b"}  # coverage: a tie; encoded L1: alone
+    page = render_compare(rows, None, 4, 6)
+    assert re.findall(r"<b>(.*?)</b>", page) == ["9"]
