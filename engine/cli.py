@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "compare.png and index.html. The models must read the same data, at one image size.")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="two or more checkpoints (…/checkpoints/latest.pt, pretrained/NAME.pt) or run folders")
-    p.add_argument("--names", help="comma-separated, one per model (default: each run folder's name, <run>/<stem> "
-                   "for a run's other checkpoints, else the checkpoint file's stem; a repeated one gets -2, -3)")
+    p.add_argument("--names", help="comma-separated, one per model, all different (default: each run folder's name, "
+                   "<run>/<stem> for a run's other checkpoints, else the checkpoint file's stem; one that repeats "
+                   "gets -2, -3)")
     p.add_argument("--out", help="folder to write into (default: results/compare in the current folder)")
     p.add_argument("--show", type=_at_least(1), default=4, help="inputs in the picture (default 4)")
     p.add_argument("--show_samples", type=_at_least(1), default=6,

@@ -286,6 +286,8 @@ def format_compare(rows: list[dict]) -> str:
 # (a clean palette image) and coverage how many of the four palettes a model reaches.
 DIVERSITY = ("diversity_lpips", "diversity_l1")
 REALISM = {"fid": "lower", "validity": "higher", "coverage": "higher"}
+SHORT = {"fid": "FID", "validity": "validity", "coverage": "palette coverage", "diversity_lpips": "LPIPS diversity",
+         "diversity_l1": "L1 diversity"}  # chart titles (the axes have the whole names)
 
 
 def charts(rows: list[dict]) -> list[str]:
@@ -301,7 +303,7 @@ def charts(rows: list[dict]) -> list[str]:
     for y in ys:
         pts = [(r[x], r[y], r["name"]) for r in rows if _number(r.get(x)) and _number(r.get(y))]
         left = [r["name"] for r in rows if not (_number(r.get(x)) and _number(r.get(y)))]
-        chart = svg_scatter(f"{EVAL_NAMES[y]} against {EVAL_NAMES[x]}", pts,
+        chart = svg_scatter(f"{SHORT[y]} against {SHORT[x]}", pts,
                             x_title=f"{EVAL_NAMES[x]} (more: more diverse)",
                             y_title=f"{EVAL_NAMES[y]} ({REALISM[y]} is better)")
         note = (f"<figcaption>Not on the chart (no value of both): {html.escape(', '.join(left))}</figcaption>"
