@@ -31,10 +31,10 @@ from PIL import Image, ImageDraw
 from .checkpoint import find_checkpoint, peek_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import BEST, PAPER_INPUTS, PAPER_SAMPLES, Evaluation, improves
+from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
-from .report import EVAL_NAMES, EVAL_SETTINGS, STYLE, _number, _value, svg_scatter
+from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
 from .runtime import build_loader, data_root_for, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
@@ -247,22 +247,12 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
 
 
 def measures(rows: list[dict]) -> list[str]:
-    """The measures the rows hold (numbers that are not settings), in the order they first appear."""
-    skip = {*IDENTITY, *EVAL_SETTINGS}
-    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and _number(v)))
+    return row_measures(rows, IDENTITY)
 
 
 def best_of(rows: list[dict]) -> dict[str, dict]:
-    """measure -> the row with its best value, for the measures of evaluate.BEST (a tie: the earlier); none
-    where every model has the same value (or one model alone has one): nothing was beaten."""
-    out = {}
-    for key in BEST:
-        if len({r[key] for r in rows if _number(r.get(key))}) < 2:
-            continue
-        for r in rows:
-            if improves(key, r.get(key), out[key][key] if key in out else None):
-                out[key] = r
-    return out
+    """The best model of each measure of evaluate.BEST where models differ (best_rows)."""
+    return best_rows(rows, where_differ=True)
 
 
 def format_compare(rows: list[dict]) -> str:
@@ -329,12 +319,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     for r in rows:
         cells = [f"<td title='{html.escape(str(r['checkpoint']))}'>{html.escape(r['name'])}</td>",
                  f"<td>{html.escape(r['variant'])}</td>", f"<td>{_value(r['step'])}</td>"]
-        if "error" in r:
-            cells.append(f"<td colspan='{max(len(keys), 1)}'>{html.escape(r['error'])}</td>")
-        else:
-            cells += [f"<td><b>{_value(r.get(k))}</b></td>" if best.get(k) is r else f"<td>{_value(r.get(k))}</td>"
-                      for k in keys]
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     figs = charts(rows)
     pic = ""
     if picture:

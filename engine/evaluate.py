@@ -81,6 +81,24 @@ def improves(key: str, value, best) -> bool:
     return best is None or (value < best if BEST[key][1] == "lower" else value > best)
 
 
+def best_rows(rows: list[dict], *, where_differ: bool = False) -> dict[str, dict]:
+    """measure -> the row (of evaluations: a run's checkpoints, models compared) with its best value,
+    for the measures of BEST; a tie keeps the earlier row, as train --keep_best does. where_differ:
+    none for a measure every row has the same value of (or one row alone has one): nothing was beaten."""
+    out = {}
+    for key in BEST:
+        if where_differ and len({r[key] for r in rows if _finite_number(r.get(key))}) < 2:
+            continue
+        for r in rows:
+            if improves(key, r.get(key), out[key][key] if key in out else None):
+                out[key] = r
+    return out
+
+
+def _finite_number(v) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",

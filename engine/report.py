@@ -504,6 +504,21 @@ def _validation(rows: list[dict], config: dict | None, x_range) -> str:
     return f"<p class='meta'>{html.escape(said)}</p><div class='charts'>" + "".join(charts) + "</div>"
 
 
+def row_measures(rows: list[dict], identity) -> list[str]:
+    """The measures rows of evaluations hold (numbers, not the `identity` columns nor settings), in the
+    order they first appear."""
+    skip = {*identity, *EVAL_SETTINGS}
+    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and _number(v)))
+
+
+def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:
+    """A table row's cells of `keys` (bold where `row` is best[key]), or its error across them."""
+    if "error" in row:
+        return f"<td colspan='{max(len(keys), 1)}'>{html.escape(row['error'])}</td>"
+    return "".join(f"<td><b>{_value(row.get(k))}</b></td>" if best.get(k) is row else f"<td>{_value(row.get(k))}</td>"
+                   for k in keys)
+
+
 def _value(v) -> str:
     if v is None:  # a measure with nothing to measure (diversity of one sample per input): '-', as evaluate prints
         return "-"

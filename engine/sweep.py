@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 from .checkpoint import LATEST, config_of, epoch_name, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import BEST, PAPER_SAMPLES, Evaluation, improves
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows
 from .io import check_writable, write_json, write_text
-from .report import EVAL_NAMES, EVAL_SETTINGS, STYLE, _number, _value, svg_chart
+from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
 from .runtime import inference_data, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
@@ -116,20 +116,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, log: Callable[[s
 
 
 def measures(rows: list[dict]) -> list[str]:
-    """The measures the rows hold (numbers that are not settings), in the order they first appear."""
-    skip = {*WHICH, *EVAL_SETTINGS}
-    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and _number(v)))
-
-
-def best_rows(rows: list[dict]) -> dict[str, dict]:
-    """measure -> the row with its best value, for the measures a run may keep its best checkpoint by
-    (evaluate.BEST); a tie keeps the earlier checkpoint, as train --keep_best does."""
-    out = {}
-    for key in BEST:
-        for r in rows:
-            if improves(key, r.get(key), out[key][key] if key in out else None):
-                out[key] = r
-    return out
+    return row_measures(rows, WHICH)
 
 
 def _cell(v) -> str:
@@ -180,12 +167,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
         href = (links or {}).get(r["checkpoint"])
         cells = [f"<td><a href='{html.escape(href)}'>{name}</a></td>" if href else f"<td>{name}</td>",
                  f"<td>{r['epoch']}</td>", f"<td>{r['step']}</td>"]
-        if "error" in r:
-            cells.append(f"<td colspan='{max(len(keys), 1)}'>{html.escape(r['error'])}</td>")
-        else:
-            cells += [f"<td><b>{_value(r.get(k))}</b></td>" if best.get(k) is r else f"<td>{_value(r.get(k))}</td>"
-                      for k in keys]
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     title = f"{run_name}: every checkpoint evaluated"
     return ("<!doctype html><html><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

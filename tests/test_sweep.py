@@ -16,8 +16,8 @@ from tiny import tiny_cfg
 from bicyclegan.engine import CheckpointError
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
-from bicyclegan.engine.evaluate import Evaluation, evaluate
-from bicyclegan.engine.sweep import best_rows, format_sweep, run_checkpoints, sweep
+from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate
+from bicyclegan.engine.sweep import format_sweep, run_checkpoints, sweep
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
