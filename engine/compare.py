@@ -76,23 +76,29 @@ def model_names(models: list, names=None) -> list[str]:
     return out
 
 
-def _input_settings(cfg, root: Path) -> dict:
+READ = "inputs read (at most --num and the run's max_dataset_size)"
+
+
+def _input_settings(cfg, root: Path, num: int) -> dict:
     """What decides the inputs a model reads and the images it makes (all must agree to compare)."""
     h, w = cfg.model.size
+    # evaluate reads at most the run's max_dataset_size: a run trained on 3 images measured on 3
     return {"data folder": str(root.resolve()), "image size": f"{w}x{h}", "input channels": cfg.model.input_nc,
             "output channels": cfg.model.output_nc, "direction": cfg.data.direction,
-            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess}
+            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess,
+            READ: min(num, cfg.data.max_dataset_size or num)}
 
 
-def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None) -> None:
+def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None, num: int = PAPER_INPUTS) -> None:
     """ConfigError naming the models and the setting when two of (name, model) would read different
     inputs or make images of another size or channels; the first model is the one others are held to."""
     (first, m0), *rest = loaded
-    want = _input_settings(m0.cfg, data_root_for(m0.cfg, dataroot))
+    want = _input_settings(m0.cfg, data_root_for(m0.cfg, dataroot), num)
     for name, model in rest:
-        have = _input_settings(model.cfg, data_root_for(model.cfg, dataroot))
+        have = _input_settings(model.cfg, data_root_for(model.cfg, dataroot), num)
         if diff := [k for k in want if want[k] != have[k]]:
-            hint = " (pass --dataroot to read one folder for all)" if "data folder" in diff else ""
+            hint = (" (pass --dataroot to read one folder for all)" if "data folder" in diff else
+                    f" (pass --num {min(want[READ], have[READ])})" if diff == [READ] else "")
             what = ", ".join(f"{k} ({want[k]} vs {have[k]})" for k in diff)
             raise ConfigError(f"{first} and {name} differ in {what}: the models compared must read the same "
                               f"inputs{hint}")
@@ -137,7 +143,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                                   f"{model.describe_nonfinite(bad)}; compare a checkpoint from before its training "
                                   f"diverged (RUN/checkpoints/epoch_N.pt)")
         loaded.append((name, path, model, peek_checkpoint(path, "step")[0] if path else None))
-    check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot)
+    check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num)
     evs = []
     for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
         evs.append(Evaluation(model, dataroot, num=num, device=device, networks_from=evs[0] if evs else None,
@@ -155,17 +161,18 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             say(f"[{i}/{len(loaded)}] {name}: {e}")
         rows.append(row)
     good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
-    picture, shown = out / "compare.png", (0, 0)
+    picture, shown, truth = out / "compare.png", (0, 0), False
     if good:
         A, B = first_inputs(evs[0], show)
         outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
                    for name, model in good]
         save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
+        truth = B is not None
         shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
     else:
         picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
     write_json(out / "compare.json", rows, what="comparison results")
-    write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown),
+    write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth),
                what="comparison page")
     return rows, out
 
@@ -203,8 +210,8 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
     scale = max(1, -(-64 // max(h, 1)))
     ch, cw = h * scale, w * scale
     font, line_h, gap = label_style(cw)
-    heads = [fit_label(t, cw - gap, font) for t in ["input", "ground truth",
-                                                      *(f"z{j + 1}" for j in range(max(map(len, outs))))]]
+    first = ["input"] if b is None else ["input", "ground truth"]  # a plain folder of inputs has no B
+    heads = [fit_label(t, cw - gap, font) for t in [*first, *(f"z{j + 1}" for j in range(max(map(len, outs))))]]
     name_w = min(max(math.ceil(font.getlength(name)) for name, _ in outputs), 2 * cw) + gap
     labels = [fit_label(name, name_w - gap, font)[: max(1, ch // line_h)] for name, _ in outputs]
     title_h = line_h * max(map(len, heads))
@@ -242,7 +249,7 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
             for m, line in enumerate(lines):
                 draw.text((pad, top + m * line_h), line, fill=(0, 0, 0), font=font)
             for j, col in enumerate(cols):
-                paste(col[i], (i, k, j), 2 + j, y)
+                paste(col[i], (i, k, j), len(first) + j, y)
     return canvas, boxes
 
 
@@ -302,13 +309,16 @@ def charts(rows: list[dict]) -> list[str]:
     return parts
 
 
-def render_compare(rows: list[dict], picture: str | None, show: int, show_samples: int) -> str:
+def render_compare(rows: list[dict], picture: str | None, show: int, show_samples: int, *, truth: bool = True) -> str:
     """index.html: the protocol, the table (the best of each BEST measure in bold), the charts and the picture
-    (`show` inputs, up to `show_samples` outputs per model)."""
+    (`show` inputs, up to `show_samples` outputs per model; truth: with the ground truth, which a plain folder
+    of inputs has not)."""
     done = [r for r in rows if "error" not in r]
     first = done[0] if done else {}
+    # a model without z has one output per input: the draw is the most any model made
+    drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
     said = (f"{len(rows)} models, each on {first.get('phase')}/ of {first.get('dataroot')}: the first "
-            f"{first.get('n_inputs')} inputs x {first.get('n_samples')} random z (seed {first.get('seed')}), the same "
+            f"{first.get('n_inputs')} inputs x {drawn} random z (seed {first.get('seed')}), the same "
             "inputs and codes for each (models of one nz get the same z)." if done else
             f"{len(rows)} models; none could be measured.")
     keys = measures(rows)
@@ -323,8 +333,9 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     figs = charts(rows)
     pic = ""
     if picture:
-        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input and its "
-               f"ground truth, then a row per model of its first {show_samples} measured outputs, z1, z2, ... "
+        truth = " and its ground truth" if truth else ""
+        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input{truth}, "
+               f"then a row per model of its first {show_samples} measured outputs, z1, z2, ... "
                "the same codes for models of one nz (a model without z: its one output).</figcaption>"
                f"<img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)

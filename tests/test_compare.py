@@ -237,6 +237,8 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
                              tmp_path / "bigger.pt")
     gray = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "g", data, output_nc=1)), tmp_path / "gray.pt")
     btoa = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "d", data, direction="BtoA")), tmp_path / "btoa.pt")
+    # a run trained on the split's first 3 images evaluates on 3 inputs, the others on --num 5
+    capped = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "m", data, max_dataset_size=3)), tmp_path / "capped.pt")
     diverged = _diverged(runs / "pix2pix" / "checkpoints" / "latest.pt", tmp_path / "diverged.pt")
     (tmp_path / "afile").write_text("x")
     cases = [
@@ -251,6 +253,9 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
                               "models compared must read the same inputs\n"),
         ([bike, str(gray)], "bicycle and gray differ in output channels (3 vs 1)"),
         ([bike, str(btoa)], "bicycle and btoa differ in direction (AtoB vs BtoA)"),
+        ([bike, str(capped)], "bicycle and capped differ in inputs read (at most --num and the run's "
+                              "max_dataset_size) (5 vs 3): the models compared must read the same inputs (pass "
+                              "--num 3)"),
         ([bike, str(diverged)], f"DivergenceError: diverged ({diverged}) holds non-finite weights in G (1 values); "
                                 "compare a checkpoint from before its training diverged"),
         ([bike, p2p, "--show", "0"], None),  # argparse's own refusal (exit 2, usage)
@@ -271,6 +276,8 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     rows, _ = compare([bike, elsewhere], dataroot=other, out=tmp_path / "ok", log=None, **EVAL)
     assert [r["dataroot"] for r in rows] == [str(other)] * 2
+    rows, _ = compare([bike, capped], out=tmp_path / "ok3", log=None, **{**EVAL, "num": 3})
+    assert [r["n_inputs"] for r in rows] == [3, 3]
 
 
 def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch):
@@ -304,3 +311,35 @@ def test_best_is_bold_only_where_a_model_beat_another():
     assert {k: r["name"] for k, r in best_of(rows).items()} == {"fid": "b"}  # coverage: a tie; encoded L1: alone
     page = render_compare(rows, None, 4, 6)
     assert re.findall(r"<b>(.*?)</b>", page) == ["9"]
+
+
+def test_scatter_labels_many_models_at_one_point():
+    # twelve models of one value (coverage and validity take few values): a label each, none on another
+    svg = ET.fromstring(svg_scatter("t", [(0.5, 1.0, f"m{i}") for i in range(12)], x_title="x", y_title="y"))
+    ns = "{http://www.w3.org/2000/svg}"
+    ys = [float(t.get("y")) for t in svg.iter(f"{ns}text") if (t.text or "").startswith("m")]
+    assert len(ys) == 12 and min(abs(a - b) for n, a in enumerate(ys) for b in ys[n + 1:]) >= 12
+
+
+def test_page_says_the_samples_drawn_when_the_first_model_has_no_z():
+    base = {"checkpoint": None, "step": 1, "dataroot": "d", "phase": "val", "n_inputs": 5, "seed": 3}
+    rows = [{**base, "name": "flat", "variant": "pix2pix", "n_samples": 1},  # nz 0: one output per input
+            {**base, "name": "bike", "variant": "bicycle", "n_samples": 4}]
+    assert "the first 5 inputs x 4 random z (seed 3)" in render_compare(rows, None, 4, 6)
+
+
+def test_a_plain_folder_of_inputs_has_no_ground_truth_column(data, loud, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in sorted((data / "val").glob("*.png"))[:3]:  # the A halves alone
+        Image.open(f).crop((0, 0, 32, 32)).save(plain / f.name)
+    rows, out = compare(loud, dataroot=plain, out=tmp_path / "c", show=2, show_samples=2, log=None, **EVAL)
+    assert [r["n_inputs"] for r in rows] == [3, 3]
+    _, boxes = compare_image(torch.zeros(2, 3, 32, 32), None, [(n, [torch.zeros(2, 3, 32, 32)] * 2)
+                                                                for n in ("bicycle_loud", "pix2pix_loud")])
+    assert not any("ground truth" in k for k in boxes)
+    assert boxes[(0, 0, 0)][0] == boxes[(0, "input")][0] + 64 + 2  # the outputs right beside the input
+    assert Image.open(out / "compare.png").size[0] == max(x for x, _ in boxes.values()) + 64 + 2
+    page = (out / "index.html").read_text()
+    assert "ground truth" not in page
+    assert "For each of the first 2 inputs: the input, then a row per model of its first 2 measured outputs" in page
