@@ -323,8 +323,13 @@ def cmd_compare(args) -> int:
     from .compare import compare, format_compare
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
                         show_samples=args.show_samples, log=print, **_evaluation_options(args))
+    from .errors import DivergenceError
     print(format_compare(rows))
-    print(f"results: {out / 'compare.json'}\npicture: {out / 'compare.png'}\npage: {out / 'index.html'}")
+    measured = [r for r in rows if "error" not in r]
+    print(f"results: {out / 'compare.json'}" + (f"\npicture: {out / 'compare.png'}" if measured else "")
+          + f"\npage: {out / 'index.html'}")
+    if not measured:  # as evaluate --epoch all: a script's `&&` must not take a table of refusals for measures
+        raise DivergenceError(f"none of the {len(rows)} models could be measured (the table says why)")
     return 0
 
 

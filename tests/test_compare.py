@@ -343,3 +343,17 @@ def test_a_plain_folder_of_inputs_has_no_ground_truth_column(data, loud, tmp_pat
     page = (out / "index.html").read_text()
     assert "ground truth" not in page
     assert "For each of the first 2 inputs: the input, then a row per model of its first 2 measured outputs" in page
+
+
+def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_path, monkeypatch, capsys):
+    def run(self, *a, **k):
+        raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+    monkeypatch.setattr(Evaluation, "run", run)
+    out = tmp_path / "c"
+    assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *OPTS, "--out", str(out)]) == 2
+    printed, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "none of the 2 models could be measured (the table says why)" in err
+    assert "picture:" not in printed and not (out / "compare.png").exists()
+    assert f"results: {out / 'compare.json'}\npage: {out / 'index.html'}" in printed
+    assert [r["error"] for r in json.loads((out / "compare.json").read_text())] == [
+        "the model's outputs are not finite: it cannot be evaluated"] * 2
