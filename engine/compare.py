@@ -333,8 +333,8 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     figs = charts(rows)
     pic = ""
     if picture:
-        truth = " and its ground truth" if truth else ""
-        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input{truth}, "
+        beside = " and its ground truth" if truth else ""
+        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input{beside}, "
                f"then a row per model of its first {show_samples} measured outputs, z1, z2, ... "
                "the same codes for models of one nz (a model without z: its one output).</figcaption>"
                f"<img src='{html.escape(picture)}' alt='the models side by side'></figure>")
