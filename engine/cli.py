@@ -321,9 +321,9 @@ def _sweep(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import compare, format_compare
+    from .errors import DivergenceError
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
                         show_samples=args.show_samples, log=print, **_evaluation_options(args))
-    from .errors import DivergenceError
     print(format_compare(rows))
     measured = [r for r in rows if "error" not in r]
     print(f"results: {out / 'compare.json'}" + (f"\npicture: {out / 'compare.png'}" if measured else "")

@@ -404,8 +404,8 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
         right = cx < pl + pw * 2 / 3
         w = LABEL_CHAR_W * len(label)
         left = cx + 7 if right else cx - 7 - w
-        # a line's slot is blocked by one label at most: len(placed) + 1 slots always hold a free one
-        steps = (12 * ((k + 1) // 2) * (-1) ** (k + 1) for k in range(len(placed) + 1))  # 0, 12, -12, 24, ...
+        # a label placed blocks at most two slots 12 px apart: 2 len(placed) + 1 slots always hold a free one
+        steps = (12 * ((k + 1) // 2) * (-1) ** (k + 1) for k in range(2 * len(placed) + 1))  # 0, 12, -12, 24, ...
         base = next(cy + 4 + d for d in steps
                     if not any(left < r and a < left + w and abs(cy + 4 + d - b) < 12 for a, r, b in placed))
         placed.append((left, left + w, base))

@@ -319,6 +319,14 @@ def test_scatter_labels_many_models_at_one_point():
     ns = "{http://www.w3.org/2000/svg}"
     ys = [float(t.get("y")) for t in svg.iter(f"{ns}text") if (t.text or "").startswith("m")]
     assert len(ys) == 12 and min(abs(a - b) for n, a in enumerate(ys) for b in ys[n + 1:]) >= 12
+    # values a few pixels apart, so that labels sit between the 12 px slots and one can block two of them
+    pts = [(0.5, 1.0 + 0.004 * (i % 7) + 0.001 * i, f"m{i}") for i in range(30)]
+    svg = ET.fromstring(svg_scatter("t", pts, x_title="x", y_title="y"))
+    boxes = [(float(t.get("y")), t.get("text-anchor")) for t in svg.iter(f"{ns}text") if (t.text or "").startswith("m")]
+    assert len(boxes) == 30
+    for side in ("start", "end"):  # labels on one side of their points share a column: none may overlap
+        ys = sorted(y for y, s in boxes if s == side)
+        assert all(b - a >= 12 for a, b in zip(ys, ys[1:]))
 
 
 def test_page_says_the_samples_drawn_when_the_first_model_has_no_z():
