@@ -141,9 +141,14 @@ class Evaluation:
         cfg = self.model.cfg
         self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
         self.info = _palette_info(self.root, self.phase)
-        self.chosen = chosen = parse_metrics(metrics, self.info is not None)
+        # The palettes are colours: a model drawing one channel has none to classify (by default, no palette)
+        rgb = cfg.model.output_nc == 3
+        self.chosen = chosen = parse_metrics(metrics, self.info is not None and rgb)
         if "palette" in chosen and self.info is None:
             raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")
+        if "palette" in chosen and not rgb:
+            raise ConfigError(f"metrics=palette classifies colour outputs; this model draws {cfg.model.output_nc}-"
+                              f"channel images (output_nc): use metrics l1, lpips or fid")
         if lpips_version not in VERSIONS:
             raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
         if lpips_pairs not in PAIRS:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bicyclegan.engine import BicycleGAN, build_generator, evaluate, interpolate, make_config, sample
+from bicyclegan.engine import BicycleGAN, ConfigError, build_generator, evaluate, interpolate, make_config, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.export import export_generator
 from bicyclegan.engine.metrics import classify_palettes
@@ -195,3 +195,15 @@ def test_an_encoded_path_runs_the_networks_in_eval_mode_through_the_first_segmen
         for k in range(3):
             want = G(A, E(pair(demo_root, k)[1])[0])
             assert np.abs(strip[::4, (k + 1) * 130: (k + 1) * 130 + 128: 4] - pixels(want)).max() <= 1, k
+
+
+def test_a_one_channel_model_on_the_demo_data_is_measured_without_palettes(demo_root):
+    """The palettes are colours: by default a model drawing grey images gets l1 alone (the palette
+    classifier raised a ValueError about B's channels), and asked for palettes it is refused by name."""
+    gray = tiny(demo_root, output_nc=1)
+    r = evaluate(gray, phase="val", n_samples=2, num=3, device="cpu")
+    assert r["metrics"] == ["l1"] and "coverage" not in r and r["n_inputs"] == 3
+    with pytest.raises(ConfigError, match=r"^metrics=palette classifies colour outputs; this model draws 1-channel "
+                                          r"images \(output_nc\): use metrics l1, lpips or fid$"):
+        evaluate(gray, phase="val", n_samples=2, num=3, device="cpu", metrics="l1,palette")
+    assert evaluate(tiny(demo_root), phase="val", n_samples=2, num=3, device="cpu")["metrics"] == ["l1", "palette"]
