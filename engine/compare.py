@@ -2,20 +2,21 @@
 pix2pix+noise, cAE-GAN, cVAE-GAN, cLR-GAN and BicycleGAN beside each other.
 
 Each model is evaluated as `evaluate` evaluates it (its options, its defaults) on the same inputs
-with the same z draw (one seeded num x n_samples x nz draw: models of one nz get the same codes), the
-metric networks loaded once for all. The models must read the same inputs: one data folder (the
+with the same z draw (one seeded num x n_samples x nz draw: models of one nz get the same codes),
+the metric networks loaded once for all. The models must read the same inputs: one data folder (the
 one given, else each one's training data), prepared the same way (image size, channels, direction,
-load size, preprocess); anything else is refused before any work, naming the models and what
-differs. So is a model whose weights are not finite: knowing it takes a load, not a measurement,
-and a comparison with a hole where a named model should be is not what was asked for. A model whose
-outputs turn out not to be finite (which only measuring shows) gets a row saying so, and the others
-are still measured and written: their work is not thrown away.
+load size, preprocess), as many of them (--num and each run's max_dataset_size); anything else is
+refused before any work, naming the models and what differs. So is a model whose weights are not
+finite: knowing it takes a load, not a measurement, and a comparison with a hole where a named model
+should be is not what was asked for. A model whose outputs turn out not to be finite (which only
+measuring shows) gets a row saying so, and the others are still measured and written: their work is
+not thrown away.
 
 Written into `out` (default results/compare): compare.json (a row per model: name, checkpoint,
 variant, step, then evaluate's result; non-finite floats as null), compare.png (for each of the
-first `show` inputs: the input and its ground truth, then a row per model of its first
-`show_samples` outputs, the measured ones) and index.html (the table with the best of each measure
-in bold, realism against diversity as in Fig. 6, and the picture).
+first `show` inputs: the input and its ground truth (a plain folder of inputs has none), then a row
+per model of its first `show_samples` outputs, the measured ones) and index.html (the table with the
+best of each measure in bold, realism against diversity as in Fig. 6, and the picture).
 """
 from __future__ import annotations
 
