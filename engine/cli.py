@@ -285,7 +285,7 @@ def _evaluation_options(args) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, format_table
+    from .evaluate import evaluate, format_table, json_safe
     from .io import check_writable, write_json
     from .runtime import results_dir, results_name
     if args.epoch == "all":
@@ -300,7 +300,7 @@ def cmd_evaluate(args) -> int:
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
-    path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", r, what="evaluation results")
+    path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r), what="evaluation results")
     print(f"results: {path}")
     return 0
 

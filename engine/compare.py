@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from .checkpoint import find_checkpoint, peek_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows
+from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
@@ -105,11 +105,6 @@ def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None, num: int 
                               f"inputs{hint}")
 
 
-def _finite(result: dict) -> dict:
-    # JSON has no NaN (as evaluate --epoch all's sweep.json): a measure that is not finite is null
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
-
-
 @torch.no_grad()
 def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_samples: int = 6,
             n_samples: int = PAPER_SAMPLES, num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto",
@@ -155,7 +150,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
         row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                "step": step}
         try:
-            row.update(_finite(ev.run(n_samples, seed)))
+            row.update(json_safe(ev.run(n_samples, seed)))
             say(f"[{i}/{len(loaded)}] {name}: measured")
         except DivergenceError as e:
             row["error"] = str(e)
@@ -194,7 +189,7 @@ def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: i
     first show_samples of each input's n_samples, from its one n_inputs x n_samples x nz draw; a model
     without z: its one output."""
     nz = model.cfg.model.nz
-    z = torch.randn(n_inputs, n_samples, nz, generator=torch.Generator().manual_seed(seed))  # Evaluation.run's
+    z = draw_codes(n_inputs, n_samples, nz, seed)
     cols, titles = sample_columns(model, A, None, z[:len(A), :show_samples] if nz else None)
     return [c for c, t in zip(cols, titles) if t.startswith("random") or t == "output"]
 

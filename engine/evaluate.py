@@ -39,6 +39,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
+from .report import _number
 from .runtime import build_loader, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
@@ -81,22 +82,30 @@ def improves(key: str, value, best) -> bool:
     return best is None or (value < best if BEST[key][1] == "lower" else value > best)
 
 
+def json_safe(result: dict) -> dict:
+    """evaluate's result as its JSON files hold it (eval.json, eval_log.jsonl, sweep.json, compare.json):
+    JSON has no NaN, so a measure that is not finite is null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+
+
+def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:
+    """The codes of an evaluation: input i gets row i of one n_inputs x n_samples x nz draw from `seed`,
+    whatever the batch size (compare's picture shows the same ones)."""
+    return torch.randn(n_inputs, n_samples, nz, generator=torch.Generator().manual_seed(seed))
+
+
 def best_rows(rows: list[dict], *, where_differ: bool = False) -> dict[str, dict]:
     """measure -> the row (of evaluations: a run's checkpoints, models compared) with its best value,
     for the measures of BEST; a tie keeps the earlier row, as train --keep_best does. where_differ:
     none for a measure every row has the same value of (or one row alone has one): nothing was beaten."""
     out = {}
     for key in BEST:
-        if where_differ and len({r[key] for r in rows if _finite_number(r.get(key))}) < 2:
+        if where_differ and len({r[key] for r in rows if _number(r.get(key))}) < 2:
             continue
         for r in rows:
             if improves(key, r.get(key), out[key][key] if key in out else None):
                 out[key] = r
     return out
-
-
-def _finite_number(v) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
 
 
 def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
@@ -217,7 +226,7 @@ class Evaluation:
         self._check_finite()
         model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
         root, phase, n_inputs, info = self.root, self.phase, self.n_inputs, self.info
-        z_all = torch.randn(n_inputs, n_samples, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+        z_all = draw_codes(n_inputs, n_samples, cfg.model.nz, seed)
         As, outs, Bs, encs = [], [], [], []
         lpips_d, fake_f, real_f = [], [], []
         div_sum, rec_sum, seen = 0.0, 0.0, 0

@@ -14,7 +14,6 @@ still measured. The metric networks load once."""
 from __future__ import annotations
 
 import html
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Callable, Iterator
 from .checkpoint import LATEST, config_of, epoch_name, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
 from .io import check_writable, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
 from .runtime import inference_data, results_dir, results_name
@@ -68,9 +67,7 @@ def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> I
         row = {"checkpoint": path.name, "epoch": epoch, "step": step}
         try:
             ev = Evaluation(path, **options) if ev is None else ev.of(path)
-            # JSON has no NaN (a run's eval_log.jsonl says null too): a measure that is not finite is null
-            row.update({k: None if isinstance(v, float) and not math.isfinite(v) else v
-                        for k, v in ev.run(n_samples, seed).items()})
+            row.update(json_safe(ev.run(n_samples, seed)))
         # A damaged file shows only when it is read whole (its digest), maybe hours in: a row, as a
         # diverged one, so that the others' measures and the page are still written.
         except (DivergenceError, CheckpointError) as e:

@@ -565,7 +565,7 @@ class Trainer:
     def _evaluate_now(self, agreed: signal.Signals | None = None) -> bool:
         """Rank 0's part of validate(): the evaluation, its line in eval_log.jsonl, TensorBoard, the
         progress note and the report. Returns whether keep_best's measure improved."""
-        from .evaluate import improves
+        from .evaluate import improves, json_safe
         cfg, ev = self.cfg, self.evaluation
         def stopping():  # (no StopSignals outside train(): a validate() of its own)
             return agreed or (self._stop and self._stop.received)
@@ -587,8 +587,7 @@ class Trainer:
         key = cfg.keep_best
         improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
         row = {"step": self.step, "epoch": self.epoch, "split": ev.phase,
-               **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()
-                  if k not in ("variant", "dataroot", "phase")}}
+               **{k: v for k, v in json_safe(result).items() if k not in ("variant", "dataroot", "phase")}}
         if improved:
             # The line first: should best.pt then fail, the run stops before this step's checkpoint, and
             # a resume drops the line with the step.
@@ -855,14 +854,14 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """The evaluation of the trained model on the test split, written to <run>/eval.json."""
-        from .evaluate import evaluate
+        from .evaluate import evaluate, json_safe
         result = evaluate(self.model, self.data_root, n_samples=10)  # the demo table's protocol (README)
         if "histogram" in result:
             # The shares from 10 z per input moved by up to 6 points between z draws (the palette
             # boundaries differ per input); 100 z per input pin them to about a point, in seconds.
             many = evaluate(self.model, self.data_root, n_samples=100, metrics="palette", seed=1)
             result.update(shares_n_samples=100, shares_histogram=many["histogram"])
-        write_json(self.run_dir / "eval.json", result, what="evaluation results")
+        write_json(self.run_dir / "eval.json", json_safe(result), what="evaluation results")
         if self.tb:
             self.tb.log_eval(result, self.step)
             self.tb.close()

@@ -223,6 +223,9 @@ def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkey
         for r in rows if isinstance(rows, list) else [rows]:
             assert r["encoded_l1"] is None and r["diversity_l1"] is None  # one sample per input: no pair
             assert not any(isinstance(v, float) and math.isnan(v) for v in r.values())
+    # evaluate of one checkpoint writes its eval.json the same way (it wrote NaN)
+    assert main(["evaluate", str(run), *OPTS, "--n_samples", "1", "--json", str(run / "results" / "one.json")]) == 0
+    assert json.loads((run / "results" / "one.json").read_text(), parse_constant=refuse)["encoded_l1"] is None
 
 
 def test_the_terminal_table_keeps_its_columns_with_an_error_row_and_shows_every_error():
