@@ -288,8 +288,12 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table, json_safe
     from .io import check_writable, write_json
     from .runtime import results_dir, results_name
+    from .sweep import protocol
     if args.epoch == "all":
         return _sweep(args)
+    if args.reuse:
+        raise ConfigError("--reuse keeps the results of checkpoints measured before with the same protocol: it "
+                          "goes with --epoch all (one checkpoint: run evaluate or not)")
     checkpoint = _checkpoint(args)
     if args.json and Path(args.json).is_dir():
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
@@ -299,6 +303,8 @@ def cmd_evaluate(args) -> int:
     r = evaluate(checkpoint, args.dataroot, **_evaluation_options(args))
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
+    # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
+    r["protocol"] = protocol(checkpoint, r["dataroot"], r["phase"], **_evaluation_options(args))
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
     path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r), what="evaluation results")
     print(f"results: {path}")
@@ -309,7 +315,7 @@ def _sweep(args) -> int:
     """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
     from .errors import DivergenceError
     from .sweep import evaluate_checkpoints, format_sweep
-    rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, log=print,
+    rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, reuse=args.reuse, log=print,
                                       **_evaluation_options(args))
     print(format_sweep(rows))
     print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
@@ -492,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
                    "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
                    "--epoch all: the sweep's sweep.json)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --epoch all: keep the results of checkpoints measured before with the same protocol "
+                   "(the same file, split, z, metrics and options: their eval.json says), measure the others")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="several models side by side on one protocol: a table, Fig. 6's chart "

@@ -10,10 +10,17 @@ protocol and options, one seed), the run's latest.pt too where it is further on,
   a run may keep its best checkpoint by (fid, encoded_l1, coverage: evaluate.BEST) ringed, and a
   table.
 A checkpoint whose weights are not finite (a run that diverged) gets a row saying so; the others are
-still measured. The metric networks load once."""
+still measured. The metric networks load once.
+
+Each eval.json holds the protocol it was measured with ("protocol": the checkpoint file's digest and
+every option the figures depend on). With reuse (`--reuse`), a checkpoint whose eval.json holds the
+protocol of this sweep is not measured again: run after more epochs were saved, the sweep measures
+the new checkpoints alone (and latest.pt, which changed), not the whole run again."""
 from __future__ import annotations
 
 import html
+import inspect
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,7 +31,7 @@ from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
 from .io import check_writable, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
-from .runtime import inference_data, results_dir, results_name
+from .runtime import inference_data, pick_device, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")
@@ -57,6 +64,41 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
     return found
 
 
+# The options a checkpoint's figures depend on; batch size (which inputs are generated together) and the
+# device's index do not change them. Defaults: Evaluation's, so that an option left out and one given
+# as its default are one protocol.
+PROTOCOL = ("num", "metrics", "lpips_version", "lpips_pairs", "lpips_backbone", "lpips_linear", "fid_weights",
+            "layout", "skip_bad")
+_DEFAULTS = {k: inspect.signature(Evaluation).parameters[k].default for k in PROTOCOL}
+
+
+def protocol(checkpoint, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, device="auto",
+             **options) -> dict:
+    """What decides a checkpoint's measures, as its eval.json records it: the file's digest, the split
+    (root, phase: as inference_data resolves them), the z draw, the device's kind (cpu, cuda: their
+    arithmetic differs in the last digits) and the PROTOCOL options (evaluate's; weights files by
+    their full path)."""
+    opts = {k: options.get(k, _DEFAULTS[k]) for k in PROTOCOL}
+    for k in ("lpips_backbone", "lpips_linear", "fid_weights"):
+        opts[k] = None if opts[k] is None else str(Path(opts[k]).resolve())
+    m = opts["metrics"]
+    opts["metrics"] = m if m is None else [x.strip() for x in (m.split(",") if isinstance(m, str) else m) if x.strip()]
+    return {"digest": peek_checkpoint(checkpoint, "digest")[0], "dataroot": str(Path(root).resolve()),
+            "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts}
+
+
+def measured_before(eval_json: Path, want: dict) -> dict | None:
+    """The row eval_json holds where it was measured with the protocol `want` (the checkpoint's own
+    file, unchanged, and the same options), else None; a file that cannot be read is not a result."""
+    try:
+        row = json.loads(eval_json.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(row, dict) or row.get("protocol") != want:
+        return None
+    return {k: v for k, v in row.items() if k != "protocol"}
+
+
 def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> Iterator[tuple[Path, dict]]:
     """(file, row) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as they
     come: row is the checkpoint's name, epoch and step, then evaluate's result with these options
@@ -75,13 +117,14 @@ def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> I
         yield path, row
 
 
-def evaluate_checkpoints(run, dataroot=None, *, json_path=None, log: Callable[[str], None] | None = print,
-                         **options) -> tuple[list[dict], Path]:
+def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = False,
+                         log: Callable[[str], None] | None = print, **options) -> tuple[list[dict], Path]:
     """Evaluate every checkpoint of `run` (its folder, or a file in its checkpoints/) with evaluate's
     options (n_samples, num, seed, metrics, phase...), and write each one's eval.json where `evaluate
     --epoch N` writes it, then <run>/results/<phase>_sweep/sweep.json (or json_path) and index.html.
-    log: called with a line as each checkpoint is measured (None: quiet). Returns (the rows, in
-    training order, as sweep.json holds them; the path of index.html)."""
+    reuse: a checkpoint whose eval.json was measured with this protocol (protocol()) keeps it, not
+    measured again. log: called with a line as each checkpoint is measured (None: quiet). Returns (the
+    rows, in training order, as sweep.json holds them; the path of index.html)."""
     found = run_checkpoints(run)
     if json_path and Path(json_path).is_dir():
         raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
@@ -94,20 +137,35 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, log: Callable[[s
     out = check_writable(results_dir(folder, f"{results_name(root, phase)}_sweep"), "the sweep's results")
     if json_path:
         check_writable(Path(json_path).parent, "--json")
+    # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
+    name = results_name(root, phase)
+    wants = {path: protocol(path, root, phase, **options) for path, _, _ in found}
+    kept = {}
+    if reuse:
+        for path, epoch, step in found:
+            if (row := measured_before(results_dir(path, name) / "eval.json", wants[path])) is not None:
+                kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
     say = log or (lambda line: None)
-    say(f"evaluating {len(found)} checkpoint{'s' if len(found) != 1 else ''} of {folder}: "
-        + ", ".join(p.name for p, _, _ in found))
+    todo = [c for c in found if c[0] not in kept]
+    before = f" ({len(kept)} measured before, reused)" if kept else ""
+    say(f"evaluating {len(todo)} checkpoint{'s' if len(todo) != 1 else ''} of {folder}: "
+        + (", ".join(p.name for p, _, _ in todo) or "none") + before)
     rows, links = [], {}
-    for i, (path, row) in enumerate(sweep(found, dataroot=dataroot, **options), 1):
+    measured = sweep(todo, dataroot=dataroot, **options)
+    for i, (path, _, _) in enumerate(found, 1):
+        row = kept.get(path) or next(measured)[1]
         rows.append(row)
         if "error" in row:
             say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
             continue
-        name = results_name(Path(row["dataroot"]), row["phase"])  # a plain folder's own, as evaluate's
-        saved = write_json(results_dir(path, name) / "eval.json", {**row, "checkpoint": str(path.resolve())},
-                           what="evaluation results")
+        saved = results_dir(path, name) / "eval.json"
+        if path in kept:
+            say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved} (measured before)")
+        else:
+            write_json(saved, {**row, "checkpoint": str(path.resolve()), "protocol": wants[path]},
+                       what="evaluation results")
+            say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
         links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
-        say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
     write_json(json_path or out / "sweep.json", rows, what="sweep results")
     return rows, write_text(out / "index.html", render_sweep(folder.name, rows, links), what="sweep page")
 

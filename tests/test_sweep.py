@@ -62,7 +62,13 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
     # each eval.json is the file `evaluate --epoch N` (latest.pt: without --epoch) writes
     for r, epoch, folder in zip(rows, (["--epoch", "1"], ["--epoch", "2"], []), ("val_epoch_1", "val_epoch_2", "val")):
         swept = (run / "results" / folder / "eval.json").read_text()
-        assert json.loads(swept) == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve())}
+        # the protocol it was measured with: the file's own digest and the options given (the rest evaluate's defaults)
+        digest = torch.load(ckpts / r["checkpoint"], map_location="cpu", weights_only=True)["digest"]
+        protocol = {"digest": digest, "dataroot": str(data.resolve()), "phase": "val", "n_samples": 3, "seed": 5,
+                    "device": "cpu", "num": 4, "metrics": None, "lpips_version": "0.0", "lpips_pairs": "consecutive",
+                    "lpips_backbone": None, "lpips_linear": None, "fid_weights": None, "layout": None,
+                    "skip_bad": None}
+        assert json.loads(swept) == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve()), "protocol": protocol}
         assert main(["evaluate", str(run), *epoch, *OPTS]) == 0
         alone = json.loads((run / "results" / folder / "eval.json").read_text())
         assert alone == {k: v for k, v in json.loads(swept).items() if k not in ("epoch", "step")}
@@ -327,3 +333,84 @@ def test_a_checkpoint_that_cannot_be_read_is_refused_before_any_work(run, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "epoch_3.pt cannot be read" in err and "move it away" in err
     assert not (run / "results").exists()
+
+
+def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run, data, tmp_path, capsys, monkeypatch):
+    run = copy_run(run, tmp_path)
+    ckpts, sweep_json = run / "checkpoints", run / "results" / "val_sweep" / "sweep.json"
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    first = json.loads(sweep_json.read_text())
+    calls = []
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: calls.append(1) or pytest.fail("measured again"))
+    loads = []
+    monkeypatch.setattr(Evaluation, "__init__", lambda *a, **k: loads.append(1) or pytest.fail("metric nets loaded"))
+    capsys.readouterr()
+    # nothing changed: every row is the one measured before, nothing built, nothing measured
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    assert json.loads(sweep_json.read_text()) == first and not calls and not loads
+    out = capsys.readouterr().out
+    assert "evaluating 0 checkpoints" in out and "(3 measured before, reused)" in out
+    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json \(measured before\)$", out,
+                     re.M)
+    monkeypatch.undo()
+
+    # latest.pt replaced by further training (other weights, a later step): it alone is measured
+    m = load_checkpoint(ckpts / "latest.pt", device="cpu", training=True)
+    with torch.no_grad():
+        for p in m.G.parameters():
+            p.mul_(0.9)
+    save_checkpoint(m, ckpts / "latest.pt", step=11, epoch=3)
+    measured = []
+    run_ = Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(self.model) or run_(self, *a, **k))
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    rows = json.loads(sweep_json.read_text())
+    assert len(measured) == 1 and rows[:2] == first[:2]
+    want = evaluate(ckpts / "latest.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
+    assert (rows[2]["step"], rows[2]["epoch"]) == (11, 3)
+    assert {k: v for k, v in rows[2].items() if k not in ("checkpoint", "epoch", "step")} == want
+    assert rows[2]["encoded_l1"] != first[2]["encoded_l1"]
+
+    # another z draw is another protocol: all measured again, as without --reuse
+    measured.clear()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS[:-1], "6", "--reuse"]) == 0
+    assert len(measured) == 3 and all(r["seed"] == 6 for r in json.loads(sweep_json.read_text()))
+
+
+@pytest.mark.parametrize("change", ["none", "metrics", "num", "no protocol", "not json", "other file"])
+def test_reuse_takes_an_eval_json_only_with_the_same_protocol(run, tmp_path, monkeypatch, change):
+    """`evaluate --epoch 1` writes the protocol too, so a sweep with --reuse takes its result; one measured
+    with other options, one written before eval.json held a protocol, or one that cannot be read is not."""
+    run = copy_run(run, tmp_path)
+    assert main(["evaluate", str(run), "--epoch", "1", *OPTS]) == 0
+    f = run / "results" / "val_epoch_1" / "eval.json"
+    alone = json.loads(f.read_text())
+    if change == "metrics":
+        assert main(["evaluate", str(run), "--epoch", "1", *OPTS, "--metrics", "l1"]) == 0
+    elif change == "num":
+        assert main(["evaluate", str(run), "--epoch", "1", *OPTS[:1], "3", *OPTS[2:]]) == 0
+    elif change == "no protocol":
+        f.write_text(json.dumps({k: v for k, v in alone.items() if k != "protocol"}))
+    elif change == "not json":
+        f.write_text("{cut sh")
+    elif change == "other file":  # another checkpoint (another digest) now sits where epoch_1.pt was
+        shutil.copy(run / "checkpoints" / "epoch_2.pt", run / "checkpoints" / "epoch_1.pt")
+    measured = []
+    run_ = Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(1) or run_(self, *a, **k))
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert len(measured) == (2 if change == "none" else 3)
+    if change == "none":
+        assert rows[0] == {**{k: v for k, v in alone.items() if k != "protocol"}, "checkpoint": "epoch_1.pt",
+                           "epoch": 1, "step": 4}
+    # whichever way, the row and the file now hold epoch_1.pt's measures with this protocol
+    want = evaluate(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
+    assert {k: v for k, v in rows[0].items() if k not in ("checkpoint", "epoch", "step")} == want
+    assert json.loads(f.read_text())["protocol"]["num"] == 4
+
+
+def test_reuse_goes_with_epoch_all(run, capsys):
+    assert main(["evaluate", str(run), *OPTS, "--reuse"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reuse" in err and "--epoch all" in err
