@@ -158,6 +158,12 @@ class Evaluation:
         if "palette" in chosen and not rgb:
             raise ConfigError(f"metrics=palette classifies colour outputs; this model draws {cfg.model.output_nc}-"
                               f"channel images (output_nc): use metrics l1, lpips or fid")
+        # A plain folder of inputs (or --layout single) has no B: known now, not after the first batch was
+        # generated (compare had made its results folder by then, left empty).
+        if self.layout == "single" and (need := [m for m in chosen if m in ("fid", "palette")]):
+            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
+            raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
+                               f"{', '.join(need)} compare outputs with B; use l1 or lpips")
         if lpips_version not in VERSIONS:
             raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
         if lpips_pairs not in PAIRS:

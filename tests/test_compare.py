@@ -353,6 +353,25 @@ def test_a_plain_folder_of_inputs_has_no_ground_truth_column(data, loud, tmp_pat
     assert "For each of the first 2 inputs: the input, then a row per model of its first 2 measured outputs" in page
 
 
+
+def test_fid_on_a_plain_folder_is_refused_before_any_output_folder_or_metric_network(data, loud, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """FID and palettes compare outputs with B, which a plain folder of inputs has not: the refusal came
+    after the first batch was generated, compare's results folder made by then and left empty."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in sorted((data / "val").glob("*.png"))[:3]:
+        Image.open(f).crop((0, 0, 32, 32)).save(plain / f.name)
+    monkeypatch.setattr(ev_module, "load_inception", lambda *a, **k: pytest.fail("metric network loaded"))
+    out = tmp_path / "c"
+    args = ["--dataroot", str(plain), "--metrics", "l1,fid", "--num", "3", "--n_samples", "2", "--device", "cpu"]
+    assert main(["compare", *map(str, loud), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(plain) in err and "no B images" in err and "metrics fid" in err
+    assert not out.exists()
+    assert main(["evaluate", str(loud[0]), *args]) == 2
+    assert "metrics fid compare outputs with B" in capsys.readouterr().err
+
 def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_path, monkeypatch, capsys):
     def run(self, *a, **k):
         raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
