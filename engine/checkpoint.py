@@ -161,6 +161,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         model.load_training_state(state, strict=training)
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its weights do not fit its own config: {str(e).splitlines()[0]}") from e
+    model.source = {"path": str(path), "digest": state["digest"], "step": state["step"], "epoch": state["epoch"]}
     if not training and "E" not in state.get("imported", ["E"]):
         # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
         # would pass for the model's (a training run from it trains one).

@@ -287,7 +287,7 @@ def _evaluation_options(args) -> dict:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_table, json_safe
     from .io import check_writable, write_json
-    from .runtime import results_dir, results_name
+    from .runtime import open_model, results_dir, results_name
     from .sweep import protocol
     if args.epoch == "all":
         return _sweep(args)
@@ -300,11 +300,12 @@ def cmd_evaluate(args) -> int:
                           f"{Path(args.json) / 'eval.json'}")
     # Before the evaluation: the folder that will hold <phase>/eval.json (as `sample`'s results).
     check_writable(Path(args.json).parent if args.json else results_dir(checkpoint, "eval").parent, "--json")
-    r = evaluate(checkpoint, args.dataroot, **_evaluation_options(args))
+    model = open_model(checkpoint, args.device)  # its digest: of the weights measured, should the file change
+    r = evaluate(model, args.dataroot, **_evaluation_options(args))
     print(format_table(r))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
-    r["protocol"] = protocol(checkpoint, r["dataroot"], r["phase"], **_evaluation_options(args))
+    r["protocol"] = protocol(model.source["digest"], r["dataroot"], r["phase"], **_evaluation_options(args))
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
     path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r), what="evaluation results")
     print(f"results: {path}")

@@ -84,6 +84,9 @@ class BicycleGAN(nn.Module):
         if m.channels_last:
             self.to(memory_format=torch.channels_last)
         self.optimizers, self.scaler = {}, None
+        # The checkpoint file the weights were read from ({"path", "digest", "step", "epoch"}: load_checkpoint),
+        # None for a model built here: what a measurement of the weights names, whatever the file holds by then.
+        self.source = None
         if not training:
             return
         if cfg.compile != "off":

@@ -72,9 +72,10 @@ PROTOCOL = ("num", "metrics", "lpips_version", "lpips_pairs", "lpips_backbone", 
 _DEFAULTS = {k: inspect.signature(Evaluation).parameters[k].default for k in PROTOCOL}
 
 
-def protocol(checkpoint, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, device="auto",
+def protocol(digest: str, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, device="auto",
              **options) -> dict:
-    """What decides a checkpoint's measures, as its eval.json records it: the file's digest, the split
+    """What decides a checkpoint's measures, as its eval.json records it: the file's digest (of the
+    contents measured: BicycleGAN.source's, or peek_checkpoint's to ask whether a file changed), the split
     (root, phase: as inference_data resolves them), the z draw, the device's kind (cpu, cuda: their
     arithmetic differs in the last digits) and the PROTOCOL options (evaluate's; weights files by
     their full path)."""
@@ -83,7 +84,7 @@ def protocol(checkpoint, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES,
         opts[k] = None if opts[k] is None else str(Path(opts[k]).resolve())
     m = opts["metrics"]
     opts["metrics"] = m if m is None else [x.strip() for x in (m.split(",") if isinstance(m, str) else m) if x.strip()]
-    return {"digest": peek_checkpoint(checkpoint, "digest")[0], "dataroot": str(Path(root).resolve()),
+    return {"digest": digest, "dataroot": str(Path(root).resolve()),
             "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts}
 
 
@@ -99,22 +100,27 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return {k: v for k, v in row.items() if k != "protocol"}
 
 
-def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> Iterator[tuple[Path, dict]]:
-    """(file, row) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as they
-    come: row is the checkpoint's name, epoch and step, then evaluate's result with these options
-    (evaluate's), or "error" where the weights or outputs are not finite or the file is damaged."""
+def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> Iterator[tuple[Path, dict, str | None]]:
+    """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
+    they come: row is the checkpoint's name, epoch and step (of the file as it was read), then evaluate's
+    result with these options (evaluate's), or "error" where the weights or outputs are not finite or the
+    file is damaged; digest: of the contents measured (None for an error)."""
     check_int("n_samples", n_samples, 1)
     ev = None
     for path, epoch, step in run if isinstance(run, list) else run_checkpoints(run):
         row = {"checkpoint": path.name, "epoch": epoch, "step": step}
         try:
             ev = Evaluation(path, **options) if ev is None else ev.of(path)
+            # The file as it was read: a training still running replaces latest.pt, maybe long after
+            # the list was made (the checkpoints before it take minutes each).
+            row.update(epoch=ev.model.source["epoch"], step=ev.model.source["step"])
             row.update(json_safe(ev.run(n_samples, seed)))
+            digest = ev.model.source["digest"]
         # A damaged file shows only when it is read whole (its digest), maybe hours in: a row, as a
         # diverged one, so that the others' measures and the page are still written.
         except (DivergenceError, CheckpointError) as e:
-            row["error"] = str(e)
-        yield path, row
+            row["error"], digest = str(e), None
+        yield path, row, digest
 
 
 def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = False,
@@ -139,11 +145,11 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         check_writable(Path(json_path).parent, "--json")
     # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
     name = results_name(root, phase)
-    wants = {path: protocol(path, root, phase, **options) for path, _, _ in found}
     kept = {}
     if reuse:
         for path, epoch, step in found:
-            if (row := measured_before(results_dir(path, name) / "eval.json", wants[path])) is not None:
+            want = protocol(peek_checkpoint(path, "digest")[0], root, phase, **options)
+            if (row := measured_before(results_dir(path, name) / "eval.json", want)) is not None:
                 kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
     say = log or (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
@@ -153,7 +159,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     rows, links = [], {}
     measured = sweep(todo, dataroot=dataroot, **options)
     for i, (path, _, _) in enumerate(found, 1):
-        row = kept.get(path) or next(measured)[1]
+        row, digest = (kept[path], None) if path in kept else next(measured)[1:]
         rows.append(row)
         if "error" in row:
             say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
@@ -162,8 +168,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         if path in kept:
             say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved} (measured before)")
         else:
-            write_json(saved, {**row, "checkpoint": str(path.resolve()), "protocol": wants[path]},
-                       what="evaluation results")
+            write_json(saved, {**row, "checkpoint": str(path.resolve()),
+                               "protocol": protocol(digest, root, phase, **options)}, what="evaluation results")
             say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
         links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
     write_json(json_path or out / "sweep.json", rows, what="sweep results")

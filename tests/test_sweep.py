@@ -112,7 +112,7 @@ def test_metric_networks_load_once_and_every_checkpoint_shares_the_inputs(run, d
         loads.append(path)
         return Features()
     monkeypatch.setattr(ev_module, "load_inception", load)
-    rows = [row for _, row in sweep(run, phase="val", num=4, n_samples=2, device="cpu", metrics="l1,fid")]
+    rows = [row for _, row, _ in sweep(run, phase="val", num=4, n_samples=2, device="cpu", metrics="l1,fid")]
     assert len(loads) == 1 and len(rows) == 3
     for r, f in zip(rows, ("epoch_1.pt", "epoch_2.pt", "latest.pt")):
         want = evaluate(run / "checkpoints" / f, phase="val", num=4, n_samples=2, device="cpu", metrics="l1,fid")
@@ -414,3 +414,31 @@ def test_reuse_goes_with_epoch_all(run, capsys):
     assert main(["evaluate", str(run), *OPTS, "--reuse"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--reuse" in err and "--epoch all" in err
+
+
+def test_a_latest_pt_replaced_during_the_sweep_is_labelled_and_recorded_as_the_file_measured(run, tmp_path,
+                                                                                              monkeypatch):
+    """A training still running replaces latest.pt while the sweep measures the checkpoints before it: the
+    row said the step listed at the start, beside the newer weights' measures."""
+    run = copy_run(run, tmp_path)
+    ckpts = run / "checkpoints"
+    newer = load_checkpoint(ckpts / "latest.pt", device="cpu", training=True)
+    with torch.no_grad():
+        for p in newer.G.parameters():
+            p.mul_(0.9)
+    run_ = Evaluation.run
+
+    def run_and_train_on(self, *a, **k):
+        if self.model.source["step"] == 4:  # while epoch_1.pt is measured, the training saves step 11
+            save_checkpoint(newer, ckpts / "latest.pt", step=11, epoch=3)
+        return run_(self, *a, **k)
+    monkeypatch.setattr(Evaluation, "run", run_and_train_on)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert [(r["checkpoint"], r["epoch"], r["step"]) for r in rows][-1] == ("latest.pt", 3, 11)
+    want = evaluate(ckpts / "latest.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
+    assert {k: v for k, v in rows[-1].items() if k not in ("checkpoint", "epoch", "step")} == want
+    saved = json.loads((run / "results" / "val" / "eval.json").read_text())
+    assert saved["protocol"]["digest"] == torch.load(ckpts / "latest.pt", weights_only=True)["digest"]
+    monkeypatch.setattr(Evaluation, "run", lambda *a, **k: pytest.fail("measured again"))
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
