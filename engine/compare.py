@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw
 
-from .checkpoint import find_checkpoint, peek_checkpoint
+from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
@@ -138,7 +138,9 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             raise DivergenceError(f"{name} ({path or 'the model given'}) holds "
                                   f"{model.describe_nonfinite(bad)}; compare a checkpoint from before its training "
                                   f"diverged (RUN/checkpoints/epoch_N.pt)")
-        loaded.append((name, path, model, peek_checkpoint(path, "step")[0] if path else None))
+        # the file as it was read (a training may replace latest.pt), also for a model given loaded
+        src = model.source or {}
+        loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
     check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num)
     evs = []
     for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them

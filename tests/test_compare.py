@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +108,15 @@ def test_each_row_equals_an_independent_evaluate_of_its_model(runs, tmp_path, ca
                                      f"page: {out / 'index.html'}")
     assert (out / "compare.png").is_file() and (out / "index.html").is_file()
 
+
+
+def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tmp_path):
+    """A model loaded from a checkpoint knows its file (BicycleGAN.source): its row says it, as a path's
+    does; a model built in memory has neither."""
+    fresh = BicycleGAN(load_checkpoint(loud[1], device="cpu").cfg, device="cpu", training=False)
+    rows, _ = compare([load_checkpoint(loud[0], device="cpu"), fresh], out=tmp_path / "c", log=None, **EVAL)
+    assert (rows[0]["checkpoint"], rows[0]["step"]) == (str(Path(loud[0]).resolve()), 6)
+    assert (rows[1]["checkpoint"], rows[1]["step"]) == (None, None)
 
 def test_metric_networks_load_once_for_all_models(runs, loud, tmp_path, monkeypatch):
     loads = []
