@@ -266,6 +266,16 @@ def _checkpoint(args) -> Path:
     return find_checkpoint(args.checkpoint, args.epoch)
 
 
+def _refresh_report(checkpoint) -> None:
+    """The run's report.html lists what was just written (a checkpoint of a run folder): its new line."""
+    from .report import refresh_report
+    try:
+        if (page := refresh_report(checkpoint)) is not None:
+            print(f"report: {page}")
+    except (OSError, *USER_ERRORS) as e:  # the results are written: a report not rewritten is no failure
+        print(f"note: the run's report.html was not rewritten ({e})", file=sys.stderr)
+
+
 def cmd_sample(args) -> int:
     from .sample import sample
     out = sample(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase,
@@ -274,6 +284,7 @@ def cmd_sample(args) -> int:
                  direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
                  preprocess=args.preprocess, skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
+    _refresh_report(_checkpoint(args))
     return 0
 
 
@@ -309,6 +320,7 @@ def cmd_evaluate(args) -> int:
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
     path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r), what="evaluation results")
     print(f"results: {path}")
+    _refresh_report(checkpoint)
     return 0
 
 
@@ -320,6 +332,7 @@ def _sweep(args) -> int:
                                       **_evaluation_options(args))
     print(format_sweep(rows))
     print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
+    _refresh_report(args.checkpoint)
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
         raise DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
                               + " could be measured (the table says why)")
@@ -347,6 +360,7 @@ def cmd_interpolate(args) -> int:
                       seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout,
                       skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}")
+    _refresh_report(_checkpoint(args))
     return 0
 
 

@@ -556,11 +556,12 @@ def _grid_figure(step: int, uri: str, href: str, scale: float, latest: bool = Fa
 
 
 def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str, float]], evaluation: dict | None,
-                  config: dict | None, status: dict | None = None, validation: list[dict] | None = None) -> str:
+                  config: dict | None, status: dict | None = None, validation: list[dict] | None = None,
+                  results: list | None = None) -> str:
     """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order;
     shown newest first (the latest grid is what the page is opened for; it was at the bottom).
     validation: eval_log.jsonl's rows (read_eval_log); its section is left out for a run that has none
-    and does not evaluate."""
+    and does not evaluate. results: result_pages' (the section is left out where there are none)."""
     last = log.last
     status = {**{"step": last.get("step"), "epoch": last.get("epoch")}, **(status or {})}
     where = f"step {status['step']}" if status.get("step") is not None else "no step logged yet"
@@ -606,11 +607,55 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     else:
         parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
                      "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>")
+    if results:
+        parts.append(_results_section(results))
     if config:
         parts.append("<h2>Config</h2><details><summary>config.json</summary><pre>"
                      + html.escape(json.dumps(config, indent=2)) + "</pre></details>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+# What an inference command's results folder under <run>/results holds, by its page: the sweep's and
+# interpolate's folders are named so (runtime.results_name); sample writes the others' galleries.
+def result_pages(run: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(folder, [(what, href)]) of each folder of <run>/results holding a page or an evaluation, by name:
+    what `sample`, `evaluate` (eval.json), `evaluate --epoch all` and `interpolate` wrote for the run's
+    checkpoints; hrefs relative to the run folder."""
+    folder = run / "results"
+    out = []
+    for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+        links = []
+        if (d / "index.html").is_file():
+            what = ("every checkpoint evaluated" if d.name.endswith("_sweep") else
+                    "interpolation" if d.name.startswith("interpolate") else "samples")
+            links.append((what, quote(f"results/{d.name}/index.html")))
+        if (d / "eval.json").is_file():
+            links.append(("evaluation (eval.json)", quote(f"results/{d.name}/eval.json")))
+        if links:
+            out.append((d.name, links))
+    return out
+
+
+def _results_section(pages) -> str:
+    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>"
+                   + " · ".join(f"<a href='{href}'>{html.escape(what)}</a>" for what, href in links) + "</td></tr>"
+                   for name, links in pages)
+    return ("<h2>Results of its checkpoints</h2><p class='meta'>What sample, evaluate and interpolate wrote into "
+            f"results/ (opened from the run folder).</p><table class='eval'>{rows}</table>")
+
+
+def refresh_report(checkpoint) -> Path | None:
+    """Rewrite the report of the run whose checkpoint an inference command read (its new results
+    listed), where the checkpoint is a run's (RUN/checkpoints/*.pt of a run with a log); else nothing."""
+    ckpt = Path(checkpoint).resolve()
+    if ckpt.is_dir():  # a run folder, or its checkpoints/ (evaluate --epoch all takes both)
+        run = ckpt.parent if ckpt.name == "checkpoints" else ckpt
+    else:
+        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    if run is None or not (run / "log.jsonl").is_file():
+        return None
+    return write_report(run)
 
 
 def _read_json(path: Path):
@@ -652,7 +697,8 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         # A resume from before the last best.pt removes it: the lines it marked name no file to ring.
         evaluations = [{k: v for k, v in r.items() if k != "best"} for r in evaluations]
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
-                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status, evaluations)
+                         _read_json(run / "eval.json"), _read_json(run / "config.json"), status, evaluations,
+                         result_pages(run))
     return write_text(run / "report.html", page, what="training report")
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 from tiny import tiny_cfg
 
-from bicyclegan.engine import CheckpointError
+from bicyclegan.engine import CheckpointError, OutputError
+from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate
@@ -442,3 +443,36 @@ def test_a_latest_pt_replaced_during_the_sweep_is_labelled_and_recorded_as_the_f
     assert saved["protocol"]["digest"] == torch.load(ckpts / "latest.pt", weights_only=True)["digest"]
     monkeypatch.setattr(Evaluation, "run", lambda *a, **k: pytest.fail("measured again"))
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+
+
+def test_the_runs_report_lists_what_the_inference_commands_wrote_for_its_checkpoints(run, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """report.html is where a run is looked at: it links the galleries, evaluations and sweep pages that
+    sample, evaluate, evaluate --epoch all and interpolate wrote into results/, each command rewriting it."""
+    run = copy_run(run, tmp_path)
+    small = ["--num", "2", "--device", "cpu"]
+    assert main(["sample", str(run), "--n_samples", "2", *small]) == 0
+    assert main(["evaluate", str(run / "checkpoints"), "--epoch", "all", "--n_samples", "2", *small]) == 0
+    assert main(["interpolate", str(run), "--epoch", "1", "--segments", "1", "--frames", "2", "--no-mp4",
+                 *small]) == 0
+    assert f"report: {run.resolve() / 'report.html'}" in capsys.readouterr().out
+    page = (run / "report.html").read_text()
+    section = page[page.index("Results of its checkpoints"):]
+    hrefs = re.findall(r"<a href='([^']+)'>([^<]+)</a>", section)
+    want = {("results/val/index.html", "samples"), ("results/val/eval.json", "evaluation (eval.json)"),
+            ("results/val_epoch_1/eval.json", "evaluation (eval.json)"),
+            ("results/val_sweep/index.html", "every checkpoint evaluated"),
+            ("results/interpolate_val_epoch_1/index.html", "interpolation")}
+    assert want <= set(hrefs)
+    assert all((run / h).is_file() for h, _ in hrefs)  # each opens from the run folder, where report.html is
+    # a checkpoint outside a run has no report to rewrite; one that cannot be rewritten is a note, not a failure
+    alone = shutil.copy(run / "checkpoints" / "epoch_1.pt", tmp_path / "alone.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(alone), "--n_samples", "2", *small]) == 0
+    assert "report:" not in capsys.readouterr().out
+
+    def refuse(run_dir, **k):
+        raise OutputError(f"cannot write {run_dir}/report.html")
+    monkeypatch.setattr(report_mod, "write_report", refuse)
+    assert main(["evaluate", str(run), "--n_samples", "2", *small]) == 0
+    assert "note: the run's report.html was not rewritten (cannot write" in capsys.readouterr().err
