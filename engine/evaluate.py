@@ -196,9 +196,10 @@ class Evaluation:
         """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's
         checkpoints), on the same inputs with the same options, its metric networks shared, not loaded
         again. A model whose model or data options differ (which the split's reading depends on) gets an
-        evaluation of its own, as evaluate(model, ...) would make; not one whose differ in what a resumed
-        run may change (checkpoint.check_compatible: the data's folder, workers, backend; impl): this
-        evaluation's inputs are read for it, the same for every checkpoint of the run."""
+        evaluation of its own, as evaluate(model, ...) would make (the metric networks shared still);
+        not one whose differ in what a resumed run may change (checkpoint.check_compatible: the data's
+        folder, workers, backend; impl): this evaluation's inputs are read for it, the same for every
+        checkpoint of the run."""
         from .checkpoint import DATA_RESUMABLE_CHANGES, MODEL_RESUMABLE_CHANGES
 
         def reading(cfg) -> list[dict]:  # the options the split's reading depends on
@@ -207,7 +208,7 @@ class Evaluation:
                     for part, may in (("model", MODEL_RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES))]
         model = open_model(model, self.model.device)
         if reading(model.cfg) != reading(self.model.cfg):
-            return Evaluation(model, **self._options)
+            return Evaluation(model, **self._options, networks_from=self)
         other = copy.copy(self)
         other.model = model
         other._check_finite()
