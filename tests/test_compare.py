@@ -4,6 +4,7 @@ files and the protocol's z draw, the page (bold best, Fig. 6's chart), names, an
 before any work."""
 import importlib
 import json
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 from tiny import tiny_cfg
 
-from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, compare
+from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, OutputError, compare
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.compare import best_of, compare_image, model_names, render_compare
@@ -200,6 +201,7 @@ def test_names_default_unique_and_given(runs, tmp_path):
     assert model_names([run, run / "checkpoints" / "latest.pt", run / "checkpoints" / "epoch_2.pt",
                         tmp_path / "x" / "shoes.pt", tmp_path / "y" / "shoes.pt"]) == [
         "bicycle", "bicycle-2", "bicycle/epoch_2", "shoes", "shoes-2"]
+    assert model_names([run, run, run]) == ["bicycle", "bicycle-2", "bicycle-3"]  # not bicycle-2 twice
     assert model_names([run, run], "a, b") == ["a", "b"]
     for bad, said in (("a", "expected 2 non-empty comma-separated names, one per model, got 1"),
                       ("a,", "expected 2 non-empty"), ("a,a", "a given twice")):
@@ -247,6 +249,9 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
                              tmp_path / "bigger.pt")
     gray = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "g", data, output_nc=1)), tmp_path / "gray.pt")
     btoa = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "d", data, direction="BtoA")), tmp_path / "btoa.pt")
+    gray_in = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "gi", data, input_nc=1)), tmp_path / "gray_in.pt")
+    resized = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "r", data, preprocess="resize_and_crop")),
+                              tmp_path / "resized.pt")
     # a run trained on the split's first 3 images evaluates on 3 inputs, the others on --num 5
     capped = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "m", data, max_dataset_size=3)), tmp_path / "capped.pt")
     diverged = _diverged(runs / "pix2pix" / "checkpoints" / "latest.pt", tmp_path / "diverged.pt")
@@ -263,6 +268,10 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
                               "models compared must read the same inputs\n"),
         ([bike, str(gray)], "bicycle and gray differ in output channels (3 vs 1)"),
         ([bike, str(btoa)], "bicycle and btoa differ in direction (AtoB vs BtoA)"),
+        ([bike, str(gray_in)], "bicycle and gray_in differ in input channels (3 vs 1)"),
+        ([bike, str(resized)], "bicycle and resized differ in preprocess (none vs resize_and_crop)"),
+        ([bike, p2p, "--out", str(tmp_path / "afile" / "sub")],
+         f"cannot write compare results into {tmp_path / 'afile' / 'sub'}"),
         ([bike, str(capped)], "bicycle and capped differ in inputs read (at most --num and the run's "
                               "max_dataset_size) (5 vs 3): the models compared must read the same inputs (pass "
                               "--num 3)"),
@@ -297,6 +306,10 @@ def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch)
     assert shared.inception is ev.inception and loads == ["fid"]
     with pytest.raises(ValueError, match="networks_from"):
         Evaluation(runs / "pix2pix", phase="val", num=4, device="cpu", metrics="l1,lpips", networks_from=ev)
+    v00 = Evaluation(runs / "bicycle", phase="val", num=4, device="cpu", metrics="l1,lpips")
+    with pytest.raises(ValueError, match="networks_from"):  # its LPIPS would be the other version's
+        Evaluation(runs / "pix2pix", phase="val", num=4, device="cpu", metrics="l1,lpips", lpips_version="0.1",
+                   networks_from=v00)
 
 
 def test_scatter_places_points_by_value():
@@ -387,6 +400,8 @@ def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_
         raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
     monkeypatch.setattr(Evaluation, "run", run)
     out = tmp_path / "c"
+    out.mkdir()
+    (out / "compare.png").write_bytes(b"an earlier comparison's picture, of other models")
     assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *OPTS, "--out", str(out)]) == 2
     printed, err = capsys.readouterr()
     assert err.count("\n") == 1 and "none of the 2 models could be measured (the table says why)" in err
@@ -394,3 +409,83 @@ def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_
     assert f"results: {out / 'compare.json'}\npage: {out / 'index.html'}" in printed
     assert [r["error"] for r in json.loads((out / "compare.json").read_text())] == [
         "the model's outputs are not finite: it cannot be evaluated"] * 2
+
+
+def test_a_write_that_fails_keeps_the_previous_compare_json_and_says_which_file(runs, tmp_path, monkeypatch):
+    """compare.json is written atomically: a disk failing as it is written leaves the previous one whole."""
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "compare.json").write_text('["the previous comparison"]')
+
+    def run(self, *a, **k):  # nothing to measure: compare writes its files at once
+        raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+    monkeypatch.setattr(Evaluation, "run", run)
+    replace = os.replace
+
+    def failing(src, dst, **kw):
+        if Path(dst).name == "compare.json":
+            raise OSError(5, "Input/output error")
+        return replace(src, dst, **kw)
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OutputError, match=r"cannot write comparison results .*compare.json: Input/output error.*"
+                                          r"the previous one is intact"):
+        compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)
+    assert (out / "compare.json").read_text() == '["the previous comparison"]'
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_the_picture_and_page_show_the_inputs_and_outputs_there_are(loud, tmp_path, skip_bad):
+    """--show and --show_samples past what was measured: the picture holds the 2 inputs measured (--num 2)
+    and the 4 outputs each (--n_samples 4), and the page says so, not 4 and 6. With --skip_bad the
+    split is read whole (to find 2 good files), so the picture's reader must stop at 2 itself."""
+    rows, out = compare(loud, out=tmp_path / "c", show=4, show_samples=6, log=None, skip_bad=skip_bad,
+                        **{**EVAL, "num": 2})
+    assert [r["n_inputs"] for r in rows] == [2, 2]
+    page = (out / "index.html").read_text()
+    assert ("For each of the first 2 inputs: the input and its ground truth, then a row per model of its first 4 "
+            "measured outputs") in page
+    # 2 inputs of 2 model rows, columns: input, ground truth, z1..z4; 32 px tiles shown at 64 px
+    _, boxes = compare_image(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32),
+                             [(n, [torch.zeros(2, 3, 32, 32)] * 4) for n in ("bicycle_loud", "pix2pix_loud")])
+    assert Image.open(out / "compare.png").size == (max(x for x, _ in boxes.values()) + 64 + 2,
+                                                    max(y for _, y in boxes.values()) + 64 + 2)
+
+
+def test_the_charts_name_the_models_they_cannot_place():
+    base = {"checkpoint": None, "variant": "bicycle", "step": 1}
+    rows = [{**base, "name": "a", "diversity_lpips": 0.2, "fid": 50.0},
+            {**base, "name": "b", "diversity_lpips": 0.3, "fid": 40.0},
+            {**base, "name": "c", "diversity_lpips": 0.1, "fid": None}]  # FID not finite: null in the row
+    page = render_compare(rows, None, 4, 6)
+    assert "<figcaption>Not on the chart (no value of both): c</figcaption>" in page
+    assert "Not on the chart" not in render_compare(rows[:2], None, 4, 6)
+
+
+def test_scatter_labels_are_escaped_and_far_apart_labels_stay_at_their_points():
+    """A name given with --names is text: "a<b & c" broke the page's SVG. Labels that cannot touch (one
+    left of its point, one right of its, far apart) stay beside their points, without a leader."""
+    svg = ET.fromstring(svg_scatter("t", [(0.0, 1.0, "a<b & c"), (1.0, 1.0, "d")], x_title="x", y_title="y"))
+    ns = "{http://www.w3.org/2000/svg}"
+    circles = {c.find(f"{ns}title").text.split(":")[0]: float(c.get("cy")) for c in svg.iter(f"{ns}circle")}
+    labels = {t.text: float(t.get("y")) for t in svg.iter(f"{ns}text") if t.get("class") == "pl"}
+    assert set(labels) == {"a<b & c", "d"}
+    assert labels == {name: pytest.approx(cy + 4) for name, cy in circles.items()}
+    assert not [line for line in svg.iter(f"{ns}line") if line.get("class") == "g2"]
+
+
+def test_the_picture_shows_the_measured_codes_whatever_the_draws_length(data, loud, tmp_path):
+    """The picture's codes are rows of the evaluation's one num x n_samples x nz draw, not a draw of the
+    shown inputs alone: torch fills normals 16 at a time, so a 1 x 3 x 8 draw is not the first row of a
+    5 x 3 x 8 one (their first 16 values agree, the other 8 do not)."""
+    rows, out = compare(loud, out=tmp_path / "c", show=1, show_samples=3, log=None, **{**EVAL, "n_samples": 3})
+    pic = np.asarray(Image.open(out / "compare.png").convert("RGB"))
+    _, boxes = compare_image(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32),
+                             [(n, [torch.zeros(1, 3, 32, 32)] * 3) for n in ("bicycle_loud", "pix2pix_loud")])
+    AB = np.asarray(Image.open(sorted((data / "val").glob("*.png"))[0]).convert("RGB"))
+    A = torch.from_numpy(AB[None, :, :32].copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+    z = torch.randn(5, 3, 8, generator=torch.Generator().manual_seed(3))[0]  # input 0's row of the protocol's draw
+    G = load_checkpoint(loud[0], device="cpu").sampler.eval()
+    for j in range(3):
+        with torch.no_grad():
+            want = ((G(A, z[j:j + 1]).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+        assert np.abs(_tile(pic, boxes[(0, 0, j)]) - want).max() <= 1, j

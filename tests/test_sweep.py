@@ -4,6 +4,7 @@ good ones, the best of each measure over known values, the page and the refusals
 import importlib
 import json
 import math
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -17,8 +18,8 @@ from bicyclegan.engine import CheckpointError, OutputError
 from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
-from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate
-from bicyclegan.engine.sweep import format_sweep, run_checkpoints, sweep
+from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate, json_safe
+from bicyclegan.engine.sweep import format_sweep, render_sweep, run_checkpoints, sweep
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -191,6 +192,8 @@ def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(ru
     assert len(polyline) == 3
     links = re.findall(r"<a href='([^']+)'>([^<]+)</a>", page)
     assert [name for _, name in links] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    # relative to the page: the links still work in a copy of the run or a browser's file:// view
+    assert [href for href, _ in links] == ["../val_epoch_1/eval.json", "../val_epoch_2/eval.json", "../val/eval.json"]
     for href, name in links:
         target = json.loads((folder / href).read_text())
         assert Path(target["checkpoint"]).name == name
@@ -477,3 +480,59 @@ def test_the_runs_report_lists_what_the_inference_commands_wrote_for_its_checkpo
     monkeypatch.setattr(report_mod, "write_report", refuse)
     assert main(["evaluate", str(run), "--n_samples", "2", *small]) == 0
     assert "note: the run's report.html was not rewritten (cannot write" in capsys.readouterr().err
+
+
+def test_json_safe_nulls_every_value_json_cannot_hold_and_keeps_the_rest():
+    """JSON has no Infinity either: an infinite measure (a FID that overflowed) was written as Infinity."""
+    got = json_safe({"fid": float("inf"), "a": float("-inf"), "b": float("nan"), "c": 0.5, "n": 3, "s": "val",
+                     "none": None, "lpips": {"n_pairs": 2}})
+    assert got == {"fid": None, "a": None, "b": None, "c": 0.5, "n": 3, "s": "val", "none": None,
+                   "lpips": {"n_pairs": 2}}
+    json.loads(json.dumps(got, allow_nan=False))
+
+
+def test_each_chart_spans_every_checkpoints_step_and_rings_its_best_point():
+    """A measure missing at the last checkpoint (an error row) is charted over the whole run, as the
+    others, and the ring sits on the best checkpoint's point (its step, not its epoch)."""
+    rows = [{"checkpoint": "epoch_1.pt", "epoch": 1, "step": 4, "encoded_l1": 0.5},
+            {"checkpoint": "epoch_2.pt", "epoch": 2, "step": 8, "encoded_l1": 0.25},
+            {"checkpoint": "epoch_3.pt", "epoch": 3, "step": 10, "encoded_l1": 0.375},
+            {"checkpoint": "latest.pt", "epoch": 4, "step": 12, "error": "diverged"}]
+    page = render_sweep("run", rows)
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", page, re.S).group(0))
+    ns = "{http://www.w3.org/2000/svg}"
+    box = next(r for r in svg.iter(f"{ns}rect") if r.get("class") == "box")
+    left, width = float(box.get("x")), float(box.get("width"))
+    top, height = float(box.get("y")), float(box.get("height"))
+    pts = [tuple(map(float, p.split(","))) for p in svg.find(f"{ns}polyline").get("points").split()]
+    # steps 4, 8, 10 on an axis from step 4 to step 12: 0, 1/2 and 3/4 of the plot's width
+    assert [x for x, _ in pts] == pytest.approx([left, left + width / 2, left + width * 3 / 4], abs=0.06)
+    # values 0.5, 0.25, 0.375: the highest at the top, the lowest at the bottom, the third midway
+    assert [y for _, y in pts] == pytest.approx([top, top + height, top + height / 2], abs=0.06)
+    ring = next(c for c in svg.iter(f"{ns}circle") if c.get("class") == "b")
+    assert (float(ring.get("cx")), float(ring.get("cy"))) == pytest.approx(pts[1], abs=0.06)
+    assert "at epoch 2 (epoch_2.pt)" in ring.find(f"{ns}title").text
+
+
+def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(run, tmp_path, capsys, monkeypatch):
+    """sweep.json is written atomically: a disk failing as it is written leaves the previous one whole."""
+    run = copy_run(run, tmp_path)
+    folder = run / "results" / "val_sweep"
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text('["the previous sweep"]')
+
+    def diverged(self):  # nothing to measure: the sweep writes sweep.json and its page at once
+        raise ev_module.DivergenceError("the model holds non-finite weights in G (1 values)")
+    monkeypatch.setattr(Evaluation, "_check_finite", diverged)
+    replace = os.replace
+
+    def failing(src, dst, **kw):
+        if Path(dst).name == "sweep.json":
+            raise OSError(5, "Input/output error")
+        return replace(src, dst, **kw)
+    monkeypatch.setattr(os, "replace", failing)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write sweep results {folder / 'sweep.json'}: Input/output error" in err
+    assert "the previous one is intact" in err
+    assert (folder / "sweep.json").read_text() == '["the previous sweep"]'
