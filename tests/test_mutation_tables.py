@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics", "mutation_kernels"]
+SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics", "mutation_kernels", "mutation_compare"]
 
 
 def _mutants(name):

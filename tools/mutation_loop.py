@@ -294,8 +294,8 @@ MUTANTS = [
 
 def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "mutation-loop") -> int:
     """Run the mutants named by `ids` (all when empty) of `mutants` (default this file's MUTANTS, with
-    its EQUIVALENT and SKIP); results to build/<name>/results.jsonl. tools/mutation_commands.py
-    and tools/mutation_metrics.py run their own lists through this."""
+    its EQUIVALENT and SKIP); results to build/<name>/results.jsonl. tools/mutation_commands.py,
+    mutation_metrics.py and mutation_compare.py run their own lists through this."""
     mutants = MUTANTS if mutants is None else mutants
     equivalent = EQUIVALENT if equivalent is None else equivalent
     skip = SKIP if skip is None else skip

@@ -1,0 +1,150 @@
+"""Hand-written mutants of the commands that measure several models or checkpoints at once:
+`evaluate RUN --epoch all` (engine/sweep.py), `compare` (engine/compare.py), the helpers of
+engine/evaluate.py they share (best_rows, improves, json_safe, draw_codes, Evaluation.of,
+Evaluation(networks_from=)), the table and chart helpers of engine/report.py (row_measures,
+measure_cells, svg_scatter) and the exit status of `evaluate --epoch all`. Results and survivors:
+docs/mutation-engine.md, "The sweep and compare".
+
+The runner is tools/mutation_loop.py's (one textual replacement per mutant, the selected tests in
+a fresh `pytest -x`, the file restored from git; it refuses to start with uncommitted changes in
+the files it mutates):
+
+    .venv/bin/python tools/mutation_compare.py            # every mutant (about 10 min on 2 cores)
+    .venv/bin/python tools/mutation_compare.py SW01 CM03  # some of them
+
+One JSON line per mutant goes to build/mutation-compare/results.jsonl. Exit status 1 when a
+mutant survived (the equivalent ones aside) or could not be judged.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation_loop import run  # noqa: E402
+
+SW, CM, E, R, CLI = "engine/sweep.py", "engine/compare.py", "engine/evaluate.py", "engine/report.py", "engine/cli.py"
+ST = ["tests/test_sweep.py"]
+CT = ["tests/test_compare.py"]
+BOTH = ST + CT  # the helpers both commands use
+# Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
+EQUIVALENT = {"EH12"}
+# Every test of the two files runs (about 15 s in all).
+SKIP = "not download"
+
+# (id, file, original text, mutant text, tests)
+MUTANTS = [
+    # evaluate --epoch all: which checkpoints, in which order
+    ('SW01', SW, 'if not found or step > found[-1][2]:',
+     'if not found or step >= found[-1][2]:', ST),
+    ('SW02', SW, 'folder = path if path.is_dir() and path.name == "checkpoints" else path / "checkpoints" if',
+     'folder = path / "checkpoints" if', ST),
+    ('SW03', SW, 'for e in saved_epochs(folder):',
+     'for e in sorted(saved_epochs(folder), key=str):', ST),
+    # the measuring loop
+    ('SW04', SW, 'if ev is None else ev.of(path)',
+     'if ev is None else ev', ST),
+    ('SW05', SW, 'except (DivergenceError, CheckpointError) as e:',
+     'except DivergenceError as e:', ST),
+    ('SW06', SW, 'row.update(json_safe(ev.run(n_samples, seed)))',
+     'row.update(ev.run(n_samples, seed))', ST),
+    ('SW07', SW, 'row.update(json_safe(ev.run(n_samples, seed)))',
+     'row.update(json_safe(ev.run(n_samples, 0)))', ST),
+    # what it writes, and the checks before any work
+    ('SW08', SW, '        check_writable(Path(json_path).parent, "--json")\n',
+     '        pass\n', ST),
+    ('SW09', SW, 'links[path.name] = Path(os.path.relpath(saved, out)).as_posix()',
+     'links[path.name] = saved.as_posix()', ST),
+    ('SW10', SW, 'write_json(json_path or out / "sweep.json", rows, what="sweep results")',
+     'write_json(out / "sweep.json", rows, what="sweep results")', ST),
+    ('SW11', SW, 'write_json(json_path or out / "sweep.json", rows, what="sweep results")',
+     'Path(json_path or out / "sweep.json").write_text(__import__("json").dumps(rows, indent=2) + "\\n")', ST),
+    # the table and the page
+    ('SW12', SW, 'x_range=x_range,\n                                mark=mark)',
+     'x_range=None,\n                                mark=mark)', ST),
+    ('SW13', SW, 'mark = (b["step"], b[k],',
+     'mark = (b["epoch"], b[k],', ST),
+    # compare: names, the refusals before any work
+    ('CM01', CM, '        while name in out:\n',
+     '        if name in out:\n', CT),
+    ('CM02', CM, '"input channels": cfg.model.input_nc,',
+     '', CT),
+    ('CM03', CM, '"preprocess": cfg.data.preprocess,',
+     '', CT),
+    ('CM04', CM, 'READ: min(num, cfg.data.max_dataset_size or num)}',
+     'READ: num}', CT),
+    ('CM05', CM, '        if bad := model.nonfinite():\n',
+     '        if bad := {}:\n', CT),
+    ('CM06', CM, '    check_writable(out, "compare results")\n',
+     '', CT),
+    # compare: measuring, the picture
+    ('CM07', CM, 'networks_from=evs[0] if evs else None',
+     'networks_from=None', CT),
+    ('CM08', CM, 'if "error" not in row]',
+     ']', CT),
+    ('CM09', CM, '        picture.unlink(missing_ok=True)  # an earlier',
+     '        pass  # an earlier', CT),
+    ('CM10', CM, 'write_json(out / "compare.json", rows, what="comparison results")',
+     '(out / "compare.json").write_text(__import__("json").dumps(rows, indent=2) + "\\n")', CT),
+    ('CM11', CM, 'shown = (len(A), max(len(cols) for _, cols in outputs))',
+     'shown = (show, show_samples)', CT),
+    ('CM12', CM, 'batch_size=min(show, ev.n_inputs)',
+     'batch_size=show', CT),
+    ('CM13', CM, 'z[:len(A), :show_samples] if nz else None',
+     'z[:len(A), -show_samples:] if nz else None', CT),
+    ('CM14', CM, 'z = draw_codes(n_inputs, n_samples, nz, seed)',
+     'z = draw_codes(len(A), n_samples, nz, seed)', CT),
+    # compare: the page
+    ('CM15', CM, '                if left else "")',
+     '                if not left else "")', CT),
+    ('CM16', CM, 'drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)',
+     'drawn = first.get("n_samples")', CT),
+    # evaluate.py's helpers
+    ('EH01', E, 'if not isinstance(value, (int, float)) or not math.isfinite(value):',
+     'if not isinstance(value, (int, float)):', BOTH),
+    ('EH02', E, '(value < best if BEST[key][1] == "lower" else value > best)',
+     '(value <= best if BEST[key][1] == "lower" else value > best)', BOTH),
+    ('EH03', E, '(value < best if BEST[key][1] == "lower" else value > best)',
+     '(value < best if BEST[key][1] == "higher" else value > best)', BOTH),
+    ('EH04', E, 'None if isinstance(v, float) and not math.isfinite(v) else v',
+     'None if isinstance(v, float) and math.isnan(v) else v', BOTH),
+    ('EH05', E, 'generator=torch.Generator().manual_seed(seed))\n\n\ndef best_rows',
+     'generator=torch.Generator().manual_seed(0))\n\n\ndef best_rows', BOTH),
+    ('EH06', E, 'return torch.randn(n_inputs, n_samples, nz, generator',
+     'return torch.randn(n_samples, n_inputs, nz, generator', BOTH),
+    ('EH07', E, 'if where_differ and len({r[key] for r in rows if _number(r.get(key))}) < 2:',
+     'if where_differ and len({r.get(key) for r in rows}) < 2:', BOTH),
+    ('EH08', E, 'out[key][key] if key in out else None',
+     'None', BOTH),
+    ('EH09', E, '        if reading(model.cfg) != reading(self.model.cfg):\n',
+     '        if False:\n', BOTH),
+    ('EH10', E, 'for k, v in d[part].items() if k not in may}',
+     'for k, v in d[part].items()}', BOTH),
+    ('EH11', E, 'for part, may in (("model", MODEL_RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES))]',
+     'for part, may in (("model", MODEL_RESUMABLE_CHANGES),)]', BOTH),
+    ('EH12', E, '        other._check_finite()\n',
+     '', BOTH),
+    ('EH13', E, 'other = copy.copy(self)',
+     'other = self', BOTH),
+    ('EH14', E, 'if (chosen, dev, lpips_version, lpips_backbone, lpips_linear, fid_weights) != (\n'
+                '                    theirs.chosen, theirs.model.device, o["lpips_version"],',
+     'if (chosen, dev, lpips_backbone, lpips_linear, fid_weights) != (\n'
+     '                    theirs.chosen, theirs.model.device,', BOTH),
+    # report.py: the table's measures and cells, the scatter chart
+    ('RH01', R, 'skip = {*identity, *EVAL_SETTINGS}',
+     'skip = {*identity}', BOTH),
+    ('RH02', R, "if \"error\" in row:\n        return f\"<td colspan='{max(len(keys), 1)}'>{html.escape(row['error'])}",
+     "if \"error\" in row:\n        return f\"<td colspan='{max(len(keys), 1)}'>{row['error']}", BOTH),
+    ('RH03', R, 'return lo - (hi - lo) / 10, hi + (hi - lo) / 10',
+     'return lo, hi', BOTH),
+    ('RH04', R, 'if not any(left < r and a < left + w and abs(cy + 4 + d - b) < 12 for a, r, b in placed))',
+     'if not any(abs(cy + 4 + d - b) < 12 for a, r, b in placed))', BOTH),
+    ('RH05', R, 'for k in range(2 * len(placed) + 1))',
+     'for k in range(len(placed) + 1))', BOTH),
+    ('RH06', R, "f'{html.escape(label)}</text>')",
+     "f'{label}</text>')", BOTH),
+    # the commands' exit status
+    ('CL01', CLI, 'if all("error" in r for r in rows):  # a script',
+     'if any("error" in r for r in rows):  # a script', ST),
+]
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:], MUTANTS, EQUIVALENT, SKIP, "mutation-compare"))
