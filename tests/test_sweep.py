@@ -345,6 +345,10 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     ckpts, sweep_json = run / "checkpoints", run / "results" / "val_sweep" / "sweep.json"
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
     first = json.loads(sweep_json.read_text())
+    again, run_ = [], Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: again.append(1) or run_(self, *a, **k))
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0  # without --reuse: all measured again
+    assert len(again) == 3 and json.loads(sweep_json.read_text()) == first
     calls = []
     monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: calls.append(1) or pytest.fail("measured again"))
     loads = []
@@ -447,6 +451,24 @@ def test_a_latest_pt_replaced_during_the_sweep_is_labelled_and_recorded_as_the_f
     assert saved["protocol"]["digest"] == torch.load(ckpts / "latest.pt", weights_only=True)["digest"]
     monkeypatch.setattr(Evaluation, "run", lambda *a, **k: pytest.fail("measured again"))
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    # replaced while it is itself measured: eval.json records the file read (step 11), so a sweep
+    # after it measures the newer file (step 12), not takes step 11's figures for it
+    monkeypatch.undo()
+    read = load_checkpoint(ckpts / "latest.pt", device="cpu", training=True)
+    run_ = Evaluation.run
+    measured = []
+
+    def replaced_meanwhile(self, *a, **k):
+        measured.append(self.model.source["step"])
+        if self.model.source["step"] == 11:
+            save_checkpoint(read, ckpts / "latest.pt", step=12, epoch=3)
+        return run_(self, *a, **k)
+    monkeypatch.setattr(Evaluation, "run", replaced_meanwhile)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    assert json.loads((run / "results" / "val" / "eval.json").read_text())["step"] == 11
+    measured.clear()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    assert measured == [12]
 
 
 def test_the_runs_report_lists_what_the_inference_commands_wrote_for_its_checkpoints(run, tmp_path, capsys,
@@ -455,8 +477,9 @@ def test_the_runs_report_lists_what_the_inference_commands_wrote_for_its_checkpo
     sample, evaluate, evaluate --epoch all and interpolate wrote into results/, each command rewriting it."""
     run = copy_run(run, tmp_path)
     small = ["--num", "2", "--device", "cpu"]
-    assert main(["sample", str(run), "--n_samples", "2", *small]) == 0
     assert main(["evaluate", str(run / "checkpoints"), "--epoch", "all", "--n_samples", "2", *small]) == 0
+    assert "results/val_sweep/index.html" in (run / "report.html").read_text()  # RUN/checkpoints names its run
+    assert main(["sample", str(run), "--n_samples", "2", *small]) == 0
     assert main(["interpolate", str(run), "--epoch", "1", "--segments", "1", "--frames", "2", "--no-mp4",
                  *small]) == 0
     assert f"report: {run.resolve() / 'report.html'}" in capsys.readouterr().out
