@@ -9,7 +9,7 @@ The runner is tools/mutation_loop.py's (one textual replacement per mutant, the 
 a fresh `pytest -x`, the file restored from git; it refuses to start with uncommitted changes in
 the files it mutates):
 
-    .venv/bin/python tools/mutation_compare.py            # every mutant (about 10 min on 2 cores)
+    .venv/bin/python tools/mutation_compare.py            # every mutant (about 13 min on 2 cores)
     .venv/bin/python tools/mutation_compare.py SW01 CM03  # some of them
 
 One JSON line per mutant goes to build/mutation-compare/results.jsonl. Exit status 1 when a
