@@ -28,7 +28,7 @@ from .config import check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
-from .runtime import build_loader, data_label, inference_data, open_model, results_dir, results_name
+from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
 
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
@@ -159,6 +159,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     for batch in loader:
         if len(items) >= need:
             break
+        check_input_size(batch["A"], batch["paths"][0], cfg.model, data.preprocess)
         items.append((names_of(batch["paths"][0]), batch["A"], batch.get("B")))
     if not items:
         raise DatasetError(f"{root}/{phase}: no inputs found")

@@ -311,6 +311,18 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
         memory_format=memory_format, **kw)
 
 
+def check_input_size(A: torch.Tensor, path, model: ModelConfig, preprocess: str) -> None:
+    """Refuse, naming the file, an input whose sides the generator cannot take (multiples of 2^(U-Net
+    depth); only preprocess none leaves other sizes): G's own ValueError was a traceback in interpolate
+    and an HTTP 500 in serve."""
+    depth = model.unet_depth
+    h, w = A.shape[-2:]
+    if h % 2 ** depth or w % 2 ** depth:
+        raise ConfigError(f"{path} is {w}x{h} after preprocess={preprocess}, not a multiple of {2 ** depth} "
+                          f"(2^{depth}, the generator's depth); use a preprocess that crops (resize_and_crop) "
+                          f"or images whose sides are multiples of {2 ** depth}")
+
+
 def open_model(model, device="auto"):
     """A BicycleGAN for inference: `model` itself, or the checkpoint at that path loaded onto `device`."""
     from .checkpoint import load_checkpoint

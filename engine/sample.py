@@ -19,7 +19,7 @@ from .errors import ConfigError, DivergenceError
 from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
-from .runtime import build_loader, data_label, inference_data, open_model, results_dir, results_name
+from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
 
 GRID_ROWS = 8  # inputs shown in the overview grid
 
@@ -100,11 +100,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         if i >= num:
             break
         A = batch["A"].to(model.device)
-        h, w = A.shape[-2:]
-        if h % 2 ** depth or w % 2 ** depth:
-            raise ConfigError(f"{batch['paths'][0]} is {w}x{h} after preprocess={data.preprocess}, not a multiple "
-                              f"of {2 ** depth} (2^{depth}, the generator's depth); use a preprocess that crops "
-                              f"(resize_and_crop) or images whose sides are multiples of {2 ** depth}")
+        check_input_size(A, batch["paths"][0], net_in, data.preprocess)
         B = batch["B"].to(model.device) if "B" in batch else None
         z = z_sync if sync else draw()
         cols, names = sample_columns(model, A, B, z, encode=encode)

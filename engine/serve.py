@@ -40,7 +40,7 @@ from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
-from .runtime import build_loader, inference_data, open_model
+from .runtime import build_loader, check_input_size, inference_data, open_model
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -124,6 +124,7 @@ class Explorer:
         loader = build_loader(self.cfg.model, data, root, phase, device=self.model.device, batch_size=1,
                               shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
+            check_input_size(batch["A"], batch["paths"][0], self.cfg.model, data.preprocess)
             self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
                                        batch["B"][0] if "B" in batch else None)
         return root

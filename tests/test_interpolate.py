@@ -166,6 +166,18 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     assert not list(out.glob("images/*.mp4")) and list(out.glob("images/*.gif"))  # mp4=None: only when installed
 
 
+def test_an_input_the_generator_cannot_take_is_refused_by_name_before_anything_is_written(tmp_path, demo_root):
+    # preprocess none keeps a 40 x 48 (W x H) file's size; the tiny U-Net (5 levels) needs multiples of 32.
+    # It was G's ValueError, a traceback.
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(folder / "b odd.png")
+    with pytest.raises(ConfigError, match=r"b odd\.png is 40x48 after preprocess=none, not a multiple of 32"):
+        interpolate(tiny(demo_root), folder, out=tmp_path / "o", num=2, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_interpolate_command(tmp_path, demo_root, capsys):
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
     assert main(["interpolate", str(ckpt), "--num", "1", "--segments", "1", "--frames", "2", "--no-mp4",

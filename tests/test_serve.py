@@ -332,6 +332,15 @@ def test_dataset_folder_is_optional_without_dataroot(tmp_path, capsys):
         Explorer(moved, tmp_path / "also-gone", device="cpu")  # a folder named explicitly must exist
 
 
+def test_a_dataset_input_the_generator_cannot_take_is_refused_at_start(ckpt, tmp_path):
+    # preprocess none keeps a 40 x 48 (W x H) file's size; the tiny U-Net (5 levels) needs multiples of 32.
+    # It was offered on the page, and every output asked for it was an HTTP 500.
+    (tmp_path / "plain").mkdir()
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(tmp_path / "plain" / "odd.png")
+    with pytest.raises(ConfigError, match=r"odd\.png is 40x48 after preprocess=none, not a multiple of 32"):
+        Explorer(ckpt, tmp_path / "plain", device="cpu")
+
+
 def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explorer):
     # Any page the user visited could post to the API (a cross-origin text/plain upload worked); a
     # site whose name resolves to 127.0.0.1 (DNS rebinding) was served as the page's own; a 300 MB
