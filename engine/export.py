@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .errors import DivergenceError, ExportError
+from .errors import DivergenceError, ExportError, OutputError
 from .io import check_writable, write_json
 from .networks import build_generator
 
@@ -155,6 +155,9 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     the PyTorch generator by more than atol. Returns what was written and the measured difference.
     """
     out = Path(out_path)
+    if out.is_dir():  # os.replace failed on it after the whole export and its check: a traceback
+        raise OutputError(f"{out} is a folder; give the file to write (CLI: --out), e.g. "
+                          f"{out / ('g.' + (fmt or 'onnx'))}")
     fmt = format_for(out, fmt)
     G, cfg, source = _generator_for_export(checkpoint_or_model)
     h, w = height or cfg.size[0], width or cfg.size[1]

@@ -167,6 +167,16 @@ def test_cli_errors_name_the_problem(checkpoint, tmp_path, capsys, argv, message
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name, given", [("models", ["--format", "pt2"]), ("g.onnx", [])])
+def test_an_out_that_is_a_folder_is_refused_before_the_export(checkpoint, tmp_path, capsys, name, given):
+    # It was an IsADirectoryError traceback from the final rename, after the export and its check.
+    (tmp_path / name).mkdir()
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / name), *given]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bicyclegan export: OutputError: {tmp_path / name} is a folder; give the file to write")
+    assert [p.name for p in tmp_path.iterdir()] == [name] and not list((tmp_path / name).iterdir())
+
+
 def test_missing_onnx_packages_say_what_to_install(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "g.onnx")]) == 2
