@@ -146,6 +146,15 @@ class OutputNames:
         return name
 
 
+def drop_gallery(out_dir, *names: str) -> None:
+    """Remove an earlier call's gallery files (index.html ...) from a results folder, as a call starts
+    writing its own images there: stopped part-way (Ctrl-C, an input refused further on), it left
+    that gallery showing its new images among the earlier call's as one whole result."""
+    for name in names:
+        if (Path(out_dir) / name).is_file():
+            (Path(out_dir) / name).unlink()
+
+
 def prune_outputs(folder, keep) -> None:
     """Remove the PNG, GIF and MP4 files of folder (a results folder's images/) that this call did
     not write: a run into the folder of an earlier, larger one would otherwise leave that run's

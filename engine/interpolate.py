@@ -26,7 +26,7 @@ from bicyclegan.pipelines import DatasetError
 
 from .config import check_int
 from .errors import ConfigError, DivergenceError
-from .images import OutputNames, prune_outputs, to_uint8, write_gallery
+from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
 from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
 
@@ -186,6 +186,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                               for chunk in zs.split(16)])
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
+            if i == 0:  # before this call's first file, as in sample
+                drop_gallery(out, "index.html", "path.json")
             a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
             files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image"))]
             strip = save_image(_side_by_side([a, *frames_u8]), out / "images" / f"{stem}_strip.png", what="strip")

@@ -16,7 +16,7 @@ from bicyclegan.pipelines import DatasetError
 
 from .config import check_int
 from .errors import ConfigError, DivergenceError
-from .images import OutputNames, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
+from .images import OutputNames, drop_gallery, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
 from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
@@ -104,6 +104,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         B = batch["B"].to(model.device) if "B" in batch else None
         z = z_sync if sync else draw()
         cols, names = sample_columns(model, A, B, z, encode=encode)
+        if i == 0:  # before this call's first file (a refusal until then leaves an earlier call's result whole)
+            drop_gallery(out, "index.html", "grid.png")
         stem = names_of(batch["paths"][0])
         files = []
         for name, img in zip(names, cols):

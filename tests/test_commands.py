@@ -3,6 +3,7 @@ the networks themselves and the image files: which z each output gets (the seed,
 the batch not mattering), the encoded output from B, the networks in eval mode and the moving average
 of G wherever a model keeps one. Tiny networks on 32 px demo images (docs/mutation-engine.md, "The
 inference commands", lists the mistakes each test catches)."""
+import importlib
 import json
 
 import numpy as np
@@ -207,3 +208,30 @@ def test_a_one_channel_model_on_the_demo_data_is_measured_without_palettes(demo_
                                           r"images \(output_nc\): use metrics l1, lpips or fid$"):
         evaluate(gray, phase="val", n_samples=2, num=3, device="cpu", metrics="l1,palette")
     assert evaluate(tiny(demo_root), phase="val", n_samples=2, num=3, device="cpu")["metrics"] == ["l1", "palette"]
+
+
+@pytest.mark.parametrize("command, gallery", [("sample", ["index.html", "grid.png"]),
+                                              ("interpolate", ["index.html", "path.json"])])
+def test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own(demo_root, tmp_path, monkeypatch,
+                                                                              command, gallery):
+    """A second call into a results folder, stopped (Ctrl-C) after its first input: the first call's
+    index.html listed that input's new images among its own old ones, as if whole."""
+    run = {"sample": sample, "interpolate": interpolate}[command]
+    kw = dict(out=tmp_path / "r", num=3, device="cpu") | (dict(segments=1, frames=1, mp4=False)
+                                                          if command == "interpolate" else dict(n_samples=1))
+    run(tiny(demo_root), progress=False, seed=1, **kw)
+    assert all((tmp_path / "r" / name).is_file() for name in gallery)
+    # A call refused before its first file leaves the earlier result whole.
+    (tmp_path / "odd").mkdir()
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(tmp_path / "odd" / "0.png")
+    with pytest.raises(ConfigError, match="not a multiple of 32"):
+        run(tiny(demo_root), tmp_path / "odd", progress=False, **kw)
+    assert all((tmp_path / "r" / name).is_file() for name in gallery)
+
+    def stop(what, done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(importlib.import_module(f"bicyclegan.engine.{command}"), "count_line", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(demo_root), progress=True, seed=2, **kw)
+    assert not [name for name in gallery if (tmp_path / "r" / name).exists()]
