@@ -135,7 +135,13 @@ class Explorer:
                 "encoder": self.model.E is not None, "dataroot": str(self.root) if self.root else None,
                 "max_outputs": MAX_OUTPUTS, "max_upload_bytes": self.max_upload_bytes,
                 "max_upload_pixels": self.max_upload_pixels, "interp_modes": list(INTERP_MODES),
-                "items": [self._describe(it) for it in self.items.values()]}
+                # a copy taken under the lock: an upload meanwhile (another request's thread) changed
+                # the dict during the iteration (RuntimeError, an HTTP 500)
+                "items": [self._describe(it) for it in self._snapshot()]}
+
+    def _snapshot(self) -> list[Item]:
+        with self.lock:
+            return list(self.items.values())
 
     @staticmethod
     def _describe(it: Item) -> dict:
@@ -218,12 +224,13 @@ class Explorer:
         x = self._prepare(data, fmt, role)
         item_id = f"u{next(self._upload_ids)}"
         name = (name or "upload")[:80]
+        item = Item(item_id, name, x if role == "A" else None, x if role == "B" else None)
         with self.lock:
-            self.items[item_id] = Item(item_id, name, x if role == "A" else None, x if role == "B" else None)
+            self.items[item_id] = item
             self.uploads[item_id] = None
             while len(self.uploads) > MAX_UPLOADS:
                 self.items.pop(self.uploads.popitem(last=False)[0], None)
-        return self._describe(self.items[item_id])
+        return self._describe(item)  # (looked up again, it may have gone: 32 other uploads meanwhile)
 
     # -- codes and outputs -----------------------------------------------------------------------
     def _code(self, value, field: str) -> torch.Tensor:

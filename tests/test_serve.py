@@ -294,6 +294,37 @@ def test_only_the_latest_uploads_are_kept(explorer, monkeypatch):
     assert explorer.item(ids[2]).A is not None and "d0" in explorer.items  # dataset inputs stay
 
 
+def test_the_input_list_can_be_asked_for_while_uploads_come_in(explorer, monkeypatch):
+    """/api/info and /api/upload run in FastAPI's thread pool at once: info iterated the inputs while an
+    upload changed them (RuntimeError, an HTTP 500), and add_upload looked its new item up again after
+    releasing the lock (a KeyError once MAX_UPLOADS newer ones had come in)."""
+    import threading
+    monkeypatch.setattr(serve_mod, "MAX_UPLOADS", 2)  # every upload now also drops one
+    data, errors, done = png_bytes(np.zeros((32, 32, 3), np.uint8)), [], threading.Event()
+
+    def ask():
+        while not done.is_set():
+            try:
+                explorer.info()
+            except Exception as e:  # noqa: BLE001 (any error is the failure)
+                errors.append(e)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within a few uploads
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    try:
+        for t in askers:
+            t.start()
+        described = [explorer.add_upload(data) for _ in range(40)]
+    finally:
+        done.set()
+        for t in askers:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert errors == [] and [d["id"] for d in described[-2:]] == [d["id"] for d in explorer.info()["items"][-2:]]
+    monkeypatch.setattr(serve_mod, "MAX_UPLOADS", 0)  # as if newer uploads had pushed it out at once
+    assert explorer.add_upload(data)["has_A"] is True
+
+
 # -- the command -------------------------------------------------------------------------------------
 def test_cli_defaults_to_this_machine_only():
     args = build_parser().parse_args(["serve", "ck.pt"])
