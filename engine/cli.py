@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
-from .config import DataConfig, ModelConfig, TrainConfig
+from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig
 from .errors import USER_ERRORS, ConfigError, OutputError
 from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
@@ -65,7 +65,7 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _at_least(low: int):
+def _at_least(low: int, high: int | None = None):
     def conv(text):
         try:
             v = int(text)
@@ -73,8 +73,14 @@ def _at_least(low: int):
             raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}")
         if v < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        if high is not None and v > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {v}")
         return v
     return conv
+
+
+# torch.Generator's seeds: a larger --seed was a ValueError traceback (Overflow when unpacking long long)
+_SEED = _at_least(0, MAX_SEED)
 
 
 def _epoch_or(*words: str):
@@ -248,7 +254,7 @@ def _add_evaluation_options(p) -> None:
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
     p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
     p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs (the paper: 100)")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the z draws")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
     p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
     p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
                    help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
@@ -498,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crop_size", type=_at_least(1), default=None, help="centre crop of this size (the network input)")
     g.add_argument("--preprocess", choices=PREPROCESS, default=None,
                    help="none: full resolution (sides must be multiples of 2^U-Net depth)")
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",
@@ -553,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", type=_at_least(1), default=5, help="random path: segments (codes - 1)")
     p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment")
     p.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="interpolation (video.py: slerp)")
-    p.add_argument("--seed", type=_at_least(0), default=50, help="seed of the random codes (video.py: 50)")
+    p.add_argument("--seed", type=_SEED, default=50, help="seed of the random codes (video.py: 50)")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")

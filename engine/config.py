@@ -35,12 +35,17 @@ def _choice(name, value, allowed):
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
 
 
-def check_int(name, value, low, optional=False):
-    """An int (not a bool) >= low, or a ConfigError naming it: the one count check of the package."""
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+
+
+def check_int(name, value, low, optional=False, high=None):
+    """An int (not a bool) >= low (and <= high), or a ConfigError naming it: the one count check of the package."""
     if optional and value is None:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
         what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        what += "" if high is None else f" and <= {high}"
         raise ConfigError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
 
 

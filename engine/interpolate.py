@@ -24,7 +24,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
-from .config import check_int
+from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
@@ -123,6 +123,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
     for name, value in (("num", num), ("segments", segments), ("frames", frames)):
         check_int(name, value, 1)
+    check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     # A GIF holds each frame's time in hundredths of a second, up to 655 s: nan, inf or 1e-9 were
     # tracebacks after the first files were written.
     if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0.01 <= fps <= 100):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 
-from .config import check_int
+from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
@@ -69,6 +69,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
     check_int("num", num, 1)
     check_int("n_samples", n_samples, 0)
+    check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     checkpoint = model
     model = open_model(model, device)
     if bad := model.nonfinite():

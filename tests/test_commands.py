@@ -235,3 +235,21 @@ def test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own(dem
     with pytest.raises(KeyboardInterrupt):
         run(tiny(demo_root), progress=True, seed=2, **kw)
     assert not [name for name in gallery if (tmp_path / "r" / name).exists()]
+
+
+def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):
+    """torch.Generator takes seeds up to 2^64 - 1; a larger one was a ValueError traceback (Overflow
+    when unpacking long long) in sample, interpolate, evaluate and compare."""
+    from bicyclegan.engine.cli import main
+    for run in (sample, interpolate):
+        with pytest.raises(ConfigError, match=r"^seed=18446744073709551616 must be an integer >= 0 and <= "
+                                              r"18446744073709551615$"):
+            run(tiny(demo_root), out=tmp_path / "r", seed=2**64, progress=False)
+    assert not (tmp_path / "r").exists()
+    sample(tiny(demo_root), out=tmp_path / "r", seed=2**64 - 1, num=1, n_samples=1, progress=False)  # the largest
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    for command in ("sample", "interpolate", "evaluate"):
+        with pytest.raises(SystemExit) as e:
+            main([command, str(ckpt), "--seed", str(2**64)])
+        assert e.value.code == 2 and "--seed: must be <= 18446744073709551615, got 18446744073709551616" in \
+            capsys.readouterr().err
