@@ -92,10 +92,15 @@ def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> Non
         raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing): "
                           f"{INSTALL_HINT}, or export to .pt2") from e
     # The exporter logs a warning per torchvision op it cannot register and prints its progress:
-    # noise for a user who exports a U-Net; real failures still raise.
-    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = reg_log.level
-    reg_log.setLevel(logging.ERROR)
+    # noise for a user who exports a U-Net; real failures still raise. Below opset 18 it warns that
+    # it converts, and onnxscript logs a failed conversion with its traceback: the check below says
+    # it in one line (the traceback came before the command's one-line error).
+    logs = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration",
+                                                 "torch.onnx._internal.exporter._compat",
+                                                 "onnxscript.version_converter")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(LeafSpec|axis name).*")
@@ -105,7 +110,8 @@ def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> Non
                               # under protobuf's 2 GB limit
                               external_data=False, verbose=False)
     finally:
-        reg_log.setLevel(level)
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
     # The exporter writes its own opset and converts to the one asked for; where onnx's version
     # converter cannot, it logs the failure and keeps its own: a file that is not what was asked.
     import onnx
