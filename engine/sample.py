@@ -76,8 +76,6 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to sample")
     cfg = model.cfg
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-    out = check_writable(out if out is not None else default_out(checkpoint, results_name(root, phase), sync),
-                         "sample results")
     data = dataclasses.replace(data, **{k: v for k, v in dict(
         direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
     depth = cfg.model.unet_depth
@@ -87,6 +85,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     data.check_fits(net_in)
     loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
+    # After the checks of the options and the data (as interpolate: nothing made for a refused call).
+    out = check_writable(out if out is not None else default_out(checkpoint, results_name(root, phase), sync),
+                         "sample results")
     total = min(num, len(loader))
     g = torch.Generator().manual_seed(seed)
 

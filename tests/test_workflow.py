@@ -33,7 +33,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.presets import pretrained_config
 from bicyclegan.engine.trainer import Trainer
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 # -- the reference's scripts, transcribed --------------------------------------------------------------
 # scripts/train_edges2shoes.sh, train_facades.sh and train.sh's cases (every one: bicycle_gan, nz 8,
@@ -441,6 +441,9 @@ def test_sample_a_plain_folder_at_full_resolution(epoch_run, tmp_path):
     with pytest.raises(ConfigError, match="not a multiple of 2\\^num_downs = 32"):
         sample(ckpt, folder, out=tmp_path / "r4", crop_size=48, load_size=48, preprocess="resize_and_crop",
                device="cpu", progress=False)
+    with pytest.raises(DatasetError, match="missing folder"):
+        sample(ckpt, folder.parent, phase="nowhere", out=tmp_path / "r5", device="cpu", progress=False)
+    assert not (tmp_path / "r4").exists() and not (tmp_path / "r5").exists()  # nothing made for a refused call
     assert load_checkpoint(ckpt).cfg.data.preprocess == "none"  # overrides change nothing stored
 
 
