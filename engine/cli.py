@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "output and n_samples random-z outputs, as PNGs, grid.png and index.html.")
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
-                   "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>)")
+                   "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
+                   "_sync appended for --sync, then _epoch_N for --epoch N)")
     p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50, help="at most this many inputs")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
@@ -550,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
                    "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
-                   "inputs: its name in place of <phase>)")
+                   "inputs: its name in place of <phase>; _epoch_N appended for --epoch N)")
     p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
                    help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
