@@ -4,6 +4,7 @@ grids, `sample`, `evaluate` and the explorer page."""
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .io import save_image, write_text
+from .io import save_image, write_json, write_text
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -156,15 +157,27 @@ def drop_gallery(out_dir, *names: str) -> None:
 
 
 def prune_outputs(folder, keep) -> None:
-    """Remove the PNG, GIF and MP4 files of folder (a results folder's images/) that this call did
-    not write: a run into the folder of an earlier, larger one would otherwise leave that run's
-    images beside its own (the gallery shows only the new ones)."""
-    keep = {Path(p).name for p in keep}
+    """Remove the files of folder (a results folder's images/) that an earlier call wrote and this call
+    did not: a run into the folder of an earlier, larger one would otherwise leave that run's images
+    beside its own (the gallery shows only the new ones). Which files a call wrote is kept beside the
+    folder (written_list); no other file is touched: every PNG, GIF and MP4 there went, the user's
+    own pictures and, with --out's images/ the input folder, the inputs themselves."""
+    keep = sorted({Path(p).name for p in keep})
     folder = Path(folder)
-    if folder.is_dir():
-        for f in folder.iterdir():
-            if f.suffix.lower() in (".png", ".gif", ".mp4") and f.name not in keep and f.is_file():
-                f.unlink(missing_ok=True)
+    listed = written_list(folder)
+    try:
+        earlier = json.loads(listed.read_text())
+    except (OSError, ValueError):  # none yet (a new folder, or one of a version that kept no list)
+        earlier = []
+    for name in set(earlier if isinstance(earlier, list) else []) - set(keep):
+        if isinstance(name, str) and name == Path(name).name and (folder / name).is_file():
+            (folder / name).unlink(missing_ok=True)
+    write_json(listed, keep, what="list of written images")
+
+
+def written_list(folder) -> Path:
+    """<results>/.images.json for <results>/images: the files the last call wrote there."""
+    return Path(folder).with_name(f".{Path(folder).name}.json")
 
 
 # Pictures are shown at their own size or enlarged (pixelated: tiny images stay sharp), never shrunk:

@@ -52,7 +52,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     test.py draws them (spread: one input's z spread over the prior together, spread_z, for pictures
     that show more of the modes; sync: the same z list for every input),
     as images/<name>_<column>.png, grid.png (the first inputs) and index.html, into `out` (<name>:
-    the input's stem, -2, -3 for a second and third of one stem; images/ keeps this call's files only).
+    the input's stem, -2, -3 for a second and third of one stem; of the files calls wrote in images/,
+    listed in .images.json, this call's alone are kept; no other file there is touched).
 
     model: a BicycleGAN or a checkpoint path (out then defaults to default_out()).
     phase: default val/ when the data has one, else test/. A folder without that split and without

@@ -415,6 +415,28 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
 
 
+def test_a_results_folder_loses_none_of_the_files_it_held_before(run, tmp_path):
+    # Every PNG, GIF and MP4 in <out>/images that the call did not write was deleted: the user's own
+    # pictures there and, with the inputs in <out>/images (sample --dataroot work/images --out work),
+    # the inputs themselves.
+    ckpt, rng = run / "checkpoints" / "latest.pt", np.random.default_rng(2)
+    (tmp_path / "work" / "images").mkdir(parents=True)
+    mine = {}
+    for name in ("a.png", "b.png", "c.gif"):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "work" / "images" / name)
+        mine[name] = (tmp_path / "work" / "images" / name).read_bytes()
+    for run_it in (lambda: sample(ckpt, tmp_path / "work" / "images", out=tmp_path / "work", n_samples=1, num=1,
+                                  progress=False),
+                   lambda: interpolate(ckpt, tmp_path / "work" / "images", out=tmp_path / "work", num=1, frames=1,
+                                       segments=1, mp4=False, progress=False)):
+        run_it()
+        for name, data in mine.items():
+            assert (tmp_path / "work" / "images" / name).read_bytes() == data, name
+    # what sample wrote and interpolate did not (a_random_z1.png) is still pruned as an earlier call's output
+    assert not (tmp_path / "work" / "images" / "a_random_z1.png").exists()
+    assert (tmp_path / "work" / "images" / "a_strip.png").is_file()
+
+
 def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path):
     # preprocess none keeps each image's size: batch 1 trains on them, but the sample grid's loader
     # asked for batches of 4 and refused the mixed sizes.
