@@ -28,7 +28,16 @@ from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
-from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
+from .runtime import (
+    build_loader,
+    check_apart,
+    check_input_size,
+    data_label,
+    inference_data,
+    open_model,
+    results_dir,
+    results_name,
+)
 
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
@@ -170,7 +179,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         if items[0][2] is None:
             raise DatasetError(f"{root}/{phase} has no B images (single layout): path=encoded needs them")
     # After the checks of the inputs (nothing made for a refused call), before any output is computed.
-    out = check_writable(out, "interpolation results")
+    out = check_writable(check_apart(out, root, phase), "interpolation results")
     was_training = model.training
     model.eval()
     rows = []

@@ -22,7 +22,7 @@ from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
-from .errors import USER_ERRORS, ConfigError
+from .errors import USER_ERRORS, ConfigError, OutputError
 
 
 def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
@@ -267,6 +267,19 @@ def results_name(root: Path, phase: str) -> str:
         return phase
     folder = Path(root).resolve()
     return f"{folder.parent.name}_{folder.name}" if folder.name in ("train", "val", "test") else folder.name
+
+
+def check_apart(out, root, phase: str, option: str = "--out") -> Path:
+    """`out`, unless its images/ folder is (or is inside) the inputs' folder (root/phase, else root: read
+    with every folder below it): the call's images would be read as inputs by the next call (sample
+    --dataroot . put its default ./results/... among the inputs, and its next call failed on grid.png),
+    or be written among the inputs themselves (--dataroot work/images --out work)."""
+    read = (Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)).resolve()
+    images = (Path(out) / "images").resolve()
+    if images == read or read in images.parents:
+        raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "
+                          f"its subfolders); choose {option} outside it")
+    return Path(out)
 
 
 def results_dir(checkpoint, name: str) -> Path:

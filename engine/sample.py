@@ -19,7 +19,16 @@ from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
 from .io import atomic_write, check_writable, count_line, end_count_line, save_image
 from .model import spread_z
-from .runtime import build_loader, check_input_size, data_label, inference_data, open_model, results_dir, results_name
+from .runtime import (
+    build_loader,
+    check_apart,
+    check_input_size,
+    data_label,
+    inference_data,
+    open_model,
+    results_dir,
+    results_name,
+)
 
 GRID_ROWS = 8  # inputs shown in the overview grid
 
@@ -87,8 +96,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     # After the checks of the options and the data (as interpolate: nothing made for a refused call).
-    out = check_writable(out if out is not None else default_out(checkpoint, results_name(root, phase), sync),
-                         "sample results")
+    out = out if out is not None else default_out(checkpoint, results_name(root, phase), sync)
+    out = check_writable(check_apart(out, root, phase), "sample results")
     total = min(num, len(loader))
     g = torch.Generator().manual_seed(seed)
 

@@ -20,6 +20,7 @@ from bicyclegan.engine import (
     BicycleGAN,
     CheckpointError,
     ConfigError,
+    OutputError,
     evaluate,
     interpolate,
     load_checkpoint,
@@ -417,24 +418,48 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
 
 def test_a_results_folder_loses_none_of_the_files_it_held_before(run, tmp_path):
     # Every PNG, GIF and MP4 in <out>/images that the call did not write was deleted: the user's own
-    # pictures there and, with the inputs in <out>/images (sample --dataroot work/images --out work),
-    # the inputs themselves.
+    # pictures there (and, before such an --out was refused, the inputs themselves: --dataroot
+    # work/images --out work).
     ckpt, rng = run / "checkpoints" / "latest.pt", np.random.default_rng(2)
     (tmp_path / "work" / "images").mkdir(parents=True)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "in" / "a.png")
     mine = {}
     for name in ("a.png", "b.png", "c.gif"):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "work" / "images" / name)
         mine[name] = (tmp_path / "work" / "images" / name).read_bytes()
-    for run_it in (lambda: sample(ckpt, tmp_path / "work" / "images", out=tmp_path / "work", n_samples=1, num=1,
-                                  progress=False),
-                   lambda: interpolate(ckpt, tmp_path / "work" / "images", out=tmp_path / "work", num=1, frames=1,
-                                       segments=1, mp4=False, progress=False)):
+    for run_it in (lambda: sample(ckpt, tmp_path / "in", out=tmp_path / "work", n_samples=1, progress=False),
+                   lambda: interpolate(ckpt, tmp_path / "in", out=tmp_path / "work", num=1, frames=1, segments=1,
+                                       mp4=False, progress=False)):
         run_it()
         for name, data in mine.items():
             assert (tmp_path / "work" / "images" / name).read_bytes() == data, name
     # what sample wrote and interpolate did not (a_random_z1.png) is still pruned as an earlier call's output
     assert not (tmp_path / "work" / "images" / "a_random_z1.png").exists()
     assert (tmp_path / "work" / "images" / "a_strip.png").is_file()
+
+
+def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, capsys):
+    # sample --dataroot . put its default ./results/... inside the folder it reads (with its subfolders):
+    # the next call read the outputs as inputs and failed on grid.png; --out work with the inputs in
+    # work/images wrote the outputs among them.
+    ckpt = save_checkpoint(load_checkpoint(run / "checkpoints" / "latest.pt"), tmp_path / "m.pt")  # outside a run
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    for p in (photos / "a.png", photos / "images" / "b.png"):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(p)
+    for run_it in (sample, lambda *a, **k: interpolate(*a, mp4=False, **k)):
+        for folder, out in ((photos, photos / "results" / "x"), (photos / "images", photos), (photos, photos)):
+            with pytest.raises(OutputError, match=f"^results folder {re.escape(str(out))} would put its images/ "
+                                                  f"among the inputs \\({re.escape(str(folder))}, read with its "
+                                                  f"subfolders\\); choose --out outside it$"):
+                run_it(ckpt, folder, out=out, num=1, progress=False)
+    assert sorted(p.name for p in photos.rglob("*")) == ["a.png", "b.png", "images"]  # nothing made
+    monkeypatch.chdir(photos)
+    assert main(["sample", str(ckpt), "--dataroot", ".", "--num", "1"]) == 2
+    assert "would put its images/ among the inputs" in capsys.readouterr().err
+    out = sample(ckpt, photos / "images", out=photos / "results", num=1, n_samples=1, progress=False)  # beside them
+    assert (out / "images" / "b_input.png").is_file()
 
 
 def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path):
