@@ -255,8 +255,10 @@ def first_only(data, num: int | None):
 
 
 def data_label(root: Path, phase: str) -> str:
-    """What a gallery's title calls the inputs: "edges2shoes/val", or a plain folder's own name."""
-    return f"{root.name}/{phase}" if (root / phase).is_dir() else root.name
+    """What a gallery's title calls the inputs: "edges2shoes/val", or a plain folder's own name (of its
+    full path: --dataroot . was an empty name)."""
+    name = Path(root).resolve().name
+    return f"{name}/{phase}" if (Path(root) / phase).is_dir() else name
 
 
 def results_name(root: Path, phase: str) -> str:

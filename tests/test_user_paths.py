@@ -460,6 +460,9 @@ def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, 
     assert "would put its images/ among the inputs" in capsys.readouterr().err
     out = sample(ckpt, photos / "images", out=photos / "results", num=1, n_samples=1, progress=False)  # beside them
     assert (out / "images" / "b_input.png").is_file()
+    # given as ".", the folder is still called by its name in the gallery's title (it was "bicycle on ")
+    out = sample(ckpt, ".", out=tmp_path / "elsewhere", num=1, n_samples=1, progress=False)
+    assert f"<title>{load_checkpoint(ckpt).cfg.variant} on photos</title>" in (out / "index.html").read_text()
 
 
 def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path):
