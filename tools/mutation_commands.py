@@ -51,8 +51,8 @@ MUTANTS = [
      'if i <= GRID_ROWS and', SMP),
     ('S08', S, '[rel for row in rows for _, rel in row["images"]]',
      '[rel for row in rows[1:] for _, rel in row["images"]]', SMP),
-    ('S09', S, 'default_out(checkpoint, results_name(root, phase), sync),',
-     'default_out(checkpoint, results_name(root, phase)),', SMP),
+    ('S09', S, 'else default_out(checkpoint, results_name(root, phase), sync)',
+     'else default_out(checkpoint, results_name(root, phase))', SMP),
     ('S10', S, 'spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))',
      'spread_z(n_samples, cfg.model.nz, seed)', SMP),
     # the columns every command shows
