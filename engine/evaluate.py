@@ -33,14 +33,14 @@ import torch
 
 from bicyclegan.pipelines import DatasetError
 
-from .config import check_int
+from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
 from .report import _number
-from .runtime import build_loader, inference_data, open_model
+from .runtime import build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
@@ -230,6 +230,7 @@ class Evaluation:
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
         training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint)."""
         check_int("n_samples", n_samples, 1)
+        check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
         self._check_finite()
         model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
         root, phase, n_inputs, info = self.root, self.phase, self.n_inputs, self.info
@@ -242,6 +243,8 @@ class Evaluation:
                 break
             if stop is not None and stop():
                 return None
+            # preprocess none keeps the files' sizes: one the generator cannot take was its traceback
+            check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess)
             A = batch["A"][: n_inputs - seen].to(model.device)
             B = batch.get("B")
             B = None if B is None else B[: A.shape[0]].to(model.device)

@@ -247,9 +247,23 @@ def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, caps
             run(tiny(demo_root), out=tmp_path / "r", seed=2**64, progress=False)
     assert not (tmp_path / "r").exists()
     sample(tiny(demo_root), out=tmp_path / "r", seed=2**64 - 1, num=1, n_samples=1, progress=False)  # the largest
+    with pytest.raises(ConfigError, match=r"^seed=18446744073709551616 must be an integer >= 0 and <= "):
+        evaluate(tiny(demo_root), seed=2**64, num=1, n_samples=2, device="cpu")  # the Python function too
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
     for command in ("sample", "interpolate", "evaluate"):
         with pytest.raises(SystemExit) as e:
             main([command, str(ckpt), "--seed", str(2**64)])
         assert e.value.code == 2 and "--seed: must be <= 18446744073709551615, got 18446744073709551616" in \
             capsys.readouterr().err
+
+
+def test_evaluate_refuses_by_name_an_input_the_generator_cannot_take(tmp_path, demo_root):
+    # preprocess none keeps a 40 x 48 (W x H) file's size; the tiny U-Net (5 levels) needs multiples of 32.
+    # It was G's ValueError, a traceback, in evaluate and compare (as in interpolate and serve).
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(folder / "b odd.png")
+    model = tiny(demo_root)
+    model.cfg.data.preprocess = "none"
+    with pytest.raises(ConfigError, match=r"b odd\.png is 40x48 after preprocess=none, not a multiple of 32"):
+        evaluate(model, folder, num=1, n_samples=2, device="cpu", metrics="l1")
