@@ -1,6 +1,7 @@
 """`interpolate`: the paths through z (the reference's formulas), the frames written (strip, GIF,
 MP4, gallery) and the errors, on a tiny random-weight model."""
 import importlib
+import io
 import json
 import math
 import re
@@ -14,7 +15,7 @@ from bicyclegan.engine import BicycleGAN, ConfigError, interpolate, make_config
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.images import to_uint8
-from bicyclegan.engine.interpolate import interp_z, mp4_available, path_codes
+from bicyclegan.engine.interpolate import _gif_bytes, interp_z, mp4_available, path_codes
 from bicyclegan.pipelines import make_demo_dataset
 
 TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
@@ -189,3 +190,16 @@ def test_interpolate_command(tmp_path, demo_root, capsys):
         main(["interpolate", str(ckpt), "--refs", "1,x"])
     assert main(["interpolate", str(ckpt), "--path", "encoded", "--refs", "0,7", "--device", "cpu"]) == 2
     assert "refs=[0, 7]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fps, delay", [(8, 120), (50, 20), (100, 20), (0.5, 2000)])  # 8: 12.5 cs kept as 12
+def test_a_gifs_frames_are_never_faster_than_browsers_play_them(fps, delay):
+    # A GIF's delays are hundredths of a second; browsers play one under 2 (above 50 fps) at 10 fps:
+    # --fps 100 came out ten times slower than asked. Each frame's delay, read back by Pillow:
+    frames = [Image.new("RGB", (4, 4), (v, 0, 0)) for v in (0, 120, 240)]
+    gif = Image.open(io.BytesIO(_gif_bytes(frames, fps)))
+    delays = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        delays.append(gif.info["duration"])
+    assert delays == [delay] * 3
