@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import json
 import re
+import shlex
 import sys
 import typing
 from pathlib import Path
@@ -374,7 +375,8 @@ def cmd_download(args) -> int:
     from .download import download_dataset, download_model
     if args.kind == "model":
         path = download_model(args.name, args.dir or "pretrained", mirror=args.mirror, progress=not args.quiet)
-        print(f"checkpoint: {path}\nsample with: bicyclegan sample {path} --dataroot datasets/{args.name}")
+        print(f"checkpoint: {path}\nsample with: bicyclegan sample {shlex.quote(str(path))} --dataroot "
+              f"{shlex.quote(f'datasets/{args.name}')}")
     else:
         path = download_dataset(args.name, args.dir or "datasets", testset=args.testset, mirror=args.mirror,
                                 progress=not args.quiet)
@@ -430,7 +432,7 @@ def cmd_import_official(args) -> int:
     fresh = [n for n in model.networks() if n not in model.imported]
     print(f"wrote {args.out}: {', '.join(model.imported)} from the files"
           + (f", {', '.join(fresh)} freshly initialised (for fine-tuning)" if fresh else "")
-          + f"; sample with: bicyclegan sample {args.out} --dataroot DATA")
+          + f"; sample with: bicyclegan sample {shlex.quote(str(args.out))} --dataroot DATA")
     if "E" in fresh:
         print("note: no --E: the checkpoint has no trained encoder, so sample, evaluate and serve leave out "
               "the encoded output (as the reference's --no_encode)", file=sys.stderr)
@@ -645,11 +647,12 @@ def main(argv=None) -> int:
         out = getattr(args, "out", None) or TrainConfig.out
         from .checkpoint import continue_option
         how = continue_option(Path(out) / "checkpoints")
+        said = shlex.quote(str(out))  # a command to paste: a folder with a space is one argument
         if how == "--resume":
-            print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {out} --resume",
+            print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {said} --resume",
                   file=sys.stderr)
         elif how:  # --save_epoch_freq's checkpoints, before a latest.pt
-            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {out} {how}",
+            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {said} {how}",
                   file=sys.stderr)
         else:
             print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -137,7 +138,7 @@ class TrainingStopped(Exception):
         self.signal, self.step, self.epoch, self.checkpoint = sig, step, epoch, checkpoint
         self._args = sig, step, epoch, checkpoint, run_dir
         super().__init__(f"stopped by {sig.name} at step {step} (epoch {epoch + 1}): checkpoint written to "
-                         f"{checkpoint}; resume with bicyclegan train --out {run_dir} --resume")
+                         f"{checkpoint}; resume with bicyclegan train --out {shlex.quote(str(run_dir))} --resume")
 
     def __reduce__(self):  # pickled (a process pool's result): made again from its fields, not its message
         return type(self), self._args

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -140,6 +141,13 @@ def test_training_stopped_crosses_a_process_boundary():
         assert str(back) == ("stopped by SIGTERM at step 3 (epoch 1): checkpoint written to r/checkpoints/latest.pt; "
                              "resume with bicyclegan train --out r --resume")
 
+
+
+def test_the_resume_command_a_stop_suggests_pastes_as_is_for_a_folder_with_a_space():
+    # "--out my runs/x --resume" pasted into a shell was --out my, then a stray argument runs/x.
+    e = TrainingStopped(TERM, 3, 0, Path("my runs/x/checkpoints/latest.pt"), Path("my runs/x"))
+    suggested = str(e).split("resume with ", 1)[1]
+    assert shlex.split(suggested) == ["bicyclegan", "train", "--out", "my runs/x", "--resume"]
 
 def test_the_readmes_stop_line_is_the_one_printed():
     readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
