@@ -39,3 +39,19 @@ def _check_cache(tmp_path_factory):
     """The file checks' cache of the tests (and of the commands they run) in a folder of their own,
     not in the user's ~/.cache."""
     os.environ["BICYCLEGAN_CHECK_CACHE"] = str(tmp_path_factory.mktemp("check-cache"))
+
+
+@pytest.fixture
+def replace_fails(monkeypatch):
+    """Call with a file name: from then on os.replace onto a file of that name fails with EIO, as a full
+    or failing disk makes the last step of an atomic write fail (the others still go through)."""
+    from pathlib import Path
+    replace = os.replace
+
+    def arm(name: str) -> None:
+        def failing(src, dst, **kw):
+            if Path(dst).name == name:
+                raise OSError(5, "Input/output error")
+            return replace(src, dst, **kw)
+        monkeypatch.setattr(os, "replace", failing)
+    return arm

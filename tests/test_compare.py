@@ -4,7 +4,6 @@ files and the protocol's z draw, the page (bold best, Fig. 6's chart), names, an
 before any work."""
 import importlib
 import json
-import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -411,7 +410,8 @@ def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_
         "the model's outputs are not finite: it cannot be evaluated"] * 2
 
 
-def test_a_write_that_fails_keeps_the_previous_compare_json_and_says_which_file(runs, tmp_path, monkeypatch):
+def test_a_write_that_fails_keeps_the_previous_compare_json_and_says_which_file(runs, tmp_path, monkeypatch,
+                                                                                 replace_fails):
     """compare.json is written atomically: a disk failing as it is written leaves the previous one whole."""
     out = tmp_path / "c"
     out.mkdir()
@@ -420,13 +420,7 @@ def test_a_write_that_fails_keeps_the_previous_compare_json_and_says_which_file(
     def run(self, *a, **k):  # nothing to measure: compare writes its files at once
         raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
     monkeypatch.setattr(Evaluation, "run", run)
-    replace = os.replace
-
-    def failing(src, dst, **kw):
-        if Path(dst).name == "compare.json":
-            raise OSError(5, "Input/output error")
-        return replace(src, dst, **kw)
-    monkeypatch.setattr(os, "replace", failing)
+    replace_fails("compare.json")
     with pytest.raises(OutputError, match=r"cannot write comparison results .*compare.json: Input/output error.*"
                                           r"the previous one is intact"):
         compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)

@@ -4,7 +4,6 @@ good ones, the best of each measure over known values, the page and the refusals
 import importlib
 import json
 import math
-import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -537,7 +536,8 @@ def test_each_chart_spans_every_checkpoints_step_and_rings_its_best_point():
     assert "at epoch 2 (epoch_2.pt)" in ring.find(f"{ns}title").text
 
 
-def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(run, tmp_path, capsys, monkeypatch):
+def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(run, tmp_path, capsys, monkeypatch,
+                                                                                replace_fails):
     """sweep.json is written atomically: a disk failing as it is written leaves the previous one whole."""
     run = copy_run(run, tmp_path)
     folder = run / "results" / "val_sweep"
@@ -547,13 +547,7 @@ def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(ru
     def diverged(self):  # nothing to measure: the sweep writes sweep.json and its page at once
         raise ev_module.DivergenceError("the model holds non-finite weights in G (1 values)")
     monkeypatch.setattr(Evaluation, "_check_finite", diverged)
-    replace = os.replace
-
-    def failing(src, dst, **kw):
-        if Path(dst).name == "sweep.json":
-            raise OSError(5, "Input/output error")
-        return replace(src, dst, **kw)
-    monkeypatch.setattr(os, "replace", failing)
+    replace_fails("sweep.json")
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot write sweep results {folder / 'sweep.json'}: Input/output error" in err
