@@ -124,6 +124,14 @@ def peek_checkpoint(path, *keys) -> tuple:
     return tuple(state.get(k) for k in keys)
 
 
+def epochs_done(step: int, epoch: int, steps_per_epoch: int | None) -> int:
+    """The epochs a checkpoint's weights were trained for. Its `epoch` is where a resumed run goes on:
+    epoch_N.pt says N, and a run's last latest.pt the epoch it ended in (559 after 560 epochs, beside
+    epoch_560.pt of the same step); the steps say it alike for both, where the epoch's length is known
+    (trainer checkpoints; not import-official's)."""
+    return step // steps_per_epoch if steps_per_epoch else epoch
+
+
 def config_of(state: dict, path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(state["config"])
@@ -161,7 +169,8 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         model.load_training_state(state, strict=training)
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its weights do not fit its own config: {str(e).splitlines()[0]}") from e
-    model.source = {"path": str(path), "digest": state["digest"], "step": state["step"], "epoch": state["epoch"]}
+    model.source = {"path": str(path), "digest": state["digest"], "step": state["step"],
+                    "epoch": epochs_done(state["step"], state["epoch"], state.get("steps_per_epoch"))}
     if not training and "E" not in state.get("imported", ["E"]):
         # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
         # would pass for the model's (a training run from it trains one).

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .checkpoint import LATEST, config_of, epoch_name, peek_checkpoint, saved_epochs
+from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
@@ -53,12 +53,12 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
                               f"nor a file in one's checkpoints/ folder")
     found = []
     for e in saved_epochs(folder):
-        step, epoch = peek_checkpoint(folder / epoch_name(e), "step", "epoch")
-        found.append((folder / epoch_name(e), epoch, step))
+        step, epoch, per = peek_checkpoint(folder / epoch_name(e), "step", "epoch", "steps_per_epoch")
+        found.append((folder / epoch_name(e), epochs_done(step, epoch, per), step))
     if (folder / LATEST).is_file():
-        step, epoch = peek_checkpoint(folder / LATEST, "step", "epoch")
+        step, epoch, per = peek_checkpoint(folder / LATEST, "step", "epoch", "steps_per_epoch")
         if not found or step > found[-1][2]:
-            found.append((folder / LATEST, epoch, step))
+            found.append((folder / LATEST, epochs_done(step, epoch, per), step))
     if not found:
         raise CheckpointError(f"{folder} holds no checkpoint to evaluate (the run stopped before its first)")
     return found

@@ -553,3 +553,13 @@ def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(ru
     assert err.count("\n") == 1 and f"cannot write sweep results {folder / 'sweep.json'}: Input/output error" in err
     assert "the previous one is intact" in err
     assert (folder / "sweep.json").read_text() == '["the previous sweep"]'
+
+
+def test_a_finished_runs_latest_pt_counts_the_epochs_it_trained(data, tmp_path):
+    """3 epochs of 4 steps, epoch_2.pt kept: latest.pt (step 12) holds 3 epochs' training, and was listed
+    as epoch 2, as epoch_2.pt (step 8) is: it is stored in the epoch the run ended in."""
+    out = tmp_path / "run"
+    Trainer(tiny_cfg(out, data, niter=2, niter_decay=1, max_steps=None, save_epoch_freq=2, sample_every=100,
+                     save_every=100), progress=False).train()
+    assert [(p.name, e, s) for p, e, s in run_checkpoints(out)] == [("epoch_2.pt", 2, 8), ("latest.pt", 3, 12)]
+    assert load_checkpoint(out / "checkpoints" / "latest.pt", device="cpu").source["epoch"] == 3
