@@ -288,8 +288,14 @@ class Trainer:
         elif self.init_path is not None:
             self._start_from(read_checkpoint(self.init_path), self.init_path)
         if self.total_steps < self.step:
-            raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached ({self.step}): "
-                              f"nothing to train; give a larger --max_steps")
+            if cfg.max_steps is not None:
+                raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached ({self.step}): "
+                                  f"nothing to train; give a larger --max_steps")
+            # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
+            # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
+            raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {self.total_steps} "
+                              f"iterations of this data, below the step the checkpoint reached ({self.step}): "
+                              f"nothing to train; give a longer schedule (--niter_decay, --niter)")
         if self.total_steps > epochs * self.steps_per_epoch:
             # Past the schedule the rate is 0: the iterations would change nothing (the reference's
             # rule alone would even turn the rate negative there).

@@ -246,6 +246,15 @@ def test_resuming_removes_grids_of_the_discarded_steps_and_refuses_a_lower_max_s
     assert grids == [f"step_{s:07d}.png" for s in range(1, 5)]  # 5 and 6 were the discarded steps'
 
 
+def test_a_resume_with_a_schedule_shorter_than_the_steps_trained_names_the_schedule(tmp_path, data):
+    out = tmp_path / "r"  # 16 samples in batches of 4: 4 iterations an epoch, 2 epochs
+    Trainer(tiny_cfg(out, data, niter=1, niter_decay=1, save_every=100, sample_every=100), progress=False).train()
+    # 1 + 0 epochs are 4 iterations, and the checkpoint is at 8; no max_steps was given to name.
+    with pytest.raises(ConfigError, match=r"^niter 1 \+ niter_decay 0 epochs are 4 iterations of this data, below the "
+                       r"step the checkpoint reached \(8\): nothing to train; give a longer schedule \(--niter_decay"):
+        Trainer(tiny_cfg(out, data, niter=1, niter_decay=0), resume=True, progress=False)
+
+
 def test_tensorboard_of_a_run_resumed_from_an_epoch_hides_the_steps_logged_again(tmp_path, data):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
