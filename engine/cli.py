@@ -55,7 +55,18 @@ def _add_fields(parser, cls, shown: dict | None = None):
             except ValueError:
                 raise argparse.ArgumentTypeError(f"--{name} expects {base.__name__}, got {text!r}")
         parser.add_argument(f"--{f.name}", type=conv, default=None, metavar=base.__name__.upper(),
-                            help=help_txt)
+                            help=help_txt, action=_StoreField)
+
+
+class _StoreField(argparse.Action):
+    """Stores the value and, for a 'none' given, notes the name: None is also every flag's default, and
+    _given dropped the given one with the absent ones (a preset's or a resumed run's value stayed)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        nones = set(getattr(namespace, "_nones_given", ()))
+        nones.discard(self.dest)
+        setattr(namespace, "_nones_given", nones | ({self.dest} if values is None else set()))
 
 
 def _version() -> str:
@@ -106,7 +117,8 @@ def _index_list(text: str) -> list[int]:
 def _given(args, *classes) -> dict:
     """The options of these config classes that were given on the command line."""
     names = {f.name for cls in classes for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+    nones = getattr(args, "_nones_given", set())
+    return {k: v for k, v in vars(args).items() if k in names and (v is not None or k in nones)}
 
 
 # -- train -----------------------------------------------------------------------------------------

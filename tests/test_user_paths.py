@@ -255,6 +255,21 @@ def test_a_resume_with_a_schedule_shorter_than_the_steps_trained_names_the_sched
         Trainer(tiny_cfg(out, data, niter=1, niter_decay=0), resume=True, progress=False)
 
 
+def test_none_given_for_an_optional_option_replaces_the_runs_or_the_presets_value(tmp_path, data, capsys):
+    out = tmp_path / "r"  # a trial of 2 iterations, then the whole schedule: 2 epochs of 4 iterations
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
+    assert main(["train", "--out", str(out), "--resume", "--max_steps", "none", "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["max_steps"] is None
+    assert [json.loads(ln)["step"] for ln in (out / "log.jsonl").read_text().splitlines()] == list(range(1, 9))
+    capsys.readouterr()
+    # The demo preset's num_workers=1 gives way to none (per device and cores), as the help says.
+    assert main(["train", "--out", str(tmp_path / "d"), "--num_workers", "none", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["num_workers"] is None
+    assert main(["train", "--out", str(tmp_path / "d"), "--num_workers", "none", "--num_workers", "2",
+                 "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["num_workers"] == 2
+
+
 def test_tensorboard_of_a_run_resumed_from_an_epoch_hides_the_steps_logged_again(tmp_path, data):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
