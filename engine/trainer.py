@@ -546,8 +546,10 @@ class Trainer:
     def _protocol(self) -> dict:
         """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
         ev = self.evaluation
+        # A model without z (pix2pix, nz 0) draws one output per input whatever eval_samples says, and its
+        # lines say 1: compared with eval_samples, such a run was refused its own resume.
         return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
-                "n_samples": self.cfg.eval_samples, "seed": EVAL_SEED}
+                "n_samples": self.cfg.eval_samples if self.cfg.model.nz else 1, "seed": EVAL_SEED}
 
     def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write

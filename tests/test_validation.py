@@ -266,6 +266,15 @@ def test_a_resume_that_changes_what_is_measured_is_refused(tmp_path, data, monke
     assert [(r["step"], r["n_inputs"]) for r in read_lines(plain / "eval_log.jsonl")] == [(4, 3)]
 
 
+def test_a_run_of_a_model_without_z_resumes_with_its_own_evaluation_options(tmp_path, data):
+    # nz 0: one output per input, whatever eval_samples asks for (each line says n_samples 1)
+    kw = dict(variant="pix2pix", nz=0, eval_every=2, eval_num=2, eval_samples=3, sample_every=100, save_every=2)
+    Trainer(tiny_cfg(tmp_path / "run", data, max_steps=4, **kw), progress=False).train()
+    Trainer(tiny_cfg(tmp_path / "run", data, max_steps=6, **kw), resume=True, progress=False).train()
+    assert [(r["step"], r["n_samples"]) for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == \
+        [(2, 1), (4, 1), (6, 1)]
+
+
 def test_a_finished_run_resumed_is_not_evaluated_again(tmp_path, data):
     kw = dict(max_steps=3, eval_every=2, eval_num=2, eval_samples=2, sample_every=100)
     Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False).train()
