@@ -10,6 +10,7 @@ import shutil
 import signal
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -76,6 +77,28 @@ def test_each_evaluation_logged_equals_evaluate_on_the_checkpoint_of_its_step(tm
         assert set(want) >= {"diversity_l1", "encoded_l1", "coverage", "validity", "fid", "histogram"}
     # the weights moved between evaluations, so the lines differ: the same line thrice would pass above too
     assert len({r["encoded_l1"] for r in lines}) == 3
+
+
+def test_a_run_on_images_of_several_sizes_evaluates_them_one_at_a_time(tmp_path):
+    # preprocess none keeps each image's size: such a run trains at batch_size 1, and its evaluations, whose
+    # batches of 16 need one size too, were refused with advice to use batch_size=1, which it had.
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 3)):
+        for i in range(n):
+            side = 64 if i % 2 else 32  # aligned pairs: A | B side by side
+            (tmp_path / "mixed" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((side, 2 * side, 3)) * 255).astype(np.uint8)).save(
+                tmp_path / "mixed" / split / f"{i}.png")
+    cfg = tiny_cfg(tmp_path / "run", tmp_path / "mixed", variant="cvae", batch_size=1, max_steps=2, eval_every=2,
+                   eval_num=3, eval_samples=2, eval_metrics="l1", sample_every=100, save_every=2)
+    Trainer(cfg, progress=False).train()
+    [line] = read_lines(tmp_path / "run" / "eval_log.jsonl")
+    # evaluate of the step's checkpoint at batch 1 (evaluate --batch_size 1), the independent measure
+    want = evaluate(tmp_path / "run" / "checkpoints" / "latest.pt", tmp_path / "mixed", phase="val", num=3,
+                    n_samples=2, seed=0, device="cpu", metrics="l1", batch_size=1)
+    assert (line["step"], line["n_inputs"], line["encoded_l1"], line["diversity_l1"]) == \
+        (2, 3, want["encoded_l1"], want["diversity_l1"])
 
 
 def _weights_and_log(run):
