@@ -538,6 +538,10 @@ class Trainer:
         path = self.run_dir / EVAL_LOG
         rows = [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
                 ] if path.exists() else []
+        if self.eval_owed is not None and rows and rows[-1]["step"] >= self.eval_owed:
+            # Made already, by a resume from this checkpoint killed before its next save: made again, the
+            # step had two lines, and the second no longer marked best.pt's (a tie keeps the earlier).
+            self.eval_owed = None
         now = self._protocol()
         if rows and (then := {k: rows[-1].get(k) for k in now}) != now:
             raise ConfigError(

@@ -357,6 +357,22 @@ def test_a_stop_skips_the_evaluation_and_the_resumed_run_makes_it_first(tmp_path
     assert read_lines(run / "eval_log.jsonl") == lines
 
 
+def test_an_owed_evaluation_made_by_a_resume_killed_before_its_next_save_is_not_made_twice(tmp_path, data):
+    kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=100)
+    run, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints" / "latest.pt"
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
+    _signalled_at(t, 4)
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 4"):
+        t.train()
+    shutil.copy(ckpt, tmp_path / "at4.pt")  # owes step 4's evaluation
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False).train()
+    once = read_lines(run / "eval_log.jsonl")
+    shutil.copy(tmp_path / "at4.pt", ckpt)  # as if that resume was killed before saving again
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False).train()
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4, 6]
+    assert read_lines(run / "eval_log.jsonl") == once
+
+
 def test_a_stop_at_the_last_step_skips_the_end_evaluation_and_the_finished_run_resumed_makes_it(tmp_path, data):
     kw = dict(max_steps=5, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=100)
     t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
