@@ -357,6 +357,14 @@ class Trainer:
                    " (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
             raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
+        if started and resume and self.resume_path.resolve().parent != self.ckpt_path.parent.resolve():
+            # A checkpoint from elsewhere into a folder holding a run (the same `--resume CKPT` command run
+            # again, whose default --out held its first continuation): the resume dropped that run's log
+            # and grids past the checkpoint's step, and its next save replaced the run's latest.pt.
+            raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}), and {self.resume_path} is "
+                                  f"not one of its checkpoints: continuing it there would drop that run's log past "
+                                  f"the checkpoint's step and replace its checkpoints; continue the run in "
+                                  f"{self.run_dir} with --resume (no path), or {self.resume_path} into a new --out")
 
     def _lock_run_folder(self) -> None:
         """Hold an exclusive lock on the run folder: a second training started into the same --out (a

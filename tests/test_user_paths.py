@@ -735,6 +735,28 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
     assert json.loads(capsys.readouterr().out)["out"] == "runs/bicyclegan"
 
 
+def test_a_checkpoint_continued_again_into_the_folder_of_its_first_continuation_is_refused(tmp_path, data, capsys):
+    # The same command twice: the second resumed step 2 into the run the first made (steps 3-4), dropping
+    # its log and grids and replacing its latest.pt on the next save.
+    old, new = tmp_path / "old", tmp_path / "new"
+    Trainer(tiny_cfg(old, data, max_steps=2, save_every=2, sample_every=1), progress=False).train()
+    command = ["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--out", str(new), "--max_steps", "4",
+               "--no-progress"]
+    assert main(command) == 0
+    before = {p.relative_to(new): p.read_bytes() for p in new.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert sorted(p.name for p in (new / "samples").glob("step_*")) == ["step_0000003.png", "step_0000004.png"]
+    capsys.readouterr()
+    assert main(command) == 2
+    assert (f"{new} already holds a run (latest.pt), and {old / 'checkpoints' / 'latest.pt'} is not one of its "
+            f"checkpoints") in capsys.readouterr().err
+    assert {p.relative_to(new): p.read_bytes() for p in new.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    # Its own checkpoints continue it, by path too; the source run is continued as ever.
+    assert main(["train", "--resume", str(new / "checkpoints" / "latest.pt"), "--out", str(new), "--max_steps", "6",
+                 "--no-progress"]) == 0
+    assert [json.loads(line)["step"] for line in (new / "log.jsonl").read_text().splitlines()] == [3, 4, 5, 6]
+    assert main(["train", "--out", str(old), "--resume", "--max_steps", "3", "--no-progress"]) == 0
+
+
 def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_train(tmp_path, data, capsys):
     out = tmp_path / "r"
     Trainer(tiny_cfg(out, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
