@@ -259,6 +259,12 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
                 f"--epoch N" if have else "the run stopped before its first checkpoint"))
         if epoch is None:
             raise CheckpointError(f"checkpoint {found} does not exist")
+        if not path.exists() and not (path.parent.name == "checkpoints" and path.parent.is_dir()):
+            # a run folder mistyped, or not made yet: "the run kept no per-epoch checkpoints" spoke of
+            # its parent folder as of a run (a run's own latest.pt may be missing beside its epoch files)
+            where = path.parent.parent if path.parent.name == "checkpoints" else path
+            raise CheckpointError(f"no checkpoint for epoch {epoch}: {where} does not exist (give the run's folder, "
+                                  f"the --out train wrote)")
         have = saved_epochs(folder)
         raise CheckpointError(f"no checkpoint for epoch {epoch} in {folder}: " + (
             f"epochs saved there: {', '.join(map(str, have))}" if have else

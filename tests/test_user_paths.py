@@ -960,3 +960,14 @@ def test_init_from_a_demo_run_under_the_demos_tiny_settings(tmp_path, monkeypatc
     assert config["init_from"] == str(tmp_path / "a" / "checkpoints" / "latest.pt")
     assert config["model"]["ngf"] == 4 and config["batch_size"] == 112  # the demo's, from run a
     assert [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()] == [2]
+
+
+def test_an_epoch_of_a_run_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    # It said "no checkpoint for epoch 3 in <the parent folder>: the run kept no per-epoch checkpoints".
+    (tmp_path / "runs").mkdir()
+    typo = tmp_path / "runs" / "shoes-typo"
+    assert main(["sample", str(typo), "--epoch", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no checkpoint for epoch 3: {typo} does not exist" in err
+    with pytest.raises(CheckpointError, match=f"no checkpoint for epoch 3: {re.escape(str(typo))} does not exist"):
+        Trainer(tiny_cfg(typo, None), epoch=3)
