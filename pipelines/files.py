@@ -57,6 +57,12 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # What PIL reads and DALI's decoder reads alike (measured on DALI 2.4's CPU decoder); GIF, TGA, PCX...
 # under an image extension pass PIL and stop a DALI epoch midway, so both loaders refuse them.
 _BOTH_DECODE = ("PNG", "JPEG", "BMP", "PPM", "TIFF", "WEBP", "JPEG2000")
+# The pixel modes of TIFF and JPEG 2000 content that DALI's decoder reads as PIL does (measured as
+# above): it stops on 32-bit integer TIFFs and grey + alpha JPEG 2000, and misreads float, grey +
+# alpha and CIELAB TIFFs (up to 254 grey levels off) where the checks had passed them.
+_ALIKE_MODES = {"TIFF": ("1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I;16B"),
+                "JPEG2000": ("L", "RGB", "RGBA", "I;16")}
+_BITS_PER_SAMPLE = 258  # TIFF tag; 1 by default, but DALI's TIFF reader stops where it is left out
 
 
 @dataclass(frozen=True)
@@ -281,12 +287,19 @@ def _jpeg_has_end(data):
     return False
 
 
-def _other_problem(data, fmt):
-    """Why a file of neither PNG nor JPEG content is refused, or None: a format DALI's decoder does not
-    read, or reads differently from PIL (16-bit BMPs, PNM maximum values other than 255 or 65535)."""
+def _other_problem(data, img):
+    """Why a file of neither PNG nor JPEG content (`img`: PIL's lazy open of it) is refused, or None: a
+    format DALI's decoder does not read, or reads differently from PIL (16-bit BMPs, PNM maximum values
+    other than 255 or 65535, TIFF and JPEG 2000 pixel modes outside _ALIKE_MODES)."""
+    fmt = img.format
     if fmt not in _BOTH_DECODE:
         return (f"{fmt} content: not decoded alike by both loaders (they take PNG, JPEG, BMP, PPM/PGM/PBM, "
                 "TIFF, WebP, JPEG 2000); convert it to PNG")
+    if fmt in _ALIKE_MODES and img.mode not in _ALIKE_MODES[fmt]:
+        return (f"{'JPEG 2000' if fmt == 'JPEG2000' else fmt} of pixel mode {img.mode}: DALI's decoder refuses "
+                "or misreads it; convert it to PNG")
+    if fmt == "TIFF" and _BITS_PER_SAMPLE not in img.tag_v2:
+        return "TIFF without a BitsPerSample tag: DALI's decoder refuses it; convert it to PNG"
     if fmt == "BMP" and len(data) >= 30:
         header = int.from_bytes(data[14:18], "little")
         bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
@@ -343,7 +356,7 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
             problem = _jpeg_problem(data)
         else:
             with Image.open(path) as img:
-                problem = _other_problem(data, img.format)
+                problem = _other_problem(data, img)
             if not problem:
                 load_rgb(path)
         return (None, problem) if problem else ((w, h), None)
@@ -351,7 +364,7 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 
-CHECKS_VERSION = 2  # raise it when inspect_file's checks change: cached verdicts are then redone
+CHECKS_VERSION = 3  # raise it when inspect_file's checks change: cached verdicts are then redone
 CHECK_PART = 1024  # files submitted to the checking threads at a time
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 

@@ -510,19 +510,67 @@ def _pnm(arr, maxval):
     ("bmp16", "16-bit BMP: DALI's decoder refuses or misreads its 5-bit channels"),
     ("pnm100", "PNM with maximum value 100: DALI's decoder reads only 255 and 65535 correctly"),
     ("pnm1", "PNM with maximum value 1: DALI's decoder reads only 255 and 65535 correctly"),
+    # Measured on DALI 2.4: 32-bit integer TIFFs and grey + alpha JPEG 2000 stopped its epoch; float,
+    # grey + alpha and CIELAB TIFFs came out up to 254 grey levels off PIL's reading; a 1-bit TIFF
+    # as PIL writes it (BitsPerSample left to its default) stopped it too.
+    ("tiff_I", "TIFF of pixel mode I: DALI's decoder refuses or misreads it"),
+    ("tiff_F", "TIFF of pixel mode F: DALI's decoder refuses or misreads it"),
+    ("tiff_LA", "TIFF of pixel mode LA: DALI's decoder refuses or misreads it"),
+    ("tiff_LAB", "TIFF of pixel mode LAB: DALI's decoder refuses or misreads it"),
+    ("tiff_1", "TIFF without a BitsPerSample tag: DALI's decoder refuses it"),
+    ("jp2_LA", "JPEG 2000 of pixel mode LA: DALI's decoder refuses or misreads it"),
 ])
 def test_content_only_pil_reads_is_refused_or_skipped_alike(tmp_path, backend, kind, reason, caplog):
     # PIL read these (so the checks passed them) and DALI's decoder stopped its epoch midway, naming
     # no file (GIF, TGA, 5-5-5 BMP), or decoded a PNM of maximum value 100 as if it were 255.
     good = good_files(tmp_path)
     arr = noise(np.random.default_rng(3), 16, 32)
-    bad = tmp_path / "train" / {"gif": "bad.png", "tga": "bad.bmp", "bmp16": "bad.bmp"}.get(kind, "bad.ppm")
+    bad = tmp_path / "train" / {"gif": "bad.png", "tga": "bad.bmp", "bmp16": "bad.bmp"}.get(
+        kind, "bad.png" if kind[:4] in ("tiff", "jp2_") else "bad.ppm")
     if kind in ("gif", "tga"):
         Image.fromarray(arr).save(bad, kind.upper())
+    elif kind[:4] in ("tiff", "jp2_"):
+        grey = arr[..., 0]
+        img = {"I": Image.fromarray(grey.astype(np.int32) * 257), "F": Image.fromarray(grey.astype(np.float32)),
+               "LA": Image.fromarray(arr[..., :2], "LA"), "LAB": Image.fromarray(arr).convert("LAB"),
+               "1": Image.fromarray(grey > 127)}[kind.split("_")[1]]
+        img.save(bad, "TIFF" if kind.startswith("tiff") else "JPEG2000")
     else:
         bad.write_bytes(_bmp16(arr) if kind == "bmp16" else _pnm(arr, int(kind[3:])))
     assert Image.open(bad).size == (32, 16)  # PIL reads it
     refused_then_skipped(tmp_path, backend, f"{bad.name}: {reason}", good, caplog)
+
+
+TIFF_WEBP_JP2 = {
+    "tiff": lambda img: {"format": "TIFF"},
+    "tiff_lzw": lambda img: {"format": "TIFF", "compression": "tiff_lzw"},
+    "tiff_1bit_group4": lambda img: {"format": "TIFF", "compression": "group4"},  # BitsPerSample written
+    "tiff_16bit": lambda img: {"format": "TIFF"},
+    "webp_lossless": lambda img: {"format": "WEBP", "lossless": True},
+    "jp2_lossless": lambda img: {"format": "JPEG2000", "irreversible": False},
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", list(TIFF_WEBP_JP2))
+def test_tiff_webp_and_jpeg2000_content_decode_to_their_pixels(tmp_path, backend, kind):
+    # The content README promises both decoders read alike: the pixels written, on either backend
+    # (the refusals of the TIFF and JPEG 2000 modes DALI misreads must not reach these).
+    arr = noise(np.random.default_rng(9), H, W)
+    if kind == "tiff_1bit_group4":
+        arr = np.repeat((arr[..., :1] > 127).astype(np.uint8) * 255, 3, axis=2)
+        img = Image.fromarray(arr[..., 0] > 127)
+    elif kind == "tiff_16bit":
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+        img = Image.fromarray(arr[..., 0].astype(np.uint16) * 257)  # v * 257 / 257 = v exactly
+    else:
+        img = Image.fromarray(arr)
+    (tmp_path / "train").mkdir()
+    img.save(tmp_path / "train/x.png", **TIFF_WEBP_JP2[kind](img))
+    (batch,) = make_loader(tmp_path, batch_size=1, load_size=(H, W // 2), crop_size=(H, W // 2), preprocess="crop",
+                           backend=backend, num_workers=0, augment=False)
+    got = torch.cat([batch["A"][0], batch["B"][0]], 2) * 127.5 + 127.5  # DALI's scaling may be an ulp off
+    assert torch.equal(got.round().to(torch.uint8), torch.from_numpy(arr).permute(2, 0, 1))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
