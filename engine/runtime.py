@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.demo import DATA_VERSION
+from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
@@ -150,6 +151,10 @@ def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
         root = Path(cfg.data.dataroot)
         if not root.is_dir():
             raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
+        layout, folders = find_layout(root, "train")
+        if layout == "single":  # A/ without B/ is inputs alone, as sample reads them: no pairs to learn
+            raise DatasetError(f"{folders[0]} has no B folder beside it: training needs pairs, A/ and B/ "
+                               "(paired by file name) or aligned A|B files")
         return root
     root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
     dist_info.main_decides(lambda: _make_demo_data(root, cfg))  # the other ranks wait for it

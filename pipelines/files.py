@@ -146,6 +146,12 @@ def _resolve(root, phase, layout):
     raise DatasetError(f"missing folder {root / phase} (looked for {want} in it and in {root})")
 
 
+def find_layout(root, phase, layout=None):
+    """(layout, folders) that make_loader reads root/phase with: layout None detects it (see the
+    module's docstring); folders is (dir,) or (A dir, B dir). A DatasetError where there is none."""
+    return _resolve(root, phase, layout)
+
+
 def _pair(folders, layout, skip_bad):
     """Samples (sorted by key) and the files left unpaired or ambiguous."""
     listed = [_list_images(f) for f in folders]

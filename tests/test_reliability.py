@@ -705,6 +705,25 @@ def test_resume_on_a_smaller_dataset_is_refused(tmp_path, data):
         Trainer(cfg(tmp_path / "run", small, max_steps=6), resume=True, progress=False)
 
 
+def test_training_on_a_folder_a_without_b_is_one_line_naming_it(tmp_path, capsys):
+    # train/A/ with its partners in train/b/ (a typo, or a case-sensitive disk) was detected as inputs
+    # alone (layout "single", as sample reads them): the first step failed with KeyError: 'B'.
+    rng = np.random.default_rng(0)
+    for folder in ("A", "b"):
+        (tmp_path / "data/train" / folder).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / f"data/train/{folder}/{i}.png")
+    argv = ["train", "--dataroot", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--max_steps", "1",
+            "--batch_size", "2", "--load_size", "32", "--num_workers", "0", "--backend", "torch"]
+    for name, value in TINY.items():
+        argv += [f"--{name}", str(value)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"DatasetError: {tmp_path / 'data/train/A'} has no B folder beside it: " \
+        "training needs pairs" in err, err
+
+
 def test_inference_needs_only_the_model_and_its_data_settings(tmp_path):
     """A 512 px model imports with its own data settings (the old default load size 286 refused it)."""
     from bicyclegan.engine import import_official
