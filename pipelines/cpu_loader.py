@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError
-from .files import load_rgb, local_ranks
+from .files import _problem, load_rgb, local_ranks
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
@@ -118,23 +118,44 @@ def _unit_float_batch(batch, memory_format):
     return {k: to_unit_float(v, memory_format) if k in ("A", "B") else v for k, v in batch.items()}
 
 
+class _Changed(Exception):
+    """A sample whose files decode but no longer fit what the checks found: replaced since."""
+
+
 class PairedImageDataset(Dataset):
     """Items are keyed (sample index, epoch); the epoch seeds the sample's crop and flip."""
 
-    def __init__(self, samples, layout, spec, seed, skip_bad):
+    def __init__(self, samples, layout, spec, seed, skip_bad, output_sizes):
         self.samples, self.layout, self.spec = samples, layout, spec
         self.seed, self.skip_bad = seed, skip_bad
+        self.output_sizes = set(output_sizes)  # the (H, W) the checks found: a batch's items share one
 
     def __len__(self):
         return len(self.samples)
 
+    def _check(self, sample, a, b):
+        """The checks' size rules on the decoded images: a file replaced by one of another size after
+        the checks made a batch of unequal tensors (torch.stack's traceback, from a worker)."""
+        sizes = {sample.path: a.size, sample.b_path: b.size if b is not None else None}
+        if problem := _problem(sample, self.layout, self.spec, sizes):
+            raise _Changed(problem[1])
+        w, h = a.size
+        size = self.spec.output_size(h, w // 2 if self.layout == "aligned" else w)
+        if size not in self.output_sizes:
+            raise _Changed(f"size {w}x{h} gives {size[1]}x{size[0]} (W x H), which the checks found in no file")
+
     def _decode(self, sample):
         """(A, B or None) as PIL RGB images, before the direction swap."""
         if self.layout == "single":
-            return load_rgb(sample.path), None
+            a = load_rgb(sample.path)
+            self._check(sample, a, None)
+            return a, None
         if self.layout == "ab_folders":
-            return load_rgb(sample.path), load_rgb(sample.b_path)
+            a, b = load_rgb(sample.path), load_rgb(sample.b_path)
+            self._check(sample, a, b)
+            return a, b
         ab = load_rgb(sample.path)
+        self._check(sample, ab, None)
         w2 = ab.width // 2  # split before resizing, so A's edge is never blended with B's
         return ab.crop((0, 0, w2, ab.height)), ab.crop((w2, 0, ab.width, ab.height))
 
@@ -159,7 +180,8 @@ class PairedImageDataset(Dataset):
                 a, b = self._decode(self.samples[i])
             except Exception as err:  # PIL's decode errors have several types
                 path = self.samples[i].path
-                reason = f"cannot decode ({type(err).__name__}: {err})"
+                reason = (f"changed since the checks: {err}" if isinstance(err, _Changed)
+                          else f"cannot decode ({type(err).__name__}: {err})")
                 if not self.skip_bad:
                     return {"error": f"{path}: {reason}"}
                 skipped.append((path, reason))
@@ -287,7 +309,7 @@ class TorchLoader(PairedLoader):
             num_workers = self._fit_shared_memory(num_workers, workers_given)
         self.num_workers = num_workers
         self._sampler = _EpochSampler(self.shard)
-        dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad)
+        dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad, self.output_sizes)
         self._loader = DataLoader(
             dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
             # Its own generator for the workers' base seed, drawn whenever an iterator is made (each

@@ -486,3 +486,26 @@ def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
             assert len(got) == len(lenient) == 3 and all(b["A"].shape[0] == 2 for b in got)
     assert lenient.skipped == [(paths[3], lenient.skipped[0][1])]
     assert caplog.text.count(f"skipped {paths[3]}") == 1
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("preprocess, size, reason", [
+    ("crop", (8, 18), "size 9x8 (W x H, 9x8 after resize) is smaller than crop_size 16x16"),  # a half
+    ("none", (8, 18), "size 18x8 gives 8x8 (W x H), which the checks found in no file"),
+    ("crop", (16, 33), "odd width 33: cannot split into equal A | B halves"),
+])
+def test_a_file_replaced_by_another_size_after_the_checks_is_named(tmp_path, num_workers, preprocess, size, reason,
+                                                                 caplog):
+    """A file rewritten at another size after the checks (a dataset re-exported during training) made
+    a batch of unequal tensors: torch.stack's RuntimeError, with a worker's traceback."""
+    paths = good_set(tmp_path, n=4)  # 16 x 32 files: 16 x 16 halves
+    kw = {"num_workers": num_workers, "shuffle": False, "drop_last": True, "load_size": 16, "crop_size": 16,
+          "preprocess": preprocess}
+    strict, lenient = load(tmp_path, **kw), load(tmp_path, skip_bad=True, **kw)
+    write(paths[1], noise(np.random.default_rng(1), *size))
+    with pytest.raises(DatasetError) as info:
+        list(strict)
+    assert str(info.value) == f"{paths[1]}: changed since the checks: {reason}"
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        got = [p for b in lenient for p in b["paths"]]
+    assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
