@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError
-from .files import _problem, load_rgb, local_ranks
+from .files import changed_since_checks, load_rgb, local_ranks
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
@@ -137,12 +137,8 @@ class PairedImageDataset(Dataset):
         """The checks' size rules on the decoded images: a file replaced by one of another size after
         the checks made a batch of unequal tensors (torch.stack's traceback, from a worker)."""
         sizes = {sample.path: a.size, sample.b_path: b.size if b is not None else None}
-        if problem := _problem(sample, self.layout, self.spec, sizes):
-            raise _Changed(problem[1])
-        w, h = a.size
-        size = self.spec.output_size(h, w // 2 if self.layout == "aligned" else w)
-        if size not in self.output_sizes:
-            raise _Changed(f"size {w}x{h} gives {size[1]}x{size[0]} (W x H), which the checks found in no file")
+        if why := changed_since_checks(sample, self.layout, self.spec, sizes, self.output_sizes):
+            raise _Changed(why)
 
     def _decode(self, sample):
         """(A, B or None) as PIL RGB images, before the direction swap."""

@@ -23,7 +23,7 @@ from nvidia.dali.data_node import DataNode
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError, describe_bad
-from .files import load_rgb
+from .files import changed_since_checks, load_rgb
 
 _PREFETCH = 2
 
@@ -127,11 +127,18 @@ class DaliLoader(PairedLoader):
     def _find_bad(self, indices):
         bad = []
         for i in indices:
-            for path in filter(None, (self.samples[i].path, self.samples[i].b_path)):
+            sample, sizes = self.samples[i], {}
+            paths = list(filter(None, (sample.path, sample.b_path)))
+            for path in paths:
                 try:
-                    load_rgb(path)
+                    sizes[path] = load_rgb(path).size
                 except Exception as err:  # PIL's decode errors have several types
                     bad.append((i, path, f"cannot decode ({type(err).__name__}: {err})"))
+            # decodes, but at another size than the checks found (replaced since): a batch of unequal
+            # images, which DALI cannot hand over as one tensor
+            if len(sizes) == len(paths) and (why := changed_since_checks(
+                    sample, self.layout, self.spec, sizes, self.output_sizes)):
+                bad.append((i, sample.path, f"changed since the checks: {why}"))
         return bad
 
     def _named_by_dali(self, err, indices):
@@ -202,6 +209,9 @@ class DaliLoader(PairedLoader):
                 while True:
                     try:
                         outs = self._pipe.run()
+                        # in the try: a batch of images of unequal sizes (a file replaced since the checks)
+                        # fails here, not in run()
+                        tensors = [self._tensor(o) for o in outs[:-1]]
                         break
                     except RuntimeError as err:
                         self._pipe = None   # a DALI pipeline is unusable after an error
@@ -211,9 +221,9 @@ class DaliLoader(PairedLoader):
                             self.seed, epoch, self.rank, restarts))
                 n = min(self.batch_size, len(mine) - done)
                 labels = np.array(outs[-1].as_tensor()).reshape(-1)[:n]
-                batch = {"A": self._tensor(outs[0])[:n]}
+                batch = {"A": tensors[0][:n]}
                 if self.layout != "single":
-                    batch["B"] = self._tensor(outs[1])[:n]
+                    batch["B"] = tensors[1][:n]
                 batch["paths"] = [self.samples[positions[j]].path for j in labels]
                 done += n
                 yield batch

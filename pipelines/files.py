@@ -552,6 +552,20 @@ def _problem(sample, layout, spec, sizes):
     return (sample.path, problem) if problem else None
 
 
+def changed_since_checks(sample, layout, spec, sizes, output_sizes) -> str | None:
+    """Why a sample's files, as decoded now (sizes: path -> (W, H)), no longer fit what the checks found,
+    or None: the checks' own rules, and an output size the checks found in some file (a batch's images
+    share one). Both loaders ask it of a file that fails at run time (a dataset re-exported while a
+    run trains made a batch of unequal tensors: a traceback naming no file)."""
+    if problem := _problem(sample, layout, spec, sizes):
+        return problem[1]
+    w, h = sizes[sample.path]
+    size = spec.output_size(h, w // 2 if layout == "aligned" else w)
+    if size not in output_sizes:
+        return f"size {w}x{h} gives {size[1]}x{size[0]} (W x H), which the checks found in no file"
+    return None
+
+
 def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False,
                  max_pixels=MAX_PIXELS, rank=0, world_size=1):
     """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops.
