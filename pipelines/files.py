@@ -120,7 +120,10 @@ def _list_images(folder):
 
 
 def _has_images(folder):
-    return folder.is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.iterdir())
+    # hidden files left out, as _list_images leaves them: a root of macOS's ._x.jpg leftovers alone was
+    # taken for a folder of images, and said to hold none, not to lack its split's folder
+    return folder.is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
+                                   for p in folder.iterdir())
 
 
 def _resolve(root, phase, layout):

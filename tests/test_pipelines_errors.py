@@ -529,3 +529,11 @@ def test_dali_names_a_file_replaced_by_another_size_after_the_checks(tmp_path, p
     assert str(info.value) == f"cannot decode:\n  {paths[1]}: changed since the checks: {reason}"
     got = [p for b in lenient for p in b["paths"]]
     assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
+
+
+def test_a_root_of_hidden_leftovers_alone_lacks_its_split(tmp_path):
+    # macOS leaves ._name.jpg beside files copied from it: the root was taken for a folder of images,
+    # and "holds no images" hid that the split's folder is what is missing.
+    (tmp_path / "._0001.jpg").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(DatasetError, match=f"^missing folder {tmp_path / 'train'} "):
+        load(tmp_path)
