@@ -370,6 +370,8 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
                 load_rgb(path)
         return (None, problem) if problem else ((w, h), None)
     except Exception as err:  # PIL and simplejpeg raise several types (OSError, SyntaxError, ValueError...)
+        if os.path.islink(path) and not os.path.exists(path):  # said as such, not as a missing file
+            return None, f"broken link (to {os.readlink(path)}, which does not exist)"
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 

@@ -537,3 +537,13 @@ def test_a_root_of_hidden_leftovers_alone_lacks_its_split(tmp_path):
     (tmp_path / "._0001.jpg").write_bytes(b"\x00\x05\x16\x07")
     with pytest.raises(DatasetError, match=f"^missing folder {tmp_path / 'train'} "):
         load(tmp_path)
+
+
+def test_a_broken_link_is_named_as_one(tmp_path):
+    # It was "unreadable image (FileNotFoundError: ...)" for a file that is there, as a link.
+    paths = good_set(tmp_path, n=3)
+    os.remove(paths[1])
+    os.symlink(tmp_path / "moved-away.png", paths[1])
+    with pytest.raises(DatasetError, match=f"{paths[1]}: broken link \\(to {tmp_path / 'moved-away.png'}, which "
+                                           f"does not exist\\)"):
+        load(tmp_path, load_size=16, crop_size=16)
