@@ -297,13 +297,14 @@ def _refresh_report(checkpoint) -> None:
 
 def cmd_sample(args) -> int:
     from .sample import sample
-    out = sample(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase,
+    checkpoint = _checkpoint(args)
+    out = sample(checkpoint, args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
                  spread=args.spread_z, device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout,
                  direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
                  preprocess=args.preprocess, skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
-    _refresh_report(_checkpoint(args))
+    _refresh_report(checkpoint)
     return 0
 
 
@@ -374,12 +375,13 @@ def cmd_compare(args) -> int:
 
 def cmd_interpolate(args) -> int:
     from .interpolate import interpolate
-    out = interpolate(_checkpoint(args), args.dataroot, out=args.out, phase=args.phase, num=args.num,
+    checkpoint = _checkpoint(args)
+    out = interpolate(checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
                       seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout,
                       skip_bad=args.skip_bad)
     print(f"results: {out}\ngallery: {out / 'index.html'}")
-    _refresh_report(_checkpoint(args))
+    _refresh_report(checkpoint)
     return 0
 
 

@@ -171,7 +171,12 @@ class Evaluation:
         if "fid" in chosen and num < 2:
             raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
         self.batch_size, self.lpips_version, self.lpips_pairs = batch_size, lpips_version, lpips_pairs
-        loader = self._loader()
+        loader = self._loader(1)  # a batch of 1 takes any split; its sizes say whether a larger one can
+        if len(loader.output_sizes) > 1:
+            # preprocess none / scale_width keep the files' sizes, and a batch needs one: an input at a
+            # time (the batch size changes no measure; a split of several sizes was refused, with advice
+            # to use batch_size=1, which train --eval_every has no option for)
+            self.batch_size = 1
         if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
             raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
@@ -219,10 +224,11 @@ class Evaluation:
             raise DivergenceError(f"the model holds {self.model.describe_nonfinite(bad)}; evaluate a checkpoint "
                                   f"from before training diverged")
 
-    def _loader(self):
+    def _loader(self, batch_size: int | None = None):
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.
         return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
-                            batch_size=self.batch_size, shuffle=False, augment=False, layout=self.layout)
+                            batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
+                            layout=self.layout)
 
     @torch.no_grad()
     def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:

@@ -521,18 +521,10 @@ class Trainer:
         from .evaluate import BEST as MEASURES
         from .evaluate import Evaluation
         cfg = self.cfg
-        kw = dict(phase=self.grid_split, num=cfg.eval_num, metrics=cfg.eval_metrics,
-                  lpips_backbone=cfg.lpips_backbone, lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights)
         try:
-            try:
-                self.evaluation = Evaluation(self.model, self.data_root, **kw)
-            except DatasetError:
-                if cfg.data.preprocess not in ("none", "scale_width"):
-                    raise
-                # These keep each image's size, and evaluate's batches of 16 need one: a split of several
-                # sizes is evaluated an input at a time (its advice, batch_size=1, named an option of
-                # evaluate's that train lacks, to a run at batch_size 1). Another fault fails again here.
-                self.evaluation = Evaluation(self.model, self.data_root, batch_size=1, **kw)
+            self.evaluation = Evaluation(self.model, self.data_root, phase=self.grid_split, num=cfg.eval_num,
+                                         metrics=cfg.eval_metrics, lpips_backbone=cfg.lpips_backbone,
+                                         lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights)
         except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
             raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
         if self.resume_path is not None:

@@ -99,6 +99,9 @@ def test_a_run_on_images_of_several_sizes_evaluates_them_one_at_a_time(tmp_path)
                     n_samples=2, seed=0, device="cpu", metrics="l1", batch_size=1)
     assert (line["step"], line["n_inputs"], line["encoded_l1"], line["diversity_l1"]) == \
         (2, 3, want["encoded_l1"], want["diversity_l1"])
+    # evaluate itself takes such a split at its default batch of 16 (it was refused too), the same figures
+    assert evaluate(tmp_path / "run" / "checkpoints" / "latest.pt", tmp_path / "mixed", phase="val", num=3,
+                    n_samples=2, seed=0, device="cpu", metrics="l1") == want
 
 
 def _weights_and_log(run):
