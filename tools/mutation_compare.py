@@ -5,15 +5,10 @@ Evaluation(networks_from=)), the table and chart helpers of engine/report.py (ro
 measure_cells, svg_scatter) and the exit status of `evaluate --epoch all`. Results and survivors:
 docs/mutation-engine.md, "The sweep and compare".
 
-The runner is tools/mutation_loop.py's (one textual replacement per mutant, the selected tests in
-a fresh `pytest -x`, the file restored from git; it refuses to start with uncommitted changes in
-the files it mutates):
+Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_compare.py            # every mutant (about 13 min on 2 cores)
-    .venv/bin/python tools/mutation_compare.py SW01 CM03  # some of them
-
-One JSON line per mutant goes to build/mutation-compare/results.jsonl. Exit status 1 when a
-mutant survived (the equivalent ones aside) or could not be judged.
+    .venv/bin/python tools/mutation_compare.py SW01 CM03  # some of them; build/mutation-compare/results.jsonl
 """
 import sys
 from pathlib import Path
