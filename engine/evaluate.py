@@ -20,7 +20,8 @@ Metrics (any of them, `metrics=`):
 Default: l1, and palette on the demo data.
 
 `Evaluation` is one made ready (options checked, metric networks loaded) and run as often as needed:
-a training run with --eval_every keeps one and runs it on its live model.
+a training run with --eval_every keeps one and runs it on its live model; under torchrun every rank
+measures its share of the inputs.
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ import math
 from pathlib import Path
 
 import torch
+import torch.distributed as tdist
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
@@ -40,7 +43,7 @@ from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
 from .report import _number
-from .runtime import build_loader, check_input_size, inference_data, open_model
+from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
@@ -50,6 +53,7 @@ PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inp
 BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("palette", "higher")}
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
+_GO, _STOP, _FAILED = 0, 1, 2  # a rank's state after a batch of run(): the ranks act on the largest
 
 
 def _palette_info(root: Path, phase: str):
@@ -134,13 +138,16 @@ class Evaluation:
     run() measures the model's weights as they are at the call: `evaluate` runs one once, a training
     run (--eval_every) keeps one and runs it at each evaluation, on the same inputs with the same z.
     Arguments: as evaluate's; networks_from: an Evaluation of the same metric options whose metric networks
-    this one uses instead of loading its own."""
+    this one uses instead of loading its own; dist: the ranks that share each run() under torchrun (every
+    rank makes its Evaluation and calls run() at the same points: a training run's --eval_every)."""
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = PAPER_INPUTS,
                  device: str = "auto", batch_size: int = 16, metrics=None, lpips_version: str = "0.0",
                  lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
-                 layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None):
+                 layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None,
+                 dist: Dist = Dist()):
         check_int("num", num, 1)
+        self.dist = dist
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
                              lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
@@ -180,6 +187,7 @@ class Evaluation:
         if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
             raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
+        self.split_size = loader.num_samples  # more than num only with skip_bad (every file checked)
         self.n_inputs = min(num, loader.num_samples)
         # The metric networks load before any image is generated: a missing weights file fails at once.
         # networks_from: another evaluation of the same metric options, whose networks serve this one too
@@ -213,7 +221,7 @@ class Evaluation:
                     for part, may in (("model", MODEL_RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES))]
         model = open_model(model, self.model.device)
         if reading(model.cfg) != reading(self.model.cfg):
-            return Evaluation(model, **self._options, networks_from=self)
+            return Evaluation(model, **self._options, networks_from=self, dist=self.dist)
         other = copy.copy(self)
         other.model = model
         other._check_finite()
@@ -224,93 +232,155 @@ class Evaluation:
             raise DivergenceError(f"the model holds {self.model.describe_nonfinite(bad)}; evaluate a checkpoint "
                                   f"from before training diverged")
 
-    def _loader(self, batch_size: int | None = None):
+    def _loader(self, batch_size: int | None = None, share: range | None = None):
+        """The split's loader; share: this rank's inputs alone (run())."""
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.
-        return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
-                            batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
-                            layout=self.layout)
+        whole = share is None or self.dist.world == 1
+        sharded = not whole and self.split_size == self.n_inputs  # the loader's own cut is the share
+        loader = build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
+                              batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
+                              layout=self.layout, **({"rank": self.dist.rank, "world": self.dist.world}
+                                                     if sharded else {}))
+        return loader if whole or sharded else _from_input(loader, share.start)
 
     @torch.no_grad()
     def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:
         """The measures of the model's current weights (n_samples random z per input, drawn from `seed`).
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
-        training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint)."""
+        training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint).
+        Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
+        the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
+        and every rank returns the result; a stop or an error on one rank is every rank's."""
         check_int("n_samples", n_samples, 1)
         check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
         self._check_finite()
-        model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
-        root, phase, n_inputs, info = self.root, self.phase, self.n_inputs, self.info
-        z_all = draw_codes(n_inputs, n_samples, cfg.model.nz, seed)
-        As, outs, Bs, encs = [], [], [], []
-        lpips_d, fake_f, real_f = [], [], []
-        div_sum, rec_sum, seen = 0.0, 0.0, 0
-        for batch in self._loader():
-            if seen >= n_inputs:
-                break
+        share, rounds = self._share()
+        z_all = draw_codes(self.n_inputs, n_samples, self.model.cfg.model.nz, seed)[share.start:share.stop]
+        got = {"div": [], "rec": [], "lpips": [], "fake": [], "real": [], "A": [], "out": [], "B": [], "enc": []}
+        batches, seen, n_out, has_enc = iter(self._loader(share=share)), 0, n_samples, False
+        for _ in range(rounds):  # the same count on every rank, each asked to agree on going on
+            error, state = None, _GO
             if stop is not None and stop():
+                state = _STOP
+            else:
+                try:
+                    batch = next(batches, None) if seen < len(share) else None
+                    if batch is not None:
+                        n, n_out, has_enc = self._measure(batch, z_all[seen:], got)
+                        seen += n
+                except Exception as e:  # every rank raises it, below
+                    error, state = e, _FAILED
+            state = self.dist.agree(state)
+            if state == _FAILED:
+                self.dist.raise_any(error)
+            if state == _STOP:
                 return None
-            # preprocess none keeps the files' sizes: one the generator cannot take was its traceback
-            check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess)
-            A = batch["A"][: n_inputs - seen].to(model.device)
-            B = batch.get("B")
-            B = None if B is None else B[: A.shape[0]].to(model.device)
-            if B is None and ("fid" in chosen or "palette" in chosen):
-                raise DatasetError(f"{root}/{phase} has no B images (single layout): metrics "
-                                   f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
-            z = z_all[seen: seen + A.shape[0]]
-            cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
-            samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
-            if not torch.isfinite(samples).all():
-                raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
-            if samples.shape[1] > 1:
-                div_sum += (samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).sum().item()
-            pairs = torch.tensor(sample_pairs(samples.shape[1], self.lpips_pairs), dtype=torch.long).reshape(-1, 2)
-            if lp is not None and len(pairs):
-                for row in samples:  # one input's samples at a time: each image's features serve all its pairs
-                    f = lp.features(_quantised(row).float() / 127.5 - 1)
-                    lpips_d.append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
-            if inception is not None:
-                fake_f.append(inception_features(inception, _quantised(samples.flatten(0, 1))))
-                real_f.append(inception_features(inception, _quantised(B)))
-            has_enc = "encoded" in names
+        mine = {"seen": seen, "n_out": n_out, "has_enc": has_enc,
+                **{k: torch.cat(v) if v else None for k, v in got.items()}}
+        shares = [mine]
+        if self.dist.grouped:  # (the payload is small but for FID's features and the demo's images)
+            shares = [None] * self.dist.world if self.dist.main else None
+            tdist.gather_object(mine, shares, dst=0)
+        told = [self._result(shares, n_samples, seed) if self.dist.main else None]
+        if self.dist.grouped:
+            tdist.broadcast_object_list(told, src=0)
+        return told[0]
+
+    def _share(self) -> tuple[range, int]:
+        """This rank's inputs (of the first n_inputs) and the number of batches every rank goes through:
+        that of the largest share, and one more where a share may begin inside a batch (_from_input)."""
+        lo, hi = shard_range(self.n_inputs, self.dist.rank, self.dist.world)
+        rounds = math.ceil(math.ceil(self.n_inputs / self.dist.world) / self.batch_size)
+        return range(lo, hi), rounds + (self.dist.world > 1 and self.split_size != self.n_inputs)
+
+    def _measure(self, batch, z, got) -> tuple[int, int, bool]:
+        """One batch's outputs and their measures, appended to `got` (per input, in input order); returns
+        the number of inputs measured, outputs per input, and whether there is an encoded column."""
+        model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
+        # preprocess none keeps the files' sizes: one the generator cannot take was its traceback
+        check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess)
+        A = batch["A"][: len(z)].to(model.device)
+        B = batch.get("B")
+        B = None if B is None else B[: A.shape[0]].to(model.device)
+        if B is None and ("fid" in chosen or "palette" in chosen):
+            raise DatasetError(f"{self.root}/{self.phase} has no B images (single layout): metrics "
+                               f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
+        cols, names = sample_columns(model, A, B, z[: A.shape[0]] if cfg.model.nz else None)
+        samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
+        if not torch.isfinite(samples).all():
+            raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
+        if samples.shape[1] > 1:
+            got["div"].append((samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).double().cpu())
+        pairs = torch.tensor(sample_pairs(samples.shape[1], self.lpips_pairs), dtype=torch.long).reshape(-1, 2)
+        if lp is not None and len(pairs):
+            for row in samples:  # one input's samples at a time: each image's features serve all its pairs
+                f = lp.features(_quantised(row).float() / 127.5 - 1)
+                got["lpips"].append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
+        if inception is not None:
+            got["fake"].append(inception_features(inception, _quantised(samples.flatten(0, 1))))
+            got["real"].append(inception_features(inception, _quantised(B)))
+        has_enc = "encoded" in names
+        if has_enc:
+            enc = cols[names.index("encoded")]
+            got["rec"].append((enc - B).abs().mean(dim=(1, 2, 3)).double().cpu())
+        if "palette" in chosen:  # the only metric that needs every image kept
+            got["A"].append(A.cpu())
+            got["out"].append(samples.cpu())
+            got["B"].append(B.cpu())
             if has_enc:
-                enc = cols[names.index("encoded")]
-                rec_sum += (enc - B).abs().mean(dim=(1, 2, 3)).sum().item()
-            if "palette" in chosen:  # the only metric that needs every image kept
-                As.append(A.cpu())
-                outs.append(samples.cpu())
-                Bs.append(B.cpu())
-                if has_enc:
-                    encs.append(enc.cpu())
-            n_out = samples.shape[1]
-            seen += A.shape[0]
+                got["enc"].append(enc.cpu())
+        return A.shape[0], samples.shape[1], has_enc
+
+    def _result(self, shares: list[dict], n_samples: int, seed: int) -> dict:
+        """The measures of every rank's share (in rank order: the inputs' order)."""
+        cfg, chosen, root, phase = self.model.cfg, self.chosen, self.root, self.phase
+
+        def joined(key):
+            parts = [s[key] for s in shares if s[key] is not None]
+            return torch.cat(parts) if parts else None
+        seen = sum(s["seen"] for s in shares)
         if not seen:
             raise DatasetError(f"{root}/{phase}: no images to evaluate")
+        first = next(s for s in shares if s["seen"])  # (a rank may have no share: fewer inputs than ranks)
+        n_out, has_enc = first["n_out"], first["has_enc"]
         result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
                   "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
         if "l1" in chosen:
             # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
-            result["diversity_l1"] = div_sum / seen if n_out > 1 else None
+            result["diversity_l1"] = joined("div").sum().item() / seen if n_out > 1 else None
             if has_enc:
-                result["encoded_l1"] = rec_sum / seen
-        if lp is not None:
-            d = torch.cat(lpips_d).double() if lpips_d else torch.zeros(0, dtype=torch.float64)
+                result["encoded_l1"] = joined("rec").sum().item() / seen
+        if self.lp is not None:
+            d = joined("lpips")
+            d = d.double() if d is not None else torch.zeros(0, dtype=torch.float64)
             result["diversity_lpips"] = d.mean().item() if len(d) else None
             result["lpips"] = {"net": "alex", "version": self.lpips_version, "pairs": self.lpips_pairs,
                                "n_pairs": len(d), "std": d.std().item() if len(d) > 1 else 0.0}
-        if inception is not None:
-            fake, real = torch.cat(fake_f), torch.cat(real_f)
+        if self.inception is not None:
+            fake, real = joined("fake"), joined("real")
             result["fid"] = fid_from_features(fake.numpy(), real.numpy())
             result["fid_images"] = {"generated": len(fake), "real": len(real)}
         if "palette" in chosen:
-            K = info["n_palettes"]
-            A_all, out_all = torch.cat(As), torch.cat(outs)
+            K = self.info["n_palettes"]
+            A_all, out_all = joined("A"), joined("out")
             result.update(palette_coverage(A_all, list(out_all), n_palettes=K))
-            if encs:
-                want, _ = classify_palettes(A_all, torch.cat(Bs), n_palettes=K)
-                got, _ = classify_palettes(A_all, torch.cat(encs), n_palettes=K)
+            if has_enc:
+                want, _ = classify_palettes(A_all, joined("B"), n_palettes=K)
+                got, _ = classify_palettes(A_all, joined("enc"), n_palettes=K)
                 result["encoded_palette_match"] = float((got == want).float().mean())
         return result
+
+
+def _from_input(loader, start: int):
+    """The loader's batches from input `start` on: a share of the first num inputs of a split of more
+    (skip_bad checks every file, so the loader holds them all), read and dropped up to it."""
+    for batch in loader:
+        n = len(batch["A"])
+        if start >= n:
+            start -= n
+            continue
+        yield {k: v[start:] if k in ("A", "B", "paths") else v for k, v in batch.items()} if start else batch
+        start = 0
 
 
 def _histogram(counts) -> str:

@@ -86,13 +86,50 @@ class Dist:
                 work()
             except Exception as e:  # re-raised below, once the other ranks are told
                 error = e
-        if self.world > 1 and dist.is_initialized():  # (a Dist made by hand, in tests, has no group)
-            told = [None if error is None else error if isinstance(error, USER_ERRORS) else
-                    RuntimeError(f"rank 0 stopped: {type(error).__name__}: {error}")]  # any error pickles so
+        if self.grouped:
+            told = [_picklable(error, 0)]
             dist.broadcast_object_list(told, src=0)
             if not self.main and told[0] is not None:
                 told[0].from_rank0 = True
                 raise told[0]
+        if error is not None:
+            raise error
+
+    def each_decides(self, work) -> None:
+        """Run `work` on every rank, and make any rank's error every rank's (raise_any)."""
+        error = None
+        try:
+            work()
+        except Exception as e:  # re-raised by raise_any, once every rank has told its own
+            error = e
+        self.raise_any(error)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether there are other ranks to tell (a Dist made by hand, in tests, has no group)."""
+        return self.world > 1 and dist.is_initialized()
+
+    def agree(self, state: int) -> int:
+        """The largest of every rank's `state` (one all-reduce of a number): what one rank alone saw (a
+        stop signal, an error) every rank acts on at the same point, so none waits in a collective the
+        others have left."""
+        if not self.grouped:
+            return state
+        t = torch.tensor([state], dtype=torch.int32, device=self.device)  # (NCCL reduces device tensors)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def raise_any(self, error: Exception | None) -> None:
+        """Every rank calls it with its error or None: the error of the first rank that had one is raised
+        on every rank (one all-gather), marked from_rank0 where it is a copy (the rank it happened on
+        prints it: under torchrun one line, not one per rank)."""
+        if self.grouped:
+            told = [None] * self.world
+            dist.all_gather_object(told, _picklable(error, self.rank))
+            first = next((r for r, e in enumerate(told) if e is not None), None)
+            if first is not None and first != self.rank:
+                told[first].from_rank0 = True
+                raise told[first]
         if error is not None:
             raise error
 
@@ -103,6 +140,14 @@ class Dist:
         atexit.unregister(self.close)  # (a group started later in this process is not ours)
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _picklable(error: Exception | None, rank: int) -> Exception | None:
+    """An error as another rank can be told it: the user errors as they are, any other (which may not
+    pickle) as a RuntimeError naming it."""
+    if error is None or isinstance(error, USER_ERRORS):
+        return error
+    return RuntimeError(f"rank {rank} stopped: {type(error).__name__}: {error}")
 
 
 def init_distributed(device: str = "auto") -> Dist:

@@ -204,6 +204,12 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     return {k: v / (count * world) for k, v in zip(names, values)}, stop
 
 
+def held_out(root: Path) -> str:
+    """The split the grids and the evaluations read: val/ (the reference's datasets have train/ and val/),
+    else test/, else train/."""
+    return next((p for p in ("val", "test") if (root / p).is_dir()), "train")
+
+
 def _log_step(line: str) -> float:
     """The step of a log.jsonl line; a blank or cut-short one (a kill or a full disk mid-write) is
     past every step, so truncating the log drops it."""
@@ -280,7 +286,7 @@ class Trainer:
         self.saved_path = None  # and which file it is: latest.pt, an epoch's, or the one resumed from
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
-        self.evaluation = None  # rank 0's evaluate.Evaluation of the held-out split (eval_every)
+        self.evaluation = None  # this rank's evaluate.Evaluation of the held-out split (eval_every)
         self.best = None  # what checkpoints/best.pt holds: {"measure", "value", "step"} (rank 0's)
         self.eval_owed = None  # the step whose evaluation a stop skipped, until one is made (rank 0's)
         if self.resume_path is not None:
@@ -323,6 +329,10 @@ class Trainer:
                 self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
                                          purge_step=self.step + 1 if self.resume_path is not None else None)
         self.dist.main_decides(rank0_outputs)
+        if cfg.eval_every and self.world > 1:
+            # Every rank measures a share of each evaluation: the others' made ready as rank 0's was
+            # (whose refusal, said once, all have heard above).
+            self.dist.each_decides(lambda: self.main or self._make_evaluation())
         torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
@@ -519,14 +529,8 @@ class Trainer:
         networks loaded), keep_best's measure among its metrics, and, resuming, the same protocol as the
         evaluations the run logged so far and best.pt kept by the same measure."""
         from .evaluate import BEST as MEASURES
-        from .evaluate import Evaluation
         cfg = self.cfg
-        try:
-            self.evaluation = Evaluation(self.model, self.data_root, phase=self.grid_split, num=cfg.eval_num,
-                                         metrics=cfg.eval_metrics, lpips_backbone=cfg.lpips_backbone,
-                                         lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights)
-        except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
-            raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
+        self._make_evaluation()
         if self.resume_path is not None:
             self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
         chosen = self.evaluation.chosen
@@ -555,6 +559,17 @@ class Trainer:
                               f"was kept by {self.best['measure']}: resume with --keep_best {self.best['measure']}, "
                               f"or move {BEST} away to keep the best by {cfg.keep_best} from here")
 
+    def _make_evaluation(self) -> None:
+        """This rank's evaluation of the grids' split: every rank measures a share of each (validate)."""
+        from .evaluate import Evaluation
+        cfg = self.cfg
+        try:
+            self.evaluation = Evaluation(self.model, self.data_root, phase=held_out(self.data_root), num=cfg.eval_num,
+                                         metrics=cfg.eval_metrics, lpips_backbone=cfg.lpips_backbone,
+                                         lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights, dist=self.dist)
+        except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
+            raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
+
     def _protocol(self) -> dict:
         """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
         ev = self.evaluation
@@ -565,17 +580,25 @@ class Trainer:
 
     def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
-        checkpoints/best.pt. Every rank calls it at the same steps: rank 0 evaluates (as it samples; under
-        main_decides, so that its refusal or a full disk stops every rank), the others wait, and every
+        checkpoints/best.pt. Every rank calls it at the same steps and measures its share of the inputs;
+        rank 0 writes the results (under main_decides, so that a full disk stops every rank), and every
         rank takes part in writing best.pt (save gathers their random generators). owed_only: evaluate
         only if the checkpoint resumed from was saved with its evaluation skipped by a stop. stop: the signal
         the ranks agreed to stop for (a rank other than 0 may have received it alone)."""
-        improved = [False]
+        go = [not owed_only or self.eval_owed is not None]
+        if self.dist.grouped:  # (rank 0 read what the checkpoint and the log owe)
+            dist.broadcast_object_list(go, src=0)
+        if not go[0]:
+            return
+        result, improved = [None], [False]
 
-        def work():
-            if not owed_only or self.eval_owed is not None:
-                improved[0] = self._evaluate_now(stop)
-        self.dist.main_decides(work)
+        def measure():
+            result[0] = self._measure(stop)
+
+        def record():
+            improved[0] = self._record(result[0], stop)
+        self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
+        self.dist.main_decides(record)
         if not self.cfg.keep_best:
             return
         if self.world > 1:
@@ -583,27 +606,36 @@ class Trainer:
         if improved[0]:
             self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
 
-    def _evaluate_now(self, agreed: signal.Signals | None = None) -> bool:
-        """Rank 0's part of validate(): the evaluation, its line in eval_log.jsonl, TensorBoard, the
-        progress note and the report. Returns whether keep_best's measure improved."""
-        from .evaluate import improves, json_safe
-        cfg, ev = self.cfg, self.evaluation
-        def stopping():  # (no StopSignals outside train(): a validate() of its own)
-            return agreed or (self._stop and self._stop.received)
-        if stopping():  # a preemption gives seconds, an evaluation may take minutes
-            return self._owe(f"{stopping().name} received")
+    def _stopping(self, agreed: signal.Signals | None) -> signal.Signals | None:
+        return agreed or (self._stop and self._stop.received)  # (no StopSignals outside train())
+
+    def _measure(self, agreed: signal.Signals | None) -> dict | None:
+        """Every rank's part of validate(): the evaluation of the model as it is now (its share of the inputs
+        under torchrun), or None where a stop signal came before or during it (a preemption gives seconds,
+        an evaluation may take minutes)."""
+        if agreed or (self.world == 1 and self._stopping(agreed)):  # known alike on every rank: no loader made
+            return None
         if bad := self.model.nonfinite():  # said as the log interval's check says it
             raise self._diverged(self.model.describe_nonfinite(bad))
         # Outside the captured step (cuda_graph), as a grid is drawn; compiled networks run eagerly, as
         # `evaluate CKPT` runs them, not compiled again for eval mode and its batch sizes (torch >= 2.6).
         stance = getattr(torch.compiler, "set_stance", None)
         try:
-            with stance("force_eager") if stance and cfg.compile != "off" else contextlib.nullcontext():
-                result = ev.run(cfg.eval_samples, EVAL_SEED, stop=lambda: stopping() is not None)
+            with stance("force_eager") if stance and self.cfg.compile != "off" else contextlib.nullcontext():
+                return self.evaluation.run(self.cfg.eval_samples, EVAL_SEED,
+                                           stop=lambda: self._stopping(agreed) is not None)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
+
+    def _record(self, result: dict | None, agreed: signal.Signals | None) -> bool:
+        """Rank 0's part of validate(): the evaluation's line in eval_log.jsonl, TensorBoard, the progress
+        note and the report; for a result of None, the evaluation owed. Returns whether keep_best's
+        measure improved."""
+        from .evaluate import improves, json_safe
+        cfg, ev = self.cfg, self.evaluation
         if result is None:
-            return self._owe(f"{stopping().name} received during it")
+            why = self._stopping(agreed)
+            return self._owe(f"{why.name} received" if why else "another rank received a stop signal")
         self.eval_owed = None
         key = cfg.keep_best
         improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
@@ -638,10 +670,8 @@ class Trainer:
         return False
 
     def _fixed_samples(self):
-        """The same inputs and z for every grid of the run, from held-out data when there is some:
-        val/ (the reference's datasets have train/ and val/), else test/, else train/."""
-        phase = next((p for p in ("val", "test") if (self.data_root / p).is_dir()), "train")
-        self.grid_split = phase
+        """The same inputs and z for every grid of the run, from held-out data when there is some (held_out)."""
+        phase = self.grid_split = held_out(self.data_root)
         # Only the first GRID_CANDIDATES inputs are read, so only they are checked (as inference_data
         # does): on a dataset without val/ or test/ the whole training set was checked a second time
         # at every start (100,000 files: 7.9 s more, with the checks cached).

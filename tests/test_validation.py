@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from bicyclegan.engine.checkpoint import read_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
 from bicyclegan.engine.evaluate import Evaluation, evaluate
+from bicyclegan.engine.runtime import Dist
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -330,7 +332,7 @@ def test_a_stop_skips_the_evaluation_and_the_resumed_run_makes_it_first(tmp_path
     t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
     batches, loaders = [], []
     real_loader = Evaluation._loader
-    monkeypatch.setattr(Evaluation, "_loader", lambda self: loaders.append(t.step) or real_loader(self))
+    monkeypatch.setattr(Evaluation, "_loader", lambda self, **kw: loaders.append(t.step) or real_loader(self, **kw))
     if during:
         real_columns = ev_module.sample_columns
 
@@ -591,7 +593,7 @@ def test_the_cli_trains_with_evaluations(tmp_path, data, capsys):
 
 # -- two ranks -------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_under_torchrun_rank_0_evaluates_once_and_both_ranks_finish(tmp_path):
+def test_under_torchrun_each_evaluation_is_made_once_and_both_ranks_finish(tmp_path):
     from test_distributed import _torchrun
     tiny = ["--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--log_every", "2",
             "--sample_every", "100", "--save_every", "100"]
@@ -605,6 +607,11 @@ def test_under_torchrun_rank_0_evaluates_once_and_both_ranks_finish(tmp_path):
     assert best["best"]["step"] == best["step"] and best["world"] == 2 and len(best["rank_rng"]) == 1
     assert [r["step"] for r in lines if r.get("best")][-1] == best["step"]
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 5
+    # The ranks measured 2 inputs each: the line is what one process measures of the step's weights.
+    want = evaluate(run / "checkpoints" / "latest.pt", num=4, n_samples=2, seed=0, device="cpu")
+    assert want.pop("variant") == "bicycle" and want.pop("dataroot") and want.pop("phase") == lines[-1]["split"]
+    assert {k: v for k, v in lines[-1].items() if k not in ("step", "epoch", "split", "best")} == {
+        k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()}
 
 
 def _rank(rank, world, port, out_dir, args, hub):
@@ -625,3 +632,88 @@ def test_under_torchrun_missing_metric_weights_stop_every_rank_before_the_first_
     assert r0["rc"] == 2 and r0["stderr"].startswith("bicyclegan train: WeightsError: the evaluations during training")
     assert r0["stderr"].count("\n") == 1 and r1 == {"rc": 2, "stderr": ""}
     assert not (out / "log.jsonl").exists() and not (out / "checkpoints").exists()
+
+
+
+def _stand_ins(setattr):
+    """The metric networks' stand-ins, from fixed seeds (their weights files are not here), set with
+    `setattr` (the test's monkeypatch's: the module's own functions come back after it)."""
+    from bicyclegan.engine.metrics.lpips import LPIPS
+    torch.manual_seed(1)
+    lp = LPIPS("0.0")
+    setattr(ev_module, "load_lpips", lambda *a, **k: lp)
+    setattr(ev_module, "load_inception", lambda *a, **k: Features())
+
+
+def _share_evaluation(root, dist_info, num, skip_bad):
+    """The evaluation the ranks and the single process make alike: the tiny model from seed 0."""
+    from bicyclegan.engine import BicycleGAN
+    torch.manual_seed(0)
+    model = BicycleGAN(tiny_cfg(root / "unused", root))
+    return Evaluation(model, root, phase="val", num=num, device="cpu", batch_size=2, skip_bad=skip_bad,
+                      metrics="l1,palette,lpips,fid", dist=dist_info)
+
+
+def _share_rank(rank, world, port, out_dir, root):
+    """One rank of test_two_ranks_measure_shares_...: each case's result or error, and the inputs this
+    rank generated for (their file names), into out_dir/<rank>.pt."""
+    import torch.distributed as dist
+
+    from bicyclegan.engine.runtime import Dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    me, root, out = Dist(rank, world), Path(root), {}
+    _stand_ins(setattr)  # (a process of its own)
+    generated = []
+    real_columns = ev_module.sample_columns
+
+    def sample_columns(model, A, *a, **k):
+        generated.append(A.shape[0])
+        return real_columns(model, A, *a, **k)
+    ev_module.sample_columns = sample_columns
+    for case, num, skip_bad in (("uneven", 5, False), ("skip_bad", 3, True)):
+        generated.clear()
+        out[case] = (_share_evaluation(root, me, num, skip_bad).run(3, seed=7), sum(generated))
+    ev = _share_evaluation(root, me, 5, False)
+    # a stop signal that rank 1 alone received, before its second batch: every rank gives up
+    asked = []
+    out["stop"] = ev.run(3, seed=7, stop=lambda: asked.append(1) or (rank == 1 and len(asked) > 1))
+    # an error on rank 1 alone (a file changed since the checks): every rank raises it, no rank waits
+    ev_module.sample_columns = real_columns if rank == 0 else _raising
+    try:
+        ev.run(3, seed=7)
+        out["error"] = None
+    except Exception as e:
+        out["error"] = (type(e).__name__, str(e), getattr(e, "from_rank0", False))
+    torch.save(out, os.path.join(out_dir, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def _raising(*a, **k):
+    from bicyclegan.pipelines import DatasetError
+    raise DatasetError("x.png changed since the checks")
+
+
+@pytest.mark.slow
+def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp_path, data, monkeypatch):
+    # Every rank generates for its own contiguous share of the inputs, with their own z, and the figures
+    # are those of one process measuring them all: 5 inputs as 2 + 3 (batches of 2: a share that starts
+    # inside a batch), and with skip_bad (every file of the split read, 3 of them measured: 1 + 2).
+    from test_distributed import _free_port
+    mp.spawn(_share_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    _stand_ins(monkeypatch.setattr)
+    for case, num, skip_bad in (("uneven", 5, False), ("skip_bad", 3, True)):
+        want = _share_evaluation(data, Dist(), num, skip_bad).run(3, seed=7)
+        (got0, n0), (got1, n1) = r0[case], r1[case]
+        assert (n0, n1) == (num // 2, num - num // 2), case  # each generated for its share alone
+        assert got0 == got1  # every rank returns the result
+        assert want["n_inputs"] == got0["n_inputs"] == num and want["histogram"] == got0["histogram"]
+        assert got0.keys() == want.keys() and got0["lpips"].keys() == want["lpips"].keys()
+        for part, ours in ((got0, want), (got0["lpips"], want["lpips"])):
+            for k, v in ours.items():  # sums in another order: equal to rounding
+                assert part[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), (case, k)
+    assert r0["stop"] is None and r1["stop"] is None
+    assert r1["error"] == ("DatasetError", "x.png changed since the checks", False)  # printed by rank 1
+    assert r0["error"] == ("DatasetError", "x.png changed since the checks", True)  # not again by rank 0

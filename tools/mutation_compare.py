@@ -165,8 +165,8 @@ MUTANTS = [
      'loaded.append((name, path, model, src.get("step")))', CT),
     ('CS02', E, 'if self.layout == "single" and (need := [m for m in chosen if m in ("fid", "palette")]):',
      'if False and (need := [m for m in chosen if m in ("fid", "palette")]):', CT),
-    ('EH15', E, 'return Evaluation(model, **self._options, networks_from=self)',
-     'return Evaluation(model, **self._options)', ST),
+    ('EH15', E, 'return Evaluation(model, **self._options, networks_from=self, dist=self.dist)',
+     'return Evaluation(model, **self._options, dist=self.dist)', ST),
     # the commands' exit status
     ('CL01', CLI, 'if all("error" in r for r in rows):  # a script',
      'if any("error" in r for r in rows):  # a script', ST),

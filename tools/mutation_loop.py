@@ -40,6 +40,9 @@ BN = [DT + "sync_batchnorm_in_one_process_is_batchnorm",
       DT + "sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch"]
 DR = [DT + "main_decides_runs_the_work_on_rank_0_alone", DT + "a_run_folder_in_use_refuses_every_rank_with_one_line",
       DT + "a_bug_on_rank_0_is_its_traceback_alone"]
+# the evaluation's shares on two gloo ranks against one process (slow: spawns)
+ES = ["tests/test_validation.py::test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures"]
+EV = "engine/evaluate.py"
 MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
       "tests/test_serve.py", "tests/test_reliability.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -281,14 +284,22 @@ MUTANTS = [
      'pass', DR),
     ('D03', RT, 'if not self.main and told[0] is not None:',
      'if told[0] is not None:', DR),
-    ('D04', RT, 'error if isinstance(error, USER_ERRORS) else',
-     'error if False else', DR),
-    ('D05', RT, '        if error is not None:\n            raise error\n',
-     '', DR),
+    ('D04', RT, 'if error is None or isinstance(error, USER_ERRORS):',
+     'if error is None:', DR),
+    ('D05', RT, '                raise told[0]\n        if error is not None:\n            raise error\n',
+     '                raise told[0]\n', DR),
     ('D06', CLI, '        if getattr(e, "from_rank0", False):  # a bug of rank 0',
      '        if False:  # a bug of rank 0', DR),
     ('D07', CLI, 'if not getattr(e, "from_rank0", False):  # under torchrun',
      'if True:  # under torchrun', DR),
+    ('ES1', EV, 'seed)[share.start:share.stop]',
+     'seed)', ES),
+    ('ES2', EV, '_from_input(loader, share.start)',
+     '_from_input(loader, 0)', ES),
+    ('ES3', EV, 'sharded = not whole and self.split_size == self.n_inputs',
+     'sharded = not whole', ES),
+    ('ES4', RT, 'told[first].from_rank0 = True',
+     'pass', ES),
 ]
 
 
