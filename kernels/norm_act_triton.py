@@ -408,8 +408,9 @@ def _forward(x, weight, bias, act, slope, eps, strides, cfg):
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act],
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
                   enable_fp_fusion=FP_FUSION)
-    w = weight if weight is not None else _dummy(x)
-    b = bias if bias is not None else _dummy(x)
+    # The kernels read weight[c] and bias[c] at ptr + c: a strided view (a column of a C x 2 tensor) is copied.
+    w = weight.contiguous() if weight is not None else _dummy(x)
+    b = bias.contiguous() if bias is not None else _dummy(x)
     if cfg["split"] == 1:
         _fwd_kernel[cfg["grid"]](x, y, w, b, mean, rstd, C, HW, *strides, eps, slope,
                                  SINGLE=cfg["single"], **common)
@@ -433,8 +434,8 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act], FROM_Y=from_y,
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
                   enable_fp_fusion=FP_FUSION)
-    w = weight if weight is not None else _dummy(dy)
-    b = bias if bias is not None else _dummy(dy)
+    w = weight.contiguous() if weight is not None else _dummy(dy)
+    b = bias.contiguous() if bias is not None else _dummy(dy)
     if cfg["split"] == 1:
         _bwd_kernel[cfg["grid"]](dy, saved, dx, w, b, mean, rstd, sdz, sdzx, C, HW, *strides, *dy_strides, slope,
                                  SINGLE=cfg["single"], **common)

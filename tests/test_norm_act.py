@@ -669,3 +669,26 @@ def test_gradient_whose_plane_offsets_pass_int32_is_copied():
         assert (got is dy) == in_place, (H, W)
         assert strides == ((dy.stride(0), 1, 2 ** 17) if in_place else canonical)
         assert got.is_contiguous(memory_format=CL) != in_place
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tiling", [{}, {"block_hw": 8, "split": 3}], ids=["single", "split"])
+def test_weight_and_bias_as_strided_views(device, tiling):
+    """Affine parameters that are views with a stride other than 1 (the columns of one C x 2 tensor,
+    as code that keeps gamma and beta side by side hands them over): the kernels read a[c] at
+    a + c, i.e. other channels' values, for the output and every gradient."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 5, 7, 9, device=device) * 2 + 3
+    grad = torch.randn_like(x)
+    params = torch.randn(5, 2, device=device)
+    for fmt in (NCHW, CL):
+        p = params.clone().requires_grad_()
+        xr = x.clone(memory_format=fmt).requires_grad_()
+        y = instance_norm_act_triton(xr, "leaky_relu", 0.2, 1e-5, p[:, 0], p[:, 1], **tiling)
+        y.backward(grad)
+        p64, x64 = params.double().requires_grad_(), x.double().requires_grad_()
+        expected = _by_formula(x64, "leaky_relu", 0.2, 1e-5, p64[:, 0], p64[:, 1])
+        expected.backward(grad.double())
+        _close(y, expected.detach(), torch.float32, f"{fmt} y")
+        _close(xr.grad, x64.grad, torch.float32, f"{fmt} dx")
+        _close(p.grad, p64.grad, torch.float32, f"{fmt} d(weight, bias)")
