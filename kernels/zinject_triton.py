@@ -404,7 +404,8 @@ def _zterm_add(y, q, bias, geo, knobs=None):
     kn = knobs or _zterm_knobs("zterm.add", y, geo)
     rows = _even_rows(kn["ROWS"], OH)
     grid = (N * triton.cdiv(OH, rows), triton.cdiv(OW, kn["BLOCK_J"]), triton.cdiv(CO, kn["BLOCK_O"]))
-    _zterm_add_kernel[grid](y, q, q if bias is None else bias, CO, OH, OW, geo["H"], geo["W"], rows,
+    # The kernel reads bias[o] at bias + o: a strided view (a column of a CO x 2 tensor) is copied.
+    _zterm_add_kernel[grid](y, q, q if bias is None else bias.contiguous(), CO, OH, OW, geo["H"], geo["W"], rows,
                             y.stride(0), y.stride(1), y.stride(2), y.stride(3),
                             **{k: v for k, v in geo.items() if k not in ("H", "W")},
                             HAS_BIAS=bias is not None, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],

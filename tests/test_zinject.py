@@ -619,3 +619,30 @@ def test_module_mode_picks_the_path():
         names[mode] = [type(f).__name__ for f in (y.grad_fn, y.grad_fn.next_functions[0][0])]
     assert names["concat_free"] == ["ZConcatConvFunctionBackward", "AccumulateGrad"]
     assert names["fused_concat"] == ["ConvolutionBackward0", "ZConcatActFunctionBackward"]
+
+
+def _by_torch_fp64(x, z, weight, bias, stride, padding, slope=0.2):
+    """conv2d(leaky_relu(cat(x, tile z))) in float64, written with plain torch ops."""
+    x, z = x.double(), z.double()
+    cat = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+    return F.conv2d(F.leaky_relu(cat, slope), weight.double(), None if bias is None else bias.double(), stride, padding)
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_strided_bias_and_weight(mode, poisoned):
+    """A bias (and weight) that are views with strides other than the dense ones, e.g. a column of
+    a CO x 2 tensor: the z term's kernel read bias[o] at bias + o, another channel's value."""
+    x, z = _inputs(2, 3, 6, 5, 2, torch.float32)
+    wb = torch.randn(4, 5, 4, 4, 2)
+    bb = torch.randn(4, 2)
+    grad = torch.randn(2, 4, 3, 2)
+    leaves = [t.clone().requires_grad_() for t in (x, z, wb, bb)]
+    xs, zs, ws, bs = leaves
+    y = z_concat_conv(xs, zs, ws[..., 1], bs[:, 1], impl="triton", mode=mode)
+    y.backward(grad)
+    want = [t.double().requires_grad_() for t in (x, z, wb, bb)]
+    expected = _by_torch_fp64(want[0], want[1], want[2][..., 1], want[3][:, 1], 2, 1)
+    expected.backward(grad.double())
+    _close(y, expected.detach(), torch.float32, "output")
+    for name, got, exp in zip(("x", "z", "weight", "bias"), leaves, want):
+        _close(got.grad, exp.grad, torch.float32, f"grad {name}")
