@@ -107,6 +107,10 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     padding = conv_padding(padding, tuple(weight.shape[2:]), stride)
     if resolve_impl(impl, x, "z_concat_conv") == "ref":
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
+    if z.shape[1] == 0:
+        # No z channel, nothing to inject (the z side's last kernel, which also gives dbias, runs
+        # once per z channel): act + conv, as ZConcatConv2d(nz=0) does.
+        return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)
     from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
     if mode == "fused_concat":
         # Written straight in the conv's autocast dtype, as the conv would cast it anyway.
