@@ -49,7 +49,14 @@ def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None,
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
-    y = torch.instance_norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
+    # A batch of one sample is its own batch_norm, which instance_norm calls on a view of it: called
+    # directly, since through those views a dense channels_last gradient gets wrong dx, dweight and
+    # dbias on the CPU (torch 2.13; as nn.InstanceNorm2d does). Eager only: a graph traced at batch
+    # 1 (torch.jit.trace) must stay an instance norm for the batch sizes it is run at later, and
+    # compiled or exported graphs keep the instance_norm they had.
+    one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    norm = torch.batch_norm if one else torch.instance_norm
+    y = norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
     # instance_norm's output is a fresh tensor, so the activation may overwrite it.
     return apply_act(y, act, slope, inplace=True)
 

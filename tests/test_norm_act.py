@@ -692,3 +692,58 @@ def test_weight_and_bias_as_strided_views(device, tiling):
         _close(y, expected.detach(), torch.float32, f"{fmt} y")
         _close(xr.grad, x64.grad, torch.float32, f"{fmt} dx")
         _close(p.grad, p64.grad, torch.float32, f"{fmt} d(weight, bias)")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("affine", [False, True], ids=["plain", "affine"])
+def test_reference_at_batch_one_with_a_channels_last_gradient(affine, act):
+    """The reference (the CPU path, impl="ref") at batch 1 with a dense channels_last gradient, as
+    a channels_last conv after the norm hands it over (BicycleGAN's half-batches are of one sample
+    at the reference's batch size 2): torch.instance_norm's backward gives wrong dx, dweight and
+    dbias there on the CPU (torch 2.13: it views the output of its batch_norm, whose backward then
+    misreads that gradient; nn.InstanceNorm2d shares the fault). An activation's backward hands the
+    norm a gradient in y's layout, so act "none" (the U-Net's down-path norms) was the one hit.
+    Checked against the formula in float64, both layouts of x, and through the module."""
+    x = torch.randn(1, 3, 5, 7, dtype=torch.float64) * 2 + 3
+    grad = torch.randn(1, 3, 5, 7, dtype=torch.float64).contiguous(memory_format=CL)
+    w, b = (torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)) if affine else (None, None)
+    module = InstanceNormAct2d(3, affine=affine, act=act, slope=0.2, impl="ref").double()
+    if affine:
+        module.weight.data.copy_(w)
+        module.bias.data.copy_(b)
+    for fmt in (NCHW, CL):
+        for face in ("functional", "module"):
+            leaves = [t.clone().requires_grad_() for t in (x.contiguous(memory_format=fmt), w, b) if t is not None]
+            xr = leaves[0]
+            params = leaves[1:] if face == "functional" else list(module.parameters())
+            for p in params:
+                p.grad = None
+            if face == "functional":
+                y = instance_norm_act(xr, act, 0.2, 1e-5, *(params or (None, None)), impl="ref")
+            else:
+                y = module(xr)
+            y.backward(grad)
+            xd = x.clone().requires_grad_()
+            wd, bd = (t.clone().requires_grad_() for t in (w, b)) if affine else (None, None)
+            _by_formula(xd, act, 0.2, 1e-5, wd, bd).backward(grad)
+            got = [xr.grad] + [p.grad for p in params]
+            want = [xd.grad] + ([wd.grad, bd.grad] if affine else [])
+            for name, g, e in zip(("dx", "dweight", "dbias"), got, want):
+                torch.testing.assert_close(g, e, msg=lambda m, n=name: f"{fmt} {face} {n}: {m}")
+
+
+def test_reference_traced_at_batch_one_runs_at_other_batches():
+    """The reference's batch-1 path (batch_norm over the one sample) is eager only: a model traced
+    (torch.jit.trace) at batch 1 and run at batch 3 must still normalise each sample alone, not the
+    three together; one exported with a dynamic batch must export (a test of the batch size would
+    refuse batch 1 in the exported range) and normalise each sample alone."""
+    module = InstanceNormAct2d(3, affine=True, act="none", impl="ref").eval()
+    x1, x3 = torch.randn(1, 3, 4, 5), torch.randn(3, 3, 4, 5) * torch.tensor([1.0, 5.0, 0.2])[:, None, None, None]
+    expected = _by_formula(x3, "none", 0.0, 1e-5, module.weight.detach(), module.bias.detach()).float()
+    traced = torch.jit.trace(module, x1)
+    torch.testing.assert_close(traced(x3), expected, atol=1e-5, rtol=1e-5)
+    # Exported with a dynamic batch (traced at 2, as torch.export specialises an example's size 1),
+    # then run at 1 and 3.
+    exported = torch.export.export(module, (x3[:2],), dynamic_shapes=({0: torch.export.Dim("n", min=1, max=8)},))
+    torch.testing.assert_close(exported.module()(x3), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(exported.module()(x3[1:2]), expected[1:2], atol=1e-5, rtol=1e-5)
