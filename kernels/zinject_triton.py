@@ -375,7 +375,7 @@ def _zterm_heuristic(site, t, geo, budget_scale=1.0, rows_scale=1.0, num_warps=4
     if site == "zterm.add":
         rows = N * OH * jb * ob // _target_programs(t.device)
     else:
-        rows = triton.cdiv(OH, max(1, min(OH, _target_programs(t.device) // (N * ob))))
+        rows = triton.cdiv(OH, max(1, min(OH, _target_programs(t.device) // max(1, N * ob))))
     return dict(BLOCK_J=bj, BLOCK_O=bo, ROWS=max(1, min(OH, int(rows * rows_scale))), num_warps=num_warps)
 
 

@@ -667,3 +667,18 @@ def test_functional_with_no_z_channels(mode, poisoned):
     assert leaves[1].grad is None or leaves[1].grad.shape == (2, 0)  # z holds nothing to differentiate
     for name, got, exp in zip(("x", "weight", "bias"), leaves[:1] + leaves[2:], want[:1] + want[2:]):
         _close(got.grad, exp.grad, torch.float32, f"grad {name}")
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_empty_batch(mode, poisoned):
+    """A batch of 0 samples, which nn.Conv2d takes (a filtered sub-batch): an empty output and zero
+    gradients for the weight and bias. The concatenation-free backward divided by the batch size
+    when planning its launch (ZeroDivisionError)."""
+    layer = ZConcatConv2d(3, 2, 4, kernel_size=3, stride=1, padding=1, impl="triton", mode=mode)
+    x, z = torch.randn(0, 3, 5, 4, requires_grad=True), torch.randn(0, 2, requires_grad=True)
+    y = layer(x, z)
+    assert y.shape == (0, 4, 5, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and z.grad.shape == z.shape
+    assert torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
+    assert torch.equal(layer.bias.grad, torch.zeros_like(layer.bias))
