@@ -282,7 +282,9 @@ class BicycleGAN(nn.Module):
             L["D"] = d_loss(self.D, out["fake_enc"], A1, B1)
         if self.rand_branch and self._rand_D() is not None:
             if cfg.variant == "bicycle":
-                if cfg.lambda_GAN2 > 0:
+                # use_same_D: D learns from the random branch whatever lambda_GAN2, which weighs
+                # only G's term there (the reference's update_D)
+                if cfg.lambda_GAN2 > 0 or cfg.model.use_same_D:
                     L["D2"] = d_loss(self._rand_D(), out["fake_rand"], A2, B2)
             else:
                 L["D"] = d_loss(self.D, out["fake_rand"], A1, B1)

@@ -247,7 +247,7 @@ def reference_iteration(model: BicycleGAN, data):
     if D is not None:
         opt["D"].zero_grad()
         losses["D"] = backward_D(D, fake_enc if enc else fake_rand, A1, B1)
-        if v == "bicycle" and cfg.model.use_same_D and cfg.lambda_GAN2 > 0:
+        if v == "bicycle" and cfg.model.use_same_D:  # whatever lambda_GAN2, which weighs G's term only
             losses["D2"] = backward_D(D, fake_rand, A2, B2)
         opt["D"].step()
     if model.D2 is not None:
@@ -278,6 +278,8 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
     # a zero weight drops its term (and D2 with lambda_GAN2 = 0, D with lambda_GAN = 0)
     dict(lambda_kl=0.0, lambda_z=0.0, lambda_GAN2=0.0),
     dict(**{**WEIGHTS, "lambda_GAN": 0.0}),
+    # use_same_D: D learns from the random branch too, also where G's term there is off (update_D)
+    dict(**{**WEIGHTS, "lambda_GAN2": 0.0}, model=dict(use_same_D=True)),
 ])
 def test_train_step_equals_reference_order(options):
     options = dict(options)
