@@ -140,6 +140,17 @@ class ModelConfig:
                 f"crop size {h}x{w} is not a multiple of 2^num_downs = {m} (netG={self.netG}, "
                 f"num_downs={depth}); use a size such as {fix}, or set num_downs <= "
                 f"{_pow2_depth(h, w)} (netG=unet derives it from the size)")
+        # Scale i of a multi-scale D has round(ndf / 2^i) filters (the reference's rounding, half to even);
+        # a scale left none failed in the initialisation with a ZeroDivisionError.
+        multi = [k for k in ("netD", "netD2") if d_geometry(getattr(self, k), self.num_Ds)[1] > 1]
+        empty = next((i for i in range(self.num_Ds) if round(self.ndf / 2 ** i) < 1), None)
+        if multi and empty is not None:
+            last = 2 ** (self.num_Ds - 1)
+            fits = next(n for n in range(self.ndf + 1, 2 * last + 1) if round(n / last) >= 1)
+            raise ConfigError(
+                f"ndf={self.ndf} with num_Ds={self.num_Ds} leaves the discriminators' scale {empty + 1} "
+                f"({', '.join(f'{k}={getattr(self, k)}' for k in multi)}) round({self.ndf} / {2 ** empty}) = 0 "
+                f"filters; use ndf >= {fits} or num_Ds <= {empty}")
         # InstanceNorm needs more than one element per plane: check the deepest normed layers. Both
         # discriminators at once (naming one, then after its fix the other, took two tries).
         def least_side(net):  # the smallest image side `net` takes, or None when min(h, w) will do

@@ -36,7 +36,8 @@ def refused(make, message):
 
 # -- integers: the lowest value passes, one below is refused, with what would work -----------------
 @pytest.mark.parametrize("make,name,low,optional", [
-    *[(model, n, 1, False) for n in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds")],
+    *[(model, n, 1, False) for n in ("input_nc", "output_nc", "ngf", "nef", "num_Ds")],
+    (lambda **kw: model(num_Ds=1, **kw), "ndf", 1, False),  # one scale: ndf 1 builds (see below for more)
     (model, "nz", 0, False), (model, "num_downs", 2, True),
     (DataConfig, "load_size", 1, False), (DataConfig, "num_workers", 0, True),
     (DataConfig, "max_dataset_size", 1, True), (DataConfig, "max_pixels", 1, False),
@@ -233,6 +234,31 @@ def test_a_discriminator_too_deep_for_the_size_says_what_fits():
     refused(lambda: model(netD="basic_256_multi", netD2="basic_256_multi"),
             "netD=basic_256_multi and netD2=basic_256_multi with num_Ds=2 are too deep for 32x32 images (their "
             "coarsest scale would shrink to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
+
+
+@pytest.mark.parametrize("ndf,num_Ds,filters", [(1, 1, [1]), (2, 2, [2, 1]), (3, 3, [3, 2, 1]), (5, 4, [5, 2, 1, 1])])
+def test_every_discriminator_scale_keeps_a_filter(ndf, num_Ds, filters):
+    """Scale i has round(ndf / 2^i) filters, rounded half to even as the reference's int(round(...)):
+    the values are worked out by hand, and the network is built to show they are what it has."""
+    D = MultiscaleDiscriminator(3, ndf, "basic_128_multi", num_Ds, "instance", "ref")
+    assert [s[0].out_channels for s in D.scales] == filters
+    assert model(ndf=ndf, num_Ds=num_Ds, crop_size=128).ndf == ndf
+
+
+def test_a_discriminator_scale_without_filters_is_refused_naming_ndf_and_num_Ds():
+    """ndf 1 at two scales built a scale of round(1/2) = 0 filters and failed in the initialisation
+    with a ZeroDivisionError; ndf 2 at three scales likewise (round(2/4) = round(0.5) = 0)."""
+    refused(lambda: model(ndf=1),
+            "ndf=1 with num_Ds=2 leaves the discriminators' scale 2 (netD=basic_128_multi, "
+            "netD2=basic_128_multi) round(1 / 2) = 0 filters; use ndf >= 2 or num_Ds <= 1")
+    refused(lambda: model(ndf=2, num_Ds=3, netD="basic_128", crop_size=128),
+            "ndf=2 with num_Ds=3 leaves the discriminators' scale 3 (netD2=basic_128_multi) "
+            "round(2 / 4) = 0 filters; use ndf >= 3 or num_Ds <= 2")
+    refused(lambda: model(ndf=4, num_Ds=4, crop_size=128),
+            "ndf=4 with num_Ds=4 leaves the discriminators' scale 4 (netD=basic_128_multi, "
+            "netD2=basic_128_multi) round(4 / 8) = 0 filters; use ndf >= 5 or num_Ds <= 3")
+    # single-scale discriminators take no num_Ds: ndf 1 builds
+    assert model(ndf=1, netD="basic_128", netD2="basic_128").ndf == 1
 
 
 @pytest.mark.parametrize("name,num_Ds,geometry", [
