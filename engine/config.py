@@ -328,6 +328,9 @@ class TrainConfig:
         if self.model.nz == 0 and self.variant != "pix2pix":
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")
+        if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
+            raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
+                              f"use nz > 0 or lambda_ms=0")
         self.data.check_fits(self.model)
         self._check_evaluation()
 

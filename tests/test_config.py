@@ -372,6 +372,16 @@ def test_only_pix2pix_goes_without_a_latent_code():
         assert TrainConfig(model=model(nz=1), data=DataConfig(load_size=32), variant=variant).model.nz == 1
 
 
+def test_the_mode_seeking_loss_needs_a_latent_code():
+    """lambda_ms divides by mean|z1 - z2|: with nz=0 a mean over no values (NaN), and the first step
+    filled G with NaN."""
+    zero = ModelConfig(**{**SMALL, "nz": 0})
+    refused(lambda: TrainConfig(model=zero, data=DataConfig(load_size=32), variant="pix2pix", lambda_ms=0.5),
+            "lambda_ms=0.5 rewards outputs that differ with z, and nz=0 has none; use nz > 0 or lambda_ms=0")
+    assert TrainConfig(model=zero, data=DataConfig(load_size=32), variant="pix2pix", lambda_ms=0.0).lambda_ms == 0
+    assert TrainConfig(model=model(nz=1), data=DataConfig(load_size=32), variant="pix2pix", lambda_ms=0.5).model.nz == 1
+
+
 def test_which_variants_use_the_encoder():
     assert {v: train(variant=v).uses_encoder for v in ("bicycle", "cvae", "clr", "cae", "pix2pix")} == {
         "bicycle": True, "cvae": True, "clr": True, "cae": True, "pix2pix": False}
