@@ -25,6 +25,14 @@ NET_D = ("basic_256_multi", "basic_128_multi", "basic_256", "basic_128")
 NL = ("relu", "lrelu", "elu")
 VARIANTS = ("bicycle", "cvae", "clr", "cae", "pix2pix")
 COMPILE_MODES = ("off", "default", "max-autotune", "aot_eager")
+# The weights of each variant's loss terms (engine/model.py); the others are ignored by that variant.
+VARIANT_TERMS = {
+    "bicycle": ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl", "lambda_ms"),
+    "cvae": ("lambda_L1", "lambda_GAN", "lambda_kl", "lambda_ms"),
+    "cae": ("lambda_L1", "lambda_GAN", "lambda_ms"),
+    "clr": ("lambda_GAN", "lambda_z", "lambda_ms"),
+    "pix2pix": ("lambda_L1", "lambda_GAN", "lambda_ms"),
+}
 # Default U-Net depth of each named generator; "unet" derives it from the crop size.
 UNET_DEPTH = {"unet_256": 8, "unet_128": 7}
 
@@ -328,6 +336,10 @@ class TrainConfig:
         if self.model.nz == 0 and self.variant != "pix2pix":
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")
+        terms = VARIANT_TERMS[self.variant]
+        if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
+            raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "
+                              f"has no loss term to train with; give one of them a weight > 0")
         if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
             raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
                               f"use nz > 0 or lambda_ms=0")

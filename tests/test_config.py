@@ -382,6 +382,26 @@ def test_the_mode_seeking_loss_needs_a_latent_code():
     assert TrainConfig(model=model(nz=1), data=DataConfig(load_size=32), variant="pix2pix", lambda_ms=0.5).model.nz == 1
 
 
+@pytest.mark.parametrize("variant,terms", [
+    ("bicycle", ["lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl", "lambda_ms"]),
+    ("cvae", ["lambda_L1", "lambda_GAN", "lambda_kl", "lambda_ms"]),
+    ("cae", ["lambda_L1", "lambda_GAN", "lambda_ms"]),
+    ("clr", ["lambda_GAN", "lambda_z", "lambda_ms"]),
+    ("pix2pix", ["lambda_L1", "lambda_GAN", "lambda_ms"]),
+])
+def test_a_variant_whose_terms_all_weigh_zero_is_refused(variant, terms):
+    """cLR-GAN with lambda_GAN=0 and lambda_z=0 had no term at all: train_step's backward of a sum of
+    nothing was an AttributeError ('int' object has no attribute 'backward'); the others trained on
+    a loss of 0. Each term alone is enough; the weights of terms the variant does not have are not."""
+    zeros = dict.fromkeys(terms, 0.0)
+    others = {n: 1.0 for n in ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl") if n not in terms}
+    refused(lambda: train(variant=variant, **zeros, **others),
+            f"variant={variant} with {', '.join(f'{n}=0.0' for n in terms)} has no loss term to train with; "
+            f"give one of them a weight > 0")
+    for n in terms:
+        assert getattr(train(variant=variant, **{**zeros, n: 0.5}), n) == 0.5
+
+
 def test_which_variants_use_the_encoder():
     assert {v: train(variant=v).uses_encoder for v in ("bicycle", "cvae", "clr", "cae", "pix2pix")} == {
         "bicycle": True, "cvae": True, "clr": True, "cae": True, "pix2pix": False}
