@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -219,9 +220,10 @@ def _unreachable(e: BaseException) -> bool:
         errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
+def _fetch(url: str, part: Path, label: str, progress: bool, by_hand: str) -> int | None:
     """Stream `url` into `part`, resuming what is already there, until the whole file is in.
-    Returns the size the server announced (None if it did not)."""
+    Returns the size the server announced (None if it did not). by_hand: how to do without the
+    network, said when it cannot be reached."""
     bar, failures = _Bar(label, progress), 0
     try:
         while True:
@@ -250,8 +252,9 @@ def _fetch(url: str, part: Path, label: str, progress: bool) -> int | None:
                 failures = 0 if grew else failures + 1
                 if _unreachable(e) or failures > RETRIES:
                     reason = getattr(e, "reason", None) or e
-                    raise DownloadError(f"cannot download {url}: {reason}; check the network connection or "
-                                        f"use a mirror (--mirror URL or {MIRROR_ENV}){_kept(part)}") from None
+                    raise DownloadError(f"cannot download {url}: {reason}; check the network connection, "
+                                        f"use a mirror (--mirror URL or {MIRROR_ENV}) or {by_hand}{_kept(part)}"
+                                        ) from None
             if failures:
                 time.sleep(BACKOFF * 2 ** (failures - 1))
     finally:
@@ -274,10 +277,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(address: str, url: str, part: Path, progress: bool) -> dict:
+def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) -> dict:
     """Fetch `url` (the recorded `address` or its mirror) into `part` and check its size and digest.
     Returns {"address", "url", "size", "sha256"}; a file that does not match is deleted."""
-    announced = _fetch(url, part, part.name[1:].removesuffix(".part"), progress)
+    announced = _fetch(url, part, part.name[1:].removesuffix(".part"), progress, by_hand)
     size, digest = part.stat().st_size, _sha256(part)
     want = RECORDED.get(address)
     problem = (f"{size} bytes with SHA-256 {digest}, expected {want[0]} bytes with {want[1]}"
@@ -424,7 +427,8 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
     check_writable(dir, "the dataset")
     # A dataset and its test set share a file name (edges2shoes.tar.gz): their partial files must not.
     part = dir / f".{'testset_' if testset else ''}{PurePosixPath(urlsplit(address).path).name}.part"
-    source = _download(address, url, part, progress)
+    source = _download(address, url, part, progress,
+                       f"fetch {url} elsewhere and extract it so that {target} holds its train/, val/ or test/ folder")
     for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
@@ -461,9 +465,13 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
         return out
     check_writable(dir, "the pretrained model")
     sources, parts = {}, {}
+    urls = {net: resolve_url(address, mirror) for net, address in MODELS[name].items()}
+    files = {net: PurePosixPath(urlsplit(url).path).name for net, url in urls.items()}
+    by_hand = (f"fetch {urls['G']} and {urls['E']} elsewhere and import them: bicyclegan import-official "
+               f"--preset {name} --G {files['G']} --E {files['E']} --out {shlex.quote(str(out))}")
     for net, address in MODELS[name].items():
         parts[net] = dir / f".{name}_net_{net}.pth.part"
-        sources[net] = _download(address, resolve_url(address, mirror), parts[net], progress)
+        sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
     cfg = pretrained_config(name)
     try:
         model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
