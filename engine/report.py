@@ -671,6 +671,9 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     the log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as
     an earlier one, and each log line parsed once."""
     run = Path(run_dir)
+    if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
+        raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
+                          else f"run folder {run} does not exist (the --out of a training)")
     shown = spread(run_grids(run), MAX_GRIDS)
     # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)
     # had its column titles at 36 % (4 px letters) and lost its images' detail. Not beyond

@@ -308,6 +308,18 @@ def test_report_of_a_run_without_anything_yet(tmp_path):
     assert "No losses logged yet" in page and "No sample grid yet" in page and "Not evaluated yet" in page
 
 
+
+def test_report_of_no_run_folder_is_refused_by_name(tmp_path):
+    # A mistyped run folder was made, with an empty report in it; a checkpoint given for its run
+    # was an OutputError about <file>/report.html ("File exists").
+    with pytest.raises(ConfigError, match=rf"run folder {re.escape(str(tmp_path / 'rnus'))} does not exist"):
+        write_report(tmp_path / "rnus")
+    assert not (tmp_path / "rnus").exists()
+    ckpt = tmp_path / "latest.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(ckpt))} is a file, not a run folder"):
+        write_report(ckpt)
+
 def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
     run, _ = fake_run(tmp_path, n_grids=2)
     cache = {}
