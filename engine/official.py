@@ -36,6 +36,19 @@ def _state_dict_file(path) -> dict:
     return sd
 
 
+def _parting(theirs: list, ours: list) -> str:
+    """Where two lists of (name, tensor) of different lengths first part: the first position whose
+    shapes differ, else the end of the shorter."""
+    for (k_t, v_t), (k_o, v_o) in zip(theirs, ours):
+        if v_t.shape != v_o.shape:
+            return f"the file's {k_t} {tuple(v_t.shape)} where ours has {k_o} {tuple(v_o.shape)}"
+    if len(theirs) < len(ours):
+        k_o, v_o = ours[len(theirs)]
+        return f"the file ends where ours has {k_o} {tuple(v_o.shape)}"
+    k_t, v_t = theirs[len(ours)]
+    return f"the file's {k_t} {tuple(v_t.shape)} beyond our last"
+
+
 def load_official_into(net: torch.nn.Module, path) -> None:
     """Load a state_dict saved by the reference implementation into our network (matched by order)."""
     # A network saved while wrapped in nn.DataParallel has every name prefixed with "module.".
@@ -57,8 +70,9 @@ def load_official_into(net: torch.nn.Module, path) -> None:
     theirs = [kv for _, kv in sorted(enumerate(theirs), key=lambda e: (rank.get(e[1][0].split(".")[0], 0), e[0]))]
     if len(theirs) != len(ours):
         raise CheckpointError(f"{path} holds {len(theirs)} tensors, the configured {type(net).__name__} has "
-                              f"{len(ours)}: the model options (netG/netE/netD, where_add, norm, upsample, "
-                              f"nz, ngf...) do not match the network that was saved")
+                              f"{len(ours)}; the first that differ: {_parting(theirs, list(ours.items()))}: "
+                              f"the model options (netG/netE/netD, where_add, norm, upsample, nz, ngf...) do "
+                              f"not match the network that was saved, or the file lacks a tensor or has one more")
     for (k_ours, v_ours), (k_theirs, v_theirs) in zip(ours.items(), theirs):
         if v_ours.shape != v_theirs.shape:
             raise CheckpointError(f"{path}: {k_theirs} has shape {tuple(v_theirs.shape)} but our {k_ours} "

@@ -241,3 +241,27 @@ def test_a_file_of_other_options_is_refused_naming_the_file_and_the_tensor(tmp_p
     with pytest.raises(CheckpointError, match=r"G\.pth: model\.down\.0\.weight has shape \(2, 9, 4, 4\) but our "
                                               r"model\.down\.weight has \(2, 11, 4, 4\)"):
         load_official_into(build(maps, "G"), tmp_path / "G.pth")
+
+
+@pytest.mark.parametrize("lose", ["model.submodule.submodule.down.1.bias", "model.up.1.bias", None])
+def test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours(tmp_path, lose):
+    # The reference's default G with one tensor missing (inside, or the last), or one extra at the
+    # end: the count alone left the user to find which.
+    o, cfg, _ = CASES["default"]
+    entries = layout(o, "G")
+    values = coded_values(entries)
+    if lose:
+        entries = [e for e in entries if e[0] != lose]
+    save(values, entries, tmp_path / "G.pth")
+    if lose is None:
+        torch.save({**torch.load(tmp_path / "G.pth"), "extra.weight": torch.zeros(3)}, tmp_path / "G.pth")
+    want = {"model.submodule.submodule.down.1.bias":  # the next tensor stands where ours has the lost one
+            r"holds 31 tensors, .* has 32; the first that differ: the file's "
+            r"model\.submodule\.submodule\.submodule\.down\.1\.weight \(16, 16, 4, 4\) where ours has "
+            r"model\.submodule\.submodule\.down\.bias \(8,\)",
+            "model.up.1.bias": r"holds 31 tensors, .* has 32; the first that differ: the file ends where ours "
+                               r"has model\.up\.bias \(3,\)",
+            None: r"holds 33 tensors, .* has 32; the first that differ: the file's extra\.weight \(3,\) "
+                  r"beyond our last"}[lose]
+    with pytest.raises(CheckpointError, match=want):
+        load_official_into(build(cfg, "G"), tmp_path / "G.pth")
