@@ -47,6 +47,8 @@ def save_image(img, path, *, what: str = "image") -> Path:
 def check_writable(folder: str | os.PathLike, what: str) -> Path:
     """Fail now, before long work, if results cannot be written into `folder` (created if missing)."""
     folder = Path(folder)
+    if folder.is_file():  # mkdir's "File exists" read as if the folder were there
+        raise OutputError(f"cannot write {what} into {folder}: it is a file, not a folder; choose another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

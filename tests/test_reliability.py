@@ -495,6 +495,9 @@ def test_io_destinations_under_a_file_are_refused(tmp_path):
             f"cannot write file {tmp_path / 'f' / 'sub' / 'x.bin'}: Not a directory")
     refused(lambda: io.check_writable(tmp_path / "f" / "sub", "results"), OutputError,
             f"cannot write results into {tmp_path / 'f' / 'sub'}: Not a directory; choose another folder")
+    # The folder itself a file (download --dir FILE): it said "File exists (... MiB free in FILE)".
+    refused(lambda: io.check_writable(tmp_path / "f", "results"), OutputError,
+            f"cannot write results into {tmp_path / 'f'}: it is a file, not a folder; choose another folder")
 
 
 def test_io_text_json_and_png_are_written_as_asked(tmp_path):
