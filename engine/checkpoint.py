@@ -143,7 +143,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     """A BicycleGAN rebuilt from the config stored in the checkpoint, with its weights.
 
     training=False (inference: sample, evaluate, export) builds and loads G (its moving average
-    when there is one) and E only; training=True everything, optimisers included.
+    when there is one) and E only, in eval mode; training=True everything, optimisers included.
     `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last).
     For inference a stored impl="triton" that `device` cannot run becomes "auto".
     path: a checkpoint file, or a run folder (its checkpoints/latest.pt), as every command takes it."""
@@ -175,6 +175,8 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
         # would pass for the model's (a training run from it trains one).
         model.E = None
+    if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
+        model.eval()
     return model
 
 

@@ -1,6 +1,7 @@
 """What a careless user or an attacker can do to the engine: unsafe or damaged checkpoints,
 diverging runs, bad option values, unwritable destinations, interrupted saves, changed data.
 Each case must end in the project's own one-line error (exit 2 from the CLI) with nothing good lost."""
+import copy
 import hashlib
 import json
 import math
@@ -259,6 +260,20 @@ def test_inference_loads_g_and_e_and_training_everything(tmp_path):
         for loaded in (training, inference) if name in ("G", "E") else (training,):
             for a, b in zip(net.state_dict().values(), loaded.networks()[name].state_dict().values()):
                 assert torch.equal(a, b), name
+
+
+def test_a_model_loaded_for_inference_is_in_eval_mode(tmp_path):
+    # model.generate() from Python (the README's API) ran dropout and moved BatchNorm's running
+    # statistics: two calls with one z drew two outputs, and the model itself changed.
+    cfg = TrainConfig(model=ModelConfig(**{**TINY, "use_dropout": True, "norm": "batch"}))
+    save_checkpoint(BicycleGAN(cfg), tmp_path / "ck.pt")
+    model = load_checkpoint(tmp_path / "ck.pt")
+    assert not any(m.training for m in model.modules())
+    A, z = torch.rand(2, 3, TINY["crop_size"], TINY["crop_size"]) * 2 - 1, torch.randn(2, model.cfg.model.nz)
+    before = copy.deepcopy(model.G.state_dict())
+    assert torch.equal(model.generate(A, z), model.generate(A, z))
+    assert all(torch.equal(v, model.G.state_dict()[k]) for k, v in before.items())
+    assert load_checkpoint(tmp_path / "ck.pt", training=True).training  # resuming trains on
 
 
 def test_only_impl_and_channels_last_may_be_overridden_at_load(tmp_path):
