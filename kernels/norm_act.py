@@ -108,6 +108,12 @@ class InstanceNormAct2d(nn.Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
+    def reset_parameters(self) -> None:
+        """Weight 1, bias 0, as nn.InstanceNorm2d's: init code that calls it on norm layers reaches these."""
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
     def forward(self, x):
         if x.dim() == 4 and x.shape[1] != self.num_features:
             raise ValueError(f"InstanceNormAct2d: expected {self.num_features} channels, "

@@ -205,6 +205,20 @@ def test_module_state_dict_round_trip(device, affine):
     _close(fused(x), nn.functional.leaky_relu(norm(x), 0.1), torch.float32, "y")
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_reset_parameters_as_instancenorm2d(affine):
+    # init code that calls reset_parameters() on every layer that has it (the fused layer had none)
+    fused, norm = InstanceNormAct2d(3, affine=affine), nn.InstanceNorm2d(3, affine=affine)
+    for m in (fused, norm):
+        for p in m.parameters():
+            nn.init.normal_(p)
+        m.reset_parameters()
+    assert list(fused.state_dict()) == list(norm.state_dict())
+    for k, v in norm.state_dict().items():
+        assert torch.equal(fused.state_dict()[k], v), k
+    assert not affine or torch.equal(fused.weight, torch.ones(3)) and torch.equal(fused.bias, torch.zeros(3))
+
+
 def test_module_repr():
     assert repr(InstanceNormAct2d(4, affine=True)) == (
         "InstanceNormAct2d(4, eps=1e-05, affine=True, act=leaky_relu, slope=0.2, impl=auto)")
