@@ -40,6 +40,10 @@ def _pos(u, d):
     return dmath.min(dmath.floor(u * (d + 1)), d) / scale
 
 
+class _Changed(RuntimeError):
+    """A batch with a file that no longer fits the checks (_check_sizes), recovered from as DALI's errors are."""
+
+
 class DaliLoader(PairedLoader):
     backend = "dali"
 
@@ -53,14 +57,14 @@ class DaliLoader(PairedLoader):
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
         self._random = spec.augment or self.shuffle
         self._active = None     # the pass that owns self._pipe (one pass at a time)
+        self._fitting = set()   # file sizes (H, W [, B's H, W]) that fit the checks' rules: _check_sizes
 
     # -- graph ------------------------------------------------------------------------------
     def _decode(self, encoded):
         # EXIF orientation is ignored, as by PIL and the reference
         img = fn.decoders.image(encoded, device="mixed" if self._gpu else "cpu", output_type=types.RGB,
                                 adjust_orientation=False)
-        shape = fn.peek_image_shape(encoded, adjust_orientation=False)
-        return img, shape[0], shape[1]
+        return img, fn.peek_image_shape(encoded, adjust_orientation=False)  # H, W, C
 
     def _half(self, img, h, w, x):
         return fn.crop(img, crop_h=_float(h), crop_w=_float(w), crop_pos_x=x, crop_pos_y=0.0)
@@ -84,13 +88,15 @@ class DaliLoader(PairedLoader):
                   "stick_to_shard": True, "pad_last_batch": True, "labels": list(range(len(paths)))}
         with pipe:
             enc_a, label = fn.readers.file(files=[a for a, _ in paths], name="A", **reader)
-            img, h, w = self._decode(enc_a)
+            img, shape = self._decode(enc_a)
+            h, w, shapes = shape[0], shape[1], [shape]
             if self.layout == "aligned":
                 w = w // 2
                 a, b = self._half(img, h, w, 0.0), self._half(img, h, w, 1.0)
             elif self.layout == "ab_folders":
                 enc_b, _ = fn.readers.file(files=[b for _, b in paths], name="B", **reader)
-                a, b = img, self._decode(enc_b)[0]
+                b, b_shape = self._decode(enc_b)
+                a, shapes = img, shapes + [b_shape]
             else:
                 a, b = img, None
             if b is not None and self.spec.direction == "BtoA":
@@ -106,7 +112,7 @@ class DaliLoader(PairedLoader):
             outs = [self._finish(a, size, self.spec.input_nc, pos, mirror)]
             if b is not None:
                 outs.append(self._finish(b, size, self.spec.output_nc, pos, mirror))
-            pipe.set_outputs(*outs, label)
+            pipe.set_outputs(*outs, *shapes, label)  # the files' sizes: _check_sizes
         pipe.build()
         return pipe
 
@@ -140,6 +146,22 @@ class DaliLoader(PairedLoader):
                     sample, self.layout, self.spec, sizes, self.output_sizes)):
                 bad.append((i, sample.path, f"changed since the checks: {why}"))
         return bad
+
+    def _check_sizes(self, shapes, labels, positions):
+        """Raises _Changed for a batch holding a file replaced since the checks by one that decodes and
+        fits the batch (an odd width, which DALI splits one pixel off the middle): named as a file that
+        fails is (_recover). shapes: the batch's (H, W, C) of A [and B]; a size the checks' rules took
+        once is not judged again."""
+        hw = [np.array(s.as_tensor())[:, :2] for s in shapes]
+        for j, label in enumerate(labels):
+            key = tuple(int(v) for x in hw for v in x[j])
+            if key in self._fitting:
+                continue
+            sample = self.samples[positions[label]]
+            sizes = {path: (int(x[j][1]), int(x[j][0])) for path, x in zip((sample.path, sample.b_path), hw)}
+            if changed_since_checks(sample, self.layout, self.spec, sizes, self.output_sizes):
+                raise _Changed(sample.path)
+            self._fitting.add(key)
 
     def _named_by_dali(self, err, indices):
         """The files that DALI's error says it failed to decode (where PIL decodes them)."""
@@ -209,9 +231,13 @@ class DaliLoader(PairedLoader):
                 while True:
                     try:
                         outs = self._pipe.run()
+                        n = min(self.batch_size, len(mine) - done)
+                        labels = np.array(outs[-1].as_tensor()).reshape(-1)[:n]
+                        images = 1 if self.layout == "single" else 2
+                        self._check_sizes(outs[images:-1], labels, positions)
                         # in the try: a batch of images of unequal sizes (a file replaced since the checks)
                         # fails here, not in run()
-                        tensors = [self._tensor(o) for o in outs[:-1]]
+                        tensors = [self._tensor(o) for o in outs[:images]]
                         break
                     except RuntimeError as err:
                         self._pipe = None   # a DALI pipeline is unusable after an error
@@ -219,8 +245,6 @@ class DaliLoader(PairedLoader):
                         positions, restarts = mine[done:], restarts + 1
                         self._pipe = self._build(self._pairs(positions), 0, 1, sharding.pipeline_seed(
                             self.seed, epoch, self.rank, restarts))
-                n = min(self.batch_size, len(mine) - done)
-                labels = np.array(outs[-1].as_tensor()).reshape(-1)[:n]
                 batch = {"A": tensors[0][:n]}
                 if self.layout != "single":
                     batch["B"] = tensors[1][:n]

@@ -516,10 +516,12 @@ def test_a_file_replaced_by_another_size_after_the_checks_is_named(tmp_path, num
 @pytest.mark.parametrize("preprocess, size, reason", [
     ("crop", (8, 18), "size 9x8 (W x H, 9x8 after resize) is smaller than crop_size 16x16"),
     ("none", (8, 18), "size 18x8 gives 8x8 (W x H), which the checks found in no file"),
-])  # (an odd width DALI crops as it comes, without an error to recover from: not caught on this loader)
+    ("crop", (16, 33), "odd width 33: cannot split into equal A | B halves"),
+])
 def test_dali_names_a_file_replaced_by_another_size_after_the_checks(tmp_path, preprocess, size, reason):
     """The same on DALI's loader: with crop it listed the whole batch ("DALI failed on a batch read
-    from"), with none a raw traceback (IsDenseTensor) from handing over unequal images as one tensor."""
+    from"), with none a raw traceback (IsDenseTensor) from handing over unequal images as one tensor,
+    and an odd width it split one pixel off the middle without a word."""
     paths = good_set(tmp_path, n=4)
     kw = {"shuffle": False, "drop_last": True, "load_size": 16, "crop_size": 16, "preprocess": preprocess}
     strict, lenient = load(tmp_path, "dali", **kw), load(tmp_path, "dali", skip_bad=True, **kw)
