@@ -281,7 +281,11 @@ class Evaluation:
         if self.dist.grouped:  # (the payload is small but for FID's features and the demo's images)
             shares = [None] * self.dist.world if self.dist.main else None
             tdist.gather_object(mine, shares, dst=0)
-        told = [self._result(shares, n_samples, seed) if self.dist.main else None]
+        told = [None]
+
+        def combine():
+            told[0] = self._result(shares, n_samples, seed)
+        self.dist.main_decides(combine)  # (its error, e.g. FID's on degenerate features, is every rank's)
         if self.dist.grouped:
             tdist.broadcast_object_list(told, src=0)
         return told[0]

@@ -681,13 +681,20 @@ def _share_rank(rank, world, port, out_dir, root):
     out["stop"] = ev.run(3, seed=7, stop=lambda: asked.append(1) or (rank == 1 and len(asked) > 1))
     # an error on rank 1 alone (a file changed since the checks): every rank raises it, no rank waits
     ev_module.sample_columns = real_columns if rank == 0 else _raising
-    try:
-        ev.run(3, seed=7)
-        out["error"] = None
-    except Exception as e:
-        out["error"] = (type(e).__name__, str(e), getattr(e, "from_rank0", False))
+    out["error"] = _error_of(lambda: ev.run(3, seed=7))
+    # an error in rank 0's combining of the shares: the other rank, waiting for the result, raises it too
+    ev_module.sample_columns = real_columns
+    ev_module.fid_from_features = _raising
+    out["combine_error"] = _error_of(lambda: ev.run(3, seed=7))
     torch.save(out, os.path.join(out_dir, f"{rank}.pt"))
     dist.destroy_process_group()
+
+
+def _error_of(call):
+    try:
+        call()
+    except Exception as e:
+        return type(e).__name__, str(e), getattr(e, "from_rank0", False)
 
 
 def _raising(*a, **k):
@@ -717,3 +724,5 @@ def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp
     assert r0["stop"] is None and r1["stop"] is None
     assert r1["error"] == ("DatasetError", "x.png changed since the checks", False)  # printed by rank 1
     assert r0["error"] == ("DatasetError", "x.png changed since the checks", True)  # not again by rank 0
+    assert r0["combine_error"] == ("DatasetError", "x.png changed since the checks", False)
+    assert r1["combine_error"] == ("DatasetError", "x.png changed since the checks", True)
