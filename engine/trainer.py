@@ -837,6 +837,8 @@ class Trainer:
         try:
             if cfg.eval_every and self.resume_path is not None:
                 self.validate(owed_only=True)  # the one a stop skipped, at the step it was owed for
+                if self.world == 1:  # a stop during it: no step trained (the ranks agree at a log interval)
+                    stop = self._stop.received
             while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
                 self.model.set_lr(lr)

@@ -323,6 +323,33 @@ def _signalled_at(t, step):
     t.model.train_step = train_step
 
 
+def test_a_stop_during_the_owed_evaluation_at_a_resume_trains_no_step(tmp_path, data, monkeypatch):
+    # The resumed run's first act is the owed evaluation; a SIGTERM during it gave that up and then
+    # trained one step before stopping, so the evaluation owed for step 4 was made at step 5's weights.
+    kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=100)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
+    _signalled_at(t, 4)
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 4"):
+        t.train()
+    run = tmp_path / "run"
+    real_columns = ev_module.sample_columns
+
+    def sample_columns(*a, **k):  # the owed evaluation's first batch brings the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_columns(*a, **k)
+    monkeypatch.setattr(ev_module, "sample_columns", sample_columns)
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    t.evaluation.batch_size = 1  # 3 batches: given up after the first
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 4"):
+        t.train()
+    ckpt = read_checkpoint(run / "checkpoints" / "latest.pt")
+    assert (ckpt["step"], ckpt["eval_owed"]) == (4, 4)
+    assert max(r["step"] for r in read_lines(run / "log.jsonl")) == 4
+    monkeypatch.undo()
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False).train()
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4, 6]
+
+
 @pytest.mark.parametrize("during", [False, True])
 def test_a_stop_skips_the_evaluation_and_the_resumed_run_makes_it_first(tmp_path, data, monkeypatch, during):
     # A preempted job has seconds: the evaluation of the step the signal came in (during=False), or the one
