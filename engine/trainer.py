@@ -892,6 +892,12 @@ class Trainer:
                 self.write_report()  # the page's status at the stop (a grid would take time a preemption may not give)
             elif self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
                 self.sample()
+        except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
+            skip = "" if cfg.data.skip_bad else " (with --skip_bad to leave such files out)"
+            then = ("no checkpoint was written before it: start the run again" if self.saved_step is None else
+                    f"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it with --resume")
+            raise DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
+                               f"{e}\n{then}{skip}") from e
         finally:
             self.progress.close()
             if log:

@@ -47,7 +47,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.runtime import results_dir
 from bicyclegan.engine.trainer import Trainer
-from bicyclegan.pipelines import atomic, make_demo_dataset
+from bicyclegan.pipelines import DatasetError, atomic, make_demo_dataset
 
 
 @pytest.fixture(scope="module")
@@ -601,6 +601,28 @@ def test_nonfinite_models_are_refused_by_save_evaluate_and_export(tmp_path, data
     with pytest.raises(DivergenceError):
         export_generator(model, tmp_path / "g.pt2")
     assert not (tmp_path / "g.pt2").exists()
+
+
+def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_path):
+    # A dataset rewritten while a run trains: the decode error named the file alone, not where the run
+    # stopped nor what it can resume from.
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    t = Trainer(cfg(tmp_path / "run", root, max_steps=4, save_every=2, num_workers=0), progress=False)
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == 2:  # after step 2's checkpoint: every training file broken
+            for f in (root / "train").iterdir():
+                f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        return real(batch)
+    t.model.train_step = train_step
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    text = str(info.value)
+    assert text.startswith("training stopped at step 4 (epoch 2) on its data: ")  # 2 batches an epoch: 3 read
+    assert "cannot decode" in text and str(root / "train") in text
+    assert text.endswith(f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} (step 2): "
+                         "resume it with --resume (with --skip_bad to leave such files out)")
 
 
 # -- option values --------------------------------------------------------------------------------
