@@ -236,7 +236,7 @@ class Evaluation:
         """The split's loader; share: this rank's inputs alone (run())."""
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.
         whole = share is None or self.dist.world == 1
-        sharded = not whole and self.split_size == self.n_inputs  # the loader's own cut is the share
+        sharded = not whole and self._own_cut
         loader = build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
                               batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
                               layout=self.layout, **({"rank": self.dist.rank, "world": self.dist.world}
@@ -257,24 +257,24 @@ class Evaluation:
         share, rounds = self._share()
         z_all = draw_codes(self.n_inputs, n_samples, self.model.cfg.model.nz, seed)[share.start:share.stop]
         got = {"div": [], "rec": [], "lpips": [], "fake": [], "real": [], "A": [], "out": [], "B": [], "enc": []}
-        batches, seen, n_out, has_enc = iter(self._loader(share=share)), 0, n_samples, False
-        for _ in range(rounds):  # the same count on every rank, each asked to agree on going on
-            error, state = None, _GO
-            if stop is not None and stop():
-                state = _STOP
-            else:
-                try:
-                    batch = next(batches, None) if seen < len(share) else None
-                    if batch is not None:
-                        n, n_out, has_enc = self._measure(batch, z_all[seen:], got)
-                        seen += n
-                except Exception as e:  # every rank raises it, below
-                    error, state = e, _FAILED
-            state = self.dist.agree(state)
-            if state == _FAILED:
-                self.dist.raise_any(error)
-            if state == _STOP:
+        batches, seen, n_out, has_enc = None, 0, n_samples, False
+        # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
+        # the round's work: the loader's checks), then on how the work went.
+        for _ in range(rounds):
+            if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
                 return None
+            error = None
+            try:
+                if batches is None:  # in here: its refusal is every rank's; none for an empty share
+                    batches = iter(self._loader(share=share) if len(share) else ())
+                batch = next(batches, None) if seen < len(share) else None
+                if batch is not None:
+                    n, n_out, has_enc = self._measure(batch, z_all[seen:], got)
+                    seen += n
+            except Exception as e:  # every rank raises it, below
+                error = e
+            if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
+                self.dist.raise_any(error)
         mine = {"seen": seen, "n_out": n_out, "has_enc": has_enc,
                 **{k: torch.cat(v) if v else None for k, v in got.items()}}
         shares = [mine]
@@ -295,7 +295,14 @@ class Evaluation:
         that of the largest share, and one more where a share may begin inside a batch (_from_input)."""
         lo, hi = shard_range(self.n_inputs, self.dist.rank, self.dist.world)
         rounds = math.ceil(math.ceil(self.n_inputs / self.dist.world) / self.batch_size)
-        return range(lo, hi), rounds + (self.dist.world > 1 and self.split_size != self.n_inputs)
+        return range(lo, hi), rounds + (self.dist.world > 1 and not self._own_cut)
+
+    @property
+    def _own_cut(self) -> bool:
+        """Whether the loader's own cut of the split among the ranks is each rank's share: where the split
+        holds just the inputs measured (skip_bad checks every file) and each rank has some (the loader
+        refuses an empty shard). Such a loader is made by every rank at once (it splits the checks)."""
+        return self.dist.world > 1 and self.split_size == self.n_inputs >= self.dist.world
 
     def _measure(self, batch, z, got) -> tuple[int, int, bool]:
         """One batch's outputs and their measures, appended to `got` (per input, in input order); returns

@@ -672,13 +672,20 @@ def _stand_ins(setattr):
     setattr(ev_module, "load_inception", lambda *a, **k: Features())
 
 
-def _share_evaluation(root, dist_info, num, skip_bad):
+def _share_evaluation(root, dist_info, num, skip_bad, metrics="l1,palette,lpips,fid"):
     """The evaluation the ranks and the single process make alike: the tiny model from seed 0."""
     from bicyclegan.engine import BicycleGAN
     torch.manual_seed(0)
     model = BicycleGAN(tiny_cfg(root / "unused", root))
     return Evaluation(model, root, phase="val", num=num, device="cpu", batch_size=2, skip_bad=skip_bad,
-                      metrics="l1,palette,lpips,fid", dist=dist_info)
+                      metrics=metrics, dist=dist_info)
+
+
+# 5 inputs as 2 + 3 (batches of 2: a share that starts inside a batch); with skip_bad every file of the
+# split read, 3 of them measured (1 + 2); 1 input: rank 0 has none (it made no loader: an empty share
+# was refused)
+CASES = (("uneven", 5, False, "l1,palette,lpips,fid"), ("skip_bad", 3, True, "l1,palette,lpips,fid"),
+         ("one", 1, False, "l1,palette,lpips"))  # (FID needs two inputs)
 
 
 def _share_rank(rank, world, port, out_dir, root):
@@ -699,13 +706,15 @@ def _share_rank(rank, world, port, out_dir, root):
         generated.append(A.shape[0])
         return real_columns(model, A, *a, **k)
     ev_module.sample_columns = sample_columns
-    for case, num, skip_bad in (("uneven", 5, False), ("skip_bad", 3, True)):
+    for case, num, skip_bad, metrics in CASES:
         generated.clear()
-        out[case] = (_share_evaluation(root, me, num, skip_bad).run(3, seed=7), sum(generated))
+        out[case] = (_share_evaluation(root, me, num, skip_bad, metrics).run(3, seed=7), sum(generated))
     ev = _share_evaluation(root, me, 5, False)
-    # a stop signal that rank 1 alone received, before its second batch: every rank gives up
-    asked = []
-    out["stop"] = ev.run(3, seed=7, stop=lambda: asked.append(1) or (rank == 1 and len(asked) > 1))
+    # a stop signal that rank 1 alone received, before its first batch (before the loaders, whose checks
+    # are a collective) or its second: every rank gives up
+    for when in (1, 2):
+        asked = []
+        out[f"stop{when}"] = ev.run(3, seed=7, stop=lambda: asked.append(1) or (rank == 1 and len(asked) >= when))
     # an error on rank 1 alone (a file changed since the checks): every rank raises it, no rank waits
     ev_module.sample_columns = real_columns if rank == 0 else _raising
     out["error"] = _error_of(lambda: ev.run(3, seed=7))
@@ -731,24 +740,24 @@ def _raising(*a, **k):
 
 @pytest.mark.slow
 def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp_path, data, monkeypatch):
-    # Every rank generates for its own contiguous share of the inputs, with their own z, and the figures
-    # are those of one process measuring them all: 5 inputs as 2 + 3 (batches of 2: a share that starts
-    # inside a batch), and with skip_bad (every file of the split read, 3 of them measured: 1 + 2).
+    # Every rank generates for its own contiguous share of the inputs (CASES), with their own z, and the
+    # figures are those of one process measuring them all.
     from test_distributed import _free_port
     mp.spawn(_share_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
     _stand_ins(monkeypatch.setattr)
-    for case, num, skip_bad in (("uneven", 5, False), ("skip_bad", 3, True)):
-        want = _share_evaluation(data, Dist(), num, skip_bad).run(3, seed=7)
+    for case, num, skip_bad, metrics in CASES:
+        want = _share_evaluation(data, Dist(), num, skip_bad, metrics).run(3, seed=7)
         (got0, n0), (got1, n1) = r0[case], r1[case]
         assert (n0, n1) == (num // 2, num - num // 2), case  # each generated for its share alone
         assert got0 == got1  # every rank returns the result
         assert want["n_inputs"] == got0["n_inputs"] == num and want["histogram"] == got0["histogram"]
+        assert ("fid" in got0) == ("fid" in metrics)
         assert got0.keys() == want.keys() and got0["lpips"].keys() == want["lpips"].keys()
         for part, ours in ((got0, want), (got0["lpips"], want["lpips"])):
             for k, v in ours.items():  # sums in another order: equal to rounding
                 assert part[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), (case, k)
-    assert r0["stop"] is None and r1["stop"] is None
+    assert r0["stop1"] is r0["stop2"] is r1["stop1"] is r1["stop2"] is None
     assert r1["error"] == ("DatasetError", "x.png changed since the checks", False)  # printed by rank 1
     assert r0["error"] == ("DatasetError", "x.png changed since the checks", True)  # not again by rank 0
     assert r0["combine_error"] == ("DatasetError", "x.png changed since the checks", False)
