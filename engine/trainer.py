@@ -719,20 +719,25 @@ class Trainer:
             dist.all_gather_object(states, (rng_state(), interval))
             extra["rank_rng"] = [rng for rng, _ in states[1:]]
             extra["rank_log_interval"] = [own for _, own in states[1:]]
-        if not self.main:
-            return
-        try:
-            save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
-                            epoch=self.epoch if epoch is None else epoch, extra=extra)
-        except DivergenceError as e:
-            raise self._diverged(str(e)) from e
-        # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
-        # of the two written at one step, latest.pt is named (the one --resume reads).
-        if path is None or self.saved_step != self.step:
-            self.saved_step, self.saved_path = self.step, path or self.ckpt_path
+
+        def write():
+            try:
+                save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
+                                epoch=self.epoch if epoch is None else epoch, extra=extra)
+            except DivergenceError as e:
+                raise self._diverged(str(e)) from e
+            # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
+            # of the two written at one step, latest.pt is named (the one --resume reads).
+            if path is None or self.saved_step != self.step:
+                self.saved_step, self.saved_path = self.step, path or self.ckpt_path
+        # A failed write (a full disk) stops every rank: alone, rank 0 left the others in the next step's
+        # all-reduce (gloo failed them with a traceback, NCCL until torchrun killed them).
+        self.dist.main_decides(write)
 
     def sample(self):
-        if self.main:
+        """The sample grid of this step and the report: rank 0 draws and writes them, every rank calls it
+        (a failed write stops every rank, as save's)."""
+        def draw():
             path = save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
                              self.run_dir / "samples" / f"step_{self.step:07d}.png")
             save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
@@ -740,9 +745,10 @@ class Trainer:
             if self.tb:
                 self.tb.log_grid(self.step, path)
             self.write_report()
-            return path
+        self.dist.main_decides(draw)
 
     def write_report(self) -> None:
+        """Rank 0's (called within main_decides' work, or after the group ended)."""
         if self.main:
             write_report(self.run_dir, cache=self.report_cache,
                          status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
@@ -752,7 +758,10 @@ class Trainer:
     def _log(self, log, avg: dict, lr: float, ips: float) -> None:
         bad = {k: v for k, v in avg.items() if not math.isfinite(v)}
         nets = {} if bad else self.model.nonfinite()
-        if log:
+
+        def write():
+            if not log:
+                return
             # JSON has no NaN: a non-finite loss is written as null beside "diverged".
             row = {"step": self.step, "epoch": self.epoch, "lr": lr, "img_per_s": round(ips, 2),
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
@@ -770,6 +779,7 @@ class Trainer:
                                   f"{self.step}: {write_reason(e, self.run_dir)}; {self._last_good()}") from e
             if self.tb:
                 self.tb.log_row(row)
+        self.dist.main_decides(write)  # rank 0's failure stops every rank (see save)
         self.progress.update(self.step, self.epoch, ips, avg)
         if (bad or nets) and log:
             self.write_report()  # the page says so (it was left at the last sample interval)
@@ -889,7 +899,8 @@ class Trainer:
                 self.validate(stop=stop)  # the trained model's (not again for a finished run resumed)
             self.save()
             if stop is not None:
-                self.write_report()  # the page's status at the stop (a grid would take time a preemption may not give)
+                # The page's status at the stop (a grid would take time a preemption may not give).
+                self.dist.main_decides(self.write_report)
             elif self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
                 self.sample()
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact

@@ -537,3 +537,51 @@ def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
     assert done.returncode != 0
     assert said.count("is in use by another training, still running") == 1, said
     assert "[rank1]" not in said and "Connection closed by peer" not in said, said  # rank 1 exits 2, in silence
+
+
+def _full_disk_rank(rank, world, port, out_dir, args, name):
+    """_cli_rank where rank 0's disk is full for one file of the run folder: the checkpoint's or a grid's
+    rename fails, or the training log's append."""
+    if rank == 0:
+        from pathlib import Path
+
+        from bicyclegan.engine import trainer
+        if name == "log.jsonl":
+            class Full:
+                def write(self, text):
+                    raise OSError(28, "No space left on device")
+
+                def flush(self):
+                    pass
+
+                def close(self):
+                    pass
+            trainer.open = lambda *a, **k: Full()
+        else:
+            replace = os.replace
+
+            def failing(src, dst, **kw):
+                if Path(dst).name == name:
+                    raise OSError(28, "No space left on device")
+                return replace(src, dst, **kw)
+            os.replace = failing
+    _cli_rank(rank, world, port, out_dir, args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, error", [("latest.pt", "CheckpointError: cannot write checkpoint"),
+                                         ("latest.png", "OutputError: cannot write sample grid"),
+                                         ("log.jsonl", "OutputError: cannot write the training log")])
+def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tmp_path, name, error):
+    """Rank 0 alone writes the run folder while the ranks train: its failed write (a full disk) was its
+    one line and exit 2, while the other ranks went on into the next step's all-reduce, where gloo
+    failed them with a traceback ("Connection closed by peer") and NCCL left them waiting until torchrun
+    killed them."""
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
+            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
+            "--log_every", "2", "--sample_every", "2", "--save_every", "2", "--num_workers", "0"]
+    mp.spawn(_full_disk_rank, args=(2, _free_port(), str(tmp_path), args, name), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["rc"] == 2 and r0["stderr"].splitlines()[-1].startswith(f"bicyclegan train: {error}"), r0
+    assert "No space left on device" in r0["stderr"].splitlines()[-1]
+    assert r1 == {"rc": 2, "stderr": ""}
