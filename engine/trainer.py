@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -46,7 +47,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, WeightsError
 from .images import save_grid
-from .io import check_writable, write_json, write_reason, write_text
+from .io import atomic_write, check_writable, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import (
@@ -505,7 +506,7 @@ class Trainer:
     def _truncate_log(self):
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
         will be written again (a grid of the discarded steps would show in the report as the latest).
-        Rank 0's (main_decides)."""
+        The checkpoint becomes the run's latest.pt. Rank 0's (main_decides)."""
         from .report import grid_step, run_grids
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
@@ -523,6 +524,13 @@ class Trainer:
                 best.unlink()
             else:
                 self.best = kept
+        if self.resume_path.resolve() != self.ckpt_path.resolve():
+            # Now, not at the first save: a run gone back to an earlier checkpoint (--epoch N) and killed
+            # before it was continued by a plain --resume from the later latest.pt, past the log lines
+            # dropped above (the next save would have replaced it anyway).
+            with open(self.resume_path, "rb") as src:
+                atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
+                             error=CheckpointError)
 
     def _prepare_validation(self) -> None:
         """Rank 0's: the evaluation of the grids' split made ready (every option checked, the metric

@@ -240,7 +240,8 @@ def test_divergence_names_the_epoch_checkpoint_when_there_is_no_latest(tmp_path,
         next(t.model.G.parameters()).view(-1)[0] = float("nan")
     with pytest.raises(DivergenceError, match=r"at step 5 .*the last good checkpoint is \S*epoch_1\.pt \(step 4\)"):
         t.train()
-    assert not (run / "checkpoints" / "latest.pt").exists()
+    # No checkpoint of the diverged weights: latest.pt is epoch_1.pt's copy, made as the run went on from it.
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == (run / "checkpoints" / "epoch_1.pt").read_bytes()
 
 
 def test_divergence_after_an_epoch_checkpoint_names_it(tmp_path, data):
@@ -258,3 +259,39 @@ def test_divergence_after_an_epoch_checkpoint_names_it(tmp_path, data):
     t.model.train_step = step
     with pytest.raises(DivergenceError, match=r"at step 6 .*the last good checkpoint is \S*epoch_1\.pt \(step 4\)"):
         t.train()
+
+
+def _step_of(path):
+    return torch.load(path, weights_only=True)["step"]
+
+
+@pytest.mark.parametrize("how", ["epoch", "path"])
+def test_going_back_to_an_earlier_checkpoint_makes_it_the_runs_latest(tmp_path, data, how):
+    # 3 epochs (12 steps), epoch_1.pt at step 4; then the run goes back to it (--epoch 1, or --resume
+    # RUN/checkpoints/epoch_1.pt) and is killed at step 6, before its first save. Its log was cut back to
+    # step 4 at the start, but latest.pt stayed at step 12 until the next save: a plain --resume then
+    # went on from step 12 with a log of steps 1-5, the 5th of the killed run and 6-12 gone.
+    run = tmp_path / "r"
+    kw = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=100, save_epoch_freq=1)
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
+    stand_in(t)
+    t.train()
+    assert _step_of(run / "checkpoints" / "latest.pt") == 12
+    back = dict(epoch=1, resume=True) if how == "epoch" else dict(resume=run / "checkpoints" / "epoch_1.pt")
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False, **back)
+    assert t.step == 4 and _step_of(run / "checkpoints" / "latest.pt") == 4  # before any iteration
+    stand_in(t)
+    real = t.model.train_step
+
+    def killed(batch):
+        if t.step + 1 == 6:
+            raise RuntimeError("killed")
+        return real(batch)
+    t.model.train_step = killed
+    with pytest.raises(RuntimeError, match="killed"):
+        t.train()
+    again = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    assert again.step == 4
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
+    # Its later epochs' checkpoints stay until the run writes them again.
+    assert [_step_of(run / "checkpoints" / f"epoch_{e}.pt") for e in (2, 3)] == [8, 12]
