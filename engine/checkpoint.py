@@ -28,26 +28,34 @@ _REQUIRED = {"format": str, "digest": str, "config": dict, "step": int, "epoch":
 
 
 # -- RNG state as tensors and plain values (weights-only loadable) ----------------------------------
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
+    """The random generators' states: the CPU's (torch, numpy, Python) and, training on a GPU, that GPU's
+    (the one whose draws are the run's z; not every GPU's by index, which a host of fewer GPUs, or a run
+    resumed on another, could not put back where they were drawn)."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, py_gauss = random.getstate()
     state = {"torch": torch.get_rng_state(),
              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                        "has_gauss": int(has_gauss), "gauss": float(gauss)},
              "python": {"version": version, "internal": list(internal), "gauss": py_gauss}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Put back what rng_state saved; its GPU generator's state goes to `device`, the run's GPU now."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    device = torch.device(device)
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # an earlier version's: every GPU's state, by index
+        cuda = cuda[device.index or 0] if device.type == "cuda" and (device.index or 0) < len(cuda) else None
+    if cuda is not None and device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda, device)
 
 
 # -- integrity -------------------------------------------------------------------------------------
@@ -86,7 +94,7 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
     if bad:
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
-             "rng": rng_state(), **model.training_state(), **(extra or {})}
+             "rng": rng_state(model.device), **model.training_state(), **(extra or {})}
     state["digest"] = digest(state)
     return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", error=CheckpointError)
 

@@ -338,7 +338,7 @@ class Trainer:
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
         if self.rng_to_restore is not None:
-            set_rng_state(self.rng_to_restore)
+            set_rng_state(self.rng_to_restore, self.device)
         elif self.saved_step is not None:
             # A checkpoint holding rank 0's generators alone: they would give every rank rank 0's z
             # draws, so this rank starts a stream of its own.
@@ -724,7 +724,7 @@ class Trainer:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
             # uninterrupted one would have; the file's "rng" is rank 0's.
             states = [None] * self.world
-            dist.all_gather_object(states, (rng_state(), interval))
+            dist.all_gather_object(states, (rng_state(self.device), interval))
             extra["rank_rng"] = [rng for rng, _ in states[1:]]
             extra["rank_log_interval"] = [own for _, own in states[1:]]
 

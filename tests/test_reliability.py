@@ -425,26 +425,37 @@ def _draws():
 def test_rng_states_come_back_from_a_weights_only_file(tmp_path):
     np.random.randn()  # leaves a cached second Gaussian in numpy's generator, as
     random.gauss(0, 1)  # in Python's: the restored state must hold both
-    torch.save(rng_state(), tmp_path / "rng.pt")
+    torch.save(rng_state(torch.device("cpu")), tmp_path / "rng.pt")
     first = _draws()
-    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), torch.device("cpu"))
     assert _draws() == first
 
 
-def test_cuda_rng_states_are_kept_where_there_is_cuda(monkeypatch):
+def test_the_training_gpus_generator_comes_back_on_the_gpu_the_run_resumes_on(monkeypatch):
+    # Saved on a host of 2 GPUs by a run on cuda:1, resumed on a host of one (cuda:0, a one-GPU job): every
+    # GPU's state was saved and put back by index, so cuda:1's had no GPU to go to (IndexError, a
+    # traceback) and the GPU trained on got cuda:0's, never drawn from (the z draws started again).
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["state of cuda:0"])
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
-    state = rng_state()
-    assert state["cuda"] == ["state of cuda:0"]
-    set_rng_state(state)
-    set_rng_state({k: v for k, v in state.items() if k != "cuda"})  # written without CUDA: nothing to restore
-    assert restored == [["state of cuda:0"]]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert set(rng_state()) == {"torch", "numpy", "python"}
-    set_rng_state(state)  # written with CUDA, read without: the CUDA part is left
-    assert restored == [["state of cuda:0"]]
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": f"state of {torch.device(device)}")
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["state of cuda:0", "state of cuda:1"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda s, device="cuda": restored.append((s, torch.device(device))))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                        lambda states: restored.extend((s, torch.device("cuda", i)) for i, s in enumerate(states)))
+    state = rng_state(torch.device("cuda", 1))
+    set_rng_state(state, torch.device("cuda", 0))
+    assert restored == [("state of cuda:1", torch.device("cuda", 0))]
+    restored.clear()
+    # A run on the CPU (of a GPU host too) draws nothing on a GPU: nothing kept, nothing put back.
+    assert set(rng_state(torch.device("cpu"))) == {"torch", "numpy", "python"}
+    set_rng_state(state, torch.device("cpu"))
+    assert restored == []
+    # A checkpoint of an earlier version holds every GPU's: the one of the GPU's index, where there is one.
+    old = {**state, "cuda": ["state of cuda:0", "state of cuda:1"]}
+    set_rng_state(old, torch.device("cuda", 1))
+    set_rng_state(old, torch.device("cuda", 2))
+    assert restored == [("state of cuda:1", torch.device("cuda", 1))]
 
 
 # -- writing and reading files (engine/io.py) --------------------------------------------------------

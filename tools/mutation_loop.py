@@ -74,7 +74,7 @@ MUTANTS = [
      'if size[0] % m or size[0] % m]', TR),
     ('T11', T, 'torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank',
      'torch.manual_seed(cfg.seed * 1000)  # each rank', TRD),
-    ('T12', T, '            set_rng_state(self.rng_to_restore)\n',
+    ('T12', T, '            set_rng_state(self.rng_to_restore, self.device)\n',
      '            pass\n', TR),
     ('T15', T, 'purge_step=self.step + 1 if',
      'purge_step=self.step if', TR),
