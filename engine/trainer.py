@@ -285,6 +285,7 @@ class Trainer:
         self.log_sums, self.log_count = {}, 0
         self.saved_step = None  # step of the checkpoint on disk, if any
         self.saved_path = None  # and which file it is: latest.pt, an epoch's, or the one resumed from
+        self.latest_written = None  # the step of this run's last latest.pt (every rank's)
         self.rng_to_restore = None
         self.graphed = None  # the captured step (cuda_graph), made from the first batch
         self.evaluation = None  # this rank's evaluate.Evaluation of the held-out split (eval_every)
@@ -741,6 +742,8 @@ class Trainer:
         # A failed write (a full disk) stops every rank: alone, rank 0 left the others in the next step's
         # all-reduce (gloo failed them with a traceback, NCCL until torchrun killed them).
         self.dist.main_decides(write)
+        if path is None:
+            self.latest_written = self.step
 
     def sample(self):
         """The sample grid of this step and the report: rank 0 draws and writes them, every rank calls it
@@ -905,7 +908,8 @@ class Trainer:
                     self.epoch += 1
             if cfg.eval_every and self.step % cfg.eval_every and self.step == self.total_steps and self.step > started:
                 self.validate(stop=stop)  # the trained model's (not again for a finished run resumed)
-            self.save()
+            if self.latest_written != self.step:  # else save_every has just written it: not twice in a stop's seconds
+                self.save()
             if stop is not None:
                 # The page's status at the stop (a grid would take time a preemption may not give).
                 self.dist.main_decides(self.write_report)
