@@ -696,8 +696,10 @@ class Trainer:
             if len(rows) == min(8, self.cfg.batch_size * 4):
                 break
         z = spread_z(self.cfg.n_samples, self.cfg.model.nz, 1234).to(self.device)
-        return (torch.cat([b["A"] for b in rows]).to(self.device), torch.cat([b["B"] for b in rows]).to(self.device),
-                z)
+        # A held-out split of inputs alone (val/A without val/B) has no ground truth: the grids show the
+        # inputs and their outputs, as sample does for such a folder.
+        B = torch.cat([b["B"] for b in rows]).to(self.device) if "B" in rows[0] else None
+        return torch.cat([b["A"] for b in rows]).to(self.device), B, z
 
     def _last_good(self) -> str:
         if self.saved_step is None:
