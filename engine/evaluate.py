@@ -165,12 +165,6 @@ class Evaluation:
         if "palette" in chosen and not rgb:
             raise ConfigError(f"metrics=palette classifies colour outputs; this model draws {cfg.model.output_nc}-"
                               f"channel images (output_nc): use metrics l1, lpips or fid")
-        # A plain folder of inputs (or --layout single) has no B: known now, not after the first batch was
-        # generated (compare had made its results folder by then, left empty).
-        if self.layout == "single" and (need := [m for m in chosen if m in ("fid", "palette")]):
-            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
-            raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
-                               f"{', '.join(need)} compare outputs with B; use l1 or lpips")
         if lpips_version not in VERSIONS:
             raise ConfigError(f"lpips_version={lpips_version!r}: expected one of {', '.join(VERSIONS)}")
         if lpips_pairs not in PAIRS:
@@ -179,6 +173,14 @@ class Evaluation:
             raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
         self.batch_size, self.lpips_version, self.lpips_pairs = batch_size, lpips_version, lpips_pairs
         loader = self._loader(1)  # a batch of 1 takes any split; its sizes say whether a larger one can
+        # Inputs alone have no B: known now, not after the first batch was generated (compare had made its
+        # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
+        # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
+        self.has_B = loader.layout != "single"
+        if not self.has_B and (need := [m for m in chosen if m in ("fid", "palette")]):
+            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
+            raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
+                               f"{', '.join(need)} compare outputs with B; use l1 or lpips")
         if len(loader.output_sizes) > 1:
             # preprocess none / scale_width keep the files' sizes, and a batch needs one: an input at a
             # time (the batch size changes no measure; a split of several sizes was refused, with advice

@@ -548,6 +548,10 @@ class Trainer:
             raise ConfigError(f"keep_best={cfg.keep_best} is measured by the metric {metric}, and this run's "
                               f"evaluations measure {', '.join(chosen)} (eval_metrics={given}): "
                               + ("palette needs the demo data" if metric == "palette" else f"add {metric}"))
+        if cfg.keep_best == "encoded_l1" and not self.evaluation.has_B:  # no B to encode: no measure, no best.pt
+            raise ConfigError(f"keep_best=encoded_l1 measures G(A, E(B)) against B, and the evaluations' split "
+                              f"{self.data_root / self.evaluation.phase} holds inputs alone (no B images): give it a "
+                              f"B/ folder, or leave --keep_best out")
         path = self.run_dir / EVAL_LOG
         rows = [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
                 ] if path.exists() else []

@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 from tiny import tiny_cfg
 
+from bicyclegan.engine import ConfigError, evaluate
 from bicyclegan.engine.trainer import Trainer
+from bicyclegan.pipelines import DatasetError
 
 GREY = 51  # every A pixel
 
@@ -51,3 +53,19 @@ def test_a_held_out_split_of_inputs_alone_gives_grids_without_ground_truth(tmp_p
     rgb = np.asarray(grid.convert("RGB"))
     assert (rgb[-2 - 32, 2 + 32] == GREY).all()  # the last row's input: val/A's grey
 
+
+def test_metrics_that_need_ground_truth_are_refused_on_a_split_of_inputs_alone(tmp_path, inputs_only_val):
+    # val/A without val/B was detected as inputs alone only when the first batch was measured: after the
+    # metric networks loaded (a missing weights file named first), and in training at the first evaluation.
+    out = tmp_path / "run"
+    Trainer(tiny_cfg(out, inputs_only_val, max_steps=1), progress=False).train()
+    with pytest.raises(DatasetError, match="no B images"):
+        evaluate(out / "checkpoints" / "latest.pt", metrics="fid", num=2, n_samples=2, device="cpu",
+                 fid_weights=tmp_path / "no-such-weights.pth")
+    with pytest.raises(DatasetError, match=r"--eval_every 1.*no B images"):
+        Trainer(tiny_cfg(tmp_path / "run2", inputs_only_val, max_steps=1, eval_every=1, eval_metrics="fid",
+                         eval_num=2, fid_weights=str(tmp_path / "no-such-weights.pth")), progress=False)
+    with pytest.raises(ConfigError, match=r"keep_best=encoded_l1 .*holds inputs alone"):  # (it kept no best.pt)
+        Trainer(tiny_cfg(tmp_path / "run3", inputs_only_val, max_steps=1, eval_every=1, keep_best="encoded_l1"),
+                progress=False)
+    assert not (tmp_path / "run2").exists() and not (tmp_path / "run3").exists()  # refused before any folder
