@@ -145,6 +145,9 @@ def _resolve(root, phase, layout):
                 raise DatasetError(f"missing folder {root / phase}: {root} holds the splits "
                                    f"{', '.join(splits)}; choose one (--phase)")
             return layout or "aligned", (base,)
+    if splits := sorted(d for d in _SPLITS if (root / d).is_dir()):  # (e.g. train/ alone: no val/ to sample)
+        raise DatasetError(f"missing folder {root / phase}: {root} holds the splits {', '.join(splits)}; "
+                           "choose one (--phase)")
     want = "A/ and B/ folders" if layout == "ab_folders" else "images or an A/ folder"
     raise DatasetError(f"missing folder {root / phase} (looked for {want} in it and in {root})")
 

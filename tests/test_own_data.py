@@ -1,12 +1,14 @@
 """A researcher's own data through the whole workflow (train, then sample, evaluate, interpolate,
 export): the options a run was trained with, stored in its checkpoint, honoured by every later
 command. Images whose content tells A from B in numbers: A a constant grey, B a colour gradient."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 from tiny import tiny_cfg
 
-from bicyclegan.engine import ConfigError, evaluate
+from bicyclegan.engine import ConfigError, evaluate, sample
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import DatasetError
 
@@ -69,3 +71,18 @@ def test_metrics_that_need_ground_truth_are_refused_on_a_split_of_inputs_alone(t
         Trainer(tiny_cfg(tmp_path / "run3", inputs_only_val, max_steps=1, eval_every=1, keep_best="encoded_l1"),
                 progress=False)
     assert not (tmp_path / "run2").exists() and not (tmp_path / "run3").exists()  # refused before any folder
+
+
+def test_inference_on_a_dataset_of_a_training_split_alone_names_the_split_to_choose(tmp_path):
+    # A run on data without val/ or test/ (its grids and evaluations read train/): sample, as the README's
+    # next step, read test/ by default and said only "missing folder .../test (looked for images or an A/
+    # folder in it and in ...)", not which splits there are or how to choose one.
+    data = ab_folders(tmp_path / "data", {"train": (4, True)})
+    out = tmp_path / "run"
+    Trainer(tiny_cfg(out, data, max_steps=1), progress=False).train()
+    with pytest.raises(DatasetError, match=re.escape(f"missing folder {data / 'test'}: {data} holds the splits "
+                                                     "train; choose one (--phase)")):
+        sample(out / "checkpoints" / "latest.pt", out=tmp_path / "s", device="cpu", progress=False)
+    done = sample(out / "checkpoints" / "latest.pt", phase="train", out=tmp_path / "s", num=1, n_samples=1,
+                  device="cpu", progress=False)
+    assert (done / "images" / "00_ground_truth.png").is_file()
