@@ -1,4 +1,6 @@
 """The CUDA-graph training step (engine/graph.py): refusals on CPU, behaviour on a GPU."""
+import json
+
 import pytest
 import torch
 
@@ -197,3 +199,56 @@ def test_a_replay_copies_the_batch_into_the_captured_inputs_and_refuses_another_
                                              r"step takes \(4, 3, 32, 32\) \(use drop_last\)"):
             step(bad)
     assert len(replays) == 2
+
+
+def test_the_trainers_graphed_loop_keeps_every_captured_tensor_in_place(tmp_path, monkeypatch):
+    """The trainer's cuda_graph branch, which only a GPU runs, on the CPU with a stand-in for the
+    capture. A replay reads and writes the tensors the capture saw, at their addresses: weights,
+    buffers, the moving average and its count, Adam's state. Whatever runs between replays (a
+    checkpoint, a sample grid, an evaluation, the log) must update them in place, never replace one
+    (an optimiser loading a copy of its state would: the graph would go on training the old tensors,
+    checked by breaking Trainer.save so); each epoch replays the one capture, a resume captures anew."""
+    import dataclasses
+
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine import graph, runtime
+    from bicyclegan.engine import trainer as trainer_module
+    from bicyclegan.engine.graph import _state_tensors
+    from bicyclegan.pipelines import make_demo_dataset
+
+    def places(model):
+        return [(id(t), t.data_ptr()) for t in _state_tensors(model)]
+
+    class Capture:
+        made, replays = [], 0
+
+        def __init__(self, model, example_batch):
+            Capture.made.append(self)
+            self.model = model
+            self.static = {k: example_batch[k].clone() for k in ("A", "B")}
+            warm_up(model, self.static, 2)  # what the real one does before capturing
+            self.places = places(model)
+
+        def __call__(self, batch):
+            assert places(self.model) == self.places, f"replay {Capture.replays}: a captured tensor was replaced"
+            for k, buf in self.static.items():
+                buf.copy_(batch[k])
+            Capture.replays += 1
+            return {k: v.clone() for k, v in self.model.train_step(self.static).items()}
+
+    check = runtime.check_runnable  # refuses cuda_graph on the CPU: asked without it
+    monkeypatch.setattr(trainer_module, "check_runnable",
+                        lambda cfg, device: check(dataclasses.replace(cfg, cuda_graph=False), device))
+    monkeypatch.setattr(graph, "GraphedTrainStep", Capture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)  # end_group's, after a graphed run
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, n_val=2, size=32)
+    # epochs of 2 steps: a replay crosses each boundary; a checkpoint, a grid and the log every 2, an evaluation at 4
+    cfg = tiny_cfg(tmp_path / "run", root, cuda_graph=True, niter=2, niter_decay=2, max_steps=5, log_every=2,
+                   sample_every=2, save_every=2, eval_every=4, ema=0.9)
+    trainer_module.train(cfg, evaluate=False, progress=False)
+    assert len(Capture.made) == 1 and Capture.replays == 5
+    trainer_module.train(dataclasses.replace(cfg, max_steps=7), resume=True, evaluate=False, progress=False)
+    assert len(Capture.made) == 2 and Capture.replays == 7
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 5, 6, 7]
