@@ -53,7 +53,12 @@ class GraphedTrainStep:
         if model.cfg.amp == "fp16":
             raise RuntimeError("cuda_graph needs amp=bf16 or off (fp16's GradScaler syncs with the host)")
         if not all(o.defaults.get("capturable") for o in model.optimizers.values()):
-            raise RuntimeError("cuda_graph needs capturable optimisers: build BicycleGAN with cfg.cuda_graph=True")
+            if not model.cfg.cuda_graph:
+                raise RuntimeError("cuda_graph needs capturable optimisers: build BicycleGAN with cfg.cuda_graph=True")
+            # Asked for, but made on the CPU (no capturable Adam there) and the model moved since.
+            raise RuntimeError("cuda_graph needs capturable optimisers, which BicycleGAN makes on the GPU only: "
+                               "build it there (BicycleGAN(cfg, device='cuda')), not on the CPU and then moved "
+                               "with .to()")
         self.model = model
         # The graph reads its inputs from these buffers; every batch is copied into them.
         self.static = {k: example_batch[k].to(model.device).clone() for k in ("A", "B")}

@@ -28,6 +28,22 @@ def test_refuses_cpu_and_fp16():
         cfg(amp="fp16")
 
 
+def test_plain_optimisers_are_refused_with_what_makes_them_capturable(monkeypatch):
+    """BicycleGAN makes its Adams capturable only when built on the GPU with cuda_graph=True; a model
+    built on the CPU and moved with .to() keeps plain ones, and was told to set cuda_graph=True,
+    which it had. (On the CPU, with the model's device reported as a GPU: the check before any CUDA call.)"""
+    plain = BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4))
+    moved = BicycleGAN(cfg(impl="ref"))  # cuda_graph=True, built on the CPU
+    monkeypatch.setattr(BicycleGAN, "device", property(lambda self: torch.device("cuda", 0)))
+    with pytest.raises(RuntimeError, match=r"cuda_graph needs capturable optimisers: build BicycleGAN with "
+                                           r"cfg.cuda_graph=True$"):
+        GraphedTrainStep(plain, data())
+    with pytest.raises(RuntimeError, match=r"cuda_graph needs capturable optimisers, which BicycleGAN makes on "
+                                           r"the GPU only: build it there \(BicycleGAN\(cfg, device='cuda'\)\), "
+                                           r"not on the CPU and then moved with \.to\(\)"):
+        GraphedTrainStep(moved, data())
+
+
 def _run(seed, steps, amp="off", learnable=False, **kw):
     torch.manual_seed(seed)
     model = BicycleGAN(cfg(amp=amp, **kw), device="cuda")
