@@ -163,7 +163,7 @@ MUTANTS = [
     # compare: the file and step a model was read from; a plain folder's refusal before any work
     ('CS01', CM, 'loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))',
      'loaded.append((name, path, model, src.get("step")))', CT),
-    ('CS02', E, 'if self.layout == "single" and (need := [m for m in chosen if m in ("fid", "palette")]):',
+    ('CS02', E, 'if not self.has_B and (need := [m for m in chosen if m in ("fid", "palette")]):',
      'if False and (need := [m for m in chosen if m in ("fid", "palette")]):', CT),
     ('EH15', E, 'return Evaluation(model, **self._options, networks_from=self, dist=self.dist)',
      'return Evaluation(model, **self._options, dist=self.dist)', ST),
