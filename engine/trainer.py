@@ -925,8 +925,10 @@ class Trainer:
             skip = "" if cfg.data.skip_bad else " (with --skip_bad to leave such files out)"
             then = ("no checkpoint was written before it: start the run again" if self.saved_step is None else
                     f"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it with --resume")
-            raise DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
-                               f"{e}\n{then}{skip}") from e
+            error = DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
+                                 f"{e}\n{then}{skip}")
+            error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
+            raise error from e
         finally:
             self.progress.close()
             if log:
