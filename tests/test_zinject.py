@@ -648,20 +648,22 @@ def test_strided_bias_and_weight(mode, poisoned):
         _close(got.grad, exp.grad, torch.float32, f"grad {name}")
 
 
+@pytest.mark.parametrize("slope", [0.2, 0.05])
 @pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
-def test_functional_with_no_z_channels(mode, poisoned):
+def test_functional_with_no_z_channels(mode, slope, poisoned):
     """z of N x 0 (nz = 0, as ZConcatConv2d allows) through the functional op: the bias gradient
     came from the z side's last kernel, launched once per z channel, i.e. never (uninitialised
-    memory, NaN under the poison) while the output and the other gradients were right."""
+    memory, NaN under the poison) while the output and the other gradients were right. A slope other
+    than the default's: the path without a z side takes the one given."""
     x = torch.randn(2, 3, 6, 5)
     z = torch.randn(2, 0)
     w, b = torch.randn(4, 3, 4, 4), torch.randn(4)
     grad = torch.randn(2, 4, 3, 2)
     leaves = [t.clone().requires_grad_() for t in (x, z, w, b)]
-    y = z_concat_conv(*leaves, impl="triton", mode=mode)
+    y = z_concat_conv(*leaves, impl="triton", mode=mode, slope=slope)
     y.backward(grad)
     want = [t.double().requires_grad_() for t in (x, z, w, b)]
-    expected = _by_torch_fp64(*want, 2, 1)
+    expected = _by_torch_fp64(*want, 2, 1, slope)
     expected.backward(grad.double())
     _close(y, expected.detach(), torch.float32, "output")
     assert leaves[1].grad is None or leaves[1].grad.shape == (2, 0)  # z holds nothing to differentiate

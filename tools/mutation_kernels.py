@@ -21,7 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mutation_loop import run  # noqa: E402  (the one runner every list uses)
 
 CF, ZT, TU = "kernels/_configs.py", "kernels/zinject_triton.py", "kernels/tune.py"
+NT, NA, ZI = "kernels/norm_act_triton.py", "kernels/norm_act.py", "kernels/zinject.py"
 TUNE = ["tests/test_kernel_tune.py"]
+# the kernel fixes' tests (docs/mutation-kernels.md, "The fixes' mutants")
+NA_T, ZI_T = "tests/test_norm_act.py::test_", "tests/test_zinject.py::test_"
+STRIDED = [NA_T + "weight_and_bias_as_strided_views"]
+ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
+NOZ = [ZI_T + "functional_with_no_z_channels"]
+EMPTY = [ZI_T + "empty_batch"]
+ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
+       NA_T + "reference_traced_at_batch_one_runs_at_other_batches"]
+RESET = [NA_T + "reset_parameters_as_instancenorm2d"]
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -42,6 +52,36 @@ MUTANTS = [
      '"leaky_relu"))', TUNE),
     ('K05', TU, 'channels_last, c[5]) for c in zconvs]',
      'channels_last, "leaky_relu") for c in zconvs]', TUNE),
+    # the fixes: strided weight and bias views, z of N x 0, an empty batch, the reference at batch 1,
+    # InstanceNormAct2d.reset_parameters
+    ('KF01', NT, 'w = weight.contiguous() if weight is not None else _dummy(dy)',
+     'w = weight if weight is not None else _dummy(dy)', STRIDED),
+    ('KF02', NT, 'b = bias.contiguous() if bias is not None else _dummy(dy)',
+     'b = bias if bias is not None else _dummy(dy)', STRIDED),
+    ('KF03', NT, 'b = bias.contiguous() if bias is not None else _dummy(x)',
+     'b = bias if bias is not None else _dummy(x)', STRIDED),
+    ('KF04', ZT, 'q if bias is None else bias.contiguous()',
+     'q if bias is None else bias', ZSTRIDED),
+    ('KF05', ZI, '    if z.shape[1] == 0:\n        # No z channel',
+     '    if z.shape[0] == 0:\n        # No z channel', NOZ + EMPTY),
+    ('KF06', ZI, 'return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)',
+     'return F.conv2d(x, weight, bias, stride, padding)', NOZ),
+    ('KF07', ZI, 'return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)',
+     'return F.conv2d(apply_act(x, act, 0.2), weight, bias, stride, padding)', NOZ),
+    ('KF08', ZI, 'return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)',
+     'return F.conv2d(apply_act(x, act, slope), weight, None, stride, padding)', NOZ),
+    ('KF09', ZT, '_target_programs(t.device) // max(1, N * ob))))',
+     '_target_programs(t.device) // max(N, N * ob))))', EMPTY),
+    ('KF10', NA, 'one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()',
+     'one = x.shape[0] == 1 and not torch.compiler.is_compiling()', ONE),
+    ('KF11', NA, 'one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()',
+     'one = x.shape[0] <= 2 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()', ONE),
+    ('KF12', NA, 'norm = torch.batch_norm if one else torch.instance_norm',
+     'norm = torch.instance_norm', ONE),
+    ('KF13', NA, '            nn.init.ones_(self.weight)\n',
+     '            nn.init.ones_(self.bias)\n', RESET),
+    ('KF14', NA, '            nn.init.zeros_(self.bias)\n',
+     '', RESET),
 ]
 
 if __name__ == "__main__":
