@@ -145,7 +145,8 @@ def _resolve(root, phase, layout):
                 raise DatasetError(f"missing folder {root / phase}: {root} holds the splits "
                                    f"{', '.join(splits)}; choose one (--phase)")
             return layout or "aligned", (base,)
-    if splits := sorted(d for d in _SPLITS if (root / d).is_dir()):  # (e.g. train/ alone: no val/ to sample)
+    # (e.g. train/ alone: no val/ to sample); a split that is there but of another layout is said below
+    if not (root / phase).is_dir() and (splits := sorted(d for d in _SPLITS if (root / d).is_dir())):
         raise DatasetError(f"missing folder {root / phase}: {root} holds the splits {', '.join(splits)}; "
                            "choose one (--phase)")
     want = "A/ and B/ folders" if layout == "ab_folders" else "images or an A/ folder"

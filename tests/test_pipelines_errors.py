@@ -4,6 +4,7 @@ import gc
 import io
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,15 @@ def test_a_missing_split_beside_others_is_named_even_with_an_image_at_the_root(t
     write(plain / "a.png", noise(rng, 8, 16))
     write(plain / "2024/b.png", noise(rng, 8, 16))
     assert sorted(Path(p).name for b in load(plain, phase="test") for p in b["paths"]) == ["a.png", "b.png"]
+
+
+def test_a_split_that_is_there_in_another_layout_is_not_called_missing_beside_the_splits(tmp_path):
+    # train/ of aligned images read with --layout ab_folders: it lacks A/ and B/, and is no split to
+    # choose instead of itself (it said "... holds the splits train; choose one (--phase)").
+    write(tmp_path / "train/0.png", noise(np.random.default_rng(0), 8, 16))
+    with pytest.raises(DatasetError, match=re.escape(f"missing folder {tmp_path / 'train'} (looked for A/ and B/ "
+                                                     f"folders in it and in {tmp_path})")):
+        load(tmp_path, phase="train", layout="ab_folders")
 
 
 @pytest.mark.parametrize("case", ["zero", "garbage", "truncated_jpeg", "truncated_png", "odd", "narrow"])
