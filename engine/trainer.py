@@ -924,7 +924,8 @@ class Trainer:
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             skip = "" if cfg.data.skip_bad else " (with --skip_bad to leave such files out)"
             then = ("no checkpoint was written before it: start the run again" if self.saved_step is None else
-                    f"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it with --resume")
+                    f"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it with --resume"
+                    + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))}"))
             error = DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
                                  f"{e}\n{then}{skip}")
             error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)

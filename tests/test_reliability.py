@@ -614,11 +614,14 @@ def test_nonfinite_models_are_refused_by_save_evaluate_and_export(tmp_path, data
     assert not (tmp_path / "g.pt2").exists()
 
 
-def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_path):
+@pytest.mark.parametrize("kept", ["latest.pt", "epoch_1.pt"])
+def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_path, kept):
     # A dataset rewritten while a run trains: the decode error named the file alone, not where the run
-    # stopped nor what it can resume from.
+    # stopped nor what it can resume from. The checkpoint of step 2 is latest.pt (save_every 2), or
+    # epoch_1.pt alone (save_epoch_freq 1), which a plain --resume does not read.
     root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
-    t = Trainer(cfg(tmp_path / "run", root, max_steps=4, save_every=2, num_workers=0), progress=False)
+    saving = {"save_every": 2} if kept == "latest.pt" else {"save_every": 100, "save_epoch_freq": 1}
+    t = Trainer(cfg(tmp_path / "run", root, max_steps=4, num_workers=0, **saving), progress=False)
     real = t.model.train_step
 
     def train_step(batch):
@@ -632,8 +635,10 @@ def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_pat
     text = str(info.value)
     assert text.startswith("training stopped at step 4 (epoch 2) on its data: ")  # 2 batches an epoch: 3 read
     assert "cannot decode" in text and str(root / "train") in text
-    assert text.endswith(f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} (step 2): "
-                         "resume it with --resume (with --skip_bad to leave such files out)")
+    path = tmp_path / "run" / "checkpoints" / kept
+    resume = "--resume" if kept == "latest.pt" else f"--resume {path}"
+    assert text.endswith(f"the last good checkpoint is {path} (step 2): resume it with {resume} "
+                         "(with --skip_bad to leave such files out)")
 
 
 # -- option values --------------------------------------------------------------------------------
