@@ -262,12 +262,13 @@ def test_no_network_says_what_to_fetch_by_hand_and_where_it_goes(tmp_path, capsy
         dl.download_dataset("maps", tmp_path / "data", testset=True, mirror=mirror, progress=False)
     assert f"fetch {mirror}/BicycleGAN/testset/maps.tar.gz elsewhere and extract it so that " \
            f"{tmp_path / 'data' / 'maps'} holds its train/, val/ or test/ folder" in str(e.value)
-    assert main(["download", "model", "facades", "--dir", str(tmp_path / "pre"), "--mirror", mirror]) == 2
+    # a folder with a space: the command's --out is quoted for the shell
+    assert main(["download", "model", "facades", "--dir", str(tmp_path / "pre trained"), "--mirror", mirror]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert (f"fetch {mirror}/BicycleGAN//models/facades_net_G.pth and {mirror}/BicycleGAN//models/facades_net_E.pth "
             f"elsewhere and import them: bicyclegan import-official --preset facades --G facades_net_G.pth "
-            f"--E facades_net_E.pth --out {tmp_path / 'pre' / 'facades.pt'}") in err
+            f"--E facades_net_E.pth --out '{tmp_path}/pre trained/facades.pt'") in err
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])
 def test_damaged_archive_is_refused_and_removed(server, tmp_path, damage):

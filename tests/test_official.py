@@ -243,7 +243,7 @@ def test_a_file_of_other_options_is_refused_naming_the_file_and_the_tensor(tmp_p
         load_official_into(build(maps, "G"), tmp_path / "G.pth")
 
 
-@pytest.mark.parametrize("lose", ["model.submodule.submodule.down.1.bias", "model.up.1.bias", None])
+@pytest.mark.parametrize("lose", ["model.submodule.submodule.down.1.bias", "model.up.1.bias", None, "two more"])
 def test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours(tmp_path, lose):
     # The reference's default G with one tensor missing (inside, or the last), or one extra at the
     # end: the count alone left the user to find which.
@@ -253,8 +253,9 @@ def test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours(tm
     if lose:
         entries = [e for e in entries if e[0] != lose]
     save(values, entries, tmp_path / "G.pth")
-    if lose is None:
-        torch.save({**torch.load(tmp_path / "G.pth"), "extra.weight": torch.zeros(3)}, tmp_path / "G.pth")
+    if lose in (None, "two more"):  # the first beyond ours is named, not the last
+        more = {"extra.weight": torch.zeros(3), **({"extra2.weight": torch.zeros(5)} if lose else {})}
+        torch.save({**torch.load(tmp_path / "G.pth"), **more}, tmp_path / "G.pth")
     want = {"model.submodule.submodule.down.1.bias":  # the next tensor stands where ours has the lost one
             r"holds 31 tensors, .* has 32; the first that differ: the file's "
             r"model\.submodule\.submodule\.submodule\.down\.1\.weight \(16, 16, 4, 4\) where ours has "
@@ -262,6 +263,8 @@ def test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours(tm
             "model.up.1.bias": r"holds 31 tensors, .* has 32; the first that differ: the file ends where ours "
                                r"has model\.up\.bias \(3,\)",
             None: r"holds 33 tensors, .* has 32; the first that differ: the file's extra\.weight \(3,\) "
-                  r"beyond our last"}[lose]
+                  r"beyond our last",
+            "two more": r"holds 34 tensors, .* has 32; the first that differ: the file's extra\.weight \(3,\) "
+                        r"beyond our last"}[lose]
     with pytest.raises(CheckpointError, match=want):
         load_official_into(build(cfg, "G"), tmp_path / "G.pth")

@@ -543,6 +543,23 @@ def test_dali_names_a_file_replaced_by_another_size_after_the_checks(tmp_path, p
     assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
 
 
+@needs_dali
+def test_dali_names_a_b_file_replaced_by_another_size_after_the_checks(tmp_path):
+    # A/ and B/ folders: a B rewritten 2 px wider after the checks, which DALI's crop took without an
+    # error (the pair no longer of one geometry); B's size is judged as A's, the pair named by its A.
+    rng = np.random.default_rng(0)
+    a = [write(tmp_path / f"train/A/{i}.png", noise(rng, 16, 16)) for i in range(4)]
+    b = [write(tmp_path / f"train/B/{i}.png", noise(rng, 16, 16)) for i in range(4)]
+    kw = {"shuffle": False, "drop_last": True, "load_size": 16, "crop_size": 16, "preprocess": "crop"}
+    strict, lenient = load(tmp_path, "dali", **kw), load(tmp_path, "dali", skip_bad=True, **kw)
+    write(b[1], noise(rng, 16, 18))
+    with pytest.raises(DatasetError) as info:
+        list(strict)
+    assert str(info.value) == (f"cannot decode:\n  {a[1]}: changed since the checks: size 16x16 differs from "
+                               f"its partner {b[1]} (18x16)")
+    assert [p for batch in lenient for p in batch["paths"]] == [a[0], a[2], a[2], a[3]]
+
+
 def test_a_root_of_hidden_leftovers_alone_lacks_its_split(tmp_path):
     # macOS leaves ._name.jpg beside files copied from it: the root was taken for a folder of images,
     # and "holds no images" hid that the split's folder is what is missing.

@@ -265,6 +265,24 @@ def _step_of(path):
     return torch.load(path, weights_only=True)["step"]
 
 
+def test_a_run_ending_on_an_epoch_checkpoint_writes_latest_pt_too(tmp_path, data, monkeypatch):
+    # 2 epochs of 4 steps, epoch_2.pt at step 8, the end; save_every 3 has no step 8: latest.pt is owed
+    # there, once (an epoch's checkpoint at the last step is no latest.pt, which --resume reads).
+    saves, real_save = [], trainer_module.save_checkpoint
+
+    def save(model, path, **kw):
+        saves.append((path.name, kw["step"]))
+        return real_save(model, path, **kw)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    run = tmp_path / "r"
+    kw = dict(niter=2, niter_decay=1, log_every=100, save_every=3, sample_every=100, save_epoch_freq=2)
+    t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), progress=False)
+    stand_in(t)
+    t.train()
+    assert saves == [("latest.pt", 3), ("latest.pt", 6), ("epoch_2.pt", 8), ("latest.pt", 8)]
+    assert _step_of(run / "checkpoints" / "latest.pt") == 8
+
+
 @pytest.mark.parametrize("how", ["epoch", "path"])
 def test_going_back_to_an_earlier_checkpoint_makes_it_the_runs_latest(tmp_path, data, how):
     # 3 epochs (12 steps), epoch_1.pt at step 4; then the run goes back to it (--epoch 1, or --resume
