@@ -560,6 +560,22 @@ def test_dali_names_a_b_file_replaced_by_another_size_after_the_checks(tmp_path)
     assert [p for batch in lenient for p in batch["paths"]] == [a[0], a[2], a[2], a[3]]
 
 
+@needs_dali
+def test_dali_names_an_input_replaced_by_another_size_after_the_checks(tmp_path):
+    # Inputs alone (an A/ folder without B/): one image and one size a sample, judged as the pairs'.
+    rng = np.random.default_rng(0)
+    a = [write(tmp_path / f"train/A/{i}.png", noise(rng, 16, 16)) for i in range(4)]
+    kw = {"shuffle": False, "drop_last": True, "load_size": 16, "crop_size": 16, "preprocess": "scale_width"}
+    strict, lenient = load(tmp_path, "dali", **kw), load(tmp_path, "dali", skip_bad=True, **kw)
+    assert strict.layout == "single"
+    write(a[1], noise(rng, 16, 18))  # width 18 scaled to 16: 16 x 14, a size the checks found in no file
+    with pytest.raises(DatasetError) as info:
+        list(strict)
+    assert str(info.value) == (f"cannot decode:\n  {a[1]}: changed since the checks: size 18x16 gives 16x14 (W x H), "
+                               "which the checks found in no file")
+    assert [p for batch in lenient for p in batch["paths"]] == [a[0], a[2], a[2], a[3]]
+
+
 def test_a_root_of_hidden_leftovers_alone_lacks_its_split(tmp_path):
     # macOS leaves ._name.jpg beside files copied from it: the root was taken for a folder of images,
     # and "holds no images" hid that the split's folder is what is missing.
