@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics", "mutation_kernels", "mutation_compare"]
+SCRIPTS = ["mutation_loop", "mutation_commands", "mutation_metrics", "mutation_kernels", "mutation_compare",
+           "mutation_fixes"]
 
 
 def _mutants(name):

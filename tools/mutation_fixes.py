@@ -1,0 +1,177 @@
+"""Hand-written mutants of the lines this session's bug fixes wrote outside the kernels (those are
+KF01-KF14 in tools/mutation_kernels.py) and the evaluation's shares (ES1-ES4, tools/mutation_loop.py):
+config rules, use_same_D, import-official's message, check_writable, write_report's refusal,
+download's by-hand advice, load_checkpoint's eval mode and GPU generator, the trainer's copy to
+latest.pt, main_decides around its writes, latest.pt written once, the owed evaluation's stop, the
+mid-run data error, DALI's size checks, the missing split's message and a held-out split without B.
+Each is another plausible mistake in a fixed line than its revert where there is one: an operand,
+a condition inverted or dropped, the wrong tensor or path. Results: docs/mutation-engine.md, "The
+session's fixes".
+
+Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
+
+    .venv/bin/python tools/mutation_fixes.py            # every mutant (about 7 min on 2 cores)
+    .venv/bin/python tools/mutation_fixes.py CF01 TR03  # some of them; build/mutation-fixes/results.jsonl
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation_loop import run  # noqa: E402
+
+CFG, M, OF, IO, R = "engine/config.py", "engine/model.py", "engine/official.py", "engine/io.py", "engine/report.py"
+DL, CK, T, EV = "engine/download.py", "engine/checkpoint.py", "engine/trainer.py", "engine/evaluate.py"
+DA, FI = "pipelines/dali_loader.py", "pipelines/files.py"
+CONFIG = ["tests/test_config.py"]
+SAME_D = ["tests/test_model.py::test_train_step_equals_reference_order"]
+PARTING = ["tests/test_official.py::test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours"]
+REL = "tests/test_reliability.py::test_"
+WRITABLE = [REL + "io_destinations_under_a_file_are_refused",
+            REL + "io_writes_create_folders_and_get_the_usual_permissions"]
+REPORT = ["tests/test_report.py::test_report_of_no_run_folder_is_refused_by_name"]
+BY_HAND = ["tests/test_download.py::test_no_network_says_what_to_fetch_by_hand_and_where_it_goes"]
+EVAL_MODE = [REL + "a_model_loaded_for_inference_is_in_eval_mode"]
+GPU_RNG = [REL + "the_training_gpus_generator_comes_back_on_the_gpu_the_run_resumes_on"]
+LOOP = "tests/test_trainer_loop.py::test_"
+GONE_BACK = [LOOP + "going_back_to_an_earlier_checkpoint_makes_it_the_runs_latest"]
+CADENCE = [LOOP + "samples_and_checkpoints_come_at_their_steps",
+           LOOP + "a_run_ending_on_an_epoch_checkpoint_writes_latest_pt_too"]
+FULL = "tests/test_distributed.py::test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line"
+FULL_CKPT, FULL_GRID, FULL_LOG = ([f"{FULL}[{case}]"] for case in (
+    "latest.pt-CheckpointError: cannot write checkpoint", "latest.png-OutputError: cannot write sample grid",
+    "log.jsonl-OutputError: cannot write the training log"))
+OWED = ["tests/test_validation.py::test_a_stop_during_the_owed_evaluation_at_a_resume_trains_no_step"]
+BROKEN = [REL + "data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume"]
+DALI = ["tests/test_pipelines_errors.py::test_dali_names_a_file_replaced_by_another_size_after_the_checks",
+        "tests/test_pipelines_errors.py::test_dali_names_a_b_file_replaced_by_another_size_after_the_checks",
+        "tests/test_pipelines_errors.py::test_dali_names_an_input_replaced_by_another_size_after_the_checks"]
+SPLITS = ["tests/test_own_data.py::test_inference_on_a_dataset_of_a_training_split_alone_names_the_split_to_choose",
+          "tests/test_pipelines_errors.py::test_a_missing_split_beside_others_is_named_even_with_an_image_at_the_root",
+          "tests/test_pipelines_errors.py::test_a_split_that_is_there_in_another_layout_is_not_called_missing_"
+          "beside_the_splits"]
+NO_B = ["tests/test_own_data.py"]
+# Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
+EQUIVALENT: set[str] = set()
+SKIP = ""
+
+# (id, file, original text, mutant text, tests)
+MUTANTS = [
+    # ModelConfig: ndf against num_Ds
+    ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
+     'if self.ndf // 2 ** i < 1), None)', CONFIG),
+    ('CF02', CFG, '        if multi and empty is not None:\n',
+     '        if empty is not None:\n', CONFIG),
+    ('CF03', CFG, 'empty = next((i for i in range(self.num_Ds) if',
+     'empty = next((i for i in range(self.num_Ds - 1) if', CONFIG),
+    ('CF04', CFG, 'fits = next(n for n in range(self.ndf + 1, 2 * last + 1) if round(n / last) >= 1)',
+     'fits = next(n for n in range(self.ndf + 1, 2 * last + 1) if n / last >= 1)', CONFIG),
+    # TrainConfig: lambda_ms with nz 0, VARIANT_TERMS
+    ('CF05', CFG, 'if self.model.nz == 0 and self.lambda_ms > 0:',
+     'if self.lambda_ms > 0:', CONFIG),
+    ('CF06', CFG, 'if self.model.nz == 0 and self.lambda_ms > 0:',
+     'if self.model.nz == 0 and self.lambda_ms >= 0:', CONFIG),
+    ('CF07', CFG, '"clr": ("lambda_GAN", "lambda_z", "lambda_ms"),',
+     '"clr": ("lambda_GAN", "lambda_z"),', CONFIG),
+    ('CF08', CFG, '"cae": ("lambda_L1", "lambda_GAN", "lambda_ms"),',
+     '"cae": ("lambda_L1", "lambda_GAN", "lambda_kl", "lambda_ms"),', CONFIG),
+    ('CF09', CFG, 'if not any(getattr(self, n) > 0 for n in terms):',
+     'if not all(getattr(self, n) > 0 for n in terms):', CONFIG),
+    # use_same_D: D learns from the random branch whatever lambda_GAN2
+    ('MD01', M, 'if cfg.lambda_GAN2 > 0 or cfg.model.use_same_D:',
+     'if cfg.lambda_GAN2 > 0 or self.D2 is None:', SAME_D),
+    ('MD02', M, 'if cfg.lambda_GAN2 > 0 or cfg.model.use_same_D:',
+     'if cfg.lambda_GAN2 > 0 and cfg.model.use_same_D:', SAME_D),
+    # import-official: where a file of another tensor count parts from ours
+    ('OF01', OF, '        if v_t.shape != v_o.shape:\n            return f"the file\'s',
+     '        if k_t != k_o:\n            return f"the file\'s', PARTING),
+    ('OF02', OF, 'k_o, v_o = ours[len(theirs)]',
+     'k_o, v_o = ours[len(theirs) - 1]', PARTING),
+    ('OF03', OF, 'k_t, v_t = theirs[len(ours)]',
+     'k_t, v_t = theirs[-1]', PARTING),
+    # check_writable: a destination that is a file
+    ('IO01', IO, '    if folder.is_file():  # mkdir',
+     '    if not folder.is_dir():  # mkdir', WRITABLE),
+    # write_report: no run folder
+    ('RP01', R, '    if not run.is_dir():  # a mistyped folder',
+     '    if not run.exists():  # a mistyped folder', REPORT),
+    ('RP02', R, 'not a run folder (the --out of a training)" if run.exists()',
+     'not a run folder (the --out of a training)" if not run.exists()', REPORT),
+    # download: what to fetch by hand
+    ('DL01', DL, 'f"fetch {url} elsewhere and extract it',
+     'f"fetch {address} elsewhere and extract it', BY_HAND),
+    ('DL02', DL, 'so that {target} holds its train/',
+     'so that {dir} holds its train/', BY_HAND),
+    ('DL03', DL, '--E {files[\'E\']} --out {shlex.quote(str(out))}',
+     '--E {files[\'E\']} --out {out}', BY_HAND),
+    ('DL04', DL, 'f"--preset {name} --G {files[\'G\']} --E {files[\'E\']}',
+     'f"--preset {name} --G {files[\'G\']} --E {files[\'G\']}', BY_HAND),
+    # load_checkpoint: eval mode for inference
+    ('CK01', CK, '    if not training:  # model.generate()',
+     '    if training:  # model.generate()', EVAL_MODE),
+    ('CK02', CK, "running statistics\n        model.eval()",
+     "running statistics\n        model.G.eval()", EVAL_MODE),
+    # the training GPU's generator
+    ('CK03', CK, 'state["cuda"] = torch.cuda.get_rng_state(device)',
+     'state["cuda"] = torch.cuda.get_rng_state()', GPU_RNG),
+    ('CK04', CK, 'if torch.device(device).type == "cuda":',
+     'if torch.cuda.is_available():', GPU_RNG),
+    ('CK05', CK, 'cuda = cuda[device.index or 0] if',
+     'cuda = cuda[0] if', GPU_RNG),
+    ('CK06', CK, '(device.index or 0) < len(cuda) else None',
+     '(device.index or 0) <= len(cuda) else None', GPU_RNG),
+    ('CK07', CK, 'torch.cuda.set_rng_state(cuda, device)',
+     'torch.cuda.set_rng_state(cuda)', GPU_RNG),
+    # a run resumed from another checkpoint makes it latest.pt
+    ('TR01', T, 'if self.resume_path.resolve() != self.ckpt_path.resolve():',
+     'if self.resume_path.resolve() == self.ckpt_path.resolve():', GONE_BACK),
+    ('TR02', T, 'atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f)',
+     'atomic_write(self.resume_path, lambda f: shutil.copyfileobj(src, f)', GONE_BACK),
+    # main_decides around save, sample and the log line (two gloo ranks: slow)
+    ('TR03', T, '        self.dist.main_decides(write)\n        if path is None:',
+     '        write() if self.main else None\n        if path is None:', FULL_CKPT),
+    ('TR04', T, '        self.dist.main_decides(draw)\n',
+     '        draw() if self.main else None\n', FULL_GRID),
+    ('TR05', T, '        self.dist.main_decides(write)  # rank 0\'s failure stops every rank (see save)',
+     '        write() if self.main else None  # rank 0\'s failure', FULL_LOG),
+    # latest.pt written once at the end
+    ('TR06', T, '        if path is None:\n            self.latest_written = self.step',
+     '        if True:\n            self.latest_written = self.step', CADENCE),
+    ('TR07', T, 'if self.latest_written != self.step:  # else save_every',
+     'if self.saved_step != self.step:  # else save_every', CADENCE),
+    # a stop during the owed evaluation trains no step
+    ('TR08', T, '                if self.world == 1:  # a stop during it',
+     '                if self.world > 1:  # a stop during it', OWED),
+    # the mid-run data error
+    ('TR09', T, '"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it',
+     '"the last good checkpoint is {self.ckpt_path} (step {self.saved_step}): resume it', BROKEN),
+    ('TR10', T, 'skip = "" if cfg.data.skip_bad else " (with --skip_bad',
+     'skip = "" if not cfg.data.skip_bad else " (with --skip_bad', BROKEN),
+    ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data',
+     'training stopped at step {self.step} (epoch {self.epoch + 1}) on its data', BROKEN),
+    # DALI: each batch's file sizes against the checks' rules
+    ('DA01', DA, 'key = tuple(int(v) for x in hw for v in x[j])',
+     'key = tuple(int(v) for x in hw for v in x[0])', DALI),
+    ('DA02', DA, 'sizes = {path: (int(x[j][1]), int(x[j][0]))',
+     'sizes = {path: (int(x[j][0]), int(x[j][1]))', DALI),
+    ('DA03', DA, '                a, shapes = img, shapes + [b_shape]\n',
+     '                a = img\n', DALI),
+    ('DA04', DA, 'for path, x in zip((sample.path, sample.b_path), hw)}',
+     'for path, x in zip((sample.path, sample.path), hw)}', DALI),
+    ('DA05', DA, '                        images = 1 if self.layout == "single" else 2\n',
+     '                        images = 2\n', DALI),
+    # a missing split beside others
+    ('FI01', FI, '    if not (root / phase).is_dir() and (splits := sorted(',
+     '    if (splits := sorted(', SPLITS),
+    ('FI02', FI, 'is_dir() and (splits := sorted(d for d in _SPLITS if (root / d).is_dir())):',
+     'is_dir() and (splits := sorted(d for d in _SPLITS if _has_images(root / d))):', SPLITS),
+    # a held-out split without B
+    ('NB01', T, 'B = torch.cat([b["B"] for b in rows]).to(self.device) if "B" in rows[0] else None',
+     'B = torch.cat([b["B" if "B" in b else "A"] for b in rows]).to(self.device)', NO_B),
+    ('NB02', EV, 'self.has_B = loader.layout != "single"',
+     'self.has_B = self.layout != "single"', NO_B),
+    ('NB03', T, 'if cfg.keep_best == "encoded_l1" and not self.evaluation.has_B:',
+     'if cfg.keep_best == "encoded_l1" and self.evaluation.layout == "single":', NO_B),
+]
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:], MUTANTS, EQUIVALENT, SKIP, "mutation-fixes"))
