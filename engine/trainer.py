@@ -597,12 +597,14 @@ class Trainer:
         rank 0 writes the results (under main_decides, so that a full disk stops every rank), and every
         rank takes part in writing best.pt (save gathers their random generators). owed_only: evaluate
         only if the checkpoint resumed from was saved with its evaluation skipped by a stop. stop: the signal
-        the ranks agreed to stop for (a rank other than 0 may have received it alone)."""
+        the ranks agreed to stop for (a rank other than 0 may have received it alone). Returns the signal
+        that skipped the evaluation, `stop` or one received before or during it (under torchrun agreed by
+        every rank: the training stops at this step, as one process does), else None."""
         go = [not owed_only or self.eval_owed is not None]
         if self.dist.grouped:  # (rank 0 read what the checkpoint and the log owe)
             dist.broadcast_object_list(go, src=0)
         if not go[0]:
-            return
+            return None
         result, improved = [None], [False]
 
         def measure():
@@ -611,13 +613,18 @@ class Trainer:
         def record():
             improved[0] = self._record(result[0], stop)
         self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
+        if result[0] is None and stop is None:
+            # Given up for a signal (on every rank alike: Evaluation.run agrees on it before each batch).
+            # Which one, SIGTERM winning as in mean_over_ranks: the ranks stop here, not at the next log
+            # interval, where the evaluation owed for this step would be made at that step's weights.
+            stop = signal.Signals(self.dist.agree(int(self._stop.received or 0)))
         self.dist.main_decides(record)
-        if not self.cfg.keep_best:
-            return
-        if self.world > 1:
-            dist.broadcast_object_list(improved, src=0)
-        if improved[0]:
-            self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
+        if self.cfg.keep_best:
+            if self.world > 1:
+                dist.broadcast_object_list(improved, src=0)
+            if improved[0]:
+                self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
+        return stop if result[0] is None else None
 
     def _stopping(self, agreed: signal.Signals | None) -> signal.Signals | None:
         return agreed or (self._stop and self._stop.received)  # (no StopSignals outside train())
@@ -647,8 +654,7 @@ class Trainer:
         from .evaluate import improves, json_safe
         cfg, ev = self.cfg, self.evaluation
         if result is None:
-            why = self._stopping(agreed)
-            return self._owe(f"{why.name} received" if why else "another rank received a stop signal")
+            return self._owe(f"{agreed.name} received")
         self.eval_owed = None
         key = cfg.keep_best
         improved = key is not None and improves(key, result.get(key), self.best and self.best["value"])
@@ -863,8 +869,9 @@ class Trainer:
         started = self.step
         try:
             if cfg.eval_every and self.resume_path is not None:
-                self.validate(owed_only=True)  # the one a stop skipped, at the step it was owed for
-                if self.world == 1:  # a stop during it: no step trained (the ranks agree at a log interval)
+                # The one a stop skipped, at the step it was owed for; a stop during it: no step trained.
+                stop = self.validate(owed_only=True)
+                if self.world == 1:  # (one process stops after it too; the ranks agree at a log interval)
                     stop = self._stop.received
             while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
@@ -893,7 +900,9 @@ class Trainer:
                     if self.step % cfg.sample_every == 0:
                         self.sample()
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
-                        self.validate(stop=stop)  # before the step's checkpoint: a resume from it never loses one
+                        # Before the step's checkpoint: a resume from it never loses one. A signal before
+                        # or during it stops every rank at this step.
+                        stop = self.validate(stop=stop)
                     if self.step % cfg.save_every == 0:
                         self.save()
                     done, rest = divmod(self.step, self.steps_per_epoch)
@@ -903,11 +912,14 @@ class Trainer:
                     if self.world == 1:  # one process stops after any iteration: nothing to agree on
                         stop = self._stop.received
                     elif self._stop.received and not told and stop is None:
-                        # The ranks agree at log intervals alone (where one's signal rode in this step's
-                        # all-reduce, they have agreed: no later step to announce).
+                        # The ranks agree at log intervals and evaluations alone (where one's signal rode in
+                        # this step's all-reduce, they have agreed: no later step to announce).
                         told = min(self.total_steps, (self.step // cfg.log_every + 1) * cfg.log_every)
-                        self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next log "
-                                           f"interval (where the {self.world} processes agree), then saving")
+                        where = "log interval"
+                        if cfg.eval_every and (at := (self.step // cfg.eval_every + 1) * cfg.eval_every) < told:
+                            told, where = at, "evaluation"
+                        self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next {where} "
+                                           f"(where the {self.world} processes agree), then saving")
                     if self.step >= self.total_steps or stop is not None:
                         break
                 else:

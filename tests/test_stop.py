@@ -376,19 +376,25 @@ def test_ranks_stop_together_at_the_next_log_interval(tmp_path, data, monkeypatc
         assert capsys.readouterr().err.count(f"{mine[0].name}: {told}" if mine else told) == len(mine)
 
 
-@pytest.mark.parametrize("at, stop, told", [(6, 8, 8), (8, 8, None), (9, 10, 10), (10, 10, None)])
-def test_rank_0_says_at_which_step_the_ranks_will_stop(tmp_path, data, monkeypatch, capsys, at, stop, told):
+@pytest.mark.parametrize("at, stop, told, eval_every", [
+    (6, 8, 8, None), (8, 8, None, None), (9, 10, 10, None), (10, 10, None, None),
+    (5, 6, 6, 3), (6, 6, None, 6), (7, 8, 8, 6)])  # (the evaluation of step 6 sees step 6's signal)
+def test_rank_0_says_at_which_step_the_ranks_will_stop(tmp_path, data, monkeypatch, capsys, at, stop, told,
+                                                       eval_every):
     """10 steps (2 an epoch), a log line every 4 and at the end (4, 8, 10); SIGTERM in step `at` (its training
     step, before the all-reduce). Received in an interval's last step, it rides in that step's
-    all-reduce: the ranks stop there, and no later step is announced."""
+    all-reduce: the ranks stop there, and no later step is announced. An evaluation before the next
+    log interval (eval_every) is where they agree (its first batch is given up)."""
     monkeypatch.setattr(trainer_module, "init_distributed", lambda device: Dist(rank=0, world=2))
     monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj] * len(out)))
     monkeypatch.setattr(dist, "all_reduce", lambda total: total.__iadd__(torch.cat([total[:-2], total[-2:] * 0])))
     with pytest.raises(TrainingStopped) as e:
-        trainer(tmp_path / "r", data, at=at, send=[TERM], log_every=4, niter=3, niter_decay=3).train()
+        trainer(tmp_path / "r", data, at=at, send=[TERM], log_every=4, niter=3, niter_decay=3,
+                **(dict(eval_every=eval_every, eval_num=2, eval_metrics="l1") if eval_every else {})).train()
     assert e.value.step == stop
     notes = [ln for ln in capsys.readouterr().err.splitlines() if "stopping at step" in ln]
-    assert notes == ([f"SIGTERM: stopping at step {told}, the next log interval (where the 2 processes agree), "
+    where = "evaluation" if eval_every and stop % 4 else "log interval"
+    assert notes == ([f"SIGTERM: stopping at step {told}, the next {where} (where the 2 processes agree), "
                       "then saving"] if told else [])
 
 

@@ -762,3 +762,59 @@ def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp
     assert r0["error"] == ("DatasetError", "x.png changed since the checks", True)  # not again by rank 0
     assert r0["combine_error"] == ("DatasetError", "x.png changed since the checks", False)
     assert r1["combine_error"] == ("DatasetError", "x.png changed since the checks", True)
+
+
+def _stop_rank(rank, world, port, out_dir, root):
+    """One rank of test_under_torchrun_a_stop_...: rank 1 alone receives SIGTERM during step 2's
+    evaluation, then again during the owed one a resume makes first; then a plain resume."""
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)  # the Trainers' group (each one's own run)
+    # 2 steps an epoch on each rank (16 pairs, batches of 4), a log line at every step
+    cfg = tiny_cfg(Path(out_dir) / "run", root, max_steps=4, eval_every=2, eval_num=4, eval_samples=2,
+                   sample_every=100, save_every=100)
+    real_columns, stopped = ev_module.sample_columns, []
+
+    def sample_columns(model, A, *a, **k):  # rank 1's first batch of each evaluation brings the signal
+        if rank == 1 and not stopped:
+            stopped.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_columns(model, A, *a, **k)
+    ev_module.sample_columns = sample_columns
+    got = {}
+    for case, resume in (("during", False), ("owed", True)):
+        stopped.clear()
+        t = Trainer(cfg, resume=resume, progress=False)
+        t.evaluation.batch_size = 1  # 2 inputs a rank, an input a batch: given up before the second
+        got[case] = _error_of(t.train)[1]
+        if rank == 0:
+            shutil.copy(Path(out_dir) / "run" / "checkpoints" / "latest.pt", Path(out_dir) / f"{case}.pt")
+        dist.barrier()
+    ev_module.sample_columns = real_columns
+    Trainer(cfg, resume=True, progress=False).train()
+    torch.save(got, os.path.join(out_dir, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_one_process_does(tmp_path, data):
+    # Rank 1 alone received the signal; the ranks agreed on it in Evaluation.run. They went on training to
+    # the next log interval and saved there: step 3's checkpoint owed step 2's evaluation, which its resume
+    # made at step 3's weights, logged as step 3 (and a stop during that owed evaluation trained a step).
+    from test_distributed import _free_port
+    mp.spawn(_stop_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    for case in ("during", "owed"):
+        assert r0[case] == r1[case] and r0[case].startswith("stopped by SIGTERM at step 2 "), case
+        ckpt = read_checkpoint(tmp_path / f"{case}.pt")
+        assert (ckpt["step"], ckpt["eval_owed"]) == (2, 2), case  # one process's, at the signal's step
+    run = tmp_path / "run"
+    assert max(r["step"] for r in read_lines(run / "log.jsonl")) == 4
+    lines = read_lines(run / "eval_log.jsonl")
+    assert [r["step"] for r in lines] == [2, 4]
+    # The line of step 2 is the evaluation of step 2's weights, as one process measures them.
+    want = evaluate(tmp_path / "during.pt", num=4, n_samples=2, seed=0, device="cpu")
+    assert {k: v for k, v in lines[0].items() if k not in ("step", "epoch", "split")} == {
+        k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()
+        if k not in ("variant", "dataroot", "phase")}
