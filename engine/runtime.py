@@ -122,11 +122,14 @@ class Dist:
     def raise_any(self, error: Exception | None) -> None:
         """Every rank calls it with its error or None: the error of the first rank that had one is raised
         on every rank (one all-gather), marked from_rank0 where it is a copy (the rank it happened on
-        prints it: under torchrun one line, not one per rank)."""
+        prints it: under torchrun one line, not one per rank). An error that is a copy already (an
+        inner raise_any's, main_decides') yields to the rank it happened on: taken first, rank 0's copy
+        of rank 1's error had every rank raise a copy, and none printed it."""
         if self.grouped:
             told = [None] * self.world
             dist.all_gather_object(told, _picklable(error, self.rank))
-            first = next((r for r, e in enumerate(told) if e is not None), None)
+            own = [r for r, e in enumerate(told) if e is not None and not getattr(e, "from_rank0", False)]
+            first = own[0] if own else next((r for r, e in enumerate(told) if e is not None), None)
             if first is not None and first != self.rank:
                 told[first].from_rank0 = True
                 raise told[first]
@@ -147,7 +150,9 @@ def _picklable(error: Exception | None, rank: int) -> Exception | None:
     pickle) as a RuntimeError naming it."""
     if error is None or isinstance(error, USER_ERRORS):
         return error
-    return RuntimeError(f"rank {rank} stopped: {type(error).__name__}: {error}")
+    told = RuntimeError(f"rank {rank} stopped: {type(error).__name__}: {error}")
+    told.from_rank0 = getattr(error, "from_rank0", False)  # a copy of another rank's stays one
+    return told
 
 
 def init_distributed(device: str = "auto") -> Dist:

@@ -818,3 +818,53 @@ def test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_one_pro
     assert {k: v for k, v in lines[0].items() if k not in ("step", "epoch", "split")} == {
         k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()
         if k not in ("variant", "dataroot", "phase")}
+
+
+def _error_rank(rank, world, port, out_dir, root):
+    """One rank of test_under_torchrun_an_error_...: `bicyclegan train` whose step-2 evaluation fails on
+    rank 1 alone, with a data error, then with a bug; each run's exit code and what it printed."""
+    import contextlib
+    import io
+
+    import torch.distributed as dist
+
+    from bicyclegan.pipelines import DatasetError
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)  # (each run's: init_distributed takes it)
+    real_columns, got = ev_module.sample_columns, {}
+    for case, error in (("data", DatasetError("x.png changed since the checks")), ("bug", ZeroDivisionError("a bug"))):
+        def sample_columns(*a, error=error, **k):
+            if rank == 1:
+                raise error
+            return real_columns(*a, **k)
+        ev_module.sample_columns = sample_columns
+        args = ["train", "--dataroot", root, "--out", os.path.join(out_dir, case), "--device", "cpu", "--no-progress",
+                "--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netG", "unet", "--netD",
+                "basic_128_multi", "--netD2", "basic_128_multi", "--netE", "resnet_128", "--impl", "ref",
+                "--num_workers", "0", "--max_steps", "2", "--eval_every", "2", "--eval_num", "4", "--eval_samples", "2"]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                rc = main(args)
+            except Exception as e:  # a bug: main() lets its traceback through
+                rc = type(e).__name__
+        got[case] = rc, err.getvalue()
+    json.dump(got, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by_that_rank(tmp_path, data):
+    # Evaluation.run made rank 1's error every rank's, marked as a copy on rank 0; validate's each_decides
+    # then told the ranks their errors again, and took the first rank's: rank 0's copy. Neither rank printed
+    # anything (the data error's line was lost; the bug's traceback too, both ranks exiting 1 in silence).
+    from test_distributed import _free_port
+    mp.spawn(_error_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    (rc0, err0), (rc1, err1) = r0["data"], r1["data"]
+    assert (rc0, rc1) == (2, 2) and "Error" not in err0
+    assert err1.startswith("bicyclegan train: DatasetError: training stopped at step ") and err1.count("\n") == 2
+    assert "x.png changed since the checks" in err1
+    assert r0["bug"] == [1, r0["bug"][1]] and "Error" not in r0["bug"][1]
+    assert r1["bug"][0] == "ZeroDivisionError"  # its traceback printed by rank 1 alone
