@@ -139,8 +139,8 @@ MUTANTS = [
     ('TR07', T, 'if self.latest_written != self.step:  # else save_every',
      'if self.saved_step != self.step:  # else save_every', CADENCE),
     # a stop during the owed evaluation trains no step
-    ('TR08', T, '                if self.world == 1:  # a stop during it',
-     '                if self.world > 1:  # a stop during it', OWED),
+    ('TR08', T, '                stop = self.validate(owed_only=True)',
+     '                self.validate(owed_only=True)', OWED),
     # the mid-run data error
     ('TR09', T, '"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it',
      '"the last good checkpoint is {self.ckpt_path} (step {self.saved_step}): resume it', BROKEN),
