@@ -987,6 +987,11 @@ def end_group(trainer: Trainer) -> None:
         trainer.graphed = None
         gc.collect()
         torch.cuda.synchronize(trainer.device)
+    if trainer.dist.grouped and trainer.dist.owns_group:
+        # Every rank here before any ends the group: the last collective may be rank 0's broadcast
+        # (main_decides), which rank 0 leaves once sent; a straight 2-rank gloo run under load once
+        # hung at its end, rank 0 in the group's teardown (not reproduced alone: a precaution).
+        dist.barrier()
     trainer.dist.close()
 
 
