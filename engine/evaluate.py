@@ -53,7 +53,7 @@ PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inp
 BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("palette", "higher")}
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
-_GO, _STOP, _FAILED = 0, 1, 2  # a rank's state after a batch of run(): the ranks act on the largest
+_GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
 
 
 def _palette_info(root: Path, phase: str):
@@ -189,7 +189,6 @@ class Evaluation:
         if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
             raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
-        self.split_size = loader.num_samples  # more than num only with skip_bad (every file checked)
         self.n_inputs = min(num, loader.num_samples)
         # The metric networks load before any image is generated: a missing weights file fails at once.
         # networks_from: another evaluation of the same metric options, whose networks serve this one too
@@ -237,13 +236,12 @@ class Evaluation:
     def _loader(self, batch_size: int | None = None, share: range | None = None):
         """The split's loader; share: this rank's inputs alone (run())."""
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.
-        whole = share is None or self.dist.world == 1
-        sharded = not whole and self._own_cut
+        # Not the loader's own cut among the ranks: that one checks the files together (a collective, which
+        # a rank failing before it left the others in), and with skip_bad it cuts the whole split, not num.
         loader = build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
                               batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
-                              layout=self.layout, **({"rank": self.dist.rank, "world": self.dist.world}
-                                                     if sharded else {}))
-        return loader if whole or sharded else _from_input(loader, share.start)
+                              layout=self.layout)
+        return loader if share is None or share.start == 0 else _from_input(loader, share.start)
 
     @torch.no_grad()
     def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:
@@ -297,14 +295,7 @@ class Evaluation:
         that of the largest share, and one more where a share may begin inside a batch (_from_input)."""
         lo, hi = shard_range(self.n_inputs, self.dist.rank, self.dist.world)
         rounds = math.ceil(math.ceil(self.n_inputs / self.dist.world) / self.batch_size)
-        return range(lo, hi), rounds + (self.dist.world > 1 and not self._own_cut)
-
-    @property
-    def _own_cut(self) -> bool:
-        """Whether the loader's own cut of the split among the ranks is each rank's share: where the split
-        holds just the inputs measured (skip_bad checks every file) and each rank has some (the loader
-        refuses an empty shard). Such a loader is made by every rank at once (it splits the checks)."""
-        return self.dist.world > 1 and self.split_size == self.n_inputs >= self.dist.world
+        return range(lo, hi), rounds + (self.dist.world > 1)
 
     def _measure(self, batch, z, got) -> tuple[int, int, bool]:
         """One batch's outputs and their measures, appended to `got` (per input, in input order); returns
@@ -315,9 +306,6 @@ class Evaluation:
         A = batch["A"][: len(z)].to(model.device)
         B = batch.get("B")
         B = None if B is None else B[: A.shape[0]].to(model.device)
-        if B is None and ("fid" in chosen or "palette" in chosen):
-            raise DatasetError(f"{self.root}/{self.phase} has no B images (single layout): metrics "
-                               f"{', '.join(m for m in chosen if m in ('fid', 'palette'))} need them")
         cols, names = sample_columns(model, A, B, z[: A.shape[0]] if cfg.model.nz else None)
         samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
         if not torch.isfinite(samples).all():
@@ -385,8 +373,8 @@ class Evaluation:
 
 
 def _from_input(loader, start: int):
-    """The loader's batches from input `start` on: a share of the first num inputs of a split of more
-    (skip_bad checks every file, so the loader holds them all), read and dropped up to it."""
+    """The loader's batches from input `start` on (a rank's share): the inputs before it are read and
+    dropped (a few for the evaluations' num, against the n_samples outputs each input gets)."""
     for batch in loader:
         n = len(batch["A"])
         if start >= n:

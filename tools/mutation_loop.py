@@ -296,8 +296,8 @@ MUTANTS = [
      'seed)', ES),
     ('ES2', EV, '_from_input(loader, share.start)',
      '_from_input(loader, 0)', ES),
-    ('ES3', EV, 'return self.dist.world > 1 and self.split_size == self.n_inputs >= self.dist.world',
-     'return self.dist.world > 1 and self.n_inputs >= self.dist.world', ES),
+    ('ES3', EV, 'return range(lo, hi), rounds + (self.dist.world > 1)',
+     'return range(lo, hi), rounds', ES),
     ('ES4', RT, 'told[first].from_rank0 = True',
      'pass', ES),
 ]
