@@ -25,6 +25,15 @@ from bicyclegan.pipelines.loader import dali_available
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
 from .errors import USER_ERRORS, ConfigError, OutputError
 
+if dist.is_available():
+    # Imported before any process group exists: its functions' default arguments are the default
+    # group of the moment (group=group.WORLD), so imported while one is up (the first optimiser
+    # imports it, through torch._dynamo) it keeps that group alive after destroy_process_group. The
+    # group's threads then end only in the interpreter's finalisation, and a gloo worker still
+    # dropping a collective's tensors takes the GIL there: the rank aborted at exit now and then
+    # (SIGABRT, "terminate called without an active exception").
+    import torch.distributed.nn  # noqa: F401
+
 
 def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
     """"auto": this rank's GPU when CUDA is available, else the CPU. Under torchrun (world > 1) a

@@ -256,6 +256,44 @@ def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalise
     assert seen == [{"open_after_exit": False, "callers_open_after_exit": True}] * 2
 
 
+def _gloo_threads():
+    """This process's threads that a gloo process group runs (Linux: their names in /proc)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
+        except OSError:  # (a thread that ended meanwhile)
+            pass
+    return sorted(n for n in names if "gloo" in n)
+
+
+def _close_worker(rank, world, port, out_dir):
+    from bicyclegan.engine import runtime
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    d = runtime.init_distributed("cpu")
+    model = BicycleGAN(_cfg())  # its Adam optimisers, the process's first: they import torch._dynamo
+    model.train_step(_data(rank))  # (the gradients' all-reduce)
+    del model
+    running = _gloo_threads()
+    d.close()
+    json.dump({"running": running, "after_close": _gloo_threads()}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread names from /proc (Linux)")
+def test_closing_the_group_ends_its_threads_before_the_interpreter_finalises(tmp_path):
+    """torch.distributed.nn, imported by torch._dynamo when the first optimiser was made, took the group
+    up then as its functions' default argument: destroy_process_group left it alive, its threads ran
+    on into the interpreter's finalisation, and a rank aborted there now and then (SIGABRT,
+    "terminate called without an active exception"; a flaky CI failure of test_validation)."""
+    mp.spawn(_close_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for r in (0, 1):
+        seen = json.loads((tmp_path / f"{r}.json").read_text())
+        assert "pt_gloo_runloop" in seen["running"], seen  # (the names looked for: the group's threads)
+        assert seen["after_close"] == [], seen
+
+
 def _mean_worker(rank, world, port, out_dir):
     from bicyclegan.engine.trainer import mean_over_ranks
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -566,10 +604,6 @@ def _full_disk_rank(rank, world, port, out_dir, args, name):
                 return replace(src, dst, **kw)
             os.replace = failing
     _cli_rank(rank, world, port, out_dir, args)
-    # What the test judges is written (rc and stderr). The interpreter's finalisation after an error that
-    # followed the training's collectives aborted now and then (SIGABRT from gloo's threads, about 1 run
-    # in 4 under load; not root-caused): ended here, it cannot fail the test for what it does not judge.
-    os._exit(0)
 
 
 @pytest.mark.slow
