@@ -653,6 +653,13 @@ def main(argv=None) -> int:
     except Exception as e:
         if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
             return 1
+        from .runtime import lost_rank
+        if saw := lost_rank(e):  # (train's own says at which step, and what is intact)
+            # Under torchrun another rank ended (its own error, which it prints) while this one waited for
+            # it in a collective: a traceback here would only bury that rank's line.
+            print(f"bicyclegan {args.command}: RankLostError: another process of this launch ended while this one "
+                  f"waited for it, and prints its own error (this one saw: {saw})", file=sys.stderr)
+            return 2
         raise
     except KeyboardInterrupt:
         if args.command != "train":

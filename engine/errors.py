@@ -35,6 +35,11 @@ class DivergenceError(BicycleGANError, RuntimeError):
     """Training produced non-finite losses or weights; the last good checkpoint is kept."""
 
 
+class RankLostError(BicycleGANError, RuntimeError):
+    """Under torchrun, another process of the launch ended during a collective this one waited in (that
+    process prints its own error): where this one stopped, and what is intact."""
+
+
 class WeightsError(BicycleGANError, FileNotFoundError):
     """A metric's pretrained network (LPIPS, FID) is missing or is not the expected file."""
 

@@ -10,6 +10,7 @@ import atexit
 import dataclasses
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,19 @@ class Dist:
         atexit.unregister(self.close)  # (a group started later in this process is not ours)
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def lost_rank(error: BaseException) -> str | None:
+    """What `error` says, in short, if it is a collective's failure because another rank's process ended
+    (gloo's transport: the connection closed or reset, a plain RuntimeError; NCCL: a DistBackendError);
+    None for any other error."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(error, getattr(dist, "DistBackendError", ())):
+        if not (isinstance(error, RuntimeError) and "gloo/transport" in text
+                and any(s in text for s in ("closed by peer", "reset by peer", "Broken pipe"))):
+            return None
+    # gloo's: "[.../pair.cc:553] Connection closed by peer [127.0.0.1]:58773. This is typically caused by..."
+    return re.sub(r"^\[[^\]]*\]\s*", "", text).split(". This is typically")[0]
 
 
 def _picklable(error: Exception | None, rank: int) -> Exception | None:

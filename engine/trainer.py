@@ -45,7 +45,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, WeightsError
+from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
 from .io import atomic_write, check_writable, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
@@ -56,6 +56,7 @@ from .runtime import (
     describe_device,
     first_only,
     init_distributed,
+    lost_rank,
     prepare_data_root,
     prepare_device,
 )
@@ -716,6 +717,12 @@ class Trainer:
             return "no checkpoint was written before it"
         return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
+    def _intact(self) -> str:
+        """_last_good, and how to go on from it (the line a run stopped by an error ends with)."""
+        how = ("start the run again" if self.saved_step is None else "resume it with --resume"
+               + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))}"))
+        return f"{self._last_good()}: {how}"
+
     def _diverged(self, what: str) -> DivergenceError:
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
                                f"{self._last_good()}; try a lower --lr or --amp off")
@@ -935,13 +942,18 @@ class Trainer:
                 self.sample()
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             skip = "" if cfg.data.skip_bad else " (with --skip_bad to leave such files out)"
-            then = ("no checkpoint was written before it: start the run again" if self.saved_step is None else
-                    f"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it with --resume"
-                    + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))}"))
             error = DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
-                                 f"{e}\n{then}{skip}")
+                                 f"{e}\n{self._intact()}{skip}")
             error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
             raise error from e
+        except RuntimeError as e:
+            if self.world == 1 or not (saw := lost_rank(e)):
+                raise
+            # Another rank's own error (a data error, a bug, out of memory) ended it in the middle of a
+            # collective: that rank prints it; this one's traceback would only bury it.
+            raise RankLostError(f"training stopped after step {self.step} (epoch {self.epoch + 1}): another of the "
+                                f"{self.world} processes ended during it, and prints its own error (rank "
+                                f"{self.rank} saw: {saw})\n{self._intact()}") from e
         finally:
             self.progress.close()
             if log:

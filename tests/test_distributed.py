@@ -3,6 +3,7 @@ so every rank ends an iteration with the same weights although each saw differen
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -604,6 +605,89 @@ def _full_disk_rank(rank, world, port, out_dir, args, name):
                 return replace(src, dst, **kw)
             os.replace = failing
     _cli_rank(rank, world, port, out_dir, args)
+
+
+def _data_error_rank(rank, world, port, out_dir, args):
+    """_cli_rank where rank 1's loader meets a file broken since the checks at its third batch."""
+    if rank == 1:
+        from bicyclegan.pipelines import DatasetError
+        from bicyclegan.pipelines.cpu_loader import TorchLoader
+        batches = TorchLoader.__iter__
+
+        def broken(self):
+            for i, batch in enumerate(batches(self)):
+                if i == 2:
+                    raise DatasetError("x.png changed since the checks")
+                yield batch
+        TorchLoader.__iter__ = broken
+    _cli_rank(rank, world, port, out_dir, args)
+
+
+@pytest.mark.slow
+def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(tmp_path):
+    """Rank 1's data error ended it (its one line, exit 2) in the middle of the step, while rank 0 waited in
+    that step's gradient all-reduce: gloo failed rank 0 there ("Connection closed by peer"), which it
+    printed as a bug's traceback. Rank 0 now says in one line where it stopped, that another rank ended
+    (which prints its own error) and which checkpoint is intact."""
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
+            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
+            "--save_every", "2", "--log_every", "2", "--num_workers", "0"]
+    mp.spawn(_data_error_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r1["rc"] == 2 and r1["stderr"].startswith("bicyclegan train: DatasetError: training stopped at step 3 ")
+    assert "x.png changed since the checks" in r1["stderr"]
+    assert r0["rc"] == 2, r0
+    line, then = r0["stderr"].splitlines()[-2:]
+    assert re.fullmatch(r"bicyclegan train: RankLostError: training stopped after step 2 \(epoch 1\): another of "
+                        r"the 2 processes ended during it, and prints its own error \(rank 0 saw: Connection "
+                        r"closed by peer \[127.0.0.1\]:\d+\)", line), line  # (what gloo said, in short)
+    assert "Traceback" not in r0["stderr"]
+    ckpt = tmp_path / "r" / "checkpoints" / "latest.pt"
+    assert then == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
+    assert ckpt.exists()
+
+
+def test_lost_rank_knows_a_collective_that_failed_for_a_rank_that_ended():
+    from bicyclegan.engine.runtime import lost_rank
+    gloo = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+            "[127.0.0.1]:6368. This is typically caused by a remote worker crashing. Check the logs of the remote "
+            "worker before reporting an error. GLHF!")
+    assert lost_rank(RuntimeError(gloo)) == "Connection closed by peer [127.0.0.1]:6368"
+    assert lost_rank(RuntimeError(gloo.replace("closed", "reset"))) == "Connection reset by peer [127.0.0.1]:6368"
+    assert lost_rank(dist.DistBackendError("NCCL communicator was aborted on rank 0.\nmore")) == (
+        "NCCL communicator was aborted on rank 0.")
+    assert lost_rank(RuntimeError("Connection closed by peer")) is None  # not gloo's transport: a bug's, kept
+    assert lost_rank(RuntimeError("[gloo/transport/tcp/pair.cc:1] Timed out")) is None
+    assert lost_rank(ValueError(gloo)) is None
+
+
+def _start_bug_rank(rank, world, port, out_dir, args):
+    """_cli_rank with a bug in rank 1's loader set-up, before the ranks' joint check of the files."""
+    if rank == 1:
+        from bicyclegan.engine import trainer
+
+        def broken(*a, **k):
+            raise ZeroDivisionError("a bug")
+        trainer.build_loader = broken
+    try:
+        _cli_rank(rank, world, port, out_dir, args)
+    except ZeroDivisionError:  # rank 1: the traceback Python prints for a bug
+        json.dump({"raised": True}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+
+
+@pytest.mark.slow
+def test_a_rank_lost_at_start_up_is_one_line_on_the_others(tmp_path):
+    """Rank 0 waited for rank 1 in the loader's joint check of the files, and printed gloo's failure as a
+    bug's traceback of its own once rank 1 had ended on its bug."""
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
+            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"]
+    mp.spawn(_start_bug_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r1 == {"raised": True}
+    assert r0["rc"] == 2 and "Traceback" not in r0["stderr"], r0
+    assert re.fullmatch(r"bicyclegan train: RankLostError: another process of this launch ended while this one "
+                        r"waited for it, and prints its own error \(this one saw: Connection closed by peer "
+                        r"\[127.0.0.1\]:\d+\)", r0["stderr"].splitlines()[-1]), r0
 
 
 @pytest.mark.slow

@@ -144,8 +144,8 @@ MUTANTS = [
      OWED + ["tests/test_validation.py::test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_"
              "one_process_does"]),
     # the mid-run data error
-    ('TR09', T, '"the last good checkpoint is {self.saved_path} (step {self.saved_step}): resume it',
-     '"the last good checkpoint is {self.ckpt_path} (step {self.saved_step}): resume it', BROKEN),
+    ('TR09', T, 'return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"',
+     'return f"the last good checkpoint is {self.ckpt_path} (step {self.saved_step})"', BROKEN),
     ('TR10', T, 'skip = "" if cfg.data.skip_bad else " (with --skip_bad',
      'skip = "" if not cfg.data.skip_bad else " (with --skip_bad', BROKEN),
     ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data',
