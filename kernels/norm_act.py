@@ -29,8 +29,6 @@ def _check(x, act, slope, eps, weight, bias):
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"instance_norm_act: x must be float32, bfloat16 or float16, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"instance_norm_act: x is empty (shape {tuple(x.shape)})")
     check_act("instance_norm_act", act, slope)
     _check_eps("instance_norm_act", eps)
     for name, t in (("weight", weight), ("bias", bias)):
@@ -45,8 +43,23 @@ def _check(x, act, slope, eps, weight, bias):
             raise ValueError(f"instance_norm_act: {name} is on {t.device} but x is on {x.device}")
 
 
+def _empty_norm(x, weight, bias):
+    """The norm of an empty x (a batch of 0 samples, an empty plane): empty, and weight and bias get
+    a gradient summed over no element, zero, as nn.InstanceNorm2d gives them for an empty plane.
+    torch.instance_norm refuses an empty batch or C = 0 with weight or bias (IndexError from a
+    select, torch 2.13; nn.InstanceNorm2d(affine=True) shares it) though nothing is undefined there."""
+    y = x.clone()  # a new tensor, as instance_norm's: the activation may overwrite it
+    if weight is not None:
+        y = y * weight[:, None, None]
+    if bias is not None:
+        y = y + bias[:, None, None]
+    return y.to(x.dtype)
+
+
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
+    if x.numel() == 0:
+        return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=True)
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
     # A batch of one sample is its own batch_norm, which instance_norm calls on a view of it: called
@@ -69,15 +82,18 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     create_graph=True raises: use impl='ref' under a gradient penalty). With no weight/bias and
     LeakyReLU(slope > 0) it saves y rather than x for backward, as the reference's in-place
     activations do for LeakyReLU and ELU: modifying y in place before backward then raises
-    autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead).
+    autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead). An empty x
+    (a batch of 0 samples) gives an empty y, an empty dx and zero gradients for weight and bias.
     """
     _check(x, act, slope, eps, weight, bias)
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
         if x.dtype not in TRITON_DTYPES:
             raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
                             f"(use impl='ref' or 'auto')")
-        from .norm_act_triton import instance_norm_act_triton
-        return instance_norm_act_triton(x, act, slope, eps, weight, bias)
+        # An empty x (a batch of 0 samples: a filtered sub-batch) has nothing to launch: the reference.
+        if x.numel():
+            from .norm_act_triton import instance_norm_act_triton
+            return instance_norm_act_triton(x, act, slope, eps, weight, bias)
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)
 
 

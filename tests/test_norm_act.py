@@ -387,8 +387,6 @@ def test_bad_input_errors(impl):
         instance_norm_act(torch.randn(3, 4, 5), impl=impl)
     with pytest.raises(TypeError, match="x must be float"):
         instance_norm_act(torch.ones(1, 2, 3, 3, dtype=torch.int32), impl=impl)
-    with pytest.raises(ValueError, match="x is empty"):
-        instance_norm_act(torch.randn(0, 2, 3, 3), impl=impl)
     with pytest.raises(ValueError, match="weight must have shape \\(2,\\)"):
         instance_norm_act(torch.randn(1, 2, 3, 3), weight=torch.ones(3), impl=impl)
     with pytest.raises(ValueError, match="act must be one of"):
@@ -761,3 +759,50 @@ def test_reference_traced_at_batch_one_runs_at_other_batches():
     exported = torch.export.export(module, (x3[:2],), dynamic_shapes=({0: torch.export.Dim("n", min=1, max=8)},))
     torch.testing.assert_close(exported.module()(x3), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(exported.module()(x3[1:2]), expected[1:2], atol=1e-5, rtol=1e-5)
+
+
+TORCH_ACTS = {"none": nn.Identity(), "relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(0.2), "elu": nn.ELU()}
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 3, 0, 5)], ids=["empty-batch", "empty-plane"])
+def test_empty_input_as_instancenorm2d(shape, impl):
+    """An empty x, a batch of 0 samples above all (a filtered sub-batch), through the functional
+    and the module, in both layouts and in bf16: an empty output of x's shape, dtype and layout,
+    and as gradients an empty dx and zero dweight and dbias, as nn.InstanceNorm2d + the activation
+    give them (the fused op refused an empty x: 'x is empty'). With affine parameters torch 2.13's
+    instance_norm refuses an empty batch (IndexError from a select) while it takes an empty plane:
+    there the expected gradients are the sums over no element, zero, that it gives the plane."""
+    for act in ACTS:
+        for affine in (False, True):
+            for fmt, dtype in ((NCHW, torch.float32), (CL, torch.float32), (NCHW, torch.bfloat16)):
+                x = torch.randn(shape, dtype=dtype).contiguous(memory_format=fmt)
+                norm = nn.InstanceNorm2d(3, affine=affine)
+                module = InstanceNormAct2d(3, affine=affine, act=act, slope=0.2, impl=impl)
+                for face in ("functional", "module"):
+                    what = f"{act} affine={affine} {fmt} {dtype} {face}"
+                    xr = x.clone().requires_grad_()
+                    params = list(module.parameters())
+                    for p in params:
+                        p.grad = None
+                    if face == "functional":
+                        y = instance_norm_act(xr, act, 0.2, 1e-5, *(params or (None, None)), impl=impl)
+                    else:
+                        y = module(xr)
+                    assert y.shape == x.shape and y.dtype == dtype, what
+                    assert y.is_contiguous(memory_format=fmt), what
+                    y.backward(torch.ones_like(y))
+                    assert xr.grad.shape == x.shape and xr.grad.dtype == dtype, what
+                    if not affine or shape[0]:
+                        xt = x.clone().requires_grad_()
+                        expected = TORCH_ACTS[act](norm(xt))
+                        assert expected.shape == y.shape and expected.dtype == y.dtype, what
+                        expected.backward(torch.ones_like(expected))
+                        assert xt.grad.shape == xr.grad.shape, what
+                        want = [p.grad for p in norm.parameters()]
+                        norm.zero_grad()
+                    else:
+                        want = [torch.zeros(3), torch.zeros(3)]
+                    assert len(params) == len(want), what
+                    for p, w in zip(params, want):
+                        assert p.grad is not None and torch.equal(p.grad, w), what

@@ -684,3 +684,39 @@ def test_empty_batch(mode, poisoned):
     assert x.grad.shape == x.shape and z.grad.shape == z.shape
     assert torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
     assert torch.equal(layer.bias.grad, torch.zeros_like(layer.bias))
+
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_empty_batch_every_entry_point(impl, poisoned):
+    """A batch of 0 samples through every face (z_concat_act, z_concat_conv in both modes,
+    ZConcatConv2d in both modes), in both layouts, against torch.cat + nn.functional.conv2d on the
+    same empty batch: outputs of the reference's shape and dtype, empty dx and dz, zero dweight and
+    dbias (the reference's sums over no sample)."""
+    w, b = torch.randn(4, 5, 3, 3), torch.randn(4)
+
+    def plain(x, z, weight=None, bias=None):
+        cat = F.leaky_relu(torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1), 0.2)
+        return cat if weight is None else F.conv2d(cat, weight, bias, 1, 1)
+
+    for fmt in (torch.contiguous_format, CL):
+        x, z = torch.randn(0, 3, 5, 4).contiguous(memory_format=fmt), torch.randn(0, 2)
+        # (name, the face on (x, z, weight, bias) leaves, whether it is a conv)
+        faces = [("z_concat_act", lambda x, z, w, b: z_concat_act(x, z, impl=impl), False)]
+        for mode in ("concat_free", "fused_concat"):
+            faces.append((f"z_concat_conv {mode}", lambda x, z, w, b, mode=mode: z_concat_conv(
+                x, z, w, b, stride=1, padding=1, impl=impl, mode=mode), True))
+            faces.append((f"ZConcatConv2d {mode}", lambda x, z, w, b, mode=mode: torch.func.functional_call(
+                ZConcatConv2d(3, 2, 4, kernel_size=3, stride=1, padding=1, impl=impl, mode=mode),
+                {"weight": w, "bias": b}, (x, z)), True))
+        for name, face, conv in faces:
+            what = f"{name} {fmt}"
+            leaves = [t.clone().requires_grad_() for t in (x, z, w, b)]
+            want = [t.clone().requires_grad_() for t in (x, z, w, b)]
+            y = face(*leaves)
+            expected = plain(*want) if conv else plain(*want[:2])
+            assert y.shape == expected.shape and y.dtype == expected.dtype, what
+            y.backward(torch.ones_like(y))
+            expected.backward(torch.ones_like(expected))
+            for leaf, ref in zip(leaves if conv else leaves[:2], want):
+                assert leaf.grad is not None and torch.equal(leaf.grad, ref.grad), what
