@@ -27,6 +27,7 @@ def _fused(norm, act, impl):
 
 def _fusable(norm, act):
     # The kernels' ELU has alpha 1 (the reference's nn.ELU(alpha=1.0)); another alpha stays unfused.
+    # type, not isinstance: an InstanceNormAct2d is an nn.InstanceNorm2d with its activation already.
     return (type(norm) is nn.InstanceNorm2d and not norm.track_running_stats
             and (type(act) in (nn.ReLU, nn.LeakyReLU) or (type(act) is nn.ELU and act.alpha == 1.0)))
 
@@ -48,8 +49,7 @@ def fuse_norm_act(module, impl="auto"):
 
     Modifies `module` in place and returns it. Outputs and gradients are those of the original.
     Left alone: InstanceNorm2d with track_running_stats=True, a pair where either layer has hooks,
-    and nn.Sequential subclasses with their own forward. The fused layer takes 4-D input only
-    (nn.InstanceNorm2d also accepts unbatched C x H x W); the norm's slot now holds the activation
+    and nn.Sequential subclasses with their own forward. The norm's slot now holds the activation
     too (a slice seq[:i + 1] ends after it); and like an in-place activation, the fused layer may keep
     its output for backward (LeakyReLU, ELU), so modifying that output in place raises autograd's
     in-place error where an unfused nn.LeakyReLU would not.

@@ -6,9 +6,11 @@ when the Triton path runs); fuse.py swaps InstanceNorm2d + activation pairs for 
 """
 import math
 import numbers
+import warnings
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ._impl import IMPLS, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
@@ -97,47 +99,70 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)
 
 
-class InstanceNormAct2d(nn.Module):
-    """nn.InstanceNorm2d + ReLU/LeakyReLU/ELU in one layer; state_dict-compatible with nn.InstanceNorm2d."""
+class InstanceNormAct2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d followed by an activation (none, ReLU, LeakyReLU, ELU) in one layer.
+
+    A subclass of nn.InstanceNorm2d, as timm's BatchNormAct2d is an nn.BatchNorm2d, so that code
+    which finds norm layers with isinstance (weight initialisation, freezing, counting) finds it. It
+    shares what nn.InstanceNorm2d's users rely on: the constructor's arguments in their order (act,
+    slope and impl come after them, by keyword), the parameters, buffers and state_dict keys (and
+    its loading of old files with running statistics), reset_parameters and reset_running_stats,
+    unbatched C x H x W input, the channel check (an error with affine parameters, a warning
+    without), the repr's fields, and with track_running_stats=True the running statistics, updated
+    in training mode and used in eval mode. The kernels compute instance statistics only, so such a
+    layer runs torch's instance_norm and the activation in plain PyTorch (and refuses impl='triton').
+
+    What a subclass cannot share: its output is act(norm(x)). Code that swaps the norm layers it
+    finds by isinstance for another norm (nn.GroupNorm, nn.BatchNorm2d) drops the activation with
+    the layer; such code should test `type(m) is nn.InstanceNorm2d` (as fuse_norm_act does) or carry
+    `m.act` and `m.slope` over.
+    """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
-                 act="leaky_relu", slope=0.2, impl="auto", device=None, dtype=None):
-        super().__init__()
-        if track_running_stats:
-            raise ValueError("InstanceNormAct2d: track_running_stats=True is not supported "
-                             "(instance statistics are always used, as in pix2pix/BicycleGAN)")
+                 device=None, dtype=None, *, act="leaky_relu", slope=0.2, impl="auto", **kwargs):
+        # kwargs: what else this torch's nn.InstanceNorm2d takes (bias=False: a weight alone).
         check_act("InstanceNormAct2d", act, slope)
         _check_eps("InstanceNormAct2d", eps)  # at construction, as slope (was: at the first forward)
         if impl not in IMPLS:
             raise ValueError(f"InstanceNormAct2d: impl must be one of {IMPLS}, got {impl!r}")
-        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
-        # What nn.InstanceNorm2d(track_running_stats=False) has, for code that inspects norm layers
-        # (None buffers are not in the state_dict, so the keys stay those of nn.InstanceNorm2d).
-        self.track_running_stats = False
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            self.register_buffer(name, None)
+        _check_running_stats(track_running_stats, impl)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, **kwargs)
         self.act, self.slope, self.impl = act, slope, impl
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
-            self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-
-    def reset_parameters(self) -> None:
-        """Weight 1, bias 0, as nn.InstanceNorm2d's: init code that calls it on norm layers reaches these."""
-        if self.affine:
-            nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
 
     def forward(self, x):
-        if x.dim() == 4 and x.shape[1] != self.num_features:
-            raise ValueError(f"InstanceNormAct2d: expected {self.num_features} channels, "
-                             f"got input of shape {tuple(x.shape)}")
+        # nn.InstanceNorm2d's checks, in its order, with messages that name this layer.
+        if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+            raise ValueError(f"InstanceNormAct2d: expected a 4-D N x C x H x W input or an unbatched 3-D C x H x W "
+                             f"one, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.shape[-3] != self.num_features:
+            if self.affine:
+                raise ValueError(f"InstanceNormAct2d: expected {self.num_features} channels, "
+                                 f"got input of shape {tuple(x.shape)}")
+            # Without affine parameters num_features is not used, and nn.InstanceNorm2d only warns.
+            warnings.warn(f"InstanceNormAct2d: input of shape {tuple(x.shape)} does not have num_features = "
+                          f"{self.num_features} channels (not used, since affine=False)", stacklevel=2)
+        if x.dim() == 3:
+            return self._norm_act(x.unsqueeze(0)).squeeze(0)
+        return self._norm_act(x)
+
+    def _norm_act(self, x):
+        if self.track_running_stats:
+            _check_running_stats(True, self.impl)  # impl may have been switched since construction
+            # nn.InstanceNorm2d's own call: instance statistics (and the running ones updated) in
+            # training mode, the running statistics in eval mode.
+            y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                                0.0 if self.momentum is None else self.momentum, self.eps)
+            return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
         return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl)
 
     def extra_repr(self):
-        s = f"{self.num_features}, eps={self.eps}, affine={self.affine}, act={self.act}"
+        s = f"{super().extra_repr()}, act={self.act}"
         if self.act == "leaky_relu":
             s += f", slope={self.slope}"
         return s + f", impl={self.impl}"
+
+
+def _check_running_stats(track_running_stats, impl):
+    if track_running_stats and impl == "triton":
+        raise ValueError("InstanceNormAct2d: impl='triton' computes instance statistics only; with "
+                         "track_running_stats=True the layer runs torch's instance_norm (impl 'auto' or 'ref')")

@@ -220,9 +220,11 @@ def test_reset_parameters_as_instancenorm2d(affine):
 
 
 def test_module_repr():
-    assert repr(InstanceNormAct2d(4, affine=True)) == (
-        "InstanceNormAct2d(4, eps=1e-05, affine=True, act=leaky_relu, slope=0.2, impl=auto)")
-    assert "act=relu, impl=triton" in repr(InstanceNormAct2d(2, act="relu", impl="triton"))
+    """nn.InstanceNorm2d's fields, then the activation's and impl."""
+    for kw in (dict(affine=True), dict(momentum=None, track_running_stats=True, eps=1e-3)):
+        fields = repr(nn.InstanceNorm2d(4, **kw)).removeprefix("InstanceNorm2d(").removesuffix(")")
+        assert repr(InstanceNormAct2d(4, **kw)) == f"InstanceNormAct2d({fields}, act=leaky_relu, slope=0.2, impl=auto)"
+    assert repr(InstanceNormAct2d(2, act="relu", impl="triton")).endswith(", act=relu, impl=triton)")
 
 
 def _pix2pix_like():
@@ -381,6 +383,168 @@ def test_module_looks_like_instance_norm_to_inspecting_code():
         InstanceNormAct2d(4, impl="cuda")
 
 
+def _init_norms(net):
+    """Weight initialisation as GAN code writes it: every InstanceNorm2d with parameters, found by isinstance."""
+    for m in net.modules():
+        if isinstance(m, nn.InstanceNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def test_module_is_an_instancenorm2d_to_code_that_finds_norms():
+    """Initialisation and freezing code that finds norm layers with isinstance reached nn.InstanceNorm2d
+    and missed the fused layer (an nn.Module): its weight kept 1 and its parameters trained on."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, act="relu"))
+    assert isinstance(net[1], nn.InstanceNorm2d)
+    _init_norms(net)
+    assert not torch.equal(net[1].weight, torch.ones(4))
+    for m in net.modules():
+        if isinstance(m, nn.InstanceNorm2d):
+            m.requires_grad_(False)
+    assert not any(p.requires_grad for p in net[1].parameters())
+
+
+def test_module_takes_instancenorm2d_constructor_arguments():
+    """The same positional arguments as nn.InstanceNorm2d (num_features, eps, momentum, affine,
+    track_running_stats, device, dtype) give the same attributes, parameters and buffers; act, slope
+    and impl follow by keyword; what else torch's takes (bias=False) passes through."""
+    for args in ((3,), (3, 1e-3, 0.3, True), (3, 1e-3, None, True, True, "meta", torch.float64),
+                 (3, 1e-5, 0.1, False, True)):
+        norm, fused = nn.InstanceNorm2d(*args), InstanceNormAct2d(*args, act="elu", impl="ref")
+        for name in ("num_features", "eps", "momentum", "affine", "track_running_stats"):
+            assert getattr(fused, name) == getattr(norm, name), (args, name)
+        want, got = dict(norm.state_dict(keep_vars=True)), dict(fused.state_dict(keep_vars=True))
+        assert list(got) == list(want), args
+        for k, v in want.items():
+            assert (got[k].dtype, got[k].device, got[k].shape) == (v.dtype, v.device, v.shape), (args, k)
+            assert type(got[k]) is type(v) and got[k].requires_grad == v.requires_grad, (args, k)
+            if v.device.type != "meta":
+                assert torch.equal(got[k], v), (args, k)
+    fused, norm = InstanceNormAct2d(3, affine=True, bias=False), nn.InstanceNorm2d(3, affine=True, bias=False)
+    assert fused.bias is None and list(fused.state_dict()) == list(norm.state_dict()) == ["weight"]
+    with pytest.raises(TypeError):
+        InstanceNormAct2d(3, 1e-5, 0.1, False, False, None, None, "relu")  # act is a keyword
+
+
+@pytest.mark.parametrize("affine", [False, True], ids=["plain", "affine"])
+def test_module_state_dict_as_instancenorm2d_with_running_stats(affine):
+    """With track_running_stats=True the keys (running_mean, running_var, num_batches_tracked) and
+    loading both ways; without, a file holding running statistics (PyTorch < 0.4) is refused with
+    nn.InstanceNorm2d's message, strict or not (the plain module's was 'Unexpected key(s)', strict only)."""
+    norm = nn.InstanceNorm2d(3, affine=affine, track_running_stats=True)
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2)
+        norm.num_batches_tracked += 5
+        for p in norm.parameters():
+            p.normal_()
+    fused = InstanceNormAct2d(3, affine=affine, track_running_stats=True)
+    fused.load_state_dict(norm.state_dict())
+    assert list(fused.state_dict()) == list(norm.state_dict())
+    for k, v in norm.state_dict().items():
+        assert torch.equal(fused.state_dict()[k], v), k
+    nn.InstanceNorm2d(3, affine=affine, track_running_stats=True).load_state_dict(fused.state_dict())
+    # a file of PyTorch < 0.4: running statistics and no version (a plain dict has no _metadata)
+    old = {k: v for k, v in norm.state_dict().items() if k != "num_batches_tracked"}
+    for layer in (nn.InstanceNorm2d(3, affine=affine), InstanceNormAct2d(3, affine=affine)):
+        for strict in (True, False):
+            with pytest.raises(RuntimeError, match="Unexpected running stats buffer.*track_running_stats=False"):
+                layer.load_state_dict(old, strict=strict)
+
+
+def _norm_then_act(norm, act, slope=0.2):
+    return nn.Sequential(norm, {"none": nn.Identity(), "relu": nn.ReLU(), "elu": nn.ELU(),
+                                "leaky_relu": nn.LeakyReLU(slope)}[act])
+
+
+def _outputs_and_grads(layer, x, grad):
+    xr = x.clone().requires_grad_()
+    layer.zero_grad(set_to_none=True)
+    y = layer(xr)
+    y.backward(grad)
+    return [y, xr.grad] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("impl", ["auto", "ref"])
+@pytest.mark.parametrize("affine", [False, True], ids=["plain", "affine"])
+def test_module_tracks_running_stats_as_instancenorm2d(affine, impl):
+    """track_running_stats=True (refused before): in training mode the outputs, gradients and running
+    statistics of nn.InstanceNorm2d + the activation step after step, momentum None included; in eval
+    mode the running statistics normalise. impl='triton' is refused, whenever it is set."""
+    for momentum in (0.1, None):
+        for act in ("leaky_relu", "elu"):
+            norm = nn.InstanceNorm2d(3, momentum=momentum, affine=affine, track_running_stats=True)
+            fused = InstanceNormAct2d(3, momentum=momentum, affine=affine, track_running_stats=True, act=act,
+                                      impl=impl)
+            fused.load_state_dict(norm.state_dict())
+            expected_net = _norm_then_act(norm, act)
+            for step in range(3):
+                if step == 2:
+                    fused.eval()
+                    expected_net.eval()
+                x = torch.randn(2, 3, 4, 5) * (step + 1) + step
+                grad = torch.randn(2, 3, 4, 5)
+                for got, want in zip(_outputs_and_grads(fused, x, grad), _outputs_and_grads(expected_net, x, grad)):
+                    torch.testing.assert_close(got, want)
+                for k, v in norm.state_dict().items():
+                    torch.testing.assert_close(fused.state_dict()[k], v, msg=lambda m, k=k: f"{k}: {m}")
+    with pytest.raises(ValueError, match="impl='triton' computes instance statistics only"):
+        InstanceNormAct2d(3, track_running_stats=True, impl="triton")
+    fused = InstanceNormAct2d(3, track_running_stats=True)
+    fused.impl = "triton"
+    with pytest.raises(ValueError, match="impl='triton' computes instance statistics only"):
+        fused(torch.randn(2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_module_eval_mode_and_unbatched_input_as_instancenorm2d(device):
+    """Without running statistics eval mode normalises by the instance's statistics, as in
+    training; an unbatched C x H x W input (refused before) is one sample, output and gradients."""
+    for affine in (False, True):
+        norm = nn.InstanceNorm2d(3, affine=affine).to(device)
+        if affine:
+            with torch.no_grad():
+                norm.weight.normal_()
+                norm.bias.normal_()
+        fused = InstanceNormAct2d(3, affine=affine, act="relu", impl="triton").to(device)
+        fused.load_state_dict(norm.state_dict())
+        expected_net = _norm_then_act(norm, "relu")
+        for shape in ((2, 3, 4, 5), (3, 4, 5)):
+            for mode in (True, False):
+                fused.train(mode)
+                expected_net.train(mode)
+                x, grad = torch.randn(shape, device=device) * 2 + 1, torch.randn(shape, device=device)
+                got, want = _outputs_and_grads(fused, x, grad), _outputs_and_grads(expected_net, x, grad)
+                assert got[0].shape == want[0].shape == shape
+                for name, g, w in zip(("y", "dx", "dweight", "dbias"), got, want):
+                    _close(g, w, torch.float32, f"{name} {shape} affine={affine} training={mode}")
+
+
+def test_module_channel_check_as_instancenorm2d():
+    """A num_features that differs from the input's channels: an error with affine parameters, as
+    nn.InstanceNorm2d's; without them only a warning, and the instance norm of what came (the fused
+    layer refused it, so fuse_norm_act broke a model nn.InstanceNorm2d ran)."""
+    x = torch.randn(2, 3, 4, 5)
+    with pytest.raises(ValueError):
+        nn.InstanceNorm2d(4, affine=True)(x)
+    with pytest.raises(ValueError, match="expected 4 channels"):
+        InstanceNormAct2d(4, affine=True)(x)
+    with pytest.warns(UserWarning):
+        expected = nn.functional.leaky_relu(nn.InstanceNorm2d(4)(x), 0.2)
+    for impl in ("triton", "ref"):
+        with pytest.warns(UserWarning, match="InstanceNormAct2d: input of shape \\(2, 3, 4, 5\\) does not have"):
+            y = InstanceNormAct2d(4, impl=impl)(x)
+        _close(y, expected, torch.float32, impl)
+
+
+def test_fuse_leaves_a_fused_layer_alone():
+    """An InstanceNormAct2d is an nn.InstanceNorm2d now, but it holds its activation: one followed by
+    an activation is not fused again (the activation would be applied twice, or the first lost)."""
+    net = nn.Sequential(InstanceNormAct2d(3, act="relu"), nn.LeakyReLU(0.2))
+    fuse_norm_act(net)
+    assert type(net[0]) is InstanceNormAct2d and net[0].act == "relu" and type(net[1]) is nn.LeakyReLU
+
+
 @pytest.mark.parametrize("impl", ["triton", "ref"])
 def test_bad_input_errors(impl):
     with pytest.raises(ValueError, match="x must be a 4-D"):
@@ -392,9 +556,9 @@ def test_bad_input_errors(impl):
     with pytest.raises(ValueError, match="act must be one of"):
         instance_norm_act(torch.randn(1, 2, 3, 3), act="gelu", impl=impl)
     with pytest.raises(ValueError, match="expected 4 channels"):
-        InstanceNormAct2d(4, impl=impl)(torch.randn(1, 3, 5, 5))
-    with pytest.raises(ValueError, match="track_running_stats"):
-        InstanceNormAct2d(4, track_running_stats=True)
+        InstanceNormAct2d(4, affine=True, impl=impl)(torch.randn(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="InstanceNormAct2d: expected a 4-D .* or an unbatched 3-D"):
+        InstanceNormAct2d(4, impl=impl)(torch.randn(1, 4, 5, 5, 1))
     # A string slope ran on the Triton path (float("0.2")) and was a TypeError deep in the reference.
     for slope in ("0.2", None, True, float("nan")):
         with pytest.raises(TypeError, match=f"instance_norm_act: slope must be a finite real number.*{slope!r}"):

@@ -31,7 +31,10 @@ NOZ = [ZI_T + "functional_with_no_z_channels"]
 EMPTY = [ZI_T + "empty_batch"]
 ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
        NA_T + "reference_traced_at_batch_one_runs_at_other_batches"]
-RESET = [NA_T + "reset_parameters_as_instancenorm2d"]
+# InstanceNormAct2d as an nn.InstanceNorm2d (KF13/KF14 mutated its own reset_parameters, now nn.InstanceNorm2d's)
+RUNNING = [NA_T + "module_tracks_running_stats_as_instancenorm2d"]
+AS_NORM = [NA_T + "module_channel_check_as_instancenorm2d",
+           NA_T + "module_eval_mode_and_unbatched_input_as_instancenorm2d"]
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -53,7 +56,7 @@ MUTANTS = [
     ('K05', TU, 'channels_last, c[5]) for c in zconvs]',
      'channels_last, "leaky_relu") for c in zconvs]', TUNE),
     # the fixes: strided weight and bias views, z of N x 0, an empty batch, the reference at batch 1,
-    # InstanceNormAct2d.reset_parameters
+    # InstanceNormAct2d as an nn.InstanceNorm2d
     ('KF01', NT, 'w = weight.contiguous() if weight is not None else _dummy(dy)',
      'w = weight if weight is not None else _dummy(dy)', STRIDED),
     ('KF02', NT, 'b = bias.contiguous() if bias is not None else _dummy(dy)',
@@ -78,10 +81,14 @@ MUTANTS = [
      'one = x.shape[0] <= 2 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()', ONE),
     ('KF12', NA, 'norm = torch.batch_norm if one else torch.instance_norm',
      'norm = torch.instance_norm', ONE),
-    ('KF13', NA, '            nn.init.ones_(self.weight)\n',
-     '            nn.init.ones_(self.bias)\n', RESET),
-    ('KF14', NA, '            nn.init.zeros_(self.bias)\n',
-     '', RESET),
+    ('KF15', NA, 'self.bias, self.training,',
+     'self.bias, True,', RUNNING),
+    ('KF16', NA, '0.0 if self.momentum is None else self.momentum',
+     '0.1 if self.momentum is None else self.momentum', RUNNING),
+    ('KF17', NA, '            if self.affine:\n                raise',
+     '            if not self.affine:\n                raise', AS_NORM),
+    ('KF18', NA, 'return self._norm_act(x.unsqueeze(0)).squeeze(0)',
+     'return self._norm_act(x.unsqueeze(0))', AS_NORM),
 ]
 
 if __name__ == "__main__":
