@@ -85,7 +85,10 @@ class TwoFacedOp:
         self.function = self._function_class(name)
 
     def __call__(self, *inputs):
-        if torch.compiler.is_compiling():
+        # torch.jit.trace takes the custom op too, and records it as one node (saved with the trace):
+        # through the Function it recorded the launches, each size read then a traced tensor that a
+        # launch took for a pointer.
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return _as_tuple(self.forward_op(*inputs))[0]
         return self.function.apply(*inputs)
 

@@ -39,16 +39,17 @@ def _fresh_dynamo():
 class ZNet(nn.Module):
     """conv -> fused norm+act -> z injection -> norm+act: every op once, as other GAN code would."""
 
-    def __init__(self, mode, affine, nz=3):
+    def __init__(self, mode, affine, nz=3, impl="triton"):
         super().__init__()
+        self.impl = impl
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.norm = InstanceNormAct2d(4, affine=affine, impl="triton")
-        self.zconv = ZConcatConv2d(4, nz, 5, impl="triton", mode=mode)
-        self.norm2 = InstanceNormAct2d(5, act="relu", affine=not affine, impl="triton")
+        self.norm = InstanceNormAct2d(4, affine=affine, impl=impl)
+        self.zconv = ZConcatConv2d(4, nz, 5, impl=impl, mode=mode)
+        self.norm2 = InstanceNormAct2d(5, act="relu", affine=not affine, impl=impl)
 
     def forward(self, x, z):
         h = self.zconv(self.norm(self.conv(x)), z)
-        return self.norm2(h), z_concat_act(h, z, "leaky_relu", 0.2, impl="triton")
+        return self.norm2(h), z_concat_act(h, z, "leaky_relu", 0.2, impl=self.impl)
 
 
 def _eager_and_compiled(net, inputs, backend, dtype=None):
@@ -127,6 +128,45 @@ def test_generator_compiles_to_one_graph(device, backend, dtype, tol, monkeypatc
 def test_inductor_compiles_network_with_the_ops():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, impl="triton"), nn.Conv2d(4, 2, 1))
     _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 7, 6),), "inductor"), 1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("mode,affine", [("concat_free", False), ("fused_concat", True)])
+def test_layers_trace_with_the_kernels(mode, affine, fmt):
+    """torch.jit.trace through the Triton path, as it traces nn.InstanceNorm2d, torch.cat and nn.Conv2d:
+    it recorded the launches with every size read as a traced tensor, which a launch took for a
+    pointer (an interpreter error; on a GPU, a compile error). Under tracing the ops go through their
+    custom ops, which the trace keeps as nodes: run at another batch and size, and saved and loaded,
+    it gives the outputs and gradients of the same network with impl='ref'."""
+    import io
+    net = ZNet(mode, affine).to(memory_format=fmt)
+    ref = ZNet(mode, affine, impl="ref")
+    ref.load_state_dict(net.state_dict())
+    traced = torch.jit.trace(net, (torch.randn(2, 3, 6, 5).contiguous(memory_format=fmt), torch.randn(2, 3)))
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    x, z = torch.randn(3, 3, 8, 7).contiguous(memory_format=fmt), torch.randn(3, 3)
+    for got, want in zip(loaded(x, z), ref(x, z)):
+        _close(got, want, 1e-5, "loaded trace")
+    results = []
+    for fn, params in ((traced, net), (ref, ref)):
+        params.zero_grad(set_to_none=True)
+        args = [t.clone().requires_grad_() for t in (x, z)]
+        outs = fn(*args)
+        torch.manual_seed(1)
+        sum((o * torch.randn(o.shape)).sum() for o in outs).backward()
+        grads = {k: p.grad for k, p in params.named_parameters()}
+        grads.update({f"input{i}": a.grad for i, a in enumerate(args)})
+        results.append((outs, grads))
+    (outs, grads), (ref_outs, ref_grads) = results
+    for i, (o, r) in enumerate(zip(outs, ref_outs)):
+        _close(o, r, 1e-5, f"output {i}")
+    assert grads.keys() == ref_grads.keys()
+    for k, g in ref_grads.items():
+        _close(grads[k], g, 1e-5, f"grad {k}")
 
 
 # torch.library.opcheck: schema, fake (meta) implementation, autograd registration and
