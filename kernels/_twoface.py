@@ -94,6 +94,10 @@ class TwoFacedOp:
 
     def _setup(self, ctx, inputs, output):  # (register_autograd passes these by name)
         tensors, ctx.args = self._save(inputs, _as_tuple(output))
+        # An input made under torch.inference_mode and used outside it cannot be saved for backward
+        # (autograd refuses); a copy can, as the reference's layers save the concatenation they made.
+        if not torch.is_inference_mode_enabled():
+            tensors = [t.clone() if t is not None and t.is_inference() else t for t in tensors]
         ctx.save_for_backward(*tensors)
 
     def _grads(self, ctx, grad, backward):

@@ -720,3 +720,22 @@ def test_empty_batch_every_entry_point(impl, poisoned):
             expected.backward(torch.ones_like(expected))
             for leaf, ref in zip(leaves if conv else leaves[:2], want):
                 assert leaf.grad is not None and torch.equal(leaf.grad, ref.grad), what
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_inputs_made_under_inference_mode(mode, poisoned):
+    """x and z made under torch.inference_mode (a batch prepared for sampling), then used to train
+    the layer: the reference concatenates them into a new tensor, which autograd may save, while the
+    concatenation-free path saved x itself, which it refuses ('Inference tensors cannot be saved for
+    backward'). Outputs and parameter gradients of the reference."""
+    with torch.inference_mode():
+        x, z = torch.randn(2, 3, 6, 5), torch.randn(2, 2)
+    ref = ZConcatConv2d(3, 2, 4, impl="ref")
+    fast = ZConcatConv2d(3, 2, 4, impl="triton", mode=mode)
+    fast.load_state_dict(ref.state_dict())
+    grad = torch.randn(2, 4, 3, 2)
+    for layer in (ref, fast):
+        layer(x, z).backward(grad)
+    _close(fast(x, z), ref(x, z), torch.float32, "output")
+    for name in ("weight", "bias"):
+        _close(getattr(fast, name).grad, getattr(ref, name).grad, torch.float32, f"grad {name}")
