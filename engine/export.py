@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
+from .config import DataConfig, ModelConfig
 from .errors import DivergenceError, ExportError, OutputError
 from .io import check_writable, write_json
 from .networks import build_generator
@@ -46,13 +46,14 @@ def format_for(path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelConfig, dict]:
+def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelConfig, DataConfig, dict]:
     """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's sampling weights
-    (the moving average of G when the run kept one), its ModelConfig, and facts for the sidecar."""
+    (the moving average of G when the run kept one), its ModelConfig, the run's DataConfig (how
+    `sample` prepares inputs) and facts for the sidecar."""
     from .checkpoint import config_of, find_checkpoint, read_checkpoint
     from .model import BicycleGAN
     if isinstance(checkpoint_or_model, BicycleGAN):
-        model_cfg = checkpoint_or_model.cfg.model
+        model_cfg, data = checkpoint_or_model.cfg.model, checkpoint_or_model.cfg.data
         # A compiled G (nn.Module.compile, in place) keeps the plain networks' state_dict keys.
         weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.sampler.state_dict().items()}
         source = {"checkpoint": None, "step": None}
@@ -60,7 +61,8 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
     elif isinstance(checkpoint_or_model, (str, os.PathLike)):
         checkpoint_or_model = find_checkpoint(checkpoint_or_model)  # a run folder: its latest.pt
         state = read_checkpoint(checkpoint_or_model)
-        model_cfg = config_of(state, checkpoint_or_model).model
+        run_cfg = config_of(state, checkpoint_or_model)
+        model_cfg, data = run_cfg.model, run_cfg.data
         ema = "ema" in state
         weights = state["ema"] if ema else state["nets"]["G"]
         source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step")}
@@ -75,7 +77,7 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
     cfg = dataclasses.replace(model_cfg, impl="ref", channels_last=False)
     G = build_generator(cfg)
     G.load_state_dict(weights)
-    return G.eval(), cfg, source
+    return G.eval(), cfg, data, source
 
 
 def _example_inputs(cfg: ModelConfig, n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -165,7 +167,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         raise OutputError(f"{out} is a folder; give the file to write (CLI: --out), e.g. "
                           f"{out / ('g.' + (fmt or 'onnx'))}")
     fmt = format_for(out, fmt)
-    G, cfg, source = _generator_for_export(checkpoint_or_model)
+    G, cfg, data, source = _generator_for_export(checkpoint_or_model)
     h, w = height or cfg.size[0], width or cfg.size[1]
     m = 2 ** cfg.unet_depth
     if h % m or w % m:
@@ -212,19 +214,81 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_sidecar(out, fmt, cfg, source, names, batch, h, w, opset, result)
+    _write_sidecar(out, fmt, cfg, data, source, names, batch, h, w, opset, result)
     return result
 
 
-def _write_sidecar(out: Path, fmt, cfg: ModelConfig, source, names, batch, h, w, opset, result) -> None:
+# The modes that end in a crop (pipelines.spec.LoaderSpec.crops): their inputs come out at the crop size.
+CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
+
+
+def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
+    """How `bicyclegan sample` turns an image file into the graph's input A (pipelines/cpu_loader.py
+    at test time: a centre crop, no flip), for a graph of h x w inputs, in the run's data settings."""
+    from bicyclegan.pipelines.spec import as_hw
+
+    from .runtime import load_hw
+    mode, nc = data.preprocess, cfg.input_nc
+    right = data.direction == "BtoA"
+    steps = ["decode as 8-bit RGB (alpha dropped, grey replicated, 16-bit samples scaled to 8 bits)",
+             f"an A|B pair image: split at width // 2 (before any resize), the {'right' if right else 'left'} "
+             f"half is the input (direction {data.direction}); A/ and B/ folders: the file in "
+             f"{'B' if right else 'A'}/; a single image (no pair) is the input whole"]
+    if nc == 1:
+        steps.append("to grayscale with PIL's Image.convert('L') (ITU-R 601-2 luma), before the resize")
+    load = as_hw(load_hw(data, (h, w)), "load_size")
+    if mode == "resize_and_crop":
+        resize = {"kind": "fixed", "size": list(load)}
+        steps.append(f"resize (bicubic) to {load[0]} x {load[1]} (H x W)")
+    elif mode == "crop":
+        resize = {"kind": "none"}
+    elif mode == "none":  # the reference's preprocess none
+        resize = {"kind": "multiple_of_4"}
+        steps.append("resize (bicubic) each side to round(side / 4) * 4 (half to even), unless it already is")
+    else:  # scale_width, scale_width_and_crop
+        resize = {"kind": "width", "width": load[1]}
+        steps.append(f"resize (bicubic) to width {load[1]}, height {load[1]} * h // w (h x w: the image's; "
+                     f"unchanged when it already is that size)")
+    crop = None
+    if mode in CROPPING:
+        crop = {"kind": "centre", "size": [h, w]}
+        steps.append(f"centre crop {h} x {w} (H x W): top (height - {h}) // 2, left (width - {w}) // 2")
+    else:
+        steps.append(f"no crop: the graph takes {h} x {w} (H x W) only; for images that come out at another "
+                     f"size export at that size (--height/--width)")
+    steps.append("no flip")
+    steps.append(f"to float32 {'RGB' if nc == 3 else 'grayscale'} values (pixel - 127.5) / 127.5, "
+                 f"channels first (C x H x W), images stacked on the batch axis")
+    return {
+        "description": "how `bicyclegan sample` prepares an input image for this model: " + "; ".join(steps),
+        "steps": steps,
+        "direction": data.direction,
+        "input_half": "right" if right else "left",   # of an A|B pair image (A left, B right)
+        "input_folder": "B" if right else "A",         # of A/ and B/ folders
+        "preprocess": mode,
+        "load_size": data.load_size,
+        "resize": resize,
+        "resample": "bicubic (PIL's Image.BICUBIC on the 8-bit image)",
+        "crop": crop,
+        "flip": False,
+        "channels": "RGB" if nc == 3 else "L",
+        "scale": "(pixel - 127.5) / 127.5",
+        "input_size": [h, w],
+        "trained_crop_size": list(cfg.size),
+    }
+
+
+def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, names, batch, h, w, opset,
+                   result) -> None:
     n = batch or "batch"
     rng = [-1.0, 1.0]
     inputs = [{"name": "A", "shape": [n, cfg.input_nc, h, w], "dtype": "float32", "range": rng,
                "layout": "NCHW", "description": "input image, RGB (1 channel: grayscale) in [-1, 1]: "
-               "pixel / 127.5 - 1"}]
+               "(pixel - 127.5) / 127.5, prepared as `preprocessing` says"}]
     if cfg.nz:
         inputs.append({"name": "z", "shape": [n, cfg.nz], "dtype": "float32", "distribution": "standard normal",
-                       "description": "latent code: z ~ N(0, I) for random outputs, or the encoder's mu "
+                       "description": "latent code: z ~ N(0, I) for random outputs (bicyclegan sample: "
+                       "torch.randn from a torch.Generator seeded with --seed), or the encoder's mu "
                        "of a reference image; one z per input image"})
     meta = {
         "model": "BicycleGAN generator G(A, z) -> B",
@@ -234,11 +298,12 @@ def _write_sidecar(out: Path, fmt, cfg: ModelConfig, source, names, batch, h, w,
         "torch": torch.__version__,
         "inputs": inputs,
         "outputs": [{"name": "B", "shape": [n, cfg.output_nc, h, w], "dtype": "float32", "range": rng,
-                     "layout": "NCHW", "description": "output image in [-1, 1] (tanh): "
-                     "pixel = round((B + 1) * 127.5)"}],
+                     "layout": "NCHW", "description": "output image in [-1, 1] (tanh), RGB (1 channel: "
+                     "grayscale): pixel = round((clamp(B, -1, 1) + 1) * 127.5)"}],
         "dynamic_batch": batch is None,
         "nz": cfg.nz,
         "z_distribution": "standard normal N(0, I)" if cfg.nz else None,
+        "preprocessing": _preprocessing(data, cfg, h, w),
         "mode": "eval",
         "model_config": dataclasses.asdict(cfg),
         "source": source,

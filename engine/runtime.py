@@ -374,12 +374,12 @@ def results_dir(checkpoint, name: str) -> Path:
     return Path("results") / ckpt.stem / name
 
 
-def load_hw(data: DataConfig, model: ModelConfig):
-    """resize_and_crop's resize: load_size x load_size for a square crop (the reference's); for a
-    non-square crop (crop_width), load_size on the crop's long side and the crop's aspect ratio on
-    the other, so that images of that aspect are cropped, not stretched (a square resize stretched
-    a 2:1 image to 1:1 and the crop then kept half its height)."""
-    h, w = model.size
+def load_hw(data: DataConfig, size: tuple[int, int]):
+    """resize_and_crop's resize for a crop of `size` (H, W): load_size x load_size for a square crop
+    (the reference's); for a non-square crop (crop_width), load_size on the crop's long side and the
+    crop's aspect ratio on the other, so that images of that aspect are cropped, not stretched (a
+    square resize stretched a 2:1 image to 1:1 and the crop then kept half its height)."""
+    h, w = size
     if data.preprocess != "resize_and_crop" or h == w:
         return data.load_size
     long = data.load_size
@@ -396,7 +396,7 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
     centre-cropped and unflipped. layout: as make_loader's (None: detected); memory_format: as make_loader's."""
     kw = {} if shuffle is None else {"shuffle": shuffle, "drop_last": shuffle}
     return make_loader(
-        root, batch_size=batch_size, load_size=load_hw(data, model), crop_size=model.size, phase=phase,
+        root, batch_size=batch_size, load_size=load_hw(data, model.size), crop_size=model.size, phase=phase,
         direction=data.direction, flip=not data.no_flip, backend=data.backend, rank=rank,
         world_size=world, seed=seed, num_workers=data.num_workers, preprocess=data.preprocess,
         input_nc=model.input_nc, output_nc=model.output_nc, device=device, skip_bad=data.skip_bad,

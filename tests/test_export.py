@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from bicyclegan.engine import BicycleGAN, ModelConfig, TrainConfig, build_generator
+from bicyclegan.engine import BicycleGAN, DataConfig, ModelConfig, TrainConfig, build_generator, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.export import ExportError, export_generator, single_threaded
@@ -90,6 +92,89 @@ def test_sidecar_says_how_to_feed_the_model(checkpoint, tmp_path):
     assert meta["model_config"] == {**ModelConfig(**TINY).__dict__, "impl": "ref", "channels_last": False}
     assert meta["source"] == {"checkpoint": str(checkpoint), "step": 7, "weights": "G"}
     assert meta["mode"] == "eval" and meta["max_abs_diff"] is None and meta["verified_with"] is None
+
+
+def as_the_sidecar_says(path, prep) -> torch.Tensor:
+    """C x H x W input for an image file, made with PIL and numpy from the sidecar's fields alone
+    (not with the loaders' code), for the resize kinds the test uses."""
+    img = Image.open(path).convert("RGB")
+    w2 = img.width // 2
+    img = img.crop((w2, 0, img.width, img.height) if prep["input_half"] == "right" else (0, 0, w2, img.height))
+    if prep["channels"] == "L":
+        img = img.convert("L")
+    r = prep["resize"]
+    size = {"fixed": lambda: tuple(r.get("size", ())),
+            "width": lambda: (r.get("width", 0) * img.height // img.width, r.get("width")),
+            "multiple_of_4": lambda: tuple(int(round(s / 4)) * 4 for s in (img.height, img.width))}[r["kind"]]()
+    if size != (img.height, img.width):
+        img = img.resize(size[::-1], Image.BICUBIC)
+    a = np.asarray(img)
+    if prep["crop"] is not None:
+        assert prep["crop"]["kind"] == "centre"
+        (ch, cw), (h, w) = prep["crop"]["size"], a.shape[:2]
+        a = a[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+    assert not prep["flip"] and prep["scale"] == "(pixel - 127.5) / 127.5"
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return (torch.from_numpy(a.copy()).float() - 127.5) / 127.5
+
+
+def pixels(x: torch.Tensor) -> np.ndarray:
+    """C x H x W in [-1, 1] -> H x W x 3 uint8 as the outputs' description says (grey repeated, as sample saves it)."""
+    p = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return p.expand(3, -1, -1).permute(1, 2, 0).numpy()
+
+
+# (data settings, model settings, size of one half W x H, the sidecar's preprocessing facts, worked out by hand)
+SETTINGS = {
+    "BtoA scale_width_and_crop": (
+        dict(direction="BtoA", preprocess="scale_width_and_crop", load_size=48), {}, (60, 50),
+        dict(direction="BtoA", input_half="right", input_folder="B", preprocess="scale_width_and_crop",
+             load_size=48, resize={"kind": "width", "width": 48}, crop={"kind": "centre", "size": [32, 32]},
+             channels="RGB", input_size=[32, 32], trained_crop_size=[32, 32])),
+    "AtoB resize_and_crop, grey, 32 x 64": (
+        dict(direction="AtoB", preprocess="resize_and_crop", load_size=72), dict(input_nc=1, crop_width=64),
+        (80, 30),
+        dict(direction="AtoB", input_half="left", input_folder="A", preprocess="resize_and_crop", load_size=72,
+             resize={"kind": "fixed", "size": [36, 72]}, crop={"kind": "centre", "size": [32, 64]},
+             channels="L", input_size=[32, 64], trained_crop_size=[32, 64])),
+    "BtoA none": (  # 34 x 30 halves round (half to even) to 32 x 32
+        dict(direction="BtoA", preprocess="none", load_size=32), {}, (34, 30),
+        dict(direction="BtoA", input_half="right", input_folder="B", preprocess="none", load_size=32,
+             resize={"kind": "multiple_of_4"}, crop=None, channels="RGB", input_size=[32, 32],
+             trained_crop_size=[32, 32])),
+}
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@torch.no_grad()
+def test_the_sidecar_says_how_sample_prepares_inputs(setting, tmp_path):
+    data_kw, model_kw, (hw, hh), expected = SETTINGS[setting]
+    torch.manual_seed(0)
+    data = DataConfig(**data_kw, backend="torch", num_workers=0)
+    model = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, **model_kw}), data=data))
+    ckpt = save_checkpoint(model, tmp_path / "run" / "checkpoints" / "latest.pt", step=3)
+    root = tmp_path / "pairs"
+    (root / "val").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):  # A|B pairs of noise: the halves differ
+        Image.fromarray(rng.integers(0, 256, (hh, 2 * hw, 3), dtype=np.uint8)).save(root / "val" / f"{i}.png")
+    export_generator(ckpt, tmp_path / "g.pt2", verify=False)
+    meta = json.loads((tmp_path / "g.pt2.json").read_text())
+    prep = meta["preprocessing"]
+    assert {k: prep[k] for k in expected} == expected
+    assert prep["resample"].startswith("bicubic") and prep["flip"] is False
+    assert prep["description"].startswith("how `bicyclegan sample` prepares")
+    # sample, with one code shared by every input (sync): the seed's first draw
+    out = sample(ckpt, root, out=tmp_path / "s", n_samples=1, sync=True, encode=False, seed=5, progress=False,
+                 device="cpu")
+    z = torch.randn(1, meta["nz"], generator=torch.Generator().manual_seed(5))
+    G = torch.export.load(tmp_path / "g.pt2").module()
+    for i in range(2):
+        A = as_the_sidecar_says(root / "val" / f"{i}.png", prep)[None]
+        assert list(A.shape[1:]) == meta["inputs"][0]["shape"][1:]
+        np.testing.assert_array_equal(pixels(A[0]), np.asarray(Image.open(out / "images" / f"{i}_input.png")))
+        np.testing.assert_array_equal(pixels(G(A, z)[0]),
+                                      np.asarray(Image.open(out / "images" / f"{i}_random_z1.png")))
 
 
 @torch.no_grad()

@@ -300,9 +300,9 @@ def test_a_non_square_crop_is_cut_from_a_resize_of_its_own_aspect(tmp_path):
     from bicyclegan.engine.runtime import build_loader, load_hw
     wide = ModelConfig(netG="unet", crop_size=32, crop_width=64, ngf=4, nef=4, ndf=4, netE="resnet_128",
                        netD="basic_128_multi", netD2="basic_128_multi")
-    assert load_hw(DataConfig(load_size=72), wide) == (36, 72)
-    assert load_hw(DataConfig(load_size=72), ModelConfig(netG="unet", crop_size=64)) == 72  # square: as the reference
-    assert load_hw(DataConfig(load_size=72, preprocess="scale_width"), wide) == 72
+    assert load_hw(DataConfig(load_size=72), wide.size) == (36, 72)
+    assert load_hw(DataConfig(load_size=72), (64, 64)) == 72  # square: as the reference
+    assert load_hw(DataConfig(load_size=72, preprocess="scale_width"), wide.size) == 72
     # A 64 x 32 (W x H) half whose rows are numbered: a 64 x 32 crop of a 64 x 32 resize keeps them all.
     rows = np.repeat(np.arange(32, dtype=np.uint8)[:, None] * 8, 128, 1)
     (tmp_path / "d" / "train").mkdir(parents=True)

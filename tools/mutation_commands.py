@@ -107,8 +107,8 @@ MUTANTS = [
      'weights = state["nets"]["G"]', EXP),
     ('X02', X, 'for k, v in checkpoint_or_model.sampler.state_dict().items()}',
      'for k, v in checkpoint_or_model.G.state_dict().items()}', EXP),
-    ('X03', X, 'return G.eval(), cfg, source',
-     'return G, cfg, source', EXP),
+    ('X03', X, 'return G.eval(), cfg, data, source',
+     'return G, cfg, data, source', EXP),
     # the grids' titles and enlargement
     ('C05', C, 'if tile_w <= LABEL_TILE:',
      'if tile_w < LABEL_TILE:', PG),
