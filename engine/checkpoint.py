@@ -236,6 +236,21 @@ def saved_epochs(folder) -> list[int]:
     return sorted(int(p.stem[6:]) for p in Path(folder).glob("epoch_*.pt") if p.stem[6:].isdigit())
 
 
+# In a run's checkpoints/ folder: a run resumed from an earlier checkpoint moves the checkpoints of the
+# continuation it abandons (past the step it went back to) into abandoned_after_step_<step>[_<k>]/.
+ABANDONED = "abandoned_after_step_"
+
+
+def abandoned_folder(folder, step: int) -> Path:
+    """A folder not yet there, in `folder`, for the checkpoints a run resumed at `step` leaves behind:
+    abandoned_after_step_<step>, then _2, _3... for a run that went back to that step again."""
+    path, k = Path(folder) / f"{ABANDONED}{step}", 1
+    while path.exists():
+        k += 1
+        path = Path(folder) / f"{ABANDONED}{step}_{k}"
+    return path
+
+
 def continue_option(folder) -> str | None:
     """The `bicyclegan train` option that continues the run whose checkpoints are in `folder`:
     "--resume" (its latest.pt), "--epoch N" (its newest epoch_N.pt: a run with --save_epoch_freq
@@ -276,9 +291,14 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
             raise CheckpointError(f"no checkpoint for epoch {epoch}: {where} does not exist (give the run's folder, "
                                   f"the --out train wrote)")
         have = saved_epochs(folder)
+        # One of a continuation the run abandoned (moved aside when it went back to an earlier checkpoint).
+        aside = sorted(folder.glob(f"{ABANDONED}*/{epoch_name(epoch)}"), key=lambda p: p.stat().st_mtime)
         raise CheckpointError(f"no checkpoint for epoch {epoch} in {folder}: " + (
             f"epochs saved there: {', '.join(map(str, have))}" if have else
-            "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)"))
+            "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)") + (
+            f"; {' and '.join(map(str, aside))} belong{'s' if len(aside) == 1 else ''} to a continuation the run "
+            f"abandoned when it was resumed from an earlier checkpoint: give that file to sample or evaluate it, "
+            f"or to train on from it in a new run folder (train --resume FILE --out NEW)" if aside else ""))
     return found
 
 

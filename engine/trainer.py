@@ -3,7 +3,8 @@
 A run folder holds config.json (the resolved config), log.jsonl (one JSON line per log interval),
 samples/ (PNG grids), report.html (curves, grids, evaluation; rewritten at each sample interval),
 checkpoints/latest.pt, for the demo data eval.json and with tensorboard=True tensorboard/; with
-eval_every eval_log.jsonl (one JSON line per evaluation) and with keep_best checkpoints/best.pt.
+eval_every eval_log.jsonl (one JSON line per evaluation) and with keep_best checkpoints/best.pt. A run
+resumed from an earlier checkpoint moves the ones written past it to checkpoints/abandoned_after_step_<S>/.
 Launched under torchrun, every rank trains on its shard and rank 0 writes the files.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bicyclegan.pipelines import DatasetError
 from .checkpoint import (
     BEST,
     STARTED_FROM,
+    abandoned_folder,
     check_compatible,
     check_same_networks,
     continue_option,
@@ -42,6 +44,7 @@ from .checkpoint import (
     read_checkpoint,
     rng_state,
     save_checkpoint,
+    saved_epochs,
     set_rng_state,
 )
 from .config import TrainConfig
@@ -508,8 +511,10 @@ class Trainer:
     def _truncate_log(self):
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
         will be written again (a grid of the discarded steps would show in the report as the latest).
-        The checkpoint becomes the run's latest.pt. Rank 0's (main_decides)."""
+        The checkpoint becomes the run's latest.pt; the checkpoints written past it are moved aside
+        (_set_aside_later_checkpoints). Rank 0's (main_decides)."""
         from .report import grid_step, run_grids
+        self._set_aside_later_checkpoints()
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
@@ -518,14 +523,10 @@ class Trainer:
             if path.exists():
                 keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
                 write_text(path, "".join(ln + "\n" for ln in keep), what=what)
-        # best.pt as well: one from the discarded steps holds weights this run will not have had.
+        # best.pt of the discarded steps, which holds weights this run will not have had, is set aside above.
         best = self.run_dir / "checkpoints" / BEST
         if best.exists():
-            step, kept = peek_checkpoint(best, "step", "best")
-            if step > self.step:
-                best.unlink()
-            else:
-                self.best = kept
+            self.best = peek_checkpoint(best, "best")[0]
         if self.resume_path.resolve() != self.ckpt_path.resolve():
             # Now, not at the first save: a run gone back to an earlier checkpoint (--epoch N) and killed
             # before it was continued by a plain --resume from the later latest.pt, past the log lines
@@ -533,6 +534,38 @@ class Trainer:
             with open(self.resume_path, "rb") as src:
                 atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
                              error=CheckpointError)
+
+    def _set_aside_later_checkpoints(self) -> None:
+        """Move the checkpoints written past the step resumed from (a run gone back to its epoch_N.pt: the
+        later epoch_M.pt, latest.pt and best.pt of the continuation it abandons) into a folder of their
+        own, checkpoints/abandoned_after_step_<step>/, and say so. Left in place, epoch_M.pt stayed until
+        this run wrote it again: `--resume --epoch M` went on along the abandoned continuation, and
+        `evaluate --epoch all` mixed the two; latest.pt was overwritten and best.pt deleted. Rank 0's."""
+        folder = self.ckpt_path.parent
+        later = [folder / epoch_name(e) for e in saved_epochs(folder) if e * self.steps_per_epoch > self.step
+                 and (folder / epoch_name(e)).resolve() != self.resume_path.resolve()]
+        for path in (self.ckpt_path, folder / BEST):
+            if path.exists() and path.resolve() != self.resume_path.resolve():
+                try:
+                    step = peek_checkpoint(path, "step")[0]
+                except CheckpointError:
+                    step = None  # unreadable: kept aside rather than replaced (latest.pt) or refused
+                if step is None or step > self.step:
+                    later.append(path)
+        if not later:
+            return
+        aside = abandoned_folder(folder, self.step)
+        try:
+            aside.mkdir()
+            for path in later:  # renames within the folder: nothing is copied, nothing lost
+                os.replace(path, aside / path.name)
+        except OSError as e:
+            raise CheckpointError(f"cannot move the checkpoints written past step {self.step} "
+                                  f"({', '.join(p.name for p in later)}) to {aside}: {e.strerror or e}; "
+                                  f"nothing was trained") from e
+        print(f"note: {self.resume_path.name} is at step {self.step}; the checkpoints written past it "
+              f"({', '.join(p.name for p in later)}) are moved to {aside}, so that those in {folder} are this "
+              f"run's (train on from one of them with --resume FILE --out NEW)", file=sys.stderr)
 
     def _prepare_validation(self) -> None:
         """Rank 0's: the evaluation of the grids' split made ready (every option checked, the metric

@@ -707,3 +707,33 @@ def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tm
     assert r0["rc"] == 2 and r0["stderr"].splitlines()[-1].startswith(f"bicyclegan train: {error}"), r0
     assert "No space left on device" in r0["stderr"].splitlines()[-1]
     assert r1 == {"rc": 2, "stderr": ""}
+
+
+@pytest.mark.slow
+def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_path):
+    """Two ranks resumed from an earlier epoch_N.pt: rank 0 alone moves the abandoned continuation's
+    checkpoints aside and says so; rank 1, which never touches the run folder, neither moves nor prints."""
+    from bicyclegan.pipelines import make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=4, size=32, seed=0)
+    out = tmp_path / "r"
+    ckpts = out / "checkpoints"
+    args = ["train", "--out", str(out), "--dataroot", str(data), "--device", "cpu", "--no-progress", "--no-eval",
+            "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4",
+            "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi",
+            "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
+            "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
+    mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
+    before = {p.name: p.read_bytes() for p in ckpts.glob("*.pt")}
+    assert sorted(before) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), [*args, "--resume", "--epoch", "1", "--max_steps", "3"]),
+             nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["rc"] == 0 and r0["stderr"].count("are moved to") == 1, r0
+    said = f"past it (epoch_2.pt, epoch_3.pt, latest.pt) are moved to {ckpts / 'abandoned_after_step_2'},"
+    assert said in r0["stderr"], r0
+    assert r1 == {"rc": 0, "stderr": ""}
+    assert sorted(p.name for p in ckpts.iterdir()) == ["abandoned_after_step_2", "epoch_1.pt", "latest.pt"]
+    aside = {p.name: p.read_bytes() for p in (ckpts / "abandoned_after_step_2").iterdir()}
+    assert aside == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
+    assert torch.load(ckpts / "latest.pt", weights_only=True)["step"] == 3

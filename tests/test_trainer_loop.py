@@ -311,5 +311,84 @@ def test_going_back_to_an_earlier_checkpoint_makes_it_the_runs_latest(tmp_path, 
     again = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
     assert again.step == 4
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
-    # Its later epochs' checkpoints stay until the run writes them again.
-    assert [_step_of(run / "checkpoints" / f"epoch_{e}.pt") for e in (2, 3)] == [8, 12]
+    # The later checkpoints of the abandoned continuation were moved aside when it went back (not
+    # left for --epoch 2 to continue, nor overwritten: latest.pt of step 12 is there too).
+    aside = run / "checkpoints" / "abandoned_after_step_4"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["abandoned_after_step_4", "epoch_1.pt",
+                                                                        "latest.pt"]
+    assert {p.name: _step_of(p) for p in aside.iterdir()} == {"epoch_2.pt": 8, "epoch_3.pt": 12, "latest.pt": 12}
+
+
+def _files(folder):
+    """{path below folder: bytes} of every file under it."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_going_back_sets_the_later_checkpoints_aside_and_refuses_them_by_epoch(tmp_path, data, capsys):
+    # 3 epochs of 4 steps, a checkpoint each; then back to epoch 1. Left where they were, epoch_2.pt and
+    # epoch_3.pt of the abandoned continuation were taken for this run's until it wrote them again:
+    # --resume --epoch 3 went on along the abandoned one, evaluate --epoch all measured both mixed.
+    from bicyclegan.engine.checkpoint import find_checkpoint
+    run, ckpts = tmp_path / "r", tmp_path / "r" / "checkpoints"
+    kw = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=100, save_epoch_freq=1)
+    stand_in(t := Trainer(tiny_cfg(run, data, **kw), progress=False))
+    t.train()
+    before = _files(ckpts)
+    capsys.readouterr()
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=1, progress=False)
+    aside = ckpts / "abandoned_after_step_4"
+    # nothing lost: the three later files, byte for byte, in a folder named after the step gone back to
+    assert _files(aside) == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
+    assert sorted(p.name for p in ckpts.glob("*.pt")) == ["epoch_1.pt", "latest.pt"]
+    assert (ckpts / "epoch_1.pt").read_bytes() == before["epoch_1.pt"]
+    said = capsys.readouterr().err
+    assert said == (f"note: epoch_1.pt is at step 4; the checkpoints written past it (epoch_2.pt, epoch_3.pt, "
+                    f"latest.pt) are moved to {aside}, so that those in {ckpts} are this run's (train on from "
+                    f"one of them with --resume FILE --out NEW)\n")
+    # an epoch of the abandoned continuation, asked for by number, is refused and said where it is
+    for ask in (lambda: Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=3, progress=False),
+                lambda: find_checkpoint(run, 3)):
+        with pytest.raises(CheckpointError, match=rf"no checkpoint for epoch 3 in {ckpts}: epochs saved there: 1; "
+                                                  rf"{aside / 'epoch_3.pt'} belongs to a continuation the run "
+                                                  rf"abandoned"):
+            ask()
+    # the run goes on and writes its own later epochs; the abandoned ones stay as they were
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=1, progress=False)  # (the one above never trained)
+    assert not (ckpts / "abandoned_after_step_4_2").exists()  # nothing past step 4 to move this time
+    stand_in(t)
+    t.train()
+    assert [_step_of(ckpts / f"epoch_{e}.pt") for e in (1, 2, 3)] == [4, 8, 12]
+    assert _files(aside) == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
+    # gone back to step 4 again: a second folder, the first kept
+    Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=1, progress=False)
+    assert sorted(p.name for p in (ckpts / "abandoned_after_step_4_2").iterdir()) == [
+        "epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    assert _files(aside) == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
+
+
+def test_going_back_keeps_an_unreadable_latest_pt_aside(tmp_path, data):
+    # latest.pt damaged (its step unknown): the resume from epoch_3.pt kept it, not replaced it with a copy
+    run, ckpts = tmp_path / "r", tmp_path / "r" / "checkpoints"
+    kw = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=100, save_epoch_freq=1)
+    stand_in(t := Trainer(tiny_cfg(run, data, **kw), progress=False))
+    t.train()
+    (ckpts / "latest.pt").write_bytes(b"not a checkpoint")
+    Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=3, progress=False)
+    assert (ckpts / "abandoned_after_step_12" / "latest.pt").read_bytes() == b"not a checkpoint"
+    assert (ckpts / "latest.pt").read_bytes() == (ckpts / "epoch_3.pt").read_bytes()
+
+
+def test_a_resume_from_the_latest_checkpoint_moves_nothing(tmp_path, data, capsys):
+    # Stopped at step 6 (epoch_1.pt at 4, latest.pt at 6): a plain resume goes on from the newest.
+    run, ckpts = tmp_path / "r", tmp_path / "r" / "checkpoints"
+    kw = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=100, save_epoch_freq=1)
+    stand_in(t := Trainer(tiny_cfg(run, data, max_steps=6, **kw), progress=False))
+    t.train()
+    before = _files(ckpts)
+    capsys.readouterr()
+    t = Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)
+    assert t.step == 6 and _files(ckpts) == before and capsys.readouterr().err == ""
+    stand_in(t)
+    t.train()
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    assert (ckpts / "epoch_1.pt").read_bytes() == before["epoch_1.pt"]

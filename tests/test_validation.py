@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from tiny import tiny_cfg
 
 from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
-from bicyclegan.engine.checkpoint import read_checkpoint, save_checkpoint
+from bicyclegan.engine.checkpoint import peek_checkpoint, read_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
 from bicyclegan.engine.evaluate import Evaluation, evaluate
@@ -239,6 +239,7 @@ def test_a_resume_drops_later_evaluations_and_a_later_best_pt(tmp_path, data, mo
     # were of steps this run trains again); so step 6's 0.45 is the best there is, beaten by 0.6 at step 8.
     t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), epoch=1, progress=False)
     assert not (run / "checkpoints" / "best.pt").exists() and t.best is None
+    assert peek_checkpoint(run / "checkpoints" / "abandoned_after_step_4" / "best.pt", "step") == (6,)  # kept aside
     assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4]
     values = {6: {"coverage": 0.45}, 8: {"coverage": 0.6}}
     _scripted(monkeypatch, lambda: (t, values))
