@@ -323,6 +323,11 @@ class Trainer:
                 f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
                 f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
                 f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
+        if self.saved_step is not None:
+            # A run continued drops what was written past its checkpoint, once the checkpoint and the steps
+            # it leaves passed the checks above: before them, a mistyped --max_steps with --epoch N replaced
+            # the run's latest.pt and cut its log, then refused to train.
+            self.dist.main_decides(self._truncate_log)
         # Rank 0 alone draws the grids (the other ranks need not read, and check, the sample files) and
         # writes the TensorBoard log.
         self.sample_A = self.sample_B = self.sample_z = self.tb = None
@@ -480,7 +485,6 @@ class Trainer:
         if interval:  # absent from checkpoints written before it was kept: the first line is shorter
             self.log_sums = {k: v.to(self.device) for k, v in interval["sums"].items()}
             self.log_count = interval["count"]
-        self.dist.main_decides(self._truncate_log)
 
     def _start_from(self, state: dict, path: Path) -> None:
         """A new run from the weights of the checkpoint at `path`, under this run's own options, from step

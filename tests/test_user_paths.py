@@ -243,7 +243,24 @@ def test_resuming_removes_grids_of_the_discarded_steps_and_refuses_a_lower_max_s
     with pytest.raises(ConfigError, match=r"max_steps=3 is below the step the checkpoint reached \(4\): nothing"):
         Trainer(tiny_cfg(out, data, max_steps=3), resume=True, progress=False)
     grids = sorted(p.name for p in (out / "samples").glob("step_*.png"))
+    assert grids == [f"step_{s:07d}.png" for s in range(1, 7)]  # refused: the folder as it was
+    Trainer(tiny_cfg(out, data, max_steps=4), resume=True, progress=False)
+    grids = sorted(p.name for p in (out / "samples").glob("step_*.png"))
     assert grids == [f"step_{s:07d}.png" for s in range(1, 5)]  # 5 and 6 were the discarded steps'
+
+
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path, data):
+    # What a resume drops past its checkpoint was dropped before the checks of the steps the checkpoint
+    # leaves: a mistyped --max_steps with --epoch 1 replaced the run's latest.pt (step 6) by epoch 1's
+    # (step 4) and cut the log there, and then refused to train.
+    out = tmp_path / "r"  # 16 samples in batches of 4: epoch_1.pt at step 4
+    Trainer(tiny_cfg(out, data, max_steps=6, save_every=100, sample_every=1, save_epoch_freq=1), progress=False).train()
+    files = [out / "checkpoints" / "latest.pt", out / "log.jsonl", *(out / "samples").glob("step_*.png")]
+    before = {f: f.read_bytes() for f in files}
+    assert read_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 6 and len(files) == 2 + 6
+    with pytest.raises(ConfigError, match=r"max_steps=3 is below the step the checkpoint reached \(4\): nothing"):
+        Trainer(tiny_cfg(out, data, max_steps=3), resume=True, epoch=1, progress=False)
+    assert {f: f.read_bytes() for f in files if f.exists()} == before
 
 
 def test_a_resume_with_a_schedule_shorter_than_the_steps_trained_names_the_schedule(tmp_path, data):
