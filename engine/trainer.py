@@ -250,17 +250,22 @@ class Trainer:
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = self.dist.device
         prepare_device(self.device)
-        check_runnable(cfg, self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
-        self.resume_path = self._resume_path(resume, epoch)
-        if self.resume_path is None and cfg.fresh_D and cfg.init_from is None:
-            raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
-                              "discriminators; this run starts from none (its networks are all new)")
-        # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
-        # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
-        self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
+
+        def start():
+            check_runnable(cfg, self.device)
+            self.resume_path = self._resume_path(resume, epoch)
+            if self.resume_path is None and cfg.fresh_D and cfg.init_from is None:
+                raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
+                                  "discriminators; this run starts from none (its networks are all new)")
+            # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
+            # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
+            self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
+        # Every rank judges the same options and files alike, so refuses alike: each_decides makes the refusal
+        # rank 0's one line under torchrun, where each rank printed its own (a bad --epoch, say).
+        self.dist.each_decides(start)
         # Rank 0 alone holds the folder and so judges it; every rank stops on its refusal.
         self.dist.main_decides(lambda: self._check_run_folder(self.resume_path is not None))
         self.is_demo = cfg.data.dataroot is None
@@ -277,10 +282,6 @@ class Trainer:
                                    memory_format=torch.channels_last if cfg.model.channels_last
                                    else torch.contiguous_format)
         self.steps_per_epoch = len(self.loader)
-        if cfg.cuda_graph and len(self.loader.output_sizes) > 1:
-            raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "
-                              f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
-                              f"preprocess or leave --cuda_graph out")
         epochs = cfg.niter + cfg.niter_decay
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch
         self.step, self.epoch = 0, 0
@@ -295,34 +296,43 @@ class Trainer:
         self.evaluation = None  # this rank's evaluate.Evaluation of the held-out split (eval_every)
         self.best = None  # what checkpoints/best.pt holds: {"measure", "value", "step"} (rank 0's)
         self.eval_owed = None  # the step whose evaluation a stop skipped, until one is made (rank 0's)
-        if self.resume_path is not None:
-            self._load(read_checkpoint(self.resume_path))
-        elif self.init_path is not None:
-            self._start_from(read_checkpoint(self.init_path), self.init_path)
-        if self.total_steps < self.step:
-            if cfg.max_steps is not None:
-                raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached ({self.step}): "
-                                  f"nothing to train; give a larger --max_steps")
-            # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
-            # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
-            raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {self.total_steps} "
-                              f"iterations of this data, below the step the checkpoint reached ({self.step}): "
-                              f"nothing to train; give a longer schedule (--niter_decay, --niter)")
-        if self.total_steps > epochs * self.steps_per_epoch:
-            # Past the schedule the rate is 0: the iterations would change nothing (the reference's
-            # rule alone would even turn the rate negative there).
-            raise ConfigError(
-                f"max_steps={cfg.max_steps} runs past the learning-rate schedule: niter {cfg.niter} + niter_decay "
-                f"{cfg.niter_decay} epochs are {epochs * self.steps_per_epoch} iterations of this data "
-                f"({self.steps_per_epoch} an epoch{' on each rank' if self.world > 1 else ''}), where the rate "
-                f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
-        m = 2 ** cfg.model.unet_depth
-        if odd := [(size, path) for size, path in self.loader.output_sizes.items() if size[0] % m or size[1] % m]:
-            (h, w), path = odd[0]
-            raise ConfigError(
-                f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
-                f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
-                f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
+
+        def fit():
+            if cfg.cuda_graph and len(self.loader.output_sizes) > 1:
+                raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "
+                                  f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
+                                  f"preprocess or leave --cuda_graph out")
+            if self.resume_path is not None:
+                self._load(read_checkpoint(self.resume_path))
+            elif self.init_path is not None:
+                self._start_from(read_checkpoint(self.init_path), self.init_path)
+            if self.total_steps < self.step:
+                if cfg.max_steps is not None:
+                    raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached "
+                                      f"({self.step}): nothing to train; give a larger --max_steps")
+                # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
+                # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
+                raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {self.total_steps} "
+                                  f"iterations of this data, below the step the checkpoint reached ({self.step}): "
+                                  f"nothing to train; give a longer schedule (--niter_decay, --niter)")
+            if self.total_steps > epochs * self.steps_per_epoch:
+                # Past the schedule the rate is 0: the iterations would change nothing (the reference's
+                # rule alone would even turn the rate negative there).
+                raise ConfigError(
+                    f"max_steps={cfg.max_steps} runs past the learning-rate schedule: niter {cfg.niter} + niter_decay "
+                    f"{cfg.niter_decay} epochs are {epochs * self.steps_per_epoch} iterations of this data "
+                    f"({self.steps_per_epoch} an epoch{' on each rank' if self.world > 1 else ''}), where the rate "
+                    f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
+            m = 2 ** cfg.model.unet_depth
+            if odd := [(size, path) for size, path in self.loader.output_sizes.items() if size[0] % m or size[1] % m]:
+                (h, w), path = odd[0]
+                raise ConfigError(
+                    f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
+                    f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
+                    f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
+        # The checkpoint read and fitted to this run, the steps it leaves and the images' sizes: judged alike
+        # by every rank, as start's (and no collective among them: _truncate_log's comes after).
+        self.dist.each_decides(fit)
         if self.saved_step is not None:
             # A run continued drops what was written past its checkpoint, once the checkpoint and the steps
             # it leaves passed the checks above: before them, a mistyped --max_steps with --epoch N replaced

@@ -737,3 +737,62 @@ def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_pat
     aside = {p.name: p.read_bytes() for p in (ckpts / "abandoned_after_step_2").iterdir()}
     assert aside == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
     assert torch.load(ckpts / "latest.pt", weights_only=True)["step"] == 3
+
+
+def _resume_rank(rank, world, port, out_dir, cases):
+    """_cli_rank for several `train` commands in one group (each run's: init_distributed takes it): each
+    one's exit code and what it printed."""
+    import contextlib
+    import io
+
+    from bicyclegan.engine.cli import main
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    got = {}
+    for case, args in cases.items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            got[case] = main(args), err.getvalue()
+    json.dump(got, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(tmp_path):
+    """The checks of what a run starts from (the checkpoint the options name, whether it fits the run, the
+    steps it leaves) ran on every rank, and every rank printed the refusal: a line per rank under torchrun."""
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(run, data, max_steps=2, save_every=2), progress=False).train()  # one process's run
+    common = ["--device", "cpu", "--no-progress", "--no-eval"]
+    new = ["train", "--out", str(tmp_path / "new"), "--dataroot", str(data), "--preset", "demo", "--crop_size", "32",
+           "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--num_workers", "0", *common]
+    said = {  # case: (its command, the start of its line)
+        "nothing": (["train", "--out", str(tmp_path / "empty"), "--resume", *common],
+                    "CheckpointError: --resume: no checkpoint at "),  # (rank 0's check of the folder: printed once)
+        "epoch": (["train", "--out", str(run), "--epoch", "3", *common],
+                  f"CheckpointError: no checkpoint for epoch 3 in {run / 'checkpoints'}: the run kept no per-epoch"),
+        "config": (["train", "--out", str(run), "--resume", "--ngf", "8", *common],
+                   f"CheckpointError: checkpoint {run / 'checkpoints' / 'latest.pt'} was written with another config; "
+                   f"differences: model.ngf: checkpoint 4 vs now 8 "),
+        "world": (["train", "--out", str(run), "--resume", *common],
+                  f"CheckpointError: {run / 'checkpoints' / 'latest.pt'} was written by a run of 1 process(es), this "
+                  f"one has 2: "),
+        # Refusals of a new run judged beside them, alike on every rank.
+        "graph": ([*new, "--cuda_graph"], "ConfigError: cuda_graph=True captures the step on a CUDA device"),
+        "schedule": ([*new, "--niter", "1", "--niter_decay", "0", "--max_steps", "5"],
+                     "ConfigError: max_steps=5 runs past the learning-rate schedule"),
+    }
+    cases = {case: args for case, (args, _) in said.items()}
+    mp.spawn(_resume_rank, args=(2, _free_port(), str(tmp_path), cases), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    for case, (_, start) in said.items():
+        (rc0, err0), (rc1, err1) = r0[case], r1[case]
+        assert (rc0, rc1) == (2, 2), (case, r0[case], r1[case])
+        assert err0.startswith(f"bicyclegan train: {start}") and err0.count("\n") == 1, (case, err0)
+        assert err1 == "", (case, err1)
