@@ -660,7 +660,19 @@ class Trainer:
 
         def record():
             improved[0] = self._record(result[0], stop)
-        self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
+        try:
+            self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
+        except DatasetError as e:
+            # The evaluation's split, not the training data, and this step's evaluation, not the next step (the
+            # training's data error said both). --skip_bad covers it: Evaluation reads it with the run's data options.
+            ev = self.evaluation
+            split = ev.root / ev.phase
+            where = (f"the held-out split {split} (the training data was not the problem)" if ev.phase != "train" else
+                     f"{split}, the training data, which it evaluates for want of a val/ or test/ split")
+            error = self._data_error(e, f"the evaluation at step {self.step} (--eval_every {self.cfg.eval_every}) "
+                                        f"stopped on {where}", "to leave such files out of the evaluations too")
+            error.held_out = True
+            raise error from e
         if result[0] is None and stop is None:
             # Given up for a signal (on every rank alike: Evaluation.run agrees on it before each batch).
             # Which one, SIGTERM winning as in mean_over_ranks: the ranks stop here, not at the next log
@@ -758,6 +770,14 @@ class Trainer:
         # inputs and their outputs, as sample does for such a folder.
         B = torch.cat([b["B"] for b in rows]).to(self.device) if "B" in rows[0] else None
         return torch.cat([b["A"] for b in rows]).to(self.device), B, z
+
+    def _data_error(self, e: DatasetError, what: str, skip: str) -> DatasetError:
+        """The data error `e` as the run stopped on it: `what` stopped, on which data; then what is intact and
+        how to go on, with --skip_bad (`skip`: what it does) where the run does not leave bad files out yet."""
+        error = DatasetError(f"{what}: {e}\n{self._intact()}"
+                             + ("" if self.cfg.data.skip_bad else f" (with --skip_bad {skip})"))
+        error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
+        return error
 
     def _last_good(self) -> str:
         if self.saved_step is None:
@@ -988,11 +1008,10 @@ class Trainer:
             elif self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
                 self.sample()
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
-            skip = "" if cfg.data.skip_bad else " (with --skip_bad to leave such files out)"
-            error = DatasetError(f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data: "
-                                 f"{e}\n{self._intact()}{skip}")
-            error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
-            raise error from e
+            if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
+                raise
+            raise self._data_error(e, f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its "
+                                      f"data", "to leave such files out") from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):
                 raise

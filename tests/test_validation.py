@@ -532,6 +532,54 @@ def test_a_full_disk_under_the_evaluation_log_is_one_line_naming_it(tmp_path, da
         t.train()
 
 
+def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_says_so(tmp_path):
+    # It said "training stopped at step 5 (epoch 1) on its data": the training data blamed, and a step never
+    # begun. The evaluation of step 4 comes before step 4's checkpoint: step 2's is the last good one.
+    root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+    kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, save_every=2, sample_every=100)
+    t = Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False)
+    broken, real = root / "val" / "00001.png", t.model.train_step
+
+    def train_step(batch):
+        if t.step == 2:  # after step 2's evaluation and checkpoint
+            broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        return real(batch)
+    t.model.train_step = train_step
+    from bicyclegan.pipelines import DatasetError
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    text = str(info.value)
+    assert text.startswith(f"the evaluation at step 4 (--eval_every 2) stopped on the held-out split {root / 'val'} "
+                           f"(the training data was not the problem): 1 bad file(s) in {root / 'val'}:\n  {broken}: ")
+    assert text.endswith(f"\nthe last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} (step 2): "
+                         f"resume it with --resume (with --skip_bad to leave such files out of the evaluations too)")
+    # Which it does: the evaluations read the split with the run's skip_bad (the next file in its place).
+    Trainer(tiny_cfg(tmp_path / "run", root, skip_bad=True, **kw), resume=True, progress=False).train()
+    lines = read_lines(tmp_path / "run" / "eval_log.jsonl")
+    assert [(r["step"], r["split"], r["n_inputs"]) for r in lines] == [(2, "val", 3), (4, "val", 3), (6, "val", 3)]
+
+
+def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_is_not_called_held_out(tmp_path):
+    root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, size=32, seed=0)  # no val/, no test/
+    t = Trainer(tiny_cfg(tmp_path / "run", root, max_steps=4, eval_every=2, eval_num=3, eval_samples=2,
+                         sample_every=100), progress=False)
+    broken, real = root / "train" / "00001.png", t.model.train_step
+
+    def train_step(batch):
+        if t.step == 1:  # step 2's batch read already: the evaluation of step 2 meets it first
+            broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        return real(batch)
+    t.model.train_step = train_step
+    from bicyclegan.pipelines import DatasetError
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    assert str(info.value).startswith(
+        f"the evaluation at step 2 (--eval_every 2) stopped on {root / 'train'}, the training data, which it evaluates "
+        f"for want of a val/ or test/ split: 1 bad file(s) in {root / 'train'}:\n  {broken}: ")
+    assert str(info.value).endswith("\nno checkpoint was written before it: start the run again (with --skip_bad to "
+                                    "leave such files out of the evaluations too)")
+
+
 def test_the_report_charts_each_measure_and_rings_the_best(tmp_path, data, monkeypatch):
     values = {2: {"coverage": 0.25, "fid": 80.0}, 4: {"coverage": 0.75, "fid": 60.0}, 5: {"coverage": 0.5, "fid": 70.0}}
     monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features())
@@ -865,7 +913,9 @@ def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     (rc0, err0), (rc1, err1) = r0["data"], r1["data"]
     assert (rc0, rc1) == (2, 2) and "Error" not in err0
-    assert err1.startswith("bicyclegan train: DatasetError: training stopped at step ") and err1.count("\n") == 2
+    assert err1.startswith("bicyclegan train: DatasetError: the evaluation at step 2 (--eval_every 2) stopped on the "
+                           f"held-out split {data / 'val'} (the training data was not the problem): ")
+    assert err1.count("\n") == 2
     assert "x.png changed since the checks" in err1
     assert r0["bug"] == [1, r0["bug"][1]] and "Error" not in r0["bug"][1]
     assert r1["bug"][0] == "ZeroDivisionError"  # its traceback printed by rank 1 alone

@@ -146,10 +146,10 @@ MUTANTS = [
     # the mid-run data error
     ('TR09', T, 'return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"',
      'return f"the last good checkpoint is {self.ckpt_path} (step {self.saved_step})"', BROKEN),
-    ('TR10', T, 'skip = "" if cfg.data.skip_bad else " (with --skip_bad',
-     'skip = "" if not cfg.data.skip_bad else " (with --skip_bad', BROKEN),
-    ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data',
-     'training stopped at step {self.step} (epoch {self.epoch + 1}) on its data', BROKEN),
+    ('TR10', T, '("" if self.cfg.data.skip_bad else f" (with --skip_bad',
+     '("" if not self.cfg.data.skip_bad else f" (with --skip_bad', BROKEN),
+    ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its "',
+     'training stopped at step {self.step} (epoch {self.epoch + 1}) on its "', BROKEN),
     # DALI: each batch's file sizes against the checks' rules
     ('DA01', DA, 'key = tuple(int(v) for x in hw for v in x[j])',
      'key = tuple(int(v) for x in hw for v in x[0])', DALI),
