@@ -15,6 +15,7 @@ import fcntl
 import gc
 import itertools
 import json
+import logging
 import math
 import os
 import shlex
@@ -186,6 +187,30 @@ class StopSignals:
         self._previous.clear()
 
 
+class SaidOnce(logging.Filter):
+    """The data's warnings (bicyclegan.pipelines' log) said once in a run, while applied (a context): each
+    loader made for the held-out split, the grids' and the evaluations' (one at each --eval_every), said
+    the files skip_bad left out of it again. A warning whose text changed (another file left out) is said."""
+
+    def __init__(self):
+        super().__init__()
+        self.said = set()
+
+    def filter(self, record) -> bool:
+        text = record.getMessage()
+        if text in self.said:
+            return False
+        self.said.add(text)
+        return True
+
+    def __enter__(self):
+        logging.getLogger("bicyclegan.pipelines").addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("bicyclegan.pipelines").removeFilter(self)
+
+
 def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None
                     ) -> tuple[dict[str, float], signal.Signals | None]:
     """The losses' means over a log interval of `count` steps (sums: name -> summed loss tensor),
@@ -238,8 +263,10 @@ class Trainer:
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         self._stop = None  # train()'s StopSignals: a Trainer trains once
+        self._said = SaidOnce()  # the data's warnings, while it starts and while it trains
         try:
-            self._setup(cfg, resume, progress, epoch, tensorboard)
+            with self._said:
+                self._setup(cfg, resume, progress, epoch, tensorboard)
         except BaseException:
             self._release(failed=True)
             raise
@@ -904,7 +931,7 @@ class Trainer:
         self._training = True
         self._stop = StopSignals()
         try:
-            with self._stop:
+            with self._stop, self._said:
                 run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False

@@ -580,6 +580,30 @@ def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_i
                                     "leave such files out of the evaluations too)")
 
 
+def test_the_held_out_files_skip_bad_leaves_out_are_said_once_a_run_unless_they_change(tmp_path, caplog):
+    # Every loader made for the split said the list again: the grids', the evaluation's at the start and
+    # one at every evaluation (5 times in this run of 3 evaluations).
+    import logging
+    root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+    (root / "val" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        t = Trainer(tiny_cfg(tmp_path / "run", root, max_steps=6, eval_every=2, eval_num=3, eval_samples=2,
+                             skip_bad=True, sample_every=100), progress=False)
+        real = t.model.train_step
+
+        def train_step(batch):
+            if t.step == 2:  # a second file broken after step 2's evaluation: the list changes once
+                (root / "val" / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+            return real(batch)
+        t.model.train_step = train_step
+        t.train()
+    said = [r.getMessage().splitlines() for r in caplog.records if f"bad file(s) in {root / 'val'}" in r.getMessage()]
+    assert [(lines[0], [ln.split(":")[0].strip() for ln in lines[1:]]) for lines in said] == [
+        (f"skipped 1 bad file(s) in {root / 'val'}:", [str(root / "val" / "00001.png")]),
+        (f"skipped 2 bad file(s) in {root / 'val'}:", [str(root / "val" / f"0000{i}.png") for i in (1, 2)])]
+    assert [r["n_inputs"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [3, 2, 2]
+
+
 def test_the_report_charts_each_measure_and_rings_the_best(tmp_path, data, monkeypatch):
     values = {2: {"coverage": 0.25, "fid": 80.0}, 4: {"coverage": 0.75, "fid": 60.0}, 5: {"coverage": 0.5, "fid": 70.0}}
     monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features())
