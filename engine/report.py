@@ -23,6 +23,7 @@ import json
 import math
 import re
 import time
+import weakref
 from pathlib import Path
 from urllib.parse import quote
 
@@ -739,6 +740,9 @@ class TensorBoardLog:
             raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL_HINT}") from e
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        # Closed once: by close(), else when dropped (a demo run whose final evaluation, which closes it, was
+        # skipped: --no-eval). Every log_* call flushes, so an event file left open loses nothing meanwhile.
+        self._close = weakref.finalize(self, _close_writer, self.writer)
         self.hparams = flat_hparams(config)
         self._hparams_written = False
 
@@ -773,5 +777,9 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
-        """Close the event file; a later log_* call opens a new one in the same folder."""
-        self.writer.close()
+        """Close the event file (once); a later log_* call opens a new one in the same folder."""
+        self._close()
+
+
+def _close_writer(writer) -> None:
+    writer.close()

@@ -1051,7 +1051,9 @@ class Trainer:
             self.progress.close()
             if log:
                 log.close()
-        if self.tb:  # every write was flushed: an exception above loses nothing by skipping this
+        if self.tb and not (self.is_demo and stop is None):  # (flushed at each write: an exception loses nothing)
+            # Not a demo run's that ended: its final evaluation logs to it, then closes it (closed here, the
+            # evaluation's figures went to a second event file).
             self.tb.close()
         if stop is not None:
             stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir)
@@ -1061,7 +1063,9 @@ class Trainer:
         return self.run_dir
 
     def evaluate(self) -> dict:
-        """The evaluation of the trained model on the test split, written to <run>/eval.json."""
+        """The evaluation of the trained model on the test split, written to <run>/eval.json and with
+        tensorboard=True to the run's event file, which it closes (train() leaves it open for it on the demo
+        data)."""
         from .evaluate import evaluate, json_safe
         result = evaluate(self.model, self.data_root, n_samples=10)  # the demo table's protocol (README)
         if "histogram" in result:

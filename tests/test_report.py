@@ -423,6 +423,37 @@ def test_tensorboard_on_resume_hides_the_steps_logged_again(tmp_path, demo_root)
     assert LogCurves().update(out / "log.jsonl").curve("G_L1")[0] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("evaluate", [True, False])
+def test_a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file(tmp_path, demo_root, monkeypatch, evaluate):
+    # train() closed the writer before the final evaluation logged to it, and torch's SummaryWriter opened
+    # a second event file for it. Without the evaluation (--no-eval) the writer is closed once dropped.
+    import gc
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from bicyclegan.engine import trainer as trainer_module
+    closed = []
+
+    class Demo(Trainer):  # as on the demo data, whose runs end with their evaluation (a smaller split here)
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.is_demo = True
+            real = self.tb.writer.close
+            self.tb.writer.close = lambda: (closed.append(True), real())
+    monkeypatch.setattr(trainer_module, "Trainer", Demo)
+    run = trainer_module.train(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False, tensorboard=True,
+                               evaluate=evaluate)
+    gc.collect()  # (the trainer is gone)
+    assert closed == [True]
+    (events,) = (run / "tensorboard").glob("events.*")
+    ea = ea_mod.EventAccumulator(str(events))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("loss/G_L1")] == [1, 2]
+    if evaluate:
+        result = json.loads((run / "eval.json").read_text())
+        assert [(e.step, e.value) for e in ea.Scalars("eval/coverage")] == [(2, pytest.approx(result["coverage"]))]
+    else:
+        assert not (run / "eval.json").exists() and "eval/coverage" not in ea.Tags()["scalars"]
+
+
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, demo_root, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"--tensorboard needs the tensorboard package: pip install"):
