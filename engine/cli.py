@@ -19,7 +19,7 @@ from pathlib import Path
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
 from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig
-from .errors import USER_ERRORS, ConfigError, OutputError
+from .errors import USER_ERRORS, ConfigError, OutputError, RankLostError
 from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
 
@@ -645,7 +645,16 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except Exception as e:
+            from .runtime import lost_rank
+            if not getattr(e, "from_rank0", False) and (saw := lost_rank(e)):  # (train's says at which step)
+                # Under torchrun another rank ended (its own error, which it prints) while this one waited for
+                # it in a collective: a traceback here would only bury that rank's line.
+                raise RankLostError(f"another process of this launch ended while this one waited for it, and "
+                                    f"prints its own error (this one saw: {saw})") from e
+            raise
     except USER_ERRORS as e:
         if not getattr(e, "from_rank0", False):  # under torchrun rank 0's refusal is printed by rank 0 alone
             print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -653,13 +662,6 @@ def main(argv=None) -> int:
     except Exception as e:
         if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
             return 1
-        from .runtime import lost_rank
-        if saw := lost_rank(e):  # (train's own says at which step, and what is intact)
-            # Under torchrun another rank ended (its own error, which it prints) while this one waited for
-            # it in a collective: a traceback here would only bury that rank's line.
-            print(f"bicyclegan {args.command}: RankLostError: another process of this launch ended while this one "
-                  f"waited for it, and prints its own error (this one saw: {saw})", file=sys.stderr)
-            return 2
         raise
     except KeyboardInterrupt:
         if args.command != "train":

@@ -218,14 +218,10 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     return result
 
 
-# The modes that end in a crop (pipelines.spec.LoaderSpec.crops): their inputs come out at the crop size.
-CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
-
-
 def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
     """How `bicyclegan sample` turns an image file into the graph's input A (pipelines/cpu_loader.py
     at test time: a centre crop, no flip), for a graph of h x w inputs, in the run's data settings."""
-    from bicyclegan.pipelines.spec import as_hw
+    from bicyclegan.pipelines.spec import CROPPING, as_hw
 
     from .runtime import load_hw
     mode, nc = data.preprocess, cfg.input_nc

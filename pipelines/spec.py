@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 # The choices of make_loader's options, stated once (the engine's config takes them from here).
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")  # the modes that end in a crop
 DIRECTIONS = ("AtoB", "BtoA")
 LAYOUTS = ("aligned", "ab_folders", "single")
 BACKENDS = ("auto", "dali", "torch")
@@ -52,7 +53,7 @@ class LoaderSpec:
 
     @property
     def crops(self):
-        return self.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
+        return self.preprocess in CROPPING
 
     @property
     def random_flip(self):
