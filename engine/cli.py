@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
 import shlex
 import sys
@@ -266,7 +267,9 @@ def _add_evaluation_options(p) -> None:
     p.add_argument("--metrics", default=None,
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
     p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
-    p.add_argument("--num", type=_at_least(1), default=100, help="at most this many inputs (the paper: 100)")
+    # --num_test: the reference's name, and one torchrun lets through (its parser takes --num for --numa-binding)
+    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=100,
+                   help="at most this many inputs (the paper: 100)")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
     p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
     p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
@@ -316,47 +319,64 @@ def _evaluation_options(args) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, format_table, json_safe
+    """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
+    would; rank 0 combines the measures, prints and writes): a single process otherwise."""
+    from .evaluate import Evaluation, format_table, json_safe, made_alike
     from .io import check_writable, write_json
-    from .runtime import open_model, results_dir, results_name
+    from .runtime import init_distributed, results_dir, results_name
     from .sweep import protocol
-    if args.epoch == "all":
-        return _sweep(args)
-    if args.reuse:
+    if args.reuse and args.epoch != "all":
         raise ConfigError("--reuse keeps the results of checkpoints measured before with the same protocol: it "
                           "goes with --epoch all (one checkpoint: run evaluate or not)")
-    checkpoint = _checkpoint(args)
-    if args.json and Path(args.json).is_dir():
+    if args.json and Path(args.json).is_dir() and args.epoch != "all":  # (evaluate_checkpoints checks its own)
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
                           f"{Path(args.json) / 'eval.json'}")
+    checkpoint = None if args.epoch == "all" else _checkpoint(args)
+    d = init_distributed(args.device)
+    options = {**_evaluation_options(args), "device": str(d.device)}  # (under torchrun: this rank's GPU)
+    if args.epoch == "all":
+        _sweep(args, d, options)
+        d.close()
+        return 0
     # Before the evaluation: the folder that will hold <phase>/eval.json (as `sample`'s results).
-    check_writable(Path(args.json).parent if args.json else results_dir(checkpoint, "eval").parent, "--json")
-    model = open_model(checkpoint, args.device)  # its digest: of the weights measured, should the file change
-    r = evaluate(model, args.dataroot, **_evaluation_options(args))
-    print(format_table(r))
+    d.main_decides(lambda: check_writable(Path(args.json).parent if args.json else
+                                          results_dir(checkpoint, "eval").parent, "--json"))
+    n_samples, seed = options.pop("n_samples"), options.pop("seed")
+    ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
+    r = ev.run(n_samples, seed)
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
-    r["protocol"] = protocol(model.source["digest"], r["dataroot"], r["phase"], **_evaluation_options(args))
+    # (the file's digest: of the weights measured, should the file change)
+    r["protocol"] = protocol(ev.model.source["digest"], r["dataroot"], r["phase"], n_samples=n_samples, seed=seed,
+                             **options)
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
-    path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r), what="evaluation results")
-    print(f"results: {path}")
-    _refresh_report(checkpoint)
+
+    def write():
+        print(format_table(r))
+        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
+                          what="evaluation results")
+        print(f"results: {path}")
+        _refresh_report(checkpoint)
+    d.main_decides(write)
+    d.close()
     return 0
 
 
-def _sweep(args) -> int:
+def _sweep(args, d, options) -> None:
     """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
     from .errors import DivergenceError
     from .sweep import evaluate_checkpoints, format_sweep
     rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, reuse=args.reuse, log=print,
-                                      **_evaluation_options(args))
-    print(format_sweep(rows))
-    print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
-    _refresh_report(args.checkpoint)
+                                      dist=d, **options)
+    if d.main:
+        print(format_sweep(rows))
+        print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
+        _refresh_report(args.checkpoint)
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
-        raise DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
-                              + " could be measured (the table says why)")
-    return 0
+        error = DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
+                                + " could be measured (the table says why)")
+        error.from_rank0 = not d.main  # every rank's, printed once
+        raise error
 
 
 def cmd_compare(args) -> int:
@@ -490,11 +510,31 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
+DISTRIBUTED = ("train", "evaluate")  # the commands that share their work among torchrun's processes
+
+
+def _said_on_this_machine() -> bool:
+    """Under torchrun, before the processes are a group: whether another process of this machine prints
+    this refusal. Every process of a launch parses the same command line and, on one machine, reads the
+    same files, so each refuses alike, and a line per process buried the one: local rank 0 says it for
+    its machine. (In a group, the ranks' agreement decides who prints: main_decides, raise_any.)"""
+    tdist = sys.modules.get("torch.distributed")
+    grouped = tdist is not None and tdist.is_available() and tdist.is_initialized()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "0") != "0" and not grouped
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        if _said_on_this_machine():
+            sys.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bicyclegan.pipelines.demo import DEFAULT_SHADE
 
     from .serve import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
-    parser = argparse.ArgumentParser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
+    parser = _Parser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     parser.add_argument("--version", action="version", version=f"bicyclegan {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     build_train_parser(sub).set_defaults(func=cmd_train)
@@ -646,6 +686,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         try:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
+                # Each process would do the whole work and write the same files over each other's.
+                raise ConfigError(f"{args.command} runs in one process: launch it without torchrun "
+                                  f"({' and '.join(DISTRIBUTED)} share their work among torchrun's processes)")
             return args.func(args)
         except Exception as e:
             from .runtime import lost_rank
@@ -656,7 +700,8 @@ def main(argv=None) -> int:
                                     f"prints its own error (this one saw: {saw})") from e
             raise
     except USER_ERRORS as e:
-        if not getattr(e, "from_rank0", False):  # under torchrun rank 0's refusal is printed by rank 0 alone
+        # under torchrun rank 0's refusal is printed by rank 0 alone, and one before the group by each machine's
+        if not getattr(e, "from_rank0", False) and not _said_on_this_machine():
             print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -37,7 +37,7 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
-from .errors import ConfigError, DivergenceError
+from .errors import CheckpointError, ConfigError, DivergenceError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
@@ -116,20 +116,42 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
              lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None,
-             skip_bad: bool | None = None) -> dict:
+             skip_bad: bool | None = None, dist: Dist = Dist()) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
     random z each. metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
     as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
-    leave out bad files (default: as the run did)."""
+    leave out bad files (default: as the run did). dist: the ranks that share the inputs under torchrun
+    (every rank calls evaluate alike and gets the result; init_distributed's)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
     check_int("n_samples", n_samples, 1)
-    return Evaluation(model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
-                      metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
-                      lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
-                      layout=layout, skip_bad=skip_bad).run(n_samples, seed)
+    return made_alike(dist, lambda: Evaluation(
+        model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size, metrics=metrics,
+        lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,
+        lpips_linear=lpips_linear, fid_weights=fid_weights, layout=layout, skip_bad=skip_bad,
+        dist=dist)).run(n_samples, seed)
+
+
+def made_alike(dist: Dist, make) -> "Evaluation":
+    """make()'s Evaluation, made on every rank of `dist`: one rank's refusal is every rank's (else the
+    others would wait for it in run()'s first collective), and where it measures a checkpoint file, every
+    rank must have read the same weights: a training still running replaces latest.pt, and ranks reading
+    it moments apart would measure two models as one."""
+    made = []
+    dist.each_decides(lambda: made.append(make()))
+    ev = made[0]
+    if dist.grouped and ev.model.source is not None:
+        read = [None] * dist.world
+        tdist.all_gather_object(read, (ev.model.source["digest"], ev.model.source["step"]))
+        if len(set(read)) > 1:
+            error = CheckpointError(f"{ev.model.source['path']} changed while the {dist.world} processes read it "
+                                    f"(steps {', '.join(str(step) for _, step in read)}): a training still "
+                                    f"writing it? Evaluate a checkpoint it no longer writes (--epoch N)")
+            error.from_rank0 = not dist.main  # the same on every rank: printed once
+            raise error
+    return ev
 
 
 class Evaluation:
@@ -281,14 +303,8 @@ class Evaluation:
         if self.dist.grouped:  # (the payload is small but for FID's features and the demo's images)
             shares = [None] * self.dist.world if self.dist.main else None
             tdist.gather_object(mine, shares, dst=0)
-        told = [None]
-
-        def combine():
-            told[0] = self._result(shares, n_samples, seed)
-        self.dist.main_decides(combine)  # (its error, e.g. FID's on degenerate features, is every rank's)
-        if self.dist.grouped:
-            tdist.broadcast_object_list(told, src=0)
-        return told[0]
+        # (its error, e.g. FID's on degenerate features, is every rank's)
+        return self.dist.main_says(lambda: self._result(shares, n_samples, seed))
 
     def _share(self) -> tuple[range, int]:
         """This rank's inputs (of the first n_inputs) and the number of batches every rank goes through:

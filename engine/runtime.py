@@ -41,18 +41,26 @@ def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torc
     CUDA device is always this rank's GPU, cuda:LOCAL_RANK, whatever index was named: ranks that
     shared one GPU would make NCCL fail (e.g. a run begun with device=cuda:0, resumed under torchrun)."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+        dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(name)
+        except RuntimeError as e:
+            raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA GPU is available; use device=cpu or auto")
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local_rank)
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible"
-                          + (f" (this rank's GPU is cuda:{local_rank})" if world > 1 else ""))
+        # Checked alike by every process of the machine (torchrun's count of them), not by the ranks whose
+        # GPU is missing alone: those would refuse while the others waited for them.
+        gpus, here = torch.cuda.device_count(), os.environ.get("LOCAL_WORLD_SIZE")
+        if int(here or local_rank + 1) > gpus:
+            said = f"torchrun started {here} processes on this machine" if here else \
+                f"this process is to train on cuda:{local_rank} (its LOCAL_RANK)"
+            raise ConfigError(f"{said} and it has {gpus} GPU(s) visible: one GPU per process; use "
+                              f"--nproc_per_node {gpus}, or device=cpu")
+    elif dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
     return dev
 
 
@@ -104,6 +112,16 @@ class Dist:
                 raise told[0]
         if error is not None:
             raise error
+
+    def main_says(self, work):
+        """work()'s value on rank 0, given to every rank (one broadcast; it must pickle): what rank 0 alone
+        reads or computes once (which checkpoints a folder holds, the combined measures), so that every
+        rank goes on with the same. Its refusal is every rank's, as main_decides'."""
+        told = [None]
+        self.main_decides(lambda: told.__setitem__(0, work()))
+        if self.grouped:
+            dist.broadcast_object_list(told, src=0)
+        return told[0]
 
     def each_decides(self, work) -> None:
         """Run `work` on every rank, and make any rank's error every rank's (raise_any)."""

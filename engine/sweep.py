@@ -28,10 +28,10 @@ from typing import Callable, Iterator
 from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, made_alike
 from .io import check_writable, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
-from .runtime import inference_data, pick_device, results_dir, results_name
+from .runtime import Dist, inference_data, pick_device, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")
@@ -100,17 +100,19 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return {k: v for k, v in row.items() if k != "protocol"}
 
 
-def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> Iterator[tuple[Path, dict, str | None]]:
+def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, dist: Dist = Dist(),
+          **options) -> Iterator[tuple[Path, dict, str | None]]:
     """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
     they come: row is the checkpoint's name, epoch and step (of the file as it was read), then evaluate's
     result with these options (evaluate's), or "error" where the weights or outputs are not finite or the
-    file is damaged; digest: of the contents measured (None for an error)."""
+    file is damaged; digest: of the contents measured (None for an error). dist: as evaluate's (every
+    rank sweeps the same list)."""
     check_int("n_samples", n_samples, 1)
     ev = None
     for path, epoch, step in run if isinstance(run, list) else run_checkpoints(run):
         row = {"checkpoint": path.name, "epoch": epoch, "step": step}
         try:
-            ev = Evaluation(path, **options) if ev is None else ev.of(path)
+            ev = made_alike(dist, lambda: Evaluation(path, dist=dist, **options) if ev is None else ev.of(path))
             # The file as it was read: a training still running replaces latest.pt, maybe long after
             # the list was made (the checkpoints before it take minutes each).
             row.update(epoch=ev.model.source["epoch"], step=ev.model.source["step"])
@@ -124,40 +126,48 @@ def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, **options) -> I
 
 
 def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = False,
-                         log: Callable[[str], None] | None = print, **options) -> tuple[list[dict], Path]:
+                         log: Callable[[str], None] | None = print, dist: Dist = Dist(),
+                         **options) -> tuple[list[dict], Path]:
     """Evaluate every checkpoint of `run` (its folder, or a file in its checkpoints/) with evaluate's
     options (n_samples, num, seed, metrics, phase...), and write each one's eval.json where `evaluate
     --epoch N` writes it, then <run>/results/<phase>_sweep/sweep.json (or json_path) and index.html.
     reuse: a checkpoint whose eval.json was measured with this protocol (protocol()) keeps it, not
-    measured again. log: called with a line as each checkpoint is measured (None: quiet). Returns (the
-    rows, in training order, as sweep.json holds them; the path of index.html)."""
-    found = run_checkpoints(run)
+    measured again. log: called with a line as each checkpoint is measured (None: quiet). dist: the ranks
+    that share each checkpoint's inputs under torchrun (rank 0 lists the checkpoints, logs and writes).
+    Returns (the rows, in training order, as sweep.json holds them; the path of index.html), on every rank."""
     if json_path and Path(json_path).is_dir():
         raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
                           f"{Path(json_path) / 'sweep.json'}")
-    folder = found[0][0].parent.parent
-    # Before the work, where its results go: the split's name from the first checkpoint's config (the
-    # rows may all be errors, which name none), and the folders checked writable (--json's too).
-    cfg = config_of({"config": peek_checkpoint(found[0][0], "config")[0]}, found[0][0])
-    root, phase, _, _ = inference_data(cfg, dataroot, options.get("phase"), options.get("layout"))
-    out = check_writable(results_dir(folder, f"{results_name(root, phase)}_sweep"), "the sweep's results")
-    if json_path:
-        check_writable(Path(json_path).parent, "--json")
-    # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
-    name = results_name(root, phase)
-    kept = {}
-    if reuse:
-        for path, epoch, step in found:
-            want = protocol(peek_checkpoint(path, "digest")[0], root, phase, **options)
-            if (row := measured_before(results_dir(path, name) / "eval.json", want)) is not None:
-                kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
-    say = log or (lambda line: None)
+
+    def plan():
+        found = run_checkpoints(run)
+        folder = found[0][0].parent.parent
+        # Before the work, where its results go: the split's name from the first checkpoint's config (the
+        # rows may all be errors, which name none), and the folders checked writable (--json's too).
+        cfg = config_of({"config": peek_checkpoint(found[0][0], "config")[0]}, found[0][0])
+        root, phase, _, _ = inference_data(cfg, dataroot, options.get("phase"), options.get("layout"))
+        # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
+        name = results_name(root, phase)
+        out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results")
+        if json_path:
+            check_writable(Path(json_path).parent, "--json")
+        kept = {}
+        if reuse:
+            for path, epoch, step in found:
+                want = protocol(peek_checkpoint(path, "digest")[0], root, phase, **options)
+                if (row := measured_before(results_dir(path, name) / "eval.json", want)) is not None:
+                    kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
+        return found, folder, root, phase, name, out, kept
+    # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between
+    # two ranks' listings, and ranks sweeping two lists would wait for each other in different evaluations.
+    found, folder, root, phase, name, out, kept = dist.main_says(plan)
+    say = log if log is not None and dist.main else (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
     before = f" ({len(kept)} measured before, reused)" if kept else ""
     say(f"evaluating {len(todo)} checkpoint{'s' if len(todo) != 1 else ''} of {folder}: "
         + (", ".join(p.name for p, _, _ in todo) or "none") + before)
     rows, links = [], {}
-    measured = sweep(todo, dataroot=dataroot, **options)
+    measured = sweep(todo, dataroot=dataroot, dist=dist, **options)
     for i, (path, _, _) in enumerate(found, 1):
         row, digest = (kept[path], None) if path in kept else next(measured)[1:]
         rows.append(row)
@@ -168,12 +178,14 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         if path in kept:
             say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved} (measured before)")
         else:
-            write_json(saved, {**row, "checkpoint": str(path.resolve()),
-                               "protocol": protocol(digest, root, phase, **options)}, what="evaluation results")
+            record = {**row, "checkpoint": str(path.resolve()), "protocol": protocol(digest, root, phase, **options)}
+            dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
             say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
         links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
-    write_json(json_path or out / "sweep.json", rows, what="sweep results")
-    return rows, write_text(out / "index.html", render_sweep(folder.name, rows, links), what="sweep page")
+    dist.main_decides(lambda: write_json(json_path or out / "sweep.json", rows, what="sweep results"))
+    page = out / "index.html"
+    dist.main_decides(lambda: write_text(page, render_sweep(folder.name, rows, links), what="sweep page"))
+    return rows, page
 
 
 def measures(rows: list[dict]) -> list[str]:

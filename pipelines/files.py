@@ -528,8 +528,10 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
         dist.all_gather_object(gathered, (len(paths), listing, mine))
         if len({(n, digest) for n, digest, _ in gathered}) > 1:
             counts = ", ".join(f"rank {r}: {n}" for r, (n, _, _) in enumerate(gathered))
-            raise DatasetError(f"the ranks see different files in {folder} ({counts} files; names "
-                               "differ where the counts agree): every rank must read the same dataset")
+            error = DatasetError(f"the ranks see different files in {folder} ({counts} files; names "
+                                 "differ where the counts agree): every rank must read the same dataset")
+            error.from_rank0 = rank > 0  # every rank saw every listing: rank 0's line is said for all
+            raise error
         every = [share for _, _, share in gathered]
     sizes = {}
     for r, (verdicts, new) in enumerate(every):

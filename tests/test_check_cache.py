@@ -224,15 +224,14 @@ def _rank(rank, world, port, roots, max_dataset_size):
         loader = load(root, rank=rank, world_size=world, skip_bad=True, max_dataset_size=max_dataset_size[rank])
         found = {"samples": [s.path for s in loader.samples], "skipped": loader.skipped}
     except DatasetError as err:
-        found = {"error": str(err)}
+        found = {"error": str(err), "from_rank0": getattr(err, "from_rank0", False)}
     (roots[0] / f"rank{rank}.json").write_text(json.dumps({"inspected": calls, **found}))
     dist.destroy_process_group()
 
 
 def _launch(root, max_dataset_size=(None, None), root1=None):
-    import torch.multiprocessing as mp
-    from test_distributed import _free_port
-    mp.spawn(_rank, args=(2, _free_port(), (root, root1 or root), max_dataset_size), nprocs=2, join=True)
+    from test_distributed import _free_port, spawn_ranks
+    spawn_ranks(_rank, (2, _free_port(), (root, root1 or root), max_dataset_size))
     return [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -260,6 +259,7 @@ def test_ranks_split_the_checks_and_share_the_verdicts(tmp_path, cache_dir):
     r0, r1 = _launch(tmp_path, max_dataset_size=(None, 3))
     for r in (r0, r1):
         assert "the ranks see different files" in r["error"] and "rank 0: 6, rank 1: 3" in r["error"], r
+    assert (r0["from_rank0"], r1["from_rank0"]) == (False, True)  # one line under torchrun: rank 0's
     # as many files, one name differs (another copy of the data, elsewhere: the names are compared
     # below the dataset folder, so the copy itself is fine)
     shutil.copytree(tmp_path / "data", tmp_path / "copy" / "data")

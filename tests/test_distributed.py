@@ -45,6 +45,18 @@ def _worker(rank, world, port, out_dir, sync):
         dist.destroy_process_group()
 
 
+def spawn_ranks(fn, args, nprocs=2):
+    """torch.multiprocessing.spawn(fn, args, nprocs), its processes without TRITON_INTERPRET (which the tests
+    set for the kernels' own tests): a process on the CPU trains on the reference path, as a user's does,
+    where the interpreted kernels made a two-rank training of a few steps take a minute, not seconds."""
+    said = os.environ.pop("TRITON_INTERPRET", None)  # (a spawned process starts with the environment of now)
+    try:
+        mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+    finally:
+        if said is not None:
+            os.environ["TRITON_INTERPRET"] = said
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,7 +77,7 @@ def _free_ports(n):
 
 @pytest.mark.slow
 def test_ranks_stay_in_sync(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), True), nprocs=2, join=True)
+    spawn_ranks(_worker, (2, _free_port(), str(tmp_path), True))
     r0, r1 = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
     for net in r0:
         for k in r0[net]:
@@ -88,16 +100,21 @@ def _torchrun_env():
 
 def _torchrun(tmp_path, *args):
     """`bicyclegan train` under torchrun: two CPU processes (gloo), in tmp_path."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), "-m", "bicyclegan.engine.cli", "train", "--out", "runs/r",
-           "--no-eval", "--device", "cpu", *args]  # the CPU, gloo, also on a machine with one GPU
-    env = _torchrun_env()
-    try:
-        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
+    # the CPU, gloo, also on a machine with one GPU
+    done = torchrun_cli(tmp_path, "train", "--out", "runs/r", "--no-eval", "--device", "cpu", *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr  # results on stdout, progress on stderr
+
+
+def torchrun_cli(cwd, *argv, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`bicyclegan ARGV` under torchrun, `nproc` processes, in cwd: its exit code and what it printed."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(_free_port()), "-m", "bicyclegan.engine.cli", *map(str, argv)]
+    env = _torchrun_env()
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -174,8 +191,21 @@ def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
     assert runtime.pick_device("cuda:3", local_rank=2, world=1) == torch.device("cuda", 3)  # one process
     assert runtime.pick_device("cpu", local_rank=2, world=4) == torch.device("cpu")
     monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(runtime.ConfigError, match=r"only 2 GPU\(s\) are visible \(this rank's GPU is cuda:2\)"):
+    with pytest.raises(runtime.ConfigError, match=r"only 2 GPU\(s\) are visible$"):
+        runtime.pick_device("cuda:3", local_rank=0, world=1)
+    with pytest.raises(runtime.ConfigError, match=r"this process is to train on cuda:2 \(its LOCAL_RANK\) and "
+                                                  r"it has 2 GPU\(s\) visible: one GPU per process; use "
+                                                  r"--nproc_per_node 2"):
         runtime.pick_device("cuda:0", local_rank=2, world=4)
+    # Under torchrun every process of the machine refuses alike, those whose GPU is there too (they would
+    # wait for the others in the group's start), so that its local rank 0 says it for all of them.
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    for name in ("auto", "cuda", "cuda:1"):
+        with pytest.raises(runtime.ConfigError, match=r"^torchrun started 4 processes on this machine and it has 2 "
+                                                      r"GPU\(s\) visible: one GPU per process; use --nproc_per_node 2, "
+                                                      r"or device=cpu$"):
+            runtime.pick_device(name, local_rank=0, world=4)
+    assert runtime.pick_device("cpu", local_rank=3, world=4) == torch.device("cpu")
 
 
 def _group_worker(rank, world, port, out_dir, own):
@@ -209,7 +239,7 @@ def _group_worker(rank, world, port, out_dir, own):
 def test_a_process_group_started_by_the_caller_is_used_and_left_open(tmp_path):
     """Launched by something other than torchrun (no RANK/WORLD_SIZE): the group's own rank and size
     count, so the data is sharded and rank 0 alone writes; the caller's group outlives train()."""
-    mp.spawn(_group_worker, args=(2, _free_port(), str(tmp_path), False), nprocs=2, join=True)
+    spawn_ranks(_group_worker, (2, _free_port(), str(tmp_path), False))
     seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": False, "open_after_train": True} for r in (0, 1)]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
@@ -218,7 +248,7 @@ def test_a_process_group_started_by_the_caller_is_used_and_left_open(tmp_path):
 
 
 def test_the_group_init_distributed_started_is_ended_by_close(tmp_path):
-    mp.spawn(_group_worker, args=(2, _free_port(), str(tmp_path), True), nprocs=2, join=True)
+    spawn_ranks(_group_worker, (2, _free_port(), str(tmp_path), True))
     seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
@@ -253,7 +283,7 @@ def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalise
     """A refusal's exit skipped close(): gloo's worker thread, still dropping the broadcast's tensors,
     then took the GIL of a finalising interpreter, and the rank aborted now and then (SIGABRT,
     "terminate called without an active exception")."""
-    mp.spawn(_exit_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_exit_worker, (2, _free_ports(3), str(tmp_path)))
     seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"open_after_exit": False, "callers_open_after_exit": True}] * 2
 
@@ -294,7 +324,7 @@ def test_closing_the_group_ends_its_threads_before_the_interpreter_finalises(tmp
     up then as its functions' default argument: destroy_process_group left it alive, its threads ran
     on into the interpreter's finalisation, and a rank aborted there now and then (SIGABRT,
     "terminate called without an active exception"; a flaky CI failure of test_validation)."""
-    mp.spawn(_close_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_close_worker, (2, _free_port(), str(tmp_path)))
     for r in (0, 1):
         seen = json.loads((tmp_path / f"{r}.json").read_text())
         assert "pt_gloo_runloop" in seen["running"], seen  # (the names looked for: the group's threads)
@@ -315,7 +345,7 @@ def _mean_worker(rank, world, port, out_dir):
 def test_logged_losses_are_means_over_every_rank(tmp_path):
     """Every rank logs the same global means, and so sees the same divergence (where one rank alone
     raising would leave the other waiting in its next all-reduce)."""
-    mp.spawn(_mean_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_mean_worker, (2, _free_port(), str(tmp_path)))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1
     assert r0["G_L1"] == pytest.approx((3.0 + 6.0) / 6) and r0["D"] == float("inf")
@@ -381,7 +411,7 @@ def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(tmp_path)
     """Each of two gloo ranks holds half a batch: output, input gradient, weight and bias gradients
     (summed over the ranks, as the averaged gradients are then taken) and the running statistics are
     those of one nn.BatchNorm2d on the whole batch, in training and cumulative (momentum None) mode."""
-    mp.spawn(_bn_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_bn_worker, (2, _free_port(), str(tmp_path)))
     ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
     for momentum in (0.1, None):
         bn, x, dy = _bn_case(momentum)
@@ -481,7 +511,7 @@ def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(tmp_path):
     for sync_bn in (True, False):
         out = tmp_path / str(sync_bn)
         out.mkdir()
-        mp.spawn(_sync_model_worker, args=(2, _free_port(), str(out), sync_bn), nprocs=2, join=True)
+        spawn_ranks(_sync_model_worker, (2, _free_port(), str(out), sync_bn))
         two = torch.load(out / "0.pt")
         # atol: a conv bias before a BatchNorm has no gradient but rounding (~1e-17), which Adam scales by
         # lr / eps to ~1e-11, differently in the two runs; every other difference is a step of order lr.
@@ -525,7 +555,7 @@ def test_a_run_folder_in_use_refuses_every_rank_with_one_line(tmp_path):
             "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]
     try:
         start = time.monotonic()
-        mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+        spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), args))
         took = time.monotonic() - start
     finally:
         os.close(fd)
@@ -556,7 +586,7 @@ def test_a_bug_on_rank_0_is_its_traceback_alone(tmp_path):
     """Rank 0's bug reaches the other ranks as 'rank 0 stopped: ...', which they raised on: a second
     traceback of the same error from every other rank. They exit 1 in silence now."""
     args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--crop_size", "32"]
-    mp.spawn(_bug_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    spawn_ranks(_bug_rank, (2, _free_port(), str(tmp_path), args))
     assert json.loads((tmp_path / "0.json").read_text()) == {"raised": True}
     assert json.loads((tmp_path / "1.json").read_text()) == {"rc": 1, "stderr": ""}
 
@@ -637,7 +667,7 @@ def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(tmp_pa
     args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
             "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
             "--save_every", "2", "--log_every", "2", "--num_workers", "0"]
-    mp.spawn(_data_error_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    spawn_ranks(_data_error_rank, (2, _free_port(), str(tmp_path), args))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r1["rc"] == 2 and r1["stderr"].startswith("bicyclegan train: DatasetError: training stopped at step 3 ")
     assert "x.png changed since the checks" in r1["stderr"]
@@ -686,7 +716,7 @@ def test_a_rank_lost_at_start_up_is_one_line_on_the_others(tmp_path):
     bug's traceback of its own once rank 1 had ended on its bug."""
     args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
             "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"]
-    mp.spawn(_start_bug_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    spawn_ranks(_start_bug_rank, (2, _free_port(), str(tmp_path), args))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r1 == {"raised": True}
     assert r0["rc"] == 2 and "Traceback" not in r0["stderr"], r0
@@ -707,7 +737,7 @@ def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tm
     args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
             "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
             "--log_every", "2", "--sample_every", "2", "--save_every", "2", "--num_workers", "0"]
-    mp.spawn(_full_disk_rank, args=(2, _free_port(), str(tmp_path), args, name), nprocs=2, join=True)
+    spawn_ranks(_full_disk_rank, (2, _free_port(), str(tmp_path), args, name))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 2 and r0["stderr"].splitlines()[-1].startswith(f"bicyclegan train: {error}"), r0
     assert "No space left on device" in r0["stderr"].splitlines()[-1]
@@ -727,12 +757,11 @@ def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_pat
             "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi",
             "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
             "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
-    mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), args), nprocs=2, join=True)
+    spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), args))
     assert [json.loads((tmp_path / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
     before = {p.name: p.read_bytes() for p in ckpts.glob("*.pt")}
     assert sorted(before) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
-    mp.spawn(_cli_rank, args=(2, _free_port(), str(tmp_path), [*args, "--resume", "--epoch", "1", "--max_steps", "3"]),
-             nprocs=2, join=True)
+    spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), [*args, "--resume", "--epoch", "1", "--max_steps", "3"]))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 0 and r0["stderr"].count("are moved to") == 1, r0
     said = f"past it (epoch_2.pt, epoch_3.pt, latest.pt) are moved to {ckpts / 'abandoned_after_step_2'},"
@@ -794,10 +823,32 @@ def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(tmp_path):
                      "ConfigError: max_steps=5 runs past the learning-rate schedule"),
     }
     cases = {case: args for case, (args, _) in said.items()}
-    mp.spawn(_resume_rank, args=(2, _free_port(), str(tmp_path), cases), nprocs=2, join=True)
+    spawn_ranks(_resume_rank, (2, _free_port(), str(tmp_path), cases))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     for case, (_, start) in said.items():
         (rc0, err0), (rc1, err1) = r0[case], r1[case]
         assert (rc0, rc1) == (2, 2), (case, r0[case], r1[case])
         assert err0.startswith(f"bicyclegan train: {start}") and err0.count("\n") == 1, (case, err0)
         assert err1 == "", (case, err1)
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path):
+    """Before the processes are a group (the command line, a missing checkpoint) and in the loader's checks
+    after it, every process refused alike and printed the same line: one per process under torchrun. Each
+    machine's local rank 0 says it now (the others exit 2 in silence)."""
+    cases = [(["train", "--out", "r", "--device", "cpu", "--lambda_L1", "-1"],
+              "bicyclegan train: ConfigError: lambda_L1=-1.0 must be a finite number >= 0"),
+             (["evaluate", "nothing.pt", "--device", "cpu"],
+              "bicyclegan evaluate: CheckpointError: checkpoint nothing.pt does not exist"),
+             (["train", "--bogus"], "bicyclegan: error: unrecognized arguments: --bogus"),
+             (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
+              "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
+             # each process would sample every input and write the same files
+             (["sample", "nothing.pt"], "bicyclegan sample: ConfigError: sample runs in one process: launch it "
+                                        "without torchrun (train and evaluate share their work among torchrun's "
+                                        "processes)")]
+    for argv, line in cases:
+        done = torchrun_cli(tmp_path, *argv)
+        said = done.stdout + done.stderr
+        assert done.returncode != 0 and said.count(line) == 1 and said.count("usage: bicyclegan") <= 1, said[-3000:]

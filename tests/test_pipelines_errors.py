@@ -150,8 +150,12 @@ def test_too_few_files_for_a_batch(tmp_path):
     # 3 samples on 2 ranks: 1 each after the cut to whole batches, so a batch of 1 is the largest that works
     with pytest.raises(DatasetError, match=r"^3 samples fill no batch of batch_size=2 on each of 2 ranks \(an "
                                            r"incomplete batch is left out: drop_last=True\); use a batch_size of "
-                                           r"at most 1$"):
+                                           r"at most 1$") as refused:
         load(tmp_path, batch_size=2, world_size=2)
+    assert not refused.value.from_rank0  # rank 0 prints it under torchrun ...
+    with pytest.raises(DatasetError, match="fill no batch") as refused:
+        load(tmp_path, batch_size=2, rank=1, world_size=2)
+    assert refused.value.from_rank0  # ... for every rank: each counts the same samples
     with pytest.raises(DatasetError, match=r"^3 samples fill no batch of batch_size=4 \(.*\); use a batch_size "
                                            r"of at most 3$"):
         load(tmp_path, batch_size=4)

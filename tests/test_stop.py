@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from test_distributed import _free_port, _torchrun_env
+from test_distributed import _free_port, _torchrun_env, spawn_ranks
 from tiny import tiny_cfg
 
 from bicyclegan.engine import CheckpointError, Trainer, TrainingStopped, stopped_by
@@ -409,7 +408,7 @@ def _signals_worker(rank, world, port, out_dir, sent):
 @pytest.mark.slow
 def test_the_signals_ride_in_the_losses_all_reduce(tmp_path):
     sent = [(None, None), (None, INT), (TERM, None), (INT, TERM), (INT, INT)]
-    mp.spawn(_signals_worker, args=(2, _free_port(), str(tmp_path), sent), nprocs=2, join=True)
+    spawn_ranks(_signals_worker, (2, _free_port(), str(tmp_path), sent))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1 == [[{"G_L1": 3.5}, stop] for stop in (None, "SIGINT", "SIGTERM", "SIGTERM", "SIGINT")]
 

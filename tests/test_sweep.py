@@ -563,3 +563,78 @@ def test_a_finished_runs_latest_pt_counts_the_epochs_it_trained(data, tmp_path):
                      save_every=100), progress=False).train()
     assert [(p.name, e, s) for p, e, s in run_checkpoints(out)] == [("epoch_2.pt", 2, 8), ("latest.pt", 3, 12)]
     assert load_checkpoint(out / "checkpoints" / "latest.pt", device="cpu").source["epoch"] == 3
+
+
+# -- under torchrun ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_under_torchrun_the_processes_share_the_inputs_and_rank_0_alone_prints_and_writes(run, data, tmp_path):
+    """evaluate under torchrun: each of the 2 processes measures its share of every checkpoint's inputs (5
+    inputs: 2 + 3), rank 0 prints and writes once, and the figures are one process's (sums in another order:
+    equal to rounding). Before, every process measured them all and printed and wrote the same files."""
+    from test_distributed import torchrun_cli
+    run = copy_run(run, tmp_path)
+    # --num_test: torchrun's parser takes --num for its --numa-binding
+    opts = ["--num_test", "5", "--n_samples", "3", "--device", "cpu", "--seed", "5"]
+    done = torchrun_cli(tmp_path, "evaluate", run, "--epoch", "all", *opts)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert said.count("evaluating 3 checkpoints of") == 1 and said.count("[3/3] latest.pt") == 1, said
+    assert said.count("best encoded reconstruction L1") == 1 and said.count("page: ") == 1, said
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    for r in rows:
+        want = evaluate(run / "checkpoints" / r["checkpoint"], phase="val", num=5, n_samples=3, seed=5, device="cpu")
+        assert r["n_inputs"] == 5 and r["histogram"] == want["histogram"]
+        assert {k: v for k, v in r.items() if k not in ("checkpoint", "epoch", "step")} == {
+            k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()}
+    # one checkpoint: the same figures, the table and the results line once
+    swept = json.loads((run / "results" / "val_epoch_2" / "eval.json").read_text())
+    (run / "results" / "val_epoch_2" / "eval.json").unlink()
+    done = torchrun_cli(tmp_path, "evaluate", run, "--epoch", "2", *opts)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert said.count("results: ") == 1 and said.count("encoded reconstruction") == 1, said
+    alone = json.loads((run / "results" / "val_epoch_2" / "eval.json").read_text())
+    assert alone == {k: v for k, v in swept.items() if k not in ("epoch", "step")}
+
+
+def _two_files_rank(rank, world, port, out_dir, files):
+    """One rank of test_ranks_that_read_two_different_checkpoints_...: rank r evaluates files[r]."""
+    import os
+
+    import torch.distributed as dist
+
+    from bicyclegan.engine.evaluate import made_alike
+    from bicyclegan.engine.runtime import Dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    me, got = Dist(rank, world), {}
+    for case in ("same", "different"):
+        path = files[0] if case == "same" else files[rank]
+        try:
+            made_alike(me, lambda: Evaluation(path, phase="val", num=2, device="cpu", dist=me))
+            got[case] = "made"
+        except CheckpointError as e:
+            got[case] = (str(e), getattr(e, "from_rank0", False))
+    try:  # a refusal on rank 1 alone (its file missing): every rank's, not rank 0 waiting in run()
+        made_alike(me, lambda: Evaluation(files[0] if rank == 0 else Path(out_dir) / "gone.pt", device="cpu", dist=me))
+    except CheckpointError as e:
+        got["missing"] = (type(e).__name__, getattr(e, "from_rank0", False))
+    (Path(out_dir) / f"{rank}.json").write_text(json.dumps(got))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_that_read_different_weights_or_fail_to_read_refuse_together(run, tmp_path):
+    """latest.pt replaced by a training still running between the ranks' reads: they would have measured two
+    models as one. One rank's file missing: every rank refuses, none waits for it in the evaluation."""
+    from test_distributed import _free_port, spawn_ranks
+    files = [str(run / "checkpoints" / "epoch_1.pt"), str(run / "checkpoints" / "epoch_2.pt")]
+    spawn_ranks(_two_files_rank, (2, _free_port(), str(tmp_path), files))
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["same"] == r1["same"] == "made"
+    text, copy = r0["different"]
+    assert "changed while the 2 processes read it (steps 4, 8)" in text and not copy
+    assert r1["different"] == [text.replace(files[0], files[1]), True]  # printed once, by rank 0
+    assert r0["missing"] == ["CheckpointError", True] and r1["missing"] == ["CheckpointError", False]

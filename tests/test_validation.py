@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from tiny import tiny_cfg
 
 from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
@@ -722,12 +721,12 @@ def _rank(rank, world, port, out_dir, args, hub):
 
 @pytest.mark.slow
 def test_under_torchrun_missing_metric_weights_stop_every_rank_before_the_first_step(tmp_path):
-    from test_distributed import _free_port
+    from test_distributed import _free_port, spawn_ranks
     out = tmp_path / "r"
     args = ["train", "--out", str(out), "--device", "cpu", "--no-progress", "--crop_size", "32", "--ngf", "4",
             "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2", "--eval_every", "1",
             "--eval_metrics", "fid"]
-    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path), args, str(tmp_path / "torch")), nprocs=2, join=True)
+    spawn_ranks(_rank, (2, _free_port(), str(tmp_path), args, str(tmp_path / "torch")))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 2 and r0["stderr"].startswith("bicyclegan train: WeightsError: the evaluations during training")
     assert r0["stderr"].count("\n") == 1 and r1 == {"rc": 2, "stderr": ""}
@@ -815,8 +814,8 @@ def _raising(*a, **k):
 def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp_path, data, monkeypatch):
     # Every rank generates for its own contiguous share of the inputs (CASES), with their own z, and the
     # figures are those of one process measuring them all.
-    from test_distributed import _free_port
-    mp.spawn(_share_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    from test_distributed import _free_port, spawn_ranks
+    spawn_ranks(_share_rank, (2, _free_port(), str(tmp_path), str(data)))
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
     _stand_ins(monkeypatch.setattr)
     for case, num, skip_bad, metrics in CASES:
@@ -875,8 +874,8 @@ def test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_one_pro
     # Rank 1 alone received the signal; the ranks agreed on it in Evaluation.run. They went on training to
     # the next log interval and saved there: step 3's checkpoint owed step 2's evaluation, which its resume
     # made at step 3's weights, logged as step 3 (and a stop during that owed evaluation trained a step).
-    from test_distributed import _free_port
-    mp.spawn(_stop_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    from test_distributed import _free_port, spawn_ranks
+    spawn_ranks(_stop_rank, (2, _free_port(), str(tmp_path), str(data)))
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
     for case in ("during", "owed"):
         assert r0[case] == r1[case] and r0[case].startswith("stopped by SIGTERM at step 2 "), case
@@ -932,8 +931,8 @@ def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by
     # Evaluation.run made rank 1's error every rank's, marked as a copy on rank 0; validate's each_decides
     # then told the ranks their errors again, and took the first rank's: rank 0's copy. Neither rank printed
     # anything (the data error's line was lost; the bug's traceback too, both ranks exiting 1 in silence).
-    from test_distributed import _free_port
-    mp.spawn(_error_rank, args=(2, _free_port(), str(tmp_path), str(data)), nprocs=2, join=True)
+    from test_distributed import _free_port, spawn_ranks
+    spawn_ranks(_error_rank, (2, _free_port(), str(tmp_path), str(data)))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     (rc0, err0), (rc1, err1) = r0["data"], r1["data"]
     assert (rc0, rc1) == (2, 2) and "Error" not in err0
