@@ -36,7 +36,7 @@ from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_c
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
-from .runtime import build_loader, data_root_for, open_model
+from .runtime import SaidOnce, build_loader, data_root_for, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
 # The columns of a row that say which model it is; evaluate's result follows.
@@ -141,34 +141,35 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
         # the file as it was read (a training may replace latest.pt), also for a model given loaded
         src = model.source or {}
         loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
-    check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num)
-    evs = []
-    for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
-        evs.append(Evaluation(model, dataroot, num=num, device=device, networks_from=evs[0] if evs else None,
-                              **options))
-    check_writable(out, "compare results")
-    rows = []
-    for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
-        row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
-               "step": step}
-        try:
-            row.update(json_safe(ev.run(n_samples, seed)))
-            say(f"[{i}/{len(loaded)}] {name}: measured")
-        except DivergenceError as e:
-            row["error"] = str(e)
-            say(f"[{i}/{len(loaded)}] {name}: {e}")
-        rows.append(row)
-    good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
-    picture, shown, truth = out / "compare.png", (0, 0), False
-    if good:
-        A, B = first_inputs(evs[0], show)
-        outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
-                   for name, model in good]
-        save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
-        truth = B is not None
-        shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
-    else:
-        picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
+    with SaidOnce():  # (the split's skipped files said once, not again for each model's loaders)
+        check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num)
+        evs = []
+        for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
+            evs.append(Evaluation(model, dataroot, num=num, device=device, networks_from=evs[0] if evs else None,
+                                  **options))
+        check_writable(out, "compare results")
+        rows = []
+        for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
+            row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
+                   "step": step}
+            try:
+                row.update(json_safe(ev.run(n_samples, seed)))
+                say(f"[{i}/{len(loaded)}] {name}: measured")
+            except DivergenceError as e:
+                row["error"] = str(e)
+                say(f"[{i}/{len(loaded)}] {name}: {e}")
+            rows.append(row)
+        good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
+        picture, shown, truth = out / "compare.png", (0, 0), False
+        if good:
+            A, B = first_inputs(evs[0], show)
+            outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
+                       for name, model in good]
+            save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
+            truth = B is not None
+            shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
+        else:
+            picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
     write_json(out / "compare.json", rows, what="comparison results")
     write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth),
                what="comparison page")

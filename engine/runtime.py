@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -227,6 +228,31 @@ def init_distributed(device: str = "auto") -> Dist:
         # (Not NCCL's: its teardown would wait at exit for a CUDA graph an error's traceback keeps alive.)
         atexit.register(info.close)
     return info
+
+
+class SaidOnce(logging.Filter):
+    """The data's warnings (bicyclegan.pipelines' log) said once, while applied (a context): each loader made
+    for one split said the files skip_bad left out of it again (a training run's held-out split: the grids'
+    and one at each --eval_every evaluation; evaluate --epoch all and compare: one per model measured). A
+    warning whose text changed (another file left out) is said."""
+
+    def __init__(self):
+        super().__init__()
+        self.said = set()
+
+    def filter(self, record) -> bool:
+        text = record.getMessage()
+        if text in self.said:
+            return False
+        self.said.add(text)
+        return True
+
+    def __enter__(self):
+        logging.getLogger("bicyclegan.pipelines").addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("bicyclegan.pipelines").removeFilter(self)
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, made_alike
 from .io import check_writable, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
-from .runtime import Dist, inference_data, pick_device, results_dir, results_name
+from .runtime import Dist, SaidOnce, inference_data, pick_device, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")
@@ -166,22 +166,26 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     before = f" ({len(kept)} measured before, reused)" if kept else ""
     say(f"evaluating {len(todo)} checkpoint{'s' if len(todo) != 1 else ''} of {folder}: "
         + (", ".join(p.name for p, _, _ in todo) or "none") + before)
-    rows, links = [], {}
-    measured = sweep(todo, dataroot=dataroot, dist=dist, **options)
-    for i, (path, _, _) in enumerate(found, 1):
-        row, digest = (kept[path], None) if path in kept else next(measured)[1:]
-        rows.append(row)
-        if "error" in row:
-            say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
-            continue
-        saved = results_dir(path, name) / "eval.json"
-        if path in kept:
-            say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved} (measured before)")
-        else:
-            record = {**row, "checkpoint": str(path.resolve()), "protocol": protocol(digest, root, phase, **options)}
-            dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
-            say(f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']}): {saved}")
-        links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
+    # (the split's skipped files said once, not again for each checkpoint's loaders)
+    with SaidOnce():
+        rows, links = [], {}
+        measured = sweep(todo, dataroot=dataroot, dist=dist, **options)
+        for i, (path, _, _) in enumerate(found, 1):
+            row, digest = (kept[path], None) if path in kept else next(measured)[1:]
+            rows.append(row)
+            if "error" in row:
+                say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
+                continue
+            saved = results_dir(path, name) / "eval.json"
+            which = f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']})"
+            if path in kept:
+                say(f"{which}: {saved} (measured before)")
+            else:
+                record = {**row, "checkpoint": str(path.resolve()),
+                          "protocol": protocol(digest, root, phase, **options)}
+                dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
+                say(f"{which}: {saved}")
+            links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
     dist.main_decides(lambda: write_json(json_path or out / "sweep.json", rows, what="sweep results"))
     page = out / "index.html"
     dist.main_decides(lambda: write_text(page, render_sweep(folder.name, rows, links), what="sweep page"))

@@ -15,7 +15,6 @@ import fcntl
 import gc
 import itertools
 import json
-import logging
 import math
 import os
 import shlex
@@ -55,6 +54,7 @@ from .io import atomic_write, check_writable, write_json, write_reason, write_te
 from .model import BicycleGAN, spread_z
 from .report import TensorBoardLog, write_report
 from .runtime import (
+    SaidOnce,
     build_loader,
     check_runnable,
     describe_device,
@@ -185,30 +185,6 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-
-
-class SaidOnce(logging.Filter):
-    """The data's warnings (bicyclegan.pipelines' log) said once in a run, while applied (a context): each
-    loader made for the held-out split, the grids' and the evaluations' (one at each --eval_every), said
-    the files skip_bad left out of it again. A warning whose text changed (another file left out) is said."""
-
-    def __init__(self):
-        super().__init__()
-        self.said = set()
-
-    def filter(self, record) -> bool:
-        text = record.getMessage()
-        if text in self.said:
-            return False
-        self.said.add(text)
-        return True
-
-    def __enter__(self):
-        logging.getLogger("bicyclegan.pipelines").addFilter(self)
-        return self
-
-    def __exit__(self, *exc):
-        logging.getLogger("bicyclegan.pipelines").removeFilter(self)
 
 
 def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None

@@ -483,3 +483,18 @@ def test_the_picture_shows_the_measured_codes_whatever_the_draws_length(data, lo
         with torch.no_grad():
             want = ((G(A, z[j:j + 1]).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
         assert np.abs(_tile(pic, boxes[(0, 0, j)]) - want).max() <= 1, j
+
+
+def test_the_files_skip_bad_leaves_out_are_said_once_a_comparison(runs, data, tmp_path, caplog):
+    """Each model's evaluation and the picture's inputs make their own loaders, and each said the split's
+    skipped files again; said once now."""
+    import logging
+    root = tmp_path / "data"
+    shutil.copytree(data, root)
+    (root / "val" / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        rows, _ = compare([runs / "bicycle", runs / "pix2pix"], root, out=tmp_path / "cmp", skip_bad=True,
+                          **{**EVAL, "num": 4})
+    assert [r["n_inputs"] for r in rows] == [4, 4]
+    said = [r.getMessage() for r in caplog.records if "bad file(s) in" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"skipped 1 bad file(s) in {root / 'val'}:\n"), said

@@ -18,7 +18,7 @@ from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate, json_safe
-from bicyclegan.engine.sweep import format_sweep, render_sweep, run_checkpoints, sweep
+from bicyclegan.engine.sweep import evaluate_checkpoints, format_sweep, render_sweep, run_checkpoints, sweep
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -638,3 +638,18 @@ def test_ranks_that_read_different_weights_or_fail_to_read_refuse_together(run, 
     assert "changed while the 2 processes read it (steps 4, 8)" in text and not copy
     assert r1["different"] == [text.replace(files[0], files[1]), True]  # printed once, by rank 0
     assert r0["missing"] == ["CheckpointError", True] and r1["missing"] == ["CheckpointError", False]
+
+
+def test_the_files_skip_bad_leaves_out_are_said_once_a_sweep(run, data, tmp_path, caplog):
+    """Each checkpoint's evaluation makes its own loaders, and each said the split's skipped files again (a
+    line per checkpoint); said once now, and again where the list changes."""
+    import logging
+    root = tmp_path / "data"
+    shutil.copytree(data, root)
+    (root / "val" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        rows, _ = evaluate_checkpoints(copy_run(run, tmp_path), root, skip_bad=True, num=3, n_samples=2,
+                                       device="cpu", log=None)
+    assert [r["n_inputs"] for r in rows] == [3, 3, 3]  # the three checkpoints measured, the file left out
+    said = [r.getMessage() for r in caplog.records if "bad file(s) in" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"skipped 1 bad file(s) in {root / 'val'}:\n"), said
