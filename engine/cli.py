@@ -380,16 +380,24 @@ def _sweep(args, d, options) -> None:
 
 
 def cmd_compare(args) -> int:
+    """Under torchrun the processes share each model's inputs, as evaluate's."""
     from .compare import compare, format_compare
     from .errors import DivergenceError
+    from .runtime import init_distributed
+    d = init_distributed(args.device)
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
-                        show_samples=args.show_samples, log=print, **_evaluation_options(args))
-    print(format_compare(rows))
+                        show_samples=args.show_samples, log=print, dist=d,
+                        **{**_evaluation_options(args), "device": str(d.device)})
     measured = [r for r in rows if "error" not in r]
-    print(f"results: {out / 'compare.json'}" + (f"\npicture: {out / 'compare.png'}" if measured else "")
-          + f"\npage: {out / 'index.html'}")
+    if d.main:
+        print(format_compare(rows))
+        print(f"results: {out / 'compare.json'}" + (f"\npicture: {out / 'compare.png'}" if measured else "")
+              + f"\npage: {out / 'index.html'}")
     if not measured:  # as evaluate --epoch all: a script's `&&` must not take a table of refusals for measures
-        raise DivergenceError(f"none of the {len(rows)} models could be measured (the table says why)")
+        error = DivergenceError(f"none of the {len(rows)} models could be measured (the table says why)")
+        error.from_rank0 = not d.main  # every rank's, printed once
+        raise error
+    d.close()
     return 0
 
 
@@ -510,7 +518,7 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
-DISTRIBUTED = ("train", "evaluate")  # the commands that share their work among torchrun's processes
+DISTRIBUTED = ("train", "evaluate", "compare")  # the commands that share their work among torchrun's processes
 
 
 def _said_on_this_machine() -> bool:
@@ -688,8 +696,9 @@ def main(argv=None) -> int:
         try:
             if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
                 # Each process would do the whole work and write the same files over each other's.
-                raise ConfigError(f"{args.command} runs in one process: launch it without torchrun "
-                                  f"({' and '.join(DISTRIBUTED)} share their work among torchrun's processes)")
+                shared = f"{', '.join(DISTRIBUTED[:-1])} and {DISTRIBUTED[-1]}"
+                raise ConfigError(f"{args.command} runs in one process: launch it without torchrun ({shared} share "
+                                  f"their work among torchrun's processes)")
             return args.func(args)
         except Exception as e:
             from .runtime import lost_rank

@@ -32,11 +32,11 @@ from PIL import Image, ImageDraw
 from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
+from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe, made_alike
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
-from .runtime import SaidOnce, build_loader, data_root_for, open_model
+from .runtime import Dist, SaidOnce, build_loader, data_root_for, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
 # The columns of a row that say which model it is; evaluate's result follows.
@@ -108,15 +108,16 @@ def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None, num: int 
 @torch.no_grad()
 def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_samples: int = 6,
             n_samples: int = PAPER_SAMPLES, num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto",
-            log: Callable[[str], None] | None = print, **options) -> tuple[list[dict], Path]:
+            log: Callable[[str], None] | None = print, dist: Dist = Dist(), **options) -> tuple[list[dict], Path]:
     """Evaluate each of `models` (checkpoint paths, run folders or BicycleGAN objects; two or more) with
     evaluate's options (phase, metrics, batch_size, lpips_*, fid_weights, layout, skip_bad; evaluate's
     defaults) on the same inputs with the same z, and write compare.json, compare.png and index.html
     into `out` (default: results/compare in the current folder); see the module docstring.
     names: a name per model ("a,b" or a list; default: default_name, made unique). show: inputs in
     the picture; show_samples: outputs per model and input there (at most n_samples: the measured
-    ones). log: called with a line as each model is measured (None: quiet).
-    Returns (the rows, as compare.json holds them; the folder written)."""
+    ones). log: called with a line as each model is measured (None: quiet). dist: the ranks that share
+    each model's inputs under torchrun (evaluate's; rank 0 logs, draws and writes).
+    Returns (the rows, as compare.json holds them; the folder written), on every rank."""
     models = list(models)
     if len(models) < 2:
         raise ConfigError(f"compare needs two models or more, got {len(models)}")
@@ -128,26 +129,29 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     if out.is_file():
         raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
                           f"index.html into")
-    say = log or (lambda line: None)
+    say = log if log is not None and dist.main else (lambda line: None)
     # Every model loaded and checked before any is measured: a refusal costs no measurement.
     loaded = []
-    for m, name in zip(models, names):
-        path = find_checkpoint(m) if isinstance(m, (str, os.PathLike)) else None
-        model = open_model(path or m, device)
-        if bad := model.nonfinite():
-            raise DivergenceError(f"{name} ({path or 'the model given'}) holds "
-                                  f"{model.describe_nonfinite(bad)}; compare a checkpoint from before its training "
-                                  f"diverged (RUN/checkpoints/epoch_N.pt)")
-        # the file as it was read (a training may replace latest.pt), also for a model given loaded
-        src = model.source or {}
-        loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
+
+    def load():
+        for m, name in zip(models, names):
+            path = find_checkpoint(m) if isinstance(m, (str, os.PathLike)) else None
+            model = open_model(path or m, device)
+            if bad := model.nonfinite():
+                raise DivergenceError(f"{name} ({path or 'the model given'}) holds "
+                                      f"{model.describe_nonfinite(bad)}; compare a checkpoint from before its "
+                                      f"training diverged (RUN/checkpoints/epoch_N.pt)")
+            # the file as it was read (a training may replace latest.pt), also for a model given loaded
+            src = model.source or {}
+            loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
+    dist.each_decides(load)  # (under torchrun: one rank's refusal is every rank's)
     with SaidOnce():  # (the split's skipped files said once, not again for each model's loaders)
-        check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num)
+        dist.each_decides(lambda: check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num))
         evs = []
         for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
-            evs.append(Evaluation(model, dataroot, num=num, device=device, networks_from=evs[0] if evs else None,
-                                  **options))
-        check_writable(out, "compare results")
+            evs.append(made_alike(dist, lambda: Evaluation(model, dataroot, num=num, device=device, dist=dist,
+                                                           networks_from=evs[0] if evs else None, **options)))
+        dist.main_decides(lambda: check_writable(out, "compare results"))
         rows = []
         for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
@@ -160,19 +164,23 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                 say(f"[{i}/{len(loaded)}] {name}: {e}")
             rows.append(row)
         good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
-        picture, shown, truth = out / "compare.png", (0, 0), False
-        if good:
-            A, B = first_inputs(evs[0], show)
-            outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
-                       for name, model in good]
-            save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
-            truth = B is not None
-            shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
-        else:
-            picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
-    write_json(out / "compare.json", rows, what="comparison results")
-    write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth),
-               what="comparison page")
+        picture = out / "compare.png"
+
+        def draw():  # rank 0's (the picture's few outputs: not worth sharing)
+            shown, truth = (0, 0), False
+            if good:
+                A, B = first_inputs(evs[0], show)
+                outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
+                           for name, model in good]
+                save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
+                truth = B is not None
+                shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
+            else:
+                picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
+            write_json(out / "compare.json", rows, what="comparison results")
+            write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth),
+                       what="comparison page")
+        dist.main_decides(draw)
     return rows, out
 
 

@@ -498,3 +498,24 @@ def test_the_files_skip_bad_leaves_out_are_said_once_a_comparison(runs, data, tm
     assert [r["n_inputs"] for r in rows] == [4, 4]
     said = [r.getMessage() for r in caplog.records if "bad file(s) in" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"skipped 1 bad file(s) in {root / 'val'}:\n"), said
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_processes_share_each_models_inputs_and_rank_0_alone_writes(runs, loud, tmp_path):
+    """compare under torchrun: each of the 2 processes measures its share of the inputs (5: 2 + 3) of each
+    model, rank 0 prints and writes once; the rows are those of one process (to rounding: the sums go in
+    another order), the picture is the one process's, pixel for pixel."""
+    from test_distributed import torchrun_cli
+    models = [str(loud[0]), str(runs / "pix2pix")]
+    alone = tmp_path / "alone"
+    assert main(["compare", *models, *OPTS, "--out", str(alone)]) == 0
+    opts = ["--num_test", *OPTS[1:]]  # torchrun's parser takes --num for its --numa-binding
+    done = torchrun_cli(tmp_path, "compare", *models, *opts, "--out", tmp_path / "two")
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert said.count("[2/2] pix2pix: measured") == 1 and said.count("results: ") == 1, said
+    rows, want = (json.loads((tmp_path / d / "compare.json").read_text()) for d in ("two", "alone"))
+    assert [r["n_inputs"] for r in rows] == [5, 5]
+    assert rows == [{k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in r.items()} for r in want]
+    pictures = [np.asarray(Image.open(tmp_path / d / "compare.png")) for d in ("two", "alone")]
+    assert np.array_equal(*pictures)

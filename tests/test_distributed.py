@@ -846,8 +846,8 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
               "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
              # each process would sample every input and write the same files
              (["sample", "nothing.pt"], "bicyclegan sample: ConfigError: sample runs in one process: launch it "
-                                        "without torchrun (train and evaluate share their work among torchrun's "
-                                        "processes)")]
+                                        "without torchrun (train, evaluate and compare share their work among "
+                                        "torchrun's processes)")]
     for argv, line in cases:
         done = torchrun_cli(tmp_path, *argv)
         said = done.stdout + done.stderr
