@@ -118,22 +118,21 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     ones). log: called with a line as each model is measured (None: quiet). dist: the ranks that share
     each model's inputs under torchrun (evaluate's; rank 0 logs, draws and writes).
     Returns (the rows, as compare.json holds them; the folder written), on every rank."""
-    models = list(models)
-    if len(models) < 2:
-        raise ConfigError(f"compare needs two models or more, got {len(models)}")
-    check_int("show", show, 1)
-    check_int("show_samples", show_samples, 1)
-    check_int("n_samples", n_samples, 1)
-    names = model_names(models, names)
+    models, given = list(models), names
     out = Path(out) if out is not None else DEFAULT_OUT
-    if out.is_file():
-        raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
-                          f"index.html into")
     say = log if log is not None and dist.main else (lambda line: None)
-    # Every model loaded and checked before any is measured: a refusal costs no measurement.
-    loaded = []
+    names, loaded = [], []
 
-    def load():
+    def load():  # the options, then every model loaded and checked before any is measured: a refusal costs none
+        if len(models) < 2:
+            raise ConfigError(f"compare needs two models or more, got {len(models)}")
+        check_int("show", show, 1)
+        check_int("show_samples", show_samples, 1)
+        check_int("n_samples", n_samples, 1)
+        names.extend(model_names(models, given))
+        if out.is_file():
+            raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
+                              f"index.html into")
         for m, name in zip(models, names):
             path = find_checkpoint(m) if isinstance(m, (str, os.PathLike)) else None
             model = open_model(path or m, device)

@@ -135,11 +135,11 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     measured again. log: called with a line as each checkpoint is measured (None: quiet). dist: the ranks
     that share each checkpoint's inputs under torchrun (rank 0 lists the checkpoints, logs and writes).
     Returns (the rows, in training order, as sweep.json holds them; the path of index.html), on every rank."""
-    if json_path and Path(json_path).is_dir():
-        raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
-                          f"{Path(json_path) / 'sweep.json'}")
 
     def plan():
+        if json_path and Path(json_path).is_dir():
+            raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
+                              f"{Path(json_path) / 'sweep.json'}")
         found = run_checkpoints(run)
         folder = found[0][0].parent.parent
         # Before the work, where its results go: the split's name from the first checkpoint's config (the

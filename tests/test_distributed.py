@@ -844,6 +844,9 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
              (["train", "--bogus"], "bicyclegan: error: unrecognized arguments: --bogus"),
              (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
               "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
+             # after the group is made: a refusal of the options, every rank's (each_decides)
+             (["compare", "a.pt", "--device", "cpu"],
+              "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
              # each process would sample every input and write the same files
              (["sample", "nothing.pt"], "bicyclegan sample: ConfigError: sample runs in one process: launch it "
                                         "without torchrun (train, evaluate and compare share their work among "
