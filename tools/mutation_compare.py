@@ -68,8 +68,8 @@ MUTANTS = [
      'READ: num}', CT),
     ('CM05', CM, '        if bad := model.nonfinite():\n',
      '        if bad := {}:\n', CT),
-    ('CM06', CM, '    check_writable(out, "compare results")\n',
-     '', CT),
+    ('CM06', CM, 'dist.main_decides(lambda: check_writable(out, "compare results"))',
+     'pass', CT),
     # compare: measuring, the picture
     ('CM07', CM, 'networks_from=evs[0] if evs else None',
      'networks_from=None', CT),
