@@ -255,15 +255,14 @@ class Evaluation:
             raise DivergenceError(f"the model holds {self.model.describe_nonfinite(bad)}; evaluate a checkpoint "
                                   f"from before training diverged")
 
-    def _loader(self, batch_size: int | None = None, share: range | None = None):
-        """The split's loader; share: this rank's inputs alone (run())."""
+    def _loader(self, batch_size: int | None = None):
+        """The split's loader (run() reads this rank's share of it: _from_input)."""
         # Made for each run: a kept one would keep its worker processes for as long as this object lives.
         # Not the loader's own cut among the ranks: that one checks the files together (a collective, which
         # a rank failing before it left the others in), and with skip_bad it cuts the whole split, not num.
-        loader = build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
-                              batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
-                              layout=self.layout)
-        return loader if share is None or share.start == 0 else _from_input(loader, share.start)
+        return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
+                            batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
+                            layout=self.layout)
 
     @torch.no_grad()
     def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:
@@ -279,7 +278,7 @@ class Evaluation:
         share, rounds = self._share()
         z_all = draw_codes(self.n_inputs, n_samples, self.model.cfg.model.nz, seed)[share.start:share.stop]
         got = {"div": [], "rec": [], "lpips": [], "fake": [], "real": [], "A": [], "out": [], "B": [], "enc": []}
-        batches, seen, n_out, has_enc = None, 0, n_samples, False
+        batches, index, read, measured, n_out, has_enc = None, {}, 0, set(), n_samples, False
         # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
         # the round's work: the loader's checks), then on how the work went.
         for _ in range(rounds):
@@ -288,16 +287,32 @@ class Evaluation:
             error = None
             try:
                 if batches is None:  # in here: its refusal is every rank's; none for an empty share
-                    batches = iter(self._loader(share=share) if len(share) else ())
-                batch = next(batches, None) if seen < len(share) else None
+                    loader = self._loader() if len(share) else None
+                    # each input's place in the split (the files the checks took): its codes' row
+                    index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
+                    batches = _from_input(loader, share.start) if loader else iter(())
+                batch = next(batches, None) if read < len(share) else None
                 if batch is not None:
-                    n, n_out, has_enc = self._measure(batch, z_all[seen:], got)
-                    seen += n
+                    # With skip_bad, a file that broke after the checks has the next good sample in its
+                    # place (the loader's warning names it): an input already measured, or another rank's,
+                    # or one measured in its own place later. Each input is measured once, by its share's
+                    # rank, with its own codes, whatever place it comes in; the broken one is left out.
+                    rows = []
+                    for j, path in enumerate(batch["paths"][:len(share) - read]):
+                        if (i := index.get(path, -1)) in share and i not in measured:
+                            measured.add(i)
+                            rows.append(j)
+                    read += len(batch["paths"])
+                    if rows:
+                        take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
+                        take["paths"] = [batch["paths"][j] for j in rows]
+                        z = z_all[[index[p] - share.start for p in take["paths"]]]
+                        n_out, has_enc = self._measure(take, z, got)
             except Exception as e:  # every rank raises it, below
                 error = e
             if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
                 self.dist.raise_any(error)
-        mine = {"seen": seen, "n_out": n_out, "has_enc": has_enc,
+        mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,
                 **{k: torch.cat(v) if v else None for k, v in got.items()}}
         shares = [mine]
         if self.dist.grouped:  # (the payload is small but for FID's features and the demo's images)
@@ -313,16 +328,17 @@ class Evaluation:
         rounds = math.ceil(math.ceil(self.n_inputs / self.dist.world) / self.batch_size)
         return range(lo, hi), rounds + (self.dist.world > 1)
 
-    def _measure(self, batch, z, got) -> tuple[int, int, bool]:
-        """One batch's outputs and their measures, appended to `got` (per input, in input order); returns
-        the number of inputs measured, outputs per input, and whether there is an encoded column."""
+    def _measure(self, batch, z, got) -> tuple[int, bool]:
+        """The outputs of a batch's inputs (z: their codes, a row each) and their measures, appended to
+        `got` (per input, in the batch's order); returns the outputs per input, and whether there is an
+        encoded column."""
         model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
         # preprocess none keeps the files' sizes: one the generator cannot take was its traceback
         check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess)
-        A = batch["A"][: len(z)].to(model.device)
+        A = batch["A"].to(model.device)
         B = batch.get("B")
-        B = None if B is None else B[: A.shape[0]].to(model.device)
-        cols, names = sample_columns(model, A, B, z[: A.shape[0]] if cfg.model.nz else None)
+        B = None if B is None else B.to(model.device)
+        cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
         samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
         if not torch.isfinite(samples).all():
             raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
@@ -346,7 +362,7 @@ class Evaluation:
             got["B"].append(B.cpu())
             if has_enc:
                 got["enc"].append(enc.cpu())
-        return A.shape[0], samples.shape[1], has_enc
+        return samples.shape[1], has_enc
 
     def _result(self, shares: list[dict], n_samples: int, seed: int) -> dict:
         """The measures of every rank's share (in rank order: the inputs' order)."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from test_pipelines import needs_dali
 from tiny import tiny_cfg
 
 from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
@@ -83,7 +85,6 @@ def test_each_evaluation_logged_equals_evaluate_on_the_checkpoint_of_its_step(tm
 def test_a_run_on_images_of_several_sizes_evaluates_them_one_at_a_time(tmp_path):
     # preprocess none keeps each image's size: such a run trains at batch_size 1, and its evaluations, whose
     # batches of 16 need one size too, were refused with advice to use batch_size=1, which it had.
-    from PIL import Image
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("val", 3)):
         for i in range(n):
@@ -942,3 +943,137 @@ def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by
     assert "x.png changed since the checks" in err1
     assert r0["bug"] == [1, r0["bug"][1]] and "Error" not in r0["bug"][1]
     assert r1["bug"][0] == "ZeroDivisionError"  # its traceback printed by rank 1 alone
+
+
+def _codes(n, n_samples, nz, seed):
+    """An evaluation's codes as its docstring says them: one n x n_samples x nz draw from `seed`."""
+    return torch.randn(n, n_samples, nz, generator=torch.Generator().manual_seed(seed))
+
+
+def _inputs_of(files):
+    """Each aligned file's A half as the loader gives it (preprocess none: its pixels in [-1, 1]), C x H x W."""
+    out = []
+    for f in files:
+        with Image.open(f) as img:
+            a = np.asarray(img.convert("RGB"), dtype=np.float32)[:, : img.width // 2]
+        out.append(torch.from_numpy((a - 127.5) / 127.5).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _which(A, inputs):
+    """The index (in `inputs`) of each row of A: the file it was read from."""
+    d = (A[:, None] - inputs[None]).abs().flatten(2).amax(2)
+    assert (d.min(1).values < 1e-5).all()  # every row is one of the files
+    return d.argmin(1).tolist()
+
+
+def _recording(setattr):
+    """A stand-in for evaluate's sample_columns recording, for each row generated, its input, codes,
+    samples and encoded output."""
+    rows, real = [], ev_module.sample_columns
+
+    def sample_columns(model, A, B=None, z=None, **k):
+        cols, names = real(model, A, B, z, **k)
+        samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random")], 1)
+        rows.extend(zip(A.cpu(), z, samples.cpu(), cols[names.index("encoded")].cpu(), B.cpu()))
+        return cols, names
+    setattr(ev_module, "sample_columns", sample_columns)
+    return rows
+
+
+def _break(path):
+    """One byte of `path`'s compressed data flipped: its header a good PNG's still, its decoding fails."""
+    data = bytearray(path.read_bytes())
+    data[data.index(b"IDAT") + 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("dali", marks=needs_dali)])
+@pytest.mark.parametrize("broken", [1, 2, 4])  # the last of a batch, the first of one, the split's last
+def test_a_file_broken_during_an_evaluation_with_skip_bad_is_left_out_and_each_input_measured_once(
+        tmp_path, monkeypatch, caplog, backend, broken):
+    # The next good sample took its place in the batch and was measured twice (there with the broken input's
+    # codes, then in its own place with its own), and the broken input counted as measured.
+    import logging
+    root = make_demo_dataset(tmp_path / "data", n_train=2, n_test=0, n_val=5, size=32, seed=0)
+    files = sorted((root / "val").glob("*.png"))
+    inputs = _inputs_of(files)
+    _stand_ins(monkeypatch.setattr)
+    from bicyclegan.engine import BicycleGAN
+    torch.manual_seed(0)
+    model = BicycleGAN(tiny_cfg(tmp_path / "unused", root, backend=backend))
+    ev = Evaluation(model, root, phase="val", num=5, device="cpu", batch_size=2, skip_bad=True,
+                    metrics="l1,palette,lpips,fid")
+    real_build = ev_module.build_loader
+
+    def build_loader(*a, **k):  # the run's loader has checked the files: one breaks now
+        loader = real_build(*a, **k)
+        _break(files[broken])
+        return loader
+    monkeypatch.setattr(ev_module, "build_loader", build_loader)
+    rows = _recording(monkeypatch.setattr)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        result = ev.run(3, seed=7)
+    assert ev.data.backend == backend
+    assert any(str(files[broken]) in r.getMessage() for r in caplog.records)  # the loader's warning names it
+    which = _which(torch.stack([r[0] for r in rows]), inputs)
+    assert sorted(which) == [i for i in range(5) if i != broken]  # each good input once, the broken one never
+    codes = _codes(5, 3, model.cfg.model.nz, 7)
+    for i, (_, z, _, _, _) in zip(which, rows):
+        assert torch.equal(z, codes[i]), i  # its own codes, whatever place it came in
+    # every measure of the 4 inputs measured
+    assert result["n_inputs"] == 4 and result["n_outputs"] == 4 * 3
+    assert result["lpips"]["n_pairs"] == 4 * 2 and result["fid_images"] == {"generated": 4 * 3, "real": 4}
+    diversity = [(s[1:] - s[:-1]).abs().mean().item() for _, _, s, _, _ in rows]
+    encoded = [(e - b).abs().mean().item() for _, _, _, e, b in rows]
+    assert result["diversity_l1"] == pytest.approx(sum(diversity) / 4, rel=1e-6)
+    assert result["encoded_l1"] == pytest.approx(sum(encoded) / 4, rel=1e-6)
+
+
+def _broken_share_rank(rank, world, port, out_dir, root):
+    """One rank of test_two_ranks_measure_each_input_once_...: 5 inputs as 2 + 3, each run's result and
+    rows generated (input, codes) into out_dir/<rank>.pt."""
+    import torch.distributed as dist
+
+    from bicyclegan.pipelines import cpu_loader
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    root, out = Path(root), {}
+    files = sorted((root / "val").glob("*.png"))
+    _stand_ins(setattr)
+    rows = _recording(setattr)
+    ev = _share_evaluation(root, Dist(rank, world), 5, True, "l1,lpips")
+    # rank 0's last input breaks after the run's checks: its place goes to rank 1's first input
+    real_read = cpu_loader.load_rgb
+    cpu_loader.load_rgb = lambda path: _raising() if str(path) == str(files[1]) else real_read(path)
+    out["mid_run"] = ev.run(3, seed=7), [r[:2] for r in rows]
+    cpu_loader.load_rgb = real_read
+    # the split's last file breaks before the run: its checks leave it out, and rank 1's loader ends
+    # before its share (of the 5 inputs the evaluation was made with) does
+    rows.clear()
+    if rank == 0:
+        _break(files[4])
+    dist.barrier()
+    out["checked"] = ev.run(3, seed=7), [r[:2] for r in rows]
+    torch.save(out, os.path.join(out_dir, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_measure_each_input_once_when_a_file_breaks_at_the_end_of_rank_0s_share(tmp_path):
+    # Rank 0's last place, the broken file's, went to the next good sample, rank 1's first input: both ranks
+    # measured it (rank 0 with the broken input's codes), and the broken input was counted.
+    from test_distributed import _free_port, spawn_ranks
+    root = make_demo_dataset(tmp_path / "data", n_train=2, n_test=0, n_val=5, size=32, seed=0)
+    inputs = _inputs_of(sorted((root / "val").glob("*.png")))
+    spawn_ranks(_broken_share_rank, (2, _free_port(), str(tmp_path), str(root)))
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    codes = _codes(5, 3, tiny_cfg(tmp_path, root).model.nz, 7)
+    for case, mine0, mine1 in (("mid_run", [0], [2, 3, 4]), ("checked", [0, 1], [2, 3])):
+        (got0, rows0), (got1, rows1) = r0[case], r1[case]
+        assert got0 == got1 and got0["n_inputs"] == 4, case  # every rank returns the result, of 4 inputs
+        assert got0["lpips"]["n_pairs"] == 4 * 2, case
+        for rows, mine in ((rows0, mine0), (rows1, mine1)):  # each rank its own inputs, once, with their codes
+            assert _which(torch.stack([A for A, _ in rows]), inputs) == mine, case
+            assert all(torch.equal(z, codes[i]) for (_, z), i in zip(rows, mine)), case

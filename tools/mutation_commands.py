@@ -67,8 +67,8 @@ MUTANTS = [
     # evaluate
     ('E01', E, 'generator=torch.Generator().manual_seed(seed))',
      'generator=torch.Generator().manual_seed(0))', EVL),
-    ('E02', E, 'self._measure(batch, z_all[seen:], got)',
-     'self._measure(batch, z_all, got)', EVL),
+    ('E02', E, 'z = z_all[[index[p] - share.start for p in take["paths"]]]',
+     'z = z_all[:len(rows)]', EVL),
     ('E03', E, '(samples[:, 1:] - samples[:, :-1])',
      '(samples[:, 1:] - samples[:, :1])', EVL),
     ('E04', E, 'got["rec"].append((enc - B).abs()',
@@ -81,7 +81,7 @@ MUTANTS = [
      'if n != "input"], 1)', EVL),
     ('E11', E, 'got, _ = classify_palettes(A_all, joined("enc")',
      'got, _ = classify_palettes(A_all, joined("B")', EVL),
-    ('E12', E, 'sample_columns(model, A, B, z[: A.shape[0]] if cfg.model.nz else None)',
+    ('E12', E, 'sample_columns(model, A, B, z if cfg.model.nz else None)',
      'sample_columns(model, A, B, None)', EVL),
     # interpolate
     ('I01', IP, 'torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b',
