@@ -43,6 +43,13 @@ DR = [DT + "main_decides_runs_the_work_on_rank_0_alone", DT + "a_run_folder_in_u
 # the evaluation's shares on two gloo ranks against one process (slow: spawns)
 ES = ["tests/test_validation.py::test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures"]
 EV = "engine/evaluate.py"
+# evaluate and compare under torchrun, an input measured once when a file breaks mid-evaluation, and the
+# refusals every process meets alike (one line)
+VT = "tests/test_validation.py::test_"
+ONCE = [VT + "a_file_broken_during_an_evaluation_with_skip_bad_is_left_out_and_each_input_measured_once"]
+ONCE2 = [VT + "two_ranks_measure_each_input_once_when_a_file_breaks_at_the_end_of_rank_0s_share"]
+ALIKE = ["tests/test_sweep.py::test_ranks_that_read_different_weights_or_fail_to_read_refuse_together"]
+LINE = [DT + "under_torchrun_a_refusal_every_process_meets_alike_is_one_line"]
 MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
       "tests/test_serve.py", "tests/test_reliability.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -300,6 +307,26 @@ MUTANTS = [
      'return range(lo, hi), rounds', ES),
     ('ES4', RT, 'told[first].from_rank0 = True',
      'pass', ES),
+    ('ES5', EV, 'in share and i not in measured:',
+     'in share:', ONCE),
+    ('ES6', EV, 'z = z_all[[index[p] - share.start for p in take["paths"]]]',
+     'z = z_all[:len(rows)]', ONCE),
+    ('ES7', EV, 'if (i := index.get(path, -1)) in share and',
+     'if (i := index.get(path, -1)) >= 0 and', ONCE2),
+    ('ES8', EV, 'if len(set(read)) > 1:',
+     'if False:', ALIKE),
+    ('ES9', EV, 'dist.each_decides(lambda: made.append(make()))',
+     'made.append(make())', ALIKE),
+    ('ES10', CLI, 'if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:',
+     'if False:', LINE),
+    ('ES11', CLI, '!= "0" and not grouped',
+     '!= "0"', [DT + "a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank"]),
+    ('ES12', "pipelines/base.py", 'error.from_rank0 = rank > 0',
+     'error.from_rank0 = False', ["tests/test_pipelines_errors.py::test_too_few_files_for_a_batch"]),
+    ('ES13', RT, 'if int(here or local_rank + 1) > gpus:',
+     'if local_rank + 1 > gpus:', [DT + "under_torchrun_a_named_gpu_is_this_ranks_gpu"]),
+    ('ES14', "engine/compare.py", 'dist.each_decides(load)',
+     'load()', LINE),
 ]
 
 
