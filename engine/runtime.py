@@ -170,6 +170,7 @@ class Dist:
         is). Every rank calls it once its collectives are done; torch warns at exit about a group left
         open."""
         atexit.unregister(self.close)  # (a group started later in this process is not ours)
+        _DATA_LOG.removeFilter(_said_by_local_rank_0)
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -197,6 +198,16 @@ def _picklable(error: Exception | None, rank: int) -> Exception | None:
     return told
 
 
+_DATA_LOG = logging.getLogger("bicyclegan.pipelines")
+
+
+def _said_by_local_rank_0(record) -> bool:
+    """A filter of the data's log on a torchrun process other than its machine's local rank 0: the warnings
+    every process of the machine gives alike (pipelines' ALIKE: the files the checks left out, the loader
+    workers that fit) are that rank's to say, once, not one per process."""
+    return not getattr(record, "alike", False)
+
+
 def init_distributed(device: str = "auto") -> Dist:
     """This process's place in a torchrun launch (a single process otherwise) and the device it
     trains on (pick_device, `device` as in TrainConfig.device); starts the group: NCCL when the
@@ -220,6 +231,8 @@ def init_distributed(device: str = "auto") -> Dist:
     if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     info = Dist(rank, world, local_rank, dev, owns_group=owns)
+    if world > 1 and local_rank != 0:
+        _DATA_LOG.addFilter(_said_by_local_rank_0)  # (until close())
     if owns and dev.type != "cuda":
         # An error exit (a refusal, a bug) skips close(). gloo's worker thread may still be dropping
         # the last collective's tensors then, which takes the GIL: in an interpreter already finalising,

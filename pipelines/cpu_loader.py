@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError
-from .files import changed_since_checks, load_rgb, local_ranks
+from .files import ALIKE, changed_since_checks, load_rgb, local_ranks
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
@@ -290,7 +290,7 @@ def _no_workers(num_workers, given, why, fix):
     if given:
         raise DatasetError(f"num_workers={num_workers}: {why}; use --num_workers 0 (loading in this process), "
                            f"or {fix}")
-    log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s); {fix}")
+    log.warning(f"{why}: loading in this process, not the default {num_workers} worker(s); {fix}", extra=ALIKE)
     return 0
 
 
@@ -355,7 +355,7 @@ class TorchLoader(PairedLoader):
         fix = "docker run --shm-size=2g gives a container more"
         if not given:
             log.warning(f"{room}: {'loading in this process' if fit == 0 else f'using {fit}'}, not the default "
-                        f"{num_workers} worker(s); --num_workers N sets the count, {fix}")
+                        f"{num_workers} worker(s); --num_workers N sets the count, {fix}", extra=ALIKE)
             return fit
         if free // ranks < nbytes:
             raise DatasetError(f"num_workers={num_workers}: {has}, less than one batch{' each' if ranks > 1 else ''} "
@@ -363,7 +363,8 @@ class TorchLoader(PairedLoader):
                                f"waiting {WORKER_TIMEOUT_S // 60} minutes for it); use --num_workers 0 (loading in "
                                f"this process), or {fix}")
         log.warning(f"num_workers={num_workers}: {room}: a batch that finds no room is lost, and the loader waits "
-                    f"{WORKER_TIMEOUT_S // 60} minutes for it; lower --num_workers or the batch size, or {fix}")
+                    f"{WORKER_TIMEOUT_S // 60} minutes for it; lower --num_workers or the batch size, or {fix}",
+                    extra=ALIKE)
         return num_workers
 
     def _batches(self):

@@ -42,6 +42,10 @@ from .atomic import atomic_write
 from .errors import DatasetError, describe_bad
 
 log = logging.getLogger("bicyclegan.pipelines")
+# A warning every process of a machine gives alike (the same files and checks, the same cores and
+# /dev/shm), as `extra`: under torchrun a caller may let one process of the machine say it (the
+# engine's init_distributed does: local rank 0), where each rank's line repeated it.
+ALIKE = {"alike": True}
 
 _SPLITS = ("train", "val", "test")  # the reference's datasets' split folders
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
@@ -330,7 +334,7 @@ def _other_problem(data, img):
 def _warn_pil_jpeg():
     log.warning("simplejpeg is not installed: JPEG files are checked by decoding them with PIL, which "
                 "passes corrupt entropy data (decoded into garbage) that the strict check refuses; "
-                "pip install simplejpeg")
+                "pip install simplejpeg", extra=ALIKE)
 
 
 def _size(data, path):
@@ -596,7 +600,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         raise DatasetError(f"{len(bad)} bad file(s) in {folders[0]}:\n{describe_bad(bad)}"
                            "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")
     if bad:
-        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), folders[0], describe_bad(bad))
+        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), folders[0], describe_bad(bad), extra=ALIKE)
     if not good:
         raise DatasetError(f"no usable images left in {folders[0]}")
     outputs = {}

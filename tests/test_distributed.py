@@ -176,8 +176,35 @@ def test_torchrun_backend_and_current_device_follow_the_training_device(monkeypa
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     trains_on = torch.device("cuda", 1) if backend == "nccl" else torch.device("cpu")
-    assert runtime.init_distributed(device) == runtime.Dist(1, 2, 1, trains_on, owns_group=True)
+    d = runtime.init_distributed(device)
+    d.close()  # (its filter of the data's log off again: this process runs other tests)
+    assert d == runtime.Dist(1, 2, 1, trains_on, owns_group=True)
     assert (calls.get("backend"), calls.get("current")) == (backend, current)
+
+
+@pytest.mark.parametrize("local_rank, said", [("1", False), ("0", True)])
+def test_the_data_warnings_every_process_gives_alike_are_said_by_local_rank_0(monkeypatch, caplog, local_rank, said):
+    """Under torchrun each rank said the files the checks left out (and the loader workers that fit): a line
+    per process for the same list. A process that is not its machine's local rank 0 drops those (pipelines'
+    ALIKE), not its own (a file of its batches replaced), until close()."""
+    import logging
+
+    from bicyclegan.engine import runtime
+    from bicyclegan.pipelines.files import ALIKE
+    monkeypatch.setattr(runtime.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(runtime.dist, "init_process_group", lambda b, **kw: None)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")  # the second machine's second process, or (local rank 0) its first
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    log = logging.getLogger("bicyclegan.pipelines")
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        d = runtime.init_distributed("cpu")
+        log.warning("skipped 1 bad file(s) in val", extra=ALIKE)
+        log.warning("skipped x.png: the next good sample takes its place")
+        d.close()
+        log.warning("after close", extra=ALIKE)
+    assert [r.getMessage() for r in caplog.records] == (["skipped 1 bad file(s) in val"] if said else []) + [
+        "skipped x.png: the next good sample takes its place", "after close"]
 
 
 def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
@@ -855,3 +882,20 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
         done = torchrun_cli(tmp_path, *argv)
         said = done.stdout + done.stderr
         assert done.returncode != 0 and said.count(line) == 1 and said.count("usage: bicyclegan") <= 1, said[-3000:]
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_files_the_checks_leave_out_are_said_once(tmp_path):
+    """--skip_bad under torchrun: each rank said the training split's and the held-out split's lists of
+    files left out, the same lists (one per process); the machine's local rank 0 says them now."""
+    from bicyclegan.pipelines import make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+    for f in (data / "train" / "00003.png", data / "val" / "00001.png"):
+        f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = _torchrun(tmp_path, "--dataroot", data, "--crop_size", "32", "--load_size", "32", "--netG", "unet",
+                    "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "2", "--netD", "basic_128_multi",
+                    "--netD2", "basic_128_multi", "--netE", "resnet_128", "--max_steps", "2", "--eval_every", "2",
+                    "--eval_num", "3", "--eval_samples", "2", "--skip_bad", "--sample_every", "100", "--no-progress")
+    for split in ("train", "val"):
+        assert out.count(f"skipped 1 bad file(s) in {data / split}:") == 1, out
+    assert out.count("evaluation at step 2") == 1, out
