@@ -327,6 +327,8 @@ MUTANTS = [
      'if local_rank + 1 > gpus:', [DT + "under_torchrun_a_named_gpu_is_this_ranks_gpu"]),
     ('ES14', "engine/compare.py", 'dist.each_decides(load)',
      'load()', LINE),
+    ('ES15', RT, '        _DATA_LOG.addFilter(_said_by_local_rank_0)  # (until close())',
+     '        pass', [DT + "the_data_warnings_every_process_gives_alike_are_said_by_local_rank_0"]),
 ]
 
 
