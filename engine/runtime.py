@@ -261,11 +261,11 @@ class SaidOnce(logging.Filter):
         return True
 
     def __enter__(self):
-        logging.getLogger("bicyclegan.pipelines").addFilter(self)
+        _DATA_LOG.addFilter(self)
         return self
 
     def __exit__(self, *exc):
-        logging.getLogger("bicyclegan.pipelines").removeFilter(self)
+        _DATA_LOG.removeFilter(self)
 
 
 # -- data ------------------------------------------------------------------------------------------
