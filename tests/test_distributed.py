@@ -899,3 +899,27 @@ def test_under_torchrun_the_files_the_checks_leave_out_are_said_once(tmp_path):
     for split in ("train", "val"):
         assert out.count(f"skipped 1 bad file(s) in {data / split}:") == 1, out
     assert out.count("evaluation at step 2") == 1, out
+
+
+def test_every_option_of_the_shared_commands_passes_through_torchrun():
+    """torchrun's own parser reads every argument, ours included, and stops on one that abbreviates two of its
+    options: `evaluate --num 5` under torchrun ended in "ambiguous option: --num could match --numa-binding,
+    --numa_binding". Every option of train, evaluate and compare must have a spelling torchrun lets through
+    (the README's torchrun lines use it: --num_test for --num)."""
+    import argparse
+
+    from torch.distributed.run import get_args_parser
+
+    from bicyclegan.engine.cli import DISTRIBUTED, build_parser
+    theirs = [s for a in get_args_parser()._actions for s in a.option_strings if s.startswith("--")]
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    blocked = {}
+    for command in DISTRIBUTED:
+        for action in sub.choices[command]._actions:
+            ours = [s for s in action.option_strings if s.startswith("--") and s != "--help"]
+            # a spelling torchrun would stop on: the start of two or more of its options
+            passes = [s for s in ours if len([t for t in theirs if t.startswith(s) and t != s]) < 2]
+            if ours and not passes:
+                blocked[f"{command} {'/'.join(ours)}"] = [t for t in theirs if t.startswith(ours[0])]
+    assert not blocked, blocked
+    assert "--num" in sub.choices["evaluate"]._option_string_actions  # (the check reads the options at all)
