@@ -373,10 +373,8 @@ def _sweep(args, d, options) -> None:
         print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
         _refresh_report(args.checkpoint)
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
-        error = DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else "the checkpoint")
-                                + " could be measured (the table says why)")
-        error.from_rank0 = not d.main  # every rank's, printed once
-        raise error
+        raise d.alike(DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else
+                                       "the checkpoint") + " could be measured (the table says why)"))
 
 
 def cmd_compare(args) -> int:
@@ -394,9 +392,7 @@ def cmd_compare(args) -> int:
         print(f"results: {out / 'compare.json'}" + (f"\npicture: {out / 'compare.png'}" if measured else "")
               + f"\npage: {out / 'index.html'}")
     if not measured:  # as evaluate --epoch all: a script's `&&` must not take a table of refusals for measures
-        error = DivergenceError(f"none of the {len(rows)} models could be measured (the table says why)")
-        error.from_rank0 = not d.main  # every rank's, printed once
-        raise error
+        raise d.alike(DivergenceError(f"none of the {len(rows)} models could be measured (the table says why)"))
     d.close()
     return 0
 
@@ -521,6 +517,10 @@ def cmd_make_demo(args) -> int:
 DISTRIBUTED = ("train", "evaluate", "compare")  # the commands that share their work among torchrun's processes
 
 
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _said_on_this_machine() -> bool:
     """Under torchrun, before the processes are a group: whether another process of this machine prints
     this refusal. Every process of a launch parses the same command line and, on one machine, reads the
@@ -528,7 +528,7 @@ def _said_on_this_machine() -> bool:
     its machine. (In a group, the ranks' agreement decides who prints: main_decides, raise_any.)"""
     tdist = sys.modules.get("torch.distributed")
     grouped = tdist is not None and tdist.is_available() and tdist.is_initialized()
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "0") != "0" and not grouped
+    return _under_torchrun() and os.environ.get("LOCAL_RANK", "0") != "0" and not grouped
 
 
 class _Parser(argparse.ArgumentParser):
@@ -694,7 +694,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         try:
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
+            if _under_torchrun() and args.command not in DISTRIBUTED:
                 # Each process would do the whole work and write the same files over each other's.
                 shared = f"{', '.join(DISTRIBUTED[:-1])} and {DISTRIBUTED[-1]}"
                 raise ConfigError(f"{args.command} runs in one process: launch it without torchrun ({shared} share "

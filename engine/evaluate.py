@@ -146,11 +146,10 @@ def made_alike(dist: Dist, make) -> "Evaluation":
         read = [None] * dist.world
         tdist.all_gather_object(read, (ev.model.source["digest"], ev.model.source["step"]))
         if len(set(read)) > 1:
-            error = CheckpointError(f"{ev.model.source['path']} changed while the {dist.world} processes read it "
-                                    f"(steps {', '.join(str(step) for _, step in read)}): a training still "
-                                    f"writing it? Evaluate a checkpoint it no longer writes (--epoch N)")
-            error.from_rank0 = not dist.main  # the same on every rank: printed once
-            raise error
+            raise dist.alike(CheckpointError(
+                f"{ev.model.source['path']} changed while the {dist.world} processes read it (steps "
+                f"{', '.join(str(step) for _, step in read)}): a training still writing it? Evaluate a checkpoint "
+                f"it no longer writes (--epoch N)"))
     return ev
 
 

@@ -124,6 +124,12 @@ class Dist:
             dist.broadcast_object_list(told, src=0)
         return told[0]
 
+    def alike(self, error: Exception) -> Exception:
+        """`error`, which every rank raises alike (the same check of the same result), marked so that rank 0
+        alone prints it: under torchrun one line, not one per rank."""
+        error.from_rank0 = not self.main
+        return error
+
     def each_decides(self, work) -> None:
         """Run `work` on every rank, and make any rank's error every rank's (raise_any)."""
         error = None

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import TINY, tiny_cfg
+from tiny import TINY, break_at_step, tiny_cfg
 
 from bicyclegan.engine import (
     BicycleGAN,
@@ -622,14 +622,7 @@ def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_pat
     root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
     saving = {"save_every": 2} if kept == "latest.pt" else {"save_every": 100, "save_epoch_freq": 1}
     t = Trainer(cfg(tmp_path / "run", root, max_steps=4, num_workers=0, **saving), progress=False)
-    real = t.model.train_step
-
-    def train_step(batch):
-        if t.step == 2:  # after step 2's checkpoint: every training file broken
-            for f in (root / "train").iterdir():
-                f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-        return real(batch)
-    t.model.train_step = train_step
+    break_at_step(t, 2, *(root / "train").iterdir())  # after step 2's checkpoint: every training file broken
     with pytest.raises(DatasetError) as info:
         t.train()
     text = str(info.value)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from test_pipelines import needs_dali
-from tiny import tiny_cfg
+from tiny import break_at_step, tiny_cfg
 
 from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
 from bicyclegan.engine.checkpoint import peek_checkpoint, read_checkpoint, save_checkpoint
@@ -538,13 +538,8 @@ def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_say
     root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
     kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, save_every=2, sample_every=100)
     t = Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False)
-    broken, real = root / "val" / "00001.png", t.model.train_step
-
-    def train_step(batch):
-        if t.step == 2:  # after step 2's evaluation and checkpoint
-            broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-        return real(batch)
-    t.model.train_step = train_step
+    broken = root / "val" / "00001.png"
+    break_at_step(t, 2, broken)  # after step 2's evaluation and checkpoint
     from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError) as info:
         t.train()
@@ -563,13 +558,8 @@ def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_i
     root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, size=32, seed=0)  # no val/, no test/
     t = Trainer(tiny_cfg(tmp_path / "run", root, max_steps=4, eval_every=2, eval_num=3, eval_samples=2,
                          sample_every=100), progress=False)
-    broken, real = root / "train" / "00001.png", t.model.train_step
-
-    def train_step(batch):
-        if t.step == 1:  # step 2's batch read already: the evaluation of step 2 meets it first
-            broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-        return real(batch)
-    t.model.train_step = train_step
+    broken = root / "train" / "00001.png"
+    break_at_step(t, 1, broken)  # step 2's batch read already: the evaluation of step 2 meets it first
     from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError) as info:
         t.train()
@@ -589,13 +579,7 @@ def test_the_held_out_files_skip_bad_leaves_out_are_said_once_a_run_unless_they_
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
         t = Trainer(tiny_cfg(tmp_path / "run", root, max_steps=6, eval_every=2, eval_num=3, eval_samples=2,
                              skip_bad=True, sample_every=100), progress=False)
-        real = t.model.train_step
-
-        def train_step(batch):
-            if t.step == 2:  # a second file broken after step 2's evaluation: the list changes once
-                (root / "val" / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-            return real(batch)
-        t.model.train_step = train_step
+        break_at_step(t, 2, root / "val" / "00002.png")  # after step 2's evaluation: the list changes once
         t.train()
     said = [r.getMessage().splitlines() for r in caplog.records if f"bad file(s) in {root / 'val'}" in r.getMessage()]
     assert [(lines[0], [ln.split(":")[0].strip() for ln in lines[1:]]) for lines in said] == [

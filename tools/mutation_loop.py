@@ -317,7 +317,7 @@ MUTANTS = [
      'if False:', ALIKE),
     ('ES9', EV, 'dist.each_decides(lambda: made.append(make()))',
      'made.append(make())', ALIKE),
-    ('ES10', CLI, 'if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:',
+    ('ES10', CLI, 'if _under_torchrun() and args.command not in DISTRIBUTED:',
      'if False:', LINE),
     ('ES11', CLI, '!= "0" and not grouped',
      '!= "0"', [DT + "a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank"]),
