@@ -19,7 +19,9 @@ def check_act(who, act, slope):
     slope given as a string passed the Triton path (float("0.2")) and failed deep in the reference."""
     if act not in ACTS:
         raise ValueError(f"{who}: act must be one of {ACTS}, got {act!r}")
-    if isinstance(slope, bool) or not isinstance(slope, numbers.Real) or not math.isfinite(slope):
+    # -inf < slope < inf rather than math.isfinite, which torch.compile(dynamic=True) cannot trace
+    # on a module's slope (a symbolic float there); NaN fails the comparisons too.
+    if isinstance(slope, bool) or not isinstance(slope, numbers.Real) or not -math.inf < slope < math.inf:
         raise TypeError(f"{who}: slope must be a finite real number (LeakyReLU's negative slope), got {slope!r}")
 
 

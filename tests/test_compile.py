@@ -100,6 +100,25 @@ def test_layers_compile_to_one_graph(mode, affine, fmt):
     _assert_same(_eager_and_compiled(net, (x, z), "aot_eager"), 1e-5)
 
 
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_layers_compile_with_dynamic_shapes(impl):
+    """torch.compile(dynamic=True), as for images of varying sizes: the layers' slope and eps are
+    symbolic floats there, which the slope check's math.isfinite could not trace (fullgraph failed
+    on InstanceNormAct2d and ZConcatConv2d, either impl). One graph serves two sizes, as eager."""
+    net = ZNet("concat_free", True, impl=impl)
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True, dynamic=True)
+    for n, h, w in ((2, 6, 5), (3, 8, 7)):
+        x, z = torch.randn(n, 3, h, w), torch.randn(n, 3)
+        results = []
+        for fn in (net, compiled):
+            xg = x.clone().requires_grad_()
+            outs = fn(xg, z)
+            sum(o.square().sum() for o in outs).backward()
+            results.append((*outs, xg.grad))
+        for got, want in zip(*reversed(results)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_autocast_bf16_compiles():
     net = ZNet("concat_free", True)
     _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 6, 5), torch.randn(2, 3)), "aot_eager",
