@@ -64,7 +64,9 @@ def _range_stats(x_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, BLOCK_HW: tl.cons
         total = count + n_b
         delta = mean_b - mean
         mean += delta * (n_b / total)
-        m2 += m2_b + delta * delta * (count * n_b / total)
+        # delta * (delta * ...), not delta * delta * ...: at the first chunk count is 0 and delta the
+        # chunk's mean, whose square overflows fp32 past 1.8e19 (0 * inf = NaN for the whole plane).
+        m2 += m2_b + delta * (delta * (count * n_b / total))
         count = total
     return mean, m2
 
@@ -152,7 +154,7 @@ def _fwd_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, pmean_ptr, pm2_ptr, mean_ptr, 
         total = count + n_b
         delta = mean_b - mean
         mean += delta * (n_b / total)
-        m2 += m2_b + delta * delta * (count * n_b / total)
+        m2 += m2_b + delta * (delta * (count * n_b / total))  # (order: see _range_stats)
         count = total
     rstd = 1.0 / tl.sqrt_rn(m2 / HW + eps)
     w, b = _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B)

@@ -147,6 +147,23 @@ def test_numerics_large_offset(device):
         torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-3)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the interpreter's numpy
+@pytest.mark.parametrize("device", DEVICES)
+def test_constant_plane_whose_mean_squared_overflows(device):
+    """A constant plane of 3e19 (its mean squared passes fp32's range) is normalised to 0, so y is
+    act(bias), as the single-pass plan gives: the looped and split plans' first merge multiplied
+    mean * mean (inf) by a count of 0 and wrote NaN over the whole plane."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 5, 7, device=device)
+    x[1, 2] = 3e19
+    w, b = torch.rand(3, device=device) + 0.5, torch.randn(3, device=device)
+    expected = _by_formula(x, "elu", 0.0, 1e-5, w, b)
+    assert expected.isfinite().all()
+    for tiling in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}):
+        y = instance_norm_act_triton(x, "elu", 0.0, 1e-5, w, b, **tiling)
+        _close(y, expected, torch.float32, f"y {tiling}")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_dense_input_and_auto_impl(device):
     x = torch.randn(2, 3, 10, 7, device=device)[:, :, ::2]
