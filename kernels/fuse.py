@@ -6,6 +6,7 @@ becomes nn.Identity, so indices and state_dict keys do not move.
 """
 import torch.nn as nn
 
+from ._impl import IMPLS
 from .norm_act import InstanceNormAct2d
 
 
@@ -54,6 +55,9 @@ def fuse_norm_act(module, impl="auto"):
     its output for backward (LeakyReLU, ELU), so modifying that output in place raises autograd's
     in-place error where an unfused nn.LeakyReLU would not.
     """
+    # Checked here, not only by the fused layers: with nothing to fuse a misspelt impl went unnoticed.
+    if impl not in IMPLS:
+        raise ValueError(f"fuse_norm_act: impl must be one of {IMPLS}, got {impl!r}")
     for seq in [m for m in module.modules() if _plain_sequential(m)]:
         names = list(seq._modules)
         for first, second in zip(names, names[1:]):

@@ -554,6 +554,15 @@ def test_module_channel_check_as_instancenorm2d():
         _close(y, expected, torch.float32, impl)
 
 
+def test_fuse_refuses_an_unknown_impl_with_nothing_to_fuse():
+    """impl is checked whatever the model holds: only the fused layers checked it, so a misspelt impl
+    passed silently where nothing was fusable (norms with running statistics, say)."""
+    for net in (nn.Sequential(nn.Conv2d(3, 3, 1)),
+                nn.Sequential(nn.InstanceNorm2d(3, track_running_stats=True), nn.ReLU())):
+        with pytest.raises(ValueError, match="fuse_norm_act: impl must be one of .*got 'trtion'"):
+            fuse_norm_act(net, impl="trtion")
+
+
 def test_fuse_leaves_a_fused_layer_alone():
     """An InstanceNormAct2d is an nn.InstanceNorm2d now, but it holds its activation: one followed by
     an activation is not fused again (the activation would be applied twice, or the first lost)."""
