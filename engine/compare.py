@@ -184,14 +184,22 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
 
 
 def first_inputs(ev: Evaluation, show: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The first `show` inputs (A, and B where the split has it) of an evaluation's split, as it reads them."""
+    """The first `show` inputs (A, and B where the split has it) of an evaluation's split, as it reads them;
+    of a split of several image sizes (preprocess none, scale_width), the first ones of the first one's size."""
     model = ev.model
+    # One input at a time: a batch of several needs one size, and the loader refused a split of several
+    # after every model had been measured (the Evaluation measures such a split an input at a time)
     loader = build_loader(model.cfg.model, ev.data, ev.root, ev.phase, device=model.device,
-                          batch_size=min(show, ev.n_inputs), shuffle=False, augment=False, layout=ev.layout)
+                          batch_size=1, shuffle=False, augment=False, layout=ev.layout)
+    A, B = [], []
     for batch in loader:
-        B = batch.get("B")
-        return batch["A"].to(model.device), None if B is None else B.to(model.device)
-    raise AssertionError("an Evaluation's split has inputs")  # Evaluation refused an empty one
+        if len(A) == min(show, ev.n_inputs) or (A and batch["A"].shape != A[0].shape):
+            break  # (the picture's codes are those of the first len(A) inputs: it stops at another size)
+        A.append(batch["A"])
+        B.append(batch.get("B"))
+    if not A:
+        raise AssertionError("an Evaluation's split has inputs")  # Evaluation refused an empty one
+    return torch.cat(A).to(model.device), None if B[0] is None else torch.cat(B).to(model.device)
 
 
 def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: int, show_samples: int) -> list:

@@ -445,6 +445,28 @@ def test_the_picture_and_page_show_the_inputs_and_outputs_there_are(loud, tmp_pa
                                                     max(y for _, y in boxes.values()) + 64 + 2)
 
 
+def test_a_split_of_several_image_sizes_is_compared_and_pictured_with_the_first_ones_of_one_size(loud, tmp_path):
+    """preprocess none keeps each file's size: evaluate measures such a split an input at a time, but the
+    picture's reader asked for a batch of --show inputs and its refusal of the mixed sizes, after every
+    model was measured, left no compare.json. The picture shows the first inputs up to the first of another
+    size (their codes are those of the first inputs), each row as evaluate measures it."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "mixed" / "val").mkdir(parents=True)
+    for i, side in enumerate((32, 32, 64, 32)):  # aligned pairs: A | B side by side
+        Image.fromarray(rng.integers(0, 256, (side, 2 * side, 3), dtype=np.uint8)).save(
+            tmp_path / "mixed" / "val" / f"{i}.png")
+    opts = dict(phase="val", num=4, n_samples=3, device="cpu", seed=3, metrics="l1")
+    rows, out = compare(loud, tmp_path / "mixed", out=tmp_path / "c", show=4, show_samples=2, log=None, **opts)
+    for row, ckpt in zip(rows, loud):
+        assert {k: v for k, v in row.items() if k not in ("name", "checkpoint", "step")} == \
+            evaluate(ckpt, tmp_path / "mixed", **opts)
+    assert "For each of the first 2 inputs:" in (out / "index.html").read_text()
+    _, boxes = compare_image(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32),
+                             [(n, [torch.zeros(2, 3, 32, 32)] * 2) for n in ("bicycle_loud", "pix2pix_loud")])
+    assert Image.open(out / "compare.png").size == (max(x for x, _ in boxes.values()) + 64 + 2,
+                                                    max(y for _, y in boxes.values()) + 64 + 2)
+
+
 def test_the_charts_name_the_models_they_cannot_place():
     base = {"checkpoint": None, "variant": "bicycle", "step": 1}
     rows = [{**base, "name": "a", "diversity_lpips": 0.2, "fid": 50.0},
