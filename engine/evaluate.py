@@ -207,6 +207,11 @@ class Evaluation:
             # time (the batch size changes no measure; a split of several sizes was refused, with advice
             # to use batch_size=1, which train --eval_every has no option for)
             self.batch_size = 1
+            if "palette" in chosen:  # (it classifies all the outputs as one batch: a RuntimeError of sizes)
+                (h0, w0), (h1, w1) = list(loader.output_sizes)[:2]
+                raise ConfigError(f"metrics palette (a default on the demo data) classifies the outputs of a split "
+                                  f"of one image size; {self.root / self.phase} has several ({w0}x{h0}, {w1}x{h1}, "
+                                  f"W x H, with preprocess={self.data.preprocess}): use metrics l1, lpips or fid")
         if "lpips" in chosen and (small := [(h, w) for h, w in loader.output_sizes if min(h, w) < LPIPS_MIN_SIDE]):
             raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")

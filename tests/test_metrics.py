@@ -462,6 +462,22 @@ def test_palette_metrics_use_the_datasets_number_of_palettes(tiny_model, tmp_pat
     assert r["n_palettes"] == 2 and len(r["histogram"]) == 2
 
 
+def test_palettes_of_a_split_of_several_image_sizes_are_refused_by_name_before_any_work(tiny_model, tmp_path):
+    # preprocess none keeps each file's size: the outputs of 32 and 64 px inputs, classified as one batch, were
+    # a RuntimeError about tensor sizes after every input had been generated; l1 measures such a split
+    root = make_demo_dataset(tmp_path / "mixed", n_train=0, n_test=0, n_val=2, size=32)
+    big = make_demo_dataset(tmp_path / "big", n_train=0, n_test=0, n_val=1, size=64)
+    (big / "val" / "00000.png").rename(root / "val" / "00002.png")
+    info = json.loads((root / "val" / "palettes.json").read_text())
+    info["files"]["00002.png"] = json.loads((big / "val" / "palettes.json").read_text())["files"]["00000.png"]
+    (root / "val" / "palettes.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match=r"^metrics palette \(a default on the demo data\) classifies the outputs of "
+                                          rf"a split of one image size; {root / 'val'} has several \(32x32, 64x64, "
+                                          r"W x H, with preprocess=none\): use metrics l1, lpips or fid$"):
+        evaluate(tiny_model, root, n_samples=2, num=3, device="cpu")
+    assert evaluate(tiny_model, root, n_samples=2, num=3, device="cpu", metrics="l1")["n_inputs"] == 3
+
+
 def test_encoded_palette_match_is_the_share_of_inputs_whose_encoded_output_keeps_bs_palette(tiny_model,
                                                                                             monkeypatch):
     ev = importlib.import_module("bicyclegan.engine.evaluate")
