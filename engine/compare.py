@@ -271,13 +271,27 @@ def measures(rows: list[dict]) -> list[str]:
     return row_measures(rows, IDENTITY)
 
 
+def fid_counts(rows: list[dict]) -> dict[str, str]:
+    """name -> "generated vs real" images of each model's FID, where they differ between models (a model without
+    z makes one output per input, the others --n_samples): such FIDs do not compare, as fewer images bias FID
+    upward; {} where they are alike."""
+    counts = {r["name"]: f"{r['fid_images']['generated']} vs {r['fid_images']['real']}" for r in rows
+              if _number(r.get("fid")) and isinstance(r.get("fid_images"), dict)}
+    return counts if len(set(counts.values())) > 1 else {}
+
+
 def best_of(rows: list[dict]) -> dict[str, dict]:
-    """The best model of each measure of evaluate.BEST where models differ (best_rows)."""
-    return best_rows(rows, where_differ=True)
+    """The best model of each measure of evaluate.BEST where models differ (best_rows); not FID where the models'
+    come from different numbers of images (fid_counts)."""
+    best = best_rows(rows, where_differ=True)
+    if fid_counts(rows):
+        best.pop("fid", None)
+    return best
 
 
 def format_compare(rows: list[dict]) -> str:
-    """The rows as an aligned table for the terminal: a line per model, a column per measure."""
+    """The rows as an aligned table for the terminal: a line per model, a column per measure; under it, FID's
+    numbers of images where they differ between models (fid_counts)."""
     keys = measures(rows)
     head = ["name", *keys]
 
@@ -289,8 +303,12 @@ def format_compare(rows: list[dict]) -> str:
     def line(cs):
         return "  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip()
 
-    return "\n".join([line(head)] + [f"{r['name'].ljust(widths[0])}  {r['error']}" if "error" in r else line(cells(r))
-                                     for r in rows])
+    lines = [line(head)] + [f"{r['name'].ljust(widths[0])}  {r['error']}" if "error" in r else line(cells(r))
+                            for r in rows]
+    if counts := fid_counts(rows):
+        lines.append("FID from different numbers of images, generated vs real ("
+                     + ", ".join(f"{name}: {n}" for name, n in counts.items()) + "): these do not compare")
+    return "\n".join(lines)
 
 
 # Fig. 6's axes: diversity (x), realism (y). On the demo data validity is the realism of an output
@@ -337,6 +355,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
             f"{len(rows)} models; none could be measured.")
     keys = measures(rows)
     best = best_of(rows)
+    counts = ", ".join(f"{name}: {n}" for name, n in fid_counts(rows).items())
     header = "".join(f"<th title='{html.escape(k)}'>{html.escape(EVAL_NAMES.get(k, k))}</th>"
                      for k in ("name", "variant", "step", *keys))
     body = []
@@ -360,6 +379,8 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
             f"<table><tr>{header}</tr>{''.join(body)}</table>"
             + ("<p class='meta'>Bold: the best of each measure models are ranked by (FID, encoded reconstruction "
                "L1, palette coverage), where models differ.</p>" if best else "")
+            + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "
+               "fewer images bias FID upward, so these do not compare (none in bold).</p>" if counts else "")
             + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
                if figs else "")
             + pic + "</body></html>\n")

@@ -18,7 +18,7 @@ from tiny import tiny_cfg
 from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, OutputError, compare
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
-from bicyclegan.engine.compare import best_of, compare_image, model_names, render_compare
+from bicyclegan.engine.compare import best_of, compare_image, format_compare, model_names, render_compare
 from bicyclegan.engine.evaluate import Evaluation, evaluate
 from bicyclegan.engine.metrics.lpips import LPIPS
 from bicyclegan.engine.report import svg_scatter
@@ -333,6 +333,24 @@ def test_best_is_bold_only_where_a_model_beat_another():
     assert {k: r["name"] for k, r in best_of(rows).items()} == {"fid": "b"}  # coverage: a tie; encoded L1: alone
     page = render_compare(rows, None, 4, 6)
     assert re.findall(r"<b>(.*?)</b>", page) == ["9"]
+
+
+def test_fids_from_different_numbers_of_images_are_not_ranked_and_the_counts_are_said():
+    """A model without z makes one output per input, the others --n_samples: its FID, from fewer images, is
+    biased upward (evaluate's table says so), and was set in the table beside theirs with the lower one bold."""
+    base = {"checkpoint": None, "variant": "pix2pix", "step": 1, "encoded_l1": None}
+    rows = [{**base, "name": "flat", "fid": 90.0, "fid_images": {"generated": 5, "real": 5}, "coverage": 0.25},
+            {**base, "name": "bicycle", "fid": 60.0, "fid_images": {"generated": 20, "real": 5}, "coverage": 0.5},
+            {**base, "name": "broken", "error": "the model's outputs are not finite"}]
+    assert {k: r["name"] for k, r in best_of(rows).items()} == {"coverage": "bicycle"}
+    said = "FID from different numbers of images, generated vs real (flat: 5 vs 5, bicycle: 20 vs 5)"
+    assert format_compare(rows).endswith(f"\n{said}: these do not compare")
+    page = render_compare(rows, None, 4, 6)
+    assert re.findall(r"<b>(.*?)</b>", page) == ["0.5"] and f"{said}: fewer images bias FID upward" in page
+    # the same counts: ranked, nothing said
+    rows[0]["fid_images"] = rows[1]["fid_images"]
+    assert best_of(rows)["fid"]["name"] == "bicycle"
+    assert "FID from different" not in format_compare(rows) + render_compare(rows, None, 4, 6)
 
 
 def test_scatter_labels_many_models_at_one_point():
