@@ -154,6 +154,8 @@ def _resolve(root, phase, layout):
         raise DatasetError(f"missing folder {root / phase}: {root} holds the splits {', '.join(splits)}; "
                            "choose one (--phase)")
     want = "A/ and B/ folders" if layout == "ab_folders" else "images or an A/ folder"
+    if (root / phase).is_dir():  # (a split of another layout: it is there, what it lacks is A/ and B/)
+        raise DatasetError(f"{root / phase} has no {want} (layout={layout!r}; looked in it and in {root})")
     raise DatasetError(f"missing folder {root / phase} (looked for {want} in it and in {root})")
 
 

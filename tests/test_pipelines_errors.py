@@ -71,9 +71,12 @@ def test_a_split_that_is_there_in_another_layout_is_not_called_missing_beside_th
     # train/ of aligned images read with --layout ab_folders: it lacks A/ and B/, and is no split to
     # choose instead of itself (it said "... holds the splits train; choose one (--phase)").
     write(tmp_path / "train/0.png", noise(np.random.default_rng(0), 8, 16))
-    with pytest.raises(DatasetError, match=re.escape(f"missing folder {tmp_path / 'train'} (looked for A/ and B/ "
-                                                     f"folders in it and in {tmp_path})")):
+    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path / 'train'} has no A/ and B/ folders (layout="
+                                                     f"'ab_folders'; looked in it and in {tmp_path})")):
         load(tmp_path, phase="train", layout="ab_folders")
+    with pytest.raises(DatasetError, match=re.escape(f"missing folder {tmp_path / 'train/val'} (looked for A/ and B/ "
+                                                     f"folders in it and in {tmp_path / 'train'})")):
+        load(tmp_path / "train", phase="val", layout="ab_folders")  # (no split folders there: missing it is)
 
 
 @pytest.mark.parametrize("case", ["zero", "garbage", "truncated_jpeg", "truncated_png", "odd", "narrow"])
