@@ -83,7 +83,9 @@ def protocol(digest: str, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES
     for k in ("lpips_backbone", "lpips_linear", "fid_weights"):
         opts[k] = None if opts[k] is None else str(Path(opts[k]).resolve())
     m = opts["metrics"]
-    opts["metrics"] = m if m is None else [x.strip() for x in (m.split(",") if isinstance(m, str) else m) if x.strip()]
+    # As a set: "lpips,fid" and "fid, lpips" measure the same (each metric alone), so --reuse takes either.
+    opts["metrics"] = m if m is None else sorted({x.strip() for x in (m.split(",") if isinstance(m, str) else m)
+                                                  if x.strip()})
     return {"digest": digest, "dataroot": str(Path(root).resolve()),
             "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts}
 

@@ -418,6 +418,15 @@ def test_reuse_takes_an_eval_json_only_with_the_same_protocol(run, tmp_path, mon
     assert json.loads(f.read_text())["protocol"]["num"] == 4
 
 
+def test_a_protocol_names_the_metrics_as_a_set(tmp_path):
+    # Each metric is measured alone, so their order or a repeat changes no figure: --reuse measured again.
+    from bicyclegan.engine.sweep import protocol
+    one = protocol("d", tmp_path, "val", metrics="lpips,l1", device="cpu")
+    assert one["metrics"] == ["l1", "lpips"]
+    assert protocol("d", tmp_path, "val", metrics=[" l1", "lpips ", "l1"], device="cpu") == one
+    assert protocol("d", tmp_path, "val", metrics="l1", device="cpu") != one
+
+
 def test_reuse_goes_with_epoch_all(run, capsys):
     assert main(["evaluate", str(run), *OPTS, "--reuse"]) == 2
     err = capsys.readouterr().err
