@@ -325,9 +325,10 @@ class TrainConfig:
             raise ConfigError("niter + niter_decay is 0: the learning-rate schedule has no epoch to train "
                               "(niter epochs at lr, then niter_decay epochs decaying to 0)")
         if self.variant == "bicycle" and self.batch_size % 2:
+            lower = f" or {self.batch_size - 1}" if self.batch_size > 1 else ""  # 1 said "use 2 or 2"
             raise ConfigError(f"batch_size={self.batch_size} must be even for variant=bicycle: the first "
                               f"half is encoded (cVAE-GAN), the second lends its real B to D2; "
-                              f"use {self.batch_size + 1} or {max(2, self.batch_size - 1)}")
+                              f"use {self.batch_size + 1}{lower}")
         if self.variant == "bicycle" and self.model.use_same_D and self.lambda_GAN == 0 and self.lambda_GAN2 > 0:
             # D is built for lambda_GAN > 0 only; the reference fails here with a missing netD.
             raise ConfigError(f"use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: "

@@ -342,7 +342,7 @@ def test_a_run_needs_a_schedule_of_at_least_one_epoch():
     assert train(niter=1, niter_decay=1).niter == 1 and train(niter=2, niter_decay=2).niter == 2
 
 
-@pytest.mark.parametrize("batch,hint", [(1, "use 2 or 2"), (3, "use 4 or 2"), (5, "use 6 or 4")])
+@pytest.mark.parametrize("batch,hint", [(1, "use 2"), (3, "use 4 or 2"), (5, "use 6 or 4")])  # 1: "use 2 or 2"
 def test_bicycle_needs_an_even_batch(batch, hint):
     refused(lambda: train(batch_size=batch), f"batch_size={batch} must be even for variant=bicycle: the first "
                                              f"half is encoded (cVAE-GAN), the second lends its real B to D2; {hint}")
