@@ -284,17 +284,56 @@ def demo_data_root(out, size: tuple[int, int], seed: int) -> Path:
 def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
     """The training data folder: cfg.data.dataroot, or the demo data (written by rank 0 if missing)."""
     if cfg.data.dataroot is not None:
-        root = Path(cfg.data.dataroot)
-        if not root.is_dir():
-            raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
-        layout, folders = find_layout(root, "train")
-        if layout == "single":  # A/ without B/ is inputs alone, as sample reads them: no pairs to learn
-            raise DatasetError(f"{folders[0]} has no B folder beside it: training needs pairs, A/ and B/ "
-                               "(paired by file name) or aligned A|B files")
-        return root
+        return check_data_root(cfg)
     root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
     dist_info.main_decides(lambda: _make_demo_data(root, cfg))  # the other ranks wait for it
     return root
+
+
+def check_data_root(cfg: TrainConfig) -> Path:
+    """cfg.data.dataroot, once it is a folder of training pairs that the run folder cfg.out lies outside
+    of; it writes nothing, so the trainer asks it before the run folder is made too."""
+    root = Path(cfg.data.dataroot)
+    if root.is_file():  # (it said "does not exist" of a file that does)
+        raise DatasetError(f"--dataroot {root} is a file; give the dataset's folder (the one holding train/, "
+                           f"or the folder of training pairs itself)")
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist (--dataroot)")
+    try:
+        layout, folders = find_layout(root, "train")
+    except DatasetError:
+        # The loader's own line ends "choose one (--phase)", an option of the inference commands:
+        # training always reads train/.
+        if (splits := [s for s in ("val", "test") if (root / s).is_dir()]) and not (root / "train").is_dir():
+            raise DatasetError(f"missing folder {root / 'train'}: training reads the pairs in train/ of "
+                               f"--dataroot, and {root} holds only {', '.join(s + '/' for s in splits)}; give "
+                               f"the dataset whose train/ holds them, or the folder of training pairs itself"
+                               ) from None
+        raise
+    if layout == "single":  # A/ without B/ is inputs alone, as sample reads them: no pairs to learn
+        raise DatasetError(f"{folders[0]} has no B folder beside it: training needs pairs, A/ and B/ "
+                           "(paired by file name) or aligned A|B files")
+    other = {"A": "B", "B": "A"}.get(root.name)
+    if layout == "aligned" and folders[0] == root and other and (root.parent / other).is_dir():
+        # One half of A/ and B/ folders read alone: each of its images was split into an A | B pair,
+        # and a run trained on halves of A's images without a word.
+        raise DatasetError(f"--dataroot {root} is the {root.name}/ folder of A/ and B/ folders ("
+                           f"{root.parent / other} beside it): read alone, each of its images would be "
+                           f"split into A | B halves; give the folder that holds both, {root.parent}")
+    check_out_apart(cfg.out, root, folders)
+    return root
+
+
+def check_out_apart(out, root: Path, folders) -> None:
+    """Refuse a run folder inside a folder of images the dataset is read from (the training pairs'
+    `folders`, and the splits beside them, read with their subfolders): the run's sample grids landed
+    among the data, and the next run or resume trained on them (or refused the changed count)."""
+    run = Path(out).resolve()
+    read = [Path(f).resolve() for f in folders] + [(root / s).resolve() for s in ("val", "test") if (root / s).is_dir()]
+    if inside := next((f for f in read if f == run or f in run.parents), None):
+        raise OutputError(f"--out {out} lies inside {inside}, whose images (with its subfolders') the dataset is "
+                          f"read from: the run's sample grids would be read as images of the dataset by the next "
+                          f"run or resume; choose --out outside it")
 
 
 def _make_demo_data(root: Path, cfg: TrainConfig) -> None:

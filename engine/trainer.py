@@ -56,6 +56,7 @@ from .report import TensorBoardLog, write_report
 from .runtime import (
     SaidOnce,
     build_loader,
+    check_data_root,
     check_runnable,
     describe_device,
     first_only,
@@ -266,6 +267,8 @@ class Trainer:
             # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
             # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
             self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
+            if cfg.data.dataroot is not None:  # a data folder the run cannot train on, before the run folder is made
+                check_data_root(cfg)
         # Every rank judges the same options and files alike, so refuses alike: each_decides makes the refusal
         # rank 0's one line under torchrun, where each rank printed its own (a bad --epoch, say).
         self.dist.each_decides(start)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from tiny import tiny_cfg
 
-from bicyclegan.engine import ConfigError, evaluate, sample
+from bicyclegan.engine import ConfigError, OutputError, evaluate, sample
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import DatasetError
 
@@ -86,3 +86,45 @@ def test_inference_on_a_dataset_of_a_training_split_alone_names_the_split_to_cho
     done = sample(out / "checkpoints" / "latest.pt", phase="train", out=tmp_path / "s", num=1, n_samples=1,
                   device="cpu", progress=False)
     assert (done / "images" / "00_ground_truth.png").is_file()
+
+
+def test_a_run_folder_among_the_datasets_images_is_refused_before_it_is_made(tmp_path):
+    # --out inside train/ (or val/) trained, and wrote its sample grids among the images: the resume
+    # then refused "3 batches per epoch, the data now gives 4", and a new run trained on the grids.
+    data = ab_folders(tmp_path / "data", {"train": (4, True), "val": (2, True)})
+    for out, folder in ((data / "train" / "A" / "run", data / "train" / "A"),
+                        (data / "val" / "runs" / "r", data / "val")):
+        with pytest.raises(OutputError, match=re.escape(f"--out {out} lies inside {folder}, whose images")):
+            Trainer(tiny_cfg(out, data, max_steps=1), progress=False)
+        assert not out.exists()
+    assert not (data / "val" / "runs").exists()  # refused before any folder was made
+    plain = tmp_path / "pairs"  # a folder of aligned pairs given itself: the run folder may not be in it
+    plain.mkdir()
+    Image.fromarray(np.concatenate([a_image(32, 32), b_image(32, 32, 0)], axis=1)).save(plain / "0.png")
+    with pytest.raises(OutputError, match=f"lies inside {plain}, whose images"):
+        Trainer(tiny_cfg(plain / "run", plain, max_steps=1), progress=False)
+    Trainer(tiny_cfg(data / "run", data, max_steps=1), progress=False)  # beside the splits: nothing is read there
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_one_half_of_a_and_b_folders_given_as_the_dataset_is_refused(tmp_path, side):
+    # data/train/A read alone was a folder of aligned files: each A image split into a "pair" of its halves,
+    # trained on without a word (its 32 px images have even widths).
+    data = ab_folders(tmp_path / "data", {"train": (4, True)})
+    with pytest.raises(DatasetError, match=re.escape(f"--dataroot {data / 'train' / side} is the {side}/ folder of A/ "
+                                                     f"and B/ folders") + r".*give the folder that holds both, "
+                       + re.escape(str(data / "train"))):
+        Trainer(tiny_cfg(tmp_path / "run", data / "train" / side, max_steps=1), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataroot_training_cannot_read_is_named_as_what_it_is(tmp_path):
+    data = ab_folders(tmp_path / "data", {"test": (2, True)})
+    # a file said "does not exist"; a dataset without train/ said "choose one (--phase)", an option train lacks
+    one = data / "test" / "A" / "00.png"
+    with pytest.raises(DatasetError, match=re.escape(f"--dataroot {one} is a file; give the dataset's folder")):
+        Trainer(tiny_cfg(tmp_path / "run", one, max_steps=1), progress=False)
+    with pytest.raises(DatasetError, match=re.escape(f"missing folder {data / 'train'}: training reads the pairs in "
+                                                     f"train/ of --dataroot, and {data} holds only test/; give")) as e:
+        Trainer(tiny_cfg(tmp_path / "run", data, max_steps=1), progress=False)
+    assert "--phase" not in str(e.value)
