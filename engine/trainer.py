@@ -483,6 +483,14 @@ class Trainer:
                 f"{self.resume_path} was written with {saved} batches per epoch, the data now gives "
                 f"{self.steps_per_epoch} ({self.data_root}): resuming replays the epoch's order, which needs "
                 f"the same images and batch size")
+        # The epoch's order is a permutation of the samples: another count reorders every epoch, also where
+        # the batches an epoch come out the same (7 pairs and 6 at batch 2: a resume onto other data went on).
+        samples = state.get("samples")  # absent from checkpoints written before it was kept
+        if samples is not None and samples != len(self.loader.samples):
+            raise CheckpointError(
+                f"{self.resume_path} was written by a run of {samples} training samples, the data now holds "
+                f"{len(self.loader.samples)} ({self.data_root}): resuming replays the epoch's order, which needs "
+                f"the same images; to train on this data, start a new run from its weights with --init_from")
         self.model.load_training_state(state)
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
@@ -806,7 +814,8 @@ class Trainer:
         writes."""
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
-        extra = {"steps_per_epoch": self.steps_per_epoch, "backend": self.loader.backend, "world": self.world,
+        extra = {"steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
+                 "backend": self.loader.backend, "world": self.world,
                  "log_interval": interval, **({"best": best} if best else {}),
                  **({"eval_owed": self.eval_owed} if self.eval_owed is not None else {})}
         if self.world > 1 and (bad := self.model.nonfinite()):

@@ -5,6 +5,7 @@ its edges, each rank's own z stream and the start-up refusals at their boundarie
 the stand-in step, so a dozen iterations take a fraction of a second (from the mutation pass of
 docs/mutation-engine.md)."""
 import json
+import shutil
 import types
 
 import numpy as np
@@ -166,6 +167,21 @@ def test_resume_on_a_larger_dataset_is_refused(tmp_path, data):
     large = make_demo_dataset(tmp_path / "large", n_train=24, n_test=2, size=32, seed=0)
     with pytest.raises(CheckpointError, match="4 batches per epoch, the data now gives 6"):
         Trainer(tiny_cfg(tmp_path / "r", large, max_steps=4), resume=True, progress=False)
+
+
+
+def test_resume_on_a_dataset_of_another_size_but_as_many_batches_is_refused(tmp_path, data):
+    # 16 pairs and 18 both give 4 batches of 4 an epoch: the resume went on, with every epoch's order a
+    # permutation of 18 pairs where the run had drawn from 16, and README promised another size refused.
+    Trainer(tiny_cfg(tmp_path / "r", data, max_steps=2, sample_every=100), progress=False).train()
+    other = make_demo_dataset(tmp_path / "other", n_train=18, n_test=2, size=32, seed=0)
+    with pytest.raises(CheckpointError, match=r"written by a run of 16 training samples, the data now holds 18 \("
+                       + str(other) + r"\): resuming replays the epoch's order, which needs the same images; .*"
+                       r"--init_from"):
+        Trainer(tiny_cfg(tmp_path / "r", other, max_steps=4), resume=True, progress=False)
+    moved = tmp_path / "moved"  # the same data elsewhere resumes (--dataroot may change)
+    data_copy = shutil.copytree(data, moved)
+    Trainer(tiny_cfg(tmp_path / "r", data_copy, max_steps=4, sample_every=100), resume=True, progress=False).train()
 
 
 def test_an_image_width_the_unet_cannot_take_is_refused_too(tmp_path):
