@@ -140,9 +140,10 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
-    p.add_argument("--tensorboard", action="store_true",
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="also log losses, learning rate, images/s, sample grids and the config to "
-                        "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]')")
+                        "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]'); "
+                        "a resumed run logs on where it did without it (--no-tensorboard: not)")
     # The defaults are the reference's; without --dataroot the demo preset's apply where it sets one.
     for title, cls, part in (("training", TrainConfig, "train"), ("data", DataConfig, "data"),
                              ("model", ModelConfig, "model")):

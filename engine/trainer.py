@@ -52,7 +52,7 @@ from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, 
 from .images import save_grid
 from .io import atomic_write, check_writable, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
-from .report import TensorBoardLog, write_report
+from .report import INSTALL_HINT, TensorBoardLog, write_report
 from .runtime import (
     SaidOnce,
     build_loader,
@@ -232,10 +232,11 @@ class Trainer:
     checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
     _start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
-    tensorboard=True also logs to <run>/tensorboard."""
+    tensorboard=True also logs to <run>/tensorboard; None (the default) only where a continued run logged
+    there before."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
-                 epoch: int | None = None, tensorboard: bool = False):
+                 epoch: int | None = None, tensorboard: bool | None = None):
         self._lock = None  # rank 0 holds the run folder until train() ends
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
@@ -352,9 +353,19 @@ class Trainer:
             self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
             if cfg.eval_every:
                 self._prepare_validation()  # every check and weights file before step 1
-            if tensorboard:
-                self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
-                                         purge_step=self.step + 1 if self.resume_path is not None else None)
+            # None: as the run did. A continued run logs on where it logged: the stop's line says to resume with
+            # --resume alone, which left the rest of the run out of its TensorBoard log without a word.
+            implied = tensorboard is None and self.saved_step is not None and (self.run_dir / "tensorboard").is_dir()
+            if tensorboard or implied:
+                try:
+                    self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
+                                             purge_step=self.step + 1 if self.resume_path is not None else None)
+                except ConfigError as e:
+                    if not implied:
+                        raise
+                    raise ConfigError(f"{self.run_dir} logs to TensorBoard ({self.run_dir / 'tensorboard'}), which "
+                                      f"needs the tensorboard package: {INSTALL_HINT}; or resume with "
+                                      f"--no-tensorboard") from e
         self.dist.main_decides(rank0_outputs)
         if cfg.eval_every and self.world > 1:
             # Every rank measures a share of each evaluation: the others' made ready as rank 0's was
@@ -1093,12 +1104,13 @@ def end_group(trainer: Trainer) -> None:
 
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
-          progress: bool = True, evaluate: bool = True, tensorboard: bool = False) -> Path:
+          progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune; cfg.init_from: a
     new run from the weights of any checkpoint or run folder, see Trainer._start_from). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
-    tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package). Under torchrun
+    tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
+    continued run logged there before (False: not even then). Under torchrun
     the process group this started is ended on return. Returns the run folder.
     A SIGINT or SIGTERM stops the run after writing its checkpoint (Trainer.train, README
     "Reliability"): SIGTERM raises TrainingStopped, SIGINT a KeyboardInterrupt caused by one

@@ -423,6 +423,26 @@ def test_tensorboard_on_resume_hides_the_steps_logged_again(tmp_path, demo_root)
     assert LogCurves().update(out / "log.jsonl").curve("G_L1")[0] == [1, 2, 3, 4]
 
 
+
+def test_a_run_resumed_as_its_stop_line_says_logs_on_to_its_tensorboard(tmp_path, demo_root, capsys):
+    # "resume with bicyclegan train --out X --resume", as a stopped run says, left --tensorboard out: the rest
+    # of the run went unlogged without a word. A continued run now logs where it did; --no-tensorboard stops it.
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from bicyclegan.engine.cli import main
+    out = tmp_path / "run"
+    Trainer(tiny_cfg(out, demo_root, max_steps=2), progress=False, tensorboard=True).train()
+    assert main(["train", "--out", str(out), "--resume", "--max_steps", "3", "--no-progress"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--max_steps", "4", "--no-progress", "--no-tensorboard"]) == 0
+
+    def logged():
+        events = [e for f in sorted((out / "tensorboard").glob("events.*")) for e in EventFileLoader(str(f)).Load()]
+        return [e.step for e in events if any(v.tag == "loss/G_L1" for v in e.summary.value)]
+    assert logged() == [1, 2, 3]
+    Trainer(tiny_cfg(tmp_path / "new", demo_root, max_steps=1), progress=False).train()  # a new run: off
+    assert not (tmp_path / "new" / "tensorboard").exists()
+
 @pytest.mark.parametrize("evaluate", [True, False])
 def test_a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file(tmp_path, demo_root, monkeypatch, evaluate):
     # train() closed the writer before the final evaluation logged to it, and torch's SummaryWriter opened
