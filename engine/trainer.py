@@ -262,6 +262,8 @@ class Trainer:
         def start():
             check_runnable(cfg, self.device)
             self.resume_path = self._resume_path(resume, epoch)
+            if self.resume_path is not None and self.resume_path.is_file():
+                self._check_config_early(cfg)
             if self.resume_path is None and cfg.fresh_D and cfg.init_from is None:
                 raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
                                   "discriminators; this run starts from none (its networks are all new)")
@@ -467,6 +469,18 @@ class Trainer:
         if epoch is not None:
             return find_checkpoint(self.ckpt_path, epoch)
         return self.ckpt_path if resume else None
+
+    def _check_config_early(self, cfg: TrainConfig) -> None:
+        """Refuse another config from the checkpoint's header, before the data's files are listed and checked:
+        a mistyped option was refused after the checks (minutes, on a large dataset met for the first time)
+        and after every file --skip_bad leaves out was listed. A file that cannot be peeked at is left to
+        _load, whose full read says what is wrong with it."""
+        try:
+            step, saved = peek_checkpoint(self.resume_path, "step", "config")
+        except CheckpointError:
+            return
+        if step and isinstance(saved, dict):  # a step-0 checkpoint lends its weights to a run of other options
+            check_compatible(saved, cfg, self.resume_path)
 
     def _load(self, state: dict) -> None:
         if state["step"] == 0:

@@ -184,6 +184,18 @@ def test_resume_on_a_dataset_of_another_size_but_as_many_batches_is_refused(tmp_
     Trainer(tiny_cfg(tmp_path / "r", data_copy, max_steps=4, sample_every=100), resume=True, progress=False).train()
 
 
+def test_a_resume_with_another_config_is_refused_before_the_data_is_read(tmp_path, data, monkeypatch):
+    # The checkpoint was compared after the loader had listed and checked every file (minutes on a large
+    # dataset met for the first time), and after the files --skip_bad leaves out were listed.
+    Trainer(tiny_cfg(tmp_path / "r", data, max_steps=2, sample_every=100), progress=False).train()
+
+    def build_loader(*args, **kw):
+        raise AssertionError("the data was listed and checked")
+    monkeypatch.setattr(trainer_module, "build_loader", build_loader)
+    with pytest.raises(CheckpointError, match=r"written with another config; differences: lr: checkpoint 0.0002 vs "
+                       r"now 0.001 \(a resumed run continues"):
+        Trainer(tiny_cfg(tmp_path / "r", data, max_steps=4, lr=0.001), resume=True, progress=False)
+
 def test_an_image_width_the_unet_cannot_take_is_refused_too(tmp_path):
     # 32 high (a multiple of 32) but 40 wide: the width alone is off.
     rng = np.random.default_rng(0)
