@@ -305,8 +305,7 @@ def cmd_sample(args) -> int:
     out = sample(checkpoint, args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
                  spread=args.spread_z, device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout,
-                 direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
-                 preprocess=args.preprocess, skip_bad=args.skip_bad)
+                 skip_bad=args.skip_bad, **_data_settings(args))
     print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
     _refresh_report(checkpoint)
     return 0
@@ -404,7 +403,7 @@ def cmd_interpolate(args) -> int:
     out = interpolate(checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
                       seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout,
-                      skip_bad=args.skip_bad)
+                      skip_bad=args.skip_bad, **_data_settings(args))
     print(f"results: {out}\ngallery: {out / 'index.html'}")
     _refresh_report(checkpoint)
     return 0
@@ -497,7 +496,7 @@ def cmd_serve(args) -> int:
     from .serve import serve
     serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
           device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
-          layout=args.layout, skip_bad=args.skip_bad)
+          layout=args.layout, skip_bad=args.skip_bad, **_data_settings(args))
     return 0
 
 
@@ -539,6 +538,22 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _add_data_settings(p) -> None:
+    """sample's, interpolate's and serve's options over the model's stored data settings."""
+    g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")
+    g.add_argument("--direction", choices=DIRECTIONS, default=None)
+    g.add_argument("--load_size", type=_at_least(1), default=None, help="resize to this before cropping")
+    g.add_argument("--crop_size", type=_at_least(1), default=None, help="centre crop of this size (the network input)")
+    g.add_argument("--preprocess", choices=PREPROCESS, default=None,
+                   help="none: full resolution (sides must be multiples of 2^U-Net depth); resize_and_crop takes "
+                   "images of any size")
+
+
+def _data_settings(args) -> dict:
+    return dict(direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
+                preprocess=args.preprocess)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bicyclegan.pipelines.demo import DEFAULT_SHADE
 
@@ -564,12 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of independently as the reference; not for diversity measured on consecutive files")
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
                    help="stretch the saved images to this width:height ratio of the original's (default 1)")
-    g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")
-    g.add_argument("--direction", choices=DIRECTIONS, default=None)
-    g.add_argument("--load_size", type=_at_least(1), default=None, help="resize to this before cropping")
-    g.add_argument("--crop_size", type=_at_least(1), default=None, help="centre crop of this size (the network input)")
-    g.add_argument("--preprocess", choices=PREPROCESS, default=None,
-                   help="none: full resolution (sides must be multiples of 2^U-Net depth)")
+    _add_data_settings(p)
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
     p.set_defaults(func=cmd_sample)
 
@@ -629,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")
+    _add_data_settings(p)
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
@@ -674,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest upload accepted, in MiB")
     p.add_argument("--max_upload_pixels", type=_at_least(1), default=MAX_UPLOAD_PIXELS,
                    help="largest upload accepted, in pixels (read from the image header before decoding)")
+    _add_data_settings(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")

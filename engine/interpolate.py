@@ -37,6 +37,7 @@ from .runtime import (
     open_model,
     results_dir,
     results_name,
+    with_data_settings,
 )
 
 MODES = ("slerp", "linear")
@@ -123,7 +124,8 @@ def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
 def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5, segments: int = 5,
                 frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
                 fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
-                layout: str | None = None, skip_bad: bool | None = None) -> Path:
+                layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
+                load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None) -> Path:
     """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
     trained on; phase: val when there is one, else test), the outputs along a path through z over
     segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
@@ -131,7 +133,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
     (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
     make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
-    leave out bad files (default: as the run did). Returns the folder."""
+    leave out bad files (default: as the run did). direction, load_size, crop_size, preprocess:
+    override how the model prepares inputs, as in sample. Returns the folder."""
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
@@ -154,7 +157,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise TypeError("interpolate: give `out` when passing a model object")
     ckpt = model if isinstance(model, (str, Path)) else None
     model = open_model(model, device)
-    cfg = model.cfg
+    cfg, net_in = with_data_settings(model.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
+                                     preprocess=preprocess)
     if not cfg.model.nz:
         raise ConfigError(f"variant {cfg.variant} has no latent code (nz=0): there is nothing to interpolate")
     if path == "encoded" and model.E is None:
@@ -169,13 +173,13 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
     if out is None:
         out = results_dir(ckpt, f"interpolate_{results_name(root, phase)}")
-    loader = build_loader(cfg.model, data, root, phase, device=model.device, batch_size=1,
+    loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     items, names_of = [], OutputNames()
     for batch in loader:
         if len(items) >= need:
             break
-        check_input_size(batch["A"], batch["paths"][0], cfg.model, data.preprocess)
+        check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
         items.append((names_of(batch["paths"][0]), batch["A"], batch.get("B")))
     if not items:
         raise DatasetError(f"{root}/{phase}: no inputs found")

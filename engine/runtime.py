@@ -426,6 +426,21 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     return root, phase, layout, first_only(data, num)
 
 
+def with_data_settings(cfg: TrainConfig, *, direction: str | None = None, load_size: int | None = None,
+                       crop_size: int | None = None, preprocess: str | None = None) -> tuple[TrainConfig, ModelConfig]:
+    """(cfg, net_in) of an inference command given data settings (sample's, interpolate's and serve's
+    --direction, --load_size, --crop_size, --preprocess): the model's config with those over its stored
+    data settings, and the ModelConfig the loader prepares inputs for. crop_size changes the loader's
+    crop only: the networks keep their depth whatever the size (checked by ModelConfig)."""
+    given = {k: v for k, v in dict(direction=direction, load_size=load_size, preprocess=preprocess).items()
+             if v is not None}
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **given))
+    net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=cfg.model.unet_depth)
+              if crop_size is not None else cfg.model)
+    cfg.data.check_fits(net_in)
+    return cfg, net_in
+
+
 def first_only(data, num: int | None):
     """`data` (a DataConfig) listing only the first `num` inputs, for a reader that takes no more, so
     that only they are checked; with skip_bad every file is, so that `num` good ones are found."""

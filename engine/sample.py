@@ -5,7 +5,6 @@ without ground truth (a plain folder of images), full-resolution inference and a
 centre crop."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .runtime import (
     open_model,
     results_dir,
     results_name,
+    with_data_settings,
 )
 
 GRID_ROWS = 8  # inputs shown in the overview grid
@@ -84,15 +84,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     model = open_model(model, device)
     if bad := model.nonfinite():
         raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to sample")
-    cfg = model.cfg
+    cfg, net_in = with_data_settings(model.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
+                                     preprocess=preprocess)
     root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-    data = dataclasses.replace(data, **{k: v for k, v in dict(
-        direction=direction, load_size=load_size, preprocess=preprocess).items() if v is not None})
-    depth = cfg.model.unet_depth
-    # The loader's crop; the networks keep their depth whatever the size (checked by ModelConfig).
-    net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=depth)
-              if crop_size is not None else cfg.model)
-    data.check_fits(net_in)
     loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout)
     # After the checks of the options and the data (as interpolate: nothing made for a refused call).

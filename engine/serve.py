@@ -40,7 +40,7 @@ from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
-from .runtime import build_loader, check_input_size, inference_data, open_model
+from .runtime import build_loader, check_input_size, inference_data, open_model, with_data_settings
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -95,12 +95,17 @@ class Explorer:
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = 32, device: str = "auto",
                  max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
-                 layout: str | None = None, skip_bad: bool | None = None):
+                 layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
+                 load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None):
+        """direction, load_size, crop_size, preprocess: override how the model prepares inputs and
+        uploads (default: its stored data settings), as in sample."""
         for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
                                  ("max_upload_pixels", max_upload_pixels, 1)):
             check_int(name, value, low)
         self.model = open_model(model, device).eval()
-        self.cfg = self.model.cfg
+        # cfg.data: the data settings inputs and uploads are prepared with; net_in: their crop
+        self.cfg, self.net_in = with_data_settings(self.model.cfg, direction=direction, load_size=load_size,
+                                                   crop_size=crop_size, preprocess=preprocess)
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.lock = threading.Lock()
@@ -121,17 +126,16 @@ class Explorer:
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        loader = build_loader(self.cfg.model, data, root, phase, device=self.model.device, batch_size=1,
+        loader = build_loader(self.net_in, data, root, phase, device=self.model.device, batch_size=1,
                               shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
-            check_input_size(batch["A"], batch["paths"][0], self.cfg.model, data.preprocess)
+            check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess)
             self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
                                        batch["B"][0] if "B" in batch else None)
         return root
 
     def info(self) -> dict:
-        m = self.cfg.model
-        return {"variant": self.cfg.variant, "nz": self.nz, "size": list(m.size),
+        return {"variant": self.cfg.variant, "nz": self.nz, "size": list(self.net_in.size),
                 "encoder": self.model.E is not None, "dataroot": str(self.root) if self.root else None,
                 "max_outputs": MAX_OUTPUTS, "max_upload_bytes": self.max_upload_bytes,
                 "max_upload_pixels": self.max_upload_pixels, "interp_modes": list(INTERP_MODES),
@@ -188,7 +192,7 @@ class Explorer:
     def _prepare(self, data: bytes, fmt: str, role: str) -> torch.Tensor:
         """One uploaded image prepared by the pipelines as the model's DataConfig says (centre
         crop, no flip), with the channels of A or of B."""
-        m = self.cfg.model
+        m = self.net_in
         model_cfg = m if role == "A" else dataclasses.replace(m, input_nc=m.output_nc)
         data_cfg = dataclasses.replace(self.cfg.data, backend="torch", num_workers=0, skip_bad=False,
                                        max_dataset_size=None)
@@ -210,7 +214,8 @@ class Explorer:
         if x.shape[-2] % depth or x.shape[-1] % depth:
             raise RequestError(400, f"the upload becomes {x.shape[-1]}x{x.shape[-2]} (W x H) under "
                                     f"preprocess={data_cfg.preprocess}; this generator needs sides that "
-                                    f"are multiples of {depth}: resize the image first")
+                                    f"are multiples of {depth}: resize the image first, or start serve with "
+                                    f"--preprocess resize_and_crop")
         return x
 
     def add_upload(self, data: bytes, role: str = "A", name: str = "upload") -> dict:
@@ -443,14 +448,15 @@ def is_loopback(host: str) -> bool:
 def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str | None = None,
           num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
           max_upload_pixels: int = MAX_UPLOAD_PIXELS, layout: str | None = None,
-          skip_bad: bool | None = None) -> None:
+          skip_bad: bool | None = None, **data_settings) -> None:
     """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,
     with the first `num` inputs of dataroot/phase (default: the data the model was trained on)
-    and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default."""
+    and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default.
+    data_settings: direction, load_size, crop_size, preprocess, as Explorer takes them."""
     _need_web()
     import uvicorn
     explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
-                        max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad)
+                        max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad, **data_settings)
     app = make_app(explorer, local_only=is_loopback(host))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host

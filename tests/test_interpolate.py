@@ -179,6 +179,27 @@ def test_an_input_the_generator_cannot_take_is_refused_by_name_before_anything_i
     assert not (tmp_path / "o").exists()
 
 
+def test_the_data_settings_as_sample_takes_them_let_such_an_input_through(tmp_path, demo_root, capsys):
+    # The refusal above says to use a preprocess that crops, and interpolate had no --preprocess (nor
+    # --load_size, --crop_size, --direction): a folder of photos could not be walked with a model
+    # trained at full resolution. The input shown is the file resized (bicubic) to 32 x 32.
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    pic = np.random.default_rng(4).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    Image.fromarray(pic).save(folder / "b odd.png")
+    want = np.asarray(Image.fromarray(pic).resize((32, 32), Image.BICUBIC))
+    out = interpolate(tiny(demo_root), folder, out=tmp_path / "o", num=1, segments=1, frames=1, mp4=False,
+                      preprocess="resize_and_crop", progress=False)
+    assert np.array_equal(tiles(Image.open(out / "images" / "b odd_strip.png"), 1)[0], want)
+    with pytest.raises(ConfigError, match="load_size=16 is smaller than the crop 32x32"):
+        interpolate(tiny(demo_root), folder, out=tmp_path / "x", preprocess="resize_and_crop", load_size=16,
+                    progress=False)
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert main(["interpolate", str(ckpt), "--dataroot", str(folder), "--out", str(tmp_path / "c"), "--no-mp4",
+                 "--segments", "1", "--frames", "1", "--preprocess", "resize_and_crop", "--device", "cpu"]) == 0
+    assert np.array_equal(tiles(Image.open(tmp_path / "c" / "images" / "b odd_strip.png"), 1)[0], want)
+
+
 def test_interpolate_command(tmp_path, demo_root, capsys):
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
     assert main(["interpolate", str(ckpt), "--num", "1", "--segments", "1", "--frames", "2", "--no-mp4",

@@ -372,6 +372,33 @@ def test_a_dataset_input_the_generator_cannot_take_is_refused_at_start(ckpt, tmp
         Explorer(ckpt, tmp_path / "plain", device="cpu")
 
 
+def test_the_data_settings_as_sample_takes_them_let_such_inputs_and_uploads_through(ckpt, tmp_path, capsys):
+    # serve had no --preprocess (nor --load_size, --crop_size, --direction): with a model trained at full
+    # resolution, a folder of photos was refused at start and every upload of another size was too
+    # ("resize the image first"). Both are now the file resized (bicubic) to 32 x 32.
+    (tmp_path / "plain").mkdir()
+    rng = np.random.default_rng(5)
+    pic, up = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    Image.fromarray(pic).save(tmp_path / "plain" / "odd.png")
+    with pytest.raises(RequestError, match="or start serve with --preprocess resize_and_crop") as info:
+        Explorer(ckpt, num=0, device="cpu").add_upload(png_bytes(up))
+    assert info.value.status == 400
+    client = TestClient(make_app(Explorer(ckpt, tmp_path / "plain", device="cpu", preprocess="resize_and_crop")))
+    got = client.get("/api/image/d0/A")
+    assert got.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB")),
+                          np.asarray(Image.fromarray(pic).resize((32, 32), Image.BICUBIC)))
+    r = client.post("/api/upload?role=A", content=png_bytes(up))
+    assert r.status_code == 200, r.text
+    got = client.get(f"/api/image/{r.json()['id']}/A")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB")),
+                          np.asarray(Image.fromarray(up).resize((32, 32), Image.BICUBIC)))
+    args = build_parser().parse_args(["serve", "ck.pt", "--preprocess", "resize_and_crop", "--load_size", "40"])
+    assert (args.preprocess, args.load_size, args.crop_size, args.direction) == ("resize_and_crop", 40, None, None)
+    with pytest.raises(ConfigError, match="load_size=16 is smaller than the crop 32x32"):
+        Explorer(ckpt, num=0, device="cpu", preprocess="resize_and_crop", load_size=16)
+
+
 def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explorer):
     # Any page the user visited could post to the API (a cross-origin text/plain upload worked); a
     # site whose name resolves to 127.0.0.1 (DNS rebinding) was served as the page's own; a 300 MB
