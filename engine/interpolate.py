@@ -34,6 +34,7 @@ from .runtime import (
     check_input_size,
     data_label,
     inference_data,
+    inputs_folder,
     open_model,
     results_dir,
     results_name,
@@ -182,12 +183,14 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
         items.append((names_of(batch["paths"][0]), batch["A"], batch.get("B")))
     if not items:
-        raise DatasetError(f"{root}/{phase}: no inputs found")
+        raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
     if path == "encoded":
-        if max(refs) >= len(items) or min(refs) < 0:
-            raise ConfigError(f"refs={refs}: {root}/{phase} has {len(items)} inputs (numbered from 0)")
+        # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
         if items[0][2] is None:
-            raise DatasetError(f"{root}/{phase} has no B images (single layout): path=encoded needs them")
+            raise DatasetError(f"{inputs_folder(root, phase)} has no B images (a folder of inputs alone): "
+                               f"path=encoded needs them (use path=random)")
+        if max(refs) >= len(items) or min(refs) < 0:
+            raise ConfigError(f"refs={refs}: {inputs_folder(root, phase)} has {len(items)} inputs (numbered from 0)")
     # After the checks of the inputs (nothing made for a refused call), before any output is computed.
     out = check_writable(check_apart(out, root, phase), "interpolation results")
     was_training = model.training
@@ -195,7 +198,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     rows = []
     try:
         if path == "encoded":
-            codes = model.encode(torch.cat([items[r][2] for r in refs]).to(model.device)).float().cpu()
+            # one at a time: under preprocess none the references may differ in size
+            codes = torch.cat([model.encode(items[r][2].to(model.device)) for r in refs]).float().cpu()
         else:
             codes = torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
         zs = path_codes(codes, frames, mode)

@@ -466,12 +466,18 @@ def results_name(root: Path, phase: str) -> str:
     return f"{folder.parent.name}_{folder.name}" if folder.name in ("train", "val", "test") else folder.name
 
 
+def inputs_folder(root, phase: str) -> Path:
+    """The folder an inference command reads its inputs from: root/phase, else (a plain folder of
+    inputs, or A/ and B/ in root) root itself."""
+    return Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)
+
+
 def check_apart(out, root, phase: str, option: str = "--out") -> Path:
     """`out`, unless its images/ folder is (or is inside) the inputs' folder (root/phase, else root: read
     with every folder below it): the call's images would be read as inputs by the next call (sample
     --dataroot . put its default ./results/... among the inputs, and its next call failed on grid.png),
     or be written among the inputs themselves (--dataroot work/images --out work)."""
-    read = (Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)).resolve()
+    read = inputs_folder(root, phase).resolve()
     images = (Path(out) / "images").resolve()
     if images == read or read in images.parents:
         raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "

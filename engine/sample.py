@@ -24,6 +24,7 @@ from .runtime import (
     check_input_size,
     data_label,
     inference_data,
+    inputs_folder,
     open_model,
     results_dir,
     results_name,
@@ -127,7 +128,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     if progress:
         end_count_line()
     if not rows:
-        raise DatasetError(f"{root}/{phase}: no inputs found")
+        raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
     save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
     prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
     write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")

@@ -16,7 +16,7 @@ from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.images import to_uint8
 from bicyclegan.engine.interpolate import _gif_bytes, interp_z, mp4_available, path_codes
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
             netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch")
@@ -146,6 +146,25 @@ def test_encoded_path_goes_through_the_reference_images_codes(tmp_path, demo_roo
     assert not list((out / "images").glob("*.mp4"))
 
 
+def test_encoded_path_through_references_of_two_sizes(tmp_path, demo_root):
+    # Under preprocess none the references keep their own sizes: they were joined into one batch for
+    # the encoder, a RuntimeError (torch.cat) traceback. Expected: each file's halves, read here.
+    folder, rng = tmp_path / "data" / "val", np.random.default_rng(6)
+    folder.mkdir(parents=True)
+    pics = [rng.integers(0, 256, (h, 2 * h, 3), dtype=np.uint8) for h in (32, 64)]
+    for i, pic in enumerate(pics):
+        Image.fromarray(pic).save(folder / f"{i}.png")
+    model = tiny(demo_root)
+    out = interpolate(model, folder.parent, out=tmp_path / "o", num=1, path="encoded", refs=[1, 0], frames=1,
+                      mp4=False, progress=False)
+    half = [torch.from_numpy(p.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None] for p in pics]
+    A, Bs = half[0][..., :32], [half[1][..., 64:], half[0][..., 32:]]
+    with torch.no_grad():
+        want = [to_uint8(model.sampler.eval()(A, model.encode(B)))[0] for B in Bs]
+    got = tiles(Image.open(out / "images" / "0_strip.png"), 3)
+    assert np.abs(got[1].astype(int) - want[0]).max() <= 1 and np.abs(got[2].astype(int) - want[1]).max() <= 1
+
+
 def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     with pytest.raises(ConfigError, match="nothing to interpolate"):
         interpolate(tiny(demo_root, variant="pix2pix", nz=0), out=tmp_path / "a", progress=False)
@@ -153,6 +172,13 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
         interpolate(tiny(demo_root, variant="pix2pix"), out=tmp_path / "a", path="encoded", progress=False)
     with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
         interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=[0, 9], progress=False)
+    # A folder of inputs alone has no B to encode: said as such (it was "refs=[0, ..., 5]: plain/val has
+    # 1 inputs", naming a folder that is not there).
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(plain / "a.png")
+    with pytest.raises(DatasetError, match=f"^{re.escape(str(plain))} has no B images"):
+        interpolate(tiny(demo_root), plain, out=tmp_path / "a", path="encoded", progress=False)
     with pytest.raises(ConfigError, match="mode='cubic'"):
         interpolate(tiny(demo_root), out=tmp_path / "a", mode="cubic", progress=False)
     for fps in (float("nan"), float("inf"), 1e-9, 0, -1, 1000):  # tracebacks after files were written
