@@ -34,6 +34,7 @@ from .runtime import (
     check_input_size,
     data_label,
     inference_data,
+    input_label,
     inputs_folder,
     open_model,
     results_dir,
@@ -181,12 +182,13 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         if len(items) >= need:
             break
         check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
-        items.append((names_of(batch["paths"][0]), batch["A"], batch.get("B")))
+        items.append((names_of(batch["paths"][0]), input_label(batch["paths"][0], root, phase), batch["A"],
+                      batch.get("B")))
     if not items:
         raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
     if path == "encoded":
         # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
-        if items[0][2] is None:
+        if items[0][3] is None:
             raise DatasetError(f"{inputs_folder(root, phase)} has no B images (a folder of inputs alone): "
                                f"path=encoded needs them (use path=random)")
         if max(refs) >= len(items) or min(refs) < 0:
@@ -199,12 +201,12 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     try:
         if path == "encoded":
             # one at a time: under preprocess none the references may differ in size
-            codes = torch.cat([model.encode(items[r][2].to(model.device)) for r in refs]).float().cpu()
+            codes = torch.cat([model.encode(items[r][3].to(model.device)) for r in refs]).float().cpu()
         else:
             codes = torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
         zs = path_codes(codes, frames, mode)
         G = model.sampler
-        for i, (stem, A, _) in enumerate(items[:num]):
+        for i, (stem, label, A, _) in enumerate(items[:num]):
             A = A.to(model.device)
             outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device))
                               for chunk in zs.split(16)])
@@ -223,7 +225,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 video = _mp4_bytes(anim, fps)
                 files.append(("video (MP4)", atomic_write(out / "images" / f"{stem}.mp4",
                                                           lambda f, b=video: f.write(b), what="MP4")))
-            rows.append({"name": stem, "images": [(c, str(p.relative_to(out))) for c, p in files],
+            rows.append({"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
                          "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
                                    str(strip.relative_to(out)))]})
             if progress:
@@ -238,6 +240,6 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                                    "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
                what="interpolation path")
     how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
-           f"{mode} through the codes of {', '.join(items[r][0] for r in refs)}")
+           f"{mode} through the codes of {', '.join(items[r][1] for r in refs)}")
     write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
     return out

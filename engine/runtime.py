@@ -472,6 +472,16 @@ def inputs_folder(root, phase: str) -> Path:
     return Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)
 
 
+def input_label(path, root, phase: str) -> str:
+    """What a gallery calls an input: its file, below the folder read (sub/1.png, 1.jpg). The names of
+    its output files cannot say it (1-2_input.png for the second input of stem 1, whichever it is, and
+    a file named 1-2.png then writes 1-2-2_input.png)."""
+    try:
+        return Path(path).resolve().relative_to(inputs_folder(root, phase).resolve()).as_posix()
+    except ValueError:  # (a linked folder resolves elsewhere)
+        return Path(path).name
+
+
 def check_apart(out, root, phase: str, option: str = "--out") -> Path:
     """`out`, unless its images/ folder is (or is inside) the inputs' folder (root/phase, else root: read
     with every folder below it): the call's images would be read as inputs by the next call (sample

@@ -24,6 +24,7 @@ from .runtime import (
     check_input_size,
     data_label,
     inference_data,
+    input_label,
     inputs_folder,
     open_model,
     results_dir,
@@ -61,7 +62,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     encode=False) and n_samples outputs with z ~ N(0, I) drawn independently, as the reference's
     test.py draws them (spread: one input's z spread over the prior together, spread_z, for pictures
     that show more of the modes; sync: the same z list for every input),
-    as images/<name>_<column>.png, grid.png (the first inputs) and index.html, into `out` (<name>:
+    as images/<name>_<column>.png, grid.png (the first inputs) and index.html (a row per input, named by
+    its file below the folder read), into `out` (<name>:
     the input's stem, -2, -3 for a second and third of one stem; of the files calls wrote in images/,
     listed in .images.json, this call's alone are kept; no other file there is touched).
 
@@ -120,7 +122,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             pic = _with_aspect_ratio(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
             atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image")
             files.append((name, rel))
-        rows.append({"name": stem, "images": files})
+        rows.append({"name": input_label(batch["paths"][0], root, phase), "images": files})
         if i < GRID_ROWS and (grid is None or grid[0].shape[-2:] == A.shape[-2:]):
             grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
         if progress:

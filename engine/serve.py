@@ -40,7 +40,7 @@ from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import spread_z
-from .runtime import build_loader, check_input_size, inference_data, open_model, with_data_settings
+from .runtime import build_loader, check_input_size, inference_data, input_label, open_model, with_data_settings
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -130,7 +130,7 @@ class Explorer:
                               shuffle=False, augment=False, layout=layout)
         for i, batch in enumerate(itertools.islice(loader, num)):
             check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess)
-            self.items[f"d{i}"] = Item(f"d{i}", Path(batch["paths"][0]).name, batch["A"][0],
+            self.items[f"d{i}"] = Item(f"d{i}", input_label(batch["paths"][0], root, phase), batch["A"][0],
                                        batch["B"][0] if "B" in batch else None)
         return root
 

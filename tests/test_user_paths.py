@@ -457,6 +457,35 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
 
 
+def test_galleries_and_the_page_name_each_input_by_its_file(run, tmp_path):
+    # A gallery row was titled by its output files' stem: "1-2" for the second input of stem 1 (1.png
+    # after 1.jpg), while the file 1-2.png was the row "1-2-2", and a/1.png was "1-3". Each row now
+    # names its input's file below the folder read, and shows that file.
+    folder, rng = tmp_path / "in", np.random.default_rng(3)
+    pics = {}
+    for rel in ("1.jpg", "1.png", "1-2.png", "a/1.png"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        pics[rel] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pics[rel]).save(folder / rel, quality=100)
+    ckpt = run / "checkpoints" / "latest.pt"
+
+    def rows(page):
+        return re.findall(r"<tr><th>([^<]*)</th><td><img src='images/([^']*)'", page)
+    out = sample(ckpt, folder, out=tmp_path / "s", n_samples=1, progress=False)
+    shown = rows((out / "index.html").read_text())
+    assert sorted(label for label, _ in shown) == sorted(pics)
+    for label, src in shown:
+        got = np.asarray(Image.open(out / "images" / src).convert("RGB"), dtype=int)
+        want = np.asarray(Image.open(folder / label).convert("RGB"), dtype=int)  # (the JPEG as decoded)
+        assert np.abs(got - want).max() <= 1, label
+    out = interpolate(ckpt, folder, out=tmp_path / "i", num=4, segments=1, frames=1, mp4=False, progress=False)
+    assert sorted(label for label, _ in rows((out / "index.html").read_text())) == sorted(pics)
+    pytest.importorskip("fastapi")
+    from bicyclegan.engine.serve import Explorer
+    explorer = Explorer(ckpt, folder, num=4, device="cpu")
+    assert sorted(item["name"] for item in explorer.info()["items"]) == sorted(pics)
+
+
 def test_a_results_folder_loses_none_of_the_files_it_held_before(run, tmp_path):
     # Every PNG, GIF and MP4 in <out>/images that the call did not write was deleted: the user's own
     # pictures there (and, before such an --out was refused, the inputs themselves: --dataroot
