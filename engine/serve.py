@@ -151,8 +151,10 @@ class Explorer:
     def _describe(it: Item) -> dict:
         return {"id": it.id, "name": it.name, "has_A": it.A is not None, "has_B": it.B is not None}
 
-    def item(self, item_id) -> Item:
-        if not isinstance(item_id, str) or item_id not in self.items:
+    def item(self, item_id, field: str = "image") -> Item:
+        if not isinstance(item_id, str):  # left out of the body, or not an id: was 404 "no image None"
+            raise RequestError(400, f"{field} must be an image's id, as /api/info lists them (got {item_id!r})")
+        if item_id not in self.items:
             raise RequestError(404, f"no image {item_id!r} (uploads beyond the last {MAX_UPLOADS} are dropped)")
         return self.items[item_id]
 
@@ -275,7 +277,7 @@ class Explorer:
         return [png_uri(x) for x in cols[-1]]
 
     def _input(self, item_id) -> torch.Tensor:
-        it = self.item(item_id)
+        it = self.item(item_id, "input")
         if it.A is None:
             raise RequestError(400, f"{item_id} ({it.name}) was uploaded as a reference B, not as an input")
         return it.A

@@ -188,10 +188,20 @@ def test_slerp_of_parallel_codes_is_linear():
     ({"input": "d0", "z": []}, 400, "1 to 16 codes"),
     ({"input": "d0", "z": [["a"] * 8]}, 400, "8 numbers"),
     ({"input": "nope", "z": [[0.0] * 8]}, 404, "no image 'nope'"),
+    # left out or not a string: the client's mistake, said as such (was 404 "no image None")
+    ({"z": [[0.0] * 8]}, 400, "input must be an image's id, as /api/info lists them (got None)"),
+    ({"input": 3, "z": [[0.0] * 8]}, 400, "input must be an image's id"),
 ])
 def test_bad_generate_requests_say_what_is_wrong(client, body, status, words):
     r = client.post("/api/generate", json=body)
     assert r.status_code == status and words in r.json()["error"]
+
+
+def test_encode_and_interpolate_without_an_image_id_say_so(client):
+    r = client.post("/api/encode", json={})
+    assert r.status_code == 400 and "image must be an image's id" in r.json()["error"]
+    r = client.post("/api/interpolate", json={"z0": [0] * 8, "z1": [1] * 8, "steps": 2})
+    assert r.status_code == 400 and "input must be an image's id" in r.json()["error"]
 
 
 def test_non_json_and_non_finite_bodies_are_refused(client):
