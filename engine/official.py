@@ -31,8 +31,16 @@ _NORM_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
 def _state_dict_file(path) -> dict:
     path = Path(path)
     sd = read_torch_file(path, what="weights file", error=CheckpointError)
+    if isinstance(sd, dict) and isinstance(sd.get("nets"), dict) and "config" in sd:
+        # (it said "does not hold a state_dict of tensors", as if the file were damaged)
+        raise CheckpointError(f"{path} is a bicyclegan checkpoint (as train, download model and import-official "
+                              f"write), not one of the reference's {{epoch}}_net_G/E/D/D2.pth files: use it as it "
+                              f"is (sample, evaluate, export, train --init_from)")
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+        what = (f"a {type(sd).__name__}" if not isinstance(sd, dict) else "an empty dict" if not sd else
+                "a dict of " + ", ".join(sorted({type(v).__name__ for v in sd.values()})))
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors, as the reference's "
+                              f"{{epoch}}_net_G/E/D/D2.pth files do: it holds {what}")
     return sd
 
 

@@ -12,8 +12,9 @@ import dataclasses
 import pytest
 import torch
 from reference_nets import Ref, coded_values, forward_D, forward_E, forward_G, layout, random_values
+from tiny import TINY
 
-from bicyclegan.engine import CheckpointError, ModelConfig, load_checkpoint, make_config
+from bicyclegan.engine import BicycleGAN, CheckpointError, ModelConfig, load_checkpoint, make_config, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.networks import build_discriminator, build_encoder, build_generator
 from bicyclegan.engine.official import load_official_into
@@ -268,3 +269,21 @@ def test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours(tm
                         r"beyond our last"}[lose]
     with pytest.raises(CheckpointError, match=want):
         load_official_into(build(cfg, "G"), tmp_path / "G.pth")
+
+
+def test_a_file_that_is_no_state_dict_says_what_it_holds(tmp_path, capsys):
+    # Our own checkpoint given as --G (a user who has one already) was "does not hold a state_dict of
+    # tensors", as a damaged file would be; so was any other pickle, without a word on what it held.
+    _, cfg, _ = CASES["nz=0"]
+    ours = save_checkpoint(BicycleGAN(make_config("reference", **TINY)), tmp_path / "ours.pt")
+    with pytest.raises(CheckpointError, match=r"ours\.pt is a bicyclegan checkpoint .* not one of the reference's "
+                                              r"\{epoch\}_net_G/E/D/D2\.pth files: use it as it is"):
+        load_official_into(build(cfg, "G"), ours)
+    for obj, holds in (([torch.zeros(2)], "a list"), ({}, "an empty dict"),
+                       ({"w": torch.zeros(2), "epoch": 3, "lr": 0.1}, "a dict of Tensor, float, int")):
+        torch.save(obj, tmp_path / "x.pth")
+        with pytest.raises(CheckpointError, match=f"x\\.pth does not hold a state_dict of tensors, as the "
+                                                  f"reference's .* do: it holds {holds}$"):
+            load_official_into(build(cfg, "G"), tmp_path / "x.pth")
+    assert main(["import-official", "--G", str(ours), "--out", str(tmp_path / "new.pt")]) == 2
+    assert "is a bicyclegan checkpoint" in capsys.readouterr().err
