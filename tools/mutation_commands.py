@@ -62,8 +62,8 @@ MUTANTS = [
      '    was_training = model.training\n    G = model.sampler', ALL),
     ('C03', C, '    G = model.sampler\n    try:\n        cols, names = [A], ["input"]',
      '    G = model.G\n    try:\n        cols, names = [A], ["input"]', ALL),
-    ('C04', C, 'else z[i:i + 1].expand(A.shape[0], -1)',
-     'else z[0:1].expand(A.shape[0], -1)', ALL),
+    ('C04', C, 'else z[:, None].expand(-1, N, -1)',
+     'else z[:1, None].expand(n, N, -1)', ALL),
     # evaluate
     ('E01', E, 'generator=torch.Generator().manual_seed(seed))',
      'generator=torch.Generator().manual_seed(0))', EVL),
