@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT", help="the same, as an option")
     p.add_argument("--out", required=True, help="file to write: *.onnx or *.pt2")
     p.add_argument("--format", choices=["onnx", "pt2"], help="default: from the suffix of --out")
-    p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: a dynamic batch axis)")
+    p.add_argument("--batch", type=_at_least(1), default=None, help="fixed batch size (default: a dynamic batch axis)")
     p.add_argument("--height", type=_at_least(1), default=None, help="image height (default: the model's crop size)")
     p.add_argument("--width", type=_at_least(1), default=None, help="image width (default: the model's crop width)")
     p.add_argument("--opset", type=_at_least(1), default=18, help="ONNX opset version")

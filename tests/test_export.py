@@ -239,7 +239,6 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/g.onnx"], "checkpoint {tmp}/missing.pt does not exist"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "name the file *.onnx or *.pt2"),
-    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--batch", "0"], "batch=0 must be a positive integer"),
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--height", "40"], "multiples of 2^num_downs = 32"),
     (["{tmp}/missing.pt", "--out", "{tmp}/g.pt2"], "checkpoint {tmp}/missing.pt does not exist"),  # positional
     (["--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt"),
@@ -250,6 +249,16 @@ def test_cli_errors_name_the_problem(checkpoint, tmp_path, capsys, argv, message
     assert main(["export", *(a.format(**fill) for a in argv)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bicyclegan export: ") and message.format(**fill) in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_batch_below_one_is_refused_by_the_option(checkpoint, tmp_path, capsys):
+    # It was export_generator's "batch=0 must be a positive integer, or None for a dynamic batch": a
+    # Python word to a command-line user, whose dynamic batch is no --batch at all.
+    with pytest.raises(SystemExit) as stop:
+        main(["export", str(checkpoint), "--out", str(tmp_path / "g.pt2"), "--batch", "0"])
+    assert stop.value.code == 2
+    assert "bicyclegan export: error: argument --batch: must be >= 1, got 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
