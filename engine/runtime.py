@@ -282,17 +282,21 @@ def demo_data_root(out, size: tuple[int, int], seed: int) -> Path:
 
 
 def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
-    """The training data folder: cfg.data.dataroot, or the demo data (written by rank 0 if missing)."""
+    """The training data folder: cfg.data.dataroot (as check_data_root passed it: the Trainer asks that
+    before the run folder is made), or the demo data (written by rank 0 if missing)."""
     if cfg.data.dataroot is not None:
-        return check_data_root(cfg)
+        return Path(cfg.data.dataroot)
     root = demo_data_root(cfg.out, cfg.model.size, cfg.seed)
     dist_info.main_decides(lambda: _make_demo_data(root, cfg))  # the other ranks wait for it
     return root
 
 
+_HELD_OUT = ("val", "test")  # the splits beside train/ that sample grids, sample and evaluate read
+
+
 def check_data_root(cfg: TrainConfig) -> Path:
     """cfg.data.dataroot, once it is a folder of training pairs that the run folder cfg.out lies outside
-    of; it writes nothing, so the trainer asks it before the run folder is made too."""
+    of; it writes nothing, so the trainer asks it before the run folder is made."""
     root = Path(cfg.data.dataroot)
     if root.is_file():  # (it said "does not exist" of a file that does)
         raise DatasetError(f"--dataroot {root} is a file; give the dataset's folder (the one holding train/, "
@@ -304,7 +308,7 @@ def check_data_root(cfg: TrainConfig) -> Path:
     except DatasetError:
         # The loader's own line ends "choose one (--phase)", an option of the inference commands:
         # training always reads train/.
-        if (splits := [s for s in ("val", "test") if (root / s).is_dir()]) and not (root / "train").is_dir():
+        if (splits := [s for s in _HELD_OUT if (root / s).is_dir()]) and not (root / "train").is_dir():
             raise DatasetError(f"missing folder {root / 'train'}: training reads the pairs in train/ of "
                                f"--dataroot, and {root} holds only {', '.join(s + '/' for s in splits)}; give "
                                f"the dataset whose train/ holds them, or the folder of training pairs itself"
@@ -329,7 +333,7 @@ def check_out_apart(out, root: Path, folders) -> None:
     `folders`, and the splits beside them, read with their subfolders): the run's sample grids landed
     among the data, and the next run or resume trained on them (or refused the changed count)."""
     run = Path(out).resolve()
-    read = [Path(f).resolve() for f in folders] + [(root / s).resolve() for s in ("val", "test") if (root / s).is_dir()]
+    read = [Path(f).resolve() for f in folders] + [(root / s).resolve() for s in _HELD_OUT if (root / s).is_dir()]
     if inside := next((f for f in read if f == run or f in run.parents), None):
         raise OutputError(f"--out {out} lies inside {inside}, whose images (with its subfolders') the dataset is "
                           f"read from: the run's sample grids would be read as images of the dataset by the next "
