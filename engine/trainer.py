@@ -226,6 +226,26 @@ def _log_step(line: str) -> float:
         return math.inf
 
 
+def _even_batch_hint(error, cfg, world):
+    """The loader's "fill no batch" error with advice bicycle can take: its "use a batch_size of at
+    most 1" (one pair) sent the user to batch 1, which bicycle refuses (its batch is halved between
+    the branches), back and forth."""
+    most = getattr(error, "batch_at_most", None)
+    if cfg.variant != "bicycle" or most is None or (most >= 2 and most % 2 == 0):
+        return error
+    head = str(error).split("; ")[0]
+    if most < 2:
+        ranks = f" ({world} ranks of 2)" if world > 1 else ""
+        advice = (f"; variant=bicycle needs a batch of at least 2 (the first half is encoded, the second "
+                  f"lends its real B to D2), so at least {2 * world} samples{ranks}: add pairs or use "
+                  f"another --variant")
+    else:
+        advice = f"; use an even batch_size (variant=bicycle) of at most {most - 1}"
+    told = DatasetError(head + advice)
+    told.from_rank0 = getattr(error, "from_rank0", False)
+    return told
+
+
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. cfg.init_from (any
@@ -286,10 +306,13 @@ class Trainer:
         self.model = BicycleGAN(cfg, device=self.device)
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
-        self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
-                                   batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world,
-                                   memory_format=torch.channels_last if cfg.model.channels_last
-                                   else torch.contiguous_format)
+        try:
+            self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
+                                       batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world,
+                                       memory_format=torch.channels_last if cfg.model.channels_last
+                                       else torch.contiguous_format)
+        except DatasetError as e:
+            raise _even_batch_hint(e, cfg, self.world) from None
         self.steps_per_epoch = len(self.loader)
         epochs = cfg.niter + cfg.niter_decay
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch

@@ -58,6 +58,7 @@ class PairedLoader:
             # Every rank counts the same samples (the ranks exchange the files' verdicts), so every rank
             # refuses alike: rank 0's line is said for all (the command line prints no copy marked so).
             error.from_rank0 = rank > 0
+            error.batch_at_most = most  # for a caller with its own rule on the batch (bicycle: even)
             raise error
 
     def set_epoch(self, epoch, start_batch=0):

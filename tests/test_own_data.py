@@ -128,3 +128,22 @@ def test_a_dataroot_training_cannot_read_is_named_as_what_it_is(tmp_path):
                                                      f"train/ of --dataroot, and {data} holds only test/; give")) as e:
         Trainer(tiny_cfg(tmp_path / "run", data, max_steps=1), progress=False)
     assert "--phase" not in str(e.value)
+
+
+def test_too_few_pairs_for_a_bicycle_batch_get_advice_bicycle_can_take(tmp_path):
+    # One pair: the loader said "use a batch_size of at most 1", and batch 1 was then refused by
+    # bicycle ("must be even ... use 2"): the user went back and forth between the two messages.
+    one = ab_folders(tmp_path / "one", {"train": (1, True)})
+    with pytest.raises(DatasetError, match=r"^1 samples fill no batch of batch_size=2 \(.*\); variant=bicycle needs "
+                                           r"a batch of at least 2 .* so at least 2 samples: add pairs or use "
+                                           r"another --variant"):
+        Trainer(tiny_cfg(tmp_path / "run", one, batch_size=2, max_steps=1), progress=False)
+    # three pairs and batch 4: the largest batch bicycle can take is 2, not 3
+    three = ab_folders(tmp_path / "three", {"train": (3, True)})
+    with pytest.raises(DatasetError, match=r"; use an even batch_size \(variant=bicycle\) of at most 2$"):
+        Trainer(tiny_cfg(tmp_path / "run", three, batch_size=4, max_steps=1), progress=False)
+    Trainer(tiny_cfg(tmp_path / "run", three, batch_size=2, max_steps=1), progress=False)
+    # the other variants take any batch: the loader's own advice stands
+    with pytest.raises(DatasetError, match=r"; use a batch_size of at most 3$"):
+        Trainer(tiny_cfg(tmp_path / "run2", three, batch_size=4, variant="cvae", max_steps=1), progress=False)
+    assert not (tmp_path / "run2").exists()
