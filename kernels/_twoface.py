@@ -15,12 +15,25 @@ What a kernel provides (see TwoFacedOp):
 - backward(grad, *tensors, *args, *needs) -> one tensor per differentiable input (a lone tensor
   when there is one), empty (numel 0) where its need_<name> flag is False (a custom op cannot
   return None);
-- fakes of both, with the same signatures, for tracing.
+- fakes of both, with the same signatures, for tracing;
+- recompute(tensors, args, inputs) -> (the differentiable inputs, the op's result recomputed from
+  them in plain PyTorch), for a backward with create_graph=True; `inputs` are forward's inputs
+  with every tensor replaced by None (its scalars: eps, dtypes). It raises where what was saved
+  cannot give the inputs.
 Each implementation is a plain function with type annotations (custom_op infers the schema from
-them). Gradients are first order: a backward with create_graph=True (a gradient penalty such as
-R1 or WGAN-GP, any double backward) raises, since the terms through the op would be missing from
-what it returns (torch's once_differentiable only raises when those terms are reached, which
-torch.autograd.grad(..., inputs) may never do: its result is silently wrong).
+them).
+
+Twice differentiable. A backward with create_graph=True (a gradient penalty such as R1 or
+WGAN-GP, any double backward) runs with grad mode on; there the input gradients are those of the
+plain PyTorch recomputation (torch.autograd.grad of it with create_graph=True), so they carry a
+graph back to the inputs, to the weights before the op and to the incoming gradient. Every other
+backward runs the kernels: first-order training pays nothing for it. An op without recompute
+refuses such a backward at once: returning the kernels' gradients there would drop the terms
+through the op (torch's once_differentiable only raises when those terms are reached, which
+torch.autograd.grad(..., inputs) may never do: its result would be silently wrong). The custom-op
+face does the same in eager code (torch.jit.trace, direct calls); under torch.compile, torch's
+compiled backward itself refuses double backward ("torch.compile with aot_autograd does not
+currently support double backward"), for any op in the graph.
 """
 import contextlib
 import functools
@@ -46,7 +59,7 @@ class TwoFacedOp:
     parameters must be need_<name> for each of them, in the same order.
     """
 
-    def __init__(self, name, forward, backward, save, forward_fake, backward_fake, differentiable):
+    def __init__(self, name, forward, backward, save, forward_fake, backward_fake, differentiable, recompute=None):
         fwd_params = list(inspect.signature(forward).parameters)
         bwd_params = list(inspect.signature(backward).parameters)
         needs = [f"need_{d}" for d in differentiable]
@@ -54,7 +67,7 @@ class TwoFacedOp:
             raise TypeError(f"{name}: forward must start with {list(differentiable)} and backward end with "
                             f"{needs}; got forward{tuple(fwd_params)}, backward{tuple(bwd_params)}")
         self.n_inputs, self.n_grads = len(fwd_params), len(differentiable)
-        self._save = save
+        self._save, self._recompute, self._name = save, recompute, name
 
         @functools.wraps(forward)
         def run_forward(*inputs):
@@ -94,6 +107,7 @@ class TwoFacedOp:
 
     def _setup(self, ctx, inputs, output):  # (register_autograd passes these by name)
         tensors, ctx.args = self._save(inputs, _as_tuple(output))
+        ctx.scalars = tuple(None if isinstance(a, torch.Tensor) else a for a in inputs)  # for recompute
         # An input made under torch.inference_mode and used outside it cannot be saved for backward
         # (autograd refuses); a copy can, as the reference's layers save the concatenation they made.
         if not torch.is_inference_mode_enabled():
@@ -102,8 +116,26 @@ class TwoFacedOp:
 
     def _grads(self, ctx, grad, backward):
         needs = tuple(ctx.needs_input_grad[:self.n_grads])
-        grads = _as_tuple(backward(grad, *ctx.saved_tensors, *ctx.args, *needs))
+        # The engine runs a backward with grad mode on exactly when create_graph=True (under
+        # torch.compile the traced backward runs with it off: the kernels).
+        if torch.is_grad_enabled():
+            grads = self._grads_with_graph(ctx, grad, needs)
+        else:
+            grads = _as_tuple(backward(grad, *ctx.saved_tensors, *ctx.args, *needs))
         return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * (self.n_inputs - self.n_grads)
+
+    def _grads_with_graph(self, ctx, grad, needs):
+        """The input gradients of the plain PyTorch recomputation, themselves differentiable."""
+        if self._recompute is None:
+            raise RuntimeError(
+                f"{self._name}: the Triton kernels' gradients are first order; a backward with "
+                f"create_graph=True (a gradient penalty, double backward) through this op would "
+                f"miss its second-order terms. Build the layers it passes through with impl='ref'")
+        inputs, output = self._recompute(ctx.saved_tensors, ctx.args, ctx.scalars)
+        wanted = [t for t, need in zip(inputs, needs) if need]
+        found = iter(torch.autograd.grad(output, wanted, grad, create_graph=True, allow_unused=True)
+                     if wanted else ())
+        return tuple(next(found) if need else None for need in needs)
 
     def _function_class(self, name):
         op = self
@@ -114,12 +146,6 @@ class TwoFacedOp:
             return outputs[0]
 
         def backward(ctx, grad):
-            # The engine runs a backward with grad mode on exactly when create_graph=True.
-            if torch.is_grad_enabled():
-                raise RuntimeError(
-                    f"{name}: the Triton kernels' gradients are first order; a backward with "
-                    f"create_graph=True (a gradient penalty, double backward) through this op would "
-                    f"miss its second-order terms. Build the layers it passes through with impl='ref'")
             return op._grads(ctx, grad, op.run_backward)
 
         # Built with type() so that autograd names the grad_fn after the op (e.g. InstanceNormActFunctionBackward).

@@ -34,6 +34,7 @@ from ._triton_common import pos_stride as _pos_stride
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
+from .zinject import z_concat_act_ref
 
 # ---------------------------------------------------------------------------------------------
 # 1a. kernels
@@ -491,8 +492,14 @@ def _zcat_bwd_fake(gy, x, z, act, slope, need_x, need_z):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)), torch.empty_like(z)
 
 
+def _zcat_recompute(tensors, args, inputs):
+    """(x, z) and the reference's output from them, for a create_graph backward (see _twoface)."""
+    x, z = tensors
+    return (x, z), z_concat_act_ref(x, z, *args).to(inputs[4])
+
+
 ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _zcat_save, _zcat_fwd_fake,
-                  _zcat_bwd_fake, differentiable=("x", "z"))
+                  _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute)
 
 
 def _x_weight(weight, C, dtype, fmt):
@@ -559,8 +566,20 @@ def _zconv_bwd_fake(gy, x, ax, wx, z, weight, bias, stride, padding, act, slope,
             bias.new_empty(bias.shape) if need_bias and bias is not None else x.new_empty(0))
 
 
+def _zconv_recompute(tensors, args, inputs):
+    """(x, z, weight, bias) and the reference's output from them in the dtype the forward ran the
+    conv in (x's, or autocast's), for a create_graph backward (see _twoface)."""
+    x, _ax, _wx, z, weight, bias = tensors
+    stride, padding, act, slope = args
+    dtype = inputs[8]
+    with torch.autocast(x.device.type, enabled=False):
+        y = F.conv2d(z_concat_act_ref(x, z, act, slope).to(dtype), weight.to(dtype),
+                     None if bias is None else bias.to(dtype), stride, padding)
+    return (x, z, weight, bias), y
+
+
 ZCONV = TwoFacedOp("bicyclegan::z_concat_conv", _zconv_fwd_impl, _zconv_bwd_impl, _zconv_save, _zconv_fwd_fake,
-                   _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"))
+                   _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"), recompute=_zconv_recompute)
 
 
 # ---------------------------------------------------------------------------------------------

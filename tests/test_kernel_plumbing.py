@@ -40,10 +40,10 @@ def _forward(x: torch.Tensor, shift: Optional[torch.Tensor], scale: float) -> tu
 
 def _save(inputs, outputs):
     x, shift, scale = inputs
-    return (shift,), (scale,)
+    return (x, shift), (scale,)
 
 
-def _backward(grad: torch.Tensor, shift: Optional[torch.Tensor], scale: float, need_x: bool,
+def _backward(grad: torch.Tensor, x: torch.Tensor, shift: Optional[torch.Tensor], scale: float, need_x: bool,
               need_shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return grad * scale if need_x else grad.new_empty(0), grad.clone() if need_shift else grad.new_empty(0)
 
@@ -52,13 +52,21 @@ def _forward_fake(x, shift, scale):
     return torch.empty_like(x), torch.empty_like(x)
 
 
-def _backward_fake(grad, shift, scale, need_x, need_shift):
+def _backward_fake(grad, x, shift, scale, need_x, need_shift):
     return (torch.empty_like(grad) if need_x else grad.new_empty(0),
             torch.empty_like(grad) if need_shift else grad.new_empty(0))
 
 
+# For a backward with create_graph=True: x * scale^2 + shift, so that a test can tell which ran.
+def _recompute(tensors, args, inputs):
+    x, shift = tensors
+    return (x, shift), x * args[0] ** 2 + (0 if shift is None else shift)
+
+
 TOY = TwoFacedOp("bicyclegan_test::scale_shift", _forward, _backward, _save, _forward_fake, _backward_fake,
                  differentiable=("x", "shift"))
+TOY2 = TwoFacedOp("bicyclegan_test::scale_shift2", _forward, _backward, _save, _forward_fake, _backward_fake,
+                  differentiable=("x", "shift"), recompute=_recompute)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -89,10 +97,10 @@ def test_eager_face_gradients_and_needs():
     assert frozen.grad is None
 
 
-def test_second_order_raises_at_create_graph():
+def test_second_order_without_recompute_raises_at_create_graph():
     # A gradient penalty's gradient w.r.t. a weight before the op would silently lack the terms
-    # through it (once_differentiable raised only on routes that reach its error node): refused at
-    # the create_graph backward itself, whichever route comes next.
+    # through it (once_differentiable raised only on routes that reach its error node): an op
+    # with no recompute refuses the create_graph backward itself, whichever route comes next.
     x = torch.randn(3, requires_grad=True)
     w = torch.randn(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="scale_shift: the Triton kernels' gradients are first order.*impl='ref'"):
@@ -103,6 +111,32 @@ def test_second_order_raises_at_create_graph():
     torch.testing.assert_close(gx, 2 * (2.0 * x * w) * 2.0 * w)
     y.backward()
     torch.testing.assert_close(w.grad, 2 * (2.0 * x * w) * 2.0 * x)
+
+
+@pytest.mark.parametrize("face", ["function", "custom_op"])
+def test_create_graph_backward_differentiates_the_recompute(face):
+    """With grad mode on (create_graph=True) the gradients are the recompute's, with a graph back
+    to the inputs, to what made them and to the incoming gradient; without, the kernels' backward
+    runs (the toy's recompute is scaled differently, so the two are told apart). The custom op's
+    registered autograd does the same in eager code."""
+    op = TOY2 if face == "function" else (lambda *a: TOY2.forward_op(*a)[0])
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    shift = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = op(x * w, shift, 2.0)
+    assert type(y.grad_fn).__name__ == ("ScaleShift2FunctionBackward" if face == "function"
+                                        else "GeneratedBackwardFor_bicyclegan_test_scale_shift2_defaultBackward")
+    (first,) = torch.autograd.grad(y.pow(2).sum(), x, retain_graph=True)  # the kernels': scale 2
+    torch.testing.assert_close(first, 2 * (2.0 * x * w + shift) * 2.0 * w)
+    # create_graph: d/dx of sum(y^2) as the recompute says (dy/dx = 4 w), itself differentiable.
+    (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, 2 * (2.0 * x * w + shift) * 4.0 * w)
+    gw, gshift = torch.autograd.grad(gx.sum(), [w, shift])
+    torch.testing.assert_close(gw, 2 * 2.0 * w * 4.0 * x + 2 * (2.0 * x * w + shift) * 4.0)
+    torch.testing.assert_close(gshift, 2 * 4.0 * w)
+    # Only what needs a gradient is asked of the recompute (x alone here: shift is a constant).
+    (gx,) = torch.autograd.grad(op(x, shift.detach(), 2.0).sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, torch.full_like(x, 4.0))
 
 
 def test_custom_op_face():

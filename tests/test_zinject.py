@@ -739,3 +739,23 @@ def test_inputs_made_under_inference_mode(mode, poisoned):
     _close(fast(x, z), ref(x, z), torch.float32, "output")
     for name in ("weight", "bias"):
         _close(getattr(fast, name).grad, getattr(ref, name).grad, torch.float32, f"grad {name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient penalties: a backward with create_graph=True through the kernels (see kernels/_twoface.py)
+
+ACTS = ("none", "relu", "leaky_relu", "elu")
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_gradgradcheck_float64(act):
+    """Second derivatives through the Triton faces (the create_graph backward raised 'first order')."""
+    x, z = _inputs(2, 2, 3, 4, 2, torch.float64)
+    w = torch.randn(3, 4, 4, 4, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64)
+    args = [t.requires_grad_() for t in (x, z, w, b)]
+    assert torch.autograd.gradgradcheck(
+        lambda *a: z_concat_conv(*a, stride=2, padding=1, act=act, impl="triton"), args, fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda a, b: z_concat_act(a, b, act, impl="triton"), args[:2],
+                                        fast_mode=True)
+
