@@ -76,16 +76,22 @@ def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None,
     return apply_act(y, act, slope, inplace=True)
 
 
-def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto"):
+def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto",
+                      double_backward=False):
     """InstanceNorm over each (n, c) plane of x, then act in none|relu|leaky_relu|elu (ELU alpha 1).
 
-    The Triton path keeps statistics in fp32 whatever x's dtype, returns y in x's memory format
-    (NCHW or channels_last) and supports first-order gradients only (a backward with
-    create_graph=True raises: use impl='ref' under a gradient penalty). With no weight/bias and
-    LeakyReLU(slope > 0) it saves y rather than x for backward, as the reference's in-place
-    activations do for LeakyReLU and ELU: modifying y in place before backward then raises
-    autograd's usual in-place error (an unfused nn.LeakyReLU keeps its input instead). An empty x
-    (a batch of 0 samples) gives an empty y, an empty dx and zero gradients for weight and bias.
+    The Triton path keeps statistics in fp32 whatever x's dtype and returns y in x's memory format
+    (NCHW or channels_last). With no weight/bias and LeakyReLU(slope > 0) it saves y rather than x
+    for backward, as the reference's in-place activations do for LeakyReLU and ELU: modifying y in
+    place before backward then raises autograd's usual in-place error (an unfused nn.LeakyReLU
+    keeps its input instead). An empty x (a batch of 0 samples) gives an empty y, an empty dx and
+    zero gradients for weight and bias.
+
+    Twice differentiable (a gradient penalty: R1, WGAN-GP): a backward with create_graph=True
+    returns the gradients of the reference, which carry a graph; other backwards run the kernels.
+    That backward needs x, so the LeakyReLU case without weight/bias, which saves y only, refuses
+    it unless double_backward=True, which saves x instead (one more activation-sized tensor: the
+    next layer keeps y anyway). Every other case saves x already, and double_backward changes nothing.
     """
     _check(x, act, slope, eps, weight, bias)
     if resolve_impl(impl, x, "instance_norm_act") == "triton":
@@ -95,7 +101,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
         # An empty x (a batch of 0 samples: a filtered sub-batch) has nothing to launch: the reference.
         if x.numel():
             from .norm_act_triton import instance_norm_act_triton
-            return instance_norm_act_triton(x, act, slope, eps, weight, bias)
+            return instance_norm_act_triton(x, act, slope, eps, weight, bias, double_backward=double_backward)
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)
 
 
@@ -112,6 +118,11 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
     in training mode and used in eval mode. The kernels compute instance statistics only, so such a
     layer runs torch's instance_norm and the activation in plain PyTorch (and refuses impl='triton').
 
+    double_backward=True (a plain attribute, so it can be set on a built network, e.g. after
+    fuse_norm_act) lets the LeakyReLU layer without affine parameters take a gradient penalty
+    under the Triton path, at the cost of saving x as well as the y its next layer keeps (see
+    instance_norm_act); every other layer takes one as it is.
+
     What a subclass cannot share: its output is act(norm(x)). Code that swaps the norm layers it
     finds by isinstance for another norm (nn.GroupNorm, nn.BatchNorm2d) drops the activation with
     the layer; such code should test `type(m) is nn.InstanceNorm2d` (as fuse_norm_act does) or carry
@@ -119,7 +130,8 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
-                 device=None, dtype=None, *, act="leaky_relu", slope=0.2, impl="auto", **kwargs):
+                 device=None, dtype=None, *, act="leaky_relu", slope=0.2, impl="auto", double_backward=False,
+                 **kwargs):
         # kwargs: what else this torch's nn.InstanceNorm2d takes (bias=False: a weight alone).
         check_act("InstanceNormAct2d", act, slope)
         _check_eps("InstanceNormAct2d", eps)  # at construction, as slope (was: at the first forward)
@@ -127,7 +139,7 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             raise ValueError(f"InstanceNormAct2d: impl must be one of {IMPLS}, got {impl!r}")
         _check_running_stats(track_running_stats, impl)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, **kwargs)
-        self.act, self.slope, self.impl = act, slope, impl
+        self.act, self.slope, self.impl, self.double_backward = act, slope, impl, double_backward
 
     def forward(self, x):
         # nn.InstanceNorm2d's checks, in its order, with messages that name this layer.
@@ -153,13 +165,15 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
                                 0.0 if self.momentum is None else self.momentum, self.eps)
             return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
-        return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl)
+        return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl,
+                                 self.double_backward)
 
     def extra_repr(self):
         s = f"{super().extra_repr()}, act={self.act}"
         if self.act == "leaky_relu":
             s += f", slope={self.slope}"
-        return s + f", impl={self.impl}"
+        s += f", impl={self.impl}"
+        return s + (", double_backward=True" if self.double_backward else "")
 
 
 def _check_running_stats(track_running_stats, impl):

@@ -29,6 +29,7 @@ from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS
+from .norm_act import instance_norm_act_ref
 
 # Largest tile, in elements, the heuristic lets one program hold in registers.
 MAX_TILE = 4096
@@ -455,8 +456,10 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
 # instance_norm_act_triton, 0 meaning "choose".
 
 def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], act: str,
-              slope: float, eps: float, block_hw: int, split: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, mean, rstd), the statistics per (n, c) in fp32."""
+              slope: float, eps: float, block_hw: int, split: int,
+              keep_x: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, mean, rstd), the statistics per (n, c) in fp32. keep_x: save x for backward even where y
+    would do (see _save)."""
     x, fmt, strides = _layout(x)
     variant = _configs.norm_variant("norm_act.fwd", act, False, weight is not None, bias is not None)
     cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd", variant)
@@ -471,11 +474,27 @@ def saves_y(weight, bias, act, slope):
 
 
 def _save(inputs, outputs):
-    """Per-instance mean and rstd (fp32) and one activation-sized tensor: y or x (see saves_y)."""
-    x, weight, bias, act, slope, _eps, block_hw, split = inputs
+    """Per-instance mean and rstd (fp32) and one activation-sized tensor: y or x (see saves_y; x
+    when keep_x, which a backward with create_graph=True needs: the layer's gradient is
+    differentiated again through x, and y does not give x back with its graph)."""
+    x, weight, bias, act, slope, _eps, block_hw, split, keep_x = inputs
     y, mean, rstd = outputs
-    from_y = saves_y(weight, bias, act, slope)
+    from_y = saves_y(weight, bias, act, slope) and not keep_x
     return (y if from_y else x, weight, bias, mean, rstd), (act, slope, from_y, block_hw, split)
+
+
+def _recompute(tensors, args, inputs):
+    """(x, weight, bias) and the reference's output from them, for a create_graph backward."""
+    saved, weight, bias = tensors[:3]
+    act, slope, from_y = args[:3]
+    if from_y:
+        raise RuntimeError(
+            "instance_norm_act: a backward with create_graph=True (a gradient penalty, double backward) "
+            "needs the layer's input x, and this LeakyReLU layer without affine parameters saved its "
+            "output y instead (the next layer keeps y anyway; x would be one more activation-sized "
+            "tensor per layer). Build it with double_backward=True (InstanceNormAct2d(..., "
+            "double_backward=True), instance_norm_act(..., double_backward=True)) or impl='ref'")
+    return (saved, weight, bias), instance_norm_act_ref(saved, act, slope, inputs[5], weight, bias)
 
 
 def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
@@ -493,7 +512,7 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
             sdz.sum((0, 1)).to(bias.dtype) if need_bias and bias is not None else dy.new_empty(0))
 
 
-def _fwd_fake(x, weight, bias, act, slope, eps, block_hw, split):
+def _fwd_fake(x, weight, bias, act, slope, eps, block_hw, split, keep_x):
     x = _layout(x)[0]
     stats = x.new_empty(x.shape[:2], dtype=torch.float32)
     return torch.empty_like(x), stats, torch.empty_like(stats)
@@ -507,11 +526,12 @@ def _bwd_fake(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw,
 
 
 OP = TwoFacedOp("bicyclegan::instance_norm_act", _fwd_impl, _bwd_impl, _save, _fwd_fake, _bwd_fake,
-                differentiable=("x", "weight", "bias"))
+                differentiable=("x", "weight", "bias"), recompute=_recompute)
 
 
 def instance_norm_act_triton(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, *,
-                             block_hw=None, split=None):
+                             block_hw=None, split=None, double_backward=False):
     """Triton path of instance_norm_act (arguments checked by the caller). block_hw and split
     override the tiling (for tests: force the looped and split paths on small planes)."""
-    return OP(x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0))
+    return OP(x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0),
+              bool(double_backward))

@@ -196,10 +196,11 @@ def _opcheck_cases():
     z = torch.randn(2, 3)
     w, b = torch.randn(5, 7, 4, 4), torch.randn(5)
     norm, zcat, zconv = norm_act_triton.OP, zinject_triton.ZCAT, zinject_triton.ZCONV
-    yield "norm_act", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0)
-    yield "norm_act_affine_cl", norm.forward_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0)
-    yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2)
-    yield "norm_act_elu", norm.forward_op, (xcl, None, None, "elu", 0.0, 1e-5, 0, 0)
+    yield "norm_act", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0, False)
+    yield "norm_act_affine_cl", norm.forward_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0, False)
+    yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2, False)
+    yield "norm_act_keep_x", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0, True)
+    yield "norm_act_elu", norm.forward_op, (xcl, None, None, "elu", 0.0, 1e-5, 0, 0, False)
     yield "z_concat_act", zcat.forward_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
     yield "z_concat_conv", zconv.forward_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
     # one output channel: the weight's x slice is already dense, and must still not be returned as a view
@@ -225,6 +226,51 @@ def test_opcheck(case):
         return
     args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
     torch.library.opcheck(op, args)
+
+
+def _r1_grads(fn, params, x, z):
+    """The gradients of an R1 penalty |d fn(x, z) / dx|^2 w.r.t. x, z and params."""
+    x, z = x.clone().requires_grad_(), z.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(sum(o.sum() for o in fn(x, z)), x, create_graph=True)
+    return torch.autograd.grad(gx.pow(2).sum(), [x, z, *params], allow_unused=True, materialize_grads=True)
+
+
+def _penalty_net(impl):
+    torch.manual_seed(0)
+    net = ZNet("concat_free", affine=False, impl=impl)
+    net.norm.double_backward = True  # the LeakyReLU norm without affine parameters (see kernels/norm_act.py)
+    return net
+
+
+def test_gradient_penalty_through_the_custom_ops():
+    """Under torch.compile the layers run as custom ops, whose registered backward runs the same
+    differentiable recompute under create_graph=True: a graph compiled by dynamo alone ('eager'
+    backend) gives the reference's penalty gradients. (aot_autograd refuses double backward
+    through any compiled graph, with or without the kernels: see the next test.)"""
+    x, z = torch.randn(2, 3, 6, 6), torch.randn(2, 3)
+    ref = _penalty_net("ref")
+    want = _r1_grads(ref, list(ref.parameters()), x, z)
+    net = _penalty_net("triton")
+    ops = []
+    compiled = torch.compile(net, backend=lambda gm, _inputs: ops.extend(
+        str(n.target) for n in gm.graph.nodes if n.op == "call_function") or gm.forward, fullgraph=True)
+    got = _r1_grads(compiled, list(net.parameters()), x, z)
+    assert {"bicyclegan.instance_norm_act.default", "bicyclegan.z_concat_conv.default",
+            "bicyclegan.z_concat_act.default"} <= set(ops), ops
+    assert want[0].abs().sum() > 0
+    for i, (g, w) in enumerate(zip(got, want)):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=lambda m: f"penalty gradient {i}: {m}")
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_double_backward_under_aot_autograd_is_torch_s_refusal(impl):
+    """torch.compile with aot_autograd (aot_eager, inductor) refuses double backward through the
+    compiled graph itself, whichever path its layers take: a penalty there needs the network
+    uncompiled, or compiled by dynamo alone."""
+    net = _penalty_net(impl)
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+    with pytest.raises(RuntimeError, match="aot_autograd does not currently support double backward"):
+        _r1_grads(compiled, list(net.parameters()), torch.randn(2, 3, 6, 6), torch.randn(2, 3))
 
 
 @pytest.mark.parametrize("variant,impl", [("bicycle", "triton"), ("clr", "ref")])

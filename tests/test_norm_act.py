@@ -320,34 +320,94 @@ def test_fuse_keeps_parameter_objects():
     assert fuse_norm_act(net) is net and net[3][1].weight is weight
 
 
-def _critic(impl):
-    """conv -> fused norm + LeakyReLU -> conv, as a discriminator under a gradient penalty."""
+def _critic(impl, act="leaky_relu", affine=True, **extra):
+    """conv -> fused norm + activation -> conv, as a discriminator under a gradient penalty."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, impl=impl), nn.Conv2d(4, 1, 3))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=affine, act=act, impl=impl, **extra),
+                        nn.Conv2d(4, 1, 3))
+    if affine:  # away from the initial 1 and 0, so that their second-order terms show
+        with torch.no_grad():
+            net[1].weight.uniform_(0.5, 1.5)
+            net[1].bias.uniform_(-0.5, 0.5)
+    return net
 
 
 def _r1_grads(net, x):
-    """The gradient of an R1-style penalty |d net(x) / dx|^2 w.r.t. the first conv's weight."""
+    """The gradients of an R1-style penalty |d net(x) / dx|^2 w.r.t. the input and every parameter
+    (the last conv's bias gets zero: the penalty does not depend on it)."""
     x = x.clone().requires_grad_()
     (gx,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
-    return torch.autograd.grad(gx.pow(2).sum(), [net[0].weight])[0]
+    return torch.autograd.grad(gx.pow(2).sum(), [x, *net.parameters()], allow_unused=True, materialize_grads=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_gradient_penalty_refused_by_the_kernels_right_with_ref(device):
-    """The kernels' gradients are first order: through them a penalty's gradient silently lacked
-    the second-order terms (with torch.autograd.grad); now the create_graph backward raises. The
-    reference path gives the penalty gradient of nn.InstanceNorm2d + nn.LeakyReLU."""
+def test_gradient_penalty_reference_equals_unfused_layers(device):
+    """The reference path gives the penalty gradients of nn.InstanceNorm2d + nn.LeakyReLU: the
+    oracle of the kernels' twice-differentiable backward below."""
     x = torch.randn(2, 3, 8, 8, device=device)
-    with pytest.raises(RuntimeError, match="first order.*impl='ref'"):
-        _r1_grads(_critic("triton").to(device), x)
     plain = _critic("ref").to(device)
     expected_net = nn.Sequential(plain[0], nn.InstanceNorm2d(4, affine=True), nn.LeakyReLU(0.2), plain[2])
     expected_net[1].load_state_dict(plain[1].state_dict())
-    _close(_r1_grads(plain, x), _r1_grads(expected_net, x), torch.float32, "penalty gradient")
-    # The same network trains as usual without create_graph.
-    y = _critic("triton").to(device)(x.clone().requires_grad_())
+    for got, want in zip(_r1_grads(plain, x), _r1_grads(expected_net, x)):
+        _close(got, want, torch.float32, "penalty gradient")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("act", ACTS)
+def test_gradient_penalty_through_the_kernels_equals_ref(device, act, affine):
+    """A backward with create_graph=True through the kernels raised ('first order ... impl=ref');
+    now its gradients are differentiable, and a penalty's gradients w.r.t. the input and every
+    parameter equal the reference's, for each activation, with and without affine parameters,
+    in both layouts."""
+    # LeakyReLU without affine parameters saves y unless told to keep x (see the refusal test).
+    extra = {"double_backward": True} if act == "leaky_relu" and not affine else {}
+    for fmt in (NCHW, CL):
+        x = torch.randn(2, 3, 8, 8, device=device).to(memory_format=fmt)
+        got = _r1_grads(_critic("triton", act, affine, **extra).to(device, memory_format=fmt), x)
+        want = _r1_grads(_critic("ref", act, affine).to(device, memory_format=fmt), x)
+        assert len(got) == len(want) == 7 - 2 * (not affine)
+        assert want[0].abs().sum() > 0 and want[1].abs().sum() > 0  # the input's and the first conv's
+        for i, (g, w) in enumerate(zip(got, want)):
+            _close(g, w, torch.float32, f"{act} affine={affine} {fmt} penalty gradient {i}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_penalty_through_lrelu_without_affine_needs_double_backward(device):
+    """The LeakyReLU layer without affine parameters saves its output y (the next layer keeps it):
+    a create_graph backward, which needs x, says how to get it; first-order training is as before."""
+    x = torch.randn(2, 3, 8, 8, device=device)
+    net = _critic("triton", affine=False).to(device)
+    with pytest.raises(RuntimeError, match="saved its output y.*double_backward=True.*impl='ref'"):
+        _r1_grads(net, x)
+    y = net(x.clone().requires_grad_())
     y.sum().backward()
+    net[1].double_backward = True  # a plain attribute: set on a built (e.g. fused) network
+    assert "double_backward=True" in repr(net[1])
+    for g, w in zip(_r1_grads(net, x), _r1_grads(_critic("ref", affine=False).to(device), x)):
+        _close(g, w, torch.float32, "penalty gradient")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_saves_x_instead_of_y(device):
+    """What each case keeps for backward: y for LeakyReLU without affine parameters, x with
+    double_backward=True (and always x elsewhere); never both."""
+    x = torch.randn(2, 4, 6, 6, device=device, requires_grad=True)
+
+    def saved(**kw):
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            y = instance_norm_act(x, impl="triton", **kw)
+        big = [t for t in kept if t.shape == x.shape]
+        assert len(big) == 1, kw
+        return big[0], y
+
+    t, y = saved()
+    assert t.data_ptr() == y.data_ptr()
+    t, _ = saved(double_backward=True)
+    assert t is x
+    t, _ = saved(act="relu")
+    assert t is x
 
 
 @pytest.mark.parametrize("impl", ["triton", "ref"])

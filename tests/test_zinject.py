@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bicyclegan.kernels import (
+    InstanceNormAct2d,
     ZConcatConv2d,
     _triton_common,
     z_concat_act,
@@ -759,3 +760,71 @@ def test_gradgradcheck_float64(act):
     assert torch.autograd.gradgradcheck(lambda a, b: z_concat_act(a, b, act, impl="triton"), args[:2],
                                         fast_mode=True)
 
+
+def _z_critic(impl, act, mode="concat_free", fmt=torch.contiguous_format):
+    """A conditional critic of the kernels' layers: z injection, fused norm + activation, conv."""
+    torch.manual_seed(0)
+    inject = ZConcatConv2d(3, 2, 4, act=act, impl=impl, mode=mode)
+    norm = InstanceNormAct2d(4, affine=True, act=act, impl=impl)
+    with torch.no_grad():  # away from the initial 1 and 0
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    head = nn.Conv2d(4, 1, 3)
+    return nn.ModuleList([inject, norm, head]).to(memory_format=fmt)
+
+
+def _z_critic_out(net, x, z):
+    return net[2](net[1](net[0](x, z))).flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+@pytest.mark.parametrize("act", ACTS)
+def test_r1_penalty_through_z_injection_equals_ref(act, mode, poisoned):
+    """An R1 penalty |d D(x, z) / d(x, z)|^2: its gradients w.r.t. x, z and every parameter through
+    the Triton layers equal the reference's (fp32), in both layouts."""
+    for fmt in (torch.contiguous_format, CL):
+        x, z = _inputs(2, 3, 8, 8, 2, torch.float32, fmt)
+        grads = []
+        for impl in ("triton", "ref"):
+            net = _z_critic(impl, act, mode, fmt)
+            xi, zi = x.clone().requires_grad_(), z.clone().requires_grad_()
+            gx, gz = torch.autograd.grad(_z_critic_out(net, xi, zi).sum(), [xi, zi], create_graph=True)
+            penalty = gx.pow(2).sum() + gz.pow(2).sum()
+            grads.append(torch.autograd.grad(penalty, [xi, zi, *net.parameters()], allow_unused=True,
+                                             materialize_grads=True))
+        assert grads[1][0].abs().sum() > 0 and grads[1][2].abs().sum() > 0  # x's and the z conv weight's
+        for i, (got, want) in enumerate(zip(*grads)):
+            _close(got, want, torch.float32, f"{act} {mode} {fmt} penalty gradient {i}")
+
+
+def _wgan_gp_grads(impl, real, fake, z, alpha):
+    """One WGAN-GP critic step: D(fake) - D(real) + 10 (|grad D(interpolate)| - 1)^2; the gradients
+    of every parameter."""
+    torch.manual_seed(0)
+    net = nn.ModuleList([ZConcatConv2d(3, 2, 8, impl=impl), InstanceNormAct2d(8, impl=impl, double_backward=True),
+                         ZConcatConv2d(8, 2, 8, impl=impl, mode="fused_concat"),
+                         InstanceNormAct2d(8, affine=True, act="relu", impl=impl), nn.Conv2d(8, 1, 3)])
+
+    def critic(x):
+        return net[4](net[3](net[2](net[1](net[0](x, z)), z))).flatten(1).mean(1)
+
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_()
+    (g,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    penalty = (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    loss = critic(fake).mean() - critic(real).mean() + 10 * penalty
+    loss.backward()
+    return [p.grad for p in net.parameters()]
+
+
+def test_wgan_gp_step_equals_ref(poisoned):
+    """A WGAN-GP critic made of the kernels' layers (z injection in both modes, LeakyReLU norms
+    without affine parameters kept twice differentiable, an affine ReLU norm) gets the parameter
+    gradients of the same critic with impl='ref'."""
+    torch.manual_seed(1)
+    real, fake = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    z, alpha = torch.randn(2, 2), torch.rand(2, 1, 1, 1)
+    got, want = (_wgan_gp_grads(impl, real, fake, z, alpha) for impl in ("triton", "ref"))
+    # (the z convs' biases get zero: a norm follows each)
+    assert len(got) == len(want) == 8 and all(w.abs().sum() > 0 for w in want[::2])  # the weights
+    for i, (g, w) in enumerate(zip(got, want)):
+        _close(g, w, torch.float32, f"WGAN-GP parameter gradient {i}")
