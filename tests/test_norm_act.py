@@ -372,6 +372,23 @@ def test_gradient_penalty_through_the_kernels_equals_ref(device, act, affine):
             _close(g, w, torch.float32, f"{act} affine={affine} {fmt} penalty gradient {i}")
 
 
+@pytest.mark.skipif(not interpreting(), reason="Triton interpreter is off")
+@pytest.mark.parametrize("act", ACTS)
+def test_gradgradcheck_float64(act):
+    """Second derivatives through the Triton face, with and without affine parameters. The
+    functional refuses float64 for the kernels (their statistics are fp32), so the launcher is
+    called directly: the forward's rounding does not enter gradgradcheck, whose gradients and
+    their derivatives come from the create_graph backward."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(3, dtype=torch.float64) + 0.5).requires_grad_()
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: instance_norm_act_triton(x, act, 0.2, 1e-5, w, b),
+                                        (x, w, b), fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda x: instance_norm_act_triton(x, act, 0.2, 1e-5, double_backward=True),
+                                        (x,), fast_mode=True)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_gradient_penalty_through_lrelu_without_affine_needs_double_backward(device):
     """The LeakyReLU layer without affine parameters saves its output y (the next layer keeps it):
