@@ -341,7 +341,7 @@ def _r1_grads(net, x):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_gradient_penalty_reference_equals_unfused_layers(device):
+def test_gradient_penalty_reference_equals_unfused_layers(device, no_tf32):
     """The reference path gives the penalty gradients of nn.InstanceNorm2d + nn.LeakyReLU: the
     oracle of the kernels' twice-differentiable backward below."""
     x = torch.randn(2, 3, 8, 8, device=device)
@@ -355,7 +355,7 @@ def test_gradient_penalty_reference_equals_unfused_layers(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("affine", [False, True])
 @pytest.mark.parametrize("act", ACTS)
-def test_gradient_penalty_through_the_kernels_equals_ref(device, act, affine):
+def test_gradient_penalty_through_the_kernels_equals_ref(device, act, affine, no_tf32):
     """A backward with create_graph=True through the kernels raised ('first order ... impl=ref');
     now its gradients are differentiable, and a penalty's gradients w.r.t. the input and every
     parameter equal the reference's, for each activation, with and without affine parameters,
@@ -390,7 +390,7 @@ def test_gradgradcheck_float64(act):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_gradient_penalty_through_lrelu_without_affine_needs_double_backward(device):
+def test_gradient_penalty_through_lrelu_without_affine_needs_double_backward(device, no_tf32):
     """The LeakyReLU layer without affine parameters saves its output y (the next layer keeps it):
     a create_graph backward, which needs x, says how to get it; first-order training is as before."""
     x = torch.randn(2, 3, 8, 8, device=device)
