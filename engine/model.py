@@ -7,7 +7,8 @@ parameters and the G-phase GAN losses off D's, we call E and D with detached par
 the step has static shapes and no host syncs and can be captured in a CUDA graph.
 
 Random draws, in order: eps for the encoded z (k x nz), z_random (k x nz), G's dropout masks (encoded
-call, then random call), and with lambda_ms > 0 a second random z. Variants:
+call, then random call), and with lambda_ms > 0 a second random z, then the masks of its G calls
+(cvae/cae: the detached encoded code's, then the second code's). Variants:
   bicycle  cVAE-GAN + cLR-GAN on halves of the batch (A1, B1 encoded; B2 lends D2 a real image)
   cvae     E(B) -> z (reparameterised) -> G(A, z) ~ B with L1 + KL + GAN
   cae      as cvae with z = mu and no KL (the paper's cAE-GAN)
@@ -265,8 +266,16 @@ class BicycleGAN(nn.Module):
                 mu2 = (_frozen_call(self.E, fake_rand) if cfg.variant == "bicycle" else self.E(fake_rand))[0]
                 L["z_L1"] = cfg.lambda_z * l1(mu2, z_rand)
         if cfg.lambda_ms > 0:
-            fake, z = (out["fake_rand"], out["z_rand"]) if self.rand_branch else (out["fake_enc"], out["z_enc"])
+            # MSGAN's term regularises G alone (its outputs for two codes should differ as the codes
+            # do). cvae/cae have no random branch: the encoded code stands in, detached, through a G
+            # call of its own. Through fake_enc and z_enc E's weights learnt to pull their codes
+            # towards the random second one (a tiny cAE-GAN's first step: 3e4 times the other terms').
             z2 = self.z_random(n)
+            if self.rand_branch:
+                fake, z = out["fake_rand"], out["z_rand"]
+            else:
+                z = out["z_enc"].detach()
+                fake = self.G(A1, z)
             L["ms"] = cfg.lambda_ms * mode_seeking(fake, self.G(A1, z2), z, z2)
         return L, out
 

@@ -172,7 +172,8 @@ def reference_iteration(model: BicycleGAN, data):
     terms (cvae/cae: the encoded branch alone, cae with z = mu and no KL; clr: the random branch
     alone, E trained by the z loss; pix2pix: the random branch with L1 and no E), single-D ones
     weighted by lambda_GAN; lambda_ms adds MSGAN's 1 / (mean|G(A,z1) - G(A,z2)| / mean|z1 - z2| + 1e-5)
-    to the G loss."""
+    to the G loss, z1 the random code (cvae/cae: the encoded one, detached, through a G call of its
+    own, so E gets nothing from it) and z2 a second random one."""
     cfg, v = model.cfg, model.cfg.variant
     G, E, D, opt = model.G, model.E, model.D, model.optimizers
     D2 = D if cfg.model.use_same_D else model.D2
@@ -197,9 +198,13 @@ def reference_iteration(model: BicycleGAN, data):
     fake_enc = G(A1, z_enc) if enc else None
     fake_rand = G(A1, z_rand) if rand else None
     mu2 = E(fake_rand)[0] if z_loss else None
-    if cfg.lambda_ms > 0:
-        fake, z = (fake_rand, z_rand) if rand else (fake_enc, z_enc)
+    if cfg.lambda_ms > 0:  # MSGAN's term trains G only: cvae/cae give it the encoded code detached
         z2 = torch.randn(k, cfg.model.nz)
+        if rand:
+            fake, z = fake_rand, z_rand
+        else:
+            z = z_enc.detach()
+            fake = G(A1, z)
         fake2 = G(A1, z2)
     # update_G_and_E()
     discs = [d for d in (D, D2) if d is not None]
@@ -332,6 +337,19 @@ def test_z_loss_changes_no_encoder_gradient():
     for k in with_z["E"]:
         torch.testing.assert_close(with_z["E"][k], without_z["E"][k], rtol=0, atol=0)
     assert any(not torch.equal(with_z["G"][k], without_z["G"][k]) for k in with_z["G"])
+
+
+@pytest.mark.parametrize("variant", ["cae", "cvae"])
+def test_mode_seeking_changes_no_encoder_gradient(variant):
+    """MSGAN's term regularises G; in cae/cvae it met E through the encoded code, and E's weights
+    learnt to pull their codes towards the random second code (at this cae's first step, 3e4 times
+    the gradient of L1 and GAN)."""
+    data = batch(small_cfg(variant))
+    _, with_ms = _grads_after_generator_phase(small_cfg(variant, lambda_ms=1.0), data)
+    _, without_ms = _grads_after_generator_phase(small_cfg(variant, lambda_ms=0.0), data)
+    for k, g in with_ms["E"].items():
+        torch.testing.assert_close(g, without_ms["E"][k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(with_ms["G"][k], without_ms["G"][k]) for k in with_ms["G"])
 
 
 def test_discriminators_get_no_gradient_from_generator_phase():
