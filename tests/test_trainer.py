@@ -1,10 +1,12 @@
 """The training loop end to end on tiny demo data: run folder, resume, checkpoints, CLI."""
+import copy
 import importlib
 import json
 import re
 
 import pytest
 import torch
+from test_model import WEIGHTS, reference_iteration
 from tiny import TINY, tiny_cfg
 
 from bicyclegan.engine import CheckpointError, DataConfig, ModelConfig, TrainConfig
@@ -106,6 +108,43 @@ def test_lr_schedule_matches_the_reference_linear_policy():
     assert [lr_factor(e, 2, 2) for e in range(4)] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3])
     # Past the schedule the reference's formula goes negative (-1/3, -2/3...): held at 0 here.
     assert [lr_factor(e, 2, 2) for e in range(4, 7)] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("variant", ["bicycle", "cvae", "cae", "clr", "pix2pix"])
+def test_a_trainer_step_is_the_reference_iteration_at_the_schedules_rate(tmp_path, demo_root, variant):
+    """A step of the training loop, taken from identical weights, Adam moments and data, equals
+    test_model's transcription of the reference's optimize_parameters at the rate of the reference's
+    linear policy: the loop adds nothing to the model's step and sets the schedule's rate. The step
+    is the first of the second epoch (niter 1, niter_decay 1: LambdaLR's factor 1 - 1 / 2), after
+    four steps that gave Adam moments; in float64, so the moves compare to rounding."""
+    cfg = tiny_cfg(tmp_path / "run", demo_root, variant=variant, niter=1, niter_decay=1, max_steps=5, **WEIGHTS)
+    torch.set_default_dtype(torch.float64)
+    try:
+        trainer = Trainer(cfg, progress=False)
+        assert trainer.steps_per_epoch == 4
+        real, seen = trainer.model.train_step, {}
+
+        def train_step(batch):
+            batch = {k: batch[k].double() for k in ("A", "B")}
+            if trainer.step == trainer.steps_per_epoch:
+                seen.update(model=copy.deepcopy(trainer.model), batch=batch, rng=torch.get_rng_state())
+            return real(batch)
+        trainer.model.train_step = train_step
+        trainer.sample = lambda: None  # the grids and evaluation would feed float32 images
+        trainer.evaluate = lambda: {}
+        trainer.train()
+        ref = seen["model"]
+        for opt in ref.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * (1 - max(0, 1 + 1 - cfg.niter) / (cfg.niter_decay + 1))
+        torch.set_rng_state(seen["rng"])
+        reference_iteration(ref, seen["batch"])
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert trainer.step == 5 and set(trainer.model.networks()) == set(ref.networks())
+    for n, net in trainer.model.networks().items():
+        for (k, p), q in zip(net.named_parameters(), ref.networks()[n].parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-4 * cfg.lr, msg=lambda m: f"{n}.{k}: {m}")
 
 
 def test_cli_help_lists_every_config_field(capsys):
