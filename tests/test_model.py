@@ -272,6 +272,9 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
 @pytest.mark.parametrize("options", [
     dict(steps=2),  # the second step starts from zeroed gradients and moved weights
     dict(model=dict(conditional_D=True, nl="lrelu")),
+    # BatchNorm: running statistics move in every forward in train mode, E's on fake_rand and D's in
+    # the G phase included (the reference's frozen nets still update them)
+    dict(steps=2, **WEIGHTS, model=dict(norm="batch")),
     dict(gan_mode="vanilla", model=dict(where_add="input", upsample="bilinear")),
     dict(**WEIGHTS, lambda_ms=0.3),
     dict(**WEIGHTS, gan_mode="vanilla", batch_size=6, model=dict(use_same_D=True, where_add="input", nl="lrelu")),
@@ -318,6 +321,8 @@ def test_train_step_equals_reference_order(options):
             torch.testing.assert_close(p.grad, g, rtol=1e-9, atol=atol, msg=lambda m: f"grad {n}.{k}: {m}")
         for (k, p), q in zip(net.named_parameters(), ref.networks()[n].parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=1e-3 * cfg.lr, msg=lambda m: f"param {n}.{k}: {m}")
+        for (k, b), c in zip(net.named_buffers(), ref.networks()[n].buffers()):
+            torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-12, msg=lambda m: f"buffer {n}.{k}: {m}")
 
 
 def _grads_after_generator_phase(cfg, data, seed=3):
