@@ -2,6 +2,7 @@
 generator and the whole training step against transcriptions of the reference written here."""
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -48,6 +49,52 @@ def test_parameter_counts(build, fields, expected):
     with torch.device("meta"):  # counts only: no memory, no init time
         net = build(ModelConfig(impl="ref", **fields))
     assert count(net) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialisation: the reference's init_weights, stated here as the statistics its torch.nn.init
+# calls give (torch's fans: dim 1 times the kernel's area is fan_in, also for a ConvTranspose2d)
+# ---------------------------------------------------------------------------------------------
+def _fans(w):
+    area = math.prod(w.shape[2:])
+    return w.shape[1] * area, w.shape[0] * area
+
+
+@pytest.mark.parametrize("init_type,gain", [("xavier", 0.02), ("normal", 0.02), ("kaiming", 0.02), ("orthogonal", 0.5)])
+def test_initialisation_is_the_references(init_type, gain):
+    """Every conv (transposed, z-injecting) and linear weight by init_type and gain, their biases 0,
+    BatchNorm weights N(1, gain) and biases 0: what the reference's init_weights applies to the
+    modules whose class name holds Conv, Linear or BatchNorm2d."""
+    torch.manual_seed(0)
+    m = ModelConfig(**{**SMALL, "crop_size": 64, "ngf": 8, "nef": 8, "ndf": 8, "norm": "batch",
+                       "init_type": init_type, "init_gain": gain})
+    nets = {"G": build_generator(m), "E": build_encoder(m), "D": build_discriminator(m, m.netD)}
+    kinds = set()
+    for name, net in nets.items():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                w = mod.weight.detach()
+                assert abs(w.mean().item() - 1) < 6 * gain / math.sqrt(w.numel()), f"{name} BatchNorm weight"
+                assert torch.equal(mod.bias, torch.zeros_like(mod.bias)), f"{name} BatchNorm bias"
+                kinds.add("BatchNorm2d")
+                continue
+            w = getattr(mod, "weight", None)
+            if not isinstance(w, torch.Tensor) or w.dim() < 2 or list(mod.children()):
+                continue
+            kinds.add(type(mod).__name__)
+            assert mod.bias is None or not mod.bias.any(), f"{name} {type(mod).__name__} bias"
+            w = w.detach().flatten(1)
+            if init_type == "orthogonal":  # rows (or columns, if fewer) orthonormal, times gain
+                gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+                torch.testing.assert_close(gram, gain ** 2 * torch.eye(len(gram)), rtol=0, atol=1e-4)
+                continue
+            fan_in, fan_out = _fans(getattr(mod, "weight"))
+            want = {"xavier": gain * math.sqrt(2 / (fan_in + fan_out)), "normal": gain,
+                    "kaiming": math.sqrt(2 / fan_in)}[init_type]
+            spread = 6 / math.sqrt(2 * w.numel())  # the sample std's relative error, six times over
+            assert abs(w.std().item() / want - 1) < spread, f"{name} {type(mod).__name__} {tuple(w.shape)}"
+            assert abs(w.mean().item()) < 6 * want / math.sqrt(w.numel()), f"{name} {type(mod).__name__}"
+    assert {"Conv2d", "ConvTranspose2d", "Linear", "BatchNorm2d"} <= kinds, kinds
 
 
 # ---------------------------------------------------------------------------------------------
