@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -211,7 +212,8 @@ def tracked(history: Path) -> list[str]:
 
 # -- README table ------------------------------------------------------------------------------
 def table(history: Path, results: Path, root: Path = ROOT) -> str:
-    """Markdown: each headline figure's newest run on each machine, with its in-run ratios."""
+    """Markdown: each headline figure's newest run on each machine, with its in-run ratios; the plots
+    linked relative to `root`, the README's folder."""
     out = ["| figure | ours | baselines, same run: time (ours' speedup) | machine | run |",
            "| --- | --- | --- | --- | --- |"]
     for key in tracked(history):
@@ -223,7 +225,8 @@ def table(history: Path, results: Path, root: Path = ROOT) -> str:
             base = ", ".join(f"{row}{' (gate)' if row == fig['gate'] else ''} {_ms(fig['rows'][row])} "
                              f"(**{ratio:.2f}x**)" for row, ratio in sorted(ratios(fig).items()))
             device = run["machine"].get("device", key)
-            png = plot_path(results, key).relative_to(root)
+            # relpath, not relative_to: --results may lie outside the README's folder (a scratch copy)
+            png = Path(os.path.relpath(plot_path(results, key).resolve(), root.resolve())).as_posix()
             out.append(f"| {fig['what'] or name} | {_ms(fig['rows']['ours'])} | {base or '-'} | "
                        f"{device}, torch {run['machine'].get('torch', '?')} ([history]({png})) | {label(run)} |")
     return "\n".join(out)
@@ -243,7 +246,7 @@ def write_readme(readme: Path, text: str) -> None:
 
 
 def cmd_readme(args) -> int:
-    write_readme(args.readme, table(args.history, args.results))
+    write_readme(args.readme, table(args.history, args.results, args.readme.parent))
     print(f"{args.readme}: performance table regenerated")
     return 0
 
@@ -317,7 +320,7 @@ def cmd_ingest(args) -> int:
     if not key.startswith("dryrun_"):
         print(f"plot: {plot(runs, key, plot_path(args.results, key))}")
     if args.readme:
-        write_readme(args.readme, table(args.history, args.results))
+        write_readme(args.readme, table(args.history, args.results, args.readme.parent))
         print(f"{args.readme}: performance table regenerated")
     return 0
 

@@ -141,6 +141,18 @@ def test_readme_table_from_the_newest_run_of_each_figure(tmp_path):
         track.write_readme(readme, "x")
 
 
+def test_readme_command_links_plots_outside_the_readmes_folder(tmp_path, capsys):
+    """`readme --readme COPY` with --history/--results elsewhere (a scratch copy): the link is relative
+    to the README it is written in (was: a ValueError traceback from Path.relative_to)."""
+    history, results = tmp_path / "scratch" / "history", tmp_path / "scratch" / "results"
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00")], key="gpu-key")
+    readme = tmp_path / "docs" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text(f"{track.TABLE_BEGIN}\n{track.TABLE_END}\n")
+    assert track.main(["--history", str(history), "--results", str(results), "readme", "--readme", str(readme)]) == 0
+    assert "([history](../scratch/results/history_gpu-key.png))" in readme.read_text()
+
+
 def test_plot_writes_a_png_per_machine(tmp_path):
     pytest.importorskip("matplotlib")
     history, results = tmp_path / "history", tmp_path / "results"
