@@ -140,7 +140,10 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
     torch.manual_seed(0)
     x = _input(batch, shape, DTYPES[dtype], fmt)
     layer = _layer(variant, shape[0], dtype)
-    median_ms, min_ms = _measure(_step(layer, x, mode), benchmark)
+    step = _step(layer, x, mode)
+    calls = benchutil.check_runs_triton(step, f"norm_act {mode} {[batch, *shape]} {dtype} {fmt}") \
+        if variant == "ours" else None
+    median_ms, min_ms = _measure(step, benchmark)
     nbytes = MODES.get(mode, 5) * x.numel() * x.element_size()
     gbps = nbytes / median_ms / 1e6
     copy = _copy_gbps(batch, shape, dtype, fmt)
@@ -148,7 +151,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
                act="leaky_relu", slope=SLOPE, affine=False, median_ms=median_ms, min_ms=min_ms,
                effective_bytes=nbytes, gbps=gbps, copy_gbps=copy, pct_of_copy=100.0 * gbps / copy)
     if variant == "ours":
-        row["tiling"] = _tiling(x)
+        row["tiling"], row["triton_calls"] = _tiling(x), calls
     RESULTS.append(row)
     return row
 

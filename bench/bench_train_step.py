@@ -59,6 +59,8 @@ def build(rung, batch):
                       cuda_graph=graph, compile=compile_mode)
     model = BicycleGAN(cfg, device=DEVICE)
     data = {k: torch.rand(batch, 3, SIZE, SIZE, device=DEVICE) * 2 - 1 for k in ("A", "B")}
+    if impl == "triton" and compile_mode == "off":  # (a compiled step's first call compiles: not checked)
+        benchutil.check_runs_triton(lambda: model.train_step(data), f"training step, rung {rung}")
     for _ in range(0 if DRY else WARMUP):
         model.train_step(data)
     benchutil.reset_peak_memory()

@@ -91,7 +91,9 @@ def _median_ms(step, rounds=ROUNDS, warmup=WARMUP):
     return statistics.median(times)
 
 
-def _bench(benchmark, step, info):
+def _bench(benchmark, step, info, net):
+    if any(m.impl == "triton" for m in net.modules() if isinstance(m, ZConcatConv2d)):
+        info = {**info, "triton_calls": benchutil.check_runs_triton(step, f"zinject {info['variant']}")}
     run, times = round_timer(step)
     for _ in range(WARMUP):  # includes Triton's compilation and cuDNN's algorithm search
         run()
@@ -123,7 +125,7 @@ def test_generator_fwd_bwd(benchmark, variant, batch):
     ms = _bench(benchmark, _generator_step(G, batch),
                 {"variant": variant, "where_add": "all", "batch": batch, "input_shape": [batch, 3, SIZE, SIZE],
                  "nz": 8, "ngf": NGF, "dtype": "float32 params, bf16 autocast",
-                 "params": sum(p.numel() for p in G.parameters())})
+                 "params": sum(p.numel() for p in G.parameters())}, G)
     _tag(benchmark, f"zinject_G_fwd_bwd_b{batch}", variant, ms, batch=batch,
          what=f"G forward+backward, z at every block, {SIZE} px, batch {batch}, bf16 autocast")
 
@@ -139,7 +141,7 @@ def test_all_over_input_cost(benchmark, variant, batch):
     G_all = _generator("all", variant)
     t_all = _bench(benchmark, _generator_step(G_all, batch),
                    {"variant": variant, "batch": batch, "input_shape": [batch, 3, SIZE, SIZE], "nz": 8, "ngf": NGF,
-                    "input_median_ms": t_input})
+                    "input_median_ms": t_input}, G_all)
     overhead = 100.0 * (t_all / t_input - 1.0)
     benchmark.extra_info.update(overhead_pct=overhead, target_pct=TARGET_OVERHEAD_PCT,
                                 meets_target=overhead < TARGET_OVERHEAD_PCT)
@@ -167,6 +169,6 @@ def test_layer_fwd_bwd(benchmark, variant, batch):
             y = layer(x, z)
         y.backward(grad)
     ms = _bench(benchmark, step, {"variant": variant, "batch": batch, "x_shape": list(x.shape), "nz": 8,
-                                  "out_channels": c_out, "dtype": "float32 in, bf16 autocast"})
+                                  "out_channels": c_out, "dtype": "float32 in, bf16 autocast"}, layer)
     _tag(benchmark, f"zinject_layer_b{batch}", variant, ms, batch=batch,
          what=f"ZConcatConv2d forward+backward, x {list(x.shape)}, nz 8 -> {c_out}, bf16 autocast")

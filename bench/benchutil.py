@@ -13,11 +13,14 @@ one records in its extra_info:
             previous run's before bench/track.py compare fails (default track.THRESHOLD)
   headline  on the ours row: shown in the README table and the history plot
   what      on the ours row: what the figure measures, in words
-bench/track.py reads these tags; it knows nothing else about the benchmarks.
+bench/track.py reads these tags; it knows nothing else about the benchmarks. A GPU benchmark's
+ours row first checks that its step calls our Triton kernels (check_runs_triton).
 
 BENCH_DRY_RUN=1 (bench/gpu_check.sh --dry-run) runs the GPU benchmarks on the CPU at tiny sizes, one
 round, with the Triton kernels in the interpreter: every line runs, nothing is worth quoting.
 """
+import collections
+import contextlib
 import functools
 import os
 import platform
@@ -118,6 +121,49 @@ def round_timer(step, inner=1):
                 step()
             times.append((time.perf_counter() - t0) * 1e3 / inner)
     return run, times
+
+
+# The Python entry points of the kernels' Triton paths (imported by the ops at call time, so a patched
+# module attribute is what they call): a step that reaches none of them ran the reference instead.
+TRITON_ENTRY_POINTS = {"norm_act_triton": ("instance_norm_act_triton",),
+                       "zinject_triton": ("z_concat_act_triton", "z_concat_conv_triton")}
+
+
+@contextlib.contextmanager
+def triton_calls():
+    """Counts the calls of the kernels' Triton entry points inside the block ({name: calls})."""
+    import importlib
+    calls, patched = collections.Counter(), []
+    for module, names in TRITON_ENTRY_POINTS.items():
+        mod = importlib.import_module(f"bicyclegan.kernels.{module}")
+        for name in names:
+            fn = getattr(mod, name)
+
+            def counted(*args, _fn=fn, _name=name, **kwargs):
+                calls[_name] += 1
+                return _fn(*args, **kwargs)
+            setattr(mod, name, counted)
+            patched.append((mod, name, fn))
+    try:
+        yield calls
+    finally:
+        for mod, name, fn in patched:
+            setattr(mod, name, fn)
+
+
+def check_runs_triton(step, what):
+    """Run step once (eager: not under torch.compile or a graph replay) and fail unless it called our
+    Triton kernels. An "ours" row that fell back to the PyTorch reference (a changed dispatch rule, an
+    impl lost on the way) would otherwise be timed as ours and quoted as a speedup of about 1x.
+    Returns {entry point: calls}, for extra_info."""
+    with triton_calls() as calls:
+        step()
+        sync()
+    if not calls:
+        entry_points = ", ".join(sum(TRITON_ENTRY_POINTS.values(), ()))
+        raise AssertionError(f"{what}: ours ran none of the Triton kernels ({entry_points} were not called): it "
+                             f"fell back to the PyTorch reference, so its time is not ours")
+    return dict(calls)
 
 
 def tag(benchmark, figure, row, ms, **figure_info):

@@ -240,6 +240,35 @@ def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_pat
     assert names == ["test_finished"]
 
 
+# -- an ours row must run our kernels -------------------------------------------------------------
+def test_check_runs_triton_counts_the_kernels_entry_points_and_puts_them_back():
+    from bicyclegan.kernels import ZConcatConv2d, zinject_triton
+    layer = ZConcatConv2d(4, 2, 8, impl="triton")
+    x, z = torch.randn(1, 4, 8, 8), torch.randn(1, 2)
+    original = zinject_triton.z_concat_conv_triton
+    calls = benchutil.check_runs_triton(lambda: layer(x, z).sum().backward(), "layer")
+    assert calls == {"z_concat_conv_triton": 1} and zinject_triton.z_concat_conv_triton is original
+    layer.impl = "ref"
+    with pytest.raises(AssertionError, match="layer: ours ran none of the Triton kernels"):
+        benchutil.check_runs_triton(lambda: layer(x, z), "layer")
+
+
+def test_an_ours_row_that_ran_the_reference_fails_instead_of_being_timed(monkeypatch):
+    """bench_norm_act's ours row with the kernels' Triton path forced off, as a changed dispatch rule
+    would: the case fails (it was timed as ours, and quoted as a speedup of about 1x)."""
+    import bench_norm_act
+
+    from bicyclegan.kernels import norm_act
+    for name, value in (("ROUNDS", 1), ("WARMUP", 0), ("INNER", 1)):
+        monkeypatch.setattr(bench_norm_act, name, value)
+    case = ("fwd_bwd", (8, 8, 8), 2, "fp32", "nchw")
+    assert bench_norm_act.run_case("ours", *case)["triton_calls"] == {"instance_norm_act_triton": 1}
+    monkeypatch.setattr(norm_act, "resolve_impl", lambda impl, x, op: "ref")  # the fallback, forced
+    with pytest.raises(AssertionError, match="ours ran none of the Triton kernels"):
+        bench_norm_act.run_case("ours", *case)
+    assert bench_norm_act.run_case("eager", *case)["median_ms"] > 0  # the baselines are not checked
+
+
 # -- the CPU step's baseline --------------------------------------------------------------------------
 def test_reference_order_baseline_is_one_training_iteration():
     """bench_cpu_step.py's baseline must do the same work as ours: the same weights after one step."""
