@@ -52,7 +52,8 @@ bench: $(STAMP)
 	  bench/bench_cpu_step.py bench/bench_loader.py --benchmark-autosave \
 	  --benchmark-storage=file://bench/history/$$key --benchmark-compare
 
-# The newest run of this machine against its previous one: ratios (baseline / ours, same run),
+# The newest run of this machine against the newest committed run of another commit (of any commit
+# for a run with uncommitted changes): ratios (baseline / ours, same run),
 # failing when a gated ratio fell by more than the threshold (`ARGS=--all` for every machine).
 bench-compare: $(STAMP)
 	$(BIN)/python bench/track.py compare $(ARGS)

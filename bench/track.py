@@ -7,9 +7,10 @@ by `ingest` (a returned GPU check). A figure is read from the extra_info tags de
 bench/benchutil.py; its ratios are baseline time / ours time inside one run (> 1: ours is faster).
 
   python bench/track.py key                  this machine's key (the Makefile's storage folder)
-  python bench/track.py compare [--all]      newest run against the previous one, per figure;
-                                             exit 1 if a gated ratio fell by more than its
-                                             tolerance (or --threshold)
+  python bench/track.py compare [--all]      newest run against the newest committed run of
+                                             another commit (any commit, for a run with
+                                             uncommitted changes), per figure; exit 1 if a gated
+                                             ratio fell by more than its tolerance (or --threshold)
   python bench/track.py plot                 bench/results/history_<key>.png for every machine
   python bench/track.py readme               the README's performance table, from the history
   python bench/track.py ingest DIR           a GPU check's returned files -> bench/results/<device>_*,
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HISTORY = ROOT / "bench" / "history"
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
-# How far (relative) a gated ratio may fall from the previous run's before compare fails, unless the
+# How far (relative) a gated ratio may fall from the baseline run's before compare fails, unless the
 # figure states its own tolerance (the CPU figures do, from their measured noise:
 # docs/performance.md, "Noise") or --threshold overrides every figure's.
 THRESHOLD = 0.15
@@ -96,10 +97,22 @@ def label(run: dict) -> str:
 
 
 # -- compare -----------------------------------------------------------------------------------------
-def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str], list[str]]:
-    """Each figure of the newest run that has it against the run before; (report lines, regressions).
+def baseline(new: dict, earlier: list[dict]) -> dict | None:
+    """The run `new` is compared with, of `earlier` (oldest first): the newest committed run of another
+    commit, or of any commit where `new` has uncommitted changes; else the newest earlier run.
 
-    A regression: the figure's gated ratio (its baseline over ours, same run) is below the previous
+    Not simply the run before: a second `make bench` of a slower change was compared with the first,
+    just as slow, and passed; and a commit's runs are not judged against runs of uncommitted edits.
+    """
+    clean = [r for r in earlier if not r["dirty"] and (new["dirty"] or r["commit"] != new["commit"])]
+    return (clean or earlier or [None])[-1]
+
+
+def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str], list[str]]:
+    """Each figure of the newest run that has it against its baseline run (see baseline); (report
+    lines, regressions).
+
+    A regression: the figure's gated ratio (its baseline over ours, same run) is below the baseline
     run's by more than `threshold` (relative; None: the figure's tolerance, else THRESHOLD).
     Absolute times are printed, never gated: they move with the machine's load, ratios measured in
     one process less.
@@ -115,7 +128,7 @@ def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str]
         limit = threshold if threshold is not None else fig["tolerance"] or THRESHOLD
         lines.append(f"  {name}: ours {fig['rows']['ours']:.3f} ms  [{label(new)}]  {fig['what']}")
         for row, ratio in sorted(ratios(fig).items()):
-            prev = next((r for r in reversed(having[:-1]) if row in r["figures"][name]["rows"]), None)
+            prev = baseline(new, [r for r in having[:-1] if row in r["figures"][name]["rows"]])
             gated = row == fig["gate"]
             text = f"    {row:<26} {fig['rows'][row]:12.3f} ms  ours {ratio:6.3f}x"
             if prev is not None:
@@ -331,7 +344,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS, help="results folder for plots and GPU files")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("key", help="print this machine's key")
-    c = sub.add_parser("compare", help="newest run vs the previous one, per figure; exit 1 on a regression")
+    c = sub.add_parser("compare", help="newest run vs the newest committed run of another commit, per figure; "
+                       "exit 1 on a regression")
     c.add_argument("--machine", help="machine key (default: this machine)")
     c.add_argument("--all", action="store_true", help="every machine in the history")
     c.add_argument("--threshold", type=float, help=f"allowed relative fall of every gated ratio (default: each "

@@ -97,6 +97,24 @@ def test_compare_takes_the_previous_run_that_has_the_row(tmp_path):
     assert any("1.900x" in line and "previous 2.000x" in line for line in lines)
 
 
+def test_compare_judges_a_rerun_against_the_commit_before_not_against_itself(tmp_path):
+    """A slower change measured twice: the second run was compared with the first, as slow, and passed.
+    The baseline is the newest committed run of another commit (of any commit for uncommitted edits)."""
+    def run(eager, when, commit, dirty=False):
+        data = step_run(10, eager, 15, when, commit)
+        data["commit_info"]["dirty"] = dirty
+        return data
+    before = run(20, "2026-01-01T00:00", "aaaaaaa")  # 2.0x
+    edits = [run(15, "2026-01-02T00:00", "aaaaaaa", dirty=True), run(15, "2026-01-03T00:00", "aaaaaaa", dirty=True)]
+    commit = [run(15, "2026-01-04T00:00", "bbbbbbb"), run(15, "2026-01-05T00:00", "bbbbbbb")]
+    for n in (2, 3, 4, 5):  # every run of the slower code (1.5x, -25%) against `before`
+        lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, [before, *edits, *commit][:n])])
+        assert len(regressions) == 1 and "was 2.000x" in regressions[0], (n, lines)
+    # runs of one commit alone (the noise measurement): each against the one before
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, [before, run(19, "x", "aaaaaaa")])])
+    assert regressions == [] and any("previous 2.000x" in line for line in lines)
+
+
 def test_compare_command_exit_codes_and_bad_input(tmp_path, capsys):
     history = tmp_path / "history"
     write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 10, 15, "2026-01-02T00:00")])
