@@ -200,7 +200,9 @@ def plot(runs: list[dict], key: str, out: Path) -> Path | None:
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
     fig.suptitle(key, fontsize=10)
-    fig.tight_layout()
+    # tight_layout leaves no room for the suptitle: keep the top 0.4 inch for it (with many rows of
+    # panels, as a GPU check's, the key was printed over the first panels' titles)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
     plt.close(fig)

@@ -180,6 +180,24 @@ def test_plot_writes_a_png_per_machine(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_plot_keeps_the_machine_key_clear_of_the_panels_titles(tmp_path, monkeypatch):
+    """Seven rows of panels, as a GPU check's headline figures make: the key (the suptitle) was drawn
+    over the first row's titles."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figs, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figs.append)  # keep the figure to measure it
+    runs = [run_json([bench(f"fig{i}", "ours", 10, gate="eager", headline=True, what="w") for i in range(7)]
+                     + [bench(f"fig{i}", "eager", 20) for i in range(7)], "2026-01-01T00:00")]
+    track.plot([track.load_run(p) for p in _paths(tmp_path, runs)], "NVIDIA-H200_torch-2.11.0_triton-3.6.0",
+               tmp_path / "plot.png")
+    fig, = figs
+    renderer = fig.canvas.get_renderer()
+    key = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes[:2]:  # the first row
+        assert not key.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()
+    close(fig)
+
+
 # -- ingest -------------------------------------------------------------------------------------------
 def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
     src = tmp_path / "out"
