@@ -260,9 +260,21 @@ def write_readme(readme: Path, text: str) -> None:
     readme.write_text(f"{head}{TABLE_BEGIN}\n{text}\n{TABLE_END}{tail}")
 
 
+def readme_of(args) -> Path | None:
+    """--readme, else this checkout's README when the history is its own (bench/history): a table
+    made from another history (a dry run's, a scratch copy) must not replace the README's."""
+    if args.readme is not None:
+        return args.readme
+    return README if args.history.resolve() == HISTORY.resolve() else None
+
+
 def cmd_readme(args) -> int:
-    write_readme(args.readme, table(args.history, args.results, args.readme.parent))
-    print(f"{args.readme}: performance table regenerated")
+    readme = readme_of(args)
+    if readme is None:
+        raise TrackError(f"--history {args.history} is not bench/history: give --readme FILE for the table "
+                         f"(the checkout's README holds bench/history's)")
+    write_readme(readme, table(args.history, args.results, readme.parent))
+    print(f"{readme}: performance table regenerated")
     return 0
 
 
@@ -334,9 +346,12 @@ def cmd_ingest(args) -> int:
     print("\n".join(lines))
     if not key.startswith("dryrun_"):
         print(f"plot: {plot(runs, key, plot_path(args.results, key))}")
-    if args.readme:
-        write_readme(args.readme, table(args.history, args.results, args.readme.parent))
-        print(f"{args.readme}: performance table regenerated")
+    readme = readme_of(args)
+    if readme is None:
+        print(f"README not regenerated: --history {args.history} is not bench/history (give --readme FILE)")
+    else:
+        write_readme(readme, table(args.history, args.results, readme.parent))
+        print(f"{readme}: performance table regenerated")
     return 0
 
 
@@ -354,11 +369,13 @@ def main(argv=None) -> int:
                    f"figure's tolerance, else {THRESHOLD})")
     sub.add_parser("plot", help="history_<key>.png per machine")
     r = sub.add_parser("readme", help="regenerate the README's performance table")
-    r.add_argument("--readme", type=Path, default=README)
+    r.add_argument("--readme", type=Path, help="README to regenerate the table in (default: README.md, "
+                   "with bench/history only)")
     g = sub.add_parser("ingest", help="files returned by bench/gpu_check.sh -> results, history, README")
     g.add_argument("src", type=Path, help="folder holding the returned files")
     g.add_argument("--commit", help="commit the check ran (default: HEAD of this checkout)")
-    g.add_argument("--readme", type=Path, default=README, help="README to regenerate the table in")
+    g.add_argument("--readme", type=Path, help="README to regenerate the table in (default: README.md, "
+                   "with bench/history only; with another --history, none)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "key":

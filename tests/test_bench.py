@@ -228,6 +228,25 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
         track.ingest(tmp_path / "missing", history, results, commit="x")
 
 
+def test_ingest_into_another_history_leaves_the_readme_alone(tmp_path, monkeypatch, capsys):
+    """Rehearsing an ingest into scratch folders (as its dry-run refusal suggests) rewrote the
+    checkout's README from that history: with a dry run's (never tabled), an empty table."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{track.TABLE_BEGIN}\n| the real table |\n{track.TABLE_END}\n")
+    monkeypatch.setattr(track, "README", readme)  # the checkout's README, as far as track.py knows
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "train_step.json").write_text(json.dumps(step_run(5, 20, 10, "2026-03-04T05:09:00")))
+    scratch = ["--history", str(tmp_path / "h"), "--results", str(tmp_path / "r")]
+    assert track.main([*scratch, "ingest", str(src), "--commit", "abc"]) == 0
+    assert "| the real table |" in readme.read_text()
+    assert "README not regenerated: --history" in capsys.readouterr().out
+    assert track.main([*scratch, "readme"]) == 2
+    assert "give --readme FILE" in capsys.readouterr().err and "| the real table |" in readme.read_text()
+    assert track.main([*scratch, "readme", "--readme", str(readme)]) == 0  # asked for by name
+    assert "| the real table |" not in readme.read_text() and "| one step | 5 ms |" in readme.read_text()
+
+
 # -- benchutil ----------------------------------------------------------------------------------------
 def test_machine_key_names_device_torch_and_triton_in_safe_characters():
     info = {"device": "NVIDIA H200", "torch": "2.11.0+cu130", "triton": "3.6.0"}
