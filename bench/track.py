@@ -252,7 +252,10 @@ def _ms(ms: float) -> str:
 
 
 def write_readme(readme: Path, text: str) -> None:
-    doc = readme.read_text()
+    try:
+        doc = readme.read_text()
+    except OSError as e:
+        raise TrackError(f"{readme}: cannot read it ({e.strerror}); expected the README that holds the table") from None
     if doc.count(TABLE_BEGIN) != 1 or doc.count(TABLE_END) != 1:
         raise TrackError(f"{readme}: expected one '{TABLE_BEGIN}' line and one '{TABLE_END}' line around the table")
     head, rest = doc.split(TABLE_BEGIN)
@@ -307,7 +310,9 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         raise TrackError(f"{runs[0][0]}: machine_info has no 'bicyclegan' key; was it written by bench/?")
     key, device = info["bicyclegan"]["key"], info["bicyclegan"]["device"]
     if info["bicyclegan"].get("dry_run") and not allow_dry_run:
-        raise TrackError(f"{src}: output of a dry run; give --history and --results to put it elsewhere")
+        raise TrackError(f"{src}: output of a dry run, kept out of bench/history; to rehearse the ingest elsewhere: "
+                         f"python bench/track.py --history DIR --results DIR ingest {src} (the options before "
+                         f"the command)")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-")
     results.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.iterdir()):

@@ -157,6 +157,8 @@ def test_readme_table_from_the_newest_run_of_each_figure(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(track.TrackError, match="README.md: expected one"):
         track.write_readme(readme, "x")
+    with pytest.raises(track.TrackError, match="missing.md: cannot read it"):  # was a FileNotFoundError traceback
+        track.write_readme(tmp_path / "missing.md", "x")
 
 
 def test_readme_command_links_plots_outside_the_readmes_folder(tmp_path, capsys):
@@ -226,6 +228,20 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
         track.ingest(src, history, results, commit="x")
     with pytest.raises(track.TrackError, match="not a folder"):
         track.ingest(tmp_path / "missing", history, results, commit="x")
+
+
+def test_ingest_of_a_dry_run_says_how_to_rehearse_it(tmp_path, capsys):
+    """The refusal said 'give --history and --results', which after `ingest` argparse refuses."""
+    src = tmp_path / "out"
+    src.mkdir()
+    data = step_run(5, 20, 10, "2026-03-04T05:09:00")
+    data["machine_info"]["bicyclegan"]["dry_run"] = True
+    (src / "train_step.json").write_text(json.dumps(data))
+    assert track.main(["ingest", str(src)]) == 2
+    hint = capsys.readouterr().err.split("to rehearse the ingest elsewhere: ")[1].split(" (the options")[0]
+    assert hint == f"python bench/track.py --history DIR --results DIR ingest {src}"
+    words = hint.replace("DIR", str(tmp_path / "elsewhere")).split()[2:]  # the command line it gives runs
+    assert track.main(words) == 0 and "history entry: " + str(tmp_path / "elsewhere") in capsys.readouterr().out
 
 
 def test_ingest_into_another_history_leaves_the_readme_alone(tmp_path, monkeypatch, capsys):

@@ -118,8 +118,10 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     run = track.load_run(entry)
     assert {"train_step_b2", "cpu_loader_256px", "zinject_layer_b2"} <= set(run["figures"])
     assert any(p.name.endswith("_profile.txt") for p in results.iterdir())
-    with pytest.raises(track.TrackError, match="output of a dry run"):
+    with pytest.raises(track.TrackError, match="output of a dry run") as refused:
         track.ingest(out, history, results, commit="0" * 40)
+    # the way to rehearse it, as the command line takes it (--history after `ingest` is refused)
+    assert f"python bench/track.py --history DIR --results DIR ingest {out} (" in str(refused.value)
 
 
 @pytest.mark.slow
