@@ -884,15 +884,17 @@ class Trainer:
                                 epoch=self.epoch if epoch is None else epoch, extra=extra)
             except DivergenceError as e:
                 raise self._diverged(str(e)) from e
-            # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
-            # of the two written at one step, latest.pt is named (the one --resume reads).
-            if path is None or self.saved_step != self.step:
-                self.saved_step, self.saved_path = self.step, path or self.ckpt_path
         # A failed write (a full disk) stops every rank: alone, rank 0 left the others in the next step's
         # all-reduce (gloo failed them with a traceback, NCCL until torchrun killed them).
         self.dist.main_decides(write)
         if path is None:
             self.latest_written = self.step
+        # Every rank's record of it, past main_decides (which raised on every rank had the write failed): set
+        # in write(), rank 0's alone, another rank stopped by a lost rank said no checkpoint had been written.
+        # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
+        # of the two written at one step, latest.pt is named (the one --resume reads).
+        if path is None or self.saved_step != self.step:
+            self.saved_step, self.saved_path = self.step, path or self.ckpt_path
 
     def sample(self):
         """The sample grid of this step and the report: rank 0 draws and writes them, every rank calls it

@@ -669,16 +669,17 @@ def _full_disk_rank(rank, world, port, out_dir, args, name):
     _cli_rank(rank, world, port, out_dir, args)
 
 
-def _data_error_rank(rank, world, port, out_dir, args):
-    """_cli_rank where rank 1's loader meets a file broken since the checks at its third batch."""
-    if rank == 1:
+def _data_error_rank(rank, world, port, out_dir, args, broken=1):
+    """_cli_rank where rank `broken`'s training loader meets a file broken since the checks at its third batch
+    (rank 0's others, the sample grids', are read before the training)."""
+    if rank == broken:
         from bicyclegan.pipelines import DatasetError
         from bicyclegan.pipelines.cpu_loader import TorchLoader
         batches = TorchLoader.__iter__
 
         def broken(self):
             for i, batch in enumerate(batches(self)):
-                if i == 2:
+                if i == 2 and self.shuffle:
                     raise DatasetError("x.png changed since the checks")
                 yield batch
         TorchLoader.__iter__ = broken
@@ -708,6 +709,22 @@ def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(tmp_pa
     ckpt = tmp_path / "r" / "checkpoints" / "latest.pt"
     assert then == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
     assert ckpt.exists()
+
+
+@pytest.mark.slow
+def test_a_rank_that_lost_rank_0_names_the_checkpoint_rank_0_wrote(tmp_path):
+    """Rank 0 alone writes the checkpoints, and only its record of them was kept: rank 1, stopped by rank 0's
+    error, said "no checkpoint was written before it: start the run again" of a run that had saved step 2."""
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
+            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
+            "--save_every", "2", "--log_every", "2", "--num_workers", "0"]
+    spawn_ranks(_data_error_rank, (2, _free_port(), str(tmp_path), args, 0))
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["rc"] == 2 and "x.png changed since the checks" in r0["stderr"], r0
+    assert r1["rc"] == 2 and "RankLostError: training stopped after step 2 " in r1["stderr"], r1
+    ckpt = tmp_path / "r" / "checkpoints" / "latest.pt"
+    assert r1["stderr"].splitlines()[-1] == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
 
 
 def test_lost_rank_knows_a_collective_that_failed_for_a_rank_that_ended():
