@@ -135,17 +135,31 @@ class Progress:
             self.stream.write("\n")
 
 
+def train_launch(world: int) -> str:
+    """The command that trains in `world` processes, as a run of that many resumes (`bicyclegan train`
+    alone is one process, which a run of several refuses); the launch's nodes from LOCAL_WORLD_SIZE."""
+    if world == 1:
+        return "bicyclegan train"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+    nodes = world // local if world % local == 0 else None
+    if nodes == 1:
+        return f"torchrun --nproc_per_node {world} -m bicyclegan.engine.cli train"
+    return (f"torchrun {f'--nnodes {nodes} --nproc_per_node {local}' if nodes else f'({world} processes)'} "
+            f"(and this launch's rendezvous options) -m bicyclegan.engine.cli train")
+
+
 class TrainingStopped(Exception):
     """A training stopped by a signal, after writing its checkpoint (Trainer.train): raised as it is for
     SIGTERM, and as the cause of a KeyboardInterrupt for SIGINT (`except KeyboardInterrupt as e:`
     e.__cause__). signal: the signal.Signals; step; epoch: its index, from 0 (the checkpoint's and
     log.jsonl's; the message counts from 1, as the progress line); checkpoint: the file written."""
 
-    def __init__(self, sig: signal.Signals, step: int, epoch: int, checkpoint: Path, run_dir: Path):
+    def __init__(self, sig: signal.Signals, step: int, epoch: int, checkpoint: Path, run_dir: Path,
+                 launch: str = "bicyclegan train"):
         self.signal, self.step, self.epoch, self.checkpoint = sig, step, epoch, checkpoint
-        self._args = sig, step, epoch, checkpoint, run_dir
+        self._args = sig, step, epoch, checkpoint, run_dir, launch
         super().__init__(f"stopped by {sig.name} at step {step} (epoch {epoch + 1}): checkpoint written to "
-                         f"{checkpoint}; resume with bicyclegan train --out {shlex.quote(str(run_dir))} --resume")
+                         f"{checkpoint}; resume with {launch} --out {shlex.quote(str(run_dir))} --resume")
 
     def __reduce__(self):  # pickled (a process pool's result): made again from its fields, not its message
         return type(self), self._args
@@ -524,7 +538,11 @@ class Trainer:
             raise CheckpointError(
                 f"{self.resume_path} was written by a run of {world} process(es), this one has {self.world}: "
                 f"resuming replays each rank's share of the data and its random draws, which needs the same "
-                f"number (torchrun --nproc_per_node {world})")
+                f"number ("
+                + ("one process: bicyclegan train, without torchrun" if world == 1 else
+                   f"torchrun with {world} processes in all, e.g. --nproc_per_node {world} on one machine")
+                + f"); with another number, start a new run from its weights: --init_from {self.resume_path} "
+                f"--out NEW (step 0, the learning rate's schedule anew)")
         saved = state.get("steps_per_epoch")
         if saved is not None and saved != self.steps_per_epoch:
             raise CheckpointError(
@@ -1094,7 +1112,8 @@ class Trainer:
             # evaluation's figures went to a second event file).
             self.tb.close()
         if stop is not None:
-            stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir)
+            stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir,
+                                      train_launch(self.world))
             if stop == signal.SIGINT:
                 raise KeyboardInterrupt(str(stopped)) from stopped
             raise stopped

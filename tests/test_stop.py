@@ -29,7 +29,7 @@ from bicyclegan.engine import CheckpointError, Trainer, TrainingStopped, stopped
 from bicyclegan.engine import trainer as trainer_module
 from bicyclegan.engine.checkpoint import read_checkpoint
 from bicyclegan.engine.runtime import Dist
-from bicyclegan.engine.trainer import mean_over_ranks
+from bicyclegan.engine.trainer import mean_over_ranks, train_launch
 from bicyclegan.pipelines import make_demo_dataset
 from bicyclegan.pipelines.atomic import temp_files
 
@@ -147,6 +147,19 @@ def test_the_resume_command_a_stop_suggests_pastes_as_is_for_a_folder_with_a_spa
     e = TrainingStopped(TERM, 3, 0, Path("my runs/x/checkpoints/latest.pt"), Path("my runs/x"))
     suggested = str(e).split("resume with ", 1)[1]
     assert shlex.split(suggested) == ["bicyclegan", "train", "--out", "my runs/x", "--resume"]
+
+def test_a_stop_under_torchrun_says_the_torchrun_launch_that_resumes_it(monkeypatch):
+    # "resume with bicyclegan train --out r --resume" was said to a run of 2 processes: one process, which
+    # the run's checkpoint refuses (written by a run of 2 process(es), this one has 1).
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    e = TrainingStopped(TERM, 3, 0, Path("r/checkpoints/latest.pt"), Path("r"), train_launch(2))
+    assert str(e).endswith("; resume with torchrun --nproc_per_node 2 -m bicyclegan.engine.cli train --out r --resume")
+    assert str(pickle.loads(pickle.dumps(e))) == str(e)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # two machines of 4
+    assert train_launch(8) == ("torchrun --nnodes 2 --nproc_per_node 4 (and this launch's rendezvous options) "
+                               "-m bicyclegan.engine.cli train")
+    assert train_launch(1) == "bicyclegan train"
+
 
 def test_the_readmes_stop_line_is_the_one_printed():
     readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
@@ -546,6 +559,7 @@ def test_under_torchrun_a_sigterm_stops_every_rank_at_one_step(cli_data, target)
     assert step % 3 == 0 and logged(run)[-1] == step
     assert out.count("stopped by SIGTERM") == 1, out
     assert f"stopped by SIGTERM at step {step} (epoch " in out, out
+    assert "resume with torchrun --nproc_per_node 2 -m bicyclegan.engine.cli train --out r --resume\n" in out, out
     if target == "rank 1":  # torchrun reports the first rank to end, by itself: with the stop's code
         assert "exitcode  : 143 (pid: " in out, out
     assert "Traceback" not in out.split("stopped by SIGTERM")[0], out  # no rank failed before the stop

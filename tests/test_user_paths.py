@@ -373,7 +373,8 @@ def test_a_checkpoint_of_another_number_of_processes_is_named(tmp_path, data, mo
     two = Dist(rank=0, world=2, device=torch.device("cpu"))  # rank 0 of 2, as far as the check goes
     monkeypatch.setattr(trainer_module, "init_distributed", lambda device: two)
     with pytest.raises(CheckpointError, match=r"written by a run of 1 process\(es\), this one has 2: .*"
-                                              r"torchrun --nproc_per_node 1"):
+                                              r"\(one process: bicyclegan train, without torchrun\); with another "
+                                              r"number, start a new run from its weights: --init_from "):
         Trainer(tiny_cfg(out, data, max_steps=4), resume=True, progress=False)
 
 
