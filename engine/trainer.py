@@ -1009,8 +1009,13 @@ class Trainer:
                            + (f", from the weights of {self.init_path}" if self.init_path is not None else ""))
         loader = self.loader
         n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
+        # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with
+        # a dataset that batch_size x processes does not divide could not tell from the count of batches.
+        left = len(loader.samples) - self.steps_per_epoch * cfg.batch_size * self.world
         self.progress.note(f"data: {len(loader.samples)} samples, {self.steps_per_epoch} batches an epoch"
                            + (" on each rank" if self.world > 1 else "")
+                           + (f" ({left} left out each epoch, the end of its shuffled order: batches are whole)"
+                              if left else "")
                            + f"; {loader.backend} loader, {n} {what}{'s' if n != 1 else ''}")
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
             # A finished run resumed trains nothing, as it should; it used to say nothing about it either.

@@ -872,6 +872,21 @@ def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsy
     assert "epoch 1/1 [" in capsys.readouterr().err  # and without it, the bar
 
 
+def test_the_data_line_says_how_many_samples_each_epoch_leaves_out(tmp_path, data, capsys):
+    # 16 samples at batch 6: 2 whole batches an epoch, 12 samples; the other 4 of each epoch's order went
+    # unsaid ("data: 16 samples, 2 batches an epoch").
+    def train(batch_size):
+        return main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot",
+                     str(data), "--out", str(tmp_path / str(batch_size)), "--batch_size", str(batch_size),
+                     "--load_size", "32", "--preprocess", "none", "--backend", "torch", "--num_workers", "0",
+                     "--niter", "1", "--niter_decay", "1", "--max_steps", "1", "--no-progress"])
+    assert train(6) == 0
+    assert ("data: 16 samples, 2 batches an epoch (4 left out each epoch, the end of its shuffled order: batches "
+            "are whole); torch loader, 0 workers\n") in capsys.readouterr().err
+    assert train(4) == 0
+    assert "data: 16 samples, 4 batches an epoch; torch" in capsys.readouterr().err  # none left: nothing said
+
+
 def test_a_text_file_or_a_dataset_given_as_the_model_is_named_as_what_it_is(data, tmp_path, capsys):
     # "(KeyError: 101)" for a text file; "checkpoint data/checkpoints/latest.pt does not exist" for a dataset.
     (tmp_path / "notes.txt").write_text("epochs: 10\n")
