@@ -902,6 +902,9 @@ class Trainer:
                                 epoch=self.epoch if epoch is None else epoch, extra=extra)
             except DivergenceError as e:
                 raise self._diverged(str(e)) from e
+            except CheckpointError as e:  # (a full disk): at which step, and the run's way on, as the log's says
+                said = str(e).removesuffix("; the previous one is intact")
+                raise CheckpointError(f"training stopped at step {self.step}: {said}\n{self._intact()}") from e
         # A failed write (a full disk) stops every rank: alone, rank 0 left the others in the next step's
         # all-reduce (gloo failed them with a traceback, NCCL until torchrun killed them).
         self.dist.main_decides(write)

@@ -11,6 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+try:
+    import resource
+    resource_infinity = resource.RLIM_INFINITY
+except ImportError:  # (Windows)
+    resource, resource_infinity = None, -1
+
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
@@ -18,12 +24,16 @@ os.umask(_UMASK)
 def write_reason(err: BaseException, folder: Path) -> str:
     """A failed write's cause in one phrase, with the space left in `folder` (a full disk shows as such)."""
     text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    # A file size limit (ulimit -f, which a batch system may set) fails a write past it as "File too large",
+    # or in torch's zip writer "unexpected pos": with a disk of free space the cause went unsaid.
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource else resource_infinity
+    limited = "" if limit == resource_infinity else f"; ulimit -f limits files to {limit // 1024} KiB"
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
-        return text
+        return text + (f" ({limited[2:]})" if limited else "")
     # torch's zip writer reports a full disk as a RuntimeError without errno: say what was free.
-    return f"{text} ({free / 2**20:.0f} MiB free in {folder})"
+    return f"{text} ({free / 2**20:.0f} MiB free in {folder}{limited})"
 
 
 def temp_files(path: str | os.PathLike) -> list[Path]:

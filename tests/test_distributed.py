@@ -771,7 +771,8 @@ def test_a_rank_lost_at_start_up_is_one_line_on_the_others(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, error", [("latest.pt", "CheckpointError: cannot write checkpoint"),
+@pytest.mark.parametrize("name, error", [("latest.pt", "CheckpointError: training stopped at step 2: cannot write "
+                                                       "checkpoint"),
                                          ("latest.png", "OutputError: cannot write sample grid"),
                                          ("log.jsonl", "OutputError: cannot write the training log")])
 def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tmp_path, name, error):
@@ -784,8 +785,9 @@ def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tm
             "--log_every", "2", "--sample_every", "2", "--save_every", "2", "--num_workers", "0"]
     spawn_ranks(_full_disk_rank, (2, _free_port(), str(tmp_path), args, name))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
-    assert r0["rc"] == 2 and r0["stderr"].splitlines()[-1].startswith(f"bicyclegan train: {error}"), r0
-    assert "No space left on device" in r0["stderr"].splitlines()[-1]
+    (line,) = (line for line in r0["stderr"].splitlines() if line.startswith("bicyclegan train: "))
+    assert r0["rc"] == 2 and line.startswith(f"bicyclegan train: {error}"), r0
+    assert "No space left on device" in line
     assert r1 == {"rc": 2, "stderr": ""}
 
 

@@ -716,6 +716,47 @@ def test_a_full_disk_reported_by_torch_keeps_the_old_checkpoint(tmp_path, monkey
 
 
 
+def test_a_checkpoint_past_a_file_size_limit_says_the_limit(tmp_path):
+    # ulimit -f (a batch system's, say) stopped torch's writer short: "[enforce fail at inline_container.cc:672] .
+    # unexpected pos 1019200 vs 1019088 (76135 MiB free in ...)", a disk of room and no cause said.
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "ck.pt"
+    save_checkpoint(tiny_model(), path)
+    before = path.read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    assert len(before) > 256 * 1024  # (about 400 KB)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, limits[1]))  # (Python ignores SIGXFSZ)
+    try:
+        with pytest.raises(CheckpointError) as e:
+            save_checkpoint(tiny_model(), path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert str(e.value).startswith(f"cannot write checkpoint {path}: ")
+    assert "; ulimit -f limits files to 256 KiB); the previous one is intact" in str(e.value)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.pt"]
+
+
+def test_a_checkpoint_the_disk_cannot_take_stops_the_run_naming_the_step_and_the_one_to_resume(tmp_path, data,
+                                                                                            monkeypatch):
+    # "cannot write checkpoint .../latest.pt: No space left on device (...); the previous one is intact": of which
+    # step, and what to do, went unsaid (the training log's full disk says both).
+    t = Trainer(cfg(tmp_path / "run", data, max_steps=4, save_every=2, log_every=2), progress=False)
+    replace = os.replace
+
+    def full_at_step_4(src, dst, **kw):
+        if str(dst).endswith("latest.pt") and t.step == 4:
+            raise OSError(28, "No space left on device")
+        return replace(src, dst, **kw)
+    monkeypatch.setattr(os, "replace", full_at_step_4)
+    with pytest.raises(CheckpointError) as e:
+        t.train()
+    ckpt = tmp_path / "run" / "checkpoints" / "latest.pt"
+    first, then = str(e.value).splitlines()
+    assert first.startswith(f"training stopped at step 4: cannot write checkpoint {ckpt}: No space left on device (")
+    assert then == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
+    assert read_checkpoint(ckpt)["step"] == 2
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_a_full_disk_under_the_training_log_is_one_line_naming_it(tmp_path, data):
     # log.jsonl is appended to, not written atomically: a full disk there was a bare OSError.
