@@ -135,6 +135,15 @@ class Progress:
             self.stream.write("\n")
 
 
+def _opens(path: Path) -> bool:
+    """Whether the checkpoint at `path` opens (its header; not its tensors nor their digest)."""
+    try:
+        peek_checkpoint(path, "step")
+        return True
+    except CheckpointError:
+        return False
+
+
 def train_launch(world: int) -> str:
     """The command that trains in `world` processes, as a run of that many resumes (`bicyclegan train`
     alone is one process, which a run of several refuses); the launch's nodes from LOCAL_WORLD_SIZE."""
@@ -349,7 +358,7 @@ class Trainer:
                                   f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
                                   f"preprocess or leave --cuda_graph out")
             if self.resume_path is not None:
-                self._load(read_checkpoint(self.resume_path))
+                self._load(self._read_resumed())
             elif self.init_path is not None:
                 self._start_from(read_checkpoint(self.init_path), self.init_path)
             if self.total_steps < self.step:
@@ -506,6 +515,26 @@ class Trainer:
         if epoch is not None:
             return find_checkpoint(self.ckpt_path, epoch)
         return self.ckpt_path if resume else None
+
+    def _read_resumed(self) -> dict:
+        """The checkpoint resumed from; one of the run's own that cannot be read (damaged, truncated) is said
+        with the run's others to resume from, where the line named the file alone, as if it were the only one."""
+        try:
+            return read_checkpoint(self.resume_path)
+        except CheckpointError as e:
+            folder = self.ckpt_path.parent
+            if self.resume_path.parent.resolve() != folder.resolve():
+                raise
+            others = [(f"--resume --epoch {n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
+            others += [(f"--resume {shlex.quote(str(folder / BEST))}", BEST)] if (folder / BEST).is_file() else []
+            others = [(how, name) for how, name in others if name != self.resume_path.name and _opens(folder / name)]
+            if others:
+                how = f"; resume from another of the run's checkpoints instead: {others[0][0]}" + (
+                    f" (the others: {', '.join(name for _, name in others[1:])})" if others[1:] else "")
+            else:
+                how = ("; the run kept no other checkpoint to resume from: start it again (--save_epoch_freq N also "
+                       "keeps one every N epochs)")
+            raise CheckpointError(f"{e}{how}") from e
 
     def _check_config_early(self, cfg: TrainConfig) -> None:
         """Refuse another config from the checkpoint's header, before the data's files are listed and checked:

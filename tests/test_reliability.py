@@ -716,6 +716,30 @@ def test_a_full_disk_reported_by_torch_keeps_the_old_checkpoint(tmp_path, monkey
 
 
 
+def test_a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from(tmp_path, data):
+    # "checkpoint .../latest.pt cannot be read: unreadable or truncated (...)" and nothing more, where the run's
+    # epoch_2.pt resumed it.
+    out = tmp_path / "run"
+    def run(**kw):
+        return cfg(out, data, niter=2, niter_decay=2, save_epoch_freq=1, save_every=100, **kw)  # 4 steps an epoch
+    Trainer(run(max_steps=10), progress=False).train()
+    latest = out / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as e:
+        Trainer(run(max_steps=12), resume=True, progress=False)
+    assert str(e.value).startswith(f"checkpoint {latest} cannot be read: ")
+    assert str(e.value).endswith("; resume from another of the run's checkpoints instead: --resume --epoch 2 (the "
+                                 "others: epoch_1.pt)")
+    assert Trainer(run(max_steps=12), resume=True, epoch=2, progress=False).step == 8  # which does
+    (out / "checkpoints" / "epoch_1.pt").unlink()
+    for name in ("epoch_2.pt", "latest.pt"):  # (the resume from epoch_2.pt made it latest.pt too)
+        (out / "checkpoints" / name).write_bytes(b"damaged")
+    for epoch in (None, 2):  # none other to resume from
+        with pytest.raises(CheckpointError, match=r"; the run kept no other checkpoint to resume from: start it "
+                                                  r"again \(--save_epoch_freq N also keeps one every N epochs\)$"):
+            Trainer(run(max_steps=12), resume=True, epoch=epoch, progress=False)
+
+
 def test_a_checkpoint_past_a_file_size_limit_says_the_limit(tmp_path):
     # ulimit -f (a batch system's, say) stopped torch's writer short: "[enforce fail at inline_container.cc:672] .
     # unexpected pos 1019200 vs 1019088 (76135 MiB free in ...)", a disk of room and no cause said.
