@@ -29,7 +29,7 @@ $(STAMP): setup.py
 .PHONY: install demo test bench bench-compare bench-plot
 install: $(STAMP)
 
-# Train BicycleGAN on the built-in demo data (6 to 13 min on 2 CPU cores, by their load; a
+# Train BicycleGAN on the built-in demo data (7 to 16 min on 2 CPU cores, by their load; a
 # GPU, where nvidia-smi lists one, is used and named): sample grids + the palette coverage table.
 demo: $(STAMP)
 	@echo "make demo: $(if $(GPU),GPU found by nvidia-smi: the CUDA build of torch,no GPU found by nvidia-smi: the CPU build of torch)"
