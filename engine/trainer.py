@@ -256,7 +256,6 @@ def _even_batch_hint(error, cfg, world):
     most = getattr(error, "batch_at_most", None)
     if cfg.variant != "bicycle" or most is None or (most >= 2 and most % 2 == 0):
         return error
-    head = str(error).split("; ")[0]
     if most < 2:
         ranks = f" ({world} ranks of 2)" if world > 1 else ""
         advice = (f"; variant=bicycle needs a batch of at least 2 (the first half is encoded, the second "
@@ -264,7 +263,7 @@ def _even_batch_hint(error, cfg, world):
                   f"another --variant")
     else:
         advice = f"; use an even batch_size (variant=bicycle) of at most {most - 1}"
-    told = DatasetError(head + advice)
+    told = DatasetError(error.what + advice)
     told.from_rank0 = getattr(error, "from_rank0", False)
     return told
 

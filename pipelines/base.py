@@ -50,15 +50,16 @@ class PairedLoader:
             # Said as what to change: "on each of 1 rank(s) with drop_last=True" left a user with a
             # small dataset to work out that the batch was larger than the data.
             most = len(self.samples) // world_size
+            what = (f"{len(self.samples)} samples fill no batch of batch_size={batch_size}"
+                    + (f" on each of {world_size} ranks" if world_size > 1 else "")
+                    + (" (an incomplete batch is left out: drop_last=True)" if drop_last else ""))
             error = DatasetError(
-                f"{len(self.samples)} samples fill no batch of batch_size={batch_size}"
-                + (f" on each of {world_size} ranks" if world_size > 1 else "")
-                + (" (an incomplete batch is left out: drop_last=True)" if drop_last else "")
-                + (f"; use a batch_size of at most {most}" if most else "; there are fewer samples than ranks"))
+                what + (f"; use a batch_size of at most {most}" if most else "; there are fewer samples than ranks"))
             # Every rank counts the same samples (the ranks exchange the files' verdicts), so every rank
             # refuses alike: rank 0's line is said for all (the command line prints no copy marked so).
             error.from_rank0 = rank > 0
-            error.batch_at_most = most  # for a caller with its own rule on the batch (bicycle: even)
+            # For a caller with its own rule on the batch (bicycle: even), to give its own advice.
+            error.what, error.batch_at_most = what, most
             raise error
 
     def set_epoch(self, epoch, start_batch=0):
