@@ -32,7 +32,16 @@ from PIL import Image, ImageDraw
 from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe, made_alike
+from .evaluate import (
+    NO_DIVERSITY,
+    PAPER_INPUTS,
+    PAPER_SAMPLES,
+    Evaluation,
+    best_rows,
+    draw_codes,
+    json_safe,
+    made_alike,
+)
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
@@ -268,7 +277,15 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
 
 
 def measures(rows: list[dict]) -> list[str]:
-    return row_measures(rows, IDENTITY)
+    """The table's columns: the measures rows hold, and a diversity no model could measure (one output per
+    input, null), whose column then says '-' and why (no_diversity) rather than going missing."""
+    keep = {*row_measures(rows, IDENTITY), *no_diversity(rows)}
+    return [k for k in dict.fromkeys(k for r in rows for k in r) if k in keep]  # (in the rows' order)
+
+
+def no_diversity(rows: list[dict]) -> list[str]:
+    """The diversity measures some measured row holds as null: one output per input, no pair (NO_DIVERSITY)."""
+    return [k for k in DIVERSITY if any(k in r and r[k] is None for r in rows if "error" not in r)]
 
 
 def fid_counts(rows: list[dict]) -> dict[str, str]:
@@ -308,6 +325,8 @@ def format_compare(rows: list[dict]) -> str:
     if counts := fid_counts(rows):
         lines.append("FID from different numbers of images, generated vs real ("
                      + ", ".join(f"{name}: {n}" for name, n in counts.items()) + "): these do not compare")
+    if no_diversity(rows):
+        lines.append(f"diversity -: {NO_DIVERSITY}")
     return "\n".join(lines)
 
 
@@ -323,7 +342,7 @@ def charts(rows: list[dict]) -> list[str]:
     """The Fig. 6 charts: realism (FID when measured, else validity and coverage) against diversity
     (LPIPS when measured, else L1), one labelled point per model; a model without both values is named
     under the chart instead."""
-    have = set(measures(rows))
+    have = set(row_measures(rows, IDENTITY))  # (a diversity no model has a value of places no point)
     x = next((k for k in DIVERSITY if k in have), None)
     ys = ["fid"] if "fid" in have else [k for k in ("validity", "coverage") if k in have]
     if x is None or not ys:
@@ -381,6 +400,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                "L1, palette coverage), where models differ.</p>" if best else "")
             + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "
                "fewer images bias FID upward, so these do not compare (none in bold).</p>" if counts else "")
+            + (f"<p class='meta'>Diversity -: {html.escape(NO_DIVERSITY)}.</p>" if no_diversity(rows) else "")
             + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
                if figs else "")
             + pic + "</body></html>\n")

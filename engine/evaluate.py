@@ -54,6 +54,9 @@ BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("pa
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
 _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
+# Why a diversity is '-' (null in the results): evaluate's table and compare's say it alike.
+NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no pair to compare; "
+                "diversity needs --n_samples 2 or more")
 
 
 def _palette_info(root: Path, phase: str):
@@ -440,7 +443,7 @@ def format_table(r: dict) -> str:
             rows.append((f"  with {r['shares_n_samples']} z per input", _histogram(r["shares_histogram"])))
         if "encoded_palette_match" in r:
             rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
-    undefined = "-  (one output per input: no pair to compare)"
+    undefined = f"-  ({NO_DIVERSITY})"
     if "diversity_lpips" in r:
         lp = r["lpips"]
         rows.append(("diversity (LPIPS between samples)", undefined if r["diversity_lpips"] is None else

@@ -110,6 +110,23 @@ def test_each_row_equals_an_independent_evaluate_of_its_model(runs, tmp_path, ca
 
 
 
+def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empty(runs, tmp_path, capsys):
+    """--n_samples 1 leaves no pair to measure diversity on: evaluate says '-' and why; compare dropped
+    the column, a table without diversity and no word of it."""
+    out = tmp_path / "cmp"
+    opts = [o if o != "4" else "1" for o in OPTS]  # --n_samples 1
+    assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *opts, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    head = next(line for line in printed.splitlines() if line.startswith("name"))
+    assert head.split() == ["name", "diversity_l1", "encoded_l1", "coverage", "validity", "encoded_palette_match"]
+    assert re.search(r"^bicycle +- +\d", printed, re.M) and re.search(r"^pix2pix +- +- +", printed, re.M)
+    why = "diversity needs --n_samples 2 or more"
+    assert why in printed and why in (out / "index.html").read_text()
+    assert main(["evaluate", str(runs / "bicycle"), *opts, "--phase", "val", "--json", str(tmp_path / "e.json")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("diversity (L1"))
+    assert why in line  # evaluate says the same
+
+
 def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tmp_path):
     """A model loaded from a checkpoint knows its file (BicycleGAN.source): its row says it, as a path's
     does; a model built in memory has neither."""
