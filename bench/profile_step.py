@@ -26,6 +26,8 @@ from bench_train_step import build
 from benchutil import DEVICE, sync
 from torch.profiler import ProfilerActivity, profile
 
+from bicyclegan.pipelines.errors import plural
+
 RUNGS = ["eager_fp32_torch", "graph_bf16_triton", "eager_bf16_triton"]
 NOTES = {
     "eager_fp32_torch": "the reference's step: PyTorch layers, fp32, no graph",
@@ -76,7 +78,7 @@ def main(argv=None):
         try:
             result["sort_by"], table, result["top"][rung] = profile_rung(rung, args.batch, args.steps, args.rows)
             result["tables"][rung] = f"({NOTES[rung]})\n{table}"
-            print(f"== {rung}, batch {args.batch}, {args.steps} steps\n{result['tables'][rung]}")
+            print(f"== {rung}, batch {args.batch}, {plural(args.steps, 'step')}\n{result['tables'][rung]}")
         except Exception:
             failed = True
             result["tables"][rung] = f"FAILED\n{traceback.format_exc()}"

@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw
 
+from bicyclegan.pipelines.errors import plural
+
 from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
@@ -369,7 +371,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     # a model without z has one output per input: the draw is the most any model made
     drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
     said = (f"{len(rows)} models, each on {first.get('phase')}/ of {first.get('dataroot')}: the first "
-            f"{first.get('n_inputs')} inputs x {drawn} random z (seed {first.get('seed')}), the same "
+            f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
             "inputs and codes for each (models of one nz get the same z)." if done else
             f"{len(rows)} models; none could be measured.")
     keys = measures(rows)
@@ -386,8 +388,8 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     pic = ""
     if picture:
         beside = " and its ground truth" if truth else ""
-        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {show} inputs: the input{beside}, "
-               f"then a row per model of its first {show_samples} measured outputs, z1, z2, ... "
+        pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {plural(show, 'input')}: the input{beside}, "
+               f"then a row per model of its first {plural(show_samples, 'measured output')}, z1, z2, ... "
                "the same codes for models of one nz (a model without z: its one output).</figcaption>"
                f"<img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)

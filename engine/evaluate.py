@@ -34,6 +34,7 @@ import torch
 import torch.distributed as tdist
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
@@ -447,7 +448,8 @@ def format_table(r: dict) -> str:
     if "diversity_lpips" in r:
         lp = r["lpips"]
         rows.append(("diversity (LPIPS between samples)", undefined if r["diversity_lpips"] is None else
-                     f"{r['diversity_lpips']:.4f}  (alex v{lp['version']}, {lp['n_pairs']} {lp['pairs']} pairs, "
+                     f"{r['diversity_lpips']:.4f}  (alex v{lp['version']}, "
+                     f"{plural(lp['n_pairs'], lp['pairs'] + ' pair')}, "
                      f"std {lp['std']:.4f})"))
     if "diversity_l1" in r:
         rows.append(("diversity (L1 between samples)",

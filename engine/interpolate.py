@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.errors import plural
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
@@ -192,7 +193,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             raise DatasetError(f"{inputs_folder(root, phase)} has no B images (a folder of inputs alone): "
                                f"path=encoded needs them (use path=random)")
         if max(refs) >= len(items) or min(refs) < 0:
-            raise ConfigError(f"refs={refs}: {inputs_folder(root, phase)} has {len(items)} inputs (numbered from 0)")
+            raise ConfigError(f"refs={refs}: {inputs_folder(root, phase)} has {plural(len(items), 'input')} "
+                              f"(numbered from 0)")
     # After the checks of the inputs (nothing made for a refused call), before any output is computed.
     out = check_writable(check_apart(out, root, phase), "interpolation results")
     was_training = model.training

@@ -29,6 +29,8 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from bicyclegan.pipelines.errors import plural
+
 from .errors import ConfigError
 from .io import write_text
 
@@ -484,7 +486,8 @@ def _validation(rows: list[dict], config: dict | None, x_range) -> str:
     log), the evaluation best.pt was kept from marked on its measure's chart."""
     every = (config or {}).get("eval_every")
     if not rows:
-        return (f"<p>No evaluation yet (every {every} iterations: <code>eval_log.jsonl</code>).</p>" if every else
+        return (f"<p>No evaluation yet (every {plural(every, 'iteration')}: <code>eval_log.jsonl</code>).</p>"
+                if every else
                 "<p>No evaluation during training (<code>--eval_every N</code> evaluates the held-out split "
                 "every N iterations).</p>")
     last, best = rows[-1], next((r for r in reversed(rows) if r.get("best") and r["best"] in r), None)
@@ -498,8 +501,9 @@ def _validation(rows: list[dict], config: dict | None, x_range) -> str:
             mark = (best["step"], best[k], f"checkpoints/best.pt: {_value(best[k])} at step {best['step']}")
         charts.append(svg_chart(EVAL_NAMES.get(k, k), [x for x, _ in pts], [y for _, y in pts], x_range=x_range,
                                 mark=mark))
-    said = (f"{len(rows)} evaluation{'s' if len(rows) != 1 else ''}" + (f", every {every} iterations" if every else "")
-            + f", of {last.get('split')}/: the first {last.get('n_inputs')} inputs x {last.get('n_samples')} random z "
+    said = (plural(len(rows), "evaluation") + (f", every {plural(every, 'iteration')}" if every else "")
+            + f", of {last.get('split')}/: the first {plural(last.get('n_inputs'), 'input')} x "
+            f"{last.get('n_samples')} random z "
             f"(seed {last.get('seed')}), the same at each (eval_log.jsonl).")
     if best is not None:
         said += (f" Ringed: the best {EVAL_NAMES.get(best['best'], best['best'])}, {_value(best[best['best']])} "

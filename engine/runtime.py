@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.demo import DATA_VERSION
+from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
 
@@ -68,7 +69,7 @@ def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torc
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({torch.get_num_threads()} threads; no GPU)"
+    return f"{device} ({plural(torch.get_num_threads(), 'thread')}; no GPU)"
 
 
 def prepare_device(device: torch.device) -> None:

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.errors import plural
 
 from .config import check_int
 from .errors import ConfigError
@@ -462,7 +463,7 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     app = make_app(explorer, local_only=is_loopback(host))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {len(explorer.items)} inputs) at "
+    print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {plural(len(explorer.items), 'input')}) at "
           f"http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", file=sys.stderr)
     if not is_loopback(host):
         print(f"serve: listening on {host}: anyone who can reach this machine can use the model and upload "

@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
+from bicyclegan.pipelines.errors import plural
+
 from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
@@ -166,7 +168,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     say = log if log is not None and dist.main else (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
     before = f" ({len(kept)} measured before, reused)" if kept else ""
-    say(f"evaluating {len(todo)} checkpoint{'s' if len(todo) != 1 else ''} of {folder}: "
+    say(f"evaluating {plural(len(todo), 'checkpoint')} of {folder}: "
         + (", ".join(p.name for p, _, _ in todo) or "none") + before)
     # (the split's skipped files said once, not again for each checkpoint's loaders)
     with SaidOnce():
@@ -227,9 +229,10 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
     done = [r for r in rows if "error" not in r]
     first = done[0] if done else {}
     best = best_rows(rows)
-    said = (f"{len(rows)} checkpoint{'s' if len(rows) != 1 else ''} of {run_name}, each on {first.get('phase')}/: "
-            f"the first {first.get('n_inputs')} inputs x {first.get('n_samples')} random z (seed {first.get('seed')}), "
-            "the same for each." if done else f"{len(rows)} checkpoints of {run_name}; none could be measured.")
+    said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on {first.get('phase')}/: "
+            f"the first {plural(first.get('n_inputs'), 'input')} x {first.get('n_samples')} random z "
+            f"(seed {first.get('seed')}), the same for each." if done else
+            f"{plural(len(rows), 'checkpoint')} of {run_name}; none could be measured.")
     x_range = (min(r["step"] for r in rows), max(r["step"] for r in rows))
     charts = []
     for k in measures(rows):

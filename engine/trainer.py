@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.errors import plural
 
 from .checkpoint import (
     BEST,
@@ -843,7 +844,7 @@ class Trainer:
         if self.tb:
             self.tb.log_eval(result, self.step)
         figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
-        self.progress.note(f"evaluation at step {self.step} ({ev.phase}/, {result['n_inputs']} inputs x "
+        self.progress.note(f"evaluation at step {self.step} ({ev.phase}/, {plural(result['n_inputs'], 'input')} x "
                            f"{result['n_samples']} z): {figures}"
                            + (f"; best {key} so far: checkpoints/{BEST}" if improved else ""))
         self.write_report()
@@ -1035,7 +1036,7 @@ class Trainer:
         self.dist.main_decides(lambda: write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config"))
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
-                           + f": {self.total_steps} iterations of batch {cfg.batch_size} -> {self.run_dir}"
+                           + f": {plural(self.total_steps, 'iteration')} of batch {cfg.batch_size} -> {self.run_dir}"
                            + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else "")
                            + (f", from the weights of {self.init_path}" if self.init_path is not None else ""))
         loader = self.loader
@@ -1043,16 +1044,18 @@ class Trainer:
         # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with
         # a dataset that batch_size x processes does not divide could not tell from the count of batches.
         left = len(loader.samples) - self.steps_per_epoch * cfg.batch_size * self.world
-        self.progress.note(f"data: {len(loader.samples)} samples, {self.steps_per_epoch} batches an epoch"
+        self.progress.note(f"data: {plural(len(loader.samples), 'sample')}, "
+                           f"{plural(self.steps_per_epoch, 'batch', 'batches')} an epoch"
                            + (" on each rank" if self.world > 1 else "")
                            + (f" ({left} left out each epoch, the end of its shuffled order: batches are whole)"
                               if left else "")
-                           + f"; {loader.backend} loader, {n} {what}{'s' if n != 1 else ''}")
+                           + f"; {loader.backend} loader, {plural(n, what)}")
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
             # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
             longer = ("a larger --max_steps" if cfg.max_steps is not None else
                       "more epochs (--niter_decay, --niter: the learning-rate schedule's length)")
-            print(f"note: {self.run_dir} has already trained its {self.total_steps} iterations: nothing to train; "
+            print(f"note: {self.run_dir} has already trained its {plural(self.total_steps, 'iteration')}: "
+                  f"nothing to train; "
                   f"to train on, resume it with {longer}", file=sys.stderr)
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")

@@ -5,7 +5,7 @@ import operator
 import torch
 
 from . import sharding
-from .errors import DatasetError
+from .errors import DatasetError, plural
 
 log = logging.getLogger("bicyclegan.pipelines")
 
@@ -50,7 +50,8 @@ class PairedLoader:
             # Said as what to change: "on each of 1 rank(s) with drop_last=True" left a user with a
             # small dataset to work out that the batch was larger than the data.
             most = len(self.samples) // world_size
-            what = (f"{len(self.samples)} samples fill no batch of batch_size={batch_size}"
+            fill = "fills" if len(self.samples) == 1 else "fill"
+            what = (f"{plural(len(self.samples), 'sample')} {fill} no batch of batch_size={batch_size}"
                     + (f" on each of {world_size} ranks" if world_size > 1 else "")
                     + (" (an incomplete batch is left out: drop_last=True)" if drop_last else ""))
             error = DatasetError(
@@ -95,6 +96,6 @@ class PairedLoader:
                             "takes its place", path, reason, len(self.skipped))
 
     def __repr__(self):
-        return (f"{type(self).__name__}({len(self.samples)} samples, layout={self.layout}, "
+        return (f"{type(self).__name__}({plural(len(self.samples), 'sample')}, layout={self.layout}, "
                 f"batch_size={self.batch_size}, rank={self.rank}/{self.world_size}, "
-                f"device={self.device}, {len(self)} batches per epoch)")
+                f"device={self.device}, {plural(len(self), 'batch', 'batches')} per epoch)")

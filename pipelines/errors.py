@@ -11,3 +11,9 @@ def describe_bad(bad, limit=10):
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more")
     return "\n".join(lines)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count and its noun, agreeing: "1 sample", "3 samples" (many: the plural where it is not word + "s",
+    as "batches"). Messages said "1 samples", "1 iterations", "1 threads" of small runs."""
+    return f"{n} {word if n == 1 else many or word + 's'}"

@@ -134,7 +134,7 @@ def test_too_few_pairs_for_a_bicycle_batch_get_advice_bicycle_can_take(tmp_path)
     # One pair: the loader said "use a batch_size of at most 1", and batch 1 was then refused by
     # bicycle ("must be even ... use 2"): the user went back and forth between the two messages.
     one = ab_folders(tmp_path / "one", {"train": (1, True)})
-    with pytest.raises(DatasetError, match=r"^1 samples fill no batch of batch_size=2 \(.*\); variant=bicycle needs "
+    with pytest.raises(DatasetError, match=r"^1 sample fills no batch of batch_size=2 \(.*\); variant=bicycle needs "
                                            r"a batch of at least 2 .* so at least 2 samples: add pairs or use "
                                            r"another --variant"):
         Trainer(tiny_cfg(tmp_path / "run", one, batch_size=2, max_steps=1), progress=False)

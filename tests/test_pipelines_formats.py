@@ -627,7 +627,7 @@ def test_set_epoch_takes_whole_numbers_only(tmp_path):
 
 def test_a_rank_left_without_a_batch_says_there_are_fewer_samples_than_ranks(tmp_path):
     good_files(tmp_path, n=1)
-    with pytest.raises(DatasetError, match=r"^1 samples fill no batch of batch_size=1 on each of 2 ranks; there are "
+    with pytest.raises(DatasetError, match=r"^1 sample fills no batch of batch_size=1 on each of 2 ranks; there are "
                                            r"fewer samples than ranks$"):
         make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, backend="torch", num_workers=0, rank=0,
                     world_size=2, drop_last=False)

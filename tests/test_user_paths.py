@@ -887,6 +887,25 @@ def test_the_data_line_says_how_many_samples_each_epoch_leaves_out(tmp_path, dat
     assert "data: 16 samples, 4 batches an epoch; torch" in capsys.readouterr().err  # none left: nothing said
 
 
+def test_counts_of_one_read_as_one(tmp_path, data, capsys, monkeypatch):
+    # A one-step run on one thread, 5 samples at batch 4, one evaluation of one input said "1 threads",
+    # "1 iterations", "1 batches an epoch", "1 inputs x 2 z" and, on its report, "every 1 iterations".
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    out = tmp_path / "one"
+    assert main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot", str(data),
+                 "--out", str(out), "--batch_size", "4", "--max_dataset_size", "5", "--load_size", "32",
+                 "--preprocess", "none", "--backend", "torch", "--num_workers", "1", "--niter", "1",
+                 "--niter_decay", "1", "--max_steps", "1", "--eval_every", "1", "--eval_num", "1",
+                 "--eval_samples", "2", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"training on cpu (1 thread; no GPU): 1 iteration of batch 4 -> {out}\n" in err
+    assert ("data: 5 samples, 1 batch an epoch (1 left out each epoch, the end of its shuffled order: batches are "
+            "whole); torch loader, 1 worker\n") in err
+    assert "evaluation at step 1 (test/, 1 input x 2 z): " in err
+    page = (out / "report.html").read_text()
+    assert "1 evaluation, every 1 iteration, of test/: the first 1 input x 2 random z" in page
+
+
 def test_a_text_file_or_a_dataset_given_as_the_model_is_named_as_what_it_is(data, tmp_path, capsys):
     # "(KeyError: 101)" for a text file; "checkpoint data/checkpoints/latest.pt does not exist" for a dataset.
     (tmp_path / "notes.txt").write_text("epochs: 10\n")

@@ -186,6 +186,7 @@ def drive_ops(log, quick):
 def drive_step(log, quick):
     from bicyclegan.engine import make_config
     from bicyclegan.engine.model import BicycleGAN
+    from bicyclegan.pipelines.errors import plural
     n = 0
     for amp in ("off", "bf16"):
         for cl in (False, True) if not quick else (amp == "bf16",):
@@ -202,7 +203,7 @@ def drive_step(log, quick):
                 with torch.no_grad():  # inference: encode and generate
                     model.generate(batch["A"], model.encode(batch["B"]))
                 n += 1
-        log(f"  step: amp {amp} done ({n} steps so far)")
+        log(f"  step: amp {amp} done ({plural(n, 'step')} so far)")
 
 
 DRIVERS = {"tuner": drive_tuner, "ops": drive_ops, "step": drive_step}
