@@ -899,6 +899,15 @@ class Trainer:
                + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))}"))
         return f"{self._last_good()}: {how}"
 
+    def _after_step(self) -> str:
+        """"after step N (epoch E)" of the last step finished, N, and the epoch that step trained in ("the end of
+        epoch E" where it ended one): once the loader has run out, self.epoch is already the next one's, and a
+        stop in the next epoch's first step said "after step 8 (epoch 3)" of a step of epoch 2."""
+        if self.step == 0:
+            return "before its first step"
+        done, rest = divmod(self.step, self.steps_per_epoch)
+        return f"after step {self.step} ({f'epoch {done + 1}' if rest else f'the end of epoch {done}'})"
+
     def _diverged(self, what: str) -> DivergenceError:
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
                                f"{self._last_good()}; try a lower --lr or --amp off")
@@ -1139,7 +1148,7 @@ class Trainer:
                 raise
             # Another rank's own error (a data error, a bug, out of memory) ended it in the middle of a
             # collective: that rank prints it; this one's traceback would only bury it.
-            raise RankLostError(f"training stopped after step {self.step} (epoch {self.epoch + 1}): another of the "
+            raise RankLostError(f"training stopped {self._after_step()}: another of the "
                                 f"{self.world} processes ended during it, and prints its own error (rank "
                                 f"{self.rank} saw: {saw})\n{self._intact()}") from e
         finally:

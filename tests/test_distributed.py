@@ -741,6 +741,34 @@ def test_lost_rank_knows_a_collective_that_failed_for_a_rank_that_ended():
     assert lost_rank(ValueError(gloo)) is None
 
 
+@pytest.mark.parametrize("fails_in, said", [(9, "after step 8 (the end of epoch 2)"), (7, "after step 6 (epoch 2)"),
+                                             (1, "before its first step")])
+def test_a_lost_rank_is_said_with_the_epoch_of_the_step_finished(tmp_path, fails_in, said):
+    """A collective that fails in the first step of epoch 3 (4 steps an epoch): the loader has run out and the
+    epoch moved on, and the line said "after step 8 (epoch 3)", step 8 being epoch 2's last. Constructed in
+    one process: a run that calls itself rank 0 of 2, whose step `fails_in` fails as gloo does."""
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.errors import RankLostError
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=2, size=32, seed=0)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, niter=2, max_steps=12, log_every=100, sample_every=100,
+                         save_every=100), progress=False)
+    assert t.steps_per_epoch == 4
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == fails_in - 1:
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:6368. This "
+                               "is typically caused by a remote worker crashing.")
+        return real(batch)
+    t.model.train_step, t.world = train_step, 2  # (after the set-up: its loader is one process's)
+    with pytest.raises(RankLostError) as e:
+        t.train()
+    assert str(e.value).startswith(f"training stopped {said}: another of the 2 processes ended during it")
+
+
 def _start_bug_rank(rank, world, port, out_dir, args):
     """_cli_rank with a bug in rank 1's loader set-up, before the ranks' joint check of the files."""
     if rank == 1:
