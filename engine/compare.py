@@ -34,19 +34,21 @@ from bicyclegan.pipelines.errors import plural
 from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import (
-    NO_DIVERSITY,
-    PAPER_INPUTS,
-    PAPER_SAMPLES,
-    Evaluation,
-    best_rows,
-    draw_codes,
-    json_safe,
-    made_alike,
-)
+from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe, made_alike
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
-from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_scatter
+from .report import (
+    DIVERSITY,
+    EVAL_NAMES,
+    NO_DIVERSITY,
+    STYLE,
+    _number,
+    _value,
+    measure_cells,
+    no_diversity,
+    row_measures,
+    svg_scatter,
+)
 from .runtime import Dist, SaidOnce, build_loader, data_root_for, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
@@ -279,15 +281,7 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
 
 
 def measures(rows: list[dict]) -> list[str]:
-    """The table's columns: the measures rows hold, and a diversity no model could measure (one output per
-    input, null), whose column then says '-' and why (no_diversity) rather than going missing."""
-    keep = {*row_measures(rows, IDENTITY), *no_diversity(rows)}
-    return [k for k in dict.fromkeys(k for r in rows for k in r) if k in keep]  # (in the rows' order)
-
-
-def no_diversity(rows: list[dict]) -> list[str]:
-    """The diversity measures some measured row holds as null: one output per input, no pair (NO_DIVERSITY)."""
-    return [k for k in DIVERSITY if any(k in r and r[k] is None for r in rows if "error" not in r)]
+    return row_measures(rows, IDENTITY, undefined=True)
 
 
 def fid_counts(rows: list[dict]) -> dict[str, str]:
@@ -334,7 +328,6 @@ def format_compare(rows: list[dict]) -> str:
 
 # Fig. 6's axes: diversity (x), realism (y). On the demo data validity is the realism of an output
 # (a clean palette image) and coverage how many of the four palettes a model reaches.
-DIVERSITY = ("diversity_lpips", "diversity_l1")
 REALISM = {"fid": "lower", "validity": "higher", "coverage": "higher"}
 SHORT = {"fid": "FID", "validity": "validity", "coverage": "palette coverage", "diversity_lpips": "LPIPS diversity",
          "diversity_l1": "L1 diversity"}  # chart titles (the axes have the whole names)

@@ -43,7 +43,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .report import _number
+from .report import NO_DIVERSITY, _number
 from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
@@ -55,9 +55,6 @@ BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("pa
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
 _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
-# Why a diversity is '-' (null in the results): evaluate's table and compare's say it alike.
-NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no pair to compare; "
-                "diversity needs --n_samples 2 or more")
 
 
 def _palette_info(root: Path, phase: str):

@@ -511,11 +511,24 @@ def _validation(rows: list[dict], config: dict | None, x_range) -> str:
     return f"<p class='meta'>{html.escape(said)}</p><div class='charts'>" + "".join(charts) + "</div>"
 
 
-def row_measures(rows: list[dict], identity) -> list[str]:
+# Why a diversity is '-' (null in the results): evaluate's table, compare's and evaluate --epoch all's say it alike.
+DIVERSITY = ("diversity_lpips", "diversity_l1")
+NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no pair to compare; "
+                "diversity needs --n_samples 2 or more")
+
+
+def no_diversity(rows: list[dict]) -> list[str]:
+    """The diversity measures some measured row holds as null: one output per input, no pair (NO_DIVERSITY)."""
+    return [k for k in DIVERSITY if any(k in r and r[k] is None for r in rows if "error" not in r)]
+
+
+def row_measures(rows: list[dict], identity, *, undefined: bool = False) -> list[str]:
     """The measures rows of evaluations hold (numbers, not the `identity` columns nor settings), in the
-    order they first appear."""
+    order they first appear; undefined: also a diversity no row could measure (no_diversity), whose
+    column then says '-' rather than going missing (a table's columns; a chart has nothing to draw)."""
     skip = {*identity, *EVAL_SETTINGS}
-    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and _number(v)))
+    keep = no_diversity(rows) if undefined else []
+    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and (_number(v) or k in keep)))
 
 
 def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:

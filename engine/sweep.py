@@ -32,7 +32,17 @@ from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, made_alike
 from .io import check_writable, write_json, write_text
-from .report import EVAL_NAMES, STYLE, _number, _value, measure_cells, row_measures, svg_chart
+from .report import (
+    EVAL_NAMES,
+    NO_DIVERSITY,
+    STYLE,
+    _number,
+    _value,
+    measure_cells,
+    no_diversity,
+    row_measures,
+    svg_chart,
+)
 from .runtime import Dist, SaidOnce, inference_data, pick_device, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
@@ -197,7 +207,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
 
 
 def measures(rows: list[dict]) -> list[str]:
-    return row_measures(rows, WHICH)
+    return row_measures(rows, WHICH, undefined=True)
 
 
 def _cell(v) -> str:
@@ -220,6 +230,8 @@ def format_sweep(rows: list[dict]) -> str:
         pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
         lines.append(f"best {EVAL_NAMES.get(key, key)}: {_cell(r[key])} at epoch {r['epoch']}, step {r['step']} "
                      f"({r['checkpoint']}: {pick})")
+    if no_diversity(rows):
+        lines.append(f"diversity -: {NO_DIVERSITY}")
     return "\n".join(lines)
 
 
@@ -235,7 +247,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
             f"{plural(len(rows), 'checkpoint')} of {run_name}; none could be measured.")
     x_range = (min(r["step"] for r in rows), max(r["step"] for r in rows))
     charts = []
-    for k in measures(rows):
+    for k in row_measures(rows, WHICH):  # (a diversity no checkpoint has a value of draws nothing)
         pts = [(r["step"], float(r[k])) for r in done if _number(r.get(k))]
         b = best.get(k)
         mark = (b["step"], b[k], f"best: {_value(b[k])} at epoch {b['epoch']} ({b['checkpoint']})") if b else None
@@ -258,5 +270,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
             + (f"<div class='charts'>{''.join(charts)}</div>" if charts else "")
             + f"<h2>Checkpoints</h2><table><tr>{header}</tr>{''.join(body)}</table>"
             + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
-               "checkpoint by.</p>" if best else "") + "</body></html>\n")
+               "checkpoint by.</p>" if best else "")
+            + (f"<p class='meta'>Diversity -: {html.escape(NO_DIVERSITY)}.</p>" if no_diversity(rows) else "")
+            + "</body></html>\n")
 

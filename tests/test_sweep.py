@@ -46,6 +46,20 @@ def copy_run(run, tmp_path):
     return dst
 
 
+def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empty(run, tmp_path, capsys):
+    # evaluate --epoch all --n_samples 1 dropped the diversity column, unsaid; evaluate and compare say '-' and why.
+    run = copy_run(run, tmp_path)
+    opts = [o if o != "3" else "1" for o in OPTS]  # --n_samples 1
+    assert main(["evaluate", str(run), "--epoch", "all", *opts]) == 0
+    out = capsys.readouterr().out
+    lines = out[out.index("\ncheckpoint  ") + 1:].splitlines()
+    assert lines[0].split() == ["checkpoint", "epoch", "step", "diversity_l1", "encoded_l1", "coverage", "validity",
+                                "encoded_palette_match"]
+    assert [line.split()[3] for line in lines[1:4]] == ["-", "-", "-"]
+    why = "diversity needs --n_samples 2 or more"
+    assert why in out and why in (run / "results" / "val_sweep" / "index.html").read_text()
+
+
 def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tmp_path, capsys):
     run = copy_run(run, tmp_path)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
