@@ -46,6 +46,7 @@ from .report import (
     _value,
     measure_cells,
     no_diversity,
+    read_from,
     row_measures,
     svg_scatter,
 )
@@ -363,7 +364,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     first = done[0] if done else {}
     # a model without z has one output per input: the draw is the most any model made
     drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
-    said = (f"{len(rows)} models, each on {first.get('phase')}/ of {first.get('dataroot')}: the first "
+    said = (f"{len(rows)} models, each on {read_from(first.get('dataroot'), first.get('phase'))}: the first "
             f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
             "inputs and codes for each (models of one nz get the same z)." if done else
             f"{len(rows)} models; none could be measured.")

@@ -517,6 +517,14 @@ NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no 
                 "diversity needs --n_samples 2 or more")
 
 
+def read_from(dataroot, phase) -> str:
+    """What an evaluation read, as its table and page say it: "test/ of DATA", or a folder without that split
+    (a plain folder of inputs) as "the images of DATA": they said "test/" of a folder that has none."""
+    if dataroot is None or phase is None:  # (rows that do not say it: as much as they say)
+        return f"{phase}/"
+    return f"{phase}/ of {dataroot}" if (Path(dataroot) / phase).is_dir() else f"the images of {dataroot}"
+
+
 def no_diversity(rows: list[dict]) -> list[str]:
     """The diversity measures some measured row holds as null: one output per input, no pair (NO_DIVERSITY)."""
     return [k for k in DIVERSITY if any(k in r and r[k] is None for r in rows if "error" not in r)]

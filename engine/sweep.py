@@ -40,6 +40,7 @@ from .report import (
     _value,
     measure_cells,
     no_diversity,
+    read_from,
     row_measures,
     svg_chart,
 )
@@ -241,7 +242,8 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
     done = [r for r in rows if "error" not in r]
     first = done[0] if done else {}
     best = best_rows(rows)
-    said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on {first.get('phase')}/: "
+    said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on "
+            f"{read_from(first.get('dataroot'), first.get('phase'))}: "
             f"the first {plural(first.get('n_inputs'), 'input')} x {first.get('n_samples')} random z "
             f"(seed {first.get('seed')}), the same for each." if done else
             f"{plural(len(rows), 'checkpoint')} of {run_name}; none could be measured.")

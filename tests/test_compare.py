@@ -19,7 +19,7 @@ from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, OutputEr
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.compare import best_of, compare_image, format_compare, model_names, render_compare
-from bicyclegan.engine.evaluate import Evaluation, evaluate
+from bicyclegan.engine.evaluate import Evaluation, evaluate, format_table
 from bicyclegan.engine.metrics.lpips import LPIPS
 from bicyclegan.engine.report import svg_scatter
 from bicyclegan.engine.trainer import Trainer
@@ -408,6 +408,9 @@ def test_a_plain_folder_of_inputs_has_no_ground_truth_column(data, loud, tmp_pat
     page = (out / "index.html").read_text()
     assert "ground truth" not in page
     assert "For each of the first 2 inputs: the input, then a row per model of its first 2 measured outputs" in page
+    # it has no val/ (the split EVAL names): the page said "each on val/ of .../plain", evaluate's table "(val)"
+    assert f"2 models, each on the images of {plain}: the first 3 inputs" in page and "val/" not in page
+    assert format_table(rows[0]).splitlines()[1].endswith(f"3 x 4 (the images of {plain})")
 
 
 
