@@ -42,6 +42,13 @@ def fits_int32(op, per_sample, x):
                          f"path takes under 2**31 (use impl='ref')")
 
 
+def in_sample_span(t):
+    """The largest offset from a sample's first element to another of t's (N x C x H x W): the
+    kernels form in-sample offsets in int32, which a gradient autograd hands over (a slice of a wider
+    tensor) can pass with fewer than 2**31 elements of its own."""
+    return sum((size - 1) * stride for size, stride in zip(t.shape[1:], t.stride()[1:]) if size)
+
+
 def flat_hw(t):
     """Whether t's H and W axes merge into one plane index p = h * W + w with one stride."""
     return t.shape[2] == 1 or t.shape[3] == 1 or t.stride(2) == t.shape[3] * t.stride(3)

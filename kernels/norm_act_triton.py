@@ -86,8 +86,12 @@ def _range_apply(x_ptr, y_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, mean, rstd
 
 @triton.jit
 def _tile_base(C, stride_n, stride_c, BLOCK_C: tl.constexpr):
-    pid_n = tl.program_id(0)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    # (sample, channel tile) as one program index on grid axis 0, channel tiles fastest: axis 1 takes
+    # at most 65535 programs on a GPU, fewer than the 1-channel tiles of 65536 channels or more (the
+    # interpreter has no such limit). Axis 2 is the split path's plane ranges.
+    n_ct = tl.cdiv(C, BLOCK_C)
+    pid_n = tl.program_id(0) // n_ct
+    c = (tl.program_id(0) % n_ct) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
     return pid_n, c, c_mask, _base(pid_n, c, stride_n, stride_c)
 
@@ -347,10 +351,10 @@ def _complete(x, knobs):
     N, C, H, W = x.shape
     HW = H * W
     ranges = triton.cdiv(HW, knobs["BLOCK_HW"])
-    split = max(1, min(knobs["split"], ranges))
+    split = max(1, min(knobs["split"], ranges, 65535))  # (grid axis 2's limit on a GPU)
     chunk = triton.cdiv(triton.cdiv(HW, split), knobs["BLOCK_HW"]) * knobs["BLOCK_HW"]
     return dict(knobs, split=triton.cdiv(HW, chunk), chunk=chunk, single=ranges == 1,
-                grid=(N, triton.cdiv(C, knobs["BLOCK_C"])))
+                grid=(N * triton.cdiv(C, knobs["BLOCK_C"]), 1))  # (see _tile_base)
 
 
 def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd", variant=None):

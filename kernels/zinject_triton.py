@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._triton_common import FP_FUSION, fits_int32, sm_count
+from ._triton_common import FP_FUSION, fits_int32, in_sample_span, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
@@ -42,13 +42,22 @@ from .zinject import z_concat_act_ref
 
 
 @triton.jit
+def _sample_and_block(HW, BLOCK_P: tl.constexpr):
+    # (sample n, block of positions) as one program index on grid axis 0, blocks fastest: axes 1 and
+    # 2 take at most 65535 programs on a GPU, fewer than a batch of 65536 samples or more (the
+    # interpreter has no such limit).
+    n_pb = tl.cdiv(HW, BLOCK_P)
+    return (tl.program_id(0) // n_pb).to(tl.int64), tl.program_id(0) % n_pb
+
+
+@triton.jit
 def _zcat_fwd_kernel(x_ptr, z_ptr, y_ptr, C, CT, HW,
                      sxn, sxc, sxp, szn, szc, syn, syc, syp, slope,
                      ACT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # Tile [BLOCK_P positions, BLOCK_C channels] of y = act(cat(x, tile z)); p is h * W + w.
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    n, pb = _sample_and_block(HW, BLOCK_P)
+    p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n = tl.program_id(2).to(tl.int64)
     pm = p < HW
     is_x = c < C
     xv = _up(tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc,
@@ -65,9 +74,8 @@ def _zcat_bwd_kernel(g_ptr, x_ptr, z_ptr, dx_ptr, part_ptr, C, CT, NZ, HW,
                      ACT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # dx for the x channels of the tile; for its z channels, the sum over the tile's positions
     # (times act'(z)) goes to part[n, block of positions, c - C].
-    pb = tl.program_id(0)
+    n, pb = _sample_and_block(HW, BLOCK_P)
     cb = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
     p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     pm = p < HW
@@ -81,7 +89,7 @@ def _zcat_bwd_kernel(g_ptr, x_ptr, z_ptr, dx_ptr, part_ptr, C, CT, NZ, HW,
         zm = (c >= C) & (c < CT)
         zv = _up(tl.load(z_ptr + n * szn + (c - C) * szc, mask=zm, other=0.0))
         s = _act_grad(tl.sum(g, axis=0), zv, ACT, slope)
-        tl.store(part_ptr + (n * tl.num_programs(0) + pb) * NZ + (c - C), s, mask=zm)
+        tl.store(part_ptr + tl.program_id(0).to(tl.int64) * NZ + (c - C), s, mask=zm)  # [n, pb, c - C]
 
 
 @triton.jit
@@ -182,9 +190,10 @@ def _zterm_grad_kernel(g_ptr, part_ptr, CO, OH, OW, H, W, ROWS,
 @triton.jit
 def _zq_kernel(z_ptr, w_ptr, q_ptr, C, NZ, CO, szn, szc, swo, swc, swh, sww, slope,
                KH: tl.constexpr, KW: tl.constexpr, ACT: tl.constexpr, BLOCK: tl.constexpr):
-    # q[n, o, kh * KW + kw] = sum_c act(z[n, c]) * w[o, C + c, kh, kw]
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    n = tl.program_id(1)
+    # q[n, o, kh * KW + kw] = sum_c act(z[n, c]) * w[o, C + c, kh, kw]; the batch on grid axis 0 (axis
+    # 1 takes at most 65535 programs on a GPU)
+    n = tl.program_id(0)
+    idx = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = idx < CO * KH * KW
     o = idx // (KH * KW)
     t = idx % (KH * KW)
@@ -304,7 +313,7 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     cl = _memory_format(x) == torch.channels_last
     y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
     kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl, act)
-    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]), N)
+    grid = (N * triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]))  # (see _sample_and_block)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
@@ -316,12 +325,13 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
 def _zcat_backward(gy, x, z, act, slope, knobs=None):
     N, C, H, W = x.shape
     nz = z.shape[1]
-    if not _flat_hw(gy):
+    if not _flat_hw(gy) or in_sample_span(gy) >= 2 ** 31:  # (the kernel's in-sample offsets are int32)
         gy = gy.contiguous(memory_format=_memory_format(x))
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
     kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last, act)
-    grid = (triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(C + nz, kn["BLOCK_C"]), N)
-    part = _empty((N, grid[0], nz), dtype=_acc_dtype(gy.dtype), device=x.device)
+    n_pb = triton.cdiv(H * W, kn["BLOCK_P"])
+    grid = (N * n_pb, triton.cdiv(C + nz, kn["BLOCK_C"]))  # (see _sample_and_block)
+    part = _empty((N, n_pb, nz), dtype=_acc_dtype(gy.dtype), device=x.device)
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1), slope,
@@ -416,6 +426,8 @@ def _zterm_add(y, q, bias, geo, knobs=None):
 def _zterm_grad(g, geo, knobs=None):
     """(N, CO, KH * KW + 1), fp32 or fp64: dQ (masked tap sums of g) and, last, the plain sum of g."""
     N, CO, OH, OW = g.shape
+    if in_sample_span(g) >= 2 ** 31:  # (the kernel's in-sample offsets are int32)
+        g = g.contiguous()
     kk = geo["KH"] * geo["KW"]
     kn = knobs or _zterm_knobs("zterm.grad", g, geo)
     rows = _even_rows(kn["ROWS"], OH)
@@ -435,7 +447,7 @@ def _zq(z, weight, C, act, slope, acc_dtype):
     CO, _, KH, KW = weight.shape
     q = _empty((N, CO * KH * KW), dtype=acc_dtype, device=z.device)
     block = _pow2(CO * KH * KW, 1024)
-    _zq_kernel[(triton.cdiv(CO * KH * KW, block), N)](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
+    _zq_kernel[(N, triton.cdiv(CO * KH * KW, block))](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
                                                        slope, KH=KH, KW=KW, ACT=_ACT_IDS[act], BLOCK=block,
                                                        enable_fp_fusion=FP_FUSION)
     return q
