@@ -34,6 +34,11 @@ torch.autograd.grad(..., inputs) may never do: its result would be silently wron
 face does the same in eager code (torch.jit.trace, direct calls); under torch.compile, torch's
 compiled backward itself refuses double backward ("torch.compile with aot_autograd does not
 currently support double backward"), for any op in the graph.
+
+torch.func. The Function has the forward / setup_context form and a vmap rule (an op's own `vmap`,
+which folds the vmapped dimension into one launch, else one launch per slice), so grad, vjp,
+jacrev, vmap and their compositions take the kernels' forward; their backward builds a graph
+(torch.func.grad asks for create_graph), so it is the recompute's. Forward-mode AD is refused.
 """
 import contextlib
 import functools
@@ -59,7 +64,8 @@ class TwoFacedOp:
     parameters must be need_<name> for each of them, in the same order.
     """
 
-    def __init__(self, name, forward, backward, save, forward_fake, backward_fake, differentiable, recompute=None):
+    def __init__(self, name, forward, backward, save, forward_fake, backward_fake, differentiable, recompute=None,
+                 vmap=None):
         fwd_params = list(inspect.signature(forward).parameters)
         bwd_params = list(inspect.signature(backward).parameters)
         needs = [f"need_{d}" for d in differentiable]
@@ -67,7 +73,7 @@ class TwoFacedOp:
             raise TypeError(f"{name}: forward must start with {list(differentiable)} and backward end with "
                             f"{needs}; got forward{tuple(fwd_params)}, backward{tuple(bwd_params)}")
         self.n_inputs, self.n_grads = len(fwd_params), len(differentiable)
-        self._save, self._recompute, self._name = save, recompute, name
+        self._save, self._recompute, self._name, self._vmap = save, recompute, name, vmap
 
         @functools.wraps(forward)
         def run_forward(*inputs):
@@ -103,7 +109,7 @@ class TwoFacedOp:
         # launch took for a pointer.
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return _as_tuple(self.forward_op(*inputs))[0]
-        return self.function.apply(*inputs)
+        return self.function.apply(*inputs)[0]
 
     def _setup(self, ctx, inputs, output):  # (register_autograd passes these by name)
         tensors, ctx.args = self._save(inputs, _as_tuple(output))
@@ -118,10 +124,17 @@ class TwoFacedOp:
         needs = tuple(ctx.needs_input_grad[:self.n_grads])
         # The engine runs a backward with grad mode on exactly when create_graph=True (under
         # torch.compile the traced backward runs with it off: the kernels).
-        if torch.is_grad_enabled():
+        saved = ctx.saved_tensors
+        # The function torch.func.vjp returns, called after vjp has returned, runs this with create_graph
+        # on the transform's tensors, whose level is gone: no graph can be built through them (the
+        # recompute's gradients come out wrong), so the kernels' first-order gradients, through the
+        # custom op (a transform's tensor has no storage for a kernel to read; the dispatcher hands
+        # over the plain tensors inside). Its result refuses a second backward (no autograd on it).
+        gone = any(_level_gone(t) for t in (grad, *saved))
+        if torch.is_grad_enabled() and not gone:
             grads = self._grads_with_graph(ctx, grad, needs)
         else:
-            grads = _as_tuple(backward(grad, *ctx.saved_tensors, *ctx.args, *needs))
+            grads = _as_tuple((self.backward_op if gone else backward)(grad, *saved, *ctx.args, *needs))
         return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * (self.n_inputs - self.n_grads)
 
     def _grads_with_graph(self, ctx, grad, needs):
@@ -140,15 +153,62 @@ class TwoFacedOp:
     def _function_class(self, name):
         op = self
 
-        def forward(ctx, *inputs):
-            outputs = _as_tuple(op.run_forward(*inputs))
-            op._setup(ctx, inputs, outputs)
-            return outputs[0]
+        # The forward / setup_context split (not forward(ctx, ...)) and a vmap rule are what torch.func
+        # transforms (grad, vjp, jacrev, vmap) need of a Function. forward returns every output; the
+        # ones only kept for backward (statistics, the conv's input) are not differentiable.
+        def forward(*inputs):
+            # An output that is an input (the conv's act 'none' input, kept for backward) as a view of it:
+            # autograd refuses to save an input returned as it is from a setup_context Function.
+            held = {id(t) for t in inputs if isinstance(t, torch.Tensor)}
+            return tuple(o.view_as(o) if id(o) in held else o for o in _as_tuple(op.run_forward(*inputs)))
 
-        def backward(ctx, grad):
+        def setup_context(ctx, inputs, output):
+            ctx.mark_non_differentiable(*output[1:])
+            ctx.set_materialize_grads(False)  # (no zeros made for those outputs' absent gradients)
+            op._setup(ctx, inputs, output)
+
+        def backward(ctx, grad, *_kept):
+            if grad is None:  # (not materialised: the result got no gradient, as in some double backwards)
+                return (None,) * op.n_inputs
             return op._grads(ctx, grad, op.run_backward)
+
+        def jvp(ctx, *tangents):
+            raise NotImplementedError(
+                f"{name}: forward-mode AD (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad) is not "
+                f"implemented for the Triton kernels; build the layers with impl='ref' for it")
+
+        def vmap(info, in_dims, *inputs):
+            if op._vmap is not None:
+                done = op._vmap(info, in_dims, inputs, cls.apply)
+                if done is not None:
+                    return done
+            return _vmap_by_slices(info, in_dims, inputs, cls.apply)
 
         # Built with type() so that autograd names the grad_fn after the op (e.g. InstanceNormActFunctionBackward).
         cls_name = name.split("::")[-1].title().replace("_", "") + "Function"
-        return type(cls_name, (torch.autograd.Function,),
-                    {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+        cls = type(cls_name, (torch.autograd.Function,),
+                   {k: staticmethod(f) for k, f in (("forward", forward), ("setup_context", setup_context),
+                                                    ("backward", backward), ("jvp", jvp), ("vmap", vmap))})
+        return cls
+
+
+def _vmap_by_slices(info, in_dims, inputs, apply):
+    """The op on each of the vmapped slices in turn, stacked: right for any op, one launch per slice
+    (an op's own vmap rule folds the vmapped dimension into one launch where it can). in_dims holds
+    an int for each vmapped tensor (a list input, e.g. a stride, has a list of Nones)."""
+    results = [apply(*(t.select(d, i) if isinstance(d, int) else t for t, d in zip(inputs, in_dims)))
+               for i in range(info.batch_size)]
+    return tuple(torch.stack(outs) for outs in zip(*results)), (0,) * len(results[0])
+
+
+def _level_gone(t):
+    """Whether t belongs to a torch.func transform that has returned (none of the transforms running)."""
+    level = -1 if t is None else torch._C._functorch.maybe_get_level(t)
+    return level != -1 and level not in {i.level() for i in torch._C._functorch.get_interpreter_stack() or ()}
+
+
+def transformed():
+    """Whether a torch.func transform (grad, vjp, jacrev, vmap) is running: its backward differentiates
+    with a graph (create_graph) whatever the user asked. Not under torch.compile, whose tracing runs
+    under an interpreter of its own (functionalization) and calls the custom op."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None

@@ -27,7 +27,7 @@ from . import _configs
 from ._triton_common import FP_FUSION, empty, empty_like, fits_int32, flat_hw, pos_stride, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
-from ._twoface import TwoFacedOp
+from ._twoface import TwoFacedOp, transformed
 from .acts import ACT_IDS
 from .norm_act import instance_norm_act_ref
 
@@ -529,13 +529,31 @@ def _bwd_fake(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw,
             torch.empty_like(bias) if need_bias and bias is not None else dy.new_empty(0))
 
 
+def _vmap(info, in_dims, inputs, apply):
+    """torch.func.vmap: the vmapped dimension B folded into the channels, one launch (each (sample,
+    channel) plane is normalised on its own, so B x C channels are B norms of C): x as N x (B * C) x
+    H x W, weight and bias as B * C (repeated where they are not vmapped)."""
+    x, weight, bias, *rest = inputs
+    B = info.batch_size
+    x = x.movedim(in_dims[0], 1) if in_dims[0] is not None else x.unsqueeze(1).expand(-1, B, -1, -1, -1)
+    N, _, C, H, W = x.shape
+
+    def per_channel(t, d):
+        return None if t is None else (t.movedim(d, 0) if d is not None else t.expand(B, C)).reshape(B * C)
+
+    y, mean, rstd = apply(x.reshape(N, B * C, H, W), per_channel(weight, in_dims[1]), per_channel(bias, in_dims[2]),
+                          *rest)
+    return (y.unflatten(1, (B, C)), mean.unflatten(1, (B, C)), rstd.unflatten(1, (B, C))), (1, 1, 1)
+
+
 OP = TwoFacedOp("bicyclegan::instance_norm_act", _fwd_impl, _bwd_impl, _save, _fwd_fake, _bwd_fake,
-                differentiable=("x", "weight", "bias"), recompute=_recompute)
+                differentiable=("x", "weight", "bias"), recompute=_recompute, vmap=_vmap)
 
 
 def instance_norm_act_triton(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, *,
                              block_hw=None, split=None, double_backward=False):
     """Triton path of instance_norm_act (arguments checked by the caller). block_hw and split
     override the tiling (for tests: force the looped and split paths on small planes)."""
+    # Under a torch.func transform every backward builds a graph (create_graph), which needs x: keep it.
     return OP(x, weight, bias, act, float(slope), float(eps), int(block_hw or 0), int(split or 0),
-              bool(double_backward))
+              bool(double_backward) or transformed())

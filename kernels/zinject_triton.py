@@ -510,8 +510,23 @@ def _zcat_recompute(tensors, args, inputs):
     return (x, z), z_concat_act_ref(x, z, *args).to(inputs[4])
 
 
+def _fold_batch(info, in_dims, inputs, n_batched):
+    """For torch.func.vmap: the first n_batched inputs (x, z, ...: one sample each along dim 0) with
+    the vmapped dimension B folded into the batch (B * N samples; repeated where not vmapped)."""
+    def fold(t, d):
+        t = t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+        return t.flatten(0, 1)
+    return [fold(t, d) for t, d in zip(inputs[:n_batched], in_dims)] + list(inputs[n_batched:])
+
+
+def _zcat_vmap(info, in_dims, inputs, apply):
+    """torch.func.vmap: the samples of every vmapped slice as one batch, one launch."""
+    (y,) = apply(*_fold_batch(info, in_dims, inputs, 2))
+    return (y.unflatten(0, (info.batch_size, -1)),), (0,)
+
+
 ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _zcat_save, _zcat_fwd_fake,
-                  _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute)
+                  _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute, vmap=_zcat_vmap)
 
 
 def _x_weight(weight, C, dtype, fmt):
@@ -590,8 +605,18 @@ def _zconv_recompute(tensors, args, inputs):
     return (x, z, weight, bias), y
 
 
+def _zconv_vmap(info, in_dims, inputs, apply):
+    """torch.func.vmap with one weight for every slice: the slices' samples as one batch, one launch.
+    A vmapped weight or bias (an ensemble of layers) returns None: the op runs slice by slice."""
+    if in_dims[2] is not None or in_dims[3] is not None:
+        return None
+    y, ax, wx = apply(*_fold_batch(info, in_dims, inputs, 2))
+    return (y.unflatten(0, (info.batch_size, -1)), ax.unflatten(0, (info.batch_size, -1)), wx), (0, 0, None)
+
+
 ZCONV = TwoFacedOp("bicyclegan::z_concat_conv", _zconv_fwd_impl, _zconv_bwd_impl, _zconv_save, _zconv_fwd_fake,
-                   _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"), recompute=_zconv_recompute)
+                   _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"), recompute=_zconv_recompute,
+                   vmap=_zconv_vmap)
 
 
 # ---------------------------------------------------------------------------------------------

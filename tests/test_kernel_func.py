@@ -1,0 +1,123 @@
+"""torch.func transforms (grad, vjp, jacrev, vmap and their compositions, functional_call) over the
+Triton path of every kernel op, against the same transform over impl='ref': outputs and gradients.
+
+The ops' autograd.Function face has the setup_context form and a vmap rule (_twoface.py); before,
+each of these transforms refused the Triton path ('it must override the setup_context
+staticmethod'). Under a transform a backward always builds a graph (torch.func.grad asks for
+create_graph), so the gradients are the reference's recompute there; the forward and the vmapped
+launches are the kernels'. Forward-mode AD (jvp, jacfwd, hessian) is refused with a message.
+"""
+import pytest
+import torch
+from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
+
+from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
+from bicyclegan.kernels._impl import interpreting
+
+pytestmark = pytest.mark.skipif(not interpreting(), reason="runs the kernels in Triton's interpreter")
+
+
+def _pair(make):
+    """The same layer twice, impl='triton' and impl='ref', with the same weights."""
+    torch.manual_seed(0)
+    layers = {impl: make(impl) for impl in ("triton", "ref")}
+    layers["ref"].load_state_dict(layers["triton"].state_dict())
+    return layers
+
+
+def _norm(impl, affine, act):
+    layer = InstanceNormAct2d(3, affine=affine, act=act, impl=impl)
+    if affine:
+        with torch.no_grad():
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.uniform_(-0.5, 0.5)
+    return layer
+
+
+LAYERS = {
+    "norm_lrelu": lambda impl: _norm(impl, False, "leaky_relu"),  # the variant that saves y, not x
+    "norm_relu_affine": lambda impl: _norm(impl, True, "relu"),
+    "zconv": lambda impl: ZConcatConv2d(3, 2, 4, kernel_size=3, stride=1, padding=1, impl=impl),
+    "zconv_fused": lambda impl: ZConcatConv2d(3, 2, 4, kernel_size=3, stride=2, padding=1, impl=impl,
+                                              mode="fused_concat"),
+}
+X = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(1))
+Z = torch.randn(2, 2, generator=torch.Generator().manual_seed(2))
+XB = torch.randn(3, 2, 3, 5, 5, generator=torch.Generator().manual_seed(3))  # 3 vmapped slices of X's shape
+ZB = torch.randn(3, 2, 2, generator=torch.Generator().manual_seed(4))
+
+
+def _call(layer, x, z):
+    return layer(x) if isinstance(layer, InstanceNormAct2d) else layer(x, z)
+
+
+def _params(layer):
+    return {k: v.detach() for k, v in layer.named_parameters()}
+
+
+# Each: (layer, impl) -> a tensor or a tuple / dict of them, the same transform for both impls.
+TRANSFORMS = {
+    "grad_x": lambda m: grad(lambda x, z: _call(m, x, z).pow(3).sum(), argnums=(0, 1))(X, Z),
+    "grad_params": lambda m: grad(lambda p: functional_call(m, p, (X,) if isinstance(m, InstanceNormAct2d)
+                                                            else (X, Z)).pow(3).sum())(_params(m)),
+    "vjp": lambda m: vjp(lambda x: _call(m, x, Z), X)[1](_call(m, X, Z).detach().cos()),
+    "jacrev": lambda m: jacrev(lambda x: _call(m, x, Z))(X),
+    "vmap": lambda m: vmap(lambda x, z: _call(m, x, z))(XB, ZB),
+    "vmap_dim1": lambda m: vmap(lambda x, z: _call(m, x, z), in_dims=(1, 1))(XB.transpose(0, 1), ZB.transpose(0, 1)),
+    "vmap_x_only": lambda m: vmap(lambda x: _call(m, x, Z))(XB),
+    "per_sample_grad": lambda m: vmap(grad(lambda p, x, z: functional_call(
+        m, p, (x[None],) if isinstance(m, InstanceNormAct2d) else (x[None], z[None])).pow(3).sum()),
+        in_dims=(None, 0, 0))(_params(m), X, Z),
+    "grad_of_grad": lambda m: grad(lambda x: grad(lambda x: _call(m, x, Z).pow(3).sum())(x).pow(2).sum())(X),
+    "grad_of_vmap": lambda m: grad(lambda x: vmap(lambda x, z: _call(m, x, z))(x, ZB).pow(3).sum())(XB),
+    "ensemble": lambda m: vmap(lambda p: functional_call(m, p, (X,) if isinstance(m, InstanceNormAct2d)
+                                                         else (X, Z)))(
+        {k: torch.stack([v * (i + 1) for i in range(3)]) for k, v in _params(m).items()}),
+}
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_transform_matches_the_reference(layer, transform):
+    layers = _pair(LAYERS[layer])
+    if transform in ("grad_params", "ensemble", "per_sample_grad") and not _params(layers["ref"]):
+        pytest.skip("no parameters")
+    got, expected = (torch.utils._pytree.tree_leaves(TRANSFORMS[transform](layers[impl])) for impl in ("triton", "ref"))
+    assert len(got) == len(expected) > 0
+    for g, e in zip(got, expected):
+        scale = max(1.0, e.abs().max().item())
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("op, layer, slices", [(norm_act_triton.OP, "norm_relu_affine", False),
+                                               (zinject_triton.ZCONV, "zconv", False),
+                                               (zinject_triton.ZCONV, "zconv", True),
+                                               (zinject_triton.ZCAT, "zconv_fused", False)])
+def test_vmap_runs_the_kernels_once_or_slice_by_slice(monkeypatch, op, layer, slices):
+    """vmap folds the vmapped dimension into one launch (the norm into channels, z injection into the
+    batch), except for a vmapped conv weight (an ensemble), which runs slice by slice."""
+    calls = []
+    real = op.run_forward
+    monkeypatch.setattr(op, "run_forward", lambda *a: calls.append(a[0].shape) or real(*a))
+    m = LAYERS[layer]("triton")
+    if slices:
+        TRANSFORMS["ensemble"](m)
+        assert calls == [X.shape] * 3
+    else:
+        TRANSFORMS["vmap"](m)
+        assert len(calls) == 1
+
+
+def test_vmap_of_the_functional_op():
+    got = vmap(lambda x, z: z_concat_act(x, z, "elu", impl="triton"), in_dims=(0, None))(XB, Z)
+    expected = vmap(lambda x, z: z_concat_act(x, z, "elu", impl="ref"), in_dims=(0, None))(XB, Z)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("layer", ["norm_lrelu", "zconv", "zconv_fused"])
+def test_forward_mode_is_refused_naming_impl_ref(layer):
+    m = LAYERS[layer]("triton")
+    with pytest.raises(NotImplementedError, match="forward-mode AD .* build the layers with impl='ref'"):
+        jvp(lambda x: _call(m, x, Z), (X,), (X.cos(),))
+    ref = LAYERS[layer]("ref")
+    jvp(lambda x: _call(ref, x, Z), (X,), (X.cos(),))  # which takes it
