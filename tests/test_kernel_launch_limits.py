@@ -1,8 +1,9 @@
 """What the compiled (GPU) path refuses and Triton's interpreter lets through: launch grids past
-CUDA's limits (axis 0 up to 2**31 - 1 programs, axes 1 and 2 up to 65535) and in-sample offsets
-past int32. The launchers run on meta tensors (any size, no memory) with the kernels replaced by a
-recorder of their grids and arguments, so these checks need neither a GPU nor the memory of the
-shapes they plan for.
+CUDA's limits (axis 0 up to 2**31 - 1 programs, axes 1 and 2 up to 65535), in-sample offsets past
+int32, and stores past an output's end (the interpreter writes them into the storage without
+trapping them: guard regions around every output catch them). For the first two the launchers run
+on meta tensors (any size, no memory) with the kernels replaced by a recorder of their grids and
+arguments, so these checks need neither a GPU nor the memory of the shapes they plan for.
 """
 import pytest
 import torch
@@ -76,3 +77,48 @@ def test_a_gradient_sliced_from_a_wider_tensor_is_read_within_int32(launches):
     (_, _, zcat), (_, _, zterm) = launches
     assert _span((10, 4), zcat[10:12]) < 2 ** 31  # (sgc, sgp): channels, positions
     assert _span((10, 2, 2), zterm[9:12]) < 2 ** 31  # (sgo, sgh, sgw)
+
+
+GUARD = 64  # elements of sentinel before and after every kernel output
+
+
+@pytest.fixture
+def guarded(monkeypatch):
+    """Every kernel output and workspace lies between two guard regions of -7 in one storage: a store
+    past a tile's end (a missing mask) lands there. Triton's interpreter writes out-of-bounds stores
+    into the storage as a GPU would into a neighbour's memory (it does not trap them)."""
+    from bicyclegan.kernels import _triton_common
+    storages = []
+
+    def place(t):
+        big = torch.full((2 * GUARD + t.untyped_storage().nbytes() // t.element_size(),), -7.0, dtype=t.dtype)
+        storages.append(big)
+        return big.as_strided(t.shape, t.stride(), GUARD)
+
+    def empty(*size, **kwargs):
+        return place(torch.empty(*size, **kwargs))
+
+    def empty_like(t, **kwargs):
+        return place(torch.empty_like(t, **kwargs))
+    for module in (_triton_common, norm_act_triton):
+        monkeypatch.setattr(module, "empty", empty)
+    monkeypatch.setattr(norm_act_triton, "empty_like", empty_like)
+    monkeypatch.setattr(zinject_triton, "_empty", empty)
+    yield storages
+    assert storages
+    for big in storages:
+        assert (big[:GUARD] == -7).all() and (big[-GUARD:] == -7).all(), "a kernel stored past its output"
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("plan", [{}, {"block_hw": 4}, {"block_hw": 4, "split": 3}])
+def test_no_store_past_an_output_at_masked_tails(guarded, fmt, plan):
+    x = torch.randn(2, 3, 5, 7).to(memory_format=fmt).requires_grad_()
+    w, b = torch.rand(3, requires_grad=True), torch.rand(3, requires_grad=True)
+    y = norm_act_triton.instance_norm_act_triton(x, "elu", 0.2, 1e-5, w, b, **plan)
+    torch.autograd.grad(y.pow(2).sum(), [x, w, b])
+    z = torch.randn(2, 3, requires_grad=True)
+    wz = torch.randn(5, 6, 3, 3, requires_grad=True)
+    for mode in ("concat_free", "fused_concat"):
+        y = K.z_concat_conv(x, z, wz, torch.rand(5, requires_grad=True), 2, 1, impl="triton", mode=mode)
+        torch.autograd.grad(y.pow(2).sum(), [x, z, wz])
