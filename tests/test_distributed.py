@@ -51,7 +51,15 @@ def spawn_ranks(fn, args, nprocs=2):
     where the interpreted kernels made a two-rank training of a few steps take a minute, not seconds."""
     said = os.environ.pop("TRITON_INTERPRET", None)  # (a spawned process starts with the environment of now)
     try:
-        mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+        try:
+            mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+        except mp.ProcessRaisedException as e:
+            # Gloo's pairwise connections at the group's start (connectFullMesh) now and then fail on a
+            # loaded machine ("Connection closed by peer" before any of the test's work): once more,
+            # for that failure alone.
+            if "connectFullMesh" not in str(e):
+                raise
+            mp.spawn(fn, args=args, nprocs=nprocs, join=True)
     finally:
         if said is not None:
             os.environ["TRITON_INTERPRET"] = said
