@@ -43,7 +43,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .report import NO_DIVERSITY, _number, read_from
+from .report import NO_DIVERSITY, _number, has_split, read_from
 from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
@@ -432,7 +432,7 @@ def _histogram(counts) -> str:
 def format_table(r: dict) -> str:
     """The results as aligned "name  value" lines, for the terminal."""
     root = r.get("dataroot")
-    split = r["phase"] if root is None or (Path(root) / r["phase"]).is_dir() else read_from(root, r["phase"])
+    split = r["phase"] if has_split(root, r["phase"]) else read_from(root, r["phase"])
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({split})")]
     if "coverage" in r:
         K = r["n_palettes"]

@@ -517,12 +517,18 @@ NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no 
                 "diversity needs --n_samples 2 or more")
 
 
+def has_split(dataroot, phase) -> bool:
+    """Whether an evaluation read the split `phase` of dataroot, not a plain folder of inputs (rows that do
+    not say which: as if it did)."""
+    return dataroot is None or phase is None or (Path(dataroot) / phase).is_dir()
+
+
 def read_from(dataroot, phase) -> str:
     """What an evaluation read, as its table and page say it: "test/ of DATA", or a folder without that split
     (a plain folder of inputs) as "the images of DATA": they said "test/" of a folder that has none."""
     if dataroot is None or phase is None:  # (rows that do not say it: as much as they say)
         return f"{phase}/"
-    return f"{phase}/ of {dataroot}" if (Path(dataroot) / phase).is_dir() else f"the images of {dataroot}"
+    return f"{phase}/ of {dataroot}" if has_split(dataroot, phase) else f"the images of {dataroot}"
 
 
 def no_diversity(rows: list[dict]) -> list[str]:

@@ -111,7 +111,7 @@ class TwoFacedOp:
         # launch took for a pointer.
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return _as_tuple(self.forward_op(*inputs))[0]
-        if torch._C._functorch.peek_interpreter_stack() is not None:  # under a torch.func transform
+        if transformed():
             return self.func_function.apply(*inputs)[0]
         return self.function.apply(*inputs)
 
