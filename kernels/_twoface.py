@@ -103,6 +103,11 @@ class TwoFacedOp:
         self.backward_op.register_fake(backward_fake)
         self.forward_op.register_autograd(
             lambda ctx, grad, *_unused: self._grads(ctx, grad, self.backward_op), setup_context=self._setup)
+        # jacrev vmaps the function vjp returned, which runs the backward op (see _grads): one launch per
+        # slice, as torch's fallback would, without the fallback's warning asking users to report the
+        # missing rule to PyTorch.
+        self.backward_op.register_vmap(
+            lambda info, in_dims, *args: _vmap_by_slices(info, in_dims, args, self.backward_op))
         self.function, self.func_function = self._eager_function_class(name), self._function_class(name)
 
     def __call__(self, *inputs):
