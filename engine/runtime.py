@@ -13,6 +13,10 @@ import logging
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,12 +219,49 @@ def _said_by_local_rank_0(record) -> bool:
     return not getattr(record, "alike", False)
 
 
+_watched_parent = None  # the torchrun process watch_launcher watches (once per process)
+
+
+def watch_launcher(poll: float = 1.0) -> None:
+    """Under torchrun (TORCHELASTIC_RUN_ID, which it sets for its workers alone: not mp.spawn's nor SLURM's),
+    stop this process as a SIGTERM does once torchrun, its parent, is gone: a training at the next log
+    interval, with its checkpoint (StopSignals); evaluate and compare at once, their writes being atomic.
+    torchrun passes a SIGTERM, SIGINT or hang-up on to its workers, but killed (kill -9, the OOM killer) it
+    sends them nothing, and they, each a session of its own, do not get its terminal's hang-up: they trained
+    on, orphaned, holding their GPUs and writing into the run folder. Watched from a thread that reads
+    getppid() every `poll` seconds, not with prctl(PR_SET_PDEATHSIG): that one is Linux's alone, its signal
+    comes without a word of why, and it fires when the parent's *thread* that forked ends (torchrun forks
+    from its main thread today, SubprocessContext._start under agent.run, but nothing promises it). A
+    torchrun gone before this is called (the process's first seconds, its imports) is not seen: the group's
+    start then waits for torchrun's store until its timeout."""
+    global _watched_parent
+    if _watched_parent is not None or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    parent = _watched_parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:  # an orphan's parent becomes init (or the nearest subreaper)
+            time.sleep(poll)
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # one line for the machine's processes, all orphaned
+            try:
+                print(f"torchrun (pid {parent}), which started this process, is gone: stopping as on a SIGTERM "
+                      f"(a training at its next log interval, after saving its checkpoint)", file=sys.stderr,
+                      flush=True)
+            except (OSError, ValueError):  # stderr went with torchrun (its terminal, a pipe): stop all the same
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="bicyclegan-watch-torchrun", daemon=True).start()
+
+
 def init_distributed(device: str = "auto") -> Dist:
     """This process's place in a torchrun launch (a single process otherwise) and the device it
     trains on (pick_device, `device` as in TrainConfig.device); starts the group: NCCL when the
     ranks train on GPUs, gloo on the CPU (also on a GPU host: NCCL cannot reduce CPU gradients).
     A process group the caller started already is used as it is: its rank and size count, not the
-    environment's (which a launcher other than torchrun may not set)."""
+    environment's (which a launcher other than torchrun may not set). Under torchrun the process stops
+    as on a SIGTERM should torchrun end before it (watch_launcher)."""
+    watch_launcher()
     owns = False
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()

@@ -27,6 +27,7 @@ from test_distributed import (
     _torchrun_env,
     gloo_failed_to_connect,
     spawn_ranks,
+    torchrun_cli,
     torchrun_command,
 )
 from tiny import tiny_cfg
@@ -560,12 +561,20 @@ def _torchrun_training(cli_data, env, *args):
                 raise AssertionError(f"{e}\n{said}") from None
 
 
-def _ranks(proc):
+def _ranks(proc, n=2):
     """The pids of torchrun's ranks: its child processes."""
     ranks = sorted(int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                                   text=True).stdout.split())
-    assert len(ranks) == 2, ranks
+    assert len(ranks) == n, ranks
     return ranks
+
+
+def _running(pid):
+    """Whether process `pid` runs (an orphan that ended may stay a zombie: the system's init need not reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.slow
@@ -591,6 +600,90 @@ def test_under_torchrun_a_sigterm_stops_every_rank_at_one_step(cli_data, target)
     if target == "rank 1":  # torchrun reports the first rank to end, by itself: with the stop's code
         assert "exitcode  : 143 (pid: " in out, out
     assert "Traceback" not in out.split("stopped by SIGTERM")[0], out  # no rank failed before the stop
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_ranks_stop_at_one_step_when_torchrun_is_killed(cli_data):
+    """torchrun killed with kill -9 (or by the OOM killer) sends its ranks nothing: they trained on, orphaned,
+    holding their GPUs and writing into the run folder. Each now sees its parent gone and stops as on a
+    SIGTERM: every rank at one step, with its checkpoint, saying why; the run resumes from it."""
+    env = _torchrun_env()
+    run, ranks = cli_data / "r", []
+    try:
+        proc = _torchrun_training(cli_data, env, "--log_every", "3", "--num_workers", "1")
+        ranks = _ranks(proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        end = time.time() + 30  # a stop takes a log interval and a save; 30 s on a loaded machine
+        while any(map(_running, ranks)) and time.time() < end:
+            time.sleep(0.2)
+        left = [pid for pid in ranks if _running(pid)]
+        out = (cli_data / "out.txt").read_text()
+        assert not left, f"ranks {left} outlived torchrun (pid {proc.pid}) by 30 s:\n{out}"
+        step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+        assert step % 3 == 0 and logged(run)[-1] == step  # every rank stopped at one log interval
+        assert out.count(f"torchrun (pid {proc.pid}), which started this process, is gone: stopping as on a "
+                         f"SIGTERM") == 1, out  # one line for the machine
+        assert out.count(f"stopped by SIGTERM at step {step} (epoch ") == 1, out
+        assert "Traceback" not in out, out
+        assert temp_files(run / "checkpoints" / "latest.pt") == []
+        done = torchrun_cli(cli_data, "train", "--out", "r", "--resume", "--max_steps", step + 3, "--no-progress")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == step + 3
+        assert logged(run) == list(range(3, step + 4, 3))
+    finally:  # the ranks are sessions of their own: torchrun's group does not hold them
+        for pid in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
+
+
+# A launcher (torchrun's part) and the process it starts (a rank's), which watches it as init_distributed does.
+LAUNCHER = """import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+time.sleep(120)
+"""
+WATCHING = """import signal, sys, time
+from bicyclegan.engine.runtime import watch_launcher
+signal.signal(signal.SIGTERM, lambda *a: (print("SIGTERM received", flush=True), sys.exit(0)))
+watch_launcher(poll=0.1)
+print("watching", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("torchrun", [True, False])
+def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(tmp_path, torchrun):
+    """What evaluate and compare get too (their SIGTERM is the default's: the process ends, its writes being
+    atomic): the SIGTERM, within a second of the launcher's end, with the line that says why. A process not
+    started by torchrun (no TORCHELASTIC_RUN_ID) is left as it was."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
+    if torchrun:
+        env["TORCHELASTIC_RUN_ID"] = "none"
+    with open(tmp_path / "out.txt", "w") as out:
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, WATCHING], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    child = []
+    try:
+        end = time.time() + 60
+        while "watching" not in (tmp_path / "out.txt").read_text() and time.time() < end:
+            time.sleep(0.1)
+        child = _ranks(launcher, 1)
+        launcher.kill()
+        launcher.wait()
+        end = time.time() + (20 if torchrun else 3)  # it polls every 0.1 s here
+        while _running(child[0]) and time.time() < end:
+            time.sleep(0.1)
+        said = (tmp_path / "out.txt").read_text()
+        assert _running(child[0]) is not torchrun, said
+        gone = f"torchrun (pid {launcher.pid}), which started this process, is gone: stopping as on a SIGTERM"
+        assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
+                                          "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
+    finally:
+        for pid in child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- the torch loader's workers ---------------------------------------------------------------------------
