@@ -40,12 +40,11 @@ from .io import check_writable, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
     EVAL_NAMES,
-    NO_DIVERSITY,
     STYLE,
     _number,
     _value,
+    blank_notes,
     measure_cells,
-    no_diversity,
     read_from,
     row_measures,
     svg_scatter,
@@ -322,8 +321,7 @@ def format_compare(rows: list[dict]) -> str:
     if counts := fid_counts(rows):
         lines.append("FID from different numbers of images, generated vs real ("
                      + ", ".join(f"{name}: {n}" for name, n in counts.items()) + "): these do not compare")
-    if no_diversity(rows):
-        lines.append(f"diversity -: {NO_DIVERSITY}")
+    lines += blank_notes(rows, keys, lambda r: r["name"])
     return "\n".join(lines)
 
 
@@ -371,6 +369,10 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     keys = measures(rows)
     best = best_of(rows)
     counts = ", ".join(f"{name}: {n}" for name, n in fid_counts(rows).items())
+    # why a cell says '-': a measure (blank_notes), or the step of a model given loaded, not read from a file
+    notes = blank_notes(rows, keys, lambda r: r["name"], lambda k: EVAL_NAMES.get(k, k))
+    if unread := [r["name"] for r in rows if r.get("step") is None]:
+        notes.append(f"step -: {', '.join(unread)}: a model given as it is in memory, not read from a checkpoint file")
     header = "".join(f"<th title='{html.escape(k)}'>{html.escape(EVAL_NAMES.get(k, k))}</th>"
                      for k in ("name", "variant", "step", *keys))
     body = []
@@ -396,7 +398,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                "L1, palette coverage), where models differ.</p>" if best else "")
             + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "
                "fewer images bias FID upward, so these do not compare (none in bold).</p>" if counts else "")
-            + (f"<p class='meta'>Diversity -: {html.escape(NO_DIVERSITY)}.</p>" if no_diversity(rows) else "")
+            + "".join(f"<p class='meta'>{html.escape(note)}.</p>" for note in notes)
             + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
                if figs else "")
             + pic + "</body></html>\n")

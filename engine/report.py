@@ -531,18 +531,46 @@ def read_from(dataroot, phase) -> str:
     return f"{phase}/ of {dataroot}" if has_split(dataroot, phase) else f"the images of {dataroot}"
 
 
-def no_diversity(rows: list[dict]) -> list[str]:
-    """The diversity measures some measured row holds as null: one output per input, no pair (NO_DIVERSITY)."""
-    return [k for k in DIVERSITY if any(k in r and r[k] is None for r in rows if "error" not in r)]
+# Why else a table of evaluations has '-' where a measured row has no value of a column another row has.
+ENCODED = ("encoded_l1", "encoded_palette_match")
+NO_ENCODER = ("no encoder E (pix2pix+noise, or a checkpoint imported without --E): no encoded output G(A, E(B)) to "
+              "measure")
+NOT_FINITE = "not finite (null in the JSON)"  # evaluate.json_safe's null of a NaN or infinite measure
+NOT_IN = "not in its results"  # (a row another version of evaluate wrote, reused by --reuse)
+
+
+def blanks(rows: list[dict], keys: list[str], name) -> list[tuple[list[str], list[str], str]]:
+    """Why each '-' of a table of evaluations is there: (its columns of `keys`, the rows' names (name(row)),
+    the reason) for each reason, in the order met; a '-' no reason explains was a reader's guess (pix2pix's
+    encoded L1 said nothing, beside diversity's stated reason). A row that failed says its error instead."""
+    why: dict[str, tuple[dict, dict]] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        for k in keys:
+            if _number(r.get(k)) or (k in r and r[k] is not None):  # (a value shown: a number or a setting)
+                continue
+            reason = (NO_DIVERSITY if k in DIVERSITY and k in r else NO_ENCODER if k in ENCODED and k not in r
+                      else NOT_FINITE if k in r else NOT_IN)
+            cols, names = why.setdefault(reason, ({}, {}))
+            cols[k] = names[name(r)] = None
+    return [(list(cols), list(names), reason) for reason, (cols, names) in why.items()]
+
+
+def blank_notes(rows: list[dict], keys: list[str], name, column=str) -> list[str]:
+    """blanks' reasons as sentences, "COLUMNS -: NAMES: reason" (column: a key's name in the table)."""
+    return [f"{', '.join(map(column, cols))} -: {', '.join(names)}: {reason}"
+            for cols, names, reason in blanks(rows, keys, name)]
 
 
 def row_measures(rows: list[dict], identity, *, undefined: bool = False) -> list[str]:
     """The measures rows of evaluations hold (numbers, not the `identity` columns nor settings), in the
-    order they first appear; undefined: also a diversity no row could measure (no_diversity), whose
-    column then says '-' rather than going missing (a table's columns; a chart has nothing to draw)."""
+    order they first appear; undefined: also a measure no row has a value of (a diversity of one output per
+    input, a FID not finite: null), whose column then says '-' rather than going missing (a table's columns,
+    blanks says why; a chart has nothing to draw)."""
     skip = {*identity, *EVAL_SETTINGS}
-    keep = no_diversity(rows) if undefined else []
-    return list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in skip and (_number(v) or k in keep)))
+    return list(dict.fromkeys(k for r in rows if "error" not in r for k, v in r.items()
+                              if k not in skip and (_number(v) or (undefined and v is None))))
 
 
 def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:
@@ -561,7 +589,8 @@ def _value(v) -> str:
     if isinstance(v, list):
         return " ".join(_value(x) for x in v)
     if isinstance(v, dict):  # lpips's settings, fid_images' counts: "net alex, version 0.1, ..."
-        return ", ".join(f"{k} {_value(x)}" for k, x in v.items())
+        # (a setting null in eval.json's protocol is an option left at its default: "layout -" said nothing)
+        return ", ".join(f"{k} {'default' if x is None else _value(x)}" for k, x in v.items())
     return str(v)
 
 
@@ -636,6 +665,8 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
         cells = "".join(f"<tr><th title='{html.escape(str(k))}'>{html.escape(EVAL_NAMES.get(k, str(k)))}</th>"
                         f"<td>{html.escape(_value(v))}</td></tr>" for k, v in evaluation.items())
         parts.append(f"<table class='eval'>{cells}</table>")
+        parts += [f"<p class='meta'>{html.escape(', '.join(EVAL_NAMES.get(k, k) for k in cols))} -: "
+                  f"{html.escape(reason)}.</p>" for cols, _, reason in blanks([evaluation], list(evaluation), str)]
     else:
         parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
                      "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>")

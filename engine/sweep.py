@@ -34,12 +34,11 @@ from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, made_alik
 from .io import check_writable, write_json, write_text
 from .report import (
     EVAL_NAMES,
-    NO_DIVERSITY,
     STYLE,
     _number,
     _value,
+    blank_notes,
     measure_cells,
-    no_diversity,
     read_from,
     row_measures,
     svg_chart,
@@ -231,8 +230,7 @@ def format_sweep(rows: list[dict]) -> str:
         pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
         lines.append(f"best {EVAL_NAMES.get(key, key)}: {_cell(r[key])} at epoch {r['epoch']}, step {r['step']} "
                      f"({r['checkpoint']}: {pick})")
-    if no_diversity(rows):
-        lines.append(f"diversity -: {NO_DIVERSITY}")
+    lines += blank_notes(rows, keys, lambda r: r["checkpoint"])
     return "\n".join(lines)
 
 
@@ -273,6 +271,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
             + f"<h2>Checkpoints</h2><table><tr>{header}</tr>{''.join(body)}</table>"
             + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
                "checkpoint by.</p>" if best else "")
-            + (f"<p class='meta'>Diversity -: {html.escape(NO_DIVERSITY)}.</p>" if no_diversity(rows) else "")
+            + "".join(f"<p class='meta'>{html.escape(note)}.</p>"
+                      for note in blank_notes(rows, keys, lambda r: r["checkpoint"], lambda k: EVAL_NAMES.get(k, k)))
             + "</body></html>\n")
 

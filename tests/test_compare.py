@@ -2,6 +2,7 @@
 the metric networks loaded once, the picture's pixels against G_k(A, z) computed here from the
 files and the protocol's z draw, the page (bold best, Fig. 6's chart), names, and the refusals
 before any work."""
+import html
 import importlib
 import json
 import re
@@ -125,6 +126,53 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
     assert main(["evaluate", str(runs / "bicycle"), *opts, "--phase", "val", "--json", str(tmp_path / "e.json")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("diversity (L1"))
     assert why in line  # evaluate says the same
+
+
+def dashes_and_notes(table: str, name_col: str = "name") -> tuple[set, dict]:
+    """{(row name, column)} of each '-' cell of a terminal table of evaluations, and its notes "COLS -: NAMES:
+    reason" as {(name, column): reason}."""
+    lines = table.splitlines()
+    head = next(line.split() for line in lines if line.startswith(name_col + " "))
+    dashes, notes = set(), {}
+    for line in lines:
+        if m := re.match(r"^([\w ,]+) -: ([^:]+): (.+)$", line):
+            cols, names, reason = m.groups()
+            notes.update({(n, c): reason for n in names.split(", ") for c in cols.split(", ")})
+        elif len(cells := line.split()) == len(head) and cells != head:
+            dashes |= {(cells[0], c) for c, v in zip(head, cells) if v == "-"}
+    return dashes, notes
+
+
+def test_every_dash_says_why_naming_the_model(runs, tmp_path, capsys):
+    """pix2pix+noise has no encoder: its encoded L1 and palette match said '-' with no word of why, where a
+    diversity of one output per input said why."""
+    out = tmp_path / "cmp"
+    opts = [o if o != "4" else "1" for o in OPTS]  # --n_samples 1: diversity '-' too
+    assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *opts, "--out", str(out)]) == 0
+    dashes, notes = dashes_and_notes(capsys.readouterr().out)
+    assert dashes == {("bicycle", "diversity_l1"), ("pix2pix", "diversity_l1"), ("pix2pix", "encoded_l1"),
+                      ("pix2pix", "encoded_palette_match")}
+    assert set(notes) == dashes  # each '-' explained, and nothing else claimed
+    assert notes["pix2pix", "encoded_l1"].startswith("no encoder E (pix2pix+noise")
+    assert "needs --n_samples 2 or more" in notes["bicycle", "diversity_l1"]
+    page = html.unescape((out / "index.html").read_text())
+    assert ("encoded reconstruction L1, encoded keeps B's palette -: pix2pix: no encoder E (pix2pix+noise" in page
+            and "diversity (L1 between samples) -: bicycle, pix2pix: one output per input" in page)
+
+
+def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why():
+    # FID null (not finite) for every model: the column went missing from the table and the page, unsaid.
+    rows = [{"name": n, "checkpoint": None, "variant": "bicycle", "step": s, "encoded_l1": e, "fid": None}
+            for n, s, e in (("a", 5, 0.5), ("b", None, 0.25))]
+    dashes, notes = dashes_and_notes(format_compare(rows))
+    assert dashes == {("a", "fid"), ("b", "fid")} and set(notes) == dashes
+    assert notes["a", "fid"] == "not finite (null in the JSON)"
+    page = html.unescape(render_compare(rows, None, 4, 6))
+    assert "<th title='fid'>FID (generated vs real B)</th>" in page
+    assert "FID (generated vs real B) -: a, b: not finite (null in the JSON)." in page
+    # b's step '-' on the page (a model given loaded, not from a file) says why too
+    assert "<td>b</td><td>bicycle</td><td>-</td>" in re.sub(r"<td title='[^']*'>", "<td>", page)
+    assert "step -: b: a model given as it is in memory, not read from a checkpoint file" in page
 
 
 def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tmp_path):
@@ -361,7 +409,9 @@ def test_fids_from_different_numbers_of_images_are_not_ranked_and_the_counts_are
             {**base, "name": "broken", "error": "the model's outputs are not finite"}]
     assert {k: r["name"] for k, r in best_of(rows).items()} == {"coverage": "bicycle"}
     said = "FID from different numbers of images, generated vs real (flat: 5 vs 5, bicycle: 20 vs 5)"
-    assert format_compare(rows).endswith(f"\n{said}: these do not compare")
+    # (then why encoded L1 says '-': a null column was left out, unsaid)
+    assert format_compare(rows).endswith(f"\n{said}: these do not compare\n"
+                                         "encoded_l1 -: flat, bicycle: not finite (null in the JSON)")
     page = render_compare(rows, None, 4, 6)
     assert re.findall(r"<b>(.*?)</b>", page) == ["0.5"] and f"{said}: fewer images bias FID upward" in page
     # the same counts: ranked, nothing said

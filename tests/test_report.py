@@ -704,6 +704,19 @@ def test_a_measure_that_was_not_taken_reads_as_a_dash_not_python_none(tmp_path):
     assert "<th title='diversity_l1'>diversity (L1 between samples)</th><td>-</td>" in page and "None" not in page
 
 
+def test_every_dash_in_the_evaluation_table_says_why(tmp_path):
+    # The '-' of a diversity of one output per input said nothing on the page (evaluate's table says why), and
+    # eval.json's protocol showed its options left at their defaults as "layout -, skip_bad -".
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval.json").write_text(json.dumps({"variant": "bicycle", "diversity_l1": None, "fid": None,
+                                               "protocol": {"seed": 0, "layout": None, "skip_bad": None}}))
+    page = html.unescape(write_report(run).read_text())
+    assert "diversity (L1 between samples) -: one output per input (--n_samples 1" in page
+    assert "FID (generated vs real B) -: not finite (null in the JSON)." in page
+    assert "seed 0, layout default, skip_bad default" in page and page.count("<td>-</td>") == 2
+
+
 def y_ticks(svg: str) -> list[tuple[str, float]]:
     """(label, y) of each y-axis tick of a chart, read from its SVG."""
     return [(t.text, float(t.get("y")) - 3) for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == "yl"]

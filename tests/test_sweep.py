@@ -233,7 +233,7 @@ def test_refusals_name_the_path(run, tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
-def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkeypatch):
+def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkeypatch, capsys):
     """JSON has no NaN: a strict reader refused sweep.json's NaN."""
     run = copy_run(run, tmp_path)
     real = Evaluation.run
@@ -247,6 +247,16 @@ def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkey
         for r in rows if isinstance(rows, list) else [rows]:
             assert r["encoded_l1"] is None and r["diversity_l1"] is None  # one sample per input: no pair
             assert not any(isinstance(v, float) and math.isnan(v) for v in r.values())
+    # the table and the page keep a column of nulls and say why each '-' is there, naming the checkpoints (a
+    # column without a finite value went missing, and encoded L1's '-' said nothing)
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("checkpoint  "))
+    assert head.split()[3:5] == ["diversity_l1", "encoded_l1"]
+    names = "epoch_1.pt, epoch_2.pt, latest.pt"
+    notes = [f"diversity_l1 -: {names}: one output per input", f"encoded_l1 -: {names}: not finite (null in the JSON)"]
+    assert all(any(line.startswith(n) for line in out.splitlines()) for n in notes)
+    page = (run / "results" / "val_sweep" / "index.html").read_text()
+    assert "<th title='encoded_l1'>" in page and f"encoded reconstruction L1 -: {names}: not finite" in page
     # evaluate of one checkpoint writes its eval.json the same way (it wrote NaN)
     assert main(["evaluate", str(run), *OPTS, "--n_samples", "1", "--json", str(run / "results" / "one.json")]) == 0
     assert json.loads((run / "results" / "one.json").read_text(), parse_constant=refuse)["encoded_l1"] is None
