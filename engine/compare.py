@@ -44,6 +44,7 @@ from .report import (
     _number,
     _value,
     blank_notes,
+    data_folder,
     measure_cells,
     read_from,
     row_measures,
@@ -362,7 +363,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     first = done[0] if done else {}
     # a model without z has one output per input: the draw is the most any model made
     drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
-    said = (f"{len(rows)} models, each on {read_from(first.get('dataroot'), first.get('phase'))}: the first "
+    said = (f"{len(rows)} models, each on {read_from(data_folder(first), first.get('phase'))}: the first "
             f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
             "inputs and codes for each (models of one nz get the same z)." if done else
             f"{len(rows)} models; none could be measured.")

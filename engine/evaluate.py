@@ -43,7 +43,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .report import NO_DIVERSITY, _number, has_split, read_from
+from .report import NO_DIVERSITY, _number, data_folder, has_split, read_from
 from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
@@ -381,8 +381,14 @@ class Evaluation:
             raise DatasetError(f"{root}/{phase}: no images to evaluate")
         first = next(s for s in shares if s["seen"])  # (a rank may have no share: fewer inputs than ranks)
         n_out, has_enc = first["n_out"], first["has_enc"]
-        result = {"variant": cfg.variant, "dataroot": str(root), "phase": phase, "n_inputs": seen,
-                  "n_samples": n_out, "seed": seed, "metrics": list(chosen)}
+        # The folder absolute (resolved, as the protocol's): a relative one, read later from another folder (a
+        # report, a sweep's page), named another folder or none; as typed beside it where that differs, for the
+        # terminal's table (the words the user gave).
+        where = {"dataroot": str(Path(root).resolve())}
+        if str(root) != where["dataroot"]:
+            where["dataroot_given"] = str(root)
+        result = {"variant": cfg.variant, **where, "phase": phase, "n_inputs": seen, "n_samples": n_out, "seed": seed,
+                  "metrics": list(chosen)}
         if "l1" in chosen:
             # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
             result["diversity_l1"] = joined("div").sum().item() / seen if n_out > 1 else None
@@ -431,8 +437,8 @@ def _histogram(counts) -> str:
 
 def format_table(r: dict) -> str:
     """The results as aligned "name  value" lines, for the terminal."""
-    root = r.get("dataroot")
-    split = r["phase"] if has_split(root, r["phase"]) else read_from(root, r["phase"])
+    root = data_folder(r)
+    split = r["phase"] if has_split(root, r["phase"]) else read_from(root, r["phase"], r.get("dataroot_given"))
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({split})")]
     if "coverage" in r:
         K = r["n_palettes"]

@@ -449,7 +449,8 @@ pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 # What evaluate writes (engine/evaluate.py, metrics/palette.py, the trainer's 100 z line), as the
 # terminal's table (evaluate.format_table) words it; a key not here is shown as it is.
 EVAL_NAMES = {
-    "variant": "variant", "dataroot": "data", "phase": "split", "n_inputs": "inputs", "n_samples": "random z per input",
+    "variant": "variant", "dataroot": "data", "dataroot_given": "data, as given", "phase": "split",
+    "n_inputs": "inputs", "n_samples": "random z per input",
     "seed": "seed", "metrics": "metrics", "n_outputs": "outputs classified", "n_palettes": "palettes (K)",
     "coverage": "palette coverage", "validity": "validity", "histogram": "palette histogram",
     "shares_n_samples": "random z per input, second histogram",
@@ -523,12 +524,27 @@ def has_split(dataroot, phase) -> bool:
     return dataroot is None or phase is None or (Path(dataroot) / phase).is_dir()
 
 
-def read_from(dataroot, phase) -> str:
+def read_from(dataroot, phase, shown=None) -> str:
     """What an evaluation read, as its table and page say it: "test/ of DATA", or a folder without that split
-    (a plain folder of inputs) as "the images of DATA": they said "test/" of a folder that has none."""
+    (a plain folder of inputs) as "the images of DATA": they said "test/" of a folder that has none. shown:
+    the folder as the text names it (default: dataroot; evaluate's table: as the user typed it)."""
     if dataroot is None or phase is None:  # (rows that do not say it: as much as they say)
         return f"{phase}/"
-    return f"{phase}/ of {dataroot}" if has_split(dataroot, phase) else f"the images of {dataroot}"
+    shown = dataroot if shown is None else shown
+    return f"{phase}/ of {shown}" if has_split(dataroot, phase) else f"the images of {shown}"
+
+
+def data_folder(row: dict) -> str | None:
+    """The folder an evaluation's row (eval.json, compare.json, sweep.json) says it read, for a reader: evaluate
+    records it absolute. An older file holds it as typed, maybe relative to the folder evaluate ran in, which
+    it does not record: its protocol's (absolute since it was recorded: evaluate's eval.json, the sweep's)
+    where it has one, else as written, from the current folder, as readers always took it (not from the run
+    folder: evaluate ran where the user was, the dataset beside the runs more often than inside one)."""
+    root = row.get("dataroot")
+    if root is None or Path(root).is_absolute():
+        return root
+    said = row.get("protocol")
+    return said["dataroot"] if isinstance(said, dict) and isinstance(said.get("dataroot"), str) else root
 
 
 # Why else a table of evaluations has '-' where a measured row has no value of a column another row has.

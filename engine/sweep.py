@@ -38,6 +38,7 @@ from .report import (
     _number,
     _value,
     blank_notes,
+    data_folder,
     measure_cells,
     read_from,
     row_measures,
@@ -111,7 +112,12 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
         return None
     if not isinstance(row, dict) or row.get("protocol") != want:
         return None
-    return {k: v for k, v in row.items() if k != "protocol"}
+    row = {k: v for k, v in row.items() if k != "protocol"}
+    if isinstance(row.get("dataroot"), str) and not Path(row["dataroot"]).is_absolute():
+        # An older eval.json's folder as typed, relative to where evaluate ran: the protocol's (the same as
+        # this sweep's) is absolute, as new rows hold it (sweep.json, the page, read from anywhere).
+        row.update(dataroot=want["dataroot"], dataroot_given=row["dataroot"])
+    return row
 
 
 def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, dist: Dist = Dist(),
@@ -241,7 +247,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
     first = done[0] if done else {}
     best = best_rows(rows)
     said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on "
-            f"{read_from(first.get('dataroot'), first.get('phase'))}: "
+            f"{read_from(data_folder(first), first.get('phase'))}: "
             f"the first {plural(first.get('n_inputs'), 'input')} x {first.get('n_samples')} random z "
             f"(seed {first.get('seed')}), the same for each." if done else
             f"{plural(len(rows), 'checkpoint')} of {run_name}; none could be measured.")

@@ -175,6 +175,18 @@ def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why(
     assert "step -: b: a model given as it is in memory, not read from a checkpoint file" in page
 
 
+def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, monkeypatch):
+    # --dataroot as typed (relative to the folder compare ran in) was what compare.json held: read from another
+    # folder, a row's table said "the images of data" of a dataset with a val/ split
+    monkeypatch.chdir(data.parent)
+    rows, out = compare([runs / "bicycle", runs / "pix2pix"], dataroot=data.name, out=tmp_path / "c", log=None, **EVAL)
+    assert json.loads((out / "compare.json").read_text()) == rows
+    assert [(r["dataroot"], r["dataroot_given"]) for r in rows] == [(str(data.resolve()), data.name)] * 2
+    monkeypatch.chdir(tmp_path)
+    assert format_table(rows[0]).splitlines()[1].endswith("5 x 4 (val)")
+    assert f"2 models, each on val/ of {data.resolve()}: the first 5 inputs" in render_compare(rows, None, 4, 6)
+
+
 def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tmp_path):
     """A model loaded from a checkpoint knows its file (BicycleGAN.source): its row says it, as a path's
     does; a model built in memory has neither."""

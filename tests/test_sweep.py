@@ -17,7 +17,7 @@ from bicyclegan.engine import CheckpointError, OutputError
 from bicyclegan.engine import report as report_mod
 from bicyclegan.engine.checkpoint import load_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
-from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate, json_safe
+from bicyclegan.engine.evaluate import Evaluation, best_rows, evaluate, format_table, json_safe
 from bicyclegan.engine.sweep import evaluate_checkpoints, format_sweep, render_sweep, run_checkpoints, sweep
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
@@ -361,6 +361,38 @@ def test_a_checkpoint_that_cannot_be_read_is_refused_before_any_work(run, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "epoch_3.pt cannot be read" in err and "move it away" in err
     assert not (run / "results").exists()
+
+
+def test_the_data_folder_is_recorded_absolute_and_read_from_anywhere(run, data, tmp_path, capsys, monkeypatch):
+    """--dataroot as typed (data, relative to the folder evaluate ran in) was what eval.json and sweep.json
+    held: read from another folder, the page said "the images of data" of a dataset with a val/ split."""
+    run, here, elsewhere = copy_run(run, tmp_path), data.resolve(), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(data.parent)
+    assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", data.name, *OPTS]) == 0
+    sweep_json, evals = run / "results" / "val_sweep" / "sweep.json", sorted(run.glob("results/val*/eval.json"))
+    rows = json.loads(sweep_json.read_text())
+    assert len(evals) == 3 and [(r["dataroot"], r["dataroot_given"]) for r in rows] == [(str(here), data.name)] * 3
+    assert all(json.loads(f.read_text())["dataroot"] == str(here) for f in evals)
+    assert "(val)" in format_table(json.loads(evals[0].read_text())).splitlines()[1]  # the words as typed
+    monkeypatch.chdir(elsewhere)
+    assert f"each on val/ of {here}: the first 4 inputs" in render_sweep("run", rows)
+    assert format_table(json.loads(evals[0].read_text())).splitlines()[1].endswith("(val)")
+    # eval.json files of before, holding the folder as typed: read as their protocol (absolute) names it, and a
+    # sweep that reuses them, run from elsewhere, writes it absolute
+    for f in evals:
+        old = {k: v for k, v in json.loads(f.read_text()).items() if k != "dataroot_given"}
+        f.write_text(json.dumps({**old, "dataroot": data.name}))
+    assert format_table(json.loads(evals[0].read_text())).splitlines()[1].endswith("(val)")
+    assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(here), *OPTS, "--reuse"]) == 0
+    assert "(3 measured before, reused)" in capsys.readouterr().out
+    assert [r["dataroot"] for r in json.loads(sweep_json.read_text())] == [str(here)] * 3
+    assert f"each on val/ of {here}: the first" in (sweep_json.parent / "index.html").read_text()
+    # older still, without a protocol: relative to the current folder, as it was always read
+    bare = {"variant": "bicycle", "dataroot": data.name, "phase": "val", "n_inputs": 4, "n_samples": 3}
+    assert format_table(bare).splitlines()[1].endswith("(the images of data)")  # (no data/ here)
+    monkeypatch.chdir(data.parent)
+    assert format_table(bare).splitlines()[1].endswith("(val)")
 
 
 def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run, data, tmp_path, capsys, monkeypatch):
