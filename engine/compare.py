@@ -378,7 +378,9 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                      for k in ("name", "variant", "step", *keys))
     body = []
     for r in rows:
-        cells = [f"<td title='{html.escape(str(r['checkpoint']))}'>{html.escape(r['name'])}</td>",
+        # (the file as the name's tooltip; a model given in memory has none: its tooltip said "None")
+        tip = f" title='{html.escape(r['checkpoint'])}'" if r.get("checkpoint") else ""
+        cells = [f"<td{tip}>{html.escape(r['name'])}</td>",
                  f"<td>{html.escape(r['variant'])}</td>", f"<td>{_value(r['step'])}</td>"]
         body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     figs = charts(rows)

@@ -162,7 +162,8 @@ def test_every_dash_says_why_naming_the_model(runs, tmp_path, capsys):
 
 def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why():
     # FID null (not finite) for every model: the column went missing from the table and the page, unsaid.
-    rows = [{"name": n, "checkpoint": None, "variant": "bicycle", "step": s, "encoded_l1": e, "fid": None}
+    said = {"dataroot": "/d", "phase": "val", "n_inputs": 5, "n_samples": 4, "seed": 0}
+    rows = [{"name": n, "checkpoint": None, "variant": "bicycle", "step": s, **said, "encoded_l1": e, "fid": None}
             for n, s, e in (("a", 5, 0.5), ("b", None, 0.25))]
     dashes, notes = dashes_and_notes(format_compare(rows))
     assert dashes == {("a", "fid"), ("b", "fid")} and set(notes) == dashes
@@ -173,6 +174,7 @@ def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why(
     # b's step '-' on the page (a model given loaded, not from a file) says why too
     assert "<td>b</td><td>bicycle</td><td>-</td>" in re.sub(r"<td title='[^']*'>", "<td>", page)
     assert "step -: b: a model given as it is in memory, not read from a checkpoint file" in page
+    assert "None" not in page  # (a model given in memory: its name's tooltip said "None", its file's)
 
 
 def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, monkeypatch):
