@@ -311,6 +311,23 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _check_metric_options(args) -> None:
+    """An LPIPS or FID option given without its metric among --metrics is refused: it changed nothing, and the
+    table without LPIPS (or FID) was the only sign that the metric had not been asked for."""
+    asked = {m.strip() for m in (args.metrics or "").split(",")}
+    lpips = [f"--{k}" for k in ("lpips_backbone", "lpips_linear") if getattr(args, k) is not None]
+    lpips += [f"--{k}" for k, default in (("lpips_version", "0.0"), ("lpips_pairs", "consecutive"))
+              if getattr(args, k) != default]
+    said = (f"--metrics {args.metrics} does" if args.metrics else
+            "the default metrics (l1, plus palette on demo data) do")
+    for metric, options in (("lpips", lpips), ("fid", ["--fid_weights"] * (args.fid_weights is not None))):
+        if options and metric not in asked:
+            one = len(options) == 1
+            raise ConfigError(f"{', '.join(options)} {'is an option' if one else 'are options'} of the {metric} "
+                              f"metric, and {said} not include it: add {metric} to --metrics (e.g. --metrics "
+                              f"l1,{metric}), or leave {'it' if one else 'them'} out")
+
+
 def _evaluation_options(args) -> dict:
     return dict(phase=args.phase, n_samples=args.n_samples, num=args.num, seed=args.seed, device=args.device,
                 batch_size=args.batch_size, metrics=args.metrics, lpips_version=args.lpips_version,
@@ -331,6 +348,7 @@ def cmd_evaluate(args) -> int:
     if args.json and Path(args.json).is_dir() and args.epoch != "all":  # (evaluate_checkpoints checks its own)
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
                           f"{Path(args.json) / 'eval.json'}")
+    _check_metric_options(args)
     checkpoint = None if args.epoch == "all" else _checkpoint(args)
     d = init_distributed(args.device)
     options = {**_evaluation_options(args), "device": str(d.device)}  # (under torchrun: this rank's GPU)
@@ -382,6 +400,7 @@ def cmd_compare(args) -> int:
     from .compare import compare, format_compare
     from .errors import DivergenceError
     from .runtime import init_distributed
+    _check_metric_options(args)
     d = init_distributed(args.device)
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
                         show_samples=args.show_samples, log=print, dist=d,

@@ -189,6 +189,29 @@ def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, mon
     assert f"2 models, each on val/ of {data.resolve()}: the first 5 inputs" in render_compare(rows, None, 4, 6)
 
 
+def test_an_lpips_or_fid_option_without_its_metric_is_refused(runs, tmp_path, capsys):
+    # --lpips_linear (or --fid_weights) without lpips (fid) in --metrics was taken and changed nothing: the table
+    # without LPIPS was the only sign that the metric had not been asked for
+    run = runs / "bicycle"
+    cases = [(["evaluate", str(run), "--lpips_linear", "lin.pth", "--lpips_pairs", "all"],
+              "--lpips_linear, --lpips_pairs are options of the lpips metric, and the default metrics (l1, plus "
+              "palette on demo data) do not include it: add lpips to --metrics (e.g. --metrics l1,lpips), or leave "
+              "them out"),
+             (["compare", str(run), str(runs / "pix2pix"), "--out", str(tmp_path / "c"), "--metrics", "l1,lpips",
+               "--fid_weights", "f.pth"],
+              "--fid_weights is an option of the fid metric, and --metrics l1,lpips does not include it"),
+             (["evaluate", str(run), "--epoch", "all", "--lpips_version", "0.1"], "--lpips_version is an option")]
+    for args, said in cases:
+        assert main([*args, *OPTS]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bicyclegan {args[0]}: ConfigError: {said}") and err.count("\n") == 1, err
+    assert not (run / "results").exists() and not (tmp_path / "c").exists()
+    # the options left at their defaults, or given with their metric: no refusal (here: no weights files to read)
+    assert main(["evaluate", str(run), "--lpips_version", "0.0", "--json", str(tmp_path / "e.json"), *OPTS]) == 0
+    assert main(["evaluate", str(run), "--metrics", "fid", "--fid_weights", str(tmp_path / "none.pth"), *OPTS]) == 2
+    assert "none.pth does not exist" in capsys.readouterr().err
+
+
 def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tmp_path):
     """A model loaded from a checkpoint knows its file (BicycleGAN.source): its row says it, as a path's
     does; a model built in memory has neither."""
