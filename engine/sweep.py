@@ -7,8 +7,8 @@ protocol and options, one seed), the run's latest.pt too where it is further on,
 - each one's eval.json where `evaluate RUN --epoch N` writes it (results/<split>_epoch_N/);
 - results/<split>_sweep/sweep.json, the rows in training order;
 - results/<split>_sweep/index.html, one chart per measure over the steps, the best of each measure
-  a run may keep its best checkpoint by (fid, encoded_l1, coverage: evaluate.BEST) ringed, and a
-  table.
+  a run may keep its best checkpoint by (fid, encoded_l1, coverage: evaluate.BEST) ringed where the
+  checkpoints differ in it, and a table.
 A checkpoint whose weights are not finite (a run that diverged) gets a row saying so; the others are
 still measured. The metric networks load once.
 
@@ -232,7 +232,8 @@ def format_sweep(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in table if len(line) == len(head)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < len(line) - 1 else c for i, (c, w) in enumerate(zip(line, widths + [0])))
              for line in table]
-    for key, r in best_rows(rows).items():
+    # (where the checkpoints differ: a coverage of 0 at every one named the first "best", nothing beaten)
+    for key, r in best_rows(rows, where_differ=True).items():
         pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
         lines.append(f"best {EVAL_NAMES.get(key, key)}: {_cell(r[key])} at epoch {r['epoch']}, step {r['step']} "
                      f"({r['checkpoint']}: {pick})")
@@ -245,7 +246,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
     ringed), then the table, each checkpoint's name a link to its eval.json (links: name -> href)."""
     done = [r for r in rows if "error" not in r]
     first = done[0] if done else {}
-    best = best_rows(rows)
+    best = best_rows(rows, where_differ=True)
     said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on "
             f"{read_from(data_folder(first), first.get('phase'))}: "
             f"the first {plural(first.get('n_inputs'), 'input')} x {first.get('n_samples')} random z "
@@ -276,7 +277,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
             + (f"<div class='charts'>{''.join(charts)}</div>" if charts else "")
             + f"<h2>Checkpoints</h2><table><tr>{header}</tr>{''.join(body)}</table>"
             + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
-               "checkpoint by.</p>" if best else "")
+               "checkpoint by, where the checkpoints differ in it.</p>" if best else "")
             + "".join(f"<p class='meta'>{html.escape(note)}.</p>"
                       for note in blank_notes(rows, keys, lambda r: r["checkpoint"], lambda k: EVAL_NAMES.get(k, k)))
             + "</body></html>\n")

@@ -188,6 +188,17 @@ def test_best_of_each_measure_over_known_values(key, values, best):
     assert f"at epoch {best + 1}, step {4 * (best + 1)} (epoch_{best + 1}.pt: --epoch {best + 1})" in format_sweep(rows)
 
 
+def test_a_measure_every_checkpoint_has_alike_names_no_best():
+    # A tiny run's palette coverage of 0 at every checkpoint: "best palette coverage: 0.0000 at epoch 1 (--epoch
+    # 1)" picked the first of a tie, nothing beaten, bold and ringed on the page (compare names none there)
+    rows = [{"checkpoint": f, "epoch": e, "step": s, "encoded_l1": l1, "coverage": 0.0}
+            for f, e, s, l1 in (("epoch_1.pt", 1, 4, 0.5), ("epoch_2.pt", 2, 8, 0.25), ("latest.pt", 2, 10, 0.375))]
+    best = [line for line in format_sweep(rows).splitlines() if line.startswith("best ")]
+    assert best == ["best encoded reconstruction L1: 0.2500 at epoch 2, step 8 (epoch_2.pt: --epoch 2)"]
+    page = render_sweep("run", rows)
+    assert re.findall(r"<b>(.*?)</b>", page) == ["0.25"] and page.count("class=\"b\"") == 1  # one bold, one ring
+
+
 def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(run, tmp_path, capsys):
     run = copy_run(run, tmp_path)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
