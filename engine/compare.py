@@ -46,6 +46,7 @@ from .report import (
     blank_notes,
     data_folder,
     measure_cells,
+    measured_with,
     read_from,
     row_measures,
     svg_scatter,
@@ -363,10 +364,13 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
     first = done[0] if done else {}
     # a model without z has one output per input: the draw is the most any model made
     drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
-    said = (f"{len(rows)} models, each on {read_from(data_folder(first), first.get('phase'))}: the first "
-            f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
-            "inputs and codes for each (models of one nz get the same z)." if done else
-            f"{len(rows)} models; none could be measured.")
+    said = f"{len(rows)} models; none could be measured."
+    if done:
+        said = (f"{len(rows)} models, each on {read_from(data_folder(first), first.get('phase'))}: the first "
+                f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
+                "inputs and codes for each (models of one nz get the same z). "
+                # (FID's counts where they are alike: where they differ, the page lists them for each model)
+                + measured_with(first, fid=not fid_counts(rows))).rstrip()
     keys = measures(rows)
     best = best_of(rows)
     counts = ", ".join(f"{name}: {n}" for name, n in fid_counts(rows).items())

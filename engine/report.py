@@ -534,6 +534,20 @@ def read_from(dataroot, phase, shown=None) -> str:
     return f"{phase}/ of {shown}" if has_split(dataroot, phase) else f"the images of {shown}"
 
 
+def measured_with(row: dict, fid: bool = True) -> str:
+    """How an evaluation's LPIPS and FID were measured, for a page that shows their figures alone (a comparison's,
+    a sweep's): LPIPS v0.1's figures are about 2.4 times v0.0's (the paper's), and a FID from fewer than 2048
+    images is biased upward; evaluate's table says both, the pages said neither. fid: with FID's counts."""
+    said = []
+    if isinstance(lp := row.get("lpips"), dict):
+        said.append(f"LPIPS: alex v{lp.get('version')}, {lp.get('pairs')} pairs.")
+    if fid and isinstance(n := row.get("fid_images"), dict) and _number(row.get("fid")):
+        few = min(n.values()) < 2048
+        said.append(f"FID: {n['generated']} generated vs {n['real']} real images"
+                    + ("; under 2048: biased upward, compare only at equal counts." if few else "."))
+    return " ".join(said)
+
+
 def data_folder(row: dict) -> str | None:
     """The folder an evaluation's row (eval.json, compare.json, sweep.json) says it read, for a reader: evaluate
     records it absolute. An older file holds it as typed, maybe relative to the folder evaluate ran in, which

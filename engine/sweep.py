@@ -40,6 +40,7 @@ from .report import (
     blank_notes,
     data_folder,
     measure_cells,
+    measured_with,
     read_from,
     row_measures,
     svg_chart,
@@ -250,7 +251,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
     said = (f"{plural(len(rows), 'checkpoint')} of {run_name}, each on "
             f"{read_from(data_folder(first), first.get('phase'))}: "
             f"the first {plural(first.get('n_inputs'), 'input')} x {first.get('n_samples')} random z "
-            f"(seed {first.get('seed')}), the same for each." if done else
+            f"(seed {first.get('seed')}), the same for each. {measured_with(first)}".rstrip() if done else
             f"{plural(len(rows), 'checkpoint')} of {run_name}; none could be measured.")
     x_range = (min(r["step"] for r in rows), max(r["step"] for r in rows))
     charts = []

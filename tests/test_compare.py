@@ -457,6 +457,21 @@ def test_fids_from_different_numbers_of_images_are_not_ranked_and_the_counts_are
     assert "FID from different" not in format_compare(rows) + render_compare(rows, None, 4, 6)
 
 
+def test_the_page_says_how_lpips_and_fid_were_measured():
+    # The page showed LPIPS and FID figures alone: v0.1's are about 2.4 times v0.0's (the paper's), and a FID from
+    # fewer than 2048 images is biased upward; evaluate's table says both, the page neither
+    base = {"checkpoint": None, "variant": "bicycle", "step": 1, "dataroot": "/d", "phase": "val", "n_inputs": 5,
+            "n_samples": 4, "seed": 0, "lpips": {"net": "alex", "version": "0.1", "pairs": "all", "n_pairs": 30}}
+    rows = [{**base, "name": n, "diversity_lpips": d, "fid": f, "fid_images": {"generated": 20, "real": 5}}
+            for n, d, f in (("a", 0.25, 40.0), ("b", 0.5, 30.0))]
+    said = re.search(r"<p class='meta'>(.*?)</p>", render_compare(rows, None, 4, 6)).group(1)
+    assert said.endswith("(models of one nz get the same z). LPIPS: alex v0.1, all pairs. FID: 20 generated vs 5 "
+                         "real images; under 2048: biased upward, compare only at equal counts.")
+    rows[1]["fid_images"] = {"generated": 5, "real": 5}  # counts that differ: listed per model, not the first's
+    said = re.search(r"<p class='meta'>(.*?)</p>", render_compare(rows, None, 4, 6)).group(1)
+    assert said.endswith("LPIPS: alex v0.1, all pairs.")
+
+
 def test_scatter_labels_many_models_at_one_point():
     # twelve models of one value (coverage and validity take few values): a label each, none on another
     svg = ET.fromstring(svg_scatter("t", [(0.5, 1.0, f"m{i}") for i in range(12)], x_title="x", y_title="y"))

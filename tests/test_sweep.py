@@ -199,6 +199,17 @@ def test_a_measure_every_checkpoint_has_alike_names_no_best():
     assert re.findall(r"<b>(.*?)</b>", page) == ["0.25"] and page.count("class=\"b\"") == 1  # one bold, one ring
 
 
+def test_the_page_says_how_lpips_and_fid_were_measured():
+    # (the page showed their figures alone; v0.1's are about 2.4 times v0.0's, a FID from few images is biased)
+    rows = [{"checkpoint": f, "epoch": e, "step": s, "dataroot": "/d", "phase": "val", "n_inputs": 4, "n_samples": 3,
+             "seed": 5, "diversity_lpips": 0.5, "lpips": {"net": "alex", "version": "0.0", "pairs": "consecutive"},
+             "fid": 10.0 * e, "fid_images": {"generated": 2400, "real": 2400}}
+            for f, e, s in (("epoch_1.pt", 1, 4), ("latest.pt", 2, 8))]
+    said = re.search(r"<p class='meta'>(.*?)</p>", render_sweep("run", rows)).group(1)
+    assert said.endswith("the same for each. LPIPS: alex v0.0, consecutive pairs. FID: 2400 generated vs 2400 real "
+                         "images.")
+
+
 def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(run, tmp_path, capsys):
     run = copy_run(run, tmp_path)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
