@@ -320,6 +320,9 @@ def format_compare(rows: list[dict]) -> str:
 
     lines = [line(head)] + [f"{r['name'].ljust(widths[0])}  {r['error']}" if "error" in r else line(cells(r))
                             for r in rows]
+    done = [r for r in rows if "error" not in r]
+    if done and (how := measured_with(done[0], fid=not fid_counts(rows))):  # (as the page says it)
+        lines.append(how)
     if counts := fid_counts(rows):
         lines.append("FID from different numbers of images, generated vs real ("
                      + ", ".join(f"{name}: {n}" for name, n in counts.items()) + "): these do not compare")

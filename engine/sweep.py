@@ -238,6 +238,8 @@ def format_sweep(rows: list[dict]) -> str:
         pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
         lines.append(f"best {EVAL_NAMES.get(key, key)}: {_cell(r[key])} at epoch {r['epoch']}, step {r['step']} "
                      f"({r['checkpoint']}: {pick})")
+    if how := measured_with(next((r for r in rows if "error" not in r), {})):  # (as the page says it)
+        lines.append(how)
     lines += blank_notes(rows, keys, lambda r: r["checkpoint"])
     return "\n".join(lines)
 

@@ -467,6 +467,9 @@ def test_the_page_says_how_lpips_and_fid_were_measured():
     said = re.search(r"<p class='meta'>(.*?)</p>", render_compare(rows, None, 4, 6)).group(1)
     assert said.endswith("(models of one nz get the same z). LPIPS: alex v0.1, all pairs. FID: 20 generated vs 5 "
                          "real images; under 2048: biased upward, compare only at equal counts.")
+    assert format_compare(rows).splitlines()[3:] == [  # the terminal's table says it too, under the rows
+        "LPIPS: alex v0.1, all pairs. FID: 20 generated vs 5 real images; under 2048: biased upward, compare only at "
+        "equal counts."]
     rows[1]["fid_images"] = {"generated": 5, "real": 5}  # counts that differ: listed per model, not the first's
     said = re.search(r"<p class='meta'>(.*?)</p>", render_compare(rows, None, 4, 6)).group(1)
     assert said.endswith("LPIPS: alex v0.1, all pairs.")

@@ -208,6 +208,8 @@ def test_the_page_says_how_lpips_and_fid_were_measured():
     said = re.search(r"<p class='meta'>(.*?)</p>", render_sweep("run", rows)).group(1)
     assert said.endswith("the same for each. LPIPS: alex v0.0, consecutive pairs. FID: 2400 generated vs 2400 real "
                          "images.")
+    assert format_sweep(rows).endswith("\nLPIPS: alex v0.0, consecutive pairs. FID: 2400 generated vs 2400 real "
+                                       "images.")  # the terminal's table says it too
 
 
 def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(run, tmp_path, capsys):
