@@ -217,6 +217,11 @@ class Evaluation:
             raise ConfigError(f"metrics=lpips: LPIPS's AlexNet needs images of at least {LPIPS_MIN_SIDE} px a side; "
                               f"these are {small[0][1]}x{small[0][0]} (W x H): use metrics l1 for them")
         self.n_inputs = min(num, loader.num_samples)
+        if "fid" in chosen and self.n_inputs < 2:  # (num >= 2 was checked; a split of one input failed on FID's
+            # ValueError about feature shapes after every output was generated)
+            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
+            raise DatasetError(f"{where} gives 1 input to evaluate: FID compares two sets of images, so metrics fid "
+                               f"needs 2 inputs or more; use l1 or lpips")
         # The metric networks load before any image is generated: a missing weights file fails at once.
         # networks_from: another evaluation of the same metric options, whose networks serve this one too
         # (compare: several models measured with the networks loaded once).

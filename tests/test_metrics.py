@@ -4,6 +4,8 @@ The comparison with the lpips package and pytorch-fid themselves is tests/test_m
 import importlib
 import itertools
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from bicyclegan.engine.errors import WeightsError
 from bicyclegan.engine.evaluate import evaluate, format_table
 from bicyclegan.engine.metrics import fid as fidmod
 from bicyclegan.engine.metrics import lpips as lpmod
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 # torchvision's alexnet().features: (index, out, in, kernel) of each conv; the rest are ReLU/MaxPool.
 ALEX_CONVS = [(0, 64, 3, 11), (3, 192, 64, 5), (6, 384, 192, 3), (8, 256, 384, 3), (10, 256, 256, 3)]
@@ -394,6 +396,22 @@ def test_fid_compares_generated_images_with_the_real_b_images(tiny_model, demo_r
     mu = [f.mean(0) for f in feats]
     cov = [(f - m).T @ (f - m) / (len(f) - 1) for f, m in zip(feats, mu)]
     assert r["fid"] == pytest.approx(fidmod.frechet_distance(mu[0], cov[0], mu[1], cov[1]), rel=1e-5)
+
+
+def test_fid_on_a_split_of_one_input_is_refused_by_name_before_any_work(tiny_model, demo_root, tmp_path, monkeypatch):
+    # num >= 2 was checked, not the inputs the split gives: one image failed on FID's ValueError about feature
+    # shapes, a traceback, after every output had been generated
+    one = tmp_path / "one"
+    (one / "val").mkdir(parents=True)
+    shutil.copy(sorted((demo_root / "val").glob("*.png"))[0], one / "val")
+    loads = []
+    monkeypatch.setattr(importlib.import_module("bicyclegan.engine.evaluate"), "load_inception",
+                        lambda path=None, device="cpu": loads.append(1) or TinyFeatures())
+    said = (f"{one / 'val'} gives 1 input to evaluate: FID compares two sets of images, so metrics fid needs 2 inputs "
+            "or more; use l1 or lpips")
+    with pytest.raises(DatasetError, match=f"^{re.escape(said)}$"):
+        evaluate(tiny_model, one, metrics="fid", num=5, n_samples=2, device="cpu")
+    assert not loads  # refused before the metric networks load, let alone any output
 
 
 def test_evaluate_options_are_checked_before_any_work(tiny_model, tmp_path, hub):
