@@ -396,8 +396,11 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
         beside = " and its ground truth" if truth else ""
         pic = (f"<h2>Outputs</h2><figure><figcaption>For each of the first {plural(show, 'input')}: the input{beside}, "
                f"then a row per model of its first {plural(show_samples, 'measured output')}, z1, z2, ... "
-               "the same codes for models of one nz (a model without z: its one output).</figcaption>"
-               f"<img src='{html.escape(picture)}' alt='the models side by side'></figure>")
+               "the same codes for models of one nz (a model without z: its one output)."
+               # (a model whose outputs were not finite has no row: the picture's rows were fewer than the models)
+               + (f" No row for {', '.join(r['name'] for r in rows if 'error' in r)}: see the table."
+                  if len(done) < len(rows) else "")
+               + f"</figcaption><img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)
     return ("<!doctype html><html><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -331,6 +331,9 @@ def test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_writ
                                                     max(y for _, y in boxes.values()) + 64 + 2)  # two model rows
     page = (out / "index.html").read_text()
     assert "the model&#x27;s outputs are not finite" in page
+    # the picture's caption names the model it has no row for (it said "a row per model", a row short)
+    caption = re.search(r"<figcaption>(For each of the first 1 input:[^<]*)</figcaption>", page).group(1)
+    assert caption.endswith(" No row for pix2pix: see the table.")
 
 
 def _diverged(src, dst):
