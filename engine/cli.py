@@ -200,8 +200,33 @@ def resolve_config(args) -> TrainConfig:
         # run's weights chooses its own discriminators (the source's fresh_D told how it began).
         cfg = run_config(run, {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given})
         if cfg is not None:
-            return cfg
-    return make_config(None if args.preset == "auto" else args.preset, **given)
+            return _check_evaluation_options(given, cfg)
+    return _check_evaluation_options(given, make_config(None if args.preset == "auto" else args.preset, **given))
+
+
+def _check_evaluation_options(given: dict, cfg: TrainConfig) -> TrainConfig:
+    """An option of the evaluations during training given where it changes nothing is refused, as evaluate
+    refuses its metric options without their metric: the run would have gone on without the evaluations
+    asked for, or with other weights than the ones given, and said nothing. Only options given on this
+    command line: a resumed run's config.json keeps those its first command took (e.g. resumed with
+    --eval_every 0, which turns its evaluations off)."""
+    evaluation = [f"--{k}" for k in ("eval_metrics", "eval_num", "eval_samples", "lpips_backbone", "lpips_linear",
+                                     "fid_weights") if k in given and given[k] is not None]
+    if evaluation and not cfg.eval_every:
+        one = len(evaluation) == 1
+        raise ConfigError(f"{', '.join(evaluation)} {'is an option' if one else 'are options'} of the evaluations "
+                          f"during training, and eval_every=0 makes none: add --eval_every N (iterations between "
+                          f"evaluations), or leave {'it' if one else 'them'} out")
+    asked = cfg.eval_metrics.split(",") if cfg.eval_metrics else []
+    said = cfg.eval_metrics or "none (l1; with palette on the demo data)"
+    for metric, names in (("lpips", ("lpips_backbone", "lpips_linear")), ("fid", ("fid_weights",))):
+        options = [f"--{k}" for k in names if given.get(k) is not None]
+        if options and metric not in asked:
+            one = len(options) == 1
+            raise ConfigError(f"{', '.join(options)} {'is an option' if one else 'are options'} of the {metric} "
+                              f"metric, and eval_metrics={said} leaves it out: add it (--eval_metrics "
+                              f"{','.join([*(asked or ['l1']), metric])}), or leave {'it' if one else 'them'} out")
+    return cfg
 
 
 def cmd_train(args) -> int:

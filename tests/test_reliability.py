@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import stat
 import zipfile
@@ -654,6 +655,39 @@ def test_cli_rejects_bad_values_in_one_line(flag, value, capsys):
     assert main(["train", "--dry-run", flag, value]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bicyclegan train: ConfigError: ") and flag[2:] in err and "\n" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "reference", "--eval_num", "5"], "--eval_num is an option of the evaluations during training, and eval_every=0 makes "
+                          "none: add --eval_every N"),
+    (["--eval_every", "0", "--eval_metrics", "fid", "--eval_samples", "3"],
+     "--eval_metrics, --eval_samples are options of the evaluations during training, and eval_every=0"),
+    (["--eval_every", "5", "--fid_weights", "i.pth"], r"--fid_weights is an option of the fid metric, and "
+                                                      r"eval_metrics=none \(l1; with palette on the demo data\) "
+                                                      r"leaves it out: add it \(--eval_metrics l1,fid\)"),
+    (["--eval_every", "5", "--eval_metrics", "l1,palette", "--lpips_backbone", "a.pth", "--lpips_linear", "b.pth"],
+     r"--lpips_backbone, --lpips_linear are options of the lpips metric, and eval_metrics=l1,palette leaves it "
+     r"out: add it \(--eval_metrics l1,palette,lpips\), or leave them out"),
+])
+def test_train_refuses_evaluation_options_that_change_nothing(args, message, capsys):
+    """They were taken, and the run went on without the evaluations (or the weights) they asked for."""
+    assert main(["train", "--dry-run", *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dry-run", "--preset", "demo", "--eval_samples", "3"]) == 0  # (demo: eval_every 400)
+    cfg = make_config("demo", out=str(run), eval_every=5, eval_metrics="l1,fid", fid_weights="i.pth")
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.pt").write_bytes(b"")  # (the run's config is what resuming starts from)
+    capsys.readouterr()
+    # the run's own fid_weights, not given here: resuming with its evaluations turned off is no refusal
+    assert main(["train", "--dry-run", "--out", str(run), "--resume", "--eval_every", "0"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["eval_every"] == 0 and resumed["fid_weights"] == "i.pth"
 
 
 def test_skip_bad_is_a_cli_option(capsys):
