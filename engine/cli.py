@@ -325,14 +325,20 @@ def _refresh_report(checkpoint) -> None:
 
 
 def cmd_sample(args) -> int:
+    """Under torchrun the processes share the inputs (each writes its share's images, rank 0 the grid, the
+    gallery and the lines below): the files of one process."""
+    from .runtime import init_distributed
     from .sample import sample
     checkpoint = _checkpoint(args)
+    d = init_distributed(args.device)
     out = sample(checkpoint, args.dataroot, out=args.out, phase=args.phase,
                  n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
-                 spread=args.spread_z, device=args.device, aspect_ratio=args.aspect_ratio, layout=args.layout,
-                 skip_bad=args.skip_bad, **_data_settings(args))
-    print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
-    _refresh_report(checkpoint)
+                 spread=args.spread_z, device=str(d.device), aspect_ratio=args.aspect_ratio, layout=args.layout,
+                 skip_bad=args.skip_bad, dist=d, **_data_settings(args))
+    if d.main:
+        print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
+        _refresh_report(checkpoint)
+    d.close()
     return 0
 
 
@@ -558,7 +564,8 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
-DISTRIBUTED = ("train", "evaluate", "compare")  # the commands that share their work among torchrun's processes
+# the commands that share their work among torchrun's processes
+DISTRIBUTED = ("train", "evaluate", "compare", "sample")
 
 
 def _under_torchrun() -> bool:

@@ -136,10 +136,11 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
 
 
 def made_alike(dist: Dist, make) -> "Evaluation":
-    """make()'s Evaluation, made on every rank of `dist`: one rank's refusal is every rank's (else the
-    others would wait for it in run()'s first collective), and where it measures a checkpoint file, every
-    rank must have read the same weights: a training still running replaces latest.pt, and ranks reading
-    it moments apart would measure two models as one."""
+    """make()'s Evaluation (or sample's run: any object with the `model` it opened), made on every rank of
+    `dist`: one rank's refusal is every rank's (else the others would wait for it in run()'s first
+    collective), and where it reads a checkpoint file, every rank must have read the same weights: a training
+    still running replaces latest.pt, and ranks reading it moments apart would measure (or sample) two models
+    as one."""
     made = []
     dist.each_decides(lambda: made.append(make()))
     ev = made[0]
@@ -149,8 +150,8 @@ def made_alike(dist: Dist, make) -> "Evaluation":
         if len(set(read)) > 1:
             raise dist.alike(CheckpointError(
                 f"{ev.model.source['path']} changed while the {dist.world} processes read it (steps "
-                f"{', '.join(str(step) for _, step in read)}): a training still writing it? Evaluate a checkpoint "
-                f"it no longer writes (--epoch N)"))
+                f"{', '.join(str(step) for _, step in read)}): a training still writing it? Use a checkpoint it "
+                f"no longer writes (--epoch N)"))
     return ev
 
 

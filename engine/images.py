@@ -10,9 +10,12 @@ from urllib.parse import quote
 
 import numpy as np
 import torch
+import torch.distributed as tdist
 from PIL import Image, ImageDraw, ImageFont
 
-from .io import save_image, write_json, write_text
+from bicyclegan.pipelines.sharding import shard_range
+
+from .io import count_line, end_count_line, save_image, write_json, write_text
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -219,3 +222,40 @@ def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -
                          f"<div class='scroll'>{_media(p)}</div>{html.escape(c)}</td></tr>")
     parts.append("</table></div>")
     return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")
+
+
+def write_shares(dist, total: int, make, write, *, first=None, label: str | None = None) -> list | None:
+    """The per-input work of `sample` and `interpolate`, shared among the ranks of `dist` (a Dist; one process:
+    all of it): rank r takes the r-th contiguous share of the `total` inputs (sharding.shard_range, as evaluate's)
+    and, for each input i of it, calls make(i) (the outputs; None: nothing to write) and then write(i, made).
+    Every rank goes through as many rounds as the largest share has inputs, and a failure of make or write on one
+    rank is every rank's (each_decides) before any rank goes on. first: rank 0's work once every rank has made
+    its first input, before any file of the call is written (an earlier call's gallery dropped: a refusal until
+    then leaves it whole). label: rank 0 prints count_line(label, the inputs every rank has done, total) (the
+    rounds go in step). Returns on rank 0 write()'s values of every rank, in the inputs' order; None elsewhere."""
+    lo, hi = shard_range(total, dist.rank, dist.world)
+    sizes = [len(range(*shard_range(total, k, dist.world))) for k in range(dist.world)]
+    written = []
+    for r in range(max(sizes)):
+        i, made = lo + r, []
+
+        def make_mine():
+            if i < hi:
+                made.append(make(i))
+
+        def write_mine():
+            if made and made[0] is not None:
+                written.append(write(i, made[0]))
+        dist.each_decides(make_mine)
+        if r == 0 and first is not None:
+            dist.main_decides(first)
+        dist.each_decides(write_mine)
+        if label and dist.main:
+            count_line(label, sum(min(r + 1, n) for n in sizes), total)
+    if label and dist.main:
+        end_count_line()
+    if not dist.grouped:
+        return written
+    shares = [None] * dist.world if dist.main else None
+    tdist.gather_object(written, shares, dst=0)  # (every rank's files are written by now)
+    return [w for share in shares for w in share] if dist.main else None

@@ -7,18 +7,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
-from .images import OutputNames, drop_gallery, grid_image, prune_outputs, sample_columns, to_uint8, write_gallery
-from .io import atomic_write, check_writable, count_line, end_count_line, save_image
+from .evaluate import made_alike
+from .images import (
+    OutputNames,
+    drop_gallery,
+    grid_image,
+    prune_outputs,
+    sample_columns,
+    to_uint8,
+    write_gallery,
+    write_shares,
+)
+from .io import atomic_write, check_writable, save_image
 from .model import spread_z
 from .runtime import (
+    Dist,
     build_loader,
     check_apart,
     check_input_size,
@@ -56,7 +69,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
            sync: bool = False, encode: bool = True, seed: int = 0, spread: bool = False, device: str = "auto",
            progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
            direction: str | None = None, load_size: int | None = None, crop_size: int | None = None,
-           preprocess: str | None = None, skip_bad: bool | None = None) -> Path:
+           preprocess: str | None = None, skip_bad: bool | None = None, dist: Dist = Dist()) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
     the input, the ground truth (when there is one), the encoded output G(A, mu of E(B)) (unless
     encode=False) and n_samples outputs with z ~ N(0, I) drawn independently, as the reference's
@@ -73,6 +86,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     layouts. direction, load_size, crop_size, preprocess: override how the model prepares inputs
     (preprocess="none": full resolution, where each side is a multiple of 2^(U-Net depth)).
     aspect_ratio: the saved images are stretched to this width:height ratio times the original's.
+    dist: the ranks that share the inputs under torchrun (every rank calls sample alike): rank r writes the
+    images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
+    files are those of one process, whatever the number of ranks.
     Returns the results folder."""
     if not (isinstance(aspect_ratio, (int, float)) and math.isfinite(aspect_ratio) and aspect_ratio > 0):
         raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a finite number > 0")
@@ -84,18 +100,24 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     check_int("n_samples", n_samples, 0)
     check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     checkpoint = model
-    model = open_model(model, device)
-    if bad := model.nonfinite():
-        raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to sample")
-    cfg, net_in = with_data_settings(model.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
-                                     preprocess=preprocess)
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-    loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
-                          shuffle=False, augment=False, layout=layout)
-    # After the checks of the options and the data (as interpolate: nothing made for a refused call).
-    out = out if out is not None else default_out(checkpoint, results_name(root, phase), sync)
-    out = check_writable(check_apart(out, root, phase), "sample results")
+
+    def prepare():  # on every rank alike (made_alike: one rank's refusal is every rank's)
+        m = open_model(checkpoint, device)
+        if bad := m.nonfinite():
+            raise DivergenceError(f"the model holds {m.describe_nonfinite(bad)}: nothing to sample")
+        cfg, net_in = with_data_settings(m.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
+                                         preprocess=preprocess)
+        root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
+        loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
+                              shuffle=False, augment=False, layout=lay)
+        # After the checks of the options and the data (as interpolate: nothing made for a refused call).
+        o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
+        o = check_writable(check_apart(o, root, ph), "sample results")
+        return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader, out=o)
+    run = made_alike(dist, prepare)
+    model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
     total = min(num, len(loader))
+    share = range(*shard_range(total, dist.rank, dist.world))
     g = torch.Generator().manual_seed(seed)
 
     def draw():  # one input's codes, each N(0, I)
@@ -103,35 +125,50 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
         return torch.randn(n_samples, cfg.model.nz, generator=g)
 
+    # One process's draws (the sync list first, then a list per input, in the inputs' order) and names, made
+    # on every rank: input i gets the same codes and file names whichever rank writes it.
     z_sync = draw()
-    rows, grid, names_of = [], None, OutputNames()
-    for i, batch in enumerate(loader):
-        if i >= num:
-            break
+    codes = [z_sync] * share.stop if sync else [draw() for _ in range(share.stop)]
+    names_of = OutputNames()
+    stems = [names_of(s.path) for s in loader.samples[:total]]
+    loader.set_epoch(0, share.start)  # this rank's share, the inputs before it left unread
+    batches = iter(loader) if len(share) else iter(())
+
+    def make(i):
+        batch = next(batches)
+        path = batch["paths"][0]
+        # skip_bad: a file broken since the checks has the next good one in its place, which is written in its own
+        # place (by its own share's rank); the broken one is left out (the loader's warning names it)
+        if path != loader.samples[i].path:
+            return None
         A = batch["A"].to(model.device)
-        check_input_size(A, batch["paths"][0], net_in, data.preprocess)
+        check_input_size(A, path, run.net_in, run.data.preprocess)
         B = batch["B"].to(model.device) if "B" in batch else None
-        z = z_sync if sync else draw()
-        cols, names = sample_columns(model, A, B, z, encode=encode)
-        if i == 0:  # before this call's first file (a refusal until then leaves an earlier call's result whole)
-            drop_gallery(out, "index.html", "grid.png")
-        stem = names_of(batch["paths"][0])
+        return path, *sample_columns(model, A, B, codes[i], encode=encode)
+
+    def write(i, made):
+        path, cols, names = made
         files = []
         for name, img in zip(names, cols):
-            rel = f"images/{stem}_{name.replace(' ', '_')}.png"
+            rel = f"images/{stems[i]}_{name.replace(' ', '_')}.png"
             pic = _with_aspect_ratio(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
             atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image")
             files.append((name, rel))
-        rows.append({"name": input_label(batch["paths"][0], root, phase), "images": files})
-        if i < GRID_ROWS and (grid is None or grid[0].shape[-2:] == A.shape[-2:]):
-            grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
-        if progress:
-            count_line("sampled", i + 1, total)
-    if progress:
-        end_count_line()
-    if not rows:
-        raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
-    save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
-    prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
-    write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")
+        row = {"name": input_label(path, root, phase), "images": files}
+        return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
+    done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out, "index.html", "grid.png"),
+                        label="sampled" if progress else None)
+
+    def finish():
+        rows = [row for row, _ in done]
+        if not rows:
+            raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
+        grid = None
+        for cols, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
+            if grid is None or grid[0].shape[-2:] == cols[0].shape[-2:]:
+                grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
+        save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
+        prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
+        write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")
+    dist.main_decides(finish)
     return out

@@ -960,10 +960,10 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
              # after the group is made: a refusal of the options, every rank's (each_decides)
              (["compare", "a.pt", "--device", "cpu"],
               "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
-             # each process would sample every input and write the same files
-             (["sample", "nothing.pt"], "bicyclegan sample: ConfigError: sample runs in one process: launch it "
-                                        "without torchrun (train, evaluate and compare share their work among "
-                                        "torchrun's processes)")]
+             # each process would interpolate every input and write the same files
+             (["interpolate", "nothing.pt"], "bicyclegan interpolate: ConfigError: interpolate runs in one process: "
+                                             "launch it without torchrun (train, evaluate, compare and sample share "
+                                             "their work among torchrun's processes)")]
     for argv, line in cases:
         done = torchrun_cli(tmp_path, *argv)
         said = done.stdout + done.stderr

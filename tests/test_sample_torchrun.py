@@ -1,0 +1,115 @@
+"""`sample` under torchrun: the processes share the inputs, and every file written (each input's PNGs,
+grid.png, index.html, .images.json) is byte for byte what one process writes for the same arguments, whatever
+the number of processes: a rank of fewer inputs, one of none (more processes than inputs), z spread or
+independent. One rank's error ends every rank, printed once; the commands that still run in one process say
+so under torchrun."""
+import hashlib
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_distributed import torchrun_cli
+
+from bicyclegan.engine import BicycleGAN, make_config, sample
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch",
+            init_gain=1.0)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(demo data of 5 val inputs, a checkpoint of tiny random networks reading it)."""
+    where = tmp_path_factory.mktemp("sample_torchrun")
+    root = make_demo_dataset(where / "data", n_train=2, n_test=0, n_val=5, size=32)
+    torch.manual_seed(3)
+    model = BicycleGAN(make_config("reference", dataroot=str(root), **TINY), device="cpu", training=False)
+    return root, save_checkpoint(model, where / "m.pt")
+
+
+def files(folder):
+    """Every file below `folder` (relative name -> its bytes' digest)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nproc, num, options", [
+    (2, 5, ["--n_samples", "3"]),  # 2 + 3 inputs
+    (3, 2, ["--spread_z", "--aspect_ratio", "1.5"]),  # 1 + 1 + none: more processes than inputs
+])
+def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files(setup, tmp_path, nproc, num,
+                                                                                       options):
+    root, ckpt = setup
+    argv = ["sample", ckpt, "--dataroot", root, "--phase", "val", "--num_test", str(num), "--seed", "4",
+            "--device", "cpu", *options]
+    assert main([*map(str, argv), "--out", str(tmp_path / "one")]) == 0
+    one = files(tmp_path / "one")
+    # num inputs' images (input, ground truth, encoded and the random columns), grid.png, index.html, .images.json
+    columns = 3 + int(options[options.index("--n_samples") + 1] if "--n_samples" in options else 5)
+    assert len(one) == num * columns + 3 and {"grid.png", "index.html", ".images.json"} <= set(one)
+    done = torchrun_cli(tmp_path, *argv, "--out", tmp_path / "shared", nproc=nproc)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert files(tmp_path / "shared") == one
+    # rank 0 alone prints: the progress (of every rank's inputs) and the results' lines
+    assert said.count(f"sampled {num}/{num}") == 1 and said.count("results: ") == 1, said
+    assert said.count("gallery: ") == 1 and "Traceback" not in said, said
+
+
+@pytest.mark.slow
+def test_under_torchrun_an_error_on_one_rank_ends_every_rank_printed_once(setup, tmp_path):
+    """The last input, rank 1's (2 + 3 inputs), is 40 px a side, which the generator cannot take (multiples
+    of 32): rank 1 prints its refusal, rank 0 (done with its share, waiting) ends with it in silence, and
+    no gallery or grid is written."""
+    root, ckpt = setup
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True)
+    for f in sorted((root / "val").glob("*.png")):
+        (data / "val" / f.name).write_bytes(f.read_bytes())
+    Image.fromarray(np.full((40, 80, 3), 128, np.uint8)).save(data / "val" / "00004.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "index.html").write_text("an earlier call's gallery")
+    done = torchrun_cli(tmp_path, "sample", ckpt, "--dataroot", data, "--phase", "val", "--num_test", "5",
+                        "--device", "cpu", "--out", tmp_path / "out")
+    said = done.stdout + done.stderr
+    line = (f"bicyclegan sample: ConfigError: {data / 'val' / '00004.png'} is 40x40 after preprocess=none, not a "
+            f"multiple of 32")
+    assert done.returncode != 0 and said.count(line) == 1, said[-3000:]
+    assert "engine/" not in said and "RankLostError" not in said, said  # no rank's traceback (torchrun prints its own)
+    written = files(tmp_path / "out")
+    assert not {"index.html", "grid.png"} & set(written)  # (the earlier gallery went with the first new file)
+    assert "images/00000_input.png" in written  # rank 0's share was written before rank 1's refusal
+
+
+def test_a_file_broken_since_the_checks_is_left_out_and_the_others_keep_their_places(setup, tmp_path, monkeypatch):
+    """With skip_bad the loader puts the next good input in a broken one's place: one process wrote that input
+    twice (a second row, its files as 00002-2_*) and a rank would write it in another's place. Each input is
+    written once, in its own place, with its own codes: the files of a call without the broken one."""
+    sampling = importlib.import_module("bicyclegan.engine.sample")  # (the package's `sample` is the function)
+    root, ckpt = setup
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True)
+    for f in sorted((root / "val").glob("*.png")):
+        (data / "val" / f.name).write_bytes(f.read_bytes())
+    whole = files(sample(ckpt, data, out=tmp_path / "whole", phase="val", num=4, seed=4, progress=False))
+    build = sampling.build_loader
+
+    def breaking(*args, **kwargs):  # the file breaks once the loader has checked it
+        loader = build(*args, **kwargs)
+        (data / "val" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        return loader
+    monkeypatch.setattr(sampling, "build_loader", breaking)
+    got = files(sample(ckpt, data, out=tmp_path / "broken", phase="val", num=4, seed=4, progress=False,
+                       skip_bad=True))
+    images = {k: v for k, v in whole.items() if k.startswith("images/")}
+    assert {k: v for k, v in got.items() if k.startswith("images/")} == {
+        k: v for k, v in images.items() if not k.startswith("images/00001_")}
+    assert len(images) == 4 * 8
+    gallery = (tmp_path / "broken" / "index.html").read_text()
+    assert gallery.count("<tr>") == 3 and "00001" not in gallery
