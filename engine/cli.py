@@ -448,14 +448,19 @@ def cmd_compare(args) -> int:
 
 
 def cmd_interpolate(args) -> int:
+    """Under torchrun the processes share the inputs, as sample's."""
     from .interpolate import interpolate
+    from .runtime import init_distributed
     checkpoint = _checkpoint(args)
+    d = init_distributed(args.device)
     out = interpolate(checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
                       segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
-                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=args.device, layout=args.layout,
-                      skip_bad=args.skip_bad, **_data_settings(args))
-    print(f"results: {out}\ngallery: {out / 'index.html'}")
-    _refresh_report(checkpoint)
+                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=str(d.device), layout=args.layout,
+                      skip_bad=args.skip_bad, dist=d, **_data_settings(args))
+    if d.main:
+        print(f"results: {out}\ngallery: {out / 'index.html'}")
+        _refresh_report(checkpoint)
+    d.close()
     return 0
 
 
@@ -565,7 +570,9 @@ def cmd_make_demo(args) -> int:
 
 
 # the commands that share their work among torchrun's processes
-DISTRIBUTED = ("train", "evaluate", "compare", "sample")
+DISTRIBUTED = ("train", "evaluate", "compare", "sample", "interpolate")
+# why a command other than those refuses torchrun, where the reason is not the writes of its files
+ONE_PROCESS = {"serve": "each process would serve its own page at the same address"}
 
 
 def _under_torchrun() -> bool:
@@ -678,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
                    "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
                    "inputs: its name in place of <phase>; _epoch_N appended for --epoch N)")
-    p.add_argument("--num", type=_at_least(1), default=5, help="inputs")
+    # --num_test: as sample's, a spelling torchrun lets through (its parser takes --num for --numa-binding)
+    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5, help="inputs")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
                    help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
     p.add_argument("--refs", type=_index_list, help="encoded path: comma-separated input numbers whose B images "
@@ -759,10 +767,11 @@ def main(argv=None) -> int:
     try:
         try:
             if _under_torchrun() and args.command not in DISTRIBUTED:
-                # Each process would do the whole work and write the same files over each other's.
                 shared = f"{', '.join(DISTRIBUTED[:-1])} and {DISTRIBUTED[-1]}"
-                raise ConfigError(f"{args.command} runs in one process: launch it without torchrun ({shared} share "
-                                  f"their work among torchrun's processes)")
+                why = ONE_PROCESS.get(args.command, "each process would do the whole work and write the same files "
+                                                    "over each other's")
+                raise ConfigError(f"{args.command} runs in one process (under torchrun {why}): launch it without "
+                                  f"torchrun ({shared} share their work among torchrun's processes)")
             return args.func(args)
         except Exception as e:
             from .runtime import lost_rank

@@ -17,6 +17,7 @@ import importlib.util
 import io
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,9 +28,11 @@ from bicyclegan.pipelines.errors import plural
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
-from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery
-from .io import atomic_write, check_writable, count_line, end_count_line, save_image, write_json
+from .evaluate import made_alike
+from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery, write_shares
+from .io import atomic_write, check_writable, save_image, write_json
 from .runtime import (
+    Dist,
     build_loader,
     check_apart,
     check_input_size,
@@ -128,7 +131,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
                 fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
                 layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
-                load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None) -> Path:
+                load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None,
+                dist: Dist = Dist()) -> Path:
     """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
     trained on; phase: val when there is one, else test), the outputs along a path through z over
     segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
@@ -137,7 +141,9 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
     make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did). direction, load_size, crop_size, preprocess:
-    override how the model prepares inputs, as in sample. Returns the folder."""
+    override how the model prepares inputs, as in sample. dist: the ranks that share the inputs under torchrun,
+    as in sample (rank 0 writes path.json and index.html once every share is written: one process's files).
+    Returns the folder."""
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
@@ -158,64 +164,71 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                           f"codes from the seed (--seed)")
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("interpolate: give `out` when passing a model object")
-    ckpt = model if isinstance(model, (str, Path)) else None
-    model = open_model(model, device)
-    cfg, net_in = with_data_settings(model.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
-                                     preprocess=preprocess)
-    if not cfg.model.nz:
-        raise ConfigError(f"variant {cfg.variant} has no latent code (nz=0): there is nothing to interpolate")
-    if path == "encoded" and model.E is None:
-        raise ConfigError(f"path=encoded needs a trained encoder; this model (variant {cfg.variant}) has none "
-                          f"(use path=random)")
-    if bad := model.nonfinite():
-        raise DivergenceError(f"the model holds {model.describe_nonfinite(bad)}: nothing to interpolate")
-    refs = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
-    if path == "encoded" and len(refs) < 2:
-        raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={refs}")
-    need = max(num, max(refs) + 1) if path == "encoded" else num
-    root, phase, layout, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
-    if out is None:
-        out = results_dir(ckpt, f"interpolate_{results_name(root, phase)}")
-    loader = build_loader(net_in, data, root, phase, device=model.device, batch_size=1,
-                          shuffle=False, augment=False, layout=layout)
-    items, names_of = [], OutputNames()
-    for batch in loader:
-        if len(items) >= need:
-            break
-        check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
-        items.append((names_of(batch["paths"][0]), input_label(batch["paths"][0], root, phase), batch["A"],
-                      batch.get("B")))
-    if not items:
-        raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
-    if path == "encoded":
-        # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
-        if items[0][3] is None:
-            raise DatasetError(f"{inputs_folder(root, phase)} has no B images (a folder of inputs alone): "
-                               f"path=encoded needs them (use path=random)")
-        if max(refs) >= len(items) or min(refs) < 0:
-            raise ConfigError(f"refs={refs}: {inputs_folder(root, phase)} has {plural(len(items), 'input')} "
-                              f"(numbered from 0)")
-    # After the checks of the inputs (nothing made for a refused call), before any output is computed.
-    out = check_writable(check_apart(out, root, phase), "interpolation results")
+    checkpoint = model
+
+    def prepare():  # on every rank alike (made_alike: one rank's refusal is every rank's)
+        m = open_model(checkpoint, device)
+        cfg, net_in = with_data_settings(m.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
+                                         preprocess=preprocess)
+        if not cfg.model.nz:
+            raise ConfigError(f"variant {cfg.variant} has no latent code (nz=0): there is nothing to interpolate")
+        if path == "encoded" and m.E is None:
+            raise ConfigError(f"path=encoded needs a trained encoder; this model (variant {cfg.variant}) has none "
+                              f"(use path=random)")
+        if bad := m.nonfinite():
+            raise DivergenceError(f"the model holds {m.describe_nonfinite(bad)}: nothing to interpolate")
+        chosen = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
+        if path == "encoded" and len(chosen) < 2:
+            raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={chosen}")
+        need = max(num, max(chosen) + 1) if path == "encoded" else num
+        root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
+        o = out if out is not None else results_dir(
+            checkpoint if isinstance(checkpoint, (str, Path)) else None, f"interpolate_{results_name(root, ph)}")
+        loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
+                              shuffle=False, augment=False, layout=lay)
+        items, names_of = [], OutputNames()
+        for batch in loader:
+            if len(items) >= need:
+                break
+            check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
+            items.append((names_of(batch["paths"][0]), input_label(batch["paths"][0], root, ph), batch["A"],
+                          batch.get("B")))
+        if not items:
+            raise DatasetError(f"{inputs_folder(root, ph)}: no inputs found")
+        if path == "encoded":
+            # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
+            if items[0][3] is None:
+                raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
+                                   f"path=encoded needs them (use path=random)")
+            if max(chosen) >= len(items) or min(chosen) < 0:
+                raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(items), 'input')} "
+                                  f"(numbered from 0)")
+        # After the checks of the inputs (nothing made for a refused call), before any output is computed.
+        o = check_writable(check_apart(o, root, ph), "interpolation results")
+        return SimpleNamespace(model=m, cfg=cfg, root=root, phase=ph, refs=chosen, items=items, out=o)
+    run = made_alike(dist, prepare)
+    model, cfg, root, phase, refs, items, out = run.model, run.cfg, run.root, run.phase, run.refs, run.items, run.out
     was_training = model.training
     model.eval()
-    rows = []
     try:
-        if path == "encoded":
-            # one at a time: under preprocess none the references may differ in size
-            codes = torch.cat([model.encode(items[r][3].to(model.device)) for r in refs]).float().cpu()
-        else:
-            codes = torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+        def path_start():
+            if path == "encoded":  # one at a time: under preprocess none the references may differ in size
+                return torch.cat([model.encode(items[r][3].to(model.device)) for r in refs]).float().cpu()
+            return torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+        # rank 0's codes for every rank: encoded on another GPU they might differ from path.json's in the last bits
+        codes = dist.main_says(path_start)
         zs = path_codes(codes, frames, mode)
         G = model.sampler
-        for i, (stem, label, A, _) in enumerate(items[:num]):
-            A = A.to(model.device)
-            outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device))
-                              for chunk in zs.split(16)])
+
+        def make(i):
+            A = items[i][2].to(model.device)
+            outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device)) for chunk in zs.split(16)])
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
-            if i == 0:  # before this call's first file, as in sample
-                drop_gallery(out, "index.html", "path.json")
+            return A, outs
+
+        def write(i, made):
+            (stem, label, _, _), (A, outs) = items[i], made
             a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
             files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image"))]
             strip = save_image(_side_by_side([a, *frames_u8]), out / "images" / f"{stem}_strip.png", what="strip")
@@ -227,21 +240,24 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 video = _mp4_bytes(anim, fps)
                 files.append(("video (MP4)", atomic_write(out / "images" / f"{stem}.mp4",
                                                           lambda f, b=video: f.write(b), what="MP4")))
-            rows.append({"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
-                         "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
-                                   str(strip.relative_to(out)))]})
-            if progress:
-                count_line("interpolated", i + 1, min(num, len(items)))
+            return {"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
+                    "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
+                              str(strip.relative_to(out)))]}
+        # (before this call's first file, as in sample)
+        rows = write_shares(dist, min(num, len(items)), make, write,
+                            first=lambda: drop_gallery(out, "index.html", "path.json"),
+                            label="interpolated" if progress else None)
     finally:
         model.train(was_training)
-    if progress:
-        end_count_line()
-    prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
-    write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
-                                   "refs": [items[r][0] for r in refs] if path == "encoded" else None,
-                                   "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
-               what="interpolation path")
-    how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
-           f"{mode} through the codes of {', '.join(items[r][1] for r in refs)}")
-    write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
+
+    def finish():
+        prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
+        write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
+                                       "refs": [items[r][0] for r in refs] if path == "encoded" else None,
+                                       "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
+                   what="interpolation path")
+        how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
+               f"{mode} through the codes of {', '.join(items[r][1] for r in refs)}")
+        write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
+    dist.main_decides(finish)
     return out

@@ -251,7 +251,7 @@ def test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own(dem
     def stop(what, done, total):
         if done == 1:
             raise KeyboardInterrupt
-    monkeypatch.setattr(importlib.import_module(f"bicyclegan.engine.{command}"), "count_line", stop)
+    monkeypatch.setattr(importlib.import_module("bicyclegan.engine.images"), "count_line", stop)  # (write_shares')
     with pytest.raises(KeyboardInterrupt):
         run(tiny(demo_root), progress=True, seed=2, **kw)
     assert not [name for name in gallery if (tmp_path / "r" / name).exists()]

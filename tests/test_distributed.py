@@ -960,10 +960,15 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
              # after the group is made: a refusal of the options, every rank's (each_decides)
              (["compare", "a.pt", "--device", "cpu"],
               "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
-             # each process would interpolate every input and write the same files
-             (["interpolate", "nothing.pt"], "bicyclegan interpolate: ConfigError: interpolate runs in one process: "
-                                             "launch it without torchrun (train, evaluate, compare and sample share "
-                                             "their work among torchrun's processes)")]
+             # the commands that do not share their work: each process would do it all, saying why
+             (["export", "nothing.pt", "--out", "g.onnx"],
+              "bicyclegan export: ConfigError: export runs in one process (under torchrun each process would do the "
+              "whole work and write the same files over each other's): launch it without torchrun (train, evaluate, "
+              "compare, sample and interpolate share their work among torchrun's processes)"),
+             (["serve", "nothing.pt"],
+              "bicyclegan serve: ConfigError: serve runs in one process (under torchrun each process would serve its "
+              "own page at the same address): launch it without torchrun (train, evaluate, compare, sample and "
+              "interpolate share their work among torchrun's processes)")]
     for argv, line in cases:
         done = torchrun_cli(tmp_path, *argv)
         said = done.stdout + done.stderr

@@ -1,8 +1,8 @@
-"""`sample` under torchrun: the processes share the inputs, and every file written (each input's PNGs,
-grid.png, index.html, .images.json) is byte for byte what one process writes for the same arguments, whatever
-the number of processes: a rank of fewer inputs, one of none (more processes than inputs), z spread or
-independent. One rank's error ends every rank, printed once; the commands that still run in one process say
-so under torchrun."""
+"""`sample` and `interpolate` under torchrun: the processes share the inputs, and every file written (each
+input's PNGs, GIF and MP4, grid.png, path.json, index.html, .images.json) is byte for byte what one process
+writes for the same arguments, whatever the number of processes: a rank of fewer inputs, one of none (more
+processes than inputs), z spread or independent, a path of random or encoded codes. One rank's error ends
+every rank, printed once (the commands that still refuse torchrun: test_distributed)."""
 import hashlib
 import importlib
 
@@ -15,6 +15,7 @@ from test_distributed import torchrun_cli
 from bicyclegan.engine import BicycleGAN, make_config, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
+from bicyclegan.engine.interpolate import mp4_available
 from bicyclegan.pipelines import make_demo_dataset
 
 TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
@@ -39,26 +40,30 @@ def files(folder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("nproc, num, options", [
-    (2, 5, ["--n_samples", "3"]),  # 2 + 3 inputs
-    (3, 2, ["--spread_z", "--aspect_ratio", "1.5"]),  # 1 + 1 + none: more processes than inputs
+@pytest.mark.parametrize("command, nproc, num, options, per_input", [
+    ("sample", 2, 5, ["--n_samples", "3"], 6),  # 2 + 3 inputs; input, ground truth, encoded, 3 random z
+    ("sample", 3, 2, ["--spread_z", "--aspect_ratio", "1.5"], 8),  # 1 + 1 + none: more processes than inputs
+    # the codes of the path: E(B) of two inputs (rank 0's, broadcast), or random; input, strip, GIF (and MP4)
+    ("interpolate", 2, 3, ["--path", "encoded", "--refs", "2,0", "--frames", "2"], 3 + mp4_available()),
+    ("interpolate", 3, 2, ["--segments", "2", "--frames", "1", "--mode", "linear", "--no-mp4"], 3),
 ])
-def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files(setup, tmp_path, nproc, num,
-                                                                                       options):
+def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files(setup, tmp_path, command, nproc,
+                                                                                       num, options, per_input):
     root, ckpt = setup
-    argv = ["sample", ckpt, "--dataroot", root, "--phase", "val", "--num_test", str(num), "--seed", "4",
+    argv = [command, ckpt, "--dataroot", root, "--phase", "val", "--num_test", str(num), "--seed", "4",
             "--device", "cpu", *options]
     assert main([*map(str, argv), "--out", str(tmp_path / "one")]) == 0
     one = files(tmp_path / "one")
-    # num inputs' images (input, ground truth, encoded and the random columns), grid.png, index.html, .images.json
-    columns = 3 + int(options[options.index("--n_samples") + 1] if "--n_samples" in options else 5)
-    assert len(one) == num * columns + 3 and {"grid.png", "index.html", ".images.json"} <= set(one)
+    # each input's files, the gallery, the list of written images, and sample's grid or interpolate's path
+    shown = {"sample": "grid.png", "interpolate": "path.json"}[command]
+    assert len(one) == num * per_input + 3 and {shown, "index.html", ".images.json"} <= set(one)
     done = torchrun_cli(tmp_path, *argv, "--out", tmp_path / "shared", nproc=nproc)
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-3000:]
     assert files(tmp_path / "shared") == one
     # rank 0 alone prints: the progress (of every rank's inputs) and the results' lines
-    assert said.count(f"sampled {num}/{num}") == 1 and said.count("results: ") == 1, said
+    done_line = {"sample": "sampled", "interpolate": "interpolated"}[command]
+    assert said.count(f"{done_line} {num}/{num}") == 1 and said.count("results: ") == 1, said
     assert said.count("gallery: ") == 1 and "Traceback" not in said, said
 
 
