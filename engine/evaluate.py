@@ -43,7 +43,7 @@ from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
-from .report import NO_DIVERSITY, _number, data_folder, has_split, read_from
+from .report import NO_DIVERSITY, NO_ENCODED, NO_ENCODED_EITHER, _number, data_folder, has_split, read_from
 from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
@@ -395,6 +395,10 @@ class Evaluation:
             where["dataroot_given"] = str(root)
         result = {"variant": cfg.variant, **where, "phase": phase, "n_inputs": seen, "n_samples": n_out, "seed": seed,
                   "metrics": list(chosen)}
+        if not has_enc and ("l1" in chosen or "palette" in chosen):
+            # Why the encoded measures are missing, for the table: the model's lack or the split's (a model
+            # without E on inputs alone: its lack, whatever the split)
+            result["encoded_missing"] = "no encoder E" if self.model.E is None else "no B images"
         if "l1" in chosen:
             # One output per input (n_samples 1, or a model without z) has no pair: undefined, not 0.
             result["diversity_l1"] = joined("div").sum().item() / seen if n_out > 1 else None
@@ -445,6 +449,8 @@ def format_table(r: dict) -> str:
     """The results as aligned "name  value" lines, for the terminal."""
     root = data_folder(r)
     split = r["phase"] if has_split(root, r["phase"]) else read_from(root, r["phase"], r.get("dataroot_given"))
+    # an encoded line's '-': the model's lack or the split's, as the result records it (an older file: either)
+    no_encoded = f"-  ({NO_ENCODED.get(r.get('encoded_missing'), NO_ENCODED_EITHER)})"
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({split})")]
     if "coverage" in r:
         K = r["n_palettes"]
@@ -453,8 +459,9 @@ def format_table(r: dict) -> str:
                  ("palette histogram", _histogram(r["histogram"]))]
         if "shares_histogram" in r:
             rows.append((f"  with {r['shares_n_samples']} z per input", _histogram(r["shares_histogram"])))
-        if "encoded_palette_match" in r:
-            rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"))
+        if "encoded_palette_match" in r or "encoded_missing" in r:  # (palette reads B: only E can be missing)
+            rows.append(("encoded keeps B's palette", f"{r['encoded_palette_match']:.3f}"
+                         if "encoded_palette_match" in r else no_encoded))
     undefined = f"-  ({NO_DIVERSITY})"
     if "diversity_lpips" in r:
         lp = r["lpips"]
@@ -467,6 +474,8 @@ def format_table(r: dict) -> str:
                      undefined if r["diversity_l1"] is None else f"{r['diversity_l1']:.4f}"))
     if "encoded_l1" in r:
         rows.append(("encoded reconstruction L1", f"{r['encoded_l1']:.4f}"))
+    elif "l1" in r.get("metrics", ()):
+        rows.append(("encoded reconstruction L1", no_encoded))
     if "fid" in r:
         n = r["fid_images"]
         # Below the features' dimension the covariances are rank-deficient and FID's bias grows as the

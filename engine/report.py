@@ -458,6 +458,7 @@ EVAL_NAMES = {
     "encoded_palette_match": "encoded keeps B's palette", "diversity_l1": "diversity (L1 between samples)",
     "encoded_l1": "encoded reconstruction L1", "diversity_lpips": "diversity (LPIPS between samples)",
     "lpips": "LPIPS settings", "fid": "FID (generated vs real B)", "fid_images": "FID images",
+    "encoded_missing": "no encoded output",
 }
 
 
@@ -565,6 +566,12 @@ def data_folder(row: dict) -> str | None:
 ENCODED = ("encoded_l1", "encoded_palette_match")
 NO_ENCODER = ("no encoder E (pix2pix+noise, or a checkpoint imported without --E): no encoded output G(A, E(B)) to "
               "measure")
+# Why evaluate has no encoded output, as its result records it ("encoded_missing", for its table: an older file
+# without it gets the reason that covers both).
+NO_B = "no B images in the split (inputs alone): no encoded output G(A, E(B)) to measure"
+NO_ENCODED = {"no encoder E": NO_ENCODER, "no B images": NO_B}
+NO_ENCODED_EITHER = ("no encoded output G(A, E(B)) to measure: the model has no encoder E (pix2pix+noise, or a "
+                     "checkpoint imported without --E), or the split no B images")
 NOT_FINITE = "not finite (null in the JSON)"  # evaluate.json_safe's null of a NaN or infinite measure
 NOT_IN = "not in its results"  # (a row another version of evaluate wrote, reused by --reuse)
 

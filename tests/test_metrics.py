@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from bicyclegan.engine import BicycleGAN, ConfigError, make_config
 from bicyclegan.engine.checkpoint import save_checkpoint
@@ -503,3 +504,37 @@ def test_encoded_palette_match_is_the_share_of_inputs_whose_encoded_output_keeps
     monkeypatch.setattr(ev, "classify_palettes", lambda A, B, n_palettes: (next(answers), None))
     r = evaluate(tiny_model, n_samples=2, num=3, device="cpu", metrics="palette", phase="test")
     assert r["encoded_palette_match"] == pytest.approx(2 / 3)
+
+
+def test_the_table_says_why_an_encoded_line_is_blank_the_models_lack_or_the_splits(demo_root, tmp_path):
+    """Without an encoder E, or on inputs without B images, evaluate's table left the encoded lines out with no
+    word of why (compare's and the sweep's tables say why a '-' is there); the result records which."""
+    torch.manual_seed(3)
+    p2p = BicycleGAN(make_config("reference", dataroot=str(demo_root), variant="pix2pix", **TINY), device="cpu",
+                     training=False)
+    assert p2p.E is None
+    r = evaluate(p2p, demo_root, num=2, n_samples=2, device="cpu")  # l1 and palette, the demo's default
+    assert r["encoded_missing"] == "no encoder E" and "encoded_l1" not in r
+    lines = dict(line.split("  -  ", 1) for line in format_table(r).splitlines() if "  -  " in line)
+    assert {k.strip() for k in lines} == {"encoded keeps B's palette", "encoded reconstruction L1"}
+    assert all(v.startswith("(no encoder E (pix2pix+noise") for v in lines.values())
+    # the same split as inputs alone (A/ without B/): a model with E has no encoded output either
+    a, _ = load_split(demo_root, "val")
+    plain = tmp_path / "inputs"
+    plain.mkdir()
+    for i, img in enumerate(quantised(a[:2])):
+        Image.fromarray(((img + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()).save(plain / f"{i}.png")
+    torch.manual_seed(3)
+    bicycle = BicycleGAN(make_config("reference", dataroot=str(demo_root), **TINY), device="cpu", training=False)
+    r = evaluate(bicycle, plain, num=2, n_samples=2, device="cpu", metrics="l1")
+    assert r["encoded_missing"] == "no B images" and "encoded_l1" not in r
+    line = next(x for x in format_table(r).splitlines() if x.startswith("encoded reconstruction L1"))
+    assert line.split("  -  ", 1)[1].startswith("(no B images in the split")
+    # an eval.json written before the field: the line says either reason, as it cannot tell
+    old = {k: v for k, v in r.items() if k != "encoded_missing"}
+    line = next(x for x in format_table(old).splitlines() if x.startswith("encoded reconstruction L1"))
+    assert "no encoder E" in line and "no B images" in line
+    # a model with E on B images: its figure, no reason
+    r = evaluate(bicycle, demo_root, num=2, n_samples=2, device="cpu", metrics="l1")
+    assert "encoded_missing" not in r and re.search(rf"^encoded reconstruction L1 +{r['encoded_l1']:.4f}$",
+                                                    format_table(r), re.M)
