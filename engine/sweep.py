@@ -5,7 +5,7 @@ epochs, as the reference does), and which of them to sample from is a question o
 training. The sweep evaluates each checkpoint on the same inputs with the same z (evaluate's
 protocol and options, one seed), the run's latest.pt too where it is further on, and writes:
 - each one's eval.json where `evaluate RUN --epoch N` writes it (results/<split>_epoch_N/);
-- results/<split>_sweep/sweep.json, the rows in training order;
+- results/<split>_sweep/sweep.json, the rows in training order (each naming the run folder, absolute);
 - results/<split>_sweep/index.html, one chart per measure over the steps, the best of each measure
   a run may keep its best checkpoint by (fid, encoded_l1, coverage: evaluate.BEST) ringed where the
   checkpoints differ in it, and a table.
@@ -193,7 +193,9 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         measured = sweep(todo, dataroot=dataroot, dist=dist, **options)
         for i, (path, _, _) in enumerate(found, 1):
             row, digest = (kept[path], None) if path in kept else next(measured)[1:]
-            rows.append(row)
+            # which run's epoch_N.pt (a row names its file alone): sweep.json written elsewhere (--json) or copied
+            # away said none; absolute, as the rows' data folder, to read the same from anywhere
+            rows.append({"checkpoint": row["checkpoint"], "run": str(folder.resolve()), **row})
             if "error" in row:
                 say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
                 continue

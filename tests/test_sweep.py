@@ -70,7 +70,7 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
     ckpts = run / "checkpoints"
     for r, f in zip(rows, ("epoch_1.pt", "epoch_2.pt", "latest.pt")):
         want = evaluate(ckpts / f, phase="val", num=4, n_samples=3, seed=5, device="cpu")
-        assert {k: v for k, v in r.items() if k not in ("checkpoint", "epoch", "step")} == want
+        assert {k: v for k, v in r.items() if k not in ("checkpoint", "run", "epoch", "step")} == want
         assert set(want) >= {"diversity_l1", "encoded_l1", "coverage", "validity"}
     # the weights moved between checkpoints: one model measured thrice would pass the loop above too
     assert len({r["encoded_l1"] for r in rows}) == 3
@@ -83,6 +83,7 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
                     "device": "cpu", "num": 4, "metrics": None, "lpips_version": "0.0", "lpips_pairs": "consecutive",
                     "lpips_backbone": None, "lpips_linear": None, "fid_weights": None, "layout": None,
                     "skip_bad": None}
+        assert r.pop("run") == str(run.resolve())  # (eval.json: its checkpoint's path says which run)
         assert json.loads(swept) == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve()), "protocol": protocol}
         assert main(["evaluate", str(run), *epoch, *OPTS]) == 0
         alone = json.loads((run / "results" / folder / "eval.json").read_text())
@@ -160,7 +161,7 @@ def test_a_diverged_checkpoint_gets_a_row_saying_so_and_the_others_are_measured(
     out = capsys.readouterr().out
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
     assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
-    assert rows[1] == {"checkpoint": "epoch_2.pt", "epoch": 2, "step": 8,
+    assert rows[1] == {"checkpoint": "epoch_2.pt", "run": str(run.resolve()), "epoch": 2, "step": 8,
                        "error": "the model holds non-finite weights in G (1 values); evaluate a checkpoint from "
                        "before training diverged"}
     assert "encoded_l1" in rows[0] and "encoded_l1" in rows[2]
@@ -456,7 +457,7 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     assert len(measured) == 1 and rows[:2] == first[:2]
     want = evaluate(ckpts / "latest.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
     assert (rows[2]["step"], rows[2]["epoch"]) == (11, 3)
-    assert {k: v for k, v in rows[2].items() if k not in ("checkpoint", "epoch", "step")} == want
+    assert {k: v for k, v in rows[2].items() if k not in ("checkpoint", "run", "epoch", "step")} == want
     assert rows[2]["encoded_l1"] != first[2]["encoded_l1"]
 
     # another z draw is another protocol: all measured again, as without --reuse
@@ -491,10 +492,10 @@ def test_reuse_takes_an_eval_json_only_with_the_same_protocol(run, tmp_path, mon
     assert len(measured) == (2 if change == "none" else 3)
     if change == "none":
         assert rows[0] == {**{k: v for k, v in alone.items() if k != "protocol"}, "checkpoint": "epoch_1.pt",
-                           "epoch": 1, "step": 4}
+                           "run": str(run.resolve()), "epoch": 1, "step": 4}
     # whichever way, the row and the file now hold epoch_1.pt's measures with this protocol
     want = evaluate(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
-    assert {k: v for k, v in rows[0].items() if k not in ("checkpoint", "epoch", "step")} == want
+    assert {k: v for k, v in rows[0].items() if k not in ("checkpoint", "run", "epoch", "step")} == want
     assert json.loads(f.read_text())["protocol"]["num"] == 4
 
 
@@ -534,7 +535,7 @@ def test_a_latest_pt_replaced_during_the_sweep_is_labelled_and_recorded_as_the_f
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
     assert [(r["checkpoint"], r["epoch"], r["step"]) for r in rows][-1] == ("latest.pt", 3, 11)
     want = evaluate(ckpts / "latest.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
-    assert {k: v for k, v in rows[-1].items() if k not in ("checkpoint", "epoch", "step")} == want
+    assert {k: v for k, v in rows[-1].items() if k not in ("checkpoint", "run", "epoch", "step")} == want
     saved = json.loads((run / "results" / "val" / "eval.json").read_text())
     assert saved["protocol"]["digest"] == torch.load(ckpts / "latest.pt", weights_only=True)["digest"]
     monkeypatch.setattr(Evaluation, "run", lambda *a, **k: pytest.fail("measured again"))
@@ -674,7 +675,7 @@ def test_under_torchrun_the_processes_share_the_inputs_and_rank_0_alone_prints_a
     for r in rows:
         want = evaluate(run / "checkpoints" / r["checkpoint"], phase="val", num=5, n_samples=3, seed=5, device="cpu")
         assert r["n_inputs"] == 5 and r["histogram"] == want["histogram"]
-        assert {k: v for k, v in r.items() if k not in ("checkpoint", "epoch", "step")} == {
+        assert {k: v for k, v in r.items() if k not in ("checkpoint", "run", "epoch", "step")} == {
             k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()}
     # one checkpoint: the same figures, the table and the results line once
     swept = json.loads((run / "results" / "val_epoch_2" / "eval.json").read_text())
@@ -742,3 +743,21 @@ def test_the_files_skip_bad_leaves_out_are_said_once_a_sweep(run, data, tmp_path
     assert [r["n_inputs"] for r in rows] == [3, 3, 3]  # the three checkpoints measured, the file left out
     said = [r.getMessage() for r in caplog.records if "bad file(s) in" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"skipped 1 bad file(s) in {root / 'val'}:\n"), said
+
+
+def test_sweep_json_records_the_run_it_measured_absolute(run, tmp_path, capsys, monkeypatch):
+    """sweep.json named each checkpoint by its file name alone: one written with --json elsewhere (or the run
+    folder copied away) did not say which run's epoch_1.pt it measured. Each row names the run folder, absolute
+    (a row of a --reuse too); a file of before without it reads as it did."""
+    run = copy_run(run, tmp_path)
+    monkeypatch.chdir(run.parent)
+    out = tmp_path / "elsewhere.json"
+    assert main(["evaluate", run.name, "--epoch", "all", *OPTS, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["checkpoint"], r["run"]) for r in rows] == [(n, str(run.resolve()))
+                                                            for n in ("epoch_1.pt", "epoch_2.pt", "latest.pt")]
+    assert main(["evaluate", run.name, "--epoch", "all", *OPTS, "--json", str(out), "--reuse"]) == 0
+    assert "(3 measured before, reused)" in capsys.readouterr().out
+    assert json.loads(out.read_text()) == rows
+    old = [{k: v for k, v in r.items() if k != "run"} for r in rows]  # the tables show no run column
+    assert format_sweep(old) == format_sweep(rows) and render_sweep("run", old) == render_sweep("run", rows)
