@@ -454,7 +454,8 @@ def format_table(r: dict) -> str:
     rows = [("variant", r["variant"]), ("inputs x samples", f"{r['n_inputs']} x {r['n_samples']} ({split})")]
     if "coverage" in r:
         K = r["n_palettes"]
-        rows += [("palette coverage", f"{r['coverage']:.3f}  ({r['coverage'] * K:.2f} of {K} palettes per input)"),
+        rows += [("palette coverage",
+                  f"{r['coverage']:.3f}  ({r['coverage'] * K:.2f} of {plural(K, 'palette')} per input)"),
                  ("validity", f"{r['validity']:.3f}"),
                  ("palette histogram", _histogram(r["histogram"]))]
         if "shares_histogram" in r:

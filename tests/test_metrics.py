@@ -465,6 +465,10 @@ def test_the_table_gives_each_palettes_share_of_the_valid_outputs():
          "coverage": 0.5, "validity": 0.8, "histogram": [3, 1, 0, 4]}
     assert "palette histogram  3 1 0 4  (38 / 12 / 0 / 50 %)" in format_table(r)
     assert "0 0 0 0  (no valid outputs)" in format_table({**r, "histogram": [0, 0, 0, 0]})
+    assert "(2.00 of 4 palettes per input)" in format_table(r)
+    # demo data of one palette (make_demo_dataset's n_palettes=1) said "of 1 palettes"
+    assert "palette coverage   1.000  (1.00 of 1 palette per input)" in format_table(
+        {**r, "n_palettes": 1, "coverage": 1.0, "histogram": [8]})
 
 
 def test_the_table_says_when_fid_comes_from_fewer_images_than_its_features():
