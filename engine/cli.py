@@ -204,28 +204,34 @@ def resolve_config(args) -> TrainConfig:
     return _check_evaluation_options(given, make_config(None if args.preset == "auto" else args.preset, **given))
 
 
+# The files of each metric's networks (evaluate's options, and train's for its evaluations)
+METRIC_FILES = {"lpips": ("lpips_backbone", "lpips_linear"), "fid": ("fid_weights",)}
+
+
+def _changes_nothing(options: list[str], of: str, because: str, fix: str) -> ConfigError:
+    """The refusal of options given where they change nothing (the command would go on, saying nothing)."""
+    one = len(options) == 1
+    return ConfigError(f"{', '.join(options)} {'is an option' if one else 'are options'} of {of}, and {because}: "
+                       f"{fix}, or leave {'it' if one else 'them'} out")
+
+
 def _check_evaluation_options(given: dict, cfg: TrainConfig) -> TrainConfig:
     """An option of the evaluations during training given where it changes nothing is refused, as evaluate
     refuses its metric options without their metric: the run would have gone on without the evaluations
     asked for, or with other weights than the ones given, and said nothing. Only options given on this
     command line: a resumed run's config.json keeps those its first command took (e.g. resumed with
     --eval_every 0, which turns its evaluations off)."""
-    evaluation = [f"--{k}" for k in ("eval_metrics", "eval_num", "eval_samples", "lpips_backbone", "lpips_linear",
-                                     "fid_weights") if k in given and given[k] is not None]
+    evaluation = [f"--{k}" for k in ("eval_metrics", "eval_num", "eval_samples", *METRIC_FILES["lpips"],
+                                     *METRIC_FILES["fid"]) if given.get(k) is not None]
     if evaluation and not cfg.eval_every:
-        one = len(evaluation) == 1
-        raise ConfigError(f"{', '.join(evaluation)} {'is an option' if one else 'are options'} of the evaluations "
-                          f"during training, and eval_every=0 makes none: add --eval_every N (iterations between "
-                          f"evaluations), or leave {'it' if one else 'them'} out")
+        raise _changes_nothing(evaluation, "the evaluations during training", "eval_every=0 makes none",
+                               "add --eval_every N (iterations between evaluations)")
     asked = cfg.eval_metrics.split(",") if cfg.eval_metrics else []
     said = cfg.eval_metrics or "none (l1; with palette on the demo data)"
-    for metric, names in (("lpips", ("lpips_backbone", "lpips_linear")), ("fid", ("fid_weights",))):
-        options = [f"--{k}" for k in names if given.get(k) is not None]
-        if options and metric not in asked:
-            one = len(options) == 1
-            raise ConfigError(f"{', '.join(options)} {'is an option' if one else 'are options'} of the {metric} "
-                              f"metric, and eval_metrics={said} leaves it out: add it (--eval_metrics "
-                              f"{','.join([*(asked or ['l1']), metric])}), or leave {'it' if one else 'them'} out")
+    for metric, names in METRIC_FILES.items():
+        if (options := [f"--{k}" for k in names if given.get(k) is not None]) and metric not in asked:
+            raise _changes_nothing(options, f"the {metric} metric", f"eval_metrics={said} leaves it out",
+                                   f"add it (--eval_metrics {','.join([*(asked or ['l1']), metric])})")
     return cfg
 
 
@@ -346,17 +352,15 @@ def _check_metric_options(args) -> None:
     """An LPIPS or FID option given without its metric among --metrics is refused: it changed nothing, and the
     table without LPIPS (or FID) was the only sign that the metric had not been asked for."""
     asked = {m.strip() for m in (args.metrics or "").split(",")}
-    lpips = [f"--{k}" for k in ("lpips_backbone", "lpips_linear") if getattr(args, k) is not None]
-    lpips += [f"--{k}" for k, default in (("lpips_version", "0.0"), ("lpips_pairs", "consecutive"))
-              if getattr(args, k) != default]
     said = (f"--metrics {args.metrics} does" if args.metrics else
             "the default metrics (l1, plus palette on demo data) do")
-    for metric, options in (("lpips", lpips), ("fid", ["--fid_weights"] * (args.fid_weights is not None))):
+    settings = {"lpips": (("lpips_version", "0.0"), ("lpips_pairs", "consecutive")), "fid": ()}  # (not None)
+    for metric, files in METRIC_FILES.items():
+        options = [f"--{k}" for k in files if getattr(args, k) is not None]
+        options += [f"--{k}" for k, default in settings[metric] if getattr(args, k) != default]
         if options and metric not in asked:
-            one = len(options) == 1
-            raise ConfigError(f"{', '.join(options)} {'is an option' if one else 'are options'} of the {metric} "
-                              f"metric, and {said} not include it: add {metric} to --metrics (e.g. --metrics "
-                              f"l1,{metric}), or leave {'it' if one else 'them'} out")
+            raise _changes_nothing(options, f"the {metric} metric", f"{said} not include it",
+                                   f"add {metric} to --metrics (e.g. --metrics l1,{metric})")
 
 
 def _evaluation_options(args) -> dict:
@@ -369,9 +373,9 @@ def _evaluation_options(args) -> dict:
 def cmd_evaluate(args) -> int:
     """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
     would; rank 0 combines the measures, prints and writes): a single process otherwise."""
-    from .evaluate import Evaluation, format_table, json_safe, made_alike
+    from .evaluate import Evaluation, format_table, json_safe
     from .io import check_writable, write_json
-    from .runtime import init_distributed, results_dir, results_name
+    from .runtime import init_distributed, made_alike, results_dir, results_name
     from .sweep import protocol
     if args.reuse and args.epoch != "all":
         raise ConfigError("--reuse keeps the results of checkpoints measured before with the same protocol: it "

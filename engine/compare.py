@@ -34,7 +34,7 @@ from bicyclegan.pipelines.errors import plural
 from .checkpoint import find_checkpoint
 from .config import check_int
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe, made_alike
+from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
 from .images import fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import (
@@ -51,7 +51,7 @@ from .report import (
     row_measures,
     svg_scatter,
 )
-from .runtime import Dist, SaidOnce, build_loader, data_root_for, open_model
+from .runtime import Dist, SaidOnce, build_loader, data_root_for, made_alike, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
 # The columns of a row that say which model it is; evaluate's result follows.

@@ -38,13 +38,13 @@ from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
-from .errors import CheckpointError, ConfigError, DivergenceError
+from .errors import ConfigError, DivergenceError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
 from .report import NO_DIVERSITY, NO_ENCODED, NO_ENCODED_EITHER, _number, data_folder, has_split, read_from
-from .runtime import Dist, build_loader, check_input_size, inference_data, open_model
+from .runtime import Dist, build_loader, check_input_size, inference_data, made_alike, open_model
 
 METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
@@ -133,26 +133,6 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int =
         lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,
         lpips_linear=lpips_linear, fid_weights=fid_weights, layout=layout, skip_bad=skip_bad,
         dist=dist)).run(n_samples, seed)
-
-
-def made_alike(dist: Dist, make) -> "Evaluation":
-    """make()'s Evaluation (or sample's run: any object with the `model` it opened), made on every rank of
-    `dist`: one rank's refusal is every rank's (else the others would wait for it in run()'s first
-    collective), and where it reads a checkpoint file, every rank must have read the same weights: a training
-    still running replaces latest.pt, and ranks reading it moments apart would measure (or sample) two models
-    as one."""
-    made = []
-    dist.each_decides(lambda: made.append(make()))
-    ev = made[0]
-    if dist.grouped and ev.model.source is not None:
-        read = [None] * dist.world
-        tdist.all_gather_object(read, (ev.model.source["digest"], ev.model.source["step"]))
-        if len(set(read)) > 1:
-            raise dist.alike(CheckpointError(
-                f"{ev.model.source['path']} changed while the {dist.world} processes read it (steps "
-                f"{', '.join(str(step) for _, step in read)}): a training still writing it? Use a checkpoint it "
-                f"no longer writes (--epoch N)"))
-    return ev
 
 
 class Evaluation:

@@ -28,7 +28,6 @@ from bicyclegan.pipelines.errors import plural
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
-from .evaluate import made_alike
 from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery, write_shares
 from .io import atomic_write, check_writable, save_image, write_json
 from .runtime import (
@@ -40,6 +39,7 @@ from .runtime import (
     inference_data,
     input_label,
     inputs_folder,
+    made_alike,
     open_model,
     results_dir,
     results_name,

@@ -30,7 +30,7 @@ from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, split_fields
-from .errors import USER_ERRORS, ConfigError, OutputError
+from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError
 
 if dist.is_available():
     # Imported before any process group exists: its functions' default arguments are the default
@@ -217,6 +217,26 @@ def _said_by_local_rank_0(record) -> bool:
     every process of the machine gives alike (pipelines' ALIKE: the files the checks left out, the loader
     workers that fit) are that rank's to say, once, not one per process."""
     return not getattr(record, "alike", False)
+
+
+def made_alike(group: Dist, make):
+    """make()'s result (evaluate's Evaluation, sample's or interpolate's run: an object with the `model` it
+    opened), made on every rank of `group`: one rank's refusal is every rank's (else the others would wait for
+    it in their first collective), and where it reads a checkpoint file, every rank must have read the same
+    weights: a training still running replaces latest.pt, and ranks reading it moments apart would measure (or
+    sample) two models as one."""
+    made = []
+    group.each_decides(lambda: made.append(make()))
+    made = made[0]
+    if group.grouped and made.model.source is not None:
+        read = [None] * group.world
+        dist.all_gather_object(read, (made.model.source["digest"], made.model.source["step"]))
+        if len(set(read)) > 1:
+            raise group.alike(CheckpointError(
+                f"{made.model.source['path']} changed while the {group.world} processes read it (steps "
+                f"{', '.join(str(step) for _, step in read)}): a training still writing it? Use a checkpoint it "
+                f"no longer writes (--epoch N)"))
+    return made
 
 
 _watched_parent = None  # the torchrun process watch_launcher watches (once per process)

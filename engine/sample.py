@@ -17,7 +17,6 @@ from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
-from .evaluate import made_alike
 from .images import (
     OutputNames,
     drop_gallery,
@@ -39,6 +38,7 @@ from .runtime import (
     inference_data,
     input_label,
     inputs_folder,
+    made_alike,
     open_model,
     results_dir,
     results_name,

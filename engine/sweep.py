@@ -30,7 +30,7 @@ from bicyclegan.pipelines.errors import plural
 from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, made_alike
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
 from .io import check_writable, write_json, write_text
 from .report import (
     EVAL_NAMES,
@@ -45,7 +45,7 @@ from .report import (
     row_measures,
     svg_chart,
 )
-from .runtime import Dist, SaidOnce, inference_data, pick_device, results_dir, results_name
+from .runtime import Dist, SaidOnce, inference_data, made_alike, pick_device, results_dir, results_name
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")

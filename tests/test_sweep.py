@@ -694,8 +694,7 @@ def _two_files_rank(rank, world, port, out_dir, files):
 
     import torch.distributed as dist
 
-    from bicyclegan.engine.evaluate import made_alike
-    from bicyclegan.engine.runtime import Dist
+    from bicyclegan.engine.runtime import Dist, made_alike
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
