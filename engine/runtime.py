@@ -262,7 +262,12 @@ def watch_launcher(poll: float = 1.0) -> None:
     def watch():
         while os.getppid() == parent:  # an orphan's parent becomes init (or the nearest subreaper)
             time.sleep(poll)
-        if os.environ.get("LOCAL_RANK", "0") == "0":  # one line for the machine's processes, all orphaned
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            # The machine's one line is local rank 0's: the others stop a few polls later, or with the stop its
+            # SIGTERM brings them to. Stopping at once, one of them could bring the training's shared stop about
+            # before local rank 0 had seen its parent gone and said why (a CI run ended without the line).
+            time.sleep(5 * poll)
+        else:
             try:
                 print(f"torchrun (pid {parent}), which started this process, is gone: stopping as on a SIGTERM "
                       f"(a training at its next log interval, after saving its checkpoint)", file=sys.stderr,
