@@ -173,13 +173,14 @@ class BicycleGAN(nn.Module):
         """Count of NaN/inf values per network (weights and buffers, the moving average included);
         empty when all are finite. One host sync: call it at log intervals, not every step."""
         nets = {**self.networks(), **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
-        bad = {}
+        names, counts = [], []
         for name, net in nets.items():
             tensors = [t for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-            n = int(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum()) if tensors else 0
-            if n:
-                bad[name] = n
-        return bad
+            if tensors:
+                names.append(name)
+                counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum())
+        # Every network's count read back at once: an int() per network was a sync each.
+        return {n: c for n, c in zip(names, torch.stack(counts).tolist() if counts else []) if c}
 
     @property
     def sampler(self) -> nn.Module:

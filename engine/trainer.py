@@ -217,9 +217,11 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     """The losses' means over a log interval of `count` steps (sums: name -> summed loss tensor),
     over every rank under torchrun: one small all-reduce, which every rank makes at the same steps,
     so that every rank logs, and judges divergence, alike (one rank raising alone would leave the
-    others waiting in their next collective). The interval's only host sync. stop: the signal this
-    rank received (StopSignals), if any; returned with the means is the one every rank stops for:
-    the ranks' counts of each signal ride in the same all-reduce (SIGTERM wins: a preemption)."""
+    others waiting in their next collective). One of the interval's two host syncs (the other: _log's
+    check of the weights, BicycleGAN.nonfinite; none between intervals: tests/test_host_sync.py).
+    stop: the signal this rank received (StopSignals), if any; returned with the means is the one
+    every rank stops for: the ranks' counts of each signal ride in the same all-reduce (SIGTERM
+    wins: a preemption)."""
     names = list(sums)  # the same order on every rank: the same code made the losses
     total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32) for k in names])
     if world > 1:

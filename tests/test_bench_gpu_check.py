@@ -76,6 +76,8 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     # cannot hold its tens of seconds of compiling beside the kernel tests'.
     gpu_tests = (out / "check.log").read_text().split("=== gpu_tests", 1)[1].split("=== train_graph", 1)[0]
     assert "tests/test_graph.py::test_graphed_steps_equal_eager_steps" in gpu_tests
+    for path in ("eager_bf16", "graphed_bf16"):  # the training loop's syncs, under the sync debug mode
+        assert f"tests/test_host_sync.py::test_no_host_sync_between_log_intervals_on_the_gpu[{path}]" in gpu_tests
     assert "test_generator_compiles_to_one_graph" not in gpu_tests
 
     kernels = benchmarks(out / "kernels.json")
