@@ -686,6 +686,55 @@ def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(tmp_pat
                 os.kill(pid, signal.SIGKILL)
 
 
+# A process of another local rank than 0 (the machine's line is local rank 0's), whose watch is asked for twice
+# (init_distributed again in one process; at another poll, so that a second watcher's SIGTERM would come apart
+# from the first, within the 3.5 s the handler waits, not merged with it).
+OTHER_RANK = """import os, signal, threading, time
+from bicyclegan.engine.runtime import watch_launcher
+def stopping(*a):
+    print(f"SIGTERM received {time.time()}", flush=True)
+    threading.Timer(3.5, os._exit, (0,)).start()
+signal.signal(signal.SIGTERM, stopping)
+watch_launcher(poll=0.2)
+watch_launcher(poll=0.5)
+print("watching", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once(tmp_path):
+    """Local rank 0 alone says why; the others wait 5 polls (here 1 s) so that their stop cannot end the run
+    before local rank 0 has said it; a second watch_launcher in one process adds no second SIGTERM."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")},
+           "TORCHELASTIC_RUN_ID": "none", "LOCAL_RANK": "1"}
+    with open(tmp_path / "out.txt", "w") as out:
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, OTHER_RANK], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    child = []
+    try:
+        end = time.time() + 60
+        while "watching" not in (tmp_path / "out.txt").read_text() and time.time() < end:
+            time.sleep(0.1)
+        child = _ranks(launcher, 1)
+        killed = time.time()  # (the launcher ends after this)
+        launcher.kill()
+        launcher.wait()
+        end = time.time() + 20
+        while _running(child[0]) and time.time() < end:
+            time.sleep(0.1)
+        said = (tmp_path / "out.txt").read_text()
+        lines = said.splitlines()
+        assert not _running(child[0]), said
+        # no "torchrun ... is gone" line, one SIGTERM
+        assert lines[0] == "watching" and [x.rsplit(" ", 1)[0] for x in lines[1:]] == ["SIGTERM received"], said
+        assert float(lines[1].split()[-1]) - killed >= 1.0, said
+    finally:
+        for pid in child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 # -- the torch loader's workers ---------------------------------------------------------------------------
 LOADER = """import multiprocessing, os, signal, subprocess, sys, time
 from bicyclegan.pipelines import make_loader
