@@ -22,7 +22,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.compare import best_of, compare_image, format_compare, model_names, render_compare
 from bicyclegan.engine.evaluate import Evaluation, evaluate, format_table
 from bicyclegan.engine.metrics.lpips import LPIPS
-from bicyclegan.engine.report import svg_scatter
+from bicyclegan.engine.report import blanks, svg_scatter
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -122,7 +122,8 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
     assert head.split() == ["name", "diversity_l1", "encoded_l1", "coverage", "validity", "encoded_palette_match"]
     assert re.search(r"^bicycle +- +\d", printed, re.M) and re.search(r"^pix2pix +- +- +", printed, re.M)
     why = "diversity needs --n_samples 2 or more"
-    assert why in printed and why in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert why in printed and why in page and "<svg" not in page  # no chart: no model has a diversity to place
     assert main(["evaluate", str(runs / "bicycle"), *opts, "--phase", "val", "--json", str(tmp_path / "e.json")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("diversity (L1"))
     assert why in line  # evaluate says the same
@@ -176,6 +177,23 @@ def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why(
     assert "step -: b: a model given as it is in memory, not read from a checkpoint file" in page
     assert "None" not in page  # (a model given in memory: its name's tooltip said "None", its file's)
 
+
+
+def test_each_dash_gets_the_reason_of_its_row_and_column():
+    """blanks over rows of every case, the reasons worked out by hand: a null diversity (one output per input), an
+    encoded measure the row lacks (no encoder E), another null, encoded too (not finite), a measure a row of an older
+    evaluate lacks (not in its results); a failed row says its error instead; a value shown is no '-'."""
+    rows = [{"name": "a", "diversity_l1": 0.5, "encoded_l1": 0.25, "fid": 3.0},
+            {"name": "b", "diversity_l1": None, "fid": None},
+            {"name": "c"},
+            {"name": "d", "error": "diverged"},
+            {"name": "e", "diversity_l1": 0.5, "encoded_l1": None, "fid": 3.0}]
+    got = [(cols, names, reason.split(" (")[0].split(":")[0])
+           for cols, names, reason in blanks(rows, ["diversity_l1", "encoded_l1", "fid"], lambda r: r["name"])]
+    assert got == [(["diversity_l1"], ["b"], "one output per input"),
+                   (["encoded_l1"], ["b", "c"], "no encoder E"),
+                   (["fid", "encoded_l1"], ["b", "e"], "not finite"),
+                   (["diversity_l1", "fid"], ["c"], "not in its results")]
 
 def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, monkeypatch):
     # --dataroot as typed (relative to the folder compare ran in) was what compare.json held: read from another

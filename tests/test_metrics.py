@@ -542,3 +542,13 @@ def test_the_table_says_why_an_encoded_line_is_blank_the_models_lack_or_the_spli
     r = evaluate(bicycle, demo_root, num=2, n_samples=2, device="cpu", metrics="l1")
     assert "encoded_missing" not in r and re.search(rf"^encoded reconstruction L1 +{r['encoded_l1']:.4f}$",
                                                     format_table(r), re.M)
+
+
+def test_no_encoded_output_is_recorded_only_where_an_encoded_measure_was_asked(demo_root, lpips_files):
+    """The encoded outputs count for l1 (encoded L1) and palette (B's palette kept) alone: an evaluation of LPIPS
+    diversity alone says nothing of them (eval.json, and the report's table of it), though pix2pix has no E."""
+    torch.manual_seed(3)
+    p2p = BicycleGAN(make_config("reference", dataroot=str(demo_root), variant="pix2pix", **TINY), device="cpu",
+                     training=False)
+    r = evaluate(p2p, demo_root, num=2, n_samples=2, device="cpu", metrics="lpips", lpips_linear=lpips_files[2])
+    assert "diversity_lpips" in r and "encoded_missing" not in r and "encoded" not in format_table(r)

@@ -659,7 +659,8 @@ def test_cli_rejects_bad_values_in_one_line(flag, value, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--preset", "reference", "--eval_num", "5"],
-     "--eval_num is an option of the evaluations during training, and eval_every=0 makes none: add --eval_every N"),
+     r"--eval_num is an option of the evaluations during training, and eval_every=0 makes none: add --eval_every N "
+     r"\(iterations between evaluations\), or leave it out$"),
     (["--eval_every", "0", "--eval_metrics", "fid", "--eval_samples", "3"],
      "--eval_metrics, --eval_samples are options of the evaluations during training, and eval_every=0"),
     (["--eval_every", "5", "--fid_weights", "i.pth"], r"--fid_weights is an option of the fid metric, and "

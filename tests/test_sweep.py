@@ -57,7 +57,11 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
                                 "encoded_palette_match"]
     assert [line.split()[3] for line in lines[1:4]] == ["-", "-", "-"]
     why = "diversity needs --n_samples 2 or more"
-    assert why in out and why in (run / "results" / "val_sweep" / "index.html").read_text()
+    page = (run / "results" / "val_sweep" / "index.html").read_text()
+    assert why in page and why in out
+    # a chart of each measure some checkpoint has a value of, none of diversity (nothing to draw)
+    titles = re.findall(r'<svg[^>]*class="chart".*?class="t">([^<]*)<', page, re.S)
+    assert titles and not [t for t in titles if "diversity" in t], titles
 
 
 def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tmp_path, capsys):
