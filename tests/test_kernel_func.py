@@ -65,6 +65,9 @@ TRANSFORMS = {
                                                             else (X, Z)).pow(3).sum())(_params(m)),
     "vjp": lambda m: vjp(lambda x: _call(m, x, Z), X)[1](_call(m, X, Z).detach().cos()),
     "jacrev": lambda m: jacrev(lambda x: _call(m, x, Z))(X),
+    # the backward op vmapped over a dimension other than the first (its vmap rule takes each slice there)
+    "vmap_dim1_of_vjp": lambda m: vmap(vjp(lambda x: _call(m, x, Z), X)[1], in_dims=1)(
+        torch.stack([_call(m, X, Z).detach().cos() * (i + 1) for i in range(3)], 1)),
     "vmap": lambda m: vmap(lambda x, z: _call(m, x, z))(XB, ZB),
     "vmap_dim1": lambda m: vmap(lambda x, z: _call(m, x, z), in_dims=(1, 1))(XB.transpose(0, 1), ZB.transpose(0, 1)),
     "vmap_x_only": lambda m: vmap(lambda x: _call(m, x, Z))(XB),
