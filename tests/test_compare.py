@@ -494,6 +494,10 @@ def test_the_page_says_how_lpips_and_fid_were_measured():
     rows[1]["fid_images"] = {"generated": 5, "real": 5}  # counts that differ: listed per model, not the first's
     said = re.search(r"<p class='meta'>(.*?)</p>", render_compare(rows, None, 4, 6)).group(1)
     assert said.endswith("LPIPS: alex v0.1, all pairs.")
+    for r in rows:  # 2048 real images, the least without the caveat (fewer: biased upward)
+        r["fid_images"] = {"generated": 8192, "real": 2048}
+    assert format_compare(rows).splitlines()[3:] == ["LPIPS: alex v0.1, all pairs. FID: 8192 generated vs 2048 real "
+                                                     "images."]
 
 
 def test_scatter_labels_many_models_at_one_point():
