@@ -27,6 +27,8 @@ EVL = ["tests/test_metrics.py", "tests/test_commands.py"]
 INT = ["tests/test_interpolate.py", "tests/test_commands.py"]
 EXP = ["tests/test_export.py", "tests/test_commands.py"]
 PG = ["tests/test_pages.py"]  # the grids' titles and enlargement, measured in their pixels
+ENC = ["tests/test_metrics.py::test_the_table_says_why_an_encoded_line_is_blank_the_models_lack_or_the_splits",
+       "tests/test_metrics.py::test_no_encoded_output_is_recorded_only_where_an_encoded_measure_was_asked"]
 ALL = ["tests/test_workflow.py", "tests/test_commands.py", "tests/test_interpolate.py", "tests/test_export.py",
        "tests/test_metrics.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -141,6 +143,21 @@ MUTANTS = [
      'root = cfg.data.dataroot or dataroot', ALL),
     ('L06', L, 'return "val" if (Path(root) / "val").is_dir() else "test"',
      'return "test"', ALL),
+    # evaluate's table: why an encoded line is '-' (no encoder E, or no B images), as the result records it
+    ('EM01', E, 'if not has_enc and ("l1" in chosen or "palette" in chosen):',
+     'if not has_enc:', ENC),
+    ('EM02', E, '"no encoder E" if self.model.E is None else "no B images"',
+     '"no B images" if self.model.E is None else "no encoder E"', ENC),
+    ('EM03', E, "NO_ENCODED.get(r.get('encoded_missing'), NO_ENCODED_EITHER)",
+     "NO_ENCODED_EITHER", ENC),
+    ('EM04', E, 'elif "l1" in r.get("metrics", ()):',
+     'elif False:', ENC),
+    ('EM05', E, 'if "encoded_palette_match" in r or "encoded_missing" in r:',
+     'if "encoded_palette_match" in r:', ENC),
+    # interpolate's --num_test, the spelling torchrun's parser lets through
+    ('IN01', CLI, 'p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5, help="inputs")',
+     'p.add_argument("--num", type=_at_least(1), default=5, help="inputs")',
+     ["tests/test_distributed.py::test_every_option_of_the_shared_commands_passes_through_torchrun"]),
 ]
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 `evaluate RUN --epoch all` (engine/sweep.py), `compare` (engine/compare.py), the helpers of
 engine/evaluate.py they share (best_rows, improves, json_safe, draw_codes, Evaluation.of,
 Evaluation(networks_from=)), the table and chart helpers of engine/report.py (row_measures,
-measure_cells, svg_scatter) and the exit status of `evaluate --epoch all`. Results and survivors:
-docs/mutation-engine.md, "The sweep and compare".
+measure_cells, svg_scatter, blanks, data_folder), the exit status of `evaluate --epoch all`, and the
+refusals of options that change nothing (engine/cli.py). Results and survivors: docs/mutation-engine.md,
+"The sweep and compare" and "Why each '-', the shared sample and interpolate, the launcher watched".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
@@ -20,8 +21,14 @@ SW, CM, E, R, CLI = "engine/sweep.py", "engine/compare.py", "engine/evaluate.py"
 ST = ["tests/test_sweep.py"]
 CT = ["tests/test_compare.py"]
 BOTH = ST + CT  # the helpers both commands use
+BLANKS = ["tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
+DASHES = ["tests/test_report.py::test_every_dash_in_the_evaluation_table_says_why"]
+REL = "tests/test_reliability.py::test_"
+TRAIN_OPTS = [REL + "train_refuses_evaluation_options_that_change_nothing",
+              REL + "evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run"]
+METRIC_OPTS = ["tests/test_compare.py::test_an_lpips_or_fid_option_without_its_metric_is_refused"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT = {"EH12"}
+EQUIVALENT = {"EH12", "BL09", "BL12"}
 # Every test of the two files runs (about 15 s in all).
 SKIP = "not download"
 
@@ -170,6 +177,69 @@ MUTANTS = [
     # the commands' exit status
     ('CL01', CLI, 'if all("error" in r for r in rows):  # a script',
      'if any("error" in r for r in rows):  # a script', ST),
+    # why each '-' of the tables says it is there (report.blanks), the columns kept, the data folder read
+    ('BL01', R, '        if "error" in r:\n            continue\n        for k in keys:',
+     '        for k in keys:', BLANKS),
+    ('BL02', R, 'NO_DIVERSITY if k in DIVERSITY and k in r else',
+     'NO_DIVERSITY if k in DIVERSITY else', BLANKS),
+    ('BL03', R, 'NO_ENCODER if k in ENCODED and k not in r',
+     'NO_ENCODER if k in ENCODED', BLANKS),
+    ('BL04', R, 'else NOT_FINITE if k in r else NOT_IN)',
+     'else NOT_IN if k in r else NOT_FINITE)', BLANKS),
+    ('BL05', R, 'cols[k] = names[name(r)] = None',
+     'cols[k] = None', BLANKS),
+    ('BL06', R, "{', '.join(map(column, cols))} -: ",
+     "{', '.join(cols)} -: ", CT),
+    ('BL07', R, 'if _number(r.get(k)) or (k in r and r[k] is not None):',
+     'if _number(r.get(k)):', DASHES),
+    ('BL08', R, '(undefined and v is None)',
+     '(v is None)', BOTH),
+    ('BL09', R, 'for r in rows if "error" not in r for k, v in r.items()',
+     'for r in rows for k, v in r.items()', BOTH),
+    ('BL10', R, "{'default' if x is None else _value(x)}",
+     "{_value(x)}", DASHES),
+    ('BL11', R, 'for cols, _, reason in blanks([evaluation], list(evaluation), str)]',
+     'for cols, _, reason in []]', DASHES),
+    ('BL12', R, '    if root is None or Path(root).is_absolute():\n        return root\n',
+     '', ST),
+    ('BL13', R, 'return said["dataroot"] if isinstance(said, dict) and isinstance(said.get("dataroot"), str) else root',
+     'return root', ST),
+    ('BL14', R, 'few = min(n.values()) < 2048',
+     'few = min(n.values()) <= 2048', BOTH),
+    # a best named only where the checkpoints differ in it; each sweep row names its run; --reuse's dataroot
+    ('BD01', E, 'if where_differ and len({r[key] for r in rows if _number(r.get(key))}) < 2:',
+     'if where_differ and len({r[key] for r in rows if _number(r.get(key))}) < 1:', BOTH),
+    ('BD02', SW, '    for key, r in best_rows(rows, where_differ=True).items():',
+     '    for key, r in best_rows(rows).items():', ST),
+    ('BD03', SW, '    best = best_rows(rows, where_differ=True)',
+     '    best = best_rows(rows)', ST),
+    ('BD04', SW, '"run": str(folder.resolve())',
+     '"run": str(folder)', ST),
+    ('BD05', SW, 'row.update(dataroot=want["dataroot"], dataroot_given=row["dataroot"])',
+     'pass', ST),
+    # options given where they change nothing: train's evaluation options, evaluate's and compare's metric options
+    ('CO01', CLI, 'if evaluation and not cfg.eval_every:',
+     'if evaluation:', TRAIN_OPTS),
+    ('CO02', CLI, 'is not None]) and metric not in asked:',
+     'is not None]) and metric in asked:', TRAIN_OPTS),
+    ('CO03', CLI, 'METRIC_FILES = {"lpips": ("lpips_backbone", "lpips_linear"), "fid": ("fid_weights",)}',
+     'METRIC_FILES = {"lpips": ("lpips_backbone", "lpips_linear"), "fid": ()}', TRAIN_OPTS),
+    ('CO04', CLI, "*(asked or ['l1'])",
+     "*asked", TRAIN_OPTS),
+    ('CO05', CLI, "leave {'it' if one else 'them'}",
+     "leave {'them'}", TRAIN_OPTS),
+    ('CO06', CLI, "{'is an option' if one else 'are options'}",
+     "{'are options'}", TRAIN_OPTS),
+    ('CO07', CLI, 'evaluation = [f"--{k}" for k in ("eval_metrics", "eval_num", "eval_samples",',
+     'evaluation = [f"--{k}" for k in ("eval_metrics", "eval_samples",', TRAIN_OPTS),
+    ('CO08', CLI, '        if options and metric not in asked:',
+     '        if options:', METRIC_OPTS),
+    ('CO09', CLI, 'if getattr(args, k) != default]',
+     'if getattr(args, k) is not None]', METRIC_OPTS),
+    ('CO10', CLI, '(("lpips_version", "0.0"), ("lpips_pairs", "consecutive"))',
+     '(("lpips_version", "0.0"),)', METRIC_OPTS),
+    ('CO11', CLI, '    _check_metric_options(args)\n    d = init_distributed(args.device)\n    rows, out = compare(',
+     '    d = init_distributed(args.device)\n    rows, out = compare(', METRIC_OPTS),
 ]
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ NA_T, ZI_T = "tests/test_norm_act.py::test_", "tests/test_zinject.py::test_"
 STRIDED = [NA_T + "weight_and_bias_as_strided_views"]
 ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
 NOZ = [ZI_T + "functional_with_no_z_channels"]
+TF = "kernels/_twoface.py"
+VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
 EMPTY = [ZI_T + "empty_batch"]
 ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
        NA_T + "reference_traced_at_batch_one_runs_at_other_batches"]
@@ -89,6 +91,18 @@ MUTANTS = [
      '            if not self.affine:\n                raise', AS_NORM),
     ('KF18', NA, 'return self._norm_act(x.unsqueeze(0)).squeeze(0)',
      'return self._norm_act(x.unsqueeze(0))', AS_NORM),
+    # the backward op's vmap rule (jacrev, a vjp function vmapped), slice by slice
+    ('KV01', TF, '        self.backward_op.register_vmap(\n            lambda info, in_dims, *args: _vmap_by_slices('
+                 'info, in_dims, args, self.backward_op))\n',
+     '', VMAP),
+    ('KV02', TF, '_vmap_by_slices(info, in_dims, args, self.backward_op))',
+     '_vmap_by_slices(info, in_dims, args, self.forward_op))', VMAP),
+    ('KV03', TF, 't.select(d, i) if isinstance(d, int)',
+     't.select(0, i) if isinstance(d, int)', VMAP),
+    ('KV04', TF, 'for i in range(info.batch_size)]',
+     'for i in range(1)]', VMAP),
+    ('KV05', TF, '(0,) * len(results[0])',
+     '(0,)', VMAP),
 ]
 
 if __name__ == "__main__":

@@ -50,10 +50,20 @@ ONCE = [VT + "a_file_broken_during_an_evaluation_with_skip_bad_is_left_out_and_e
 ONCE2 = [VT + "two_ranks_measure_each_input_once_when_a_file_breaks_at_the_end_of_rank_0s_share"]
 ALIKE = ["tests/test_sweep.py::test_ranks_that_read_different_weights_or_fail_to_read_refuse_together"]
 LINE = [DT + "under_torchrun_a_refusal_every_process_meets_alike_is_one_line"]
+# watch_launcher: local rank 0's line and SIGTERM; another local rank's silence, delay and single SIGTERM
+WATCH = ["tests/test_stop.py::test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone",
+         "tests/test_stop.py::test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once"]
+IM, SA = "engine/images.py", "engine/sample.py"
+# sample and interpolate under torchrun: one process's files, byte for byte (slow: torchrun), a file broken since
+# the checks, an earlier gallery dropped with the call's first file
+ST_ = "tests/test_sample_torchrun.py::test_"
+SHARED = [ST_ + "under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files"]
+BROKEN = [ST_ + "a_file_broken_since_the_checks_is_left_out_and_the_others_keep_their_places"]
+GALLERY = ["tests/test_commands.py::test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own"]
 MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
       "tests/test_serve.py", "tests/test_reliability.py"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT = {"T34", "R04", "R23"}
+EQUIVALENT = {"T34", "R04", "R23", "WS05"}
 # Left out of every run: tests of other commands that train nothing.
 SKIP = "not export and not serve_ and not lpips and not interpolate_ and not download"
 
@@ -329,6 +339,44 @@ MUTANTS = [
      'load()', LINE),
     ('ES15', RT, '        _DATA_LOG.addFilter(_said_by_local_rank_0)  # (until close())',
      '        pass', [DT + "the_data_warnings_every_process_gives_alike_are_said_by_local_rank_0"]),
+    # watch_launcher: a process torchrun started stops as on a SIGTERM once torchrun is gone
+    ('WL01', RT, 'if _watched_parent is not None or "TORCHELASTIC_RUN_ID" not in os.environ:',
+     'if "TORCHELASTIC_RUN_ID" not in os.environ:', WATCH),
+    ('WL02', RT, 'if _watched_parent is not None or "TORCHELASTIC_RUN_ID" not in os.environ:',
+     'if _watched_parent is not None:', WATCH),
+    ('WL03', RT, 'while os.getppid() == parent:',
+     'while os.getppid() != parent:', WATCH),
+    ('WL04', RT, 'if os.environ.get("LOCAL_RANK", "0") != "0":',
+     'if False:', WATCH),
+    ('WL05', RT, '            time.sleep(5 * poll)\n',
+     '            pass\n', WATCH),
+    ('WL06', RT, '        os.kill(os.getpid(), signal.SIGTERM)\n',
+     '        pass\n', WATCH),
+    ('WL07', RT, 'if os.environ.get("LOCAL_RANK", "0") != "0":',
+     'if os.environ.get("LOCAL_RANK", "1") != "0":', WATCH),
+    ('WL08', RT, 'if os.environ.get("LOCAL_RANK", "0") != "0":',
+     'if os.environ.get("LOCAL_RANK", "0") == "0":', WATCH),
+    # write_shares: sample's and interpolate's inputs shared among torchrun's processes (sample's own lines too)
+    ('WS01', IM, 'for r in range(max(sizes)):',
+     'for r in range(min(sizes)):', SHARED),
+    ('WS02', IM, 'if i < hi:',
+     'if i <= hi:', SHARED),
+    ('WS03', IM, 'if made and made[0] is not None:',
+     'if made:', BROKEN),
+    ('WS04', IM, 'if r == 0 and first is not None:',
+     'if r == 1 and first is not None:', GALLERY),
+    ('WS05', IM, 'if r == 0 and first is not None:',
+     'if first is not None:', GALLERY + SHARED),
+    ('WS06', IM, 'count_line(label, sum(min(r + 1, n) for n in sizes), total)',
+     'count_line(label, (r + 1) * dist.world, total)', SHARED),
+    ('WS07', IM, 'if label and dist.main:\n            count_line',
+     'if label:\n            count_line', SHARED),
+    ('WS08', IM, 'return [w for share in shares for w in share] if dist.main',
+     'return [w for share in reversed(shares) for w in share] if dist.main', SHARED),
+    ('WS09', SA, 'if path != loader.samples[i].path:',
+     'if False:', BROKEN),
+    ('WS10', SA, 'loader.set_epoch(0, share.start)',
+     'loader.set_epoch(0, 0)', SHARED),
 ]
 
 
