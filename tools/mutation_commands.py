@@ -154,10 +154,6 @@ MUTANTS = [
      'elif False:', ENC),
     ('EM05', E, 'if "encoded_palette_match" in r or "encoded_missing" in r:',
      'if "encoded_palette_match" in r:', ENC),
-    # interpolate's --num_test, the spelling torchrun's parser lets through
-    ('IN01', CLI, 'p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5, help="inputs")',
-     'p.add_argument("--num", type=_at_least(1), default=5, help="inputs")',
-     ["tests/test_distributed.py::test_every_option_of_the_shared_commands_passes_through_torchrun"]),
 ]
 
 if __name__ == "__main__":
