@@ -566,8 +566,8 @@ def data_folder(row: dict) -> str | None:
 ENCODED = ("encoded_l1", "encoded_palette_match")
 NO_ENCODER = ("no encoder E (pix2pix+noise, or a checkpoint imported without --E): no encoded output G(A, E(B)) to "
               "measure")
-# Why evaluate has no encoded output, as its result records it ("encoded_missing", for its table: an older file
-# without it gets the reason that covers both).
+# Why evaluate has no encoded output, as its result records it ("encoded_missing", for its table and the notes of
+# compare's and the sweep's: an older file without it gets the reason that covers both).
 NO_B = "no B images in the split (inputs alone): no encoded output G(A, E(B)) to measure"
 NO_ENCODED = {"no encoder E": NO_ENCODER, "no B images": NO_B}
 NO_ENCODED_EITHER = ("no encoded output G(A, E(B)) to measure: the model has no encoder E (pix2pix+noise, or a "
@@ -587,7 +587,9 @@ def blanks(rows: list[dict], keys: list[str], name) -> list[tuple[list[str], lis
         for k in keys:
             if _number(r.get(k)) or (k in r and r[k] is not None):  # (a value shown: a number or a setting)
                 continue
-            reason = (NO_DIVERSITY if k in DIVERSITY and k in r else NO_ENCODER if k in ENCODED and k not in r
+            # (an encoded measure's: the row's recorded reason, E's lack or the split's; an older file: either)
+            reason = (NO_DIVERSITY if k in DIVERSITY and k in r
+                      else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODED_EITHER) if k in ENCODED and k not in r
                       else NOT_FINITE if k in r else NOT_IN)
             cols, names = why.setdefault(reason, ({}, {}))
             cols[k] = names[name(r)] = None

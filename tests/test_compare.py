@@ -23,6 +23,7 @@ from bicyclegan.engine.compare import best_of, compare_image, format_compare, mo
 from bicyclegan.engine.evaluate import Evaluation, evaluate, format_table
 from bicyclegan.engine.metrics.lpips import LPIPS
 from bicyclegan.engine.report import blanks, svg_scatter
+from bicyclegan.engine.sweep import format_sweep
 from bicyclegan.engine.trainer import Trainer
 from bicyclegan.pipelines import make_demo_dataset
 
@@ -181,8 +182,9 @@ def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why(
 
 def test_each_dash_gets_the_reason_of_its_row_and_column():
     """blanks over rows of every case, the reasons worked out by hand: a null diversity (one output per input), an
-    encoded measure the row lacks (no encoder E), another null, encoded too (not finite), a measure a row of an older
-    evaluate lacks (not in its results); a failed row says its error instead; a value shown is no '-'."""
+    encoded measure the row lacks (rows without encoded_missing, as an older evaluate wrote them: no encoder E or no
+    B images), another null, encoded too (not finite), a measure a row of an older evaluate lacks (not in its
+    results); a failed row says its error instead; a value shown is no '-'."""
     rows = [{"name": "a", "diversity_l1": 0.5, "encoded_l1": 0.25, "fid": 3.0},
             {"name": "b", "diversity_l1": None, "fid": None},
             {"name": "c"},
@@ -191,9 +193,35 @@ def test_each_dash_gets_the_reason_of_its_row_and_column():
     got = [(cols, names, reason.split(" (")[0].split(":")[0])
            for cols, names, reason in blanks(rows, ["diversity_l1", "encoded_l1", "fid"], lambda r: r["name"])]
     assert got == [(["diversity_l1"], ["b"], "one output per input"),
-                   (["encoded_l1"], ["b", "c"], "no encoder E"),
+                   (["encoded_l1"], ["b", "c"], "no encoded output G(A, E(B)) to measure"),
                    (["fid", "encoded_l1"], ["b", "e"], "not finite"),
                    (["diversity_l1", "fid"], ["c"], "not in its results")]
+
+
+def test_each_encoded_dash_says_its_rows_recorded_reason():
+    # The notes said "no encoder E" for every row without encoded L1, a model with E on inputs without B images
+    # too: each row's eval.json says which (encoded_missing); an older row without it reads as either.
+    said = {"dataroot": "/d", "phase": "val", "n_inputs": 5, "n_samples": 4, "seed": 0}
+    rows = [{"name": n, "checkpoint": f"{n}.pt", "variant": v, "step": 5, **said, "diversity_l1": 0.5, **extra}
+            for n, v, extra in (("has", "bicycle", {"encoded_l1": 0.25}),
+                                ("noE", "pix2pix", {"encoded_missing": "no encoder E"}),
+                                ("noB", "bicycle", {"encoded_missing": "no B images"}),
+                                ("old", "bicycle", {}))]
+    want = {"noE": "no encoder E (pix2pix+noise, or a checkpoint imported without --E)",
+            "noB": "no B images in the split (inputs alone)",
+            "old": "no encoded output G(A, E(B)) to measure: the model has no encoder E (pix2pix+noise, or a "
+                   "checkpoint imported without --E), or the split no B images"}
+    dashes, notes = dashes_and_notes(format_compare(rows))
+    assert dashes == set(notes) == {(n, "encoded_l1") for n in want}
+    assert all(notes[n, "encoded_l1"].startswith(why) for n, why in want.items())
+    page = html.unescape(render_compare(rows, None, 4, 6))
+    assert all(f"encoded reconstruction L1 -: {n}: {why}" in page for n, why in want.items())
+    # the sweep's table shares the notes (a row per checkpoint, named by its file)
+    sweep_rows = [{"checkpoint": r["checkpoint"], "epoch": 1, "step": 5,
+                   **{k: v for k, v in r.items() if k not in ("name", "checkpoint", "step")}} for r in rows]
+    dashes, notes = dashes_and_notes(format_sweep(sweep_rows), "checkpoint")
+    assert all(notes[f"{n}.pt", "encoded_l1"].startswith(why) for n, why in want.items())
+
 
 def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, monkeypatch):
     # --dataroot as typed (relative to the folder compare ran in) was what compare.json held: read from another
