@@ -25,6 +25,7 @@ from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
@@ -186,34 +187,47 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             checkpoint if isinstance(checkpoint, (str, Path)) else None, f"interpolate_{results_name(root, ph)}")
         loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
                               shuffle=False, augment=False, layout=lay)
-        items, names_of = [], OutputNames()
-        for batch in loader:
-            if len(items) >= need:
-                break
-            check_input_size(batch["A"], batch["paths"][0], net_in, data.preprocess)
-            items.append((names_of(batch["paths"][0]), input_label(batch["paths"][0], root, ph), batch["A"],
-                          batch.get("B")))
-        if not items:
+        listed = loader.samples[:need]
+        if not listed:
             raise DatasetError(f"{inputs_folder(root, ph)}: no inputs found")
         if path == "encoded":
             # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
-            if items[0][3] is None:
+            if loader.layout == "single":
                 raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
                                    f"path=encoded needs them (use path=random)")
-            if max(chosen) >= len(items) or min(chosen) < 0:
-                raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(items), 'input')} "
+            if max(chosen) >= len(listed) or min(chosen) < 0:
+                raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(listed), 'input')} "
                                   f"(numbered from 0)")
+        # Every rank reads its share of the inputs (write_shares'), rank 0 the references too (it makes the
+        # codes): one pass from the first it needs to the last, each checked here, before anything is written.
+        total = min(num, len(listed))
+        wanted = {*range(*shard_range(total, dist.rank, dist.world)), *(chosen if path == "encoded" and dist.main
+                                                                          else ())}
+        read = {}
+        if wanted:
+            loader.set_epoch(0, min(wanted))
+            for i, batch in zip(range(min(wanted), max(wanted) + 1), loader):
+                # skip_bad: a file broken since the checks has the next good one in its place; left out (None)
+                if i in wanted and batch["paths"][0] == listed[i].path:
+                    check_input_size(batch["A"], listed[i].path, net_in, data.preprocess)
+                    read[i] = batch
+        if path == "encoded" and dist.main and (lost := [listed[r].path for r in chosen if r not in read]):
+            raise DatasetError(f"the reference image {lost[0]} could not be read")
+        names_of = OutputNames()
+        stems = [names_of(s.path) for s in listed]  # one process's names, on every rank
+        labels = [input_label(s.path, root, ph) for s in listed]
         # After the checks of the inputs (nothing made for a refused call), before any output is computed.
         o = check_writable(check_apart(o, root, ph), "interpolation results")
-        return SimpleNamespace(model=m, cfg=cfg, root=root, phase=ph, refs=chosen, items=items, out=o)
+        return SimpleNamespace(model=m, cfg=cfg, root=root, phase=ph, refs=chosen, read=read, total=total,
+                               stems=stems, labels=labels, out=o)
     run = made_alike(dist, prepare)
-    model, cfg, root, phase, refs, items, out = run.model, run.cfg, run.root, run.phase, run.refs, run.items, run.out
+    model, cfg, root, phase, refs, read, out = run.model, run.cfg, run.root, run.phase, run.refs, run.read, run.out
     was_training = model.training
     model.eval()
     try:
         def path_start():
             if path == "encoded":  # one at a time: under preprocess none the references may differ in size
-                return torch.cat([model.encode(items[r][3].to(model.device)) for r in refs]).float().cpu()
+                return torch.cat([model.encode(read[r]["B"].to(model.device)) for r in refs]).float().cpu()
             return torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
         # rank 0's codes for every rank: encoded on another GPU they might differ from path.json's in the last bits
         codes = dist.main_says(path_start)
@@ -221,14 +235,16 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         G = model.sampler
 
         def make(i):
-            A = items[i][2].to(model.device)
+            if i not in read:  # (broken since the checks: left out)
+                return None
+            A = read[i]["A"].to(model.device)
             outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device)) for chunk in zs.split(16)])
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
             return A, outs
 
         def write(i, made):
-            (stem, label, _, _), (A, outs) = items[i], made
+            (stem, label), (A, outs) = (run.stems[i], run.labels[i]), made
             a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
             files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image"))]
             strip = save_image(_side_by_side([a, *frames_u8]), out / "images" / f"{stem}_strip.png", what="strip")
@@ -244,7 +260,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                     "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
                               str(strip.relative_to(out)))]}
         # (before this call's first file, as in sample)
-        rows = write_shares(dist, min(num, len(items)), make, write,
+        rows = write_shares(dist, run.total, make, write,
                             first=lambda: drop_gallery(out, "index.html", "path.json"),
                             label="interpolated" if progress else None)
     finally:
@@ -253,11 +269,11 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     def finish():
         prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
         write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
-                                       "refs": [items[r][0] for r in refs] if path == "encoded" else None,
+                                       "refs": [run.stems[r] for r in refs] if path == "encoded" else None,
                                        "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
                    what="interpolation path")
         how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
-               f"{mode} through the codes of {', '.join(items[r][1] for r in refs)}")
+               f"{mode} through the codes of {', '.join(run.labels[r] for r in refs)}")
         write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
     dist.main_decides(finish)
     return out

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.images import to_uint8
 from bicyclegan.engine.interpolate import _gif_bytes, interp_z, mp4_available, path_codes
+from bicyclegan.engine.runtime import Dist
 from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
@@ -224,6 +226,45 @@ def test_the_data_settings_as_sample_takes_them_let_such_an_input_through(tmp_pa
     assert main(["interpolate", str(ckpt), "--dataroot", str(folder), "--out", str(tmp_path / "c"), "--no-mp4",
                  "--segments", "1", "--frames", "1", "--preprocess", "resize_and_crop", "--device", "cpu"]) == 0
     assert np.array_equal(tiles(Image.open(tmp_path / "c" / "images" / "b odd_strip.png"), 1)[0], want)
+
+
+class Rank1(Dist):
+    """Rank 1 of 2 as far as interpolate's reading goes, in one process (no group): the codes rank 0 would
+    broadcast it makes itself (a random path's, alike on every rank)."""
+    def main_says(self, work):
+        return work()
+
+
+@pytest.mark.parametrize("dist, path, refs, want, share", [
+    (Dist(rank=0, world=2), "random", None, ["00000", "00001"], ["00000", "00001"]),
+    (Rank1(rank=1, world=2), "random", None, ["00002", "00003"], ["00002", "00003"]),
+    (Dist(rank=0, world=2), "encoded", [1, 0], ["00000", "00001"], ["00000", "00001"]),  # rank 0 encodes its refs
+    # (rank 0 of 3 has input 0 of 4; one pass from the first input it needs to the last)
+    (Dist(rank=0, world=3), "encoded", [0, 2], ["00000", "00001", "00002"], ["00000"]),
+])
+def test_under_torchrun_a_rank_reads_only_the_inputs_it_needs(tmp_path, demo_root, monkeypatch, dist, path, refs,
+                                                              want, share):
+    # Every rank read all --num inputs into memory before taking its share of them (write_shares'): a rank
+    # reads its share of the 4 inputs, rank 0 the references of an encoded path too.
+    module = importlib.import_module("bicyclegan.engine.interpolate")  # not the function of that name
+    build, read = module.build_loader, []
+
+    class Counting:  # the loader, noting the inputs read
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __getattr__(self, name):
+            return getattr(self.loader, name)
+
+        def __iter__(self):
+            for batch in self.loader:
+                read.append(Path(batch["paths"][0]).stem)
+                yield batch
+    monkeypatch.setattr(module, "build_loader", lambda *a, **k: Counting(build(*a, **k)))
+    out = interpolate(tiny(demo_root), out=tmp_path / "o", num=4, segments=1, frames=1, path=path, refs=refs,
+                      mp4=False, progress=False, dist=dist)
+    assert read == want
+    assert sorted(p.name for p in (out / "images").glob("*_strip.png")) == [f"{stem}_strip.png" for stem in share]
 
 
 def test_interpolate_command(tmp_path, demo_root, capsys):
