@@ -695,10 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
     p.add_argument("--refs", type=_index_list, help="encoded path: comma-separated input numbers whose B images "
                    "give the codes (default: the first segments + 1)")
-    p.add_argument("--segments", type=_at_least(1), default=5, help="random path: segments (codes - 1)")
+    p.add_argument("--segments", type=_at_least(1), help="segments of the path, its codes - 1 (default 5): random "
+                   "draws, or without --refs the first segments + 1 inputs of --path encoded")
     p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment")
     p.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="interpolation (video.py: slerp)")
-    p.add_argument("--seed", type=_SEED, default=50, help="seed of the random codes (video.py: 50)")
+    p.add_argument("--seed", type=_SEED, help="seed of --path random's codes (default 50, as video.py)")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")

@@ -128,8 +128,9 @@ def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
 
 
 @torch.no_grad()
-def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5, segments: int = 5,
-                frames: int = 4, mode: str = "slerp", path: str = "random", refs=None, seed: int = 50,
+def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5,
+                segments: int | None = None, frames: int = 4, mode: str = "slerp", path: str = "random", refs=None,
+                seed: int | None = None,
                 fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
                 layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
                 load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None,
@@ -142,13 +143,28 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
     make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did). direction, load_size, crop_size, preprocess:
-    override how the model prepares inputs, as in sample. dist: the ranks that share the inputs under torchrun,
-    as in sample (rank 0 writes path.json and index.html once every share is written: one process's files).
+    override how the model prepares inputs, as in sample. segments (default 5) and seed (default 50, video.py's):
+    given only where they make the codes (a random path; segments also an encoded path without refs). dist: the
+    ranks that share the inputs under torchrun, as in sample (rank 0 writes path.json and index.html once every
+    share is written: one process's files).
     Returns the folder."""
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
         raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
+    if refs is not None and path != "encoded":
+        raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
+                          f"codes from the seed (--seed)")
+    # Given where they make no code, they were taken and changed nothing: the path.json of a call with
+    # --seed 3 said seed null, one with --segments 9 and two refs had one segment.
+    if seed is not None and path == "encoded":
+        raise ConfigError(f"seed={seed} draws the codes of path=random; path=encoded takes them from E(B) of the "
+                          f"reference images (refs): leave seed out")
+    if segments is not None and refs is not None:
+        raise ConfigError(f"segments={segments} counts the codes of path=random, and of path=encoded without refs "
+                          f"(its first segments + 1 inputs); refs={list(refs)} picks the codes, {len(refs)} of them: "
+                          f"leave segments out")
+    segments, seed = 5 if segments is None else segments, 50 if seed is None else seed
     for name, value in (("num", num), ("segments", segments), ("frames", frames)):
         check_int(name, value, 1)
     check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
@@ -160,9 +176,6 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError("MP4 output needs imageio-ffmpeg: pip install 'bicyclegan[video]' "
                           "(or --no-mp4; mp4=False in Python)")
     mp4 = mp4_available() if mp4 is None else mp4
-    if refs is not None and path != "encoded":
-        raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
-                          f"codes from the seed (--seed)")
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("interpolate: give `out` when passing a model object")
     checkpoint = model

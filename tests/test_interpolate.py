@@ -195,6 +195,28 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     assert not list(out.glob("images/*.mp4")) and list(out.glob("images/*.gif"))  # mp4=None: only when installed
 
 
+def test_a_seed_or_segments_that_make_no_code_are_refused(tmp_path, demo_root, capsys):
+    # --seed 3 with --path encoded, or --segments 9 with --refs 0,1, were taken and changed nothing (path.json
+    # said seed null; the path had one segment), as --refs with --path random is refused
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    run = ["interpolate", str(ckpt), "--out", str(tmp_path / "o"), "--no-mp4", "--device", "cpu", "--frames", "1"]
+    assert main([*run, "--path", "encoded", "--refs", "0,1", "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bicyclegan interpolate: ConfigError: seed=3 draws the codes of path=random; path=encoded takes them from "
+        "E(B) of the reference images (refs): leave seed out")
+    assert main([*run, "--path", "encoded", "--refs", "0,1", "--segments", "9"]) == 2
+    assert "ConfigError: segments=9 counts the codes of path=random, and of path=encoded without refs (its " \
+           "first segments + 1 inputs); refs=[0, 1] picks the codes, 2 of them: leave segments out" in \
+           capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # where they make the codes they are taken: the random path's seed, the encoded path's first inputs
+    assert main([*run, "--seed", "7", "--segments", "2", "--num", "1"]) == 0
+    said = json.loads((tmp_path / "o" / "path.json").read_text())
+    assert (said["seed"], len(said["codes"])) == (7, 3)
+    assert main([*run, "--path", "encoded", "--segments", "2", "--num", "1"]) == 0
+    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00000", "00001", "00002"]
+
+
 def test_an_input_the_generator_cannot_take_is_refused_by_name_before_anything_is_written(tmp_path, demo_root):
     # preprocess none keeps a 40 x 48 (W x H) file's size; the tiny U-Net (5 levels) needs multiples of 32.
     # It was G's ValueError, a traceback.
@@ -261,7 +283,7 @@ def test_under_torchrun_a_rank_reads_only_the_inputs_it_needs(tmp_path, demo_roo
                 read.append(Path(batch["paths"][0]).stem)
                 yield batch
     monkeypatch.setattr(module, "build_loader", lambda *a, **k: Counting(build(*a, **k)))
-    out = interpolate(tiny(demo_root), out=tmp_path / "o", num=4, segments=1, frames=1, path=path, refs=refs,
+    out = interpolate(tiny(demo_root), out=tmp_path / "o", num=4, frames=1, path=path, refs=refs,
                       mp4=False, progress=False, dist=dist)
     assert read == want
     assert sorted(p.name for p in (out / "images").glob("*_strip.png")) == [f"{stem}_strip.png" for stem in share]
