@@ -8,6 +8,7 @@ from dataclasses import dataclass
 # The choices of make_loader's options, stated once (the engine's config takes them from here).
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")  # the modes that end in a crop
+RESIZING = ("resize_and_crop", "scale_width", "scale_width_and_crop")  # the modes that resize to load_size
 DIRECTIONS = ("AtoB", "BtoA")
 LAYOUTS = ("aligned", "ab_folders", "single")
 BACKENDS = ("auto", "dali", "torch")

@@ -289,6 +289,29 @@ def test_under_torchrun_a_rank_reads_only_the_inputs_it_needs(tmp_path, demo_roo
     assert sorted(p.name for p in (out / "images").glob("*_strip.png")) == [f"{stem}_strip.png" for stem in share]
 
 
+def test_a_size_the_preprocess_does_not_use_is_refused(tmp_path, demo_root, capsys):
+    # preprocess none (the tiny model's) keeps each file's size: --load_size 16 or --crop_size 64 were taken and
+    # every file came out byte for byte as without them; crop uses no load_size, scale_width no crop_size
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    cases = [(["sample", "--load_size", "16"], "load_size=16 changes nothing under preprocess=none (as the model "
+              "was trained): only resize_and_crop, scale_width, scale_width_and_crop resize to it"),
+             (["interpolate", "--crop_size", "64"], "crop_size=64 changes nothing under preprocess=none (as the "
+              "model was trained): only resize_and_crop, crop, scale_width_and_crop crop to it"),
+             (["sample", "--preprocess", "crop", "--load_size", "64"], "load_size=64 changes nothing under "
+              "preprocess=crop (as given)"),
+             (["interpolate", "--preprocess", "scale_width", "--load_size", "32", "--crop_size", "32"],
+              "crop_size=32 changes nothing under preprocess=scale_width (as given)")]
+    for (command, *options), said in cases:
+        assert main([command, str(ckpt), "--out", str(tmp_path / "o"), "--device", "cpu", *options]) == 2
+        assert f"ConfigError: {said}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # where the preprocess uses them they are taken
+    for command, *options in (["sample", "--preprocess", "crop", "--crop_size", "32"],
+                              ["interpolate", "--preprocess", "scale_width", "--load_size", "32", "--no-mp4"]):
+        assert main([command, str(ckpt), "--out", str(tmp_path / command), "--device", "cpu", "--num", "1",
+                     *options]) == 0
+
+
 def test_interpolate_command(tmp_path, demo_root, capsys):
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
     assert main(["interpolate", str(ckpt), "--num", "1", "--segments", "1", "--frames", "2", "--no-mp4",
