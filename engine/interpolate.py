@@ -208,6 +208,12 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             if loader.layout == "single":
                 raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
                                    f"path=encoded needs them (use path=random)")
+            if refs is None and len(listed) < len(chosen):  # (refs the user never gave: said as segments')
+                fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1
+                         else "a split of 2 or more, or path=random")
+                raise ConfigError(f"path=encoded without refs takes the B images of the first segments + 1 = "
+                                  f"{len(chosen)} inputs as its codes; {inputs_folder(root, ph)} has "
+                                  f"{plural(len(listed), 'input')}: give {fewer}")
             if max(chosen) >= len(listed) or min(chosen) < 0:
                 raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(listed), 'input')} "
                                   f"(numbered from 0)")

@@ -217,6 +217,19 @@ def test_a_seed_or_segments_that_make_no_code_are_refused(tmp_path, demo_root, c
     assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00000", "00001", "00002"]
 
 
+def test_an_encoded_path_without_refs_on_too_few_inputs_says_so_in_the_options_given(tmp_path, demo_root):
+    # The default references (the first segments + 1 = 6 inputs) on a split of 4 were refused as
+    # "refs=[0, 1, 2, 3, 4, 5]: ... has 4 inputs", refs the user never gave
+    val = f"{demo_root / 'val'} has 4 inputs"
+    with pytest.raises(ConfigError, match=re.escape(
+            f"path=encoded without refs takes the B images of the first segments + 1 = 6 inputs as its codes; "
+            f"{val}: give segments=3 or fewer, or refs")):
+        interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", progress=False)
+    out = interpolate(tiny(demo_root), out=tmp_path / "b", path="encoded", segments=3, num=1, frames=1, mp4=False,
+                      progress=False)
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00001", "00002", "00003"]
+
+
 def test_an_input_the_generator_cannot_take_is_refused_by_name_before_anything_is_written(tmp_path, demo_root):
     # preprocess none keeps a 40 x 48 (W x H) file's size; the tiny U-Net (5 levels) needs multiples of 32.
     # It was G's ValueError, a traceback.
