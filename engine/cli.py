@@ -285,7 +285,8 @@ def _add_data_source(p, what: str) -> None:
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto: the GPU when there is one, "
+                   "else the CPU)")
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="how the data is laid out (default: detected; a folder without the split's folder "
                    "and without A/ is a plain folder of inputs, single)")
@@ -302,7 +303,7 @@ def _add_evaluation_options(p) -> None:
     # --num_test: the reference's name, and one torchrun lets through (its parser takes --num for --numa-binding)
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=100,
                    help="at most this many inputs (the paper: 100)")
-    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws (default 0)")
     p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
     p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
                    help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
@@ -632,8 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
                    "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
                    "_sync appended for --sync, then _epoch_N for --epoch N)")
-    p.add_argument("--n_samples", type=_at_least(0), default=5, help="random-z outputs per input")
-    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50, help="at most this many inputs")
+    p.add_argument("--n_samples", type=_at_least(0), default=5,
+                   help="random-z outputs per input (default 5)")
+    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50,
+                   help="at most this many inputs (default 50)")
     p.add_argument("--sync", action="store_true", help="use the same z list for every input")
     p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
     p.add_argument("--spread_z", action="store_true",
@@ -642,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
                    help="stretch the saved images to this width:height ratio of the original's (default 1)")
     _add_data_settings(p)
-    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws (default 0)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",
@@ -690,17 +693,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
                    "inputs: its name in place of <phase>; _epoch_N appended for --epoch N)")
     # --num_test: as sample's, a spelling torchrun lets through (its parser takes --num for --numa-binding)
-    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5, help="inputs")
+    p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5,
+                   help="the first NUM inputs (default 5)")
     p.add_argument("--path", choices=["random", "encoded"], default="random",
-                   help="codes to visit: random draws (shared by all inputs) or E(B) of reference images")
+                   help="codes to visit (default random): random draws (shared by all inputs) or E(B) of "
+                   "reference images")
     p.add_argument("--refs", type=_index_list, help="encoded path: comma-separated input numbers whose B images "
                    "give the codes (default: the first segments + 1)")
     p.add_argument("--segments", type=_at_least(1), help="segments of the path, its codes - 1 (default 5): random "
                    "draws, or without --refs the first segments + 1 inputs of --path encoded")
-    p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment")
-    p.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="interpolation (video.py: slerp)")
+    p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment (default 4)")
+    p.add_argument("--mode", choices=["slerp", "linear"], default="slerp",
+                   help="interpolation (default slerp, as video.py)")
     p.add_argument("--seed", type=_SEED, help="seed of --path random's codes (default 50, as video.py)")
-    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF and MP4")
+    p.add_argument("--fps", type=float, default=8.0,
+                   help="frames per second of the GIF and MP4 (default 8)")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")
     _add_data_settings(p)

@@ -3,6 +3,7 @@ the networks themselves and the image files: which z each output gets (the seed,
 the batch not mattering), the encoded output from B, the networks in eval mode and the moving average
 of G wherever a model keeps one. Tiny networks on 32 px demo images (docs/mutation-engine.md, "The
 inference commands", lists the mistakes each test catches)."""
+import argparse
 import importlib
 import json
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from bicyclegan.engine import BicycleGAN, ConfigError, build_generator, evaluate, interpolate, make_config, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.cli import build_parser
 from bicyclegan.engine.export import export_generator
 from bicyclegan.engine.metrics import classify_palettes
 from bicyclegan.pipelines import make_demo_dataset
@@ -287,3 +289,15 @@ def test_evaluate_refuses_by_name_an_input_the_generator_cannot_take(tmp_path, d
     model.cfg.data.preprocess = "none"
     with pytest.raises(ConfigError, match=r"b odd\.png is 40x48 after preprocess=none, not a multiple of 32"):
         evaluate(model, folder, num=1, n_samples=2, device="cpu", metrics="l1")
+
+
+@pytest.mark.parametrize("command", ["sample", "interpolate"])
+def test_the_help_names_every_default_an_option_has(command):
+    # `sample --help` said "--num: at most this many inputs", `interpolate --help` "--num: inputs", neither how
+    # many without it (50; 5), nor --n_samples', --seed's, --frames' or --fps' (the README's, read elsewhere)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    for action in sub._actions:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            continue  # (no default, a flag, --help)
+        said = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+        assert f"default {said}" in (action.help or ""), (action.dest, action.help)
