@@ -489,6 +489,11 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     and one bad file anywhere stopped a one-image call); with skip_bad every file is, so that num
     good ones are found."""
     root = data_root_for(cfg, dataroot)
+    # A split is a folder of the dataset folder (its results folder is named after it): '..' or an absolute path
+    # read another folder and put the results outside <run>/results (results/../data/test), '.' into it
+    if phase and (Path(phase).is_absolute() or not Path(phase).parts or ".." in Path(phase).parts):
+        raise ConfigError(f"phase={phase!r} is not a split of the dataset folder (a folder in it: val, test): "
+                          f"give the folder to read as dataroot (--dataroot)")
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"

@@ -1052,3 +1052,18 @@ def test_an_epoch_of_a_run_folder_that_does_not_exist_says_so(tmp_path, capsys):
     assert err.count("\n") == 1 and f"no checkpoint for epoch 3: {typo} does not exist" in err
     with pytest.raises(CheckpointError, match=f"no checkpoint for epoch 3: {re.escape(str(typo))} does not exist"):
         Trainer(tiny_cfg(typo, None), epoch=3)
+
+
+@pytest.mark.parametrize("phase", ["train/..", "../data/val", ".", "/tmp"])
+def test_a_phase_that_is_not_a_split_of_the_dataset_is_refused(run, data, tmp_path, monkeypatch, capsys, phase):
+    # --phase ../data/val read data/val and wrote the results to <run>/results/../data/val, a folder in the run
+    # beside its checkpoints; train/.. read the whole dataset, train and val as one split, into <run>/results
+    # itself; '.' the same
+    monkeypatch.chdir(data.parent)
+    for command in ("sample", "interpolate", "evaluate"):
+        assert main([command, str(run), "--phase", phase, "--device", "cpu", "--num", "2"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"bicyclegan {command}: ConfigError: phase={phase!r} is not a split of the dataset folder (a folder in "
+            f"it: val, test): give the folder to read as dataroot (--dataroot)")
+    assert not (run / "data").exists() and not {"index.html", "images", "path.json"} & {
+        p.name for p in (run / "results").glob("*")}
