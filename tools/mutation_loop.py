@@ -379,8 +379,8 @@ MUTANTS = [
      'loader.set_epoch(0, 0)', SHARED),
     # interpolate's --num_test, the spelling torchrun's parser lets through (here: mutation_commands leaves out
     # the tests named for torchrun)
-    ('IN01', CLI, 'p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5, help="inputs")',
-     'p.add_argument("--num", type=_at_least(1), default=5, help="inputs")',
+    ('IN01', CLI, 'p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5,',
+     'p.add_argument("--num", dest="num", type=_at_least(1), default=5,',
      [DT + "every_option_of_the_shared_commands_passes_through_torchrun"]),
 ]
 
