@@ -4,7 +4,8 @@ One iteration (docs/method.md): a G+E phase (one backward) then a D phase
 (one backward for D and D2). Where the reference toggles requires_grad to keep the z loss off E's
 parameters and the G-phase GAN losses off D's, we call E and D with detached parameters
 (torch.func.functional_call): the same gradients, no toggling and no wasted weight gradients, so
-the step has static shapes and no host syncs and can be captured in a CUDA graph.
+the step has static shapes and no host syncs and can be captured in a CUDA graph. D's outputs on
+each fake serve both phases (_InputGradOnly): D is forwarded on a fake once, not twice.
 
 Random draws, in order: eps for the encoded z (k x nz), z_random (k x nz), G's dropout masks (encoded
 call, then random call), and with lambda_ms > 0 a second random z, then the masks of its G calls
@@ -53,6 +54,28 @@ def _frozen_call(module: nn.Module, *args):
     """module(*args) with detached parameters: gradients reach the inputs, never the weights."""
     params = {n: p.detach() for n, p in module.named_parameters()}
     return functional_call(module, params, args)
+
+
+class _InputGradOnly(torch.autograd.Function):
+    """D's outputs on a fake, tied to the fake: gradients reach the fake, never D's weights.
+
+    The outputs were computed with D's live weights from `leaf`, a detached copy of the fake that
+    requires grad; the backward asks that graph for leaf's gradient alone, so no weight gradient is
+    computed (as with _frozen_call), and keeps it for the D phase, whose loss on the same outputs
+    reaches D's weights only. D's weights do not change between the phases (G and E step first),
+    so the reference's second forward of D on the fake computed these outputs again."""
+
+    @staticmethod
+    def forward(ctx, x, kept):
+        # kept = (leaf, outputs) as one non-tensor argument: outputs passed as tensors would be
+        # inputs of this node, and the G phase's backward would free their graph on its way.
+        ctx.leaf, ctx.preds = kept
+        return tuple(p.clone() for p in ctx.preds)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        (gx,) = torch.autograd.grad(ctx.preds, ctx.leaf, grads, retain_graph=True)
+        return gx, None
 
 
 class BicycleGAN(nn.Module):
@@ -132,6 +155,19 @@ class BicycleGAN(nn.Module):
 
     def _d_input(self, A, B):
         return torch.cat([A, B], 1) if self.cfg.model.conditional_D else B
+
+    def _d_on_fake(self, D, A1, fake, key, out):
+        """D's outputs on a fake for G's GAN term, gradients reaching the fake alone. Where a forward
+        of D changes nothing in it (no running statistics) and D runs uncompiled, the outputs are
+        kept in out[key] for D's own loss on that fake in the D phase (_InputGradOnly): one forward
+        of D on each fake, not two. A compiled D's backward computes every gradient at once, weights'
+        included, so it keeps the detached-weights call and the D phase's second forward."""
+        x = self._d_input(A1, fake)
+        if self.cfg.compile != "off" or any(True for _ in D.buffers()):
+            return _frozen_call(D, x)
+        leaf = x.detach().requires_grad_()
+        out[key] = D(leaf)
+        return list(_InputGradOnly.apply(x, (leaf, out[key])))
 
     def _rand_D(self):
         """The discriminator of the random-z branch: D2 in bicycle (D with use_same_D), else D."""
@@ -248,7 +284,7 @@ class BicycleGAN(nn.Module):
             out.update(fake_enc=fake_enc, z_enc=z_enc)
             if self.D is not None:
                 L["G_GAN"] = cfg.lambda_GAN * gan_loss(
-                    _frozen_call(self.D, self._d_input(A1, fake_enc)), True, cfg.gan_mode)
+                    self._d_on_fake(self.D, A1, fake_enc, "D_fake_enc", out), True, cfg.gan_mode)
             L["G_L1"] = cfg.lambda_L1 * l1(fake_enc, B1)
             if cfg.variant != "cae" and cfg.lambda_kl > 0:
                 L["kl"] = cfg.lambda_kl * kl_loss(mu, logvar)
@@ -259,7 +295,7 @@ class BicycleGAN(nn.Module):
             if D is not None and weight > 0:
                 name = "G_GAN2" if cfg.variant == "bicycle" else "G_GAN"
                 L[name] = weight * gan_loss(
-                    _frozen_call(D, self._d_input(A1, fake_rand)), True, cfg.gan_mode)
+                    self._d_on_fake(D, A1, fake_rand, "D_fake_rand", out), True, cfg.gan_mode)
             if cfg.variant == "pix2pix":
                 L["G_L1"] = cfg.lambda_L1 * l1(fake_rand, B1)
             if cfg.variant in ("bicycle", "clr") and cfg.lambda_z > 0:
@@ -284,20 +320,22 @@ class BicycleGAN(nn.Module):
         cfg, L = self.cfg, {}
         A1, B1, A2, B2 = out["A1"], out["B1"], out["A2"], out["B2"]
 
-        def d_loss(D, fake, A_real, B_real):
-            return (gan_loss(D(self._d_input(A1, fake.detach())), False, cfg.gan_mode)
+        def d_loss(D, branch, A_real, B_real):
+            # D's outputs on the fake from the G phase where kept (_d_on_fake), else a forward here
+            fake = out.get(f"D_{branch}") or D(self._d_input(A1, out[branch].detach()))
+            return (gan_loss(fake, False, cfg.gan_mode)
                     + gan_loss(D(self._d_input(A_real, B_real)), True, cfg.gan_mode))
 
         if self.enc_branch and self.D is not None:
-            L["D"] = d_loss(self.D, out["fake_enc"], A1, B1)
+            L["D"] = d_loss(self.D, "fake_enc", A1, B1)
         if self.rand_branch and self._rand_D() is not None:
             if cfg.variant == "bicycle":
                 # use_same_D: D learns from the random branch whatever lambda_GAN2, which weighs
                 # only G's term there (the reference's update_D)
                 if cfg.lambda_GAN2 > 0 or cfg.model.use_same_D:
-                    L["D2"] = d_loss(self._rand_D(), out["fake_rand"], A2, B2)
+                    L["D2"] = d_loss(self._rand_D(), "fake_rand", A2, B2)
             else:
-                L["D"] = d_loss(self.D, out["fake_rand"], A1, B1)
+                L["D"] = d_loss(self.D, "fake_rand", A1, B1)
         return L
 
     def _check_batch(self, batch) -> None:
@@ -345,7 +383,9 @@ class BicycleGAN(nn.Module):
                 LD = self._discriminator_losses(out)
             for n in dis_nets:
                 opts[n].zero_grad(set_to_none=True)
-            scaler.scale(sum(LD.values())).backward()
+            # inputs: the fakes' copies that D's kept outputs grew from (_d_on_fake) need no gradient
+            scaler.scale(sum(LD.values())).backward(
+                inputs=[p for n in dis_nets for p in opts[n].param_groups[0]["params"]])
             self._average_grads(dis_nets)
             for n in dis_nets:
                 scaler.step(opts[n])

@@ -410,6 +410,78 @@ def test_discriminators_get_no_gradient_from_generator_phase():
     assert all(g is None for n in ("D", "D2") for g in grads[n].values())
 
 
+class _Convs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts convolutions by phase, network (the owner of the weight) and kind: fwd, or a backward
+    computing the input's gradient (in), the weight's (w) or both (inw)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.owner = {p.untyped_storage().data_ptr(): n for n, net in model.networks().items()
+                      for p in net.parameters()}
+        self.phase, self.counts = None, {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution.default:
+            key = (self.phase, self.owner[args[1].untyped_storage().data_ptr()], "fwd")
+        elif func is torch.ops.aten.convolution_backward.default:
+            mask = args[-1]
+            key = (self.phase, self.owner[args[2].untyped_storage().data_ptr()],
+                   "bwd_" + "in" * mask[0] + "w" * mask[1])
+        else:
+            key = None
+        if key:
+            self.counts[key] = self.counts.get(key, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def _expected_convs(variant):
+    """By hand, from the reference's networks: unet_256 G has 16 convs (8 down, 8 up), resnet_256 E
+    13 (a conv, then 4 blocks of two convs and a shortcut's), basic_256_multi D 10 (2 scales of 5).
+    Each call is one batch (bicycle: halves of 1). A first conv whose input needs no gradient
+    computes the weight's alone; frozen networks (D in the G+E phase, E on fake_rand in bicycle)
+    the input's alone. D's forward on a fake is made once, in the G+E phase (weights unchanged
+    until the D phase), so the D phase's forwards are of the real images only."""
+    d_ge = {"fwd": 10, "bwd_in": 10}
+    d_d = {"fwd": 10, "bwd_inw": 16, "bwd_w": 4}  # 2 images x 2 scales of first convs: weights only
+    e_enc = {"fwd": 13, "bwd_inw": 12, "bwd_w": 1}  # E(B): B needs no gradient
+    want = {
+        # G(A1, z_enc) needs its input's gradient (z_enc reaches E); G(A1, z_rand) does not
+        "bicycle": {("GE", "G"): {"fwd": 32, "bwd_inw": 31, "bwd_w": 1},
+                    ("GE", "E"): {"fwd": 26, "bwd_inw": 12, "bwd_w": 1, "bwd_in": 13},
+                    ("GE", "D"): d_ge, ("GE", "D2"): d_ge, ("D", "D"): d_d, ("D", "D2"): d_d},
+        "cvae": {("GE", "G"): {"fwd": 16, "bwd_inw": 16}, ("GE", "E"): e_enc},
+        "clr": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1},
+                ("GE", "E"): {"fwd": 13, "bwd_inw": 13}},  # E(fake_rand) trained by the z loss
+        "pix2pix": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1}},
+    }
+    want["cae"] = want["cvae"]
+    if variant != "bicycle":
+        want[variant].update({("GE", "D"): d_ge, ("D", "D"): d_d})
+    return {(phase, net, kind): n for (phase, net), kinds in want[variant].items() for kind, n in kinds.items()}
+
+
+@pytest.mark.parametrize("variant", ["bicycle", "cvae", "cae", "clr", "pix2pix"])
+def test_step_convolutions_per_network_and_phase(variant, monkeypatch):
+    """The compute of a step at the reference's networks (narrow: width changes no count), so that
+    no forward or gradient the objective does not need comes back: the reference's step forwards
+    D on each fake twice (its second in the D phase) and goes back through E and G's random call
+    twice in bicycle (a second backward for the z loss, computing E's weight gradients to drop them)."""
+    # impl ref: every conv an aten one with its network's weight (the Triton kernels' z injection
+    # convolves a slice of it)
+    cfg = TrainConfig(model=ModelConfig(ngf=4, nef=4, ndf=4, impl="ref"), variant=variant, batch_size=2)
+    torch.manual_seed(0)
+    model = BicycleGAN(cfg)
+    convs = _Convs(model)
+    for name, phase in (("_generator_losses", "GE"), ("_discriminator_losses", "D")):
+        def losses(*args, _f=getattr(model, name), _phase=phase):
+            convs.phase = _phase  # the phase's backward follows its losses
+            return _f(*args)
+        monkeypatch.setattr(model, name, losses)
+    with convs:
+        model.train_step(batch(cfg))
+    assert convs.counts == _expected_convs(variant)
+
+
 # ---------------------------------------------------------------------------------------------
 # Every variant and option builds and steps; odd and rectangular sizes
 # ---------------------------------------------------------------------------------------------
