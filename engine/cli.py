@@ -139,7 +139,9 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
-    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on demo data")
+    p.add_argument("--no-eval", action="store_true",
+                   help="skip the final evaluation on demo data (the ones every --eval_every iterations, "
+                   "which the demo preset makes: --eval_every 0)")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="also log losses, learning rate, images/s, sample grids and the config to "
                         "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]'); "

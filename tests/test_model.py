@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
+from bicyclegan.engine.model import _frozen_call
 from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator
 
 SMALL = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
@@ -480,6 +481,41 @@ def test_step_convolutions_per_network_and_phase(variant, monkeypatch):
     with convs:
         model.train_step(batch(cfg))
     assert convs.counts == _expected_convs(variant)
+
+
+def _step_grads(cfg, data, monkeypatch=None):
+    """Every network's gradients as its optimiser's step sees them (a fresh model of seed 0, draws of seed 2)."""
+    torch.manual_seed(0)
+    model, grads = BicycleGAN(cfg), []
+    step = torch.optim.Adam.step
+
+    def recording(opt, *a, **k):
+        grads.extend(p.grad.clone() for g in opt.param_groups for p in g["params"] if p.grad is not None)
+        return step(opt, *a, **k)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", recording)
+        if monkeypatch:
+            monkeypatch(mp)
+        torch.manual_seed(2)
+        model.train_step(data)
+    return grads
+
+
+def test_d_outputs_kept_from_the_g_phase_give_the_gradients_of_a_second_forward_through_the_kernels():
+    """D's outputs on a fake serve both phases (its backward runs twice, retained): through the Triton
+    kernels (interpreter; D's fused InstanceNorm + LeakyReLU, G's z injection) the gradients of every
+    network are those of the reference's two forwards (D called on the fake again in the D phase),
+    to float32 rounding. (A gradient whose true value is 0, of a bias before a norm, is rounding
+    alone on both sides: the bound is on the absolute difference against the network's scale.)"""
+    cfg = small_cfg(batch_size=2, model=dict(impl="triton"))
+    data = batch(cfg)
+    shared = _step_grads(cfg, data)
+    twice = _step_grads(cfg, data, lambda mp: mp.setattr(
+        BicycleGAN, "_d_on_fake", lambda self, D, A1, fake, key, out: _frozen_call(D, self._d_input(A1, fake))))
+    assert len(shared) == len(twice) == sum(1 for net in BicycleGAN(cfg).networks().values() for _ in net.parameters())
+    scale = max(g.abs().max() for g in twice)
+    worst = max((a - b).abs().max() for a, b in zip(shared, twice))
+    assert worst <= 1e-5 * scale, (worst, scale)
 
 
 # ---------------------------------------------------------------------------------------------
