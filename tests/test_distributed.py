@@ -304,21 +304,36 @@ def _group_worker(rank, world, port, out_dir, own):
     json.dump(seen, open(os.path.join(out_dir, f"{rank}.json"), "w"))
 
 
+def _group_workers(rank, world, ports, out_dir):
+    """_group_worker with the group init_distributed starts (in out_dir/own/), then with the caller's (in
+    out_dir/caller/), each on its own port: one pair of processes for the two."""
+    for port, own in zip(ports, ("own", "caller")):
+        os.makedirs(os.path.join(out_dir, own), exist_ok=True)
+        _group_worker(rank, world, port, os.path.join(out_dir, own), own == "own")
+
+
+@pytest.fixture(scope="module")
+def groups(tmp_path_factory):
+    """The folder of _group_workers's two cases."""
+    where = tmp_path_factory.mktemp("groups")
+    spawn_ranks(_group_workers, (2, _free_ports(2), str(where)))
+    return where
+
+
 @pytest.mark.slow
-def test_a_process_group_started_by_the_caller_is_used_and_left_open(tmp_path):
+def test_a_process_group_started_by_the_caller_is_used_and_left_open(groups):
     """Launched by something other than torchrun (no RANK/WORLD_SIZE): the group's own rank and size
     count, so the data is sharded and rank 0 alone writes; the caller's group outlives train()."""
-    spawn_ranks(_group_worker, (2, _free_port(), str(tmp_path), False))
-    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    seen = [json.loads((groups / "caller" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": False, "open_after_train": True} for r in (0, 1)]
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
+    run = groups / "caller" / "run"
+    ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["steps_per_epoch"] == 64  # 512 demo pairs / 2 ranks / batch 4
-    assert [json.loads(ln)["step"] for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(ln)["step"] for ln in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
-def test_the_group_init_distributed_started_is_ended_by_close(tmp_path):
-    spawn_ranks(_group_worker, (2, _free_port(), str(tmp_path), True))
-    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+def test_the_group_init_distributed_started_is_ended_by_close(groups):
+    seen = [json.loads((groups / "own" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
@@ -552,20 +567,25 @@ def test_main_decides_runs_the_work_on_rank_0_alone():
         Dist(rank=0, world=2).main_decides(lambda: (_ for _ in ()).throw(ValueError("rank 0's own")))
 
 
-def _sync_model_worker(rank, world, port, out_dir, sync_bn, steps=3):
+def _sync_model_worker(rank, world, port, out_dir, sync_bns, steps=3):
     """A cAE-GAN with BatchNorm (no random draws, every loss a mean over the batch) trained in float64
-    for a few steps on rank `rank`'s half of each global batch (the whole batch in one process)."""
+    for a few steps on rank `rank`'s half of each global batch (the whole batch in one process), once
+    for each of sync_bns (in one group: one pair of processes for both), into out_dir/<sync_bn>/."""
     torch.set_num_threads(1)
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    cfg = TrainConfig(model=ModelConfig(**TINY, norm="batch"), variant="cae", batch_size=4 // world, sync_bn=sync_bn)
-    model = BicycleGAN(cfg).double()
-    for step in range(steps):
-        batch = {k: v.double() for k, v in _data(100 + step).items()}  # a global batch of 4
-        model.train_step({k: v[rank * 4 // world:(rank + 1) * 4 // world] for k, v in batch.items()})
-    torch.save({n: net.state_dict() for n, net in model.networks().items()}, os.path.join(out_dir, f"{rank}.pt"))
+    for sync_bn in sync_bns:
+        torch.manual_seed(0)
+        cfg = TrainConfig(model=ModelConfig(**TINY, norm="batch"), variant="cae", batch_size=4 // world,
+                          sync_bn=sync_bn)
+        model = BicycleGAN(cfg).double()
+        for step in range(steps):
+            batch = {k: v.double() for k, v in _data(100 + step).items()}  # a global batch of 4
+            model.train_step({k: v[rank * 4 // world:(rank + 1) * 4 // world] for k, v in batch.items()})
+        os.makedirs(os.path.join(out_dir, str(sync_bn)), exist_ok=True)
+        torch.save({n: net.state_dict() for n, net in model.networks().items()},
+                   os.path.join(out_dir, str(sync_bn), f"{rank}.pt"))
     if world > 1:
         dist.destroy_process_group()
 
@@ -574,14 +594,11 @@ def _sync_model_worker(rank, world, port, out_dir, sync_bn, steps=3):
 def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(tmp_path):
     """Two ranks at batch 2 with sync_bn end with the weights of one process at batch 4 (both halves);
     without it, each rank's BatchNorm sees half the batch and the weights go elsewhere."""
-    (tmp_path / "one").mkdir()
-    _sync_model_worker(0, 1, 0, str(tmp_path / "one"), True)
-    one = torch.load(tmp_path / "one" / "0.pt")
+    _sync_model_worker(0, 1, 0, str(tmp_path / "one"), [True])
+    one = torch.load(tmp_path / "one" / "True" / "0.pt")
+    spawn_ranks(_sync_model_worker, (2, _free_port(), str(tmp_path / "two"), [True, False]))
     for sync_bn in (True, False):
-        out = tmp_path / str(sync_bn)
-        out.mkdir()
-        spawn_ranks(_sync_model_worker, (2, _free_port(), str(out), sync_bn))
-        two = torch.load(out / "0.pt")
+        two = torch.load(tmp_path / "two" / str(sync_bn) / "0.pt")
         # atol: a conv bias before a BatchNorm has no gradient but rounding (~1e-17), which Adam scales by
         # lr / eps to ~1e-11, differently in the two runs; every other difference is a step of order lr.
         differs = [f"{net}.{k}" for net in one for k in one[net]
@@ -678,63 +695,107 @@ def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
     assert "[rank1]" not in said and "Connection closed by peer" not in said, said  # rank 1 exits 2, in silence
 
 
+FULL_DISK = {"latest.pt": "CheckpointError: training stopped at step 2: cannot write checkpoint",
+             "latest.png": "OutputError: cannot write sample grid",
+             "log.jsonl": "OutputError: cannot write the training log"}
+
+
 def _full_disk_rank(rank, world, port, out_dir, args, name):
     """_cli_rank where rank 0's disk is full for one file of the run folder: the checkpoint's or a grid's
-    rename fails, or the training log's append."""
-    if rank == 0:
-        from pathlib import Path
+    rename fails, or the training log's append (undone after, for the process's next case)."""
+    from pathlib import Path
 
-        from bicyclegan.engine import trainer
-        if name == "log.jsonl":
-            class Full:
-                def write(self, text):
-                    raise OSError(28, "No space left on device")
+    from bicyclegan.engine import trainer
+    replace = os.replace
+    if rank == 0 and name == "log.jsonl":
+        class Full:
+            def write(self, text):
+                raise OSError(28, "No space left on device")
 
-                def flush(self):
-                    pass
+            def flush(self):
+                pass
 
-                def close(self):
-                    pass
-            trainer.open = lambda *a, **k: Full()
-        else:
-            replace = os.replace
+            def close(self):
+                pass
+        trainer.open = lambda *a, **k: Full()
+    elif rank == 0:
+        def failing(src, dst, **kw):
+            if Path(dst).name == name:
+                raise OSError(28, "No space left on device")
+            return replace(src, dst, **kw)
+        os.replace = failing
+    try:
+        _cli_rank(rank, world, port, out_dir, args)
+    finally:
+        os.replace = replace
+        vars(trainer).pop("open", None)
 
-            def failing(src, dst, **kw):
-                if Path(dst).name == name:
-                    raise OSError(28, "No space left on device")
-                return replace(src, dst, **kw)
-            os.replace = failing
-    _cli_rank(rank, world, port, out_dir, args)
+
+def _full_disk_ranks(rank, world, ports, out_dir, args):
+    """_full_disk_rank for each file of FULL_DISK in turn, in out_dir/<file>/, a group of its own each (on its
+    own port): one pair of processes for the three, whose start-up took most of each case's time. A group an
+    error exit left open is ended as the process's exit would (see _exit_worker)."""
+    for port, name in zip(ports, FULL_DISK):
+        here = os.path.join(out_dir, name)
+        os.makedirs(here, exist_ok=True)
+        if rank == 0:  # spawn_ranks's second launch starts each run afresh (the others wait for rank 0's group)
+            shutil.rmtree(os.path.join(here, "r"), ignore_errors=True)
+        _full_disk_rank(rank, world, port, here, [*args, "--out", os.path.join(here, "r")], name)
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
-def _data_error_rank(rank, world, port, out_dir, args, broken=1):
+def _data_error_rank(rank, world, port, out_dir, args, broken):
     """_cli_rank where rank `broken`'s training loader meets a file broken since the checks at its third batch
-    (rank 0's others, the sample grids', are read before the training)."""
+    (rank 0's others, the sample grids', are read before the training); undone after, for the next case."""
+    from bicyclegan.pipelines import DatasetError
+    from bicyclegan.pipelines.cpu_loader import TorchLoader
+    batches = TorchLoader.__iter__
     if rank == broken:
-        from bicyclegan.pipelines import DatasetError
-        from bicyclegan.pipelines.cpu_loader import TorchLoader
-        batches = TorchLoader.__iter__
-
-        def broken(self):
+        def breaking(self):
             for i, batch in enumerate(batches(self)):
                 if i == 2 and self.shuffle:
                     raise DatasetError("x.png changed since the checks")
                 yield batch
-        TorchLoader.__iter__ = broken
-    _cli_rank(rank, world, port, out_dir, args)
+        TorchLoader.__iter__ = breaking
+    try:
+        _cli_rank(rank, world, port, out_dir, args)
+    finally:
+        TorchLoader.__iter__ = batches
+
+
+def _data_error_ranks(rank, world, ports, out_dir, args):
+    """_data_error_rank with rank 1's data broken, then rank 0's, in out_dir/<broken rank>/, a group of its own
+    each (as _full_disk_ranks): one pair of processes for the two."""
+    for port, broken in zip(ports, (1, 0)):
+        here = os.path.join(out_dir, str(broken))
+        os.makedirs(here, exist_ok=True)
+        if rank == 0:  # (as in _full_disk_ranks)
+            shutil.rmtree(os.path.join(here, "r"), ignore_errors=True)
+        _data_error_rank(rank, world, port, here, [*args, "--out", os.path.join(here, "r")], broken)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def data_error(tmp_path_factory):
+    """The folder of _data_error_ranks's two cases, <broken rank>/: each rank's {rank}.json and the run r/."""
+    where = tmp_path_factory.mktemp("data_error")
+    args = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef", "4",
+            "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--save_every", "2", "--log_every", "2",
+            "--num_workers", "0"]
+    spawn_ranks(_data_error_ranks, (2, _free_ports(2), str(where), args))
+    return where
 
 
 @pytest.mark.slow
-def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(tmp_path):
+def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(data_error):
     """Rank 1's data error ended it (its one line, exit 2) in the middle of the step, while rank 0 waited in
     that step's gradient all-reduce: gloo failed rank 0 there ("Connection closed by peer"), which it
     printed as a bug's traceback. Rank 0 now says in one line where it stopped, that another rank ended
     (which prints its own error) and which checkpoint is intact."""
-    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
-            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
-            "--save_every", "2", "--log_every", "2", "--num_workers", "0"]
-    spawn_ranks(_data_error_rank, (2, _free_port(), str(tmp_path), args))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    case = data_error / "1"
+    r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r1["rc"] == 2 and r1["stderr"].startswith("bicyclegan train: DatasetError: training stopped at step 3 ")
     assert "x.png changed since the checks" in r1["stderr"]
     assert r0["rc"] == 2, r0
@@ -744,23 +805,20 @@ def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(tmp_pa
                         r"closed by peer \[127.0.0.1\]:\d+|Read error \[127.0.0.1\]:\d+: Connection reset by peer)\)",
                         line), line  # (what gloo said, in short: either, by when the peer's socket closed)
     assert "Traceback" not in r0["stderr"]
-    ckpt = tmp_path / "r" / "checkpoints" / "latest.pt"
+    ckpt = case / "r" / "checkpoints" / "latest.pt"
     assert then == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
     assert ckpt.exists()
 
 
 @pytest.mark.slow
-def test_a_rank_that_lost_rank_0_names_the_checkpoint_rank_0_wrote(tmp_path):
+def test_a_rank_that_lost_rank_0_names_the_checkpoint_rank_0_wrote(data_error):
     """Rank 0 alone writes the checkpoints, and only its record of them was kept: rank 1, stopped by rank 0's
     error, said "no checkpoint was written before it: start the run again" of a run that had saved step 2."""
-    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
-            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
-            "--save_every", "2", "--log_every", "2", "--num_workers", "0"]
-    spawn_ranks(_data_error_rank, (2, _free_port(), str(tmp_path), args, 0))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    case = data_error / "0"
+    r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 2 and "x.png changed since the checks" in r0["stderr"], r0
     assert r1["rc"] == 2 and "RankLostError: training stopped after step 2 " in r1["stderr"], r1
-    ckpt = tmp_path / "r" / "checkpoints" / "latest.pt"
+    ckpt = case / "r" / "checkpoints" / "latest.pt"
     assert r1["stderr"].splitlines()[-1] == f"the last good checkpoint is {ckpt} (step 2): resume it with --resume"
     assert torch.load(ckpt, weights_only=False)["step"] == 2
 
@@ -836,23 +894,27 @@ def test_a_rank_lost_at_start_up_is_one_line_on_the_others(tmp_path):
                         r"\[127.0.0.1\]:\d+\)", r0["stderr"].splitlines()[-1]), r0
 
 
+@pytest.fixture(scope="module")
+def full_disk(tmp_path_factory):
+    """The folder of FULL_DISK's cases, each case's ranks' {rank}.json in <file>/."""
+    where = tmp_path_factory.mktemp("full_disk")
+    args = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef", "4",
+            "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--log_every", "2", "--sample_every", "2",
+            "--save_every", "2", "--num_workers", "0"]
+    spawn_ranks(_full_disk_ranks, (2, _free_ports(len(FULL_DISK)), str(where), args))
+    return where
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name, error", [("latest.pt", "CheckpointError: training stopped at step 2: cannot write "
-                                                       "checkpoint"),
-                                         ("latest.png", "OutputError: cannot write sample grid"),
-                                         ("log.jsonl", "OutputError: cannot write the training log")])
-def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(tmp_path, name, error):
+@pytest.mark.parametrize("name", FULL_DISK)
+def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(full_disk, name):
     """Rank 0 alone writes the run folder while the ranks train: its failed write (a full disk) was its
     one line and exit 2, while the other ranks went on into the next step's all-reduce, where gloo
     failed them with a traceback ("Connection closed by peer") and NCCL left them waiting until torchrun
     killed them."""
-    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
-            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4",
-            "--log_every", "2", "--sample_every", "2", "--save_every", "2", "--num_workers", "0"]
-    spawn_ranks(_full_disk_rank, (2, _free_port(), str(tmp_path), args, name))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((full_disk / name / f"{r}.json").read_text()) for r in (0, 1))
     (line,) = (line for line in r0["stderr"].splitlines() if line.startswith("bicyclegan train: "))
-    assert r0["rc"] == 2 and line.startswith(f"bicyclegan train: {error}"), r0
+    assert r0["rc"] == 2 and line.startswith(f"bicyclegan train: {FULL_DISK[name]}"), r0
     assert "No space left on device" in line
     assert r1 == {"rc": 2, "stderr": ""}
 
