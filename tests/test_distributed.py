@@ -83,10 +83,30 @@ def _free_ports(n):
             s.close()
 
 
+def _in_turn(rank, world, ports, out_dir, cases):
+    """worker(rank, world, port, out_dir/name, *args) for each (name, worker, *args) of cases in turn, in this
+    rank's process, each on a port of its own (each worker starts and ends its own group): one pair of
+    processes for several tests, whose start-up took most of each test's time."""
+    for port, (name, worker, *args) in zip(ports, cases):
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+        worker(rank, world, port, os.path.join(out_dir, name), *args)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The folder of the workers below that need no processes of their own, run in turn by one pair of
+    spawned processes: <name>/ each (the groups' cases last: the first sets RANK, which the second clears)."""
+    cases = [("sync", _worker, True), ("mean", _mean_worker), ("bn", _bn_worker),
+             ("sync_bn", _sync_model_worker, [True, False]), ("own", _group_worker, True),
+             ("caller", _group_worker, False)]
+    where = tmp_path_factory.mktemp("pair")
+    spawn_ranks(_in_turn, (2, _free_ports(len(cases)), str(where), cases))
+    return where
+
+
 @pytest.mark.slow
-def test_ranks_stay_in_sync(tmp_path):
-    spawn_ranks(_worker, (2, _free_port(), str(tmp_path), True))
-    r0, r1 = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+def test_ranks_stay_in_sync(pair, tmp_path):
+    r0, r1 = (torch.load(pair / "sync" / f"{r}.pt") for r in (0, 1))
     for net in r0:
         for k in r0[net]:
             torch.testing.assert_close(r0[net][k], r1[net][k], rtol=0, atol=0, msg=f"{net}.{k}")
@@ -304,36 +324,20 @@ def _group_worker(rank, world, port, out_dir, own):
     json.dump(seen, open(os.path.join(out_dir, f"{rank}.json"), "w"))
 
 
-def _group_workers(rank, world, ports, out_dir):
-    """_group_worker with the group init_distributed starts (in out_dir/own/), then with the caller's (in
-    out_dir/caller/), each on its own port: one pair of processes for the two."""
-    for port, own in zip(ports, ("own", "caller")):
-        os.makedirs(os.path.join(out_dir, own), exist_ok=True)
-        _group_worker(rank, world, port, os.path.join(out_dir, own), own == "own")
-
-
-@pytest.fixture(scope="module")
-def groups(tmp_path_factory):
-    """The folder of _group_workers's two cases."""
-    where = tmp_path_factory.mktemp("groups")
-    spawn_ranks(_group_workers, (2, _free_ports(2), str(where)))
-    return where
-
-
 @pytest.mark.slow
-def test_a_process_group_started_by_the_caller_is_used_and_left_open(groups):
+def test_a_process_group_started_by_the_caller_is_used_and_left_open(pair):
     """Launched by something other than torchrun (no RANK/WORLD_SIZE): the group's own rank and size
     count, so the data is sharded and rank 0 alone writes; the caller's group outlives train()."""
-    seen = [json.loads((groups / "caller" / f"{r}.json").read_text()) for r in (0, 1)]
+    seen = [json.loads((pair / "caller" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": False, "open_after_train": True} for r in (0, 1)]
-    run = groups / "caller" / "run"
+    run = pair / "caller" / "run"
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["steps_per_epoch"] == 64  # 512 demo pairs / 2 ranks / batch 4
     assert [json.loads(ln)["step"] for ln in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
-def test_the_group_init_distributed_started_is_ended_by_close(groups):
-    seen = [json.loads((groups / "own" / f"{r}.json").read_text()) for r in (0, 1)]
+def test_the_group_init_distributed_started_is_ended_by_close(pair):
+    seen = [json.loads((pair / "own" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
@@ -426,11 +430,10 @@ def _mean_worker(rank, world, port, out_dir):
 
 
 @pytest.mark.slow
-def test_logged_losses_are_means_over_every_rank(tmp_path):
+def test_logged_losses_are_means_over_every_rank(pair):
     """Every rank logs the same global means, and so sees the same divergence (where one rank alone
     raising would leave the other waiting in its next all-reduce)."""
-    spawn_ranks(_mean_worker, (2, _free_port(), str(tmp_path)))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((pair / "mean" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1
     assert r0["G_L1"] == pytest.approx((3.0 + 6.0) / 6) and r0["D"] == float("inf")
     assert list(r0) == ["G_L1", "D"]
@@ -491,12 +494,11 @@ def _bn_worker(rank, world, port, out_dir):
 
 
 @pytest.mark.slow
-def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(tmp_path):
+def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(pair):
     """Each of two gloo ranks holds half a batch: output, input gradient, weight and bias gradients
     (summed over the ranks, as the averaged gradients are then taken) and the running statistics are
     those of one nn.BatchNorm2d on the whole batch, in training and cumulative (momentum None) mode."""
-    spawn_ranks(_bn_worker, (2, _free_port(), str(tmp_path)))
-    ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
+    ranks = [torch.load(pair / "bn" / f"{r}.pt") for r in (0, 1)]
     for momentum in (0.1, None):
         bn, x, dy = _bn_case(momentum)
         x.requires_grad_()
@@ -591,14 +593,13 @@ def _sync_model_worker(rank, world, port, out_dir, sync_bns, steps=3):
 
 
 @pytest.mark.slow
-def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(tmp_path):
+def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(pair, tmp_path):
     """Two ranks at batch 2 with sync_bn end with the weights of one process at batch 4 (both halves);
     without it, each rank's BatchNorm sees half the batch and the weights go elsewhere."""
     _sync_model_worker(0, 1, 0, str(tmp_path / "one"), [True])
     one = torch.load(tmp_path / "one" / "True" / "0.pt")
-    spawn_ranks(_sync_model_worker, (2, _free_port(), str(tmp_path / "two"), [True, False]))
     for sync_bn in (True, False):
-        two = torch.load(tmp_path / "two" / str(sync_bn) / "0.pt")
+        two = torch.load(pair / "sync_bn" / str(sync_bn) / "0.pt")
         # atol: a conv bias before a BatchNorm has no gradient but rounding (~1e-17), which Adam scales by
         # lr / eps to ~1e-11, differently in the two runs; every other difference is a step of order lr.
         differs = [f"{net}.{k}" for net in one for k in one[net]
