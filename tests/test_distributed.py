@@ -920,6 +920,22 @@ def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(fu
     assert r1 == {"rc": 2, "stderr": ""}
 
 
+def _going_back_ranks(rank, world, ports, out_dir, args):
+    """_cli_rank of a run of `args` (in out_dir/first/), then of its resume from epoch 1 (in out_dir/back/), in one
+    pair of processes, each on a port of its own; rank 0 copies the run's checkpoints to out_dir/before/ between."""
+    out = args[args.index("--out") + 1]
+    for name in ("first", "back"):
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    if rank == 0:  # spawn_ranks's second launch starts the run afresh (the others wait for rank 0's group)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(os.path.join(out_dir, "before"), ignore_errors=True)
+    _cli_rank(rank, world, ports[0], os.path.join(out_dir, "first"), args)
+    if rank == 0:  # (before it joins the second group: rank 1 waits there)
+        shutil.copytree(os.path.join(out, "checkpoints"), os.path.join(out_dir, "before"))
+    _cli_rank(rank, world, ports[1], os.path.join(out_dir, "back"),
+              [*args, "--resume", "--epoch", "1", "--max_steps", "3"])
+
+
 @pytest.mark.slow
 def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_path):
     """Two ranks resumed from an earlier epoch_N.pt: rank 0 alone moves the abandoned continuation's
@@ -933,12 +949,11 @@ def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_pat
             "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi",
             "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
             "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
-    spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), args))
-    assert [json.loads((tmp_path / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
-    before = {p.name: p.read_bytes() for p in ckpts.glob("*.pt")}
+    spawn_ranks(_going_back_ranks, (2, _free_ports(2), str(tmp_path), args))
+    assert [json.loads((tmp_path / "first" / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "before").glob("*.pt")}
     assert sorted(before) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
-    spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), [*args, "--resume", "--epoch", "1", "--max_steps", "3"]))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((tmp_path / "back" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 0 and r0["stderr"].count("are moved to") == 1, r0
     said = f"past it (epoch_2.pt, epoch_3.pt, latest.pt) are moved to {ckpts / 'abandoned_after_step_2'},"
     assert said in r0["stderr"], r0
