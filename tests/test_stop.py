@@ -802,13 +802,6 @@ time.sleep(600)
 """
 
 
-def _running(pid):
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.slow
 def test_loader_workers_end_when_the_loading_process_is_killed(cli_data, env):
     # SIGKILL (torchrun's 30 s after its signal, the OOM killer) leaves the workers nothing to wait for:
