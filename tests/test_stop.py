@@ -661,8 +661,21 @@ def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
     if torchrun:
         env["TORCHELASTIC_RUN_ID"] = "none"
+    with _launcher_killed(tmp_path, WATCHING, env, wait=20 if torchrun else 3) as (launcher, child, _):  # polls 0.1 s
+        said = (tmp_path / "out.txt").read_text()
+        assert _running(child) is not torchrun, said
+        gone = f"torchrun (pid {launcher.pid}), which started this process, is gone: stopping as on a SIGTERM"
+        assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
+                                          "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
+
+
+@contextlib.contextmanager
+def _launcher_killed(tmp_path, script, env, wait):
+    """Runs `script` (which prints "watching" once its watch runs) as the child of a stand-in launcher in a
+    session of its own, kills the launcher with SIGKILL and waits up to `wait` s for the child to end; yields
+    (launcher, the child's pid, the time of the kill). Its output: tmp_path/out.txt. The child is killed after."""
     with open(tmp_path / "out.txt", "w") as out:
-        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, WATCHING], env=env, stdout=out,
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, script], env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
     child = []
     try:
@@ -670,16 +683,13 @@ def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(tmp_pat
         while "watching" not in (tmp_path / "out.txt").read_text() and time.time() < end:
             time.sleep(0.1)
         child = _ranks(launcher, 1)
+        killed = time.time()  # (the launcher ends after this)
         launcher.kill()
         launcher.wait()
-        end = time.time() + (20 if torchrun else 3)  # it polls every 0.1 s here
+        end = time.time() + wait
         while _running(child[0]) and time.time() < end:
             time.sleep(0.1)
-        said = (tmp_path / "out.txt").read_text()
-        assert _running(child[0]) is not torchrun, said
-        gone = f"torchrun (pid {launcher.pid}), which started this process, is gone: stopping as on a SIGTERM"
-        assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
-                                          "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
+        yield launcher, child[0], killed
     finally:
         for pid in child:
             with contextlib.suppress(ProcessLookupError):
@@ -708,31 +718,13 @@ def test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once(tm
     before local rank 0 has said it; a second watch_launcher in one process adds no second SIGTERM."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")},
            "TORCHELASTIC_RUN_ID": "none", "LOCAL_RANK": "1"}
-    with open(tmp_path / "out.txt", "w") as out:
-        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, OTHER_RANK], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-    child = []
-    try:
-        end = time.time() + 60
-        while "watching" not in (tmp_path / "out.txt").read_text() and time.time() < end:
-            time.sleep(0.1)
-        child = _ranks(launcher, 1)
-        killed = time.time()  # (the launcher ends after this)
-        launcher.kill()
-        launcher.wait()
-        end = time.time() + 20
-        while _running(child[0]) and time.time() < end:
-            time.sleep(0.1)
+    with _launcher_killed(tmp_path, OTHER_RANK, env, wait=20) as (_, child, killed):
         said = (tmp_path / "out.txt").read_text()
         lines = said.splitlines()
-        assert not _running(child[0]), said
+        assert not _running(child), said
         # no "torchrun ... is gone" line, one SIGTERM
         assert lines[0] == "watching" and [x.rsplit(" ", 1)[0] for x in lines[1:]] == ["SIGTERM received"], said
         assert float(lines[1].split()[-1]) - killed >= 1.0, said
-    finally:
-        for pid in child:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 # -- the torch loader's workers ---------------------------------------------------------------------------
