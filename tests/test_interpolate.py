@@ -215,6 +215,16 @@ def test_a_seed_or_segments_that_make_no_code_are_refused(tmp_path, demo_root, c
     assert (said["seed"], len(said["codes"])) == (7, 3)
     assert main([*run, "--path", "encoded", "--segments", "2", "--num", "1"]) == 0
     assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00000", "00001", "00002"]
+    assert main([*run, "--path", "encoded", "--refs", "2,0", "--num", "1"]) == 0  # (--refs alone: no default segments)
+    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00002", "00000"]
+    # a seed of 0 is given too (not a missing one)
+    with pytest.raises(ConfigError, match=r"^seed=0 draws the codes of path=random"):
+        interpolate(tiny(demo_root), out=tmp_path / "z", path="encoded", refs=[0, 1], seed=0, progress=False)
+    # neither given: video.py's, 5 segments (6 codes) drawn with seed 50
+    assert main([*run, "--num", "1"]) == 0
+    said = json.loads((tmp_path / "o" / "path.json").read_text())
+    assert said["seed"] == 50 and torch.equal(torch.tensor(said["codes"]),
+                                              torch.randn(6, 8, generator=torch.Generator().manual_seed(50)))
 
 
 def test_an_encoded_path_without_refs_on_too_few_inputs_says_so_in_the_options_given(tmp_path, demo_root):
@@ -228,6 +238,16 @@ def test_an_encoded_path_without_refs_on_too_few_inputs_says_so_in_the_options_g
     out = interpolate(tiny(demo_root), out=tmp_path / "b", path="encoded", segments=3, num=1, frames=1, mp4=False,
                       progress=False)
     assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00001", "00002", "00003"]
+    # refs given may name more codes than the inputs read (there and back: 3 codes from 2 inputs)
+    out = interpolate(tiny(demo_root), out=tmp_path / "c", path="encoded", refs=[0, 1, 0], num=1, frames=1,
+                      mp4=False, progress=False)
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00001", "00000"]
+    # a split of one input has no segments to offer: another split, or the random path
+    (tmp_path / "one" / "val").mkdir(parents=True)
+    (tmp_path / "one" / "val" / "00000.png").write_bytes((demo_root / "val" / "00000.png").read_bytes())
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'one' / 'val'} has 1 input: give a split of 2 or "
+                                                    f"more, or path=random")):
+        interpolate(tiny(demo_root), tmp_path / "one", out=tmp_path / "d", path="encoded", progress=False)
 
 
 def test_an_input_the_generator_cannot_take_is_refused_by_name_before_anything_is_written(tmp_path, demo_root):
@@ -270,10 +290,17 @@ class Rank1(Dist):
         return work()
 
 
+class Rank1Told(Dist):
+    """Rank 1 of 2 told the codes of an encoded path (zeros: what it reads is under test), which rank 0 makes."""
+    def main_says(self, work):
+        return torch.zeros(2, 8)
+
+
 @pytest.mark.parametrize("dist, path, refs, want, share", [
     (Dist(rank=0, world=2), "random", None, ["00000", "00001"], ["00000", "00001"]),
     (Rank1(rank=1, world=2), "random", None, ["00002", "00003"], ["00002", "00003"]),
     (Dist(rank=0, world=2), "encoded", [1, 0], ["00000", "00001"], ["00000", "00001"]),  # rank 0 encodes its refs
+    (Rank1Told(rank=1, world=2), "encoded", [0, 1], ["00002", "00003"], ["00002", "00003"]),  # ... rank 1 reads none
     # (rank 0 of 3 has input 0 of 4; one pass from the first input it needs to the last)
     (Dist(rank=0, world=3), "encoded", [0, 2], ["00000", "00001", "00002"], ["00000"]),
 ])
@@ -302,6 +329,66 @@ def test_under_torchrun_a_rank_reads_only_the_inputs_it_needs(tmp_path, demo_roo
     assert sorted(p.name for p in (out / "images").glob("*_strip.png")) == [f"{stem}_strip.png" for stem in share]
 
 
+def _copy_val(demo_root, folder):
+    (folder / "val").mkdir(parents=True)
+    for f in sorted((demo_root / "val").glob("*.png")):
+        (folder / "val" / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
+def _breaking(monkeypatch, victim):
+    """The loader of interpolate, with `victim` broken once it has been checked."""
+    module = importlib.import_module("bicyclegan.engine.interpolate")  # not the function of that name
+    build = module.build_loader
+
+    def breaking(*args, **kwargs):
+        loader = build(*args, **kwargs)
+        victim.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        return loader
+    monkeypatch.setattr(module, "build_loader", breaking)
+
+
+def _images(out):
+    return {p.name: p.read_bytes() for p in (out / "images").iterdir() if p.suffix == ".png"}
+
+
+def test_a_file_broken_since_the_checks_is_left_out_and_the_others_keep_their_places(tmp_path, demo_root,
+                                                                                       monkeypatch):
+    # skip_bad puts the next good input in a broken one's place: it must not be written under the broken one's
+    # name (nor a second time). The files are those of a call without the broken input; a broken reference image
+    # of an encoded path is said as such (unchecked, it would be a KeyError once the codes are made).
+    data = _copy_val(demo_root, tmp_path / "data")
+    whole = _images(interpolate(tiny(demo_root), data, out=tmp_path / "whole", num=4, frames=1, mp4=False,
+                                progress=False))
+    assert len(whole) == 2 * 4  # input and strip
+    _breaking(monkeypatch, data / "val" / "00001.png")
+    got = _images(interpolate(tiny(demo_root), data, out=tmp_path / "broken", num=4, frames=1, mp4=False,
+                              progress=False, skip_bad=True))
+    assert got == {k: v for k, v in whole.items() if not k.startswith("00001_")}
+    _copy_val(demo_root, tmp_path / "data2")
+    _breaking(monkeypatch, tmp_path / "data2" / "val" / "00001.png")
+    with pytest.raises(DatasetError, match=f"^the reference image {re.escape(str(tmp_path / 'data2' / 'val'))}"
+                                           f"/00001.png could not be read$"):
+        interpolate(tiny(demo_root), tmp_path / "data2", out=tmp_path / "r", num=1, path="encoded", refs=[0, 1],
+                    frames=1, mp4=False, progress=False, skip_bad=True)
+
+
+def test_an_input_between_the_references_that_no_output_shows_is_not_read(tmp_path, demo_root):
+    # One input interpolated, codes of inputs 0 and 2: input 1 is in the one pass but neither shown nor encoded,
+    # so a file the generator could not take there stops nothing (preprocess none: 40 px wide is no multiple of 32)
+    data = _copy_val(demo_root, tmp_path / "data")
+    Image.fromarray(np.zeros((32, 80, 3), np.uint8)).save(data / "val" / "00001.png")
+    out = interpolate(tiny(demo_root), data, out=tmp_path / "o", num=1, path="encoded", refs=[0, 2], frames=1,
+                      mp4=False, progress=False)
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00002"]
+
+
+def test_the_count_line_counts_the_inputs_there_are(tmp_path, demo_root, capsys):
+    # --num above the split's 4 inputs: 4 interpolated, of 4
+    interpolate(tiny(demo_root), out=tmp_path / "o", num=9, frames=1, mp4=False, progress=True)
+    assert capsys.readouterr().err.splitlines()[-1] == "interpolated 4/4"
+
+
 def test_a_size_the_preprocess_does_not_use_is_refused(tmp_path, demo_root, capsys):
     # preprocess none (the tiny model's) keeps each file's size: --load_size 16 or --crop_size 64 were taken and
     # every file came out byte for byte as without them; crop uses no load_size, scale_width no crop_size
@@ -319,9 +406,11 @@ def test_a_size_the_preprocess_does_not_use_is_refused(tmp_path, demo_root, caps
         assert f"ConfigError: {said}" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     # where the preprocess uses them they are taken
-    for command, *options in (["sample", "--preprocess", "crop", "--crop_size", "32"],
-                              ["interpolate", "--preprocess", "scale_width", "--load_size", "32", "--no-mp4"]):
-        assert main([command, str(ckpt), "--out", str(tmp_path / command), "--device", "cpu", "--num", "1",
+    for i, (command, *options) in enumerate((
+            ["sample", "--preprocess", "crop", "--crop_size", "32"],
+            ["interpolate", "--preprocess", "scale_width", "--load_size", "32", "--no-mp4"],
+            ["sample", "--preprocess", "scale_width_and_crop", "--load_size", "32", "--crop_size", "32"])):
+        assert main([command, str(ckpt), "--out", str(tmp_path / str(i)), "--device", "cpu", "--num", "1",
                      *options]) == 0
 
 

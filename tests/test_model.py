@@ -323,6 +323,9 @@ WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, l
     # BatchNorm: running statistics move in every forward in train mode, E's on fake_rand and D's in
     # the G phase included (the reference's frozen nets still update them)
     dict(steps=2, **WEIGHTS, model=dict(norm="batch")),
+    # ... where D runs again on each fake in the D phase (the kept outputs would skip a forward, and its
+    # update of the statistics): conditional, each fake beside A1, bicycle's random-z half too
+    dict(model=dict(norm="batch", conditional_D=True)),
     dict(gan_mode="vanilla", model=dict(where_add="input", upsample="bilinear")),
     dict(**WEIGHTS, lambda_ms=0.3),
     dict(**WEIGHTS, gan_mode="vanilla", batch_size=6, model=dict(use_same_D=True, where_add="input", nl="lrelu")),
@@ -410,6 +413,21 @@ def test_discriminators_get_no_gradient_from_generator_phase():
     assert model.D is not None and model.D2 is not None
     assert all(g is None for n in ("D", "D2") for g in grads[n].values())
 
+
+
+def test_nonfinite_counts_every_networks_nan_and_inf_values():
+    """nonfinite's counts, by hand: a NaN and an inf in one of G's tensors and a -inf in another (3 in G, summed
+    over its tensors), a NaN in a running statistic of D's BatchNorm (a buffer: 1), an inf in the moving average
+    of G (1); E and D2 stay finite and are not listed. Networks in their order (describe_nonfinite's words)."""
+    model = BicycleGAN(small_cfg(ema=0.9, model=dict(norm="batch")))
+    assert model.nonfinite() == {}
+    with torch.no_grad():
+        first, *_, last = model.G.parameters()
+        first.view(-1)[:2] = torch.tensor([math.nan, math.inf])
+        last.view(-1)[0] = -math.inf
+        next(b for b in model.D.buffers() if b.is_floating_point()).view(-1)[0] = math.nan
+        next(model.G_ema.parameters()).view(-1)[0] = math.inf
+    assert list(model.nonfinite().items()) == [("G", 3), ("D", 1), ("G_ema", 1)]
 
 class _Convs(torch.utils._python_dispatch.TorchDispatchMode):
     """Counts convolutions by phase, network (the owner of the weight) and kind: fwd, or a backward
