@@ -8,9 +8,15 @@ Each is another plausible mistake in a fixed line than its revert where there is
 a condition inverted or dropped, the wrong tensor or path. Results: docs/mutation-engine.md, "The
 session's fixes".
 
+A later session's fixes (6621da3..ea00c07) follow the same way: interpolate's refusals of options that
+make no code and each rank's share of its inputs (IP, IS), a --phase outside the dataset folder (PH), a
+size the preprocess does not use (LS), interpolate's options without a default (CL), compare's and the
+sweep's encoded notes (EN). Results: docs/mutation-engine.md, "D's shared outputs, the weights' check,
+interpolate's refusals and shares".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
-    .venv/bin/python tools/mutation_fixes.py            # every mutant (about 7 min on 2 cores)
+    .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
     .venv/bin/python tools/mutation_fixes.py CF01 TR03  # some of them; build/mutation-fixes/results.jsonl
 """
 import sys
@@ -22,6 +28,7 @@ from mutation_loop import run  # noqa: E402
 CFG, M, OF, IO, R = "engine/config.py", "engine/model.py", "engine/official.py", "engine/io.py", "engine/report.py"
 DL, CK, T, EV = "engine/download.py", "engine/checkpoint.py", "engine/trainer.py", "engine/evaluate.py"
 DA, FI = "pipelines/dali_loader.py", "pipelines/files.py"
+IP, RT, SP, CLI = "engine/interpolate.py", "engine/runtime.py", "pipelines/spec.py", "engine/cli.py"
 CONFIG = ["tests/test_config.py"]
 SAME_D = ["tests/test_model.py::test_train_step_equals_reference_order"]
 PARTING = ["tests/test_official.py::test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours"]
@@ -50,6 +57,11 @@ SPLITS = ["tests/test_own_data.py::test_inference_on_a_dataset_of_a_training_spl
           "tests/test_pipelines_errors.py::test_a_split_that_is_there_in_another_layout_is_not_called_missing_"
           "beside_the_splits"]
 NO_B = ["tests/test_own_data.py"]
+INT = ["tests/test_interpolate.py"]  # (the whole file: 22 tests, 6 s)
+PHASE = ["tests/test_user_paths.py::test_a_phase_that_is_not_a_split_of_the_dataset_is_refused"]
+SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
+NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
+         "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -173,6 +185,83 @@ MUTANTS = [
      'self.has_B = self.layout != "single"', NO_B),
     ('NB03', T, 'if cfg.keep_best == "encoded_l1" and not self.evaluation.has_B:',
      'if cfg.keep_best == "encoded_l1" and self.evaluation.layout == "single":', NO_B),
+    # -- the next session's (6621da3..ea00c07) --
+    # interpolate: refs, seed and segments where they make no code; their defaults; too few inputs without refs
+    ('IP01', IP, 'if refs is not None and path != "encoded":',
+     'if refs is not None and path == "encoded":', INT),
+    ('IP02', IP, 'if seed is not None and path == "encoded":',
+     'if seed is not None and path == "random":', INT),
+    ('IP03', IP, 'if seed is not None and path == "encoded":',
+     'if seed and path == "encoded":', INT),
+    ('IP04', IP, 'if segments is not None and refs is not None:',
+     'if segments is not None and path == "encoded":', INT),
+    ('IP05', IP, 'segments, seed = 5 if segments is None else segments, 50 if seed is None else seed',
+     'segments, seed = 4 if segments is None else segments, 50 if seed is None else seed', INT),
+    ('IP06', IP, 'segments, seed = 5 if segments is None else segments, 50 if seed is None else seed',
+     'segments, seed = 5 if segments is None else segments, 0 if seed is None else seed', INT),
+    ('IP07', IP, 'if refs is None and len(listed) < len(chosen):',
+     'if refs is None and len(listed) <= len(chosen):', INT),
+    ('IP08', IP, 'if refs is None and len(listed) < len(chosen):',
+     'if len(listed) < len(chosen):', INT),
+    ('IP09', IP, 'fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1',
+     'fewer = (f"segments={len(listed)} or fewer, or refs" if len(listed) > 1', INT),
+    ('IP10', IP, 'fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1',
+     'fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) >= 1', INT),
+    ('IP11', IP, '            if loader.layout == "single":\n',
+     '            if layout == "single":\n', INT),
+    # interpolate: each rank reads its share (rank 0 the references too), a file broken since the checks
+    ('IS01', IP, '        total = min(num, len(listed))\n',
+     '        total = num\n', INT),
+    ('IS02', IP, 'wanted = {*range(*shard_range(total, dist.rank, dist.world)),',
+     'wanted = {*range(*shard_range(total, 0, dist.world)),', INT),
+    ('IS03', IP, '*(chosen if path == "encoded" and dist.main\n',
+     '*(chosen if path == "encoded"\n', INT),
+    ('IS04', IP, 'loader.set_epoch(0, min(wanted))',
+     'loader.set_epoch(0, 0)', INT),
+    ('IS05', IP, 'zip(range(min(wanted), max(wanted) + 1), loader)',
+     'zip(range(min(wanted), max(wanted)), loader)', INT),
+    ('IS06', IP, 'if i in wanted and batch["paths"][0] == listed[i].path:',
+     'if i in wanted:', INT),
+    ('IS07', IP, 'if i in wanted and batch["paths"][0] == listed[i].path:',
+     'if batch["paths"][0] == listed[i].path:', INT),
+    ('IS08', IP, 'if path == "encoded" and dist.main and (lost :=',
+     'if False and (lost :=', INT),
+    ('IS09', IP, '            if i not in read:  # (broken since the checks: left out)\n                return None\n',
+     '', INT),
+    ('IS10', IP, '"refs": [run.stems[r] for r in refs]',
+     '"refs": [run.labels[r] for r in refs]', INT),
+    ('IS11', IP, 'rows = write_shares(dist, run.total, make, write,',
+     'rows = write_shares(dist, num, make, write,', INT),
+    # inference_data: a --phase that is not a folder of the dataset folder
+    ('PH01', RT, 'if phase and (Path(phase).is_absolute() or not Path(phase).parts or',
+     'if phase and (not Path(phase).parts or', PHASE),
+    ('PH02', RT, 'if phase and (Path(phase).is_absolute() or not Path(phase).parts or',
+     'if phase and (Path(phase).is_absolute() or', PHASE),
+    ('PH03', RT, 'or ".." in Path(phase).parts):',
+     'or ".." in Path(phase).parts[:1]):', PHASE),
+    # with_data_settings: a --load_size or --crop_size the preprocess does not use
+    ('LS01', RT, 'if value is not None and mode not in modes:',
+     'if value is not None and mode in modes:', SIZES),
+    ('LS02', RT, 'if value is not None and mode not in modes:',
+     'if mode not in modes:', SIZES),
+    ('LS03', RT, '("load_size", load_size, RESIZING, "resize to")',
+     '("load_size", load_size, CROPPING, "resize to")', SIZES),
+    ('LS04', RT, '("crop_size", crop_size, CROPPING, "crop to")',
+     '("crop_size", crop_size, RESIZING, "crop to")', SIZES),
+    ('LS05', RT, "{'as given' if preprocess else 'as the model was trained'}",
+     "{'as the model was trained' if preprocess else 'as given'}", SIZES),
+    ('LS06', SP, 'RESIZING = ("resize_and_crop", "scale_width", "scale_width_and_crop")',
+     'RESIZING = ("resize_and_crop", "scale_width")', SIZES),
+    # interpolate's options without a default, so that the refusals above can tell whether they were given
+    ('CL01', CLI, 'p.add_argument("--segments", type=_at_least(1), help=',
+     'p.add_argument("--segments", type=_at_least(1), default=5, help=', INT),
+    ('CL02', CLI, 'p.add_argument("--seed", type=_SEED, help="seed of --path random',
+     'p.add_argument("--seed", type=_SEED, default=50, help="seed of --path random', INT),
+    # compare's and the sweep's notes: each encoded '-' its row's recorded reason
+    ('EN01', R, 'else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODED_EITHER) if k in ENCODED',
+     'else NO_ENCODED_EITHER if k in ENCODED', NOTES),
+    ('EN02', R, 'else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODED_EITHER) if k in ENCODED',
+     'else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODER) if k in ENCODED', NOTES),
 ]
 
 if __name__ == "__main__":

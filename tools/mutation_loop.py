@@ -1,6 +1,9 @@
 """Hand-written mutants of the training loop, the CUDA-graph step, the training report and the
 model's learning-rate and moving-average code (results and survivors: docs/mutation-engine.md,
-"The training loop, the graph step and the report").
+"The training loop, the graph step and the report"); later passes added sync_bn, main_decides and the
+report's envelope, the evaluation's shares, the launcher watched and sample's shares, and D's outputs
+shared between the step's phases and the weights' check (SD, NF: "D's shared outputs, the weights'
+check, interpolate's refusals and shares").
 
 Each mutant is one textual replacement that must match exactly once; it is written into the source
 file itself, the selected tests run (`pytest -x`, in a fresh interpreter), and the file is restored
@@ -62,8 +65,15 @@ BROKEN = [ST_ + "a_file_broken_since_the_checks_is_left_out_and_the_others_keep_
 GALLERY = ["tests/test_commands.py::test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own"]
 MD = ["tests/test_model.py", "tests/test_graph.py", "tests/test_trainer_loop.py", "tests/test_trainer.py",
       "tests/test_serve.py", "tests/test_reliability.py"]
+MT = "tests/test_model.py::test_"
+# the shared D outputs: the transcription of the reference's iteration (every variant, BatchNorm's buffers), then
+# the step's convolutions per network, phase and kind; a compiled D against the eager step (aot_eager: slow)
+SHARE = [MT + "train_step_equals_reference_order", MT + "step_convolutions_per_network_and_phase"]
+COMPILED = ["tests/test_compile.py::test_compiled_training_step_equals_eager"] + SHARE
+NONFINITE = [MT + "nonfinite_counts_every_networks_nan_and_inf_values",
+             "tests/test_reliability.py::test_nonfinite_models_are_refused_by_save_evaluate_and_export"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT = {"T34", "R04", "R23", "WS05"}
+EQUIVALENT = {"T34", "R04", "R23", "WS05", "SD02", "SD17", "NF07"}
 # Left out of every run: tests of other commands that train nothing.
 SKIP = "not export and not serve_ and not lpips and not interpolate_ and not download"
 
@@ -382,6 +392,66 @@ MUTANTS = [
     ('IN01', CLI, 'p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5,',
      'p.add_argument("--num", dest="num", type=_at_least(1), default=5,',
      [DT + "every_option_of_the_shared_commands_passes_through_torchrun"]),
+    # D's outputs on each fake kept from the G phase for the D phase (_d_on_fake, _InputGradOnly): the values
+    # against the reference's transcription (BatchNorm's running statistics included), the compute by the
+    # step's convolutions counted per network and phase (a second forward of D on a fake is the same values)
+    ('SD01', M, 'if self.cfg.compile != "off" or any(True for _ in D.buffers()):',
+     'if self.cfg.compile != "off":', SHARE),
+    ('SD02', M, 'if self.cfg.compile != "off" or any(True for _ in D.buffers()):',
+     'if any(True for _ in D.buffers()):', COMPILED),
+    ('SD03', M, 'if self.cfg.compile != "off" or any(True for _ in D.buffers()):',
+     'if self.cfg.compile == "off" or any(True for _ in D.buffers()):', SHARE),
+    ('SD04', M, 'if self.cfg.compile != "off" or any(True for _ in D.buffers()):',
+     'if self.cfg.compile != "off" or any(True for _ in D.parameters()):', SHARE),
+    ('SD05', M, '        leaf = x.detach().requires_grad_()\n',
+     '        leaf = x.detach()\n', SHARE),
+    ('SD06', M, '        out[key] = D(leaf)\n',
+     '        out[key] = D(x)\n', SHARE),
+    ('SD07', M, 'return list(_InputGradOnly.apply(x, (leaf, out[key])))',
+     'return list(_InputGradOnly.apply(x.detach(), (leaf, out[key])))', SHARE),
+    ('SD08', M, 'return list(_InputGradOnly.apply(x, (leaf, out[key])))',
+     'return list(out[key])', SHARE),
+    ('SD09', M, '        return gx, None\n',
+     '        return 0.5 * gx, None\n', SHARE),
+    ('SD10', M, 'grads, retain_graph=True)',
+     'grads, retain_graph=False)', SHARE),
+    ('SD11', M, 'return tuple(p.clone() for p in ctx.preds)',
+     'return tuple(ctx.preds)', SHARE),
+    ('SD12', M, 'self._d_on_fake(self.D, A1, fake_enc, "D_fake_enc", out)',
+     'self._d_on_fake(self.D, A1, fake_enc, "D_fake_rand", out)', SHARE),
+    ('SD13', M, 'self._d_on_fake(D, A1, fake_rand, "D_fake_rand", out)',
+     'self._d_on_fake(D, A1, fake_rand, "D_fake_enc", out)', SHARE),
+    ('SD14', M, 'self._d_on_fake(D, A1, fake_rand, "D_fake_rand", out)',
+     'self._d_on_fake(self.D, A1, fake_rand, "D_fake_rand", out)', SHARE),
+    ('SD15', M, '        x = self._d_input(A1, fake)\n',
+     '        x = fake\n', SHARE),
+    ('SD16', M, 'fake = out.get(f"D_{branch}") or D(self._d_input(A1, out[branch].detach()))',
+     'fake = D(self._d_input(A1, out[branch].detach()))', SHARE),
+    ('SD17', M, 'fake = out.get(f"D_{branch}") or D(self._d_input(A1, out[branch].detach()))',
+     'fake = out.get(f"D_{branch}") or D(self._d_input(A1, out[branch]))', SHARE),
+    ('SD18', M, 'fake = out.get(f"D_{branch}") or D(self._d_input(A1, out[branch].detach()))',
+     'fake = out.get(f"D_{branch}") or D(self._d_input(A_real, out[branch].detach()))', SHARE),
+    ('SD19', M, 'L["D2"] = d_loss(self._rand_D(), "fake_rand", A2, B2)',
+     'L["D2"] = d_loss(self._rand_D(), "fake_enc", A2, B2)', SHARE),
+    ('SD20', M, '.backward(\n                inputs=[p for n in dis_nets for p in opts[n].param_groups[0]["params"]])',
+     '.backward()', SHARE),
+    ('SD21', M, 'inputs=[p for n in dis_nets for p in opts[n].param_groups[0]["params"]])',
+     'inputs=[p for n in dis_nets[:1] for p in opts[n].param_groups[0]["params"]])', SHARE),
+    # nonfinite: every network's count of NaN/inf values read back at once
+    ('NF01', M, 'counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum())',
+     'counts.append(torch.stack([torch.isnan(t).sum() for t in tensors]).sum())', NONFINITE),
+    ('NF02', M, 'counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum())',
+     'counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).max())', NONFINITE),
+    ('NF03', M, 'counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum())',
+     'counts[:] = [torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum()]', NONFINITE),
+    ('NF04', M, 'torch.stack(counts).tolist() if counts else []) if c}',
+     'torch.stack(counts).tolist() if counts else [])}', NONFINITE),
+    ('NF05', M, 'tensors = [t for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]',
+     'tensors = [t for t in net.parameters() if t.is_floating_point()]', NONFINITE),
+    ('NF06', M, '                names.append(name)\n',
+     '                names.insert(0, name)\n', NONFINITE),
+    ('NF07', M, 'torch.stack(counts).tolist() if counts else []) if c}',
+     'torch.stack(counts).tolist()) if c}', NONFINITE),
 ]
 
 
