@@ -57,7 +57,7 @@ SPLITS = ["tests/test_own_data.py::test_inference_on_a_dataset_of_a_training_spl
           "tests/test_pipelines_errors.py::test_a_split_that_is_there_in_another_layout_is_not_called_missing_"
           "beside_the_splits"]
 NO_B = ["tests/test_own_data.py"]
-INT = ["tests/test_interpolate.py"]  # (the whole file: 22 tests, 6 s)
+INT = ["tests/test_interpolate.py"]  # (the whole file: 26 tests, 11-13 s)
 PHASE = ["tests/test_user_paths.py::test_a_phase_that_is_not_a_split_of_the_dataset_is_refused"]
 SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
