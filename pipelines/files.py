@@ -156,6 +156,13 @@ def _resolve(root, phase, layout):
     want = "A/ and B/ folders" if layout == "ab_folders" else "images or an A/ folder"
     if (root / phase).is_dir():  # (a split of another layout: it is there, what it lacks is A/ and B/)
         raise DatasetError(f"{root / phase} has no {want} (layout={layout!r}; looked in it and in {root})")
+    # Files of other kinds alone (GIFs, which the reference skips too): "missing folder root/test" hid that
+    # the folder was read as one of inputs and why none of its files is one.
+    others = sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    if others and layout != "ab_folders":
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise DatasetError(f"{root} holds no images of the extensions read ({', '.join(IMG_EXTENSIONS)}), only "
+                           f"other files ({others[0]}{more}), and no folder {phase}/ or A/")
     raise DatasetError(f"missing folder {root / phase} (looked for {want} in it and in {root})")
 
 

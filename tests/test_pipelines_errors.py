@@ -591,6 +591,18 @@ def test_a_root_of_hidden_leftovers_alone_lacks_its_split(tmp_path):
         load(tmp_path)
 
 
+def test_a_folder_of_gifs_alone_is_refused_naming_the_extensions_read(tmp_path):
+    # GIFs are skipped, as the reference's loader skips them; a folder of them alone was "missing folder
+    # <folder>/train (looked for images or an A/ folder ...)", not that its files are of none of the extensions.
+    rng = np.random.default_rng(0)
+    for name in ("b.gif", "a.GIF"):
+        Image.fromarray(noise(rng, 16, 16)).save(tmp_path / name, format="GIF")
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path)
+    assert str(info.value) == (f"{tmp_path} holds no images of the extensions read (.jpg, .jpeg, .png, .ppm, .bmp), "
+                               "only other files (a.GIF and 1 more), and no folder train/ or A/")
+
+
 def test_a_broken_link_is_named_as_one(tmp_path):
     # It was "unreadable image (FileNotFoundError: ...)" for a file that is there, as a link.
     paths = good_set(tmp_path, n=3)
