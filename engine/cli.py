@@ -111,8 +111,16 @@ def _epoch_or(*words: str):
 
 
 def _index_list(text: str) -> list[int]:
-    """ "0,3,5" -> [0, 3, 5] (non-negative integers)."""
-    return [_at_least(0)(part) for part in text.split(",") if part.strip()]
+    """ "0,3,5" -> [0, 3, 5]: input numbers, 0 the first. None counts from the end: -1 would need the split's
+    length, which the commands find without reading past the inputs they use."""
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        numbers = [-1]
+    if any(n < 0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expects input numbers separated by commas, 0 for the first input of the "
+                                         f"split (e.g. 0,4,7; none counted from the end), got {text!r}")
+    return numbers
 
 
 def _given(args, *classes) -> dict:
@@ -597,6 +605,13 @@ def _said_on_this_machine() -> bool:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What starts with '-' and a digit (or '-.' and one) is a value: no option of ours is spelt so. argparse's
+        # own test takes numbers alone for values (-5, -.5), so `--refs -1,2` and `--lr -1e-3` were "expected
+        # one argument", not the option's own refusal of the value. Subparsers are of this class (parser_class).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message):
         if _said_on_this_machine():
             sys.exit(2)

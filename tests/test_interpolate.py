@@ -427,6 +427,22 @@ def test_interpolate_command(tmp_path, demo_root, capsys):
     assert "refs=[0, 7]" in capsys.readouterr().err
 
 
+def test_refs_counted_from_the_end_are_refused_saying_what_is_taken_in_either_spelling(tmp_path, demo_root, capsys):
+    # `--refs -1,2` was argparse's "expected one argument" (a '-' and a digit, not a number, taken for an option)
+    # where `--refs=-1,2` said "must be >= 0, got -1"; neither said that refs are input numbers from 0.
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    said = ("bicyclegan interpolate: error: argument --refs: expects input numbers separated by commas, 0 for the "
+            "first input of the split (e.g. 0,4,7; none counted from the end), got '-1,2'")
+    for refs in (["--refs", "-1,2"], ["--refs=-1,2"]):
+        with pytest.raises(SystemExit) as e:
+            main(["interpolate", str(ckpt), "--path", "encoded", *refs])
+        assert e.value.code == 2 and capsys.readouterr().err.strip().endswith(said), refs
+    # A value starting with '-' and a digit is a value whatever the option: compare's names, train's floats.
+    parse = importlib.import_module("bicyclegan.engine.cli").build_parser().parse_args
+    assert parse(["compare", "a", "b", "--names", "-1,x"]).names == "-1,x"
+    assert parse(["train", "--lr", "-1e-3"]).lr == -0.001
+
+
 @pytest.mark.parametrize("fps, delay", [(8, 120), (50, 20), (100, 20), (0.5, 2000)])  # 8: 12.5 cs kept as 12
 def test_a_gifs_frames_are_never_faster_than_browsers_play_them(fps, delay):
     # A GIF's delays are hundredths of a second; browsers play one under 2 (above 50 fps) at 10 fps:
