@@ -159,7 +159,14 @@ class OutputNames:
         return name
 
 
-def drop_gallery(out_dir, *names: str) -> None:
+# The files besides images/ that `sample` (grid.png) and `interpolate` (path.json) write into a results folder.
+# Each drops them all, the other command's too: its prune_outputs removes the other's images (one list of
+# the images written, .images.json), and a grid.png or path.json left beside the new gallery was the other
+# command's, stale, shown as this call's (the printed grid: path, the folder's listing).
+RESULT_FILES = ("index.html", "grid.png", "path.json")
+
+
+def drop_gallery(out_dir, names=RESULT_FILES) -> None:
     """Remove an earlier call's gallery files (index.html ...) from a results folder, as a call starts
     writing its own images there: stopped part-way (Ctrl-C, an input refused further on), it left
     that gallery showing its new images among the earlier call's as one whole result."""

@@ -280,7 +280,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                               str(strip.relative_to(out)))]}
         # (before this call's first file, as in sample)
         rows = write_shares(dist, run.total, make, write,
-                            first=lambda: drop_gallery(out, "index.html", "path.json"),
+                            first=lambda: drop_gallery(out),
                             label="interpolated" if progress else None)
     finally:
         model.train(was_training)

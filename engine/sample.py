@@ -156,7 +156,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             files.append((name, rel))
         row = {"name": input_label(path, root, phase), "images": files}
         return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
-    done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out, "index.html", "grid.png"),
+    done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out),
                         label="sampled" if progress else None)
 
     def finish():

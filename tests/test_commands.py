@@ -259,6 +259,27 @@ def test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own(dem
     assert not [name for name in gallery if (tmp_path / "r" / name).exists()]
 
 
+def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone(demo_root, tmp_path):
+    # Each removed its own kind's files only: interpolate after sample left sample's grid.png beside its gallery,
+    # sample after interpolate left path.json (the other's images went: one list of the images written).
+    out = tmp_path / "r"
+    (out / "images").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")  # no file a command did not write is touched
+    (out / "images" / "mine.png").write_bytes(b"")
+    kw = dict(out=out, num=2, device="cpu", progress=False)
+    sampled = ["grid.png", *[f"images/0000{i}_{c}.png" for i in range(2)
+                             for c in ("encoded", "ground_truth", "input", "random_z1")]]
+    interpolated = ["path.json", *[f"images/0000{i}{end}" for i in range(2) for end in (".gif", "_input.png",
+                                                                                           "_strip.png")]]
+    for command, want in (("sample", sampled), ("interpolate", interpolated), ("sample", sampled)):
+        if command == "sample":
+            sample(tiny(demo_root), n_samples=1, **kw)
+        else:
+            interpolate(tiny(demo_root), segments=1, frames=1, mp4=False, **kw)
+        got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        assert got == sorted([".images.json", "index.html", "notes.txt", "images/mine.png", *want]), command
+
+
 def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):
     """torch.Generator takes seeds up to 2^64 - 1; a larger one was a ValueError traceback (Overflow
     when unpacking long long) in sample, interpolate, evaluate and compare."""
