@@ -660,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw one input's z spread over the prior together (stratified: more modes in a picture) "
                    "instead of independently as the reference; not for diversity measured on consecutive files")
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
-                   help="stretch the saved images to this width:height ratio of the original's (default 1)")
+                   help="stretch the saved images and grid.png to this width:height ratio of the original's "
+                   "(default 1)")
     _add_data_settings(p)
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws (default 0)")
     p.set_defaults(func=cmd_sample)

@@ -100,13 +100,25 @@ def fit_label(name: str, width: int, font=LABEL_FONT) -> list[str]:
             for word in name.split()]
 
 
-def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
+def stretch(img: Image.Image, ratio: float) -> Image.Image:
+    """Stretch to width:height = ratio x the original's (the reference's --aspect_ratio): wider above 1,
+    taller below."""
+    w, h = img.size
+    if ratio > 1:
+        return img.resize((int(w * ratio), h), Image.BICUBIC)
+    if ratio < 1:
+        return img.resize((w, int(h / ratio)), Image.BICUBIC)
+    return img
+
+
+def grid_image(cols: list, names: list[str], pad: int = 2, aspect_ratio: float = 1.0) -> Image.Image:
     """Lay columns side by side under their titles; images under 64 px are enlarged (nearest, a whole
     factor) to at least 64 px, to be seen and to hold their titles (at 33-47 px, left as they were,
     "ground truth" and "encoded" were cut to "grou…" and "enco…"). Each title fits its tile
-    (fit_label), on as many lines as the longest one needs, in label_style's size for the tile."""
-    imgs = [to_uint8(c) for c in cols]
-    n, h, w, _ = imgs[0].shape
+    (fit_label), on as many lines as the longest one needs, in label_style's size for the tile.
+    aspect_ratio: each image stretched first, as `sample` writes its files (grid.png showed them square)."""
+    imgs = [[stretch(Image.fromarray(tile), aspect_ratio) for tile in to_uint8(c)] for c in cols]
+    n, (w, h) = len(imgs[0]), imgs[0][0].size
     scale = max(1, -(-64 // max(h, 1)))
     ch, cw = h * scale, w * scale
     font, line_h, gap = label_style(cw)
@@ -121,7 +133,7 @@ def grid_image(cols: list, names: list[str], pad: int = 2) -> Image.Image:
         for k, line in enumerate(lines):
             draw.text((x0, k * line_h), line, fill=(0, 0, 0), font=font)
         for i in range(n):
-            tile = Image.fromarray(col[i])
+            tile = col[i]
             if scale > 1:
                 tile = tile.resize((cw, ch), Image.NEAREST)
             canvas.paste(tile, (x0, title_h + pad + i * (ch + pad)))

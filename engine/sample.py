@@ -23,6 +23,7 @@ from .images import (
     grid_image,
     prune_outputs,
     sample_columns,
+    stretch,
     to_uint8,
     write_gallery,
     write_shares,
@@ -54,16 +55,6 @@ def default_out(checkpoint, name: str, sync: bool = False) -> Path:
     return results_dir(checkpoint, name + ("_sync" if sync else ""))
 
 
-def _with_aspect_ratio(img: Image.Image, ratio: float) -> Image.Image:
-    """Stretch to width:height = ratio x the original's (the reference's --aspect_ratio)."""
-    w, h = img.size
-    if ratio > 1:
-        return img.resize((int(w * ratio), h), Image.BICUBIC)
-    if ratio < 1:
-        return img.resize((w, int(h / ratio)), Image.BICUBIC)
-    return img
-
-
 @torch.no_grad()
 def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int = 5, num: int = 50,
            sync: bool = False, encode: bool = True, seed: int = 0, spread: bool = False, device: str = "auto",
@@ -85,7 +76,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     an A/ folder is a plain folder of inputs (layout "single"); layout forces one of the pipelines'
     layouts. direction, load_size, crop_size, preprocess: override how the model prepares inputs
     (preprocess="none": full resolution, where each side is a multiple of 2^(U-Net depth)).
-    aspect_ratio: the saved images are stretched to this width:height ratio times the original's.
+    aspect_ratio: the saved images and grid.png are stretched to this width:height ratio times the original's.
     dist: the ranks that share the inputs under torchrun (every rank calls sample alike): rank r writes the
     images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
     files are those of one process, whatever the number of ranks.
@@ -151,7 +142,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         files = []
         for name, img in zip(names, cols):
             rel = f"images/{stems[i]}_{name.replace(' ', '_')}.png"
-            pic = _with_aspect_ratio(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
+            pic = stretch(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
             atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image")
             files.append((name, rel))
         row = {"name": input_label(path, root, phase), "images": files}
@@ -167,7 +158,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         for cols, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
             if grid is None or grid[0].shape[-2:] == cols[0].shape[-2:]:
                 grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
-        save_image(grid_image(grid, names), out / "grid.png", what="sample grid")
+        save_image(grid_image(grid, names, aspect_ratio=aspect_ratio), out / "grid.png", what="sample grid")
         prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
         write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")
     dist.main_decides(finish)

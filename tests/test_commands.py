@@ -280,6 +280,22 @@ def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone
         assert got == sorted([".images.json", "index.html", "notes.txt", "images/mine.png", *want]), command
 
 
+@pytest.mark.parametrize("ratio, tile", [(2.0, (128, 64)), (0.5, (32, 64))])
+def test_the_grid_shows_the_images_stretched_as_they_are_written(demo_root, tmp_path, ratio, tile):
+    # --aspect_ratio stretched the files in images/ and left grid.png's tiles square.
+    out = sample(tiny(demo_root), out=tmp_path / "r", n_samples=1, num=1, aspect_ratio=ratio, device="cpu",
+                 progress=False)
+    grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
+    w, h = tile  # 32 px stretched to 64 x 32, then enlarged twice to be 64 px tall; or to 32 x 64
+    assert grid.shape[1] == 4 * (w + 2) + 2  # input, ground truth, encoded, random z1, 2 px apart
+    top = grid.shape[0] - 2 - h  # one row of tiles, under the titles
+    for k, name in enumerate(["input", "ground_truth", "encoded", "random_z1"]):
+        written = Image.open(out / "images" / f"00000_{name}.png").convert("RGB")
+        assert written.size == ((64, 32) if ratio > 1 else (32, 64))
+        want = np.asarray(written.resize((w, h), Image.NEAREST))
+        np.testing.assert_array_equal(grid[top:top + h, 2 + k * (w + 2):2 + k * (w + 2) + w], want, err_msg=name)
+
+
 def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):
     """torch.Generator takes seeds up to 2^64 - 1; a larger one was a ValueError traceback (Overflow
     when unpacking long long) in sample, interpolate, evaluate and compare."""
