@@ -349,8 +349,9 @@ def cmd_sample(args) -> int:
     checkpoint = _checkpoint(args)
     d = init_distributed(args.device)
     out = sample(checkpoint, args.dataroot, out=args.out, phase=args.phase,
-                 n_samples=args.n_samples, num=args.num, sync=args.sync, encode=not args.no_encode, seed=args.seed,
-                 spread=args.spread_z, device=str(d.device), aspect_ratio=args.aspect_ratio, layout=args.layout,
+                 n_samples=args.n_samples, num=args.num, sync=args.sync, seed=args.seed, spread=args.spread_z,
+                 encode=False if args.no_encode else None,  # (only given: refused where there is no encoded output)
+                 device=str(d.device), aspect_ratio=args.aspect_ratio, layout=args.layout,
                  skip_bad=args.skip_bad, dist=d, **_data_settings(args))
     if d.main:
         print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
@@ -650,12 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
                    "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
                    "_sync appended for --sync, then _epoch_N for --epoch N)")
-    p.add_argument("--n_samples", type=_at_least(0), default=5,
-                   help="random-z outputs per input (default 5)")
+    # (default None, as --seed's: sample refuses them given where they change nothing, and only given)
+    p.add_argument("--n_samples", type=_at_least(0), default=None,
+                   help="random-z outputs per input (default 5; refused for a model without a latent code, nz=0)")
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=50,
                    help="at most this many inputs (default 50)")
-    p.add_argument("--sync", action="store_true", help="use the same z list for every input")
-    p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B))")
+    p.add_argument("--sync", action="store_true", help="use the same z list for every input (not with --n_samples 0)")
+    p.add_argument("--no_encode", action="store_true", help="no encoded column G(A, E(B)) (refused where there is "
+                   "none: a model without an encoder, inputs without B)")
     p.add_argument("--spread_z", action="store_true",
                    help="draw one input's z spread over the prior together (stratified: more modes in a picture) "
                    "instead of independently as the reference; not for diversity measured on consecutive files")
@@ -663,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stretch the saved images and grid.png to this width:height ratio of the original's "
                    "(default 1)")
     _add_data_settings(p)
-    p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws (default 0)")
+    p.add_argument("--seed", type=_SEED, default=None, help="seed of the z draws (default 0)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",

@@ -55,10 +55,31 @@ def default_out(checkpoint, name: str, sync: bool = False) -> Path:
     return results_dir(checkpoint, name + ("_sync" if sync else ""))
 
 
+def _refuse_unused(given: dict, model, layout: str, folder) -> None:
+    """Options given (not None in `given`) that would change no file are refused, as interpolate refuses its
+    seed with path=encoded: the call went on and wrote what it writes without them."""
+    def refuse(names, because):
+        if names := [f"{n}={given[n]}" for n in names if given[n] is not None]:
+            one = len(names) == 1
+            raise ConfigError(f"{', '.join(names)}: {because}, so {'it changes' if one else 'they change'} nothing; "
+                              f"leave {'it' if one else 'them'} out")
+    z_options = ("sync", "spread", "seed")
+    if not model.cfg.model.nz:
+        refuse(("n_samples", *z_options), f"variant {model.cfg.variant} has no latent code (nz=0): one output per "
+                                          f"input, no z drawn")
+    if given["n_samples"] == 0:
+        refuse(z_options, "n_samples=0 draws no z")
+    if given["encode"] is False and (model.E is None or layout == "single"):
+        why = (f"this model (variant {model.cfg.variant}) has no trained encoder" if model.E is None else
+               f"{folder} holds inputs alone (no B images to encode)")
+        raise ConfigError(f"encode=False (--no_encode) leaves out the encoded output G(A, E(B)), and {why}: there "
+                          f"is none to leave out; leave it out")
+
+
 @torch.no_grad()
-def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int = 5, num: int = 50,
-           sync: bool = False, encode: bool = True, seed: int = 0, spread: bool = False, device: str = "auto",
-           progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
+def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int | None = None, num: int = 50,
+           sync: bool = False, encode: bool | None = None, seed: int | None = None, spread: bool = False,
+           device: str = "auto", progress: bool = True, aspect_ratio: float = 1.0, layout: str | None = None,
            direction: str | None = None, load_size: int | None = None, crop_size: int | None = None,
            preprocess: str | None = None, skip_bad: bool | None = None, dist: Dist = Dist()) -> Path:
     """Write, for up to `num` inputs of dataroot/phase (default: the data the model was trained on),
@@ -77,6 +98,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     layouts. direction, load_size, crop_size, preprocess: override how the model prepares inputs
     (preprocess="none": full resolution, where each side is a multiple of 2^(U-Net depth)).
     aspect_ratio: the saved images and grid.png are stretched to this width:height ratio times the original's.
+    n_samples (default 5), seed (default 0), sync, spread and encode=False are refused where they would change
+    no file: the z options for a model without a latent code (nz=0), sync, spread and seed with n_samples=0,
+    encode=False for a model without an encoder or inputs without B (no encoded output to leave out).
     dist: the ranks that share the inputs under torchrun (every rank calls sample alike): rank r writes the
     images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
     files are those of one process, whatever the number of ranks.
@@ -88,6 +112,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a
     # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
     check_int("num", num, 1)
+    given = {"n_samples": n_samples, "seed": seed, "sync": sync or None, "spread": spread or None,
+             "encode": False if encode is False else None}  # (None: not given, or given as the default)
+    n_samples, seed, encode = 5 if n_samples is None else n_samples, 0 if seed is None else seed, encode is not False
     check_int("n_samples", n_samples, 0)
     check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     checkpoint = model
@@ -101,6 +128,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
         loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
                               shuffle=False, augment=False, layout=lay)
+        _refuse_unused(given, m, loader.layout, inputs_folder(root, ph))
         # After the checks of the options and the data (as interpolate: nothing made for a refused call).
         o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
         o = check_writable(check_apart(o, root, ph), "sample results")

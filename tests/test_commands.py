@@ -296,6 +296,43 @@ def test_the_grid_shows_the_images_stretched_as_they_are_written(demo_root, tmp_
         np.testing.assert_array_equal(grid[top:top + h, 2 + k * (w + 2):2 + k * (w + 2) + w], want, err_msg=name)
 
 
+def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(demo_root, tmp_path, capsys):
+    """--n_samples for a model without z, --sync with --n_samples 0, --no_encode without an encoder were
+    taken and changed no file. Their defaults are refused nowhere."""
+    from bicyclegan.engine.cli import main
+    nz0 = save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), tmp_path / "nz0.pt")
+    noise = save_checkpoint(tiny(demo_root, variant="pix2pix"), tmp_path / "noise.pt")  # z, no encoder
+    bicycle = save_checkpoint(tiny(demo_root), tmp_path / "bicycle.pt")
+    plain = tmp_path / "plain"  # inputs alone: no B, no encoded output
+    plain.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(plain / "0.png")
+    out = tmp_path / "out"
+    run = ["--out", str(out), "--device", "cpu", "--num", "1"]
+    z_nothing = "variant pix2pix has no latent code (nz=0): one output per input, no z drawn"
+    no_encoded = "encode=False (--no_encode) leaves out the encoded output G(A, E(B)), and "
+    for given, said in (
+            ([nz0, "--n_samples", "3"], f"n_samples=3: {z_nothing}, so it changes nothing; leave it out"),
+            ([nz0, "--sync", "--seed", "1"], f"sync=True, seed=1: {z_nothing}, so they change nothing; leave them out"),
+            ([bicycle, "--n_samples", "0", "--sync"], "sync=True: n_samples=0 draws no z, so it changes nothing; "
+                                                      "leave it out"),
+            ([bicycle, "--n_samples", "0", "--spread_z", "--seed", "0"], "spread=True, seed=0: n_samples=0 draws no "
+                                                                         "z, so they change nothing; leave them out"),
+            ([noise, "--no_encode"], f"{no_encoded}this model (variant pix2pix) has no trained encoder: there is "
+                                     f"none to leave out; leave it out"),
+            ([bicycle, "--dataroot", plain, "--no_encode"], f"{no_encoded}{plain} holds inputs alone (no B images to "
+                                                            f"encode): there is none to leave out; leave it out")):
+        assert main(["sample", *map(str, given), *run]) == 2, given
+        assert capsys.readouterr().err.strip() == f"bicyclegan sample: ConfigError: {said}"
+    assert not out.exists()  # refused before anything was made
+    # Not given, and given where they change the files: taken.
+    for given, columns in (([nz0], ["output"]), ([bicycle, "--n_samples", "0"], ["encoded"]),
+                           ([noise, "--n_samples", "1", "--sync", "--seed", "2"], ["random_z1"]),
+                           ([bicycle, "--no_encode", "--n_samples", "1"], ["random_z1"])):
+        assert main(["sample", *map(str, given), *run]) == 0, given
+        assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
+            f"00000_{c}.png" for c in ["ground_truth", "input", *columns]), given
+
+
 def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):
     """torch.Generator takes seeds up to 2^64 - 1; a larger one was a ValueError traceback (Overflow
     when unpacking long long) in sample, interpolate, evaluate and compare."""
