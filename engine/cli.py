@@ -136,7 +136,7 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                        description="Train BicycleGAN or one of the paper's variants. Without "
                        "--dataroot it trains on the built-in demo data with the 'demo' preset.")
     p.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
-                   help="defaults to start from; auto (default) = demo without --dataroot, reference with it")
+                   help="defaults to start from (default auto: demo without --dataroot, reference with it)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run in --out from its latest checkpoint; with CKPT, from that checkpoint "
                    "(a step-0 one, as download model and import-official write, starts a new run from its "
@@ -309,16 +309,17 @@ def _add_evaluation_options(p) -> None:
     """evaluate's protocol and metric options (evaluate's and compare's)."""
     p.add_argument("--metrics", default=None,
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
-    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (the paper: 20)")
+    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (default 20, the paper's)")
     # --num_test: the reference's name, and one torchrun lets through (its parser takes --num for --numa-binding)
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=100,
-                   help="at most this many inputs (the paper: 100)")
+                   help="at most this many inputs (default 100, the paper's)")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the z draws (default 0)")
-    p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once")
+    p.add_argument("--batch_size", type=_at_least(1), default=16, help="inputs generated at once (default 16)")
     p.add_argument("--lpips_version", choices=["0.0", "0.1"], default="0.0",
-                   help="LPIPS linear layers: 0.0 as the paper (default), 0.1 the lpips package's default")
+                   help="LPIPS linear layers: 0.0 as the paper, 0.1 the lpips package's default (default 0.0)")
     p.add_argument("--lpips_pairs", choices=["consecutive", "all"], default="consecutive",
-                   help="pairs of an input's samples: consecutive (the paper: n-1 per input) or all")
+                   help="pairs of an input's samples: consecutive (the paper: n-1 per input) or all (default "
+                   "consecutive)")
     p.add_argument("--lpips_backbone", help="AlexNet weights file (default: alexnet-owt-7be5be79.pth in "
                    "torch.hub's checkpoints folder)")
     p.add_argument("--lpips_linear", help="LPIPS linear-layer weights (default: from the installed lpips package)")
@@ -738,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     for net in ("G", "E", "D", "D2"):
         p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
     p.add_argument("--out", required=True, help="checkpoint to write")
-    p.add_argument("--variant", default="bicycle", help="the variant the weights were trained as")
+    p.add_argument("--variant", default="bicycle", help="the variant the weights were trained as (default bicycle)")
     p.add_argument("--preset", choices=sorted(TEST_SCRIPTS), default=None,
                    help="the authors' pretrained model these files are: its options and its test script's data "
                    "settings (what download model stores); options given below win")
@@ -758,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_at_least(1), default=None, help="fixed batch size (default: a dynamic batch axis)")
     p.add_argument("--height", type=_at_least(1), default=None, help="image height (default: the model's crop size)")
     p.add_argument("--width", type=_at_least(1), default=None, help="image width (default: the model's crop width)")
-    p.add_argument("--opset", type=_at_least(1), default=18, help="ONNX opset version")
+    p.add_argument("--opset", type=_at_least(1), default=18, help="ONNX opset version (default 18)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written file against the PyTorch generator")
     p.set_defaults(func=cmd_export)
@@ -769,22 +770,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a page for exploring a trained model in the browser (FastAPI + "
                        "uvicorn: pip install 'bicyclegan[serve]'). Bound to 127.0.0.1 unless --host says otherwise.")
     _add_model_source(p, "split whose inputs are offered")
-    p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (0: uploads only)")
+    p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (default 32; 0: uploads only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=_at_least(0), default=7860, help="port (0: any free port)")
+    p.add_argument("--port", type=_at_least(0), default=7860, help="port (default 7860; 0: any free port)")
     p.add_argument("--max_upload_mb", type=_at_least(1), default=MAX_UPLOAD_BYTES // 2**20,
-                   help="largest upload accepted, in MiB")
+                   help=f"largest upload accepted, in MiB (default {MAX_UPLOAD_BYTES // 2**20})")
     p.add_argument("--max_upload_pixels", type=_at_least(1), default=MAX_UPLOAD_PIXELS,
-                   help="largest upload accepted, in pixels (read from the image header before decoding)")
+                   help="largest upload accepted, in pixels, read from the image header before decoding (default "
+                   f"{MAX_UPLOAD_PIXELS})")
     _add_data_settings(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)")
-    p.add_argument("out")
-    p.add_argument("--size", type=_at_least(16), default=32)
-    p.add_argument("--width", type=_at_least(16), default=None)
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p = sub.add_parser("make-demo", help="write the built-in demo dataset (aligned A|B files)",
+                       description="Write the demo data as a dataset folder: OUT/train and OUT/test of aligned "
+                       "A|B PNG files (A: shapes in outline, B: the same shapes filled in one of four palettes) "
+                       "and their palettes.json, for train --dataroot OUT.")
+    p.add_argument("out", metavar="OUT", help="the dataset folder to write")
+    p.add_argument("--size", type=_at_least(16), default=32,
+                   help="image height, and width unless --width is given (default 32)")
+    p.add_argument("--width", type=_at_least(16), default=None, help="image width (default: --size)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the shapes and palettes (default 0)")
     # The counts a demo run makes for itself (pipelines.make_demo_dataset's defaults).
     p.add_argument("--n_train", type=_at_least(0), default=512, help="training pairs (default 512)")
     p.add_argument("--n_test", type=_at_least(0), default=64, help="test pairs (default 64)")
