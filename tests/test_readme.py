@@ -1,8 +1,13 @@
-"""The README's Python examples run as written (in a scratch folder): documentation that cannot rot."""
+"""The README's Python examples run as written (in a scratch folder), and every command the README and docs/
+show is one the CLI takes: documentation that cannot rot."""
+import argparse
 import re
+import shlex
 from pathlib import Path
 
 import pytest
+
+from bicyclegan.engine.cli import build_parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
@@ -19,3 +24,49 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
     # interpreter for the kernel tests, which would make impl="auto" crawl here).
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     exec(compile(BLOCKS[index], f"README.md python block {index + 1}", "exec"), {"__name__": "__readme__"})
+
+
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]
+COMMAND = re.compile(r"^\s*(?:torchrun .*?-m bicyclegan\.engine\.cli|bicyclegan)\s+(.*)$", re.M)
+
+
+def documented_commands(text):
+    """(command line after `bicyclegan`, whole) for each command of the page's shell blocks, continuation lines
+    joined, and (text after `bicyclegan`, False) for each `bicyclegan ...` span of its prose, which may hold
+    placeholders ([--seed 1], dataset|model)."""
+    for block in re.findall(r"^```(?:bash|sh)?\n(.*?)^```", text, re.S | re.M):
+        yield from ((line, True) for line in COMMAND.findall(block.replace("\\\n", " ")))
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    yield from ((span, False) for span in re.findall(r"`bicyclegan ([^`]+)`", prose))
+
+
+def options(parser):
+    """The option strings of a (sub)command and of the commands below it (download dataset|model)."""
+    return {s for a in parser._actions for s in a.option_strings}.union(
+        *(options(p) for a in parser._actions if isinstance(a, argparse._SubParsersAction) for p in a.choices.values()))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_documented_command_is_one_the_cli_takes(page, capsys):
+    # Each command of a page's shell blocks is parsed by the CLI's own parser (a renamed option, a dropped
+    # choice or a value of the wrong type fails here), and each option of a command quoted in its prose is
+    # one its subcommand has.
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    wrong, commands = [], list(documented_commands(page.read_text(encoding="utf-8")))
+    if page == README:
+        assert sum(whole for _, whole in commands) > 40  # (the pattern still finds the README's commands)
+    for line, whole in commands:
+        argv = shlex.split(line, comments=True)
+        if whole:
+            try:
+                parser.parse_args(argv)
+            except SystemExit as e:
+                if e.code:
+                    wrong.append(f"{line!r}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+        elif argv and argv[0] in subs:
+            known = options(subs[argv[0]])
+            wrong += [f"{line!r}: bicyclegan {argv[0]} has no {o}"
+                      for o in re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", line) if o not in known]
+    capsys.readouterr()
+    assert not wrong, f"{page.name}: " + "; ".join(wrong)
