@@ -70,3 +70,14 @@ def test_every_documented_command_is_one_the_cli_takes(page, capsys):
                       for o in re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", line) if o not in known]
     capsys.readouterr()
     assert not wrong, f"{page.name}: " + "; ".join(wrong)
+
+
+def test_the_architecture_page_names_every_user_error_type():
+    # Its list of the project's error types, "USER_ERRORS names them all", had left out RankLostError.
+    from bicyclegan.engine import errors
+
+    text = (README.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = text.split("### Errors", 1)[1].split("###", 1)[0]
+    types = {n for n, t in vars(errors).items() if isinstance(t, type) and issubclass(t, errors.USER_ERRORS)}
+    assert "DatasetError" in types and len(types) > 8
+    assert not [n for n in types if f"`{n}`" not in listed]
