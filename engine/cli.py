@@ -623,7 +623,8 @@ class _Parser(argparse.ArgumentParser):
 def _add_data_settings(p) -> None:
     """sample's, interpolate's and serve's options over the model's stored data settings."""
     g = p.add_argument_group("data settings (default: the ones stored in the checkpoint)")
-    g.add_argument("--direction", choices=DIRECTIONS, default=None)
+    g.add_argument("--direction", choices=DIRECTIONS, default=None,
+                   help="AtoB: the left half (or A/) is the input; BtoA: the right half (or B/)")
     g.add_argument("--load_size", type=_at_least(1), default=None, help="resize to this before cropping")
     g.add_argument("--crop_size", type=_at_least(1), default=None, help="centre crop of this size (the network input)")
     g.add_argument("--preprocess", choices=PREPROCESS, default=None,
