@@ -484,11 +484,11 @@ def cmd_interpolate(args) -> int:
 def cmd_download(args) -> int:
     from .download import download_dataset, download_model
     if args.kind == "model":
-        path = download_model(args.name, args.dir or "pretrained", mirror=args.mirror, progress=not args.quiet)
+        path = download_model(args.name, args.dir, mirror=args.mirror, progress=not args.quiet)
         print(f"checkpoint: {path}\nsample with: bicyclegan sample {shlex.quote(str(path))} --dataroot "
               f"{shlex.quote(f'datasets/{args.name}')}")
     else:
-        path = download_dataset(args.name, args.dir or "datasets", testset=args.testset, mirror=args.mirror,
+        path = download_dataset(args.name, args.dir, testset=args.testset, mirror=args.mirror,
                                 progress=not args.quiet)
         print(f"dataset: {path}")
     return 0
@@ -517,8 +517,8 @@ def build_download_parser(sub) -> None:
                    help=f"only the test images the authors' models are shown with ({', '.join(sorted(TESTSETS))})")
     m = kinds.add_parser("model", help="an authors' model as a ready checkpoint DIR/NAME.pt (default pretrained/)")
     m.add_argument("name", choices=sorted(MODELS), metavar="NAME", help=f"one of {', '.join(sorted(MODELS))}")
-    for q in (d, m):
-        q.add_argument("--dir", help="folder to put it in")
+    for q, where, what in ((d, "datasets", "NAME/"), (m, "pretrained", "NAME.pt")):
+        q.add_argument("--dir", default=where, help=f"folder to put {what} in (default {where})")
         q.add_argument("--mirror", help="http(s)://host[:port][/prefix] to fetch from instead (default: "
                        "$BICYCLEGAN_MIRROR, else the original host)")
         q.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -365,7 +365,22 @@ def test_evaluate_refuses_by_name_an_input_the_generator_cannot_take(tmp_path, d
         evaluate(model, folder, num=1, n_samples=2, device="cpu", metrics="l1")
 
 
-COMMANDS = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+def commands(parser, name=""):
+    """{"sample": its parser, ..., "download dataset": ...}: every command, those below another too."""
+    below = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {f"{name} {n}".strip(): p for c in below for n, p in c.items()} | \
+        {k: v for c in below for n, p in c.items() for k, v in commands(p, f"{name} {n}".strip()).items()}
+
+
+COMMANDS = commands(build_parser())
+
+
+def test_download_s_folders_are_defaults_its_help_names():
+    # `download dataset --help` said "--dir: folder to put it in", not that it is datasets/ (pretrained/ for a
+    # model) without it: the default lived in the command's body, where the test below cannot see it
+    parse = build_parser().parse_args
+    assert parse(["download", "dataset", "facades"]).dir == "datasets"
+    assert parse(["download", "model", "facades"]).dir == "pretrained"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -376,7 +391,7 @@ def test_the_help_explains_every_option_and_names_its_default(command):
     # --port, export's --opset and make-demo's --size and --seed said nothing of theirs
     for action in COMMANDS[command]._actions:
         # (make-demo's OUT, --size, --width, --seed and the --direction of sample, interpolate and serve had none;
-        # download's dataset|model have theirs each)
+        # download's dataset|model have theirs each; download dataset's and model's --dir said no default)
         assert action.help or isinstance(action, argparse._SubParsersAction), action.dest
         if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
             continue  # (no default, a flag, --help)
