@@ -147,7 +147,7 @@ class ModelConfig:
             raise ConfigError(
                 f"crop size {h}x{w} is not a multiple of 2^num_downs = {m} (netG={self.netG}, "
                 f"num_downs={depth}); use a size such as {fix}, or set num_downs <= "
-                f"{_pow2_depth(h, w)} (netG=unet derives it from the size)")
+                f"{pow2_depth(h, w)} (netG=unet derives it from the size)")
         # Scale i of a multi-scale D has round(ndf / 2^i) filters (the reference's rounding, half to even);
         # a scale left none failed in the initialisation with a ZeroDivisionError.
         multi = [k for k in ("netD", "netD2") if d_geometry(getattr(self, k), self.num_Ds)[1] > 1]
@@ -193,10 +193,10 @@ class ModelConfig:
         if self.netG in UNET_DEPTH:
             return UNET_DEPTH[self.netG]
         # As deep as the size allows: halve while both sides stay even, down to a 1-pixel side.
-        return _pow2_depth(*self.size)
+        return pow2_depth(*self.size)
 
 
-def _pow2_depth(h, w):
+def pow2_depth(h, w):
     d = 0
     while h % 2 == 0 and w % 2 == 0:
         h, w, d = h // 2, w // 2, d + 1

@@ -48,7 +48,7 @@ from .checkpoint import (
     saved_epochs,
     set_rng_state,
 )
-from .config import TrainConfig
+from .config import TrainConfig, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
 from .io import atomic_write, check_writable, write_json, write_reason, write_text
@@ -383,10 +383,16 @@ class Trainer:
             m = 2 ** cfg.model.unet_depth
             if odd := [(size, path) for size, path in self.loader.output_sizes.items() if size[0] % m or size[1] % m]:
                 (h, w), path = odd[0]
+                # Images of one size under preprocess none: the U-Net can take them as they are, its depth derived
+                # from that size (--load_size and --crop_size alone, which the words "other sizes" pointed to, do
+                # not change a netG=unet_256's depth).
+                own = (f"; or, at the images' own size, --netG unet --crop_size {h} --crop_width {w} (a U-Net of "
+                       f"{pow2_depth(h, w)} levels)" if cfg.data.preprocess == "none" and cfg.model.num_downs is None
+                       and len(self.loader.output_sizes) == 1 and pow2_depth(h, w) >= 2 else "")
                 raise ConfigError(
                     f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
                     f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
-                    f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes")
+                    f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes{own}")
         # The checkpoint read and fitted to this run, the steps it leaves and the images' sizes: judged alike
         # by every rank, as start's (and no collective among them: _truncate_log's comes after).
         self.dist.each_decides(fit)

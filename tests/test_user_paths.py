@@ -312,6 +312,22 @@ def test_image_sizes_the_unet_cannot_take_are_refused_before_the_run_folder(tmp_
     assert not (out / "config.json").exists() and not (out / "log.jsonl").exists()
 
 
+def test_images_of_one_size_the_unet_cannot_take_are_refused_with_the_options_that_take_them(tmp_path):
+    # 48 x 40 halves (W x H) under preprocess none: the message said "other load/crop sizes", while --crop_size
+    # alone does not change a fixed-depth U-Net; a U-Net derived from the images' own size takes them (40 and 48
+    # halve 3 times evenly: 5 x 6 at the bottom).
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 96, 3), dtype=np.uint8)).save(tmp_path / "d" / "train" / f"{i}.png")
+    with pytest.raises(ConfigError, match=r"; or, at the images' own size, --netG unet --crop_size 40 --crop_width 48 "
+                                          r"\(a U-Net of 3 levels\)$"):
+        Trainer(tiny_cfg(tmp_path / "r", tmp_path / "d"), progress=False)
+    Trainer(tiny_cfg(tmp_path / "r2", tmp_path / "d", netG="unet", crop_size=40, crop_width=48, max_steps=1),
+            progress=False).train()
+    assert (tmp_path / "r2" / "checkpoints" / "latest.pt").is_file()
+
+
 def test_a_non_square_crop_is_cut_from_a_resize_of_its_own_aspect(tmp_path):
     from bicyclegan.engine.config import DataConfig
     from bicyclegan.engine.runtime import build_loader, load_hw
