@@ -511,11 +511,14 @@ def build_download_parser(sub) -> None:
                        "checked (size, digest, archive integrity, weights' shapes) and moved into place whole. "
                        "A mirror (--mirror URL or BICYCLEGAN_MIRROR) replaces the scheme and host of every address.")
     kinds = p.add_subparsers(dest="kind", required=True)
-    d = kinds.add_parser("dataset", help="a dataset into DIR/NAME (default datasets/NAME)")
+    what = "a dataset into DIR/NAME (default datasets/NAME)"
+    d = kinds.add_parser("dataset", help=what, description=f"Download {what}.")
     d.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help=f"one of {', '.join(sorted(DATASETS))}")
     d.add_argument("--testset", action="store_true",
                    help=f"only the test images the authors' models are shown with ({', '.join(sorted(TESTSETS))})")
-    m = kinds.add_parser("model", help="an authors' model as a ready checkpoint DIR/NAME.pt (default pretrained/)")
+    what = "an authors' model as a ready checkpoint DIR/NAME.pt (default pretrained/)"
+    m = kinds.add_parser("model", help=what, description=f"Download {what}: its G and E weights, imported as "
+                         "import-official --preset NAME imports them.")
     m.add_argument("name", choices=sorted(MODELS), metavar="NAME", help=f"one of {', '.join(sorted(MODELS))}")
     for q, where, what in ((d, "datasets", "NAME/"), (m, "pretrained", "NAME.pt")):
         q.add_argument("--dir", default=where, help=f"folder to put {what} in (default {where})")
@@ -736,7 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_settings(p)
     p.set_defaults(func=cmd_interpolate)
 
-    p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint")
+    p = sub.add_parser("import-official", help="turn the reference's *_net_G/E/D/D2.pth files into a checkpoint",
+                       description="Turn weights saved by the reference's code ({epoch}_net_G.pth, and _E, _D, "
+                       "_D2 where saved) into one checkpoint that sample, evaluate, interpolate, serve, export and "
+                       "train --init_from take. Every tensor's shape is checked against the networks the model "
+                       "options build: give them as the weights were trained (--preset for the authors' models).")
     for net in ("G", "E", "D", "D2"):
         p.add_argument(f"--{net}", required=net == "G", help=f"the reference's {{epoch}}_net_{net}.pth")
     p.add_argument("--out", required=True, help="checkpoint to write")

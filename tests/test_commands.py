@@ -389,6 +389,7 @@ def test_the_help_explains_every_option_and_names_its_default(command):
     # many without it (50; 5), nor --n_samples', --seed's, --frames' or --fps' (the README's, read elsewhere);
     # evaluate's --num and --n_samples said the paper's counts, not that they were the defaults, and serve's
     # --port, export's --opset and make-demo's --size and --seed said nothing of theirs
+    assert COMMANDS[command].description  # (import-official's --help began with its options)
     for action in COMMANDS[command]._actions:
         # (make-demo's OUT, --size, --width, --seed and the --direction of sample, interpolate and serve had none;
         # download's dataset|model have theirs each; download dataset's and model's --dir said no default)
