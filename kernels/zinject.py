@@ -78,6 +78,34 @@ def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_r
     return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
 
 
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _tiled_conv(az, wz, stride, padding, H, W):
+    """conv2d(az tiled over H x W, wz, stride, padding) without the tiling: tap (k, l) of output (y, x)
+    adds wz[:, :, k, l] . az where it reads inside the input (row y * stride + k - padding), so the
+    output sums the taps of its inside rows and columns: about 1 / (nz x kernel height) of the products."""
+    def inside(n, k, s, p):  # (output positions, taps): 1 where the tap reads inside 0..n-1
+        out = torch.arange((n + 2 * p - k) // s + 1, device=az.device)
+        rows = out[:, None] * s + torch.arange(k, device=az.device) - p
+        return ((rows >= 0) & (rows < n)).to(az.dtype)
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    q = torch.einsum("nc,ockl->nokl", az, wz)
+    return torch.einsum("nokl,yk,xl->noyx", q, inside(H, wz.shape[2], sh, ph), inside(W, wz.shape[3], sw, pw))
+
+
+def _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope):
+    """z_concat_conv_ref's function as the conv of act(x) plus z's term, for an x that needs no gradient
+    while z does (a network's input image beside a code to learn): the conv of the concatenation would
+    compute the input gradient of all of it (a conv's is all or nothing), x's channels included, only
+    to keep z's. Equal to the reference to rounding, in values and gradients of every order."""
+    C = x.shape[1]
+    y = F.conv2d(apply_act(x, act, slope), weight[:, :C], bias, stride, padding)
+    # In place: the conv keeps no output for its backward, and y keeps its memory format.
+    return y.add_(_tiled_conv(apply_act(z, act, slope), weight[:, C:], stride, padding, *x.shape[2:]))
+
+
 def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,
                   impl="auto", mode="concat_free"):
     """conv2d(act(cat(x, tile z)), weight, bias), weight over the x channels then the z channels.
@@ -106,6 +134,8 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
             raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
     padding = conv_padding(padding, tuple(weight.shape[2:]), stride)
     if resolve_impl(impl, x, "z_concat_conv") == "ref":
+        if z.requires_grad and not x.requires_grad and torch.is_grad_enabled():
+            return _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope)
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
     if z.shape[1] == 0:
         # No z channel, nothing to inject (the z side's last kernel, which also gives dbias, runs

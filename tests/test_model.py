@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import bicyclegan.kernels.zinject as zinject
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
 from bicyclegan.engine.model import _frozen_call
 from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator
@@ -457,18 +458,19 @@ def _expected_convs(variant):
     """By hand, from the reference's networks: unet_256 G has 16 convs (8 down, 8 up), resnet_256 E
     13 (a conv, then 4 blocks of two convs and a shortcut's), basic_256_multi D 10 (2 scales of 5).
     Each call is one batch (bicycle: halves of 1). A first conv whose input needs no gradient
-    computes the weight's alone; frozen networks (D in the G+E phase, E on fake_rand in bicycle)
+    computes the weight's alone, G's with the encoded z too (z's term is its own, not a conv's input
+    gradient over A's channels); frozen networks (D in the G+E phase, E on fake_rand in bicycle)
     the input's alone. D's forward on a fake is made once, in the G+E phase (weights unchanged
     until the D phase), so the D phase's forwards are of the real images only."""
     d_ge = {"fwd": 10, "bwd_in": 10}
     d_d = {"fwd": 10, "bwd_inw": 16, "bwd_w": 4}  # 2 images x 2 scales of first convs: weights only
     e_enc = {"fwd": 13, "bwd_inw": 12, "bwd_w": 1}  # E(B): B needs no gradient
     want = {
-        # G(A1, z_enc) needs its input's gradient (z_enc reaches E); G(A1, z_rand) does not
-        "bicycle": {("GE", "G"): {"fwd": 32, "bwd_inw": 31, "bwd_w": 1},
+        # G's first conv: the weight's gradient alone in both calls (z_enc's reaches E outside the conv)
+        "bicycle": {("GE", "G"): {"fwd": 32, "bwd_inw": 30, "bwd_w": 2},
                     ("GE", "E"): {"fwd": 26, "bwd_inw": 12, "bwd_w": 1, "bwd_in": 13},
                     ("GE", "D"): d_ge, ("GE", "D2"): d_ge, ("D", "D"): d_d, ("D", "D2"): d_d},
-        "cvae": {("GE", "G"): {"fwd": 16, "bwd_inw": 16}, ("GE", "E"): e_enc},
+        "cvae": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1}, ("GE", "E"): e_enc},
         "clr": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1},
                 ("GE", "E"): {"fwd": 13, "bwd_inw": 13}},  # E(fake_rand) trained by the z loss
         "pix2pix": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1}},
@@ -534,6 +536,25 @@ def test_d_outputs_kept_from_the_g_phase_give_the_gradients_of_a_second_forward_
     scale = max(g.abs().max() for g in twice)
     worst = max((a - b).abs().max() for a, b in zip(shared, twice))
     assert worst <= 1e-5 * scale, (worst, scale)
+
+
+@pytest.mark.parametrize("variant,where_add", [("bicycle", "input"), ("bicycle", "all"), ("cvae", "all")])
+def test_z_term_of_the_first_conv_gives_the_gradients_of_the_concatenation(variant, where_add):
+    """G's first conv on the encoded z convolves A's channels and adds z's term, so that it computes no
+    gradient for A (kernels/zinject.py, _z_concat_conv_split): every network's gradients in a step are
+    those of the conv of the concatenation (z_concat_conv_ref), to float64 rounding."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = small_cfg(variant, batch_size=2, model=dict(where_add=where_add))
+        data = batch(cfg, dtype=torch.float64)
+        split = _step_grads(cfg, data)
+        concat = _step_grads(cfg, data, lambda mp: mp.setattr(zinject, "_z_concat_conv_split",
+                                                              zinject.z_concat_conv_ref))
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert len(split) == len(concat)
+    scale = max(g.abs().max() for g in concat)
+    assert max((a - b).abs().max() for a, b in zip(split, concat)) <= 1e-12 * scale
 
 
 # ---------------------------------------------------------------------------------------------

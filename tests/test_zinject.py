@@ -124,6 +124,39 @@ def test_concat_free_gradcheck_float64():
             lambda *a, impl=impl: z_concat_conv(*a, stride=2, padding=1, impl=impl), args, fast_mode=True)
 
 
+@pytest.mark.parametrize("kernel_size,stride,padding,act", [
+    (4, 2, 1, "none"), (4, 2, 1, "leaky_relu"), (3, 1, 1, "relu"), (5, 3, 2, "elu"), (2, 1, 3, "leaky_relu"),
+    ((3, 4), (1, 2), (2, 0), "none")])
+def test_reference_path_computes_no_input_gradient_for_an_x_that_needs_none(kernel_size, stride, padding, act):
+    """G's first conv on an encoded code: A needs no gradient, z does. A conv's input gradient is all or
+    nothing, so the conv of the concatenation computed A's channels' with z's, to drop them: the
+    reference path asks none of its conv, and its values and gradients are the concatenation's
+    (z_concat_conv_ref) to float64 rounding, second derivatives included."""
+    x, z = _inputs(2, 3, 7, 6, 4, torch.float64)
+    z.requires_grad_()
+    layer = ZConcatConv2d(3, 4, 5, kernel_size, stride, padding, act=act, impl="ref").double()
+    params = [z, layer.weight, layer.bias]
+
+    class Masks(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                seen.append(tuple(args[-1]))  # output_mask: (input, weight, bias)
+            return func(*args, **(kwargs or {}))
+    seen = []
+    y = layer(x, z)
+    grad = torch.randn_like(y)
+    with Masks():
+        got = torch.autograd.grad(y, params, grad)
+    assert seen and not any(mask[0] for mask in seen), seen
+    want = z_concat_conv_ref(x, z, layer.weight, layer.bias, stride, padding, act)
+    _close(y, want, torch.float64, "output")
+    for name, g, w in zip(("z", "weight", "bias"), got, torch.autograd.grad(want, params, grad)):
+        _close(g, w, torch.float64, f"grad {name}")
+    if act == "elu":  # the one with a second derivative of its own
+        assert torch.autograd.gradgradcheck(
+            lambda *a: z_concat_conv(x, *a, stride, padding, act, impl="ref"), params, fast_mode=True)
+
+
 @pytest.mark.parametrize("trainable", [("z",), ("x",), ("bias",), ("weight", "z")])
 def test_concat_free_partial_requires_grad(trainable, poisoned):
     # only some inputs need gradients (e.g. a frozen G in the encoder's update)
