@@ -557,6 +557,81 @@ def test_z_term_of_the_first_conv_gives_the_gradients_of_the_concatenation(varia
     assert max((a - b).abs().max() for a, b in zip(split, concat)) <= 1e-12 * scale
 
 
+def _live_bytes_peaks(work):
+    """Run work(mark) under the profiler's memory recording and return, for each mark(name) it made, the
+    peak of the CPU allocator's live bytes from that mark to the next (or the end) above the live bytes
+    at the mark: every allocation and free of the c10 CPU allocator from the profiler's events, in time
+    order. (A free of a block allocated before the profile is not reported, so work builds what it frees.)"""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def mark(name):
+        with record_function(f"mark:{name}"):
+            pass
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        work(mark)
+    events = []
+
+    def walk(ev):
+        if ev.tag == torch._C._profiler._EventType.Allocation:
+            events.append((ev.start_time_ns, ev.extra_fields.alloc_size, None))
+        elif ev.name.startswith("mark:"):
+            events.append((ev.start_time_ns, 0, ev.name[5:]))
+        for child in ev.children:
+            walk(child)
+    for root in prof.profiler.kineto_results.experimental_event_tree():
+        walk(root)
+    live, peaks, current = 0, {}, None
+    for _, size, name in sorted(events, key=lambda e: e[0]):  # stable: same-time events keep their order
+        live += size
+        if name is not None:
+            current, start = name, live
+            peaks[name] = 0
+        elif current is not None:
+            peaks[current] = max(peaks[current], live - start)
+    return peaks
+
+
+def test_live_bytes_peaks_sees_known_allocations():
+    MB = 2 ** 20
+
+    def work(mark):
+        mark("first")
+        a = torch.empty(10 * MB, dtype=torch.uint8)
+        b = torch.empty(20 * MB, dtype=torch.uint8)
+        del a
+        c = torch.empty(12 * MB, dtype=torch.uint8)  # live 32 MB: the first range's peak
+        del b, c
+        mark("second")
+        x = torch.ones(MB // 4, requires_grad=True)  # 1 MB
+        (x * 2).sum().backward()  # x * 2 (1 MB, freed after the sum), then x.grad (1 MB)
+        assert x.grad is not None
+    peaks = _live_bytes_peaks(work)
+    assert peaks["first"] == 32 * MB
+    assert 2 * MB <= peaks["second"] <= 2 * MB + 64  # + the loss and its gradient, scalars
+
+
+def test_kept_d_outputs_raise_no_peak_of_the_step_memory():
+    """D's saved activations on the fakes live from the G+E phase into the D phase when its outputs
+    serve both (_d_on_fake), not when D is forwarded again. The step's peak is at the end of the G+E
+    forward, where both paths hold them, so it is the same (256 px reference networks, bicycle batch 2:
+    1192.4 MB in both, docs/performance.md): a peak above the second forward's is a regression."""
+    cfg = small_cfg(batch_size=2, model=dict(crop_size=64, ngf=8, nef=8, ndf=8))
+
+    def peaks(two_forwards):
+        def work(mark):
+            torch.manual_seed(0)
+            model = BicycleGAN(cfg)
+            if two_forwards:
+                model._d_on_fake = lambda D, A1, fake, key, out: _frozen_call(D, model._d_input(A1, fake))
+            for step in ("first", "second"):  # the second: every optimiser's state and gradient exist
+                data = batch(cfg)
+                mark(step)
+                model.train_step(data)
+        return _live_bytes_peaks(work)["second"]
+    shared, twice = peaks(False), peaks(True)
+    assert shared <= twice + 4096, (shared, twice)  # 4 KB: D's few kept output maps
+
+
 # ---------------------------------------------------------------------------------------------
 # Every variant and option builds and steps; odd and rectangular sizes
 # ---------------------------------------------------------------------------------------------
