@@ -102,8 +102,8 @@ def _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope):
     to keep z's. Equal to the reference to rounding, in values and gradients of every order."""
     C = x.shape[1]
     y = F.conv2d(apply_act(x, act, slope), weight[:, :C], bias, stride, padding)
-    # In place: the conv keeps no output for its backward, and y keeps its memory format.
-    return y.add_(_tiled_conv(apply_act(z, act, slope), weight[:, C:], stride, padding, *x.shape[2:]))
+    # Out of place: under torch.func.vmap over z alone, y is one sample and z's term a batch of them.
+    return y + _tiled_conv(apply_act(z, act, slope), weight[:, C:], stride, padding, *x.shape[2:])
 
 
 def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,

@@ -157,6 +157,17 @@ def test_reference_path_computes_no_input_gradient_for_an_x_that_needs_none(kern
             lambda *a: z_concat_conv(x, *a, stride, padding, act, impl="ref"), params, fast_mode=True)
 
 
+def test_reference_path_per_sample_gradients_of_z_alone():
+    """torch.func.vmap(grad) over z with one x: z's term is a batch of samples where the conv of x is one."""
+    from torch.func import grad, vmap
+    x, _ = _inputs(1, 3, 8, 6, 2, torch.float64)
+    w, b = torch.randn(4, 5, 4, 4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    zs = torch.randn(5, 1, 2, dtype=torch.float64)
+    got = vmap(grad(lambda z: z_concat_conv(x, z, w, b, impl="ref").square().sum()))(zs)
+    want = vmap(grad(lambda z: z_concat_conv_ref(x, z, w, b).square().sum()))(zs)
+    _close(got, want, torch.float64, "per-sample grad z")
+
+
 @pytest.mark.parametrize("trainable", [("z",), ("x",), ("bias",), ("weight", "z")])
 def test_concat_free_partial_requires_grad(trainable, poisoned):
     # only some inputs need gradients (e.g. a frozen G in the encoder's update)
