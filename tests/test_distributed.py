@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,10 +135,14 @@ def _torchrun(tmp_path, *args):
     return done.stdout + done.stderr  # results on stdout, progress on stderr
 
 
-def torchrun_command(*argv, nproc: int = 2) -> list[str]:
-    """The command line of `bicyclegan ARGV` under torchrun, `nproc` processes (a free port of its own)."""
+CLI = ("-m", "bicyclegan.engine.cli")
+
+
+def torchrun_command(*argv, nproc: int = 2, program=CLI) -> list[str]:
+    """The command line of `bicyclegan ARGV` under torchrun, `nproc` processes (a free port of its own);
+    `program`: what torchrun runs with ARGV, another script's path."""
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-            str(_free_port()), "-m", "bicyclegan.engine.cli", *map(str, argv)]
+            str(_free_port()), *program, *map(str, argv)]
 
 
 def gloo_failed_to_connect(said: str) -> bool:
@@ -147,19 +152,32 @@ def gloo_failed_to_connect(said: str) -> bool:
     return "connectFullMesh" in said
 
 
-def torchrun_cli(cwd, *argv, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+def torchrun_cli(cwd, *argv, nproc: int = 2, timeout: float = 300, program=CLI) -> subprocess.CompletedProcess:
     """`bicyclegan ARGV` under torchrun, `nproc` processes, in cwd: its exit code and what it printed
     (launched once more where gloo failed to connect the processes: gloo_failed_to_connect)."""
     env = _torchrun_env()
     try:
-        done = subprocess.run(torchrun_command(*argv, nproc=nproc), cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(torchrun_command(*argv, nproc=nproc, program=program), cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0 and gloo_failed_to_connect(done.stdout + done.stderr):
-            done = subprocess.run(torchrun_command(*argv, nproc=nproc), cwd=cwd, env=env, capture_output=True,
-                                  text=True, timeout=timeout)
+            done = subprocess.run(torchrun_command(*argv, nproc=nproc, program=program), cwd=cwd, env=env,
+                                  capture_output=True, text=True, timeout=timeout)
         return done
     finally:
         shutil.rmtree(env["TMPDIR"], ignore_errors=True)
+
+
+def torchrun_in_turn(cwd, commands, nproc: int = 2, timeout: float = 300):
+    """torchrun_cli of several commands (each a `bicyclegan` argv) in turn in one launch (torchrun_in_turn.py, a
+    group on a port of its own each), in cwd: the launch, what each command printed (its part of the launch's
+    stdout, then of its stderr) and each command's exit code on each rank."""
+    cases = [[port, list(map(str, argv))] for port, argv in zip(_free_ports(len(commands)), commands)]
+    done = torchrun_cli(cwd, json.dumps(cases), nproc=nproc, timeout=timeout,
+                        program=[os.path.join(os.path.dirname(__file__), "torchrun_in_turn.py")])
+    out, err = (re.split(r"^== command \d+\n", text, flags=re.M)[1:] for text in (done.stdout, done.stderr))
+    ranks = [json.loads((Path(cwd) / f"in_turn.{r}.json").read_text()) for r in range(nproc)
+             if (Path(cwd) / f"in_turn.{r}.json").exists()]
+    return done, [o + e for o, e in zip(out, err)], [list(codes) for codes in zip(*ranks)]
 
 
 def test_torchrun_cli_launches_once_more_where_gloo_failed_to_connect_alone(monkeypatch, tmp_path):
@@ -1047,10 +1065,14 @@ def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path
               "bicyclegan serve: ConfigError: serve runs in one process (under torchrun each process would serve its "
               "own page at the same address): launch it without torchrun (train, evaluate, compare, sample and "
               "interpolate share their work among torchrun's processes)")]
-    for argv, line in cases:
-        done = torchrun_cli(tmp_path, *argv)
-        said = done.stdout + done.stderr
-        assert done.returncode != 0 and said.count(line) == 1 and said.count("usage: bicyclegan") <= 1, said[-3000:]
+    # One launch for the cases, in turn (torchrun_in_turn): its start-up took most of each case's time. A line
+    # counted in all of the launch's output too: another process's may come after rank 0's start of the next case.
+    done, said, codes = torchrun_in_turn(tmp_path, [argv for argv, _ in cases])
+    everything = done.stdout + done.stderr
+    assert len(said) == len(codes) == len(cases), everything[-3000:]
+    for (argv, line), own, rcs in zip(cases, said, codes):
+        assert any(rcs) and own.count(line) == 1 and everything.count(line) == 1, (argv, rcs, own[-3000:])
+    assert everything.count("usage: bicyclegan") <= 1, everything[-3000:]
 
 
 @pytest.mark.slow

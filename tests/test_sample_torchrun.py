@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_distributed import torchrun_cli
+from test_distributed import torchrun_cli, torchrun_in_turn
 
 from bicyclegan.engine import BicycleGAN, make_config, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
@@ -39,32 +39,61 @@ def files(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("command, nproc, num, options, per_input", [
+CASES = [  # (command, processes, inputs, options, files per input)
     ("sample", 2, 5, ["--n_samples", "3", "--seed", "4"], 6),  # 2 + 3 inputs; input, ground truth, encoded, 3 random z
     # 1 + 1 + none: more processes than inputs
     ("sample", 3, 2, ["--spread_z", "--aspect_ratio", "1.5", "--seed", "4"], 8),
     # the codes of the path: E(B) of two inputs (rank 0's, broadcast), or random; input, strip, GIF (and MP4)
     ("interpolate", 2, 3, ["--path", "encoded", "--refs", "2,0", "--frames", "2"], 3 + mp4_available()),
     ("interpolate", 3, 2, ["--segments", "2", "--frames", "1", "--mode", "linear", "--no-mp4", "--seed", "4"], 3),
-])
-def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files(setup, tmp_path, command, nproc,
-                                                                                       num, options, per_input):
+]
+
+
+def _argv(setup, case):
+    command, _, num, options, _ = CASES[case]
     root, ckpt = setup
-    argv = [command, ckpt, "--dataroot", root, "--phase", "val", "--num_test", str(num), "--device", "cpu", *options]
-    assert main([*map(str, argv), "--out", str(tmp_path / "one")]) == 0
+    return [command, ckpt, "--dataroot", root, "--phase", "val", "--num_test", str(num), "--device", "cpu", *options]
+
+
+@pytest.fixture(scope="module")
+def launches(setup, tmp_path_factory):
+    """Call with a number of processes: one torchrun launch of that many runs the CASES of that many in turn
+    (torchrun_in_turn), case i into <folder>/<i>/; (its folder, the launch, what each case printed: case -> text).
+    One launch for two cases: its start-up took most of a case's time."""
+    made = {}
+
+    def launch(nproc):
+        if nproc not in made:
+            where = tmp_path_factory.mktemp(f"torchrun_{nproc}")
+            cases = [i for i, case in enumerate(CASES) if case[1] == nproc]
+            done, said, codes = torchrun_in_turn(where, [[*_argv(setup, i), "--out", where / str(i)] for i in cases],
+                                                 nproc=nproc)
+            made[nproc] = where, done, dict(zip(cases, said)), dict(zip(cases, codes)), len(cases)
+        return made[nproc]
+    return launch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_files(setup, launches, tmp_path, case):
+    command, nproc, num, _, per_input = CASES[case]
+    assert main([*map(str, _argv(setup, case)), "--out", str(tmp_path / "one")]) == 0
     one = files(tmp_path / "one")
     # each input's files, the gallery, the list of written images, and sample's grid or interpolate's path
     shown = {"sample": "grid.png", "interpolate": "path.json"}[command]
     assert len(one) == num * per_input + 3 and {shown, "index.html", ".images.json"} <= set(one)
-    done = torchrun_cli(tmp_path, *argv, "--out", tmp_path / "shared", nproc=nproc)
-    said = done.stdout + done.stderr
-    assert done.returncode == 0, said[-3000:]
-    assert files(tmp_path / "shared") == one
-    # rank 0 alone prints: the progress (of every rank's inputs) and the results' lines
+    where, done, said_by, codes, launched = launches(nproc)
+    everything = done.stdout + done.stderr
+    assert done.returncode == 0 and codes[case] == [0] * nproc, everything[-3000:]
+    assert files(where / str(case)) == one
+    said = said_by[case]
+    # rank 0 alone prints: the progress (of every rank's inputs) and the results' lines (counted in all of the
+    # launch's output too: another rank's line may come after rank 0's start of the next command)
     done_line = {"sample": "sampled", "interpolate": "interpolated"}[command]
     assert said.count(f"{done_line} {num}/{num}") == 1 and said.count("results: ") == 1, said
     assert said.count("gallery: ") == 1 and "Traceback" not in said, said
+    assert everything.count(f"{done_line} {num}/{num}") == 1 and "Traceback" not in everything, everything
+    assert everything.count("results: ") == everything.count("gallery: ") == launched, everything
 
 
 @pytest.mark.slow
