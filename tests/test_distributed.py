@@ -86,11 +86,17 @@ def _free_ports(n):
 
 def _in_turn(rank, world, ports, out_dir, cases):
     """worker(rank, world, port, out_dir/name, *args) for each (name, worker, *args) of cases in turn, in this
-    rank's process, each on a port of its own (each worker starts and ends its own group): one pair of
-    processes for several tests, whose start-up took most of each test's time."""
+    rank's process, each on a port of its own (each worker starts its own group): one pair of processes for
+    several tests, whose start-up took most of each test's time. A group an error exit left open is ended as
+    the process's exit would end it (see _exit_worker); the seconds each case took on this rank: name/{rank}.took."""
     for port, (name, worker, *args) in zip(ports, cases):
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+        start = time.monotonic()
         worker(rank, world, port, os.path.join(out_dir, name), *args)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        with open(os.path.join(out_dir, name, f"{rank}.took"), "w") as f:
+            f.write(str(time.monotonic() - start))
 
 
 @pytest.fixture(scope="module")
@@ -644,56 +650,70 @@ def _cli_rank(rank, world, port, out_dir, args):
     json.dump({"rc": rc, "stderr": err.getvalue()}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
 
 
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """The folder of the three cases below, run in turn by one pair of spawned processes (_in_turn), each in
+    <case>/: a run folder in use ("in_use": its r/ locked by another training, running), a bug on rank 0
+    ("bug"), a rank lost at start-up ("start": last, as in a pair of its own, rank 0 waits in a collective until
+    rank 1, done with its bug, ends its group)."""
+    import fcntl
+    where = tmp_path_factory.mktemp("refused")
+    tiny = ["--device", "cpu", "--no-progress", "--crop_size", "32"]
+    cases = [("in_use", _cli_rank, ["train", "--out", str(where / "in_use" / "r"), *tiny, "--ngf", "4", "--nef", "4",
+                                    "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]),
+             ("bug", _bug_rank, ["train", "--out", str(where / "bug" / "r"), *tiny]),
+             ("start", _start_bug_rank, ["train", "--out", str(where / "start" / "r"), *tiny, "--no-eval", "--ngf",
+                                         "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"])]
+    (where / "in_use" / "r").mkdir(parents=True)
+    fd = os.open(where / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT)  # another training's, running
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        spawn_ranks(_in_turn, (2, _free_ports(len(cases)), str(where), cases))
+    finally:
+        os.close(fd)
+    return where
+
+
 @pytest.mark.slow
-def test_a_run_folder_in_use_refuses_every_rank_with_one_line(tmp_path):
+def test_a_run_folder_in_use_refuses_every_rank_with_one_line(refused):
     """Rank 0 alone holds the run folder: its refusal reached no other rank, which waited in the next
     collective until torchrun killed it (a traceback each, or a timeout on NCCL). Every rank now
     exits 2 at once, and rank 0 alone prints the line."""
-    import fcntl
-
     from bicyclegan.engine import runtime
-    out = tmp_path / "r"
-    out.mkdir()
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)  # another training's, running
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    args = ["train", "--out", str(out), "--device", "cpu", "--no-progress", "--crop_size", "32", "--ngf", "4",
-            "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]
-    try:
-        start = time.monotonic()
-        spawn_ranks(_cli_rank, (2, _free_port(), str(tmp_path), args))
-        took = time.monotonic() - start
-    finally:
-        os.close(fd)
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    case = refused / "in_use"
+    out = case / "r"
+    r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == {"rc": 2, "stderr": f"bicyclegan train: CheckpointError: {out} is in use by another training, "
                                      f"still running: wait for it to end (then continue the run with --resume), "
                                      f"or choose another --out\n"}
     assert r1 == {"rc": 2, "stderr": ""}
-    assert took < 60  # the start-up of two processes; the collectives' timeout is 30 minutes
+    # the command on each rank (the processes' start-up not counted); the collectives' timeout is 30 minutes
+    assert max(float((case / f"{r}.took").read_text()) for r in (0, 1)) < 60
     assert not runtime.demo_data_root(out, (32, 32), 0).exists()  # refused before any work
 
 
 def _bug_rank(rank, world, port, out_dir, args):
-    """_cli_rank with a bug (not a user error) in rank 0's check of the run folder."""
+    """_cli_rank with a bug (not a user error) in rank 0's check of the run folder (undone after, for the
+    process's next case)."""
     from bicyclegan.engine.trainer import Trainer
 
     def broken(self, resume):
         raise ZeroDivisionError("a bug")
-    Trainer._check_run_folder = broken
+    check, Trainer._check_run_folder = Trainer._check_run_folder, broken
     try:
         _cli_rank(rank, world, port, out_dir, args)
     except ZeroDivisionError:  # rank 0: the traceback Python prints for a bug, once
         json.dump({"raised": True}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    finally:
+        Trainer._check_run_folder = check
 
 
 @pytest.mark.slow
-def test_a_bug_on_rank_0_is_its_traceback_alone(tmp_path):
+def test_a_bug_on_rank_0_is_its_traceback_alone(refused):
     """Rank 0's bug reaches the other ranks as 'rank 0 stopped: ...', which they raised on: a second
     traceback of the same error from every other rank. They exit 1 in silence now."""
-    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--crop_size", "32"]
-    spawn_ranks(_bug_rank, (2, _free_port(), str(tmp_path), args))
-    assert json.loads((tmp_path / "0.json").read_text()) == {"raised": True}
-    assert json.loads((tmp_path / "1.json").read_text()) == {"rc": 1, "stderr": ""}
+    assert json.loads((refused / "bug" / "0.json").read_text()) == {"raised": True}
+    assert json.loads((refused / "bug" / "1.json").read_text()) == {"rc": 1, "stderr": ""}
 
 
 @pytest.mark.slow
@@ -885,10 +905,10 @@ def test_a_lost_rank_is_said_with_the_epoch_of_the_step_finished(tmp_path, fails
 
 
 def _start_bug_rank(rank, world, port, out_dir, args):
-    """_cli_rank with a bug in rank 1's loader set-up, before the ranks' joint check of the files."""
+    """_cli_rank with a bug in rank 1's loader set-up, before the ranks' joint check of the files (undone after)."""
+    from bicyclegan.engine import trainer
+    build = trainer.build_loader
     if rank == 1:
-        from bicyclegan.engine import trainer
-
         def broken(*a, **k):
             raise ZeroDivisionError("a bug")
         trainer.build_loader = broken
@@ -896,16 +916,15 @@ def _start_bug_rank(rank, world, port, out_dir, args):
         _cli_rank(rank, world, port, out_dir, args)
     except ZeroDivisionError:  # rank 1: the traceback Python prints for a bug
         json.dump({"raised": True}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
+    finally:
+        trainer.build_loader = build
 
 
 @pytest.mark.slow
-def test_a_rank_lost_at_start_up_is_one_line_on_the_others(tmp_path):
+def test_a_rank_lost_at_start_up_is_one_line_on_the_others(refused):
     """Rank 0 waited for rank 1 in the loader's joint check of the files, and printed gloo's failure as a
-    bug's traceback of its own once rank 1 had ended on its bug."""
-    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--no-progress", "--no-eval", "--crop_size",
-            "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"]
-    spawn_ranks(_start_bug_rank, (2, _free_port(), str(tmp_path), args))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    bug's traceback of its own once rank 1 had ended on its bug (its group ended, as by its process's exit)."""
+    r0, r1 = (json.loads((refused / "start" / f"{r}.json").read_text()) for r in (0, 1))
     assert r1 == {"raised": True}
     assert r0["rc"] == 2 and "Traceback" not in r0["stderr"], r0
     assert re.fullmatch(r"bicyclegan train: RankLostError: another process of this launch ended while this one "
