@@ -638,9 +638,12 @@ def test_under_torchrun_the_ranks_stop_at_one_step_when_torchrun_is_killed(cli_d
         shutil.rmtree(env["TMPDIR"], ignore_errors=True)
 
 
-# A launcher (torchrun's part) and the process it starts (a rank's), which watches it as init_distributed does.
-LAUNCHER = """import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+# A launcher (torchrun's part) and the processes it starts (ranks'), which watch it as init_distributed does.
+# Its argument: a JSON list of [script, environment, output file]; it prints each process's pid, in that order.
+LAUNCHER = """import json, subprocess, sys, time
+for script, env, out in json.loads(sys.argv[1]):
+    print(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=open(out, "w"),
+                           stderr=subprocess.STDOUT).pid, flush=True)
 time.sleep(120)
 """
 WATCHING = """import signal, sys, time
@@ -650,52 +653,6 @@ watch_launcher(poll=0.1)
 print("watching", flush=True)
 time.sleep(120)
 """
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("torchrun", [True, False])
-def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(tmp_path, torchrun):
-    """What evaluate and compare get too (their SIGTERM is the default's: the process ends, its writes being
-    atomic): the SIGTERM, within a second of the launcher's end, with the line that says why. A process not
-    started by torchrun (no TORCHELASTIC_RUN_ID) is left as it was."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
-    if torchrun:
-        env["TORCHELASTIC_RUN_ID"] = "none"
-    with _launcher_killed(tmp_path, WATCHING, env, wait=20 if torchrun else 3) as (launcher, child, _):  # polls 0.1 s
-        said = (tmp_path / "out.txt").read_text()
-        assert _running(child) is not torchrun, said
-        gone = f"torchrun (pid {launcher.pid}), which started this process, is gone: stopping as on a SIGTERM"
-        assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
-                                          "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
-
-
-@contextlib.contextmanager
-def _launcher_killed(tmp_path, script, env, wait):
-    """Runs `script` (which prints "watching" once its watch runs) as the child of a stand-in launcher in a
-    session of its own, kills the launcher with SIGKILL and waits up to `wait` s for the child to end; yields
-    (launcher, the child's pid, the time of the kill). Its output: tmp_path/out.txt. The child is killed after."""
-    with open(tmp_path / "out.txt", "w") as out:
-        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, script], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-    child = []
-    try:
-        end = time.time() + 60
-        while "watching" not in (tmp_path / "out.txt").read_text() and time.time() < end:
-            time.sleep(0.1)
-        child = _ranks(launcher, 1)
-        killed = time.time()  # (the launcher ends after this)
-        launcher.kill()
-        launcher.wait()
-        end = time.time() + wait
-        while _running(child[0]) and time.time() < end:
-            time.sleep(0.1)
-        yield launcher, child[0], killed
-    finally:
-        for pid in child:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 # A process of another local rank than 0 (the machine's line is local rank 0's), whose watch is asked for twice
 # (init_distributed again in one process; at another poll, so that a second watcher's SIGTERM would come apart
 # from the first, within the 3.5 s the handler waits, not merged with it).
@@ -712,19 +669,75 @@ time.sleep(120)
 """
 
 
+@pytest.fixture(scope="module")
+def launcher_killed(tmp_path_factory):
+    """One stand-in launcher (a session of its own) of the three processes of the tests below, killed with SIGKILL
+    once each watches it: "torchrun" (WATCHING, started by torchrun: TORCHELASTIC_RUN_ID), "not torchrun"
+    (WATCHING, no TORCHELASTIC_*) and "other rank" (OTHER_RANK, torchrun's, LOCAL_RANK 1). One launch for the
+    three, whose start-up and waits each took most of a test's time. Waits up to 20 s for the two of torchrun to
+    end, and 3 s at least (polls of 0.1 s) for the other to end, which it must not. Returns (the launcher's pid,
+    the time of the kill, name -> (what the process printed, whether it ran at the end of the wait))."""
+    where = tmp_path_factory.mktemp("launcher")
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
+    children = {"torchrun": (WATCHING, {**plain, "TORCHELASTIC_RUN_ID": "none"}), "not torchrun": (WATCHING, plain),
+                "other rank": (OTHER_RANK, {**plain, "TORCHELASTIC_RUN_ID": "none", "LOCAL_RANK": "1"})}
+    outs = {name: where / f"{name}.txt" for name in children}
+    with open(where / "launcher.txt", "w") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, json.dumps([[s, e, str(outs[n])] for n, (s, e) in children.items()])],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pids = {}
+
+    def said():
+        return {n: p.read_text() if p.exists() else "" for n, p in outs.items()}
+    try:
+        end = time.time() + 60
+        while not all("watching" in text for text in said().values()):
+            assert time.time() < end and launcher.poll() is None, said()
+            time.sleep(0.1)
+        pids = dict(zip(children, map(int, (where / "launcher.txt").read_text().split())))
+        assert sorted(_ranks(launcher, 3)) == sorted(pids.values())
+        killed = time.time()  # (the launcher ends after this)
+        launcher.kill()
+        launcher.wait()
+        end = killed + 20
+        while (_running(pids["torchrun"]) or _running(pids["other rank"])) and time.time() < end:
+            time.sleep(0.1)
+        time.sleep(max(0.0, killed + 3 - time.time()))
+        return launcher.pid, killed, {n: (said()[n], _running(pid)) for n, pid in pids.items()}
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            launcher.kill()
+
+
 @pytest.mark.slow
-def test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once(tmp_path):
+@pytest.mark.parametrize("torchrun", [True, False])
+def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(launcher_killed, torchrun):
+    """What evaluate and compare get too (their SIGTERM is the default's: the process ends, its writes being
+    atomic): the SIGTERM, within a second of the launcher's end, with the line that says why. A process not
+    started by torchrun (no TORCHELASTIC_RUN_ID) is left as it was."""
+    launcher, _, seen = launcher_killed
+    said, running = seen["torchrun" if torchrun else "not torchrun"]
+    assert running is not torchrun, said
+    gone = f"torchrun (pid {launcher}), which started this process, is gone: stopping as on a SIGTERM"
+    assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
+                                      "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
+
+
+@pytest.mark.slow
+def test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once(launcher_killed):
     """Local rank 0 alone says why; the others wait 5 polls (here 1 s) so that their stop cannot end the run
     before local rank 0 has said it; a second watch_launcher in one process adds no second SIGTERM."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")},
-           "TORCHELASTIC_RUN_ID": "none", "LOCAL_RANK": "1"}
-    with _launcher_killed(tmp_path, OTHER_RANK, env, wait=20) as (_, child, killed):
-        said = (tmp_path / "out.txt").read_text()
-        lines = said.splitlines()
-        assert not _running(child), said
-        # no "torchrun ... is gone" line, one SIGTERM
-        assert lines[0] == "watching" and [x.rsplit(" ", 1)[0] for x in lines[1:]] == ["SIGTERM received"], said
-        assert float(lines[1].split()[-1]) - killed >= 1.0, said
+    _, killed, seen = launcher_killed
+    said, running = seen["other rank"]
+    lines = said.splitlines()
+    assert not running, said
+    # no "torchrun ... is gone" line, one SIGTERM
+    assert lines[0] == "watching" and [x.rsplit(" ", 1)[0] for x in lines[1:]] == ["SIGTERM received"], said
+    assert float(lines[1].split()[-1]) - killed >= 1.0, said
 
 
 # -- the torch loader's workers ---------------------------------------------------------------------------
