@@ -17,7 +17,13 @@
 #                                                    and installs them, runs the DALI tests, the DALI
 #                                                    loader against the torch one, whether it feeds
 #                                                    the graphed step, and a short training run on it
-#   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile|dali]
+#   OUT=... bash bench/gpu_check.sh rerun            a second call after fixes, in about 5 minutes: every
+#                                                    gpu-marked test, the z-injection benchmarks, the ladder's
+#                                                    baseline and CUDA-graph rungs at batch 2 and 16, then
+#                                                    the torch.compile rungs at batch 16 in what time is
+#                                                    left (GPU_CHECK_BUDGET, default 300 here); the launch
+#                                                    configurations from the committed table
+#   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile|dali|rerun]
 #                                                    on a CPU: every step, tiny shapes, one round,
 #                                                    every file written, nothing worth quoting
 #                                                    (tests/test_bench_gpu_check.py runs it in CI)
@@ -29,6 +35,7 @@
 # Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
 # tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
 # (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
+# rerun: check_rerun.log, steps_rerun.jsonl, kernels_rerun.json, train_step_rerun.json, train_step_compile.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
 # them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
 # steps get what is left, so the call ends within about 8 minutes whatever happens (a dry run: six
@@ -41,15 +48,15 @@ MODE=main
 for arg in "$@"; do
   case $arg in
     --dry-run) DRY=1 ;;
-    compile|dali) MODE=$arg ;;
-    *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or one of compile, dali)"; exit 2 ;;
+    compile|dali|rerun) MODE=$arg ;;
+    *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or one of compile, dali, rerun)"; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}  # the device machine sets OUT
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 PY=${PY:-python3}
-BUDGET=${GPU_CHECK_BUDGET:-470}
+BUDGET=${GPU_CHECK_BUDGET:-$([ $MODE = rerun ] && echo 300 || echo 470)}
 # Each call's own log and step list (check.log, check_compile.log, check_dali.log...): the calls'
 # files go to one results folder, where the later must not overwrite the earlier.
 SUFFIX=${MODE#main}
@@ -137,8 +144,9 @@ fi
 { echo "=== /dev/shm (the loader workers hand their batches over through it)"; df -h /dev/shm; } >> "$LOG" 2>&1
 
 # Kernel launch configurations chosen on this device, used by every later step (not in the DALI
-# call: its step rates are compared with the same step on a resident batch, tuned or not).
-if [ $MODE != dali ]; then
+# call: its step rates are compared with the same step on a resident batch, tuned or not; nor in
+# a rerun, which spends its minutes on the checks and takes the table committed from the first).
+if [ $MODE != dali ] && [ $MODE != rerun ]; then
   if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null
   then
     # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
@@ -179,6 +187,19 @@ if [ $MODE = dali ]; then
   fi
   step train_dali 90 "$PY" -m bicyclegan.engine.cli train "${run[@]}"
   { echo "=== train_dali: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
+elif [ $MODE = rerun ]; then
+  xdist=()
+  "$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
+  gpu_tests=("$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests)
+  [ $DRY = 1 ] && gpu_tests+=(--collect-only)
+  step gpu_tests 120 "${gpu_tests[@]}"
+  BENCH_ROUNDS=${BENCH_ROUNDS:-20} bench zinject 45 kernels_rerun.json bench/bench_zinject.py
+  # the baseline and our rung only: the other eager rungs of the first call stand
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 60 train_step_rerun.json bench/bench_train_step.py \
+    -k "eager_fp32_torch or (graph_bf16_triton and not compile)"
+  # whatever is left: torch.compile of the step at batch 16 (each rung compiles afresh, cold)
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
+    train_step_compile.json bench/bench_train_step.py -k "compile"
 elif [ $MODE = compile ]; then
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
     train_step_compile.json bench/bench_train_step.py -k "compile or graph_bf16_triton"
@@ -204,20 +225,23 @@ else
   # torch loader feeding the captured step, an epoch boundary (32 steps of batch 16 on the demo
   # data), a checkpoint and a sample grid between replays, then a resume that captures again.
   rundir=$(mktemp -d)/run
-  run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10)
+  # --eval_every 0: the demo preset evaluates every 40 steps, which the step limits do not count on
+  run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10 --eval_every 0)
   if [ $DRY = 1 ]; then
     run+=(--device cpu --impl ref --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4)
   else
     run+=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
   fi
-  step train_graph 45 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 40
+  # (on an H200 the first 10 steps took 25 s: Triton compiling every kernel of the step)
+  step train_graph 60 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 40
   step train_graph_resume 30 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 50 --resume
   { echo "=== train_graph: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
   # norm_act last, and its torch.compile cases last within it (each compiles afresh, seconds apiece):
   # if the limit cuts the step short, it cuts those.
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=1 bench kernels 150 kernels.json \
     bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py
-  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 90 train_step.json bench/bench_train_step.py -k "not compile"
+  # (8 eager rungs took 90 s on an H200: the baseline and the graph rung run first, see RUNGS)
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 120 train_step.json bench/bench_train_step.py -k "not compile"
   # the CPU loader, and whether it keeps up with the graphed step at batch 16 (fed vs resident batch);
   # before the profile, which serves later planning and is the step to lose if the budget runs out.
   # Its JPEGs go to pytest's temporary folder (TMPDIR, else /tmp: ~100 MB), but the torch loader's

@@ -84,7 +84,9 @@ def prepare_device(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
         # Triton launches and CUDA-graph capture streams use the current device: a single process
         # training on cuda:1 would otherwise capture on GPU 0 (torchrun ranks set theirs already).
-        torch.cuda.set_device(device)
+        # A plain "cuda" means the current device already (set_device refuses it: torch 2.11).
+        if device.index is not None:
+            torch.cuda.set_device(device)
 
 
 @dataclass(frozen=True)

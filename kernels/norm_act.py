@@ -71,6 +71,12 @@ def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None,
     # compiled or exported graphs keep the instance_norm they had.
     one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
     norm = torch.batch_norm if one else torch.instance_norm
+    if (weight is None) != (bias is None):
+        # One of the two: cuDNN's backward fails on the missing one ("tensor does not have a device",
+        # torch 2.11 on CUDA); the identity in its place changes no value and no gradient.
+        given = weight if weight is not None else bias
+        weight = torch.ones_like(given) if weight is None else weight
+        bias = torch.zeros_like(given) if bias is None else bias
     y = norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
     # instance_norm's output is a fresh tensor, so the activation may overwrite it.
     return apply_act(y, act, slope, inplace=True)

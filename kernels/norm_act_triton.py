@@ -49,6 +49,15 @@ def _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W: tl.constexpr, HAS_B: tl.constex
 
 
 @triton.jit
+def _div(a, b):
+    # IEEE division for the statistics: '/' compiles to an approximate one on a GPU (2 ulp), and a
+    # constant plane's mean must be that constant exactly, so that x - mean is 0 there (seen on an
+    # H200: 315 / 63 != 5 put 1.5e-4 into a dead channel's output after rstd = 1 / sqrt(eps), and
+    # flipped ReLU's derivative). Per channel, not per element: the cost does not show.
+    return tl.div_rn(a, b)
+
+
+@triton.jit
 def _range_stats(x_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, BLOCK_HW: tl.constexpr):
     """(mean, M2) per channel of x over plane positions [hw_lo, hw_hi), chunk by chunk."""
     mean = tl.zeros(base.shape, tl.float32)
@@ -59,15 +68,15 @@ def _range_stats(x_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, BLOCK_HW: tl.cons
         mask = c_mask[:, None] & (hw < hw_hi)[None, :]
         x = tl.load(x_ptr + base[:, None] + hw[None, :] * stride_hw, mask=mask, other=0.0).to(tl.float32)
         n_b = tl.minimum(hw_hi - start, BLOCK_HW).to(tl.float32)
-        mean_b = tl.sum(x, axis=1) / n_b
+        mean_b = _div(tl.sum(x, axis=1), n_b)
         d = tl.where(mask, x - mean_b[:, None], 0.0)
         m2_b = tl.sum(d * d, axis=1)
         total = count + n_b
         delta = mean_b - mean
-        mean += delta * (n_b / total)
+        mean += delta * _div(n_b, total)
         # delta * (delta * ...), not delta * delta * ...: at the first chunk count is 0 and delta the
         # chunk's mean, whose square overflows fp32 past 1.8e19 (0 * inf = NaN for the whole plane).
-        m2 += m2_b + delta * (delta * (count * n_b / total))
+        m2 += m2_b + delta * (delta * _div(count * n_b, total))
         count = total
     return mean, m2
 
@@ -114,14 +123,14 @@ def _fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, C, HW, stride_n,
         mask = c_mask[:, None] & (hw < HW)[None, :]
         offs = base[:, None] + hw[None, :] * stride_hw
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        mean = tl.sum(x, axis=1) / HW
+        mean = _div(tl.sum(x, axis=1), HW * 1.0)
         d = tl.where(mask, x - mean[:, None], 0.0)
-        rstd = 1.0 / tl.sqrt_rn(tl.sum(d * d, axis=1) / HW + eps)
+        rstd = _div(1.0, tl.sqrt_rn(_div(tl.sum(d * d, axis=1), HW * 1.0) + eps))
         z = d * (rstd * w)[:, None] + b[:, None]
         tl.store(y_ptr + offs, _act(z, ACT, slope).to(y_ptr.dtype.element_ty), mask=mask)
     else:
         mean, m2 = _range_stats(x_ptr, base, c_mask, 0, HW, stride_hw, BLOCK_HW)
-        rstd = 1.0 / tl.sqrt_rn(m2 / HW + eps)
+        rstd = _div(1.0, tl.sqrt_rn(_div(m2, HW * 1.0) + eps))
         _range_apply(x_ptr, y_ptr, base, c_mask, 0, HW, stride_hw, mean, rstd, w, b, slope, ACT, BLOCK_HW)
     tl.store(mean_ptr + pid_n * C + c, mean, mask=c_mask)
     tl.store(rstd_ptr + pid_n * C + c, rstd, mask=c_mask)
@@ -158,10 +167,10 @@ def _fwd_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, pmean_ptr, pm2_ptr, mean_ptr, 
         n_b = tl.minimum(HW - s * CHUNK, CHUNK).to(tl.float32)
         total = count + n_b
         delta = mean_b - mean
-        mean += delta * (n_b / total)
-        m2 += m2_b + delta * (delta * (count * n_b / total))  # (order: see _range_stats)
+        mean += delta * _div(n_b, total)
+        m2 += m2_b + delta * (delta * _div(count * n_b, total))  # (order: see _range_stats)
         count = total
-    rstd = 1.0 / tl.sqrt_rn(m2 / HW + eps)
+    rstd = _div(1.0, tl.sqrt_rn(_div(m2, HW * 1.0) + eps))
     w, b = _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B)
     hw_lo = pid_s * CHUNK
     _range_apply(x_ptr, y_ptr, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW), stride_hw,

@@ -110,39 +110,38 @@ def _act_grad_kernel(g_ptr, x_ptr, dx_ptr, numel, slope, ACT: tl.constexpr, BLOC
 
 
 @triton.jit
-def _zterm_add_kernel(y_ptr, q_ptr, b_ptr, CO, OH, OW, H, W, ROWS,
+def _zterm_add_kernel(y_ptr, r_ptr, b_ptr, CO, OH, OW, W, ROWS,
                       syn, syo, syh, syw,
-                      KH: tl.constexpr, KW: tl.constexpr, KHP: tl.constexpr, KWP: tl.constexpr,
-                      SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                      KW: tl.constexpr, SW: tl.constexpr, PW: tl.constexpr,
                       HAS_BIAS: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_O: tl.constexpr):
-    # y[n, o, i, j] += bias[o] + sum_kh row(i, kh) * sum_kw col(j, kw) * Q[n, o, kh, kw]
-    # for ROWS output rows i, one block of columns j and one block of channels o.
+    # y[n, o, i, j] += bias[o] + sum_kw col(j, kw) * R[n, i, kw, o]  (R: _zterm_rows, the taps kh
+    # already summed) for ROWS output rows i, one block of columns j and one block of channels o.
+    # 2-D tiles only, the taps kw unrolled: a [BLOCK_J, KW, BLOCK_O] product summed over its middle
+    # axis gave wrong sums on an H200 (Triton 3.6) once both blocks were 16 or more.
     pid_r = tl.program_id(0)
     n_rch = tl.cdiv(OH, ROWS)
-    n = pid_r // n_rch
+    n = (pid_r // n_rch).to(tl.int64)
     i0 = (pid_r % n_rch) * ROWS
     j = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
     o = tl.program_id(2) * BLOCK_O + tl.arange(0, BLOCK_O)
-    kh = tl.arange(0, KHP)
-    kw = tl.arange(0, KWP)
     om = o < CO
-    q3 = tl.load(q_ptr + (n * CO + o[None, None, :]) * (KH * KW) + kh[:, None, None] * KW + kw[None, :, None],
-                 mask=(kh < KH)[:, None, None] & (kw < KW)[None, :, None] & om[None, None, :], other=0.0)
-    iw = j[:, None] * SW - PW + kw[None, :]
-    col = ((iw >= 0) & (iw < W) & (kw < KW)[None, :]).to(q3.dtype)             # [BLOCK_J, KWP]
+    ACC = r_ptr.dtype.element_ty
     if HAS_BIAS:
-        bias = tl.load(b_ptr + o, mask=om, other=0.0).to(q3.dtype)
+        bias = tl.load(b_ptr + o, mask=om, other=0.0).to(ACC)
     else:
-        bias = tl.zeros([BLOCK_O], dtype=q3.dtype)
-    tile = y_ptr + n.to(tl.int64) * syn + j[:, None] * syw + o[None, :] * syo
+        bias = tl.zeros([BLOCK_O], dtype=ACC)
+    tile = y_ptr + n * syn + j[:, None] * syw + o[None, :] * syo
     for r in range(ROWS):
         i = i0 + r
-        ih = i * SH - PH + kh
-        row = ((ih >= 0) & (ih < H) & (kh < KH)).to(q3.dtype)                 # [KHP]
-        qr = tl.sum(row[:, None, None] * q3, axis=0)                           # [KWP, BLOCK_O]
-        zt = tl.sum(col[:, :, None] * qr[None, :, :], axis=1) + bias[None, :]  # [BLOCK_J, BLOCK_O]
-        m = (j < tl.where(i < OH, OW, 0))[:, None] & om[None, :]  # rows past OH: nothing
-        yv = tl.load(tile + i * syh, mask=m, other=0.0).to(q3.dtype)
+        # rows past OH (the last program's) store nothing: they read row OH - 1's taps meanwhile
+        r_row = r_ptr + (n * OH + tl.minimum(i, OH - 1)) * (KW * CO) + o
+        zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC) + bias[None, :]
+        for kw in tl.static_range(KW):
+            iw = j * SW - PW + kw
+            col = ((iw >= 0) & (iw < W)).to(ACC)                                   # [BLOCK_J]
+            zt += col[:, None] * tl.load(r_row + kw * CO, mask=om, other=0.0)[None, :]
+        m = (j < tl.where(i < OH, OW, 0))[:, None] & om[None, :]
+        yv = tl.load(tile + i * syh, mask=m, other=0.0).to(ACC)
         tl.store(tile + i * syh, (yv + zt).to(y_ptr.dtype.element_ty), mask=m)
 
 
@@ -409,16 +408,37 @@ def _even_rows(rows, OH):
     return triton.cdiv(OH, triton.cdiv(OH, rows))
 
 
+_ROWS_CACHE = {}
+
+
+def _zterm_row_taps(OH, geo, device, dtype):
+    """[OH, KH]: 1 where output row i's tap kh lands on an input row (i * SH - PH + kh in [0, H)).
+    Kept per geometry: the same few tensors every step, made before any CUDA-graph capture."""
+    key = (OH, geo["H"], geo["KH"], geo["SH"], geo["PH"], str(device), dtype)
+    if key not in _ROWS_CACHE:
+        ih = torch.arange(OH, device=device)[:, None] * geo["SH"] - geo["PH"] + torch.arange(geo["KH"], device=device)
+        _ROWS_CACHE[key] = ((ih >= 0) & (ih < geo["H"])).to(dtype)
+    return _ROWS_CACHE[key]
+
+
+def _zterm_rows(q, geo, N, CO, OH):
+    """R[n, i, kw, o] = sum_kh row(i, kh) * Q[n, o, kh, kw]: the z-term's taps kh summed per output
+    row, a small tensor (N x OH x KW x CO) that leaves the add kernel 2-D tiles."""
+    rows = _zterm_row_taps(OH, geo, q.device, q.dtype)
+    return torch.einsum("ik,nokw->niwo", rows, q.view(N, CO, geo["KH"], geo["KW"])).contiguous()
+
+
 def _zterm_add(y, q, bias, geo, knobs=None):
     """y += bias + z_term, in place; q is Q as an N x (CO * KH * KW) matrix in the arithmetic dtype."""
     N, CO, OH, OW = y.shape
     kn = knobs or _zterm_knobs("zterm.add", y, geo)
     rows = _even_rows(kn["ROWS"], OH)
     grid = (N * triton.cdiv(OH, rows), triton.cdiv(OW, kn["BLOCK_J"]), triton.cdiv(CO, kn["BLOCK_O"]))
+    r = _zterm_rows(q, geo, N, CO, OH)
     # The kernel reads bias[o] at bias + o: a strided view (a column of a CO x 2 tensor) is copied.
-    _zterm_add_kernel[grid](y, q, q if bias is None else bias.contiguous(), CO, OH, OW, geo["H"], geo["W"], rows,
+    _zterm_add_kernel[grid](y, r, r if bias is None else bias.contiguous(), CO, OH, OW, geo["W"], rows,
                             y.stride(0), y.stride(1), y.stride(2), y.stride(3),
-                            **{k: v for k, v in geo.items() if k not in ("H", "W")},
+                            KW=geo["KW"], SW=geo["SW"], PW=geo["PW"],
                             HAS_BIAS=bias is not None, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
                             num_warps=kn["num_warps"], enable_fp_fusion=FP_FUSION)
 

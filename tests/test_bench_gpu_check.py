@@ -127,6 +127,28 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
 
 
 @pytest.mark.slow
+def test_dry_run_of_the_rerun_call(tmp_path):
+    """The second call after fixes: every gpu test, the z-injection benchmarks, the ladder's baseline
+    and graph rungs, then the compile rungs; no tuning (the committed table serves)."""
+    out = tmp_path / "out"
+    steps = dry_run(out, "rerun")
+    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "zinject", "ladder",
+                                          "ladder_compile"]
+    assert steps[0]["limit"] == 6 * 90 and sum(s["seconds"] for s in steps) <= 6 * 300
+    assert set(returnable(out)) == {"check_rerun.log", "steps_rerun.jsonl", "kernels_rerun.json",
+                                    "train_step_rerun.json", "train_step_compile.json"}
+    log = (out / "check_rerun.log").read_text()
+    gpu_tests = log.split("=== gpu_tests", 1)[1].split("=== zinject", 1)[0]
+    assert "tests/test_zinject.py::test_gpu_autocast_and_cuda_graph" in gpu_tests
+    assert "test_generator_compiles_to_one_graph" not in gpu_tests
+    ladder = [b["extra_info"]["rung"] for b in benchmarks(out / "train_step_rerun.json")["benchmarks"]]
+    assert ladder == ["eager_fp32_torch", "graph_bf16_triton"]  # "graph" alone would take compile_graph too
+    compiled = {b["extra_info"]["rung"] for b in benchmarks(out / "train_step_compile.json")["benchmarks"]}
+    assert compiled == {"compile_bf16_triton", "compile_graph_bf16_triton"}
+    assert {"zinject_G_fwd_bwd_b2", "zinject_layer_b2"} <= set(track.figures(benchmarks(out / "kernels_rerun.json")))
+
+
+@pytest.mark.slow
 def test_dry_run_of_the_compile_call(tmp_path):
     out = tmp_path / "out"
     steps = dry_run(out, "compile")

@@ -347,7 +347,7 @@ def test_gradient_penalty_reference_equals_unfused_layers(device, no_tf32):
     oracle of the kernels' twice-differentiable backward below."""
     x = torch.randn(2, 3, 8, 8, device=device)
     plain = _critic("ref").to(device)
-    expected_net = nn.Sequential(plain[0], nn.InstanceNorm2d(4, affine=True), nn.LeakyReLU(0.2), plain[2])
+    expected_net = nn.Sequential(plain[0], nn.InstanceNorm2d(4, affine=True), nn.LeakyReLU(0.2), plain[2]).to(device)
     expected_net[1].load_state_dict(plain[1].state_dict())
     for got, want in zip(_r1_grads(plain, x), _r1_grads(expected_net, x)):
         _close(got, want, torch.float32, "penalty gradient")
@@ -709,7 +709,7 @@ def _by_formula(x, act, slope, eps, w=None, b=None):
     return z
 
 
-def _against_formula(fn, x, act, slope, eps, w, b, what):
+def _against_formula(fn, x, act, slope, eps, w, b, what, y_atol=0.0):
     xr = x.detach().clone().requires_grad_()
     y = fn(xr)
     grad = torch.randn_like(y)
@@ -717,7 +717,11 @@ def _against_formula(fn, x, act, slope, eps, w, b, what):
     xd = x.detach().double().requires_grad_()
     expected = _by_formula(xd, act, slope, eps, w, b)
     expected.backward(grad.double())
-    _close(y, expected.detach(), torch.float32, f"{what} y")
+    if y_atol:  # an absolute bound alone, where the oracle's rounding is known to be larger
+        err = (y.detach().double() - expected.detach()).abs().max().item()
+        assert err <= y_atol, f"{what} y: max abs error {err} > {y_atol}"
+    else:
+        _close(y, expected.detach(), torch.float32, f"{what} y")
     _close(xr.grad, xd.grad, torch.float32, f"{what} dx")
 
 
@@ -735,10 +739,15 @@ def test_eps_where_the_variance_is_small(device):
             _against_formula(lambda t: instance_norm_act_triton(t, "elu", 0.0, eps, **tiling),
                              x, "elu", 0.0, eps, None, None, f"eps {eps} {tiling}")
         for impl in ("triton", "ref"):
+            # The reference is torch's own: on CUDA (cuDNN) its mean of the constant plane is off by
+            # a few ulps of |x|, which rstd = 1 / sqrt(eps) magnifies (7.5e-4 at eps 1e-5 on an H200,
+            # torch 2.11): held to 8 ulps of |x| times rstd there, and its dx to the usual tolerance.
+            # Ours computes that mean exactly (IEEE division), on the CPU and the GPU alike.
+            y_atol = 8 * 5.0 * 2.0 ** -23 / eps ** 0.5 if impl == "ref" and x.is_cuda else 0.0
             _against_formula(lambda t: instance_norm_act(t, "none", 0.0, eps, impl=impl), x, "none", 0.0, eps,
-                             None, None, f"eps {eps} {impl}")
+                             None, None, f"eps {eps} {impl}", y_atol)
             module = InstanceNormAct2d(3, eps=eps, act="elu", impl=impl).to(device)
-            _against_formula(module, x, "elu", 0.0, eps, None, None, f"module eps {eps} {impl}")
+            _against_formula(module, x, "elu", 0.0, eps, None, None, f"module eps {eps} {impl}", y_atol)
     fused = fuse_norm_act(nn.Sequential(nn.InstanceNorm2d(3, eps=1e-3), nn.ELU()), impl="triton")
     _against_formula(fused, x, "elu", 0.0, 1e-3, None, None, "fused eps 1e-3")
 

@@ -514,8 +514,15 @@ def test_gpu_autocast_and_cuda_graph(no_tf32):
         for _ in range(2):
             fast(xs, zs).backward(grad)
     torch.cuda.current_stream().wait_stream(stream)
+    # As the trainer captures (engine/graph.py): gradients set to None first, so that the captured
+    # backward makes them in the graph's pool rather than adding into ones made on the side stream,
+    # and thread_local errors. In global mode torch 2.11 failed this capture on an H200 ("operation
+    # would make the legacy stream depend on a capturing blocking stream", in backward) with the
+    # warm-up's gradients left in place.
+    xs.grad = zs.grad = None
+    fast.zero_grad(set_to_none=True)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         y_graph = fast(xs, zs)
         y_graph.backward(grad)
     graph.replay()
