@@ -210,7 +210,7 @@ def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dryrun"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path / "out")})
     assert proc.returncode == 2
-    assert "unknown argument '--dryrun' (expected --dry-run and/or one of compile, dali)" in proc.stdout
+    assert "unknown argument '--dryrun' (expected --dry-run and/or one of compile, dali, rerun)" in proc.stdout
     assert not (tmp_path / "out").exists()
 
 

@@ -28,6 +28,7 @@ NA_T, ZI_T = "tests/test_norm_act.py::test_", "tests/test_zinject.py::test_"
 STRIDED = [NA_T + "weight_and_bias_as_strided_views"]
 ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
 NOZ = [ZI_T + "functional_with_no_z_channels"]
+ZCF = [ZI_T + "concat_free_matches_reference"]
 TF = "kernels/_twoface.py"
 VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
 EMPTY = [ZI_T + "empty_batch"]
@@ -65,8 +66,8 @@ MUTANTS = [
      'b = bias if bias is not None else _dummy(dy)', STRIDED),
     ('KF03', NT, 'b = bias.contiguous() if bias is not None else _dummy(x)',
      'b = bias if bias is not None else _dummy(x)', STRIDED),
-    ('KF04', ZT, 'q if bias is None else bias.contiguous()',
-     'q if bias is None else bias', ZSTRIDED),
+    ('KF04', ZT, 'r if bias is None else bias.contiguous()',
+     'r if bias is None else bias', ZSTRIDED),
     ('KF05', ZI, '    if z.shape[1] == 0:\n        # No z channel',
      '    if z.shape[0] == 0:\n        # No z channel', NOZ + EMPTY),
     ('KF06', ZI, 'return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)',
@@ -103,6 +104,12 @@ MUTANTS = [
      'for i in range(1)]', VMAP),
     ('KV05', TF, '(0,) * len(results[0])',
      '(0,)', VMAP),
+    # the z-term add rewritten after the first GPU run (2-D tiles over R = the taps kh summed per row)
+    ('ZA1', ZT, 'col = ((iw >= 0) & (iw < W)).to(ACC)', 'col = (iw >= 0).to(ACC)', ZCF),
+    ('ZA2', ZT, '((ih >= 0) & (ih < geo["H"])).to(dtype)', '(ih >= 0).to(dtype)', ZCF),
+    ('ZA3', ZT, 'zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC) + bias[None, :]',
+     'zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC)', ZCF),
+    ('ZA4', ZT, '            iw = j * SW - PW + kw', '            iw = j * SW + kw', ZCF),
 ]
 
 if __name__ == "__main__":
