@@ -10,7 +10,8 @@ Concatenation-free: because tile(z) is constant over the plane,
     Q[n, o, kh, kw]    = sum_c act(z[n, c]) * W[o, C + c, kh, kw],
 where tap (kh, kw) is valid at output (i, j) when it lands inside the image (not in the zero
 padding). Validity is separable, row(i, kh) * col(j, kw), which the two plane kernels exploit:
-the forward adds z_term (and the bias, in fp32) to the conv output in place; the backward reduces
+the forward sums the taps kh per output row first (R[n, i, kw, o], a small tensor) and adds
+z_term = sum_kw col(j, kw) R[n, i, kw, o] (and the bias, in fp32) to the conv output in place; the backward reduces
 grad_out in one pass into dQ[n, o, kh, kw] = sum of grad_out over the outputs where tap (kh, kw)
 is valid, plus the plain sum for the bias. Two small kernels do the rest of the z side: Q from z and
 the weight, and from dQ: dW_z[o, c] = sum_n act(z[n, c]) dQ[n, o], dz[n, c] = act'(z[n, c]) *
