@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._triton_common import FP_FUSION, empty, empty_like, fits_int32, flat_hw, pos_stride, sm_count
+from ._triton_common import FP_FUSION, cdiv, empty, empty_like, fits_int32, flat_hw, next_pow2, pos_stride, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._twoface import TwoFacedOp, transformed
@@ -338,18 +338,18 @@ def _heuristic(x, channels_last, hw_cap=MAX_TILE, split=None):
     HW = H * W
     if channels_last:
         # Channels are contiguous: take ~128 bytes of them per plane position.
-        BLOCK_C = min(triton.next_power_of_2(C), max(1, 128 // x.element_size()))
-        BLOCK_HW = min(triton.next_power_of_2(HW), hw_cap, max(1, MAX_TILE // BLOCK_C))
+        BLOCK_C = min(next_pow2(C), max(1, 128 // x.element_size()))
+        BLOCK_HW = min(next_pow2(HW), hw_cap, max(1, MAX_TILE // BLOCK_C))
     else:
-        BLOCK_HW = min(triton.next_power_of_2(HW), hw_cap, MAX_TILE)
+        BLOCK_HW = min(next_pow2(HW), hw_cap, MAX_TILE)
         # Small planes: group channels so a program still has ~1K elements of work.
-        BLOCK_C = min(triton.next_power_of_2(C), max(1, 1024 // BLOCK_HW))
+        BLOCK_C = min(next_pow2(C), max(1, 1024 // BLOCK_HW))
     if split is None:
         split = 1
-        tiles, ranges = N * triton.cdiv(C, BLOCK_C), triton.cdiv(HW, BLOCK_HW)
+        tiles, ranges = N * cdiv(C, BLOCK_C), cdiv(HW, BLOCK_HW)
         target = 2 * sm_count(x.device)
         if ranges > 1 and tiles < target:
-            split = min(triton.cdiv(target, tiles), ranges)
+            split = min(cdiv(target, tiles), ranges)
     num_warps = max(1, min(8, BLOCK_C * BLOCK_HW // 256))
     return dict(BLOCK_C=BLOCK_C, BLOCK_HW=BLOCK_HW, split=split, num_warps=num_warps)
 
@@ -359,11 +359,11 @@ def _complete(x, knobs):
     number of tiles (chunk positions), single pass when one tile holds the plane."""
     N, C, H, W = x.shape
     HW = H * W
-    ranges = triton.cdiv(HW, knobs["BLOCK_HW"])
+    ranges = cdiv(HW, knobs["BLOCK_HW"])
     split = max(1, min(knobs["split"], ranges, 65535))  # (grid axis 2's limit on a GPU)
-    chunk = triton.cdiv(triton.cdiv(HW, split), knobs["BLOCK_HW"]) * knobs["BLOCK_HW"]
-    return dict(knobs, split=triton.cdiv(HW, chunk), chunk=chunk, single=ranges == 1,
-                grid=(N * triton.cdiv(C, knobs["BLOCK_C"]), 1))  # (see _tile_base)
+    chunk = cdiv(cdiv(HW, split), knobs["BLOCK_HW"]) * knobs["BLOCK_HW"]
+    return dict(knobs, split=cdiv(HW, chunk), chunk=chunk, single=ranges == 1,
+                grid=(N * cdiv(C, knobs["BLOCK_C"]), 1))  # (see _tile_base)
 
 
 def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd", variant=None):
@@ -373,7 +373,7 @@ def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd", va
     N, C, H, W = x.shape
     fits_int32("instance_norm_act", C * H * W, x)
     if block_hw or split:
-        knobs = _heuristic(x, channels_last, triton.next_power_of_2(block_hw) if block_hw else MAX_TILE, split)
+        knobs = _heuristic(x, channels_last, next_pow2(block_hw) if block_hw else MAX_TILE, split)
     else:
         knobs = _configs.choose(site, x.shape, x.dtype, channels_last, x.device,
                                 lambda: _heuristic(x, channels_last), variant)
@@ -389,7 +389,7 @@ def candidates(x, channels_last, quick=False):
     HW = x.shape[2] * x.shape[3]
     # The axis that is not contiguous gives way when the tile shrinks or grows.
     smaller = dict(h, BLOCK_HW=bhw // 2) if (channels_last or bc == 1) and bhw > 1 else dict(h, BLOCK_C=max(1, bc // 2))
-    larger = dict(h, BLOCK_HW=bhw * 2, num_warps=min(16, warps * 2)) if bhw < triton.next_power_of_2(HW) else None
+    larger = dict(h, BLOCK_HW=bhw * 2, num_warps=min(16, warps * 2)) if bhw < next_pow2(HW) else None
     variants = [h, dict(h, num_warps=min(16, warps * 2)), smaller, dict(smaller, split=split * 2),
                 dict(h, split=split * 2), dict(h, num_warps=max(1, warps // 2)), dict(h, split=1), larger]
     if quick:

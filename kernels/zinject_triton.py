@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._triton_common import FP_FUSION, fits_int32, in_sample_span, sm_count
+from ._triton_common import FP_FUSION, cdiv, fits_int32, in_sample_span, next_pow2, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._triton_common import empty as _empty
@@ -256,7 +256,7 @@ def _acc_dtype(dtype):
 
 
 def _pow2(n, cap=None):
-    p = triton.next_power_of_2(max(1, n))
+    p = next_pow2(max(1, n))
     return max(2, p if cap is None else min(p, cap))
 
 
@@ -313,7 +313,7 @@ def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
     cl = _memory_format(x) == torch.channels_last
     y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
     kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl, act)
-    grid = (N * triton.cdiv(H * W, kn["BLOCK_P"]), triton.cdiv(CT, kn["BLOCK_C"]))  # (see _sample_and_block)
+    grid = (N * cdiv(H * W, kn["BLOCK_P"]), cdiv(CT, kn["BLOCK_C"]))  # (see _sample_and_block)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
                            x.stride(0), x.stride(1), _pos_stride(x), z.stride(0), z.stride(1),
                            y.stride(0), y.stride(1), _pos_stride(y), slope,
@@ -329,8 +329,8 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
         gy = gy.contiguous(memory_format=_memory_format(x))
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
     kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last, act)
-    n_pb = triton.cdiv(H * W, kn["BLOCK_P"])
-    grid = (N * n_pb, triton.cdiv(C + nz, kn["BLOCK_C"]))  # (see _sample_and_block)
+    n_pb = cdiv(H * W, kn["BLOCK_P"])
+    grid = (N * n_pb, cdiv(C + nz, kn["BLOCK_C"]))  # (see _sample_and_block)
     part = _empty((N, n_pb, nz), dtype=_acc_dtype(gy.dtype), device=x.device)
     _zcat_bwd_kernel[grid](gy, x, z, dx, part, C, C + nz, nz, H * W,
                            gy.stride(0), gy.stride(1), _pos_stride(gy),
@@ -348,7 +348,7 @@ def _act_cast(x, act, slope, dtype):
     if act == "none" and dtype == x.dtype:
         return x
     y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=_memory_format(x))
-    _act_cast_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
+    _act_cast_kernel[(cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
                                                            ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK,
                                                            enable_fp_fusion=FP_FUSION)
     return y
@@ -361,7 +361,7 @@ def _act_backward(g, x, act, slope):
     fmt = _memory_format(x)
     g = g.contiguous(memory_format=fmt)
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    _act_grad_kernel[(triton.cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
+    _act_grad_kernel[(cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
                                                            ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK,
                                                            enable_fp_fusion=FP_FUSION)
     return dx
@@ -382,11 +382,11 @@ def _zterm_heuristic(site, t, geo, budget_scale=1.0, rows_scale=1.0, num_warps=4
     N, CO, OH, OW = t.shape
     budget = int(max(64, 4096 // geo["KWP"]) * budget_scale)
     bj, bo = _tile(OW, CO, _memory_format(t) == torch.channels_last, budget)
-    jb, ob = triton.cdiv(OW, bj), triton.cdiv(CO, bo)
+    jb, ob = cdiv(OW, bj), cdiv(CO, bo)
     if site == "zterm.add":
         rows = N * OH * jb * ob // _target_programs(t.device)
     else:
-        rows = triton.cdiv(OH, max(1, min(OH, _target_programs(t.device) // max(1, N * ob))))
+        rows = cdiv(OH, max(1, min(OH, _target_programs(t.device) // max(1, N * ob))))
     return dict(BLOCK_J=bj, BLOCK_O=bo, ROWS=max(1, min(OH, int(rows * rows_scale))), num_warps=num_warps)
 
 
@@ -406,7 +406,7 @@ def _even_rows(rows, OH):
     """At most `rows` output rows per program, spread evenly: 124 of 128 left a second program 4 rows
     and 120 masked iterations that still compute; 64 and 64 take the same number of programs."""
     rows = max(1, min(rows, OH))
-    return triton.cdiv(OH, triton.cdiv(OH, rows))
+    return cdiv(OH, cdiv(OH, rows))
 
 
 _ROWS_CACHE = {}
@@ -434,7 +434,7 @@ def _zterm_add(y, q, bias, geo, knobs=None):
     N, CO, OH, OW = y.shape
     kn = knobs or _zterm_knobs("zterm.add", y, geo)
     rows = _even_rows(kn["ROWS"], OH)
-    grid = (N * triton.cdiv(OH, rows), triton.cdiv(OW, kn["BLOCK_J"]), triton.cdiv(CO, kn["BLOCK_O"]))
+    grid = (N * cdiv(OH, rows), cdiv(OW, kn["BLOCK_J"]), cdiv(CO, kn["BLOCK_O"]))
     r = _zterm_rows(q, geo, N, CO, OH)
     # The kernel reads bias[o] at bias + o: a strided view (a column of a CO x 2 tensor) is copied.
     _zterm_add_kernel[grid](y, r, r if bias is None else bias.contiguous(), CO, OH, OW, geo["W"], rows,
@@ -452,9 +452,9 @@ def _zterm_grad(g, geo, knobs=None):
     kk = geo["KH"] * geo["KW"]
     kn = knobs or _zterm_knobs("zterm.grad", g, geo)
     rows = _even_rows(kn["ROWS"], OH)
-    chunks = triton.cdiv(OH, rows)
+    chunks = cdiv(OH, rows)
     part = _empty((N * chunks, CO, kk + 1), dtype=_acc_dtype(g.dtype), device=g.device)
-    _zterm_grad_kernel[(N * chunks, triton.cdiv(CO, kn["BLOCK_O"]))](
+    _zterm_grad_kernel[(N * chunks, cdiv(CO, kn["BLOCK_O"]))](
         g, part, CO, OH, OW, geo["H"], geo["W"], rows, g.stride(0), g.stride(1), g.stride(2), g.stride(3),
         **{k: v for k, v in geo.items() if k not in ("H", "W")}, BLOCK_J=kn["BLOCK_J"], BLOCK_O=kn["BLOCK_O"],
         num_warps=kn["num_warps"], enable_fp_fusion=FP_FUSION)
@@ -468,7 +468,7 @@ def _zq(z, weight, C, act, slope, acc_dtype):
     CO, _, KH, KW = weight.shape
     q = _empty((N, CO * KH * KW), dtype=acc_dtype, device=z.device)
     block = _pow2(CO * KH * KW, 1024)
-    _zq_kernel[(N, triton.cdiv(CO * KH * KW, block))](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
+    _zq_kernel[(N, cdiv(CO * KH * KW, block))](z, weight, q, C, nz, CO, *z.stride(), *weight.stride(),
                                                        slope, KH=KH, KW=KW, ACT=_ACT_IDS[act], BLOCK=block,
                                                        enable_fp_fusion=FP_FUSION)
     return q
@@ -480,7 +480,7 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
     CO, C, KH, KW = weight.shape[0], weight.shape[1] - nz, weight.shape[2], weight.shape[3]
     kkp = _pow2(KH * KW)
     bo = _pow2(CO, max(2, 1024 // kkp))
-    ob = triton.cdiv(CO, bo)
+    ob = cdiv(CO, bo)
     dw = _empty(weight.shape, dtype=weight.dtype, device=z.device,
                 memory_format=_memory_format(weight)) if need_w else None  # the param's layout
     db = _empty((CO,), dtype=b_dtype, device=z.device) if b_dtype is not None else None
