@@ -7,6 +7,8 @@ one records in its extra_info:
   figure    the figure's id, e.g. "cpu_step_128px_b2"
   row       this benchmark's row in it: "ours", "eager", "compile", "authors", ...
   ms        the row's time in milliseconds (the number to quote: CUDA events where there are some)
+  timing    the GPU kernel benchmarks' (measure()): "graph_replay" or "eager_call", the same for every
+            row of a figure (settle_timing, run by bench/conftest.py on the JSON written)
   rows_ms   {row: ms} of other rows timed in the same test (see race)
   gate      on the ours row: the baseline row the regression gate of bench/track.py watches
   tolerance on the ours row, optional: how far (relative) the gated ratio may fall from the
@@ -121,6 +123,97 @@ def round_timer(step, inner=1):
                 step()
             times.append((time.perf_counter() - t0) * 1e3 / inner)
     return run, times
+
+
+# On a GPU the kernel benchmarks time CUDA graph replays: a step of a few small kernels called from
+# Python is host-bound (H200: eager InstanceNorm+LeakyReLU fwd+bwd 316 us per call, the same kernels
+# 4-6 us inside a graphed training step), so timing the calls compared launch paths, not kernels.
+GRAPHS = DEVICE == "cuda"
+
+
+def capture_graph(step, warmup=3):
+    """A torch.cuda.CUDAGraph of one call of step, as PyTorch's docs capture: warm-up on a side stream
+    (lazy inits, cuDNN's algorithm search, allocations outside the graph's pool), then the capture.
+    Steps set their gradients to None themselves, so the captured backward allocates them in the
+    graph's pool; thread_local as engine/graph.py captures. Raises whatever the capture raises."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        step()
+    graph.replay()  # a graph that cannot replay fails here, not in the timed rounds
+    torch.cuda.synchronize()
+    return graph
+
+
+def graph_timer(step, inner=1):
+    """(run, times, info): round_timer of `inner` back-to-back replays of step's CUDA graph, with
+    info["timing"] = "graph_replay"; where there are no graphs (the CPU) or the capture fails, the
+    round timer of step itself, "eager_call" (and the capture's error in info["capture_error"])."""
+    if not GRAPHS:
+        return (*round_timer(step, inner), {"timing": "eager_call"})
+    try:
+        graph = capture_graph(step)
+    except Exception as e:  # e.g. torch.compile recompiling, or an op a graph cannot hold
+        sync()
+        return (*round_timer(step, inner), {"timing": "eager_call", "capture_error": f"{type(e).__name__}: {e}"[:500]})
+    return (*round_timer(graph.replay, inner), {"timing": "graph_replay"})
+
+
+def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
+    """Time one row: medians of `rounds` rounds of graph_timer (pytest-benchmark's pedantic rounds
+    when benchmark is given) after `warmup` eager rounds (compilation happens there, outside any
+    capture). Where a graph was captured, the eager calls are timed too (eager_call_ms: the host's
+    launch overhead stays visible, and settle_timing falls back to it if another row of the
+    figure could not be captured). Returns {ms, min_ms, timing, graph_ms, eager_call_ms,
+    eager_call_min_ms[, capture_error]}; ms is this row's own, settle_timing makes it the figure's."""
+    eager, eager_times = round_timer(step, inner)
+    for _ in range(warmup):
+        eager()
+    run, times, info = graph_timer(step, inner)
+    if info["timing"] == "graph_replay":
+        run()  # one round: the eager rounds warmed everything up but the graph's first replays
+    times.clear()
+    if benchmark is None:
+        for _ in range(rounds):
+            run()
+    else:
+        benchmark.pedantic(run, rounds=rounds, iterations=1)
+    info.update(ms=statistics.median(times), min_ms=min(times), graph_ms=None)
+    if info["timing"] == "graph_replay":
+        eager_times.clear()
+        for _ in range(rounds):
+            eager()
+        info.update(graph_ms=info["ms"], eager_call_ms=statistics.median(eager_times),
+                    eager_call_min_ms=min(eager_times))
+    else:
+        info.update(eager_call_ms=info["ms"], eager_call_min_ms=info["min_ms"])
+    return info
+
+
+def settle_timing(records):
+    """Make every figure's rows timed one way (records: extra_info dicts; those of measure()'s rows,
+    with figure and row tags, take part): graph replays where every row of the figure has one
+    (graph_ms), else the eager calls for all its rows, so that a ratio never sets a replay against a
+    call. Sets ms and timing (the figure's), and capture_errors {row: error} where any row's capture
+    failed. A test's own rows_ms must already be timed as its ms (see bench_zinject)."""
+    figures = collections.defaultdict(list)
+    for info in records:
+        if "figure" in info and "row" in info and "eager_call_ms" in info:
+            figures[info["figure"]].append(info)
+    for infos in figures.values():
+        graphed = all(info.get("graph_ms") is not None for info in infos)
+        errors = {info["row"]: info["capture_error"] for info in infos if info.get("capture_error")}
+        for info in infos:
+            info.update(timing="graph_replay" if graphed else "eager_call",
+                        ms=info["graph_ms"] if graphed else info["eager_call_ms"])
+            if errors:
+                info["capture_errors"] = errors
+    return records
 
 
 # The Python entry points of the kernels' Triton paths (imported by the ops at call time, so a patched

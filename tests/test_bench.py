@@ -311,6 +311,97 @@ def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_pat
     assert names == ["test_finished"]
 
 
+# -- GPU kernel benchmarks: graph replays, or eager calls for a whole figure ----------------------
+class FakeGraph:
+    """Stands in for a captured CUDA graph on the CPU: a replay counts and does no work."""
+    def __init__(self):
+        self.replays = 0
+
+    def replay(self):
+        self.replays += 1
+
+
+def fake_capture(monkeypatch, failing=()):
+    """benchutil as on a GPU, its capture faked: steps in `failing` raise, as a capture that fails."""
+    graphs = {}
+
+    def capture(step):
+        if step in failing:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        graphs[step] = FakeGraph()
+        return graphs[step]
+    monkeypatch.setattr(benchutil, "GRAPHS", True)
+    monkeypatch.setattr(benchutil, "capture_graph", capture)
+    return graphs
+
+
+def test_graph_timer_replays_the_captured_graph_and_falls_back_to_calls_when_the_capture_fails(monkeypatch):
+    calls = []
+    step = lambda: calls.append(1)  # noqa: E731
+    run, times, info = benchutil.graph_timer(step, inner=3)  # the CPU: no graphs, the plain path
+    run()
+    assert info == {"timing": "eager_call"} and len(calls) == 3 and len(times) == 1
+
+    graphs = fake_capture(monkeypatch)
+    run, times, info = benchutil.graph_timer(step, inner=3)
+    run()
+    run()
+    assert info == {"timing": "graph_replay"} and graphs[step].replays == 6 and len(calls) == 3 and len(times) == 2
+
+    fake_capture(monkeypatch, failing=[step])
+    run, times, info = benchutil.graph_timer(step, inner=3)
+    run()
+    assert info["timing"] == "eager_call" and "operation not permitted" in info["capture_error"]
+    assert len(calls) == 6
+
+
+def test_a_figure_with_a_row_that_could_not_be_captured_is_timed_from_eager_calls_in_every_row(monkeypatch):
+    """The choice is the figure's: a replay is never set against a call in one ratio, and a figure whose
+    rows were all captured keeps its replays even when another figure's capture failed."""
+    import time
+    slow = lambda: time.sleep(0.003)  # noqa: E731  an eager call: 3 ms; a fake replay: next to nothing
+    fails = lambda: time.sleep(0.003)  # noqa: E731
+    fake_capture(monkeypatch, failing=[fails])
+    rows = {("mixed", "ours"): slow, ("mixed", "eager"): fails, ("graphed", "ours"): slow,
+            ("graphed", "eager"): slow}
+    records = [{"figure": figure, "row": row, **benchutil.measure(step, rounds=3, warmup=1)}
+               for (figure, row), step in rows.items()]
+    records.append({"figure": "copy", "what": "untagged: left alone", "ms": 1.0})
+    assert [r["timing"] for r in records[:4]] == ["graph_replay", "eager_call", "graph_replay", "graph_replay"]
+    assert all(r["graph_ms"] < 1 and r["eager_call_ms"] >= 3 for r in records[:4] if r["timing"] == "graph_replay")
+    benchutil.settle_timing(records)
+    mixed, graphed = records[:2], records[2:4]
+    assert all(r["timing"] == "eager_call" and r["ms"] == r["eager_call_ms"] >= 3 for r in mixed)
+    assert all(r["capture_errors"] == {"eager": mixed[1]["capture_error"]} for r in mixed)
+    assert all(r["timing"] == "graph_replay" and r["ms"] == r["graph_ms"] < 1 and "capture_errors" not in r
+               for r in graphed)
+    assert records[4] == {"figure": "copy", "what": "untagged: left alone", "ms": 1.0}
+
+
+def test_the_json_written_holds_each_figures_one_timing(tmp_path):
+    """bench/conftest.py settles the figures of the whole run (rows are separate tests) before
+    pytest-benchmark writes its JSON."""
+    (tmp_path / "test_rows.py").write_text(textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.parametrize("row,graph_ms", [("ours", 0.1), ("eager", None)])
+        def test_row(benchmark, row, graph_ms):
+            benchmark.pedantic(lambda: None, rounds=1)
+            benchmark.extra_info.update(figure="fig", row=row, graph_ms=graph_ms, eager_call_ms=2.0,
+                                        ms=graph_ms or 2.0, timing="graph_replay" if graph_ms else "eager_call")
+    """))
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
+         str(tmp_path / "test_rows.py"), f"--benchmark-json={out}"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "bench"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    infos = [b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]]
+    assert {i["row"]: (i["timing"], i["ms"]) for i in infos} == {"ours": ("eager_call", 2.0),
+                                                                  "eager": ("eager_call", 2.0)}
+
+
 # -- an ours row must run our kernels -------------------------------------------------------------
 def test_check_runs_triton_counts_the_kernels_entry_points_and_puts_them_back():
     from bicyclegan.kernels import ZConcatConv2d, zinject_triton

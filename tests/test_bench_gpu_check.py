@@ -93,6 +93,9 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     assert len(sliced) == 2 and all(norm[n] == {"ours", "eager"} for n in sliced)
     assert all(rows == {"ours", "eager", "compile"} for n, rows in norm.items() if n not in sliced)
     assert set(figs["zinject_G_fwd_bwd_b2"]["rows"]) == {"ours", "ref", "fused_concat"}
+    # no CUDA graphs on the CPU: every kernel row is timed by its calls, and says so
+    rows = [b["extra_info"] for b in kernels["benchmarks"] if "figure" in b["extra_info"]]
+    assert len(rows) > 20 and all(i["timing"] == "eager_call" and i["ms"] == i["eager_call_ms"] for i in rows)
 
     ladder = benchmarks(out / "train_step.json")
     fig = track.figures(ladder)["train_step_b2"]
