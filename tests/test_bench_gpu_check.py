@@ -136,13 +136,13 @@ def test_dry_run_of_the_rerun_call(tmp_path):
     and graph rungs, then the compile rungs; no tuning (the committed table serves)."""
     out = tmp_path / "out"
     steps = dry_run(out, "rerun")
-    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "zinject", "ladder",
+    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "ladder", "zinject",
                                           "ladder_compile"]
     assert steps[0]["limit"] == 6 * 90 and sum(s["seconds"] for s in steps) <= 6 * 300
     assert set(returnable(out)) == {"check_rerun.log", "steps_rerun.jsonl", "kernels_rerun.json",
                                     "train_step_rerun.json", "train_step_compile.json"}
     log = (out / "check_rerun.log").read_text()
-    gpu_tests = log.split("=== gpu_tests", 1)[1].split("=== zinject", 1)[0]
+    gpu_tests = log.split("=== gpu_tests", 1)[1].split("=== ladder", 1)[0]
     assert "tests/test_zinject.py::test_gpu_autocast_and_cuda_graph" in gpu_tests
     assert "test_generator_compiles_to_one_graph" not in gpu_tests
     ladder = [b["extra_info"]["rung"] for b in benchmarks(out / "train_step_rerun.json")["benchmarks"]]
