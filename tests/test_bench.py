@@ -288,6 +288,17 @@ def test_race_interleaves_the_rows_round_by_round(benchmark, request):
     assert benchmark.extra_info["row"] == "ours" and set(benchmark.extra_info["rows_ms"]) == {"base", "other"}
 
 
+def _bench_run(tmp_path, test_file):
+    """(process, JSON path): pytest-benchmark on tmp_path/test_file with bench/conftest.py's hooks."""
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
+         str(tmp_path / test_file), f"--benchmark-json={out}"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "bench"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120)
+    return proc, out
+
+
 def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_path):
     """gpu_check.sh stops a step with SIGINT: the case then running has no timings yet, and without
     bench/conftest.py's hook pytest-benchmark fails while writing the JSON."""
@@ -300,12 +311,7 @@ def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_pat
                 raise KeyboardInterrupt
             benchmark.pedantic(lambda: None, setup=stop, rounds=2)
     """))
-    out = tmp_path / "out.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
-         str(tmp_path / "test_interrupted.py"), f"--benchmark-json={out}"],
-        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "bench"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-        timeout=120)
+    proc, out = _bench_run(tmp_path, "test_interrupted.py")
     assert proc.returncode == 2, proc.stdout + proc.stderr  # interrupted
     names = [b["name"] for b in json.loads(out.read_text())["benchmarks"]]
     assert names == ["test_finished"]
@@ -390,12 +396,7 @@ def test_the_json_written_holds_each_figures_one_timing(tmp_path):
             benchmark.extra_info.update(figure="fig", row=row, graph_ms=graph_ms, eager_call_ms=2.0,
                                         ms=graph_ms or 2.0, timing="graph_replay" if graph_ms else "eager_call")
     """))
-    out = tmp_path / "out.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
-         str(tmp_path / "test_rows.py"), f"--benchmark-json={out}"],
-        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "bench"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-        timeout=120)
+    proc, out = _bench_run(tmp_path, "test_rows.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     infos = [b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]]
     assert {i["row"]: (i["timing"], i["ms"]) for i in infos} == {"ours": ("eager_call", 2.0),
