@@ -159,6 +159,11 @@ if [ $MODE != dali ] && [ $MODE != rerun ]; then
   fi
 fi
 
+# The gpu tests compile a few hundred kernel variants on a fresh machine (~0.4 s of a core each):
+# with pytest-xdist, where it is installed, in 8 processes at once (the main call's and a rerun's).
+xdist=()
+"$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
+
 if [ $MODE = dali ]; then
   # The wheels, carried in pieces by earlier calls (bench/dali_carry.py), installed beside the image's
   # packages; DALI_CARRY_DIR: where the pieces are (default .dali in the checkout).
@@ -188,8 +193,6 @@ if [ $MODE = dali ]; then
   step train_dali 90 "$PY" -m bicyclegan.engine.cli train "${run[@]}"
   { echo "=== train_dali: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
 elif [ $MODE = rerun ]; then
-  xdist=()
-  "$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
   gpu_tests=("$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests)
   [ $DRY = 1 ] && gpu_tests+=(--collect-only)
   step gpu_tests 120 "${gpu_tests[@]}"
@@ -211,10 +214,6 @@ elif [ $MODE = compile ]; then
   [ $DRY = 1 ] && compile_tests+=(--collect-only)
   step compile_tests 120 "${compile_tests[@]}"
 else
-  # The tests compile a few hundred kernel variants on a fresh machine (~0.4 s of a core each):
-  # with pytest-xdist, where it is installed, in 8 processes at once.
-  xdist=()
-  "$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
   # (Not those that compile with inductor: the compile call runs them.)
   if [ $DRY = 1 ]; then
     step gpu_tests 60 "$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} \

@@ -10,8 +10,8 @@ Concatenation-free: because tile(z) is constant over the plane,
     Q[n, o, kh, kw]    = sum_c act(z[n, c]) * W[o, C + c, kh, kw],
 where tap (kh, kw) is valid at output (i, j) when it lands inside the image (not in the zero
 padding). Validity is separable, row(i, kh) * col(j, kw), which the two plane kernels exploit:
-the forward sums the taps kh per output row first (R[n, i, kw, o], a small tensor) and adds
-z_term = sum_kw col(j, kw) R[n, i, kw, o] (and the bias, in fp32) to the conv output in place; the backward reduces
+the forward sums the taps kh per output row first (R[n, o, i, kw], a small tensor) and adds
+z_term = sum_kw col(j, kw) R[n, o, i, kw] (and the bias, in fp32) to the conv output in place; the backward reduces
 grad_out in one pass into dQ[n, o, kh, kw] = sum of grad_out over the outputs where tap (kh, kw)
 is valid, plus the plain sum for the bias. Two small kernels do the rest of the z side: Q from z and
 the weight, and from dQ: dW_z[o, c] = sum_n act(z[n, c]) dQ[n, o], dz[n, c] = act'(z[n, c]) *
@@ -115,7 +115,7 @@ def _zterm_add_kernel(y_ptr, r_ptr, b_ptr, CO, OH, OW, W, ROWS,
                       syn, syo, syh, syw,
                       KW: tl.constexpr, SW: tl.constexpr, PW: tl.constexpr,
                       HAS_BIAS: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_O: tl.constexpr):
-    # y[n, o, i, j] += bias[o] + sum_kw col(j, kw) * R[n, i, kw, o]  (R: _zterm_rows, the taps kh
+    # y[n, o, i, j] += bias[o] + sum_kw col(j, kw) * R[n, o, i, kw]  (R: _zterm_rows, the taps kh
     # already summed) for ROWS output rows i, one block of columns j and one block of channels o.
     # 2-D tiles only, the taps kw unrolled: a [BLOCK_J, KW, BLOCK_O] product summed over its middle
     # axis gave wrong sums on an H200 (Triton 3.6) once both blocks were 16 or more.
@@ -135,12 +135,12 @@ def _zterm_add_kernel(y_ptr, r_ptr, b_ptr, CO, OH, OW, W, ROWS,
     for r in range(ROWS):
         i = i0 + r
         # rows past OH (the last program's) store nothing: they read row OH - 1's taps meanwhile
-        r_row = r_ptr + (n * OH + tl.minimum(i, OH - 1)) * (KW * CO) + o
+        r_row = r_ptr + ((n * CO + o) * OH + tl.minimum(i, OH - 1)) * KW
         zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC) + bias[None, :]
         for kw in tl.static_range(KW):
             iw = j * SW - PW + kw
             col = ((iw >= 0) & (iw < W)).to(ACC)                                   # [BLOCK_J]
-            zt += col[:, None] * tl.load(r_row + kw * CO, mask=om, other=0.0)[None, :]
+            zt += col[:, None] * tl.load(r_row + kw, mask=om, other=0.0)[None, :]
         m = (j < tl.where(i < OH, OW, 0))[:, None] & om[None, :]
         yv = tl.load(tile + i * syh, mask=m, other=0.0).to(ACC)
         tl.store(tile + i * syh, (yv + zt).to(y_ptr.dtype.element_ty), mask=m)
@@ -423,10 +423,11 @@ def _zterm_row_taps(OH, geo, device, dtype):
 
 
 def _zterm_rows(q, geo, N, CO, OH):
-    """R[n, i, kw, o] = sum_kh row(i, kh) * Q[n, o, kh, kw]: the z-term's taps kh summed per output
-    row, a small tensor (N x OH x KW x CO) that leaves the add kernel 2-D tiles."""
+    """R[n, o, i, kw] = sum_kh row(i, kh) * Q[n, o, kh, kw]: the z-term's taps kh summed per output
+    row, a small tensor (N x CO x OH x KW, L2-resident) that leaves the add kernel 2-D tiles. One
+    batched matmul in Q's own layout, no copy after it."""
     rows = _zterm_row_taps(OH, geo, q.device, q.dtype)
-    return torch.einsum("ik,nokw->niwo", rows, q.view(N, CO, geo["KH"], geo["KW"])).contiguous()
+    return torch.matmul(rows, q.view(N * CO, geo["KH"], geo["KW"]))
 
 
 def _zterm_add(y, q, bias, geo, knobs=None):
