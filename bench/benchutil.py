@@ -218,7 +218,7 @@ def settle_timing(records):
 
 # The Python entry points of the kernels' Triton paths (imported by the ops at call time, so a patched
 # module attribute is what they call): a step that reaches none of them ran the reference instead.
-TRITON_ENTRY_POINTS = {"norm_act_triton": ("instance_norm_act_triton",),
+TRITON_ENTRY_POINTS = {"norm_act_triton": ("instance_norm_act_triton",), "avg_pool_triton": ("avg_pool2d_triton",),
                        "zinject_triton": ("z_concat_act_triton", "z_concat_conv_triton")}
 
 

@@ -18,7 +18,7 @@
 #                                                    loader against the torch one, whether it feeds
 #                                                    the graphed step, and a short training run on it
 #   OUT=... bash bench/gpu_check.sh rerun            a second call after fixes, in about 5 minutes: every
-#                                                    gpu-marked test, the z-injection benchmarks, the ladder's
+#                                                    gpu-marked test, the z-injection and pooling benchmarks, the ladder's
 #                                                    baseline and CUDA-graph rungs at batch 2 and 16, then
 #                                                    the torch.compile rungs at batch 16 in what time is
 #                                                    left (GPU_CHECK_BUDGET, default 300 here); the launch
@@ -35,7 +35,8 @@
 # Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
 # tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
 # (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
-# rerun: check_rerun.log, steps_rerun.jsonl, kernels_rerun.json, train_step_rerun.json, train_step_compile.json;
+# rerun: check_rerun.log, steps_rerun.jsonl, kernels_rerun.json, avg_pool_rerun.json, train_step_rerun.json,
+# train_step_compile.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
 # them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
 # steps get what is left, so the call ends within about 8 minutes whatever happens (a dry run: six
@@ -202,6 +203,8 @@ elif [ $MODE = rerun ]; then
     -k "eager_fp32_torch or (graph_bf16_triton and not compile)"
   # (39 s of eager timing on the H200; graph replays now besides: 60 s)
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} bench zinject 60 kernels_rerun.json bench/bench_zinject.py
+  # the discriminators' downsampling, ours against torch's (its compile rows are the main call's)
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench avg_pool 30 avg_pool_rerun.json bench/bench_avg_pool.py -k "not compile"
   # whatever is left: torch.compile of the step at batch 16 (each rung compiles afresh, cold)
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} BENCH_BATCHES=${BENCH_BATCHES:-16} bench ladder_compile 300 \
     train_step_compile.json bench/bench_train_step.py -k "compile"
@@ -237,10 +240,10 @@ else
   step train_graph 60 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 40
   step train_graph_resume 30 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 50 --resume
   { echo "=== train_graph: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
-  # norm_act last, and its torch.compile cases last within it (each compiles afresh, seconds apiece):
-  # if the limit cuts the step short, it cuts those.
+  # norm_act and avg_pool last, their torch.compile cases last within each (each compiles afresh,
+  # seconds apiece): if the limit cuts the step short, it cuts those.
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} BENCH_NORM_ACT_QUICK=1 bench kernels 150 kernels.json \
-    bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py
+    bench/bench_copy.py bench/bench_zinject.py bench/bench_norm_act.py bench/bench_avg_pool.py
   # (8 eager rungs took 90 s on an H200: the baseline and the graph rung run first, see RUNGS)
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 120 train_step.json bench/bench_train_step.py -k "not compile"
   # the CPU loader, and whether it keeps up with the graphed step at batch 16 (fed vs resident batch);

@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, apply_act
+from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, apply_act, avg_pool2d
 
 from .config import ModelConfig
 
@@ -300,12 +300,13 @@ class MultiscaleDiscriminator(nn.Module):
         bias = multi or norm != "batch"
         self.scales = nn.ModuleList(
             patchgan(input_nc, int(round(ndf / 2 ** i)), n_layers, norm, impl, bias) for i in range(num))
+        self.impl = impl
 
     def forward(self, x):
         out = []
         for i, d in enumerate(self.scales):
-            if i:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            if i:  # the reference's AvgPool2d(3, 2, 1, count_include_pad=False); the kernels' under impl
+                x = avg_pool2d(x, 3, 2, 1, count_include_pad=False, impl=self.impl)
             out.append(d(x))
         return out
 

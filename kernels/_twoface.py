@@ -229,6 +229,8 @@ def _vmap_by_slices(info, in_dims, inputs, apply):
     an int for each vmapped tensor (a list input, e.g. a stride, has a list of Nones)."""
     results = [apply(*(t.select(d, i) if isinstance(d, int) else t for t, d in zip(inputs, in_dims)))
                for i in range(info.batch_size)]
+    if isinstance(results[0], torch.Tensor):  # a backward op of one differentiable input returns a lone tensor
+        return torch.stack(results), 0
     return tuple(torch.stack(outs) for outs in zip(*results)), (0,) * len(results[0])
 
 

@@ -84,7 +84,7 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     kernels = benchmarks(out / "kernels.json")
     names = {b["name"].split("[")[0] for b in kernels["benchmarks"]}
     assert names == {"test_copy_bandwidth", "test_norm_act", "test_norm_act_sliced_dy", "test_generator_fwd_bwd",
-                     "test_all_over_input_cost", "test_layer_fwd_bwd"}
+                     "test_all_over_input_cost", "test_layer_fwd_bwd", "test_avg_pool"}
     figs = track.figures(kernels)
     # ours, eager PyTorch and torch.compile in each norm case (ours and eager with a sliced dy); ref,
     # fused_concat and concat_free for z injection
@@ -93,6 +93,8 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     assert len(sliced) == 2 and all(norm[n] == {"ours", "eager"} for n in sliced)
     assert all(rows == {"ours", "eager", "compile"} for n, rows in norm.items() if n not in sliced)
     assert set(figs["zinject_G_fwd_bwd_b2"]["rows"]) == {"ours", "ref", "fused_concat"}
+    pool = {n: set(f["rows"]) for n, f in figs.items() if n.startswith("avg_pool")}
+    assert len(pool) == 4 and all(rows == {"ours", "eager", "compile"} for rows in pool.values())
     # no CUDA graphs on the CPU: every kernel row is timed by its calls, and says so
     rows = [b["extra_info"] for b in kernels["benchmarks"] if "figure" in b["extra_info"]]
     assert len(rows) > 20 and all(i["timing"] == "eager_call" and i["ms"] == i["eager_call_ms"] for i in rows)
@@ -137,13 +139,16 @@ def test_dry_run_of_the_rerun_call(tmp_path):
     out = tmp_path / "out"
     steps = dry_run(out, "rerun")
     assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "ladder", "zinject",
-                                          "ladder_compile"]
+                                          "avg_pool", "ladder_compile"]
     assert steps[0]["limit"] == 6 * 90 and sum(s["seconds"] for s in steps) <= 6 * 300
     assert set(returnable(out)) == {"check_rerun.log", "steps_rerun.jsonl", "kernels_rerun.json",
-                                    "train_step_rerun.json", "train_step_compile.json"}
+                                    "avg_pool_rerun.json", "train_step_rerun.json", "train_step_compile.json"}
+    pool = track.figures(benchmarks(out / "avg_pool_rerun.json"))
+    assert len(pool) == 4 and all(set(f["rows"]) == {"ours", "eager"} for f in pool.values())
     log = (out / "check_rerun.log").read_text()
     gpu_tests = log.split("=== gpu_tests", 1)[1].split("=== ladder", 1)[0]
     assert "tests/test_zinject.py::test_gpu_autocast_and_cuda_graph" in gpu_tests
+    assert "tests/test_avg_pool.py::test_gpu_matches_torch" in gpu_tests
     assert "test_generator_compiles_to_one_graph" not in gpu_tests
     ladder = [b["extra_info"]["rung"] for b in benchmarks(out / "train_step_rerun.json")["benchmarks"]]
     # "graph" alone would take compile_graph too

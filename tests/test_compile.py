@@ -14,7 +14,14 @@ import torch._functorch.config
 import torch._inductor.config
 import torch.nn as nn
 
-from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
+from bicyclegan.kernels import (
+    InstanceNormAct2d,
+    ZConcatConv2d,
+    avg_pool_triton,
+    norm_act_triton,
+    z_concat_act,
+    zinject_triton,
+)
 from bicyclegan.kernels._impl import interpreting
 
 CL = torch.channels_last
@@ -196,6 +203,9 @@ def _opcheck_cases():
     z = torch.randn(2, 3)
     w, b = torch.randn(5, 7, 4, 4), torch.randn(5)
     norm, zcat, zconv = norm_act_triton.OP, zinject_triton.ZCAT, zinject_triton.ZCONV
+    pool = avg_pool_triton.OP
+    yield "avg_pool2d", pool.forward_op, (x, [3, 3, 2, 2, 1, 1], False, 0, False)
+    yield "avg_pool2d_cl_override", pool.forward_op, (xcl, [2, 3, 1, 2, 1, 1], True, 5, True)
     yield "norm_act", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0, False)
     yield "norm_act_affine_cl", norm.forward_op, (xcl, torch.rand(4), torch.randn(4), "relu", 0.0, 1e-5, 0, 0, False)
     yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2, False)
@@ -212,6 +222,8 @@ def _opcheck_cases():
     yield "norm_act_backward", norm.backward_op, (torch.randn(2, 4, 5, 3), x, torch.rand(4), None, stats,
                                                   stats, "relu", 0.0, False, 0, 0, True, True, False)
     yield "z_concat_act_backward", zcat.backward_op, (torch.randn(2, 7, 5, 3), x, z, "relu", 0.0, True, True)
+    yield "avg_pool2d_backward", pool.backward_op, (torch.randn(2, 4, 3, 2), x.new_empty(0), [2, 4, 5, 3],
+                                                    [3, 3, 2, 2, 1, 1], False, 0, False, True)
     gy = torch.randn(2, 5, 2, 1)
     yield "z_concat_conv_backward", zconv.backward_op, (
         gy, x, torch.randn(2, 4, 5, 3), torch.randn(5, 4, 4, 4), z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2,

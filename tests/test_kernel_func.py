@@ -11,7 +11,15 @@ import pytest
 import torch
 from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
-from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, norm_act_triton, z_concat_act, zinject_triton
+from bicyclegan.kernels import (
+    AvgPool2d,
+    InstanceNormAct2d,
+    ZConcatConv2d,
+    avg_pool_triton,
+    norm_act_triton,
+    z_concat_act,
+    zinject_triton,
+)
 from bicyclegan.kernels._impl import interpreting
 
 pytestmark = [pytest.mark.skipif(not interpreting(), reason="runs the kernels in Triton's interpreter"),
@@ -41,6 +49,7 @@ LAYERS = {
     "norm_lrelu": lambda impl: _norm(impl, False, "leaky_relu"),  # the variant that saves y, not x
     "norm_relu_affine": lambda impl: _norm(impl, True, "relu"),
     "zconv": lambda impl: ZConcatConv2d(3, 2, 4, kernel_size=3, stride=1, padding=1, impl=impl),
+    "avg_pool": lambda impl: AvgPool2d(3, 2, 1, count_include_pad=False, impl=impl),
     "zconv_fused": lambda impl: ZConcatConv2d(3, 2, 4, kernel_size=3, stride=2, padding=1, impl=impl,
                                               mode="fused_concat"),
 }
@@ -51,7 +60,7 @@ ZB = torch.randn(3, 2, 2, generator=torch.Generator().manual_seed(4))
 
 
 def _call(layer, x, z):
-    return layer(x) if isinstance(layer, InstanceNormAct2d) else layer(x, z)
+    return layer(x) if isinstance(layer, (InstanceNormAct2d, AvgPool2d)) else layer(x, z)
 
 
 def _params(layer):
@@ -100,7 +109,8 @@ def test_transform_matches_the_reference(layer, transform):
 @pytest.mark.parametrize("op, layer, slices", [(norm_act_triton.OP, "norm_relu_affine", False),
                                                (zinject_triton.ZCONV, "zconv", False),
                                                (zinject_triton.ZCONV, "zconv", True),
-                                               (zinject_triton.ZCAT, "zconv_fused", False)])
+                                               (zinject_triton.ZCAT, "zconv_fused", False),
+                                               (avg_pool_triton.OP, "avg_pool", False)])
 def test_vmap_runs_the_kernels_once_or_slice_by_slice(monkeypatch, op, layer, slices):
     """vmap folds the vmapped dimension into one launch (the norm into channels, z injection into the
     batch), except for a vmapped conv weight (an ensemble), which runs slice by slice."""
@@ -122,7 +132,7 @@ def test_vmap_of_the_functional_op():
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("layer", ["norm_lrelu", "zconv", "zconv_fused"])
+@pytest.mark.parametrize("layer", ["norm_lrelu", "zconv", "zconv_fused", "avg_pool"])
 def test_forward_mode_is_refused_naming_impl_ref(layer):
     m = LAYERS[layer]("triton")
     with pytest.raises(NotImplementedError, match="forward-mode AD .* build the layers with impl='ref'"):

@@ -30,6 +30,7 @@ ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
 NOZ = [ZI_T + "functional_with_no_z_channels"]
 ZCF = [ZI_T + "concat_free_matches_reference"]
 TF = "kernels/_twoface.py"
+AP, POOL = "kernels/avg_pool_triton.py", ["tests/test_avg_pool.py"]
 VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
 EMPTY = [ZI_T + "empty_batch"]
 ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
@@ -110,6 +111,18 @@ MUTANTS = [
     ('ZA3', ZT, 'zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC) + bias[None, :]',
      'zt = tl.zeros([BLOCK_J, BLOCK_O], dtype=ACC)', ZCF),
     ('ZA4', ZT, '            iw = j * SW - PW + kw', '            iw = j * SW + kw', ZCF),
+    # the average pooling op (kernels/avg_pool_triton.py)
+    ('AP1', AP, 'row_ok = mask & (oh >= 0) & (oh < OH) & (h < oh * SH - PH + KH)',
+     'row_ok = mask & (oh >= 0) & (oh < OH) & (h <= oh * SH - PH + KH)', POOL),
+    ('AP2', AP, 'he = tl.minimum(hs + KH, H + PH)', 'he = tl.minimum(hs + KH, H)', POOL),
+    ('AP3', AP, 'tl.minimum(we, W) - tl.maximum(ws, 0)', 'tl.minimum(we, W) - ws', POOL),
+    ('AP4', AP, 'for dw in tl.static_range((KW + SW - 1) // SW):', 'for dw in tl.static_range(1):', POOL),
+    ('AP5', AP, 'col = t % WW', 'col = t % HH', POOL),
+    ('AP6', AP, 'for n0 in range(0, src.shape[0], MAX_GRID_N):',
+     'for n0 in range(0, min(src.shape[0], MAX_GRID_N), MAX_GRID_N):', POOL),
+    ('AP7', AP, '(ph, pw), False, count_include_pad,', '(ph, pw), False, True,', POOL),
+    ('AP8', AP, 'acc = acc / tl.where(mask, d, 1.0)', 'acc = acc / 9.0', POOL),
+    ('TF1', TF, '    if isinstance(results[0], torch.Tensor):', '    if False:', VMAP),
 ]
 
 if __name__ == "__main__":

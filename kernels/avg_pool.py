@@ -1,0 +1,76 @@
+"""2-D average pooling: functional op and drop-in module, with a Triton path (avg_pool_triton.py).
+
+Same arguments and results as F.avg_pool2d / nn.AvgPool2d (their defaults too). The Triton path
+takes floor mode (ceil_mode=False) and float32, bfloat16 or float16; ceil_mode=True and float64
+under "auto" run torch's own pooling. The multi-scale discriminators use it to downsample their
+input between scales, where torch's backward was slow on a GPU (see avg_pool_triton.py).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._impl import IMPLS, resolve_impl
+from .norm_act import TRITON_DTYPES
+
+
+def _pair(who, name, v, least):
+    v = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (tuple, list)) else v
+    if not (isinstance(v, tuple) and len(v) == 2
+            and all(isinstance(e, int) and not isinstance(e, bool) and e >= least for e in v)):
+        raise ValueError(f"{who}: {name} must be an int >= {least} or a pair of them, got {v!r}")
+    return v
+
+
+def _check(who, x, kernel_size, stride, padding, divisor_override):
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        raise ValueError(f"{who}: x must be a 4-D N x C x H x W tensor or an unbatched 3-D C x H x W one, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    k = _pair(who, "kernel_size", kernel_size, 1)
+    s = k if stride is None or stride == [] or stride == () else _pair(who, "stride", stride, 1)
+    p = _pair(who, "padding", padding, 0)
+    if any(2 * pe > ke for pe, ke in zip(p, k)):
+        raise ValueError(f"{who}: padding {p} must be at most half of kernel_size {k}")
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+                                         or divisor_override == 0):
+        raise ValueError(f"{who}: divisor_override must be a nonzero int or None, got {divisor_override!r}")
+    H, W = x.shape[-2:]
+    if any((n + 2 * pe - ke) // se + 1 < 1 for n, pe, ke, se in zip((H, W), p, k, s)):
+        raise ValueError(f"{who}: input of {H} x {W} is too small for kernel_size {k} with padding {p} "
+                         f"(the output would be empty)")
+    return k, s, p
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, impl="auto"):
+    """F.avg_pool2d(x, ...) (same arguments, same defaults), on the Triton kernels where impl picks
+    them (see resolve_impl), in floor mode. Twice differentiable on either path."""
+    k, s, p = _check("avg_pool2d", x, kernel_size, stride, padding, divisor_override)
+    if (resolve_impl(impl, x, "avg_pool2d") == "triton" and not ceil_mode and x.numel()
+            and (x.dtype in TRITON_DTYPES or impl == "triton")):
+        if x.dtype not in TRITON_DTYPES:
+            raise TypeError(f"avg_pool2d: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
+                            f"(use impl='ref' or 'auto')")
+        from .avg_pool_triton import avg_pool2d_triton
+        if x.dim() == 3:
+            return avg_pool2d_triton(x.unsqueeze(0), k, s, p, count_include_pad, divisor_override).squeeze(0)
+        return avg_pool2d_triton(x, k, s, p, count_include_pad, divisor_override)
+    return F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """nn.AvgPool2d (a subclass: same constructor arguments, repr fields and results) running the
+    Triton kernels where `impl` picks them (ceil_mode=False); impl comes after the others, by keyword."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None, *, impl="auto"):
+        if impl not in IMPLS:
+            raise ValueError(f"AvgPool2d: impl must be one of {IMPLS}, got {impl!r}")
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        self.impl = impl
+
+    def forward(self, x):
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override, impl=self.impl)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, impl={self.impl}"
