@@ -309,7 +309,10 @@ def _add_evaluation_options(p) -> None:
     """evaluate's protocol and metric options (evaluate's and compare's)."""
     p.add_argument("--metrics", default=None,
                    help="comma-separated: l1, palette (demo data), lpips, fid (default: l1, plus palette on demo data)")
-    p.add_argument("--n_samples", type=_at_least(1), default=20, help="random z per input (default 20, the paper's)")
+    # (default None, as sample's: refused given above 1 where it changes nothing, a model without z)
+    p.add_argument("--n_samples", type=_at_least(1), default=None,
+                   help="random z per input (default 20, the paper's; a model without a latent code, nz=0, makes one "
+                   "output per input and refuses more)")
     # --num_test: the reference's name, and one torchrun lets through (its parser takes --num for --numa-binding)
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=100,
                    help="at most this many inputs (default 100, the paper's)")
@@ -386,7 +389,7 @@ def _evaluation_options(args) -> dict:
 def cmd_evaluate(args) -> int:
     """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
     would; rank 0 combines the measures, prints and writes): a single process otherwise."""
-    from .evaluate import Evaluation, format_table, json_safe
+    from .evaluate import Evaluation, format_table, json_safe, samples_per_input
     from .io import check_writable, write_json
     from .runtime import init_distributed, made_alike, results_dir, results_name
     from .sweep import protocol
@@ -409,6 +412,8 @@ def cmd_evaluate(args) -> int:
                                           results_dir(checkpoint, "eval").parent, "--json"))
     n_samples, seed = options.pop("n_samples"), options.pop("seed")
     ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
+    # the number taken (1 for a model without z), as the protocol records it; more refused for such a model
+    n_samples = samples_per_input(n_samples, ev.model.cfg)
     r = ev.run(n_samples, seed)
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same

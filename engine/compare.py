@@ -122,12 +122,14 @@ def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None, num: int 
 
 @torch.no_grad()
 def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_samples: int = 6,
-            n_samples: int = PAPER_SAMPLES, num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto",
+            n_samples: int | None = None, num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto",
             log: Callable[[str], None] | None = print, dist: Dist = Dist(), **options) -> tuple[list[dict], Path]:
     """Evaluate each of `models` (checkpoint paths, run folders or BicycleGAN objects; two or more) with
     evaluate's options (phase, metrics, batch_size, lpips_*, fid_weights, layout, skip_bad; evaluate's
     defaults) on the same inputs with the same z, and write compare.json, compare.png and index.html
     into `out` (default: results/compare in the current folder); see the module docstring.
+    n_samples: random z per input of the models with a latent code (default 20, the paper's); a model without
+    one (nz=0) makes one output per input, and n_samples above 1 is refused where no model has one.
     names: a name per model ("a,b" or a list; default: default_name, made unique). show: inputs in
     the picture; show_samples: outputs per model and input there (at most n_samples: the measured
     ones). log: called with a line as each model is measured (None: quiet). dist: the ranks that share
@@ -143,7 +145,8 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             raise ConfigError(f"compare needs two models or more, got {len(models)}")
         check_int("show", show, 1)
         check_int("show_samples", show_samples, 1)
-        check_int("n_samples", n_samples, 1)
+        if n_samples is not None:
+            check_int("n_samples", n_samples, 1)
         names.extend(model_names(models, given))
         if out.is_file():
             raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
@@ -158,7 +161,13 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             # the file as it was read (a training may replace latest.pt), also for a model given loaded
             src = model.source or {}
             loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
+        if n_samples is not None and n_samples > 1 and not any(m.cfg.model.nz for _, _, m, _ in loaded):
+            # (a model with z among them takes it: those without make their one output, as evaluate's)
+            raise ConfigError(f"n_samples={n_samples}: none of the models has a latent code (nz=0: "
+                              f"{', '.join(names)}): one output per input, no z drawn, so it changes nothing; "
+                              f"leave it out")
     dist.each_decides(load)  # (under torchrun: one rank's refusal is every rank's)
+    n_samples = PAPER_SAMPLES if n_samples is None else n_samples  # (the models with z; evaluate's default)
     with SaidOnce():  # (the split's skipped files said once, not again for each model's loaders)
         dist.each_decides(lambda: check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num))
         evs = []
@@ -171,7 +180,8 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                    "step": step}
             try:
-                row.update(json_safe(ev.run(n_samples, seed)))
+                # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1)
+                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed)))
                 say(f"[{i}/{len(loaded)}] {name}: measured")
             except DivergenceError as e:
                 row["error"] = str(e)

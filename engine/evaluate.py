@@ -99,6 +99,21 @@ def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tenso
     return torch.randn(n_inputs, n_samples, nz, generator=torch.Generator().manual_seed(seed))
 
 
+def samples_per_input(n_samples: int | None, cfg) -> int:
+    """The random z per input of an evaluation of a model of config `cfg`: n_samples, or where it is None
+    (not given) the paper's 20, and 1 for a model without a latent code (nz=0). Such a model draws one output
+    per input whatever the number: one above 1 is refused, as sample refuses its z options (its result said
+    n_samples 1 under the 20 given, and nothing else changed)."""
+    if n_samples is not None:
+        check_int("n_samples", n_samples, 1)
+    if not cfg.model.nz:
+        if n_samples is not None and n_samples > 1:
+            raise ConfigError(f"n_samples={n_samples}: variant {cfg.variant} has no latent code (nz=0): one output "
+                              f"per input, no z drawn, so it changes nothing; leave it out")
+        return 1
+    return PAPER_SAMPLES if n_samples is None else n_samples
+
+
 def best_rows(rows: list[dict], *, where_differ: bool = False) -> dict[str, dict]:
     """measure -> the row (of evaluations: a run's checkpoints, models compared) with its best value,
     for the measures of BEST; a tie keeps the earlier row, as train --keep_best does. where_differ:
@@ -113,21 +128,23 @@ def best_rows(rows: list[dict], *, where_differ: bool = False) -> dict[str, dict
     return out
 
 
-def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int = PAPER_SAMPLES,
+def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int | None = None,
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
              lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None,
              skip_bad: bool | None = None, dist: Dist = Dist()) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
-    random z each. metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
+    random z each (default 20; a model without a latent code, nz=0: one output per input, and more refused:
+    samples_per_input). metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
     as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did). dist: the ranks that share the inputs under torchrun
     (every rank calls evaluate alike and gets the result; init_distributed's)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
-    check_int("n_samples", n_samples, 1)
+    if n_samples is not None:
+        check_int("n_samples", n_samples, 1)
     return made_alike(dist, lambda: Evaluation(
         model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size, metrics=metrics,
         lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,
@@ -256,14 +273,15 @@ class Evaluation:
                             layout=self.layout)
 
     @torch.no_grad()
-    def run(self, n_samples: int = PAPER_SAMPLES, seed: int = 0, stop=None) -> dict | None:
-        """The measures of the model's current weights (n_samples random z per input, drawn from `seed`).
+    def run(self, n_samples: int | None = None, seed: int = 0, stop=None) -> dict | None:
+        """The measures of the model's current weights (n_samples random z per input, drawn from `seed`; None:
+        samples_per_input's default, more than 1 refused for a model without a latent code).
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
         training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint).
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
         and every rank returns the result; a stop or an error on one rank is every rank's."""
-        check_int("n_samples", n_samples, 1)
+        n_samples = samples_per_input(n_samples, self.model.cfg)
         check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
         self._check_finite()
         share, rounds = self._share()

@@ -30,7 +30,7 @@ from bicyclegan.pipelines.errors import plural
 from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, samples_per_input
 from .io import check_writable, write_json, write_text
 from .report import (
     EVAL_NAMES,
@@ -121,14 +121,15 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return row
 
 
-def sweep(run, *, n_samples: int = PAPER_SAMPLES, seed: int = 0, dist: Dist = Dist(),
+def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(),
           **options) -> Iterator[tuple[Path, dict, str | None]]:
     """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
     they come: row is the checkpoint's name, epoch and step (of the file as it was read), then evaluate's
     result with these options (evaluate's), or "error" where the weights or outputs are not finite or the
     file is damaged; digest: of the contents measured (None for an error). dist: as evaluate's (every
     rank sweeps the same list)."""
-    check_int("n_samples", n_samples, 1)
+    if n_samples is not None:  # (None: evaluate's default, samples_per_input)
+        check_int("n_samples", n_samples, 1)
     ev = None
     for path, epoch, step in run if isinstance(run, list) else run_checkpoints(run):
         row = {"checkpoint": path.name, "epoch": epoch, "step": step}
@@ -167,6 +168,9 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         # rows may all be errors, which name none), and the folders checked writable (--json's too).
         cfg = config_of({"config": peek_checkpoint(found[0][0], "config")[0]}, found[0][0])
         root, phase, _, _ = inference_data(cfg, dataroot, options.get("phase"), options.get("layout"))
+        # n_samples as each checkpoint's evaluation takes it (the run's one nz): refused before any is measured
+        # for a model without z, and recorded in the protocol as `evaluate` records it (1 without z)
+        n_samples = samples_per_input(options.get("n_samples"), cfg)
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
         name = results_name(root, phase)
         out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results")
@@ -175,13 +179,15 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         kept = {}
         if reuse:
             for path, epoch, step in found:
-                want = protocol(peek_checkpoint(path, "digest")[0], root, phase, **options)
+                want = protocol(peek_checkpoint(path, "digest")[0], root, phase,
+                                **{**options, "n_samples": n_samples})
                 if (row := measured_before(results_dir(path, name) / "eval.json", want)) is not None:
                     kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
-        return found, folder, root, phase, name, out, kept
+        return found, folder, root, phase, name, out, kept, n_samples
     # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between
     # two ranks' listings, and ranks sweeping two lists would wait for each other in different evaluations.
-    found, folder, root, phase, name, out, kept = dist.main_says(plan)
+    found, folder, root, phase, name, out, kept, n_samples = dist.main_says(plan)
+    options = {**options, "n_samples": n_samples}  # (the protocols written say the number taken)
     say = log if log is not None and dist.main else (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
     before = f" ({len(kept)} measured before, reused)" if kept else ""

@@ -751,10 +751,14 @@ class Trainer:
     def _protocol(self) -> dict:
         """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
         ev = self.evaluation
-        # A model without z (pix2pix, nz 0) draws one output per input whatever eval_samples says, and its
-        # lines say 1: compared with eval_samples, such a run was refused its own resume.
         return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
-                "n_samples": self.cfg.eval_samples if self.cfg.model.nz else 1, "seed": EVAL_SEED}
+                "n_samples": self._eval_samples(), "seed": EVAL_SEED}
+
+    def _eval_samples(self) -> int:
+        """The random z per input of the evaluations during training: eval_samples. A model without z (pix2pix,
+        nz 0) draws one output per input whatever eval_samples says, and its lines say 1 (compared with
+        eval_samples, such a run was refused its own resume); Evaluation.run refuses it more than 1."""
+        return self.cfg.eval_samples if self.cfg.model.nz else 1
 
     def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
@@ -819,7 +823,7 @@ class Trainer:
         stance = getattr(torch.compiler, "set_stance", None)
         try:
             with stance("force_eager") if stance and self.cfg.compile != "off" else contextlib.nullcontext():
-                return self.evaluation.run(self.cfg.eval_samples, EVAL_SEED,
+                return self.evaluation.run(self._eval_samples(), EVAL_SEED,
                                            stop=lambda: self._stopping(agreed) is not None)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
@@ -1180,10 +1184,14 @@ class Trainer:
         tensorboard=True to the run's event file, which it closes (train() leaves it open for it on the demo
         data)."""
         from .evaluate import evaluate, json_safe
-        result = evaluate(self.model, self.data_root, n_samples=10)  # the demo table's protocol (README)
-        if "histogram" in result:
+        # The demo table's protocol (README); a model without z (pix2pix, nz 0): its one output per input
+        # (evaluate refuses n_samples for it, which would change nothing).
+        nz = self.cfg.model.nz
+        result = evaluate(self.model, self.data_root, n_samples=10 if nz else None)
+        if "histogram" in result and nz:
             # The shares from 10 z per input moved by up to 6 points between z draws (the palette
-            # boundaries differ per input); 100 z per input pin them to about a point, in seconds.
+            # boundaries differ per input); 100 z per input pin them to about a point, in seconds. (Without z,
+            # the one output per input's histogram is already the whole story.)
             many = evaluate(self.model, self.data_root, n_samples=100, metrics="palette", seed=1)
             result.update(shares_n_samples=100, shares_histogram=many["histogram"])
         write_json(self.run_dir / "eval.json", json_safe(result), what="evaluation results")

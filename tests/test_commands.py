@@ -6,6 +6,7 @@ inference commands", lists the mistakes each test catches)."""
 import argparse
 import importlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -331,6 +332,48 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
         assert main(["sample", *map(str, given), *run]) == 0, given
         assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
             f"00000_{c}.png" for c in ["ground_truth", "input", *columns]), given
+
+
+def test_evaluate_refuses_n_samples_above_one_for_a_model_without_z(demo_root, tmp_path, capsys):
+    """A model without z (nz=0) makes one output per input: evaluate took --n_samples 20 (its default) and its
+    result said n_samples 1, the protocol 20; --n_samples 5 changed nothing. Refused above 1 as sample refuses
+    it, the number taken (1) recorded alike whether given or not (--reuse takes either); a model with z takes it."""
+    from bicyclegan.engine.cli import main
+    from bicyclegan.engine.evaluate import Evaluation
+    from bicyclegan.engine.sweep import evaluate_checkpoints
+    nz0 = save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), tmp_path / "nz0.pt")
+    said = ("n_samples={}: variant pix2pix has no latent code (nz=0): one output per input, no z drawn, so it "
+            "changes nothing; leave it out")
+    run = ["--device", "cpu", "--num", "2", "--metrics", "l1", "--phase", "val"]
+    for n in ("2", "20"):
+        assert main(["evaluate", str(nz0), "--n_samples", n, "--json", str(tmp_path / "no.json"), *run]) == 2
+        assert capsys.readouterr().err.strip() == f"bicyclegan evaluate: ConfigError: {said.format(n)}"
+    assert not (tmp_path / "no.json").exists()
+    for given in ([], ["--n_samples", "1"]):
+        json_path = tmp_path / f"eval{len(given)}.json"
+        assert main(["evaluate", str(nz0), *given, "--json", str(json_path), *run]) == 0, given
+        r = json.loads(json_path.read_text())
+        assert (r["n_samples"], r["protocol"]["n_samples"]) == (1, 1), given
+    # the library's functions alike
+    with pytest.raises(ConfigError, match="^" + re.escape(said.format(3)) + "$"):
+        evaluate(nz0, phase="val", n_samples=3, num=2, device="cpu", metrics="l1")
+    ev = Evaluation(nz0, phase="val", num=2, device="cpu", metrics="l1")
+    with pytest.raises(ConfigError, match=r"^n_samples=2: variant pix2pix has no latent code"):
+        ev.run(2)
+    assert ev.run()["n_samples"] == ev.run(1)["n_samples"] == 1
+    # --epoch all: refused before any checkpoint is measured (no eval.json, no sweep page)
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), ckpts / "latest.pt")
+    with pytest.raises(ConfigError, match=r"^n_samples=4: variant pix2pix has no latent code"):
+        evaluate_checkpoints(tmp_path / "run", phase="val", n_samples=4, num=2, device="cpu", metrics="l1", log=None)
+    assert not (tmp_path / "run" / "results").exists()
+    rows, _ = evaluate_checkpoints(tmp_path / "run", phase="val", num=2, device="cpu", metrics="l1", log=None)
+    assert rows[0]["n_samples"] == 1
+    saved = json.loads((tmp_path / "run" / "results" / "val" / "eval.json").read_text())
+    assert saved["protocol"]["n_samples"] == 1
+    # a model with z takes any number
+    assert evaluate(tiny(demo_root), phase="val", n_samples=3, num=2, device="cpu", metrics="l1")["n_samples"] == 3
 
 
 def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):

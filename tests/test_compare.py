@@ -449,6 +449,24 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     assert [r["n_inputs"] for r in rows] == [3, 3]
 
 
+def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data, runs, tmp_path, capsys):
+    """Models without z (nz=0) make one output per input: compare took --n_samples for them alone and changed
+    nothing (each row said n_samples 1). Refused as evaluate refuses it, naming the models; beside a model with
+    z it is that model's number, the others make their one output."""
+    flat = [save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / n, data, variant="pix2pix", nz=0)), tmp_path / f"{n}.pt")
+            for n in ("flat", "flat2")]
+    out = tmp_path / "c"
+    assert main(["compare", *map(str, flat), *OPTS, "--out", str(out)]) == 2  # (OPTS: --n_samples 4)
+    assert capsys.readouterr().err.strip() == (
+        "bicyclegan compare: ConfigError: n_samples=4: none of the models has a latent code (nz=0: flat, flat2): "
+        "one output per input, no z drawn, so it changes nothing; leave it out")
+    assert not out.exists()
+    rows, _ = compare(flat, out=out, log=None, **{**EVAL, "n_samples": None})
+    assert [r["n_samples"] for r in rows] == [1, 1]
+    rows, _ = compare([runs / "bicycle", flat[0]], out=tmp_path / "mixed", log=None, **EVAL)
+    assert [r["n_samples"] for r in rows] == [4, 1]
+
+
 def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch):
     stand_in_networks(monkeypatch, loads := [])
     ev = Evaluation(runs / "bicycle", phase="val", num=4, device="cpu", metrics="l1,fid")

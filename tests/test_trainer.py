@@ -219,6 +219,17 @@ def test_sample_and_evaluate_commands(tmp_path, demo_root, capsys):
     assert "palette coverage" in capsys.readouterr().out
 
 
+def test_the_runs_evaluation_of_a_model_without_z_is_its_one_output_per_input(tmp_path, demo_root):
+    """pix2pix with nz=0 on the demo data: evaluate refuses n_samples above 1 for it (it changes nothing), so the
+    end-of-training table asks none; its 100-z shares would be the one output's histogram again, under a
+    "with 100 z per input" line that drew no z: left out."""
+    trainer = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=1, variant="pix2pix", nz=0), progress=False)
+    trainer.train()
+    r = trainer.evaluate()
+    assert r["n_samples"] == 1 and r["n_outputs"] == r["n_inputs"]
+    assert "shares_n_samples" not in r and "shares_histogram" not in r
+
+
 def test_the_runs_evaluation_adds_palette_shares_from_100_z_per_input(tmp_path, demo_root, monkeypatch):
     ev = importlib.import_module("bicyclegan.engine.evaluate")  # the package's `evaluate` is the function
     trainer = Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=1), progress=False)
