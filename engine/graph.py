@@ -30,8 +30,15 @@ def warm_up(model: BicycleGAN, batch: dict, steps: int) -> None:
     kernel caches. Undoing must not replace any tensor: state that a capture found missing would be
     created inside the graph, and every replay would then re-zero Adam's moments and step count.
     A state tensor that did not exist before warm-up goes back to zero, which is Adam's fresh state.
+    An fp16 GradScaler's scale and growth tracker (which update() moves) go back too, though
+    GraphedTrainStep refuses fp16 (its scaler syncs with the host): warm_up undoes all it changes,
+    whoever calls it.
     """
     before = {id(t): (t, t.detach().clone()) for t in _state_tensors(model)}  # holding t keeps its id unique
+    # (not among _state_tensors: a fresh scaler makes its tensors at its first step, and zeroed they would be
+    # a scale of 0; load_state_dict fills them in place with the values before. A disabled one holds nothing.)
+    scaler = model.scaler if model.scaler is not None and model.scaler.is_enabled() else None
+    scaler_state = scaler.state_dict() if scaler is not None else None
     rng = torch.get_rng_state(), (torch.cuda.get_rng_state(model.device) if model.device.type == "cuda" else None)
     for _ in range(steps):
         model.train_step(batch)
@@ -41,6 +48,8 @@ def warm_up(model: BicycleGAN, batch: dict, steps: int) -> None:
                 t.copy_(before[id(t)][1])
             else:
                 t.zero_()
+    if scaler is not None:
+        scaler.load_state_dict(scaler_state)
     torch.set_rng_state(rng[0])
     if rng[1] is not None:
         torch.cuda.set_rng_state(rng[1], model.device)

@@ -142,6 +142,35 @@ def test_warm_up_is_undone_in_place(norm):
                 torch.testing.assert_close(s1[i][k], s2[i][k], rtol=0, atol=0, msg=f"{name} state {i} {k}")
 
 
+def test_warm_up_puts_an_fp16_scalers_state_back():
+    """warm_up's steps move an fp16 GradScaler's growth tracker (each finite step) or halve its scale (an
+    overflow); it undid the weights and Adam's state but left these moved. On the CPU (torch's CPU GradScaler):
+    a fresh scaler, and one whose state was set, are as they were after warm_up; a disabled one (amp off) still
+    holds nothing."""
+    def model(amp="fp16"):
+        torch.manual_seed(0)
+        return BicycleGAN(TrainConfig(model=ModelConfig(**TINY, impl="ref"), batch_size=4, amp=amp))
+    fresh = model()
+    assert fresh.scaler.is_enabled()
+    want = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+            "_growth_tracker": 0}  # torch's defaults, before any step
+    assert fresh.scaler.state_dict() == want
+    warm_up(fresh, data(), steps=3)
+    assert fresh.scaler.state_dict() == want
+    used = model()
+    used.train_step(data())  # the scale's tensors made
+    set_to = {**want, "scale": 1024.0, "_growth_tracker": 7}
+    used.scaler.load_state_dict(set_to)
+    warm_up(used, data(), steps=3)
+    assert used.scaler.state_dict() == set_to
+    # (the steps did move it: without the restore, the state would differ)
+    used.train_step(data())
+    assert used.scaler.state_dict() != set_to
+    off = model("off")
+    warm_up(off, data(), steps=1)
+    assert not off.scaler.is_enabled() and off.scaler.state_dict() == {}
+
+
 @pytest.mark.gpu
 def test_graphed_steps_equal_eager_steps(monkeypatch):
     """cae has no random draw in its step, so replays must follow the eager steps; a graph that
