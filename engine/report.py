@@ -718,20 +718,36 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     return "\n".join(parts)
 
 
-# What an inference command's results folder under <run>/results holds, by its page: the sweep's and
-# interpolate's folders are named so (runtime.results_name); sample writes the others' galleries.
+# What an inference command's results folder under <run>/results holds, by the file that command writes beside
+# its page (images.RESULT_FILES: each gallery command drops the other's): interpolate's path.json, sample's
+# grid.png, evaluate --epoch all's sweep.json, compare's compare.json. By the folder's name it was wrong for
+# any --out (sample into results/interpolate_x was "interpolation"; a plain folder of inputs names its folder).
+PAGE_KINDS = {"path.json": "interpolation", "grid.png": "samples", "sweep.json": "every checkpoint evaluated",
+              "compare.json": "models compared"}
+
+
+def page_kind(folder: Path) -> str:
+    """What the index.html of a results folder is: the kind of the newest of PAGE_KINDS' files there (a
+    command run into another's folder leaves that one's sweep.json or compare.json: the page is the last
+    one's); with none (a sweep whose --json went elsewhere, a page of an older version), by the folder's
+    name as runtime.results_name makes it."""
+    found = [(f.stat().st_mtime_ns, what) for name, what in PAGE_KINDS.items() if (f := folder / name).is_file()]
+    if found:
+        return max(found)[1]
+    return ("every checkpoint evaluated" if folder.name.endswith("_sweep") else
+            "interpolation" if folder.name.startswith("interpolate") else "samples")
+
+
 def result_pages(run: Path) -> list[tuple[str, list[tuple[str, str]]]]:
     """(folder, [(what, href)]) of each folder of <run>/results holding a page or an evaluation, by name:
     what `sample`, `evaluate` (eval.json), `evaluate --epoch all` and `interpolate` wrote for the run's
-    checkpoints; hrefs relative to the run folder."""
+    checkpoints (a page's what: page_kind, from the folder's files); hrefs relative to the run folder."""
     folder = run / "results"
     out = []
     for d in sorted(folder.iterdir()) if folder.is_dir() else []:
         links = []
         if (d / "index.html").is_file():
-            what = ("every checkpoint evaluated" if d.name.endswith("_sweep") else
-                    "interpolation" if d.name.startswith("interpolate") else "samples")
-            links.append((what, quote(f"results/{d.name}/index.html")))
+            links.append((page_kind(d), quote(f"results/{d.name}/index.html")))
         if (d / "eval.json").is_file():
             links.append(("evaluation (eval.json)", quote(f"results/{d.name}/eval.json")))
         if links:

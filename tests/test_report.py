@@ -790,3 +790,31 @@ def test_a_diverged_runs_charts_share_its_steps_and_mark_where_it_broke(tmp_path
     assert g[-1][0] == pytest.approx(left + (8 - 2) / (10 - 2) * (right - left), abs=0.1)
     assert polyline(curves.chart("D"))[-1][0] == pytest.approx(right, abs=0.1)
     assert "Training diverged</b> at step 10" in report_mod.render_report("r", curves, [], None, None)
+
+
+def test_a_results_pages_label_comes_from_the_files_its_command_wrote(tmp_path):
+    """report.html labelled a results folder's page by the folder's name: sample --out RUN/results/interpolate_x
+    was an "interpolation", interpolate into RUN/results/val "samples", a sweep or comparison written under another
+    name "samples". The file each command writes beside its page says which (the newest where a command ran into
+    another's folder); the name only where none is there."""
+    import os
+    results = tmp_path / "run" / "results"
+    folders = {"interpolate_x": ["grid.png"], "val": ["path.json"], "mine": ["sweep.json"], "cmp": ["compare.json"],
+               "val_sweep": [], "interpolate_val": [], "plain": [], "both": ["grid.png", "path.json"],
+               "both_again": ["path.json", "grid.png"]}  # (written in this order: the last one newest)
+    for name, files in folders.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "index.html").write_text("<html></html>")
+        for k, f in enumerate(files):
+            (results / name / f).write_text("[]")
+            os.utime(results / name / f, ns=(10**18 + k * 10**9,) * 2)
+    (results / "eval_only").mkdir()
+    (results / "eval_only" / "eval.json").write_text("{}")
+    got = {name: dict((href, what) for what, href in links)
+           for name, links in report_mod.result_pages(tmp_path / "run")}
+    want = {"interpolate_x": "samples", "val": "interpolation", "mine": "every checkpoint evaluated",
+            "cmp": "models compared", "val_sweep": "every checkpoint evaluated", "interpolate_val": "interpolation",
+            "plain": "samples", "both": "interpolation", "both_again": "samples"}
+    assert {name: links.get(f"results/{name}/index.html") for name, links in got.items()} == {
+        **want, "eval_only": None}
+    assert got["eval_only"] == {"results/eval_only/eval.json": "evaluation (eval.json)"}

@@ -165,8 +165,10 @@ MUTANTS = [
      'run = ckpt', ST),
     ('RP02', R, 'if (d / "eval.json").is_file():',
      'if False:', ST),
-    ('RP03', R, '"interpolation" if d.name.startswith("interpolate") else "samples")',
-     '"samples")', ST),
+    ('RP03', R, 'PAGE_KINDS = {"path.json": "interpolation",',
+     'PAGE_KINDS = {"path.json": "samples",', ST),
+    ('RP04', R, 'return max(found)[1]', 'return min(found)[1]',
+     ["tests/test_report.py::test_a_results_pages_label_comes_from_the_files_its_command_wrote"]),
     # compare: the file and step a model was read from; a plain folder's refusal before any work
     ('CS01', CM, 'loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))',
      'loaded.append((name, path, model, src.get("step")))', CT),
