@@ -58,8 +58,12 @@ def default_out(checkpoint, name: str, sync: bool = False) -> Path:
 def _refuse_unused(given: dict, model, layout: str, folder) -> None:
     """Options given (not None in `given`) that would change no file are refused, as interpolate refuses its
     seed with path=encoded: the call went on and wrote what it writes without them."""
+    # The command's flag beside the argument where they differ (the others are spelt alike, --sync...): a user
+    # of `sample --spread_z` was told of spread=True, a name they never typed.
+    flags = {"spread": " (--spread_z)"}
+
     def refuse(names, because):
-        if names := [f"{n}={given[n]}" for n in names if given[n] is not None]:
+        if names := [f"{n}={given[n]}{flags.get(n, '')}" for n in names if given[n] is not None]:
             one = len(names) == 1
             raise ConfigError(f"{', '.join(names)}: {because}, so {'it changes' if one else 'they change'} nothing; "
                               f"leave {'it' if one else 'them'} out")

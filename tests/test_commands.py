@@ -316,8 +316,9 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
             ([nz0, "--sync", "--seed", "1"], f"sync=True, seed=1: {z_nothing}, so they change nothing; leave them out"),
             ([bicycle, "--n_samples", "0", "--sync"], "sync=True: n_samples=0 draws no z, so it changes nothing; "
                                                       "leave it out"),
-            ([bicycle, "--n_samples", "0", "--spread_z", "--seed", "0"], "spread=True, seed=0: n_samples=0 draws no "
-                                                                         "z, so they change nothing; leave them out"),
+            ([bicycle, "--n_samples", "0", "--spread_z", "--seed", "0"],
+             "spread=True (--spread_z), seed=0: n_samples=0 draws no z, so they change nothing; leave them out"),
+            ([nz0, "--spread_z"], f"spread=True (--spread_z): {z_nothing}, so it changes nothing; leave it out"),
             ([noise, "--no_encode"], f"{no_encoded}this model (variant pix2pix) has no trained encoder: there is "
                                      f"none to leave out; leave it out"),
             ([bicycle, "--dataroot", plain, "--no_encode"], f"{no_encoded}{plain} holds inputs alone (no B images to "
