@@ -197,10 +197,10 @@ elif [ $MODE = rerun ]; then
   gpu_tests=("$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests)
   [ $DRY = 1 ] && gpu_tests+=(--collect-only)
   step gpu_tests 120 "${gpu_tests[@]}"
-  # the baseline and the graph rungs only (NCHW and channels_last): the first call's eager rungs
+  # the baseline and the graph rungs only (ours NCHW and channels_last, torch's layers): the first call's eager rungs
   # stand. On the H200 three rungs took 60 s (each builds, warms up and captures its step).
-  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 100 train_step_rerun.json bench/bench_train_step.py \
-    -k "eager_fp32_torch or (graph_bf16_triton and not compile)"
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 120 train_step_rerun.json bench/bench_train_step.py \
+    -k "eager_fp32_torch or (graph_bf16 and not compile)"
   # (39 s of eager timing on the H200; graph replays now besides: 60 s)
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} bench zinject 60 kernels_rerun.json bench/bench_zinject.py
   # the discriminators' downsampling, ours against torch's (its compile rows are the main call's)
