@@ -19,7 +19,10 @@ from ._triton_common import FP_FUSION, cdiv, empty, fits_int32, in_sample_span
 from ._twoface import TwoFacedOp, transformed
 
 BLOCK = 1024
-NUM_WARPS = 4
+# 8 warps, 4 elements a thread: compiled for sm_90 (tools/compile_check.py) the backward took 80
+# registers a thread and the forward 64; with 4 warps, 152 and 139 (3 blocks of 4 warps an SM, a
+# quarter of the warps a memory-bound kernel wants in flight).
+NUM_WARPS = 8
 MAX_GRID_N = 65535  # programs along grid axis 1 (the sample) on a GPU
 
 
@@ -60,7 +63,7 @@ def _divisor(oh, ow, H, W, div_override, KH: tl.constexpr, KW: tl.constexpr, SH:
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh, sxw, syn, syc, syh, syw, div_override,
+def _pool_fwd_kernel(x_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh, sxw, syn, syc, syh, syw, div_override,
                 KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr,
                 PW: tl.constexpr, COUNT_PAD: tl.constexpr, OVERRIDE: tl.constexpr, CL: tl.constexpr,
                 BLOCK: tl.constexpr):
@@ -85,7 +88,7 @@ def _fwd_kernel(x_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh, sxw, syn, syc, syh
 
 
 @triton.jit
-def _bwd_kernel(dy_ptr, dx_ptr, C, H, W, OH, OW, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, div_override,
+def _pool_bwd_kernel(dy_ptr, dx_ptr, C, H, W, OH, OW, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, div_override,
                 KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr,
                 PW: tl.constexpr, COUNT_PAD: tl.constexpr, OVERRIDE: tl.constexpr, CL: tl.constexpr,
                 BLOCK: tl.constexpr):
@@ -142,7 +145,7 @@ def _fwd_impl(x: torch.Tensor, geometry: list[int], count_include_pad: bool, div
         x = x.contiguous(memory_format=_fmt(channels_last))
     y = empty((N, C, OH, OW), dtype=x.dtype, device=x.device, memory_format=_fmt(channels_last))
     if y.numel():
-        _launch(_fwd_kernel, x, y, x, y, geometry, count_include_pad, divisor, channels_last)
+        _launch(_pool_fwd_kernel, x, y, x, y, geometry, count_include_pad, divisor, channels_last)
     return y, x.new_empty(0)
 
 
@@ -158,7 +161,7 @@ def _bwd_impl(dy: torch.Tensor, like: torch.Tensor, shape: list[int], geometry: 
     if dx.numel():
         if in_sample_span(dy) >= 2 ** 31:  # (a slice of a wider gradient, say)
             dy = dy.contiguous(memory_format=_fmt(channels_last))
-        _launch(_bwd_kernel, dy, dx, dx, dy, geometry, count_include_pad, divisor, channels_last)
+        _launch(_pool_bwd_kernel, dy, dx, dx, dy, geometry, count_include_pad, divisor, channels_last)
     return dx
 
 
