@@ -45,15 +45,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     """F.avg_pool2d(x, ...) (same arguments, same defaults), on the Triton kernels where impl picks
     them (see resolve_impl), in floor mode. Twice differentiable on either path."""
     k, s, p = _check("avg_pool2d", x, kernel_size, stride, padding, divisor_override)
-    if (resolve_impl(impl, x, "avg_pool2d") == "triton" and not ceil_mode and x.numel()
-            and (x.dtype in TRITON_DTYPES or impl == "triton")):
-        if x.dtype not in TRITON_DTYPES:
+    if resolve_impl(impl, x, "avg_pool2d") == "triton" and not ceil_mode and x.numel():
+        if x.dtype in TRITON_DTYPES:
+            from .avg_pool_triton import avg_pool2d_triton
+            y = avg_pool2d_triton(x if x.dim() == 4 else x.unsqueeze(0), k, s, p, count_include_pad,
+                                  divisor_override)
+            return y if x.dim() == 4 else y.squeeze(0)
+        if impl == "triton":
             raise TypeError(f"avg_pool2d: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
                             f"(use impl='ref' or 'auto')")
-        from .avg_pool_triton import avg_pool2d_triton
-        if x.dim() == 3:
-            return avg_pool2d_triton(x.unsqueeze(0), k, s, p, count_include_pad, divisor_override).squeeze(0)
-        return avg_pool2d_triton(x, k, s, p, count_include_pad, divisor_override)
     return F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
 
 
