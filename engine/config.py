@@ -112,7 +112,7 @@ class ModelConfig:
     crop_size: int = 256       # training image height (and width unless crop_width is set)
     crop_width: Optional[int] = None  # training image width; None = square
     num_downs: Optional[int] = None  # U-Net depth; None = from netG (unet_256: 8, unet_128: 7) or size
-    impl: str = "auto"         # kernels for every layer: auto | triton | ref
+    impl: str = "auto"         # layers: auto | triton | ref (auto: our Triton kernels in a CUDA graph or compiled step)
     channels_last: bool = False  # channels_last memory format for all networks (GPU)
 
     def __post_init__(self):

@@ -1060,6 +1060,10 @@ class Trainer:
                            + f": {plural(self.total_steps, 'iteration')} of batch {cfg.batch_size} -> {self.run_dir}"
                            + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else "")
                            + (f", from the weights of {self.init_path}" if self.init_path is not None else ""))
+        if self.model.impl != cfg.model.impl:  # (engine/model.py's layer_impl)
+            self.progress.note("impl auto: torch's layers, since this step runs eagerly on CUDA, where the host's "
+                               "launches set the pace and the Triton kernels' cost more; they run in a CUDA graph "
+                               "(--cuda_graph) or compiled step, or with --impl triton")
         loader = self.loader
         n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
         # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with

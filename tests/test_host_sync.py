@@ -216,7 +216,7 @@ def test_no_host_sync_between_log_intervals_on_the_gpu(tmp_path, data, monkeypat
 
     monkeypatch.setattr(trainer_module, "mean_over_ranks", mean_over_ranks)
     monkeypatch.setattr(trainer_module.Trainer, "_log", _log)
-    cfg = tiny_cfg(tmp_path / "run", data, device="cuda", amp="bf16", impl="auto", cuda_graph=path == "graphed_bf16",
+    cfg = tiny_cfg(tmp_path / "run", data, device="cuda", amp="bf16", impl="triton", cuda_graph=path == "graphed_bf16",
                    max_steps=9, log_every=3, niter=2, sample_every=100, save_every=100, ema=0.9)
     try:
         trainer_module.train(cfg, evaluate=False, progress=False)

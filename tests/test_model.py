@@ -870,3 +870,79 @@ def test_a_run_resumed_with_channels_last_changed_keeps_adams_moments_in_each_pa
     before = {n: p.detach().clone() for n, p in cl.G.named_parameters()}
     assert all(torch.isfinite(v) for v in cl.train_step(batch(cfg)).values())
     assert any(not torch.equal(before[n], p) for n, p in cl.G.named_parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Which layers an impl="auto" model runs (model.layer_impl)
+# ---------------------------------------------------------------------------------------------
+def _impl_cfg(impl="auto", **kw):
+    return TrainConfig(model=ModelConfig(**{**SMALL, "impl": impl}), batch_size=4, **kw)
+
+
+@pytest.mark.parametrize("impl,device,train_kw,training,expected", [
+    ("auto", "cuda", {}, True, "ref"),  # the default GPU run: eager, launch-bound
+    ("auto", "cuda:1", {}, True, "ref"),
+    ("auto", torch.device("cuda", 0), {"amp": "bf16"}, True, "ref"),
+    ("auto", "cuda", {}, False, "ref"),  # inference: sample, evaluate, serve run eagerly
+    ("auto", "cuda", {"cuda_graph": True}, True, "auto"),
+    ("auto", "cuda", {"cuda_graph": True}, False, "ref"),  # inference replays no graph
+    ("auto", "cuda", {"compile": "default"}, True, "auto"),
+    ("auto", "cuda", {"compile": "aot_eager"}, True, "auto"),
+    ("triton", "cuda", {}, True, "triton"),  # asked for: kept
+    ("triton", "cuda", {}, False, "triton"),
+    ("ref", "cuda", {"cuda_graph": True}, True, "ref"),
+    ("auto", "cpu", {}, True, "auto"),  # the reference there (or the interpreter, as CI runs it)
+    ("auto", None, {}, True, "auto"),
+])
+def test_layer_impl_keeps_the_kernels_where_launches_are_captured_or_compiled(impl, device, train_kw, training,
+                                                                                expected):
+    from bicyclegan.engine.model import layer_impl
+    assert layer_impl(_impl_cfg(impl, **train_kw), device, training) == expected
+
+
+@pytest.mark.parametrize("chosen", ["ref", "triton"])
+def test_every_layer_is_built_with_layer_impls_choice_and_the_config_keeps_auto(monkeypatch, chosen):
+    """BicycleGAN builds every layer that takes an impl (norms, z injection at every block, the
+    multi-scale D's downsampling) with layer_impl's answer, and its cfg still says what was asked
+    for (it is what checkpoints store). The networks are built on the CPU; layer_impl stands in
+    for its answer on a GPU."""
+    import bicyclegan.engine.model as model_module
+    from bicyclegan.engine.networks import MultiscaleDiscriminator
+    from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d
+    asked = []
+    monkeypatch.setattr(model_module, "layer_impl", lambda cfg, device, training: asked.append(training) or chosen)
+    cfg = TrainConfig(model=ModelConfig(**{**SMALL, "impl": "auto", "where_add": "all"}), batch_size=4)
+    m = BicycleGAN(cfg)
+    assert asked == [True] and m.impl == chosen and m.cfg.model.impl == "auto"
+    kinds = {}
+    for net in (m.G, m.E, m.D, m.D2):
+        for mod in net.modules():
+            if hasattr(mod, "impl"):
+                kinds.setdefault(type(mod), set()).add(mod.impl)
+    assert kinds == {InstanceNormAct2d: {chosen}, ZConcatConv2d: {chosen}, MultiscaleDiscriminator: {chosen}}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("train_kw,runs_kernels", [({}, False), ({"cuda_graph": True}, True),
+                                                   ({"impl": "triton"}, True)])
+def test_an_eager_cuda_step_under_auto_runs_torchs_layers(train_kw, runs_kernels):
+    """On a GPU: the eager step of an impl="auto" model launches no Triton kernel; built for a CUDA
+    graph, or with impl="triton", it does (counted at Triton's launch entry point)."""
+    from triton.runtime.jit import JITFunction
+    impl = train_kw.pop("impl", "auto")
+    m = BicycleGAN(_impl_cfg(impl, **train_kw), device="cuda")
+    data = {k: v.cuda() for k, v in batch(m.cfg).items()}
+    launches = []
+    run = JITFunction.run
+
+    def counted(self, *args, **kwargs):
+        launches.append(self.fn.__name__)
+        return run(self, *args, **kwargs)
+
+    JITFunction.run = counted
+    try:
+        m.train_step(data)  # eager in both cases: the graph's capture is GraphedTrainStep's
+        torch.cuda.synchronize()
+    finally:
+        JITFunction.run = run
+    assert bool(launches) == runs_kernels, launches[:5]
