@@ -34,7 +34,8 @@ _UNNAMED = {1: "norm_act and zcat entries do not name the activation (nor the no
 INTERPRETER = "triton-interpreter"  # the "device" of CPU tensors (kernels run in Triton's interpreter)
 
 # Launch sites and their knobs. Keys' shapes: norm_act.* (N, C, H, W); zcat.* (N, C, H, W, nz) of
-# x and z; zterm.* (N, CO, OH, OW, KH, KW, SH, SW, PH, PW): conv output and conv geometry.
+# x and z; zterm.* (N, CO, OH, OW, KH, KW, SH, SW, PH, PW): conv output and conv geometry; pool.*
+# (N, C, H, W, KH, KW, SH, SW, PH, PW): the pooled input and the window's geometry.
 SITES = {
     "norm_act.fwd": ("BLOCK_C", "BLOCK_HW", "split", "num_warps"),
     "norm_act.bwd": ("BLOCK_C", "BLOCK_HW", "split", "num_warps"),
@@ -42,6 +43,8 @@ SITES = {
     "zcat.bwd": ("BLOCK_P", "BLOCK_C", "num_warps"),
     "zterm.add": ("BLOCK_J", "BLOCK_O", "ROWS", "num_warps"),
     "zterm.grad": ("BLOCK_J", "BLOCK_O", "ROWS", "num_warps"),
+    "pool.fwd": ("BLOCK_I", "num_warps"),
+    "pool.bwd": ("BLOCK_I", "num_warps"),
 }
 # The z-injection kernels take tiles of at least 2 along each axis.
 MIN_BLOCK = {site: 2 if site.startswith("z") else 1 for site in SITES}
@@ -63,7 +66,8 @@ def norm_variant(site, act, from_y=False, weight=False, bias=False):
 # Every variant a launch can have, for the sites whose key names one: the norm's (y is saved only for
 # LeakyReLU without affine parameters) and the fused concatenation's, its activation (the ACT
 # constexpr of both its kernels). zterm.* keys have none: their two kernels take no activation (it
-# is applied by the fixed-size _act_cast / _zq / _zfinal kernels), so every act launches one binary.
+# is applied by the fixed-size _act_cast / _zq / _zfinal kernels), so every act launches one binary;
+# pool.* keys neither (avg_pool_triton._knobs says why).
 VARIANTS = {site: {norm_variant(site, act, y, w, b) for act in ACTS for w in (False, True) for b in (False, True)
                    for y in ((False, True) if act == "leaky_relu" and not (w or b) else (False,))}
             for site in ("norm_act.fwd", "norm_act.bwd")}

@@ -15,13 +15,15 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _configs
 from ._triton_common import FP_FUSION, cdiv, empty, fits_int32, in_sample_span
 from ._twoface import TwoFacedOp, transformed
 
+# The heuristic's launch (a tuned table's entry wins: pool.fwd / pool.bwd in _configs): 1024
+# elements a program on 8 warps, 4 a thread. Compiled for sm_90 (tools/compile_check.py) the
+# backward took 80 registers a thread and the forward 64; with 4 warps, 152 and 139 (3 blocks of 4
+# warps an SM, a quarter of the warps a memory-bound kernel wants in flight).
 BLOCK = 1024
-# 8 warps, 4 elements a thread: compiled for sm_90 (tools/compile_check.py) the backward took 80
-# registers a thread and the forward 64; with 4 warps, 152 and 139 (3 blocks of 4 warps an SM, a
-# quarter of the warps a memory-bound kernel wants in flight).
 NUM_WARPS = 8
 MAX_GRID_N = 65535  # programs along grid axis 1 (the sample) on a GPU
 
@@ -117,17 +119,42 @@ def _fmt(channels_last):
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _launch(kernel, src, dst, x, y, geometry, count_include_pad, divisor, channels_last):
-    """kernel from src to dst, each program BLOCK elements of dst (x and y: the input and the
+def _heuristic():
+    return {"BLOCK_I": BLOCK, "num_warps": NUM_WARPS}
+
+
+def candidates(quick=False):
+    """Knob sets the tuner tries (either direction), the heuristic's first: elements a program
+    and warps, at 4 and 8 elements a thread."""
+    variants = [_heuristic(), {"BLOCK_I": 1024, "num_warps": 4}, {"BLOCK_I": 512, "num_warps": 4},
+                {"BLOCK_I": 2048, "num_warps": 8}, {"BLOCK_I": 2048, "num_warps": 16},
+                {"BLOCK_I": 4096, "num_warps": 16}]
+    return variants[:4] if quick else variants
+
+
+def key_shape(x_shape, geometry):
+    """A pool.* launch's key shape: x's N, C, H, W and the window's geometry (kh, kw, sh, sw, ph, pw)."""
+    return (*x_shape, *geometry)
+
+
+def _knobs(site, x, geometry, channels_last):
+    # (No variant in the key: count_include_pad and divisor_override change a few scalar operations
+    # a window, not the memory traffic that sets the best launch.)
+    return _configs.choose(site, key_shape(x.shape, geometry), x.dtype, channels_last, x.device, _heuristic)
+
+
+def _launch(kernel, src, dst, x, y, geometry, count_include_pad, divisor, channels_last, knobs):
+    """kernel from src to dst, each program BLOCK_I elements of dst (x and y: the input and the
     output, src and dst in some order), samples [n0, n0 + 65535) at a time (grid axis 1)."""
     kh, kw, sh, sw, ph, pw = geometry
     per_sample = dst.shape[1] * dst.shape[2] * dst.shape[3]
+    block = knobs["BLOCK_I"]
     for n0 in range(0, src.shape[0], MAX_GRID_N):
         s, d = src[n0:n0 + MAX_GRID_N], dst[n0:n0 + MAX_GRID_N]
-        kernel[(cdiv(per_sample, BLOCK), s.shape[0])](
+        kernel[(cdiv(per_sample, block), s.shape[0])](
             s, d, *x.shape[1:], *y.shape[2:], *s.stride(), *d.stride(), float(divisor or 0),
             KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, COUNT_PAD=bool(count_include_pad),
-            OVERRIDE=bool(divisor), CL=channels_last, BLOCK=BLOCK, num_warps=NUM_WARPS,
+            OVERRIDE=bool(divisor), CL=channels_last, BLOCK=block, num_warps=knobs["num_warps"],
             enable_fp_fusion=FP_FUSION)
 
 
@@ -136,17 +163,34 @@ def _out_size(H, W, geometry):
     return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
-def _fwd_impl(x: torch.Tensor, geometry: list[int], count_include_pad: bool, divisor: int,
-              channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, an empty tensor of x's dtype and device: backward's and recompute's note of them)."""
+def forward(x, geometry, count_include_pad, divisor, channels_last, knobs=None):
+    """y = the pooling of x (knobs: the launch's, else the table's or the heuristic's)."""
     N, C, H, W = x.shape
     OH, OW = _out_size(H, W, geometry)
     if in_sample_span(x) >= 2 ** 31:  # (the kernels' in-sample offsets are int32)
         x = x.contiguous(memory_format=_fmt(channels_last))
     y = empty((N, C, OH, OW), dtype=x.dtype, device=x.device, memory_format=_fmt(channels_last))
     if y.numel():
-        _launch(_pool_fwd_kernel, x, y, x, y, geometry, count_include_pad, divisor, channels_last)
-    return y, x.new_empty(0)
+        knobs = knobs or _knobs("pool.fwd", x, geometry, channels_last)
+        _launch(_pool_fwd_kernel, x, y, x, y, geometry, count_include_pad, divisor, channels_last, knobs)
+    return y
+
+
+def backward(dy, shape, dtype, geometry, count_include_pad, divisor, channels_last, knobs=None):
+    """dx (of `shape` and `dtype`, on dy's device) from the output's gradient dy."""
+    dx = empty(shape, dtype=dtype, device=dy.device, memory_format=_fmt(channels_last))
+    if dx.numel():
+        if in_sample_span(dy) >= 2 ** 31:  # (a slice of a wider gradient, say)
+            dy = dy.contiguous(memory_format=_fmt(channels_last))
+        knobs = knobs or _knobs("pool.bwd", dx, geometry, channels_last)
+        _launch(_pool_bwd_kernel, dy, dx, dx, dy, geometry, count_include_pad, divisor, channels_last, knobs)
+    return dx
+
+
+def _fwd_impl(x: torch.Tensor, geometry: list[int], count_include_pad: bool, divisor: int,
+              channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, an empty tensor of x's dtype and device: backward's and recompute's note of them)."""
+    return forward(x, geometry, count_include_pad, divisor, channels_last), x.new_empty(0)
 
 
 def _save(inputs, outputs):
@@ -157,12 +201,7 @@ def _save(inputs, outputs):
 
 def _bwd_impl(dy: torch.Tensor, like: torch.Tensor, shape: list[int], geometry: list[int], count_include_pad: bool,
               divisor: int, channels_last: bool, need_x: bool) -> torch.Tensor:
-    dx = empty(shape, dtype=like.dtype, device=like.device, memory_format=_fmt(channels_last))
-    if dx.numel():
-        if in_sample_span(dy) >= 2 ** 31:  # (a slice of a wider gradient, say)
-            dy = dy.contiguous(memory_format=_fmt(channels_last))
-        _launch(_pool_bwd_kernel, dy, dx, dx, dy, geometry, count_include_pad, divisor, channels_last)
-    return dx
+    return backward(dy, shape, like.dtype, geometry, count_include_pad, divisor, channels_last)
 
 
 def _fwd_fake(x, geometry, count_include_pad, divisor, channels_last):

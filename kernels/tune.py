@@ -1,12 +1,13 @@
 """Choose the kernels' launch configurations on the device they run on.
 
     python -m bicyclegan.kernels.tune --out FILE.json [--quick] [--dry-run] [--jobs N] [--budget-s S]
+                                      [--sites pool,norm_act.bwd,...]
 
 For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
 activation plane of G unet_256, E resnet_256 and D basic_256_multi, with the activation each layer
 there has, which with what its backward saved is the kernel variant timed; the z injection of G
-with where_add=all, the fused concatenation in the activation of its level; forward and backward;
-fp32 and bf16; NCHW and channels_last), each launch site's few
+with where_add=all, the fused concatenation in the activation of its level; the multi-scale D's
+average pooling; forward and backward; fp32 and bf16; NCHW and channels_last), each launch site's few
 candidate configurations (kernel files' `candidates` functions, the heuristic's first) are checked
 against a plain PyTorch computation of what that launch must produce and, if right, timed on the
 GPU (CUDA-graph replays of back-to-back launches: the kernels' own time). The winners go to
@@ -74,18 +75,44 @@ def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=
     return sorted(planes), zconvs
 
 
-def cases(quick=False, dry_run=False):
+# The multi-scale discriminators' downsampling: AvgPool2d(3, stride 2, padding 1), padding not counted.
+POOL = (3, 3, 2, 2, 1, 1)
+
+
+def reference_pools(size=256, num_Ds=2, input_nc=3):
+    """(C, H, W) of every input the reference's multi-scale D (basic_256_multi, unconditional)
+    average-pools: the image before each coarser scale."""
+    return [(input_nc, size >> k, size >> k) for k in range(num_Ds - 1)]
+
+
+def site_filter(text):
+    """The sites a --sites value names: comma-separated sites (norm_act.bwd) or kernels (pool: both
+    of its sites); ValueError naming what exists otherwise."""
+    from . import _configs
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    kernels = sorted({site.split(".")[0] for site in _configs.SITES})
+    bad = [n for n in names if n not in _configs.SITES and n not in kernels]
+    if bad or not names:
+        raise ValueError(f"--sites {text!r}: expected sites ({', '.join(_configs.SITES)}) or kernels "
+                         f"({', '.join(kernels)}), comma-separated")
+    return {site for site in _configs.SITES if site in names or site.split(".")[0] in names}
+
+
+def cases(quick=False, dry_run=False, sites_wanted=None):
     """Case specs (site, shape, dtype name, channels_last, act), most used first; act: the norm's
     or the fused concatenation's activation, the one the networks launch at that shape (None for
-    the z term's sites, whose kernels take none)."""
+    the z term's sites, whose kernels take none). sites_wanted: only these (a set; site_filter's)."""
     if dry_run:  # tiny: still single-pass, looped and split plans, the networks' three norm variants
         # (LeakyReLU from y, ReLU and none from x), and z convs in both of G's activations, one a
         # 2 x 2 -> 1 x 1 conv
         planes = [(3, 4, 4, "relu"), (3, 4, 4, "none"), (2, 33, 32, "leaky_relu")]
         zconvs, batches = [(3, 4, 6, 2, 5, "none"), (4, 2, 2, 2, 3, "leaky_relu")], (2,)
+        pools = [(3, 9, 7)]
     else:
-        (planes, zconvs), batches = reference_shapes(), (2, 16)
-    sites = ["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad"] + ([] if quick else ["zcat.fwd", "zcat.bwd"])
+        (planes, zconvs), pools, batches = reference_shapes(), reference_pools(), (2, 16)
+    sites = (["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad", "pool.fwd", "pool.bwd"]
+             + ([] if quick else ["zcat.fwd", "zcat.bwd"]))
+    sites = [site for site in sites if sites_wanted is None or site in sites_wanted]
     out = []
     for dtype in ("bfloat16", "float32"):
         for channels_last in (True, False):
@@ -93,6 +120,9 @@ def cases(quick=False, dry_run=False):
                 for n in batches:
                     if site.startswith("norm_act"):  # (C, H, W, act)
                         out += [(site, (n, *plane[:3]), dtype, channels_last, plane[3]) for plane in planes]
+                        continue
+                    if site.startswith("pool"):  # the pooled input (C, H, W) and the window
+                        out += [(site, (n, *pool, *POOL), dtype, channels_last, None) for pool in pools]
                         continue
                     if site.startswith("zcat"):  # x and z (C, H, W, nz), in the act of the conv's level
                         out += [(site, (n, *c[:4]), dtype, channels_last, c[5]) for c in zconvs]
@@ -221,6 +251,28 @@ class Case:
         gf = t.float().flatten(2)
         self.expected = (torch.cat([torch.einsum("nol,tl->not", gf, valid), gf.sum(2, keepdim=True)], 2),)
         self.run = lambda k: (zt._zterm_grad(t, geo, k),)
+
+    def _pool(self, site, shape, channels_last, device, quick):
+        from . import _configs
+        from . import avg_pool_triton as apt
+        N, C, H, W, *geometry = shape
+        kh, kw, sh, sw, ph, pw = geometry
+        x = _layout(self.randn(N, C, H, W).to(self.dtype), channels_last)
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()  # (as the op decides)
+        self.key = _configs.key(site, apt.key_shape(x.shape, geometry), self.dtype, cl)
+        self.candidates = apt.candidates(quick)
+        if self.plan_only:
+            return
+        xr = x.float().requires_grad_()
+        y = F.avg_pool2d(xr, (kh, kw), (sh, sw), (ph, pw), False, False)
+        if site == "pool.fwd":
+            self.expected = (y.detach(),)
+            self.run = lambda k: (apt.forward(x, geometry, False, 0, cl, k),)
+            return
+        dy = _layout(self.randn(*y.shape).to(self.dtype), cl)
+        y.backward(dy.float())
+        self.expected = (xr.grad,)
+        self.run = lambda k: (apt.backward(dy, x.shape, self.dtype, geometry, False, 0, cl, k),)
 
     def check(self, knobs):
         got = getattr(self, "check_run", self.run)(knobs)
@@ -373,26 +425,28 @@ def _write(path, table):
     os.replace(tmp, path)
 
 
-def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=math.inf, log=print):
-    """Run the sweep and write the table to `out` (a Path); returns the table."""
+def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=math.inf, log=print, sites=None):
+    """Run the sweep and write the table to `out` (a Path); returns the table. sites: only these
+    launch sites (a set), e.g. a kernel added after the committed table was made."""
     # The checks compare with fp32 convs and matmuls: TF32 would be off by ~1e-3.
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        return _sweep(out, quick, dry_run, jobs, budget_s, log)
+        return _sweep(out, quick, dry_run, jobs, budget_s, log, sites)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def _sweep(out, quick, dry_run, jobs, budget_s, log):
+def _sweep(out, quick, dry_run, jobs, budget_s, log, sites):
     import triton
 
     from . import _configs
     device = torch.device("cpu" if dry_run else "cuda")
     began = time.monotonic()
-    specs = cases(quick, dry_run)
+    specs = cases(quick, dry_run, sites)
     table = {"format": _configs.FORMAT, "device": _configs.device_name(device), "torch": torch.__version__,
              "triton": triton.__version__, "quick": quick, "dry_run": dry_run, "noise": NOISE,
+             "sites": sorted(sites) if sites else sorted(_configs.SITES),
              "timing": "host clock, one sample (meaningless)" if dry_run else
              "median of 7 CUDA-graph replays of ~0.5 ms of back-to-back launches, per launch",
              "entries": {}, "failed": {}, "skipped": []}
@@ -439,7 +493,13 @@ def main(argv=None):
                    help="compile worker processes (default: one per CPU core up to 16; 1 with --dry-run)")
     p.add_argument("--budget-s", type=float, default=None, help="stop sweeping after this many seconds "
                    "(default 120, 60 with --quick, none with --dry-run)")
+    p.add_argument("--sites", default=None, help="only these launch sites or kernels, comma-separated (e.g. pool, "
+                   "or norm_act.bwd); their entries can join a table made before (default: all)")
     args = p.parse_args(argv)
+    try:
+        sites = site_filter(args.sites) if args.sites is not None else None
+    except ValueError as e:
+        p.error(str(e))
     if not args.out.parent.is_dir():
         p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
     if args.dry_run:
@@ -451,7 +511,7 @@ def main(argv=None):
     jobs = args.jobs if args.jobs is not None else (1 if args.dry_run else min(16, os.cpu_count() or 1))
     budget = args.budget_s if args.budget_s is not None else (
         math.inf if args.dry_run else 60.0 if args.quick else 120.0)
-    sweep(args.out, args.quick, args.dry_run, max(1, jobs), budget)
+    sweep(args.out, args.quick, args.dry_run, max(1, jobs), budget, sites=sites)
 
 
 if __name__ == "__main__":

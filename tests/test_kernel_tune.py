@@ -61,7 +61,7 @@ def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
     assert variants == {"norm_act.fwd": {"leaky_relu", "relu", "none"},
                         "norm_act.bwd": {"leaky_relu,from_y", "relu,from_x", "none,from_x"},
                         "zcat.fwd": {"none", "leaky_relu"}, "zcat.bwd": {"none", "leaky_relu"}}
-    assert all(len(t.split("|")) == 4 for t in table["entries"] if t.startswith("zterm"))
+    assert all(len(t.split("|")) == 4 for t in table["entries"] if t.startswith(("zterm", "pool")))
     for text, entry in table["entries"].items():
         site = text.split("|")[0]
         assert _configs.check_knobs(site, entry["config"]) == entry["config"], text
@@ -135,6 +135,22 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
     nets[1](image)
     nets[2](image)
     assert tune.reference_shapes() == (sorted(planes), zconvs)
+    # The multi-scale D's downsampling: what it pools, with the window the tuner times.
+    import bicyclegan.engine.networks as networks
+    pools, real = [], networks.avg_pool2d
+
+    def pool(x, *args, **kwargs):
+        pools.append((tuple(x.shape[1:]), args, kwargs))
+        return real(x, *args, **kwargs)
+    networks.avg_pool2d = pool
+    try:
+        nets[2](image)
+    finally:
+        networks.avg_pool2d = real
+    assert [p[0] for p in pools] == tune.reference_pools()
+    kh, kw, sh, sw, ph, pw = tune.POOL
+    assert kh == kw and sh == sw and ph == pw
+    assert all(p[1:] == ((kh, sh, ph), {"count_include_pad": False, "impl": "ref"}) for p in pools), pools
     # Each z conv's fused concatenation is timed in its own activation only, not in every one.
     specs = tune.cases()
     assert sum(s[0] == "zcat.fwd" for s in specs) == sum(s[0] == "zterm.add" for s in specs)
@@ -279,6 +295,26 @@ def test_cli_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             tune.main(["--out", str(tmp_path / "t.json")])
         assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tune.main(["--out", str(tmp_path / "t.json"), "--dry-run", "--sites", "pool,norm"])
+    assert ("--sites 'pool,norm': expected sites (norm_act.fwd, norm_act.bwd, zcat.fwd, zcat.bwd, zterm.add, "
+            "zterm.grad, pool.fwd, pool.bwd) or kernels (norm_act, pool, zcat, zterm), comma-separated"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_sites_sweeps_only_those_launches(tmp_path):
+    """--sites: a kernel's sites (pool: both) or single sites, and only their launches are tuned (a
+    kernel added after the committed table was made is tuned alone, its entries joined to it)."""
+    assert tune.site_filter("pool") == {"pool.fwd", "pool.bwd"}
+    assert tune.site_filter(" norm_act.bwd, pool.fwd ") == {"norm_act.bwd", "pool.fwd"}
+    out = tmp_path / "t.json"
+    table = tune.sweep(out, dry_run=True, log=lambda *a: None, sites=tune.site_filter("pool"))
+    want = {_configs.key_text(tune.Case(spec, CPU, False).key) for spec in tune.cases(dry_run=True)
+            if spec[0].startswith("pool.")}
+    assert len(want) == 8 and set(table["entries"]) == want and table["failed"] == {}
+    assert table["sites"] == ["pool.bwd", "pool.fwd"]
+    assert set(_configs.read_table(out, CPU)) == {_configs._parse_key(t) for t in want}
 
 
 def test_every_launch_states_fp_contraction(monkeypatch):
@@ -408,12 +444,12 @@ def test_a_table_of_an_old_format_is_refused(tmp_path, monkeypatch, old, unnamed
 class _LaunchRecorder:
     """Stands in for a @triton.jit kernel: records each launch's tile knobs and launches the real one."""
 
-    def __init__(self, kernel):
-        self.kernel, self.knobs = kernel, []
+    def __init__(self, kernel, names=("BLOCK_P", "BLOCK_C", "num_warps")):
+        self.kernel, self.knobs, self.names = kernel, [], names
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            self.knobs.append({k: kwargs[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps")})
+            self.knobs.append({k: kwargs[k] for k in self.names})
             return self.kernel[grid](*args, **kwargs)
         return launch
 
@@ -450,3 +486,41 @@ def test_a_zcat_entry_serves_only_its_activation(tmp_path, monkeypatch):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="variant must be one of"):
         _configs.key("zcat.fwd", (3, 3, 5, 3, 3), torch.float32, False)
+
+
+def test_a_pool_entry_drives_its_launches_and_only_its_shape(tmp_path, monkeypatch):
+    """pool.fwd and pool.bwd entries set the pooling launches' elements a program and warps, through
+    the op (forward and backward); another shape, or the same shape in channels_last, gets the
+    heuristic. Results stay torch's."""
+    import torch.nn.functional as F
+
+    from bicyclegan.kernels import avg_pool2d
+    from bicyclegan.kernels import avg_pool_triton as apt
+    g = torch.Generator().manual_seed(0)
+    fwd_knobs, bwd_knobs = {"BLOCK_I": 16, "num_warps": 1}, {"BLOCK_I": 32, "num_warps": 2}
+    heuristic = apt._heuristic()
+    assert heuristic not in (fwd_knobs, bwd_knobs)
+    monkeypatch.setenv(_configs.ENV, str(_table(tmp_path / "t.json", {
+        "pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": fwd_knobs,
+        "pool.bwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": bwd_knobs})))
+    names = ("BLOCK", "num_warps")
+    fwd, bwd = _LaunchRecorder(apt._pool_fwd_kernel, names), _LaunchRecorder(apt._pool_bwd_kernel, names)
+    monkeypatch.setattr(apt, "_pool_fwd_kernel", fwd)
+    monkeypatch.setattr(apt, "_pool_bwd_kernel", bwd)
+
+    def as_launched(knobs):
+        return {"BLOCK": knobs["BLOCK_I"], "num_warps": knobs["num_warps"]}
+    x9 = torch.randn(2, 3, 9, 7, generator=g)
+    for x, want_f, want_b in ((x9, fwd_knobs, bwd_knobs), (torch.randn(2, 3, 8, 7, generator=g), heuristic, heuristic),
+                              (x9.contiguous(memory_format=CL), heuristic, heuristic)):
+        fwd.knobs.clear()
+        bwd.knobs.clear()
+        xs, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y = avg_pool2d(xs, 3, 2, 1, count_include_pad=False, impl="triton")
+        ye = F.avg_pool2d(xe, 3, 2, 1, count_include_pad=False)
+        grad = torch.randn(ye.shape, generator=g)
+        y.backward(grad)
+        ye.backward(grad)
+        assert (fwd.knobs, bwd.knobs) == ([as_launched(want_f)], [as_launched(want_b)]), tuple(x.shape)
+        torch.testing.assert_close(y, ye, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(xs.grad, xe.grad, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,7 @@ ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
 NOZ = [ZI_T + "functional_with_no_z_channels"]
 ZCF = [ZI_T + "concat_free_matches_reference"]
 TF = "kernels/_twoface.py"
+POOL_TUNE = ["tests/test_kernel_tune.py::test_a_pool_entry_drives_its_launches_and_only_its_shape"]
 AP, POOL = "kernels/avg_pool_triton.py", ["tests/test_avg_pool.py"]
 VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
 EMPTY = [ZI_T + "empty_batch"]
@@ -123,6 +124,14 @@ MUTANTS = [
     ('AP7', AP, '(ph, pw), False, count_include_pad,', '(ph, pw), False, True,', POOL),
     ('AP8', AP, 'acc = acc / tl.where(mask, d, 1.0)', 'acc = acc / 9.0', POOL),
     ('TF1', TF, '    if isinstance(results[0], torch.Tensor):', '    if False:', VMAP),
+    # the pooling's launch sites in the tuner and the tables (pool.fwd / pool.bwd)
+    ('AP9', AP, '        knobs = knobs or _knobs("pool.bwd", dx, geometry, channels_last)',
+     '        knobs = knobs or _heuristic()', POOL_TUNE),
+    ('AP10', AP, '    return (*x_shape, *geometry)',
+     '    return (*x_shape, *geometry[:2], *geometry[4:], *geometry[2:4])', POOL_TUNE),
+    ('AP11', TU, 'channels_last, None) for pool in pools]', 'channels_last, None) for pool in pools[:0]]', TUNE),
+    ('AP12', TU, '    return {site for site in _configs.SITES if site in names or site.split(".")[0] in names}',
+     '    return {site for site in _configs.SITES if site in names}', TUNE),
 ]
 
 if __name__ == "__main__":
