@@ -18,8 +18,8 @@
 #                                                    loader against the torch one, whether it feeds
 #                                                    the graphed step, and a short training run on it
 #   OUT=... bash bench/gpu_check.sh rerun            a second call after fixes, in about 5 minutes: every
-#                                                    gpu-marked test, the z-injection benchmarks, the pooling
-#                                                    kernels' tuning and benchmarks, the ladder's
+#                                                    gpu-marked test, the pooling and norm kernels' tuning,
+#                                                    the z-injection and pooling benchmarks, the ladder's
 #                                                    baseline and CUDA-graph rungs at batch 2 and 16, then
 #                                                    the torch.compile rungs at batch 16 in what time is
 #                                                    left (GPU_CHECK_BUDGET, default 300 here); the launch
@@ -36,7 +36,7 @@
 # Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
 # tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
 # (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
-# rerun: check_rerun.log, steps_rerun.jsonl, kernels_rerun.json, tuning_pool.json, avg_pool_rerun.json,
+# rerun: check_rerun.log, steps_rerun.jsonl, tuning_rerun.json, kernels_rerun.json, avg_pool_rerun.json,
 # train_step_rerun.json, train_step_compile.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
 # them together at most GPU_CHECK_BUDGET seconds (default 470): a hung step is interrupted and later
@@ -198,18 +198,19 @@ elif [ $MODE = rerun ]; then
   gpu_tests=("$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests)
   [ $DRY = 1 ] && gpu_tests+=(--collect-only)
   step gpu_tests 120 "${gpu_tests[@]}"
+  # What changed since the committed table, tuned here and used by every later step: the pooling
+  # kernels (new) and the norm's (a candidate more: the whole plane in one tile). Its entries
+  # (tuning_rerun.json) win over the committed table's and join it once committed.
+  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning_rerun.json" --sites pool,norm_act --quick --budget-s 60)
+  [ $DRY = 1 ] && tune+=(--dry-run)
+  step tune 80 "${tune[@]}"
+  if [ -s "$OUT/tuning_rerun.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning_rerun.json; fi
   # the baseline and the graph rungs only (ours NCHW and channels_last, torch's layers): the first call's eager rungs
   # stand. On the H200 three rungs took 60 s (each builds, warms up and captures its step).
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 120 train_step_rerun.json bench/bench_train_step.py \
     -k "eager_fp32_torch or (graph_bf16 and not compile)"
   # (39 s of eager timing on the H200; graph replays now besides: 60 s)
   BENCH_ROUNDS=${BENCH_ROUNDS:-20} bench zinject 60 kernels_rerun.json bench/bench_zinject.py
-  # The pooling kernels came after the committed table: their launches tuned here (tuning_pool.json, whose
-  # entries join kernels/tuning/<device>.json), then benchmarked with what won.
-  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning_pool.json" --sites pool --budget-s 35)
-  if [ $DRY = 1 ]; then tune+=(--dry-run); else tune+=(--jobs 8); fi  # (48 binaries: 8 compile processes)
-  step tune_pool 45 "${tune[@]}"
-  if [ -s "$OUT/tuning_pool.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning_pool.json; fi
   # the discriminators' downsampling, ours against torch's (its compile rows are the main call's)
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench avg_pool 30 avg_pool_rerun.json bench/bench_avg_pool.py -k "not compile"
   # whatever is left: torch.compile of the step at batch 16 (each rung compiles afresh, cold)

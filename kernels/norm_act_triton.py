@@ -33,6 +33,10 @@ from .norm_act import instance_norm_act_ref
 
 # Largest tile, in elements, the heuristic lets one program hold in registers.
 MAX_TILE = 4096
+# Largest NCHW plane the tuner also tries in one tile (the single pass: x, or dy and the saved
+# tensor, read once instead of twice). At 16384 (the networks' 128 x 128 planes) compiled for sm_90
+# without spills: 92-117 registers a thread on 16 warps, 39-58 on 32 (tools/compile_check.py).
+WHOLE_TILE = 16384
 
 
 @triton.jit
@@ -383,15 +387,23 @@ def _config(x, channels_last, block_hw=None, split=None, site="norm_act.fwd", va
 def candidates(x, channels_last, quick=False):
     """Knob sets the tuner tries for x (either direction): the heuristic's first, then variations
     of it (warps; a smaller tile, alone and with more programs per plane; split; a larger tile),
-    each distinct once completed for x."""
+    each distinct once completed for x; and for an NCHW plane the heuristic loops over, up to
+    WHOLE_TILE positions, the single pass over the whole plane on 16 warps (second: in the quick
+    set too) and 32."""
     h = _heuristic(x, channels_last)
     bc, bhw, split, warps = h["BLOCK_C"], h["BLOCK_HW"], h["split"], h["num_warps"]
     HW = x.shape[2] * x.shape[3]
     # The axis that is not contiguous gives way when the tile shrinks or grows.
     smaller = dict(h, BLOCK_HW=bhw // 2) if (channels_last or bc == 1) and bhw > 1 else dict(h, BLOCK_C=max(1, bc // 2))
     larger = dict(h, BLOCK_HW=bhw * 2, num_warps=min(16, warps * 2)) if bhw < next_pow2(HW) else None
-    variants = [h, dict(h, num_warps=min(16, warps * 2)), smaller, dict(smaller, split=split * 2),
-                dict(h, split=split * 2), dict(h, num_warps=max(1, warps // 2)), dict(h, split=1), larger]
+    # (Not channels_last: a plane's positions are C apart there, and a tile of one channel would
+    # read a sector for each element.)
+    whole = (dict(BLOCK_C=1, BLOCK_HW=next_pow2(HW), split=1) if not channels_last and bhw < next_pow2(HW) <= WHOLE_TILE
+             else None)
+    variants = [h] + ([dict(whole, num_warps=16)] if whole else []) + [
+        dict(h, num_warps=min(16, warps * 2)), smaller, dict(smaller, split=split * 2),
+        dict(h, split=split * 2), dict(h, num_warps=max(1, warps // 2)), dict(h, split=1), larger,
+        dict(whole, num_warps=32) if whole else None]
     if quick:
         variants = variants[:4]
     out, seen = [], set()

@@ -134,19 +134,20 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_of_the_rerun_call(tmp_path):
-    """The second call after fixes: every gpu test, the z-injection benchmarks, the ladder's baseline
-    and graph rungs, the pooling kernels' tuning (the committed table serves the others) and
-    benchmarks, then the compile rungs."""
+    """The second call after fixes: every gpu test, the launches of the pooling and norm kernels
+    tuned (the committed table serves the others), the ladder's baseline and graph rungs, the
+    z-injection and pooling benchmarks, then the compile rungs."""
     out = tmp_path / "out"
     steps = dry_run(out, "rerun")
-    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "ladder", "zinject",
-                                          "tune_pool", "avg_pool", "ladder_compile"]
+    assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "gpu_tests", "tune", "ladder",
+                                          "zinject", "avg_pool", "ladder_compile"]
     assert steps[0]["limit"] == 6 * 90 and sum(s["seconds"] for s in steps) <= 6 * 300
-    assert set(returnable(out)) == {"check_rerun.log", "steps_rerun.jsonl", "kernels_rerun.json", "tuning_pool.json",
+    assert set(returnable(out)) == {"check_rerun.log", "steps_rerun.jsonl", "kernels_rerun.json", "tuning_rerun.json",
                                     "avg_pool_rerun.json", "train_step_rerun.json", "train_step_compile.json"}
-    tuned = json.loads((out / "tuning_pool.json").read_text())
-    assert tuned["sites"] == ["pool.bwd", "pool.fwd"] and tuned["failed"] == {} and tuned["skipped"] == []
-    assert {t.split("|")[0] for t in tuned["entries"]} == {"pool.fwd", "pool.bwd"}
+    tuned = json.loads((out / "tuning_rerun.json").read_text())
+    assert tuned["sites"] == ["norm_act.bwd", "norm_act.fwd", "pool.bwd", "pool.fwd"] and tuned["quick"]
+    assert tuned["failed"] == {} and tuned["skipped"] == []
+    assert {t.split("|")[0] for t in tuned["entries"]} == {"norm_act.fwd", "norm_act.bwd", "pool.fwd", "pool.bwd"}
     pool = track.figures(benchmarks(out / "avg_pool_rerun.json"))
     assert len(pool) == 4 and all(set(f["rows"]) == {"ours", "eager"} for f in pool.values())
     log = (out / "check_rerun.log").read_text()

@@ -524,3 +524,27 @@ def test_a_pool_entry_drives_its_launches_and_only_its_shape(tmp_path, monkeypat
         assert (fwd.knobs, bwd.knobs) == ([as_launched(want_f)], [as_launched(want_b)]), tuple(x.shape)
         torch.testing.assert_close(y, ye, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(xs.grad, xe.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_whole_plane_single_pass_is_a_candidate_for_the_planes_the_heuristic_loops_over():
+    """An NCHW plane the heuristic loops over (more than MAX_TILE positions), up to WHOLE_TILE: the
+    tuner also tries it in one tile (single pass) on 16 warps (in the quick set too) and 32, and
+    the tuner's own check passes it, forward and backward, in each norm variant the networks use.
+    Not in channels_last, not over WHOLE_TILE, not where the heuristic is single-pass already."""
+    from bicyclegan.kernels import norm_act_triton as nat
+    whole = {"BLOCK_C": 1, "BLOCK_HW": 8192, "split": 1}
+    x = torch.empty(1, 2, 72, 72)  # 5184 positions: looped by the heuristic (MAX_TILE 4096)
+    assert not nat._complete(x, nat._heuristic(x, False))["single"]
+    full, quick = nat.candidates(x, False), nat.candidates(x, False, quick=True)
+    assert full[1] == quick[1] == dict(whole, num_warps=16) and dict(whole, num_warps=32) in full
+    assert nat._complete(x, full[1])["single"] and len(quick) == 4
+    assert all(c["BLOCK_HW"] < 8192 for c in nat.candidates(x.contiguous(memory_format=CL), True))
+    big = torch.empty(1, 2, 129, 128)  # over WHOLE_TILE once rounded up to a power of two
+    assert all(c["BLOCK_HW"] <= 2 * nat.MAX_TILE for c in nat.candidates(big, False))
+    small = torch.empty(1, 2, 64, 64)  # single pass already
+    assert all(c["BLOCK_C"] != 1 or c["BLOCK_HW"] <= 4096 for c in nat.candidates(small, False))
+    for site in ("norm_act.fwd", "norm_act.bwd"):
+        for act in ("leaky_relu", "relu", "none"):
+            case = tune.Case((site, (1, 2, 72, 72), "float32", False, act), CPU, False)
+            assert case.candidates[1] == dict(whole, num_warps=16)
+            assert case.check(case.candidates[1]) is None, (site, act)
