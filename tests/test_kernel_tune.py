@@ -539,6 +539,8 @@ def test_whole_plane_single_pass_is_a_candidate_for_the_planes_the_heuristic_loo
     assert full[1] == quick[1] == dict(whole, num_warps=16) and dict(whole, num_warps=32) in full
     assert nat._complete(x, full[1])["single"] and len(quick) == 4
     assert all(c["BLOCK_HW"] < 8192 for c in nat.candidates(x.contiguous(memory_format=CL), True))
+    edge = nat.candidates(torch.empty(1, 2, 128, 128), False)  # the networks' largest planes: WHOLE_TILE
+    assert edge[1] == {"BLOCK_C": 1, "BLOCK_HW": nat.WHOLE_TILE, "split": 1, "num_warps": 16}
     big = torch.empty(1, 2, 129, 128)  # over WHOLE_TILE once rounded up to a power of two
     assert all(c["BLOCK_HW"] <= 2 * nat.MAX_TILE for c in nat.candidates(big, False))
     small = torch.empty(1, 2, 64, 64)  # single pass already

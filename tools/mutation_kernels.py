@@ -30,6 +30,8 @@ ZSTRIDED = [ZI_T + "strided_bias_and_weight"]
 NOZ = [ZI_T + "functional_with_no_z_channels"]
 ZCF = [ZI_T + "concat_free_matches_reference"]
 TF = "kernels/_twoface.py"
+WHOLE = ["tests/test_kernel_tune.py::test_whole_plane_single_pass_is_a_candidate_for_the_planes_the_heuristic_"
+         "loops_over"]
 POOL_TUNE = ["tests/test_kernel_tune.py::test_a_pool_entry_drives_its_launches_and_only_its_shape"]
 AP, POOL = "kernels/avg_pool_triton.py", ["tests/test_avg_pool.py"]
 VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
@@ -130,6 +132,11 @@ MUTANTS = [
     ('AP10', AP, '    return (*x_shape, *geometry)',
      '    return (*x_shape, *geometry[:2], *geometry[4:], *geometry[2:4])', POOL_TUNE),
     ('AP11', TU, 'channels_last, None) for pool in pools]', 'channels_last, None) for pool in pools[:0]]', TUNE),
+    # the norm's whole-plane candidate (norm_act_triton.candidates)
+    ('WP1', NT, 'bhw < next_pow2(HW) <= WHOLE_TILE', 'bhw < next_pow2(HW) < WHOLE_TILE', WHOLE),
+    ('WP2', NT, 'if not channels_last and bhw', 'if bhw', WHOLE),
+    ('WP3', NT, '    variants = [h] + ([dict(whole, num_warps=16)] if whole else []) + [',
+     '    variants = [h] + [', WHOLE),
     ('AP12', TU, '    return {site for site in _configs.SITES if site in names or site.split(".")[0] in names}',
      '    return {site for site in _configs.SITES if site in names}', TUNE),
 ]
