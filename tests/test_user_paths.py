@@ -888,6 +888,28 @@ def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsy
     assert "epoch 1/1 [" in capsys.readouterr().err  # and without it, the bar
 
 
+def test_training_says_when_impl_auto_runs_torchs_layers(tmp_path, data, capsys, monkeypatch):
+    """An impl=auto run whose layers are torch's (layer_impl's answer for an eager CUDA step, made
+    here on the CPU) says so, with what brings the kernels back; one whose layers are what it asked
+    for says nothing."""
+    import bicyclegan.engine.model as model_module
+
+    def train(out, impl):
+        return main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--impl", impl,
+                     "--dataroot", str(data), "--out", str(tmp_path / out), "--batch_size", "4", "--load_size",
+                     "32", "--preprocess", "none", "--backend", "torch", "--num_workers", "0", "--niter", "1",
+                     "--niter_decay", "1", "--max_steps", "1", "--no-progress"])
+    assert train("ref", "ref") == 0
+    assert "impl auto" not in capsys.readouterr().err
+    monkeypatch.setattr(model_module, "layer_impl", lambda cfg, device, training: "ref")
+    assert train("auto", "auto") == 0
+    err = capsys.readouterr().err
+    assert ("impl auto: torch's layers, since this step runs eagerly on CUDA, where the host's launches set the "
+            "pace and the Triton kernels' cost more; they run in a CUDA graph (--cuda_graph) or compiled step, or "
+            "with --impl triton\n") in err
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["model"]["impl"] == "auto"
+
+
 def test_the_data_line_says_how_many_samples_each_epoch_leaves_out(tmp_path, data, capsys):
     # 16 samples at batch 6: 2 whole batches an epoch, 12 samples; the other 4 of each epoch's order went
     # unsaid ("data: 16 samples, 2 batches an epoch").
