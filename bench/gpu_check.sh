@@ -200,7 +200,8 @@ elif [ $MODE = rerun ]; then
   step gpu_tests 120 "${gpu_tests[@]}"
   # What changed since the committed table, tuned here and used by every later step: the pooling
   # kernels (new) and the norm's (a candidate more: the whole plane in one tile). Its entries
-  # (tuning_rerun.json) win over the committed table's and join it once committed.
+  # (tuning_rerun.json) win over the committed table's here, and join it with
+  # `python -m bicyclegan.kernels.tune --out kernels/tuning/<device>.json --merge <returned>/tuning_rerun.json`.
   tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning_rerun.json" --sites pool,norm_act --quick --budget-s 60)
   [ $DRY = 1 ] && tune+=(--dry-run)
   step tune 80 "${tune[@]}"

@@ -2,6 +2,7 @@
 
     python -m bicyclegan.kernels.tune --out FILE.json [--quick] [--dry-run] [--jobs N] [--budget-s S]
                                       [--sites pool,norm_act.bwd,...]
+    python -m bicyclegan.kernels.tune --out TABLE.json --merge NEW.json   # NEW's entries into TABLE
 
 For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
 activation plane of G unet_256, E resnet_256 and D basic_256_multi, with the activation each layer
@@ -482,6 +483,43 @@ def _sweep(out, quick, dry_run, jobs, budget_s, log, sites):
     return table
 
 
+def merge(table_path, new_path):
+    """NEW's entries into the table at table_path (both as the tuner writes them, made on the same
+    device with the same torch and Triton minor versions; NEW's win where both name a launch), written
+    in place atomically. Returns (added, replaced). For a sweep of some sites (--sites) joining the
+    committed table."""
+    from . import _configs
+
+    def load(path):
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not JSON ({e})") from None
+        if not (isinstance(data, dict) and data.get("format") == _configs.FORMAT
+                and isinstance(data.get("entries"), dict)):
+            raise ValueError(f"{path}: expected a tuning table of format {_configs.FORMAT} (as this tuner writes)")
+        return data
+    table, new = load(table_path), load(new_path)
+    for field in ("device", "torch", "triton"):
+        a, b = table.get(field), new.get(field)
+        if (a != b) if field == "device" else (_configs._minor(a) != _configs._minor(b)):
+            raise ValueError(f"{new_path} was made with {field} {b!r} and {table_path} with {a!r}: the kernels would "
+                             f"ignore one of them; tune again where the table was made")
+    for text, entry in new["entries"].items():  # (what read_table would skip must not get in)
+        try:
+            _configs.check_knobs(_configs._parse_key(text)[0], entry["config"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{new_path}: entry {text!r} is not a valid launch key and config") from None
+    added = sum(text not in table["entries"] for text in new["entries"])
+    table["entries"].update(new["entries"])
+    table.setdefault("merged", []).append({"from": Path(new_path).name, "entries": len(new["entries"]),
+                                           "torch": new.get("torch"), "triton": new.get("triton")})
+    _write(Path(table_path), table)
+    return added, len(new["entries"]) - added
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bicyclegan.kernels.tune", description=__doc__.split("\n\n")[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -495,7 +533,16 @@ def main(argv=None):
                    "(default 120, 60 with --quick, none with --dry-run)")
     p.add_argument("--sites", default=None, help="only these launch sites or kernels, comma-separated (e.g. pool, "
                    "or norm_act.bwd); their entries can join a table made before (default: all)")
+    p.add_argument("--merge", type=Path, default=None, metavar="NEW.json",
+                   help="no sweep: add NEW.json's entries (a sweep made with --sites, say) to the table --out names")
     args = p.parse_args(argv)
+    if args.merge is not None:
+        try:
+            added, replaced = merge(args.out, args.merge)
+        except ValueError as e:
+            p.error(str(e))
+        print(f"tune: {args.out}: {added} entries added, {replaced} replaced from {args.merge}")
+        return
     try:
         sites = site_filter(args.sites) if args.sites is not None else None
     except ValueError as e:

@@ -550,3 +550,37 @@ def test_whole_plane_single_pass_is_a_candidate_for_the_planes_the_heuristic_loo
             case = tune.Case((site, (1, 2, 72, 72), "float32", False, act), CPU, False)
             assert case.candidates[1] == dict(whole, num_warps=16)
             assert case.check(case.candidates[1]) is None, (site, act)
+
+
+def test_merge_adds_a_partial_sweep_to_a_table(tmp_path, capsys):
+    """--merge: a sweep of some sites joins a table (its entries win where both name a launch), in
+    place; one made on another device or Triton minor version, or with a bad entry, is refused
+    and the table left as it was."""
+    base = _table(tmp_path / "base.json", {"norm_act.fwd|2x3x7x9|float32|cl|elu": {"BLOCK_C": 2, "BLOCK_HW": 8,
+                                                                                     "split": 3, "num_warps": 2},
+                                           "pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 16,
+                                                                                         "num_warps": 1}})
+    new = _table(tmp_path / "new.json", {"pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 32, "num_warps": 2},
+                                         "pool.bwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 64, "num_warps": 4}})
+    tune.main(["--out", str(base), "--merge", str(new)])
+    assert "1 entries added, 1 replaced" in capsys.readouterr().out
+    entries = {_configs.key_text(k): v for k, v in _configs.read_table(base, CPU).items()}
+    assert entries == {"norm_act.fwd|2x3x7x9|float32|cl|elu": {"BLOCK_C": 2, "BLOCK_HW": 8, "split": 3, "num_warps": 2},
+                       "pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 32, "num_warps": 2},
+                       "pool.bwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 64, "num_warps": 4}}
+    before = base.read_text()
+    for made, why in ((dict(device="NVIDIA H100"), "device 'NVIDIA H100'"),
+                      (dict(triton_version="2.0.0"), "triton '2.0.0'")):
+        other = _table(tmp_path / "other.json", {"pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw": {"BLOCK_I": 8,
+                                                                                            "num_warps": 1}}, **made)
+        with pytest.raises(SystemExit):
+            tune.main(["--out", str(base), "--merge", str(other)])
+        assert f"{other} was made with {why}" in capsys.readouterr().err
+    bad = _table(tmp_path / "bad.json", {"pool.fwd|2x3x9x7|float32|nchw": {"BLOCK_I": 3, "num_warps": 1}})
+    with pytest.raises(SystemExit):
+        tune.main(["--out", str(base), "--merge", str(bad)])
+    assert "entry 'pool.fwd|2x3x9x7|float32|nchw' is not a valid launch key and config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tune.main(["--out", str(base), "--merge", str(tmp_path / "none.json")])
+    assert "none.json: no such file" in capsys.readouterr().err
+    assert base.read_text() == before
