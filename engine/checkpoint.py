@@ -147,6 +147,12 @@ def config_of(state: dict, path) -> TrainConfig:
         raise CheckpointError(f"{path}: its stored config is not valid for this version: {e}") from e
 
 
+def peek_config(path) -> TrainConfig:
+    """The config stored in a checkpoint, read as peek_checkpoint reads (no tensors, no digest check): what a
+    command checks its options against before it loads anything."""
+    return config_of({"config": peek_checkpoint(path, "config")[0]}, path)
+
+
 def load_checkpoint(path, device=None, *, training: bool = False, **model_overrides) -> BicycleGAN:
     """A BicycleGAN rebuilt from the config stored in the checkpoint, with its weights.
 

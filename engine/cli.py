@@ -20,7 +20,7 @@ from pathlib import Path
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
 from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig
-from .errors import USER_ERRORS, ConfigError, OutputError, RankLostError
+from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError, RankLostError
 from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
 
 
@@ -389,6 +389,7 @@ def _evaluation_options(args) -> dict:
 def cmd_evaluate(args) -> int:
     """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
     would; rank 0 combines the measures, prints and writes): a single process otherwise."""
+    from .checkpoint import peek_config
     from .evaluate import Evaluation, format_table, json_safe, samples_per_input
     from .io import check_writable, write_json
     from .runtime import init_distributed, made_alike, results_dir, results_name
@@ -411,6 +412,17 @@ def cmd_evaluate(args) -> int:
     d.main_decides(lambda: check_writable(Path(args.json).parent if args.json else
                                           results_dir(checkpoint, "eval").parent, "--json"))
     n_samples, seed = options.pop("n_samples"), options.pop("seed")
+    if n_samples is not None:
+        # --n_samples refused for a model without z from its stored config, before the model and the metric
+        # networks (LPIPS, InceptionV3: seconds, maybe a download) are loaded; a file that cannot be read so
+        # is left to the full read below, which says why in its own words
+        def refuse():
+            try:
+                cfg = peek_config(checkpoint)
+            except CheckpointError:
+                return
+            samples_per_input(n_samples, cfg)
+        d.main_decides(refuse)
     ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
     # the number taken (1 for a model without z), as the protocol records it; more refused for such a model
     n_samples = samples_per_input(n_samples, ev.model.cfg)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 from bicyclegan.pipelines.errors import plural
 
-from .checkpoint import LATEST, config_of, epoch_name, epochs_done, peek_checkpoint, saved_epochs
+from .checkpoint import LATEST, epoch_name, epochs_done, peek_checkpoint, peek_config, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, samples_per_input
@@ -166,7 +166,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         folder = found[0][0].parent.parent
         # Before the work, where its results go: the split's name from the first checkpoint's config (the
         # rows may all be errors, which name none), and the folders checked writable (--json's too).
-        cfg = config_of({"config": peek_checkpoint(found[0][0], "config")[0]}, found[0][0])
+        cfg = peek_config(found[0][0])
         root, phase, _, _ = inference_data(cfg, dataroot, options.get("phase"), options.get("layout"))
         # n_samples as each checkpoint's evaluation takes it (the run's one nz): refused before any is measured
         # for a model without z, and recorded in the protocol as `evaluate` records it (1 without z)

@@ -377,6 +377,44 @@ def test_evaluate_refuses_n_samples_above_one_for_a_model_without_z(demo_root, t
     assert evaluate(tiny(demo_root), phase="val", n_samples=3, num=2, device="cpu", metrics="l1")["n_samples"] == 3
 
 
+def test_n_samples_for_a_model_without_z_is_refused_before_any_evaluation_is_built(demo_root, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """evaluate refused --n_samples 5 for a model without z only once its Evaluation was built: the model and the
+    metric networks loaded (LPIPS, InceptionV3: seconds, maybe a download) for a refusal that the checkpoint's
+    stored config alone decides. Now none is built, and the refusal is the one it was; evaluate --epoch all and
+    compare, alike. A file whose config cannot be read so is refused by the full read, in its words."""
+    from bicyclegan.engine.cli import main
+    built = []
+
+    def no_evaluation(*args, **kwargs):
+        built.append(args)
+        raise AssertionError("an Evaluation was built before the refusal")
+    for name in ("evaluate", "sweep", "compare"):  # (the package's `evaluate` is the function: the modules by name)
+        monkeypatch.setattr(importlib.import_module(f"bicyclegan.engine.{name}"), "Evaluation", no_evaluation)
+    nz0 = save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), tmp_path / "nz0.pt")
+    said = ("n_samples=5: variant pix2pix has no latent code (nz=0): one output per input, no z drawn, so it "
+            "changes nothing; leave it out")
+    run = ["--n_samples", "5", "--device", "cpu", "--num", "2", "--metrics", "l1,lpips,fid", "--phase", "val"]
+    assert main(["evaluate", str(nz0), *run]) == 2
+    assert capsys.readouterr().err.strip() == f"bicyclegan evaluate: ConfigError: {said}"
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), ckpts / "latest.pt")
+    assert main(["evaluate", str(tmp_path / "run"), "--epoch", "all", *run]) == 2
+    assert capsys.readouterr().err.strip() == f"bicyclegan evaluate: ConfigError: {said}"
+    assert main(["compare", str(nz0), str(ckpts / "latest.pt"), "--out", str(tmp_path / "c"), *run]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bicyclegan compare: ConfigError: n_samples=5: none of the models has a latent code (nz=0: nz0, run): one "
+        "output per input, no z drawn, so it changes nothing; leave it out")
+    assert built == [] and not (tmp_path / "run" / "results").exists() and not (tmp_path / "c").exists()
+    monkeypatch.undo()  # (the full read is the Evaluation's)
+    torch.save({"G": {}}, tmp_path / "G.pth")
+    assert main(["evaluate", str(tmp_path / "G.pth"), *run]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"bicyclegan evaluate: CheckpointError: {tmp_path / 'G.pth'} is not a bicyclegan checkpoint (no format "
+        "marker); for the reference's *_net_G.pth files use import-official")
+
+
 def test_seeds_beyond_torchs_range_are_refused_by_name(demo_root, tmp_path, capsys):
     """torch.Generator takes seeds up to 2^64 - 1; a larger one was a ValueError traceback (Overflow
     when unpacking long long) in sample, interpolate, evaluate and compare."""
