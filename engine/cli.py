@@ -236,6 +236,11 @@ def _check_evaluation_options(given: dict, cfg: TrainConfig) -> TrainConfig:
     if evaluation and not cfg.eval_every:
         raise _changes_nothing(evaluation, "the evaluations during training", "eval_every=0 makes none",
                                "add --eval_every N (iterations between evaluations)")
+    # (as evaluate refuses --n_samples: the evaluations of a model without z make one output per input, whatever
+    # eval_samples says; its default, or a resumed run's config, refuses nothing)
+    if (n := given.get("eval_samples")) is not None and n > 1 and not cfg.model.nz:
+        raise ConfigError(f"--eval_samples {n}: variant {cfg.variant} has no latent code (nz=0): its evaluations "
+                          f"make one output per input, no z drawn, so it changes nothing; leave it out")
     asked = cfg.eval_metrics.split(",") if cfg.eval_metrics else []
     said = cfg.eval_metrics or "none (l1; with palette on the demo data)"
     for metric, names in METRIC_FILES.items():

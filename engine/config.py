@@ -272,7 +272,7 @@ class TrainConfig:
     eval_every: int = 0        # iterations between evaluations of the grids' held-out split (eval_log.jsonl); 0 = off
     eval_metrics: Optional[str] = None  # as evaluate's --metrics (l1, palette, lpips, fid); none: evaluate's default
     eval_num: int = 100        # inputs per evaluation: the split's first (evaluate's --num; the paper's 100)
-    eval_samples: int = 10     # random z per input per evaluation (evaluate's --n_samples; the paper's 20)
+    eval_samples: int = 10     # random z per input per evaluation (evaluate's --n_samples; the paper's 20; nz=0: 1)
     lpips_backbone: Optional[str] = None  # the evaluations' AlexNet weights file, as evaluate's; none: torch.hub's
     lpips_linear: Optional[str] = None  # the evaluations' LPIPS linear layers file, as evaluate's; none: lpips's
     fid_weights: Optional[str] = None  # the evaluations' InceptionV3 weights file, as evaluate's; none: torch.hub's

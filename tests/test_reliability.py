@@ -691,6 +691,34 @@ def test_evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run(tmp
     assert resumed["eval_every"] == 0 and resumed["fid_weights"] == "i.pth"
 
 
+def test_train_refuses_eval_samples_given_for_a_model_without_z_before_the_run_folder(tmp_path, capsys):
+    """The evaluations of a model without z (nz=0) make one output per input whatever eval_samples says:
+    `train --variant pix2pix --nz 0 --eval_samples 20` was taken, and changed nothing. Refused given above 1 as
+    evaluate refuses --n_samples, before the run folder is written; the default (10), 1, and a run whose stored
+    config holds 10 with nz 0, resumed, are no refusal."""
+    run, flat = tmp_path / "run", ["--variant", "pix2pix", "--nz", "0"]
+    # (--max_steps 1 --no-eval: were it taken, a short run, not the demo's)
+    assert main(["train", *flat, "--eval_samples", "20", "--out", str(run), "--max_steps", "1", "--no-eval",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bicyclegan train: ConfigError: --eval_samples 20: variant pix2pix has no latent code (nz=0): its "
+        "evaluations make one output per input, no z drawn, so it changes nothing; leave it out")
+    assert not run.exists()
+    for given in ([], ["--eval_samples", "1"]):  # (demo preset: eval_every 400)
+        assert main(["train", "--dry-run", *flat, *given]) == 0, given
+    cfg = make_config("demo", out=str(run), variant="pix2pix", nz=0)
+    assert (cfg.eval_samples, cfg.model.nz) == (10, 0) and cfg.eval_every
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.pt").write_bytes(b"")  # (the run's config is what resuming starts from)
+    capsys.readouterr()
+    assert main(["train", "--dry-run", "--out", str(run), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval_samples"] == 10
+    assert main(["train", "--dry-run", "--out", str(run), "--resume", "--eval_samples", "5"]) == 2
+    assert "ConfigError: --eval_samples 5: variant pix2pix has no latent code" in capsys.readouterr().err
+
+
 def test_skip_bad_is_a_cli_option(capsys):
     assert main(["train", "--dry-run", "--skip_bad"]) == 0
     assert '"skip_bad": true' in capsys.readouterr().out
