@@ -58,6 +58,12 @@ SPLITS = ["tests/test_own_data.py::test_inference_on_a_dataset_of_a_training_spl
           "beside_the_splits"]
 NO_B = ["tests/test_own_data.py"]
 INT = ["tests/test_interpolate.py"]  # (the whole file: 26 tests, 11-13 s)
+LAYER_IMPL = ["tests/test_model.py::test_layer_impl_keeps_the_kernels_where_launches_are_captured_or_compiled",
+              "tests/test_model.py::test_every_layer_is_built_with_layer_impls_choice_and_the_config_keeps_auto"]
+IMPL_NOTE = ["tests/test_user_paths.py::test_training_says_when_impl_auto_runs_torchs_layers"]
+NZ_TRAIN = [REL + "train_refuses_eval_samples_given_for_a_model_without_z_before_the_run_folder",
+            "tests/test_user_paths.py::test_counts_of_one_read_as_one"]
+NZ_EVAL = ["tests/test_commands.py::test_n_samples_for_a_model_without_z_is_refused_before_any_evaluation_is_built"]
 PHASE = ["tests/test_user_paths.py::test_a_phase_that_is_not_a_split_of_the_dataset_is_refused"]
 SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
@@ -262,6 +268,16 @@ MUTANTS = [
      'else NO_ENCODED_EITHER if k in ENCODED', NOTES),
     ('EN02', R, 'else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODED_EITHER) if k in ENCODED',
      'else NO_ENCODED.get(r.get("encoded_missing"), NO_ENCODER) if k in ENCODED', NOTES),
+    # the layers an impl=auto model runs (model.layer_impl) and the trainer's note of them
+    ('LI01', M, 'return "auto" if training and (cfg.cuda_graph or cfg.compile != "off") else "ref"',
+     'return "auto" if (cfg.cuda_graph or cfg.compile != "off") else "ref"', LAYER_IMPL),
+    ('LI02', M, 'if impl != "auto" or device is None or torch.device(device).type != "cuda":',
+     'if impl != "auto" or device is None:', LAYER_IMPL),
+    ('LI03', M, 'm = dataclasses.replace(m, impl=self.impl) if self.impl != m.impl else m', 'm = m', LAYER_IMPL),
+    ('LI04', T, 'if self.model.impl != cfg.model.impl:', 'if self.model.impl == "ref":', IMPL_NOTE),
+    # a model without z: train's --eval_samples and evaluate's --n_samples refused before anything is built
+    ('NZ01', CLI, 'is not None and n > 1 and not cfg.model.nz:', 'is not None and n > 1:', NZ_TRAIN),
+    ('NZ02', CLI, '        d.main_decides(refuse)\n', '', NZ_EVAL),
 ]
 
 if __name__ == "__main__":
