@@ -126,6 +126,26 @@ def test_layers_compile_with_dynamic_shapes(impl):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["auto", "ref"])
+def test_a_network_compiled_before_triton_was_probed_is_not_compiled_again(impl, monkeypatch):
+    """Whether triton imports is probed at the first op call and kept in a module global. A network
+    compiled before that probe guarded on the global being unset, so its next call recompiled it
+    (one more inductor compile of a network, the encoder's in the training step, cold on a GPU). The
+    probe is a constant for the compiler: one graph for both calls."""
+    from torch._dynamo.utils import counters
+
+    from bicyclegan.kernels import _impl
+    monkeypatch.setattr(_impl, "_TRITON_OK", None)
+    counters.clear()
+    net = ZNet("concat_free", False, impl=impl)
+    compiled = torch.compile(net, backend="eager")
+    x, z = torch.randn(2, 3, 6, 5), torch.randn(2, 3)
+    for _ in range(2):
+        compiled(x, z)
+    assert _impl._TRITON_OK is True
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+
+
 def test_autocast_bf16_compiles():
     net = ZNet("concat_free", True)
     _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 6, 5), torch.randn(2, 3)), "aot_eager",
