@@ -15,10 +15,6 @@ IMPLS = ("auto", "triton", "ref")
 _TRITON_OK = None  # probed on first use: importing triton takes a while and CPU-only users need not pay it
 
 
-# A constant for torch.compile: traced through, the probe left a guard on _TRITON_OK being unset in
-# the first network compiled before any op call had set it, and that network's next call compiled
-# it again (the encoder's, in the training step: one inductor compile of seven wasted).
-@torch.compiler.assume_constant_result
 def triton_available() -> bool:
     # A module global rather than functools.lru_cache, which torch.compile traces through with a warning.
     global _TRITON_OK
@@ -30,6 +26,14 @@ def triton_available() -> bool:
         except Exception:  # a broken install is as good as none: fall back, with a warning
             _TRITON_OK = False
     return _TRITON_OK
+
+
+# A constant for torch.compile: traced through, the probe left a guard on _TRITON_OK being unset in
+# the first network compiled before any op call had set it, and that network's next call compiled
+# it again (the encoder's, in the training step: one inductor compile of seven wasted). This is the
+# mark torch.compiler.assume_constant_result sets (torch 2.0 to 2.13); calling it would import
+# torch._dynamo, and triton with it, whenever this module is imported.
+triton_available._dynamo_marked_constant = True
 
 
 def interpreting() -> bool:
