@@ -929,6 +929,7 @@ def test_an_eager_cuda_step_under_auto_runs_torchs_layers(train_kw, runs_kernels
     """On a GPU: the eager step of an impl="auto" model launches no Triton kernel; built for a CUDA
     graph, or with impl="triton", it does (counted at Triton's launch entry point)."""
     from triton.runtime.jit import JITFunction
+    train_kw = dict(train_kw)  # (the parameter's own dict is shared between runs)
     impl = train_kw.pop("impl", "auto")
     m = BicycleGAN(_impl_cfg(impl, **train_kw), device="cuda")
     data = {k: v.cuda() for k, v in batch(m.cfg).items()}
