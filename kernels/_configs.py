@@ -132,13 +132,13 @@ def _minor(version):
     return ".".join(str(version).split("+")[0].split(".")[:2])
 
 
-def read_table(path, device):
-    """{key: knobs} from the table at `path` for `device`; empty (with a warning) when the table was
-    made on another device or with another torch/Triton minor version."""
+def load_table(path, found_by=f" (from {ENV} or kernels/tuning/)"):
+    """The JSON object of the tuning table at `path`, of this format; FileNotFoundError or ValueError
+    naming the file otherwise (found_by: where its name came from, for the missing file's error)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"kernel tuning table {path}: no such file (from {ENV} or kernels/tuning/)") from None
+        raise FileNotFoundError(f"kernel tuning table {path}: no such file{found_by}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"kernel tuning table {path}: not JSON ({e})") from None
     old = data.get("format") if isinstance(data, dict) else None
@@ -149,6 +149,13 @@ def read_table(path, device):
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
         raise ValueError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and 'entries', "
                          f"as python -m bicyclegan.kernels.tune writes")
+    return data
+
+
+def read_table(path, device):
+    """{key: knobs} from the table at `path` for `device`; empty (with a warning) when the table was
+    made on another device or with another torch/Triton minor version."""
+    data = load_table(path)
     name = device_name(device)
     mismatch = [] if data.get("device") == name else [f"made on {data.get('device')!r}, this device is {name!r}"]
     for lib, have in (("torch", torch.__version__), ("triton", triton.__version__)):

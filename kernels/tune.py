@@ -489,19 +489,7 @@ def merge(table_path, new_path):
     in place atomically. Returns (added, replaced). For a sweep of some sites (--sites) joining the
     committed table."""
     from . import _configs
-
-    def load(path):
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not JSON ({e})") from None
-        if not (isinstance(data, dict) and data.get("format") == _configs.FORMAT
-                and isinstance(data.get("entries"), dict)):
-            raise ValueError(f"{path}: expected a tuning table of format {_configs.FORMAT} (as this tuner writes)")
-        return data
-    table, new = load(table_path), load(new_path)
+    table, new = _configs.load_table(table_path, ""), _configs.load_table(new_path, "")
     for field in ("device", "torch", "triton"):
         a, b = table.get(field), new.get(field)
         if (a != b) if field == "device" else (_configs._minor(a) != _configs._minor(b)):
@@ -539,7 +527,7 @@ def main(argv=None):
     if args.merge is not None:
         try:
             added, replaced = merge(args.out, args.merge)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:
             p.error(str(e))
         print(f"tune: {args.out}: {added} entries added, {replaced} replaced from {args.merge}")
         return
