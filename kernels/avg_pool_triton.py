@@ -119,6 +119,12 @@ def _fmt(channels_last):
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def is_channels_last(x):
+    """Whether the kernels take x as channels_last: x is, and is not also NCHW-contiguous (as a C = 1
+    or 1 x 1 tensor is). y and dx take that format, as torch's avg_pool2d gives them."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _heuristic():
     return {"BLOCK_I": BLOCK, "num_warps": NUM_WARPS}
 
@@ -145,16 +151,16 @@ def _knobs(site, x, geometry, channels_last):
     return _configs.choose(site, key_shape(x.shape, geometry), x.dtype, channels_last, x.device, _heuristic)
 
 
-def _launch(kernel, src, dst, x, y, geometry, count_include_pad, divisor, channels_last, knobs):
-    """kernel from src to dst, each program BLOCK_I elements of dst (x and y: the input and the
-    output, src and dst in some order), samples [n0, n0 + 65535) at a time (grid axis 1)."""
+def _launch(kernel, src, dst, sizes, geometry, count_include_pad, divisor, channels_last, knobs):
+    """kernel from src to dst, each program BLOCK_I elements of dst (sizes: the input's C, H, W and
+    the output's OH, OW), samples [n0, n0 + 65535) at a time (grid axis 1)."""
     kh, kw, sh, sw, ph, pw = geometry
     per_sample = dst.shape[1] * dst.shape[2] * dst.shape[3]
     block = knobs["BLOCK_I"]
     for n0 in range(0, src.shape[0], MAX_GRID_N):
         s, d = src[n0:n0 + MAX_GRID_N], dst[n0:n0 + MAX_GRID_N]
         kernel[(cdiv(per_sample, block), s.shape[0])](
-            s, d, *x.shape[1:], *y.shape[2:], *s.stride(), *d.stride(), float(divisor or 0),
+            s, d, *sizes, *s.stride(), *d.stride(), float(divisor or 0),
             KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, COUNT_PAD=bool(count_include_pad),
             OVERRIDE=bool(divisor), CL=channels_last, BLOCK=block, num_warps=knobs["num_warps"],
             enable_fp_fusion=FP_FUSION)
@@ -174,7 +180,8 @@ def forward(x, geometry, count_include_pad, divisor, channels_last, knobs=None):
     y = empty((N, C, OH, OW), dtype=x.dtype, device=x.device, memory_format=_fmt(channels_last))
     if y.numel():
         knobs = knobs or _knobs("pool.fwd", x, geometry, channels_last)
-        _launch(_pool_fwd_kernel, x, y, x, y, geometry, count_include_pad, divisor, channels_last, knobs)
+        _launch(_pool_fwd_kernel, x, y, (C, H, W, OH, OW), geometry, count_include_pad, divisor, channels_last,
+                knobs)
     return y
 
 
@@ -185,7 +192,8 @@ def backward(dy, shape, dtype, geometry, count_include_pad, divisor, channels_la
         if in_sample_span(dy) >= 2 ** 31:  # (a slice of a wider gradient, say)
             dy = dy.contiguous(memory_format=_fmt(channels_last))
         knobs = knobs or _knobs("pool.bwd", dx, geometry, channels_last)
-        _launch(_pool_bwd_kernel, dy, dx, dx, dy, geometry, count_include_pad, divisor, channels_last, knobs)
+        _launch(_pool_bwd_kernel, dy, dx, (*shape[1:], *dy.shape[2:]), geometry, count_include_pad, divisor,
+                channels_last, knobs)
     return dx
 
 
@@ -246,9 +254,7 @@ def avg_pool2d_triton(x, kernel_size, stride, padding, count_include_pad, diviso
     """Triton path of avg_pool2d (arguments checked, made pairs, by the caller; floor mode)."""
     out = _out_size(x.shape[2], x.shape[3], [*kernel_size, *stride, *padding])
     fits_int32("avg_pool2d", x.shape[1] * max(x.shape[2] * x.shape[3], out[0] * out[1]), x)
-    # channels_last where x is (and is not also NCHW-contiguous, as a C = 1 or 1 x 1 tensor is): y and
-    # dx take x's memory format, as torch's avg_pool2d gives them.
     # (Under torch.func transforms NCHW: vmap cannot ask a tensor for its memory format.)
-    cl = not transformed() and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    cl = not transformed() and is_channels_last(x)
     geometry = [*kernel_size, *stride, *padding]
     return OP(x, geometry, bool(count_include_pad), int(divisor_override or 0), cl)

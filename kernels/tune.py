@@ -259,7 +259,7 @@ class Case:
         N, C, H, W, *geometry = shape
         kh, kw, sh, sw, ph, pw = geometry
         x = _layout(self.randn(N, C, H, W).to(self.dtype), channels_last)
-        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()  # (as the op decides)
+        cl = apt.is_channels_last(x)
         self.key = _configs.key(site, apt.key_shape(x.shape, geometry), self.dtype, cl)
         self.candidates = apt.candidates(quick)
         if self.plan_only:
