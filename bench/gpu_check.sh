@@ -12,6 +12,7 @@
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung,
 #                                                    then the gpu tests that compile with inductor
+#                                                    (launches: the committed table, no tuning)
 #   OUT=... bash bench/gpu_check.sh dali             a later call, once the DALI wheels are on the
 #                                                    machine in pieces (bench/dali_carry.py): joins
 #                                                    and installs them, runs the DALI tests, the DALI
@@ -36,7 +37,7 @@
 #
 # Files: check.log (every step's output), steps.jsonl (one line per step: rc, seconds, limit),
 # tuning.json (if the tuner exists), kernels.json, train_step.json, profile.json, loader.json
-# (compile: check_compile.log, steps_compile.jsonl, tuning_compile.json, train_step_compile.json;
+# (compile: check_compile.log, steps_compile.jsonl, train_step_compile.json;
 # rerun: check_rerun.log, steps_rerun.jsonl, tuning_rerun.json, kernels_rerun.json, avg_pool_rerun.json,
 # train_step_rerun.json;
 # dali: check_dali.log, steps_dali.jsonl, loader_dali.json). Each step has a time limit, and all of
@@ -146,10 +147,12 @@ else
 fi
 { echo "=== /dev/shm (the loader workers hand their batches over through it)"; df -h /dev/shm; } >> "$LOG" 2>&1
 
-# Kernel launch configurations chosen on this device, used by every later step (not in the DALI
-# call: its step rates are compared with the same step on a resident batch, tuned or not; nor in
-# a rerun, which spends its minutes on the checks and takes the table committed from the first).
-if [ $MODE != dali ] && [ $MODE != rerun ]; then
+# Kernel launch configurations chosen on this device, used by every later step. Only in the main
+# call: the later ones take the table committed from it (kernels/tuning/<device>.json), a rerun
+# tuning only what changed since, so that the compile call's budget goes to inductor's cold
+# compiles (cut off at 117 s once) and the DALI call's step rates compare with the same step on a
+# resident batch, tuned or not.
+if [ $MODE = main ]; then
   if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null
   then
     # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
