@@ -142,7 +142,10 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
         # once per z channel): act + conv, as ZConcatConv2d(nz=0) does.
         return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)
     from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
-    if mode == "fused_concat":
+    # No x channel (the tiled code alone): the concatenation-free path would convolve x's 0
+    # channels, for which F.conv2d returns N x 0 x OH x OW (torch 2.13), not zeros of the conv's
+    # shape, and z's term could not be added to it. The concatenation is z's tiling alone here.
+    if mode == "fused_concat" or x.shape[1] == 0:
         # Written straight in the conv's autocast dtype, as the conv would cast it anyway.
         y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x))
         return F.conv2d(y, weight, bias, stride, padding)

@@ -724,6 +724,27 @@ def test_functional_with_no_z_channels(mode, slope, poisoned):
 
 
 @pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
+def test_x_with_no_channels(mode, poisoned):
+    """x of N x 0 x H x W (ZConcatConv2d(0, nz, ...): a conv of the tiled code alone on x's plane),
+    which the reference takes: the concatenation-free path convolved x's 0 channels, for which
+    F.conv2d returns N x 0 x OH x OW (torch 2.13), and failed adding z's term into that ("shape
+    '[0, 3, 3]' is invalid")."""
+    x, z = torch.randn(2, 0, 6, 5), torch.randn(2, 2)
+    w, b = torch.randn(4, 2, 4, 4), torch.randn(4)
+    grad = torch.randn(2, 4, 3, 2)
+    leaves = [t.clone().requires_grad_() for t in (x, z, w, b)]
+    y = z_concat_conv(*leaves, impl="triton", mode=mode)
+    y.backward(grad)
+    want = [t.double().requires_grad_() for t in (x, z, w, b)]
+    expected = _by_torch_fp64(*want, 2, 1)
+    expected.backward(grad.double())
+    _close(y, expected.detach(), torch.float32, "output")
+    assert leaves[0].grad.shape == x.shape
+    for name, got, exp in zip(("z", "weight", "bias"), leaves[1:], want[1:]):
+        _close(got.grad, exp.grad, torch.float32, f"grad {name}")
+
+
+@pytest.mark.parametrize("mode", ["concat_free", "fused_concat"])
 def test_empty_batch(mode, poisoned):
     """A batch of 0 samples, which nn.Conv2d takes (a filtered sub-batch): an empty output and zero
     gradients for the weight and bias. The concatenation-free backward divided by the batch size
