@@ -5,6 +5,8 @@
 reference's layout, so state_dicts match nn.Conv2d(in_channels + nz, ...)).
 The pure-PyTorch references live here; the Triton paths are in zinject_triton.py.
 """
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -78,8 +80,22 @@ def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_r
     return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _pair(v, name, least, who="z_concat_conv"):
+    """stride or padding as a pair of ints, from each form F.conv2d takes: an int (numpy's and a
+    0-d integer tensor too: operator.index) or a sequence of one or two of them. Both paths take
+    the pair: the kernels and the reference's z-term split read its two entries, and refused (or
+    failed on) the forms F.conv2d takes as they were."""
+    items = list(v) if isinstance(v, (tuple, list)) else [v]
+    try:
+        if any(isinstance(e, bool) for e in items):
+            raise TypeError
+        items = [operator.index(e) for e in items]
+    except TypeError:  # a float, a string, a nested sequence: refused below, naming the argument
+        items = []
+    items = items * 2 if len(items) == 1 else items
+    if len(items) != 2 or min(items) < least:
+        raise ValueError(f"{who}: {name} must be an int >= {least} or a pair of them, got {v!r}")
+    return tuple(items)
 
 
 def _tiled_conv(az, wz, stride, padding, H, W):
@@ -90,7 +106,7 @@ def _tiled_conv(az, wz, stride, padding, H, W):
         out = torch.arange((n + 2 * p - k) // s + 1, device=az.device)
         rows = out[:, None] * s + torch.arange(k, device=az.device) - p
         return ((rows >= 0) & (rows < n)).to(az.dtype)
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = stride, padding  # (pairs: z_concat_conv's _pair)
     q = torch.einsum("nc,ockl->nokl", az, wz)
     return torch.einsum("nokl,yk,xl->noyx", q, inside(H, wz.shape[2], sh, ph), inside(W, wz.shape[3], sw, pw))
 
@@ -132,7 +148,8 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
             raise TypeError(f"z_concat_conv: {name} must be floating point, got {t.dtype}")
         if t is not None and t.device != x.device:
             raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
-    padding = conv_padding(padding, tuple(weight.shape[2:]), stride)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(conv_padding(padding, tuple(weight.shape[2:]), stride), "padding", 0)
     if resolve_impl(impl, x, "z_concat_conv") == "ref":
         if z.requires_grad and not x.requires_grad and torch.is_grad_enabled():
             return _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope)

@@ -5,6 +5,7 @@ On a CPU-only machine the kernels run in Triton's interpreter (conftest sets TRI
 """
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -414,6 +415,28 @@ def test_padding_strings_as_nn_conv2d(padding, kernel_size, stride, poisoned):
         _close(layer(x, z), expected, torch.float32, f"{impl} module")
         _close(z_concat_conv(x, z, conv.weight, conv.bias, stride, padding, impl=impl), expected,
                torch.float32, f"{impl} functional")
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_stride_and_padding_in_every_form_f_conv2d_takes(impl, poisoned):
+    """stride and padding as F.conv2d (and nn.Conv2d, whose attributes a ported layer copies) take
+    them: a numpy int, a 1-element sequence. The Triton path refused them ("'numpy.int64' object is
+    not iterable", "must be an int >= 1 or a pair of them, got (2,)"), and so did the reference path
+    where only z needs a gradient (G's first conv on an encoded code), while the same call with x
+    needing one ran; a float was a TypeError from inside the argument parsing. Now all are taken, and
+    a float is refused naming the argument."""
+    x, z = _inputs(2, 3, 6, 5, 2, torch.float32)
+    w, b = torch.randn(4, 5, 3, 3), torch.randn(4)
+    expected = F.conv2d(F.leaky_relu(torch.cat([x, z[:, :, None, None].expand(-1, -1, 6, 5)], 1), 0.2), w, b, 2, 1)
+    for stride, padding in ((np.int64(2), np.int64(1)), ((2,), [1]), ([2, 2], (np.int64(1),))):
+        for x_grad in (True, False):
+            xx, zz = x.clone().requires_grad_(x_grad), z.clone().requires_grad_()
+            y = z_concat_conv(xx, zz, w, b, stride, padding, impl=impl)
+            _close(y, expected, torch.float32, f"stride {stride!r}, padding {padding!r}, x_grad {x_grad}")
+    with pytest.raises(ValueError, match=r"z_concat_conv: stride must be an int >= 1 or a pair of them, got 2\.0"):
+        z_concat_conv(x, z, w, b, 2.0, 1, impl=impl)
+    with pytest.raises(ValueError, match=r"z_concat_conv: padding must be an int >= 0 .*, got \(1, 1, 1\)"):
+        z_concat_conv(x, z, w, b, 2, (1, 1, 1), impl=impl)
 
 
 def test_padding_strings_the_kernels_cannot_do():
