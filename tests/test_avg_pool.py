@@ -4,6 +4,7 @@ formats, strided inputs and gradients, the samples split over grid launches, a g
 through it, and its use in the multi-scale discriminator."""
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -158,6 +159,25 @@ def test_arguments_are_checked():
         avg_pool2d(torch.randn(8, 8), 3)
     with pytest.raises(ValueError, match="impl must be one of"):
         AvgPool2d(3, impl="cuda")
+
+
+@pytest.mark.parametrize("impl", [pytest.param("triton", marks=needs_kernels), "ref"])
+def test_sizes_in_every_form_torch_takes(impl):
+    """kernel_size, stride and padding as F.avg_pool2d and nn.AvgPool2d take them: a 1-element
+    sequence stands for both sides, a numpy int for an int. Both paths refused them ("kernel_size
+    must be an int >= 1 or a pair of them, got (3,)"), so a model's nn.AvgPool2d([3], [2], [1])
+    could not be swapped for this one; a float is still refused, naming the argument."""
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    expected = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    grad = torch.randn_like(expected)
+    (gx_expected,) = torch.autograd.grad(expected, x, grad)
+    for k, s, p in (([3], (2,), [1]), (np.int64(3), np.int64(2), np.int64(1)), ((3, 3), [2], (np.int64(1),))):
+        for y in (avg_pool2d(x, k, s, p, count_include_pad=False, impl=impl),
+                  AvgPool2d(k, s, p, count_include_pad=False, impl=impl)(x)):
+            torch.testing.assert_close(y, expected)
+            torch.testing.assert_close(torch.autograd.grad(y, x, grad)[0], gx_expected)
+    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be an int >= 1 or a pair of them, got 2\.0"):
+        avg_pool2d(x, 3, 2.0, impl=impl)
 
 
 def test_module_is_a_drop_in_avg_pool():
