@@ -168,8 +168,17 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             _check_running_stats(True, self.impl)  # impl may have been switched since construction
             # nn.InstanceNorm2d's own call: instance statistics (and the running ones updated) in
             # training mode, the running statistics in eval mode.
-            y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                                0.0 if self.momentum is None else self.momentum, self.eps)
+            stats, params = (self.running_mean, self.running_var), (self.weight, self.bias)
+            rest = (self.training, 0.0 if self.momentum is None else self.momentum, self.eps)
+            # At batch 1 that call is batch_norm on views of the sample, whose CPU backward misreads a
+            # dense channels_last gradient (torch 2.13; see instance_norm_act_ref): batch_norm on the
+            # sample itself, the same statistics and running-statistics update. Eager only, as there;
+            # a 1 x 1 plane in training keeps F.instance_norm, for its error.
+            if (x.shape[0] == 1 and (x.shape[2] * x.shape[3] > 1 or not self.training)
+                    and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+                y = torch.batch_norm(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
+            else:
+                y = F.instance_norm(x, *stats, *params, *rest)
             return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
         return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl,
                                  self.double_backward)

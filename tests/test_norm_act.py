@@ -1022,6 +1022,47 @@ def test_reference_at_batch_one_with_a_channels_last_gradient(affine, act):
                 torch.testing.assert_close(g, e, msg=lambda m, n=name: f"{fmt} {face} {n}: {m}")
 
 
+@pytest.mark.parametrize("affine", [False, True], ids=["plain", "affine"])
+def test_running_stats_at_batch_one_with_a_channels_last_gradient(affine):
+    """The layer with track_running_stats=True (torch's instance_norm, its own call) at batch 1
+    with a dense channels_last gradient: torch.instance_norm's CPU backward misreads it there, as in
+    the test above, and dx (and dweight, dbias) came out wrong by O(1), in training and in eval mode,
+    while the same layer without running statistics was right. Checked against the formula in
+    float64; the running statistics as nn.InstanceNorm2d's."""
+    x = torch.randn(1, 3, 5, 7, dtype=torch.float64) * 2 + 3
+    grad = torch.randn(1, 3, 5, 7, dtype=torch.float64).contiguous(memory_format=CL)
+    layer = InstanceNormAct2d(3, affine=affine, track_running_stats=True, act="none").double()
+    norm = nn.InstanceNorm2d(3, affine=affine, track_running_stats=True).double()
+    if affine:
+        with torch.no_grad():
+            for p in (layer.weight, layer.bias):
+                p.uniform_(0.5, 1.5)
+    norm.load_state_dict(layer.state_dict())
+    for training in (True, False):
+        layer.train(training)
+        norm.train(training)
+        rm, rv = layer.running_mean.clone(), layer.running_var.clone()
+        xr = x.clone().requires_grad_()
+        for p in layer.parameters():
+            p.grad = None
+        layer(xr).backward(grad)
+        norm(x)  # (its running statistics: its forward is right)
+        torch.testing.assert_close(layer.running_mean, norm.running_mean)
+        torch.testing.assert_close(layer.running_var, norm.running_var)
+        xd = x.clone().requires_grad_()
+        wd, bd = (p.detach().clone().requires_grad_() for p in (layer.weight, layer.bias)) if affine else (None, None)
+        if training:
+            expected = _by_formula(xd, "none", 0.2, layer.eps, wd, bd)
+        else:
+            expected = (xd - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + layer.eps)
+            expected = expected * wd[:, None, None] + bd[:, None, None] if affine else expected
+        expected.backward(grad)
+        got = [xr.grad] + [p.grad for p in layer.parameters()]
+        want = [xd.grad] + ([wd.grad, bd.grad] if affine else [])
+        for name, g, e in zip(("dx", "dweight", "dbias"), got, want):
+            torch.testing.assert_close(g, e, msg=lambda m, n=name: f"training={training} {n}: {m}")
+
+
 def test_reference_traced_at_batch_one_runs_at_other_batches():
     """The reference's batch-1 path (batch_norm over the one sample) is eager only: a model traced
     (torch.jit.trace) at batch 1 and run at batch 3 must still normalise each sample alone, not the
