@@ -4,6 +4,7 @@
 the kernels on CPU) and the reference elsewhere. A fallback that costs speed warns once.
 """
 import functools
+import operator
 import os
 import warnings
 
@@ -72,3 +73,20 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     if x.is_cuda:
         _warn_once(f"{op}: triton is not importable, using the slower PyTorch reference on CUDA")
     return "ref"
+
+
+def int_pair(who, name, v, least):
+    """A size argument (kernel_size, stride, padding) as a pair of ints >= least, from each form torch's
+    conv and pooling functions take: an int (numpy's and a 0-d integer tensor too: operator.index) or
+    a sequence of one (both sides) or two of them. Anything else is refused naming the argument."""
+    items = list(v) if isinstance(v, (tuple, list)) else [v]
+    try:
+        if any(isinstance(e, bool) for e in items):
+            raise TypeError
+        items = [operator.index(e) for e in items]
+    except TypeError:  # a float, a string, a nested sequence: refused below
+        items = []
+    items = items * 2 if len(items) == 1 else items
+    if len(items) != 2 or min(items) < least:
+        raise ValueError(f"{who}: {name} must be an int >= {least} or a pair of them, got {v!r}")
+    return tuple(items)

@@ -5,40 +5,22 @@ takes floor mode (ceil_mode=False) and float32, bfloat16 or float16; ceil_mode=T
 under "auto" run torch's own pooling. The multi-scale discriminators use it to downsample their
 input between scales, where torch's backward was slow on a GPU (see avg_pool_triton.py).
 """
-import operator
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, resolve_impl
+from ._impl import IMPLS, int_pair, resolve_impl
 from .norm_act import TRITON_DTYPES
-
-
-def _pair(who, name, v, least):
-    # Each form F.avg_pool2d takes: an int (numpy's too: operator.index) or a sequence of one (both
-    # sides) or two of them; a 1-element one was refused, though torch and nn.AvgPool2d take it.
-    items = list(v) if isinstance(v, (tuple, list)) else [v]
-    try:
-        if any(isinstance(e, bool) for e in items):
-            raise TypeError
-        items = [operator.index(e) for e in items]
-    except TypeError:  # a float, a string: refused below, naming the argument
-        items = []
-    items = items * 2 if len(items) == 1 else items
-    if len(items) != 2 or min(items) < least:
-        raise ValueError(f"{who}: {name} must be an int >= {least} or a pair of them, got {v!r}")
-    return tuple(items)
 
 
 def _check(who, x, kernel_size, stride, padding, divisor_override):
     if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
         raise ValueError(f"{who}: x must be a 4-D N x C x H x W tensor or an unbatched 3-D C x H x W one, got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    k = _pair(who, "kernel_size", kernel_size, 1)
+    k = int_pair(who, "kernel_size", kernel_size, 1)
     # (An empty sequence is torch's None; compared by type and length, since a numpy int == [] is an array.)
-    s = k if stride is None or isinstance(stride, (tuple, list)) and not stride else _pair(who, "stride", stride, 1)
-    p = _pair(who, "padding", padding, 0)
+    s = k if stride is None or isinstance(stride, (tuple, list)) and not stride else int_pair(who, "stride", stride, 1)
+    p = int_pair(who, "padding", padding, 0)
     if any(2 * pe > ke for pe, ke in zip(p, k)):
         raise ValueError(f"{who}: padding {p} must be at most half of kernel_size {k}")
     if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)

@@ -5,13 +5,11 @@
 reference's layout, so state_dicts match nn.Conv2d(in_channels + nz, ...)).
 The pure-PyTorch references live here; the Triton paths are in zinject_triton.py.
 """
-import operator
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, resolve_impl
+from ._impl import IMPLS, int_pair, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 MODES = ("concat_free", "fused_concat")
@@ -63,8 +61,7 @@ def conv_padding(padding, kernel_size, stride, who="z_concat_conv"):
     one unevenly, which these kernels do not do). Anything else is returned as it is."""
     if not isinstance(padding, str):
         return padding
-    ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    st = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    ks, st = int_pair(who, "kernel_size", kernel_size, 1), int_pair(who, "stride", stride, 1)
     if padding == "valid":
         return 0
     if padding == "same" and all(s == 1 for s in st) and all(k % 2 for k in ks):
@@ -80,24 +77,6 @@ def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_r
     return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
 
 
-def _pair(v, name, least, who="z_concat_conv"):
-    """stride or padding as a pair of ints, from each form F.conv2d takes: an int (numpy's and a
-    0-d integer tensor too: operator.index) or a sequence of one or two of them. Both paths take
-    the pair: the kernels and the reference's z-term split read its two entries, and refused (or
-    failed on) the forms F.conv2d takes as they were."""
-    items = list(v) if isinstance(v, (tuple, list)) else [v]
-    try:
-        if any(isinstance(e, bool) for e in items):
-            raise TypeError
-        items = [operator.index(e) for e in items]
-    except TypeError:  # a float, a string, a nested sequence: refused below, naming the argument
-        items = []
-    items = items * 2 if len(items) == 1 else items
-    if len(items) != 2 or min(items) < least:
-        raise ValueError(f"{who}: {name} must be an int >= {least} or a pair of them, got {v!r}")
-    return tuple(items)
-
-
 def _tiled_conv(az, wz, stride, padding, H, W):
     """conv2d(az tiled over H x W, wz, stride, padding) without the tiling: tap (k, l) of output (y, x)
     adds wz[:, :, k, l] . az where it reads inside the input (row y * stride + k - padding), so the
@@ -106,7 +85,7 @@ def _tiled_conv(az, wz, stride, padding, H, W):
         out = torch.arange((n + 2 * p - k) // s + 1, device=az.device)
         rows = out[:, None] * s + torch.arange(k, device=az.device) - p
         return ((rows >= 0) & (rows < n)).to(az.dtype)
-    (sh, sw), (ph, pw) = stride, padding  # (pairs: z_concat_conv's _pair)
+    (sh, sw), (ph, pw) = stride, padding  # (pairs: z_concat_conv's int_pair)
     q = torch.einsum("nc,ockl->nokl", az, wz)
     return torch.einsum("nokl,yk,xl->noyx", q, inside(H, wz.shape[2], sh, ph), inside(W, wz.shape[3], sw, pw))
 
@@ -148,8 +127,9 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
             raise TypeError(f"z_concat_conv: {name} must be floating point, got {t.dtype}")
         if t is not None and t.device != x.device:
             raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(conv_padding(padding, tuple(weight.shape[2:]), stride), "padding", 0)
+    # Both paths take the pairs: the kernels and the reference's z-term split read their two entries.
+    stride = int_pair("z_concat_conv", "stride", stride, 1)
+    padding = int_pair("z_concat_conv", "padding", conv_padding(padding, tuple(weight.shape[2:]), stride), 0)
     if resolve_impl(impl, x, "z_concat_conv") == "ref":
         if z.requires_grad and not x.requires_grad and torch.is_grad_enabled():
             return _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope)
@@ -196,8 +176,9 @@ class ZConcatConv2d(nn.Module):
         self.weight, self.bias = conv.weight, conv.bias
 
     def forward(self, x, z=None):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ZConcatConv2d: expected x with {self.in_channels} channels, got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"ZConcatConv2d: expected x, a tensor of N x {self.in_channels} x H x W, got {got}")
         if self.nz == 0:  # z, if given, is not used: a U-Net passes its code through every level
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
                             self.stride, self.padding)

@@ -439,6 +439,23 @@ def test_stride_and_padding_in_every_form_f_conv2d_takes(impl, poisoned):
         z_concat_conv(x, z, w, b, 2, (1, 1, 1), impl=impl)
 
 
+def test_layer_sizes_in_numpy_ints_and_a_bad_x():
+    """ZConcatConv2d built from a model's numbers (numpy ints, as read from a config array) with
+    padding "same": the padding's conversion read kernel_size and stride as ints or sequences only
+    ("'numpy.int64' object is not iterable"). And x that is not a tensor is the layer's own error,
+    not an AttributeError from inside the shape check."""
+    layer = ZConcatConv2d(3, 2, 4, kernel_size=np.int64(3), stride=np.int64(1), padding="same", impl="ref")
+    assert layer.padding == (1, 1)
+    x, z = torch.randn(2, 3, 6, 5), torch.randn(2, 2)
+    expected = F.conv2d(F.leaky_relu(torch.cat([x, z[:, :, None, None].expand(-1, -1, 6, 5)], 1), 0.2),
+                        layer.weight, layer.bias, 1, 1)
+    torch.testing.assert_close(layer(x, z), expected)
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: expected x, a tensor of N x 3 x H x W, got list"):
+        layer([1, 2], z)
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: stride must be an int >= 1 or a pair of them, got 1\.0"):
+        ZConcatConv2d(3, 2, 4, kernel_size=3, stride=1.0, padding="same")
+
+
 def test_padding_strings_the_kernels_cannot_do():
     with pytest.raises(ValueError, match="padding 'same' needs stride 1 and odd kernel sides"):
         ZConcatConv2d(3, 2, 4, kernel_size=4, stride=1, padding="same")
