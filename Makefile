@@ -37,10 +37,11 @@ demo: $(STAMP)
 
 # The test suite (CPU; Triton kernels run in the interpreter). CI runs exactly this: in
 # TEST_WORKERS processes (pytest-xdist; 0: in this one), each file's tests in one of them
-# (--dist loadfile), so that a module's shared set-up (a training run, an export) is made once.
+# (--dist loadfile), so that a module's shared set-up (a training run, an export) is made once; the
+# files in collection order, which tests/conftest.py starts with the slowest (--no-loadscope-reorder).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
 # and loader, each against its baselines in the same process; ~20 s of CPU time), saved by

@@ -31,11 +31,24 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(1)
 
 
+# The files that take longest on the project's 2-core machine (seconds of one worker, summed over
+# their tests, under load), longest first. `make test` hands whole files to its pytest-xdist workers
+# in collection order (--no-loadscope-reorder; xdist's own order is by number of tests, which sent
+# these few-but-slow files last, one worker finishing minutes after the other): the longest first,
+# then the many short ones fill in. Only the order depends on this list, never a result.
+SLOW_FILES = ("test_distributed.py", "test_bench_gpu_check.py", "test_compile.py", "test_validation.py",
+              "test_norm_act.py", "test_stop.py", "test_avg_pool.py", "test_pipelines_errors.py",
+              "test_zinject.py", "test_sweep.py", "test_kernel_func.py", "test_kernel_tune.py",
+              "test_user_paths.py", "test_readme.py", "test_export.py")
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: each file's order kept
 
 
 @pytest.fixture(autouse=True)

@@ -41,3 +41,22 @@ def test_make_demo_uses_the_cpu_build_without_a_gpu(tmp_path, smi):
     assert 'pip install -q "torch==2.13.0"' in out
     assert "no GPU found by nvidia-smi: the CPU build of torch" in out
     assert ".installed-cpu" in out and "if [ cpu = cuda ]" in out
+
+
+def test_the_slowest_files_are_handed_out_first(request):
+    """`make test` keeps the collection order (--no-loadscope-reorder), which conftest starts with its
+    list of the slowest files: each name must be a test file (a renamed one would silently go last),
+    and the items must come in that order, each file's own order kept."""
+    import conftest
+    assert "--no-loadscope-reorder" in (ROOT / "Makefile").read_text()
+    assert all((ROOT / "tests" / name).is_file() for name in conftest.SLOW_FILES)
+
+    class Item:
+        def __init__(self, name, i):
+            self.path, self.i, self.keywords = Path(name), i, {}
+
+    names = ["test_a.py", "test_readme.py", "test_a.py", "test_distributed.py", "test_readme.py"]
+    items = [Item(n, i) for i, n in enumerate(names)]
+    conftest.pytest_collection_modifyitems(request.config, items)
+    assert [(it.path.name, it.i) for it in items] == [("test_distributed.py", 3), ("test_readme.py", 1),
+                                                      ("test_readme.py", 4), ("test_a.py", 0), ("test_a.py", 2)]
