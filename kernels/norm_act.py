@@ -30,7 +30,8 @@ def _check(x, act, slope, eps, weight, bias):
         raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"instance_norm_act: x must be float32, bfloat16 or float16, got {x.dtype}")
+        raise TypeError(f"instance_norm_act: x must be floating point (the kernels take float32, bfloat16 or "
+                        f"float16; float64 runs the reference), got {x.dtype}")
     check_act("instance_norm_act", act, slope)
     _check_eps("instance_norm_act", eps)
     for name, t in (("weight", weight), ("bias", bias)):
