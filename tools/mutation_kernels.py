@@ -36,6 +36,13 @@ POOL_TUNE = ["tests/test_kernel_tune.py::test_a_pool_entry_drives_its_launches_a
 AP, POOL = "kernels/avg_pool_triton.py", ["tests/test_avg_pool.py"]
 VMAP = ["tests/test_kernel_func.py::test_transform_matches_the_reference"]
 EMPTY = [ZI_T + "empty_batch"]
+IM = "kernels/_impl.py"
+FORMS = [ZI_T + "stride_and_padding_in_every_form_f_conv2d_takes",
+         "tests/test_avg_pool.py::test_sizes_in_every_form_torch_takes"]
+NUMPY_LAYER = [ZI_T + "layer_sizes_in_numpy_ints_and_a_bad_x"]
+NO_X = [ZI_T + "x_with_no_channels"]
+RUNNING_ONE = [NA_T + "running_stats_at_batch_one_with_a_channels_last_gradient"]
+META = ["tests/test_kernel_plumbing.py::test_meta_tensors_take_the_reference_under_the_interpreter"]
 ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
        NA_T + "reference_traced_at_batch_one_runs_at_other_batches"]
 # InstanceNormAct2d as an nn.InstanceNorm2d (KF13/KF14 mutated its own reset_parameters, now nn.InstanceNorm2d's)
@@ -139,6 +146,16 @@ MUTANTS = [
      '    variants = [h] + [', WHOLE),
     ('AP12', TU, '    return {site for site in _configs.SITES if site in names or site.split(".")[0] in names}',
      '    return {site for site in _configs.SITES if site in names}', TUNE),
+    # drop-in audit of 2026-12-04: size arguments in torch's forms, x without channels, batch-1 running
+    # statistics, meta tensors under the interpreter
+    ('DI1', IM, '    items = items * 2 if len(items) == 1 else items', '', FORMS),
+    ('DI2', IM, '        items = [operator.index(e) for e in items]', '        items = [int(e) for e in items]', FORMS),
+    ('DI3', ZI, 'ks, st = int_pair(who, "kernel_size", kernel_size, 1), int_pair(who, "stride", stride, 1)',
+     'ks, st = (kernel_size,) * 2, (stride,) * 2', NUMPY_LAYER),
+    ('DI4', ZI, 'if mode == "fused_concat" or x.shape[1] == 0:', 'if mode == "fused_concat":', NO_X),
+    ('DI5', NA, '            if (x.shape[0] == 1 and', '            if (False and', RUNNING_ONE),
+    ('DI6', IM, '(kind == "cuda" or (interpreting() and kind == "cpu"))', '(kind == "cuda" or interpreting())', META),
+    ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4', 'if x.dim() != 4', NUMPY_LAYER),
 ]
 
 if __name__ == "__main__":
