@@ -155,7 +155,8 @@ MUTANTS = [
     ('DI4', ZI, 'if mode == "fused_concat" or x.shape[1] == 0:', 'if mode == "fused_concat":', NO_X),
     ('DI5', NA, '            if (x.shape[0] == 1 and', '            if (False and', RUNNING_ONE),
     ('DI6', IM, '(kind == "cuda" or (interpreting() and kind == "cpu"))', '(kind == "cuda" or interpreting())', META),
-    ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4', 'if x.dim() != 4', NUMPY_LAYER),
+    ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:',
+     'if x.dim() != 4 or x.shape[1] != self.in_channels:', NUMPY_LAYER),
 ]
 
 if __name__ == "__main__":
