@@ -598,13 +598,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_make_demo(args) -> int:
-    from bicyclegan.pipelines import make_demo_dataset
+    from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
     from .io import check_writable
     check_writable(args.out, "the demo data")
     try:
         root = make_demo_dataset(args.out, size=(args.size, args.width or args.size), seed=args.seed,
                                  n_train=args.n_train, n_test=args.n_test, shade=args.shade)
+    except DatasetError:  # a folder of other data: said as what it is
+        raise
     except ValueError as e:  # the generator's own argument checks
         raise ConfigError(str(e)) from e
     print(f"demo data written to {root}")

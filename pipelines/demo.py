@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .errors import DatasetError
+
 __all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL",
            "PALETTES", "check_n_palettes", "flood_from_border", "make_demo_dataset"]
 
@@ -191,7 +193,8 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     (seed, phase, i, size, n_palettes, n_shapes, line_width, shapes, shade, shape_size), not on the
     counts.
     Also writes root/<phase>/palettes.json: {"n_palettes", "palettes": [{"background", "fill"}],
-    "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed.
+    "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed. A split folder
+    holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written.
     """
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(h, w) < 16:
@@ -215,6 +218,16 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
                          f"outline), got {shade!r}")
 
     root = Path(root)
+    for phase in ("train", "test", "val"):
+        # A split folder that holds files but no palettes.json is not demo data written here: its
+        # NNNNN.png would be overwritten and the rest of them removed (a make-demo into a dataset of
+        # the user's, whose files are often named so, destroyed it). Our own temporary files aside.
+        out = root / phase
+        if out.is_dir() and not (out / "palettes.json").is_file() and any(
+                not f.name.endswith(".tmp") for f in out.iterdir()):
+            raise DatasetError(f"{out} holds files and no palettes.json: it is not demo data, and writing the "
+                               f"demo there would overwrite or remove its images; give a new folder (or remove "
+                               f"{out}: a demo interrupted before it finished leaves one like it)")
     meta_palettes = [{"background": p[0].tolist(), "fill": p[1].tolist()}
                      for p in PALETTES[:n_palettes]]
     for phase, count in (("train", n_train), ("test", n_test), ("val", n_val)):

@@ -378,3 +378,32 @@ def test_pixels_within_the_band_of_the_outline_are_ignored():
     b = b[None] * 2 - 1
     assert classify_palettes(A, b)[0].tolist() == [0]
     assert classify_palettes(A, b, band=0)[0].tolist() == [-1]
+
+
+def test_make_demo_into_a_dataset_of_other_images_is_refused_and_leaves_it_alone(tmp_path, capsys):
+    # A user's dataset whose files are named as the demo's: make-demo overwrote 00000.png and 00001.png
+    # with demo pairs and removed the rest as "stale", and wrote a palettes.json that made it demo data.
+    from bicyclegan.engine.cli import main
+    from bicyclegan.pipelines import DatasetError
+    mine = tmp_path / "mine"
+    (mine / "train").mkdir(parents=True)
+    (mine / "val").mkdir()
+    for split in ("train", "val"):
+        for i in range(4):
+            Image.new("RGB", (8, 4), (i, 0, 0)).save(mine / split / f"{i:05d}.png")
+    before = {f: f.read_bytes() for f in mine.rglob("*") if f.is_file()}
+    assert main(["make-demo", str(mine), "--size", "16", "--n_train", "2", "--n_test", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "DatasetError: " in err and f"{mine / 'train'} holds files and no palettes.json: it is not demo data" in err
+    assert {f: f.read_bytes() for f in mine.rglob("*") if f.is_file()} == before
+    # val/ alone (n_val=0 clears it): refused too, naming it
+    for f in (mine / "train").iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError, match=r"mine/val holds files and no palettes.json"):
+        make_demo_dataset(mine, n_train=2, n_test=1, size=16)
+    assert sorted(f.name for f in (mine / "val").iterdir()) == [f"{i:05d}.png" for i in range(4)]
+    # demo data written before is written again, and an empty folder is filled
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    assert main(["make-demo", str(tmp_path / "d"), "--size", "16", "--n_train", "3", "--n_test", "1"]) == 0
+    assert main(["make-demo", str(tmp_path / "d"), "--size", "16", "--n_train", "2", "--n_test", "1"]) == 0
+    assert sorted(f.name for f in (tmp_path / "d" / "train").iterdir()) == ["00000.png", "00001.png", "palettes.json"]
