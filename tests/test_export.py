@@ -272,6 +272,19 @@ def test_an_out_that_is_a_folder_is_refused_before_the_export(checkpoint, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == [name] and not list((tmp_path / name).iterdir())
 
 
+def test_an_out_that_is_a_checkpoint_is_refused_and_left_as_it_was(checkpoint, tmp_path, capsys):
+    # `--out latest.pt --format pt2` replaced the checkpoint (here the one it read) with the exported program.
+    ckpt = tmp_path / "latest.pt"
+    ckpt.write_bytes(checkpoint.read_bytes())
+    assert main(["export", str(ckpt), "--out", str(ckpt), "--format", "pt2"]) == 2
+    assert capsys.readouterr().err.startswith(f"bicyclegan export: OutputError: {ckpt} is a bicyclegan checkpoint, "
+                                              f"which the export would replace; give another file to write")
+    assert ckpt.read_bytes() == checkpoint.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+    # an earlier export of that name is replaced, as before
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "g.pt"), "--format", "pt2", "--no-verify"]) == 0
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "g.pt"), "--format", "pt2", "--no-verify"]) == 0
+
+
 def test_an_opset_the_converter_cannot_reach_is_one_line(checkpoint, tmp_path):
     # onnx's converter has no adapter down to opset 7 for Shape; onnxscript logged that failure with its
     # traceback, and torch warned of the conversion, before the command's own one-line error. (A process of
