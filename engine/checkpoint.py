@@ -132,6 +132,15 @@ def peek_checkpoint(path, *keys) -> tuple:
     return tuple(state.get(k) for k in keys)
 
 
+def is_checkpoint(path) -> bool:
+    """Whether `path` is a file holding a checkpoint of train or import-official (read without its tensors):
+    what a command's output file must not replace (export's --out, evaluate's --json)."""
+    try:
+        return Path(path).is_file() and peek_checkpoint(path) == ()
+    except CheckpointError:  # anything else (an earlier export, results): it may be replaced
+        return False
+
+
 def epochs_done(step: int, epoch: int, steps_per_epoch: int | None) -> int:
     """The epochs a checkpoint's weights were trained for. Its `epoch` is where a resumed run goes on:
     epoch_N.pt says N, and a run's last latest.pt the epoch it ended in (559 after 560 epochs, beside

@@ -395,7 +395,7 @@ def cmd_evaluate(args) -> int:
     """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
     would; rank 0 combines the measures, prints and writes): a single process otherwise."""
     from .checkpoint import peek_config
-    from .evaluate import Evaluation, format_table, json_safe, samples_per_input
+    from .evaluate import Evaluation, format_table, json_safe, refuse_checkpoint_json, samples_per_input
     from .io import check_writable, write_json
     from .runtime import init_distributed, made_alike, results_dir, results_name
     from .sweep import protocol
@@ -405,6 +405,8 @@ def cmd_evaluate(args) -> int:
     if args.json and Path(args.json).is_dir() and args.epoch != "all":  # (evaluate_checkpoints checks its own)
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
                           f"{Path(args.json) / 'eval.json'}")
+    if args.json and args.epoch != "all":
+        refuse_checkpoint_json(args.json, "eval.json")
     _check_metric_options(args)
     checkpoint = None if args.epoch == "all" else _checkpoint(args)
     d = init_distributed(args.device)

@@ -38,7 +38,7 @@ from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_int
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, DivergenceError, OutputError
 from .images import sample_columns
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
@@ -91,6 +91,15 @@ def json_safe(result: dict) -> dict:
     """evaluate's result as its JSON files hold it (eval.json, eval_log.jsonl, sweep.json, compare.json):
     JSON has no NaN, so a measure that is not finite is null."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+
+
+def refuse_checkpoint_json(path, name: str) -> None:
+    """Refuse a --json file that is a checkpoint: `evaluate CKPT --json CKPT` wrote the results over the
+    checkpoint it had just measured. name: the results file's own name, for the example."""
+    from .checkpoint import is_checkpoint
+    if is_checkpoint(path):
+        raise OutputError(f"--json {path} is a bicyclegan checkpoint, which the results would replace; give "
+                          f"another file to write, e.g. {Path(path).with_name(name)}")
 
 
 def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:

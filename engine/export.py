@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .config import DataConfig, ModelConfig
-from .errors import CheckpointError, DivergenceError, ExportError, OutputError
+from .errors import DivergenceError, ExportError, OutputError
 from .io import check_writable, write_json
 from .networks import build_generator
 
@@ -151,16 +151,6 @@ def _run_pt2(path: Path, inputs) -> tuple[torch.Tensor, str]:
     return torch.export.load(path).module()(*inputs), f"torch.export.load (torch {torch.__version__})"
 
 
-def _is_checkpoint(path: Path) -> bool:
-    """Whether `path` is a checkpoint of train or import-official (read without its tensors)."""
-    from .checkpoint import peek_checkpoint
-    try:
-        peek_checkpoint(path)
-    except CheckpointError:  # an earlier export, or anything else: it may be replaced
-        return False
-    return True
-
-
 def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, batch: int | None = None,
                      height: int | None = None, width: int | None = None, opset: int = 18,
                      verify: bool = True, atol: float = 1e-4) -> dict:
@@ -177,7 +167,8 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         raise OutputError(f"{out} is a folder; give the file to write (CLI: --out), e.g. "
                           f"{out / ('g.' + (fmt or 'onnx'))}")
     fmt = format_for(out, fmt)
-    if out.is_file() and _is_checkpoint(out):
+    from .checkpoint import is_checkpoint
+    if is_checkpoint(out):
         # `--out latest.pt --format pt2` replaced the run's checkpoint (the one it read, even) with the export.
         raise OutputError(f"{out} is a bicyclegan checkpoint, which the export would replace; give another file "
                           f"to write (CLI: --out), e.g. {out.with_name('g.' + fmt)}")

@@ -30,7 +30,7 @@ from bicyclegan.pipelines.errors import plural
 from .checkpoint import LATEST, epoch_name, epochs_done, peek_checkpoint, peek_config, saved_epochs
 from .config import check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, samples_per_input
+from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
 from .io import check_writable, write_json, write_text
 from .report import (
     EVAL_NAMES,
@@ -162,6 +162,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         if json_path and Path(json_path).is_dir():
             raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
                               f"{Path(json_path) / 'sweep.json'}")
+        if json_path:
+            refuse_checkpoint_json(json_path, "sweep.json")
         found = run_checkpoints(run)
         folder = found[0][0].parent.parent
         # Before the work, where its results go: the split's name from the first checkpoint's config (the

@@ -262,6 +262,20 @@ def test_refusals_name_the_path(run, tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]])
+def test_a_json_that_is_a_checkpoint_is_refused_and_left_as_it_was(run, tmp_path, capsys, epoch):
+    # `evaluate CKPT --json CKPT` wrote the results over the checkpoint it had just measured.
+    run = copy_run(run, tmp_path)
+    ckpt = run / "checkpoints" / "latest.pt"
+    before = ckpt.read_bytes()
+    assert main(["evaluate", str(run), *epoch, *OPTS, "--json", str(ckpt)]) == 2
+    name = "sweep.json" if epoch else "eval.json"
+    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: --json {ckpt} is a bicyclegan checkpoint, "
+                                       f"which the results would replace; give another file to write, e.g. "
+                                       f"{ckpt.with_name(name)}\n")
+    assert ckpt.read_bytes() == before and not (run / "results").exists()
+
+
 def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkeypatch, capsys):
     """JSON has no NaN: a strict reader refused sweep.json's NaN."""
     run = copy_run(run, tmp_path)
