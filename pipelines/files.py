@@ -361,8 +361,9 @@ def _size(data, path):
 
 def _over_limit(w, h, max_pixels):
     if w * h > max_pixels:
+        # Said for both callers: the command line's user read only make_loader's argument, not train's option.
         return (f"{w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-                "(raise it with make_loader(max_pixels=...))")
+                "(raise it with train's --max_pixels, or max_pixels= in Python)")
     return None
 
 

@@ -144,8 +144,10 @@ def test_pixel_limit_from_the_header(tmp_path, backend, caplog):
     (tmp_path / "train/bomb.png").write_bytes(bomb_png())
     kw = {"batch_size": 1, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0,
           "shuffle": False}
-    with pytest.raises(DatasetError, match=r"bomb.png: 20000x6000 = 120,000,000 pixels, over the limit "
-                                           r"of 50,000,000 \(raise it with make_loader\(max_pixels="):
+    # the command line's option named too (it said make_loader(max_pixels=...) alone)
+    with pytest.raises(DatasetError, match=r"bomb.png: 20000x6000 = 120,000,000 pixels, over the limit of "
+                                           r"50,000,000 \(raise it with train's --max_pixels, or max_pixels= in "
+                                           r"Python\)"):
         make_loader(tmp_path, **kw)
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
         loader = make_loader(tmp_path, skip_bad=True, **kw)
