@@ -166,9 +166,15 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
 
 def _run_of(path) -> Path | None:
     """The run folder of a checkpoint named on the command line: a run folder itself, or the run of
-    <run>/checkpoints/X.pt; None for a checkpoint outside a run (pretrained/NAME.pt)."""
+    <run>/checkpoints/X.pt or of <run>/checkpoints/abandoned_after_step_<N>/X.pt (a resume going back set
+    it aside, and says to go on from it with --resume FILE --out NEW: read as outside a run, it took the demo
+    preset's options and was refused for differences never chosen); None for a checkpoint outside a run."""
+    from .checkpoint import ABANDONED
     path = Path(path)
-    return path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+    if path.is_dir():
+        return path
+    folder = path.parent.parent if path.parent.name.startswith(ABANDONED) else path.parent
+    return folder.parent if folder.name == "checkpoints" else None
 
 
 def _resumed_run(args, out) -> Path | None:

@@ -798,6 +798,23 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
     assert json.loads(capsys.readouterr().out)["out"] == "runs/bicyclegan"
 
 
+def test_a_checkpoint_set_aside_by_a_resume_going_back_continues_into_a_new_folder(tmp_path, data, capsys):
+    # The note of a resume that goes back says to go on from a checkpoint it moved aside with --resume FILE
+    # --out NEW; read as a checkpoint outside a run, that took the demo preset's options and was refused for a
+    # dozen differences never chosen (lr, batch_size, ngf...).
+    old = tmp_path / "old"
+    Trainer(tiny_cfg(old, data, max_steps=12, niter=2, save_every=100, save_epoch_freq=1, sample_every=100),
+            progress=False).train()
+    assert main(["train", "--out", str(old), "--epoch", "1", "--max_steps", "5", "--no-progress"]) == 0
+    aside = old / "checkpoints" / "abandoned_after_step_4" / "epoch_2.pt"  # (step 8)
+    assert f"moved to {aside.parent}" in capsys.readouterr().err
+    new = tmp_path / "new"
+    assert main(["train", "--resume", str(aside), "--out", str(new), "--max_steps", "12", "--no-progress"]) == 0
+    assert [json.loads(line)["step"] for line in (new / "log.jsonl").read_text().splitlines()] == [9, 10, 11, 12]
+    expected = {**json.loads((old / "config.json").read_text()), "out": str(new), "max_steps": 12}
+    assert json.loads((new / "config.json").read_text()) == expected
+
+
 def test_a_checkpoint_continued_again_into_the_folder_of_its_first_continuation_is_refused(tmp_path, data, capsys):
     # The same command twice: the second resumed step 2 into the run the first made (steps 3-4), dropping
     # its log and grids and replacing its latest.pt on the next save.
