@@ -41,6 +41,10 @@ from PIL import Image, ImageDraw
 
 from .errors import DatasetError
 
+# In a split folder while make_demo_dataset writes it: the folder is demo data though palettes.json
+# (written last) is not there yet, so that a run interrupted there can be run again.
+_WRITING = ".demo-writing"
+
 __all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL",
            "PALETTES", "check_n_palettes", "flood_from_border", "make_demo_dataset"]
 
@@ -194,7 +198,8 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     counts.
     Also writes root/<phase>/palettes.json: {"n_palettes", "palettes": [{"background", "fill"}],
     "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed. A split folder
-    holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written.
+    holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written;
+    one this function was interrupted writing (its marker, .demo-writing, is there) is written again.
     """
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(h, w) < 16:
@@ -222,12 +227,12 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
         # A split folder that holds files but no palettes.json is not demo data written here: its
         # NNNNN.png would be overwritten and the rest of them removed (a make-demo into a dataset of
         # the user's, whose files are often named so, destroyed it). Our own temporary files aside.
+        # A split this function was interrupted writing holds its marker, and is written again.
         out = root / phase
-        if out.is_dir() and not (out / "palettes.json").is_file() and any(
+        if out.is_dir() and not (out / "palettes.json").is_file() and not (out / _WRITING).is_file() and any(
                 not f.name.endswith(".tmp") for f in out.iterdir()):
             raise DatasetError(f"{out} holds files and no palettes.json: it is not demo data, and writing the "
-                               f"demo there would overwrite or remove its images; give a new folder (or remove "
-                               f"{out}: a demo interrupted before it finished leaves one like it)")
+                               f"demo there would overwrite or remove its images; give a new folder")
     meta_palettes = [{"background": p[0].tolist(), "fill": p[1].tolist()}
                      for p in PALETTES[:n_palettes]]
     for phase, count in (("train", n_train), ("test", n_test), ("val", n_val)):
@@ -235,6 +240,7 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
         if count <= 0 and not out.is_dir():
             continue
         out.mkdir(parents=True, exist_ok=True)
+        (out / _WRITING).touch()  # before any image; removed once palettes.json is in place
         labels = {}
         for i in range(count):
             rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
@@ -250,10 +256,12 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
                 stale.unlink()
         if not count:
             (out / "palettes.json").unlink(missing_ok=True)
+            (out / _WRITING).unlink()
             if not any(out.iterdir()):
                 out.rmdir()
             continue
         meta = {"n_palettes": n_palettes, "palettes": meta_palettes, "files": labels}
         (out / ".palettes.json.tmp").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         os.replace(out / ".palettes.json.tmp", out / "palettes.json")
+        (out / _WRITING).unlink()
     return root

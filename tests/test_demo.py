@@ -407,3 +407,26 @@ def test_make_demo_into_a_dataset_of_other_images_is_refused_and_leaves_it_alone
     assert main(["make-demo", str(tmp_path / "d"), "--size", "16", "--n_train", "3", "--n_test", "1"]) == 0
     assert main(["make-demo", str(tmp_path / "d"), "--size", "16", "--n_train", "2", "--n_test", "1"]) == 0
     assert sorted(f.name for f in (tmp_path / "d" / "train").iterdir()) == ["00000.png", "00001.png", "palettes.json"]
+
+
+def test_a_make_demo_interrupted_mid_split_is_run_again(tmp_path, monkeypatch):
+    """A split the demo was interrupted writing (images, no palettes.json yet) is the demo's own: the
+    same command run again finishes it, rather than being refused as a folder of other images."""
+    import bicyclegan.pipelines.demo as demo
+    render, calls = demo._render_pair, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return render(*args)
+
+    monkeypatch.setattr(demo, "_render_pair", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_dataset(tmp_path / "d", n_train=4, n_test=1, size=16)
+    train = tmp_path / "d" / "train"
+    assert sorted(f.name for f in train.iterdir()) == [".demo-writing", "00000.png", "00001.png"]
+    monkeypatch.setattr(demo, "_render_pair", render)
+    make_demo_dataset(tmp_path / "d", n_train=4, n_test=1, size=16)
+    assert sorted(f.name for f in train.iterdir()) == [f"{i:05d}.png" for i in range(4)] + ["palettes.json"]
+    assert sorted(f.name for f in (tmp_path / "d" / "test").iterdir()) == ["00000.png", "palettes.json"]
