@@ -279,6 +279,24 @@ def test_import_official_matches_by_order_and_checks_shapes(tmp_path, capsys):
                            tmp_path / "G.pth")
 
 
+def test_import_official_replaces_an_import_but_not_a_trained_checkpoint(tmp_path, capsys):
+    # `--out runs/x/checkpoints/latest.pt` replaced a run's trained weights with the files'; an earlier
+    # import (its "imported" list says so) may still be imported again.
+    from bicyclegan.engine import BicycleGAN, build_generator, make_config, save_checkpoint
+    torch.save(build_generator(ModelConfig(**TINY)).state_dict(), tmp_path / "G.pth")
+    args = ["import-official", "--G", str(tmp_path / "G.pth"), *[f"--{k}={v}" for k, v in TINY.items()], "--out"]
+    out = tmp_path / "imported.pt"
+    assert main([*args, str(out)]) == 0 and main([*args, str(out)]) == 0
+    trained = save_checkpoint(BicycleGAN(make_config("reference", **TINY)), tmp_path / "latest.pt", step=7)
+    before = trained.read_bytes()
+    capsys.readouterr()
+    assert main([*args, str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {trained} is a checkpoint that train wrote (step 7), which the import would replace; give " \
+           f"another file to write, e.g. {tmp_path / 'imported.pt'}" in err
+    assert trained.read_bytes() == before
+
+
 def test_a_resumed_runs_log_lines_average_the_steps_an_uninterrupted_runs_do(tmp_path, demo_root):
     # Checkpoints fall inside log intervals (an epoch's end, a run's last step): the first line after
     # resuming averaged only the steps after the checkpoint (G_GAN 1.658 where the run had 1.620).
