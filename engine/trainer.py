@@ -39,6 +39,7 @@ from .checkpoint import (
     check_compatible,
     check_same_networks,
     continue_option,
+    digest,
     epoch_name,
     find_checkpoint,
     peek_checkpoint,
@@ -645,12 +646,13 @@ class Trainer:
         The checkpoint becomes the run's latest.pt; the checkpoints written past it are moved aside
         (_set_aside_later_checkpoints). Rank 0's (main_decides)."""
         from .report import grid_step, run_grids
-        self._set_aside_later_checkpoints()
+        moved = self._set_aside_later_checkpoints()
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
         for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
             path = self.run_dir / name
+            keep = []  # (after the loop: the evaluation log's kept lines)
             if path.exists():
                 keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
                 write_text(path, "".join(ln + "\n" for ln in keep), what=what)
@@ -658,6 +660,8 @@ class Trainer:
         best = self.run_dir / "checkpoints" / BEST
         if best.exists():
             self.best = peek_checkpoint(best, "best")[0]
+        elif BEST in moved and self.cfg.keep_best:
+            self._best_from_resumed(keep)
         if self.resume_path.resolve() != self.ckpt_path.resolve():
             # Now, not at the first save: a run gone back to an earlier checkpoint (--epoch N) and killed
             # before it was continued by a plain --resume from the later latest.pt, past the log lines
@@ -666,7 +670,24 @@ class Trainer:
                 atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
                              error=CheckpointError)
 
-    def _set_aside_later_checkpoints(self) -> None:
+    def _best_from_resumed(self, eval_lines) -> None:
+        """best.pt again from the checkpoint resumed from, where its step's evaluation was marked best: a
+        run gone back to that step set aside the later best.pt, and the next evaluation, however worse,
+        became best.pt while the log still marked this step's (a better value, whose weights the run has).
+        The checkpoint's contents with the mark best.pt carries (rank 0's, as _truncate_log)."""
+        key = self.cfg.keep_best
+        rows = [json.loads(ln) for ln in eval_lines if math.isfinite(_log_step(ln))]
+        row = next((r for r in reversed(rows) if r["step"] == self.step), None)
+        if row is None or row.get("best") != key or not isinstance(row.get(key), (int, float)):
+            return
+        state = read_checkpoint(self.resume_path)
+        state["best"] = {"measure": key, "value": row[key], "step": self.step}
+        state["digest"] = digest(state)
+        atomic_write(self.run_dir / "checkpoints" / BEST, lambda f: torch.save(state, f), what="checkpoint",
+                     error=CheckpointError)
+        self.best = state["best"]
+
+    def _set_aside_later_checkpoints(self) -> list[str]:
         """Move the checkpoints written past the step resumed from (a run gone back to its epoch_N.pt: the
         later epoch_M.pt, latest.pt and best.pt of the continuation it abandons) into a folder of their
         own, checkpoints/abandoned_after_step_<step>/, and say so. Left in place, epoch_M.pt stayed until
@@ -684,7 +705,7 @@ class Trainer:
                 if step is None or step > self.step:
                     later.append(path)
         if not later:
-            return
+            return []
         aside = abandoned_folder(folder, self.step)
         try:
             aside.mkdir()
@@ -697,6 +718,7 @@ class Trainer:
         print(f"note: {self.resume_path.name} is at step {self.step}; the checkpoints written past it "
               f"({', '.join(p.name for p in later)}) are moved to {aside}, so that those in {folder} are this "
               f"run's (train on from one of them with --resume FILE --out NEW)", file=sys.stderr)
+        return [path.name for path in later]
 
     def _prepare_validation(self) -> None:
         """Rank 0's: the evaluation of the grids' split made ready (every option checked, the metric

@@ -250,6 +250,27 @@ def test_a_resume_drops_later_evaluations_and_a_later_best_pt(tmp_path, data, mo
     assert _best(run) == (8, {"measure": "coverage", "value": 0.6, "step": 8}) and t.best == _best(run)[1]
 
 
+def test_going_back_to_the_step_of_a_best_evaluation_keeps_it_best(tmp_path, data, monkeypatch):
+    # Best at step 4 (the step resumed from), then at step 6: going back to step 4 set step 6's best.pt
+    # aside, and step 6's next evaluation, worse than step 4's, became best.pt while the log still marked
+    # step 4's line. Step 4's weights are the checkpoint resumed from: best.pt is written again from it.
+    run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.3}, {"coverage": 0.5}, {"coverage": 0.9}])
+    resumed = read_checkpoint(run / "checkpoints" / "epoch_1.pt")
+    t = Trainer(tiny_cfg(run, data, max_steps=8, **kw), epoch=1, progress=False)
+    assert peek_checkpoint(run / "checkpoints" / "abandoned_after_step_4" / "best.pt", "step") == (6,)
+    assert _best(run) == (4, {"measure": "coverage", "value": 0.5, "step": 4}) and t.best == _best(run)[1]
+    best = read_checkpoint(run / "checkpoints" / "best.pt")  # (read_checkpoint checks its digest)
+    for name, sd in resumed["nets"].items():
+        for k, v in sd.items():
+            assert torch.equal(best["nets"][name][k], v), (name, k)
+    values = {6: {"coverage": 0.45}, 8: {"coverage": 0.6}}
+    _scripted(monkeypatch, lambda: (t, values))
+    t.train()
+    assert [(r["step"], r.get("best")) for r in read_lines(run / "eval_log.jsonl")] == [
+        (2, "coverage"), (4, "coverage"), (6, None), (8, "coverage")]
+    assert _best(run) == (8, {"measure": "coverage", "value": 0.6, "step": 8})
+
+
 def test_the_report_rings_no_best_once_a_resume_removed_best_pt(tmp_path, data, monkeypatch):
     run, kw = _resumable(tmp_path, data, monkeypatch, [{"coverage": 0.5}, {"coverage": 0.3}, {"coverage": 0.9}])
     assert "at step 6, kept as checkpoints/best.pt" in (run / "report.html").read_text()
