@@ -65,6 +65,17 @@ NZ_TRAIN = [REL + "train_refuses_eval_samples_given_for_a_model_without_z_before
             "tests/test_user_paths.py::test_counts_of_one_read_as_one"]
 NZ_EVAL = ["tests/test_commands.py::test_n_samples_for_a_model_without_z_is_refused_before_any_evaluation_is_built"]
 PHASE = ["tests/test_user_paths.py::test_a_phase_that_is_not_a_split_of_the_dataset_is_refused"]
+# the user-path audit of 2026-12-04: outputs that replaced checkpoints or datasets, a set-aside checkpoint
+# continued, keep_best gone back to a best step
+EX, SW, DM = "engine/export.py", "engine/sweep.py", "pipelines/demo.py"
+OVER_EXPORT = ["tests/test_export.py::test_an_out_that_is_a_checkpoint_is_refused_and_left_as_it_was"]
+OVER_JSON = ["tests/test_sweep.py::test_a_json_that_is_a_checkpoint_is_refused_and_left_as_it_was"]
+OVER_IMPORT = ["tests/test_trainer.py::test_import_official_replaces_an_import_but_not_a_trained_checkpoint"]
+DEMO_INTO = ["tests/test_demo.py::test_make_demo_into_a_dataset_of_other_images_is_refused_and_leaves_it_alone",
+             "tests/test_demo.py::test_a_make_demo_interrupted_mid_split_is_run_again"]
+SET_ASIDE = ["tests/test_user_paths.py::test_a_checkpoint_set_aside_by_a_resume_going_back_continues_into_a_new_folder"]
+BACK_BEST = ["tests/test_validation.py::test_going_back_to_the_step_of_a_best_evaluation_keeps_it_best",
+             "tests/test_validation.py::test_a_resume_drops_later_evaluations_and_a_later_best_pt"]
 SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
@@ -278,6 +289,19 @@ MUTANTS = [
     # a model without z: train's --eval_samples and evaluate's --n_samples refused before anything is built
     ('NZ01', CLI, 'is not None and n > 1 and not cfg.model.nz:', 'is not None and n > 1:', NZ_TRAIN),
     ('NZ02', CLI, '        d.main_decides(refuse)\n', '', NZ_EVAL),
+    ('UA01', EX, '    if is_checkpoint(out):', '    if False:', OVER_EXPORT),
+    ('UA02', CK, '        return Path(path).is_file() and peek_checkpoint(path) == ()',
+     '        return Path(path).is_file() and peek_checkpoint(path, "imported") == (None,)', OVER_EXPORT + OVER_JSON),
+    ('UA03', CLI, '        refuse_checkpoint_json(args.json, "eval.json")', '        pass', OVER_JSON),
+    ('UA04', SW, '            refuse_checkpoint_json(json_path, "sweep.json")', '            pass', OVER_JSON),
+    ('UA05', CLI, 'if is_checkpoint(args.out) and peek_checkpoint(args.out, "imported") == (None,):',
+     'if is_checkpoint(args.out):', OVER_IMPORT),
+    ('UA06', DM, 'and not (out / _WRITING).is_file() and any(', 'and any(', DEMO_INTO),
+    ('UA07', DM, 'not f.name.endswith(".tmp") for f in out.iterdir()):', 'False for f in out.iterdir()):', DEMO_INTO),
+    ('UA08', CLI, 'if path.parent.name.startswith(ABANDONED) else path.parent',
+     'if path.parent.name == ABANDONED else path.parent', SET_ASIDE),
+    ('UA09', T, '        elif BEST in moved and self.cfg.keep_best:', '        elif False:', BACK_BEST),
+    ('UA10', T, 'if row is None or row.get("best") != key or', 'if row is None or', BACK_BEST),
 ]
 
 if __name__ == "__main__":
