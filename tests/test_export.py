@@ -280,6 +280,15 @@ def test_an_out_that_is_a_checkpoint_is_refused_and_left_as_it_was(checkpoint, t
     assert capsys.readouterr().err.startswith(f"bicyclegan export: OutputError: {ckpt} is a bicyclegan checkpoint, "
                                               f"which the export would replace; give another file to write")
     assert ckpt.read_bytes() == checkpoint.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+    # an import-official checkpoint (its "imported" list) is one too
+    from bicyclegan.engine import load_checkpoint, save_checkpoint
+    imported = save_checkpoint(load_checkpoint(ckpt, training=True), tmp_path / "imported.pt",
+                               extra={"imported": ["G"]})
+    before = imported.read_bytes()
+    assert main(["export", str(ckpt), "--out", str(imported), "--format", "pt2"]) == 2
+    assert f"OutputError: {imported} is a bicyclegan checkpoint" in capsys.readouterr().err
+    assert imported.read_bytes() == before
+    imported.unlink()
     # an earlier export of that name is replaced, as before
     assert main(["export", str(ckpt), "--out", str(tmp_path / "g.pt"), "--format", "pt2", "--no-verify"]) == 0
     assert main(["export", str(ckpt), "--out", str(tmp_path / "g.pt"), "--format", "pt2", "--no-verify"]) == 0
