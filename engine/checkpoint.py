@@ -95,6 +95,12 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
              "rng": rng_state(model.device), **model.training_state(), **(extra or {})}
+    return write_state(state, path)
+
+
+def write_state(state: dict, path) -> Path:
+    """Write a checkpoint's contents (save_checkpoint's, or read_checkpoint's with an entry changed) with
+    their digest, atomically: the file at `path` is the old one or the new one, whole."""
     state["digest"] = digest(state)
     return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", error=CheckpointError)
 

@@ -561,10 +561,10 @@ def build_download_parser(sub) -> None:
 def cmd_import_official(args) -> int:
     from .checkpoint import is_checkpoint, peek_checkpoint, save_checkpoint
     from .official import import_official
-    if is_checkpoint(args.out) and peek_checkpoint(args.out, "imported") == (None,):
-        # A checkpoint train wrote (an import's has its "imported" list, and may be imported again):
-        # `--out runs/x/checkpoints/latest.pt` replaced a run's trained weights with the files'.
-        (step,) = peek_checkpoint(args.out, "step")
+    # A checkpoint train wrote (an import's has its "imported" list, and may be imported again):
+    # `--out runs/x/checkpoints/latest.pt` replaced a run's trained weights with the files'.
+    if is_checkpoint(args.out) and (found := peek_checkpoint(args.out, "imported", "step"))[0] is None:
+        step = found[1]
         raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
     if args.preset:  # the authors' model: its options and its test script's data settings

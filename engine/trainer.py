@@ -39,7 +39,6 @@ from .checkpoint import (
     check_compatible,
     check_same_networks,
     continue_option,
-    digest,
     epoch_name,
     find_checkpoint,
     peek_checkpoint,
@@ -48,6 +47,7 @@ from .checkpoint import (
     save_checkpoint,
     saved_epochs,
     set_rng_state,
+    write_state,
 )
 from .config import TrainConfig, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
@@ -650,18 +650,18 @@ class Trainer:
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
+        kept = {}
         for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
             path = self.run_dir / name
-            keep = []  # (after the loop: the evaluation log's kept lines)
             if path.exists():
-                keep = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
-                write_text(path, "".join(ln + "\n" for ln in keep), what=what)
+                kept[name] = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
+                write_text(path, "".join(ln + "\n" for ln in kept[name]), what=what)
         # best.pt of the discarded steps, which holds weights this run will not have had, is set aside above.
         best = self.run_dir / "checkpoints" / BEST
         if best.exists():
             self.best = peek_checkpoint(best, "best")[0]
         elif BEST in moved and self.cfg.keep_best:
-            self._best_from_resumed(keep)
+            self._best_from_resumed(kept.get(EVAL_LOG, []))
         if self.resume_path.resolve() != self.ckpt_path.resolve():
             # Now, not at the first save: a run gone back to an earlier checkpoint (--epoch N) and killed
             # before it was continued by a plain --resume from the later latest.pt, past the log lines
@@ -682,9 +682,7 @@ class Trainer:
             return
         state = read_checkpoint(self.resume_path)
         state["best"] = {"measure": key, "value": row[key], "step": self.step}
-        state["digest"] = digest(state)
-        atomic_write(self.run_dir / "checkpoints" / BEST, lambda f: torch.save(state, f), what="checkpoint",
-                     error=CheckpointError)
+        write_state(state, self.run_dir / "checkpoints" / BEST)
         self.best = state["best"]
 
     def _set_aside_later_checkpoints(self) -> list[str]:

@@ -59,19 +59,24 @@ def _empty_norm(x, weight, bias):
     return y.to(x.dtype)
 
 
+def _instance_norm_call(x):
+    """torch.instance_norm, or for a batch of one sample torch.batch_norm (same arguments): a sample is its
+    own batch_norm, which instance_norm calls on a view of it; called directly, since through those views
+    a dense channels_last gradient gets wrong dx, dweight and dbias on the CPU (torch 2.13; as
+    nn.InstanceNorm2d does). Eager only: a graph traced at batch 1 (torch.jit.trace) must stay an
+    instance norm for the batch sizes it is run at later, and compiled or exported graphs keep the
+    instance_norm they had."""
+    one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return torch.batch_norm if one else torch.instance_norm
+
+
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
     if x.numel() == 0:
         return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=True)
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
-    # A batch of one sample is its own batch_norm, which instance_norm calls on a view of it: called
-    # directly, since through those views a dense channels_last gradient gets wrong dx, dweight and
-    # dbias on the CPU (torch 2.13; as nn.InstanceNorm2d does). Eager only: a graph traced at batch
-    # 1 (torch.jit.trace) must stay an instance norm for the batch sizes it is run at later, and
-    # compiled or exported graphs keep the instance_norm they had.
-    one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-    norm = torch.batch_norm if one else torch.instance_norm
+    norm = _instance_norm_call(x)
     if (weight is None) != (bias is None):
         # One of the two: cuDNN's backward fails on the missing one ("tensor does not have a device",
         # torch 2.11 on CUDA); the identity in its place changes no value and no gradient.
@@ -171,15 +176,10 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             # training mode, the running statistics in eval mode.
             stats, params = (self.running_mean, self.running_var), (self.weight, self.bias)
             rest = (self.training, 0.0 if self.momentum is None else self.momentum, self.eps)
-            # At batch 1 that call is batch_norm on views of the sample, whose CPU backward misreads a
-            # dense channels_last gradient (torch 2.13; see instance_norm_act_ref): batch_norm on the
-            # sample itself, the same statistics and running-statistics update. Eager only, as there;
-            # a 1 x 1 plane in training keeps F.instance_norm, for its error.
-            if (x.shape[0] == 1 and (x.shape[2] * x.shape[3] > 1 or not self.training)
-                    and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
-                y = torch.batch_norm(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
-            else:
-                y = F.instance_norm(x, *stats, *params, *rest)
+            if self.training and x.shape[2] * x.shape[3] == 1:
+                y = F.instance_norm(x, *stats, *params, *rest)  # for its refusal of a 1 x 1 plane in training
+            else:  # (at batch 1 batch_norm on the sample itself: the same statistics and running-statistics update)
+                y = _instance_norm_call(x)(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
             return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
         return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl,
                                  self.double_backward)
