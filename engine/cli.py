@@ -19,9 +19,17 @@ from pathlib import Path
 
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
-from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig
+from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig, refuse_unused_sizes
 from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError, RankLostError
-from .presets import PRESETS, TEST_SCRIPTS, describe_preset, make_config, pretrained_config, suggest_preset
+from .presets import (
+    PRESETS,
+    TEST_SCRIPTS,
+    default_preset,
+    describe_preset,
+    make_config,
+    pretrained_config,
+    suggest_preset,
+)
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -216,8 +224,19 @@ def resolve_config(args) -> TrainConfig:
         # run's weights chooses its own discriminators (the source's fresh_D told how it began).
         cfg = run_config(run, {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given})
         if cfg is not None:
-            return _check_evaluation_options(given, cfg)
-    return _check_evaluation_options(given, make_config(None if args.preset == "auto" else args.preset, **given))
+            return _check_given(given, cfg, f"as in {run / 'config.json'}")
+    preset = default_preset(given.get("dataroot")) if args.preset == "auto" else args.preset
+    return _check_given(given, make_config(preset, **given), f"the {preset} preset's")
+
+
+def _check_given(given: dict, cfg: TrainConfig, whose: str) -> TrainConfig:
+    """Refuse options given on this command line that change nothing in `cfg` (whose: where its preprocess
+    came from, when not given): a --load_size its preprocess does not use, as sample refuses it (crop_size is
+    used under every preprocess in training: it sizes the networks, e.g. the depth of netG unet), and the
+    evaluations' options without evaluations. Only options given: a preset's or a resumed run's are not."""
+    refuse_unused_sizes(cfg.data.preprocess, {"load_size": given.get("load_size")},
+                        "as given" if "preprocess" in given else whose)
+    return _check_evaluation_options(given, cfg)
 
 
 # The files of each metric's networks (evaluate's options, and train's for its evaluations)

@@ -16,6 +16,7 @@ from typing import Optional
 
 from bicyclegan.kernels import IMPLS
 from bicyclegan.pipelines import BACKENDS, DIRECTIONS, MAX_PIXELS, PREPROCESS
+from bicyclegan.pipelines.spec import CROPPING, RESIZING
 
 from .errors import ConfigError
 
@@ -234,6 +235,22 @@ class DataConfig:
         if self.load_size < max(model.size) and self.preprocess == "resize_and_crop":
             raise ConfigError(f"load_size={self.load_size} is smaller than the crop "
                               f"{model.size[0]}x{model.size[1]}; use load_size >= {max(model.size)}")
+
+
+# The size options each preprocess mode uses: under another mode a size is taken and changes nothing
+# (every file comes out as without it).
+SIZES_USED = {"load_size": (RESIZING, "resize to"), "crop_size": (CROPPING, "crop to")}
+
+
+def refuse_unused_sizes(preprocess: str, sizes: dict, whose: str) -> None:
+    """Refuse a size given (sizes: {"load_size" or "crop_size": value, None where not given}) that
+    `preprocess` does not use; whose: where that preprocess came from ("as given", the model's...).
+    The one rule of train's --load_size and of sample's, interpolate's and serve's sizes."""
+    for name, value in sizes.items():
+        modes, verb = SIZES_USED[name]
+        if value is not None and preprocess not in modes:
+            raise ConfigError(f"{name}={value} changes nothing under preprocess={preprocess} ({whose}): only "
+                              f"{', '.join(modes)} {verb} it; give one of them as preprocess, or leave {name} out")
 
 
 @dataclass

@@ -28,9 +28,8 @@ from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
-from bicyclegan.pipelines.spec import CROPPING, RESIZING
 
-from .config import DataConfig, ModelConfig, TrainConfig, split_fields
+from .config import DataConfig, ModelConfig, TrainConfig, refuse_unused_sizes, split_fields
 from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError
 
 if dist.is_available():
@@ -514,14 +513,8 @@ def with_data_settings(cfg: TrainConfig, *, direction: str | None = None, load_s
     given = {k: v for k, v in dict(direction=direction, load_size=load_size, preprocess=preprocess).items()
              if v is not None}
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **given))
-    # A size the preprocess does not use was taken and changed nothing (every file as without it)
-    mode = cfg.data.preprocess
-    for name, value, modes, verb in (("load_size", load_size, RESIZING, "resize to"),
-                                     ("crop_size", crop_size, CROPPING, "crop to")):
-        if value is not None and mode not in modes:
-            raise ConfigError(f"{name}={value} changes nothing under preprocess={mode} ("
-                              f"{'as given' if preprocess else 'as the model was trained'}): only "
-                              f"{', '.join(modes)} {verb} it; give one of them as preprocess, or leave {name} out")
+    refuse_unused_sizes(cfg.data.preprocess, {"load_size": load_size, "crop_size": crop_size},
+                        "as given" if preprocess else "as the model was trained")
     net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=cfg.model.unet_depth)
               if crop_size is not None else cfg.model)
     cfg.data.check_fits(net_in)

@@ -586,7 +586,7 @@ def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, d
     run = tmp_path / "run"
     argv = ["train", "--dataroot", str(data), "--out", str(run), "--no-progress", "--lr", "1e6",
             "--max_steps", "20", "--log_every", "1", "--save_every", "1", "--num_workers", "0",
-            "--preprocess", "none", "--load_size", "32", "--batch_size", "4",
+            "--preprocess", "none", "--batch_size", "4",
             *[f"--{k}={v}" for k, v in TINY.items()]]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -895,7 +895,7 @@ def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsy
     # --no-progress ("no progress bar") also hid "training on ..." and the data line.
     out = tmp_path / "q"
     args = ["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot", str(data),
-            "--out", str(out), "--batch_size", "4", "--load_size", "32", "--preprocess", "none", "--backend", "torch",
+            "--out", str(out), "--batch_size", "4", "--preprocess", "none", "--backend", "torch",
             "--num_workers", "0", "--niter", "1", "--niter_decay", "1", "--max_steps", "2", "--log_every", "1"]
     assert main([*args, "--no-progress"]) == 0
     err = capsys.readouterr().err
@@ -913,8 +913,8 @@ def test_training_says_when_impl_auto_runs_torchs_layers(tmp_path, data, capsys,
 
     def train(out, impl):
         return main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--impl", impl,
-                     "--dataroot", str(data), "--out", str(tmp_path / out), "--batch_size", "4", "--load_size",
-                     "32", "--preprocess", "none", "--backend", "torch", "--num_workers", "0", "--niter", "1",
+                     "--dataroot", str(data), "--out", str(tmp_path / out), "--batch_size", "4",
+                     "--preprocess", "none", "--backend", "torch", "--num_workers", "0", "--niter", "1",
                      "--niter_decay", "1", "--max_steps", "1", "--no-progress"])
     assert train("ref", "ref") == 0
     assert "impl auto" not in capsys.readouterr().err
@@ -933,7 +933,7 @@ def test_the_data_line_says_how_many_samples_each_epoch_leaves_out(tmp_path, dat
     def train(batch_size):
         return main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot",
                      str(data), "--out", str(tmp_path / str(batch_size)), "--batch_size", str(batch_size),
-                     "--load_size", "32", "--preprocess", "none", "--backend", "torch", "--num_workers", "0",
+                     "--preprocess", "none", "--backend", "torch", "--num_workers", "0",
                      "--niter", "1", "--niter_decay", "1", "--max_steps", "1", "--no-progress"])
     assert train(6) == 0
     assert ("data: 16 samples, 2 batches an epoch (4 left out each epoch, the end of its shuffled order: batches "
@@ -948,7 +948,7 @@ def test_counts_of_one_read_as_one(tmp_path, data, capsys, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     out = tmp_path / "one"
     assert main(["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot", str(data),
-                 "--out", str(out), "--batch_size", "4", "--max_dataset_size", "5", "--load_size", "32",
+                 "--out", str(out), "--batch_size", "4", "--max_dataset_size", "5",
                  "--preprocess", "none", "--backend", "torch", "--num_workers", "1", "--niter", "1",
                  "--niter_decay", "1", "--max_steps", "1", "--eval_every", "1", "--eval_num", "1",
                  "--eval_samples", "2", "--no-progress"]) == 0
@@ -1122,3 +1122,38 @@ def test_a_phase_that_is_not_a_split_of_the_dataset_is_refused(run, data, tmp_pa
             f"it: val, test): give the folder to read as dataroot (--dataroot)")
     assert not (run / "data").exists() and not {"index.html", "images", "path.json"} & {
         p.name for p in (run / "results").glob("*")}
+
+
+def test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does(tmp_path, run, capsys):
+    """train took --load_size under preprocess crop or none and changed nothing (every image as without it),
+    where sample refused it. Refused when given on the command line, whichever gave the preprocess; a preset's
+    or a resumed run's load_size is not (the demo preset's 32 under none, the tiny run's)."""
+    unused = ("load_size={} changes nothing under preprocess={} ({}): only resize_and_crop, scale_width, "
+              "scale_width_and_crop resize to it; give one of them as preprocess, or leave load_size out")
+    out = tmp_path / "new"
+    cases = [(["--dataroot", str(tmp_path), "--preprocess", "crop", "--load_size", "64"], (64, "crop", "as given")),
+             (["--dataroot", str(tmp_path), "--preprocess", "none", "--load_size", "32"], (32, "none", "as given")),
+             (["--load_size", "48"], (48, "none", "the demo preset's")),  # (no --dataroot: the demo preset)
+             (["--preset", "reference", "--preprocess", "crop", "--load_size", "286"], (286, "crop", "as given")),
+             (["--init_from", str(run), "--load_size", "32"], (32, "none", f"as in {run / 'config.json'}"))]
+    for options, said in cases:
+        for dry in ([], ["--dry-run"]):
+            assert main(["train", "--out", str(out), *options, *dry, "--no-progress"]) == 2, options
+            assert capsys.readouterr().err == f"bicyclegan train: ConfigError: {unused.format(*said)}\n"
+    # the run's own folder resumed with it: the run's preprocess, named as its config.json's
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
+    assert main(["train", "--out", str(run), "--resume", "--load_size", "32", "--no-progress"]) == 2
+    assert unused.format(32, "none", f"as in {run / 'config.json'}") in capsys.readouterr().err
+    assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    assert not out.exists()
+    # Taken where the preprocess uses it, and not refused where it was not given (the preset's, the run's own)
+    for options, load_size in ((["--dataroot", str(tmp_path), "--preprocess", "scale_width", "--load_size", "40"], 40),
+                               (["--dataroot", str(tmp_path), "--preprocess", "crop"], 286),
+                               (["--preprocess", "none"], 32),
+                               ([], 32),
+                               (["--init_from", str(run)], 32)):
+        assert main(["train", "--out", str(out), *options, "--dry-run"]) == 0, options
+        assert json.loads(capsys.readouterr().out)["data"]["load_size"] == load_size
+    # crop_size is train's under every preprocess: it sizes the networks (here the depth of netG unet)
+    assert main(["train", "--out", str(out), "--preprocess", "none", "--crop_size", "64", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["crop_size"] == 64

@@ -77,6 +77,7 @@ SET_ASIDE = ["tests/test_user_paths.py::test_a_checkpoint_set_aside_by_a_resume_
 BACK_BEST = ["tests/test_validation.py::test_going_back_to_the_step_of_a_best_evaluation_keeps_it_best",
              "tests/test_validation.py::test_a_resume_drops_later_evaluations_and_a_later_best_pt"]
 SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
+TRAIN_SIZES = ["tests/test_user_paths.py::test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -256,17 +257,18 @@ MUTANTS = [
      'if phase and (Path(phase).is_absolute() or', PHASE),
     ('PH03', RT, 'or ".." in Path(phase).parts):',
      'or ".." in Path(phase).parts[:1]):', PHASE),
-    # with_data_settings: a --load_size or --crop_size the preprocess does not use
-    ('LS01', RT, 'if value is not None and mode not in modes:',
-     'if value is not None and mode in modes:', SIZES),
-    ('LS02', RT, 'if value is not None and mode not in modes:',
-     'if mode not in modes:', SIZES),
-    ('LS03', RT, '("load_size", load_size, RESIZING, "resize to")',
-     '("load_size", load_size, CROPPING, "resize to")', SIZES),
-    ('LS04', RT, '("crop_size", crop_size, CROPPING, "crop to")',
-     '("crop_size", crop_size, RESIZING, "crop to")', SIZES),
-    ('LS05', RT, "{'as given' if preprocess else 'as the model was trained'}",
-     "{'as the model was trained' if preprocess else 'as given'}", SIZES),
+    # with_data_settings: a --load_size or --crop_size the preprocess does not use (the rule now
+    # config.refuse_unused_sizes, which train's --load_size shares: CL03-CL05)
+    ('LS01', CFG, 'if value is not None and preprocess not in modes:',
+     'if value is not None and preprocess in modes:', SIZES),
+    ('LS02', CFG, 'if value is not None and preprocess not in modes:',
+     'if preprocess not in modes:', SIZES),
+    ('LS03', CFG, '"load_size": (RESIZING, "resize to")',
+     '"load_size": (CROPPING, "resize to")', SIZES),
+    ('LS04', CFG, '"crop_size": (CROPPING, "crop to")',
+     '"crop_size": (RESIZING, "crop to")', SIZES),
+    ('LS05', RT, '"as given" if preprocess else "as the model was trained"',
+     '"as the model was trained" if preprocess else "as given"', SIZES),
     ('LS06', SP, 'RESIZING = ("resize_and_crop", "scale_width", "scale_width_and_crop")',
      'RESIZING = ("resize_and_crop", "scale_width")', SIZES),
     # interpolate's options without a default, so that the refusals above can tell whether they were given
@@ -302,6 +304,12 @@ MUTANTS = [
      'if path.parent.name == ABANDONED else path.parent', SET_ASIDE),
     ('UA09', T, '        elif BEST in moved and self.cfg.keep_best:', '        elif False:', BACK_BEST),
     ('UA10', T, 'if row is None or row.get("best") != key or', 'if row is None or', BACK_BEST),
+    # the train command's review: a --load_size its preprocess does not use, refused only where given
+    ('CL03', CLI, '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": given.get("load_size")},',
+     '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": None},', TRAIN_SIZES),
+    ('CL04', CLI, '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": given.get("load_size")},',
+     '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": cfg.data.load_size},', TRAIN_SIZES),
+    ('CL05', CLI, '"as given" if "preprocess" in given else whose)', 'whose)', TRAIN_SIZES),
 ]
 
 if __name__ == "__main__":
