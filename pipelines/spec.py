@@ -80,6 +80,8 @@ class LoaderSpec:
         if rh < 1 or rw < 1:
             return f"size {w}x{h} resizes to nothing under preprocess={self.preprocess!r}"
         if self.crops and (rh < self.crop[0] or rw < self.crop[1]):
-            return (f"size {w}x{h} (W x H, {rw}x{rh} after resize) is smaller than "
-                    f"crop_size {self.crop[1]}x{self.crop[0]}")
+            crop = f"crop_size {self.crop[1]}x{self.crop[0]}"
+            if self.preprocess == "crop":  # the crop is taken from the image as it is ("after resize" said otherwise)
+                return f"size {w}x{h} (W x H) is smaller than {crop} (preprocess='crop' crops without resizing)"
+            return f"size {w}x{h} (W x H, {rw}x{rh} after resize) is smaller than {crop}"
         return None

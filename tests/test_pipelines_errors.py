@@ -507,7 +507,8 @@ def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("preprocess, size, reason", [
-    ("crop", (8, 18), "size 9x8 (W x H, 9x8 after resize) is smaller than crop_size 16x16"),  # a half
+    ("crop", (8, 18),  # a half
+     "size 9x8 (W x H) is smaller than crop_size 16x16 (preprocess='crop' crops without resizing)"),
     ("none", (8, 18), "size 18x8 gives 8x8 (W x H), which the checks found in no file"),
     ("crop", (16, 33), "odd width 33: cannot split into equal A | B halves"),
 ])
@@ -531,7 +532,7 @@ def test_a_file_replaced_by_another_size_after_the_checks_is_named(tmp_path, num
 
 @needs_dali
 @pytest.mark.parametrize("preprocess, size, reason", [
-    ("crop", (8, 18), "size 9x8 (W x H, 9x8 after resize) is smaller than crop_size 16x16"),
+    ("crop", (8, 18), "size 9x8 (W x H) is smaller than crop_size 16x16 (preprocess='crop' crops without resizing)"),
     ("none", (8, 18), "size 18x8 gives 8x8 (W x H), which the checks found in no file"),
     ("crop", (16, 33), "odd width 33: cannot split into equal A | B halves"),
 ])

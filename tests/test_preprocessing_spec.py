@@ -56,10 +56,20 @@ def test_load_size_equal_to_crop_size(tmp_path, size):
 def test_crop_larger_than_the_image_in_one_dimension(tmp_path, crop_size):
     one_file(tmp_path, 16, 16)
     ch, cw = crop_size
-    with pytest.raises(DatasetError, match=f"size 16x16 \\(W x H, 16x16 after resize\\) is smaller than "
-                                           f"crop_size {cw}x{ch}"):
+    # crop resizes nothing: the file's own size is what is too small ("16x16 after resize" said a step it has not)
+    with pytest.raises(DatasetError, match=f"(?m)size 16x16 \\(W x H\\) is smaller than crop_size {cw}x{ch} "
+                                           f"\\(preprocess='crop' crops without resizing\\)$"):
         load(tmp_path, preprocess="crop", load_size=16, crop_size=crop_size)
     (b,) = load(tmp_path, preprocess="crop", load_size=16, crop_size=16)
+    assert b["A"].shape == (1, 3, 16, 16)
+
+
+def test_a_crop_larger_than_the_image_scaled_to_width_says_the_scaled_size(tmp_path):
+    one_file(tmp_path, 8, 16)  # halves 16 wide, 8 high: scaled to width 32, 16 high
+    with pytest.raises(DatasetError, match=r"(?m)size 16x8 \(W x H, 32x16 after resize\) is smaller than "
+                                           r"crop_size 20x20$"):
+        load(tmp_path, preprocess="scale_width_and_crop", load_size=32, crop_size=20)
+    (b,) = load(tmp_path, preprocess="scale_width_and_crop", load_size=32, crop_size=16)
     assert b["A"].shape == (1, 3, 16, 16)
 
 

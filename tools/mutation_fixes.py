@@ -78,6 +78,8 @@ BACK_BEST = ["tests/test_validation.py::test_going_back_to_the_step_of_a_best_ev
              "tests/test_validation.py::test_a_resume_drops_later_evaluations_and_a_later_best_pt"]
 SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_refused"]
 TRAIN_SIZES = ["tests/test_user_paths.py::test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does"]
+CROP_WORDS = ["tests/test_preprocessing_spec.py::test_crop_larger_than_the_image_in_one_dimension",
+              "tests/test_preprocessing_spec.py::test_a_crop_larger_than_the_image_scaled_to_width_says_the_scaled_size"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -310,6 +312,11 @@ MUTANTS = [
     ('CL04', CLI, '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": given.get("load_size")},',
      '    refuse_unused_sizes(cfg.data.preprocess, {"load_size": cfg.data.load_size},', TRAIN_SIZES),
     ('CL05', CLI, '"as given" if "preprocess" in given else whose)', 'whose)', TRAIN_SIZES),
+    # a crop larger than the image: "after resize" said only where the preprocess resizes
+    ('CL06', SP, '            if self.preprocess == "crop":  # the crop is taken',
+     '            if False:  # the crop is taken', CROP_WORDS),
+    ('CL07', SP, '            if self.preprocess == "crop":  # the crop is taken',
+     '            if self.preprocess != "resize_and_crop":  # the crop is taken', CROP_WORDS),
 ]
 
 if __name__ == "__main__":
