@@ -152,7 +152,9 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=_at_least(1), default=None,
                    help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
                    "with --init_from RUN, start from that run's")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and exit, after the run's own checks of its folder and of the "
+                   "checkpoint it resumes or starts from (nothing written, the data not read)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
     p.add_argument("--no-eval", action="store_true",
@@ -284,6 +286,11 @@ def cmd_train(args) -> int:
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
               f"apply", file=sys.stderr)
     if args.dry_run:
+        # What the run would refuse of its folder and of the checkpoint it resumes or starts from (the same
+        # checks, reading only): a dry run printed configs the run then refused (another architecture...).
+        from .trainer import check_start
+        cfg = check_start(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
+                          world=int(os.environ.get("WORLD_SIZE", "1")))
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from .evaluate import format_table

@@ -403,6 +403,14 @@ class TrainConfig:
     def uses_encoder(self) -> bool:
         return self.variant in ("bicycle", "cvae", "cae", "clr")
 
+    @property
+    def trained_networks(self) -> tuple[str, ...]:
+        """The networks a training of this config has (BicycleGAN.networks()): G; E where a branch encodes;
+        D where its GAN term counts; D2 for bicycle's random-z branch unless D serves both (use_same_D)."""
+        own_d2 = self.variant == "bicycle" and self.lambda_GAN2 > 0 and not self.model.use_same_D
+        has = {"G": True, "E": self.uses_encoder, "D": self.lambda_GAN > 0, "D2": own_d2}
+        return tuple(name for name, built in has.items() if built)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

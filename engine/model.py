@@ -113,10 +113,10 @@ class BicycleGAN(nn.Module):
         self.enc_branch = v in ("bicycle", "cvae", "cae")
         self.rand_branch = v in ("bicycle", "clr", "pix2pix")
         self.G = build_generator(m)
-        self.E = build_encoder(m) if cfg.uses_encoder else None
-        self.D = build_discriminator(m, m.netD) if training and cfg.lambda_GAN > 0 else None
-        own_d2 = training and v == "bicycle" and cfg.lambda_GAN2 > 0 and not m.use_same_D
-        self.D2 = build_discriminator(m, m.netD2) if own_d2 else None
+        nets = cfg.trained_networks  # (the trainer checks a checkpoint's against them before any is built)
+        self.E = build_encoder(m) if "E" in nets else None
+        self.D = build_discriminator(m, m.netD) if training and "D" in nets else None
+        self.D2 = build_discriminator(m, m.netD2) if training and "D2" in nets else None
         if training and cfg.sync_bn:
             for net in self.networks().values():
                 sync_batchnorm(net)

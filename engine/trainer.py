@@ -34,6 +34,7 @@ from bicyclegan.pipelines.errors import plural
 
 from .checkpoint import (
     BEST,
+    LATEST,
     STARTED_FROM,
     abandoned_folder,
     check_compatible,
@@ -272,12 +273,187 @@ def _even_batch_hint(error, cfg, world):
     return told
 
 
+# -- where a run starts from: what Trainer refuses of its run folder and checkpoint, and train --dry-run too --
+def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[Path | None, Path | None]:
+    """(the checkpoint resumed from, the one whose weights a new run starts from), each None where there is none,
+    for Trainer's resume and epoch (ckpt_path: the run folder's latest.pt); refuses what the options alone
+    tell, and another config read from the checkpoint's header (_check_config_early)."""
+    if isinstance(resume, (str, Path)):
+        if epoch is not None:
+            raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
+                              "resuming from a checkpoint path")
+        resume_path = Path(resume)
+    else:
+        resume_path = find_checkpoint(ckpt_path, epoch) if epoch is not None else ckpt_path if resume else None
+    if resume_path is not None and resume_path.is_file():
+        _check_config_early(cfg, resume_path)
+    if resume_path is None and cfg.fresh_D and cfg.init_from is None:
+        raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
+                          "discriminators; this run starts from none (its networks are all new)")
+    # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a resumed
+    # run has its own and ignores it); a step-0 resume's is its resume_path (_check_resumed).
+    return resume_path, find_checkpoint(cfg.init_from) if resume_path is None and cfg.init_from else None
+
+
+def _check_config_early(cfg: TrainConfig, resume_path: Path) -> None:
+    """Refuse another config from the checkpoint's header, before the data's files are listed and checked:
+    a mistyped option was refused after the checks (minutes, on a large dataset met for the first time)
+    and after every file --skip_bad leaves out was listed. A file that cannot be peeked at is left to
+    _read_resumed, whose full read says what is wrong with it."""
+    try:
+        step, saved = peek_checkpoint(resume_path, "step", "config")
+    except CheckpointError:
+        return
+    if step and isinstance(saved, dict):  # a step-0 checkpoint lends its weights to a run of other options
+        check_compatible(saved, cfg, resume_path)
+
+
+def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
+    """Refuse a run folder that holds a run this one would not continue, and a checkpoint to resume from that
+    is not there. Reads only (Trainer locks the folder first)."""
+    ckpt_path = run_dir / "checkpoints" / LATEST
+    started = [p for p in (ckpt_path, run_dir / "log.jsonl", run_dir / "config.json") if p.exists()]
+    how = continue_option(ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
+    if started and resume_path is None:
+        if how is None:
+            raise CheckpointError(f"{run_dir} already holds a run that stopped before its first checkpoint "
+                                  f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
+                                  f"to start again there, or choose another --out")
+        raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} to "
+                              f"continue it or choose another --out")
+    if resume_path is not None and not resume_path.exists():
+        how = how if resume_path == ckpt_path else None  # not there: None or --epoch N
+        why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
+               " (the run there stopped before its first checkpoint: start it again in a new --out)"
+               if started else "")
+        raise CheckpointError(f"--resume: no checkpoint at {resume_path}{why}")
+    if started and resume_path is not None and resume_path.resolve().parent != ckpt_path.parent.resolve():
+        # A checkpoint from elsewhere into a folder holding a run (the same `--resume CKPT` command run
+        # again, whose default --out held its first continuation): the resume dropped that run's log
+        # and grids past the checkpoint's step, and its next save replaced the run's latest.pt.
+        raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}), and {resume_path} is "
+                              f"not one of its checkpoints: continuing it there would drop that run's log past "
+                              f"the checkpoint's step and replace its checkpoints; continue the run in "
+                              f"{run_dir} with --resume (no path), or {resume_path} into a new --out")
+
+
+def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
+    """The checkpoint resumed from; one of the run's own that cannot be read (damaged, truncated) is said
+    with the run's others to resume from, where the line named the file alone, as if it were the only one."""
+    try:
+        return read_checkpoint(resume_path)
+    except CheckpointError as e:
+        folder = ckpt_path.parent
+        if resume_path.parent.resolve() != folder.resolve():
+            raise
+        others = [(f"--resume --epoch {n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
+        others += [(f"--resume {shlex.quote(str(folder / BEST))}", BEST)] if (folder / BEST).is_file() else []
+        others = [(how, name) for how, name in others if name != resume_path.name and _opens(folder / name)]
+        if others:
+            how = f"; resume from another of the run's checkpoints instead: {others[0][0]}" + (
+                f" (the others: {', '.join(name for _, name in others[1:])})" if others[1:] else "")
+        else:
+            how = ("; the run kept no other checkpoint to resume from: start it again (--save_epoch_freq N also "
+                   "keeps one every N epochs)")
+        raise CheckpointError(f"{e}{how}") from e
+
+
+def _check_resumed(state: dict, cfg: TrainConfig, resume_path: Path, run_dir: Path, world: int) -> None:
+    """Refuse the checkpoint resumed from (its contents: state) where the run cannot continue it, from what
+    is known before the data is read (the batches an epoch and the samples are the Trainer's to compare); set
+    cfg's init_from and fresh_D as the run records them: a step-0 checkpoint (import-official, download model)
+    lends its weights to a new run, as init_from does (_check_start_from), a later one continues its run."""
+    if state["step"] == 0:
+        if (run_dir / "log.jsonl").exists():
+            raise CheckpointError(f"{run_dir} already holds a run; continue it with --resume (no path), or "
+                                  f"start from {resume_path} in a new --out")
+        _check_start_from(state, cfg, resume_path)
+        return
+    if cfg.fresh_D and not state["config"].get("fresh_D"):  # else dropped below without a word
+        raise ConfigError(f"fresh_D=True gives a new run new discriminators, and {resume_path} (step "
+                          f"{state['step']}) continues a run, which keeps its own: for new ones start a new run "
+                          f"from its weights with init_from (--init_from)")
+    for k in STARTED_FROM:  # the weights this run started from are its checkpoint's to say
+        setattr(cfg, k, state["config"].get(k, getattr(TrainConfig, k)))
+    check_compatible(state["config"], cfg, resume_path)
+    saved = state.get("world", world)
+    if saved != world:
+        raise CheckpointError(
+            f"{resume_path} was written by a run of {saved} process(es), this one has {world}: "
+            f"resuming replays each rank's share of the data and its random draws, which needs the same "
+            f"number ("
+            + ("one process: bicyclegan train, without torchrun" if saved == 1 else
+               f"torchrun with {saved} processes in all, e.g. --nproc_per_node {saved} on one machine")
+            + f"); with another number, start a new run from its weights: --init_from {resume_path} "
+            f"--out NEW (step 0, the learning rate's schedule anew)")
+
+
+def _check_start_from(state: dict, cfg: TrainConfig, path: Path) -> None:
+    """Refuse the checkpoint at `path` (its contents: state) as the weights of a new run of `cfg` where its
+    networks are not this run's, and set cfg's init_from and fresh_D as the run records them. A new run from
+    a checkpoint's weights has its own options and starts at step 0 (fine-tuning, or a new schedule or batch
+    size). Taken: G and E, and D and D2 unless fresh_D (or the checkpoint's were never trained: import-official
+    without them). Not taken: the optimisers (Adam's moments followed another schedule, and a different lr or
+    betas would be fought by them), the AMP scaler, the step and epoch, the random streams (this run's seed
+    draws its own) and the log interval. The moving average of G (ema) starts afresh from the checkpoint's G:
+    the source's average followed its run, and this one reaches back over this run's steps only (as any run's)."""
+    imported = state.get("imported")  # import-official's checkpoints say which networks hold weights
+    fresh_d = cfg.fresh_D or (imported is not None and not {"D", "D2"} & set(imported))
+    check_same_networks(state["config"], cfg, path, discriminators_free=fresh_d)
+    taken = [n for n in cfg.trained_networks if not (fresh_d and n in ("D", "D2"))]
+    if missing := [n for n in taken if state["nets"].get(n) is None]:
+        raise CheckpointError(f"{path} holds no {' or '.join(missing)} (its run trained none), which this run "
+                              f"trains: pass --fresh_D for new discriminators")
+    # Where the weights came from, in config.json, the report and every checkpoint of the run.
+    cfg.init_from, cfg.fresh_D = str(Path(path).resolve()), fresh_d
+
+
+def _check_length(cfg: TrainConfig, total_steps: int, step: int) -> None:
+    """Refuse a run whose length (total_steps: max_steps, else the schedule's iterations) ends before the step
+    its checkpoint reached."""
+    if total_steps < step:
+        if cfg.max_steps is not None:
+            raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached "
+                              f"({step}): nothing to train; give a larger --max_steps")
+        # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
+        # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
+        raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {total_steps} "
+                          f"iterations of this data, below the step the checkpoint reached ({step}): "
+                          f"nothing to train; give a longer schedule (--niter_decay, --niter)")
+
+
+def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int | None = None,
+                world: int = 1) -> TrainConfig:
+    """What Trainer(cfg, resume, epoch) in `world` processes refuses of its run folder and of the checkpoint it
+    resumes or starts from, by the same functions in the same order, with its words, without reading the data
+    and without writing anything (train --dry-run); returns the config as the run records it (init_from and
+    fresh_D: a resumed run's from its checkpoint, a new run from a checkpoint's weights that file's). The
+    refusals of the data (the batches an epoch and the samples a resumed run had, the images' sizes, a
+    schedule shorter than the checkpoint's step without max_steps), of this machine and of a folder another
+    training holds remain the run's."""
+    cfg = TrainConfig.from_dict(TrainConfig.given(cfg, "check_start").to_dict())  # (the caller's unchanged)
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / "checkpoints" / LATEST
+    resume_path, init_path = _starting_points(cfg, ckpt_path, resume, epoch)
+    _check_run_folder(run_dir, resume_path)
+    step = 0
+    if resume_path is not None:
+        state = _read_resumed(resume_path, ckpt_path)
+        _check_resumed(state, cfg, resume_path, run_dir, world)
+        step = state["step"]
+    elif init_path is not None:
+        _check_start_from(read_checkpoint(init_path), cfg, init_path)
+    if cfg.max_steps is not None:  # (without it the length is the data's: epochs of its batches)
+        _check_length(cfg, cfg.max_steps, step)
+    return cfg
+
+
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. cfg.init_from (any
     checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
-    _start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
+    _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
     tensorboard=True also logs to <run>/tensorboard; None (the default) only where a continued run logged
     there before."""
 
@@ -303,26 +479,18 @@ class Trainer:
         prepare_device(self.device)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
-        self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
+        self.ckpt_path = self.run_dir / "checkpoints" / LATEST
 
         def start():
             check_runnable(cfg, self.device)
-            self.resume_path = self._resume_path(resume, epoch)
-            if self.resume_path is not None and self.resume_path.is_file():
-                self._check_config_early(cfg)
-            if self.resume_path is None and cfg.fresh_D and cfg.init_from is None:
-                raise ConfigError("fresh_D=True gives a run that starts from a checkpoint's weights (init_from) new "
-                                  "discriminators; this run starts from none (its networks are all new)")
-            # The checkpoint whose weights a new run starts from: init_from's (a run folder's latest.pt; a
-            # resumed run has its own and ignores it), or a step-0 resume's (set by _start_from).
-            self.init_path = find_checkpoint(cfg.init_from) if self.resume_path is None and cfg.init_from else None
+            self.resume_path, self.init_path = _starting_points(cfg, self.ckpt_path, resume, epoch)
             if cfg.data.dataroot is not None:  # a data folder the run cannot train on, before the run folder is made
                 check_data_root(cfg)
         # Every rank judges the same options and files alike, so refuses alike: each_decides makes the refusal
         # rank 0's one line under torchrun, where each rank printed its own (a bad --epoch, say).
         self.dist.each_decides(start)
         # Rank 0 alone holds the folder and so judges it; every rank stops on its refusal.
-        self.dist.main_decides(lambda: self._check_run_folder(self.resume_path is not None))
+        self.dist.main_decides(self._check_run_folder)
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
         cfg.data.dataroot = str(self.data_root.resolve())  # sample/evaluate find the data through it
@@ -361,18 +529,14 @@ class Trainer:
                                   f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
                                   f"preprocess or leave --cuda_graph out")
             if self.resume_path is not None:
-                self._load(self._read_resumed())
+                state = _read_resumed(self.resume_path, self.ckpt_path)
+                _check_resumed(state, cfg, self.resume_path, self.run_dir, self.world)
+                self._load(state)
             elif self.init_path is not None:
-                self._start_from(read_checkpoint(self.init_path), self.init_path)
-            if self.total_steps < self.step:
-                if cfg.max_steps is not None:
-                    raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached "
-                                      f"({self.step}): nothing to train; give a larger --max_steps")
-                # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
-                # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
-                raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {self.total_steps} "
-                                  f"iterations of this data, below the step the checkpoint reached ({self.step}): "
-                                  f"nothing to train; give a longer schedule (--niter_decay, --niter)")
+                state = read_checkpoint(self.init_path)
+                _check_start_from(state, cfg, self.init_path)
+                self._take_weights(state, self.init_path)
+            _check_length(cfg, self.total_steps, self.step)
             if self.total_steps > epochs * self.steps_per_epoch:
                 # Past the schedule the rate is 0: the iterations would change nothing (the reference's
                 # rule alone would even turn the rate negative there).
@@ -442,34 +606,12 @@ class Trainer:
                                  epochs=self.epochs)
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
 
-    def _check_run_folder(self, resume: bool) -> None:
+    def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
         self._made_folder = None if self.run_dir.exists() else self.run_dir
         check_writable(self.run_dir, "the run folder")
         self._lock_run_folder()
-        started = [p for p in (self.ckpt_path, self.run_dir / "log.jsonl", self.run_dir / "config.json") if p.exists()]
-        how = continue_option(self.ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
-        if started and not resume:
-            if how is None:
-                raise CheckpointError(f"{self.run_dir} already holds a run that stopped before its first checkpoint "
-                                      f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
-                                      f"to start again there, or choose another --out")
-            raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}); pass {how} to "
-                                  f"continue it or choose another --out")
-        if self.resume_path is not None and not self.resume_path.exists():
-            how = how if self.resume_path == self.ckpt_path else None  # not there: None or --epoch N
-            why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
-                   " (the run there stopped before its first checkpoint: start it again in a new --out)"
-                   if started else "")
-            raise CheckpointError(f"--resume: no checkpoint at {self.resume_path}{why}")
-        if started and resume and self.resume_path.resolve().parent != self.ckpt_path.parent.resolve():
-            # A checkpoint from elsewhere into a folder holding a run (the same `--resume CKPT` command run
-            # again, whose default --out held its first continuation): the resume dropped that run's log
-            # and grids past the checkpoint's step, and its next save replaced the run's latest.pt.
-            raise CheckpointError(f"{self.run_dir} already holds a run ({started[0].name}), and {self.resume_path} is "
-                                  f"not one of its checkpoints: continuing it there would drop that run's log past "
-                                  f"the checkpoint's step and replace its checkpoints; continue the run in "
-                                  f"{self.run_dir} with --resume (no path), or {self.resume_path} into a new --out")
+        _check_run_folder(self.run_dir, self.resume_path)
 
     def _lock_run_folder(self) -> None:
         """Hold an exclusive lock on the run folder: a second training started into the same --out (a
@@ -515,72 +657,11 @@ class Trainer:
             except OSError:  # not empty: something was written after all
                 pass
 
-    def _resume_path(self, resume, epoch) -> Path | None:
-        if isinstance(resume, (str, Path)):
-            if epoch is not None:
-                raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
-                                  "resuming from a checkpoint path")
-            return Path(resume)
-        if epoch is not None:
-            return find_checkpoint(self.ckpt_path, epoch)
-        return self.ckpt_path if resume else None
-
-    def _read_resumed(self) -> dict:
-        """The checkpoint resumed from; one of the run's own that cannot be read (damaged, truncated) is said
-        with the run's others to resume from, where the line named the file alone, as if it were the only one."""
-        try:
-            return read_checkpoint(self.resume_path)
-        except CheckpointError as e:
-            folder = self.ckpt_path.parent
-            if self.resume_path.parent.resolve() != folder.resolve():
-                raise
-            others = [(f"--resume --epoch {n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
-            others += [(f"--resume {shlex.quote(str(folder / BEST))}", BEST)] if (folder / BEST).is_file() else []
-            others = [(how, name) for how, name in others if name != self.resume_path.name and _opens(folder / name)]
-            if others:
-                how = f"; resume from another of the run's checkpoints instead: {others[0][0]}" + (
-                    f" (the others: {', '.join(name for _, name in others[1:])})" if others[1:] else "")
-            else:
-                how = ("; the run kept no other checkpoint to resume from: start it again (--save_epoch_freq N also "
-                       "keeps one every N epochs)")
-            raise CheckpointError(f"{e}{how}") from e
-
-    def _check_config_early(self, cfg: TrainConfig) -> None:
-        """Refuse another config from the checkpoint's header, before the data's files are listed and checked:
-        a mistyped option was refused after the checks (minutes, on a large dataset met for the first time)
-        and after every file --skip_bad leaves out was listed. A file that cannot be peeked at is left to
-        _load, whose full read says what is wrong with it."""
-        try:
-            step, saved = peek_checkpoint(self.resume_path, "step", "config")
-        except CheckpointError:
-            return
-        if step and isinstance(saved, dict):  # a step-0 checkpoint lends its weights to a run of other options
-            check_compatible(saved, cfg, self.resume_path)
-
     def _load(self, state: dict) -> None:
+        """The checkpoint resumed from, once _check_resumed passed it: a step-0 one lends its weights alone."""
         if state["step"] == 0:
-            if (self.run_dir / "log.jsonl").exists():
-                raise CheckpointError(f"{self.run_dir} already holds a run; continue it with --resume (no path), or "
-                                      f"start from {self.resume_path} in a new --out")
-            self._start_from(state, self.resume_path)
+            self._take_weights(state, self.resume_path)
             return
-        if self.cfg.fresh_D and not state["config"].get("fresh_D"):  # else dropped below without a word
-            raise ConfigError(f"fresh_D=True gives a new run new discriminators, and {self.resume_path} (step "
-                              f"{state['step']}) continues a run, which keeps its own: for new ones start a new run "
-                              f"from its weights with init_from (--init_from)")
-        for k in STARTED_FROM:  # the weights this run started from are its checkpoint's to say
-            setattr(self.cfg, k, state["config"].get(k, getattr(TrainConfig, k)))
-        check_compatible(state["config"], self.cfg, self.resume_path)
-        world = state.get("world", self.world)
-        if world != self.world:
-            raise CheckpointError(
-                f"{self.resume_path} was written by a run of {world} process(es), this one has {self.world}: "
-                f"resuming replays each rank's share of the data and its random draws, which needs the same "
-                f"number ("
-                + ("one process: bicyclegan train, without torchrun" if world == 1 else
-                   f"torchrun with {world} processes in all, e.g. --nproc_per_node {world} on one machine")
-                + f"); with another number, start a new run from its weights: --init_from {self.resume_path} "
-                f"--out NEW (step 0, the learning rate's schedule anew)")
         saved = state.get("steps_per_epoch")
         if saved is not None and saved != self.steps_per_epoch:
             raise CheckpointError(
@@ -614,31 +695,19 @@ class Trainer:
             self.log_sums = {k: v.to(self.device) for k, v in interval["sums"].items()}
             self.log_count = interval["count"]
 
-    def _start_from(self, state: dict, path: Path) -> None:
-        """A new run from the weights of the checkpoint at `path`, under this run's own options, from step
-        0 (fine-tuning, or a new schedule or batch size). Taken: G and E, and D and D2 unless fresh_D (or
-        the checkpoint's were never trained: import-official without them). Not taken: the optimisers
-        (Adam's moments followed another schedule, and a different lr or betas would be fought by them),
-        the AMP scaler, the step and epoch, the random streams (this run's seed draws its own) and the
-        log interval. The moving average of G (ema) starts afresh from the checkpoint's G: the source's
-        average followed its run, and this one reaches back over this run's steps only (as any run's)."""
-        imported = state.get("imported")  # import-official's checkpoints say which networks hold weights
-        fresh_d = self.cfg.fresh_D or (imported is not None and not {"D", "D2"} & set(imported))
-        check_same_networks(state["config"], self.cfg, path, discriminators_free=fresh_d)
+    def _take_weights(self, state: dict, path: Path) -> None:
+        """A new run from the weights of the checkpoint at `path`, once _check_start_from passed them (and set
+        cfg.fresh_D): G and E, and D and D2 unless fresh_D, into this run's networks (see _check_start_from
+        for what is taken and what is not)."""
         # This run's networks: its own D and D2 where they start fresh (of its own D options); a network the
         # checkpoint has and this run does not (D of a run with lambda_GAN 0 now) is left out.
-        nets = {n: net.state_dict() if fresh_d and n in ("D", "D2") else state["nets"].get(n)
+        nets = {n: net.state_dict() if self.cfg.fresh_D and n in ("D", "D2") else state["nets"][n]
                 for n, net in self.model.networks().items()}
-        if missing := [n for n, sd in nets.items() if sd is None]:
-            raise CheckpointError(f"{path} holds no {' or '.join(missing)} (its run trained none), which this run "
-                                  f"trains: pass --fresh_D for new discriminators")
         try:
             self.model.load_training_state({"nets": nets, "optimizers": {}, "scaler": {}})
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{path} does not fit this run: {str(e).splitlines()[0]}") from e
-        # Where the weights came from, in config.json, the report and every checkpoint of the run.
         self.init_path = path
-        self.cfg.init_from, self.cfg.fresh_D = str(Path(path).resolve()), fresh_d
 
     def _truncate_log(self):
         """Drop what was written after the checkpoint we resume from, log lines and sample grids: they
@@ -1253,7 +1322,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
           progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune; cfg.init_from: a
-    new run from the weights of any checkpoint or run folder, see Trainer._start_from). On the demo data
+    new run from the weights of any checkpoint or run folder, see _check_start_from). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun

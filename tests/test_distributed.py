@@ -697,7 +697,7 @@ def _bug_rank(rank, world, port, out_dir, args):
     process's next case)."""
     from bicyclegan.engine.trainer import Trainer
 
-    def broken(self, resume):
+    def broken(self):
         raise ZeroDivisionError("a bug")
     check, Trainer._check_run_folder = Trainer._check_run_folder, broken
     try:

@@ -682,8 +682,8 @@ def test_evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run(tmp
     cfg = make_config("demo", out=str(run), eval_every=5, eval_metrics="l1,fid", fid_weights="i.pth")
     run.mkdir()
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "latest.pt").write_bytes(b"")  # (the run's config is what resuming starts from)
+    # (the run's config is what resuming starts from; the dry run reads its checkpoint as the run would)
+    save_checkpoint(BicycleGAN(cfg), run / "checkpoints" / "latest.pt", step=1)
     capsys.readouterr()
     # the run's own fid_weights, not given here: resuming with its evaluations turned off is no refusal
     assert main(["train", "--dry-run", "--out", str(run), "--resume", "--eval_every", "0"]) == 0
@@ -710,8 +710,8 @@ def test_train_refuses_eval_samples_given_for_a_model_without_z_before_the_run_f
     assert (cfg.eval_samples, cfg.model.nz) == (10, 0) and cfg.eval_every
     run.mkdir()
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "latest.pt").write_bytes(b"")  # (the run's config is what resuming starts from)
+    # (the run's config is what resuming starts from; the dry run reads its checkpoint as the run would)
+    save_checkpoint(BicycleGAN(cfg), run / "checkpoints" / "latest.pt", step=1)
     capsys.readouterr()
     assert main(["train", "--dry-run", "--out", str(run), "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["eval_samples"] == 10

@@ -1157,3 +1157,100 @@ def test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does(tm
     # crop_size is train's under every preprocess: it sizes the networks (here the depth of netG unet)
     assert main(["train", "--out", str(out), "--preprocess", "none", "--crop_size", "64", "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["model"]["crop_size"] == 64
+
+
+def _files(folder):
+    """Every file and folder under `folder` with its modification time: what a dry run must leave as it was."""
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def _last_line(capsys):
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, run, capsys):
+    """train --dry-run --resume printed the config of resumes the run then refused (another architecture,
+    a max_steps below the checkpoint's step, a damaged checkpoint...): it runs the run's checks of the folder
+    and of the checkpoint now, and refuses with the same line, writing nothing."""
+    import shutil
+    r = tmp_path / "r"
+    shutil.copytree(run, r)
+    ckpt = r / "checkpoints" / "latest.pt"
+    shutil.copytree(run, tmp_path / "other")
+    elsewhere = tmp_path / "other" / "checkpoints" / "latest.pt"  # (a run's: it takes that run's options)
+    step0 = r / "checkpoints" / "step0.pt"  # (import-official's and download model's are at step 0)
+    state = read_checkpoint(ckpt)
+    save_checkpoint(BicycleGAN(tiny_cfg(r, "data")), step0)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    state["step"] += 1  # the digest stays the one written with the original
+    torch.save(state, damaged / "checkpoints" / "latest.pt")
+    cases = {  # options: the start of the refusal (the rest: the run's own line, compared below)
+        ("--out", str(r), "--resume", "--ngf", "8"):
+            f"CheckpointError: checkpoint {ckpt} was written with another config; differences: model.ngf: "
+            f"checkpoint 4 vs now 8 (a resumed run continues the same training",
+        ("--out", str(r), "--resume", "--max_steps", "1"):
+            "ConfigError: max_steps=1 is below the step the checkpoint reached (2): nothing to train",
+        ("--out", str(r), "--resume", str(elsewhere)):
+            f"CheckpointError: {r} already holds a run (latest.pt), and {elsewhere} is not one of its checkpoints",
+        ("--resume", str(elsewhere), "--out", str(tmp_path / "new"), "--nz", "4"):  # (its run's options, but nz)
+            f"CheckpointError: checkpoint {elsewhere} was written with another config; differences: model.nz: "
+            f"checkpoint 8 vs now 4",
+        ("--out", str(r), "--resume", str(step0)):  # a new run from its weights, into a folder holding a run
+            f"CheckpointError: {r} already holds a run; continue it with --resume (no path), or start from {step0} "
+            f"in a new --out",
+        ("--out", str(r), "--epoch", "2"): f"CheckpointError: no checkpoint for epoch 2 in {r / 'checkpoints'}",
+        ("--out", str(tmp_path / "none"), "--resume"):
+            f"CheckpointError: --resume: no checkpoint at {tmp_path / 'none' / 'checkpoints' / 'latest.pt'}",
+        ("--out", str(damaged), "--resume"):
+            f"CheckpointError: {damaged / 'checkpoints' / 'latest.pt'} is damaged: its contents do not match the "
+            f"digest written with it",
+        # a step-0 checkpoint lends its weights as --init_from does: its networks must be the run's (the demo
+        # preset's, for a checkpoint outside a run)
+        ("--out", str(tmp_path / "new"), "--resume", str(tmp_path / "step0.pt")):
+            f"CheckpointError: {tmp_path / 'step0.pt'} holds other networks than this run's: ngf: checkpoint 4 vs "
+            f"now 16",
+        ("--init_from", str(tmp_path / "other"), "--out", str(tmp_path / "new"), "--nz", "4"):  # and --init_from
+            f"CheckpointError: {elsewhere} holds other networks than this run's: nz: checkpoint 8 vs now 4",
+    }
+    shutil.copy(step0, tmp_path / "step0.pt")
+    before = {folder: _files(folder) for folder in (r, damaged)}
+    for options, said in cases.items():
+        assert main(["train", *options, "--dry-run"]) == 2, options
+        dry = _last_line(capsys)
+        assert dry.startswith(f"bicyclegan train: {said}"), (options, dry)
+        assert {folder: _files(folder) for folder in (r, damaged)} == before, options
+        assert not (tmp_path / "none").exists() and not (tmp_path / "new").exists()
+        assert main(["train", *options, "--no-progress"]) == 2, options
+        assert _last_line(capsys) == dry, options  # the run's own line, word for word
+    assert not (tmp_path / "none").exists() and not (tmp_path / "new").exists()
+
+
+def test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing(tmp_path, run, data, capsys):
+    import shutil
+    before = _files(run)
+    assert main(["train", "--out", str(run), "--resume", "--max_steps", "4", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert _files(run) == before
+    assert printed["max_steps"] == 4 and printed["model"]["ngf"] == 4 and printed["out"] == str(run)
+    # The config the run then writes: the printed one (its init_from and fresh_D, the checkpoint's)
+    r = tmp_path / "r"
+    shutil.copytree(run, r)
+    assert main(["train", "--out", str(r), "--resume", "--max_steps", "4", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert main(["train", "--out", str(r), "--resume", "--max_steps", "4", "--no-progress"]) == 0
+    assert json.loads((r / "config.json").read_text()) == printed
+    capsys.readouterr()
+    # A step-0 checkpoint starts a new run from its weights: init_from is that file, in the printed config too
+    step0 = save_checkpoint(BicycleGAN(tiny_cfg(r, data)), tmp_path / "step0.pt")
+    new = tmp_path / "new"
+    options = ["--out", str(new), "--resume", str(step0), "--dataroot", str(data), *[f"--{k}={v}" for k, v in
+               TINY.items()], "--batch_size", "4", "--preprocess", "none", "--num_workers", "0", "--max_steps", "1"]
+    assert main(["train", *options, "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert not new.exists()
+    assert (printed["init_from"], printed["fresh_D"]) == (str(step0.resolve()), False)
+    assert main(["train", *options, "--no-progress", "--no-eval"]) == 0
+    written = json.loads((new / "config.json").read_text())
+    assert written["data"].pop("dataroot") == str(data.resolve()) and printed["data"].pop("dataroot") == str(data)
+    assert written == printed

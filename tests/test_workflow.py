@@ -94,13 +94,16 @@ def test_training_on_a_dataset_folder_names_its_preset(tmp_path, capsys):
     assert out.err == "" and json.loads(out.out)["model"]["input_nc"] == 1
     assert main(["train", "--dataroot", str(tmp_path / "my_shoes"), "--dry-run"]) == 0
     assert "note" not in capsys.readouterr().err
-    # A run resumed from its folder trains on with its own config: no preset note for it.
+    # A run resumed from its folder trains on with its own config: no preset note for it (this one stopped
+    # before its first checkpoint, which the dry run, as the run, refuses to resume).
     run = tmp_path / "runs" / "ft"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(make_config("reference", dataroot=str(tmp_path / "edges2shoes"),
                                                             out=str(run)).to_dict()))
-    assert main(["train", "--out", str(run), "--resume", "--dry-run"]) == 0
-    assert "note" not in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--resume", "--dry-run"]) == 2
+    assert capsys.readouterr().err == (f"bicyclegan train: CheckpointError: --resume: no checkpoint at "
+                                       f"{run / 'checkpoints' / 'latest.pt'} (the run there stopped before its first "
+                                       f"checkpoint: start it again in a new --out)\n")
 
 
 # -- download model, then sample, evaluate and fine-tune it ---------------------------------------------

@@ -80,6 +80,9 @@ SIZES = ["tests/test_interpolate.py::test_a_size_the_preprocess_does_not_use_is_
 TRAIN_SIZES = ["tests/test_user_paths.py::test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does"]
 CROP_WORDS = ["tests/test_preprocessing_spec.py::test_crop_larger_than_the_image_in_one_dimension",
               "tests/test_preprocessing_spec.py::test_a_crop_larger_than_the_image_scaled_to_width_says_the_scaled_size"]
+DRY = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words",
+       "tests/test_user_paths.py::test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing"]
+FRESH_D = ["tests/test_user_paths.py::test_init_from_with_fresh_discriminators_of_other_options"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -317,6 +320,22 @@ MUTANTS = [
      '            if False:  # the crop is taken', CROP_WORDS),
     ('CL07', SP, '            if self.preprocess == "crop":  # the crop is taken',
      '            if self.preprocess != "resize_and_crop":  # the crop is taken', CROP_WORDS),
+    # train --dry-run: the run's checks of its folder and of the checkpoint it resumes or starts from (check_start)
+    ('CL08', CLI, '        cfg = check_start(cfg, resume=args.resume,',
+     '        cfg = cfg or check_start(cfg, resume=args.resume,', DRY),  # (a config is true: never checked)
+    ('CL09', T, '    _check_run_folder(run_dir, resume_path)\n    step = 0\n', '    step = 0\n', DRY),
+    ('CL10', T, '        state = _read_resumed(resume_path, ckpt_path)\n        _check_resumed(',
+     '        state = torch.load(resume_path, weights_only=True)\n        _check_resumed(', DRY),
+    ('CL11', T, '        _check_resumed(state, cfg, resume_path, run_dir, world)\n        step = state["step"]\n',
+     '        step = state["step"]\n', DRY),
+    ('CL12', T, '        step = state["step"]\n    elif init_path', '        step = 0\n    elif init_path', DRY),
+    ('CL13', T, '        _check_start_from(read_checkpoint(init_path), cfg, init_path)\n', '        pass\n', DRY),
+    ('CL14', T, '    if cfg.max_steps is not None:  # (without it', '    if False:  # (without it', DRY),
+    # the networks a training has: one rule (TrainConfig.trained_networks) for the model and the checks
+    ('CL15', CFG, 'own_d2 = self.variant == "bicycle" and self.lambda_GAN2 > 0 and not self.model.use_same_D',
+     'own_d2 = self.variant == "bicycle" and self.lambda_GAN2 > 0', SAME_D),
+    ('CL16', T, '    taken = [n for n in cfg.trained_networks if not (fresh_d and n in ("D", "D2"))]',
+     '    taken = list(cfg.trained_networks)', FRESH_D),
 ]
 
 if __name__ == "__main__":
