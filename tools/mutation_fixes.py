@@ -14,6 +14,10 @@ size the preprocess does not use (LS), interpolate's options without a default (
 sweep's encoded notes (EN). Results: docs/mutation-engine.md, "D's shared outputs, the weights' check,
 interpolate's refusals and shares".
 
+The train command's review (CL03-CL16): a --load_size its preprocess does not use refused as sample
+refuses it, the dry run's checks of the run folder and the checkpoint (check_start), the crop's wording.
+Results: docs/mutation-engine.md, "The train command's review".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
