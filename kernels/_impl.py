@@ -78,6 +78,27 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     return "ref"
 
 
+NCHW, CL = torch.contiguous_format, torch.channels_last
+
+
+def memory_format(t):
+    """The memory format torch gives a tensor it computes from t: Tensor.suggest_memory_format (C++,
+    not exposed), which pooling, batch_norm and conv follow. channels_last when t is 4-D and its
+    strides, taken in the order C, W, H, N, each reach at least the span of those before it: a
+    channels_last tensor, and a channel, batch or W slice of one. NCHW otherwise, and where torch
+    calls it ambiguous: a channel stride of 0, an empty dimension, N's stride equal to C's (N x 1
+    x 1 x 1, or N x 1 x 1 x W sliced along W). Cheap (host ints), called at every op call."""
+    if t.dim() != 4 or t.stride(1) == 0:
+        return NCHW
+    least = 0
+    for d in (1, 3, 2, 0):
+        size, stride = t.shape[d], t.stride(d)
+        if size == 0 or stride < least or (d == 0 and least == t.stride(1)):
+            return NCHW
+        least = stride * size if size > 1 else stride
+    return CL
+
+
 def int_pair(who, name, v, least):
     """A size argument (kernel_size, stride, padding) as a pair of ints >= least, from each form torch's
     conv and pooling functions take: an int (numpy's and a 0-d integer tensor too: operator.index) or

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, int_pair, resolve_impl
+from ._impl import IMPLS, int_pair, memory_format, resolve_impl
 from .norm_act import TRITON_DTYPES
 
 
@@ -42,7 +42,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         if x.dtype in TRITON_DTYPES:
             from .avg_pool_triton import avg_pool2d_triton
             y = avg_pool2d_triton(x if x.dim() == 4 else x.unsqueeze(0), k, s, p, count_include_pad,
-                                  divisor_override)
+                                  divisor_override, memory_format(x))
             return y if x.dim() == 4 else y.squeeze(0)
         if impl == "triton":
             raise TypeError(f"avg_pool2d: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "

@@ -119,12 +119,6 @@ def _fmt(channels_last):
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def is_channels_last(x):
-    """Whether the kernels take x as channels_last: x is, and is not also NCHW-contiguous (as a C = 1
-    or 1 x 1 tensor is). y and dx take that format, as torch's avg_pool2d gives them."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def _heuristic():
     return {"BLOCK_I": BLOCK, "num_warps": NUM_WARPS}
 
@@ -250,11 +244,13 @@ OP = TwoFacedOp("bicyclegan::avg_pool2d", _fwd_impl, _bwd_impl, _save, _fwd_fake
                 differentiable=("x",), recompute=_recompute, vmap=_vmap)
 
 
-def avg_pool2d_triton(x, kernel_size, stride, padding, count_include_pad, divisor_override):
-    """Triton path of avg_pool2d (arguments checked, made pairs, by the caller; floor mode)."""
+def avg_pool2d_triton(x, kernel_size, stride, padding, count_include_pad, divisor_override, fmt):
+    """Triton path of avg_pool2d (arguments checked, made pairs, by the caller; floor mode). fmt: the
+    memory format of y and dx, torch's for the caller's x (_impl.memory_format; an unbatched x's,
+    NCHW, is not its unsqueezed view's)."""
     out = _out_size(x.shape[2], x.shape[3], [*kernel_size, *stride, *padding])
     fits_int32("avg_pool2d", x.shape[1] * max(x.shape[2] * x.shape[3], out[0] * out[1]), x)
     # (Under torch.func transforms NCHW: vmap cannot ask a tensor for its memory format.)
-    cl = not transformed() and is_channels_last(x)
+    cl = not transformed() and fmt == torch.channels_last
     geometry = [*kernel_size, *stride, *padding]
     return OP(x, geometry, bool(count_include_pad), int(divisor_override or 0), cl)

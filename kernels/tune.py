@@ -256,10 +256,11 @@ class Case:
     def _pool(self, site, shape, channels_last, device, quick):
         from . import _configs
         from . import avg_pool_triton as apt
+        from ._impl import memory_format
         N, C, H, W, *geometry = shape
         kh, kw, sh, sw, ph, pw = geometry
         x = _layout(self.randn(N, C, H, W).to(self.dtype), channels_last)
-        cl = apt.is_channels_last(x)
+        cl = memory_format(x) == torch.channels_last
         self.key = _configs.key(site, apt.key_shape(x.shape, geometry), self.dtype, cl)
         self.candidates = apt.candidates(quick)
         if self.plan_only:

@@ -1,0 +1,117 @@
+"""Memory format parity of the drop-in ops with torch: for every kind of input (NCHW, channels_last,
+a channel, batch or W slice of each, batch 1, one channel, 1 x 1 planes, expanded, unbatched), each op's
+output (and input gradient) has the strides torch's own op gives it, so code downstream (a conv
+choosing its algorithm from suggest_memory_format, an assertion on the layout) sees what it would see
+with torch's layer; values and gradients are checked beside it. The expected strides and values are
+torch's, computed in the test: F.avg_pool2d for the pooling, torch.cat + conv2d for the z injection,
+F.group_norm with one group a channel for the norm's values, and the layout torch's pooling gives any
+result of x's shape for its layout, the norm's one deliberate difference from torch.instance_norm
+(stated below).
+"""
+import itertools
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bicyclegan.kernels import _triton_common, avg_pool2d
+from bicyclegan.kernels._impl import interpreting, memory_format
+
+CL, NCHW = torch.channels_last, torch.contiguous_format
+pytestmark = pytest.mark.skipif(not (interpreting() or torch.cuda.is_available()),
+                                reason="runs the kernels in Triton's interpreter or on a GPU")
+
+
+def _randn(*shape):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+
+
+def _cl(t):
+    return t.contiguous(memory_format=CL)
+
+
+# Each builds a fresh 4-D input: the layouts a layer is handed (torch.cat's channel slices, a batch
+# split, a strided view) and the ambiguous ones (one channel, 1 x 1 planes: contiguous both ways).
+KINDS = {
+    "nchw": lambda: _randn(2, 4, 5, 6),
+    "cl": lambda: _cl(_randn(2, 4, 5, 6)),
+    "nchw_channel_slice": lambda: _randn(2, 6, 5, 6)[:, 1:5],
+    "cl_channel_slice": lambda: _cl(_randn(2, 6, 5, 6))[:, 1:5],
+    "cl_one_channel_slice": lambda: _cl(_randn(2, 6, 5, 6))[:, 2:3],
+    "batch1_nchw": lambda: _randn(1, 4, 5, 6),
+    "batch1_cl": lambda: _cl(_randn(1, 4, 5, 6)),
+    "batch1_cl_channel_slice": lambda: _cl(_randn(1, 6, 5, 6))[:, 1:5],
+    "c1_nchw": lambda: _randn(2, 1, 5, 6),
+    "c1_cl_strides": lambda: _randn(2, 5, 6, 1).permute(0, 3, 1, 2),
+    "hw1_nchw": lambda: _randn(2, 4, 1, 1),
+    "hw1_cl_strides": lambda: _randn(2, 1, 1, 4).permute(0, 3, 1, 2),
+    "hw1_cl_channel_slice": lambda: _randn(2, 1, 1, 6).permute(0, 3, 1, 2)[:, 1:5],
+    "nchw_w_slice": lambda: _randn(2, 4, 5, 12)[..., ::2],
+    "cl_w_slice": lambda: _cl(_randn(2, 4, 5, 12))[..., ::2],
+    "cl_batch_slice": lambda: _cl(_randn(4, 4, 5, 6))[::2],
+    "expanded_w": lambda: _randn(2, 4, 5, 1).expand(2, 4, 5, 6),
+    "nhcw": lambda: _randn(2, 5, 4, 6).transpose(1, 2),
+    "size1_odd_strides": lambda: _randn(2, 3, 4, 1).permute(0, 1, 3, 2),
+}
+UNBATCHED = {"unbatched_" + k: (lambda k=k: KINDS[k]()[0]) for k in ("nchw", "cl", "cl_channel_slice")}
+
+
+def _leaf(x):
+    return x.detach().requires_grad_()  # a view of x's storage with x's strides
+
+
+def _same_layout(got, want, what):
+    """Equal strides (size-1 dimensions included: they change torch's suggested format), so equal
+    is_contiguous in both formats."""
+    assert got.stride() == want.stride(), f"{what}: strides {got.stride()}, torch's {want.stride()}"
+    for fmt in (NCHW, CL):
+        assert got.is_contiguous(memory_format=fmt) == want.is_contiguous(memory_format=fmt), (what, fmt)
+
+
+def _close(got, want, what, atol=1e-5):
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
+
+
+def _grads(y, leaves, seed=5):
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.autograd.grad(y, leaves, g)
+
+
+def test_memory_format_is_the_one_torch_gives_results():
+    """The helper against torch's pooling, whose result takes Tensor.suggest_memory_format: random
+    strided 4-D tensors (permuted dimensions, gaps, zero and overlapping strides, size-1 dimensions),
+    and 3-D ones, which torch keeps NCHW."""
+    rng = random.Random(0)
+    storage = torch.randn(4096)
+    for _ in range(3000):
+        shape = [rng.choice((1, 1, 2, 3, 4)) for _ in range(4)]
+        order, strides, span = rng.sample(range(4), 4), [0] * 4, 1
+        for d in order:
+            strides[d] = rng.choice((span, span, span * 2, 0, 1))
+            span = max(span, strides[d] * shape[d])
+        x = storage.as_strided(shape, strides)
+        want = F.avg_pool2d(x, 1).stride()
+        assert torch.empty(shape, memory_format=memory_format(x)).stride() == want, (shape, strides)
+    assert memory_format(_cl(_randn(2, 4, 5, 6))[0]) == NCHW
+    # A tensor torch.empty makes in a format reports that format (or one of the same strides): the
+    # norm allocates its outputs from it.
+    for shape in itertools.product((1, 2, 3), repeat=4):
+        for fmt in (NCHW, CL):
+            made = torch.empty(shape, memory_format=fmt)
+            assert torch.empty(shape, memory_format=memory_format(made)).stride() == made.stride()
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+@pytest.mark.parametrize("kind", [*KINDS, *UNBATCHED])
+def test_avg_pool2d_layout_as_torch(kind, impl, monkeypatch):
+    monkeypatch.setattr(_triton_common, "POISON", True)  # an element left unwritten shows as NaN
+    x = {**KINDS, **UNBATCHED}[kind]()
+    k = (min(2, x.shape[-2]), min(2, x.shape[-1]))
+    ours, theirs = _leaf(x), _leaf(x)
+    y, want = avg_pool2d(ours, k, 1, impl=impl), F.avg_pool2d(theirs, k, 1)
+    (dx,), (dx_want,) = _grads(y, [ours]), _grads(want, [theirs])
+    _same_layout(y, want, "y")
+    _same_layout(dx, dx_want, "dx")
+    _close(y, want, "y")
+    _close(dx, dx_want, "dx")
