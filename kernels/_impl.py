@@ -99,6 +99,18 @@ def memory_format(t):
     return CL
 
 
+def dense_strides(shape, fmt):
+    """The strides torch.empty(shape, memory_format=fmt) gives a non-empty N x C x H x W tensor."""
+    N, C, H, W = shape
+    return (H * W * C, 1, W * C, C) if fmt == CL else (C * H * W, H * W, W, 1)
+
+
+def in_format(t, fmt):
+    """Non-empty t itself if it has dense_strides(t.shape, fmt), else a copy that has them. Those of
+    its size-1 dimensions count: they change what memory_format (torch's conv, pooling) makes of it."""
+    return t if t.stride() == dense_strides(t.shape, fmt) else t.clone(memory_format=fmt)
+
+
 def int_pair(who, name, v, least):
     """A size argument (kernel_size, stride, padding) as a pair of ints >= least, from each form torch's
     conv and pooling functions take: an int (numpy's and a 0-d integer tensor too: operator.index) or

@@ -77,11 +77,6 @@ def empty(*size, **kwargs):
     return t.fill_(float("nan")) if POISON else t
 
 
-def empty_like(t, **kwargs):
-    out = torch.empty_like(t, **kwargs)
-    return out.fill_(float("nan")) if POISON else out
-
-
 # ACT ids are acts.ACT_IDS: 0 none, 1 relu, 2 leaky_relu, 3 elu (alpha 1).
 
 @triton.jit

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, resolve_impl
+from ._impl import IMPLS, in_format, memory_format, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -70,20 +70,31 @@ def _instance_norm_call(x):
     return torch.batch_norm if one else torch.instance_norm
 
 
+def _instance_norm(x, *args):
+    """_instance_norm_call(x)(x, *args), y in the layout torch gives x's results (_impl.memory_format),
+    as the Triton path's y: copied where torch's norm gave another. torch.instance_norm normalises
+    x.contiguous() and returns NCHW whatever x's layout (pytorch/pytorch#72341, open), where pooling,
+    group_norm and conv keep a channels_last x's; in a channels_last network the next conv would
+    convert y back. At batch 1, x is made dense in that layout first: torch.batch_norm's CPU backward
+    misreads an NCHW gradient for an x dense as channels_last whose batch stride makes torch call it
+    NCHW (an unbatched channels_last C x H x W, unsqueezed: dx off by O(1), torch 2.13)."""
+    fmt, norm = memory_format(x), _instance_norm_call(x)
+    return in_format(norm(x.contiguous(memory_format=fmt) if norm is torch.batch_norm else x, *args), fmt)
+
+
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
     if x.numel() == 0:
         return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=True)
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
-    norm = _instance_norm_call(x)
     if (weight is None) != (bias is None):
         # One of the two: cuDNN's backward fails on the missing one ("tensor does not have a device",
         # torch 2.11 on CUDA); the identity in its place changes no value and no gradient.
         given = weight if weight is not None else bias
         weight = torch.ones_like(given) if weight is None else weight
         bias = torch.zeros_like(given) if bias is None else bias
-    y = norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
+    y = _instance_norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
     # instance_norm's output is a fresh tensor, so the activation may overwrite it.
     return apply_act(y, act, slope, inplace=True)
 
@@ -179,7 +190,7 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             if self.training and x.shape[2] * x.shape[3] == 1:
                 y = F.instance_norm(x, *stats, *params, *rest)  # for its refusal of a 1 x 1 plane in training
             else:  # (at batch 1 batch_norm on the sample itself: the same statistics and running-statistics update)
-                y = _instance_norm_call(x)(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
+                y = _instance_norm(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
             return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
         return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl,
                                  self.double_backward)

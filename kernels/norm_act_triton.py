@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._triton_common import FP_FUSION, cdiv, empty, empty_like, fits_int32, flat_hw, next_pow2, pos_stride, sm_count
+from ._impl import CL, memory_format
+from ._triton_common import FP_FUSION, cdiv, empty, fits_int32, flat_hw, next_pow2, pos_stride, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._twoface import TwoFacedOp, transformed
@@ -316,12 +317,19 @@ def _bwd_apply_kernel(dy_ptr, s_ptr, dx_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, s
 
 
 def _layout(x):
-    """(x in a layout the kernels take, memory format, (stride_n, stride_c, stride_hw))."""
+    """(x dense in the memory format torch gives x's results, copied into it if it is not (a channel
+    slice, a W slice); that format, which y and dx take; (stride_n, stride_c, stride_hw))."""
     N, C, H, W = x.shape
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return x, torch.channels_last, (H * W * C, 1, C)
-    # Canonical strides, not x.stride(): a size-1 dim of a contiguous tensor may carry any stride.
-    return x.contiguous(), torch.contiguous_format, (C * H * W, H * W, 1)
+    fmt = memory_format(x)
+    # Canonical strides, not x.stride(): a size-1 dim of a dense tensor may carry any stride.
+    strides = (H * W * C, 1, C) if fmt == CL else (C * H * W, H * W, 1)
+    return x.contiguous(memory_format=fmt), fmt, strides
+
+
+def _empty_as(t, fake=False):
+    """An output of dense t's shape, dtype and memory format (torch.empty's strides for it, which
+    the kernels' canonical strides address: t non-empty and dense in memory_format(t))."""
+    return (torch.empty if fake else empty)(t.shape, dtype=t.dtype, device=t.device, memory_format=memory_format(t))
 
 
 def _grad_layout(dy, fmt, strides):
@@ -431,7 +439,7 @@ def _dummy(x):
 def _forward(x, weight, bias, act, slope, eps, strides, cfg):
     N, C, H, W = x.shape
     HW = H * W
-    y = empty_like(x)
+    y = _empty_as(x)
     mean, rstd = _empty_stats(x, N, C), _empty_stats(x, N, C)
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act],
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
@@ -457,7 +465,7 @@ def _backward(dy, saved, weight, bias, mean, rstd, act, slope, from_y, strides, 
     N, C, H, W = saved.shape
     HW = H * W
     dy_strides = strides if dy_strides is None else dy_strides
-    dx = empty_like(saved)
+    dx = _empty_as(saved)
     sdz, sdzx = _empty_stats(dy, N, cfg["split"], C), _empty_stats(dy, N, cfg["split"], C)
     common = dict(HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_IDS[act], FROM_Y=from_y,
                   BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"], num_warps=cfg["num_warps"],
@@ -540,12 +548,12 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
 def _fwd_fake(x, weight, bias, act, slope, eps, block_hw, split, keep_x):
     x = _layout(x)[0]
     stats = x.new_empty(x.shape[:2], dtype=torch.float32)
-    return torch.empty_like(x), stats, torch.empty_like(stats)
+    return _empty_as(x, fake=True), stats, torch.empty_like(stats)
 
 
 def _bwd_fake(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw, split, need_x, need_weight,
               need_bias):
-    return (torch.empty_like(_layout(saved)[0]),
+    return (_empty_as(_layout(saved)[0], fake=True),
             torch.empty_like(weight) if need_weight and weight is not None else dy.new_empty(0),
             torch.empty_like(bias) if need_bias and bias is not None else dy.new_empty(0))
 

@@ -97,12 +97,8 @@ def guarded(monkeypatch):
 
     def empty(*size, **kwargs):
         return place(torch.empty(*size, **kwargs))
-
-    def empty_like(t, **kwargs):
-        return place(torch.empty_like(t, **kwargs))
     for module in (_triton_common, norm_act_triton):
         monkeypatch.setattr(module, "empty", empty)
-    monkeypatch.setattr(norm_act_triton, "empty_like", empty_like)
     monkeypatch.setattr(zinject_triton, "_empty", empty)
     yield storages
     assert storages

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bicyclegan.kernels import _triton_common, avg_pool2d
+from bicyclegan.kernels import InstanceNormAct2d, _triton_common, avg_pool2d, instance_norm_act
 from bicyclegan.kernels._impl import interpreting, memory_format
 
 CL, NCHW = torch.channels_last, torch.contiguous_format
@@ -115,3 +115,71 @@ def test_avg_pool2d_layout_as_torch(kind, impl, monkeypatch):
     _same_layout(dx, dx_want, "dx")
     _close(y, want, "y")
     _close(dx, dx_want, "dx")
+
+
+def _norm_by_torch(x, act, weight, bias):
+    """torch's instance norm + act (leaky_relu or relu): F.group_norm with a group a channel where the
+    plane has more than one element (group_norm refuses a 1 x 1 one: there y = act(bias), whatever x)."""
+    if x.shape[2] * x.shape[3] > 1:
+        y = F.group_norm(x, x.shape[1], weight, bias, 1e-5)
+    else:
+        y = x * 0 + (0 if bias is None else bias[:, None, None]) + (0 if weight is None else weight[:, None, None] * 0)
+    return F.leaky_relu(y, 0.2) if act == "leaky_relu" else F.relu(y)
+
+
+def _torch_layouts(x):
+    """(y, dx) as torch's pooling gives them for a result of x's shape: the layout of any result
+    computed from x (Tensor.suggest_memory_format)."""
+    leaf = _leaf(x)
+    y = F.avg_pool2d(leaf, 1)
+    return y, torch.autograd.grad(y, leaf, torch.ones(y.shape))[0]
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_instance_norm_act_layout_as_torch(kind, impl, monkeypatch):
+    """y in the layout torch gives x's results (as F.group_norm keeps it, but for some one-channel
+    strides); under Triton dx too (the reference's dx is torch.instance_norm's). Deliberately not
+    torch.instance_norm's own layout: it normalises x.contiguous() and returns NCHW whatever x's
+    (pytorch/pytorch#72341, open), so that in a channels_last network the next conv would convert
+    every norm's output back."""
+    monkeypatch.setattr(_triton_common, "POISON", True)  # an element left unwritten shows as NaN
+    x = KINDS[kind]()
+    C = x.shape[1]
+    y_layout, dx_layout = _torch_layouts(x)
+    for act, affine in (("leaky_relu", False), ("relu", True)):  # saves y (from_y) / x, with weight and bias
+        params = (torch.rand(C) + 0.5, torch.randn(C)) if affine else (None, None)
+        ours = [_leaf(x)] + [_leaf(p) for p in params if p is not None]
+        theirs = [_leaf(x)] + [_leaf(p) for p in params if p is not None]
+        y = instance_norm_act(ours[0], act, 0.2, 1e-5, *(ours[1:] or params), impl=impl)
+        want = _norm_by_torch(theirs[0], act, *(theirs[1:] or params))
+        _same_layout(y, y_layout, f"{act} y")
+        got_grads, want_grads = _grads(y, ours), _grads(want, theirs)
+        if impl == "triton":
+            _same_layout(got_grads[0], dx_layout, f"{act} dx")
+        # (A 1 x 1 plane is normalised to 0 up to x's rounding times 1 / sqrt(eps) in torch's reference.)
+        atol = 1e-5 if x.shape[2] * x.shape[3] > 1 else 1e-4
+        _close(y, want, f"{act} y", atol)
+        for name, g, w in zip(("dx", "dweight", "dbias"), got_grads, want_grads):
+            _close(g, w, f"{act} {name}", atol)
+
+
+@pytest.mark.parametrize("impl, running_stats", [("triton", False), ("ref", False), ("ref", True)],
+                         ids=["triton", "ref", "ref_running_stats"])
+@pytest.mark.parametrize("kind", ["cl", "cl_channel_slice", "batch1_cl", "c1_cl_strides", "nchw_w_slice",
+                                  *UNBATCHED])
+def test_instance_norm_module_layout_as_torch(kind, impl, running_stats):
+    """The module's paths: unbatched input (torch keeps a 3-D result NCHW) and the running statistics
+    (torch's instance_norm, then the layout put right). Without an activation the gradient reaches the
+    norm as given: an unbatched channels_last input, unsqueezed, is dense as channels_last with a
+    batch stride that makes torch call it NCHW, for which torch.batch_norm's CPU backward (the
+    reference's batch-1 call) got dx wrong from an NCHW gradient."""
+    x = {**KINDS, **UNBATCHED}[kind]()
+    for act in ("none", "leaky_relu"):
+        layer = InstanceNormAct2d(x.shape[-3], affine=True, track_running_stats=running_stats, act=act, impl=impl)
+        torch_layer = torch.nn.InstanceNorm2d(x.shape[-3], affine=True, track_running_stats=running_stats)
+        ours, theirs = _leaf(x), _leaf(x)
+        y, want = layer(ours), F.leaky_relu(torch_layer(theirs), 0.2 if act == "leaky_relu" else 1.0)
+        _same_layout(y, _torch_layouts(x)[0], f"{act} y")
+        _close(y, want, f"{act} y")
+        _close(_grads(y, [ours])[0], _grads(want, [theirs])[0], f"{act} dx")

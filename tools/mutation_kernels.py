@@ -153,7 +153,7 @@ MUTANTS = [
     ('DI3', ZI, 'ks, st = int_pair(who, "kernel_size", kernel_size, 1), int_pair(who, "stride", stride, 1)',
      'ks, st = (kernel_size,) * 2, (stride,) * 2', NUMPY_LAYER),
     ('DI4', ZI, 'if mode == "fused_concat" or x.shape[1] == 0:', 'if mode == "fused_concat":', NO_X),
-    ('DI5', NA, 'y = _instance_norm_call(x)(x, *params,', 'y = torch.instance_norm(x, *params,', RUNNING_ONE),
+    ('DI5', NA, 'y = _instance_norm(x, *params,', 'y = torch.instance_norm(x, *params,', RUNNING_ONE),
     ('DI6', IM, '    if runnable and x.device.type != "meta":', '    if runnable:', META),
     ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:',
      'if x.dim() != 4 or x.shape[1] != self.in_channels:', NUMPY_LAYER),
