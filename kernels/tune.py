@@ -198,11 +198,12 @@ class Case:
     def _zcat(self, site, shape, channels_last, device, quick):
         from . import _configs
         from . import zinject_triton as zt
+        from ._impl import memory_format
         from .zinject import z_concat_act_ref
         N, C, H, W, nz = shape
         x = zt._dense(_layout(self.randn(N, C, H, W).to(self.dtype), channels_last))
         z = self.randn(N, nz).to(self.dtype)
-        cl = zt._memory_format(x) == torch.channels_last
+        cl = memory_format(x) == torch.channels_last
         act = self.act
         self.key = _configs.key(site, shape, self.dtype, cl, act)
         self.candidates = zt.zcat_candidates(x, nz, cl, quick)
@@ -222,13 +223,14 @@ class Case:
     def _zterm(self, site, shape, channels_last, device, quick):
         from . import _configs
         from . import zinject_triton as zt
+        from ._impl import memory_format
         from .acts import apply_act
         from .zinject import tile_z
         N, C, H, W, nz, CO = shape
         geo = zt._geometry((4, 4), (2, 2), (1, 1), H, W)
         OH, OW = H // 2, W // 2
         t = zt._dense(_layout(self.randn(N, CO, OH, OW).to(self.dtype), channels_last))
-        cl = zt._memory_format(t) == torch.channels_last
+        cl = memory_format(t) == torch.channels_last
         self.key = _configs.key(site, zt._zterm_shape(t, geo), self.dtype, cl)
         self.candidates = zt.zterm_candidates(site, t, geo, quick)
         if self.plan_only:

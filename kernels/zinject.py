@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, int_pair, resolve_impl
+from ._impl import CL, IMPLS, NCHW, in_format, int_pair, memory_format, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 MODES = ("concat_free", "fused_concat")
@@ -41,12 +41,24 @@ def tile_z(z, like):
     return z[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
+def concat_format(x, weight):
+    """The memory format in which the Triton paths hand act(x) (or the concatenation) to the conv, so
+    that its output takes the format torch's gives the reference: torch.cat(x, tile z) is NCHW
+    whatever x's layout (cat takes the format every input suggests, and the tiled z, of stride 0
+    across the plane, suggests NCHW), and conv2d returns channels_last when its input or its weight
+    suggests it, so conv(cat, weight) is channels_last exactly when the weight is. Channels_last where
+    x and the weight both are (the channels_last networks: no conversion), else NCHW (x channels_last
+    beside an NCHW weight is copied into NCHW, as the reference's cat copies it)."""
+    return CL if memory_format(x) == CL and memory_format(weight) == CL else NCHW
+
+
 def z_concat_act_ref(x, z, act="leaky_relu", slope=0.2):
     return apply_act(torch.cat([x, tile_z(z, x)], 1), act, slope, inplace=True)
 
 
 def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
-    """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass, in x's memory format)."""
+    """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass). NCHW whatever x's layout,
+    as torch.cat gives it (see concat_format)."""
     _check(x, z)
     check_act("z_concat_act", act, slope)
     if resolve_impl(impl, x, "z_concat_act") == "triton":
@@ -96,6 +108,7 @@ def _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope):
     compute the input gradient of all of it (a conv's is all or nothing), x's channels included, only
     to keep z's. Equal to the reference to rounding, in values and gradients of every order."""
     C = x.shape[1]
+    x = in_format(x, concat_format(x, weight))  # (so that the conv's output has the reference's layout)
     y = F.conv2d(apply_act(x, act, slope), weight[:, :C], bias, stride, padding)
     # Out of place: under torch.func.vmap over z alone, y is one sample and z's term a batch of them.
     return y + _tiled_conv(apply_act(z, act, slope), weight[:, C:], stride, padding, *x.shape[2:])
@@ -137,6 +150,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     if z.shape[1] == 0:
         # No z channel, nothing to inject (the z side's last kernel, which also gives dbias, runs
         # once per z channel): act + conv, as ZConcatConv2d(nz=0) does.
+        x = in_format(x, concat_format(x, weight))  # (so that the conv's output has the reference's layout)
         return F.conv2d(apply_act(x, act, slope), weight, bias, stride, padding)
     from .zinject_triton import _compute_dtype, z_concat_act_triton, z_concat_conv_triton
     # No x channel (the tiled code alone): the concatenation-free path would convolve x's 0
@@ -144,7 +158,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     # shape, and z's term could not be added to it. The concatenation is z's tiling alone here.
     if mode == "fused_concat" or x.shape[1] == 0:
         # Written straight in the conv's autocast dtype, as the conv would cast it anyway.
-        y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x))
+        y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x), concat_format(x, weight))
         return F.conv2d(y, weight, bias, stride, padding)
     return z_concat_conv_triton(x, z, weight, bias, stride, padding, act, slope)
 

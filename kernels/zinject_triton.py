@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
+from ._impl import CL, NCHW, dense_strides, memory_format
 from ._triton_common import FP_FUSION, cdiv, fits_int32, in_sample_span, next_pow2, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
@@ -35,7 +36,7 @@ from ._triton_common import pos_stride as _pos_stride
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
-from .zinject import z_concat_act_ref
+from .zinject import concat_format, z_concat_act_ref
 
 # ---------------------------------------------------------------------------------------------
 # 1a. kernels
@@ -270,15 +271,6 @@ def _tile(npos, nch, channels_fastest, budget):
     return bp, _pow2(nch, min(128, budget // bp))
 
 
-def _memory_format(t):
-    if t.is_contiguous(memory_format=torch.channels_last) and (
-            not t.is_contiguous() or (t.stride(1) == 1 and t.shape[2] * t.shape[3] > 1)):
-        return torch.channels_last  # (C = 1 is contiguous both ways: its strides tell)
-    if t.is_contiguous():
-        return torch.contiguous_format
-    return torch.channels_last if t.stride(1) < t.stride(3) else torch.contiguous_format
-
-
 def _distinct(knob_sets):
     out = []
     for k in knob_sets:
@@ -307,11 +299,13 @@ def zcat_candidates(x, nz, channels_last, quick=False):
     return _distinct(sets[:3] if quick else sets)
 
 
-def _zcat_forward(x, z, act, slope, out_dtype, knobs=None):
+def _zcat_forward(x, z, act, slope, out_dtype, knobs=None, fmt=None):
+    """y = act(cat(x, tile z)) in `fmt` (x's memory format when None); x and y read and written
+    through their strides. The launch's layout (the key, the tile) is x's."""
     N, C, H, W = x.shape
     CT = C + z.shape[1]
-    cl = _memory_format(x) == torch.channels_last
-    y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
+    cl = memory_format(x) == CL
+    y = _empty((N, CT, H, W), dtype=out_dtype, device=x.device, memory_format=fmt or memory_format(x))
     kn = knobs or _zcat_knobs("zcat.fwd", x, z.shape[1], x.dtype, cl, act)
     grid = (N * cdiv(H * W, kn["BLOCK_P"]), cdiv(CT, kn["BLOCK_C"]))  # (see _sample_and_block)
     _zcat_fwd_kernel[grid](x, z, y, C, CT, H * W,
@@ -326,9 +320,9 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
     N, C, H, W = x.shape
     nz = z.shape[1]
     if not _flat_hw(gy) or in_sample_span(gy) >= 2 ** 31:  # (the kernel's in-sample offsets are int32)
-        gy = gy.contiguous(memory_format=_memory_format(x))
-    dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
-    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, _memory_format(gy) == torch.channels_last, act)
+        gy = gy.contiguous(memory_format=memory_format(x))
+    dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+    kn = knobs or _zcat_knobs("zcat.bwd", x, nz, gy.dtype, memory_format(gy) == CL, act)
     n_pb = cdiv(H * W, kn["BLOCK_P"])
     grid = (N * n_pb, cdiv(C + nz, kn["BLOCK_C"]))  # (see _sample_and_block)
     part = _empty((N, n_pb, nz), dtype=_acc_dtype(gy.dtype), device=x.device)
@@ -343,11 +337,11 @@ def _zcat_backward(gy, x, z, act, slope, knobs=None):
 _FLAT_BLOCK = 1024
 
 
-def _act_cast(x, act, slope, dtype):
-    """act(x) written in `dtype`, in x's memory format (x dense in that format)."""
-    if act == "none" and dtype == x.dtype:
+def _act_cast(x, act, slope, dtype, fmt):
+    """act(x) written in `dtype`, with torch.empty's strides in `fmt` (x dense in fmt: the same order)."""
+    if act == "none" and dtype == x.dtype and x.stride() == dense_strides(x.shape, fmt):
         return x
-    y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=_memory_format(x))
+    y = _empty(x.shape, dtype=dtype, device=x.device, memory_format=fmt)
     _act_cast_kernel[(cdiv(x.numel(), _FLAT_BLOCK),)](x, y, x.numel(), slope,
                                                            ACT=_ACT_IDS[act], BLOCK=_FLAT_BLOCK,
                                                            enable_fp_fusion=FP_FUSION)
@@ -358,7 +352,7 @@ def _act_backward(g, x, act, slope):
     """g * act'(x) in x's dtype and memory format (x dense in that format)."""
     if act == "none":
         return g.to(x.dtype)
-    fmt = _memory_format(x)
+    fmt = memory_format(x)
     g = g.contiguous(memory_format=fmt)
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     _act_grad_kernel[(cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
@@ -381,7 +375,7 @@ def _zterm_heuristic(site, t, geo, budget_scale=1.0, rows_scale=1.0, num_warps=4
     zterm.grad: the rows cut into about that many chunks (each writes one partial sum)."""
     N, CO, OH, OW = t.shape
     budget = int(max(64, 4096 // geo["KWP"]) * budget_scale)
-    bj, bo = _tile(OW, CO, _memory_format(t) == torch.channels_last, budget)
+    bj, bo = _tile(OW, CO, memory_format(t) == CL, budget)
     jb, ob = cdiv(OW, bj), cdiv(CO, bo)
     if site == "zterm.add":
         rows = N * OH * jb * ob // _target_programs(t.device)
@@ -391,7 +385,7 @@ def _zterm_heuristic(site, t, geo, budget_scale=1.0, rows_scale=1.0, num_warps=4
 
 
 def _zterm_knobs(site, t, geo):
-    return _configs.choose(site, _zterm_shape(t, geo), t.dtype, _memory_format(t) == torch.channels_last,
+    return _configs.choose(site, _zterm_shape(t, geo), t.dtype, memory_format(t) == CL,
                            t.device, lambda: _zterm_heuristic(site, t, geo))
 
 
@@ -483,7 +477,7 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
     bo = _pow2(CO, max(2, 1024 // kkp))
     ob = cdiv(CO, bo)
     dw = _empty(weight.shape, dtype=weight.dtype, device=z.device,
-                memory_format=_memory_format(weight)) if need_w else None  # the param's layout
+                memory_format=memory_format(weight)) if need_w else None  # the param's layout
     db = _empty((CO,), dtype=b_dtype, device=z.device) if b_dtype is not None else None
     dzp = _empty((ob, N, nz), dtype=r.dtype, device=z.device)
     _zfinal_kernel[(ob, nz)](r, z, weight, r if dw is None else dw, r if db is None else db, dzp,
@@ -500,15 +494,20 @@ def _zfinal(r, z, weight, gwx, act, slope, need_w, b_dtype):
 # ---------------------------------------------------------------------------------------------
 
 def _dense(x):
-    return x.contiguous(memory_format=_memory_format(x))
+    return x.contiguous(memory_format=memory_format(x))
 
 
-def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype) -> torch.Tensor:
-    return _zcat_forward(_dense(x), z, act, slope, out_dtype)
+def _fmt(channels_last):
+    return CL if channels_last else NCHW
+
+
+def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype,
+                   channels_last: bool) -> torch.Tensor:
+    return _zcat_forward(_dense(x), z, act, slope, out_dtype, fmt=_fmt(channels_last))
 
 
 def _zcat_save(inputs, outputs):
-    x, z, act, slope, _ = inputs
+    x, z, act, slope = inputs[:4]
     return (x, z), (act, slope)
 
 
@@ -517,13 +516,13 @@ def _zcat_bwd_impl(gy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, act: str,
     return _zcat_backward(gy, _dense(x), z, act, slope)
 
 
-def _zcat_fwd_fake(x, z, act, slope, out_dtype):
+def _zcat_fwd_fake(x, z, act, slope, out_dtype, channels_last):
     N, C, H, W = x.shape
-    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device, memory_format=_memory_format(x))
+    return torch.empty((N, C + z.shape[1], H, W), dtype=out_dtype, device=x.device, memory_format=_fmt(channels_last))
 
 
 def _zcat_bwd_fake(gy, x, z, act, slope, need_x, need_z):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)), torch.empty_like(z)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x)), torch.empty_like(z)
 
 
 def _zcat_recompute(tensors, args, inputs):
@@ -551,9 +550,10 @@ ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _z
                   _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute, vmap=_zcat_vmap)
 
 
-def _x_weight(weight, C, dtype, fmt):
-    # The x slice of the weight, dense and in x's format (what cuDNN would copy it to anyway).
-    return weight[:, :C].to(dtype).contiguous(memory_format=fmt)
+def _x_weight(weight, C, dtype):
+    # The x slice of the weight, dense and in the weight's format: the conv then chooses its
+    # output's format from it as from the reference's whole weight (zinject.concat_format).
+    return weight[:, :C].to(dtype).contiguous(memory_format=memory_format(weight))
 
 
 def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -562,9 +562,9 @@ def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias
     """(conv output, and what backward needs: act(x) and the x slice of the weight as the conv saw them)."""
     with torch.autocast(x.device.type, enabled=False):
         C = x.shape[1]
-        fmt = _memory_format(x)
-        ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype)
-        wx = _x_weight(weight, C, dtype, fmt)
+        fmt = concat_format(x, weight)
+        ax = _act_cast(x.contiguous(memory_format=fmt), act, slope, dtype, fmt)
+        wx = _x_weight(weight, C, dtype)
         y = F.conv2d(ax, wx, None, stride, padding)
         geo = _geometry(weight.shape[2:], stride, padding, x.shape[2], x.shape[3])
         _zterm_add(y, _zq(z, weight, C, act, slope, _acc_dtype(dtype)), bias, geo)
@@ -599,19 +599,18 @@ def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, wx: tor
 
 
 def _zconv_fwd_fake(x, z, weight, bias, stride, padding, act, slope, dtype):
-    fmt = _memory_format(x)
-    ax = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=fmt)
-    wx = _x_weight(weight, x.shape[1], dtype, fmt)
+    ax = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=concat_format(x, weight))
+    wx = _x_weight(weight, x.shape[1], dtype)
     return F.conv2d(ax, wx, None, stride, padding), ax, torch.empty_like(wx)
 
 
 def _zconv_bwd_fake(gy, x, ax, wx, z, weight, bias, stride, padding, act, slope, need_x, need_z, need_weight,
                     need_bias):
-    return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)) if need_x
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x)) if need_x
             else x.new_empty(0),
             torch.empty_like(z) if need_z else x.new_empty(0),
             torch.empty(weight.shape, dtype=weight.dtype, device=x.device,
-                        memory_format=_memory_format(weight)) if need_weight else x.new_empty(0),
+                        memory_format=memory_format(weight)) if need_weight else x.new_empty(0),
             bias.new_empty(bias.shape) if need_bias and bias is not None else x.new_empty(0))
 
 
@@ -652,13 +651,13 @@ def _compute_dtype(x):
     return None
 
 
-def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None):
-    """act(cat(x, tile z)) in one Triton pass, in x's memory format; out_dtype defaults to the
-    promotion of x's and z's dtypes (what torch.cat gives)."""
+def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None, fmt=NCHW):
+    """act(cat(x, tile z)) in one Triton pass, in `fmt` (NCHW: torch.cat's, see zinject.concat_format);
+    out_dtype defaults to the promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
     fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
-    return ZCAT(x, z, act, float(slope), out_dtype)
+    return ZCAT(x, z, act, float(slope), out_dtype, fmt == CL)
 
 
 def _conv_args(weight, stride, padding):

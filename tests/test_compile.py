@@ -231,7 +231,9 @@ def _opcheck_cases():
     yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2, False)
     yield "norm_act_keep_x", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0, True)
     yield "norm_act_elu", norm.forward_op, (xcl, None, None, "elu", 0.0, 1e-5, 0, 0, False)
-    yield "z_concat_act", zcat.forward_op, (xcl, z, "leaky_relu", 0.2, torch.float32)
+    yield "z_concat_act", zcat.forward_op, (xcl, z, "leaky_relu", 0.2, torch.float32, True)
+    # torch.cat's format, NCHW, from a channels_last x (the public op's)
+    yield "z_concat_act_nchw_of_cl", zcat.forward_op, (xcl, z, "relu", 0.0, torch.float32, False)
     yield "z_concat_conv", zconv.forward_op, (x, z, w, b, [2, 2], [1, 1], "leaky_relu", 0.2, torch.float32)
     # one output channel: the weight's x slice is already dense, and must still not be returned as a view
     yield "z_concat_conv_one_out", zconv.forward_op, (x, z, w[:1].clone(), None, [2, 2], [1, 1], "relu", 0.0,

@@ -15,7 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bicyclegan.kernels import InstanceNormAct2d, _triton_common, avg_pool2d, instance_norm_act
+from bicyclegan.kernels import (
+    InstanceNormAct2d,
+    _triton_common,
+    avg_pool2d,
+    instance_norm_act,
+    z_concat_act,
+    z_concat_conv,
+)
 from bicyclegan.kernels._impl import interpreting, memory_format
 
 CL, NCHW = torch.channels_last, torch.contiguous_format
@@ -183,3 +190,55 @@ def test_instance_norm_module_layout_as_torch(kind, impl, running_stats):
         _same_layout(y, _torch_layouts(x)[0], f"{act} y")
         _close(y, want, f"{act} y")
         _close(_grads(y, [ours])[0], _grads(want, [theirs])[0], f"{act} dx")
+
+
+def _zinject_by_torch(x, z, weight, bias):
+    """torch's layer: conv2d(leaky_relu(cat(x, z tiled)))."""
+    cat = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+    return F.conv2d(F.leaky_relu(cat, 0.2), weight, bias, 1, 1)
+
+
+@pytest.mark.parametrize("path", ["ref", "ref_z_only", "concat_free", "fused_concat"])
+@pytest.mark.parametrize("weight_fmt", [NCHW, CL], ids=["w_nchw", "w_cl"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
+    """conv2d(act(cat(x, tile z))) as torch computes it: torch.cat is NCHW whatever x's layout, so the
+    conv's result is channels_last exactly when the weight is (ref_z_only: x needs no gradient, z
+    does, the reference's conv of x plus z's term)."""
+    monkeypatch.setattr(_triton_common, "POISON", True)
+    x = KINDS[kind]()
+    N, C = x.shape[:2]
+    z, bias = _randn(N, 3), _randn(5)
+    weight = _randn(5, C + 3, 3, 3).contiguous(memory_format=weight_fmt)
+    impl, mode = ("triton", path) if path in ("concat_free", "fused_concat") else ("ref", "concat_free")
+    theirs = [_leaf(t) for t in (x, z, weight, bias)]
+    ours = [x if path == "ref_z_only" else _leaf(x)] + [_leaf(t) for t in (z, weight, bias)]
+    y = z_concat_conv(*ours, 1, 1, "leaky_relu", 0.2, impl=impl, mode=mode)
+    want = _zinject_by_torch(*theirs)
+    if path == "ref_z_only" and weight_fmt == CL and y.shape[2] * y.shape[3] == 1:
+        # Known: there the conv's channels_last 1 x 1 result plus z's term takes NCHW strides for its
+        # size-1 H and W (contiguous both ways, as torch's, but suggest_memory_format differs).
+        assert y.is_contiguous() and y.is_contiguous(memory_format=CL)
+    else:
+        _same_layout(y, want, "y")
+    _close(y, want, "y", 1e-4)
+    leaves = [t for t in ours if t.requires_grad]
+    got, expected = _grads(y, leaves), _grads(want, theirs[4 - len(leaves):])
+    for name, g, w in zip(("dx", "dz", "dweight", "dbias")[4 - len(leaves):], got, expected):
+        _close(g, w, name, 1e-4)
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_z_concat_act_layout_as_torch(kind, impl, monkeypatch):
+    """act(cat(x, tile z)): NCHW whatever x's layout, as torch.cat gives it."""
+    monkeypatch.setattr(_triton_common, "POISON", True)
+    x = KINDS[kind]()
+    z = _randn(x.shape[0], 3)
+    ours, theirs = [_leaf(x), _leaf(z)], [_leaf(x), _leaf(z)]
+    y = z_concat_act(*ours, "leaky_relu", 0.2, impl=impl)
+    want = F.leaky_relu(torch.cat([theirs[0], theirs[1][:, :, None, None].expand(-1, -1, *x.shape[2:])], 1), 0.2)
+    _same_layout(y, want, "y")
+    _close(y, want, "y")
+    for name, g, w in zip(("dx", "dz"), _grads(y, ours), _grads(want, theirs)):
+        _close(g, w, name)
