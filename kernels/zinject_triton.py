@@ -1,8 +1,9 @@
 """Triton paths for z injection: the fused act+tile+concatenate op and the concatenation-free conv.
 
 Fused concat: one pass writes act(x) and act(z) tiled over H x W into the conv's input buffer (in
-x's memory format); its backward is one pass over the gradient giving dx and the per-block partial
-sums of the z channels, which a small reduction turns into dz.
+the layout zinject.concat_format picks for the conv; NCHW, torch.cat's, for z_concat_act); its
+backward is one pass over the gradient giving dx and the per-block partial sums of the z channels,
+which a small reduction turns into dz.
 
 Concatenation-free: because tile(z) is constant over the plane,
     conv(act(cat(x, tile z)), W) = conv(act(x), W[:, :C]) + z_term,

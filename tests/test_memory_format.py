@@ -14,6 +14,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bicyclegan.kernels import (
     InstanceNormAct2d,
@@ -242,3 +243,50 @@ def test_z_concat_act_layout_as_torch(kind, impl, monkeypatch):
     _close(y, want, "y")
     for name, g, w in zip(("dx", "dz"), _grads(y, ours), _grads(want, theirs)):
         _close(g, w, name)
+
+
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("N", [2, 1])
+def test_no_activation_is_copied_on_the_common_paths(fmt, N, monkeypatch):
+    """Dense NCHW or channels_last in, forward and backward of each op with the kernels: no clone or
+    copy of an activation-sized tensor (x, y, their gradients, the concatenation) outside the
+    kernels' launches (the interpreter's own copies there are not the op's). The layout rule costs
+    host arithmetic only."""
+    from triton.runtime.interpreter import InterpretedFunction
+    in_launch, copies = [], []
+    run = InterpretedFunction.run
+
+    def launch(*args, **kwargs):
+        in_launch.append(1)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            in_launch.pop()
+    monkeypatch.setattr(InterpretedFunction, "run", launch)
+
+    class Copies(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ in ("clone", "copy_", "_to_copy") and not in_launch:
+                copies.append(tuple(out.shape))
+            return out
+
+    x = _randn(N, 4, 9, 10).contiguous(memory_format=fmt)
+    z, bias, ones = _randn(N, 3), _randn(5), torch.ones(4)
+    weight = _randn(5, 7, 4, 4).contiguous(memory_format=fmt)
+    ops = {"avg_pool2d": lambda t: avg_pool2d(t, 3, 2, 1, count_include_pad=False, impl="triton"),
+           "norm_from_y": lambda t: instance_norm_act(t, "leaky_relu", impl="triton"),
+           "norm_affine": lambda t: instance_norm_act(t, "relu", weight=ones, bias=ones, impl="triton"),
+           "z_concat_conv": lambda t: z_concat_conv(t, z, weight, bias, impl="triton"),
+           "z_concat_conv_fused": lambda t: z_concat_conv(t, z, weight, bias, impl="triton", mode="fused_concat"),
+           "z_concat_act": lambda t: z_concat_act(t, z, impl="triton")}
+    for name, op in ops.items():
+        leaf = _leaf(x)
+        copies.clear()
+        with Copies():
+            y = op(leaf)
+        grad = torch.randn(y.shape).contiguous(memory_format=fmt)
+        with Copies():
+            y.backward(grad)
+        activations = {x.shape, y.shape, (N, 7, 9, 10)}
+        assert not [c for c in copies if c in activations], (name, copies)
