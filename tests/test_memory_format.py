@@ -193,10 +193,10 @@ def test_instance_norm_module_layout_as_torch(kind, impl, running_stats):
         _close(_grads(y, [ours])[0], _grads(want, [theirs])[0], f"{act} dx")
 
 
-def _zinject_by_torch(x, z, weight, bias):
-    """torch's layer: conv2d(leaky_relu(cat(x, z tiled)))."""
+def _zinject_by_torch(x, z, weight, bias, act):
+    """torch's layer: conv2d(act(cat(x, z tiled))), act leaky_relu or none."""
     cat = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-    return F.conv2d(F.leaky_relu(cat, 0.2), weight, bias, 1, 1)
+    return F.conv2d(F.leaky_relu(cat, 0.2) if act == "leaky_relu" else cat, weight, bias, 1, 1)
 
 
 @pytest.mark.parametrize("path", ["ref", "ref_z_only", "concat_free", "fused_concat"])
@@ -205,28 +205,30 @@ def _zinject_by_torch(x, z, weight, bias):
 def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
     """conv2d(act(cat(x, tile z))) as torch computes it: torch.cat is NCHW whatever x's layout, so the
     conv's result is channels_last exactly when the weight is (ref_z_only: x needs no gradient, z
-    does, the reference's conv of x plus z's term)."""
+    does, the reference's conv of x plus z's term). Without an activation the conv takes x as it is
+    where its layout is the one wanted."""
     monkeypatch.setattr(_triton_common, "POISON", True)
     x = KINDS[kind]()
     N, C = x.shape[:2]
     z, bias = _randn(N, 3), _randn(5)
     weight = _randn(5, C + 3, 3, 3).contiguous(memory_format=weight_fmt)
     impl, mode = ("triton", path) if path in ("concat_free", "fused_concat") else ("ref", "concat_free")
-    theirs = [_leaf(t) for t in (x, z, weight, bias)]
-    ours = [x if path == "ref_z_only" else _leaf(x)] + [_leaf(t) for t in (z, weight, bias)]
-    y = z_concat_conv(*ours, 1, 1, "leaky_relu", 0.2, impl=impl, mode=mode)
-    want = _zinject_by_torch(*theirs)
-    if path == "ref_z_only" and weight_fmt == CL and y.shape[2] * y.shape[3] == 1:
-        # Known: there the conv's channels_last 1 x 1 result plus z's term takes NCHW strides for its
-        # size-1 H and W (contiguous both ways, as torch's, but suggest_memory_format differs).
-        assert y.is_contiguous() and y.is_contiguous(memory_format=CL)
-    else:
-        _same_layout(y, want, "y")
-    _close(y, want, "y", 1e-4)
-    leaves = [t for t in ours if t.requires_grad]
-    got, expected = _grads(y, leaves), _grads(want, theirs[4 - len(leaves):])
-    for name, g, w in zip(("dx", "dz", "dweight", "dbias")[4 - len(leaves):], got, expected):
-        _close(g, w, name, 1e-4)
+    for act in ("leaky_relu", "none"):
+        theirs = [_leaf(t) for t in (x, z, weight, bias)]
+        ours = [x if path == "ref_z_only" else _leaf(x)] + [_leaf(t) for t in (z, weight, bias)]
+        y = z_concat_conv(*ours, 1, 1, act, 0.2, impl=impl, mode=mode)
+        want = _zinject_by_torch(*theirs, act)
+        if path == "ref_z_only" and weight_fmt == CL and y.shape[2] * y.shape[3] == 1:
+            # Known: there the conv's channels_last 1 x 1 result plus z's term takes NCHW strides for
+            # its size-1 H and W (contiguous both ways, as torch's, but suggest_memory_format differs).
+            assert y.is_contiguous() and y.is_contiguous(memory_format=CL)
+        else:
+            _same_layout(y, want, f"{act} y")
+        _close(y, want, f"{act} y", 1e-4)
+        leaves = [t for t in ours if t.requires_grad]
+        got, expected = _grads(y, leaves), _grads(want, theirs[4 - len(leaves):])
+        for name, g, w in zip(("dx", "dz", "dweight", "dbias")[4 - len(leaves):], got, expected):
+            _close(g, w, f"{act} {name}", 1e-4)
 
 
 @pytest.mark.parametrize("impl", ["triton", "ref"])

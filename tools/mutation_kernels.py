@@ -49,8 +49,12 @@ ONE = [NA_T + "reference_at_batch_one_with_a_channels_last_gradient",
 RUNNING = [NA_T + "module_tracks_running_stats_as_instancenorm2d"]
 AS_NORM = [NA_T + "module_channel_check_as_instancenorm2d",
            NA_T + "module_eval_mode_and_unbatched_input_as_instancenorm2d"]
+MF = ["tests/test_memory_format.py"]
+APF = "kernels/avg_pool.py"
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
-EQUIVALENT: set[str] = set()
+# MF01: torch's ambiguity clause decides only for N x 1 x 1 x 1 strides, where both formats' strides
+# are the same (what the ops allocate and read does not change; only a tuning key's layout would).
+EQUIVALENT: set[str] = {"MF01"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests); ids go on from docs/mutation-kernels.md's table
@@ -157,6 +161,29 @@ MUTANTS = [
     ('DI6', IM, '    if runnable and x.device.type != "meta":', '    if runnable:', META),
     ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:',
      'if x.dim() != 4 or x.shape[1] != self.in_channels:', NUMPY_LAYER),
+    # memory format parity with torch (kernels/_impl.memory_format and its users)
+    ('MF01', IM, 'if size == 0 or stride < least or (d == 0 and least == strides[1]):',
+     'if size == 0 or stride < least:', MF),
+    ('MF02', IM, '    if strides[1] == 0:\n        return NCHW\n', '', MF),
+    ('MF03', AP, 'cl = not transformed() and fmt == torch.channels_last',
+     'cl = not transformed() and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()', MF),
+    ('MF04', NA, 'norm(x.contiguous(memory_format=fmt) if norm is torch.batch_norm else x, *args)',
+     'norm(x, *args)', MF),
+    ('MF05', NA, 'return in_format(norm(', 'return (lambda y, fmt: y)(norm(', MF),
+    ('MF06', NT, '    fmt = memory_format(x)\n    # Canonical strides',
+     '    fmt = CL if x.is_contiguous(memory_format=CL) and not x.is_contiguous() else torch.contiguous_format\n'
+     '    # Canonical strides', MF),
+    ('MF07', ZI, 'return CL if memory_format(x) == CL and memory_format(weight) == CL else NCHW',
+     'return memory_format(x)', MF),
+    ('MF08', ZT, 'contiguous(memory_format=memory_format(weight))', 'contiguous()', MF),
+    ('MF09', ZT, 'if act == "none" and dtype == x.dtype and x.stride() == dense_strides(x.shape, fmt):',
+     'if act == "none" and dtype == x.dtype:', MF),
+    ('MF10', ZT, 'return ZCAT(x, z, act, float(slope), out_dtype, fmt == CL)',
+     'return ZCAT(x, z, act, float(slope), out_dtype, memory_format(x) == CL)', MF),
+    ('MF11', ZI, "    x = in_format(x, concat_format(x, weight))"
+                 "  # (so that the conv's output has the reference's layout)\n    y = F.conv2d(",
+     "    y = F.conv2d(", MF),
+    ('MF12', APF, 'divisor_override, memory_format(x))', 'divisor_override, torch.contiguous_format)', MF),
 ]
 
 if __name__ == "__main__":
