@@ -86,34 +86,83 @@ def _free_ports(n):
 
 def _in_turn(rank, world, ports, out_dir, cases):
     """worker(rank, world, port, out_dir/name, *args) for each (name, worker, *args) of cases in turn, in this
-    rank's process, each on a port of its own (each worker starts its own group): one pair of processes for
-    several tests, whose start-up took most of each test's time. A group an error exit left open is ended as
-    the process's exit would end it (see _exit_worker); the seconds each case took on this rank: name/{rank}.took."""
+    rank's process, each on a port of its own (each worker starts its own group; a list of ports for one that
+    starts several) and in the environment the process began with (a worker's variables undone after it): one
+    pair of processes for several tests, whose start-up took most of each test's time. A group an error exit
+    left open is ended as the process's exit would end it (see _exit_worker); the seconds each case took on this
+    rank: name/{rank}.took. A case both ranks finished (their .took files) is not run again: spawn_ranks's second
+    launch, after gloo failed to connect a later case's processes, goes on from that case."""
+    environ = dict(os.environ)
     for port, (name, worker, *args) in zip(ports, cases):
-        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+        here = os.path.join(out_dir, name)
+        if all(os.path.exists(os.path.join(here, f"{r}.took")) for r in range(world)):
+            continue
+        os.makedirs(here, exist_ok=True)
         start = time.monotonic()
-        worker(rank, world, port, os.path.join(out_dir, name), *args)
+        worker(rank, world, port, here, *args)
         if dist.is_initialized():
             dist.destroy_process_group()
-        with open(os.path.join(out_dir, name, f"{rank}.took"), "w") as f:
+        with open(os.path.join(here, f"{rank}.took"), "w") as f:
             f.write(str(time.monotonic() - start))
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """The folder of the workers below that need no processes of their own, run in turn by one pair of
-    spawned processes: <name>/ each (the groups' cases last: the first sets RANK, which the second clears)."""
-    cases = [("sync", _worker, True), ("mean", _mean_worker), ("bn", _bn_worker),
+def ranks(tmp_path_factory):
+    """The folder of every two-process case of this file, run in turn by one pair of spawned processes
+    (_in_turn), each in <name>/: the processes' start-up took most of each case's time, in a pair of its own.
+    "close" first (the bug it tests needs the process's first optimiser), "exit" last (it runs the process's
+    exit functions). "in_use": its r/ locked by another training, running, all along; "start": rank 0 waits in
+    a collective until rank 1, done with its bug, ends its group (as its process's exit would)."""
+    import fcntl
+
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import make_demo_dataset
+    where = tmp_path_factory.mktemp("ranks")
+    tiny = ["--device", "cpu", "--no-progress", "--crop_size", "32"]
+    full_disk = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef",
+                 "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--log_every", "2", "--sample_every", "2",
+                 "--save_every", "2", "--num_workers", "0"]
+    data_error = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef",
+                  "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--save_every", "2", "--log_every", "2",
+                  "--num_workers", "0"]
+    make_demo_dataset(where / "going_back" / "data", n_train=16, n_test=4, size=32, seed=0)
+    resume_data = make_demo_dataset(where / "resume" / "data", n_train=8, n_test=2, size=32, seed=0)
+    # the run the refused resumes name, one process's
+    Trainer(tiny_cfg(where / "resume" / "run", resume_data, max_steps=2, save_every=2), progress=False).train()
+    cases = [("close", _close_worker),
+             ("sync", _worker, True), ("mean", _mean_worker), ("bn", _bn_worker),
              ("sync_bn", _sync_model_worker, [True, False]), ("own", _group_worker, True),
-             ("caller", _group_worker, False)]
-    where = tmp_path_factory.mktemp("pair")
-    spawn_ranks(_in_turn, (2, _free_ports(len(cases)), str(where), cases))
+             ("caller", _group_worker, False),
+             ("in_use", _cli_rank, ["train", "--out", str(where / "in_use" / "r"), *tiny, "--ngf", "4", "--nef", "4",
+                                    "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]),
+             ("bug", _bug_rank, ["train", "--out", str(where / "bug" / "r"), *tiny]),
+             *((f"full_disk/{name}", _full_disk_rank, full_disk, name) for name in FULL_DISK),
+             *((f"data_error/{broken}", _data_error_rank, data_error, broken) for broken in (1, 0)),
+             ("going_back", _going_back_ranks, _going_back_args(where / "going_back")),
+             ("resume", _resume_rank, {case: argv for case, (argv, _) in _refused_resumes(where / "resume").items()}),
+             ("start", _start_bug_rank, ["train", "--out", str(where / "start" / "r"), *tiny, "--no-eval", "--ngf",
+                                         "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"]),
+             ("exit", _exit_worker)]
+    several = {"going_back": 2, "exit": 3}  # the cases that start several groups: a port each
+    free = iter(_free_ports(sum(several.get(name, 1) for name, *_ in cases)))
+    ports = [[next(free) for _ in range(several[name])] if name in several else next(free) for name, *_ in cases]
+    (where / "in_use" / "r").mkdir(parents=True)
+    fd = os.open(where / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT)  # another training's, running
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        spawn_ranks(_in_turn, (2, ports, str(where), cases))
+    finally:
+        os.close(fd)
     return where
 
 
 @pytest.mark.slow
-def test_ranks_stay_in_sync(pair, tmp_path):
-    r0, r1 = (torch.load(pair / "sync" / f"{r}.pt") for r in (0, 1))
+def test_ranks_stay_in_sync(ranks, tmp_path):
+    r0, r1 = (torch.load(ranks / "sync" / f"{r}.pt") for r in (0, 1))
     for net in r0:
         for k in r0[net]:
             torch.testing.assert_close(r0[net][k], r1[net][k], rtol=0, atol=0, msg=f"{net}.{k}")
@@ -158,14 +207,15 @@ def gloo_failed_to_connect(said: str) -> bool:
     return "connectFullMesh" in said
 
 
-def torchrun_cli(cwd, *argv, nproc: int = 2, timeout: float = 300, program=CLI) -> subprocess.CompletedProcess:
+def torchrun_cli(cwd, *argv, nproc: int = 2, timeout: float = 300, program=CLI,
+                 retry: bool = True) -> subprocess.CompletedProcess:
     """`bicyclegan ARGV` under torchrun, `nproc` processes, in cwd: its exit code and what it printed
-    (launched once more where gloo failed to connect the processes: gloo_failed_to_connect)."""
+    (launched once more where gloo failed to connect the processes, gloo_failed_to_connect, unless not `retry`)."""
     env = _torchrun_env()
     try:
         done = subprocess.run(torchrun_command(*argv, nproc=nproc, program=program), cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0 and gloo_failed_to_connect(done.stdout + done.stderr):
+        if retry and done.returncode != 0 and gloo_failed_to_connect(done.stdout + done.stderr):
             done = subprocess.run(torchrun_command(*argv, nproc=nproc, program=program), cwd=cwd, env=env,
                                   capture_output=True, text=True, timeout=timeout)
         return done
@@ -173,17 +223,31 @@ def torchrun_cli(cwd, *argv, nproc: int = 2, timeout: float = 300, program=CLI) 
         shutil.rmtree(env["TMPDIR"], ignore_errors=True)
 
 
-def torchrun_in_turn(cwd, commands, nproc: int = 2, timeout: float = 300):
+def torchrun_in_turn(cwd, commands, nproc: int = 2, timeout: float = 300, retry: bool = True):
     """torchrun_cli of several commands (each a `bicyclegan` argv) in turn in one launch (torchrun_in_turn.py, a
     group on a port of its own each), in cwd: the launch, what each command printed (its part of the launch's
-    stdout, then of its stderr) and each command's exit code on each rank."""
+    stdout, then of its stderr) and each command's exit code on each rank. What a rank writes without a flush
+    (to a pipe, stdout is written in blocks) may show in a later command's part: count what only one command
+    prints in the whole launch's output."""
     cases = [[port, list(map(str, argv))] for port, argv in zip(_free_ports(len(commands)), commands)]
-    done = torchrun_cli(cwd, json.dumps(cases), nproc=nproc, timeout=timeout,
+    done = torchrun_cli(cwd, json.dumps(cases), nproc=nproc, timeout=timeout, retry=retry,
                         program=[os.path.join(os.path.dirname(__file__), "torchrun_in_turn.py")])
     out, err = (re.split(r"^== command \d+\n", text, flags=re.M)[1:] for text in (done.stdout, done.stderr))
     ranks = [json.loads((Path(cwd) / f"in_turn.{r}.json").read_text()) for r in range(nproc)
              if (Path(cwd) / f"in_turn.{r}.json").exists()]
     return done, [o + e for o, e in zip(out, err)], [list(codes) for codes in zip(*ranks)]
+
+
+def torchrun_in_turn_afresh(base, build, timeout: float = 300):
+    """torchrun_in_turn, in base/1, of the commands build(folder) returns (having made what they need there), and
+    where gloo failed to connect the processes, once more in base/2: not in the same folder, where a training
+    would meet the run the first launch left. (The folder, the launch, what each command printed, exit codes.)"""
+    for attempt in (1, 2):
+        folder = base / str(attempt)
+        folder.mkdir(parents=True)
+        done, said, codes = torchrun_in_turn(folder, build(folder), timeout=timeout, retry=False)
+        if attempt == 2 or not (done.returncode != 0 and gloo_failed_to_connect(done.stdout + done.stderr)):
+            return folder, done, said, codes
 
 
 def test_torchrun_cli_launches_once_more_where_gloo_failed_to_connect_alone(monkeypatch, tmp_path):
@@ -207,11 +271,19 @@ def test_torchrun_cli_launches_once_more_where_gloo_failed_to_connect_alone(monk
 def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     tiny = ["--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4",
             "--log_every", "2", "--save_every", "4", "--sample_every", "4"]
+    train = ["train", "--out", "runs/r", "--no-eval", "--device", "cpu"]
     # Stopped at step 5, between two log lines (every 2): each rank's open interval (step 5) rides
     # in the checkpoint and the resumed line at 6 averages it with step 6, as a straight run's does.
-    out = _torchrun(tmp_path, *tiny, "--max_steps", "5")
-    run = tmp_path / "runs" / "r"
-    assert out.count("run folder:") == 1  # rank 0 reports; rank 1 trains in silence
+    # In the same launch (torchrun_in_turn), after it: the straight run to step 8, in straight/. The resume
+    # launches on its own: a fresh process, where only the run folder can tell it where the run was.
+    here, done, said, codes = torchrun_in_turn_afresh(tmp_path, lambda folder: [
+        [*train, *tiny, "--max_steps", "5"], ["train", "--out", "straight/runs/r", "--no-eval", "--device", "cpu",
+                                              *tiny, "--max_steps", "8"]])
+    assert codes == [[0, 0], [0, 0]], (done.stdout + done.stderr)[-3000:]
+    out = said[0]
+    run = here / "runs" / "r"
+    # rank 0 reports; rank 1 trains in silence (its stdout, unflushed, may show in the next command's part)
+    assert out.count("run folder:") == 1 and (done.stdout + done.stderr).count("run folder:") == 2
     assert "data: 512 samples, 64 batches an epoch on each rank; torch loader, 1 worker\n" in out
     started = json.loads((run / "config.json").read_text())
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
@@ -219,7 +291,7 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     assert ckpt["step"] == 5 and ckpt["steps_per_epoch"] == 64
     assert [own["count"] for own in (ckpt["log_interval"], *ckpt["rank_log_interval"])] == [1, 1]
     # resuming needs only the run folder (and what changes): the run's own config is the default
-    _torchrun(tmp_path, "--resume", "--max_steps", "8")
+    _torchrun(here, "--resume", "--max_steps", "8")
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert ckpt["step"] == 8
     assert json.loads((run / "config.json").read_text()) == {**started, "max_steps": 8}
@@ -227,13 +299,11 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
     assert steps == [2, 4, 5, 6, 8]  # 5: the stopped run's last step
     # Exactly where an uninterrupted run ends: each rank's generators were kept (rank 1 used to
     # reseed on resuming, and its z draws, so the weights, went elsewhere).
-    (tmp_path / "straight").mkdir()
-    _torchrun(tmp_path / "straight", *tiny, "--max_steps", "8")
-    straight = torch.load(tmp_path / "straight" / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
+    straight = torch.load(here / "straight" / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
     assert len(ckpt["rank_rng"]) == 1
     assert [own["count"] for own in (ckpt["log_interval"], *ckpt["rank_log_interval"])] == [0, 0]
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    straight_log = [json.loads(line) for line in (tmp_path / "straight/runs/r/log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(line) for line in (here / "straight/runs/r/log.jsonl").read_text().splitlines()]
     assert len(straight_log[0]) >= 8, straight_log[0]  # step, epoch, lr, img_per_s and the losses
     assert [row["step"] for row in straight_log] == [2, 4, 6, 8]
     for want in straight_log:
@@ -349,19 +419,19 @@ def _group_worker(rank, world, port, out_dir, own):
 
 
 @pytest.mark.slow
-def test_a_process_group_started_by_the_caller_is_used_and_left_open(pair):
+def test_a_process_group_started_by_the_caller_is_used_and_left_open(ranks):
     """Launched by something other than torchrun (no RANK/WORLD_SIZE): the group's own rank and size
     count, so the data is sharded and rank 0 alone writes; the caller's group outlives train()."""
-    seen = [json.loads((pair / "caller" / f"{r}.json").read_text()) for r in (0, 1)]
+    seen = [json.loads((ranks / "caller" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": False, "open_after_train": True} for r in (0, 1)]
-    run = pair / "caller" / "run"
+    run = ranks / "caller" / "run"
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["steps_per_epoch"] == 64  # 512 demo pairs / 2 ranks / batch 4
     assert [json.loads(ln)["step"] for ln in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
-def test_the_group_init_distributed_started_is_ended_by_close(pair):
-    seen = [json.loads((pair / "own" / f"{r}.json").read_text()) for r in (0, 1)]
+def test_the_group_init_distributed_started_is_ended_by_close(ranks):
+    seen = [json.loads((ranks / "own" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"rank": r, "world": 2, "owns": True, "open": True, "open_after_close": False} for r in (0, 1)]
 
 
@@ -391,12 +461,11 @@ def _exit_worker(rank, world, ports, out_dir):
     json.dump(seen, open(os.path.join(out_dir, f"{rank}.json"), "w"))
 
 
-def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalises(tmp_path):
+def test_a_group_left_open_by_an_error_exit_ends_before_the_interpreter_finalises(ranks):
     """A refusal's exit skipped close(): gloo's worker thread, still dropping the broadcast's tensors,
     then took the GIL of a finalising interpreter, and the rank aborted now and then (SIGABRT,
     "terminate called without an active exception")."""
-    spawn_ranks(_exit_worker, (2, _free_ports(3), str(tmp_path)))
-    seen = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    seen = [json.loads((ranks / "exit" / f"{r}.json").read_text()) for r in (0, 1)]
     assert seen == [{"open_after_exit": False, "callers_open_after_exit": True}] * 2
 
 
@@ -431,14 +500,13 @@ def _close_worker(rank, world, port, out_dir):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread names from /proc (Linux)")
-def test_closing_the_group_ends_its_threads_before_the_interpreter_finalises(tmp_path):
+def test_closing_the_group_ends_its_threads_before_the_interpreter_finalises(ranks):
     """torch.distributed.nn, imported by torch._dynamo when the first optimiser was made, took the group
     up then as its functions' default argument: destroy_process_group left it alive, its threads ran
     on into the interpreter's finalisation, and a rank aborted there now and then (SIGABRT,
     "terminate called without an active exception"; a flaky CI failure of test_validation)."""
-    spawn_ranks(_close_worker, (2, _free_port(), str(tmp_path)))
     for r in (0, 1):
-        seen = json.loads((tmp_path / f"{r}.json").read_text())
+        seen = json.loads((ranks / "close" / f"{r}.json").read_text())
         assert "pt_gloo_runloop" in seen["running"], seen  # (the names looked for: the group's threads)
         assert seen["after_close"] == [], seen
 
@@ -454,10 +522,10 @@ def _mean_worker(rank, world, port, out_dir):
 
 
 @pytest.mark.slow
-def test_logged_losses_are_means_over_every_rank(pair):
+def test_logged_losses_are_means_over_every_rank(ranks):
     """Every rank logs the same global means, and so sees the same divergence (where one rank alone
     raising would leave the other waiting in its next all-reduce)."""
-    r0, r1 = (json.loads((pair / "mean" / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((ranks / "mean" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1
     assert r0["G_L1"] == pytest.approx((3.0 + 6.0) / 6) and r0["D"] == float("inf")
     assert list(r0) == ["G_L1", "D"]
@@ -518,18 +586,18 @@ def _bn_worker(rank, world, port, out_dir):
 
 
 @pytest.mark.slow
-def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(pair):
+def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(ranks):
     """Each of two gloo ranks holds half a batch: output, input gradient, weight and bias gradients
     (summed over the ranks, as the averaged gradients are then taken) and the running statistics are
     those of one nn.BatchNorm2d on the whole batch, in training and cumulative (momentum None) mode."""
-    ranks = [torch.load(pair / "bn" / f"{r}.pt") for r in (0, 1)]
+    got = [torch.load(ranks / "bn" / f"{r}.pt") for r in (0, 1)]
     for momentum in (0.1, None):
         bn, x, dy = _bn_case(momentum)
         x.requires_grad_()
         y = bn(x)
         y.backward(dy)
         bn.eval()
-        r0, r1 = ranks[0][momentum], ranks[1][momentum]
+        r0, r1 = got[0][momentum], got[1][momentum]
         assert r0["type"] == "SyncBatchNorm2d"
 
         def close(got, want, what):
@@ -548,7 +616,7 @@ def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(pair):
         assert not torch.allclose(torch.cat([r0["plain"], r1["plain"]]), y.detach(), atol=1e-3)
     bn, x, _ = _bn_case(0.1)
     y = bn(x.bfloat16().double())  # the whole batch as the ranks had it, in float64
-    r0, r1 = ranks[0]["bf16"], ranks[1]["bf16"]
+    r0, r1 = got[0]["bf16"], got[1]["bf16"]
     assert r0["y"].dtype == torch.bfloat16
     torch.testing.assert_close(torch.cat([r0["y"], r1["y"]]).double(), y.detach(), rtol=1e-2, atol=1e-2)
     for r in (r0, r1):  # bf16 sums would be off by about 1e-3 here
@@ -558,7 +626,7 @@ def test_sync_batchnorm_over_two_ranks_is_batchnorm_of_the_whole_batch(pair):
     x.requires_grad_()
     y = bn(x)
     y.backward(dy)
-    r0, r1 = ranks[0]["uneven"], ranks[1]["uneven"]
+    r0, r1 = got[0]["uneven"], got[1]["uneven"]
     assert (len(r0["y"]), len(r1["y"])) == (2, 4)
     torch.testing.assert_close(torch.cat([r0["y"], r1["y"]]), y.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torch.cat([r0["dx"], r1["dx"]]), x.grad, rtol=1e-12, atol=1e-12)
@@ -617,13 +685,13 @@ def _sync_model_worker(rank, world, port, out_dir, sync_bns, steps=3):
 
 
 @pytest.mark.slow
-def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(pair, tmp_path):
+def test_sync_bn_trains_two_ranks_as_one_process_at_twice_the_batch(ranks, tmp_path):
     """Two ranks at batch 2 with sync_bn end with the weights of one process at batch 4 (both halves);
     without it, each rank's BatchNorm sees half the batch and the weights go elsewhere."""
     _sync_model_worker(0, 1, 0, str(tmp_path / "one"), [True])
     one = torch.load(tmp_path / "one" / "True" / "0.pt")
     for sync_bn in (True, False):
-        two = torch.load(pair / "sync_bn" / str(sync_bn) / "0.pt")
+        two = torch.load(ranks / "sync_bn" / str(sync_bn) / "0.pt")
         # atol: a conv bias before a BatchNorm has no gradient but rounding (~1e-17), which Adam scales by
         # lr / eps to ~1e-11, differently in the two runs; every other difference is a step of order lr.
         differs = [f"{net}.{k}" for net in one for k in one[net]
@@ -650,37 +718,13 @@ def _cli_rank(rank, world, port, out_dir, args):
     json.dump({"rc": rc, "stderr": err.getvalue()}, open(os.path.join(out_dir, f"{rank}.json"), "w"))
 
 
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
-    """The folder of the three cases below, run in turn by one pair of spawned processes (_in_turn), each in
-    <case>/: a run folder in use ("in_use": its r/ locked by another training, running), a bug on rank 0
-    ("bug"), a rank lost at start-up ("start": last, as in a pair of its own, rank 0 waits in a collective until
-    rank 1, done with its bug, ends its group)."""
-    import fcntl
-    where = tmp_path_factory.mktemp("refused")
-    tiny = ["--device", "cpu", "--no-progress", "--crop_size", "32"]
-    cases = [("in_use", _cli_rank, ["train", "--out", str(where / "in_use" / "r"), *tiny, "--ngf", "4", "--nef", "4",
-                                    "--ndf", "4", "--batch_size", "4", "--max_steps", "2"]),
-             ("bug", _bug_rank, ["train", "--out", str(where / "bug" / "r"), *tiny]),
-             ("start", _start_bug_rank, ["train", "--out", str(where / "start" / "r"), *tiny, "--no-eval", "--ngf",
-                                         "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"])]
-    (where / "in_use" / "r").mkdir(parents=True)
-    fd = os.open(where / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT)  # another training's, running
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        spawn_ranks(_in_turn, (2, _free_ports(len(cases)), str(where), cases))
-    finally:
-        os.close(fd)
-    return where
-
-
 @pytest.mark.slow
-def test_a_run_folder_in_use_refuses_every_rank_with_one_line(refused):
+def test_a_run_folder_in_use_refuses_every_rank_with_one_line(ranks):
     """Rank 0 alone holds the run folder: its refusal reached no other rank, which waited in the next
     collective until torchrun killed it (a traceback each, or a timeout on NCCL). Every rank now
     exits 2 at once, and rank 0 alone prints the line."""
     from bicyclegan.engine import runtime
-    case = refused / "in_use"
+    case = ranks / "in_use"
     out = case / "r"
     r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r0 == {"rc": 2, "stderr": f"bicyclegan train: CheckpointError: {out} is in use by another training, "
@@ -709,29 +753,22 @@ def _bug_rank(rank, world, port, out_dir, args):
 
 
 @pytest.mark.slow
-def test_a_bug_on_rank_0_is_its_traceback_alone(refused):
+def test_a_bug_on_rank_0_is_its_traceback_alone(ranks):
     """Rank 0's bug reaches the other ranks as 'rank 0 stopped: ...', which they raised on: a second
     traceback of the same error from every other rank. They exit 1 in silence now."""
-    assert json.loads((refused / "bug" / "0.json").read_text()) == {"raised": True}
-    assert json.loads((refused / "bug" / "1.json").read_text()) == {"rc": 1, "stderr": ""}
+    assert json.loads((ranks / "bug" / "0.json").read_text()) == {"raised": True}
+    assert json.loads((ranks / "bug" / "1.json").read_text()) == {"rc": 1, "stderr": ""}
 
 
 @pytest.mark.slow
-def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(tmp_path):
-    import fcntl
-    out = tmp_path / "runs" / "r"
-    out.mkdir(parents=True)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        done = torchrun_cli(tmp_path, "train", "--out", "runs/r", "--no-eval", "--device", "cpu", "--crop_size", "32",
-                            "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", timeout=120)
-    finally:
-        os.close(fd)
-    said = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert said.count("is in use by another training, still running") == 1, said
-    assert "[rank1]" not in said and "Connection closed by peer" not in said, said  # rank 1 exits 2, in silence
+def test_under_torchrun_a_refusal_is_one_line_and_no_rank_crashes(launched):
+    """(The run folder in use: in_use/r, locked by another training, running, all along the launch.)"""
+    _, everything, commands = launched
+    _, rcs = commands["in_use"]
+    assert any(rcs), rcs
+    assert everything.count("is in use by another training, still running") == 1, everything
+    # rank 1 exits 2, in silence (in the whole launch: its lines may show in another command's part)
+    assert "[rank1]" not in everything and "Connection closed by peer" not in everything, everything
 
 
 FULL_DISK = {"latest.pt": "CheckpointError: training stopped at step 2: cannot write checkpoint",
@@ -740,11 +777,13 @@ FULL_DISK = {"latest.pt": "CheckpointError: training stopped at step 2: cannot w
 
 
 def _full_disk_rank(rank, world, port, out_dir, args, name):
-    """_cli_rank where rank 0's disk is full for one file of the run folder: the checkpoint's or a grid's
-    rename fails, or the training log's append (undone after, for the process's next case)."""
+    """_cli_rank of a run in out_dir/r where rank 0's disk is full for one file of the run folder: the checkpoint's
+    or a grid's rename fails, or the training log's append (undone after, for the process's next case)."""
     from pathlib import Path
 
     from bicyclegan.engine import trainer
+    if rank == 0:  # spawn_ranks's second launch starts the run afresh (the others wait for rank 0's group)
+        shutil.rmtree(os.path.join(out_dir, "r"), ignore_errors=True)
     replace = os.replace
     if rank == 0 and name == "log.jsonl":
         class Full:
@@ -764,31 +803,20 @@ def _full_disk_rank(rank, world, port, out_dir, args, name):
             return replace(src, dst, **kw)
         os.replace = failing
     try:
-        _cli_rank(rank, world, port, out_dir, args)
+        _cli_rank(rank, world, port, out_dir, [*args, "--out", os.path.join(out_dir, "r")])
     finally:
         os.replace = replace
         vars(trainer).pop("open", None)
 
 
-def _full_disk_ranks(rank, world, ports, out_dir, args):
-    """_full_disk_rank for each file of FULL_DISK in turn, in out_dir/<file>/, a group of its own each (on its
-    own port): one pair of processes for the three, whose start-up took most of each case's time. A group an
-    error exit left open is ended as the process's exit would (see _exit_worker)."""
-    for port, name in zip(ports, FULL_DISK):
-        here = os.path.join(out_dir, name)
-        os.makedirs(here, exist_ok=True)
-        if rank == 0:  # spawn_ranks's second launch starts each run afresh (the others wait for rank 0's group)
-            shutil.rmtree(os.path.join(here, "r"), ignore_errors=True)
-        _full_disk_rank(rank, world, port, here, [*args, "--out", os.path.join(here, "r")], name)
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def _data_error_rank(rank, world, port, out_dir, args, broken):
-    """_cli_rank where rank `broken`'s training loader meets a file broken since the checks at its third batch
-    (rank 0's others, the sample grids', are read before the training); undone after, for the next case."""
+    """_cli_rank of a run in out_dir/r where rank `broken`'s training loader meets a file broken since the checks
+    at its third batch (rank 0's others, the sample grids', are read before the training); undone after, for the
+    next case."""
     from bicyclegan.pipelines import DatasetError
     from bicyclegan.pipelines.cpu_loader import TorchLoader
+    if rank == 0:  # (as in _full_disk_rank)
+        shutil.rmtree(os.path.join(out_dir, "r"), ignore_errors=True)
     batches = TorchLoader.__iter__
     if rank == broken:
         def breaking(self):
@@ -798,42 +826,18 @@ def _data_error_rank(rank, world, port, out_dir, args, broken):
                 yield batch
         TorchLoader.__iter__ = breaking
     try:
-        _cli_rank(rank, world, port, out_dir, args)
+        _cli_rank(rank, world, port, out_dir, [*args, "--out", os.path.join(out_dir, "r")])
     finally:
         TorchLoader.__iter__ = batches
 
 
-def _data_error_ranks(rank, world, ports, out_dir, args):
-    """_data_error_rank with rank 1's data broken, then rank 0's, in out_dir/<broken rank>/, a group of its own
-    each (as _full_disk_ranks): one pair of processes for the two."""
-    for port, broken in zip(ports, (1, 0)):
-        here = os.path.join(out_dir, str(broken))
-        os.makedirs(here, exist_ok=True)
-        if rank == 0:  # (as in _full_disk_ranks)
-            shutil.rmtree(os.path.join(here, "r"), ignore_errors=True)
-        _data_error_rank(rank, world, port, here, [*args, "--out", os.path.join(here, "r")], broken)
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-@pytest.fixture(scope="module")
-def data_error(tmp_path_factory):
-    """The folder of _data_error_ranks's two cases, <broken rank>/: each rank's {rank}.json and the run r/."""
-    where = tmp_path_factory.mktemp("data_error")
-    args = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef", "4",
-            "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--save_every", "2", "--log_every", "2",
-            "--num_workers", "0"]
-    spawn_ranks(_data_error_ranks, (2, _free_ports(2), str(where), args))
-    return where
-
-
 @pytest.mark.slow
-def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(data_error):
+def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(ranks):
     """Rank 1's data error ended it (its one line, exit 2) in the middle of the step, while rank 0 waited in
     that step's gradient all-reduce: gloo failed rank 0 there ("Connection closed by peer"), which it
     printed as a bug's traceback. Rank 0 now says in one line where it stopped, that another rank ended
     (which prints its own error) and which checkpoint is intact."""
-    case = data_error / "1"
+    case = ranks / "data_error" / "1"
     r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r1["rc"] == 2 and r1["stderr"].startswith("bicyclegan train: DatasetError: training stopped at step 3 ")
     assert "x.png changed since the checks" in r1["stderr"]
@@ -850,10 +854,10 @@ def test_a_data_error_on_one_rank_mid_training_is_one_line_from_each_rank(data_e
 
 
 @pytest.mark.slow
-def test_a_rank_that_lost_rank_0_names_the_checkpoint_rank_0_wrote(data_error):
+def test_a_rank_that_lost_rank_0_names_the_checkpoint_rank_0_wrote(ranks):
     """Rank 0 alone writes the checkpoints, and only its record of them was kept: rank 1, stopped by rank 0's
     error, said "no checkpoint was written before it: start the run again" of a run that had saved step 2."""
-    case = data_error / "0"
+    case = ranks / "data_error" / "0"
     r0, r1 = (json.loads((case / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 2 and "x.png changed since the checks" in r0["stderr"], r0
     assert r1["rc"] == 2 and "RankLostError: training stopped after step 2 " in r1["stderr"], r1
@@ -921,10 +925,10 @@ def _start_bug_rank(rank, world, port, out_dir, args):
 
 
 @pytest.mark.slow
-def test_a_rank_lost_at_start_up_is_one_line_on_the_others(refused):
+def test_a_rank_lost_at_start_up_is_one_line_on_the_others(ranks):
     """Rank 0 waited for rank 1 in the loader's joint check of the files, and printed gloo's failure as a
     bug's traceback of its own once rank 1 had ended on its bug (its group ended, as by its process's exit)."""
-    r0, r1 = (json.loads((refused / "start" / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((ranks / "start" / f"{r}.json").read_text()) for r in (0, 1))
     assert r1 == {"raised": True}
     assert r0["rc"] == 2 and "Traceback" not in r0["stderr"], r0
     assert re.fullmatch(r"bicyclegan train: RankLostError: another process of this launch ended while this one "
@@ -932,25 +936,14 @@ def test_a_rank_lost_at_start_up_is_one_line_on_the_others(refused):
                         r"\[127.0.0.1\]:\d+\)", r0["stderr"].splitlines()[-1]), r0
 
 
-@pytest.fixture(scope="module")
-def full_disk(tmp_path_factory):
-    """The folder of FULL_DISK's cases, each case's ranks' {rank}.json in <file>/."""
-    where = tmp_path_factory.mktemp("full_disk")
-    args = ["train", "--device", "cpu", "--no-progress", "--no-eval", "--crop_size", "32", "--ngf", "4", "--nef", "4",
-            "--ndf", "4", "--batch_size", "4", "--max_steps", "4", "--log_every", "2", "--sample_every", "2",
-            "--save_every", "2", "--num_workers", "0"]
-    spawn_ranks(_full_disk_ranks, (2, _free_ports(len(FULL_DISK)), str(where), args))
-    return where
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FULL_DISK)
-def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(full_disk, name):
+def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(ranks, name):
     """Rank 0 alone writes the run folder while the ranks train: its failed write (a full disk) was its
     one line and exit 2, while the other ranks went on into the next step's all-reduce, where gloo
     failed them with a traceback ("Connection closed by peer") and NCCL left them waiting until torchrun
     killed them."""
-    r0, r1 = (json.loads((full_disk / name / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((ranks / "full_disk" / name / f"{r}.json").read_text()) for r in (0, 1))
     (line,) = (line for line in r0["stderr"].splitlines() if line.startswith("bicyclegan train: "))
     assert r0["rc"] == 2 and line.startswith(f"bicyclegan train: {FULL_DISK[name]}"), r0
     assert "No space left on device" in line
@@ -973,24 +966,26 @@ def _going_back_ranks(rank, world, ports, out_dir, args):
               [*args, "--resume", "--epoch", "1", "--max_steps", "3"])
 
 
+def _going_back_args(where):
+    """The first run's command of the going-back case, in where/r on the demo data in where/data."""
+    return ["train", "--out", str(where / "r"), "--dataroot", str(where / "data"), "--device", "cpu", "--no-progress",
+            "--no-eval", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4",
+            "--batch_size", "4", "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2",
+            "basic_128_multi", "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
+            "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
+
+
 @pytest.mark.slow
-def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(tmp_path):
+def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(ranks):
     """Two ranks resumed from an earlier epoch_N.pt: rank 0 alone moves the abandoned continuation's
     checkpoints aside and says so; rank 1, which never touches the run folder, neither moves nor prints."""
-    from bicyclegan.pipelines import make_demo_dataset
-    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=4, size=32, seed=0)
-    out = tmp_path / "r"
+    case = ranks / "going_back"
+    out = case / "r"
     ckpts = out / "checkpoints"
-    args = ["train", "--out", str(out), "--dataroot", str(data), "--device", "cpu", "--no-progress", "--no-eval",
-            "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4",
-            "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi",
-            "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
-            "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
-    spawn_ranks(_going_back_ranks, (2, _free_ports(2), str(tmp_path), args))
-    assert [json.loads((tmp_path / "first" / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
-    before = {p.name: p.read_bytes() for p in (tmp_path / "before").glob("*.pt")}
+    assert [json.loads((case / "first" / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
+    before = {p.name: p.read_bytes() for p in (case / "before").glob("*.pt")}
     assert sorted(before) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
-    r0, r1 = (json.loads((tmp_path / "back" / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((case / "back" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 0 and r0["stderr"].count("are moved to") == 1, r0
     said = f"past it (epoch_2.pt, epoch_3.pt, latest.pt) are moved to {ckpts / 'abandoned_after_step_2'},"
     assert said in r0["stderr"], r0
@@ -1020,22 +1015,15 @@ def _resume_rank(rank, world, port, out_dir, cases):
     dist.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(tmp_path):
-    """The checks of what a run starts from (the checkpoint the options name, whether it fits the run, the
-    steps it leaves) ran on every rank, and every rank printed the refusal: a line per rank under torchrun."""
-    from tiny import tiny_cfg
-
-    from bicyclegan.engine.trainer import Trainer
-    from bicyclegan.pipelines import make_demo_dataset
-    data = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
-    run = tmp_path / "run"
-    Trainer(tiny_cfg(run, data, max_steps=2, save_every=2), progress=False).train()  # one process's run
+def _refused_resumes(where):
+    """The refused resumes of the one process's run in where/run (on where/data) and new runs: case -> (its
+    command, the start of its line)."""
+    data, run = where / "data", where / "run"
     common = ["--device", "cpu", "--no-progress", "--no-eval"]
-    new = ["train", "--out", str(tmp_path / "new"), "--dataroot", str(data), "--preset", "demo", "--crop_size", "32",
+    new = ["train", "--out", str(where / "new"), "--dataroot", str(data), "--preset", "demo", "--crop_size", "32",
            "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--num_workers", "0", *common]
-    said = {  # case: (its command, the start of its line)
-        "nothing": (["train", "--out", str(tmp_path / "empty"), "--resume", *common],
+    return {  # case: (its command, the start of its line)
+        "nothing": (["train", "--out", str(where / "empty"), "--resume", *common],
                     "CheckpointError: --resume: no checkpoint at "),  # (rank 0's check of the folder: printed once)
         "epoch": (["train", "--out", str(run), "--epoch", "3", *common],
                   f"CheckpointError: no checkpoint for epoch 3 in {run / 'checkpoints'}: the run kept no per-epoch"),
@@ -1050,65 +1038,108 @@ def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(tmp_path):
         "schedule": ([*new, "--niter", "1", "--niter_decay", "0", "--max_steps", "5"],
                      "ConfigError: max_steps=5 runs past the learning-rate schedule"),
     }
-    cases = {case: args for case, (args, _) in said.items()}
-    spawn_ranks(_resume_rank, (2, _free_port(), str(tmp_path), cases))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
-    for case, (_, start) in said.items():
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(ranks):
+    """The checks of what a run starts from (the checkpoint the options name, whether it fits the run, the
+    steps it leaves) ran on every rank, and every rank printed the refusal: a line per rank under torchrun."""
+    r0, r1 = (json.loads((ranks / "resume" / f"{r}.json").read_text()) for r in (0, 1))
+    for case, (_, start) in _refused_resumes(ranks / "resume").items():
         (rc0, err0), (rc1, err1) = r0[case], r1[case]
         assert (rc0, rc1) == (2, 2), (case, r0[case], r1[case])
         assert err0.startswith(f"bicyclegan train: {start}") and err0.count("\n") == 1, (case, err0)
         assert err1 == "", (case, err1)
 
 
+# Before the processes are a group (the command line, a missing checkpoint) and in the loader's checks after it,
+# every process refused alike: (command, the line it prints once).
+REFUSED_ALIKE = [
+    (["train", "--out", "r", "--device", "cpu", "--lambda_L1", "-1"],
+     "bicyclegan train: ConfigError: lambda_L1=-1.0 must be a finite number >= 0"),
+    (["evaluate", "nothing.pt", "--device", "cpu"],
+     "bicyclegan evaluate: CheckpointError: checkpoint nothing.pt does not exist"),
+    (["train", "--bogus"], "bicyclegan: error: unrecognized arguments: --bogus"),
+    (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
+     "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
+    # after the group is made: a refusal of the options, every rank's (each_decides)
+    (["compare", "a.pt", "--device", "cpu"],
+     "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
+    # the commands that do not share their work: each process would do it all, saying why
+    (["export", "nothing.pt", "--out", "g.onnx"],
+     "bicyclegan export: ConfigError: export runs in one process (under torchrun each process would do the "
+     "whole work and write the same files over each other's): launch it without torchrun (train, evaluate, "
+     "compare, sample and interpolate share their work among torchrun's processes)"),
+    (["serve", "nothing.pt"],
+     "bicyclegan serve: ConfigError: serve runs in one process (under torchrun each process would serve its "
+     "own page at the same address): launch it without torchrun (train, evaluate, compare, sample and "
+     "interpolate share their work among torchrun's processes)")]
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    """One torchrun launch for the commands of the tests below, in turn (torchrun_in_turn): its start-up took most
+    of each command's time. REFUSED_ALIKE's; a training into a run folder in use ("in_use": in_use/r, locked by
+    another training, running, all along); a training with --skip_bad on demo data with a broken file in the
+    training and the held-out split ("skip_bad", in data/). (The folder, all the launch printed, name -> (what the
+    command printed, its exit code on each rank); a REFUSED_ALIKE command's name is its index.)"""
+    import fcntl
+
+    from bicyclegan.pipelines import make_demo_dataset
+    locks = []
+
+    def build(folder):
+        data = make_demo_dataset(folder / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+        for f in (data / "train" / "00003.png", data / "val" / "00001.png"):
+            f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        (folder / "in_use" / "r").mkdir(parents=True)
+        locks.append(os.open(folder / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT))
+        fcntl.flock(locks[-1], fcntl.LOCK_EX)
+        return [*(argv for argv, _ in REFUSED_ALIKE),
+                ["train", "--out", "in_use/r", "--no-eval", "--device", "cpu", "--crop_size", "32", "--ngf", "4",
+                 "--nef", "4", "--ndf", "4", "--batch_size", "4"],
+                ["train", "--out", "runs/r", "--no-eval", "--device", "cpu", "--dataroot", data, "--crop_size", "32",
+                 "--load_size", "32", "--netG", "unet", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "2",
+                 "--netD", "basic_128_multi", "--netD2", "basic_128_multi", "--netE", "resnet_128", "--max_steps", "2",
+                 "--eval_every", "2", "--eval_num", "3", "--eval_samples", "2", "--skip_bad", "--sample_every", "100",
+                 "--no-progress"]]
+    try:
+        folder, done, said, codes = torchrun_in_turn_afresh(tmp_path_factory.mktemp("launched"), build, timeout=600)
+    finally:
+        for fd in locks:
+            os.close(fd)
+    everything = done.stdout + done.stderr
+    names = [*range(len(REFUSED_ALIKE)), "in_use", "skip_bad"]
+    assert len(said) == len(codes) == len(names), everything[-3000:]
+    return folder, everything, dict(zip(names, zip(said, codes)))
+
+
 @pytest.mark.slow
-def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(tmp_path):
+def test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line(launched):
     """Before the processes are a group (the command line, a missing checkpoint) and in the loader's checks
     after it, every process refused alike and printed the same line: one per process under torchrun. Each
     machine's local rank 0 says it now (the others exit 2 in silence)."""
-    cases = [(["train", "--out", "r", "--device", "cpu", "--lambda_L1", "-1"],
-              "bicyclegan train: ConfigError: lambda_L1=-1.0 must be a finite number >= 0"),
-             (["evaluate", "nothing.pt", "--device", "cpu"],
-              "bicyclegan evaluate: CheckpointError: checkpoint nothing.pt does not exist"),
-             (["train", "--bogus"], "bicyclegan: error: unrecognized arguments: --bogus"),
-             (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
-              "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
-             # after the group is made: a refusal of the options, every rank's (each_decides)
-             (["compare", "a.pt", "--device", "cpu"],
-              "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
-             # the commands that do not share their work: each process would do it all, saying why
-             (["export", "nothing.pt", "--out", "g.onnx"],
-              "bicyclegan export: ConfigError: export runs in one process (under torchrun each process would do the "
-              "whole work and write the same files over each other's): launch it without torchrun (train, evaluate, "
-              "compare, sample and interpolate share their work among torchrun's processes)"),
-             (["serve", "nothing.pt"],
-              "bicyclegan serve: ConfigError: serve runs in one process (under torchrun each process would serve its "
-              "own page at the same address): launch it without torchrun (train, evaluate, compare, sample and "
-              "interpolate share their work among torchrun's processes)")]
-    # One launch for the cases, in turn (torchrun_in_turn): its start-up took most of each case's time. A line
-    # counted in all of the launch's output too: another process's may come after rank 0's start of the next case.
-    done, said, codes = torchrun_in_turn(tmp_path, [argv for argv, _ in cases])
-    everything = done.stdout + done.stderr
-    assert len(said) == len(codes) == len(cases), everything[-3000:]
-    for (argv, line), own, rcs in zip(cases, said, codes):
+    # A line counted in all of the launch's output too: another process's may come after rank 0's start of the
+    # next command.
+    _, everything, commands = launched
+    for i, (argv, line) in enumerate(REFUSED_ALIKE):
+        own, rcs = commands[i]
         assert any(rcs) and own.count(line) == 1 and everything.count(line) == 1, (argv, rcs, own[-3000:])
     assert everything.count("usage: bicyclegan") <= 1, everything[-3000:]
 
 
 @pytest.mark.slow
-def test_under_torchrun_the_files_the_checks_leave_out_are_said_once(tmp_path):
+def test_under_torchrun_the_files_the_checks_leave_out_are_said_once(launched):
     """--skip_bad under torchrun: each rank said the training split's and the held-out split's lists of
     files left out, the same lists (one per process); the machine's local rank 0 says them now."""
-    from bicyclegan.pipelines import make_demo_dataset
-    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
-    for f in (data / "train" / "00003.png", data / "val" / "00001.png"):
-        f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    out = _torchrun(tmp_path, "--dataroot", data, "--crop_size", "32", "--load_size", "32", "--netG", "unet",
-                    "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "2", "--netD", "basic_128_multi",
-                    "--netD2", "basic_128_multi", "--netE", "resnet_128", "--max_steps", "2", "--eval_every", "2",
-                    "--eval_num", "3", "--eval_samples", "2", "--skip_bad", "--sample_every", "100", "--no-progress")
+    folder, everything, commands = launched
+    own, rcs = commands["skip_bad"]
+    assert rcs == [0, 0], own[-3000:]
+    data = folder / "data"
+    # (counted in all the launch printed: a line of rank 1's may show in another command's part)
     for split in ("train", "val"):
-        assert out.count(f"skipped 1 bad file(s) in {data / split}:") == 1, out
-    assert out.count("evaluation at step 2") == 1, out
+        assert everything.count(f"skipped 1 bad file(s) in {data / split}:") == 1, everything
+    assert everything.count("evaluation at step 2") == 1, everything
 
 
 def test_every_option_of_the_shared_commands_passes_through_torchrun():
