@@ -30,7 +30,7 @@ from bicyclegan.pipelines.sharding import shard_range
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery, write_shares
-from .io import atomic_write, check_writable, save_image, write_json
+from .io import TempFiles, atomic_write, check_writable, save_image, write_json
 from .runtime import (
     Dist,
     build_loader,
@@ -262,19 +262,23 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
             return A, outs
 
+        images = out / "images"
+        temps = TempFiles(images)  # listed once for all the files, not at each
+
         def write(i, made):
             (stem, label), (A, outs) = (run.stems[i], run.labels[i]), made
             a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
-            files = [("input", save_image(_enlarge(a), out / "images" / f"{stem}_input.png", what="input image"))]
-            strip = save_image(_side_by_side([a, *frames_u8]), out / "images" / f"{stem}_strip.png", what="strip")
+            files = [("input", save_image(_enlarge(a), images / f"{stem}_input.png", what="input image",
+                                          temps=temps))]
+            strip = save_image(_side_by_side([a, *frames_u8]), images / f"{stem}_strip.png", what="strip", temps=temps)
             anim = [_side_by_side([a, f]) for f in frames_u8]
             gif = _gif_bytes(anim, fps)
-            files.append(("animation (GIF)", atomic_write(out / "images" / f"{stem}.gif",
-                                                          lambda f, b=gif: f.write(b), what="GIF")))
+            files.append(("animation (GIF)", atomic_write(images / f"{stem}.gif", lambda f, b=gif: f.write(b),
+                                                          what="GIF", temps=temps)))
             if mp4:
                 video = _mp4_bytes(anim, fps)
-                files.append(("video (MP4)", atomic_write(out / "images" / f"{stem}.mp4",
-                                                          lambda f, b=video: f.write(b), what="MP4")))
+                files.append(("video (MP4)", atomic_write(images / f"{stem}.mp4", lambda f, b=video: f.write(b),
+                                                          what="MP4", temps=temps)))
             return {"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
                     "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
                               str(strip.relative_to(out)))]}

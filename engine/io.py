@@ -19,16 +19,16 @@ from typing import BinaryIO, Callable
 
 import torch
 
+from bicyclegan.pipelines.atomic import TempFiles, write_reason
 from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
-from bicyclegan.pipelines.atomic import write_reason
 
 from .errors import OutputError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
-                 error: type[Exception] = OutputError) -> Path:
+                 error: type[Exception] = OutputError, temps: TempFiles | None = None) -> Path:
     """bicyclegan.pipelines.atomic.atomic_write, failing with OutputError unless told otherwise."""
-    return _atomic_write(path, write, what=what, error=error)
+    return _atomic_write(path, write, what=what, error=error, temps=temps)
 
 
 def write_text(path, text: str, *, what: str = "file") -> Path:
@@ -39,9 +39,10 @@ def write_json(path, obj, *, what: str = "JSON file") -> Path:
     return write_text(path, json.dumps(obj, indent=2) + "\n", what=what)
 
 
-def save_image(img, path, *, what: str = "image") -> Path:
-    """A PIL image as PNG (format from nothing else: the temp name has no useful suffix)."""
-    return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what)
+def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None) -> Path:
+    """A PIL image as PNG (format from nothing else: the temp name has no useful suffix). temps: as
+    atomic_write's."""
+    return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what, temps=temps)
 
 
 def check_writable(folder: str | os.PathLike, what: str) -> Path:

@@ -28,7 +28,7 @@ from .images import (
     write_gallery,
     write_shares,
 )
-from .io import atomic_write, check_writable, save_image
+from .io import TempFiles, atomic_write, check_writable, save_image
 from .model import spread_z
 from .runtime import (
     Dist,
@@ -169,13 +169,15 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         B = batch["B"].to(model.device) if "B" in batch else None
         return path, *sample_columns(model, A, B, codes[i], encode=encode)
 
+    temps = TempFiles(out / "images")  # listed once for all the images, not at each
+
     def write(i, made):
         path, cols, names = made
         files = []
         for name, img in zip(names, cols):
             rel = f"images/{stems[i]}_{name.replace(' ', '_')}.png"
             pic = stretch(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
-            atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image")
+            atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image", temps=temps)
             files.append((name, rel))
         row = {"name": input_label(path, root, phase), "images": files}
         return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)

@@ -864,6 +864,20 @@ def test_stale_temp_files_of_killed_saves_are_removed(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["latest.pt", "other.tmp"]
 
 
+def test_a_write_removes_its_own_names_temp_files_only(tmp_path):
+    # The temp files were found with a glob of the name: one holding [1] (a file name as cameras and
+    # downloads make them) read it as a pattern and missed its own, and x's glob took x.png's temps too.
+    for name in (".img[1].png.kill0.tmp", ".img1.png.kill0.tmp", ".x.png.kill0.tmp", ".x.kill0.tmp", ".x.kill1.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+
+    def left():
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    atomic.atomic_write(tmp_path / "img[1].png", lambda f: f.write(b"new"))
+    assert left() == [".img1.png.kill0.tmp", ".x.kill0.tmp", ".x.kill1.tmp", ".x.png.kill0.tmp"]
+    atomic.atomic_write(tmp_path / "x", lambda f: f.write(b"new"))
+    assert left() == [".img1.png.kill0.tmp", ".x.png.kill0.tmp"]
+
+
 # -- run folders and resume -----------------------------------------------------------------------
 def test_a_run_that_never_saved_is_not_continued_silently(tmp_path, data):
     run = tmp_path / "run"
