@@ -465,7 +465,7 @@ def cmd_evaluate(args) -> int:
     ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
     # the number taken (1 for a model without z), as the protocol records it; more refused for such a model
     n_samples = samples_per_input(n_samples, ev.model.cfg)
-    r = ev.run(n_samples, seed)
+    r = ev.run(n_samples, seed, progress=True)  # (5,000 inputs take minutes: said as they go)
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
     # (the file's digest: of the weights measured, should the file change)

@@ -40,6 +40,7 @@ from bicyclegan.pipelines.sharding import shard_range
 from .config import MAX_SEED, check_int
 from .errors import ConfigError, DivergenceError, OutputError
 from .images import sample_columns
+from .io import count_line, end_count_line
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
@@ -141,15 +142,16 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
              lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None,
-             skip_bad: bool | None = None, dist: Dist = Dist()) -> dict:
+             skip_bad: bool | None = None, progress: bool = False, dist: Dist = Dist()) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
     random z each (default 20; a model without a latent code, nz=0: one output per input, and more refused:
     samples_per_input). metrics: see the module docstring. lpips_backbone / lpips_linear / fid_weights:
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
     as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
-    leave out bad files (default: as the run did). dist: the ranks that share the inputs under torchrun
-    (every rank calls evaluate alike and gets the result; init_distributed's)."""
+    leave out bad files (default: as the run did). progress: count the inputs measured on stderr (as the
+    command does). dist: the ranks that share the inputs under torchrun (every rank calls evaluate alike and
+    gets the result; init_distributed's)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
     if n_samples is not None:
@@ -158,7 +160,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
         model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size, metrics=metrics,
         lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,
         lpips_linear=lpips_linear, fid_weights=fid_weights, layout=layout, skip_bad=skip_bad,
-        dist=dist)).run(n_samples, seed)
+        dist=dist)).run(n_samples, seed, progress=progress)
 
 
 class Evaluation:
@@ -282,11 +284,13 @@ class Evaluation:
                             layout=self.layout)
 
     @torch.no_grad()
-    def run(self, n_samples: int | None = None, seed: int = 0, stop=None) -> dict | None:
+    def run(self, n_samples: int | None = None, seed: int = 0, stop=None, progress: bool = False) -> dict | None:
         """The measures of the model's current weights (n_samples random z per input, drawn from `seed`; None:
         samples_per_input's default, more than 1 refused for a model without a latent code).
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
         training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint).
+        progress: rank 0 counts the inputs measured on stderr ("evaluated 320/5000"; 5,000 inputs of 64 px
+        with 2 z took 34 s on 2 CPU cores without a word).
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
         and every rank returns the result; a stop or an error on one rank is every rank's."""
@@ -297,9 +301,11 @@ class Evaluation:
         z_all = draw_codes(self.n_inputs, n_samples, self.model.cfg.model.nz, seed)[share.start:share.stop]
         got = {"div": [], "rec": [], "lpips": [], "fake": [], "real": [], "A": [], "out": [], "B": [], "enc": []}
         batches, index, read, measured, n_out, has_enc = None, {}, 0, set(), n_samples, False
+        counted = progress and self.dist.main  # (every rank's share, as the ranks go in step)
+        sizes, shown = [len(range(*shard_range(self.n_inputs, k, self.dist.world))) for k in range(self.dist.world)], 0
         # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
         # the round's work: the loader's checks), then on how the work went.
-        for _ in range(rounds):
+        for r in range(rounds):
             if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
                 return None
             error = None
@@ -330,6 +336,11 @@ class Evaluation:
                 error = e
             if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
                 self.dist.raise_any(error)
+            if counted and (done := sum(min((r + 1) * self.batch_size, n) for n in sizes)) > shown:
+                count_line("evaluated", done, self.n_inputs, step=done - shown)
+                shown = done
+        if counted:
+            end_count_line()
         mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,
                 **{k: torch.cat(v) if v else None for k, v in got.items()}}
         shares = [mine]

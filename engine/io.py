@@ -84,14 +84,16 @@ def read_torch_file(path, *, what: str, error: type[Exception]):
                     f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from e
 
 
-def count_line(label: str, done: int, total: int, stream=None) -> None:
+def count_line(label: str, done: int, total: int, stream=None, step: int = 1) -> None:
     """"label done/total" on stderr: rewritten in place on a terminal (end it with end_count_line);
     elsewhere (a log file) a line of its own at each tenth of the way and at the end, so a log gets
-    no run-on line of carriage returns."""
+    no run-on line of carriage returns. step: how much `done` grew since the last call (a batch's
+    inputs): a line where it passed a tenth, not only where it landed on one."""
     stream = stream or sys.stderr
+    tenth = max(1, total // 10)
     if stream.isatty():
         print(f"\r{label} {done}/{total}", end="", file=stream, flush=True)
-    elif done == total or done % max(1, total // 10) == 0:
+    elif done == total or done // tenth > (done - step) // tenth:
         print(f"{label} {done}/{total}", file=stream, flush=True)
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from bicyclegan.engine import BicycleGAN, ConfigError, build_generator, evaluate, interpolate, make_config, sample
 from bicyclegan.engine.checkpoint import save_checkpoint
-from bicyclegan.engine.cli import build_parser
+from bicyclegan.engine.cli import build_parser, main
 from bicyclegan.engine.export import export_generator
 from bicyclegan.engine.metrics import classify_palettes
 from bicyclegan.pipelines import make_demo_dataset
@@ -355,6 +355,16 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
         assert main(["sample", *map(str, given), *run]) == 0, given
         assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
             f"00000_{c}.png" for c in ["ground_truth", "input", *columns]), given
+
+
+def test_evaluate_counts_the_inputs_it_has_measured(demo_root, tmp_path, capsys):
+    # 5,000 inputs took minutes without a word; 3 here, 2 a batch: a line a batch, ended where it says all 3
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    evaluate(ckpt, num=3, n_samples=2, batch_size=2, device="cpu")
+    assert capsys.readouterr().err == ""  # (the Python call, as a training run's evaluations: quiet)
+    assert main(["evaluate", str(ckpt), "--num", "3", "--n_samples", "2", "--batch_size", "2", "--device", "cpu",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    assert capsys.readouterr().err == "evaluated 2/3\nevaluated 3/3\n"
 
 
 def test_evaluate_refuses_n_samples_above_one_for_a_model_without_z(demo_root, tmp_path, capsys):

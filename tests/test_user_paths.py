@@ -221,6 +221,19 @@ def test_counts_in_a_log_are_lines_not_carriage_returns():
     assert term.getvalue() == "".join(f"\rsampled {i}/20" for i in range(1, 21)) + "\n"
 
 
+def test_counts_that_grow_by_a_batch_still_say_each_tenth_in_a_log():
+    # evaluate counts its inputs a batch (16) at a time: a count that passed a tenth without landing on a
+    # multiple of it wrote nothing, so a log of 5,000 inputs got 2,000, 4,000 and 5,000 alone.
+    import io
+
+    from bicyclegan.engine.io import count_line
+    log = io.StringIO()
+    for done in range(16, 101, 16):
+        count_line("evaluated", done, 100, log, step=16)
+    count_line("evaluated", 100, 100, log, step=4)
+    assert log.getvalue().split("\n") == [f"evaluated {n}/100" for n in (16, 32, 48, 64, 80, 96, 100)] + [""]
+
+
 def test_refs_with_a_random_path_and_a_file_as_dataroot_are_named(run, data, tmp_path):
     ckpt = run / "checkpoints" / "latest.pt"
     with pytest.raises(ConfigError, match=r"refs=\[0, 2\] picks reference images for path=encoded"):
