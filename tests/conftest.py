@@ -36,7 +36,7 @@ if "OMP_NUM_THREADS" not in os.environ:
 # in collection order (--no-loadscope-reorder; xdist's own order is by number of tests, which sent
 # these few-but-slow files last, one worker finishing minutes after the other): the longest first,
 # then the many short ones fill in. Only the order depends on this list, never a result.
-SLOW_FILES = ("test_distributed.py", "test_bench_gpu_check.py", "test_compile.py", "test_validation.py",
+SLOW_FILES = ("test_bench_gpu_check.py", "test_distributed.py", "test_compile.py", "test_validation.py",
               "test_norm_act.py", "test_stop.py", "test_avg_pool.py", "test_pipelines_errors.py",
               "test_zinject.py", "test_sweep.py", "test_kernel_func.py", "test_kernel_tune.py",
               "test_user_paths.py", "test_readme.py", "test_export.py")
