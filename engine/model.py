@@ -121,11 +121,12 @@ class BicycleGAN(nn.Module):
             for net in self.networks().values():
                 sync_batchnorm(net)
         # The moving average of G's weights (cfg.ema > 0) samples better than G itself; it is a
-        # plain attribute, not a submodule, so networks() and state_dict() stay those of the reference.
+        # plain attribute, not a submodule, so networks(), parameters() and train() leave it out. Its
+        # weights are in state_dict() all the same (_save_to_state_dict), with its count.
         self.__dict__["G_ema"] = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg.ema > 0 else None
         self._ema_pairs = None
         # Updates of the average so far, on the device so the captured step can count (see _update_ema).
-        self.register_buffer("ema_steps", torch.zeros(()), persistent=False)
+        self.register_buffer("ema_steps", torch.zeros(()), persistent=cfg.ema > 0)
         if device is not None:
             self.to(device)
         if m.channels_last:
@@ -162,6 +163,24 @@ class BicycleGAN(nn.Module):
             self.G_ema._apply(fn, *args, **kwargs)
         self._ema_pairs = None
         return self
+
+    # The average's weights under "G_ema.": without them a state_dict() round trip (torch.save, load_state_dict)
+    # kept G, and generate() sampled with the new model's initial average, random weights.
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.G_ema is not None:
+            self.G_ema.state_dict(destination=destination, prefix=prefix + "G_ema.", keep_vars=keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        if self.G_ema is not None:
+            ema = prefix + "G_ema."
+            own = {k[len(ema):]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(ema)]}
+            result = self.G_ema.load_state_dict(own, strict=False)
+            missing_keys += [ema + k for k in result.missing_keys]
+            unexpected_keys += [ema + k for k in result.unexpected_keys]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # -- helpers -------------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:

@@ -849,6 +849,36 @@ def test_a_resumed_average_keeps_its_count():
     assert b.ema_steps.item() == 0
 
 
+def test_a_state_dict_round_trip_keeps_the_moving_average_that_generate_samples_with():
+    """torch.save(model.state_dict()) into a new model kept G alone: generate() then sampled with the new
+    model's initial average, random weights (outputs 0.07 away on the demo's networks)."""
+    import io
+    cfg = small_cfg(ema=0.9)
+    torch.manual_seed(0)
+    a = BicycleGAN(cfg)
+    for _ in range(3):
+        a.train_step(batch(cfg))
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(1)
+    b = BicycleGAN(cfg)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    for k, v in a.G_ema.state_dict().items():
+        assert torch.equal(b.G_ema.state_dict()[k], v), k
+    assert b.ema_steps.item() == 3  # the count too: the average goes on where it was
+    A, z = batch(cfg)["A"], torch.randn(cfg.batch_size, cfg.model.nz)
+    assert torch.equal(a.eval().generate(A, z), b.eval().generate(A, z))
+    # An average of its own is part of the model: a state_dict without one (ema=0) is missing those keys,
+    # and one with it has keys a model without an average does not take.
+    plain = BicycleGAN(small_cfg())
+    assert not any(k.startswith("G_ema.") or k == "ema_steps" for k in plain.state_dict())
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*G_ema\.model.*ema_steps"):
+        b.load_state_dict(plain.state_dict())
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*G_ema\.model"):
+        plain.load_state_dict(a.state_dict())
+
+
 def test_a_run_resumed_with_channels_last_changed_keeps_adams_moments_in_each_parameters_layout():
     # load_state_dict keeps the layout the moments were saved in: NCHW moments beside NHWC weights,
     # which fused Adam refuses on CUDA ("same ... layout") and computes wrongly on the CPU.
