@@ -106,8 +106,9 @@ def write_state(state: dict, path) -> Path:
 
 
 def read_checkpoint(path) -> dict:
-    """The checked contents of a checkpoint file; CheckpointError says why one cannot be used."""
-    path = Path(path)
+    """The checked contents of a checkpoint file (or of a run folder's checkpoints/latest.pt, as
+    load_checkpoint takes it); CheckpointError says why one cannot be used."""
+    path = find_checkpoint(path)  # a run folder was "checkpoint runs/x does not exist"
     state = read_torch_file(path, what="checkpoint", error=CheckpointError)
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no format marker); for the "

@@ -282,7 +282,8 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
         if epoch is not None:
             raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
                               "resuming from a checkpoint path")
-        resume_path = Path(resume)
+        # a run folder: its latest.pt, as init_from takes it (it was "checkpoint RUN does not exist")
+        resume_path = find_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
     else:
         resume_path = find_checkpoint(ckpt_path, epoch) if epoch is not None else ckpt_path if resume else None
     if resume_path is not None and resume_path.is_file():
@@ -1321,8 +1322,9 @@ def end_group(trainer: Trainer) -> None:
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
           progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
-    given; resume=PATH: from that checkpoint, e.g. a downloaded model to fine-tune; cfg.init_from: a
-    new run from the weights of any checkpoint or run folder, see _check_start_from). On the demo data
+    given; resume=PATH: from that checkpoint (a run folder: its latest.pt), e.g. a downloaded model to
+    fine-tune; cfg.init_from: a new run from the weights of any checkpoint or run folder, see
+    _check_start_from). On the demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun

@@ -303,8 +303,13 @@ def test_a_model_trained_with_triton_kernels_samples_where_they_cannot_run(tmp_p
 
 
 def test_load_checkpoint_takes_a_run_folder_as_the_commands_do(tmp_path):
-    save_checkpoint(tiny_model(), tmp_path / "run" / "checkpoints" / "latest.pt")
+    save_checkpoint(tiny_model(), tmp_path / "run" / "checkpoints" / "latest.pt", step=7)
     assert load_checkpoint(tmp_path / "run").cfg.model.ngf == TINY["ngf"]
+    # read_checkpoint too (it said "checkpoint .../run does not exist" of the folder that was there)
+    assert read_checkpoint(tmp_path / "run")["step"] == 7 and read_checkpoint(str(tmp_path / "run"))["step"] == 7
+    (tmp_path / "data").mkdir()
+    with pytest.raises(CheckpointError, match=f"^{tmp_path / 'data'} is not a run folder"):
+        read_checkpoint(tmp_path / "data")
     # and the results go where the command puts them: into the run, not ./results/run
     assert results_dir(tmp_path / "run", "test") == (tmp_path / "run" / "results" / "test").resolve()
 

@@ -234,6 +234,20 @@ def test_fine_tuning_keeps_imported_discriminators(tmp_path, data):
             assert torch.equal(got[k], want[k]), (name, k)
 
 
+def test_resume_from_a_run_folder_continues_from_its_latest_checkpoint(tmp_path, data):
+    """resume=RUN (the command's --resume RUN) was "checkpoint RUN does not exist" of the folder that was there,
+    where init_from, load_checkpoint and every command take a run folder for its checkpoints/latest.pt."""
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=3, save_every=100, sample_every=100), progress=False)
+    stand_in(t)
+    t.train()
+    for i, resume in enumerate((run, str(run))):
+        t = Trainer(tiny_cfg(tmp_path / f"on{i}", data, max_steps=5), resume=resume, progress=False)
+        assert (t.step, t.resume_path) == (3, run / "checkpoints" / "latest.pt")
+    with pytest.raises(CheckpointError, match=f"^{data} is not a run folder"):
+        Trainer(tiny_cfg(tmp_path / "on2", data), resume=data, progress=False)
+
+
 def _epoch_checkpoints_only(tmp_path, data):
     """A run folder as a run killed after epoch 1's checkpoint but before any latest.pt leaves it
     (save_every 100): 6 steps with save_epoch_freq 1, then latest.pt deleted. -> (folder, options)"""
