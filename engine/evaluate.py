@@ -178,6 +178,7 @@ class Evaluation:
                  layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None,
                  dist: Dist = Dist()):
         check_int("num", num, 1)
+        check_int("batch_size", batch_size, 1)
         self.dist = dist
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,

@@ -437,6 +437,11 @@ def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named
     (evaluate, {"n_samples": 0}, "n_samples=0 must be a positive integer"),
     (sample, {"num": True}, "num=True must be a positive integer"),  # a bool is no count
     (evaluate, {"n_samples": True}, "n_samples=True must be a positive integer"),
+    # the command's --batch_size is at least 1; from Python 0 was a ZeroDivisionError, -1 "no images to
+    # evaluate" and "4" a TypeError, after the model and the data were loaded
+    (evaluate, {"batch_size": 0}, "batch_size=0 must be a positive integer"),
+    (evaluate, {"batch_size": -1}, "batch_size=-1 must be a positive integer"),
+    (evaluate, {"batch_size": "4"}, "batch_size='4' must be a positive integer"),
 ])
 def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_path, call, kw, why):
     extra = {"out": tmp_path / "s"} if call is sample else {}
