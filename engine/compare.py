@@ -135,7 +135,9 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     ones). log: called with a line as each model is measured (None: quiet). dist: the ranks that share
     each model's inputs under torchrun (evaluate's; rank 0 logs, draws and writes).
     Returns (the rows, as compare.json holds them; the folder written), on every rank."""
-    models, given = list(models), names
+    # One path or model is one model (list() of a path was its characters: "checkpoint r does not exist")
+    one = isinstance(models, (str, os.PathLike, torch.nn.Module))
+    models, given = [models] if one else list(models), names
     out = Path(out) if out is not None else DEFAULT_OUT
     say = log if log is not None and dist.main else (lambda line: None)
     names, loaded = [], []

@@ -449,6 +449,15 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     assert [r["n_inputs"] for r in rows] == [3, 3]
 
 
+def test_one_path_or_model_given_from_python_is_one_model(runs, tmp_path):
+    """compare("runs/x") listed the path's characters: "checkpoint r does not exist"."""
+    run = runs / "bicycle"
+    for one in (str(run), run, load_checkpoint(run)):
+        with pytest.raises(ConfigError, match="^compare needs two models or more, got 1$"):
+            compare(one, out=tmp_path / "c", log=None)
+    assert not (tmp_path / "c").exists()
+
+
 def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data, runs, tmp_path, capsys):
     """Models without z (nz=0) make one output per input: compare took --n_samples for them alone and changed
     nothing (each row said n_samples 1). Refused as evaluate refuses it, naming the models; beside a model with
