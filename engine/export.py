@@ -173,6 +173,10 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         raise OutputError(f"{out} is a bicyclegan checkpoint, which the export would replace; give another file "
                           f"to write (CLI: --out), e.g. {out.with_name('g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
+    for name, side in (("height", height), ("width", width)):  # (the command's are >= 1: _at_least)
+        if side is not None and (isinstance(side, bool) or not isinstance(side, int) or side < 1):
+            # 0 was taken for the model's size, -32 a torch error of a negative dimension, 32.0 a TypeError
+            raise ExportError(f"{name}={side!r} must be a positive integer, or None for the model's crop size")
     h, w = height or cfg.size[0], width or cfg.size[1]
     m = 2 ** cfg.unet_depth
     if h % m or w % m:

@@ -262,6 +262,15 @@ def test_a_batch_below_one_is_refused_by_the_option(checkpoint, tmp_path, capsys
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("side", ["height", "width"])
+@pytest.mark.parametrize("value", [0, -32, 32.0, True])
+def test_a_side_that_is_no_positive_integer_is_refused_by_name(checkpoint, tmp_path, side, value):
+    # 0 was taken for the model's size (a file written), -32 a torch error of a negative dimension, 32.0 a TypeError.
+    with pytest.raises(ExportError, match=f"^{side}={value!r} must be a positive integer, or None for the model's "):
+        export_generator(checkpoint, tmp_path / "g.pt2", **{side: value})
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("name, given", [("models", ["--format", "pt2"]), ("g.onnx", [])])
 def test_an_out_that_is_a_folder_is_refused_before_the_export(checkpoint, tmp_path, capsys, name, given):
     # It was an IsADirectoryError traceback from the final rename, after the export and its check.
