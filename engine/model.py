@@ -30,6 +30,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.func import functional_call
 
 from .config import TrainConfig
+from .errors import ConfigError
 from .losses import gan_loss, kl_loss, l1, mode_seeking
 from .networks import build_discriminator, build_encoder, build_generator, sync_batchnorm
 
@@ -398,6 +399,10 @@ class BicycleGAN(nn.Module):
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync)."""
+        if not self.optimizers:  # it ran the G phase, then failed on the missing scaler: an AttributeError
+            raise ConfigError("train_step: this model was built for inference (training=False, load_checkpoint's "
+                              "default): it has no discriminators or optimisers; build it with BicycleGAN(cfg) or "
+                              "load_checkpoint(path, training=True)")
         self._check_batch(batch)
         A = batch["A"].to(self.device, non_blocking=True)
         B = batch["B"].to(self.device, non_blocking=True)

@@ -733,6 +733,20 @@ def test_a_batch_of_the_wrong_form_is_refused_naming_what_is_expected():
         train("demo")
 
 
+def test_train_step_of_a_model_built_for_inference_says_how_to_build_one_that_trains(tmp_path):
+    """load_checkpoint's model (training=False) ran the G phase, then an AttributeError on its missing scaler."""
+    from bicyclegan.engine import load_checkpoint, save_checkpoint
+    cfg = small_cfg()
+    path = save_checkpoint(BicycleGAN(cfg), tmp_path / "m.pt")
+    for model in (BicycleGAN(cfg, training=False), load_checkpoint(path).train()):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ConfigError, match=r"^train_step: this model was built for inference \(training=False, "
+                                              r"load_checkpoint's default\).*load_checkpoint\(path, training=True\)$"):
+            model.train_step(batch(cfg))
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert set(load_checkpoint(path, training=True).train_step(batch(cfg))) >= {"G_L1", "D"}
+
+
 def test_batch_one_inference_and_odd_batch_variants():
     cfg = small_cfg("cvae", batch_size=3)
     model = BicycleGAN(cfg)
