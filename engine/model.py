@@ -288,19 +288,35 @@ class BicycleGAN(nn.Module):
             e.copy_(v)
 
     # -- inference -----------------------------------------------------------------------------
+    @staticmethod
+    def _input(net: nn.Module, name: str, x, channels: int) -> torch.Tensor:
+        """x where `net`'s weights are, in their dtype (as train_step moves its batch), once it is a float
+        tensor N x channels x H x W: another form was a torch error some layers down (channels, dtype)."""
+        if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point() and x.shape[1] == channels):
+            got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a float tensor N x {channels} x H x W in [-1, 1], got {got}")
+        weight = next(net.parameters())
+        return x.to(weight.device, weight.dtype)
+
     @torch.no_grad()
     def encode(self, B: torch.Tensor) -> torch.Tensor:
-        """The deterministic code of B: mu of E(B)."""
+        """The deterministic code of B (N x output_nc x H x W in [-1, 1]): mu of E(B), N x nz on the
+        model's device."""
         if self.E is None:
-            raise RuntimeError(f"this model (variant {self.cfg.variant}) has no trained encoder")
-        return self.E(B)[0]
+            raise ConfigError(f"this model (variant {self.cfg.variant}) has no trained encoder")
+        return self.E(self._input(self.E, "encode: B", B, self.cfg.model.output_nc))[0]
 
     @torch.no_grad()
     def generate(self, A: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """B for each A and z (drawn from N(0, I) when not given), with the sampling generator."""
+        """B for each A (N x input_nc x H x W in [-1, 1]) and z (N x nz; drawn from N(0, I) when not
+        given), with the sampling generator; on the model's device, in its dtype."""
+        G = self.sampler
+        A = self._input(G, "generate: A", A, self.cfg.model.input_nc)
         if z is None:
             z = self.z_random(A.shape[0])
-        return self.sampler(A, z)
+        elif not isinstance(z, torch.Tensor):
+            raise ValueError(f"generate: z must be a tensor N x {self.cfg.model.nz}, got {type(z).__name__}")
+        return G(A, z.to(A.device))
 
     # -- training ------------------------------------------------------------------------------
     def _generator_losses(self, A, B):
@@ -397,15 +413,18 @@ class BicycleGAN(nn.Module):
                       for t in (A, B)]
             raise ValueError(f"train_step: the batch must be {want}; got A {shapes[0]}, B {shapes[1]}")
 
+    @torch.enable_grad()  # (inside a caller's no_grad block, the backward found no graph: a torch error)
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync)."""
+        """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync). The batch
+        goes to the model's device and dtype."""
         if not self.optimizers:  # it ran the G phase, then failed on the missing scaler: an AttributeError
             raise ConfigError("train_step: this model was built for inference (training=False, load_checkpoint's "
                               "default): it has no discriminators or optimisers; build it with BicycleGAN(cfg) or "
                               "load_checkpoint(path, training=True)")
         self._check_batch(batch)
-        A = batch["A"].to(self.device, non_blocking=True)
-        B = batch["B"].to(self.device, non_blocking=True)
+        dtype = next(self.G.parameters()).dtype  # (a float64 batch of a float32 model was a conv's dtype error)
+        A = batch["A"].to(self.device, dtype, non_blocking=True)
+        B = batch["B"].to(self.device, dtype, non_blocking=True)
         if self.cfg.variant == "bicycle" and A.shape[0] % 2:
             raise ValueError(f"train_step: variant bicycle needs an even batch, got {A.shape[0]}")
         if self.cfg.model.channels_last:

@@ -747,6 +747,61 @@ def test_train_step_of_a_model_built_for_inference_says_how_to_build_one_that_tr
     assert set(load_checkpoint(path, training=True).train_step(batch(cfg))) >= {"G_L1", "D"}
 
 
+def test_generate_and_encode_refuse_inputs_of_the_wrong_form_by_name():
+    """They were torch errors some layers down: a conv's channels, an IndexError of a 3-D B, a numpy array's
+    missing .dim, a list's missing .shape."""
+    cfg = small_cfg(model=dict(output_nc=1))
+    model = BicycleGAN(cfg, training=False)
+    A, B = batch(cfg)["A"], batch(cfg)["B"]
+    for call, name, want, bad, got in (
+            (model.generate, "A", "N x 3 x H x W", A[:, :1], r"\(4, 1, 32, 32\) torch.float32"),
+            (model.generate, "A", "N x 3 x H x W", A[0], r"\(3, 32, 32\) torch.float32"),
+            (model.generate, "A", "N x 3 x H x W", (A * 127).to(torch.uint8), r"\(4, 3, 32, 32\) torch.uint8"),
+            (model.generate, "A", "N x 3 x H x W", A.numpy(), "ndarray"),
+            (model.encode, "B", "N x 1 x H x W", A, r"\(4, 3, 32, 32\) torch.float32"),
+            (model.encode, "B", "N x 1 x H x W", B[0], r"\(1, 32, 32\) torch.float32"),
+            (model.encode, "B", "N x 1 x H x W", B.tolist(), "list")):
+        with pytest.raises(ValueError, match=f"^{call.__name__}: {name} must be a float tensor {want} in "
+                                             rf"\[-1, 1\], got {got}$"):
+            call(bad)
+    with pytest.raises(ValueError, match=r"^generate: z must be a tensor N x 8, got list$"):
+        model.generate(A, [[0.0] * 8] * 4)
+    with pytest.raises(ConfigError, match=r"^this model \(variant pix2pix\) has no trained encoder$"):
+        BicycleGAN(small_cfg("pix2pix"), training=False).encode(B)
+
+
+def test_generate_encode_and_train_step_take_inputs_to_the_models_device_and_dtype():
+    """A float64 input of a float32 model (or the reverse) was a conv's "Input type (double) and bias type (float)
+    should be the same"; inputs on another device than the model's a device error (here the meta device)."""
+    cfg = small_cfg(ema=0.5)
+    torch.manual_seed(0)
+    model = BicycleGAN(cfg)
+    A, B, z = batch(cfg)["A"], batch(cfg)["B"], torch.randn(4, 8)
+    want, mu = model.generate(A, z), model.encode(B)
+    for dtype in (torch.float64, torch.bfloat16):  # (bfloat16's rounding: the same inputs, rounded)
+        ref = (A.to(dtype).float(), z.to(dtype).float(), B.to(dtype).float())
+        got = model.generate(A.to(dtype), z.to(dtype))
+        assert got.dtype == torch.float32 and torch.equal(got, model.generate(ref[0], ref[1]))
+        assert torch.equal(model.encode(B.to(dtype)), model.encode(ref[2]))
+    assert torch.equal(want, model.generate(A.double(), z.double()))
+    wide = copy.deepcopy(model).double()  # a float64 model takes float32 inputs, its outputs float64
+    assert wide.generate(A, z).dtype == wide.encode(B).dtype == torch.float64
+    torch.testing.assert_close(wide.generate(A, z), want.double(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(wide.encode(B), mu.double(), rtol=0, atol=1e-5)
+    meta = copy.deepcopy(model).to("meta")
+    assert meta.generate(A).device.type == meta.generate(A, z).device.type == meta.encode(B).device.type == "meta"
+    # train_step: a float64 batch of a float32 model trains as the float32 batch (the same values), also inside a
+    # caller's no_grad block (its backward found no graph)
+    twin = copy.deepcopy(model)
+    torch.manual_seed(1)
+    losses = model.train_step({"A": A, "B": B})
+    torch.manual_seed(1)
+    with torch.no_grad():
+        twin_losses = twin.train_step({"A": A.double(), "B": B.double()})
+    assert all(torch.equal(losses[k], twin_losses[k]) for k in losses)
+    assert all(torch.equal(v, twin.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 def test_batch_one_inference_and_odd_batch_variants():
     cfg = small_cfg("cvae", batch_size=3)
     model = BicycleGAN(cfg)
