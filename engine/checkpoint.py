@@ -9,6 +9,7 @@ every load, so flipped or lost bytes are an error, not silently wrong weights. W
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from pathlib import Path
 
@@ -287,6 +288,8 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
     """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
     `epoch`, the epoch_<epoch>.pt beside that file, or with epoch="best" its best.pt. CheckpointError
     says which epochs there are."""
+    if not isinstance(path, (str, os.PathLike)):  # (None was pathlib's TypeError, naming no argument)
+        raise TypeError(f"a checkpoint is given by its path (a file or a run folder), got {type(path).__name__}")
     path = Path(path)
     folder = path / "checkpoints" if path.is_dir() else path.parent
     if path.is_dir() and not folder.is_dir():  # a dataset given where the model goes, say

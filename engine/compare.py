@@ -51,7 +51,7 @@ from .report import (
     row_measures,
     svg_scatter,
 )
-from .runtime import Dist, SaidOnce, build_loader, data_root_for, made_alike, open_model
+from .runtime import Dist, SaidOnce, build_loader, check_model_source, data_root_for, made_alike, open_model
 
 DEFAULT_OUT = Path("results") / "compare"
 # The columns of a row that say which model it is; evaluate's result follows.
@@ -145,6 +145,8 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     def load():  # the options, then every model loaded and checked before any is measured: a refusal costs none
         if len(models) < 2:
             raise ConfigError(f"compare needs two models or more, got {len(models)}")
+        for i, m in enumerate(models):
+            check_model_source(m, f"models[{i}]")
         check_int("show", show, 1)
         check_int("show_samples", show_samples, 1)
         if n_samples is not None:

@@ -633,6 +633,16 @@ def open_model(model, device="auto"):
     """A BicycleGAN for inference: `model` itself, or the checkpoint at that path loaded onto `device`."""
     from .checkpoint import load_checkpoint
     from .model import BicycleGAN
+    check_model_source(model)
     if isinstance(model, BicycleGAN):
         return model
     return load_checkpoint(model, device=pick_device(device))
+
+
+def check_model_source(model, name: str = "model") -> None:
+    """Refuse what is neither a BicycleGAN nor a path (a dict, a config, None: pathlib's TypeError, naming no
+    argument, or an AttributeError)."""
+    from .model import BicycleGAN
+    if not isinstance(model, (BicycleGAN, str, os.PathLike)):
+        raise TypeError(f"{name} must be a BicycleGAN or a checkpoint's path (a file or a run folder), got "
+                        f"{type(model).__name__}")

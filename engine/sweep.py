@@ -56,6 +56,9 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
     checkpoints/) in training order: its epoch_N.pt files, then latest.pt where it is further on
     (where it is not, it holds the last epoch_N.pt's weights). best.pt, a copy of one evaluation's
     weights, is not one of them."""
+    if not isinstance(path, (str, os.PathLike)):  # (a model object was pathlib's TypeError)
+        raise TypeError(f"run must be a run folder's path (or of a file in its checkpoints/), got "
+                        f"{type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist (--epoch all: give the run folder, train's --out)")

@@ -449,6 +449,27 @@ def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_pa
         call(run / "checkpoints" / "latest.pt", data, **extra, **kw)
 
 
+@pytest.mark.parametrize("given", [{"a": 1}, None, 3])
+def test_a_model_that_is_neither_a_model_nor_a_path_is_refused_naming_the_argument(run, tmp_path, given):
+    """A dict, None or a config was pathlib's "expected str, bytes or os.PathLike object, not dict" (compare's an
+    AttributeError on .cfg), naming no argument; export_generator named it already."""
+    from bicyclegan.engine import compare, evaluate_checkpoints
+    kind = type(given).__name__
+    model = f"model must be a BicycleGAN or a checkpoint's path \\(a file or a run folder\\), got {kind}$"
+    path = f"a checkpoint is given by its path \\(a file or a run folder\\), got {kind}$"
+    for call, want in ((lambda: sample(given, out=tmp_path / "s"), "^" + model),
+                       (lambda: evaluate(given), "^" + model),
+                       (lambda: interpolate(given, out=tmp_path / "i"), "^" + model),
+                       (lambda: compare([run, given], out=tmp_path / "c", log=None), r"^models\[1\] " + model[6:]),
+                       (lambda: load_checkpoint(given), "^" + path),
+                       (lambda: read_checkpoint(given), "^" + path),
+                       (lambda: evaluate_checkpoints(given, log=None),
+                        rf"^run must be a run folder's path \(or of a file in its checkpoints/\), got {kind}$")):
+        with pytest.raises(TypeError, match=want):
+            call()
+    assert not list(tmp_path.iterdir())
+
+
 def test_interpolate_refused_for_its_refs_makes_no_folder(run, data, tmp_path):
     with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
         interpolate(run / "checkpoints" / "latest.pt", data, out=tmp_path / "i", path="encoded", refs=[0, 9],
