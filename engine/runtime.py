@@ -498,7 +498,7 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
-    data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=bool(skip_bad))
+    data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=skip_bad)  # (bool("no") was True)
     if data.backend == "dali" and not dali_available():  # a model trained where DALI was
         data = dataclasses.replace(data, backend="auto")
     return root, phase, layout, first_only(data, num)

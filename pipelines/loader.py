@@ -1,5 +1,6 @@
 """make_loader: the one entry point that checks a dataset and returns the loader of a backend."""
 import importlib.util
+import os
 
 import torch
 from PIL import Image
@@ -44,10 +45,10 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     max_pixels: the largest W x H of one file, read from its header before anything is decoded;
     larger files are a DatasetError (or skipped with skip_bad).
     """
-    _check_arguments(batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
+    _check_arguments(root=root, batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
                      num_workers=num_workers, max_pixels=max_pixels, max_dataset_size=max_dataset_size,
-                     backend=backend, layout=layout, phase=phase, flip=flip, augment=augment, shuffle=shuffle,
-                     drop_last=drop_last, device=device, memory_format=memory_format)
+                     backend=backend, layout=layout, phase=phase, flip=flip, skip_bad=skip_bad, augment=augment,
+                     shuffle=shuffle, drop_last=drop_last, device=device, memory_format=memory_format)
     train = phase == "train"
     spec = LoaderSpec(
         load=as_hw(load_size, "load_size"), crop=as_hw(crop_size, "crop_size"), preprocess=preprocess,
@@ -94,9 +95,11 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,
-                     backend, layout, phase, flip, augment, shuffle, drop_last, device, memory_format):
+def _check_arguments(*, root, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,
+                     backend, layout, phase, flip, skip_bad, augment, shuffle, drop_last, device, memory_format):
     """One-line ValueErrors for arguments that cannot work, before any file is read."""
+    if not isinstance(root, (str, os.PathLike)):  # (None was pathlib's TypeError, naming no argument)
+        raise ValueError(f"root must be the dataset folder's path, got {type(root).__name__}")
     minimum = {"batch_size": 1, "world_size": 1, "seed": 0, "max_pixels": 1}
     given = {"batch_size": batch_size, "world_size": world_size, "seed": seed, "max_pixels": max_pixels}
     if num_workers is not None:
@@ -109,8 +112,8 @@ def _check_arguments(*, batch_size, rank, world_size, seed, num_workers, max_pix
     if seed >= 2 ** 63:  # torch's generators take 64-bit seeds (DALI's took any)
         raise ValueError(f"seed must be below 2^63, got {seed!r}")
     # A string such as "no" is true: only True and False (None: the phase's default) are taken.
-    for name, value, optional in (("flip", flip, False), ("augment", augment, True), ("shuffle", shuffle, True),
-                                  ("drop_last", drop_last, True)):
+    for name, value, optional in (("flip", flip, False), ("skip_bad", skip_bad, False), ("augment", augment, True),
+                                  ("shuffle", shuffle, True), ("drop_last", drop_last, True)):
         if not (isinstance(value, bool) or (optional and value is None)):
             raise ValueError(f"{name} must be True or False{' or None (by phase)' if optional else ''}, "
                              f"got {value!r}")

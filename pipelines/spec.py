@@ -48,7 +48,7 @@ class LoaderSpec:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
-                raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {getattr(self, name)}")
+                raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {getattr(self, name)!r}")
         if self.preprocess == "resize_and_crop" and (self.load[0] < self.crop[0] or self.load[1] < self.crop[1]):
             raise ValueError(f"load_size {self.load} must be at least crop_size {self.crop}")
 

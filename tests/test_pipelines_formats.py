@@ -393,6 +393,8 @@ def test_jpeg_truncation_is_named(tmp_path):
     ("augment", "no", r"augment must be True or False or None \(by phase\), got 'no'"),
     ("shuffle", 0, r"shuffle must be True or False or None \(by phase\), got 0"),
     ("drop_last", "yes", r"drop_last must be True or False or None \(by phase\), got 'yes'"),
+    ("skip_bad", "no", "skip_bad must be True or False, got 'no'"),  # was taken as True: files skipped
+    ("input_nc", "3", r"input_nc must be 1 \(grayscale\) or 3 \(RGB\), got '3'$"),  # was "got 3"
     ("device", "gpu", "device must be a torch device such as 'cpu' or 'cuda:0', got 'gpu'"),
     ("memory_format", torch.preserve_format,
      "memory_format must be torch.contiguous_format or torch.channels_last, got torch.preserve_format"),
@@ -406,6 +408,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path, argument, value, message):
     with pytest.raises(ValueError, match=message) as info:
         make_loader(tmp_path, **kw)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("root", [None, 3])
+def test_a_root_that_is_no_path_is_named(root):
+    # It was pathlib's "expected str, bytes or os.PathLike object, not NoneType", naming no argument.
+    with pytest.raises(ValueError, match=f"^root must be the dataset folder's path, got {type(root).__name__}$"):
+        make_loader(root, batch_size=1, load_size=16, crop_size=16)
 
 
 def test_option_lists_are_exported_and_used(tmp_path):

@@ -442,6 +442,9 @@ def test_lpips_with_one_output_per_input_is_undefined_and_small_images_are_named
     (evaluate, {"batch_size": 0}, "batch_size=0 must be a positive integer"),
     (evaluate, {"batch_size": -1}, "batch_size=-1 must be a positive integer"),
     (evaluate, {"batch_size": "4"}, "batch_size='4' must be a positive integer"),
+    # bool("no") was True: the files that fail the checks skipped, where the caller asked for them refused
+    (evaluate, {"skip_bad": "no"}, "skip_bad='no' must be true or false"),
+    (sample, {"skip_bad": "no"}, "skip_bad='no' must be true or false"),
 ])
 def test_sample_and_evaluate_refuse_counts_the_command_refuses(run, data, tmp_path, call, kw, why):
     extra = {"out": tmp_path / "s"} if call is sample else {}
