@@ -133,8 +133,8 @@ def _has_images(folder):
 def _resolve(root, phase, layout):
     """(layout, folders) for a dataset root; folders is (dir,) or (A dir, B dir)."""
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist")
+    if not root.is_dir():  # (a file was said not to exist)
+        raise DatasetError(f"dataset folder {root} {'is a file, not a folder' if root.exists() else 'does not exist'}")
     for base in (root / phase, root):
         a, b = base / "A", base / "B"
         if layout != "aligned" and a.is_dir():

@@ -38,8 +38,12 @@ def broken_png():
 
 
 def test_missing_and_empty_folders(tmp_path):
-    with pytest.raises(DatasetError, match="nowhere"):
+    with pytest.raises(DatasetError, match=f"^dataset folder {tmp_path / 'nowhere'} does not exist$"):
         load(tmp_path / "nowhere")
+    (tmp_path / "an.png").write_bytes(b"")  # an image given for the folder: it exists (it was "does not exist")
+    with pytest.raises(DatasetError, match=f"^dataset folder {tmp_path / 'an.png'} is a file, not a folder$"):
+        load(tmp_path / "an.png")
+    (tmp_path / "an.png").unlink()
     with pytest.raises(DatasetError, match="missing folder .*train"):
         load(tmp_path)
     (tmp_path / "train").mkdir()
