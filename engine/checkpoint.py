@@ -195,7 +195,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # they cannot run (a CPU machine), as the data falls back from DALI (runtime.inference_data);
         # kept as it was, every forward raised. Training (resume) refuses it with advice instead.
         cfg.model.impl = "auto"
-    model = BicycleGAN(TrainConfig.from_dict(cfg.to_dict()), device=device, training=training)
+    model = BicycleGAN(cfg, device=device, training=training)  # (which checks the config changed above)
     try:
         model.load_training_state(state, strict=training)
     except (RuntimeError, KeyError, ValueError) as e:

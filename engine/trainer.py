@@ -499,6 +499,7 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = BicycleGAN(cfg, device=self.device)
+        self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
         try:

@@ -802,6 +802,20 @@ def test_generate_encode_and_train_step_take_inputs_to_the_models_device_and_dty
     assert all(torch.equal(v, twin.state_dict()[k]) for k, v in model.state_dict().items())
 
 
+def test_a_model_keeps_its_own_config_checked_whatever_becomes_of_the_callers():
+    """A notebook's cfg.variant = "pix2pix" for its next model changed the first one's objective too (its losses
+    D, G_GAN, G_L1, kl: none of either variant's), and a field set to what cannot work was built without a check."""
+    cfg = small_cfg()
+    model = BicycleGAN(cfg)
+    cfg.variant, cfg.lambda_L1 = "pix2pix", 100.0
+    assert (model.cfg.variant, model.cfg.lambda_L1) == ("bicycle", 10.0)
+    assert set(model.train_step(batch(cfg))) == {"G_GAN", "G_L1", "kl", "G_GAN2", "z_L1", "D", "D2"}
+    assert set(BicycleGAN(cfg).train_step(batch(cfg))) == {"G_GAN", "G_L1", "D"}
+    cfg.variant = "bicycl"
+    with pytest.raises(ConfigError, match="^variant='bicycl' is not valid; choose one of"):
+        BicycleGAN(cfg)
+
+
 def test_batch_one_inference_and_odd_batch_variants():
     cfg = small_cfg("cvae", batch_size=3)
     model = BicycleGAN(cfg)
