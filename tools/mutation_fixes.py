@@ -18,6 +18,10 @@ The train command's review (CL03-CL16): a --load_size its preprocess does not us
 refuses it, the dry run's checks of the run folder and the checkpoint (check_start), the crop's wording.
 Results: docs/mutation-engine.md, "The train command's review".
 
+The Python API's audit (PA01-PA26): the moving average in the model's state_dict, generate's and encode's
+inputs, the model's own copy of its config, a run folder read or resumed, and the arguments of evaluate,
+compare, export and make_loader. Results: docs/mutation-engine.md, "The Python API's audit".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
@@ -89,6 +93,15 @@ DRY = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_ref
 FRESH_D = ["tests/test_user_paths.py::test_init_from_with_fresh_discriminators_of_other_options"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
+# the Python API's audit (PA)
+CP, LO = "engine/compare.py", "pipelines/loader.py"
+MT = "tests/test_model.py::test_"
+STATE = [MT + "a_state_dict_round_trip_keeps_the_moving_average_that_generate_samples_with"]
+INPUTS = [MT + "generate_encode_and_train_step_take_inputs_to_the_models_device_and_dtype"]
+FORM = [MT + "generate_and_encode_refuse_inputs_of_the_wrong_form_by_name"]
+COUNTS = ["tests/test_user_paths.py::test_sample_and_evaluate_refuse_counts_the_command_refuses"]
+NEITHER = ["tests/test_user_paths.py::test_a_model_that_is_neither_a_model_nor_a_path_is_refused_naming_the_argument"]
+LOADER_ARGS = ["tests/test_pipelines_formats.py::test_bad_arguments_are_one_line_errors"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -340,6 +353,53 @@ MUTANTS = [
      'own_d2 = self.variant == "bicycle" and self.lambda_GAN2 > 0', SAME_D),
     ('CL16', T, '    taken = [n for n in cfg.trained_networks if not (fresh_d and n in ("D", "D2"))]',
      '    taken = list(cfg.trained_networks)', FRESH_D),
+    # the Python API's audit: the model's state_dict, inputs and config, a run folder read or resumed, the
+    # arguments of evaluate, compare, export and make_loader
+    ('PA01', M, '        if self.G_ema is not None:\n            self.G_ema.state_dict(destination=',
+     '        if False:\n            self.G_ema.state_dict(destination=', STATE),
+    ('PA02', M, 'persistent=cfg.ema > 0)', 'persistent=False)', STATE),
+    ('PA03', M, '            missing_keys += [ema + k for k in result.missing_keys]\n', '', STATE),
+    ('PA04', CK, '    path = find_checkpoint(path)  # a run folder was', '    path = Path(path)  # a run folder was',
+     [REL + "load_checkpoint_takes_a_run_folder_as_the_commands_do"]),
+    ('PA05', T, 'resume_path = find_checkpoint(resume) if Path(resume).is_dir() else Path(resume)',
+     'resume_path = Path(resume)', [LOOP + "resume_from_a_run_folder_continues_from_its_latest_checkpoint"]),
+    ('PA06', EV, '        check_int("batch_size", batch_size, 1)\n', '', COUNTS),
+    ('PA07', CP, 'one = isinstance(models, (str, os.PathLike, torch.nn.Module))',
+     'one = isinstance(models, (str, os.PathLike))', ["tests/test_compare.py::test_one_path_or_model_given_from_"
+                                                      "python_is_one_model"]),
+    ('PA08', EX, 'or not isinstance(side, int) or side < 1):', 'or not isinstance(side, int) or side < 0):',
+     ["tests/test_export.py::test_a_side_that_is_no_positive_integer_is_refused_by_name"]),
+    ('PA09', M, '        if not self.optimizers:  # it ran the G phase',
+     '        if not self.training:  # it ran the G phase',
+     [MT + "train_step_of_a_model_built_for_inference_says_how_to_build_one_that_trains"]),
+    ('PA10', M, '        return x.to(weight.device, weight.dtype)', '        return x.to(weight.device)', INPUTS),
+    ('PA11', M, 'x.is_floating_point() and x.shape[1] == channels):', 'x.is_floating_point()):', FORM),
+    ('PA12', M, '        A = batch["A"].to(self.device, dtype, non_blocking=True)',
+     '        A = batch["A"].to(self.device, non_blocking=True)', INPUTS),
+    ('PA13', M, '    @torch.enable_grad()  # (inside', '    # (inside', INPUTS),
+    ('PA14', M, '        return G(A, z.to(A.device))', '        return G(A, z)', INPUTS),
+    ('PA15', M, '            raise ConfigError(f"this model (variant {self.cfg.variant}) has no trained encoder")',
+     '            raise RuntimeError(f"this model (variant {self.cfg.variant}) has no trained encoder")', FORM),
+    ('PA16', RT, '    check_model_source(model)\n    if isinstance(model, BicycleGAN):',
+     '    if isinstance(model, BicycleGAN):', NEITHER),
+    ('PA17', CK, '    if not isinstance(path, (str, os.PathLike)):  # (None was', '    if False:  # (None was',
+     NEITHER),
+    ('PA18', CP, '            check_model_source(m, f"models[{i}]")', '            pass', NEITHER),
+    ('PA19', SW, '    if not isinstance(path, (str, os.PathLike)):  # (a model object',
+     '    if False:  # (a model object', NEITHER),
+    ('PA20', LO, '("skip_bad", skip_bad, False), ', '', LOADER_ARGS),
+    ('PA21', RT, 'skip_bad=skip_bad)  # (bool("no") was True)', 'skip_bad=bool(skip_bad))  # (bool("no") was True)',
+     COUNTS),
+    ('PA22', LO, '    if not isinstance(root, (str, os.PathLike)):  # (None was', '    if root is None:  # (None was',
+     ["tests/test_pipelines_formats.py::test_a_root_that_is_no_path_is_named"]),
+    ('PA23', SP, 'or 3 (RGB), got {getattr(self, name)!r}")', 'or 3 (RGB), got {getattr(self, name)}")', LOADER_ARGS),
+    ('PA24', FI, "'is a file, not a folder' if root.exists() else", "'is a file, not a folder' if root.is_dir() else",
+     ["tests/test_pipelines_errors.py::test_missing_and_empty_folders"]),
+    ('PA25', M, 'self.cfg = cfg = TrainConfig.from_dict(TrainConfig.given(cfg, "BicycleGAN").to_dict())',
+     'self.cfg = cfg = TrainConfig.given(cfg, "BicycleGAN")',
+     [MT + "a_model_keeps_its_own_config_checked_whatever_becomes_of_the_callers"]),
+    ('PA26', T, '        self.model.cfg = cfg  # the run\'s own copy', '        pass  # the run\'s own copy',
+     ["tests/test_user_paths.py::test_init_from_starts_a_new_run_from_the_weights_of_a_trained_checkpoint"]),
 ]
 
 if __name__ == "__main__":
