@@ -77,3 +77,20 @@ def replace_fails(monkeypatch):
             return replace(src, dst, **kw)
         monkeypatch.setattr(os, "replace", failing)
     return arm
+
+
+@pytest.fixture
+def in_launch(monkeypatch):
+    """A list that is non-empty while Triton's interpreter runs a kernel launch: tests that count the
+    ops' own copies leave out the interpreter's (it copies every argument's storage back and forth)."""
+    from triton.runtime.interpreter import InterpretedFunction
+    depth, run = [], InterpretedFunction.run
+
+    def launch(*args, **kwargs):
+        depth.append(1)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            depth.pop()
+    monkeypatch.setattr(InterpretedFunction, "run", launch)
+    return depth
