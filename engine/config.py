@@ -425,6 +425,12 @@ class TrainConfig:
         raise TypeError(f"{who}: cfg must be a TrainConfig (make_config(...)) or its dict, got {type(cfg).__name__}")
 
     @classmethod
+    def own_copy(cls, cfg, who: str) -> "TrainConfig":
+        """given(cfg, who), as a copy of its own: what the caller changes afterwards changes nothing of the
+        holder's (a model's objective, a dry run's init_from), and each field is checked again."""
+        return cls.from_dict(cls.given(cfg, who).to_dict())
+
+    @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise ConfigError(f"a TrainConfig needs a dict of fields, got {type(d).__name__}")

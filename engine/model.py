@@ -107,7 +107,7 @@ class BicycleGAN(nn.Module):
         super().__init__()
         # A copy, checked again: the caller's config, changed after this (cfg.variant = "pix2pix" for the next
         # model of a notebook), changed this model's objective under networks built for another one.
-        self.cfg = cfg = TrainConfig.from_dict(TrainConfig.given(cfg, "BicycleGAN").to_dict())
+        self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")
         m, v = cfg.model, cfg.variant
         # What the layers run (layer_impl); cfg keeps what was asked for, so a checkpoint's config
         # resumes or samples elsewhere (with a CUDA graph, on the CPU) with that place's choice.

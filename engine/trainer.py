@@ -432,7 +432,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     refusals of the data (the batches an epoch and the samples a resumed run had, the images' sizes, a
     schedule shorter than the checkpoint's step without max_steps), of this machine and of a folder another
     training holds remain the run's."""
-    cfg = TrainConfig.from_dict(TrainConfig.given(cfg, "check_start").to_dict())  # (the caller's unchanged)
+    cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / "checkpoints" / LATEST
     resume_path, init_path = _starting_points(cfg, ckpt_path, resume, epoch)
@@ -473,12 +473,11 @@ class Trainer:
             raise
 
     def _setup(self, cfg, resume, progress, epoch, tensorboard) -> None:
-        cfg = TrainConfig.given(cfg, "train")
+        cfg = TrainConfig.own_copy(cfg, "train")  # our own: the data root gets resolved below
         self.dist = init_distributed(cfg.device)
         self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
         self.device = self.dist.device
         prepare_device(self.device)
-        cfg = TrainConfig.from_dict(cfg.to_dict())  # our own copy: the data root gets resolved below
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / LATEST
 

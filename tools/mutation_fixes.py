@@ -395,7 +395,7 @@ MUTANTS = [
     ('PA23', SP, 'or 3 (RGB), got {getattr(self, name)!r}")', 'or 3 (RGB), got {getattr(self, name)}")', LOADER_ARGS),
     ('PA24', FI, "'is a file, not a folder' if root.exists() else", "'is a file, not a folder' if root.is_dir() else",
      ["tests/test_pipelines_errors.py::test_missing_and_empty_folders"]),
-    ('PA25', M, 'self.cfg = cfg = TrainConfig.from_dict(TrainConfig.given(cfg, "BicycleGAN").to_dict())',
+    ('PA25', M, 'self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")',
      'self.cfg = cfg = TrainConfig.given(cfg, "BicycleGAN")',
      [MT + "a_model_keeps_its_own_config_checked_whatever_becomes_of_the_callers"]),
     ('PA26', T, '        self.model.cfg = cfg  # the run\'s own copy', '        pass  # the run\'s own copy',
