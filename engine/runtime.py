@@ -605,7 +605,7 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
                  memory_format: torch.memory_format = torch.contiguous_format):
     """The loader of `root/phase` prepared as `data` says, at `model`'s input size and channels.
 
-    shuffle/augment default to phase == "train": inference gets every file once, in name order,
+    shuffle/augment default to phase == "train": inference gets every file once, in path order (the reference's),
     centre-cropped and unflipped. layout: as make_loader's (None: detected); memory_format: as make_loader's."""
     kw = {} if shuffle is None else {"shuffle": shuffle, "drop_last": shuffle}
     return make_loader(

@@ -173,7 +173,8 @@ def find_layout(root, phase, layout=None):
 
 
 def _pair(folders, layout, skip_bad):
-    """Samples (sorted by key) and the files left unpaired or ambiguous."""
+    """Samples (aligned and single: by path, the reference's order; ab_folders: by name without extension)
+    and the files left unpaired or ambiguous."""
     listed = [_list_images(f) for f in folders]
     for folder, files in zip(folders, listed):
         if not files:
@@ -190,7 +191,10 @@ def _pair(folders, layout, skip_bad):
         keys = sorted(k for k in a.keys() & b.keys() if len(a[k]) == 1 and len(b[k]) == 1)
         samples = [Sample(a[k][0], b[k][0]) for k in keys]
     else:  # each file is a sample of its own, 1.jpg and 1.png too
-        samples = [Sample(p) for _, paths in sorted(listed[0].items()) for p in paths]
+        # In the reference's order: its full paths sorted, extension included ("a b.jpg", "a-b.jpg",
+        # "a.jpg", "a.png"); the names without extension put "a.jpg" before "a b.jpg", and so
+        # --max_dataset_size and sample's first --num took other files than the reference's.
+        samples = [Sample(p) for p in sorted(p for paths in listed[0].values() for p in paths)]
     if bad and not skip_bad:
         # The rule itself, since a user whose B files are named otherwise (x.jpg and x_B.png) got a
         # list of "no partner" lines and no word on what a partner is.

@@ -71,6 +71,20 @@ def test_a_missing_split_beside_others_is_named_even_with_an_image_at_the_root(t
     assert sorted(Path(p).name for b in load(plain, phase="test") for p in b["paths"]) == ["a.png", "b.png"]
 
 
+
+def test_files_come_in_the_references_order_extension_included(tmp_path):
+    # The reference sorts its full paths: " " (32) and "-" (45) sort before "." (46), "." before "/" (47).
+    # By name without extension "a.png" came first of its four, and --max_dataset_size 2 kept other files.
+    rng = np.random.default_rng(0)
+    names = ["a.png", "a-b.png", "a b.png", "a.jpg", "a/c.png", "a_c.png"]
+    for name in names:
+        write(tmp_path / "test" / name, noise(rng, 8, 16))
+    want = ["a b.png", "a-b.png", "a.jpg", "a.png", "a/c.png", "a_c.png"]  # by hand, from the codes above
+    got = [os.path.relpath(p, tmp_path / "test") for b in load(tmp_path, phase="test") for p in b["paths"]]
+    assert got == want
+    firsts = load(tmp_path, phase="test", max_dataset_size=2)
+    assert [os.path.basename(p) for b in firsts for p in b["paths"]] == want[:2]
+
 def test_a_split_that_is_there_in_another_layout_is_not_called_missing_beside_the_splits(tmp_path):
     # train/ of aligned images read with --layout ab_folders: it lacks A/ and B/, and is no split to
     # choose instead of itself (it said "... holds the splits train; choose one (--phase)").

@@ -22,6 +22,9 @@ The Python API's audit (PA01-PA26): the moving average in the model's state_dict
 inputs, the model's own copy of its config, a run folder read or resumed, and the arguments of evaluate,
 compare, export and make_loader. Results: docs/mutation-engine.md, "The Python API's audit".
 
+The files' order (PO01-PO02): aligned and single files in the reference's order, full paths sorted with
+their extensions. Results: docs/mutation-engine.md, "The files' order".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
@@ -38,6 +41,7 @@ DL, CK, T, EV = "engine/download.py", "engine/checkpoint.py", "engine/trainer.py
 DA, FI = "pipelines/dali_loader.py", "pipelines/files.py"
 IP, RT, SP, CLI = "engine/interpolate.py", "engine/runtime.py", "pipelines/spec.py", "engine/cli.py"
 CONFIG = ["tests/test_config.py"]
+ORDER = ["tests/test_pipelines_errors.py::test_files_come_in_the_references_order_extension_included"]
 SAME_D = ["tests/test_model.py::test_train_step_equals_reference_order"]
 PARTING = ["tests/test_official.py::test_a_file_with_a_tensor_missing_or_extra_names_where_it_parts_from_ours"]
 REL = "tests/test_reliability.py::test_"
@@ -400,6 +404,12 @@ MUTANTS = [
      [MT + "a_model_keeps_its_own_config_checked_whatever_becomes_of_the_callers"]),
     ('PA26', T, '        self.model.cfg = cfg  # the run\'s own copy', '        pass  # the run\'s own copy',
      ["tests/test_user_paths.py::test_init_from_starts_a_new_run_from_the_weights_of_a_trained_checkpoint"]),
+    # The files' order (PO): the reference's, its full paths sorted with their extensions.
+    ('PO01', FI, 'samples = [Sample(p) for p in sorted(p for paths in listed[0].values() for p in paths)]',
+     'samples = [Sample(p) for _, paths in sorted(listed[0].items()) for p in paths]', ORDER),
+    ('PO02', FI, 'samples = [Sample(p) for p in sorted(p for paths in listed[0].values() for p in paths)]',
+     'samples = [Sample(p) for p in sorted((p for paths in listed[0].values() for p in paths), '
+     'key=os.path.basename)]', ORDER),
 ]
 
 if __name__ == "__main__":
