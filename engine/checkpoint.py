@@ -8,6 +8,7 @@ every load, so flipped or lost bytes are an error, not silently wrong weights. W
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -57,6 +58,29 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         cuda = cuda[device.index or 0] if device.type == "cuda" and (device.index or 0) < len(cuda) else None
     if cuda is not None and device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.set_rng_state(cuda, device)
+
+
+def seed_rng(seed: int, device: torch.device) -> None:
+    """Seed the generators a run on `device` draws from: torch's CPU one and, on a GPU, that GPU's. Not
+    torch.manual_seed, which reseeds every GPU's: a notebook's other GPUs keep their streams."""
+    torch.default_generator.manual_seed(seed)
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.init()  # (default_generators is filled at CUDA's initialisation)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+
+
+@contextlib.contextmanager
+def rng_kept(device: torch.device):
+    """The caller's random generators (those rng_state covers: torch's CPU one and `device`'s, numpy's,
+    Python's) as they were, however the block is left: the Python API seeds and draws from them as the
+    command does (a run's draws are resumable only from those generators), inside someone else's program."""
+    state = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(state, device)
 
 
 # -- integrity -------------------------------------------------------------------------------------
@@ -195,7 +219,10 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # they cannot run (a CPU machine), as the data falls back from DALI (runtime.inference_data);
         # kept as it was, every forward raised. Training (resume) refuses it with advice instead.
         cfg.model.impl = "auto"
-    model = BicycleGAN(cfg, device=device, training=training)  # (which checks the config changed above)
+    # Built on the CPU, its initial weights replaced below: drawn from a fork of torch's generator, so that the
+    # caller's next draws are those it would have had (sample, evaluate and the others load models this way).
+    with torch.random.fork_rng(devices=[]):
+        model = BicycleGAN(cfg, device=device, training=training)  # (which checks the config changed above)
     try:
         model.load_training_state(state, strict=training)
     except (RuntimeError, KeyError, ValueError) as e:

@@ -75,7 +75,8 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         raise DivergenceError(f"the generator holds non-finite weights ({', '.join(bad[:3])}...): not exported")
     # impl and channels_last change speed, not weights: the graph gets the layers every exporter knows.
     cfg = dataclasses.replace(model_cfg, impl="ref", channels_last=False)
-    G = build_generator(cfg)
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
+        G = build_generator(cfg)
     G.load_state_dict(weights)
     return G.eval(), cfg, data, source
 

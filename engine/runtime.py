@@ -7,6 +7,7 @@ from each other, so each command module imports only runtime, the model and chec
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import logging
@@ -76,16 +77,27 @@ def describe_device(device: torch.device) -> str:
     return f"{device} ({plural(torch.get_num_threads(), 'thread')}; no GPU)"
 
 
-def prepare_device(device: torch.device) -> None:
-    """Settings for training on `device`: shapes are static (drop_last), so cuDNN may pick each
-    convolution's algorithm once; `device` is the current CUDA device."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        # Triton launches and CUDA-graph capture streams use the current device: a single process
-        # training on cuda:1 would otherwise capture on GPU 0 (torchrun ranks set theirs already).
-        # A plain "cuda" means the current device already (set_device refuses it: torch 2.11).
-        if device.index is not None:
-            torch.cuda.set_device(device)
+@contextlib.contextmanager
+def device_settings(device: torch.device):
+    """Settings for training on `device`, for the block: shapes are static (drop_last), so cuDNN may pick
+    each convolution's algorithm once; `device` is the current CUDA device. The caller's are put back on
+    the way out, however it is left: the Python API trains inside someone else's program (a notebook whose
+    other work, its shapes changing, would have gone on benchmarking every new shape)."""
+    if device.type != "cuda":
+        yield
+        return
+    benchmark, current = torch.backends.cudnn.benchmark, torch.cuda.current_device()
+    torch.backends.cudnn.benchmark = True
+    # Triton launches and CUDA-graph capture streams use the current device: a single process
+    # training on cuda:1 would otherwise capture on GPU 0 (torchrun ranks set theirs already).
+    # A plain "cuda" means the current device already (set_device refuses it: torch 2.11).
+    if device.index is not None:
+        torch.cuda.set_device(device)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        torch.cuda.set_device(current)
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,11 @@ from .checkpoint import (
     find_checkpoint,
     peek_checkpoint,
     read_checkpoint,
+    rng_kept,
     rng_state,
     save_checkpoint,
     saved_epochs,
+    seed_rng,
     set_rng_state,
     write_state,
 )
@@ -62,11 +64,11 @@ from .runtime import (
     check_data_root,
     check_runnable,
     describe_device,
+    device_settings,
     first_only,
     init_distributed,
     lost_rank,
     prepare_data_root,
-    prepare_device,
 )
 
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
@@ -465,19 +467,22 @@ class Trainer:
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         self._stop = None  # train()'s StopSignals: a Trainer trains once
         self._said = SaidOnce()  # the data's warnings, while it starts and while it trains
+        # The caller's device settings and random generators, which the start changes (the run's seeds), are
+        # put back when it ends; train() puts the run's in place while it trains (self._rng: as the start left
+        # them), and the caller's back after.
         try:
             with self._said:
-                self._setup(cfg, resume, progress, epoch, tensorboard)
+                cfg = TrainConfig.own_copy(cfg, "train")  # our own: the data root gets resolved below
+                self.dist = init_distributed(cfg.device)
+                self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
+                self.device = self.dist.device
+                with device_settings(self.device), rng_kept(self.device):
+                    self._setup(cfg, resume, progress, epoch, tensorboard)
         except BaseException:
             self._release(failed=True)
             raise
 
     def _setup(self, cfg, resume, progress, epoch, tensorboard) -> None:
-        cfg = TrainConfig.own_copy(cfg, "train")  # our own: the data root gets resolved below
-        self.dist = init_distributed(cfg.device)
-        self.rank, self.world, self.main = self.dist.rank, self.dist.world, self.dist.main
-        self.device = self.dist.device
-        prepare_device(self.device)
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / "checkpoints" / LATEST
 
@@ -496,7 +501,7 @@ class Trainer:
         cfg.data.dataroot = str(self.data_root.resolve())  # sample/evaluate find the data through it
         self.cfg = cfg
 
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        seed_rng(cfg.seed, self.device)  # identical initial weights on every rank
         self.model = BicycleGAN(cfg, device=self.device)
         self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
@@ -593,7 +598,7 @@ class Trainer:
             # Every rank measures a share of each evaluation: the others' made ready as rank 0's was
             # (whose refusal, said once, all have heard above).
             self.dist.each_decides(lambda: self.main or self._make_evaluation())
-        torch.manual_seed(cfg.seed * 1000 + self.rank)  # each rank draws its own z
+        seed_rng(cfg.seed * 1000 + self.rank, self.device)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
         if self.rng_to_restore is not None:
@@ -601,11 +606,12 @@ class Trainer:
         elif self.saved_step is not None:
             # A checkpoint holding rank 0's generators alone: they would give every rank rank 0's z
             # draws, so this rank starts a stream of its own.
-            torch.manual_seed((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step)
+            seed_rng((cfg.seed * 1000 + self.rank) * 1_000_003 + self.step, self.device)
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)  # begun by the run's end (max_steps)
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
                                  epochs=self.epochs)
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
+        self._rng = rng_state(self.device)  # the run's generators, from here on train()'s alone
 
     def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
@@ -1130,7 +1136,8 @@ class Trainer:
         self._training = True
         self._stop = StopSignals()
         try:
-            with self._stop, self._said:
+            with self._stop, self._said, device_settings(self.device), rng_kept(self.device):
+                set_rng_state(self._rng, self.device)
                 run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False

@@ -593,3 +593,15 @@ def test_no_encoded_output_is_recorded_only_where_an_encoded_measure_was_asked(d
                      training=False)
     r = evaluate(p2p, demo_root, num=2, n_samples=2, device="cpu", metrics="lpips", lpips_linear=lpips_files[2])
     assert "diversity_lpips" in r and "encoded_missing" not in r and "encoded" not in format_table(r)
+
+
+def test_loading_the_metric_networks_leaves_the_callers_generator_as_it_was(lpips_files, hub):
+    """Their initial weights, which the files' replace, come from a fork of torch's generator: the caller's
+    next draws after load_lpips or load_inception (evaluate's lpips and fid) are those it would have had."""
+    inception_file(hub / fidmod.INCEPTION_FILE)
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    for load in (lambda: lpmod.load_lpips(linear=lpips_files[2]), fidmod.load_inception):
+        torch.manual_seed(7)
+        load()
+        assert torch.equal(torch.rand(4), expected)

@@ -106,6 +106,14 @@ FORM = [MT + "generate_and_encode_refuse_inputs_of_the_wrong_form_by_name"]
 COUNTS = ["tests/test_user_paths.py::test_sample_and_evaluate_refuse_counts_the_command_refuses"]
 NEITHER = ["tests/test_user_paths.py::test_a_model_that_is_neither_a_model_nor_a_path_is_refused_naming_the_argument"]
 LOADER_ARGS = ["tests/test_pipelines_formats.py::test_bad_arguments_are_one_line_errors"]
+# the API inside someone else's program (LH): generators and settings put back, loaders closed, bools refused
+CZ = "tests/test_api_citizen.py::test_"
+LEAVES = CZ + "a_call_leaves_the_callers_generators_and_process_settings_as_they_were"
+OWN_DRAWS = [CZ + "the_runs_draws_are_its_seeds_whatever_the_callers"]
+SETTINGS = [CZ + "device_settings_are_the_runs_inside_and_the_callers_after"]
+GPUS_SEEDED = [CZ + "a_run_seeds_the_cpus_generator_and_its_gpus_alone"]
+METRIC_NETS = ["tests/test_metrics.py::test_loading_the_metric_networks_leaves_the_callers_generator_as_it_was"]
+FID_FILE, LPIPS_FILE = "engine/metrics/fid.py", "engine/metrics/lpips.py"
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -410,6 +418,25 @@ MUTANTS = [
     ('PO02', FI, 'samples = [Sample(p) for p in sorted(p for paths in listed[0].values() for p in paths)]',
      'samples = [Sample(p) for p in sorted((p for paths in listed[0].values() for p in paths), '
      'key=os.path.basename)]', ORDER),
+    # the caller's generators and device settings (LH01-LH12)
+    ('LH01', T, '                set_rng_state(self._rng, self.device)\n', '', OWN_DRAWS),
+    ('LH02', T, 'with device_settings(self.device), rng_kept(self.device):\n                    self._setup',
+     'with device_settings(self.device):\n                    self._setup', [f"{LEAVES}[train]"]),
+    ('LH03', T, 'with self._stop, self._said, device_settings(self.device), rng_kept(self.device):',
+     'with self._stop, self._said, device_settings(self.device):', [f"{LEAVES}[train]"]),
+    ('LH04', CK, '    torch.default_generator.manual_seed(seed)\n', '', OWN_DRAWS),
+    ('LH05', CK, '        torch.cuda.default_generators[index].manual_seed(seed)',
+     '        torch.cuda.default_generators[0].manual_seed(seed)', GPUS_SEEDED),
+    ('LH06', CK, '    finally:\n        set_rng_state(state, device)', '    finally:\n        pass',
+     [f"{LEAVES}[train]"]),
+    ('LH07', CK, '    with torch.random.fork_rng(devices=[]):\n        model = BicycleGAN(',
+     '    with torch.no_grad():\n        model = BicycleGAN(', [f"{LEAVES}[load_checkpoint]"]),
+    ('LH08', EX, '    with torch.random.fork_rng(devices=[]):', '    with torch.no_grad():',
+     [f"{LEAVES}[export_generator]"]),
+    ('LH09', FID_FILE, '    with torch.random.fork_rng(devices=[]):', '    with torch.no_grad():', METRIC_NETS),
+    ('LH12', LPIPS_FILE, '    with torch.random.fork_rng(devices=[]):', '    with torch.no_grad():', METRIC_NETS),
+    ('LH10', RT, '        torch.backends.cudnn.benchmark = benchmark\n', '', SETTINGS),
+    ('LH11', RT, '        torch.cuda.set_device(current)\n', '', SETTINGS),
 ]
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ class InceptionV3(nn.Module):
 def load_inception(path=None, *, device="cpu") -> InceptionV3:
     """FID's InceptionV3 with pytorch-fid's weights file: `path`, or torch.hub's checkpoints folder.
     The file's classifier (fc.*) is not used; every other tensor must be there with its shape."""
-    model = InceptionV3()
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
+        model = InceptionV3()
     p = weights_file(path, INCEPTION_FILE, INCEPTION_URL, "fid_weights", "FID needs InceptionV3's weights")
     # BatchNorm's batch counters are not in files saved before torch 0.4.1; load_state_dict fills them.
     want = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}

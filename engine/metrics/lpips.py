@@ -125,7 +125,8 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     torch.hub's checkpoints folder) and `linear` (the lpips package's weights/v<version>/alex.pth;
     default: from the installed package). A missing or wrong file is a WeightsError saying which
     file to put where."""
-    model = LPIPS(version)
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
+        model = LPIPS(version)
     bb = weights_file(backbone, ALEXNET_FILE, ALEXNET_URL, "lpips_backbone", "LPIPS needs AlexNet's weights")
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
     feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
