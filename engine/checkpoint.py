@@ -19,7 +19,7 @@ import torch
 
 from bicyclegan.kernels._impl import runs_triton
 
-from .config import TrainConfig
+from .config import TrainConfig, check_bool
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .io import atomic_write, read_torch_file
 from .model import BicycleGAN
@@ -202,6 +202,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     `model_overrides` replace ModelConfig fields that do not change the weights (impl, channels_last).
     For inference a stored impl="triton" that `device` cannot run becomes "auto".
     path: a checkpoint file, or a run folder (its checkpoints/latest.pt), as every command takes it."""
+    training = check_bool("training", training)
     # A run folder was "checkpoint runs/x does not exist" for sample(), evaluate() and the other
     # functions, while export_generator() and the commands took it.
     path = find_checkpoint(path)

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
 from bicyclegan.kernels import IMPLS
 from bicyclegan.pipelines import BACKENDS, DIRECTIONS, MAX_PIXELS, PREPROCESS
 from bicyclegan.pipelines.spec import CROPPING, RESIZING
@@ -68,10 +70,21 @@ def _real(name, value, low, high=math.inf, low_open=False):
         raise ConfigError(f"{name}={value!r} must be a finite number {lo}{hi}")
 
 
+def check_bool(name, value, optional=False):
+    """value as a bool, or a ConfigError naming it: a switch of the Python API given "no" (or 0, or a path) was
+    taken as true or false by its truth value. numpy's bools are bools (a mask's element); optional: None
+    too (the default by context)."""
+    if optional and value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}={value!r} must be true or false{' (or None)' if optional else ''}")
+    return bool(value)
+
+
 def _bools(obj):
     for f in dataclasses.fields(obj):
-        if f.type in ("bool", bool) and not isinstance(getattr(obj, f.name), bool):
-            raise ConfigError(f"{f.name}={getattr(obj, f.name)!r} must be true or false")
+        if f.type in ("bool", bool):  # (a plain bool kept: config.json, checkpoints)
+            setattr(obj, f.name, check_bool(f.name, getattr(obj, f.name)))
 
 
 # -- network geometry (the one place it is derived from the names) ---------------------------------

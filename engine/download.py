@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bicyclegan.pipelines import IMG_EXTENSIONS
 
 from .checkpoint import save_checkpoint
+from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
 from .io import check_writable
 from .official import import_official
@@ -409,6 +410,7 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
     ./datasets/name); testset=True: only its test images (download_testset.sh). Returns the folder.
 
     A folder that is already there from the same download is returned as it is."""
+    testset, progress = check_bool("testset", testset), check_bool("progress", progress)
     table = TESTSETS if testset else DATASETS
     if name not in table:
         what = "test sets" if testset else "datasets"
@@ -456,6 +458,7 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
     checkpoint with that model's options and its test script's data settings (direction, input
     channels, load and crop size; centre crop, no flip). Returns the checkpoint's path; one that is
     already there is returned as it is."""
+    progress = check_bool("progress", progress)
     if name not in MODELS:
         raise ConfigError(f"no pretrained model named {name!r}; the authors' models are {', '.join(MODELS)}")
     dir = Path(dir)

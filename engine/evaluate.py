@@ -37,7 +37,7 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_int
+from .config import MAX_SEED, check_bool, check_int
 from .errors import ConfigError, DivergenceError, OutputError
 from .images import sample_columns
 from .io import count_line, end_count_line
@@ -156,6 +156,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
     if n_samples is not None:
         check_int("n_samples", n_samples, 1)
+    progress = check_bool("progress", progress)  # (skip_bad: DataConfig's)
     return made_alike(dist, lambda: Evaluation(
         model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size, metrics=metrics,
         lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,

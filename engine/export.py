@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DataConfig, ModelConfig
+from .config import DataConfig, ModelConfig, check_bool
 from .errors import DivergenceError, ExportError, OutputError
 from .io import check_writable, write_json
 from .networks import build_generator
@@ -163,6 +163,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     file on random inputs (two batch sizes when dynamic) and raise ExportError if it differs from
     the PyTorch generator by more than atol. Returns what was written and the measured difference.
     """
+    verify = check_bool("verify", verify)
     out = Path(out_path)
     if out.is_dir():  # os.replace failed on it after the whole export and its check: a traceback
         raise OutputError(f"{out} is a folder; give the file to write (CLI: --out), e.g. "

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bicyclegan.pipelines.sharding import shard_range
 
+from .config import check_bool
 from .io import count_line, end_count_line, save_image, write_json, write_text
 
 
@@ -38,6 +39,7 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
     z: n x nz codes shared by every row, or N x n x nz (one list per row); None: n_samples drawn
     now from N(0, I). encode=False leaves out the encoded column (the reference's --no_encode).
     Runs the sampling generator (the moving average of G when kept) in eval mode."""
+    encode = check_bool("encode", encode)
     was_training = model.training
     model.eval()
     G = model.sampler

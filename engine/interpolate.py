@@ -27,7 +27,7 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_int
+from .config import MAX_SEED, check_bool, check_int
 from .errors import ConfigError, DivergenceError
 from .images import OutputNames, drop_gallery, prune_outputs, to_uint8, write_gallery, write_shares
 from .io import TempFiles, atomic_write, check_writable, save_image, write_json
@@ -148,6 +148,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     ranks that share the inputs under torchrun, as in sample (rank 0 writes path.json and index.html once every
     share is written: one process's files).
     Returns the folder."""
+    mp4, progress = check_bool("mp4", mp4, optional=True), check_bool("progress", progress)  # (skip_bad: DataConfig's)
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:

@@ -29,7 +29,7 @@ import torch.nn as nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.func import functional_call
 
-from .config import TrainConfig
+from .config import TrainConfig, check_bool
 from .errors import ConfigError
 from .losses import gan_loss, kl_loss, l1, mode_seeking
 from .networks import build_discriminator, build_encoder, build_generator, sync_batchnorm
@@ -105,6 +105,7 @@ class BicycleGAN(nn.Module):
         """training=False builds what inference needs (G, its moving average, E): no
         discriminators, optimisers or compilation."""
         super().__init__()
+        training = check_bool("training", training)
         # A copy, checked again: the caller's config, changed after this (cfg.variant = "pix2pix" for the next
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")

@@ -15,7 +15,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_int
+from .config import MAX_SEED, check_bool, check_int
 from .errors import ConfigError, DivergenceError
 from .images import (
     OutputNames,
@@ -111,6 +111,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     Returns the results folder."""
     if not (isinstance(aspect_ratio, (int, float)) and math.isfinite(aspect_ratio) and aspect_ratio > 0):
         raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a finite number > 0")
+    sync, spread, progress = check_bool("sync", sync), check_bool("spread", spread), check_bool("progress", progress)
+    encode = check_bool("encode", encode, optional=True)  # (skip_bad: DataConfig's)
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("sample: give `out` when passing a model object")
     # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a

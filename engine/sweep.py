@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from bicyclegan.pipelines.errors import plural
 
 from .checkpoint import LATEST, epoch_name, epochs_done, peek_checkpoint, peek_config, saved_epochs
-from .config import check_int
+from .config import check_bool, check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
 from .io import check_writable, write_json, write_text
@@ -160,6 +160,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     measured again. log: called with a line as each checkpoint is measured (None: quiet). dist: the ranks
     that share each checkpoint's inputs under torchrun (rank 0 lists the checkpoints, logs and writes).
     Returns (the rows, in training order, as sweep.json holds them; the path of index.html), on every rank."""
+    reuse = check_bool("reuse", reuse)
 
     def plan():
         if json_path and Path(json_path).is_dir():

@@ -52,7 +52,7 @@ from .checkpoint import (
     set_rng_state,
     write_state,
 )
-from .config import TrainConfig, pow2_depth
+from .config import TrainConfig, check_bool, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
 from .io import atomic_write, check_writable, write_json, write_reason, write_text
@@ -280,7 +280,9 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
     """(the checkpoint resumed from, the one whose weights a new run starts from), each None where there is none,
     for Trainer's resume and epoch (ckpt_path: the run folder's latest.pt); refuses what the options alone
     tell, and another config read from the checkpoint's header (_check_config_early)."""
-    if isinstance(resume, (str, Path)):
+    if not isinstance(resume, (str, os.PathLike)):
+        resume = check_bool("resume", resume)  # ("no" was a path, 0 and 1 false and true)
+    if isinstance(resume, (str, os.PathLike)):
         if epoch is not None:
             raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
                               "resuming from a checkpoint path")
@@ -467,6 +469,7 @@ class Trainer:
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         self._stop = None  # train()'s StopSignals: a Trainer trains once
         self._said = SaidOnce()  # the data's warnings, while it starts and while it trains
+        progress, tensorboard = check_bool("progress", progress), check_bool("tensorboard", tensorboard, optional=True)
         # The caller's device settings and random generators, which the start changes (the run's seeds), are
         # put back when it ends; train() puts the run's in place while it trains (self._rng: as the start left
         # them), and the caller's back after.
@@ -1340,6 +1343,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     "Reliability"): SIGTERM raises TrainingStopped, SIGINT a KeyboardInterrupt caused by one
     (stopped_by tells either apart from other errors); the process group is ended, the evaluation
     skipped."""
+    evaluate = check_bool("evaluate", evaluate)
     trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
     try:
         run = trainer.train()

@@ -1,6 +1,9 @@
 """The Python API inside someone else's program (a notebook, a training script): what a call changes of the
 process (random generators, torch's switches, signal handlers, log filters) is put back when it returns or
-raises. The caller's next draws after a call equal those it would have had without the call."""
+raises. The caller's next draws after a call equal those it would have had without the call. Its switches
+take True or False alone: "no" was true."""
+import dataclasses
+import inspect
 import logging
 import os
 import random
@@ -13,15 +16,26 @@ import pytest
 import torch
 from tiny import tiny_cfg
 
+import bicyclegan.engine as api
 from bicyclegan.engine import (
+    BicycleGAN,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
     Trainer,
+    download_dataset,
+    download_model,
     evaluate,
+    evaluate_checkpoints,
     export_generator,
     interpolate,
     load_checkpoint,
     sample,
+    sample_columns,
+    serve,
     train,
 )
+from bicyclegan.engine.config import check_bool
 from bicyclegan.engine.errors import ConfigError
 from bicyclegan.engine.runtime import device_settings
 from bicyclegan.pipelines import make_demo_dataset
@@ -179,3 +193,96 @@ def test_a_run_seeds_the_cpus_generator_and_its_gpus_alone(monkeypatch):
         assert [g.initial_seed() for g in gpus] == [6, 5] and torch.initial_seed() == 6
     finally:
         torch.set_rng_state(cpu)
+
+
+# -- switches: True or False alone -------------------------------------------------------------------------
+def switches(tmp, data, run):
+    """(function, argument) -> a call of the function with that argument given as `v`, the others as they work."""
+    def cfg():
+        return tiny_cfg(tmp / "r", data, max_steps=1)
+    return {
+        ("train", "progress"): lambda v: train(cfg(), progress=v),
+        ("train", "evaluate"): lambda v: train(cfg(), evaluate=v),
+        ("train", "tensorboard"): lambda v: train(cfg(), tensorboard=v),
+        ("train", "resume"): lambda v: train(cfg(), resume=v),
+        ("Trainer", "progress"): lambda v: Trainer(cfg(), progress=v),
+        ("Trainer", "tensorboard"): lambda v: Trainer(cfg(), tensorboard=v),
+        ("Trainer", "resume"): lambda v: Trainer(cfg(), resume=v),
+        ("sample", "sync"): lambda v: sample(run, out=tmp / "s", sync=v),
+        ("sample", "encode"): lambda v: sample(run, out=tmp / "s", encode=v),
+        ("sample", "spread"): lambda v: sample(run, out=tmp / "s", spread=v),
+        ("sample", "progress"): lambda v: sample(run, out=tmp / "s", progress=v),
+        ("sample", "skip_bad"): lambda v: sample(run, out=tmp / "s", skip_bad=v),
+        ("evaluate", "progress"): lambda v: evaluate(run, progress=v),
+        ("evaluate", "skip_bad"): lambda v: evaluate(run, skip_bad=v),
+        ("interpolate", "mp4"): lambda v: interpolate(run, out=tmp / "i", mp4=v),
+        ("interpolate", "progress"): lambda v: interpolate(run, out=tmp / "i", progress=v),
+        ("interpolate", "skip_bad"): lambda v: interpolate(run, out=tmp / "i", skip_bad=v),
+        ("evaluate_checkpoints", "reuse"): lambda v: evaluate_checkpoints(run, reuse=v),
+        ("export_generator", "verify"): lambda v: export_generator(run, tmp / "g.pt2", verify=v),
+        ("load_checkpoint", "training"): lambda v: load_checkpoint(run, training=v),
+        ("BicycleGAN", "training"): lambda v: BicycleGAN(cfg(), training=v),
+        ("sample_columns", "encode"): lambda v: sample_columns(load_checkpoint(run), torch.zeros(1, 3, 32, 32),
+                                                               encode=v),
+        ("serve", "skip_bad"): lambda v: serve(run, skip_bad=v, port=0),
+        ("download_dataset", "testset"): lambda v: download_dataset("facades", tmp / "d", testset=v),
+        ("download_dataset", "progress"): lambda v: download_dataset("facades", tmp / "d", progress=v),
+        ("download_model", "progress"): lambda v: download_model("edges2shoes", tmp / "m", progress=v),
+    }
+
+
+# Switches of the public API left as they are, and why.
+NOT_CHECKED = {
+    ("BicycleGAN", "load_training_state", "strict"): "torch's load_state_dict(strict=) takes any truth value",
+    ("Trainer", "validate", "owed_only"): "the training loop's own call",
+}
+
+
+def public_switches():
+    """(function or class, argument) of every parameter of bicyclegan.engine's exports annotated bool (methods
+    of the classes: (class, method, argument)); a config's fields are test_config's."""
+    found = set()
+    for name in api.__all__:
+        obj = getattr(api, name)
+        if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+            continue
+        members = ([("__init__", obj.__init__)] + [(m, f) for m, f in vars(obj).items()
+                                                    if inspect.isfunction(f) and not m.startswith("_")]
+                   if inspect.isclass(obj) else [(None, obj)] if callable(obj) else [])
+        for method, fn in members:
+            for p in inspect.signature(fn).parameters.values():
+                if "bool" in str(p.annotation):
+                    found.add((name, p.name) if method in (None, "__init__") else (name, method, p.name))
+    return found
+
+
+def test_every_switch_of_the_api_is_in_the_table(tmp_path):
+    assert public_switches() == set(switches(tmp_path, None, None)) | set(NOT_CHECKED)
+
+
+@pytest.mark.parametrize("key", sorted(switches(None, None, None)), ids="-".join)
+@pytest.mark.parametrize("bad", ["no", 0])
+def test_a_switch_given_no_bool_is_refused_naming_it_and_the_value(tmp_path, data, run, key, bad):
+    """A string such as "no" (true) or 0 (false, where True is meant as 1 is) is a ConfigError naming the
+    argument and the value, before any work (no run, no download, no server)."""
+    if key[1] == "resume" and isinstance(bad, str):
+        bad = 1.0  # (a string is a checkpoint's path)
+    with pytest.raises(ConfigError) as e:
+        switches(tmp_path, data, run)[key](bad)
+    assert f"{key[1]}={bad!r} must be true or false" in str(e.value)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("make,name", [(cls, f.name) for cls in (ModelConfig, DataConfig, TrainConfig)
+                                       for f in dataclasses.fields(cls) if f.type in ("bool", bool)])
+def test_a_configs_switch_takes_numpys_bools_as_plain_bools(make, name):
+    """A numpy bool (a mask's element) is a bool, kept as Python's (config.json, checkpoints)."""
+    assert getattr(make(**{name: np.bool_(False)}), name) is False
+
+
+def test_check_bool_takes_bools_numpys_and_none_where_optional():
+    assert check_bool("x", np.bool_(False)) is False and check_bool("x", True) is True
+    assert check_bool("x", None, optional=True) is None
+    for bad, optional in (("yes", False), (None, False), (1.0, True), ("", True)):
+        with pytest.raises(ConfigError, match=f"x={bad!r} must be true or false"):
+            check_bool("x", bad, optional)
