@@ -114,6 +114,10 @@ SETTINGS = [CZ + "device_settings_are_the_runs_inside_and_the_callers_after"]
 GPUS_SEEDED = [CZ + "a_run_seeds_the_cpus_generator_and_its_gpus_alone"]
 METRIC_NETS = ["tests/test_metrics.py::test_loading_the_metric_networks_leaves_the_callers_generator_as_it_was"]
 FID_FILE, LPIPS_FILE = "engine/metrics/fid.py", "engine/metrics/lpips.py"
+REFUSED = CZ + "a_switch_given_no_bool_is_refused_naming_it_and_the_value"
+NUMPY_BOOLS = [CZ + "a_configs_switch_takes_numpys_bools_as_plain_bools"]
+CHECK_BOOL = [CZ + "check_bool_takes_bools_numpys_and_none_where_optional"]
+SA, IMG, DLD = "engine/sample.py", "engine/images.py", "engine/download.py"
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -435,6 +439,28 @@ MUTANTS = [
      [f"{LEAVES}[export_generator]"]),
     ('LH09', FID_FILE, '    with torch.random.fork_rng(devices=[]):', '    with torch.no_grad():', METRIC_NETS),
     ('LH12', LPIPS_FILE, '    with torch.random.fork_rng(devices=[]):', '    with torch.no_grad():', METRIC_NETS),
+    # switches: True or False alone (LH13-LH26)
+    ('LH13', CFG, '    if not isinstance(value, (bool, np.bool_)):',
+     '    if not isinstance(value, (bool, np.bool_, str)):', CHECK_BOOL),
+    ('LH14', CFG, '    return bool(value)\n', '    return value\n', NUMPY_BOOLS),
+    ('LH15', CFG, '    if optional and value is None:\n        return None',
+     '    if value is None:\n        return None', CHECK_BOOL),
+    ('LH16', CFG, '            setattr(obj, f.name, check_bool(f.name, getattr(obj, f.name)))',
+     '            check_bool(f.name, getattr(obj, f.name))', NUMPY_BOOLS),
+    ('LH17', T, '        resume = check_bool("resume", resume)  #', '        pass  #', [f"{REFUSED}[0-train-resume]"]),
+    ('LH18', T, 'check_bool("tensorboard", tensorboard, optional=True)', 'tensorboard',
+     [f"{REFUSED}[no-Trainer-tensorboard]"]),
+    ('LH19', T, '    evaluate = check_bool("evaluate", evaluate)\n', '', [f"{REFUSED}[no-train-evaluate]"]),
+    ('LH20', SA, 'check_bool("spread", spread)', 'spread', [f"{REFUSED}[no-sample-spread]"]),
+    ('LH21', EV, '    progress = check_bool("progress", progress)  #', '    pass  #',
+     [f"{REFUSED}[no-evaluate-progress]"]),
+    ('LH22', IP, 'mp4, progress = check_bool("mp4", mp4, optional=True),', 'mp4, progress = mp4,',
+     [f"{REFUSED}[0-interpolate-mp4]"]),
+    ('LH23', SW, '    reuse = check_bool("reuse", reuse)\n', '', [f"{REFUSED}[no-evaluate_checkpoints-reuse]"]),
+    ('LH24', EX, '    verify = check_bool("verify", verify)\n', '', [f"{REFUSED}[no-export_generator-verify]"]),
+    ('LH25', M, '        training = check_bool("training", training)\n', '', [f"{REFUSED}[no-BicycleGAN-training]"]),
+    ('LH26', DLD, '    testset, progress = check_bool("testset", testset),', '    testset, progress = testset,',
+     [f"{REFUSED}[0-download_dataset-testset]"]),
     ('LH10', RT, '        torch.backends.cudnn.benchmark = benchmark\n', '', SETTINGS),
     ('LH11', RT, '        torch.cuda.set_device(current)\n', '', SETTINGS),
 ]
