@@ -218,14 +218,14 @@ def first_inputs(ev: Evaluation, show: int) -> tuple[torch.Tensor, torch.Tensor 
     model = ev.model
     # One input at a time: a batch of several needs one size, and the loader refused a split of several
     # after every model had been measured (the Evaluation measures such a split an input at a time)
-    loader = build_loader(model.cfg.model, ev.data, ev.root, ev.phase, device=model.device,
-                          batch_size=1, shuffle=False, augment=False, layout=ev.layout)
     A, B = [], []
-    for batch in loader:
-        if len(A) == min(show, ev.n_inputs) or (A and batch["A"].shape != A[0].shape):
-            break  # (the picture's codes are those of the first len(A) inputs: it stops at another size)
-        A.append(batch["A"])
-        B.append(batch.get("B"))
+    with build_loader(model.cfg.model, ev.data, ev.root, ev.phase, device=model.device,
+                      batch_size=1, shuffle=False, augment=False, layout=ev.layout) as loader:
+        for batch in loader:
+            if len(A) == min(show, ev.n_inputs) or (A and batch["A"].shape != A[0].shape):
+                break  # (the picture's codes are those of the first len(A) inputs: it stops at another size)
+            A.append(batch["A"])
+            B.append(batch.get("B"))
     if not A:
         raise AssertionError("an Evaluation's split has inputs")  # Evaluation refused an empty one
     return torch.cat(A).to(model.device), None if B[0] is None else torch.cat(B).to(model.device)

@@ -127,12 +127,12 @@ class Explorer:
             print(f"serve: the model's data folder {self.cfg.data.dataroot} is not here: upload inputs, "
                   "or pass --dataroot", file=sys.stderr)
             return None
-        loader = build_loader(self.net_in, data, root, phase, device=self.model.device, batch_size=1,
-                              shuffle=False, augment=False, layout=layout)
-        for i, batch in enumerate(itertools.islice(loader, num)):
-            check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess)
-            self.items[f"d{i}"] = Item(f"d{i}", input_label(batch["paths"][0], root, phase), batch["A"][0],
-                                       batch["B"][0] if "B" in batch else None)
+        with build_loader(self.net_in, data, root, phase, device=self.model.device, batch_size=1,
+                          shuffle=False, augment=False, layout=layout) as loader:
+            for i, batch in enumerate(itertools.islice(loader, num)):
+                check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess)
+                self.items[f"d{i}"] = Item(f"d{i}", input_label(batch["paths"][0], root, phase), batch["A"][0],
+                                           batch["B"][0] if "B" in batch else None)
         return root
 
     def info(self) -> dict:
@@ -204,9 +204,9 @@ class Explorer:
             folder.mkdir()
             (folder / f"upload{UPLOAD_FORMATS[fmt]}").write_bytes(data)
             try:
-                loader = build_loader(model_cfg, data_cfg, tmp, "test", device=self.model.device,
-                                      batch_size=1, shuffle=False, augment=False)
-                x = next(iter(loader))["A"][0]
+                with build_loader(model_cfg, data_cfg, tmp, "test", device=self.model.device,
+                                  batch_size=1, shuffle=False, augment=False) as loader:
+                    x = next(iter(loader))["A"][0]
             except DatasetError as e:
                 # The pipelines' message names the temporary folder and the training option that
                 # skips bad files; the page's user needs the one line about their file.

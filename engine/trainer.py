@@ -483,6 +483,8 @@ class Trainer:
                     self._setup(cfg, resume, progress, epoch, tensorboard)
         except BaseException:
             self._release(failed=True)
+            if getattr(self, "loader", None) is not None:
+                self.loader.close()  # its workers, which a later check's refusal left running
             raise
 
     def _setup(self, cfg, resume, progress, epoch, tensorboard) -> None:
@@ -977,14 +979,14 @@ class Trainer:
         data = first_only(self.cfg.data, GRID_CANDIDATES)
         # One input at a time: a preprocess that keeps sizes (none, scale_width) may give several
         # sizes, and a grid's rows are those of the first input's size.
-        loader = build_loader(self.cfg.model, data, self.data_root, phase, device=self.device,
-                              batch_size=1, shuffle=False, augment=False)
         rows = []
-        for batch in itertools.islice(loader, GRID_CANDIDATES):
-            if not rows or batch["A"].shape == rows[0]["A"].shape:
-                rows.append(batch)
-            if len(rows) == min(8, self.cfg.batch_size * 4):
-                break
+        with build_loader(self.cfg.model, data, self.data_root, phase, device=self.device,
+                          batch_size=1, shuffle=False, augment=False) as loader:
+            for batch in itertools.islice(loader, GRID_CANDIDATES):
+                if not rows or batch["A"].shape == rows[0]["A"].shape:
+                    rows.append(batch)
+                if len(rows) == min(8, self.cfg.batch_size * 4):
+                    break
         z = spread_z(self.cfg.n_samples, self.cfg.model.nz, 1234).to(self.device)
         # A held-out split of inputs alone (val/A without val/B) has no ground truth: the grids show the
         # inputs and their outputs, as sample does for such a folder.
@@ -1144,6 +1146,7 @@ class Trainer:
                 run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False
+            self.loader.close()  # its workers end with the training (a Trainer trains once)
             self._release()
         if self._stop.received is not None:
             # Received after the last iteration's check (during the final save): the run is complete,

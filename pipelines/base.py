@@ -30,6 +30,7 @@ class PairedLoader:
     """
 
     backend = None
+    closed = False  # close(): its background work (worker processes, a DALI pipeline's threads) ended
 
     def __init__(self, index, spec, *, batch_size, rank, world_size, seed, shuffle, drop_last,
                  device, skip_bad, memory_format):
@@ -63,6 +64,28 @@ class PairedLoader:
             error.what, error.batch_at_most = what, most
             raise error
 
+    def close(self):
+        """End the loader's background work now, not whenever the garbage collector gets to it: a caller's
+        program goes on after its loader (a notebook's next cell). Idempotent; iterating afterwards is an
+        error. `with make_loader(...) as loader:` closes it however the block ends."""
+        if not self.closed:
+            self.closed = True
+            self._free()
+
+    def _free(self):
+        """The backend's part of close()."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self):
+        if self.closed:
+            raise ValueError(f"this {self.backend} loader is closed (close() ended its workers): make another "
+                             f"with make_loader to read on")
+
     def set_epoch(self, epoch, start_batch=0):
         """Make the next pass epoch `epoch`, from its batch `start_batch` on: the batches an
         uninterrupted pass yields from there (a run resumed mid-epoch)."""
@@ -75,6 +98,7 @@ class PairedLoader:
 
     def _begin_epoch(self):
         """(epoch, first batch) of the pass that starts now; the next pass is the next epoch, whole."""
+        self._check_open()
         epoch, start = self._next_epoch, self._next_start
         self._next_epoch, self._next_start = epoch + 1, 0
         return epoch, start

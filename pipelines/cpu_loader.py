@@ -318,6 +318,13 @@ class TorchLoader(PairedLoader):
             prefetch_factor=PREFETCH if num_workers else None,
             worker_init_fn=functools.partial(_worker_init, os.getpid()) if num_workers else None)
 
+    def _free(self):
+        # The persistent workers (and a CUDA pin thread) live in the DataLoader's iterator, which torch shuts
+        # down in its finaliser alone: a pass left half-way (a break, an error) keeps it referenced.
+        it, self._loader._iterator = self._loader._iterator, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()  # (torch's teardown, idempotent: workers joined, queues closed)
+
     @staticmethod
     def _fit_socket_path(num_workers, given):
         """No workers where their batches cannot reach this process (socket_folder_too_long)."""
@@ -396,6 +403,7 @@ class TorchLoader(PairedLoader):
                 if skipped := batch.pop("skipped"):
                     self._record_skips(skipped)
                 yield batch
+                self._check_open()  # before the next batch is asked of workers close() ended
         except RuntimeError as err:
             if not str(err).startswith("DataLoader timed out"):
                 raise

@@ -60,6 +60,9 @@ class DaliLoader(PairedLoader):
         self._fitting = set()   # file sizes (H, W [, B's H, W]) that fit the checks' rules: _check_sizes
 
     # -- graph ------------------------------------------------------------------------------
+    def _free(self):
+        self._pipe = self._active = None  # the pipeline's threads end with it (the last reference)
+
     def _decode(self, encoded):
         # EXIF orientation is ignored, as by PIL and the reference
         img = fn.decoders.image(encoded, device="mixed" if self._gpu else "cpu", output_type=types.RGB,
@@ -225,6 +228,7 @@ class DaliLoader(PairedLoader):
         clean = False
         try:
             for _ in range(len(self)):
+                self._check_open()  # (a pass left open across close(): its pipeline is gone)
                 if self._active is not token:
                     raise RuntimeError("a newer pass over this DALI loader has started; one pass at a time "
                                        "(this iterator is over)")

@@ -286,3 +286,47 @@ def test_check_bool_takes_bools_numpys_and_none_where_optional():
     for bad, optional in (("yes", False), (None, False), (1.0, True), ("", True)):
         with pytest.raises(ConfigError, match=f"x={bad!r} must be true or false"):
             check_bool("x", bad, optional)
+
+
+# -- loaders: closed, not left to the garbage collector ------------------------------------------------------
+def workers():
+    import multiprocessing
+    return multiprocessing.active_children()
+
+
+def cpu_loader(root, num_workers):
+    from bicyclegan.pipelines import make_loader
+    return make_loader(root, batch_size=2, load_size=32, crop_size=32, num_workers=num_workers, backend="torch")
+
+
+def test_close_ends_the_loaders_workers_at_once_and_iterating_after_is_an_error(data):
+    with cpu_loader(data, 2) as loader:
+        it = iter(loader)
+        next(it)  # a pass left half-way keeps the workers' iterator referenced
+        assert len(workers()) == 2
+        loader.close()
+        assert workers() == [] and loader.closed
+        loader.close()  # idempotent
+        with pytest.raises(ValueError, match="this torch loader is closed .*make another with make_loader"):
+            next(it)
+        with pytest.raises(ValueError, match="closed"):
+            iter(loader)
+    with pytest.raises(RuntimeError, match="boom"):
+        with cpu_loader(data, 1) as loader:
+            next(iter(loader))
+            raise RuntimeError("boom")
+    assert loader.closed and workers() == []
+
+
+def test_a_training_that_raises_leaves_no_loader_worker_behind(tmp_path, data):
+    with pytest.raises(RuntimeError, match="boom"):
+        t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=4, num_workers=1), progress=False)
+        real = t.model.train_step
+
+        def step(batch):
+            if t.step == 2:
+                raise RuntimeError("boom")
+            return real(batch)
+        t.model.train_step = step
+        t.train()
+    assert workers() == []
