@@ -118,6 +118,8 @@ REFUSED = CZ + "a_switch_given_no_bool_is_refused_naming_it_and_the_value"
 NUMPY_BOOLS = [CZ + "a_configs_switch_takes_numpys_bools_as_plain_bools"]
 CHECK_BOOL = [CZ + "check_bool_takes_bools_numpys_and_none_where_optional"]
 SA, IMG, DLD = "engine/sample.py", "engine/images.py", "engine/download.py"
+CLOSED = [CZ + "close_ends_the_loaders_workers_at_once_and_iterating_after_is_an_error"]
+NO_WORKER_LEFT = [CZ + "a_training_that_raises_leaves_no_loader_worker_behind"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = set()
 SKIP = ""
@@ -463,6 +465,12 @@ MUTANTS = [
      [f"{REFUSED}[0-download_dataset-testset]"]),
     ('LH10', RT, '        torch.backends.cudnn.benchmark = benchmark\n', '', SETTINGS),
     ('LH11', RT, '        torch.cuda.set_device(current)\n', '', SETTINGS),
+    # loaders closed (LH27-LH29)
+    ('LH27', "pipelines/base.py", '            self.closed = True\n            self._free()',
+     '            self.closed = True', CLOSED),
+    ('LH28', "pipelines/cpu_loader.py", '            it._shutdown_workers()  #', '            pass  #', CLOSED),
+    ('LH29', T, '            self.loader.close()  # its workers end with the training', '            pass  #',
+     NO_WORKER_LEFT),
 ]
 
 if __name__ == "__main__":
