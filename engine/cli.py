@@ -153,8 +153,9 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                    help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
                    "with --init_from RUN, start from that run's")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and exit, after the run's own checks of its folder and of the "
-                   "checkpoint it resumes or starts from (nothing written, the data not read)")
+                   help="print the resolved config and exit, after the checks the run makes before its first step "
+                   "(device, data and its files, run folder and its lock, the checkpoint it resumes or starts from, "
+                   "the evaluations' options): nothing written")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
     p.add_argument("--no-eval", action="store_true",
@@ -286,8 +287,8 @@ def cmd_train(args) -> int:
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
               f"apply", file=sys.stderr)
     if args.dry_run:
-        # What the run would refuse of its folder and of the checkpoint it resumes or starts from (the same
-        # checks, reading only): a dry run printed configs the run then refused (another architecture...).
+        # What the run would refuse before its first step (the same checks, reading only): a dry run printed
+        # configs the run then refused (another architecture, unreadable images, a device not there...).
         from .trainer import check_start
         cfg = check_start(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
                           world=int(os.environ.get("WORLD_SIZE", "1")))

@@ -421,14 +421,19 @@ def check_out_apart(out, root: Path, folders) -> None:
                           f"run or resume; choose --out outside it")
 
 
+def demo_data_made(root: Path) -> bool:
+    """Whether the demo data folder is there whole (palettes.json of test/ is written last)."""
+    return (root / "test" / "palettes.json").is_file()
+
+
 def _make_demo_data(root: Path, cfg: TrainConfig) -> None:
-    if not (root / "test" / "palettes.json").is_file():
+    if not demo_data_made(root):
         # Written beside it and renamed into place: an interrupted run leaves no part-made folder
         # that a later one would take for the whole (palettes.json of test/ is written last).
         tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         make_demo_dataset(tmp, size=cfg.model.size, seed=cfg.seed)
-        if not (root / "test" / "palettes.json").is_file():  # else another run made it meanwhile
+        if not demo_data_made(root):  # else another run made it meanwhile
             shutil.rmtree(root, ignore_errors=True)  # part-made by an older version
             try:
                 os.replace(tmp, root)

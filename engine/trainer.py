@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.files import checks_unsaved
 
 from .checkpoint import (
     BEST,
@@ -59,15 +60,19 @@ from .io import atomic_write, check_writable, write_json, write_reason, write_te
 from .model import BicycleGAN, spread_z
 from .report import INSTALL_HINT, TensorBoardLog, write_report
 from .runtime import (
+    Dist,
     SaidOnce,
     build_loader,
     check_data_root,
     check_runnable,
+    demo_data_made,
+    demo_data_root,
     describe_device,
     device_settings,
     first_only,
     init_distributed,
     lost_rank,
+    pick_device,
     prepare_data_root,
 )
 
@@ -427,21 +432,216 @@ def _check_length(cfg: TrainConfig, total_steps: int, step: int) -> None:
                           f"nothing to train; give a longer schedule (--niter_decay, --niter)")
 
 
+# -- what the data gives the run: the Trainer's checks once its loader is made, and train --dry-run's too --
+def _training_loader(cfg: TrainConfig, root: Path, device: torch.device, rank: int, world: int):
+    """The run's loader of root/train (every file checked), its refusal with bicycle's advice on the batch."""
+    try:
+        return build_loader(cfg.model, cfg.data, root, "train", device=device, batch_size=cfg.batch_size,
+                            seed=cfg.seed, rank=rank, world=world,
+                            memory_format=torch.channels_last if cfg.model.channels_last else torch.contiguous_format)
+    except DatasetError as e:
+        raise _even_batch_hint(e, cfg, world) from None
+
+
+def _grid_loader(cfg: TrainConfig, root: Path, device: torch.device):
+    """The sample grids' inputs, one at a time (a preprocess that keeps sizes, none or scale_width, may give several
+    sizes, and a grid's rows are those of the first input's size), from the held-out split (held_out). Only the
+    first GRID_CANDIDATES inputs are read, so only they are checked (as inference_data does): on a dataset without
+    val/ or test/ the whole training set was checked a second time at every start (100,000 files: 7.9 s more, with
+    the checks cached)."""
+    return build_loader(cfg.model, first_only(cfg.data, GRID_CANDIDATES), root, held_out(root), device=device,
+                        batch_size=1, shuffle=False, augment=False)
+
+
+def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The run's length: max_steps, else the schedule's epochs of this data."""
+    return cfg.max_steps if cfg.max_steps is not None else (cfg.niter + cfg.niter_decay) * steps_per_epoch
+
+
+def _check_graphable(cfg: TrainConfig, loader) -> None:
+    if cfg.cuda_graph and len(loader.output_sizes) > 1:
+        raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "
+                          f"keeps the images' {len(loader.output_sizes)} sizes; use a cropping "
+                          f"preprocess or leave --cuda_graph out")
+
+
+def _check_same_data(state: dict, path: Path, loader, root: Path) -> None:
+    """Refuse to continue the run of checkpoint `path` (its contents: state, past step 0) on data that reorders its
+    epochs: another count of batches an epoch or of samples."""
+    saved, now = state.get("steps_per_epoch"), len(loader)
+    if saved is not None and saved != now:
+        raise CheckpointError(
+            f"{path} was written with {saved} batches per epoch, the data now gives "
+            f"{now} ({root}): resuming replays the epoch's order, which needs "
+            f"the same images and batch size")
+    # The epoch's order is a permutation of the samples: another count reorders every epoch, also where
+    # the batches an epoch come out the same (7 pairs and 6 at batch 2: a resume onto other data went on).
+    samples = state.get("samples")  # absent from checkpoints written before it was kept
+    if samples is not None and samples != len(loader.samples):
+        raise CheckpointError(
+            f"{path} was written by a run of {samples} training samples, the data now holds "
+            f"{len(loader.samples)} ({root}): resuming replays the epoch's order, which needs "
+            f"the same images; to train on this data, start a new run from its weights with --init_from")
+
+
+def _check_schedule(cfg: TrainConfig, total_steps: int, steps_per_epoch: int, step: int, world: int) -> None:
+    """Refuse a run that ends before its checkpoint's step, or runs past the learning-rate schedule."""
+    _check_length(cfg, total_steps, step)
+    epochs = cfg.niter + cfg.niter_decay
+    if total_steps > epochs * steps_per_epoch:
+        # Past the schedule the rate is 0: the iterations would change nothing (the reference's
+        # rule alone would even turn the rate negative there).
+        raise ConfigError(
+            f"max_steps={cfg.max_steps} runs past the learning-rate schedule: niter {cfg.niter} + niter_decay "
+            f"{cfg.niter_decay} epochs are {epochs * steps_per_epoch} iterations of this data "
+            f"({steps_per_epoch} an epoch{' on each rank' if world > 1 else ''}), where the rate "
+            f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
+
+
+def _check_unet_sizes(cfg: TrainConfig, loader) -> None:
+    m = 2 ** cfg.model.unet_depth
+    if odd := [(size, path) for size, path in loader.output_sizes.items() if size[0] % m or size[1] % m]:
+        (h, w), path = odd[0]
+        # Images of one size under preprocess none: the U-Net can take them as they are, its depth derived
+        # from that size (--load_size and --crop_size alone, which the words "other sizes" pointed to, do
+        # not change a netG=unet_256's depth).
+        own = (f"; or, at the images' own size, --netG unet --crop_size {h} --crop_width {w} (a U-Net of "
+               f"{pow2_depth(h, w)} levels)" if cfg.data.preprocess == "none" and cfg.model.num_downs is None
+               and len(loader.output_sizes) == 1 and pow2_depth(h, w) >= 2 else "")
+        raise ConfigError(
+            f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
+            f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
+            f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes{own}")
+
+
+# -- the evaluations during training (eval_every): made ready and checked by the Trainer and train --dry-run --
+def _evaluation(model, cfg: TrainConfig, root: Path, dist):
+    """An evaluation of the grids' split (held_out) with the run's evaluation options."""
+    from .evaluate import Evaluation
+    try:
+        return Evaluation(model, root, phase=held_out(root), num=cfg.eval_num, metrics=cfg.eval_metrics,
+                          lpips_backbone=cfg.lpips_backbone, lpips_linear=cfg.lpips_linear,
+                          fid_weights=cfg.fid_weights, dist=dist)
+    except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
+        raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
+
+
+def _eval_samples(cfg: TrainConfig) -> int:
+    """The random z per input of the evaluations during training: eval_samples. A model without z (pix2pix,
+    nz 0) draws one output per input whatever eval_samples says, and its lines say 1 (compared with
+    eval_samples, such a run was refused its own resume); Evaluation.run refuses it more than 1."""
+    return cfg.eval_samples if cfg.model.nz else 1
+
+
+def _eval_protocol(cfg: TrainConfig, ev) -> dict:
+    """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
+    return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
+            "n_samples": _eval_samples(cfg), "seed": EVAL_SEED}
+
+
+def _eval_rows(run_dir: Path) -> list[dict]:
+    """The lines of the run's evaluation log (a line cut short by a kill left out)."""
+    path = run_dir / EVAL_LOG
+    return [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
+            ] if path.exists() else []
+
+
+def _check_evaluations(cfg: TrainConfig, ev, rows: list[dict], best: dict | None, run_dir: Path, root: Path) -> None:
+    """Refuse keep_best's measure outside the evaluations' metrics (or encoded_l1 without B), evaluations that
+    would not compare with those of the run's log so far (rows), and a best.pt (best: what it holds) kept by
+    another measure than keep_best."""
+    from .evaluate import BEST as MEASURES
+    chosen = ev.chosen
+    if cfg.keep_best and (metric := MEASURES[cfg.keep_best][0]) not in chosen:
+        given = cfg.eval_metrics or "none: evaluate's default for this data"
+        raise ConfigError(f"keep_best={cfg.keep_best} is measured by the metric {metric}, and this run's "
+                          f"evaluations measure {', '.join(chosen)} (eval_metrics={given}): "
+                          + ("palette needs the demo data" if metric == "palette" else f"add {metric}"))
+    if cfg.keep_best == "encoded_l1" and not ev.has_B:  # no B to encode: no measure, no best.pt
+        raise ConfigError(f"keep_best=encoded_l1 measures G(A, E(B)) against B, and the evaluations' split "
+                          f"{root / ev.phase} holds inputs alone (no B images): give it a "
+                          f"B/ folder, or leave --keep_best out")
+    now = _eval_protocol(cfg, ev)
+    if rows and (then := {k: rows[-1].get(k) for k in now}) != now:
+        raise ConfigError(
+            f"the run's evaluations so far ({run_dir / EVAL_LOG}, up to step {rows[-1]['step']}) measured "
+            + ", ".join(f"{k} {then[k]}" for k in now if then[k] != now[k]) + "; this run's would measure "
+            + ", ".join(f"{k} {now[k]}" for k in now if then[k] != now[k]) + " (--eval_metrics, --eval_num, "
+            f"--eval_samples): one log would hold figures that do not compare; resume with the run's options, "
+            f"or move {EVAL_LOG} and checkpoints/{BEST} away to evaluate afresh")
+    if cfg.keep_best and best and best["measure"] != cfg.keep_best:
+        raise ConfigError(f"keep_best={cfg.keep_best}, and the run's checkpoints/{BEST} (step {best['step']}) "
+                          f"was kept by {best['measure']}: resume with --keep_best {best['measure']}, "
+                          f"or move {BEST} away to keep the best by {cfg.keep_best} from here")
+
+
+def _later_checkpoints(folder: Path, step: int, resume_path: Path, steps_per_epoch: int) -> list[Path]:
+    """The checkpoints in `folder` written past `step`, the one resumed from (resume_path) continued from there:
+    later epoch_N.pt, and latest.pt and best.pt of a later or unreadable step."""
+    later = [folder / epoch_name(e) for e in saved_epochs(folder) if e * steps_per_epoch > step
+             and (folder / epoch_name(e)).resolve() != resume_path.resolve()]
+    for path in (folder / LATEST, folder / BEST):
+        if path.exists() and path.resolve() != resume_path.resolve():
+            try:
+                saved = peek_checkpoint(path, "step")[0]
+            except CheckpointError:
+                saved = None  # unreadable: kept aside rather than replaced (latest.pt) or refused
+            if saved is None or saved > step:
+                later.append(path)
+    return later
+
+
+# -- the run folder's lock --
+def _in_use(run_dir: Path) -> CheckpointError:
+    return CheckpointError(f"{run_dir} is in use by another training, still running: wait for it "
+                           f"to end (then continue the run with --resume), or choose another --out")
+
+
+def _check_not_in_use(run_dir: Path) -> None:
+    """Refuse a run folder whose lock another training holds, as Trainer._lock_run_folder does, reading only: a
+    shared lock, which a descriptor open for reading takes, is refused where an exclusive one is held, and is let
+    go at once. A Trainer of this process that never trained would give the run its place (see there)."""
+    path = run_dir / LOCK_FILE
+    idle = _HOLDERS.get(str(path.resolve()))
+    if idle is not None and not idle._training:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: no training holds the folder (and an unreadable one is the run's to find)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(run_dir) from None
+    except OSError:  # a file system without locks: the run trains unguarded
+        pass
+    finally:
+        os.close(fd)  # (the shared lock with it)
+
+
 def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int | None = None,
                 world: int = 1) -> TrainConfig:
-    """What Trainer(cfg, resume, epoch) in `world` processes refuses of its run folder and of the checkpoint it
-    resumes or starts from, by the same functions in the same order, with its words, without reading the data
-    and without writing anything (train --dry-run); returns the config as the run records it (init_from and
-    fresh_D: a resumed run's from its checkpoint, a new run from a checkpoint's weights that file's). The
-    refusals of the data (the batches an epoch and the samples a resumed run had, the images' sizes, a
-    schedule shorter than the checkpoint's step without max_steps), of this machine and of a folder another
-    training holds remain the run's."""
+    """What Trainer(cfg, resume, epoch) in `world` processes refuses before its first step, by the same functions
+    in its words, reading only (train --dry-run): the device and what this machine cannot run, the data folder,
+    the run folder (another training holding it included) and the checkpoint it resumes or starts from, the
+    data's files as its loaders check them (the check cache read, not written), the steps and image sizes they
+    give, and the evaluations' options (eval_every) against the run's evaluation log and best.pt. Returns the
+    config as the run records it (init_from and fresh_D: a resumed run's from its checkpoint, a new run from a
+    checkpoint's weights that file's). Left to the run: the demo data where it is not made yet (the run makes
+    it), whether the run folder can be written (the run makes it), and TensorBoard's package."""
     cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+    # init_distributed's device (pick_device), without starting the process group
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), world)
+    check_runnable(cfg, device)
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / "checkpoints" / LATEST
     resume_path, init_path = _starting_points(cfg, ckpt_path, resume, epoch)
+    if cfg.data.dataroot is not None:
+        check_data_root(cfg)
+    _check_not_in_use(run_dir)
     _check_run_folder(run_dir, resume_path)
-    step = 0
+    step, state = 0, None
     if resume_path is not None:
         state = _read_resumed(resume_path, ckpt_path)
         _check_resumed(state, cfg, resume_path, run_dir, world)
@@ -450,6 +650,29 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
         _check_start_from(read_checkpoint(init_path), cfg, init_path)
     if cfg.max_steps is not None:  # (without it the length is the data's: epochs of its batches)
         _check_length(cfg, cfg.max_steps, step)
+    if cfg.data.dataroot is not None:
+        root = Path(cfg.data.dataroot)
+    elif not demo_data_made(root := demo_data_root(cfg.out, cfg.model.size, cfg.seed)):
+        return cfg  # the run makes it
+    with checks_unsaved(), _training_loader(cfg, root, device, rank, world) as loader:
+        _check_graphable(cfg, loader)
+        if step:
+            _check_same_data(state, resume_path, loader, root)
+        _check_schedule(cfg, _total_steps(cfg, len(loader)), len(loader), step, world)
+        _check_unet_sizes(cfg, loader)
+        if rank == 0:
+            _grid_loader(cfg, root, device).close()  # (built for its checks of the files)
+        if cfg.eval_every:
+            later = _later_checkpoints(ckpt_path.parent, step, resume_path, len(loader)) if step else []
+            best_path = ckpt_path.parent / BEST
+            # best.pt as the run holds it once it set aside what was written past its checkpoint (_truncate_log)
+            best = peek_checkpoint(best_path, "best")[0] if step and best_path.exists() and best_path not in later \
+                else None
+            rows = [row for row in _eval_rows(run_dir) if row["step"] <= step] if step else _eval_rows(run_dir)
+            with torch.random.fork_rng(devices=[]):  # (its weights are never used: the caller's generator untouched)
+                model = BicycleGAN(cfg, device=device)
+            ev = _evaluation(model, cfg, root, Dist())
+            _check_evaluations(cfg, ev, rows, best, run_dir, root)
     return cfg
 
 
@@ -511,16 +734,9 @@ class Trainer:
         self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
-        try:
-            self.loader = build_loader(cfg.model, cfg.data, self.data_root, "train", device=self.device,
-                                       batch_size=cfg.batch_size, seed=cfg.seed, rank=self.rank, world=self.world,
-                                       memory_format=torch.channels_last if cfg.model.channels_last
-                                       else torch.contiguous_format)
-        except DatasetError as e:
-            raise _even_batch_hint(e, cfg, self.world) from None
+        self.loader = _training_loader(cfg, self.data_root, self.device, self.rank, self.world)
         self.steps_per_epoch = len(self.loader)
-        epochs = cfg.niter + cfg.niter_decay
-        self.total_steps = cfg.max_steps if cfg.max_steps is not None else epochs * self.steps_per_epoch
+        self.total_steps = _total_steps(cfg, self.steps_per_epoch)
         self.step, self.epoch = 0, 0
         # The losses summed since the last log line, and over how many steps: kept in checkpoints, so
         # that a resumed run's first line averages the same steps as an uninterrupted run's.
@@ -535,10 +751,7 @@ class Trainer:
         self.eval_owed = None  # the step whose evaluation a stop skipped, until one is made (rank 0's)
 
         def fit():
-            if cfg.cuda_graph and len(self.loader.output_sizes) > 1:
-                raise ConfigError(f"cuda_graph=True replays one captured shape, and preprocess={cfg.data.preprocess} "
-                                  f"keeps the images' {len(self.loader.output_sizes)} sizes; use a cropping "
-                                  f"preprocess or leave --cuda_graph out")
+            _check_graphable(cfg, self.loader)
             if self.resume_path is not None:
                 state = _read_resumed(self.resume_path, self.ckpt_path)
                 _check_resumed(state, cfg, self.resume_path, self.run_dir, self.world)
@@ -547,28 +760,8 @@ class Trainer:
                 state = read_checkpoint(self.init_path)
                 _check_start_from(state, cfg, self.init_path)
                 self._take_weights(state, self.init_path)
-            _check_length(cfg, self.total_steps, self.step)
-            if self.total_steps > epochs * self.steps_per_epoch:
-                # Past the schedule the rate is 0: the iterations would change nothing (the reference's
-                # rule alone would even turn the rate negative there).
-                raise ConfigError(
-                    f"max_steps={cfg.max_steps} runs past the learning-rate schedule: niter {cfg.niter} + niter_decay "
-                    f"{cfg.niter_decay} epochs are {epochs * self.steps_per_epoch} iterations of this data "
-                    f"({self.steps_per_epoch} an epoch{' on each rank' if self.world > 1 else ''}), where the rate "
-                    f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
-            m = 2 ** cfg.model.unet_depth
-            if odd := [(size, path) for size, path in self.loader.output_sizes.items() if size[0] % m or size[1] % m]:
-                (h, w), path = odd[0]
-                # Images of one size under preprocess none: the U-Net can take them as they are, its depth derived
-                # from that size (--load_size and --crop_size alone, which the words "other sizes" pointed to, do
-                # not change a netG=unet_256's depth).
-                own = (f"; or, at the images' own size, --netG unet --crop_size {h} --crop_width {w} (a U-Net of "
-                       f"{pow2_depth(h, w)} levels)" if cfg.data.preprocess == "none" and cfg.model.num_downs is None
-                       and len(self.loader.output_sizes) == 1 and pow2_depth(h, w) >= 2 else "")
-                raise ConfigError(
-                    f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
-                    f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
-                    f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes{own}")
+            _check_schedule(cfg, self.total_steps, self.steps_per_epoch, self.step, self.world)
+            _check_unet_sizes(cfg, self.loader)
         # The checkpoint read and fitted to this run, the steps it leaves and the images' sizes: judged alike
         # by every rank, as start's (and no collective among them: _truncate_log's comes after).
         self.dist.each_decides(fit)
@@ -645,8 +838,7 @@ class Trainer:
         except BlockingIOError:
             os.close(fd)
             self._made_folder, self._made_lock_file = None, False  # the other training's, whoever made them
-            raise CheckpointError(f"{self.run_dir} is in use by another training, still running: wait for it "
-                                  f"to end (then continue the run with --resume), or choose another --out") from None
+            raise _in_use(self.run_dir) from None
         except OSError:  # a file system without locks (some network mounts): train unguarded, as before
             os.close(fd)
             return
@@ -674,20 +866,7 @@ class Trainer:
         if state["step"] == 0:
             self._take_weights(state, self.resume_path)
             return
-        saved = state.get("steps_per_epoch")
-        if saved is not None and saved != self.steps_per_epoch:
-            raise CheckpointError(
-                f"{self.resume_path} was written with {saved} batches per epoch, the data now gives "
-                f"{self.steps_per_epoch} ({self.data_root}): resuming replays the epoch's order, which needs "
-                f"the same images and batch size")
-        # The epoch's order is a permutation of the samples: another count reorders every epoch, also where
-        # the batches an epoch come out the same (7 pairs and 6 at batch 2: a resume onto other data went on).
-        samples = state.get("samples")  # absent from checkpoints written before it was kept
-        if samples is not None and samples != len(self.loader.samples):
-            raise CheckpointError(
-                f"{self.resume_path} was written by a run of {samples} training samples, the data now holds "
-                f"{len(self.loader.samples)} ({self.data_root}): resuming replays the epoch's order, which needs "
-                f"the same images; to train on this data, start a new run from its weights with --init_from")
+        _check_same_data(state, self.resume_path, self.loader, self.data_root)
         self.model.load_training_state(state)
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
@@ -773,16 +952,7 @@ class Trainer:
         this run wrote it again: `--resume --epoch M` went on along the abandoned continuation, and
         `evaluate --epoch all` mixed the two; latest.pt was overwritten and best.pt deleted. Rank 0's."""
         folder = self.ckpt_path.parent
-        later = [folder / epoch_name(e) for e in saved_epochs(folder) if e * self.steps_per_epoch > self.step
-                 and (folder / epoch_name(e)).resolve() != self.resume_path.resolve()]
-        for path in (self.ckpt_path, folder / BEST):
-            if path.exists() and path.resolve() != self.resume_path.resolve():
-                try:
-                    step = peek_checkpoint(path, "step")[0]
-                except CheckpointError:
-                    step = None  # unreadable: kept aside rather than replaced (latest.pt) or refused
-                if step is None or step > self.step:
-                    later.append(path)
+        later = _later_checkpoints(folder, self.step, self.resume_path, self.steps_per_epoch)
         if not later:
             return []
         aside = abandoned_folder(folder, self.step)
@@ -803,63 +973,19 @@ class Trainer:
         """Rank 0's: the evaluation of the grids' split made ready (every option checked, the metric
         networks loaded), keep_best's measure among its metrics, and, resuming, the same protocol as the
         evaluations the run logged so far and best.pt kept by the same measure."""
-        from .evaluate import BEST as MEASURES
-        cfg = self.cfg
         self._make_evaluation()
         if self.resume_path is not None:
             self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
-        chosen = self.evaluation.chosen
-        if cfg.keep_best and (metric := MEASURES[cfg.keep_best][0]) not in chosen:
-            given = cfg.eval_metrics or "none: evaluate's default for this data"
-            raise ConfigError(f"keep_best={cfg.keep_best} is measured by the metric {metric}, and this run's "
-                              f"evaluations measure {', '.join(chosen)} (eval_metrics={given}): "
-                              + ("palette needs the demo data" if metric == "palette" else f"add {metric}"))
-        if cfg.keep_best == "encoded_l1" and not self.evaluation.has_B:  # no B to encode: no measure, no best.pt
-            raise ConfigError(f"keep_best=encoded_l1 measures G(A, E(B)) against B, and the evaluations' split "
-                              f"{self.data_root / self.evaluation.phase} holds inputs alone (no B images): give it a "
-                              f"B/ folder, or leave --keep_best out")
-        path = self.run_dir / EVAL_LOG
-        rows = [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
-                ] if path.exists() else []
+        rows = _eval_rows(self.run_dir)
         if self.eval_owed is not None and rows and rows[-1]["step"] >= self.eval_owed:
             # Made already, by a resume from this checkpoint killed before its next save: made again, the
             # step had two lines, and the second no longer marked best.pt's (a tie keeps the earlier).
             self.eval_owed = None
-        now = self._protocol()
-        if rows and (then := {k: rows[-1].get(k) for k in now}) != now:
-            raise ConfigError(
-                f"the run's evaluations so far ({path}, up to step {rows[-1]['step']}) measured "
-                + ", ".join(f"{k} {then[k]}" for k in now if then[k] != now[k]) + "; this run's would measure "
-                + ", ".join(f"{k} {now[k]}" for k in now if then[k] != now[k]) + " (--eval_metrics, --eval_num, "
-                f"--eval_samples): one log would hold figures that do not compare; resume with the run's options, "
-                f"or move {EVAL_LOG} and checkpoints/{BEST} away to evaluate afresh")
-        if cfg.keep_best and self.best and self.best["measure"] != cfg.keep_best:
-            raise ConfigError(f"keep_best={cfg.keep_best}, and the run's checkpoints/{BEST} (step {self.best['step']}) "
-                              f"was kept by {self.best['measure']}: resume with --keep_best {self.best['measure']}, "
-                              f"or move {BEST} away to keep the best by {cfg.keep_best} from here")
+        _check_evaluations(self.cfg, self.evaluation, rows, self.best, self.run_dir, self.data_root)
 
     def _make_evaluation(self) -> None:
         """This rank's evaluation of the grids' split: every rank measures a share of each (validate)."""
-        from .evaluate import Evaluation
-        cfg = self.cfg
-        try:
-            self.evaluation = Evaluation(self.model, self.data_root, phase=held_out(self.data_root), num=cfg.eval_num,
-                                         metrics=cfg.eval_metrics, lpips_backbone=cfg.lpips_backbone,
-                                         lpips_linear=cfg.lpips_linear, fid_weights=cfg.fid_weights, dist=self.dist)
-        except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
-            raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
-
-    def _protocol(self) -> dict:
-        """What makes two evaluations' figures comparable, as eval_log.jsonl's lines say it."""
-        ev = self.evaluation
-        return {"split": ev.phase, "metrics": list(ev.chosen), "n_inputs": ev.n_inputs,
-                "n_samples": self._eval_samples(), "seed": EVAL_SEED}
-
-    def _eval_samples(self) -> int:
-        """The random z per input of the evaluations during training: eval_samples. A model without z (pix2pix,
-        nz 0) draws one output per input whatever eval_samples says, and its lines say 1 (compared with
-        eval_samples, such a run was refused its own resume); Evaluation.run refuses it more than 1."""
-        return self.cfg.eval_samples if self.cfg.model.nz else 1
+        self.evaluation = _evaluation(self.model, self.cfg, self.data_root, self.dist)
 
     def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
@@ -924,7 +1050,7 @@ class Trainer:
         stance = getattr(torch.compiler, "set_stance", None)
         try:
             with stance("force_eager") if stance and self.cfg.compile != "off" else contextlib.nullcontext():
-                return self.evaluation.run(self._eval_samples(), EVAL_SEED,
+                return self.evaluation.run(_eval_samples(self.cfg), EVAL_SEED,
                                            stop=lambda: self._stopping(agreed) is not None)
         except DivergenceError as e:
             raise self._diverged(str(e)) from e
@@ -972,16 +1098,9 @@ class Trainer:
 
     def _fixed_samples(self):
         """The same inputs and z for every grid of the run, from held-out data when there is some (held_out)."""
-        phase = self.grid_split = held_out(self.data_root)
-        # Only the first GRID_CANDIDATES inputs are read, so only they are checked (as inference_data
-        # does): on a dataset without val/ or test/ the whole training set was checked a second time
-        # at every start (100,000 files: 7.9 s more, with the checks cached).
-        data = first_only(self.cfg.data, GRID_CANDIDATES)
-        # One input at a time: a preprocess that keeps sizes (none, scale_width) may give several
-        # sizes, and a grid's rows are those of the first input's size.
+        self.grid_split = held_out(self.data_root)
         rows = []
-        with build_loader(self.cfg.model, data, self.data_root, phase, device=self.device,
-                          batch_size=1, shuffle=False, augment=False) as loader:
+        with _grid_loader(self.cfg, self.data_root, self.device) as loader:
             for batch in itertools.islice(loader, GRID_CANDIDATES):
                 if not rows or batch["A"].shape == rows[0]["A"].shape:
                     rows.append(batch)

@@ -16,6 +16,7 @@ The verdicts on files that passed are kept between runs (CheckCache), keyed by e
 inode and change time, so a resumed run only stats the files it already knows. Under torchrun the
 ranks split the checks and exchange their verdicts.
 """
+import contextlib
 import functools
 import hashlib
 import io
@@ -402,6 +403,21 @@ CHECK_PART = 1024  # files submitted to the checking threads at a time
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
 
+_saving_checks = True  # False within checks_unsaved()
+
+
+@contextlib.contextmanager
+def checks_unsaved():
+    """Within it, the file checks read the check cache and save nothing to it: a dry run (train --dry-run)
+    checks the files as the run would, and writes nothing."""
+    global _saving_checks
+    before, _saving_checks = _saving_checks, False
+    try:
+        yield
+    finally:
+        _saving_checks = before
+
+
 def _checks_version():
     # Verdicts of PIL's JPEG check and of the strict one do not stand in for each other.
     return CHECKS_VERSION if simplejpeg is not None else f"{CHECKS_VERSION}+pil"
@@ -465,8 +481,8 @@ class CheckCache:
         (a 10,000-file folder re-exported three times: 40,000 entries, all read at every start).
         Only when something new is saved: a run with nothing new checked writes nothing (and does
         not stat the entries outside a partial listing, as a one-image `sample` of a large folder
-        would). Raises OSError naming the file when it cannot be written."""
-        if self.path is None or not self.new:
+        would), and nothing within checks_unsaved(). Raises OSError naming the file when it cannot be written."""
+        if self.path is None or not self.new or not _saving_checks:
             return
         listed = set(listed)
         # Outside the listing (max_dataset_size lists a part) only a file that is gone is forgotten.

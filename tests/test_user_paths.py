@@ -9,6 +9,7 @@ epoch the progress line names, --no-progress, and a text file or a dataset given
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from bicyclegan.engine import (
     sample,
     save_checkpoint,
 )
+from bicyclegan.engine.checkpoint import write_state
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
@@ -1166,7 +1168,7 @@ def test_a_phase_that_is_not_a_split_of_the_dataset_is_refused(run, data, tmp_pa
         p.name for p in (run / "results").glob("*")}
 
 
-def test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does(tmp_path, run, capsys):
+def test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does(tmp_path, run, data, capsys):
     """train took --load_size under preprocess crop or none and changed nothing (every image as without it),
     where sample refused it. Refused when given on the command line, whichever gave the preprocess; a preset's
     or a resumed run's load_size is not (the demo preset's 32 under none, the tiny run's)."""
@@ -1189,8 +1191,10 @@ def test_train_refuses_a_load_size_its_preprocess_does_not_use_as_sample_does(tm
     assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
     assert not out.exists()
     # Taken where the preprocess uses it, and not refused where it was not given (the preset's, the run's own)
-    for options, load_size in ((["--dataroot", str(tmp_path), "--preprocess", "scale_width", "--load_size", "40"], 40),
-                               (["--dataroot", str(tmp_path), "--preprocess", "crop"], 286),
+    # (the dry run checks the data: its 32 px images, a crop of 32)
+    tiny = ["--dataroot", str(data), *[f"--{k}={v}" for k, v in TINY.items()]]
+    for options, load_size in (([*tiny, "--preprocess", "scale_width", "--load_size", "64"], 64),
+                               ([*tiny, "--preprocess", "crop"], 286),
                                (["--preprocess", "none"], 32),
                                ([], 32),
                                (["--init_from", str(run)], 32)):
@@ -1208,6 +1212,12 @@ def _files(folder):
 
 def _last_line(capsys):
     return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def _refusal(capsys):
+    """The refusal the command printed, all its lines (a list of bad files)."""
+    err = capsys.readouterr().err
+    return err[err.index("bicyclegan train: "):].strip()
 
 
 def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, run, capsys):
@@ -1266,6 +1276,96 @@ def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, 
         assert main(["train", *options, "--no-progress"]) == 2, options
         assert _last_line(capsys) == dry, options  # the run's own line, word for word
     assert not (tmp_path / "none").exists() and not (tmp_path / "new").exists()
+
+
+def test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_and_lock(tmp_path, run, data,
+                                                                                          capsys):
+    """train --dry-run made the run's checks of its folder and checkpoint alone, and printed the config of runs that
+    then refused before their first step: data missing, unreadable, too few for a batch, of sizes the U-Net cannot
+    take or too short for max_steps; a device this machine lacks; evaluations that do not compare with the run's
+    log or a best.pt kept by another measure; a folder another training holds. Each is refused as the run refuses
+    it, word for word, and nothing is written (the check cache included)."""
+    import fcntl
+    import os
+    import shutil
+    flat = [f"--{k}={v}" for k, v in TINY.items()] + ["--batch_size", "4", "--preprocess", "none", "--niter", "1",
+                                                     "--niter_decay", "1",
+                                                     "--num_workers", "0", "--no-eval"]
+    bad, big = tmp_path / "bad", tmp_path / "big"
+    shutil.copytree(data, bad)
+    (bad / "train" / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    bad_grids = tmp_path / "bad_grids"  # the held-out split the sample grids are drawn from
+    shutil.copytree(data, bad_grids)
+    (bad_grids / "test" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    make_demo_dataset(big, n_train=4, n_test=2, size=48, seed=0)  # 48 px: not a multiple of the U-Net's 32
+    only_val = tmp_path / "only_val"
+    shutil.copytree(data / "test", only_val / "val")
+    r = tmp_path / "r"
+    shutil.copytree(run, r)
+    logged = {"step": 2, "epoch": 1, "split": "test", "metrics": ["l1"], "n_inputs": 4, "n_samples": 1, "seed": 0}
+    (r / "eval_log.jsonl").write_text(json.dumps(logged) + "\n")  # evaluations of l1 alone, of 4 inputs
+    kept = tmp_path / "kept"
+    shutil.copytree(run, kept)
+    state = read_checkpoint(kept / "checkpoints" / "latest.pt")
+    state["best"] = {"measure": "coverage", "value": 0.5, "step": 2}
+    write_state(state, kept / "checkpoints" / "best.pt")  # a best.pt of the run's step, kept by coverage
+    # past the step resumed from, which the run drops: evaluations of other metrics, a best.pt kept by coverage
+    later = tmp_path / "later"
+    shutil.copytree(run, later)
+    (later / "eval_log.jsonl").write_text(json.dumps({**logged, "step": 5}) + "\n")
+    write_state({**state, "step": 5}, later / "checkpoints" / "best.pt")
+    held = tmp_path / "held"
+    shutil.copytree(run, held)
+    new = tmp_path / "new"
+    cases = {  # options: the start of the refusal (the rest: the run's own line, compared below)
+        ("--dataroot", str(tmp_path / "no")): f"DatasetError: dataset folder {tmp_path / 'no'} does not exist",
+        ("--dataroot", str(only_val)): f"DatasetError: missing folder {only_val / 'train'}: training reads the pairs",
+        ("--dataroot", str(bad)): f"DatasetError: 1 bad file(s) in {bad / 'train'}:",
+        ("--dataroot", str(data), "--batch_size", "32"): "DatasetError: 16 samples fill no batch of batch_size=32",
+        ("--dataroot", str(data), "--max_steps", "9"): "ConfigError: max_steps=9 runs past the learning-rate schedule",
+        ("--dataroot", str(big)): "ConfigError: preprocess=none makes the training images 48x48",
+        ("--dataroot", str(bad_grids)): f"DatasetError: 1 bad file(s) in {bad_grids / 'test'}:",
+        ("--out", str(r), "--resume", "--dataroot", str(big)):
+            f"CheckpointError: {r / 'checkpoints' / 'latest.pt'} was written with 4 batches per epoch, the data now "
+            f"gives 1",
+        ("--dataroot", str(data), "--device", "cpu", "--cuda_graph"):
+            "ConfigError: cuda_graph=True captures the step on a CUDA device",
+        ("--out", str(r), "--resume", "--eval_every", "1"):
+            f"ConfigError: the run's evaluations so far ({r / 'eval_log.jsonl'}, up to step 2) measured metrics ['l1']",
+        ("--out", str(kept), "--resume", "--eval_every", "1", "--keep_best", "encoded_l1"):
+            "ConfigError: keep_best=encoded_l1, and the run's checkpoints/best.pt (step 2) was kept by coverage",
+        ("--out", str(held), "--resume"): f"CheckpointError: {held} is in use by another training, still running",
+    }
+    if not torch.cuda.is_available():
+        cases[("--dataroot", str(data), "--device", "cuda")] = "ConfigError: device='cuda' but no CUDA GPU is available"
+    folders = (r, kept, later, held, bad, bad_grids, big, data, only_val, Path(os.environ["BICYCLEGAN_CHECK_CACHE"]))
+    lock = os.open(held / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (another open file: refused to this process as well)
+        for options, said in cases.items():
+            options = [*flat, "--out", str(new), *options]  # (the last --out given counts)
+            before = {folder: _files(folder) for folder in folders}
+            assert main(["train", *options, "--dry-run"]) == 2, options
+            dry = _refusal(capsys)
+            assert dry.startswith(f"bicyclegan train: {said}"), (options, dry)
+            assert {folder: _files(folder) for folder in folders} == before, options
+            assert not new.exists()
+            assert main(["train", *options, "--no-progress"]) == 2, options
+            assert _refusal(capsys) == dry, options  # the run's own words
+    finally:
+        os.close(lock)
+    # Unheld, with the run's own options, each dry run passes: a check that refused everything would not
+    for options in (("--dataroot", str(data)), ("--out", str(held), "--resume"),
+                    ("--out", str(kept), "--resume", "--eval_every", "1", "--keep_best", "coverage"),
+                    ("--out", str(later), "--resume", "--eval_every", "1", "--keep_best", "encoded_l1")):
+        assert main(["train", *flat, "--out", str(new), *options, "--dry-run"]) == 0, options
+        capsys.readouterr()
+    assert not new.exists()
+    # A Trainer of this process made for the folder and never trained gives a later run its place (a notebook
+    # cell run again): the dry run is not refused by the lock it holds
+    idle = Trainer(tiny_cfg(held, data, max_steps=4), resume=True, progress=False)
+    assert main(["train", *flat, "--out", str(held), "--resume", "--dry-run"]) == 0
+    del idle
 
 
 def test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing(tmp_path, run, data, capsys):

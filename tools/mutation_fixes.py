@@ -94,6 +94,8 @@ CROP_WORDS = ["tests/test_preprocessing_spec.py::test_crop_larger_than_the_image
               "tests/test_preprocessing_spec.py::test_a_crop_larger_than_the_image_scaled_to_width_says_the_scaled_size"]
 DRY = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words",
        "tests/test_user_paths.py::test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing"]
+DRY_ALL = ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_"
+           "and_lock"]
 FRESH_D = ["tests/test_user_paths.py::test_init_from_with_fresh_discriminators_of_other_options"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
@@ -241,8 +243,8 @@ MUTANTS = [
      'B = torch.cat([b["B" if "B" in b else "A"] for b in rows]).to(self.device)', NO_B),
     ('NB02', EV, 'self.has_B = loader.layout != "single"',
      'self.has_B = self.layout != "single"', NO_B),
-    ('NB03', T, 'if cfg.keep_best == "encoded_l1" and not self.evaluation.has_B:',
-     'if cfg.keep_best == "encoded_l1" and self.evaluation.layout == "single":', NO_B),
+    ('NB03', T, 'if cfg.keep_best == "encoded_l1" and not ev.has_B:',
+     'if cfg.keep_best == "encoded_l1" and ev.layout == "single":', NO_B),
     # -- the next session's (6621da3..ea00c07) --
     # interpolate: refs, seed and segments where they make no code; their defaults; too few inputs without refs
     ('IP01', IP, 'if refs is not None and path != "encoded":',
@@ -358,7 +360,8 @@ MUTANTS = [
     # train --dry-run: the run's checks of its folder and of the checkpoint it resumes or starts from (check_start)
     ('CL08', CLI, '        cfg = check_start(cfg, resume=args.resume,',
      '        cfg = cfg or check_start(cfg, resume=args.resume,', DRY),  # (a config is true: never checked)
-    ('CL09', T, '    _check_run_folder(run_dir, resume_path)\n    step = 0\n', '    step = 0\n', DRY),
+    ('CL09', T, '    _check_run_folder(run_dir, resume_path)\n    step, state = 0, None\n',
+     '    step, state = 0, None\n', DRY),
     ('CL10', T, '        state = _read_resumed(resume_path, ckpt_path)\n        _check_resumed(',
      '        state = torch.load(resume_path, weights_only=True)\n        _check_resumed(', DRY),
     ('CL11', T, '        _check_resumed(state, cfg, resume_path, run_dir, world)\n        step = state["step"]\n',
@@ -471,6 +474,33 @@ MUTANTS = [
     ('LH28', "pipelines/cpu_loader.py", '            it._shutdown_workers()  #', '            pass  #', CLOSED),
     ('LH29', T, '            self.loader.close()  # its workers end with the training', '            pass  #',
      NO_WORKER_LEFT),
+    # train --dry-run: the rest of what the run refuses before its first step (check_start)
+    ('CX01', T, '    device = pick_device(cfg.device, int(',
+     '    device = torch.device("cpu") or pick_device(cfg.device, int(', DRY_ALL),
+    ('CX02', T, '    check_runnable(cfg, device)\n    run_dir = Path(cfg.out)', '    run_dir = Path(cfg.out)', DRY_ALL),
+    ('CX03', T, '    if cfg.data.dataroot is not None:\n        check_data_root(cfg)\n    _check_not_in_use',
+     '    _check_not_in_use', DRY_ALL),
+    ('CX04', T, '    _check_not_in_use(run_dir)\n', '', DRY_ALL),
+    ('CX05', T, '        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)', '        fcntl.flock(fd, fcntl.LOCK_SH)',
+     DRY_ALL),
+    ('CX06', T, '    with checks_unsaved():\n        loader = _training_loader(',
+     '    with checks_unsaved():\n        return cfg\n        loader = _training_loader(', DRY_ALL),
+    ('CX07', FI, 'if self.path is None or not self.new or not _saving_checks:', 'if self.path is None or not self.new:',
+     DRY_ALL),
+    ('CX08', T, '        if step:\n            _check_same_data(', '        if False:\n            _check_same_data(',
+     DRY_ALL),
+    ('CX09', T, '        _check_schedule(cfg, _total_steps(cfg, len(loader)), len(loader), step, world)\n', '',
+     DRY_ALL),
+    ('CX10', T, '        _check_unet_sizes(cfg, loader)\n        if rank == 0:', '        if rank == 0:', DRY_ALL),
+    ('CX11', T, '        if rank == 0:\n            _grid_loader(', '        if False:\n            _grid_loader(',
+     DRY_ALL),
+    ('CX12', T, '        if cfg.eval_every:\n            later = ', '        if False:\n            later = ', DRY_ALL),
+    ('CX13', T, 'if step and best_path.exists() and best_path not in later', 'if step and best_path.exists()',
+     DRY_ALL),
+    ('CX14', T, 'rows = [row for row in _eval_rows(run_dir) if row["step"] <= step] if step',
+     'rows = [row for row in _eval_rows(run_dir)] if step', DRY_ALL),
+    ('CX15', T, '    if idle is not None and not idle._training:\n        return\n    try:\n        fd = os.open(',
+     '    try:\n        fd = os.open(', DRY_ALL),
 ]
 
 if __name__ == "__main__":
