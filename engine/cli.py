@@ -594,14 +594,17 @@ def cmd_import_official(args) -> int:
         step = found[1]
         raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
+    data = _given(args, DataConfig)
     if args.preset:  # the authors' model: its options and its test script's data settings
         base = pretrained_config(args.preset)
         model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))
-        data_cfg = dataclasses.replace(base.data, **_given(args, DataConfig))
+        data_cfg = dataclasses.replace(base.data, **data)
     else:
         model_cfg = ModelConfig(**_given(args, ModelConfig))
-        data = _given(args, DataConfig)
         data_cfg = DataConfig(**{"load_size": max(model_cfg.size), "no_flip": True, **data})
+    # train's rule: a --load_size its preprocess does not use was stored in the checkpoint, where it means nothing
+    refuse_unused_sizes(data_cfg.preprocess, {"load_size": data.get("load_size")}, "as given" if "preprocess" in data
+                        else f"the {args.preset} preset's" if args.preset else "the default")
     model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
                             data=data_cfg)
     save_checkpoint(model, args.out, extra={"imported": model.imported})

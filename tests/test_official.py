@@ -287,3 +287,25 @@ def test_a_file_that_is_no_state_dict_says_what_it_holds(tmp_path, capsys):
             load_official_into(build(cfg, "G"), tmp_path / "x.pth")
     assert main(["import-official", "--G", str(ours), "--out", str(tmp_path / "new.pt")]) == 2
     assert "is a bicyclegan checkpoint" in capsys.readouterr().err
+
+
+def test_a_load_size_its_preprocess_does_not_use_is_refused_as_train_refuses_it(tmp_path, capsys):
+    """import-official --preprocess none --load_size N stored a load_size that means nothing under none (train
+    refuses such a --load_size given on its command line): refused in train's words, nothing written; a load_size
+    the preprocess uses, and a preprocess that uses none given without one, are taken."""
+    tiny = [f"--{k}={v}" for k, v in TINY.items()]
+    torch.save(BicycleGAN(make_config("reference", **TINY)).G.state_dict(), tmp_path / "G.pth")
+    out = tmp_path / "imported.pt"
+    for preprocess in ("none", "crop"):
+        assert main(["import-official", "--G", str(tmp_path / "G.pth"), "--out", str(out), *tiny,
+                     "--preprocess", preprocess, "--load_size", "64"]) == 2
+        assert capsys.readouterr().err == (
+            f"bicyclegan import-official: ConfigError: load_size=64 changes nothing under preprocess={preprocess} "
+            f"(as given): only resize_and_crop, scale_width, scale_width_and_crop resize to it; give one of them as "
+            f"preprocess, or leave load_size out\n")
+        assert not out.exists()
+    for options, load_size in ((["--preprocess", "scale_width", "--load_size", "64"], 64),
+                               (["--preprocess", "none"], 32),  # (the crop size, import-official's default)
+                               (["--load_size", "40"], 40)):  # (resize_and_crop, DataConfig's default)
+        assert main(["import-official", "--G", str(tmp_path / "G.pth"), "--out", str(out), *tiny, *options]) == 0
+        assert load_checkpoint(out).cfg.data.load_size == load_size, options

@@ -96,6 +96,7 @@ DRY = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_ref
        "tests/test_user_paths.py::test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing"]
 DRY_ALL = ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_"
            "and_lock"]
+IMPORT_SIZES = ["tests/test_official.py::test_a_load_size_its_preprocess_does_not_use_is_refused_as_train_refuses_it"]
 FRESH_D = ["tests/test_user_paths.py::test_init_from_with_fresh_discriminators_of_other_options"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
@@ -501,6 +502,12 @@ MUTANTS = [
      'rows = [row for row in _eval_rows(run_dir)] if step', DRY_ALL),
     ('CX15', T, '    if idle is not None and not idle._training:\n        return\n    try:\n        fd = os.open(',
      '    try:\n        fd = os.open(', DRY_ALL),
+    # import-official: a --load_size its preprocess does not use, refused as train refuses it
+    ('CX16', CLI, '{"load_size": data.get("load_size")}, "as given" if "preprocess" in data',
+     '{"load_size": None}, "as given" if "preprocess" in data', IMPORT_SIZES),
+    ('CX17', CLI, '{"load_size": data.get("load_size")}, "as given" if "preprocess" in data',
+     '{"load_size": data_cfg.load_size}, "as given" if "preprocess" in data', IMPORT_SIZES),
+    ('CX18', CLI, '"as given" if "preprocess" in data\n', '"as given" if False\n', IMPORT_SIZES),
 ]
 
 if __name__ == "__main__":
