@@ -40,6 +40,15 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
     now from N(0, I). encode=False leaves out the encoded column (the reference's --no_encode).
     Runs the sampling generator (the moving average of G when kept) in eval mode."""
     encode = check_bool("encode", encode)
+    if B is not None:
+        # The ground truth of A's rows: B of another count was said as z of the wrong shape (from G, of the
+        # encoded column), or with encode=False not at all, as was one of another size or channels.
+        N, _, H, W = A.shape
+        want = (N, model.cfg.model.output_nc, H, W)
+        if not torch.is_tensor(B) or tuple(B.shape) != want:
+            got = tuple(B.shape) if torch.is_tensor(B) else type(B).__name__
+            raise ValueError(f"sample_columns: B must be the ground truth of A's rows, a tensor of shape {want} "
+                             f"(A: {tuple(A.shape)}; output_nc {want[1]}), got {got}")
     was_training = model.training
     model.eval()
     G = model.sampler

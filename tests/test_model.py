@@ -770,6 +770,24 @@ def test_generate_and_encode_refuse_inputs_of_the_wrong_form_by_name():
         BicycleGAN(small_cfg("pix2pix"), training=False).encode(B)
 
 
+def test_sample_columns_names_a_ground_truth_that_is_not_of_the_inputs_rows():
+    """A B of another count than A was "G: z must have shape (4, 8), got (3, 8)" (a z nobody gave); with
+    encode=False, or a B of another size, no error at all: columns of mismatched rows went on to the grid."""
+    from bicyclegan.engine import sample_columns
+    cfg = small_cfg(model=dict(output_nc=1))
+    model = BicycleGAN(cfg, training=False)
+    A, B = batch(cfg)["A"], batch(cfg)["B"]  # 4 x 3 x 32 x 32 and 4 x 1 x 32 x 32
+    for bad, got in ((B[:3], r"\(3, 1, 32, 32\)"), (B[0], r"\(1, 32, 32\)"), (A, r"\(4, 3, 32, 32\)"),
+                     (B.repeat(1, 1, 2, 2), r"\(4, 1, 64, 64\)"), (B.numpy(), "ndarray")):
+        for encode in (True, False):
+            with pytest.raises(ValueError, match=r"^sample_columns: B must be the ground truth of A's rows, a tensor "
+                                                 r"of shape \(4, 1, 32, 32\) \(A: \(4, 3, 32, 32\); output_nc 1\), "
+                                                 f"got {got}$"):
+                sample_columns(model, A, bad, n_samples=2, encode=encode)
+    cols, names = sample_columns(model, A, B, n_samples=2)  # the inputs' own ground truth: taken
+    assert names == ["input", "ground truth", "encoded", "random z1", "random z2"] and cols[1] is B
+
+
 def test_generate_encode_and_train_step_take_inputs_to_the_models_device_and_dtype():
     """A float64 input of a float32 model (or the reverse) was a conv's "Input type (double) and bias type (float)
     should be the same"; inputs on another device than the model's a device error (here the meta device)."""

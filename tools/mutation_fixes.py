@@ -40,6 +40,7 @@ CFG, M, OF, IO, R = "engine/config.py", "engine/model.py", "engine/official.py",
 DL, CK, T, EV = "engine/download.py", "engine/checkpoint.py", "engine/trainer.py", "engine/evaluate.py"
 DA, FI = "pipelines/dali_loader.py", "pipelines/files.py"
 IP, RT, SP, CLI = "engine/interpolate.py", "engine/runtime.py", "pipelines/spec.py", "engine/cli.py"
+IM = "engine/images.py"
 CONFIG = ["tests/test_config.py"]
 ORDER = ["tests/test_pipelines_errors.py::test_files_come_in_the_references_order_extension_included"]
 SAME_D = ["tests/test_model.py::test_train_step_equals_reference_order"]
@@ -97,6 +98,7 @@ DRY = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_ref
 DRY_ALL = ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_"
            "and_lock"]
 IMPORT_SIZES = ["tests/test_official.py::test_a_load_size_its_preprocess_does_not_use_is_refused_as_train_refuses_it"]
+COLUMNS = ["tests/test_model.py::test_sample_columns_names_a_ground_truth_that_is_not_of_the_inputs_rows"]
 FRESH_D = ["tests/test_user_paths.py::test_init_from_with_fresh_discriminators_of_other_options"]
 NOTES = ["tests/test_compare.py::test_each_encoded_dash_says_its_rows_recorded_reason",
          "tests/test_compare.py::test_each_dash_gets_the_reason_of_its_row_and_column"]
@@ -482,8 +484,8 @@ MUTANTS = [
     ('CX03', T, '    if cfg.data.dataroot is not None:\n        check_data_root(cfg)\n    _check_not_in_use',
      '    _check_not_in_use', DRY_ALL),
     ('CX04', T, '    _check_not_in_use(run_dir)\n', '', DRY_ALL),
-    ('CX05', T, '        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)', '        fcntl.flock(fd, fcntl.LOCK_SH)',
-     DRY_ALL),
+    ('CX05', T, '    except BlockingIOError:\n        raise _in_use(run_dir) from None',
+     '    except BlockingIOError:\n        pass', DRY_ALL),
     ('CX06', T, '    with checks_unsaved():\n        loader = _training_loader(',
      '    with checks_unsaved():\n        return cfg\n        loader = _training_loader(', DRY_ALL),
     ('CX07', FI, 'if self.path is None or not self.new or not _saving_checks:', 'if self.path is None or not self.new:',
@@ -508,6 +510,13 @@ MUTANTS = [
     ('CX17', CLI, '{"load_size": data.get("load_size")}, "as given" if "preprocess" in data',
      '{"load_size": data_cfg.load_size}, "as given" if "preprocess" in data', IMPORT_SIZES),
     ('CX18', CLI, '"as given" if "preprocess" in data\n', '"as given" if False\n', IMPORT_SIZES),
+    # sample_columns: a ground truth B that is not of A's rows, said so
+    ('CX19', IM, '        if not torch.is_tensor(B) or tuple(B.shape) != want:',
+     '        if not torch.is_tensor(B) or B.shape[0] != N:', COLUMNS),
+    ('CX20', IM, '        want = (N, model.cfg.model.output_nc, H, W)', '        want = (N, B.shape[1], H, W)',
+     COLUMNS),
+    ('CX21', IM, 'got = tuple(B.shape) if torch.is_tensor(B) else type(B).__name__',
+     'got = tuple(B.shape) if torch.is_tensor(B) else B', COLUMNS),
 ]
 
 if __name__ == "__main__":
