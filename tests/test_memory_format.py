@@ -194,29 +194,27 @@ def test_instance_norm_module_layout_as_torch(kind, impl, running_stats):
 
 
 def _zinject_by_torch(x, z, weight, bias, act):
-    """torch's layer: conv2d(act(cat(x, z tiled))), act leaky_relu or none."""
+    """torch's layer: conv2d(act(cat(x, z tiled))), act leaky_relu or none, padding half the kernel."""
     cat = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-    return F.conv2d(F.leaky_relu(cat, 0.2) if act == "leaky_relu" else cat, weight, bias, 1, 1)
+    return F.conv2d(F.leaky_relu(cat, 0.2) if act == "leaky_relu" else cat, weight, bias, 1, weight.shape[2] // 2)
 
 
-@pytest.mark.parametrize("path", ["ref", "ref_z_only", "concat_free", "fused_concat"])
-@pytest.mark.parametrize("weight_fmt", [NCHW, CL], ids=["w_nchw", "w_cl"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
-    """conv2d(act(cat(x, tile z))) as torch computes it: torch.cat is NCHW whatever x's layout, so the
-    conv's result is channels_last exactly when the weight is (ref_z_only: x needs no gradient, z
-    does, the reference's conv of x plus z's term). Without an activation the conv takes x as it is
-    where its layout is the one wanted."""
+PATHS = ["ref", "ref_z_only", "concat_free", "fused_concat"]
+
+
+def _check_z_concat_conv(kind, weight_fmt, path, k, monkeypatch, grad_layouts=False):
+    """z_concat_conv against _zinject_by_torch on the same inputs: values, gradients, the result's strides; k x k
+    kernels. grad_layouts: the gradients' strides too (dx: its format, see below)."""
     monkeypatch.setattr(_triton_common, "POISON", True)
     x = KINDS[kind]()
     N, C = x.shape[:2]
     z, bias = _randn(N, 3), _randn(5)
-    weight = _randn(5, C + 3, 3, 3).contiguous(memory_format=weight_fmt)
+    weight = _randn(5, C + 3, k, k).contiguous(memory_format=weight_fmt)
     impl, mode = ("triton", path) if path in ("concat_free", "fused_concat") else ("ref", "concat_free")
     for act in ("leaky_relu", "none"):
         theirs = [_leaf(t) for t in (x, z, weight, bias)]
         ours = [x if path == "ref_z_only" else _leaf(x)] + [_leaf(t) for t in (z, weight, bias)]
-        y = z_concat_conv(*ours, 1, 1, act, 0.2, impl=impl, mode=mode)
+        y = z_concat_conv(*ours, 1, k // 2, act, 0.2, impl=impl, mode=mode)
         want = _zinject_by_torch(*theirs, act)
         if path == "ref_z_only" and weight_fmt == CL and y.shape[2] * y.shape[3] == 1:
             # Known: there the conv's channels_last 1 x 1 result plus z's term takes NCHW strides for
@@ -229,6 +227,36 @@ def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
         got, expected = _grads(y, leaves), _grads(want, theirs[4 - len(leaves):])
         for name, g, w in zip(("dx", "dz", "dweight", "dbias")[4 - len(leaves):], got, expected):
             _close(g, w, f"{act} {name}", 1e-4)
+            if not grad_layouts:
+                continue
+            if name == "dx":
+                # torch's is a channel slice of the concatenation's gradient (NCHW), so its format, not its strides;
+                # the Triton paths give x's own, as a conv's backward gives its input's
+                assert memory_format(g) in (memory_format(w), memory_format(x)), \
+                    f"{act} dx: strides {g.stride()}, torch's {w.stride()}, x's {x.stride()}"
+            else:
+                _same_layout(g, w, f"{act} {name}")
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("weight_fmt", [NCHW, CL], ids=["w_nchw", "w_cl"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
+    """conv2d(act(cat(x, tile z))) as torch computes it: torch.cat is NCHW whatever x's layout, so the
+    conv's result is channels_last exactly when the weight is (ref_z_only: x needs no gradient, z
+    does, the reference's conv of x plus z's term). Without an activation the conv takes x as it is
+    where its layout is the one wanted."""
+    _check_z_concat_conv(kind, weight_fmt, path, 3, monkeypatch)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("weight_fmt", [NCHW, CL], ids=["w_nchw", "w_cl"])
+@pytest.mark.parametrize("kind", ["c1_nchw", "c1_cl_strides", "nchw", "cl"])
+def test_z_concat_conv_1x1_layout_as_torch(kind, weight_fmt, path, monkeypatch):
+    """The same with a 1 x 1 kernel, whose channels_last weight (out x in x 1 x 1) has the strides of an NCHW
+    one but for its channel dimension's: a 1-channel x (contiguous in both formats) beside it. The gradients'
+    layouts too: dz, dweight and dbias torch's strides, dx torch's format or x's own."""
+    _check_z_concat_conv(kind, weight_fmt, path, 1, monkeypatch, grad_layouts=True)
 
 
 @pytest.mark.parametrize("impl", ["triton", "ref"])
