@@ -25,6 +25,7 @@ measures its share of the inputs.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -206,6 +207,7 @@ class Evaluation:
             raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
         self.batch_size, self.lpips_version, self.lpips_pairs = batch_size, lpips_version, lpips_pairs
         loader = self._loader(1)  # a batch of 1 takes any split; its sizes say whether a larger one can
+        loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
         # Inputs alone have no B: known now, not after the first batch was generated (compare had made its
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
@@ -307,40 +309,44 @@ class Evaluation:
         sizes, shown = [len(range(*shard_range(self.n_inputs, k, self.dist.world))) for k in range(self.dist.world)], 0
         # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
         # the round's work: the loader's checks), then on how the work went.
-        for r in range(rounds):
-            if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
-                return None
-            error = None
-            try:
-                if batches is None:  # in here: its refusal is every rank's; none for an empty share
-                    loader = self._loader() if len(share) else None
-                    # each input's place in the split (the files the checks took): its codes' row
-                    index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
-                    batches = _from_input(loader, share.start) if loader else iter(())
-                batch = next(batches, None) if read < len(share) else None
-                if batch is not None:
-                    # With skip_bad, a file that broke after the checks has the next good sample in its
-                    # place (the loader's warning names it): an input already measured, or another rank's,
-                    # or one measured in its own place later. Each input is measured once, by its share's
-                    # rank, with its own codes, whatever place it comes in; the broken one is left out.
-                    rows = []
-                    for j, path in enumerate(batch["paths"][:len(share) - read]):
-                        if (i := index.get(path, -1)) in share and i not in measured:
-                            measured.add(i)
-                            rows.append(j)
-                    read += len(batch["paths"])
-                    if rows:
-                        take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
-                        take["paths"] = [batch["paths"][j] for j in rows]
-                        z = z_all[[index[p] - share.start for p in take["paths"]]]
-                        n_out, has_enc = self._measure(take, z, got)
-            except Exception as e:  # every rank raises it, below
-                error = e
-            if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
-                self.dist.raise_any(error)
-            if counted and (done := sum(min((r + 1) * self.batch_size, n) for n in sizes)) > shown:
-                count_line("evaluated", done, self.n_inputs, step=done - shown)
-                shown = done
+        # The loader made in the first round is closed after the last, or however run() ends before (a stop, an
+        # error, Ctrl-C): left to the garbage collector, its workers outlived a call that raised for as long
+        # as the caller held the traceback.
+        with contextlib.ExitStack() as owned:
+            for r in range(rounds):
+                if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
+                    return None
+                error = None
+                try:
+                    if batches is None:  # in here: its refusal is every rank's; none for an empty share
+                        loader = owned.enter_context(self._loader()) if len(share) else None
+                        # each input's place in the split (the files the checks took): its codes' row
+                        index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
+                        batches = _from_input(loader, share.start) if loader else iter(())
+                    batch = next(batches, None) if read < len(share) else None
+                    if batch is not None:
+                        # With skip_bad, a file that broke after the checks has the next good sample in its
+                        # place (the loader's warning names it): an input already measured, or another rank's,
+                        # or one measured in its own place later. Each input is measured once, by its share's
+                        # rank, with its own codes, whatever place it comes in; the broken one is left out.
+                        rows = []
+                        for j, path in enumerate(batch["paths"][:len(share) - read]):
+                            if (i := index.get(path, -1)) in share and i not in measured:
+                                measured.add(i)
+                                rows.append(j)
+                        read += len(batch["paths"])
+                        if rows:
+                            take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
+                            take["paths"] = [batch["paths"][j] for j in rows]
+                            z = z_all[[index[p] - share.start for p in take["paths"]]]
+                            n_out, has_enc = self._measure(take, z, got)
+                except Exception as e:  # every rank raises it, below
+                    error = e
+                if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
+                    self.dist.raise_any(error)
+                if counted and (done := sum(min((r + 1) * self.batch_size, n) for n in sizes)) > shown:
+                    count_line("evaluated", done, self.n_inputs, step=done - shown)
+                    shown = done
         if counted:
             end_count_line()
         mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,

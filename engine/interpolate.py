@@ -199,38 +199,40 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
         o = out if out is not None else results_dir(
             checkpoint if isinstance(checkpoint, (str, Path)) else None, f"interpolate_{results_name(root, ph)}")
-        loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
-                              shuffle=False, augment=False, layout=lay)
-        listed = loader.samples[:need]
-        if not listed:
-            raise DatasetError(f"{inputs_folder(root, ph)}: no inputs found")
-        if path == "encoded":
-            # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
-            if loader.layout == "single":
-                raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
-                                   f"path=encoded needs them (use path=random)")
-            if refs is None and len(listed) < len(chosen):  # (refs the user never gave: said as segments')
-                fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1
-                         else "a split of 2 or more, or path=random")
-                raise ConfigError(f"path=encoded without refs takes the B images of the first segments + 1 = "
-                                  f"{len(chosen)} inputs as its codes; {inputs_folder(root, ph)} has "
-                                  f"{plural(len(listed), 'input')}: give {fewer}")
-            if max(chosen) >= len(listed) or min(chosen) < 0:
-                raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(listed), 'input')} "
-                                  f"(numbered from 0)")
-        # Every rank reads its share of the inputs (write_shares'), rank 0 the references too (it makes the
-        # codes): one pass from the first it needs to the last, each checked here, before anything is written.
-        total = min(num, len(listed))
-        wanted = {*range(*shard_range(total, dist.rank, dist.world)), *(chosen if path == "encoded" and dist.main
-                                                                          else ())}
-        read = {}
-        if wanted:
-            loader.set_epoch(0, min(wanted))
-            for i, batch in zip(range(min(wanted), max(wanted) + 1), loader):
-                # skip_bad: a file broken since the checks has the next good one in its place; left out (None)
-                if i in wanted and batch["paths"][0] == listed[i].path:
-                    check_input_size(batch["A"], listed[i].path, net_in, data.preprocess)
-                    read[i] = batch
+        # Closed once the inputs are read, or however prepare ends before: left to the garbage collector, its
+        # workers outlived a call that raised for as long as the caller held the traceback.
+        with build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
+                          shuffle=False, augment=False, layout=lay) as loader:
+            listed = loader.samples[:need]
+            if not listed:
+                raise DatasetError(f"{inputs_folder(root, ph)}: no inputs found")
+            if path == "encoded":
+                # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
+                if loader.layout == "single":
+                    raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
+                                       f"path=encoded needs them (use path=random)")
+                if refs is None and len(listed) < len(chosen):  # (refs the user never gave: said as segments')
+                    fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1
+                             else "a split of 2 or more, or path=random")
+                    raise ConfigError(f"path=encoded without refs takes the B images of the first segments + 1 = "
+                                      f"{len(chosen)} inputs as its codes; {inputs_folder(root, ph)} has "
+                                      f"{plural(len(listed), 'input')}: give {fewer}")
+                if max(chosen) >= len(listed) or min(chosen) < 0:
+                    raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(listed), 'input')} "
+                                      f"(numbered from 0)")
+            # Every rank reads its share of the inputs (write_shares'), rank 0 the references too (it makes the
+            # codes): one pass from the first it needs to the last, each checked here, before anything is written.
+            total = min(num, len(listed))
+            wanted = {*range(*shard_range(total, dist.rank, dist.world)), *(chosen if path == "encoded" and dist.main
+                                                                              else ())}
+            read = {}
+            if wanted:
+                loader.set_epoch(0, min(wanted))
+                for i, batch in zip(range(min(wanted), max(wanted) + 1), loader):
+                    # skip_bad: a file broken since the checks has the next good one in its place; left out (None)
+                    if i in wanted and batch["paths"][0] == listed[i].path:
+                        check_input_size(batch["A"], listed[i].path, net_in, data.preprocess)
+                        read[i] = batch
         if path == "encoded" and dist.main and (lost := [listed[r].path for r in chosen if r not in read]):
             raise DatasetError(f"the reference image {lost[0]} could not be read")
         names_of = OutputNames()

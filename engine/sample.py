@@ -5,6 +5,7 @@ without ground truth (a plain folder of images), full-resolution inference and a
 centre crop."""
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,66 +126,71 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     checkpoint = model
 
-    def prepare():  # on every rank alike (made_alike: one rank's refusal is every rank's)
-        m = open_model(checkpoint, device)
-        if bad := m.nonfinite():
-            raise DivergenceError(f"the model holds {m.describe_nonfinite(bad)}: nothing to sample")
-        cfg, net_in = with_data_settings(m.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
-                                         preprocess=preprocess)
-        root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-        loader = build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
-                              shuffle=False, augment=False, layout=lay)
-        _refuse_unused(given, m, loader.layout, inputs_folder(root, ph))
-        # After the checks of the options and the data (as interpolate: nothing made for a refused call).
-        o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
-        o = check_writable(check_apart(o, root, ph), "sample results")
-        return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader, out=o)
-    run = made_alike(dist, prepare)
-    model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
-    total = min(num, len(loader))
-    share = range(*shard_range(total, dist.rank, dist.world))
-    g = torch.Generator().manual_seed(seed)
+    # The loader prepare makes is closed once the inputs are read, or however the call ends before (an error,
+    # Ctrl-C in a notebook's cell): left to the garbage collector, its workers outlived a call that raised for
+    # as long as the caller held the traceback.
+    with contextlib.ExitStack() as owned:
+        def prepare():  # on every rank alike (made_alike: one rank's refusal is every rank's)
+            m = open_model(checkpoint, device)
+            if bad := m.nonfinite():
+                raise DivergenceError(f"the model holds {m.describe_nonfinite(bad)}: nothing to sample")
+            cfg, net_in = with_data_settings(m.cfg, direction=direction, load_size=load_size, crop_size=crop_size,
+                                             preprocess=preprocess)
+            root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
+            loader = owned.enter_context(build_loader(net_in, data, root, ph, device=m.device, batch_size=1,
+                                                      shuffle=False, augment=False, layout=lay))
+            _refuse_unused(given, m, loader.layout, inputs_folder(root, ph))
+            # After the checks of the options and the data (as interpolate: nothing made for a refused call).
+            o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
+            o = check_writable(check_apart(o, root, ph), "sample results")
+            return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader,
+                                   out=o)
+        run = made_alike(dist, prepare)
+        model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
+        total = min(num, len(loader))
+        share = range(*shard_range(total, dist.rank, dist.world))
+        g = torch.Generator().manual_seed(seed)
 
-    def draw():  # one input's codes, each N(0, I)
-        if spread:  # stratified together; consecutive codes lie further apart than independent ones
-            return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
-        return torch.randn(n_samples, cfg.model.nz, generator=g)
+        def draw():  # one input's codes, each N(0, I)
+            if spread:  # stratified together; consecutive codes lie further apart than independent ones
+                return spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))
+            return torch.randn(n_samples, cfg.model.nz, generator=g)
 
-    # One process's draws (the sync list first, then a list per input, in the inputs' order) and names, made
-    # on every rank: input i gets the same codes and file names whichever rank writes it.
-    z_sync = draw()
-    codes = [z_sync] * share.stop if sync else [draw() for _ in range(share.stop)]
-    names_of = OutputNames()
-    stems = [names_of(s.path) for s in loader.samples[:total]]
-    loader.set_epoch(0, share.start)  # this rank's share, the inputs before it left unread
-    batches = iter(loader) if len(share) else iter(())
+        # One process's draws (the sync list first, then a list per input, in the inputs' order) and names, made
+        # on every rank: input i gets the same codes and file names whichever rank writes it.
+        z_sync = draw()
+        codes = [z_sync] * share.stop if sync else [draw() for _ in range(share.stop)]
+        names_of = OutputNames()
+        stems = [names_of(s.path) for s in loader.samples[:total]]
+        loader.set_epoch(0, share.start)  # this rank's share, the inputs before it left unread
+        batches = iter(loader) if len(share) else iter(())
 
-    def make(i):
-        batch = next(batches)
-        path = batch["paths"][0]
-        # skip_bad: a file broken since the checks has the next good one in its place, which is written in its own
-        # place (by its own share's rank); the broken one is left out (the loader's warning names it)
-        if path != loader.samples[i].path:
-            return None
-        A = batch["A"].to(model.device)
-        check_input_size(A, path, run.net_in, run.data.preprocess)
-        B = batch["B"].to(model.device) if "B" in batch else None
-        return path, *sample_columns(model, A, B, codes[i], encode=encode)
+        def make(i):
+            batch = next(batches)
+            path = batch["paths"][0]
+            # skip_bad: a file broken since the checks has the next good one in its place, which is written in its own
+            # place (by its own share's rank); the broken one is left out (the loader's warning names it)
+            if path != loader.samples[i].path:
+                return None
+            A = batch["A"].to(model.device)
+            check_input_size(A, path, run.net_in, run.data.preprocess)
+            B = batch["B"].to(model.device) if "B" in batch else None
+            return path, *sample_columns(model, A, B, codes[i], encode=encode)
 
-    temps = TempFiles(out / "images")  # listed once for all the images, not at each
+        temps = TempFiles(out / "images")  # listed once for all the images, not at each
 
-    def write(i, made):
-        path, cols, names = made
-        files = []
-        for name, img in zip(names, cols):
-            rel = f"images/{stems[i]}_{name.replace(' ', '_')}.png"
-            pic = stretch(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
-            atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image", temps=temps)
-            files.append((name, rel))
-        row = {"name": input_label(path, root, phase), "images": files}
-        return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
-    done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out),
-                        label="sampled" if progress else None)
+        def write(i, made):
+            path, cols, names = made
+            files = []
+            for name, img in zip(names, cols):
+                rel = f"images/{stems[i]}_{name.replace(' ', '_')}.png"
+                pic = stretch(Image.fromarray(to_uint8(img)[0]), aspect_ratio)
+                atomic_write(out / rel, lambda f, pic=pic: pic.save(f, format="PNG"), what="sample image", temps=temps)
+                files.append((name, rel))
+            row = {"name": input_label(path, root, phase), "images": files}
+            return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
+        done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out),
+                            label="sampled" if progress else None)
 
     def finish():
         rows = [row for row, _ in done]

@@ -330,3 +330,63 @@ def test_a_training_that_raises_leaves_no_loader_worker_behind(tmp_path, data):
         t.model.train_step = step
         t.train()
     assert workers() == []
+
+
+@pytest.fixture(scope="module")
+def run_1_worker(tmp_path_factory, data):
+    """A finished run whose data options give the loaders the inference commands make a worker process."""
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    train(tiny_cfg(out, data, max_steps=2, niter=1, niter_decay=3, num_workers=1), progress=False)
+    return out
+
+
+def inference_calls(tmp, data, run):
+    """name -> (the call, and the module attribute that, made to raise the error given, stops it mid-way with its
+    loader open, a pass begun and the worker holding prefetched batches: a write, a measure, an input's check)."""
+    import importlib
+    mod = importlib.import_module  # (bicyclegan.engine.sample is the function: the package exports it)
+    ev = mod("bicyclegan.engine.evaluate").Evaluation
+    return {
+        "sample": (lambda: sample(run, out=tmp / "s", num=2, n_samples=1, progress=False),
+                   mod("bicyclegan.engine.sample"), "atomic_write", OSError("disk full")),
+        "evaluate": (lambda: evaluate(run, n_samples=2, batch_size=1), ev, "_measure", RuntimeError("boom")),
+        "evaluate, Ctrl-C": (lambda: evaluate(run, n_samples=2, batch_size=1), ev, "_measure", KeyboardInterrupt()),
+        "interpolate": (lambda: interpolate(run, out=tmp / "i", num=2, mp4=False, progress=False),
+                        mod("bicyclegan.engine.interpolate"), "check_input_size", RuntimeError("boom")),
+        "train's evaluation": (lambda: train(tiny_cfg(tmp / "r", data, max_steps=2, num_workers=1, eval_every=1,
+                                                      eval_num=2), progress=False),
+                               ev, "_measure", RuntimeError("boom")),
+    }
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returning", "raising mid-way"])
+@pytest.mark.parametrize("name", ["sample", "evaluate", "evaluate, Ctrl-C", "interpolate", "train's evaluation"])
+def test_an_inference_call_leaves_no_loader_worker_behind(tmp_path, data, run_1_worker, monkeypatch, name, fails):
+    """sample, evaluate, interpolate and a training's evaluations close the loaders they make when they return
+    and when they raise, while the caller still holds the error (its traceback holds the call's frames, which
+    held the loaders: their worker process and its queue's thread lived on until the garbage collector came)."""
+    if "Ctrl-C" in name and not fails:
+        pytest.skip("evaluate's call")
+    threads = [t.name for t in threading.enumerate()]
+    call, module, attribute, error = inference_calls(tmp_path, data, run_1_worker)[name]
+    if fails:
+        def fail(*args, **kwargs):
+            raise error
+        monkeypatch.setattr(module, attribute, fail)
+        with pytest.raises(type(error)) as raised:
+            call()
+        assert raised.value is error
+    else:
+        call()
+    assert workers() == []
+    assert new_threads(threads) == []
+
+
+def new_threads(before, wait: float = 5.0) -> list:
+    """The names of the threads not in `before` once they have had up to `wait` s to end: a closed queue's
+    feeder thread (multiprocessing's) ends on its own, just after the close returns."""
+    import time
+    deadline = time.monotonic() + wait
+    while (new := sorted({t.name for t in threading.enumerate()} - set(before))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return new

@@ -318,6 +318,12 @@ def test_under_torchrun_a_rank_reads_only_the_inputs_it_needs(tmp_path, demo_roo
         def __getattr__(self, name):
             return getattr(self.loader, name)
 
+        def __enter__(self):  # (`with` looks these up on the class, not through __getattr__)
+            return self
+
+        def __exit__(self, *exc):
+            self.loader.close()
+
         def __iter__(self):
             for batch in self.loader:
                 read.append(Path(batch["paths"][0]).stem)
