@@ -125,8 +125,10 @@ CHECK_BOOL = [CZ + "check_bool_takes_bools_numpys_and_none_where_optional"]
 SA, IMG, DLD = "engine/sample.py", "engine/images.py", "engine/download.py"
 CLOSED = [CZ + "close_ends_the_loaders_workers_at_once_and_iterating_after_is_an_error"]
 NO_WORKER_LEFT = [CZ + "a_training_that_raises_leaves_no_loader_worker_behind"]
+# the inference commands' loaders closed (LC)
+INFERENCE_WORKERS = [CZ + "an_inference_call_leaves_no_loader_worker_behind"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT: set[str] = set()
+EQUIVALENT: set[str] = {"LC04"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests)
@@ -517,6 +519,17 @@ MUTANTS = [
      COLUMNS),
     ('CX21', IM, 'got = tuple(B.shape) if torch.is_tensor(B) else type(B).__name__',
      'got = tuple(B.shape) if torch.is_tensor(B) else B', COLUMNS),
+    # the inference commands' loaders closed (LC01-LC04)
+    ('LC01', SA, 'loader = owned.enter_context(build_loader(net_in,', 'loader = (build_loader(net_in,',
+     INFERENCE_WORKERS),
+    ('LC02', IP, '        with build_loader(net_in, data, root, ph, device=m.device, batch_size=1,\n'
+                 '                          shuffle=False, augment=False, layout=lay) as loader:',
+     '        with __import__("contextlib").nullcontext(build_loader(net_in, data, root, ph, device=m.device,\n'
+     '                          batch_size=1, shuffle=False, augment=False, layout=lay)) as loader:',
+     INFERENCE_WORKERS),
+    ('LC03', EV, 'loader = owned.enter_context(self._loader()) if len(share)', 'loader = self._loader() if len(share)',
+     INFERENCE_WORKERS),
+    ('LC04', EV, 'loader.close()  # at once: its checks', 'pass  # at once: its checks', INFERENCE_WORKERS),
 ]
 
 if __name__ == "__main__":
