@@ -25,6 +25,9 @@ compare, export and make_loader. Results: docs/mutation-engine.md, "The Python A
 The files' order (PO01-PO02): aligned and single files in the reference's order, full paths sorted with
 their extensions. Results: docs/mutation-engine.md, "The files' order".
 
+The inference commands' loaders closed (LC01-LC04): sample's, interpolate's and Evaluation's, however the
+call ends. Results: docs/mutation-engine.md, "The inference commands' loaders closed".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
