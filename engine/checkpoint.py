@@ -334,7 +334,9 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
             have = saved_epochs(folder)
             raise CheckpointError(f"run folder {path} holds no checkpoints/{LATEST}: " + (
                 f"the run kept per-epoch checkpoints only (epochs {', '.join(map(str, have))}): pick one with "
-                f"--epoch N" if have else "the run stopped before its first checkpoint"))
+                # (sample, evaluate, interpolate in Python have no epoch argument: they take the file)
+                f"--epoch N or give its file, {folder / 'epoch_N.pt'} (in Python: epoch=N to train, the file "
+                f"elsewhere)" if have else "the run stopped before its first checkpoint"))
         if epoch is None:
             raise CheckpointError(f"checkpoint {found} does not exist")
         if not path.exists() and not (path.parent.name == "checkpoints" and path.parent.is_dir()):

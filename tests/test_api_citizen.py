@@ -390,3 +390,23 @@ def new_threads(before, wait: float = 5.0) -> list:
     while (new := sorted({t.name for t in threading.enumerate()} - set(before))) and time.monotonic() < deadline:
         time.sleep(0.05)
     return new
+
+
+# -- the CLI's advice, as a Python caller spells it ----------------------------------------------------------
+@pytest.mark.parametrize("call", ["sample", "evaluate", "interpolate", "load_checkpoint"])
+def test_a_run_without_latest_pt_says_which_file_a_python_caller_passes(tmp_path, data, call):
+    """sample, evaluate and interpolate have no epoch argument: "--epoch N" alone left a Python caller with no
+    way to follow it; the message names the epoch's file, which they take (and which the command takes too)."""
+    run = tmp_path / "run"
+    train(tiny_cfg(run, data, max_steps=2, niter=1, niter_decay=1, save_epoch_freq=1), progress=False)
+    (run / "checkpoints" / "latest.pt").unlink()
+    assert (run / "checkpoints" / "epoch_1.pt").is_file()  # (the file the advice leads to, which works:)
+    calls = {"sample": lambda src: sample(src, out=tmp_path / "s", num=1, n_samples=1, progress=False),
+             "evaluate": lambda src: evaluate(src, n_samples=2, num=1, metrics="l1"),
+             "interpolate": lambda src: interpolate(src, out=tmp_path / "i", num=1, mp4=False, progress=False),
+             "load_checkpoint": load_checkpoint}
+    with pytest.raises(api.CheckpointError) as e:
+        calls[call](run)
+    assert f"give its file, {run / 'checkpoints' / 'epoch_N.pt'} (in Python: epoch=N to train, the file elsewhere)" \
+        in str(e.value)
+    calls[call](run / "checkpoints" / "epoch_1.pt")

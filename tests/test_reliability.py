@@ -410,7 +410,8 @@ def test_find_checkpoint_takes_a_file_a_run_folder_or_an_epoch(tmp_path):
     (ck / "latest.pt").unlink()
     refused(lambda: find_checkpoint(run), CheckpointError,
             f"run folder {run} holds no checkpoints/latest.pt: the run kept per-epoch checkpoints only (epochs 2, "
-            f"10): pick one with --epoch N")
+            f"10): pick one with --epoch N or give its file, {ck / 'epoch_N.pt'} (in Python: epoch=N to train, "
+            f"the file elsewhere)")
     # A dataset (any folder but a run) where the model goes: "checkpoint data2/checkpoints/latest.pt does
     # not exist" left the user to guess that a run folder was expected.
     (tmp_path / "data2" / "train").mkdir(parents=True)
