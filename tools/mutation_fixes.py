@@ -130,6 +130,7 @@ CLOSED = [CZ + "close_ends_the_loaders_workers_at_once_and_iterating_after_is_an
 NO_WORKER_LEFT = [CZ + "a_training_that_raises_leaves_no_loader_worker_behind"]
 # the inference commands' loaders closed (LC)
 INFERENCE_WORKERS = [CZ + "an_inference_call_leaves_no_loader_worker_behind"]
+EPOCH_FILE = [CZ + "a_run_without_latest_pt_says_which_file_a_python_caller_passes"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = {"LC04"}
 SKIP = ""
@@ -533,6 +534,8 @@ MUTANTS = [
     ('LC03', EV, 'loader = owned.enter_context(self._loader()) if len(share)', 'loader = self._loader() if len(share)',
      INFERENCE_WORKERS),
     ('LC04', EV, 'loader.close()  # at once: its checks', 'pass  # at once: its checks', INFERENCE_WORKERS),
+    # the CLI's advice as a Python caller spells it (LC05)
+    ('LC05', CK, "{folder / 'epoch_N.pt'} (in Python", "{folder / 'epoch_N'} (in Python", EPOCH_FILE),
 ]
 
 if __name__ == "__main__":
