@@ -107,11 +107,24 @@ def _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope):
     while z does (a network's input image beside a code to learn): the conv of the concatenation would
     compute the input gradient of all of it (a conv's is all or nothing), x's channels included, only
     to keep z's. Equal to the reference to rounding, in values and gradients of every order."""
-    C = x.shape[1]
+    wx, wz = _split_channels(weight, x.shape[1])
     x = in_format(x, concat_format(x, weight))  # (so that the conv's output has the reference's layout)
-    y = F.conv2d(apply_act(x, act, slope), weight[:, :C], bias, stride, padding)
+    y = F.conv2d(apply_act(x, act, slope), wx, bias, stride, padding)
     # Out of place: under torch.func.vmap over z alone, y is one sample and z's term a batch of them.
-    return y + _tiled_conv(apply_act(z, act, slope), weight[:, C:], stride, padding, *x.shape[2:])
+    return y + _tiled_conv(apply_act(z, act, slope), wz, stride, padding, *x.shape[2:])
+
+
+def _split_channels(weight, C):
+    """(weight[:, :C], weight[:, C:]) as views whose gradients autograd joins in the weight's own layout,
+    so that the parameter's gradient needs no copy into it: split along the channels in the weight's
+    memory order (a channels_last weight's channels innermost), whose backward is one torch.cat, row-major
+    in that order (cat's result is row-major where an input is: the conv's part is). Two slices' backward wrote
+    each part into zeros of NCHW and added them: NCHW for a channels_last weight, which autograd's
+    AccumulateGrad then copied into the weight's layout."""
+    sizes = [C, weight.shape[1] - C]
+    if memory_format(weight) == NCHW:
+        return weight.split(sizes, 1)
+    return [part.permute(0, 3, 1, 2) for part in weight.permute(0, 2, 3, 1).split(sizes, 3)]
 
 
 def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,
