@@ -351,9 +351,11 @@ def _act_cast(x, act, slope, dtype, fmt):
 
 def _act_backward(g, x, act, slope):
     """g * act'(x) in x's dtype and memory format (x dense in that format)."""
-    if act == "none":
-        return g.to(x.dtype)
     fmt = memory_format(x)
+    if act == "none":
+        # The conv's gradient is in its own layout, the weight's where x's differs: x's, which the layer
+        # before wants (a copy there, else), as with an activation. g itself when it already is.
+        return g.to(x.dtype, memory_format=fmt)
     g = g.contiguous(memory_format=fmt)
     dx = _empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     _act_grad_kernel[(cdiv(x.numel(), _FLAT_BLOCK),)](g, x, dx, x.numel(), slope,
