@@ -6,7 +6,8 @@ with torch's layer; values and gradients are checked beside it. The expected str
 torch's, computed in the test: F.avg_pool2d for the pooling, torch.cat + conv2d for the z injection,
 F.group_norm with one group a channel for the norm's values, and the layout torch's pooling gives any
 result of x's shape for its layout, the norm's one deliberate difference from torch.instance_norm
-(stated below).
+(stated below). The z injection's gradients: the weight's and bias's in their parameter's layout (no copy
+for autograd to make), dz dense, dx dense in x's own layout under the kernels (_check_z_concat_conv).
 """
 import itertools
 import random
@@ -202,15 +203,27 @@ def _zinject_by_torch(x, z, weight, bias, act):
 PATHS = ["ref", "ref_z_only", "concat_free", "fused_concat"]
 
 
-def _check_z_concat_conv(kind, weight_fmt, path, k, monkeypatch, grad_layouts=False):
-    """z_concat_conv against _zinject_by_torch on the same inputs: values, gradients, the result's strides; k x k
-    kernels. grad_layouts: the gradients' strides too (dx: its format, see below)."""
+def _strides(t):
+    """t's strides with those of its size-1 dimensions left out: they address nothing, so any value is the
+    same layout (autograd's layout contract for a parameter's gradient ignores them too)."""
+    return tuple(st if n > 1 else None for n, st in zip(t.shape, t.stride()))
+
+
+def _check_z_concat_conv(kind, weight_fmt, path, k, monkeypatch):
+    """z_concat_conv against _zinject_by_torch on the same inputs: values, gradients, the result's strides
+    (k x k kernels) and the gradients' layouts (_strides). The reference (torch.cat + conv2d itself) gives
+    torch's; the others dweight and dbias in their parameter's own, as torch's conv gives them (another
+    costs autograd a copy into it), dz dense, as z (torch's is a view of the concatenation's gradient
+    where the plane is 1 x 1), dx dense in x's own layout (torch's is a channel slice of the
+    concatenation's gradient, in the conv's layout: the weight's), which the layer before wants, as a
+    conv's backward gives its input's."""
     monkeypatch.setattr(_triton_common, "POISON", True)
     x = KINDS[kind]()
     N, C = x.shape[:2]
     z, bias = _randn(N, 3), _randn(5)
     weight = _randn(5, C + 3, k, k).contiguous(memory_format=weight_fmt)
     impl, mode = ("triton", path) if path in ("concat_free", "fused_concat") else ("ref", "concat_free")
+    dense_x = torch.empty(x.shape, memory_format=memory_format(x))
     for act in ("leaky_relu", "none"):
         theirs = [_leaf(t) for t in (x, z, weight, bias)]
         ours = [x if path == "ref_z_only" else _leaf(x)] + [_leaf(t) for t in (z, weight, bias)]
@@ -227,15 +240,9 @@ def _check_z_concat_conv(kind, weight_fmt, path, k, monkeypatch, grad_layouts=Fa
         got, expected = _grads(y, leaves), _grads(want, theirs[4 - len(leaves):])
         for name, g, w in zip(("dx", "dz", "dweight", "dbias")[4 - len(leaves):], got, expected):
             _close(g, w, f"{act} {name}", 1e-4)
-            if not grad_layouts:
-                continue
-            if name == "dx":
-                # torch's is a channel slice of the concatenation's gradient (NCHW), so its format, not its strides;
-                # the Triton paths give x's own, as a conv's backward gives its input's
-                assert memory_format(g) in (memory_format(w), memory_format(x)), \
-                    f"{act} dx: strides {g.stride()}, torch's {w.stride()}, x's {x.stride()}"
-            else:
-                _same_layout(g, w, f"{act} {name}")
+            layout = w if path == "ref" else {"dx": dense_x, "dz": z, "dweight": weight, "dbias": bias}[name]
+            assert _strides(g) == _strides(layout), \
+                f"{act} {name}: strides {g.stride()}, wanted those of {layout.stride()}, torch's {w.stride()}"
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -245,7 +252,7 @@ def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
     """conv2d(act(cat(x, tile z))) as torch computes it: torch.cat is NCHW whatever x's layout, so the
     conv's result is channels_last exactly when the weight is (ref_z_only: x needs no gradient, z
     does, the reference's conv of x plus z's term). Without an activation the conv takes x as it is
-    where its layout is the one wanted."""
+    where its layout is the one wanted. The gradients' layouts too (_check_z_concat_conv)."""
     _check_z_concat_conv(kind, weight_fmt, path, 3, monkeypatch)
 
 
@@ -255,8 +262,8 @@ def test_z_concat_conv_layout_as_torch(kind, weight_fmt, path, monkeypatch):
 def test_z_concat_conv_1x1_layout_as_torch(kind, weight_fmt, path, monkeypatch):
     """The same with a 1 x 1 kernel, whose channels_last weight (out x in x 1 x 1) has the strides of an NCHW
     one but for its channel dimension's: a 1-channel x (contiguous in both formats) beside it. The gradients'
-    layouts too: dz, dweight and dbias torch's strides, dx torch's format or x's own."""
-    _check_z_concat_conv(kind, weight_fmt, path, 1, monkeypatch, grad_layouts=True)
+    layouts too (_check_z_concat_conv)."""
+    _check_z_concat_conv(kind, weight_fmt, path, 1, monkeypatch)
 
 
 @pytest.mark.parametrize("impl", ["triton", "ref"])
@@ -310,3 +317,30 @@ def test_no_activation_is_copied_on_the_common_paths(fmt, N, in_launch):
             y.backward(grad)
         activations = {x.shape, y.shape, (N, 7, 9, 10)}
         assert not [c for c in copies if c in activations], (name, copies)
+
+
+@pytest.mark.parametrize("fmt", [NCHW, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("path", ["ref_z_only", "concat_free", "fused_concat"])
+def test_parameter_gradients_need_no_copy_into_their_layout(path, fmt, in_launch):
+    """Dense NCHW or channels_last throughout, backward into .grad: the weight's and the bias's gradients
+    come in their parameter's layout, so autograd's AccumulateGrad keeps them as they are; any other it
+    copies into that layout (new_empty_strided + copy_ of the parameter's size, as DDP's bucket views
+    warn of). ref_z_only: x needs no gradient, z does (the reference's conv of x plus z's term)."""
+    copies = []
+
+    class Copies(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ in ("clone", "copy_", "_to_copy", "new_empty_strided") and not in_launch:
+                copies.append(tuple(out.shape))
+            return out
+
+    x = _randn(2, 4, 9, 10).contiguous(memory_format=fmt)
+    z, bias = _leaf(_randn(2, 3)), _leaf(_randn(5))
+    weight = _leaf(_randn(5, 7, 4, 4).contiguous(memory_format=fmt))
+    impl, mode = ("ref", "concat_free") if path == "ref_z_only" else ("triton", path)
+    y = z_concat_conv(x if path == "ref_z_only" else _leaf(x), z, weight, bias, impl=impl, mode=mode)
+    with Copies():
+        y.backward(torch.randn(y.shape).contiguous(memory_format=fmt))
+    assert weight.grad.stride() == weight.stride() and bias.grad.stride() == bias.stride()
+    assert not [c for c in copies if c in (tuple(weight.shape), tuple(bias.shape))], copies
