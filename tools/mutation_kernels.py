@@ -184,6 +184,14 @@ MUTANTS = [
                  "  # (so that the conv's output has the reference's layout)\n    y = F.conv2d(",
      "    y = F.conv2d(", MF),
     ('MF12', APF, 'divisor_override, memory_format(x))', 'divisor_override, torch.contiguous_format)', MF),
+    # the z injection's gradients in the layouts torch's layer gives (the parameters' own, x's)
+    ('ZG01', ZI, '    wx, wz = _split_channels(weight, x.shape[1])',
+     '    wx, wz = weight[:, :x.shape[1]], weight[:, x.shape[1]:]', MF),
+    ('ZG02', ZI, '    if memory_format(weight) == NCHW:\n        return weight.split(sizes, 1)',
+     '    if True:\n        return weight.split(sizes, 1)', MF),
+    ('ZG03', ZI, '    if memory_format(weight) == NCHW:\n        return weight.split(sizes, 1)',
+     '    if False:\n        return weight.split(sizes, 1)', MF),
+    ('ZG04', ZT, 'return g.to(x.dtype, memory_format=fmt)', 'return g.to(x.dtype)', MF),
 ]
 
 if __name__ == "__main__":
