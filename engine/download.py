@@ -196,6 +196,7 @@ def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
             if r.status != 206 or start != have or (origin.get("size") and size != origin["size"]):
                 raise _Restart  # not the rest of the file it began
         else:
+            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable made none: made at the first write)
             _origin(part).write_text(json.dumps({"url": url, "validator": _validator(r.headers), "size": total}))
         bar.start(have, total)
         done = have

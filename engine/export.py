@@ -24,7 +24,7 @@ import torch
 
 from .config import DataConfig, ModelConfig, check_bool
 from .errors import DivergenceError, ExportError, OutputError
-from .io import check_writable, write_json
+from .io import check_writable, make_folder, remove_made, write_json
 from .networks import build_generator
 
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
@@ -193,6 +193,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         dim = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         dynamic_shapes = {n: {0: dim} for n in names}
     check_writable(out.parent, "the exported model")
+    made = make_folder(out.parent)  # (removed again below if the export fails: a refusal leaves no folder)
     # Written and checked under a temporary name, then renamed: a failed or wrong export never
     # replaces a good file. The suffix stays, as the exporters look at it.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
@@ -225,6 +226,8 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        if not out.exists():
+            remove_made(out.parent, made)
     _write_sidecar(out, fmt, cfg, data, source, names, batch, h, w, opset, result)
     return result
 

@@ -9,6 +9,7 @@ instead of a traceback.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -46,17 +47,46 @@ def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None
 
 
 def check_writable(folder: str | os.PathLike, what: str) -> Path:
-    """Fail now, before long work, if results cannot be written into `folder` (created if missing)."""
+    """Fail now, before long work, if results cannot be written into `folder`. Creates nothing: a command
+    refused after this check (a bad checkpoint, an option the model has no use for) left an empty results
+    folder behind. A missing folder is judged by the deepest one on its way that exists, where the writers
+    (atomic_write, which makes its parents) will make it; a file on the way is refused here."""
     folder = Path(folder)
     if folder.is_file():  # mkdir's "File exists" read as if the folder were there
         raise OutputError(f"cannot write {what} into {folder}: it is a file, not a folder; choose another folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        base = folder.absolute()
+        while not base.is_dir():
+            if base.exists() or base.is_symlink():  # a file (or a dangling link): no folder can be made under it
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base))
+            base = base.parent  # ("/" is a folder: the walk ends)
+        with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as e:
         raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; choose another folder") from e
     return folder
+
+
+def make_folder(folder: str | os.PathLike) -> Path | None:
+    """mkdir -p `folder`; returns the topmost folder it made (None: it was there), for remove_made."""
+    folder = Path(folder)
+    top = next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)
+    folder.mkdir(parents=True, exist_ok=True)
+    return top
+
+
+def remove_made(folder: str | os.PathLike, top: Path | None) -> None:
+    """Remove `folder` and its parents up to `top` (make_folder's answer), the empty ones only: after a
+    refused start, nothing the start made is left (whatever was written into them since stays)."""
+    if top is None:
+        return
+    for f in [Path(folder), *Path(folder).parents]:
+        try:
+            f.rmdir()
+        except OSError:  # not empty (or gone): it and the folders above stay
+            return
+        if f == top:
+            return
 
 
 def read_torch_file(path, *, what: str, error: type[Exception]):

@@ -56,7 +56,7 @@ from .checkpoint import (
 from .config import TrainConfig, check_bool, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
-from .io import atomic_write, check_writable, write_json, write_reason, write_text
+from .io import atomic_write, check_writable, make_folder, remove_made, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
 from .report import INSTALL_HINT, TensorBoardLog, write_report
 from .runtime import (
@@ -813,8 +813,8 @@ class Trainer:
 
     def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
-        self._made_folder = None if self.run_dir.exists() else self.run_dir
         check_writable(self.run_dir, "the run folder")
+        self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
         self._lock_run_folder()
         _check_run_folder(self.run_dir, self.resume_path)
 
@@ -855,11 +855,8 @@ class Trainer:
             (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock()  # unlocks and closes the descriptor, once
-        if failed and self._made_folder is not None:
-            try:
-                self._made_folder.rmdir()
-            except OSError:  # not empty: something was written after all
-                pass
+        if failed:
+            remove_made(self.run_dir, self._made_folder)  # (the empty ones: what was written stays)
 
     def _load(self, state: dict) -> None:
         """The checkpoint resumed from, once _check_resumed passed it: a step-0 one lends its weights alone."""

@@ -27,6 +27,9 @@ their extensions. Results: docs/mutation-engine.md, "The files' order".
 
 The inference commands' loaders closed (LC01-LC04): sample's, interpolate's and Evaluation's, however the
 call ends. Results: docs/mutation-engine.md, "The inference commands' loaders closed".
+Nothing litters (NL01-NL08): check_writable judges a destination without making it, a refused training
+start or export removes the folders it made, the download makes its folder at its first write. Results:
+docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
@@ -131,6 +134,14 @@ NO_WORKER_LEFT = [CZ + "a_training_that_raises_leaves_no_loader_worker_behind"]
 # the inference commands' loaders closed (LC)
 INFERENCE_WORKERS = [CZ + "an_inference_call_leaves_no_loader_worker_behind"]
 EPOCH_FILE = [CZ + "a_run_without_latest_pt_says_which_file_a_python_caller_passes"]
+# nothing litters (NL): a refused command leaves nothing it made
+LITTER = "tests/test_litter.py::test_"
+AFTER_CHECK = [LITTER + "a_refusal_right_after_the_check_leaves_no_folder",
+               LITTER + "check_writable_makes_nothing_and_probes_the_deepest_existing_folder"]
+IN_THE_WAY = [LITTER + "a_file_in_the_way_is_refused_up_front"]
+TRAIN_MADE = [LITTER + "a_refused_training_start_removes_the_run_folder_and_the_parents_it_made"]
+EXPORT_MADE = [LITTER + "refusals_after_the_check_leave_no_results_folder"]
+DOWNLOADED = ["tests/test_download.py::test_dataset_is_extracted_checked_and_marked"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = {"LC04"}
 SKIP = ""
@@ -536,6 +547,20 @@ MUTANTS = [
     ('LC04', EV, 'loader.close()  # at once: its checks', 'pass  # at once: its checks', INFERENCE_WORKERS),
     # the CLI's advice as a Python caller spells it (LC05)
     ('LC05', CK, "{folder / 'epoch_N.pt'} (in Python", "{folder / 'epoch_N'} (in Python", EPOCH_FILE),
+    # nothing litters: check_writable makes nothing; what a failed start made goes again
+    ('NL01', IO, '        base = folder.absolute()\n',
+     '        base = folder.absolute()\n        folder.mkdir(parents=True, exist_ok=True)\n', AFTER_CHECK),
+    ('NL02', IO, '            if base.exists() or base.is_symlink():  # a file',
+     '            if False:  # a file', IN_THE_WAY),
+    ('NL03', IO, '        with tempfile.TemporaryFile(dir=base):', '        with tempfile.TemporaryFile():',
+     AFTER_CHECK),
+    ('NL04', IO, '    top = next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)',
+     '    top = None if folder.exists() else folder', TRAIN_MADE),
+    ('NL05', IO, '        if f == top:\n            return', '        if False:\n            return', TRAIN_MADE),
+    ('NL06', T, '            remove_made(self.run_dir, self._made_folder)', '            pass', TRAIN_MADE),
+    ('NL07', EX, '            remove_made(out.parent, made)', '            pass', EXPORT_MADE),
+    ('NL08', DL, '            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable',
+     '            pass  # (check_writable', DOWNLOADED),
 ]
 
 if __name__ == "__main__":
