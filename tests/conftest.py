@@ -4,6 +4,7 @@ TRITON_INTERPRET must be set before triton is first imported, so it is set here,
 Engine tests pass impl="ref" explicitly where kernel speed would only slow them down.
 """
 import os
+import sys
 
 import pytest
 import torch
@@ -94,3 +95,47 @@ def in_launch(monkeypatch):
             depth.pop()
     monkeypatch.setattr(InterpretedFunction, "run", launch)
     return depth
+
+
+# -- nothing left in the checkout ------------------------------------------------------------------
+# A test that leaves a file or folder in the folder pytest runs in fails the session, naming it: commands
+# write into the current folder by default (results/<checkpoint stem>/), and a refused one left empty
+# results/G, results/nz0, ... behind unnoticed. Listed once in the controller (under pytest-xdist its
+# workers share the folder, and the check runs once all of them are done): the top level, and results/
+# and runs/ all the way down, where the commands' defaults write; what was there before is not counted.
+LISTED = ("results", "runs")
+UNLISTED = {".pytest_cache", "__pycache__", ".benchmarks"}  # pytest's and its plugins' own
+_BEFORE = pytest.StashKey[set]()
+
+
+def _checkout_listing(root) -> set:
+    from pathlib import Path
+    root = Path(root)
+    paths = set(root.iterdir())
+    for sub in LISTED:
+        paths.update((root / sub).rglob("*"))
+    return {p.relative_to(root) for p in paths if not UNLISTED.intersection(p.relative_to(root).parts)}
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # (the controller, or a run without xdist)
+        session.config.stash[_BEFORE] = _checkout_listing(session.config.invocation_params.dir)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the terminal's summary, which then reports it
+def pytest_sessionfinish(session):
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    left = sorted(map(str, _checkout_listing(session.config.invocation_params.dir) - before))
+    if left:
+        said = (f"tests left {len(left)} new files or folders in {session.config.invocation_params.dir} "
+                f"(write into tmp_path instead): {', '.join(left)}")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")  # (the progress line ends without one)
+            reporter.write_sep("=", said, red=True)
+        else:
+            print(said, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+

@@ -4,7 +4,9 @@ checkpoint or an option the model has no use for, left behind empty), and what a
 (train's run folder and its parents, export's folder) goes again. A destination that cannot be written
 is still refused up front, before any long work."""
 import importlib
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -168,3 +170,26 @@ def test_check_writable_makes_nothing_and_probes_the_deepest_existing_folder(tmp
     with pytest.raises(OutputError) as e:
         io.check_writable(tmp_path / "a" / "n", "results")
     assert str(e.value) == f"cannot write results into {tmp_path / 'a' / 'n'}: Permission denied; choose another folder"
+
+
+@pytest.mark.slow  # (three pytest runs: 20 s)
+def test_the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in(tmp_path):
+    """tests/conftest.py's check, on a suite of its own: what a test adds to the top level or anywhere in
+    results/ is named and fails the run, in one process and under pytest-xdist (whose workers share the folder); what
+    was there before and pytest's own folders are not counted."""
+    shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "results" / "old").mkdir(parents=True)
+    (tmp_path / "test_clean.py").write_text("def test_clean():\n    pass\n")
+    (tmp_path / "test_litters.py").write_text(
+        "from pathlib import Path\n\n\ndef test_litters():\n"
+        "    Path('results/old/G').mkdir()\n    Path('left.txt').write_text('x')\n")
+    said = f"tests left 2 new files or folders in {tmp_path} (write into tmp_path instead): left.txt, results/old/G"
+    for xdist in ([], ["-n", "2"]):
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", *xdist], cwd=tmp_path, capture_output=True,
+                           text=True)
+        assert r.returncode == 1 and said in r.stdout and "2 passed" in r.stdout, r.stdout + r.stderr
+        (tmp_path / "left.txt").unlink()
+        (tmp_path / "results" / "old" / "G").rmdir()
+    (tmp_path / "test_litters.py").unlink()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and "tests left" not in r.stdout, r.stdout + r.stderr

@@ -30,6 +30,10 @@ call ends. Results: docs/mutation-engine.md, "The inference commands' loaders cl
 Nothing litters (NL01-NL08): check_writable judges a destination without making it, a refused training
 start or export removes the folders it made, the download makes its folder at its first write. Results:
 docs/mutation-engine.md, "Nothing litters".
+Nothing litters (NL01-NL13): check_writable judges a destination without making it, a refused training
+start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
+the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13).
+Results: docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
@@ -142,6 +146,8 @@ IN_THE_WAY = [LITTER + "a_file_in_the_way_is_refused_up_front"]
 TRAIN_MADE = [LITTER + "a_refused_training_start_removes_the_run_folder_and_the_parents_it_made"]
 EXPORT_MADE = [LITTER + "refusals_after_the_check_leave_no_results_folder"]
 DOWNLOADED = ["tests/test_download.py::test_dataset_is_extracted_checked_and_marked"]
+GUARD = [LITTER + "the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in"]
+CONFTEST = "tests/conftest.py"
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = {"LC04"}
 SKIP = ""
@@ -561,6 +567,14 @@ MUTANTS = [
     ('NL07', EX, '            remove_made(out.parent, made)', '            pass', EXPORT_MADE),
     ('NL08', DL, '            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable',
      '            pass  # (check_writable', DOWNLOADED),
+    # the suite's check that its tests leave nothing in the folder it runs in
+    ('NL09', CONFTEST, '    if not hasattr(session.config, "workerinput"):  # (the controller',
+     '    if hasattr(session.config, "workerinput"):  # (the controller', GUARD),
+    ('NL10', CONFTEST, 'invocation_params.dir) - before))', 'invocation_params.dir)))', GUARD),
+    ('NL11', CONFTEST, '        paths.update((root / sub).rglob("*"))', '        paths.update((root / sub).glob("*"))',
+     GUARD),
+    ('NL12', CONFTEST, ' if not UNLISTED.intersection(p.relative_to(root).parts)}', '}', GUARD),
+    ('NL13', CONFTEST, '        session.exitstatus = pytest.ExitCode.TESTS_FAILED', '        pass', GUARD),
 ]
 
 if __name__ == "__main__":
