@@ -4,6 +4,7 @@ checkpoint or an option the model has no use for, left behind empty), and what a
 (train's run folder and its parents, export's folder) goes again. A destination that cannot be written
 is still refused up front, before any long work."""
 import importlib
+import os
 import shutil
 import socket
 import subprocess
@@ -174,22 +175,33 @@ def test_check_writable_makes_nothing_and_probes_the_deepest_existing_folder(tmp
 
 @pytest.mark.slow  # (three pytest runs: 20 s)
 def test_the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in(tmp_path):
-    """tests/conftest.py's check, on a suite of its own: what a test adds to the top level or anywhere in
-    results/ is named and fails the run, in one process and under pytest-xdist (whose workers share the folder); what
-    was there before and pytest's own folders are not counted."""
-    shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "conftest.py")
+    """tests/conftest.py's check, on a suite of its own run from tmp_path: what a test adds to the top level or
+    anywhere in results/ is named and fails the run, in one process and under pytest-xdist (whose workers
+    share the folder); what was there before and Python's own __pycache__ (a module of the top level
+    imported) are not counted."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "tests" / "conftest.py")
     (tmp_path / "results" / "old").mkdir(parents=True)
-    (tmp_path / "test_clean.py").write_text("def test_clean():\n    pass\n")
-    (tmp_path / "test_litters.py").write_text(
+    (tmp_path / "helper.py").write_text("")
+    (tmp_path / "tests" / "test_clean.py").write_text(
+        "import sys\nfrom pathlib import Path\n\n\ndef test_clean():\n"
+        "    sys.path.insert(0, str(Path.cwd()))\n    import helper  # noqa: F401\n")
+    (tmp_path / "tests" / "test_litters.py").write_text(
         "from pathlib import Path\n\n\ndef test_litters():\n"
         "    Path('results/old/G').mkdir()\n    Path('left.txt').write_text('x')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     said = f"tests left 2 new files or folders in {tmp_path} (write into tmp_path instead): left.txt, results/old/G"
+
+    def pytest_run(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "tests"],
+                              cwd=tmp_path, capture_output=True, text=True, env=env)
     for xdist in ([], ["-n", "2"]):
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", *xdist], cwd=tmp_path, capture_output=True,
-                           text=True)
+        r = pytest_run(*xdist)
         assert r.returncode == 1 and said in r.stdout and "2 passed" in r.stdout, r.stdout + r.stderr
+        assert (tmp_path / "__pycache__").is_dir()
         (tmp_path / "left.txt").unlink()
         (tmp_path / "results" / "old" / "G").rmdir()
-    (tmp_path / "test_litters.py").unlink()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2"], cwd=tmp_path, capture_output=True, text=True)
+        shutil.rmtree(tmp_path / "__pycache__")  # (made during the run: new again in the next)
+    (tmp_path / "tests" / "test_litters.py").unlink()
+    r = pytest_run("-n", "2")
     assert r.returncode == 0 and "tests left" not in r.stdout, r.stdout + r.stderr
