@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import urllib.request
@@ -92,12 +91,14 @@ def start_server(ckpt, **kw):
 
 
 @pytest.fixture(scope="module")
-def browser(server):
+def browser(server, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"]:
+    # the profile (2.7 MB) among pytest's temporary folders, which pytest prunes: a folder of mkdtemp's was
+    # left in /tmp by every run
+    for flag in FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.get(server[0])
