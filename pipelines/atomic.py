@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -36,13 +38,37 @@ def write_reason(err: BaseException, folder: Path) -> str:
     return f"{text} ({free / 2**20:.0f} MiB free in {folder}{limited})"
 
 
+# A temp file's name says who writes it: .<name>.<pid>-<host>-<mkstemp's random letters>.tmp. Another
+# writer's temp of the same target, still being written, is not stale: removed, that write's rename failed
+# (two `sample` calls into one folder, torchrun's ranks, two machines on a shared disk). The host as a
+# digest of its name (no dots, no dashes), read once; the pid at each write (a forked worker has its own).
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def is_stale(temp: str | os.PathLike) -> bool:
+    """Whether a temp file of atomic_write cannot belong to a write in progress: its process is gone (a
+    kill -9 skips all cleanup). Another machine's is never stale here (its processes cannot be seen); a
+    name without a writer (before writers were named) is a killed write's, as it always was."""
+    pid, host, letters = (Path(temp).name[1:-4].rpartition(".")[2].split("-", 2) + ["", ""])[:3]
+    if not (pid.isdigit() and letters):
+        return True
+    if host != _HOST:
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: is there such a process
+    except (ProcessLookupError, OverflowError):
+        return True
+    except PermissionError:  # there is: another user's
+        return False
+    return False
+
+
 class TempFiles:
-    """The temporary files of atomic_write (.<name>.<mkstemp's random letters>.tmp) in one folder, by the
+    """The temporary files of atomic_write (.<name>.<writer and random letters>.tmp) in one folder, by the
     name they were for, from one listing: a caller that writes many files into a folder (sample's and
     interpolate's images/) lists it once, where a listing per write made n writes O(n^2) (10,000 files
     into one folder: 81 s, against 38 s listed once; sample --num 5000 writes 40,000 images, and a
-    listing of 40,000 names takes 40 ms). Temp files made after the listing (another process's writes
-    in progress) are not among them, so never removed."""
+    listing of 40,000 names takes 40 ms). Temp files made after the listing are not among them."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder, self.by_name = Path(folder), {}
@@ -52,14 +78,14 @@ class TempFiles:
         except OSError:  # not made yet: nothing left in it
             names = []
         for temp in names:
-            # mkstemp's letters hold no dot: .x.png.abc.tmp is x.png's, never x's
+            # the writer and mkstemp's letters hold no dot: .x.png.abc.tmp is x.png's, never x's
             name, _, letters = temp[1:-4].rpartition(".")
             if name and letters:
                 self.by_name.setdefault(name, []).append(temp)
 
     def of(self, path: str | os.PathLike) -> list[Path]:
-        """The temp files of writes to `path` (a file of this folder) that were killed, once: a second
-        call for the same path returns none (the first one's caller removes them)."""
+        """The temp files of writes to `path` (a file of this folder), killed or in progress (is_stale tells
+        which), once: a second call for the same path returns none (the first one's caller removes them)."""
         path = Path(path)
         if path.parent != self.folder:
             raise ValueError(f"{path} is not a file of {self.folder}, the folder listed")
@@ -67,7 +93,7 @@ class TempFiles:
 
 
 def temp_files(path: str | os.PathLike) -> list[Path]:
-    """Temporary files left beside `path` by writes that were killed (kill -9 skips all cleanup)."""
+    """Temporary files beside `path` of writes to it, killed or in progress."""
     return TempFiles(Path(path).parent).of(path)
 
 
@@ -77,15 +103,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
 
     On any failure the temp file is removed and `path` is untouched; an OSError (or torch's
     RuntimeError for a failed write) becomes `error` with a one-line message naming the file.
-    Temp files of earlier, killed writes to the same path are removed first: those in `temps`, a
-    listing of the folder made once for many writes, else the folder is listed for this one.
+    Temp files of earlier, killed writes to the same path are removed first (never those of writes in
+    progress in other processes: is_stale): those in `temps`, a listing of the folder made once for many
+    writes, else the folder is listed for this one.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (temps if temps is not None else TempFiles(path.parent)).of(path):
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        for temp in (temps if temps is not None else TempFiles(path.parent)).of(path):
+            if is_stale(temp):  # (another live writer's is its own to rename)
+                temp.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
     except OSError as e:
         raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e

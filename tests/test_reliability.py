@@ -10,6 +10,8 @@ import random
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -884,6 +886,70 @@ def test_a_write_removes_its_own_names_temp_files_only(tmp_path):
     atomic.atomic_write(tmp_path / "x", lambda f: f.write(b"new"))
     assert left() == [".img1.png.kill0.tmp", ".x.png.kill0.tmp"]
 
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from bicyclegan.pipelines.atomic import atomic_write
+target, go = Path(sys.argv[1]), Path(sys.argv[2])
+
+def write(f):
+    f.write(b"second")
+    print("writing", flush=True)  # (its temp file is there now)
+    while not go.exists():
+        time.sleep(0.01)
+atomic_write(target, write)
+"""
+
+
+def test_a_write_in_progress_in_another_process_keeps_its_temp_file(tmp_path):
+    """Two processes writing one file at once (two `sample` calls into one folder, torchrun's ranks): the
+    first write removed the other's temp file as a killed write's, and the other's rename failed."""
+    target, go = tmp_path / "x.png", tmp_path / "go"
+    other = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(go)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "writing\n", other.stderr.read()
+        atomic.atomic_write(target, lambda f: f.write(b"first"))
+        assert target.read_bytes() == b"first"
+    finally:
+        go.touch()
+        _, err = other.communicate(timeout=60)
+    assert other.returncode == 0, err
+    assert target.read_bytes() == b"second" and atomic.temp_files(target) == []
+
+
+def test_only_temp_files_no_live_writer_can_own_are_stale(tmp_path, monkeypatch):
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = atomic._HOST
+        other_host = f"{(int(host, 16) + 1) % 2**32:08x}"
+        temps = {f".x.png.{gone.pid}-{host}-abc_1.tmp": True,  # its process has ended: killed
+                 f".x.png.{live.pid}-{host}-abc_2.tmp": False,  # its process still runs: in progress
+                 f".x.png.{os.getpid()}-{host}-abc_3.tmp": False,  # this process's
+                 f".x.png.{gone.pid}-{other_host}-abc_4.tmp": False,  # another machine's: not to be judged here
+                 ".x.png.abc_5.tmp": True}  # a name of a version before writers were named: a killed write's
+        for name in temps:
+            (tmp_path / name).write_bytes(b"x")
+        assert {p.name: atomic.is_stale(p) for p in atomic.temp_files(tmp_path / "x.png")} == temps
+        atomic.atomic_write(tmp_path / "x.png", lambda f: f.write(b"new"))
+        assert sorted(p.name for p in atomic.temp_files(tmp_path / "x.png")) == sorted(n for n, s in temps.items()
+                                                                                       if not s)
+    finally:
+        live.kill()
+        live.wait()
+    # the write's own temp file names it: this process, this machine
+    seen = []
+    atomic.atomic_write(tmp_path / "y.png", lambda f: seen.extend(atomic.temp_files(tmp_path / "y.png")))
+    assert len(seen) == 1 and seen[0].name.startswith(f".y.png.{os.getpid()}-{host}-"), seen
+
+    def another_users(pid, signal):  # (what os.kill says of another user's process, to all but root)
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "kill", another_users)
+    assert not atomic.is_stale(tmp_path / f".x.png.{gone.pid}-{host}-abc_6.tmp")
 
 # -- run folders and resume -----------------------------------------------------------------------
 def test_a_run_that_never_saved_is_not_continued_silently(tmp_path, data):

@@ -31,8 +31,10 @@ Nothing litters (NL01-NL08): check_writable judges a destination without making 
 start or export removes the folders it made, the download makes its folder at its first write. Results:
 docs/mutation-engine.md, "Nothing litters".
 Nothing litters (NL01-NL13): check_writable judges a destination without making it, a refused training
+Nothing litters (NL01-NL19): check_writable judges a destination without making it, a refused training
 start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
-the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13).
+the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13);
+atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19).
 Results: docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -146,6 +148,9 @@ IN_THE_WAY = [LITTER + "a_file_in_the_way_is_refused_up_front"]
 TRAIN_MADE = [LITTER + "a_refused_training_start_removes_the_run_folder_and_the_parents_it_made"]
 EXPORT_MADE = [LITTER + "refusals_after_the_check_leave_no_results_folder"]
 DOWNLOADED = ["tests/test_download.py::test_dataset_is_extracted_checked_and_marked"]
+AT = "pipelines/atomic.py"
+RACE = [REL + "a_write_in_progress_in_another_process_keeps_its_temp_file"]
+STALE = [REL + "only_temp_files_no_live_writer_can_own_are_stale"]
 GUARD = [LITTER + "the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in"]
 CONFTEST = "tests/conftest.py"
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
@@ -575,6 +580,16 @@ MUTANTS = [
      GUARD),
     ('NL12', CONFTEST, ' if not UNLISTED.intersection(p.relative_to(root).parts)}', '}', GUARD),
     ('NL13', CONFTEST, '        session.exitstatus = pytest.ExitCode.TESTS_FAILED', '        pass', GUARD),
+    # atomic_write: another process's write in progress keeps its temp file
+    ('NL14', AT, '            if is_stale(temp):  # (another', '            if True:  # (another', RACE),
+    ('NL15', AT, 'prefix=f".{path.name}.{os.getpid()}-{_HOST}-"', 'prefix=f".{path.name}."', RACE + STALE),
+    ('NL16', AT, '    except (ProcessLookupError, OverflowError):\n        return True',
+     '    except (ProcessLookupError, OverflowError):\n        return False', STALE),
+    ('NL17', AT, '    if host != _HOST:\n        return False', '    if False:\n        return False', STALE),
+    ('NL18', AT, '    if not (pid.isdigit() and letters):\n        return True',
+     '    if not (pid.isdigit() and letters):\n        return False', STALE),
+    ('NL19', AT, '    except PermissionError:  # there is: another user\'s\n        return False',
+     '    except PermissionError:  # there is: another user\'s\n        return True', STALE),
 ]
 
 if __name__ == "__main__":
