@@ -783,6 +783,9 @@ def _read_json(path: Path):
         return None
 
 
+RUN_MARKERS = ("config.json", "log.jsonl")  # what makes a folder a run's, for its report
+
+
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
     """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval_log.jsonl,
     eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs"} from a live trainer (default: from
@@ -792,6 +795,11 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
         raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
                           else f"run folder {run} does not exist (the --out of a training)")
+    if not any((run / name).is_file() for name in RUN_MARKERS):
+        # (a training writes config.json as it starts, before its first report): another folder, the dataset's
+        # or a results folder, got a report.html of no run written into it
+        raise ConfigError(f"{run} is not a run folder: it holds no {' or '.join(RUN_MARKERS)} (the --out of a "
+                          f"training holds them from its start)")
     shown = spread(run_grids(run), MAX_GRIDS)
     # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)
     # had its column titles at 36 % (4 px letters) and lost its images' detail. Not beyond

@@ -132,6 +132,7 @@ class Head(HTMLParser):
 
 def pages(tmp_path):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     yield "gallery", write_gallery(tmp_path / "g", [{"name": "x", "images": [("input", "x.png")]}], "t").read_text()
     yield "report", write_report(tmp_path / "run").read_text()
     yield "explorer", PAGE.read_text()

@@ -232,6 +232,7 @@ def test_a_latest_grid_wider_than_a_256px_runs_is_embedded_scaled_down(tmp_path)
     # to pixels). Scaled to 2,900 px: (2900 / 5656)^2 = 26 % of the pixels, 35 % of the bytes in base64.
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     grid = run / "samples" / "step_0000500.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (100, 5656, 3), dtype=np.uint8)).save(grid, compress_level=1)
@@ -267,6 +268,7 @@ def test_a_256px_runs_report_weighs_about_two_of_its_grids(tmp_path):
     rng = np.random.default_rng(0)
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     for k in range(1, 21):
         Image.fromarray(rng.integers(0, 256, (258 + 14, 2840, 3), dtype=np.uint8)).save(
             run / "samples" / f"step_{k * 500:07d}.png", compress_level=1)
@@ -304,6 +306,7 @@ def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
 
 
 def test_report_of_a_run_without_anything_yet(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # (what a training writes first)
     page = write_report(tmp_path).read_text()
     assert "No losses logged yet" in page and "No sample grid yet" in page and "Not evaluated yet" in page
 
@@ -319,6 +322,20 @@ def test_report_of_no_run_folder_is_refused_by_name(tmp_path):
     ckpt.write_bytes(b"x")
     with pytest.raises(ConfigError, match=rf"{re.escape(str(ckpt))} is a file, not a run folder"):
         write_report(ckpt)
+    # A folder that is no run's (a dataset's, a results folder) got a report.html of nothing written into it.
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "0.png").write_bytes(b"x")
+    with pytest.raises(ConfigError) as e:
+        write_report(data)
+    assert str(e.value) == (f"{data} is not a run folder: it holds no config.json or log.jsonl (the --out of a "
+                            f"training holds them from its start)")
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["train", "train/0.png"]
+    for marker in ("log.jsonl", "config.json"):  # either makes it a run's (a run of an older version: a log alone)
+        run = tmp_path / f"run_{marker}"
+        run.mkdir()
+        (run / marker).write_text("{}\n" if marker == "config.json" else "")
+        assert write_report(run) == run / "report.html" and (run / "report.html").is_file()
 
 def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
     run, _ = fake_run(tmp_path, n_grids=2)
@@ -699,6 +716,7 @@ def test_a_measure_that_was_not_taken_reads_as_a_dash_not_python_none(tmp_path):
     # evaluate --n_samples 1 writes diversity_l1: null (no pair to compare); the table showed "None".
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     (run / "eval.json").write_text(json.dumps({"variant": "pix2pix", "diversity_l1": None, "coverage": 0.5}))
     page = write_report(run).read_text()
     assert "<th title='diversity_l1'>diversity (L1 between samples)</th><td>-</td>" in page and "None" not in page
@@ -709,6 +727,7 @@ def test_every_dash_in_the_evaluation_table_says_why(tmp_path):
     # eval.json's protocol showed its options left at their defaults as "layout -, skip_bad -".
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     (run / "eval.json").write_text(json.dumps({"variant": "bicycle", "diversity_l1": None, "fid": None,
                                                "protocol": {"seed": 0, "layout": None, "skip_bad": None}}))
     page = html.unescape(write_report(run).read_text())
@@ -748,6 +767,7 @@ def test_the_evaluation_table_names_each_measure_as_the_terminal_does_keeping_th
     from bicyclegan.engine.evaluate import format_table
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     result = {"variant": "bicycle", "dataroot": "/d", "phase": "test", "n_inputs": 4, "n_samples": 2, "seed": 0,
               "metrics": ["l1", "lpips", "fid", "palette"], "diversity_l1": 0.25, "encoded_l1": 0.5,
               "diversity_lpips": 0.125, "lpips": {"net": "alex", "version": "0.1", "pairs": "all", "n_pairs": 4,

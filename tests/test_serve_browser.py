@@ -286,6 +286,7 @@ def test_on_a_phone_grids_keep_their_size_and_scroll_within_the_page(browser, tm
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
     grid_png(run / "samples" / "step_0000010.png", 730, 300)
+    (run / "config.json").write_text("{}")  # (a run folder: what a training writes first)
     pics = [(f"z{i}", grid_png(tmp_path / f"{i}.png", 128, 128).name) for i in range(8)]
     pages = {"report": write_report(run), "gallery": write_gallery(tmp_path, [{"name": "a", "images": pics}], "g")}
     for what, page in pages.items():

@@ -32,9 +32,11 @@ start or export removes the folders it made, the download makes its folder at it
 docs/mutation-engine.md, "Nothing litters".
 Nothing litters (NL01-NL13): check_writable judges a destination without making it, a refused training
 Nothing litters (NL01-NL19): check_writable judges a destination without making it, a refused training
+Nothing litters (NL01-NL21): check_writable judges a destination without making it, a refused training
 start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
 the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13);
-atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19).
+atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19);
+write_report refuses a folder that is no run's (NL20-NL21).
 Results: docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -572,6 +574,10 @@ MUTANTS = [
     ('NL07', EX, '            remove_made(out.parent, made)', '            pass', EXPORT_MADE),
     ('NL08', DL, '            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable',
      '            pass  # (check_writable', DOWNLOADED),
+    # write_report: a folder that is no run's
+    ('NL20', R, '    if not any((run / name).is_file() for name in RUN_MARKERS):',
+     '    if not all((run / name).is_file() for name in RUN_MARKERS):', REPORT),
+    ('NL21', R, 'RUN_MARKERS = ("config.json", "log.jsonl")', 'RUN_MARKERS = ("config.json",)', REPORT),
     # the suite's check that its tests leave nothing in the folder it runs in
     ('NL09', CONFTEST, '    if not hasattr(session.config, "workerinput"):  # (the controller',
      '    if hasattr(session.config, "workerinput"):  # (the controller', GUARD),
