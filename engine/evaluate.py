@@ -35,7 +35,7 @@ import torch
 import torch.distributed as tdist
 
 from bicyclegan.pipelines import DatasetError
-from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.errors import SeveralSizesError, plural
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_bool, check_int
@@ -172,16 +172,18 @@ class Evaluation:
     run (--eval_every) keeps one and runs it at each evaluation, on the same inputs with the same z.
     Arguments: as evaluate's; networks_from: an Evaluation of the same metric options whose metric networks
     this one uses instead of loading its own; dist: the ranks that share each run() under torchrun (every
-    rank makes its Evaluation and calls run() at the same points: a training run's --eval_every)."""
+    rank makes its Evaluation and calls run() at the same points: a training run's --eval_every); keep_loader:
+    the first run() reads the loader made here (the split listed and checked once); False where that run comes
+    much later (a training's: its files checked again by then, each run's loader made afresh)."""
 
     def __init__(self, model, dataroot=None, *, phase: str | None = None, num: int = PAPER_INPUTS,
                  device: str = "auto", batch_size: int = 16, metrics=None, lpips_version: str = "0.0",
                  lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
                  layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None,
-                 dist: Dist = Dist()):
+                 dist: Dist = Dist(), keep_loader: bool = True):
         check_int("num", num, 1)
         check_int("batch_size", batch_size, 1)
-        self.dist = dist
+        self.dist, self.batch_size, self._kept = dist, batch_size, None
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
                              lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
@@ -205,9 +207,20 @@ class Evaluation:
             raise ConfigError(f"lpips_pairs={lpips_pairs!r}: expected one of {', '.join(PAIRS)}")
         if "fid" in chosen and num < 2:
             raise ConfigError(f"FID compares two sets of images: num must be >= 2, got {num}")
-        self.batch_size, self.lpips_version, self.lpips_pairs = batch_size, lpips_version, lpips_pairs
-        loader = self._loader(1)  # a batch of 1 takes any split; its sizes say whether a larger one can
-        loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
+        self.lpips_version, self.lpips_pairs = lpips_version, lpips_pairs
+        # Built once, at the batch size asked, and kept for the first run() (a batch-1 loader made here for
+        # its sizes and another in run() checked and listed the split twice per evaluation)
+        try:
+            loader = self._loader()
+        except SeveralSizesError:
+            # preprocess none / scale_width keep the files' sizes, and a batch needs one: an input at a time
+            # (the batch size changes no measure; a split of several sizes was refused, with advice to use
+            # batch_size=1, which train --eval_every has no option for)
+            self.batch_size = 1
+            loader = self._loader()
+        self._kept = loader if keep_loader else None
+        if not keep_loader:
+            loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
         # Inputs alone have no B: known now, not after the first batch was generated (compare had made its
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
@@ -217,10 +230,6 @@ class Evaluation:
             raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
                                f"{', '.join(need)} compare outputs with B; use l1 or lpips")
         if len(loader.output_sizes) > 1:
-            # preprocess none / scale_width keep the files' sizes, and a batch needs one: an input at a
-            # time (the batch size changes no measure; a split of several sizes was refused, with advice
-            # to use batch_size=1, which train --eval_every has no option for)
-            self.batch_size = 1
             if "palette" in chosen:  # (it classifies all the outputs as one batch: a RuntimeError of sizes)
                 (h0, w0), (h1, w1) = list(loader.output_sizes)[:2]
                 raise ConfigError(f"metrics palette (a default on the demo data) classifies the outputs of a split "
@@ -269,7 +278,7 @@ class Evaluation:
         if reading(model.cfg) != reading(self.model.cfg):
             return Evaluation(model, **self._options, networks_from=self, dist=self.dist)
         other = copy.copy(self)
-        other.model = model
+        other.model, other._kept = model, None  # (the loader kept is this one's first run's)
         other._check_finite()
         return other
 
@@ -278,14 +287,17 @@ class Evaluation:
             raise DivergenceError(f"the model holds {self.model.describe_nonfinite(bad)}; evaluate a checkpoint "
                                   f"from before training diverged")
 
-    def _loader(self, batch_size: int | None = None):
-        """The split's loader (run() reads this rank's share of it: _from_input)."""
-        # Made for each run: a kept one would keep its worker processes for as long as this object lives.
+    def _loader(self):
+        """The split's loader (run() reads this rank's share of it: _from_input): the one __init__ made, for
+        the first run; later runs make their own (a training's evaluations): a loader kept after its run would
+        keep its worker processes for as long as this object lives."""
+        if (kept := self._kept) is not None:
+            self._kept = None
+            return kept
         # Not the loader's own cut among the ranks: that one checks the files together (a collective, which
         # a rank failing before it left the others in), and with skip_bad it cuts the whole split, not num.
         return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,
-                            batch_size=batch_size or self.batch_size, shuffle=False, augment=False,
-                            layout=self.layout)
+                            batch_size=self.batch_size, shuffle=False, augment=False, layout=self.layout)
 
     @torch.no_grad()
     def run(self, n_samples: int | None = None, seed: int = 0, stop=None, progress: bool = False) -> dict | None:

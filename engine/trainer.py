@@ -521,7 +521,8 @@ def _evaluation(model, cfg: TrainConfig, root: Path, dist):
     try:
         return Evaluation(model, root, phase=held_out(root), num=cfg.eval_num, metrics=cfg.eval_metrics,
                           lpips_backbone=cfg.lpips_backbone, lpips_linear=cfg.lpips_linear,
-                          fid_weights=cfg.fid_weights, dist=dist)
+                          fid_weights=cfg.fid_weights, dist=dist,
+                          keep_loader=False)  # (run at --eval_every: the files checked again then)
     except (ConfigError, DatasetError, WeightsError) as e:  # (its advice names evaluate's options: train's too)
         raise type(e)(f"the evaluations during training (--eval_every {cfg.eval_every}): {e}") from e
 

@@ -1,8 +1,13 @@
-"""The one exception type of bicyclegan.pipelines: a dataset that cannot be loaded as asked."""
+"""The exception type of bicyclegan.pipelines (and its one special case): a dataset that cannot be loaded as asked."""
 
 
 class DatasetError(ValueError):
     """Bad or missing data: the message names the folder or file(s) and what is wrong with them."""
+
+
+class SeveralSizesError(DatasetError):
+    """A batch of more than one asked of a split whose images keep several sizes (preprocess none,
+    scale_width): a caller that can go an input at a time (the evaluation) tells it from other refusals."""
 
 
 def describe_bad(bad, limit=10):

@@ -40,7 +40,7 @@ except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's we
     simplejpeg = None
 
 from .atomic import atomic_write
-from .errors import DatasetError, describe_bad
+from .errors import DatasetError, SeveralSizesError, describe_bad
 
 log = logging.getLogger("bicyclegan.pipelines")
 # A warning every process of a machine gives alike (the same files and checks, the same cores and
@@ -639,7 +639,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         outputs.setdefault(spec.output_size(h, w // 2 if layout == "aligned" else w), s.path)
     if len(outputs) > 1 and batch_size > 1:
         (a_size, a_path), (b_size, b_path) = list(outputs.items())[:2]
-        raise DatasetError(
+        raise SeveralSizesError(
             f"preprocess={spec.preprocess!r} keeps image sizes, and a batch needs one size: "
             f"{a_path} gives {a_size[1]}x{a_size[0]} but {b_path} gives {b_size[1]}x{b_size[0]} "
             "(W x H); use a cropping preprocess or batch_size=1")

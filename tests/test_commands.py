@@ -513,3 +513,28 @@ def test_the_help_explains_every_option_and_names_its_default(command):
         said = {str(action.default), f"{action.default:g}" if isinstance(action.default, float) else ""} - {""}
         assert any(f"default{colon} {s}" in (action.help or "") for s in said for colon in ("", ":")), \
             (action.dest, action.help)
+
+
+def test_an_evaluation_builds_its_loader_once_and_measures_as_a_loader_of_its_own(demo_root, tmp_path, monkeypatch):
+    """The Evaluation built a batch-1 loader for the split's sizes and run() another: the split listed and
+    checked twice for one evaluation. One now, kept for the first run; a later run (a training's next
+    evaluation) makes its own, and measures the same."""
+    ev_module = importlib.import_module("bicyclegan.engine.evaluate")  # (the package exports the function by that name)
+    built, real = [], ev_module.build_loader
+
+    def counted(*args, **kw):
+        loader = real(*args, **kw)  # (a refused one is not counted: a split of several sizes, asked a batch of 2)
+        built.append(kw["batch_size"])
+        return loader
+    monkeypatch.setattr(ev_module, "build_loader", counted)
+    mixed = tmp_path / "mixed" / "val"
+    mixed.mkdir(parents=True)
+    for i, side in enumerate((32, 64, 32)):  # preprocess none keeps each size: an input at a time
+        Image.open(demo_root / "val" / f"{i:05d}.png").resize((2 * side, side)).save(mixed / f"{i}.png")
+    model = tiny(demo_root)
+    for root, batch in ((demo_root, 2), (tmp_path / "mixed", 1)):
+        built.clear()
+        ev = ev_module.Evaluation(model, root, phase="val", num=3, device="cpu", batch_size=2, metrics="l1")
+        first = ev.run(2, seed=1)
+        assert built == [batch], root
+        assert ev.run(2, seed=1) == first and built == [batch, batch], root

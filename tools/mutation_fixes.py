@@ -33,10 +33,11 @@ docs/mutation-engine.md, "Nothing litters".
 Nothing litters (NL01-NL13): check_writable judges a destination without making it, a refused training
 Nothing litters (NL01-NL19): check_writable judges a destination without making it, a refused training
 Nothing litters (NL01-NL21): check_writable judges a destination without making it, a refused training
+Nothing litters (NL01-NL27): check_writable judges a destination without making it, a refused training
 start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
 the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13);
 atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19);
-write_report refuses a folder that is no run's (NL20-NL21).
+write_report refuses a folder that is no run's (NL20-NL21); an Evaluation builds its loader once (NL22-NL27).
 Results: docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -153,10 +154,16 @@ DOWNLOADED = ["tests/test_download.py::test_dataset_is_extracted_checked_and_mar
 AT = "pipelines/atomic.py"
 RACE = [REL + "a_write_in_progress_in_another_process_keeps_its_temp_file"]
 STALE = [REL + "only_temp_files_no_live_writer_can_own_are_stale"]
+ONCE = ["tests/test_commands.py::test_an_evaluation_builds_its_loader_once_and_measures_as_a_loader_of_its_own"]
+TRAIN_EVAL_BROKEN = ["tests/test_validation.py::test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_"
+                     "split_is_not_called_held_out"]
 GUARD = [LITTER + "the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in"]
 CONFTEST = "tests/conftest.py"
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = {"LC04"}
+# NL27: an Evaluation.of() copy sharing the loader kept for the first run reads it again from its first batch
+# (set_epoch): the same inputs, the same figures; only how long the loader lives differs
+EQUIVALENT: set[str] = {"NL27"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests)
@@ -578,6 +585,14 @@ MUTANTS = [
     ('NL20', R, '    if not any((run / name).is_file() for name in RUN_MARKERS):',
      '    if not all((run / name).is_file() for name in RUN_MARKERS):', REPORT),
     ('NL21', R, 'RUN_MARKERS = ("config.json", "log.jsonl")', 'RUN_MARKERS = ("config.json",)', REPORT),
+    # Evaluation: its loader built once, kept for its first run
+    ('NL22', EV, '        self._kept = loader if keep_loader else None', '        self._kept = None', ONCE),
+    ('NL23', EV, '            self._kept = None\n            return kept', '            return kept', ONCE),
+    ('NL24', FI, '        raise SeveralSizesError(', '        raise DatasetError(', ONCE),
+    ('NL25', EV, '            self.batch_size = 1\n            loader = self._loader()',
+     '            loader = self._loader()', ONCE),
+    ('NL26', T, '    keep_loader=False)  # (run at', '    keep_loader=True)  # (run at', TRAIN_EVAL_BROKEN),
+    ('NL27', EV, 'other.model, other._kept = model, None', 'other.model = model', ONCE),
     # the suite's check that its tests leave nothing in the folder it runs in
     ('NL09', CONFTEST, '    if not hasattr(session.config, "workerinput"):  # (the controller',
      '    if hasattr(session.config, "workerinput"):  # (the controller', GUARD),
