@@ -795,9 +795,10 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
         raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
                           else f"run folder {run} does not exist (the --out of a training)")
-    if not any((run / name).is_file() for name in RUN_MARKERS):
-        # (a training writes config.json as it starts, before its first report): another folder, the dataset's
-        # or a results folder, got a report.html of no run written into it
+    if status is None and not any((run / name).is_file() for name in RUN_MARKERS):
+        # Another folder, the dataset's or a results folder, got a report.html of no run written into it. (A
+        # training writes config.json as it starts; a live trainer, which gives its status, writes into its own
+        # folder, config.json or not: Trainer.validate() called before train().)
         raise ConfigError(f"{run} is not a run folder: it holds no {' or '.join(RUN_MARKERS)} (the --out of a "
                           f"training holds them from its start)")
     shown = spread(run_grids(run), MAX_GRIDS)

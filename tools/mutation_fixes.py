@@ -37,7 +37,7 @@ Nothing litters (NL01-NL27): check_writable judges a destination without making 
 start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
 the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13);
 atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19);
-write_report refuses a folder that is no run's (NL20-NL21); an Evaluation builds its loader once (NL22-NL27).
+write_report refuses a folder that is no run's (NL20-NL21, NL28); an Evaluation builds its loader once (NL22-NL27).
 Results: docs/mutation-engine.md, "Nothing litters".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -154,6 +154,8 @@ DOWNLOADED = ["tests/test_download.py::test_dataset_is_extracted_checked_and_mar
 AT = "pipelines/atomic.py"
 RACE = [REL + "a_write_in_progress_in_another_process_keeps_its_temp_file"]
 STALE = [REL + "only_temp_files_no_live_writer_can_own_are_stale"]
+LIVE_REPORT = ["tests/test_validation.py::test_an_evaluation_leaves_the_random_generators_and_the_networks_modes_"
+               "as_they_were"]
 ONCE = ["tests/test_commands.py::test_an_evaluation_builds_its_loader_once_and_measures_as_a_loader_of_its_own"]
 TRAIN_EVAL_BROKEN = ["tests/test_validation.py::test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_"
                      "split_is_not_called_held_out"]
@@ -582,9 +584,10 @@ MUTANTS = [
     ('NL08', DL, '            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable',
      '            pass  # (check_writable', DOWNLOADED),
     # write_report: a folder that is no run's
-    ('NL20', R, '    if not any((run / name).is_file() for name in RUN_MARKERS):',
-     '    if not all((run / name).is_file() for name in RUN_MARKERS):', REPORT),
+    ('NL20', R, 'status is None and not any((run / name).is_file() for name in RUN_MARKERS):',
+     'status is None and not all((run / name).is_file() for name in RUN_MARKERS):', REPORT),
     ('NL21', R, 'RUN_MARKERS = ("config.json", "log.jsonl")', 'RUN_MARKERS = ("config.json",)', REPORT),
+    ('NL28', R, '    if status is None and not any((run / name)', '    if not any((run / name)', LIVE_REPORT),
     # Evaluation: its loader built once, kept for its first run
     ('NL22', EV, '        self._kept = loader if keep_loader else None', '        self._kept = None', ONCE),
     ('NL23', EV, '            self._kept = None\n            return kept', '            return kept', ONCE),
