@@ -353,7 +353,8 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
             "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)") + (
             f"; {' and '.join(map(str, aside))} belong{'s' if len(aside) == 1 else ''} to a continuation the run "
             f"abandoned when it was resumed from an earlier checkpoint: give that file to sample or evaluate it, "
-            f"or to train on from it in a new run folder (train --resume FILE --out NEW)" if aside else ""))
+            f"or to train on from it in a new run folder (train --resume FILE --out NEW; resume=FILE, a new out in "
+            f"Python)" if aside else ""))
     return found
 
 

@@ -178,7 +178,9 @@ class TrainingStopped(Exception):
         self.signal, self.step, self.epoch, self.checkpoint = sig, step, epoch, checkpoint
         self._args = sig, step, epoch, checkpoint, run_dir, launch
         super().__init__(f"stopped by {sig.name} at step {step} (epoch {epoch + 1}): checkpoint written to "
-                         f"{checkpoint}; resume with {launch} --out {shlex.quote(str(run_dir))} --resume")
+                         # (a Python caller's words first: the command stays last, to copy whole)
+                         f"{checkpoint} (resume=True resumes it in Python); resume with {launch} --out "
+                         f"{shlex.quote(str(run_dir))} --resume")
 
     def __reduce__(self):  # pickled (a process pool's result): made again from its fields, not its message
         return type(self), self._args
@@ -356,12 +358,15 @@ def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
         folder = ckpt_path.parent
         if resume_path.parent.resolve() != folder.resolve():
             raise
-        others = [(f"--resume --epoch {n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
-        others += [(f"--resume {shlex.quote(str(folder / BEST))}", BEST)] if (folder / BEST).is_file() else []
-        others = [(how, name) for how, name in others if name != resume_path.name and _opens(folder / name)]
+        # each with train()'s keywords for it: a Python caller has no flags to pass
+        others = [(f"--resume --epoch {n}", f"epoch={n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
+        others += [(f"--resume {shlex.quote(str(folder / BEST))}", f"resume={str(folder / BEST)!r}", BEST)
+                   ] if (folder / BEST).is_file() else []
+        others = [o for o in others if o[2] != resume_path.name and _opens(folder / o[2])]
         if others:
-            how = f"; resume from another of the run's checkpoints instead: {others[0][0]}" + (
-                f" (the others: {', '.join(name for _, name in others[1:])})" if others[1:] else "")
+            (cli, py, _), rest = others[0], others[1:]
+            how = f"; resume from another of the run's checkpoints instead: {cli} ({py} in Python" + (
+                f"; the others: {', '.join(o[2] for o in rest)}" if rest else "") + ")"
         else:
             how = ("; the run kept no other checkpoint to resume from: start it again (--save_epoch_freq N also "
                    "keeps one every N epochs)")
@@ -964,7 +969,8 @@ class Trainer:
                                   f"nothing was trained") from e
         print(f"note: {self.resume_path.name} is at step {self.step}; the checkpoints written past it "
               f"({', '.join(p.name for p in later)}) are moved to {aside}, so that those in {folder} are this "
-              f"run's (train on from one of them with --resume FILE --out NEW)", file=sys.stderr)
+              f"run's (train on from one of them with --resume FILE --out NEW; resume=FILE, a new out in Python)",
+              file=sys.stderr)
         return [path.name for path in later]
 
     def _prepare_validation(self) -> None:
@@ -1126,7 +1132,8 @@ class Trainer:
     def _intact(self) -> str:
         """_last_good, and how to go on from it (the line a run stopped by an error ends with)."""
         how = ("start the run again" if self.saved_step is None else "resume it with --resume"
-               + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))}"))
+               + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))} "
+                  f"(resume={str(self.saved_path)!r} in Python)"))
         return f"{self._last_good()}: {how}"
 
     def _after_step(self) -> str:

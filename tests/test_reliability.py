@@ -800,8 +800,9 @@ def test_a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from(tmp_pa
     with pytest.raises(CheckpointError) as e:
         Trainer(run(max_steps=12), resume=True, progress=False)
     assert str(e.value).startswith(f"checkpoint {latest} cannot be read: ")
-    assert str(e.value).endswith("; resume from another of the run's checkpoints instead: --resume --epoch 2 (the "
-                                 "others: epoch_1.pt)")
+    # (and what a Python caller writes for it)
+    assert str(e.value).endswith("; resume from another of the run's checkpoints instead: --resume --epoch 2 "
+                                 "(epoch=2 in Python; the others: epoch_1.pt)")
     assert Trainer(run(max_steps=12), resume=True, epoch=2, progress=False).step == 8  # which does
     (out / "checkpoints" / "epoch_1.pt").unlink()
     for name in ("epoch_2.pt", "latest.pt"):  # (the resume from epoch_2.pt made it latest.pt too)

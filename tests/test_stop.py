@@ -107,7 +107,8 @@ def test_sigterm_ends_the_iteration_in_progress_saves_and_raises_training_stoppe
         trainer(run, data, at=3, send=[TERM], log_every=4).train()
     e, ckpt = stop.value, run / "checkpoints" / "latest.pt"
     assert (e.signal, e.step, e.epoch, e.checkpoint) == (TERM, 3, 0, ckpt)
-    assert str(e) == (f"stopped by SIGTERM at step 3 (epoch 1): checkpoint written to {ckpt}; resume with "
+    assert str(e) == (f"stopped by SIGTERM at step 3 (epoch 1): checkpoint written to {ckpt} (resume=True resumes "
+                      f"it in Python); resume with "
                       f"bicyclegan train --out {run} --resume")
     state = read_checkpoint(ckpt)  # whole, its digest checked
     assert state["step"] == 3
@@ -144,8 +145,8 @@ def test_training_stopped_crosses_a_process_boundary():
     for back in (pickle.loads(pickle.dumps(e)), copy.copy(e)):
         assert type(back) is TrainingStopped and (back.signal, back.step, back.epoch, back.checkpoint) == \
             (TERM, 3, 0, Path("r/checkpoints/latest.pt"))
-        assert str(back) == ("stopped by SIGTERM at step 3 (epoch 1): checkpoint written to r/checkpoints/latest.pt; "
-                             "resume with bicyclegan train --out r --resume")
+        assert str(back) == ("stopped by SIGTERM at step 3 (epoch 1): checkpoint written to r/checkpoints/latest.pt "
+                             "(resume=True resumes it in Python); resume with bicyclegan train --out r --resume")
 
 
 
@@ -491,7 +492,8 @@ def test_a_signal_to_the_process_group_stops_the_command_with_workers_and_it_res
     assert step >= 2 and logged(run)[-1] == step  # the iteration in progress, no more
     last = err.strip().splitlines()[-1]
     assert last == (f"stopped by {sig.name} at step {step} (epoch {(step - 1) // 8 + 1}): checkpoint written to "
-                    f"r/checkpoints/latest.pt; resume with bicyclegan train --out r --resume"), err
+                    f"r/checkpoints/latest.pt (resume=True resumes it in Python); resume with bicyclegan train --out r "
+                    f"--resume"), err
     assert "Traceback" not in err and "run folder:" not in out
     # The workers survived the signal and the stop waited for no batch; no process of the group is left.
     assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 1

@@ -386,16 +386,20 @@ def test_going_back_sets_the_later_checkpoints_aside_and_refuses_them_by_epoch(t
     said = capsys.readouterr().err
     assert said == (f"note: epoch_1.pt is at step 4; the checkpoints written past it (epoch_2.pt, epoch_3.pt, "
                     f"latest.pt) are moved to {aside}, so that those in {ckpts} are this run's (train on from "
-                    f"one of them with --resume FILE --out NEW)\n")
+                    f"one of them with --resume FILE --out NEW; resume=FILE, a new out in Python)\n")
     # an epoch of the abandoned continuation, asked for by number, is refused and said where it is
     for ask in (lambda: Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=3, progress=False),
                 lambda: find_checkpoint(run, 3)):
         with pytest.raises(CheckpointError, match=rf"no checkpoint for epoch 3 in {ckpts}: epochs saved there: 1; "
                                                   rf"{aside / 'epoch_3.pt'} belongs to a continuation the run "
-                                                  rf"abandoned"):
+                                                  rf"abandoned .*--resume FILE --out NEW; resume=FILE, a new out "
+                                                  rf"in Python\)$"):
             ask()
     # the run goes on and writes its own later epochs; the abandoned ones stay as they were
     t = Trainer(tiny_cfg(run, data, **kw), resume=True, epoch=1, progress=False)  # (the one above never trained)
+    # an error before its first save says to resume from the file it resumed from, as a Python caller gives it too
+    assert t._intact().endswith(f"resume it with --resume {ckpts / 'epoch_1.pt'} "
+                                f"(resume={str(ckpts / 'epoch_1.pt')!r} in Python)")
     assert not (ckpts / "abandoned_after_step_4_2").exists()  # nothing past step 4 to move this time
     stand_in(t)
     t.train()
