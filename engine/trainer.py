@@ -796,7 +796,7 @@ class Trainer:
                         raise
                     raise ConfigError(f"{self.run_dir} logs to TensorBoard ({self.run_dir / 'tensorboard'}), which "
                                       f"needs the tensorboard package: {INSTALL_HINT}; or resume with "
-                                      f"--no-tensorboard") from e
+                                      f"--no-tensorboard (tensorboard=False in Python)") from e
         self.dist.main_decides(rank0_outputs)
         if cfg.eval_every and self.world > 1:
             # Every rank measures a share of each evaluation: the others' made ready as rank 0's was

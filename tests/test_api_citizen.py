@@ -410,3 +410,20 @@ def test_a_run_without_latest_pt_says_which_file_a_python_caller_passes(tmp_path
     assert f"give its file, {run / 'checkpoints' / 'epoch_N.pt'} (in Python: epoch=N to train, the file elsewhere)" \
         in str(e.value)
     calls[call](run / "checkpoints" / "epoch_1.pt")
+
+
+def test_a_run_logging_to_tensorboard_without_its_package_says_train_s_keyword_too(tmp_path, data, monkeypatch):
+    """A continued run logs on to the TensorBoard log it has: without the package, the advice was the flag
+    --no-tensorboard alone, which train() does not take."""
+    import bicyclegan.engine.trainer as trainer_module
+    run = tmp_path / "run"
+    train(tiny_cfg(run, data, max_steps=1), progress=False)
+    (run / "tensorboard").mkdir()  # (as a run trained with tensorboard=True leaves it)
+
+    def no_package(*args, **kwargs):
+        raise ConfigError("--tensorboard needs the tensorboard package")
+    monkeypatch.setattr(trainer_module, "TensorBoardLog", no_package)
+    with pytest.raises(ConfigError) as e:
+        train(tiny_cfg(run, data, max_steps=2), resume=True, progress=False)
+    assert str(e.value).endswith("; or resume with --no-tensorboard (tensorboard=False in Python)")
+    train(tiny_cfg(run, data, max_steps=2), resume=True, progress=False, tensorboard=False)  # (which does)
