@@ -384,6 +384,7 @@ def check_same_networks(saved: dict, cfg: TrainConfig, path, discriminators_free
     if diffs:
         d_differs = not discriminators_free and any(k in _D_OPTIONS for k, _ in (d.split(":", 1) for d in diffs))
         raise CheckpointError(f"{path} holds other networks than this run's: " + "; ".join(diffs)
-                              + " (start from it with its model options, e.g. its dataset's --preset"
+                              + " (start from it with its model options, e.g. its dataset's --preset, make_config's "
+                                "preset in Python"
                               + ("; --fresh_D trains new discriminators of this run's options" if d_differs else "")
                               + ")")

@@ -388,7 +388,7 @@ def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
                                                            variant="cvae"), "ck.pt"), CheckpointError,
             "ck.pt holds other networks than this run's: ngf: checkpoint 4 vs now 8; U-Net depth: checkpoint 5 vs "
             "now 6; variant: checkpoint 'bicycle' vs now 'cvae' (start from it with its model options, e.g. its "
-            "dataset's --preset)")
+            "dataset's --preset, make_config's preset in Python)")
     refused(lambda: check_same_networks({**saved, "lr": 0}, make_config("reference", **TINY), "ck.pt"),
             CheckpointError, "ck.pt: its stored config is not valid for this version: lr=0 must be a finite number > 0")
 
