@@ -95,12 +95,14 @@ def json_safe(result: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
 
 
-def refuse_checkpoint_json(path, name: str) -> None:
+def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
     """Refuse a --json file that is a checkpoint: `evaluate CKPT --json CKPT` wrote the results over the
-    checkpoint it had just measured. name: the results file's own name, for the example."""
+    checkpoint it had just measured. name: the results file's own name, for the example; keyword: the Python
+    function's for --json, where it has one (a Python caller has no --json)."""
     from .checkpoint import is_checkpoint
     if is_checkpoint(path):
-        raise OutputError(f"--json {path} is a bicyclegan checkpoint, which the results would replace; give "
+        said = f" ({keyword} in Python)" if keyword else ""
+        raise OutputError(f"--json {path}{said} is a bicyclegan checkpoint, which the results would replace; give "
                           f"another file to write, e.g. {Path(path).with_name(name)}")
 
 

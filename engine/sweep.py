@@ -164,10 +164,10 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
 
     def plan():
         if json_path and Path(json_path).is_dir():
-            raise OutputError(f"--json {json_path} is a folder; give the file to write, e.g. "
+            raise OutputError(f"--json {json_path} (json_path in Python) is a folder; give the file to write, e.g. "
                               f"{Path(json_path) / 'sweep.json'}")
         if json_path:
-            refuse_checkpoint_json(json_path, "sweep.json")
+            refuse_checkpoint_json(json_path, "sweep.json", "json_path")
         found = run_checkpoints(run)
         folder = found[0][0].parent.parent
         # Before the work, where its results go: the split's name from the first checkpoint's config (the
@@ -181,7 +181,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         name = results_name(root, phase)
         out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results")
         if json_path:
-            check_writable(Path(json_path).parent, "--json")
+            check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept = {}
         if reuse:
             for path, epoch, step in found:

@@ -427,3 +427,16 @@ def test_a_run_logging_to_tensorboard_without_its_package_says_train_s_keyword_t
         train(tiny_cfg(run, data, max_steps=2), resume=True, progress=False)
     assert str(e.value).endswith("; or resume with --no-tensorboard (tensorboard=False in Python)")
     train(tiny_cfg(run, data, max_steps=2), resume=True, progress=False, tensorboard=False)  # (which does)
+
+
+def test_evaluate_checkpoints_refusals_of_its_json_name_json_path(run, tmp_path):
+    """evaluate_checkpoints takes --json as json_path: its refusals said "--json" alone."""
+    ckpt = run / "checkpoints" / "latest.pt"
+    (tmp_path / "a_file").write_text("")
+    for json_path, said in ((tmp_path, f"--json {tmp_path} (json_path in Python) is a folder"),
+                            (ckpt, f"--json {ckpt} (json_path in Python) is a bicyclegan checkpoint"),
+                            (tmp_path / "a_file" / "s.json", "cannot write --json (json_path in Python) into "
+                                                             f"{tmp_path / 'a_file'}: it is a file")):
+        with pytest.raises(api.OutputError) as e:
+            evaluate_checkpoints(run, json_path=json_path, log=None)
+        assert str(e.value).startswith(said)

@@ -269,8 +269,9 @@ def test_a_json_that_is_a_checkpoint_is_refused_and_left_as_it_was(run, tmp_path
     ckpt = run / "checkpoints" / "latest.pt"
     before = ckpt.read_bytes()
     assert main(["evaluate", str(run), *epoch, *OPTS, "--json", str(ckpt)]) == 2
-    name = "sweep.json" if epoch else "eval.json"
-    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: --json {ckpt} is a bicyclegan checkpoint, "
+    name, keyword = ("sweep.json", " (json_path in Python)") if epoch else ("eval.json", "")  # (evaluate() has none)
+    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: --json {ckpt}{keyword} is a bicyclegan "
+                                       f"checkpoint, "
                                        f"which the results would replace; give another file to write, e.g. "
                                        f"{ckpt.with_name(name)}\n")
     assert ckpt.read_bytes() == before and not (run / "results").exists()

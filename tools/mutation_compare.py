@@ -51,7 +51,7 @@ MUTANTS = [
     ('SW07', SW, 'row.update(json_safe(ev.run(n_samples, seed)))',
      'row.update(json_safe(ev.run(n_samples, 0)))', ST),
     # what it writes, and the checks before any work
-    ('SW08', SW, '        check_writable(Path(json_path).parent, "--json")\n',
+    ('SW08', SW, '        check_writable(Path(json_path).parent, "--json (json_path in Python)")\n',
      '        pass\n', ST),
     ('SW09', SW, 'links[path.name] = Path(os.path.relpath(saved, out)).as_posix()',
      'links[path.name] = saved.as_posix()', ST),
