@@ -615,6 +615,20 @@ MUTANTS = [
      '    if not (pid.isdigit() and letters):\n        return False', STALE),
     ('NL19', AT, '    except PermissionError:  # there is: another user\'s\n        return False',
      '    except PermissionError:  # there is: another user\'s\n        return True', STALE),
+    # the resume advice, the TensorBoard advice, --preset and --json, as a Python caller spells them (PY01-PY06)
+    ('PY01', T, 'f"epoch={n}", epoch_name(n))', 'f"epoch={n - 1}", epoch_name(n))',
+     [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]),
+    ('PY02', T, '(resume=True resumes it in Python)', '(resume resumes it in Python)',
+     ["tests/test_stop.py::test_sigterm_ends_the_iteration_in_progress_saves_and_raises_training_stopped"]),
+    ('PY03', T, '(resume={str(self.saved_path)!r} in Python)', '(resume={str(self.ckpt_path)!r} in Python)',
+     [LOOP + "going_back_sets_the_later_checkpoints_aside_and_refuses_them_by_epoch"]),
+    ('PY04', T, '--no-tensorboard (tensorboard=False in Python)', '--no-tensorboard (tensorboard=None in Python)',
+     [CZ + "a_run_logging_to_tensorboard_without_its_package_says_train_s_keyword_too"]),
+    ('PY05', CK, 'its dataset\'s --preset, make_config\'s "', 'its dataset\'s --preset, its "',
+     [REL + "fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks"]),
+    ('PY06', SW, 'refuse_checkpoint_json(json_path, "sweep.json", "json_path")',
+     'refuse_checkpoint_json(json_path, "sweep.json")',
+     [CZ + "evaluate_checkpoints_refusals_of_its_json_name_json_path"]),
 ]
 
 if __name__ == "__main__":
