@@ -854,18 +854,24 @@ def scalar_tag(key: str) -> str:
     return f"train/{key}" if key in ("lr", "img_per_s") else f"loss/{key}"
 
 
+def tensorboard_writer():
+    """torch's SummaryWriter, or the ConfigError that its package is missing (asked by the trainer before its first
+    write: a resume refused for it had changed its run folder already)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL_HINT}") from e
+    return SummaryWriter
+
+
 class TensorBoardLog:
     """Losses, learning rate and images/s per log interval, the sample grids and the config as
     hparams, in <run>/tensorboard (rank 0 only). purge_step: when resuming, hide what an earlier
     process logged from that step on (it is logged again), as log.jsonl is truncated."""
 
     def __init__(self, log_dir, config: dict, purge_step: int | None = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:
-            raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL_HINT}") from e
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        self.writer = tensorboard_writer()(str(self.log_dir), purge_step=purge_step)
         # Closed once: by close(), else when dropped (a demo run whose final evaluation, which closes it, was
         # skipped: --no-eval). Every log_* call flushes, so an event file left open loses nothing meanwhile.
         self._close = weakref.finalize(self, _close_writer, self.writer)

@@ -58,7 +58,7 @@ from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, 
 from .images import save_grid
 from .io import atomic_write, check_writable, make_folder, remove_made, write_json, write_reason, write_text
 from .model import BicycleGAN, spread_z
-from .report import INSTALL_HINT, TensorBoardLog, write_report
+from .report import INSTALL_HINT, TensorBoardLog, tensorboard_writer, write_report
 from .runtime import (
     Dist,
     SaidOnce,
@@ -552,6 +552,33 @@ def _eval_rows(run_dir: Path) -> list[dict]:
             ] if path.exists() else []
 
 
+def _evaluations_kept(run_dir: Path, step: int, resume_path: Path | None, steps_per_epoch: int
+                      ) -> tuple[list[dict], dict | None]:
+    """The run's evaluation lines and what its best.pt holds (None: none, or a new run's) as a run resumed from
+    `step` (0: a new run) keeps them once it set aside what was written past its checkpoint (Trainer._truncate_log):
+    known before that, so that _check_evaluations refuses before the run folder is changed."""
+    if not step:
+        return _eval_rows(run_dir), None
+    folder = run_dir / "checkpoints"
+    best_path = folder / BEST
+    best = peek_checkpoint(best_path, "best")[0] if best_path.exists() and best_path not in _later_checkpoints(
+        folder, step, resume_path, steps_per_epoch) else None
+    return [row for row in _eval_rows(run_dir) if row["step"] <= step], best
+
+
+def _check_tensorboard(run_dir: Path, implied: bool) -> None:
+    """Refuse a run that logs to TensorBoard without its package; implied: the run's own choice (it logged there
+    before), which --no-tensorboard turns off."""
+    try:
+        tensorboard_writer()
+    except ConfigError as e:
+        if not implied:
+            raise
+        raise ConfigError(f"{run_dir} logs to TensorBoard ({run_dir / 'tensorboard'}), which needs the tensorboard "
+                          f"package: {INSTALL_HINT}; or resume with --no-tensorboard (tensorboard=False in "
+                          f"Python)") from e
+
+
 def _check_evaluations(cfg: TrainConfig, ev, rows: list[dict], best: dict | None, run_dir: Path, root: Path) -> None:
     """Refuse keep_best's measure outside the evaluations' metrics (or encoded_l1 without B), evaluations that
     would not compare with those of the run's log so far (rows), and a best.pt (best: what it holds) kept by
@@ -669,12 +696,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
         if rank == 0:
             _grid_loader(cfg, root, device).close()  # (built for its checks of the files)
         if cfg.eval_every:
-            later = _later_checkpoints(ckpt_path.parent, step, resume_path, len(loader)) if step else []
-            best_path = ckpt_path.parent / BEST
-            # best.pt as the run holds it once it set aside what was written past its checkpoint (_truncate_log)
-            best = peek_checkpoint(best_path, "best")[0] if step and best_path.exists() and best_path not in later \
-                else None
-            rows = [row for row in _eval_rows(run_dir) if row["step"] <= step] if step else _eval_rows(run_dir)
+            rows, best = _evaluations_kept(run_dir, step, resume_path, len(loader))
             with torch.random.fork_rng(devices=[]):  # (its weights are never used: the caller's generator untouched)
                 model = BicycleGAN(cfg, device=device)
             ev = _evaluation(model, cfg, root, Dist())
@@ -769,39 +791,36 @@ class Trainer:
             _check_schedule(cfg, self.total_steps, self.steps_per_epoch, self.step, self.world)
             _check_unet_sizes(cfg, self.loader)
         # The checkpoint read and fitted to this run, the steps it leaves and the images' sizes: judged alike
-        # by every rank, as start's (and no collective among them: _truncate_log's comes after).
+        # by every rank, as start's (and no collective among them).
         self.dist.each_decides(fit)
-        if self.saved_step is not None:
-            # A run continued drops what was written past its checkpoint, once the checkpoint and the steps
-            # it leaves passed the checks above: before them, a mistyped --max_steps with --epoch N replaced
-            # the run's latest.pt and cut its log, then refused to train.
-            self.dist.main_decides(self._truncate_log)
         # Rank 0 alone draws the grids (the other ranks need not read, and check, the sample files) and
         # writes the TensorBoard log.
         self.sample_A = self.sample_B = self.sample_z = self.tb = None
+        # None: as the run did. A continued run logs on where it logged: the stop's line says to resume with
+        # --resume alone, which left the rest of the run out of its TensorBoard log without a word.
+        implied = tensorboard is None and self.saved_step is not None and (self.run_dir / "tensorboard").is_dir()
 
-        def rank0_outputs():
+        def rank0_checks():
             self.sample_A, self.sample_B, self.sample_z = self._fixed_samples()
             if cfg.eval_every:
                 self._prepare_validation()  # every check and weights file before step 1
-            # None: as the run did. A continued run logs on where it logged: the stop's line says to resume with
-            # --resume alone, which left the rest of the run out of its TensorBoard log without a word.
-            implied = tensorboard is None and self.saved_step is not None and (self.run_dir / "tensorboard").is_dir()
             if tensorboard or implied:
-                try:
-                    self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
-                                             purge_step=self.step + 1 if self.resume_path is not None else None)
-                except ConfigError as e:
-                    if not implied:
-                        raise
-                    raise ConfigError(f"{self.run_dir} logs to TensorBoard ({self.run_dir / 'tensorboard'}), which "
-                                      f"needs the tensorboard package: {INSTALL_HINT}; or resume with "
-                                      f"--no-tensorboard (tensorboard=False in Python)") from e
-        self.dist.main_decides(rank0_outputs)
+                _check_tensorboard(self.run_dir, implied)
+        self.dist.main_decides(rank0_checks)
         if cfg.eval_every and self.world > 1:
             # Every rank measures a share of each evaluation: the others' made ready as rank 0's was
             # (whose refusal, said once, all have heard above).
             self.dist.each_decides(lambda: self.main or self._make_evaluation())
+        # The start's first writes to a run folder it did not make, once every check above passed: a resume
+        # refused by a check after them (the grids' files, the evaluations' options, TensorBoard's package)
+        # had set aside the later checkpoints, cut the logs and replaced latest.pt, then refused to train.
+        if self.saved_step is not None:
+            self.dist.main_decides(self._truncate_log)
+        if tensorboard or implied:
+            def open_tensorboard():
+                self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
+                                         purge_step=self.step + 1 if self.resume_path is not None else None)
+            self.dist.main_decides(open_tensorboard)
         seed_rng(cfg.seed * 1000 + self.rank, self.device)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
@@ -854,9 +873,9 @@ class Trainer:
         _HOLDERS[str(path.resolve())] = self
 
     def _release(self, failed: bool = False) -> None:
-        """Let go of the run folder; after a failed start, remove the lock file and the folder again
-        where this start made them (every refusal left an empty --out behind), the file while still
-        holding its lock."""
+        """Let go of the run folder; after a failed start, remove the lock file and the folders again
+        where this start made them (every refusal left an empty --out behind, and the folders above it
+        that --out named and the start made), the file while still holding its lock."""
         if failed and self._made_lock_file:
             (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
         if self._lock is not None:
@@ -980,12 +999,12 @@ class Trainer:
         self._make_evaluation()
         if self.resume_path is not None:
             self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
-        rows = _eval_rows(self.run_dir)
+        rows, best = _evaluations_kept(self.run_dir, self.saved_step or 0, self.resume_path, self.steps_per_epoch)
         if self.eval_owed is not None and rows and rows[-1]["step"] >= self.eval_owed:
             # Made already, by a resume from this checkpoint killed before its next save: made again, the
             # step had two lines, and the second no longer marked best.pt's (a tie keeps the earlier).
             self.eval_owed = None
-        _check_evaluations(self.cfg, self.evaluation, rows, self.best, self.run_dir, self.data_root)
+        _check_evaluations(self.cfg, self.evaluation, rows, best, self.run_dir, self.data_root)
 
     def _make_evaluation(self) -> None:
         """This rank's evaluation of the grids' split: every rank measures a share of each (validate)."""

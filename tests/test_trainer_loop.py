@@ -20,7 +20,7 @@ from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.model import BicycleGAN
 from bicyclegan.engine.runtime import Dist
 from bicyclegan.engine.trainer import Trainer
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 STEPS_PER_EPOCH = 4  # 16 training pairs, batch 4
 
@@ -438,3 +438,157 @@ def test_a_resume_from_the_latest_checkpoint_moves_nothing(tmp_path, data, capsy
     t.train()
     assert sorted(p.name for p in ckpts.iterdir()) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
     assert (ckpts / "epoch_1.pt").read_bytes() == before["epoch_1.pt"]
+
+
+# -- a refused start changes nothing: the checks of a start come before its first write to the run folder --
+def _tree(folder):
+    """{path below folder: (its bytes, None for a folder; its modification time)}: what a refused start leaves."""
+    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def gone_back(tmp_path_factory, data):
+    """A run of 3 epochs of 4 steps (a checkpoint each, grids at 3, 6, 9, 12), an evaluation line per epoch and a
+    TensorBoard folder: a resume from epoch_1.pt (step 4) sets aside epoch_2.pt, epoch_3.pt and latest.pt, drops
+    the grids and log lines past step 4 and copies epoch_1.pt to latest.pt, unless its start is refused."""
+    run = tmp_path_factory.mktemp("gone_back") / "r"
+    stand_in(t := Trainer(tiny_cfg(run, data, **GONE_BACK), progress=False))
+    t.train()
+    rows = [{"step": s, "epoch": s // 4 - 1, "split": "test", "metrics": ["l1"], "n_inputs": 4, "n_samples": 1,
+             "seed": 0} for s in (4, 8, 12)]
+    (run / "eval_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "tensorboard").mkdir()
+    return run
+
+
+GONE_BACK = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=3, save_epoch_freq=1)
+
+
+def _no_palettes(data, tmp_path):
+    """A copy of the demo data without test/palettes.json: a held-out split of the user's (no palette metric)."""
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    (copy / "test" / "palettes.json").unlink()
+    return copy
+
+
+def _bad_grids(data, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    (copy / "test" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return copy
+
+
+def _best_by_coverage(run):
+    from bicyclegan.engine.checkpoint import read_checkpoint, write_state
+    state = read_checkpoint(run / "checkpoints" / "epoch_1.pt")
+    state["best"] = {"measure": "coverage", "value": 0.5, "step": 4}
+    write_state(state, run / "checkpoints" / "best.pt")
+
+
+def _tensorboard_missing(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # (its import raises ImportError)
+
+
+# name: (options, what the data is, what the run folder gets, the refusal's start (its type, its text))
+REFUSED_AFTER_CHECKS = {
+    "grids' split": (dict(), _bad_grids, None, (DatasetError, "1 bad file(s) in {data}/test")),
+    "keep_best's measure": (dict(eval_every=1, keep_best="coverage"), _no_palettes, None,
+                            (ConfigError, "keep_best=coverage is measured by the metric palette, and this run's "
+                                          "evaluations measure l1")),
+    "the evaluation's options": (dict(eval_every=1, eval_metrics="palette"), _no_palettes, None,
+                                 (ConfigError, "the evaluations during training (--eval_every 1): metrics=palette "
+                                               "needs the demo data")),
+    "the evaluations so far": (dict(eval_every=1), None, None,
+                               (ConfigError, "the run's evaluations so far ({run}/eval_log.jsonl, up to step 4) "
+                                             "measured metrics ['l1']")),
+    "best.pt's measure": (dict(eval_every=1, eval_metrics="l1,palette", keep_best="encoded_l1"), None,
+                          _best_by_coverage, (ConfigError, "keep_best=encoded_l1, and the run's checkpoints/best.pt "
+                                                           "(step 4) was kept by coverage")),
+    "TensorBoard's package": (dict(), None, "tensorboard",
+                              (ConfigError, "{run} logs to TensorBoard ({run}/tensorboard), which needs the "
+                                            "tensorboard package")),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_AFTER_CHECKS))
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path, data, gone_back, monkeypatch, capsys, case):
+    # Each refusal came after the resume had set aside epoch_2.pt, epoch_3.pt and latest.pt, cut the logs and the
+    # grids back to step 4 and replaced latest.pt: "refused" said of a run folder already changed.
+    options, data_of, run_gets, (error, said) = REFUSED_AFTER_CHECKS[case]
+    run = tmp_path / "r"
+    shutil.copytree(gone_back, run)
+    data = data_of(data, tmp_path) if data_of else data
+    if run_gets == "tensorboard":
+        _tensorboard_missing(monkeypatch)
+    elif run_gets:
+        run_gets(run)
+    if case != "the evaluations so far":
+        (run / "eval_log.jsonl").unlink()  # (of l1 alone: compared, it would refuse the others first)
+    before = _tree(run)
+    capsys.readouterr()
+    with pytest.raises(error) as refused:
+        Trainer(tiny_cfg(run, data, **GONE_BACK, **options), resume=True, epoch=1, progress=False)
+    assert str(refused.value).startswith(said.format(run=run, data=data)), str(refused.value)
+    assert _tree(run) == before
+    assert "are moved to" not in capsys.readouterr().err  # (nothing was moved)
+
+
+def test_the_resume_refused_above_changes_the_folder_once_it_passes(tmp_path, data, gone_back):
+    # The control of the test above: the same resume, unrefused, does each of the writes it checks for.
+    run, ckpts = tmp_path / "r", tmp_path / "r" / "checkpoints"
+    shutil.copytree(gone_back, run)
+    before = _tree(run)
+    Trainer(tiny_cfg(run, data, **GONE_BACK), resume=True, epoch=1, progress=False)
+    after = _tree(run)
+    assert sorted(p.name for p in (ckpts / "abandoned_after_step_4").iterdir()) == ["epoch_2.pt", "epoch_3.pt",
+                                                                                    "latest.pt"]
+    assert after["checkpoints/latest.pt"][0] == before["checkpoints/epoch_1.pt"][0]
+    assert [json.loads(ln)["step"] for ln in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert [json.loads(ln)["step"] for ln in (run / "eval_log.jsonl").read_text().splitlines()] == [4]
+    assert set(before) - set(after) == {f"samples/step_{s:07d}.png" for s in (6, 9, 12)} | {
+        f"checkpoints/{name}" for name in ("epoch_2.pt", "epoch_3.pt")}
+
+
+def _bad_train(data, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    (copy / "train" / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return copy
+
+
+def _of_48_px(data, tmp_path):
+    return make_demo_dataset(tmp_path / "data", n_train=4, n_test=2, size=48, seed=0)  # not a multiple of 32
+
+
+# name: (options, what the data is, the refusal's start (its type, its text)): refusals after the run folder is made
+REFUSED_FRESH = {
+    "the training data": (dict(), _bad_train, (DatasetError, "1 bad file(s) in {data}/train")),
+    "the schedule": (dict(max_steps=9), None, (ConfigError, "max_steps=9 runs past the learning-rate schedule")),
+    "the U-Net's sizes": (dict(), _of_48_px, (ConfigError, "preprocess=none makes the training images 48x48")),
+    "grids' split": (dict(), _bad_grids, (DatasetError, "1 bad file(s) in {data}/test")),
+    "keep_best's measure": (dict(eval_every=1, keep_best="coverage"), _no_palettes,
+                            (ConfigError, "keep_best=coverage is measured by the metric palette")),
+    "the evaluation's options": (dict(eval_every=1, eval_metrics="palette"), _no_palettes,
+                                 (ConfigError, "the evaluations during training (--eval_every 1): metrics=palette")),
+    "TensorBoard's package": (dict(tensorboard=True), None, (ConfigError, "--tensorboard needs the tensorboard "
+                                                                          "package")),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_FRESH))
+def test_a_refused_new_run_leaves_no_run_folder(tmp_path, data, monkeypatch, case):
+    # --out of folders that do not exist yet: the start makes them (and its lock file) before these checks, and
+    # removes what it made on their refusal, the folders above the run's included.
+    options, data_of, (error, said) = REFUSED_FRESH[case]
+    data = data_of(data, tmp_path) if data_of else data
+    tensorboard = options.pop("tensorboard", None) if "tensorboard" in options else None
+    if tensorboard:
+        _tensorboard_missing(monkeypatch)
+    out = tmp_path / "runs" / "today" / "r"
+    with pytest.raises(error) as refused:
+        Trainer(tiny_cfg(out, data, **options), progress=False, tensorboard=tensorboard)
+    assert str(refused.value).startswith(said.format(data=data)), str(refused.value)
+    assert not (tmp_path / "runs").exists()
