@@ -40,6 +40,10 @@ atomic_write's temp files named by their writer, another live writer's left alon
 write_report refuses a folder that is no run's (NL20-NL21, NL28); an Evaluation builds its loader once (NL22-NL27).
 Results: docs/mutation-engine.md, "Nothing litters".
 
+A refused start changes nothing (RR01-RR08): a resume's writes to its run folder after every check of the
+start, the evaluations as the resume keeps them judged before, a refused new run's --out removed with the
+folders above it the start made. Results: docs/mutation-engine.md, "A refused start changes nothing".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
@@ -161,6 +165,11 @@ TRAIN_EVAL_BROKEN = ["tests/test_validation.py::test_a_training_file_broken_mid_
                      "split_is_not_called_held_out"]
 GUARD = [LITTER + "the_suite_fails_naming_what_its_tests_left_in_the_folder_it_runs_in"]
 CONFTEST = "tests/conftest.py"
+REFUSED_RESUME = [LOOP + "a_refused_resume_leaves_the_run_folder_as_it_was", LOOP + "the_resume_refused_above_"
+                  "changes_the_folder_once_it_passes"]
+REFUSED_NEW = [LOOP + "a_refused_new_run_leaves_no_run_folder"]
+# what a resume keeps of the evaluations past its step: the run's and the dry run's checks of them
+KEPT_EVALS = ["tests/test_validation.py", *DRY_ALL]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 EQUIVALENT: set[str] = {"LC04"}
 # NL27: an Evaluation.of() copy sharing the loader kept for the first run reads it again from its first batch
@@ -537,11 +546,13 @@ MUTANTS = [
     ('CX10', T, '        _check_unet_sizes(cfg, loader)\n        if rank == 0:', '        if rank == 0:', DRY_ALL),
     ('CX11', T, '        if rank == 0:\n            _grid_loader(', '        if False:\n            _grid_loader(',
      DRY_ALL),
-    ('CX12', T, '        if cfg.eval_every:\n            later = ', '        if False:\n            later = ', DRY_ALL),
-    ('CX13', T, 'if step and best_path.exists() and best_path not in later', 'if step and best_path.exists()',
+    ('CX12', T, '        if cfg.eval_every:\n            rows, best = ', '        if False:\n            rows, best = ',
      DRY_ALL),
-    ('CX14', T, 'rows = [row for row in _eval_rows(run_dir) if row["step"] <= step] if step',
-     'rows = [row for row in _eval_rows(run_dir)] if step', DRY_ALL),
+    # (CX13, CX14: check_start's lines, since moved into _evaluations_kept, which the Trainer shares)
+    ('CX13', T, 'best_path.exists() and best_path not in _later_checkpoints(', 'best_path.exists() and True or (',
+     DRY_ALL),
+    ('CX14', T, '    return [row for row in _eval_rows(run_dir) if row["step"] <= step], best',
+     '    return _eval_rows(run_dir), best', DRY_ALL),
     ('CX15', T, '    if idle is not None and not idle._training:\n        return\n    try:\n        fd = os.open(',
      '    try:\n        fd = os.open(', DRY_ALL),
     # import-official: a --load_size its preprocess does not use, refused as train refuses it
@@ -629,6 +640,25 @@ MUTANTS = [
     ('PY06', SW, 'refuse_checkpoint_json(json_path, "sweep.json", "json_path")',
      'refuse_checkpoint_json(json_path, "sweep.json")',
      [CZ + "evaluate_checkpoints_refusals_of_its_json_name_json_path"]),
+    # a refused start changes nothing (RR01-RR08): every check before the first write to the run folder
+    ('RR01', T, '        self.dist.each_decides(fit)\n',
+     '        self.dist.each_decides(fit)\n        if self.saved_step is not None:\n            self._truncate_log()\n',
+     REFUSED_RESUME),
+    ('RR02', T, '    if not step:\n        return _eval_rows(run_dir), None',
+     '    if True:\n        return _eval_rows(run_dir), None',
+     REFUSED_RESUME + KEPT_EVALS),
+    ('RR03', T, 'rows, best, self.run_dir, self.data_root)', 'rows, self.best, self.run_dir, self.data_root)',
+     REFUSED_RESUME + KEPT_EVALS),
+    ('RR04', T, '        if not implied:\n            raise\n        raise ConfigError(f"{run_dir} logs',
+     '        if implied:\n            raise\n        raise ConfigError(f"{run_dir} logs',
+     REFUSED_RESUME + REFUSED_NEW),
+    ('RR05', T, '                _check_tensorboard(self.run_dir, implied)', '                pass', REFUSED_RESUME),
+    ('RR06', T, 'for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]',
+     'for p in (self.run_dir,) if not p.exists()]', REFUSED_NEW),
+    ('RR07', T, '            for folder in self._made_folders if failed else []:',
+     '            for folder in self._made_folders[:1] if failed else []:', REFUSED_NEW),
+    ('RR08', T, '_evaluations_kept(self.run_dir, self.saved_step or 0,', '_evaluations_kept(self.run_dir, 0,',
+     REFUSED_RESUME),
 ]
 
 if __name__ == "__main__":
