@@ -575,8 +575,8 @@ def _check_tensorboard(run_dir: Path, implied: bool) -> None:
         if not implied:
             raise
         raise ConfigError(f"{run_dir} logs to TensorBoard ({run_dir / 'tensorboard'}), which needs the tensorboard "
-                          f"package: {INSTALL_HINT}; or resume with --no-tensorboard (tensorboard=False in "
-                          f"Python)") from e
+                          f"package: {INSTALL_HINT}; or resume with "
+                          f"--no-tensorboard (tensorboard=False in Python)") from e
 
 
 def _check_evaluations(cfg: TrainConfig, ev, rows: list[dict], best: dict | None, run_dir: Path, root: Path) -> None:

@@ -653,10 +653,9 @@ MUTANTS = [
      '        if implied:\n            raise\n        raise ConfigError(f"{run_dir} logs',
      REFUSED_RESUME + REFUSED_NEW),
     ('RR05', T, '                _check_tensorboard(self.run_dir, implied)', '                pass', REFUSED_RESUME),
-    ('RR06', T, 'for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]',
-     'for p in (self.run_dir,) if not p.exists()]', REFUSED_NEW),
-    ('RR07', T, '            for folder in self._made_folders if failed else []:',
-     '            for folder in self._made_folders[:1] if failed else []:', REFUSED_NEW),
+    ('RR06', IO, '    top = next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)',
+     '    top = None if folder.exists() else folder', REFUSED_NEW),
+    ('RR07', IO, '    for f in [Path(folder), *Path(folder).parents]:', '    for f in [Path(folder)]:', REFUSED_NEW),
     ('RR08', T, '_evaluations_kept(self.run_dir, self.saved_step or 0,', '_evaluations_kept(self.run_dir, 0,',
      REFUSED_RESUME),
 ]
