@@ -880,7 +880,7 @@ class Trainer:
             (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock()  # unlocks and closes the descriptor, once
-        if failed:
+        if failed and self._made_folder is not None:  # (None too for a start refused before its run folder)
             remove_made(self.run_dir, self._made_folder)  # (the empty ones: what was written stays)
 
     def _load(self, state: dict) -> None:

@@ -639,7 +639,7 @@ def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_pat
     assert text.startswith("training stopped at step 4 (epoch 2) on its data: ")  # 2 batches an epoch: 3 read
     assert "cannot decode" in text and str(root / "train") in text
     path = tmp_path / "run" / "checkpoints" / kept
-    resume = "--resume" if kept == "latest.pt" else f"--resume {path}"
+    resume = "--resume" if kept == "latest.pt" else f"--resume {path} (resume={str(path)!r} in Python)"
     assert text.endswith(f"the last good checkpoint is {path} (step 2): resume it with {resume} "
                          "(with --skip_bad to leave such files out)")
 

@@ -658,6 +658,10 @@ MUTANTS = [
     ('RR07', IO, '    for f in [Path(folder), *Path(folder).parents]:', '    for f in [Path(folder)]:', REFUSED_NEW),
     ('RR08', T, '_evaluations_kept(self.run_dir, self.saved_step or 0,', '_evaluations_kept(self.run_dir, 0,',
      REFUSED_RESUME),
+    # the merge's mends (MG)
+    ('MG01', T, '        if failed and self._made_folder is not None:  # (None too',
+     '        if failed:  # (None too',
+     ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_and_lock"]),
 ]
 
 if __name__ == "__main__":
