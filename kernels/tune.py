@@ -330,16 +330,17 @@ def _batch(fn, reps, device):
     return graph.replay
 
 
-def time_us(fn, device, samples=7, target_ms=0.5):
-    """Median time of one fn() call in us, over `samples` batches of calls that each take about
-    target_ms (sized from one call; the candidate's check ran fn before: compiled and warm)."""
+def time_us(fn, device, samples=7, target_ms=0.5, reps=None):
+    """Median time of one fn() call in us, over `samples` batches of `reps` calls, by default as many
+    as take about target_ms (sized from one call; the candidate's check ran fn before: compiled and warm)."""
     new = (lambda: torch.cuda.Event(enable_timing=True)) if device.type == "cuda" else _HostEvent
     start, end = new(), new()
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    reps = max(1, min(200, int(target_ms / max(start.elapsed_time(end), 1e-3))))
+    if reps is None:
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        reps = max(1, min(200, int(target_ms / max(start.elapsed_time(end), 1e-3))))
     batch = _batch(fn, reps, device)
     times = []
     for _ in range(samples):
@@ -406,7 +407,9 @@ def tune_case(case, device, dry_run):
         try:
             why = case.check(knobs)
             if not why:
-                timed.append((time_us(lambda: case.run(knobs), device, **({"samples": 1} if dry_run else {})), knobs))
+                # a dry run times nothing worth sizing: one call (in the interpreter, a third of the sweep's launches)
+                once = {"samples": 1, "reps": 1} if dry_run else {}
+                timed.append((time_us(lambda: case.run(knobs), device, **once), knobs))
         except Exception as e:  # e.g. a candidate that does not compile or fit (out of resources)
             why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
         if why:

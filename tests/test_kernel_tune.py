@@ -285,6 +285,8 @@ def test_time_us_on_the_host_clock():
         time.sleep(0.001)
     us = tune.time_us(sleep_1ms, CPU, samples=3, target_ms=0.5)
     assert us >= 1000 and len(calls) == 1 + 3  # one call to size the samples, then 3 samples of 1 call
+    calls.clear()
+    assert tune.time_us(sleep_1ms, CPU, samples=1, reps=1) >= 1000 and len(calls) == 1  # a dry run's: one call
 
 
 def test_cli_errors(tmp_path, capsys):
