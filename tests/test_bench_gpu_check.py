@@ -237,8 +237,13 @@ def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through
     python = tmp_path / "python"
     # pip answers pip_rc without doing anything; Python runs without site (-S), its packages on
     # PYTHONPATH: torch and the rest import, but not the project, whose editable install is a .pth hook.
+    # The tuner, the step after the imports, only imports its module and waits for the budget to end it
+    # (its sweep burnt ~15 s of CPU until then, which nothing checked).
+    tuner = "import time, bicyclegan.kernels.tune as t; print('tuner from', t.__file__); time.sleep(600)"
     python.write_text(f'#!/bin/sh\n[ "$1" = -m ] && [ "$2" = pip ] && {{ echo "pip (test) exits {pip_rc}" >&2; '
-                      f'exit {pip_rc}; }}\nPYTHONPATH={":".join(site.getsitepackages())}${{PYTHONPATH:+:$PYTHONPATH}} '
+                      f'exit {pip_rc}; }}\n'
+                      f'export PYTHONPATH={":".join(site.getsitepackages())}${{PYTHONPATH:+:$PYTHONPATH}}\n'
+                      f'[ "$1" = -m ] && [ "$2" = bicyclegan.kernels.tune ] && exec {sys.executable} -S -c "{tuner}"\n'
                       f'exec {sys.executable} -S "$@"\n')
     python.chmod(0o755)
     out = tmp_path / "out"
@@ -254,4 +259,5 @@ def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through
     log = (out / "check.log").read_text()
     assert f"pip (test) exits {pip_rc}" in log and "No module named 'bicyclegan'" in log
     assert f"bicyclegan.kernels from {shim}/bicyclegan/kernels/__init__.py" in log
+    assert f"tuner from {shim}/bicyclegan/kernels/tune.py" in log  # the call went on with the checkout's modules
     assert steps[-1]["note"] == "skipped: time budget spent"
