@@ -26,14 +26,10 @@ The files' order (PO01-PO02): aligned and single files in the reference's order,
 their extensions. Results: docs/mutation-engine.md, "The files' order".
 
 The inference commands' loaders closed (LC01-LC04): sample's, interpolate's and Evaluation's, however the
-call ends. Results: docs/mutation-engine.md, "The inference commands' loaders closed".
-Nothing litters (NL01-NL08): check_writable judges a destination without making it, a refused training
-start or export removes the folders it made, the download makes its folder at its first write. Results:
-docs/mutation-engine.md, "Nothing litters".
-Nothing litters (NL01-NL13): check_writable judges a destination without making it, a refused training
-Nothing litters (NL01-NL19): check_writable judges a destination without making it, a refused training
-Nothing litters (NL01-NL21): check_writable judges a destination without making it, a refused training
-Nothing litters (NL01-NL27): check_writable judges a destination without making it, a refused training
+call ends; LC05: a run without latest.pt names the epoch's file. Results: docs/mutation-engine.md, "The
+inference commands' loaders closed".
+
+Nothing litters (NL01-NL28): check_writable judges a destination without making it, a refused training
 start or export removes the folders it made, the download makes its folder at its first write (NL01-NL08);
 the suite's check (tests/conftest.py) that its tests leave nothing in the folder it runs in (NL09-NL13);
 atomic_write's temp files named by their writer, another live writer's left alone (NL14-NL19);
@@ -43,6 +39,8 @@ Results: docs/mutation-engine.md, "Nothing litters".
 A refused start changes nothing (RR01-RR08): a resume's writes to its run folder after every check of the
 start, the evaluations as the resume keeps them judged before, a refused new run's --out removed with the
 folders above it the start made. Results: docs/mutation-engine.md, "A refused start changes nothing".
+The command line's advice as a Python caller spells it (PY01-PY06). Results: docs/mutation-engine.md, "The
+command line's advice as a Python caller spells it".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
@@ -171,10 +169,10 @@ REFUSED_NEW = [LOOP + "a_refused_new_run_leaves_no_run_folder"]
 # what a resume keeps of the evaluations past its step: the run's and the dry run's checks of them
 KEPT_EVALS = ["tests/test_validation.py", *DRY_ALL]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
-EQUIVALENT: set[str] = {"LC04"}
+# LC04: the probe loader is never iterated, and no backend starts work before a pass.
 # NL27: an Evaluation.of() copy sharing the loader kept for the first run reads it again from its first batch
 # (set_epoch): the same inputs, the same figures; only how long the loader lives differs
-EQUIVALENT: set[str] = {"NL27"}
+EQUIVALENT: set[str] = {"LC04", "NL27"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests)
