@@ -538,3 +538,19 @@ def test_an_evaluation_builds_its_loader_once_and_measures_as_a_loader_of_its_ow
         first = ev.run(2, seed=1)
         assert built == [batch], root
         assert ev.run(2, seed=1) == first and built == [batch, batch], root
+
+
+def test_an_evaluation_for_another_model_made_before_the_first_run_reads_a_loader_of_its_own(demo_root):
+    """Evaluation.of() before the first run(): the copy does not share the loader kept for that run, which the
+    run closes when it ends (shared, the copy's run read a closed loader, a ValueError). It measures its model
+    as an Evaluation of its own does."""
+    from bicyclegan.engine.evaluate import Evaluation
+    options = dict(phase="val", num=3, device="cpu", batch_size=2, metrics="l1")
+    ev = Evaluation(tiny(demo_root), demo_root, **options)
+    other_model = tiny(demo_root)
+    with torch.no_grad():  # (another model of the same options: its own weights)
+        for p in other_model.G.parameters():
+            p.mul_(0.5)
+    other = ev.of(other_model)
+    first = ev.run(2, seed=1)
+    assert other.run(2, seed=1) == Evaluation(other_model, demo_root, **options).run(2, seed=1) != first
