@@ -246,10 +246,13 @@ def made_alike(group: Dist, make):
         read = [None] * group.world
         dist.all_gather_object(read, (made.model.source["digest"], made.model.source["step"]))
         if len(set(read)) > 1:
+            path = Path(made.model.source["path"])
+            # (Python's sample, evaluate and interpolate have no epoch argument: they take the file, as
+            # find_checkpoint's advice says)
             raise group.alike(CheckpointError(
-                f"{made.model.source['path']} changed while the {group.world} processes read it (steps "
+                f"{path} changed while the {group.world} processes read it (steps "
                 f"{', '.join(str(step) for _, step in read)}): a training still writing it? Use a checkpoint it "
-                f"no longer writes (--epoch N)"))
+                f"no longer writes (--epoch N or give its file, {path.parent / 'epoch_N.pt'})"))
     return made
 
 

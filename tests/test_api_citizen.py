@@ -440,3 +440,26 @@ def test_evaluate_checkpoints_refusals_of_its_json_name_json_path(run, tmp_path)
         with pytest.raises(api.OutputError) as e:
             evaluate_checkpoints(run, json_path=json_path, log=None)
         assert str(e.value).startswith(said)
+
+
+def test_ranks_that_read_a_changing_checkpoint_name_the_epochs_file_too(tmp_path, monkeypatch):
+    """Under torchrun, ranks that read latest.pt as a training replaced it were told "--epoch N" alone, which
+    Python's sample, evaluate and interpolate (reached by made_alike) cannot take: the epoch's file is named too.
+    The process group is faked: its gathers give every rank's reading as another rank read other weights."""
+    from types import SimpleNamespace
+
+    import torch.distributed as tdist
+
+    from bicyclegan.engine.runtime import Dist, made_alike
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    monkeypatch.setattr(tdist, "is_initialized", lambda: True)
+
+    def gather(out, mine):  # rank 1 read step 8's weights, where this rank read step 4's (None: no error)
+        out[:] = [mine, None if mine is None else ("other digest", 8)]
+    monkeypatch.setattr(tdist, "all_gather_object", gather)
+    made = SimpleNamespace(model=SimpleNamespace(source={"path": str(latest), "digest": "digest", "step": 4}))
+    with pytest.raises(api.CheckpointError) as e:
+        made_alike(Dist(0, 2), lambda: made)
+    assert str(e.value) == (f"{latest} changed while the 2 processes read it (steps 4, 8): a training still writing "
+                            f"it? Use a checkpoint it no longer writes (--epoch N or give its file, "
+                            f"{tmp_path / 'run' / 'checkpoints' / 'epoch_N.pt'})")
