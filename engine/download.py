@@ -43,7 +43,7 @@ from bicyclegan.pipelines import IMG_EXTENSIONS
 from .checkpoint import save_checkpoint
 from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
-from .io import check_writable
+from .io import check_writable, missing_top, remove_made
 from .official import import_official
 from .presets import pretrained_config
 
@@ -428,27 +428,32 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         raise OutputError(f"{target} already exists ({origin}); remove it or choose another --dir")
     url = resolve_url(address, mirror)
     check_writable(dir, "the dataset")
+    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)
     # A dataset and its test set share a file name (edges2shoes.tar.gz): their partial files must not.
     part = dir / f".{'testset_' if testset else ''}{PurePosixPath(urlsplit(address).path).name}.part"
-    source = _download(address, url, part, progress,
-                       f"fetch {url} elsewhere and extract it so that {target} holds its train/, val/ or test/ folder")
-    for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
     try:
-        _extract(part, tmp, url)
-        root, splits = _dataset_root(tmp, url)
-        os.chmod(root, 0o777 & ~_umask())  # mkdtemp makes 0700: the folder gets the usual permissions
-        (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
-                                              indent=2) + "\n")
-        if target.exists():
-            raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
-        root.rename(target)
-    except DownloadError:
-        _drop(part)  # a damaged or refused archive is not worth resuming
+        source = _download(address, url, part, progress, f"fetch {url} elsewhere and extract it "
+                           f"so that {target} holds its train/, val/ or test/ folder")
+        for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
+        try:
+            _extract(part, tmp, url)
+            root, splits = _dataset_root(tmp, url)
+            os.chmod(root, 0o777 & ~_umask())  # mkdtemp makes 0700: the folder gets the usual permissions
+            (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
+                                                  indent=2) + "\n")
+            if target.exists():
+                raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
+            root.rename(target)
+        except DownloadError:
+            _drop(part)  # a damaged or refused archive is not worth resuming
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)
         raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     _drop(part)
     return target
 
@@ -468,24 +473,29 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
         print(f"{out} is already there", file=sys.stderr)
         return out
     check_writable(dir, "the pretrained model")
+    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)
     sources, parts = {}, {}
     urls = {net: resolve_url(address, mirror) for net, address in MODELS[name].items()}
     files = {net: PurePosixPath(urlsplit(url).path).name for net, url in urls.items()}
     by_hand = (f"fetch {urls['G']} and {urls['E']} elsewhere and import them: bicyclegan import-official "
                f"--preset {name} --G {files['G']} --E {files['E']} --out {shlex.quote(str(out))}")
-    for net, address in MODELS[name].items():
-        parts[net] = dir / f".{name}_net_{net}.pth.part"
-        sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
-    cfg = pretrained_config(name)
     try:
-        model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
-    except CheckpointError as e:
-        msg = str(e)
-        for net, part in parts.items():
-            msg = msg.replace(str(part), sources[net]["url"])
-            _drop(part)
-        raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
-    save_checkpoint(model, out, extra={"source": sources, "imported": model.imported})
+        for net, address in MODELS[name].items():
+            parts[net] = dir / f".{name}_net_{net}.pth.part"
+            sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
+        cfg = pretrained_config(name)
+        try:
+            model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
+        except CheckpointError as e:
+            msg = str(e)
+            for net, part in parts.items():
+                msg = msg.replace(str(part), sources[net]["url"])
+                _drop(part)
+            raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
+        save_checkpoint(model, out, extra={"source": sources, "imported": model.imported})
+    except BaseException:
+        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)
+        raise
     for part in parts.values():
         _drop(part)
     return out

@@ -67,11 +67,18 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
+def missing_top(folder: str | os.PathLike) -> Path | None:
+    """The topmost folder on `folder`'s way (itself included) that is not there, which mkdir -p would make
+    (None: it is there), for remove_made: a writer that makes its folders later (a download, at its first
+    byte) takes it before."""
+    folder = Path(folder)
+    return next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)
+
+
 def make_folder(folder: str | os.PathLike) -> Path | None:
     """mkdir -p `folder`; returns the topmost folder it made (None: it was there), for remove_made."""
-    folder = Path(folder)
-    top = next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)
-    folder.mkdir(parents=True, exist_ok=True)
+    top = missing_top(folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     return top
 
 

@@ -284,6 +284,30 @@ def test_damaged_archive_is_refused_and_removed(server, tmp_path, damage):
     assert leftovers(tmp_path) == []
 
 
+def test_a_failed_download_removes_the_folders_its_first_write_made(server, tmp_path, monkeypatch):
+    """check_writable makes no folder, the download makes its own at its first byte: a damaged archive (its
+    partial file dropped) left them behind, empty. Removed again, parents included; a folder that holds a
+    partial file to resume stays, and so does a folder that was there before."""
+    archive = tar_gz(dataset("facades"))
+    server.files[FACADES] = archive[: len(archive) // 2]  # served whole, but the file itself ends early
+    with pytest.raises(DownloadError, match="the archive is damaged or incomplete"):
+        dl.download_dataset("facades", tmp_path / "new" / "datasets", mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+    # download model: files that are not the weights, dropped; the folders made for them too
+    for net in ("G", "E"):
+        server.files[f"/BicycleGAN//models/facades_net_{net}.pth"] = b"not a torch file"
+    with pytest.raises(DownloadError, match="not the facades weights this version expects"):
+        dl.download_model("facades", tmp_path / "new" / "pretrained", mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == []
+    # a connection lost for good: the partial file stays to resume, in the folders made for it
+    server.files[FACADES] = archive
+    server.cuts[FACADES] = [200, 0, 0]
+    monkeypatch.setattr(dl, "RETRIES", 1)
+    with pytest.raises(DownloadError, match="run the same command again to resume"):
+        dl.download_dataset("facades", tmp_path / "new" / "datasets", mirror=server.url, progress=False)
+    assert leftovers(tmp_path / "new" / "datasets") == [".facades.tar.gz.part", ".facades.tar.gz.part.json"]
+
+
 @pytest.mark.parametrize("bad", ["../evil.jpg", "/tmp/evil.jpg", "facades/../../evil.jpg", "symlink"])
 def test_member_outside_the_target_is_refused(server, tmp_path, bad):
     members = dataset("facades")
