@@ -293,6 +293,11 @@ def test_a_failed_download_removes_the_folders_its_first_write_made(server, tmp_
     with pytest.raises(DownloadError, match="the archive is damaged or incomplete"):
         dl.download_dataset("facades", tmp_path / "new" / "datasets", mirror=server.url, progress=False)
     assert leftovers(tmp_path) == []
+    (tmp_path / "there").mkdir()  # the user's, empty: not the download's to remove
+    with pytest.raises(DownloadError, match="the archive is damaged or incomplete"):
+        dl.download_dataset("facades", tmp_path / "there", mirror=server.url, progress=False)
+    assert leftovers(tmp_path) == ["there"]
+    (tmp_path / "there").rmdir()
     # download model: files that are not the weights, dropped; the folders made for them too
     for net in ("G", "E"):
         server.files[f"/BicycleGAN//models/facades_net_{net}.pth"] = b"not a torch file"

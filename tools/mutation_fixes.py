@@ -170,6 +170,9 @@ REFUSED_RESUME = [LOOP + "a_refused_resume_leaves_the_run_folder_as_it_was", LOO
 REFUSED_NEW = [LOOP + "a_refused_new_run_leaves_no_run_folder"]
 # what a resume keeps of the evaluations past its step: the run's and the dry run's checks of them
 KEPT_EVALS = ["tests/test_validation.py", *DRY_ALL]
+# the review of 0faacdf.. (RV)
+RANKS_EPOCH_FILE = [CZ + "ranks_that_read_a_changing_checkpoint_name_the_epochs_file_too"]
+DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_folders_its_first_write_made"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 # LC04: the probe loader is never iterated, and no backend starts work before a pass.
 EQUIVALENT: set[str] = {"LC04"}
@@ -660,6 +663,16 @@ MUTANTS = [
     ('MG01', T, '        if failed and self._made_folder is not None:  # (None too',
      '        if failed:  # (None too',
      ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_and_lock"]),
+    # the review of 0faacdf.. (RV01-RV04): made_alike's advice names the epoch's file; a failed download's folders
+    ('RV01', RT, "give its file, {path.parent / 'epoch_N.pt'})", "give its file, {path / 'epoch_N.pt'})",
+     RANKS_EPOCH_FILE),
+    ('RV02', DL, '        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)\n'
+                 '        raise\n    _drop(part)\n', '        raise\n    _drop(part)\n', DOWNLOAD_MADE),
+    ('RV03', DL, '        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)\n'
+                 '        raise\n    for part', '        raise\n    for part', DOWNLOAD_MADE),
+    ('RV04', DL, '    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)\n'
+                 '    # A dataset', '    made = dir  # (made at the first byte; a failure leaves none of them empty)\n'
+                 '    # A dataset', DOWNLOAD_MADE),
 ]
 
 if __name__ == "__main__":
