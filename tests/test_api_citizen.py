@@ -83,9 +83,9 @@ def process_state():
             "python_threads": sorted(t.name for t in threading.enumerate())}
 
 
-def failing_trainer(out, data):
+def failing_trainer(out, data, **options):
     """A Trainer whose third step raises: a run stopped by an error in the middle of its loop."""
-    t = Trainer(tiny_cfg(out, data, max_steps=4), progress=False)
+    t = Trainer(tiny_cfg(out, data, max_steps=4, **options), progress=False)
     real = t.model.train_step
 
     def step(batch):
@@ -320,15 +320,7 @@ def test_close_ends_the_loaders_workers_at_once_and_iterating_after_is_an_error(
 
 def test_a_training_that_raises_leaves_no_loader_worker_behind(tmp_path, data):
     with pytest.raises(RuntimeError, match="boom"):
-        t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=4, num_workers=1), progress=False)
-        real = t.model.train_step
-
-        def step(batch):
-            if t.step == 2:
-                raise RuntimeError("boom")
-            return real(batch)
-        t.model.train_step = step
-        t.train()
+        failing_trainer(tmp_path / "r", data, num_workers=1)
     assert workers() == []
 
 
