@@ -139,7 +139,7 @@ FID_FILE, LPIPS_FILE = "engine/metrics/fid.py", "engine/metrics/lpips.py"
 REFUSED = CZ + "a_switch_given_no_bool_is_refused_naming_it_and_the_value"
 NUMPY_BOOLS = [CZ + "a_configs_switch_takes_numpys_bools_as_plain_bools"]
 CHECK_BOOL = [CZ + "check_bool_takes_bools_numpys_and_none_where_optional"]
-SA, IMG, DLD = "engine/sample.py", "engine/images.py", "engine/download.py"
+SA = "engine/sample.py"
 CLOSED = [CZ + "close_ends_the_loaders_workers_at_once_and_iterating_after_is_an_error"]
 NO_WORKER_LEFT = [CZ + "a_training_that_raises_leaves_no_loader_worker_behind"]
 # the inference commands' loaders closed (LC)
@@ -517,7 +517,7 @@ MUTANTS = [
     ('LH23', SW, '    reuse = check_bool("reuse", reuse)\n', '', [f"{REFUSED}[no-evaluate_checkpoints-reuse]"]),
     ('LH24', EX, '    verify = check_bool("verify", verify)\n', '', [f"{REFUSED}[no-export_generator-verify]"]),
     ('LH25', M, '        training = check_bool("training", training)\n', '', [f"{REFUSED}[no-BicycleGAN-training]"]),
-    ('LH26', DLD, '    testset, progress = check_bool("testset", testset),', '    testset, progress = testset,',
+    ('LH26', DL, '    testset, progress = check_bool("testset", testset),', '    testset, progress = testset,',
      [f"{REFUSED}[0-download_dataset-testset]"]),
     ('LH10', RT, '        torch.backends.cudnn.benchmark = benchmark\n', '', SETTINGS),
     ('LH11', RT, '        torch.cuda.set_device(current)\n', '', SETTINGS),
