@@ -414,7 +414,7 @@ def test_a_run_logging_to_tensorboard_without_its_package_says_train_s_keyword_t
 
     def no_package(*args, **kwargs):
         raise ConfigError("--tensorboard needs the tensorboard package")
-    monkeypatch.setattr(trainer_module, "TensorBoardLog", no_package)
+    monkeypatch.setattr(trainer_module, "tensorboard_writer", no_package)  # (checked before the log is opened)
     with pytest.raises(ConfigError) as e:
         train(tiny_cfg(run, data, max_steps=2), resume=True, progress=False)
     assert str(e.value).endswith("; or resume with --no-tensorboard (tensorboard=False in Python)")
