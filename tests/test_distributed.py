@@ -147,7 +147,7 @@ def ranks(tmp_path_factory):
              ("start", _start_bug_rank, ["train", "--out", str(where / "start" / "r"), *tiny, "--no-eval", "--ngf",
                                          "4", "--nef", "4", "--ndf", "4", "--num_workers", "0"]),
              ("exit", _exit_worker)]
-    several = {"going_back": 2, "exit": 3}  # the cases that start several groups: a port each
+    several = {"going_back": 3, "exit": 3}  # the cases that start several groups: a port each
     free = iter(_free_ports(sum(several.get(name, 1) for name, *_ in cases)))
     ports = [[next(free) for _ in range(several[name])] if name in several else next(free) for name, *_ in cases]
     (where / "in_use" / "r").mkdir(parents=True)
@@ -951,19 +951,77 @@ def test_a_full_disk_on_rank_0_during_training_stops_every_rank_with_one_line(ra
 
 
 def _going_back_ranks(rank, world, ports, out_dir, args):
-    """_cli_rank of a run of `args` (in out_dir/first/), then of its resume from epoch 1 (in out_dir/back/), in one
-    pair of processes, each on a port of its own; rank 0 copies the run's checkpoints to out_dir/before/ between."""
+    """_cli_rank of a run of `args` (in out_dir/first/), then the refused starts of _refused_starts in one group (each
+    one's exit code and stderr in out_dir/refused/<rank>.json; rank 0 lists the run folder's files, bytes and mtimes
+    in out_dir/refused/{before,after}.json around them), then the run's resume from epoch 1 (in out_dir/back/), in one
+    pair of processes, each on a port of its own; rank 0 copies the run's checkpoints and eval_log.jsonl to
+    out_dir/before/ before the resume."""
+    import contextlib
+    import io
+
+    from bicyclegan.engine import trainer
+    from bicyclegan.engine.cli import main
+    from bicyclegan.engine.errors import WeightsError
     out = args[args.index("--out") + 1]
-    for name in ("first", "back"):
+    for name in ("first", "back", "refused"):
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
     if rank == 0:  # spawn_ranks's second launch starts the run afresh (the others wait for rank 0's group)
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(os.path.join(out_dir, "before"), ignore_errors=True)
     _cli_rank(rank, world, ports[0], os.path.join(out_dir, "first"), args)
-    if rank == 0:  # (before it joins the second group: rank 1 waits there)
+    if rank == 0:  # (before it joins the next group: rank 1 waits there)
+        json.dump(_listing(out), open(os.path.join(out_dir, "refused", "before.json"), "w"))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[1]), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    got, real = {}, trainer._evaluation
+
+    def lacking(*a, **kw):
+        raise WeightsError("rank 1 lacks a metric's weights")
+    for case, argv in _refused_starts(args, out_dir).items():
+        # A file one machine lacks (FID's weights in its torch hub cache), which two processes of one machine
+        # cannot have otherwise: rank 1 alone refuses its evaluation, after rank 0 passed its own.
+        trainer._evaluation = lacking if rank == 1 and case.startswith("rank_1") else real
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                got[case] = main(argv), err.getvalue()
+        finally:
+            trainer._evaluation = real
+    dist.barrier()  # every rank done with them: the listing after is of everything they did
+    dist.destroy_process_group()
+    json.dump(got, open(os.path.join(out_dir, "refused", f"{rank}.json"), "w"))
+    if rank == 0:
+        json.dump(_listing(out), open(os.path.join(out_dir, "refused", "after.json"), "w"))
         shutil.copytree(os.path.join(out, "checkpoints"), os.path.join(out_dir, "before"))
-    _cli_rank(rank, world, ports[1], os.path.join(out_dir, "back"),
+        shutil.copy(os.path.join(out, "eval_log.jsonl"), os.path.join(out_dir, "before"))
+    _cli_rank(rank, world, ports[2], os.path.join(out_dir, "back"),
               [*args, "--resume", "--epoch", "1", "--max_steps", "3"])
+
+
+def _listing(folder):
+    """Every file and folder under `folder`: path -> [mtime in ns, the file's bytes as latin-1 text or None]."""
+    found = {}
+    for here, _, files in os.walk(folder):
+        for path in [here, *(os.path.join(here, f) for f in files)]:
+            found[path] = [os.stat(path).st_mtime_ns,
+                           open(path, "rb").read().decode("latin-1") if os.path.isfile(path) else None]
+    return found
+
+
+def _refused_starts(args, out_dir):
+    """The starts refused by the evaluations' options between going_back's run (`args`) and its resume: case -> its
+    command. Resumes, whose first writes (the later checkpoints set aside, the logs cut) must wait for every check,
+    and new runs (out_dir/deep/new: both folders made by the start), which must leave no folder."""
+    new = [*args, "--out", os.path.join(out_dir, "deep", "new")]
+    return {
+        # a mistyped measure: best.pt was kept by encoded_l1 (checked by rank 0)
+        "keep_best": [*args, "--resume", "--keep_best", "coverage"],
+        # evaluations that would not compare with the log's, from an earlier epoch (its later checkpoints to set aside)
+        "eval_num": [*args, "--resume", "--epoch", "1", "--eval_num", "3"],
+        "rank_1": [*args, "--resume", "--epoch", "1"],
+        "new": [*new, "--eval_metrics", "l1,fid", "--fid_weights", os.path.join(out_dir, "nothing.pth")],
+        "rank_1_new": new}
 
 
 def _going_back_args(where):
@@ -972,28 +1030,68 @@ def _going_back_args(where):
             "--no-eval", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4",
             "--batch_size", "4", "--netG", "unet", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2",
             "basic_128_multi", "--num_workers", "0", "--niter", "2", "--niter_decay", "1", "--save_epoch_freq", "1",
-            "--sample_every", "100", "--save_every", "100"]  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
+            "--sample_every", "100", "--save_every", "100",  # 16 pairs, 2 ranks of batch 4: 2 steps an epoch
+            "--eval_every", "2", "--eval_num", "2", "--eval_metrics", "l1,palette", "--keep_best", "encoded_l1"]
 
 
 @pytest.mark.slow
 def test_under_torchrun_going_back_sets_the_later_checkpoints_aside_once(ranks):
     """Two ranks resumed from an earlier epoch_N.pt: rank 0 alone moves the abandoned continuation's
-    checkpoints aside and says so; rank 1, which never touches the run folder, neither moves nor prints."""
+    checkpoints aside and says so; rank 1, which never touches the run folder, neither moves nor prints.
+    The evaluation log is cut at the step resumed from, and the resumed run evaluates on (--eval_every)."""
     case = ranks / "going_back"
     out = case / "r"
     ckpts = out / "checkpoints"
     assert [json.loads((case / "first" / f"{r}.json").read_text())["rc"] for r in (0, 1)] == [0, 0]
     before = {p.name: p.read_bytes() for p in (case / "before").glob("*.pt")}
-    assert sorted(before) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    assert sorted(before) == ["best.pt", "epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    # best.pt goes aside with them where its evaluation came past step 2 (which evaluation was best is the run's)
+    later = ["epoch_2.pt", "epoch_3.pt", "latest.pt"]
+    later += ["best.pt"] if torch.load(case / "before" / "best.pt", weights_only=False)["best"]["step"] > 2 else []
     r0, r1 = (json.loads((case / "back" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 0 and r0["stderr"].count("are moved to") == 1, r0
-    said = f"past it (epoch_2.pt, epoch_3.pt, latest.pt) are moved to {ckpts / 'abandoned_after_step_2'},"
+    said = f"past it ({', '.join(later)}) are moved to {ckpts / 'abandoned_after_step_2'},"
     assert said in r0["stderr"], r0
     assert r1 == {"rc": 0, "stderr": ""}
-    assert sorted(p.name for p in ckpts.iterdir()) == ["abandoned_after_step_2", "epoch_1.pt", "latest.pt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["abandoned_after_step_2", "best.pt", "epoch_1.pt", "latest.pt"]
     aside = {p.name: p.read_bytes() for p in (ckpts / "abandoned_after_step_2").iterdir()}
-    assert aside == {k: before[k] for k in ("epoch_2.pt", "epoch_3.pt", "latest.pt")}
+    assert aside == {k: before[k] for k in later}
     assert torch.load(ckpts / "latest.pt", weights_only=True)["step"] == 3
+    then, now = ((where / "eval_log.jsonl").read_text().splitlines() for where in (case / "before", out))
+    assert [json.loads(line)["step"] for line in then] == [2, 4, 6]
+    # step 2's line kept as it was, 4 and 6 dropped, and the resumed run's own at its end
+    assert now[0] == then[0] and [json.loads(line)["step"] for line in now] == [2, 3]
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_start_refused_by_its_evaluations_changes_nothing(ranks):
+    """Resumes and new runs refused by the evaluations' options (rank 0's checks, or rank 1's evaluation alone,
+    after rank 0 passed its own) under torchrun: every rank exits 2, the refusal said once, by the rank it
+    happened on; the run folder keeps every byte and mtime (no checkpoint set aside, no log cut), and a new run
+    leaves no folder (deep/new: both made by the start)."""
+    case = ranks / "going_back"
+    r0, r1 = (json.loads((case / "refused" / f"{r}.json").read_text()) for r in (0, 1))
+    log = case / "r" / "eval_log.jsonl"
+    said = {  # case: (the rank that says it, the start of its line)
+        "keep_best": (0, "ConfigError: keep_best=coverage, and the run's checkpoints/best.pt (step "),
+        "eval_num": (0, f"ConfigError: the run's evaluations so far ({log}, up to step 2) measured n_inputs 2; this "
+                        f"run's would measure n_inputs 3 "),
+        "rank_1": (1, "WeightsError: rank 1 lacks a metric's weights\n"),
+        "new": (0, "WeightsError: the evaluations during training (--eval_every 2): FID needs InceptionV3's weights: "
+                   f"{case / 'nothing.pth'} does not exist"),
+        "rank_1_new": (1, "WeightsError: rank 1 lacks a metric's weights\n")}
+    assert sorted(r0) == sorted(r1) == sorted(said)
+    for name, (rank, start) in said.items():
+        (rc0, err0), (rc1, err1) = r0[name], r1[name]
+        line, silent = (err0, err1) if rank == 0 else (err1, err0)
+        assert (rc0, rc1) == (2, 2) and silent == "", (name, r0[name], r1[name])
+        assert line.startswith(f"bicyclegan train: {start}") and line.count("\n") == 1, (name, line)
+    assert "was kept by encoded_l1: resume with --keep_best encoded_l1" in r0["keep_best"][1]
+    before, after = (json.loads((case / "refused" / f"{when}.json").read_text()) for when in ("before", "after"))
+    assert str(log) in before and str(case / "r" / "checkpoints" / "epoch_3.pt") in before  # (a listing of the run)
+    changed = sorted(path for path in {*before, *after} if before.get(path) != after.get(path))
+    assert not changed, changed
+    assert not (case / "deep").exists()
 
 
 def _resume_rank(rank, world, port, out_dir, cases):
