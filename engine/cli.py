@@ -282,7 +282,7 @@ def cmd_train(args) -> int:
     cfg = resolve_config(args)
     resuming_run = _resumed_run(args, cfg.out) is not None  # the run's own config, preset and all
     hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None
-    if hint:
+    if hint and not _said_on_this_machine():  # (alike on every process of a launch: local rank 0's to say)
         print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
               f"apply", file=sys.stderr)
@@ -292,7 +292,10 @@ def cmd_train(args) -> int:
         from .trainer import check_start
         cfg = check_start(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
                           world=int(os.environ.get("WORLD_SIZE", "1")))
-        print(json.dumps(cfg.to_dict(), indent=2))
+        # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
+        # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
+        if not _under_torchrun() or os.environ.get("RANK") == "0":
+            print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from .evaluate import format_table
     from .trainer import Trainer, end_group, stopped_by

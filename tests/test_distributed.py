@@ -1150,6 +1150,10 @@ def test_under_torchrun_a_refused_resume_is_one_line_of_rank_0s(ranks):
         assert err1 == "", (case, err1)
 
 
+# a tiny run's options, on 32-px demo data
+DRY_RUN = ["--device", "cpu", "--no-eval", "--crop_size", "32", "--load_size", "32", "--netG", "unet", "--ngf", "4",
+           "--nef", "4", "--ndf", "4", "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2",
+           "basic_128_multi", "--batch_size", "2"]
 # Before the processes are a group (the command line, a missing checkpoint) and in the loader's checks after it,
 # every process refused alike: (command, the line it prints once).
 REFUSED_ALIKE = [
@@ -1161,6 +1165,10 @@ REFUSED_ALIKE = [
     (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
      "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
     # after the group is made: a refusal of the options, every rank's (each_decides)
+    # train --dry-run starts no group under torchrun: every process checks the files alike (launched's data/,
+    # one broken training file)
+    (["train", "--out", "r", "--dataroot", "data", "--dry-run", *DRY_RUN],
+     "bicyclegan train: DatasetError: 1 bad file(s) in data/train:"),
     (["compare", "a.pt", "--device", "cpu"],
      "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
     # the commands that do not share their work: each process would do it all, saying why
@@ -1193,6 +1201,8 @@ def launched(tmp_path_factory):
         (folder / "in_use" / "r").mkdir(parents=True)
         locks.append(os.open(folder / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT))
         fcntl.flock(locks[-1], fcntl.LOCK_EX)
+        # a dry run's: a folder named as a reference dataset, for the note that names its preset
+        make_demo_dataset(folder / "facades", n_train=8, n_test=2, size=32, seed=0)
         return [*(argv for argv, _ in REFUSED_ALIKE),
                 ["train", "--out", "in_use/r", "--no-eval", "--device", "cpu", "--crop_size", "32", "--ngf", "4",
                  "--nef", "4", "--ndf", "4", "--batch_size", "4"],
@@ -1200,14 +1210,15 @@ def launched(tmp_path_factory):
                  "--load_size", "32", "--netG", "unet", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "2",
                  "--netD", "basic_128_multi", "--netD2", "basic_128_multi", "--netE", "resnet_128", "--max_steps", "2",
                  "--eval_every", "2", "--eval_num", "3", "--eval_samples", "2", "--skip_bad", "--sample_every", "100",
-                 "--no-progress"]]
+                 "--no-progress"],
+                ["train", "--out", "runs/dry", "--dataroot", "facades", "--dry-run", *DRY_RUN]]
     try:
         folder, done, said, codes = torchrun_in_turn_afresh(tmp_path_factory.mktemp("launched"), build, timeout=600)
     finally:
         for fd in locks:
             os.close(fd)
     everything = done.stdout + done.stderr
-    names = [*range(len(REFUSED_ALIKE)), "in_use", "skip_bad"]
+    names = [*range(len(REFUSED_ALIKE)), "in_use", "skip_bad", "dry_run"]
     assert len(said) == len(codes) == len(names), everything[-3000:]
     return folder, everything, dict(zip(names, zip(said, codes)))
 
@@ -1238,6 +1249,21 @@ def test_under_torchrun_the_files_the_checks_leave_out_are_said_once(launched):
     for split in ("train", "val"):
         assert everything.count(f"skipped 1 bad file(s) in {data / split}:") == 1, everything
     assert everything.count("evaluation at step 2") == 1, everything
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_dry_run_prints_the_config_and_the_preset_note_once(launched):
+    """train --dry-run under torchrun: every process checks what it would train (no group, so no rank waits on
+    another), and each printed the config (a JSON document per process on stdout) and the note on a folder named
+    as a reference dataset. Rank 0 prints the config now, each machine's local rank 0 the note (a line before
+    the group, as the refusals before it)."""
+    folder, everything, commands = launched
+    own, rcs = commands["dry_run"]
+    assert rcs == [0, 0], own[-3000:]
+    # (counted in all the launch printed: rank 1's lines may show in another command's part)
+    assert everything.count('"out": "runs/dry"') == 1 and '"out": "runs/dry"' in own, own[-3000:]
+    assert everything.count("note: facades is named like the reference's facades dataset") == 1, everything
+    assert not (folder / "runs" / "dry").exists()
 
 
 def test_every_option_of_the_shared_commands_passes_through_torchrun():
