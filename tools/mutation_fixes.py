@@ -42,6 +42,10 @@ folders above it the start made. Results: docs/mutation-engine.md, "A refused st
 The command line's advice as a Python caller spells it (PY01-PY06). Results: docs/mutation-engine.md, "The
 command line's advice as a Python caller spells it".
 
+Under torchrun (TD01-TD06): a start refused by the other ranks' evaluations changes nothing in its run folder, a
+valid resume's writes are rank 0's, train --dry-run's config is printed once. Results: docs/mutation-engine.md,
+"Under torchrun: refused starts and the dry run".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
@@ -177,6 +181,12 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # LC04: the probe loader is never iterated, and no backend starts work before a pass.
 EQUIVALENT: set[str] = {"LC04"}
 SKIP = ""
+# under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
+# alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
+TDD = "tests/test_distributed.py::test_under_torchrun_"
+TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
+TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
+TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -673,6 +683,20 @@ MUTANTS = [
     ('RV04', DL, '    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', '    made = dir  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', DOWNLOAD_MADE),
+    # under torchrun (TD01-TD06): the other ranks' evaluations before the resume's writes, rank 0 alone writes,
+    # the dry run's config printed by rank 0 and the dataset-name note by local rank 0
+    ('TD01', T, '        self.dist.main_decides(rank0_checks)\n        if cfg.eval_every and self.world > 1:',
+     '        self.dist.main_decides(rank0_checks)\n        if self.saved_step is not None:\n'
+     '            self.dist.main_decides(self._truncate_log)\n        if cfg.eval_every and self.world > 1:',
+     TD_REFUSED),
+    ('TD02', T, '            self.dist.each_decides(lambda: self.main or self._make_evaluation())',
+     '            self.dist.main_decides(lambda: self.main or self._make_evaluation())', TD_REFUSED),
+    ('TD03', T, '            self.dist.main_decides(self._truncate_log)',
+     '            self.dist.each_decides(self._truncate_log)', TD_BACK),
+    ('TD04', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":', '        if True:', TD_DRY),
+    ('TD05', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":',
+     '        if not _under_torchrun() and os.environ.get("RANK") == "0":', TD_DRY),
+    ('TD06', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
 ]
 
 if __name__ == "__main__":
