@@ -42,7 +42,7 @@ folders above it the start made. Results: docs/mutation-engine.md, "A refused st
 The command line's advice as a Python caller spells it (PY01-PY06). Results: docs/mutation-engine.md, "The
 command line's advice as a Python caller spells it".
 
-Under torchrun (TD01-TD06): a start refused by the other ranks' evaluations changes nothing in its run folder, a
+Under torchrun (TD01-TD05): a start refused by the other ranks' evaluations changes nothing in its run folder, a
 valid resume's writes are rank 0's, train --dry-run's config is printed once. Results: docs/mutation-engine.md,
 "Under torchrun: refused starts and the dry run".
 
@@ -685,18 +685,19 @@ MUTANTS = [
                  '    # A dataset', DOWNLOAD_MADE),
     # under torchrun (TD01-TD06): the other ranks' evaluations before the resume's writes, rank 0 alone writes,
     # the dry run's config printed by rank 0 and the dataset-name note by local rank 0
+    # under torchrun (TD01-TD05): the other ranks' evaluations before the resume's writes, rank 0 alone writes,
+    # the dry run's config printed by rank 0 and the dataset-name note by local rank 0 (the other ranks'
+    # evaluations left to rank 0, main_decides: not here, see docs/mutation-engine.md)
     ('TD01', T, '        self.dist.main_decides(rank0_checks)\n        if cfg.eval_every and self.world > 1:',
      '        self.dist.main_decides(rank0_checks)\n        if self.saved_step is not None:\n'
      '            self.dist.main_decides(self._truncate_log)\n        if cfg.eval_every and self.world > 1:',
      TD_REFUSED),
-    ('TD02', T, '            self.dist.each_decides(lambda: self.main or self._make_evaluation())',
-     '            self.dist.main_decides(lambda: self.main or self._make_evaluation())', TD_REFUSED),
-    ('TD03', T, '            self.dist.main_decides(self._truncate_log)',
+    ('TD02', T, '            self.dist.main_decides(self._truncate_log)',
      '            self.dist.each_decides(self._truncate_log)', TD_BACK),
-    ('TD04', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":', '        if True:', TD_DRY),
-    ('TD05', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":',
+    ('TD03', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":', '        if True:', TD_DRY),
+    ('TD04', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":',
      '        if not _under_torchrun() and os.environ.get("RANK") == "0":', TD_DRY),
-    ('TD06', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
+    ('TD05', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
 ]
 
 if __name__ == "__main__":
