@@ -55,12 +55,10 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
     if folder.is_file():  # mkdir's "File exists" read as if the folder were there
         raise OutputError(f"cannot write {what} into {folder}: it is a file, not a folder; choose another folder")
     try:
-        base = folder.absolute()
-        while not base.is_dir():
-            if base.exists() or base.is_symlink():  # a file (or a dangling link): no folder can be made under it
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base))
-            base = base.parent  # ("/" is a folder: the walk ends)
-        with tempfile.TemporaryFile(dir=base):
+        top = missing_top(folder.absolute())  # (a file on the way: the probe below, in it, is "Not a directory")
+        if top is not None and top.is_symlink():  # a dangling link: mkdir would find it "exists"
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(top))
+        with tempfile.TemporaryFile(dir=folder if top is None else top.parent):
             pass
     except OSError as e:
         raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; choose another folder") from e

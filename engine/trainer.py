@@ -932,18 +932,17 @@ class Trainer:
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
-        kept = {}
         for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
             path = self.run_dir / name
             if path.exists():
-                kept[name] = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
-                write_text(path, "".join(ln + "\n" for ln in kept[name]), what=what)
+                kept = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
+                write_text(path, "".join(ln + "\n" for ln in kept), what=what)
         # best.pt of the discarded steps, which holds weights this run will not have had, is set aside above.
         best = self.run_dir / "checkpoints" / BEST
         if best.exists():
             self.best = peek_checkpoint(best, "best")[0]
         elif BEST in moved and self.cfg.keep_best:
-            self._best_from_resumed(kept.get(EVAL_LOG, []))
+            self._best_from_resumed()
         if self.resume_path.resolve() != self.ckpt_path.resolve():
             # Now, not at the first save: a run gone back to an earlier checkpoint (--epoch N) and killed
             # before it was continued by a plain --resume from the later latest.pt, past the log lines
@@ -952,13 +951,13 @@ class Trainer:
                 atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
                              error=CheckpointError)
 
-    def _best_from_resumed(self, eval_lines) -> None:
+    def _best_from_resumed(self) -> None:
         """best.pt again from the checkpoint resumed from, where its step's evaluation was marked best: a
         run gone back to that step set aside the later best.pt, and the next evaluation, however worse,
         became best.pt while the log still marked this step's (a better value, whose weights the run has).
         The checkpoint's contents with the mark best.pt carries (rank 0's, as _truncate_log)."""
         key = self.cfg.keep_best
-        rows = [json.loads(ln) for ln in eval_lines if math.isfinite(_log_step(ln))]
+        rows = _eval_rows(self.run_dir)  # (as cut above to this step's)
         row = next((r for r in reversed(rows) if r["step"] == self.step), None)
         if row is None or row.get("best") != key or not isinstance(row.get(key), (int, float)):
             return

@@ -163,6 +163,10 @@ def test_check_writable_makes_nothing_and_probes_the_deepest_existing_folder(tmp
     monkeypatch.chdir(tmp_path / "a")
     assert io.check_writable(Path("x") / "y", "results") == Path("x") / "y"  # relative: from the current folder
     assert probed[-1] == tmp_path / "a" and not (tmp_path / "a" / "x").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "gone")  # a dangling link where a folder goes: mkdir would fail later
+    with pytest.raises(OutputError, match="Not a directory; choose another folder"):
+        io.check_writable(tmp_path / "link" / "out", "results")
+    (tmp_path / "link").unlink()
 
     # a folder that cannot be written (root writes anywhere: the refusal of the probe stands in for it)
     def read_only(*a, dir=None, **k):
