@@ -7,6 +7,7 @@ device: every step before the scaling to [-1, 1] works on 8-bit images, so scali
 batch is used (to_unit_float), changes no value. On a CUDA device the batches are pinned by the
 DataLoader, copied ahead of use on a side stream and scaled there.
 """
+import atexit
 import functools
 import gc
 import logging
@@ -261,6 +262,26 @@ def _worker_init(loader_pid, _):
     gc.freeze()
     gc.enable()
     _leave_signals_to(loader_pid)
+    atexit.register(_end_unfinalised)
+
+
+def _end_unfinalised():
+    """The exit function a worker's init registers: the process ends there, with os._exit, as a forked
+    worker ends, not through the interpreter's finalisation (exit functions registered later still run
+    first). A worker the spawn method started (macOS's default; any process's after set_start_method or
+    under torch.multiprocessing.spawn) finalised its interpreter, and its queue's feeder thread, which
+    torch does not wait for (cancel_join_thread), may still be handing a batch over then, in torch's C++
+    with the GIL let go. Taking the GIL back in a finalising interpreter, that thread ends through a C++
+    destructor and the worker aborts ("terminate called without an active exception"): the loader's
+    close() raised "DataLoader worker ... is killed by signal: Aborted", in some one close of ten. The
+    code is 0: torch's worker loop ends by returning (its errors travel to the loader as data), and the
+    loader takes an exit it did not ask for alike, whatever its code."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # (None, or closed: nothing to flush)
+            pass
+    os._exit(0)
 
 
 def _leave_signals_to(loader_pid):

@@ -830,3 +830,82 @@ def test_loader_workers_end_when_the_loading_process_is_killed(cli_data, env):
     for pid in left:  # not left behind by a failure
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+# A spawned worker (its code in a file: spawn imports the main module's functions by name) whose interpreter,
+# finalising, takes long (a module global's finaliser sleeps), while a daemon thread runs torch's C++ with the
+# GIL let go (as the queue's feeder thread hands a batch over): back for the GIL in the finalising interpreter,
+# that thread ended through a C++ destructor and the worker aborted (-6, "terminate called without an active
+# exception"). The loader's init (_worker_init) makes it end as a forked worker ends; an exit function registered
+# after the init still runs, its output flushed.
+SPAWNED = """import atexit, multiprocessing, os, sys, threading, time
+import torch
+from bicyclegan.pipelines import cpu_loader
+
+
+class SlowFinalising:
+    def __del__(self):
+        time.sleep(3)  # (the interpreter's finalisation: module globals cleared)
+
+
+def work(ready):
+    cpu_loader._worker_init(os.getppid(), 0)
+    atexit.register(print, "later exit function")  # (not flushed: stdout is a pipe)
+    global slow
+    slow = SlowFinalising()
+    a = torch.rand(600, 600)
+
+    def busy():
+        ready.set()
+        while True:
+            torch.mm(a, a)
+    threading.Thread(target=busy, daemon=True).start()
+    ready.wait()
+    print("work done")
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=work, args=(ready,))
+    p.start()
+    p.join(60)
+    print(p.exitcode)
+"""
+
+
+@pytest.mark.slow
+def test_a_spawned_loader_worker_ends_as_a_forked_one_does(tmp_path, env):
+    (tmp_path / "spawned.py").write_text(SPAWNED)
+    done = subprocess.run([sys.executable, str(tmp_path / "spawned.py")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["work done", "later exit function", "0"], done.stdout + done.stderr
+    assert "terminate called" not in done.stderr, done.stderr
+
+
+# A loader's workers started by spawn (as under torch.multiprocessing.spawn, or macOS): closed with batches in
+# flight, which the workers' feeder threads may still be handing over; each worker's exit code.
+SPAWN_LOADER = """import multiprocessing, sys
+from bicyclegan.pipelines import make_loader
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    codes = []
+    for _ in range(3):
+        with make_loader(sys.argv[1], batch_size=1, load_size=32, crop_size=32, backend="torch", num_workers=2,
+                         device="cpu", phase="test", shuffle=False) as loader:
+            batches = iter(loader)
+            next(batches)
+            workers = list(loader._loader._iterator._workers)
+        codes += [w.exitcode for w in workers]
+    print(codes)
+"""
+
+
+@pytest.mark.slow
+def test_a_loader_with_spawned_workers_closes_with_batches_in_flight(cli_data, env):
+    (cli_data / "spawn_loader.py").write_text(SPAWN_LOADER)
+    done = subprocess.run([sys.executable, str(cli_data / "spawn_loader.py"), str(cli_data / "data")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([0] * 6), done.stdout + done.stderr

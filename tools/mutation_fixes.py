@@ -184,6 +184,7 @@ SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
 TDD = "tests/test_distributed.py::test_under_torchrun_"
+SPAWNED = ["tests/test_stop.py::test_a_spawned_loader_worker_ends_as_a_forked_one_does"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
 TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
@@ -684,8 +685,6 @@ MUTANTS = [
     ('RV04', DL, '    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', '    made = dir  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', DOWNLOAD_MADE),
-    # under torchrun (TD01-TD06): the other ranks' evaluations before the resume's writes, rank 0 alone writes,
-    # the dry run's config printed by rank 0 and the dataset-name note by local rank 0
     # under torchrun (TD01-TD05): the other ranks' evaluations before the resume's writes, rank 0 alone writes,
     # the dry run's config printed by rank 0 and the dataset-name note by local rank 0 (the other ranks'
     # evaluations left to rank 0, main_decides: not here, see docs/mutation-engine.md)
@@ -699,6 +698,10 @@ MUTANTS = [
     ('TD04', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":',
      '        if not _under_torchrun() and os.environ.get("RANK") == "0":', TD_DRY),
     ('TD05', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
+    # a spawned loader worker ends as a forked one (SP01-SP03): no interpreter finalisation to abort in
+    ('SP01', "pipelines/cpu_loader.py", '    atexit.register(_end_unfinalised)\n', '', SPAWNED),
+    ('SP02', "pipelines/cpu_loader.py", '    os._exit(0)\n', '    return\n', SPAWNED),
+    ('SP03', "pipelines/cpu_loader.py", '            stream.flush()\n', '            pass\n', SPAWNED),
 ]
 
 if __name__ == "__main__":
