@@ -877,8 +877,9 @@ if __name__ == "__main__":
 @pytest.mark.slow
 def test_a_spawned_loader_worker_ends_as_a_forked_one_does(tmp_path, env):
     (tmp_path / "spawned.py").write_text(SPAWNED)
-    done = subprocess.run([sys.executable, str(tmp_path / "spawned.py")], env=env, capture_output=True, text=True,
-                          timeout=120)
+    buffered = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}  # (the output's flush: the worker's own)
+    done = subprocess.run([sys.executable, str(tmp_path / "spawned.py")], env=buffered, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["work done", "later exit function", "0"], done.stdout + done.stderr
     assert "terminate called" not in done.stderr, done.stderr
