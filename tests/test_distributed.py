@@ -46,24 +46,52 @@ def _worker(rank, world, port, out_dir, sync):
         dist.destroy_process_group()
 
 
-def spawn_ranks(fn, args, nprocs=2):
+# A launch of this suite's takes seconds, its longest (the ranks fixture's) about a minute and a half on a loaded
+# machine. A hang (a rank waiting in a collective the other never joins) would wait for gloo's 30 minutes.
+SPAWN_TIMEOUT_S = 600
+
+
+def spawn_ranks(fn, args, nprocs=2, timeout=SPAWN_TIMEOUT_S):
     """torch.multiprocessing.spawn(fn, args, nprocs), its processes without TRITON_INTERPRET (which the tests
     set for the kernels' own tests): a process on the CPU trains on the reference path, as a user's does,
-    where the interpreted kernels made a two-rank training of a few steps take a minute, not seconds."""
+    where the interpreted kernels made a two-rank training of a few steps take a minute, not seconds. A launch
+    still running after `timeout` seconds is killed, and raises TimeoutError."""
     said = os.environ.pop("TRITON_INTERPRET", None)  # (a spawned process starts with the environment of now)
     try:
         try:
-            mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+            _spawn(fn, args, nprocs, timeout)
         except mp.ProcessRaisedException as e:
             # Gloo's pairwise connections at the group's start (connectFullMesh) now and then fail on a
             # loaded machine ("Connection closed by peer" before any of the test's work): once more,
             # for that failure alone.
             if "connectFullMesh" not in str(e):
                 raise
-            mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+            _spawn(fn, args, nprocs, timeout)
     finally:
         if said is not None:
             os.environ["TRITON_INTERPRET"] = said
+
+
+def _spawn(fn, args, nprocs, timeout):
+    launch = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    end = time.monotonic() + timeout
+    while not launch.join(timeout=max(end - time.monotonic(), 0.1)):  # (True: all ended; raises on a failure)
+        if time.monotonic() >= end:
+            for p in launch.processes:
+                p.kill()
+                p.join()
+            raise TimeoutError(f"{fn.__name__}'s {nprocs} processes still ran after {timeout} s: killed")
+
+
+def _sleeping(rank, seconds):
+    time.sleep(seconds)
+
+
+def test_a_launch_that_hangs_is_killed_at_its_timeout():
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="_sleeping's 2 processes still ran after 3 s: killed"):
+        spawn_ranks(_sleeping, (600,), timeout=3)
+    assert time.monotonic() - start < 60
 
 
 def _free_port():
