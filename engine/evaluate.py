@@ -223,6 +223,17 @@ class Evaluation:
         self._kept = loader if keep_loader else None
         if not keep_loader:
             loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
+        try:
+            self._fit_inputs(loader, num)
+            self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)
+        except BaseException:
+            loader.close()  # a refused evaluation keeps no loader (DALI's: its pipeline's threads and memory)
+            raise
+
+    def _fit_inputs(self, loader, num: int) -> None:
+        """The inputs' checks against the metrics chosen (their B, sizes and count: the loader's findings), and
+        the count measured."""
+        chosen = self.chosen
         # Inputs alone have no B: known now, not after the first batch was generated (compare had made its
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
@@ -246,10 +257,12 @@ class Evaluation:
             where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
             raise DatasetError(f"{where} gives 1 input to evaluate: FID compares two sets of images, so metrics fid "
                                f"needs 2 inputs or more; use l1 or lpips")
+
+    def _load_networks(self, networks_from, lpips_backbone, lpips_linear, fid_weights) -> None:
         # The metric networks load before any image is generated: a missing weights file fails at once.
         # networks_from: another evaluation of the same metric options, whose networks serve this one too
         # (compare: several models measured with the networks loaded once).
-        dev = self.model.device
+        dev, chosen, lpips_version = self.model.device, self.chosen, self.lpips_version
         if networks_from is not None:
             o, theirs = networks_from._options, networks_from
             if (chosen, dev, lpips_version, lpips_backbone, lpips_linear, fid_weights) != (

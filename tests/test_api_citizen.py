@@ -36,9 +36,10 @@ from bicyclegan.engine import (
     train,
 )
 from bicyclegan.engine.config import check_bool
-from bicyclegan.engine.errors import ConfigError
+from bicyclegan.engine.errors import ConfigError, WeightsError
 from bicyclegan.engine.runtime import device_settings
 from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines.errors import DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -372,6 +373,25 @@ def test_an_inference_call_leaves_no_loader_worker_behind(tmp_path, data, run_1_
         call()
     assert workers() == []
     assert new_threads(threads) == []
+
+
+@pytest.mark.parametrize("refused_by", ["its inputs", "its metric networks"])
+def test_an_evaluation_refused_after_making_its_loader_closes_it(tmp_path, run_1_worker, monkeypatch, refused_by):
+    """An Evaluation makes its loader first (the split listed and checked once, the loader kept for the first
+    run), then checks the inputs against the metrics and loads the metric networks: refused by either, it left
+    the loader open (DALI's pipeline: its threads and GPU memory) for as long as the caller held the error."""
+    import importlib
+    evaluation = importlib.import_module("bicyclegan.engine.evaluate")  # (the package exports the function)
+    made, build = [], evaluation.build_loader
+    monkeypatch.setattr(evaluation, "build_loader", lambda *a, **k: made.append(build(*a, **k)) or made[-1])
+    if refused_by == "its inputs":  # FID of a split of one input
+        one = make_demo_dataset(tmp_path / "one", n_train=4, n_test=1, size=32, seed=0)
+        with pytest.raises(DatasetError, match="gives 1 input to evaluate: FID compares two sets"):
+            evaluation.Evaluation(run_1_worker, one, metrics="fid", fid_weights=tmp_path / "never.pt")
+    else:
+        with pytest.raises(WeightsError, match="never.pt does not exist"):
+            evaluation.Evaluation(run_1_worker, metrics="fid", fid_weights=tmp_path / "never.pt")
+    assert len(made) == 1 and made[0].closed
 
 
 def new_threads(before, wait: float = 5.0) -> list:

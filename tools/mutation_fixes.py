@@ -185,6 +185,7 @@ SKIP = ""
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
 TDD = "tests/test_distributed.py::test_under_torchrun_"
 SPAWNED = ["tests/test_stop.py::test_a_spawned_loader_worker_ends_as_a_forked_one_does"]
+REFUSED_EVALUATION = [CZ + "an_evaluation_refused_after_making_its_loader_closes_it"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
 TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
@@ -702,6 +703,16 @@ MUTANTS = [
     ('SP01', "pipelines/cpu_loader.py", '    atexit.register(_end_unfinalised)\n', '', SPAWNED),
     ('SP02', "pipelines/cpu_loader.py", '    os._exit(0)\n', '    return\n', SPAWNED),
     ('SP03', "pipelines/cpu_loader.py", '            stream.flush()\n', '            pass\n', SPAWNED),
+    # an Evaluation refused after making its loader closes it (EC01-EC02)
+    ('EC01', "engine/evaluate.py", '            loader.close()  # a refused evaluation keeps no loader',
+     '            pass  # a refused evaluation keeps no loader', REFUSED_EVALUATION),
+    ('EC02', "engine/evaluate.py",
+     '            self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n'
+     '        except BaseException:\n            loader.close()  # a refused evaluation keeps no loader (DALI\'s: its '
+     'pipeline\'s threads and memory)\n            raise\n',
+     '        except BaseException:\n            loader.close()  # a refused evaluation keeps no loader (DALI\'s: its '
+     'pipeline\'s threads and memory)\n            raise\n'
+     '        self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n', REFUSED_EVALUATION),
 ]
 
 if __name__ == "__main__":
