@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import sharding
 from .base import PairedLoader
-from .errors import DatasetError
+from .errors import DatasetError, plural
 from .files import ALIKE, changed_since_checks, load_rgb, local_ranks
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
@@ -34,6 +35,10 @@ from .files import ALIKE, changed_since_checks, load_rgb, local_ranks
 WORKER_TIMEOUT_S = 600
 SHARED_MEMORY = "/dev/shm"  # where the workers' batches travel to this process (Linux)
 PREFETCH = 2  # batches each worker makes ahead: the DataLoader's prefetch_factor
+# A forked worker reaches its init in milliseconds; one that has not in this long is stuck in the fork
+# (_start_workers), and the workers are started again, at most WORKER_STARTS times in all.
+WORKER_START_S = 30
+WORKER_STARTS = 3
 
 log = logging.getLogger("bicyclegan.pipelines")
 
@@ -255,14 +260,16 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the workers leave them to the 
 _WAITS_FOR_SIGNALS = hasattr(signal, "sigwaitinfo")  # Linux (not macOS)
 
 
-def _worker_init(loader_pid, _):
+def _worker_init(loader_pid, started, worker_id):
     """In a worker just forked with the collector off: freeze what came from the parent (in this
     process alone), then collect as usual, the worker's own garbage only. loader_pid: the process
-    that iterates the loader (see _leave_signals_to)."""
+    that iterates the loader (see _leave_signals_to); started: the loader's flags of its workers'
+    starts, this one's set (see TorchLoader._start_workers)."""
     gc.freeze()
     gc.enable()
     _leave_signals_to(loader_pid)
     atexit.register(_end_unfinalised)
+    started[worker_id] = 1
 
 
 def _end_unfinalised():
@@ -325,6 +332,8 @@ class TorchLoader(PairedLoader):
         if num_workers:
             num_workers = self._fit_shared_memory(num_workers, workers_given)
         self.num_workers = num_workers
+        # Shared memory the workers inherit (a forked one's) or are handed as they start (a spawned one's)
+        self._started = multiprocessing.RawArray("b", num_workers) if num_workers else None
         self._sampler = _EpochSampler(self.shard)
         dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad, self.output_sizes)
         self._loader = DataLoader(
@@ -337,7 +346,7 @@ class TorchLoader(PairedLoader):
             num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
             prefetch_factor=PREFETCH if num_workers else None,
-            worker_init_fn=functools.partial(_worker_init, os.getpid()) if num_workers else None)
+            worker_init_fn=functools.partial(_worker_init, os.getpid(), self._started) if num_workers else None)
 
     def _free(self):
         # The persistent workers (and a CUDA pin thread) live in the DataLoader's iterator, which torch shuts
@@ -407,16 +416,7 @@ class TorchLoader(PairedLoader):
         # They are forked with SIGINT and SIGTERM blocked too, which their init leaves to this process
         # (_leave_signals_to): torch sets its own SIGTERM handler in a worker first, which ended one that
         # a signal to the whole group reached before its init. A signal here meanwhile waits for the block's end.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if _WAITS_FOR_SIGNALS else None
-        try:
-            batches = iter(self._loader)
-        finally:
-            if was_enabled:
-                gc.enable()
-            if blocked is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        batches = self._start_workers() if self.num_workers and self._loader._iterator is None else self._iter()
         try:
             for batch in batches:
                 if "error" in batch:
@@ -432,6 +432,53 @@ class TorchLoader(PairedLoader):
                 f"no batch from the {self.num_workers} loader worker process(es) in {WORKER_TIMEOUT_S} s: "
                 "one is stuck (reading a file from a file system that stopped answering?), or a batch found no "
                 f"room in {SHARED_MEMORY} (torch's 'No space left on device' above)") from None
+
+    def _iter(self):
+        was_enabled = gc.isenabled()
+        gc.disable()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if _WAITS_FOR_SIGNALS else None
+        try:
+            return iter(self._loader)
+        finally:
+            if was_enabled:
+                gc.enable()
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _start_workers(self):
+        """iter(self._loader), which starts the workers, once each forked worker has reached its init. A fork
+        while another thread of this process was making a Python thread state (gloo's, as it lets go of a
+        collective's tensors) left the child locked for ever before any of its Python ran (CPython before 3.12
+        and 3.11.10, gh-112275): the loader then waited WORKER_TIMEOUT_S for its batches and failed (seen in
+        a torchrun launch of the tests). A worker stuck so is killed and the workers started again."""
+        for attempt in range(1, WORKER_STARTS + 1):
+            self._started[:] = [0] * self.num_workers
+            it = self._iter()
+            forked = [i for i, w in enumerate(it._workers) if type(w._popen).__module__ == "multiprocessing.popen_fork"]
+            end = time.monotonic() + WORKER_START_S
+            while (stuck := [i for i in forked if not self._started[i]]) and time.monotonic() < end:
+                time.sleep(0.01)
+            if not stuck:
+                return it
+            self._stop_workers(it, [it._workers[i] for i in stuck])
+            if attempt < WORKER_STARTS:
+                log.warning(f"{plural(len(stuck), 'loader worker process', 'loader worker processes')} did not "
+                            f"start in {WORKER_START_S} s (a fork that locked up: Python before 3.12, other threads "
+                            f"running, e.g. a process group's); starting the workers again ({attempt} of "
+                            f"{WORKER_STARTS - 1} retries)", extra=ALIKE)
+        raise DatasetError(f"the loader's worker processes did not start, {WORKER_STARTS} times in a row (forks "
+                           f"that locked up); use --num_workers 0 (loading in this process), or Python 3.12 or later")
+
+    def _stop_workers(self, it, stuck):
+        """End iterator `it`'s workers, those in `stuck` killed (no Python runs in them to end otherwise)."""
+        from torch.utils.data._utils import signal_handling
+        if it._worker_pids_set:  # (torch's check of its workers' deaths, which would take the kill for a failure)
+            signal_handling._remove_worker_pids(id(it))
+            it._worker_pids_set = False
+        for w in stuck:
+            w.kill()
+        it._shutdown_workers()
+        self._loader._iterator = None
 
     def __iter__(self):
         epoch, start = self._begin_epoch()

@@ -7,6 +7,8 @@ included (the terminal's Ctrl-C reaches the whole process group), and to a torch
 import contextlib
 import copy
 import json
+import logging
+import multiprocessing
 import os
 import pickle
 import re
@@ -910,3 +912,74 @@ def test_a_loader_with_spawned_workers_closes_with_batches_in_flight(cli_data, e
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([0] * 6), done.stdout + done.stderr
+
+
+def _locked_up(marker, loop):
+    """torch's worker loop, in which the first worker forked (`marker` made; every worker where marker is None)
+    never goes on, as a fork that locked up before any of the worker's Python ran (CPython before 3.12, another
+    thread making a Python thread state as the process forked)."""
+    def worker_loop(*args, **kwargs):
+        if marker is None or _made(marker):
+            while True:
+                time.sleep(1)
+        return loop(*args, **kwargs)
+    return worker_loop
+
+
+def _made(path):
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method(allow_none=True) not in (None, "fork") or sys.platform != "linux",
+                    reason="forked workers (Linux's default start method)")
+@pytest.mark.parametrize("locks_up", ["once", "always"])
+def test_a_loader_worker_locked_up_in_its_fork_is_started_again(cli_data, monkeypatch, caplog, locks_up):
+    """The loader waited WORKER_TIMEOUT_S (10 minutes) for the batches of a worker that never started, then failed
+    (a torchrun launch of the tests: gloo's thread made a thread state as the rank forked). A worker that has not
+    reached its init in WORKER_START_S is killed and the workers started again: the epoch's batches all come, in
+    their order; after WORKER_STARTS starts, a line with advice."""
+    import torch.utils.data._utils.worker as worker
+
+    from bicyclegan.pipelines import cpu_loader, make_loader
+    monkeypatch.setattr(cpu_loader, "WORKER_START_S", 2)
+    monkeypatch.setattr(cpu_loader, "WORKER_TIMEOUT_S", 30)  # (without the restart: failed in 30 s, not 10 minutes)
+    monkeypatch.setattr(worker, "_worker_loop",
+                        _locked_up(str(cli_data / "locked") if locks_up == "once" else None, worker._worker_loop))
+    options = dict(batch_size=4, load_size=32, crop_size=32, backend="torch", device="cpu", seed=3)
+    with make_loader(cli_data / "data", num_workers=0, **options) as loader:
+        expected = [b["paths"] for b in loader]
+    before, start = _children(), time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"), \
+            make_loader(cli_data / "data", num_workers=2, **options) as loader:
+        if locks_up == "once":
+            assert [b["paths"] for b in loader] == expected and len(expected) == 8
+        else:
+            with pytest.raises(cpu_loader.DatasetError) as refused:
+                next(iter(loader))
+    said = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+    if locks_up == "once":
+        assert said == ["1 loader worker process did not start in 2 s (a fork that locked up: Python before 3.12, "
+                        "other threads running, e.g. a process group's); starting the workers again (1 of 2 retries)"]
+        assert time.monotonic() - start < 20
+    else:
+        assert len(said) == 2 and str(refused.value) == (
+            "the loader's worker processes did not start, 3 times in a row (forks that locked up); use --num_workers 0 "
+            "(loading in this process), or Python 3.12 or later")
+    assert _children() == before  # every worker ended, the killed ones too
+
+
+def _children():
+    """This process's child processes that run (not zombies), by pid (Linux: /proc)."""
+    pids = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state, ppid = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (FileNotFoundError, ProcessLookupError):  # (ended meanwhile)
+            continue
+        if int(ppid) == os.getpid() and state != "Z":
+            pids.add(int(entry))
+    return pids
