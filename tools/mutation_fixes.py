@@ -186,6 +186,8 @@ SKIP = ""
 TDD = "tests/test_distributed.py::test_under_torchrun_"
 SPAWNED = ["tests/test_stop.py::test_a_spawned_loader_worker_ends_as_a_forked_one_does"]
 REFUSED_EVALUATION = [CZ + "an_evaluation_refused_after_making_its_loader_closes_it"]
+CL = "pipelines/cpu_loader.py"
+LOCKED_UP = ["tests/test_stop.py::test_a_loader_worker_locked_up_in_its_fork_is_started_again"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
 TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
@@ -703,6 +705,14 @@ MUTANTS = [
     ('SP01', "pipelines/cpu_loader.py", '    atexit.register(_end_unfinalised)\n', '', SPAWNED),
     ('SP02', "pipelines/cpu_loader.py", '    os._exit(0)\n', '    return\n', SPAWNED),
     ('SP03', "pipelines/cpu_loader.py", '            stream.flush()\n', '            pass\n', SPAWNED),
+    # a loader worker locked up in its fork is started again (WS01-WS07)
+    ('WS01', CL, '    started[worker_id] = 1\n', '', LOCKED_UP),
+    ('WS02', CL, '            if not stuck:\n                return it\n', '', LOCKED_UP),
+    ('WS03', CL, '        for w in stuck:\n            w.kill()\n', '', LOCKED_UP),
+    ('WS04', CL, '            signal_handling._remove_worker_pids(id(it))\n', '', LOCKED_UP),
+    ('WS05', CL, 'for attempt in range(1, WORKER_STARTS + 1):', 'for attempt in range(1, 2):', LOCKED_UP),
+    ('WS06', CL, '        self._loader._iterator = None\n', '', LOCKED_UP),
+    ('WS07', CL, 'if type(w._popen).__module__ == "multiprocessing.popen_fork"]', 'if False]', LOCKED_UP),
     # an Evaluation refused after making its loader closes it (EC01-EC02)
     ('EC01', "engine/evaluate.py", '            loader.close()  # a refused evaluation keeps no loader',
      '            pass  # a refused evaluation keeps no loader', REFUSED_EVALUATION),
