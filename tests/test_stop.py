@@ -953,13 +953,18 @@ def test_a_loader_worker_locked_up_in_its_fork_is_started_again(cli_data, monkey
     with make_loader(cli_data / "data", num_workers=0, **options) as loader:
         expected = [b["paths"] for b in loader]
     before, start = _children(), time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"), \
-            make_loader(cli_data / "data", num_workers=2, **options) as loader:
-        if locks_up == "once":
-            assert [b["paths"] for b in loader] == expected and len(expected) == 8
-        else:
-            with pytest.raises(cpu_loader.DatasetError) as refused:
-                next(iter(loader))
+    try:
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"), \
+                make_loader(cli_data / "data", num_workers=2, **options) as loader:
+            if locks_up == "once":
+                assert [b["paths"] for b in loader] == expected and len(expected) == 8
+            else:
+                with pytest.raises(cpu_loader.DatasetError) as refused:
+                    next(iter(loader))
+    finally:
+        left = _children() - before
+        for pid in left:  # (not left behind by a failure: a worker locked up so ends by SIGKILL alone)
+            os.kill(pid, signal.SIGKILL)
     said = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
     if locks_up == "once":
         assert said == ["1 loader worker process did not start in 2 s (a fork that locked up: Python before 3.12, "
@@ -969,9 +974,6 @@ def test_a_loader_worker_locked_up_in_its_fork_is_started_again(cli_data, monkey
         assert len(said) == 2 and str(refused.value) == (
             "the loader's worker processes did not start, 3 times in a row (forks that locked up); use --num_workers 0 "
             "(loading in this process), or Python 3.12 or later")
-    left = _children() - before
-    for pid in left:  # (not left behind by a failure: a worker locked up so ends by SIGKILL alone)
-        os.kill(pid, signal.SIGKILL)
     assert left == set()  # every worker ended, the locked-up ones too
 
 
