@@ -698,7 +698,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
         if cfg.eval_every:
             rows, best = _evaluations_kept(run_dir, step, resume_path, len(loader))
             with torch.random.fork_rng(devices=[]):  # (its weights are never used: the caller's generator untouched)
-                model = BicycleGAN(cfg, device=device)
+                model = BicycleGAN(cfg, device=device, training=False)  # (G and E: what an evaluation runs)
             ev = _evaluation(model, cfg, root, Dist())
             _check_evaluations(cfg, ev, rows, best, run_dir, root)
     return cfg

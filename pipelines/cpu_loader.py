@@ -477,8 +477,7 @@ class TorchLoader(PairedLoader):
             it._worker_pids_set = False
         for w in stuck:
             w.kill()
-        it._shutdown_workers()
-        self._loader._iterator = None
+        self._free()  # (the rest, as close() ends them; a new iterator starts the workers again)
 
     def __iter__(self):
         epoch, start = self._begin_epoch()

@@ -711,7 +711,7 @@ MUTANTS = [
     ('WS03', CL, '        for w in stuck:\n            w.kill()\n', '', LOCKED_UP),
     ('WS04', CL, '            signal_handling._remove_worker_pids(id(it))\n', '', LOCKED_UP),
     ('WS05', CL, 'for attempt in range(1, WORKER_STARTS + 1):', 'for attempt in range(1, 2):', LOCKED_UP),
-    ('WS06', CL, '        self._loader._iterator = None\n', '', LOCKED_UP),
+    ('WS06', CL, '        self._free()  # (the rest', '        it._shutdown_workers()  # (the rest', LOCKED_UP),
     ('WS07', CL, 'if type(w._popen).__module__ == "multiprocessing.popen_fork"]', 'if False]', LOCKED_UP),
     # an Evaluation refused after making its loader closes it (EC01-EC02)
     ('EC01', "engine/evaluate.py", '            loader.close()  # a refused evaluation keeps no loader',
