@@ -680,6 +680,66 @@ def _said_on_this_machine() -> bool:
     return _under_torchrun() and os.environ.get("LOCAL_RANK", "0") != "0" and not grouped
 
 
+# The reference's options (its options/*.py, the older spellings too) that this command line spells
+# otherwise or does without, and what to give instead: a script ported from the reference gets a line per
+# option, not argparse's bare "unrecognized arguments". The reference's *_freq options count images
+# (total_iters += batch_size), --log_every and the rest count iterations.
+_BY_IMAGES = "in iterations; the reference's counts images: divide it by --batch_size"
+_NO_DISPLAY = ("not needed: there is no visdom or HTML display while training; <out>/report.html and the grids in "
+               "<out>/samples/ (--sample_every) show the run, --tensorboard logs it too")
+_OUT = ("here the run folder: train --out DIR (the reference's <checkpoints_dir>/<name>); sample, evaluate and "
+        "the rest take DIR, or a checkpoint, as their first argument")
+_LR = ("not offered: the learning rate follows the reference's default policy (lambda), constant for --niter "
+       "epochs, then linear to 0 over --niter_decay")
+_NEEDLESS = "not needed: the resolved config is <out>/config.json (train --dry-run prints it)"
+REFERENCE_OPTIONS = {
+    "--print_freq": f"here --log_every ({_BY_IMAGES})",
+    "--display_freq": f"here --sample_every ({_BY_IMAGES}): a grid in <out>/samples/ and <out>/report.html",
+    "--update_html_freq": f"here --sample_every ({_BY_IMAGES}), at which <out>/report.html is rewritten",
+    "--save_latest_freq": f"here --save_every ({_BY_IMAGES})",
+    "--continue_train": "here --resume (the run in --out goes on from checkpoints/latest.pt)",
+    "--epoch_count": "not needed: --resume goes on at its checkpoint's epoch",
+    "--which_epoch": "here --epoch",
+    "--name": _OUT, "--checkpoints_dir": _OUT,
+    "--results_dir": "here --out",
+    "--how_many": "here --num",
+    "--gpu_ids": "here --device cuda:N (-1: --device cpu); several GPUs: torchrun --nproc_per_node N -m "
+                 "bicyclegan.engine.cli COMMAND ...",
+    "--num_threads": "here --num_workers", "--nThreads": "here --num_workers",
+    "--model": "here --variant (bicycle_gan: --variant bicycle); --variant pix2pix is pix2pix+noise, with z",
+    "--dataset_mode": "not needed: the layout (A|B files, or A/ and B/ folders) is detected",
+    "--phase": "not needed: train reads <dataroot>/train (sample and evaluate take --phase)",
+    "--center_crop": "not needed: sample and evaluate crop the centre, train at random",
+    "--serial_batches": "not offered: the training order is shuffled, by --seed",
+    "--lr_policy": _LR, "--lr_decay_iters": _LR,
+    "--suffix": _NEEDLESS, "--verbose": _NEEDLESS,
+    "--no_html": _NO_DISPLAY, "--display_id": _NO_DISPLAY, "--display_port": _NO_DISPLAY,
+    "--display_server": _NO_DISPLAY, "--display_env": _NO_DISPLAY, "--display_ncols": _NO_DISPLAY,
+    "--display_winsize": _NO_DISPLAY,
+    "--batchSize": "here --batch_size", "--loadSize": "here --load_size", "--fineSize": "here --crop_size",
+    "--which_direction": "here --direction", "--resize_or_crop": "here --preprocess",
+    "--which_model_netG": "here --netG", "--which_model_netE": "here --netE", "--which_model_netD": "here --netD",
+    "--which_model_netD2": "here --netD2"}
+
+
+def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str:
+    """argparse's refusal of `extras` by `command`, with a line for each option that is the reference's
+    (REFERENCE_OPTIONS) or another command's (a network setting given to sample, which reads the model's
+    from its checkpoint)."""
+    said = [f"unrecognized arguments: {' '.join(extras)}"]
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    for name in dict.fromkeys(t.split("=", 1)[0] for t in extras if t.startswith("--")):
+        takers = [c for c, p in commands.items() if c != command and name in p._option_string_actions]
+        if name in REFERENCE_OPTIONS:
+            said.append(f"  {name} (the reference's): {REFERENCE_OPTIONS[name]}")
+        elif takers:
+            why = ("; the model's settings come from its checkpoint" if command != "train" and
+                   name[2:] in model_fields else "")
+            who = f"{', '.join(takers[:-1])} and {takers[-1]}" if len(takers) > 1 else takers[0]
+            said.append(f"  {name}: an option of {who}, not of {command}{why}")
+    return "\n".join(said)
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -687,6 +747,16 @@ class _Parser(argparse.ArgumentParser):
         # own test takes numbers alone for values (-5, -.5), so `--refs -1,2` and `--lr -1e-3` were "expected
         # one argument", not the option's own refusal of the value. Subparsers are of this class (parser_class).
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+        self.commands = {}  # the top parser's subcommands (build_parser), by name
+
+    def parse_args(self, args=None, namespace=None):
+        # As argparse's, but the refusal of unknown options is the command's (its usage, not the top
+        # parser's) and says what the reference's options are here.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.commands.get(command, self).error(_unrecognized(extras, command, self.commands))
+        return parsed
 
     def error(self, message):
         if _said_on_this_machine():
@@ -718,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     parser.add_argument("--version", action="version", version=f"bicyclegan {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices
     build_train_parser(sub).set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery",

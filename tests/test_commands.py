@@ -497,6 +497,45 @@ def test_download_s_folders_are_defaults_its_help_names():
     assert parse(["download", "model", "facades"]).dir == "pretrained"
 
 
+def test_the_references_options_are_answered_with_what_to_give_here(capsys):
+    # A script ported from the reference (--print_freq, --gpu_ids, --name) met argparse's bare "unrecognized
+    # arguments", under the top parser's usage, not train's
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", "r", "--print_freq", "100", "--gpu_ids=0", "--name", "x", "--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: bicyclegan train ")
+    assert err.split("bicyclegan train: error: ", 1)[1].splitlines() == [
+        "unrecognized arguments: --print_freq 100 --gpu_ids=0 --name x --bogus",
+        "  --print_freq (the reference's): here --log_every (in iterations; the reference's counts images: "
+        "divide it by --batch_size)",
+        "  --gpu_ids (the reference's): here --device cuda:N (-1: --device cpu); several GPUs: torchrun "
+        "--nproc_per_node N -m bicyclegan.engine.cli COMMAND ...",
+        "  --name (the reference's): here the run folder: train --out DIR (the reference's "
+        "<checkpoints_dir>/<name>); sample, evaluate and the rest take DIR, or a checkpoint, as their first argument"]
+
+
+def test_the_reference_option_table_names_options_that_exist_for_ones_that_do_not():
+    from bicyclegan.engine.cli import REFERENCE_OPTIONS
+    train, sample = COMMANDS["train"]._option_string_actions, COMMANDS["sample"]._option_string_actions
+    for theirs, ours in REFERENCE_OPTIONS.items():
+        assert theirs not in train, theirs  # (an option of ours is never refused: its line could not be said)
+        for named in set(re.findall(r"--[\w-]+", ours)) - {"--nproc_per_node"}:  # (torchrun's) every option a
+            assert named in train or named in sample, (theirs, named)       # line points to is one of ours
+        assert ours.startswith(("here --", "here the run folder", "not needed: ", "not offered: ")), theirs
+
+
+def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "m.pt", "--nz", "8", "--lr", "1", "--results_dir", "r", "--bogus"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.split("bicyclegan sample: error: ", 1)[1].splitlines() == [
+        "unrecognized arguments: --nz 8 --lr 1 --results_dir r --bogus",
+        "  --nz: an option of train and import-official, not of sample; the model's settings come from its "
+        "checkpoint",
+        "  --lr: an option of train, not of sample",
+        "  --results_dir (the reference's): here --out"]
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_the_help_explains_every_option_and_names_its_default(command):
     # `sample --help` said "--num: at most this many inputs", `interpolate --help` "--num: inputs", neither how

@@ -1189,7 +1189,7 @@ REFUSED_ALIKE = [
      "bicyclegan train: ConfigError: lambda_L1=-1.0 must be a finite number >= 0"),
     (["evaluate", "nothing.pt", "--device", "cpu"],
      "bicyclegan evaluate: CheckpointError: checkpoint nothing.pt does not exist"),
-    (["train", "--bogus"], "bicyclegan: error: unrecognized arguments: --bogus"),
+    (["train", "--bogus"], "bicyclegan train: error: unrecognized arguments: --bogus"),
     (["train", "--out", "r", "--device", "cpu", "--crop_size", "32", "--no-eval", "--batch_size", "600"],
      "bicyclegan train: DatasetError: 512 samples fill no batch of batch_size=600 on each of 2 ranks"),
     # after the group is made: a refusal of the options, every rank's (each_decides)

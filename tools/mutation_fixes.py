@@ -189,6 +189,8 @@ REFUSED_EVALUATION = [CZ + "an_evaluation_refused_after_making_its_loader_closes
 CL = "pipelines/cpu_loader.py"
 LOCKED_UP = ["tests/test_stop.py::test_a_loader_worker_locked_up_in_its_fork_is_started_again"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
+REF_NAMES = ["tests/test_commands.py::test_the_references_options_are_answered_with_what_to_give_here",
+             "tests/test_commands.py::test_an_option_of_another_command_is_named_with_the_commands_that_take_it"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
 TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
 
@@ -723,6 +725,13 @@ MUTANTS = [
      '        except BaseException:\n            loader.close()  # a refused evaluation keeps no loader (DALI\'s: its '
      'pipeline\'s threads and memory)\n            raise\n'
      '        self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n', REFUSED_EVALUATION),
+    # the reference's option names answered with ours, another command's option named with its commands (RO01-RO05)
+    ('RO01', CLI, '        if name in REFERENCE_OPTIONS:', '        if False:', REF_NAMES),
+    ('RO02', CLI, 'if c != command and name in p._option_string_actions]', 'if c != command]', REF_NAMES),
+    ('RO03', CLI, '            self.commands.get(command, self).error(', '            self.error(', REF_NAMES),
+    ('RO04', CLI, 'if command != "train" and\n                   name[2:] in model_fields else ""',
+     'if command != "train" else ""', REF_NAMES),
+    ('RO05', CLI, 't.split("=", 1)[0] for t in extras', 't for t in extras', REF_NAMES),
 ]
 
 if __name__ == "__main__":
