@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, apply_act, avg_pool2d
+from bicyclegan.kernels._impl import memory_format
 
 from .config import ModelConfig
 
@@ -125,8 +126,29 @@ def sync_batchnorm(net: nn.Module) -> nn.Module:
 def _upconv(in_nc: int, out_nc: int, upsample: str) -> nn.Module:
     if upsample == "basic":
         return nn.ConvTranspose2d(in_nc, out_nc, kernel_size=4, stride=2, padding=1)
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.ReflectionPad2d(1),
-                         nn.Conv2d(in_nc, out_nc, kernel_size=3))
+    return BilinearUpConv(nn.Upsample(scale_factor=2, mode="bilinear"), nn.ReflectionPad2d(1),
+                          nn.Conv2d(in_nc, out_nc, kernel_size=3))
+
+
+class BilinearUpConv(nn.Sequential):
+    """The reference's bilinear upconv: Upsample(x2, bilinear), ReflectionPad2d(1), Conv2d 3x3, as its
+    children (the reference's state_dict keys). A plane one pixel wide (the U-Net's innermost level,
+    1 x 1 for a square image) has nothing to interpolate across: it is upsampled along its height
+    alone and repeated across, the same values and gradients. Why: torch.compile's CPU code generator
+    (inductor, torch 2.13) fails on the backward of the upsampling and padding of such a plane (an
+    AssertionError in its vectorised store), so `--compile default --upsample bilinear` stopped every
+    U-Net on the CPU at its first step."""
+
+    def forward(self, x):
+        if x.shape[-1] != 1:
+            return super().forward(x)
+        h = x.shape[-2]
+        # (size, not scale_factor: the same source rows, as size / input size is the same 2)
+        y = F.interpolate(x, size=(2 * h, 1), mode="bilinear") if h > 1 else x
+        y = F.pad(y.expand(-1, -1, 2 * h, 2), (1, 1, 1, 1), mode="reflect")
+        # In the layout the upsampling gives (channels_last for a channels_last x, but NCHW for a 1 x 1
+        # one, which torch calls ambiguous), so that the conv's output is in the layout it had.
+        return self[2](y.contiguous(memory_format=memory_format(x)))
 
 
 class UnetBlock(nn.Module):

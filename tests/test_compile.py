@@ -176,6 +176,23 @@ def test_inductor_compiles_network_with_the_ops():
     _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 7, 6),), "inductor"), 1e-4)
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+@pytest.mark.parametrize("hw", [(1, 1), (3, 1)], ids=["1x1", "3x1"])
+def test_inductor_compiles_the_bilinear_upconv_of_a_plane_one_pixel_wide(hw):
+    # `--compile default --upsample bilinear` stopped every U-Net on the CPU at its first step: inductor's C++
+    # code generator failed on the backward of torch's bilinear upsampling and reflection padding of the
+    # innermost level's 1 x 1 plane (an AssertionError in its vectorised store, torch 2.13), when it
+    # generates code for more than one thread (the suite runs with one: conftest)
+    from bicyclegan.engine.networks import _upconv
+    net = _upconv(6, 4, "bilinear")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _assert_same(_eager_and_compiled(net, (torch.randn(5, 6, *hw),), "inductor"), 1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning")
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, CL], ids=["nchw", "cl"])
 @pytest.mark.parametrize("mode,affine", [("concat_free", False), ("fused_concat", True)])

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import bicyclegan.kernels.zinject as zinject
 from bicyclegan.engine import BicycleGAN, ConfigError, ModelConfig, TrainConfig
 from bicyclegan.engine.model import _frozen_call
-from bicyclegan.engine.networks import UnetBlock, build_discriminator, build_encoder, build_generator
+from bicyclegan.engine.networks import UnetBlock, _upconv, build_discriminator, build_encoder, build_generator
 
 SMALL = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128",
              netD="basic_128_multi", netD2="basic_128_multi", impl="ref")
@@ -316,6 +316,28 @@ def reference_iteration(model: BicycleGAN, data):
 # Weights that differ from each other and from 1, so a weight applied twice, left out or swapped
 # for another changes the result.
 WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, lambda_z=0.8)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 1), (1, 3), (2, 2)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
+@pytest.mark.parametrize("fmt", ["nchw", "cl", "cl sliced"])
+def test_the_bilinear_upconv_gives_the_references_values_gradients_and_layout(hw, fmt):
+    # A plane one pixel wide is upsampled along its height alone and repeated across (BilinearUpConv): the
+    # values, gradients and output layout of the reference's Upsample + ReflectionPad2d + conv, in float64
+    up = _upconv(5, 4, "bilinear").double()
+    base = torch.randn(3, 10 if fmt == "cl sliced" else 5, *hw, dtype=torch.float64)
+    if fmt != "nchw":
+        base = base.contiguous(memory_format=torch.channels_last)
+    leaves = [base.clone(memory_format=torch.preserve_format).requires_grad_() for _ in range(2)]
+    ours, theirs = (leaf[:, ::2] if fmt == "cl sliced" else leaf for leaf in leaves)
+    y = up(ours)
+    t = F.pad(F.interpolate(theirs, scale_factor=2, mode="bilinear", align_corners=False), (1, 1, 1, 1), "reflect")
+    want = F.conv2d(t, up[2].weight, up[2].bias)
+    assert y.shape == want.shape == (3, 4, 2 * hw[0], 2 * hw[1]) and y.stride() == want.stride()
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(want)
+    y.backward(g)
+    want.backward(g)
+    torch.testing.assert_close(leaves[0].grad, leaves[1].grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("options", [

@@ -189,6 +189,8 @@ REFUSED_EVALUATION = [CZ + "an_evaluation_refused_after_making_its_loader_closes
 CL = "pipelines/cpu_loader.py"
 LOCKED_UP = ["tests/test_stop.py::test_a_loader_worker_locked_up_in_its_fork_is_started_again"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
+BILINEAR = ["tests/test_compile.py::test_inductor_compiles_the_bilinear_upconv_of_a_plane_one_pixel_wide",
+            "tests/test_model.py::test_the_bilinear_upconv_gives_the_references_values_gradients_and_layout"]
 REF_NAMES = ["tests/test_commands.py::test_the_references_options_are_answered_with_what_to_give_here",
              "tests/test_commands.py::test_an_option_of_another_command_is_named_with_the_commands_that_take_it"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
@@ -732,6 +734,13 @@ MUTANTS = [
     ('RO04', CLI, 'if command != "train" and\n                   name[2:] in model_fields else ""',
      'if command != "train" else ""', REF_NAMES),
     ('RO05', CLI, 't.split("=", 1)[0] for t in extras', 't for t in extras', REF_NAMES),
+    # the bilinear upconv of a plane one pixel wide, which inductor's CPU code generator failed on (BU01-BU04)
+    ('BU01', "engine/networks.py", '        if x.shape[-1] != 1:\n            return super().forward(x)',
+     '        if True:\n            return super().forward(x)', BILINEAR),
+    ('BU02', "engine/networks.py", 'return self[2](y.contiguous(memory_format=memory_format(x)))',
+     'return self[2](y)', BILINEAR),
+    ('BU03', "engine/networks.py", 'mode="bilinear") if h > 1 else x', 'mode="bilinear") if False else x', BILINEAR),
+    ('BU04', "engine/networks.py", '(1, 1, 1, 1), mode="reflect")', '(1, 1, 1, 1), mode="replicate")', BILINEAR),
 ]
 
 if __name__ == "__main__":
