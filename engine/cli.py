@@ -710,6 +710,7 @@ REFERENCE_OPTIONS = {
     "--dataset_mode": "not needed: the layout (A|B files, or A/ and B/ folders) is detected",
     "--phase": "not needed: train reads <dataroot>/train (sample and evaluate take --phase)",
     "--center_crop": "not needed: sample and evaluate crop the centre, train at random",
+    "--eval": "not needed: sample, evaluate and interpolate run the networks in eval mode",
     "--serial_batches": "not offered: the training order is shuffled, by --seed",
     "--lr_policy": _LR, "--lr_decay_iters": _LR,
     "--suffix": _NEEDLESS, "--verbose": _NEEDLESS,
