@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
+from bicyclegan.pipelines.atomic import UMASK
 from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.files import find_layout
@@ -433,16 +435,21 @@ def _make_demo_data(root: Path, cfg: TrainConfig) -> None:
     if not demo_data_made(root):
         # Written beside it and renamed into place: an interrupted run leaves no part-made folder
         # that a later one would take for the whole (palettes.json of test/ is written last).
-        tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        make_demo_dataset(tmp, size=cfg.model.size, seed=cfg.seed)
-        if not demo_data_made(root):  # else another run made it meanwhile
-            shutil.rmtree(root, ignore_errors=True)  # part-made by an older version
-            try:
-                os.replace(tmp, root)
-            except OSError:  # made by another run between the two lines
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        # A folder of its own (mkdtemp's: two runs on machines sharing the disk may have one pid), removed
+        # whatever stops the writing (a Ctrl-C left it behind).
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}-", suffix=".tmp", dir=root.parent))
+        try:
+            os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; the data gets the usual permissions
+            make_demo_dataset(tmp, size=cfg.model.size, seed=cfg.seed)
+            if not demo_data_made(root):  # else another run made it meanwhile
+                shutil.rmtree(root, ignore_errors=True)  # part-made by an older version
+                try:
+                    os.replace(tmp, root)
+                except OSError:  # made by another run between the two lines
+                    pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_config(out, options: dict) -> TrainConfig | None:

@@ -19,8 +19,8 @@ try:
 except ImportError:  # (Windows)
     resource, resource_infinity = None, -1
 
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
+UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(UMASK)
 
 
 def write_reason(err: BaseException, folder: Path) -> str:
@@ -114,7 +114,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
             if is_stale(temp):  # (another live writer's is its own to rename)
                 temp.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; results get the usual permissions
     except OSError as e:
         raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
     try:

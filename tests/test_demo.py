@@ -111,6 +111,37 @@ def test_a_part_made_demo_folder_is_made_again_whole(tmp_path):
     assert sorted(p.name for p in root.parent.iterdir()) == sorted([root.name, "whole"])  # no temporary folder
 
 
+def test_the_demo_folder_is_written_in_a_temp_folder_of_its_own_removed_whatever_stops_it(tmp_path, monkeypatch):
+    # The temp folder was .<root>.<pid>.tmp, removed first: a run on another machine sharing the disk with
+    # the same pid lost the folder it was writing; a Ctrl-C while writing left it behind; and mkdtemp's 0700
+    # would have reached the data
+    import os
+
+    import bicyclegan.engine.runtime as runtime
+    from bicyclegan.engine import make_config
+    cfg = make_config("demo", out=str(tmp_path / "run"))
+    root = runtime.demo_data_root(cfg.out, cfg.model.size, cfg.seed)
+    other = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+    (other / "train").mkdir(parents=True)
+    (other / "train" / "00000.png").write_bytes(b"another run's, still writing")
+    write = runtime.make_demo_dataset
+
+    def stopped(out, **kw):
+        write(out, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runtime, "make_demo_dataset", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.prepare_data_root(cfg)
+    assert sorted(p.name for p in root.parent.iterdir()) == [other.name]  # no folder of this run's left
+    monkeypatch.setattr(runtime, "make_demo_dataset", write)
+    assert runtime.prepare_data_root(cfg) == root and runtime.demo_data_made(root)
+    assert sorted(p.name for p in root.parent.iterdir()) == sorted([other.name, root.name])
+    assert (other / "train" / "00000.png").read_bytes() == b"another run's, still writing"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_palettes_json_matches_images(demo64):
     A, B, labels, _ = demo64
     pal = torch.from_numpy(PALETTES[:4].astype(np.float32)) / 127.5 - 1

@@ -53,6 +53,22 @@ def test_pt2_round_trip_with_dynamic_batch(model, tmp_path):
 
 
 @torch.no_grad()
+def test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_permissions(model, tmp_path):
+    # The temp name was .g.pt2.<pid>.tmp.pt2: a second export to the same file in this process (a thread) or
+    # on another machine with the same pid wrote into the first's file and removed it; and the model
+    # renamed from a mkstemp file would keep its 0600
+    import os
+    other = tmp_path / f".g.pt2.{os.getpid()}.tmp.pt2"
+    other.write_bytes(b"another export, still writing")
+    export_generator(model, tmp_path / "g.pt2", verify=False)
+    assert other.read_bytes() == b"another export, still writing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["g.pt2", "g.pt2.json", other.name])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "g.pt2").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@torch.no_grad()
 def test_fixed_batch(model, tmp_path):
     export_generator(model, tmp_path / "g.pt2", batch=2)
     prog = torch.export.load(tmp_path / "g.pt2").module()

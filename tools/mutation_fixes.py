@@ -189,6 +189,9 @@ REFUSED_EVALUATION = [CZ + "an_evaluation_refused_after_making_its_loader_closes
 CL = "pipelines/cpu_loader.py"
 LOCKED_UP = ["tests/test_stop.py::test_a_loader_worker_locked_up_in_its_fork_is_started_again"]
 TD_REFUSED = [TDD + "a_start_refused_by_its_evaluations_changes_nothing"]
+TEMPS_OWN = ["tests/test_export.py::test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_"
+             "permissions", "tests/test_demo.py::test_the_demo_folder_is_written_in_a_temp_folder_of_its_own_removed_"
+             "whatever_stops_it"]
 BILINEAR = ["tests/test_compile.py::test_inductor_compiles_the_bilinear_upconv_of_a_plane_one_pixel_wide",
             "tests/test_model.py::test_the_bilinear_upconv_gives_the_references_values_gradients_and_layout"]
 REF_NAMES = ["tests/test_commands.py::test_the_references_options_are_answered_with_what_to_give_here",
@@ -741,6 +744,17 @@ MUTANTS = [
      'return self[2](y)', BILINEAR),
     ('BU03', "engine/networks.py", 'mode="bilinear") if h > 1 else x', 'mode="bilinear") if False else x', BILINEAR),
     ('BU04', "engine/networks.py", '(1, 1, 1, 1), mode="reflect")', '(1, 1, 1, 1), mode="replicate")', BILINEAR),
+    # export's and the demo data's temporary names of their own, removed whatever stops the writing (TN01-TN05)
+    ('TN01', "engine/export.py", 'fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=f".tmp{out.suffix}", '
+     'dir=out.parent)\n    os.close(fd)\n', 'name = str(out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}"))\n',
+     TEMPS_OWN),
+    ('TN02', "engine/export.py", '    os.chmod(name, 0o666 & ~UMASK)', '    pass', TEMPS_OWN),
+    ('TN03', RT, '        finally:\n            shutil.rmtree(tmp, ignore_errors=True)\n',
+     '        except ImportError:\n            pass\n        shutil.rmtree(tmp, ignore_errors=True)\n', TEMPS_OWN),
+    ('TN04', RT, '            os.chmod(tmp, 0o777 & ~UMASK)', '            pass', TEMPS_OWN),
+    ('TN05', RT, 'tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}-", suffix=".tmp", dir=root.parent))',
+     'tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()',
+     TEMPS_OWN),
 ]
 
 if __name__ == "__main__":
