@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from bicyclegan.pipelines.atomic import UMASK
+from bicyclegan.pipelines.atomic import temp_beside
 
 from .config import DataConfig, ModelConfig, check_bool
 from .errors import DivergenceError, ExportError, OutputError
@@ -198,12 +197,11 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     check_writable(out.parent, "the exported model")
     made = make_folder(out.parent)  # (removed again below if the export fails: a refusal leaves no folder)
     # Written and checked under a temporary name, then renamed: a failed or wrong export never
-    # replaces a good file. The suffix stays, as the exporters look at it. A name of its own (mkstemp's
-    # letters after the pid): two exports to one file (threads of one process, machines on a shared
-    # disk) each write and check their own.
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=f".tmp{out.suffix}", dir=out.parent)
+    # replaces a good file. The suffix stays, as the exporters look at it. A name of its own, as
+    # atomic_write's: two exports to one file (threads of one process, machines on a shared disk) each
+    # write and check their own.
+    fd, name = temp_beside(out, f".tmp{out.suffix}")
     os.close(fd)
-    os.chmod(name, 0o666 & ~UMASK)  # mkstemp makes 0600; the model gets the usual permissions
     tmp = Path(name)
     try:
         try:

@@ -97,6 +97,15 @@ def temp_files(path: str | os.PathLike) -> list[Path]:
     return TempFiles(Path(path).parent).of(path)
 
 
+def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
+    (.<name>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
+    (mkstemp makes 0600): (its open descriptor, its path)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=suffix, dir=path.parent)
+    os.chmod(tmp, 0o666 & ~UMASK)
+    return fd, tmp
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
                  error: type[Exception] = OSError, temps: TempFiles | None = None) -> Path:
     """Call write(f) on a temp file beside `path`, fsync it and rename it over `path`.
@@ -113,8 +122,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         for temp in (temps if temps is not None else TempFiles(path.parent)).of(path):
             if is_stale(temp):  # (another live writer's is its own to rename)
                 temp.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; results get the usual permissions
+        fd, tmp = temp_beside(path)
     except OSError as e:
         raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
     try:

@@ -745,10 +745,9 @@ MUTANTS = [
     ('BU03', "engine/networks.py", 'mode="bilinear") if h > 1 else x', 'mode="bilinear") if False else x', BILINEAR),
     ('BU04', "engine/networks.py", '(1, 1, 1, 1), mode="reflect")', '(1, 1, 1, 1), mode="replicate")', BILINEAR),
     # export's and the demo data's temporary names of their own, removed whatever stops the writing (TN01-TN05)
-    ('TN01', "engine/export.py", 'fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=f".tmp{out.suffix}", '
-     'dir=out.parent)\n    os.close(fd)\n', 'name = str(out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}"))\n',
-     TEMPS_OWN),
-    ('TN02', "engine/export.py", '    os.chmod(name, 0o666 & ~UMASK)', '    pass', TEMPS_OWN),
+    ('TN01', "engine/export.py", 'fd, name = temp_beside(out, f".tmp{out.suffix}")\n    os.close(fd)\n',
+     'name = str(out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}"))\n', TEMPS_OWN),
+    ('TN02', AT, '    os.chmod(tmp, 0o666 & ~UMASK)\n    return fd, tmp', '    return fd, tmp', TEMPS_OWN),
     ('TN03', RT, '        finally:\n            shutil.rmtree(tmp, ignore_errors=True)\n',
      '        except ImportError:\n            pass\n        shutil.rmtree(tmp, ignore_errors=True)\n', TEMPS_OWN),
     ('TN04', RT, '            os.chmod(tmp, 0o777 & ~UMASK)', '            pass', TEMPS_OWN),
