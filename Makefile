@@ -26,7 +26,7 @@ $(STAMP): setup.py
 	  sys.exit('nvidia-smi lists a GPU but torch ' + torch.__version__ + ' cannot use it: install a CUDA build with make TORCH=...')"; fi
 	touch $@
 
-.PHONY: install demo test bench bench-compare bench-plot
+.PHONY: install demo test test-floor bench bench-compare bench-plot
 install: $(STAMP)
 
 # Train BicycleGAN on the built-in demo data (7 to 16 min on 2 CPU cores, by their load; a
@@ -42,6 +42,19 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The kernels' tests on the oldest torch setup.py takes (torch 2.4.1 and its Triton 3.0), in a venv of
+# their own (.venv-floor, ~5 GB: PyPI's CUDA build, which runs on the CPU; the core packages alone).
+# numpy < 2: under numpy 2, Triton 3.0's and 3.1's interpreter compute wrong values (a mean of 0).
+FLOOR_TORCH ?= torch==2.4.1
+FLOOR_TESTS ?= tests/test_kernel_plumbing.py tests/test_norm_act.py tests/test_avg_pool.py tests/test_zinject.py \
+	tests/test_kernel_func.py tests/test_compile.py tests/test_model.py tests/test_memory_format.py \
+	tests/test_graph.py tests/test_trainer.py tests/test_stop.py tests/test_export.py tests/test_kernel_tune.py
+test-floor:
+	$(PY) -m venv .venv-floor
+	.venv-floor/bin/pip install -q "$(FLOOR_TORCH)" "numpy<2" "pytest>=7" pytest-xdist pytest-benchmark
+	.venv-floor/bin/pip install -q -e .
+	.venv-floor/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(FLOOR_TESTS)
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
 # and loader, each against its baselines in the same process; ~20 s of CPU time), saved by

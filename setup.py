@@ -31,7 +31,7 @@ setup(
     # (python -m bicyclegan.kernels.tune).
     package_data={"bicyclegan.engine": ["static/*.html"], "bicyclegan.kernels": ["tuning/*.json"]},
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.4",  # the oldest checked: `make test-floor` (torch 2.4.1 and its Triton 3.0)
         "numpy>=1.24",
         "pillow>=10.1",  # ImageFont.load_default(size=): grid titles in proportion over big tiles
         # strict JPEG checks at index time (libjpeg-turbo warnings as errors); ~1 MB wheel

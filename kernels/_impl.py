@@ -41,6 +41,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# The same mark, for the same reason and one more: torch 2.4's compiler could not trace the environment's
+# read (torch.export of a layer failed, "const method call bytes.decode"). (Triton reads the variable once,
+# at its import: a value that changed later would change nothing of the kernels either.)
+interpreting._dynamo_marked_constant = True
+
+
 @functools.lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -105,9 +105,10 @@ class TwoFacedOp:
             lambda ctx, grad, *_unused: self._grads(ctx, grad, self.backward_op), setup_context=self._setup)
         # jacrev vmaps the function vjp returned, which runs the backward op (see _grads): one launch per
         # slice, as torch's fallback would, without the fallback's warning asking users to report the
-        # missing rule to PyTorch.
-        self.backward_op.register_vmap(
-            lambda info, in_dims, *args: _vmap_by_slices(info, in_dims, args, self.backward_op))
+        # missing rule to PyTorch. (torch 2.4's custom ops have no register_vmap: there the fallback runs.)
+        if hasattr(self.backward_op, "register_vmap"):
+            self.backward_op.register_vmap(
+                lambda info, in_dims, *args: _vmap_by_slices(info, in_dims, args, self.backward_op))
         self.function, self.func_function = self._eager_function_class(name), self._function_class(name)
 
     def __call__(self, *inputs):

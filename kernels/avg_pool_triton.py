@@ -11,6 +11,10 @@ KW masked loads); the backward gathers, for each input element, the gradients of
 ceil(KH / SH) x ceil(KW / SW) windows that hold it, each divided by its window's divisor: no
 atomics, each element written once, deterministic. Sums are fp32 whatever the dtype.
 """
+# typing.List, not list[int], in the custom ops' annotations: torch 2.4 and 2.5 infer a schema from the
+# former alone ("unsupported type list[int]").
+from typing import List
+
 import torch
 import triton
 import triton.language as tl
@@ -191,7 +195,7 @@ def backward(dy, shape, dtype, geometry, count_include_pad, divisor, channels_la
     return dx
 
 
-def _fwd_impl(x: torch.Tensor, geometry: list[int], count_include_pad: bool, divisor: int,
+def _fwd_impl(x: torch.Tensor, geometry: List[int], count_include_pad: bool, divisor: int,
               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, an empty tensor of x's dtype and device: backward's and recompute's note of them)."""
     return forward(x, geometry, count_include_pad, divisor, channels_last), x.new_empty(0)
@@ -203,7 +207,7 @@ def _save(inputs, outputs):
     return (outputs[1],), (list(x.shape), geometry, count_include_pad, divisor, channels_last)
 
 
-def _bwd_impl(dy: torch.Tensor, like: torch.Tensor, shape: list[int], geometry: list[int], count_include_pad: bool,
+def _bwd_impl(dy: torch.Tensor, like: torch.Tensor, shape: List[int], geometry: List[int], count_include_pad: bool,
               divisor: int, channels_last: bool, need_x: bool) -> torch.Tensor:
     return backward(dy, shape, like.dtype, geometry, count_include_pad, divisor, channels_last)
 

@@ -19,7 +19,9 @@ the weight, and from dQ: dW_z[o, c] = sum_n act(z[n, c]) dQ[n, o], dz[n, c] = ac
 sum_o <W_z[o, c], dQ[n, o]>, and dbias. The x side is cuDNN's conv on act(x) with W[:, :C]. No
 tensor of the concatenated size is ever allocated.
 """
-from typing import Optional
+# typing.List, not list[int], in the custom ops' annotations: torch 2.4 and 2.5 infer a schema from the
+# former alone ("unsupported type list[int]").
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -560,7 +562,7 @@ def _x_weight(weight, C, dtype):
 
 
 def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                    stride: list[int], padding: list[int], act: str, slope: float,
+                    stride: List[int], padding: List[int], act: str, slope: float,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(conv output, and what backward needs: act(x) and the x slice of the weight as the conv saw them)."""
     with torch.autocast(x.device.type, enabled=False):
@@ -580,7 +582,7 @@ def _zconv_save(inputs, outputs):
 
 
 def _zconv_bwd_impl(gy: torch.Tensor, x: torch.Tensor, ax: torch.Tensor, wx: torch.Tensor, z: torch.Tensor,
-                    weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int], padding: list[int],
+                    weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int], padding: List[int],
                     act: str, slope: float, need_x: bool, need_z: bool, need_weight: bool,
                     need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dz, dweight, dbias); one not asked for comes back empty."""

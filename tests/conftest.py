@@ -84,8 +84,10 @@ def replace_fails(monkeypatch):
 def in_launch(monkeypatch):
     """A list that is non-empty while Triton's interpreter runs a kernel launch: tests that count the
     ops' own copies leave out the interpreter's (it copies every argument's storage back and forth)."""
-    from triton.runtime.interpreter import InterpretedFunction
-    depth, run = [], InterpretedFunction.run
+    # (GridExecutor runs a launch in every Triton from 3.0 on: InterpretedFunction.run, its caller
+    # since, is an instance attribute in Triton 3.0 and 3.1.)
+    from triton.runtime.interpreter import GridExecutor
+    depth, run = [], GridExecutor.__call__
 
     def launch(*args, **kwargs):
         depth.append(1)
@@ -93,7 +95,7 @@ def in_launch(monkeypatch):
             return run(*args, **kwargs)
         finally:
             depth.pop()
-    monkeypatch.setattr(InterpretedFunction, "run", launch)
+    monkeypatch.setattr(GridExecutor, "__call__", launch)
     return depth
 
 

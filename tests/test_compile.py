@@ -36,8 +36,10 @@ def _fresh_dynamo():
     # its custom ops' names, not by their Python implementations, so a graph compiled against
     # another version of our ops (another backward signature, say) would be reused and fail.
     # (config.patch, not monkeypatch: torch's config modules do not survive setattr/undo.)
-    with torch._inductor.config.patch(fx_graph_cache=False), \
-            torch._functorch.config.patch(enable_autograd_cache=False):
+    # (torch 2.4 has no autograd cache.)
+    cache = "enable_autograd_cache"
+    autograd_cache = {cache: False} if hasattr(torch._functorch.config, cache) else {}
+    with torch._inductor.config.patch(fx_graph_cache=False), torch._functorch.config.patch(**autograd_cache):
         torch._dynamo.reset()
         yield
         torch._dynamo.reset()

@@ -2,7 +2,9 @@
 TwoFacedOp (the eager Function + custom op pair every kernel op is built from), exercised with a toy
 op in plain PyTorch so that a failure here points at the helper, not at a kernel.
 """
+import inspect
 import math
+import typing
 from typing import Optional
 
 import pytest
@@ -187,3 +189,55 @@ def test_meta_tensors_take_the_reference_under_the_interpreter():
     assert kernels.instance_norm_act(x).shape == (2, 3, 8, 8)
     assert kernels.avg_pool2d(x, 3, 2, 1).shape == (2, 3, 4, 4)
     assert kernels.z_concat_conv(x, z, torch.randn(4, 5, 4, 4, device="meta")).shape == (2, 4, 4, 4)
+
+
+# The parameter types torch 2.4's torch.library.custom_op infers a schema from (its infer_schema's table,
+# as its error lists them): PEP 585's list[int] is not among them (nor in torch 2.5's), and setup.py takes
+# torch from 2.4 on.
+_T, _O, _S, _L, _U = torch.Tensor, typing.Optional, typing.Sequence, typing.List, typing.Union
+_SCALARS = (int, float, bool)
+TORCH_2_4_PARAMETER_TYPES = {
+    _T, _O[_T], _S[_T], _L[_T], _S[_O[_T]], _L[_O[_T]], str, _O[str], _U[int, float, bool],
+    _U[int, float, bool, None], _S[_U[int, float, bool]], _L[_U[int, float, bool]], torch.dtype, _O[torch.dtype],
+    torch.device, _O[torch.device],
+    *(t for s in _SCALARS for t in (s, _O[s], _S[s], _L[s], _O[_S[s]], _O[_L[s]]))}
+
+
+def _kernel_ops():
+    from bicyclegan.kernels import avg_pool_triton, norm_act_triton, zinject_triton
+    return {"avg_pool2d": avg_pool_triton.OP, "instance_norm_act": norm_act_triton.OP,
+            "z_concat_act": zinject_triton.ZCAT, "z_concat_conv": zinject_triton.ZCONV}
+
+
+@pytest.mark.parametrize("name", ["avg_pool2d", "instance_norm_act", "z_concat_act", "z_concat_conv"])
+def test_the_kernel_ops_parameters_are_types_torch_2_4_makes_a_schema_of(name):
+    op = _kernel_ops()[name]
+    for face in (op.run_forward, op.run_backward):
+        impl = face.__wrapped__  # (the kernel's own function, whose annotations custom_op reads)
+        for param in inspect.signature(impl).parameters.values():
+            assert param.annotation in TORCH_2_4_PARAMETER_TYPES, (name, impl.__name__, param.name, param.annotation)
+
+
+def test_an_op_is_made_where_custom_ops_have_no_register_vmap(monkeypatch):
+    """torch 2.4's custom ops have no register_vmap: the op is made without the backward's vmap rule (torch's
+    own fallback then takes a vmap of it), where the kernels' modules failed to import."""
+    class WithoutVmap:  # a custom op as torch 2.4 makes one (torch's own modules keep theirs)
+        def __init__(self, op):
+            self.op = op
+
+        def __getattr__(self, name):
+            if name == "register_vmap":
+                raise AttributeError(name)
+            return getattr(self.op, name)
+
+        def __call__(self, *args):
+            return self.op(*args)
+
+    make = torch.library.custom_op
+    monkeypatch.setattr(torch.library, "custom_op", lambda *args, **kwargs: WithoutVmap(make(*args, **kwargs)))
+    op = TwoFacedOp("bicyclegan_test::scale_shift_no_vmap", _forward, _backward, _save, _forward_fake, _backward_fake,
+                    differentiable=("x", "shift"))
+    x = torch.randn(3, 4, requires_grad=True)
+    y = op.forward_op(x, None, 2.0)[0]
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(gx, torch.full_like(x, 2.0))

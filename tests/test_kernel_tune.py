@@ -324,19 +324,19 @@ def test_every_launch_states_fp_contraction(monkeypatch):
     off in 3.10, which would change the kernels' rounding and speed under the same code). Recorded
     at the interpreter's launch entry over every kernel: both norm plans forward and backward, the
     fused concatenation, and the concatenation-free conv with and without an activation."""
-    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.interpreter import GridExecutor  # (every launch's from Triton 3.0 on: conftest's in_launch)
 
     from bicyclegan.kernels import norm_act_triton as nat
     from bicyclegan.kernels import z_concat_act, z_concat_conv
     from bicyclegan.kernels import zinject_triton as zt
     launches = []
-    run = InterpretedFunction.run
+    call = GridExecutor.__call__
 
-    def recording(self, *args, grid, warmup, **kwargs):
+    def recording(self, *args, **kwargs):
         launches.append((self.fn.__name__, kwargs.get("enable_fp_fusion")))
-        return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+        return call(self, *args, **kwargs)
 
-    monkeypatch.setattr(InterpretedFunction, "run", recording)
+    monkeypatch.setattr(GridExecutor, "__call__", recording)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 6, 5, generator=g, requires_grad=True)
     w, b = torch.randn(3, generator=g, requires_grad=True), torch.randn(3, generator=g, requires_grad=True)

@@ -1,6 +1,7 @@
 """`make demo` picks the CUDA build of torch and says so where nvidia-smi lists a GPU, the CPU build
 where it does not (checked with make's dry run and a stand-in nvidia-smi: no GPU needed)."""
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,3 +61,17 @@ def test_the_slowest_files_are_handed_out_first(request):
     conftest.pytest_collection_modifyitems(request.config, items)
     assert [(it.path.name, it.i) for it in items] == [("test_distributed.py", 3), ("test_readme.py", 1),
                                                       ("test_readme.py", 4), ("test_a.py", 0), ("test_a.py", 2)]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_floor_installs_the_oldest_torch_setup_py_takes_and_runs_test_files_that_exist():
+    floor = re.search(r'"torch>=(\d+\.\d+)"', (ROOT / "setup.py").read_text())
+    assert floor, "setup.py names no torch>=X.Y"
+    out = subprocess.run(["make", "-n", "test-floor"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pins = re.findall(r"torch==(\d+\.\d+)\.\d+", out.stdout)
+    assert pins == [floor.group(1)], out.stdout  # the floor's own release, whatever setup.py says it is
+    # (the pytest line: under `make test` make -n adds "Entering/Leaving directory" lines around it)
+    (tests,) = [line.split() for line in out.stdout.splitlines() if " -m pytest " in line]
+    files = [t for t in tests if t.startswith("tests/")]
+    assert files and all((ROOT / f).is_file() for f in files), files

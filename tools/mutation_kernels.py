@@ -50,6 +50,7 @@ RUNNING = [NA_T + "module_tracks_running_stats_as_instancenorm2d"]
 AS_NORM = [NA_T + "module_channel_check_as_instancenorm2d",
            NA_T + "module_eval_mode_and_unbatched_input_as_instancenorm2d"]
 MF = ["tests/test_memory_format.py"]
+OLD_TORCH = ["tests/test_kernel_plumbing.py"]
 APF = "kernels/avg_pool.py"
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
 # MF01: torch's ambiguity clause decides only for N x 1 x 1 x 1 strides, where both formats' strides
@@ -108,9 +109,9 @@ MUTANTS = [
     ('KF18', NA, 'return self._norm_act(x.unsqueeze(0)).squeeze(0)',
      'return self._norm_act(x.unsqueeze(0))', AS_NORM),
     # the backward op's vmap rule (jacrev, a vjp function vmapped), slice by slice
-    ('KV01', TF, '        self.backward_op.register_vmap(\n            lambda info, in_dims, *args: _vmap_by_slices('
-                 'info, in_dims, args, self.backward_op))\n',
-     '', VMAP),
+    ('KV01', TF, '            self.backward_op.register_vmap(\n                lambda info, in_dims, *args: '
+                 '_vmap_by_slices(info, in_dims, args, self.backward_op))\n',
+     '            pass\n', VMAP),
     ('KV02', TF, '_vmap_by_slices(info, in_dims, args, self.backward_op))',
      '_vmap_by_slices(info, in_dims, args, self.forward_op))', VMAP),
     ('KV03', TF, 't.select(d, i) if isinstance(d, int)',
@@ -192,6 +193,12 @@ MUTANTS = [
     ('ZG03', ZI, '    if memory_format(weight) == NCHW:\n        return weight.split(sizes, 1)',
      '    if False:\n        return weight.split(sizes, 1)', MF),
     ('ZG04', ZT, 'return g.to(x.dtype, memory_format=fmt)', 'return g.to(x.dtype)', MF),
+    # the oldest torch setup.py takes (2.4): annotations its custom_op makes a schema of, no register_vmap there
+    ('OT01', ZT, 'stride: List[int], padding: List[int], act: str', 'stride: list[int], padding: List[int], act: str',
+     OLD_TORCH),
+    ('OT02', AP, 'geometry: List[int], count_include_pad: bool, divisor: int,\n              channels_last',
+     'geometry: list[int], count_include_pad: bool, divisor: int,\n              channels_last', OLD_TORCH),
+    ('OT03', TF, '        if hasattr(self.backward_op, "register_vmap"):', '        if True:', OLD_TORCH),
 ]
 
 if __name__ == "__main__":
