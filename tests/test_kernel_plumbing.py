@@ -2,8 +2,10 @@
 TwoFacedOp (the eager Function + custom op pair every kernel op is built from), exercised with a toy
 op in plain PyTorch so that a failure here points at the helper, not at a kernel.
 """
+import importlib
 import inspect
 import math
+import pkgutil
 import typing
 from typing import Optional
 
@@ -204,14 +206,25 @@ TORCH_2_4_PARAMETER_TYPES = {
 
 
 def _kernel_ops():
-    from bicyclegan.kernels import avg_pool_triton, norm_act_triton, zinject_triton
-    return {"avg_pool2d": avg_pool_triton.OP, "instance_norm_act": norm_act_triton.OP,
-            "z_concat_act": zinject_triton.ZCAT, "z_concat_conv": zinject_triton.ZCONV}
+    """Every TwoFacedOp of the kernels' modules, by its registered name: an op added later is checked too."""
+    found = {}
+    for info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"bicyclegan.kernels.{info.name}")
+        found.update({v._name: v for v in vars(module).values() if isinstance(v, TwoFacedOp)})
+    return found
 
 
-@pytest.mark.parametrize("name", ["avg_pool2d", "instance_norm_act", "z_concat_act", "z_concat_conv"])
+KERNEL_OPS = _kernel_ops()
+
+
+def test_the_kernel_ops_are_all_found():
+    assert {"bicyclegan::avg_pool2d", "bicyclegan::instance_norm_act", "bicyclegan::z_concat_act",
+            "bicyclegan::z_concat_conv"} <= set(KERNEL_OPS)
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_OPS))
 def test_the_kernel_ops_parameters_are_types_torch_2_4_makes_a_schema_of(name):
-    op = _kernel_ops()[name]
+    op = KERNEL_OPS[name]
     for face in (op.run_forward, op.run_backward):
         impl = face.__wrapped__  # (the kernel's own function, whose annotations custom_op reads)
         for param in inspect.signature(impl).parameters.values():
