@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -284,7 +285,10 @@ def epoch_name(epoch: int) -> str:
 
 
 def saved_epochs(folder) -> list[int]:
-    return sorted(int(p.stem[6:]) for p in Path(folder).glob("epoch_*.pt") if p.stem[6:].isdigit())
+    """The N of the folder's epoch_N.pt files, named as epoch_name names them: a copy named epoch_05.pt was
+    listed as epoch 5 and then opened as epoch_5.pt, which is not there."""
+    return sorted(int(m[1]) for p in Path(folder).glob("epoch_*.pt")
+                  if (m := re.fullmatch(r"epoch_(0|[1-9][0-9]*)\.pt", p.name)))
 
 
 # In a run's checkpoints/ folder: a run resumed from an earlier checkpoint moves the checkpoints of the

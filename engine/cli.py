@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -341,9 +342,10 @@ def _add_data_source(p, what: str) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="how the data is laid out (default: detected; a folder without the split's folder "
                    "and without A/ is a plain folder of inputs, single)")
-    p.add_argument("--skip_bad", action="store_true", default=None,
-                   help="leave out unreadable or unusable images (logged) instead of stopping (default: as the "
-                   "model's run did)")
+    # --no-skip_bad too: a model trained with skip_bad could not be evaluated strictly (the default follows it)
+    p.add_argument("--skip_bad", action=argparse.BooleanOptionalAction, default=None,
+                   help="leave out unreadable or unusable images (logged) instead of stopping; --no-skip_bad stops "
+                   "at them (default: as the model's run did)")
 
 
 def _add_evaluation_options(p) -> None:
@@ -910,7 +912,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_at_least(1), default=None, help="fixed batch size (default: a dynamic batch axis)")
     p.add_argument("--height", type=_at_least(1), default=None, help="image height (default: the model's crop size)")
     p.add_argument("--width", type=_at_least(1), default=None, help="image width (default: the model's crop width)")
-    p.add_argument("--opset", type=_at_least(1), default=18, help="ONNX opset version (default 18)")
+    p.add_argument("--opset", type=_at_least(1), default=None, help="ONNX opset version (default 18)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written file against the PyTorch generator")
     p.set_defaults(func=cmd_export)
@@ -971,6 +973,14 @@ def main(argv=None) -> int:
                 raise RankLostError(f"another process of this launch ended while this one waited for it, and "
                                     f"prints its own error (this one saw: {saw})") from e
             raise
+    except BrokenPipeError:
+        # The output's reader went away (`| head`) where a command printed: nothing more is said (a traceback
+        # at exit otherwise), and the shell's code for a death by SIGPIPE. (A training's progress line stops
+        # the run as a SIGTERM does instead, checkpoint written: Progress.)
+        from .io import to_devnull
+        to_devnull(sys.stdout)
+        to_devnull(sys.stderr)
+        return 128 + signal.SIGPIPE
     except USER_ERRORS as e:
         # under torchrun rank 0's refusal is printed by rank 0 alone, and one before the group by each machine's
         if not getattr(e, "from_rank0", False) and not _said_on_this_machine():

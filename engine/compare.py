@@ -76,8 +76,9 @@ def model_names(models: list, names=None) -> list[str]:
     if names is not None:
         given = [n.strip() for n in (names.split(",") if isinstance(names, str) else names)]
         if len(given) != len(models) or not all(given):
+            got = f"got {len(given)}" + (f", {given.count('')} of them empty" if "" in given else "")
             raise ConfigError(f"names={names!r}: expected {len(models)} non-empty comma-separated names, one per "
-                              f"model, got {len(given)}")
+                              f"model, {got}")
         if dup := sorted({n for n in given if given.count(n) > 1}):
             raise ConfigError(f"names={names!r}: {', '.join(dup)} given twice; each model needs a name of its own")
         return given

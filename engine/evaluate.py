@@ -97,13 +97,19 @@ def json_safe(result: dict) -> dict:
 
 def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
     """Refuse a --json file that is a checkpoint: `evaluate CKPT --json CKPT` wrote the results over the
-    checkpoint it had just measured. name: the results file's own name, for the example; keyword: the Python
-    function's for --json, where it has one (a Python caller has no --json)."""
+    checkpoint it had just measured; or a device or a pipe (`--json /dev/null` as root replaced the device).
+    name: the results file's own name, for the example; keyword: the Python function's for --json, where it
+    has one (a Python caller has no --json)."""
+    from bicyclegan.pipelines.atomic import special_file
+
     from .checkpoint import is_checkpoint
+    said = f" ({keyword} in Python)" if keyword else ""
     if is_checkpoint(path):
-        said = f" ({keyword} in Python)" if keyword else ""
         raise OutputError(f"--json {path}{said} is a bicyclegan checkpoint, which the results would replace; give "
                           f"another file to write, e.g. {Path(path).with_name(name)}")
+    if kind := special_file(path):  # (before the work; the writer refuses it too, after)
+        raise OutputError(f"--json {path}{said} is {kind}, which the results would replace; give a file's path, "
+                          f"e.g. {Path(path).with_name(name)}")
 
 
 def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from bicyclegan.pipelines.atomic import temp_beside
+from bicyclegan.pipelines.atomic import special_file, temp_beside
 
 from .config import DataConfig, ModelConfig, check_bool
 from .errors import DivergenceError, ExportError, OutputError
@@ -40,6 +40,10 @@ def format_for(path, fmt: str | None = None) -> str:
     if fmt is not None:
         if fmt not in FORMATS.values():
             raise ExportError(f"format {fmt!r} is not supported; choose onnx or pt2")
+        named = FORMATS.get(Path(path).suffix.lower())
+        if named is not None and named != fmt:  # (a pt2 archive named g.onnx, which ONNX tools then failed on)
+            raise ExportError(f"{str(path)!r} names a {named} file but the format asked for is {fmt}; name it "
+                              f"*.{fmt}, or leave the format to the suffix")
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -155,7 +159,7 @@ def _run_pt2(path: Path, inputs) -> tuple[torch.Tensor, str]:
 
 
 def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, batch: int | None = None,
-                     height: int | None = None, width: int | None = None, opset: int = 18,
+                     height: int | None = None, width: int | None = None, opset: int | None = None,
                      verify: bool = True, atol: float = 1e-4) -> dict:
     """Write G of a checkpoint (path) or a BicycleGAN to `out_path` as ONNX or a torch.export .pt2,
     plus `<out_path>.json` describing the inputs and outputs.
@@ -163,14 +167,20 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     batch: None = dynamic batch axis (any N from 1 to MAX_BATCH), else fixed. height/width: default
     the model's crop size (fixed in the graph; multiples of 2^num_downs). verify: run the written
     file on random inputs (two batch sizes when dynamic) and raise ExportError if it differs from
-    the PyTorch generator by more than atol. Returns what was written and the measured difference.
+    the PyTorch generator by more than atol. opset: the ONNX export's (default 18; refused for pt2).
+    Returns what was written and the measured difference.
     """
     verify = check_bool("verify", verify)
     out = Path(out_path)
     if out.is_dir():  # os.replace failed on it after the whole export and its check: a traceback
         raise OutputError(f"{out} is a folder; give the file to write (CLI: --out), e.g. "
                           f"{out / ('g.' + (fmt or 'onnx'))}")
+    if kind := special_file(out):  # (renamed over: `--out /dev/null` as root replaced the system's /dev/null)
+        raise OutputError(f"{out} is {kind}, which the export would replace; give a file's path (CLI: --out)")
     fmt = format_for(out, fmt)
+    if opset is not None and fmt != "onnx":  # (it was taken, and changed nothing)
+        raise ExportError(f"opset={opset!r} is an ONNX export's; the {fmt} export has none (CLI: drop --opset)")
+    opset = 18 if opset is None else opset
     from .checkpoint import is_checkpoint
     if is_checkpoint(out):
         # `--out latest.pt --format pt2` replaced the run's checkpoint (the one it read, even) with the export.
@@ -197,10 +207,10 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     check_writable(out.parent, "the exported model")
     made = make_folder(out.parent)  # (removed again below if the export fails: a refusal leaves no folder)
     # Written and checked under a temporary name, then renamed: a failed or wrong export never
-    # replaces a good file. The suffix stays, as the exporters look at it. A name of its own, as
-    # atomic_write's: two exports to one file (threads of one process, machines on a shared disk) each
-    # write and check their own.
-    fd, name = temp_beside(out, f".tmp{out.suffix}")
+    # replaces a good file. The format's own suffix, as the exporters look at it: onnx wrote ONNX's JSON text
+    # to g.json (and could not read it back) and refused g.textproto. A name of its own, as atomic_write's:
+    # two exports to one file (threads of one process, machines on a shared disk) each write and check their own.
+    fd, name = temp_beside(out, f".tmp.{fmt}")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -158,7 +159,9 @@ def save_grid(model, A, B, z, path) -> Path:
 
 def _media(path: str) -> str:
     """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video."""
-    src = html.escape(quote(path))  # a '#', '?' or '%' in a file name would cut the URL short
+    # A '#', '?' or '%' in a file name would cut the URL short; quoted as the name's bytes, a name that is
+    # not UTF-8 (os.fsdecode's surrogates, which quote could not encode) is the file's own name.
+    src = html.escape(quote(os.fsencode(path)))
     if path.endswith(".mp4"):
         return f"<video src='{src}' autoplay loop muted playsinline></video>"
     return f"<img src='{src}'>"
@@ -251,7 +254,10 @@ def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -
             parts.append(f"<tr class='wide'><td class='wide' colspan='{len(row['images']) + 1}'>"
                          f"<div class='scroll'>{_media(p)}</div>{html.escape(c)}</td></tr>")
     parts.append("</table></div>")
-    return write_text(Path(out_dir) / "index.html", "\n".join(parts), what="gallery")
+    # An input's name that is not UTF-8 (os.fsdecode's surrogates, which UTF-8 cannot write) is shown with a
+    # replacement character for its undecodable bytes; its pictures' addresses keep its own bytes (_media).
+    page = "\n".join(parts).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return write_text(Path(out_dir) / "index.html", page, what="gallery")
 
 
 def write_shares(dist, total: int, make, write, *, first=None, label: str | None = None) -> list | None:

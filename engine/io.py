@@ -46,11 +46,23 @@ def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None
     return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what, temps=temps)
 
 
-def check_writable(folder: str | os.PathLike, what: str) -> Path:
+def to_devnull(stream) -> None:
+    """Point `stream`'s file descriptor at /dev/null: after a BrokenPipeError (the reader of `| head` gone),
+    so that later writes, and the flush at exit, do not raise it again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no descriptor of its own (a StringIO): nothing to point
+        pass
+
+
+def check_writable(folder: str | os.PathLike, what: str, advice: str = "choose another folder") -> Path:
     """Fail now, before long work, if results cannot be written into `folder`. Creates nothing: a command
     refused after this check (a bad checkpoint, an option the model has no use for) left an empty results
     folder behind. A missing folder is judged by the deepest one on its way that exists, where the writers
-    (atomic_write, which makes its parents) will make it; a file on the way is refused here."""
+    (atomic_write, which makes its parents) will make it; a file on the way is refused here. advice: what
+    the refusal ends with."""
     folder = Path(folder)
     if folder.is_file():  # mkdir's "File exists" read as if the folder were there
         raise OutputError(f"cannot write {what} into {folder}: it is a file, not a folder; choose another folder")
@@ -61,7 +73,7 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
         with tempfile.TemporaryFile(dir=folder if top is None else top.parent):
             pass
     except OSError as e:
-        raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; choose another folder") from e
+        raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; {advice}") from e
     return folder
 
 

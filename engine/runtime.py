@@ -199,6 +199,13 @@ class Dist:
         atexit.unregister(self.close)  # (a group started later in this process is not ours)
         _DATA_LOG.removeFilter(_said_by_local_rank_0)
         if self.owns_group and dist.is_initialized():
+            if dist.get_backend() == "gloo":
+                # torch (before pytorch/pytorch#154976, of June 2025) ends a group holding the GIL while it joins the
+                # group's threads, and a gloo thread still dropping the last collective's tensors waits for the
+                # GIL to free their Python objects: each waited for the other for ever (torch 2.5.1: one rank
+                # stuck in destroy_process_group in 8 runs of 63, a barrier before it too in 1 of 18; none in
+                # 60 with this). A moment without the GIL lets the threads drop them first.
+                time.sleep(0.2)
             dist.destroy_process_group()
 
 

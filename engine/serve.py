@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -156,7 +157,8 @@ class Explorer:
         if not isinstance(item_id, str):  # left out of the body, or not an id: was 404 "no image None"
             raise RequestError(400, f"{field} must be an image's id, as /api/info lists them (got {item_id!r})")
         if item_id not in self.items:
-            raise RequestError(404, f"no image {item_id!r} (uploads beyond the last {MAX_UPLOADS} are dropped)")
+            shown = repr(item_id) if len(item_id) <= 80 else f"{item_id[:40]!r}... ({len(item_id)} characters)"
+            raise RequestError(404, f"no image {shown} (uploads beyond the last {MAX_UPLOADS} are dropped)")
         return self.items[item_id]
 
     def image_png(self, item_id: str, which: str) -> bytes:
@@ -180,11 +182,14 @@ class Explorer:
         try:
             with Image.open(io.BytesIO(data)) as img:  # reads the header only
                 fmt, (w, h) = img.format, img.size
-        except Image.DecompressionBombError as e:
-            raise RequestError(413, f"image too large ({e}); the limit is {self.max_upload_pixels} pixels") from e
+        except Image.DecompressionBombError as e:  # (its own message names PIL's limit, not this one)
+            raise RequestError(413, f"image too large: its header declares more pixels than PIL decodes; the "
+                                    f"limit is {self.max_upload_pixels} pixels (--max_upload_pixels)") from e
         except Exception as e:  # PIL raises several types for what it cannot identify
             raise RequestError(415, f"not an image PIL can identify ({type(e).__name__}); upload "
                                     f"{', '.join(UPLOAD_FORMATS)}") from e
+        if fmt == "MPO":  # a camera's JPEG with more pictures after it (depth, preview): the first is the photo
+            fmt = "JPEG"
         if fmt not in UPLOAD_FORMATS:
             raise RequestError(415, f"{fmt} images are not accepted; upload {', '.join(UPLOAD_FORMATS)}")
         if w * h > self.max_upload_pixels:
@@ -468,4 +473,19 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     if not is_loopback(host):
         print(f"serve: listening on {host}: anyone who can reach this machine can use the model and upload "
               "images", file=sys.stderr)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    # uvicorn stops gracefully on SIGTERM (timeout, systemd, docker stop send it), then raises it again to the
+    # handler it found: the default one ended the process there, without its exit-time clean-up (a
+    # /tmp/pymp-* folder of the dataset's loader left each time). Here that handler exits as SystemExit does,
+    # with the shell's code for a death by SIGTERM (a SIGINT is a KeyboardInterrupt, as always).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)

@@ -27,7 +27,15 @@ from typing import Callable, Iterator
 
 from bicyclegan.pipelines.errors import plural
 
-from .checkpoint import LATEST, epoch_name, epochs_done, peek_checkpoint, peek_config, saved_epochs
+from .checkpoint import (
+    LATEST,
+    epoch_name,
+    epochs_done,
+    peek_checkpoint,
+    peek_config,
+    read_checkpoint,
+    saved_epochs,
+)
 from .config import check_bool, check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
@@ -124,6 +132,20 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return row
 
 
+def _intact_since(path: Path, eval_json: Path) -> bool:
+    """Whether the checkpoint may be taken as the one eval_json measured: the digest --reuse compares is the
+    one the file carries, which damage to the file (written over in place) leaves as it was, so a file
+    changed since its eval.json is read and its contents checked against it first (a damaged epoch_N.pt,
+    which a plain sweep reports, kept its old result under --reuse)."""
+    try:
+        if path.stat().st_mtime_ns <= eval_json.stat().st_mtime_ns:
+            return True
+        read_checkpoint(path)
+        return True
+    except (OSError, CheckpointError):
+        return False
+
+
 def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(),
           **options) -> Iterator[tuple[Path, dict, str | None]]:
     """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
@@ -187,7 +209,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
             for path, epoch, step in found:
                 want = protocol(peek_checkpoint(path, "digest")[0], root, phase,
                                 **{**options, "n_samples": n_samples})
-                if (row := measured_before(results_dir(path, name) / "eval.json", want)) is not None:
+                saved = results_dir(path, name) / "eval.json"
+                if (row := measured_before(saved, want)) is not None and _intact_since(path, saved):
                     kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
         return found, folder, root, phase, name, out, kept, n_samples
     # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between

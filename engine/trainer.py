@@ -56,7 +56,16 @@ from .checkpoint import (
 from .config import TrainConfig, check_bool, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
-from .io import atomic_write, check_writable, make_folder, remove_made, write_json, write_reason, write_text
+from .io import (
+    atomic_write,
+    check_writable,
+    make_folder,
+    remove_made,
+    to_devnull,
+    write_json,
+    write_reason,
+    write_text,
+)
 from .model import BicycleGAN, spread_z
 from .report import INSTALL_HINT, TensorBoardLog, tensorboard_writer, write_report
 from .runtime import (
@@ -83,12 +92,34 @@ LOCK_FILE = ".lock"  # in the run folder: locked by the training that writes the
 _HOLDERS = weakref.WeakValueDictionary()  # lock file -> the Trainer of this process that holds it
 
 
+_LOCKS: set[int] = set()  # the descriptors of the run folders' locks this process holds
+
+
 def _unlock(fd: int) -> None:
     # Unlocked, not just closed: loader workers forked since hold copies of the descriptor, and a
     # flock lasts while any copy is open (a finished training's folder stayed locked while its
     # trainer, and so its persistent workers, lived).
+    _LOCKS.discard(fd)
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
+
+
+def _locks_not_inherited() -> None:
+    """In a forked child (a loader worker): its copies of the locks' descriptors point at /dev/null. A
+    training killed by kill -9 unlocks nothing, and its orphaned workers, until they noticed (seconds),
+    kept its folder locked: a --resume at once was refused as "in use by another training, still running".
+    (dup2, not close: the number stays taken, so nothing the child opens later gets it and loses it.)"""
+    if not _LOCKS:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in _LOCKS:
+        os.dup2(null, fd)
+    os.close(null)
+    _LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_locks_not_inherited)
 
 
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
@@ -111,6 +142,22 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.recent = collections.deque([(time.time(), start)], maxlen=window + 1)
+        self.on_broken = None  # called once if the stream's reader goes away (the Trainer: stop as on SIGTERM)
+
+    def _write(self, text: str) -> None:
+        """Write and flush; a pipe whose reader went away (`train ... | head`) raised BrokenPipeError out of
+        the training step, which ended without a word, the steps since the last checkpoint lost. Writes stop
+        there (to /dev/null) and on_broken is called."""
+        if not (self.enabled or self.notes):
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            self.enabled = self.notes = False
+            to_devnull(self.stream)
+            if self.on_broken is not None:
+                self.on_broken()
 
     def eta(self, step: int, now: float) -> float:
         t0, s0 = self.recent[0]
@@ -130,19 +177,15 @@ class Progress:
         loss_txt = " ".join(f"{k} {v:.3f}" for k, v in losses.items())
         line = (f"epoch {epoch + 1}/{self.epochs} [{bar}] {step}/{self.total} {100 * frac:3.0f}% "
                 f"{img_per_s:6.1f} img/s eta {int(eta) // 60}m{int(eta) % 60:02d}s | {loss_txt}")
-        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
-        self.stream.flush()
+        self._write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
 
     def note(self, text: str) -> None:
         if self.notes:
-            if self.enabled and self.tty:  # over the status line
-                self.stream.write("\r\x1b[K")
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            self._write(("\r\x1b[K" if self.enabled and self.tty else "") + text + "\n")  # (over the status line)
 
     def close(self) -> None:
         if self.enabled and self.tty:
-            self.stream.write("\n")
+            self._write("\n")
 
 
 def _opens(path: Path) -> bool:
@@ -203,6 +246,21 @@ class StopSignals:
     def __init__(self):
         self.received = None  # the first signal.Signals
         self._previous = {}
+        self._held = self._pending = False  # inside holding(); a second SIGINT received there
+
+    @contextlib.contextmanager
+    def holding(self):
+        """A second SIGINT received inside is raised when it ends, not where it came: in the middle of a
+        checkpoint's write, torch's writer (C++) took the KeyboardInterrupt as an error (the process aborted, or
+        stopped saying the checkpoint could not be written, the disk to blame), where Ctrl-C twice is to stop at
+        once with the last checkpoint intact (which the write then is). A third one raises at once."""
+        self._held, self._pending = True, False
+        try:
+            yield
+        finally:
+            self._held = False
+        if self._pending:
+            raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -215,7 +273,10 @@ class StopSignals:
         if self.received is None:
             self.received = signal.Signals(signum)
         elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            if self._held and not self._pending:
+                self._pending = True
+            else:  # (a third one inside holding(): a write that hangs is left at once all the same)
+                raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -833,12 +894,18 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)  # begun by the run's end (max_steps)
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
                                  epochs=self.epochs)
+        self.progress.on_broken = self._output_gone
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
         self._rng = rng_state(self.device)  # the run's generators, from here on train()'s alone
 
     def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
         check_writable(self.run_dir, "the run folder")
+        # The folders a run continued writes into, which a copied or shared run folder may not let it: found at
+        # the first save (the steps since lost), or by a resume that had set aside its later checkpoints first.
+        for sub, what in (("checkpoints", "the run's checkpoints"), ("samples", "the run's sample grids")):
+            if (self.run_dir / sub).is_dir():
+                check_writable(self.run_dir / sub, what, "make it writable to continue the run there")
         self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
         self._lock_run_folder()
         _check_run_folder(self.run_dir, self.resume_path)
@@ -870,6 +937,7 @@ class Trainer:
         # Closed by _release, or when the trainer is dropped untrained (a start refused after this point
         # by the caller, an interrupt before train()).
         self._lock = weakref.finalize(self, _unlock, fd)
+        _LOCKS.add(fd)
         _HOLDERS[str(path.resolve())] = self
 
     def _release(self, failed: bool = False) -> None:
@@ -1037,10 +1105,21 @@ class Trainer:
             # training's data error said both). --skip_bad covers it: Evaluation reads it with the run's data options.
             ev = self.evaluation
             split = ev.root / ev.phase
-            where = (f"the held-out split {split} (the training data was not the problem)" if ev.phase != "train" else
-                     f"{split}, the training data, which it evaluates for want of a val/ or test/ split")
-            error = self._data_error(e, f"the evaluation at step {self.step} (--eval_every {self.cfg.eval_every}) "
-                                        f"stopped on {where}", "to leave such files out of the evaluations too")
+            if self.saved_step != self.step:
+                # This step trained well: its checkpoint, the evaluation owed as a stop leaves it (the resumed
+                # run makes it first), where the steps since the last save were lost with the split's file.
+                self.eval_owed = self.step
+                self.save()
+            what = f"the evaluation at step {self.step} (--eval_every {self.cfg.eval_every})"
+            if not split.is_dir():  # (the pipelines' "choose one (--phase)" is no option of train's)
+                error = DatasetError(f"{what} found no {split}: the held-out split was moved or deleted during the "
+                                     f"run; put it back and {self._how_on()} (the evaluation is made first)")
+                error.from_rank0 = getattr(e, "from_rank0", False)
+            else:
+                where = (f"the held-out split {split} (the training data was not the problem)" if ev.phase != "train"
+                         else f"{split}, the training data, which it evaluates for want of a val/ or test/ split")
+                error = self._data_error(e, f"{what} stopped on {where}", "to leave such files out of the evaluations "
+                                                                          "too")
             error.held_out = True
             raise error from e
         if result[0] is None and stop is None:
@@ -1055,6 +1134,13 @@ class Trainer:
             if improved[0]:
                 self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
         return stop if result[0] is None else None
+
+    def _output_gone(self) -> None:
+        """The progress output's reader went away (`train ... | head`): the run stops as on a SIGTERM, at the
+        next iteration (under torchrun the next log interval), its checkpoint written, as a command whose pipe
+        closes ends (SIGPIPE), but with its work kept."""
+        if self._stop is not None and self._stop.received is None:
+            self._stop.received = signal.SIGTERM
 
     def _stopping(self, agreed: signal.Signals | None) -> signal.Signals | None:
         return agreed or (self._stop and self._stop.received)  # (no StopSignals outside train())
@@ -1147,12 +1233,14 @@ class Trainer:
             return "no checkpoint was written before it"
         return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
+    def _how_on(self) -> str:
+        return ("start the run again" if self.saved_step is None else "resume it with --resume"
+                + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))} "
+                   f"(resume={str(self.saved_path)!r} in Python)"))
+
     def _intact(self) -> str:
         """_last_good, and how to go on from it (the line a run stopped by an error ends with)."""
-        how = ("start the run again" if self.saved_step is None else "resume it with --resume"
-               + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))} "
-                  f"(resume={str(self.saved_path)!r} in Python)"))
-        return f"{self._last_good()}: {how}"
+        return f"{self._last_good()}: {self._how_on()}"
 
     def _after_step(self) -> str:
         """"after step N (epoch E)" of the last step finished, N, and the epoch that step trained in ("the end of
@@ -1191,8 +1279,9 @@ class Trainer:
 
         def write():
             try:
-                save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
-                                epoch=self.epoch if epoch is None else epoch, extra=extra)
+                with self._stop.holding() if self._stop else contextlib.nullcontext():
+                    save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
+                                    epoch=self.epoch if epoch is None else epoch, extra=extra)
             except DivergenceError as e:
                 raise self._diverged(str(e)) from e
             except CheckpointError as e:  # (a full disk): at which step, and the run's way on, as the log's says

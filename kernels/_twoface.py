@@ -144,7 +144,20 @@ class TwoFacedOp:
         if torch.is_grad_enabled() and not gone:
             grads = self._grads_with_graph(ctx, grad, needs)
         else:
-            grads = _as_tuple((self.backward_op if gone else backward)(grad, *saved, *ctx.args, *needs))
+            try:
+                grads = _as_tuple((self.backward_op if gone else backward)(grad, *saved, *ctx.args, *needs))
+            except RuntimeError as e:
+                # An outer transform differentiating those first-order gradients (jacrev(jacrev(f)): the
+                # inner vjp's function runs after the inner vjp returned) reaches the backward op, which has
+                # no derivative: torch then raised from deep inside (autograd.Function and setup_context).
+                if gone and any(i.key() == torch._C._functorch.TransformType.Grad
+                                for i in torch._C._functorch.get_interpreter_stack() or ()):
+                    raise NotImplementedError(
+                        f"{self._name}: a second reverse-mode transform over the function that torch.func.vjp "
+                        f"returned, called after vjp has returned (as jacrev(jacrev(f)) does), is not "
+                        f"implemented for the Triton kernels; differentiate a grad instead (jacrev(grad(f)) "
+                        f"for a scalar f, or grad(grad(f))), or build the layers with impl='ref'") from e
+                raise
         return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * (self.n_inputs - self.n_grads)
 
     def _grads_with_graph(self, ctx, grad, needs):

@@ -10,7 +10,7 @@ from ._impl import IMPLS
 from .norm_act import InstanceNormAct2d
 
 
-def _fused(norm, act, impl):
+def _fused(norm, act, impl, double_backward):
     if isinstance(act, nn.LeakyReLU):
         kind, slope = "leaky_relu", float(act.negative_slope)
     elif isinstance(act, nn.ELU):
@@ -18,7 +18,7 @@ def _fused(norm, act, impl):
     else:
         kind, slope = "relu", 0.0
     fused = InstanceNormAct2d(norm.num_features, eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
-                              act=kind, slope=slope, impl=impl)
+                              act=kind, slope=slope, impl=impl, double_backward=double_backward)
     if norm.affine:
         # The same Parameter objects, so optimisers built before fusing keep updating them.
         fused.weight, fused.bias = norm.weight, norm.bias
@@ -44,7 +44,7 @@ def _plain_sequential(m):
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
 
-def fuse_norm_act(module, impl="auto"):
+def fuse_norm_act(module, impl="auto", double_backward=False):
     """Fuse every nn.InstanceNorm2d directly followed by nn.ReLU, nn.LeakyReLU or nn.ELU(alpha=1) inside an
     nn.Sequential of `module` (module itself included) into one InstanceNormAct2d.
 
@@ -53,16 +53,20 @@ def fuse_norm_act(module, impl="auto"):
     and nn.Sequential subclasses with their own forward. The norm's slot now holds the activation
     too (a slice seq[:i + 1] ends after it); and like an in-place activation, the fused layer may keep
     its output for backward (LeakyReLU, ELU), so modifying that output in place raises autograd's
-    in-place error where an unfused nn.LeakyReLU would not.
+    in-place error where an unfused nn.LeakyReLU would not. double_backward: the fused layers' own
+    (InstanceNormAct2d), for a network under a gradient penalty (R1, WGAN-GP): the LeakyReLU norms without
+    affine parameters then keep their input, which a create_graph backward through the kernels needs.
     """
     # Checked here, not only by the fused layers: with nothing to fuse a misspelt impl went unnoticed.
     if impl not in IMPLS:
         raise ValueError(f"fuse_norm_act: impl must be one of {IMPLS}, got {impl!r}")
+    if not isinstance(double_backward, bool):
+        raise TypeError(f"fuse_norm_act: double_backward must be True or False, got {double_backward!r}")
     for seq in [m for m in module.modules() if _plain_sequential(m)]:
         names = list(seq._modules)
         for first, second in zip(names, names[1:]):
             norm, act = seq._modules[first], seq._modules[second]
             if _fusable(norm, act) and not _hooked(norm) and not _hooked(act):
-                seq._modules[first] = _fused(norm, act, impl)
+                seq._modules[first] = _fused(norm, act, impl, double_backward)
                 seq._modules[second] = nn.Identity()
     return module

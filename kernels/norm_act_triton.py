@@ -63,6 +63,15 @@ def _div(a, b):
 
 
 @triton.jit
+def _rstd(var, eps):
+    # 1 / sqrt(var + eps), but 0 where that is 1 / 0 (a constant plane with eps=0): torch's own rule
+    # (its InvStd), under which such a plane becomes the bias, where 1 / 0 made it NaN; a NaN stays NaN.
+    # (The inner where keeps the division off 0: the interpreter warns at it.)
+    v = var + eps
+    return tl.where(v == 0.0, 0.0, _div(1.0, tl.sqrt_rn(tl.where(v == 0.0, 1.0, v))))
+
+
+@triton.jit
 def _range_stats(x_ptr, base, c_mask, hw_lo, hw_hi, stride_hw, BLOCK_HW: tl.constexpr):
     """(mean, M2) per channel of x over plane positions [hw_lo, hw_hi), chunk by chunk."""
     mean = tl.zeros(base.shape, tl.float32)
@@ -130,12 +139,12 @@ def _fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, C, HW, stride_n,
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         mean = _div(tl.sum(x, axis=1), HW * 1.0)
         d = tl.where(mask, x - mean[:, None], 0.0)
-        rstd = _div(1.0, tl.sqrt_rn(_div(tl.sum(d * d, axis=1), HW * 1.0) + eps))
+        rstd = _rstd(_div(tl.sum(d * d, axis=1), HW * 1.0), eps)
         z = d * (rstd * w)[:, None] + b[:, None]
         tl.store(y_ptr + offs, _act(z, ACT, slope).to(y_ptr.dtype.element_ty), mask=mask)
     else:
         mean, m2 = _range_stats(x_ptr, base, c_mask, 0, HW, stride_hw, BLOCK_HW)
-        rstd = _div(1.0, tl.sqrt_rn(_div(m2, HW * 1.0) + eps))
+        rstd = _rstd(_div(m2, HW * 1.0), eps)
         _range_apply(x_ptr, y_ptr, base, c_mask, 0, HW, stride_hw, mean, rstd, w, b, slope, ACT, BLOCK_HW)
     tl.store(mean_ptr + pid_n * C + c, mean, mask=c_mask)
     tl.store(rstd_ptr + pid_n * C + c, rstd, mask=c_mask)
@@ -175,7 +184,7 @@ def _fwd_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, pmean_ptr, pm2_ptr, mean_ptr, 
         mean += delta * _div(n_b, total)
         m2 += m2_b + delta * (delta * _div(count * n_b, total))  # (order: see _range_stats)
         count = total
-    rstd = _div(1.0, tl.sqrt_rn(_div(m2, HW * 1.0) + eps))
+    rstd = _rstd(_div(m2, HW * 1.0), eps)
     w, b = _load_affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B)
     hw_lo = pid_s * CHUNK
     _range_apply(x_ptr, y_ptr, base, c_mask, hw_lo, tl.minimum(hw_lo + CHUNK, HW), stride_hw,

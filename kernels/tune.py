@@ -426,7 +426,15 @@ def tune_case(case, device, dry_run):
             "heuristic_us": round(heuristic_us, 2), "tried": len(case.candidates), "rejected": rejected}
 
 
+def _check_out(path):
+    # Renamed over, a device is gone: `--out /dev/null` as root replaced the system's /dev/null. Before the sweep.
+    if os.path.lexists(path) and not (os.path.isfile(path) or os.path.islink(path)):
+        raise SystemExit(f"tune: {path} is no file (a folder or a device), which the table would replace; give a "
+                         f"file's path")
+
+
 def _write(path, table):
+    _check_out(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(table, indent=1) + "\n")
     os.replace(tmp, path)
@@ -437,6 +445,7 @@ def sweep(out, quick=False, dry_run=False, jobs=1, budget_s=math.inf, log=print,
     launch sites (a set), e.g. a kernel added after the committed table was made."""
     # The checks compare with fp32 convs and matmuls: TF32 would be off by ~1e-3.
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    _check_out(out)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         return _sweep(out, quick, dry_run, jobs, budget_s, log, sites)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import zlib
 from pathlib import Path
@@ -106,6 +107,20 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     return fd, tmp
 
 
+def special_file(path: str | os.PathLike) -> str | None:
+    """What the name `path` is when it is there and neither a file, a folder nor a link (which a writer replaces
+    as a name): "a named pipe", "a character device"... (None otherwise)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        return None
+    return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), "a special file")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file",
                  error: type[Exception] = OSError, temps: TempFiles | None = None) -> Path:
     """Call write(f) on a temp file beside `path`, fsync it and rename it over `path`.
@@ -117,6 +132,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     writes, else the folder is listed for this one.
     """
     path = Path(path)
+    if kind := special_file(path):
+        # Renamed over, a device is gone: `--json /dev/null` run as root (a container's user) replaced the
+        # system's /dev/null with a regular file, which every later `> /dev/null` then wrote into.
+        raise error(f"cannot write {what} {path}: it is {kind}, not a file; give a file's path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for temp in (temps if temps is not None else TempFiles(path.parent)).of(path):

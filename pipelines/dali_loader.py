@@ -11,6 +11,7 @@ so a pipeline is built per epoch when anything is random, and reused when nothin
 imports DALI at import time: bicyclegan.pipelines imports it only when DALI is asked for.
 """
 import itertools
+import os
 
 import numpy as np
 import nvidia.dali.fn as fn
@@ -22,7 +23,7 @@ from nvidia.dali.data_node import DataNode
 
 from . import sharding
 from .base import PairedLoader
-from .errors import DatasetError, describe_bad
+from .errors import DatasetError, describe_bad, plural
 from .files import changed_since_checks, load_rgb
 
 _PREFETCH = 2
@@ -38,6 +39,14 @@ def _pos(u, d):
     if u is None:  # centre
         return (d // 2) / scale
     return dmath.min(dmath.floor(u * (d + 1)), d) / scale
+
+
+def _utf8(path):
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 class _Changed(RuntimeError):
@@ -58,6 +67,15 @@ class DaliLoader(PairedLoader):
         self._random = spec.augment or self.shuffle
         self._active = None     # the pass that owns self._pipe (one pass at a time)
         self._fitting = set()   # file sizes (H, W [, B's H, W]) that fit the checks' rules: _check_sizes
+        # DALI's reader takes file names as UTF-8 text: a name that is not (b'caf\xe9.png', which Python reads
+        # with a surrogate) stopped the first epoch with "Unsupported argument type with name files".
+        unnamed = [p for s in self.samples for p in (s.path, s.b_path) if p is not None and not _utf8(p)]
+        if unnamed:
+            n = len(unnamed)
+            shown = ", ".join(repr(os.fsencode(p)) for p in unnamed[:3]) + (f" and {n - 3} more" if n > 3 else "")
+            raise DatasetError(f"{plural(n, 'file name')} {'is' if n == 1 else 'are'} not UTF-8, which DALI's "
+                               f"reader cannot take: {shown}; rename the files (e.g. convmv -f latin1 -t utf8), "
+                               f"or read the data with backend='torch' (--backend torch)")
 
     # -- graph ------------------------------------------------------------------------------
     def _free(self):

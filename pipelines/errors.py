@@ -12,7 +12,9 @@ class SeveralSizesError(DatasetError):
 
 def describe_bad(bad, limit=10):
     """Format [(path, reason), ...] as one line per file, at most `limit` of them."""
-    lines = [f"  {path}: {reason}" for path, reason in bad[:limit]]
+    # A name with a newline (or another unprintable character) as a Python string literal: printed as it
+    # is, it broke its line in two.
+    lines = [f"  {path if str(path).isprintable() else repr(str(path))}: {reason}" for path, reason in bad[:limit]]
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more")
     return "\n".join(lines)

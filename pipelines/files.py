@@ -24,8 +24,10 @@ import json
 import logging
 import os
 import re
+import stat
 import struct
 import time
+import unicodedata
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,8 +41,8 @@ try:
 except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's weaker check
     simplejpeg = None
 
-from .atomic import atomic_write
-from .errors import DatasetError, SeveralSizesError, describe_bad
+from .atomic import atomic_write, special_file
+from .errors import DatasetError, SeveralSizesError, describe_bad, plural
 
 log = logging.getLogger("bicyclegan.pipelines")
 # A warning every process of a machine gives alike (the same files and checks, the same cores and
@@ -50,6 +52,10 @@ ALIKE = {"alike": True}
 
 _SPLITS = ("train", "val", "test")  # the reference's datasets' split folders
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+# Images of formats the reference does not read either, left out with a word: a folder of JPEGs with a few
+# TIFFs trained on the JPEGs alone, silently.
+OTHER_FORMATS = (".tif", ".tiff", ".webp", ".gif", ".jp2", ".j2k", ".jxl", ".heic", ".heif", ".avif", ".pgm",
+                 ".pbm", ".pnm")
 MAX_PIXELS = 50_000_000  # per file (an aligned file holds both halves); make_loader(max_pixels=...)
 _TAIL = 4096  # bytes searched for the JPEG end-of-image marker
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,14 +107,22 @@ def load_rgb(path):
         return to_rgb(img)
 
 
-def _list_images(folder):
+def _list_images(folder, others=None):
     """{path relative to folder, without extension: [full paths]} of the image files under folder.
     Linked folders are followed (a dataset assembled from links loses nothing), each real folder
-    once; hidden files and folders (thumbnail caches, macOS's ._ files) are left out."""
+    once; hidden files and folders (thumbnail caches, macOS's ._ files) are left out. others: a list
+    that gets the paths of images in other formats (OTHER_FORMATS), which are not read."""
     found, seen = {}, set()
+    top = os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree, or a second link to one folder
+            dirnames[:] = []
+            continue
+        if real != top and os.path.commonpath([real, top]) == real:
+            # A link to a folder above this one (train/up -> ..): walked, it read the folders beside this
+            # one, val/ into the training data. Not followed, as the reference's os.walk follows no link.
+            log.warning("%s links to %s, a folder above %s: not followed", dirpath, real, folder, extra=ALIKE)
             dirnames[:] = []
             continue
         seen.add(real)
@@ -117,18 +131,26 @@ def _list_images(folder):
         # 60 % of listing 100,000 files).
         below = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
-            if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith("."):
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(IMG_EXTENSIONS):
                 full = os.path.join(dirpath, name)
                 key = os.path.splitext(name if below == os.curdir else os.path.join(below, name))[0]
                 found.setdefault(key, []).append(full)
+            elif others is not None and name.lower().endswith(OTHER_FORMATS):
+                others.append(os.path.join(dirpath, name))
     return found
 
 
-def _has_images(folder):
+def _has_images(folder, names=False):
+    """Whether folder holds image files (not in its subfolders); names: the sorted names of them (a list)."""
     # hidden files left out, as _list_images leaves them: a root of macOS's ._x.jpg leftovers alone was
     # taken for a folder of images, and said to hold none, not to lack its split's folder
-    return folder.is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
-                                   for p in folder.iterdir())
+    if not folder.is_dir():
+        return [] if names else False
+    found = (p.name for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
+             and p.is_file())
+    return sorted(found) if names else any(found)
 
 
 def _resolve(root, phase, layout):
@@ -173,15 +195,33 @@ def find_layout(root, phase, layout=None):
     return _resolve(root, phase, layout)
 
 
+def _by_nfc(files):
+    """_list_images' {name: [paths]} keyed by each name's NFC form (names equal in it merged)."""
+    merged = {}
+    for key, paths in files.items():
+        merged.setdefault(unicodedata.normalize("NFC", key), []).extend(paths)
+    return merged
+
+
 def _pair(folders, layout, skip_bad):
     """Samples (aligned and single: by path, the reference's order; ab_folders: by name without extension)
     and the files left unpaired or ambiguous."""
-    listed = [_list_images(f) for f in folders]
+    others = []
+    listed = [_list_images(f, others) for f in folders]
     for folder, files in zip(folders, listed):
         if not files:
             raise DatasetError(f"folder {folder} holds no images (extensions {', '.join(IMG_EXTENSIONS)})")
+    if others:
+        kinds = sorted({os.path.splitext(p)[1].lower() for p in others})
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        log.warning("left out %s of %s (%s%s): the extensions read are %s, as the reference's; convert them to "
+                    "PNG to use them", plural(len(others), "image file"), ", ".join(kinds), others[0], more,
+                    ", ".join(IMG_EXTENSIONS), extra=ALIKE)
     bad = []
     if layout == "ab_folders":  # pairs are found by name: 1.jpg and 1.png in A/ have no one partner
+        # By the names' composed Unicode form (NFC): macOS writes names decomposed (NFD), so a "café" copied
+        # from elsewhere into A/ had no partner in a B/ written there, two names that look the same.
+        listed = [_by_nfc(files) for files in listed]
         for files in listed:
             for paths in files.values():
                 if len(paths) > 1:
@@ -375,6 +415,10 @@ def _over_limit(w, h, max_pixels):
 def inspect_file(path, max_pixels=MAX_PIXELS):
     """((W, H), None) for an image file that passes the checks, or (None, reason)."""
     try:
+        # A named pipe opened here waited for a writer for ever, and a link to a device (/dev/zero) was
+        # read until memory ran out: only a regular file is an image file.
+        if not stat.S_ISREG(os.stat(path).st_mode):  # (followed: a link to an image is one)
+            return None, f"not a regular file ({special_file(os.path.realpath(path)) or 'a folder'})"
         with open(path, "rb") as f:
             data = f.read()
         if not data:
@@ -617,6 +661,14 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     rank, world_size: see _check_files (under torch.distributed the ranks split the checks)."""
     layout, folders = _resolve(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
+    if layout != "aligned" and (beside := _has_images(folders[0].parent, names=True)):
+        # Aligned A|B files beside A/ and B/ folders are not read (the folders decide the layout): said,
+        # where a split of both kinds trained on its folders' pairs alone without a word.
+        more = f" and {len(beside) - 1} more" if len(beside) > 1 else ""
+        log.warning("%s holds image files beside its A/ folder (%s%s), which are not read: the %s layout reads "
+                    "%s alone; move them into a split of their own to train on them", folders[0].parent,
+                    beside[0], more, layout, " and ".join(f"{f.name}/" for f in folders), extra=ALIKE)
+    listed = len(samples)
     if max_dataset_size is not None:
         samples = samples[:max_dataset_size]
     paths = [p for s in samples for p in (s.path, s.b_path) if p is not None]
@@ -626,13 +678,16 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     for sample in samples:
         problem = _problem(sample, layout, spec, sizes)
         (bad.append(problem) if problem else good.append(sample))
+    where = folders[0].parent if layout == "ab_folders" else folders[0]  # (a B/ file was said to be in A/)
     if bad and not skip_bad:
-        raise DatasetError(f"{len(bad)} bad file(s) in {folders[0]}:\n{describe_bad(bad)}"
+        raise DatasetError(f"{len(bad)} bad file(s) in {where}:\n{describe_bad(bad)}"
                            "\n(--skip_bad, or skip_bad=True in Python, leaves them out)")
     if bad:
-        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), folders[0], describe_bad(bad), extra=ALIKE)
+        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), where, describe_bad(bad), extra=ALIKE)
     if not good:
-        raise DatasetError(f"no usable images left in {folders[0]}")
+        cut = (f" (max_dataset_size={max_dataset_size} took the first {len(samples)} of its {listed} samples, "
+               f"all bad: the rest were not looked at)" if listed > len(samples) else "")
+        raise DatasetError(f"no usable images left in {where}{cut}")
     outputs = {}
     for s in good:  # from the headers read above: the networks' size checks need no decoding
         w, h = sizes[s.path]

@@ -351,7 +351,8 @@ def test_names_default_unique_and_given(runs, tmp_path):
     assert model_names([run, run, run]) == ["bicycle", "bicycle-2", "bicycle-3"]  # not bicycle-2 twice
     assert model_names([run, run], "a, b") == ["a", "b"]
     for bad, said in (("a", "expected 2 non-empty comma-separated names, one per model, got 1"),
-                      ("a,", "expected 2 non-empty"), ("a,a", "a given twice")):
+                      ("a,", "expected 2 non-empty comma-separated names, one per model, got 2, 1 of them empty"),
+                      ("a,a", "a given twice")):
         with pytest.raises(ConfigError, match=said):
             model_names([run, run], bad)
 

@@ -1316,3 +1316,23 @@ def test_every_option_of_the_shared_commands_passes_through_torchrun():
                 blocked[f"{command} {'/'.join(ours)}"] = [t for t in theirs if t.startswith(ours[0])]
     assert not blocked, blocked
     assert "--num" in sub.choices["evaluate"]._option_string_actions  # (the check reads the options at all)
+
+
+@pytest.mark.parametrize("backend, waits", [("gloo", True), ("nccl", False)])
+def test_a_gloo_group_is_ended_after_a_moment_without_the_gil(monkeypatch, backend, waits):
+    """torch (before pytorch/pytorch#154976) ends a group holding the GIL while it joins the group's threads,
+    and a gloo thread still dropping the last collective's tensors needs the GIL: on torch 2.5.1 a rank hung in
+    destroy_process_group after mean_over_ranks in 8 runs of 63 (a barrier first: 1 in 18), in none of 60
+    after a sleep (which releases the GIL) before it. Not reproducible on the torch CI runs; this pins the
+    order: Dist.close sleeps, then ends the group, for gloo only."""
+    from bicyclegan.engine import runtime
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda *a: backend)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda *a: calls.append("destroy"))
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: calls.append(("sleep", s)))
+    runtime.Dist(0, 2, owns_group=True).close()
+    assert calls == ([("sleep", 0.2)] if waits else []) + ["destroy"]
+    calls.clear()
+    runtime.Dist(0, 2, owns_group=False).close()  # a caller's own group is left as it is
+    assert calls == []

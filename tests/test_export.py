@@ -95,6 +95,21 @@ def test_onnx_round_trip_through_onnxruntime(model, tmp_path):
         torch.testing.assert_close(B, G(A, z), rtol=0, atol=1e-4)
 
 
+@torch.no_grad()
+def test_onnx_under_another_suffix_is_binary_onnx(model, tmp_path):
+    # --format onnx --out g.json: the temp file kept .json, from which onnx chose its JSON text form, wrote
+    # that under the name and could not read it back (a traceback; with --no-verify a file no runtime loads).
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    for name in ("g.json", "g.textproto"):
+        r = export_generator(model, tmp_path / name, fmt="onnx")
+        assert r["max_abs_diff"] <= 1e-4 and (tmp_path / name).read_bytes()[:1] != b"{"
+        sess = ort.InferenceSession(str(tmp_path / name), single_threaded(ort), providers=["CPUExecutionProvider"])
+        A, z = inputs(2, seed=3)
+        B = torch.from_numpy(sess.run(["B"], {"A": A.numpy(), "z": z.numpy()})[0])
+        torch.testing.assert_close(B, model.G.eval()(A, z), rtol=0, atol=1e-4)
+
+
 def test_sidecar_says_how_to_feed_the_model(checkpoint, tmp_path):
     export_generator(checkpoint, tmp_path / "g.pt2", verify=False)
     meta = json.loads((tmp_path / "g.pt2.json").read_text())
@@ -259,6 +274,10 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
     (["{tmp}/missing.pt", "--out", "{tmp}/g.pt2"], "checkpoint {tmp}/missing.pt does not exist"),  # positional
     (["--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt"),
     (["{ckpt}", "--checkpoint", "{tmp}/other.pt", "--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint"),
+    # a pt2 archive named g.onnx (ONNX tools then failed on it), and an opset the pt2 export took and ignored
+    (["{ckpt}", "--out", "{tmp}/g.onnx", "--format", "pt2"],
+     "'{tmp}/g.onnx' names a onnx file but the format asked for is pt2; name it *.pt2, or leave the format"),
+    (["{ckpt}", "--out", "{tmp}/g.pt2", "--opset", "17"], "opset=17 is an ONNX export's; the pt2 export has none"),
 ])
 def test_cli_errors_name_the_problem(checkpoint, tmp_path, capsys, argv, message):
     fill = dict(tmp=tmp_path, ckpt=checkpoint)

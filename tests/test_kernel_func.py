@@ -143,3 +143,22 @@ def test_forward_mode_is_refused_naming_impl_ref(layer):
         jvp(lambda x: _call(m, x, Z), (X,), (X.cos(),))
     ref = LAYERS[layer]("ref")
     jvp(lambda x: _call(ref, x, Z), (X,), (X.cos(),))  # which takes it
+
+
+@pytest.mark.parametrize("layer", ["norm_lrelu", "zconv", "zconv_fused", "avg_pool"])
+def test_jacrev_of_jacrev_is_refused_naming_what_works(layer):
+    """jacrev(jacrev(f)): the inner jacrev calls vjp's function after vjp has returned, where the backward
+    is the kernels' first-order op, and the outer transform would differentiate it: refused with a message
+    naming what does work (was: torch's 'must override the setup_context staticmethod', from deep inside).
+    What it names, jacrev(grad(f)), gives the reference's Hessian."""
+    m, ref = LAYERS[layer]("triton"), LAYERS[layer]("ref")
+    ref.load_state_dict(m.state_dict())
+    x = X[:, :, :3, :3].contiguous()
+
+    def f(layer):
+        return lambda x: _call(layer, x, Z).pow(3).sum()
+    with pytest.raises(NotImplementedError, match=r"jacrev\(jacrev\(f\)\).*jacrev\(grad\(f\)\).*impl='ref'"):
+        jacrev(jacrev(f(m)))(x)
+    expected = jacrev(jacrev(f(ref)))(x)  # which the reference takes
+    got = jacrev(grad(f(m)))(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, expected.abs().max().item()))

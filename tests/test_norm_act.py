@@ -406,6 +406,24 @@ def test_gradient_penalty_through_lrelu_without_affine_needs_double_backward(dev
         _close(g, w, torch.float32, "penalty gradient")
 
 
+def test_fuse_norm_act_builds_layers_for_a_gradient_penalty():
+    """fuse_norm_act(double_backward=True): a critic of nn.InstanceNorm2d + nn.LeakyReLU, fused, takes an R1
+    penalty through the kernels at once (was: the refusal, then the flag set layer by layer), with the
+    unfused critic's penalty gradients; without it the fused layers refuse, naming the flag."""
+    def critic():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3))
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(RuntimeError, match="double_backward=True"):
+        _r1_grads(fuse_norm_act(critic(), impl="triton"), x)
+    fused = fuse_norm_act(critic(), impl="triton", double_backward=True)
+    assert fused[1].double_backward is True and fused[1].impl == "triton"
+    for g, w in zip(_r1_grads(fused, x), _r1_grads(critic(), x)):
+        _close(g, w, torch.float32, "penalty gradient")
+    with pytest.raises(TypeError, match="fuse_norm_act: double_backward must be True or False, got 'yes'"):
+        fuse_norm_act(critic(), double_backward="yes")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_double_backward_saves_x_instead_of_y(device):
     """What each case keeps for backward: y for LeakyReLU without affine parameters, x with
@@ -751,6 +769,50 @@ def test_eps_where_the_variance_is_small(device):
             _against_formula(module, x, "elu", 0.0, eps, None, None, f"module eps {eps} {impl}", y_atol)
     fused = fuse_norm_act(nn.Sequential(nn.InstanceNorm2d(3, eps=1e-3), nn.ELU()), impl="triton")
     _against_formula(fused, x, "elu", 0.0, 1e-3, None, None, "fused eps 1e-3")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eps_zero_on_a_constant_plane_gives_the_bias_as_torch_does(device):
+    """eps=0 (which the layers take, as nn.InstanceNorm2d does) on a constant plane: variance + eps is
+    0, and torch's rule (its InvStd) takes the inverse standard deviation as 0 there, so the plane
+    becomes act(bias), with dx 0 on it; 1 / sqrt(0) made the kernels' whole plane NaN, forward and
+    backward. The other planes as the formula with eps 0; every plan, plain and affine."""
+    from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
+    x = torch.randn(2, 3, 7, 9, device=device) * 2 + 3
+    x[0, 1] = 0.75
+    x[1, 2] = 0.0
+    flat = torch.zeros(2, 3, 1, 1, dtype=torch.bool, device=device)
+    flat[0, 1] = flat[1, 2] = True
+    w, b = torch.rand(3, device=device) + 0.5, torch.tensor([0.3, -0.4, 0.2], device=device)
+    grad = torch.randn(2, 3, 7, 9, device=device)
+    for tiling in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}):
+        for act, slope in (("relu", 0.0), ("leaky_relu", 0.2), ("none", 0.0)):
+            for wb in ((None, None), (w, b)):
+                what = f"{act} {tiling} affine {wb[0] is not None}"
+                y, grads = _run(lambda t, a, s, ww, bb: instance_norm_act_triton(t, a, s, 0.0, ww, bb, **tiling),
+                                x, act, slope, *wb, grad)
+                assert not y.isnan().any() and not grads["dx"].isnan().any(), what
+                bias = (b if wb[1] is not None else torch.zeros(3, device=device))[None, :, None, None]
+                known = {"relu": bias.clamp(min=0), "leaky_relu": torch.where(bias > 0, bias, 0.2 * bias),
+                         "none": bias}[act].expand_as(y)
+                assert torch.equal(y.detach()[flat.expand_as(y)], known[flat.expand_as(y)]), what
+                assert (grads["dx"][flat.expand_as(y)] == 0).all(), what
+                # the other planes: the formula's values and torch's own layers' gradients
+                plain = ~flat.expand_as(y)
+                expected = _by_formula(x, act, slope, 0.0, *wb)
+                _close(y.detach()[plain], expected[plain], torch.float32, f"{what} y")
+                layer = nn.InstanceNorm2d(3, eps=0.0, affine=wb[0] is not None).to(device)
+                if wb[0] is not None:
+                    with torch.no_grad():
+                        layer.weight.copy_(w)
+                        layer.bias.copy_(b)
+                acts = {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(0.2), "none": nn.Identity()}
+                xt = x.clone().requires_grad_()
+                nn.Sequential(layer, acts[act])(xt).backward(grad)
+                _close(grads["dx"], xt.grad, torch.float32, f"{what} dx against torch")
+                if wb[0] is not None:
+                    _close(grads["dweight"], layer.weight.grad, torch.float32, f"{what} dweight against torch")
+                    _close(grads["dbias"], layer.bias.grad, torch.float32, f"{what} dbias against torch")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bicyclegan.pipelines import make_loader
+from bicyclegan.pipelines import DatasetError, make_loader
 
 # The GPU machine may lack DALI (it is an extra): its DALI cases skip there instead of failing.
 HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
@@ -206,6 +206,29 @@ def test_ab_folders_pair_by_name(tmp_path, backend, under_phase):
         assert torch.equal(b["B"], -b["A"])
 
 
+def test_aligned_files_beside_a_and_b_folders_are_said_to_be_left_out(tmp_path, caplog):
+    # A split holding A/ and B/ and A|B files too trained on the folders' pairs alone, without a word
+    # of the 8 files beside them.
+    rng = np.random.default_rng(6)
+    for name in ("a", "b"):
+        write(tmp_path / f"train/A/{name}.png", noise(rng, 16, 16))
+        write(tmp_path / f"train/B/{name}.png", noise(rng, 16, 16))
+    aligned(tmp_path / "train", [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(3)])
+    (tmp_path / "train/.hidden.png").write_bytes(b"")  # (hidden files are never read: not counted)
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+    assert loader.layout == "ab_folders" and len(loader) == 2
+    assert caplog.messages == [f"{tmp_path / 'train'} holds image files beside its A/ folder (000.png and 2 more), "
+                               f"which are not read: the ab_folders layout reads A/ and B/ alone; move them into a "
+                               f"split of their own to train on them"]
+    caplog.clear()
+    for i in range(3):
+        os.remove(tmp_path / f"train/{i:03d}.png")
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+    assert caplog.messages == []  # (nothing beside them: nothing said)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_single_layout_has_no_b(tmp_path, backend):
     rng = np.random.default_rng(5)
@@ -384,3 +407,63 @@ def test_batches_equal_floats_scaled_in_the_worker(tmp_path, num_workers):
         want = torch.stack([scaled_in_the_worker(np.asarray(Image.fromarray(h[i]).convert("L"))) for h in halves])
         got_k = torch.cat([b[k] for b in got])
         assert got_k.dtype == torch.float32 and torch.equal(got_k, want)
+
+
+def test_a_link_to_a_folder_above_is_not_followed(tmp_path, caplog):
+    # train/up -> .. walked the dataset's root: val/'s images were read into the training data (each real
+    # folder is read once, so train/ itself was not read twice, but val/ had not been seen). A link to a
+    # folder elsewhere is still followed, and one to a sibling split is taken as asked for.
+    rng = np.random.default_rng(7)
+    train = aligned(tmp_path / "train", [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(2)])
+    aligned(tmp_path / "val", [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(3)])
+    other = aligned(tmp_path / "elsewhere", [(noise(rng, 16, 16), noise(rng, 16, 16))])
+    os.symlink("..", tmp_path / "train/up")
+    os.symlink(tmp_path, tmp_path / "train/root")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "train/more")
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0, shuffle=False,
+                             drop_last=False)
+    assert sorted(p for b in loader for p in b["paths"]) == sorted(train + [str(tmp_path / "train/more/000.png")])
+    assert other  # (read through the link, under its own name)
+    assert caplog.messages == [f"{tmp_path / 'train' / name} links to {tmp_path}, a folder above {tmp_path / 'train'}: "
+                               f"not followed" for name in ("root", "up")]
+    os.symlink(tmp_path / "val", tmp_path / "train/v")
+    loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0)
+    assert len(loader) == 2 + 1 + 3
+
+
+def test_images_of_formats_not_read_are_said_to_be_left_out(tmp_path, caplog):
+    # A folder of PNGs with a TIFF and a WebP among them trained on the PNGs alone, without a word (the
+    # reference's extensions, kept; its os.walk skips the others silently too).
+    rng = np.random.default_rng(8)
+    kept = aligned(tmp_path / "train", [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(2)])
+    pic = Image.fromarray(np.concatenate([noise(rng, 16, 16), noise(rng, 16, 16)], 1))
+    pic.save(tmp_path / "train/b.webp")
+    os.makedirs(tmp_path / "train/sub")
+    pic.save(tmp_path / "train/sub/a.TIF")
+    (tmp_path / "train/notes.txt").write_text("not an image")  # (not an image format: not counted)
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0, shuffle=False)
+    assert [p for b in loader for p in b["paths"]] == kept
+    assert caplog.messages == [f"left out 2 image files of .tif, .webp ({tmp_path / 'train/b.webp'} and 1 more): the "
+                               f"extensions read are .jpg, .jpeg, .png, .ppm, .bmp, as the reference's; convert them "
+                               f"to PNG to use them"]
+
+
+def test_ab_folders_pair_names_equal_in_unicode_composed_form(tmp_path):
+    # A/café.png written composed (NFC, as most systems do) and B/café.png decomposed (NFD, as macOS writes
+    # names): "no partner" for two names that look the same. Paired by their composed form; two files of A/
+    # equal in it (one of each form) are ambiguous, as 1.jpg and 1.png are.
+    import unicodedata
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    rng = np.random.default_rng(9)
+    a = noise(rng, 16, 16)
+    write(tmp_path / f"train/A/{nfc}.png", a)
+    write(tmp_path / f"train/B/{nfd}.png", 255 - a)
+    loader = make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0, preprocess="crop")
+    (batch,) = list(loader)
+    assert batch["paths"] == [str(tmp_path / f"train/A/{nfc}.png")] and torch.equal(batch["B"], -batch["A"])
+    write(tmp_path / f"train/A/{nfd}.png", a)
+    with pytest.raises(DatasetError, match="ambiguous"):
+        make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0, preprocess="crop")

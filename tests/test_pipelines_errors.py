@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,6 +138,21 @@ def test_sizes_must_match_without_crop(tmp_path):
     with pytest.raises(DatasetError, match="big.png gives 20x24"):
         load(tmp_path, preprocess="none")
     assert len(load(tmp_path, preprocess="none", batch_size=1)) == 3
+
+
+def test_a_bad_b_file_is_said_to_be_in_the_split_not_in_a(tmp_path, caplog):
+    # The list named train/B/y.png under the header "1 bad file(s) in .../train/A".
+    rng = np.random.default_rng(5)
+    for name in ["x", "y"]:
+        write(tmp_path / f"train/A/{name}.png", noise(rng, 16, 16))
+        write(tmp_path / f"train/B/{name}.png", noise(rng, 16, 16))
+    (tmp_path / "train/B/y.png").write_bytes(broken_png())
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, load_size=16, crop_size=16)
+    assert str(info.value).startswith(f"1 bad file(s) in {tmp_path / 'train'}:\n  {tmp_path / 'train/B/y.png'}: ")
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        load(tmp_path, load_size=16, crop_size=16, skip_bad=True, batch_size=1)
+    assert caplog.messages[0].startswith(f"skipped 1 bad file(s) in {tmp_path / 'train'}:\n")
 
 
 def test_mismatched_ab_names(tmp_path):
@@ -630,3 +646,80 @@ def test_a_broken_link_is_named_as_one(tmp_path):
     with pytest.raises(DatasetError, match=f"{paths[1]}: broken link \\(to {tmp_path / 'moved-away.png'}, which "
                                            f"does not exist\\)"):
         load(tmp_path, load_size=16, crop_size=16)
+
+
+def test_a_named_pipe_or_a_link_to_a_device_is_refused_not_read(tmp_path):
+    """A named pipe with an image's name: opening it waited for a writer for ever (the checks hung,
+    --skip_bad and --dry-run too); a link to a device was read as a file (to /dev/zero: until memory
+    ran out). Each is named as what it is, and --skip_bad leaves it out and counts it."""
+    paths = good_set(tmp_path, n=4)
+    os.remove(paths[1])
+    os.mkfifo(paths[1])
+    os.remove(paths[2])
+    os.symlink("/dev/null", paths[2])  # (not /dev/zero, which a regression would read until memory ran out)
+    done = threading.Event()
+
+    def unblock():  # a reader of the pipe gets an end of file, so that a regression fails here, not hangs
+        while not done.wait(0.2):
+            try:
+                os.close(os.open(paths[1], os.O_WRONLY | os.O_NONBLOCK))  # (no reader: ENXIO)
+            except OSError:
+                pass
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        with pytest.raises(DatasetError) as info:
+            load(tmp_path, load_size=16, crop_size=16)
+    finally:
+        done.set()
+    said = str(info.value)
+    assert f"{paths[1]}: not a regular file (a named pipe)" in said, said
+    assert f"{paths[2]}: not a regular file (a character device)" in said, said
+    loader = load(tmp_path, load_size=16, crop_size=16, skip_bad=True, drop_last=False, shuffle=False)
+    assert sorted(path for path, _ in loader.skipped) == [str(paths[1]), str(paths[2])]
+    assert [p for b in loader for p in b["paths"]] == [str(paths[0]), str(paths[3])]
+
+
+@needs_dali
+def test_dali_refuses_a_file_name_that_is_not_utf8_by_name_and_torch_reads_it(tmp_path):
+    # b'caf\xe9.png' (Latin-1): Python reads it as 'caf\udce9.png', which DALI's reader cannot take as a
+    # file name; the first epoch stopped with DALI's "Unsupported argument type with name files", after
+    # every check had passed (train --dry-run too). Refused when the loader is made, naming the file.
+    paths = good_set(tmp_path, n=4)
+    latin = os.path.join(os.path.dirname(os.fsencode(paths[2])), b"caf\xe9.png")
+    os.rename(paths[2], latin)
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, "dali", load_size=16, crop_size=16)
+    assert str(info.value) == (f"1 file name is not UTF-8, which DALI's reader cannot take: {latin!r}; rename the "
+                               f"files (e.g. convmv -f latin1 -t utf8), or read the data with backend='torch' "
+                               f"(--backend torch)")
+    got = [p for b in load(tmp_path, load_size=16, crop_size=16, drop_last=False, shuffle=False) for p in b["paths"]]
+    assert os.fsdecode(latin) in got and len(got) == 4
+
+
+def test_a_bad_file_whose_name_holds_a_newline_is_one_line_of_the_list(tmp_path):
+    # Printed as it is, "bad\nname.png" broke its line of the list in two.
+    good_set(tmp_path, n=2)
+    odd = tmp_path / "train" / "bad\nname ü.png"
+    odd.write_bytes(broken_png())
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, load_size=16, crop_size=16)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"1 bad file(s) in {tmp_path / 'train'}:" and len(lines) == 3, lines
+    assert lines[1].startswith(f"  {str(odd)!r}: ") and "\\n" in lines[1]
+
+
+def test_no_usable_image_among_the_first_max_dataset_size_says_the_rest_were_not_looked_at(tmp_path):
+    # "no usable images left" where 2 files of 5 were bad: the 2 that max_dataset_size took.
+    paths = good_set(tmp_path, n=5)
+    for p in paths[:2]:
+        with open(p, "wb") as f:
+            f.write(broken_png())
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, load_size=16, crop_size=16, skip_bad=True, max_dataset_size=2)
+    assert str(info.value) == (f"no usable images left in {tmp_path / 'train'} (max_dataset_size=2 took the first 2 "
+                               f"of its 5 samples, all bad: the rest were not looked at)")
+    for p in paths[2:]:
+        os.remove(p)
+    with pytest.raises(DatasetError) as info:
+        load(tmp_path, load_size=16, crop_size=16, skip_bad=True, max_dataset_size=2)
+    assert str(info.value) == f"no usable images left in {tmp_path / 'train'}"  # (all of them looked at)

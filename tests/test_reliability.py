@@ -12,7 +12,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ from bicyclegan.engine.checkpoint import (
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.runtime import results_dir
-from bicyclegan.engine.trainer import Trainer
+from bicyclegan.engine.trainer import LOCK_FILE, Trainer
 from bicyclegan.pipelines import DatasetError, atomic, make_demo_dataset
 
 
@@ -770,6 +772,63 @@ def test_unwritable_destinations_fail_before_work(tmp_path, data, capsys):
         assert "OutputError" in err and "a_file" in err and err.count("\n") == 1, err
     with pytest.raises(OutputError, match="run folder"):
         Trainer(cfg(bad, data), progress=False)
+
+
+@pytest.mark.parametrize("sub", ["checkpoints", "samples"])
+def test_a_run_folder_whose_checkpoints_or_grids_cannot_be_written_is_refused_before_work(tmp_path, data, sub,
+                                                                                         monkeypatch):
+    # checkpoints/ read-only: the run trained to its first save and stopped there, the steps since lost;
+    # samples/: a resume from an earlier epoch set its later checkpoints aside (no latest.pt left), then
+    # stopped with a traceback at the first grid it could not delete. Refused first, the folder untouched.
+    out = tmp_path / "run"
+    Trainer(cfg(out, data, niter=2, niter_decay=2, save_epoch_freq=1, save_every=4, sample_every=2),
+            progress=False).train()
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name != LOCK_FILE)
+    real = tempfile.TemporaryFile
+
+    def probe(*a, dir=None, **k):  # root writes anywhere: the probe's refusal stands in for a read-only folder
+        if dir is not None and Path(dir) == out / sub:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+    monkeypatch.setattr(tempfile, "TemporaryFile", probe)
+    what = {"checkpoints": "the run's checkpoints", "samples": "the run's sample grids"}[sub]
+    for kw in (dict(resume=True), dict(resume=True, epoch=1)):
+        with pytest.raises(OutputError) as e:
+            Trainer(cfg(out, data, niter=2, niter_decay=3, save_epoch_freq=1, save_every=4, sample_every=2),
+                    progress=False, **kw).train()
+        said = str(e.value)
+        assert said.startswith(f"cannot write {what} into {out / sub}: Permission denied"), said
+        assert said.endswith("; make it writable to continue the run there"), said
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name != LOCK_FILE) == before
+
+
+def test_a_device_or_a_pipe_given_as_a_file_to_write_is_refused_and_left_as_it_was(tmp_path, data, capsys):
+    # The writers rename a temp file over their destination: `evaluate --json /dev/null` (or `export --out`)
+    # run as root, as in a container, replaced the system's /dev/null with a regular file, into which every
+    # later `> /dev/null` of the machine then wrote (found so, here, after an exploratory run).
+    import stat as st
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError, match=f"cannot write results {pipe}: it is a named pipe, not a file; give a file's"):
+        atomic.atomic_write(pipe, lambda f: f.write(b"{}"), what="results")
+    model = tiny_model()
+    model.cfg.data.dataroot = str(data)
+    ckpt = save_checkpoint(model, tmp_path / "m.pt")
+    for argv in (["evaluate", str(ckpt), "--num", "2", "--n_samples", "2", "--json", str(pipe)],
+                 ["export", str(ckpt), "--out", str(pipe), "--format", "pt2"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "named pipe" in err and err.count("\n") == 1, err
+    assert st.S_ISFIFO(os.lstat(pipe).st_mode)  # still the pipe
+    from bicyclegan.kernels import tune
+    with pytest.raises(SystemExit, match="is no file"):
+        tune._check_out(pipe)
+    if hasattr(os, "mknod") and os.geteuid() == 0:  # a character device, as /dev/null is
+        dev = tmp_path / "null"
+        os.mknod(dev, 0o666 | st.S_IFCHR, os.makedev(1, 3))
+        with pytest.raises(OSError, match="it is a character device, not a file"):
+            atomic.atomic_write(dev, lambda f: f.write(b"{}"))
+        assert st.S_ISCHR(os.lstat(dev).st_mode)
 
 
 def test_a_full_disk_reported_by_torch_keeps_the_old_checkpoint(tmp_path, monkeypatch):

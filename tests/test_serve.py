@@ -7,9 +7,13 @@ numpy transcription of the reference's util.interp_z.
 import base64
 import importlib
 import io
+import os
 import shutil
+import signal
 import struct
+import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -188,6 +192,8 @@ def test_slerp_of_parallel_codes_is_linear():
     ({"input": "d0", "z": []}, 400, "1 to 16 codes"),
     ({"input": "d0", "z": [["a"] * 8]}, 400, "8 numbers"),
     ({"input": "nope", "z": [[0.0] * 8]}, 404, "no image 'nope'"),
+    # a long id is not echoed back whole (100 kB of it was)
+    ({"input": "x" * 100_000, "z": [[0.0] * 8]}, 404, f"no image {'x' * 40!r}... (100000 characters) (uploads"),
     # left out or not a string: the client's mistake, said as such (was 404 "no image None")
     ({"z": [[0.0] * 8]}, 400, "input must be an image's id, as /api/info lists them (got None)"),
     ({"input": 3, "z": [[0.0] * 8]}, 400, "input must be an image's id"),
@@ -237,6 +243,22 @@ def test_uploaded_input_is_prepared_and_used(client, ckpt):
         A = torch.from_numpy(arr.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
         assert_same_images(got, expected_outputs(ckpt, A, z))
         assert any(it["id"] == up["id"] for it in client.get("/api/info").json()["items"])
+
+
+def test_a_cameras_mpo_jpeg_is_taken_as_its_first_picture(client, ckpt):
+    # Phones save JPEGs with a second picture after the first (MPO, as PIL names them): "MPO images are not
+    # accepted; upload PNG, JPEG, BMP, PPM" for a .jpg straight from the camera.
+    arr = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "MPO", save_all=True, append_images=[Image.new("RGB", (32, 32))], quality=95)
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    r = client.post("/api/upload?role=A&name=photo.jpg", content=buf.getvalue())
+    assert r.status_code == 200, r.text
+    z = [[0.5] * 8]
+    got = client.post("/api/generate", json={"input": r.json()["id"], "z": z}).json()["images"]
+    first = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # (the JPEG as decoded)
+    A = torch.from_numpy(first.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
+    assert_same_images(got, expected_outputs(ckpt, A, z))
 
 
 def test_uploaded_reference_is_encoded(client, ckpt):
@@ -346,6 +368,28 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "missing.pt" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_server_exits_with_the_signals_code_and_leaves_no_temp_folder(ckpt, demo_root, tmp_path, sig,
+                                                                                 code):
+    # uvicorn stops on SIGTERM, then raises it again: the default handler ended the process without its
+    # exit-time clean-up, a /tmp/pymp-* folder (the dataset loader's) left by every `timeout`/`docker stop`.
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bicyclegan.engine.cli", "serve", str(ckpt), "--dataroot",
+                             str(demo_root), "--port", "0", "--device", "cpu"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "explorer for" in line, line + proc.stderr.read()
+        time.sleep(0.5)  # (uvicorn's handlers in place)
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == [], (err, list(tmp_path.iterdir()))
 
 
 def test_bind_picks_a_free_port_and_reports_a_taken_one():

@@ -4,6 +4,7 @@ good ones, the best of each measure over known values, the page and the refusals
 import importlib
 import json
 import math
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -483,6 +484,32 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     measured.clear()
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS[:-1], "6", "--reuse"]) == 0
     assert len(measured) == 3 and all(r["seed"] == 6 for r in json.loads(sweep_json.read_text()))
+
+
+def test_reuse_reads_a_checkpoint_changed_since_its_measurement_and_keeps_no_result_of_a_damaged_one(
+        run, tmp_path, capsys, monkeypatch):
+    # --reuse compares the digest the file carries, which damage written over it leaves as it was: a damaged
+    # epoch_2.pt, which a plain sweep reports, kept its old result under --reuse. A file changed since its
+    # eval.json is read whole (its digest checked) first: damaged, it is measured (its error row); intact but
+    # touched (copied again), its result is kept.
+    run = copy_run(run, tmp_path)
+    sweep_json = run / "results" / "val_sweep" / "sweep.json"
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
+    first = json.loads(sweep_json.read_text())
+    one, two = run / "checkpoints" / "epoch_1.pt", run / "checkpoints" / "epoch_2.pt"
+    data = bytearray(two.read_bytes())
+    for k in range(len(data) // 2, len(data) // 2 + 64):  # bytes of a tensor, in place: the size stays
+        data[k] ^= 0xFF
+    two.write_bytes(bytes(data))
+    later = max(p.stat().st_mtime_ns for p in (run / "results").rglob("eval.json")) + 10**9
+    os.utime(one, ns=(later, later))  # touched, not changed
+    os.utime(two, ns=(later, later))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1", "--reuse"]) == 0
+    rows = json.loads(sweep_json.read_text())
+    assert rows[0] == first[0] and rows[2] == first[2]  # kept (epoch_1.pt read and found intact)
+    assert "is damaged" in rows[1]["error"] and "encoded_l1" not in rows[1]
+    assert "(2 measured before, reused)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("change", ["none", "metrics", "num", "no protocol", "not json", "other file"])

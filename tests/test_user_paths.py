@@ -8,7 +8,9 @@ new run from any checkpoint's weights (--init_from); a plain folder's results be
 epoch the progress line names, --no-progress, and a text file or a dataset given as the model."""
 import io
 import json
+import os
 import re
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +395,25 @@ def test_inference_commands_can_leave_out_a_bad_file(run, tmp_path, capsys):
     assert len(list((out / "images").glob("*_input.png"))) == 2
 
 
+def test_a_model_trained_with_skip_bad_is_evaluated_strictly_with_no_skip_bad(data, tmp_path, capsys):
+    # --skip_bad's default follows the model's run, and there was no way to turn it off: a run trained
+    # with skip_bad could only be evaluated leaving bad files out.
+    out = tmp_path / "r"
+    Trainer(tiny_cfg(out, data, max_steps=2, save_every=2, sample_every=100, skip_bad=True), progress=False).train()
+    (tmp_path / "d" / "test").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(tmp_path / "d" / "test" / f"{i}.png")
+    (tmp_path / "d" / "test" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    common = ["evaluate", str(out), "--dataroot", str(tmp_path / "d"), "--n_samples", "2", "--metrics", "l1",
+              "--json", str(tmp_path / "e.json")]
+    capsys.readouterr()
+    assert main(common) == 0  # as the run did: left out
+    assert json.loads((tmp_path / "e.json").read_text())["n_inputs"] == 2
+    assert main([*common, "--no-skip_bad"]) == 2
+    assert "1 bad file(s) in" in capsys.readouterr().err
+
+
 def test_a_checkpoint_of_another_number_of_processes_is_named(tmp_path, data, monkeypatch):
     out = tmp_path / "r"
     Trainer(tiny_cfg(out, data, max_steps=2, save_every=2), progress=False).train()
@@ -516,6 +537,27 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
         f"{s}{c}" for s in ("1", "1-2") for c in ("_input.png", "_strip.png", ".gif"))
     interpolate(run / "checkpoints" / "latest.pt", folder, out=out, num=1, frames=2, mp4=False, progress=False)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
+
+
+def test_an_input_whose_name_is_not_utf8_gets_its_gallery(run, tmp_path):
+    # b'caf\xe9.png' (Latin-1, as older systems and archives name files): Python reads it as 'caf\udce9.png',
+    # which neither quote() nor the page's UTF-8 could encode, so sample wrote its images and no index.html
+    # (a traceback). The picture's address keeps the name's own bytes; its label shows a replacement mark.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pic = np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pic).save(os.path.join(os.fsencode(folder), b"caf\xe9.png"), format="PNG")
+    ckpt = run / "checkpoints" / "latest.pt"
+    for out in (sample(ckpt, folder, out=tmp_path / "s", n_samples=1, progress=False),
+                interpolate(ckpt, folder, out=tmp_path / "i", num=2, segments=1, frames=1, mp4=False,
+                            progress=False)):
+        page = (out / "index.html").read_bytes().decode("utf-8")  # (valid UTF-8 throughout)
+        assert "<th>caf\ufffd.png</th>" in page
+        src = re.search(r"<img src='(images/caf[^']*_input\.png)'", page).group(1)
+        assert src == "images/caf%E9_input.png"
+        got = np.asarray(Image.open(os.path.join(os.fsencode(out), urllib.parse.unquote_to_bytes(src))))
+        k = got.shape[0] // pic.shape[0]  # (interpolate shows it enlarged, each pixel k x k)
+        assert np.array_equal(got[::k, ::k], pic)  # the address finds the input's own picture
 
 
 def test_galleries_and_the_page_name_each_input_by_its_file(run, tmp_path):
@@ -771,6 +813,40 @@ def test_a_trainer_made_again_for_a_folder_takes_over_from_one_that_never_traine
         first.train()
     second.train()
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_forked_child_does_not_keep_the_run_folders_lock(tmp_path, data):
+    # kill -9 of a training unlocks nothing, and its loader workers (forked, the lock's descriptor copied)
+    # kept the folder locked until they noticed their parent gone: a --resume at once was refused as "in use
+    # by another training, still running". A child's copy points elsewhere; the parent's lock holds as before.
+    import fcntl
+    import os
+    import time
+    out = tmp_path / "r"
+    t = Trainer(tiny_cfg(out, data, max_steps=2, sample_every=100), progress=False)
+    fd = t._lock.peek()[2][0]
+    ready, told = os.pipe()
+    child = os.fork()
+    if child == 0:  # a loader worker, alive past its parent's end
+        os.write(told, b"up")  # (past the fork's handlers)
+        time.sleep(30)
+        os._exit(0)
+    os.close(told)
+    try:
+        assert os.read(ready, 2) == b"up"
+        probe = os.open(out / ".lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # the parent's lock holds
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            t._lock.detach()  # the training killed: its descriptor closed, nothing unlocked
+            os.close(fd)
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the child held a copy
+        finally:
+            os.close(probe)
+    finally:
+        os.close(ready)
+        os.kill(child, 9)
+        os.waitpid(child, 0)
 
 
 def test_the_lock_is_a_file_in_the_run_folder_and_a_refused_start_removes_it_again(tmp_path, data):

@@ -555,7 +555,8 @@ def test_a_full_disk_under_the_evaluation_log_is_one_line_naming_it(tmp_path, da
 
 def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_says_so(tmp_path):
     # It said "training stopped at step 5 (epoch 1) on its data": the training data blamed, and a step never
-    # begun. The evaluation of step 4 comes before step 4's checkpoint: step 2's is the last good one.
+    # begun. The evaluation of step 4 comes before step 4's checkpoint, which is written then, the evaluation
+    # owed (the steps since step 2's checkpoint were lost), and the resumed run makes it first.
     root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
     kw = dict(max_steps=6, eval_every=2, eval_num=3, eval_samples=2, save_every=2, sample_every=100)
     t = Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False)
@@ -567,8 +568,9 @@ def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_say
     text = str(info.value)
     assert text.startswith(f"the evaluation at step 4 (--eval_every 2) stopped on the held-out split {root / 'val'} "
                            f"(the training data was not the problem): 1 bad file(s) in {root / 'val'}:\n  {broken}: ")
-    assert text.endswith(f"\nthe last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} (step 2): "
+    assert text.endswith(f"\nthe last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} (step 4): "
                          f"resume it with --resume (with --skip_bad to leave such files out of the evaluations too)")
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["eval_owed"] == 4
     # Which it does: the evaluations read the split with the run's skip_bad (the next file in its place).
     Trainer(tiny_cfg(tmp_path / "run", root, skip_bad=True, **kw), resume=True, progress=False).train()
     lines = read_lines(tmp_path / "run" / "eval_log.jsonl")
@@ -587,8 +589,36 @@ def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_i
     assert str(info.value).startswith(
         f"the evaluation at step 2 (--eval_every 2) stopped on {root / 'train'}, the training data, which it evaluates "
         f"for want of a val/ or test/ split: 1 bad file(s) in {root / 'train'}:\n  {broken}: ")
-    assert str(info.value).endswith("\nno checkpoint was written before it: start the run again (with --skip_bad to "
-                                    "leave such files out of the evaluations too)")
+    assert str(info.value).endswith(f"\nthe last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'latest.pt'} "
+                                    f"(step 2): resume it with --resume (with --skip_bad to leave such files out of "
+                                    f"the evaluations too)")  # (step 2 trained on a batch read before the break)
+
+
+def test_a_held_out_split_deleted_mid_run_is_said_as_such_and_its_step_kept(tmp_path):
+    # "missing folder .../val: ... holds the splits train; choose one (--phase)": train has no --phase, and the
+    # steps since the last checkpoint were lost with it.
+    import shutil
+    root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+    kw = dict(max_steps=6, eval_every=4, eval_num=3, eval_samples=2, save_every=2, sample_every=100)
+    t = Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False)
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == 3:
+            shutil.move(root / "val", tmp_path / "val_away")
+        return real(batch)
+    t.model.train_step = train_step
+    from bicyclegan.pipelines import DatasetError
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    ckpt = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert str(info.value) == (f"the evaluation at step 4 (--eval_every 4) found no {root / 'val'}: the held-out split "
+                               f"was moved or deleted during the run; put it back and resume it with --resume (the "
+                               f"evaluation is made first)")
+    assert read_checkpoint(ckpt)["step"] == 4 and read_checkpoint(ckpt)["eval_owed"] == 4
+    shutil.move(tmp_path / "val_away", root / "val")
+    Trainer(tiny_cfg(tmp_path / "run", root, **kw), resume=True, progress=False).train()
+    assert [r["step"] for r in read_lines(tmp_path / "run" / "eval_log.jsonl")] == [4, 6]
 
 
 def test_the_held_out_files_skip_bad_leaves_out_are_said_once_a_run_unless_they_change(tmp_path, caplog):

@@ -357,6 +357,16 @@ def read_log(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
+def test_only_files_named_as_the_run_names_them_are_its_epochs(tmp_path):
+    # epoch_05.pt (a copy renamed by hand) was listed as epoch 5 and then opened as epoch_5.pt, which is not
+    # there: `evaluate --epoch all` stopped naming a file that does not exist. "epoch_²" passed isdigit and
+    # failed int().
+    for name in ("epoch_3.pt", "epoch_12.pt", "epoch_05.pt", "epoch_\u00b2.pt", "epoch_1.pt.bak", "epoch_x.pt",
+                 "epoch_.pt", "epoch_-1.pt", "epoch_7.PT"):
+        (tmp_path / name).write_bytes(b"")
+    assert saved_epochs(tmp_path) == [3, 12]
+
+
 def test_per_epoch_checkpoints_and_resuming_from_one(epoch_run, demo_root, tmp_path):
     folder = epoch_run / "checkpoints"
     assert saved_epochs(folder) == [2, 4]

@@ -46,6 +46,12 @@ Under torchrun (TD01-TD05): a start refused by the other ranks' evaluations chan
 valid resume's writes are rank 0's, train --dry-run's config is printed once. Results: docs/mutation-engine.md,
 "Under torchrun: refused starts and the dry run".
 
+Users' own data at its edges, and the gloo group's ending (DE01-DE39): files that are not regular, names that
+are not UTF-8 (DALI, the galleries), what the walk leaves out said, torch 2.5's gloo ending, fuse_norm_act's
+double_backward, --no-skip_bad, A/ and B/ paired by NFC names; from a second pass over
+runs, resumes and the commands after training (DE17-DE39). Results: docs/mutation-engine.md, "Users' own
+data at its edges, and the gloo group's ending".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
@@ -198,6 +204,42 @@ REF_NAMES = ["tests/test_commands.py::test_the_references_options_are_answered_w
              "tests/test_commands.py::test_an_option_of_another_command_is_named_with_the_commands_that_take_it"]
 TD_BACK = [TDD + "going_back_sets_the_later_checkpoints_aside_once"]
 TD_DRY = [TDD + "a_dry_run_prints_the_config_and_the_preset_note_once"]
+FI, PE, UP = "pipelines/files.py", "tests/test_pipelines_errors.py::test_", "tests/test_pipelines.py::test_"
+NOT_REG = [PE + "a_named_pipe_or_a_link_to_a_device_is_refused_not_read"]
+DALI_UTF8 = [PE + "dali_refuses_a_file_name_that_is_not_utf8_by_name_and_torch_reads_it"]
+BESIDE = [UP + "aligned_files_beside_a_and_b_folders_are_said_to_be_left_out"]
+ABOVE = [UP + "a_link_to_a_folder_above_is_not_followed"]
+OTHER_FMT = [UP + "images_of_formats_not_read_are_said_to_be_left_out"]
+AB_WHERE = [PE + "a_bad_b_file_is_said_to_be_in_the_split_not_in_a"]
+NEWLINE = [PE + "a_bad_file_whose_name_holds_a_newline_is_one_line_of_the_list"]
+NOT_UTF8 = ["tests/test_user_paths.py::test_an_input_whose_name_is_not_utf8_gets_its_gallery"]
+GLOO_END = ["tests/test_distributed.py::test_a_gloo_group_is_ended_after_a_moment_without_the_gil"]
+FUSE_DB = ["tests/test_norm_act.py::test_fuse_norm_act_builds_layers_for_a_gradient_penalty"]
+NFC = ["tests/test_pipelines.py::test_ab_folders_pair_names_equal_in_unicode_composed_form"]
+NOT_FILE = ["tests/test_reliability.py::test_a_device_or_a_pipe_given_as_a_file_to_write_is_refused_and_left_as_it_"
+            "was"]
+SUBS_RO = ["tests/test_reliability.py::test_a_run_folder_whose_checkpoints_or_grids_cannot_be_written_is_refused_"
+           "before_work"]
+SECOND_INT = ["tests/test_stop.py::test_a_second_sigint_during_a_save_stops_once_the_checkpoint_is_written"]
+PIPE = ["tests/test_stop.py::test_a_closed_output_stops_the_run_as_a_sigterm_does_its_checkpoint_written",
+        "tests/test_stop.py::test_a_command_whose_output_closes_ends_quietly_with_sigpipes_status"]
+EX, TR = "engine/export.py", "engine/trainer.py"
+EXPORT_SUFFIX = ["tests/test_export.py::test_onnx_under_another_suffix_is_binary_onnx"]
+EXPORT_CLI = ["tests/test_export.py::test_cli_errors_name_the_problem"]
+REUSE_READ = ["tests/test_sweep.py::test_reuse_reads_a_checkpoint_changed_since_its_measurement_and_keeps_no_result_"
+              "of_a_damaged_one"]
+EPOCH_NAMES = ["tests/test_workflow.py::test_only_files_named_as_the_run_names_them_are_its_epochs"]
+SERVE_TERM = ["tests/test_serve.py::test_a_stopped_server_exits_with_the_signals_code_and_leaves_no_temp_folder"]
+MPO = ["tests/test_serve.py::test_a_cameras_mpo_jpeg_is_taken_as_its_first_picture"]
+LONG_ID = ["tests/test_serve.py::test_bad_generate_requests_say_what_is_wrong"]
+FORK_LOCK = ["tests/test_user_paths.py::test_a_forked_child_does_not_keep_the_run_folders_lock"]
+EVAL_DATA = ["tests/test_validation.py::test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_says_"
+             "so"]
+SPLIT_GONE = ["tests/test_validation.py::test_a_held_out_split_deleted_mid_run_is_said_as_such_and_its_step_kept"]
+FIRST_BAD = ["tests/test_pipelines_errors.py::test_no_usable_image_among_the_first_max_dataset_size_says_the_rest_"
+             "were_not_looked_at"]
+NAMES_EMPTY = ["tests/test_compare.py::test_names_default_unique_and_given"]
+NO_SKIP = ["tests/test_user_paths.py::test_a_model_trained_with_skip_bad_is_evaluated_strictly_with_no_skip_bad"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -745,7 +787,7 @@ MUTANTS = [
     ('BU03', "engine/networks.py", 'mode="bilinear") if h > 1 else x', 'mode="bilinear") if False else x', BILINEAR),
     ('BU04', "engine/networks.py", '(1, 1, 1, 1), mode="reflect")', '(1, 1, 1, 1), mode="replicate")', BILINEAR),
     # export's and the demo data's temporary names of their own, removed whatever stops the writing (TN01-TN05)
-    ('TN01', "engine/export.py", 'fd, name = temp_beside(out, f".tmp{out.suffix}")\n    os.close(fd)\n',
+    ('TN01', "engine/export.py", 'fd, name = temp_beside(out, f".tmp.{fmt}")\n    os.close(fd)\n',
      'name = str(out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}"))\n', TEMPS_OWN),
     ('TN02', AT, '    os.chmod(tmp, 0o666 & ~UMASK)\n    return fd, tmp', '    return fd, tmp', TEMPS_OWN),
     ('TN03', RT, '        finally:\n            shutil.rmtree(tmp, ignore_errors=True)\n',
@@ -754,6 +796,64 @@ MUTANTS = [
     ('TN05', RT, 'tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}-", suffix=".tmp", dir=root.parent))',
      'tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()',
      TEMPS_OWN),
+    # users' own data at its edges, and the gloo group's ending (DE01-DE39)
+    ('DE01', FI, '        if not stat.S_ISREG(os.stat(path).st_mode):', '        if False:', NOT_REG),
+    ('DE02', AT, '(stat.S_ISFIFO, "a named pipe")', '(stat.S_ISSOCK, "a named pipe")', NOT_REG),
+    ('DE35', AT, '    if kind := special_file(path):\n', '    if False:\n', NOT_FILE),
+    ('DE36', AT, '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):',
+     '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode) or stat.S_ISFIFO(mode):', NOT_FILE),
+    ('DE37', "engine/evaluate.py", '    if kind := special_file(path):  # (before the work', '    if False:  # (',
+     NOT_FILE),
+    ('DE38', EX, '    if kind := special_file(out):', '    if False:', NOT_FILE),
+    ('DE39', "kernels/tune.py", '    if os.path.lexists(path) and not (os.path.isfile(path) or os.path.islink(path)):',
+     '    if False:', NOT_FILE),
+    ('DE03', "pipelines/dali_loader.py", 'if p is not None and not _utf8(p)]', 'if p is not None and False]',
+     DALI_UTF8),
+    ('DE04', FI, '    if layout != "aligned" and (beside :=', '    if layout == "aligned" and (beside :=', BESIDE),
+    ('DE05', FI, '        if real != top and os.path.commonpath([real, top]) == real:', '        if False:', ABOVE),
+    ('DE06', FI, '            elif others is not None and name.lower().endswith(OTHER_FORMATS):',
+     '            elif False:', OTHER_FMT),
+    ('DE07', FI, '    where = folders[0].parent if layout == "ab_folders" else folders[0]', '    where = folders[0]',
+     AB_WHERE),
+    ('DE08', "pipelines/errors.py", '{path if str(path).isprintable() else repr(str(path))}', '{path}', NEWLINE),
+    ('DE09', "engine/images.py", 'html.escape(quote(os.fsencode(path)))', 'html.escape(quote(path))', NOT_UTF8),
+    ('DE10', "engine/images.py", '.decode("utf-8", "replace")', '.decode("utf-8", "surrogateescape")', NOT_UTF8),
+    ('DE11', "engine/runtime.py", '                time.sleep(0.2)\n', '                pass\n', GLOO_END),
+    ('DE12', "engine/runtime.py", '            if dist.get_backend() == "gloo":',
+     '            if dist.get_backend() != "gloo":', GLOO_END),
+    ('DE13', "kernels/fuse.py", 'impl=impl, double_backward=double_backward)', 'impl=impl)', FUSE_DB),
+    ('DE14', CLI, 'p.add_argument("--skip_bad", action=argparse.BooleanOptionalAction, default=None,',
+     'p.add_argument("--skip_bad", action="store_true", default=None,', NO_SKIP),
+    ('DE15', FI, '        listed = [_by_nfc(files) for files in listed]\n', '', NFC),
+    ('DE16', FI, 'merged.setdefault(unicodedata.normalize("NFC", key), [])', 'merged.setdefault(key, [])', NFC),
+    ('DE17', TR, '            if (self.run_dir / sub).is_dir():\n                check_writable(',
+     '            if False:\n                check_writable(', SUBS_RO),
+    ('DE18', TR, '            if self._held and not self._pending:', '            if False:', SECOND_INT),
+    ('DE19', TR, '                with self._stop.holding() if self._stop else contextlib.nullcontext():',
+     '                with contextlib.nullcontext():', SECOND_INT),
+    ('DE20', TR, '            if self.on_broken is not None:\n                self.on_broken()',
+     '            if False:\n                self.on_broken()', PIPE),
+    ('DE21', CLI, '    except BrokenPipeError:\n', '    except ZeroDivisionError:\n', PIPE),
+    ('DE22', EX, 'fd, name = temp_beside(out, f".tmp.{fmt}")', 'fd, name = temp_beside(out, f".tmp{out.suffix}")',
+     EXPORT_SUFFIX),
+    ('DE23', EX, '        if named is not None and named != fmt:', '        if False:', EXPORT_CLI),
+    ('DE24', EX, '    if opset is not None and fmt != "onnx":', '    if False:', EXPORT_CLI),
+    ('DE25', "engine/sweep.py", '        if path.stat().st_mtime_ns <= eval_json.stat().st_mtime_ns:',
+     '        if True:', REUSE_READ),
+    ('DE26', "engine/checkpoint.py", 'r"epoch_(0|[1-9][0-9]*)\\.pt"', 'r"epoch_([0-9]+)\\.pt"', EPOCH_NAMES),
+    ('DE27', "engine/serve.py", '        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)',
+     '        previous = None', SERVE_TERM),
+    ('DE28', "engine/serve.py", '        if fmt == "MPO":', '        if False:', MPO),
+    ('DE29', "engine/serve.py", 'shown = repr(item_id) if len(item_id) <= 80 else',
+     'shown = repr(item_id) if True else', LONG_ID),
+    ('DE30', TR, '        _LOCKS.add(fd)\n', '', FORK_LOCK),
+    ('DE31', TR, '                self.eval_owed = self.step\n                self.save()\n', '                pass\n',
+     EVAL_DATA),
+    ('DE32', TR, '            if not split.is_dir():', '            if False:', SPLIT_GONE),
+    ('DE33', FI, 'all bad: the rest were not looked at)" if listed > len(samples) else "")',
+     'all bad: the rest were not looked at)" if False else "")', FIRST_BAD),
+    ('DE34', "engine/compare.py", ' + (f", {given.count(\'\')} of them empty" if "" in given else "")', '',
+     NAMES_EMPTY),
 ]
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ AS_NORM = [NA_T + "module_channel_check_as_instancenorm2d",
            NA_T + "module_eval_mode_and_unbatched_input_as_instancenorm2d"]
 MF = ["tests/test_memory_format.py"]
 OLD_TORCH = ["tests/test_kernel_plumbing.py"]
+EPS0 = [NA_T + "eps_zero_on_a_constant_plane_gives_the_bias_as_torch_does"]
+JJ = ["tests/test_kernel_func.py::test_jacrev_of_jacrev_is_refused_naming_what_works"]
 APF = "kernels/avg_pool.py"
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
 # MF01: torch's ambiguity clause decides only for N x 1 x 1 x 1 strides, where both formats' strides
@@ -199,6 +201,17 @@ MUTANTS = [
     ('OT02', AP, 'geometry: List[int], count_include_pad: bool, divisor: int,\n              channels_last',
      'geometry: list[int], count_include_pad: bool, divisor: int,\n              channels_last', OLD_TORCH),
     ('OT03', TF, '        if hasattr(self.backward_op, "register_vmap"):', '        if True:', OLD_TORCH),
+    # a constant plane with eps=0: torch's rule (the inverse standard deviation 0 there), and the refusal of
+    # jacrev(jacrev(f)) naming what works
+    ('EZ01', NT, '    return tl.where(v == 0.0, 0.0, _div(1.0, tl.sqrt_rn(tl.where(v == 0.0, 1.0, v))))',
+     '    return _div(1.0, tl.sqrt_rn(v))', EPS0),
+    ('EZ02', NT, 'rstd = _rstd(_div(tl.sum(d * d, axis=1), HW * 1.0), eps)',
+     'rstd = _div(1.0, tl.sqrt_rn(_div(tl.sum(d * d, axis=1), HW * 1.0) + eps))', EPS0),
+    ('EZ03', NT, '    rstd = _rstd(_div(m2, HW * 1.0), eps)\n    w, b', '    rstd = _div(1.0, tl.sqrt_rn(_div(m2, HW '
+     '* 1.0) + eps))\n    w, b', EPS0),
+    ('EZ04', NT, '        rstd = _rstd(_div(m2, HW * 1.0), eps)\n        _range_apply', '        rstd = _div(1.0, '
+     'tl.sqrt_rn(_div(m2, HW * 1.0) + eps))\n        _range_apply', EPS0),
+    ('JJ01', TF, '                if gone and any(', '                if False and any(', JJ),
 ]
 
 if __name__ == "__main__":
