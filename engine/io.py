@@ -46,13 +46,16 @@ def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None
     return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what, temps=temps)
 
 
-def to_devnull(stream) -> None:
-    """Point `stream`'s file descriptor at /dev/null: after a BrokenPipeError (the reader of `| head` gone),
-    so that later writes, and the flush at exit, do not raise it again."""
+def to_devnull(target) -> None:
+    """Point a file descriptor (`target`, or a stream's) at /dev/null, keeping its number: a stream's after a
+    BrokenPipeError (the reader of `| head` gone), so that later writes, and the flush at exit, do not raise
+    it again; a forked child's copy of a lock's, which then no longer holds the lock."""
     try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, stream.fileno())
-        os.close(fd)
+        fd = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(fd, target if isinstance(target, int) else target.fileno())
+        finally:
+            os.close(fd)
     except (OSError, ValueError, AttributeError):  # no descriptor of its own (a StringIO): nothing to point
         pass
 

@@ -109,12 +109,8 @@ def _locks_not_inherited() -> None:
     training killed by kill -9 unlocks nothing, and its orphaned workers, until they noticed (seconds),
     kept its folder locked: a --resume at once was refused as "in use by another training, still running".
     (dup2, not close: the number stays taken, so nothing the child opens later gets it and loses it.)"""
-    if not _LOCKS:
-        return
-    null = os.open(os.devnull, os.O_RDWR)
     for fd in _LOCKS:
-        os.dup2(null, fd)
-    os.close(null)
+        to_devnull(fd)
     _LOCKS.clear()
 
 
@@ -148,8 +144,6 @@ class Progress:
         """Write and flush; a pipe whose reader went away (`train ... | head`) raised BrokenPipeError out of
         the training step, which ended without a word, the steps since the last checkpoint lost. Writes stop
         there (to /dev/null) and on_broken is called."""
-        if not (self.enabled or self.notes):
-            return
         try:
             self.stream.write(text)
             self.stream.flush()

@@ -142,15 +142,18 @@ def _list_images(folder, others=None):
     return found
 
 
-def _has_images(folder, names=False):
-    """Whether folder holds image files (not in its subfolders); names: the sorted names of them (a list)."""
+def _images_in(folder):
+    """The names of the image files directly in folder (not in its subfolders), as they come."""
     # hidden files left out, as _list_images leaves them: a root of macOS's ._x.jpg leftovers alone was
     # taken for a folder of images, and said to hold none, not to lack its split's folder
     if not folder.is_dir():
-        return [] if names else False
-    found = (p.name for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
-             and p.is_file())
-    return sorted(found) if names else any(found)
+        return
+    yield from (p.name for p in folder.iterdir()
+                if p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+
+
+def _has_images(folder):
+    return any(_images_in(folder))
 
 
 def _resolve(root, phase, layout):
@@ -661,14 +664,14 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     rank, world_size: see _check_files (under torch.distributed the ranks split the checks)."""
     layout, folders = _resolve(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
-    if layout != "aligned" and (beside := _has_images(folders[0].parent, names=True)):
+    if layout != "aligned" and (beside := sorted(_images_in(folders[0].parent))):
         # Aligned A|B files beside A/ and B/ folders are not read (the folders decide the layout): said,
         # where a split of both kinds trained on its folders' pairs alone without a word.
         more = f" and {len(beside) - 1} more" if len(beside) > 1 else ""
         log.warning("%s holds image files beside its A/ folder (%s%s), which are not read: the %s layout reads "
                     "%s alone; move them into a split of their own to train on them", folders[0].parent,
                     beside[0], more, layout, " and ".join(f"{f.name}/" for f in folders), extra=ALIKE)
-    listed = len(samples)
+    n_listed = len(samples)
     if max_dataset_size is not None:
         samples = samples[:max_dataset_size]
     paths = [p for s in samples for p in (s.path, s.b_path) if p is not None]
@@ -685,8 +688,8 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     if bad:
         log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), where, describe_bad(bad), extra=ALIKE)
     if not good:
-        cut = (f" (max_dataset_size={max_dataset_size} took the first {len(samples)} of its {listed} samples, "
-               f"all bad: the rest were not looked at)" if listed > len(samples) else "")
+        cut = (f" (max_dataset_size={max_dataset_size} took the first {len(samples)} of its {n_listed} samples, "
+               f"all bad: the rest were not looked at)" if n_listed > len(samples) else "")
         raise DatasetError(f"no usable images left in {where}{cut}")
     outputs = {}
     for s in good:  # from the headers read above: the networks' size checks need no decoding

@@ -850,7 +850,7 @@ MUTANTS = [
     ('DE31', TR, '                self.eval_owed = self.step\n                self.save()\n', '                pass\n',
      EVAL_DATA),
     ('DE32', TR, '            if not split.is_dir():', '            if False:', SPLIT_GONE),
-    ('DE33', FI, 'all bad: the rest were not looked at)" if listed > len(samples) else "")',
+    ('DE33', FI, 'all bad: the rest were not looked at)" if n_listed > len(samples) else "")',
      'all bad: the rest were not looked at)" if False else "")', FIRST_BAD),
     ('DE34', "engine/compare.py", ' + (f", {given.count(\'\')} of them empty" if "" in given else "")', '',
      NAMES_EMPTY),
