@@ -57,9 +57,15 @@ for arg in "$@"; do
   esac
 done
 cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+# A call without a GPU timed nothing worth keeping, in about 8 minutes, after re-pointing the environment's
+# editable install at this checkout (pip install -e .), and its CPU figures were ingested as a GPU check's.
+if [ $DRY = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False, or no torch for $PY): run it on the GPU machine, or with --dry-run to rehearse it on a CPU"
+  exit 2
+fi
 OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}  # the device machine sets OUT
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
-PY=${PY:-python3}
 BUDGET=${GPU_CHECK_BUDGET:-$([ $MODE = rerun ] && echo 420 || echo 470)}
 # Each call's own log and step list (check.log, check_compile.log, check_dali.log...): the calls'
 # files go to one results folder, where the later must not overwrite the earlier.

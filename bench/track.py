@@ -74,12 +74,14 @@ def load_run(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise TrackError(f"{path}: not a readable pytest-benchmark JSON ({e})") from None
-    if not isinstance(data, dict) or "benchmarks" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise TrackError(f"{path}: no 'benchmarks' list; expected a pytest-benchmark JSON")
-    commit = data.get("commit_info") or {}
-    return {"path": path, "datetime": data.get("datetime", ""), "commit": commit.get("id", "unknown"),
-            "dirty": bool(commit.get("dirty")), "machine": (data.get("machine_info") or {}).get("bicyclegan", {}),
-            "figures": figures(data)}
+    commit, machine = data.get("commit_info") or {}, data.get("machine_info") or {}
+    try:  # (a damaged or hand-edited file: one line naming it, not a traceback from deep inside)
+        return {"path": path, "datetime": str(data.get("datetime", "")), "commit": commit.get("id", "unknown"),
+                "dirty": bool(commit.get("dirty")), "machine": machine.get("bicyclegan", {}), "figures": figures(data)}
+    except (AttributeError, TypeError, ValueError) as e:
+        raise TrackError(f"{path}: not a pytest-benchmark JSON of bench/ ({type(e).__name__}: {e})") from None
 
 
 def machines(history: Path) -> list[str]:
@@ -87,8 +89,12 @@ def machines(history: Path) -> list[str]:
 
 
 def load_runs(history: Path, key: str) -> list[dict]:
-    """Every run of one machine, oldest first."""
+    """Every run of one machine, oldest first. A run another machine wrote (its key in machine_info) is refused:
+    its ratios, judged against this machine's, failed or passed the gate on another machine's figures."""
     runs = [load_run(p) for p in (history / key).glob("*/[0-9][0-9][0-9][0-9]_*.json")]
+    if stray := [r for r in runs if r["machine"].get("key", key) != key]:
+        raise TrackError(f"{stray[0]['path']}: a run of machine {stray[0]['machine']['key']}, in {key}'s history; "
+                         f"move it to bench/history/{stray[0]['machine']['key']}/")
     return sorted(runs, key=lambda r: (r["datetime"], r["path"].name))
 
 
@@ -103,9 +109,11 @@ def baseline(new: dict, earlier: list[dict]) -> dict | None:
 
     Not simply the run before: a second `make bench` of a slower change was compared with the first,
     just as slow, and passed; and a commit's runs are not judged against runs of uncommitted edits.
+    The caller gives the runs of the same settings alone (compare: the figure's `what`).
     """
     clean = [r for r in earlier if not r["dirty"] and (new["dirty"] or r["commit"] != new["commit"])]
-    return (clean or earlier or [None])[-1]
+    # (else a committed run, of this commit too: a clean rerun was judged against an uncommitted experiment)
+    return (clean or [r for r in earlier if not r["dirty"]] or earlier or [None])[-1]
 
 
 def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str], list[str]]:
@@ -125,8 +133,13 @@ def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str]
             continue
         new = having[-1]
         fig = new["figures"][name]
+        # Only runs of the same settings (the figure's `what`: size, batch, width, threads...): a width-8 run
+        # was judged against a width-32 one, filed under the same figure.
+        having = [r for r in having if r["figures"][name]["what"] == fig["what"]]
         limit = threshold if threshold is not None else fig["tolerance"] or THRESHOLD
         lines.append(f"  {name}: ours {fig['rows']['ours']:.3f} ms  [{label(new)}]  {fig['what']}")
+        if fig["gate"] and fig["gate"] not in fig["rows"]:  # (DALI's rows without DALI: the gate passed unseen)
+            lines.append(f"    gate row {fig['gate']} not measured in this run: its gate is not checked")
         for row, ratio in sorted(ratios(fig).items()):
             prev = baseline(new, [r for r in having[:-1] if row in r["figures"][name]["rows"]])
             gated = row == fig["gate"]
@@ -147,6 +160,8 @@ def cmd_compare(args) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise TrackError(f"--threshold {args.threshold}: expected a fraction between 0 and 1, e.g. 0.15")
     keys = machines(args.history) if args.all else [args.machine or this_machine()]
+    if not keys:
+        raise TrackError(f"{args.history}: no machine's runs in it; run `make bench` first")
     failed = []
     for key in keys:
         runs = load_runs(args.history, key)
@@ -213,7 +228,23 @@ def plot_path(results: Path, key: str) -> Path:
     return results / f"history_{key}.png"
 
 
+def _own(path: Path, default: Path) -> bool:
+    return path.resolve() == default.resolve()
+
+
+def results_of(args) -> Path:
+    """--results, refused as the checkout's own under a scratch --history: its plots and GPU files are the
+    committed ones (the README links them), which `plot` and `ingest` of a scratch history overwrote."""
+    if not _own(args.history, HISTORY) and _own(args.results, RESULTS):
+        raise TrackError(f"--history {args.history} is not bench/history: give --results DIR too (bench/results "
+                         f"holds the committed plots and GPU files of bench/history)")
+    return args.results
+
+
 def cmd_plot(args) -> int:
+    results_of(args)
+    if not tracked(args.history):
+        raise TrackError(f"{args.history}: no machine's runs in it (nothing to plot); run `make bench` first")
     for key in tracked(args.history):
         out = plot(load_runs(args.history, key), key, plot_path(args.results, key))
         print(f"{key}: {out or 'no headline figure, no plot'}")
@@ -276,6 +307,8 @@ def cmd_readme(args) -> int:
     if readme is None:
         raise TrackError(f"--history {args.history} is not bench/history: give --readme FILE for the table "
                          f"(the checkout's README holds bench/history's)")
+    if not tracked(args.history):  # (the table replaced by an empty one)
+        raise TrackError(f"{args.history}: no machine's runs in it; the README's table is left as it is")
     write_readme(readme, table(args.history, args.results, readme.parent))
     print(f"{readme}: performance table regenerated")
     return 0
@@ -305,14 +338,41 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     if not runs:
         raise TrackError(f"{src}: no pytest-benchmark JSON in it (kernels.json, train_step.json, ...); "
                          f"see its check.log for what failed")
+    keys = {}
+    for path, data in runs:
+        info = data.get("machine_info")
+        if not isinstance(info, dict) or not isinstance(info.get("bicyclegan"), dict):
+            raise TrackError(f"{path}: machine_info has no 'bicyclegan' key; was it written by bench/?")
+        keys.setdefault(info["bicyclegan"].get("key"), path)
+    if len(keys) > 1:  # (one entry's figures are one machine's: a CPU run beside an H200's was filed as the H200's)
+        raise TrackError(f"{src}: files of {len(keys)} machines ("
+                         + ", ".join(f"{k}: {p.name}" for k, p in keys.items()) + "); ingest each machine's apart")
     info = runs[0][1]["machine_info"]
-    if "bicyclegan" not in info:
-        raise TrackError(f"{runs[0][0]}: machine_info has no 'bicyclegan' key; was it written by bench/?")
     key, device = info["bicyclegan"]["key"], info["bicyclegan"]["device"]
     if info["bicyclegan"].get("dry_run") and not allow_dry_run:
         raise TrackError(f"{src}: output of a dry run, kept out of bench/history; to rehearse the ingest elsewhere: "
                          f"python bench/track.py --history DIR --results DIR ingest {src} (the options before "
                          f"the command)")
+    # Each figure from one file, the newest that has it: a figure's rows are one process's ("same run"); the
+    # calls' files merged, a rerun's ours stood beside the first call's baselines, as one run's ratios.
+    runs.sort(key=lambda r: str(r[1].get("datetime", "")))
+    newest = {}
+    for i, (_, data) in enumerate(runs):
+        for b in data["benchmarks"]:
+            if isinstance(b, dict) and (name := (b.get("extra_info") or {}).get("figure")):
+                newest[name] = i
+    merged = dict(runs[-1][1])
+    merged["benchmarks"] = [b for i, (_, d) in enumerate(runs) for b in d["benchmarks"]
+                            if not isinstance(b, dict) or newest.get((b.get("extra_info") or {}).get("figure"), i) == i]
+    merged["datetime"] = max(str(d.get("datetime", "")) for _, d in runs)
+    commit_info = dict(merged.get("commit_info") or {})
+    if commit_info.get("id") in (None, "unversioned", "unknown"):
+        commit_info.update(id=commit, dirty=False, note="commit of the checkout the GPU check was sent from")
+    merged["commit_info"] = commit_info
+    folder = history / key / pytest_benchmark_id(info)
+    for old in folder.glob("[0-9][0-9][0-9][0-9]_*.json"):  # (the same folder ingested twice: a run twice)
+        if load_run(old)["datetime"] == merged["datetime"] and load_run(old)["commit"] == commit_info["id"]:
+            raise TrackError(f"{src}: ingested already, as {old}")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-")
     results.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.iterdir()):
@@ -323,14 +383,6 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         tables = json.loads(profile.read_text()).get("tables", {})
         (results / f"{slug}_profile.txt").write_text(
             "".join(f"== {name}\n{text}\n\n" for name, text in tables.items()))
-    merged = dict(runs[-1][1])
-    merged["benchmarks"] = [b for _, d in runs for b in d["benchmarks"]]
-    merged["datetime"] = max(d.get("datetime", "") for _, d in runs)
-    commit_info = dict(merged.get("commit_info") or {})
-    if commit_info.get("id") in (None, "unversioned", "unknown"):
-        commit_info.update(id=commit, dirty=False, note="commit of the checkout the GPU check was sent from")
-    merged["commit_info"] = commit_info
-    folder = history / key / pytest_benchmark_id(info)
     folder.mkdir(parents=True, exist_ok=True)
     number = 1 + max((int(p.name[:4]) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json")), default=0)
     stamp = re.sub(r"[^0-9]", "", merged["datetime"])[:14]
@@ -342,8 +394,8 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
 def cmd_ingest(args) -> int:
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                            text=True, check=True).stdout.strip()
-    out = ingest(args.src, args.history, args.results, commit,
-                 allow_dry_run=args.history != HISTORY and args.results != RESULTS)
+    out = ingest(args.src, args.history, results_of(args), commit,
+                 allow_dry_run=not _own(args.history, HISTORY) and not _own(args.results, RESULTS))
     key = out.parent.parent.name
     print(f"history entry: {out}")
     runs = load_runs(args.history, key)

@@ -374,21 +374,25 @@ _D_OPTIONS = {"ndf", "netD", "netD2", "num_Ds", "conditional_D", "use_same_D"}
 
 def check_same_networks(saved: dict, cfg: TrainConfig, path, discriminators_free: bool = False) -> None:
     """Refuse to start a run from a checkpoint whose networks differ from the run's; data, schedule,
-    image size and dropout may change (fine-tuning), the networks and the variant may not.
-    discriminators_free: the checkpoint's D and D2 are untrained (import-official without them), so
-    the run may choose its own."""
+    image size and dropout may change (fine-tuning), the networks may not, nor the variant but with new
+    discriminators (a D's role is its variant's: cvae's judges encoded outputs, clr's random ones): cVAE-GAN's
+    G and E, then BicycleGAN, the ablation's natural next step, was refused.
+    discriminators_free: the checkpoint's D and D2 are untrained (import-official without them), or new
+    (--fresh_D), so the run may choose its own."""
     theirs = config_of({"config": saved}, path)
     free = _FINE_TUNE_FREE | (_D_OPTIONS if discriminators_free else set())
     diffs = [f"{k}: checkpoint {getattr(theirs.model, k)!r} vs now {v!r}" for k, v in vars(cfg.model).items()
              if k not in free and getattr(theirs.model, k) != v]
     if theirs.model.unet_depth != cfg.model.unet_depth:
         diffs.append(f"U-Net depth: checkpoint {theirs.model.unet_depth} vs now {cfg.model.unet_depth}")
-    if theirs.variant != cfg.variant:
+    if theirs.variant != cfg.variant and not discriminators_free:
         diffs.append(f"variant: checkpoint {theirs.variant!r} vs now {cfg.variant!r}")
     if diffs:
-        d_differs = not discriminators_free and any(k in _D_OPTIONS for k, _ in (d.split(":", 1) for d in diffs))
+        d_differs = not discriminators_free and any(k in (*_D_OPTIONS, "variant")
+                                                    for k, _ in (d.split(":", 1) for d in diffs))
         raise CheckpointError(f"{path} holds other networks than this run's: " + "; ".join(diffs)
                               + " (start from it with its model options, e.g. its dataset's --preset, make_config's "
                                 "preset in Python"
-                              + ("; --fresh_D trains new discriminators of this run's options" if d_differs else "")
+                              + ("; --fresh_D trains new discriminators of this run's options and variant"
+                                 if d_differs else "")
                               + ")")

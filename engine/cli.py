@@ -240,7 +240,57 @@ def _check_given(given: dict, cfg: TrainConfig, whose: str) -> TrainConfig:
     evaluations' options without evaluations. Only options given: a preset's or a resumed run's are not."""
     refuse_unused_sizes(cfg.data.preprocess, {"load_size": given.get("load_size")},
                         "as given" if "preprocess" in given else whose)
+    _check_objective_options(given, cfg)
     return _check_evaluation_options(given, cfg)
+
+
+def _unused_by_objective(cfg: TrainConfig) -> dict[str, str]:
+    """The options of the objective and its networks that `cfg`'s variant has no use for: name -> why."""
+    v, m = cfg.variant, cfg.model
+    why = {}
+    if v != "bicycle":
+        for name in ("lambda_GAN2", "netD2"):
+            why[name] = (f"only variant bicycle has a second discriminator D2 (on its random-z branch); {v}'s one "
+                         f"is --netD, weighted by --lambda_GAN")
+        why["use_same_D"] = "only variant bicycle has two discriminators to share"
+    elif m.use_same_D:
+        why["netD2"] = "use_same_D makes D serve both branches: no D2 is built"
+    elif cfg.lambda_GAN2 == 0:
+        why["netD2"] = "lambda_GAN2=0 leaves out the random-z branch's GAN term: no D2 is built"
+    if v not in ("bicycle", "clr"):
+        why["lambda_z"] = f"only variants bicycle and clr have the latent regression |E(G(A, z)) - z|, not {v}"
+    if v not in ("bicycle", "cvae"):
+        why["lambda_kl"] = (f"only variants bicycle and cvae have the KL term, not {v}"
+                            + (" (cae encodes z = mu, without it)" if v == "cae" else ""))
+    if v == "clr":
+        why["lambda_L1"] = "variant clr has no image L1 (the paper's cLR-GAN: G's image term is the GAN's alone)"
+    if v == "pix2pix":
+        for name in ("netE", "nef"):
+            why[name] = "variant pix2pix has no encoder"
+    if m.unet_depth < 6:  # (networks.py: dropout on the levels 4 <= i < depth - 1, as the reference)
+        h, w = m.size
+        why["use_dropout"] = (f"G's dropout goes on its levels between the 5th and the bottom one, as in the "
+                              f"reference, and this U-Net of {m.unet_depth} levels ({h}x{w}) has none (64 px: one)")
+    used_d = [d for d, net in (("D", m.netD), ("D2", m.netD2)) if d in cfg.trained_networks]
+    if used_d and not any((m.netD if d == "D" else m.netD2).endswith("_multi") for d in used_d):
+        nets = " and ".join(f"{'netD' if d == 'D' else 'netD2'}={m.netD if d == 'D' else m.netD2}" for d in used_d)
+        why["num_Ds"] = (f"it counts the scales of a multi-scale discriminator (*_multi), and {nets} "
+                         + ("has one" if len(used_d) == 1 else "have one each"))
+    return why
+
+
+def _check_objective_options(given: dict, cfg: TrainConfig) -> None:
+    """An option of the objective given where the variant has no use for it is refused: a run of cvae with
+    --lambda_z 3 trained on, config.json recording a term it never had (an ablation's sweep then compared runs
+    by settings they did not have). A switch given off (--no-use_same_D) asks for nothing: taken."""
+    unused = _unused_by_objective(cfg)
+    if bad := [k for k in unused if k in given and given[k] is not False]:
+        by_reason = {}
+        for k in bad:
+            by_reason.setdefault(unused[k], []).append(f"--{k}")
+        raise ConfigError("; ".join(f"{', '.join(names)} change{'s' if len(names) == 1 else ''} nothing: {reason}"
+                                    for reason, names in by_reason.items())
+                          + "; leave " + ("it" if len(bad) == 1 else "them") + " out")
 
 
 # The files of each metric's networks (evaluate's options, and train's for its evaluations)
@@ -309,7 +359,13 @@ def cmd_train(args) -> int:
             raise
         end_group(trainer)
         if trainer.main:  # every rank stopped at the same step; one line
-            print(stopped, file=sys.stderr)
+            try:
+                print(stopped, file=sys.stderr)
+            except OSError as error:  # the terminal closed (the hang-up that stopped it): no one to read it
+                from .io import output_gone, to_devnull
+                if not output_gone(error):
+                    raise
+                to_devnull(sys.stderr)
         return 128 + stopped.signal  # the shell's code for a death by the signal, which requeue scripts test
     end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main:
@@ -873,7 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "give the codes (default: the first segments + 1)")
     p.add_argument("--segments", type=_at_least(1), help="segments of the path, its codes - 1 (default 5): random "
                    "draws, or without --refs the first segments + 1 inputs of --path encoded")
-    p.add_argument("--frames", type=_at_least(1), default=4, help="frames per segment (default 4)")
+    p.add_argument("--frames", type=_at_least(1), default=4,
+                   help="frames per segment (default 4; segments x frames + 1: at most 1,000)")
     p.add_argument("--mode", choices=["slerp", "linear"], default="slerp",
                    help="interpolation (default slerp, as video.py)")
     p.add_argument("--seed", type=_SEED, help="seed of --path random's codes (default 50, as video.py)")
@@ -956,6 +1013,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # PIL refuses to decode over its own limit (89 M pixels): a larger --max_pixels was a traceback, and the advice
+    # to raise it unfollowable here. Every image a command decodes has its size checked from its header first
+    # (against max_pixels; serve's uploads against --max_upload_pixels): PIL's guard is off while one runs.
+    from PIL import Image
+    pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return _run(args)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
+
+
+def _run(args) -> int:
     try:
         try:
             if _under_torchrun() and args.command not in DISTRIBUTED:
@@ -995,18 +1064,26 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
+        # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, with the launch that resumes the run: each
+        # rank printed it, with the one-process command, which the run's checkpoint refuses.
+        world = int(os.environ.get("WORLD_SIZE", "1")) if _under_torchrun() else 1
+        if world > 1 and os.environ.get("RANK", "0") != "0":
+            return 130
         from .checkpoint import continue_option
+        from .trainer import train_launch
         how = continue_option(Path(out) / "checkpoints")
         said = shlex.quote(str(out))  # a command to paste: a folder with a space is one argument
         if how == "--resume":
-            print(f"interrupted; the latest checkpoint is intact: bicyclegan train --out {said} --resume",
+            print(f"interrupted; the latest checkpoint is intact: {train_launch(world)} --out {said} --resume",
                   file=sys.stderr)
         elif how:  # --save_epoch_freq's checkpoints, before a latest.pt
-            print(f"interrupted; the run kept per-epoch checkpoints only: bicyclegan train --out {said} {how}",
+            print(f"interrupted; the run kept per-epoch checkpoints only: {train_launch(world)} --out {said} {how}",
                   file=sys.stderr)
-        else:
+        elif Path(out).exists():
             print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "
                   f"again there)", file=sys.stderr)
+        else:  # (stopped before the run made its folder: nothing to delete)
+            print("interrupted before the run's first checkpoint: nothing to resume", file=sys.stderr)
         return 130
 
 

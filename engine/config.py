@@ -154,14 +154,20 @@ class ModelConfig:
         h, w = self.size
         depth = self.unet_depth
         if depth < 2:
+            if self.num_downs is None and self.netG == "unet":  # (its depth the size's: said as the size's)
+                fix = f"{max(4, h // 4 * 4)}x{max(4, w // 4 * 4)}"
+                raise ConfigError(f"crop size {h}x{w} halves only {depth} time{'s' if depth != 1 else ''}: netG=unet "
+                                  f"takes its depth from the size, and needs sides that are multiples of 4 or more "
+                                  f"(2 levels); use a size such as {fix}")
             raise ConfigError(f"num_downs={depth} must be >= 2 (crop size {h}x{w} halves only {depth} times)")
         m = 2 ** depth
         if h % m or w % m:
             fix = f"{(h // m or 1) * m}x{(w // m or 1) * m}"
+            most = pow2_depth(h, w)  # (below 2, no num_downs takes this size: not offered)
             raise ConfigError(
                 f"crop size {h}x{w} is not a multiple of 2^num_downs = {m} (netG={self.netG}, "
-                f"num_downs={depth}); use a size such as {fix}, or set num_downs <= "
-                f"{pow2_depth(h, w)} (netG=unet derives it from the size)")
+                f"num_downs={depth}); use a size such as {fix}"
+                + (f", or set num_downs <= {most} (netG=unet derives it from the size)" if most >= 2 else ""))
         # Scale i of a multi-scale D has round(ndf / 2^i) filters (the reference's rounding, half to even);
         # a scale left none failed in the initialisation with a ZeroDivisionError.
         multi = [k for k in ("netD", "netD2") if d_geometry(getattr(self, k), self.num_Ds)[1] > 1]

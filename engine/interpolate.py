@@ -50,6 +50,9 @@ from .runtime import (
 MODES = ("slerp", "linear")
 PATHS = ("random", "encoded")
 VIEW_PX = 128  # tiny images are enlarged (nearest) to at least this size in the written files
+# Every frame of an input is held at once and laid side by side in its strip: --frames 100000 (a typo) computed
+# for minutes toward a strip millions of pixels wide. 1,000 frames: over 2 min of GIF at the default 8 fps.
+MAX_FRAMES = 1000
 
 
 def interp_z(z0: torch.Tensor, z1: torch.Tensor, n: int, mode: str = "slerp") -> torch.Tensor:
@@ -153,6 +156,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     if path not in PATHS:
         raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
+    refs = None if refs is None else list(refs)  # (counted before it is read: a generator would be spent)
     if refs is not None and path != "encoded":
         raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
                           f"codes from the seed (--seed)")
@@ -168,6 +172,11 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     segments, seed = 5 if segments is None else segments, 50 if seed is None else seed
     for name, value in (("num", num), ("segments", segments), ("frames", frames)):
         check_int(name, value, 1)
+    n_codes = segments + 1 if refs is None else len(refs)
+    if (n_frames := (n_codes - 1) * frames + 1) > MAX_FRAMES:
+        raise ConfigError(f"{n_codes - 1} segments x frames={frames} + 1 = {n_frames} frames per input: at most "
+                          f"{MAX_FRAMES} (each input's strip and animation hold every frame); fewer frames or "
+                          f"segments")
     check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
     # A GIF holds each frame's time in hundredths of a second, up to 655 s: nan, inf or 1e-9 were
     # tracebacks after the first files were written.

@@ -46,6 +46,12 @@ def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None
     return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what, temps=temps)
 
 
+def output_gone(error: OSError) -> bool:
+    """Whether a write's `error` says its reader is gone: a pipe's (`| head`: EPIPE) or a closed terminal's
+    (EIO, once it hung up: an ssh connection dropped)."""
+    return isinstance(error, BrokenPipeError) or error.errno == errno.EIO
+
+
 def to_devnull(target) -> None:
     """Point a file descriptor (`target`, or a stream's) at /dev/null, keeping its number: a stream's after a
     BrokenPipeError (the reader of `| head` gone), so that later writes, and the flush at exit, do not raise

@@ -241,9 +241,10 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     LOG_SPAN or more (max / min), as a KL term rising from 1e-7 to 0.3 was a flat line at zero for
     its first third on a linear one; the title then says "log scale". A flat series is drawn in
     the middle of an axis one unit of its leading digit either way (0.0003: 0.0002 to 0.0004), not
-    of +-5 % (seven ticks 0.000005 apart). x_range: steps the x axis spans at least (the whole
-    run's); diverged_at: a step marked with a vertical line, "diverged"; mark: (step, value, what) of a
-    point drawn as a ring, `what` its tooltip (the best evaluation)."""
+    of +-5 % (seven ticks 0.000005 apart); one all zero at the foot of an axis from 0 to 1. x_range:
+    steps the x axis spans at least (the whole run's); diverged_at: a step marked with a vertical line,
+    "diverged"; mark: (step, value, what) of a point drawn as a ring, `what` its tooltip (the best
+    evaluation)."""
     def head(h):
         return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
                 f'viewBox="0 0 {width} {h}">')
@@ -261,8 +262,10 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    if y1 == y0:
-        pad = 10.0 ** math.floor(math.log10(abs(y0))) if y0 else 1.0
+    if y1 == y0 and not y0:  # all zero: 0 to 1 (a coverage of 0 had ticks down to -1, a value it cannot take)
+        y1 = 1.0
+    elif y1 == y0:
+        pad = 10.0 ** math.floor(math.log10(abs(y0)))
         y0, y1 = y0 - pad, y1 + pad
     pw, ph = width - PAD_L - PAD_R, height - PAD_T - PAD_B
 
@@ -483,9 +486,10 @@ def _number(v) -> bool:
     return type(v) in (int, float) and math.isfinite(v)
 
 
-def _validation(rows: list[dict], config: dict | None, x_range) -> str:
+def _validation(rows: list[dict], config: dict | None, x_range, diverged_at: int | None = None) -> str:
     """The evaluations during training: one chart per measure over the steps (those of the training
-    log), the evaluation best.pt was kept from marked on its measure's chart."""
+    log), the evaluation best.pt was kept from marked on its measure's chart, the step a diverged run
+    diverged at on every chart, as the losses' charts."""
     every = (config or {}).get("eval_every")
     if not rows:
         return (f"<p>No evaluation yet (every {plural(every, 'iteration')}: <code>eval_log.jsonl</code>).</p>"
@@ -502,10 +506,12 @@ def _validation(rows: list[dict], config: dict | None, x_range) -> str:
         if best is not None and best["best"] == k and _number(best[k]):
             mark = (best["step"], best[k], f"checkpoints/best.pt: {_value(best[k])} at step {best['step']}")
         charts.append(svg_chart(EVAL_NAMES.get(k, k), [x for x, _ in pts], [y for _, y in pts], x_range=x_range,
-                                mark=mark))
+                                mark=mark, diverged_at=diverged_at))
+    # (a model without z, nz 0, has one output per input: "x 1 random z" said a code it has not)
+    per_input = ("its one output" if ((config or {}).get("model") or {}).get("nz") == 0
+                 else f"{last.get('n_samples')} random z")
     said = (plural(len(rows), "evaluation") + (f", every {plural(every, 'iteration')}" if every else "")
-            + f", of {last.get('split')}/: the first {plural(last.get('n_inputs'), 'input')} x "
-            f"{last.get('n_samples')} random z "
+            + f", of {last.get('split')}/: the first {plural(last.get('n_inputs'), 'input')} x {per_input} "
             f"(seed {last.get('seed')}), the same at each (eval_log.jsonl).")
     if best is not None:
         said += (f" Ringed: the best {EVAL_NAMES.get(best['best'], best['best'])}, {_value(best[best['best']])} "
@@ -639,7 +645,10 @@ def _grid_caption(config: dict | None, status: dict) -> str:
     cols = ["input", "ground truth"]
     if variant in ("bicycle", "cvae", "cae", "clr"):
         cols.append("encoded G(A, E(B))")
-    cols.append("the same random codes z throughout" if model.get("nz", 8) else "the output")
+    if not model.get("nz", 8):
+        cols.append("the output")
+    elif (config or {}).get("n_samples", 1):  # (train --n_samples 0: no random-z column)
+        cols.append("the same random codes z throughout")
     split = f" of {status['grid_split']}/" if status.get("grid_split") else ""
     return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
 
@@ -692,7 +701,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
                  + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
     if validation or (config or {}).get("eval_every"):
-        parts.append("<h2>Validation</h2>" + _validation(validation or [], config, log.steps))
+        parts.append("<h2>Validation</h2>" + _validation(validation or [], config, log.steps, log.diverged_at))
 
     parts.append(f"<h2>Sample grids</h2><p class='meta'>{html.escape(_grid_caption(config, status))}</p>")
     parts += ([_grid_figure(*g, latest=i == 0) for i, g in enumerate(reversed(grids))]

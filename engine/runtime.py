@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from PIL import Image
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.atomic import UMASK
@@ -642,6 +643,11 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
     shuffle/augment default to phase == "train": inference gets every file once, in path order (the reference's),
     centre-cropped and unflipped. layout: as make_loader's (None: detected); memory_format: as make_loader's."""
     kw = {} if shuffle is None else {"shuffle": shuffle, "drop_last": shuffle}
+    if (pil := Image.MAX_IMAGE_PIXELS) is not None and data.max_pixels > pil:  # (make_loader's ValueError: a traceback)
+        raise ConfigError(f"max_pixels={data.max_pixels:,} is over PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS = "
+                          f"{pil:,}), under which files are decoded: in Python, raise that too (the bicyclegan "
+                          f"commands check each file's size from its header against max_pixels, and turn PIL's "
+                          f"limit off)")
     return make_loader(
         root, batch_size=batch_size, load_size=load_hw(data, model.size), crop_size=model.size, phase=phase,
         direction=data.direction, flip=not data.no_flip, backend=data.backend, rank=rank,

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import fcntl
 import gc
+import hashlib
 import itertools
 import json
 import math
@@ -60,6 +61,7 @@ from .io import (
     atomic_write,
     check_writable,
     make_folder,
+    output_gone,
     remove_made,
     to_devnull,
     write_json,
@@ -142,12 +144,15 @@ class Progress:
 
     def _write(self, text: str) -> None:
         """Write and flush; a pipe whose reader went away (`train ... | head`) raised BrokenPipeError out of
-        the training step, which ended without a word, the steps since the last checkpoint lost. Writes stop
-        there (to /dev/null) and on_broken is called."""
+        the training step, which ended without a word, the steps since the last checkpoint lost, as a
+        terminal closed (EIO, after its hang-up) did. Writes stop there (to /dev/null) and on_broken is
+        called."""
         try:
             self.stream.write(text)
             self.stream.flush()
-        except BrokenPipeError:
+        except OSError as e:
+            if not output_gone(e):
+                raise
             self.enabled = self.notes = False
             to_devnull(self.stream)
             if self.on_broken is not None:
@@ -168,10 +173,20 @@ class Progress:
         frac = step / max(1, self.total)
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         eta = self.eta(step, now)
-        loss_txt = " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+        # Significant digits: the KL term starts near 1e-7, which three decimals showed as 0.000
+        loss_txt = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
         line = (f"epoch {epoch + 1}/{self.epochs} [{bar}] {step}/{self.total} {100 * frac:3.0f}% "
                 f"{img_per_s:6.1f} img/s eta {int(eta) // 60}m{int(eta) % 60:02d}s | {loss_txt}")
-        self._write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        self._write(("\r" + self._fit(line, bar) + "\x1b[K") if self.tty else line + "\n")
+
+    @staticmethod
+    def _fit(line: str, bar: str) -> str:
+        """The line updated in place within the terminal's width: one wider wrapped, and each update then
+        stacked a row (140 columns at 7 losses). The bar goes first, then the end (log.jsonl has it all)."""
+        width = shutil.get_terminal_size().columns - 1  # (the last column: some terminals wrap on it)
+        if len(line) > width:
+            line = line.replace(f" [{bar}]", "", 1)
+        return line if len(line) <= width else line[:max(width - 1, 0)] + "…"
 
     def note(self, text: str) -> None:
         if self.notes:
@@ -206,7 +221,7 @@ def train_launch(world: int) -> str:
 
 class TrainingStopped(Exception):
     """A training stopped by a signal, after writing its checkpoint (Trainer.train): raised as it is for
-    SIGTERM, and as the cause of a KeyboardInterrupt for SIGINT (`except KeyboardInterrupt as e:`
+    SIGTERM and SIGHUP, and as the cause of a KeyboardInterrupt for SIGINT (`except KeyboardInterrupt as e:`
     e.__cause__). signal: the signal.Signals; step; epoch: its index, from 0 (the checkpoint's and
     log.jsonl's; the message counts from 1, as the progress line); checkpoint: the file written."""
 
@@ -224,18 +239,19 @@ class TrainingStopped(Exception):
 
 
 class StopSignals:
-    """SIGINT and SIGTERM while a training runs (a context for Trainer.train): the first one is noted
-    in `received`, a plain attribute the loop reads, which stops after the iteration in progress
-    (under torchrun at the next log interval, where the ranks agree). Once one is received, a SIGINT
-    aborts at once (KeyboardInterrupt, as without these handlers) and a SIGTERM changes nothing:
-    SLURM signals every process of a job step and torchrun its ranks as well, so a rank may receive
-    two. Python runs signal handlers in the main thread alone, so only there are they installed;
-    from another thread (a training thread of a notebook) the process's own handling stays, as it
-    does for a signal whose handler was not set from Python (which could not be put back) and for
-    one the process ignores (a script's background job starts with SIGINT ignored, which Python
-    keeps: the script's Ctrl-C is not the job's)."""
+    """SIGINT, SIGTERM and SIGHUP while a training runs (a context for Trainer.train): the first one is
+    noted in `received`, a plain attribute the loop reads, which stops after the iteration in progress
+    (under torchrun at the next log interval, where the ranks agree). SIGHUP (the terminal closed: an
+    ssh connection dropped) stops as SIGTERM does; it killed the run, the steps since the last checkpoint
+    lost. Once one is received, a SIGINT aborts at once (KeyboardInterrupt, as without these handlers)
+    and a SIGTERM or SIGHUP changes nothing: SLURM signals every process of a job step and torchrun its
+    ranks as well, so a rank may receive two. Python runs signal handlers in the main thread alone, so
+    only there are they installed; from another thread (a training thread of a notebook) the process's
+    own handling stays, as it does for a signal whose handler was not set from Python (which could not
+    be put back) and for one the process ignores (a script's background job starts with SIGINT
+    ignored, which Python keeps: the script's Ctrl-C is not the job's; nohup ignores SIGHUP)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.received = None  # the first signal.Signals
@@ -299,7 +315,7 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     values = total.tolist()
     if world > 1:
         counts = dict(zip(StopSignals.SIGNALS, values[len(names):]))
-        stop = next((sig for sig in (signal.SIGTERM, signal.SIGINT) if counts[sig]), None)
+        stop = next((sig for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if counts[sig]), None)
     return {k: v / (count * world) for k, v in zip(names, values)}, stop
 
 
@@ -472,8 +488,11 @@ def _check_start_from(state: dict, cfg: TrainConfig, path: Path) -> None:
     check_same_networks(state["config"], cfg, path, discriminators_free=fresh_d)
     taken = [n for n in cfg.trained_networks if not (fresh_d and n in ("D", "D2"))]
     if missing := [n for n in taken if state["nets"].get(n) is None]:
+        variant = state["config"].get("variant")
         raise CheckpointError(f"{path} holds no {' or '.join(missing)} (its run trained none), which this run "
-                              f"trains: pass --fresh_D for new discriminators")
+                              + (f"trains: variant {variant} has no encoder to start {cfg.variant}'s from; start "
+                                 f"this run afresh, or from a checkpoint of a variant with one" if "E" in missing
+                                 else "trains: pass --fresh_D for new discriminators"))
     # Where the weights came from, in config.json, the report and every checkpoint of the run.
     cfg.init_from, cfg.fresh_D = str(Path(path).resolve()), fresh_d
 
@@ -525,9 +544,26 @@ def _check_graphable(cfg: TrainConfig, loader) -> None:
                           f"preprocess or leave --cuda_graph out")
 
 
+def samples_digest(samples: list, root: Path) -> str:
+    """A digest of the training files' names (relative to the data folder) and sizes, in the loader's order (which
+    the epochs' permutations index): the same for a copy of the dataset elsewhere (a cluster job's local disk);
+    another dataset of as many files differs, in its sizes where the names are alike (the reference's datasets
+    are all named 1_AB.jpg, 2_AB.jpg, ...)."""
+    digest = hashlib.sha256()
+    for s in samples:
+        for p in (s.path, s.b_path):
+            if p is not None:
+                try:
+                    size = os.stat(p).st_size
+                except OSError:  # (gone since the checks: the loader says so, naming it)
+                    size = -1
+                digest.update(os.fsencode(os.path.relpath(p, root)) + b"\0%d\0" % size)
+    return digest.hexdigest()
+
+
 def _check_same_data(state: dict, path: Path, loader, root: Path) -> None:
     """Refuse to continue the run of checkpoint `path` (its contents: state, past step 0) on data that reorders its
-    epochs: another count of batches an epoch or of samples."""
+    epochs: another count of batches an epoch or of samples, or other samples' names."""
     saved, now = state.get("steps_per_epoch"), len(loader)
     if saved is not None and saved != now:
         raise CheckpointError(
@@ -542,6 +578,15 @@ def _check_same_data(state: dict, path: Path, loader, root: Path) -> None:
             f"{path} was written by a run of {samples} training samples, the data now holds "
             f"{len(loader.samples)} ({root}): resuming replays the epoch's order, which needs "
             f"the same images; to train on this data, start a new run from its weights with --init_from")
+    # As many files, other ones (another dataset of the same size, resumed with another --dataroot): the run went
+    # on, each epoch's order now another dataset's.
+    digest = state.get("samples_digest")  # absent from checkpoints written before it was kept
+    if digest is not None and digest != samples_digest(loader.samples, root):
+        raise CheckpointError(
+            f"{path} was written by a run on other training files: the names or sizes of the {samples} samples in "
+            f"{root} (relative to it) are not the run's; resuming replays the epoch's order, which needs the same "
+            f"images (a copy of the dataset elsewhere is fine); to train on this data, start a new run from its "
+            f"weights with --init_from")
 
 
 def _check_schedule(cfg: TrainConfig, total_steps: int, steps_per_epoch: int, step: int, world: int) -> None:
@@ -640,6 +685,20 @@ def _check_evaluations(cfg: TrainConfig, ev, rows: list[dict], best: dict | None
     another measure than keep_best."""
     from .evaluate import BEST as MEASURES
     chosen = ev.chosen
+    if set(chosen) <= {"l1", "lpips"}:  # (the others measure any model's outputs)
+        # Both measure the outputs' diversity (no pair: one output per input) and l1 the encoded output too: a
+        # model without z and without E had an eval_log.jsonl of nulls, every evaluation's time for nothing.
+        diversity = cfg.model.nz > 0 and _eval_samples(cfg) > 1
+        encoded = "l1" in chosen and ev.model.E is not None and ev.has_B
+        if not (diversity or encoded):
+            why = ("a model without z (nz 0) has one output per input" if not cfg.model.nz
+                   else "eval_samples=1 draws one output per input")
+            lack = ("" if "l1" not in chosen else "; and no encoded L1 without an encoder E" if ev.model.E is None
+                    else f"; and no encoded L1 without B images in {root / ev.phase}")
+            raise ConfigError(f"eval_every={cfg.eval_every}: the evaluations would measure nothing "
+                              f"({', '.join(chosen)}): no diversity where {why}{lack}; "
+                              + ("--eval_samples 2 or more, " if cfg.model.nz else "")
+                              + f"add fid (--eval_metrics {','.join([*chosen, 'fid'])}), or leave --eval_every out")
     if cfg.keep_best and (metric := MEASURES[cfg.keep_best][0]) not in chosen:
         given = cfg.eval_metrics or "none: evaluate's default for this data"
         raise ConfigError(f"keep_best={cfg.keep_best} is measured by the metric {metric}, and this run's "
@@ -818,6 +877,9 @@ class Trainer:
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
         self.loader = _training_loader(cfg, self.data_root, self.device, self.rank, self.world)
+        # (now, with the file checks, not in the first save: a million files take seconds)
+        self._samples_digest = samples_digest(self.loader.samples, self.data_root)
+        self._divergence_logged = False  # (log.jsonl has the line that says so)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = _total_steps(cfg, self.steps_per_epoch)
         self.step, self.epoch = 0, 0
@@ -991,14 +1053,20 @@ class Trainer:
         (_set_aside_later_checkpoints). Rank 0's (main_decides)."""
         from .report import grid_step, run_grids
         moved = self._set_aside_later_checkpoints()
+        later = False  # whether anything of the steps past the checkpoint was written
         for grid in run_grids(self.run_dir):
             if grid_step(grid) > self.step:
                 grid.unlink()
+                later = True
         for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
             path = self.run_dir / name
             if path.exists():
-                kept = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= self.step]
+                lines = path.read_text().splitlines()
+                kept = [ln for ln in lines if _log_step(ln) <= self.step]
+                later |= len(kept) < len(lines)
                 write_text(path, "".join(ln + "\n" for ln in kept), what=what)
+        if later:
+            self._drop_later_views()
         # best.pt of the discarded steps, which holds weights this run will not have had, is set aside above.
         best = self.run_dir / "checkpoints" / BEST
         if best.exists():
@@ -1012,6 +1080,21 @@ class Trainer:
             with open(self.resume_path, "rb") as src:
                 atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
                              error=CheckpointError)
+
+    def _drop_later_views(self) -> None:
+        """What showed the steps past the checkpoint resumed from: samples/latest.png (the abandoned steps' grid
+        to the byte), eval.json (a demo run's final evaluation, of weights set aside) and report.html (their
+        step, curves and grids, the grids' links broken), which stayed until the next grid, or for good should
+        the resumed run end before it. latest.png becomes the newest grid kept; the report is written again."""
+        from .report import run_grids
+        latest, kept = self.run_dir / "samples" / "latest.png", run_grids(self.run_dir)
+        if kept:
+            with open(kept[-1], "rb") as src:
+                atomic_write(latest, lambda f: shutil.copyfileobj(src, f), what="sample grid")
+        else:
+            latest.unlink(missing_ok=True)
+        (self.run_dir / "eval.json").unlink(missing_ok=True)
+        write_report(self.run_dir)
 
     def _best_from_resumed(self) -> None:
         """best.pt again from the checkpoint resumed from, where its step's evaluation was marked best: a
@@ -1228,7 +1311,9 @@ class Trainer:
         return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
     def _how_on(self) -> str:
-        return ("start the run again" if self.saved_step is None else "resume it with --resume"
+        # (a folder whose run never saved is refused to a new run, "start the run again" alone was refused)
+        return (f"delete {shlex.quote(str(self.run_dir))} and start the run again" if self.saved_step is None
+                else "resume it with --resume"
                 + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))} "
                    f"(resume={str(self.saved_path)!r} in Python)"))
 
@@ -1246,8 +1331,10 @@ class Trainer:
         return f"after step {self.step} ({f'epoch {done + 1}' if rest else f'the end of epoch {done}'})"
 
     def _diverged(self, what: str) -> DivergenceError:
+        # (--amp off only where it is on: said to a run in full precision, it sent users after what they had)
         return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
-                               f"{self._last_good()}; try a lower --lr or --amp off")
+                               f"{self._last_good()}; try a lower --lr"
+                               + (" or --amp off" if self.cfg.amp != "off" else ""))
 
     def save(self, path: Path | None = None, epoch: int | None = None, best: dict | None = None):
         """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint) or `best` (best.pt:
@@ -1256,6 +1343,7 @@ class Trainer:
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
         extra = {"steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
+                 "samples_digest": self._samples_digest,
                  "backend": self.loader.backend, "world": self.world,
                  "log_interval": interval, **({"best": best} if best else {}),
                  **({"eval_owed": self.eval_owed} if self.eval_owed is not None else {})}
@@ -1295,7 +1383,12 @@ class Trainer:
 
     def sample(self):
         """The sample grid of this step and the report: rank 0 draws and writes them, every rank calls it
-        (a failed write stops every rank, as save's)."""
+        (a failed write stops every rank, as save's). Weights gone non-finite since the last log interval stop
+        the run here, as a save's check does (every rank finds it: the weights are one), not in a black grid
+        shown as the report's latest."""
+        if bad := self.model.nonfinite():
+            raise self._diverged(self.model.describe_nonfinite(bad))
+
         def draw():
             path = save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
                              self.run_dir / "samples" / f"step_{self.step:07d}.png")
@@ -1317,7 +1410,26 @@ class Trainer:
     def _log(self, log, avg: dict, lr: float, ips: float) -> None:
         bad = {k: v for k, v in avg.items() if not math.isfinite(v)}
         nets = {} if bad else self.model.nonfinite()
+        self._write_row(log, avg, lr, ips, diverged=bool(bad or nets))
+        self.progress.update(self.step, self.epoch, ips, avg)
+        if bad:
+            raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
+        if nets:
+            raise self._diverged(self.model.describe_nonfinite(nets))
 
+    def _log_divergence(self, log, ips: float) -> None:
+        """A divergence found between log intervals (by a save, an evaluation or a grid: each checks the weights)
+        left the run folder as it was at the last log interval, a page that looked alive: the interval so far is
+        logged, marked, and the page says so, as the log interval's check does. On every rank alike (each found
+        it), without the losses' all-reduce: rank 0's means."""
+        if self._divergence_logged or not self.log_count:
+            return
+        lr = self.cfg.lr * lr_factor(self.epoch, self.cfg.niter, self.cfg.niter_decay)
+        avg = {k: float(v) / self.log_count for k, v in self.log_sums.items()}
+        self._write_row(log, avg, lr, ips, diverged=True)
+
+    def _write_row(self, log, avg: dict, lr: float, ips: float, diverged: bool) -> None:
+        """log.jsonl's line of the interval (rank 0's), TensorBoard's; the report too for a diverged one."""
         def write():
             if not log:
                 return
@@ -1325,7 +1437,7 @@ class Trainer:
             row = {"step": self.step, "epoch": self.epoch, "lr": lr, "img_per_s": round(ips, 2),
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
             try:
-                log.write(json.dumps({**row, **({"diverged": True} if bad or nets else {})}) + "\n")
+                log.write(json.dumps({**row, **({"diverged": True} if diverged else {})}) + "\n")
                 log.flush()
             except OSError as e:
                 # A full disk or a folder gone read-only: one line naming the file and where to resume
@@ -1337,21 +1449,18 @@ class Trainer:
                 raise OutputError(f"cannot write the training log {self.run_dir / 'log.jsonl'} at step "
                                   f"{self.step}: {write_reason(e, self.run_dir)}; {self._last_good()}") from e
             if self.tb:
-                self.tb.log_row(row)
+                self.tb.log_row({**row, **{k: v for k, v in avg.items() if not math.isfinite(v)}})
         self.dist.main_decides(write)  # rank 0's failure stops every rank (see save)
-        self.progress.update(self.step, self.epoch, ips, avg)
-        if (bad or nets) and log:
-            self.write_report()  # the page says so (it was left at the last sample interval)
-        if bad:
-            raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
-        if nets:
-            raise self._diverged(self.model.describe_nonfinite(nets))
+        if diverged:
+            self._divergence_logged = True
+            if log:
+                self.write_report()  # the page says so (it was left at the last sample interval)
 
     def train(self) -> Path:
         """Train to the run's last step; returns the run folder. While it trains, from the main thread,
-        SIGINT and SIGTERM stop it cleanly (StopSignals): after the iteration in progress (under torchrun
+        SIGINT, SIGTERM and SIGHUP stop it cleanly (StopSignals): after the iteration in progress (under torchrun
         at the next log interval) it writes checkpoints/latest.pt and the report, then raises
-        TrainingStopped (SIGTERM) or a KeyboardInterrupt caused by one (SIGINT); a signal during start-up
+        TrainingStopped (SIGTERM, SIGHUP) or a KeyboardInterrupt caused by one (SIGINT); a signal during start-up
         stops it after its first iteration, one during a save once the save is done, and a second SIGINT
         aborts at once (latest.pt is then the one before). Called from another thread, it leaves the
         process's signal handling as it is (Python's: a KeyboardInterrupt in the main thread alone).
@@ -1413,13 +1522,14 @@ class Trainer:
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
-        t_last, step_last = time.time(), self.step
+        t_last, step_last, aside = time.time(), self.step, 0.0
         stop = told = None  # stop: the signal every rank stops for (StopSignals), agreed by mean_over_ranks
         started = self.step
         try:
             if cfg.eval_every and self.resume_path is not None:
                 # The one a stop skipped, at the step it was owed for; a stop during it: no step trained.
                 stop = self.validate(owed_only=True)
+                t_last = time.time()  # (its time is not the first interval's training)
                 if self.world == 1:  # (one process stops after it too; the ranks agree at a log interval)
                     stop = self._stop.received
             while self.step < self.total_steps and stop is None:
@@ -1440,12 +1550,16 @@ class Trainer:
                     self.log_count += 1
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.time()
-                        ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
+                        ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last - aside, 1e-9)
+                        aside = 0.0
                         avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received)
                         self._log(log, avg, lr, ips)
                         t_last, step_last = now, self.step
                         if self.step % cfg.log_every == 0:  # a run's last step off the grid keeps its
                             self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
+                    # Images/s is the training's: the time of grids, evaluations and saves is set aside (an
+                    # interval with an evaluation read a sixth of the others: a sawtooth that was not the speed)
+                    t_aside = time.time()
                     if self.step % cfg.sample_every == 0:
                         self.sample()
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -1458,6 +1572,7 @@ class Trainer:
                     if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:
                         # stored as the start of the next epoch, so resuming from it skips no batch
                         self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
+                    aside += time.time() - t_aside
                     if self.world == 1:  # one process stops after any iteration: nothing to agree on
                         stop = self._stop.received
                     elif self._stop.received and not told and stop is None:
@@ -1482,6 +1597,11 @@ class Trainer:
                 self.dist.main_decides(self.write_report)
             elif self.step % cfg.sample_every:  # else the loop has just drawn this step's grid
                 self.sample()
+        except DivergenceError:
+            # Found by a grid, an evaluation or a save (the log interval's check logs its own line first)
+            self._log_divergence(log, (self.step - step_last) * cfg.batch_size * self.world
+                                 / max(time.time() - t_last, 1e-9))
+            raise
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
                 raise
@@ -1567,8 +1687,8 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun
     the process group this started is ended on return. Returns the run folder.
-    A SIGINT or SIGTERM stops the run after writing its checkpoint (Trainer.train, README
-    "Reliability"): SIGTERM raises TrainingStopped, SIGINT a KeyboardInterrupt caused by one
+    A SIGINT, SIGTERM or SIGHUP stops the run after writing its checkpoint (Trainer.train, README
+    "Reliability"): SIGTERM and SIGHUP raise TrainingStopped, SIGINT a KeyboardInterrupt caused by one
     (stopped_by tells either apart from other errors); the process group is ended, the evaluation
     skipped."""
     evaluate = check_bool("evaluate", evaluate)

@@ -14,5 +14,19 @@ __all__ = [
     "ACTS", "IMPLS", "apply_act", "AvgPool2d", "avg_pool2d",
     "InstanceNormAct2d", "fuse_norm_act", "instance_norm_act", "instance_norm_act_ref",
     "ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref", "z_concat_conv", "z_concat_conv_ref",
-    "resolve_impl", "triton_available",
+    "register_ops", "resolve_impl", "triton_available",
 ]
+
+
+def register_ops() -> list[str]:
+    """Register the kernels' torch.library custom ops (bicyclegan::instance_norm_act, ::avg_pool2d,
+    ::z_concat_act, ::z_concat_conv and their _backward ops) and return their names. A kernel's first Triton
+    call registers its own (importing this package does not: Triton is an optional extra, imported when
+    first needed), so a torch.jit.trace'd module holding them loads in a new process only after this
+    ("Unknown builtin op: bicyclegan::instance_norm_act"). Needs Triton."""
+    if not triton_available():
+        raise ImportError("bicyclegan.kernels.register_ops needs Triton (pip install triton)")
+    from .avg_pool_triton import OP as POOL
+    from .norm_act_triton import OP as NORM
+    from .zinject_triton import ZCAT, ZCONV
+    return [name for op in (NORM, POOL, ZCAT, ZCONV) for name in (op._name, op._name + "_backward")]

@@ -546,17 +546,21 @@ def main(argv=None):
             p.error(str(e))
         print(f"tune: {args.out}: {added} entries added, {replaced} replaced from {args.merge}")
         return
+    # (before --sites, whose names come from a module that imports Triton: --dry-run --sites was always refused)
+    if args.dry_run:
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            p.error("--dry-run: set TRITON_INTERPRET=1 before triton is imported (or run it as a command)")
+        os.environ["TRITON_INTERPRET"] = "1"
+    from ._impl import triton_available
+    if not triton_available():  # (a traceback from deep inside the sweep)
+        p.error("tuning times the Triton kernels' launches: it needs Triton (pip install triton)")
     try:
         sites = site_filter(args.sites) if args.sites is not None else None
     except ValueError as e:
         p.error(str(e))
     if not args.out.parent.is_dir():
         p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
-    if args.dry_run:
-        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-            p.error("--dry-run: set TRITON_INTERPRET=1 before triton is imported (or run it as a command)")
-        os.environ["TRITON_INTERPRET"] = "1"
-    elif not torch.cuda.is_available():
+    if not args.dry_run and not torch.cuda.is_available():
         p.error("no CUDA device here: tuning times kernels on a GPU (--dry-run checks the code paths on CPU)")
     jobs = args.jobs if args.jobs is not None else (1 if args.dry_run else min(16, os.cpu_count() or 1))
     budget = args.budget_s if args.budget_s is not None else (

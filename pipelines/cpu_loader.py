@@ -256,7 +256,7 @@ def prefetch_to(batches, device, memory_format):
         yield ready(pending)
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the workers leave them to the loading process
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # the workers leave them to the loading process
 _WAITS_FOR_SIGNALS = hasattr(signal, "sigwaitinfo")  # Linux (not macOS)
 
 
@@ -292,7 +292,7 @@ def _end_unfinalised():
 
 
 def _leave_signals_to(loader_pid):
-    """SIGINT and SIGTERM end this worker only when `loader_pid` sends them (DataLoader's terminate,
+    """SIGINT, SIGTERM and SIGHUP end this worker only when `loader_pid` sends them (DataLoader's terminate,
     multiprocessing's exit), as torch's own SIGTERM handler does for its parent's. Sent to the whole
     process group (a terminal's Ctrl-C, torchrun's signal to each rank's group, SLURM's to every
     process of a job), they are the loading process's to act on: a training that stops cleanly
@@ -404,7 +404,7 @@ class TorchLoader(PairedLoader):
                     extra=ALIKE)
         return num_workers
 
-    def _batches(self):
+    def _batches(self, token):
         # The first pass forks the workers (then kept). What this process holds must never be collected
         # in them: a worker's collector would run the finalisers of the parent's garbage, e.g. a dropped
         # DALI pipeline, whose destructor then waits for ever for threads that do not exist in the child
@@ -425,6 +425,7 @@ class TorchLoader(PairedLoader):
                     self._record_skips(skipped)
                 yield batch
                 self._check_open()  # before the next batch is asked of workers close() ended
+                self._check_pass(token)  # (before: the workers' iterator a newer pass ran to its end said stop)
         except RuntimeError as err:
             if not str(err).startswith("DataLoader timed out"):
                 raise
@@ -480,8 +481,26 @@ class TorchLoader(PairedLoader):
         self._free()  # (the rest, as close() ends them; a new iterator starts the workers again)
 
     def __iter__(self):
+        self._check_open()  # (now: iter() of a closed loader is the error, as before)
+        return self._pass()
+
+    def _pass(self):
+        """A pass begins at its first batch, as the DALI loader's: its epoch is taken then (iter() took it at
+        once, and the sampler read it only at the first batch: two iterators made before either ran both
+        read the later epoch), and an older pass's iterator is over (_check_pass)."""
         epoch, start = self._begin_epoch()
         self._sampler.epoch, self._sampler.start = epoch, start * self.batch_size
+        self._active = token = object()
         if self.device.type == "cuda":
-            return prefetch_to(self._batches(), self.device, self.memory_format)
-        return (_unit_float_batch(batch, self.memory_format) for batch in self._batches())
+            yield from prefetch_to(self._batches(token), self.device, self.memory_format)
+        else:
+            for batch in self._batches(token):
+                yield _unit_float_batch(batch, self.memory_format)
+
+    def _check_pass(self, token):
+        """One pass at a time, as the DALI loader: the sampler and the workers' iterator are the loader's, so
+        two iterators open at once gave both the newer pass's epoch, or split its batches between them, the
+        older epoch never read (a newer pass started after a `break` left the older iterator yielding)."""
+        if self._active is not token:
+            raise RuntimeError("a newer pass over this loader has started; one pass at a time (this iterator is "
+                               "over)")

@@ -122,6 +122,9 @@ def _check_arguments(*, root, batch_size, rank, world_size, seed, num_workers, m
             device = torch.device(device)
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
+        if device.type not in ("cpu", "cuda"):  # (batches of 'mps' or 'meta' came on the CPU, without a word)
+            raise ValueError(f"device must be 'cpu' or a CUDA device such as 'cuda:0' (where the loaders hand their "
+                             f"batches), got {str(device)!r}: move the batches yourself")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r}, but torch sees no CUDA device here (use 'cpu')")
     if memory_format not in (torch.contiguous_format, torch.channels_last):

@@ -29,9 +29,12 @@ def run_json(benchmarks, when, commit="c0ffee0", device="Test GPU"):
 
 
 def write_history(history, runs, key="k"):
+    """The runs as one machine's history (their machine key the folder's, as make bench files them)."""
     folder = history / key / "Linux-CPython-3.12-64bit"
     folder.mkdir(parents=True)
     for i, data in enumerate(runs, 1):
+        data = json.loads(json.dumps(data))
+        data["machine_info"]["bicyclegan"]["key"] = key
         (folder / f"{i:04d}_{data['commit_info']['id']}_x.json").write_text(json.dumps(data))
 
 
@@ -222,12 +225,106 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
         "Test-GPU_check.log", "Test-GPU_kernels.json", "Test-GPU_profile.json", "Test-GPU_profile.txt",
         "Test-GPU_train_step.json"]
     assert "TABLE-TEXT" in (results / "Test-GPU_profile.txt").read_text()
-    assert track.ingest(src, history, results, commit="1234567abc").name.startswith("0002_")
+    with pytest.raises(track.TrackError, match=f"ingested already, as {entry}"):  # (it was a second entry)
+        track.ingest(src, history, results, commit="1234567abc")
     (src / "loader.json").write_text('{"benchmarks": [')  # cut off mid-write
     with pytest.raises(track.TrackError, match="loader.json: not valid JSON"):
         track.ingest(src, history, results, commit="x")
     with pytest.raises(track.TrackError, match="not a folder"):
         track.ingest(tmp_path / "missing", history, results, commit="x")
+
+
+def test_ingest_takes_each_figure_from_one_file_and_one_machines_files_alone(tmp_path):
+    # A rerun call's ours stood beside the first call's baselines as one run's ratios; a CPU run's file beside a
+    # GPU's was filed, and tabled, as the GPU's.
+    src, history, results = tmp_path / "out", tmp_path / "history", tmp_path / "results"
+    src.mkdir()
+    (src / "train_step.json").write_text(json.dumps(run_json(
+        [bench("step", "ours", 5.0, gate="eager"), bench("step", "eager", 20.0), bench("step", "compile", 8.0),
+         bench("na", "ours", 1.0), bench("na", "eager", 3.0)], "2026-03-04T05:00:00", "unversioned")))
+    (src / "train_step_rerun.json").write_text(json.dumps(run_json(
+        [bench("step", "ours", 4.0, gate="eager"), bench("step", "eager", 12.0)], "2026-03-04T06:00:00",
+        "unversioned")))
+    (src / "zz_cpu.json").write_text(json.dumps(run_json([bench("cpu", "ours", 1.0)], "2026-03-04T07:00:00",
+                                                         device="Some CPU")))
+    with pytest.raises(track.TrackError, match=r"files of 2 machines \(Test-GPU.*: train_step.json, Some-CPU.*: "
+                                               r"zz_cpu.json\); ingest each machine's apart"):
+        track.ingest(src, history, results, commit="1234567")
+    assert not history.exists() and not results.exists()  # (nothing copied before the refusal)
+    (src / "zz_cpu.json").unlink()
+    run = track.load_run(track.ingest(src, history, results, commit="1234567"))
+    # step: the rerun's rows alone (its process's); na: the first call's, which the rerun did not measure
+    assert run["figures"]["step"]["rows"] == {"ours": 4.0, "eager": 12.0}
+    assert run["figures"]["na"]["rows"] == {"ours": 1.0, "eager": 3.0}
+
+
+def test_a_scratch_history_keeps_to_its_own_results_and_a_dry_run_to_its_own_history(tmp_path, monkeypatch,
+                                                                                    capsys):
+    # plot and ingest of a scratch --history wrote over the committed plots and GPU files of bench/results; and the
+    # dry-run refusal compared the paths unresolved: `--history bench/history --results bench/results` from the
+    # checkout's root put a dry run in the real history. (The checkout's folders and README stood in for by
+    # the test's: a regression writes there, not into the repository.)
+    own = tmp_path / "checkout"
+    monkeypatch.setattr(track, "HISTORY", own / "bench" / "history")
+    monkeypatch.setattr(track, "RESULTS", own / "bench" / "results")
+    monkeypatch.setattr(track, "README", own / "README.md")
+    write_history(tmp_path / "scratch", [step_run(10, 20, 15, "2026-01-01T00:00")])
+    assert track.main(["--history", str(tmp_path / "scratch"), "plot"]) == 2
+    assert "is not bench/history: give --results DIR too" in capsys.readouterr().err
+    src = tmp_path / "out"
+    src.mkdir()
+    data = step_run(5, 20, 10, "2026-03-04T05:09:00")
+    data["machine_info"]["bicyclegan"]["dry_run"] = True
+    (src / "train_step.json").write_text(json.dumps(data))
+    (own / "bench").mkdir(parents=True)
+    monkeypatch.chdir(own)
+    assert track.main(["--history", "bench/history", "--results", "bench/results", "ingest", str(src)]) == 2
+    assert "output of a dry run, kept out of bench/history" in capsys.readouterr().err
+    assert list((own / "bench").iterdir()) == []
+
+
+def test_compare_judges_runs_of_the_same_settings_against_committed_ones_and_says_an_unchecked_gate(tmp_path):
+    # (a) a clean rerun of a commit was judged against a run of uncommitted edits of it (the only other run);
+    # (b) a run of other settings (the figure's `what`: width 8 against width 32) was the baseline;
+    # (c) a gate whose row was not measured (DALI's, without DALI) passed without a word.
+    def run(ours, eager, when, what="width 32", dirty=False, rows=True):
+        data = run_json([bench("step", "ours", ours, gate="eager", what=what),
+                         *([bench("step", "eager", eager)] if rows else [])], when)
+        data["commit_info"]["dirty"] = dirty
+        return data
+    runs = [track.load_run(p) for p in _paths(tmp_path, [
+        run(10, 20, "2026-01-01"), run(10, 50, "2026-01-02", dirty=True), run(10, 20, "2026-01-03")])]
+    assert track.compare(runs)[1] == []  # (against the dirty run's 5.0x it fell 60 %)
+    assert "[c0ffee0 2026-01-01]" in track.compare(runs)[0][1]
+    other = tmp_path / "other"
+    other.mkdir()
+    runs = [track.load_run(p) for p in _paths(other, [run(10, 50, "2026-01-01", what="width 8"),
+                                                       run(10, 20, "2026-01-02")])]
+    lines, regressions = track.compare(runs)
+    assert regressions == [] and "previous" not in lines[1]  # (no run of its settings before it)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    lines, _ = track.compare([track.load_run(p) for p in _paths(gone, [run(10, 20, "2026-01-01", rows=False)])])
+    assert "    gate row eager not measured in this run: its gate is not checked" in lines
+
+
+def test_bad_histories_are_one_line_errors(tmp_path, capsys):
+    history = tmp_path / "history"
+    history.mkdir()
+    for argv in (["compare", "--all"], ["readme", "--readme", str(tmp_path / "R.md")]):  # (empty: passed, or
+        assert track.main(["--history", str(history), *argv]) == 2, argv  # replaced the table by an empty one)
+        assert "no machine's runs in it" in capsys.readouterr().err
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00")])
+    foreign = step_run(10, 20, 15, "2026-01-02T00:00")  # another machine's run in k's folder
+    (history / "k" / "Linux-CPython-3.12-64bit" / "0002_c0ffee0_x.json").write_text(json.dumps(foreign))
+    assert track.main(["--history", str(history), "compare", "--machine", "k"]) == 2
+    assert "0002_c0ffee0_x.json: a run of machine Test-GPU" in capsys.readouterr().err
+    for broken in ({"benchmarks": None}, {"benchmarks": [bench("s", "ours", "abc")]},
+                   {"benchmarks": [], "commit_info": "x"}):
+        path = tmp_path / "broken.json"
+        path.write_text(json.dumps(broken))
+        with pytest.raises(track.TrackError, match="broken.json: "):  # (tracebacks from deep inside)
+            track.load_run(path)
 
 
 def test_ingest_of_a_dry_run_says_how_to_rehearse_it(tmp_path, capsys):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -226,6 +227,17 @@ def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "unknown argument '--dryrun' (expected --dry-run and/or one of compile, dali, rerun)" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
+def test_the_check_itself_is_refused_at_once_without_a_gpu(tmp_path):
+    # Run without --dry-run on a CPU it spent about 8 minutes, re-pointed the environment's editable install at
+    # the checkout (pip install -e .) first, and wrote CPU figures that ingest took for a GPU check's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "rerun"], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "OUT": str(tmp_path / "out"), "PY": sys.executable}, timeout=120)
+    assert proc.returncode == 2 and proc.stdout.startswith("gpu_check: no CUDA GPU here"), proc.stdout + proc.stderr
+    assert "--dry-run" in proc.stdout and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("pip_rc", [1, 0])

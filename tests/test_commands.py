@@ -594,3 +594,23 @@ def test_an_evaluation_for_another_model_made_before_the_first_run_reads_a_loade
     other = ev.of(other_model)
     first = ev.run(2, seed=1)
     assert other.run(2, seed=1) == Evaluation(other_model, demo_root, **options).run(2, seed=1) != first
+
+
+def test_a_max_pixels_over_pils_limit_is_taken_by_the_commands_and_said_in_python(demo_root, tmp_path, monkeypatch):
+    # PIL refuses to decode over its own limit (89 M pixels; over twice it, an error): train --max_pixels 1e8 was
+    # a ValueError traceback, the advice "raise that too" unfollowable from the command line, and a model trained
+    # so could not be sampled. Here PIL's limit is scaled to the 64 x 32 files (2,048 pixels, over twice 1,000).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    run = tmp_path / "r"
+    args = ["--netG", "unet", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4",
+            "--netE", "resnet_128", "--netD", "basic_128_multi", "--netD2", "basic_128_multi", "--impl", "ref",
+            "--batch_size", "2", "--max_steps", "1", "--no-progress", "--num_workers", "1", "--backend", "torch"]
+    assert main(["train", "--dataroot", str(demo_root), "--out", str(run), *args, "--max_pixels", "5000"]) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "s"), "--num", "2", "--n_samples", "1"]) == 0
+    assert len(list((tmp_path / "s" / "images").glob("*.png"))) == 2 * 4  # input, ground truth, encoded, one z
+    assert Image.MAX_IMAGE_PIXELS == 1000  # the process's own limit again after each command
+    with pytest.raises(ConfigError, match=r"^max_pixels=5,000 is over PIL's own limit \(PIL\.Image\.MAX_IMAGE_PIXELS "
+                                          r"= 1,000\), under which files are decoded: in Python, raise that too "):
+        sample(run / "checkpoints" / "latest.pt", out=tmp_path / "p", num=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # raised, as the message says
+    sample(run / "checkpoints" / "latest.pt", out=tmp_path / "p", num=2, progress=False)

@@ -15,6 +15,7 @@ import torch._inductor.config
 import torch.nn as nn
 
 from bicyclegan.kernels import (
+    AvgPool2d,
     InstanceNormAct2d,
     ZConcatConv2d,
     avg_pool_triton,
@@ -354,3 +355,32 @@ def test_compiled_training_step_equals_eager(variant, impl):
         for k in nets[n]:
             torch.testing.assert_close(c_nets[n][k], nets[n][k], rtol=1e-4, atol=1e-6,
                                        msg=lambda m, k=k, n=n: f"{n}.{k}: {m}")
+
+
+LOAD_TRACE = """import sys, torch, bicyclegan.kernels as kernels
+names = kernels.register_ops() if sys.argv[2] == "registered" else []
+x, want = torch.load(sys.argv[1] + ".io")
+got = torch.jit.load(sys.argv[1])(x)
+print(sorted(names), float((got - want).abs().max()))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning")
+def test_a_saved_trace_with_the_kernels_loads_in_a_new_process_once_their_ops_are_registered(tmp_path):
+    # The docs said importing bicyclegan.kernels was enough: its custom ops are registered by their first Triton
+    # call, so a new process could not load the trace ("Unknown builtin op: bicyclegan::instance_norm_act").
+    import subprocess
+    import sys
+    net = nn.Sequential(InstanceNormAct2d(2, act="relu", impl="triton"), AvgPool2d(3, 2, 1, impl="triton"))
+    ref = nn.Sequential(InstanceNormAct2d(2, act="relu", impl="ref"), AvgPool2d(3, 2, 1, impl="ref"))
+    path = tmp_path / "trace.pt"
+    torch.jit.trace(net, torch.randn(1, 2, 8, 8)).save(str(path))
+    x = torch.randn(3, 2, 10, 6)
+    torch.save((x, ref(x)), str(path) + ".io")
+    runs = {how: subprocess.run([sys.executable, "-c", LOAD_TRACE, str(path), how], capture_output=True, text=True)
+            for how in ("imported", "registered")}
+    assert "Unknown builtin op: bicyclegan::instance_norm_act" in runs["imported"].stderr
+    names, err = runs["registered"].stdout.rsplit(" ", 1)
+    assert runs["registered"].returncode == 0 and float(err) < 1e-5, runs["registered"].stderr
+    assert names == str(sorted(f"bicyclegan::{op}{end}" for op in ("instance_norm_act", "avg_pool2d", "z_concat_act",
+                                                                     "z_concat_conv") for end in ("", "_backward")))

@@ -141,10 +141,18 @@ def test_netG_unet_halves_as_long_as_both_sides_are_even(h, w, depth):
     assert model(crop_size=h, crop_width=w).unet_depth == depth
 
 
-@pytest.mark.parametrize("h,w,times", [(34, 34, 1), (36, 34, 1), (34, 36, 1), (33, 32, 0), (32, 33, 0)])
-def test_a_size_that_halves_fewer_than_two_times_is_refused(h, w, times):
-    refused(lambda: model(crop_size=h, crop_width=w),
-            f"num_downs={times} must be >= 2 (crop size {h}x{w} halves only {times} times)")
+@pytest.mark.parametrize("h,w,times,fix", [(34, 34, 1, "32x32"), (36, 34, 1, "36x32"), (34, 36, 1, "32x36"),
+                                           (33, 32, 0, "32x32"), (32, 33, 0, "32x32"), (50, 30, 1, "48x28")])
+def test_a_size_that_halves_fewer_than_two_times_is_refused(h, w, times, fix):
+    # netG=unet derives num_downs from the size: the message named num_downs, an option the user never gave, and
+    # not the size to give
+    refused(lambda: model(netG="unet", crop_size=h, crop_width=w),
+            f"crop size {h}x{w} halves only {times} time{'s' if times != 1 else ''}: netG=unet takes its depth from "
+            f"the size, and needs sides that are multiples of 4 or more (2 levels); use a size such as {fix}")
+    assert model(netG="unet", crop_size=int(fix.split("x")[0]), crop_width=int(fix.split("x")[1])).unet_depth >= 2
+    refused(lambda: model(netG="unet", crop_size=h, crop_width=w, num_downs=2),  # given, and named
+            f"crop size {h}x{w} is not a multiple of 2^num_downs = 4 (netG=unet, num_downs=2); use a size such as "
+            f"{max(4, h // 4 * 4)}x{max(4, w // 4 * 4)}")  # (not "num_downs <= 1", which no size takes)
 
 
 @pytest.mark.parametrize("netG,h,w,m,depth,fix,most", [

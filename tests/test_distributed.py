@@ -1197,6 +1197,9 @@ REFUSED_ALIKE = [
     # one broken training file)
     (["train", "--out", "r", "--dataroot", "data", "--dry-run", *DRY_RUN],
      "bicyclegan train: DatasetError: 1 bad file(s) in data/train:"),
+    # and the training itself, its group made, the ranks sharing the files' checks (each printed the whole list)
+    (["train", "--out", "r3", "--dataroot", "data2", *DRY_RUN],
+     "bicyclegan train: DatasetError: 1 bad file(s) in data2/train:"),
     (["compare", "a.pt", "--device", "cpu"],
      "bicyclegan compare: ConfigError: compare needs two models or more, got 1"),
     # the commands that do not share their work: each process would do it all, saying why
@@ -1226,6 +1229,8 @@ def launched(tmp_path_factory):
         data = make_demo_dataset(folder / "data", n_train=16, n_test=0, n_val=4, size=32, seed=0)
         for f in (data / "train" / "00003.png", data / "val" / "00001.png"):
             f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        data2 = make_demo_dataset(folder / "data2", n_train=16, n_test=0, n_val=4, size=32, seed=0)
+        (data2 / "train" / "00005.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
         (folder / "in_use" / "r").mkdir(parents=True)
         locks.append(os.open(folder / "in_use" / "r" / ".lock", os.O_RDWR | os.O_CREAT))
         fcntl.flock(locks[-1], fcntl.LOCK_EX)

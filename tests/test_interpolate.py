@@ -195,6 +195,21 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     assert not list(out.glob("images/*.mp4")) and list(out.glob("images/*.gif"))  # mp4=None: only when installed
 
 
+def test_more_frames_than_a_strip_can_hold_are_refused_before_any_work(tmp_path, demo_root):
+    # --frames 100000 (a typo for 10) computed for over 5 minutes toward a strip of 500,001 frames, millions of
+    # pixels wide; at most 1,000 frames per input, counted from the segments or the references given.
+    with pytest.raises(ConfigError, match=r"^5 segments x frames=200 \+ 1 = 1001 frames per input: at most 1000 "):
+        interpolate(tiny(demo_root), out=tmp_path / "a", frames=200, progress=False)
+    refs = iter(range(12))  # (counted without being spent)
+    with pytest.raises(ConfigError, match=r"^11 segments x frames=100 \+ 1 = 1101 frames"):
+        interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=refs, frames=100, progress=False)
+    assert not (tmp_path / "a").exists()
+    # The most: 1,000 frames (999 segments of one frame)
+    out = interpolate(tiny(demo_root), out=tmp_path / "b", num=1, segments=999, frames=1, progress=False,
+                      mp4=False)
+    assert len(json.loads((out / "path.json").read_text())["codes"]) == 1000
+
+
 def test_a_seed_or_segments_that_make_no_code_are_refused(tmp_path, demo_root, capsys):
     # --seed 3 with --path encoded, or --segments 9 with --refs 0,1, were taken and changed nothing (path.json
     # said seed null; the path had one segment), as --refs with --path random is refused

@@ -71,6 +71,35 @@ def test_dry_run_writes_a_table_the_kernels_accept(tmp_path):
     assert len(_configs.read_table(out, CPU)) == len(expected)
 
 
+NO_TRITON = """import sys
+class Block:  # Triton not installed (an optional extra)
+    def find_spec(self, name, path=None, target=None):
+        if name == "triton" or name.startswith("triton."):
+            raise ImportError("No module named 'triton'")
+sys.meta_path.insert(0, Block())
+from bicyclegan.kernels import tune
+sys.argv = ["tune", "--dry-run", "--out", sys.argv[1]]
+tune.main()
+"""
+
+
+def test_a_dry_run_of_some_sites_runs_as_a_command_and_one_without_triton_says_what_it_needs(tmp_path):
+    # --dry-run --sites was always refused ("set TRITON_INTERPRET=1 before triton is imported (or run it as a
+    # command)", run as a command): --sites's names come from a module that imports Triton, read first. Without
+    # Triton the dry run was a ModuleNotFoundError traceback from inside the sweep.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # (a command starts without it)
+    out = tmp_path / "pool.json"
+    proc = subprocess.run([sys.executable, "-m", "bicyclegan.kernels.tune", "--out", str(out), "--dry-run", "--quick",
+                           "--sites", "pool"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {text.split("|")[0] for text in json.loads(out.read_text())["entries"]} == {"pool.fwd", "pool.bwd"}
+    proc = subprocess.run([sys.executable, "-c", NO_TRITON, str(tmp_path / "t.json")], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        "error: tuning times the Triton kernels' launches: it needs Triton (pip install triton)"), proc.stderr
+    assert not (tmp_path / "t.json").exists()
+
+
 def test_spent_budget_skips_the_rest_and_still_writes_a_table(tmp_path):
     out = tmp_path / "t.json"
     table = tune.sweep(out, dry_run=True, budget_s=0.0, log=lambda *a: None)

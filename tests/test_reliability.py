@@ -390,7 +390,12 @@ def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
                                                            variant="cvae"), "ck.pt"), CheckpointError,
             "ck.pt holds other networks than this run's: ngf: checkpoint 4 vs now 8; U-Net depth: checkpoint 5 vs "
             "now 6; variant: checkpoint 'bicycle' vs now 'cvae' (start from it with its model options, e.g. its "
-            "dataset's --preset, make_config's preset in Python)")
+            "dataset's --preset, make_config's preset in Python; --fresh_D trains new discriminators of this run's "
+            "options and variant)")
+    # With new discriminators the variant may change (cVAE-GAN's G and E, then BicycleGAN: an ablation's next step)
+    for variant in ("cvae", "clr", "pix2pix"):
+        check_same_networks(saved, make_config("reference", **TINY, variant=variant), "ck.pt",
+                            discriminators_free=True)
     refused(lambda: check_same_networks({**saved, "lr": 0}, make_config("reference", **TINY), "ck.pt"),
             CheckpointError, "ck.pt: its stored config is not valid for this version: lr=0 must be a finite number > 0")
 
@@ -700,6 +705,48 @@ def test_evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run(tmp
     assert main(["train", "--dry-run", "--out", str(run), "--resume", "--eval_every", "0"]) == 0
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["eval_every"] == 0 and resumed["fid_weights"] == "i.pth"
+
+
+@pytest.mark.parametrize("given, said", [
+    (["--variant", "cvae", "--lambda_z", "3", "--lambda_GAN2", "5", "--netD2", "basic_256"],
+     "--lambda_GAN2, --netD2 change nothing: only variant bicycle has a second discriminator D2 (on its random-z "
+     "branch); cvae's one is --netD, weighted by --lambda_GAN; --lambda_z changes nothing: only variants bicycle and "
+     "clr have the latent regression |E(G(A, z)) - z|, not cvae; leave them out"),
+    (["--variant", "cae", "--lambda_kl", "0.1"], "--lambda_kl changes nothing: only variants bicycle and cvae have the "
+     "KL term, not cae (cae encodes z = mu, without it); leave it out"),
+    (["--variant", "clr", "--lambda_L1", "5"], "--lambda_L1 changes nothing: variant clr has no image L1 (the paper's "
+     "cLR-GAN: G's image term is the GAN's alone); leave it out"),
+    (["--variant", "pix2pix", "--nef", "16", "--use_same_D"], "--use_same_D changes nothing: only variant bicycle "
+     "has two discriminators to share; --nef changes nothing: variant pix2pix has no encoder; leave them out"),
+    (["--use_same_D", "--netD2", "basic_128"], "--netD2 changes nothing: use_same_D makes D serve both branches: no "
+     "D2 is built; leave it out"),
+    (["--use_dropout"], "--use_dropout changes nothing: G's dropout goes on its levels between the 5th and the bottom "
+     "one, as in the reference, and this U-Net of 5 levels (32x32) has none (64 px: one); leave it out"),
+    (["--lambda_GAN2", "0", "--netD2", "basic_128"], "--netD2 changes nothing: lambda_GAN2=0 leaves out the random-z "
+     "branch's GAN term: no D2 is built; leave it out"),
+    (["--num_Ds", "1", "--netD", "basic_128", "--netD2", "basic_128"], "--num_Ds changes nothing: it counts the "
+     "scales of a multi-scale discriminator (*_multi), and netD=basic_128 and netD2=basic_128 have one each; leave "
+     "it out"),
+    (["--variant", "cvae", "--num_Ds", "1", "--netD", "basic_128"], "--num_Ds changes nothing: it counts the "
+     "scales of a multi-scale discriminator (*_multi), and netD=basic_128 has one; leave it out"),
+])
+def test_an_objective_option_the_variant_has_no_use_for_is_refused(tmp_path, capsys, given, said):
+    # A researcher's ablation: train --variant cvae --lambda_z 3 trained on, config.json recording a term the run
+    # never had. Refused, as other options that change nothing are, before the run folder.
+    run = tmp_path / "run"
+    # (--impl ref --eval_every 0: were it taken, a step of seconds, not the demo's Triton under the interpreter)
+    assert main(["train", "--out", str(run), *given, "--max_steps", "1", "--no-eval", "--no-progress", "--impl", "ref",
+                 "--eval_every", "0"]) == 2
+    assert capsys.readouterr().err.strip() == f"bicyclegan train: ConfigError: {said}"
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("given", [
+    ["--variant", "cvae", "--lambda_kl", "0.1", "--lambda_GAN", "2", "--no-use_same_D"],  # (a switch given off)
+    ["--variant", "clr", "--lambda_z", "1"], ["--variant", "bicycle", "--lambda_GAN2", "0", "--netD", "basic_128"],
+    ["--num_Ds", "1", "--netD", "basic_128", "--netD2", "basic_128_multi"], ["--use_dropout", "--crop_size", "64"]])
+def test_the_options_the_variant_uses_are_taken(capsys, given):
+    assert main(["train", "--dry-run", *given]) == 0, capsys.readouterr().err
 
 
 def test_train_refuses_eval_samples_given_for_a_model_without_z_before_the_run_folder(tmp_path, capsys):

@@ -77,6 +77,12 @@ def test_chart_maps_steps_and_values_onto_the_plot_box():
 def test_chart_leaves_out_what_it_cannot_draw():
     assert "no finite values" in svg_chart("D", [], [])
     assert len(polyline(svg_chart("flat", [1, 2], [5.0, 5.0]))) == 2  # a constant is drawn, not divided by 0
+    # All zero (a coverage of 0 early on): an axis from 0 to 1, the curve at its foot; it had ticks down to -1
+    zero = ET.fromstring(svg_chart("coverage", [1, 2], [0.0, 0.0]))
+    labels = [float(t.text) for t in zero.iter(f"{SVG}text") if t.get("class") == "yl"]
+    assert min(labels) == 0 and max(labels) == 1
+    bottom = CHART_H - PAD_B
+    assert [y for _, y in polyline(svg_chart("coverage", [1, 2], [0.0, 0.0]))] == pytest.approx([bottom] * 2)
 
 
 def test_a_long_log_is_drawn_as_an_envelope_of_bounded_size_keeping_spikes_and_the_latest_value(tmp_path):
@@ -553,6 +559,72 @@ def test_a_diverged_run_says_so_and_stray_grid_files_or_a_cut_log_line_break_not
     assert "G_L1 <tspan class=\"v\">not finite at step 3</tspan>" in page  # not the last finite value
 
 
+@pytest.mark.parametrize("found_by", ["grid", "evaluation", "save"])
+def test_a_divergence_found_between_log_intervals_is_logged_and_reported(tmp_path, demo_root, found_by):
+    # Weights gone non-finite at step 3, the log interval every 4: the grid of step 3 (an all-black NaN grid was
+    # written and shown as the latest), its evaluation or its save found it and raised, leaving log.jsonl and
+    # report.html at the last interval (or none at all): a run folder that looked alive, the steps unlogged.
+    import torch
+
+    from bicyclegan.engine import DivergenceError
+    every = {"grid": "sample_every", "evaluation": "eval_every", "save": "save_every"}[found_by]
+    kw = {"sample_every": 100, "save_every": 100, **{every: 3}}
+    t = Trainer(tiny_cfg(tmp_path / "r", demo_root, max_steps=4, log_every=4, **kw), progress=False,
+                tensorboard=found_by == "save" and _has_tensorboard())
+
+    def step(batch):  # G_L1 = k, D = 2k; G's weights non-finite from step 3
+        k = t.step + 1
+        if k == 3:
+            with torch.no_grad():
+                next(t.model.G.parameters()).view(-1)[0] = float("nan")
+        return {"G_L1": torch.tensor(float(k)), "D": torch.tensor(2.0 * k)}
+    t.model.train_step = step
+    with pytest.raises(DivergenceError, match=r"^training diverged at step 3 \(epoch 2\): .*non-finite weights in G"
+                                              r".*; try a lower --lr$"):  # (not "or --amp off": it is off)
+        t.train()
+    t.cfg.amp = "bf16"
+    assert str(t._diverged("x")).endswith("; try a lower --lr or --amp off")
+    run = tmp_path / "r"
+    (row,) = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert row["step"] == 3 and row["diverged"] is True and (row["G_L1"], row["D"]) == (2.0, 4.0)  # (1+2+3) / 3
+    page = (run / "report.html").read_text()
+    assert "<b>Training diverged</b> at step 3" in page
+    assert not list((run / "samples").glob("step_*.png")) and not (run / "checkpoints" / "latest.pt").exists()
+    if t.tb:
+        ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+        ea = ea_mod.EventAccumulator(str(run / "tensorboard"))
+        ea.Reload()
+        assert [(e.step, e.value) for e in ea.Scalars("loss/G_L1")] == [(3, 2.0)]
+
+
+def _has_tensorboard():
+    try:
+        import tensorboard  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def test_a_non_finite_loss_reaches_tensorboard_as_such(tmp_path, demo_root):
+    # TensorBoard's curves ended at the last finite value (a None, JSON's stand-in, was left out): the divergence
+    # had no sign there, where TensorBoard draws NaN and inf.
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    import torch
+
+    from bicyclegan.engine import DivergenceError
+    t = Trainer(tiny_cfg(tmp_path / "r", demo_root, max_steps=4, log_every=1, sample_every=100, save_every=100),
+                progress=False, tensorboard=True)
+    t.model.train_step = lambda batch: {"G_L1": torch.tensor(float("inf") if t.step == 1 else 1.0),
+                                        "D": torch.tensor(float("nan") if t.step == 1 else 1.0)}
+    with pytest.raises(DivergenceError, match="at step 2 .*non-finite G_L1 = inf, D = nan"):
+        t.train()
+    ea = ea_mod.EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    ea.Reload()
+    g, d = ([(e.step, e.value) for e in ea.Scalars(tag)] for tag in ("loss/G_L1", "loss/D"))
+    assert g[0] == (1, 1.0) and g[1][0] == 2 and g[1][1] == math.inf
+    assert d[0] == (1, 1.0) and d[1][0] == 2 and math.isnan(d[1][1])
+
+
 def test_axis_labels_tell_their_ticks_apart_and_steps_stay_whole():
     # 3 significant digits labelled a steady images/s five times "2.41e+03" and a flat loss four
     # times "7.55"; a run of one logged step had x ticks at 0.5 and 1.5; a long run's read 1.2e+06.
@@ -614,16 +686,18 @@ def test_grid_rows_check_only_the_inputs_they_read(tmp_path, monkeypatch):
     assert t.grid_split == "train" and checked == [12, 5]  # the training loader, then the grid's
 
 
-@pytest.mark.parametrize("variant, nz, cols", [
-    ("bicycle", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
-    ("clr", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
-    ("cae", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout"),
-    ("pix2pix", 8, "input, ground truth, the same random codes z throughout"),
-    ("pix2pix", 0, "input, ground truth, the output"),
+@pytest.mark.parametrize("variant, nz, cols, n_samples", [
+    ("bicycle", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout", 5),
+    ("clr", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout", 5),
+    ("cae", 8, "input, ground truth, encoded G(A, E(B)), the same random codes z throughout", 5),
+    ("pix2pix", 8, "input, ground truth, the same random codes z throughout", 5),
+    ("pix2pix", 0, "input, ground truth, the output", 5),
+    ("bicycle", 8, "input, ground truth, encoded G(A, E(B))", 0),  # (train --n_samples 0: no random z column)
+    ("pix2pix", 0, "input, ground truth, the output", 0),
 ])
-def test_the_grid_caption_names_the_variants_columns(variant, nz, cols):
+def test_the_grid_caption_names_the_variants_columns(variant, nz, cols, n_samples):
     from bicyclegan.engine.report import _grid_caption
-    got = _grid_caption({"variant": variant, "model": {"nz": nz}}, {"grid_split": "val"})
+    got = _grid_caption({"variant": variant, "model": {"nz": nz}, "n_samples": n_samples}, {"grid_split": "val"})
     assert got == f"Rows: the same inputs of val/ in every grid; columns: {cols}."
 
 
@@ -810,6 +884,16 @@ def test_a_diverged_runs_charts_share_its_steps_and_mark_where_it_broke(tmp_path
     assert g[-1][0] == pytest.approx(left + (8 - 2) / (10 - 2) * (right - left), abs=0.1)
     assert polyline(curves.chart("D"))[-1][0] == pytest.approx(right, abs=0.1)
     assert "Training diverged</b> at step 10" in report_mod.render_report("r", curves, [], None, None)
+    # The evaluations' charts mark it too ("every chart marking the step": they did not)
+    evals = [{"step": s, "split": "val", "n_inputs": 4, "n_samples": 1, "seed": 0, "encoded_l1": 0.5 - s / 100}
+             for s in (4, 8)]
+    page = report_mod.render_report("r", curves, [], None, {"eval_every": 4, "model": {"nz": 0}}, validation=evals)
+    section = page[page.index("<h2>Validation</h2>"):page.index("<h2>Sample grids</h2>")]
+    (svg,) = [ET.fromstring(s) for s in re.findall(r"<svg.*?</svg>", section)]
+    marks = [float(ln.get("x1")) for ln in svg.iter(f"{SVG}line") if ln.get("x1") == ln.get("x2")]
+    assert marks == [pytest.approx(right)] and any(t.text == "diverged" for t in svg.iter(f"{SVG}text"))
+    # a model without z (nz 0) has one output per input: "x 1 random z" said a code it has not
+    assert "the first 4 inputs x its one output (seed 0)" in section
 
 
 def test_a_results_pages_label_comes_from_the_files_its_command_wrote(tmp_path):

@@ -1,17 +1,21 @@
-"""Stopping a training by signal: the first SIGINT or SIGTERM ends the iteration in progress (under
-torchrun: the ranks go on to the next log interval, where they agree), writes checkpoints/latest.pt
-and the report, and stops with TrainingStopped (SIGTERM) or a KeyboardInterrupt caused by one
-(SIGINT); the command exits 143 / 130 with one line. In-process runs send the signals from a
-stand-in step at known steps; subprocess runs send real ones to the command, its loader workers
-included (the terminal's Ctrl-C reaches the whole process group), and to a torchrun launch."""
+"""Stopping a training by signal: the first SIGINT, SIGTERM or SIGHUP ends the iteration in progress
+(under torchrun: the ranks go on to the next log interval, where they agree), writes
+checkpoints/latest.pt and the report, and stops with TrainingStopped (SIGTERM, SIGHUP) or a
+KeyboardInterrupt caused by one (SIGINT); the command exits 143 / 129 / 130 with one line.
+In-process runs send the signals from a stand-in step at known steps; subprocess runs send real
+ones to the command, its loader workers included (the terminal's Ctrl-C reaches the whole process
+group), to a torchrun launch, and close the command's terminal."""
 import contextlib
 import copy
+import errno
 import json
 import logging
 import multiprocessing
 import os
 import pickle
+import pty
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -42,18 +46,19 @@ from bicyclegan.engine.trainer import mean_over_ranks, train_launch
 from bicyclegan.pipelines import make_demo_dataset
 from bicyclegan.pipelines.atomic import temp_files
 
-TERM, INT = signal.SIGTERM, signal.SIGINT
+TERM, INT, HUP = signal.SIGTERM, signal.SIGINT, signal.SIGHUP
 
 
 @pytest.fixture(autouse=True)
 def _sigterm_fails_the_test():
-    """A SIGTERM that reaches the test process's own handler (no handler of the trainer took it: a
-    regression) fails the test, where SIGTERM's default would end pytest."""
+    """A SIGTERM or SIGHUP that reaches the test process's own handler (no handler of the trainer took it:
+    a regression) fails the test, where their default would end pytest."""
     def unexpected(signum, frame):
-        raise AssertionError("a SIGTERM reached the process's own handler")
-    previous = signal.signal(TERM, unexpected)
+        raise AssertionError(f"a {signal.Signals(signum).name} reached the process's own handler")
+    previous = {sig: signal.signal(sig, unexpected) for sig in (TERM, HUP)}
     yield
-    signal.signal(TERM, previous)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +103,7 @@ def logged(run):
 
 
 def handlers():
-    return signal.getsignal(INT), signal.getsignal(TERM)
+    return signal.getsignal(INT), signal.getsignal(TERM), signal.getsignal(HUP)
 
 
 # -- one process --------------------------------------------------------------------------------------
@@ -140,6 +145,17 @@ def test_sigint_raises_a_keyboard_interrupt_caused_by_the_stop(tmp_path, data):
     assert stopped_by(KeyboardInterrupt()) is None and stopped_by(ValueError()) is None
 
 
+def test_a_hang_up_stops_as_a_sigterm_does(tmp_path, data):
+    # The terminal closed (an ssh connection dropped, without nohup or tmux): SIGHUP's default ended the
+    # run at once, the steps since its last checkpoint lost (15 of them in a demo run's first seconds).
+    run = tmp_path / "r"
+    with pytest.raises(TrainingStopped) as stop:
+        trainer(run, data, at=3, send=[HUP, TERM], log_every=4).train()  # (the second changes nothing)
+    assert (stop.value.signal, stop.value.step) == (HUP, 3)
+    assert str(stop.value).startswith("stopped by SIGHUP at step 3 (epoch 1): checkpoint written to ")
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3
+
+
 def test_training_stopped_crosses_a_process_boundary():
     # Pickled as a process pool, or a SLURM launcher's result file, returns an exception: it was
     # unpickled by calling TrainingStopped(message), a TypeError that hid the stop.
@@ -173,11 +189,11 @@ def test_a_stop_under_torchrun_says_the_torchrun_launch_that_resumes_it(monkeypa
 
 def test_the_readmes_stop_line_is_the_one_printed():
     readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
-    said = re.search(r"exits with (\d+) \(SIGTERM: (\d+)\) and one line, `(stopped by [^`]+)`", readme)
-    assert said and (int(said[1]), int(said[2])) == (128 + INT, 128 + TERM)
+    said = re.search(r"exits with (\d+) \(SIGTERM: (\d+), SIGHUP: (\d+)\) and one line, `(stopped by [^`]+)`", readme)
+    assert said and (int(said[1]), int(said[2]), int(said[3])) == (128 + INT, 128 + TERM, 128 + HUP)
     # N, E: numbers; ...: the checkpoint; X: the run folder
     pattern = "".join(r"\d+" if part in ("N", "E") else r"\S+" if part in ("...", "X") else re.escape(part)
-                      for part in re.split(r"(\b[NEX]\b|\.\.\.)", said[3]))
+                      for part in re.split(r"(\b[NEX]\b|\.\.\.)", said[4]))
     e = TrainingStopped(TERM, 12, 1, Path("runs/mine/checkpoints/latest.pt"), Path("runs/mine"))
     assert re.fullmatch(pattern, str(e)), (pattern, str(e))
 
@@ -230,6 +246,39 @@ def test_a_closed_output_stops_the_run_as_a_sigterm_does_its_checkpoint_written(
     assert (stop.value.signal, stop.value.step) == (TERM, 3)  # the write of step 3's line broke
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3 and logged(run) == [1, 2, 3]
     assert len(t.progress.stream.written) == 4 and not t.progress.enabled and not t.progress.notes
+
+
+class _HungUpTerminal(_ClosedPipe):
+    """A terminal closed after `lines` writes: writing to it fails with EIO, as a tty does after its hang-up."""
+
+    def write(self, text):
+        if len(self.written) >= self.lines:
+            raise OSError(errno.EIO, "Input/output error")
+        self.written.append(text)
+
+    def isatty(self):
+        return True
+
+
+def test_a_closed_terminal_stops_the_run_as_a_sigterm_does_its_checkpoint_written(tmp_path, data):
+    # After a hang-up the progress line's write raised OSError (EIO) out of the training step: the run ended with
+    # a traceback to no one, the steps since the last checkpoint lost (where SIGHUP came with the terminal's
+    # closing, it is the stop's signal; where the process ignored it, nohup-less but detached, this stops it).
+    run = tmp_path / "r"
+    t = trainer(run, data, log_every=1, save_every=100)
+    t.progress.enabled, t.progress.stream = True, _HungUpTerminal(lines=4)
+    t.progress.tty = True
+    with pytest.raises(TrainingStopped) as stop:
+        t.train()
+    assert (stop.value.signal, stop.value.step) == (TERM, 3)
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3 and logged(run) == [1, 2, 3]
+    assert not t.progress.enabled and not t.progress.notes
+    other = _HungUpTerminal(lines=0)
+    other.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+    t = trainer(tmp_path / "s", data, log_every=1, save_every=100)
+    t.progress.enabled, t.progress.stream = True, other
+    with pytest.raises(OSError, match="No space"):  # another error of the stream is not a closed output
+        t.train()
 
 
 def test_a_command_whose_output_closes_ends_quietly_with_sigpipes_status(tmp_path, monkeypatch, capsys):
@@ -341,7 +390,7 @@ def test_handlers_are_installed_while_training_only_and_restored_on_every_exit(t
     record_handlers(t, during)
     t.train()
     assert handlers() == before and len(during) == 2
-    assert all(h == (t._stop._handle,) * 2 and h[0] != before[0] for h in during)
+    assert all(h == (t._stop._handle,) * 3 and h[0] != before[0] for h in during)
 
     def failing(batch):
         raise RuntimeError("a bug in the step")
@@ -381,10 +430,10 @@ def test_trained_from_another_thread_the_process_keeps_its_handling(tmp_path, da
     assert done == [tmp_path / "r"] and during == [before] * 3 and handlers() == before
 
 
-@pytest.mark.parametrize("sig", [INT, TERM])
+@pytest.mark.parametrize("sig", [INT, TERM, HUP])
 def test_a_signal_the_process_ignores_stays_ignored(tmp_path, data, sig):
     # A script's background job (`bicyclegan train ... &`) starts with SIGINT ignored, so that the
-    # script's Ctrl-C leaves it alone; Python keeps that, and so does the training.
+    # script's Ctrl-C leaves it alone; Python keeps that, and so does the training (`nohup` ignores SIGHUP).
     previous = signal.signal(sig, signal.SIG_IGN)
     try:
         t = trainer(tmp_path / "r", data, at=3, send=[sig], max_steps=5)
@@ -431,11 +480,11 @@ def test_ranks_stop_together_at_the_next_log_interval(tmp_path, data, monkeypatc
     cases = [  # (this rank's signal at step 5, the other rank's by step 8) -> the stop at 8, log_every 4
         ([TERM], None, TERM), ([], INT, INT), ([INT], TERM, TERM), ([], None, None)]
     for i, (mine, other, want) in enumerate(cases):
-        def all_reduce(total, other=other):
+        def all_reduce(total, other=other, sent=trainer_module.StopSignals.SIGNALS):
             theirs = total.clone()
-            theirs[-2:] = 0
+            theirs[-len(sent):] = 0
             if other is not None and float(total[0]) == (5 + 6 + 7 + 8):  # the interval ending at step 8
-                theirs[-2 + (other == TERM)] = 1
+                theirs[-len(sent) + sent.index(other)] = 1
             total += theirs
         monkeypatch.setattr(dist, "all_reduce", all_reduce)
         run = tmp_path / f"r{i}"
@@ -487,10 +536,11 @@ def _signals_worker(rank, world, port, out_dir, sent):
 
 @pytest.mark.slow
 def test_the_signals_ride_in_the_losses_all_reduce(tmp_path):
-    sent = [(None, None), (None, INT), (TERM, None), (INT, TERM), (INT, INT)]
+    sent = [(None, None), (None, INT), (TERM, None), (INT, TERM), (INT, INT), (HUP, None), (INT, HUP), (HUP, TERM)]
     spawn_ranks(_signals_worker, (2, _free_port(), str(tmp_path), sent))
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
-    assert r0 == r1 == [[{"G_L1": 3.5}, stop] for stop in (None, "SIGINT", "SIGTERM", "SIGTERM", "SIGINT")]
+    assert r0 == r1 == [[{"G_L1": 3.5}, stop] for stop in (None, "SIGINT", "SIGTERM", "SIGTERM", "SIGINT", "SIGHUP",
+                                                           "SIGHUP", "SIGTERM")]
 
 
 # -- the command, with real signals ---------------------------------------------------------------------
@@ -571,6 +621,39 @@ def test_a_signal_to_the_process_group_stops_the_command_with_workers_and_it_res
             assert torch.equal(got[net][k], want[net][k]), f"{net}.{k}"
     rows = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
     assert [r["G_L1"] for r in rows] == [json.loads(ln)["G_L1"] for ln in (cli_data / "s" / "log.jsonl").open()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_closed_terminal_stops_the_command_with_its_checkpoint_and_it_resumes(cli_data, env, progress):
+    # An ssh connection dropped: the kernel hangs up the terminal's session, SIGHUP, whose default ended the
+    # run (15 steps lost in a demo run's first seconds); after it, every write to the terminal fails (EIO): the
+    # progress line's and the stop's own line, which ended the command with a traceback (status 1).
+    run = cli_data / "r"
+    cmd = [sys.executable, "-m", "bicyclegan.engine.cli", "train", "--dataroot", str(cli_data / "data"), *TINY_ARGS,
+           "--out", "r", "--max_steps", "400", "--log_every", "1"]
+    if progress:
+        cmd.remove("--no-progress")
+    pid, terminal = pty.fork()  # the child: a session of its own, led by it, whose terminal this is
+    if pid == 0:
+        try:
+            os.chdir(cli_data)
+            os.execve(cmd[0], cmd, env)
+        finally:
+            os._exit(127)
+    seen, end = b"", time.time() + 120
+    while time.time() < end and len(logged(run) if (run / "log.jsonl").exists() else []) < 2:
+        if select.select([terminal], [], [], 0.05)[0]:  # (read, so that a full terminal blocks no write)
+            seen += os.read(terminal, 65536)
+    os.close(terminal)  # the terminal goes away: its session is hung up
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + HUP, (status, seen.decode(errors="replace"))
+    step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    assert step >= 2 and logged(run)[-1] == step
+    done = subprocess.run([sys.executable, "-m", "bicyclegan.engine.cli", "train", "--out", "r", "--resume",
+                           "--max_steps", str(step + 1)], cwd=cli_data, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and logged(run)[-1] == step + 1, done.stderr
 
 
 # Saves take two seconds here: the second Ctrl-C lands in the stop's save for sure.
@@ -816,14 +899,16 @@ def test_another_local_rank_stops_silently_five_polls_after_torchrun_and_once(la
 # -- the torch loader's workers ---------------------------------------------------------------------------
 LOADER = """import multiprocessing, os, signal, subprocess, sys, time
 from bicyclegan.pipelines import make_loader
-signal.signal(signal.SIGTERM, lambda *a: None)  # the loading process acts on it (as a stopping training)
+SENT = signal.Signals[sys.argv[2]]
 loader = make_loader(sys.argv[1], batch_size=4, load_size=32, crop_size=32, backend="torch", num_workers=2,
                      device="cpu")
 batches = 0
 for batch in loader:
     batches += 1
+    if batches == 1:  # the loading process acts on it (as a stopping training); set once the workers run, whose
+        signal.signal(SENT, lambda *a: None)  # copy of a handler set before would have taken it as well
     if batches == 2:  # from another process, to the whole group, as a terminal or SLURM sends it
-        subprocess.run(["kill", "-TERM", "--", f"-{os.getpgrp()}"], check=True, start_new_session=True)
+        subprocess.run(["kill", f"-{SENT.name[3:]}", "--", f"-{os.getpgrp()}"], check=True, start_new_session=True)
         time.sleep(1)
 workers = multiprocessing.active_children()
 alive = [w.is_alive() for w in workers]
@@ -834,8 +919,11 @@ print(batches, alive, workers[0].exitcode, workers[1].is_alive())
 
 
 @pytest.mark.slow
-def test_loader_workers_leave_a_signal_to_the_group_to_the_loading_process(cli_data, env):
-    done = subprocess.run([sys.executable, "-c", LOADER, str(cli_data / "data")], env=env, capture_output=True,
+# HUP: a shell passes its terminal's hang-up on to its jobs
+@pytest.mark.parametrize("sig", [TERM, INT, HUP], ids=["TERM", "INT", "HUP"])
+def test_loader_workers_leave_a_signal_to_the_group_to_the_loading_process(cli_data, env, sig):
+    done = subprocess.run([sys.executable, "-c", LOADER, str(cli_data / "data"), sig.name], env=env,
+                          capture_output=True,
                           text=True, timeout=120, start_new_session=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "8 [True, True] 0 True"  # every batch of the epoch (32 pairs / 4)

@@ -4,6 +4,7 @@ step returns made-up losses and takes made-up times), the steps that sample and 
 its edges, each rank's own z stream and the start-up refusals at their boundaries. Most runs use
 the stand-in step, so a dozen iterations take a fraction of a second (from the mutation pass of
 docs/mutation-engine.md)."""
+import hashlib
 import json
 import shutil
 import types
@@ -104,6 +105,19 @@ def test_log_lines_hold_the_intervals_means_and_images_per_second_across_a_resum
         assert r["epoch"] == (r["step"] - 1) // STEPS_PER_EPOCH
 
 
+def test_images_per_second_leave_out_the_time_of_grids_evaluations_and_saves(tmp_path, data, clock, monkeypatch):
+    # Each step takes 0.1 s; a grid, an evaluation and a save each take 5 s, at step 2: the interval's images/s
+    # read 4 x 4 / 15.4 (the training at a tenth of its speed, a sawtooth in the report), for 4 x 4 / 0.4.
+    t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=8, log_every=4, sample_every=2, save_every=2, eval_every=2,
+                         eval_num=1, eval_samples=1), progress=False)
+    stand_in(t, clock, lambda k: 0.1)
+    for name in ("sample", "validate", "save"):
+        real = getattr(t, name)
+        monkeypatch.setattr(t, name, lambda *a, real=real, **k: (setattr(clock, "t", clock.t + 5.0), real(*a, **k))[1])
+    t.train()
+    assert [r["img_per_s"] for r in read_log(tmp_path / "r")] == [pytest.approx(4 * 4 / 0.4)] * 2
+
+
 def test_samples_and_checkpoints_come_at_their_steps(tmp_path, data, monkeypatch):
     # 3 epochs of 4 steps (niter 2 + niter_decay 1); stopped at 9, then resumed to the end (12).
     saves, grids = [], []
@@ -182,6 +196,36 @@ def test_resume_on_a_dataset_of_another_size_but_as_many_batches_is_refused(tmp_
     moved = tmp_path / "moved"  # the same data elsewhere resumes (--dataroot may change)
     data_copy = shutil.copytree(data, moved)
     Trainer(tiny_cfg(tmp_path / "r", data_copy, max_steps=4, sample_every=100), resume=True, progress=False).train()
+
+
+def test_resume_on_other_files_of_as_many_samples_is_refused_and_a_copy_elsewhere_resumes(tmp_path, data):
+    # Another dataset of as many pairs (--dataroot changed at the resume): the run went on, every epoch's order
+    # a permutation of other images. The reference's datasets name their files alike (1_AB.jpg, ...), as the demo's
+    # do: their sizes tell them apart; a file renamed does by its name.
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, data, max_steps=2, sample_every=100), progress=False).train()
+    other = make_demo_dataset(tmp_path / "other", n_train=16, n_test=2, size=32, seed=1)
+    assert sorted(p.name for p in (other / "train").iterdir()) == sorted(p.name for p in (data / "train").iterdir())
+    renamed = shutil.copytree(data, tmp_path / "renamed")
+    first = sorted((renamed / "train").iterdir())[0]
+    first.rename(first.with_name("zz" + first.name))
+    said = (r"latest\.pt was written by a run on other training files: the names or sizes of the 16 samples in "
+            r"\S+ \(relative to it\) are not the run's; resuming replays the epoch's order, which needs the same "
+            r"images \(a copy of the dataset elsewhere is fine\); to train on this data, start a new run from its "
+            r"weights with --init_from$")
+    for root in (other, renamed):
+        with pytest.raises(CheckpointError, match=said):
+            Trainer(tiny_cfg(run, root, max_steps=4), resume=True, progress=False)
+        with pytest.raises(CheckpointError, match=said):  # (--dry-run's checks)
+            trainer_module.check_start(tiny_cfg(run, root, max_steps=4), resume=True)
+    # A copy elsewhere resumes: the names are taken relative to the data folder
+    copy = shutil.copytree(data, tmp_path / "elsewhere" / "copy")
+    Trainer(tiny_cfg(run, copy, max_steps=4, sample_every=100), resume=True, progress=False).train()
+    # The digest is of the names and sizes in the loader's order, computed here independently
+    digest = hashlib.sha256()
+    for path in sorted((copy / "train").glob("*.png")):  # (palettes.json beside them: the demo's answers)
+        digest.update(f"train/{path.name}\0{path.stat().st_size}\0".encode())
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["samples_digest"] == digest.hexdigest()
 
 
 def test_a_resume_with_another_config_is_refused_before_the_data_is_read(tmp_path, data, monkeypatch):
@@ -359,6 +403,36 @@ def test_going_back_to_an_earlier_checkpoint_makes_it_the_runs_latest(tmp_path, 
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["abandoned_after_step_4", "epoch_1.pt",
                                                                         "latest.pt"]
     assert {p.name: _step_of(p) for p in aside.iterdir()} == {"epoch_2.pt": 8, "epoch_3.pt": 12, "latest.pt": 12}
+
+
+def test_going_back_shows_the_kept_steps_not_the_abandoned_ones(tmp_path, data):
+    # Back to epoch 1 (step 4) of a finished run of 12 steps: report.html still said "step 12 of 12", charted the
+    # abandoned steps and embedded their grids (the PNGs deleted), samples/latest.png was step 12's to the byte,
+    # and a demo run's eval.json of the final weights was shown as the run's evaluation, until the next grid, or
+    # for good had the resumed run died first.
+    run = tmp_path / "r"
+    kw = dict(niter=2, niter_decay=1, log_every=1, save_every=100, sample_every=2, save_epoch_freq=1)
+    t = Trainer(tiny_cfg(run, data, **kw), progress=False)
+    stand_in(t)
+    step = t.model.train_step
+
+    def moving(batch):  # each step moves G's output, so that each grid differs
+        with torch.no_grad():
+            next(t.model.G.parameters()).add_(0.5)
+        return step(batch)
+    t.model.train_step = moving
+    t.train()
+    grids = [(run / "samples" / f"step_{k:07d}.png").read_bytes() for k in (4, 12)]
+    assert grids[0] != grids[1] and (run / "samples" / "latest.png").read_bytes() == grids[1]
+    (run / "eval.json").write_text('{"coverage": 0.5}')  # (as a demo run's end writes it)
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False)  # from latest.pt: nothing past it
+    assert (run / "eval.json").exists() and "step 12 of 12" in (run / "report.html").read_text()
+    Trainer(tiny_cfg(run, data, **kw), progress=False, resume=True, epoch=1)  # before any iteration:
+    assert (run / "samples" / "latest.png").read_bytes() == grids[0]
+    assert not (run / "eval.json").exists()
+    page = (run / "report.html").read_text()
+    assert "step 4 (epoch 1)" in page and "step_0000006.png" not in page and "step_0000004.png" in page
+    assert ">G_L1 <tspan class=\"v\">4</tspan>" in page  # the kept log's last value, step 4's (G_L1 = k)
 
 
 def _files(folder):
@@ -592,3 +666,20 @@ def test_a_refused_new_run_leaves_no_run_folder(tmp_path, data, monkeypatch, cas
         Trainer(tiny_cfg(out, data, **options), progress=False, tensorboard=tensorboard)
     assert str(refused.value).startswith(said.format(data=data)), str(refused.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_to_delete_its_folder(tmp_path, data):
+    # "no checkpoint was written before it: start the run again", and the same command again was refused (the
+    # folder holds a run that never saved).
+    from tiny import break_at_step
+    broken = shutil.copytree(data, tmp_path / "data")
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, broken, max_steps=4, save_every=100, sample_every=100), progress=False)
+    break_at_step(t, 1, *sorted((broken / "train").glob("*.png")))
+    with pytest.raises(DatasetError, match=f"no checkpoint was written before it: delete {run} and start the run "
+                                           r"again \(with --skip_bad"):
+        t.train()
+    with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
+        Trainer(tiny_cfg(run, data, max_steps=4), progress=False)
+    shutil.rmtree(run)  # as said
+    Trainer(tiny_cfg(run, data, max_steps=2, save_every=100, sample_every=100), progress=False).train()

@@ -127,6 +127,31 @@ def test_interrupt_with_epoch_checkpoints_only_says_to_continue_from_the_latest_
     assert "nothing to resume" not in err
 
 
+def test_an_interrupt_under_torchrun_is_said_once_with_the_launch_that_resumes(tmp_path, monkeypatch, capsys):
+    # Ctrl-C reaches every rank: each printed the line, with the one-process command (which the run's checkpoint
+    # refuses), and before the run's folder existed it said to delete it.
+    from bicyclegan.engine import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    out = tmp_path / "r"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    said = {}
+    for rank, made in (("1", False), ("0", False), ("0", True), ("1", True)):
+        monkeypatch.setenv("RANK", rank)
+        if made:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (out / "checkpoints" / "latest.pt").write_bytes(b"")  # (its name is what is read)
+        assert cli.main(["train", "--out", str(out)]) == 130
+        said[rank, made] = capsys.readouterr().err
+    assert said["1", False] == said["1", True] == ""
+    assert said["0", False] == "interrupted before the run's first checkpoint: nothing to resume\n"
+    assert said["0", True] == (f"interrupted; the latest checkpoint is intact: torchrun --nproc_per_node 2 -m "
+                               f"bicyclegan.engine.cli train --out {out} --resume\n")
+
+
 def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
     # evaluate, interpolate and serve cut each image into halves and compared with the right one.
     cfg_root, phase, layout, _ = inference_data(tiny_cfg(run, plain), None)
@@ -1011,6 +1036,25 @@ def test_the_progress_line_counts_epochs_as_the_epoch_checkpoints_do(tmp_path, d
     assert "step 8 of 8 (epoch 2 of 2)" in (out / "report.html").read_text()
 
 
+def test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses(monkeypatch):
+    # 140 columns at 7 losses, never shortened: a terminal of 100 wrapped it, and each update stacked a row; the KL
+    # term (near 1e-7 at first) read "kl 0.000" at three decimals.
+    from bicyclegan.engine.trainer import Progress
+    losses = {"G_GAN": 1.403, "G_L1": 7.5736, "kl": 6.716e-06, "G_GAN2": 1.452, "z_L1": 0.436, "D": 0.819, "D2": 0.871}
+    shown = {}
+    for columns, tty in ((100, True), (300, True), (100, False)):
+        monkeypatch.setenv("COLUMNS", str(columns))  # (shutil.get_terminal_size reads it first)
+        p = Progress(4000, stream=io.StringIO())
+        p.tty = tty
+        p.update(15, 0, 44.6, losses)
+        shown[columns, tty] = p.stream.getvalue()
+    narrow, wide, piped = shown[100, True], shown[300, True], shown[100, False]
+    assert narrow.startswith("\r") and narrow.endswith("\x1b[K") and len(narrow[1:-3]) == 99  # the last column free
+    assert narrow[1:-3] == wide[1:-3].replace(" [....................]", "")[:98] + "…"  # the bar first, then the end
+    assert wide[1:-3].endswith("| G_GAN 1.403 G_L1 7.574 kl 6.716e-06 G_GAN2 1.452 z_L1 0.436 D 0.819 D2 0.871")
+    assert piped == wide[1:-3] + "\n"  # not a terminal: the whole line, as log lines
+
+
 def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsys):
     # --no-progress ("no progress bar") also hid "training on ..." and the data line.
     out = tmp_path / "q"
@@ -1193,6 +1237,28 @@ def test_init_from_with_fresh_discriminators_of_other_options(source, data, tmp_
     assert Trainer(tiny_cfg(tmp_path / "h", data, init_from=source, lambda_GAN2=0.0), progress=False).model.D2 is None
     with pytest.raises(ConfigError, match="fresh_D=True gives a run that starts from a checkpoint's weights"):
         Trainer(tiny_cfg(tmp_path / "e", data, fresh_D=True), progress=False)
+
+
+def test_init_from_another_variant_takes_its_generator_and_encoder_with_fresh_discriminators(source, data,
+                                                                                               tmp_path):
+    # BicycleGAN from a cVAE-GAN's G and E (or back): refused even with --fresh_D, which builds new discriminators
+    # anyway, and the advice ("its dataset's --preset") could not change the variant.
+    state = read_checkpoint(source / "checkpoints" / "latest.pt")  # (bicycle's)
+    with pytest.raises(CheckpointError, match=r"variant: checkpoint 'bicycle' vs now 'cvae' .*--fresh_D trains new "
+                                              r"discriminators of this run's options and variant\)$"):
+        Trainer(tiny_cfg(tmp_path / "a", data, variant="cvae", max_steps=1, init_from=source), progress=False)
+    for variant in ("cvae", "clr", "pix2pix"):
+        t = Trainer(tiny_cfg(tmp_path / variant, data, variant=variant, max_steps=1, init_from=source, fresh_D=True),
+                    progress=False)
+        for name in ("G", "E") if variant != "pix2pix" else ("G",):
+            for key, value in getattr(t.model, name).state_dict().items():
+                assert torch.equal(value, state["nets"][name][key]), (variant, name, key)
+        t.train()
+    # A variant without an encoder lends none: said as such (it said to pass --fresh_D, given already)
+    with pytest.raises(CheckpointError, match=r"holds no E \(its run trained none\), which this run trains: variant "
+                                              r"pix2pix has no encoder to start bicycle's from; start this run afresh"):
+        Trainer(tiny_cfg(tmp_path / "b", data, max_steps=1, init_from=tmp_path / "pix2pix", fresh_D=True),
+                progress=False)
 
 
 def test_fresh_discriminators_on_a_resumed_run_are_refused_not_dropped(source, tmp_path, capsys):

@@ -24,7 +24,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
 from bicyclegan.engine.evaluate import Evaluation, evaluate
 from bicyclegan.engine.runtime import Dist
-from bicyclegan.engine.trainer import Trainer
+from bicyclegan.engine.trainer import Trainer, check_start
 from bicyclegan.pipelines import make_demo_dataset
 
 ev_module = importlib.import_module("bicyclegan.engine.evaluate")  # the module, not the function
@@ -497,6 +497,20 @@ def test_what_the_data_cannot_measure_is_refused_before_the_first_step(tmp_path,
                                           r"needs the demo data"):
         Trainer(tiny_cfg(tmp_path / "b", plain, eval_every=2, eval_metrics="palette"), progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # a refused start leaves no folder
+    # Evaluations that measure nothing (eval_log.jsonl's rows all null): no diversity from one output per input,
+    # no encoded L1 without E; --dry-run's checks say it too. Either measure alone is enough.
+    nothing = r"^eval_every=2: the evaluations would measure nothing \(l1\): no diversity where "
+    for kw, why in ((dict(variant="pix2pix", nz=0), r"a model without z \(nz 0\) has one output per input; and no "
+                                                    "encoded L1 without an encoder E; add fid"),
+                    (dict(variant="pix2pix", eval_samples=1), "eval_samples=1 draws one output per input; and no "
+                                                              "encoded L1 without an encoder E; --eval_samples 2 or "
+                                                              r"more, add fid \(--eval_metrics l1,fid\)")):
+        with pytest.raises(ConfigError, match=nothing + why):
+            Trainer(tiny_cfg(tmp_path / "c", plain, eval_every=2, **kw), progress=False)
+        with pytest.raises(ConfigError, match=nothing + why):
+            check_start(tiny_cfg(tmp_path / "c", plain, eval_every=2, **kw))
+    for kw in (dict(variant="bicycle", eval_samples=1), dict(variant="pix2pix", eval_samples=2)):
+        check_start(tiny_cfg(tmp_path / "c", plain, eval_every=2, **kw))  # encoded L1, or diversity
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ Users' own data at its edges, and the gloo group's ending (DE01-DE39): files tha
 are not UTF-8 (DALI, the galleries), what the walk leaves out said, torch 2.5's gloo ending, fuse_norm_act's
 double_backward, --no-skip_bad, A/ and B/ paired by NFC names; from a second pass over
 runs, resumes and the commands after training (DE17-DE39). Results: docs/mutation-engine.md, "Users' own
-data at its edges, and the gloo group's ending".
+data at its edges, and the gloo group's ending". Session 36's user passes (US01-US57): docs/mutation-engine.md,
+"Hang-ups, divergences between log intervals, and options that change nothing".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
@@ -239,6 +240,50 @@ SPLIT_GONE = ["tests/test_validation.py::test_a_held_out_split_deleted_mid_run_i
 FIRST_BAD = ["tests/test_pipelines_errors.py::test_no_usable_image_among_the_first_max_dataset_size_says_the_rest_"
              "were_not_looked_at"]
 NAMES_EMPTY = ["tests/test_compare.py::test_names_default_unique_and_given"]
+
+# session 36's user passes (US01-US57): hang-ups, interpolation's frames, resumes onto other files, PIL's limit,
+# divergences between log intervals, the progress line, images/s, resumes' views, evaluations of nothing,
+# torchrun's refusals said once, objective options a variant has no use for, init_from across variants
+ST, RP = "tests/test_stop.py::test_", "tests/test_report.py::test_"
+HANG_UP = [ST + "a_hang_up_stops_as_a_sigterm_does", ST + "a_closed_terminal_stops_the_run_as_a_sigterm_does_its_"
+           "checkpoint_written", ST + "a_closed_terminal_stops_the_command_with_its_checkpoint_and_it_resumes",
+           ST + "loader_workers_leave_a_signal_to_the_group_to_the_loading_process", ST + "the_signals_ride_in_the_"
+           "losses_all_reduce", ST + "handlers_are_installed_while_training_only_and_restored_on_every_exit"]
+FRAMES = ["tests/test_interpolate.py::test_more_frames_than_a_strip_can_hold_are_refused_before_any_work"]
+OTHER_FILES = ["tests/test_trainer_loop.py::test_resume_on_other_files_of_as_many_samples_is_refused_and_a_copy_"
+               "elsewhere_resumes"]
+PIL_LIMIT = ["tests/test_commands.py::test_a_max_pixels_over_pils_limit_is_taken_by_the_commands_and_said_in_python"]
+BETWEEN = [RP + "a_divergence_found_between_log_intervals_is_logged_and_reported",
+           RP + "a_non_finite_loss_reaches_tensorboard_as_such"]
+MARKED = [RP + "a_diverged_runs_charts_share_its_steps_and_mark_where_it_broke"]
+CAPTION = [RP + "the_grid_caption_names_the_variants_columns"]
+ZERO_AXIS = [RP + "chart_leaves_out_what_it_cannot_draw"]
+FITS = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses"]
+ASIDE = ["tests/test_trainer_loop.py::test_images_per_second_leave_out_the_time_of_grids_evaluations_and_saves"]
+VIEWS = ["tests/test_trainer_loop.py::test_going_back_shows_the_kept_steps_not_the_abandoned_ones"]
+NOTHING = ["tests/test_validation.py::test_what_the_data_cannot_measure_is_refused_before_the_first_step"]
+ONCE = ["tests/test_distributed.py::test_under_torchrun_a_refusal_every_process_meets_alike_is_one_line"]
+INTERRUPT = ["tests/test_user_paths.py::test_an_interrupt_under_torchrun_is_said_once_with_the_launch_that_resumes"]
+DELETE = ["tests/test_trainer_loop.py::test_a_run_stopped_before_its_first_checkpoint_says_to_delete_its_folder"]
+UNUSED = ["tests/test_reliability.py::test_an_objective_option_the_variant_has_no_use_for_is_refused",
+          "tests/test_reliability.py::test_the_options_the_variant_uses_are_taken"]
+VARIANTS = ["tests/test_user_paths.py::test_init_from_another_variant_takes_its_generator_and_encoder_with_fresh_"
+            "discriminators", "tests/test_reliability.py::test_fine_tuning_may_change_sizes_dropout_and_init_but_not_"
+            "the_networks"]
+HALVES = ["tests/test_config.py::test_a_size_that_halves_fewer_than_two_times_is_refused"]
+ONE_PASS = ["tests/test_pipelines_formats.py::test_two_iterators_of_the_torch_loader_open_at_once_are_one_pass_at_a_"
+            "time", "tests/test_pipelines_formats.py::test_a_pass_started_while_an_earlier_iterator_lives_reads_the_"
+            "whole_epoch"]
+DEVICE = ["tests/test_pipelines_formats.py::test_bad_arguments_are_one_line_errors"]
+TK, TB = "bench/track.py", "tests/test_bench.py::test_"
+INGEST = [TB + "ingest_takes_each_figure_from_one_file_and_one_machines_files_alone",
+          TB + "ingest_merges_a_check_into_one_history_entry"]
+SCRATCH = [TB + "a_scratch_history_keeps_to_its_own_results_and_a_dry_run_to_its_own_history"]
+SETTINGS = [TB + "compare_judges_runs_of_the_same_settings_against_committed_ones_and_says_an_unchecked_gate"]
+BAD_HISTORY = [TB + "bad_histories_are_one_line_errors"]
+NO_GPU = ["tests/test_bench_gpu_check.py::test_the_check_itself_is_refused_at_once_without_a_gpu"]
+TUNE_CMD = ["tests/test_kernel_tune.py::test_a_dry_run_of_some_sites_runs_as_a_command_and_one_without_triton_says_"
+            "what_it_needs"]
 NO_SKIP = ["tests/test_user_paths.py::test_a_model_trained_with_skip_bad_is_evaluated_strictly_with_no_skip_bad"]
 
 # (id, file, original text, mutant text, tests)
@@ -854,6 +899,93 @@ MUTANTS = [
      'all bad: the rest were not looked at)" if False else "")', FIRST_BAD),
     ('DE34', "engine/compare.py", ' + (f", {given.count(\'\')} of them empty" if "" in given else "")', '',
      NAMES_EMPTY),
+    # session 36's user passes (US01-US57)
+    ('US01', TR, '    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)',
+     '    SIGNALS = (signal.SIGINT, signal.SIGTERM)', HANG_UP),
+    ('US02', IO, 'return isinstance(error, BrokenPipeError) or error.errno == errno.EIO',
+     'return isinstance(error, BrokenPipeError)', HANG_UP),
+    ('US03', CLI, '            except OSError as error:  # the terminal closed',
+     '            except ZeroDivisionError as error:  # the terminal closed', HANG_UP),
+    ('US04', CL, 'STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}', 'STOP_SIGNALS = {signal.SIGINT, '
+     'signal.SIGTERM}', HANG_UP),
+    ('US05', TR, '(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if counts[sig]',
+     '(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if counts[sig]', HANG_UP),
+    ('US06', IP, '    if (n_frames := (n_codes - 1) * frames + 1) > MAX_FRAMES:', '    if False:', FRAMES),
+    ('US07', IP, '    refs = None if refs is None else list(refs)', '    pass', FRAMES),
+    ('US08', TR, '    if digest is not None and digest != samples_digest(loader.samples, root):', '    if False:',
+     OTHER_FILES),
+    ('US09', TR, ' + b"\\0%d\\0" % size)', ' + b"\\0")', OTHER_FILES),
+    ('US10', TR, 'digest.update(os.fsencode(os.path.relpath(p, root))', 'digest.update(os.fsencode(p)', OTHER_FILES),
+    ('US11', RT, '    if (pil := Image.MAX_IMAGE_PIXELS) is not None and data.max_pixels > pil:', '    if False:',
+     PIL_LIMIT),
+    ('US12', CLI, '    pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None',
+     '    pil_limit = Image.MAX_IMAGE_PIXELS', PIL_LIMIT),
+    ('US13', CLI, '        Image.MAX_IMAGE_PIXELS = pil_limit', '        pass', PIL_LIMIT),
+    ('US14', TR, '            self._log_divergence(log,', '            (lambda *a: None)(log,', BETWEEN),
+    ('US15', TR, 'the report\'s latest."""\n        if bad := self.model.nonfinite():',
+     'the report\'s latest."""\n        if False:', BETWEEN),
+    ('US16', TR, 'self.tb.log_row({**row, **{k: v for k, v in avg.items() if not math.isfinite(v)}})',
+     'self.tb.log_row(row)', BETWEEN),
+    ('US17', TR, '+ (" or --amp off" if self.cfg.amp != "off" else ""))', '+ " or --amp off")', BETWEEN),
+    ('US18', R, '_validation(validation or [], config, log.steps, log.diverged_at)',
+     '_validation(validation or [], config, log.steps)', MARKED),
+    ('US19', R, 'per_input = ("its one output" if', 'per_input = ("its one output" if False and', MARKED),
+    ('US20', R, '    elif (config or {}).get("n_samples", 1):  # (train', '    else:  # (train', CAPTION),
+    ('US21', R, '        y1 = 1.0\n', '        y0, y1 = -1.0, 1.0\n', ZERO_AXIS),
+    ('US22', TR, '        if len(line) > width:\n            line = line.replace(', '        if False:\n            '
+     'line = line.replace(', FITS),
+    ('US23', TR, 'f"{k} {v:.4g}" for k, v in losses.items()', 'f"{k} {v:.3f}" for k, v in losses.items()', FITS),
+    ('US24', TR, '                    aside += time.time() - t_aside', '                    aside += 0.0', ASIDE),
+    ('US25', TR, '        if later:\n            self._drop_later_views()', '        if False:\n            '
+     'self._drop_later_views()', VIEWS),
+    ('US26', TR, '        (self.run_dir / "eval.json").unlink(missing_ok=True)\n', '', VIEWS),
+    ('US27', TR, '            atomic_write(latest, lambda f: shutil.copyfileobj(src, f), what="sample grid")',
+     '            pass', VIEWS),
+    ('US28', TR, '        if not (diversity or encoded):', '        if False:', NOTHING),
+    ('US29', TR, '        encoded = "l1" in chosen and ev.model.E is not None and ev.has_B',
+     '        encoded = "l1" in chosen', NOTHING),
+    ('US30', FI, '    error.from_rank0 = rank > 0\n    return error', '    return error', ONCE),
+    ('US31', CLI, '        if world > 1 and os.environ.get("RANK", "0") != "0":\n            return 130',
+     '        if False:\n            return 130', INTERRUPT),
+    ('US32', CLI, '        elif Path(out).exists():', '        elif True:', INTERRUPT),
+    ('US33', CLI, 'intact: {train_launch(world)} --out', 'intact: bicyclegan train --out', INTERRUPT),
+    ('US34', TR, 'f"delete {shlex.quote(str(self.run_dir))} and start the run again" if',
+     '"start the run again" if', DELETE),
+    ('US35', CLI, 'if bad := [k for k in unused if k in given and given[k] is not False]:', 'if False:', UNUSED),
+    ('US36', CLI, 'if k in given and given[k] is not False]', 'if k in given]', UNUSED),
+    ('US37', CLI, '    elif cfg.lambda_GAN2 == 0:\n', '    elif False:\n', UNUSED),
+    ('US38', CLI, '    if m.unet_depth < 6:  # (networks.py', '    if m.unet_depth < 5:  # (networks.py', UNUSED),
+    ('US39', "engine/checkpoint.py", '    if theirs.variant != cfg.variant and not discriminators_free:',
+     '    if theirs.variant != cfg.variant:', VARIANTS),
+    ('US40', TR, 'if "E" in missing\n', 'if False\n', VARIANTS),
+    ('US41', CFG, '            if self.num_downs is None and self.netG == "unet":', '            if False:', HALVES),
+    ('US42', CFG, ' num_downs <= {most} (netG=unet derives it from the size)" if most >= 2 else ""))',
+     ' num_downs <= {most} (netG=unet derives it from the size)" if True else ""))', HALVES),
+    ('US43', CL, '                self._check_pass(token)  # (before: the workers\' iterator',
+     '                pass  # (', ONE_PASS),
+    ('US44', CL, '        self._active = token = object()',
+     '        self._active = token = getattr(self, "_active", None) or object()', ONE_PASS),
+    ('US45', "pipelines/loader.py", '        if device.type not in ("cpu", "cuda"):', '        if False:', DEVICE),
+    ('US46', TK, '    if len(keys) > 1:  # (one entry', '    if False:  # (one entry', INGEST),
+    ('US47', TK, '                            if not isinstance(b, dict) or newest.get((b.get("extra_info") or {}).get('
+     '"figure"), i) == i]', '                            ]', INGEST),
+    ('US48', TK, '            raise TrackError(f"{src}: ingested already, as {old}")',
+     '            pass', INGEST),
+    ('US49', TK, 'return (clean or [r for r in earlier if not r["dirty"]] or earlier or [None])[-1]',
+     'return (clean or earlier or [None])[-1]', SETTINGS),
+    ('US50', TK, '        having = [r for r in having if r["figures"][name]["what"] == fig["what"]]',
+     '        having = having', SETTINGS),
+    ('US51', TK, '        if fig["gate"] and fig["gate"] not in fig["rows"]:', '        if False:', SETTINGS),
+    ('US52', TK, '    if not _own(args.history, HISTORY) and _own(args.results, RESULTS):', '    if False:', SCRATCH),
+    ('US53', TK, 'allow_dry_run=not _own(args.history, HISTORY) and not _own(args.results, RESULTS))',
+     'allow_dry_run=args.history != HISTORY and args.results != RESULTS)', SCRATCH),
+    ('US54', TK, '    if stray := [r for r in runs if r["machine"].get("key", key) != key]:', '    if stray := []:',
+     BAD_HISTORY),
+    ('US55', TK, '    if not keys:\n        raise TrackError(f"{args.history}: no machine',
+     '    if False:\n        raise TrackError(f"{args.history}: no machine', BAD_HISTORY),
+    ('US56', "bench/gpu_check.sh", 'if [ $DRY = 0 ] && ! "$PY"', 'if false && ! "$PY"', NO_GPU),
+    ('US57', "kernels/tune.py", '    if not triton_available():  # (a traceback', '    if False:  # (a traceback',
+     TUNE_CMD),
 ]
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ EQUIVALENT: set[str] = {"MF01"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests); ids go on from docs/mutation-kernels.md's table
+REGISTER = ["tests/test_compile.py::test_a_saved_trace_with_the_kernels_loads_in_a_new_process_once_their_ops_"
+            "are_registered"]
 MUTANTS = [
     ('G07', CF, 'VARIANTS.update({site: set(ACTS) for site in ("zcat.fwd", "zcat.bwd")})\n',
      '', TUNE),
@@ -212,6 +214,10 @@ MUTANTS = [
     ('EZ04', NT, '        rstd = _rstd(_div(m2, HW * 1.0), eps)\n        _range_apply', '        rstd = _div(1.0, '
      'tl.sqrt_rn(_div(m2, HW * 1.0) + eps))\n        _range_apply', EPS0),
     ('JJ01', TF, '                if gone and any(', '                if False and any(', JJ),
+    # a saved trace loads in a new process once register_ops has registered every op (RG01)
+    ('RG01', "kernels/__init__.py",
+     '    from .avg_pool_triton import OP as POOL\n    from .norm_act_triton import OP as NORM\n',
+     '    from .norm_act_triton import OP as NORM\n    POOL = NORM\n', REGISTER),
 ]
 
 if __name__ == "__main__":
