@@ -1060,15 +1060,15 @@ def _run(args) -> int:
             return 1
         raise
     except KeyboardInterrupt:
+        # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
+        # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.
+        world = int(os.environ.get("WORLD_SIZE", "1")) if _under_torchrun() else 1
+        if world > 1 and os.environ.get("RANK", "0") != "0":
+            return 130
         if args.command != "train":
             print("interrupted", file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
-        # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, with the launch that resumes the run: each
-        # rank printed it, with the one-process command, which the run's checkpoint refuses.
-        world = int(os.environ.get("WORLD_SIZE", "1")) if _under_torchrun() else 1
-        if world > 1 and os.environ.get("RANK", "0") != "0":
-            return 130
         from .checkpoint import continue_option
         from .trainer import train_launch
         how = continue_option(Path(out) / "checkpoints")

@@ -150,6 +150,11 @@ def test_an_interrupt_under_torchrun_is_said_once_with_the_launch_that_resumes(t
     assert said["0", False] == "interrupted before the run's first checkpoint: nothing to resume\n"
     assert said["0", True] == (f"interrupted; the latest checkpoint is intact: torchrun --nproc_per_node 2 -m "
                                f"bicyclegan.engine.cli train --out {out} --resume\n")
+    monkeypatch.setattr(cli, "cmd_evaluate", interrupted)  # (evaluate's "interrupted" came once per rank too)
+    for rank, want in (("1", ""), ("0", "interrupted\n")):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(["evaluate", str(out)]) == 130
+        assert capsys.readouterr().err == want, rank
 
 
 def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
