@@ -371,7 +371,7 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     merged["commit_info"] = commit_info
     folder = history / key / pytest_benchmark_id(info)
     for old in folder.glob("[0-9][0-9][0-9][0-9]_*.json"):  # (the same folder ingested twice: a run twice)
-        if load_run(old)["datetime"] == merged["datetime"] and load_run(old)["commit"] == commit_info["id"]:
+        if (run := load_run(old))["datetime"] == merged["datetime"] and run["commit"] == commit_info["id"]:
             raise TrackError(f"{src}: ingested already, as {old}")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-")
     results.mkdir(parents=True, exist_ok=True)

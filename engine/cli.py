@@ -359,13 +359,8 @@ def cmd_train(args) -> int:
             raise
         end_group(trainer)
         if trainer.main:  # every rank stopped at the same step; one line
-            try:
-                print(stopped, file=sys.stderr)
-            except OSError as error:  # the terminal closed (the hang-up that stopped it): no one to read it
-                from .io import output_gone, to_devnull
-                if not output_gone(error):
-                    raise
-                to_devnull(sys.stderr)
+            from .io import say
+            say(sys.stderr, f"{stopped}\n")  # (to a terminal closed by the hang-up that stopped it: said to no one)
         return 128 + stopped.signal  # the shell's code for a death by the signal, which requeue scripts test
     end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main:
@@ -1062,7 +1057,7 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
         # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.
-        world = int(os.environ.get("WORLD_SIZE", "1")) if _under_torchrun() else 1
+        world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and os.environ.get("RANK", "0") != "0":
             return 130
         if args.command != "train":

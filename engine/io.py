@@ -46,10 +46,19 @@ def save_image(img, path, *, what: str = "image", temps: TempFiles | None = None
     return atomic_write(path, lambda f: img.save(f, format="PNG"), what=what, temps=temps)
 
 
-def output_gone(error: OSError) -> bool:
-    """Whether a write's `error` says its reader is gone: a pipe's (`| head`: EPIPE) or a closed terminal's
-    (EIO, once it hung up: an ssh connection dropped)."""
-    return isinstance(error, BrokenPipeError) or error.errno == errno.EIO
+def say(stream, text: str) -> bool:
+    """Write `text` to `stream` and flush it; False, the stream then pointed at /dev/null (later writes, and
+    the flush at exit, raise nothing), where its reader is gone: a pipe's (`| head`: EPIPE) or a closed
+    terminal's (EIO, once it hung up: an ssh connection dropped). Other errors raise."""
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except OSError as e:
+        if not (isinstance(e, BrokenPipeError) or e.errno == errno.EIO):
+            raise
+        to_devnull(stream)
+        return False
 
 
 def to_devnull(target) -> None:

@@ -61,8 +61,8 @@ from .io import (
     atomic_write,
     check_writable,
     make_folder,
-    output_gone,
     remove_made,
+    say,
     to_devnull,
     write_json,
     write_reason,
@@ -147,14 +147,8 @@ class Progress:
         the training step, which ended without a word, the steps since the last checkpoint lost, as a
         terminal closed (EIO, after its hang-up) did. Writes stop there (to /dev/null) and on_broken is
         called."""
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except OSError as e:
-            if not output_gone(e):
-                raise
+        if not say(self.stream, text):
             self.enabled = self.notes = False
-            to_devnull(self.stream)
             if self.on_broken is not None:
                 self.on_broken()
 
@@ -561,9 +555,10 @@ def samples_digest(samples: list, root: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_same_data(state: dict, path: Path, loader, root: Path) -> None:
+def _check_same_data(state: dict, path: Path, loader, root: Path, digest: str) -> None:
     """Refuse to continue the run of checkpoint `path` (its contents: state, past step 0) on data that reorders its
-    epochs: another count of batches an epoch or of samples, or other samples' names."""
+    epochs: another count of batches an epoch or of samples, or other samples' names or sizes (digest: the data's
+    samples_digest, made once by the caller)."""
     saved, now = state.get("steps_per_epoch"), len(loader)
     if saved is not None and saved != now:
         raise CheckpointError(
@@ -580,8 +575,8 @@ def _check_same_data(state: dict, path: Path, loader, root: Path) -> None:
             f"the same images; to train on this data, start a new run from its weights with --init_from")
     # As many files, other ones (another dataset of the same size, resumed with another --dataroot): the run went
     # on, each epoch's order now another dataset's.
-    digest = state.get("samples_digest")  # absent from checkpoints written before it was kept
-    if digest is not None and digest != samples_digest(loader.samples, root):
+    saved_digest = state.get("samples_digest")  # absent from checkpoints written before it was kept
+    if saved_digest is not None and saved_digest != digest:
         raise CheckpointError(
             f"{path} was written by a run on other training files: the names or sizes of the {samples} samples in "
             f"{root} (relative to it) are not the run's; resuming replays the epoch's order, which needs the same "
@@ -804,7 +799,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     with checks_unsaved(), _training_loader(cfg, root, device, rank, world) as loader:
         _check_graphable(cfg, loader)
         if step:
-            _check_same_data(state, resume_path, loader, root)
+            _check_same_data(state, resume_path, loader, root, samples_digest(loader.samples, root))
         _check_schedule(cfg, _total_steps(cfg, len(loader)), len(loader), step, world)
         _check_unet_sizes(cfg, loader)
         if rank == 0:
@@ -1012,7 +1007,7 @@ class Trainer:
         if state["step"] == 0:
             self._take_weights(state, self.resume_path)
             return
-        _check_same_data(state, self.resume_path, self.loader, self.data_root)
+        _check_same_data(state, self.resume_path, self.loader, self.data_root, self._samples_digest)
         self.model.load_training_state(state)
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
@@ -1523,6 +1518,9 @@ class Trainer:
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         t_last, step_last, aside = time.time(), self.step, 0.0
+
+        def img_per_s(now: float) -> float:  # since the last log line, the time of grids and saves set aside
+            return (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last - aside, 1e-9)
         stop = told = None  # stop: the signal every rank stops for (StopSignals), agreed by mean_over_ranks
         started = self.step
         try:
@@ -1550,8 +1548,7 @@ class Trainer:
                     self.log_count += 1
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.time()
-                        ips = (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last - aside, 1e-9)
-                        aside = 0.0
+                        ips, aside = img_per_s(now), 0.0
                         avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received)
                         self._log(log, avg, lr, ips)
                         t_last, step_last = now, self.step
@@ -1599,8 +1596,7 @@ class Trainer:
                 self.sample()
         except DivergenceError:
             # Found by a grid, an evaluation or a save (the log interval's check logs its own line first)
-            self._log_divergence(log, (self.step - step_last) * cfg.batch_size * self.world
-                                 / max(time.time() - t_last, 1e-9))
+            self._log_divergence(log, img_per_s(time.time()))
             raise
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate

@@ -5,7 +5,7 @@ import operator
 import torch
 
 from . import sharding
-from .errors import DatasetError, plural
+from .errors import DatasetError, alike, plural
 
 log = logging.getLogger("bicyclegan.pipelines")
 
@@ -55,11 +55,10 @@ class PairedLoader:
             what = (f"{plural(len(self.samples), 'sample')} {fill} no batch of batch_size={batch_size}"
                     + (f" on each of {world_size} ranks" if world_size > 1 else "")
                     + (" (an incomplete batch is left out: drop_last=True)" if drop_last else ""))
-            error = DatasetError(
-                what + (f"; use a batch_size of at most {most}" if most else "; there are fewer samples than ranks"))
-            # Every rank counts the same samples (the ranks exchange the files' verdicts), so every rank
-            # refuses alike: rank 0's line is said for all (the command line prints no copy marked so).
-            error.from_rank0 = rank > 0
+            # Every rank counts the same samples (the ranks exchange the files' verdicts): refused alike
+            error = alike(DatasetError(
+                what + (f"; use a batch_size of at most {most}" if most else "; there are fewer samples than ranks")),
+                rank)
             # For a caller with its own rule on the batch (bicycle: even), to give its own advice.
             error.what, error.batch_at_most = what, most
             raise error

@@ -5,6 +5,14 @@ class DatasetError(ValueError):
     """Bad or missing data: the message names the folder or file(s) and what is wrong with them."""
 
 
+def alike(error: DatasetError, rank: int) -> DatasetError:
+    """`error` as a refusal every rank makes alike (the ranks share the files' verdicts and listings): rank 0's
+    line is said for all (the command line prints no copy marked from_rank0), where under torchrun each
+    process printed it."""
+    error.from_rank0 = rank > 0
+    return error
+
+
 class SeveralSizesError(DatasetError):
     """A batch of more than one asked of a split whose images keep several sizes (preprocess none,
     scale_width): a caller that can go an input at a time (the evaluation) tells it from other refusals."""

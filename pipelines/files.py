@@ -42,7 +42,7 @@ except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's we
     simplejpeg = None
 
 from .atomic import atomic_write, special_file
-from .errors import DatasetError, SeveralSizesError, describe_bad, plural
+from .errors import DatasetError, SeveralSizesError, alike, describe_bad, plural
 
 log = logging.getLogger("bicyclegan.pipelines")
 # A warning every process of a machine gives alike (the same files and checks, the same cores and
@@ -609,10 +609,8 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
         dist.all_gather_object(gathered, (len(paths), listing, mine))
         if len({(n, digest) for n, digest, _ in gathered}) > 1:
             counts = ", ".join(f"rank {r}: {n}" for r, (n, _, _) in enumerate(gathered))
-            error = DatasetError(f"the ranks see different files in {folder} ({counts} files; names "
-                                 "differ where the counts agree): every rank must read the same dataset")
-            error.from_rank0 = rank > 0  # every rank saw every listing: rank 0's line is said for all
-            raise error
+            raise alike(DatasetError(f"the ranks see different files in {folder} ({counts} files; names differ "
+                                     "where the counts agree): every rank must read the same dataset"), rank)
         every = [share for _, _, share in gathered]
     sizes = {}
     for r, (verdicts, new) in enumerate(every):
@@ -658,13 +656,6 @@ def changed_since_checks(sample, layout, spec, sizes, output_sizes) -> str | Non
     return None
 
 
-def _alike(error: DatasetError, rank: int) -> DatasetError:
-    """A refusal every rank makes alike (the ranks share the files' verdicts): rank 0's line is said for all, where
-    under torchrun each process printed the whole list of bad files (the command line prints no copy marked so)."""
-    error.from_rank0 = rank > 0
-    return error
-
-
 def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False,
                  max_pixels=MAX_PIXELS, rank=0, world_size=1):
     """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops.
@@ -690,14 +681,14 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         (bad.append(problem) if problem else good.append(sample))
     where = folders[0].parent if layout == "ab_folders" else folders[0]  # (a B/ file was said to be in A/)
     if bad and not skip_bad:
-        raise _alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{describe_bad(bad)}"
+        raise alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{describe_bad(bad)}"
                                   "\n(--skip_bad, or skip_bad=True in Python, leaves them out)"), rank)
     if bad:
         log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), where, describe_bad(bad), extra=ALIKE)
     if not good:
         cut = (f" (max_dataset_size={max_dataset_size} took the first {len(samples)} of its {n_listed} samples, "
                f"all bad: the rest were not looked at)" if n_listed > len(samples) else "")
-        raise _alike(DatasetError(f"no usable images left in {where}{cut}"), rank)
+        raise alike(DatasetError(f"no usable images left in {where}{cut}"), rank)
     outputs = {}
     for s in good:  # from the headers read above: the networks' size checks need no decoding
         w, h = sizes[s.path]
