@@ -43,7 +43,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The kernels' tests on the oldest torch setup.py takes (torch 2.4.1 and its Triton 3.0), in a venv of
+# The kernels' tests, and the model's, trainer's and export's that run them, on the oldest torch setup.py takes (torch 2.4.1 and its Triton 3.0), in a venv of
 # their own (.venv-floor, ~5 GB: PyPI's CUDA build, which runs on the CPU; the core packages alone).
 # numpy < 2: under numpy 2, Triton 3.0's and 3.1's interpreter compute wrong values (a mean of 0).
 FLOOR_TORCH ?= torch==2.4.1

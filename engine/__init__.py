@@ -21,6 +21,7 @@ from .errors import (
                      ExportError,
                      OutputError,
                      RankLostError,
+                     WeightsError,
 )
 from .evaluate import evaluate
 from .export import export_generator
@@ -39,8 +40,8 @@ from .trainer import Trainer, TrainingStopped, stopped_by, train
 __all__ = [
     "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "RankLostError", "TrainConfig", "Trainer",
-    "TrainingStopped", "USER_ERRORS", "build_discriminator", "build_encoder", "build_generator", "compare",
-    "download_dataset", "download_model", "evaluate", "evaluate_checkpoints", "export_generator", "find_checkpoint",
-    "import_official", "init_weights", "interpolate", "load_checkpoint", "make_config", "read_checkpoint", "sample",
-    "sample_columns", "save_checkpoint", "serve", "stopped_by", "train", "write_report",
+    "TrainingStopped", "USER_ERRORS", "WeightsError", "build_discriminator", "build_encoder", "build_generator",
+    "compare", "download_dataset", "download_model", "evaluate", "evaluate_checkpoints", "export_generator",
+    "find_checkpoint", "import_official", "init_weights", "interpolate", "load_checkpoint", "make_config",
+    "read_checkpoint", "sample", "sample_columns", "save_checkpoint", "serve", "stopped_by", "train", "write_report",
 ]

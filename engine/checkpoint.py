@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import re
@@ -158,8 +159,16 @@ def peek_checkpoint(path, *keys) -> tuple:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}); "
-                              f"move it away") from e
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError:
+            head = b""
+        # (a text or an image said torch's advice for its memory-mapped loading: "torch.save your checkpoint with
+        # _use_new_zipfile_serialization=True")
+        why = (f"not a torch file: it begins {head!r}" if head and not head.startswith(b"PK\x03\x04") else
+               f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
+        raise CheckpointError(f"{path} cannot be read ({why}); move it away") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint of format {FORMAT}; move it away")
     return tuple(state.get(k) for k in keys)
@@ -316,6 +325,18 @@ def continue_option(folder) -> str | None:
     return f"--epoch {epochs[-1]}" if epochs else None
 
 
+def _no_epochs_yet(run: Path) -> str:
+    """Why a run folder holds no epoch_N.pt: it keeps none, or keeps one every N epochs and has not got to the
+    first (a --preset edges2shoes run stopped before epoch 5 was told to train with --save_epoch_freq N)."""
+    try:
+        every = json.loads((run / "config.json").read_text()).get("save_epoch_freq")
+    except (OSError, ValueError, AttributeError):
+        every = None
+    if isinstance(every, int) and every > 0:
+        return f"the run keeps one every {every} epochs (--save_epoch_freq {every}) and has not finished epoch {every}"
+    return "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)"
+
+
 def find_checkpoint(path, epoch: int | str | None = None) -> Path:
     """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
     `epoch`, the epoch_<epoch>.pt beside that file, or with epoch="best" its best.pt. CheckpointError
@@ -353,8 +374,7 @@ def find_checkpoint(path, epoch: int | str | None = None) -> Path:
         # One of a continuation the run abandoned (moved aside when it went back to an earlier checkpoint).
         aside = sorted(folder.glob(f"{ABANDONED}*/{epoch_name(epoch)}"), key=lambda p: p.stat().st_mtime)
         raise CheckpointError(f"no checkpoint for epoch {epoch} in {folder}: " + (
-            f"epochs saved there: {', '.join(map(str, have))}" if have else
-            "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)") + (
+            f"epochs saved there: {', '.join(map(str, have))}" if have else _no_epochs_yet(folder.parent)) + (
             f"; {' and '.join(map(str, aside))} belong{'s' if len(aside) == 1 else ''} to a continuation the run "
             f"abandoned when it was resumed from an earlier checkpoint: give that file to sample or evaluate it, "
             f"or to train on from it in a new run folder (train --resume FILE --out NEW; resume=FILE, a new out in "

@@ -221,14 +221,21 @@ def resolve_config(args) -> TrainConfig:
         raise ConfigError("--fresh_D is for a run that starts from a checkpoint's weights (--init_from); a resumed "
                           "run keeps its discriminators")
     run = _resumed_run(args, given.get("out", TrainConfig.out))
+    # --out stays the command's (its default too): a checkpoint continued without --out must not go back into its
+    # own run, where resuming drops what was logged after it. A new run from a run's weights chooses its own
+    # discriminators (the source's fresh_D told how it began).
+    options = {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given}
     if run is not None:
         from .runtime import run_config
-        # --out stays the command's (its default too): a checkpoint continued without --out must not
-        # go back into its own run, where resuming drops what was logged after it. A new run from a
-        # run's weights chooses its own discriminators (the source's fresh_D told how it began).
-        cfg = run_config(run, {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given})
+        cfg = run_config(run, options)
         if cfg is not None:
             return _check_given(given, cfg, f"as in {run / 'config.json'}")
+    source = given.get("init_from") or (args.resume if isinstance(args.resume, str) else None)
+    if args.preset == "auto" and source is not None:
+        from .runtime import checkpoint_config
+        # a checkpoint outside a run (or in a folder without config.json): the options stored in it
+        if (cfg := checkpoint_config(source, options)) is not None:
+            return _check_given(given, cfg, f"as stored in {source}")
     preset = default_preset(given.get("dataroot")) if args.preset == "auto" else args.preset
     return _check_given(given, make_config(preset, **given), f"the {preset} preset's")
 
@@ -530,10 +537,10 @@ def cmd_evaluate(args) -> int:
                              **options)
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
 
-    def write():
-        print(format_table(r))
+    def write():  # the file first: `evaluate ... | true` (a reader gone at once) ended the command before it
         path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
                           what="evaluation results")
+        print(format_table(r))
         print(f"results: {path}")
         _refresh_report(checkpoint)
     d.main_decides(write)
@@ -541,12 +548,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _progress(line: str) -> None:
+    """A line of how the work goes, on stderr as sample's and evaluate's counts: on stdout, `compare ... | head -1`
+    ended the command at its second line, before any result was written. stdout keeps the results."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _sweep(args, d, options) -> None:
     """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
     from .errors import DivergenceError
     from .sweep import evaluate_checkpoints, format_sweep
-    rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, reuse=args.reuse, log=print,
-                                      dist=d, **options)
+    rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, reuse=args.reuse,
+                                      log=_progress, dist=d, **options)
     if d.main:
         print(format_sweep(rows))
         print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
@@ -564,7 +577,7 @@ def cmd_compare(args) -> int:
     _check_metric_options(args)
     d = init_distributed(args.device)
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
-                        show_samples=args.show_samples, log=print, dist=d,
+                        show_samples=args.show_samples, log=_progress, dist=d,
                         **{**_evaluation_options(args), "device": str(d.device)})
     measured = [r for r in rows if "error" not in r]
     if d.main:
@@ -621,7 +634,8 @@ def build_download_parser(sub) -> None:
     from .download import DATASETS, MODELS, TESTSETS
     p = sub.add_parser("download", help="the reference's datasets and the authors' pretrained models",
                        description="Download from the addresses the reference's scripts use: resumable, "
-                       "checked (size, digest, archive integrity, weights' shapes) and moved into place whole. "
+                       "checked (archive integrity, the splits' images, weights' shapes; size and digest where "
+                       "this version records them: none yet, they are printed) and moved into place whole. "
                        "A mirror (--mirror URL or BICYCLEGAN_MIRROR) replaces the scheme and host of every address.")
     kinds = p.add_subparsers(dest="kind", required=True)
     what = "a dataset into DIR/NAME (default datasets/NAME)"
@@ -651,6 +665,8 @@ def cmd_import_official(args) -> int:
         raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
     data = _given(args, DataConfig)
+    if data.get("dataroot") is not None:  # absolute, as train stores it: the file is read from other folders
+        data["dataroot"] = str(Path(data["dataroot"]).resolve())
     if args.preset:  # the authors' model: its options and its test script's data settings
         base = pretrained_config(args.preset)
         model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))
@@ -752,7 +768,7 @@ REFERENCE_OPTIONS = {
     "--save_latest_freq": f"here --save_every ({_BY_IMAGES})",
     "--continue_train": "here --resume (the run in --out goes on from checkpoints/latest.pt)",
     "--epoch_count": "not needed: --resume goes on at its checkpoint's epoch",
-    "--which_epoch": "here --epoch",
+    "--which_epoch": "here --epoch (latest, the reference's default: no --epoch)",
     "--name": _OUT, "--checkpoints_dir": _OUT,
     "--results_dir": "here --out",
     "--how_many": "here --num",
@@ -774,6 +790,22 @@ REFERENCE_OPTIONS = {
     "--which_direction": "here --direction", "--resize_or_crop": "here --preprocess",
     "--which_model_netG": "here --netG", "--which_model_netE": "here --netE", "--which_model_netD": "here --netD",
     "--which_model_netD2": "here --netD2"}
+# Where a command of ours reads a reference option otherwise than train (video.py's for interpolate; test.py's
+# for the commands after training): (command or None for every one but train, option) -> what to give there.
+_INFERENCE = ("sample", "evaluate", "interpolate", "compare", "serve", "export")
+COMMAND_REFERENCE_OPTIONS = {
+    ("interpolate", "--n_samples"): "here --segments (video.py's --n_samples: the path's segments, through one more "
+                                    "code)",
+    ("interpolate", "--num_frames"): "here --frames (frames per segment)",
+    ("interpolate", "--align_mode"): "not offered: each input has its own PNG strip, GIF and MP4 (video.py lays "
+                                     "every input in one video)",
+    ("interpolate", "--border"): "not offered: the strips keep 2 px of white between frames",
+    ("evaluate", "--results_dir"): "here --json FILE (eval.json's path; by default in <run>/results/)",
+    **{(c, "--model"): "not needed: the checkpoint says its variant" for c in _INFERENCE},
+    **{(c, "--serial_batches"): "not needed: the inputs are read in path order" for c in _INFERENCE},
+    **{(c, "--dataset_mode"): "here --layout (detected by default: aligned A|B files, ab_folders A/ and B/, "
+                              "single: inputs alone)" for c in ("sample", "evaluate", "interpolate", "compare")},
+}
 
 
 def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str:
@@ -782,15 +814,21 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     from its checkpoint)."""
     said = [f"unrecognized arguments: {' '.join(extras)}"]
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    def who(option):
+        takers = [c for c, p in commands.items() if c != command and option in p._option_string_actions]
+        return f"{', '.join(takers[:-1])} and {takers[-1]}" if len(takers) > 1 else "".join(takers)
+    ours = commands[command]._option_string_actions if command in commands else {}
     for name in dict.fromkeys(t.split("=", 1)[0] for t in extras if t.startswith("--")):
-        takers = [c for c, p in commands.items() if c != command and name in p._option_string_actions]
-        if name in REFERENCE_OPTIONS:
-            said.append(f"  {name} (the reference's): {REFERENCE_OPTIONS[name]}")
-        elif takers:
+        hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))
+        if hint is not None:
+            # "here --num_workers" to sample, which has none (the checkpoint's data settings have it): said so
+            if (here := re.match(r"here (--\w+)", hint)) and ours and here[1] not in ours:
+                hint += f" ({here[1]} is an option of {who(here[1])}; {command} has none)"
+            said.append(f"  {name} (the reference's): {hint}")
+        elif takers := who(name):
             why = ("; the model's settings come from its checkpoint" if command != "train" and
                    name[2:] in model_fields else "")
-            who = f"{', '.join(takers[:-1])} and {takers[-1]}" if len(takers) > 1 else takers[0]
-            said.append(f"  {name}: an option of {who}, not of {command}{why}")
+            said.append(f"  {name}: an option of {takers}, not of {command}{why}")
     return "\n".join(said)
 
 
@@ -1006,6 +1044,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Its descriptor closed (`2>&-`): Python leaves it None, and the first progress line's write was an
+            # AttributeError (exit 1, not a word, nothing written). As a reader gone: nowhere to say anything.
+            setattr(sys, name, open(os.devnull, "w"))
     parser = build_parser()
     args = parser.parse_args(argv)
     # PIL refuses to decode over its own limit (89 M pixels): a larger --max_pixels was a traceback, and the advice

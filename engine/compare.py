@@ -5,7 +5,7 @@ Each model is evaluated as `evaluate` evaluates it (its options, its defaults) o
 with the same z draw (one seeded num x n_samples x nz draw: models of one nz get the same codes),
 the metric networks loaded once for all. The models must read the same inputs: one data folder (the
 one given, else each one's training data), prepared the same way (image size, channels, direction,
-load size, preprocess), as many of them (--num and each run's max_dataset_size); anything else is
+load size, preprocess; --num of them, whatever a run's --max_dataset_size was); anything else is
 refused before any work, naming the models and what differs. So is a model whose weights are not
 finite: knowing it takes a load, not a measurement, and a comparison with a hole where a named model
 should be is not what was asked for. A model whose outputs turn out not to be finite (which only
@@ -93,29 +93,24 @@ def model_names(models: list, names=None) -> list[str]:
     return out
 
 
-READ = "inputs read (at most --num and the run's max_dataset_size)"
-
-
-def _input_settings(cfg, root: Path, num: int) -> dict:
-    """What decides the inputs a model reads and the images it makes (all must agree to compare)."""
+def _input_settings(cfg, root: Path) -> dict:
+    """What decides the inputs a model reads and the images it makes (all must agree to compare); how many: --num,
+    for every model alike (a run's --max_dataset_size is its training set's: runtime.inference_data)."""
     h, w = cfg.model.size
-    # evaluate reads at most the run's max_dataset_size: a run trained on 3 images measured on 3
     return {"data folder": str(root.resolve()), "image size": f"{w}x{h}", "input channels": cfg.model.input_nc,
             "output channels": cfg.model.output_nc, "direction": cfg.data.direction,
-            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess,
-            READ: min(num, cfg.data.max_dataset_size or num)}
+            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess}
 
 
-def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None, num: int = PAPER_INPUTS) -> None:
+def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None) -> None:
     """ConfigError naming the models and the setting when two of (name, model) would read different
     inputs or make images of another size or channels; the first model is the one others are held to."""
     (first, m0), *rest = loaded
-    want = _input_settings(m0.cfg, data_root_for(m0.cfg, dataroot), num)
+    want = _input_settings(m0.cfg, data_root_for(m0.cfg, dataroot))
     for name, model in rest:
-        have = _input_settings(model.cfg, data_root_for(model.cfg, dataroot), num)
+        have = _input_settings(model.cfg, data_root_for(model.cfg, dataroot))
         if diff := [k for k in want if want[k] != have[k]]:
-            hint = (" (pass --dataroot to read one folder for all)" if "data folder" in diff else
-                    f" (pass --num {min(want[READ], have[READ])})" if diff == [READ] else "")
+            hint = " (pass --dataroot to read one folder for all)" if "data folder" in diff else ""
             what = ", ".join(f"{k} ({want[k]} vs {have[k]})" for k in diff)
             raise ConfigError(f"{first} and {name} differ in {what}: the models compared must read the same "
                               f"inputs{hint}")
@@ -174,7 +169,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     dist.each_decides(load)  # (under torchrun: one rank's refusal is every rank's)
     n_samples = PAPER_SAMPLES if n_samples is None else n_samples  # (the models with z; evaluate's default)
     with SaidOnce():  # (the split's skipped files said once, not again for each model's loaders)
-        dist.each_decides(lambda: check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot, num))
+        dist.each_decides(lambda: check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot))
         evs = []
         for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
             evs.append(made_alike(dist, lambda: Evaluation(model, dataroot, num=num, device=device, dist=dist,
@@ -199,9 +194,12 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             shown, truth = (0, 0), False
             if good:
                 A, B = first_inputs(evs[0], show)
-                outputs = [(name, model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
+                # a model without z: its one output under "z1" read as a code's (no z was drawn)
+                outputs = [(name if model.cfg.model.nz else f"{name} (no z)",
+                            model_outputs(model, A, evs[0].n_inputs, n_samples, seed, show_samples))
                            for name, model in good]
-                save_image(compare_image(A, B, outputs)[0], picture, what="comparison picture")
+                coded = any(model.cfg.model.nz for _, model in good)
+                save_image(compare_image(A, B, outputs, coded=coded)[0], picture, what="comparison picture")
                 truth = B is not None
                 shown = (len(A), max(len(cols) for _, cols in outputs))  # the split's and n_samples' bounds applied
             else:
@@ -243,9 +241,10 @@ def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: i
 
 
 def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]], pad: int = 2,
-                  sep: int = 9) -> tuple[Image.Image, dict]:
+                  sep: int = 9, coded: bool = True) -> tuple[Image.Image, dict]:
     """For each input i: A[i] and B[i] (the columns "input", "ground truth"), and a row per (name,
-    columns) of `outputs`, titled with the name, of columns[j][i] under "z{j+1}". Tiles under 64 px are
+    columns) of `outputs`, titled with the name, of columns[j][i] under "z{j+1}" ("output" where no model
+    compared has a code: coded False). Tiles under 64 px are
     enlarged as grid_image enlarges them; titles fit as its titles do. Returns the picture and where
     each tile is: (i, "input"), (i, "ground truth") and (i, k, j) (model k's output j) -> (x, y)."""
     a, b = to_uint8(A), None if B is None else to_uint8(B)
@@ -255,7 +254,8 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
     ch, cw = h * scale, w * scale
     font, line_h, gap = label_style(cw)
     first = ["input"] if b is None else ["input", "ground truth"]  # a plain folder of inputs has no B
-    heads = [fit_label(t, cw - gap, font) for t in [*first, *(f"z{j + 1}" for j in range(max(map(len, outs))))]]
+    cols = [f"z{j + 1}" for j in range(max(map(len, outs)))] if coded else ["output"]
+    heads = [fit_label(t, cw - gap, font) for t in [*first, *cols]]
     name_w = min(max(math.ceil(font.getlength(name)) for name, _ in outputs), 2 * cw) + gap
     labels = [fit_label(name, name_w - gap, font)[: max(1, ch // line_h)] for name, _ in outputs]
     title_h = line_h * max(map(len, heads))

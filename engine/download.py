@@ -425,7 +425,10 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
             print(f"{target} is already there (from {done['address']})", file=sys.stderr)
             return target
         origin = f"from {done['address']}" if done else "not downloaded by bicyclegan"
-        raise OutputError(f"{target} already exists ({origin}); remove it or choose another --dir")
+        # (the reference's tar extracts the full dataset over its test set: here a folder holds one download)
+        over = (" (the full dataset brings val/ again, with train/: the test set's folder is not extended)"
+                if done.get("address") == TESTSETS.get(name) else "")
+        raise OutputError(f"{target} already exists ({origin}){over}; remove it or choose another --dir")
     url = resolve_url(address, mirror)
     check_writable(dir, "the dataset")
     made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)

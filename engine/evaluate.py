@@ -113,9 +113,15 @@ def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
 
 
 def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:
-    """The codes of an evaluation: input i gets row i of one n_inputs x n_samples x nz draw from `seed`,
-    whatever the batch size (compare's picture shows the same ones)."""
-    return torch.randn(n_inputs, n_samples, nz, generator=torch.Generator().manual_seed(seed))
+    """The codes of an evaluation: input i gets row i of one draw from `seed`, whatever the batch size and
+    the number of inputs (compare's picture shows the same ones). torch's CPU randn turns uniforms into normals
+    16 at a time and redraws the last 16 of a length that is no multiple of 16: each input's row is padded to
+    one, or --num 50 and --num 100 gave the 50th input other codes (n_samples 3, nz 8: up to 2.95 apart).
+    Rows of a multiple of 16 already (the paper's 20 x 8) are the plain n_inputs x n_samples x nz draw's."""
+    per = n_samples * nz
+    row = -(-per // 16) * 16
+    z = torch.randn(n_inputs, row, generator=torch.Generator().manual_seed(seed))
+    return z[:, :per].reshape(n_inputs, n_samples, nz)
 
 
 def samples_per_input(n_samples: int | None, cfg) -> int:
@@ -470,6 +476,9 @@ class Evaluation:
             result["diversity_lpips"] = d.mean().item() if len(d) else None
             result["lpips"] = {"net": "alex", "version": self.lpips_version, "pairs": self.lpips_pairs,
                                "n_pairs": len(d), "std": d.std().item() if len(d) > 1 else 0.0}
+            # the standard error of the mean, as the LPIPS authors' script prints it (std / sqrt(pairs)): the
+            # paper's "±"; the pairs' std alone, which was all there was, reads ~40x wider at 1,900 pairs
+            result["lpips"]["stderr"] = result["lpips"]["std"] / math.sqrt(len(d)) if len(d) else 0.0
         if self.inception is not None:
             fake, real = joined("fake"), joined("real")
             result["fid"] = fid_from_features(fake.numpy(), real.numpy())
@@ -526,10 +535,12 @@ def format_table(r: dict) -> str:
     undefined = f"-  ({NO_DIVERSITY})"
     if "diversity_lpips" in r:
         lp = r["lpips"]
+        stderr, said = ((f" ± {lp['stderr']:.4f}", "± the standard error of the mean; a pair's ")
+                        if "stderr" in lp else ("", ""))  # (an older result has none)
         rows.append(("diversity (LPIPS between samples)", undefined if r["diversity_lpips"] is None else
-                     f"{r['diversity_lpips']:.4f}  (alex v{lp['version']}, "
+                     f"{r['diversity_lpips']:.4f}{stderr}  (alex v{lp['version']}, "
                      f"{plural(lp['n_pairs'], lp['pairs'] + ' pair')}, "
-                     f"std {lp['std']:.4f})"))
+                     f"{said}std {lp['std']:.4f})"))
     if "diversity_l1" in r:
         rows.append(("diversity (L1 between samples)",
                      undefined if r["diversity_l1"] is None else f"{r['diversity_l1']:.4f}"))

@@ -15,6 +15,7 @@ the skip half of each U-Net concatenation (outputs off by ~0.02 on a tiny G; che
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import warnings
@@ -187,16 +188,16 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         raise OutputError(f"{out} is a bicyclegan checkpoint, which the export would replace; give another file "
                           f"to write (CLI: --out), e.g. {out.with_name('g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
-    for name, side in (("height", height), ("width", width)):  # (the command's are >= 1: _at_least)
-        if side is not None and (isinstance(side, bool) or not isinstance(side, int) or side < 1):
-            # 0 was taken for the model's size, -32 a torch error of a negative dimension, 32.0 a TypeError
-            raise ExportError(f"{name}={side!r} must be a positive integer, or None for the model's crop size")
+    for name, value, none in (("height", height, "the model's crop size"), ("width", width, "the model's crop size"),
+                              ("batch", batch, "a dynamic batch")):  # (the command's are >= 1: _at_least)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            # 0 was taken for the model's size, -32 a torch error of a negative dimension, 32.0 (and batch=True,
+            # inside torch.rand) a TypeError
+            raise ExportError(f"{name}={value!r} must be a positive integer, or None for {none}")
     h, w = height or cfg.size[0], width or cfg.size[1]
     m = 2 ** cfg.unet_depth
     if h % m or w % m:
         raise ExportError(f"height x width {h}x{w} must be multiples of 2^num_downs = {m} for this generator")
-    if batch is not None and (not isinstance(batch, int) or batch < 1):
-        raise ExportError(f"batch={batch!r} must be a positive integer, or None for a dynamic batch")
     names = ("A", "z") if cfg.nz else ("A",)
     # A dynamic batch is traced at 2: torch.export specialises sizes 0 and 1 of example inputs.
     inputs = _example_inputs(cfg, batch or 2, h, w, seed=0)
@@ -218,7 +219,12 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
             if fmt == "onnx":
                 _export_onnx(G, inputs, names, dynamic_shapes, tmp, opset)
             else:
-                torch.export.save(torch.export.export(G, inputs, dynamic_shapes=dynamic_shapes), tmp)
+                # Into memory, then to the file: torch's zip writer, writing a full disk (or past `ulimit -f`)
+                # itself, raised, then threw again as it was destroyed, and the process aborted (exit 134, a C++
+                # stack) after the one line saying why. A plain write's error is an OSError, said as the rest.
+                buf = io.BytesIO()
+                torch.export.save(torch.export.export(G, inputs, dynamic_shapes=dynamic_shapes), buf)
+                tmp.write_bytes(buf.getbuffer())
         except ExportError:
             raise
         except Exception as e:

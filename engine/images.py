@@ -1,6 +1,6 @@
 """Pictures of a model's outputs: the columns every view shows (input, ground truth, encoded, one
 per random z), tensors to uint8, sample grids and an HTML gallery. Used by the trainer's sample
-grids, `sample`, `evaluate` and the explorer page."""
+grids, `sample`, `evaluate`, `interpolate`, `compare` and the explorer page."""
 from __future__ import annotations
 
 import html
@@ -152,9 +152,13 @@ def grid_image(cols: list, names: list[str], pad: int = 2, aspect_ratio: float =
     return canvas
 
 
-def save_grid(model, A, B, z, path) -> Path:
-    cols, names = sample_columns(model, A, B, z)
-    return save_image(grid_image(cols, names), path, what="sample grid")
+def save_grid(model, A, B, z, path, *more) -> Path:
+    """The sample grid of A (and B) with the codes z, written to `path` and each of `more` (drawn once: the training's
+    step_N.png and latest.png ran G's forwards twice); returns `path`."""
+    img = grid_image(*sample_columns(model, A, B, z))
+    for p in (path, *more):
+        save_image(img, p, what="sample grid")
+    return Path(path)
 
 
 def _media(path: str) -> str:
@@ -220,6 +224,21 @@ def prune_outputs(folder, keep) -> None:
     write_json(listed, keep, what="list of written images")
 
 
+def claim_outputs(folder, names) -> None:
+    """Add `names`, the files a call may write into folder (a results folder's images/), to the list of written
+    files before the first is written: a call stopped part-way (Ctrl-C, SIGTERM, a full disk) left its files
+    unlisted, and the next call into the folder, removing only what the list named, kept them beside its own
+    (442 images of a stopped call beside the next call's 20). prune_outputs then cuts the list to what was
+    written."""
+    listed = written_list(folder)
+    try:
+        earlier = json.loads(listed.read_text())
+    except (OSError, ValueError):
+        earlier = []
+    earlier = [n for n in earlier if isinstance(n, str)] if isinstance(earlier, list) else []
+    write_json(listed, sorted({*earlier, *(Path(n).name for n in names)}), what="list of written images")
+
+
 def written_list(folder) -> Path:
     """<results>/.images.json for <results>/images: the files the last call wrote there."""
     return Path(folder).with_name(f".{Path(folder).name}.json")
@@ -236,7 +255,7 @@ GALLERY_STYLE = ("body{font-family:sans-serif} h1{overflow-wrap:anywhere} td{tex
                  "td.wide .scroll{width:0;min-width:100%}")
 
 
-def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -> Path:
+def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
     """index.html with one row per input: {"name": str, "images": [(caption, path relative to out_dir)]};
     .mp4 paths are shown as videos. A row's optional "wide": [(caption, path)] (an interpolation strip,
     thousands of pixels wide) goes on a line of its own under the row's images, as wide as the table
@@ -246,7 +265,7 @@ def write_gallery(out_dir, rows: list[dict], title: str, extra_html: str = "") -
     # viewport: a phone lays the page out at its own width, not at 980 px shrunk to fit
     parts = [f"<!doctype html><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
              f"initial-scale=1'><title>{html.escape(title)}</title><style>{GALLERY_STYLE}</style>",
-             f"<h1>{html.escape(title)}</h1>", extra_html, "<div class='scroll'><table>"]
+             f"<h1>{html.escape(title)}</h1>", "<div class='scroll'><table>"]
     for row in rows:
         cells = "".join(f"<td>{_media(p)}<br>{html.escape(c)}</td>" for c, p in row["images"])
         parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")

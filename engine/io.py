@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable
 
 import torch
 
-from bicyclegan.pipelines.atomic import TempFiles, write_reason
+from bicyclegan.pipelines.atomic import TempFiles, special_file, write_reason
 from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
 
 from .errors import OutputError
@@ -87,12 +87,28 @@ def check_writable(folder: str | os.PathLike, what: str, advice: str = "choose a
     try:
         top = missing_top(folder.absolute())  # (a file on the way: the probe below, in it, is "Not a directory")
         if top is not None and top.is_symlink():  # a dangling link: mkdir would find it "exists"
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(top))
+            # ("Not a directory" alone read as if a file were in the way)
+            try:
+                to = f"{top} links to {os.readlink(top)}, which "
+                to += "links back (a loop)" if _loops(top) else "does not exist"
+            except OSError:
+                to = f"{top} is a link that cannot be followed"
+            raise OutputError(f"cannot write {what} into {folder}: {to}; {advice}")
         with tempfile.TemporaryFile(dir=folder if top is None else top.parent):
             pass
+    except OutputError:  # (an OSError too)
+        raise
     except OSError as e:
         raise OutputError(f"cannot write {what} into {folder}: {write_reason(e, folder)}; {advice}") from e
     return folder
+
+
+def _loops(link: Path) -> bool:
+    try:
+        link.resolve(strict=True)
+    except (RuntimeError, OSError) as e:  # (3.11-3.12: RuntimeError "Symlink loop"; 3.13: OSError ELOOP)
+        return isinstance(e, RuntimeError) or getattr(e, "errno", None) == errno.ELOOP
+    return False
 
 
 def missing_top(folder: str | os.PathLike) -> Path | None:
@@ -128,8 +144,9 @@ def read_torch_file(path, *, what: str, error: type[Exception]):
     """The contents of a torch file, loaded weights-only (anything that could run code is refused);
     a missing, foreign, unsafe or damaged file raises `error` naming it and saying which it is."""
     path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} {path} does not exist")
+    if not path.is_file():  # (a named pipe given was said not to exist)
+        kind = "a folder" if path.is_dir() else special_file(path)
+        raise error(f"{what} {path} " + (f"is {kind}, not a file" if kind else "does not exist"))
     with open(path, "rb") as f:
         head = f.read(16)
     # torch.save writes a zip archive, before PyTorch 1.6 a pickle (protocol 2: b"\x80\x02"); anything

@@ -70,6 +70,26 @@ def spread_z(n: int, nz: int, seed: int) -> torch.Tensor:
     return torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12)).float()
 
 
+INTERP_MODES = ("slerp", "linear")  # the first is the default
+
+
+def interp_z(z0: torch.Tensor, z1: torch.Tensor, n: int, mode: str = "slerp") -> torch.Tensor:
+    """n codes from z0 to z1, both ends included (n >= 2), as n x nz, as the reference's util.interp_z:
+    straight (linear) or along the great circle between their directions (slerp; linear when parallel).
+    The interpolate command's paths and the explorer page's alike."""
+    t = torch.linspace(0, 1, n, dtype=torch.float64)[:, None]
+    a, b = z0.double()[None], z1.double()[None]
+    if mode == "slerp":
+        cos = torch.dot(z0.double() / (z0.double().norm() + 1e-10), z1.double() / (z1.double().norm() + 1e-10))
+        omega = torch.arccos(cos.clamp(-1, 1))
+        if abs(torch.sin(omega)) >= 1e-10:
+            s = torch.sin(omega)
+            return (torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b).to(z0.dtype)
+    elif mode != "linear":
+        raise ConfigError(f"mode={mode!r}: expected one of {', '.join(INTERP_MODES)}")
+    return ((1 - t) * a + t * b).to(z0.dtype)
+
+
 def _frozen_call(module: nn.Module, *args):
     """module(*args) with detached parameters: gradients reach the inputs, never the weights."""
     params = {n: p.detach() for n, p in module.named_parameters()}

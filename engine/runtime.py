@@ -1,8 +1,10 @@
 """What every command shares at run time: the device, the process group under torchrun, the data
 folder (the built-in demo data when none is given) and the loaders built from the configs.
 
-Commands (train, sample, evaluate, interpolate, export, serve) take these from here rather than
-from each other, so each command module imports only runtime, the model and checkpoints.
+Commands (train, sample, evaluate, interpolate, compare, export, serve...) take these from here rather
+than from each other: a command module imports the shared modules (runtime, images, report, io, config,
+the model, checkpoints, metrics), not another command, but for the four compositions docs/architecture.md
+names (trainer, sweep and compare -> evaluate; download -> official).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.atomic import UMASK
 from bicyclegan.pipelines.demo import DATA_VERSION
-from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.errors import alike, plural
 from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
 
@@ -149,8 +151,7 @@ class Dist:
     def alike(self, error: Exception) -> Exception:
         """`error`, which every rank raises alike (the same check of the same result), marked so that rank 0
         alone prints it: under torchrun one line, not one per rank."""
-        error.from_rank0 = not self.main
-        return error
+        return alike(error, self.rank)
 
     def each_decides(self, work) -> None:
         """Run `work` on every rank, and make any rank's error every rank's (raise_any)."""
@@ -422,11 +423,20 @@ def check_data_root(cfg: TrainConfig) -> Path:
     return root
 
 
+def resolved_out(out, option: str = "--out") -> Path:
+    """The output folder `out` resolved, or an OutputError naming the option where its symbolic links loop (a
+    traceback: Python 3.11 and 3.12 raise RuntimeError "Symlink loop", 3.13 OSError)."""
+    try:
+        return Path(out).resolve()
+    except (RuntimeError, OSError) as e:
+        raise OutputError(f"{option} {out}: its symbolic links loop ({e}); give another folder") from e
+
+
 def check_out_apart(out, root: Path, folders) -> None:
     """Refuse a run folder inside a folder of images the dataset is read from (the training pairs'
     `folders`, and the splits beside them, read with their subfolders): the run's sample grids landed
     among the data, and the next run or resume trained on them (or refused the changed count)."""
-    run = Path(out).resolve()
+    run = resolved_out(out)
     read = [Path(f).resolve() for f in folders] + [(root / s).resolve() for s in _HELD_OUT if (root / s).is_dir()]
     if inside := next((f for f in read if f == run or f in run.parents), None):
         raise OutputError(f"--out {out} lies inside {inside}, whose images (with its subfolders') the dataset is "
@@ -472,7 +482,28 @@ def run_config(out, options: dict) -> TrainConfig | None:
     except (OSError, ValueError, TypeError, ConfigError) as e:
         raise ConfigError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); "
                           "give the run's options again together with --preset") from e
-    if cfg.data.dataroot == str(demo_data_root(out, cfg.model.size, cfg.seed)):
+    return _with_options(cfg, out, options)
+
+
+def checkpoint_config(path, options: dict) -> TrainConfig | None:
+    """run_config's for a checkpoint outside a run (an import-official file, a run's latest.pt copied out of it):
+    the config it stores with `options` over it; None where it cannot be read (the run's start says why). A run
+    from such a file took the demo's (or reference's) preset and was refused for every network option it stores."""
+    from .checkpoint import CheckpointError, peek_checkpoint
+    try:
+        saved = peek_checkpoint(path, "config")[0]
+        cfg = TrainConfig.from_dict(saved) if isinstance(saved, dict) else None
+    except (CheckpointError, ValueError, TypeError, ConfigError):
+        return None
+    return None if cfg is None else _with_options(cfg, cfg.out, options)
+
+
+def _with_options(cfg: TrainConfig, out, options: dict) -> TrainConfig:
+    """A stored config (of the run in folder `out`) with `options` over it; a demo run's data folder (made beside
+    the run folder, by its name: the run or the file may have moved since) goes back to None: the run makes its
+    demo data where it goes."""
+    if cfg.data.dataroot is not None and Path(cfg.data.dataroot).name == demo_data_root(
+            out, cfg.model.size, cfg.seed).name:
         cfg.data.dataroot = None
     given = split_fields(options)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **given["model"]),
@@ -533,7 +564,10 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
-    data = cfg.data if skip_bad is None else dataclasses.replace(cfg.data, skip_bad=skip_bad)  # (bool("no") was True)
+    # The training's --max_dataset_size is the training set's: an evaluation of a run trained on its first 48
+    # images read 48 of the test split, whatever --num, unsaid (the reference's test.py takes its own, unlimited)
+    data = dataclasses.replace(cfg.data, max_dataset_size=None)
+    data = data if skip_bad is None else dataclasses.replace(data, skip_bad=skip_bad)  # (bool("no") was True)
     if data.backend == "dali" and not dali_available():  # a model trained where DALI was
         data = dataclasses.replace(data, backend="auto")
     return root, phase, layout, first_only(data, num)
@@ -603,7 +637,7 @@ def check_apart(out, root, phase: str, option: str = "--out") -> Path:
     --dataroot . put its default ./results/... among the inputs, and its next call failed on grid.png),
     or be written among the inputs themselves (--dataroot work/images --out work)."""
     read = inputs_folder(root, phase).resolve()
-    images = (Path(out) / "images").resolve()
+    images = resolved_out(out, option) / "images"
     if images == read or read in images.parents:
         raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "
                           f"its subfolders); choose {option} outside it")

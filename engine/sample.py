@@ -20,6 +20,7 @@ from .config import MAX_SEED, check_bool, check_int
 from .errors import ConfigError, DivergenceError
 from .images import (
     OutputNames,
+    claim_outputs,
     drop_gallery,
     grid_image,
     prune_outputs,
@@ -165,6 +166,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         loader.set_epoch(0, share.start)  # this rank's share, the inputs before it left unread
         batches = iter(loader) if len(share) else iter(())
 
+        columns = []  # the columns' names, every input's alike: the files a call may write (claim_outputs)
+
         def make(i):
             batch = next(batches)
             path = batch["paths"][0]
@@ -175,7 +178,9 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             A = batch["A"].to(model.device)
             check_input_size(A, path, run.net_in, run.data.preprocess)
             B = batch["B"].to(model.device) if "B" in batch else None
-            return path, *sample_columns(model, A, B, codes[i], encode=encode)
+            made = path, *sample_columns(model, A, B, codes[i], encode=encode)
+            columns[:] = made[2]
+            return made
 
         temps = TempFiles(out / "images")  # listed once for all the images, not at each
 
@@ -189,7 +194,10 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                 files.append((name, rel))
             row = {"name": input_label(path, root, phase), "images": files}
             return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
-        done = write_shares(dist, total, make, write, first=lambda: drop_gallery(out),
+        def first():  # (rank 0's, before any file is written)
+            drop_gallery(out)
+            claim_outputs(out / "images", [f"{s}_{name.replace(' ', '_')}.png" for s in stems for name in columns])
+        done = write_shares(dist, total, make, write, first=first,
                             label="sampled" if progress else None)
 
     def finish():

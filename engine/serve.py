@@ -22,7 +22,6 @@ import io
 import ipaddress
 import itertools
 import json
-import math
 import secrets
 import signal
 import socket
@@ -41,7 +40,7 @@ from bicyclegan.pipelines.errors import plural
 from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
-from .model import spread_z
+from .model import INTERP_MODES, interp_z, spread_z
 from .runtime import build_loader, check_input_size, inference_data, input_label, open_model, with_data_settings
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
@@ -51,7 +50,6 @@ MAX_UPLOAD_PIXELS = 16_000_000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
-INTERP_MODES = ("linear", "slerp")
 
 
 class RequestError(Exception):
@@ -69,19 +67,6 @@ class Item:
     name: str
     A: torch.Tensor | None
     B: torch.Tensor | None
-
-
-def interpolate_codes(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "linear") -> torch.Tensor:
-    """steps codes from z0 to z1 (both included), as the reference's util.interp_z: straight
-    (linear) or along the great circle between their directions (slerp; linear when parallel)."""
-    t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
-    a, b = z0.double()[None], z1.double()[None]
-    if mode == "slerp":
-        cos = (a / (a.norm() + 1e-10) * b / (b.norm() + 1e-10)).sum().clamp(-1, 1)
-        omega = torch.arccos(cos)
-        if abs(math.sin(omega)) >= 1e-10:
-            return ((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)).float()
-    return ((1 - t) * a + t * b).float()
 
 
 def png_uri(img: torch.Tensor) -> str:
@@ -304,7 +289,7 @@ class Explorer:
             mu = self.model.encode(it.B[None])[0]
         return {"z": mu.float().cpu().tolist()}
 
-    def interpolate(self, input_id, z0, z1, steps, mode="linear") -> dict:
+    def interpolate(self, input_id, z0, z1, steps, mode=INTERP_MODES[0]) -> dict:
         """Outputs along the path from z0 to z1 (both ends included), and the codes on it."""
         if not self.nz:
             raise RequestError(400, "this model has no code z to interpolate (nz = 0)")
@@ -313,7 +298,7 @@ class Explorer:
         if mode not in INTERP_MODES:
             raise RequestError(400, f"mode must be one of {', '.join(INTERP_MODES)}")
         A = self._input(input_id)
-        zs = interpolate_codes(self._code(z0, "z0"), self._code(z1, "z1"), steps, mode)
+        zs = interp_z(self._code(z0, "z0"), self._code(z1, "z1"), steps, mode)
         return {"z": zs.tolist(), "images": self._outputs(A, zs)}
 
 
@@ -421,7 +406,7 @@ def make_app(explorer: Explorer, local_only: bool = False):
     async def interpolate(request: Request):
         d = await body(request)
         return await run_in_threadpool(explorer.interpolate, d.get("input"), d.get("z0"), d.get("z1"),
-                                       d.get("steps", 7), d.get("mode", "linear"))
+                                       d.get("steps", 7), d.get("mode", INTERP_MODES[0]))
 
     return app
 

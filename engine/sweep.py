@@ -18,6 +18,7 @@ protocol of this sweep is not measured again: run after more epochs were saved, 
 the new checkpoints alone (and latest.pt, which changed), not the whole run again."""
 from __future__ import annotations
 
+import hashlib
 import html
 import inspect
 import json
@@ -25,7 +26,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
+from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.files import find_layout
 
 from .checkpoint import (
     LATEST,
@@ -40,6 +43,9 @@ from .config import check_bool, check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
 from .io import check_writable, write_json, write_text
+from .metrics.fid import INCEPTION_FILE
+from .metrics.lpips import ALEXNET_FILE, _package_linear
+from .metrics.weights import hub_checkpoint
 from .report import (
     EVAL_NAMES,
     STYLE,
@@ -112,7 +118,37 @@ def protocol(digest: str, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES
     opts["metrics"] = m if m is None else sorted({x.strip() for x in (m.split(",") if isinstance(m, str) else m)
                                                   if x.strip()})
     return {"digest": digest, "dataroot": str(Path(root).resolve()),
-            "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts}
+            "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts,
+            "files": _files_state(Path(root), phase, opts)}
+
+
+def _files_state(root: Path, phase: str, opts: dict) -> str:
+    """A digest of what else the figures are measured from: the split's files and the metric networks' weights
+    files, by path, size and modification time. Options alone named them: an image of the split edited in place,
+    or other weights (another TORCH_HOME, a file replaced at its path, the lpips package upgraded) kept the
+    figures measured before under --reuse (and its choice of the best checkpoint)."""
+    metrics = opts["metrics"] or ()
+    weights = []
+    if "lpips" in metrics:
+        weights += [opts["lpips_backbone"] or hub_checkpoint(ALEXNET_FILE),
+                    opts["lpips_linear"] or _package_linear(opts["lpips_version"])]
+    if "fid" in metrics:
+        weights.append(opts["fid_weights"] or hub_checkpoint(INCEPTION_FILE))
+    try:
+        folders = find_layout(root, phase, opts["layout"])[1]
+    except DatasetError:  # (the evaluation says what is wrong with the folder)
+        folders = ()
+    # the data's names relative to its folder (given relative or absolute: the same files), the weights' in full
+    files = [(Path(d, f), os.path.relpath(Path(d, f), root)) for folder in folders
+             for d, _, names in sorted(os.walk(folder)) for f in sorted(names)]
+    digest = hashlib.sha256()
+    for path, name in [*((w, str(w if w is None else Path(w).resolve())) for w in weights), *files]:
+        try:
+            st = os.stat(path)
+            digest.update(os.fsencode(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0"))
+        except (OSError, TypeError, ValueError):  # (not there: None for no lpips package, or gone)
+            digest.update(os.fsencode(f"{name}\0-\0"))
+    return digest.hexdigest()
 
 
 def measured_before(eval_json: Path, want: dict) -> dict | None:

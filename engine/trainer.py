@@ -433,8 +433,9 @@ def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
             how = f"; resume from another of the run's checkpoints instead: {cli} ({py} in Python" + (
                 f"; the others: {', '.join(o[2] for o in rest)}" if rest else "") + ")"
         else:
-            how = ("; the run kept no other checkpoint to resume from: start it again (--save_epoch_freq N also "
-                   "keeps one every N epochs)")
+            # ("start it again" there was refused: the folder holds a run)
+            how = (f"; the run kept no other checkpoint to resume from: start it again in a new --out, or delete "
+                   f"{shlex.quote(str(folder.parent))} first (--save_epoch_freq N also keeps one every N epochs)")
         raise CheckpointError(f"{e}{how}") from e
 
 
@@ -1385,10 +1386,12 @@ class Trainer:
             raise self._diverged(self.model.describe_nonfinite(bad))
 
         def draw():
-            path = save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
-                             self.run_dir / "samples" / f"step_{self.step:07d}.png")
-            save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
-                      self.run_dir / "samples" / "latest.png")
+            try:
+                path = save_grid(self.model, self.sample_A, self.sample_B, self.sample_z,
+                                 self.run_dir / "samples" / f"step_{self.step:07d}.png",
+                                 self.run_dir / "samples" / "latest.png")
+            except OutputError as e:  # (as a checkpoint's or the log's: which step, and what to go on from)
+                raise OutputError(f"{e} (at step {self.step}); {self._intact()}") from e
             if self.tb:
                 self.tb.log_grid(self.step, path)
             self.write_report()
@@ -1601,8 +1604,17 @@ class Trainer:
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
                 raise
-            raise self._data_error(e, f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its "
-                                      f"data", "to leave such files out") from e
+            what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
+            if self.saved_step is None:
+                raise self._data_error(e, what, "to leave such files out") from e
+            # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
+            # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken.
+            error = DatasetError(
+                f"{what}: {e}\n{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed "
+                f"run trains on the same files), or leave such files out in a new run from its weights: --init_from "
+                f"{shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
+            error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
+            raise error from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):
                 raise

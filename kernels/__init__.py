@@ -1,7 +1,7 @@
 """bicyclegan.kernels: Triton ops for GAN layers, with pure-PyTorch references and drop-in modules.
 
 Usable alone by other GAN code: imports nothing from bicyclegan.engine or bicyclegan.pipelines.
-ACTS (activation names) and IMPLS (impl switch values) are stated here once for every user.
+ACTS (activation names, acts.py) and IMPLS (impl switch values, _impl.py) are defined once and exported here.
 """
 from ._impl import IMPLS, resolve_impl, triton_available
 from .acts import ACTS, apply_act

@@ -35,8 +35,12 @@ def write_reason(err: BaseException, folder: Path) -> str:
         free = shutil.disk_usage(folder).free
     except OSError:
         return text + (f" ({limited[2:]})" if limited else "")
-    # torch's zip writer reports a full disk as a RuntimeError without errno: say what was free.
-    return f"{text} ({free / 2**20:.0f} MiB free in {folder}{limited})"
+    # torch's zip writer reports a full disk (or quota) as a RuntimeError without errno, "unexpected pos": what
+    # was free is measured once the cut temp file is gone, so a full disk showed as MiB of room, cause unsaid.
+    cut = (": its write stopped short, as on a full disk or quota" if "unexpected pos" in text and not limited
+           else "")
+    return f"{text}{cut} ({free / 2**20:.0f} MiB free in {folder}{' once the cut file was removed' if cut else ''}" \
+           f"{limited})"
 
 
 # A temp file's name says who writes it: .<name>.<pid>-<host>-<mkstemp's random letters>.tmp. Another
@@ -90,7 +94,7 @@ class TempFiles:
         path = Path(path)
         if path.parent != self.folder:
             raise ValueError(f"{path} is not a file of {self.folder}, the folder listed")
-        return sorted(self.folder / temp for temp in self.by_name.pop(path.name, []))
+        return sorted(self.folder / temp for temp in self.by_name.pop(_stem(path.name), []))
 
 
 def temp_files(path: str | os.PathLike) -> list[Path]:
@@ -98,11 +102,19 @@ def temp_files(path: str | os.PathLike) -> list[Path]:
     return TempFiles(Path(path).parent).of(path)
 
 
+def _stem(name: str) -> str:
+    """What a temp file's name says of the file it is for: its name, or for a name near the file systems' limit
+    of 255 bytes its first 180 bytes and a checksum of the whole. The temp's name adds up to ~45 bytes: the temp
+    of a legal 245-byte name was "File name too long", a traceback from export, blamed on the name given."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= 200 else f"{os.fsdecode(raw[:180])}~{zlib.crc32(raw):08x}"
+
+
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
-    (.<name>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
+    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
     (mkstemp makes 0600): (its open descriptor, its path)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{os.getpid()}-{_HOST}-", suffix=suffix, dir=path.parent)
     os.chmod(tmp, 0o666 & ~UMASK)
     return fd, tmp
 

@@ -29,6 +29,7 @@ docs/demo.md a light grey of 232 helped a little, 192 much more.)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -235,33 +236,45 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
                                f"demo there would overwrite or remove its images; give a new folder")
     meta_palettes = [{"background": p[0].tolist(), "fill": p[1].tolist()}
                      for p in PALETTES[:n_palettes]]
-    for phase, count in (("train", n_train), ("test", n_test), ("val", n_val)):
-        out = root / phase
-        if count <= 0 and not out.is_dir():
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        (out / _WRITING).touch()  # before any image; removed once palettes.json is in place
-        labels = {}
-        for i in range(count):
-            rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
-            a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
-            name = f"{i:05d}.png"
-            # Whole files only: an interrupted run leaves no cut PNG behind.
-            Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(out / f".{name}.tmp", format="PNG")
-            os.replace(out / f".{name}.tmp", out / name)
-            labels[name] = palette
-        # A smaller count (0 included) leaves no image of an earlier, larger set behind.
-        for stale in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
-            if stale.name not in labels:
-                stale.unlink()
-        if not count:
-            (out / "palettes.json").unlink(missing_ok=True)
+    writing = None  # the temporary file being written
+    try:
+        for phase, count in (("train", n_train), ("test", n_test), ("val", n_val)):
+            out = root / phase
+            if count <= 0 and not out.is_dir():
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            (out / _WRITING).touch()  # before any image; removed once palettes.json is in place
+            labels = {}
+            for i in range(count):
+                rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
+                a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
+                name = f"{i:05d}.png"
+                # Whole files only: an interrupted run leaves no cut PNG behind.
+                writing = out / f".{name}.tmp"
+                Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(writing, format="PNG")
+                os.replace(writing, out / name)
+                labels[name] = palette
+            # A smaller count (0 included) leaves no image of an earlier, larger set behind.
+            for stale in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
+                if stale.name not in labels:
+                    stale.unlink()
+            if not count:
+                (out / "palettes.json").unlink(missing_ok=True)
+                (out / _WRITING).unlink()
+                if not any(out.iterdir()):
+                    out.rmdir()
+                continue
+            meta = {"n_palettes": n_palettes, "palettes": meta_palettes, "files": labels}
+            writing = out / ".palettes.json.tmp"
+            writing.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+            os.replace(writing, out / "palettes.json")
             (out / _WRITING).unlink()
-            if not any(out.iterdir()):
-                out.rmdir()
-            continue
-        meta = {"n_palettes": n_palettes, "palettes": meta_palettes, "files": labels}
-        (out / ".palettes.json.tmp").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.replace(out / ".palettes.json.tmp", out / "palettes.json")
-        (out / _WRITING).unlink()
+    except OSError as e:
+        # A full disk or a folder that cannot be written: a traceback, the cut temp file left. The split's marker
+        # stays: the command run again writes it anew.
+        if writing is not None:
+            with contextlib.suppress(OSError):
+                writing.unlink(missing_ok=True)
+        raise DatasetError(f"cannot write the demo dataset into {root}: {e.strerror or e} "
+                           f"({e.filename or writing}); run the command again once it can be written") from e
     return root

@@ -475,3 +475,12 @@ def test_ranks_that_read_a_changing_checkpoint_name_the_epochs_file_too(tmp_path
     assert str(e.value) == (f"{latest} changed while the 2 processes read it (steps 4, 8): a training still writing "
                             f"it? Use a checkpoint it no longer writes (--epoch N or give its file, "
                             f"{tmp_path / 'run' / 'checkpoints' / 'epoch_N.pt'})")
+
+
+def test_every_error_type_a_user_can_meet_is_exported():
+    # WeightsError (a metric network's weights missing) was raised to API users but not importable from
+    # bicyclegan.engine, where every other error type is.
+    import bicyclegan.engine.errors as errors
+    made_here = {n for n, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Exception)
+                 and obj.__module__ == errors.__name__}
+    assert "WeightsError" in made_here and made_here <= set(api.__all__)

@@ -109,7 +109,8 @@ def test_evaluate_measures_the_outputs_computed_here(batchnorm_model, demo_root)
     model = batchnorm_model.train()  # as a model object starts: the command must switch it
     r = evaluate(model, demo_root, phase="val", n_samples=3, num=3, seed=5, batch_size=2, metrics="l1,palette",
                  device="cpu")
-    z = torch.randn(3, 3, NZ, generator=torch.Generator().manual_seed(5))  # input i gets z[i]
+    # input i gets z[i]: its row of one draw, padded to a multiple of 16 values (3 x NZ 8 = 24 of 32)
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(5))[:, :3 * NZ].reshape(3, 3, NZ)
     G, E = model.G.eval(), model.E.eval()
     div, rec, As, Bs, encs = [], [], [], [], []
     with torch.no_grad():
@@ -260,6 +261,28 @@ def test_a_call_stopped_part_way_leaves_no_earlier_gallery_posing_as_its_own(dem
     with pytest.raises(KeyboardInterrupt):
         run(tiny(demo_root), progress=True, seed=2, **kw)
     assert not [name for name in gallery if (tmp_path / "r" / name).exists()]
+
+
+@pytest.mark.parametrize("command", ["sample", "interpolate"])
+def test_the_next_call_removes_the_images_of_a_call_stopped_part_way(demo_root, tmp_path, monkeypatch, command):
+    # Only a finished call listed its images (.images.json): a SIGTERM'd `sample --num 64` left 442 images in
+    # images/, and the next call into the folder, of 4 inputs, kept them all beside its own 20.
+    run = {"sample": sample, "interpolate": interpolate}[command]
+    kw = dict(out=tmp_path / "r", device="cpu", seed=1) | (dict(segments=1, frames=1, mp4=False)
+                                                           if command == "interpolate" else dict(n_samples=1))
+    run(tiny(demo_root), num=1, progress=False, **kw)
+    one = sorted(p.name for p in (tmp_path / "r" / "images").iterdir())
+
+    def stop(what, done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(importlib.import_module("bicyclegan.engine.images"), "count_line", stop)  # (write_shares')
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(demo_root), num=3, progress=True, **kw)
+    assert any(p.name.startswith("00001") for p in (tmp_path / "r" / "images").iterdir())  # its second input's
+    monkeypatch.undo()
+    run(tiny(demo_root), num=1, progress=False, **kw)
+    assert sorted(p.name for p in (tmp_path / "r" / "images").iterdir()) == one
 
 
 def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone(demo_root, tmp_path):
@@ -516,13 +539,42 @@ def test_the_references_options_are_answered_with_what_to_give_here(capsys):
 
 
 def test_the_reference_option_table_names_options_that_exist_for_ones_that_do_not():
-    from bicyclegan.engine.cli import REFERENCE_OPTIONS
+    from bicyclegan.engine.cli import COMMAND_REFERENCE_OPTIONS, REFERENCE_OPTIONS
     train, sample = COMMANDS["train"]._option_string_actions, COMMANDS["sample"]._option_string_actions
     for theirs, ours in REFERENCE_OPTIONS.items():
         assert theirs not in train, theirs  # (an option of ours is never refused: its line could not be said)
         for named in set(re.findall(r"--[\w-]+", ours)) - {"--nproc_per_node"}:  # (torchrun's) every option a
             assert named in train or named in sample, (theirs, named)       # line points to is one of ours
         assert ours.startswith(("here --", "here the run folder", "not needed: ", "not offered: ")), theirs
+    for (command, theirs), ours in COMMAND_REFERENCE_OPTIONS.items():  # a command's own: the options it takes
+        taken = COMMANDS[command]._option_string_actions
+        assert theirs not in taken and set(re.findall(r"--[a-z_]+", ours)) - {theirs} <= set(taken), (command, theirs)
+        assert ours.startswith(("here --", "not needed: ", "not offered: ")), theirs
+
+
+def test_the_references_test_and_video_options_are_answered_as_each_command_takes_them(capsys):
+    # interpolate --n_samples (video_edges2shoes.sh's) was "an option of train, sample, evaluate and compare, not
+    # of interpolate" (here --segments); sample --num_threads "here --num_workers", which sample refuses;
+    # evaluate --results_dir "here --out", which evaluate refuses (its file is --json).
+    def said(*argv):
+        with pytest.raises(SystemExit):
+            main(list(argv))
+        return capsys.readouterr().err.split(": error: ", 1)[1].splitlines()[1:]
+    assert said("interpolate", "m.pt", "--n_samples", "20", "--num_frames", "4", "--border", "2") == [
+        "  --n_samples (the reference's): here --segments (video.py's --n_samples: the path's segments, through one "
+        "more code)",
+        "  --num_frames (the reference's): here --frames (frames per segment)",
+        "  --border (the reference's): not offered: the strips keep 2 px of white between frames"]
+    assert said("sample", "m.pt", "--num_threads", "1", "--model", "bicycle_gan", "--which_epoch", "latest") == [
+        "  --num_threads (the reference's): here --num_workers (--num_workers is an option of train and "
+        "import-official; sample has none)",
+        "  --model (the reference's): not needed: the checkpoint says its variant",
+        "  --which_epoch (the reference's): here --epoch (latest, the reference's default: no --epoch)"]
+    assert said("evaluate", "m.pt", "--results_dir", "r") == [
+        "  --results_dir (the reference's): here --json FILE (eval.json's path; by default in <run>/results/)"]
+    assert said("train", "--model", "bicycle_gan") == [  # train's own: as it was
+        "  --model (the reference's): here --variant (bicycle_gan: --variant bicycle); --variant pix2pix is "
+        "pix2pix+noise, with z"]
 
 
 def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(capsys):

@@ -303,8 +303,11 @@ def _tile(img: np.ndarray, xy, size=64, scale=2) -> np.ndarray:
     return img[y:y + size:scale, x:x + size:scale].astype(int)
 
 
-def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tmp_path):
+def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tmp_path, monkeypatch):
     # a third model without z (pix2pix, nz 0; untrained): its one output
+    cmp_module, drawn = importlib.import_module("bicyclegan.engine.compare"), []
+    fit = cmp_module.fit_label
+    monkeypatch.setattr(cmp_module, "fit_label", lambda text, *a: drawn.append(text) or fit(text, *a))
     flat = BicycleGAN(tiny_cfg(tmp_path / "flat", data, variant="pix2pix", nz=0))
     torch.manual_seed(5)
     with torch.no_grad():
@@ -314,11 +317,13 @@ def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tm
     models = [*loud, flat_ckpt]
     rows, out = compare(models, out=tmp_path / "c", show=2, show_samples=3, log=None, **EVAL)
     assert [r["name"] for r in rows] == ["bicycle_loud", "pix2pix_loud", "flat"]
+    # the model without z's one output is said so where its row is named (it sits under the heading "z1")
+    assert drawn == ["input", "ground truth", "z1", "z2", "z3", "bicycle_loud", "pix2pix_loud", "flat (no z)"]
     pic = np.asarray(Image.open(out / "compare.png").convert("RGB"))
     # where the tiles are (the layout depends on shapes and names only)
     _, boxes = compare_image(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32),
                              [(n, [torch.zeros(2, 3, 32, 32)] * k) for n, k in zip(
-                                 ["bicycle_loud", "pix2pix_loud", "flat"], (3, 3, 1))])
+                                 ["bicycle_loud", "pix2pix_loud", "flat (no z)"], (3, 3, 1))])
     assert pic.shape[:2] == Image.open(out / "compare.png").size[::-1]
     files = sorted((data / "val").glob("*.png"))[:2]
     AB = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # 2 x 32 x 64 x 3, A|B
@@ -403,7 +408,7 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     gray_in = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "gi", data, input_nc=1)), tmp_path / "gray_in.pt")
     resized = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "r", data, preprocess="resize_and_crop")),
                               tmp_path / "resized.pt")
-    # a run trained on the split's first 3 images evaluates on 3 inputs, the others on --num 5
+    # a run trained on its data's first 3 images: its --max_dataset_size is its training set's, not the split's
     capped = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "m", data, max_dataset_size=3)), tmp_path / "capped.pt")
     diverged = _diverged(runs / "pix2pix" / "checkpoints" / "latest.pt", tmp_path / "diverged.pt")
     (tmp_path / "afile").write_text("x")
@@ -423,9 +428,6 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
         ([bike, str(resized)], "bicycle and resized differ in preprocess (none vs resize_and_crop)"),
         ([bike, p2p, "--out", str(tmp_path / "afile" / "sub")],
          f"cannot write compare results into {tmp_path / 'afile' / 'sub'}"),
-        ([bike, str(capped)], "bicycle and capped differ in inputs read (at most --num and the run's "
-                              "max_dataset_size) (5 vs 3): the models compared must read the same inputs (pass "
-                              "--num 3)"),
         ([bike, str(diverged)], f"DivergenceError: diverged ({diverged}) holds non-finite weights in G (1 values); "
                                 "compare a checkpoint from before its training diverged"),
         ([bike, p2p, "--show", "0"], None),  # argparse's own refusal (exit 2, usage)
@@ -446,8 +448,8 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     rows, _ = compare([bike, elsewhere], dataroot=other, out=tmp_path / "ok", log=None, **EVAL)
     assert [r["dataroot"] for r in rows] == [str(other)] * 2
-    rows, _ = compare([bike, capped], out=tmp_path / "ok3", log=None, **{**EVAL, "num": 3})
-    assert [r["n_inputs"] for r in rows] == [3, 3]
+    rows, _ = compare([bike, capped], out=tmp_path / "ok3", log=None, **EVAL)
+    assert [r["n_inputs"] for r in rows] == [EVAL["num"]] * 2 and EVAL["num"] > 3  # (it read 3, and was refused)
 
 
 def test_one_path_or_model_given_from_python_is_one_model(runs, tmp_path):
@@ -459,7 +461,8 @@ def test_one_path_or_model_given_from_python_is_one_model(runs, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data, runs, tmp_path, capsys):
+def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data, runs, tmp_path, capsys,
+                                                                          monkeypatch):
     """Models without z (nz=0) make one output per input: compare took --n_samples for them alone and changed
     nothing (each row said n_samples 1). Refused as evaluate refuses it, naming the models; beside a model with
     z it is that model's number, the others make their one output."""
@@ -471,8 +474,12 @@ def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data,
         "bicyclegan compare: ConfigError: n_samples=4: none of the models has a latent code (nz=0: flat, flat2): "
         "one output per input, no z drawn, so it changes nothing; leave it out")
     assert not out.exists()
+    cmp_module, drawn = importlib.import_module("bicyclegan.engine.compare"), []
+    fit = cmp_module.fit_label
+    monkeypatch.setattr(cmp_module, "fit_label", lambda text, *a: drawn.append(text) or fit(text, *a))
     rows, _ = compare(flat, out=out, log=None, **{**EVAL, "n_samples": None})
     assert [r["n_samples"] for r in rows] == [1, 1]
+    assert drawn[:3] == ["input", "ground truth", "output"]  # no code drawn: not "z1"
     rows, _ = compare([runs / "bicycle", flat[0]], out=tmp_path / "mixed", log=None, **EVAL)
     assert [r["n_samples"] for r in rows] == [4, 1]
 
@@ -627,7 +634,8 @@ def test_none_measured_is_an_error_for_the_shell_and_names_no_picture(runs, tmp_
     (out / "compare.png").write_bytes(b"an earlier comparison's picture, of other models")
     assert main(["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *OPTS, "--out", str(out)]) == 2
     printed, err = capsys.readouterr()
-    assert err.count("\n") == 1 and "none of the 2 models could be measured (the table says why)" in err
+    assert err.count("bicyclegan compare: ") == 1  # (the progress lines on stderr, then the one error)
+    assert err.splitlines()[-1].endswith("none of the 2 models could be measured (the table says why)")
     assert "picture:" not in printed and not (out / "compare.png").exists()
     assert f"results: {out / 'compare.json'}\npage: {out / 'index.html'}" in printed
     assert [r["error"] for r in json.loads((out / "compare.json").read_text())] == [

@@ -1,5 +1,6 @@
 """Demo data (outline drawings -> filled shapes in K palettes) and the palette classifier."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -461,3 +462,33 @@ def test_a_make_demo_interrupted_mid_split_is_run_again(tmp_path, monkeypatch):
     make_demo_dataset(tmp_path / "d", n_train=4, n_test=1, size=16)
     assert sorted(f.name for f in train.iterdir()) == [f"{i:05d}.png" for i in range(4)] + ["palettes.json"]
     assert sorted(f.name for f in (tmp_path / "d" / "test").iterdir()) == ["00000.png", "palettes.json"]
+
+
+@pytest.mark.parametrize("at", ["image", "palettes.json"])
+def test_a_make_demo_the_disk_cannot_take_is_one_line_and_leaves_no_cut_file(tmp_path, monkeypatch, capsys, at):
+    # A full disk: a traceback (make-demo, and train without --dataroot), the cut temp file left behind.
+    import errno
+
+    from bicyclegan.engine.cli import main
+    save, write_text = Image.Image.save, Path.write_text
+
+    def full(f, *a, **k):  # a part written, then the disk is full
+        Path(f).write_bytes(b"\x89PNG cut")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    if at == "image":
+        monkeypatch.setattr(Image.Image, "save", lambda self, f, *a, **k: full(f) if Path(f).name == ".00002.png.tmp"
+                            else save(self, f, *a, **k))
+    else:
+        monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: full(self) if self.name == ".palettes.json.tmp"
+                            else write_text(self, *a, **k))
+    root = tmp_path / "d"
+    assert main(["make-demo", str(root), "--size", "16", "--n_train", "4", "--n_test", "1"]) == 2
+    err = capsys.readouterr().err
+    cut = ".00002.png.tmp" if at == "image" else ".palettes.json.tmp"
+    assert err == (f"bicyclegan make-demo: DatasetError: cannot write the demo dataset into {root}: No space left on "
+                   f"device ({root / 'train' / cut}); run the command again once it can be written\n")
+    left = sorted(f.name for f in (root / "train").iterdir())
+    assert left == [".demo-writing", "00000.png", "00001.png"] + (["00002.png", "00003.png"] if at != "image" else [])
+    monkeypatch.undo()  # the disk has room again: the same command makes the whole set
+    assert main(["make-demo", str(root), "--size", "16", "--n_train", "4", "--n_test", "1"]) == 0
+    assert sorted(f.name for f in (root / "train").iterdir()) == [f"{i:05d}.png" for i in range(4)] + ["palettes.json"]

@@ -367,6 +367,11 @@ def test_mirror_variable_redirects_every_address(server, tmp_path, monkeypatch):
     assert server.requests == [(path, None)] and (root / "val" / "3.jpg").is_file()
     # The full dataset in the same folder: asking for its test set again needs nothing more.
     assert dl.download_dataset("edges2shoes", tmp_path, testset=True, progress=False) == root
+    # The full dataset after its test set (the reference's tar extracts over it): refused, saying why
+    with pytest.raises(OutputError, match=r"edges2shoes already exists \(from .*testset/edges2shoes.tar.gz\) \(the "
+                                          r"full dataset brings val/ again, with train/: the test set's folder is not "
+                                          r"extended\); remove it or choose another --dir$"):
+        dl.download_dataset("edges2shoes", tmp_path, progress=False)
 
 
 def test_an_existing_folder_is_not_overwritten(server, tmp_path):

@@ -297,11 +297,13 @@ def test_a_batch_below_one_is_refused_by_the_option(checkpoint, tmp_path, capsys
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("side", ["height", "width"])
+@pytest.mark.parametrize("side, none", [("height", "the model's crop size"), ("width", "the model's crop size"),
+                                        ("batch", "a dynamic batch")])
 @pytest.mark.parametrize("value", [0, -32, 32.0, True])
-def test_a_side_that_is_no_positive_integer_is_refused_by_name(checkpoint, tmp_path, side, value):
-    # 0 was taken for the model's size (a file written), -32 a torch error of a negative dimension, 32.0 a TypeError.
-    with pytest.raises(ExportError, match=f"^{side}={value!r} must be a positive integer, or None for the model's "):
+def test_a_side_that_is_no_positive_integer_is_refused_by_name(checkpoint, tmp_path, side, none, value):
+    # 0 was taken for the model's size (a file written), -32 a torch error of a negative dimension, 32.0 a TypeError;
+    # batch=True a TypeError inside torch.rand.
+    with pytest.raises(ExportError, match=f"^{side}={value!r} must be a positive integer, or None for {none}$"):
         export_generator(checkpoint, tmp_path / "g.pt2", **{side: value})
     assert not list(tmp_path.iterdir())
 
@@ -374,3 +376,20 @@ def test_a_wrong_artefact_fails_verification(model, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "_run_pt2", lambda path, x: (real(path, x)[0] + 1e-3, "tampered"))
     with pytest.raises(ExportError, match="max abs difference 0.001 > 0.0001"):
         export_generator(model, tmp_path / "g.pt2")
+
+
+def test_a_pt2_export_the_disk_cannot_take_is_one_line_not_an_abort(checkpoint, tmp_path):
+    # A full disk under the .pt2 (here `ulimit -f`, as the disk's): torch's zip writer raised ("unexpected pos"),
+    # threw again as it was destroyed, and the process aborted, exit 134 and a C++ stack after the one line.
+    out = tmp_path / "g.pt2"
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "from bicyclegan.engine.cli import main\n"
+            f"sys.exit(main(['export', {str(checkpoint)!r}, '--out', {str(out)!r}, '--no-verify']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    # (the last line: an older torch's export warns of setuptools' pkg_resources first)
+    assert done.stderr.splitlines()[-1] == (f"bicyclegan export: ExportError: exporting the generator to {out} (pt2) "
+                                            f"failed: OSError: [Errno 27] File too large"), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing left: no temp file, no folder

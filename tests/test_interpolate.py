@@ -16,7 +16,8 @@ from bicyclegan.engine import BicycleGAN, ConfigError, interpolate, make_config
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.images import to_uint8
-from bicyclegan.engine.interpolate import _gif_bytes, interp_z, mp4_available, path_codes
+from bicyclegan.engine.interpolate import _gif_bytes, mp4_available, path_codes
+from bicyclegan.engine.model import interp_z
 from bicyclegan.engine.runtime import Dist
 from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
@@ -475,3 +476,18 @@ def test_a_gifs_frames_are_never_faster_than_browsers_play_them(fps, delay):
         gif.seek(i)
         delays.append(gif.info["duration"])
     assert delays == [delay] * 3
+
+
+def test_a_gifs_frames_keep_their_pictures_colours():
+    # Each frame gets a palette of its own (fast octree, for speed): read back, its pixels are the frame's to a few
+    # levels, and frames of other colours keep theirs (one palette for all would have merged them).
+    g = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 64)[None, :, None] * np.ones((48, 1, 3))
+    frames = [np.clip(ramp * w + g.normal(0, 6, (48, 64, 3)), 0, 255).astype(np.uint8)
+              for w in (np.array([1.0, 0.2, 0.0]), np.array([0.0, 0.6, 1.0]), np.array([0.9, 0.9, 0.9]))]
+    gif = Image.open(io.BytesIO(_gif_bytes([Image.fromarray(f) for f in frames], 8)))
+    for i, want in enumerate(frames):
+        gif.seek(i)
+        got = np.asarray(gif.convert("RGB")).astype(int)
+        # (noisy ramps: 3.1-3.3 levels of mean error, 13 at most; Pillow's default, dithered, 1.6-2.5 and 17)
+        assert np.abs(got - want).mean() < 4 and np.abs(got - want).max() <= 24, i

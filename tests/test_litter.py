@@ -164,9 +164,22 @@ def test_check_writable_makes_nothing_and_probes_the_deepest_existing_folder(tmp
     assert io.check_writable(Path("x") / "y", "results") == Path("x") / "y"  # relative: from the current folder
     assert probed[-1] == tmp_path / "a" and not (tmp_path / "a" / "x").exists()
     (tmp_path / "link").symlink_to(tmp_path / "gone")  # a dangling link where a folder goes: mkdir would fail later
-    with pytest.raises(OutputError, match="Not a directory; choose another folder"):
+    with pytest.raises(OutputError) as e:  # ("Not a directory" alone read as a file in the way)
         io.check_writable(tmp_path / "link" / "out", "results")
+    assert str(e.value) == (f"cannot write results into {tmp_path / 'link' / 'out'}: {tmp_path / 'link'} links to "
+                            f"{tmp_path / 'gone'}, which does not exist; choose another folder")
     (tmp_path / "link").unlink()
+    (tmp_path / "loop").symlink_to("loop2")  # a loop of links: a traceback from --out's resolve()
+    (tmp_path / "loop2").symlink_to("loop")
+    with pytest.raises(OutputError) as e:
+        io.check_writable(tmp_path / "loop" / "out", "results")
+    assert str(e.value) == (f"cannot write results into {tmp_path / 'loop' / 'out'}: {tmp_path / 'loop'} links to "
+                            f"loop2, which links back (a loop); choose another folder")
+    from bicyclegan.engine.runtime import check_apart
+    with pytest.raises(OutputError, match=r"^--out .*loop: its symbolic links loop \("):
+        check_apart(tmp_path / "loop", tmp_path / "a", "val")
+    (tmp_path / "loop").unlink()
+    (tmp_path / "loop2").unlink()
 
     # a folder that cannot be written (root writes anywhere: the refusal of the probe stands in for it)
     def read_only(*a, dir=None, **k):

@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 import shutil
+import sys
 import tracemalloc
 
 import numpy as np
@@ -19,7 +20,7 @@ from bicyclegan.engine import BicycleGAN, ConfigError, make_config
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
-from bicyclegan.engine.evaluate import evaluate, format_table
+from bicyclegan.engine.evaluate import draw_codes, evaluate, format_table
 from bicyclegan.engine.metrics import fid as fidmod
 from bicyclegan.engine.metrics import lpips as lpmod
 from bicyclegan.pipelines import DatasetError, make_demo_dataset
@@ -405,6 +406,10 @@ def test_lpips_diversity_follows_the_papers_protocol(tiny_model, demo_root, lpip
     assert r["diversity_lpips"] == pytest.approx(torch.cat(d).mean().item(), rel=1e-5)
     # the spread the table prints beside it: the sample standard deviation of the 9 distances
     assert r["lpips"]["std"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=1), rel=1e-5)
+    # and the paper's "±": the mean's standard error, std / sqrt(pairs)
+    assert r["lpips"]["stderr"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=1) / 3, rel=1e-5)
+    assert f"{r['diversity_lpips']:.4f} ± {r['lpips']['stderr']:.4f}  (alex v0.0, 9 consecutive pairs, ± the " \
+           f"standard error of the mean; a pair's std {r['lpips']['std']:.4f})" in format_table(r)
     # diversity_l1: the mean absolute difference of consecutive raw outputs (one value per pair),
     # averaged over the 3 x 3 pairs
     with torch.no_grad():
@@ -418,6 +423,18 @@ def test_lpips_diversity_follows_the_papers_protocol(tiny_model, demo_root, lpip
     all_pairs = evaluate(tiny_model, **{**kw, "lpips_pairs": "all"})
     assert all_pairs["lpips"]["n_pairs"] == 3 * 6
     assert evaluate(tiny_model, **{**kw, "seed": 8})["diversity_lpips"] != r["diversity_lpips"]
+
+
+@pytest.mark.parametrize("n_samples, nz", [(3, 8), (1, 8), (20, 8), (5, 3), (2, 0)])
+def test_an_inputs_codes_do_not_depend_on_how_many_inputs_are_evaluated(n_samples, nz):
+    # torch's CPU randn redraws the last 16 values of a draw whose length is no multiple of 16: one
+    # n_inputs x n_samples x nz draw gave the 5th input other codes at --num 5 than at --num 6 (n_samples 3).
+    few, more = draw_codes(5, n_samples, nz, 3), draw_codes(6, n_samples, nz, 3)
+    assert few.shape == (5, n_samples, nz) and torch.equal(few, more[:5])
+    if n_samples * nz % 16 == 0:  # the paper's 20 x 8: the plain draw's codes, as before
+        want = torch.randn(6, n_samples, nz, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(more, want)
+    assert len({tuple(z.flatten().tolist()) for z in more}) == (6 if nz else 1)  # inputs' codes differ
 
 
 def test_fid_compares_generated_images_with_the_real_b_images(tiny_model, demo_root, monkeypatch):
@@ -620,3 +637,33 @@ def test_loading_the_metric_networks_leaves_the_callers_generator_as_it_was(lpip
         torch.manual_seed(7)
         load()
         assert torch.equal(torch.rand(4), expected)
+
+
+def test_a_closed_stderr_or_stdout_changes_nothing_of_the_work(tiny_model, tmp_path, monkeypatch):
+    # `evaluate ... 2>&-`: Python leaves sys.stderr None, and the inputs' count line's write was an AttributeError:
+    # exit 1, not a word, no eval.json (sample and train alike).
+    ckpt = save_checkpoint(tiny_model, tmp_path / "run" / "checkpoints" / "latest.pt")
+    for closed in ("stderr", "stdout"):
+        monkeypatch.setattr(sys, closed, None)
+        out = tmp_path / f"{closed}.json"
+        assert main(["evaluate", str(ckpt), "--metrics", "l1", "--num", "2", "--n_samples", "2", "--device", "cpu",
+                     "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["n_inputs"] == 2
+        monkeypatch.undo()
+
+
+def test_evaluate_writes_its_results_before_it_prints_them(tiny_model, tmp_path, monkeypatch):
+    # `evaluate ... | true`: the table's print met the reader gone, and the command ended (141) before eval.json.
+    ckpt = save_checkpoint(tiny_model, tmp_path / "run" / "checkpoints" / "latest.pt")
+
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+    monkeypatch.setattr(sys, "stdout", Gone())
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(ckpt), "--metrics", "l1", "--num", "2", "--n_samples", "2", "--device", "cpu",
+                 "--json", str(out)]) == 141
+    assert json.loads(out.read_text())["n_inputs"] == 2

@@ -318,11 +318,12 @@ def reference_iteration(model: BicycleGAN, data):
 WEIGHTS = dict(lambda_GAN=0.7, lambda_GAN2=1.3, lambda_L1=3.0, lambda_kl=0.05, lambda_z=0.8)
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (3, 1), (1, 3), (2, 2)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
+@pytest.mark.parametrize("hw", [(1, 1), (3, 1), (1, 3), (2, 2), (4, 6)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
 @pytest.mark.parametrize("fmt", ["nchw", "cl", "cl sliced"])
 def test_the_bilinear_upconv_gives_the_references_values_gradients_and_layout(hw, fmt):
     # A plane one pixel wide is upsampled along its height alone and repeated across (BilinearUpConv): the
-    # values, gradients and output layout of the reference's Upsample + ReflectionPad2d + conv, in float64
+    # values, gradients and output layout of the reference's Upsample + ReflectionPad2d + conv, in float64 (a CPU
+    # input in NCHW goes through channels_last and back: NCHW out)
     up = _upconv(5, 4, "bilinear").double()
     base = torch.randn(3, 10 if fmt == "cl sliced" else 5, *hw, dtype=torch.float64)
     if fmt != "nchw":

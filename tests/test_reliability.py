@@ -432,6 +432,12 @@ def test_find_checkpoint_takes_a_file_a_run_folder_or_an_epoch(tmp_path):
     refused(lambda: find_checkpoint(tmp_path / "new", 1), CheckpointError,
             f"no checkpoint for epoch 1 in {tmp_path / 'new' / 'checkpoints'}: the run kept no per-epoch "
             f"checkpoints (train with --save_epoch_freq N)")
+    # A run that keeps one every 5 epochs (--preset edges2shoes) stopped before the fifth: it was told to train
+    # with --save_epoch_freq N, which it did.
+    (tmp_path / "new" / "config.json").write_text(json.dumps({"save_epoch_freq": 5, "niter": 30}))
+    refused(lambda: find_checkpoint(tmp_path / "new", 10), CheckpointError,
+            f"no checkpoint for epoch 10 in {tmp_path / 'new' / 'checkpoints'}: the run keeps one every 5 epochs "
+            f"(--save_epoch_freq 5) and has not finished epoch 5")
 
 
 def _draws():
@@ -493,6 +499,13 @@ def test_io_a_failed_write_names_the_file_the_reason_and_the_free_space(tmp_path
             f"cannot write checkpoint {path}: file write failed (6 MiB free in {tmp_path}); the previous one is intact")
     refused(lambda: io.atomic_write(path, _raise(RuntimeError())), OutputError,
             f"cannot write file {path}: RuntimeError (6 MiB free in {tmp_path}); the previous one is intact")
+    # torch's zip writer on a full disk (or quota): its words alone, and MiB of room measured once the cut file
+    # was removed, said no cause
+    full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1612672 vs 1612564")
+    refused(lambda: io.atomic_write(path, _raise(full), what="checkpoint", error=CheckpointError), CheckpointError,
+            f"cannot write checkpoint {path}: [enforce fail at inline_container.cc:672] . unexpected pos 1612672 vs "
+            f"1612564: its write stopped short, as on a full disk or quota (6 MiB free in {tmp_path} once the cut "
+            f"file was removed); the previous one is intact")
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
 
 
@@ -557,7 +570,11 @@ def test_io_torch_files_that_cannot_be_read_say_why(tmp_path, monkeypatch):
     def read(path):
         return io.read_torch_file(path, what="weights", error=CheckpointError)
     refused(lambda: read(tmp_path / "none.pt"), CheckpointError, f"weights {tmp_path / 'none.pt'} does not exist")
-    refused(lambda: read(tmp_path), CheckpointError, f"weights {tmp_path} does not exist")  # a folder
+    refused(lambda: read(tmp_path), CheckpointError, f"weights {tmp_path} is a folder, not a file")
+    os.mkfifo(tmp_path / "pipe.pt")  # (said not to exist; opened, it would wait for a writer)
+    refused(lambda: read(tmp_path / "pipe.pt"), CheckpointError, f"weights {tmp_path / 'pipe.pt'} is a named pipe, "
+            f"not a file")
+    (tmp_path / "pipe.pt").unlink()
     (tmp_path / "g.pt").write_bytes(b"\x80\x02not a torch file")  # a pickle's start, then not one
     refused(lambda: read(tmp_path / "g.pt"), CheckpointError,
             f"weights {tmp_path / 'g.pt'} cannot be read: unreadable as a torch file (foreign or damaged)")
@@ -631,6 +648,28 @@ def test_nonfinite_models_are_refused_by_save_evaluate_and_export(tmp_path, data
     assert not (tmp_path / "g.pt2").exists()
 
 
+def test_a_sample_grid_that_cannot_be_written_names_the_step_and_the_checkpoint_to_resume(tmp_path, monkeypatch):
+    # samples/ made read-only mid-run: "cannot write sample grid .../step_0000004.png: Permission denied (...)" and
+    # nothing of where the run stopped or what it can resume from, as a checkpoint's or the log's failure says.
+    import importlib
+    trainer_module = importlib.import_module("bicyclegan.engine.trainer")
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    real = trainer_module.save_grid
+
+    def read_only(model, A, B, z, path, *more):
+        if path.name == "step_0000003.png":
+            raise OutputError(f"cannot write sample grid {path}: Permission denied")
+        return real(model, A, B, z, path, *more)
+    monkeypatch.setattr(trainer_module, "save_grid", read_only)
+    t = Trainer(cfg(tmp_path / "run", root, max_steps=4, num_workers=0, sample_every=3), progress=False)
+    with pytest.raises(OutputError) as info:
+        t.train()
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert str(info.value) == (f"cannot write sample grid {tmp_path / 'run' / 'samples' / 'step_0000003.png'}: "
+                               f"Permission denied (at step 3); the last good checkpoint is {path} (step 2): resume "
+                               f"it with --resume")
+
+
 @pytest.mark.parametrize("kept", ["latest.pt", "epoch_1.pt"])
 def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_path, kept):
     # A dataset rewritten while a run trains: the decode error named the file alone, not where the run
@@ -647,8 +686,9 @@ def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_pat
     assert "cannot decode" in text and str(root / "train") in text
     path = tmp_path / "run" / "checkpoints" / kept
     resume = "--resume" if kept == "latest.pt" else f"--resume {path} (resume={str(path)!r} in Python)"
-    assert text.endswith(f"the last good checkpoint is {path} (step 2): resume it with {resume} "
-                         "(with --skip_bad to leave such files out)")
+    assert text.endswith(f"the last good checkpoint is {path} (step 2): put the files back as they were and resume "
+                         f"it with {resume} (a resumed run trains on the same files), or leave such files out in a "
+                         f"new run from its weights: --init_from {path} --skip_bad --out NEW")
 
 
 # -- option values --------------------------------------------------------------------------------
@@ -915,7 +955,8 @@ def test_a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from(tmp_pa
         (out / "checkpoints" / name).write_bytes(b"damaged")
     for epoch in (None, 2):  # none other to resume from
         with pytest.raises(CheckpointError, match=r"; the run kept no other checkpoint to resume from: start it "
-                                                  r"again \(--save_epoch_freq N also keeps one every N epochs\)$"):
+                                                  r"again in a new --out, or delete .+ first \(--save_epoch_freq N "
+                                                  r"also keeps one every N epochs\)$"):
             Trainer(run(max_steps=12), resume=True, epoch=epoch, progress=False)
 
 
@@ -1027,6 +1068,28 @@ def test_a_write_in_progress_in_another_process_keeps_its_temp_file(tmp_path):
     assert target.read_bytes() == b"second" and atomic.temp_files(target) == []
 
 
+@pytest.mark.parametrize("name", ["x" * 241 + ".png", "é" * 120 + "x.png"], ids=["245 bytes", "245 bytes utf-8"])
+def test_a_name_near_the_file_systems_limit_is_written_and_its_killed_writes_temp_is_found(tmp_path, name):
+    # The temp file's name adds ~45 bytes to the file's: a legal 245-byte name's write was "File name too long"
+    # (export: a traceback; evaluate --json: blamed on the name given).
+    target = tmp_path / name
+    assert len(os.fsencode(name)) == 245
+    atomic.atomic_write(target, lambda f: f.write(b"one"))
+    assert target.read_bytes() == b"one" and os.listdir(tmp_path) == [name]
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    fd, temp = atomic.temp_beside(target)  # as a killed write left it: named for a process now gone
+    os.close(fd)
+    killed = Path(temp).with_name(Path(temp).name.replace(f".{os.getpid()}-", f".{gone.pid}-"))
+    os.rename(temp, killed)
+    assert len(os.fsencode(killed.name)) <= 255 and atomic.temp_files(target) == [killed]
+    atomic.atomic_write(target, lambda f: f.write(b"two"))  # removes the killed write's temp file
+    assert target.read_bytes() == b"two" and os.listdir(tmp_path) == [name]
+    other = tmp_path / ("x" * 240 + "y.png")  # the first name's first 180 bytes: another file, whose temps are not its
+    atomic.atomic_write(other, lambda f: f.write(b"other"))
+    assert atomic.temp_files(target) == [] and sorted(os.listdir(tmp_path)) == sorted([name, other.name])
+
+
 def test_only_temp_files_no_live_writer_can_own_are_stale(tmp_path, monkeypatch):
     gone = subprocess.Popen([sys.executable, "-c", ""])
     gone.wait()
@@ -1104,3 +1167,16 @@ def test_inference_needs_only_the_model_and_its_data_settings(tmp_path):
     torch.save({k: torch.zeros(v.shape) for k, v in G.state_dict().items()}, tmp_path / "G.pth")
     model = import_official(mcfg, G=tmp_path / "G.pth")
     assert model.cfg.data.load_size == 512 and model.cfg.data.no_flip
+
+
+def test_a_peek_at_a_file_that_is_no_torch_file_says_so(tmp_path):
+    # evaluate --epoch all on a garbage epoch_2.pt said torch's advice for memory-mapped loading ("please torch.save
+    # your checkpoint with _use_new_zipfile_serialization=True"), where sample said what the file is.
+    from bicyclegan.engine.checkpoint import peek_checkpoint
+    (bad := tmp_path / "epoch_2.pt").write_bytes(b"garbage\n")
+    with pytest.raises(CheckpointError, match=r"epoch_2.pt cannot be read \(not a torch file: it begins "
+                                              r"b'garbage\\n'\); move it away$"):
+        peek_checkpoint(bad, "step")
+    (cut := tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 and no more")
+    with pytest.raises(CheckpointError, match=r"cut.pt cannot be read \([A-Za-z]+Error: "):
+        peek_checkpoint(cut, "step")

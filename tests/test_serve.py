@@ -180,10 +180,14 @@ def test_interpolation_follows_the_references_path(client, ckpt, demo_root, mode
     assert_same_images(r["images"], expected_outputs(ckpt, A, want.astype(np.float32).tolist()))
 
 
-def test_slerp_of_parallel_codes_is_linear():
-    z = torch.tensor([1.0, 2.0, 0.0])
-    got = serve_mod.interpolate_codes(z, 2 * z, 3, "slerp")
-    assert torch.allclose(got, torch.stack([z, 1.5 * z, 2 * z]))
+def test_slerp_of_parallel_codes_is_linear_and_slerp_is_the_default_as_the_commands(client):
+    z = [1.0, 2.0, 0, 0, 0, 0, 0, 0]
+    r = client.post("/api/interpolate", json={"input": "d0", "z0": z, "z1": [2 * v for v in z], "steps": 3}).json()
+    assert np.allclose(r["z"], [z, [1.5 * v for v in z], [2 * v for v in z]], atol=1e-6)
+    z0, z1 = [1.0, 0, 0, 0, 0, 0, 0, 2], [0, 1.0, 0, 0, -1, 0, 0, 0]  # not parallel: slerp's path, no mode given
+    r = client.post("/api/interpolate", json={"input": "d0", "z0": z0, "z1": z1, "steps": 5}).json()
+    assert np.allclose(r["z"], interp_z_reference(z0, z1, 5, "slerp"), atol=1e-6)
+    assert client.get("/api/info").json()["interp_modes"][0] == "slerp"  # the page's first choice
 
 
 @pytest.mark.parametrize("body, status, words", [

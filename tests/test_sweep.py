@@ -53,7 +53,7 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
     opts = [o if o != "3" else "1" for o in OPTS]  # --n_samples 1
     assert main(["evaluate", str(run), "--epoch", "all", *opts]) == 0
     out = capsys.readouterr().out
-    lines = out[out.index("\ncheckpoint  ") + 1:].splitlines()
+    lines = out[out.index("checkpoint  "):].splitlines()
     assert lines[0].split() == ["checkpoint", "epoch", "step", "diversity_l1", "encoded_l1", "coverage", "validity",
                                 "encoded_palette_match"]
     assert [line.split()[3] for line in lines[1:4]] == ["-", "-", "-"]
@@ -68,7 +68,7 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
 def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tmp_path, capsys):
     run = copy_run(run, tmp_path)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
     assert [(r["checkpoint"], r["epoch"], r["step"]) for r in rows] == [
         ("epoch_1.pt", 1, 4), ("epoch_2.pt", 2, 8), ("latest.pt", 2, 10)]
@@ -89,12 +89,16 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
                     "lpips_backbone": None, "lpips_linear": None, "fid_weights": None, "layout": None,
                     "skip_bad": None}
         assert r.pop("run") == str(run.resolve())  # (eval.json: its checkpoint's path says which run)
-        assert json.loads(swept) == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve()), "protocol": protocol}
+        swept = json.loads(swept)  # (and the split's and weights files' state: its own test, of protocol() alone)
+        files = swept["protocol"].pop("files")
+        assert re.fullmatch("[0-9a-f]{64}", files)
+        assert swept == {**r, "checkpoint": str((ckpts / r["checkpoint"]).resolve()), "protocol": protocol}
         assert main(["evaluate", str(run), *epoch, *OPTS]) == 0
         alone = json.loads((run / "results" / folder / "eval.json").read_text())
-        assert alone == {k: v for k, v in json.loads(swept).items() if k not in ("epoch", "step")}
-    # the terminal: one line per checkpoint as it is measured, the table, the best of each measure
-    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json$", out, re.M)
+        assert alone.pop("protocol") == {**protocol, "files": files}
+        assert alone == {k: v for k, v in swept.items() if k not in ("epoch", "step", "protocol")}
+    # the terminal: one line per checkpoint as it is measured (stderr), the table, the best of each measure
+    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json$", err, re.M)
     best = min(rows, key=lambda r: r["encoded_l1"])
     pick = "no --epoch" if best["checkpoint"] == "latest.pt" else f"--epoch {best['epoch']}"
     assert (f"best encoded reconstruction L1: {best['encoded_l1']:.4f} at epoch {best['epoch']}, step {best['step']} "
@@ -148,9 +152,9 @@ def test_evaluation_of_a_model_with_other_data_options_is_made_anew(run, monkeyp
     same = ev.of(run / "checkpoints" / "epoch_2.pt")
     assert same.inception is ev.inception and len(loads) == 1 and same.model is not ev.model
     other = load_checkpoint(run / "checkpoints" / "latest.pt", device="cpu")
-    other.cfg.data.max_dataset_size = 2  # reads 2 inputs of the split, where the first model reads 4
+    other.cfg.data.direction = "BtoA"  # reads the split's other halves as inputs
     fresh = ev.of(other)
-    assert fresh.model is other and fresh.n_inputs == 2 and ev.n_inputs == 4
+    assert fresh.model is other and (fresh.data.direction, ev.data.direction) == ("BtoA", "AtoB")
     assert len(loads) == 1 and fresh.inception is ev.inception  # a model of its own, the metric networks shared
 
 
@@ -334,7 +338,8 @@ def test_nothing_measured_says_so_with_exit_2_and_writes_the_rows_where_a_sweep_
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
     out, err = capsys.readouterr()
     assert re.search(r"^latest.pt +2 +10 +the model holds non-finite weights in G", out, re.M)
-    assert err.count("\n") == 1 and "none of the 3 checkpoints could be measured" in err
+    # (the progress lines on stderr, then the one error)
+    assert err.count("bicyclegan evaluate: ") == 1 and "none of the 3 checkpoints could be measured" in err
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())  # not results/sweep/
     assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
     assert all("error" in r for r in rows)
@@ -371,7 +376,7 @@ def test_a_damaged_checkpoint_among_good_ones_gets_a_row_and_the_others_are_meas
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
     assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
     assert "is damaged" in rows[1]["error"] and "encoded_l1" in rows[0] and "encoded_l1" in rows[2]
-    assert re.search(r"^\[2/3\] epoch_2.pt: .*epoch_2.pt is damaged", capsys.readouterr().out, re.M)
+    assert re.search(r"^\[2/3\] epoch_2.pt: .*epoch_2.pt is damaged", capsys.readouterr().err, re.M)
 
 
 def test_checkpoints_written_after_a_resume_with_other_resumable_options_share_the_evaluation(run, tmp_path,
@@ -430,7 +435,7 @@ def test_the_data_folder_is_recorded_absolute_and_read_from_anywhere(run, data, 
         f.write_text(json.dumps({**old, "dataroot": data.name}))
     assert format_table(json.loads(evals[0].read_text())).splitlines()[1].endswith("(val)")
     assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(here), *OPTS, "--reuse"]) == 0
-    assert "(3 measured before, reused)" in capsys.readouterr().out
+    assert "(3 measured before, reused)" in capsys.readouterr().err
     assert [r["dataroot"] for r in json.loads(sweep_json.read_text())] == [str(here)] * 3
     assert f"each on val/ of {here}: the first" in (sweep_json.parent / "index.html").read_text()
     # older still, without a protocol: relative to the current folder, as it was always read
@@ -457,9 +462,9 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     # nothing changed: every row is the one measured before, nothing built, nothing measured
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
     assert json.loads(sweep_json.read_text()) == first and not calls and not loads
-    out = capsys.readouterr().out
-    assert "evaluating 0 checkpoints" in out and "(3 measured before, reused)" in out
-    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json \(measured before\)$", out,
+    err = capsys.readouterr().err  # (the progress lines: stderr, as sample's and evaluate's counts)
+    assert "evaluating 0 checkpoints" in err and "(3 measured before, reused)" in err
+    assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json \(measured before\)$", err,
                      re.M)
     monkeypatch.undo()
 
@@ -509,7 +514,7 @@ def test_reuse_reads_a_checkpoint_changed_since_its_measurement_and_keeps_no_res
     rows = json.loads(sweep_json.read_text())
     assert rows[0] == first[0] and rows[2] == first[2]  # kept (epoch_1.pt read and found intact)
     assert "is damaged" in rows[1]["error"] and "encoded_l1" not in rows[1]
-    assert "(2 measured before, reused)" in capsys.readouterr().out
+    assert "(2 measured before, reused)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change", ["none", "metrics", "num", "no protocol", "not json", "other file"])
@@ -552,6 +557,36 @@ def test_a_protocol_names_the_metrics_as_a_set(tmp_path):
     assert one["metrics"] == ["l1", "lpips"]
     assert protocol("d", tmp_path, "val", metrics=[" l1", "lpips ", "l1"], device="cpu") == one
     assert protocol("d", tmp_path, "val", metrics="l1", device="cpu") != one
+
+
+def test_a_protocol_changes_with_the_splits_files_and_the_metric_weights_files(tmp_path, monkeypatch):
+    # Options named the data and the weights alone: an image edited in place, another TORCH_HOME or a weights
+    # file replaced at its path kept the figures measured before under --reuse (and its best checkpoint).
+    from bicyclegan.engine.sweep import protocol
+    split = tmp_path / "data" / "val"
+    split.mkdir(parents=True)
+    (split / "1.png").write_bytes(b"one")
+    (split / "2.png").write_bytes(b"two")
+    (tmp_path / "data" / "train").mkdir()  # another split: not read
+    linear = tmp_path / "lin.pth"
+    linear.write_bytes(b"w")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub1"))
+
+    def now(metrics):
+        return protocol("d", tmp_path / "data", "val", metrics=metrics, lpips_linear=linear, device="cpu")
+    l1, lp = now("l1"), now("lpips")
+    assert now("l1") == l1 and now("lpips") == lp  # (nothing changed: the same)
+    (tmp_path / "data" / "train" / "3.png").write_bytes(b"x")
+    assert now("l1") == l1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub2"))  # another AlexNet file: lpips's figures, not l1's
+    assert now("l1") == l1 and now("lpips") != lp
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub1"))
+    os.utime(linear, ns=(1, 1))  # the linear weights replaced at their path
+    assert now("l1") == l1 and now("lpips") != lp
+    lp = now("lpips")
+    (split / "2.png").write_bytes(b"TWO")  # an image edited in place (another time; here the same size too)
+    os.utime(split / "2.png", ns=(5, 5))
+    assert now("l1") != l1 and now("lpips") != lp
 
 
 def test_reuse_goes_with_epoch_all(run, capsys):
@@ -686,7 +721,8 @@ def test_a_write_that_fails_keeps_the_previous_sweep_json_and_says_which_file(ru
     replace_fails("sweep.json")
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"cannot write sweep results {folder / 'sweep.json'}: Input/output error" in err
+    assert err.count("bicyclegan evaluate: ") == 1
+    assert f"cannot write sweep results {folder / 'sweep.json'}: Input/output error" in err
     assert "the previous one is intact" in err
     assert (folder / "sweep.json").read_text() == '["the previous sweep"]'
 
@@ -802,7 +838,7 @@ def test_sweep_json_records_the_run_it_measured_absolute(run, tmp_path, capsys, 
     assert [(r["checkpoint"], r["run"]) for r in rows] == [(n, str(run.resolve()))
                                                             for n in ("epoch_1.pt", "epoch_2.pt", "latest.pt")]
     assert main(["evaluate", run.name, "--epoch", "all", *OPTS, "--json", str(out), "--reuse"]) == 0
-    assert "(3 measured before, reused)" in capsys.readouterr().out
+    assert "(3 measured before, reused)" in capsys.readouterr().err
     assert json.loads(out.read_text()) == rows
     old = [{k: v for k, v in r.items() if k != "run"} for r in rows]  # the tables show no run column
     assert format_sweep(old) == format_sweep(rows) and render_sweep("run", old) == render_sweep("run", rows)

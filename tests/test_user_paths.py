@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -802,6 +803,17 @@ def test_first_only_lists_the_first_inputs_within_the_runs_own_limit():
     assert first_only(DataConfig(), None).max_dataset_size is None
 
 
+def test_an_inference_reads_num_inputs_whatever_the_runs_max_dataset_size(tmp_path):
+    # A run trained with --max_dataset_size 48 was evaluated on 48 inputs of the test split whatever --num (the
+    # paper's 100), unsaid: the training's limit is its training set's (the reference's test.py has its own).
+    from bicyclegan.engine import DataConfig, TrainConfig
+    from bicyclegan.engine.runtime import inference_data
+    root = make_demo_dataset(tmp_path / "d", n_train=4, n_test=6, size=32)
+    cfg = TrainConfig(data=DataConfig(dataroot=str(root), max_dataset_size=2))
+    assert inference_data(cfg, num=5)[3].max_dataset_size == 5
+    assert inference_data(cfg)[3].max_dataset_size is None  # (serve: every input)
+
+
 def test_a_second_training_into_a_run_folder_in_use_is_refused_and_a_refused_start_leaves_no_folder(tmp_path, data):
     # Two trainings into one --out (the command run twice, in two shells) both trained, each writing
     # its log lines and checkpoints over the other's. The lock is the folder's, so a second resume of
@@ -1220,6 +1232,23 @@ def test_train_init_from_a_run_folder_and_epoch_on_the_command_line(source, tmp_
     assert f"{tmp_path} is not a run folder" in refused_cli("--init_from", str(tmp_path), "--out", other)
 
 
+def test_a_checkpoint_outside_a_run_starts_a_run_with_the_options_it_stores(source, tmp_path, capsys):
+    # A run's latest.pt copied out of it (or an import-official file): --init_from FILE took the demo preset's
+    # options and was refused for every network option the file stores ("ngf: checkpoint 4 vs now 16; ...").
+    alone = tmp_path / "alone.pt"
+    shutil.copy(source / "checkpoints" / "epoch_2.pt", alone)
+    source_config = json.loads((source / "config.json").read_text())
+    new = tmp_path / "new"
+    assert main(["train", "--init_from", str(alone), "--out", str(new), "--max_steps", "1", "--lr", "0.001",
+                 "--no-progress"]) == 0
+    assert json.loads((new / "config.json").read_text()) == {
+        **source_config, "out": str(new), "max_steps": 1, "lr": 0.001, "init_from": str(alone.resolve())}
+    assert main(["train", "--resume", str(alone), "--out", str(tmp_path / "on"), "--niter_decay", "2", "--dry-run",
+                 "--no-progress"]) == 0  # continued elsewhere: its own options, as its run's config.json says
+    assert main(["train", "--init_from", str(alone), "--out", str(tmp_path / "x"), "--ngf", "8", "--no-progress"]) == 2
+    assert "ngf: checkpoint 4 vs now 8 (" in capsys.readouterr().err  # what is given still goes on top
+
+
 def test_init_from_with_fresh_discriminators_of_other_options(source, data, tmp_path):
     trainer = Trainer(tiny_cfg(tmp_path / "d", data, ndf=8, max_steps=1, init_from=source, fresh_D=True),
                       progress=False)
@@ -1367,7 +1396,7 @@ def _refusal(capsys):
     return err[err.index("bicyclegan train: "):].strip()
 
 
-def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, run, capsys):
+def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, run, data, capsys):
     """train --dry-run --resume printed the config of resumes the run then refused (another architecture,
     a max_steps below the checkpoint's step, a damaged checkpoint...): it runs the run's checks of the folder
     and of the checkpoint now, and refuses with the same line, writing nothing."""
@@ -1404,9 +1433,10 @@ def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, 
         ("--out", str(damaged), "--resume"):
             f"CheckpointError: {damaged / 'checkpoints' / 'latest.pt'} is damaged: its contents do not match the "
             f"digest written with it",
-        # a step-0 checkpoint lends its weights as --init_from does: its networks must be the run's (the demo
-        # preset's, for a checkpoint outside a run)
-        ("--out", str(tmp_path / "new"), "--resume", str(tmp_path / "step0.pt")):
+        # a step-0 checkpoint lends its weights as --init_from does: its networks must be the run's (for a
+        # checkpoint outside a run, the options it stores with those given)
+        ("--out", str(tmp_path / "new"), "--resume", str(tmp_path / "step0.pt"), "--ngf", "16",
+         "--dataroot", str(data)):
             f"CheckpointError: {tmp_path / 'step0.pt'} holds other networks than this run's: ngf: checkpoint 4 vs "
             f"now 16",
         ("--init_from", str(tmp_path / "other"), "--out", str(tmp_path / "new"), "--nz", "4"):  # and --init_from

@@ -995,8 +995,11 @@ def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by
 
 
 def _codes(n, n_samples, nz, seed):
-    """An evaluation's codes as its docstring says them: one n x n_samples x nz draw from `seed`."""
-    return torch.randn(n, n_samples, nz, generator=torch.Generator().manual_seed(seed))
+    """An evaluation's codes as its docstring says them: input i's row of one draw from `seed`, each row padded to
+    a multiple of 16 values (the plain n x n_samples x nz draw where n_samples x nz is one)."""
+    per = n_samples * nz
+    return torch.randn(n, -(-per // 16) * 16, generator=torch.Generator().manual_seed(seed))[:, :per].reshape(
+        n, n_samples, nz)
 
 
 def _inputs_of(files):

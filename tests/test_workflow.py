@@ -284,18 +284,21 @@ def test_download_model_refuses_wrong_or_unsafe_weights(tmp_path, monkeypatch):
         server.close()
 
 
-def test_import_official_with_the_settings_of_an_authors_model(tmp_path):
+def test_import_official_with_the_settings_of_an_authors_model(tmp_path, monkeypatch):
     cfg = small_pretrained_config("maps").model
     ref = Ref(ngf=SMALL["ngf"], nef=SMALL["nef"], ndf=SMALL["ndf"])  # scripts/test_maps.sh: the default networks
     write_reference_file(build_generator(cfg), ref, "G", cfg, tmp_path / "G.pth")
     write_reference_file(build_encoder(cfg), ref, "E", cfg, tmp_path / "E.pth")
     out = tmp_path / "maps.pt"
-    assert main(["import-official", "--preset", "maps", "--G", str(tmp_path / "G.pth"), "--E", str(tmp_path / "E.pth"),
-                 "--out", str(out), *[f"--{k}={v}" for k, v in SMALL.items()]]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["import-official", "--preset", "maps", "--G", "G.pth", "--E", "E.pth", "--out", str(out),
+                 "--dataroot", "maps_data", *[f"--{k}={v}" for k, v in SMALL.items()]]) == 0
     got = flat(load_checkpoint(out).cfg)
     direction, load, crop, nc = TEST_SCRIPT_VALUES["maps"]
     assert (got["direction"], got["load_size"], got["crop_size"], got["input_nc"], got["no_flip"]) == (
         direction, load, crop, nc, True)
+    # the data folder absolute, as train stores it: as typed, the file read from another folder found none
+    assert got["dataroot"] == str(tmp_path / "maps_data")
 
 
 def test_import_official_without_an_encoder_file_has_no_encoded_outputs(tmp_path, demo_root, capsys):

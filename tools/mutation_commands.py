@@ -86,7 +86,7 @@ MUTANTS = [
     ('E12', E, 'sample_columns(model, A, B, z if cfg.model.nz else None)',
      'sample_columns(model, A, B, None)', EVL),
     # interpolate
-    ('I01', IP, 'torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b',
+    ('I01', "engine/model.py", 'torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b',
      'torch.sin((1 - t) * omega) / s * b + torch.sin(t * omega) / s * a', INT),
     ('I02', IP, 'interp_z(codes[i], codes[i + 1], frames + 1, mode)',
      'interp_z(codes[i], codes[i + 1], frames + 1, "linear")', INT),

@@ -51,11 +51,13 @@ are not UTF-8 (DALI, the galleries), what the walk leaves out said, torch 2.5's 
 double_backward, --no-skip_bad, A/ and B/ paired by NFC names; from a second pass over
 runs, resumes and the commands after training (DE17-DE39). Results: docs/mutation-engine.md, "Users' own
 data at its edges, and the gloo group's ending". Session 36's user passes (US01-US57): docs/mutation-engine.md,
-"Hang-ups, divergences between log intervals, and options that change nothing".
+"Hang-ups, divergences between log intervals, and options that change nothing". Session 37's passes (the
+authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review; AW01-AW38):
+docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a hostile machine".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
-    .venv/bin/python tools/mutation_fixes.py            # every mutant (about 16 min on 2 cores)
+    .venv/bin/python tools/mutation_fixes.py            # every mutant (about an hour on 2 cores; a median of 4 s each)
     .venv/bin/python tools/mutation_fixes.py CF01 TR03  # some of them; build/mutation-fixes/results.jsonl
 """
 import sys
@@ -285,6 +287,43 @@ NO_GPU = ["tests/test_bench_gpu_check.py::test_the_check_itself_is_refused_at_on
 TUNE_CMD = ["tests/test_kernel_tune.py::test_a_dry_run_of_some_sites_runs_as_a_command_and_one_without_triton_says_"
             "what_it_needs"]
 NO_SKIP = ["tests/test_user_paths.py::test_a_model_trained_with_skip_bad_is_evaluated_strictly_with_no_skip_bad"]
+# session 37 (AW)
+EXPORT_SIDES = ["tests/test_export.py::test_a_side_that_is_no_positive_integer_is_refused_by_name"]
+EXPORT_FULL = ["tests/test_export.py::test_a_pt2_export_the_disk_cannot_take_is_one_line_not_an_abort"]
+SERVE_SLERP = ["tests/test_serve.py::test_slerp_of_parallel_codes_is_linear_and_slerp_is_the_default_as_the_commands"]
+ERRORS_OUT = [CZ + "every_error_type_a_user_can_meet_is_exported"]
+TM = "tests/test_metrics.py::test_"
+CODES = [TM + "an_inputs_codes_do_not_depend_on_how_many_inputs_are_evaluated"]
+LPIPS_SE = [TM + "lpips_diversity_follows_the_papers_protocol"]
+TSW = "tests/test_sweep.py::test_"
+PROTOCOL_FILES = [TSW + "a_protocol_changes_with_the_splits_files_and_the_metric_weights_files"]
+ABSOLUTE = [TSW + "the_data_folder_is_recorded_absolute_and_read_from_anywhere"]
+TCP = "tests/test_compare.py::test_"
+NO_Z = [TCP + "picture_rows_are_each_model_on_the_same_inputs_and_codes"]
+NO_Z_HEAD = [TCP + "n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has"]
+TO_STDERR = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed",
+             TSW + "each_row_and_eval_json_equals_evaluate_of_that_checkpoint"]
+WRITE_FIRST = [TM + "evaluate_writes_its_results_before_it_prints_them"]
+CLOSED = [TM + "a_closed_stderr_or_stdout_changes_nothing_of_the_work"]
+LONG = [REL + "a_name_near_the_file_systems_limit_is_written_and_its_killed_writes_temp_is_found"]
+DEMO_FULL = ["tests/test_demo.py::test_a_make_demo_the_disk_cannot_take_is_one_line_and_leaves_no_cut_file"]
+MID_RUN = [REL + "data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume"]
+UPCONV = [MT + "the_bilinear_upconv_gives_the_references_values_gradients_and_layout"]
+OUTSIDE = ["tests/test_user_paths.py::test_a_checkpoint_outside_a_run_starts_a_run_with_the_options_it_stores"]
+PEEK = [REL + "a_peek_at_a_file_that_is_no_torch_file_says_so"]
+EPOCHS = [REL + "find_checkpoint_takes_a_file_a_run_folder_or_an_epoch"]
+IMPORT_ABS = ["tests/test_workflow.py::test_import_official_with_the_settings_of_an_authors_model"]
+HINTS = ["tests/test_commands.py::test_the_references_test_and_video_options_are_answered_as_each_command_takes_them"]
+TESTSET = ["tests/test_download.py::test_mirror_variable_redirects_every_address"]
+LOOPS = [LITTER + "check_writable_makes_nothing_and_probes_the_deepest_existing_folder"]
+STOPPED = ["tests/test_commands.py::test_the_next_call_removes_the_images_of_a_call_stopped_part_way"]
+CUT_WRITE = [REL + "io_a_failed_write_names_the_file_the_reason_and_the_free_space"]
+GRID_FAIL = [REL + "a_sample_grid_that_cannot_be_written_names_the_step_and_the_checkpoint_to_resume"]
+GRID_ONCE = [LOOP + "samples_and_checkpoints_come_at_their_steps", "tests/test_trainer.py"]
+GIF = ["tests/test_interpolate.py::test_a_gifs_frames_keep_their_pictures_colours"]
+NUM_INPUTS = ["tests/test_user_paths.py::test_an_inference_reads_num_inputs_whatever_the_runs_max_dataset_size"]
+NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
+NOT_A_FILE = [REL + "io_torch_files_that_cannot_be_read_say_why"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -380,8 +419,8 @@ MUTANTS = [
      'return f"the last good checkpoint is {self.ckpt_path} (step {self.saved_step})"', BROKEN),
     ('TR10', T, '("" if self.cfg.data.skip_bad else f" (with --skip_bad',
      '("" if not self.cfg.data.skip_bad else f" (with --skip_bad', BROKEN),
-    ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its "',
-     'training stopped at step {self.step} (epoch {self.epoch + 1}) on its "', BROKEN),
+    ('TR11', T, 'training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"',
+     'training stopped at step {self.step} (epoch {self.epoch + 1}) on its data"', BROKEN),
     # DALI: each batch's file sizes against the checks' rules
     ('DA01', DA, 'key = tuple(int(v) for x in hw for v in x[j])',
      'key = tuple(int(v) for x in hw for v in x[0])', DALI),
@@ -549,7 +588,7 @@ MUTANTS = [
     ('PA07', CP, 'one = isinstance(models, (str, os.PathLike, torch.nn.Module))',
      'one = isinstance(models, (str, os.PathLike))', ["tests/test_compare.py::test_one_path_or_model_given_from_"
                                                       "python_is_one_model"]),
-    ('PA08', EX, 'or not isinstance(side, int) or side < 1):', 'or not isinstance(side, int) or side < 0):',
+    ('PA08', EX, 'or not isinstance(value, int) or value < 1):', 'or not isinstance(value, int) or value < 0):',
      ["tests/test_export.py::test_a_side_that_is_no_positive_integer_is_refused_by_name"]),
     ('PA09', M, '        if not self.optimizers:  # it ran the G phase',
      '        if not self.training:  # it ran the G phase',
@@ -728,7 +767,8 @@ MUTANTS = [
     ('NL13', CONFTEST, '        session.exitstatus = pytest.ExitCode.TESTS_FAILED', '        pass', GUARD),
     # atomic_write: another process's write in progress keeps its temp file
     ('NL14', AT, '            if is_stale(temp):  # (another', '            if True:  # (another', RACE),
-    ('NL15', AT, 'prefix=f".{path.name}.{os.getpid()}-{_HOST}-"', 'prefix=f".{path.name}."', RACE + STALE),
+    ('NL15', AT, 'prefix=f".{_stem(path.name)}.{os.getpid()}-{_HOST}-"', 'prefix=f".{_stem(path.name)}."',
+     RACE + STALE),
     ('NL16', AT, '    except (ProcessLookupError, OverflowError):\n        return True',
      '    except (ProcessLookupError, OverflowError):\n        return False', STALE),
     ('NL17', AT, '    if host != _HOST:\n        return False', '    if False:\n        return False', STALE),
@@ -818,15 +858,15 @@ MUTANTS = [
      'pipeline\'s threads and memory)\n            raise\n'
      '        self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n', REFUSED_EVALUATION),
     # the reference's option names answered with ours, another command's option named with its commands (RO01-RO05)
-    ('RO01', CLI, '        if name in REFERENCE_OPTIONS:', '        if False:', REF_NAMES),
-    ('RO02', CLI, 'if c != command and name in p._option_string_actions]', 'if c != command]', REF_NAMES),
+    ('RO01', CLI, '        if hint is not None:\n', '        if False:\n', REF_NAMES),
+    ('RO02', CLI, 'if c != command and option in p._option_string_actions]', 'if c != command]', REF_NAMES),
     ('RO03', CLI, '            self.commands.get(command, self).error(', '            self.error(', REF_NAMES),
     ('RO04', CLI, 'if command != "train" and\n                   name[2:] in model_fields else ""',
      'if command != "train" else ""', REF_NAMES),
     ('RO05', CLI, 't.split("=", 1)[0] for t in extras', 't for t in extras', REF_NAMES),
     # the bilinear upconv of a plane one pixel wide, which inductor's CPU code generator failed on (BU01-BU04)
-    ('BU01', "engine/networks.py", '        if x.shape[-1] != 1:\n            return super().forward(x)',
-     '        if True:\n            return super().forward(x)', BILINEAR),
+    ('BU01', "engine/networks.py", '        if x.shape[-1] != 1:\n            if x.device.type',
+     '        if True:\n            if x.device.type', BILINEAR),
     ('BU02', "engine/networks.py", 'return self[2](y.contiguous(memory_format=memory_format(x)))',
      'return self[2](y)', BILINEAR),
     ('BU03', "engine/networks.py", 'mode="bilinear") if h > 1 else x', 'mode="bilinear") if False else x', BILINEAR),
@@ -986,6 +1026,65 @@ MUTANTS = [
     ('US56', "bench/gpu_check.sh", 'if [ $DRY = 0 ] && ! "$PY"', 'if false && ! "$PY"', NO_GPU),
     ('US57', "kernels/tune.py", '    if not triton_available():  # (a traceback', '    if False:  # (a traceback',
      TUNE_CMD),
+    # session 37: the authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review
+    ('AW01', EX, 'if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):',
+     'if value is not None and (not isinstance(value, int) or value < 1):', EXPORT_SIDES),
+    ('AW02', EX, 'dynamic_shapes=dynamic_shapes), buf)\n                tmp.write_bytes(buf.getbuffer())',
+     'dynamic_shapes=dynamic_shapes), tmp)', EXPORT_FULL),
+    ('AW03', M, 'INTERP_MODES = ("slerp", "linear")', 'INTERP_MODES = ("linear", "slerp")', SERVE_SLERP),
+    ('AW04', "engine/__init__.py", '"USER_ERRORS", "WeightsError",', '"USER_ERRORS",', ERRORS_OUT),
+    ('AW05', EV, '    row = -(-per // 16) * 16', '    row = per', CODES),
+    ('AW06', EV, 'result["lpips"]["std"] / math.sqrt(len(d))', 'result["lpips"]["std"] / len(d)', LPIPS_SE),
+    ('AW07', SW, '    if "lpips" in metrics:\n        weights +=', '    if False:\n        weights +=', PROTOCOL_FILES),
+    ('AW08', SW, 'os.path.relpath(Path(d, f), root)) for folder', 'str(Path(d, f))) for folder', ABSOLUTE),
+    ('AW09', SW, 'f"{name}\\0{st.st_size}\\0{st.st_mtime_ns}\\0"', 'f"{name}\\0{st.st_size}\\0"', PROTOCOL_FILES),
+    ('AW10', CP, '(name if model.cfg.model.nz else f"{name} (no z)",', '(name,', NO_Z),
+    ('AW11', CP, 'compare_image(A, B, outputs, coded=coded)', 'compare_image(A, B, outputs)', NO_Z_HEAD),
+    ('AW12', CLI, '    print(line, file=sys.stderr, flush=True)', '    print(line, flush=True)', TO_STDERR),
+    ('AW13', CLI, '''        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
+                          what="evaluation results")
+        print(format_table(r))''',
+     '''        print(format_table(r))
+        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
+                          what="evaluation results")''', WRITE_FIRST),
+    ('AW14', CLI, '        if getattr(sys, name) is None:', '        if False:', CLOSED),
+    ('AW15', AT, '    return name if len(raw) <= 200 else', '    return name if True else', LONG),
+    ('AW16', AT, 'self.by_name.pop(_stem(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),
+    ('AW17', DM, '            with contextlib.suppress(OSError):\n                writing.unlink(missing_ok=True)',
+     '            with contextlib.suppress(OSError):\n                pass', DEMO_FULL),
+    ('AW18', T, '            if self.saved_step is None:\n                raise self._data_error(e, what,',
+     '            if True:\n                raise self._data_error(e, what,', MID_RUN),
+    ('AW19', "engine/networks.py", 'x.contiguous(memory_format=torch.channels_last)).contiguous()',
+     'x.contiguous(memory_format=torch.channels_last))', UPCONV),
+    ('AW20', CLI, '        if (cfg := checkpoint_config(source, options)) is not None:', '        if False:', OUTSIDE),
+    ('AW21', CK, 'f"not a torch file: it begins {head!r}" if head and not head.startswith(',
+     'f"not a torch file: it begins {head!r}" if False and not head.startswith(', PEEK),
+    ('AW22', CK, '    if isinstance(every, int) and every > 0:', '    if False:', EPOCHS),
+    ('AW23', CLI, '        data["dataroot"] = str(Path(data["dataroot"]).resolve())', '        pass', IMPORT_ABS),
+    ('AW24', CLI, 'and ours and here[1] not in ours:', 'and ours and False:', HINTS),
+    ('AW25', CLI, 'hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))',
+     'hint = REFERENCE_OPTIONS.get(name)', HINTS),
+    ('AW26', DL, '                if done.get("address") == TESTSETS.get(name) else "")',
+     '                if False else "")', TESTSET),
+    ('AW27', IO, 'to += "links back (a loop)" if _loops(top) else "does not exist"', 'to += "does not exist"', LOOPS),
+    ('AW28', RT, '    images = resolved_out(out, option) / "images"', '    images = (Path(out) / "images").resolve()',
+     LOOPS),
+    ('AW29', SA, '            claim_outputs(out / "images", [', '            (out / "images", [', STOPPED),
+    ('AW30', IP, '            claim_outputs(images, [', '            (images, [', STOPPED),
+    ('AW31', AT, 'if "unexpected pos" in text and not limited', 'if False', CUT_WRITE),
+    ('AW32', T, '                raise OutputError(f"{e} (at step {self.step}); {self._intact()}") from e',
+     '                raise', GRID_FAIL),
+    ('AW33', IM, '    for p in (path, *more):', '    for p in (path,):', GRID_ONCE),
+    ('AW34', IP, '    frames = [f.quantize(method=Image.Quantize.FASTOCTREE) for f in frames]',
+     '    frames = [f.quantize(palette=frames[0].quantize(method=Image.Quantize.FASTOCTREE)) for f in frames]', GIF),
+    ('AW35', RT, '    data = dataclasses.replace(cfg.data, max_dataset_size=None)', '    data = cfg.data', NUM_INPUTS),
+    ('AW36', IO, '        with tempfile.TemporaryFile(dir=folder if top is None else top.parent):',
+     '        with tempfile.TemporaryFile(dir=folder if top is None else tempfile.gettempdir()):', IN_THE_WAY),
+    ('AW37', T, 'start it again in a new --out, or delete "\n'
+     '                   f"{shlex.quote(str(folder.parent))} first', 'start it again"\n                   f"',
+     NONE_OTHER),
+    ('AW38', IO, '        kind = "a folder" if path.is_dir() else special_file(path)', '        kind = None',
+     NOT_A_FILE),
 ]
 
 if __name__ == "__main__":
