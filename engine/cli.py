@@ -791,7 +791,7 @@ REFERENCE_OPTIONS = {
     "--which_model_netG": "here --netG", "--which_model_netE": "here --netE", "--which_model_netD": "here --netD",
     "--which_model_netD2": "here --netD2"}
 # Where a command of ours reads a reference option otherwise than train (video.py's for interpolate; test.py's
-# for the commands after training): (command or None for every one but train, option) -> what to give there.
+# for the commands after training): (command, option) -> what to give there, before REFERENCE_OPTIONS' line.
 _INFERENCE = ("sample", "evaluate", "interpolate", "compare", "serve", "export")
 COMMAND_REFERENCE_OPTIONS = {
     ("interpolate", "--n_samples"): "here --segments (video.py's --n_samples: the path's segments, through one more "

@@ -144,7 +144,7 @@ class BilinearUpConv(nn.Sequential):
             if x.device.type == "cpu" and memory_format(x) != torch.channels_last:
                 # On the CPU the upsampling's backward, the padding and the 3x3 conv run about twice as fast in
                 # channels_last (NCHW: the upsampling copies its input, oneDNN reorders around the conv): the demo's
-                # training step took ~30 % less time (bench/bench_cpu_step.py, cpu_demo_step). NCHW out again.
+                # training step ran 1.27-1.32x as fast (bench/bench_cpu_step.py, cpu_demo_step). NCHW out again.
                 return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
             return super().forward(x)
         h = x.shape[-2]
