@@ -139,6 +139,10 @@ class Progress:
         self.total, self.enabled, self.epochs, self.notes = total, enabled, epochs, notes
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        # A terminal without control sequences (TERM=dumb: Emacs' shell, some CI logs) showed "^[[K" on each
+        # update: there the line is padded with spaces over the last one instead.
+        self.erase = "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
+        self.shown = 0  # the width of the line on the terminal now
         self.recent = collections.deque([(time.time(), start)], maxlen=window + 1)
         self.on_broken = None  # called once if the stream's reader goes away (the Trainer: stop as on SIGTERM)
 
@@ -171,7 +175,12 @@ class Progress:
         loss_txt = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
         line = (f"epoch {epoch + 1}/{self.epochs} [{bar}] {step}/{self.total} {100 * frac:3.0f}% "
                 f"{img_per_s:6.1f} img/s eta {int(eta) // 60}m{int(eta) % 60:02d}s | {loss_txt}")
-        self._write(("\r" + self._fit(line, bar) + "\x1b[K") if self.tty else line + "\n")
+        if not self.tty:
+            self._write(line + "\n")
+            return
+        line = self._fit(line, bar)
+        self._write("\r" + (line + self.erase if self.erase else line.ljust(self.shown)))
+        self.shown = len(line)
 
     @staticmethod
     def _fit(line: str, bar: str) -> str:
@@ -180,11 +189,14 @@ class Progress:
         width = shutil.get_terminal_size().columns - 1  # (the last column: some terminals wrap on it)
         if len(line) > width:
             line = line.replace(f" [{bar}]", "", 1)
-        return line if len(line) <= width else line[:max(width - 1, 0)] + "…"
+        return line if len(line) <= width else line[:max(width - 3, 0)] + "..."  # (ASCII: a POSIX locale's terminal)
 
     def note(self, text: str) -> None:
         if self.notes:
-            self._write(("\r\x1b[K" if self.enabled and self.tty else "") + text + "\n")  # (over the status line)
+            # over the status line
+            over = "\r" + (self.erase or " " * self.shown + "\r") if self.enabled and self.tty else ""
+            self._write(over + text + "\n")
+            self.shown = 0
 
     def close(self) -> None:
         if self.enabled and self.tty:

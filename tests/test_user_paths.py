@@ -1067,9 +1067,19 @@ def test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses(m
         shown[columns, tty] = p.stream.getvalue()
     narrow, wide, piped = shown[100, True], shown[300, True], shown[100, False]
     assert narrow.startswith("\r") and narrow.endswith("\x1b[K") and len(narrow[1:-3]) == 99  # the last column free
-    assert narrow[1:-3] == wide[1:-3].replace(" [....................]", "")[:98] + "…"  # the bar first, then the end
+    assert narrow[1:-3] == wide[1:-3].replace(" [....................]", "")[:96] + "..."  # the bar first, then the end
     assert wide[1:-3].endswith("| G_GAN 1.403 G_L1 7.574 kl 6.716e-06 G_GAN2 1.452 z_L1 0.436 D 0.819 D2 0.871")
     assert piped == wide[1:-3] + "\n"  # not a terminal: the whole line, as log lines
+    # TERM=dumb (no control sequences: "^[[K" was shown at each update): a shorter line padded over the last
+    monkeypatch.setenv("TERM", "dumb")
+    p = Progress(4000, stream=io.StringIO())
+    p.tty = True
+    p.update(15, 0, 44.6, losses)
+    p.update(16, 0, 44.6, {"G_GAN": 1.0})
+    p.note("data: 16 samples")
+    first, second = p.stream.getvalue()[1:].split("\r")[:2]
+    assert "\x1b" not in p.stream.getvalue() and len(second) == len(first) == 99 and second.rstrip().endswith("G_GAN 1")
+    assert p.stream.getvalue().endswith("\r" + " " * len(second.rstrip()) + "\rdata: 16 samples\n")
 
 
 def test_no_progress_hides_the_bar_not_what_the_run_trains(tmp_path, data, capsys):
