@@ -141,9 +141,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     RuntimeError for a failed write) becomes `error` with a one-line message naming the file.
     Temp files of earlier, killed writes to the same path are removed first (never those of writes in
     progress in other processes: is_stale): those in `temps`, a listing of the folder made once for many
-    writes, else the folder is listed for this one.
+    writes, else the folder is listed for this one. A symbolic link is written through: its target gets the
+    contents and the link stays (renamed over, the link became a file of its own, its target left as it was).
     """
-    path = Path(path)
+    given = path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+        if temps is not None and temps.folder != path.parent:  # (the target's folder is listed instead)
+            temps = None
     if kind := special_file(path):
         # Renamed over, a device is gone: `--json /dev/null` run as root (a container's user) replaced the
         # system's /dev/null with a regular file, which every later `> /dev/null` then wrote into.
@@ -170,4 +175,4 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
             raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
                         f"{'; the previous one is intact' if path.exists() else ''}") from e
         raise
-    return path
+    return given

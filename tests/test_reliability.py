@@ -1180,3 +1180,22 @@ def test_a_peek_at_a_file_that_is_no_torch_file_says_so(tmp_path):
     (cut := tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 and no more")
     with pytest.raises(CheckpointError, match=r"cut.pt cannot be read \([A-Za-z]+Error: "):
         peek_checkpoint(cut, "step")
+
+
+def test_a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_stays(tmp_path):
+    # `evaluate --json link.json`, link.json -> shared/real.json: the rename replaced the link with a file of its
+    # own, and real.json kept its old contents.
+    (tmp_path / "shared").mkdir()
+    real, link = tmp_path / "shared" / "real.json", tmp_path / "link.json"
+    real.write_text("{}")
+    link.symlink_to(real)
+    assert atomic.atomic_write(link, lambda f: f.write(b"new"), temps=atomic.TempFiles(tmp_path)) == link
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path / "shared")) == ["real.json"]  # (its temp file was made there, and is gone)
+    (tmp_path / "gone.json").symlink_to(tmp_path / "shared" / "made.json")  # a dangling link: its target is made
+    atomic.atomic_write(tmp_path / "gone.json", lambda f: f.write(b"made"))
+    assert (tmp_path / "shared" / "made.json").read_bytes() == b"made" and (tmp_path / "gone.json").is_symlink()
+    (tmp_path / "null.json").symlink_to(os.devnull)  # a link to a device: refused as the device is
+    with pytest.raises(OSError, match="it is a character device, not a file"):
+        atomic.atomic_write(tmp_path / "null.json", lambda f: f.write(b"x"))
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
