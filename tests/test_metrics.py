@@ -667,3 +667,18 @@ def test_evaluate_writes_its_results_before_it_prints_them(tiny_model, tmp_path,
     assert main(["evaluate", str(ckpt), "--metrics", "l1", "--num", "2", "--n_samples", "2", "--device", "cpu",
                  "--json", str(out)]) == 141
     assert json.loads(out.read_text())["n_inputs"] == 2
+
+
+def test_an_unwritable_results_folder_is_said_as_the_results_with_json_to_go_elsewhere(tiny_model, tmp_path,
+                                                                                     monkeypatch, capsys):
+    # A read-only run evaluated without --json: "cannot write --json into <run>/results", an option not given.
+    ckpt = save_checkpoint(tiny_model, tmp_path / "run" / "checkpoints" / "latest.pt")
+    io_module = importlib.import_module("bicyclegan.engine.io")
+
+    def read_only(*a, dir=None, **k):  # (root writes anywhere: the probe's refusal stands in for it)
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(io_module.tempfile, "TemporaryFile", read_only)
+    assert main(["evaluate", str(ckpt), "--metrics", "l1", "--num", "2", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: cannot write the evaluation's results into "
+                                       f"{tmp_path / 'run' / 'results'}: Permission denied; give --json FILE to write "
+                                       f"them elsewhere\n")

@@ -52,7 +52,7 @@ double_backward, --no-skip_bad, A/ and B/ paired by NFC names; from a second pas
 runs, resumes and the commands after training (DE17-DE39). Results: docs/mutation-engine.md, "Users' own
 data at its edges, and the gloo group's ending". Session 36's user passes (US01-US57): docs/mutation-engine.md,
 "Hang-ups, divergences between log intervals, and options that change nothing". Session 37's passes (the
-authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review; AW01-AW40):
+authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review; AW01-AW41):
 docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a hostile machine".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -322,6 +322,7 @@ GRID_FAIL = [REL + "a_sample_grid_that_cannot_be_written_names_the_step_and_the_
 GRID_ONCE = [LOOP + "samples_and_checkpoints_come_at_their_steps", "tests/test_trainer.py"]
 GIF = ["tests/test_interpolate.py::test_a_gifs_frames_keep_their_pictures_colours"]
 NUM_INPUTS = ["tests/test_user_paths.py::test_an_inference_reads_num_inputs_whatever_the_runs_max_dataset_size"]
+RESULTS_RO = [TM + "an_unwritable_results_folder_is_said_as_the_results_with_json_to_go_elsewhere"]
 THROUGH = [REL + "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_stays"]
 DUMB = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses"]
 NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
@@ -1091,6 +1092,8 @@ MUTANTS = [
      '        self.erase = "\\x1b[K"', DUMB),
     ('AW40', AT, '    if path.is_symlink():\n        path = Path(os.path.realpath(path))',
      '    if False:\n        path = Path(os.path.realpath(path))', THROUGH),
+    ('AW41', CLI, 'check_writable(results_dir(checkpoint, "eval").parent, "the evaluation\'s results",',
+     'check_writable(results_dir(checkpoint, "eval").parent, "--json",', RESULTS_RO),
 ]
 
 if __name__ == "__main__":
