@@ -512,10 +512,10 @@ def cmd_evaluate(args) -> int:
         d.close()
         return 0
     # Before the evaluation: the folder that will hold <phase>/eval.json (as `sample`'s results).
-    # ("cannot write --json into <run>/results" where no --json was given: the results, with --json to write elsewhere)
-    d.main_decides(lambda: check_writable(Path(args.json).parent, "--json") if args.json else
-                   check_writable(results_dir(checkpoint, "eval").parent, "the evaluation's results",
-                                  "give --json FILE to write them elsewhere"))
+    # ("cannot write --json into <run>/results" where no --json was given: said as the results')
+    d.main_decides(lambda: check_writable(Path(args.json).parent if args.json else
+                                          results_dir(checkpoint, "eval").parent,
+                                          "--json" if args.json else "the evaluation's results (--json: elsewhere)"))
     n_samples, seed = options.pop("n_samples"), options.pop("seed")
     if n_samples is not None:
         # --n_samples refused for a model without z from its stored config, before the model and the metric

@@ -679,6 +679,6 @@ def test_an_unwritable_results_folder_is_said_as_the_results_with_json_to_go_els
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(io_module.tempfile, "TemporaryFile", read_only)
     assert main(["evaluate", str(ckpt), "--metrics", "l1", "--num", "2", "--device", "cpu"]) == 2
-    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: cannot write the evaluation's results into "
-                                       f"{tmp_path / 'run' / 'results'}: Permission denied; give --json FILE to write "
-                                       f"them elsewhere\n")
+    assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: cannot write the evaluation's results "
+                                       f"(--json: elsewhere) into {tmp_path / 'run' / 'results'}: Permission denied; "
+                                       f"choose another folder\n")
