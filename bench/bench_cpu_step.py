@@ -119,23 +119,25 @@ def test_cpu_step(benchmark):
 def test_cpu_demo_step(benchmark):
     """The demo's training iteration (its preset: 32 px, bilinear upsampling, batch 112), ours against the same
     model with its bilinear upconvs run in NCHW as given (networks.BilinearUpConv turns a CPU input to
-    channels_last for the upsampling, padding and 3x3 conv, and back)."""
+    channels_last for the upsampling, padding and 3x3 conv, and back), and the whole model in channels_last
+    (--channels_last: no conversion per upconv, every other layer in that layout too)."""
     from bicyclegan.engine import make_config
     from bicyclegan.engine.networks import BilinearUpConv
     torch.set_num_threads(THREADS)
     cfg = make_config("demo", impl="ref")
 
-    def model():
+    def model(c=cfg):
         torch.manual_seed(0)
-        return BicycleGAN(cfg, device="cpu")
-    ours, nchw = model(), model()
+        return BicycleGAN(c, device="cpu")
+    ours, nchw, cl = model(), model(), model(make_config("demo", impl="ref", channels_last=True))
     for m in nchw.modules():
         if isinstance(m, BilinearUpConv):
             m.forward = lambda x, m=m: torch.nn.Sequential.forward(m, x)  # the children in the input's layout
     g = torch.Generator().manual_seed(0)
     data = {k: torch.rand(cfg.batch_size, 3, 32, 32, generator=g) * 2 - 1 for k in ("A", "B")}
-    ms = race(benchmark, {"nchw_upconv": lambda: nchw.train_step(data), "ours": lambda: ours.train_step(data)},
-              rounds=ROUNDS)
+    rows = {"nchw_upconv": lambda: nchw.train_step(data), "channels_last_model": lambda: cl.train_step(data),
+            "ours": lambda: ours.train_step(data)}
+    ms = race(benchmark, rows, rounds=ROUNDS)
     benchmark.extra_info.update(
         figure=f"cpu_demo_step_32px_b{cfg.batch_size}", gate="nchw_upconv", tolerance=0.15,
         what=f"the demo's training iteration, 32 px, batch {cfg.batch_size}, bilinear upsampling, eager fp32, CPU, "

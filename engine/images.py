@@ -213,15 +213,10 @@ def prune_outputs(folder, keep) -> None:
     own pictures and, with --out's images/ the input folder, the inputs themselves."""
     keep = sorted({Path(p).name for p in keep})
     folder = Path(folder)
-    listed = written_list(folder)
-    try:
-        earlier = json.loads(listed.read_text())
-    except (OSError, ValueError):  # none yet (a new folder, or one of a version that kept no list)
-        earlier = []
-    for name in set(earlier if isinstance(earlier, list) else []) - set(keep):
-        if isinstance(name, str) and name == Path(name).name and (folder / name).is_file():
+    for name in set(_written(folder)) - set(keep):
+        if name == Path(name).name and (folder / name).is_file():
             (folder / name).unlink(missing_ok=True)
-    write_json(listed, keep, what="list of written images")
+    write_json(written_list(folder), keep, what="list of written images")
 
 
 def claim_outputs(folder, names) -> None:
@@ -230,13 +225,18 @@ def claim_outputs(folder, names) -> None:
     unlisted, and the next call into the folder, removing only what the list named, kept them beside its own
     (442 images of a stopped call beside the next call's 20). prune_outputs then cuts the list to what was
     written."""
-    listed = written_list(folder)
+    write_json(written_list(folder), sorted({*_written(folder), *(Path(n).name for n in names)}),
+               what="list of written images")
+
+
+def _written(folder) -> list[str]:
+    """The names written_list holds for folder: none for a new folder, one of a version that kept no list, or a
+    list that cannot be read."""
     try:
-        earlier = json.loads(listed.read_text())
+        earlier = json.loads(written_list(folder).read_text())
     except (OSError, ValueError):
-        earlier = []
-    earlier = [n for n in earlier if isinstance(n, str)] if isinstance(earlier, list) else []
-    write_json(listed, sorted({*earlier, *(Path(n).name for n in names)}), what="list of written images")
+        return []
+    return [n for n in earlier if isinstance(n, str)] if isinstance(earlier, list) else []
 
 
 def written_list(folder) -> Path:

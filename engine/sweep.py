@@ -43,9 +43,8 @@ from .config import check_bool, check_int
 from .errors import CheckpointError, DivergenceError, OutputError
 from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
 from .io import check_writable, write_json, write_text
-from .metrics.fid import INCEPTION_FILE
-from .metrics.lpips import ALEXNET_FILE, _package_linear
-from .metrics.weights import hub_checkpoint
+from .metrics.fid import inception_file
+from .metrics.lpips import lpips_files
 from .report import (
     EVAL_NAMES,
     STYLE,
@@ -130,10 +129,9 @@ def _files_state(root: Path, phase: str, opts: dict) -> str:
     metrics = opts["metrics"] or ()
     weights = []
     if "lpips" in metrics:
-        weights += [opts["lpips_backbone"] or hub_checkpoint(ALEXNET_FILE),
-                    opts["lpips_linear"] or _package_linear(opts["lpips_version"])]
+        weights += lpips_files(opts["lpips_version"], opts["lpips_backbone"], opts["lpips_linear"])
     if "fid" in metrics:
-        weights.append(opts["fid_weights"] or hub_checkpoint(INCEPTION_FILE))
+        weights.append(inception_file(opts["fid_weights"]))
     try:
         folders = find_layout(root, phase, opts["layout"])[1]
     except DatasetError:  # (the evaluation says what is wrong with the folder)

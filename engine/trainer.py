@@ -1305,11 +1305,12 @@ class Trainer:
         B = torch.cat([b["B"] for b in rows]).to(self.device) if "B" in rows[0] else None
         return torch.cat([b["A"] for b in rows]).to(self.device), B, z
 
-    def _data_error(self, e: DatasetError, what: str, skip: str) -> DatasetError:
+    def _data_error(self, e: DatasetError, what: str, skip: str, then: str | None = None) -> DatasetError:
         """The data error `e` as the run stopped on it: `what` stopped, on which data; then what is intact and
-        how to go on, with --skip_bad (`skip`: what it does) where the run does not leave bad files out yet."""
-        error = DatasetError(f"{what}: {e}\n{self._intact()}"
-                             + ("" if self.cfg.data.skip_bad else f" (with --skip_bad {skip})"))
+        how to go on, with --skip_bad (`skip`: what it does) where the run does not leave bad files out yet, or
+        `then` in their place."""
+        then = then or self._intact() + ("" if self.cfg.data.skip_bad else f" (with --skip_bad {skip})")
+        error = DatasetError(f"{what}: {e}\n{then}")
         error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
         return error
 
@@ -1617,16 +1618,13 @@ class Trainer:
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
                 raise
             what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
-            if self.saved_step is None:
-                raise self._data_error(e, what, "to leave such files out") from e
             # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
             # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken.
-            error = DatasetError(
-                f"{what}: {e}\n{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed "
-                f"run trains on the same files), or leave such files out in a new run from its weights: --init_from "
+            then = None if self.saved_step is None else (
+                f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run trains on "
+                f"the same files), or leave such files out in a new run from its weights: --init_from "
                 f"{shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
-            error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
-            raise error from e
+            raise self._data_error(e, what, "to leave such files out", then) from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):
                 raise

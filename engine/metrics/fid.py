@@ -14,12 +14,14 @@ needs no 2048 x 2048 matrix at all when a set has fewer images than features (se
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .weights import full_precision, read_weights, take, weights_file
+from .weights import full_precision, read_weights, take, weights_file, weights_path
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
@@ -172,6 +174,11 @@ class InceptionV3(nn.Module):
         for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
             x = getattr(self, f"Mixed_{name}")(x)
         return x.mean((2, 3))
+
+
+def inception_file(path=None) -> Path:
+    """The weights file load_inception reads for `path` (None: torch.hub's cache), unchecked."""
+    return weights_path(path, INCEPTION_FILE)
 
 
 def load_inception(path=None, *, device="cpu") -> InceptionV3:

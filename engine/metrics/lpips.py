@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
-from .weights import full_precision, read_weights, take, weights_file
+from .weights import full_precision, read_weights, take, weights_file, weights_path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -120,6 +120,11 @@ def _package_linear(version: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "weights" / f"v{version}" / "alex.pth"
 
 
+def lpips_files(version: str = "0.0", backbone=None, linear=None) -> tuple[Path, Path | None]:
+    """The AlexNet and linear-layer files load_lpips reads for these options, unchecked (None: no lpips package)."""
+    return weights_path(backbone, ALEXNET_FILE), Path(linear) if linear is not None else _package_linear(version)
+
+
 def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu") -> LPIPS:
     """LPIPS (AlexNet) with its weights: `backbone` (torchvision's AlexNet file; default
     torch.hub's checkpoints folder) and `linear` (the lpips package's weights/v<version>/alex.pth;
@@ -131,7 +136,7 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
     feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
     model.net.features.load_state_dict({k[len("features."):]: v for k, v in feats.items()})
-    lin = Path(linear) if linear is not None else _package_linear(version)
+    lin = lpips_files(version, backbone, linear)[1]
     if lin is None or not lin.is_file():
         raise WeightsError(
             f"LPIPS v{version} needs its linear-layer weights: "

@@ -17,10 +17,16 @@ def hub_checkpoint(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
+def weights_path(path, default_name: str) -> Path:
+    """`path`, or the default file of that name in torch.hub's cache, unchecked (weights_file checks it; an
+    evaluation's protocol records the file's state)."""
+    return Path(path) if path is not None else hub_checkpoint(default_name)
+
+
 def weights_file(path, default_name: str, url: str, option: str, what: str) -> Path:
     """`path`, or the default file in torch.hub's cache; a missing file is a WeightsError saying where
     to get it and where to put it (or which option takes another file)."""
-    p = Path(path) if path is not None else hub_checkpoint(default_name)
+    p = weights_path(path, default_name)
     if not p.is_file():
         where = f"download {url} into {p.parent}/ (torch.hub's cache) or give" if path is None else "give"
         state = "is a folder, not a weights file" if p.is_dir() else "does not exist"
