@@ -325,6 +325,28 @@ def continue_option(folder) -> str | None:
     return f"--epoch {epochs[-1]}" if epochs else None
 
 
+# resume="auto" (`train --resume auto`): continue the run if it saved, else start it
+AUTO = "auto"
+
+
+def auto_resume(run, epoch: int | None = None) -> tuple[bool, int | None]:
+    """(resume, epoch) for resume="auto" in the run folder `run`: its newest checkpoint (latest.pt, else its newest
+    epoch_N.pt) where it holds one, else (False, None): a new run. One command for a job a scheduler may start
+    again (torchrun --max-restarts, a SLURM requeue), where --resume failed on the first start (no checkpoint)
+    and a plain start on every later one (a run there)."""
+    if epoch is not None:
+        raise ConfigError(f"--epoch {epoch} (epoch={epoch}) picks one of the run's checkpoints; --resume auto "
+                          f"(resume=\"auto\") picks its newest itself: give one")
+    if Path(AUTO).exists():  # (the string was a path before "auto" meant this)
+        raise ConfigError(f"--resume auto (resume=\"auto\") continues or starts the run in {run}, and a file named "
+                          f"{AUTO!r} is in this folder too: name it ./{AUTO} to resume from it")
+    folder = Path(run) / "checkpoints"
+    if (folder / LATEST).is_file():
+        return True, None
+    epochs = saved_epochs(folder)
+    return (True, epochs[-1]) if epochs else (False, None)
+
+
 def _no_epochs_yet(run: Path) -> str:
     """Why a run folder holds no epoch_N.pt: it keeps none, or keeps one every N epochs and has not got to the
     first (a --preset edges2shoes run stopped before epoch 5 was told to train with --save_epoch_freq N)."""

@@ -149,7 +149,9 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run in --out from its latest checkpoint; with CKPT, from that checkpoint "
                    "(a step-0 one, as download model and import-official write, starts a new run from its "
-                   "weights, as --init_from does for any checkpoint)")
+                   "weights, as --init_from does for any checkpoint); --resume auto: continue the run if it has a "
+                   "checkpoint, else start it, with --init_from's weights where given (one command for a job a "
+                   "scheduler starts again: torchrun --max-restarts, a SLURM requeue)")
     p.add_argument("--epoch", type=_at_least(1), default=None,
                    help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
                    "with --init_from RUN, start from that run's")
@@ -336,7 +338,27 @@ def _check_evaluation_options(given: dict, cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def _auto_resume(args) -> None:
+    """--resume auto, decided before the options are read: --resume (from the run's newest checkpoint, its
+    config.json's options) where --out holds a run that saved, else a new run, --init_from (and its --epoch)
+    as given; a run that started without saving is refused as for a new run (delete it to start again)."""
+    from .checkpoint import AUTO, LATEST, auto_resume, epoch_name
+    if args.resume != AUTO:
+        return
+    out = args.out if args.out is not None else TrainConfig.out
+    resume, epoch = auto_resume(out, None if args.init_from else args.epoch)
+    if not resume:
+        args.resume = False
+        return
+    # A run's weights started it: its checkpoint records where from, and a resumed run keeps its discriminators.
+    args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None
+    if not _said_on_this_machine():
+        print(f"--resume auto: continuing the run in {out} from "
+              f"{epoch_name(epoch) if epoch is not None else LATEST}", file=sys.stderr)
+
+
 def cmd_train(args) -> int:
+    _auto_resume(args)
     cfg = resolve_config(args)
     resuming_run = _resumed_run(args, cfg.out) is not None  # the run's own config, preset and all
     hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None

@@ -22,6 +22,7 @@ import io
 import ipaddress
 import itertools
 import json
+import logging
 import secrets
 import signal
 import socket
@@ -50,6 +51,10 @@ MAX_UPLOAD_PIXELS = 16_000_000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
+# Pixels of one forward through G: a request's outputs are made in batches of at most this many input pixels
+# (16 codes of a 256 px input: one batch). Under preprocess none an upload keeps its size, and 16 codes of a
+# 2048 x 2048 photo in one batch held 11.6 GB for two minutes (one at a time: a sixteenth).
+FORWARD_PIXELS = 16 * 256 * 256
 
 
 class RequestError(Exception):
@@ -96,8 +101,9 @@ class Explorer:
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.lock = threading.Lock()
+        self.stopping = False  # serve is stopping: a generation ends after its current batch
         self.items: dict[str, Item] = {}
-        self.uploads: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.uploads: collections.OrderedDict[str, int] = collections.OrderedDict()  # id -> its values
         self._upload_ids = itertools.count(1)
         self.root = self._load_dataset(dataroot, phase, num, layout, skip_bad) if num else None
 
@@ -225,8 +231,11 @@ class Explorer:
         item = Item(item_id, name, x if role == "A" else None, x if role == "B" else None)
         with self.lock:
             self.items[item_id] = item
-            self.uploads[item_id] = None
-            while len(self.uploads) > MAX_UPLOADS:
+            self.uploads[item_id] = x.numel()
+            # The last MAX_UPLOADS, and as many of them as four uploads of the largest size take (under preprocess
+            # none an upload keeps its size: 32 photos of 16 Mpx held 6 GB), the newest kept whatever its size.
+            while len(self.uploads) > 1 and (len(self.uploads) > MAX_UPLOADS
+                                             or sum(self.uploads.values()) > 4 * 3 * self.max_upload_pixels):
                 self.items.pop(self.uploads.popitem(last=False)[0], None)
         return self._describe(item)  # (looked up again, it may have gone: 32 other uploads meanwhile)
 
@@ -260,12 +269,19 @@ class Explorer:
         return {"seed": seed, "z": z.tolist()}
 
     def _outputs(self, A: torch.Tensor, z: torch.Tensor | None) -> list[str]:
-        """G(A, z_i) for each code, in one batch, through the engine's sample_columns."""
+        """G(A, z_i) for each code, through the engine's sample_columns, in batches of FORWARD_PIXELS."""
         n = 1 if z is None else z.shape[0]
+        rows = max(1, FORWARD_PIXELS // (A.shape[-2] * A.shape[-1]))
+        outputs = []
         with self.lock:
-            zs = None if z is None else z[:, None, :].to(self.model.device)  # one column, a code per row
-            cols, names = sample_columns(self.model, A[None].repeat(n, 1, 1, 1), None, zs, encode=False)
-        return [png_uri(x) for x in cols[-1]]
+            for i in range(0, n, rows):
+                if self.stopping:
+                    raise RequestError(503, "the server is stopping")
+                k = min(rows, n - i)
+                zs = None if z is None else z[i:i + k, None, :].to(self.model.device)  # one column, a code per row
+                cols, names = sample_columns(self.model, A[None].expand(k, -1, -1, -1), None, zs, encode=False)
+                outputs += [png_uri(x) for x in cols[-1]]
+        return outputs
 
     def _input(self, item_id) -> torch.Tensor:
         it = self.item(item_id, "input")
@@ -282,6 +298,8 @@ class Explorer:
         """The code of an image B: mu of E(B)."""
         if self.model.E is None:
             raise RequestError(400, f"this model (variant {self.cfg.variant}) has no trained encoder")
+        if item_id == "":  # the page's list of references is empty: a dataset without B, nothing uploaded
+            raise RequestError(400, "no reference B chosen: upload one (or serve a dataset with B images)")
         it = self.item(item_id)
         if it.B is None:
             raise RequestError(400, f"{item_id} ({it.name}) has no B image to encode")
@@ -320,17 +338,20 @@ def _host_name(netloc: str) -> str:
     return urlsplit(f"//{netloc}").hostname or ""
 
 
-def make_app(explorer: Explorer, local_only: bool = False):
+def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None):
     """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
     site is refused (any page the user visits could otherwise post to the API: uploads, compute);
     local_only: requests must also name this machine in their Host header (a site whose name points
-    to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding)."""
+    to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding): one of LOCAL_NAMES or
+    `host`, the address served (127.0.0.2 was refused at the address serve printed)."""
     _need_web()
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.requests import ClientDisconnect
 
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else [])}
     page = PAGE.read_text(encoding="utf-8")
 
     @app.exception_handler(RequestError)
@@ -340,7 +361,7 @@ def make_app(explorer: Explorer, local_only: bool = False):
     @app.middleware("http")
     async def same_site(request: Request, call_next):
         host = request.headers.get("host", "")
-        if local_only and _host_name(host) not in LOCAL_NAMES:
+        if local_only and _host_name(host) not in names:
             return JSONResponse({"error": f"Host {host!r} is not this machine's name: refused"}, status_code=421)
         origin = request.headers.get("origin")
         if origin is not None and request.method != "GET" and urlsplit(origin).netloc != host:
@@ -354,10 +375,13 @@ def make_app(explorer: Explorer, local_only: bool = False):
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
         data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
+        try:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
+        except ClientDisconnect:  # a tab closed mid-upload: nobody to answer (it printed a traceback)
+            raise RequestError(400, f"the client went away before its {what} was sent") from None
         return bytes(data)
 
     async def body(request: Request) -> dict:
@@ -370,15 +394,16 @@ def make_app(explorer: Explorer, local_only: bool = False):
             raise RequestError(400, "the request body must be a JSON object")
         return data
 
-    @app.get("/", response_class=HTMLResponse)
+    # (HEAD too: curl -I and uptime checks were answered 405)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index():
         return page
 
-    @app.get("/api/info")
+    @app.api_route("/api/info", methods=["GET", "HEAD"])
     def info():
         return explorer.info()
 
-    @app.get("/api/image/{item_id}/{which}")
+    @app.api_route("/api/image/{item_id}/{which}", methods=["GET", "HEAD"])
     def image(item_id: str, which: str):
         return Response(explorer.image_png(item_id, which), media_type="image/png")
 
@@ -448,10 +473,14 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     data_settings: direction, load_size, crop_size, preprocess, as Explorer takes them."""
     _need_web()
     import uvicorn
-    explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
-                        max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad, **data_settings)
-    app = make_app(explorer, local_only=is_loopback(host))
-    sock = bind(host, port)
+    sock = bind(host, port)  # first: a port in use was said after the model and its inputs had loaded
+    try:
+        explorer = Explorer(model, dataroot, phase=phase, num=num, device=device, max_upload_bytes=max_upload_bytes,
+                            max_upload_pixels=max_upload_pixels, layout=layout, skip_bad=skip_bad, **data_settings)
+    except BaseException:
+        sock.close()
+        raise
+    app = make_app(explorer, local_only=is_loopback(host), host=host)
     shown = f"[{host}]" if ":" in host else host
     print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {plural(len(explorer.items), 'input')}) at "
           f"http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", file=sys.stderr)
@@ -466,10 +495,30 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        _server_class(explorer)(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _server_class(explorer: Explorer):
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's, which waits for the requests in progress before it stops: a generation on a large upload
+        (minutes) went on silently to its end, the server looking hung (uvicorn's line for it is info-level), and
+        a second Ctrl+C printed uvicorn's tracebacks of the cancelled requests, the process still waiting for
+        the generation's thread. A signal now says it stops and ends a generation after its current batch."""
+
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:
+                explorer.stopping = True
+                print("serve: stopping (a generation in progress ends after its current batch)", file=sys.stderr,
+                      flush=True)
+            else:  # forced: the cancelled requests' tracebacks are uvicorn's news, not the user's
+                logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+            super().handle_exit(sig, frame)
+    return Server
 
 
 def _exit_on_sigterm(signum, frame):

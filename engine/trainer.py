@@ -35,10 +35,12 @@ from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.files import checks_unsaved
 
 from .checkpoint import (
+    AUTO,
     BEST,
     LATEST,
     STARTED_FROM,
     abandoned_folder,
+    auto_resume,
     check_compatible,
     check_same_networks,
     continue_option,
@@ -364,6 +366,8 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
     """(the checkpoint resumed from, the one whose weights a new run starts from), each None where there is none,
     for Trainer's resume and epoch (ckpt_path: the run folder's latest.pt); refuses what the options alone
     tell, and another config read from the checkpoint's header (_check_config_early)."""
+    if type(resume) is str and resume == AUTO:  # (a Path named auto stays a path)
+        resume, epoch = auto_resume(ckpt_path.parent.parent, epoch)
     if not isinstance(resume, (str, os.PathLike)):
         resume = check_bool("resume", resume)  # ("no" was a path, 0 and 1 false and true)
     if isinstance(resume, (str, os.PathLike)):
@@ -828,7 +832,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
 
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
-    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint. cfg.init_from (any
+    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint; resume="auto" from its newest
+    checkpoint where it has one, else starts it (auto_resume). cfg.init_from (any
     checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
     _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
@@ -1699,8 +1704,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
           progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint (a run folder: its latest.pt), e.g. a downloaded model to
-    fine-tune; cfg.init_from: a new run from the weights of any checkpoint or run folder, see
-    _check_start_from). On the demo data
+    fine-tune; resume="auto": continue the run from its newest checkpoint where it has one, else start it;
+    cfg.init_from: a new run from the weights of any checkpoint or run folder, see _check_start_from). On the
+    demo data
     the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun

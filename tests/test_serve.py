@@ -152,6 +152,23 @@ def test_generate_gives_the_sampling_generators_output_per_code(client, ckpt, de
     assert imgs[0] == imgs[2] and imgs[0] != imgs[1]
 
 
+def test_a_requests_outputs_are_made_in_batches_of_bounded_size(ckpt, demo_root, monkeypatch):
+    # Under preprocess none an upload keeps its size, and 16 codes of a 2048 px photo went through G in one
+    # batch (11.6 GB held for two minutes): batches of FORWARD_PIXELS input pixels, the outputs the same.
+    explorer = Explorer(ckpt, device="cpu", num=3)
+    batches = []
+    real = explorer.model.G_ema.forward
+    monkeypatch.setattr(explorer.model.G_ema, "forward", lambda A, z: batches.append(len(A)) or real(A, z))
+    monkeypatch.setattr(serve_mod, "FORWARD_PIXELS", 2 * 32 * 32)
+    A, _ = halves(demo_root / "test" / "00001.png")
+    z = [[0.3 * i - 1] * 8 for i in range(5)]
+    assert_same_images(explorer.generate("d1", z)["images"], expected_outputs(ckpt, A, z))
+    assert batches == [2, 2, 1]
+    explorer.stopping = True  # serve stops: the request in progress ends after its batch
+    with pytest.raises(RequestError, match="the server is stopping"):
+        explorer.generate("d1", z)
+
+
 def test_random_codes_are_reproducible_from_their_seed(client):
     a = client.post("/api/random", json={"n": 16, "seed": 5}).json()
     b = client.post("/api/random", json={"n": 16, "seed": 5}).json()
@@ -210,6 +227,8 @@ def test_bad_generate_requests_say_what_is_wrong(client, body, status, words):
 def test_encode_and_interpolate_without_an_image_id_say_so(client):
     r = client.post("/api/encode", json={})
     assert r.status_code == 400 and "image must be an image's id" in r.json()["error"]
+    r = client.post("/api/encode", json={"image": ""})  # the page's list of references empty (was "no image ''")
+    assert r.status_code == 400 and r.json()["error"].startswith("no reference B chosen: upload one")
     r = client.post("/api/interpolate", json={"z0": [0] * 8, "z1": [1] * 8, "steps": 2})
     assert r.status_code == 400 and "input must be an image's id" in r.json()["error"]
 
@@ -330,6 +349,14 @@ def test_only_the_latest_uploads_are_kept(explorer, monkeypatch):
     assert explorer.item(ids[2]).A is not None and "d0" in explorer.items  # dataset inputs stay
 
 
+def test_uploads_kept_hold_at_most_four_of_the_largest_size(ckpt):
+    # 32 uploads of 16 Mpx kept under preprocess none held 6 GB: the oldest go while the kept ones' values pass
+    # four uploads of --max_upload_pixels (RGB), the newest kept whatever its size.
+    explorer = Explorer(ckpt, device="cpu", num=0, max_upload_pixels=32 * 32)
+    ids = [explorer.add_upload(png_bytes(np.full((32, 32, 3), i, np.uint8)))["id"] for i in range(6)]
+    assert list(explorer.items) == ids[2:]
+
+
 def test_the_input_list_can_be_asked_for_while_uploads_come_in(explorer, monkeypatch):
     """/api/info and /api/upload run in FastAPI's thread pool at once: info iterated the inputs while an
     upload changed them (RuntimeError, an HTTP 500), and add_upload looked its new item up again after
@@ -403,6 +430,16 @@ def test_bind_picks_a_free_port_and_reports_a_taken_one():
         assert port > 0
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             bind("127.0.0.1", port)
+    finally:
+        sock.close()
+
+
+def test_a_port_in_use_is_said_before_the_model_and_its_inputs_load(monkeypatch):
+    sock = bind("127.0.0.1", 0)
+    monkeypatch.setattr(serve_mod, "Explorer", lambda *a, **k: pytest.fail("the model loaded first"))
+    try:
+        with pytest.raises(ConfigError, match="cannot listen on"):
+            serve_mod.serve("no-such.pt", port=sock.getsockname()[1])
     finally:
         sock.close()
 
@@ -483,6 +520,48 @@ def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explo
     assert TestClient(make_app(explorer, local_only=True), base_url="http://localhost:7860").get("/").status_code == 200
     r = TestClient(make_app(explorer, local_only=True), base_url="http://evil.example:7860").get("/api/info")
     assert r.status_code == 421 and "evil.example" in r.json()["error"]
+    # the loopback address served is this machine too (127.0.0.2 was refused at the address serve printed)
+    other = make_app(explorer, local_only=True, host="127.0.0.2")
+    assert TestClient(other, base_url="http://127.0.0.2:7860").get("/api/info").status_code == 200
+    assert TestClient(other, base_url="http://127.0.0.3:7860").get("/api/info").status_code == 421
+    # HEAD, as curl -I and uptime checks ask (405 before)
+    assert [local.head(p).status_code for p in ("/", "/api/info", "/api/image/d0/A")] == [200, 200, 200]
+
+
+def test_an_upload_whose_client_goes_away_is_one_answer_not_a_traceback(explorer):
+    import asyncio
+    sent, messages = [], iter([{"type": "http.request", "body": b"x" * 100, "more_body": True},
+                               {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/upload", "raw_path": b"/api/upload", "query_string": b"role=A", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1:7860"), (b"content-length", b"100000")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
+    asyncio.run(make_app(explorer, local_only=True)(scope, receive, send))  # raised ClientDisconnect
+    assert sent[0]["status"] == 400 and b"went away" in sent[1]["body"]
+
+
+def test_stopping_says_so_and_ends_generations(explorer, capsys):
+    import logging
+
+    import uvicorn
+    server = serve_mod._server_class(explorer)(uvicorn.Config(make_app(explorer)))
+    explorer.stopping = False
+    logger = logging.getLogger("uvicorn.error")
+    level = logger.level
+    try:
+        server.handle_exit(signal.SIGINT, None)
+        assert explorer.stopping and "serve: stopping" in capsys.readouterr().err
+        server.handle_exit(signal.SIGINT, None)  # forced: the cancelled requests' tracebacks not printed
+        assert server.force_exit and logger.level == logging.CRITICAL
+    finally:
+        logger.setLevel(level)
+        explorer.stopping = False
 
 
 def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_its_inputs(ckpt, demo_root, tmp_path,
@@ -495,7 +574,7 @@ def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_it
     monkeypatch.setattr(serve_mod, "make_app", lambda ex, **kw: made.update(kw) or real(ex, **kw))
     monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: None)
     serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
-    assert made == {"local_only": True}
+    assert made == {"local_only": True, "host": "127.0.0.1"}
     app = real(Explorer(ckpt, device="cpu"), local_only=True)
     assert TestClient(app, base_url="http://[::1]:7860").get("/api/info").status_code == 200
     split = tmp_path / "d" / "test"

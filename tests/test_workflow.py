@@ -28,7 +28,7 @@ from bicyclegan.engine import (
     sample,
 )
 from bicyclegan.engine import download as dl
-from bicyclegan.engine.checkpoint import saved_epochs
+from bicyclegan.engine.checkpoint import auto_resume, saved_epochs
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.presets import pretrained_config
@@ -386,6 +386,50 @@ def test_per_epoch_checkpoints_and_resuming_from_one(epoch_run, demo_root, tmp_p
             assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), (a["step"], k)
     with pytest.raises(CheckpointError, match="no checkpoint for epoch 3 .*epochs saved there: 2, 4"):
         Trainer(tiny_cfg(copy, demo_root), epoch=3, progress=False)
+
+
+def test_resume_auto_starts_the_run_once_and_continues_it_on_every_later_start(demo_root, tmp_path, capsys,
+                                                                             monkeypatch):
+    # One command for a job a scheduler starts again (torchrun --max-restarts, a SLURM requeue): --resume was
+    # refused on the first start (no checkpoint), a plain start on every later one (a run there).
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    options = {**TINY, **dict(batch_size=4, preprocess="none", num_workers=0, backend="torch",
+                              niter=1, niter_decay=1, log_every=1, n_samples=2, dataroot=demo_root, out=run)}
+    command = ["train", "--resume", "auto", "--no-progress",
+               *[a for k, v in options.items() for a in (f"--{k}", str(v))]]
+    assert main(command) == 0
+    assert "continuing" not in capsys.readouterr().err
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
+    first = read_checkpoint(run / "checkpoints" / "latest.pt")
+    assert main(command + ["--niter_decay", "2"]) == 0  # (a later start, trained longer)
+    assert f"--resume auto: continuing the run in {run} from latest.pt" in capsys.readouterr().err
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 6 != first["step"]
+    # --epoch picks a checkpoint, auto the newest; a file named auto was a checkpoint's path before
+    assert main(["train", "--out", str(run), "--resume", "auto", "--epoch", "1"]) == 2
+    assert "--epoch 1 (epoch=1) picks one of the run's checkpoints" in capsys.readouterr().err
+    (tmp_path / "auto").write_bytes(b"")
+    assert main(["train", "--out", str(run), "--resume", "auto"]) == 2
+    assert "a file named 'auto' is in this folder too: name it ./auto" in capsys.readouterr().err
+
+
+def test_resume_auto_picks_the_newest_checkpoint_and_takes_init_from_once(epoch_run, demo_root, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(epoch_run, copy)
+    assert auto_resume(copy) == (True, None)  # latest.pt: the newest
+    (copy / "checkpoints" / "latest.pt").unlink()
+    assert auto_resume(copy) == (True, 4)  # a run keeping per-epoch checkpoints alone: its newest
+    assert auto_resume(tmp_path / "none") == (False, None)
+    # In Python too; a new run's init_from lends its weights the first time, the run's own checkpoint after.
+    new = tmp_path / "new"
+    cfg = tiny_cfg(new, demo_root, init_from=str(copy / "checkpoints" / "epoch_2.pt"), niter_decay=1)
+    Trainer(cfg, resume="auto", progress=False).train()
+    assert read_checkpoint(new / "checkpoints" / "latest.pt")["config"]["init_from"].endswith("epoch_2.pt")
+    Trainer(tiny_cfg(new, demo_root, init_from=cfg.init_from, niter_decay=2), resume="auto", progress=False).train()
+    assert [r["step"] for r in read_log(new)] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ConfigError, match="picks its newest itself"):
+        Trainer(cfg, resume="auto", epoch=2, progress=False)
 
 
 def test_sample_and_train_choose_an_epoch_on_the_command_line(epoch_run, capsys):
