@@ -311,7 +311,7 @@ def fid_counts(rows: list[dict]) -> dict[str, str]:
 
 
 def best_of(rows: list[dict]) -> dict[str, dict]:
-    """The best model of each measure of evaluate.BEST where models differ (best_rows); not FID where the models'
+    """The best model of each measure of config.BEST where models differ (best_rows); not FID where the models'
     come from different numbers of images (fid_counts)."""
     best = best_rows(rows, where_differ=True)
     if fid_counts(rows):

@@ -22,6 +22,25 @@ from bicyclegan.pipelines.spec import CROPPING, RESIZING
 
 from .errors import ConfigError
 
+# The metrics evaluate measures (evaluate's and the evaluations' options during training name them)
+METRICS = ("l1", "palette", "lpips", "fid")
+# The measures a run may keep its best checkpoint by (train --keep_best): result key -> (the metric that
+# gives it, which way is better). Not diversity (noise is diverse) nor palette validity (a model that
+# draws one palette for every z is valid).
+BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("palette", "higher")}
+
+
+def parse_metrics(metrics, demo: bool) -> tuple[str, ...]:
+    """The metrics asked for ("l1,lpips" or a sequence); None: l1, plus palette on the demo data."""
+    if metrics is None:
+        return ("l1", "palette") if demo else ("l1",)
+    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ConfigError(f"metrics={metrics!r}: expected a comma-separated list of {', '.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
 NET_G = ("unet_256", "unet_128", "unet")
 NET_E = ("resnet_256", "resnet_128", "conv_256", "conv_128")
 NET_D = ("basic_256_multi", "basic_128_multi", "basic_256", "basic_128")
@@ -290,7 +309,7 @@ class TrainConfig:
     beta2: float = 0.999  # Adam beta2
     batch_size: int = 2  # images per iteration (per rank); even for bicycle
     niter: int = 100           # epochs at the initial learning rate
-    niter_decay: int = 100     # epochs of linear decay to zero
+    niter_decay: int = 100     # epochs of linear decay towards zero (the last at lr / (niter_decay + 1))
     max_steps: Optional[int] = None  # stop after this many iterations (None: niter + niter_decay epochs)
     ema: float = 0.0           # decay of a moving average of G's weights used for samples (e.g. 0.999); 0 = off
     amp: str = "off"           # off | bf16 | fp16
@@ -388,7 +407,6 @@ class TrainConfig:
         for, of a model that has it. Whether the data has what the metrics need is the trainer's check."""
         if self.eval_metrics is None and self.keep_best is None:
             return
-        from .evaluate import BEST, METRICS, parse_metrics  # (evaluate imports this module)
         if self.eval_metrics is not None:
             try:
                 if not isinstance(self.eval_metrics, (str, list, tuple)):

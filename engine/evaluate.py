@@ -38,7 +38,7 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import SeveralSizesError, plural
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_bool, check_int
+from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
 from .errors import ConfigError, DivergenceError, OutputError
 from .images import sample_columns
 from .io import count_line, end_count_line
@@ -48,12 +48,7 @@ from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
 from .report import NO_DIVERSITY, NO_ENCODED, NO_ENCODED_EITHER, _number, data_folder, has_split, read_from
 from .runtime import Dist, build_loader, check_input_size, inference_data, made_alike, open_model
 
-METRICS = ("l1", "palette", "lpips", "fid")
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
-# The measures a run may keep its best checkpoint by (train --keep_best): result key -> (the metric that
-# gives it, which way is better). Not diversity (noise is diverse) nor palette validity (a model that
-# draws one palette for every z is valid).
-BEST = {"fid": ("fid", "lower"), "encoded_l1": ("l1", "lower"), "coverage": ("palette", "higher")}
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
 _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
@@ -62,17 +57,6 @@ _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks a
 def _palette_info(root: Path, phase: str):
     f = root / phase / "palettes.json"
     return json.loads(f.read_text()) if f.is_file() else None
-
-
-def parse_metrics(metrics, demo: bool) -> tuple[str, ...]:
-    """The metrics asked for ("l1,lpips" or a sequence); None: l1, plus palette on the demo data."""
-    if metrics is None:
-        return ("l1", "palette") if demo else ("l1",)
-    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    bad = [m for m in names if m not in METRICS]
-    if bad or not names:
-        raise ConfigError(f"metrics={metrics!r}: expected a comma-separated list of {', '.join(METRICS)}")
-    return tuple(dict.fromkeys(names))
 
 
 def _quantised(x: torch.Tensor) -> torch.Tensor:

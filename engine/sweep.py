@@ -7,7 +7,7 @@ protocol and options, one seed), the run's latest.pt too where it is further on,
 - each one's eval.json where `evaluate RUN --epoch N` writes it (results/<split>_epoch_N/);
 - results/<split>_sweep/sweep.json, the rows in training order (each naming the run folder, absolute);
 - results/<split>_sweep/index.html, one chart per measure over the steps, the best of each measure
-  a run may keep its best checkpoint by (fid, encoded_l1, coverage: evaluate.BEST) ringed where the
+  a run may keep its best checkpoint by (fid, encoded_l1, coverage: config.BEST) ringed where the
   checkpoints differ in it, and a table.
 A checkpoint whose weights are not finite (a run that diverged) gets a row saying so; the others are
 still measured. The metric networks load once.

@@ -56,6 +56,7 @@ from .checkpoint import (
     set_rng_state,
     write_state,
 )
+from .config import BEST as MEASURES
 from .config import TrainConfig, check_bool, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
@@ -695,7 +696,6 @@ def _check_evaluations(cfg: TrainConfig, ev, rows: list[dict], best: dict | None
     """Refuse keep_best's measure outside the evaluations' metrics (or encoded_l1 without B), evaluations that
     would not compare with those of the run's log so far (rows), and a best.pt (best: what it holds) kept by
     another measure than keep_best."""
-    from .evaluate import BEST as MEASURES
     chosen = ev.chosen
     if set(chosen) <= {"l1", "lpips"}:  # (the others measure any model's outputs)
         # Both measure the outputs' diversity (no pair: one output per input) and l1 the encoded output too: a

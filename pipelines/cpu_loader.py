@@ -8,6 +8,7 @@ batch is used (to_unit_float), changes no value. On a CUDA device the batches ar
 DataLoader, copied ahead of use on a side stream and scaled there.
 """
 import atexit
+import contextlib
 import functools
 import gc
 import logging
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import sharding
 from .base import PairedLoader
 from .errors import DatasetError, plural
-from .files import ALIKE, changed_since_checks, load_rgb, local_ranks
+from .files import ALIKE, changed_since_checks, load_rgb, local_ranks, usable_cores
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
 # would hang training without a word.
@@ -322,6 +324,14 @@ def _no_workers(num_workers, given, why, fix):
     return 0
 
 
+@contextlib.contextmanager
+def _quiet_about_workers():
+    """Without torch's warning of more workers than cores, which the loader says in one line of its own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        yield
+
+
 class TorchLoader(PairedLoader):
     backend = "torch"
 
@@ -336,17 +346,21 @@ class TorchLoader(PairedLoader):
         self._started = multiprocessing.RawArray("b", num_workers) if num_workers else None
         self._sampler = _EpochSampler(self.shard)
         dataset = PairedImageDataset(self.samples, self.layout, spec, self.seed, self.skip_bad, self.output_sizes)
-        self._loader = DataLoader(
-            dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
-            # Its own generator for the workers' base seed, drawn whenever an iterator is made (each
-            # epoch without workers, once with persistent ones): drawn from torch's global generator,
-            # that draw moved the training's z draws, and differently in a resumed run, whose
-            # iterator starts afresh. Nothing of the data depends on it (crops: sample_rng).
-            generator=torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank) % 2**63),
-            num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-            persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
-            prefetch_factor=PREFETCH if num_workers else None,
-            worker_init_fn=functools.partial(_worker_init, os.getpid(), self._started) if num_workers else None)
+        if workers_given and num_workers > (cores := usable_cores()):
+            log.warning("num_workers=%d is more than the %d cores this process may use: kept as given", num_workers,
+                        cores, extra=ALIKE)
+        with _quiet_about_workers():  # (torch's UserWarning of it, twice, with its source lines)
+            self._loader = DataLoader(
+                dataset, batch_size=self.batch_size, sampler=self._sampler, drop_last=self.drop_last,
+                # Its own generator for the workers' base seed, drawn whenever an iterator is made (each
+                # epoch without workers, once with persistent ones): drawn from torch's global generator,
+                # that draw moved the training's z draws, and differently in a resumed run, whose
+                # iterator starts afresh. Nothing of the data depends on it (crops: sample_rng).
+                generator=torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank) % 2**63),
+                num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+                persistent_workers=num_workers > 0, timeout=WORKER_TIMEOUT_S if num_workers else 0,
+                prefetch_factor=PREFETCH if num_workers else None,
+                worker_init_fn=functools.partial(_worker_init, os.getpid(), self._started) if num_workers else None)
 
     def _free(self):
         # The persistent workers (and a CUDA pin thread) live in the DataLoader's iterator, which torch shuts
@@ -439,7 +453,8 @@ class TorchLoader(PairedLoader):
         gc.disable()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if _WAITS_FOR_SIGNALS else None
         try:
-            return iter(self._loader)
+            with _quiet_about_workers():
+                return iter(self._loader)
         finally:
             if was_enabled:
                 gc.enable()

@@ -18,14 +18,19 @@ class SeveralSizesError(DatasetError):
     scale_width): a caller that can go an input at a time (the evaluation) tells it from other refusals."""
 
 
-def describe_bad(bad, limit=10):
-    """Format [(path, reason), ...] as one line per file, at most `limit` of them."""
+def describe_bad(bad, limit=10, listed=None):
+    """Format [(path, reason), ...] as one line per file, at most `limit` of them; listed: a file that
+    lists them all (the line of those left out names it)."""
     # A name with a newline (or another unprintable character) as a Python string literal: printed as it
     # is, it broke its line in two.
-    lines = [f"  {path if str(path).isprintable() else repr(str(path))}: {reason}" for path, reason in bad[:limit]]
+    lines = [f"  {_shown(path)}: {reason}" for path, reason in bad[:limit]]
     if len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more")
+        lines.append(f"  ... and {len(bad) - limit} more" + (f" (all {len(bad)} listed in {listed})" if listed else ""))
     return "\n".join(lines)
+
+
+def _shown(path) -> str:
+    return str(path) if str(path).isprintable() else repr(str(path))
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

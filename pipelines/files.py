@@ -470,6 +470,18 @@ def _checks_version():
     return CHECKS_VERSION if simplejpeg is not None else f"{CHECKS_VERSION}+pil"
 
 
+def _cached(folder, suffix: str) -> str | None:
+    """The file of the check cache's folder (see CheckCache) for the data folder `folder`, named after it with
+    `suffix`; None where the cache is off."""
+    where = os.environ.get("BICYCLEGAN_CHECK_CACHE", "")
+    if where.lower() == "off":
+        return None
+    if not where:
+        where = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bicyclegan",
+                             "checked")
+    return os.path.join(where, hashlib.sha256(os.path.realpath(folder).encode()).hexdigest()[:24] + suffix)
+
+
 class CheckCache:
     """The sizes of the files under one folder that passed inspect_file, by path, kept in a JSON file
     under $BICYCLEGAN_CHECK_CACHE (default $XDG_CACHE_HOME/bicyclegan/checked, else
@@ -479,18 +491,12 @@ class CheckCache:
     Failed files are never cached, so they are checked (and reported) on every run."""
 
     def __init__(self, folder):
-        where = os.environ.get("BICYCLEGAN_CHECK_CACHE", "")
         self.base = os.path.realpath(folder)
         self.prefix = os.path.join(str(folder), "")
         self.entries, self.new = {}, {}
-        if where.lower() == "off":
-            self.path = None
+        self.path = _cached(folder, ".json")
+        if self.path is None:
             return
-        if not where:
-            where = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                 "bicyclegan", "checked")
-        name = hashlib.sha256(self.base.encode()).hexdigest()[:24]
-        self.path = os.path.join(where, f"{name}.json")
         try:
             with open(self.path) as f:
                 saved = json.load(f)
@@ -656,6 +662,23 @@ def changed_since_checks(sample, layout, spec, sizes, output_sizes) -> str | Non
     return None
 
 
+def _list_bad(bad, where, limit=10) -> str | None:
+    """Where more bad files than describe_bad's `limit` lines are found, a text file listing every one (path,
+    a tab, the reason; a line each) in the check cache's folder, named after the data folder: 851 of 861
+    damaged files were "... and 851 more", and only Python's loader.skipped held their names. None where the
+    cache is off or the file cannot be written (the line says the count alone)."""
+    if len(bad) <= limit or (path := _cached(where, ".bad.txt")) is None:
+        return None
+    path = Path(path)
+    text = "".join(f"{p}\t{' '.join(str(r).split())}\n" for p, r in bad)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8", "surrogateescape")), what="list of bad files")
+    except OSError:
+        return None
+    return str(path)
+
+
 def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None, skip_bad=False,
                  max_pixels=MAX_PIXELS, rank=0, world_size=1):
     """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops.
@@ -680,11 +703,12 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         problem = _problem(sample, layout, spec, sizes)
         (bad.append(problem) if problem else good.append(sample))
     where = folders[0].parent if layout == "ab_folders" else folders[0]  # (a B/ file was said to be in A/)
+    said = describe_bad(bad, listed=_list_bad(bad, where)) if bad else ""
     if bad and not skip_bad:
-        raise alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{describe_bad(bad)}"
+        raise alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{said}"
                                   "\n(--skip_bad, or skip_bad=True in Python, leaves them out)"), rank)
     if bad:
-        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), where, describe_bad(bad), extra=ALIKE)
+        log.warning("skipped %d bad file(s) in %s:\n%s", len(bad), where, said, extra=ALIKE)
     if not good:
         cut = (f" (max_dataset_size={max_dataset_size} took the first {len(samples)} of its {n_listed} samples, "
                f"all bad: the rest were not looked at)" if n_listed > len(samples) else "")

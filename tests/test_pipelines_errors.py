@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,40 @@ def test_bad_files_are_named_up_front(tmp_path, case, caplog):
     assert loader.skipped[0][0] == str(bad) and len(loader.skipped) == 1
     assert "skipped 1 bad file" in caplog.text
     assert [p for b in loader for p in b["paths"]] == paths
+
+
+def test_more_bad_files_than_a_message_names_are_all_listed_in_a_file(tmp_path, monkeypatch, caplog):
+    # 851 of 861 damaged files were "... and 851 more": no command said which
+    monkeypatch.setenv("BICYCLEGAN_CHECK_CACHE", str(tmp_path / "cache"))
+    good_set(tmp_path / "data")
+    bad = sorted(tmp_path / "data" / "train" / f"bad{i:02d}.png" for i in range(13))
+    for path in bad:
+        path.write_bytes(b"")
+    with pytest.raises(DatasetError) as e:
+        load(tmp_path / "data")
+    listed = next((tmp_path / "cache").glob("*.bad.txt"))
+    assert f"  ... and 3 more (all 13 listed in {listed})" in str(e.value)
+    assert listed.read_text().splitlines() == [f"{p}\tzero-byte file" for p in bad]
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        load(tmp_path / "data", skip_bad=True)
+    assert f"(all 13 listed in {listed})" in caplog.text
+    monkeypatch.setenv("BICYCLEGAN_CHECK_CACHE", "off")  # no cache, no file: the count alone
+    with pytest.raises(DatasetError, match=r"\.\.\. and 3 more\n"):
+        load(tmp_path / "data")
+
+
+def test_more_workers_than_cores_is_one_line_of_ours(tmp_path, monkeypatch, caplog):
+    # torch's UserWarning said it twice, each with its source line
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    good_set(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader = load(tmp_path, num_workers=2)
+        try:
+            assert len(list(loader)) == 2
+        finally:
+            loader.close()
+    assert caplog.messages == ["num_workers=2 is more than the 1 cores this process may use: kept as given"]
 
 
 def test_crop_larger_than_image(tmp_path):
