@@ -32,28 +32,32 @@ _REQUIRED = {"format": str, "digest": str, "config": dict, "step": int, "epoch":
 
 
 # -- RNG state as tensors and plain values (weights-only loadable) ----------------------------------
-def rng_state(device: torch.device) -> dict:
-    """The random generators' states: the CPU's (torch, numpy, Python) and, training on a GPU, that GPU's
-    (the one whose draws are the run's z; not every GPU's by index, which a host of fewer GPUs, or a run
-    resumed on another, could not put back where they were drawn)."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, py_gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
-             "python": {"version": version, "internal": list(internal), "gauss": py_gauss}}
+def rng_state(device: torch.device, host: bool = False) -> dict:
+    """The random generators' states: torch's CPU one and, training on a GPU, that GPU's (the one whose draws
+    are the run's z; not every GPU's by index, which a host of fewer GPUs, or a run resumed on another, could
+    not put back where they were drawn); host=True: numpy's and Python's too (the caller's, which rng_kept
+    keeps). A checkpoint holds the run's alone: nothing of a run draws from numpy's or Python's, never seeded,
+    whose states made the files (and their digests) of two identical runs differ."""
+    state = {"torch": torch.get_rng_state()}
+    if host:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, py_gauss = random.getstate()
+        state["numpy"] = {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "gauss": float(gauss)}
+        state["python"] = {"version": version, "internal": list(internal), "gauss": py_gauss}
     if torch.device(device).type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
-    """Put back what rng_state saved; its GPU generator's state goes to `device`, the run's GPU now."""
+    """Put back what rng_state saved; its GPU generator's state goes to `device`, the run's GPU now. (An older
+    checkpoint's numpy and Python states go back too: inside rng_kept, as every resume is.)"""
     torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if (n := state.get("numpy")) is not None:
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if (p := state.get("python")) is not None:
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     device = torch.device(device)
     cuda = state.get("cuda")
     if isinstance(cuda, list):  # an earlier version's: every GPU's state, by index
@@ -78,7 +82,7 @@ def rng_kept(device: torch.device):
     """The caller's random generators (those rng_state covers: torch's CPU one and `device`'s, numpy's,
     Python's) as they were, however the block is left: the Python API seeds and draws from them as the
     command does (a run's draws are resumable only from those generators), inside someone else's program."""
-    state = rng_state(device)
+    state = rng_state(device, host=True)
     try:
         yield
     finally:

@@ -76,7 +76,11 @@ def check_int(name, value, low, optional=False, high=None):
             or (high is not None and value > high)):
         what = "a positive integer" if low == 1 else f"an integer >= {low}"
         what += "" if high is None else f" and <= {high}"
-        raise ConfigError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
+        # (the configs take numpy's scalars as Python's, _plain; a function's argument is said so: "must be an
+        # integer" of np.int64(3) was not true)
+        numpy = (f" (a Python int: int({name}))" if isinstance(value, np.integer) and value >= low
+                 and (high is None or value <= high) else "")
+        raise ConfigError(f"{name}={value!r} must be {what}{' or None' if optional else ''}{numpy}")
 
 
 def _real(name, value, low, high=math.inf, low_open=False):
@@ -98,6 +102,14 @@ def check_bool(name, value, optional=False):
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name}={value!r} must be true or false{' (or None)' if optional else ''}")
     return bool(value)
+
+
+def _plain(obj):
+    """numpy's scalars given to a config (a seed from np.arange, a size from an array's shape) as Python's: they
+    were refused as "must be an integer", and config.json and checkpoints hold Python values."""
+    for f in dataclasses.fields(obj):
+        if isinstance(value := getattr(obj, f.name), np.generic):
+            setattr(obj, f.name, value.item())
 
 
 def _bools(obj):
@@ -149,6 +161,7 @@ class ModelConfig:
     channels_last: bool = False  # channels_last memory format for all networks (GPU)
 
     def __post_init__(self):
+        _plain(self)
         for name in ("input_nc", "output_nc", "ngf", "nef", "ndf", "num_Ds", "crop_size"):
             check_int(name, getattr(self, name), 1)
         for name in ("input_nc", "output_nc"):
@@ -257,6 +270,7 @@ class DataConfig:
     max_pixels: int = MAX_PIXELS  # refuse (or with skip_bad skip) files larger than this (W x H, from the header)
 
     def __post_init__(self):
+        _plain(self)
         check_int("load_size", self.load_size, 1)
         check_int("num_workers", self.num_workers, 0, optional=True)
         check_int("max_dataset_size", self.max_dataset_size, 1, optional=True)
@@ -336,6 +350,7 @@ class TrainConfig:
     fresh_D: bool = False      # with init_from: new discriminators (this run's D options) instead of the checkpoint's
 
     def __post_init__(self):
+        _plain(self)
         # Parts given as dicts: unknown names are the ConfigError from_dict gives (a TypeError before).
         if isinstance(self.model, dict):
             _known(ModelConfig, self.model)

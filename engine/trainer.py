@@ -389,6 +389,22 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
     return resume_path, find_checkpoint(cfg.init_from) if resume_path is None and cfg.init_from else None
 
 
+def _rounding_changes(saved, cfg: TrainConfig) -> str:
+    """The options a resume may change that change how the step computes (layers, memory format, compilation,
+    device), as "channels_last True (was False), ..."; "" where none changed."""
+    if not isinstance(saved, dict):
+        return ""
+    now = cfg.to_dict()
+    changed = []
+    for part, name in (("model", "impl"), ("model", "channels_last"), (None, "compile"), (None, "cuda_graph"),
+                       (None, "device")):
+        before = (saved.get(part) or {}).get(name) if part else saved.get(name)
+        after = now[part][name] if part else now[name]
+        if before is not None and before != after:
+            changed.append(f"{name} {after} (was {before})")
+    return ", ".join(changed)
+
+
 def _check_config_early(cfg: TrainConfig, resume_path: Path) -> None:
     """Refuse another config from the checkpoint's header, before the data's files are listed and checked:
     a mistyped option was refused after the checks (minutes, on a large dataset met for the first time)
@@ -1035,7 +1051,13 @@ class Trainer:
             # crops and flips differently: the order of the images is what stays the same.
             print(f"note: the run trained with the {state['backend']} loader and resumes with the "
                   f"{self.loader.backend} one: from here its crops and flips differ from those of an "
-                  f"uninterrupted run (the images come in the same order)", file=sys.stderr)
+                  f"uninterrupted run (the images come in the same order; their values may differ in a float's "
+                  f"last bit, also without crops or flips)", file=sys.stderr)
+        if self.main and (changed := _rounding_changes(state.get("config"), self.cfg)):
+            # Allowed (the same training), and said: a resume is otherwise exact to the bit
+            print(f"note: the run resumes with {changed}: the same training, whose arithmetic may round otherwise "
+                  f"from here (its losses and weights then part from an uninterrupted run's in the last digits)",
+                  file=sys.stderr)
         if self.rank > 0:
             # None in a checkpoint from before each rank's generators were kept (see __init__).
             self.rng_to_restore = (state.get("rank_rng") or [None] * self.world)[self.rank - 1]

@@ -23,14 +23,11 @@ def describe_bad(bad, limit=10, listed=None):
     lists them all (the line of those left out names it)."""
     # A name with a newline (or another unprintable character) as a Python string literal: printed as it
     # is, it broke its line in two.
-    lines = [f"  {_shown(path)}: {reason}" for path, reason in bad[:limit]]
+    lines = [f"  {path if str(path).isprintable() else repr(str(path))}: {reason}" for path, reason in bad[:limit]]
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more" + (f" (all {len(bad)} listed in {listed})" if listed else ""))
     return "\n".join(lines)
 
-
-def _shown(path) -> str:
-    return str(path) if str(path).isprintable() else repr(str(path))
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -5,9 +5,11 @@ the networks themselves; from_dict, split_fields and make_config's presets.
 Expected values are written out by hand (or measured on the networks), never computed with the
 config code; tools/mutation_engine.sh runs these first against the mutants of config.py and presets.py.
 """
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,6 +69,20 @@ def test_sizes_and_batch_sizes_are_whole_positive_numbers():
 def test_integer_fields_refuse_booleans_floats_and_strings(value):
     refused(lambda: model(ngf=value), f"ngf={value!r} must be a positive integer")
     refused(lambda: DataConfig(num_workers=value), f"num_workers={value!r} must be an integer >= 0 or None")
+
+
+def test_numpy_scalars_are_taken_as_pythons_and_a_functions_numpy_int_is_said_so(tmp_path):
+    # make_config(seed=np.int64(3)) (a loop over np.arange) was "seed=np.int64(3) must be an integer >= 0"
+    cfg = make_config("demo", seed=np.int64(3), max_steps=np.int32(30), lr=np.float64(1e-4), ngf=np.int64(8),
+                      no_flip=np.bool_(True), num_workers=np.int16(0))
+    values = (cfg.seed, cfg.max_steps, cfg.lr, cfg.model.ngf, cfg.data.no_flip, cfg.data.num_workers)
+    assert values == (3, 30, 1e-4, 8, True, 0) and [type(v) for v in values] == [int, int, float, int, bool, int]
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).seed == 3  # (config.json holds it)
+    refused(lambda: model(ngf=np.int64(0)), "ngf=0 must be a positive integer")
+    from bicyclegan.engine import sample
+    with pytest.raises(ConfigError, match=r"seed=np.int64\(3\) must be an integer >= 0 and <= \d+ "
+                       r"\(a Python int: int\(seed\)\)$"):
+        sample(tmp_path / "no.pt", seed=np.int64(3))
 
 
 # -- real numbers: finite, inside their interval, open or closed as each field needs -----------------

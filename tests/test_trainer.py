@@ -46,6 +46,24 @@ def test_run_folder_contents(tmp_path, demo_root):
     assert model.generate(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
+def test_a_run_made_again_writes_the_same_checkpoint(tmp_path, demo_root):
+    # numpy's and Python's generators (the process's, never seeded, drawn from by nothing of a run) were saved
+    # in every checkpoint: the same run made again wrote another file, of another digest (evaluate --reuse keys
+    # its figures on it)
+    import random
+    import shutil
+
+    import numpy as np
+    digests = []
+    for seed in (1, 2):
+        np.random.seed(seed)  # (the process's generators differ between the two)
+        random.seed(seed)
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False).train()
+        digests.append(read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["digest"])
+    assert digests[0] == digests[1]
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root, num_workers):
     # 4 batches an epoch: resumed mid-epoch 0 (step 3), trained on through epoch 1's start.
@@ -79,6 +97,18 @@ def test_resume_refuses_another_config(tmp_path, demo_root):
     cfg.model.ngf = 8
     with pytest.raises(CheckpointError, match="model.ngf"):
         Trainer(cfg, resume=True, progress=False)
+
+
+def test_a_resume_that_changes_how_the_step_computes_says_so(tmp_path, demo_root, capsys):
+    # --channels_last on a resume was taken without a word, and the losses parted from step 21 (a resume is
+    # otherwise exact to the bit)
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False).train()
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), resume=True, progress=False).train()
+    assert "note: the run resumes with" not in capsys.readouterr().err
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4, channels_last=True, device="cpu"), resume=True,
+            progress=False).train()
+    assert ("note: the run resumes with channels_last True (was False), device cpu (was auto): the same training, "
+            "whose arithmetic may round otherwise") in capsys.readouterr().err
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, demo_root, monkeypatch):
