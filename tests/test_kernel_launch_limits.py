@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bicyclegan.kernels as K
-from bicyclegan.kernels import norm_act_triton, zinject_triton
+from bicyclegan.kernels import avg_pool_triton, norm_act_triton, zinject_triton
 from bicyclegan.kernels._impl import interpreting
 
 pytestmark = pytest.mark.skipif(not interpreting(), reason="plans launches as Triton's interpreter runs them")
@@ -97,7 +97,7 @@ def guarded(monkeypatch):
 
     def empty(*size, **kwargs):
         return place(torch.empty(*size, **kwargs))
-    for module in (_triton_common, norm_act_triton):
+    for module in (_triton_common, norm_act_triton, avg_pool_triton):  # (each imported the name: each patched)
         monkeypatch.setattr(module, "empty", empty)
     monkeypatch.setattr(zinject_triton, "_empty", empty)
     yield storages
@@ -118,3 +118,6 @@ def test_no_store_past_an_output_at_masked_tails(guarded, fmt, plan):
     for mode in ("concat_free", "fused_concat"):
         y = K.z_concat_conv(x, z, wz, torch.rand(5, requires_grad=True), 2, 1, impl="triton", mode=mode)
         torch.autograd.grad(y.pow(2).sum(), [x, z, wz])
+    # the discriminators' between-scale pooling (3x3, stride 2, pad 1, as the reference's), forward and backward
+    y = K.avg_pool2d(x, 3, 2, 1, count_include_pad=False, impl="triton")
+    torch.autograd.grad(y.pow(2).sum(), [x])

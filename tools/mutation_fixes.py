@@ -327,6 +327,25 @@ THROUGH = [REL + "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_sta
 DUMB = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses"]
 NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
 NOT_A_FILE = [REL + "io_torch_files_that_cannot_be_read_say_why"]
+# Session 38's passes (serve, torchrun, large data, the design documents, reproducibility): SQ01-SQ25
+SV = "engine/serve.py"
+TSV = "tests/test_serve.py::test_"
+TWF = "tests/test_workflow.py::test_"
+AUTO_CLI = [TWF + "resume_auto_starts_the_run_once_and_continues_it_on_every_later_start"]
+AUTO_PY = [TWF + "resume_auto_picks_the_newest_checkpoint_and_takes_init_from_once"]
+BATCHES = [TSV + "a_requests_outputs_are_made_in_batches_of_bounded_size"]
+KEPT = [TSV + "uploads_kept_hold_at_most_four_of_the_largest_size"]
+HOSTS = [TSV + "other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused"]
+GONE = [TSV + "an_upload_whose_client_goes_away_is_one_answer_not_a_traceback"]
+STOPS = [TSV + "stopping_says_so_and_ends_generations"]
+PORT = [TSV + "a_port_in_use_is_said_before_the_model_and_its_inputs_load"]
+NO_REF = [TSV + "encode_and_interpolate_without_an_image_id_say_so"]
+ALL_BAD = [PE + "more_bad_files_than_a_message_names_are_all_listed_in_a_file"]
+WORKERS = [PE + "more_workers_than_cores_is_one_line_of_ours"]
+NUMPY = ["tests/test_config.py::test_numpy_scalars_are_taken_as_pythons_and_a_functions_numpy_int_is_said_so"]
+SAME_FILE = ["tests/test_trainer.py::test_a_run_made_again_writes_the_same_checkpoint"]
+ROUNDING = ["tests/test_trainer.py::test_a_resume_that_changes_how_the_step_computes_says_so"]
+CZ_KEPT = [CZ + "a_call_leaves_the_callers_generators_and_process_settings_as_they_were"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -1093,6 +1112,41 @@ MUTANTS = [
      '    if False:\n        path = Path(os.path.realpath(path))', THROUGH),
     ('AW41', CLI, '"--json" if args.json else "the evaluation\'s results (--json: elsewhere)"', '"--json"',
      RESULTS_RO),
+    ('SQ01', CK, '    if (folder / LATEST).is_file():\n        return True, None',
+     '    if False:\n        return True, None', AUTO_PY),
+    ('SQ02', CK, '    return (True, epochs[-1]) if epochs else (False, None)', '    return (False, None)', AUTO_PY),
+    ('SQ03', CK, '    if Path(AUTO).exists():', '    if False:', AUTO_CLI),
+    ('SQ04', T, '    if type(resume) is str and resume == AUTO:', '    if False:', AUTO_PY),
+    ('SQ05', CLI, '    args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None',
+     '    args.resume, args.epoch = True, epoch', AUTO_CLI),
+    ('SQ06', CLI, '    if not resume:\n        args.resume = False\n        return',
+     '    if not resume:\n        return', AUTO_CLI),
+    ('SQ07', SV, '        rows = max(1, FORWARD_PIXELS // (A.shape[-2] * A.shape[-1]))', '        rows = n', BATCHES),
+    ('SQ08', SV, '                if self.stopping:', '                if False:', BATCHES),
+    ('SQ09', SV, 'or sum(self.uploads.values()) > 4 * 3 * self.max_upload_pixels)', ')', KEPT),
+    ('SQ10', SV, '    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else [])}',
+     '    names = {*LOCAL_NAMES}', HOSTS),
+    ('SQ11', SV, '        except ClientDisconnect:', '        except RuntimeError:', GONE),
+    ('SQ12', SV, '@app.api_route("/api/info", methods=["GET", "HEAD"])', '@app.get("/api/info")', HOSTS),
+    ('SQ13', SV, '                explorer.stopping = True\n', '', STOPS),
+    ('SQ14', SV, '                logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)',
+     '                pass', STOPS),
+    ('SQ15', SV, '    sock = bind(host, port)  # first', '    sock = None  # first', PORT),
+    ('SQ16', SV, '        if item_id == "":', '        if False:', NO_REF),
+    ('SQ17', FI, '    if len(bad) <= limit or (path := _cached(where, ".bad.txt")) is None:',
+     '    if True or (path := _cached(where, ".bad.txt")) is None:', ALL_BAD),
+    ('SQ18', "pipelines/errors.py", '+ (f" (all {len(bad)} listed in {listed})" if listed else "")', '', ALL_BAD),
+    ('SQ19', CL, 'warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)',
+     'pass', WORKERS),
+    ('SQ20', CL, '        if workers_given and num_workers > (cores := usable_cores()):',
+     '        if False and num_workers > (cores := usable_cores()):', WORKERS),
+    ('SQ21', CFG, '            setattr(obj, f.name, value.item())', '            pass', NUMPY),
+    ('SQ22', CFG, 'numpy = (f" (a Python int: int({name}))" if', 'numpy = ("" if', NUMPY),
+    ('SQ23', CK, '    state = rng_state(device, host=True)', '    state = rng_state(device)', CZ_KEPT),
+    ('SQ24', CK, '    state = {"torch": torch.get_rng_state()}\n    if host:',
+     '    state = {"torch": torch.get_rng_state()}\n    if True:', SAME_FILE),
+    ('SQ25', T, '        if self.main and (changed := _rounding_changes(state.get("config"), self.cfg)):',
+     '        if False and (changed := _rounding_changes(state.get("config"), self.cfg)):', ROUNDING),
 ]
 
 if __name__ == "__main__":
