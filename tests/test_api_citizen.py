@@ -35,6 +35,7 @@ from bicyclegan.engine import (
     serve,
     train,
 )
+from bicyclegan.engine.checkpoint import digest, read_checkpoint, rng_state
 from bicyclegan.engine.config import check_bool
 from bicyclegan.engine.errors import ConfigError, WeightsError
 from bicyclegan.engine.runtime import device_settings
@@ -49,12 +50,17 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data):
-    """A finished run of 2 steps whose checkpoint's numpy and Python states are not the ones the tests seed
-    (a resume puts the checkpoint's in place while it trains)."""
-    np.random.seed(99)
-    random.seed(99)
+    """A finished run of 2 steps whose checkpoint holds numpy's and Python's states, as an older version's did,
+    not the ones the tests seed (a resume puts the checkpoint's in place while it trains)."""
     out = tmp_path_factory.mktemp("runs") / "run"
     train(tiny_cfg(out, data, max_steps=2, niter=1, niter_decay=3), progress=False)
+    path = out / "checkpoints" / "latest.pt"
+    state = read_checkpoint(path)
+    np.random.seed(99)
+    random.seed(99)
+    state["rng"] = rng_state(torch.device("cpu"), host=True)
+    state["digest"] = digest(state)
+    torch.save(state, path)
     return out
 
 

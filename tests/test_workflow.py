@@ -406,6 +406,13 @@ def test_resume_auto_starts_the_run_once_and_continues_it_on_every_later_start(d
     assert f"--resume auto: continuing the run in {run} from latest.pt" in capsys.readouterr().err
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 6 != first["step"]
+    # A job fine-tuning a run's weights: --init_from (and --fresh_D) the first time, its own checkpoint after
+    tuned = tmp_path / "tuned"
+    tune = ["train", "--resume", "auto", "--no-progress", "--init_from", str(run), "--fresh_D", "--out", str(tuned)]
+    assert main(tune + ["--max_steps", "4"]) == 0 and main(tune + ["--max_steps", "6"]) == 0
+    assert f"continuing the run in {tuned}" in capsys.readouterr().err
+    assert [r["step"] for r in read_log(tuned)] == list(range(1, 7))
+    assert read_checkpoint(tuned / "checkpoints" / "latest.pt")["config"]["init_from"].endswith("latest.pt")
     # --epoch picks a checkpoint, auto the newest; a file named auto was a checkpoint's path before
     assert main(["train", "--out", str(run), "--resume", "auto", "--epoch", "1"]) == 2
     assert "--epoch 1 (epoch=1) picks one of the run's checkpoints" in capsys.readouterr().err
