@@ -371,7 +371,7 @@ def cmd_train(args) -> int:
         # configs the run then refused (another architecture, unreadable images, a device not there...).
         from .trainer import check_start
         cfg = check_start(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
-                          world=int(os.environ.get("WORLD_SIZE", "1")))
+                          world=_launch_world())
         # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
         # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
         if not _under_torchrun() or os.environ.get("RANK") == "0":
@@ -759,8 +759,17 @@ DISTRIBUTED = ("train", "evaluate", "compare", "sample", "interpolate")
 ONE_PROCESS = {"serve": "each process would serve its own page at the same address"}
 
 
+def _launch_world() -> int:
+    """WORLD_SIZE (1 where it cannot be: _run refuses that first, and the refusal's own handler asks here)."""
+    from .runtime import launch_env
+    try:
+        return launch_env()[1]
+    except ConfigError:
+        return 1
+
+
 def _under_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _launch_world() > 1  # (checked by _run first: a value that cannot be is its one line)
 
 
 def _said_on_this_machine() -> bool:
@@ -1089,6 +1098,8 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     try:
         try:
+            from .runtime import launch_env
+            launch_env()  # (a launch's variables that cannot be: one line, before any command reads them)
             if _under_torchrun() and args.command not in DISTRIBUTED:
                 shared = f"{', '.join(DISTRIBUTED[:-1])} and {DISTRIBUTED[-1]}"
                 why = ONE_PROCESS.get(args.command, "each process would do the whole work and write the same files "
@@ -1124,7 +1135,7 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
         # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = _launch_world()
         if world > 1 and os.environ.get("RANK", "0") != "0":
             return 130
         if args.command != "train":

@@ -55,8 +55,20 @@ _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks a
 
 
 def _palette_info(root: Path, phase: str):
+    """The demo data's palettes.json of the split, None where there is none (not the demo data). One that cannot
+    be read is a DatasetError naming it (a traceback, and under torchrun a rank gone without a word)."""
     f = root / phase / "palettes.json"
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not f.is_file():
+        return None
+    try:
+        info = json.loads(f.read_text())
+        if not isinstance(info, dict) or type(info.get("n_palettes")) is not int:
+            raise ValueError("no n_palettes in it")
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise DatasetError(f"cannot read the demo data's palettes {f} ({reason}): make-demo writes the data again, "
+                           f"or measure without the palette metric (--metrics l1)") from None
+    return info
 
 
 def _quantised(x: torch.Tensor) -> torch.Tensor:
@@ -190,10 +202,11 @@ class Evaluation:
         self._check_finite()
         cfg = self.model.cfg
         self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-        self.info = _palette_info(self.root, self.phase)
         # The palettes are colours: a model drawing one channel has none to classify (by default, no palette)
         rgb = cfg.model.output_nc == 3
-        self.chosen = chosen = parse_metrics(metrics, self.info is not None and rgb)
+        demo = (self.root / self.phase / "palettes.json").is_file()
+        self.chosen = chosen = parse_metrics(metrics, demo and rgb)
+        self.info = _palette_info(self.root, self.phase) if "palette" in chosen else None  # (read where used)
         if "palette" in chosen and self.info is None:
             raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")
         if "palette" in chosen and not rgb:

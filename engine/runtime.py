@@ -307,6 +307,39 @@ def watch_launcher(poll: float = 1.0) -> None:
     threading.Thread(target=watch, name="bicyclegan-watch-torchrun", daemon=True).start()
 
 
+LAUNCH_VARIABLES = "RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT"
+
+
+def launch_env() -> tuple[int, int, int]:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) of this process as a launch set them (torchrun, or by hand): (0, 1, 0) for
+    a single process. A value that cannot be is a ConfigError naming it: read with a bare int(), RANK=1 alone was
+    a traceback (StopIteration, a TypeError, ZeroDivisionError for WORLD_SIZE=0) and RANK=5 of WORLD_SIZE=2 waited
+    forever for ranks that never came."""
+    env = os.environ
+
+    def number(name, default, low):
+        text = env.get(name)
+        if text is None or text == "":
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise ConfigError(f"{name}={text!r} in the environment: an integer >= {low} was expected (a launch "
+                              f"sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+        return value
+    world = number("WORLD_SIZE", 1, 1)
+    rank, local = number("RANK", None, 0), number("LOCAL_RANK", 0, 0)
+    if rank is None and world > 1:
+        raise ConfigError(f"WORLD_SIZE={world} in the environment without RANK: this process's place among the "
+                          f"{world} is not said (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+    if rank is not None and rank >= world:
+        raise ConfigError(f"RANK={rank} in the environment, of WORLD_SIZE={env.get('WORLD_SIZE', '1 (not set)')}: "
+                          f"ranks are 0 to {world - 1} (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+    return rank or 0, world, local
+
+
 def init_distributed(device: str = "auto") -> Dist:
     """This process's place in a torchrun launch (a single process otherwise) and the device it
     trains on (pick_device, `device` as in TrainConfig.device); starts the group: NCCL when the
@@ -321,9 +354,11 @@ def init_distributed(device: str = "auto") -> Dist:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         local_rank = int(os.environ.get("LOCAL_RANK", rank % gpus if gpus else 0))
     else:
-        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        rank, world, local_rank = launch_env()
         owns = world > 1
+        if owns and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
+            raise ConfigError(f"WORLD_SIZE={world} in the environment without MASTER_ADDR and MASTER_PORT: the "
+                              f"processes cannot meet (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
     dev = pick_device(device, local_rank, world)  # before the group: a bad device fails alone
     if world > 1 and dev.type == "cuda":
         # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the

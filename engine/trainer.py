@@ -85,6 +85,7 @@ from .runtime import (
     device_settings,
     first_only,
     init_distributed,
+    launch_env,
     lost_rank,
     pick_device,
     prepare_data_root,
@@ -805,9 +806,10 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     checkpoint's weights that file's). Left to the run: the demo data where it is not made yet (the run makes
     it), whether the run folder can be written (the run makes it), and TensorBoard's package."""
     cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
-    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+    rank, _, local_rank = launch_env()
+    rank = rank if world > 1 else 0
     # init_distributed's device (pick_device), without starting the process group
-    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), world)
+    device = pick_device(cfg.device, local_rank, world)
     check_runnable(cfg, device)
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / "checkpoints" / LATEST

@@ -114,7 +114,10 @@ def _list_images(folder, others=None):
     that gets the paths of images in other formats (OTHER_FORMATS), which are not read."""
     found, seen = {}, set()
     top = os.path.realpath(folder)
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unreadable(e: OSError):  # (os.walk skipped such a folder: one unreadable split "held no images")
+        raise DatasetError(f"cannot read folder {e.filename}: {e.strerror or e}") from None
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree, or a second link to one folder
             dirnames[:] = []

@@ -666,3 +666,36 @@ def test_a_max_pixels_over_pils_limit_is_taken_by_the_commands_and_said_in_pytho
         sample(run / "checkpoints" / "latest.pt", out=tmp_path / "p", num=2)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # raised, as the message says
     sample(run / "checkpoints" / "latest.pt", out=tmp_path / "p", num=2, progress=False)
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"RANK": "1"}, "RANK=1 in the environment, of WORLD_SIZE=1 (not set): ranks are 0 to 0"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 in the environment without RANK"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0' in the environment: an integer >= 1 was expected"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' in the environment: an integer >= 1 was expected"),
+    ({"RANK": "-1"}, "RANK='-1' in the environment: an integer >= 0 was expected"),
+    ({"RANK": "5", "WORLD_SIZE": "2"}, "RANK=5 in the environment, of WORLD_SIZE=2: ranks are 0 to 1"),
+    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "x"}, "LOCAL_RANK='x' in the environment"),
+])
+@pytest.mark.parametrize("command", [["sample", "no.pt"], ["evaluate", "no.pt"], ["train", "--dry-run"]])
+def test_a_launchs_variables_that_cannot_be_are_one_line(monkeypatch, capsys, tmp_path, env, said, command):
+    # read with a bare int(): RANK=1 alone was a StopIteration or a TypeError, WORLD_SIZE=0 a ZeroDivisionError,
+    # RANK=5 of 2 waited forever for ranks that never came
+    monkeypatch.chdir(tmp_path)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bicyclegan {command[0]}: ConfigError: {said}") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_launch_without_the_address_to_meet_at_is_one_line(monkeypatch):
+    from bicyclegan.engine.runtime import init_distributed
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 in the environment without MASTER_ADDR and MASTER_PORT"):
+        init_distributed("cpu")

@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -556,6 +557,23 @@ def test_palette_metrics_use_the_datasets_number_of_palettes(tiny_model, tmp_pat
     root = make_demo_dataset(tmp_path / "k2", n_train=0, n_test=0, n_val=2, size=32, n_palettes=2)
     r = evaluate(tiny_model, root, n_samples=2, num=2, device="cpu", metrics="palette")
     assert r["n_palettes"] == 2 and len(r["histogram"]) == 2
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "not json", "no count"])
+def test_a_palettes_file_that_cannot_be_read_is_one_line_naming_it(tiny_model, tmp_path, monkeypatch, damage):
+    # a PermissionError (or a JSONDecodeError) was a traceback, and under torchrun a rank gone without a word
+    root = make_demo_dataset(tmp_path / "d", n_train=0, n_test=0, n_val=2, size=32)
+    f = root / "val" / "palettes.json"
+    if damage == "unreadable":
+        real = Path.read_text
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied")) if self == f else real(self, *a, **k))
+    else:
+        f.write_text("{" if damage == "not json" else '{"palettes": []}')
+    with pytest.raises(DatasetError, match=f"cannot read the demo data's palettes {re.escape(str(f))} "
+                                           f"\\((Permission denied|.*|no n_palettes in it)\\): make-demo"):
+        evaluate(tiny_model, root, n_samples=2, num=2, device="cpu", metrics="palette")
+    assert "coverage" not in evaluate(tiny_model, root, n_samples=2, num=2, device="cpu", metrics="l1")  # (not read)
 
 
 def test_palettes_of_a_split_of_several_image_sizes_are_refused_by_name_before_any_work(tiny_model, tmp_path):

@@ -57,6 +57,23 @@ def test_missing_and_empty_folders(tmp_path):
         load(tmp_path, phase="val", layout="ab_folders")
 
 
+@pytest.mark.parametrize("where", ["train", "train/more"])
+def test_a_folder_that_cannot_be_read_is_said_not_taken_for_one_without_images(tmp_path, monkeypatch, where):
+    # os.walk skips a folder it cannot list: an unreadable split "held no images", an unreadable subfolder's images
+    # were left out without a word
+    good_set(tmp_path)
+    (tmp_path / "train" / "more").mkdir()
+    blocked, real = str(tmp_path / where), os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == blocked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DatasetError, match=f"^cannot read folder {re.escape(blocked)}: Permission denied$"):
+        load(tmp_path)
+
+
 def test_a_missing_split_beside_others_is_named_even_with_an_image_at_the_root(tmp_path):
     # preview.jpg at the root made it a plain folder, walked whole: train/ and val/ were read as
     # "test" (an evaluation on training images, reported as the test split).
