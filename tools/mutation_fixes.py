@@ -327,7 +327,7 @@ THROUGH = [REL + "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_sta
 DUMB = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses"]
 NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
 NOT_A_FILE = [REL + "io_torch_files_that_cannot_be_read_say_why"]
-# Session 38's passes (serve, torchrun, large data, the design documents, reproducibility): SQ01-SQ25
+# Session 38's passes (serve, torchrun, large data, the design documents, reproducibility): SQ01-SQ34
 SV = "engine/serve.py"
 TSV = "tests/test_serve.py::test_"
 TWF = "tests/test_workflow.py::test_"
@@ -346,6 +346,10 @@ NUMPY = ["tests/test_config.py::test_numpy_scalars_are_taken_as_pythons_and_a_fu
 SAME_FILE = ["tests/test_trainer.py::test_a_run_made_again_writes_the_same_checkpoint"]
 ROUNDING = ["tests/test_trainer.py::test_a_resume_that_changes_how_the_step_computes_says_so"]
 CZ_KEPT = [CZ + "a_call_leaves_the_callers_generators_and_process_settings_as_they_were"]
+LAUNCH = ["tests/test_commands.py::test_a_launchs_variables_that_cannot_be_are_one_line"]
+MEET = ["tests/test_commands.py::test_a_launch_without_the_address_to_meet_at_is_one_line"]
+PALETTES = [TM + "a_palettes_file_that_cannot_be_read_is_one_line_naming_it"]
+UNREADABLE = [PE + "a_folder_that_cannot_be_read_is_said_not_taken_for_one_without_images"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -697,8 +701,8 @@ MUTANTS = [
     ('LH29', T, '            self.loader.close()  # its workers end with the training', '            pass  #',
      NO_WORKER_LEFT),
     # train --dry-run: the rest of what the run refuses before its first step (check_start)
-    ('CX01', T, '    device = pick_device(cfg.device, int(',
-     '    device = torch.device("cpu") or pick_device(cfg.device, int(', DRY_ALL),
+    ('CX01', T, '    device = pick_device(cfg.device, local_rank, world)',
+     '    device = torch.device("cpu") or pick_device(cfg.device, local_rank, world)', DRY_ALL),
     ('CX02', T, '    check_runnable(cfg, device)\n    run_dir = Path(cfg.out)', '    run_dir = Path(cfg.out)', DRY_ALL),
     ('CX03', T, '    if cfg.data.dataroot is not None:\n        check_data_root(cfg)\n    _check_not_in_use',
      '    _check_not_in_use', DRY_ALL),
@@ -1147,6 +1151,19 @@ MUTANTS = [
      '    state = {"torch": torch.get_rng_state()}\n    if True:', SAME_FILE),
     ('SQ25', T, '        if self.main and (changed := _rounding_changes(state.get("config"), self.cfg)):',
      '        if False and (changed := _rounding_changes(state.get("config"), self.cfg)):', ROUNDING),
+    ('SQ26', RT, '    if rank is None and world > 1:', '    if False:', LAUNCH),
+    ('SQ27', RT, '    if rank is not None and rank >= world:', '    if False:', LAUNCH),
+    ('SQ28', RT, '        if value is None or value < low:', '        if value is None:', LAUNCH),
+    ('SQ29', CLI, '            launch_env()  # (a launch', '            pass  # (a launch', LAUNCH),
+    ('SQ30', CLI, '    except ConfigError:\n        return 1', '    except KeyError:\n        return 1', LAUNCH),
+    ('SQ31', RT, '        if owns and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):',
+     '        if False:', MEET),
+    ('SQ32', EV, '    except (OSError, ValueError) as e:\n        reason',
+     '    except ValueError as e:\n        reason', PALETTES),
+    ('SQ33', EV, 'self.info = _palette_info(self.root, self.phase) if "palette" in chosen else None',
+     'self.info = _palette_info(self.root, self.phase)', PALETTES),
+    ('SQ34', FI, 'os.walk(folder, onerror=unreadable, followlinks=True)', 'os.walk(folder, followlinks=True)',
+     UNREADABLE),
 ]
 
 if __name__ == "__main__":
