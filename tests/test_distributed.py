@@ -359,6 +359,8 @@ def test_torchrun_backend_and_current_device_follow_the_training_device(monkeypa
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # (torchrun's; the group's start is a stand-in)
+    monkeypatch.setenv("MASTER_PORT", "29500")
     trains_on = torch.device("cuda", 1) if backend == "nccl" else torch.device("cpu")
     d = runtime.init_distributed(device)
     d.close()  # (its filter of the data's log off again: this process runs other tests)
@@ -380,6 +382,8 @@ def test_the_data_warnings_every_process_gives_alike_are_said_by_local_rank_0(mo
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")  # the second machine's second process, or (local rank 0) its first
     monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     log = logging.getLogger("bicyclegan.pipelines")
     with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
         d = runtime.init_distributed("cpu")
