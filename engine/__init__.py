@@ -37,8 +37,19 @@ from .serve import serve
 from .sweep import evaluate_checkpoints
 from .trainer import Trainer, TrainingStopped, stopped_by, train
 
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("bicyclegan")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+__version__ = _version()
+
 __all__ = [
-    "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
+    "__version__", "BicycleGAN", "BicycleGANError", "CheckpointError", "ConfigError", "DataConfig", "DivergenceError",
     "DownloadError", "ExportError", "ModelConfig", "OutputError", "PRESETS", "RankLostError", "TrainConfig", "Trainer",
     "TrainingStopped", "USER_ERRORS", "WeightsError", "build_discriminator", "build_encoder", "build_generator",
     "compare", "download_dataset", "download_model", "evaluate", "evaluate_checkpoints", "export_generator",

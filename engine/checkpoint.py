@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,12 @@ def read_checkpoint(path) -> dict:
     return state
 
 
+def old_import(state: dict) -> bool:
+    """Whether a checkpoint's contents are an import's (import-official, download model) written before imports
+    recorded their networks ("imported"): step 0 and no "steps_per_epoch", which every checkpoint of train has."""
+    return state.get("imported") is None and not state.get("step") and state.get("steps_per_epoch") is None
+
+
 def peek_checkpoint(path, *keys) -> tuple:
     """The plain values `keys` of a checkpoint (step, an extra's entry; None where absent) without reading
     its tensors (memory-mapped) or checking its digest: bookkeeping about a file, maybe of gigabytes,
@@ -217,6 +224,9 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     For inference a stored impl="triton" that `device` cannot run becomes "auto".
     path: a checkpoint file, or a run folder (its checkpoints/latest.pt), as every command takes it."""
     training = check_bool("training", training)
+    if device is not None:  # "auto" as every command takes it ("Expected one of cpu, cuda, ..." from torch before)
+        from .runtime import pick_device
+        device = pick_device(device if isinstance(device, str) else str(device))
     # A run folder was "checkpoint runs/x does not exist" for sample(), evaluate() and the other
     # functions, while export_generator() and the commands took it.
     path = find_checkpoint(path)
@@ -248,6 +258,10 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
         # would pass for the model's (a training run from it trains one).
         model.E = None
+    elif not training and model.E is not None and old_import(state):
+        print(f"note: {path} is an import by a version before 2026-12-01, which did not record whether its encoder "
+              f"E was imported (import-official without --E left a random one): its encoded outputs are the "
+              f"model's only if E was; import the files again to have it recorded", file=sys.stderr)
     if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
         model.eval()
     return model

@@ -48,7 +48,8 @@ def format_for(path, fmt: str | None = None) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ExportError(f"cannot tell the export format from {str(path)!r} (suffix {suffix or 'none'!r}); "
+        named = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ExportError(f"cannot tell the export format from {str(path)!r} ({named}); "
                           f"name the file *.onnx or *.pt2, or give the format (onnx or pt2; CLI: --format)")
     return FORMATS[suffix]
 

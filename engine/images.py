@@ -41,6 +41,11 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
     now from N(0, I). encode=False leaves out the encoded column (the reference's --no_encode).
     Runs the sampling generator (the moving average of G when kept) in eval mode."""
     encode = check_bool("encode", encode)
+    G = model.sampler
+    # A as the networks take it (their device and dtype: a bf16 or float64 model was a torch error about the
+    # bias's type), checked as generate checks it (numpy, CHW or uint8 were errors of torch's some layers down);
+    # the outputs come back in A's own device and dtype, beside A and B.
+    A_in = model._input(G, "sample_columns: A", A, model.cfg.model.input_nc)
     if B is not None:
         # The ground truth of A's rows: B of another count was said as z of the wrong shape (from G, of the
         # encoded column), or with encode=False not at all, as was one of another size or channels.
@@ -50,22 +55,30 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
             got = tuple(B.shape) if torch.is_tensor(B) else type(B).__name__
             raise ValueError(f"sample_columns: B must be the ground truth of A's rows, a tensor of shape {want} "
                              f"(A: {tuple(A.shape)}; output_nc {want[1]}), got {got}")
+    nz, N = model.cfg.model.nz, A.shape[0]
+    if nz and z is not None and not (torch.is_tensor(z) and z.is_floating_point() and z.shape[-1:] == (nz,)
+                                     and (z.dim() == 2 or z.dim() == 3 and z.shape[0] == N)):
+        got = f"{tuple(z.shape)} {z.dtype}" if torch.is_tensor(z) else type(z).__name__
+        raise ValueError(f"sample_columns: z must be n x {nz} float codes shared by the rows, or {N} x n x {nz} "
+                         f"(a list per row of A), got {got}")
+
+    def out(x):
+        return x.to(A.device, A.dtype)
     was_training = model.training
     model.eval()
-    G = model.sampler
     try:
         cols, names = [A], ["input"]
         if B is not None:
             cols.append(B)
             names.append("ground truth")
             if encode and model.E is not None:
-                cols.append(G(A, model.encode(B)))
+                cols.append(out(G(A_in, model.encode(B))))
                 names.append("encoded")
-        if model.cfg.model.nz:
+        if nz:
             if z is None:
                 z = model.z_random(n_samples)
-            z = z.to(A.device)
-            N, n = A.shape[0], z.shape[-2]
+            z = z.to(A_in.device, A_in.dtype)
+            n = z.shape[-2]
             zs = z.transpose(0, 1) if z.dim() == 3 else z[:, None].expand(-1, N, -1)  # column i's codes: zs[i]
             # Several columns per forward where the rows are few: sample's one input took a forward per
             # code, 6.5 times the time of one forward of all 5 (32 px, CPU). Rows are independent in
@@ -73,10 +86,10 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
             k = max(1, GEN_BATCH // N)
             for i in range(0, n, k):
                 m = min(k, n - i)
-                cols += G(A.repeat(m, 1, 1, 1), zs[i:i + m].reshape(m * N, -1)).split(N)
+                cols += out(G(A_in.repeat(m, 1, 1, 1), zs[i:i + m].reshape(m * N, -1))).split(N)
             names += [f"random z{i + 1}" for i in range(n)]
         else:  # pix2pix: no code, one output
-            cols.append(G(A, None))
+            cols.append(out(G(A_in, None)))
             names.append("output")
     finally:
         model.train(was_training)

@@ -266,7 +266,9 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             if i not in read:  # (broken since the checks: left out)
                 return None
             A = read[i]["A"].to(model.device)
-            outs = torch.cat([G(A.expand(len(chunk), -1, -1, -1), chunk.to(model.device)) for chunk in zs.split(16)])
+            x = model._input(G, "A", A, cfg.model.input_nc)  # (in the networks' dtype: a bf16 model's too)
+            outs = torch.cat([G(x.expand(len(chunk), -1, -1, -1), chunk.to(x.device, x.dtype)).to(A.dtype)
+                              for chunk in zs.split(16)])
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
             return A, outs

@@ -126,6 +126,9 @@ class BicycleGAN(nn.Module):
         discriminators, optimisers or compilation."""
         super().__init__()
         training = check_bool("training", training)
+        if device is not None:  # "auto" and the commands' other names, their errors the project's own
+            from .runtime import pick_device
+            device = pick_device(device if isinstance(device, str) else str(device))
         # A copy, checked again: the caller's config, changed after this (cfg.variant = "pix2pix" for the next
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")
@@ -332,7 +335,9 @@ class BicycleGAN(nn.Module):
     @torch.no_grad()
     def generate(self, A: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """B for each A (N x input_nc x H x W in [-1, 1]) and z (N x nz; drawn from N(0, I) when not
-        given), with the sampling generator; on the model's device, in its dtype."""
+        given), with the sampling generator; on the model's device, in its dtype. In the module's mode, as any
+        torch module: model.eval() first for outputs without dropout (the dataset presets' G has it) and with
+        batch norm's running statistics (sample_columns and the commands do so themselves)."""
         G = self.sampler
         A = self._input(G, "generate: A", A, self.cfg.model.input_nc)
         if z is None:
@@ -438,13 +443,15 @@ class BicycleGAN(nn.Module):
 
     @torch.enable_grad()  # (inside a caller's no_grad block, the backward found no graph: a torch error)
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One full iteration: G/E update, then D and D2. Returns detached loss tensors (no sync). The batch
-        goes to the model's device and dtype."""
+        """One full iteration: G/E update, then D and D2, in training mode (the model is left in it). Returns
+        detached loss tensors (no sync). The batch goes to the model's device and dtype."""
         if not self.optimizers:  # it ran the G phase, then failed on the missing scaler: an AttributeError
             raise ConfigError("train_step: this model was built for inference (training=False, load_checkpoint's "
                               "default): it has no discriminators or optimisers; build it with BicycleGAN(cfg) or "
                               "load_checkpoint(path, training=True)")
         self._check_batch(batch)
+        if not self.training:  # (a model.eval() for a preview trained on with dropout off and batch norm frozen)
+            self.train()
         dtype = next(self.G.parameters()).dtype  # (a float64 batch of a float32 model was a conv's dtype error)
         A = batch["A"].to(self.device, dtype, non_blocking=True)
         B = batch["B"].to(self.device, dtype, non_blocking=True)

@@ -744,6 +744,11 @@ def open_model(model, device="auto"):
     from .model import BicycleGAN
     check_model_source(model)
     if isinstance(model, BicycleGAN):
+        # Used where it is: another device named was ignored without a word (device="cuda" sampled on the CPU)
+        if device not in (None, "auto") and (want := pick_device(device)) != model.device and not (
+                want.type == model.device.type == "cuda" and want.index is None):
+            raise ConfigError(f"device={device!r} given with a model on {model.device}: move the model first "
+                              f"(model.to({str(want)!r})), or leave device out")
         return model
     return load_checkpoint(model, device=pick_device(device))
 

@@ -1731,7 +1731,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     fine-tune; resume="auto": continue the run from its newest checkpoint where it has one, else start it;
     cfg.init_from: a new run from the weights of any checkpoint or run folder, see _check_start_from). On the
     demo data
-    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it).
+    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it; the evaluations every
+    cfg.eval_every iterations, which the demo preset makes, the last step's included, are the config's: eval_every=0
+    leaves them out).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun
     the process group this started is ended on return. Returns the run folder.

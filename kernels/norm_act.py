@@ -176,6 +176,10 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
             # Without affine parameters num_features is not used, and nn.InstanceNorm2d only warns.
             warnings.warn(f"InstanceNormAct2d: input of shape {tuple(x.shape)} does not have num_features = "
                           f"{self.num_features} channels (not used, since affine=False)", stacklevel=2)
+        if (self.training or not self.track_running_stats) and x.shape[-1] * x.shape[-2] == 1:
+            # (the statistics of one value: the output was zeros, where nn.InstanceNorm2d refuses)
+            raise ValueError(f"InstanceNormAct2d: expected more than 1 spatial element when training, got input "
+                             f"size {list(x.shape)}")
         if x.dim() == 3:
             return self._norm_act(x.unsqueeze(0)).squeeze(0)
         return self._norm_act(x)

@@ -1,6 +1,7 @@
 """The package and its CLI start without importing any optional extra (tensorboard, serve, video,
 export, bench, DALI, Triton): a plain `pip install bicyclegan` must work, and start-up stays fast."""
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,17 @@ def test_import_and_cli_parser_import_no_optional_package():
             f"print([m for m in {OPTIONAL!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_cpu_forward_without_the_interpreter_imports_no_triton(tmp_path):
+    # runs_triton asked for triton's import (~0.3 s of every CPU command) before it looked at the device
+    code = ("import os, sys, torch; os.environ.pop('TRITON_INTERPRET', None); "
+            "from bicyclegan.engine import BicycleGAN, make_config; "
+            "m = BicycleGAN(make_config('demo', ngf=4, nef=4, ndf=4), training=False); "
+            "m.generate(torch.zeros(1, 3, 64, 64)); print('triton' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "False"
 
 
 def _imported(path):
