@@ -179,7 +179,7 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
         if (self.training or not self.track_running_stats) and x.shape[-1] * x.shape[-2] == 1:
             # (the statistics of one value: the output was zeros, where nn.InstanceNorm2d refuses)
             raise ValueError(f"InstanceNormAct2d: expected more than 1 spatial element when training, got input "
-                             f"size {list(x.shape)}")
+                             f"size {x.shape}")
         if x.dim() == 3:
             return self._norm_act(x.unsqueeze(0)).squeeze(0)
         return self._norm_act(x)

@@ -15,7 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
-from bicyclegan.engine import BicycleGAN, ConfigError, build_generator, evaluate, interpolate, make_config, sample
+from bicyclegan.engine import (
+    BicycleGAN,
+    ConfigError,
+    build_generator,
+    evaluate,
+    interpolate,
+    make_config,
+    sample,
+    sample_columns,
+)
 from bicyclegan.engine.checkpoint import save_checkpoint
 from bicyclegan.engine.cli import build_parser, main
 from bicyclegan.engine.export import export_generator
@@ -699,3 +708,76 @@ def test_a_launch_without_the_address_to_meet_at_is_one_line(monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(ConfigError, match="WORLD_SIZE=2 in the environment without MASTER_ADDR and MASTER_PORT"):
         init_distributed("cpu")
+
+
+def test_a_demo_run_says_that_it_measures_its_table_before_the_seconds_it_takes(tmp_path, capsys, monkeypatch):
+    # after "report: ..." the demo's table took seconds to minutes without a word: the run looked hung
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "r", "--ngf", "4", "--nef", "4", "--ndf", "4", "--max_steps", "1", "--impl", "ref",
+                 "--eval_every", "0", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "measuring the demo's table on the test split (10 z per input, then 100 z for the palette shares)..." in err
+    assert "coverage" in out
+
+
+def test_the_command_entry_ends_with_mains_code_and_no_last_collection(monkeypatch):
+    import gc
+
+    import bicyclegan.engine.cli as cli
+    frozen = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    with pytest.raises(SystemExit) as e:
+        cli.entry()
+    assert e.value.code == 3 and frozen == [True]
+
+
+def test_the_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    import bicyclegan.engine
+    assert bicyclegan.engine.__version__ == version("bicyclegan")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out == f"bicyclegan {version('bicyclegan')}\n"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_the_inference_functions_take_a_model_of_another_dtype(batchnorm_model, demo_root, tmp_path, dtype):
+    # A bf16 or float64 model was "Input type (float) and bias type (...) should be the same" in sample,
+    # evaluate, interpolate, compare and sample_columns (generate alone cast its input)
+    import copy
+    model = copy.deepcopy(batchnorm_model).to(dtype)
+    A = pair(demo_root, 0)[0]
+    z = torch.randn(2, NZ)
+    got, _ = sample_columns(model, A, z=z)
+    want, _ = sample_columns(batchnorm_model, A, z=z)
+    assert [c.dtype for c in got] == [torch.float32] * 3  # (the columns in A's dtype)
+    tol = 1e-5 if dtype == torch.float64 else 0.1
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=tol)
+    sample(model, out=tmp_path / "s", num=2, n_samples=2, progress=False)
+    evaluate(model, num=2, n_samples=2)
+    interpolate(model, out=tmp_path / "i", num=1, frames=2, segments=1)
+    with pytest.raises(ValueError, match=r"sample_columns: A must be a float tensor N x 3 x H x W in \[-1, 1\], "
+                                         r"got \(3, 32, 32\)"):
+        sample_columns(model, A[0])
+    with pytest.raises(ValueError, match=r"sample_columns: z must be n x 8 float codes .*, got \(8,\)"):
+        sample_columns(model, A, z=torch.randn(NZ))
+
+
+def test_devices_are_named_as_the_commands_take_them_and_a_models_own_is_kept(batchnorm_model, demo_root, tmp_path):
+    # load_checkpoint(path, "auto") was torch's "Expected one of cpu, cuda, ..."; a device given with a model
+    # object was ignored without a word (device="cuda" sampled on the CPU)
+    from bicyclegan.engine import load_checkpoint
+    from bicyclegan.engine.runtime import open_model
+    path = save_checkpoint(batchnorm_model, tmp_path / "m.pt")
+    assert load_checkpoint(path, "auto").device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device='gpu' is not a device; use auto, cpu, cuda or cuda:N"):
+        load_checkpoint(path, "gpu")
+    with pytest.raises(ConfigError, match="device='gpu' is not a device"):
+        BicycleGAN(batchnorm_model.cfg, device="gpu")
+    assert open_model(batchnorm_model, "cpu") is batchnorm_model and open_model(batchnorm_model) is batchnorm_model
+    elsewhere = BicycleGAN(batchnorm_model.cfg, training=False).to("meta")
+    with pytest.raises(ConfigError, match=r"device='cpu' given with a model on meta: move the model first"):
+        open_model(elsewhere, "cpu")

@@ -269,7 +269,8 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/g.onnx"], "checkpoint {tmp}/missing.pt does not exist"),
-    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "name the file *.onnx or *.pt2"),
+    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.bin"], "from '{tmp}/g.bin' (suffix '.bin'); name the file *.onnx"),
+    (["--checkpoint", "{ckpt}", "--out", "{tmp}/g"], "from '{tmp}/g' (no suffix); name the file *.onnx"),  # ('none')
     (["--checkpoint", "{ckpt}", "--out", "{tmp}/g.pt2", "--height", "40"], "multiples of 2^num_downs = 32"),
     (["{tmp}/missing.pt", "--out", "{tmp}/g.pt2"], "checkpoint {tmp}/missing.pt does not exist"),  # positional
     (["--out", "{tmp}/g.pt2"], "ConfigError: give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt"),

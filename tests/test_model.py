@@ -811,6 +811,19 @@ def test_sample_columns_names_a_ground_truth_that_is_not_of_the_inputs_rows():
     assert names == ["input", "ground truth", "encoded", "random z1", "random z2"] and cols[1] is B
 
 
+def test_train_step_trains_in_training_mode_after_an_eval_for_a_preview():
+    # a model.eval() for a preview between steps trained on with dropout off and batch norm's statistics frozen
+    cfg = small_cfg(model={"norm": "batch"})
+    torch.manual_seed(0)
+    model = BicycleGAN(cfg)
+    model.eval()
+    before = [m.running_mean.clone() for m in model.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    model.train_step(batch(cfg))
+    after = [m.running_mean for m in model.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert model.training and model.G.training and before
+    assert all(not torch.equal(a, b) for a, b in zip(after, before))
+
+
 def test_generate_encode_and_train_step_take_inputs_to_the_models_device_and_dtype():
     """A float64 input of a float32 model (or the reverse) was a conv's "Input type (double) and bias type (float)
     should be the same"; inputs on another device than the model's a device error (here the meta device)."""

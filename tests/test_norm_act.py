@@ -683,6 +683,19 @@ def test_bad_input_errors(impl):
         InstanceNormAct2d(4, affine=True, impl=impl)(torch.randn(1, 3, 5, 5))
     with pytest.raises(ValueError, match="InstanceNormAct2d: expected a 4-D .* or an unbatched 3-D"):
         InstanceNormAct2d(4, impl=impl)(torch.randn(1, 4, 5, 5, 1))
+    # One spatial value, where the instance statistics are taken: refused as nn.InstanceNorm2d refuses it (the
+    # output was zeros); with running statistics in eval mode, taken, as there
+    for layer, torch_layer in ((InstanceNormAct2d(4, impl=impl), nn.InstanceNorm2d(4)),
+                               (InstanceNormAct2d(4, impl=impl).eval(), nn.InstanceNorm2d(4).eval())):
+        with pytest.raises(ValueError, match=r"more than 1 spatial element when training, got input size "
+                                             r"torch.Size\(\[2, 4, 1, 1\]\)"):
+            torch_layer(torch.randn(2, 4, 1, 1))
+        with pytest.raises(ValueError, match=r"InstanceNormAct2d: expected more than 1 spatial element when "
+                                             r"training, got input size torch.Size\(\[2, 4, 1, 1\]\)"):
+            layer(torch.randn(2, 4, 1, 1))
+    kept = InstanceNormAct2d(4, track_running_stats=True).eval()  # (torch's instance_norm: impl auto)
+    torch.testing.assert_close(kept(torch.randn(2, 4, 1, 1)).shape, torch.Size([2, 4, 1, 1]))
+    assert nn.InstanceNorm2d(4, track_running_stats=True).eval()(torch.randn(2, 4, 1, 1)).shape == (2, 4, 1, 1)
     # A string slope ran on the Triton path (float("0.2")) and was a TypeError deep in the reference.
     for slope in ("0.2", None, True, float("nan")):
         with pytest.raises(TypeError, match=f"instance_norm_act: slope must be a finite real number.*{slope!r}"):
