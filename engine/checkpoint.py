@@ -15,6 +15,7 @@ import os
 import random
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -141,13 +142,20 @@ def read_checkpoint(path) -> dict:
     """The checked contents of a checkpoint file (or of a run folder's checkpoints/latest.pt, as
     load_checkpoint takes it); CheckpointError says why one cannot be used."""
     path = find_checkpoint(path)  # a run folder was "checkpoint runs/x does not exist"
-    state = read_torch_file(path, what="checkpoint", error=CheckpointError)
+    try:
+        state = read_torch_file(path, what="checkpoint", error=CheckpointError)
+    except CheckpointError:
+        if (old := _old_format_in(path)) is not None:
+            # (its numpy random state is refused by the weights-only loader: "could run code" told nothing of it)
+            raise _older_format(path, old) from None
+        raise
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint (no format marker); for the "
                               f"reference's *_net_G.pth files use import-official")
+    if state["format"] in _OLD_FORMATS:
+        raise _older_format(path, state["format"])
     if state["format"] != FORMAT:
-        old = " (an older bicyclegan format, which is not safe to load)" if state["format"] in _OLD_FORMATS else ""
-        raise CheckpointError(f"{path} has format {state['format']!r}{old}; this version reads {FORMAT}")
+        raise CheckpointError(f"{path} has format {state['format']!r}; this version reads {FORMAT}")
     for key, typ in _REQUIRED.items():
         if not isinstance(state.get(key), typ):
             raise CheckpointError(f"{path} is incomplete: '{key}' is missing or not a {typ.__name__}")
@@ -155,6 +163,23 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"{path} is damaged: its contents do not match the digest written with it "
                               f"(changed or corrupted bytes); use another checkpoint")
     return state
+
+
+def _older_format(path, fmt: str) -> CheckpointError:
+    return CheckpointError(f"{path} is a checkpoint of an older bicyclegan format ({fmt}, written before 2026-11-30), "
+                           f"which this version does not read: use it with the version that wrote it, or start a new "
+                           f"run")
+
+
+def _old_format_in(path) -> str | None:
+    """The older format named in a checkpoint file that cannot be loaded weights-only (_OLD_FORMATS: v1 kept
+    numpy arrays), found in its pickle's bytes without unpickling them; None where none is."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    except (OSError, zipfile.BadZipFile, StopIteration, KeyError):
+        return None
+    return next((f for f in _OLD_FORMATS if f.encode() in data), None)
 
 
 def old_import(state: dict) -> bool:

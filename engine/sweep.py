@@ -166,6 +166,17 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return row
 
 
+def _of_an_older_version(eval_json: Path, want: dict) -> bool:
+    """Whether eval_json is a result whose protocol an older version wrote: none at all, or fewer entries than
+    this version's (the data files' and the metric weights' state came later), which --reuse cannot compare."""
+    try:
+        row = json.loads(eval_json.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(row, dict) and "n_inputs" in row and (
+        not isinstance(row.get("protocol"), dict) or set(row["protocol"]) < set(want))
+
+
 def _intact_since(path: Path, eval_json: Path) -> bool:
     """Whether the checkpoint may be taken as the one eval_json measured: the digest --reuse compares is the
     one the file carries, which damage to the file (written over in place) leaves as it was, so a file
@@ -238,7 +249,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results")
         if json_path:
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
-        kept = {}
+        kept, older = {}, 0
         if reuse:
             for path, epoch, step in found:
                 want = protocol(peek_checkpoint(path, "digest")[0], root, phase,
@@ -246,14 +257,19 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                 saved = results_dir(path, name) / "eval.json"
                 if (row := measured_before(saved, want)) is not None and _intact_since(path, saved):
                     kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
-        return found, folder, root, phase, name, out, kept, n_samples
+                else:
+                    older += _of_an_older_version(saved, want)
+        return found, folder, root, phase, name, out, kept, n_samples, older
     # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between
     # two ranks' listings, and ranks sweeping two lists would wait for each other in different evaluations.
-    found, folder, root, phase, name, out, kept, n_samples = dist.main_says(plan)
+    found, folder, root, phase, name, out, kept, n_samples, older = dist.main_says(plan)
     options = {**options, "n_samples": n_samples}  # (the protocols written say the number taken)
     say = log if log is not None and dist.main else (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
     before = f" ({len(kept)} measured before, reused)" if kept else ""
+    if older:  # (silently measured again, an FID sweep's hours on a GPU, where --reuse was asked for)
+        before += (f" ({plural(older, 'result')} of an older version, which recorded less of how it was measured: "
+                   f"measured again)")
     say(f"evaluating {plural(len(todo), 'checkpoint')} of {folder}: "
         + (", ".join(p.name for p, _, _ in todo) or "none") + before)
     # (the split's skipped files said once, not again for each checkpoint's loaders)

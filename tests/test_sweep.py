@@ -489,6 +489,20 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     measured.clear()
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS[:-1], "6", "--reuse"]) == 0
     assert len(measured) == 3 and all(r["seed"] == 6 for r in json.loads(sweep_json.read_text()))
+    assert "of an older version" not in capsys.readouterr().err  # (another protocol of this version's is not that)
+    # An older version's results (a protocol without the files' state; none at all before protocols): measured
+    # again, as they cannot be compared, and said (they were measured again without a word)
+    for n, eval_json in enumerate(sorted(run.glob("results/val_epoch_*/eval.json"))):
+        row = json.loads(eval_json.read_text())
+        if n:
+            row.pop("protocol")
+        else:
+            row["protocol"].pop("files")
+        eval_json.write_text(json.dumps(row))
+    measured.clear()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS[:-1], "6", "--reuse"]) == 0
+    assert len(measured) == 2 and "(2 results of an older version, which recorded less of how it was measured: " \
+        "measured again)" in capsys.readouterr().err
 
 
 def test_reuse_reads_a_checkpoint_changed_since_its_measurement_and_keeps_no_result_of_a_damaged_one(
