@@ -58,12 +58,12 @@ MUTANTS = [
     ('S10', S, 'spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))',
      'spread_z(n_samples, cfg.model.nz, seed)', SMP),
     # the columns every command shows
-    ('C01', C, 'cols.append(G(A, model.encode(B)))',
-     'cols.append(G(A, model.encode(A)))', ALL),
-    ('C02', C, '    was_training = model.training\n    model.eval()\n    G = model.sampler',
-     '    was_training = model.training\n    G = model.sampler', ALL),
-    ('C03', C, '    G = model.sampler\n    try:\n        cols, names = [A], ["input"]',
-     '    G = model.G\n    try:\n        cols, names = [A], ["input"]', ALL),
+    ('C01', C, 'cols.append(out(G(A_in, model.encode(B))))',
+     'cols.append(out(G(A_in, model.encode(A))))', ALL),
+    ('C02', C, '    was_training = model.training\n    model.eval()\n    try:',
+     '    was_training = model.training\n    try:', ALL),
+    ('C03', C, '    G = model.sampler\n    # A as the networks take it',
+     '    G = model.G\n    # A as the networks take it', ALL),
     ('C04', C, 'else z[:, None].expand(-1, N, -1)',
      'else z[:1, None].expand(n, N, -1)', ALL),
     # evaluate

@@ -327,7 +327,8 @@ THROUGH = [REL + "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_sta
 DUMB = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its_width_and_shows_small_losses"]
 NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
 NOT_A_FILE = [REL + "io_torch_files_that_cannot_be_read_say_why"]
-# Session 38's passes (serve, torchrun, large data, the design documents, reproducibility): SQ01-SQ34
+# Session 38's passes (serve, torchrun, large data, the design documents, reproducibility; upgrades, the
+# Python API, the commands' speed): SQ01-SQ54
 SV = "engine/serve.py"
 TSV = "tests/test_serve.py::test_"
 TWF = "tests/test_workflow.py::test_"
@@ -350,6 +351,19 @@ LAUNCH = ["tests/test_commands.py::test_a_launchs_variables_that_cannot_be_are_o
 MEET = ["tests/test_commands.py::test_a_launch_without_the_address_to_meet_at_is_one_line"]
 PALETTES = [TM + "a_palettes_file_that_cannot_be_read_is_one_line_naming_it"]
 UNREADABLE = [PE + "a_folder_that_cannot_be_read_is_said_not_taken_for_one_without_images"]
+TCM = "tests/test_commands.py::test_"
+DTYPES = [TCM + "the_inference_functions_take_a_model_of_another_dtype"]
+DEVICES = [TCM + "devices_are_named_as_the_commands_take_them_and_a_models_own_is_kept"]
+TRAIN_MODE = [MT + "train_step_trains_in_training_mode_after_an_eval_for_a_preview"]
+ONE_VALUE = ["tests/test_norm_act.py::test_bad_input_errors"]
+NO_SUFFIX = ["tests/test_export.py::test_cli_errors_name_the_problem"]
+NO_TRITON = ["tests/test_optional_imports.py::test_a_cpu_forward_without_the_interpreter_imports_no_triton"]
+ENTRY = [TCM + "the_command_entry_ends_with_mains_code_and_no_last_collection"]
+TABLE_LINE = [TCM + "a_demo_run_says_that_it_measures_its_table_before_the_seconds_it_takes"]
+OLD_IMPORT = ["tests/test_trainer.py::test_import_official_replaces_an_import_but_not_a_trained_checkpoint"]
+OLDER_ROWS = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed"]
+OLDER_FORMAT = [REL + "a_checkpoint_of_the_older_format_is_said_as_such"]
+VERSION = [TCM + "the_version_is_the_installed_distributions"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -564,8 +578,8 @@ MUTANTS = [
     ('UA03', CLI, '        refuse_checkpoint_json(args.json, "eval.json")', '        pass', OVER_JSON),
     ('UA04', SW, '            refuse_checkpoint_json(json_path, "sweep.json", "json_path")', '            pass',
      OVER_JSON),
-    ('UA05', CLI, '(found := peek_checkpoint(args.out, "imported", "step"))[0] is None:',
-     '(found := peek_checkpoint(args.out, "imported", "step")):', OVER_IMPORT),
+    ('UA05', CLI, '(found := dict(zip(keys, peek_checkpoint(args.out, *keys))))["imported"] is None',
+     '(found := dict(zip(keys, peek_checkpoint(args.out, *keys))))', OVER_IMPORT),
     ('UA06', DM, 'and not (out / _WRITING).is_file() and any(', 'and any(', DEMO_INTO),
     ('UA07', DM, 'not f.name.endswith(".tmp") for f in out.iterdir()):', 'False for f in out.iterdir()):', DEMO_INTO),
     ('UA08', CLI, 'if path.parent.name.startswith(ABANDONED) else path.parent',
@@ -1164,6 +1178,39 @@ MUTANTS = [
      'self.info = _palette_info(self.root, self.phase)', PALETTES),
     ('SQ34', FI, 'os.walk(folder, onerror=unreadable, followlinks=True)', 'os.walk(folder, followlinks=True)',
      UNREADABLE),
+    ('SQ35', IM, '    A_in = model._input(G, "sample_columns: A", A, model.cfg.model.input_nc)', '    A_in = A',
+     DTYPES),
+    ('SQ36', IM, '    if nz and z is not None and not (torch.is_tensor(z)', '    if False and not (torch.is_tensor(z)',
+     DTYPES),
+    ('SQ37', IM, '        return x.to(A.device, A.dtype)', '        return x', DTYPES),
+    ('SQ38', IP, 'chunk.to(x.device, x.dtype)).to(A.dtype)', 'chunk.to(x.device)).to(A.dtype)', DTYPES),
+    ('SQ39', M, '            device = pick_device(device if isinstance(device, str) else str(device))',
+     '            pass', DEVICES),
+    ('SQ40', CK, '        device = pick_device(device if isinstance(device, str) else str(device))\n    # A run',
+     '        pass\n    # A run', DEVICES),
+    ('SQ41', RT, '        if device not in (None, "auto") and (want := pick_device(device)) != model.device and not (',
+     '        if False and (want := pick_device(device)) != model.device and not (', DEVICES),
+    ('SQ42', M, '        if not self.training:  # (a model.eval() for a preview',
+     '        if False:  # (a model.eval() for a preview', TRAIN_MODE),
+    ('SQ43', "kernels/norm_act.py",
+     'if (self.training or not self.track_running_stats) and x.shape[-1] * x.shape[-2] == 1:', 'if False:', ONE_VALUE),
+    ('SQ44', EX, 'named = f"suffix {suffix!r}" if suffix else "no suffix"', 'named = f"suffix {suffix or \'none\'!r}"',
+     NO_SUFFIX),
+    ('SQ45', "kernels/_impl.py", 'return (kind == "cuda" or interpreting()) and triton_available()',
+     'return triton_available() and (kind == "cuda" or interpreting())', NO_TRITON),
+    ('SQ46', CLI, '    gc.freeze()\n    sys.exit(code)', '    sys.exit(code)', ENTRY),
+    ('SQ47', CLI, 'print(f"measuring the demo\'s table on the test split ({n})...", file=sys.stderr, flush=True)',
+     'pass', TABLE_LINE),
+    ('SQ48', CK, '    elif not training and model.E is not None and old_import(state):', '    elif False:', OLD_IMPORT),
+    ('SQ49', CLI, '            and not old_import(found):', '            and True:', OLD_IMPORT),
+    ('SQ50', SW, '                    older += _of_an_older_version(saved, want)', '                    pass',
+     OLDER_ROWS),
+    ('SQ51', SW, 'not isinstance(row.get("protocol"), dict) or set(row["protocol"]) < set(want))',
+     'not isinstance(row.get("protocol"), dict))', OLDER_ROWS),
+    ('SQ52', CK, '        if (old := _old_format_in(path)) is not None:', '        if False:', OLDER_FORMAT),
+    ('SQ53', CK, '    if state["format"] in _OLD_FORMATS:\n        raise _older_format(path, state["format"])\n', '',
+     OLDER_FORMAT),
+    ('SQ54', "engine/__init__.py", '        return version("bicyclegan")', '        return "0.1"', VERSION),
 ]
 
 if __name__ == "__main__":
