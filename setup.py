@@ -59,5 +59,5 @@ setup(
         "dev": ["pytest>=7", "pytest-benchmark>=4", "pytest-xdist>=3", "ruff", "triton>=3.0", *EXPORT, *TENSORBOARD,
                 *SERVE, *BENCH, *VIDEO, "httpx2", "selenium>=4.10"],
     },
-    entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:entry"]},
+    entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
 )

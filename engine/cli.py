@@ -1161,15 +1161,5 @@ def _run(args) -> int:
         return 130
 
 
-def entry() -> None:
-    """The `bicyclegan` command: main(), then the process's end without its last garbage collection over every
-    object torch made (~0.2 s of each command's end); its atexit handlers still run. (Not in main: a program or
-    a test calling main() keeps collecting.)"""
-    code = main()
-    import gc
-    gc.freeze()
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())
