@@ -267,8 +267,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                 return None
             A = read[i]["A"].to(model.device)
             x = model._input(G, "A", A, cfg.model.input_nc)  # (in the networks' dtype: a bf16 model's too)
-            outs = torch.cat([G(x.expand(len(chunk), -1, -1, -1), chunk.to(x.device)).to(A.dtype)
-                              for chunk in zs.split(16)])
+            outs = torch.cat([G(x.expand(len(chunk), -1, -1, -1), chunk.to(x.device)) for chunk in zs.split(16)])
             if not torch.isfinite(outs).all():
                 raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
             return A, outs

@@ -1182,7 +1182,7 @@ MUTANTS = [
     ('SQ36', IM, '    if nz and z is not None and not (torch.is_tensor(z)', '    if False and not (torch.is_tensor(z)',
      DTYPES),
     ('SQ37', IM, '        return x.to(A.device, A.dtype)', '        return x', DTYPES),
-    ('SQ38', IP, 'chunk.to(x.device)).to(A.dtype)', 'chunk.to(x.device))', DTYPES),
+    ('SQ38', IP, '            x = model._input(G, "A", A, cfg.model.input_nc)', '            x = A', DTYPES),
     ('SQ39', M, '            device = pick_device(device if isinstance(device, str) else str(device))',
      '            pass', DEVICES),
     ('SQ40', CK, '        device = pick_device(device if isinstance(device, str) else str(device))\n    # A run',
