@@ -53,7 +53,10 @@ runs, resumes and the commands after training (DE17-DE39). Results: docs/mutatio
 data at its edges, and the gloo group's ending". Session 36's user passes (US01-US57): docs/mutation-engine.md,
 "Hang-ups, divergences between log intervals, and options that change nothing". Session 37's passes (the
 authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review; AW01-AW41):
-docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a hostile machine".
+docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a hostile machine". Session 38's
+(serve, torchrun, large data, the design documents, reproducibility, upgrades, the Python API, the commands'
+speed; SQ01-SQ54): docs/mutation-engine.md, "Jobs a scheduler restarts, the explorer under load, launches and
+data that cannot be read".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
