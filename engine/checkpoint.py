@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -183,8 +182,9 @@ def _old_format_in(path) -> str | None:
 
 
 def old_import(state: dict) -> bool:
-    """Whether a checkpoint's contents are an import's (import-official, download model) written before imports
-    recorded their networks ("imported"): step 0 and no "steps_per_epoch", which every checkpoint of train has."""
+    """Whether a checkpoint's contents may be an import's (import-official, download model) written before imports
+    recorded their networks ("imported"): step 0 and no "steps_per_epoch", which every checkpoint of train has. (So
+    is a step-0 save_checkpoint() of the Python API's: which networks such a file's import took cannot be told.)"""
     return state.get("imported") is None and not state.get("step") and state.get("steps_per_epoch") is None
 
 
@@ -283,10 +283,6 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
         # would pass for the model's (a training run from it trains one).
         model.E = None
-    elif not training and model.E is not None and old_import(state):
-        print(f"note: {path} is an import by a version before 2026-12-01, which did not record whether its encoder "
-              f"E was imported (import-official without --E left a random one): its encoded outputs are the "
-              f"model's only if E was; import the files again to have it recorded", file=sys.stderr)
     if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
         model.eval()
     return model

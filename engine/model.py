@@ -440,6 +440,10 @@ class BicycleGAN(nn.Module):
             shapes = [f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
                       for t in (A, B)]
             raise ValueError(f"train_step: the batch must be {want}; got A {shapes[0]}, B {shapes[1]}")
+        side = 2 ** getattr(self.G, "depth", 0)  # (U-Net levels: G's own check saw half the batch, the bicycle split's)
+        if A.shape[2] % side or A.shape[3] % side:
+            raise ValueError(f"train_step: this G takes images whose H and W are multiples of {side}, got A "
+                             f"{tuple(A.shape)}")
 
     @torch.enable_grad()  # (inside a caller's no_grad block, the backward found no graph: a torch error)
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -749,6 +749,11 @@ def test_a_batch_of_the_wrong_form_is_refused_naming_what_is_expected():
                      ({**good, "A": good["A"][0]}, r"A \(3, 32, 32\)")):
         with pytest.raises(ValueError, match="train_step: " + want + ".*" + got):
             model.train_step(bad)
+    # a side G cannot take: said of the batch given (G's own check saw the bicycle split's half: (2, 3, 16, 16))
+    small = {k: v[..., :16, :16] for k, v in good.items()}
+    with pytest.raises(ValueError, match=r"train_step: this G takes images whose H and W are multiples of 32, got A "
+                                         r"\(4, 3, 16, 16\)"):
+        model.train_step(small)
     with pytest.raises(TypeError, match="BicycleGAN: cfg must be a TrainConfig .* got str"):
         BicycleGAN("demo")
     from bicyclegan.engine import train

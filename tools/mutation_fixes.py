@@ -55,7 +55,7 @@ data at its edges, and the gloo group's ending". Session 36's user passes (US01-
 authors' workflow, the paper's evaluation, a hostile machine, the CPU's profile, a review; AW01-AW41):
 docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a hostile machine". Session 38's
 (serve, torchrun, large data, the design documents, reproducibility, upgrades, the Python API, the commands'
-speed; SQ01-SQ54): docs/mutation-engine.md, "Jobs a scheduler restarts, the explorer under load, launches and
+speed; SQ01-SQ55): docs/mutation-engine.md, "Jobs a scheduler restarts, the explorer under load, launches and
 data that cannot be read".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -331,7 +331,7 @@ DUMB = ["tests/test_user_paths.py::test_the_progress_line_on_a_terminal_fits_its
 NONE_OTHER = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
 NOT_A_FILE = [REL + "io_torch_files_that_cannot_be_read_say_why"]
 # Session 38's passes (serve, torchrun, large data, the design documents, reproducibility; upgrades, the
-# Python API, the commands' speed): SQ01-SQ54
+# Python API, the commands' speed): SQ01-SQ55
 SV = "engine/serve.py"
 TSV = "tests/test_serve.py::test_"
 TWF = "tests/test_workflow.py::test_"
@@ -366,6 +366,7 @@ OLD_IMPORT = ["tests/test_trainer.py::test_import_official_replaces_an_import_bu
 OLDER_ROWS = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed"]
 OLDER_FORMAT = [REL + "a_checkpoint_of_the_older_format_is_said_as_such"]
 VERSION = [TCM + "the_version_is_the_installed_distributions"]
+BATCH_FORM = [MT + "a_batch_of_the_wrong_form_is_refused_naming_what_is_expected"]
 
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
@@ -1202,7 +1203,6 @@ MUTANTS = [
      'return triton_available() and (kind == "cuda" or interpreting())', NO_TRITON),
     ('SQ47', CLI, 'print(f"measuring the demo\'s table on the test split ({n})...", file=sys.stderr, flush=True)',
      'pass', TABLE_LINE),
-    ('SQ48', CK, '    elif not training and model.E is not None and old_import(state):', '    elif False:', OLD_IMPORT),
     ('SQ49', CLI, '            and not old_import(found):', '            and True:', OLD_IMPORT),
     ('SQ50', SW, '                    older += _of_an_older_version(saved, want)', '                    pass',
      OLDER_ROWS),
@@ -1212,6 +1212,7 @@ MUTANTS = [
     ('SQ53', CK, '    if state["format"] in _OLD_FORMATS:\n        raise _older_format(path, state["format"])\n', '',
      OLDER_FORMAT),
     ('SQ54', "engine/__init__.py", '        return version("bicyclegan")', '        return "0.1"', VERSION),
+    ('SQ55', M, '        if A.shape[2] % side or A.shape[3] % side:', '        if False:', BATCH_FORM),
 ]
 
 if __name__ == "__main__":
