@@ -354,14 +354,21 @@ def abandoned_folder(folder, step: int) -> Path:
     return path
 
 
-def continue_option(folder) -> str | None:
-    """The `bicyclegan train` option that continues the run whose checkpoints are in `folder`:
-    "--resume" (its latest.pt), "--epoch N" (its newest epoch_N.pt: a run with --save_epoch_freq
-    stopped before its first latest.pt), or None when it holds no checkpoint."""
+def resume_point(folder) -> tuple[bool, int | None]:
+    """Whether the run whose checkpoints are in `folder` can be continued, and from which: (True, None) from its
+    latest.pt, (True, N) from its newest epoch_N.pt (a run with --save_epoch_freq stopped before its first
+    latest.pt), (False, None) where it holds no checkpoint."""
     if (Path(folder) / LATEST).exists():
-        return "--resume"
+        return True, None
     epochs = saved_epochs(folder)
-    return f"--epoch {epochs[-1]}" if epochs else None
+    return (True, epochs[-1]) if epochs else (False, None)
+
+
+def continue_option(folder) -> str | None:
+    """The `bicyclegan train` option that continues the run whose checkpoints are in `folder` (resume_point):
+    "--resume", "--epoch N", or None when it holds no checkpoint."""
+    can, epoch = resume_point(folder)
+    return None if not can else "--resume" if epoch is None else f"--epoch {epoch}"
 
 
 # resume="auto" (`train --resume auto`): continue the run if it saved, else start it
@@ -379,11 +386,7 @@ def auto_resume(run, epoch: int | None = None) -> tuple[bool, int | None]:
     if Path(AUTO).exists():  # (the string was a path before "auto" meant this)
         raise ConfigError(f"--resume auto (resume=\"auto\") continues or starts the run in {run}, and a file named "
                           f"{AUTO!r} is in this folder too: name it ./{AUTO} to resume from it")
-    folder = Path(run) / "checkpoints"
-    if (folder / LATEST).is_file():
-        return True, None
-    epochs = saved_epochs(folder)
-    return (True, epochs[-1]) if epochs else (False, None)
+    return resume_point(Path(run) / "checkpoints")
 
 
 def _no_epochs_yet(run: Path) -> str:

@@ -54,12 +54,9 @@ LPIPS_MIN_SIDE = 32
 _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
 
 
-def _palette_info(root: Path, phase: str):
-    """The demo data's palettes.json of the split, None where there is none (not the demo data). One that cannot
-    be read is a DatasetError naming it (a traceback, and under torchrun a rank gone without a word)."""
-    f = root / phase / "palettes.json"
-    if not f.is_file():
-        return None
+def _palette_info(f: Path) -> dict:
+    """The demo data's palettes.json `f`. One that cannot be read is a DatasetError naming it (a traceback, and
+    under torchrun a rank gone without a word)."""
     try:
         info = json.loads(f.read_text())
         if not isinstance(info, dict) or type(info.get("n_palettes")) is not int:
@@ -204,9 +201,9 @@ class Evaluation:
         self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
         # The palettes are colours: a model drawing one channel has none to classify (by default, no palette)
         rgb = cfg.model.output_nc == 3
-        demo = (self.root / self.phase / "palettes.json").is_file()
-        self.chosen = chosen = parse_metrics(metrics, demo and rgb)
-        self.info = _palette_info(self.root, self.phase) if "palette" in chosen else None  # (read where used)
+        palettes = self.root / self.phase / "palettes.json"  # (the demo data's)
+        self.chosen = chosen = parse_metrics(metrics, palettes.is_file() and rgb)
+        self.info = _palette_info(palettes) if "palette" in chosen and palettes.is_file() else None  # (where used)
         if "palette" in chosen and self.info is None:
             raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")
         if "palette" in chosen and not rgb:

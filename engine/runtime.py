@@ -307,7 +307,8 @@ def watch_launcher(poll: float = 1.0) -> None:
     threading.Thread(target=watch, name="bicyclegan-watch-torchrun", daemon=True).start()
 
 
-LAUNCH_VARIABLES = "RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT"
+# what the refusals of a launch's variables end with
+_LAUNCH_HINT = "(a launch sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; torchrun sets them all)"
 
 
 def launch_env() -> tuple[int, int, int]:
@@ -326,17 +327,17 @@ def launch_env() -> tuple[int, int, int]:
         except ValueError:
             value = None
         if value is None or value < low:
-            raise ConfigError(f"{name}={text!r} in the environment: an integer >= {low} was expected (a launch "
-                              f"sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+            raise ConfigError(f"{name}={text!r} in the environment: an integer >= {low} was expected "
+                              f"{_LAUNCH_HINT}")
         return value
     world = number("WORLD_SIZE", 1, 1)
     rank, local = number("RANK", None, 0), number("LOCAL_RANK", 0, 0)
     if rank is None and world > 1:
         raise ConfigError(f"WORLD_SIZE={world} in the environment without RANK: this process's place among the "
-                          f"{world} is not said (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+                          f"{world} is not said {_LAUNCH_HINT}")
     if rank is not None and rank >= world:
         raise ConfigError(f"RANK={rank} in the environment, of WORLD_SIZE={env.get('WORLD_SIZE', '1 (not set)')}: "
-                          f"ranks are 0 to {world - 1} (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+                          f"ranks are 0 to {world - 1} {_LAUNCH_HINT}")
     return rank or 0, world, local
 
 
@@ -358,7 +359,7 @@ def init_distributed(device: str = "auto") -> Dist:
         owns = world > 1
         if owns and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
             raise ConfigError(f"WORLD_SIZE={world} in the environment without MASTER_ADDR and MASTER_PORT: the "
-                              f"processes cannot meet (a launch sets {LAUNCH_VARIABLES}; torchrun sets them all)")
+                              f"processes cannot meet {_LAUNCH_HINT}")
     dev = pick_device(device, local_rank, world)  # before the group: a bad device fails alone
     if world > 1 and dev.type == "cuda":
         # Triton launches, CUDA-graph capture streams and the loader's pinning thread all use the

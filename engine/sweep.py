@@ -149,14 +149,19 @@ def _files_state(root: Path, phase: str, opts: dict) -> str:
     return digest.hexdigest()
 
 
-def measured_before(eval_json: Path, want: dict) -> dict | None:
-    """The row eval_json holds where it was measured with the protocol `want` (the checkpoint's own
-    file, unchanged, and the same options), else None; a file that cannot be read is not a result."""
+def _saved_row(eval_json: Path) -> dict | None:
+    """The result an eval.json holds; None where there is none (a file that cannot be read is not a result)."""
     try:
         row = json.loads(eval_json.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(row, dict) or row.get("protocol") != want:
+    return row if isinstance(row, dict) else None
+
+
+def measured_before(row: dict | None, want: dict) -> dict | None:
+    """The saved row (_saved_row) where it was measured with the protocol `want` (the checkpoint's own
+    file, unchanged, and the same options), else None."""
+    if row is None or row.get("protocol") != want:
         return None
     row = {k: v for k, v in row.items() if k != "protocol"}
     if isinstance(row.get("dataroot"), str) and not Path(row["dataroot"]).is_absolute():
@@ -166,14 +171,10 @@ def measured_before(eval_json: Path, want: dict) -> dict | None:
     return row
 
 
-def _of_an_older_version(eval_json: Path, want: dict) -> bool:
-    """Whether eval_json is a result whose protocol an older version wrote: none at all, or fewer entries than
-    this version's (the data files' and the metric weights' state came later), which --reuse cannot compare."""
-    try:
-        row = json.loads(eval_json.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(row, dict) and "n_inputs" in row and (
+def _of_an_older_version(row: dict | None, want: dict) -> bool:
+    """Whether a saved row's protocol is an older version's: none at all, or fewer entries than this version's (the
+    data files' and the metric weights' state came later), which --reuse cannot compare."""
+    return row is not None and "n_inputs" in row and (
         not isinstance(row.get("protocol"), dict) or set(row["protocol"]) < set(want))
 
 
@@ -255,10 +256,11 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                 want = protocol(peek_checkpoint(path, "digest")[0], root, phase,
                                 **{**options, "n_samples": n_samples})
                 saved = results_dir(path, name) / "eval.json"
-                if (row := measured_before(saved, want)) is not None and _intact_since(path, saved):
+                if (row := measured_before(found_row := _saved_row(saved), want)) is not None and \
+                        _intact_since(path, saved):
                     kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
                 else:
-                    older += _of_an_older_version(saved, want)
+                    older += _of_an_older_version(found_row, want)
         return found, folder, root, phase, name, out, kept, n_samples, older
     # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between
     # two ranks' listings, and ranks sweeping two lists would wait for each other in different evaluations.
