@@ -19,7 +19,6 @@ alternate round by round (benchutil.race). A "pair" is one file decoded into A a
 records pairs/s of each loader from its median round. Run: pytest bench/bench_loader.py
 --benchmark-json=out.json (BENCH_ROUNDS overrides the rounds, default 7).
 """
-import importlib.util
 import io
 import os
 import statistics
@@ -33,7 +32,7 @@ from benchutil import DEVICE, DRY, race
 from PIL import Image
 
 from bicyclegan.pipelines import make_loader
-from bicyclegan.pipelines.loader import default_workers
+from bicyclegan.pipelines.loader import dali_available, default_workers
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 FILES, BATCH = 64, 8
@@ -47,7 +46,7 @@ def torch_workers(default):
 
 
 WORKERS = default_workers("torch", "cpu")  # make_loader's own default on the CPU: min(4, cores)
-HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
+HAS_DALI = dali_available()
 
 
 def _photos(n, h=256, w=512):

@@ -111,6 +111,11 @@ step() {  # step NAME LIMIT COMMAND...: run it within min(LIMIT, what is left of
   [ $rc = 0 ] || status=1
 }
 
+device_options() {  # device_options TRAIN_OPTIONS...: (a dry run's) the device's training options, whose run here
+  # has the CPU's, parsed and resolved into a config as `train` does: a renamed or refused one failed on the GPU first
+  step device_options 30 "$PY" -c 'import sys; from bicyclegan.engine.cli import build_parser, resolve_config
+resolve_config(build_parser().parse_args(sys.argv[1:]))' train "$@"
+}
 last_ok() {  # did the last recorded step end with rc 0?
   [ "$(tail -1 "$STEPS" | grep -c '"rc": 0,')" = 1 ]
 }
@@ -195,12 +200,14 @@ if [ $MODE = dali ]; then
   # The GPU default end to end: a short run on the demo data, DALI feeding the graphed bf16 step.
   rundir=$(mktemp -d)/run
   run=(--out "$rundir" --backend dali --no-eval --no-progress)
+  device=(--amp bf16 --cuda_graph --channels_last --batch_size 16 --max_steps 200 --log_every 50)
   if [ $DRY = 1 ]; then
+    device_options "${run[@]}" "${device[@]}"
     # impl ref: the interpreter running every kernel of the step took 60 s of the step's 90 (the
     # kernels' dry runs are elsewhere); this step rehearses the DALI-fed run, not the kernels
     run+=(--device cpu --impl ref --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4 --max_steps 4 --log_every 2)
   else
-    run+=(--amp bf16 --cuda_graph --channels_last --batch_size 16 --max_steps 200 --log_every 50)
+    run+=("${device[@]}")
   fi
   step train_dali 90 "$PY" -m bicyclegan.engine.cli train "${run[@]}"
   { echo "=== train_dali: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
@@ -217,8 +224,9 @@ elif [ $MODE = rerun ]; then
   step tune 80 "${tune[@]}"
   if [ -s "$OUT/tuning_rerun.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning_rerun.json; fi
   # the baseline and the graph rungs only (ours NCHW and channels_last, torch's layers), at batch 2 and 16: the
-  # first call's eager rungs stand. On the H200 three rungs took ~70 s (each builds, warms up and captures its step).
-  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 150 train_step_rerun.json bench/bench_train_step.py \
+  # first call's eager rungs stand. On the H200 three tests took 62 s (each builds, warms up and captures its step):
+  # the 8 here (rung by rung, both batches each) need ~160 s, and come before the kernel benchmarks, measured before.
+  BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench ladder 180 train_step_rerun.json bench/bench_train_step.py \
     -k "eager_fp32_torch or (graph_bf16 and not compile)"
   # the discriminators' downsampling, ours against torch's (its compile rows are the main call's)
   BENCH_ROUNDS=${BENCH_ROUNDS:-10} bench avg_pool 30 avg_pool_rerun.json bench/bench_avg_pool.py -k "not compile"
@@ -248,10 +256,12 @@ else
   rundir=$(mktemp -d)/run
   # --eval_every 0: the demo preset evaluates every 40 steps, which the step limits do not count on
   run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10 --eval_every 0)
+  device=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
   if [ $DRY = 1 ]; then
+    device_options "${run[@]}" "${device[@]}" --max_steps 50
     run+=(--device cpu --impl ref --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4)
   else
-    run+=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
+    run+=("${device[@]}")
   fi
   # (on an H200 the first 10 steps took 25 s: Triton compiling every kernel of the step)
   step train_graph 60 "$PY" -m bicyclegan.engine.cli train "${run[@]}" --max_steps 40

@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
@@ -586,8 +587,9 @@ def _sweep(args, d, options) -> None:
         print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
         _refresh_report(args.checkpoint)
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
-        raise d.alike(DivergenceError((f"none of the {len(rows)} checkpoints" if len(rows) != 1 else
-                                       "the checkpoint") + " could be measured (the table says why)"))
+        # (one checkpoint: "the checkpoint could be measured" said the opposite of what happened)
+        raise d.alike(DivergenceError((f"none of the {len(rows)} checkpoints could be measured" if len(rows) != 1 else
+                                       "the checkpoint could not be measured") + " (the table says why)"))
 
 
 def cmd_compare(args) -> int:
@@ -720,8 +722,10 @@ def cmd_export(args) -> int:
     if len(given) != 1:
         raise ConfigError("give one checkpoint, e.g. bicyclegan export runs/x/checkpoints/latest.pt --out "
                           "g.onnx" + (f" (got {' and '.join(sorted(given))})" if given else ""))
-    r = export_generator(given.pop(), args.out, fmt=args.format, batch=args.batch, height=args.height,
-                         width=args.width, opset=args.opset, verify=not args.no_verify)
+    with warnings.catch_warnings():  # (its line below says so: the warning printed a temporary file and source line)
+        warnings.filterwarnings("ignore", message="onnxruntime is not installed", category=RuntimeWarning)
+        r = export_generator(given.pop(), args.out, fmt=args.format, batch=args.batch, height=args.height,
+                             width=args.width, opset=args.opset, verify=not args.no_verify)
     check = ("not verified (--no-verify)" if r["verified_with"] is None else
              f"checked with {r['verified_with']}" if r["max_abs_diff"] is None else
              f"max abs difference from PyTorch {r['max_abs_diff']:.2g} ({r['verified_with']})")
@@ -865,6 +869,16 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     return "\n".join(said)
 
 
+def _all_actions(parser):
+    """A parser's actions and those of the commands below it (download dataset|model)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_actions(sub)
+        else:
+            yield action
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -878,9 +892,17 @@ class _Parser(argparse.ArgumentParser):
         # As argparse's, but the refusal of unknown options is the command's (its usage, not the top
         # parser's) and says what the reference's options are here.
         parsed, extras = self.parse_known_args(args, namespace)
+        command = getattr(parsed, "command", None)
+        parser = self.commands.get(command, self)
         if extras:
-            command = getattr(parsed, "command", None)
-            self.commands.get(command, self).error(_unrecognized(extras, command, self.commands))
+            parser.error(_unrecognized(extras, command, self.commands))
+        # An empty value (--out '', a variable that was not set) named the current folder to some options (train
+        # --out '' wrote its run among the files there) and nothing to others (--phase '' was the default split).
+        for action in _all_actions(parser):
+            values = getattr(parsed, action.dest, None)
+            if any(isinstance(v, str) and not v.strip() for v in (values if isinstance(values, list) else [values])):
+                name = "/".join(action.option_strings) or action.dest
+                parser.error(f"argument {name}: an empty value names nothing; give one, or leave the option out")
         return parsed
 
     def error(self, message):
@@ -937,7 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of independently as the reference; not for diversity measured on consecutive files")
     p.add_argument("--aspect_ratio", type=_real_above_zero, default=1.0,
                    help="stretch the saved images and grid.png to this width:height ratio of the original's "
-                   "(default 1)")
+                   "(default 1; from 1/16 to 16)")
     _add_data_settings(p)
     p.add_argument("--seed", type=_SEED, default=None, help="seed of the z draws (default 0)")
     p.set_defaults(func=cmd_sample)

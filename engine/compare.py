@@ -46,6 +46,7 @@ from .report import (
     blank_notes,
     data_folder,
     measure_cells,
+    measure_value,
     measured_with,
     read_from,
     row_measures,
@@ -326,7 +327,7 @@ def format_compare(rows: list[dict]) -> str:
     head = ["name", *keys]
 
     def cells(r):
-        return [r["name"], *(_value(r.get(k)) for k in keys)]
+        return [r["name"], *(measure_value(r, k) for k in keys)]
 
     widths = [max(map(len, col)) for col in zip(head, *(cells(r) for r in rows))]
 

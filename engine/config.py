@@ -60,6 +60,13 @@ UNET_DEPTH = {"unet_256": 8, "unet_128": 7}
 
 
 # -- validation helpers ----------------------------------------------------------------------------
+def _named(name: str, path: str | None) -> None:
+    """Refuse an empty path: out="" trained into the current folder, among the files there, and dataroot="" read
+    the current folder as the data."""
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(f"{name}={path!r} names no folder or file; give one")
+
+
 def _choice(name, value, allowed):
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
@@ -281,6 +288,13 @@ class DataConfig:
         _choice("backend", self.backend, BACKENDS)
         if self.dataroot is not None and not isinstance(self.dataroot, str):
             self.dataroot = str(self.dataroot)
+        _named("dataroot", self.dataroot)
+        if self.preprocess in RESIZING and self.load_size ** 2 > self.max_pixels:
+            # The files' own limit, for the images the resize makes of them: --load_size 100000 was a MemoryError
+            # in a loader worker (30 GB a picture), and a dry run passed it.
+            raise ConfigError(f"load_size={self.load_size} resizes images to {self.load_size ** 2:,} pixels (a square "
+                              f"one), over max_pixels={self.max_pixels:,}; use load_size <= "
+                              f"{math.isqrt(self.max_pixels)}, or raise max_pixels")
 
     def check_fits(self, model: ModelConfig) -> None:
         """Raise ConfigError if images prepared this way cannot feed networks of `model`."""
@@ -313,7 +327,7 @@ class TrainConfig:
     variant: str = "bicycle"   # bicycle | cvae (cVAE-GAN) | clr (cLR-GAN) | cae (cAE-GAN) | pix2pix (+noise)
     gan_mode: str = "lsgan"    # lsgan (MSE) | vanilla (BCE with logits)
     lambda_L1: float = 10.0  # weight of |G(A, E(B)) - B|
-    lambda_GAN: float = 1.0  # weight of the GAN loss of D (encoded branch)
+    lambda_GAN: float = 1.0  # weight of the GAN loss of D (bicycle: its encoded branch; the other variants: their one)
     lambda_GAN2: float = 1.0  # weight of the GAN loss of D2 (random-z branch)
     lambda_z: float = 0.5  # weight of the latent regression |E(G(A, z)) - z|
     lambda_kl: float = 0.01  # weight of the KL term (a sum over batch and nz)
@@ -379,6 +393,8 @@ class TrainConfig:
                 if not isinstance(v, os.PathLike):
                     raise ConfigError(f"{name}={v!r}: expected a path (a str or a Path)")
                 setattr(self, name, os.fspath(v))  # config.json holds strings
+            _named(name, getattr(self, name))
+        _named("out", self.out)
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
             raise ConfigError(f"seed={self.seed} must be below 2^31")
         _bools(self)
@@ -411,6 +427,11 @@ class TrainConfig:
         if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
             raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "
                               f"has no loss term to train with; give one of them a weight > 0")
+        if self.variant == "clr" and self.lambda_z == 0:
+            # E's only training signal: its encoded outputs and measures (evaluate, compare) were a random network's
+            raise ConfigError("variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E "
+                              "untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
+                              "variant=pix2pix for a model without E")
         if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
             raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
                               f"use nz > 0 or lambda_ms=0")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import os
 import warnings
@@ -64,7 +65,7 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         model_cfg, data = checkpoint_or_model.cfg.model, checkpoint_or_model.cfg.data
         # A compiled G (nn.Module.compile, in place) keeps the plain networks' state_dict keys.
         weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.sampler.state_dict().items()}
-        source = {"checkpoint": None, "step": None}
+        source = {"checkpoint": None, "step": None, "variant": checkpoint_or_model.cfg.variant}
         ema = checkpoint_or_model.G_ema is not None
     elif isinstance(checkpoint_or_model, (str, os.PathLike)):
         checkpoint_or_model = find_checkpoint(checkpoint_or_model)  # a run folder: its latest.pt
@@ -73,7 +74,7 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         model_cfg, data = run_cfg.model, run_cfg.data
         ema = "ema" in state
         weights = state["ema"] if ema else state["nets"]["G"]
-        source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step")}
+        source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step"), "variant": run_cfg.variant}
     else:
         raise TypeError(f"export_generator takes a checkpoint path or a BicycleGAN, got "
                         f"{type(checkpoint_or_model).__name__}")
@@ -141,16 +142,17 @@ def single_threaded(ort):
     return opts
 
 
-def _run_onnx(path: Path, names, inputs) -> tuple[torch.Tensor | None, str]:
-    """The artefact's output via onnxruntime, or (None, how it was checked) without onnxruntime."""
+def _run_onnx(path: Path, names, inputs, shown: Path | None = None) -> tuple[torch.Tensor | None, str]:
+    """The artefact's output via onnxruntime, or (None, how it was checked) without onnxruntime. shown: the file's
+    name as the caller knows it (path is the temporary file checked before it replaces that one)."""
     import onnx
     onnx.checker.check_model(str(path), full_check=True)
     try:
         import onnxruntime as ort
     except ImportError:
-        warnings.warn(f"onnxruntime is not installed: {path} passed onnx.checker but its outputs were not "
+        warnings.warn(f"onnxruntime is not installed: {shown or path} passed onnx.checker but its outputs were not "
                       f"compared with PyTorch ({INSTALL_HINT})", RuntimeWarning, stacklevel=3)
-        return None, "onnx.checker only (onnxruntime not installed)"
+        return None, f"onnx.checker only (onnxruntime not installed: {INSTALL_HINT})"
     sess = ort.InferenceSession(str(path), single_threaded(ort), providers=["CPUExecutionProvider"])
     out = sess.run(["B"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
     return torch.from_numpy(out), f"onnxruntime {ort.__version__}"
@@ -188,7 +190,16 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         # `--out latest.pt --format pt2` replaced the run's checkpoint (the one it read, even) with the export.
         raise OutputError(f"{out} is a bicyclegan checkpoint, which the export would replace; give another file "
                           f"to write (CLI: --out), e.g. {out.with_name('g.' + fmt)}")
+    sidecar = Path(str(out) + ".json")
+    for path, what in ((out, "the export"), (sidecar, "its sidecar")):
+        # `--out RUN/config --format pt2` wrote its sidecar over the run's config.json (sample, evaluate and resume
+        # then failed), `--out RUN/config.json` the model itself
+        if path.is_file() and (path.suffix.lower() in (".json", ".jsonl", ".html") and not _earlier_sidecar(path)):
+            raise OutputError(f"{path} exists and is not an earlier export's sidecar (a run's config.json, results), "
+                              f"which {what} would replace; give another file to write (CLI: --out), e.g. "
+                              f"{out.with_name('g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
+    variant = source.pop("variant")
     for name, value, none in (("height", height, "the model's crop size"), ("width", width, "the model's crop size"),
                               ("batch", batch, "a dynamic batch")):  # (the command's are >= 1: _at_least)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -199,6 +210,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     m = 2 ** cfg.unet_depth
     if h % m or w % m:
         raise ExportError(f"height x width {h}x{w} must be multiples of 2^num_downs = {m} for this generator")
+    _check_load_fits(data, h, w)
     names = ("A", "z") if cfg.nz else ("A",)
     # A dynamic batch is traced at 2: torch.export specialises sizes 0 and 1 of example inputs.
     inputs = _example_inputs(cfg, batch or 2, h, w, seed=0)
@@ -237,7 +249,8 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
             for k, n in enumerate([batch] if batch else [1, 3]):
                 x = _example_inputs(cfg, n, h, w, seed=k + 1)
                 with torch.no_grad():
-                    got, result["verified_with"] = _run_onnx(tmp, names, x) if fmt == "onnx" else _run_pt2(tmp, x)
+                    got, result["verified_with"] = (_run_onnx(tmp, names, x, out) if fmt == "onnx" else
+                                                    _run_pt2(tmp, x))
                     if got is not None:
                         diffs.append((got - G(*x)).abs().max().item())
             if diffs:
@@ -246,13 +259,39 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
                     raise ExportError(f"{out} would not reproduce the generator: max abs difference "
                                       f"{result['max_abs_diff']:.3g} > {atol:g} ({result['verified_with']}); "
                                       f"nothing was written")
+        # The sidecar first: one that cannot be written (a folder of its name, a full disk) left the new model beside
+        # the earlier export's sidecar, which may say another size, nz or preparation; now both stay the earlier's.
+        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         if not out.exists():
             remove_made(out.parent, made)
-    _write_sidecar(out, fmt, cfg, data, source, names, batch, h, w, opset, result)
     return result
+
+
+def _earlier_sidecar(path: Path) -> bool:
+    """Whether `path` holds an export's sidecar (what a new export may replace)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and {"model", "format", "inputs", "preprocessing"} <= set(meta)
+
+
+def _check_load_fits(data: DataConfig, h: int, w: int) -> None:
+    """Refuse a graph larger than the images its preparation makes: its centre crop would run off them (the
+    sidecar said "resize to 72 x 72, centre crop 128 x 128"; PIL pads such a crop with black, unsaid)."""
+    from bicyclegan.pipelines.spec import as_hw
+
+    from .runtime import load_hw
+    load = as_hw(load_hw(data, (h, w)), "load_size")
+    short = (data.preprocess == "resize_and_crop" and (load[0] < h or load[1] < w)) or (
+        data.preprocess == "scale_width_and_crop" and load[1] < w)
+    if short:
+        raise ExportError(f"height x width {h}x{w} is larger than the images preprocess {data.preprocess} makes "
+                          f"(load_size {data.load_size}: {load[0]}x{load[1]}), whose centre crop it would be; export "
+                          f"at most that size")
 
 
 def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
@@ -311,20 +350,26 @@ def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
     }
 
 
-def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, names, batch, h, w, opset,
-                   result) -> None:
+def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, variant: str, names, batch, h, w,
+                   opset, result) -> None:
     n = batch or "batch"
     rng = [-1.0, 1.0]
     inputs = [{"name": "A", "shape": [n, cfg.input_nc, h, w], "dtype": "float32", "range": rng,
                "layout": "NCHW", "description": "input image, RGB (1 channel: grayscale) in [-1, 1]: "
                "(pixel - 127.5) / 127.5, prepared as `preprocessing` says"}]
     if cfg.nz:
+        # (sample's draws: the sidecar said "torch.randn ... seeded with --seed", which does not give its images: the
+        # --sync list comes first. The encoder's mu: of a model that has one, which this file does not hold.)
+        encoder = variant != "pix2pix"
         inputs.append({"name": "z", "shape": [n, cfg.nz], "dtype": "float32", "distribution": "standard normal",
-                       "description": "latent code: z ~ N(0, I) for random outputs (bicyclegan sample: "
-                       "torch.randn from a torch.Generator seeded with --seed), or the encoder's mu "
-                       "of a reference image; one z per input image"})
+                       "description": "latent code: z ~ N(0, I) for random outputs (bicyclegan sample draws "
+                       f"torch.randn(n_samples, {cfg.nz}) from one torch.Generator seeded with --seed: once for its "
+                       "--sync list, then once per input in order, a row per output; --spread_z draws others)"
+                       + (", or the mu of a reference image B by the model's encoder E (not in this file: the "
+                          "Python API's model.encode)" if encoder else "") + "; one z per input image"})
     meta = {
-        "model": "BicycleGAN generator G(A, z) -> B",
+        "model": "BicycleGAN generator G(A, z) -> B" if cfg.nz else "BicycleGAN generator G(A) -> B (nz 0: no z)",
+        "variant": variant,
         "format": fmt,
         "file": out.name,
         **({"opset": opset} if fmt == "onnx" else {}),
@@ -334,6 +379,8 @@ def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, n
                      "layout": "NCHW", "description": "output image in [-1, 1] (tanh), RGB (1 channel: "
                      "grayscale): pixel = round((clamp(B, -1, 1) + 1) * 127.5)"}],
         "dynamic_batch": batch is None,
+        # torch.export needs a bound on a dynamic axis (a larger batch fails its guard: split it); ONNX has none
+        **({"max_batch": MAX_BATCH} if batch is None and fmt == "pt2" else {}),
         "nz": cfg.nz,
         "z_distribution": "standard normal N(0, I)" if cfg.nz else None,
         "preprocessing": _preprocessing(data, cfg, h, w),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
@@ -112,9 +113,29 @@ def label_style(tile_w: int):
     return ImageFont.load_default(size=round(10 * k)), round(LABEL_LINE * k), round(LABEL_GAP * k)
 
 
+def drawable(text: str, font=LABEL_FONT) -> str:
+    """text as `font` draws it: Pillow's own font holds ASCII and a few signs, and the rest came out as boxes (a run
+    named "café" or in another script, on compare.png): a letter it lacks as its unaccented one (é -> e), else '?'."""
+    def mask(ch):
+        m = font.getmask(ch)
+        return m.size, bytes(m)
+
+    missing = mask("\U0010ffff")  # a code point no font has a glyph for: what the font draws for one it lacks
+    out = []
+    for ch in text:
+        if ch.isascii() or mask(ch) != missing:
+            out.append(ch)
+        else:
+            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            out.append(base if base and all(c.isascii() or mask(c) != missing for c in base) else "?")
+    return "".join(out)
+
+
 def fit_label(name: str, width: int, font=LABEL_FONT) -> list[str]:
-    """A column's title as the lines that fit `width` px: whole when it fits, else one word per line
-    ("ground" over "truth" above a 64 px tile), a word still too wide cut with an ellipsis."""
+    """A column's title as the lines that fit `width` px (drawable's letters): whole when it fits, else one word per
+    line ("ground" over "truth" above a 64 px tile), a word still too wide cut with an ellipsis."""
+    name = drawable(name, font)
+
     def fits(text):
         return font.getlength(text) <= width
 
@@ -174,14 +195,15 @@ def save_grid(model, A, B, z, path, *more) -> Path:
     return Path(path)
 
 
-def _media(path: str) -> str:
-    """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video."""
+def _media(path: str, alt: str) -> str:
+    """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video; alt: what it shows, in words (a
+    screen reader read the file's name)."""
     # A '#', '?' or '%' in a file name would cut the URL short; quoted as the name's bytes, a name that is
     # not UTF-8 (os.fsdecode's surrogates, which quote could not encode) is the file's own name.
-    src = html.escape(quote(os.fsencode(path)))
+    src, alt = html.escape(quote(os.fsencode(path))), html.escape(alt)
     if path.endswith(".mp4"):
-        return f"<video src='{src}' autoplay loop muted playsinline></video>"
-    return f"<img src='{src}'>"
+        return f"<video src='{src}' aria-label='{alt}' autoplay loop muted playsinline></video>"
+    return f"<img src='{src}' alt='{alt}'>"
 
 
 class OutputNames:
@@ -218,6 +240,9 @@ def drop_gallery(out_dir, names=RESULT_FILES) -> None:
             (Path(out_dir) / name).unlink()
 
 
+OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")  # what sample and interpolate write into a results folder's images/
+
+
 def prune_outputs(folder, keep) -> None:
     """Remove the files of folder (a results folder's images/) that an earlier call wrote and this call
     did not: a run into the folder of an earlier, larger one would otherwise leave that run's images
@@ -226,8 +251,11 @@ def prune_outputs(folder, keep) -> None:
     own pictures and, with --out's images/ the input folder, the inputs themselves."""
     keep = sorted({Path(p).name for p in keep})
     folder = Path(folder)
-    for name in set(_written(folder)) - set(keep):
-        if name == Path(name).name and (folder / name).is_file():
+    # Only what a call writes (images, GIFs, videos), and not through a linked folder: a results folder that came
+    # with someone's run folder could list a thesis.txt beside an images/ linked to the user's documents.
+    earlier = [] if folder.is_symlink() else _written(folder)
+    for name in set(earlier) - set(keep):
+        if name == Path(name).name and Path(name).suffix in OUTPUT_SUFFIXES and (folder / name).is_file():
             (folder / name).unlink(missing_ok=True)
     write_json(written_list(folder), keep, what="list of written images")
 
@@ -280,11 +308,12 @@ def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
              f"initial-scale=1'><title>{html.escape(title)}</title><style>{GALLERY_STYLE}</style>",
              f"<h1>{html.escape(title)}</h1>", "<div class='scroll'><table>"]
     for row in rows:
-        cells = "".join(f"<td>{_media(p)}<br>{html.escape(c)}</td>" for c, p in row["images"])
-        parts.append(f"<tr><th>{html.escape(row['name'])}</th>{cells}</tr>")
+        name = row["name"]
+        cells = "".join(f"<td>{_media(p, name + ': ' + c)}<br>{html.escape(c)}</td>" for c, p in row["images"])
+        parts.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
         for c, p in row.get("wide", ()):
             parts.append(f"<tr class='wide'><td class='wide' colspan='{len(row['images']) + 1}'>"
-                         f"<div class='scroll'>{_media(p)}</div>{html.escape(c)}</td></tr>")
+                         f"<div class='scroll'>{_media(p, name + ': ' + c)}</div>{html.escape(c)}</td></tr>")
     parts.append("</table></div>")
     # An input's name that is not UTF-8 (os.fsdecode's surrogates, which UTF-8 cannot write) is shown with a
     # replacement character for its undecodable bytes; its pictures' addresses keep its own bytes (_media).

@@ -45,7 +45,7 @@ from .runtime import (
     build_loader,
     check_apart,
     check_input_size,
-    data_label,
+    gallery_title,
     inference_data,
     input_label,
     inputs_folder,
@@ -309,6 +309,6 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                    what="interpolation path")
         how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
                f"{mode} through the codes of {', '.join(run.labels[r] for r in refs)}")
-        write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}: {how}")
+        write_gallery(out, rows, f"{gallery_title(model, root, phase)}: {how}")
     dist.main_decides(finish)
     return out

@@ -77,7 +77,9 @@ class LogCurves:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(row, dict) or type(row.get("step")) is not int:
+            # (an epoch other than a whole number, as a step: a line no trainer wrote, whose "x" + 1 stopped the
+            # page, and with it the sample or evaluate call that rewrote it)
+            if not isinstance(row, dict) or type(row.get("step")) is not int or type(row.get("epoch", 0)) is not int:
                 continue
             self.last = row
             step = row["step"]
@@ -361,8 +363,11 @@ def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None =
 
 def _axis_range(vs: list[float]) -> tuple[float, float]:
     """The span of an axis showing vs: theirs plus a tenth each side (room for a point's ring and label);
-    a single value one unit of its leading digit either way, as svg_chart's flat series."""
+    a single value one unit of its leading digit either way, as svg_chart's flat series; all zero as 0 to 1 (and
+    the tenth): compare's validity and coverage of 0 had ticks down to -1, a share cannot take."""
     lo, hi = min(vs), max(vs)
+    if hi == lo == 0:
+        return -0.1, 1.1
     if hi == lo:
         pad = 10.0 ** math.floor(math.log10(abs(lo))) if lo else 1.0
         return lo - pad, hi + pad
@@ -547,7 +552,9 @@ def measured_with(row: dict, fid: bool = True) -> str:
     images is biased upward; evaluate's table says both, the pages said neither. fid: with FID's counts."""
     said = []
     if isinstance(lp := row.get("lpips"), dict):
-        said.append(f"LPIPS: alex v{lp.get('version')}, {lp.get('pairs')} pairs.")
+        said.append(f"LPIPS: alex v{lp.get('version')}, {lp.get('pairs')} pairs"
+                    + ("; ± the standard error of its mean over the pairs, as evaluate prints it: models a few of "
+                       "these apart or closer are within noise." if _number(lp.get("stderr")) else "."))
     if fid and isinstance(n := row.get("fid_images"), dict) and _number(row.get("fid")):
         few = min(n.values()) < 2048
         said.append(f"FID: {n['generated']} generated vs {n['real']} real images"
@@ -622,8 +629,17 @@ def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:
     """A table row's cells of `keys` (bold where `row` is best[key]), or its error across them."""
     if "error" in row:
         return f"<td colspan='{max(len(keys), 1)}'>{html.escape(row['error'])}</td>"
-    return "".join(f"<td><b>{_value(row.get(k))}</b></td>" if best.get(k) is row else f"<td>{_value(row.get(k))}</td>"
-                   for k in keys)
+    return "".join(f"<td><b>{html.escape(measure_value(row, k))}</b></td>" if best.get(k) is row
+                   else f"<td>{html.escape(measure_value(row, k))}</td>" for k in keys)
+
+
+def measure_value(row: dict, key: str) -> str:
+    """A measure as a table shows it: LPIPS diversity with its ± (the standard error of the mean, evaluate's): a
+    comparison's cells without it left two models 0.66 and 0.67 apart, within one standard error, looking ranked."""
+    v, lp = row.get(key), row.get("lpips")
+    if key == "diversity_lpips" and _number(v) and isinstance(lp, dict) and _number(lp.get("stderr")):
+        return f"{v:.4f} ± {lp['stderr']:.4f}"
+    return _value(v)
 
 
 def _value(v) -> str:
@@ -685,9 +701,11 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
         start = f"from the weights of {start}" + (" (new discriminators)" if config.get("fresh_D") else "")
     meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "", start or "",
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
+    schedule = {k: status[k] for k in SCHEDULE if status.get(k) is not None}
     # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
     parts = ["<!doctype html><html><head><meta charset='utf-8'>"
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             + (f"<meta name='{SCHEDULE_META}' content='{html.escape(json.dumps(schedule))}'>" if schedule else ""),
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
              f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
     if log.diverged:
@@ -772,6 +790,27 @@ def _results_section(pages) -> str:
             f"results/ (opened from the run folder).</p><table class='eval'>{rows}</table>")
 
 
+# What only a live trainer knows of its run (the length its data makes, the split its grids show), kept in the page it
+# writes for a rewrite by another command (sample, evaluate...), whose page said "step 60", not "step 60 of 60".
+SCHEDULE = ("total_steps", "epochs", "grid_split")
+SCHEDULE_META = "bicyclegan-schedule"
+
+
+def _schedule_of(page: Path) -> dict:
+    """The trainer's SCHEDULE as its last report.html recorded it; {} for a page without it or no page."""
+    try:
+        with open(page, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return {}
+    m = re.search(f"<meta name='{SCHEDULE_META}' content='([^']*)'>", head)
+    try:
+        found = json.loads(html.unescape(m.group(1))) if m else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in found.items() if k in SCHEDULE} if isinstance(found, dict) else {}
+
+
 def refresh_report(checkpoint) -> Path | None:
     """Rewrite the report of the run whose checkpoint an inference command read (its new results
     listed), where the checkpoint is a run's (RUN/checkpoints/*.pt of a run with a log); else nothing."""
@@ -797,9 +836,10 @@ RUN_MARKERS = ("config.json", "log.jsonl")  # what makes a folder a run's, for i
 
 def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
     """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval_log.jsonl,
-    eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs"} from a live trainer (default: from
-    the log). cache: a dict kept between calls, so a grid is encoded once as the latest and once as
-    an earlier one, and each log line parsed once."""
+    eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs", "grid_split"} from a live trainer
+    (default: the step and epoch from the log, the rest as the trainer's last page recorded them). cache: a dict
+    kept between calls, so a grid is encoded once as the latest and once as an earlier one, and each log line parsed
+    once."""
     run = Path(run_dir)
     if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
         raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
@@ -835,6 +875,8 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     if not (run / "checkpoints" / "best.pt").is_file():
         # A resume from before the last best.pt removes it: the lines it marked name no file to ring.
         evaluations = [{k: v for k, v in r.items() if k != "best"} for r in evaluations]
+    if status is None:
+        status = _schedule_of(run / "report.html")
     page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
                          _read_json(run / "eval.json"), _read_json(run / "config.json"), status, evaluations,
                          result_pages(run))
@@ -910,11 +952,13 @@ class TensorBoardLog:
             self.writer.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
         self.writer.flush()
 
-    def log_eval(self, result: dict, step: int) -> None:
-        """evaluate's measures as eval/<name> at `step` (the end of a demo run, each --eval_every)."""
+    def log_eval(self, result: dict, step: int, tag: str = "eval") -> None:
+        """evaluate's measures as <tag>/<name> at `step`: eval/ at each --eval_every, final/ for the end of a
+        demo run (its table's own protocol, 64 inputs x 10 z: under eval/ it was a second point at the last
+        step, unlike the first when --eval_num or --eval_samples differ)."""
         for k, v in result.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in EVAL_SETTINGS:
-                self.writer.add_scalar(f"eval/{k}", v, step)
+                self.writer.add_scalar(f"{tag}/{k}", v, step)
         self.writer.flush()
 
     def close(self) -> None:

@@ -641,6 +641,15 @@ def data_label(root: Path, phase: str) -> str:
     return f"{name}/{phase}" if (Path(root) / phase).is_dir() else name
 
 
+def gallery_title(model, root: Path, phase: str) -> str:
+    """A gallery's title: the variant, the inputs and the checkpoint read, with its step ("bicycle on
+    edges2shoes/val · latest.pt, step 6000"): results/test/ holds whichever latest.pt a call read, and the title
+    said nothing of which once the run had trained on."""
+    title = f"{model.cfg.variant} on {data_label(root, phase)}"
+    src = model.source
+    return title + (f" · {Path(src['path']).name}, step {src['step']}" if src else "")
+
+
 def results_name(root: Path, phase: str) -> str:
     """What an inference command's results folder is named after: the split it read (val, test), or
     for a plain folder of inputs the folder's own name, so that they never share the split's folder

@@ -6,7 +6,6 @@ centre crop."""
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,7 +36,7 @@ from .runtime import (
     build_loader,
     check_apart,
     check_input_size,
-    data_label,
+    gallery_title,
     inference_data,
     input_label,
     inputs_folder,
@@ -49,6 +48,9 @@ from .runtime import (
 )
 
 GRID_ROWS = 8  # inputs shown in the overview grid
+
+
+MAX_STRETCH = 16  # aspect_ratio's bound either way
 
 
 def default_out(checkpoint, name: str, sync: bool = False) -> Path:
@@ -111,8 +113,12 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
     files are those of one process, whatever the number of ranks.
     Returns the results folder."""
-    if not (isinstance(aspect_ratio, (int, float)) and math.isfinite(aspect_ratio) and aspect_ratio > 0):
-        raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a finite number > 0")
+    # Within 16 either way: 1e9 was an OverflowError in the resize, 1000 a grid.png of a billion pixels that PIL then
+    # would not open (the reference's own scripts use 1.4 at most).
+    if not (isinstance(aspect_ratio, (int, float)) and not isinstance(aspect_ratio, bool)
+            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):
+        raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a number from 1/{MAX_STRETCH} to {MAX_STRETCH} "
+                          f"(the width:height stretch of the saved images)")
     sync, spread, progress = check_bool("sync", sync), check_bool("spread", spread), check_bool("progress", progress)
     encode = check_bool("encode", encode, optional=True)  # (skip_bad: DataConfig's)
     if out is None and not isinstance(model, (str, Path)):
@@ -210,6 +216,6 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                 grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
         save_image(grid_image(grid, names, aspect_ratio=aspect_ratio), out / "grid.png", what="sample grid")
         prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
-        write_gallery(out, rows, f"{cfg.variant} on {data_label(root, phase)}")
+        write_gallery(out, rows, gallery_title(model, root, phase))
     dist.main_decides(finish)
     return out

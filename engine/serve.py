@@ -338,12 +338,15 @@ def _host_name(netloc: str) -> str:
     return urlsplit(f"//{netloc}").hostname or ""
 
 
-def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None):
+def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False):
     """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
     site is refused (any page the user visits could otherwise post to the API: uploads, compute);
     local_only: requests must also name this machine in their Host header (a site whose name points
     to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding): one of LOCAL_NAMES or
-    `host`, the address served (127.0.0.2 was refused at the address serve printed)."""
+    `host`, the address served (127.0.0.2 was refused at the address serve printed). network (served on
+    another address, --host 0.0.0.0): a Host header must be an address or one of this machine's names (its
+    host name, fully qualified or not), which a rebinding site's name is not (the check was off there, and a page
+    in a browser of this network could use the server through a name of its own)."""
     _need_web()
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -352,7 +355,19 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
 
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
     names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else [])}
+    if network:
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
     page = PAGE.read_text(encoding="utf-8")
+
+    def refused_host(netloc: str) -> str | None:
+        """Why a Host header is refused, or None."""
+        name = _host_name(netloc)
+        if local_only and name not in names:
+            return f"Host {netloc!r} is not this machine's name: refused"
+        if network and name not in names and not _is_address(name):
+            return (f"Host {netloc!r} is neither an address nor this machine's name ({socket.gethostname()}): "
+                    f"refused, as a site's own name for this server would be")
+        return None
 
     @app.exception_handler(RequestError)
     async def request_error(request, exc: RequestError):
@@ -361,8 +376,8 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     @app.middleware("http")
     async def same_site(request: Request, call_next):
         host = request.headers.get("host", "")
-        if local_only and _host_name(host) not in names:
-            return JSONResponse({"error": f"Host {host!r} is not this machine's name: refused"}, status_code=421)
+        if why := refused_host(host):
+            return JSONResponse({"error": why}, status_code=421)
         origin = request.headers.get("origin")
         if origin is not None and request.method != "GET" and urlsplit(origin).netloc != host:
             return JSONResponse({"error": f"a request from {origin} (another site) is refused"}, status_code=403)
@@ -456,6 +471,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -480,7 +503,7 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     except BaseException:
         sock.close()
         raise
-    app = make_app(explorer, local_only=is_loopback(host), host=host)
+    app = make_app(explorer, local_only=is_loopback(host), host=host, network=not is_loopback(host))
     shown = f"[{host}]" if ":" in host else host
     print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {plural(len(explorer.items), 'input')}) at "
           f"http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", file=sys.stderr)

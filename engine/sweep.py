@@ -83,15 +83,25 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
                               f"nor a file in one's checkpoints/ folder")
     found = []
     for e in saved_epochs(folder):
-        step, epoch, per = peek_checkpoint(folder / epoch_name(e), "step", "epoch", "steps_per_epoch")
-        found.append((folder / epoch_name(e), epochs_done(step, epoch, per), step))
+        step, epoch = _position(folder / epoch_name(e))
+        found.append((folder / epoch_name(e), epoch, step))
     if (folder / LATEST).is_file():
-        step, epoch, per = peek_checkpoint(folder / LATEST, "step", "epoch", "steps_per_epoch")
+        step, epoch = _position(folder / LATEST)
         if not found or step > found[-1][2]:
-            found.append((folder / LATEST, epochs_done(step, epoch, per), step))
+            found.append((folder / LATEST, epoch, step))
     if not found:
         raise CheckpointError(f"{folder} holds no checkpoint to evaluate (the run stopped before its first)")
     return found
+
+
+def _position(path: Path) -> tuple[int, int]:
+    """(step, epochs done) of a checkpoint, read without its tensors (nor its digest: the table's rows and page
+    show these before any check, and a file's text there was the page's markup)."""
+    step, epoch, per = peek_checkpoint(path, "step", "epoch", "steps_per_epoch")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (step, epoch, per or 0)):
+        raise CheckpointError(f"{path} is damaged: its step, epoch or steps per epoch is not a whole number "
+                              f"({step!r}, {epoch!r}, {per!r}); move it away")
+    return step, epochs_done(step, epoch, per)
 
 
 # The options a checkpoint's figures depend on; batch size (which inputs are generated together) and the
@@ -359,7 +369,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
         name = html.escape(r["checkpoint"])
         href = (links or {}).get(r["checkpoint"])
         cells = [f"<td><a href='{html.escape(href)}'>{name}</a></td>" if href else f"<td>{name}</td>",
-                 f"<td>{r['epoch']}</td>", f"<td>{r['step']}</td>"]
+                 f"<td>{html.escape(str(r['epoch']))}</td>", f"<td>{html.escape(str(r['step']))}</td>"]
         body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     title = f"{run_name}: every checkpoint evaluated"
     return ("<!doctype html><html><head><meta charset='utf-8'>"

@@ -1695,7 +1695,7 @@ class Trainer:
             result.update(shares_n_samples=100, shares_histogram=many["histogram"])
         write_json(self.run_dir / "eval.json", json_safe(result), what="evaluation results")
         if self.tb:
-            self.tb.log_eval(result, self.step)
+            self.tb.log_eval(result, self.step, "final")
             self.tb.close()
         self.write_report()
         return result

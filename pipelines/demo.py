@@ -41,6 +41,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import DatasetError
+from .files import MAX_PIXELS
 
 # In a split folder while make_demo_dataset writes it: the folder is demo data though palettes.json
 # (written last) is not there yet, so that a run interrupted there can be run again.
@@ -205,6 +206,9 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(h, w) < 16:
         raise ValueError(f"size must be >= 16, got {size}")
+    if h * 2 * w > MAX_PIXELS:  # (--size 100000 drew for minutes without a word, files train would then refuse)
+        raise ValueError(f"size {h} x {w} makes files of {h} x {2 * w} = {h * 2 * w:,} pixels, over the loaders' "
+                         f"limit of {MAX_PIXELS:,} a file; use a smaller size")
     check_n_palettes(n_palettes)
     lo_hi = (n_shapes, n_shapes) if isinstance(n_shapes, int) else tuple(n_shapes)
     if not 1 <= lo_hi[0] <= lo_hi[1]:

@@ -16,9 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import track  # noqa: E402
 
+from bicyclegan.pipelines.loader import dali_available  # noqa: E402
+
 HAS_TUNER = importlib.util.find_spec("bicyclegan.kernels.tune") is not None
-MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "train_graph", "train_graph_resume", "kernels",
-              "ladder", "loader", "profile"]
+# device_options: the dry run's alone (the device's training options parsed, whose run here has the CPU's)
+MAIN_STEPS = ["install", "imports", "nvidia-smi", "tune", "gpu_tests", "device_options", "train_graph",
+              "train_graph_resume", "kernels", "ladder", "loader", "profile"]
 # Settings of the calling session the call must not see: the benchmarks' and the project's, and
 # pytest-xdist's (`make test`), under which the call's own pytest-benchmark would time nothing.
 OWN_ENV = ("BENCH_", "BICYCLEGAN_", "PYTEST_XDIST_")
@@ -179,7 +182,7 @@ def test_dry_run_of_the_compile_call(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None, reason="DALI is not installed")
+@pytest.mark.skipif(not dali_available(), reason="DALI is not installed")
 def test_dry_run_of_the_dali_call(tmp_path):
     """The pieces a session carried (here: a small wheel in three pieces) are joined and installed,
     then the DALI tests (collected), the DALI loader benchmarks and a short DALI-fed run."""
@@ -192,7 +195,7 @@ def test_dry_run_of_the_dali_call(tmp_path):
     out = tmp_path / "out"
     steps = dry_run(out, "dali", DALI_CARRY_DIR=str(pieces))
     assert [s["step"] for s in steps] == ["install", "imports", "nvidia-smi", "dali_install", "dali_import",
-                                          "dali_tests", "loader_dali", "train_dali"]
+                                          "dali_tests", "loader_dali", "device_options", "train_dali"]
     assert set(returnable(out)) == {"check_dali.log", "steps_dali.jsonl", "loader_dali.json"}
     log = (out / "check_dali.log").read_text()
     assert "installed 1 wheels into" in log and "DALI " in log

@@ -315,6 +315,30 @@ def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone
         assert got == sorted([".images.json", "index.html", "notes.txt", "images/mine.png", *want]), command
 
 
+def test_a_planted_list_of_written_images_removes_nothing_but_images_and_nothing_through_a_link(tmp_path):
+    # A results folder that came with someone's run folder: its .images.json named thesis.txt, its images/ a link to
+    # the user's documents, and the next sample removed the thesis there. Only images, GIFs and videos a list names
+    # go, and none through a linked folder.
+    from bicyclegan.engine.images import prune_outputs, written_list
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("thesis.txt", "photo.png"):
+        (docs / name).write_text("mine")
+    results = tmp_path / "run" / "results" / "test"
+    results.mkdir(parents=True)
+    (results / "images").symlink_to(docs, target_is_directory=True)
+    written_list(results / "images").write_text('["thesis.txt", "photo.png"]')
+    prune_outputs(results / "images", [])
+    assert sorted(p.name for p in docs.iterdir()) == ["photo.png", "thesis.txt"]
+    own = tmp_path / "own" / "images"
+    own.mkdir(parents=True)
+    for name in ("notes.txt", "00000_input.png", "00000.gif", "00000.mp4", "kept.png"):
+        (own / name).write_text("x")
+    written_list(own).write_text('["notes.txt", "00000_input.png", "00000.gif", "00000.mp4", "kept.png"]')
+    prune_outputs(own, ["images/kept.png"])
+    assert sorted(p.name for p in own.iterdir()) == ["kept.png", "notes.txt"]
+
+
 @pytest.mark.parametrize("command", ["sample", "interpolate"])
 def test_the_images_folder_is_listed_once_a_call_not_at_each_file(demo_root, tmp_path, monkeypatch, command):
     # Each file written listed the folder for the temp files of killed writes: a call of n inputs read 4n (sample)
@@ -596,6 +620,23 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
         "checkpoint",
         "  --lr: an option of train, not of sample",
         "  --results_dir (the reference's): here --out"]
+
+
+@pytest.mark.parametrize("argv", [["train", "--out", ""], ["sample", ""], ["sample", "m.pt", "--phase", " "],
+                                  ["serve", "m.pt", "--host", ""], ["compare", "a", ""],
+                                  ["download", "dataset", "facades", "--mirror", ""]])
+def test_an_empty_value_is_refused_by_the_options_name(argv, capsys, tmp_path, monkeypatch):
+    # train --out '' wrote a run among the current folder's files, sample --out '' its gallery there, --phase ''
+    # was the default split, serve --host '' printed http://:port/, an empty --mirror was the original host
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    name = {"train": "--out", "serve": "--host", "download": "--mirror", "compare": "models"}.get(
+        argv[0], "--phase" if "--phase" in argv else "checkpoint")
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        f"bicyclegan {argv[0]}: error: argument {name}: an empty value names nothing; give one, or leave the option "
+        f"out")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -511,6 +511,28 @@ def test_scatter_places_points_by_value():
     assert labels == {"a": "start", "c": "start", "b": "end"}  # b in the right third: its label to its left
 
 
+def test_labels_in_the_picture_keep_letters_the_font_lacks_readable():
+    # Pillow's own font has no é, ñ or CJK: a run named "a b&<'é" had a box for its last letter on compare.png
+    from PIL import ImageFont
+
+    from bicyclegan.engine.images import LABEL_FONT, drawable, fit_label
+    if bytes(LABEL_FONT.getmask("é")) != bytes(LABEL_FONT.getmask("\U0010ffff")):
+        pytest.skip("this Pillow's own font draws é")
+    assert drawable("a b&<'é") == "a b&<'e" and drawable("Ñandú 日本 x±1") == "Nandu ?? x±1"
+    assert fit_label("café 日本", 500) == ["cafe ??"]
+    big = ImageFont.load_default(size=20)  # (the larger titles over wide tiles: the same font)
+    assert bytes(big.getmask(drawable("é", big))) == bytes(big.getmask("e"))
+
+
+def test_scatter_of_all_zero_values_spans_0_to_1():
+    # two models of validity 0 (and no diversity: pix2pix): the axes were -1 to 1, values no share takes
+    svg = ET.fromstring(svg_scatter("t", [(0.0, 0.0, "a"), (0.0, 0.0, "b")], x_title="x", y_title="y"))
+    ns = "{http://www.w3.org/2000/svg}"
+    for cls in ("yl", "xl"):
+        labels = [t.text for t in svg.iter(f"{ns}text") if t.get("class") == cls]
+        assert labels[0] in ("0", "1") and {"0", "1"} <= set(labels) and not any(x.startswith("-") for x in labels)
+
+
 def test_best_is_bold_only_where_a_model_beat_another():
     rows = [{"name": "a", "checkpoint": None, "variant": "bicycle", "step": 1, "fid": 10.0, "coverage": 0.5,
              "encoded_l1": 0.25},
@@ -519,6 +541,21 @@ def test_best_is_bold_only_where_a_model_beat_another():
     assert {k: r["name"] for k, r in best_of(rows).items()} == {"fid": "b"}  # coverage: a tie; encoded L1: alone
     page = render_compare(rows, None, 4, 6)
     assert re.findall(r"<b>(.*?)</b>", page) == ["9"]
+
+
+def test_lpips_diversity_is_shown_with_its_standard_error_as_evaluate_prints_it():
+    # The table and page gave 0.6625 and 0.6727 as they were: within one standard error of each other (evaluate's
+    # "0.6625 ± 0.0151"), nothing said it.
+    lp = {"net": "alex", "version": "0.0", "pairs": "consecutive", "n_pairs": 76, "std": 0.13, "stderr": 0.0151}
+    base = {"checkpoint": None, "variant": "bicycle", "step": 1}
+    rows = [{**base, "name": "cvae", "diversity_lpips": 0.66254, "lpips": lp},
+            {**base, "name": "bicycle", "diversity_lpips": 0.6727, "lpips": {**lp, "stderr": 0.0149}}]
+    table = format_compare(rows)
+    assert "0.6625 ± 0.0151" in table and "0.6727 ± 0.0149" in table
+    page = render_compare(rows, None, 4, 6)
+    assert "<td>0.6625 ± 0.0151</td>" in page and "± the standard error of its mean over the pairs" in page
+    old = [{**r, "lpips": {k: v for k, v in lp.items() if k != "stderr"}} for r in rows]  # an older file's rows
+    assert "<td>0.6625</td>" in render_compare(old, None, 4, 6) and "±" not in format_compare(old)
 
 
 def test_fids_from_different_numbers_of_images_are_not_ranked_and_the_counts_are_said():

@@ -423,7 +423,18 @@ def test_a_variant_whose_terms_all_weigh_zero_is_refused(variant, terms):
             f"variant={variant} with {', '.join(f'{n}=0.0' for n in terms)} has no loss term to train with; "
             f"give one of them a weight > 0")
     for n in terms:
+        if variant == "clr" and n != "lambda_z":  # (E untrained: below)
+            continue
         assert getattr(train(variant=variant, **{**zeros, n: 0.5}), n) == 0.5
+
+
+def test_clr_without_the_latent_regression_is_refused():
+    # cLR-GAN trains E by |E(G(A, z)) - z| alone: with lambda_z=0 it stayed as initialised, and evaluate and compare
+    # reported its encoded outputs' measures as the model's
+    refused(lambda: train(variant="clr", lambda_z=0.0), "variant=clr trains its encoder E by the latent regression "
+            "alone: lambda_z=0 leaves E untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
+            "variant=pix2pix for a model without E")
+    assert train(variant="clr", lambda_z=0.1).lambda_z == 0.1 and train(variant="bicycle", lambda_z=0.0).lambda_z == 0
 
 
 def test_which_variants_use_the_encoder():
@@ -432,6 +443,24 @@ def test_which_variants_use_the_encoder():
 
 
 # -- dicts: config.json, checkpoints and the command line ---------------------------------------------
+def test_a_load_size_whose_images_pass_max_pixels_is_refused():
+    # --load_size 100000 was a MemoryError in a loader worker (30 GB a picture), and train --dry-run passed it
+    refused(lambda: DataConfig(load_size=100_000), "load_size=100000 resizes images to 10,000,000,000 pixels (a "
+            "square one), over max_pixels=50,000,000; use load_size <= 7071, or raise max_pixels")
+    assert DataConfig(load_size=7071).load_size == 7071 and DataConfig(load_size=100_000, preprocess="crop")
+    assert DataConfig(load_size=100_000, max_pixels=10 ** 10).load_size == 100_000
+    refused(lambda: DataConfig(load_size=300, max_pixels=300 * 300 - 1, preprocess="scale_width"),
+            "load_size=300 resizes images to 90,000 pixels (a square one), over max_pixels=89,999; use load_size "
+            "<= 299, or raise max_pixels")
+
+
+@pytest.mark.parametrize("name", ["out", "dataroot", "init_from", "lpips_backbone"])
+def test_an_empty_path_is_refused(name):
+    # out="" trained into the current folder among its files; dataroot="" read the current folder as the data
+    refused(lambda: make_config("demo", **{name: " " if name == "dataroot" else ""}),
+            f"{name}={' ' if name == 'dataroot' else ''!r} names no folder or file; give one")
+
+
 def test_parts_given_as_dicts_are_built_and_checked():
     cfg = TrainConfig(model=dict(SMALL), data={"load_size": 32})
     assert cfg.model == ModelConfig(**SMALL) and cfg.data == DataConfig(load_size=32)

@@ -175,6 +175,21 @@ def test_make_demo_command_takes_the_shade(tmp_path, capsys):
     assert set(np.unique(a)) == {0, 200, 255}
     assert main(["make-demo", str(tmp_path / "e"), "--shade", "100"]) == 2
     assert "shade must be an integer grey level in 184..255" in capsys.readouterr().err
+    # files the loaders refuse (over 50 M pixels): --size 100000 drew for minutes without a word first
+    for size in (["--size", "100000"], ["--size", "16", "--width", "1600000"]):
+        assert main(["make-demo", str(tmp_path / "f"), *size]) == 2
+        assert "over the loaders' limit of 50,000,000 a file; use a smaller size" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
+
+
+def test_files_over_the_loaders_pixel_limit_are_refused_before_any_is_drawn(tmp_path, monkeypatch):
+    from bicyclegan.pipelines import demo
+    monkeypatch.setattr(demo, "MAX_PIXELS", 16 * 32)  # (the limit, lowered: a 16 px demo's files are 16 x 32)
+    with pytest.raises(ValueError, match=r"size 17 x 17 makes files of 17 x 34 = 578 pixels, over the loaders' "
+                                         r"limit of 512 a file"):
+        make_demo_dataset(tmp_path / "d", n_train=1, n_test=0, size=17)
+    assert not (tmp_path / "d").exists()
+    make_demo_dataset(tmp_path / "d", n_train=1, n_test=0, size=16)
 
 
 @pytest.mark.parametrize("frac,side", [(0.5, 16), (0.25, 8)])

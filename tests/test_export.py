@@ -363,12 +363,22 @@ def test_missing_onnx_packages_say_what_to_install(checkpoint, tmp_path, capsys,
     assert f"{missing} is missing" in err and "pip install 'bicyclegan[export]'" in err
 
 
-def test_onnx_without_onnxruntime_is_checked_and_says_so(model, tmp_path, monkeypatch):
+def test_onnx_without_onnxruntime_is_checked_and_says_so(model, checkpoint, tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxscript")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.warns(RuntimeWarning, match="outputs were not compared"):
+    # (the warning named the temporary file checked, not the file written)
+    with pytest.warns(RuntimeWarning, match=f"onnxruntime is not installed: {tmp_path / 'g.onnx'} passed onnx.checker "
+                                            f"but its outputs were not compared"):
         r = export_generator(model, tmp_path / "g.onnx", batch=1)
-    assert r["max_abs_diff"] is None and r["verified_with"] == "onnx.checker only (onnxruntime not installed)"
+    assert r["max_abs_diff"] is None and r["verified_with"] == (
+        "onnx.checker only (onnxruntime not installed: pip install 'bicyclegan[export]')")
+    # The command says it in its one line, without the warning (and its source line)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(checkpoint), "--out", str(tmp_path / "h.onnx"), "--batch", "1"]) == 0
+    assert not [w for w in caught if "onnxruntime" in str(w.message)]
+    assert "checked with onnx.checker only (onnxruntime not installed: pip install" in capsys.readouterr().out
 
 
 def test_a_wrong_artefact_fails_verification(model, tmp_path, monkeypatch):
@@ -394,3 +404,67 @@ def test_a_pt2_export_the_disk_cannot_take_is_one_line_not_an_abort(checkpoint, 
                                             f"failed: OSError: [Errno 27] File too large"), done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
     assert not list(tmp_path.iterdir())  # nothing left: no temp file, no folder
+
+
+@torch.no_grad()
+def test_an_export_replaces_no_run_file_and_a_failed_sidecar_keeps_the_earlier_pair(model, tmp_path, monkeypatch):
+    # `--out RUN/config --format pt2` wrote its sidecar over the run's config.json (sample, evaluate and resume then
+    # failed), `--out RUN/config.json` the model over it; a sidecar that could not be written left the new model
+    # beside the earlier export's sidecar.
+    from bicyclegan.engine import OutputError
+    from bicyclegan.engine import export as export_mod
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"variant": "bicycle"}')
+    for out, fmt in ((run / "config", "pt2"), (run / "config.json", "onnx"), (run / "config.json", "pt2")):
+        with pytest.raises(OutputError, match=r"config\.json exists and is not an earlier export's sidecar"):
+            export_generator(model, out, fmt=fmt, verify=False)
+    assert (run / "config.json").read_text() == '{"variant": "bicycle"}' and sorted(os_names(run)) == ["config.json"]
+    export_generator(model, run / "g.pt2", batch=1, verify=False)
+    earlier = {p: p.read_bytes() for p in (run / "g.pt2", run / "g.pt2.json")}
+    export_generator(model, run / "g.pt2", verify=False)  # an earlier export's sidecar is replaced
+    assert json.loads((run / "g.pt2.json").read_text())["dynamic_batch"]
+    export_generator(model, run / "g.pt2", batch=1, verify=False)
+    assert {p: p.read_bytes() for p in earlier} == earlier  # (the same export again: the same bytes)
+
+    def full(*a, **k):
+        raise OutputError("cannot write export sidecar: no space left on device")
+    monkeypatch.setattr(export_mod, "write_json", full)
+    with pytest.raises(OutputError, match="no space left"):
+        export_generator(model, run / "g.pt2", verify=False)
+    assert {p: p.read_bytes() for p in earlier} == earlier and sorted(os_names(run)) == [
+        "config.json", "g.pt2", "g.pt2.json"]
+
+
+def os_names(folder):
+    return [p.name for p in folder.iterdir()]
+
+
+def test_a_size_beyond_what_the_preprocess_loads_is_refused(tmp_path):
+    # load_size 36 and resize_and_crop: the sidecar said "resize to 36 x 36, centre crop 64 x 64" (PIL pads such a
+    # crop with black); at the crop size, and at sizes within the load, it is written
+    cfg = TrainConfig(model=ModelConfig(**TINY), data=DataConfig(load_size=36, preprocess="resize_and_crop"))
+    m = BicycleGAN(cfg)
+    for h, w in ((64, 64), (32, 64)):
+        with pytest.raises(ExportError, match=rf"height x width {h}x{w} is larger than the images preprocess "
+                                              r"resize_and_crop makes \(load_size 36: "):
+            export_generator(m, tmp_path / "g.pt2", height=h, width=w, verify=False)
+    assert not (tmp_path / "g.pt2").exists()
+    export_generator(m, tmp_path / "g.pt2", verify=False)
+    assert json.loads((tmp_path / "g.pt2.json").read_text())["preprocessing"]["crop"] == {
+        "kind": "centre", "size": [32, 32]}
+
+
+def test_the_sidecar_says_the_variant_the_batch_bound_and_how_sample_draws_z(tmp_path):
+    pix = tiny_model("pix2pix")
+    meta = json.loads(Path(export_generator(pix, tmp_path / "p.pt2", verify=False)["sidecar"]).read_text())
+    z = meta["inputs"][1]["description"]
+    assert meta["variant"] == "pix2pix" and meta["max_batch"] == 4096 and "encoder" not in z  # pix2pix has no E
+    assert "once for its --sync list, then once per input in order" in z
+    meta = json.loads(Path(export_generator(tiny_model(), tmp_path / "b.pt2", batch=2, verify=False)["sidecar"])
+                      .read_text())
+    assert meta["variant"] == "bicycle" and "max_batch" not in meta and "by the model's encoder E" in \
+        meta["inputs"][1]["description"]
+    flat = tiny_model("pix2pix", nz=0)
+    meta = json.loads(Path(export_generator(flat, tmp_path / "f.pt2", verify=False)["sidecar"]).read_text())
+    assert meta["model"] == "BicycleGAN generator G(A) -> B (nz 0: no z)" and len(meta["inputs"]) == 1

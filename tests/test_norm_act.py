@@ -789,13 +789,17 @@ def test_eps_zero_on_a_constant_plane_gives_the_bias_as_torch_does(device):
     """eps=0 (which the layers take, as nn.InstanceNorm2d does) on a constant plane: variance + eps is
     0, and torch's rule (its InvStd) takes the inverse standard deviation as 0 there, so the plane
     becomes act(bias), with dx 0 on it; 1 / sqrt(0) made the kernels' whole plane NaN, forward and
-    backward. The other planes as the formula with eps 0; every plan, plain and affine."""
+    backward. The other planes as the formula with eps 0; every plan, plain and affine. 0.1 and -0.6 over
+    63 values (and the looped plan's last chunk of 7): their sums round, and a mean an ulp off made such a
+    plane +-1 (0.75 and 0 sum exactly)."""
     from bicyclegan.kernels.norm_act_triton import instance_norm_act_triton
     x = torch.randn(2, 3, 7, 9, device=device) * 2 + 3
     x[0, 1] = 0.75
     x[1, 2] = 0.0
+    x[0, 2] = 0.1
+    x[1, 0] = -0.6
     flat = torch.zeros(2, 3, 1, 1, dtype=torch.bool, device=device)
-    flat[0, 1] = flat[1, 2] = True
+    flat[0, 1] = flat[1, 2] = flat[0, 2] = flat[1, 0] = True
     w, b = torch.rand(3, device=device) + 0.5, torch.tensor([0.3, -0.4, 0.2], device=device)
     grad = torch.randn(2, 3, 7, 9, device=device)
     for tiling in ({}, {"block_hw": 8}, {"block_hw": 8, "split": 3}):

@@ -1,5 +1,4 @@
 """bicyclegan.pipelines: geometry, semantics and agreement of the torch and DALI loaders (CPU)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,9 +9,10 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError, make_loader
+from bicyclegan.pipelines.loader import dali_available
 
 # The GPU machine may lack DALI (it is an extra): its DALI cases skip there instead of failing.
-HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
+HAS_DALI = dali_available()
 needs_dali = pytest.mark.skipif(not HAS_DALI, reason="NVIDIA DALI is not installed")
 BACKENDS = ["torch", pytest.param("dali", marks=needs_dali)]
 MODES = ["resize_and_crop", "crop", "scale_width_and_crop"]

@@ -175,6 +175,14 @@ def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path)
         assert curves.update(log).curve("G_L1") == (list(range(1, step + 1)), [7.0, *map(float, range(2, step + 1))])
 
 
+def test_a_log_line_whose_epoch_is_no_number_is_skipped_not_the_page(tmp_path):
+    # A line no trainer wrote ("epoch": "x"): the page's "x" + 1 was a TypeError after sample had written its results.
+    run, _ = fake_run(tmp_path)
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 21, "epoch": "x", "G_L1": 9.0}\n')
+    assert "class='meta'>step 20 (epoch 1) · " in write_report(run).read_text()
+
+
 # -- the page ------------------------------------------------------------------------------------------
 def fake_run(tmp_path, n_grids=3, width=40):
     run = tmp_path / "run"
@@ -306,9 +314,16 @@ def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
     run, _ = fake_run(tmp_path)
     # Epochs shown from 1 (the status and log.jsonl count from 0), as the progress line and epoch_N.pt:
     # index 2 is the third epoch, whose end writes epoch_3.pt.
-    page = write_report(run, status={"step": 23, "total_steps": 40, "epoch": 2, "epochs": 4}).read_text()
-    assert "class='meta'>step 23 of 40 (epoch 3 of 4) · " in page
-    assert "class='meta'>step 20 (epoch 1) · " in write_report(run).read_text()  # a finished run's: from its log
+    page = write_report(run, status={"step": 23, "total_steps": 40, "epoch": 2, "epochs": 4, "grid_split": "val"})
+    assert "class='meta'>step 23 of 40 (epoch 3 of 4) · " in page.read_text()
+    # Rewritten by another command (sample, evaluate: no trainer): the step and epoch from the log, the run's length
+    # and the grids' split as the trainer's page recorded them (the page said "step 20 (epoch 1)", "the same inputs in
+    # every grid"); without such a page, from the log alone.
+    again = write_report(run).read_text()
+    assert "class='meta'>step 20 of 40 (epoch 1 of 4) · " in again and "the same inputs of val/ in every grid" in again
+    page.unlink()
+    again = write_report(run).read_text()
+    assert "class='meta'>step 20 (epoch 1) · " in again and "the same inputs in every grid" in again
 
 
 def test_report_of_a_run_without_anything_yet(tmp_path):
@@ -482,19 +497,25 @@ def test_a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file(tmp_path,
             real = self.tb.writer.close
             self.tb.writer.close = lambda: (closed.append(True), real())
     monkeypatch.setattr(trainer_module, "Trainer", Demo)
-    run = trainer_module.train(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False, tensorboard=True,
-                               evaluate=evaluate)
+    run = trainer_module.train(tiny_cfg(tmp_path / "run", demo_root, max_steps=2, eval_every=2, eval_num=2,
+                                        eval_samples=2),
+                               progress=False, tensorboard=True, evaluate=evaluate)
     gc.collect()  # (the trainer is gone)
     assert closed == [True]
     (events,) = (run / "tensorboard").glob("events.*")
     ea = ea_mod.EventAccumulator(str(events))
     ea.Reload()
     assert [e.step for e in ea.Scalars("loss/G_L1")] == [1, 2]
+    # The --eval_every evaluation (2 inputs x 2 z) alone on eval/; the final table (its own protocol) on final/:
+    # both on eval/ were two points at step 2, of different protocols.
+    (row,) = [json.loads(line) for line in (run / "eval_log.jsonl").read_text().splitlines()]
+    assert [(e.step, e.value) for e in ea.Scalars("eval/coverage")] == [(2, pytest.approx(row["coverage"]))]
     if evaluate:
         result = json.loads((run / "eval.json").read_text())
-        assert [(e.step, e.value) for e in ea.Scalars("eval/coverage")] == [(2, pytest.approx(result["coverage"]))]
+        assert result["n_samples"] != row["n_samples"]
+        assert [(e.step, e.value) for e in ea.Scalars("final/coverage")] == [(2, pytest.approx(result["coverage"]))]
     else:
-        assert not (run / "eval.json").exists() and "eval/coverage" not in ea.Tags()["scalars"]
+        assert not (run / "eval.json").exists() and "final/coverage" not in ea.Tags()["scalars"]
 
 
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, demo_root, monkeypatch):

@@ -344,6 +344,11 @@ def test_nothing_measured_says_so_with_exit_2_and_writes_the_rows_where_a_sweep_
     assert [r["checkpoint"] for r in rows] == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
     assert all("error" in r for r in rows)
     assert (run / "results" / "val_sweep" / "index.html").is_file() and not (run / "results" / "sweep").exists()
+    for e in (1, 2):  # one checkpoint: it "could be measured", said the line
+        (run / "checkpoints" / f"epoch_{e}.pt").unlink()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.endswith("the checkpoint could not be measured (the table says why)")
 
 
 def test_an_unwritable_json_is_refused_before_any_checkpoint_is_measured(run, tmp_path, capsys):
@@ -856,3 +861,22 @@ def test_sweep_json_records_the_run_it_measured_absolute(run, tmp_path, capsys, 
     assert json.loads(out.read_text()) == rows
     old = [{k: v for k, v in r.items() if k != "run"} for r in rows]  # the tables show no run column
     assert format_sweep(old) == format_sweep(rows) and render_sweep("run", old) == render_sweep("run", rows)
+
+
+def test_a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_their_values(tmp_path):
+    # A file's step and epoch went into the sweep page's cells as they were: markup in them ran as the page's
+    # (<script> from a checkpoint handed over with a run). Refused as damaged; every cell escaped besides.
+    from bicyclegan.engine.checkpoint import FORMAT
+    from bicyclegan.engine.report import measure_cells
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"format": FORMAT, "step": "<script>alert(1)</script>", "epoch": 0}, folder / "epoch_1.pt")
+    with pytest.raises(CheckpointError, match=r"epoch_1\.pt is damaged: its step, epoch or steps per epoch is not a "
+                                              r"whole number \('<script>"):
+        run_checkpoints(tmp_path / "run")
+    torch.save({"format": FORMAT, "step": 4, "epoch": 1, "steps_per_epoch": 2}, folder / "epoch_1.pt")
+    assert run_checkpoints(tmp_path / "run") == [(folder / "epoch_1.pt", 2, 4)]
+    row = {"checkpoint": "a<b.pt", "epoch": "<i>", "step": 3, "coverage": "<script>", "fid": 1.5}
+    assert measure_cells(row, ["coverage", "fid"], {"fid": row}) == "<td>&lt;script&gt;</td><td><b>1.5</b></td>"
+    page = render_sweep("r", [row])
+    assert "<script>" not in page and "<i>" not in page and "&lt;i&gt;" in page

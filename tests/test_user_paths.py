@@ -167,9 +167,15 @@ def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain,
     assert r["n_inputs"] == 3 and "encoded_l1" not in r
     out = sample(ckpt, plain, out=tmp_path / "s", n_samples=1, num=3, progress=False)
     assert not list((out / "images").glob("*ground_truth*")) and not list((out / "images").glob("*encoded*"))
-    assert "<h1>bicycle on plain</h1>" in (out / "index.html").read_text()  # not "plain/test": no such split
+    page = (out / "index.html").read_text()
+    assert "<h1>bicycle on plain · latest.pt, step " in page  # not "plain/test": no such split
+    # each picture said in words (a screen reader read its file's name): its input's and its column's
+    assert re.findall(r"<img src='images/0_input.png' alt='([^']*)'>", page) == ["0.png: input"]
+    assert all(" alt='" in tag for tag in re.findall(r"<img [^>]*>", page))
     out = interpolate(ckpt, plain, out=tmp_path / "i", num=1, segments=1, frames=1, mp4=False, progress=False)
-    assert "<h1>bicycle on plain: " in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert re.search(r"<h1>bicycle on plain · latest\.pt, step \d+: ", page)
+    assert all(" alt='0.png: " in tag for tag in re.findall(r"<img [^>]*>", page))
     strip = Image.open(out / "images" / "0_strip.png").convert("RGB")
     side = strip.size[1]  # tiny images are enlarged
     shown = np.asarray(strip.crop((0, 0, side, side)).resize((32, 32), Image.BILINEAR), dtype=float)
@@ -666,7 +672,9 @@ def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, 
     assert (out / "images" / "b_input.png").is_file()
     # given as ".", the folder is still called by its name in the gallery's title (it was "bicycle on ")
     out = sample(ckpt, ".", out=tmp_path / "elsewhere", num=1, n_samples=1, progress=False)
-    assert f"<title>{load_checkpoint(ckpt).cfg.variant} on photos</title>" in (out / "index.html").read_text()
+    model = load_checkpoint(ckpt)  # (and the checkpoint read, with its step)
+    assert (f"<title>{model.cfg.variant} on photos · {ckpt.name}, step {model.source['step']}</title>"
+            in (out / "index.html").read_text())
 
 
 def test_full_resolution_training_at_batch_1_on_images_of_several_sizes(tmp_path):

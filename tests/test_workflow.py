@@ -483,8 +483,13 @@ def test_sample_default_phase_direction_and_aspect_ratio(epoch_run, demo_root, t
     out = sample(ckpt, out=tmp_path / "tall", phase="test", num=1, n_samples=1, aspect_ratio=0.5, device="cpu",
                  progress=False)
     assert Image.open(out / "images" / "00000_random_z1.png").size == (32, 64)
-    with pytest.raises(ConfigError, match="aspect_ratio"):
-        sample(ckpt, out=tmp_path / "x", aspect_ratio=0.0, device="cpu")
+    # 16 either way at most: 1e9 was an OverflowError in the resize, 1000 a grid of a billion pixels
+    for bad in (0.0, 1e9, 1000, 1 / 17, float("nan"), True):
+        with pytest.raises(ConfigError, match=r"aspect_ratio=.* must be a number from 1/16 to 16"):
+            sample(ckpt, out=tmp_path / "x", aspect_ratio=bad, device="cpu")
+    out = sample(ckpt, out=tmp_path / "wide", phase="test", num=1, n_samples=1, aspect_ratio=16, device="cpu",
+                 progress=False)
+    assert Image.open(out / "images" / "00000_random_z1.png").size == (512, 32)
 
 
 def test_sample_a_plain_folder_at_full_resolution(epoch_run, tmp_path):

@@ -369,6 +369,35 @@ VERSION = [TCM + "the_version_is_the_installed_distributions"]
 BATCH_FORM = [MT + "a_batch_of_the_wrong_form_is_refused_naming_what_is_expected"]
 
 # (id, file, original text, mutant text, tests)
+# Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
+# security review, the paper's comparison, every option at its edges, the kernels' numerics): HS02-HS37
+TRP, TCM, TCO = "tests/test_report.py::test_", "tests/test_compare.py::test_", "tests/test_commands.py::test_"
+TSW, TEX, TCF = "tests/test_sweep.py::test_", "tests/test_export.py::test_", "tests/test_config.py::test_"
+FINAL_TAG = [TRP + "a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file"]
+ZERO_AXES = [TCO + "scatter_of_all_zero_values_spans_0_to_1"]
+SCHEDULE = [TRP + "the_live_status_is_where_the_report_says_the_run_is"]
+GALLERY = ["tests/test_user_paths.py::test_every_inference_command_reads_a_plain_folder_as_inputs_only"]
+MARKUP = [TSW + "a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_their_values"]
+PLANTED = [TCM + "a_planted_list_of_written_images_removes_nothing_but_images_and_nothing_through_a_link"]
+NO_EPOCH = [TRP + "a_log_line_whose_epoch_is_no_number_is_skipped_not_the_page"]
+CLR_Z = [TCF + "clr_without_the_latent_regression_is_refused"]
+STDERR = [TCO + "lpips_diversity_is_shown_with_its_standard_error_as_evaluate_prints_it"]
+ONE_CKPT = [TSW + "nothing_measured_says_so_with_exit_2_and_writes_the_rows_where_a_sweep_of_that_split_goes"]
+ARCHIVE = ["tests/test_download.py::test_what_tar_alone_does_not_see_is_refused"]
+LAN = [TSV + "other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused"]
+LAN_SERVE = [TSV + "serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_its_inputs"]
+RUN_FILES = [TEX + "an_export_replaces_no_run_file_and_a_failed_sidecar_keeps_the_earlier_pair"]
+LOAD_FITS = [TEX + "a_size_beyond_what_the_preprocess_loads_is_refused"]
+SIDECAR = [TEX + "the_sidecar_says_the_variant_the_batch_bound_and_how_sample_draws_z"]
+NO_ORT = [TEX + "onnx_without_onnxruntime_is_checked_and_says_so"]
+EMPTY = [TCM + "an_empty_value_is_refused_by_the_options_name"]
+EMPTY_PATH = [TCF + "an_empty_path_is_refused"]
+LOAD_PIXELS = [TCF + "a_load_size_whose_images_pass_max_pixels_is_refused"]
+STRETCH = ["tests/test_workflow.py::test_sample_default_phase_direction_and_aspect_ratio"]
+MIRROR = ["tests/test_download.py::test_urls_are_the_reference_scripts_and_a_mirror_keeps_the_path"]
+DEMO_PIXELS = ["tests/test_demo.py::test_files_over_the_loaders_pixel_limit_are_refused_before_any_is_drawn"]
+DRY_MAIN = ["tests/test_bench_gpu_check.py::test_dry_run_reaches_every_step_and_writes_every_file"]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -903,7 +932,8 @@ MUTANTS = [
     # the reference's option names answered with ours, another command's option named with its commands (RO01-RO05)
     ('RO01', CLI, '        if hint is not None:\n', '        if False:\n', REF_NAMES),
     ('RO02', CLI, 'if c != command and option in p._option_string_actions]', 'if c != command]', REF_NAMES),
-    ('RO03', CLI, '            self.commands.get(command, self).error(', '            self.error(', REF_NAMES),
+    ('RO03', CLI, '            parser.error(_unrecognized(extras', '            self.error(_unrecognized(extras',
+     REF_NAMES),
     ('RO04', CLI, 'if command != "train" and\n                   name[2:] in model_fields else ""',
      'if command != "train" else ""', REF_NAMES),
     ('RO05', CLI, 't.split("=", 1)[0] for t in extras', 't for t in extras', REF_NAMES),
@@ -1213,6 +1243,60 @@ MUTANTS = [
      OLDER_FORMAT),
     ('SQ54', "engine/__init__.py", '        return version("bicyclegan")', '        return "0.1"', VERSION),
     ('SQ55', M, '        if A.shape[2] % side or A.shape[3] % side:', '        if False:', BATCH_FORM),
+    ('HS02', T, 'self.tb.log_eval(result, self.step, "final")', 'self.tb.log_eval(result, self.step)', FINAL_TAG),
+    ('HS03', R, '    if hi == lo == 0:\n        return -0.1, 1.1\n', '', ZERO_AXES),
+    ('HS04', R, '        status = _schedule_of(run / "report.html")', '        status = None', SCHEDULE),
+    ('HS05', R, "content='{html.escape(json.dumps(schedule))}'>\" if schedule else \"\")",
+     "content='{html.escape(json.dumps(schedule))}'>\" if False else \"\")", SCHEDULE),
+    ('HS06', IM, "    return f\"<img src='{src}' alt='{alt}'>\"", "    return f\"<img src='{src}'>\"", GALLERY),
+    ('HS07', RT, '    return title + (f" · {Path(src[\'path\']).name}, step {src[\'step\']}" if src else "")',
+     '    return title', GALLERY),
+    ('HS08', SW, '    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in',
+     '    if False and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in', MARKUP),
+    ('HS09', SW, "f\"<td>{html.escape(str(r['epoch']))}</td>\"", "f\"<td>{r['epoch']}</td>\"", MARKUP),
+    ('HS10', R, '                   else f"<td>{html.escape(measure_value(row, k))}</td>" for k in keys)',
+     '                   else f"<td>{measure_value(row, k)}</td>" for k in keys)', MARKUP),
+    ('HS11', IM, 'if name == Path(name).name and Path(name).suffix in OUTPUT_SUFFIXES and',
+     'if name == Path(name).name and', PLANTED),
+    ('HS12', IM, '    earlier = [] if folder.is_symlink() else _written(folder)', '    earlier = _written(folder)',
+     PLANTED),
+    ('HS13', R, ' or type(row.get("step")) is not int or type(row.get("epoch", 0)) is not int:',
+     ' or type(row.get("step")) is not int:', NO_EPOCH),
+    ('HS14', CFG, '        if self.variant == "clr" and self.lambda_z == 0:', '        if False:', CLR_Z),
+    ('HS15', R, '    if key == "diversity_lpips" and _number(v) and isinstance(lp, dict)',
+     '    if False and key == "diversity_lpips" and _number(v) and isinstance(lp, dict)', STDERR),
+    ('HS16', CLI, '"the checkpoint could not be measured")', '"the checkpoint could be measured")', ONE_CKPT),
+    ('HS17', DL, '        self.take(MEMBER_COST)\n        dest.parent.mkdir', '        dest.parent.mkdir', ARCHIVE),
+    ('HS18', DL, '        self.take(MEMBER_COST)\n        dest.mkdir', '        dest.mkdir', ARCHIVE),
+    ('HS19', DL, '    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:', '    except () as e:',
+     ARCHIVE),
+    ('HS20', SV, '        if network and name not in names and not _is_address(name):', '        if False:', LAN),
+    ('HS21', SV, '        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}', '        pass', LAN),
+    ('HS22', SV, 'network=not is_loopback(host))', 'network=False)', LAN_SERVE),
+    ('HS23', EX, '        if path.is_file() and (path.suffix.lower() in',
+     '        if False and (path.suffix.lower() in', RUN_FILES),
+    ('HS24', EX, '        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)\n'
+     '        os.replace(tmp, out)', '        os.replace(tmp, out)\n'
+     '        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)', RUN_FILES),
+    ('HS25', EX, '    _check_load_fits(data, h, w)', '    pass', LOAD_FITS),
+    ('HS26', EX, '        encoder = variant != "pix2pix"', '        encoder = True', SIDECAR),
+    ('HS27', EX, '        **({"max_batch": MAX_BATCH} if batch is None and fmt == "pt2" else {}),', '', SIDECAR),
+    ('HS28', EX, '_run_onnx(tmp, names, x, out)', '_run_onnx(tmp, names, x)', NO_ORT),
+    ('HS29', CLI, 'warnings.filterwarnings("ignore", message="onnxruntime is not installed"',
+     'warnings.filterwarnings("ignore", message="nothing of the kind"', NO_ORT),
+    ('HS30', CLI, '            if any(isinstance(v, str) and not v.strip() for v in',
+     '            if False and any(isinstance(v, str) and not v.strip() for v in', EMPTY),
+    ('HS31', CLI, '            for sub in action.choices.values():\n                yield from _all_actions(sub)',
+     '            yield from ()', EMPTY),
+    ('HS32', CFG, '        _named("out", self.out)', '        pass', EMPTY_PATH),
+    ('HS33', CFG, '        _named("dataroot", self.dataroot)', '        pass', EMPTY_PATH),
+    ('HS34', CFG, '        if self.preprocess in RESIZING and self.load_size ** 2 > self.max_pixels:',
+     '        if False:', LOAD_PIXELS),
+    ('HS35', "engine/sample.py", '            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):',
+     '            and aspect_ratio > 0):', STRETCH),
+    ('HS36', DL, '        m.port  # (its parse', '        m  # (its parse', MIRROR),
+    ('HS37', DM, '    if h * 2 * w > MAX_PIXELS:', '    if False:', DEMO_PIXELS),
+    ('HS38', "bench/gpu_check.sh", '    device_options "${run[@]}" "${device[@]}" --max_steps 50', '    :', DRY_MAIN),
 ]
 
 if __name__ == "__main__":

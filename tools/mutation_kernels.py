@@ -205,6 +205,9 @@ MUTANTS = [
     ('OT03', TF, '        if hasattr(self.backward_op, "register_vmap"):', '        if True:', OLD_TORCH),
     # a constant plane with eps=0: torch's rule (the inverse standard deviation 0 there), and the refusal of
     # jacrev(jacrev(f)) naming what works
+    # session 39: a constant plane's mean corrected to its value (eps=0 made such a plane +-1, not act(bias))
+    ('HS01', NT, '    return mean + _div(tl.sum(tl.where(mask, x - mean[:, None], 0.0), axis=1), n)', '    return mean',
+     EPS0),
     ('EZ01', NT, '    return tl.where(v == 0.0, 0.0, _div(1.0, tl.sqrt_rn(tl.where(v == 0.0, 1.0, v))))',
      '    return _div(1.0, tl.sqrt_rn(v))', EPS0),
     ('EZ02', NT, 'rstd = _rstd(_div(tl.sum(d * d, axis=1), HW * 1.0), eps)',
