@@ -126,8 +126,19 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
     if bad:
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
-             "rng": rng_state(model.device), **model.training_state(), **(extra or {})}
+             "rng": rng_state(model.device), "arithmetic": arithmetic(model), **model.training_state(),
+             **(extra or {})}
     return write_state(state, path)
+
+
+def arithmetic(model: BicycleGAN) -> dict:
+    """What decides how a step rounds beyond the config: torch's version, the device it ran on (a GPU by its
+    name), the layers built (impl "auto" resolves per device) and the CPU's threads (its reductions split
+    by them). A resume that changes one parts from an uninterrupted run in the last digits: said then
+    (a resume on another torch or with other threads was silent, its options the same strings)."""
+    cuda = model.device.type == "cuda"
+    return {"torch": str(torch.__version__), "device": torch.cuda.get_device_name(model.device) if cuda else "cpu",
+            "impl": model.impl, "threads": None if cuda else torch.get_num_threads()}
 
 
 def write_state(state: dict, path) -> Path:

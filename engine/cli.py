@@ -415,7 +415,7 @@ def _add_data_source(p, what: str) -> None:
     p.add_argument("--dataroot", help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--phase", default=None, help=f"{what} (default: val when there is one, as the reference's "
                    "test scripts, else test)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto: the GPU when there is one, "
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto: a CUDA GPU when there is one, "
                    "else the CPU)")
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="how the data is laid out (default: detected; a folder without the split's folder "

@@ -345,7 +345,7 @@ class TrainConfig:
     sync_bn: bool = False      # norm=batch under torchrun: BatchNorm statistics of the global batch, not each rank's
     compile: str = "off"       # torch.compile every network: off | default | max-autotune | aot_eager (debug)
     seed: int = 0  # seeds weights, data order, z draws and the demo data
-    device: str = "auto"       # auto | cpu | cuda | cuda:N
+    device: str = "auto"       # auto (a CUDA GPU where there is one, else the CPU) | cpu | cuda | cuda:N
     out: str = "runs/bicyclegan"  # run folder: config, log, samples, checkpoints
     log_every: int = 50        # iterations between loss logs (the only host syncs)
     sample_every: int = 500    # iterations between sample grids

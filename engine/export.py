@@ -15,6 +15,7 @@ the skip half of each U-Net concatenation (outputs off by ~0.02 on a tiny G; che
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 import json
 import logging
@@ -103,6 +104,12 @@ def _export_onnx(G, inputs, names, dynamic_shapes, out: Path, opset: int) -> Non
     except ImportError as e:
         raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing): "
                           f"{INSTALL_HINT}, or export to .pt2") from e
+    # torch 2.4 (setup.py's floor) has the exporter without these: "export() got an unexpected keyword argument
+    # 'dynamic_shapes'", said as the export's failure
+    taken = inspect.signature(torch.onnx.export).parameters
+    if missing := [p for p in ("dynamo", "dynamic_shapes", "external_data") if p not in taken]:
+        raise ExportError(f"this torch ({torch.__version__}) has an ONNX exporter without {', '.join(missing)}, which "
+                          f"this export needs: upgrade torch (2.13 is tested), or export to .pt2")
     # The exporter logs a warning per torchvision op it cannot register and prints its progress:
     # noise for a user who exports a U-Net; real failures still raise. Below opset 18 it warns that
     # it converts, and onnxscript logs a failed conversion with its traceback: the check below says
@@ -159,7 +166,10 @@ def _run_onnx(path: Path, names, inputs, shown: Path | None = None) -> tuple[tor
 
 
 def _run_pt2(path: Path, inputs) -> tuple[torch.Tensor, str]:
-    return torch.export.load(path).module()(*inputs), f"torch.export.load (torch {torch.__version__})"
+    with warnings.catch_warnings():  # (torch 2.4's loader warns of weights_only=False, for the file just written)
+        warnings.filterwarnings("ignore", message=".*weights_only=False.*", category=FutureWarning)
+        program = torch.export.load(path)
+    return program.module()(*inputs), f"torch.export.load (torch {torch.__version__})"
 
 
 def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, batch: int | None = None,
@@ -191,11 +201,12 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         raise OutputError(f"{out} is a bicyclegan checkpoint, which the export would replace; give another file "
                           f"to write (CLI: --out), e.g. {out.with_name('g.' + fmt)}")
     sidecar = Path(str(out) + ".json")
-    for path, what in ((out, "the export"), (sidecar, "its sidecar")):
+    for path, what, earlier in ((out, "the export", _earlier_export), (sidecar, "its sidecar", _earlier_sidecar)):
         # `--out RUN/config --format pt2` wrote its sidecar over the run's config.json (sample, evaluate and resume
-        # then failed), `--out RUN/config.json` the model itself
-        if path.is_file() and (path.suffix.lower() in (".json", ".jsonl", ".html") and not _earlier_sidecar(path)):
-            raise OutputError(f"{path} exists and is not an earlier export's sidecar (a run's config.json, results), "
+        # then failed), `--out RUN/config.json` the model itself. (An earlier export named g.json, binary ONNX
+        # beside its g.json.json, is replaced as any.)
+        if path.is_file() and (path.suffix.lower() in (".json", ".jsonl", ".html") and not earlier(path)):
+            raise OutputError(f"{path} exists and is not an earlier export's file (a run's config.json, results), "
                               f"which {what} would replace; give another file to write (CLI: --out), e.g. "
                               f"{out.with_name('g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
@@ -270,13 +281,19 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     return result
 
 
-def _earlier_sidecar(path: Path) -> bool:
-    """Whether `path` holds an export's sidecar (what a new export may replace)."""
+def _earlier_sidecar(path: Path) -> dict | None:
+    """The export's sidecar `path` holds (what a new export may replace), else None."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and {"model", "format", "inputs", "preprocessing"} <= set(meta)
+        return None
+    return meta if isinstance(meta, dict) and {"model", "format", "inputs", "preprocessing"} <= set(meta) else None
+
+
+def _earlier_export(path: Path) -> bool:
+    """Whether `path` is an earlier export's file: its sidecar beside it names it."""
+    meta = _earlier_sidecar(Path(str(path) + ".json"))
+    return meta is not None and meta.get("file") == path.name
 
 
 def _check_load_fits(data: DataConfig, h: int, w: int) -> None:

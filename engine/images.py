@@ -217,11 +217,17 @@ class OutputNames:
     def __call__(self, path) -> str:
         stem, n = Path(path).stem, 1
         name = stem
-        while name in self.used:
+        # Apart as macOS's and Windows' file systems tell names apart, ignoring case and Unicode's forms: Cat.png and
+        # cat.jpg wrote Cat_input.png and cat_input.png, one file there, the second input's images over the first's.
+        while self._key(name) in self.used:
             n += 1
             name = f"{stem}-{n}"
-        self.used.add(name)
+        self.used.add(self._key(name))
         return name
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
 
 
 # The files besides images/ that `sample` (grid.png) and `interpolate` (path.json) write into a results folder.

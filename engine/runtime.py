@@ -59,6 +59,11 @@ def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torc
             dev = torch.device(name)
         except RuntimeError as e:
             raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+        if dev.type not in ("cpu", "cuda"):
+            # (train refused it; sample, evaluate and interpolate took mps or meta to a traceback: "PyTorch is not
+            # linked with support for mps devices", or the loader's "device must be 'cpu' or a CUDA device")
+            raise ConfigError(f"device={name!r}: this package runs on the CPU or a CUDA GPU (no {dev.type}); use "
+                              f"auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA GPU is available; use device=cpu or auto")
     if dev.type == "cuda" and world > 1:

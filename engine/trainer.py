@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import gc
 import hashlib
 import itertools
@@ -40,6 +39,7 @@ from .checkpoint import (
     LATEST,
     STARTED_FROM,
     abandoned_folder,
+    arithmetic,
     auto_resume,
     check_compatible,
     check_same_networks,
@@ -91,6 +91,11 @@ from .runtime import (
     prepare_data_root,
 )
 
+try:
+    import fcntl
+except ImportError:  # Windows: the run folder's lock is not taken there (nothing else of the package needs it)
+    fcntl = None
+
 GRID_CANDIDATES = 64  # inputs read to find the sample grids' rows (of one size)
 EVAL_LOG = "eval_log.jsonl"  # in the run folder: one JSON line per evaluation during training (eval_every)
 EVAL_SEED = 0  # every evaluation of a run draws the same z (evaluate's default seed: its figures compare)
@@ -106,7 +111,7 @@ def _unlock(fd: int) -> None:
     # flock lasts while any copy is open (a finished training's folder stayed locked while its
     # trainer, and so its persistent workers, lived).
     _LOCKS.discard(fd)
-    fcntl.flock(fd, fcntl.LOCK_UN)
+    fcntl.flock(fd, fcntl.LOCK_UN)  # (taken only where fcntl is)
     os.close(fd)
 
 
@@ -248,6 +253,10 @@ class TrainingStopped(Exception):
         return type(self), self._args
 
 
+# Which stop a step says where several came (under torchrun, counted over the ranks): SIGTERM's, SIGHUP's, SIGINT's
+STOP_ORDER = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None)
+
+
 class StopSignals:
     """SIGINT, SIGTERM and SIGHUP while a training runs (a context for Trainer.train): the first one is
     noted in `received`, a plain attribute the loop reads, which stops after the iteration in progress
@@ -261,7 +270,8 @@ class StopSignals:
     be put back) and for one the process ignores (a script's background job starts with SIGINT
     ignored, which Python keeps: the script's Ctrl-C is not the job's; nohup ignores SIGHUP)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # (Windows has no SIGHUP: read here at import, the package did not import there)
+    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
     def __init__(self):
         self.received = None  # the first signal.Signals
@@ -325,7 +335,7 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     values = total.tolist()
     if world > 1:
         counts = dict(zip(StopSignals.SIGNALS, values[len(names):]))
-        stop = next((sig for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if counts[sig]), None)
+        stop = next((sig for sig in sorted(counts, key=STOP_ORDER.index) if counts[sig]), None)
     return {k: v / (count * world) for k, v in zip(names, values)}, stop
 
 
@@ -390,19 +400,29 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
     return resume_path, find_checkpoint(cfg.init_from) if resume_path is None and cfg.init_from else None
 
 
-def _rounding_changes(saved, cfg: TrainConfig) -> str:
-    """The options a resume may change that change how the step computes (layers, memory format, compilation,
-    device), as "channels_last True (was False), ..."; "" where none changed."""
+def _rounding_changes(state: dict, cfg: TrainConfig, model: BicycleGAN) -> str:
+    """What a resume changes of how the step computes (memory format, compilation, the graph; the layers, device,
+    torch and CPU threads as checkpoint.arithmetic records them), as "channels_last True (was False), ..."; ""
+    where nothing changed. (Device and impl were the options' words: "device cpu (was auto)" for the same CPU,
+    and nothing for "auto" on a GPU resumed as "auto" on a laptop.)"""
+    saved, was = state.get("config"), state.get("arithmetic")
     if not isinstance(saved, dict):
         return ""
     now = cfg.to_dict()
     changed = []
-    for part, name in (("model", "impl"), ("model", "channels_last"), (None, "compile"), (None, "cuda_graph"),
-                       (None, "device")):
+    options = [("model", "channels_last"), (None, "compile"), (None, "cuda_graph")]
+    if not isinstance(was, dict):  # (a checkpoint from before they were recorded: the options' words)
+        options += [("model", "impl"), (None, "device")]
+    for part, name in options:
         before = (saved.get(part) or {}).get(name) if part else saved.get(name)
         after = now[part][name] if part else now[name]
         if before is not None and before != after:
             changed.append(f"{name} {after} (was {before})")
+    if isinstance(was, dict):
+        for key, said in arithmetic(model).items():
+            if was.get(key) is not None and said is not None and was[key] != said:
+                name = "CPU threads" if key == "threads" else key
+                changed.append(f"{name} {said} (was {was[key]})")
     return ", ".join(changed)
 
 
@@ -779,7 +799,7 @@ def _check_not_in_use(run_dir: Path) -> None:
     go at once. A Trainer of this process that never trained would give the run its place (see there)."""
     path = run_dir / LOCK_FILE
     idle = _HOLDERS.get(str(path.resolve()))
-    if idle is not None and not idle._training:
+    if (idle is not None and not idle._training) or fcntl is None:
         return
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -804,7 +824,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     give, and the evaluations' options (eval_every) against the run's evaluation log and best.pt. Returns the
     config as the run records it (init_from and fresh_D: a resumed run's from its checkpoint, a new run from a
     checkpoint's weights that file's). Left to the run: the demo data where it is not made yet (the run makes
-    it), whether the run folder can be written (the run makes it), and TensorBoard's package."""
+    it; with it the checks that read the data, the evaluations' weights files included), whether the run folder
+    can be written (the run makes it), and TensorBoard's package."""
     cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
     rank, _, local_rank = launch_env()
     rank = rank if world > 1 else 0
@@ -1010,6 +1031,8 @@ class Trainer:
             # the old one still held by its variable): this one takes its place; it no longer trains.
             idle._release()
             idle._superseded = True
+        if fcntl is None:  # (Windows: unguarded, as on a file system without locks)
+            return
         self._made_lock_file = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -1055,7 +1078,7 @@ class Trainer:
                   f"{self.loader.backend} one: from here its crops and flips differ from those of an "
                   f"uninterrupted run (the images come in the same order; their values may differ in a float's "
                   f"last bit, also without crops or flips)", file=sys.stderr)
-        if self.main and (changed := _rounding_changes(state.get("config"), self.cfg)):
+        if self.main and (changed := _rounding_changes(state, self.cfg, self.model)):
             # Allowed (the same training), and said: a resume is otherwise exact to the bit
             print(f"note: the run resumes with {changed}: the same training, whose arithmetic may round otherwise "
                   f"from here (its losses and weights then part from an uninterrupted run's in the last digits)",

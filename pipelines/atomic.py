@@ -57,7 +57,7 @@ def is_stale(temp: str | os.PathLike) -> bool:
     pid, host, letters = (Path(temp).name[1:-4].rpartition(".")[2].split("-", 2) + ["", ""])[:3]
     if not (pid.isdigit() and letters):
         return True
-    if host != _HOST:
+    if host != _HOST or os.name == "nt":  # (Windows' os.kill with 0 sends a Ctrl-C event, it asks nothing)
         return False
     try:
         os.kill(int(pid), 0)  # signal 0: is there such a process

@@ -258,7 +258,8 @@ def prefetch_to(batches, device, memory_format):
         yield ready(pending)
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # the workers leave them to the loading process
+# The workers leave them to the loading process (Windows has no SIGHUP: the package did not import there)
+STOP_SIGNALS = {s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None}
 _WAITS_FOR_SIGNALS = hasattr(signal, "sigwaitinfo")  # Linux (not macOS)
 
 
@@ -300,8 +301,13 @@ def _leave_signals_to(loader_pid):
     process of a job), they are the loading process's to act on: a training that stops cleanly
     needs batches until it does (under torchrun, up to the next log interval), and a worker that
     died of them broke the loader (torch: "DataLoader worker ... is killed by signal"). A worker
-    whose loading process is gone ends by torch's own watchdog. Linux (no sigwaitinfo on macOS)."""
+    whose loading process is gone ends by torch's own watchdog. Without sigwaitinfo (macOS), which would tell the
+    loading process's signal from the group's, the worker ignores them all: a SIGTERM or SIGHUP to the group (a
+    closed terminal) killed the workers mid-step, and the training with a traceback and no checkpoint; such a
+    worker ends by the loader's shutdown (its queue's end) or torch's watchdog."""
     if not _WAITS_FOR_SIGNALS:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         return
     # Blocked in this thread (since the fork: TorchLoader._batches), and so in every thread started
     # after (the only one at the fork): the signals wait for sigwaitinfo alone.

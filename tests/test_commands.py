@@ -810,6 +810,14 @@ def test_devices_are_named_as_the_commands_take_them_and_a_models_own_is_kept(ba
         load_checkpoint(path, "gpu")
     with pytest.raises(ConfigError, match="device='gpu' is not a device"):
         BicycleGAN(batchnorm_model.cfg, device="gpu")
+    # (sample --device mps took it to torch's "not linked with support for mps devices", a traceback; meta to "Cannot
+    # copy out of meta tensor")
+    for other in ("mps", "meta"):
+        with pytest.raises(ConfigError, match=rf"device='{other}': this package runs on the CPU or a CUDA GPU \(no "
+                                              rf"{other}\); use auto, cpu, cuda or cuda:N"):
+            load_checkpoint(path, other)
+    assert main(["sample", str(path), "--dataroot", str(demo_root), "--device", "mps", "--out", str(tmp_path / "o")]
+                ) == 2
     assert open_model(batchnorm_model, "cpu") is batchnorm_model and open_model(batchnorm_model) is batchnorm_model
     elsewhere = BicycleGAN(batchnorm_model.cfg, training=False).to("meta")
     with pytest.raises(ConfigError, match=r"device='cpu' given with a model on meta: move the model first"):

@@ -108,6 +108,9 @@ def test_onnx_under_another_suffix_is_binary_onnx(model, tmp_path):
         A, z = inputs(2, seed=3)
         B = torch.from_numpy(sess.run(["B"], {"A": A.numpy(), "z": z.numpy()})[0])
         torch.testing.assert_close(B, model.G.eval()(A, z), rtol=0, atol=1e-4)
+    # exported again under that name: an earlier export's file (its sidecar names it), replaced as any
+    export_generator(model, tmp_path / "g.json", fmt="onnx", batch=1, verify=False)
+    assert json.loads((tmp_path / "g.json.json").read_text())["inputs"][0]["shape"][0] == 1
 
 
 def test_sidecar_says_how_to_feed_the_model(checkpoint, tmp_path):
@@ -355,6 +358,20 @@ def test_an_opset_the_converter_cannot_reach_is_one_line(checkpoint, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_onnx_exporter_without_what_the_export_needs_is_said_so(model, tmp_path, monkeypatch):
+    # torch 2.4's torch.onnx.export has no dynamic_shapes: "export() got an unexpected keyword argument", as a failure
+    pytest.importorskip("onnxscript")
+
+    def old_export(model, args, f, export_params=True, verbose=False, input_names=None, output_names=None,
+                   opset_version=None, dynamo=False):
+        raise AssertionError("not to be called")
+    monkeypatch.setattr(torch.onnx, "export", old_export)
+    with pytest.raises(ExportError, match=r"has an ONNX exporter without dynamic_shapes, external_data, which this "
+                                          r"export needs: upgrade torch \(2\.13 is tested\), or export to \.pt2"):
+        export_generator(model, tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def test_missing_onnx_packages_say_what_to_install(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "g.onnx")]) == 2
@@ -417,7 +434,7 @@ def test_an_export_replaces_no_run_file_and_a_failed_sidecar_keeps_the_earlier_p
     run.mkdir()
     (run / "config.json").write_text('{"variant": "bicycle"}')
     for out, fmt in ((run / "config", "pt2"), (run / "config.json", "onnx"), (run / "config.json", "pt2")):
-        with pytest.raises(OutputError, match=r"config\.json exists and is not an earlier export's sidecar"):
+        with pytest.raises(OutputError, match=r"config\.json exists and is not an earlier export's file"):
             export_generator(model, out, fmt=fmt, verify=False)
     assert (run / "config.json").read_text() == '{"variant": "bicycle"}' and sorted(os_names(run)) == ["config.json"]
     export_generator(model, run / "g.pt2", batch=1, verify=False)

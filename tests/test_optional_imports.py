@@ -31,6 +31,19 @@ def test_a_cpu_forward_without_the_interpreter_imports_no_triton(tmp_path):
     assert out.strip() == "False"
 
 
+def test_the_package_imports_and_trains_without_what_only_unix_has(tmp_path):
+    # Windows has no fcntl and no signal.SIGHUP: `import fcntl` and StopSignals' SIGHUP, read at import, stopped every
+    # command there, --version too. Emulated: without them a run trains (its folder unlocked, as on a file system
+    # without locks) and stops as usual.
+    code = ("import signal, sys; sys.modules['fcntl'] = None; del signal.SIGHUP; "
+            "from bicyclegan.engine.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "train", "--out", str(tmp_path / "r"), "--max_steps", "2",
+                          "--ngf", "4", "--nef", "4", "--ndf", "4", "--impl", "ref", "--no-eval", "--no-progress",
+                          "--eval_every", "0", "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "r" / "checkpoints" / "latest.pt").is_file() and not (tmp_path / "r" / ".lock").exists()
+
+
 def _imported(path):
     """Every module name a file imports, at any depth (function-level imports included), with
     relative imports spelled from the package root (bicyclegan.<part>...)."""

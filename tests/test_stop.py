@@ -657,6 +657,34 @@ def test_a_closed_terminal_stops_the_command_with_its_checkpoint_and_it_resumes(
 
 
 # Saves take two seconds here: the second Ctrl-C lands in the stop's save for sure.
+NO_SIGWAITINFO = """import sys
+from bicyclegan.pipelines import cpu_loader
+cpu_loader._WAITS_FOR_SIGNALS = False  # as on macOS, which has no signal.sigwaitinfo
+from bicyclegan.engine import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [TERM, HUP], ids=["TERM", "HUP"])
+def test_without_sigwaitinfo_a_signal_to_the_process_group_still_stops_with_a_checkpoint(cli_data, env, sig):
+    # macOS: the workers kept SIGTERM's and SIGHUP's default action, died of the group's signal (a closed terminal),
+    # and torch's handler raised mid-step ("DataLoader worker ... is killed by signal: Terminated"): no checkpoint
+    run = cli_data / "r"
+    proc = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "2",
+                  driver=NO_SIGWAITINFO)
+    _wait_for_log(run, proc, 2)
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"stopped by {sig.name} at step {step}")
+    end = time.time() + 15  # (the workers end with the loader, or by torch's watchdog once it is gone)
+    while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode != 1:
+        assert time.time() < end, "a loader worker outlived the training"
+        time.sleep(0.2)
+
+
 SLOW_SAVE = """import sys, time
 from bicyclegan.engine import cli, trainer
 save = trainer.save_checkpoint

@@ -99,16 +99,30 @@ def test_resume_refuses_another_config(tmp_path, demo_root):
         Trainer(cfg, resume=True, progress=False)
 
 
-def test_a_resume_that_changes_how_the_step_computes_says_so(tmp_path, demo_root, capsys):
+def test_a_resume_that_changes_how_the_step_computes_says_so(tmp_path, demo_root, capsys, monkeypatch):
     # --channels_last on a resume was taken without a word, and the losses parted from step 21 (a resume is
     # otherwise exact to the bit)
     Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False).train()
     Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), resume=True, progress=False).train()
     assert "note: the run resumes with" not in capsys.readouterr().err
+    real_version = torch.__version__
     Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4, channels_last=True, device="cpu"), resume=True,
             progress=False).train()
-    assert ("note: the run resumes with channels_last True (was False), device cpu (was auto): the same training, "
+    # (device "cpu" for the run's "auto" on this CPU: the same device, said as changed when the words were compared)
+    assert ("note: the run resumes with channels_last True (was False): the same training, "
             "whose arithmetic may round otherwise") in capsys.readouterr().err
+    # Another torch, or other CPU threads (their reductions split otherwise): the options alike, the losses parted
+    # from step 6 without a word
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "__version__", "9.9.0")
+    torch.set_num_threads(threads + 1)
+    try:
+        Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=5, channels_last=True, device="cpu"), resume=True,
+                progress=False).train()
+    finally:
+        torch.set_num_threads(threads)
+    assert (f"note: the run resumes with torch 9.9.0 (was {real_version}), CPU threads {threads + 1} (was "
+            f"{threads}): the same training") in capsys.readouterr().err
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, demo_root, monkeypatch):

@@ -576,6 +576,15 @@ def test_inputs_of_one_name_keep_their_own_outputs_and_a_smaller_rerun_leaves_no
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.gif", "1_input.png", "1_strip.png"]
 
 
+def test_output_names_are_apart_as_case_blind_file_systems_tell_them_apart():
+    # Cat.png and cat.jpg wrote Cat_input.png and cat_input.png: one file on macOS's and Windows' file systems, the
+    # second input's images over the first's; so did names alike but for Unicode's form (é composed or not)
+    from bicyclegan.engine.images import OutputNames
+    names = OutputNames()
+    assert [names(p) for p in ("Cat.png", "cat.jpg", "CAT.bmp", "caf\u00e9.png", "cafe\u0301.png", "dog.png")] == [
+        "Cat", "cat-2", "CAT-3", "caf\u00e9", "cafe\u0301-2", "dog"]
+
+
 def test_an_input_whose_name_is_not_utf8_gets_its_gallery(run, tmp_path):
     # b'caf\xe9.png' (Latin-1, as older systems and archives name files): Python reads it as 'caf\udce9.png',
     # which neither quote() nor the page's UTF-8 could encode, so sample wrote its images and no index.html
