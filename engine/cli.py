@@ -737,7 +737,7 @@ def cmd_serve(args) -> int:
     from .serve import serve
     serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
           device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
-          layout=args.layout, skip_bad=args.skip_bad, **_data_settings(args))
+          layout=args.layout, skip_bad=args.skip_bad, allow_hosts=args.allow_host, **_data_settings(args))
     return 0
 
 
@@ -870,13 +870,13 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
 
 
 def _all_actions(parser):
-    """A parser's actions and those of the commands below it (download dataset|model)."""
+    """(parser, action) of a parser's actions and those of the commands below it (download dataset|model)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 yield from _all_actions(sub)
         else:
-            yield action
+            yield parser, action
 
 
 class _Parser(argparse.ArgumentParser):
@@ -898,11 +898,12 @@ class _Parser(argparse.ArgumentParser):
             parser.error(_unrecognized(extras, command, self.commands))
         # An empty value (--out '', a variable that was not set) named the current folder to some options (train
         # --out '' wrote its run among the files there) and nothing to others (--phase '' was the default split).
-        for action in _all_actions(parser):
+        for owner, action in _all_actions(parser):
             values = getattr(parsed, action.dest, None)
             if any(isinstance(v, str) and not v.strip() for v in (values if isinstance(values, list) else [values])):
-                name = "/".join(action.option_strings) or action.dest
-                parser.error(f"argument {name}: an empty value names nothing; give one, or leave the option out")
+                name = "/".join(action.option_strings) or action.dest  # (the usage of `download dataset`, its own)
+                owner.error(f"argument {name}: an empty value names nothing; give one"
+                            + (", or leave the option out" if action.option_strings else ""))
         return parsed
 
     def error(self, message):
@@ -1072,6 +1073,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (default 32; 0: uploads only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--allow_host", action="append", default=[], metavar="NAME",
+                   help="a name the page may be reached by besides this machine's own and its addresses (a DNS "
+                   "alias, a proxy's); repeatable. Other names are refused: a site's own name for the server "
+                   "(DNS rebinding)")
     p.add_argument("--port", type=_at_least(0), default=7860, help="port (default 7860; 0: any free port)")
     p.add_argument("--max_upload_mb", type=_at_least(1), default=MAX_UPLOAD_BYTES // 2**20,
                    help=f"largest upload accepted, in MiB (default {MAX_UPLOAD_BYTES // 2**20})")

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from bicyclegan.pipelines.errors import plural
 
 from .checkpoint import find_checkpoint
-from .config import check_int
+from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
 from .images import fit_label, label_style, sample_columns, to_uint8
@@ -135,6 +135,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     # One path or model is one model (list() of a path was its characters: "checkpoint r does not exist")
     one = isinstance(models, (str, os.PathLike, torch.nn.Module))
     models, given = [models] if one else list(models), names
+    check_named("out", out)  # ("" wrote the page into the current folder, among its files)
     out = Path(out) if out is not None else DEFAULT_OUT
     say = log if log is not None and dist.main else (lambda line: None)
     names, loaded = [], []

@@ -18,6 +18,7 @@ import numpy as np
 
 from bicyclegan.kernels import IMPLS
 from bicyclegan.pipelines import BACKENDS, DIRECTIONS, MAX_PIXELS, PREPROCESS
+from bicyclegan.pipelines.loader import check_load_size
 from bicyclegan.pipelines.spec import CROPPING, RESIZING
 
 from .errors import ConfigError
@@ -60,9 +61,9 @@ UNET_DEPTH = {"unet_256": 8, "unet_128": 7}
 
 
 # -- validation helpers ----------------------------------------------------------------------------
-def _named(name: str, path: str | None) -> None:
-    """Refuse an empty path: out="" trained into the current folder, among the files there, and dataroot="" read
-    the current folder as the data."""
+def check_named(name: str, path) -> None:
+    """Refuse an empty path: out="" trained (or sampled) into the current folder, among the files there, and
+    dataroot="" read the current folder as the data, or the model's own."""
     if isinstance(path, str) and not path.strip():
         raise ConfigError(f"{name}={path!r} names no folder or file; give one")
 
@@ -288,13 +289,11 @@ class DataConfig:
         _choice("backend", self.backend, BACKENDS)
         if self.dataroot is not None and not isinstance(self.dataroot, str):
             self.dataroot = str(self.dataroot)
-        _named("dataroot", self.dataroot)
-        if self.preprocess in RESIZING and self.load_size ** 2 > self.max_pixels:
-            # The files' own limit, for the images the resize makes of them: --load_size 100000 was a MemoryError
-            # in a loader worker (30 GB a picture), and a dry run passed it.
-            raise ConfigError(f"load_size={self.load_size} resizes images to {self.load_size ** 2:,} pixels (a square "
-                              f"one), over max_pixels={self.max_pixels:,}; use load_size <= "
-                              f"{math.isqrt(self.max_pixels)}, or raise max_pixels")
+        check_named("dataroot", self.dataroot)
+        try:  # (the loaders' own check, before any loader: a dry run passed what the run's loader worker died of)
+            check_load_size(self.load_size, self.preprocess, self.max_pixels)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def check_fits(self, model: ModelConfig) -> None:
         """Raise ConfigError if images prepared this way cannot feed networks of `model`."""
@@ -393,8 +392,8 @@ class TrainConfig:
                 if not isinstance(v, os.PathLike):
                     raise ConfigError(f"{name}={v!r}: expected a path (a str or a Path)")
                 setattr(self, name, os.fspath(v))  # config.json holds strings
-            _named(name, getattr(self, name))
-        _named("out", self.out)
+            check_named(name, getattr(self, name))
+        check_named("out", self.out)
         if self.seed >= 2 ** 31:  # seeds are combined with ranks and steps into 64-bit generator seeds
             raise ConfigError(f"seed={self.seed} must be below 2^31")
         _bools(self)
@@ -427,16 +426,20 @@ class TrainConfig:
         if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
             raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "
                               f"has no loss term to train with; give one of them a weight > 0")
-        if self.variant == "clr" and self.lambda_z == 0:
-            # E's only training signal: its encoded outputs and measures (evaluate, compare) were a random network's
-            raise ConfigError("variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E "
-                              "untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
-                              "variant=pix2pix for a model without E")
         if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
             raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
                               f"use nz > 0 or lambda_ms=0")
         self.data.check_fits(self.model)
         self._check_evaluation()
+
+    def check_trainable(self) -> None:
+        """What a training refuses to start with, which a stored config may hold (a checkpoint trained so by an
+        earlier version still samples): cLR-GAN without the latent regression, E's only training signal (its
+        encoded outputs and measures, evaluate's and compare's, were a random network's)."""
+        if self.variant == "clr" and self.lambda_z == 0:
+            raise ConfigError("variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E "
+                              "untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
+                              "variant=pix2pix for a model without E")
 
     def _check_evaluation(self) -> None:
         """eval_metrics (kept as "l1,fid") and keep_best: a measure evaluate makes, among the metrics asked

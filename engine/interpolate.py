@@ -27,7 +27,7 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_bool, check_int
+from .config import MAX_SEED, check_bool, check_int, check_named
 from .errors import ConfigError, DivergenceError
 from .images import (
     OutputNames,
@@ -148,6 +148,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     ranks that share the inputs under torchrun, as in sample (rank 0 writes path.json and index.html once every
     share is written: one process's files).
     Returns the folder."""
+    check_named("out", out)  # ("" wrote the gallery into the current folder, among its files)
     mp4, progress = check_bool("mp4", mp4, optional=True), check_bool("progress", progress)  # (skip_bad: DataConfig's)
     if mode not in INTERP_MODES:
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(INTERP_MODES)}")

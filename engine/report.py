@@ -553,7 +553,7 @@ def measured_with(row: dict, fid: bool = True) -> str:
     said = []
     if isinstance(lp := row.get("lpips"), dict):
         said.append(f"LPIPS: alex v{lp.get('version')}, {lp.get('pairs')} pairs"
-                    + ("; ± the standard error of its mean over the pairs, as evaluate prints it: models a few of "
+                    + ("; ± the standard error of its mean over the pairs, as evaluate prints it: figures a few of "
                        "these apart or closer are within noise." if _number(lp.get("stderr")) else "."))
     if fid and isinstance(n := row.get("fid_images"), dict) and _number(row.get("fid")):
         few = min(n.values()) < 2048

@@ -35,7 +35,7 @@ from bicyclegan.pipelines.errors import alike, plural
 from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.loader import dali_available
 
-from .config import DataConfig, ModelConfig, TrainConfig, refuse_unused_sizes, split_fields
+from .config import DataConfig, ModelConfig, TrainConfig, check_named, refuse_unused_sizes, split_fields
 from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError
 
 if dist.is_available():
@@ -553,6 +553,7 @@ def _with_options(cfg: TrainConfig, out, options: dict) -> TrainConfig:
 
 def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
     """Inference data: the folder given, else the one the model was trained on (stored in its config)."""
+    check_named("dataroot", dataroot)  # ("" was the model's own folder, said as "names none; pass --dataroot")
     root = dataroot or cfg.data.dataroot
     if root is None:
         raise DatasetError("no dataset folder: this model's config names none; pass --dataroot")
@@ -573,7 +574,9 @@ def default_phase(root) -> str:
 
 def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
     """Options this machine cannot run, refused before a run folder is written (they failed at the
-    first step or the first batch, after it, and the folder then blocked the rerun)."""
+    first step or the first batch, after it, and the folder then blocked the rerun), and those no training
+    starts with (TrainConfig.check_trainable)."""
+    cfg.check_trainable()
     from bicyclegan.kernels._impl import runs_triton, triton_available
     if cfg.cuda_graph and device.type != "cuda":
         raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "

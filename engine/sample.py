@@ -15,7 +15,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.sharding import shard_range
 
-from .config import MAX_SEED, check_bool, check_int
+from .config import MAX_SEED, check_bool, check_int, check_named
 from .errors import ConfigError, DivergenceError
 from .images import (
     OutputNames,
@@ -121,6 +121,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                           f"(the width:height stretch of the saved images)")
     sync, spread, progress = check_bool("sync", sync), check_bool("spread", spread), check_bool("progress", progress)
     encode = check_bool("encode", encode, optional=True)  # (skip_bad: DataConfig's)
+    check_named("out", out)  # ("" wrote the gallery into the current folder, among its files)
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("sample: give `out` when passing a model object")
     # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a

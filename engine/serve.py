@@ -334,11 +334,13 @@ MAX_JSON_BYTES = 1 << 20  # 16 codes of a few thousand numbers each fit many tim
 
 
 def _host_name(netloc: str) -> str:
-    """The host of a Host header or an origin's netloc, without the port ("[::1]:7860" -> "::1")."""
-    return urlsplit(f"//{netloc}").hostname or ""
+    """The host of a Host header or an origin's netloc, without the port or a fully qualified name's last dot
+    ("[::1]:7860" -> "::1", "box.example.:7860" -> "box.example")."""
+    return (urlsplit(f"//{netloc}").hostname or "").rstrip(".")
 
 
-def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False):
+def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False,
+             allow_hosts=()):
     """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
     site is refused (any page the user visits could otherwise post to the API: uploads, compute);
     local_only: requests must also name this machine in their Host header (a site whose name points
@@ -346,7 +348,8 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     `host`, the address served (127.0.0.2 was refused at the address serve printed). network (served on
     another address, --host 0.0.0.0): a Host header must be an address or one of this machine's names (its
     host name, fully qualified or not), which a rebinding site's name is not (the check was off there, and a page
-    in a browser of this network could use the server through a name of its own)."""
+    in a browser of this network could use the server through a name of its own). allow_hosts: other names a Host
+    may be (a DNS alias, a proxy's name: --allow_host)."""
     _need_web()
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -354,9 +357,11 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     from starlette.requests import ClientDisconnect
 
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
-    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else [])}
-    if network:
-        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),
+             *(_host_name(n) for n in allow_hosts)}
+    if network:  # (mDNS answers for <host name>.local on a LAN)
+        own = socket.gethostname().lower()
+        names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}
     page = PAGE.read_text(encoding="utf-8")
 
     def refused_host(netloc: str) -> str | None:
@@ -366,7 +371,7 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
             return f"Host {netloc!r} is not this machine's name: refused"
         if network and name not in names and not _is_address(name):
             return (f"Host {netloc!r} is neither an address nor this machine's name ({socket.gethostname()}): "
-                    f"refused, as a site's own name for this server would be")
+                    f"refused, as a site's own name for this server would be; serve --allow_host {name} takes it")
         return None
 
     @app.exception_handler(RequestError)
@@ -489,10 +494,11 @@ def is_loopback(host: str) -> bool:
 def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, phase: str | None = None,
           num: int = 32, device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
           max_upload_pixels: int = MAX_UPLOAD_PIXELS, layout: str | None = None,
-          skip_bad: bool | None = None, **data_settings) -> None:
+          skip_bad: bool | None = None, allow_hosts=(), **data_settings) -> None:
     """Serve the explorer page for `model` (a BicycleGAN or a checkpoint path) until interrupted,
     with the first `num` inputs of dataroot/phase (default: the data the model was trained on)
-    and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default.
+    and uploads. Binds to host:port (port 0: a free one); only this machine can reach the default. allow_hosts:
+    names a request may call the server by besides this machine's own and its addresses (make_app).
     data_settings: direction, load_size, crop_size, preprocess, as Explorer takes them."""
     _need_web()
     import uvicorn
@@ -503,7 +509,8 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     except BaseException:
         sock.close()
         raise
-    app = make_app(explorer, local_only=is_loopback(host), host=host, network=not is_loopback(host))
+    app = make_app(explorer, local_only=is_loopback(host), host=host, network=not is_loopback(host),
+                   allow_hosts=tuple(allow_hosts))
     shown = f"[{host}]" if ":" in host else host
     print(f"explorer for {explorer.cfg.variant} (nz = {explorer.nz}, {plural(len(explorer.items), 'input')}) at "
           f"http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", file=sys.stderr)

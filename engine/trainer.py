@@ -1584,6 +1584,10 @@ class Trainer:
                   f"to train on, resume it with {longer}", file=sys.stderr)
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
+        if self.resume_path is not None and (self.run_dir / "report.html").is_file():
+            # The page says this run's length from its start: rewritten by sample or evaluate before this run's first
+            # grid, it kept the one of the run resumed ("step 265 of 100000" in a run of 400)
+            self.write_report()
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         t_last, step_last, aside = time.time(), self.step, 0.0
 

@@ -203,6 +203,8 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written;
     one this function was interrupted writing (its marker, .demo-writing, is there) is written again.
     """
+    if isinstance(root, str) and not root.strip():  # ("" wrote train/, val/ and test/ into the current folder)
+        raise ValueError(f"root={root!r} names no folder; give one")
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(h, w) < 16:
         raise ValueError(f"size must be >= 16, got {size}")

@@ -1,12 +1,13 @@
 """make_loader: the one entry point that checks a dataset and returns the loader of a backend."""
 import importlib.util
+import math
 import os
 
 import torch
 from PIL import Image
 
 from .files import MAX_PIXELS, find_samples, local_ranks, usable_cores
-from .spec import BACKENDS, LAYOUTS, LoaderSpec, as_hw
+from .spec import BACKENDS, LAYOUTS, RESIZING, LoaderSpec, as_hw
 
 
 def dali_available():
@@ -49,6 +50,7 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
                      num_workers=num_workers, max_pixels=max_pixels, max_dataset_size=max_dataset_size,
                      backend=backend, layout=layout, phase=phase, flip=flip, skip_bad=skip_bad, augment=augment,
                      shuffle=shuffle, drop_last=drop_last, device=device, memory_format=memory_format)
+    check_load_size(load_size, preprocess, max_pixels)
     train = phase == "train"
     spec = LoaderSpec(
         load=as_hw(load_size, "load_size"), crop=as_hw(crop_size, "crop_size"), preprocess=preprocess,
@@ -93,6 +95,19 @@ def default_workers(backend, device):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_load_size(load_size, preprocess: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a resize to more pixels than the loaders take of a file (max_pixels, at least their default): a
+    load_size of 100000 was a MemoryError in a loader worker (30 GB a picture). scale_width's is counted square."""
+    h, w = as_hw(load_size, "load_size")
+    limit = max(max_pixels, MAX_PIXELS)
+    square = preprocess != "resize_and_crop" or h == w
+    n = h * w if preprocess == "resize_and_crop" else w * w
+    if preprocess in RESIZING and n > limit:
+        raise ValueError(f"load_size={load_size} resizes images to {n:,} pixels{' (a square one)' * square}, over the "
+                         f"{limit:,} the loaders take of a picture; use load_size <= {math.isqrt(limit)}, or raise "
+                         f"max_pixels")
 
 
 def _check_arguments(*, root, batch_size, rank, world_size, seed, num_workers, max_pixels, max_dataset_size,

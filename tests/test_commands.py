@@ -633,9 +633,28 @@ def test_an_empty_value_is_refused_by_the_options_name(argv, capsys, tmp_path, m
         main(argv)
     name = {"train": "--out", "serve": "--host", "download": "--mirror", "compare": "models"}.get(
         argv[0], "--phase" if "--phase" in argv else "checkpoint")
+    command = "download dataset" if argv[0] == "download" else argv[0]  # (its own usage, not download's)
     assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
-        f"bicyclegan {argv[0]}: error: argument {name}: an empty value names nothing; give one, or leave the option "
-        f"out")
+        f"bicyclegan {command}: error: argument {name}: an empty value names nothing; give one"
+        + (", or leave the option out" if name.startswith("--") else ""))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_refuses_an_empty_out_or_dataroot_too(batchnorm_model, demo_root, tmp_path, monkeypatch):
+    # sample(m, root, out="") wrote its gallery into the current folder, as did interpolate and compare; sample(m, "")
+    # read the model's own data ("this model's config names none; pass --dataroot" where it named none);
+    # make_demo_dataset("") wrote train/, val/ and test/ there
+    from bicyclegan.engine import compare, interpolate
+    from bicyclegan.pipelines import make_demo_dataset
+    monkeypatch.chdir(tmp_path)
+    calls = [lambda: sample(batchnorm_model, demo_root, out="", num=1), lambda: sample(batchnorm_model, " ", out="o"),
+             lambda: interpolate(batchnorm_model, demo_root, out=""),
+             lambda: compare([batchnorm_model, batchnorm_model], demo_root, out="")]
+    for call, name in zip(calls, ("out", "dataroot", "out", "out")):
+        with pytest.raises(ConfigError, match=f"{name}=' ?' names no folder or file; give one"):
+            call()
+    with pytest.raises(ValueError, match="root='' names no folder; give one"):
+        make_demo_dataset("")
     assert list(tmp_path.iterdir()) == []
 
 

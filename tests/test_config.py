@@ -423,18 +423,23 @@ def test_a_variant_whose_terms_all_weigh_zero_is_refused(variant, terms):
             f"variant={variant} with {', '.join(f'{n}=0.0' for n in terms)} has no loss term to train with; "
             f"give one of them a weight > 0")
     for n in terms:
-        if variant == "clr" and n != "lambda_z":  # (E untrained: below)
-            continue
         assert getattr(train(variant=variant, **{**zeros, n: 0.5}), n) == 0.5
 
 
 def test_clr_without_the_latent_regression_is_refused():
     # cLR-GAN trains E by |E(G(A, z)) - z| alone: with lambda_z=0 it stayed as initialised, and evaluate and compare
     # reported its encoded outputs' measures as the model's
-    refused(lambda: train(variant="clr", lambda_z=0.0), "variant=clr trains its encoder E by the latent regression "
-            "alone: lambda_z=0 leaves E untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
-            "variant=pix2pix for a model without E")
-    assert train(variant="clr", lambda_z=0.1).lambda_z == 0.1 and train(variant="bicycle", lambda_z=0.0).lambda_z == 0
+    # Refused where a training starts (train, its dry run, Trainer); a stored config of an earlier version's such run
+    # still loads, to sample from (its random z need no E)
+    from bicyclegan.engine.runtime import check_runnable
+    refused(lambda: check_runnable(train(variant="clr", lambda_z=0.0), torch.device("cpu")),
+            "variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E untrained, its "
+            "encoded outputs a random network's; give lambda_z > 0, or use variant=pix2pix for a model without E")
+    assert TrainConfig.from_dict(train(variant="clr", lambda_z=0.0).to_dict()).lambda_z == 0
+    check_runnable(train(variant="clr", lambda_z=0.1), torch.device("cpu"))
+    check_runnable(train(variant="bicycle", lambda_z=0.0), torch.device("cpu"))
+    from bicyclegan.engine.cli import main
+    assert main(["train", "--dry-run", "--variant", "clr", "--lambda_z", "0"]) == 2
 
 
 def test_which_variants_use_the_encoder():
@@ -446,12 +451,17 @@ def test_which_variants_use_the_encoder():
 def test_a_load_size_whose_images_pass_max_pixels_is_refused():
     # --load_size 100000 was a MemoryError in a loader worker (30 GB a picture), and train --dry-run passed it
     refused(lambda: DataConfig(load_size=100_000), "load_size=100000 resizes images to 10,000,000,000 pixels (a "
-            "square one), over max_pixels=50,000,000; use load_size <= 7071, or raise max_pixels")
+            "square one), over the 50,000,000 the loaders take of a picture; use load_size <= 7071, or raise "
+            "max_pixels")
     assert DataConfig(load_size=7071).load_size == 7071 and DataConfig(load_size=100_000, preprocess="crop")
     assert DataConfig(load_size=100_000, max_pixels=10 ** 10).load_size == 100_000
-    refused(lambda: DataConfig(load_size=300, max_pixels=300 * 300 - 1, preprocess="scale_width"),
-            "load_size=300 resizes images to 90,000 pixels (a square one), over max_pixels=89,999; use load_size "
-            "<= 299, or raise max_pixels")
+    refused(lambda: DataConfig(load_size=8000, preprocess="scale_width"), "load_size=8000 resizes images to "
+            "64,000,000 pixels (a square one), over the 50,000,000 the loaders take of a picture; use load_size <= "
+            "7071, or raise max_pixels")
+    assert DataConfig(max_pixels=1).load_size == 286  # (a lower limit for the files alone: the resize keeps its own)
+    from bicyclegan.pipelines import make_loader  # the pipelines' own entry, as the configs
+    with pytest.raises(ValueError, match="load_size=60000 resizes images to 3,600,000,000 pixels"):
+        make_loader("nowhere", batch_size=1, load_size=60000, crop_size=32, backend="torch", num_workers=0)
 
 
 @pytest.mark.parametrize("name", ["out", "dataroot", "init_from", "lpips_backbone"])

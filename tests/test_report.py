@@ -308,6 +308,22 @@ def test_grid_choice_is_stable_as_the_run_grows():
     assert spread(list(range(16)), 8) == [0, 4, 8, 12, 15]
 
 
+def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):
+    # The trainer wrote the page at sample intervals only: a page sample or evaluate rewrote before the resumed run's
+    # first grid kept the earlier run's length ("step 265 of 100000" in a run of 400)
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, demo_root, max_steps=2, sample_every=100), progress=False).train()
+    assert "step 2 of 2 " in (run / "report.html").read_text()
+    t = Trainer(tiny_cfg(run, demo_root, max_steps=4, sample_every=100), resume=True, progress=False)
+    seen, real = [], t.model.train_step
+    t.model.train_step = lambda batch: (seen.append((run / "report.html").read_text()), real(batch))[1]
+    t.train()
+    assert "step 2 of 4 " in seen[0]
+
+
 def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
     # The trainer rewrites the page at its sample steps, which need not be logged ones: the log's
     # last line (step 20 of fake_run) is older than the step the trainer gives.

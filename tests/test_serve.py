@@ -527,13 +527,16 @@ def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explo
     assert TestClient(other, base_url="http://127.0.0.3:7860").get("/api/info").status_code == 421
     # Served to the network (--host 0.0.0.0): reached by an address or this machine's name, not by another name (the
     # check was off: a rebinding site's name for the server passed, and so did its Origin, the same name)
-    lan = make_app(explorer, host="0.0.0.0", network=True)
-    for base in ("http://192.168.1.5:7860", "http://[fe80::1]:7860", f"http://{socket.gethostname()}:7860",
-                 "http://localhost:7860"):
+    lan = make_app(explorer, host="0.0.0.0", network=True, allow_hosts=("Gpu-Box.lab.",))
+    own = socket.gethostname()
+    for base in ("http://192.168.1.5:7860", "http://[fe80::1]:7860", f"http://{own}:7860", f"http://{own}.:7860",
+                 f"http://{own.upper()}.local:7860", "http://localhost:7860", "http://gpu-box.lab:7860"):
         assert TestClient(lan, base_url=base).get("/api/info").status_code == 200, base
     r = TestClient(lan, base_url="http://evil.example:7860").post("/api/random", json={"n": 1},
                                                                    headers={"Origin": "http://evil.example:7860"})
-    assert r.status_code == 421 and "neither an address nor this machine's name" in r.json()["error"]
+    assert r.status_code == 421 and r.json()["error"].endswith(
+        "is neither an address nor this machine's name (" + own + "): refused, as a site's own name for this server "
+        "would be; serve --allow_host evil.example takes it")
     # HEAD, as curl -I and uptime checks ask (405 before)
     assert [local.head(p).status_code for p in ("/", "/api/info", "/api/image/d0/A")] == [200, 200, 200]
 
@@ -584,9 +587,10 @@ def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_it
     monkeypatch.setattr(serve_mod, "make_app", lambda ex, **kw: made.update(kw) or real(ex, **kw))
     monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: None)
     serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
-    assert made == {"local_only": True, "host": "127.0.0.1", "network": False}
-    serve_mod.serve(ckpt, demo_root, host="0.0.0.0", port=0, device="cpu", num=1)  # to the network: names checked
-    assert made == {"local_only": False, "host": "0.0.0.0", "network": True}
+    assert made == {"local_only": True, "host": "127.0.0.1", "network": False, "allow_hosts": ()}
+    serve_mod.serve(ckpt, demo_root, host="0.0.0.0", port=0, device="cpu", num=1,  # to the network: names checked
+                    allow_hosts=["gpu-box.lab"])
+    assert made == {"local_only": False, "host": "0.0.0.0", "network": True, "allow_hosts": ("gpu-box.lab",)}
     app = real(Explorer(ckpt, device="cpu"), local_only=True)
     assert TestClient(app, base_url="http://[::1]:7860").get("/api/info").status_code == 200
     split = tmp_path / "d" / "test"

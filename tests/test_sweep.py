@@ -880,3 +880,12 @@ def test_a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_the
     assert measure_cells(row, ["coverage", "fid"], {"fid": row}) == "<td>&lt;script&gt;</td><td><b>1.5</b></td>"
     page = render_sweep("r", [row])
     assert "<script>" not in page and "<i>" not in page and "&lt;i&gt;" in page
+
+
+def test_the_terminal_table_gives_lpips_with_the_standard_error_its_note_names():
+    # The note under the table spoke of a ± the table did not show (the page did)
+    lp = {"net": "alex", "version": "0.0", "pairs": "consecutive", "n_pairs": 10, "std": 0.03, "stderr": 0.01}
+    rows = [{"checkpoint": f"epoch_{e}.pt", "epoch": e, "step": 2 * e, "diversity_lpips": 0.5 + e / 100, "lpips": lp}
+            for e in (1, 2)]
+    table = format_sweep(rows)
+    assert "0.5100 ± 0.0100" in table and "0.5200 ± 0.0100" in table and "± the standard error" in table

@@ -394,6 +394,16 @@ SIDECAR = [TEX + "the_sidecar_says_the_variant_the_batch_bound_and_how_sample_dr
 NO_ORT = [TEX + "onnx_without_onnxruntime_is_checked_and_says_so"]
 EMPTY = [TCM + "an_empty_value_is_refused_by_the_options_name"]
 EMPTY_PATH = [TCF + "an_empty_path_is_refused"]
+RESUMED_LENGTH = [TRP + "a_resumed_run_says_its_own_length_from_its_start"]
+SWEEP_PM = [TSW + "the_terminal_table_gives_lpips_with_the_standard_error_its_note_names"]
+ARITH = ["tests/test_trainer.py::test_a_resume_that_changes_how_the_step_computes_says_so"]
+OLD_ONNX = [TEX + "an_onnx_exporter_without_what_the_export_needs_is_said_so"]
+MPS = ["tests/test_commands.py::test_devices_are_named_as_the_commands_take_them_and_a_models_own_is_kept"]
+CASE_BLIND = ["tests/test_user_paths.py::test_output_names_are_apart_as_case_blind_file_systems_tell_them_apart"]
+NO_SIGWAIT = ["tests/test_stop.py::test_without_sigwaitinfo_a_signal_to_the_process_group_still_stops_with_a_"
+              "checkpoint"]
+NO_UNIX = ["tests/test_optional_imports.py::test_the_package_imports_and_trains_without_what_only_unix_has"]
+EMPTY_API = ["tests/test_commands.py::test_the_python_api_refuses_an_empty_out_or_dataroot_too"]
 LOAD_PIXELS = [TCF + "a_load_size_whose_images_pass_max_pixels_is_refused"]
 STRETCH = ["tests/test_workflow.py::test_sample_default_phase_direction_and_aspect_ratio"]
 MIRROR = ["tests/test_download.py::test_urls_are_the_reference_scripts_and_a_mirror_keeps_the_path"]
@@ -775,8 +785,8 @@ MUTANTS = [
      DRY_ALL),
     ('CX14', T, '    return [row for row in _eval_rows(run_dir) if row["step"] <= step], best',
      '    return _eval_rows(run_dir), best', DRY_ALL),
-    ('CX15', T, '    if idle is not None and not idle._training:\n        return\n    try:\n        fd = os.open(',
-     '    try:\n        fd = os.open(', DRY_ALL),
+    ('CX15', T, '    if (idle is not None and not idle._training) or fcntl is None:\n        return\n    try:\n',
+     '    if fcntl is None:\n        return\n    try:\n', DRY_ALL),
     # import-official: a --load_size its preprocess does not use, refused as train refuses it
     ('CX16', CLI, '{"load_size": data.get("load_size")}, "as given" if "preprocess" in data',
      '{"load_size": None}, "as given" if "preprocess" in data', IMPORT_SIZES),
@@ -845,7 +855,7 @@ MUTANTS = [
      RACE + STALE),
     ('NL16', AT, '    except (ProcessLookupError, OverflowError):\n        return True',
      '    except (ProcessLookupError, OverflowError):\n        return False', STALE),
-    ('NL17', AT, '    if host != _HOST:\n        return False', '    if False:\n        return False', STALE),
+    ('NL17', AT, '    if host != _HOST or os.name == "nt":', '    if os.name == "nt":', STALE),
     ('NL18', AT, '    if not (pid.isdigit() and letters):\n        return True',
      '    if not (pid.isdigit() and letters):\n        return False', STALE),
     ('NL19', AT, '    except PermissionError:  # there is: another user\'s\n        return False',
@@ -1015,16 +1025,16 @@ MUTANTS = [
     ('DE34', "engine/compare.py", ' + (f", {given.count(\'\')} of them empty" if "" in given else "")', '',
      NAMES_EMPTY),
     # session 36's user passes (US01-US57)
-    ('US01', TR, '    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)',
-     '    SIGNALS = (signal.SIGINT, signal.SIGTERM)', HANG_UP),
+    ('US01', TR, '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))',
+     '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM)', HANG_UP),
     ('US02', IO, 'if not (isinstance(e, BrokenPipeError) or e.errno == errno.EIO):',
      'if not isinstance(e, BrokenPipeError):', HANG_UP),
     ('US03', CLI, '            say(sys.stderr, f"{stopped}\\n")', '            print(stopped, file=sys.stderr)',
      HANG_UP),
-    ('US04', CL, 'STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}', 'STOP_SIGNALS = {signal.SIGINT, '
-     'signal.SIGTERM}', HANG_UP),
-    ('US05', TR, '(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if counts[sig]',
-     '(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if counts[sig]', HANG_UP),
+    ('US04', CL, 'STOP_SIGNALS = {s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))',
+     'STOP_SIGNALS = {s for s in (signal.SIGINT, signal.SIGTERM)', HANG_UP),
+    ('US05', TR, 'STOP_ORDER = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT)',
+     'STOP_ORDER = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None))', HANG_UP),
     ('US06', IP, '    if (n_frames := (n_codes - 1) * frames + 1) > MAX_FRAMES:', '    if False:', FRAMES),
     ('US07', IP, '    refs = None if refs is None else list(refs)', '    pass', FRAMES),
     ('US08', TR, '    if saved_digest is not None and saved_digest != digest:', '    if False:',
@@ -1177,8 +1187,8 @@ MUTANTS = [
     ('SQ07', SV, '        rows = max(1, FORWARD_PIXELS // (A.shape[-2] * A.shape[-1]))', '        rows = n', BATCHES),
     ('SQ08', SV, '                if self.stopping:', '                if False:', BATCHES),
     ('SQ09', SV, 'or sum(self.uploads.values()) > 4 * 3 * self.max_upload_pixels)', ')', KEPT),
-    ('SQ10', SV, '    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else [])}',
-     '    names = {*LOCAL_NAMES}', HOSTS),
+    ('SQ10', SV, '    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),',
+     '    names = {*LOCAL_NAMES,', HOSTS),
     ('SQ11', SV, '        except ClientDisconnect:', '        except RuntimeError:', GONE),
     ('SQ12', SV, '@app.api_route("/api/info", methods=["GET", "HEAD"])', '@app.get("/api/info")', HOSTS),
     ('SQ13', SV, '                explorer.stopping = True\n', '', STOPS),
@@ -1198,8 +1208,8 @@ MUTANTS = [
     ('SQ23', CK, '    state = rng_state(device, host=True)', '    state = rng_state(device)', CZ_KEPT),
     ('SQ24', CK, '    state = {"torch": torch.get_rng_state()}\n    if host:',
      '    state = {"torch": torch.get_rng_state()}\n    if True:', SAME_FILE),
-    ('SQ25', T, '        if self.main and (changed := _rounding_changes(state.get("config"), self.cfg)):',
-     '        if False and (changed := _rounding_changes(state.get("config"), self.cfg)):', ROUNDING),
+    ('SQ25', T, '        if self.main and (changed := _rounding_changes(state, self.cfg, self.model)):',
+     '        if False and (changed := _rounding_changes(state, self.cfg, self.model)):', ROUNDING),
     ('SQ26', RT, '    if rank is None and world > 1:', '    if False:', LAUNCH),
     ('SQ27', RT, '    if rank is not None and rank >= world:', '    if False:', LAUNCH),
     ('SQ28', RT, '        if value is None or value < low:', '        if value is None:', LAUNCH),
@@ -1265,6 +1275,8 @@ MUTANTS = [
     ('HS13', R, ' or type(row.get("step")) is not int or type(row.get("epoch", 0)) is not int:',
      ' or type(row.get("step")) is not int:', NO_EPOCH),
     ('HS14', CFG, '        if self.variant == "clr" and self.lambda_z == 0:', '        if False:', CLR_Z),
+    ('HS40', RT, '    starts with (TrainConfig.check_trainable)."""\n    cfg.check_trainable()',
+     '    starts with (TrainConfig.check_trainable)."""', CLR_Z),
     ('HS15', R, '    if key == "diversity_lpips" and _number(v) and isinstance(lp, dict)',
      '    if False and key == "diversity_lpips" and _number(v) and isinstance(lp, dict)', STDERR),
     ('HS16', CLI, '"the checkpoint could not be measured")', '"the checkpoint could be measured")', ONE_CKPT),
@@ -1273,8 +1285,9 @@ MUTANTS = [
     ('HS19', DL, '    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:', '    except () as e:',
      ARCHIVE),
     ('HS20', SV, '        if network and name not in names and not _is_address(name):', '        if False:', LAN),
-    ('HS21', SV, '        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}', '        pass', LAN),
-    ('HS22', SV, 'network=not is_loopback(host))', 'network=False)', LAN_SERVE),
+    ('HS21', SV, '        names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}', '        pass', LAN),
+    ('HS22', SV, 'network=not is_loopback(host),', 'network=False,', LAN_SERVE),
+    ('HS39', SV, '             *(_host_name(n) for n in allow_hosts)}', '             }', LAN),
     ('HS23', EX, '        if path.is_file() and (path.suffix.lower() in',
      '        if False and (path.suffix.lower() in', RUN_FILES),
     ('HS24', EX, '        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)\n'
@@ -1290,10 +1303,28 @@ MUTANTS = [
      '            if False and any(isinstance(v, str) and not v.strip() for v in', EMPTY),
     ('HS31', CLI, '            for sub in action.choices.values():\n                yield from _all_actions(sub)',
      '            yield from ()', EMPTY),
-    ('HS32', CFG, '        _named("out", self.out)', '        pass', EMPTY_PATH),
-    ('HS33', CFG, '        _named("dataroot", self.dataroot)', '        pass', EMPTY_PATH),
-    ('HS34', CFG, '        if self.preprocess in RESIZING and self.load_size ** 2 > self.max_pixels:',
-     '        if False:', LOAD_PIXELS),
+    ('HS32', CFG, '        check_named("out", self.out)', '        pass', EMPTY_PATH),
+    ('HS33', CFG, '        check_named("dataroot", self.dataroot)', '        pass', EMPTY_PATH),
+    ('HS41', "engine/sample.py", '    check_named("out", out)  # ("" wrote', '    pass  # ("" wrote', EMPTY_API),
+    ('HS42', RT, '    check_named("dataroot", dataroot)  # ("" was', '    pass  # ("" was', EMPTY_API),
+    ('HS43', T, '        if self.resume_path is not None and (self.run_dir / "report.html").is_file():',
+     '        if False:', RESUMED_LENGTH),
+    ('HS44', SW, '    return measure_value(row, key) if key == "diversity_lpips" else _cell(row.get(key))',
+     '    return _cell(row.get(key))', SWEEP_PM),
+    ('HS45', CK, '"arithmetic": arithmetic(model), ', '', ARITH),
+    ('HS46', T, '            if was.get(key) is not None and said is not None and was[key] != said:',
+     '            if False:', ARITH),
+    ('HS47', EX, '    if missing := [p for p in ("dynamo", "dynamic_shapes", "external_data") if p not in taken]:',
+     '    if missing := []:', OLD_ONNX),
+    ('HS48', RT, '        if dev.type not in ("cpu", "cuda"):', '        if False:', MPS),
+    ('HS49', IM, '        return unicodedata.normalize("NFC", name).casefold()', '        return name', CASE_BLIND),
+    ('HS50', "pipelines/cpu_loader.py",
+     '        for sig in STOP_SIGNALS:\n            signal.signal(sig, signal.SIG_IGN)\n', '', NO_SIGWAIT),
+    ('HS51', T, "except ImportError:  # Windows: the run folder's lock",
+     "except OSError:  # Windows: the run folder's lock", NO_UNIX),
+    ('HS52', T, '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))',
+     '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)', NO_UNIX),
+    ('HS34', "pipelines/loader.py", '    if preprocess in RESIZING and n > limit:', '    if False:', LOAD_PIXELS),
     ('HS35', "engine/sample.py", '            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):',
      '            and aspect_ratio > 0):', STRETCH),
     ('HS36', DL, '        m.port  # (its parse', '        m  # (its parse', MIRROR),
