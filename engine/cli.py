@@ -276,6 +276,16 @@ def _unused_by_objective(cfg: TrainConfig) -> dict[str, str]:
         why["use_dropout"] = (f"G's dropout goes on its levels between the 5th and the bottom one, as in the "
                               f"reference, and this U-Net of {m.unet_depth} levels ({h}x{w}) has none (64 px: one)")
     used_d = [d for d, net in (("D", m.netD), ("D2", m.netD2)) if d in cfg.trained_networks]
+    # (a run with lambda_GAN=0 built no D, and recorded --netD, --conditional_D or --gan_mode it never had)
+    if "D" not in used_d and not (v == "bicycle" and m.use_same_D):
+        why["netD"] = (f"lambda_GAN=0 leaves out {'the encoded branch' if v == 'bicycle' else v}'s GAN term: no D is "
+                       f"built")
+    if not used_d:
+        gone = "lambda_GAN=0" + (" and lambda_GAN2=0" if v == "bicycle" else "")
+        for name in ("ndf", "conditional_D", "gan_mode", "num_Ds"):
+            why[name] = f"{gone}: no discriminator is built"
+        if v == "bicycle":
+            why["use_same_D"] = f"{gone}: no discriminator is built to share"
     if used_d and not any((m.netD if d == "D" else m.netD2).endswith("_multi") for d in used_d):
         nets = " and ".join(f"{'netD' if d == 'D' else 'netD2'}={m.netD if d == 'D' else m.netD2}" for d in used_d)
         why["num_Ds"] = (f"it counts the scales of a multi-scale discriminator (*_multi), and {nets} "

@@ -781,6 +781,15 @@ def test_evaluation_options_taken_where_they_count_and_kept_by_a_resumed_run(tmp
      "it out"),
     (["--variant", "cvae", "--num_Ds", "1", "--netD", "basic_128"], "--num_Ds changes nothing: it counts the "
      "scales of a multi-scale discriminator (*_multi), and netD=basic_128 has one; leave it out"),
+    # no D (lambda_GAN=0), no discriminator at all: --netD, --conditional_D, --gan_mode... were recorded, never had
+    (["--lambda_GAN", "0", "--netD", "basic_128"], "--netD changes nothing: lambda_GAN=0 leaves out the encoded "
+     "branch's GAN term: no D is built; leave it out"),
+    (["--lambda_GAN", "0", "--lambda_GAN2", "0", "--conditional_D", "--gan_mode", "vanilla", "--ndf", "4",
+      "--use_same_D"], "--ndf, --conditional_D, --gan_mode change nothing: lambda_GAN=0 and lambda_GAN2=0: no "
+     "discriminator is built; --use_same_D changes nothing: lambda_GAN=0 and lambda_GAN2=0: no discriminator is built "
+     "to share; leave them out"),
+    (["--variant", "clr", "--lambda_GAN", "0", "--num_Ds", "1"], "--num_Ds changes nothing: lambda_GAN=0: no "
+     "discriminator is built; leave it out"),
 ])
 def test_an_objective_option_the_variant_has_no_use_for_is_refused(tmp_path, capsys, given, said):
     # A researcher's ablation: train --variant cvae --lambda_z 3 trained on, config.json recording a term the run
@@ -796,7 +805,8 @@ def test_an_objective_option_the_variant_has_no_use_for_is_refused(tmp_path, cap
 @pytest.mark.parametrize("given", [
     ["--variant", "cvae", "--lambda_kl", "0.1", "--lambda_GAN", "2", "--no-use_same_D"],  # (a switch given off)
     ["--variant", "clr", "--lambda_z", "1"], ["--variant", "bicycle", "--lambda_GAN2", "0", "--netD", "basic_128"],
-    ["--num_Ds", "1", "--netD", "basic_128", "--netD2", "basic_128_multi"], ["--use_dropout", "--crop_size", "64"]])
+    ["--num_Ds", "1", "--netD", "basic_128", "--netD2", "basic_128_multi"], ["--use_dropout", "--crop_size", "64"],
+    ["--lambda_GAN", "0", "--ndf", "8", "--gan_mode", "vanilla", "--netD2", "basic_128"]])  # (D2 still is)
 def test_the_options_the_variant_uses_are_taken(capsys, given):
     assert main(["train", "--dry-run", *given]) == 0, capsys.readouterr().err
 

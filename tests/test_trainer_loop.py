@@ -431,7 +431,8 @@ def test_going_back_shows_the_kept_steps_not_the_abandoned_ones(tmp_path, data):
     assert (run / "samples" / "latest.png").read_bytes() == grids[0]
     assert not (run / "eval.json").exists()
     page = (run / "report.html").read_text()
-    assert "step 4 (epoch 1)" in page and "step_0000006.png" not in page and "step_0000004.png" in page
+    # (the run's length as its page recorded it: the resumed run's, which train() writes again as it starts)
+    assert "step 4 of 12 (epoch 1 of 3)" in page and "step_0000006.png" not in page and "step_0000004.png" in page
     assert ">G_L1 <tspan class=\"v\">4</tspan>" in page  # the kept log's last value, step 4's (G_L1 = k)
 
 

@@ -403,6 +403,7 @@ CASE_BLIND = ["tests/test_user_paths.py::test_output_names_are_apart_as_case_bli
 NO_SIGWAIT = ["tests/test_stop.py::test_without_sigwaitinfo_a_signal_to_the_process_group_still_stops_with_a_"
               "checkpoint"]
 NO_UNIX = ["tests/test_optional_imports.py::test_the_package_imports_and_trains_without_what_only_unix_has"]
+NO_D = ["tests/test_reliability.py::test_an_objective_option_the_variant_has_no_use_for_is_refused"]
 EMPTY_API = ["tests/test_commands.py::test_the_python_api_refuses_an_empty_out_or_dataroot_too"]
 LOAD_PIXELS = [TCF + "a_load_size_whose_images_pass_max_pixels_is_refused"]
 STRETCH = ["tests/test_workflow.py::test_sample_default_phase_direction_and_aspect_ratio"]
@@ -1324,6 +1325,8 @@ MUTANTS = [
      "except OSError:  # Windows: the run folder's lock", NO_UNIX),
     ('HS52', T, '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))',
      '    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)', NO_UNIX),
+    ('HS53', CLI, '    if "D" not in used_d and not (v == "bicycle" and m.use_same_D):', '    if False:', NO_D),
+    ('HS54', CLI, '    if not used_d:\n        gone =', '    if False:\n        gone =', NO_D),
     ('HS34', "pipelines/loader.py", '    if preprocess in RESIZING and n > limit:', '    if False:', LOAD_PIXELS),
     ('HS35', "engine/sample.py", '            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):',
      '            and aspect_ratio > 0):', STRETCH),
