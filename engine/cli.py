@@ -747,7 +747,7 @@ def cmd_serve(args) -> int:
     from .serve import serve
     serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
           device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
-          layout=args.layout, skip_bad=args.skip_bad, allow_hosts=args.allow_host, **_data_settings(args))
+          layout=args.layout, skip_bad=args.skip_bad, allow_hosts=args.allow_host or (), **_data_settings(args))
     return 0
 
 
@@ -1083,7 +1083,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (default 32; 0: uploads only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--allow_host", action="append", default=[], metavar="NAME",
+    p.add_argument("--allow_host", action="append", default=None, metavar="NAME",
                    help="a name the page may be reached by besides this machine's own and its addresses (a DNS "
                    "alias, a proxy's); repeatable. Other names are refused: a site's own name for the server "
                    "(DNS rebinding)")

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from bicyclegan.pipelines import IMG_EXTENSIONS
+from bicyclegan.pipelines.atomic import is_stale, writer_tag
 
 from .checkpoint import save_checkpoint
 from .config import check_bool
@@ -288,14 +289,19 @@ def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) 
     """Fetch `url` (the recorded `address` or its mirror) into `part` and check its size and digest.
     Returns {"address", "url", "size", "sha256"}; a file that does not match is deleted."""
     announced = _fetch(url, part, part.name[1:].removesuffix(".part"), progress, by_hand)
-    size, digest = part.stat().st_size, _sha256(part)
+    try:
+        size, digest = part.stat().st_size, _sha256(part)
+    except FileNotFoundError:  # (a traceback)
+        raise DownloadError(f"{part} went away as this download ended: another download of the same file into "
+                            f"{part.parent} at once? Run one at a time") from None
     want = RECORDED.get(address)
     problem = (f"{size} bytes with SHA-256 {digest}, expected {want[0]} bytes with {want[1]}"
                if want and (size, digest) != tuple(want) else
                f"{size} bytes where the server announced {announced}" if announced not in (None, size) else None)
     if problem:
         _drop(part)
-        raise DownloadError(f"{url}: got {problem} (damaged in transfer, or another file at that address); "
+        raise DownloadError(f"{url}: got {problem} (damaged in transfer, another file at that address, or another "
+                            f"download writing the same partial file at once); "
                             f"run the command again to download it afresh, or check the mirror")
     if want is None:
         print(f"note: no size or digest is recorded for {address} in this version; what arrived: {size} bytes, "
@@ -460,8 +466,12 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         source = _download(address, url, part, progress, f"fetch {url} elsewhere and extract it "
                            f"so that {target} holds its train/, val/ or test/ folder")
         for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".extract", dir=dir))
+            # ...not another's still extracting (two jobs downloading one dataset at once): its folder was deleted
+            # under it, renamed into place with a third of train/ and marked downloaded
+            tag = stale.name[len(name) + 2:-len(".extract")]
+            if is_stale(f".x.{tag}.tmp"):  # (the writer's process and machine in its name, as atomic_write's)
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{writer_tag()}-", suffix=".extract", dir=dir))
         try:
             _extract(part, tmp, url)
             root, splits = _dataset_root(tmp, url)

@@ -758,7 +758,13 @@ def page_kind(folder: Path) -> str:
     command run into another's folder leaves that one's sweep.json or compare.json: the page is the last
     one's); with none (a sweep whose --json went elsewhere, a page of an older version), by the folder's
     name as runtime.results_name makes it."""
-    found = [(f.stat().st_mtime_ns, what) for name, what in PAGE_KINDS.items() if (f := folder / name).is_file()]
+    found = []
+    for name, what in PAGE_KINDS.items():
+        try:
+            if (f := folder / name).is_file():
+                found.append((f.stat().st_mtime_ns, what))
+        except FileNotFoundError:  # removed between the two looks: a sample starting there drops its grid.png, and
+            pass                   # the training rewriting its report died of it (a reader never stops a training)
     if found:
         return max(found)[1]
     return ("every checkpoint evaluated" if folder.name.endswith("_sweep") else
@@ -860,7 +866,10 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     widths = [MAX_GRID_WIDTH] * (len(shown) - 1) + [MAX_LATEST_WIDTH]
     grids = []
     for p, w in zip(shown, widths):
-        uri, scale = grid_data_uri(p, cache, w)
+        try:
+            uri, scale = grid_data_uri(p, cache, w)
+        except FileNotFoundError:  # removed since the listing (a resume going back, in another process): not shown
+            continue
         grids.append((grid_step(p), uri, quote(p.relative_to(run).as_posix()), scale))
     if cache is not None:
         # Only the grids shown stay encoded, as shown: a grid the spread has passed over never comes

@@ -50,6 +50,11 @@ def write_reason(err: BaseException, folder: Path) -> str:
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
+def writer_tag() -> str:
+    """This process and machine, in the names of its temporary files and folders ("<pid>-<host>"), for is_stale."""
+    return f"{os.getpid()}-{_HOST}"
+
+
 def is_stale(temp: str | os.PathLike) -> bool:
     """Whether a temp file of atomic_write cannot belong to a write in progress: its process is gone (a
     kill -9 skips all cleanup). Another machine's is never stale here (its processes cannot be seen); a
@@ -114,7 +119,7 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
     (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
     (mkstemp makes 0600): (its open descriptor, its path)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{os.getpid()}-{_HOST}-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{writer_tag()}-", suffix=suffix, dir=path.parent)
     os.chmod(tmp, 0o666 & ~UMASK)
     return fd, tmp
 

@@ -476,11 +476,34 @@ def test_an_archive_without_a_top_folder_gets_the_usual_permissions_and_old_extr
     # mkdtemp's 0700 was renamed into place; a run killed while extracting left its hidden folder.
     server.files[FACADES] = tar_gz({k.removeprefix("facades/"): v for k, v in dataset("facades").items()})
     (tmp_path / ".facades.k1ll3d.extract" / "train").mkdir(parents=True)
+    # another download of facades into the folder, still extracting (this process stands in for it: alive), is left
+    # alone: it was deleted under the other, which renamed a third of train/ into place and marked it downloaded
+    from bicyclegan.pipelines.atomic import writer_tag
+    alive = tmp_path / f".facades.{writer_tag()}-a1b2c3.extract"
+    (alive / "train").mkdir(parents=True)
+    dead = tmp_path / f".facades.{2 ** 22 + 17}-{writer_tag().split('-')[1]}-d4e5f6.extract"  # (no such pid)
+    dead.mkdir()
     root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
     umask = os.umask(0)
     os.umask(umask)
     assert root.stat().st_mode & 0o777 == 0o777 & ~umask
-    assert leftovers(tmp_path) == ["facades"]
+    assert leftovers(tmp_path) == [alive.name, "facades"]
+
+
+def test_a_partial_file_another_download_removed_is_said_so(server, tmp_path, monkeypatch):
+    # Two downloads of one dataset into one folder share its partial file: the one whose file the other had dropped
+    # ended in a FileNotFoundError traceback
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    real = dl._fetch
+
+    def fetch_then_lose(url, part, *a, **k):
+        announced = real(url, part, *a, **k)
+        part.unlink()  # (the other download's doing)
+        return announced
+    monkeypatch.setattr(dl, "_fetch", fetch_then_lose)
+    with pytest.raises(DownloadError, match=r"\.facades\.tar\.gz\.part went away as this download ended: another "
+                                            r"download of the same file into .* at once\? Run one at a time"):
+        dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
 
 
 def test_resuming_checks_the_size_where_the_server_ignores_if_range_and_leaves_no_orphan(server, tmp_path,

@@ -308,6 +308,34 @@ def test_grid_choice_is_stable_as_the_run_grows():
     assert spread(list(range(16)), 8) == [0, 4, 8, 12, 15]
 
 
+def test_files_removed_while_the_page_is_written_are_left_out_not_fatal(tmp_path, monkeypatch):
+    # sample starting in results/test drops its grid.png between the report's is_file() and stat(): the training
+    # rewriting its page died of the FileNotFoundError (a reader never stops a training); a grid a resume in another
+    # process deleted likewise
+    from pathlib import Path
+
+    from bicyclegan.engine import report as report_mod
+    run, _ = fake_run(tmp_path)
+    (run / "results" / "test").mkdir(parents=True)
+    (run / "results" / "test" / "index.html").write_text("x")
+    (run / "results" / "test" / "grid.png").write_bytes(b"x")
+    real_stat, real_uri = Path.stat, report_mod.grid_data_uri
+
+    def racing_stat(self, *a, **k):
+        if self.name == "grid.png":
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_stat(self, *a, **k)
+
+    def gone_grid(path, *a, **k):
+        if path.name == "step_0000200.png":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_uri(path, *a, **k)
+    monkeypatch.setattr(Path, "stat", racing_stat)
+    monkeypatch.setattr(report_mod, "grid_data_uri", gone_grid)
+    page = write_report(run).read_text()
+    assert "results/test/index.html" in page and "samples at step 200'" not in page and "samples at step 100'" in page
+
+
 def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):
     # The trainer wrote the page at sample intervals only: a page sample or evaluate rewrote before the resumed run's
     # first grid kept the earlier run's length ("step 265 of 100000" in a run of 400)

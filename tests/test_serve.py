@@ -591,6 +591,10 @@ def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_it
     serve_mod.serve(ckpt, demo_root, host="0.0.0.0", port=0, device="cpu", num=1,  # to the network: names checked
                     allow_hosts=["gpu-box.lab"])
     assert made == {"local_only": False, "host": "0.0.0.0", "network": True, "allow_hosts": ("gpu-box.lab",)}
+    from bicyclegan.engine.cli import main  # (the command's --allow_host, repeated)
+    assert main(["serve", str(ckpt), "--dataroot", str(demo_root), "--port", "0", "--device", "cpu", "--num", "1",
+                 "--allow_host", "a.lab", "--allow_host", "b.lab"]) == 0
+    assert made["allow_hosts"] == ("a.lab", "b.lab")
     app = real(Explorer(ckpt, device="cpu"), local_only=True)
     assert TestClient(app, base_url="http://[::1]:7860").get("/api/info").status_code == 200
     split = tmp_path / "d" / "test"
