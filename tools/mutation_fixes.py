@@ -57,7 +57,7 @@ docs/mutation-engine.md, "The authors' workflow, the evaluation's protocol and a
 (serve, torchrun, large data, the design documents, reproducibility, upgrades, the Python API, the commands'
 speed; SQ01-SQ55): docs/mutation-engine.md, "Jobs a scheduler restarts, the explorer under load, launches and
 data that cannot be read". Session 39's (the GPU-only code, exports used elsewhere, the pages, a security
-review, the paper's comparison, every option at its edges; HS02-HS54): docs/mutation-engine.md, "Pages that keep what
+review, the paper's comparison, every option at its edges; HS02-HS58): docs/mutation-engine.md, "Pages that keep what
 they said, files that are not the tool's, and every option at its edges".
 
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
@@ -373,7 +373,7 @@ BATCH_FORM = [MT + "a_batch_of_the_wrong_form_is_refused_naming_what_is_expected
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
 # security review, the paper's comparison, every option at its edges, the kernels' numerics; then torch versions,
-# other systems, the training options): HS02-HS54
+# other systems, the training options, two processes at once): HS02-HS58
 TRP, TCM, TCO = "tests/test_report.py::test_", "tests/test_commands.py::test_", "tests/test_compare.py::test_"
 TSW, TEX, TCF = "tests/test_sweep.py::test_", "tests/test_export.py::test_", "tests/test_config.py::test_"
 FINAL_TAG = [TRP + "a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file"]
