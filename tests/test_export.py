@@ -437,12 +437,10 @@ def test_an_export_replaces_no_run_file_and_a_failed_sidecar_keeps_the_earlier_p
         with pytest.raises(OutputError, match=r"config\.json exists and is not an earlier export's file"):
             export_generator(model, out, fmt=fmt, verify=False)
     assert (run / "config.json").read_text() == '{"variant": "bicycle"}' and sorted(os_names(run)) == ["config.json"]
-    export_generator(model, run / "g.pt2", batch=1, verify=False)
+    export_generator(model, run / "g.pt2", verify=False)
+    export_generator(model, run / "g.pt2", batch=1, verify=False)  # an earlier export's sidecar is replaced
+    assert not json.loads((run / "g.pt2.json").read_text())["dynamic_batch"]
     earlier = {p: p.read_bytes() for p in (run / "g.pt2", run / "g.pt2.json")}
-    export_generator(model, run / "g.pt2", verify=False)  # an earlier export's sidecar is replaced
-    assert json.loads((run / "g.pt2.json").read_text())["dynamic_batch"]
-    export_generator(model, run / "g.pt2", batch=1, verify=False)
-    assert {p: p.read_bytes() for p in earlier} == earlier  # (the same export again: the same bytes)
 
     def full(*a, **k):
         raise OutputError("cannot write export sidecar: no space left on device")
