@@ -262,7 +262,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     training = check_bool("training", training)
     if device is not None:  # "auto" as every command takes it ("Expected one of cpu, cuda, ..." from torch before)
         from .runtime import pick_device
-        device = pick_device(device if isinstance(device, str) else str(device))
+        device = pick_device(device)
     # A run folder was "checkpoint runs/x does not exist" for sample(), evaluate() and the other
     # functions, while export_generator() and the commands took it.
     path = find_checkpoint(path)

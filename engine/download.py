@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from bicyclegan.pipelines import IMG_EXTENSIONS
-from bicyclegan.pipelines.atomic import is_stale, writer_tag
+from bicyclegan.pipelines.atomic import writer_gone, writer_tag
 
 from .checkpoint import save_checkpoint
 from .config import check_bool
@@ -468,8 +468,7 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
             # ...not another's still extracting (two jobs downloading one dataset at once): its folder was deleted
             # under it, renamed into place with a third of train/ and marked downloaded
-            tag = stale.name[len(name) + 2:-len(".extract")]
-            if is_stale(f".x.{tag}.tmp"):  # (the writer's process and machine in its name, as atomic_write's)
+            if writer_gone(stale.name[len(name) + 2:-len(".extract")]):  # (its writer in its name: writer_tag)
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{writer_tag()}-", suffix=".extract", dir=dir))
         try:

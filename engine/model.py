@@ -128,7 +128,7 @@ class BicycleGAN(nn.Module):
         training = check_bool("training", training)
         if device is not None:  # "auto" and the commands' other names, their errors the project's own
             from .runtime import pick_device
-            device = pick_device(device if isinstance(device, str) else str(device))
+            device = pick_device(device)
         # A copy, checked again: the caller's config, changed after this (cfg.variant = "pix2pix" for the next
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")

@@ -633,13 +633,14 @@ def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:
                    else f"<td>{html.escape(measure_value(row, k))}</td>" for k in keys)
 
 
-def measure_value(row: dict, key: str) -> str:
-    """A measure as a table shows it: LPIPS diversity with its ± (the standard error of the mean, evaluate's): a
-    comparison's cells without it left two models 0.66 and 0.67 apart, within one standard error, looking ranked."""
+def measure_value(row: dict, key: str, plain=None) -> str:
+    """A measure as a table shows it (plain: the table's format of a value, default _value's): LPIPS diversity with
+    its ± (the standard error of the mean, evaluate's): a comparison's cells without it left two models 0.66 and 0.67
+    apart, within one standard error, looking ranked."""
     v, lp = row.get(key), row.get("lpips")
     if key == "diversity_lpips" and _number(v) and isinstance(lp, dict) and _number(lp.get("stderr")):
         return f"{v:.4f} ± {lp['stderr']:.4f}"
-    return _value(v)
+    return (plain or _value)(v)
 
 
 def _value(v) -> str:

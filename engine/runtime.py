@@ -51,7 +51,9 @@ if dist.is_available():
 def pick_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
     """"auto": this rank's GPU when CUDA is available, else the CPU. Under torchrun (world > 1) a
     CUDA device is always this rank's GPU, cuda:LOCAL_RANK, whatever index was named: ranks that
-    shared one GPU would make NCCL fail (e.g. a run begun with device=cuda:0, resumed under torchrun)."""
+    shared one GPU would make NCCL fail (e.g. a run begun with device=cuda:0, resumed under torchrun). name: a
+    str or a torch.device (the Python API's callers pass either)."""
+    name = name if isinstance(name, str) else str(name)
     if name == "auto":
         dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     else:

@@ -321,10 +321,6 @@ def _cell(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _sweep_cell(row: dict, key: str) -> str:
-    return measure_value(row, key) if key == "diversity_lpips" else _cell(row.get(key))
-
-
 def format_sweep(rows: list[dict]) -> str:
     """The rows as an aligned table for the terminal (one line per checkpoint), then the best of
     each measure in BEST and the option that picks that checkpoint."""
@@ -332,7 +328,7 @@ def format_sweep(rows: list[dict]) -> str:
     head = [*WHICH, *keys]
     # (LPIPS with its ±, as the page and the note under the table give it: measure_value)
     table = [head] + [[_cell(r.get(k)) for k in WHICH] + ([r["error"]] if "error" in r else
-                                                          [_sweep_cell(r, k) for k in keys]) for r in rows]
+                                                          [measure_value(r, k, _cell) for k in keys]) for r in rows]
     # An error row's text spans the measure columns: it neither sets their widths nor is cut off
     # where there are none.
     widths = [max(len(line[i]) for line in table if len(line) == len(head)) for i in range(len(head))]

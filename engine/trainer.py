@@ -253,10 +253,6 @@ class TrainingStopped(Exception):
         return type(self), self._args
 
 
-# Which stop a step says where several came (under torchrun, counted over the ranks): SIGTERM's, SIGHUP's, SIGINT's
-STOP_ORDER = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None)
-
-
 class StopSignals:
     """SIGINT, SIGTERM and SIGHUP while a training runs (a context for Trainer.train): the first one is
     noted in `received`, a plain attribute the loop reads, which stops after the iteration in progress
@@ -270,8 +266,9 @@ class StopSignals:
     be put back) and for one the process ignores (a script's background job starts with SIGINT
     ignored, which Python keeps: the script's Ctrl-C is not the job's; nohup ignores SIGHUP)."""
 
-    # (Windows has no SIGHUP: read here at import, the package did not import there)
-    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+    # In the order a step says which stopped it where several came (under torchrun, counted over the ranks). (Windows
+    # has no SIGHUP: read here at import, the package did not import there.)
+    SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None)
 
     def __init__(self):
         self.received = None  # the first signal.Signals
@@ -335,7 +332,7 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     values = total.tolist()
     if world > 1:
         counts = dict(zip(StopSignals.SIGNALS, values[len(names):]))
-        stop = next((sig for sig in sorted(counts, key=STOP_ORDER.index) if counts[sig]), None)
+        stop = next((sig for sig in StopSignals.SIGNALS if counts[sig]), None)
     return {k: v / (count * world) for k, v in zip(names, values)}, stop
 
 

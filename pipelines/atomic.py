@@ -59,7 +59,13 @@ def is_stale(temp: str | os.PathLike) -> bool:
     """Whether a temp file of atomic_write cannot belong to a write in progress: its process is gone (a
     kill -9 skips all cleanup). Another machine's is never stale here (its processes cannot be seen); a
     name without a writer (before writers were named) is a killed write's, as it always was."""
-    pid, host, letters = (Path(temp).name[1:-4].rpartition(".")[2].split("-", 2) + ["", ""])[:3]
+    return writer_gone(Path(temp).name[1:-4].rpartition(".")[2])
+
+
+def writer_gone(tag: str) -> bool:
+    """Whether the writer a name's "<pid>-<host>-<letters>" part names (writer_tag, then a temp name's letters) is
+    gone: is_stale's test, for the temporary folders of other writers too (a download's extraction)."""
+    pid, host, letters = (tag.split("-", 2) + ["", ""])[:3]
     if not (pid.isdigit() and letters):
         return True
     if host != _HOST or os.name == "nt":  # (Windows' os.kill with 0 sends a Ctrl-C event, it asks nothing)
