@@ -61,17 +61,6 @@ def _step(pool, x, mode):
     return step
 
 
-_COPY = {}
-
-
-def _copy_gbps(x, key):
-    if key not in _COPY:
-        info = benchutil.measure(lambda: x.clone(memory_format=torch.preserve_format), INNER, ROUNDS, WARMUP)
-        _COPY[key] = {k: 2 * x.numel() * x.element_size() / info[k] / 1e6 for k in ("graph_ms", "eager_call_ms")
-                      if info[k]}
-    return _COPY[key]
-
-
 @pytest.fixture(autouse=True)
 def _clean():
     yield
@@ -97,8 +86,7 @@ def test_avg_pool(benchmark, variant, mode, case, dtype, fmt):
             raise
         pytest.skip(f"torch.compile baseline unavailable here: {e!r}"[:500])
     nbytes = MODES[mode] * x.numel() * x.element_size()
-    copies = _copy_gbps(x, (case, dtype, fmt))
-    copy = copies.get("graph_ms" if info["graph_ms"] else "eager_call_ms") or copies["eager_call_ms"]
+    copy = benchutil.copy_gbps(x, ("avg_pool", case, dtype, fmt), info, INNER, ROUNDS, WARMUP)
     gbps = nbytes / info["ms"] / 1e6
     figure = f"avg_pool_{mode}_{batch}x3x{side}x{side}_{dtype}_{fmt}"
     benchmark.extra_info.update(**benchutil.machine(), rounds=ROUNDS, warmup=WARMUP, inner=INNER, **info,

@@ -79,19 +79,7 @@ def _input(batch, shape, dtype, fmt):
     return torch.randn(batch, *shape, device=DEVICE).to(dtype).contiguous(memory_format=FORMATS[fmt])
 
 
-_COPY = {}
-
-
-def _copy_gbps(batch, shape, dtype, fmt):
-    if (batch, shape, dtype, fmt) not in _COPY:
-        x = _input(batch, shape, DTYPES[dtype], fmt)
-        info = _measure(lambda: x.clone(memory_format=torch.preserve_format))
-        _COPY[batch, shape, dtype, fmt] = {k: 2 * x.numel() * x.element_size() / info[k] / 1e6
-                                           for k in ("graph_ms", "eager_call_ms") if info[k]}
-    return _COPY[batch, shape, dtype, fmt]
-
-
-def _layer(variant, channels, dtype):
+def _layer(variant, channels):
     if variant == "ours":
         from bicyclegan.kernels import InstanceNormAct2d
         return InstanceNormAct2d(channels, act="leaky_relu", slope=SLOPE, impl="triton").to(DEVICE)
@@ -135,7 +123,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
     """Time one case; returns (and records) its summary row."""
     torch.manual_seed(0)
     x = _input(batch, shape, DTYPES[dtype], fmt)
-    layer = _layer(variant, shape[0], dtype)
+    layer = _layer(variant, shape[0])
     step = _step(layer, x, mode)
     calls = benchutil.check_runs_triton(step, f"norm_act {mode} {[batch, *shape]} {dtype} {fmt}") \
         if variant == "ours" else None
@@ -143,8 +131,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
     nbytes = MODES.get(mode, 5) * x.numel() * x.element_size()
     gbps = nbytes / info["ms"] / 1e6
     # the copy timed as this row was (replays or calls), where it could be
-    copies = _copy_gbps(batch, shape, dtype, fmt)
-    copy = copies.get("graph_ms" if info["graph_ms"] else "eager_call_ms") or copies["eager_call_ms"]
+    copy = benchutil.copy_gbps(x, ("norm_act", batch, shape, dtype, fmt), info, INNER, ROUNDS, WARMUP)
     figure = f"norm_act_{mode}_{'x'.join(map(str, [batch, *shape]))}_{dtype}_{fmt}"
     row = dict(_env(), figure=figure, row=variant, variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype,
                memory_format=fmt, act="leaky_relu", slope=SLOPE, affine=False, **info, median_ms=info["ms"],

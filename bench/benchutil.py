@@ -195,6 +195,20 @@ def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
     return info
 
 
+_COPIES = {}
+
+
+def copy_gbps(x, key, info, inner=1, rounds=20, warmup=3):
+    """The device's copy rate in GB/s (a clone of x: its bytes read and written), the roofline of a memory-bound
+    kernel on x, timed as the kernel's row `info` was (graph replays where it has them), measured once per key."""
+    if key not in _COPIES:
+        copy = measure(lambda: x.clone(memory_format=torch.preserve_format), inner, rounds, warmup)
+        _COPIES[key] = {k: 2 * x.numel() * x.element_size() / copy[k] / 1e6 for k in ("graph_ms", "eager_call_ms")
+                        if copy[k]}
+    copies = _COPIES[key]
+    return copies.get("graph_ms" if info["graph_ms"] else "eager_call_ms") or copies["eager_call_ms"]
+
+
 def settle_timing(records):
     """Make every figure's rows timed one way (records: extra_info dicts; those of measure()'s rows,
     with figure and row tags, take part): graph replays where every row of the figure has one

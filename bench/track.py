@@ -331,6 +331,8 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     for path in sorted(src.glob("*.json")):
         try:
             data = json.loads(path.read_text())
+        except OSError as e:  # a folder so named, no permission: a traceback
+            raise TrackError(f"{path}: cannot be read ({e.strerror or e}); expected a GPU check's JSON file") from None
         except ValueError as e:
             raise TrackError(f"{path}: not valid JSON ({e}); a step was probably cut off, see check.log") from None
         if isinstance(data, dict) and "benchmarks" in data:
@@ -341,8 +343,11 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     keys = {}
     for path, data in runs:
         info = data.get("machine_info")
-        if not isinstance(info, dict) or not isinstance(info.get("bicyclegan"), dict):
-            raise TrackError(f"{path}: machine_info has no 'bicyclegan' key; was it written by bench/?")
+        ours = info.get("bicyclegan") if isinstance(info, dict) else None
+        if not isinstance(ours, dict) or not all(isinstance(ours.get(k), str) and ours[k] for k in ("key", "device")):
+            # (a KeyError traceback where the key or the device was missing)
+            raise TrackError(f"{path}: machine_info has no 'bicyclegan' key with the machine's 'key' and 'device'; "
+                             f"was it written by bench/?")
         keys.setdefault(info["bicyclegan"].get("key"), path)
     if len(keys) > 1:  # (one entry's figures are one machine's: a CPU run beside an H200's was filed as the H200's)
         raise TrackError(f"{src}: files of {len(keys)} machines ("

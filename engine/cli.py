@@ -855,6 +855,10 @@ COMMAND_REFERENCE_OPTIONS = {
 }
 
 
+def _and(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str:
     """argparse's refusal of `extras` by `command`, with a line for each option that is the reference's
     (REFERENCE_OPTIONS) or another command's (a network setting given to sample, which reads the model's
@@ -862,8 +866,7 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     said = [f"unrecognized arguments: {' '.join(extras)}"]
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     def who(option):
-        takers = [c for c, p in commands.items() if c != command and option in p._option_string_actions]
-        return f"{', '.join(takers[:-1])} and {takers[-1]}" if len(takers) > 1 else "".join(takers)
+        return _and([c for c, p in commands.items() if c != command and option in p._option_string_actions])
     ours = commands[command]._option_string_actions if command in commands else {}
     for name in dict.fromkeys(t.split("=", 1)[0] for t in extras if t.startswith("--")):
         hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))
@@ -901,6 +904,16 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         # As argparse's, but the refusal of unknown options is the command's (its usage, not the top
         # parser's) and says what the reference's options are here.
+        words = sys.argv[1:] if args is None else list(args)
+        name = words[0].split("=", 1)[0] if self.commands and words else ""
+        if name.startswith("--") and name != "--" and not any(o.startswith(name) for o in ("--help", "--version")):
+            # An option before the command's name (`bicyclegan --nz 8 train`) was argparse's "invalid choice:
+            # '8'" or "train: unrecognized arguments": options are the command's and come after it.
+            takers = [c for c, p in self.commands.items() if name in p._option_string_actions]
+            self.error(f"{name} comes before the command: options go after it, as in `bicyclegan {takers[0]} "
+                       f"{name} ...` ({name} is an option of {_and(takers)})" if takers else
+                       f"unrecognized option {name}: no command has it (`bicyclegan COMMAND --help` lists a "
+                       "command's options, after its name)")
         parsed, extras = self.parse_known_args(args, namespace)
         command = getattr(parsed, "command", None)
         parser = self.commands.get(command, self)

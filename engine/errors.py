@@ -2,8 +2,10 @@
 a bug and keeps its traceback.
 
 DatasetError (bad or missing data) belongs to bicyclegan.pipelines, which imports nothing from the
-engine, so it is not a subclass of BicycleGANError; USER_ERRORS names both.
+engine, so it is not a subclass of BicycleGANError; nor is the kernels' TuningTableError (a launch-tuning
+table that cannot be used), for the same reason: USER_ERRORS names all three.
 """
+from bicyclegan.kernels._impl import TuningTableError
 from bicyclegan.pipelines import DatasetError
 
 
@@ -44,4 +46,4 @@ class WeightsError(BicycleGANError, FileNotFoundError):
     """A metric's pretrained network (LPIPS, FID) is missing or is not the expected file."""
 
 
-USER_ERRORS = (BicycleGANError, DatasetError)
+USER_ERRORS = (BicycleGANError, DatasetError, TuningTableError)

@@ -390,7 +390,7 @@ class Evaluation:
             shares = [None] * self.dist.world if self.dist.main else None
             tdist.gather_object(mine, shares, dst=0)
         # (its error, e.g. FID's on degenerate features, is every rank's)
-        return self.dist.main_says(lambda: self._result(shares, n_samples, seed))
+        return self.dist.main_says(lambda: self._result(shares, seed))
 
     def _share(self) -> tuple[range, int]:
         """This rank's inputs (of the first n_inputs) and the number of batches every rank goes through:
@@ -435,7 +435,7 @@ class Evaluation:
                 got["enc"].append(enc.cpu())
         return samples.shape[1], has_enc
 
-    def _result(self, shares: list[dict], n_samples: int, seed: int) -> dict:
+    def _result(self, shares: list[dict], seed: int) -> dict:
         """The measures of every rank's share (in rank order: the inputs' order)."""
         cfg, chosen, root, phase = self.model.cfg, self.chosen, self.root, self.phase
 

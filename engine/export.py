@@ -272,7 +272,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
                                       f"nothing was written")
         # The sidecar first: one that cannot be written (a folder of its name, a full disk) left the new model beside
         # the earlier export's sidecar, which may say another size, nz or preparation; now both stay the earlier's.
-        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)
+        _write_sidecar(out, fmt, cfg, data, source, variant, batch, h, w, opset, result)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -367,7 +367,7 @@ def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
     }
 
 
-def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, variant: str, names, batch, h, w,
+def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, variant: str, batch, h, w,
                    opset, result) -> None:
     n = batch or "batch"
     rng = [-1.0, 1.0]

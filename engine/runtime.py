@@ -589,6 +589,11 @@ def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
                           f"TRITON_INTERPRET=1, slowly), and {where}; use --impl auto or ref")
     if cfg.data.backend == "dali" and not dali_available():
         raise ConfigError("backend=dali needs NVIDIA DALI: pip install 'bicyclegan[dali]' (or --backend torch)")
+    if cfg.model.impl != "ref" and runs_triton(device):
+        # The kernels read a $BICYCLEGAN_KERNEL_TUNING table at their first launch: a broken one stopped the run
+        # there, its folder written (which then refused the rerun)
+        from bicyclegan.kernels._configs import check_env_table
+        check_env_table()
 
 
 def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, layout: str | None = None,

@@ -23,6 +23,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import secrets
 import signal
 import socket
@@ -51,6 +52,7 @@ MAX_UPLOAD_PIXELS = 16_000_000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
+FLOAT32_MAX = torch.finfo(torch.float32).max  # a code's numbers beyond it are refused
 # Pixels of one forward through G: a request's outputs are made in batches of at most this many input pixels
 # (16 codes of a 256 px input: one batch). Under preprocess none an upload keeps its size, and 16 codes of a
 # 2048 x 2048 photo in one batch held 11.6 GB for two minutes (one at a time: a sixteenth).
@@ -244,13 +246,15 @@ class Explorer:
         if (not isinstance(value, list) or len(value) != self.nz
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
             raise RequestError(400, f"{field} must be a list of {self.nz} numbers (nz = {self.nz})")
-        try:
-            z = torch.tensor(value, dtype=torch.float32)
-        except OverflowError:  # an integer beyond float range, which JSON allows
-            z = None
-        if z is None or not torch.isfinite(z).all():
-            raise RequestError(400, f"{field} holds a value that is not a finite number")
-        return z
+        for v in value:
+            # NaN and Infinity (Python's JSON reads them), and what float32 cannot hold: 1e308, an integer beyond
+            # float range (which JSON allows), once all said "not a finite number"
+            if isinstance(v, float) and not math.isfinite(v):
+                raise RequestError(400, f"{field} holds {v!r}, not a finite number")
+            if abs(v) > FLOAT32_MAX:
+                shown = f"{v:.3g}" if isinstance(v, float) else f"an integer of {len(str(abs(v)))} digits"
+                raise RequestError(400, f"{field} holds {shown}, beyond float32's range (about +-3.4e38)")
+        return torch.tensor(value, dtype=torch.float32)
 
     def _codes(self, value, field: str = "z") -> torch.Tensor:
         if not isinstance(value, list) or not 1 <= len(value) <= MAX_OUTPUTS:

@@ -450,10 +450,12 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
         raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} to "
                               f"continue it or choose another --out")
     if resume_path is not None and not resume_path.exists():
-        how = how if resume_path == ckpt_path else None  # not there: None or --epoch N
-        why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
-               " (the run there stopped before its first checkpoint: start it again in a new --out)"
-               if started else "")
+        if resume_path == ckpt_path:  # the folder's own, not there: None or --epoch N
+            why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
+                   " (the run there stopped before its first checkpoint: start it again in a new --out)"
+                   if started else "")
+        else:  # a path given (a typo: the folder's run was said to have stopped before its first checkpoint)
+            why = " (no such file" + (f"; {how} with no path continues the run in {run_dir}" if how else "") + ")"
         raise CheckpointError(f"--resume: no checkpoint at {resume_path}{why}")
     if started and resume_path is not None and resume_path.resolve().parent != ckpt_path.parent.resolve():
         # A checkpoint from elsewhere into a folder holding a run (the same `--resume CKPT` command run
@@ -812,6 +814,15 @@ def _check_not_in_use(run_dir: Path) -> None:
         os.close(fd)  # (the shared lock with it)
 
 
+def _check_run_writable(run_dir: Path) -> None:
+    check_writable(run_dir, "the run folder")
+    # The folders a run continued writes into, which a copied or shared run folder may not let it: found at
+    # the first save (the steps since lost), or by a resume that had set aside its later checkpoints first.
+    for sub, what in (("checkpoints", "the run's checkpoints"), ("samples", "the run's sample grids")):
+        if (run_dir / sub).is_dir():
+            check_writable(run_dir / sub, what, "make it writable to continue the run there")
+
+
 def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int | None = None,
                 world: int = 1) -> TrainConfig:
     """What Trainer(cfg, resume, epoch) in `world` processes refuses before its first step, by the same functions
@@ -821,8 +832,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     give, and the evaluations' options (eval_every) against the run's evaluation log and best.pt. Returns the
     config as the run records it (init_from and fresh_D: a resumed run's from its checkpoint, a new run from a
     checkpoint's weights that file's). Left to the run: the demo data where it is not made yet (the run makes
-    it; with it the checks that read the data, the evaluations' weights files included), whether the run folder
-    can be written (the run makes it), and TensorBoard's package."""
+    it; with it the checks that read the data, the evaluations' weights files included) and TensorBoard's
+    package."""
     cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
     rank, _, local_rank = launch_env()
     rank = rank if world > 1 else 0
@@ -835,6 +846,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     if cfg.data.dataroot is not None:
         check_data_root(cfg)
     _check_not_in_use(run_dir)
+    _check_run_writable(run_dir)  # (creates nothing)
     _check_run_folder(run_dir, resume_path)
     step, state = 0, None
     if resume_path is not None:
@@ -1005,12 +1017,7 @@ class Trainer:
 
     def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
-        check_writable(self.run_dir, "the run folder")
-        # The folders a run continued writes into, which a copied or shared run folder may not let it: found at
-        # the first save (the steps since lost), or by a resume that had set aside its later checkpoints first.
-        for sub, what in (("checkpoints", "the run's checkpoints"), ("samples", "the run's sample grids")):
-            if (self.run_dir / sub).is_dir():
-                check_writable(self.run_dir / sub, what, "make it writable to continue the run there")
+        _check_run_writable(self.run_dir)
         self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
         self._lock_run_folder()
         _check_run_folder(self.run_dir, self.resume_path)

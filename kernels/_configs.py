@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import triton
 
-from ._impl import _warn_once
+from ._impl import MissingTuningTable, TuningTableError, _warn_once
 from .acts import ACTS
 
 ENV = "BICYCLEGAN_KERNEL_TUNING"
@@ -133,22 +133,26 @@ def _minor(version):
 
 
 def load_table(path, found_by=f" (from {ENV} or kernels/tuning/)"):
-    """The JSON object of the tuning table at `path`, of this format; FileNotFoundError or ValueError
+    """The JSON object of the tuning table at `path`, of this format; MissingTuningTable or TuningTableError
     naming the file otherwise (found_by: where its name came from, for the missing file's error)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"kernel tuning table {path}: no such file{found_by}") from None
+        raise MissingTuningTable(f"kernel tuning table {path}: no such file{found_by}") from None
+    except OSError as e:  # a folder, no permission: an IsADirectoryError traceback from tune --merge
+        raise TuningTableError(f"kernel tuning table {path}: cannot be read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"kernel tuning table {path}: not JSON ({e})") from None
+        raise TuningTableError(f"kernel tuning table {path}: not JSON ({e})") from None
     old = data.get("format") if isinstance(data, dict) else None
     if type(old) is int and 1 <= old < FORMAT:
-        raise ValueError(f"kernel tuning table {path}: format {old}, from an older tuner whose {_UNNAMED[old]} "
+        raise TuningTableError(f"kernel tuning table {path}: format {old}, from an older tuner whose {_UNNAMED[old]} "
                          f"they were timed with (format {FORMAT} keys do); re-run python -m bicyclegan.kernels.tune "
                          f"to make a new table")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
-        raise ValueError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and 'entries', "
-                         f"as python -m bicyclegan.kernels.tune writes")
+        found = (f"format {data.get('format')!r}" + ("" if isinstance(data.get("entries"), dict) else ", no 'entries'")
+                 if isinstance(data, dict) else f"a JSON {type(data).__name__}")
+        raise TuningTableError(f"kernel tuning table {path}: expected a JSON object with format {FORMAT} and "
+                               f"'entries', as python -m bicyclegan.kernels.tune writes; found {found}")
     return data
 
 
@@ -174,6 +178,13 @@ def read_table(path, device):
     if bad:
         _warn_once(f"kernel tuning table {path}: {len(bad)} entries ignored (bad key or config), e.g. {bad[0]!r}")
     return entries
+
+
+def check_env_table():
+    """Read the table $BICYCLEGAN_KERNEL_TUNING names, if any, as the first launch will (TuningTableError
+    naming it): for a command to refuse it before it writes anything, not at its first launch."""
+    if os.environ.get(ENV):
+        load_table(os.environ[ENV])
 
 
 def _load(device):

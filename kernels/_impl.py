@@ -52,6 +52,16 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+class TuningTableError(ValueError):
+    """A launch-tuning table (kernels/_configs.py) that cannot be used: missing, unreadable, not a table of
+    this format; the message names the file. Here, not beside the tables' code, which imports Triton: a
+    command names it among the errors it says in one line without importing Triton."""
+
+
+class MissingTuningTable(TuningTableError, FileNotFoundError):
+    """No file at the table's path (a FileNotFoundError too)."""
+
+
 def runs_triton(device) -> bool:
     """Whether the kernels can run on `device` here: triton importable, and a CUDA device (or any
     under TRITON_INTERPRET=1). The one rule for the ops, the trainer's refusal and inference loading."""

@@ -13,8 +13,9 @@ What a kernel provides (see TwoFacedOp):
   the rest only kept for backward (no 1-tuples: older torch reads a (Tensor) schema as one tensor);
 - save(inputs, outputs) -> (tensors, args): what backward needs, tensors (None allowed) and others;
 - backward(grad, *tensors, *args, *needs) -> one tensor per differentiable input (a lone tensor
-  when there is one), empty (numel 0) where its need_<name> flag is False (a custom op cannot
-  return None);
+  when there is one; a custom op cannot return None): where its need_<name> flag is False it may
+  skip the work and return an empty (numel 0) tensor, or compute it anyway (the flags are then only
+  the signature's); either way that gradient is dropped (None) on the way out;
 - fakes of both, with the same signatures, for tracing;
 - recompute(tensors, args, inputs) -> (the differentiable inputs, the op's result recomputed from
   them in plain PyTorch), for a backward with create_graph=True; `inputs` are forward's inputs

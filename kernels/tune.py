@@ -429,7 +429,7 @@ def tune_case(case, device, dry_run):
 def _check_out(path):
     # Renamed over, a device is gone: `--out /dev/null` as root replaced the system's /dev/null. Before the sweep.
     if os.path.lexists(path) and not (os.path.isfile(path) or os.path.islink(path)):
-        raise SystemExit(f"tune: {path} is no file (a folder or a device), which the table would replace; give a "
+        raise ValueError(f"--out {path} is no file (a folder or a device), which the table would replace; give a "
                          f"file's path")
 
 
@@ -560,6 +560,10 @@ def main(argv=None):
         p.error(str(e))
     if not args.out.parent.is_dir():
         p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
+    try:
+        _check_out(args.out)  # (exit 2 as the other refusals, not SystemExit's 1)
+    except ValueError as e:
+        p.error(str(e))
     if not args.dry_run and not torch.cuda.is_available():
         p.error("no CUDA device here: tuning times kernels on a GPU (--dry-run checks the code paths on CPU)")
     jobs = args.jobs if args.jobs is not None else (1 if args.dry_run else min(16, os.cpu_count() or 1))

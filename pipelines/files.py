@@ -503,7 +503,8 @@ class CheckCache:
         try:
             with open(self.path) as f:
                 saved = json.load(f)
-            if saved.get("version") == _checks_version() and saved.get("folder") == self.base:
+            if (saved.get("version") == _checks_version() and saved.get("folder") == self.base
+                    and isinstance(saved["files"], dict)):  # (a damaged body is as no file: checked again)
                 self.entries = saved["files"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # none yet, or unreadable: everything is checked again and the file rewritten
@@ -524,7 +525,7 @@ class CheckCache:
             return None
         try:
             size, ino, ctime, w, h = self.entries.get(self._key(path))
-            if [size, ino, ctime] != self.stamp(path):
+            if [size, ino, ctime] != self.stamp(path) or not all(type(v) is int and v > 0 for v in (w, h)):
                 return None
         except (TypeError, ValueError, OSError):  # unknown, a damaged entry, or gone now
             return None

@@ -230,6 +230,14 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
     (src / "loader.json").write_text('{"benchmarks": [')  # cut off mid-write
     with pytest.raises(track.TrackError, match="loader.json: not valid JSON"):
         track.ingest(src, history, results, commit="x")
+    # a damaged file of ours (no machine key, no device) and a folder named as a JSON: tracebacks
+    (src / "loader.json").write_text('{"benchmarks": [], "machine_info": {"bicyclegan": {"device": "Test-GPU"}}}')
+    with pytest.raises(track.TrackError, match="loader.json: machine_info has no 'bicyclegan' key with the machine's"):
+        track.ingest(src, history, results, commit="x")
+    (src / "loader.json").unlink()
+    (src / "loader.json").mkdir()
+    with pytest.raises(track.TrackError, match="loader.json: cannot be read .Is a directory."):
+        track.ingest(src, history, results, commit="x")
     with pytest.raises(track.TrackError, match="not a folder"):
         track.ingest(tmp_path / "missing", history, results, commit="x")
 

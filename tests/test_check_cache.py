@@ -194,9 +194,15 @@ def test_off_unreadable_stale_and_unwritable_caches(tmp_path, cache_dir, inspect
     (saved,) = cache_dir.glob("*.json")
     content = json.loads(saved.read_text())
     assert content["version"] == files._checks_version() and len(content["files"]) == 4
+    entries = content["files"]
     for broken in ("{not json", json.dumps({**content, "version": files.CHECKS_VERSION - 1}),
                    json.dumps({**content, "folder": "/elsewhere"}), json.dumps([1, 2]),
-                   json.dumps({**content, "files": {k: v[:4] for k, v in content["files"].items()}})):
+                   json.dumps({**content, "files": {k: v[:4] for k, v in content["files"].items()}}),
+                   # a damaged body of the right version: a list, sizes that are no positive whole numbers
+                   json.dumps({**content, "files": list(entries.values())}),
+                   json.dumps({**content, "files": {k: v[:3] + [str(v[3]), v[4]] for k, v in entries.items()}}),
+                   json.dumps({**content, "files": {k: v[:4] + [0] for k, v in entries.items()}}),
+                   json.dumps({**content, "files": {k: v[:3] + [v[3] + 0.5, v[4]] for k, v in entries.items()}})):
         saved.write_text(broken)
         inspected.clear()
         load(tmp_path)

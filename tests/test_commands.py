@@ -622,6 +622,24 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
         "  --results_dir (the reference's): here --out"]
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["--lr=0.1", "train"], "--lr comes before the command: options go after it, as in `bicyclegan train --lr ...` "
+                            "(--lr is an option of train)"),
+    (["--nz", "8", "sample", "m.pt"], "--nz comes before the command: options go after it, as in `bicyclegan train "
+                                      "--nz ...` (--nz is an option of train and import-official)"),
+    (["--bogus", "train"], "unrecognized option --bogus: no command has it (`bicyclegan COMMAND --help` lists a "
+                           "command's options, after its name)")])
+def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys):
+    # `bicyclegan --nz 8 sample` was "invalid choice: '8'", `--lr=0.1 train` train's "unrecognized arguments: --lr"
+    # (an option train has)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"bicyclegan: error: {said}"
+    with pytest.raises(SystemExit) as e:  # the top parser's own options are still its
+        main(["--vers"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("bicyclegan ")
+
+
 @pytest.mark.parametrize("argv", [["train", "--out", ""], ["sample", ""], ["sample", "m.pt", "--phase", " "],
                                   ["serve", "m.pt", "--host", ""], ["compare", "a", ""],
                                   ["download", "dataset", "facades", "--mirror", ""]])

@@ -611,7 +611,37 @@ def test_merge_adds_a_partial_sweep_to_a_table(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tune.main(["--out", str(base), "--merge", str(bad)])
     assert "entry 'pool.fwd|2x3x9x7|float32|nchw' is not a valid launch key and config" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        tune.main(["--out", str(base), "--merge", str(tmp_path / "none.json")])
-    assert "none.json: no such file" in capsys.readouterr().err
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "f9.json").write_text('{"format": 9}')
+    for name, said in (("none.json", "none.json: no such file"),
+                       ("folder.json", "folder.json: cannot be read (Is a directory)"),  # (a traceback)
+                       ("list.json", "writes; found a JSON list"), ("f9.json", "writes; found format 9, no 'entries'")):
+        with pytest.raises(SystemExit) as e:
+            tune.main(["--out", str(base), "--merge", str(tmp_path / name)])
+        assert e.value.code == 2 and said in capsys.readouterr().err, name
+    with pytest.raises(SystemExit) as e:  # (exit 1 by SystemExit's text, where every other refusal is 2)
+        tune.main(["--out", str(tmp_path / "folder.json"), "--dry-run", "--sites", "pool"])
+    assert e.value.code == 2 and "folder.json is no file (a folder or a device)" in capsys.readouterr().err
     assert base.read_text() == before
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_training_refuses_a_tuning_table_it_cannot_use_before_it_writes_its_folder(tmp_path, monkeypatch, capsys,
+                                                                                     dry_run):
+    # Read at the kernels' first launch, a broken $BICYCLEGAN_KERNEL_TUNING table was a traceback after the run
+    # folder was written (whose leftovers then refused the rerun), and train --dry-run passed it
+    from bicyclegan.engine.cli import main
+    (tmp_path / "nj.json").write_text("nope")
+    monkeypatch.setenv(_configs.ENV, str(tmp_path / "nj.json"))
+    _configs.reload()
+    argv = ["train", "--out", str(tmp_path / "run"), "--dataroot", str(tmp_path / "none"), "--device", "cpu",
+            "--impl", "triton", "--no-eval", *(["--dry-run"] if dry_run else [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"bicyclegan train: TuningTableError: kernel tuning table {tmp_path / 'nj.json'}: not JSON " \
+                  f"(Expecting value: line 1 column 1 (char 0))\n", err
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv(_configs.ENV, str(tmp_path / "none.json"))
+    assert main([*argv, "--impl", "ref"]) == 2  # the kernels' table unread (the missing data refused)
+    assert "TuningTableError" not in capsys.readouterr().err

@@ -991,6 +991,22 @@ def test_a_resumed_average_keeps_its_count():
     assert b.ema_steps.item() == 0
 
 
+def test_a_resumed_fp16_run_keeps_its_loss_scale():
+    # No resume test trained in fp16: a resume that dropped the scaler's state (every resumed run back at 65536,
+    # its steps unlike the uninterrupted run's until the scale settled again) passed them all.
+    cfg = small_cfg(amp="fp16")
+    a = BicycleGAN(cfg)
+    a.train_step(batch(cfg))
+    a.scaler.update(1024.0)  # a scale the run found (a fresh scaler starts at 2 ** 16)
+    a.train_step(batch(cfg))
+    saved = a.scaler.state_dict()
+    assert saved["scale"] in (1024.0, 512.0) and saved["_growth_tracker"] in (0, 1)
+    b = BicycleGAN(cfg)
+    assert b.scaler.is_enabled() and b.scaler.get_scale() == 2.0 ** 16
+    b.load_training_state(a.training_state())
+    assert b.scaler.state_dict() == saved
+
+
 def test_a_state_dict_round_trip_keeps_the_moving_average_that_generate_samples_with():
     """torch.save(model.state_dict()) into a new model kept G alone: generate() then sampled with the new
     model's initial average, random weights (outputs 0.07 away on the demo's networks)."""

@@ -77,6 +77,12 @@ def halves(path):
     return t[0], t[1]
 
 
+def assert_same_code(got, want):
+    """E's mean, to float32's rounding of it: relative to its size (the tiny checkpoint's codes are ~1e-4, so an
+    absolute 1e-6 passed E(0.5 B) for E(B))."""
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 def pixels(x):
     """N x C x H x W in [-1, 1] -> N x H x W x C uint8, as a PNG of it holds."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -185,7 +191,7 @@ def test_encode_returns_the_encoders_mean_of_b(client, ckpt, demo_root):
     with torch.no_grad():
         want = load_checkpoint(ckpt).E.eval()(B)[0][0].numpy()
     got = client.post("/api/encode", json={"image": "d0"}).json()["z"]
-    assert np.allclose(got, want, atol=1e-6)
+    assert_same_code(got, want)
 
 
 @pytest.mark.parametrize("mode", ["linear", "slerp"])
@@ -237,8 +243,15 @@ def test_encode_and_interpolate_without_an_image_id_say_so(client):
 def test_non_json_and_non_finite_bodies_are_refused(client):
     r = client.post("/api/generate", content=b"not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["error"]
-    r = client.post("/api/generate", content=b'{"input": "d0", "z": [[NaN, 0, 0, 0, 0, 0, 0, 0]]}')
-    assert r.status_code == 400 and "finite" in r.json()["error"]
+    for z, said in (("NaN", "z[0] holds nan, not a finite number"),
+                    ("-Infinity", "z[0] holds -inf, not a finite number"),
+                    # finite numbers float32 cannot hold (1e308 was "not a finite number")
+                    ("1e308", "z[0] holds 1e+308, beyond float32's range (about +-3.4e38)"),
+                    ("-1" + "0" * 400, "z[0] holds an integer of 401 digits, beyond float32's range (about +-3.4e38)")):
+        r = client.post("/api/generate", content=b'{"input": "d0", "z": [[0.5, %s, 0, 0, 0, 0, 0, 0]]}' % z.encode())
+        assert r.status_code == 400 and r.json()["error"] == said, (z, r.json())
+    r = client.post("/api/generate", json={"input": "d0", "z": [[3e38, -3e38, 0, 0, 0, 0, 0, 0]]})
+    assert r.status_code == 200, r.text  # (within float32's range)
     assert client.post("/api/random", json={"n": 0}).status_code == 400
     assert client.post("/api/interpolate", json={"input": "d0", "z0": [0] * 8, "z1": [0] * 8,
                                                  "steps": 1}).status_code == 400
@@ -292,7 +305,7 @@ def test_uploaded_reference_is_encoded(client, ckpt):
     B = torch.from_numpy(arr.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
     with torch.no_grad():
         want = load_checkpoint(ckpt).E.eval()(B)[0][0].numpy()
-    assert np.allclose(client.post("/api/encode", json={"image": up["id"]}).json()["z"], want, atol=1e-6)
+    assert_same_code(client.post("/api/encode", json={"image": up["id"]}).json()["z"], want)
     r = client.post("/api/generate", json={"input": up["id"], "z": [[0.0] * 8]})
     assert r.status_code == 400 and "reference B" in r.json()["error"]
 

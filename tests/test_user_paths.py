@@ -1457,6 +1457,11 @@ def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, 
         ("--out", str(r), "--epoch", "2"): f"CheckpointError: no checkpoint for epoch 2 in {r / 'checkpoints'}",
         ("--out", str(tmp_path / "none"), "--resume"):
             f"CheckpointError: --resume: no checkpoint at {tmp_path / 'none' / 'checkpoints' / 'latest.pt'}",
+        # a path that is not there (a typo), into a folder holding a run (said to have stopped before its first
+        # checkpoint: start it again in a new --out)
+        ("--out", str(r), "--resume", str(tmp_path / "typo.pt")):
+            f"CheckpointError: --resume: no checkpoint at {tmp_path / 'typo.pt'} (no such file; --resume with no "
+            f"path continues the run in {r})",
         ("--out", str(damaged), "--resume"):
             f"CheckpointError: {damaged / 'checkpoints' / 'latest.pt'} is damaged: its contents do not match the "
             f"digest written with it",
@@ -1539,7 +1544,11 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_
         ("--out", str(kept), "--resume", "--eval_every", "1", "--keep_best", "encoded_l1"):
             "ConfigError: keep_best=encoded_l1, and the run's checkpoints/best.pt (step 2) was kept by coverage",
         ("--out", str(held), "--resume"): f"CheckpointError: {held} is in use by another training, still running",
+        # a run folder the run cannot write (a file: the dry run passed it)
+        ("--dataroot", str(data), "--out", str(tmp_path / "a_file")):
+            f"OutputError: cannot write the run folder into {tmp_path / 'a_file'}: it is a file, not a folder",
     }
+    (tmp_path / "a_file").write_text("")
     if not torch.cuda.is_available():
         cases[("--dataroot", str(data), "--device", "cuda")] = "ConfigError: device='cuda' but no CUDA GPU is available"
     folders = (r, kept, later, held, bad, bad_grids, big, data, only_val, Path(os.environ["BICYCLEGAN_CHECK_CACHE"]))

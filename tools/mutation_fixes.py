@@ -370,6 +370,19 @@ OLDER_FORMAT = [REL + "a_checkpoint_of_the_older_format_is_said_as_such"]
 VERSION = [TCM + "the_version_is_the_installed_distributions"]
 BATCH_FORM = [MT + "a_batch_of_the_wrong_form_is_refused_naming_what_is_expected"]
 
+DAMAGED_CACHE = ["tests/test_check_cache.py::test_off_unreadable_stale_and_unwritable_caches"]
+BEFORE_COMMAND = [TCM + "an_option_before_the_command_is_said_to_go_after_it"]
+TUNING_START = ["tests/test_kernel_tune.py::test_a_training_refuses_a_tuning_table_it_cannot_use_before_it_writes_its_"
+                "folder"]
+TUNING_MERGE = ["tests/test_kernel_tune.py::test_merge_adds_a_partial_sweep_to_a_table"]
+DRY_WRITABLE = ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_"
+                "and_lock"]
+RESUME_TYPO = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words"]
+INGEST = ["tests/test_bench.py::test_ingest_merges_a_check_into_one_history_entry"]
+NON_FINITE = [TSV + "non_json_and_non_finite_bodies_are_refused"]
+FP16_RESUME = ["tests/test_model.py::test_a_resumed_fp16_run_keeps_its_loss_scale"]
+ENCODED = [TSV + "encode_returns_the_encoders_mean_of_b", TSV + "uploaded_reference_is_encoded"]
+
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
 # security review, the paper's comparison, every option at its edges, the kernels' numerics; then torch versions,
@@ -1002,8 +1015,8 @@ MUTANTS = [
      'p.add_argument("--skip_bad", action="store_true", default=None,', NO_SKIP),
     ('DE15', FI, '        listed = [_by_nfc(files) for files in listed]\n', '', NFC),
     ('DE16', FI, 'merged.setdefault(unicodedata.normalize("NFC", key), [])', 'merged.setdefault(key, [])', NFC),
-    ('DE17', TR, '            if (self.run_dir / sub).is_dir():\n                check_writable(',
-     '            if False:\n                check_writable(', SUBS_RO),
+    ('DE17', TR, '        if (run_dir / sub).is_dir():\n            check_writable(',
+     '        if False:\n            check_writable(', SUBS_RO),
     ('DE18', TR, '            if self._held and not self._pending:', '            if False:', SECOND_INT),
     ('DE19', TR, '                with self._stop.holding() if self._stop else contextlib.nullcontext():',
      '                with contextlib.nullcontext():', SECOND_INT),
@@ -1295,9 +1308,9 @@ MUTANTS = [
     ('HS39', SV, '             *(_host_name(n) for n in allow_hosts)}', '             }', LAN),
     ('HS23', EX, '        if path.is_file() and (path.suffix.lower() in',
      '        if False and (path.suffix.lower() in', RUN_FILES),
-    ('HS24', EX, '        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)\n'
+    ('HS24', EX, '        _write_sidecar(out, fmt, cfg, data, source, variant, batch, h, w, opset, result)\n'
      '        os.replace(tmp, out)', '        os.replace(tmp, out)\n'
-     '        _write_sidecar(out, fmt, cfg, data, source, variant, names, batch, h, w, opset, result)', RUN_FILES),
+     '        _write_sidecar(out, fmt, cfg, data, source, variant, batch, h, w, opset, result)', RUN_FILES),
     ('HS25', EX, '    _check_load_fits(data, h, w)', '    pass', LOAD_FITS),
     ('HS26', EX, '        encoder = variant != "pix2pix"', '        encoder = True', SIDECAR),
     ('HS27', EX, '        **({"max_batch": MAX_BATCH} if batch is None and fmt == "pt2" else {}),', '', SIDECAR),
@@ -1344,6 +1357,29 @@ MUTANTS = [
     ('HS36', DL, '        m.port  # (its parse', '        m  # (its parse', MIRROR),
     ('HS37', DM, '    if h * 2 * w > MAX_PIXELS:', '    if False:', DEMO_PIXELS),
     ('HS38', "bench/gpu_check.sh", '    device_options "${run[@]}" "${device[@]}" --max_steps 50', '    :', DRY_MAIN),
+    # Session 40's passes (mypy's findings sifted, line coverage, dead code, every error message, tests that cannot
+    # fail): SF01-SF14
+    ('SF01', "pipelines/files.py", '                    and isinstance(saved["files"], dict)):',
+     '                    and True):', DAMAGED_CACHE),
+    ('SF02', "pipelines/files.py", ' or not all(type(v) is int and v > 0 for v in (w, h)):', ':', DAMAGED_CACHE),
+    ('SF03', "engine/cli.py", '        if name.startswith("--") and name != "--" and not any(',
+     '        if False and name.startswith("--") and name != "--" and not any(', BEFORE_COMMAND),
+    ('SF04', "engine/runtime.py", '        check_env_table()\n', '        pass\n', TUNING_START),
+    ('SF05', "kernels/_configs.py", '    except OSError as e:  # a folder, no permission',
+     '    except KeyError as e:  # a folder, no permission', TUNING_MERGE),
+    ('SF06', T, '    _check_run_writable(run_dir)  # (creates nothing)', '    pass', DRY_WRITABLE),
+    ('SF07', T, '        if resume_path == ckpt_path:  # the folder\'s own', '        if True:  # the folder\'s own',
+     RESUME_TYPO),
+    ('SF08', "kernels/tune.py", '        _check_out(args.out)  # (exit 2', '        pass  # (exit 2', TUNING_MERGE),
+    ('SF09', "bench/track.py", '        except OSError as e:  # a folder so named',
+     '        except KeyError as e:  # a folder so named', INGEST),
+    ('SF10', "bench/track.py", 'not all(isinstance(ours.get(k), str) and ours[k] for k in ("key", "device")):',
+     'False:', INGEST),
+    ('SF11', SV, '            if abs(v) > FLOAT32_MAX:', '            if False:', NON_FINITE),
+    ('SF12', SV, '            if isinstance(v, float) and not math.isfinite(v):', '            if False:', NON_FINITE),
+    ('SF13', M, '        if state.get("scaler") and self.scaler is not None:', '        if False:', FP16_RESUME),
+    ('SF14', SV, '            mu = self.model.encode(it.B[None])[0]',
+     '            mu = self.model.encode(it.B[None] * 0.98)[0]', ENCODED),
 ]
 
 if __name__ == "__main__":
