@@ -870,7 +870,10 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     ours = commands[command]._option_string_actions if command in commands else {}
     for name in dict.fromkeys(t.split("=", 1)[0] for t in extras if t.startswith("--")):
         hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))
-        if hint is not None:
+        if name in ours:  # (the command's own: refused only after `--`, which makes every word an argument)
+            said.append(f"  {name}: an option of {command}, read as an argument after `--`: give the options "
+                        "before `--`")
+        elif hint is not None:
             # "here --num_workers" to sample, which has none (the checkpoint's data settings have it): said so
             if (here := re.match(r"here (--\w+)", hint)) and ours and here[1] not in ours:
                 hint += f" ({here[1]} is an option of {who(here[1])}; {command} has none)"

@@ -40,7 +40,7 @@ from bicyclegan.pipelines.sharding import shard_range
 
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
 from .errors import ConfigError, DivergenceError, OutputError
-from .images import sample_columns
+from .images import nonfinite_said, sample_columns
 from .io import count_line, end_count_line
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import fid_from_features, inception_features, load_inception
@@ -410,9 +410,9 @@ class Evaluation:
         B = batch.get("B")
         B = None if B is None else B.to(model.device)
         cols, names = sample_columns(model, A, B, z if cfg.model.nz else None)
+        if bad := nonfinite_said(cols, names):  # (the encoded column too: its measures were of black images)
+            raise DivergenceError(f"the model's outputs are not finite ({bad}): it cannot be evaluated")
         samples = torch.stack([c for c, n in zip(cols, names) if n.startswith("random") or n == "output"], 1)
-        if not torch.isfinite(samples).all():
-            raise DivergenceError("the model's outputs are not finite: it cannot be evaluated")
         if samples.shape[1] > 1:
             got["div"].append((samples[:, 1:] - samples[:, :-1]).abs().mean(dim=(1, 2, 3, 4)).double().cpu())
         pairs = torch.tensor(sample_pairs(samples.shape[1], self.lpips_pairs), dtype=torch.long).reshape(-1, 2)

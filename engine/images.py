@@ -3,6 +3,8 @@ per random z), tensors to uint8, sample grids and an HTML gallery. Used by the t
 grids, `sample`, `evaluate`, `interpolate`, `compare` and the explorer page."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import html
 import json
 import os
@@ -33,6 +35,13 @@ GEN_BATCH = 16  # images per forward of G in sample_columns, where one column's 
 
 
 @torch.no_grad()
+def nonfinite_said(cols, names) -> str | None:
+    """Which of sample_columns' generated columns (all but the input and the ground truth) hold a value that is
+    not finite (a model that overflowed: black images, measured as if real), as said in an error; else None."""
+    bad = [n for c, n in zip(cols, names) if n not in ("input", "ground truth") and not torch.isfinite(c).all()]
+    return None if not bad else bad[0] + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+
+
 def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool = True
                    ) -> tuple[list[torch.Tensor], list[str]]:
     """The columns of a sample view as N x C x H x W tensors, and their titles:
@@ -214,8 +223,12 @@ class OutputNames:
     def __init__(self):
         self.used: set[str] = set()
 
+    # A file name holds at most 255 bytes: a longer input's stem (239 bytes and more with _ground_truth.png) was a
+    # traceback mid-call, its outputs half written. Cut to this, with a digest of the whole to keep them apart.
+    MAX_STEM_BYTES = 200
+
     def __call__(self, path) -> str:
-        stem, n = Path(path).stem, 1
+        stem, n = self.short(Path(path).stem), 1
         name = stem
         # Apart as macOS's and Windows' file systems tell names apart, ignoring case and Unicode's forms: Cat.png and
         # cat.jpg wrote Cat_input.png and cat_input.png, one file there, the second input's images over the first's.
@@ -224,6 +237,20 @@ class OutputNames:
             name = f"{stem}-{n}"
         self.used.add(self._key(name))
         return name
+
+    @classmethod
+    def short(cls, stem: str) -> str:
+        """stem, or where it is longer than MAX_STEM_BYTES its first characters and a digest of it whole."""
+        whole = stem.encode("utf-8", "surrogateescape")  # (a name that is not UTF-8: os.fsdecode's surrogates)
+        if len(whole) <= cls.MAX_STEM_BYTES:
+            return stem
+        head, size = [], 0
+        for ch in stem:
+            size += len(ch.encode("utf-8", "surrogateescape"))
+            if size > cls.MAX_STEM_BYTES - 9:
+                break
+            head.append(ch)
+        return f"{''.join(head)}~{hashlib.sha256(whole).hexdigest()[:8]}"
 
     @staticmethod
     def _key(name: str) -> str:
@@ -261,8 +288,12 @@ def prune_outputs(folder, keep) -> None:
     # with someone's run folder could list a thesis.txt beside an images/ linked to the user's documents.
     earlier = [] if folder.is_symlink() else _written(folder)
     for name in set(earlier) - set(keep):
-        if name == Path(name).name and Path(name).suffix in OUTPUT_SUFFIXES and (folder / name).is_file():
-            (folder / name).unlink(missing_ok=True)
+        try:  # (a name listed by a call that failed to write it, too long to be a file: every later call failed here)
+            if name == Path(name).name and Path(name).suffix in OUTPUT_SUFFIXES and (folder / name).is_file():
+                (folder / name).unlink(missing_ok=True)
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
     write_json(written_list(folder), keep, what="list of written images")
 
 

@@ -305,7 +305,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     def finish():
         prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
         write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
-                                       "refs": [run.stems[r] for r in refs] if path == "encoded" else None,
+                                       "refs": [run.labels[r] for r in refs] if path == "encoded" else None,
                                        "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
                    what="interpolation path")
         how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else

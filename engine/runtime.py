@@ -668,11 +668,14 @@ def gallery_title(model, root: Path, phase: str) -> str:
 def results_name(root: Path, phase: str) -> str:
     """What an inference command's results folder is named after: the split it read (val, test), or
     for a plain folder of inputs the folder's own name, so that they never share the split's folder
-    (both were <run>/results/test); one named like a split (photos/test) gets its parent's name too."""
+    (both were <run>/results/test); one named like a split (photos/test), or like a split's results folder
+    (test_sweep, test_epoch_5, test_best: sample into a folder of that name replaced the sweep's page) gets its
+    parent's name too."""
     if (root / phase).is_dir():
         return phase
     folder = Path(root).resolve()
-    return f"{folder.parent.name}_{folder.name}" if folder.name in ("train", "val", "test") else folder.name
+    return f"{folder.parent.name}_{folder.name}" if re.fullmatch(r"(train|val|test)(_.*)?", folder.name) else \
+        folder.name
 
 
 def inputs_folder(root, phase: str) -> Path:
@@ -713,7 +716,8 @@ def results_dir(checkpoint, name: str) -> Path:
         ckpt = ckpt / "checkpoints" / "latest.pt"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
-    return Path("results") / ckpt.stem / name
+    # (A checkpoint named ...pt has the stem '..': its results went to ./test, over the user's own files there.)
+    return Path("results") / (ckpt.stem if ckpt.stem not in (".", "..") else ckpt.name) / name
 
 
 def load_hw(data: DataConfig, size: tuple[int, int]):

@@ -22,6 +22,7 @@ from .images import (
     claim_outputs,
     drop_gallery,
     grid_image,
+    nonfinite_said,
     prune_outputs,
     sample_columns,
     stretch,
@@ -186,6 +187,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             check_input_size(A, path, run.net_in, run.data.preprocess)
             B = batch["B"].to(model.device) if "B" in batch else None
             made = path, *sample_columns(model, A, B, codes[i], encode=encode)
+            if bad := nonfinite_said(*made[1:]):  # (written as black images, exit 0)
+                raise DivergenceError(f"the model's outputs are not finite ({bad} of {path}): nothing to sample")
             columns[:] = made[2]
             return made
 

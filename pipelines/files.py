@@ -101,10 +101,24 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
+# The pixels as stored, on both backends: Pillow (10 and later) applies a TIFF's Orientation tag as it loads it
+# (and gives orientations 5-8 the swapped size before), DALI's decoder does not (nor does either apply a JPEG's
+# EXIF orientation): turned back, else the backends differed by up to 255 levels, or a portrait TIFF's A|B halves
+# were cut across. The transposition that undoes each of Pillow's.
+_ORIENTATION = 274  # TIFF tag
+_UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+         5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+         8: Image.Transpose.ROTATE_270}
+
+
 def load_rgb(path):
-    """Decode a file fully as 8-bit RGB (see to_rgb)."""
+    """Decode a file fully as 8-bit RGB (see to_rgb), its pixels as stored."""
     with Image.open(path) as img:
-        return to_rgb(img)
+        turned = img.format == "TIFF" and img.tag_v2.get(_ORIENTATION, 1)
+        rgb = to_rgb(img)
+        if turned in _UNDO and _ORIENTATION not in img.tag_v2:  # (a Pillow that applies it drops the tag)
+            rgb = rgb.transpose(_UNDO[turned])
+    return rgb
 
 
 def _list_images(folder, others=None):
@@ -330,6 +344,9 @@ def _jpeg_problem(data):
     entropy data, which DALI and PIL decode into garbage) count as errors here."""
     if b"\xff\xd9" not in data[-_TAIL:] and not _jpeg_has_end(data):
         return "truncated JPEG (no end-of-image marker)"
+    if _unmarked_cmyk(data):
+        return ("CMYK JPEG without an Adobe marker: PIL reads its inks as stored, DALI's decoder inverted (as "
+                "Adobe's files store them); convert it to RGB or PNG")
     if simplejpeg is None:
         _warn_pil_jpeg()
         try:
@@ -345,6 +362,23 @@ def _jpeg_problem(data):
     except ValueError as err:
         return f"corrupt JPEG (libjpeg-turbo: {err})"
     return None
+
+
+def _unmarked_cmyk(data):
+    """Whether a JPEG's frame has four components (CMYK) and its header no Adobe (APP14) segment: the one
+    CMYK JPEG the two decoders read apart (up to 255 levels, all black on DALI where PIL gave the picture)."""
+    pos, adobe, components = 2, False, None
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xDA:  # the header, to the first scan
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xEE and data[pos + 4:pos + 9] == b"Adobe":
+            adobe = True
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 < len(data):  # a frame
+            components = data[pos + 9]
+        pos += 2 + length
+    return components == 4 and not adobe
 
 
 def _jpeg_has_end(data):
@@ -382,7 +416,9 @@ def _other_problem(data, img):
         bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
         if bits == 16:
             return "16-bit BMP: DALI's decoder refuses or misreads its 5-bit channels; convert it to PNG"
-    if fmt == "PPM" and data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+    if fmt == "PPM" and data[:2] in (b"P2", b"P3"):  # (ASCII: a torch run trained on it, a DALI one stopped)
+        return f"ASCII PNM ({data[:2].decode()}): DALI's decoder cannot read it; convert it to PNG (or binary P5/P6)"
+    if fmt == "PPM" and data[:2] in (b"P5", b"P6"):
         fields = re.sub(rb"#[^\n]*", b"", data[:1024]).split()[:4]
         if len(fields) == 4 and fields[3].isdigit() and int(fields[3]) not in (255, 65535):
             return (f"PNM with maximum value {int(fields[3])}: DALI's decoder reads only 255 and 65535 "
@@ -407,6 +443,8 @@ def _size(data, path):
         h, w = simplejpeg.decode_jpeg_header(data)[:2]
         return w, h
     with Image.open(path) as img:
+        if img.format == "TIFF":  # (as stored: Pillow's size is the turned picture's, see load_rgb)
+            return img.tag_v2[256], img.tag_v2[257]
         return img.size
 
 
@@ -448,7 +486,7 @@ def inspect_file(path, max_pixels=MAX_PIXELS):
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 
-CHECKS_VERSION = 3  # raise it when inspect_file's checks change: cached verdicts are then redone
+CHECKS_VERSION = 4  # raise it when inspect_file's checks change: cached verdicts are then redone
 CHECK_PART = 1024  # files submitted to the checking threads at a time
 _SETTLE_NS = 5 * 10**9  # a file changed this recently may change again within one timestamp tick
 
@@ -689,7 +727,10 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
     rank, world_size: see _check_files (under torch.distributed the ranks split the checks)."""
     layout, folders = _resolve(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
-    if layout != "aligned" and (beside := sorted(_images_in(folders[0].parent))):
+    # (An A/ folder's: a plain folder of inputs, the single layout's too, has no A/ to be beside: its parent's
+    # images, ~/Pictures's for ~/Pictures/inputs, were named as if they belonged to the dataset.)
+    from_a = layout == "ab_folders" or folders[0] not in (Path(root), Path(root) / phase)
+    if layout != "aligned" and from_a and (beside := sorted(_images_in(folders[0].parent))):
         # Aligned A|B files beside A/ and B/ folders are not read (the folders decide the layout): said,
         # where a split of both kinds trained on its folders' pairs alone without a word.
         more = f" and {len(beside) - 1} more" if len(beside) > 1 else ""

@@ -283,7 +283,10 @@ CHECKED_CODE = {2: "cfe8526432f1d94f96d868cb5a0f63a639fbf548ddbf3b33c785aaf428ee
                 # + a broken link's wording; + the pixel limit's advice naming train's --max_pixels; + a file
                 # that is not a regular one refused unread (no cached verdict changes: a named pipe's check
                 # never ended, a device's failed, and failures are not cached)
-                3: "d64ebbcc1eff2f363c4266ddb7a0fc1ced1fc1d30a68180b55b7221f8a06874b"}
+                3: "d64ebbcc1eff2f363c4266ddb7a0fc1ced1fc1d30a68180b55b7221f8a06874b",
+                # + CMYK JPEGs without Adobe's marker and ASCII PNMs refused; TIFF sizes as stored (a verdict of
+                # orientations 5-8 was the turned picture's)
+                4: "c8331b4e7f42a7da8519b30a705a48b2c3d3e8e3b10c72a19e94c4ebcecc04fb"}
 
 
 def _checks_digest():

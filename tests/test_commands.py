@@ -222,7 +222,7 @@ def test_an_encoded_path_runs_the_networks_in_eval_mode_through_the_first_segmen
     out = interpolate(model, demo_root, out=tmp_path / "i", num=1, segments=2, frames=1, path="encoded", mp4=False,
                       progress=False)
     meta = json.loads((out / "path.json").read_text())
-    assert meta["refs"] == ["00000", "00001", "00002"]
+    assert meta["refs"] == ["00000.png", "00001.png", "00002.png"]
     strip = np.asarray(Image.open(out / "images" / "00000_strip.png"), dtype=np.float32)
     assert strip.shape[1] == 4 * 130 - 2  # the input and 2 x 1 + 1 frames
     A, _ = pair(demo_root, 0)
@@ -635,6 +635,12 @@ def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"bicyclegan: error: {said}"
+    with pytest.raises(SystemExit) as e:  # options after `--` (a checkpoint named -run): said to go before it
+        main(["sample", "--", "-run", "--n_samples", "1", "--num", "2"])
+    assert e.value.code == 2 and capsys.readouterr().err.split("bicyclegan sample: error: ", 1)[1].splitlines() == [
+        "unrecognized arguments: --n_samples 1 --num 2",
+        "  --n_samples: an option of sample, read as an argument after `--`: give the options before `--`",
+        "  --num: an option of sample, read as an argument after `--`: give the options before `--`"]
     with pytest.raises(SystemExit) as e:  # the top parser's own options are still its
         main(["--vers"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("bicyclegan ")

@@ -146,7 +146,7 @@ def test_encoded_path_goes_through_the_reference_images_codes(tmp_path, demo_roo
     for k in range(3):  # frames 0, 2, 4 are the codes themselves
         assert np.array_equal(got[1 + 2 * k], at_codes[k])
     meta = json.loads((out / "path.json").read_text())
-    assert meta["refs"] == [batch["paths"][r].split("/")[-1][:-4] for r in (2, 0, 3)] and meta["seed"] is None
+    assert meta["refs"] == [batch["paths"][r].split("/")[-1] for r in (2, 0, 3)] and meta["seed"] is None
     assert not list((out / "images").glob("*.mp4"))
 
 
@@ -231,9 +231,9 @@ def test_a_seed_or_segments_that_make_no_code_are_refused(tmp_path, demo_root, c
     said = json.loads((tmp_path / "o" / "path.json").read_text())
     assert (said["seed"], len(said["codes"])) == (7, 3)
     assert main([*run, "--path", "encoded", "--segments", "2", "--num", "1"]) == 0
-    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00000", "00001", "00002"]
+    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00000.png", "00001.png", "00002.png"]
     assert main([*run, "--path", "encoded", "--refs", "2,0", "--num", "1"]) == 0  # (--refs alone: no default segments)
-    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00002", "00000"]
+    assert json.loads((tmp_path / "o" / "path.json").read_text())["refs"] == ["00002.png", "00000.png"]
     # a seed of 0 is given too (not a missing one)
     with pytest.raises(ConfigError, match=r"^seed=0 draws the codes of path=random"):
         interpolate(tiny(demo_root), out=tmp_path / "z", path="encoded", refs=[0, 1], seed=0, progress=False)
@@ -254,11 +254,11 @@ def test_an_encoded_path_without_refs_on_too_few_inputs_says_so_in_the_options_g
         interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", progress=False)
     out = interpolate(tiny(demo_root), out=tmp_path / "b", path="encoded", segments=3, num=1, frames=1, mp4=False,
                       progress=False)
-    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00001", "00002", "00003"]
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000.png", "00001.png", "00002.png", "00003.png"]
     # refs given may name more codes than the inputs read (there and back: 3 codes from 2 inputs)
     out = interpolate(tiny(demo_root), out=tmp_path / "c", path="encoded", refs=[0, 1, 0], num=1, frames=1,
                       mp4=False, progress=False)
-    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00001", "00000"]
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000.png", "00001.png", "00000.png"]
     # a split of one input has no segments to offer: another split, or the random path
     (tmp_path / "one" / "val").mkdir(parents=True)
     (tmp_path / "one" / "val" / "00000.png").write_bytes((demo_root / "val" / "00000.png").read_bytes())
@@ -403,7 +403,7 @@ def test_an_input_between_the_references_that_no_output_shows_is_not_read(tmp_pa
     Image.fromarray(np.zeros((32, 80, 3), np.uint8)).save(data / "val" / "00001.png")
     out = interpolate(tiny(demo_root), data, out=tmp_path / "o", num=1, path="encoded", refs=[0, 2], frames=1,
                       mp4=False, progress=False)
-    assert json.loads((out / "path.json").read_text())["refs"] == ["00000", "00002"]
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00000.png", "00002.png"]
 
 
 def test_the_count_line_counts_the_inputs_there_are(tmp_path, demo_root, capsys):

@@ -227,6 +227,14 @@ def test_aligned_files_beside_a_and_b_folders_are_said_to_be_left_out(tmp_path, 
     with caplog.at_level("WARNING", "bicyclegan.pipelines"):
         make_loader(tmp_path, batch_size=1, load_size=16, crop_size=16, num_workers=0)
     assert caplog.messages == []  # (nothing beside them: nothing said)
+    # A plain folder of inputs (the single layout) inside a folder of images: nothing of them is the dataset's (its
+    # parent's 3 files were said to be beside "its A/ folder")
+    inputs = tmp_path / "pictures" / "inputs"
+    write(inputs / "x.png", noise(rng, 16, 16))
+    aligned(tmp_path / "pictures", [(noise(rng, 16, 16), noise(rng, 16, 16)) for _ in range(3)])
+    with caplog.at_level("WARNING", "bicyclegan.pipelines"):
+        assert len(make_loader(inputs, batch_size=1, load_size=16, crop_size=16, num_workers=0, layout="single")) == 1
+    assert caplog.messages == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -660,6 +660,23 @@ def test_nonfinite_models_are_refused_by_save_evaluate_and_export(tmp_path, data
     assert not (tmp_path / "g.pt2").exists()
 
 
+@pytest.mark.parametrize("net, said", [("E", "encoded"), ("G", "encoded and 2 more")])
+def test_a_model_whose_outputs_overflow_is_refused_by_sample_and_evaluate_not_drawn_black(tmp_path, data, net, said):
+    # Finite weights whose outputs are not (a model that overflowed): sample wrote black images with exit 0, and
+    # evaluate measured an encoder's black outputs as a palette match of 0 beside an encoded L1 of NaN
+    from bicyclegan.engine import sample
+    model = tiny_model()
+    with torch.no_grad():
+        for p in getattr(model, net).parameters():
+            p.mul_(1e30 if p.dim() > 1 else 1)
+    assert not model.nonfinite()
+    with pytest.raises(DivergenceError, match=rf"outputs are not finite \({said}\): it cannot be evaluated"):
+        evaluate(model, data, num=2, n_samples=2, metrics=["l1", "palette"] if net == "E" else None)
+    with pytest.raises(DivergenceError, match=rf"outputs are not finite \({said} of \S+00000.png\): nothing to sample"):
+        sample(model, data, out=tmp_path / "s", num=2, n_samples=2, progress=False)
+    assert not list((tmp_path / "s").rglob("*.png"))
+
+
 def test_a_sample_grid_that_cannot_be_written_names_the_step_and_the_checkpoint_to_resume(tmp_path, monkeypatch):
     # samples/ made read-only mid-run: "cannot write sample grid .../step_0000004.png: Permission denied (...)" and
     # nothing of where the run stopped or what it can resume from, as a checkpoint's or the log's failure says.

@@ -6,6 +6,7 @@ resume leaves behind, image sizes the U-Net cannot take, non-square crops, a cha
 folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed; a
 new run from any checkpoint's weights (--init_from); a plain folder's results beside the splits', the
 epoch the progress line names, --no-progress, and a text file or a dataset given as the model."""
+import html
 import io
 import json
 import os
@@ -200,6 +201,9 @@ def test_results_of_two_models_never_share_a_folder(tmp_path):
     run = tmp_path / "run"
     assert results_dir(run / "checkpoints" / "latest.pt", "val") == run / "results" / "val"
     assert results_dir(run / "checkpoints" / "epoch_2.pt", "val") == run / "results" / "val_epoch_2"
+    # a checkpoint named ...pt (its stem '..') wrote to ./val, beside results/, over the user's files there
+    assert results_dir(tmp_path / "...pt", "val") == Path("results") / "...pt" / "val"
+    assert results_dir(tmp_path / "..pt", "val") == Path("results") / "..pt" / "val"
 
 
 def test_evaluate_writes_per_model_and_per_epoch_and_names_the_checkpoint(run, data, tmp_path, monkeypatch,
@@ -1052,6 +1056,37 @@ def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data
     photos.mkdir(parents=True)
     (photos / "a.png").write_bytes((plain / "0.png").read_bytes())
     assert sample(ckpt, photos, **kw) == run / "results" / "photos_test"
+    # or like a split's results folder: sample of a folder test_sweep replaced the sweep's page
+    sweep = tmp_path / "mine" / "test_sweep"
+    sweep.mkdir(parents=True)
+    (sweep / "a.png").write_bytes((plain / "0.png").read_bytes())
+    assert sample(ckpt, sweep, **kw) == run / "results" / "mine_test_sweep"
+
+
+def test_inputs_of_the_longest_names_get_outputs_and_a_list_of_names_that_cannot_be_stops_nothing(run, plain,
+                                                                                                  tmp_path):
+    # A stem of 239 bytes and more with _ground_truth.png is over the 255 a file name holds: sample and interpolate
+    # stopped mid-write with a traceback, and the names they had listed in .images.json stopped every later call
+    ckpt = run / "checkpoints" / "latest.pt"
+    long_a, long_b = "M" * 250 + ".png", "é" * 120 + "x.png"  # 254 bytes each; the second's cut is mid-letter
+    for name in (long_a, long_b, "M" * 250 + ".jpg", "M" * 249 + "N.png"):
+        os.link(plain / "0.png", plain / name)
+    out = sample(ckpt, plain, n_samples=1, num=7, progress=False, out=tmp_path / "s")
+    made = sorted(p.name for p in (out / "images").iterdir())
+    stems = {n.rsplit("_", 2)[0] if "random" in n else n.rsplit("_", 1)[0] for n in made}
+    assert len(stems) == 7 and all(len(n.encode()) <= 255 for n in made), made
+    # a long stem's first 191 bytes and its digest (M...N apart from M... by it), a second input of one stem -2
+    cut = [s for s in stems if len(s) > 100]
+    assert sorted(len(s.encode()) for s in cut) == [199, 200, 200, 202], cut
+    assert len({s.split("~")[1][:8] for s in cut}) == 3, cut
+    assert any(n.startswith("é" * 95 + "~") for n in stems)
+    page = (out / "index.html").read_text()
+    assert html.escape(long_a) in page and html.escape(long_b) in page  # the labels, whole
+    interpolate(ckpt, plain, num=7, segments=1, frames=1, mp4=False, progress=False, out=tmp_path / "i")
+    # a list left by an earlier version's failed call: names no file can have
+    listed = out / ".images.json"
+    listed.write_text(json.dumps([*json.loads(listed.read_text()), "N" * 300 + "_input.png"]))
+    assert sample(ckpt, plain, n_samples=1, num=7, progress=False, out=tmp_path / "s") == out
 
 
 def test_the_progress_line_counts_epochs_as_the_epoch_checkpoints_do(tmp_path, data):

@@ -382,6 +382,17 @@ INGEST = ["tests/test_bench.py::test_ingest_merges_a_check_into_one_history_entr
 NON_FINITE = [TSV + "non_json_and_non_finite_bodies_are_refused"]
 FP16_RESUME = ["tests/test_model.py::test_a_resumed_fp16_run_keeps_its_loss_scale"]
 ENCODED = [TSV + "encode_returns_the_encoders_mean_of_b", TSV + "uploaded_reference_is_encoded"]
+FL, TPF, TUP = "pipelines/files.py", "tests/test_pipelines_formats.py::test_", "tests/test_user_paths.py::test_"
+NONFINITE_OUT = ["tests/test_reliability.py::test_a_model_whose_outputs_overflow_is_refused_by_sample_and_evaluate_not_"
+                 "drawn_black"]
+TIFF_TURN = [TPF + "tiff_webp_and_jpeg2000_content_decode_to_their_pixels"]
+ONLY_PIL = [TPF + "content_only_pil_reads_is_refused_or_skipped_alike"]
+CMYK_OK = [TPF + "pixel_formats_decode_as_expected"]
+BESIDE = ["tests/test_pipelines.py::test_aligned_files_beside_a_and_b_folders_are_said_to_be_left_out"]
+LONG_NAMES = [TUP + "inputs_of_the_longest_names_get_outputs_and_a_list_of_names_that_cannot_be_stops_nothing"]
+DOTS = [TUP + "results_of_two_models_never_share_a_folder"]
+PLAIN_NAMES = [TUP + "a_plain_folders_results_are_named_after_it_not_the_test_split"]
+REFS = ["tests/test_interpolate.py::test_encoded_path_goes_through_the_reference_images_codes"]
 
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
@@ -590,8 +601,6 @@ MUTANTS = [
      'if False and (lost :=', INT),
     ('IS09', IP, '            if i not in read:  # (broken since the checks: left out)\n                return None\n',
      '', INT),
-    ('IS10', IP, '"refs": [run.stems[r] for r in refs]',
-     '"refs": [run.labels[r] for r in refs]', INT),
     ('IS11', IP, 'rows = write_shares(dist, run.total, make, write,',
      'rows = write_shares(dist, num, make, write,', INT),
     # inference_data: a --phase that is not a folder of the dataset folder
@@ -961,7 +970,7 @@ MUTANTS = [
      'pipeline\'s threads and memory)\n            raise\n'
      '        self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n', REFUSED_EVALUATION),
     # the reference's option names answered with ours, another command's option named with its commands (RO01-RO05)
-    ('RO01', CLI, '        if hint is not None:\n', '        if False:\n', REF_NAMES),
+    ('RO01', CLI, '        elif hint is not None:\n', '        elif False:\n', REF_NAMES),
     ('RO02', CLI, 'if c != command and option in p._option_string_actions]', 'if c != command]', REF_NAMES),
     ('RO03', CLI, '            parser.error(_unrecognized(extras', '            self.error(_unrecognized(extras',
      REF_NAMES),
@@ -998,7 +1007,8 @@ MUTANTS = [
      '    if False:', NOT_FILE),
     ('DE03', "pipelines/dali_loader.py", 'if p is not None and not _utf8(p)]', 'if p is not None and False]',
      DALI_UTF8),
-    ('DE04', FI, '    if layout != "aligned" and (beside :=', '    if layout == "aligned" and (beside :=', BESIDE),
+    ('DE04', FI, '    if layout != "aligned" and from_a and (beside :=', '    if layout == "aligned" and from_a and (beside :=',
+     BESIDE),
     ('DE05', FI, '        if real != top and os.path.commonpath([real, top]) == real:', '        if False:', ABOVE),
     ('DE06', FI, '            elif others is not None and name.lower().endswith(OTHER_FORMATS):',
      '            elif False:', OTHER_FMT),
@@ -1380,6 +1390,30 @@ MUTANTS = [
     ('SF13', M, '        if state.get("scaler") and self.scaler is not None:', '        if False:', FP16_RESUME),
     ('SF14', SV, '            mu = self.model.encode(it.B[None])[0]',
      '            mu = self.model.encode(it.B[None] * 0.98)[0]', ENCODED),
+    ('SF15', EV, '        if bad := nonfinite_said(cols, names):  # (the encoded column too',
+     '        if False:  # (the encoded column too', NONFINITE_OUT),
+    ('SF16', "engine/sample.py", '            if bad := nonfinite_said(*made[1:]):  # (written as black images',
+     '            if False:  # (written as black images', NONFINITE_OUT),
+    ('SF17', "engine/images.py", 'n not in ("input", "ground truth") and not torch.isfinite(c).all()',
+     'n.startswith("random") and not torch.isfinite(c).all()', NONFINITE_OUT),
+    ('SF18', FL, '        if turned in _UNDO and _ORIENTATION not in img.tag_v2:', '        if False:', TIFF_TURN),
+    ('SF19', FL, '        if img.format == "TIFF":  # (as stored', '        if False:  # (as stored', TIFF_TURN),
+    ('SF20', FL, '    if _unmarked_cmyk(data):', '    if False:', ONLY_PIL),
+    ('SF21', FL, '            adobe = True', '            pass', CMYK_OK),
+    ('SF22', FL, '    if fmt == "PPM" and data[:2] in (b"P2", b"P3"):  # (ASCII',
+     '    if False:  # (ASCII', ONLY_PIL),
+    ('SF23', FL, '    from_a = layout == "ab_folders" or folders[0] not in (Path(root), Path(root) / phase)',
+     '    from_a = True', BESIDE),
+    ('SF24', "engine/images.py", '        stem, n = self.short(Path(path).stem), 1',
+     '        stem, n = Path(path).stem, 1', LONG_NAMES),
+    ('SF25', "engine/images.py", '            if e.errno != errno.ENAMETOOLONG:', '            if True:', LONG_NAMES),
+    ('SF26', "engine/runtime.py", '(ckpt.stem if ckpt.stem not in (".", "..") else ckpt.name)', 'ckpt.stem', DOTS),
+    ('SF27', "engine/runtime.py", 're.fullmatch(r"(train|val|test)(_.*)?", folder.name)',
+     'folder.name in ("train", "val", "test")', PLAIN_NAMES),
+    ('SF28', "engine/cli.py", '        if name in ours:  # (the command\'s own',
+     '        if False:  # (the command\'s own', BEFORE_COMMAND),
+    ('SF29', "engine/interpolate.py", '"refs": [run.labels[r] for r in refs]', '"refs": [run.stems[r] for r in refs]',
+     REFS),
 ]
 
 if __name__ == "__main__":
