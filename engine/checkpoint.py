@@ -240,9 +240,26 @@ def epochs_done(step: int, epoch: int, steps_per_epoch: int | None) -> int:
 
 def config_of(state: dict, path) -> TrainConfig:
     try:
-        return TrainConfig.from_dict(state["config"])
+        cfg = TrainConfig.from_dict(state["config"])
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: its stored config is not valid for this version: {e}") from e
+    return _where_the_data_went(cfg, path)
+
+
+def _where_the_data_went(cfg: TrainConfig, path) -> TrainConfig:
+    """cfg, with the data folder its run's config.json names now where the one the checkpoint names is gone: a run
+    resumed with --dataroot after its data moved records the new folder, and its checkpoints from before the move
+    (epoch_N.pt, best.pt) still named the old one (`sample RUN` worked, `sample RUN --epoch 2` did not)."""
+    old, folder = cfg.data.dataroot, Path(path).parent
+    if old is None or os.path.isdir(old) or folder.name != "checkpoints":
+        return cfg
+    try:
+        now = json.loads((folder.parent / "config.json").read_text())["data"]["dataroot"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return cfg
+    if isinstance(now, str) and os.path.isdir(now):
+        cfg.data.dataroot = now
+    return cfg
 
 
 def peek_config(path) -> TrainConfig:

@@ -371,6 +371,12 @@ def cmd_train(args) -> int:
         print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
               f"apply", file=sys.stderr)
+    own = _run_of(args.resume) if isinstance(args.resume, str) and args.out is None else None
+    if own is not None and Path(cfg.out).resolve() != own.resolve() and not _said_on_this_machine():
+        # A run's checkpoint continued without --out goes to the default folder (its own run's later log would be
+        # cut): it began a second run there unsaid, where a user meant to continue the first
+        print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out; its own run, {own}, "
+              f"continues with `bicyclegan train --out {shlex.quote(str(own))} --resume`)", file=sys.stderr)
     if args.dry_run:
         # What the run would refuse before its first step (the same checks, reading only): a dry run printed
         # configs the run then refused (another architecture, unreadable images, a device not there...).
@@ -702,7 +708,7 @@ def cmd_import_official(args) -> int:
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
     data = _given(args, DataConfig)
     if data.get("dataroot") is not None:  # absolute, as train stores it: the file is read from other folders
-        data["dataroot"] = str(Path(data["dataroot"]).resolve())
+        data["dataroot"] = os.path.abspath(data["dataroot"])  # (its links kept, as train's)
     if args.preset:  # the authors' model: its options and its test script's data settings
         base = pretrained_config(args.preset)
         model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -564,6 +565,14 @@ def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
         raise DatasetError(f"--dataroot {root} is a file; give the dataset's folder (e.g. {root.parent.parent} for "
                            f"an aligned file in <root>/<split>/, or a folder of input images)")
     if not root.is_dir():
+        (h, w), seed = cfg.model.size, cfg.seed
+        if dataroot is None and root.name == f"demo_data_v{DATA_VERSION}_{h}x{w}_seed{seed}":
+            # a demo run copied without the data beside it, which the user never chose: "pass --dataroot" named
+            # no folder they had; the demo data is made again alike
+            again = f"bicyclegan make-demo {shlex.quote(str(root))} --size {h}" + (f" --width {w}" if w != h else "") \
+                + (f" --seed {seed}" if seed else "")
+            raise DatasetError(f"dataset folder {root} does not exist: the run's demo data, which `{again}` makes "
+                               f"again (or pass --dataroot)")
         raise DatasetError(f"dataset folder {root} does not exist (pass --dataroot)")
     return root
 

@@ -23,6 +23,7 @@ import html
 import inspect
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -258,7 +259,10 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         n_samples = samples_per_input(options.get("n_samples"), cfg)
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
         name = results_name(root, phase)
-        out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results")
+        # (Each checkpoint's eval.json and the sweep's page are the run's: a run shared read-only is swept in a copy.)
+        out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results",
+                             f"a sweep writes into the run folder (each checkpoint's eval.json, the page): sweep a "
+                             f"copy of it (cp -r {shlex.quote(str(folder))} ~/{shlex.quote(folder.name)})")
         if json_path:
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept, older = {}, 0

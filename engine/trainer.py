@@ -929,7 +929,9 @@ class Trainer:
         self.dist.main_decides(self._check_run_folder)
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
-        cfg.data.dataroot = str(self.data_root.resolve())  # sample/evaluate find the data through it
+        # Absolute (sample/evaluate find the data through it from any folder), its links kept: a dataset reached
+        # through a link (data -> data_v2) was recorded as the link's target, which re-pointing the link left stale
+        cfg.data.dataroot = os.path.abspath(self.data_root)
         self.cfg = cfg
 
         seed_rng(cfg.seed, self.device)  # identical initial weights on every rank

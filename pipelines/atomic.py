@@ -123,10 +123,14 @@ def _stem(name: str) -> str:
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
-    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
-    (mkstemp makes 0600): (its open descriptor, its path)."""
+    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions of the file it replaces, else
+    those a file made there gets (mkstemp makes 0600): (its open descriptor, its path)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{writer_tag()}-", suffix=suffix, dir=path.parent)
-    os.chmod(tmp, 0o666 & ~UMASK)
+    try:  # (a run's files kept private, 0600, were 0644 after the next save rewrote them)
+        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777 if path.is_file() else 0o666 & ~UMASK
+    except OSError:
+        mode = 0o666 & ~UMASK
+    os.chmod(tmp, mode)
     return fd, tmp
 
 

@@ -552,6 +552,11 @@ def test_io_writes_create_folders_and_get_the_usual_permissions(tmp_path):
     with open(tmp_path / "plain", "wb"):  # what the process's umask gives a new file
         pass
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    # A file replaced keeps its own (a run's files kept private were the umask's again after the next save)
+    for mode in (0o600, 0o640, 0o444):
+        os.chmod(path, mode)
+        io.atomic_write(path, lambda f: f.write(b"y"))
+        assert stat.S_IMODE(path.stat().st_mode) == mode and path.read_bytes() == b"y", oct(mode)
     # The check makes nothing (a command refused after it left an empty folder): the writers do.
     assert io.check_writable(tmp_path / "c" / "d", "results") == tmp_path / "c" / "d"
     assert not (tmp_path / "c").exists()

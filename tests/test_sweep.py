@@ -366,6 +366,14 @@ def test_an_unwritable_json_is_refused_before_any_checkpoint_is_measured(run, tm
         monkeypatch.undo()
     assert [r["checkpoint"] for r in json.loads((tmp_path / "s.json").read_text())] == [
         "epoch_1.pt", "epoch_2.pt", "latest.pt"]
+    # a run whose results cannot be written (shared read-only; here results is a file): --json cannot take them
+    # elsewhere, so the refusal says how to sweep it ("choose another folder" named no option that could)
+    shutil.rmtree(run / "results")
+    (run / "results").write_text("")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--json", str(tmp_path / "t.json")]) == 2
+    assert capsys.readouterr().err.endswith(f"; a sweep writes into the run folder (each checkpoint's eval.json, the "
+                                            f"page): sweep a copy of it (cp -r {run} ~/{run.name})\n")
 
 
 def test_a_damaged_checkpoint_among_good_ones_gets_a_row_and_the_others_are_measured(run, tmp_path, capsys):

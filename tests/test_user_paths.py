@@ -978,7 +978,14 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
     capsys.readouterr()
     # Without --out it goes to the default folder, never back into its own run (whose later log it would cut).
     assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--dry-run"]) == 0
-    assert json.loads(capsys.readouterr().out)["out"] == "runs/bicyclegan"
+    said = capsys.readouterr()
+    assert json.loads(said.out)["out"] == "runs/bicyclegan"
+    # and says so, with how to continue the run itself (a second run began there unsaid)
+    assert said.err == (f"note: a new run folder, runs/bicyclegan, continues {old / 'checkpoints' / 'latest.pt'} "
+                        f"(without --out; its own run, {old}, continues with `bicyclegan train --out {old} "
+                        f"--resume`)\n")
+    assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--out", str(new), "--dry-run"]) == 2
+    assert "note" not in capsys.readouterr().err  # (--out given: nothing to say; new holds a run now, refused)
 
 
 def test_a_checkpoint_set_aside_by_a_resume_going_back_continues_into_a_new_folder(tmp_path, data, capsys):
@@ -1061,6 +1068,56 @@ def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data
     sweep.mkdir(parents=True)
     (sweep / "a.png").write_bytes((plain / "0.png").read_bytes())
     assert sample(ckpt, sweep, **kw) == run / "results" / "mine_test_sweep"
+
+
+def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data):
+    # Recorded as the link's target: re-pointing the link (data -> data_v2, the reason to have one) left the run's
+    # config naming the old folder, and sample, evaluate and a resume failed on it
+    v1, v2, link = tmp_path / "data_v1", tmp_path / "data_v2", tmp_path / "data"
+    shutil.copytree(data, v1)
+    link.symlink_to(v1.name)
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, link, max_steps=1, save_every=1, sample_every=100), progress=False).train()
+    assert json.loads((run / "config.json").read_text())["data"]["dataroot"] == str(link)
+    v1.rename(v2)
+    link.unlink()
+    link.symlink_to(v2.name)
+    out = sample(run, n_samples=1, num=1, progress=False)
+    assert (out / "index.html").is_file()
+
+
+def test_checkpoints_from_before_the_data_moved_read_it_where_the_run_says_it_is_now(tmp_path, data):
+    # A run resumed with --dataroot after its data moved: latest.pt and config.json name the new folder, its
+    # epoch_1.pt the old one, and `sample RUN --epoch 1` (and the sweep over every checkpoint) failed on it
+    old, new, run = tmp_path / "disk1", tmp_path / "disk2", tmp_path / "r"
+    shutil.copytree(data, old)
+    Trainer(tiny_cfg(run, old, max_steps=4, save_epoch_freq=1, save_every=100, sample_every=100),
+            progress=False).train()
+    old.rename(new)
+    Trainer(tiny_cfg(run, new, max_steps=5, save_epoch_freq=1, save_every=100, sample_every=100), resume=True,
+            progress=False).train()
+    epoch_1 = run / "checkpoints" / "epoch_1.pt"
+    assert read_checkpoint(epoch_1)["config"]["data"]["dataroot"] == str(old)  # (as written before the move)
+    assert (sample(epoch_1, n_samples=1, num=1, progress=False) / "index.html").is_file()
+    assert main(["evaluate", str(run), "--epoch", "all", "--metrics", "l1", "--num", "2", "--n_samples", "2"]) == 0
+    # outside a run folder, or where the run's config names no folder that is there, the stored one is said gone
+    shutil.copy(epoch_1, tmp_path / "loose.pt")
+    with pytest.raises(DatasetError, match=f"dataset folder {old} does not exist"):
+        sample(tmp_path / "loose.pt", n_samples=1, num=1, progress=False)
+
+
+def test_a_demo_run_copied_without_its_data_says_how_to_make_it_again(tmp_path):
+    # "pass --dataroot" named no folder the user had: the demo data beside the run was made by train, unasked
+    import shlex
+
+    from bicyclegan.engine.runtime import DATA_VERSION, data_root_for
+    root = tmp_path / "a b" / f"demo_data_v{DATA_VERSION}_32x32_seed3"
+    cfg = tiny_cfg(tmp_path / "a b" / "run", root, seed=3)
+    again = f"bicyclegan make-demo {shlex.quote(str(root))} --size 32 --seed 3"
+    with pytest.raises(DatasetError, match=re.escape(f"the run's demo data, which `{again}` makes again (or pass")):
+        data_root_for(cfg)
+    assert main(shlex.split(again)[1:]) == 0
+    assert data_root_for(cfg) == root
 
 
 def test_inputs_of_the_longest_names_get_outputs_and_a_list_of_names_that_cannot_be_stops_nothing(run, plain,

@@ -393,6 +393,12 @@ LONG_NAMES = [TUP + "inputs_of_the_longest_names_get_outputs_and_a_list_of_names
 DOTS = [TUP + "results_of_two_models_never_share_a_folder"]
 PLAIN_NAMES = [TUP + "a_plain_folders_results_are_named_after_it_not_the_test_split"]
 REFS = ["tests/test_interpolate.py::test_encoded_path_goes_through_the_reference_images_codes"]
+DATA_LINK = [TUP + "a_dataset_reached_through_a_link_is_recorded_by_the_link"]
+SWEEP_RO = [TSW + "an_unwritable_json_is_refused_before_any_checkpoint_is_measured"]
+DATA_MOVED = [TUP + "checkpoints_from_before_the_data_moved_read_it_where_the_run_says_it_is_now"]
+DEMO_AGAIN = [TUP + "a_demo_run_copied_without_its_data_says_how_to_make_it_again"]
+RESUME_NOTE = [TUP + "a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_options"]
+KEEP_MODE = ["tests/test_reliability.py::test_io_writes_create_folders_and_get_the_usual_permissions"]
 
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
@@ -987,7 +993,7 @@ MUTANTS = [
     # export's and the demo data's temporary names of their own, removed whatever stops the writing (TN01-TN05)
     ('TN01', "engine/export.py", 'fd, name = temp_beside(out, f".tmp.{fmt}")\n    os.close(fd)\n',
      'name = str(out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}"))\n', TEMPS_OWN),
-    ('TN02', AT, '    os.chmod(tmp, 0o666 & ~UMASK)\n    return fd, tmp', '    return fd, tmp', TEMPS_OWN),
+    ('TN02', AT, '    os.chmod(tmp, mode)\n    return fd, tmp', '    return fd, tmp', TEMPS_OWN),
     ('TN03', RT, '        finally:\n            shutil.rmtree(tmp, ignore_errors=True)\n',
      '        except ImportError:\n            pass\n        shutil.rmtree(tmp, ignore_errors=True)\n', TEMPS_OWN),
     ('TN04', RT, '            os.chmod(tmp, 0o777 & ~UMASK)', '            pass', TEMPS_OWN),
@@ -1007,8 +1013,8 @@ MUTANTS = [
      '    if False:', NOT_FILE),
     ('DE03', "pipelines/dali_loader.py", 'if p is not None and not _utf8(p)]', 'if p is not None and False]',
      DALI_UTF8),
-    ('DE04', FI, '    if layout != "aligned" and from_a and (beside :=', '    if layout == "aligned" and from_a and (beside :=',
-     BESIDE),
+    ('DE04', FI, '    if layout != "aligned" and from_a and (beside :=',
+     '    if layout == "aligned" and from_a and (beside :=', BESIDE),
     ('DE05', FI, '        if real != top and os.path.commonpath([real, top]) == real:', '        if False:', ABOVE),
     ('DE06', FI, '            elif others is not None and name.lower().endswith(OTHER_FORMATS):',
      '            elif False:', OTHER_FMT),
@@ -1173,7 +1179,7 @@ MUTANTS = [
     ('AW21', CK, 'f"not a torch file: it begins {head!r}" if head and not head.startswith(',
      'f"not a torch file: it begins {head!r}" if False and not head.startswith(', PEEK),
     ('AW22', CK, '    if isinstance(every, int) and every > 0:', '    if False:', EPOCHS),
-    ('AW23', CLI, '        data["dataroot"] = str(Path(data["dataroot"]).resolve())', '        pass', IMPORT_ABS),
+    ('AW23', CLI, '        data["dataroot"] = os.path.abspath(data["dataroot"])', '        pass', IMPORT_ABS),
     ('AW24', CLI, 'and ours and here[1] not in ours:', 'and ours and False:', HINTS),
     ('AW25', CLI, 'hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))',
      'hint = REFERENCE_OPTIONS.get(name)', HINTS),
@@ -1414,6 +1420,19 @@ MUTANTS = [
      '        if False:  # (the command\'s own', BEFORE_COMMAND),
     ('SF29', "engine/interpolate.py", '"refs": [run.labels[r] for r in refs]', '"refs": [run.stems[r] for r in refs]',
      REFS),
+    ('SF30', T, '        cfg.data.dataroot = os.path.abspath(self.data_root)',
+     '        cfg.data.dataroot = str(self.data_root.resolve())', DATA_LINK),
+    ('SF31', SW, '"the sweep\'s results",\n                             f"a sweep writes',
+     '"the sweep\'s results") or (\n                             f"a sweep writes', SWEEP_RO),
+    ('SF32', CK, '    if isinstance(now, str) and os.path.isdir(now):\n', '    if False:\n', DATA_MOVED),
+    ('SF33', "engine/runtime.py", '        if dataroot is None and root.name == f"demo_data_v',
+     '        if False and root.name == f"demo_data_v', DEMO_AGAIN),
+    ('SF34', "engine/cli.py",
+     '    if own is not None and Path(cfg.out).resolve() != own.resolve() and not _said_on_this_machine():',
+     '    if False:', RESUME_NOTE),
+    ('SF35', "pipelines/atomic.py",
+     'mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777 if path.is_file() else 0o666 & ~UMASK',
+     'mode = 0o666 & ~UMASK', KEEP_MODE),
 ]
 
 if __name__ == "__main__":
