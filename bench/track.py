@@ -336,6 +336,8 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         except ValueError as e:
             raise TrackError(f"{path}: not valid JSON ({e}); a step was probably cut off, see check.log") from None
         if isinstance(data, dict) and "benchmarks" in data:
+            if not isinstance(data["benchmarks"], list):  # (a TypeError traceback below)
+                raise TrackError(f"{path}: its 'benchmarks' is no list; expected a pytest-benchmark JSON")
             runs.append((path, data))
     if not runs:
         raise TrackError(f"{src}: no pytest-benchmark JSON in it (kernels.json, train_step.json, ...); "
@@ -348,6 +350,12 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
             # (a KeyError traceback where the key or the device was missing)
             raise TrackError(f"{path}: machine_info has no 'bicyclegan' key with the machine's 'key' and 'device'; "
                              f"was it written by bench/?")
+        if not all(isinstance(info.get(k), str) for k in ("system", "python_implementation", "python_version")):
+            raise TrackError(f"{path}: machine_info lacks pytest-benchmark's system, python_implementation or "
+                             f"python_version; was it written by pytest-benchmark?")
+        if ours["key"] in (".", "..") or not re.fullmatch(r"[\w.+-]+", ours["key"]):
+            # (a folder of the history: "../../x" wrote outside it)
+            raise TrackError(f"{path}: machine key {ours['key']!r} is no folder name (letters, digits, . _ + -)")
         keys.setdefault(info["bicyclegan"].get("key"), path)
     if len(keys) > 1:  # (one entry's figures are one machine's: a CPU run beside an H200's was filed as the H200's)
         raise TrackError(f"{src}: files of {len(keys)} machines ("

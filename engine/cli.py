@@ -919,7 +919,9 @@ class _Parser(argparse.ArgumentParser):
             # An option before the command's name (`bicyclegan --nz 8 train`) was argparse's "invalid choice:
             # '8'" or "train: unrecognized arguments": options are the command's and come after it.
             takers = [c for c, p in self.commands.items() if name in p._option_string_actions]
-            self.error(f"{name} comes before the command: options go after it, as in `bicyclegan {takers[0]} "
+            # (the command typed after it, where it takes the option: `--out res sample` was shown as train's)
+            typed = next((w for w in words if w in takers), takers[0] if takers else None)
+            self.error(f"{name} comes before the command: options go after it, as in `bicyclegan {typed} "
                        f"{name} ...` ({name} is an option of {_and(takers)})" if takers else
                        f"unrecognized option {name}: no command has it (`bicyclegan COMMAND --help` lists a "
                        "command's options, after its name)")

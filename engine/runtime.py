@@ -598,9 +598,15 @@ def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
                           f"TRITON_INTERPRET=1, slowly), and {where}; use --impl auto or ref")
     if cfg.data.backend == "dali" and not dali_available():
         raise ConfigError("backend=dali needs NVIDIA DALI: pip install 'bicyclegan[dali]' (or --backend torch)")
-    if cfg.model.impl != "ref" and runs_triton(device):
-        # The kernels read a $BICYCLEGAN_KERNEL_TUNING table at their first launch: a broken one stopped the run
-        # there, its folder written (which then refused the rerun)
+    check_tuning_table(cfg.model.impl, device)
+
+
+def check_tuning_table(impl: str, device: torch.device) -> None:
+    """The kernels read a $BICYCLEGAN_KERNEL_TUNING table at their first launch: a broken one stopped a training
+    there, its folder written (which then refused the rerun), and was a 500 for every request serve took. Read
+    now (TuningTableError) where the kernels will run."""
+    from bicyclegan.kernels._impl import runs_triton
+    if impl != "ref" and runs_triton(device):
         from bicyclegan.kernels._configs import check_env_table
         check_env_table()
 
@@ -677,14 +683,18 @@ def gallery_title(model, root: Path, phase: str) -> str:
 def results_name(root: Path, phase: str) -> str:
     """What an inference command's results folder is named after: the split it read (val, test), or
     for a plain folder of inputs the folder's own name, so that they never share the split's folder
-    (both were <run>/results/test); one named like a split (photos/test), or like a split's results folder
-    (test_sweep, test_epoch_5, test_best: sample into a folder of that name replaced the sweep's page) gets its
-    parent's name too."""
+    (both were <run>/results/test); one named like a split (photos/test), or like a results folder of the commands
+    (test_sweep, test_epoch_5, test_best, test_sync, interpolate_test: sample into a folder of that name replaced
+    the sweep's page, or interpolate's results) gets its parent's name too."""
     if (root / phase).is_dir():
         return phase
     folder = Path(root).resolve()
-    return f"{folder.parent.name}_{folder.name}" if re.fullmatch(r"(train|val|test)(_.*)?", folder.name) else \
-        folder.name
+    return f"{folder.parent.name}_{folder.name}" if RESULTS_LIKE.fullmatch(folder.name) else folder.name
+
+
+# The names of the results folders the commands give a split's results (sample's <phase>[_sync][_epoch_N|_best],
+# the sweep's <phase>_sweep) and interpolate's of any: what a plain folder of inputs must not be named after.
+RESULTS_LIKE = re.compile(r"interpolate_.*|(train|val|test)(_sync)?(_epoch_\d+|_best|_sweep)?")
 
 
 def inputs_folder(root, phase: str) -> Path:

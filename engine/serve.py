@@ -43,7 +43,15 @@ from .config import check_int
 from .errors import ConfigError
 from .images import sample_columns, to_uint8
 from .model import INTERP_MODES, interp_z, spread_z
-from .runtime import build_loader, check_input_size, inference_data, input_label, open_model, with_data_settings
+from .runtime import (
+    build_loader,
+    check_input_size,
+    check_tuning_table,
+    inference_data,
+    input_label,
+    open_model,
+    with_data_settings,
+)
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
@@ -97,6 +105,7 @@ class Explorer:
                                  ("max_upload_pixels", max_upload_pixels, 1)):
             check_int(name, value, low)
         self.model = open_model(model, device).eval()
+        check_tuning_table(self.model.cfg.model.impl, self.model.device)
         # cfg.data: the data settings inputs and uploads are prepared with; net_in: their crop
         self.cfg, self.net_in = with_data_settings(self.model.cfg, direction=direction, load_size=load_size,
                                                    crop_size=crop_size, preprocess=preprocess)
@@ -284,6 +293,8 @@ class Explorer:
                 k = min(rows, n - i)
                 zs = None if z is None else z[i:i + k, None, :].to(self.model.device)  # one column, a code per row
                 cols, names = sample_columns(self.model, A[None].expand(k, -1, -1, -1), None, zs, encode=False)
+                if not torch.isfinite(cols[-1]).all():  # (shown black, as sample wrote them)
+                    raise RequestError(500, "the model's outputs are not finite (it overflowed): nothing to show")
                 outputs += [png_uri(x) for x in cols[-1]]
         return outputs
 
@@ -309,6 +320,8 @@ class Explorer:
             raise RequestError(400, f"{item_id} ({it.name}) has no B image to encode")
         with self.lock:
             mu = self.model.encode(it.B[None])[0]
+        if not torch.isfinite(mu).all():  # (a bare 500: JSON has no inf)
+            raise RequestError(500, "the encoder's code is not finite (the model overflowed)")
         return {"z": mu.float().cpu().tolist()}
 
     def interpolate(self, input_id, z0, z1, steps, mode=INTERP_MODES[0]) -> dict:

@@ -450,12 +450,13 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
         raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} to "
                               f"continue it or choose another --out")
     if resume_path is not None and not resume_path.exists():
-        if resume_path == ckpt_path:  # the folder's own, not there: None or --epoch N
+        if resume_path.resolve() == ckpt_path.resolve():  # the folder's own, not there: None or --epoch N
             why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else
                    " (the run there stopped before its first checkpoint: start it again in a new --out)"
                    if started else "")
         else:  # a path given (a typo: the folder's run was said to have stopped before its first checkpoint)
-            why = " (no such file" + (f"; {how} with no path continues the run in {run_dir}" if how else "") + ")"
+            go_on = "--resume with no path" if how == "--resume" else how  # (--epoch N takes no path)
+            why = " (no such file" + (f"; {go_on} continues the run in {run_dir}" if how else "") + ")"
         raise CheckpointError(f"--resume: no checkpoint at {resume_path}{why}")
     if started and resume_path is not None and resume_path.resolve().parent != ckpt_path.parent.resolve():
         # A checkpoint from elsewhere into a folder holding a run (the same `--resume CKPT` command run

@@ -2,6 +2,7 @@
 and the CPU training-step baseline. Expected values are worked out by hand from the inputs."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -234,6 +235,17 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
     (src / "loader.json").write_text('{"benchmarks": [], "machine_info": {"bicyclegan": {"device": "Test-GPU"}}}')
     with pytest.raises(track.TrackError, match="loader.json: machine_info has no 'bicyclegan' key with the machine's"):
         track.ingest(src, history, results, commit="x")
+    for bad, said in (({"benchmarks": None}, "its 'benchmarks' is no list"),
+                      ({"benchmarks": [], "machine_info": {"bicyclegan": {"key": "k", "device": "D"}}},
+                       "machine_info lacks pytest-benchmark's system"),
+                      ({"benchmarks": [], "machine_info": {"system": "Linux", "python_implementation": "CPython",
+                                                           "python_version": "3.12.1",
+                                                           "bicyclegan": {"key": "../../escaped", "device": "D"}}},
+                       "machine key '../../escaped' is no folder name")):
+        (src / "loader.json").write_text(json.dumps(bad))
+        with pytest.raises(track.TrackError, match=re.escape(f"loader.json: {said}")):
+            track.ingest(src, history, results, commit="x")
+    assert not list(tmp_path.rglob("escaped"))
     (src / "loader.json").unlink()
     (src / "loader.json").mkdir()
     with pytest.raises(track.TrackError, match="loader.json: cannot be read .Is a directory."):

@@ -628,7 +628,11 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
     (["--nz", "8", "sample", "m.pt"], "--nz comes before the command: options go after it, as in `bicyclegan train "
                                       "--nz ...` (--nz is an option of train and import-official)"),
     (["--bogus", "train"], "unrecognized option --bogus: no command has it (`bicyclegan COMMAND --help` lists a "
-                           "command's options, after its name)")])
+                           "command's options, after its name)"),
+    # the command typed, where it takes the option (every one was shown as train's)
+    (["--out", "res", "sample", "m.pt"],
+     "--out comes before the command: options go after it, as in `bicyclegan sample --out ...` (--out is an option "
+     "of train, sample, compare, interpolate, import-official and export)")])
 def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys):
     # `bicyclegan --nz 8 sample` was "invalid choice: '8'", `--lr=0.1 train` train's "unrecognized arguments: --lr"
     # (an option train has)

@@ -259,6 +259,39 @@ def test_non_json_and_non_finite_bodies_are_refused(client):
                                                  "mode": "cubic"}).status_code == 400
 
 
+@pytest.mark.parametrize("net", ["E", "G"])
+def test_a_model_whose_outputs_overflow_is_answered_so_not_shown_black(ckpt, net):
+    # generate showed black images (200) and encode was a bare 500 (JSON holds no inf), where sample and evaluate
+    # refuse such a model
+    ex = Explorer(ckpt, device="cpu")
+    with torch.no_grad():
+        for p in getattr(ex.model, "G_ema" if net == "G" and ex.model.G_ema is not None else net).parameters():
+            p.mul_(1e30 if p.dim() > 1 else 1)
+    client = TestClient(make_app(ex))
+    r = client.post("/api/encode", json={"image": "d0"})
+    if net == "E":
+        assert r.status_code == 500 and r.json()["error"] == "the encoder's code is not finite (the model overflowed)"
+    else:
+        assert r.status_code == 200  # (E is sound)
+    r = client.post("/api/generate", json={"input": "d0", "z": [[0.5] * 8]})
+    if net == "G":
+        assert r.status_code == 500 and r.json()["error"] == ("the model's outputs are not finite (it overflowed): "
+                                                              "nothing to show")
+    else:
+        assert r.status_code == 200  # (a code given: E unused)
+
+
+def test_a_tuning_table_that_cannot_be_used_is_refused_as_serve_starts(ckpt, demo_root, tmp_path, monkeypatch):
+    # It started, and every request was a 500 with the table's traceback in the server's log
+    from bicyclegan.kernels import _configs
+    kernels = tiny_checkpoint(tmp_path / "auto.pt", demo_root, impl="auto")  # (the kernels, in the interpreter)
+    (tmp_path / "bad.json").write_text("nope")
+    monkeypatch.setenv(_configs.ENV, str(tmp_path / "bad.json"))
+    with pytest.raises(_configs.TuningTableError, match="bad.json: not JSON"):
+        Explorer(kernels, device="cpu", num=0)
+    assert Explorer(ckpt, device="cpu", num=0).model.cfg.model.impl == "ref"  # (not the kernels': not read)
+
+
 def test_a_model_without_encoder_says_so(demo_root, tmp_path):
     ex = Explorer(tiny_checkpoint(tmp_path / "p2p.pt", demo_root, variant="pix2pix"), device="cpu")
     with pytest.raises(RequestError, match=r"this model \(variant pix2pix\) has no trained encoder"):

@@ -1068,6 +1068,12 @@ def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data
     sweep.mkdir(parents=True)
     (sweep / "a.png").write_bytes((plain / "0.png").read_bytes())
     assert sample(ckpt, sweep, **kw) == run / "results" / "mine_test_sweep"
+    from bicyclegan.engine.runtime import results_name
+    for name, want in (("interpolate_test", "x_interpolate_test"), ("interpolate_photos", "x_interpolate_photos"),
+                       ("val_epoch_12", "x_val_epoch_12"), ("test_sync_best", "x_test_sync_best"),
+                       ("test_images", "test_images"), ("testing", "testing"), ("photos_sweep", "photos_sweep")):
+        (tmp_path / "x" / name).mkdir(parents=True)
+        assert results_name(tmp_path / "x" / name, "test") == want, name
 
 
 def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data):
@@ -1528,6 +1534,9 @@ def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, 
     step0 = r / "checkpoints" / "step0.pt"  # (import-official's and download model's are at step 0)
     state = read_checkpoint(ckpt)
     save_checkpoint(BicycleGAN(tiny_cfg(r, "data")), step0)
+    epochs = tmp_path / "epochs"  # a run that kept per-epoch checkpoints only
+    shutil.copytree(run, epochs)
+    (epochs / "checkpoints" / "latest.pt").rename(epochs / "checkpoints" / "epoch_1.pt")
     damaged = tmp_path / "damaged"
     shutil.copytree(run, damaged)
     state["step"] += 1  # the digest stays the one written with the original
@@ -1554,6 +1563,13 @@ def test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words(tmp_path, 
         ("--out", str(r), "--resume", str(tmp_path / "typo.pt")):
             f"CheckpointError: --resume: no checkpoint at {tmp_path / 'typo.pt'} (no such file; --resume with no "
             f"path continues the run in {r})",
+        ("--out", str(epochs), "--resume", str(tmp_path / "typo.pt")):  # ("--epoch 1 with no path")
+            f"CheckpointError: --resume: no checkpoint at {tmp_path / 'typo.pt'} (no such file; --epoch 1 continues "
+            f"the run in {epochs})",
+        # the run's own latest.pt named otherwise (through ..): said as --resume alone says it
+        ("--out", str(epochs), "--resume", str(epochs / "checkpoints" / ".." / "checkpoints" / "latest.pt")):
+            f"CheckpointError: --resume: no checkpoint at {epochs / 'checkpoints' / '..' / 'checkpoints' / 'latest.pt'}"
+            f" (the run kept per-epoch checkpoints only: continue it with --epoch 1)",
         ("--out", str(damaged), "--resume"):
             f"CheckpointError: {damaged / 'checkpoints' / 'latest.pt'} is damaged: its contents do not match the "
             f"digest written with it",

@@ -399,6 +399,8 @@ DATA_MOVED = [TUP + "checkpoints_from_before_the_data_moved_read_it_where_the_ru
 DEMO_AGAIN = [TUP + "a_demo_run_copied_without_its_data_says_how_to_make_it_again"]
 RESUME_NOTE = [TUP + "a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_options"]
 KEEP_MODE = ["tests/test_reliability.py::test_io_writes_create_folders_and_get_the_usual_permissions"]
+SERVE_TABLE = [TSV + "a_tuning_table_that_cannot_be_used_is_refused_as_serve_starts"]
+SERVE_OVERFLOW = [TSV + "a_model_whose_outputs_overflow_is_answered_so_not_shown_black"]
 
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
@@ -1384,8 +1386,8 @@ MUTANTS = [
     ('SF05', "kernels/_configs.py", '    except OSError as e:  # a folder, no permission',
      '    except KeyError as e:  # a folder, no permission', TUNING_MERGE),
     ('SF06', T, '    _check_run_writable(run_dir)  # (creates nothing)', '    pass', DRY_WRITABLE),
-    ('SF07', T, '        if resume_path == ckpt_path:  # the folder\'s own', '        if True:  # the folder\'s own',
-     RESUME_TYPO),
+    ('SF07', T, '        if resume_path.resolve() == ckpt_path.resolve():  # the folder\'s own',
+     '        if True:  # the folder\'s own', RESUME_TYPO),
     ('SF08', "kernels/tune.py", '        _check_out(args.out)  # (exit 2', '        pass  # (exit 2', TUNING_MERGE),
     ('SF09', "bench/track.py", '        except OSError as e:  # a folder so named',
      '        except KeyError as e:  # a folder so named', INGEST),
@@ -1414,7 +1416,7 @@ MUTANTS = [
      '        stem, n = Path(path).stem, 1', LONG_NAMES),
     ('SF25', "engine/images.py", '            if e.errno != errno.ENAMETOOLONG:', '            if True:', LONG_NAMES),
     ('SF26', "engine/runtime.py", '(ckpt.stem if ckpt.stem not in (".", "..") else ckpt.name)', 'ckpt.stem', DOTS),
-    ('SF27', "engine/runtime.py", 're.fullmatch(r"(train|val|test)(_.*)?", folder.name)',
+    ('SF27', "engine/runtime.py", 'RESULTS_LIKE.fullmatch(folder.name)',
      'folder.name in ("train", "val", "test")', PLAIN_NAMES),
     ('SF28', "engine/cli.py", '        if name in ours:  # (the command\'s own',
      '        if False:  # (the command\'s own', BEFORE_COMMAND),
@@ -1433,6 +1435,24 @@ MUTANTS = [
     ('SF35', "pipelines/atomic.py",
      'mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777 if path.is_file() else 0o666 & ~UMASK',
      'mode = 0o666 & ~UMASK', KEEP_MODE),
+    ('SF36', "engine/runtime.py", 're.compile(r"interpolate_.*|(train', 're.compile(r"(train', PLAIN_NAMES),
+    ('SF37', "engine/cli.py", 'typed = next((w for w in words if w in takers), takers[0] if takers else None)',
+     'typed = takers[0] if takers else None', BEFORE_COMMAND),
+    ('SF38', T, 'go_on = "--resume with no path" if how == "--resume" else how',
+     'go_on = f"{how} with no path"', RESUME_TYPO),
+    ('SF39', SV, '        check_tuning_table(self.model.cfg.model.impl, self.model.device)', '        pass',
+     SERVE_TABLE),
+    ('SF40', SV, '                if not torch.isfinite(cols[-1]).all():  # (shown black',
+     '                if False:  # (shown black', SERVE_OVERFLOW),
+    ('SF41', SV, '        if not torch.isfinite(mu).all():  # (a bare 500', '        if False:  # (a bare 500',
+     SERVE_OVERFLOW),
+    ('SF42', "bench/track.py", '            if not isinstance(data["benchmarks"], list):  # (a TypeError',
+     '            if False:  # (a TypeError', INGEST),
+    ('SF43', "bench/track.py", '        if ours["key"] in (".", "..") or not re.fullmatch(r"[\\w.+-]+", ours["key"]):',
+     '        if False:', INGEST),
+    ('SF44', "bench/track.py",
+     '        if not all(isinstance(info.get(k), str) for k in ("system", "python_implementation", "python_version")):',
+     '        if False:', INGEST),
 ]
 
 if __name__ == "__main__":
