@@ -159,6 +159,8 @@ def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str]
 def cmd_compare(args) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise TrackError(f"--threshold {args.threshold}: expected a fraction between 0 and 1, e.g. 0.15")
+    if args.all and args.machine:  # (--machine was dropped without a word)
+        raise TrackError("--all compares every machine, --machine one: give one of them")
     keys = machines(args.history) if args.all else [args.machine or this_machine()]
     if not keys:
         raise TrackError(f"{args.history}: no machine's runs in it; run `make bench` first")

@@ -761,6 +761,8 @@ def cmd_make_demo(args) -> int:
     from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
     from .io import check_writable
+    if args.n_train == args.n_test == 0:  # ("demo data written to OUT", and no OUT)
+        raise ConfigError("--n_train 0 and --n_test 0: nothing to write; give a number of pairs to either")
     check_writable(args.out, "the demo data")
     try:
         root = make_demo_dataset(args.out, size=(args.size, args.width or args.size), seed=args.seed,
@@ -980,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
                    "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
-                   "_sync appended for --sync, then _epoch_N for --epoch N)")
+                   "_sync appended for --sync, then _epoch_N for --epoch N, _best for --epoch best)")
     # (default None, as --seed's: sample refuses them given where they change nothing, and only given)
     p.add_argument("--n_samples", type=_at_least(0), default=None,
                    help="random-z outputs per input (default 5; refused for a model without a latent code, nz=0)")
@@ -1002,15 +1004,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="diversity (LPIPS as the paper, L1), FID; mode coverage on demo data",
                        description="Measure a model with the paper's protocol: the first --num inputs of the "
                        "split, --n_samples random z each; diversity = mean distance between consecutive samples "
-                       "of one input. Defaults are the paper's (100 x 20, LPIPS alex v0.0).")
-    _add_model_source(p, "split to evaluate", every="each of the run's checkpoints (its epoch_N.pt files and "
-                      "latest.pt), with the same z: a table, each one's eval.json, and "
+                       "of one input. Defaults are the paper's (100 x 20); LPIPS (alex v0.0, as the paper) and FID "
+                       "with --metrics.")
+    _add_model_source(p, "split to evaluate", every="each of the run's checkpoints (its epoch_N.pt files, then "
+                      "latest.pt where it is further on), with the same z: a table, each one's eval.json, and "
                       "<run>/results/<phase>_sweep/ (sweep.json, index.html: a chart per measure)")
     _add_evaluation_options(p)
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
-                   "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt, results/<NAME>/<phase>/eval.json "
-                   "for a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
-                   "--epoch all: the sweep's sweep.json)")
+                   "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt (_best for best.pt), "
+                   "results/<NAME>/<phase>/eval.json for a checkpoint NAME.pt outside a run; a plain folder of "
+                   "inputs: its name in place of <phase>; --epoch all: the sweep's sweep.json)")
     p.add_argument("--reuse", action="store_true",
                    help="with --epoch all: keep the results of checkpoints measured before with the same protocol "
                    "(the same file, split, z, metrics and options: their eval.json says), measure the others")
@@ -1042,7 +1045,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
                    "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
-                   "inputs: its name in place of <phase>; _epoch_N appended for --epoch N)")
+                   "inputs: its name in place of <phase>; _epoch_N appended for --epoch N, _best for --epoch best)")
     # --num_test: as sample's, a spelling torchrun lets through (its parser takes --num for --numa-binding)
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5,
                    help="the first NUM inputs (default 5)")
@@ -1059,7 +1062,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interpolation (default slerp, as video.py)")
     p.add_argument("--seed", type=_SEED, help="seed of --path random's codes (default 50, as video.py)")
     p.add_argument("--fps", type=float, default=8.0,
-                   help="frames per second of the GIF and MP4 (default 8)")
+                   help="frames per second of the GIF and MP4 (default 8; 0.01 to 100, and browsers play a GIF at "
+                   "most at 50)")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
                    help="write MP4 videos (default: when imageio-ffmpeg is installed)")
     _add_data_settings(p)
@@ -1078,8 +1082,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the authors' pretrained model these files are: its options and its test script's data "
                    "settings (what download model stores); options given below win")
     _add_fields(p.add_argument_group("model options (as the reference was trained)"), ModelConfig)
-    _add_fields(p.add_argument_group("data options (how to prepare inputs for this model)"), DataConfig,
-                {"load_size": "default: the crop size", "no_flip": "default: True"})
+    data_options = p.add_argument_group("data options (how to prepare inputs for this model)")
+    _add_fields(data_options, DataConfig, {"load_size": "default: the crop size", "no_flip": "default: True"})
+    for action in data_options._group_actions:  # (train's "None: the built-in demo data" is train's alone)
+        if action.dest == "dataroot":
+            action.help = ("the dataset the later commands read by default (default: none, and sample, evaluate and "
+                           "the rest then need --dataroot)")
     p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("export", help="write the generator as ONNX or a torch.export .pt2 file, for deployment",
@@ -1126,14 +1134,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "and their palettes.json, for train --dataroot OUT.")
     p.add_argument("out", metavar="OUT", help="the dataset folder to write")
     p.add_argument("--size", type=_at_least(16), default=32,
-                   help="image height, and width unless --width is given (default 32)")
-    p.add_argument("--width", type=_at_least(16), default=None, help="image width (default: --size)")
+                   help="image height, and width unless --width is given (default 32; at least 16)")
+    p.add_argument("--width", type=_at_least(16), default=None, help="image width (default: --size; at least 16)")
     p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the shapes and palettes (default 0)")
     # The counts a demo run makes for itself (pipelines.make_demo_dataset's defaults).
     p.add_argument("--n_train", type=_at_least(0), default=512, help="training pairs (default 512)")
     p.add_argument("--n_test", type=_at_least(0), default=64, help="test pairs (default 64)")
     p.add_argument("--shade", type=int, default=DEFAULT_SHADE,
-                   help=f"grey level inside A's shapes; 255 draws bare outlines (default {DEFAULT_SHADE})")
+                   help=f"grey level inside A's shapes, from 184 (above the outlines' grey, which the palette metric "
+                   f"must tell apart) to 255, which draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)
     return parser
 

@@ -650,8 +650,17 @@ def with_data_settings(cfg: TrainConfig, *, direction: str | None = None, load_s
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **given))
     refuse_unused_sizes(cfg.data.preprocess, {"load_size": load_size, "crop_size": crop_size},
                         "as given" if preprocess else "as the model was trained")
-    net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=cfg.model.unet_depth)
-              if crop_size is not None else cfg.model)
+    try:
+        net_in = (dataclasses.replace(cfg.model, crop_size=crop_size, crop_width=None, num_downs=cfg.model.unet_depth)
+                  if crop_size is not None else cfg.model)
+    except ConfigError as e:
+        if "num_downs" not in str(e):
+            raise
+        # (ModelConfig's advice, "or set num_downs <= 4", is a training's: the weights fix this model's depth)
+        side = 2 ** cfg.model.unet_depth
+        near = max(side, round(crop_size / side) * side)
+        raise ConfigError(f"crop_size={crop_size}: this model's U-Net ({cfg.model.unet_depth} levels) takes sides "
+                          f"that are multiples of {side}, such as {near}") from None
     cfg.data.check_fits(net_in)
     return cfg, net_in
 

@@ -361,8 +361,8 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
     site is refused (any page the user visits could otherwise post to the API: uploads, compute);
     local_only: requests must also name this machine in their Host header (a site whose name points
-    to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding): one of LOCAL_NAMES or
-    `host`, the address served (127.0.0.2 was refused at the address serve printed). network (served on
+    to 127.0.0.1 would otherwise be same-origin with the page: DNS rebinding): one of LOCAL_NAMES, this machine's
+    host name, or `host`, the address served (127.0.0.2 was refused at the address serve printed). network (served on
     another address, --host 0.0.0.0): a Host header must be an address or one of this machine's names (its
     host name, fully qualified or not), which a rebinding site's name is not (the check was off there, and a page
     in a browser of this network could use the server through a name of its own). allow_hosts: other names a Host
@@ -376,16 +376,19 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
     names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),
              *(_host_name(n) for n in allow_hosts)}
-    if network:  # (mDNS answers for <host name>.local on a LAN)
-        own = socket.gethostname().lower()
-        names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}
+    # This machine's own names, on loopback too (http://<host name>:port/ where the name is 127.0.0.1's was refused
+    # as "not this machine's name"); mDNS answers for <host name>.local on a LAN
+    own = socket.gethostname().lower()
+    names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}
     page = PAGE.read_text(encoding="utf-8")
 
     def refused_host(netloc: str) -> str | None:
         """Why a Host header is refused, or None."""
         name = _host_name(netloc)
         if local_only and name not in names:
-            return f"Host {netloc!r} is not this machine's name: refused"
+            return (f"Host {netloc!r} is not a name of this machine (localhost, {socket.gethostname()}, its "
+                    f"addresses): refused, as a site's own name for this server would be; serve --allow_host {name} "
+                    f"takes it")
         if network and name not in names and not _is_address(name):
             return (f"Host {netloc!r} is neither an address nor this machine's name ({socket.gethostname()}): "
                     f"refused, as a site's own name for this server would be; serve --allow_host {name} takes it")

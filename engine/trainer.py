@@ -1565,7 +1565,9 @@ class Trainer:
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
                            + f": {plural(self.total_steps, 'iteration')} of batch {cfg.batch_size} -> {self.run_dir}"
-                           + (f", from step {self.step} ({self.saved_path})" if self.saved_step is not None else "")
+                           # (a resumed run's length is its total: "5 iterations ..., from step 4" ran one)
+                           + (f", from step {self.step} ({self.saved_path}), {self.total_steps - self.step} to go"
+                              if self.saved_step is not None else "")
                            + (f", from the weights of {self.init_path}" if self.init_path is not None else ""))
         if self.model.impl != cfg.model.impl:  # (engine/model.py's layer_impl)
             self.progress.note("impl auto: torch's layers, since this step runs eagerly on CUDA, where the host's "

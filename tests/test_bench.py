@@ -129,6 +129,8 @@ def test_compare_command_exit_codes_and_bad_input(tmp_path, capsys):
     assert f"{history / 'nope'}: no runs of this machine" in capsys.readouterr().err
     assert track.main(["--history", str(history), "compare", "--all", "--threshold", "15"]) == 2
     assert "--threshold 15.0: expected a fraction" in capsys.readouterr().err
+    assert track.main(["--history", str(history), "compare", "--all", "--machine", "nope"]) == 2  # (nope ignored)
+    assert "--all compares every machine, --machine one: give one of them" in capsys.readouterr().err
     (history / "k" / "Linux-CPython-3.12-64bit" / "0003_bad.json").write_text("{not json")
     assert track.main(["--history", str(history), "compare", "--machine", "k"]) == 2
     assert "0003_bad.json: not a readable pytest-benchmark JSON" in capsys.readouterr().err

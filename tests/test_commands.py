@@ -554,6 +554,20 @@ def test_download_s_folders_are_defaults_its_help_names():
     assert parse(["download", "model", "facades"]).dir == "pretrained"
 
 
+def test_help_texts_say_what_the_commands_do():
+    # Claims of --help that the commands contradicted (each checked against the command by a reviewer)
+    def help_of(command, option):
+        return " ".join(COMMANDS[command]._option_string_actions[option].help.split())
+    assert "demo data" not in help_of("import-official", "--dataroot")  # (train's: import stores none)
+    assert "need --dataroot" in help_of("import-official", "--dataroot")
+    assert "latest.pt where it is further on" in help_of("evaluate", "--epoch")  # (else it is left out)
+    assert "LPIPS (alex v0.0, as the paper) and FID with --metrics" in COMMANDS["evaluate"].description
+    assert "184" in help_of("make-demo", "--shade") and "at least 16" in help_of("make-demo", "--size")
+    assert "0.01 to 100" in help_of("interpolate", "--fps")
+    for command, option in (("sample", "--out"), ("evaluate", "--json"), ("interpolate", "--out")):
+        assert "_best" in help_of(command, option), command
+
+
 def test_the_references_options_are_answered_with_what_to_give_here(capsys):
     # A script ported from the reference (--print_freq, --gpu_ids, --name) met argparse's bare "unrecognized
     # arguments", under the top parser's usage, not train's

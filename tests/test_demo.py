@@ -180,6 +180,11 @@ def test_make_demo_command_takes_the_shade(tmp_path, capsys):
         assert main(["make-demo", str(tmp_path / "f"), *size]) == 2
         assert "over the loaders' limit of 50,000,000 a file; use a smaller size" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+    # no pairs at all: "demo data written to f", and no f
+    assert main(["make-demo", str(tmp_path / "f"), "--n_train", "0", "--n_test", "0"]) == 2
+    assert capsys.readouterr().err == ("bicyclegan make-demo: ConfigError: --n_train 0 and --n_test 0: nothing to "
+                                       "write; give a number of pairs to either\n")
+    assert not (tmp_path / "f").exists()
 
 
 def test_files_over_the_loaders_pixel_limit_are_refused_before_any_is_drawn(tmp_path, monkeypatch):

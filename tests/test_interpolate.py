@@ -294,6 +294,10 @@ def test_the_data_settings_as_sample_takes_them_let_such_an_input_through(tmp_pa
     with pytest.raises(ConfigError, match="load_size=16 is smaller than the crop 32x32"):
         interpolate(tiny(demo_root), folder, out=tmp_path / "x", preprocess="resize_and_crop", load_size=16,
                     progress=False)
+    # a crop the U-Net cannot take: its sides, not "set num_downs <= 4" (a training's option; the weights fix it)
+    with pytest.raises(ConfigError, match=r"^crop_size=40: this model's U-Net \(5 levels\) takes sides that are "
+                                          r"multiples of 32, such as 32$"):
+        interpolate(tiny(demo_root), folder, out=tmp_path / "x", preprocess="crop", crop_size=40, progress=False)
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "run" / "checkpoints" / "latest.pt")
     assert main(["interpolate", str(ckpt), "--dataroot", str(folder), "--out", str(tmp_path / "c"), "--no-mp4",
                  "--segments", "1", "--frames", "1", "--preprocess", "resize_and_crop", "--device", "cpu"]) == 0

@@ -1038,7 +1038,10 @@ def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_tr
     assert (f"note: {out} has already trained its 2 iterations: nothing to train; to train on, resume it with a "
             f"larger --max_steps") in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--max_steps", "4", "--no-progress"]) == 0
-    assert "nothing to train" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing to train" not in err
+    # the iterations left too ("4 iterations ..., from step 2" read as four more)
+    assert f"4 iterations of batch 4 -> {out}, from step 2 ({out / 'checkpoints' / 'latest.pt'}), 2 to go" in err
     run2 = tmp_path / "r2"  # a run that ends with its schedule (no max_steps) trains longer by epochs
     Trainer(tiny_cfg(run2, data, max_steps=None, sample_every=100), progress=False).train()
     assert main(["train", "--out", str(run2), "--resume", "--no-progress"]) == 0

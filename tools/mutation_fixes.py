@@ -401,6 +401,12 @@ RESUME_NOTE = [TUP + "a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_th
 KEEP_MODE = ["tests/test_reliability.py::test_io_writes_create_folders_and_get_the_usual_permissions"]
 SERVE_TABLE = [TSV + "a_tuning_table_that_cannot_be_used_is_refused_as_serve_starts"]
 SERVE_OVERFLOW = [TSV + "a_model_whose_outputs_overflow_is_answered_so_not_shown_black"]
+FOREIGN = [TSV + "other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused"]
+HELP_TEXTS = [TCM + "help_texts_say_what_the_commands_do"]
+CROP_SIDES = ["tests/test_interpolate.py::test_the_data_settings_as_sample_takes_them_let_such_an_input_through"]
+DEMO_NONE = ["tests/test_demo.py::test_make_demo_command_takes_the_shade"]
+TO_GO = [TUP + "resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_train"]
+TRACK_ALL = ["tests/test_bench.py::test_compare_command_exit_codes_and_bad_input"]
 
 # (id, file, original text, mutant text, tests)
 # Session 39's passes (the GPU-only code read without a GPU, exported models used elsewhere, the pages and plots, a
@@ -1321,7 +1327,7 @@ MUTANTS = [
     ('HS19', DL, '    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:', '    except () as e:',
      ARCHIVE),
     ('HS20', SV, '        if network and name not in names and not _is_address(name):', '        if False:', LAN),
-    ('HS21', SV, '        names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}', '        pass', LAN),
+    ('HS21', SV, '    names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}', '    pass', LAN),
     ('HS22', SV, 'network=not is_loopback(host),', 'network=False,', LAN_SERVE),
     ('HS39', SV, '             *(_host_name(n) for n in allow_hosts)}', '             }', LAN),
     ('HS23', EX, '        if path.is_file() and (path.suffix.lower() in',
@@ -1453,6 +1459,13 @@ MUTANTS = [
     ('SF44', "bench/track.py",
      '        if not all(isinstance(info.get(k), str) for k in ("system", "python_implementation", "python_version")):',
      '        if False:', INGEST),
+    ('SF45', SV, '    names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}',
+     '    names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")} if network else set()', FOREIGN),
+    ('SF46', "engine/cli.py", '            action.help = (', '            action.help = action.help or (', HELP_TEXTS),
+    ('SF47', "engine/runtime.py", '        if "num_downs" not in str(e):', '        if True:', CROP_SIDES),
+    ('SF48', "engine/cli.py", '    if args.n_train == args.n_test == 0:', '    if False:', DEMO_NONE),
+    ('SF49', T, ', {self.total_steps - self.step} to go"', '"', TO_GO),
+    ('SF50', "bench/track.py", '    if args.all and args.machine:', '    if False:', TRACK_ALL),
 ]
 
 if __name__ == "__main__":
