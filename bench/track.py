@@ -320,8 +320,24 @@ def cmd_readme(args) -> int:
 def pytest_benchmark_id(machine_info: dict) -> str:
     """pytest-benchmark's storage folder name for the machine that wrote machine_info."""
     major_minor = ".".join(machine_info["python_version"].split(".")[:2])
-    bits = machine_info.get("cpu", {}).get("bits", 64)
+    cpu = machine_info.get("cpu")
+    bits = cpu.get("bits", 64) if isinstance(cpu, dict) else 64
     return f"{machine_info['system']}-{machine_info['python_implementation']}-{major_minor}-{bits}bit"
+
+
+def _name(text, what: str, path) -> str:
+    """`text` where it is a file or folder name of the history (letters, digits, . _ + -), else TrackError: a
+    machine's key, system or commit of "../../x" wrote outside the history."""
+    if not isinstance(text, str) or text in (".", "..") or not re.fullmatch(r"[\w.+-]+", text):
+        raise TrackError(f"{path}: {what} {text!r} is no file name (letters, digits, . _ + -)")
+    return text
+
+
+def _figure(bench) -> str | None:
+    """The figure a benchmark of pytest-benchmark's JSON belongs to (its extra_info's), or None."""
+    info = bench.get("extra_info") if isinstance(bench, dict) else None
+    figure = info.get("figure") if isinstance(info, dict) else None
+    return figure if isinstance(figure, str) else None
 
 
 def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: bool = False) -> Path:
@@ -355,9 +371,8 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         if not all(isinstance(info.get(k), str) for k in ("system", "python_implementation", "python_version")):
             raise TrackError(f"{path}: machine_info lacks pytest-benchmark's system, python_implementation or "
                              f"python_version; was it written by pytest-benchmark?")
-        if ours["key"] in (".", "..") or not re.fullmatch(r"[\w.+-]+", ours["key"]):
-            # (a folder of the history: "../../x" wrote outside it)
-            raise TrackError(f"{path}: machine key {ours['key']!r} is no folder name (letters, digits, . _ + -)")
+        _name(ours["key"], "machine key", path)
+        _name(pytest_benchmark_id(info), "machine", path)
         keys.setdefault(info["bicyclegan"].get("key"), path)
     if len(keys) > 1:  # (one entry's figures are one machine's: a CPU run beside an H200's was filed as the H200's)
         raise TrackError(f"{src}: files of {len(keys)} machines ("
@@ -374,15 +389,16 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     newest = {}
     for i, (_, data) in enumerate(runs):
         for b in data["benchmarks"]:
-            if isinstance(b, dict) and (name := (b.get("extra_info") or {}).get("figure")):
+            if name := _figure(b):
                 newest[name] = i
     merged = dict(runs[-1][1])
     merged["benchmarks"] = [b for i, (_, d) in enumerate(runs) for b in d["benchmarks"]
-                            if not isinstance(b, dict) or newest.get((b.get("extra_info") or {}).get("figure"), i) == i]
+                            if newest.get(_figure(b), i) == i]
     merged["datetime"] = max(str(d.get("datetime", "")) for _, d in runs)
-    commit_info = dict(merged.get("commit_info") or {})
+    commit_info = dict(merged["commit_info"]) if isinstance(merged.get("commit_info"), dict) else {}
     if commit_info.get("id") in (None, "unversioned", "unknown"):
         commit_info.update(id=commit, dirty=False, note="commit of the checkout the GPU check was sent from")
+    _name(commit_info["id"], "commit", runs[-1][0])
     merged["commit_info"] = commit_info
     folder = history / key / pytest_benchmark_id(info)
     for old in folder.glob("[0-9][0-9][0-9][0-9]_*.json"):  # (the same folder ingested twice: a run twice)

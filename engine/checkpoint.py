@@ -250,7 +250,9 @@ def _where_the_data_went(cfg: TrainConfig, path) -> TrainConfig:
     """cfg, with the data folder its run's config.json names now where the one the checkpoint names is gone: a run
     resumed with --dataroot after its data moved records the new folder, and its checkpoints from before the move
     (epoch_N.pt, best.pt) still named the old one (`sample RUN` worked, `sample RUN --epoch 2` did not)."""
-    old, folder = cfg.data.dataroot, Path(path).parent
+    old, folder = cfg.data.dataroot, Path(os.path.abspath(path)).parent  # (epoch_1.pt given from checkpoints/)
+    if folder.name.startswith(ABANDONED):  # (set aside by a resume that went back: still the run's)
+        folder = folder.parent
     if old is None or os.path.isdir(old) or folder.name != "checkpoints":
         return cfg
     try:

@@ -374,9 +374,16 @@ def cmd_train(args) -> int:
     own = _run_of(args.resume) if isinstance(args.resume, str) and args.out is None else None
     if own is not None and Path(cfg.out).resolve() != own.resolve() and not _said_on_this_machine():
         # A run's checkpoint continued without --out goes to the default folder (its own run's later log would be
-        # cut): it began a second run there unsaid, where a user meant to continue the first
-        print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out; its own run, {own}, "
-              f"continues with `bicyclegan train --out {shlex.quote(str(own))} --resume`)", file=sys.stderr)
+        # cut): it began a second run there unsaid, where a user meant to continue the first. Said with the
+        # command that continues the run from that checkpoint (none for one a resume set aside: a new --out's)
+        from .checkpoint import LATEST
+        ckpt = Path(args.resume)
+        how = (None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
+               f"--epoch {m[1]}" if (m := re.fullmatch(r"epoch_(\d+)\.pt", ckpt.name)) else
+               f"--resume {shlex.quote(str(ckpt))}")
+        print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (
+            f"; its own run, {own}, continues from it with `bicyclegan train --out {shlex.quote(str(own))} {how}`"
+            if how else "") + ")", file=sys.stderr)
     if args.dry_run:
         # What the run would refuse before its first step (the same checks, reading only): a dry run printed
         # configs the run then refused (another architecture, unreadable images, a device not there...).
@@ -706,9 +713,10 @@ def cmd_import_official(args) -> int:
         step = found["step"]
         raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
+    from .io import absolute
     data = _given(args, DataConfig)
     if data.get("dataroot") is not None:  # absolute, as train stores it: the file is read from other folders
-        data["dataroot"] = os.path.abspath(data["dataroot"])  # (its links kept, as train's)
+        data["dataroot"] = absolute(data["dataroot"])  # (its links kept, as train's)
     if args.preset:  # the authors' model: its options and its test script's data settings
         base = pretrained_config(args.preset)
         model_cfg = dataclasses.replace(base.model, **_given(args, ModelConfig))
@@ -921,8 +929,11 @@ class _Parser(argparse.ArgumentParser):
             # An option before the command's name (`bicyclegan --nz 8 train`) was argparse's "invalid choice:
             # '8'" or "train: unrecognized arguments": options are the command's and come after it.
             takers = [c for c, p in self.commands.items() if name in p._option_string_actions]
-            # (the command typed after it, where it takes the option: `--out res sample` was shown as train's)
-            typed = next((w for w in words if w in takers), takers[0] if takers else None)
+            # (the command typed after it, where it takes the option: `--out res sample` was shown as train's; an
+            # option's value is no command: `--out export sample` is sample's)
+            valued = {o for p in self.commands.values() for o, a in p._option_string_actions.items() if a.nargs != 0}
+            given = [w for i, w in enumerate(words) if not (i and words[i - 1] in valued)]
+            typed = next((w for w in given if w in takers), takers[0] if takers else None)
             self.error(f"{name} comes before the command: options go after it, as in `bicyclegan {typed} "
                        f"{name} ...` ({name} is an option of {_and(takers)})" if takers else
                        f"unrecognized option {name}: no command has it (`bicyclegan COMMAND --help` lists a "

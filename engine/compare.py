@@ -35,7 +35,7 @@ from .checkpoint import find_checkpoint
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
-from .images import fit_label, label_style, sample_columns, to_uint8
+from .images import drawable, fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
@@ -242,6 +242,29 @@ def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: i
     return [c for c, t in zip(cols, titles) if t.startswith("random") or t == "output"]
 
 
+def name_lines(name: str, width: int, font, keep: int) -> list[str]:
+    """A model's name beside its row of compare.png: its words packed into lines of `width` px (a word wider than
+    that cut as fit_label cuts it), at most `keep` of them; one longer ends in an ellipsis and the name's last
+    words, which tell apart names of one beginning (cut at `keep` lines, "... run A" and "... run B" read alike)."""
+    def fits(text):
+        return font.getlength(text) <= width
+    words = [line for word in drawable(name, font).split() for line in fit_label(word, width, font)]
+    lines = []
+    for word in words:
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    if len(lines) <= keep:
+        return lines
+    tail = ""
+    for word in reversed(words):
+        if not fits(f"\u2026{word} {tail}".rstrip()):
+            break
+        tail = f"{word} {tail}".rstrip()
+    return lines[:keep - 1] + [f"\u2026{tail}" if tail else fit_label(f"\u2026{words[-1]}", width, font)[0]]
+
+
 def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]], pad: int = 2,
                   sep: int = 9, coded: bool = True) -> tuple[Image.Image, dict]:
     """For each input i: A[i] and B[i] (the columns "input", "ground truth"), and a row per (name,
@@ -259,7 +282,7 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
     cols = [f"z{j + 1}" for j in range(max(map(len, outs)))] if coded else ["output"]
     heads = [fit_label(t, cw - gap, font) for t in [*first, *cols]]
     name_w = min(max(math.ceil(font.getlength(name)) for name, _ in outputs), 2 * cw) + gap
-    labels = [fit_label(name, name_w - gap, font)[: max(1, ch // line_h)] for name, _ in outputs]
+    labels = [name_lines(name, name_w - gap, font, max(1, ch // line_h)) for name, _ in outputs]
     title_h = line_h * max(map(len, heads))
     block_h = len(outputs) * (ch + pad)
     W = pad + name_w + len(heads) * (cw + pad)
@@ -423,7 +446,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
-            f"<table><tr>{header}</tr>{''.join(body)}</table>"
+            f"<div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
             + ("<p class='meta'>Bold: the best of each measure models are ranked by (FID, encoded reconstruction "
                "L1, palette coverage), where models differ.</p>" if best else "")
             + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "

@@ -325,7 +325,10 @@ def written_list(folder) -> Path:
 # Pictures are shown at their own size or enlarged (pixelated: tiny images stay sharp), never shrunk:
 # shrinking with pixelated scaling drops pixel rows (a grid's titles became unreadable on a phone). What
 # is wider than the window scrolls sideways in its own box. The report and the explorer page do the same.
+# A row's name wraps within 10em, anywhere (a 40-character name without spaces pushed every picture off a phone's
+# screen).
 GALLERY_STYLE = ("body{font-family:sans-serif} h1{overflow-wrap:anywhere} td{text-align:center;font-size:12px} "
+                 "th{overflow-wrap:anywhere;max-width:10em} "
                  "img,video{image-rendering:pixelated;min-width:96px} td.wide{text-align:left;padding-bottom:1em} "
                  ".scroll{overflow-x:auto;max-width:100%} "
                  # width 0 takes the strip out of the table's width (it spread the row's pictures over

@@ -75,6 +75,12 @@ def to_devnull(target) -> None:
         pass
 
 
+def absolute(path) -> str:
+    """`path` made absolute with its links kept (a link re-pointed later is followed then), unless it goes up (..)
+    through one: os.path.abspath takes `link/..` for the folder the link is in, not its target's parent."""
+    return os.path.abspath(path) if ".." not in Path(path).parts else str(Path(path).resolve())
+
+
 def check_writable(folder: str | os.PathLike, what: str, advice: str = "choose another folder") -> Path:
     """Fail now, before long work, if results cannot be written into `folder`. Creates nothing: a command
     refused after this check (a bad checkpoint, an option the model has no use for) left an empty results

@@ -408,17 +408,26 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
                      f'<text x="{px(t):.1f}" y="{pt + ph + 12}" class="xl">{label}</text>')
     parts.append(f'<text x="{pl + pw / 2:.1f}" y="{height - 4}" class="xt">{html.escape(x_title)}</text>')
     placed = []  # (left, right, baseline) of the labels drawn
-    for x, y, label in points:
-        # a label right of its point, or left of it in the plot's right third (it ran off the chart); moved a
-        # line down or up, with a leader, where it would cover another's (two models of close measures)
-        cx, cy = px(x), py(y)
-        right = cx < pl + pw * 2 / 3
+    marks = [(px(x), py(y)) for x, y, _ in points]
+    for i, (x, y, label) in enumerate(points):
+        # A label right of its point where it fits in the plot, else left of it (it ran off the chart), else on the
+        # side with more room; moved a line down or up, with a leader, where it would cover another label (two
+        # models of close measures) or another point (a long name drawn across its neighbour's dot read as its).
+        cx, cy = marks[i]
         w = LABEL_CHAR_W * len(label)
+        room_right, room_left = pl + pw - (cx + 7), cx - 7 - pl
+        sides = (True, False) if w <= room_right or (w > room_left and room_right >= room_left) else (False, True)
+
+        def free(right, base, cx=cx, w=w, i=i):
+            left = cx + 7 if right else cx - 7 - w
+            return (not any(left < r and a < left + w and abs(base - b) < 12 for a, r, b in placed)
+                    and not any(j != i and left - 5 < mx < left + w + 5 and base - 14 < my < base + 6
+                                for j, (mx, my) in enumerate(marks)))
+        # a label or a point blocks at most two slots 12 px apart on a side: this many slots hold a free one
+        steps = [12 * ((k + 1) // 2) * (-1) ** (k + 1) for k in range(2 * (len(placed) + len(points)) + 1)]
+        right, base = next(((side, cy + 4 + d) for side in sides for d in steps if free(side, cy + 4 + d)),
+                           (sides[0], cy + 4))
         left = cx + 7 if right else cx - 7 - w
-        # a label placed blocks at most two slots 12 px apart: 2 len(placed) + 1 slots always hold a free one
-        steps = (12 * ((k + 1) // 2) * (-1) ** (k + 1) for k in range(2 * len(placed) + 1))  # 0, 12, -12, 24, ...
-        base = next(cy + 4 + d for d in steps
-                    if not any(left < r and a < left + w and abs(cy + 4 + d - b) < 12 for a, r, b in placed))
         placed.append((left, left + w, base))
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" class="p"><title>{html.escape(label)}: '
                      f'{_num(x)}, {_num(y)}</title></circle>')
@@ -449,7 +458,8 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;borde
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:100%;overflow-x:auto}
 figure img{image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:12px;color:#555} table{border-collapse:collapse}
-td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px} td{overflow-wrap:anywhere}
+td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee;font-size:13px}
+table.eval td{overflow-wrap:anywhere} .across{overflow-x:auto;max-width:100%}
 pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 """
 
@@ -772,13 +782,18 @@ def page_kind(folder: Path) -> str:
             "interpolation" if folder.name.startswith("interpolate") else "samples")
 
 
+def _natural(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def result_pages(run: Path) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(folder, [(what, href)]) of each folder of <run>/results holding a page or an evaluation, by name:
-    what `sample`, `evaluate` (eval.json), `evaluate --epoch all` and `interpolate` wrote for the run's
-    checkpoints (a page's what: page_kind, from the folder's files); hrefs relative to the run folder."""
+    """(folder, [(what, href)]) of each folder of <run>/results holding a page or an evaluation, by name, its
+    numbers as numbers (test_epoch_2 before test_epoch_10): what `sample`, `evaluate` (eval.json), `evaluate --epoch
+    all` and `interpolate` wrote for the run's checkpoints (a page's what: page_kind, from the folder's files);
+    hrefs relative to the run folder."""
     folder = run / "results"
     out = []
-    for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+    for d in sorted(folder.iterdir(), key=_natural) if folder.is_dir() else []:
         links = []
         if (d / "index.html").is_file():
             links.append((page_kind(d), quote(f"results/{d.name}/index.html")))

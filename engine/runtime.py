@@ -698,7 +698,10 @@ def results_name(root: Path, phase: str) -> str:
     if (root / phase).is_dir():
         return phase
     folder = Path(root).resolve()
-    return f"{folder.parent.name}_{folder.name}" if RESULTS_LIKE.fullmatch(folder.name) else folder.name
+    if not RESULTS_LIKE.fullmatch(name := folder.name):
+        return name
+    name = f"{folder.parent.name}_{name}"  # (interpolate/test: interpolate_test, interpolate's own again)
+    return name if not RESULTS_LIKE.fullmatch(name) else f"inputs_{name}"
 
 
 # The names of the results folders the commands give a split's results (sample's <phase>[_sync][_epoch_N|_best],

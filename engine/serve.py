@@ -376,10 +376,14 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
     names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),
              *(_host_name(n) for n in allow_hosts)}
-    # This machine's own names, on loopback too (http://<host name>:port/ where the name is 127.0.0.1's was refused
-    # as "not this machine's name"); mDNS answers for <host name>.local on a LAN
+    # This machine's own name, on loopback too (http://<host name>:port/ where /etc/hosts makes it 127.0.0.1's was
+    # refused as "not this machine's name"). Served to the network also as mDNS (<host name>.local) and DNS (its
+    # fully qualified name) give it: on loopback not those, which the network answers (a hostile LAN's mDNS, a
+    # search domain's DNS) and a rebinding site could then point at 127.0.0.1
     own = socket.gethostname().lower()
-    names |= {own, f"{own}.local", socket.getfqdn().lower().rstrip(".")}
+    names.add(own)
+    if network:
+        names |= {f"{own}.local", socket.getfqdn().lower().rstrip(".")}
     page = PAGE.read_text(encoding="utf-8")
 
     def refused_host(netloc: str) -> str | None:

@@ -259,10 +259,13 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         n_samples = samples_per_input(options.get("n_samples"), cfg)
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
         name = results_name(root, phase)
-        # (Each checkpoint's eval.json and the sweep's page are the run's: a run shared read-only is swept in a copy.)
+        # (Each checkpoint's eval.json and the sweep's page are the run's: a run shared read-only is swept in a copy;
+        # named whole: `evaluate . --epoch all` said "cp -r . ~/''")
+        here = folder.resolve()
         out = check_writable(results_dir(folder, f"{name}_sweep"), "the sweep's results",
-                             f"a sweep writes into the run folder (each checkpoint's eval.json, the page): sweep a "
-                             f"copy of it (cp -r {shlex.quote(str(folder))} ~/{shlex.quote(folder.name)})")
+                             f"a sweep writes into the run folder (each checkpoint's eval.json, the page): make "
+                             f"its results/ writable, or sweep a copy of the run (cp -r {shlex.quote(str(here))} "
+                             f"~/{shlex.quote(here.name)})")
         if json_path:
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept, older = {}, 0
@@ -383,7 +386,8 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
             + (f"<div class='charts'>{''.join(charts)}</div>" if charts else "")
-            + f"<h2>Checkpoints</h2><table><tr>{header}</tr>{''.join(body)}</table>"
+            # (in a box of its own that scrolls sideways: on a phone the whole page did)
+            + f"<h2>Checkpoints</h2><div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
             + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
                "checkpoint by, where the checkpoints differ in it.</p>" if best else "")
             + "".join(f"<p class='meta'>{html.escape(note)}.</p>"

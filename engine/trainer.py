@@ -61,6 +61,7 @@ from .config import TrainConfig, check_bool, pow2_depth
 from .errors import CheckpointError, ConfigError, DivergenceError, OutputError, RankLostError, WeightsError
 from .images import save_grid
 from .io import (
+    absolute,
     atomic_write,
     check_writable,
     make_folder,
@@ -932,7 +933,7 @@ class Trainer:
         self.data_root = prepare_data_root(cfg, self.dist)
         # Absolute (sample/evaluate find the data through it from any folder), its links kept: a dataset reached
         # through a link (data -> data_v2) was recorded as the link's target, which re-pointing the link left stale
-        cfg.data.dataroot = os.path.abspath(self.data_root)
+        cfg.data.dataroot = absolute(self.data_root)
         self.cfg = cfg
 
         seed_rng(cfg.seed, self.device)  # identical initial weights on every rank

@@ -123,13 +123,19 @@ def _stem(name: str) -> str:
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
-    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions of the file it replaces, else
-    those a file made there gets (mkstemp makes 0600): (its open descriptor, its path)."""
+    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
+    (mkstemp makes 0600), or those of the writer's own file it replaces: (its open descriptor, its path)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{writer_tag()}-", suffix=suffix, dir=path.parent)
-    try:  # (a run's files kept private, 0600, were 0644 after the next save rewrote them)
-        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777 if path.is_file() else 0o666 & ~UMASK
-    except OSError:
-        mode = 0o666 & ~UMASK
+    mode = 0o666 & ~UMASK
+    try:
+        st = os.stat(path)
+        # A run's files kept private (0600) were 0644 after the next save rewrote them. Only the writer's own: the
+        # replacement is the writer's (root's 0600 copy of a user's file locked the user out), and read and
+        # writable by it (a 0444 file's copy could not be written again by name, as export does).
+        if stat.S_ISREG(st.st_mode) and st.st_uid == getattr(os, "geteuid", lambda: st.st_uid)():
+            mode = stat.S_IMODE(st.st_mode) & 0o777 | 0o600
+    except OSError:  # (none there yet)
+        pass
     os.chmod(tmp, mode)
     return fd, tmp
 

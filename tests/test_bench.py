@@ -237,17 +237,25 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
     (src / "loader.json").write_text('{"benchmarks": [], "machine_info": {"bicyclegan": {"device": "Test-GPU"}}}')
     with pytest.raises(track.TrackError, match="loader.json: machine_info has no 'bicyclegan' key with the machine's"):
         track.ingest(src, history, results, commit="x")
-    for bad, said in (({"benchmarks": None}, "its 'benchmarks' is no list"),
+    machine = {"system": "Linux", "python_implementation": "CPython", "python_version": "3.12.1",
+               "bicyclegan": {"key": "Test-GPU_torch-2.0_triton-3.0", "device": "Test-GPU"}}
+    for bad, said in (({"benchmarks": None}, "loader.json: its 'benchmarks' is no list"),
                       ({"benchmarks": [], "machine_info": {"bicyclegan": {"key": "k", "device": "D"}}},
-                       "machine_info lacks pytest-benchmark's system"),
-                      ({"benchmarks": [], "machine_info": {"system": "Linux", "python_implementation": "CPython",
-                                                           "python_version": "3.12.1",
-                                                           "bicyclegan": {"key": "../../escaped", "device": "D"}}},
-                       "machine key '../../escaped' is no folder name")):
+                       "loader.json: machine_info lacks pytest-benchmark's system"),
+                      ({"benchmarks": [], "machine_info": {**machine, "bicyclegan": {"key": "../../escaped",
+                                                                                     "device": "D"}}},
+                       "loader.json: machine key '../../escaped' is no file name"),
+                      ({"benchmarks": [], "machine_info": {**machine, "system": "../../escaped"}},
+                       "loader.json: machine '../../escaped-CPython-3.12-64bit' is no file name"),
+                      # the newest file's commit (datetime 9999: the merged entry's), a cpu and an extra_info of
+                      # the wrong kind (tracebacks)
+                      ({"benchmarks": [{"extra_info": "x"}], "datetime": "9999",
+                        "machine_info": {**machine, "cpu": "x"}, "commit_info": {"id": "../../escaped"}},
+                       "loader.json: commit '../../escaped' is no file name")):
         (src / "loader.json").write_text(json.dumps(bad))
-        with pytest.raises(track.TrackError, match=re.escape(f"loader.json: {said}")):
+        with pytest.raises(track.TrackError, match=re.escape(said)):
             track.ingest(src, history, results, commit="x")
-    assert not list(tmp_path.rglob("escaped"))
+    assert not list(tmp_path.rglob("escaped*"))
     (src / "loader.json").unlink()
     (src / "loader.json").mkdir()
     with pytest.raises(track.TrackError, match="loader.json: cannot be read .Is a directory."):

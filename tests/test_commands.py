@@ -644,7 +644,7 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
     (["--bogus", "train"], "unrecognized option --bogus: no command has it (`bicyclegan COMMAND --help` lists a "
                            "command's options, after its name)"),
     # the command typed, where it takes the option (every one was shown as train's)
-    (["--out", "res", "sample", "m.pt"],
+    (["--out", "export", "sample", "m.pt"],  # (an option's value is no command)
      "--out comes before the command: options go after it, as in `bicyclegan sample --out ...` (--out is an option "
      "of train, sample, compare, interpolate, import-official and export)")])
 def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys):

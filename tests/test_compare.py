@@ -162,6 +162,23 @@ def test_every_dash_says_why_naming_the_model(runs, tmp_path, capsys):
             and "diversity (L1 between samples) -: bicycle, pix2pix: one output per input" in page)
 
 
+def test_names_beside_the_picture_rows_are_packed_and_cut_so_that_they_stay_apart():
+    # Cut at the lines a row has room for, word by word, "BicycleGAN demo ngf8 200 steps seed 0 run A" and "... run B"
+    # were both "BicycleGAN / demo / ngf8 / 200 / steps", no ellipsis: two rows of one name
+    from bicyclegan.engine.compare import name_lines
+    from bicyclegan.engine.images import label_style
+    font, _, _ = label_style(64)
+    width = 100
+    a, b = (f"BicycleGAN demo ngf8 200 steps seed 0 run {x}" for x in "AB")
+    for keep in (1, 2):
+        la, lb = name_lines(a, width, font, keep), name_lines(b, width, font, keep)
+        assert len(la) <= keep and la != lb and all(font.getlength(line) <= width for line in la + lb), (keep, la)
+        assert la[-1].startswith("\u2026") and la[-1].endswith("run A")  # the cut said, the name's end kept
+    assert name_lines("pix2pix with noise", width, font, 3) == ["pix2pix with noise"]  # whole where it fits
+    whole = name_lines(a, width, font, 9)  # words packed, several to a line where they fit, the name whole
+    assert " ".join(whole) == a and len(whole) < len(a.split()) and name_lines(a, width, font, len(whole)) == whole
+
+
 def test_a_measure_no_model_has_a_finite_value_of_keeps_its_column_and_says_why():
     # FID null (not finite) for every model: the column went missing from the table and the page, unsaid.
     said = {"dataroot": "/d", "phase": "val", "n_inputs": 5, "n_samples": 4, "seed": 0}
@@ -500,6 +517,8 @@ def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch)
 def test_scatter_places_points_by_value():
     svg = ET.fromstring(svg_scatter("t", [(0.0, 10.0, "a"), (1.0, 20.0, "b"), (0.5, 15.0, "c")], x_title="x",
                                     y_title="y", width=300, height=200))
+    wide = ET.fromstring(svg_scatter("t", [(0.0, 10.0, "a"), (1.0, 20.0, "model b"), (0.5, 15.0, "c")],
+                                     x_title="x", y_title="y", width=300, height=200))
     ns = "{http://www.w3.org/2000/svg}"
     pts = {c.find(f"{ns}title").text.split(":")[0]: (float(c.get("cx")), float(c.get("cy")))
            for c in svg.iter(f"{ns}circle")}
@@ -508,7 +527,9 @@ def test_scatter_places_points_by_value():
     assert pts["b"] == pytest.approx((56 + 228 * 11 / 12, 40 + 126 / 12), abs=0.06)
     assert pts["c"] == pytest.approx((56 + 228 / 2, 40 + 126 / 2), abs=0.06)
     labels = {t.text: t.get("text-anchor") for t in svg.iter(f"{ns}text") if t.text in "abc"}
-    assert labels == {"a": "start", "c": "start", "b": "end"}  # b in the right third: its label to its left
+    assert labels == {"a": "start", "c": "start", "b": "start"}  # right of the points, within the plot
+    labels = {t.text: t.get("text-anchor") for t in wide.iter(f"{ns}text") if t.text in ("a", "model b", "c")}
+    assert labels == {"a": "start", "c": "start", "model b": "end"}  # no room right of b: to its left
 
 
 def test_labels_in_the_picture_keep_letters_the_font_lacks_readable():
@@ -598,6 +619,28 @@ def test_the_page_says_how_lpips_and_fid_were_measured():
         r["fid_images"] = {"generated": 8192, "real": 2048}
     assert format_compare(rows).splitlines()[3:] == ["LPIPS: alex v0.1, all pairs. FID: 8192 generated vs 2048 real "
                                                      "images."]
+
+
+def test_scatter_labels_cover_no_other_point_and_stay_in_the_plot_where_they_fit():
+    # Two long names: the label of the point right of the middle was drawn to its left across its neighbour's dot
+    # (which then read as its), and the neighbour's, moved a line down, ran past the plot's right frame
+    from bicyclegan.engine.report import LABEL_CHAR_W
+    a, b = "demo ngf8 200 steps run A", "demo ngf8 200 steps run B"
+    pts = [(0.39, 0.50, a), (0.17, 0.505, b), (0.60, 0.2, "p")]
+    svg = ET.fromstring(svg_scatter("t", pts, x_title="x", y_title="y"))
+    ns = "{http://www.w3.org/2000/svg}"
+    dots = [(float(c.get("cx")), float(c.get("cy"))) for c in svg.iter(f"{ns}circle")]
+    box = svg.find(f"{ns}rect")
+    frame = float(box.get("x")), float(box.get("x")) + float(box.get("width"))
+    for t in svg.iter(f"{ns}text"):
+        if t.text not in (a, b, "p"):
+            continue
+        w, x, y = LABEL_CHAR_W * len(t.text), float(t.get("x")), float(t.get("y"))
+        left = x if t.get("text-anchor") == "start" else x - w
+        own = dots[[p[2] for p in pts].index(t.text)]
+        assert not any(left - 4 < cx < left + w + 4 and y - 12 < cy < y + 4 for cx, cy in dots if (cx, cy) != own), \
+            t.text  # no other dot under the label
+        assert frame[0] <= left and left + w <= frame[1], t.text  # within the plot (each fits on one side)
 
 
 def test_scatter_labels_many_models_at_one_point():

@@ -553,10 +553,17 @@ def test_io_writes_create_folders_and_get_the_usual_permissions(tmp_path):
         pass
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     # A file replaced keeps its own (a run's files kept private were the umask's again after the next save)
-    for mode in (0o600, 0o640, 0o444):
-        os.chmod(path, mode)
+    for mode, kept in ((0o600, 0o600), (0o640, 0o640), (0o444, 0o644), (0o4755, 0o755)):  # (never unwritable by
+        os.chmod(path, mode)                                                               # its writer, nor setuid)
         io.atomic_write(path, lambda f: f.write(b"y"))
-        assert stat.S_IMODE(path.stat().st_mode) == mode and path.read_bytes() == b"y", oct(mode)
+        assert stat.S_IMODE(path.stat().st_mode) == kept and path.read_bytes() == b"y", oct(mode)
+    # another user's file: its replacement is the writer's, so the usual permissions (a copy of 0600 locked the
+    # file's user out of it)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.chmod(path, 0o600)
+        os.chown(path, 65534, 65534)
+        io.atomic_write(path, lambda f: f.write(b"z"))
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     # The check makes nothing (a command refused after it left an empty folder): the writers do.
     assert io.check_writable(tmp_path / "c" / "d", "results") == tmp_path / "c" / "d"
     assert not (tmp_path / "c").exists()

@@ -989,3 +989,13 @@ def test_a_results_pages_label_comes_from_the_files_its_command_wrote(tmp_path):
     assert {name: links.get(f"results/{name}/index.html") for name, links in got.items()} == {
         **want, "eval_only": None}
     assert got["eval_only"] == {"results/eval_only/eval.json": "evaluation (eval.json)"}
+
+
+def test_result_folders_are_listed_in_the_order_of_their_numbers(tmp_path):
+    # test_epoch_10 ... test_epoch_19 came before test_epoch_2 (string order); the sweep page's order is numeric
+    results = tmp_path / "run" / "results"
+    for e in (1, 2, 10, 19, 20):
+        (results / f"test_epoch_{e}").mkdir(parents=True)
+        (results / f"test_epoch_{e}" / "eval.json").write_text("{}")
+    assert [name for name, _ in report_mod.result_pages(tmp_path / "run")] == [
+        "test_epoch_1", "test_epoch_2", "test_epoch_10", "test_epoch_19", "test_epoch_20"]

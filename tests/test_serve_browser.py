@@ -168,6 +168,13 @@ def test_encode_a_reference_and_interpolate(browser, server):
     wait(browser, lambda d: len(d.find_elements("css selector", "#interp-row img")) == 7
          and all((i.get_attribute("src") or "").startswith("data:image/png")
                  for i in d.find_elements("css selector", "#interp-row img")), "the interpolation row")
+    # another input: the row was the earlier input's frames under the new one's outputs
+    from selenium.webdriver.support.select import Select
+    choice = Select(browser.find_element("id", "input"))
+    first = choice.first_selected_option.get_attribute("value")
+    choice.select_by_index(1)
+    wait(browser, lambda d: not d.find_elements("css selector", "#interp-row img"), "the stale row cleared")
+    choice.select_by_value(first)
 
 
 def test_upload_an_input(browser, server):
@@ -301,6 +308,38 @@ def test_on_a_phone_grids_keep_their_size_and_scroll_within_the_page(browser, tm
                                      "while (b.scrollWidth <= b.clientWidth) b = b.parentElement; "
                                      "return getComputedStyle(b).overflowX")
         assert box == "auto", what
+
+
+def test_on_a_phone_the_sweep_and_compare_tables_scroll_in_their_box_and_long_names_let_pictures_show(
+        browser, tmp_path, restore):
+    # The sweep's and compare's tables made the whole page scroll sideways on a phone (698 and 666 px wide on
+    # 390), compare's names broken a letter at a time; a gallery row named with 40 characters and no space filled
+    # the screen, its pictures all beyond it.
+    from bicyclegan.engine.compare import render_compare
+    from bicyclegan.engine.images import write_gallery
+    from bicyclegan.engine.sweep import render_sweep
+    measures = {"encoded_l1": 0.123456, "diversity_l1": 0.0234, "coverage": 0.875, "validity": 0.892,
+                "encoded_palette_match": 0.984, "lpips": 0.1234, "fid": 123.4}
+    sweep = [{"checkpoint": f"epoch_{e}.pt", "epoch": e, "step": 400 * e, **measures} for e in (1, 2, 3)]
+    said = {"dataroot": "/d", "phase": "val", "n_inputs": 5, "n_samples": 4, "seed": 0}
+    models = [{"name": n, "checkpoint": None, "variant": "bicycle", "step": 5, **said, **measures}
+              for n in ("pix2pix with noise injection", "BicycleGAN hybrid")]
+    (tmp_path / "sweep.html").write_text(render_sweep("run", sweep))
+    (tmp_path / "compare.html").write_text(render_compare(models, None, 4, 6))
+    name = "input_32x32_" + "x" * 28
+    pics = [(f"z{i}", grid_png(tmp_path / f"{i}.png", 32, 32).name) for i in range(3)]
+    gallery = write_gallery(tmp_path, [{"name": name, "images": pics}], "g")
+    for page in (tmp_path / "sweep.html", tmp_path / "compare.html", gallery):
+        assert laid_out(browser, page, 390) <= 390
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390, page.name
+    cells = browser.execute_script("return [...document.querySelectorAll('th')].map((t) => t.textContent)")
+    assert cells == [name]  # (the gallery's, laid out last: the name whole, wrapped)
+    first = browser.execute_script("return document.images[0].getBoundingClientRect().left")
+    assert first < 300  # the row's first picture on the screen
+    laid_out(browser, tmp_path / "compare.html", 390)
+    lines = browser.execute_script("return [...document.querySelectorAll('td:first-child')].map((t) => "
+                                   "t.getBoundingClientRect().height / parseFloat(getComputedStyle(t).fontSize))")
+    assert lines and max(lines) < 4 * 1.5, lines  # words whole ("pix2pi / x with / noise / injecti / on": 5 lines)
 
 
 def test_an_interpolation_strip_scrolls_within_the_table_instead_of_widening_it(browser, tmp_path, restore):

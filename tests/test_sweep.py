@@ -371,9 +371,12 @@ def test_an_unwritable_json_is_refused_before_any_checkpoint_is_measured(run, tm
     shutil.rmtree(run / "results")
     (run / "results").write_text("")
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--json", str(tmp_path / "t.json")]) == 2
+    with pytest.MonkeyPatch.context() as m:  # (the run named `.`: "cp -r . ~/''")
+        m.chdir(run)
+        assert main(["evaluate", ".", "--epoch", "all", *OPTS, "--json", str(tmp_path / "t.json")]) == 2
     assert capsys.readouterr().err.endswith(f"; a sweep writes into the run folder (each checkpoint's eval.json, the "
-                                            f"page): sweep a copy of it (cp -r {run} ~/{run.name})\n")
+                                            f"page): make its results/ writable, or sweep a copy of the run (cp -r "
+                                            f"{run} ~/{run.name})\n")
 
 
 def test_a_damaged_checkpoint_among_good_ones_gets_a_row_and_the_others_are_measured(run, tmp_path, capsys):

@@ -548,7 +548,7 @@ def test_serve_answers_an_integer_beyond_float_range_with_400(run):
     pytest.importorskip("fastapi")
     from bicyclegan.engine.serve import Explorer, RequestError
     explorer = Explorer(run / "checkpoints" / "latest.pt", num=1, device="cpu")
-    with pytest.raises(RequestError, match="not a finite number") as info:
+    with pytest.raises(RequestError, match=r"z\[0\] holds an integer of 401 digits, beyond float32.s range") as info:
         explorer._code([10 ** 400] + [0] * (explorer.nz - 1), "z[0]")
     assert info.value.status == 400
 
@@ -982,8 +982,18 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
     assert json.loads(said.out)["out"] == "runs/bicyclegan"
     # and says so, with how to continue the run itself (a second run began there unsaid)
     assert said.err == (f"note: a new run folder, runs/bicyclegan, continues {old / 'checkpoints' / 'latest.pt'} "
-                        f"(without --out; its own run, {old}, continues with `bicyclegan train --out {old} "
+                        f"(without --out; its own run, {old}, continues from it with `bicyclegan train --out {old} "
                         f"--resume`)\n")
+    # an epoch's checkpoint: continued from it with --epoch N (--resume alone goes on from latest.pt); one a resume
+    # set aside: continued in a new --out alone (its run went back past it)
+    for name, how in (("epoch_1.pt", " its own run, {old}, continues from it with `bicyclegan train --out {old} "
+                                     "--epoch 1`"), ("abandoned_after_step_3/epoch_2.pt", None)):
+        ckpt = old / "checkpoints" / name
+        ckpt.parent.mkdir(exist_ok=True)
+        shutil.copy(old / "checkpoints" / "latest.pt", ckpt)
+        assert main(["train", "--resume", str(ckpt), "--dry-run"]) == 0
+        assert capsys.readouterr().err == (f"note: a new run folder, runs/bicyclegan, continues {ckpt} (without --out"
+                                           + (";" + how.format(old=old) if how else "") + ")\n")
     assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--out", str(new), "--dry-run"]) == 2
     assert "note" not in capsys.readouterr().err  # (--out given: nothing to say; new holds a run now, refused)
 
@@ -1077,6 +1087,8 @@ def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data
                        ("test_images", "test_images"), ("testing", "testing"), ("photos_sweep", "photos_sweep")):
         (tmp_path / "x" / name).mkdir(parents=True)
         assert results_name(tmp_path / "x" / name, "test") == want, name
+    (tmp_path / "interpolate" / "test").mkdir(parents=True)  # (prefixed: interpolate_test, interpolate's own again)
+    assert results_name(tmp_path / "interpolate" / "test", "val") == "inputs_interpolate_test"
 
 
 def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data):
@@ -1088,6 +1100,14 @@ def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data
     run = tmp_path / "r"
     Trainer(tiny_cfg(run, link, max_steps=1, save_every=1, sample_every=100), progress=False).train()
     assert json.loads((run / "config.json").read_text())["data"]["dataroot"] == str(link)
+    # up (..) through a link: its target's parent, not the link's folder (which lexical abspath gives)
+    from bicyclegan.engine.io import absolute
+    (tmp_path / "deep" / "x").mkdir(parents=True)
+    (tmp_path / "hop").symlink_to(tmp_path / "deep" / "x")
+    assert absolute(tmp_path / "hop" / ".." / "data") == str(tmp_path / "deep" / "data")
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(tmp_path)
+        assert absolute("data") == str(link) and absolute(Path("hop") / "..") == str(tmp_path / "deep")
     v1.rename(v2)
     link.unlink()
     link.symlink_to(v2.name)
@@ -1109,6 +1129,14 @@ def test_checkpoints_from_before_the_data_moved_read_it_where_the_run_says_it_is
     assert read_checkpoint(epoch_1)["config"]["data"]["dataroot"] == str(old)  # (as written before the move)
     assert (sample(epoch_1, n_samples=1, num=1, progress=False) / "index.html").is_file()
     assert main(["evaluate", str(run), "--epoch", "all", "--metrics", "l1", "--num", "2", "--n_samples", "2"]) == 0
+    # one set aside by a resume that went back (still the run's), and one named from inside checkpoints/
+    aside = run / "checkpoints" / "abandoned_after_step_4" / "epoch_2.pt"
+    aside.parent.mkdir()
+    shutil.copy(epoch_1, aside)
+    assert (sample(aside, n_samples=1, num=1, progress=False, out=tmp_path / "a") / "index.html").is_file()
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(run / "checkpoints")
+        assert (sample("epoch_1.pt", n_samples=1, num=1, progress=False, out=tmp_path / "b") / "index.html").is_file()
     # outside a run folder, or where the run's config names no folder that is there, the stored one is said gone
     shutil.copy(epoch_1, tmp_path / "loose.pt")
     with pytest.raises(DatasetError, match=f"dataset folder {old} does not exist"):

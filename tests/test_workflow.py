@@ -512,7 +512,8 @@ def test_sample_a_plain_folder_at_full_resolution(epoch_run, tmp_path):
     with pytest.raises(ConfigError, match=r"odd\.png is 48x48 after preprocess=none, not a multiple of 32"):
         sample(ckpt, folder, out=tmp_path / "r3", n_samples=1, preprocess="none", device="cpu", progress=False)
     # A crop size the generator's depth cannot take is refused up front.
-    with pytest.raises(ConfigError, match="not a multiple of 2\\^num_downs = 32"):
+    with pytest.raises(ConfigError, match=r"crop_size=48: this model's U-Net \(5 levels\) takes sides that are "
+                                          r"multiples of 32, such as 64"):
         sample(ckpt, folder, out=tmp_path / "r4", crop_size=48, load_size=48, preprocess="resize_and_crop",
                device="cpu", progress=False)
     with pytest.raises(DatasetError, match="missing folder"):
