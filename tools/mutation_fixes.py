@@ -378,7 +378,7 @@ TUNING_MERGE = ["tests/test_kernel_tune.py::test_merge_adds_a_partial_sweep_to_a
 DRY_WRITABLE = ["tests/test_user_paths.py::test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_"
                 "and_lock"]
 RESUME_TYPO = ["tests/test_user_paths.py::test_a_dry_run_refuses_the_resumes_the_run_refuses_with_its_words"]
-INGEST = ["tests/test_bench.py::test_ingest_merges_a_check_into_one_history_entry"]
+DAMAGED_INGEST = ["tests/test_bench.py::test_ingest_merges_a_check_into_one_history_entry"]
 NON_FINITE = [TSV + "non_json_and_non_finite_bodies_are_refused"]
 FP16_RESUME = ["tests/test_model.py::test_a_resumed_fp16_run_keeps_its_loss_scale"]
 ENCODED = [TSV + "encode_returns_the_encoders_mean_of_b", TSV + "uploaded_reference_is_encoded"]
@@ -1402,9 +1402,9 @@ MUTANTS = [
      '        if True:  # the folder\'s own', RESUME_TYPO),
     ('SF08', "kernels/tune.py", '        _check_out(args.out)  # (exit 2', '        pass  # (exit 2', TUNING_MERGE),
     ('SF09', "bench/track.py", '        except OSError as e:  # a folder so named',
-     '        except KeyError as e:  # a folder so named', INGEST),
+     '        except KeyError as e:  # a folder so named', DAMAGED_INGEST),
     ('SF10', "bench/track.py", 'not all(isinstance(ours.get(k), str) and ours[k] for k in ("key", "device")):',
-     'False:', INGEST),
+     'False:', DAMAGED_INGEST),
     ('SF11', SV, '            if abs(v) > FLOAT32_MAX:', '            if False:', NON_FINITE),
     ('SF12', SV, '            if isinstance(v, float) and not math.isfinite(v):', '            if False:', NON_FINITE),
     ('SF13', M, '        if state.get("scaler") and self.scaler is not None:', '        if False:', FP16_RESUME),
@@ -1458,11 +1458,11 @@ MUTANTS = [
     ('SF41', SV, '        if not torch.isfinite(mu).all():  # (a bare 500', '        if False:  # (a bare 500',
      SERVE_OVERFLOW),
     ('SF42', "bench/track.py", '            if not isinstance(data["benchmarks"], list):  # (a TypeError',
-     '            if False:  # (a TypeError', INGEST),
-    ('SF43', "bench/track.py", '        _name(ours["key"], "machine key", path)', '        pass', INGEST),
+     '            if False:  # (a TypeError', DAMAGED_INGEST),
+    ('SF43', "bench/track.py", '        _name(ours["key"], "machine key", path)', '        pass', DAMAGED_INGEST),
     ('SF44', "bench/track.py",
      '        if not all(isinstance(info.get(k), str) for k in ("system", "python_implementation", "python_version")):',
-     '        if False:', INGEST),
+     '        if False:', DAMAGED_INGEST),
     ('SF45', SV, '    names.add(own)\n', '', FOREIGN),
     ('SF51', SV, '    if network:\n        names |= {f"{own}.local"', '    if True:\n        names |= {f"{own}.local"',
      FOREIGN),
@@ -1489,10 +1489,11 @@ MUTANTS = [
     ('SF60', "engine/cli.py", 'how = (None if ckpt.parent.name != "checkpoints" else',
      'how = ("--resume" if ckpt.parent.name != "checkpoints" else', RESUME_NOTE),
     ('SF61', "engine/cli.py", 'f"--epoch {m[1]}" if (m :=', '"--resume" if (m :=', RESUME_NOTE),
-    ('SF62', "bench/track.py", '        _name(pytest_benchmark_id(info), "machine", path)', '        pass', INGEST),
-    ('SF63', "bench/track.py", '    _name(commit_info["id"], "commit", runs[-1][0])', '    pass', INGEST),
+    ('SF62', "bench/track.py", '        _name(pytest_benchmark_id(info), "machine", path)', '        pass',
+     DAMAGED_INGEST),
+    ('SF63', "bench/track.py", '    _name(commit_info["id"], "commit", runs[-1][0])', '    pass', DAMAGED_INGEST),
     ('SF64', "bench/track.py", '    figure = info.get("figure") if isinstance(info, dict) else None',
-     '    figure = info.get("figure") if info else None', INGEST),
+     '    figure = info.get("figure") if info else None', DAMAGED_INGEST),
     ('SF65', SW, "<h2>Checkpoints</h2><div class='across'><table>", "<h2>Checkpoints</h2><div><table>", PHONE_TABLES),
     ('SF66', "engine/compare.py", "f\"<div class='across'><table><tr>{header}", "f\"<div><table><tr>{header}",
      PHONE_TABLES),
@@ -1500,7 +1501,8 @@ MUTANTS = [
     ('SF68', R, 'table.eval td{overflow-wrap:anywhere}', 'td{overflow-wrap:anywhere}', PHONE_TABLES),
     ('SF69', "engine/compare.py", '    return lines[:keep - 1] + [', '    return lines[:keep] or [', NAMES_CUT),
     ('SF70', R, 'and not any(j != i and left - 5 < mx', 'and not any(False and left - 5 < mx', COVER),
-    ('SF71', R, 'sides = (True, False) if w <= room_right or', 'sides = (True, False) if True or', COVER),
+    ('SF71', R, 'sides = (True, False) if w <= room_right or', 'sides = (True, False) if True or',
+     COVER + ["tests/test_compare.py::test_scatter_places_points_by_value"]),
     ('SF72', "engine/static/explorer.html", '  dropStaleInterp();\n  if (!S.input) return;', '  if (!S.input) return;',
      STALE_ROW),
     ('SF74', R, 'sorted(folder.iterdir(), key=_natural)', 'sorted(folder.iterdir())', ORDER),
