@@ -179,7 +179,7 @@ def _run_of(path) -> Path | None:
     it aside, and says to go on from it with --resume FILE --out NEW: read as outside a run, it took the demo
     preset's options and was refused for differences never chosen); None for a checkpoint outside a run."""
     from .checkpoint import ABANDONED
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # (epoch_1.pt named from inside checkpoints/: its parent "" is no run's)
     if path.is_dir():
         return path
     folder = path.parent.parent if path.parent.name.startswith(ABANDONED) else path.parent
@@ -377,8 +377,9 @@ def cmd_train(args) -> int:
         # cut): it began a second run there unsaid, where a user meant to continue the first. Said with the
         # command that continues the run from that checkpoint (none for one a resume set aside: a new --out's)
         from .checkpoint import LATEST
-        ckpt = Path(args.resume)
-        how = (None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
+        ckpt = Path(os.path.abspath(args.resume))
+        how = ("--resume" if ckpt.is_dir() else  # (a run folder: its latest.pt)
+               None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
                f"--epoch {m[1]}" if (m := re.fullmatch(r"epoch_(\d+)\.pt", ckpt.name)) else
                f"--resume {shlex.quote(str(ckpt))}")
         print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (

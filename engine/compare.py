@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -244,25 +245,31 @@ def model_outputs(model, A: torch.Tensor, n_inputs: int, n_samples: int, seed: i
 
 def name_lines(name: str, width: int, font, keep: int) -> list[str]:
     """A model's name beside its row of compare.png: its words packed into lines of `width` px (a word wider than
-    that cut as fit_label cuts it), at most `keep` of them; one longer ends in an ellipsis and the name's last
-    words, which tell apart names of one beginning (cut at `keep` lines, "... run A" and "... run B" read alike)."""
+    that broken after its _ / - . and cut as fit_label cuts it where still too wide: run names have no spaces), at
+    most `keep` lines; one longer ends in an ellipsis and the name's last pieces, which tell apart names of one
+    beginning (cut at `keep` lines, "... run A" and "... run B", or "..._epoch_5" and "..._epoch_15", read alike)."""
     def fits(text):
         return font.getlength(text) <= width
-    words = [line for word in drawable(name, font).split() for line in fit_label(word, width, font)]
+    pieces = []  # (text, what joins it to the piece before: " " between words, "" within one)
+    for word in drawable(name, font).split():
+        parts = [word] if fits(word) else re.findall(r"[^_/.\-]+[_/.\-]*|[_/.\-]+", word)
+        pieces += [(line, " " if k == 0 else "") for k, part in enumerate(parts)
+                   for line in fit_label(part, width, font)]
     lines = []
-    for word in words:
-        if lines and fits(f"{lines[-1]} {word}"):
-            lines[-1] += f" {word}"
+    for text, join in pieces:
+        if lines and fits(lines[-1] + join + text):
+            lines[-1] += join + text
         else:
-            lines.append(word)
+            lines.append(text)
     if len(lines) <= keep:
         return lines
-    tail = ""
-    for word in reversed(words):
-        if not fits(f"\u2026{word} {tail}".rstrip()):
+    tail = ""  # the last pieces that fit after an ellipsis, each with what joined it to the piece before
+    for text, join in reversed(pieces):
+        if not fits("\u2026" + text + tail):
             break
-        tail = f"{word} {tail}".rstrip()
-    return lines[:keep - 1] + [f"\u2026{tail}" if tail else fit_label(f"\u2026{words[-1]}", width, font)[0]]
+        tail = join + text + tail
+    tail = tail.lstrip()
+    return lines[:keep - 1] + ["\u2026" + tail if tail else fit_label("\u2026" + pieces[-1][0], width, font)[0]]
 
 
 def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]], pad: int = 2,

@@ -76,9 +76,14 @@ def to_devnull(target) -> None:
 
 
 def absolute(path) -> str:
-    """`path` made absolute with its links kept (a link re-pointed later is followed then), unless it goes up (..)
-    through one: os.path.abspath takes `link/..` for the folder the link is in, not its target's parent."""
-    return os.path.abspath(path) if ".." not in Path(path).parts else str(Path(path).resolve())
+    """`path` made absolute with its links kept (a link re-pointed later is followed then), but for the part up to
+    its last `..`, resolved: os.path.abspath takes `link/..` for the folder the link is in, not its target's
+    parent (`../data` keeps a link `data`)."""
+    parts = Path(path).parts
+    if ".." not in parts:
+        return os.path.abspath(path)
+    up = len(parts) - parts[::-1].index("..")
+    return os.path.abspath(os.path.join(Path(*parts[:up]).resolve(), *parts[up:]))
 
 
 def check_writable(folder: str | os.PathLike, what: str, advice: str = "choose another folder") -> Path:

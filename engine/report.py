@@ -413,20 +413,26 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
         # A label right of its point where it fits in the plot, else left of it (it ran off the chart), else on the
         # side with more room; moved a line down or up, with a leader, where it would cover another label (two
         # models of close measures) or another point (a long name drawn across its neighbour's dot read as its).
+        # A label longer than the room on either side is cut to the larger (its point's tooltip has it whole).
         cx, cy = marks[i]
-        w = LABEL_CHAR_W * len(label)
         room_right, room_left = pl + pw - (cx + 7), cx - 7 - pl
+        shown = label
+        if LABEL_CHAR_W * len(label) > max(room_right, room_left):
+            shown = label[:max(3, int(max(room_right, room_left) / LABEL_CHAR_W) - 1)] + "\u2026"
+        w = LABEL_CHAR_W * len(shown)
         sides = (True, False) if w <= room_right or (w > room_left and room_right >= room_left) else (False, True)
 
-        def free(right, base, cx=cx, w=w, i=i):
+        def free(right, base, inside, cx=cx, w=w, i=i):
             left = cx + 7 if right else cx - 7 - w
             return (not any(left < r and a < left + w and abs(base - b) < 12 for a, r, b in placed)
                     and not any(j != i and left - 5 < mx < left + w + 5 and base - 14 < my < base + 6
-                                for j, (mx, my) in enumerate(marks)))
+                                for j, (mx, my) in enumerate(marks))
+                    # within the plot (below it the ticks, above it the axis's title), where a slot there is free
+                    and (not inside or pl <= left and left + w <= pl + pw and pt + 10 <= base <= pt + ph - 2))
         # a label or a point blocks at most two slots 12 px apart on a side: this many slots hold a free one
         steps = [12 * ((k + 1) // 2) * (-1) ** (k + 1) for k in range(2 * (len(placed) + len(points)) + 1)]
-        right, base = next(((side, cy + 4 + d) for side in sides for d in steps if free(side, cy + 4 + d)),
-                           (sides[0], cy + 4))
+        right, base = next(((side, cy + 4 + d) for inside in (True, False) for side in sides for d in steps
+                            if free(side, cy + 4 + d, inside)), (sides[0], cy + 4))
         left = cx + 7 if right else cx - 7 - w
         placed.append((left, left + w, base))
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" class="p"><title>{html.escape(label)}: '
@@ -435,7 +441,7 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
         if base != cy + 4:
             parts.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{tx:.1f}" y2="{base - 4:.1f}" class="g2"/>')
         parts.append(f'<text x="{tx:.1f}" y="{base:.1f}" class="pl" text-anchor="{"start" if right else "end"}">'
-                     f'{html.escape(label)}</text>')
+                     f'{html.escape(shown)}</text>')
     return "".join(parts) + "</svg>"
 
 
@@ -783,7 +789,7 @@ def page_kind(folder: Path) -> str:
 
 
 def _natural(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", path.name)]  # (² is a digit)
 
 
 def result_pages(run: Path) -> list[tuple[str, list[tuple[str, str]]]]:

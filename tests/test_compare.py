@@ -174,6 +174,13 @@ def test_names_beside_the_picture_rows_are_packed_and_cut_so_that_they_stay_apar
         la, lb = name_lines(a, width, font, keep), name_lines(b, width, font, keep)
         assert len(la) <= keep and la != lb and all(font.getlength(line) <= width for line in la + lb), (keep, la)
         assert la[-1].startswith("\u2026") and la[-1].endswith("run A")  # the cut said, the name's end kept
+    # run names have no spaces: broken after their _ / - . (a word was cut keeping its start, the end lost)
+    c, d = (f"edges2shoes_bicycle_nz8_lr0.0002_seed1/epoch_{e}" for e in (5, 15))
+    for keep in (1, 2):
+        lc, ld = name_lines(c, width, font, keep), name_lines(d, width, font, keep)
+        assert lc != ld and lc[-1].endswith("epoch_5") and ld[-1].endswith("epoch_15"), (keep, lc, ld)
+        assert all(font.getlength(line) <= width for line in lc + ld)
+    assert "".join(name_lines(c, width, font, 9)) == c  # (broken within the word: no space added)
     assert name_lines("pix2pix with noise", width, font, 3) == ["pix2pix with noise"]  # whole where it fits
     whole = name_lines(a, width, font, 9)  # words packed, several to a line where they fit, the name whole
     assert " ".join(whole) == a and len(whole) < len(a.split()) and name_lines(a, width, font, len(whole)) == whole
@@ -671,6 +678,23 @@ def test_scatter_labels_cover_no_other_point_and_stay_in_the_plot_where_they_fit
         assert not any(left - 4 < cx < left + w + 4 and y - 12 < cy < y + 4 for cx, cy in dots if (cx, cy) != own), \
             t.text  # no other dot under the label
         assert frame[0] <= left and left + w <= frame[1], t.text  # within the plot (each fits on one side)
+    # a label longer than the room on either side is cut (its point's tooltip whole); crowded points near the
+    # plot's bottom get slots above, not below it on the ticks
+    long = "edges2shoes_bicycle_nz8_lr0.0002_seed1/epoch_" * 3
+    for pts in ([(30.1, 0.21, long + "5"), (25.3, 0.19, long + "10"), (20.2, 0.17, long + "15")],
+                [(1, 1, f"m{k}") for k in range(4)] + [(2, 2, "far")]):
+        svg = ET.fromstring(svg_scatter("t", pts, x_title="x", y_title="y"))
+        box = svg.find(f"{ns}rect")
+        x0, y0 = float(box.get("x")), float(box.get("y"))
+        x1, y1 = x0 + float(box.get("width")), y0 + float(box.get("height"))
+        labels = [t for t in svg.iter(f"{ns}text") if t.get("class") == "pl"]
+        assert len(labels) == len(pts)
+        for t in labels:
+            w, x, y = LABEL_CHAR_W * len(t.text), float(t.get("x")), float(t.get("y"))
+            left = x if t.get("text-anchor") == "start" else x - w
+            assert x0 <= left and left + w <= x1 + 0.01 and y0 + 10 <= y <= y1 - 2, (t.text, left, y)
+        titles = [c.find(f"{ns}title").text for c in svg.iter(f"{ns}circle")]
+        assert [t.split(": ")[0] for t in titles] == [p[2] for p in pts]  # the tooltips whole
 
 
 def test_scatter_labels_many_models_at_one_point():

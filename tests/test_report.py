@@ -994,8 +994,8 @@ def test_a_results_pages_label_comes_from_the_files_its_command_wrote(tmp_path):
 def test_result_folders_are_listed_in_the_order_of_their_numbers(tmp_path):
     # test_epoch_10 ... test_epoch_19 came before test_epoch_2 (string order); the sweep page's order is numeric
     results = tmp_path / "run" / "results"
-    for e in (1, 2, 10, 19, 20):
-        (results / f"test_epoch_{e}").mkdir(parents=True)
-        (results / f"test_epoch_{e}" / "eval.json").write_text("{}")
+    for name in (*(f"test_epoch_{e}" for e in (1, 2, 10, 19, 20)), "set1\u00b2"):  # (² is a digit, no number)
+        (results / name).mkdir(parents=True)
+        (results / name / "eval.json").write_text("{}")
     assert [name for name, _ in report_mod.result_pages(tmp_path / "run")] == [
-        "test_epoch_1", "test_epoch_2", "test_epoch_10", "test_epoch_19", "test_epoch_20"]
+        "set1\u00b2", "test_epoch_1", "test_epoch_2", "test_epoch_10", "test_epoch_19", "test_epoch_20"]

@@ -994,6 +994,15 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
         assert main(["train", "--resume", str(ckpt), "--dry-run"]) == 0
         assert capsys.readouterr().err == (f"note: a new run folder, runs/bicyclegan, continues {ckpt} (without --out"
                                            + (";" + how.format(old=old) if how else "") + ")\n")
+    # the run folder itself (its latest.pt), and a checkpoint named from inside checkpoints/ (no note at all)
+    assert main(["train", "--resume", str(old), "--dry-run"]) == 0
+    assert f"its own run, {old}, continues from it with `bicyclegan train --out {old} --resume`" in \
+        capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(old / "checkpoints")
+        assert main(["train", "--resume", "epoch_1.pt", "--dry-run"]) == 0
+    assert f"its own run, {old}, continues from it with `bicyclegan train --out {old} --epoch 1`" in \
+        capsys.readouterr().err
     assert main(["train", "--resume", str(old / "checkpoints" / "latest.pt"), "--out", str(new), "--dry-run"]) == 2
     assert "note" not in capsys.readouterr().err  # (--out given: nothing to say; new holds a run now, refused)
 
@@ -1108,6 +1117,9 @@ def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data
     with pytest.MonkeyPatch.context() as m:
         m.chdir(tmp_path)
         assert absolute("data") == str(link) and absolute(Path("hop") / "..") == str(tmp_path / "deep")
+        m.chdir(tmp_path / "deep")  # up through no link: the link after it kept (resolving it all undid the mend)
+        assert absolute(Path("..") / "data") == str(link)
+        assert absolute(Path("x") / ".." / ".." / "data") == str(link)
     v1.rename(v2)
     link.unlink()
     link.symlink_to(v2.name)

@@ -140,8 +140,8 @@ MUTANTS = [
      'return (not any(abs(base - b) < 12 for a, r, b in placed)', BOTH),
     ('RH05', R, 'for k in range(2 * (len(placed) + len(points)) + 1)]',
      'for k in range(len(placed) + 1)]', BOTH),
-    ('RH06', R, "f'{html.escape(label)}</text>')",
-     "f'{label}</text>')", BOTH),
+    ('RH06', R, "f'{html.escape(shown)}</text>')",
+     "f'{shown}</text>')", BOTH),
     # --reuse: each eval.json's protocol, and what is taken from it
     ('RU01', SW, 'return {"digest": digest, "dataroot"',
      'return {"digest": None, "dataroot"', ST),
