@@ -695,6 +695,17 @@ def test_scatter_labels_cover_no_other_point_and_stay_in_the_plot_where_they_fit
             assert x0 <= left and left + w <= x1 + 0.01 and y0 + 10 <= y <= y1 - 2, (t.text, left, y)
         titles = [c.find(f"{ns}title").text for c in svg.iter(f"{ns}circle")]
         assert [t.split(": ")[0] for t in titles] == [p[2] for p in pts]  # the tooltips whole
+    # more labels at one point near the right edge than the plot's height holds: the rest go above and below it,
+    # still on the side with room (to its left), not past the right frame
+    pts = [(0.1, 0.5, "far")] + [(1.0, 0.5, f"model {k:02d}") for k in range(30)]
+    svg = ET.fromstring(svg_scatter("t", pts, x_title="x", y_title="y"))
+    box = svg.find(f"{ns}rect")
+    x0, x1 = float(box.get("x")), float(box.get("x")) + float(box.get("width"))
+    for t in svg.iter(f"{ns}text"):
+        if t.get("class") == "pl":
+            w, x = LABEL_CHAR_W * len(t.text), float(t.get("x"))
+            left = x if t.get("text-anchor") == "start" else x - w
+            assert x0 <= left and left + w <= x1 + 0.01, t.text
 
 
 def test_scatter_labels_many_models_at_one_point():
