@@ -327,11 +327,11 @@ def _tile(img: np.ndarray, xy, size=64, scale=2) -> np.ndarray:
     return img[y:y + size:scale, x:x + size:scale].astype(int)
 
 
-def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tmp_path, monkeypatch):
-    # a third model without z (pix2pix, nz 0; untrained): its one output
+def spy_drawn(monkeypatch) -> list:
+    """The texts compare.png is drawn with, as drawn: the headings (fit_label's) and the rows' names (name_lines',
+    whose fit_label of each word is not heard)."""
     cmp_module, drawn = importlib.import_module("bicyclegan.engine.compare"), []
     fit, names, inside = cmp_module.fit_label, cmp_module.name_lines, []
-    # the headings (fit_label's) and the rows' names (name_lines', whose fit_label of each word is not heard)
 
     def name_lines(text, *a):
         drawn.append(text)
@@ -347,6 +347,12 @@ def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tm
         return fit(text, *a)
     monkeypatch.setattr(cmp_module, "name_lines", name_lines)
     monkeypatch.setattr(cmp_module, "fit_label", fit_label)
+    return drawn
+
+
+def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tmp_path, monkeypatch):
+    # a third model without z (pix2pix, nz 0; untrained): its one output
+    drawn = spy_drawn(monkeypatch)
     flat = BicycleGAN(tiny_cfg(tmp_path / "flat", data, variant="pix2pix", nz=0))
     torch.manual_seed(5)
     with torch.no_grad():
@@ -513,24 +519,7 @@ def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data,
         "bicyclegan compare: ConfigError: n_samples=4: none of the models has a latent code (nz=0: flat, flat2): "
         "one output per input, no z drawn, so it changes nothing; leave it out")
     assert not out.exists()
-    cmp_module, drawn = importlib.import_module("bicyclegan.engine.compare"), []
-    fit, names, inside = cmp_module.fit_label, cmp_module.name_lines, []
-    # the headings (fit_label's) and the rows' names (name_lines', whose fit_label of each word is not heard)
-
-    def name_lines(text, *a):
-        drawn.append(text)
-        inside.append(1)
-        try:
-            return names(text, *a)
-        finally:
-            inside.pop()
-
-    def fit_label(text, *a):
-        if not inside:
-            drawn.append(text)
-        return fit(text, *a)
-    monkeypatch.setattr(cmp_module, "name_lines", name_lines)
-    monkeypatch.setattr(cmp_module, "fit_label", fit_label)
+    drawn = spy_drawn(monkeypatch)
     rows, _ = compare(flat, out=out, log=None, **{**EVAL, "n_samples": None})
     assert [r["n_samples"] for r in rows] == [1, 1]
     assert drawn[:3] == ["input", "ground truth", "output"]  # no code drawn: not "z1"
