@@ -250,13 +250,11 @@ def _where_the_data_went(cfg: TrainConfig, path) -> TrainConfig:
     """cfg, with the data folder its run's config.json names now where the one the checkpoint names is gone: a run
     resumed with --dataroot after its data moved records the new folder, and its checkpoints from before the move
     (epoch_N.pt, best.pt) still named the old one (`sample RUN` worked, `sample RUN --epoch 2` did not)."""
-    old, folder = cfg.data.dataroot, Path(os.path.abspath(path)).parent  # (epoch_1.pt given from checkpoints/)
-    if folder.name.startswith(ABANDONED):  # (set aside by a resume that went back: still the run's)
-        folder = folder.parent
-    if old is None or os.path.isdir(old) or folder.name != "checkpoints":
+    old, run = cfg.data.dataroot, run_of_checkpoint(path)
+    if old is None or os.path.isdir(old) or run is None:
         return cfg
     try:
-        now = json.loads((folder.parent / "config.json").read_text())["data"]["dataroot"]
+        now = json.loads((run / "config.json").read_text())["data"]["dataroot"]
     except (OSError, ValueError, KeyError, TypeError):
         return cfg
     if isinstance(now, str) and os.path.isdir(now):
@@ -362,11 +360,25 @@ def epoch_name(epoch: int) -> str:
     return f"epoch_{epoch}.pt"
 
 
+def epoch_of(name: str) -> int | None:
+    """N of a file named as epoch_name names it (epoch_N.pt), else None: a copy named epoch_05.pt was listed as
+    epoch 5 and then opened as epoch_5.pt, which is not there."""
+    return int(m[1]) if (m := re.fullmatch(r"epoch_(0|[1-9][0-9]*)\.pt", name)) else None
+
+
 def saved_epochs(folder) -> list[int]:
-    """The N of the folder's epoch_N.pt files, named as epoch_name names them: a copy named epoch_05.pt was
-    listed as epoch 5 and then opened as epoch_5.pt, which is not there."""
-    return sorted(int(m[1]) for p in Path(folder).glob("epoch_*.pt")
-                  if (m := re.fullmatch(r"epoch_(0|[1-9][0-9]*)\.pt", p.name)))
+    """The N of the folder's epoch_N.pt files (epoch_of)."""
+    return sorted(n for p in Path(folder).glob("epoch_*.pt") if (n := epoch_of(p.name)) is not None)
+
+
+def run_of_checkpoint(path) -> Path | None:
+    """The run folder of <run>/checkpoints/X.pt or of <run>/checkpoints/abandoned_after_step_<N>/X.pt (set aside
+    by a resume that went back: still the run's), named from any folder (epoch_1.pt from inside checkpoints/); None
+    for a checkpoint outside a run."""
+    folder = Path(os.path.abspath(path)).parent
+    if folder.name.startswith(ABANDONED):
+        folder = folder.parent
+    return folder.parent if folder.name == "checkpoints" else None
 
 
 # In a run's checkpoints/ folder: a run resumed from an earlier checkpoint moves the checkpoints of the

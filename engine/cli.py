@@ -178,12 +178,9 @@ def _run_of(path) -> Path | None:
     <run>/checkpoints/X.pt or of <run>/checkpoints/abandoned_after_step_<N>/X.pt (a resume going back set
     it aside, and says to go on from it with --resume FILE --out NEW: read as outside a run, it took the demo
     preset's options and was refused for differences never chosen); None for a checkpoint outside a run."""
-    from .checkpoint import ABANDONED
-    path = Path(os.path.abspath(path))  # (epoch_1.pt named from inside checkpoints/: its parent "" is no run's)
-    if path.is_dir():
-        return path
-    folder = path.parent.parent if path.parent.name.startswith(ABANDONED) else path.parent
-    return folder.parent if folder.name == "checkpoints" else None
+    from .checkpoint import run_of_checkpoint
+    path = Path(os.path.abspath(path))
+    return path if path.is_dir() else run_of_checkpoint(path)
 
 
 def _resumed_run(args, out) -> Path | None:
@@ -376,11 +373,11 @@ def cmd_train(args) -> int:
         # A run's checkpoint continued without --out goes to the default folder (its own run's later log would be
         # cut): it began a second run there unsaid, where a user meant to continue the first. Said with the
         # command that continues the run from that checkpoint (none for one a resume set aside: a new --out's)
-        from .checkpoint import LATEST
+        from .checkpoint import LATEST, epoch_of
         ckpt = Path(os.path.abspath(args.resume))
         how = ("--resume" if ckpt.is_dir() else  # (a run folder: its latest.pt)
                None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
-               f"--epoch {m[1]}" if (m := re.fullmatch(r"epoch_(\d+)\.pt", ckpt.name)) else
+               f"--epoch {n}" if (n := epoch_of(ckpt.name)) is not None else
                f"--resume {shlex.quote(str(ckpt))}")
         print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (
             f"; its own run, {own}, continues from it with `bicyclegan train --out {shlex.quote(str(own))} {how}`"

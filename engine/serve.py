@@ -41,7 +41,7 @@ from bicyclegan.pipelines.errors import plural
 
 from .config import check_int
 from .errors import ConfigError
-from .images import sample_columns, to_uint8
+from .images import nonfinite_said, sample_columns, to_uint8
 from .model import INTERP_MODES, interp_z, spread_z
 from .runtime import (
     build_loader,
@@ -293,7 +293,7 @@ class Explorer:
                 k = min(rows, n - i)
                 zs = None if z is None else z[i:i + k, None, :].to(self.model.device)  # one column, a code per row
                 cols, names = sample_columns(self.model, A[None].expand(k, -1, -1, -1), None, zs, encode=False)
-                if not torch.isfinite(cols[-1]).all():  # (shown black, as sample wrote them)
+                if nonfinite_said(cols, names):  # (shown black, as sample wrote them)
                     raise RequestError(500, "the model's outputs are not finite (it overflowed): nothing to show")
                 outputs += [png_uri(x) for x in cols[-1]]
         return outputs

@@ -367,18 +367,28 @@ def _jpeg_problem(data):
 def _unmarked_cmyk(data):
     """Whether a JPEG's frame has four components (CMYK) and its header no Adobe (APP14) segment: the one
     CMYK JPEG the two decoders read apart (up to 255 levels, all black on DALI where PIL gave the picture)."""
-    pos, adobe, components = 2, False, None
-    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xDA:  # the header, to the first scan
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
+    adobe, components = False, None
+    for marker, pos, _ in _jpeg_header(data):
         if marker == 0xEE and data[pos + 4:pos + 9] == b"Adobe":
             adobe = True
         elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 < len(data):  # a frame
             components = data[pos + 9]
-        pos += 2 + length
     return components == 4 and not adobe
+
+
+def _jpeg_header(data):
+    """(marker, position, length) of each segment of a JPEG's header, to its first scan (start of scan: 0xDA,
+    the last one given); fill bytes skipped."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        yield marker, pos, length
+        if marker == 0xDA:
+            return
+        pos += 2 + length
 
 
 def _jpeg_has_end(data):
@@ -386,16 +396,8 @@ def _jpeg_has_end(data):
     after the JPEG (a phone's motion photo holds a video) has it far from the end. Entropy-coded data
     never holds FF D9 (an FF there is followed by 00 or a restart marker), and the search starts
     after the header segments, where an embedded thumbnail keeps its own."""
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", pos + 2 + length) != -1
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        pos += 2 + length
-    return False
+    return any(marker == 0xDA and data.find(b"\xff\xd9", pos + 2 + length) != -1
+               for marker, pos, length in _jpeg_header(data))
 
 
 def _other_problem(data, img):
