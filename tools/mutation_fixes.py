@@ -675,7 +675,8 @@ MUTANTS = [
     ('UA06', DM, 'and not (out / _WRITING).is_file() and any(', 'and any(', DEMO_INTO),
     ('UA07', DM, 'not f.name.endswith(".tmp") for f in out.iterdir()):', 'False for f in out.iterdir()):', DEMO_INTO),
     ('UA08', CK, '    if folder.name.startswith(ABANDONED):\n        folder = folder.parent\n    return folder.parent',
-     '    if folder.name == ABANDONED:\n        folder = folder.parent\n    return folder.parent', SET_ASIDE),
+     '    if folder.name == ABANDONED:\n        folder = folder.parent\n    return folder.parent',
+     SET_ASIDE + DATA_MOVED + RESUME_NOTE),
     ('UA09', T, '        elif BEST in moved and self.cfg.keep_best:', '        elif False:', BACK_BEST),
     ('UA10', T, 'if row is None or row.get("best") != key or', 'if row is None or', BACK_BEST),
     # the train command's review: a --load_size its preprocess does not use, refused only where given
