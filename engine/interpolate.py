@@ -57,7 +57,7 @@ from .runtime import (
 )
 
 PATHS = ("random", "encoded")
-VIEW_PX = 128  # tiny images are enlarged (nearest) to at least this size in the written files
+VIEW_PX = 128  # tiny images are enlarged (nearest, by a whole factor) to at least this size in the written files
 # Every frame of an input is held at once and laid side by side in its strip: --frames 100000 (a typo) computed
 # for minutes toward a strip millions of pixels wide. 1,000 frames: over 2 min of GIF at the default 8 fps.
 MAX_FRAMES = 1000
@@ -74,7 +74,7 @@ def path_codes(codes: torch.Tensor, frames: int, mode: str = "slerp") -> torch.T
 
 def _enlarge(img: np.ndarray) -> Image.Image:
     h, w = img.shape[:2]
-    s = max(1, VIEW_PX // min(h, w))
+    s = -(-VIEW_PX // min(h, w))  # the whole factor that reaches VIEW_PX: 48 px -> 144, 100 -> 200
     pil = Image.fromarray(img)
     return pil.resize((w * s, h * s), Image.NEAREST) if s > 1 else pil
 

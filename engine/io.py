@@ -4,8 +4,9 @@ Every torch file the engine reads (checkpoints, the reference's weights, metric 
 is loaded weights-only: only tensors and plain values, never code. Every file the engine writes
 (checkpoints, images, JSON, HTML, exports) goes to a temporary file in the same folder, is flushed
 to disk and renamed over the target, so a kill or a full disk never leaves a half-written file
-where a complete one was. Failures become one line naming the file (disk full, read-only folder)
-instead of a traceback.
+where a complete one was. The two logs are the exception: log.jsonl and eval_log.jsonl are
+appended a line at a time, and their readers drop a last line cut by a kill. Failures become
+one line naming the file (disk full, read-only folder) instead of a traceback.
 """
 from __future__ import annotations
 

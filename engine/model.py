@@ -507,7 +507,9 @@ class BicycleGAN(nn.Module):
 
     def load_training_state(self, state: dict, strict: bool = True) -> None:
         """Load what training_state() wrote. strict: the checkpoint must hold exactly this model's
-        networks and optimisers; otherwise networks this model lacks (D for inference) are skipped."""
+        networks; otherwise networks this model lacks (D for inference) are skipped. Either way the
+        optimisers and the AMP scaler take the states the checkpoint holds of them, and one it lacks
+        (a start from weights only, whose optimizers are {}) is left fresh."""
         nets = self.networks()
         if strict and set(state["nets"]) != set(nets):
             raise ValueError(f"checkpoint holds networks {sorted(state['nets'])}, this model has "

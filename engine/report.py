@@ -37,7 +37,7 @@ from .io import write_text
 MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and max (about 1 px of a chart)
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to this
-MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's (2,840 px)
+MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
@@ -879,7 +879,7 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         raise ConfigError(f"{run} is not a run folder: it holds no {' or '.join(RUN_MARKERS)} (the --out of a "
                           f"training holds them from its start)")
     shown = spread(run_grids(run), MAX_GRIDS)
-    # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's (2,840 px wide)
+    # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's with 8 samples (2,840 px wide)
     # had its column titles at 36 % (4 px letters) and lost its images' detail. Not beyond
     # MAX_LATEST_WIDTH though: a 512 px run's grid (5,656 px) weighed 4 times a 256 px one's, and
     # with --load_size 1024 it would be 16 times. The earlier ones stay scaled down: all at full

@@ -306,8 +306,8 @@ def watch_launcher(poll: float = 1.0) -> None:
         else:
             try:
                 print(f"torchrun (pid {parent}), which started this process, is gone: stopping as on a SIGTERM "
-                      f"(a training at its next log interval, after saving its checkpoint)", file=sys.stderr,
-                      flush=True)
+                      f"(a training at its next log interval or evaluation, after saving its checkpoint)",
+                      file=sys.stderr, flush=True)
             except (OSError, ValueError):  # stderr went with torchrun (its terminal, a pipe): stop all the same
                 pass
         os.kill(os.getpid(), signal.SIGTERM)

@@ -257,7 +257,7 @@ class TrainingStopped(Exception):
 class StopSignals:
     """SIGINT, SIGTERM and SIGHUP while a training runs (a context for Trainer.train): the first one is
     noted in `received`, a plain attribute the loop reads, which stops after the iteration in progress
-    (under torchrun at the next log interval, where the ranks agree). SIGHUP (the terminal closed: an
+    (under torchrun at the next log interval or evaluation, where the ranks agree). SIGHUP (the terminal closed: an
     ssh connection dropped) stops as SIGTERM does; it killed the run, the steps since the last checkpoint
     lost. Once one is received, a SIGINT aborts at once (KeyboardInterrupt, as without these handlers)
     and a SIGTERM or SIGHUP changes nothing: SLURM signals every process of a job step and torchrun its
@@ -1222,7 +1222,7 @@ class Trainer:
         """This rank's evaluation of the grids' split: every rank measures a share of each (validate)."""
         self.evaluation = _evaluation(self.model, self.cfg, self.data_root, self.dist)
 
-    def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> None:
+    def validate(self, owed_only: bool = False, stop: signal.Signals | None = None) -> signal.Signals | None:
         """Evaluate the model on the held-out split and, where keep_best's measure improved, write
         checkpoints/best.pt. Every rank calls it at the same steps and measures its share of the inputs;
         rank 0 writes the results (under main_decides, so that a full disk stops every rank), and every
@@ -1282,8 +1282,8 @@ class Trainer:
 
     def _output_gone(self) -> None:
         """The progress output's reader went away (`train ... | head`): the run stops as on a SIGTERM, at the
-        next iteration (under torchrun the next log interval), its checkpoint written, as a command whose pipe
-        closes ends (SIGPIPE), but with its work kept."""
+        next iteration (under torchrun the next log interval or evaluation), its checkpoint written, as a command
+        whose pipe closes ends (SIGPIPE), but with its work kept."""
         if self._stop is not None and self._stop.received is None:
             self._stop.received = signal.SIGTERM
 
@@ -1530,7 +1530,7 @@ class Trainer:
     def train(self) -> Path:
         """Train to the run's last step; returns the run folder. While it trains, from the main thread,
         SIGINT, SIGTERM and SIGHUP stop it cleanly (StopSignals): after the iteration in progress (under torchrun
-        at the next log interval) it writes checkpoints/latest.pt and the report, then raises
+        at the next log interval or evaluation) it writes checkpoints/latest.pt and the report, then raises
         TrainingStopped (SIGTERM, SIGHUP) or a KeyboardInterrupt caused by one (SIGINT); a signal during start-up
         stops it after its first iteration, one during a save once the save is done, and a second SIGINT
         aborts at once (latest.pt is then the one before). Called from another thread, it leaves the

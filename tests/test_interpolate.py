@@ -496,3 +496,16 @@ def test_a_gifs_frames_keep_their_pictures_colours():
         got = np.asarray(gif.convert("RGB")).astype(int)
         # (noisy ramps: 3.1-3.3 levels of mean error, 13 at most; Pillow's default, dithered, 1.6-2.5 and 17)
         assert np.abs(got - want).mean() < 4 and np.abs(got - want).max() <= 24, i
+
+
+@pytest.mark.parametrize("side, written", [(32, 128), (48, 144), (65, 130), (100, 200), (127, 254), (128, 128),
+                                           (200, 200)])
+def test_small_images_are_enlarged_to_at_least_view_px(side, written):
+    """A whole factor that reaches 128 px (nearest: each pixel a block): a 65-127 px image was written at its
+    own size, smaller than a 64 px one's 128."""
+    from bicyclegan.engine.interpolate import _enlarge
+    img = np.random.default_rng(side).integers(0, 256, (side, side + 3, 3), dtype=np.uint8)
+    out = np.asarray(_enlarge(img))
+    s = written // side
+    assert out.shape == (side * s, (side + 3) * s, 3)
+    assert (out == img.repeat(s, 0).repeat(s, 1)).all()

@@ -907,7 +907,7 @@ def test_a_process_torchrun_started_gets_a_sigterm_once_torchrun_is_gone(launche
     said, running = seen["torchrun" if torchrun else "not torchrun"]
     assert running is not torchrun, said
     gone = f"torchrun (pid {launcher}), which started this process, is gone: stopping as on a SIGTERM"
-    assert said.split("\n")[1:] == ([gone + " (a training at its next log interval, after saving its "
+    assert said.split("\n")[1:] == ([gone + " (a training at its next log interval or evaluation, after saving its "
                                       "checkpoint)", "SIGTERM received", ""] if torchrun else [""]), said
 
 
