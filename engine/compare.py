@@ -449,7 +449,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                   if len(done) < len(rows) else "")
                + f"</figcaption><img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"

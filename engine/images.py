@@ -205,13 +205,19 @@ def save_grid(model, A, B, z, path, *more) -> Path:
 
 
 def _media(path: str, alt: str) -> str:
-    """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video; alt: what it shows, in words (a
-    screen reader read the file's name)."""
+    """An image (PNG, animated GIF) or, for .mp4 files, a looping muted video with its controls (to pause it);
+    alt: what it shows, in words (a screen reader read the file's name). What moves (GIF, video) is not shown
+    where the reader's system asks for reduced motion (a note instead: GALLERY_STYLE): a gallery of endless
+    animations that cannot be paused is hard to read for some, and the strip beside shows every frame still."""
     # A '#', '?' or '%' in a file name would cut the URL short; quoted as the name's bytes, a name that is
     # not UTF-8 (os.fsdecode's surrogates, which quote could not encode) is the file's own name.
     src, alt = html.escape(quote(os.fsencode(path))), html.escape(alt)
+    note = "<span class='still'>(not played: your system asks for reduced motion)</span>"
     if path.endswith(".mp4"):
-        return f"<video src='{src}' aria-label='{alt}' autoplay loop muted playsinline></video>"
+        return (f"<span class='moving'><video src='{src}' aria-label='{alt}' autoplay loop muted playsinline controls>"
+                f"</video>{note}</span>")
+    if path.endswith(".gif"):
+        return f"<span class='moving'><img src='{src}' alt='{alt}'>{note}</span>"
     return f"<img src='{src}' alt='{alt}'>"
 
 
@@ -333,7 +339,9 @@ GALLERY_STYLE = ("body{font-family:sans-serif} h1{overflow-wrap:anywhere} td{tex
                  ".scroll{overflow-x:auto;max-width:100%} "
                  # width 0 takes the strip out of the table's width (it spread the row's pictures over
                  # the window); min-width then gives it the table's width to scroll in
-                 "td.wide .scroll{width:0;min-width:100%}")
+                 "td.wide .scroll{width:0;min-width:100%} .still{display:none} "
+                 "@media (prefers-reduced-motion:reduce){.moving img,.moving video{display:none} "
+                 ".still{display:inline}}")
 
 
 def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
@@ -344,7 +352,7 @@ def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
     own caption thousands of pixels off the screen. A table wider than the window (a phone) scrolls
     sideways in its own box."""
     # viewport: a phone lays the page out at its own width, not at 980 px shrunk to fit
-    parts = [f"<!doctype html><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+    parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
              f"initial-scale=1'><title>{html.escape(title)}</title><style>{GALLERY_STYLE}</style>",
              f"<h1>{html.escape(title)}</h1>", "<div class='scroll'><table>"]
     for row in rows:

@@ -64,9 +64,10 @@ DATASET_PRESETS = ("edges2shoes", "edges2handbags", "night2day", "maps", "facade
 _FOLDER_NAMES = {"day2night": "night2day"}  # scripts/train.sh's name for night2day
 
 # The reference's scripts/test_<name>.sh: the options its pretrained model runs with (on top of the
-# dataset's preset). Every one also passes --center_crop --no_flip, which is how `sample` always
-# prepares inputs; their sample options (--n_samples 10 --num_test 10, --aspect_ratio, --no_encode)
-# are in the README's commands.
+# dataset's preset). Every one also passes --center_crop --no_flip: `sample` always prepares inputs
+# with a centre crop and no flip, which the reference meant but does not do (it never reads
+# --center_crop: its test outputs come from random crops, README's Differences); their sample
+# options (--n_samples 10 --num_test 10, --aspect_ratio, --no_encode) are in the README's commands.
 TEST_SCRIPTS: dict[str, dict] = {
     "edges2shoes": dict(direction="AtoB", load_size=256, crop_size=256, input_nc=1),
     "edges2handbags": dict(direction="AtoB", load_size=256, crop_size=256, input_nc=1),

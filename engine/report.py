@@ -247,12 +247,14 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     steps the x axis spans at least (the whole run's); diverged_at: a step marked with a vertical line,
     "diverged"; mark: (step, value, what) of a point drawn as a ring, `what` its tooltip (the best
     evaluation)."""
-    def head(h):
+    def head(h, said):
+        # role img with its words: a screen reader read out the loose tick numbers ("1.999 1.998 ... step")
         return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
-                f'viewBox="0 0 {width} {h}">')
+                f'viewBox="0 0 {width} {h}" role="img" aria-label="{html.escape(said)}">')
 
     if not xs:  # one line of text, not a blank chart-sized box
-        return (f'{head(24)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
+        said = f"{title}: {latest or 'no finite values yet'}"
+        return (f'{head(24, said)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
     if len(xs) > 2 * MAX_BUCKETS + 1:  # a long series given directly: drawn as LogCurves draws one
@@ -277,7 +279,11 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     def py(y):
         return PAD_T + (y1 - y) / (y1 - y0) * ph
 
-    parts = [head(height), f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
+    said = (f"{title}: {latest}, steps {min(xs):.0f} to {max(xs):.0f}, from "
+            f"{_num(10 ** min(ys) if log_y else min(ys))} to {_num(10 ** max(ys) if log_y else max(ys))}"
+            + (f"; diverged at step {diverged_at}" if diverged_at is not None else "")
+            + (f"; {mark[2]}" if mark is not None else ""))
+    parts = [head(height, said), f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
                    f'<tspan class="v">{html.escape(latest)}</tspan>'
                    + ('<tspan class="s"> (log scale)</tspan>' if log_y else "") + '</text>',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']
@@ -382,8 +388,11 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
     """A scatter chart as an inline <svg>: one labelled point per (x, y, label), round-valued grid
     lines on both axes, each axis titled (x below, y above the plot: turned text is hard to read)."""
     pl, pr, pt, pb = PAD_L, 16, PAD_T + 16, PAD_B + 4
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><text x="{pl}" y="15" class="t">{html.escape(title)}</text>',
+    said = f"{title}; {x_title} and {y_title}: " + ("; ".join(f"{n} {_num(x)}, {_num(y)}" for x, y, n in points)
+                                                    or "no points")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart scatter" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(said)}">'
+             f'<text x="{pl}" y="15" class="t">{html.escape(title)}</text>',
              f'<text x="{pl}" y="{pt - 6}" class="s yt">{html.escape(y_title)}</text>']
     if not points:
         return "".join(parts) + "</svg>"
@@ -453,6 +462,8 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .meta{color:#555} .charts{display:flex;flex-wrap:wrap;gap:10px} .chart{overflow:visible}
+.chart:not(.scatter){max-width:100%;height:auto}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 .chart .t{font-size:12px;font-weight:600} .chart .v{font-weight:400;fill:#555}
 .chart .s{font-weight:400;font-style:italic;fill:#555}
 .chart .box{fill:none;stroke:#bbb} .chart .g{stroke:#eee} .chart .c{fill:none;stroke:#1f77b4;stroke-width:1.5}
@@ -642,10 +653,12 @@ def row_measures(rows: list[dict], identity, *, undefined: bool = False) -> list
 
 
 def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:
-    """A table row's cells of `keys` (bold where `row` is best[key]), or its error across them."""
+    """A table row's cells of `keys` (bold where `row` is best[key], and "(best)" for a screen reader, which does
+    not read out bold), or its error across them."""
     if "error" in row:
         return f"<td colspan='{max(len(keys), 1)}'>{html.escape(row['error'])}</td>"
-    return "".join(f"<td><b>{html.escape(measure_value(row, k))}</b></td>" if best.get(k) is row
+    return "".join(f"<td><b>{html.escape(measure_value(row, k))}</b><span class='vh'> (best)</span></td>"
+                   if best.get(k) is row
                    else f"<td>{html.escape(measure_value(row, k))}</td>" for k in keys)
 
 
@@ -720,7 +733,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
     schedule = {k: status[k] for k in SCHEDULE if status.get(k) is not None}
     # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>"
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              "<meta name='viewport' content='width=device-width, initial-scale=1'>"
              + (f"<meta name='{SCHEDULE_META}' content='{html.escape(json.dumps(schedule))}'>" if schedule else ""),
              f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
@@ -750,6 +763,10 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
         parts.append(f"<table class='eval'>{cells}</table>")
         parts += [f"<p class='meta'>{html.escape(', '.join(EVAL_NAMES.get(k, k) for k in cols))} -: "
                   f"{html.escape(reason)}.</p>" for cols, _, reason in blanks([evaluation], list(evaluation), str)]
+    elif any(href.endswith("/eval.json") for _, links in results or () for _, href in links):
+        # evaluate writes into results/ by default: "not evaluated yet" stood above the links to its evaluations
+        parts.append("<p>No evaluation of the run itself (RUN/eval.json): its checkpoints' evaluations are under "
+                     "Results of its checkpoints below.</p>")
     else:
         parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
                      "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>")

@@ -381,7 +381,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
                  f"<td>{html.escape(str(r['epoch']))}</td>", f"<td>{html.escape(str(r['step']))}</td>"]
         body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     title = f"{run_name}: every checkpoint evaluated"
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"

@@ -408,6 +408,9 @@ def _even_rows(rows, OH):
     return cdiv(OH, cdiv(OH, rows))
 
 
+# Never trimmed: a CUDA graph captured with one of these tensors reads its memory at every replay, so one
+# dropped (and its memory reused) would be read as garbage. A few hundred bytes per geometry: inputs of
+# ever-changing size (serve --preprocess none) add one per new size.
 _ROWS_CACHE = {}
 
 

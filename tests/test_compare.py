@@ -316,10 +316,11 @@ def test_metric_networks_load_once_for_all_models(runs, loud, tmp_path, monkeypa
     by_y = sorted(rows, key=lambda r: -r["fid"])  # higher values higher up: smaller y
     assert sorted(circles, key=lambda n: circles[n][1]) == [r["name"] for r in by_y]
     best = min(rows, key=lambda r: r["fid"])
-    assert re.search(rf"<td title='[^']*'>{best['name']}</td>.*?<td><b>{best['fid']:.4g}</b></td>", page)
+    assert re.search(rf"<td title='[^']*'>{best['name']}</td>.*?<td><b>{best['fid']:.4g}</b>"
+                     r"<span class='vh'> \(best\)</span></td>", page)
     # bold where models differ: FID, encoded L1 (the two bicycle models), coverage unless all tie
-    assert page.count("<b>") == sum(len({r[k] for r in rows if r.get(k) is not None}) > 1
-                                    for k in ("fid", "encoded_l1", "coverage"))
+    assert page.count("<b>") == page.count(" (best)</span>") == sum(
+        len({r[k] for r in rows if r.get(k) is not None}) > 1 for k in ("fid", "encoded_l1", "coverage"))
 
 
 def _tile(img: np.ndarray, xy, size=64, scale=2) -> np.ndarray:

@@ -999,3 +999,43 @@ def test_result_folders_are_listed_in_the_order_of_their_numbers(tmp_path):
         (results / name / "eval.json").write_text("{}")
     assert [name for name, _ in report_mod.result_pages(tmp_path / "run")] == [
         "set1\u00b2", "test_epoch_1", "test_epoch_2", "test_epoch_10", "test_epoch_19", "test_epoch_20"]
+
+
+def test_every_page_says_its_language_and_charts_say_what_they_show(tmp_path):
+    # No page but the explorer declared its language (a screen reader's voice and rules); a chart was an unnamed
+    # picture whose tick numbers a screen reader read out one by one ("1.999 1.998 ... step").
+    import re
+
+    from bicyclegan.engine.compare import render_compare
+    from bicyclegan.engine.images import write_gallery
+    from bicyclegan.engine.report import svg_chart, svg_scatter
+    from bicyclegan.engine.sweep import render_sweep
+    run, _ = fake_run(tmp_path)
+    rows = [{"checkpoint": "epoch_1.pt", "epoch": 1, "step": 4, "fid": 9.5}]
+    models = [{"name": n, "checkpoint": None, "variant": "bicycle", "step": 5, "dataroot": "/d", "phase": "val",
+               "n_inputs": 5, "n_samples": 4, "seed": 0, "fid": f} for n, f in (("a", 1.0), ("b", 2.0))]
+    for page in (write_report(run).read_text(), render_sweep("r", rows), render_compare(models, None, 4, 6),
+                 write_gallery(tmp_path, [{"name": "x", "images": []}], "g").read_text()):
+        assert page.startswith("<!doctype html><html lang='en'>"), page[:80]
+    chart = svg_chart("G_L1", [10, 20, 30], [3.0, 1.0, 2.0], mark=(20, 1.0, "best: step 20"))
+    assert re.search(r'<svg [^>]*role="img" aria-label="G_L1: 2, steps 10 to 30, from 1 to 3; best: step 20">',
+                     chart)
+    assert 'aria-label="loss: no finite values yet"' in svg_chart("loss", [], [])
+    log_y = svg_chart("KL", [1, 2], [1e-6, 0.5], scale="auto")  # drawn on a log axis, said in its own values
+    assert 'aria-label="KL: 0.5, steps 1 to 2, from 1e-06 to 0.5"' in log_y
+    scatter = svg_scatter("FID against LPIPS", [(0.1, 50.0, "bicycle"), (0.2, 70.0, "<cae>")], x_title="LPIPS",
+                          y_title="FID")
+    assert 'role="img" aria-label="FID against LPIPS; LPIPS and FID: bicycle 0.1, 50; &lt;cae&gt; 0.2, 70"' in scatter
+
+
+def test_the_report_points_to_its_checkpoints_evaluations_instead_of_saying_none(tmp_path):
+    # `evaluate` writes into results/<phase>/ by default: the page said "Not evaluated yet" above its link.
+    run, _ = fake_run(tmp_path)
+    (run / "eval.json").unlink(missing_ok=True)  # (a run of the demo data's has its own)
+    assert "Not evaluated yet" in write_report(run).read_text()
+    (run / "results" / "test").mkdir(parents=True)
+    (run / "results" / "test" / "eval.json").write_text(json.dumps({"fid": 9.5}))
+    page = write_report(run).read_text()
+    assert "Not evaluated yet" not in page
+    assert "its checkpoints' evaluations are under Results of its checkpoints below" in page
+    assert "href='results/test/eval.json'" in page

@@ -404,3 +404,136 @@ def test_the_explorer_follows_the_screens_density_when_the_window_changes(browse
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         browser.execute_script("document.getElementById('probe')?.remove()")
+
+
+def names_of_controls(driver):
+    """Each select, input and button of the page with the name a screen reader gives it: its <label>'s text,
+    its aria-label, or its own text (a button's)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('select, input, button')].filter((e) => e.offsetParent !== null)"
+        ".map((e) => [e.id || e.className, e.getAttribute('aria-label') || [...(e.labels || [])].map((l) => "
+        "l.textContent.trim()).join(' ') || e.textContent.trim()])")
+
+
+def test_the_explorer_by_keyboard_alone(browser, server):
+    # The output cards took clicks only: by the keyboard the sliders edited z1, never another code. Each card's
+    # name is now a toggle button, reached by Tab and pressed by Space.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+    for _ in range(40):  # Tab through the page as a person would, to z2's button
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if browser.execute_script("return document.activeElement.textContent") == "z2":
+            break
+    else:
+        pytest.fail("z2's button was not reached by Tab")
+    ActionChains(browser).send_keys(Keys.SPACE).perform()
+    assert browser.find_element("id", "sel-name").text == "z2"
+    pressed = browser.execute_script("return [...document.querySelectorAll('#outputs button.pick')]"
+                                     ".map((b) => b.getAttribute('aria-pressed'))")
+    assert pressed == ["false", "true", "false", "false"]
+    before, n = output_srcs(browser), renders(browser)
+    slider = browser.find_element("id", "z-0")
+    slider.send_keys(Keys.ARROW_LEFT if float(slider.get_attribute("value")) > 0 else Keys.ARROW_RIGHT)
+    wait(browser, lambda d: renders(d) > n and not d.execute_script("return S.busy"), "the render of z2's change")
+    after = output_srcs(browser)
+    assert after[1] != before[1] and after[0] == before[0] and after[2:] == before[2:]  # z2 alone changed
+    browser.find_element("css selector", "#outputs button.pick").click()  # back to z1, as the tests before expect
+    assert browser.find_element("id", "sel-name").text == "z1"
+
+
+def test_the_explorer_names_its_controls_and_says_what_happens(browser, server):
+    # Five selects and the steps box had no name ("combobox ''"), the two uploads one name between them, the four
+    # per-card buttons "random" each; results and errors were set silently in a plain div, and at 200 % zoom the
+    # error was drawn above the screen, out of sight.
+    from selenium.webdriver.common.keys import Keys
+    wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
+    names = dict(names_of_controls(browser))
+    assert all(names.values()), names
+    assert names["input"] == "input image A" and names["ref"] == "reference image B"
+    assert names["upload-input"] != names["upload-ref"]
+    assert names["interp-from"].startswith("from") and names["interp-to"].startswith("to")
+    assert names["interp-steps"] == "steps" and names["interp-mode"] == "interpolation mode"
+    randoms = [n for e, n in names_of_controls(browser) if e == "random-one"]
+    assert randoms == ["random code for z1", "random code for z2", "random code for z3", "random code for z4"]
+    status = browser.find_element("id", "status")
+    assert (status.get_attribute("role"), status.get_attribute("aria-live")) == ("status", "polite")
+    assert {o.get_attribute("aria-live") for o in browser.find_elements("css selector", "#sliders output")} == {"off"}
+
+    browser.find_element("id", "interpolate").click()
+    wait(browser, lambda d: d.find_element("id", "status").text.startswith("interpolated: 7 frames from z1 to z2"),
+         "the interpolation said")
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # 1280 x 900 at 200 %
+                            {"width": 640, "height": 450, "deviceScaleFactor": 2, "mobile": False})
+    try:
+        steps = browser.find_element("id", "interp-steps")
+        steps.send_keys(Keys.CONTROL, "a")
+        steps.send_keys("99")
+        browser.execute_script("document.getElementById('interpolate').scrollIntoView({block: 'end'})")
+        browser.find_element("id", "interpolate").click()
+        wait(browser, lambda d: "steps must be" in d.find_element("id", "status").text, "the error")
+        top, bottom = browser.execute_script("const r = document.getElementById('status').getBoundingClientRect();"
+                                             "return [r.top, r.bottom]")
+        assert top >= 0 and bottom <= 450  # in sight, where the page was scrolled to
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        steps.send_keys(Keys.CONTROL, "a")
+        steps.send_keys("7")
+        browser.execute_script("window.scrollTo(0, 0)")
+
+
+def test_at_320_px_the_explorer_and_the_charts_fit_the_screen(browser, server, tmp_path, restore):
+    # WCAG's reflow width: the explorer's slider values were cut off (a fixed 220 px slider column), the report's
+    # and sweep's 300 px charts ran past the screen, a sweep chart's title cut to "... samples) 0".
+    from bicyclegan.engine import write_report
+    from bicyclegan.engine.sweep import render_sweep
+    browser.set_window_size(320, 900)
+    browser.get(server[0])
+    wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
+    inner = browser.execute_script("return window.innerWidth")
+    right = browser.execute_script("return Math.max(...[...document.querySelectorAll('#sliders output')]"
+                                   ".map((o) => o.getBoundingClientRect().right))")
+    assert right <= inner
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= inner
+    sweep = [{"checkpoint": f"epoch_{e}.pt", "epoch": e, "step": 400 * e, "encoded_l1": 0.1 * e,
+              "diversity_l1": 0.002863 * e} for e in (1, 2, 3)]
+    (tmp_path / "sweep.html").write_text(render_sweep("run", sweep))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "epoch": 0, "G_GAN": 1 / s, "lr": 2e-4,
+                                                       "img_per_s": 10.0}) + "\n" for s in range(1, 30)))
+    for page in (tmp_path / "sweep.html", write_report(run)):
+        inner = laid_out(browser, page, 320)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= inner, page.name
+        charts = browser.execute_script("return [...document.querySelectorAll('svg.chart')].map((c) => "
+                                        "c.getBoundingClientRect().right)")
+        assert charts and max(charts) <= inner, page.name
+
+
+def test_a_gallery_holds_still_where_reduced_motion_is_asked(browser, tmp_path, restore):
+    # Interpolate's gallery looped a GIF and an autoplaying video per input, endlessly, with no control to
+    # pause them. The video has its controls; where the system asks for reduced motion, neither is shown and
+    # a note says why (the strip shows every frame still).
+    from bicyclegan.engine.images import write_gallery
+    grid_png(tmp_path / "in.png", 32, 32)
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.gif", save_all=True,
+                                    append_images=[Image.new("RGB", (32, 32), (255, 0, 0))], loop=0)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    row = {"name": "a", "images": [("input", "in.png"), ("animation (GIF)", "a.gif"), ("video (MP4)", "a.mp4")]}
+    page = write_gallery(tmp_path, [row], "g")
+
+    def shown():
+        return browser.execute_script(
+            "const v = (s) => getComputedStyle(document.querySelector(s)).display !== 'none';"
+            "return [v(\"img[src='in.png']\"), v(\"img[src='a.gif']\"), v('video'), "
+            "[...document.querySelectorAll('.still')].map((n) => getComputedStyle(n).display !== 'none')]")
+    laid_out(browser, page, 1280)
+    assert browser.execute_script("return document.querySelector('video').controls") is True
+    assert shown() == [True, True, True, [False, False]]
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                            {"features": [{"name": "prefers-reduced-motion", "value": "reduce"}]})
+    try:
+        assert shown() == [True, False, False, [True, True]]
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

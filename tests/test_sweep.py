@@ -244,7 +244,7 @@ def test_the_page_charts_each_measure_rings_the_best_and_links_each_eval_json(ru
     for href, name in links:
         target = json.loads((folder / href).read_text())
         assert Path(target["checkpoint"]).name == name
-    assert f"<td><b>{best['encoded_l1']:.4g}</b></td>" in page
+    assert f"<td><b>{best['encoded_l1']:.4g}</b><span class='vh'> (best)</span></td>" in page
 
 
 def test_refusals_name_the_path(run, tmp_path, capsys):
@@ -888,7 +888,8 @@ def test_a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_the
     torch.save({"format": FORMAT, "step": 4, "epoch": 1, "steps_per_epoch": 2}, folder / "epoch_1.pt")
     assert run_checkpoints(tmp_path / "run") == [(folder / "epoch_1.pt", 2, 4)]
     row = {"checkpoint": "a<b.pt", "epoch": "<i>", "step": 3, "coverage": "<script>", "fid": 1.5}
-    assert measure_cells(row, ["coverage", "fid"], {"fid": row}) == "<td>&lt;script&gt;</td><td><b>1.5</b></td>"
+    assert measure_cells(row, ["coverage", "fid"], {"fid": row}) == ("<td>&lt;script&gt;</td><td><b>1.5</b>"
+                                                               "<span class='vh'> (best)</span></td>")
     page = render_sweep("r", [row])
     assert "<script>" not in page and "<i>" not in page and "&lt;i&gt;" in page
 
