@@ -5,10 +5,15 @@
                    (models/ is all that is imported; the project does not ship it).
 All rows run in one process, interleaved round by round (benchutil.race), after a warm-up round.
 
-The default, 128 px (unet_128 / resnet_128 / basic_128_multi x2, ngf = nef = ndf = 64), is the
+The default, 128 px (unet_128 / resnet_128 / basic_128_multi x2, ngf = nef = ndf = 32), is the
 tracked CPU figure of `make bench` (a round is a fraction of a second on 2 cores);
-BENCH_STEP_SIZE=256 runs the reference defaults (unet_256 / resnet_256 / basic_256_multi x2).
-BENCH_ROUNDS sets the rounds (default 7).
+BENCH_STEP_SIZE=256 runs the reference defaults (unet_256 / resnet_256 / basic_256_multi x2, width 64).
+BENCH_STEP_WIDTH sets ngf = nef = ndf, BENCH_THREADS torch's threads (default 1), BENCH_ROUNDS the
+rounds (default 7).
+
+test_cpu_demo_step times `make demo`'s own iteration (the demo preset, batch 112) as the trainer runs
+it, against the same with NCHW upconvolutions (nchw_upconv) and with the whole model channels-last
+(channels_last_model).
 Run: pytest bench/bench_cpu_step.py --benchmark-json=out.json
 """
 import os

@@ -255,7 +255,7 @@ else
   # torch loader feeding the captured step, an epoch boundary (32 steps of batch 16 on the demo
   # data), a checkpoint and a sample grid between replays, then a resume that captures again.
   rundir=$(mktemp -d)/run
-  # --eval_every 0: the demo preset evaluates every 40 steps, which the step limits do not count on
+  # --eval_every 0: the demo preset evaluates every 400 steps, evaluations the step limits do not count on
   run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10 --eval_every 0)
   device=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
   if [ $DRY = 1 ]; then

@@ -1,5 +1,5 @@
 """Hand-written mutants of the lines this session's bug fixes wrote outside the kernels (those are
-KF01-KF14 in tools/mutation_kernels.py) and the evaluation's shares (ES1-ES4, tools/mutation_loop.py):
+the KF mutants in tools/mutation_kernels.py) and the evaluation's shares (ES1-ES4, tools/mutation_loop.py):
 config rules, use_same_D, import-official's message, check_writable, write_report's refusal,
 download's by-hand advice, load_checkpoint's eval mode and GPU generator, the trainer's copy to
 latest.pt, main_decides around its writes, latest.pt written once, the owed evaluation's stop, the

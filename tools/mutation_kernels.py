@@ -1,7 +1,8 @@
-"""Hand-written mutants of the kernels' launch choices that the first pass (docs/mutation-kernels.md,
-whose 66 mutants were run by hand and are listed there) did not have: the fused concatenation's
-tuning keys naming its activation (table format 3), in kernels/_configs.py, the launcher and the
-tuner's cases.
+"""Hand-written mutants of the kernels that the first pass (docs/mutation-kernels.md, whose 66 mutants
+were run by hand and are listed there) did not have: the fused concatenation's tuning keys naming its
+activation (table format 3) in kernels/_configs.py, the launcher and the tuner's cases, then each later
+session's kernel fixes (norm_act, zinject, _twoface, avg_pool, _impl: the KF, KV, AP, MF, ZG, OT, HS, EZ,
+JJ and RG mutants).
 
 The runner is tools/mutation_loop.py's (one replacement per mutant, written into the source, the
 selected tests run with `pytest -x` in a fresh interpreter, in Triton's interpreter; the file
