@@ -319,7 +319,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
 # Fields that may differ between a checkpoint and the run resuming from it.
 # The evaluations' options change no weight: the trainer refuses, instead, a resume that would log
 # evaluations of another protocol beside the run's earlier ones, or keep best.pt by another measure.
-RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "save_every",
+RESUMABLE_CHANGES = {"niter", "niter_decay", "max_steps", "log_every", "sample_every", "keep_grids", "save_every",
                      "save_epoch_freq", "device", "n_samples", "out", "cuda_graph", "compile", "eval_every",
                      "eval_metrics", "eval_num", "eval_samples", "keep_best", "lpips_backbone", "lpips_linear",
                      "fid_weights"}

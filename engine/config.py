@@ -348,6 +348,7 @@ class TrainConfig:
     out: str = "runs/bicyclegan"  # run folder: config, log, samples, checkpoints
     log_every: int = 50        # iterations between loss logs (the only host syncs)
     sample_every: int = 500    # iterations between sample grids
+    keep_grids: int = 0        # at most this many samples/step_N.png kept (first, latest, evenly between); 0 = all
     save_every: int = 1000     # iterations between checkpoints
     save_epoch_freq: int = 0   # also keep checkpoints/epoch_<N>.pt every this many epochs (reference: 5); 0 = off
     n_samples: int = 5         # random-z columns in sample grids
@@ -383,7 +384,7 @@ class TrainConfig:
         _real("ema", self.ema, 0, 1)
         for name in ("batch_size", "log_every", "sample_every", "save_every", "eval_num", "eval_samples"):
             check_int(name, getattr(self, name), 1)
-        for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq", "eval_every"):
+        for name in ("niter", "niter_decay", "n_samples", "seed", "save_epoch_freq", "eval_every", "keep_grids"):
             check_int(name, getattr(self, name), 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
         for name in ("init_from", "lpips_backbone", "lpips_linear", "fid_weights"):

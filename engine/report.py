@@ -339,6 +339,24 @@ def spread(items: list, k: int) -> list:
     return items[:-1][::stride] + [items[-1]]
 
 
+def grids_to_keep(steps: list[int], every: int, k: int) -> list[int]:
+    """The steps (sorted) of the grids to keep when at most k may stay (k >= 1): the first and the last, and between
+    them those at multiples of every * 2^j, j the least that fits. As the run grows j only rises, so what a choice
+    from all of a run's grids keeps is among what the choices before it kept: a grid removed is never wanted again
+    (a choice by position, the report's `spread`, applied to what an earlier one left, thinned the run's start
+    again and again)."""
+    if len(steps) <= k:
+        return list(steps)
+    if k == 1:
+        return [steps[-1]]
+    unit = every
+    while True:
+        kept = [s for i, s in enumerate(steps) if i in (0, len(steps) - 1) or s % unit == 0]
+        if len(kept) <= k:
+            return kept
+        unit *= 2
+
+
 def grid_key(path: Path, max_width: int | None) -> tuple:
     """A grid's entry in the report's cache: the file, its modification time and how it is shown."""
     return str(path), path.stat().st_mtime_ns, max_width

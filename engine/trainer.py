@@ -1465,10 +1465,24 @@ class Trainer:
                                  self.run_dir / "samples" / "latest.png")
             except OutputError as e:  # (as a checkpoint's or the log's: which step, and what to go on from)
                 raise OutputError(f"{e} (at step {self.step}); {self._intact()}") from e
+            if self.cfg.keep_grids:
+                self._thin_grids()
             if self.tb:
                 self.tb.log_grid(self.step, path)
             self.write_report()
         self.dist.main_decides(draw)
+
+    def _thin_grids(self) -> None:
+        """keep_grids: a grid every sample interval of a long run filled the disk (a 256 px grid is ~3 MB: the
+        reference's edges2shoes schedule wrote ~3,000 of them). A grid that cannot be removed stays (it is one more
+        picture, not a lost one)."""
+        from .report import grid_step, grids_to_keep, run_grids
+        grids = run_grids(self.run_dir)
+        keep = set(grids_to_keep([grid_step(g) for g in grids], self.cfg.sample_every, self.cfg.keep_grids))
+        for g in grids:
+            if grid_step(g) not in keep:
+                with contextlib.suppress(OSError):
+                    g.unlink()
 
     def write_report(self) -> None:
         """Rank 0's (called within main_decides' work, or after the group ended)."""

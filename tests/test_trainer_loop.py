@@ -684,3 +684,45 @@ def test_a_run_stopped_before_its_first_checkpoint_says_to_delete_its_folder(tmp
         Trainer(tiny_cfg(run, data, max_steps=4), progress=False)
     shutil.rmtree(run)  # as said
     Trainer(tiny_cfg(run, data, max_steps=2, save_every=100, sample_every=100), progress=False).train()
+
+
+def test_grids_to_keep_by_hand_and_as_a_run_thins_them():
+    from bicyclegan.engine.report import grids_to_keep
+    steps = list(range(100, 1001, 100))
+    # by hand: every 100 (10 grids), every 200 (6 with the first), every 400: 100, 400, 800 and the last
+    assert grids_to_keep(steps, 100, 4) == [100, 400, 800, 1000]
+    assert grids_to_keep(steps, 100, 10) == steps and grids_to_keep(steps, 100, 1) == [1000]
+    assert grids_to_keep([3, 100, 200, 250], 100, 3) == [3, 200, 250]  # off-grid ends (a stop's) kept as ends
+    # Thinned after each grid, as the trainer does, the run keeps (at least) what a choice from all of them would:
+    # nothing removed is wanted again, and the kept ones stay spread over the whole run (not crowded at its end).
+    for k in (2, 3, 5, 8):
+        kept = []
+        for n in range(1, 200):
+            kept = grids_to_keep(kept + [10 * n], 10, k)
+            assert set(grids_to_keep([10 * i for i in range(1, n + 1)], 10, k)) <= set(kept), (k, n)
+            assert len(kept) <= k
+        # between the first and the last, every multiple of one unit (a power of two intervals), up to the end
+        assert kept[0] == 10 and kept[-1] == 1990
+        if k > 2:
+            unit = kept[1]
+            assert unit % 10 == 0 and ((unit // 10) & (unit // 10 - 1)) == 0, (k, kept)
+            assert kept[1:-1] == list(range(unit, 1990, unit)), (k, kept)
+
+
+def test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume(tmp_path, data):
+    # A grid every sample interval, none ever removed: the reference's edges2shoes schedule wrote ~3,000 (~9 GB).
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=10, sample_every=1, save_every=5, keep_grids=3, niter=5), progress=False)
+    stand_in(t)
+    t.train()
+    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    assert names == ["step_0000001.png", "step_0000008.png", "step_0000010.png"]  # 1, 2, 4, 8 apart: 8 fits
+    assert (run / "samples" / "latest.png").read_bytes() == (run / "samples" / "step_0000010.png").read_bytes()
+    page = (run / "report.html").read_text()
+    assert "step_0000010.png" in page and "step_0000002.png" not in page
+    t = Trainer(tiny_cfg(run, data, max_steps=20, sample_every=1, save_every=5, keep_grids=3, niter=5), resume=True,
+                progress=False)
+    stand_in(t)
+    t.train()
+    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    assert names == ["step_0000001.png", "step_0000016.png", "step_0000020.png"]
