@@ -29,6 +29,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -191,6 +192,7 @@ class Evaluation:
         check_int("num", num, 1)
         check_int("batch_size", batch_size, 1)
         self.dist, self.batch_size, self._kept = dist, batch_size, None
+        self._real = {}  # FID's features of the real B, by their file (_real_features); shared with of()'s copies
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
                              lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
@@ -355,6 +357,7 @@ class Evaluation:
                         loader = owned.enter_context(self._loader()) if len(share) else None
                         # each input's place in the split (the files the checks took): its codes' row
                         index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
+                        self._samples = {s.path: s for s in loader.samples} if loader else {}
                         batches = _from_input(loader, share.start) if loader else iter(())
                     batch = next(batches, None) if read < len(share) else None
                     if batch is not None:
@@ -422,7 +425,7 @@ class Evaluation:
                 got["lpips"].append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
         if inception is not None:
             got["fake"].append(inception_features(inception, _quantised(samples.flatten(0, 1))))
-            got["real"].append(inception_features(inception, _quantised(B)))
+            got["real"].append(self._real_features(B, batch["paths"]))
         has_enc = "encoded" in names
         if has_enc:
             enc = cols[names.index("encoded")]
@@ -434,6 +437,28 @@ class Evaluation:
             if has_enc:
                 got["enc"].append(enc.cpu())
         return samples.shape[1], has_enc
+
+    def _real_features(self, B: torch.Tensor, paths: list[str]) -> torch.Tensor:
+        """FID's features of a batch's real B, kept by the file B is read from (its path, size and modification
+        time): the same images for each of a sweep's checkpoints, a comparison's models (of()'s copies share
+        them) and a training's evaluations, whose FID computed them every time (a third of FID's work at 2
+        samples an input). A file changed since is read anew."""
+        keys = []
+        for p in paths:
+            s = self._samples.get(p)
+            f = s.b_path or s.path if s is not None else None
+            try:
+                st = os.stat(f) if f is not None else None
+                keys.append(None if st is None else (f, st.st_size, st.st_mtime_ns))
+            except OSError:
+                keys.append(None)
+        if all(k is not None and k in self._real for k in keys):
+            return torch.stack([self._real[k] for k in keys])
+        feats = inception_features(self.inception, _quantised(B))
+        for k, f in zip(keys, feats):
+            if k is not None:  # a row of its own (a view would keep the batch's whole matrix)
+                self._real[k] = f.clone()
+        return feats
 
     def _result(self, shares: list[dict], seed: int) -> dict:
         """The measures of every rank's share (in rank order: the inputs' order)."""
