@@ -175,10 +175,32 @@ def read_checkpoint(path) -> dict:
     return state
 
 
+class OlderFormatError(CheckpointError):
+    """A checkpoint of an older bicyclegan format: kept (never replaced by a command's output, nor its run deleted
+    on our advice) for the version that wrote it."""
+
+
 def _older_format(path, fmt: str) -> CheckpointError:
-    return CheckpointError(f"{path} is a checkpoint of an older bicyclegan format ({fmt}, written before 2026-11-30), "
-                           f"which this version does not read: use it with the version that wrote it, or start a new "
-                           f"run")
+    return OlderFormatError(f"{path} is a checkpoint of an older bicyclegan format ({fmt}, written before 2026-11-30), "
+                            f"which this version does not read: use it with the version that wrote it, or start a new "
+                            f"run")
+
+
+def older_run(run_dir) -> CheckpointError | None:
+    """The refusal for a run folder whose checkpoints are of an older format (its config.json holds that version's
+    fields), None for any other folder: its commands said "unknown TrainConfig fields", to give its options again,
+    to pass --resume, or to delete it."""
+    for path in sorted(Path(run_dir, "checkpoints").glob("*.pt")):
+        try:
+            peek_checkpoint(path)
+        except OlderFormatError:
+            return OlderFormatError(f"{run_dir} is a run of an older bicyclegan version (its checkpoints, e.g. "
+                                    f"{path.name}, are of a format written before 2026-11-30), which this version "
+                                    f"does not continue: use it with the version that wrote it, or start a new run "
+                                    f"in another --out")
+        except CheckpointError:
+            continue
+    return None
 
 
 def _old_format_in(path) -> str | None:
@@ -215,17 +237,24 @@ def peek_checkpoint(path, *keys) -> tuple:
         # _use_new_zipfile_serialization=True")
         why = (f"not a torch file: it begins {head!r}" if head and not head.startswith(b"PK\x03\x04") else
                f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
+        if (old := _old_format_in(path)) is not None:  # (an UnpicklingError's "move it away" said of a run's own)
+            raise _older_format(path, old) from None
         raise CheckpointError(f"{path} cannot be read ({why}); move it away") from e
+    if isinstance(state, dict) and state.get("format") in _OLD_FORMATS:
+        raise _older_format(path, state["format"])
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bicyclegan checkpoint of format {FORMAT}; move it away")
     return tuple(state.get(k) for k in keys)
 
 
 def is_checkpoint(path) -> bool:
-    """Whether `path` is a file holding a checkpoint of train or import-official (read without its tensors):
-    what a command's output file must not replace (export's --out, evaluate's --json)."""
+    """Whether `path` is a file holding a checkpoint of train or import-official (read without its tensors), of
+    this format or an older one (which the refusal to read it says to keep): what a command's output file must not
+    replace (export's --out, evaluate's --json)."""
     try:
         return Path(path).is_file() and peek_checkpoint(path) == ()
+    except OlderFormatError:
+        return True
     except CheckpointError:  # anything else (an earlier export, results): it may be replaced
         return False
 
@@ -307,9 +336,11 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         raise CheckpointError(f"{path}: its weights do not fit its own config: {str(e).splitlines()[0]}") from e
     model.source = {"path": str(path), "digest": state["digest"], "step": state["step"],
                     "epoch": epochs_done(state["step"], state["epoch"], state.get("steps_per_epoch"))}
-    if not training and "E" not in state.get("imported", ["E"]):
-        # import-official without an E file: a freshly initialised encoder, whose "encoded" outputs
-        # would pass for the model's (a training run from it trains one).
+    if not training and ("E" not in state.get("imported", ["E"])
+                         or cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):
+        # import-official without an E file, or a cLR-GAN an earlier version trained without the latent regression
+        # (E's only signal): an encoder as initialised, whose "encoded" outputs would pass for the model's (a
+        # training run from it trains one).
         model.E = None
     if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
         model.eval()

@@ -415,18 +415,9 @@ class TrainConfig:
             raise ConfigError(f"batch_size={self.batch_size} must be even for variant=bicycle: the first "
                               f"half is encoded (cVAE-GAN), the second lends its real B to D2; "
                               f"use {self.batch_size + 1}{lower}")
-        if self.variant == "bicycle" and self.model.use_same_D and self.lambda_GAN == 0 and self.lambda_GAN2 > 0:
-            # D is built for lambda_GAN > 0 only; the reference fails here with a missing netD.
-            raise ConfigError(f"use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: "
-                              f"the random-z branch's GAN loss (lambda_GAN2={self.lambda_GAN2}) would be dropped; "
-                              f"set lambda_GAN > 0 or use_same_D=False")
         if self.model.nz == 0 and self.variant != "pix2pix":
             raise ConfigError(f"nz=0 leaves no latent code for variant={self.variant}; use nz > 0 "
                               f"(reference: 8) or variant=pix2pix")
-        terms = VARIANT_TERMS[self.variant]
-        if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
-            raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "
-                              f"has no loss term to train with; give one of them a weight > 0")
         if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
             raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
                               f"use nz > 0 or lambda_ms=0")
@@ -434,13 +425,27 @@ class TrainConfig:
         self._check_evaluation()
 
     def check_trainable(self) -> None:
-        """What a training refuses to start with, which a stored config may hold (a checkpoint trained so by an
-        earlier version still samples): cLR-GAN without the latent regression, E's only training signal (its
-        encoded outputs and measures, evaluate's and compare's, were a random network's)."""
+        """What a training refuses to start with, which a stored config may hold (a checkpoint an earlier version
+        trained so still samples, evaluates and exports; in __post_init__ such a run could not be loaded at all):
+        cLR-GAN without the latent regression, E's only training signal (its encoded outputs and measures were a
+        random network's: load_checkpoint leaves such an E out); use_same_D with lambda_GAN 0 (no D is built, the
+        random-z branch's GAN loss dropped); no loss term at all. An earlier version's run of these is gone on
+        from with --init_from and the mended option, as a resume keeps the run's options."""
+        earlier = (" (a run trained so by an earlier version: start a new one from it, --init_from RUN with the mended "
+                   "option)")
+        terms = VARIANT_TERMS[self.variant]
+        if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
+            raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "
+                              f"has no loss term to train with; give one of them a weight > 0" + earlier)
         if self.variant == "clr" and self.lambda_z == 0:
             raise ConfigError("variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E "
                               "untrained, its encoded outputs a random network's; give lambda_z > 0, or use "
-                              "variant=pix2pix for a model without E")
+                              "variant=pix2pix for a model without E" + earlier)
+        if self.variant == "bicycle" and self.model.use_same_D and self.lambda_GAN == 0 and self.lambda_GAN2 > 0:
+            # D is built for lambda_GAN > 0 only; the reference fails here with a missing netD.
+            raise ConfigError(f"use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: "
+                              f"the random-z branch's GAN loss (lambda_GAN2={self.lambda_GAN2}) would be dropped; "
+                              f"set lambda_GAN > 0 or use_same_D=False" + earlier)
 
     def _check_evaluation(self) -> None:
         """eval_metrics (kept as "l1,fid") and keep_best: a measure evaluate makes, among the metrics asked

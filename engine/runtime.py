@@ -524,6 +524,9 @@ def run_config(out, options: dict) -> TrainConfig | None:
     try:
         cfg = TrainConfig.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, ConfigError) as e:
+        from .checkpoint import older_run
+        if (old := older_run(out)) is not None:  # (its options given again met the same refusal, "or delete" it)
+            raise old from None
         raise ConfigError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); "
                           "give the run's options again together with --preset") from e
     return _with_options(cfg, out, options)

@@ -38,6 +38,7 @@ from .checkpoint import (
     BEST,
     LATEST,
     STARTED_FROM,
+    OlderFormatError,
     abandoned_folder,
     arithmetic,
     auto_resume,
@@ -46,6 +47,7 @@ from .checkpoint import (
     continue_option,
     epoch_name,
     find_checkpoint,
+    older_run,
     peek_checkpoint,
     read_checkpoint,
     rng_kept,
@@ -442,6 +444,8 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
     is not there. Reads only (Trainer locks the folder first)."""
     ckpt_path = run_dir / "checkpoints" / LATEST
     started = [p for p in (ckpt_path, run_dir / "log.jsonl", run_dir / "config.json") if p.exists()]
+    if started and (old := older_run(run_dir)) is not None:  # ("pass --resume to continue it": it cannot be)
+        raise old
     how = continue_option(ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
     if started and resume_path is None:
         if how is None:
@@ -474,6 +478,8 @@ def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
     with the run's others to resume from, where the line named the file alone, as if it were the only one."""
     try:
         return read_checkpoint(resume_path)
+    except OlderFormatError:  # kept for the version that wrote it: not "or delete the run first"
+        raise
     except CheckpointError as e:
         folder = ckpt_path.parent
         if resume_path.parent.resolve() != folder.resolve():

@@ -375,16 +375,27 @@ def test_bicycle_needs_an_even_batch(batch, hint):
     assert train(batch_size=batch + 1).batch_size == batch + 1
 
 
+EARLIER = (" (a run trained so by an earlier version: start a new one from it, --init_from RUN with the mended "
+           "option)")
+
+
 def test_a_shared_discriminator_needs_the_encoded_branchs_gan_loss():
     # D is built for lambda_GAN > 0 only: with use_same_D the random-z branch had no D and trained
-    # without any GAN loss, silently.
+    # without any GAN loss, silently. Refused where a training starts: a config an earlier version trained so
+    # loads (its G and E sample; refused in the config itself, nothing of such a run could be used).
+    from bicyclegan.engine.runtime import check_runnable
     same = model(use_same_D=True)
-    refused(lambda: TrainConfig(model=same, data=DataConfig(load_size=32), lambda_GAN=0.0),
+    cfg = TrainConfig(model=same, data=DataConfig(load_size=32), lambda_GAN=0.0)
+    refused(lambda: check_runnable(cfg, torch.device("cpu")),
             "use_same_D=True shares D between the branches, but lambda_GAN=0 builds no D: the random-z branch's "
-            "GAN loss (lambda_GAN2=1.0) would be dropped; set lambda_GAN > 0 or use_same_D=False")
+            "GAN loss (lambda_GAN2=1.0) would be dropped; set lambda_GAN > 0 or use_same_D=False" + EARLIER)
+    assert TrainConfig.from_dict(cfg.to_dict()).lambda_GAN == 0
     for kw in (dict(lambda_GAN=0.0, lambda_GAN2=0.0), dict(lambda_GAN=0.5)):
-        TrainConfig(model=same, data=DataConfig(load_size=32), **kw)
-    TrainConfig(model=model(), data=DataConfig(load_size=32), lambda_GAN=0.0)  # D2 alone, its own network
+        check_runnable(TrainConfig(model=same, data=DataConfig(load_size=32), **kw), torch.device("cpu"))
+    check_runnable(TrainConfig(model=model(), data=DataConfig(load_size=32), lambda_GAN=0.0),  # D2 alone, its own
+                   torch.device("cpu"))
+    from bicyclegan.engine.cli import main
+    assert main(["train", "--dry-run", "--use_same_D", "--lambda_GAN", "0"]) == 2
 
 
 def test_only_pix2pix_goes_without_a_latent_code():
@@ -417,13 +428,17 @@ def test_a_variant_whose_terms_all_weigh_zero_is_refused(variant, terms):
     """cLR-GAN with lambda_GAN=0 and lambda_z=0 had no term at all: train_step's backward of a sum of
     nothing was an AttributeError ('int' object has no attribute 'backward'); the others trained on
     a loss of 0. Each term alone is enough; the weights of terms the variant does not have are not."""
+    from bicyclegan.engine.runtime import check_runnable
     zeros = dict.fromkeys(terms, 0.0)
     others = {n: 1.0 for n in ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl") if n not in terms}
-    refused(lambda: train(variant=variant, **zeros, **others),
+    cfg = train(variant=variant, **zeros, **others)  # (a config an earlier version trained so: it loads)
+    refused(lambda: check_runnable(cfg, torch.device("cpu")),
             f"variant={variant} with {', '.join(f'{n}=0.0' for n in terms)} has no loss term to train with; "
-            f"give one of them a weight > 0")
+            f"give one of them a weight > 0" + EARLIER)
     for n in terms:
-        assert getattr(train(variant=variant, **{**zeros, n: 0.5}), n) == 0.5
+        one = train(variant=variant, **{**zeros, n: 0.5})
+        if not (variant == "clr" and n != "lambda_z"):  # (clr without lambda_z: refused for E, the test below)
+            check_runnable(one, torch.device("cpu"))
 
 
 def test_clr_without_the_latent_regression_is_refused():
@@ -434,7 +449,8 @@ def test_clr_without_the_latent_regression_is_refused():
     from bicyclegan.engine.runtime import check_runnable
     refused(lambda: check_runnable(train(variant="clr", lambda_z=0.0), torch.device("cpu")),
             "variant=clr trains its encoder E by the latent regression alone: lambda_z=0 leaves E untrained, its "
-            "encoded outputs a random network's; give lambda_z > 0, or use variant=pix2pix for a model without E")
+            "encoded outputs a random network's; give lambda_z > 0, or use variant=pix2pix for a model without E"
+            + EARLIER)
     assert TrainConfig.from_dict(train(variant="clr", lambda_z=0.0).to_dict()).lambda_z == 0
     check_runnable(train(variant="clr", lambda_z=0.1), torch.device("cpu"))
     check_runnable(train(variant="bicycle", lambda_z=0.0), torch.device("cpu"))
