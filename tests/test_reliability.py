@@ -414,8 +414,8 @@ def test_resuming_may_change_run_options_but_not_objective_data_or_networks(tmp_
             "data.load_size: checkpoint 32 vs now 40; model.ngf: checkpoint 4 vs now 8 (a resumed run continues "
             "the same training: only backend, channels_last, compile, cuda_graph, dataroot, device, eval_every, "
             "eval_metrics, eval_num, eval_samples, fid_weights, impl, keep_best, keep_grids, log_every, "
-            "lpips_backbone, lpips_linear, max_pixels, max_steps, n_samples, niter, niter_decay, num_workers, out, sample_every, "
-            "save_epoch_freq, save_every, skip_bad may change; "
+            "lpips_backbone, lpips_linear, max_pixels, max_steps, n_samples, niter, niter_decay, num_workers, out, "
+            "sample_every, save_epoch_freq, save_every, skip_bad may change; "
             "for others, start a new run from its weights with --init_from)")
     older = {k: v for k, v in saved.items() if k != "data"}  # a part missing: read as its defaults (from_dict)
     with pytest.raises(CheckpointError, match=r"differences: data\.load_size: checkpoint 286 vs now 32; "
