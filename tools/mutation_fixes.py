@@ -460,6 +460,30 @@ MIRROR = ["tests/test_download.py::test_urls_are_the_reference_scripts_and_a_mir
 DEMO_PIXELS = ["tests/test_demo.py::test_files_over_the_loaders_pixel_limit_are_refused_before_any_is_drawn"]
 DRY_MAIN = ["tests/test_bench_gpu_check.py::test_dry_run_reaches_every_step_and_writes_every_file"]
 
+# Session 41's passes (runs of earlier versions, the pages for every reader, resources over long work, the method
+# against the authors' code, claims in comments and docs, the CPU paths' speed): SG01-SG33
+SG_BROWSER = "tests/test_serve_browser.py::test_"
+SG_X = "engine/static/explorer.html"
+SG_ENLARGE = ["tests/test_interpolate.py::test_small_images_are_enlarged_to_at_least_view_px"]
+SG_KEYS = [SG_BROWSER + "the_explorer_by_keyboard_alone"]
+SG_NAMES = [SG_BROWSER + "the_explorer_names_its_controls_and_says_what_happens"]
+SG_NARROW = [SG_BROWSER + "at_320_px_the_explorer_and_the_charts_fit_the_screen"]
+SG_STILL = [SG_BROWSER + "a_gallery_holds_still_where_reduced_motion_is_asked"]
+SG_SAID = ["tests/test_report.py::test_every_page_says_its_language_and_charts_say_what_they_show"]
+SG_POINTS = ["tests/test_report.py::test_the_report_points_to_its_checkpoints_evaluations_instead_of_saying_none"]
+SG_BEST = [TSW + "the_page_charts_each_measure_rings_the_best_and_links_each_eval_json",
+           TSW + "a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_their_values"]
+SG_THIN = ["tests/test_trainer_loop.py::test_grids_to_keep_by_hand_and_as_a_run_thins_them",
+           "tests/test_trainer_loop.py::test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume"]
+SG_REUSE = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed"]
+SG_REAL = [TSW + "metric_networks_load_once_and_every_checkpoint_shares_the_inputs",
+           TSW + "real_features_are_read_anew_for_a_file_changed_since"]
+SG_OLD_KEPT = [REL + "a_checkpoint_of_the_older_format_is_kept_from_every_output"]
+SG_OLD_RUN = [REL + "a_run_of_an_older_version_is_said_as_such_and_kept"]
+SG_EARLIER = [REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
+SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss",
+                TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -1517,6 +1541,56 @@ MUTANTS = [
     ('SF80', R, 'and (not inside or pl <= left and left + w <= pl + pw',
      'and (True or pl <= left and left + w <= pl + pw', COVER),
     ('SF81', R, '            shown = label[:max(3,', '            shown = label or label[:max(3,', COVER),
+    ('SG01', "engine/interpolate.py", '    s = -(-VIEW_PX // min(h, w))', '    s = max(1, VIEW_PX // min(h, w))',
+     SG_ENLARGE),
+    ('SG02', SG_X, '      pick.setAttribute("aria-pressed", String(i === S.sel));\n', '', SG_KEYS),
+    ('SG03', SG_X, '    if (pick) pick.setAttribute("aria-pressed", String(j === i));', '', SG_KEYS),
+    ('SG04', SG_X, '      card.querySelector("div").appendChild(pick);',
+     '      card.querySelector("div").textContent = "z" + (i + 1);', SG_KEYS),
+    ('SG05', SG_X, '<div id="status" role="status" aria-live="polite"></div>', '<div id="status"></div>', SG_NAMES),
+    ('SG06', SG_X, '    out.setAttribute("aria-live", "off");', '', SG_NAMES),
+    ('SG07', SG_X, 'position: sticky; top: 0;', 'position: static; top: 0;', SG_NAMES),
+    ('SG08', SG_X, '      b.setAttribute("aria-label", "random code for z" + (i + 1));', '', SG_NAMES),
+    ('SG09', SG_X, '<select id="interp-mode" aria-label="interpolation mode">', '<select id="interp-mode">', SG_NAMES),
+    ('SG10', SG_X, 'grid-template-columns: 3em minmax(5em, 220px) 4em;', 'grid-template-columns: 3em 220px 4em;',
+     SG_NARROW),
+    ('SG11', R, '.chart:not(.scatter){max-width:100%;height:auto}', '.chart:not(.scatter){}', SG_NARROW),
+    ('SG12', IM, '"@media (prefers-reduced-motion:reduce){.moving img,.moving video{display:none} "',
+     '"@media (prefers-reduced-motion:reduce){.moving img{display:none} "', SG_STILL),
+    ('SG13', IM, 'autoplay loop muted playsinline controls>', 'autoplay loop muted playsinline>', SG_STILL),
+    ('SG14', R, "    parts = [\"<!doctype html><html lang='en'><head>", "    parts = [\"<!doctype html><html><head>",
+     SG_SAID),
+    ('SG15', R, "+ (f\"; {mark[2]}\" if mark is not None else \"\"))", "+ (\"\" if mark is not None else \"\"))",
+     SG_SAID),
+    ('SG16', R, 'f"{_num(10 ** min(ys) if log_y else min(ys))}', 'f"{_num(min(ys))}', SG_SAID),
+    ('SG17', R, '    elif any(href.endswith("/eval.json") for _, links in results or () for _, href in links):',
+     '    elif False:', SG_POINTS),
+    ('SG18', R, "<span class='vh'> (best)</span></td>\"", "</td>\"", SG_BEST),
+    ('SG19', R, 'if i in (0, len(steps) - 1) or s % unit == 0]',
+     'if i in (0, len(steps) - 1) or i % (unit // every) == 0]', SG_THIN),
+    ('SG20', R, '    if k == 1:\n        return [steps[-1]]\n    unit = every', '    unit = every', SG_THIN),
+    ('SG21', T, '            if self.cfg.keep_grids:\n                self._thin_grids()', '            pass', SG_THIN),
+    ('SG22', "engine/sweep.py", '            want = of(peek_checkpoint(path, "digest")[0])',
+     '            want = protocols(root, phase, **{**options, "n_samples": n_samples})(peek_checkpoint(path, '
+     '"digest")[0])', SG_REUSE),
+    ('SG23', EV, '        if all(k is not None and k in self._real for k in keys):', '        if False:', SG_REAL),
+    ('SG24', EV, '                keys.append(None if st is None else (f, st.st_size, st.st_mtime_ns))',
+     '                keys.append(None if st is None else (f, st.st_size))', SG_REAL),
+    ('SG25', CK, '    except OlderFormatError:\n        return True\n', '', SG_OLD_KEPT),
+    ('SG26', CK, '        if (old := _old_format_in(path)) is not None:  # (an UnpicklingError',
+     '        if False:  # (an UnpicklingError', SG_OLD_KEPT),
+    ('SG27', "engine/runtime.py", '        if (old := older_run(out)) is not None:', '        if False:', SG_OLD_RUN),
+    ('SG28', T, '    if started and (old := older_run(run_dir)) is not None:', '    if False:', SG_OLD_RUN),
+    ('SG29', T, '    except OlderFormatError:  # kept for the version that wrote it',
+     '    except KeyError:  # kept for the version that wrote it', SG_OLD_RUN),
+    ('SG30', CK, '                         or cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):',
+     '                         or False):', SG_EARLIER),
+    ('SG31', CK, 'cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):',
+     'cfg.variant == "clr" and cfg.lambda_z == 0):', SG_EARLIER),
+    ('SG32', CFG, 'self.model.use_same_D and self.lambda_GAN == 0 and self.lambda_GAN2 > 0:',
+     'self.model.use_same_D and False:', SG_TRAINABLE),
+    ('SG33', CFG, '        if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward',
+     '        if False:', SG_TRAINABLE),
 ]
 
 if __name__ == "__main__":
