@@ -186,18 +186,22 @@ def _older_format(path, fmt: str) -> CheckpointError:
                             f"run")
 
 
-def older_run(run_dir) -> CheckpointError | None:
+def older_run(run_dir, elsewhere: bool = False) -> CheckpointError | None:
     """The refusal for a run folder whose checkpoints are of an older format (its config.json holds that version's
     fields), None for any other folder: its commands said "unknown TrainConfig fields", to give its options again,
-    to pass --resume, or to delete it."""
-    for path in sorted(Path(run_dir, "checkpoints").glob("*.pt")):
+    to pass --resume, or to delete it. Its latest.pt decides, else its epoch_N.pt (a run of epoch checkpoints
+    only); another file there (an old checkpoint copied in) says nothing of the run. elsewhere: the command would
+    write into the folder (a new run there), which another --out avoids."""
+    folder = Path(run_dir, "checkpoints")
+    for path in [folder / LATEST] if (folder / LATEST).is_file() else [folder / epoch_name(e)
+                                                                        for e in saved_epochs(folder)]:
         try:
             peek_checkpoint(path)
         except OlderFormatError:
             return OlderFormatError(f"{run_dir} is a run of an older bicyclegan version (its checkpoints, e.g. "
                                     f"{path.name}, are of a format written before 2026-11-30), which this version "
-                                    f"does not continue: use it with the version that wrote it, or start a new run "
-                                    f"in another --out")
+                                    f"neither continues nor starts from: use it with the version that wrote it"
+                                    + (", or start a new run in another --out" if elsewhere else ""))
         except CheckpointError:
             continue
     return None

@@ -700,14 +700,19 @@ def build_download_parser(sub) -> None:
 
 
 def cmd_import_official(args) -> int:
-    from .checkpoint import is_checkpoint, old_import, peek_checkpoint, save_checkpoint
+    from .checkpoint import OlderFormatError, is_checkpoint, old_import, peek_checkpoint, save_checkpoint
     from .official import import_official
     # A checkpoint train wrote (an import's has its "imported" list, or, before it had one, neither a step nor
     # "steps_per_epoch", and may be imported again): `--out runs/x/checkpoints/latest.pt` replaced a run's trained
     # weights with the files'.
     keys = ("imported", "step", "steps_per_epoch")
-    if is_checkpoint(args.out) and (found := dict(zip(keys, peek_checkpoint(args.out, *keys))))["imported"] is None \
-            and not old_import(found):
+    try:
+        found = dict(zip(keys, peek_checkpoint(args.out, *keys))) if is_checkpoint(args.out) else None
+    except OlderFormatError:  # an import or a training, which its contents do not say without being read
+        raise OutputError(f"--out {args.out} is a checkpoint of an older bicyclegan format, which the import would "
+                          f"replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')} (or "
+                          f"remove it first, if it is an earlier import of these files)") from None
+    if found is not None and found["imported"] is None and not old_import(found):
         step = found["step"]
         raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
                           f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")

@@ -348,7 +348,7 @@ class TrainConfig:
     out: str = "runs/bicyclegan"  # run folder: config, log, samples, checkpoints
     log_every: int = 50        # iterations between loss logs (the only host syncs)
     sample_every: int = 500    # iterations between sample grids
-    keep_grids: int = 0        # at most this many samples/step_N.png kept (first, latest, evenly between); 0 = all
+    keep_grids: int = 0        # at most this many samples/step_N.png kept (first, latest, spread between); 0 = all
     save_every: int = 1000     # iterations between checkpoints
     save_epoch_freq: int = 0   # also keep checkpoints/epoch_<N>.pt every this many epochs (reference: 5); 0 = off
     n_samples: int = 5         # random-z columns in sample grids
@@ -431,8 +431,8 @@ class TrainConfig:
         random network's: load_checkpoint leaves such an E out); use_same_D with lambda_GAN 0 (no D is built, the
         random-z branch's GAN loss dropped); no loss term at all. An earlier version's run of these is gone on
         from with --init_from and the mended option, as a resume keeps the run's options."""
-        earlier = (" (a run trained so by an earlier version: start a new one from it, --init_from RUN with the mended "
-                   "option)")
+        earlier = (" (for a run an earlier version trained so: --init_from it with the option mended, as a resume "
+                   "keeps the run's options)")
         terms = VARIANT_TERMS[self.variant]
         if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward
             raise ConfigError(f"variant={self.variant} with {', '.join(f'{n}={getattr(self, n)}' for n in terms)} "

@@ -442,14 +442,14 @@ class Evaluation:
         """FID's features of a batch's real B, kept by the file B is read from (its path, size and modification
         time): the same images for each of a sweep's checkpoints, a comparison's models (of()'s copies share
         them) and a training's evaluations, whose FID computed them every time (a third of FID's work at 2
-        samples an input). A file changed since is read anew."""
+        samples an input). A file changed since is read anew (one changed while its batch was read, between the
+        read and this look, is not: a race no reader closes)."""
         keys = []
         for p in paths:
             s = self._samples.get(p)
-            f = s.b_path or s.path if s is not None else None
-            try:
-                st = os.stat(f) if f is not None else None
-                keys.append(None if st is None else (f, st.st_size, st.st_mtime_ns))
+            try:  # both files of a pair: with --direction BtoA the real B is read from A/
+                keys.append(None if s is None else tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns)
+                                                         for f in (s.path, s.b_path) if f is not None))
             except OSError:
                 keys.append(None)
         if all(k is not None and k in self._real for k in keys):

@@ -132,6 +132,8 @@ class BicycleGAN(nn.Module):
         # A copy, checked again: the caller's config, changed after this (cfg.variant = "pix2pix" for the next
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")
+        if training:  # (BicycleGAN(cfg).train_step is the README's one iteration: refused as train refuses it)
+            cfg.check_trainable()
         m, v = cfg.model, cfg.variant
         # What the layers run (layer_impl); cfg keeps what was asked for, so a checkpoint's config
         # resumes or samples elsewhere (with a CUDA graph, on the CPU) with that place's choice.

@@ -339,20 +339,22 @@ def spread(items: list, k: int) -> list:
     return items[:-1][::stride] + [items[-1]]
 
 
-def grids_to_keep(steps: list[int], every: int, k: int) -> list[int]:
+def grids_to_keep(steps: list[int], k: int) -> list[int]:
     """The steps (sorted) of the grids to keep when at most k may stay (k >= 1): the first and the last, and between
-    them those at multiples of every * 2^j, j the least that fits. As the run grows j only rises, so what a choice
-    from all of a run's grids keeps is among what the choices before it kept: a grid removed is never wanted again
-    (a choice by position, the report's `spread`, applied to what an earlier one left, thinned the run's start
-    again and again)."""
+    them those at multiples of u * 2^j, u the greatest common divisor of the steps between, j the least that fits
+    (so between about k / 2 and k stay, spread over the run). As the run grows j only rises, so what a choice from
+    all of a run's grids keeps is among what the choices before it kept: a grid removed is never wanted again (a
+    choice by position, the report's `spread`, applied to what an earlier one left, thinned the run's start again
+    and again). From the steps, not the run's sample_every: one changed on resume (grids every 500, then every 700)
+    counted the earlier grids off its grid, 3 of 11 kept where 10 could stay."""
     if len(steps) <= k:
         return list(steps)
     if k == 1:
         return [steps[-1]]
-    unit = every
+    unit = math.gcd(*steps[1:-1])
     while True:
         kept = [s for i, s in enumerate(steps) if i in (0, len(steps) - 1) or s % unit == 0]
-        if len(kept) <= k:
+        if len(kept) <= k or unit > steps[-1]:  # (past the last step the two ends alone are left)
             return kept
         unit *= 2
 

@@ -525,7 +525,9 @@ def run_config(out, options: dict) -> TrainConfig | None:
         cfg = TrainConfig.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, ConfigError) as e:
         from .checkpoint import older_run
-        if (old := older_run(out)) is not None:  # (its options given again met the same refusal, "or delete" it)
+        # (its options given again met the same refusal, "or delete" it); resumed (--out the run itself) a new run
+        # elsewhere is the way on, not started from it (--init_from)
+        if (old := older_run(out, elsewhere=Path(options.get("out") or "").resolve() == Path(out).resolve())):
             raise old from None
         raise ConfigError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); "
                           "give the run's options again together with --preset") from e

@@ -444,7 +444,7 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
     is not there. Reads only (Trainer locks the folder first)."""
     ckpt_path = run_dir / "checkpoints" / LATEST
     started = [p for p in (ckpt_path, run_dir / "log.jsonl", run_dir / "config.json") if p.exists()]
-    if started and (old := older_run(run_dir)) is not None:  # ("pass --resume to continue it": it cannot be)
+    if started and (old := older_run(run_dir, elsewhere=True)) is not None:  # ("pass --resume": it cannot be)
         raise old
     how = continue_option(ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
     if started and resume_path is None:
@@ -1484,7 +1484,7 @@ class Trainer:
         picture, not a lost one)."""
         from .report import grid_step, grids_to_keep, run_grids
         grids = run_grids(self.run_dir)
-        keep = set(grids_to_keep([grid_step(g) for g in grids], self.cfg.sample_every, self.cfg.keep_grids))
+        keep = set(grids_to_keep([grid_step(g) for g in grids], self.cfg.keep_grids))
         for g in grids:
             if grid_step(g) not in keep:
                 with contextlib.suppress(OSError):

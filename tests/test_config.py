@@ -375,8 +375,8 @@ def test_bicycle_needs_an_even_batch(batch, hint):
     assert train(batch_size=batch + 1).batch_size == batch + 1
 
 
-EARLIER = (" (a run trained so by an earlier version: start a new one from it, --init_from RUN with the mended "
-           "option)")
+EARLIER = (" (for a run an earlier version trained so: --init_from it with the option mended, as a resume keeps the "
+           "run's options)")
 
 
 def test_a_shared_discriminator_needs_the_encoded_branchs_gan_loss():

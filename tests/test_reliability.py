@@ -32,6 +32,7 @@ from bicyclegan.engine import (
     ModelConfig,
     OutputError,
     TrainConfig,
+    build_generator,
     evaluate,
     export_generator,
     io,
@@ -264,8 +265,14 @@ def test_a_checkpoint_of_the_older_format_is_kept_from_every_output(tmp_path, ca
     ckpt = save_checkpoint(tiny_model(), tmp_path / "m.pt")
     assert main(["evaluate", str(ckpt), "--num", "1", "--json", str(old)]) == 2
     assert main(["export", str(ckpt), "--out", str(old), "--format", "pt2"]) == 2
-    assert old.read_bytes() == kept
     assert capsys.readouterr().err.count("is a bicyclegan checkpoint") == 2
+    torch.save(build_generator(ModelConfig(**TINY)).state_dict(), tmp_path / "G.pth")
+    assert main(["import-official", "--G", str(tmp_path / "G.pth"), *[f"--{k}={v}" for k, v in TINY.items()],
+                 "--out", str(old)]) == 2
+    assert (f"--out {old} is a checkpoint of an older bicyclegan format, which the import would replace; give "
+            f"another file to write, e.g. {old.with_name('imported.pt')} (or remove it first, if it is an earlier "
+            f"import of these files)") in capsys.readouterr().err
+    assert old.read_bytes() == kept
 
 
 def test_a_run_of_an_older_version_is_said_as_such_and_kept(tmp_path, capsys):
@@ -274,12 +281,32 @@ def test_a_run_of_an_older_version_is_said_as_such_and_kept(tmp_path, capsys):
     run = older_run(tmp_path)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     said = (f"{run} is a run of an older bicyclegan version (its checkpoints, e.g. latest.pt, are of a format "
-            f"written before 2026-11-30), which this version does not continue: use it with the version that wrote "
-            f"it, or start a new run in another --out")
+            f"written before 2026-11-30), which this version neither continues nor starts from: use it with the "
+            f"version that wrote it")
     for args in (["--resume"], ["--resume", "auto"], [], ["--resume", "--preset", "reference", "--ngf", "8"]):
         assert main(["train", "--out", str(run), *args, "--no-progress"]) == 2, args
-        assert said in capsys.readouterr().err, args
+        assert said + ", or start a new run in another --out" in capsys.readouterr().err, args
+    # a new run from its weights: in another --out already
+    assert main(["train", "--init_from", str(run), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "another --out" not in err and not (tmp_path / "new").exists()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_runs_own_checkpoints_decide_its_format_not_a_file_copied_in(tmp_path, data, capsys):
+    # An older-format file copied into a current run's checkpoints/ made the whole run "of an older version": its
+    # resume was refused. Resumed from that file (named as an epoch's), the refusal said to delete the run.
+    run = tmp_path / "r"
+    Trainer(tiny_cfg(run, data, max_steps=2, save_every=2, sample_every=100), progress=False).train()
+    old = older_run(tmp_path) / "checkpoints" / "latest.pt"
+    shutil.copy(old, run / "checkpoints" / "from_old_version.pt")
+    assert main(["train", "--out", str(run), "--resume", "--max_steps", "3", "--dry-run"]) == 0
+    shutil.copy(old, run / "checkpoints" / "epoch_1.pt")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epoch", "1", "--max_steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "epoch_1.pt is a checkpoint of an older bicyclegan format" in err and "delete" not in err
+    assert (run / "checkpoints" / "latest.pt").is_file()
 
 
 @pytest.mark.parametrize("key,value,typ", [("digest", None, "str"), ("config", [], "dict"), ("step", 3.0, "int"),
@@ -1303,13 +1330,19 @@ def test_a_run_an_earlier_version_trained_with_options_now_refused_still_samples
     # These were refused in the config itself: every command (sample, evaluate, export, serve, --init_from with
     # the option mended) failed on the stored config, the trained G out of reach. Now a training refuses them.
     cfg = make_config("reference", **TINY, load_size=32, preprocess="none", **kw)
-    ckpt = save_checkpoint(BicycleGAN(cfg), tmp_path / "m.pt")
+    # (a model to train is refused, as train refuses: BicycleGAN(cfg).train_step is the README's one iteration)
+    with pytest.raises(ConfigError, match="earlier version trained so"):
+        BicycleGAN(cfg)
+    ckpt = save_checkpoint(BicycleGAN(cfg, training=False), tmp_path / "m.pt")
+    with pytest.raises(ConfigError, match="earlier version trained so"):
+        load_checkpoint(ckpt, device="cpu", training=True)
     model = load_checkpoint(ckpt, device="cpu")
     assert model.generate(torch.zeros(1, 3, 32, 32), torch.zeros(1, 8)).shape == (1, 3, 32, 32)
     # cLR-GAN's E had no training signal without lambda_z: left out, as an import's missing E (no "encoded")
     assert (model.E is None) == (kw.get("variant") == "clr")
     started = dataclasses.replace(cfg, init_from=str(tmp_path / "bicycle.pt"))  # E came trained from elsewhere
-    assert load_checkpoint(save_checkpoint(BicycleGAN(started), tmp_path / "s.pt"), device="cpu").E is not None
+    started = save_checkpoint(BicycleGAN(started, training=False), tmp_path / "s.pt")
+    assert load_checkpoint(started, device="cpu").E is not None
     assert main(["train", "--init_from", str(ckpt), "--out", str(tmp_path / "r"), "--dry-run"]) == 2
-    assert "(a run trained so by an earlier version: start a new one from it, --init_from RUN with the mended " \
-           "option)" in capsys.readouterr().err
+    assert "(for a run an earlier version trained so: --init_from it with the option mended, as a resume keeps the " \
+           "run's options)" in capsys.readouterr().err

@@ -417,7 +417,7 @@ def names_of_controls(driver):
 
 def test_the_explorer_by_keyboard_alone(browser, server):
     # The output cards took clicks only: by the keyboard the sliders edited z1, never another code. Each card's
-    # name is now a toggle button, reached by Tab and pressed by Space.
+    # name is now a button (aria-current: the one the sliders edit), reached by Tab and pressed by Space.
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     wait(browser, lambda d: renders(d) >= 1 and not d.execute_script("return S.busy"), "an idle page")
@@ -431,7 +431,7 @@ def test_the_explorer_by_keyboard_alone(browser, server):
     ActionChains(browser).send_keys(Keys.SPACE).perform()
     assert browser.find_element("id", "sel-name").text == "z2"
     pressed = browser.execute_script("return [...document.querySelectorAll('#outputs button.pick')]"
-                                     ".map((b) => b.getAttribute('aria-pressed'))")
+                                     ".map((b) => b.getAttribute('aria-current'))")
     assert pressed == ["false", "true", "false", "false"]
     before, n = output_srcs(browser), renders(browser)
     slider = browser.find_element("id", "z-0")

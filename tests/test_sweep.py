@@ -10,6 +10,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_cfg
@@ -164,6 +165,32 @@ def test_real_features_are_read_anew_for_a_file_changed_since(run, data, monkeyp
         assert ev.run(n_samples=2)["fid"] == first["fid"] and seen == [8, 4, 8, 8, 4]
     finally:
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_real_features_of_b_read_from_a_are_read_anew_when_that_file_changes(run, tmp_path, monkeypatch):
+    # A/ and B/ folders read BtoA: the real B comes from A/, and the features were kept by B/'s file, so an edited
+    # A/ image kept its old features (the same Evaluation's FID said 1.001 where a fresh one said 1.748)
+    from PIL import Image
+    seen = []
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features(seen))
+    rng = np.random.default_rng(0)
+    for side in ("A", "B"):
+        (tmp_path / "val" / side).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "val" / side / f"{i}.png")
+    model = load_checkpoint(run / "checkpoints" / "epoch_1.pt", device="cpu")
+    model.cfg.data.direction = "BtoA"
+    kw = dict(dataroot=tmp_path, phase="val", num=4, device="cpu", metrics="l1,fid", batch_size=4)
+    ev = Evaluation(model, **kw)
+    first = ev.run(n_samples=2)
+    changed = tmp_path / "val" / "A" / "0.png"
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(changed)
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # (a clock too coarse to tell the two writes)
+    again = ev.run(n_samples=2)
+    assert again["fid"] == Evaluation(model, **kw).run(n_samples=2)["fid"] != first["fid"]
+    assert seen == [8, 4, 8, 4, 8, 4]  # the changed batch's real B read again, as a fresh evaluation reads them
 
 
 def test_evaluation_of_a_model_with_other_data_options_is_made_anew(run, monkeypatch):

@@ -690,16 +690,16 @@ def test_grids_to_keep_by_hand_and_as_a_run_thins_them():
     from bicyclegan.engine.report import grids_to_keep
     steps = list(range(100, 1001, 100))
     # by hand: every 100 (10 grids), every 200 (6 with the first), every 400: 100, 400, 800 and the last
-    assert grids_to_keep(steps, 100, 4) == [100, 400, 800, 1000]
-    assert grids_to_keep(steps, 100, 10) == steps and grids_to_keep(steps, 100, 1) == [1000]
-    assert grids_to_keep([3, 100, 200, 250], 100, 3) == [3, 200, 250]  # off-grid ends (a stop's) kept as ends
+    assert grids_to_keep(steps, 4) == [100, 400, 800, 1000]
+    assert grids_to_keep(steps, 10) == steps and grids_to_keep(steps, 1) == [1000]
+    assert grids_to_keep([3, 100, 200, 250], 3) == [3, 200, 250]  # off-grid ends (a stop's) kept as ends
     # Thinned after each grid, as the trainer does, the run keeps (at least) what a choice from all of them would:
     # nothing removed is wanted again, and the kept ones stay spread over the whole run (not crowded at its end).
     for k in (2, 3, 5, 8):
         kept = []
         for n in range(1, 200):
-            kept = grids_to_keep(kept + [10 * n], 10, k)
-            assert set(grids_to_keep([10 * i for i in range(1, n + 1)], 10, k)) <= set(kept), (k, n)
+            kept = grids_to_keep(kept + [10 * n], k)
+            assert set(grids_to_keep([10 * i for i in range(1, n + 1)], k)) <= set(kept), (k, n)
             assert len(kept) <= k
         # between the first and the last, every multiple of one unit (a power of two intervals), up to the end
         assert kept[0] == 10 and kept[-1] == 1990
@@ -726,3 +726,22 @@ def test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume(tmp_path, da
     t.train()
     names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
     assert names == ["step_0000001.png", "step_0000016.png", "step_0000020.png"]
+
+
+def test_keep_grids_counts_grids_of_an_interval_changed_on_resume(tmp_path, data):
+    # Thinned by the run's sample_every, grids of the interval before a resume were off its grid: after one new grid
+    # 8 of 10 allowed ones were gone. By hand: steps 1, 8, 10 kept of every step (interval 1); then every 3 steps:
+    # 12 (1 8 10 12: their divisor 2, every 4th: 1 8 12), 15 (1 8 12 15: 4, every 8th: 1 8 15), 18 (1 8 15 18: 1,
+    # every 2nd: 1 8 18), the end 19 (1 8 18 19: 2, every 4th: 1 8 19).
+    from bicyclegan.engine.report import grids_to_keep
+    assert grids_to_keep(list(range(500, 5001, 500)) + [5600], 10) == [500, 1000, 2000, 3000, 4000, 5000, 5600]
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, data, max_steps=10, sample_every=1, save_every=5, keep_grids=3, niter=5), progress=False)
+    stand_in(t)
+    t.train()
+    t = Trainer(tiny_cfg(run, data, max_steps=19, sample_every=3, save_every=5, keep_grids=3, niter=5), resume=True,
+                progress=False)
+    stand_in(t)
+    t.train()
+    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    assert names == ["step_0000001.png", "step_0000008.png", "step_0000019.png"]

@@ -461,7 +461,7 @@ DEMO_PIXELS = ["tests/test_demo.py::test_files_over_the_loaders_pixel_limit_are_
 DRY_MAIN = ["tests/test_bench_gpu_check.py::test_dry_run_reaches_every_step_and_writes_every_file"]
 
 # Session 41's passes (runs of earlier versions, the pages for every reader, resources over long work, the method
-# against the authors' code, claims in comments and docs, the CPU paths' speed): SG01-SG33
+# against the authors' code, claims in comments and docs, the CPU paths' speed; a review of the mends): SG01-SG39
 SG_BROWSER = "tests/test_serve_browser.py::test_"
 SG_X = "engine/static/explorer.html"
 SG_ENLARGE = ["tests/test_interpolate.py::test_small_images_are_enlarged_to_at_least_view_px"]
@@ -481,6 +481,8 @@ SG_REAL = [TSW + "metric_networks_load_once_and_every_checkpoint_shares_the_inpu
 SG_OLD_KEPT = [REL + "a_checkpoint_of_the_older_format_is_kept_from_every_output"]
 SG_OLD_RUN = [REL + "a_run_of_an_older_version_is_said_as_such_and_kept"]
 SG_EARLIER = [REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
+SG_BTOA = [TSW + "real_features_of_b_read_from_a_are_read_anew_when_that_file_changes"]
+SG_STRAY = [REL + "a_runs_own_checkpoints_decide_its_format_not_a_file_copied_in"]
 SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss",
                 TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
 
@@ -694,8 +696,8 @@ MUTANTS = [
     ('UA03', CLI, '        refuse_checkpoint_json(args.json, "eval.json")', '        pass', OVER_JSON),
     ('UA04', SW, '            refuse_checkpoint_json(json_path, "sweep.json", "json_path")', '            pass',
      OVER_JSON),
-    ('UA05', CLI, '(found := dict(zip(keys, peek_checkpoint(args.out, *keys))))["imported"] is None',
-     '(found := dict(zip(keys, peek_checkpoint(args.out, *keys))))', OVER_IMPORT),
+    ('UA05', CLI, 'if found is not None and found["imported"] is None and not old_import(found):',
+     'if found is not None and not old_import(found):', OVER_IMPORT),
     ('UA06', DM, 'and not (out / _WRITING).is_file() and any(', 'and any(', DEMO_INTO),
     ('UA07', DM, 'not f.name.endswith(".tmp") for f in out.iterdir()):', 'False for f in out.iterdir()):', DEMO_INTO),
     ('UA08', CK, '    if folder.name.startswith(ABANDONED):\n        folder = folder.parent\n    return folder.parent',
@@ -1318,12 +1320,14 @@ MUTANTS = [
      'return triton_available() and (kind == "cuda" or interpreting())', NO_TRITON),
     ('SQ47', CLI, 'print(f"measuring the demo\'s table on the test split ({n})...", file=sys.stderr, flush=True)',
      'pass', TABLE_LINE),
-    ('SQ49', CLI, '            and not old_import(found):', '            and True:', OLD_IMPORT),
+    ('SQ49', CLI, 'found["imported"] is None and not old_import(found):', 'found["imported"] is None and True:',
+     OLD_IMPORT),
     ('SQ50', SW, '                    older += _of_an_older_version(found_row, want)', '                    pass',
      OLDER_ROWS),
     ('SQ51', SW, 'not isinstance(row.get("protocol"), dict) or set(row["protocol"]) < set(want))',
      'not isinstance(row.get("protocol"), dict))', OLDER_ROWS),
-    ('SQ52', CK, '        if (old := _old_format_in(path)) is not None:', '        if False:', OLDER_FORMAT),
+    ('SQ52', CK, '        if (old := _old_format_in(path)) is not None:\n            # (its numpy',
+     '        if False:\n            # (its numpy', OLDER_FORMAT),
     ('SQ53', CK, '    if state["format"] in _OLD_FORMATS:\n        raise _older_format(path, state["format"])\n', '',
      OLDER_FORMAT),
     ('SQ54', "engine/__init__.py", '        return version("bicyclegan")', '        return "0.1"', VERSION),
@@ -1543,8 +1547,8 @@ MUTANTS = [
     ('SF81', R, '            shown = label[:max(3,', '            shown = label or label[:max(3,', COVER),
     ('SG01', "engine/interpolate.py", '    s = -(-VIEW_PX // min(h, w))', '    s = max(1, VIEW_PX // min(h, w))',
      SG_ENLARGE),
-    ('SG02', SG_X, '      pick.setAttribute("aria-pressed", String(i === S.sel));\n', '', SG_KEYS),
-    ('SG03', SG_X, '    if (pick) pick.setAttribute("aria-pressed", String(j === i));', '', SG_KEYS),
+    ('SG02', SG_X, '      pick.setAttribute("aria-current", String(i === S.sel));', '', SG_KEYS),
+    ('SG03', SG_X, '    if (pick) pick.setAttribute("aria-current", String(j === i));', '', SG_KEYS),
     ('SG04', SG_X, '      card.querySelector("div").appendChild(pick);',
      '      card.querySelector("div").textContent = "z" + (i + 1);', SG_KEYS),
     ('SG05', SG_X, '<div id="status" role="status" aria-live="polite"></div>', '<div id="status"></div>', SG_NAMES),
@@ -1568,19 +1572,20 @@ MUTANTS = [
     ('SG18', R, "<span class='vh'> (best)</span></td>\"", "</td>\"", SG_BEST),
     ('SG19', R, 'if i in (0, len(steps) - 1) or s % unit == 0]',
      'if i in (0, len(steps) - 1) or i % (unit // every) == 0]', SG_THIN),
-    ('SG20', R, '    if k == 1:\n        return [steps[-1]]\n    unit = every', '    unit = every', SG_THIN),
+    ('SG20', R, '    if k == 1:\n        return [steps[-1]]\n    unit = math.gcd(', '    unit = math.gcd(', SG_THIN),
     ('SG21', T, '            if self.cfg.keep_grids:\n                self._thin_grids()', '            pass', SG_THIN),
     ('SG22', "engine/sweep.py", '            want = of(peek_checkpoint(path, "digest")[0])',
      '            want = protocols(root, phase, **{**options, "n_samples": n_samples})(peek_checkpoint(path, '
      '"digest")[0])', SG_REUSE),
     ('SG23', EV, '        if all(k is not None and k in self._real for k in keys):', '        if False:', SG_REAL),
-    ('SG24', EV, '                keys.append(None if st is None else (f, st.st_size, st.st_mtime_ns))',
-     '                keys.append(None if st is None else (f, st.st_size))', SG_REAL),
+    ('SG24', EV, '(st := os.stat(f)).st_size, st.st_mtime_ns)', '(st := os.stat(f)).st_size)', SG_REAL),
     ('SG25', CK, '    except OlderFormatError:\n        return True\n', '', SG_OLD_KEPT),
     ('SG26', CK, '        if (old := _old_format_in(path)) is not None:  # (an UnpicklingError',
      '        if False:  # (an UnpicklingError', SG_OLD_KEPT),
-    ('SG27', "engine/runtime.py", '        if (old := older_run(out)) is not None:', '        if False:', SG_OLD_RUN),
-    ('SG28', T, '    if started and (old := older_run(run_dir)) is not None:', '    if False:', SG_OLD_RUN),
+    ('SG27', "engine/runtime.py", '        if (old := older_run(out, elsewhere=',
+     '        if False and (old := older_run(out, elsewhere=', SG_OLD_RUN),
+    ('SG28', T, '    if started and (old := older_run(run_dir, elsewhere=True)) is not None:', '    if False:',
+     SG_OLD_RUN),
     ('SG29', T, '    except OlderFormatError:  # kept for the version that wrote it',
      '    except KeyError:  # kept for the version that wrote it', SG_OLD_RUN),
     ('SG30', CK, '                         or cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):',
@@ -1591,6 +1596,18 @@ MUTANTS = [
      'self.model.use_same_D and False:', SG_TRAINABLE),
     ('SG33', CFG, '        if not any(getattr(self, n) > 0 for n in terms):  # cLR-GAN had no loss at all to backward',
      '        if False:', SG_TRAINABLE),
+    # the review of SG01-SG33's mends
+    ('SG34', R, '    unit = math.gcd(*steps[1:-1])', '    unit = steps[-1] - steps[-2]', SG_THIN),
+    ('SG35', EV, 'for f in (s.path, s.b_path) if f is not None))', 'for f in (s.b_path or s.path,) if f is not None))',
+     SG_BTOA),
+    ('SG36', CK, '    for path in [folder / LATEST] if (folder / LATEST).is_file() else [',
+     '    for path in sorted(folder.glob("*.pt")) if True else [', SG_STRAY),
+    ('SG37', "engine/cli.py", '    except OlderFormatError:  # an import or a training',
+     '    except KeyError:  # an import or a training', SG_OLD_KEPT),
+    ('SG38', "engine/runtime.py", 'elsewhere=Path(options.get("out") or "").resolve() == Path(out).resolve()',
+     'elsewhere=True', SG_OLD_RUN),
+    ('SG39', M, '        if training:  # (BicycleGAN(cfg).train_step',
+     '        if False:  # (BicycleGAN(cfg).train_step', SG_EARLIER),
 ]
 
 if __name__ == "__main__":

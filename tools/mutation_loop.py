@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MUTANT_TIMEOUT = 1800  # seconds of one mutant's tests; longer is a mutant that never ends: killed
 T, G, R, M = "engine/trainer.py", "engine/graph.py", "engine/report.py", "engine/model.py"
 C, N, RT, CLI = "engine/checkpoint.py", "engine/networks.py", "engine/runtime.py", "engine/cli.py"
 TR = ["tests/test_trainer_loop.py", "tests/test_trainer.py", "tests/test_user_paths.py", "tests/test_report.py",
@@ -489,8 +490,12 @@ def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "m
             else:
                 path.write_text(src.replace(old, new))
                 t0 = time.time()
-                done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                       "-k", skip, *tests], cwd=ROOT, env=env, capture_output=True, text=True)
+                try:  # a mutant that loops forever is caught by the time it takes (the runner hung on one)
+                    done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                           "-k", skip, *tests], cwd=ROOT, env=env, capture_output=True, text=True,
+                                          timeout=MUTANT_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    done = subprocess.CompletedProcess([], 1, stdout=f"FAILED (over {MUTANT_TIMEOUT} s)", stderr="")
                 subprocess.run(["git", "checkout", "--", rel], cwd=ROOT, check=True)
                 failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
                 result = {0: "survived", 1: "killed"}.get(done.returncode, f"pytest exit {done.returncode}")
