@@ -474,7 +474,8 @@ SG_POINTS = ["tests/test_report.py::test_the_report_points_to_its_checkpoints_ev
 SG_BEST = [TSW + "the_page_charts_each_measure_rings_the_best_and_links_each_eval_json",
            TSW + "a_checkpoints_step_that_is_not_a_number_is_refused_and_pages_escape_their_values"]
 SG_THIN = ["tests/test_trainer_loop.py::test_grids_to_keep_by_hand_and_as_a_run_thins_them",
-           "tests/test_trainer_loop.py::test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume"]
+           "tests/test_trainer_loop.py::test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume",
+           "tests/test_trainer_loop.py::test_keep_grids_counts_grids_of_an_interval_changed_on_resume"]
 SG_REUSE = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed"]
 SG_REAL = [TSW + "metric_networks_load_once_and_every_checkpoint_shares_the_inputs",
            TSW + "real_features_are_read_anew_for_a_file_changed_since"]
@@ -1587,7 +1588,7 @@ MUTANTS = [
     ('SG28', T, '    if started and (old := older_run(run_dir, elsewhere=True)) is not None:', '    if False:',
      SG_OLD_RUN),
     ('SG29', T, '    except OlderFormatError:  # kept for the version that wrote it',
-     '    except KeyError:  # kept for the version that wrote it', SG_OLD_RUN),
+     '    except KeyError:  # kept for the version that wrote it', SG_STRAY),
     ('SG30', CK, '                         or cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):',
      '                         or False):', SG_EARLIER),
     ('SG31', CK, 'cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):',
