@@ -1126,7 +1126,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a page for exploring a trained model in the browser (FastAPI + "
                        "uvicorn: pip install 'bicyclegan[serve]'). Bound to 127.0.0.1 unless --host says otherwise.")
     _add_model_source(p, "split whose inputs are offered")
-    p.add_argument("--num", type=_at_least(0), default=32, help="dataset inputs offered (default 32; 0: uploads only)")
+    p.add_argument("--num", type=_at_least(0), default=32,
+                   help="dataset inputs offered (default 32, at most 1000: each is held in memory; 0: uploads only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--allow_host", action="append", default=None, metavar="NAME",

@@ -57,6 +57,9 @@ PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_UPLOAD_PIXELS = 16_000_000
+# Every input offered is held in memory, A and B as float tensors (1.6 MB at 256 px): --num 100000 took 3 GB at
+# 32 px and would have taken 157 GB at 256 px, with no word before it ran out; the page's list is for choosing.
+MAX_NUM = 1000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
@@ -101,9 +104,13 @@ class Explorer:
                  load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None):
         """direction, load_size, crop_size, preprocess: override how the model prepares inputs and
         uploads (default: its stored data settings), as in sample."""
-        for name, value, low in (("num", num, 0), ("max_upload_bytes", max_upload_bytes, 1),
-                                 ("max_upload_pixels", max_upload_pixels, 1)):
-            check_int(name, value, low)
+        check_int("max_upload_bytes", max_upload_bytes, 1)
+        check_int("max_upload_pixels", max_upload_pixels, 1)
+        try:
+            check_int("num", num, 0, high=MAX_NUM)
+        except ConfigError as e:
+            raise ConfigError(f"{e}: serve holds every input offered in memory (1.6 MB each at 256 px); upload "
+                              f"others from the page") from None
         self.model = open_model(model, device).eval()
         check_tuning_table(self.model.cfg.model.impl, self.model.device)
         # cfg.data: the data settings inputs and uploads are prepared with; net_in: their crop

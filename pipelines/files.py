@@ -710,8 +710,9 @@ def _list_bad(bad, where, limit=10) -> str | None:
     """Where more bad files than describe_bad's `limit` lines are found, a text file listing every one (path,
     a tab, the reason; a line each) in the check cache's folder, named after the data folder: 851 of 861
     damaged files were "... and 851 more", and only Python's loader.skipped held their names. None where the
-    cache is off or the file cannot be written (the line says the count alone)."""
-    if len(bad) <= limit or (path := _cached(where, ".bad.txt")) is None:
+    cache is off, within checks_unsaved() (a dry run writes nothing: it wrote this list, and the cache's folder)
+    or the file cannot be written (the line says the count alone)."""
+    if len(bad) <= limit or not _saving_checks or (path := _cached(where, ".bad.txt")) is None:
         return None
     path = Path(path)
     text = "".join(f"{p}\t{' '.join(str(r).split())}\n" for p, r in bad)

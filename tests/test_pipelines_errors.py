@@ -151,6 +151,10 @@ def test_more_bad_files_than_a_message_names_are_all_listed_in_a_file(tmp_path, 
     bad = sorted(tmp_path / "data" / "train" / f"bad{i:02d}.png" for i in range(13))
     for path in bad:
         path.write_bytes(b"")
+    from bicyclegan.pipelines.files import checks_unsaved
+    with checks_unsaved(), pytest.raises(DatasetError, match=r"\.\.\. and 3 more\n"):  # a dry run's: written nowhere
+        load(tmp_path / "data")
+    assert not (tmp_path / "cache").exists()
     with pytest.raises(DatasetError) as e:
         load(tmp_path / "data")
     listed = next((tmp_path / "cache").glob("*.bad.txt"))

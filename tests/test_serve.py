@@ -656,3 +656,16 @@ def test_serve_answers_on_ipv6_loopback_and_checks_hosts_there_and_reads_only_it
         shutil.copy(demo_root / "test" / "00000.png", split / name)
     (split / "zzz.png").write_bytes(b"")
     assert len(Explorer(ckpt, tmp_path / "d", phase="test", num=2, device="cpu").items) == 2
+
+
+def test_more_inputs_than_serve_holds_are_refused_before_any_is_read(tmp_path, monkeypatch):
+    # Every input offered is held in memory: --num 100000 took 3 GB at 32 px and would have run out of memory at
+    # 256 px, with no word before it did.
+    serve_mod = importlib.import_module("bicyclegan.engine.serve")  # (the module, not the function of its name)
+    ckpt = save_checkpoint(BicycleGAN(make_config("reference", **TINY)), tmp_path / "m.pt")
+    monkeypatch.setattr(serve_mod, "build_loader", lambda *a, **k: pytest.fail("inputs read"))
+    with pytest.raises(ConfigError) as e:
+        Explorer(ckpt, device="cpu", num=1001)
+    assert str(e.value) == ("num=1001 must be an integer >= 0 and <= 1000: serve holds every input offered in memory "
+                            "(1.6 MB each at 256 px); upload others from the page")
+    assert main(["serve", str(ckpt), "--num", "1001", "--device", "cpu"]) == 2
