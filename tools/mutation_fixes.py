@@ -461,7 +461,8 @@ DEMO_PIXELS = ["tests/test_demo.py::test_files_over_the_loaders_pixel_limit_are_
 DRY_MAIN = ["tests/test_bench_gpu_check.py::test_dry_run_reaches_every_step_and_writes_every_file"]
 
 # Session 41's passes (runs of earlier versions, the pages for every reader, resources over long work, the method
-# against the authors' code, claims in comments and docs, the CPU paths' speed; a review of the mends): SG01-SG39
+# against the authors' code, claims in comments and docs, the CPU paths' speed; a review of the mends; counts at
+# scale): SG01-SG43
 SG_BROWSER = "tests/test_serve_browser.py::test_"
 SG_X = "engine/static/explorer.html"
 SG_ENLARGE = ["tests/test_interpolate.py::test_small_images_are_enlarged_to_at_least_view_px"]
@@ -484,6 +485,10 @@ SG_OLD_RUN = [REL + "a_run_of_an_older_version_is_said_as_such_and_kept"]
 SG_EARLIER = [REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
 SG_BTOA = [TSW + "real_features_of_b_read_from_a_are_read_anew_when_that_file_changes"]
 SG_STRAY = [REL + "a_runs_own_checkpoints_decide_its_format_not_a_file_copied_in"]
+SG_FIRST = [REL + "a_run_of_epoch_checkpoints_only_is_told_by_its_first_that_opens"]
+SG_OTHERS = [REL + "a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from"]
+SG_DRY_BAD = ["tests/test_pipelines_errors.py::test_more_bad_files_than_a_message_names_are_all_listed_in_a_file"]
+SG_SERVE_NUM = [TSV + "more_inputs_than_serve_holds_are_refused_before_any_is_read"]
 SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss",
                 TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
 
@@ -1609,6 +1614,15 @@ MUTANTS = [
      'elsewhere=True', SG_OLD_RUN),
     ('SG39', M, '        if training:  # (BicycleGAN(cfg).train_step',
      '        if False:  # (BicycleGAN(cfg).train_step', SG_EARLIER),
+    # the passes at scale
+    ('SG40', CK, '            return None  # (one of this format says the run',
+     '            pass  # (one of this format says the run', SG_FIRST),
+    ('SG41', T, '                if len(good) > MORE_NAMED:\n                    break', '                pass',
+     SG_OTHERS),
+    ('SG42', "pipelines/files.py", 'if len(bad) <= limit or not _saving_checks or', 'if len(bad) <= limit or',
+     SG_DRY_BAD),
+    ('SG43', "engine/serve.py", '            check_int("num", num, 0, high=MAX_NUM)',
+     '            check_int("num", num, 0)', SG_SERVE_NUM),
 ]
 
 if __name__ == "__main__":
