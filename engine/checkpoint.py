@@ -190,11 +190,11 @@ def older_run(run_dir, elsewhere: bool = False) -> CheckpointError | None:
     """The refusal for a run folder whose checkpoints are of an older format (its config.json holds that version's
     fields), None for any other folder: its commands said "unknown TrainConfig fields", to give its options again,
     to pass --resume, or to delete it. Its latest.pt decides, else its epoch_N.pt (a run of epoch checkpoints
-    only); another file there (an old checkpoint copied in) says nothing of the run. elsewhere: the command would
-    write into the folder (a new run there), which another --out avoids."""
+    only, or one whose latest.pt is damaged); another file there (an old checkpoint copied in) says nothing of
+    the run. elsewhere: the command would write into the folder (a new run there), which another --out avoids."""
     folder = Path(run_dir, "checkpoints")
-    for path in [folder / LATEST] if (folder / LATEST).is_file() else [folder / epoch_name(e)
-                                                                        for e in saved_epochs(folder)]:
+    latest = [folder / LATEST] if (folder / LATEST).is_file() else []
+    for path in [*latest, *(folder / epoch_name(e) for e in reversed(saved_epochs(folder)))]:
         try:
             peek_checkpoint(path)
             return None  # (one of this format says the run's: 2,000 epoch files were each opened, 23 ms apiece)

@@ -133,7 +133,11 @@ class BicycleGAN(nn.Module):
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")
         if training:  # (BicycleGAN(cfg).train_step is the README's one iteration: refused as train refuses it)
-            cfg.check_trainable()
+            try:
+                cfg.check_trainable()
+            except ConfigError as e:
+                raise ConfigError(f"{e}. A model for inference, which this config still makes: training=False "
+                                  f"(load_checkpoint's default)") from None
         m, v = cfg.model, cfg.variant
         # What the layers run (layer_impl); cfg keeps what was asked for, so a checkpoint's config
         # resumes or samples elsewhere (with a CUDA graph, on the CPU) with that place's choice.

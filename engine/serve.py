@@ -106,11 +106,10 @@ class Explorer:
         uploads (default: its stored data settings), as in sample."""
         check_int("max_upload_bytes", max_upload_bytes, 1)
         check_int("max_upload_pixels", max_upload_pixels, 1)
-        try:
-            check_int("num", num, 0, high=MAX_NUM)
-        except ConfigError as e:
-            raise ConfigError(f"{e}: serve holds every input offered in memory (1.6 MB each at 256 px); upload "
-                              f"others from the page") from None
+        check_int("num", num, 0)
+        if num > MAX_NUM:
+            raise ConfigError(f"num={num} (serve's --num): at most {MAX_NUM} dataset inputs are offered, each held in "
+                              f"memory (1.6 MB at 256 px); upload others from the page")
         self.model = open_model(model, device).eval()
         check_tuning_table(self.model.cfg.model.impl, self.model.device)
         # cfg.data: the data settings inputs and uploads are prepared with; net_in: their crop

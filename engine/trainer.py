@@ -488,12 +488,13 @@ def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
         if resume_path.parent.resolve() != folder.resolve():
             raise
         # each with train()'s keywords for it: a Python caller has no flags to pass
-        others = [(f"--resume --epoch {n}", f"epoch={n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
-        others += [(f"--resume {shlex.quote(str(folder / BEST))}", f"resume={str(folder / BEST)!r}", BEST)
-                   ] if (folder / BEST).is_file() else []
+        epochs = [(f"--resume --epoch {n}", f"epoch={n}", epoch_name(n)) for n in reversed(saved_epochs(folder))]
+        best = [(f"--resume {shlex.quote(str(folder / BEST))}", f"resume={str(folder / BEST)!r}", BEST)
+                ] if (folder / BEST).is_file() else []
         # The newest that opens, and a few more: each opened (a header: 23 ms) to name none that is damaged too, not
-        # all of them (a run of 400 epoch files took 25 s to say so, and named them all on one line)
-        others = [o for o in others if o[2] != resume_path.name]
+        # all of them (a run of 400 epoch files took 25 s to say so, and named them all on one line); best.pt next
+        # to the newest (the one a --keep_best run would most likely go back to: it was last, beyond those named)
+        others = [o for o in epochs[:1] + best + epochs[1:] if o[2] != resume_path.name]
         good, seen = [], 0
         for o in others:
             seen += 1
@@ -503,9 +504,10 @@ def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
                     break
         if good:
             (cli, py, _), rest = good[0], [o[2] for o in good[1:]]
-            more = len(others) - seen  # (not opened)
+            more = len(others) - seen
             how = f"; resume from another of the run's checkpoints instead: {cli} ({py} in Python" + (
-                f"; the others: {', '.join(rest)}" if rest else "") + (f" and {more} more" if more else "") + ")"
+                f"; the others: {', '.join(rest)}" if rest else "") + (
+                f" and {more} more, not opened to see whether they open" if more else "") + ")"
         else:
             # ("start it again" there was refused: the folder holds a run)
             how = (f"; the run kept no other checkpoint to resume from: start it again in a new --out, or delete "

@@ -752,6 +752,8 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         (bad.append(problem) if problem else good.append(sample))
     where = folders[0].parent if layout == "ab_folders" else folders[0]  # (a B/ file was said to be in A/)
     said = describe_bad(bad, listed=_list_bad(bad, where)) if bad else ""
+    if len(bad) > 10 and not _saving_checks:  # (describe_bad's limit: the line of those left out names no list)
+        said += " (a run lists them all in a file beside the check cache; a dry run writes nothing)"
     if bad and not skip_bad:
         raise alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{said}"
                                   "\n(--skip_bad, or skip_bad=True in Python, leaves them out)"), rank)

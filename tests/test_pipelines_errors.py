@@ -152,8 +152,9 @@ def test_more_bad_files_than_a_message_names_are_all_listed_in_a_file(tmp_path, 
     for path in bad:
         path.write_bytes(b"")
     from bicyclegan.pipelines.files import checks_unsaved
-    with checks_unsaved(), pytest.raises(DatasetError, match=r"\.\.\. and 3 more\n"):  # a dry run's: written nowhere
-        load(tmp_path / "data")
+    with checks_unsaved(), pytest.raises(DatasetError, match=r"\.\.\. and 3 more \(a run lists them all in a file "
+                                                            r"beside the check cache; a dry run writes nothing\)\n"):
+        load(tmp_path / "data")  # a dry run's: written nowhere
     assert not (tmp_path / "cache").exists()
     with pytest.raises(DatasetError) as e:
         load(tmp_path / "data")

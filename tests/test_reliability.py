@@ -305,7 +305,13 @@ def test_a_run_of_epoch_checkpoints_only_is_told_by_its_first_that_opens(tmp_pat
     opened, real = [], checkpoint_module.peek_checkpoint
     monkeypatch.setattr(checkpoint_module, "peek_checkpoint", lambda path, *k: opened.append(path.name) or real(path))
     assert checkpoint_module.older_run(tmp_path / "r") is None
-    assert opened == ["epoch_1.pt"]
+    assert opened == ["epoch_9.pt", "epoch_5.pt"]  # (latest.pt is not there; the newest, damaged, told nothing)
+    # an older run whose latest.pt is damaged: told by its epoch files (it was "pass --resume to continue it")
+    old = older_run(tmp_path / "o") / "checkpoints"
+    shutil.copy(old / "latest.pt", old / "epoch_1.pt")
+    (old / "latest.pt").write_bytes(b"truncated")
+    assert "is a run of an older bicyclegan version (its checkpoints, e.g. epoch_1.pt" in str(
+        checkpoint_module.older_run(old.parent))
 
 
 def test_a_runs_own_checkpoints_decide_its_format_not_a_file_copied_in(tmp_path, data, capsys):
@@ -1093,6 +1099,7 @@ def test_a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from(tmp_pa
     for n in range(3, 10):
         shutil.copy(out / "checkpoints" / "epoch_1.pt", out / "checkpoints" / f"epoch_{n}.pt")
     (out / "checkpoints" / "epoch_8.pt").write_bytes(b"damaged")
+    shutil.copy(out / "checkpoints" / "epoch_1.pt", out / "checkpoints" / "best.pt")  # named next to the newest
     latest.write_bytes(b"damaged")
     opened = []
     trainer_module = importlib.import_module("bicyclegan.engine.trainer")
@@ -1103,11 +1110,13 @@ def test_a_damaged_latest_checkpoint_names_the_runs_others_to_resume_from(tmp_pa
         Trainer(run(max_steps=12), resume=True, progress=False)
     monkeypatch.undo()
     assert str(e.value).endswith("; resume from another of the run's checkpoints instead: --resume --epoch 9 "
-                                 "(epoch=9 in Python; the others: epoch_7.pt, epoch_6.pt, epoch_5.pt, epoch_4.pt, "
-                                 "epoch_3.pt and 2 more)")
-    assert [n for n in opened if n.startswith("epoch")] == [f"epoch_{n}.pt" for n in (9, 8, 7, 6, 5, 4, 3)]
+                                 "(epoch=9 in Python; the others: best.pt, epoch_7.pt, epoch_6.pt, epoch_5.pt, "
+                                 "epoch_4.pt and 3 more, not opened to see whether they open)")
+    assert [n for n in opened if n.startswith(("epoch", "best"))] == [
+        "epoch_9.pt", "best.pt", *(f"epoch_{n}.pt" for n in (8, 7, 6, 5, 4))]
     for n in range(3, 10):
         (out / "checkpoints" / f"epoch_{n}.pt").unlink()
+    (out / "checkpoints" / "best.pt").unlink()
     (out / "checkpoints" / "epoch_1.pt").unlink()
     for name in ("epoch_2.pt", "latest.pt"):  # (the resume from epoch_2.pt made it latest.pt too)
         (out / "checkpoints" / name).write_bytes(b"damaged")
@@ -1366,7 +1375,8 @@ def test_a_run_an_earlier_version_trained_with_options_now_refused_still_samples
     # the option mended) failed on the stored config, the trained G out of reach. Now a training refuses them.
     cfg = make_config("reference", **TINY, load_size=32, preprocess="none", **kw)
     # (a model to train is refused, as train refuses: BicycleGAN(cfg).train_step is the README's one iteration)
-    with pytest.raises(ConfigError, match="earlier version trained so"):
+    with pytest.raises(ConfigError, match="earlier version trained so.*A model for inference, which this config still "
+                                          r"makes: training=False \(load_checkpoint's default\)"):
         BicycleGAN(cfg)
     ckpt = save_checkpoint(BicycleGAN(cfg, training=False), tmp_path / "m.pt")
     with pytest.raises(ConfigError, match="earlier version trained so"):

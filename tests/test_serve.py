@@ -666,6 +666,7 @@ def test_more_inputs_than_serve_holds_are_refused_before_any_is_read(tmp_path, m
     monkeypatch.setattr(serve_mod, "build_loader", lambda *a, **k: pytest.fail("inputs read"))
     with pytest.raises(ConfigError) as e:
         Explorer(ckpt, device="cpu", num=1001)
-    assert str(e.value) == ("num=1001 must be an integer >= 0 and <= 1000: serve holds every input offered in memory "
-                            "(1.6 MB each at 256 px); upload others from the page")
+    assert str(e.value) == ("num=1001 (serve's --num): at most 1000 dataset inputs are offered, each held in memory "
+                            "(1.6 MB at 256 px); upload others from the page")
+    assert Explorer(ckpt, device="cpu", num=0).root is None  # (0: uploads alone)
     assert main(["serve", str(ckpt), "--num", "1001", "--device", "cpu"]) == 2

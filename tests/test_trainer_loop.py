@@ -694,7 +694,7 @@ def test_grids_to_keep_by_hand_and_as_a_run_thins_them():
     assert grids_to_keep(steps, 10) == steps and grids_to_keep(steps, 1) == [1000]
     assert grids_to_keep([3, 100, 200, 250], 3) == [3, 200, 250]  # off-grid ends (a stop's) kept as ends
     # Thinned after each grid, as the trainer does, the run keeps (at least) what a choice from all of them would:
-    # nothing removed is wanted again, and the kept ones stay spread over the whole run (not crowded at its end).
+    # nothing removed is wanted again, and (for these) the kept ones are evenly spread over the whole run.
     for k in (2, 3, 5, 8):
         kept = []
         for n in range(1, 200):

@@ -462,7 +462,7 @@ DRY_MAIN = ["tests/test_bench_gpu_check.py::test_dry_run_reaches_every_step_and_
 
 # Session 41's passes (runs of earlier versions, the pages for every reader, resources over long work, the method
 # against the authors' code, claims in comments and docs, the CPU paths' speed; a review of the mends; counts at
-# scale): SG01-SG43
+# scale; a second review): SG01-SG47
 SG_BROWSER = "tests/test_serve_browser.py::test_"
 SG_X = "engine/static/explorer.html"
 SG_ENLARGE = ["tests/test_interpolate.py::test_small_images_are_enlarged_to_at_least_view_px"]
@@ -1278,7 +1278,7 @@ MUTANTS = [
      '                pass', STOPS),
     ('SQ15', SV, '    sock = bind(host, port)  # first', '    sock = None  # first', PORT),
     ('SQ16', SV, '        if item_id == "":', '        if False:', NO_REF),
-    ('SQ17', FI, '    if len(bad) <= limit or (path := _cached(where, ".bad.txt")) is None:',
+    ('SQ17', FI, '    if len(bad) <= limit or not _saving_checks or (path := _cached(where, ".bad.txt")) is None:',
      '    if True or (path := _cached(where, ".bad.txt")) is None:', ALL_BAD),
     ('SQ18', "pipelines/errors.py", '+ (f" (all {len(bad)} listed in {listed})" if listed else "")', '', ALL_BAD),
     ('SQ19', CL, 'warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)',
@@ -1606,8 +1606,8 @@ MUTANTS = [
     ('SG34', R, '    unit = math.gcd(*steps[1:-1])', '    unit = steps[-1] - steps[-2]', SG_THIN),
     ('SG35', EV, 'for f in (s.path, s.b_path) if f is not None))', 'for f in (s.b_path or s.path,) if f is not None))',
      SG_BTOA),
-    ('SG36', CK, '    for path in [folder / LATEST] if (folder / LATEST).is_file() else [',
-     '    for path in sorted(folder.glob("*.pt")) if True else [', SG_STRAY),
+    ('SG36', CK, '    for path in [*latest, *(folder / epoch_name(e) for e in reversed(saved_epochs(folder)))]:',
+     '    for path in sorted(folder.glob("*.pt")):', SG_STRAY),
     ('SG37', "engine/cli.py", '    except OlderFormatError:  # an import or a training',
      '    except KeyError:  # an import or a training', SG_OLD_KEPT),
     ('SG38', "engine/runtime.py", 'elsewhere=Path(options.get("out") or "").resolve() == Path(out).resolve()',
@@ -1619,10 +1619,17 @@ MUTANTS = [
      '            pass  # (one of this format says the run', SG_FIRST),
     ('SG41', T, '                if len(good) > MORE_NAMED:\n                    break', '                pass',
      SG_OTHERS),
-    ('SG42', "pipelines/files.py", 'if len(bad) <= limit or not _saving_checks or', 'if len(bad) <= limit or',
-     SG_DRY_BAD),
-    ('SG43', "engine/serve.py", '            check_int("num", num, 0, high=MAX_NUM)',
-     '            check_int("num", num, 0)', SG_SERVE_NUM),
+    ('SG42', "pipelines/files.py", '    if len(bad) <= limit or not _saving_checks or (path',
+     '    if len(bad) <= limit or (path', SG_DRY_BAD),
+    ('SG43', "engine/serve.py", '        if num > MAX_NUM:', '        if False:', SG_SERVE_NUM),
+    # the second review
+    ('SG44', CK, '    for path in [*latest, *(folder / epoch_name(e) for e in reversed(saved_epochs(folder)))]:',
+     '    for path in latest or [folder / epoch_name(e) for e in reversed(saved_epochs(folder))]:', SG_FIRST),
+    ('SG45', T, '        others = [o for o in epochs[:1] + best + epochs[1:] if o[2] != resume_path.name]',
+     '        others = [o for o in epochs + best if o[2] != resume_path.name]', SG_OTHERS),
+    ('SG46', "pipelines/files.py", '    if len(bad) > 10 and not _saving_checks:', '    if False:', SG_DRY_BAD),
+    ('SG47', M, '                raise ConfigError(f"{e}. A model for inference',
+     '                raise ConfigError(f"{e}" or f". A model for inference', SG_EARLIER),
 ]
 
 if __name__ == "__main__":

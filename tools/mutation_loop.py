@@ -490,12 +490,18 @@ def run(ids: list[str], mutants=None, equivalent=None, skip=None, name: str = "m
             else:
                 path.write_text(src.replace(old, new))
                 t0 = time.time()
-                try:  # a mutant that loops forever is caught by the time it takes (the runner hung on one)
-                    done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                           "-k", skip, *tests], cwd=ROOT, env=env, capture_output=True, text=True,
-                                          timeout=MUTANT_TIMEOUT)
+                # A mutant that loops forever is caught by the time it takes (the runner hung on one), its whole
+                # process group ended: the processes pytest started (spawned ranks) outlived pytest alone.
+                proc = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k",
+                                         skip, *tests], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+                try:
+                    stdout, _ = proc.communicate(timeout=MUTANT_TIMEOUT)
+                    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout=stdout)
                 except subprocess.TimeoutExpired:
-                    done = subprocess.CompletedProcess([], 1, stdout=f"FAILED (over {MUTANT_TIMEOUT} s)", stderr="")
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                    done = subprocess.CompletedProcess(proc.args, 1, stdout=f"FAILED (over {MUTANT_TIMEOUT} s)")
                 subprocess.run(["git", "checkout", "--", rel], cwd=ROOT, check=True)
                 failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
                 result = {0: "survived", 1: "killed"}.get(done.returncode, f"pytest exit {done.returncode}")
