@@ -709,22 +709,23 @@ def test_grids_to_keep_by_hand_and_as_a_run_thins_them():
             assert kept[1:-1] == list(range(unit, 1990, unit)), (k, kept)
 
 
+def grids_kept(run, data, resume=False, **kw):
+    """Train (or resume) a stand-in run that keeps at most 3 grids; the names of the step_N.png it leaves."""
+    t = Trainer(tiny_cfg(run, data, save_every=5, keep_grids=3, niter=5, **kw), resume=resume, progress=False)
+    stand_in(t)
+    t.train()
+    return sorted(p.name for p in (run / "samples").glob("step_*.png"))
+
+
 def test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume(tmp_path, data):
     # A grid every sample interval, none ever removed: the reference's edges2shoes schedule wrote ~3,000 (~9 GB).
     run = tmp_path / "r"
-    t = Trainer(tiny_cfg(run, data, max_steps=10, sample_every=1, save_every=5, keep_grids=3, niter=5), progress=False)
-    stand_in(t)
-    t.train()
-    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    names = grids_kept(run, data, max_steps=10, sample_every=1)
     assert names == ["step_0000001.png", "step_0000008.png", "step_0000010.png"]  # 1, 2, 4, 8 apart: 8 fits
     assert (run / "samples" / "latest.png").read_bytes() == (run / "samples" / "step_0000010.png").read_bytes()
     page = (run / "report.html").read_text()
     assert "step_0000010.png" in page and "step_0000002.png" not in page
-    t = Trainer(tiny_cfg(run, data, max_steps=20, sample_every=1, save_every=5, keep_grids=3, niter=5), resume=True,
-                progress=False)
-    stand_in(t)
-    t.train()
-    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    names = grids_kept(run, data, resume=True, max_steps=20, sample_every=1)
     assert names == ["step_0000001.png", "step_0000016.png", "step_0000020.png"]
 
 
@@ -736,12 +737,6 @@ def test_keep_grids_counts_grids_of_an_interval_changed_on_resume(tmp_path, data
     from bicyclegan.engine.report import grids_to_keep
     assert grids_to_keep(list(range(500, 5001, 500)) + [5600], 10) == [500, 1000, 2000, 3000, 4000, 5000, 5600]
     run = tmp_path / "r"
-    t = Trainer(tiny_cfg(run, data, max_steps=10, sample_every=1, save_every=5, keep_grids=3, niter=5), progress=False)
-    stand_in(t)
-    t.train()
-    t = Trainer(tiny_cfg(run, data, max_steps=19, sample_every=3, save_every=5, keep_grids=3, niter=5), resume=True,
-                progress=False)
-    stand_in(t)
-    t.train()
-    names = sorted(p.name for p in (run / "samples").glob("step_*.png"))
+    grids_kept(run, data, max_steps=10, sample_every=1)
+    names = grids_kept(run, data, resume=True, max_steps=19, sample_every=3)
     assert names == ["step_0000001.png", "step_0000008.png", "step_0000019.png"]
