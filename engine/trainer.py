@@ -1494,7 +1494,7 @@ class Trainer:
         self.dist.main_decides(draw)
 
     def _thin_grids(self) -> None:
-        """keep_grids: a grid every sample interval of a long run filled the disk (a 256 px grid is ~3 MB: the
+        """keep_grids: a grid every sample interval of a long run filled the disk (a 256 px grid is 2-3 MB: the
         reference's edges2shoes schedule wrote ~3,000 of them). A grid that cannot be removed stays (it is one more
         picture, not a lost one)."""
         from .report import grid_step, grids_to_keep, run_grids

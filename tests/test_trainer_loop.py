@@ -718,7 +718,7 @@ def grids_kept(run, data, resume=False, **kw):
 
 
 def test_keep_grids_bounds_the_sample_grids_of_a_run_and_its_resume(tmp_path, data):
-    # A grid every sample interval, none ever removed: the reference's edges2shoes schedule wrote ~3,000 (~9 GB).
+    # A grid every sample interval, none ever removed: the reference's edges2shoes schedule wrote ~3,000 (6-9 GB).
     run = tmp_path / "r"
     names = grids_kept(run, data, max_steps=10, sample_every=1)
     assert names == ["step_0000001.png", "step_0000008.png", "step_0000010.png"]  # 1, 2, 4, 8 apart: 8 fits
