@@ -357,7 +357,6 @@ class Evaluation:
                         loader = owned.enter_context(self._loader()) if len(share) else None
                         # each input's place in the split (the files the checks took): its codes' row
                         index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
-                        self._samples = {s.path: s for s in loader.samples} if loader else {}
                         batches = _from_input(loader, share.start) if loader else iter(())
                     batch = next(batches, None) if read < len(share) else None
                     if batch is not None:
@@ -374,6 +373,7 @@ class Evaluation:
                         if rows:
                             take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
                             take["paths"] = [batch["paths"][j] for j in rows]
+                            take["samples"] = [loader.samples[index[p]] for p in take["paths"]]  # (their files)
                             z = z_all[[index[p] - share.start for p in take["paths"]]]
                             n_out, has_enc = self._measure(take, z, got)
                 except Exception as e:  # every rank raises it, below
@@ -425,7 +425,7 @@ class Evaluation:
                 got["lpips"].append(lp.distance([t[pairs[:, 0]] for t in f], [t[pairs[:, 1]] for t in f]).cpu())
         if inception is not None:
             got["fake"].append(inception_features(inception, _quantised(samples.flatten(0, 1))))
-            got["real"].append(self._real_features(B, batch["paths"]))
+            got["real"].append(self._real_features(B, batch["samples"]))
         has_enc = "encoded" in names
         if has_enc:
             enc = cols[names.index("encoded")]
@@ -438,18 +438,17 @@ class Evaluation:
                 got["enc"].append(enc.cpu())
         return samples.shape[1], has_enc
 
-    def _real_features(self, B: torch.Tensor, paths: list[str]) -> torch.Tensor:
+    def _real_features(self, B: torch.Tensor, samples: list) -> torch.Tensor:
         """FID's features of a batch's real B, kept by the file B is read from (its path, size and modification
         time): the same images for each of a sweep's checkpoints, a comparison's models (of()'s copies share
         them) and a training's evaluations, whose FID computed them every time (a third of FID's work at 2
         samples an input). A file changed since is read anew (one changed while its batch was read, between the
         read and this look, is not: a race no reader closes)."""
         keys = []
-        for p in paths:
-            s = self._samples.get(p)
+        for s in samples:
             try:  # both files of a pair: with --direction BtoA the real B is read from A/
-                keys.append(None if s is None else tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns)
-                                                         for f in (s.path, s.b_path) if f is not None))
+                keys.append(tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns)
+                                  for f in (s.path, s.b_path) if f is not None))
             except OSError:
                 keys.append(None)
         if all(k is not None and k in self._real for k in keys):

@@ -18,7 +18,10 @@ class SeveralSizesError(DatasetError):
     scale_width): a caller that can go an input at a time (the evaluation) tells it from other refusals."""
 
 
-def describe_bad(bad, limit=10, listed=None):
+NAMED_BAD = 10  # bad files a message names one by one; more are counted (and listed in a file: files._list_bad)
+
+
+def describe_bad(bad, limit=NAMED_BAD, listed=None):
     """Format [(path, reason), ...] as one line per file, at most `limit` of them; listed: a file that
     lists them all (the line of those left out names it)."""
     # A name with a newline (or another unprintable character) as a Python string literal: printed as it

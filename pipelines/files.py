@@ -42,7 +42,7 @@ except ImportError:  # a setup that skipped the dependencies: JPEGs get PIL's we
     simplejpeg = None
 
 from .atomic import atomic_write, special_file
-from .errors import DatasetError, SeveralSizesError, alike, describe_bad, plural
+from .errors import NAMED_BAD, DatasetError, SeveralSizesError, alike, describe_bad, plural
 
 log = logging.getLogger("bicyclegan.pipelines")
 # A warning every process of a machine gives alike (the same files and checks, the same cores and
@@ -706,7 +706,7 @@ def changed_since_checks(sample, layout, spec, sizes, output_sizes) -> str | Non
     return None
 
 
-def _list_bad(bad, where, limit=10) -> str | None:
+def _list_bad(bad, where, limit=NAMED_BAD) -> str | None:
     """Where more bad files than describe_bad's `limit` lines are found, a text file listing every one (path,
     a tab, the reason; a line each) in the check cache's folder, named after the data folder: 851 of 861
     damaged files were "... and 851 more", and only Python's loader.skipped held their names. None where the
@@ -752,7 +752,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
         (bad.append(problem) if problem else good.append(sample))
     where = folders[0].parent if layout == "ab_folders" else folders[0]  # (a B/ file was said to be in A/)
     said = describe_bad(bad, listed=_list_bad(bad, where)) if bad else ""
-    if len(bad) > 10 and not _saving_checks:  # (describe_bad's limit: the line of those left out names no list)
+    if len(bad) > NAMED_BAD and not _saving_checks:  # (the line of those left out names no list)
         said += " (a run lists them all in a file beside the check cache; a dry run writes nothing)"
     if bad and not skip_bad:
         raise alike(DatasetError(f"{len(bad)} bad file(s) in {where}:\n{said}"
