@@ -38,6 +38,7 @@ MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and 
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to this
 MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
+LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
@@ -69,10 +70,18 @@ class LogCurves:
             self.__init__()
         with open(path, "rb") as f:
             f.seek(self.offset)
-            text = f.read()
-        end = text.rfind(b"\n") + 1
-        self.offset += end
-        for line in text[:end].decode("utf-8", "replace").splitlines():
+            # In pieces: a long run's log read whole by a command's first report (a million lines) held 1.1 GB.
+            rest = b""
+            while chunk := f.read(LOG_CHUNK):
+                text = rest + chunk
+                end = text.rfind(b"\n") + 1
+                rest = text[end:]
+                self.offset += end
+                self._add(text[:end])
+        return self
+
+    def _add(self, text: bytes):
+        for line in text.decode("utf-8", "replace").splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
@@ -96,7 +105,6 @@ class LogCurves:
                     self.not_finite.pop(k, None)
                 elif v is None:  # how the trainer writes a non-finite value
                     self.not_finite[k] = step
-        return self
 
     def losses(self) -> list[str]:
         """The loss columns logged so far, a column whose values were all non-finite included (a run

@@ -71,6 +71,12 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
     checkpoints/) in training order: its epoch_N.pt files, then latest.pt where it is further on
     (where it is not, it holds the last epoch_N.pt's weights). best.pt, a copy of one evaluation's
     weights, is not one of them."""
+    return [found[:3] for found in _listing(path)]
+
+
+def _listing(path) -> list[tuple[Path, int, int, str | None]]:
+    """run_checkpoints' list with each file's recorded digest, read in the same look at the file (a --reuse
+    sweep of 2,000 checkpoints opened each twice: 106 s before its first line)."""
     if not isinstance(path, (str, os.PathLike)):  # (a model object was pathlib's TypeError)
         raise TypeError(f"run must be a run folder's path (or of a file in its checkpoints/), got "
                         f"{type(path).__name__}")
@@ -83,27 +89,24 @@ def run_checkpoints(path) -> list[tuple[Path, int, int]]:
     if folder.name != "checkpoints" or not folder.is_dir():
         raise CheckpointError(f"--epoch all evaluates every checkpoint of a run: {path} is neither a run folder "
                               f"nor a file in one's checkpoints/ folder")
-    found = []
-    for e in saved_epochs(folder):
-        step, epoch = _position(folder / epoch_name(e))
-        found.append((folder / epoch_name(e), epoch, step))
+    found = [(folder / epoch_name(e), *_position(folder / epoch_name(e))) for e in saved_epochs(folder)]
     if (folder / LATEST).is_file():
-        step, epoch = _position(folder / LATEST)
-        if not found or step > found[-1][2]:
-            found.append((folder / LATEST, epoch, step))
+        latest = (folder / LATEST, *_position(folder / LATEST))
+        if not found or latest[2] > found[-1][2]:
+            found.append(latest)
     if not found:
         raise CheckpointError(f"{folder} holds no checkpoint to evaluate (the run stopped before its first)")
     return found
 
 
-def _position(path: Path) -> tuple[int, int]:
-    """(step, epochs done) of a checkpoint, read without its tensors (nor its digest: the table's rows and page
-    show these before any check, and a file's text there was the page's markup)."""
-    step, epoch, per = peek_checkpoint(path, "step", "epoch", "steps_per_epoch")
+def _position(path: Path) -> tuple[int, int, str | None]:
+    """(epochs done, step, recorded digest) of a checkpoint, read without its tensors (nor checking its digest:
+    the table's rows and page show these before any check, and a file's text there was the page's markup)."""
+    step, epoch, per, digest = peek_checkpoint(path, "step", "epoch", "steps_per_epoch", "digest")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (step, epoch, per or 0)):
         raise CheckpointError(f"{path} is damaged: its step, epoch or steps per epoch is not a whole number "
                               f"({step!r}, {epoch!r}, {per!r}); move it away")
-    return step, epochs_done(step, epoch, per)
+    return epochs_done(step, epoch, per), step, digest
 
 
 # The options a checkpoint's figures depend on; batch size (which inputs are generated together) and the
@@ -256,7 +259,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                               f"{Path(json_path) / 'sweep.json'}")
         if json_path:
             refuse_checkpoint_json(json_path, "sweep.json", "json_path")
-        found = run_checkpoints(run)
+        listing = _listing(run)
+        found = [c[:3] for c in listing]
         folder = found[0][0].parent.parent
         # Before the work, where its results go: the split's name from the first checkpoint's config (the
         # rows may all be errors, which name none), and the folders checked writable (--json's too).
@@ -279,8 +283,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         kept, older = {}, 0
         if reuse:
             of = protocols(root, phase, **{**options, "n_samples": n_samples})
-            for path, epoch, step in found:
-                want = of(peek_checkpoint(path, "digest")[0])
+            for path, epoch, step, digest in listing:
+                want = of(digest)
                 saved = results_dir(path, name) / "eval.json"
                 if (row := measured_before(found_row := _saved_row(saved), want)) is not None and \
                         _intact_since(path, saved):

@@ -72,7 +72,6 @@ from .io import (
     to_devnull,
     write_json,
     write_reason,
-    write_text,
 )
 from .model import BicycleGAN, spread_z
 from .report import INSTALL_HINT, TensorBoardLog, tensorboard_writer, write_report
@@ -355,6 +354,23 @@ def _log_step(line: str) -> float:
         return json.loads(line).get("step", 0)
     except (ValueError, AttributeError):
         return math.inf
+
+
+def _keep_log_to(path: Path, step: int, what: str) -> bool:
+    """Rewrite the log at `path` with its lines up to `step` (_log_step), read a line at a time (a resume held a
+    long run's whole log.jsonl, and every line of it again); whether any line was dropped."""
+    dropped = False
+
+    def write(f):
+        nonlocal dropped
+        with open(path, encoding="utf-8") as src:
+            for line in src:
+                if _log_step(line) <= step:
+                    f.write(line.rstrip("\n").encode("utf-8") + b"\n")
+                else:
+                    dropped = True
+    atomic_write(path, write, what=what)
+    return dropped
 
 
 def _even_batch_hint(error, cfg, world):
@@ -1148,12 +1164,8 @@ class Trainer:
                 grid.unlink()
                 later = True
         for name, what in (("log.jsonl", "training log"), (EVAL_LOG, "evaluation log")):
-            path = self.run_dir / name
-            if path.exists():
-                lines = path.read_text().splitlines()
-                kept = [ln for ln in lines if _log_step(ln) <= self.step]
-                later |= len(kept) < len(lines)
-                write_text(path, "".join(ln + "\n" for ln in kept), what=what)
+            if (self.run_dir / name).exists():
+                later |= _keep_log_to(self.run_dir / name, self.step, what)
         if later:
             self._drop_later_views()
         # best.pt of the discarded steps, which holds weights this run will not have had, is set aside above.

@@ -112,6 +112,23 @@ def test_a_long_log_is_drawn_as_an_envelope_of_bounded_size_keeping_spikes_and_t
     assert again.update(log).curve("y") == (xs, ys)
 
 
+def test_the_log_is_read_in_pieces_as_it_would_be_read_whole(tmp_path, monkeypatch):
+    # A command's first report read a long run's whole log.jsonl at once (a million lines: 1.1 GB held).
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "y": s / 7, "note": "é" * (s % 5)} for s in range(1, 400)]
+    rows[100]["y"] = None  # a value that was not finite
+    log.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + '{"step": 400, "y"')
+    monkeypatch.setattr(report_mod, "LOG_CHUNK", 37)  # lines cut anywhere, in an "é" too
+    pieces = LogCurves().update(log)
+    assert pieces.offset == log.stat().st_size - len('{"step": 400, "y"')  # the line cut short waits
+    assert pieces.curve("y") == ([r["step"] for r in rows if r["y"] is not None],
+                                 [r["y"] for r in rows if r["y"] is not None])
+    assert pieces.last == rows[-1] and pieces.steps == (1, 399)
+    with open(log, "a") as f:
+        f.write(': 1.5}\n')
+    assert pieces.update(log).last == {"step": 400, "y": 1.5} and pieces.steps == (1, 400)
+
+
 def envelope_by_numpy(xs: np.ndarray, ys: np.ndarray) -> list[tuple[int, float]]:
     """An envelope's points from the whole series at once: buckets of the smallest power-of-two
     width that leaves at most MAX_BUCKETS of them, each its first lowest and first highest point in

@@ -526,11 +526,16 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
     sweep_mod = importlib.import_module("bicyclegan.engine.sweep")
     state = sweep_mod._files_state
     monkeypatch.setattr(sweep_mod, "_files_state", lambda *a: walks.append(1) or state(*a))
+    peeked, peek = [], sweep_mod.peek_checkpoint
+    monkeypatch.setattr(sweep_mod, "peek_checkpoint", lambda path, *keys: peeked.append(Path(path).name)
+                        or peek(path, *keys))
     capsys.readouterr()
     # nothing changed: every row is the one measured before, nothing built, nothing measured, the split walked once
-    # (for each checkpoint: 62 % of a 30-checkpoint sweep of a 4,000-image split)
+    # (for each checkpoint: 62 % of a 30-checkpoint sweep of a 4,000-image split), each file opened once (its
+    # position and its digest in one look: twice made a sweep of 2,000 checkpoints wait 106 s)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
     assert json.loads(sweep_json.read_text()) == first and not calls and not loads and len(walks) == 1
+    assert sorted(peeked) == ["epoch_1.pt", "epoch_2.pt", "latest.pt"]
     err = capsys.readouterr().err  # (the progress lines: stderr, as sample's and evaluate's counts)
     assert "evaluating 0 checkpoints" in err and "(3 measured before, reused)" in err
     assert re.search(r"^\[2/3\] epoch_2.pt \(epoch 2, step 8\): .*val_epoch_2/eval.json \(measured before\)$", err,

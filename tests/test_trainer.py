@@ -12,7 +12,7 @@ from tiny import TINY, tiny_cfg
 from bicyclegan.engine import CheckpointError, DataConfig, ModelConfig, TrainConfig
 from bicyclegan.engine.checkpoint import load_checkpoint, read_checkpoint
 from bicyclegan.engine.cli import build_parser, main, resolve_config
-from bicyclegan.engine.trainer import Trainer, lr_factor
+from bicyclegan.engine.trainer import Trainer, _keep_log_to, lr_factor
 from bicyclegan.pipelines import make_demo_dataset
 
 
@@ -62,6 +62,19 @@ def test_a_run_made_again_writes_the_same_checkpoint(tmp_path, demo_root):
         Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2), progress=False).train()
         digests.append(read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["digest"])
     assert digests[0] == digests[1]
+
+
+def test_a_resume_keeps_the_log_lines_up_to_its_checkpoint(tmp_path):
+    # Read a line at a time (a resume held a long run's whole log, and its lines again), kept as they were.
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "G_L1": s / 3}) + "\n" for s in range(1, 6)]
+    log.write_text("".join(lines[:3]) + "\n" + "".join(lines[3:]) + '{"step": 6, "G_')  # a blank and a cut line
+    assert _keep_log_to(log, 3, "training log") is True and log.read_text() == "".join(lines[:3])
+    assert _keep_log_to(log, 3, "training log") is False and log.read_text() == "".join(lines[:3])
+    log.write_text("".join(lines) + '{"step": 6, "G_')
+    assert _keep_log_to(log, 9, "training log") is True and log.read_text() == "".join(lines)  # the cut line only
+    log.write_text("".join(lines).rstrip("\n"))  # the last line whole, its newline not yet written
+    assert _keep_log_to(log, 5, "training log") is False and log.read_text() == "".join(lines)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -35,12 +35,12 @@ SKIP = "not download"
 # (id, file, original text, mutant text, tests)
 MUTANTS = [
     # evaluate --epoch all: which checkpoints, in which order
-    ('SW01', SW, 'if not found or step > found[-1][2]:',
-     'if not found or step >= found[-1][2]:', ST),
+    ('SW01', SW, 'if not found or latest[2] > found[-1][2]:',
+     'if not found or latest[2] >= found[-1][2]:', ST),
     ('SW02', SW, 'folder = path if path.is_dir() and path.name == "checkpoints" else path / "checkpoints" if',
      'folder = path / "checkpoints" if', ST),
-    ('SW03', SW, 'for e in saved_epochs(folder):',
-     'for e in sorted(saved_epochs(folder), key=str):', ST),
+    ('SW03', SW, 'for e in saved_epochs(folder)]',
+     'for e in sorted(saved_epochs(folder), key=str)]', ST),
     # the measuring loop
     ('SW04', SW, 'if ev is None else ev.of(path)',
      'if ev is None else ev', ST),

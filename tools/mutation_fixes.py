@@ -1580,9 +1580,8 @@ MUTANTS = [
      'if i in (0, len(steps) - 1) or i % (unit // every) == 0]', SG_THIN),
     ('SG20', R, '    if k == 1:\n        return [steps[-1]]\n    unit = math.gcd(', '    unit = math.gcd(', SG_THIN),
     ('SG21', T, '            if self.cfg.keep_grids:\n                self._thin_grids()', '            pass', SG_THIN),
-    ('SG22', "engine/sweep.py", '            want = of(peek_checkpoint(path, "digest")[0])',
-     '            want = protocols(root, phase, **{**options, "n_samples": n_samples})(peek_checkpoint(path, '
-     '"digest")[0])', SG_REUSE),
+    ('SG22', "engine/sweep.py", '                want = of(digest)',
+     '                want = protocols(root, phase, **{**options, "n_samples": n_samples})(digest)', SG_REUSE),
     ('SG23', EV, '        if all(k is not None and k in self._real for k in keys):', '        if False:', SG_REAL),
     ('SG24', EV, '(st := os.stat(f)).st_size, st.st_mtime_ns)', '(st := os.stat(f)).st_size)', SG_REAL),
     ('SG25', CK, '    except OlderFormatError:\n        return True\n', '', SG_OLD_KEPT),
