@@ -26,6 +26,7 @@ from .config import TrainConfig, check_bool
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .io import atomic_write, read_torch_file
 from .model import BicycleGAN
+from .networks import built_shapes
 
 FORMAT = "bicyclegan-checkpoint-v2"
 _OLD_FORMATS = ("bicyclegan-checkpoint-v1",)
@@ -331,6 +332,9 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         # they cannot run (a CPU machine), as the data falls back from DALI (runtime.inference_data);
         # kept as it was, every forward raised. Training (resume) refuses it with advice instead.
         cfg.model.impl = "auto"
+    if training:  # (before the weights' check, which would name the networks such a config builds no more)
+        BicycleGAN.check_trainable(cfg)
+    _check_fits(state, cfg, training, path)
     # Built on the CPU, its initial weights replaced below: drawn from a fork of torch's generator, so that the
     # caller's next draws are those it would have had (sample, evaluate and the others load models this way).
     with torch.random.fork_rng(devices=[]):
@@ -350,6 +354,20 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
         model.eval()
     return model
+
+
+def _check_fits(state: dict, cfg: TrainConfig, training: bool, path) -> None:
+    """The checkpoint's weights against what its config builds, before the model is built: a 3 KB file whose
+    config said ngf 1024 and which held no weights took 18 GB (and two minutes) to be refused."""
+    names = [n for n in cfg.trained_networks if training or n in ("G", "E")]  # (what BicycleGAN builds)
+    if missing := sorted(n for n in names if not isinstance(state["nets"].get(n), dict)):
+        raise CheckpointError(f"{path}: its weights do not fit its own config: checkpoint lacks networks {missing}")
+    for name, shapes in built_shapes(cfg.model, names).items():
+        for key, shape in shapes.items():
+            if not isinstance(t := state["nets"][name].get(key), torch.Tensor) or t.shape != shape:
+                held = f"is {tuple(t.shape)}" if isinstance(t, torch.Tensor) else "is missing"
+                raise CheckpointError(f"{path}: its weights do not fit its own config: {name}.{key} {held} where "
+                                      f"its config builds {tuple(shape)}")
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.

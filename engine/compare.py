@@ -445,7 +445,7 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                f"then a row per model of its first {plural(show_samples, 'measured output')}, z1, z2, ... "
                "the same codes for models of one nz (a model without z: its one output)."
                # (a model whose outputs were not finite has no row: the picture's rows were fewer than the models)
-               + (f" No row for {', '.join(r['name'] for r in rows if 'error' in r)}: see the table."
+               + (f" No row for {html.escape(', '.join(r['name'] for r in rows if 'error' in r))}: see the table."
                   if len(done) < len(rows) else "")
                + f"</figcaption><img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)

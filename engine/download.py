@@ -349,13 +349,28 @@ class _Budget:
         self.take(MEMBER_COST)
         dest.mkdir(parents=True, exist_ok=True)
 
-    def write(self, src, dest: Path) -> None:
+    def write(self, src, dest: Path, counted: bool = False) -> None:
+        """src's bytes into dest; counted: they were taken already, as read from the archive (tar's)."""
         self.take(MEMBER_COST)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "wb") as out:
             while block := src.read(CHUNK):
-                self.take(len(block))
+                self.take(0 if counted else len(block))
                 out.write(block)
+
+
+class _Counted:
+    """A decompressed stream whose every byte is taken from the budget as it is read: tar's headers too, whose
+    long names (a GNU or PAX header declares its size) tarfile reads whole before any member is seen (a 292 KB
+    archive declaring a 300 MB name took 1.1 GB), and the gzip stream past the archive's end."""
+
+    def __init__(self, raw, budget: _Budget):
+        self.raw, self.budget = raw, budget
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(CHUNK if n is None or n < 0 else min(n, CHUNK))
+        self.budget.take(len(data))
+        return data
 
 
 def _extract(archive: Path, into: Path, url: str) -> None:
@@ -381,18 +396,20 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                         with z.open(info) as src:
                             budget.write(src, dest)
         else:
-            with tarfile.open(archive, "r:gz") as t:
+            # As a stream (r|): read once, in order, through the budget
+            with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=(stream := _Counted(gz, budget)),
+                                                               mode="r|") as t:
                 for m in t:
                     dest = _member_path(into, m.name, url)
                     if m.isdir():
                         budget.folder(dest)
                     elif m.isfile():
                         with t.extractfile(m) as src:
-                            budget.write(src, dest)
+                            budget.write(src, dest, counted=True)
                     else:
                         refuse(m.name)
                 # tar stops at its end-of-archive blocks: the gzip stream's checksum comes after them
-                while t.fileobj.read(CHUNK):
+                while stream.read(CHUNK):
                     pass
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile) as e:
         raise DownloadError(f"{url}: the archive is damaged or incomplete ({type(e).__name__}: {e}); nothing was "
@@ -406,6 +423,9 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                             f"({os.path.relpath(e.filename, into) if e.filename else e}); nothing was kept; "
                             f"check the mirror") from None
     except OSError as e:  # writing failed (disk full, permissions)
+        if e.errno == errno.ENAMETOOLONG:  # (a member's name: the archive's, kept as a partial download)
+            raise DownloadError(f"{url}: an archive member's name is longer than this file system takes "
+                                f"({e.strerror}); nothing was kept; check the mirror") from None
         raise OutputError(f"cannot extract {url} into {into}: {e.strerror or e}") from None
 
 

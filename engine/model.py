@@ -133,11 +133,7 @@ class BicycleGAN(nn.Module):
         # model of a notebook), changed this model's objective under networks built for another one.
         self.cfg = cfg = TrainConfig.own_copy(cfg, "BicycleGAN")
         if training:  # (BicycleGAN(cfg).train_step is the README's one iteration: refused as train refuses it)
-            try:
-                cfg.check_trainable()
-            except ConfigError as e:
-                raise ConfigError(f"{e}. A model for inference, which this config still makes: training=False "
-                                  f"(load_checkpoint's default)") from None
+            self.check_trainable(cfg)
         m, v = cfg.model, cfg.variant
         # What the layers run (layer_impl); cfg keeps what was asked for, so a checkpoint's config
         # resumes or samples elsewhere (with a CUDA graph, on the CPU) with that place's choice.
@@ -188,6 +184,15 @@ class BicycleGAN(nn.Module):
                                    betas=(cfg.beta1, cfg.beta2), fused=fused, capturable=graphed)
             for name, net in self.networks().items()}
         self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
+
+    @staticmethod
+    def check_trainable(cfg: TrainConfig) -> None:
+        """cfg.check_trainable, its refusal saying what the config still makes."""
+        try:
+            cfg.check_trainable()
+        except ConfigError as e:
+            raise ConfigError(f"{e}. A model for inference, which this config still makes: training=False "
+                              f"(load_checkpoint's default)") from None
 
     def _apply(self, fn, *args, **kwargs):
         # .to(), .cuda(), .half() ... reach the moving average too, though it is no submodule.

@@ -371,6 +371,19 @@ def build_encoder(cfg: ModelConfig) -> Encoder:
 
 
 def build_discriminator(cfg: ModelConfig, netD: str | None = None) -> MultiscaleDiscriminator:
+    return init_weights(_discriminator(cfg, netD), cfg.init_type, cfg.init_gain)
+
+
+def _discriminator(cfg: ModelConfig, netD: str | None = None) -> MultiscaleDiscriminator:
     input_nc = cfg.output_nc + (cfg.input_nc if cfg.conditional_D else 0)
-    net = MultiscaleDiscriminator(input_nc, cfg.ndf, netD or cfg.netD, cfg.num_Ds, cfg.norm, cfg.impl)
-    return init_weights(net, cfg.init_type, cfg.init_gain)
+    return MultiscaleDiscriminator(input_nc, cfg.ndf, netD or cfg.netD, cfg.num_Ds, cfg.norm, cfg.impl)
+
+
+def built_shapes(cfg: ModelConfig, names) -> dict[str, dict[str, torch.Size]]:
+    """The shape of each entry of the state_dict of the networks `names` (of G, E, D, D2) as cfg builds them, on the
+    meta device and not initialised: nothing allocated (what a checkpoint's weights are checked against before its
+    model is built; torch's init functions on the meta device took seconds to import)."""
+    make = {"G": lambda: UnetGenerator(cfg), "E": lambda: Encoder(cfg), "D": lambda: _discriminator(cfg, cfg.netD),
+            "D2": lambda: _discriminator(cfg, cfg.netD2)}
+    with torch.device("meta"):
+        return {n: {k: v.shape for k, v in make[n]().state_dict().items()} for n in names}

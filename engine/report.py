@@ -37,6 +37,9 @@ from .io import write_text
 MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and max (about 1 px of a chart)
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to this
+# A grid whose header says more pixels is linked, not decoded (a run's own: 92 M at 1,024 px with 8 samples; a
+# 219 KB file in a run folder someone gave you, declaring 15,000 x 15,000, took 1.6 GB to draw its report)
+MAX_GRID_PIXELS = 100_000_000
 MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
 LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
@@ -373,16 +376,22 @@ def grid_key(path: Path, max_width: int | None) -> tuple:
 
 
 def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None = MAX_GRID_WIDTH
-                  ) -> tuple[str, float]:
+                  ) -> tuple[str | None, float]:
     """The grid as a data: URI (PNG) and the factor it is shown at: scaled down to max_width when
     wider (None: the file as it is); cached by file, modification time and max_width, as a run's
-    grids never change once written."""
+    grids never change once written. (None, 0.0) for a grid of more than MAX_GRID_PIXELS, not decoded."""
     key = grid_key(path, max_width)
     if cache is not None and key in cache:
         return cache[key]
     data, scale = path.read_bytes(), 1.0
     if max_width is not None:
-        with Image.open(io.BytesIO(data)) as img:
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:  # (PIL's own guard, on where no command turned it off)
+            return None, 0.0
+        with img:
+            if img.width * img.height > MAX_GRID_PIXELS:
+                return None, 0.0  # (not cached: the next page says the same after a header's read)
             if img.width > max_width:
                 scale = max_width / img.width
                 h = max(1, round(img.height * scale))
@@ -727,10 +736,14 @@ def _grid_caption(config: dict | None, status: dict) -> str:
     return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
 
 
-def _grid_figure(step: int, uri: str, href: str, scale: float, latest: bool = False) -> str:
-    """A grid as shown (uri, at `scale` of its size), linking to its PNG (href, relative to the page)."""
+def _grid_figure(step: int, uri: str | None, href: str, scale: float, latest: bool = False) -> str:
+    """A grid as shown (uri, at `scale` of its size; None: too large to embed), linking to its PNG (href, relative
+    to the page)."""
     href = html.escape(href)
     caption = f"step {step}" + (" (latest)" if latest else "")
+    if uri is None:
+        return (f"<figure><figcaption>{caption} · not shown here: more than {MAX_GRID_PIXELS:,} pixels, "
+                f"<a href='{href}'>the file</a></figcaption></figure>")
     if scale < 1:  # floor: a grid a pixel too wide is shown at 99 %, not "100 %"
         caption += f" · shown at {math.floor(scale * 100)} %, <a href='{href}'>full size</a>"
     # the caption above: below a 512 px run's latest grid of 8 rows (2,100 px high as shown) it was out of sight

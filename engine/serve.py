@@ -15,6 +15,7 @@ The server binds to 127.0.0.1 unless told otherwise.
 """
 # No `from __future__ import annotations` here: FastAPI reads the routes' parameter types, and the
 # Request class they name is imported inside make_app (FastAPI is an optional extra).
+import asyncio
 import base64
 import collections
 import dataclasses
@@ -62,6 +63,12 @@ MAX_UPLOAD_PIXELS = 16_000_000
 MAX_NUM = 1000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
+# What one client may hold: a body has BODY_SECONDS to arrive (40 uploads sent but for their last byte held 10 MB
+# each, for good), DECODES uploads are decoded at a time (40 at once were 40 decodes of up to 130 MB each), and
+# beyond CONNECTIONS at a time the server answers 503 (held connections had used every file descriptor).
+BODY_SECONDS = 60
+DECODES = 2
+CONNECTIONS = 64
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
 FLOAT32_MAX = torch.finfo(torch.float32).max  # a code's numbers beyond it are refused
 # Pixels of one forward through G: a request's outputs are made in batches of at most this many input pixels
@@ -117,7 +124,10 @@ class Explorer:
                                                    crop_size=crop_size, preprocess=preprocess)
         self.nz = self.cfg.model.nz
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the model's: one generation or encoding at a time
+        # The inputs', apart: /api/info and uploads waited for every queued generation (the page could not load
+        # while another client kept the model busy)
+        self.items_lock = threading.Lock()
         self.stopping = False  # serve is stopping: a generation ends after its current batch
         self.items: dict[str, Item] = {}
         self.uploads: collections.OrderedDict[str, int] = collections.OrderedDict()  # id -> its values
@@ -154,7 +164,7 @@ class Explorer:
                 "items": [self._describe(it) for it in self._snapshot()]}
 
     def _snapshot(self) -> list[Item]:
-        with self.lock:
+        with self.items_lock:
             return list(self.items.values())
 
     @staticmethod
@@ -164,10 +174,12 @@ class Explorer:
     def item(self, item_id, field: str = "image") -> Item:
         if not isinstance(item_id, str):  # left out of the body, or not an id: was 404 "no image None"
             raise RequestError(400, f"{field} must be an image's id, as /api/info lists them (got {item_id!r})")
-        if item_id not in self.items:
+        with self.items_lock:  # (an upload meanwhile may drop it between a look and a read)
+            it = self.items.get(item_id)
+        if it is None:
             shown = repr(item_id) if len(item_id) <= 80 else f"{item_id[:40]!r}... ({len(item_id)} characters)"
             raise RequestError(404, f"no image {shown} (uploads beyond the last {MAX_UPLOADS} are dropped)")
-        return self.items[item_id]
+        return it
 
     def image_png(self, item_id: str, which: str) -> bytes:
         """The prepared A or B of an item (what the networks see) as PNG bytes."""
@@ -246,7 +258,7 @@ class Explorer:
         item_id = f"u{next(self._upload_ids)}"
         name = (name or "upload")[:80]
         item = Item(item_id, name, x if role == "A" else None, x if role == "B" else None)
-        with self.lock:
+        with self.items_lock:
             self.items[item_id] = item
             self.uploads[item_id] = x.numel()
             # The last MAX_UPLOADS, and as many of them as four uploads of the largest size take (under preprocess
@@ -359,7 +371,17 @@ MAX_JSON_BYTES = 1 << 20  # 16 codes of a few thousand numbers each fit many tim
 def _host_name(netloc: str) -> str:
     """The host of a Host header or an origin's netloc, without the port or a fully qualified name's last dot
     ("[::1]:7860" -> "::1", "box.example.:7860" -> "box.example")."""
-    return (urlsplit(f"//{netloc}").hostname or "").rstrip(".")
+    try:
+        return (urlsplit(f"//{netloc}").hostname or "").rstrip(".")
+    except ValueError:  # ("[::1", a bracket unclosed: an HTTP 500 and a traceback per request)
+        return ""
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # (an Origin of "http://[::1": a 500)
+        return None
 
 
 def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False,
@@ -414,9 +436,13 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         if why := refused_host(host):
             return JSONResponse({"error": why}, status_code=421)
         origin = request.headers.get("origin")
-        if origin is not None and request.method != "GET" and urlsplit(origin).netloc != host:
+        if origin is not None and request.method != "GET" and _netloc(origin) != host:
             return JSONResponse({"error": f"a request from {origin} (another site) is refused"}, status_code=403)
-        return await call_next(request)
+        response = await call_next(request)
+        # Not shown inside another site's page (whose clicks it would take), nor read as another type than its own
+        response.headers.update({"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                                 "X-Content-Type-Options": "nosniff"})
+        return response
 
     async def read_capped(request: Request, limit: int, what: str) -> bytes:
         """The body, refused (413) past `limit` bytes: by its declared length before reading, and as it
@@ -425,14 +451,30 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
         data = bytearray()
+        deadline = asyncio.get_running_loop().time() + BODY_SECONDS
+        chunks = request.stream().__aiter__()
         try:
-            async for chunk in request.stream():
-                data += chunk
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    data += await asyncio.wait_for(chunks.__anext__(), max(left, 0))
+                except StopAsyncIteration:
+                    break
                 if len(data) > limit:
                     raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
         except ClientDisconnect:  # a tab closed mid-upload: nobody to answer (it printed a traceback)
             raise RequestError(400, f"the client went away before its {what} was sent") from None
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"{what} did not arrive within {BODY_SECONDS} s") from None
         return bytes(data)
+
+    # A request waits for the model here, not in a thread of the pool the page's own requests (/, its images) are
+    # answered from: 41 generations queued on the model had every thread, and the page could not load.
+    model_turn, decoding = asyncio.Semaphore(1), asyncio.Semaphore(DECODES)
+
+    async def with_model(fn, *args):
+        async with model_turn:
+            return await run_in_threadpool(fn, *args)
 
     async def body(request: Request) -> dict:
         raw = await read_capped(request, MAX_JSON_BYTES, "a request body")
@@ -450,7 +492,7 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         return page
 
     @app.api_route("/api/info", methods=["GET", "HEAD"])
-    def info():
+    async def info():  # (a list: no thread needed, and none may be free)
         return explorer.info()
 
     @app.api_route("/api/image/{item_id}/{which}", methods=["GET", "HEAD"])
@@ -460,7 +502,8 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     @app.post("/api/upload")
     async def upload(request: Request, role: str = "A", name: str = "upload"):
         data = await read_capped(request, explorer.max_upload_bytes, "upload")
-        return await run_in_threadpool(explorer.add_upload, data, role, name)
+        async with decoding:
+            return await run_in_threadpool(explorer.add_upload, data, role, name)
 
     @app.post("/api/random")
     async def random(request: Request):
@@ -470,18 +513,18 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     @app.post("/api/generate")
     async def generate(request: Request):
         d = await body(request)
-        return await run_in_threadpool(explorer.generate, d.get("input"), d.get("z"))
+        return await with_model(explorer.generate, d.get("input"), d.get("z"))
 
     @app.post("/api/encode")
     async def encode(request: Request):
         d = await body(request)
-        return await run_in_threadpool(explorer.encode, d.get("image"))
+        return await with_model(explorer.encode, d.get("image"))
 
     @app.post("/api/interpolate")
     async def interpolate(request: Request):
         d = await body(request)
-        return await run_in_threadpool(explorer.interpolate, d.get("input"), d.get("z0"), d.get("z1"),
-                                       d.get("steps", 7), d.get("mode", INTERP_MODES[0]))
+        return await with_model(explorer.interpolate, d.get("input"), d.get("z0"), d.get("z1"),
+                                d.get("steps", 7), d.get("mode", INTERP_MODES[0]))
 
     return app
 
@@ -555,7 +598,8 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        _server_class(explorer)(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        _server_class(explorer)(uvicorn.Config(app, log_level="warning", limit_concurrency=CONNECTIONS)
+                                ).run(sockets=[sock])
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -432,6 +432,11 @@ def test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_writ
     # the picture's caption names the model it has no row for (it said "a row per model", a row short)
     caption = re.search(r"<figcaption>(For each of the first 1 input:[^<]*)</figcaption>", page).group(1)
     assert caption.endswith(" No row for pix2pix: see the table.")
+    # a name is markup nowhere on the page, the caption's too (a run folder named so ran its script there)
+    name = "x<img src=x onerror=alert(1)>"
+    page = render_compare([{"name": "a", "variant": "bicycle", "step": 1, "diversity_l1": 0.5},
+                           {"name": name, "variant": "pix2pix", "step": 1, "error": "boom"}], "compare.png", 1, 2)
+    assert "<img src=x" not in page and f"No row for {html.escape(name)}: see the table." in page
 
 
 def _diverged(src, dst):

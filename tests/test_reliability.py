@@ -422,18 +422,31 @@ def test_load_checkpoint_takes_a_run_folder_as_the_commands_do(tmp_path):
     assert results_dir(tmp_path / "run", "test") == (tmp_path / "run" / "results" / "test").resolve()
 
 
-def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path):
+def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path, monkeypatch):
     model = tiny_model()
     state = model.training_state()
     wide = BicycleGAN(TrainConfig(model=ModelConfig(**{**TINY, "ngf": 8})), training=False).G.state_dict()
-    cases = [({"nets": {**state["nets"], "G": wide}}, False, "Error(s) in loading state_dict for UnetGenerator:"),
+    # (G's first conv: ngf outputs from A's 3 channels and z's 8, 4 x 4)
+    cases = [({"nets": {**state["nets"], "G": wide}}, False, "G.model.down.weight is (8, 11, 4, 4) where its config "
+              "builds (4, 11, 4, 4)"),
              ({"nets": {k: v for k, v in state["nets"].items() if k != "E"}}, False, "checkpoint lacks networks ['E']"),
+             ({"nets": {**state["nets"], "D2": {}}}, True, "D2.scales.0.0.weight is missing where its config builds "
+              "(4, 3, 4, 4)"),  # (D2's first conv: ndf outputs from B's 3 channels)
              ({"optimizers": {**state["optimizers"], "D": {"state": {}}}}, True, "'param_groups'")]
     for i, (extra, training, why) in enumerate(cases):
         path = tmp_path / f"{i}.pt"
         save_checkpoint(model, path, extra=extra)
         refused(lambda: load_checkpoint(path, training=training), CheckpointError,
                 f"{path}: its weights do not fit its own config: {why}")
+    # Before anything is built: a 3 KB file whose config says ngf 1024 and which holds no weights took 18 GB
+    state = read_checkpoint(path)
+    state["config"]["model"].update(ngf=1024, nef=1024)
+    huge = tmp_path / "huge.pt"
+    save_checkpoint(model, huge, extra={"nets": {}, "config": state["config"]})
+    monkeypatch.setattr(BicycleGAN, "__init__", lambda *a, **k: pytest.fail("a model was built"))
+    for training, nets in ((False, "['E', 'G']"), (True, "['D', 'D2', 'E', 'G']")):
+        refused(lambda: load_checkpoint(huge, training=training), CheckpointError,
+                f"{huge}: its weights do not fit its own config: checkpoint lacks networks {nets}")
 
 
 @pytest.mark.parametrize("config,why", [

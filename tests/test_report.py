@@ -10,9 +10,11 @@ import io
 import json
 import math
 import re
+import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zlib
 
 import numpy as np
 import pytest
@@ -353,6 +355,31 @@ def test_files_removed_while_the_page_is_written_are_left_out_not_fatal(tmp_path
     monkeypatch.setattr(report_mod, "grid_data_uri", gone_grid)
     page = write_report(run).read_text()
     assert "results/test/index.html" in page and "samples at step 200'" not in page and "samples at step 100'" in page
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG's signature and header declaring width x height RGB, then its end: no pixel data to decode."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("pil_guard", [True, False])
+def test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded(tmp_path, monkeypatch, pil_guard):
+    # A 219 KB grid declaring 15,000 x 15,000 in a run folder someone gave you took 1.6 GB to rewrite its report (the
+    # commands turn PIL's own guard off; from Python, PIL's guard made the page a DecompressionBombError).
+    from bicyclegan.engine import report as report_mod
+    if not pil_guard:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    run, _ = fake_run(tmp_path)
+    (run / "samples" / "step_0000400.png").write_bytes(png_declaring(15_000, 15_000))  # (its pixels: none to read)
+    page = write_report(run).read_text()
+    assert [int(s) for s, _ in embedded_images(page)] == [300, 200, 100]
+    assert ("step 400 (latest) · not shown here: more than 100,000,000 pixels, <a href='samples/step_0000400.png'>"
+            "the file</a>") in page
+    # a run's own grid at 1,024 px with 8 samples (8 rows, 11 columns) is drawn
+    assert 8 * 1024 * 11 * 1024 <= report_mod.MAX_GRID_PIXELS
 
 
 def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):

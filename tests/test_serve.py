@@ -7,6 +7,7 @@ numpy transcription of the reference's util.interp_z.
 import base64
 import importlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -610,6 +612,100 @@ def test_an_upload_whose_client_goes_away_is_one_answer_not_a_traceback(explorer
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
     asyncio.run(make_app(explorer, local_only=True)(scope, receive, send))  # raised ClientDisconnect
     assert sent[0]["status"] == 400 and b"went away" in sent[1]["body"]
+
+
+def asgi_call(app, method, path, headers, messages):
+    """One request straight through the ASGI app: its (status, body, headers); messages: what receive() gives, then
+    it waits for good (a client that sends no more)."""
+    import asyncio
+    sent, messages = [], iter(messages)
+
+    async def receive():
+        for m in messages:
+            return m
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    return sent[0]["status"], sent[1]["body"], dict(sent[0]["headers"])
+
+
+def test_what_one_client_holds_is_bounded_in_time_and_the_list_never_waits_for_the_model(explorer, monkeypatch):
+    # A body sent but for its last byte held its 10 MB for good (40 of them: 400 MB); the answer is 408 once
+    # BODY_SECONDS have passed.
+    monkeypatch.setattr(serve_mod, "BODY_SECONDS", 0.3)
+    app = make_app(explorer, local_only=True)
+    local = [(b"host", b"127.0.0.1:7860")]
+    status, body, _ = asgi_call(app, "POST", "/api/upload", local + [(b"content-length", b"1000")],
+                                [{"type": "http.request", "body": b"x", "more_body": True}])
+    assert status == 408 and json.loads(body)["error"] == "upload did not arrive within 0.3 s"
+    # A Host or Origin that is no URL's was a 500 with a traceback per request
+    status, body, _ = asgi_call(app, "GET", "/api/info", [(b"host", b"[::1")], [])
+    assert status == 421 and "Host '[::1' is not a name of this machine" in json.loads(body)["error"]
+    status, _, _ = asgi_call(app, "POST", "/api/random", local + [(b"origin", b"http://[::1")],
+                             [{"type": "http.request", "body": b"{}"}])
+    assert status == 403
+    # not framed by another site's page, nor read as another type
+    status, _, headers = asgi_call(app, "GET", "/", local, [])
+    assert status == 200 and headers[b"x-frame-options"] == b"DENY" and headers[b"x-content-type-options"] == \
+        b"nosniff" and headers[b"content-security-policy"] == b"frame-ancestors 'none'"
+    # The list of inputs while the model is busy (a generation holds it): it waited for the generation, and 41 queued
+    # generations took every thread the page's requests are answered from.
+    client, answers = TestClient(app, base_url="http://127.0.0.1:7860"), []
+    with explorer.lock:
+        asker = threading.Thread(target=lambda: answers.append(client.get("/api/info").status_code), daemon=True)
+        asker.start()
+        asker.join(20)
+        assert answers == [200]
+    import uvicorn  # and the server answers 503 beyond CONNECTIONS at once (held ones used every descriptor)
+    configs = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
+    serve_mod.serve(explorer.model, port=0, device="cpu", num=0)
+    assert configs[0].limit_concurrency == serve_mod.CONNECTIONS
+
+
+def test_queued_generations_wait_outside_the_thread_pool(explorer):
+    # 41 generations queued behind a long one took all of the pool's 40 threads: the page itself (/, an input's
+    # image) was not answered until they were done.
+    import asyncio
+
+    from starlette.concurrency import run_in_threadpool
+    app = make_app(explorer, local_only=True)
+    local = [(b"host", b"127.0.0.1:7860")]
+
+    async def main():
+        async def call(method, path, body=b""):
+            done = asyncio.get_running_loop().create_future()
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": body}
+
+            async def send(m):
+                sent.append(m)
+                if m["type"] == "http.response.body" and not m.get("more_body"):
+                    done.set_result(sent[0]["status"])
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                     "headers": local, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
+            asyncio.ensure_future(app(scope, receive, send))
+            return done
+        await run_in_threadpool(explorer.lock.acquire)  # a generation in progress
+        try:
+            body = json.dumps({"input": "d0", "z": [[0.0] * explorer.nz]}).encode()
+            queued = [await call("POST", "/api/generate", body) for _ in range(45)]
+            await asyncio.sleep(0.5)
+            page = await call("GET", "/api/image/d0/A")
+            assert await asyncio.wait_for(page, 20) == 200
+            assert not any(q.done() for q in queued)
+        finally:
+            explorer.lock.release()
+        assert await asyncio.wait_for(asyncio.gather(*queued), 120) == [200] * 45
+    asyncio.run(main())
 
 
 def test_stopping_says_so_and_ends_generations(explorer, capsys):

@@ -1627,8 +1627,8 @@ MUTANTS = [
     ('SG45', T, '        others = [o for o in epochs[:1] + best + epochs[1:] if o[2] != resume_path.name]',
      '        others = [o for o in epochs + best if o[2] != resume_path.name]', SG_OTHERS),
     ('SG46', "pipelines/files.py", '    if len(bad) > NAMED_BAD and not _saving_checks:', '    if False:', SG_DRY_BAD),
-    ('SG47', M, '                raise ConfigError(f"{e}. A model for inference',
-     '                raise ConfigError(f"{e}" or f". A model for inference', SG_EARLIER),
+    ('SG47', M, '            raise ConfigError(f"{e}. A model for inference',
+     '            raise ConfigError(f"{e}" or f". A model for inference', SG_EARLIER),
 ]
 
 if __name__ == "__main__":

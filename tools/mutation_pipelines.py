@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after `make install`):
     .venv/bin/python tools/mutation_pipelines.py [--modules spec cpu_loader files dali_graph]
-        [--workdir /tmp/bicyclegan-mutation] [--count-only | --report-only]
+        [--workdir build/mutation] [--count-only | --report-only]
 
 cosmic-ray rewrites a source file on disk for each mutant and runs a test command, so each module
 runs in its own copy of the working tree (tracked and untracked, non-ignored files) under --workdir:
@@ -202,7 +202,9 @@ def client(address, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bicyclegan-mutation"))
+    # (in the checkout's build/, not a fixed /tmp folder that anyone on the machine may have made first: its config
+    # names the test command run)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "mutation")
     parser.add_argument("--count-only", action="store_true", help="set up and count the mutants, run none")
     parser.add_argument("--report-only", action="store_true", help="print the reports of finished runs")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's test run")
