@@ -16,6 +16,15 @@ IMPLS = ("auto", "triton", "ref")
 _TRITON_OK = None  # probed on first use: importing triton takes a while and CPU-only users need not pay it
 
 
+class NotScriptable:
+    """torch.jit.script of a model holding one of these layers says so by name (it failed deep in an error message's
+    f-string, "cannot statically infer the expected size of a list")."""
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(f"{type(self).__name__}: torch.jit.script cannot compile this layer (its kernels are "
+                           f"Triton and Python); torch.jit.trace, torch.export and torch.compile take it")
+
+
 def triton_available() -> bool:
     # A module global rather than functools.lru_cache, which torch.compile traces through with a warning.
     global _TRITON_OK

@@ -142,11 +142,16 @@ class TwoFacedOp:
         # custom op (a transform's tensor has no storage for a kernel to read; the dispatcher hands
         # over the plain tensors inside). Its result refuses a second backward (no autograd on it).
         gone = transform and any(_level_gone(t) for t in (grad, *saved))
+        # A batch of gradients at once (torch.autograd.grad's is_grads_batched, jacobian's vectorize=True) runs this
+        # under vmap: the backward op's vmap rule takes it (a kernel cannot read a batched tensor's storage).
+        batched = grad is not None and (torch._C._functorch.is_batchedtensor(grad)
+                                        or torch._C._functorch.is_legacy_batchedtensor(grad))
         if torch.is_grad_enabled() and not gone:
             grads = self._grads_with_graph(ctx, grad, needs)
         else:
             try:
-                grads = _as_tuple((self.backward_op if gone else backward)(grad, *saved, *ctx.args, *needs))
+                grads = _as_tuple((self.backward_op if gone or batched else backward)(grad, *saved, *ctx.args,
+                                                                                      *needs))
             except RuntimeError as e:
                 # An outer transform differentiating those first-order gradients (jacrev(jacrev(f)): the
                 # inner vjp's function runs after the inner vjp returned) reaches the backward op, which has
@@ -160,6 +165,11 @@ class TwoFacedOp:
                         f"for a scalar f, or grad(grad(f))), or build the layers with impl='ref'") from e
                 raise
         return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * (self.n_inputs - self.n_grads)
+
+    def _no_forward_ad(self):
+        raise NotImplementedError(
+            f"{self._name}: forward-mode AD (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad) is not "
+            f"implemented for the Triton kernels; build the layers with impl='ref' for it")
 
     def _grads_with_graph(self, ctx, grad, needs):
         """The input gradients of the plain PyTorch recomputation, themselves differentiable."""
@@ -190,7 +200,8 @@ class TwoFacedOp:
             return op._grads(ctx, grad, op.run_backward)
 
         return type(_class_name(name), (torch.autograd.Function,),
-                    {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+                    {"forward": staticmethod(forward), "backward": staticmethod(backward),
+                     "jvp": staticmethod(lambda ctx, *tangents: op._no_forward_ad())})
 
     def _function_class(self, name):
         """The Function under torch.func transforms."""
@@ -216,9 +227,7 @@ class TwoFacedOp:
             return op._grads(ctx, grad, op.run_backward, transform=True)
 
         def jvp(ctx, *tangents):
-            raise NotImplementedError(
-                f"{name}: forward-mode AD (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad) is not "
-                f"implemented for the Triton kernels; build the layers with impl='ref' for it")
+            op._no_forward_ad()
 
         def vmap(info, in_dims, *inputs):
             if op._vmap is not None:

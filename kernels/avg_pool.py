@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, int_pair, memory_format, resolve_impl
+from ._impl import IMPLS, NotScriptable, int_pair, memory_format, resolve_impl
 from .norm_act import TRITON_DTYPES
 
 
@@ -50,7 +50,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
 
 
-class AvgPool2d(nn.AvgPool2d):
+class AvgPool2d(NotScriptable, nn.AvgPool2d):
     """nn.AvgPool2d (a subclass: same constructor arguments, repr fields and results) running the
     Triton kernels where `impl` picks them (ceil_mode=False); impl comes after the others, by keyword."""
 

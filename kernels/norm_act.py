@@ -12,10 +12,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, in_format, memory_format, resolve_impl
+from ._impl import IMPLS, NotScriptable, in_format, memory_format, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _in_place() -> bool:
+    """Whether the norm's output, fresh, takes its activation in place (saving a tensor in eager code): not under
+    torch.compile, which reuses buffers itself, and whose inductor (torch 2.13) failed to recompile for a second
+    shape an in-place activation of instance_norm's output feeding a conv (nn.InstanceNorm2d + nn.ReLU(True) alike)."""
+    return not torch.compiler.is_compiling()
 
 
 def _check_eps(who, eps):
@@ -85,7 +92,7 @@ def _instance_norm(x, *args):
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
     if x.numel() == 0:
-        return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=True)
+        return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=_in_place())
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
     if (weight is None) != (bias is None):
@@ -96,7 +103,7 @@ def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None,
         bias = torch.zeros_like(given) if bias is None else bias
     y = _instance_norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
     # instance_norm's output is a fresh tensor, so the activation may overwrite it.
-    return apply_act(y, act, slope, inplace=True)
+    return apply_act(y, act, slope, inplace=_in_place())
 
 
 def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, impl="auto",
@@ -128,7 +135,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)
 
 
-class InstanceNormAct2d(nn.InstanceNorm2d):
+class InstanceNormAct2d(NotScriptable, nn.InstanceNorm2d):
     """nn.InstanceNorm2d followed by an activation (none, ReLU, LeakyReLU, ELU) in one layer.
 
     A subclass of nn.InstanceNorm2d, as timm's BatchNormAct2d is an nn.BatchNorm2d, so that code
@@ -195,7 +202,7 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
                 y = F.instance_norm(x, *stats, *params, *rest)  # for its refusal of a 1 x 1 plane in training
             else:  # (at batch 1 batch_norm on the sample itself: the same statistics and running-statistics update)
                 y = _instance_norm(x, *params, *stats, *rest, torch.backends.cudnn.enabled)
-            return apply_act(y, self.act, self.slope, inplace=True)  # y is fresh: may be overwritten
+            return apply_act(y, self.act, self.slope, inplace=_in_place())  # y is fresh: may be overwritten
         return instance_norm_act(x, self.act, self.slope, self.eps, self.weight, self.bias, self.impl,
                                  self.double_backward)
 

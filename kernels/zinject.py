@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import CL, IMPLS, NCHW, in_format, int_pair, memory_format, resolve_impl
+from ._impl import CL, IMPLS, NCHW, NotScriptable, in_format, int_pair, memory_format, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 MODES = ("concat_free", "fused_concat")
@@ -176,7 +176,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     return z_concat_conv_triton(x, z, weight, bias, stride, padding, act, slope)
 
 
-class ZConcatConv2d(nn.Module):
+class ZConcatConv2d(NotScriptable, nn.Module):
     """conv(act(cat(x, tile(z)))) with weight laid out as nn.Conv2d(in_channels + nz, out_channels).
 
     act is applied to the concatenation (the reference's LeakyReLU-before-conv); "none" for the

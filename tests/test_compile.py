@@ -173,6 +173,27 @@ def test_generator_compiles_to_one_graph(device, backend, dtype, tol, monkeypatc
     _assert_same(_eager_and_compiled(G, inputs, backend, dtype), tol)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_inductor_compiles_the_reference_layer_for_shapes_that_change(act):
+    # The plain PyTorch layer (impl 'ref', what runs without a GPU) applied its activation in place on the norm's
+    # output: inductor recompiling for a second shape (dynamic) failed on it ("cannot determine truth value of
+    # Relational"), where nn.InstanceNorm2d + nn.ReLU compile.
+    net = nn.Sequential(nn.Conv2d(3, 4, 4, 2, 1), InstanceNormAct2d(4, affine=True, act=act, impl="ref"),
+                        nn.Conv2d(4, 1, 3))
+    compiled = torch.compile(net)
+    for n, h in ((2, 12), (3, 16)):
+        results = []
+        for fn in (net, compiled):
+            x = torch.randn(n, 3, h, h, generator=torch.Generator().manual_seed(h)).requires_grad_()
+            y = fn(x)
+            y.square().sum().backward()
+            results.append((y, x.grad))
+        for got, want in zip(*reversed(results)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
 def test_inductor_compiles_network_with_the_ops():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), InstanceNormAct2d(4, affine=True, impl="triton"), nn.Conv2d(4, 2, 1))

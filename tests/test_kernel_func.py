@@ -89,6 +89,13 @@ TRANSFORMS = {
         in_dims=(None, 0, 0))(_params(m), X, Z),
     "grad_of_grad": lambda m: grad(lambda x: grad(lambda x: _call(m, x, Z).pow(3).sum())(x).pow(2).sum())(X),
     "grad_of_vmap": lambda m: grad(lambda x: vmap(lambda x, z: _call(m, x, z))(x, ZB).pow(3).sum())(XB),
+    # Not torch.func: autograd's own batch of gradients at once (legacy vmap over the backward); the kernels read a
+    # batched tensor's storage, which it has none of ("Cannot access storage of BatchedTensorImpl")
+    "grads_batched": lambda m: torch.autograd.grad(
+        _call(m, xr := X.clone().requires_grad_(), Z), xr,
+        torch.stack([_call(m, X, Z).detach().cos() * (i + 1) for i in range(3)]), is_grads_batched=True),
+    "jacobian_vectorized": lambda m: torch.autograd.functional.jacobian(
+        lambda x: _call(m, x, Z), X[:, :, :4, :4].contiguous(), vectorize=True),
     "ensemble": lambda m: vmap(lambda p: functional_call(m, p, (X,) if isinstance(m, InstanceNormAct2d)
                                                          else (X, Z)))(
         {k: torch.stack([v * (i + 1) for i in range(3)]) for k, v in _params(m).items()}),
@@ -143,6 +150,25 @@ def test_forward_mode_is_refused_naming_impl_ref(layer):
         jvp(lambda x: _call(m, x, Z), (X,), (X.cos(),))
     ref = LAYERS[layer]("ref")
     jvp(lambda x: _call(ref, x, Z), (X,), (X.cos(),))  # which takes it
+    # and autograd's own forward mode, outside torch.func (torch's "You must implement the jvp function")
+    import torch.autograd.forward_ad as fwAD
+    for impl, layer_ in (("triton", m), ("ref", ref)):
+        with fwAD.dual_level():
+            if impl == "triton":
+                with pytest.raises(NotImplementedError, match="forward-mode AD .* build the layers with impl='ref'"):
+                    _call(layer_, fwAD.make_dual(X, X.cos()), Z)
+            else:
+                assert fwAD.unpack_dual(_call(layer_, fwAD.make_dual(X, X.cos()), Z)).tangent is not None
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_torchscript_is_refused_by_the_layers_name(layer):
+    # It failed inside an error message's f-string ("cannot statically infer the expected size of a list")
+    for model in (LAYERS[layer]("triton"), torch.nn.Sequential(torch.nn.Identity(), LAYERS[layer]("ref"))):
+        with pytest.raises(RuntimeError, match=f"^{type(LAYERS[layer]('ref')).__name__}: torch.jit.script cannot "
+                                               f"compile this layer .* torch.jit.trace, torch.export and torch.compile "
+                                               f"take it$"):
+            torch.jit.script(model)
 
 
 @pytest.mark.parametrize("layer", ["norm_lrelu", "zconv", "zconv_fused", "avg_pool"])
