@@ -204,8 +204,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={chosen}")
         need = max(num, max(chosen) + 1) if path == "encoded" else num
         root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
-        o = out if out is not None else results_dir(
-            checkpoint if isinstance(checkpoint, (str, Path)) else None, f"interpolate_{results_name(root, ph)}")
+        # (out is given where the model is an object: refused above)
+        o = out if out is not None else results_dir(checkpoint, f"interpolate_{results_name(root, ph)}")
         # Closed once the inputs are read, or however prepare ends before: left to the garbage collector, its
         # workers outlived a call that raised for as long as the caller held the traceback.
         with build_loader(net_in, data, root, ph, device=m.device, batch_size=1,

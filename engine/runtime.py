@@ -598,7 +598,8 @@ def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
         raise ConfigError(f"cuda_graph=True captures the step on a CUDA device; this run trains on "
                           f"{device} (leave --cuda_graph out there)")
     if cfg.model.impl == "triton" and not runs_triton(device):
-        where = "triton is not installed" if not triton_available() else f"this run trains on {device}"
+        where = ("triton is not installed (pip install 'bicyclegan[triton]')" if not triton_available() else
+                 f"this run trains on {device}")
         raise ConfigError(f"impl=triton runs the Triton kernels on a CUDA device (or on the CPU under "
                           f"TRITON_INTERPRET=1, slowly), and {where}; use --impl auto or ref")
     if cfg.data.backend == "dali" and not dali_available():

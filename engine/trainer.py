@@ -734,10 +734,10 @@ def _eval_protocol(cfg: TrainConfig, ev) -> dict:
 
 
 def _eval_rows(run_dir: Path) -> list[dict]:
-    """The lines of the run's evaluation log (a line cut short by a kill left out)."""
-    path = run_dir / EVAL_LOG
-    return [json.loads(ln) for ln in path.read_text().splitlines() if math.isfinite(_log_step(ln))
-            ] if path.exists() else []
+    """The lines of the run's evaluation log, as its report reads them (a line cut short by a kill, or without a
+    whole step, left out: such a line was kept, as of step 0, and a resume stopped on its missing step)."""
+    from .report import read_eval_log
+    return read_eval_log(run_dir / EVAL_LOG)
 
 
 def _evaluations_kept(run_dir: Path, step: int, resume_path: Path | None, steps_per_epoch: int

@@ -12,7 +12,7 @@ from tiny import TINY, tiny_cfg
 from bicyclegan.engine import CheckpointError, DataConfig, ModelConfig, TrainConfig
 from bicyclegan.engine.checkpoint import load_checkpoint, read_checkpoint
 from bicyclegan.engine.cli import build_parser, main, resolve_config
-from bicyclegan.engine.trainer import Trainer, _keep_log_to, lr_factor
+from bicyclegan.engine.trainer import Trainer, _evaluations_kept, _keep_log_to, lr_factor
 from bicyclegan.pipelines import make_demo_dataset
 
 
@@ -75,6 +75,16 @@ def test_a_resume_keeps_the_log_lines_up_to_its_checkpoint(tmp_path):
     assert _keep_log_to(log, 9, "training log") is True and log.read_text() == "".join(lines)  # the cut line only
     log.write_text("".join(lines).rstrip("\n"))  # the last line whole, its newline not yet written
     assert _keep_log_to(log, 5, "training log") is False and log.read_text() == "".join(lines)
+
+
+def test_a_resume_reads_the_evaluation_log_as_its_report_does(tmp_path):
+    # A line without a whole step (edited, or another tool's) was kept as of step 0, and the resume stopped on its
+    # missing "step" (KeyError); the report leaves such lines out.
+    rows = [{"step": 2, "coverage": 0.5}, {"coverage": 0.7}, {"step": 2.0, "coverage": 0.6}, [3],
+            {"step": 5, "coverage": 0.8}]
+    (tmp_path / "eval_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "cov')
+    assert _evaluations_kept(tmp_path, 3, None, 4) == ([{"step": 2, "coverage": 0.5}], None)
+    assert _evaluations_kept(tmp_path, 0, None, 4)[0] == [rows[0], rows[4]]
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
