@@ -64,7 +64,12 @@ if [ $DRY = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_av
   echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False, or no torch for $PY): run it on the GPU machine, or with --dry-run to rehearse it on a CPU"
   exit 2
 fi
-OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}  # the device machine sets OUT
+# The device machine sets OUT. Without it, a new folder of this call's own: a fixed /tmp/gpu_check, which anyone on
+# the machine may have made first, had its log written through a link placed there.
+if [ -z "${OUT:-}" ]; then
+  OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 2
+  echo "gpu_check: OUT not set; the results go to $OUT"
+fi
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 BUDGET=${GPU_CHECK_BUDGET:-$([ $MODE = rerun ] && echo 420 || echo 470)}
 # Each call's own log and step list (check.log, check_compile.log, check_dali.log...): the calls'
@@ -87,6 +92,12 @@ status=0
 SLACK=1
 [ $DRY = 1 ] && SLACK=6
 BUDGET=$((BUDGET * SLACK))
+# The call's scratch folders (the import shim, the carried DALI, the training runs), gone when it ends: each run
+# of the suite's dry runs left two in /tmp (4 MB)
+SCRATCH=$(mktemp -d) || exit 2
+trap 'rm -rf "$SCRATCH"' EXIT
+# Its pytest runs in their files' order (the ladder's rungs are read in it), pytest-randomly installed or not
+export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:+$PYTEST_ADDOPTS }-p no:randomly"
 
 record() {  # record NAME RC SECONDS LIMIT NOTE
   printf '{"step": "%s", "rc": %d, "seconds": %d, "limit": %d, "note": "%s"}\n' "$1" "$2" "$3" "$4" "$5" >> "$STEPS"
@@ -143,7 +154,7 @@ if ! "$PY" -c "import bicyclegan.engine, bicyclegan.kernels, bicyclegan.pipeline
   # legacy `setup.py develop` path, which puts the checkout on sys.path as it is, without the
   # bicyclegan.<part> names. The same modules through PYTHONPATH instead: a folder whose
   # bicyclegan/<part> link to this checkout's folders (nothing needs the installed metadata).
-  shim=$(mktemp -d)
+  shim=$(mktemp -d "$SCRATCH/XXXXXX")
   mkdir -p "$shim/bicyclegan"
   for part in engine kernels pipelines; do ln -s "$PWD/$part" "$shim/bicyclegan/$part"; done
   export PYTHONPATH=$shim${PYTHONPATH:+:$PYTHONPATH}
@@ -167,7 +178,7 @@ if [ $MODE = main ]; then
   if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('bicyclegan.kernels.tune') is None)" 2>/dev/null
   then
     # The sweep's own budget ends it (and writes its table whole) before the step's limit would.
-    tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning$SUFFIX.json" --quick --budget-s 35)
+    tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning$SUFFIX.json" --quick --budget-s $((35 * SLACK)))
     [ $DRY = 1 ] && tune+=(--dry-run)
     step tune 60 "${tune[@]}"
     if [ -s "$OUT/tuning$SUFFIX.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning$SUFFIX.json; fi
@@ -184,7 +195,7 @@ xdist=()
 if [ $MODE = dali ]; then
   # The wheels, carried in pieces by earlier calls (bench/dali_carry.py), installed beside the image's
   # packages; DALI_CARRY_DIR: where the pieces are (default .dali in the checkout).
-  site=$(mktemp -d)
+  site=$(mktemp -d "$SCRATCH/XXXXXX")
   step dali_install 120 "$PY" bench/dali_carry.py ${DALI_CARRY_DIR:+--dir "$DALI_CARRY_DIR"} join --target "$site"
   stop_unless_ok "the DALI wheels are not all here"
   export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
@@ -198,7 +209,7 @@ if [ $MODE = dali ]; then
   BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader_dali 120 loader_dali.json bench/bench_loader.py \
     -k "loader_cuda or dali_feeds"
   # The GPU default end to end: a short run on the demo data, DALI feeding the graphed bf16 step.
-  rundir=$(mktemp -d)/run
+  rundir=$(mktemp -d "$SCRATCH/XXXXXX")/run
   run=(--out "$rundir" --backend dali --no-eval --no-progress)
   device=(--amp bf16 --cuda_graph --channels_last --batch_size 16 --max_steps 200 --log_every 50)
   if [ $DRY = 1 ]; then
@@ -220,7 +231,7 @@ elif [ $MODE = rerun ]; then
   # kernels (new) and the norm's (a candidate more: the whole plane in one tile). Its entries
   # (tuning_rerun.json) win over the committed table's here, and join it with
   # `python -m bicyclegan.kernels.tune --out kernels/tuning/<device>.json --merge <returned>/tuning_rerun.json`.
-  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning_rerun.json" --sites pool,norm_act --quick --budget-s 60)
+  tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning_rerun.json" --sites pool,norm_act --quick --budget-s $((60 * SLACK)))
   [ $DRY = 1 ] && tune+=(--dry-run)
   step tune 80 "${tune[@]}"
   if [ -s "$OUT/tuning_rerun.json" ]; then export BICYCLEGAN_KERNEL_TUNING=$OUT/tuning_rerun.json; fi
@@ -254,7 +265,7 @@ else
   # The trainer's own graphed run, end to end (the tests graph the step alone): the prefetching
   # torch loader feeding the captured step, an epoch boundary (32 steps of batch 16 on the demo
   # data), a checkpoint and a sample grid between replays, then a resume that captures again.
-  rundir=$(mktemp -d)/run
+  rundir=$(mktemp -d "$SCRATCH/XXXXXX")/run
   # --eval_every 0: the demo preset evaluates every 400 steps, evaluations the step limits do not count on
   run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10 --eval_every 0)
   device=(--amp bf16 --cuda_graph --channels_last --batch_size 16)

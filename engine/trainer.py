@@ -154,7 +154,8 @@ class Progress:
         # update: there the line is padded with spaces over the last one instead.
         self.erase = "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
         self.shown = 0  # the width of the line on the terminal now
-        self.recent = collections.deque([(time.time(), start)], maxlen=window + 1)
+        # (the clock of intervals: a wall clock stepped back made images/s and the ETA huge)
+        self.recent = collections.deque([(time.monotonic(), start)], maxlen=window + 1)
         self.on_broken = None  # called once if the stream's reader goes away (the Trainer: stop as on SIGTERM)
 
     def _write(self, text: str) -> None:
@@ -175,7 +176,7 @@ class Progress:
     def update(self, step: int, epoch: int, img_per_s: float, losses: dict) -> None:
         """epoch: the index of the epoch being trained, from 0 (log.jsonl's); shown from 1, the count
         the per-epoch checkpoints go by (the 10th epoch ends in epoch_10.pt)."""
-        now = time.time()
+        now = time.monotonic()
         self.recent.append((now, step))
         if not self.enabled:
             return
@@ -1646,7 +1647,7 @@ class Trainer:
             # grid, it kept the one of the run resumed ("step 265 of 100000" in a run of 400)
             self.write_report()
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
-        t_last, step_last, aside = time.time(), self.step, 0.0
+        t_last, step_last, aside = time.monotonic(), self.step, 0.0
 
         def img_per_s(now: float) -> float:  # since the last log line, the time of grids and saves set aside
             return (self.step - step_last) * cfg.batch_size * self.world / max(now - t_last - aside, 1e-9)
@@ -1656,7 +1657,7 @@ class Trainer:
             if cfg.eval_every and self.resume_path is not None:
                 # The one a stop skipped, at the step it was owed for; a stop during it: no step trained.
                 stop = self.validate(owed_only=True)
-                t_last = time.time()  # (its time is not the first interval's training)
+                t_last = time.monotonic()  # (its time is not the first interval's training)
                 if self.world == 1:  # (one process stops after it too; the ranks agree at a log interval)
                     stop = self._stop.received
             while self.step < self.total_steps and stop is None:
@@ -1676,7 +1677,7 @@ class Trainer:
                         self.log_sums[k] = self.log_sums.get(k, 0) + v
                     self.log_count += 1
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                        now = time.time()
+                        now = time.monotonic()
                         ips, aside = img_per_s(now), 0.0
                         avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received)
                         self._log(log, avg, lr, ips)
@@ -1685,7 +1686,7 @@ class Trainer:
                             self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
                     # Images/s is the training's: the time of grids, evaluations and saves is set aside (an
                     # interval with an evaluation read a sixth of the others: a sawtooth that was not the speed)
-                    t_aside = time.time()
+                    t_aside = time.monotonic()
                     if self.step % cfg.sample_every == 0:
                         self.sample()
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -1698,7 +1699,7 @@ class Trainer:
                     if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:
                         # stored as the start of the next epoch, so resuming from it skips no batch
                         self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
-                    aside += time.time() - t_aside
+                    aside += time.monotonic() - t_aside
                     if self.world == 1:  # one process stops after any iteration: nothing to agree on
                         stop = self._stop.received
                     elif self._stop.received and not told and stop is None:
@@ -1725,7 +1726,7 @@ class Trainer:
                 self.sample()
         except DivergenceError:
             # Found by a grid, an evaluation or a save (the log interval's check logs its own line first)
-            self._log_divergence(log, img_per_s(time.time()))
+            self._log_divergence(log, img_per_s(time.monotonic()))
             raise
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate

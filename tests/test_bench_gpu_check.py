@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,22 @@ def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_without_out_a_folder_of_its_own_is_made_not_one_another_user_placed(tmp_path):
+    # OUT unset was a fixed /tmp/gpu_check: a link placed in it by anyone on the machine had the log written through
+    placed = tmp_path / "gpu_check"
+    placed.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (placed / "check.log").symlink_to(victim)
+    env = {k: v for k, v in os.environ.items() if k != "OUT" and not k.startswith(OWN_ENV)}
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "TMPDIR": str(tmp_path), "PY": "/bin/false"}, timeout=120)
+    assert victim.read_text() == "precious"
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("gpu_check.")]
+    assert len(made) == 1 and (made[0] / "check.log").is_file() and (made[0] / "check.log").stat().st_size
+    assert f"gpu_check: OUT not set; the results go to {made[0]}" in proc.stdout
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
 def test_the_check_itself_is_refused_at_once_without_a_gpu(tmp_path):
     # Run without --dry-run on a CPU it spent about 8 minutes, re-pointed the environment's editable install at
@@ -255,22 +272,25 @@ def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through
     # The tuner, the step after the imports, only imports its module and waits for the budget to end it
     # (its sweep burnt ~15 s of CPU until then, which nothing checked).
     tuner = "import time, bicyclegan.kernels.tune as t; print('tuner from', t.__file__); time.sleep(600)"
+    # (quoted: a checkout or venv path with a space was "export: bad variable name")
+    packages, exe = shlex.quote(":".join(site.getsitepackages())), shlex.quote(sys.executable)
     python.write_text(f'#!/bin/sh\n[ "$1" = -m ] && [ "$2" = pip ] && {{ echo "pip (test) exits {pip_rc}" >&2; '
                       f'exit {pip_rc}; }}\n'
-                      f'export PYTHONPATH={":".join(site.getsitepackages())}${{PYTHONPATH:+:$PYTHONPATH}}\n'
-                      f'[ "$1" = -m ] && [ "$2" = bicyclegan.kernels.tune ] && exec {sys.executable} -S -c "{tuner}"\n'
-                      f'exec {sys.executable} -S "$@"\n')
+                      f'export PYTHONPATH={packages}${{PYTHONPATH:+:$PYTHONPATH}}\n'
+                      f'[ "$1" = -m ] && [ "$2" = bicyclegan.kernels.tune ] && exec {exe} -S -c "{tuner}"\n'
+                      f'exec {exe} -S "$@"\n')
     python.chmod(0o755)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
     env.pop("PYTHONPATH", None)
-    # A budget that the first steps use up: the later ones are cut short or skipped, as designed.
-    env.update(OUT=str(out), PY=str(python), GPU_CHECK_BUDGET="4")  # x6 in a dry run: 24 s
+    # A budget that the first steps use up: the later ones are cut short or skipped, as designed. (x6 in a dry run:
+    # 48 s; 24 s were spent before the tuner started on a machine loaded at 10 on 2 cores: three imports of torch)
+    env.update(OUT=str(out), PY=str(python), GPU_CHECK_BUDGET="8")
     subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
                    timeout=120)
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
     assert [(s["step"], s["rc"]) for s in steps[:3]] == [("install", pip_rc), ("install_fallback", 0), ("imports", 0)]
-    shim = re.search(r"PYTHONPATH=(\S+)", steps[1]["note"]).group(1)
+    shim = re.search(r"PYTHONPATH=(.+)$", steps[1]["note"]).group(1)
     log = (out / "check.log").read_text()
     assert f"pip (test) exits {pip_rc}" in log and "No module named 'bicyclegan'" in log
     assert f"bicyclegan.kernels from {shim}/bicyclegan/kernels/__init__.py" in log

@@ -35,7 +35,7 @@ def data(tmp_path_factory):
 def clock(monkeypatch):
     """The trainer's clock, moved only by the stand-in step (see stand_in)."""
     now = types.SimpleNamespace(t=1000.0)
-    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(time=lambda: now.t))
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(monotonic=lambda: now.t))
     return now
 
 

@@ -492,6 +492,26 @@ SG_SERVE_NUM = [TSV + "more_inputs_than_serve_holds_are_refused_before_any_is_re
 SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss",
                 TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
 
+# Session 42's passes (security; dead code; the kernels in other GAN code; the suite on another CI machine;
+# packaging; the demo's wall time) and work read once or in pieces: SH01-SH25
+SH_PIECES = ["tests/test_report.py::test_the_log_is_read_in_pieces_as_it_would_be_read_whole"]
+SH_TRUNC = ["tests/test_trainer.py::test_a_resume_keeps_the_log_lines_up_to_its_checkpoint"]
+SH_EVAL_LOG = ["tests/test_trainer.py::test_a_resume_reads_the_evaluation_log_as_its_report_does"]
+SH_CAPTION = ["tests/test_compare.py::test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_written"]
+SH_GRID = ["tests/test_report.py::test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded"]
+SH_SERVE = [TSV + "what_one_client_holds_is_bounded_in_time_and_the_list_never_waits_for_the_model",
+            TSV + "queued_generations_wait_outside_the_thread_pool"]
+SH_OUT = ["tests/test_bench_gpu_check.py::test_without_out_a_folder_of_its_own_is_made_not_one_another_user_placed"]
+SH_FITS = [REL + "weights_that_do_not_fit_their_own_config_are_named",
+           REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
+SH_TAR = ["tests/test_download.py::test_what_tar_alone_does_not_see_is_refused"]
+SH_COMPILE = ["tests/test_compile.py::test_inductor_compiles_the_reference_layer_for_shapes_that_change"]
+SH_FUNC = "tests/test_kernel_func.py::test_"
+SH_BATCHED = [SH_FUNC + f"transform_matches_the_reference[{layer}-{t}]" for layer in ("norm_relu_affine", "zconv")
+              for t in ("grads_batched", "jacobian_vectorized")]
+SH_FWD = [SH_FUNC + "forward_mode_is_refused_naming_impl_ref"]
+SH_SCRIPT = [SH_FUNC + "torchscript_is_refused_by_the_layers_name"]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -1142,7 +1162,7 @@ MUTANTS = [
     ('US22', TR, '        if len(line) > width:\n            line = line.replace(', '        if False:\n            '
      'line = line.replace(', FITS),
     ('US23', TR, 'f"{k} {v:.4g}" for k, v in losses.items()', 'f"{k} {v:.3f}" for k, v in losses.items()', FITS),
-    ('US24', TR, '                    aside += time.time() - t_aside', '                    aside += 0.0', ASIDE),
+    ('US24', TR, '                    aside += time.monotonic() - t_aside', '                    aside += 0.0', ASIDE),
     ('US25', TR, '        if later:\n            self._drop_later_views()', '        if False:\n            '
      'self._drop_later_views()', VIEWS),
     ('US26', TR, '        (self.run_dir / "eval.json").unlink(missing_ok=True)\n', '', VIEWS),
@@ -1629,6 +1649,45 @@ MUTANTS = [
     ('SG46', "pipelines/files.py", '    if len(bad) > NAMED_BAD and not _saving_checks:', '    if False:', SG_DRY_BAD),
     ('SG47', M, '            raise ConfigError(f"{e}. A model for inference',
      '            raise ConfigError(f"{e}" or f". A model for inference', SG_EARLIER),
+    ('SH01', "engine/sweep.py", '                want = of(digest)',
+     '                want = of(peek_checkpoint(path, "digest")[0])', SG_REUSE),
+    ('SH02', R, '                rest = text[end:]', '                rest = b""', SH_PIECES),
+    ('SH03', R, '                self.offset += end', '                self.offset += len(chunk)', SH_PIECES),
+    ('SH04', T, '                    dropped = True', '                    pass', SH_TRUNC),
+    ('SH05', T, 'f.write(line.rstrip("\\n").encode("utf-8") + b"\\n")', 'f.write(line.encode("utf-8"))', SH_TRUNC),
+    ('SH06', "engine/compare.py", "No row for {html.escape(', '.join(r['name'] for r in rows if 'error' in r))}",
+     "No row for {', '.join(r['name'] for r in rows if 'error' in r)}", SH_CAPTION),
+    ('SH07', R, 'if img.width * img.height > MAX_GRID_PIXELS:', 'if img.width > MAX_GRID_PIXELS:', SH_GRID),
+    ('SH08', R, '        except Image.DecompressionBombError:  # (PIL', '        except FileNotFoundError:  # (PIL',
+     SH_GRID),
+    ('SH09', "engine/serve.py", '        with self.items_lock:\n            return list(self.items.values())',
+     '        with self.lock:\n            return list(self.items.values())', SH_SERVE),
+    ('SH10', "engine/serve.py", '        async with model_turn:\n            return await run_in_threadpool(fn, *args)',
+     '        return await run_in_threadpool(fn, *args)', SH_SERVE),
+    ('SH11', "engine/serve.py", 'chunks.__anext__(), max(left, 0))', 'chunks.__anext__(), None)', SH_SERVE),
+    ('SH12', "engine/serve.py", '    except ValueError:  # ("[::1"', '    except TypeError:  # ("[::1"', SH_SERVE),
+    ('SH13', "engine/serve.py", '        response.headers.update({"X-Frame-Options": "DENY",',
+     '        response.headers.update({"X-Frame-Options": "SAMEORIGIN",', SH_SERVE),
+    ('SH14', "engine/serve.py", 'log_level="warning", limit_concurrency=CONNECTIONS)', 'log_level="warning")',
+     SH_SERVE),
+    ('SH15', "bench/gpu_check.sh", 'OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 2',
+     'OUT=${TMPDIR:-/tmp}/gpu_check', SH_OUT),
+    ('SH16', CK, '    _check_fits(state, cfg, training, path)\n', '', SH_FITS),
+    ('SH17', CK, 'if training or n in ("G", "E")]', 'if n in ("G", "E")]', SH_FITS),
+    ('SH18', CK, '    if training:  # (before the weights\' check', '    if False:  # (before the weights\' check',
+     SH_FITS),
+    ('SH19', "engine/download.py", '        self.budget.take(len(data))', '        self.budget.take(0)', SH_TAR),
+    ('SH20', "engine/download.py", '        if e.errno == errno.ENAMETOOLONG:  # (a member',
+     '        if e.errno == errno.ENOENT:  # (a member', SH_TAR),
+    ('SH21', "kernels/norm_act.py", '    return not torch.compiler.is_compiling()', '    return True', SH_COMPILE),
+    ('SH22', "kernels/_twoface.py", '\n' + ' ' * 40 + 'or torch._C._functorch.is_legacy_batchedtensor(grad))',
+     ')', SH_BATCHED),
+    ('SH23', "kernels/_twoface.py",
+     ',\n' + ' ' * 21 + '"jvp": staticmethod(lambda ctx, *tangents: op._no_forward_ad())})', '})', SH_FWD),
+    ('SH24', "kernels/_impl.py", '    def __prepare_scriptable__(self):', '    def _prepare_scriptable(self):',
+     SH_SCRIPT),
+    ('SH25', R, 'if isinstance(row, dict) and type(row.get("step")) is int:',
+     'if isinstance(row, dict) and "step" in row:', SH_EVAL_LOG),
 ]
 
 if __name__ == "__main__":
