@@ -25,7 +25,8 @@
 #                                                    pooling and norm kernels; the rest as committed), the
 #                                                    ladder's baseline and CUDA-graph rungs at batch 2 and
 #                                                    16, the pooling and z-injection benchmarks; no
-#                                                    torch.compile (the compile call's)
+#                                                    torch.compile (the compile call's). On the H200 (device
+#                                                    kind nvidia-h200): the committed table is its
 #   OUT=/tmp/x bash bench/gpu_check.sh --dry-run [compile|dali|rerun]
 #                                                    on a CPU: every step, tiny shapes, one round,
 #                                                    every file written, nothing worth quoting

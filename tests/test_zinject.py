@@ -546,6 +546,11 @@ def test_gpu_autocast_and_cuda_graph(no_tf32):
     _close(y, y_ref, torch.bfloat16, "output")
     for name in g_ref:
         _close(g[name], g_ref[name], torch.bfloat16, f"grad {name}")
+    # y's graph keeps the weights' AccumulateGrad nodes alive, made on the legacy stream: a captured backward
+    # reusing them makes that stream wait on the capture, which CUDA refuses ("operation would make the legacy stream
+    # depend on a capturing blocking stream", in backward: the H200 rerun, with torch's warning that an AccumulateGrad
+    # node of an earlier iteration was kept alive by tensors such as the loss). The trainer keeps no such tensor.
+    del y, y_ref
     # graph-safe: no host syncs, no allocations the caching allocator cannot replay
     xs, zs = x.clone().requires_grad_(), z.clone().requires_grad_()
     stream = torch.cuda.Stream()
@@ -556,9 +561,7 @@ def test_gpu_autocast_and_cuda_graph(no_tf32):
     torch.cuda.current_stream().wait_stream(stream)
     # As the trainer captures (engine/graph.py): gradients set to None first, so that the captured
     # backward makes them in the graph's pool rather than adding into ones made on the side stream,
-    # and thread_local errors. In global mode torch 2.11 failed this capture on an H200 ("operation
-    # would make the legacy stream depend on a capturing blocking stream", in backward) with the
-    # warm-up's gradients left in place.
+    # and thread_local errors.
     xs.grad = zs.grad = None
     fast.zero_grad(set_to_none=True)
     graph = torch.cuda.CUDAGraph()
