@@ -170,10 +170,28 @@ def read_checkpoint(path) -> dict:
     for key, typ in _REQUIRED.items():
         if not isinstance(state.get(key), typ):
             raise CheckpointError(f"{path} is incomplete: '{key}' is missing or not a {typ.__name__}")
+    if (short := next(_short_tensors(state), None)) is not None:
+        raise CheckpointError(f"{path} is damaged: its tensor {short} holds fewer values than its shape (stored "
+                              f"expanded, as no checkpoint of ours is); use another checkpoint")
     if digest(state) != state["digest"]:
         raise CheckpointError(f"{path} is damaged: its contents do not match the digest written with it "
                               f"(changed or corrupted bytes); use another checkpoint")
     return state
+
+
+def _short_tensors(obj, where: str = ""):
+    """Where the tensors of `obj` are whose storage holds fewer bytes than their shape takes (expanded, stride 0):
+    the digest's read makes each whole, and the model built for them is as large (a 31 KB file of expanded
+    weights, its config saying ngf 256, built 267 M parameters)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.numel() * obj.element_size() > obj.untyped_storage().nbytes():
+            yield where
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _short_tensors(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _short_tensors(v, f"{where}[{i}]")
 
 
 class OlderFormatError(CheckpointError):
@@ -334,7 +352,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         cfg.model.impl = "auto"
     if training:  # (before the weights' check, which would name the networks such a config builds no more)
         BicycleGAN.check_trainable(cfg)
-    _check_fits(state, cfg, training, path)
+    check_weights_fit(state, cfg, training, path)
     # Built on the CPU, its initial weights replaced below: drawn from a fork of torch's generator, so that the
     # caller's next draws are those it would have had (sample, evaluate and the others load models this way).
     with torch.random.fork_rng(devices=[]):
@@ -356,10 +374,12 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
     return model
 
 
-def _check_fits(state: dict, cfg: TrainConfig, training: bool, path) -> None:
+def check_weights_fit(state: dict, cfg: TrainConfig, training: bool, path, names=None) -> None:
     """The checkpoint's weights against what its config builds, before the model is built: a 3 KB file whose
-    config said ngf 1024 and which held no weights took 18 GB (and two minutes) to be refused."""
-    names = [n for n in cfg.trained_networks if training or n in ("G", "E")]  # (what BicycleGAN builds)
+    config said ngf 1024 and which held no weights took 18 GB (and two minutes) to be refused. names: the networks
+    checked (default: those a model of `training` builds)."""
+    if names is None:
+        names = [n for n in cfg.trained_networks if training or n in ("G", "E")]  # (what BicycleGAN builds)
     if missing := sorted(n for n in names if not isinstance(state["nets"].get(n), dict)):
         raise CheckpointError(f"{path}: its weights do not fit its own config: checkpoint lacks networks {missing}")
     for name, shapes in built_shapes(cfg.model, names).items():
@@ -368,6 +388,9 @@ def _check_fits(state: dict, cfg: TrainConfig, training: bool, path) -> None:
                 held = f"is {tuple(t.shape)}" if isinstance(t, torch.Tensor) else "is missing"
                 raise CheckpointError(f"{path}: its weights do not fit its own config: {name}.{key} {held} where "
                                       f"its config builds {tuple(shape)}")
+            if next(_short_tensors(t), None) is not None:  # (the shape alone, of a stride-0 tensor, fits)
+                raise CheckpointError(f"{path} is damaged: its tensor {name}.{key} holds fewer values than its "
+                                      f"shape (stored expanded, as no checkpoint of ours is); use another checkpoint")
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.

@@ -423,10 +423,20 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                             f"({os.path.relpath(e.filename, into) if e.filename else e}); nothing was kept; "
                             f"check the mirror") from None
     except OSError as e:  # writing failed (disk full, permissions)
-        if e.errno == errno.ENAMETOOLONG:  # (a member's name: the archive's, kept as a partial download)
+        if e.errno == errno.ENAMETOOLONG and e.filename and _name_too_long(into, os.path.relpath(e.filename, into)):
+            # (the archive's doing, not the folder's: a long --dir keeps the download for another try, as before)
             raise DownloadError(f"{url}: an archive member's name is longer than this file system takes "
                                 f"({e.strerror}); nothing was kept; check the mirror") from None
         raise OutputError(f"cannot extract {url} into {into}: {e.strerror or e}") from None
+
+
+def _name_too_long(into: Path, member: str) -> bool:
+    """Whether a part of the member's own name is longer than the file system below `into` takes."""
+    try:
+        limit = os.pathconf(into, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (no pathconf: Windows)
+        limit = 255
+    return any(len(os.fsencode(part)) > limit for part in PurePosixPath(member).parts)
 
 
 def _has_images(folder: Path) -> bool:

@@ -28,7 +28,7 @@ import torch
 from bicyclegan.pipelines.atomic import special_file, temp_beside
 
 from .config import DataConfig, ModelConfig, check_bool
-from .errors import DivergenceError, ExportError, OutputError
+from .errors import CheckpointError, DivergenceError, ExportError, OutputError
 from .io import check_writable, make_folder, remove_made, write_json
 from .networks import build_generator
 
@@ -60,7 +60,7 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
     """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's sampling weights
     (the moving average of G when the run kept one), its ModelConfig, the run's DataConfig (how
     `sample` prepares inputs) and facts for the sidecar."""
-    from .checkpoint import config_of, find_checkpoint, read_checkpoint
+    from .checkpoint import check_weights_fit, config_of, find_checkpoint, read_checkpoint
     from .model import BicycleGAN
     if isinstance(checkpoint_or_model, BicycleGAN):
         model_cfg, data = checkpoint_or_model.cfg.model, checkpoint_or_model.cfg.data
@@ -74,7 +74,10 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         run_cfg = config_of(state, checkpoint_or_model)
         model_cfg, data = run_cfg.model, run_cfg.data
         ema = "ema" in state
-        weights = state["ema"] if ema else state["nets"]["G"]
+        weights = state["ema"] if ema else state["nets"].get("G")
+        # Before G is built, as load_checkpoint checks (a file of a few KB whose config said ngf 256 built G whole,
+        # then failed on a KeyError or a traceback of missing keys)
+        check_weights_fit({"nets": {"G": weights}}, run_cfg, False, checkpoint_or_model, names=["G"])
         source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step"), "variant": run_cfg.variant}
     else:
         raise TypeError(f"export_generator takes a checkpoint path or a BicycleGAN, got "
@@ -87,7 +90,11 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
     cfg = dataclasses.replace(model_cfg, impl="ref", channels_last=False)
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
         G = build_generator(cfg)
-    G.load_state_dict(weights)
+    try:
+        G.load_state_dict(weights)
+    except RuntimeError as e:  # (keys beyond what the config builds: a traceback)
+        raise CheckpointError(f"{source['checkpoint'] or 'the model'}: its weights do not fit its own config: "
+                              f"{str(e).splitlines()[0]}") from e
     return G.eval(), cfg, data, source
 
 

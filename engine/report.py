@@ -37,9 +37,10 @@ from .io import write_text
 MAX_BUCKETS = 256     # per curve: a step range per bucket, kept as its min and max (about 1 px of a chart)
 MAX_GRIDS = 8         # sample grids embedded, spread over the run, the latest always
 MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to this
-# A grid whose header says more pixels is linked, not decoded (a run's own: 92 M at 1,024 px with 8 samples; a
-# 219 KB file in a run folder someone gave you, declaring 15,000 x 15,000, took 1.6 GB to draw its report)
-MAX_GRID_PIXELS = 100_000_000
+# A grid whose header says more pixels is linked, not decoded: PIL's own limit, where no command turned it off (a 219
+# KB file in a run folder someone gave you, declaring 15,000 x 15,000, took 1.6 GB to draw its report; a run's own
+# grid is 92 M pixels at 1,024 px with 8 samples, and the page shows it scaled down to MAX_LATEST_WIDTH anyway)
+MAX_GRID_PIXELS = 2 * 89_478_485
 MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
 LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
@@ -383,25 +384,34 @@ def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None =
     key = grid_key(path, max_width)
     if cache is not None and key in cache:
         return cache[key]
-    data, scale = path.read_bytes(), 1.0
-    if max_width is not None:
-        try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:  # (PIL's own guard, on where no command turned it off)
-            return None, 0.0
+    data = path.read_bytes()
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # (PIL's own guard, on where no command turned it off)
+        img = None
+    if img is not None and img.width * img.height > MAX_GRID_PIXELS:  # (its header read alone)
+        img.close()
+        img = None
+    if img is None:
+        shown = None, 0.0
+    else:
         with img:
-            if img.width * img.height > MAX_GRID_PIXELS:
-                return None, 0.0  # (not cached: the next page says the same after a header's read)
-            if img.width > max_width:
-                scale = max_width / img.width
-                h = max(1, round(img.height * scale))
-                buf = io.BytesIO()
-                img.convert("RGB").resize((max_width, h), Image.BOX).save(buf, format="PNG", compress_level=1)
-                data = buf.getvalue()
-    shown = "data:image/png;base64," + base64.b64encode(data).decode("ascii"), scale
+            shown = _shown(img, data, max_width)
     if cache is not None:
         cache[key] = shown
     return shown
+
+
+def _shown(img: Image.Image, data: bytes, max_width: int | None) -> tuple[str, float]:
+    """The grid `img` (its file's bytes `data`) as embedded: scaled down to max_width where wider."""
+    scale = 1.0
+    if max_width is not None and img.width > max_width:
+        scale = max_width / img.width
+        buf = io.BytesIO()
+        img.convert("RGB").resize((max_width, max(1, round(img.height * scale))), Image.BOX).save(
+            buf, format="PNG", compress_level=1)
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), scale
 
 
 def _axis_range(vs: list[float]) -> tuple[float, float]:

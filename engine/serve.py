@@ -63,10 +63,12 @@ MAX_UPLOAD_PIXELS = 16_000_000
 MAX_NUM = 1000
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "PPM": ".ppm"}
 MAX_UPLOADS = 32      # uploaded images kept (the oldest go first)
-# What one client may hold: a body has BODY_SECONDS to arrive (40 uploads sent but for their last byte held 10 MB
-# each, for good), DECODES uploads are decoded at a time (40 at once were 40 decodes of up to 130 MB each), and
-# beyond CONNECTIONS at a time the server answers 503 (held connections had used every file descriptor).
+# What one client may hold: a body has BODY_SECONDS to arrive, and a second more for each BODY_RATE bytes that came
+# (40 uploads sent but for their last byte held 10 MB each, for good), DECODES uploads are decoded at a time (40 at
+# once were 40 decodes of up to 130 MB each), and beyond CONNECTIONS at a time the server answers 503 (held
+# connections had used every file descriptor).
 BODY_SECONDS = 60
+BODY_RATE = 16_000
 DECODES = 2
 CONNECTIONS = 64
 MAX_OUTPUTS = 16      # codes per request: outputs side by side, or interpolation steps
@@ -451,11 +453,13 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
         data = bytearray()
-        deadline = asyncio.get_running_loop().time() + BODY_SECONDS
+        start = asyncio.get_running_loop().time()
         chunks = request.stream().__aiter__()
         try:
             while True:
-                left = deadline - asyncio.get_running_loop().time()
+                # BODY_SECONDS, and a second more for each BODY_RATE bytes come: a steady upload at a slow link's
+                # rate goes on (one deadline for the whole body cut a 10 MB upload at 91 KB/s short)
+                left = start + BODY_SECONDS + len(data) / BODY_RATE - asyncio.get_running_loop().time()
                 try:
                     data += await asyncio.wait_for(chunks.__anext__(), max(left, 0))
                 except StopAsyncIteration:
@@ -465,7 +469,8 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         except ClientDisconnect:  # a tab closed mid-upload: nobody to answer (it printed a traceback)
             raise RequestError(400, f"the client went away before its {what} was sent") from None
         except asyncio.TimeoutError:
-            raise RequestError(408, f"{what} did not arrive within {BODY_SECONDS} s") from None
+            raise RequestError(408, f"{what} did not arrive within {BODY_SECONDS} s and a second for each "
+                                    f"{BODY_RATE // 1000} KB") from None
         return bytes(data)
 
     # A request waits for the model here, not in a thread of the pool the page's own requests (/, its images) are

@@ -44,6 +44,8 @@ from .checkpoint import (
     auto_resume,
     check_compatible,
     check_same_networks,
+    check_weights_fit,
+    config_of,
     continue_option,
     epoch_name,
     find_checkpoint,
@@ -355,6 +357,21 @@ def _log_step(line: str) -> float:
         return json.loads(line).get("step", 0)
     except (ValueError, AttributeError):
         return math.inf
+
+
+def _check_resumed_shapes(path: Path) -> None:
+    """The weights' shapes of the checkpoint resumed from (read without its tensors) against what its own config
+    builds, before the run's model is built: a run folder someone gave you, its config and checkpoint saying ngf 1024
+    and holding no weights, was built whole first (18 GB). G, and the other networks it holds (a downloaded model has
+    no discriminators). How its config differs from the run's is the resume's own check to say, after; a file that
+    cannot be read so is left to the resume's full read, which says what is wrong and names the run's others."""
+    try:
+        nets, config = peek_checkpoint(path, "nets", "config")
+        own = config_of({"config": config}, path)
+    except CheckpointError:
+        return
+    if isinstance(nets, dict):
+        check_weights_fit({"nets": nets}, own, True, path, [n for n in own.trained_networks if n == "G" or n in nets])
 
 
 def _keep_log_to(path: Path, step: int, what: str) -> bool:
@@ -892,6 +909,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     if resume_path is not None:
         state = _read_resumed(resume_path, ckpt_path)
         _check_resumed(state, cfg, resume_path, run_dir, world)
+        _check_resumed_shapes(resume_path)  # (before a model is built below, as the Trainer checks)
         step = state["step"]
     elif init_path is not None:
         _check_start_from(read_checkpoint(init_path), cfg, init_path)
@@ -974,6 +992,8 @@ class Trainer:
         cfg.data.dataroot = absolute(self.data_root)
         self.cfg = cfg
 
+        if self.resume_path is not None:
+            self.dist.each_decides(lambda: _check_resumed_shapes(self.resume_path))
         seed_rng(cfg.seed, self.device)  # identical initial weights on every rank
         self.model = BicycleGAN(cfg, device=self.device)
         self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it

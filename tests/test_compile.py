@@ -175,6 +175,8 @@ def test_generator_compiles_to_one_graph(device, backend, dtype, tol, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+@pytest.mark.skipif(torch.__version__ < "2.5", reason="torch 2.4's inductor fails nn.InstanceNorm2d + nn.ReLU here too "
+                                                    "(its C++: no max(double, long))")
 @pytest.mark.parametrize("act", ["relu", "leaky_relu"])
 def test_inductor_compiles_the_reference_layer_for_shapes_that_change(act):
     # The plain PyTorch layer (impl 'ref', what runs without a GPU) applied its activation in place on the norm's

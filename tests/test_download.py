@@ -482,6 +482,19 @@ def test_what_tar_alone_does_not_see_is_refused(server, tmp_path, monkeypatch, d
     assert leftovers(tmp_path) == []
 
 
+def test_a_folder_path_too_long_is_the_disks_and_keeps_the_download(tmp_path):
+    # ENAMETOOLONG of a long --dir (no member's name too long) was said as a damaged archive, and a DownloadError drops
+    # the partial download; it is the destination's (OutputError), which keeps it for another try.
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(tar_gz(dataset("facades")))
+    into = tmp_path  # a folder of 4,080 characters: its members' paths pass the system's 4,095
+    while len(str(into)) < 4080:
+        into = into / ("d" * min(200, 4080 - len(str(into)) - 1))
+    into.mkdir(parents=True)
+    with pytest.raises(OutputError, match=r"cannot extract http://x/facades.tar.gz into .*: File name too long"):
+        dl._extract(archive, into, "http://x/facades.tar.gz")
+
+
 def test_an_archive_without_a_top_folder_gets_the_usual_permissions_and_old_extractions_go(server, tmp_path):
     # mkdtemp's 0700 was renamed into place; a run killed while extracting left its hidden folder.
     server.files[FACADES] = tar_gz({k.removeprefix("facades/"): v for k, v in dataset("facades").items()})

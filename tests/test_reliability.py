@@ -43,6 +43,8 @@ from bicyclegan.engine.checkpoint import (
     FORMAT,
     check_compatible,
     check_same_networks,
+    check_weights_fit,
+    config_of,
     digest,
     find_checkpoint,
     load_checkpoint,
@@ -50,6 +52,7 @@ from bicyclegan.engine.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    write_state,
 )
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
@@ -447,6 +450,35 @@ def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path, monkeypatc
     for training, nets in ((False, "['E', 'G']"), (True, "['D', 'D2', 'E', 'G']")):
         refused(lambda: load_checkpoint(huge, training=training), CheckpointError,
                 f"{huge}: its weights do not fit its own config: checkpoint lacks networks {nets}")
+    # export, which builds G alone: the same check first (G was built whole, then a KeyError's traceback)
+    export_mod = importlib.import_module("bicyclegan.engine.export")
+    monkeypatch.setattr(export_mod, "build_generator", lambda *a: pytest.fail("G was built"))
+    refused(lambda: export_mod.export_generator(huge, tmp_path / "g.pt2"), CheckpointError,
+            f"{huge}: its weights do not fit its own config: checkpoint lacks networks ['G']")
+    # Weights of the right shapes stored expanded (stride 0, a value each): 31 KB of them built a 267 M-parameter
+    # model (the digest's read made each whole first)
+    state = read_checkpoint(tmp_path / "3.pt")  # (its networks whole)
+    state["nets"]["E"]["fc.weight"] = torch.zeros(()).expand(state["nets"]["E"]["fc.weight"].shape)
+    expanded = write_state(state, tmp_path / "expanded.pt")
+    refused(lambda: read_checkpoint(expanded), CheckpointError, f"{expanded} is damaged: its tensor nets.E.fc.weight "
+            f"holds fewer values than its shape (stored expanded, as no checkpoint of ours is); use another checkpoint")
+    with pytest.raises(CheckpointError, match=r"its tensor E.fc.weight holds fewer values than its shape"):
+        check_weights_fit(state, config_of(state, expanded), False, expanded)
+
+
+def test_a_resume_checks_its_checkpoints_weights_before_the_model_is_built(tmp_path, data, monkeypatch):
+    # A run folder someone gave you, its config and checkpoint saying ngf 1024 and holding no weights, was built
+    # whole (18 GB) before the resume read that it held none.
+    run = tmp_path / "run"
+    Trainer(cfg(run, data, max_steps=2), progress=False).train()
+    state = read_checkpoint(run / "checkpoints" / "latest.pt")
+    state["nets"] = {}
+    write_state(state, run / "checkpoints" / "latest.pt")
+    trainer_mod = importlib.import_module("bicyclegan.engine.trainer")
+    monkeypatch.setattr(trainer_mod, "BicycleGAN", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(CheckpointError, match=r"latest.pt: its weights do not fit its own config: checkpoint lacks "
+                                              r"networks \['G'\]"):
+        Trainer(cfg(run, data, max_steps=4), resume=True, progress=False)
 
 
 @pytest.mark.parametrize("config,why", [

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,10 +377,17 @@ def test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded(tm
     (run / "samples" / "step_0000400.png").write_bytes(png_declaring(15_000, 15_000))  # (its pixels: none to read)
     page = write_report(run).read_text()
     assert [int(s) for s, _ in embedded_images(page)] == [300, 200, 100]
-    assert ("step 400 (latest) · not shown here: more than 100,000,000 pixels, <a href='samples/step_0000400.png'>"
+    assert ("step 400 (latest) · not shown here: more than 178,956,970 pixels, <a href='samples/step_0000400.png'>"
             "the file</a>") in page
     # a run's own grid at 1,024 px with 8 samples (8 rows, 11 columns) is drawn
     assert 8 * 1024 * 11 * 1024 <= report_mod.MAX_GRID_PIXELS
+    # the verdict kept with the others' (the file read and its header looked at once a run, not at every page)
+    cache, reads = {}, []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real_read(self))
+    for _ in range(2):
+        write_report(run, cache=cache)
+    assert reads.count("step_0000400.png") == 1
 
 
 def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):

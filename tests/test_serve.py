@@ -615,13 +615,16 @@ def test_an_upload_whose_client_goes_away_is_one_answer_not_a_traceback(explorer
 
 
 def asgi_call(app, method, path, headers, messages):
-    """One request straight through the ASGI app: its (status, body, headers); messages: what receive() gives, then
-    it waits for good (a client that sends no more)."""
+    """One request straight through the ASGI app: its (status, body, headers); messages: what receive() gives (a
+    number: seconds waited before the next), then it waits for good (a client that sends no more)."""
     import asyncio
     sent, messages = [], iter(messages)
 
     async def receive():
         for m in messages:
+            if isinstance(m, float):
+                await asyncio.sleep(m)
+                continue
             return m
         await asyncio.sleep(3600)
 
@@ -642,7 +645,17 @@ def test_what_one_client_holds_is_bounded_in_time_and_the_list_never_waits_for_t
     local = [(b"host", b"127.0.0.1:7860")]
     status, body, _ = asgi_call(app, "POST", "/api/upload", local + [(b"content-length", b"1000")],
                                 [{"type": "http.request", "body": b"x", "more_body": True}])
-    assert status == 408 and json.loads(body)["error"] == "upload did not arrive within 0.3 s"
+    assert status == 408 and json.loads(body)["error"] == ("upload did not arrive within 0.3 s and a second for each "
+                                                          "16 KB")
+    # a steady body at a slow link's rate goes on past BODY_SECONDS, each piece earning its time (one deadline for the
+    # whole body cut a 10 MB upload at 91 KB/s short); the same pieces slower than BODY_RATE are cut
+    monkeypatch.setattr(serve_mod, "BODY_RATE", 4000)
+    piece = {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+    for pause, status_wanted in ((0.15, 415), (0.6, 408)):  # (6.7 KB/s: the bytes are no image; 1.7 KB/s)
+        status, body, _ = asgi_call(app, "POST", "/api/upload", local + [(b"content-length", b"6000")],
+                                    [piece, pause, piece, pause, piece, pause, piece, pause, piece, pause,
+                                     {"type": "http.request", "body": b"x" * 1000}])
+        assert status == status_wanted, body
     # A Host or Origin that is no URL's was a 500 with a traceback per request
     status, body, _ = asgi_call(app, "GET", "/api/info", [(b"host", b"[::1")], [])
     assert status == 421 and "Host '[::1' is not a name of this machine" in json.loads(body)["error"]

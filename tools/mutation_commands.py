@@ -105,8 +105,8 @@ MUTANTS = [
     ('I12', IP, 'for _, p in row["images"] + row["wide"]])',
      'for _, p in row["images"]])', INT),
     # export
-    ('X01', X, 'weights = state["ema"] if ema else state["nets"]["G"]',
-     'weights = state["nets"]["G"]', EXP),
+    ('X01', X, 'weights = state["ema"] if ema else state["nets"].get("G")',
+     'weights = state["nets"].get("G")', EXP),
     ('X02', X, 'for k, v in checkpoint_or_model.sampler.state_dict().items()}',
      'for k, v in checkpoint_or_model.G.state_dict().items()}', EXP),
     ('X03', X, 'return G.eval(), cfg, data, source',

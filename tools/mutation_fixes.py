@@ -493,7 +493,7 @@ SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss
                 TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
 
 # Session 42's passes (security; dead code; the kernels in other GAN code; the suite on another CI machine;
-# packaging; the demo's wall time) and work read once or in pieces: SH01-SH25
+# packaging; the demo's wall time) and work read once or in pieces: SH01-SH32
 SH_PIECES = ["tests/test_report.py::test_the_log_is_read_in_pieces_as_it_would_be_read_whole"]
 SH_TRUNC = ["tests/test_trainer.py::test_a_resume_keeps_the_log_lines_up_to_its_checkpoint"]
 SH_EVAL_LOG = ["tests/test_trainer.py::test_a_resume_reads_the_evaluation_log_as_its_report_does"]
@@ -505,6 +505,8 @@ SH_OUT = ["tests/test_bench_gpu_check.py::test_without_out_a_folder_of_its_own_i
 SH_FITS = [REL + "weights_that_do_not_fit_their_own_config_are_named",
            REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
 SH_TAR = ["tests/test_download.py::test_what_tar_alone_does_not_see_is_refused"]
+SH_LONG_DIR = ["tests/test_download.py::test_a_folder_path_too_long_is_the_disks_and_keeps_the_download"]
+SH_RESUMED = [REL + "a_resume_checks_its_checkpoints_weights_before_the_model_is_built"]
 SH_COMPILE = ["tests/test_compile.py::test_inductor_compiles_the_reference_layer_for_shapes_that_change"]
 SH_FUNC = "tests/test_kernel_func.py::test_"
 SH_BATCHED = [SH_FUNC + f"transform_matches_the_reference[{layer}-{t}]" for layer in ("norm_relu_affine", "zconv")
@@ -749,8 +751,8 @@ MUTANTS = [
      '    step, state = 0, None\n', DRY),
     ('CL10', T, '        state = _read_resumed(resume_path, ckpt_path)\n        _check_resumed(',
      '        state = torch.load(resume_path, weights_only=True)\n        _check_resumed(', DRY),
-    ('CL11', T, '        _check_resumed(state, cfg, resume_path, run_dir, world)\n        step = state["step"]\n',
-     '        step = state["step"]\n', DRY),
+    ('CL11', T, '        _check_resumed(state, cfg, resume_path, run_dir, world)\n        _check_resumed_shapes(',
+     '        _check_resumed_shapes(', DRY),
     ('CL12', T, '        step = state["step"]\n    elif init_path', '        step = 0\n    elif init_path', DRY),
     ('CL13', T, '        _check_start_from(read_checkpoint(init_path), cfg, init_path)\n', '        pass\n', DRY),
     ('CL14', T, '    if cfg.max_steps is not None:  # (without it', '    if False:  # (without it', DRY),
@@ -1657,9 +1659,9 @@ MUTANTS = [
     ('SH05', T, 'f.write(line.rstrip("\\n").encode("utf-8") + b"\\n")', 'f.write(line.encode("utf-8"))', SH_TRUNC),
     ('SH06', "engine/compare.py", "No row for {html.escape(', '.join(r['name'] for r in rows if 'error' in r))}",
      "No row for {', '.join(r['name'] for r in rows if 'error' in r)}", SH_CAPTION),
-    ('SH07', R, 'if img.width * img.height > MAX_GRID_PIXELS:', 'if img.width > MAX_GRID_PIXELS:', SH_GRID),
-    ('SH08', R, '        except Image.DecompressionBombError:  # (PIL', '        except FileNotFoundError:  # (PIL',
-     SH_GRID),
+    ('SH07', R, 'if img is not None and img.width * img.height > MAX_GRID_PIXELS:',
+     'if img is not None and img.width > MAX_GRID_PIXELS:', SH_GRID),
+    ('SH08', R, '    except Image.DecompressionBombError:  # (PIL', '    except FileNotFoundError:  # (PIL', SH_GRID),
     ('SH09', "engine/serve.py", '        with self.items_lock:\n            return list(self.items.values())',
      '        with self.lock:\n            return list(self.items.values())', SH_SERVE),
     ('SH10', "engine/serve.py", '        async with model_turn:\n            return await run_in_threadpool(fn, *args)',
@@ -1672,13 +1674,13 @@ MUTANTS = [
      SH_SERVE),
     ('SH15', "bench/gpu_check.sh", 'OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 2',
      'OUT=${TMPDIR:-/tmp}/gpu_check', SH_OUT),
-    ('SH16', CK, '    _check_fits(state, cfg, training, path)\n', '', SH_FITS),
+    ('SH16', CK, '    check_weights_fit(state, cfg, training, path)\n', '', SH_FITS),
     ('SH17', CK, 'if training or n in ("G", "E")]', 'if n in ("G", "E")]', SH_FITS),
     ('SH18', CK, '    if training:  # (before the weights\' check', '    if False:  # (before the weights\' check',
      SH_FITS),
     ('SH19', "engine/download.py", '        self.budget.take(len(data))', '        self.budget.take(0)', SH_TAR),
-    ('SH20', "engine/download.py", '        if e.errno == errno.ENAMETOOLONG:  # (a member',
-     '        if e.errno == errno.ENOENT:  # (a member', SH_TAR),
+    ('SH20', "engine/download.py", '        if e.errno == errno.ENAMETOOLONG and e.filename and _name_too_long(',
+     '        if e.errno == errno.ENOENT and e.filename and _name_too_long(', SH_TAR),
     ('SH21', "kernels/norm_act.py", '    return not torch.compiler.is_compiling()', '    return True', SH_COMPILE),
     ('SH22', "kernels/_twoface.py", '\n' + ' ' * 40 + 'or torch._C._functorch.is_legacy_batchedtensor(grad))',
      ')', SH_BATCHED),
@@ -1688,6 +1690,19 @@ MUTANTS = [
      SH_SCRIPT),
     ('SH25', R, 'if isinstance(row, dict) and type(row.get("step")) is int:',
      'if isinstance(row, dict) and "step" in row:', SH_EVAL_LOG),
+    # the review of the mends (h-r)
+    ('SH26', CK, '    if (short := next(_short_tensors(state), None)) is not None:', '    if short := None:', SH_FITS),
+    ('SH27', CK, '            if next(_short_tensors(t), None) is not None:', '            if False:', SH_FITS),
+    ('SH28', "engine/export.py", '        check_weights_fit({"nets": {"G": weights}}, run_cfg, False',
+     '        (lambda *a, **k: None)({"nets": {"G": weights}}, run_cfg, False', SH_FITS),
+    ('SH29', T, '            self.dist.each_decides(lambda: _check_resumed_shapes(self.resume_path))',
+     '            pass', SH_RESUMED),
+    ('SH30', "engine/download.py", ' and e.filename and _name_too_long(into, os.path.relpath(e.filename, into)):',
+     ':', SH_LONG_DIR),
+    ('SH31', "engine/serve.py", 'left = start + BODY_SECONDS + len(data) / BODY_RATE -',
+     'left = start + BODY_SECONDS -', SH_SERVE),
+    ('SH32', R, '    if img is None:\n        shown = None, 0.0', '    if img is None:\n        return None, 0.0',
+     SH_GRID),
 ]
 
 if __name__ == "__main__":
