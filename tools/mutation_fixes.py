@@ -493,7 +493,7 @@ SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss
                 TCF + "a_variant_whose_terms_all_weigh_zero_is_refused"]
 
 # Session 42's passes (security; dead code; the kernels in other GAN code; the suite on another CI machine;
-# packaging; the demo's wall time) and work read once or in pieces: SH01-SH32
+# packaging; the demo's wall time), work read once or in pieces, and a review of the mends: SH01-SH32
 SH_PIECES = ["tests/test_report.py::test_the_log_is_read_in_pieces_as_it_would_be_read_whole"]
 SH_TRUNC = ["tests/test_trainer.py::test_a_resume_keeps_the_log_lines_up_to_its_checkpoint"]
 SH_EVAL_LOG = ["tests/test_trainer.py::test_a_resume_reads_the_evaluation_log_as_its_report_does"]
