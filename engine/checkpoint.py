@@ -171,8 +171,7 @@ def read_checkpoint(path) -> dict:
         if not isinstance(state.get(key), typ):
             raise CheckpointError(f"{path} is incomplete: '{key}' is missing or not a {typ.__name__}")
     if (short := next(_short_tensors(state), None)) is not None:
-        raise CheckpointError(f"{path} is damaged: its tensor {short} holds fewer values than its shape (stored "
-                              f"expanded, as no checkpoint of ours is); use another checkpoint")
+        raise _expanded(path, short)
     if digest(state) != state["digest"]:
         raise CheckpointError(f"{path} is damaged: its contents do not match the digest written with it "
                               f"(changed or corrupted bytes); use another checkpoint")
@@ -192,6 +191,11 @@ def _short_tensors(obj, where: str = ""):
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             yield from _short_tensors(v, f"{where}[{i}]")
+
+
+def _expanded(path, where: str) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged: its tensor {where} holds fewer values than its shape (stored "
+                           f"expanded, as no checkpoint of ours is); use another checkpoint")
 
 
 class OlderFormatError(CheckpointError):
@@ -389,8 +393,7 @@ def check_weights_fit(state: dict, cfg: TrainConfig, training: bool, path, names
                 raise CheckpointError(f"{path}: its weights do not fit its own config: {name}.{key} {held} where "
                                       f"its config builds {tuple(shape)}")
             if next(_short_tensors(t), None) is not None:  # (the shape alone, of a stride-0 tensor, fits)
-                raise CheckpointError(f"{path} is damaged: its tensor {name}.{key} holds fewer values than its "
-                                      f"shape (stored expanded, as no checkpoint of ours is); use another checkpoint")
+                raise _expanded(path, f"{name}.{key}")
 
 
 # Fields that may differ between a checkpoint and the run resuming from it.
