@@ -349,20 +349,19 @@ class _Budget:
         self.take(MEMBER_COST)
         dest.mkdir(parents=True, exist_ok=True)
 
-    def write(self, src, dest: Path, counted: bool = False) -> None:
-        """src's bytes into dest; counted: they were taken already, as read from the archive (tar's)."""
+    def write(self, src, dest: Path) -> None:
+        """A member's bytes into dest, from a _Counted stream (which takes them from the budget as they are read)."""
         self.take(MEMBER_COST)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "wb") as out:
             while block := src.read(CHUNK):
-                self.take(0 if counted else len(block))
                 out.write(block)
 
 
 class _Counted:
-    """A decompressed stream whose every byte is taken from the budget as it is read: tar's headers too, whose
-    long names (a GNU or PAX header declares its size) tarfile reads whole before any member is seen (a 292 KB
-    archive declaring a 300 MB name took 1.1 GB), and the gzip stream past the archive's end."""
+    """A decompressed stream whose every byte is taken from the budget as it is read: a zip's member, or a .tar.gz
+    whole, tar's headers too, whose long names (a GNU or PAX header declares its size) tarfile reads whole before
+    any member is seen (a 292 KB archive declaring a 300 MB name took 1.1 GB), and the gzip stream past its end."""
 
     def __init__(self, raw, budget: _Budget):
         self.raw, self.budget = raw, budget
@@ -394,7 +393,7 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                         budget.folder(dest)
                     else:
                         with z.open(info) as src:
-                            budget.write(src, dest)
+                            budget.write(_Counted(src, budget), dest)
         else:
             # As a stream (r|): read once, in order, through the budget
             with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=(stream := _Counted(gz, budget)),
@@ -405,7 +404,7 @@ def _extract(archive: Path, into: Path, url: str) -> None:
                         budget.folder(dest)
                     elif m.isfile():
                         with t.extractfile(m) as src:
-                            budget.write(src, dest, counted=True)
+                            budget.write(src, dest)  # (its bytes counted as the stream read them)
                     else:
                         refuse(m.name)
                 # tar stops at its end-of-archive blocks: the gzip stream's checksum comes after them

@@ -370,20 +370,19 @@ LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
 MAX_JSON_BYTES = 1 << 20  # 16 codes of a few thousand numbers each fit many times over
 
 
+def _split(url: str):
+    """urlsplit's parts, or None for what is no URL (a Host or Origin of "[::1", a bracket unclosed, was an HTTP
+    500 and a traceback per request)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _host_name(netloc: str) -> str:
     """The host of a Host header or an origin's netloc, without the port or a fully qualified name's last dot
     ("[::1]:7860" -> "::1", "box.example.:7860" -> "box.example")."""
-    try:
-        return (urlsplit(f"//{netloc}").hostname or "").rstrip(".")
-    except ValueError:  # ("[::1", a bracket unclosed: an HTTP 500 and a traceback per request)
-        return ""
-
-
-def _netloc(url: str) -> str | None:
-    try:
-        return urlsplit(url).netloc
-    except ValueError:  # (an Origin of "http://[::1": a 500)
-        return None
+    return ((parts.hostname or "") if (parts := _split(f"//{netloc}")) else "").rstrip(".")
 
 
 def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False,
@@ -438,7 +437,7 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         if why := refused_host(host):
             return JSONResponse({"error": why}, status_code=421)
         origin = request.headers.get("origin")
-        if origin is not None and request.method != "GET" and _netloc(origin) != host:
+        if origin is not None and request.method != "GET" and getattr(_split(origin), "netloc", None) != host:
             return JSONResponse({"error": f"a request from {origin} (another site) is refused"}, status_code=403)
         response = await call_next(request)
         # Not shown inside another site's page (whose clicks it would take), nor read as another type than its own

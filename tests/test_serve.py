@@ -596,6 +596,13 @@ def test_other_sites_big_or_deep_bodies_and_foreign_host_names_are_refused(explo
     assert [local.head(p).status_code for p in ("/", "/api/info", "/api/image/d0/A")] == [200, 200, 200]
 
 
+def asgi_scope(method: str, path: str, headers: list, query: bytes = b"") -> dict:
+    """An HTTP request's ASGI scope, from a client on this machine to the server at 127.0.0.1:7860."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
+
+
 def test_an_upload_whose_client_goes_away_is_one_answer_not_a_traceback(explorer):
     import asyncio
     sent, messages = [], iter([{"type": "http.request", "body": b"x" * 100, "more_body": True},
@@ -606,10 +613,8 @@ def test_an_upload_whose_client_goes_away_is_one_answer_not_a_traceback(explorer
 
     async def send(message):
         sent.append(message)
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/api/upload", "raw_path": b"/api/upload", "query_string": b"role=A", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1:7860"), (b"content-length", b"100000")],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
+    scope = asgi_scope("POST", "/api/upload", [(b"host", b"127.0.0.1:7860"), (b"content-length", b"100000")],
+                       b"role=A")
     asyncio.run(make_app(explorer, local_only=True)(scope, receive, send))  # raised ClientDisconnect
     assert sent[0]["status"] == 400 and b"went away" in sent[1]["body"]
 
@@ -630,10 +635,7 @@ def asgi_call(app, method, path, headers, messages):
 
     async def send(message):
         sent.append(message)
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    asyncio.run(asyncio.wait_for(app(asgi_scope(method, path, headers), receive, send), 30))
     return sent[0]["status"], sent[1]["body"], dict(sent[0]["headers"])
 
 
@@ -702,10 +704,7 @@ def test_queued_generations_wait_outside_the_thread_pool(explorer):
                 sent.append(m)
                 if m["type"] == "http.response.body" and not m.get("more_body"):
                     done.set_result(sent[0]["status"])
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-                     "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                     "headers": local, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 7860)}
-            asyncio.ensure_future(app(scope, receive, send))
+            asyncio.ensure_future(app(asgi_scope(method, path, local), receive, send))
             return done
         await run_in_threadpool(explorer.lock.acquire)  # a generation in progress
         try:
