@@ -1628,7 +1628,8 @@ class Trainer:
             signal.raise_signal(self._stop.received)
         return run
 
-    def _train(self) -> Path:
+    def _say_start(self) -> None:
+        """config.json, the lines that say what trains on what and from where, and a resumed run's page made its own."""
         cfg = self.cfg
         self.dist.main_decides(lambda: write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config"))
         self.progress.note(f"training on {describe_device(self.device)}"
@@ -1666,6 +1667,22 @@ class Trainer:
             # The page says this run's length from its start: rewritten by sample or evaluate before this run's first
             # grid, it kept the one of the run resumed ("step 265 of 100000" in a run of 400)
             self.write_report()
+
+    def _say_stop_step(self) -> int:
+        """The step at which the ranks will stop for the signal this one received, said: the next log interval or
+        evaluation, the only steps where they agree."""
+        cfg = self.cfg
+        told = min(self.total_steps, (self.step // cfg.log_every + 1) * cfg.log_every)
+        where = "log interval"
+        if cfg.eval_every and (at := (self.step // cfg.eval_every + 1) * cfg.eval_every) < told:
+            told, where = at, "evaluation"
+        self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next {where} "
+                           f"(where the {self.world} processes agree), then saving")
+        return told
+
+    def _train(self) -> Path:
+        cfg = self.cfg
+        self._say_start()
         log = open(self.run_dir / "log.jsonl", "a") if self.main else None
         t_last, step_last, aside = time.monotonic(), self.step, 0.0
 
@@ -1723,14 +1740,8 @@ class Trainer:
                     if self.world == 1:  # one process stops after any iteration: nothing to agree on
                         stop = self._stop.received
                     elif self._stop.received and not told and stop is None:
-                        # The ranks agree at log intervals and evaluations alone (where one's signal rode in
-                        # this step's all-reduce, they have agreed: no later step to announce).
-                        told = min(self.total_steps, (self.step // cfg.log_every + 1) * cfg.log_every)
-                        where = "log interval"
-                        if cfg.eval_every and (at := (self.step // cfg.eval_every + 1) * cfg.eval_every) < told:
-                            told, where = at, "evaluation"
-                        self.progress.note(f"{self._stop.received.name}: stopping at step {told}, the next {where} "
-                                           f"(where the {self.world} processes agree), then saving")
+                        # (where one's signal rode in this step's all-reduce, they have agreed: nothing to say)
+                        told = self._say_stop_step()
                     if self.step >= self.total_steps or stop is not None:
                         break
                 else:
