@@ -385,6 +385,36 @@ def _host_name(netloc: str) -> str:
     return ((parts.hostname or "") if (parts := _split(f"//{netloc}")) else "").rstrip(".")
 
 
+async def read_capped(request, limit: int, what: str) -> bytes:
+    """The body, refused (413) past `limit` bytes: by its declared length before reading, and as it
+    comes (a body sent without a length)."""
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
+    data = bytearray()
+    start = asyncio.get_running_loop().time()
+    chunks = request.stream().__aiter__()
+    try:
+        while True:
+            # BODY_SECONDS, and a second more for each BODY_RATE bytes come: a steady upload at a slow link's
+            # rate goes on (one deadline for the whole body cut a 10 MB upload at 91 KB/s short)
+            left = start + BODY_SECONDS + len(data) / BODY_RATE - asyncio.get_running_loop().time()
+            try:
+                data += await asyncio.wait_for(chunks.__anext__(), max(left, 0))
+            except StopAsyncIteration:
+                break
+            if len(data) > limit:
+                raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
+    except ClientDisconnect:  # a tab closed mid-upload: nobody to answer (it printed a traceback)
+        raise RequestError(400, f"the client went away before its {what} was sent") from None
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"{what} did not arrive within {BODY_SECONDS} s and a second for each "
+                                f"{BODY_RATE // 1000} KB") from None
+    return bytes(data)
+
+
 def make_app(explorer: Explorer, local_only: bool = False, host: str | None = None, network: bool = False,
              allow_hosts=()):
     """The FastAPI app: the page at /, the JSON API under /api/. A request whose Origin is another
@@ -400,7 +430,6 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.requests import ClientDisconnect
 
     app = FastAPI(title="BicycleGAN explorer", docs_url=None, redoc_url=None, openapi_url=None)
     names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),
@@ -444,33 +473,6 @@ def make_app(explorer: Explorer, local_only: bool = False, host: str | None = No
         response.headers.update({"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
                                  "X-Content-Type-Options": "nosniff"})
         return response
-
-    async def read_capped(request: Request, limit: int, what: str) -> bytes:
-        """The body, refused (413) past `limit` bytes: by its declared length before reading, and as it
-        comes (a body sent without a length)."""
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise RequestError(413, f"{what} of {declared} bytes exceeds the limit of {limit}")
-        data = bytearray()
-        start = asyncio.get_running_loop().time()
-        chunks = request.stream().__aiter__()
-        try:
-            while True:
-                # BODY_SECONDS, and a second more for each BODY_RATE bytes come: a steady upload at a slow link's
-                # rate goes on (one deadline for the whole body cut a 10 MB upload at 91 KB/s short)
-                left = start + BODY_SECONDS + len(data) / BODY_RATE - asyncio.get_running_loop().time()
-                try:
-                    data += await asyncio.wait_for(chunks.__anext__(), max(left, 0))
-                except StopAsyncIteration:
-                    break
-                if len(data) > limit:
-                    raise RequestError(413, f"{what} exceeds the limit of {limit} bytes")
-        except ClientDisconnect:  # a tab closed mid-upload: nobody to answer (it printed a traceback)
-            raise RequestError(400, f"the client went away before its {what} was sent") from None
-        except asyncio.TimeoutError:
-            raise RequestError(408, f"{what} did not arrive within {BODY_SECONDS} s and a second for each "
-                                    f"{BODY_RATE // 1000} KB") from None
-        return bytes(data)
 
     # A request waits for the model here, not in a thread of the pool the page's own requests (/, its images) are
     # answered from: 41 generations queued on the model had every thread, and the page could not load.

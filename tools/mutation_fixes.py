@@ -1293,7 +1293,7 @@ MUTANTS = [
     ('SQ09', SV, 'or sum(self.uploads.values()) > 4 * 3 * self.max_upload_pixels)', ')', KEPT),
     ('SQ10', SV, '    names = {*LOCAL_NAMES, *([_host_name(f"[{host}]" if ":" in host else host)] if host else []),',
      '    names = {*LOCAL_NAMES,', HOSTS),
-    ('SQ11', SV, '        except ClientDisconnect:', '        except RuntimeError:', GONE),
+    ('SQ11', SV, '    except ClientDisconnect:', '    except RuntimeError:', GONE),
     ('SQ12', SV, '@app.api_route("/api/info", methods=["GET", "HEAD"])', '@app.get("/api/info")', HOSTS),
     ('SQ13', SV, '                explorer.stopping = True\n', '', STOPS),
     ('SQ14', SV, '                logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)',
