@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import typing
 import warnings
 from pathlib import Path
@@ -477,14 +478,17 @@ def _checkpoint(args) -> Path:
     return find_checkpoint(args.checkpoint, args.epoch)
 
 
-def _refresh_report(checkpoint) -> None:
-    """The run's report.html lists what was just written (a checkpoint of a run folder): its new line."""
+def _refresh_report(checkpoint) -> str:
+    """The run's report.html lists what was just written (a checkpoint of a run folder): rewritten before any
+    line is printed (`| true` ended the command at its first line, the report not rewritten); its line ("" where
+    there is no run), to print after the results'."""
     from .report import refresh_report
     try:
-        if (page := refresh_report(checkpoint)) is not None:
-            print(f"report: {page}")
+        page = refresh_report(checkpoint)
     except (OSError, *USER_ERRORS) as e:  # the results are written: a report not rewritten is no failure
         print(f"note: the run's report.html was not rewritten ({e})", file=sys.stderr)
+        return ""
+    return f"\nreport: {page}" if page is not None else ""
 
 
 def cmd_sample(args) -> int:
@@ -500,8 +504,8 @@ def cmd_sample(args) -> int:
                  device=str(d.device), aspect_ratio=args.aspect_ratio, layout=args.layout,
                  skip_bad=args.skip_bad, dist=d, **_data_settings(args))
     if d.main:
-        print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}")
-        _refresh_report(checkpoint)
+        report = _refresh_report(checkpoint)
+        print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}{report}")
     d.close()
     return 0
 
@@ -583,9 +587,9 @@ def cmd_evaluate(args) -> int:
     def write():  # the file first: `evaluate ... | true` (a reader gone at once) ended the command before it
         path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
                           what="evaluation results")
+        report = _refresh_report(checkpoint)
         print(format_table(r))
-        print(f"results: {path}")
-        _refresh_report(checkpoint)
+        print(f"results: {path}{report}")
     d.main_decides(write)
     d.close()
     return 0
@@ -604,9 +608,9 @@ def _sweep(args, d, options) -> None:
     rows, page = evaluate_checkpoints(args.checkpoint, args.dataroot, json_path=args.json, reuse=args.reuse,
                                       log=_progress, dist=d, **options)
     if d.main:
+        report = _refresh_report(args.checkpoint)
         print(format_sweep(rows))
-        print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}")
-        _refresh_report(args.checkpoint)
+        print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}{report}")
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
         # (one checkpoint: "the checkpoint could be measured" said the opposite of what happened)
         raise d.alike(DivergenceError((f"none of the {len(rows)} checkpoints could be measured" if len(rows) != 1 else
@@ -645,8 +649,8 @@ def cmd_interpolate(args) -> int:
                       seed=args.seed, fps=args.fps, mp4=args.mp4, device=str(d.device), layout=args.layout,
                       skip_bad=args.skip_bad, dist=d, **_data_settings(args))
     if d.main:
-        print(f"results: {out}\ngallery: {out / 'index.html'}")
-        _refresh_report(checkpoint)
+        report = _refresh_report(checkpoint)
+        print(f"results: {out}\ngallery: {out / 'index.html'}{report}")
     d.close()
     return 0
 
@@ -1162,6 +1166,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expand_home(args) -> None:
+    """An option's value that starts with ~/ (or is ~), as the shell would have read it at a word's start: it does
+    not after `=` (--out=~/runs) nor in quotes, and the command made a folder named ~ in the current one (which
+    `rm -rf ~` then takes for the home folder) or said that ~/data does not exist."""
+    def home(value):
+        homeward = isinstance(value, str) and (value == "~" or value.startswith("~/"))
+        return os.path.expanduser(value) if homeward else value
+
+    for key, value in vars(args).items():
+        setattr(args, key, [home(v) for v in value] if isinstance(value, list) else home(value))
+
+
 def main(argv=None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
@@ -1170,6 +1186,7 @@ def main(argv=None) -> int:
             setattr(sys, name, open(os.devnull, "w"))
     parser = build_parser()
     args = parser.parse_args(argv)
+    _expand_home(args)
     # PIL refuses to decode over its own limit (89 M pixels): a larger --max_pixels was a traceback, and the advice
     # to raise it unfollowable here. Every image a command decodes has its size checked from its header first
     # (against max_pixels; serve's uploads against --max_upload_pixels): PIL's guard is off while one runs.
@@ -1181,7 +1198,37 @@ def main(argv=None) -> int:
         Image.MAX_IMAGE_PIXELS = pil_limit
 
 
+class _Stopped(BaseException):
+    """A SIGTERM or SIGHUP during a command other than train and serve (which stop in their own way), raised where
+    the process is, as a Ctrl-C's KeyboardInterrupt is: every `finally` and `except BaseException` on the way out
+    then removes its temporary file or folder, where the signal's default death left them (sample's half-written
+    image, interpolate's video, export's .tmp.onnx) and said nothing."""
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped(signum)
+
+
+def _unwind_on_stop(command) -> dict:
+    """The handlers _Stopped needs, where the signals have their default action (nohup's ignored SIGHUP stays
+    ignored; a program calling main() keeps its own) and in the main thread (the only one signal.signal works in):
+    the handlers replaced, to restore."""
+    if command in ("train", "serve") or threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+            if s is not None and signal.getsignal(s) is signal.SIG_DFL}
+
+
 def _run(args) -> int:
+    replaced = _unwind_on_stop(args.command)
+    try:
+        return _run_command(args)
+    finally:
+        for s, handler in replaced.items():
+            signal.signal(s, handler)
+
+
+def _run_command(args) -> int:
     try:
         try:
             from .runtime import launch_env
@@ -1218,6 +1265,11 @@ def _run(args) -> int:
         if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
             return 1
         raise
+    except _Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
+        if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
+            print(f"stopped by {signal.Signals(e.args[0]).name}: the files written so far are whole, the unfinished "
+                  f"one removed", file=sys.stderr)
+        return 128 + e.args[0]
     except KeyboardInterrupt:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
         # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.

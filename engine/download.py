@@ -44,7 +44,7 @@ from bicyclegan.pipelines.atomic import writer_gone, writer_tag
 from .checkpoint import save_checkpoint
 from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
-from .io import check_writable, missing_top, remove_made
+from .io import check_writable, erase_code, fit_line, missing_top, remove_made
 from .official import import_official
 from .presets import pretrained_config
 
@@ -106,7 +106,7 @@ class _Bar:
     def __init__(self, label: str, enabled: bool, stream=None):
         self.stream = stream or sys.stderr
         self.label, self.on = label, enabled and self.stream.isatty()
-        self.shown = 0.0
+        self.shown, self.width = 0.0, 0  # (when and how wide the line was last written)
 
     def start(self, done: int, total: int | None) -> None:
         self.t0, self.done0, self.total = time.monotonic(), done, total
@@ -119,14 +119,19 @@ class _Bar:
         self.shown = now
         rate = (done - self.done0) / max(now - self.t0, 1e-6)
         mib = 2 ** 20
+        bar = ""
         if self.total:
             frac = min(done / self.total, 1.0)
             left = (self.total - done) / rate if rate > 0 else 0
-            text = (f"{self.label} [{'#' * int(20 * frac):.<20}] {done / mib:.1f}/{self.total / mib:.1f} MiB "
+            bar = f" [{'#' * int(20 * frac):.<20}]"
+            text = (f"{self.label}{bar} {done / mib:.1f}/{self.total / mib:.1f} MiB "
                     f"{100 * frac:3.0f}% {rate / mib:.1f} MiB/s {int(left) // 60}m{int(left) % 60:02d}s left")
         else:
             text = f"{self.label} {done / mib:.1f} MiB {rate / mib:.1f} MiB/s"
-        self.stream.write(f"\r{text}\x1b[K")
+        # (as the training's line: one wider than the terminal stacked a row at each update)
+        text, erase = fit_line(text, bar), erase_code()
+        self.stream.write("\r" + (text + erase if erase else text.ljust(self.width)))
+        self.width = len(text)
         self.stream.flush()
 
     def close(self) -> None:
@@ -503,7 +508,8 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         try:
             _extract(part, tmp, url)
             root, splits = _dataset_root(tmp, url)
-            os.chmod(root, 0o777 & ~_umask())  # mkdtemp makes 0700: the folder gets the usual permissions
+            # mkdtemp makes 0700: the folder gets the usual permissions, and keeps the setgid bit of a group's folder
+            os.chmod(root, 0o777 & ~_umask() | os.stat(root).st_mode & 0o2000)
             (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
                                                   indent=2) + "\n")
             if target.exists():

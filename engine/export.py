@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bicyclegan.pipelines.atomic import special_file, temp_beside
+from bicyclegan.pipelines.atomic import special_file, stale_temps, temp_beside
 
 from .config import DataConfig, ModelConfig, check_bool
 from .errors import CheckpointError, DivergenceError, ExportError, OutputError
@@ -153,6 +153,9 @@ def single_threaded(ort):
     and pool threads left in the process can deadlock DataLoader workers it forks later."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    # Errors alone: its warnings (one that it could not keep a telemetry id in an unwritable home) came in colour
+    # codes, into logs too, about nothing of the export's
+    opts.log_severity_level = 3
     return opts
 
 
@@ -242,6 +245,8 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     # replaces a good file. The format's own suffix, as the exporters look at it: onnx wrote ONNX's JSON text
     # to g.json (and could not read it back) and refused g.textproto. A name of its own, as atomic_write's:
     # two exports to one file (threads of one process, machines on a shared disk) each write and check their own.
+    for gone in stale_temps(out, f".tmp.{fmt}"):  # a killed export's (atomic_write's cleanup knows .tmp names alone)
+        gone.unlink(missing_ok=True)
     fd, name = temp_beside(out, f".tmp.{fmt}")
     os.close(fd)
     tmp = Path(name)
@@ -259,6 +264,11 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         except ExportError:
             raise
         except Exception as e:
+            cause = e
+            while cause is not None:  # a Ctrl-C (a SIGTERM) during the exporter's lazy imports: their AttributeError
+                if not isinstance(cause, Exception):
+                    raise cause from e
+                cause = cause.__cause__ or cause.__context__
             raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e
         result = {"path": str(out), "format": fmt, "sidecar": str(out) + ".json", "batch": batch or "dynamic",
                   "max_abs_diff": None, "verified_with": None}

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -33,8 +34,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     return _atomic_write(path, write, what=what, error=error, temps=temps)
 
 
+def fit_line(line: str, optional: str = "") -> str:
+    """A status line updated in place, within the terminal's width: one wider wrapped, and each update then stacked
+    a row (140 columns at 7 losses; a download's 78 at 40). `optional` (its bar) goes first, then the end."""
+    width = shutil.get_terminal_size().columns - 1  # (the last column: some terminals wrap on it)
+    if len(line) > width and optional:
+        line = line.replace(optional, "", 1)
+    return line if len(line) <= width else line[:max(width - 3, 0)] + "..."  # (ASCII: a POSIX locale's terminal)
+
+
+def erase_code() -> str:
+    """What ends a line updated in place: erase to its end, except on a terminal without control sequences
+    (TERM=dumb: Emacs' shell, some CI logs), which showed "^[[K" on each update; there the caller pads the line
+    with spaces over the last one."""
+    return "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
+
+
 def write_text(path, text: str, *, what: str = "file") -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")), what=what)
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8", "surrogateescape")), what=what)
 
 
 def write_json(path, obj, *, what: str = "JSON file") -> Path:

@@ -68,6 +68,8 @@ from .io import (
     absolute,
     atomic_write,
     check_writable,
+    erase_code,
+    fit_line,
     make_folder,
     remove_made,
     say,
@@ -152,9 +154,7 @@ class Progress:
         self.total, self.enabled, self.epochs, self.notes = total, enabled, epochs, notes
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        # A terminal without control sequences (TERM=dumb: Emacs' shell, some CI logs) showed "^[[K" on each
-        # update: there the line is padded with spaces over the last one instead.
-        self.erase = "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
+        self.erase = erase_code()  # ("": the line padded with spaces over the last one)
         self.shown = 0  # the width of the line on the terminal now
         # (the clock of intervals: a wall clock stepped back made images/s and the ETA huge)
         self.recent = collections.deque([(time.monotonic(), start)], maxlen=window + 1)
@@ -192,18 +192,9 @@ class Progress:
         if not self.tty:
             self._write(line + "\n")
             return
-        line = self._fit(line, bar)
+        line = fit_line(line, f" [{bar}]")  # (log.jsonl has it all)
         self._write("\r" + (line + self.erase if self.erase else line.ljust(self.shown)))
         self.shown = len(line)
-
-    @staticmethod
-    def _fit(line: str, bar: str) -> str:
-        """The line updated in place within the terminal's width: one wider wrapped, and each update then
-        stacked a row (140 columns at 7 losses). The bar goes first, then the end (log.jsonl has it all)."""
-        width = shutil.get_terminal_size().columns - 1  # (the last column: some terminals wrap on it)
-        if len(line) > width:
-            line = line.replace(f" [{bar}]", "", 1)
-        return line if len(line) <= width else line[:max(width - 3, 0)] + "..."  # (ASCII: a POSIX locale's terminal)
 
     def note(self, text: str) -> None:
         if self.notes:
@@ -1100,7 +1091,10 @@ class Trainer:
         if fcntl is None:  # (Windows: unguarded, as on a file system without locks)
             return
         self._made_lock_file = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # (the umask decides: a group's run folder)
+        except PermissionError:  # another member's lock file, not writable here: flock needs no write access
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

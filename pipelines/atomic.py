@@ -113,6 +113,22 @@ def temp_files(path: str | os.PathLike) -> list[Path]:
     return TempFiles(Path(path).parent).of(path)
 
 
+def stale_temps(path: str | os.PathLike, suffix: str) -> list[Path]:
+    """The temporary files or folders temp_beside (or a mkdtemp named alike) made beside `path` for it, named
+    .<name>.<writer>-<letters><suffix>, whose writer is gone: the ones TempFiles does not list, whose names end
+    otherwise than in .tmp (export's end in the format's own suffix), or that are folders. A process killed by a
+    signal's default action (SIGTERM, SIGHUP) or kill -9 left them for good."""
+    path = Path(path)
+    prefix = f".{_stem(path.name)}."
+    try:
+        with os.scandir(path.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(suffix)]
+    except OSError:
+        return []
+    tags = {name: name[len(prefix):-len(suffix)] for name in names}
+    return sorted(path.parent / name for name, tag in tags.items() if "." not in tag and writer_gone(tag))
+
+
 def _stem(name: str) -> str:
     """What a temp file's name says of the file it is for: its name, or for a name near the file systems' limit
     of 255 bytes its first 180 bytes and a checksum of the whole. The temp's name adds up to ~45 bytes: the temp

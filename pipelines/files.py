@@ -513,6 +513,9 @@ def _checks_version():
     return CHECKS_VERSION if simplejpeg is not None else f"{CHECKS_VERSION}+pil"
 
 
+_UNSAVED = set()  # the cache folders whose files could not be written, said once a process
+
+
 def _cached(folder, suffix: str) -> str | None:
     """The file of the check cache's folder (see CheckCache) for the data folder `folder`, named after it with
     `suffix`; None where the cache is off."""
@@ -522,7 +525,7 @@ def _cached(folder, suffix: str) -> str | None:
     if not where:
         where = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bicyclegan",
                              "checked")
-    return os.path.join(where, hashlib.sha256(os.path.realpath(folder).encode()).hexdigest()[:24] + suffix)
+    return os.path.join(where, hashlib.sha256(os.fsencode(os.path.realpath(folder))).hexdigest()[:24] + suffix)
 
 
 class CheckCache:
@@ -671,7 +674,12 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
         try:
             cache.save(cache._key(p) for p in paths)
         except OSError as err:  # a read-only home, a full disk: the run goes on, checking again next time
-            log.warning("could not save the file checks' cache (%s)", err)
+            folder = os.path.dirname(cache.path)
+            if folder not in _UNSAVED:  # (said at each of a training's three loaders, and at every command)
+                _UNSAVED.add(folder)
+                log.warning("could not save the file checks' cache (%s): the files are checked again at each start; "
+                            "BICYCLEGAN_CHECK_CACHE=FOLDER keeps it in a folder you can write, =off turns it off",
+                            err)
     return sizes
 
 

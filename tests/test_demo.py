@@ -122,7 +122,8 @@ def test_the_demo_folder_is_written_in_a_temp_folder_of_its_own_removed_whatever
     from bicyclegan.engine import make_config
     cfg = make_config("demo", out=str(tmp_path / "run"))
     root = runtime.demo_data_root(cfg.out, cfg.model.size, cfg.seed)
-    other = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+    from bicyclegan.pipelines.atomic import writer_tag
+    other = root.with_name(f".{root.name}.{writer_tag()}-zz9.tmp")  # (a thread's of this process, still writing)
     (other / "train").mkdir(parents=True)
     (other / "train" / "00000.png").write_bytes(b"another run's, still writing")
     write = runtime.make_demo_dataset

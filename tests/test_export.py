@@ -58,7 +58,9 @@ def test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_pe
     # on another machine with the same pid wrote into the first's file and removed it; and the model
     # renamed from a mkstemp file would keep its 0600
     import os
-    other = tmp_path / f".g.pt2.{os.getpid()}.tmp.pt2"
+
+    from bicyclegan.pipelines.atomic import writer_tag
+    other = tmp_path / f".g.pt2.{writer_tag()}-zz9.tmp.pt2"  # (this process's: a thread's export, still writing)
     other.write_bytes(b"another export, still writing")
     export_generator(model, tmp_path / "g.pt2", verify=False)
     assert other.read_bytes() == b"another export, still writing"

@@ -1065,8 +1065,9 @@ MUTANTS = [
     ('TN02', AT, '    os.chmod(tmp, mode)\n    return fd, tmp', '    return fd, tmp', TEMPS_OWN),
     ('TN03', RT, '        finally:\n            shutil.rmtree(tmp, ignore_errors=True)\n',
      '        except ImportError:\n            pass\n        shutil.rmtree(tmp, ignore_errors=True)\n', TEMPS_OWN),
-    ('TN04', RT, '            os.chmod(tmp, 0o777 & ~UMASK)', '            pass', TEMPS_OWN),
-    ('TN05', RT, 'tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}-", suffix=".tmp", dir=root.parent))',
+    ('TN04', RT, '            os.chmod(tmp, 0o777 & ~UMASK | tmp.stat().st_mode & 0o2000)', '            pass',
+     TEMPS_OWN),
+    ('TN05', RT, 'tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{writer_tag()}-", suffix=".tmp", dir=root.parent))',
      'tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()',
      TEMPS_OWN),
     # users' own data at its edges, and the gloo group's ending (DE01-DE39)
@@ -1161,7 +1162,7 @@ MUTANTS = [
     ('US19', R, 'per_input = ("its one output" if', 'per_input = ("its one output" if False and', MARKED),
     ('US20', R, '    elif (config or {}).get("n_samples", 1):  # (train', '    else:  # (train', CAPTION),
     ('US21', R, '        y1 = 1.0\n', '        y0, y1 = -1.0, 1.0\n', ZERO_AXIS),
-    ('US22', TR, '        if len(line) > width:\n            line = line.replace(', '        if False:\n            '
+    ('US22', IO, '    if len(line) > width and optional:\n        line = line.replace(', '    if False:\n        '
      'line = line.replace(', FITS),
     ('US23', TR, 'f"{k} {v:.4g}" for k, v in losses.items()', 'f"{k} {v:.3f}" for k, v in losses.items()', FITS),
     ('US24', TR, '                    aside += time.monotonic() - t_aside', '                    aside += 0.0', ASIDE),
@@ -1232,10 +1233,12 @@ MUTANTS = [
     ('AW12', CLI, '    print(line, file=sys.stderr, flush=True)', '    print(line, flush=True)', TO_STDERR),
     ('AW13', CLI, '''        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
                           what="evaluation results")
+        report = _refresh_report(checkpoint)
         print(format_table(r))''',
      '''        print(format_table(r))
         path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")''', WRITE_FIRST),
+                          what="evaluation results")
+        report = _refresh_report(checkpoint)''', WRITE_FIRST),
     ('AW14', CLI, '        if getattr(sys, name) is None:', '        if False:', CLOSED),
     ('AW15', AT, '    return name if len(raw) <= 200 else', '    return name if True else', LONG),
     ('AW16', AT, 'self.by_name.pop(_stem(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),
@@ -1273,8 +1276,8 @@ MUTANTS = [
      NONE_OTHER),
     ('AW38', IO, '        kind = "a folder" if path.is_dir() else special_file(path)', '        kind = None',
      NOT_A_FILE),
-    ('AW39', T, '        self.erase = "" if os.environ.get("TERM") == "dumb" else "\\x1b[K"',
-     '        self.erase = "\\x1b[K"', DUMB),
+    ('AW39', IO, '    return "" if os.environ.get("TERM") == "dumb" else "\\x1b[K"',
+     '    return "\\x1b[K"', DUMB),
     ('AW40', AT, '    if path.is_symlink():\n        path = Path(os.path.realpath(path))',
      '    if False:\n        path = Path(os.path.realpath(path))', THROUGH),
     ('AW41', CLI, '"--json" if args.json else "the evaluation\'s results (--json: elsewhere)"', '"--json"',
