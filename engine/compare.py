@@ -41,11 +41,11 @@ from .io import check_writable, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
     EVAL_NAMES,
-    STYLE,
     _number,
     _value,
     blank_notes,
     data_folder,
+    html_page,
     measure_cells,
     measure_value,
     measured_with,
@@ -449,16 +449,15 @@ def render_compare(rows: list[dict], picture: str | None, show: int, show_sample
                   if len(done) < len(rows) else "")
                + f"</figcaption><img src='{html.escape(picture)}' alt='the models side by side'></figure>")
     title = "Models compared: " + ", ".join(r["name"] for r in rows)
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
-            f"<div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
-            + ("<p class='meta'>Bold: the best of each measure models are ranked by (FID, encoded reconstruction "
-               "L1, palette coverage), where models differ.</p>" if best else "")
-            + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "
-               "fewer images bias FID upward, so these do not compare (none in bold).</p>" if counts else "")
-            + "".join(f"<p class='meta'>{html.escape(note)}.</p>" for note in notes)
-            + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
-               if figs else "")
-            + pic + "</body></html>\n")
+    return html_page(
+        title,
+        f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
+        f"<div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
+        + ("<p class='meta'>Bold: the best of each measure models are ranked by (FID, encoded reconstruction "
+           "L1, palette coverage), where models differ.</p>" if best else "")
+        + (f"<p class='meta'>FID from different numbers of images, generated vs real ({html.escape(counts)}): "
+           "fewer images bias FID upward, so these do not compare (none in bold).</p>" if counts else "")
+        + "".join(f"<p class='meta'>{html.escape(note)}.</p>" for note in notes)
+        + (f"<h2>Diversity and realism (the paper's Fig. 6)</h2><div class='charts'>{''.join(figs)}</div>"
+           if figs else "")
+        + pic)

@@ -21,6 +21,7 @@ from bicyclegan.pipelines.sharding import shard_range
 
 from .config import check_bool
 from .io import count_line, end_count_line, save_image, write_json, write_text
+from .report import html_page
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -351,10 +352,7 @@ def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
     and scrolling sideways within it: as a cell of the row it pushed the row's other pictures and its
     own caption thousands of pixels off the screen. A table wider than the window (a phone) scrolls
     sideways in its own box."""
-    # viewport: a phone lays the page out at its own width, not at 980 px shrunk to fit
-    parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
-             f"initial-scale=1'><title>{html.escape(title)}</title><style>{GALLERY_STYLE}</style>",
-             f"<h1>{html.escape(title)}</h1>", "<div class='scroll'><table>"]
+    parts = ["", f"<h1>{html.escape(title)}</h1>", "<div class='scroll'><table>"]
     for row in rows:
         name = row["name"]
         cells = "".join(f"<td>{_media(p, name + ': ' + c)}<br>{html.escape(c)}</td>" for c, p in row["images"])
@@ -362,10 +360,11 @@ def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
         for c, p in row.get("wide", ()):
             parts.append(f"<tr class='wide'><td class='wide' colspan='{len(row['images']) + 1}'>"
                          f"<div class='scroll'>{_media(p, name + ': ' + c)}</div>{html.escape(c)}</td></tr>")
-    parts.append("</table></div>")
+    parts += ["</table></div>", ""]
     # An input's name that is not UTF-8 (os.fsdecode's surrogates, which UTF-8 cannot write) is shown with a
     # replacement character for its undecodable bytes; its pictures' addresses keep its own bytes (_media).
-    page = "\n".join(parts).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    page = html_page(title, "\n".join(parts), style=GALLERY_STYLE)
+    page = page.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return write_text(Path(out_dir) / "index.html", page, what="gallery")
 
 

@@ -528,6 +528,15 @@ pre{font-size:12px;background:#f6f6f6;padding:8px;overflow-x:auto}
 """
 
 
+def html_page(title: str, body: str, *, style: str = STYLE, head: str = "") -> str:
+    """A whole page of the engine's (the report, compare's, the sweep's, the galleries'): title (text, escaped
+    here), body and head (more of the head's elements) as HTML."""
+    # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>{head}"
+            f"<title>{html.escape(title)}</title><style>{style}</style></head><body>{body}</body></html>\n")
+
+
 # What evaluate writes (engine/evaluate.py, metrics/palette.py, the trainer's 100 z line), as the
 # terminal's table (evaluate.format_table) words it; a key not here is shown as it is.
 EVAL_NAMES = {
@@ -783,12 +792,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     meta = " · ".join(x for x in (where, f"variant {variant}" if variant else "", start or "",
                                   "updated " + time.strftime("%Y-%m-%d %H:%M:%S")) if x)
     schedule = {k: status[k] for k in SCHEDULE if status.get(k) is not None}
-    # viewport: a phone lays the page out at its own width (its charts are 300 px), not at 980 px shrunk
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             + (f"<meta name='{SCHEDULE_META}' content='{html.escape(json.dumps(schedule))}'>" if schedule else ""),
-             f"<title>{html.escape(run_name)}: training report</title><style>{STYLE}</style></head><body>",
-             f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
+    parts = [f"<h1>Training report: {html.escape(run_name)}</h1><p class='meta'>{html.escape(meta)}</p>"]
     if log.diverged:
         parts.append(f"<p><b>Training diverged</b> at step {log.diverged_at}: a logged loss or the weights "
                      "were not finite (see log.jsonl and the run's last message); the charts mark the step.</p>")
@@ -826,8 +830,9 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str
     if config:
         parts.append("<h2>Config</h2><details><summary>config.json</summary><pre>"
                      + html.escape(json.dumps(config, indent=2)) + "</pre></details>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return html_page(f"{run_name}: training report", "\n".join(["", *parts, ""]),
+                     head=f"<meta name='{SCHEDULE_META}' content='{html.escape(json.dumps(schedule))}'>"
+                     if schedule else "")
 
 
 # What an inference command's results folder under <run>/results holds, by the file that command writes beside

@@ -48,11 +48,11 @@ from .metrics.fid import inception_file
 from .metrics.lpips import lpips_files
 from .report import (
     EVAL_NAMES,
-    STYLE,
     _number,
     _value,
     blank_notes,
     data_folder,
+    html_page,
     measure_cells,
     measure_value,
     measured_with,
@@ -394,16 +394,14 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
                  f"<td>{html.escape(str(r['epoch']))}</td>", f"<td>{html.escape(str(r['step']))}</td>"]
         body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
     title = f"{run_name}: every checkpoint evaluated"
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
-            + (f"<div class='charts'>{''.join(charts)}</div>" if charts else "")
-            # (in a box of its own that scrolls sideways: on a phone the whole page did)
-            + f"<h2>Checkpoints</h2><div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
-            + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
-               "checkpoint by, where the checkpoints differ in it.</p>" if best else "")
-            + "".join(f"<p class='meta'>{html.escape(note)}.</p>"
-                      for note in blank_notes(rows, keys, lambda r: r["checkpoint"], lambda k: EVAL_NAMES.get(k, k)))
-            + "</body></html>\n")
+    return html_page(
+        title,
+        f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"
+        + (f"<div class='charts'>{''.join(charts)}</div>" if charts else "")
+        # (in a box of its own that scrolls sideways: on a phone the whole page did)
+        + f"<h2>Checkpoints</h2><div class='across'><table><tr>{header}</tr>{''.join(body)}</table></div>"
+        + ("<p class='meta'>Bold, and ringed on its chart: the best of a measure a run can keep its best "
+           "checkpoint by, where the checkpoints differ in it.</p>" if best else "")
+        + "".join(f"<p class='meta'>{html.escape(note)}.</p>"
+                  for note in blank_notes(rows, keys, lambda r: r["checkpoint"], lambda k: EVAL_NAMES.get(k, k))))
 
