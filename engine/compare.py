@@ -43,6 +43,7 @@ from .report import (
     EVAL_NAMES,
     _number,
     _value,
+    aligned,
     blank_notes,
     data_folder,
     html_page,
@@ -355,18 +356,8 @@ def format_compare(rows: list[dict]) -> str:
     """The rows as an aligned table for the terminal: a line per model, a column per measure; under it, FID's
     numbers of images where they differ between models (fid_counts)."""
     keys = measures(rows)
-    head = ["name", *keys]
-
-    def cells(r):
-        return [r["name"], *(measure_value(r, k) for k in keys)]
-
-    widths = [max(map(len, col)) for col in zip(head, *(cells(r) for r in rows))]
-
-    def line(cs):
-        return "  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip()
-
-    lines = [line(head)] + [f"{r['name'].ljust(widths[0])}  {r['error']}" if "error" in r else line(cells(r))
-                            for r in rows]
+    lines = aligned([["name", *keys]] + [[r["name"], r["error"]] if "error" in r else
+                                         [r["name"], *(measure_value(r, k) for k in keys)] for r in rows])
     done = [r for r in rows if "error" not in r]
     if done and (how := measured_with(done[0], fid=not fid_counts(rows))):  # (as the page says it)
         lines.append(how)

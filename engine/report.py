@@ -728,6 +728,18 @@ def measure_value(row: dict, key: str, plain=None) -> str:
     return (plain or _value)(v)
 
 
+def aligned(table: list[list[str]]) -> list[str]:
+    """A terminal table's lines (compare's, the sweep's; table[0]: the header): its columns two spaces apart, each
+    as wide as its widest cell, a row's last cell not padded. A row of another length than the header's ends in an
+    error's text, which spans the measures' columns and sets none of their widths (it widened the first column to
+    its own length on every other row)."""
+    widths = {}
+    for row in table:
+        for i, cell in enumerate(row if len(row) == len(table[0]) else row[:-1]):
+            widths[i] = max(widths.get(i, 0), len(cell))
+    return ["  ".join([*(c.ljust(widths[i]) for i, c in enumerate(row[:-1])), row[-1]]) for row in table]
+
+
 def _value(v) -> str:
     if v is None:  # a measure with nothing to measure (diversity of one sample per input): '-', as evaluate prints
         return "-"

@@ -50,6 +50,7 @@ from .report import (
     EVAL_NAMES,
     _number,
     _value,
+    aligned,
     blank_notes,
     data_folder,
     html_page,
@@ -345,15 +346,9 @@ def format_sweep(rows: list[dict]) -> str:
     """The rows as an aligned table for the terminal (one line per checkpoint), then the best of
     each measure in BEST and the option that picks that checkpoint."""
     keys = measures(rows)
-    head = [*WHICH, *keys]
     # (LPIPS with its ±, as the page and the note under the table give it: measure_value)
-    table = [head] + [[_cell(r.get(k)) for k in WHICH] + ([r["error"]] if "error" in r else
-                                                          [measure_value(r, k, _cell) for k in keys]) for r in rows]
-    # An error row's text spans the measure columns: it neither sets their widths nor is cut off
-    # where there are none.
-    widths = [max(len(line[i]) for line in table if len(line) == len(head)) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i < len(line) - 1 else c for i, (c, w) in enumerate(zip(line, widths + [0])))
-             for line in table]
+    lines = aligned([[*WHICH, *keys]] + [[_cell(r.get(k)) for k in WHICH] + (
+        [r["error"]] if "error" in r else [measure_value(r, k, _cell) for k in keys]) for r in rows])
     # (where the checkpoints differ: a coverage of 0 at every one named the first "best", nothing beaten)
     for key, r in best_rows(rows, where_differ=True).items():
         pick = "no --epoch" if r["checkpoint"] == LATEST else f"--epoch {r['epoch']}"
