@@ -36,7 +36,7 @@ from .checkpoint import find_checkpoint
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
-from .images import drawable, fit_label, label_style, sample_columns, to_uint8
+from .images import PAD, drawable, fit_label, label_style, sample_columns, to_uint8
 from .io import check_writable, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
@@ -273,7 +273,7 @@ def name_lines(name: str, width: int, font, keep: int) -> list[str]:
     return lines[:keep - 1] + ["\u2026" + tail if tail else fit_label("\u2026" + pieces[-1][0], width, font)[0]]
 
 
-def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]], pad: int = 2,
+def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[str, list]],
                   sep: int = 9, coded: bool = True) -> tuple[Image.Image, dict]:
     """For each input i: A[i] and B[i] (the columns "input", "ground truth"), and a row per (name,
     columns) of `outputs`, titled with the name, of columns[j][i] under "z{j+1}" ("output" where no model
@@ -292,14 +292,14 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
     name_w = min(max(math.ceil(font.getlength(name)) for name, _ in outputs), 2 * cw) + gap
     labels = [name_lines(name, name_w - gap, font, max(1, ch // line_h)) for name, _ in outputs]
     title_h = line_h * max(map(len, heads))
-    block_h = len(outputs) * (ch + pad)
-    W = pad + name_w + len(heads) * (cw + pad)
-    H = title_h + pad + n * block_h + (n - 1) * sep
+    block_h = len(outputs) * (ch + PAD)
+    W = PAD + name_w + len(heads) * (cw + PAD)
+    H = title_h + PAD + n * block_h + (n - 1) * sep
     canvas = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
 
     def x_of(c):
-        return pad + name_w + c * (cw + pad)
+        return PAD + name_w + c * (cw + PAD)
 
     for c, lines in enumerate(heads):
         for k, line in enumerate(lines):
@@ -314,17 +314,17 @@ def compare_image(A: torch.Tensor, B: torch.Tensor | None, outputs: list[tuple[s
         boxes[key] = (x_of(c), y)
 
     for i in range(n):
-        y0 = title_h + pad + i * (block_h + sep)
+        y0 = title_h + PAD + i * (block_h + sep)
         if i:  # a rule between one input's rows and the next's
-            draw.line([(pad, y0 - sep // 2 - 1), (W - pad, y0 - sep // 2 - 1)], fill=(200, 200, 200))
+            draw.line([(PAD, y0 - sep // 2 - 1), (W - PAD, y0 - sep // 2 - 1)], fill=(200, 200, 200))
         paste(a[i], (i, "input"), 0, y0)
         if b is not None:
             paste(b[i], (i, "ground truth"), 1, y0)
         for k, (lines, cols) in enumerate(zip(labels, outs)):
-            y = y0 + k * (ch + pad)
+            y = y0 + k * (ch + PAD)
             top = y + (ch - line_h * len(lines)) // 2
             for m, line in enumerate(lines):
-                draw.text((pad, top + m * line_h), line, fill=(0, 0, 0), font=font)
+                draw.text((PAD, top + m * line_h), line, fill=(0, 0, 0), font=font)
             for j, col in enumerate(cols):
                 paste(col[i], (i, k, j), len(first) + j, y)
     return canvas, boxes

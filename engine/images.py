@@ -167,7 +167,10 @@ def stretch(img: Image.Image, ratio: float) -> Image.Image:
     return img
 
 
-def grid_image(cols: list, names: list[str], pad: int = 2, aspect_ratio: float = 1.0) -> Image.Image:
+PAD = 2  # white pixels between the tiles of a picture (a grid, compare's, an interpolation strip)
+
+
+def grid_image(cols: list, names: list[str], aspect_ratio: float = 1.0) -> Image.Image:
     """Lay columns side by side under their titles; images under 64 px are enlarged (nearest, a whole
     factor) to at least 64 px, to be seen and to hold their titles (at 33-47 px, left as they were,
     "ground truth" and "encoded" were cut to "grou…" and "enco…"). Each title fits its tile
@@ -180,19 +183,19 @@ def grid_image(cols: list, names: list[str], pad: int = 2, aspect_ratio: float =
     font, line_h, gap = label_style(cw)
     labels = [fit_label(name.replace("random ", ""), cw - gap, font) for name in names]
     title_h = line_h * max(len(lines) for lines in labels)
-    W = len(imgs) * (cw + pad) + pad
-    H = title_h + n * (ch + pad) + pad
+    W = len(imgs) * (cw + PAD) + PAD
+    H = title_h + n * (ch + PAD) + PAD
     canvas = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for j, (col, lines) in enumerate(zip(imgs, labels)):
-        x0 = pad + j * (cw + pad)
+        x0 = PAD + j * (cw + PAD)
         for k, line in enumerate(lines):
             draw.text((x0, k * line_h), line, fill=(0, 0, 0), font=font)
         for i in range(n):
             tile = col[i]
             if scale > 1:
                 tile = tile.resize((cw, ch), Image.NEAREST)
-            canvas.paste(tile, (x0, title_h + pad + i * (ch + pad)))
+            canvas.paste(tile, (x0, title_h + PAD + i * (ch + PAD)))
     return canvas
 
 

@@ -30,6 +30,7 @@ from bicyclegan.pipelines.sharding import shard_range
 from .config import MAX_SEED, check_bool, check_int, check_named
 from .errors import ConfigError, DivergenceError
 from .images import (
+    PAD,
     OutputNames,
     claim_outputs,
     drop_gallery,
@@ -79,12 +80,12 @@ def _enlarge(img: np.ndarray) -> Image.Image:
     return pil.resize((w * s, h * s), Image.NEAREST) if s > 1 else pil
 
 
-def _side_by_side(tiles: list[np.ndarray], pad: int = 2) -> Image.Image:
+def _side_by_side(tiles: list[np.ndarray]) -> Image.Image:
     ims = [_enlarge(t) for t in tiles]
     w, h = ims[0].size
-    canvas = Image.new("RGB", (len(ims) * (w + pad) - pad, h), (255, 255, 255))
+    canvas = Image.new("RGB", (len(ims) * (w + PAD) - PAD, h), (255, 255, 255))
     for i, im in enumerate(ims):
-        canvas.paste(im, (i * (w + pad), 0))
+        canvas.paste(im, (i * (w + PAD), 0))
     return canvas
 
 

@@ -734,16 +734,16 @@ def input_label(path, root, phase: str) -> str:
         return Path(path).name
 
 
-def check_apart(out, root, phase: str, option: str = "--out") -> Path:
+def check_apart(out, root, phase: str) -> Path:
     """`out`, unless its images/ folder is (or is inside) the inputs' folder (root/phase, else root: read
     with every folder below it): the call's images would be read as inputs by the next call (sample
     --dataroot . put its default ./results/... among the inputs, and its next call failed on grid.png),
     or be written among the inputs themselves (--dataroot work/images --out work)."""
     read = inputs_folder(root, phase).resolve()
-    images = resolved_out(out, option) / "images"
+    images = resolved_out(out) / "images"
     if images == read or read in images.parents:
         raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "
-                          f"its subfolders); choose {option} outside it")
+                          "its subfolders); choose --out outside it")
     return Path(out)
 
 

@@ -49,27 +49,32 @@ TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 # ---------------------------------------------------------------------------------------------
 # What the reference networks launch
 
-def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=3, decoder_act="relu"):
+# The reference's networks as its train.py builds them by default: edges2shoes' 256 x 256 images, the
+# widths, z's width, two discriminators, RGB inputs, G's decoder activation (its nl).
+SIZE, NGF, NEF, NDF, NZ, NUM_DS, INPUT_NC, DECODER_ACT = 256, 64, 64, 64, 8, 2, 3, "relu"
+
+
+def reference_shapes():
     """(norm planes, z convs) of the reference's G unet_256 (where_add=all, decoder_act its nl), E
-    resnet_256 and D basic_256_multi at size x size, with their default widths. norm planes: sorted
-    distinct (C, H, W, act) of every InstanceNorm + activation (none has affine parameters, so
+    resnet_256 and D basic_256_multi at SIZE x SIZE, with their default widths (the constants above). norm
+    planes: sorted distinct (C, H, W, act) of every InstanceNorm + activation (none has affine parameters, so
     LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W, nz, CO, act) of
     every concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels, the
     activation: none at the outermost level, LeakyReLU at the others)."""
     planes, zconvs = set(), []
-    depth = int(math.log2(size))
-    ch = [ngf * min(2 ** i, 8) for i in range(depth)]
-    for i in range(depth):  # U-Net level i: input at size / 2^i, down conv to ch[i]
-        s = size >> i
-        zconvs.append((input_nc if i == 0 else ch[i - 1], s, s, nz, ch[i], "none" if i == 0 else "leaky_relu"))
+    depth = int(math.log2(SIZE))
+    ch = [NGF * min(2 ** i, 8) for i in range(depth)]
+    for i in range(depth):  # U-Net level i: input at SIZE / 2^i, down conv to ch[i]
+        s = SIZE >> i
+        zconvs.append((INPUT_NC if i == 0 else ch[i - 1], s, s, NZ, ch[i], "none" if i == 0 else "leaky_relu"))
         if 0 < i < depth - 1:
             planes.add((ch[i], s // 2, s // 2, "none"))   # norm after the down conv (no activation)
         if i > 0:
-            planes.add((ch[i - 1], s, s, decoder_act))  # norm + act after the up conv
+            planes.add((ch[i - 1], s, s, DECODER_ACT))  # norm + act after the up conv
     for n in range(1, 5):  # E: four residual blocks, each norm + act twice at its input size
-        planes.add((nef * min(4, n), size >> n, size >> n, "leaky_relu"))
-    for k in range(num_Ds):  # D: one PatchGAN per scale, the input average-pooled k times
-        width, s = round(ndf / 2 ** k), size >> (k + 1)
+        planes.add((NEF * min(4, n), SIZE >> n, SIZE >> n, "leaky_relu"))
+    for k in range(NUM_DS):  # D: one PatchGAN per scale, the input average-pooled k times
+        width, s = round(NDF / 2 ** k), SIZE >> (k + 1)
         for n in (1, 2, 3):
             s = s // 2 if n < 3 else s - 1  # stride 2, 2, then 1 (4x4 kernel, padding 1)
             planes.add((width * min(2 ** n, 8), s, s, "leaky_relu"))
@@ -80,10 +85,10 @@ def reference_shapes(size=256, ngf=64, nef=64, ndf=64, nz=8, num_Ds=2, input_nc=
 POOL = (3, 3, 2, 2, 1, 1)
 
 
-def reference_pools(size=256, num_Ds=2, input_nc=3):
+def reference_pools():
     """(C, H, W) of every input the reference's multi-scale D (basic_256_multi, unconditional)
     average-pools: the image before each coarser scale."""
-    return [(input_nc, size >> k, size >> k) for k in range(num_Ds - 1)]
+    return [(INPUT_NC, SIZE >> k, SIZE >> k) for k in range(NUM_DS - 1)]
 
 
 def site_filter(text):

@@ -1258,7 +1258,7 @@ MUTANTS = [
     ('AW26', DL, '                if done.get("address") == TESTSETS.get(name) else "")',
      '                if False else "")', TESTSET),
     ('AW27', IO, 'to += "links back (a loop)" if _loops(top) else "does not exist"', 'to += "does not exist"', LOOPS),
-    ('AW28', RT, '    images = resolved_out(out, option) / "images"', '    images = (Path(out) / "images").resolve()',
+    ('AW28', RT, '    images = resolved_out(out) / "images"', '    images = (Path(out) / "images").resolve()',
      LOOPS),
     ('AW29', SA, '            claim_outputs(out / "images", [', '            (out / "images", [', STOPPED),
     ('AW30', IP, '            claim_outputs(images, [', '            (images, [', STOPPED),
