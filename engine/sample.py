@@ -85,6 +85,46 @@ def _refuse_unused(given: dict, model, layout: str, folder) -> None:
                           f"is none to leave out; leave it out")
 
 
+def _checked_arguments(model, out, num, n_samples, seed, sync, spread, encode, progress, aspect_ratio):
+    """sample's arguments checked, before any file is read: (given, n_samples, seed, sync, spread, encode,
+    progress) with their defaults filled in; given: the options _refuse_unused judges, as the caller gave them."""
+    # Within 16 either way: 1e9 was an OverflowError in the resize, 1000 a grid.png of a billion pixels that PIL then
+    # would not open (the reference's own scripts use 1.4 at most).
+    if not (isinstance(aspect_ratio, (int, float)) and not isinstance(aspect_ratio, bool)
+            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):
+        raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a number from 1/{MAX_STRETCH} to {MAX_STRETCH} "
+                          f"(the width:height stretch of the saved images)")
+    sync, spread, progress = check_bool("sync", sync), check_bool("spread", spread), check_bool("progress", progress)
+    encode = check_bool("encode", encode, optional=True)  # (skip_bad: DataConfig's)
+    check_named("out", out)  # ("" wrote the gallery into the current folder, among its files)
+    if out is None and not isinstance(model, (str, Path)):
+        raise TypeError("sample: give `out` when passing a model object")
+    # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a
+    # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
+    check_int("num", num, 1)
+    given = {"n_samples": n_samples, "seed": seed, "sync": sync or None, "spread": spread or None,
+             "encode": False if encode is False else None}  # (None: not given, or given as the default)
+    n_samples, seed, encode = 5 if n_samples is None else n_samples, 0 if seed is None else seed, encode is not False
+    check_int("n_samples", n_samples, 0)
+    check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
+    return given, n_samples, seed, sync, spread, encode, progress
+
+
+def _write_grid_and_gallery(out: Path, done: list, model, root, phase: str, aspect_ratio: float) -> None:
+    """Rank 0's files once every share is written (done: write_shares' values): grid.png of the first inputs
+    (of the first one's size), images/ pruned to this call's, index.html."""
+    rows = [row for row, _ in done]
+    if not rows:
+        raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
+    grid = None
+    for cols, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
+        if grid is None or grid[0].shape[-2:] == cols[0].shape[-2:]:
+            grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
+    save_image(grid_image(grid, names, aspect_ratio=aspect_ratio), out / "grid.png", what="sample grid")
+    prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
+    write_gallery(out, rows, gallery_title(model, root, phase))
+
+
 @torch.no_grad()
 def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_samples: int | None = None, num: int = 50,
            sync: bool = False, encode: bool | None = None, seed: int | None = None, spread: bool = False,
@@ -114,25 +154,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
     files are those of one process, whatever the number of ranks.
     Returns the results folder."""
-    # Within 16 either way: 1e9 was an OverflowError in the resize, 1000 a grid.png of a billion pixels that PIL then
-    # would not open (the reference's own scripts use 1.4 at most).
-    if not (isinstance(aspect_ratio, (int, float)) and not isinstance(aspect_ratio, bool)
-            and 1 / MAX_STRETCH <= aspect_ratio <= MAX_STRETCH):
-        raise ConfigError(f"aspect_ratio={aspect_ratio!r} must be a number from 1/{MAX_STRETCH} to {MAX_STRETCH} "
-                          f"(the width:height stretch of the saved images)")
-    sync, spread, progress = check_bool("sync", sync), check_bool("spread", spread), check_bool("progress", progress)
-    encode = check_bool("encode", encode, optional=True)  # (skip_bad: DataConfig's)
-    check_named("out", out)  # ("" wrote the gallery into the current folder, among its files)
-    if out is None and not isinstance(model, (str, Path)):
-        raise TypeError("sample: give `out` when passing a model object")
-    # The command's bounds (--num >= 1, --n_samples >= 0): num 0 or -1 was "no inputs found" in a
-    # folder that has them, a negative n_samples a RuntimeError about a tensor's shape.
-    check_int("num", num, 1)
-    given = {"n_samples": n_samples, "seed": seed, "sync": sync or None, "spread": spread or None,
-             "encode": False if encode is False else None}  # (None: not given, or given as the default)
-    n_samples, seed, encode = 5 if n_samples is None else n_samples, 0 if seed is None else seed, encode is not False
-    check_int("n_samples", n_samples, 0)
-    check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
+    given, n_samples, seed, sync, spread, encode, progress = _checked_arguments(
+        model, out, num, n_samples, seed, sync, spread, encode, progress, aspect_ratio)
     checkpoint = model
 
     # The loader prepare makes is closed once the inputs are read, or however the call ends before (an error,
@@ -210,16 +233,5 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         done = write_shares(dist, total, make, write, first=first,
                             label="sampled" if progress else None)
 
-    def finish():
-        rows = [row for row, _ in done]
-        if not rows:
-            raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
-        grid = None
-        for cols, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
-            if grid is None or grid[0].shape[-2:] == cols[0].shape[-2:]:
-                grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
-        save_image(grid_image(grid, names, aspect_ratio=aspect_ratio), out / "grid.png", what="sample grid")
-        prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
-        write_gallery(out, rows, gallery_title(model, root, phase))
-    dist.main_decides(finish)
+    dist.main_decides(lambda: _write_grid_and_gallery(out, done, model, root, phase, aspect_ratio))
     return out
