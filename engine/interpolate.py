@@ -128,27 +128,9 @@ def _mp4_bytes(frames: list[Image.Image], fps: float) -> bytes:
         return path.read_bytes()
 
 
-@torch.no_grad()
-def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5,
-                segments: int | None = None, frames: int = 4, mode: str = "slerp", path: str = "random", refs=None,
-                seed: int | None = None,
-                fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
-                layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
-                load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None,
-                dist: Dist = Dist()) -> Path:
-    """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
-    trained on; phase: val when there is one, else test), the outputs along a path through z over
-    segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
-    every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
-    when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
-    (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
-    make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
-    leave out bad files (default: as the run did). direction, load_size, crop_size, preprocess:
-    override how the model prepares inputs, as in sample. segments (default 5) and seed (default 50, video.py's):
-    given only where they make the codes (a random path; segments also an encoded path without refs). dist: the
-    ranks that share the inputs under torchrun, as in sample (rank 0 writes path.json and index.html once every
-    share is written: one process's files).
-    Returns the folder."""
+def _checked_arguments(model, out, mode, path, refs, seed, segments, num, frames, fps, mp4, progress):
+    """interpolate's arguments checked, before any file is read: (mp4, progress, refs, segments, seed) with
+    their defaults filled in (refs a list)."""
     check_named("out", out)  # ("" wrote the gallery into the current folder, among its files)
     mp4, progress = check_bool("mp4", mp4, optional=True), check_bool("progress", progress)  # (skip_bad: DataConfig's)
     if mode not in INTERP_MODES:
@@ -187,6 +169,92 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
     mp4 = mp4_available() if mp4 is None else mp4
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("interpolate: give `out` when passing a model object")
+    return mp4, progress, refs, segments, seed
+
+
+def _check_references(layout: str, listed: list, chosen: list[int], refs, folder) -> None:
+    """path=encoded's reference images, the inputs numbered `chosen` (refs: as given, None: chosen from
+    segments), against the `listed` inputs of `folder` (read in `layout`)."""
+    # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
+    if layout == "single":
+        raise DatasetError(f"{folder} has no B images (a folder of inputs alone): path=encoded needs them "
+                           f"(use path=random)")
+    if refs is None and len(listed) < len(chosen):  # (refs the user never gave: said as segments')
+        fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1
+                 else "a split of 2 or more, or path=random")
+        raise ConfigError(f"path=encoded without refs takes the B images of the first segments + 1 = {len(chosen)} "
+                          f"inputs as its codes; {folder} has {plural(len(listed), 'input')}: give {fewer}")
+    if max(chosen) >= len(listed) or min(chosen) < 0:
+        raise ConfigError(f"refs={chosen}: {folder} has {plural(len(listed), 'input')} (numbered from 0)")
+
+
+def _write_inputs(run, zs: torch.Tensor, *, fps: float, mp4: bool, dist: Dist, progress: bool) -> list | None:
+    """Each input's outputs along the codes `zs`, made and written (its strip, GIF and MP4) by the rank whose
+    share it is (write_shares); rank 0 gets the gallery's rows of every rank, the others None."""
+    model, cfg, read, out = run.model, run.cfg, run.read, run.out
+    G = model.sampler
+
+    def make(i):
+        if i not in read:  # (broken since the checks: left out)
+            return None
+        A = read[i]["A"].to(model.device)
+        x = model._input(G, "A", A, cfg.model.input_nc)  # (in the networks' dtype: a bf16 model's too)
+        outs = torch.cat([G(x.expand(len(chunk), -1, -1, -1), chunk.to(x.device)) for chunk in zs.split(16)])
+        if not torch.isfinite(outs).all():
+            raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
+        return A, outs
+
+    images = out / "images"
+    temps = TempFiles(images)  # listed once for all the files, not at each
+
+    def write(i, made):
+        (stem, label), (A, outs) = (run.stems[i], run.labels[i]), made
+        a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
+        files = [("input", save_image(_enlarge(a), images / f"{stem}_input.png", what="input image",
+                                      temps=temps))]
+        strip = save_image(_side_by_side([a, *frames_u8]), images / f"{stem}_strip.png", what="strip", temps=temps)
+        anim = [_side_by_side([a, f]) for f in frames_u8]
+        gif = _gif_bytes(anim, fps)
+        files.append(("animation (GIF)", atomic_write(images / f"{stem}.gif", lambda f, b=gif: f.write(b),
+                                                      what="GIF", temps=temps)))
+        if mp4:
+            video = _mp4_bytes(anim, fps)
+            files.append(("video (MP4)", atomic_write(images / f"{stem}.mp4", lambda f, b=video: f.write(b),
+                                                      what="MP4", temps=temps)))
+        return {"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
+                "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
+                          str(strip.relative_to(out)))]}
+    # (before this call's first file, as in sample)
+    def first():  # (rank 0's, before any file is written)
+        drop_gallery(out)
+        claim_outputs(images, [s + end for s in run.stems for end in ("_input.png", "_strip.png", ".gif", ".mp4")])
+    return write_shares(dist, run.total, make, write, first=first,
+                        label="interpolated" if progress else None)
+
+
+@torch.no_grad()
+def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num: int = 5,
+                segments: int | None = None, frames: int = 4, mode: str = "slerp", path: str = "random", refs=None,
+                seed: int | None = None,
+                fps: float = 8.0, mp4: bool | None = None, device: str = "auto", progress: bool = True,
+                layout: str | None = None, skip_bad: bool | None = None, direction: str | None = None,
+                load_size: int | None = None, crop_size: int | None = None, preprocess: str | None = None,
+                dist: Dist = Dist()) -> Path:
+    """Write, for each of the first `num` inputs of dataroot/phase (default: the data the model was
+    trained on; phase: val when there is one, else test), the outputs along a path through z over
+    segments + 1 codes (see the module docstring), as images/<name>_strip.png (the input, then
+    every frame), images/<name>.gif and images/<name>.mp4 (the input beside each frame; mp4: None =
+    when imageio-ffmpeg is installed), plus path.json (the codes) and index.html, into `out`
+    (default for a checkpoint path: <run>/results/interpolate_<phase>, see results_dir, results_name). layout: as
+    make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
+    leave out bad files (default: as the run did). direction, load_size, crop_size, preprocess:
+    override how the model prepares inputs, as in sample. segments (default 5) and seed (default 50, video.py's):
+    given only where they make the codes (a random path; segments also an encoded path without refs). dist: the
+    ranks that share the inputs under torchrun, as in sample (rank 0 writes path.json and index.html once every
+    share is written: one process's files).
+    Returns the folder."""
+    mp4, progress, refs, segments, seed = _checked_arguments(model, out, mode, path, refs, seed, segments, num,
+                                                             frames, fps, mp4, progress)
     checkpoint = model
 
     def prepare():  # on every rank alike (made_alike: one rank's refusal is every rank's)
@@ -205,7 +273,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={chosen}")
         need = max(num, max(chosen) + 1) if path == "encoded" else num
         root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
-        # (out is given where the model is an object: refused above)
+        # (out is given where the model is an object: _checked_arguments refuses it otherwise)
         o = out if out is not None else results_dir(checkpoint, f"interpolate_{results_name(root, ph)}")
         # Closed once the inputs are read, or however prepare ends before: left to the garbage collector, its
         # workers outlived a call that raised for as long as the caller held the traceback.
@@ -215,19 +283,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             if not listed:
                 raise DatasetError(f"{inputs_folder(root, ph)}: no inputs found")
             if path == "encoded":
-                # (a folder of inputs alone has no B at all: said first, not as too few inputs for the refs)
-                if loader.layout == "single":
-                    raise DatasetError(f"{inputs_folder(root, ph)} has no B images (a folder of inputs alone): "
-                                       f"path=encoded needs them (use path=random)")
-                if refs is None and len(listed) < len(chosen):  # (refs the user never gave: said as segments')
-                    fewer = (f"segments={len(listed) - 1} or fewer, or refs" if len(listed) > 1
-                             else "a split of 2 or more, or path=random")
-                    raise ConfigError(f"path=encoded without refs takes the B images of the first segments + 1 = "
-                                      f"{len(chosen)} inputs as its codes; {inputs_folder(root, ph)} has "
-                                      f"{plural(len(listed), 'input')}: give {fewer}")
-                if max(chosen) >= len(listed) or min(chosen) < 0:
-                    raise ConfigError(f"refs={chosen}: {inputs_folder(root, ph)} has {plural(len(listed), 'input')} "
-                                      f"(numbered from 0)")
+                _check_references(loader.layout, listed, chosen, refs, inputs_folder(root, ph))
             # Every rank reads its share of the inputs (write_shares'), rank 0 the references too (it makes the
             # codes): one pass from the first it needs to the last, each checked here, before anything is written.
             total = min(num, len(listed))
@@ -262,44 +318,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         # rank 0's codes for every rank: encoded on another GPU they might differ from path.json's in the last bits
         codes = dist.main_says(path_start)
         zs = path_codes(codes, frames, mode)
-        G = model.sampler
-
-        def make(i):
-            if i not in read:  # (broken since the checks: left out)
-                return None
-            A = read[i]["A"].to(model.device)
-            x = model._input(G, "A", A, cfg.model.input_nc)  # (in the networks' dtype: a bf16 model's too)
-            outs = torch.cat([G(x.expand(len(chunk), -1, -1, -1), chunk.to(x.device)) for chunk in zs.split(16)])
-            if not torch.isfinite(outs).all():
-                raise DivergenceError("the model's outputs are not finite: nothing to interpolate")
-            return A, outs
-
-        images = out / "images"
-        temps = TempFiles(images)  # listed once for all the files, not at each
-
-        def write(i, made):
-            (stem, label), (A, outs) = (run.stems[i], run.labels[i]), made
-            a, frames_u8 = to_uint8(A)[0], to_uint8(outs)
-            files = [("input", save_image(_enlarge(a), images / f"{stem}_input.png", what="input image",
-                                          temps=temps))]
-            strip = save_image(_side_by_side([a, *frames_u8]), images / f"{stem}_strip.png", what="strip", temps=temps)
-            anim = [_side_by_side([a, f]) for f in frames_u8]
-            gif = _gif_bytes(anim, fps)
-            files.append(("animation (GIF)", atomic_write(images / f"{stem}.gif", lambda f, b=gif: f.write(b),
-                                                          what="GIF", temps=temps)))
-            if mp4:
-                video = _mp4_bytes(anim, fps)
-                files.append(("video (MP4)", atomic_write(images / f"{stem}.mp4", lambda f, b=video: f.write(b),
-                                                          what="MP4", temps=temps)))
-            return {"name": label, "images": [(c, str(p.relative_to(out))) for c, p in files],
-                    "wide": [(f"the input, then the {len(zs)} frames along the path, left to right",
-                              str(strip.relative_to(out)))]}
-        # (before this call's first file, as in sample)
-        def first():  # (rank 0's, before any file is written)
-            drop_gallery(out)
-            claim_outputs(images, [s + end for s in run.stems for end in ("_input.png", "_strip.png", ".gif", ".mp4")])
-        rows = write_shares(dist, run.total, make, write, first=first,
-                            label="interpolated" if progress else None)
+        rows = _write_inputs(run, zs, fps=fps, mp4=mp4, dist=dist, progress=progress)
     finally:
         model.train(was_training)
 
