@@ -467,13 +467,13 @@ def check_data_root(cfg: TrainConfig) -> Path:
     return root
 
 
-def resolved_out(out, option: str = "--out") -> Path:
-    """The output folder `out` resolved, or an OutputError naming the option where its symbolic links loop (a
+def resolved_out(out) -> Path:
+    """The output folder `out` resolved, or an OutputError naming --out where its symbolic links loop (a
     traceback: Python 3.11 and 3.12 raise RuntimeError "Symlink loop", 3.13 OSError)."""
     try:
         return Path(out).resolve()
     except (RuntimeError, OSError) as e:
-        raise OutputError(f"{option} {out}: its symbolic links loop ({e}); give another folder") from e
+        raise OutputError(f"--out {out}: its symbolic links loop ({e}); give another folder") from e
 
 
 def check_out_apart(out, root: Path, folders) -> None:
