@@ -22,7 +22,8 @@ class NotScriptable:
 
     def __prepare_scriptable__(self):
         raise RuntimeError(f"{type(self).__name__}: torch.jit.script cannot compile this layer (its kernels are "
-                           f"Triton and Python); torch.jit.trace, torch.export and torch.compile take it")
+                           f"Triton and Python); torch.export and torch.compile take it (torch.jit.trace too, "
+                           f"deprecated)")
 
 
 def triton_available() -> bool:

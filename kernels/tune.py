@@ -553,7 +553,7 @@ def main(argv=None):
         return
     # (before --sites, whose names come from a module that imports Triton: --dry-run --sites was always refused)
     if args.dry_run:
-        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+        if sys.modules.get("triton") is not None and os.environ.get("TRITON_INTERPRET") != "1":
             p.error("--dry-run: set TRITON_INTERPRET=1 before triton is imported (or run it as a command)")
         os.environ["TRITON_INTERPRET"] = "1"
     from ._impl import triton_available
