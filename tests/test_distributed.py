@@ -963,9 +963,11 @@ def test_a_rank_lost_at_start_up_is_one_line_on_the_others(ranks):
     r0, r1 = (json.loads((ranks / "start" / f"{r}.json").read_text()) for r in (0, 1))
     assert r1 == {"raised": True}
     assert r0["rc"] == 2 and "Traceback" not in r0["stderr"], r0
+    # (gloo says the connection closed, or under load that a read found it reset)
     assert re.fullmatch(r"bicyclegan train: RankLostError: another process of this launch ended while this one "
-                        r"waited for it, and prints its own error \(this one saw: Connection closed by peer "
-                        r"\[127.0.0.1\]:\d+\)", r0["stderr"].splitlines()[-1]), r0
+                        r"waited for it, and prints its own error \(this one saw: (Connection closed by peer "
+                        r"\[127.0.0.1\]:\d+|Read error \[127.0.0.1\]:\d+: Connection reset by peer)\)",
+                        r0["stderr"].splitlines()[-1]), r0
 
 
 @pytest.mark.slow
