@@ -514,6 +514,33 @@ SH_BATCHED = [SH_FUNC + f"transform_matches_the_reference[{layer}-{t}]" for laye
 SH_FWD = [SH_FUNC + "forward_mode_is_refused_naming_impl_ref"]
 SH_SCRIPT = [SH_FUNC + "torchscript_is_refused_by_the_layers_name"]
 
+# Session 43's pass: the commands in the shell around them (h-sh), SI01-SI20
+SI = "tests/test_shell.py::test_"
+SI_REPORT = [SI + f"a_reader_gone_before_the_results_line_still_has_the_report_rewritten[argv{i}]" for i in (0, 1)]
+SI_SIGNAL = [SI + f"a_sigterm_or_hang_up_during_sample_leaves_no_half_written_file_and_says_so[{case}]"
+             for case in ("15-False", "1-False", "1-True")]
+SI_SIGNAL += [SI + "the_handlers_are_the_commands_alone_and_given_back"]
+SI_SAMPLE_LINES = ("        report = _refresh_report(checkpoint)\n"
+                   "        print(f\"results: {out}\\ngallery: {out / 'index.html'}\\ngrid: {out / 'grid.png'}"
+                   "{report}\")")
+# (the old order: the lines printed, then the report rewritten)
+SI_SAMPLE_SWAPPED = ("        print(f\"results: {out}\\ngallery: {out / 'index.html'}\\ngrid: {out / 'grid.png'}\")\n"
+                     "        report = _refresh_report(checkpoint)")
+SI_RANK = [SI + f"under_torchrun_rank_0_alone_says_the_stop[{r}]" for r in (0, 1)]
+SI_EXPORT = [SI + "a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export",
+             SI + "an_export_removes_what_a_killed_export_left"]
+SI_STALE = [SI + "stale_temps_are_those_of_gone_writers_of_that_name_and_suffix",
+            SI + "an_export_removes_what_a_killed_export_left"]
+SI_GROUP = [SI + "the_demo_data_keeps_a_group_folders_setgid_and_clears_a_killed_runs_part",
+            SI + "a_downloaded_dataset_keeps_a_group_folders_setgid",
+            SI + "the_run_folders_lock_file_takes_the_umask_and_a_read_only_one_still_locks"]
+SI_UTF8 = [SI + "a_folder_whose_name_is_not_utf8_is_checked_cached_and_reported"]
+SI_ONCE = [SI + "the_cache_that_cannot_be_saved_is_said_once"]
+SI_HOME = [SI + f"a_tilde_the_shell_left_is_the_home_folder[{case}]" for case in
+           ("argv0-out-{home}/runs/t", "argv1-dataroot-{home}", "argv2-models-expanded2")]
+SI_BAR = [SI + f"the_download_line_fits_the_terminal_and_its_term[{term}]" for term in ("xterm", "dumb")]
+SI_ORT = [SI + "onnxruntime_says_only_its_errors"]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -1705,6 +1732,42 @@ MUTANTS = [
      'left = start + BODY_SECONDS -', SH_SERVE),
     ('SH32', R, '    if img is None:\n        shown = None, 0.0', '    if img is None:\n        return None, 0.0',
      SH_GRID),
+    # the commands in the shell around them (h-sh)
+    ('SI01', CLI, SI_SAMPLE_LINES, SI_SAMPLE_SWAPPED, SI_REPORT[:1]),
+    ('SI02', CLI, '    if command in ("train", "serve") or threading.current_thread()',
+     '    if True or threading.current_thread()', SI_SIGNAL),
+    ('SI03', CLI, '            if s is not None and signal.getsignal(s) is signal.SIG_DFL}',
+     '            if s is not None}', SI_SIGNAL),
+    ('SI04', CLI, '        for s, handler in replaced.items():\n            signal.signal(s, handler)',
+     '        for s, handler in replaced.items():\n            pass', SI_SIGNAL),
+    ('SI05', CLI, '        if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":', '        if True:',
+     SI_RANK),
+    ('SI06', EX, '                if not isinstance(cause, Exception):', '                if False:', SI_EXPORT),
+    ('SI07', EX, '    for gone in stale_temps(out, f".tmp.{fmt}"):', '    for gone in []:', SI_EXPORT),
+    ('SI08', AT, 'if "." not in tag and writer_gone(tag))', 'if "." not in tag)', SI_STALE),
+    ('SI09', AT, 'if "." not in tag and writer_gone(tag))', 'if writer_gone(tag))', SI_STALE),
+    ('SI10', RT, '            os.chmod(tmp, 0o777 & ~UMASK | tmp.stat().st_mode & 0o2000)',
+     '            os.chmod(tmp, 0o777 & ~UMASK)', SI_GROUP),
+    ('SI11', "engine/download.py", '            os.chmod(root, 0o777 & ~_umask() | os.stat(root).st_mode & 0o2000)',
+     '            os.chmod(root, 0o777 & ~_umask())', SI_GROUP),
+    ('SI12', RT, '        for gone in stale_temps(root, ".tmp"):', '        for gone in []:', SI_GROUP),
+    ('SI13', TR, 'fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)',
+     'fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)', SI_GROUP),
+    ('SI14', TR, '            fd = os.open(path, os.O_RDONLY)', '            raise', SI_GROUP),
+    ('SI15', FI, 'hashlib.sha256(os.fsencode(os.path.realpath(folder)))',
+     'hashlib.sha256(os.path.realpath(folder).encode())', SI_UTF8),
+    ('SI16', IO, 'f.write(text.encode("utf-8", "surrogateescape"))', 'f.write(text.encode("utf-8"))', SI_UTF8),
+    ('SI17', FI, '            if folder not in _UNSAVED:', '            if True:', SI_ONCE),
+    ('SI18', CLI, '        homeward = isinstance(value, str) and (value == "~" or value.startswith("~/"))',
+     '        homeward = isinstance(value, str) and value.startswith("~/")', SI_HOME),
+    ('SI19', CLI, '        setattr(args, key, [home(v) for v in value] if isinstance(value, list) else home(value))',
+     '        setattr(args, key, home(value))', SI_HOME),
+    ('SI20', "engine/download.py", '        text, erase = fit_line(text, bar), erase_code()',
+     '        text, erase = text, erase_code()', SI_BAR),
+    ('SI21', "engine/download.py",
+     '        self.stream.write("\\r" + (text + erase if erase else text.ljust(self.width)))',
+     '        self.stream.write("\\r" + text + "\\x1b[K")', SI_BAR),
+    ('SI22', EX, '    opts.log_severity_level = 3\n', '', SI_ORT),
 ]
 
 if __name__ == "__main__":
