@@ -127,14 +127,18 @@ def test_the_demo_folder_is_written_in_a_temp_folder_of_its_own_removed_whatever
     (other / "train").mkdir(parents=True)
     (other / "train" / "00000.png").write_bytes(b"another run's, still writing")
     write = runtime.make_demo_dataset
+    made = []
 
     def stopped(out, **kw):
+        made.append(Path(out).name)
         write(out, **kw)
         raise KeyboardInterrupt
     monkeypatch.setattr(runtime, "make_demo_dataset", stopped)
     with pytest.raises(KeyboardInterrupt):
         runtime.prepare_data_root(cfg)
     assert sorted(p.name for p in root.parent.iterdir()) == [other.name]  # no folder of this run's left
+    # named for its writer (pid and host), so that a later run tells a killed run's part from a live one's
+    assert made[0].startswith(f".{root.name}.{writer_tag()}-") and made[0].endswith(".tmp"), made
     monkeypatch.setattr(runtime, "make_demo_dataset", write)
     assert runtime.prepare_data_root(cfg) == root and runtime.demo_data_made(root)
     assert sorted(p.name for p in root.parent.iterdir()) == sorted([other.name, root.name])
