@@ -53,7 +53,8 @@ def test_pt2_round_trip_with_dynamic_batch(model, tmp_path):
 
 
 @torch.no_grad()
-def test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_permissions(model, tmp_path):
+def test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_permissions(model, tmp_path,
+                                                                                         monkeypatch):
     # The temp name was .g.pt2.<pid>.tmp.pt2: a second export to the same file in this process (a thread) or
     # on another machine with the same pid wrote into the first's file and removed it; and the model
     # renamed from a mkstemp file would keep its 0600
@@ -62,7 +63,16 @@ def test_an_export_writes_a_temp_file_of_its_own_and_the_model_with_the_usual_pe
     from bicyclegan.pipelines.atomic import writer_tag
     other = tmp_path / f".g.pt2.{writer_tag()}-zz9.tmp.pt2"  # (this process's: a thread's export, still writing)
     other.write_bytes(b"another export, still writing")
+    import bicyclegan.engine.export as ex
+    made, real = [], ex.temp_beside
+
+    def temp_beside(*args):
+        made.append(real(*args))
+        return made[-1]
+    monkeypatch.setattr(ex, "temp_beside", temp_beside)
     export_generator(model, tmp_path / "g.pt2", verify=False)
+    # named for its writer (pid, host and letters of its own), so that a later export tells a killed one's file
+    assert len(made) == 1 and Path(made[0][1]).name.startswith(f".g.pt2.{writer_tag()}-"), made
     assert other.read_bytes() == b"another export, still writing"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["g.pt2", "g.pt2.json", other.name])
     umask = os.umask(0)
