@@ -40,12 +40,12 @@ from bicyclegan.pipelines.errors import SeveralSizesError, plural
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
-from .errors import ConfigError, DivergenceError, OutputError
+from .errors import ConfigError, DivergenceError, OutputError, WeightsError
 from .images import nonfinite_said, sample_columns
 from .io import count_line, end_count_line
 from .metrics import classify_palettes, palette_coverage
-from .metrics.fid import fid_from_features, inception_features, load_inception
-from .metrics.lpips import PAIRS, VERSIONS, load_lpips, sample_pairs
+from .metrics.fid import checked_inception_file, fid_from_features, inception_features, load_inception
+from .metrics.lpips import PAIRS, VERSIONS, checked_alexnet, checked_linear, load_lpips, sample_pairs
 from .report import NO_DIVERSITY, NO_ENCODED, NO_ENCODED_EITHER, _number, data_folder, has_split, read_from
 from .runtime import Dist, build_loader, check_input_size, inference_data, made_alike, open_model
 
@@ -173,6 +173,20 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
         dist=dist)).run(n_samples, seed, progress=progress)
 
 
+def _missing_weights(chosen, lpips_version, lpips_backbone, lpips_linear, fid_weights) -> list[str]:
+    """What the loaders would say of each weights file the chosen metrics need that is not there."""
+    said = []
+    for metric, check in (("lpips", lambda: checked_alexnet(lpips_backbone)),
+                          ("lpips", lambda: checked_linear(lpips_version, lpips_linear)),
+                          ("fid", lambda: checked_inception_file(fid_weights))):
+        if metric in chosen:
+            try:
+                check()
+            except WeightsError as e:
+                said.append(str(e))
+    return said
+
+
 class Evaluation:
     """An evaluation made ready: the model, the split and the metrics chosen, every option checked and
     the metric networks loaded, before any image is generated (a missing weights file fails at once).
@@ -279,9 +293,17 @@ class Evaluation:
                 raise ValueError("networks_from: an evaluation of other metrics, metric weights or device")
             self.lp, self.inception = theirs.lp, theirs.inception
         else:
-            self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
-                                 device=dev) if "lpips" in chosen else None
-            self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
+            try:
+                self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
+                                     device=dev) if "lpips" in chosen else None
+                self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
+            except WeightsError as e:
+                # Each loader says its first missing file: a machine without them (an offline cluster) took a try
+                # per file to learn the three. The others missing too, in the same line.
+                said = _missing_weights(chosen, lpips_version, lpips_backbone, lpips_linear, fid_weights)
+                if len(said) > 1:
+                    raise WeightsError(f"{len(said)} weights files are missing: " + "; and ".join(said)) from e
+                raise
 
     def of(self, model) -> "Evaluation":
         """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's

@@ -126,9 +126,11 @@ def test_lpips_weights_come_from_the_hub_cache_or_a_path(tmp_path, hub, monkeypa
     assert lpmod.ALEXNET_FILE in msg and str(hub) in msg and lpmod.ALEXNET_URL in msg and "\n" not in msg
     with pytest.raises(WeightsError, match=f"{tmp_path} is a folder, not a weights file; give the file"):
         lpmod.load_lpips(backbone=tmp_path)
+    with pytest.raises(WeightsError, match="/dev/null is not a regular file .*; give the file"):  # ("does not exist")
+        lpmod.load_lpips(backbone="/dev/null")
     random_alexnet_file(hub / lpmod.ALEXNET_FILE)
     monkeypatch.setattr(lpmod, "_package_linear", lambda version: None)  # as without the lpips package
-    with pytest.raises(WeightsError, match=r"pip install lpips.*weights/v0\.0/alex\.pth.*lpips_linear"):
+    with pytest.raises(WeightsError, match=r"pip install --no-deps lpips.*weights/v0\.0/alex\.pth.*lpips_linear"):
         lpmod.load_lpips()
     lin = random_linear_file(tmp_path / "lin.pth")
     m = lpmod.load_lpips(linear=tmp_path / "lin.pth")
@@ -502,6 +504,20 @@ def test_evaluate_options_are_checked_before_any_work(tiny_model, tmp_path, hub)
         evaluate(tiny_model, metrics="fid", device="cpu")
     default = evaluate(tiny_model, n_samples=2, num=2, device="cpu", phase="test")
     assert default["metrics"] == ["l1", "palette"] and "coverage" in default and "diversity_lpips" not in default
+
+
+def test_every_missing_weights_file_is_named_in_one_error(tiny_model, hub, monkeypatch):
+    # Each metric's loader said its first missing file: a machine without them (an offline cluster) took a try per
+    # file to learn the three. One missing: its own message, as before.
+    monkeypatch.setattr(lpmod, "_package_linear", lambda version: None)  # as without the lpips package
+    with pytest.raises(WeightsError) as e:
+        evaluate(tiny_model, metrics="lpips,fid,l1", num=2, device="cpu", phase="val")
+    said = str(e.value)
+    assert said.startswith("3 weights files are missing: LPIPS needs AlexNet's weights") and "\n" not in said
+    assert all(s in said for s in (lpmod.ALEXNET_URL, "pip install --no-deps lpips", fidmod.INCEPTION_URL)), said
+    random_alexnet_file(hub / lpmod.ALEXNET_FILE)
+    with pytest.raises(WeightsError, match="^FID needs InceptionV3's weights: "):
+        evaluate(tiny_model, metrics="fid,l1", num=2, device="cpu", phase="val")
 
 
 def _no_palettes(tmp_path):

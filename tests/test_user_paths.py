@@ -1054,8 +1054,9 @@ def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_tr
     again.train()
     assert f"2 iterations of batch 4 -> {out}, from step 2 ({out / 'checkpoints' / 'latest.pt'})" in \
         again.progress.stream.getvalue()
+    # (the whole schedule: niter 1 + niter_decay 1 epochs of 16 / 4 batches)
     assert (f"note: {out} has already trained its 2 iterations: nothing to train; to train on, resume it with a "
-            f"larger --max_steps") in capsys.readouterr().err
+            f"larger --max_steps, or --max_steps none for the whole schedule (8 iterations)") in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--max_steps", "4", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "nothing to train" not in err

@@ -181,12 +181,17 @@ def inception_file(path=None) -> Path:
     return weights_path(path, INCEPTION_FILE)
 
 
+def checked_inception_file(path=None) -> Path:
+    """inception_file, there, else a WeightsError saying where to get it."""
+    return weights_file(path, INCEPTION_FILE, INCEPTION_URL, "fid_weights", "FID needs InceptionV3's weights")
+
+
 def load_inception(path=None, *, device="cpu") -> InceptionV3:
     """FID's InceptionV3 with pytorch-fid's weights file: `path`, or torch.hub's checkpoints folder.
     The file's classifier (fc.*) is not used; every other tensor must be there with its shape."""
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
         model = InceptionV3()
-    p = weights_file(path, INCEPTION_FILE, INCEPTION_URL, "fid_weights", "FID needs InceptionV3's weights")
+    p = checked_inception_file(path)
     # BatchNorm's batch counters are not in files saved before torch 0.4.1; load_state_dict fills them.
     want = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     model.load_state_dict(take(read_weights(p, "InceptionV3 weights"), want, p, "InceptionV3 weights"))

@@ -125,6 +125,25 @@ def lpips_files(version: str = "0.0", backbone=None, linear=None) -> tuple[Path,
     return weights_path(backbone, ALEXNET_FILE), Path(linear) if linear is not None else _package_linear(version)
 
 
+def checked_alexnet(backbone=None) -> Path:
+    """The AlexNet file load_lpips reads, there, else a WeightsError saying where to get it."""
+    return weights_file(backbone, ALEXNET_FILE, ALEXNET_URL, "lpips_backbone", "LPIPS needs AlexNet's weights")
+
+
+def checked_linear(version: str = "0.0", linear=None) -> Path:
+    """The linear-layer file load_lpips reads, there, else a WeightsError saying where to get it."""
+    lin = Path(linear) if linear is not None else _package_linear(version)
+    if lin is None or not lin.is_file():
+        # --no-deps: the package's own requirement (torchvision, whose newest pins the newest torch) replaced the
+        # environment's torch (2.13 CPU -> 2.14 CUDA, 3.7 GB) for two weights files it only holds
+        raise WeightsError(
+            f"LPIPS v{version} needs its linear-layer weights: "
+            + (f"{lin} does not exist; " if lin is not None else "")
+            + f"`pip install --no-deps lpips` (they ship inside it as lpips/weights/v{version}/alex.pth) "
+            "or give the file with --lpips_linear PATH (Python: lpips_linear=)")
+    return lin
+
+
 def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu") -> LPIPS:
     """LPIPS (AlexNet) with its weights: `backbone` (torchvision's AlexNet file; default
     torch.hub's checkpoints folder) and `linear` (the lpips package's weights/v<version>/alex.pth;
@@ -132,17 +151,10 @@ def load_lpips(version: str = "0.0", *, backbone=None, linear=None, device="cpu"
     file to put where."""
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's generator untouched
         model = LPIPS(version)
-    bb = weights_file(backbone, ALEXNET_FILE, ALEXNET_URL, "lpips_backbone", "LPIPS needs AlexNet's weights")
+    bb, lin = checked_alexnet(backbone), checked_linear(version, linear)
     want = {f"features.{k}": v.shape for k, v in model.net.features.state_dict().items()}
     feats = take(read_weights(bb, "AlexNet weights"), want, bb, "AlexNet weights")
     model.net.features.load_state_dict({k[len("features."):]: v for k, v in feats.items()})
-    lin = lpips_files(version, backbone, linear)[1]
-    if lin is None or not lin.is_file():
-        raise WeightsError(
-            f"LPIPS v{version} needs its linear-layer weights: "
-            + (f"{lin} does not exist; " if lin is not None else "")
-            + f"`pip install lpips` (they ship inside it as lpips/weights/v{version}/alex.pth) "
-            "or give the file with --lpips_linear PATH (Python: lpips_linear=)")
     want = {f"lin{i}.model.1.weight": w.shape for i, w in enumerate(model.lins)}
     lins = take(read_weights(lin, "LPIPS linear weights"), want, lin, "LPIPS linear weights")
     for w, k in zip(model.lins, want):

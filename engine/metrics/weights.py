@@ -29,7 +29,8 @@ def weights_file(path, default_name: str, url: str, option: str, what: str) -> P
     p = weights_path(path, default_name)
     if not p.is_file():
         where = f"download {url} into {p.parent}/ (torch.hub's cache) or give" if path is None else "give"
-        state = "is a folder, not a weights file" if p.is_dir() else "does not exist"
+        state = ("is a folder, not a weights file" if p.is_dir() else "is not a regular file (a device, a pipe)"
+                 if p.exists() else "does not exist")  # (/dev/null "did not exist")
         raise WeightsError(f"{what}: {p} {state}; {where} the file with --{option} PATH (Python: {option}=)")
     return p
 
