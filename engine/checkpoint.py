@@ -24,7 +24,7 @@ from bicyclegan.kernels._impl import runs_triton
 
 from .config import TrainConfig, check_bool
 from .errors import CheckpointError, ConfigError, DivergenceError
-from .io import atomic_write, read_torch_file
+from .io import atomic_write, read_torch_file, signals_held
 from .model import BicycleGAN
 from .networks import built_shapes
 
@@ -146,7 +146,8 @@ def write_state(state: dict, path) -> Path:
     """Write a checkpoint's contents (save_checkpoint's, or read_checkpoint's with an entry changed) with
     their digest, atomically: the file at `path` is the old one or the new one, whole."""
     state["digest"] = digest(state)
-    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", error=CheckpointError)
+    with signals_held():  # (import-official's, download model's: a SIGTERM inside torch.save read as a full disk)
+        return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", error=CheckpointError)
 
 
 def read_checkpoint(path) -> dict:

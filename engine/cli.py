@@ -1166,6 +1166,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The options that name files or folders (the parsers' destinations), of every command
+PATH_OPTIONS = {"out", "dataroot", "checkpoint", "checkpoint_option", "models", "json", "init_from", "resume",
+                "G", "E", "D", "D2", "dir", "lpips_backbone", "lpips_linear", "fid_weights"}
+
+
 def _expand_home(args) -> None:
     """An option's value that starts with ~/ (or is ~), as the shell would have read it at a word's start: it does
     not after `=` (--out=~/runs) nor in quotes, and the command made a folder named ~ in the current one (which
@@ -1174,7 +1179,8 @@ def _expand_home(args) -> None:
         homeward = isinstance(value, str) and (value == "~" or value.startswith("~/"))
         return os.path.expanduser(value) if homeward else value
 
-    for key, value in vars(args).items():
+    for key in PATH_OPTIONS & vars(args).keys():  # (not --names, --allow_host: names, not paths)
+        value = getattr(args, key)
         setattr(args, key, [home(v) for v in value] if isinstance(value, list) else home(value))
 
 
@@ -1198,19 +1204,14 @@ def main(argv=None) -> int:
         Image.MAX_IMAGE_PIXELS = pil_limit
 
 
-class _Stopped(BaseException):
-    """A SIGTERM or SIGHUP during a command other than train and serve (which stop in their own way), raised where
-    the process is, as a Ctrl-C's KeyboardInterrupt is: every `finally` and `except BaseException` on the way out
-    then removes its temporary file or folder, where the signal's default death left them (sample's half-written
-    image, interpolate's video, export's .tmp.onnx) and said nothing."""
-
-
 def _raise_stopped(signum, frame):
-    raise _Stopped(signum)
+    from .io import Stopped, held_stop
+    if not held_stop(signum):  # (inside a checkpoint's write: raised at its end)
+        raise Stopped(signum)
 
 
 def _unwind_on_stop(command) -> dict:
-    """The handlers _Stopped needs, where the signals have their default action (nohup's ignored SIGHUP stays
+    """The handlers io.Stopped needs, where the signals have their default action (nohup's ignored SIGHUP stays
     ignored; a program calling main() keeps its own) and in the main thread (the only one signal.signal works in):
     the handlers replaced, to restore."""
     if command in ("train", "serve") or threading.current_thread() is not threading.main_thread():
@@ -1229,6 +1230,7 @@ def _run(args) -> int:
 
 
 def _run_command(args) -> int:
+    from .io import Stopped, say
     try:
         try:
             from .runtime import launch_env
@@ -1265,10 +1267,12 @@ def _run_command(args) -> int:
         if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
             return 1
         raise
-    except _Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
+    except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
-            print(f"stopped by {signal.Signals(e.args[0]).name}: the files written so far are whole, the unfinished "
-                  f"one removed", file=sys.stderr)
+            kept = ("the partial download is kept: the same command continues it" if args.command == "download" else
+                    "the files written so far are whole, the unfinished one removed")
+            # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
+            say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]
     except KeyboardInterrupt:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the

@@ -129,7 +129,7 @@ class _Bar:
         else:
             text = f"{self.label} {done / mib:.1f} MiB {rate / mib:.1f} MiB/s"
         # (as the training's line: one wider than the terminal stacked a row at each update)
-        text, erase = fit_line(text, bar), erase_code()
+        text, erase = fit_line(text, bar, self.stream), erase_code()
         self.stream.write("\r" + (text + erase if erase else text.ljust(self.width)))
         self.width = len(text)
         self.stream.flush()

@@ -29,7 +29,7 @@ from bicyclegan.pipelines.atomic import special_file, stale_temps, temp_beside
 
 from .config import DataConfig, ModelConfig, check_bool
 from .errors import CheckpointError, DivergenceError, ExportError, OutputError
-from .io import check_writable, make_folder, remove_made, write_json
+from .io import Stopped, check_writable, make_folder, remove_made, write_json
 from .networks import build_generator
 
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
@@ -266,7 +266,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         except Exception as e:
             cause = e
             while cause is not None:  # a Ctrl-C (a SIGTERM) during the exporter's lazy imports: their AttributeError
-                if not isinstance(cause, Exception):
+                if isinstance(cause, (KeyboardInterrupt, Stopped)):
                     raise cause from e
                 cause = cause.__cause__ or cause.__context__
             raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e

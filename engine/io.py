@@ -10,11 +10,13 @@ one line naming the file (disk full, read-only folder) instead of a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -34,10 +36,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     return _atomic_write(path, write, what=what, error=error, temps=temps)
 
 
-def fit_line(line: str, optional: str = "") -> str:
-    """A status line updated in place, within the terminal's width: one wider wrapped, and each update then stacked
-    a row (140 columns at 7 losses; a download's 78 at 40). `optional` (its bar) goes first, then the end."""
-    width = shutil.get_terminal_size().columns - 1  # (the last column: some terminals wrap on it)
+def fit_line(line: str, optional: str = "", stream=None) -> str:
+    """A status line updated in place, within the width of the terminal `stream` writes to (default: stdout's, as
+    shutil measures it): one wider wrapped, and each update then stacked a row (140 columns at 7 losses; a
+    download's 78 at 40). `optional` (its bar) goes first, then the end."""
+    try:  # (the stream's own: stderr on a terminal with stdout redirected, `path=$(bicyclegan download ...)`)
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = shutil.get_terminal_size().columns
+    width = columns - 1  # (the last column: some terminals wrap on it)
     if len(line) > width and optional:
         line = line.replace(optional, "", 1)
     return line if len(line) <= width else line[:max(width - 3, 0)] + "..."  # (ASCII: a POSIX locale's terminal)
@@ -48,6 +55,41 @@ def erase_code() -> str:
     (TERM=dumb: Emacs' shell, some CI logs), which showed "^[[K" on each update; there the caller pads the line
     with spaces over the last one."""
     return "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
+
+
+class Stopped(BaseException):
+    """A SIGTERM or SIGHUP during a command other than train and serve (which stop in their own way; the handler
+    is the command line's), raised where the process is, as a Ctrl-C's KeyboardInterrupt is: every `finally` and
+    `except BaseException` on the way out then removes its temporary file or folder, where the signal's default
+    death left them (sample's half-written image, interpolate's video, export's .tmp.onnx) and said nothing.
+    args[0]: the signal's number."""
+
+
+_HOLDING = []  # (signals_held's depth, as entries; the signals that came meanwhile go to _HELD)
+_HELD = []
+
+
+@contextlib.contextmanager
+def signals_held():
+    """A Stopped that would be raised in here (held_stop) waits for the block's end: raised inside torch's C++ file
+    writer (a checkpoint's torch.save), it was told as a short write, "as on a full disk", exit 2."""
+    _HOLDING.append(True)
+    try:
+        yield
+    finally:
+        _HOLDING.pop()
+        if not _HOLDING and _HELD:
+            signum = _HELD[0]
+            _HELD.clear()
+            signal.raise_signal(signum)  # its handler, now: a Stopped outside the writer
+
+
+def held_stop(signum: int) -> bool:
+    """Whether a stop signal waits for signals_held's end (kept for it), rather than being raised now."""
+    if _HOLDING:
+        _HELD.append(signum)
+        return True
+    return False
 
 
 def write_text(path, text: str, *, what: str = "file") -> Path:

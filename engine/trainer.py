@@ -192,7 +192,7 @@ class Progress:
         if not self.tty:
             self._write(line + "\n")
             return
-        line = fit_line(line, f" [{bar}]")  # (log.jsonl has it all)
+        line = fit_line(line, f" [{bar}]", self.stream)  # (log.jsonl has it all)
         self._write("\r" + (line + self.erase if self.erase else line.ljust(self.shown)))
         self.shown = len(line)
 
@@ -1091,10 +1091,11 @@ class Trainer:
         if fcntl is None:  # (Windows: unguarded, as on a file system without locks)
             return
         self._made_lock_file = not path.exists()
+        read_only = False
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # (the umask decides: a group's run folder)
         except PermissionError:  # another member's lock file, not writable here: flock needs no write access
-            fd = os.open(path, os.O_RDONLY)
+            fd, read_only = os.open(path, os.O_RDONLY), True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -1103,6 +1104,10 @@ class Trainer:
             raise _in_use(self.run_dir) from None
         except OSError:  # a file system without locks (some network mounts): train unguarded, as before
             os.close(fd)
+            if read_only:  # (NFS: its locks need a descriptor open for writing)
+                print(f"note: {path} is not writable here and this file system locks only files open for writing: "
+                      f"the run folder is not locked against a second training (its owner can make it group-"
+                      f"writable: chmod g+w {shlex.quote(str(path))})", file=sys.stderr)
             return
         # Closed by _release, or when the trainer is dropped untrained (a start refused after this point
         # by the caller, an interrupt before train()).

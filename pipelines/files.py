@@ -657,7 +657,7 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
     every = [mine]
     if dist is not None:
         # The split assumes the same listing everywhere (as the loader's sharding does): compare it.
-        listing = hashlib.sha256("\n".join(cache._key(p) for p in paths).encode()).hexdigest()
+        listing = hashlib.sha256("\n".join(cache._key(p) for p in paths).encode("utf-8", "surrogateescape")).hexdigest()
         gathered = [None] * world_size
         dist.all_gather_object(gathered, (len(paths), listing, mine))
         if len({(n, digest) for n, digest, _ in gathered}) > 1:

@@ -277,6 +277,17 @@ def test_ranks_split_the_checks_and_share_the_verdicts(tmp_path, cache_dir):
         assert "the ranks see different files" in r["error"] and "rank 0: 6, rank 1: 6" in r["error"], r
 
 
+@pytest.mark.slow
+def test_ranks_compare_a_listing_whose_names_are_not_utf8(tmp_path, cache_dir):
+    # Latin-1 bytes of an old archive (lone surrogates once decoded): the listing's digest was a UnicodeEncodeError
+    # on every rank of a torchrun launch, where one process read the folder.
+    dataset(tmp_path, n=4)
+    train = tmp_path / "data" / "train"
+    os.rename(train / "001.png", os.path.join(train, os.fsdecode(b"caf\xe9.png")))
+    r0, r1 = _launch(tmp_path)
+    assert "error" not in r0 and r0["samples"] == r1["samples"] and len(r0["samples"]) == 4, (r0, r1)
+
+
 # The code behind the cached verdicts, by CHECKS_VERSION: sha256 over the source of inspect_file and
 # every function and constant of files.py it reaches (test below).
 CHECKED_CODE = {2: "cfe8526432f1d94f96d868cb5a0f63a639fbf548ddbf3b33c785aaf428ee265a",

@@ -16,7 +16,7 @@ from tiny import TINY, tiny_cfg
 from bicyclegan.engine import BicycleGAN, cli, export, make_config, runtime
 from bicyclegan.engine import download as dl
 from bicyclegan.engine import report as report_module
-from bicyclegan.engine.io import write_text
+from bicyclegan.engine.io import Stopped, fit_line, signals_held, write_text
 from bicyclegan.engine.trainer import LOCK_FILE, Trainer
 from bicyclegan.pipelines import atomic, files, make_demo_dataset, make_loader
 
@@ -259,6 +259,8 @@ def test_the_cache_that_cannot_be_saved_is_said_once(tmp_path, monkeypatch, capl
     (["train", "--out=~/runs/t", "--dry-run"], "out", "{home}/runs/t"),
     (["sample", "~/runs/t", "--dataroot", "~"], "dataroot", "{home}"),
     (["compare", "~/a", "b~/c", "~x/d"], "models", ["{home}/a", "b~/c", "~x/d"]),
+    (["compare", "a", "b", "--names", "~/mine,theirs"], "names", "~/mine,theirs"),  # names, not paths
+    (["serve", "x.pt", "--allow_host", "~"], "allow_host", ["~"]),
 ])
 def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch, argv, key, expanded):
     # --out=~/runs (no expansion after "=", nor in quotes) made a folder named ~ in the current one.
@@ -297,6 +299,29 @@ def test_the_download_line_fits_the_terminal_and_its_term(monkeypatch, term):
     assert len(lines) == 3 and all(len(line.rstrip("\x1b[K")) <= 39 for line in lines), lines
     assert all(("\x1b[K" in line) == (term != "dumb") for line in lines)
     assert "5.0/10.0 MiB" in lines[1] and "#" not in lines[1]  # the bar goes first
+    bar.total = None  # (a server that sends no length: a shorter line, over the longer one)
+    bar.update(7 * 2 ** 20, force=True)
+    last, before = tty.getvalue().split("\r")[-1], lines[-1]
+    assert last.startswith("facades.tar.gz 7.0 MiB")
+    assert len(last) == len(before) if term == "dumb" else last.endswith("\x1b[K")  # padded over it, or erased
+
+
+def test_a_status_line_fits_the_terminal_it_is_written_to(monkeypatch):
+    # stdout redirected (`path=$(bicyclegan download ...)`) and stderr on a 50-column terminal: the line was cut
+    # to stdout's width (shutil's), 75 columns, and wrapped.
+    import fcntl
+    import struct
+    import termios
+    main, side = os.openpty()
+    try:
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+        monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: os.terminal_size((300, 24)))
+        with open(side, "w", closefd=False) as stream:
+            assert len(fit_line("x" * 200, "", stream)) == 49
+        assert len(fit_line("x" * 200, "", io.StringIO())) == 200  # (no terminal of its own: shutil's)
+    finally:
+        os.close(main)
+        os.close(side)
 
 
 def test_onnxruntime_says_only_its_errors():
@@ -315,7 +340,96 @@ def test_under_torchrun_rank_0_alone_says_the_stop(monkeypatch, capsys, rank):
     monkeypatch.setenv("MASTER_PORT", "29999")
 
     def stopped(args):
-        raise cli._Stopped(signal.SIGTERM)
+        raise Stopped(signal.SIGTERM)
     monkeypatch.setattr(cli, "cmd_sample", stopped)
     assert cli.main(["sample", "x.pt"]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err.count("stopped by SIGTERM") == (rank == "0")
+
+
+def test_a_stop_on_a_terminal_that_hung_up_still_ends_with_the_signals_code(monkeypatch):
+    # The hang-up of a closed terminal, then the stop line's own write an OSError (EIO): exit 1 and a traceback.
+    class HungUp(io.StringIO):
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+    def stopped(args):
+        raise Stopped(signal.SIGHUP)
+    monkeypatch.setattr(cli, "cmd_sample", stopped)
+    monkeypatch.setattr(sys, "stderr", HungUp())
+    monkeypatch.setattr("bicyclegan.engine.io.to_devnull", lambda stream: None)
+    assert cli.main(["sample", "x.pt"]) == 128 + signal.SIGHUP
+
+
+def test_a_stopped_download_says_its_partial_file_is_kept(monkeypatch, capsys):
+    def stopped(args):
+        raise Stopped(signal.SIGTERM)
+    monkeypatch.setattr(cli, "cmd_download", stopped)
+    assert cli.main(["download", "dataset", "facades"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == ("stopped by SIGTERM: the partial download is kept: the same command "
+                                       "continues it\n")
+
+
+def test_a_stop_during_a_checkpoints_write_waits_for_its_end(tmp_path, monkeypatch):
+    # import-official's or download model's checkpoint: the Stopped raised inside torch's C++ writer came back as
+    # "cannot write checkpoint ...: unexpected pos ...: its write stopped short, as on a full disk", exit 2.
+    from bicyclegan.engine import checkpoint
+    real = torch.save
+
+    def save(obj, f):
+        os.kill(os.getpid(), signal.SIGTERM)  # (a handler's raise here is torch's writer's callback's)
+        return real(obj, f)
+    replaced = cli._unwind_on_stop("import-official")
+    try:
+        monkeypatch.setattr(checkpoint.torch, "save", save)
+        with pytest.raises(Stopped):
+            checkpoint.write_state({"step": 3, "weights": torch.ones(4)}, tmp_path / "c.pt")
+        assert torch.load(tmp_path / "c.pt", weights_only=True)["step"] == 3  # written whole, then stopped
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            held = "still here"
+        pytest.fail(held)  # (not reached: raised at the block's end)
+    except Stopped:
+        pass
+    finally:
+        for s, handler in replaced.items():
+            signal.signal(s, handler)
+
+
+def test_export_says_its_own_failures_whatever_their_context(tmp_path, monkeypatch):
+    # Only a Ctrl-C or a stop in the cause chain is one: a generator's GeneratorExit there was raised as it was.
+    def failed(*args, **kwargs):
+        try:
+            raise GeneratorExit
+        except GeneratorExit:
+            raise RuntimeError("the exporter's own failure") from None
+
+    monkeypatch.setattr(export, "_export_onnx", failed)
+    with pytest.raises(export.ExportError, match="the exporter's own failure"):
+        export.export_generator(tiny_model(tmp_path), tmp_path / "g.onnx")
+
+
+def test_a_lock_that_cannot_be_taken_read_only_is_said(tmp_path, data, monkeypatch, capsys):
+    # NFS locks only descriptors open for writing: the read-only fallback trained unguarded, and said nothing.
+    import fcntl
+    real_open, real_flock = os.open, fcntl.flock
+    read_only = set()
+
+    def not_writable(path, flags, *mode):
+        if str(path).endswith(LOCK_FILE) and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        fd = real_open(path, flags, *mode)
+        if str(path).endswith(LOCK_FILE):
+            read_only.add(fd)
+        return fd
+
+    def nfs_flock(fd, how):
+        if fd in read_only:
+            raise OSError(9, "Bad file descriptor")
+        return real_flock(fd, how)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / LOCK_FILE).touch()  # (another member's)
+    monkeypatch.setattr(os, "open", not_writable)
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=1), progress=False)
+    assert t._lock is None
+    assert "is not writable here and this file system locks only files open for writing" in capsys.readouterr().err

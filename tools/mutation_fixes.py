@@ -540,6 +540,14 @@ SI_HOME = [SI + f"a_tilde_the_shell_left_is_the_home_folder[{case}]" for case in
            ("argv0-out-{home}/runs/t", "argv1-dataroot-{home}", "argv2-models-expanded2")]
 SI_BAR = [SI + f"the_download_line_fits_the_terminal_and_its_term[{term}]" for term in ("xterm", "dumb")]
 SI_ORT = [SI + "onnxruntime_says_only_its_errors"]
+SI_HUNG = [SI + "a_stop_on_a_terminal_that_hung_up_still_ends_with_the_signals_code"]
+SI_DL = [SI + "a_stopped_download_says_its_partial_file_is_kept"]
+SI_HELD = [SI + "a_stop_during_a_checkpoints_write_waits_for_its_end"]
+SI_OWN = [SI + "export_says_its_own_failures_whatever_their_context"]
+SI_RANKS = ["tests/test_check_cache.py::test_ranks_compare_a_listing_whose_names_are_not_utf8"]
+SI_NFS = [SI + "a_lock_that_cannot_be_taken_read_only_is_said"]
+SI_FIT = [SI + "a_status_line_fits_the_terminal_it_is_written_to"]
+SI_NAMES = [SI + "a_tilde_the_shell_left_is_the_home_folder[argv3-names-~/mine,theirs]"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1742,7 +1750,8 @@ MUTANTS = [
      '        for s, handler in replaced.items():\n            pass', SI_SIGNAL),
     ('SI05', CLI, '        if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":', '        if True:',
      SI_RANK),
-    ('SI06', EX, '                if not isinstance(cause, Exception):', '                if False:', SI_EXPORT),
+    ('SI06', EX, '                if isinstance(cause, (KeyboardInterrupt, Stopped)):', '                if False:',
+     SI_EXPORT),
     ('SI07', EX, '    for gone in stale_temps(out, f".tmp.{fmt}"):', '    for gone in []:', SI_EXPORT),
     ('SI08', AT, 'if "." not in tag and writer_gone(tag))', 'if "." not in tag)', SI_STALE),
     ('SI09', AT, 'if "." not in tag and writer_gone(tag))', 'if writer_gone(tag))', SI_STALE),
@@ -1753,7 +1762,7 @@ MUTANTS = [
     ('SI12', RT, '        for gone in stale_temps(root, ".tmp"):', '        for gone in []:', SI_GROUP),
     ('SI13', TR, 'fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)',
      'fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)', SI_GROUP),
-    ('SI14', TR, '            fd = os.open(path, os.O_RDONLY)', '            raise', SI_GROUP),
+    ('SI14', TR, '            fd, read_only = os.open(path, os.O_RDONLY), True', '            raise', SI_GROUP),
     ('SI15', FI, 'hashlib.sha256(os.fsencode(os.path.realpath(folder)))',
      'hashlib.sha256(os.path.realpath(folder).encode())', SI_UTF8),
     ('SI16', IO, 'f.write(text.encode("utf-8", "surrogateescape"))', 'f.write(text.encode("utf-8"))', SI_UTF8),
@@ -1762,12 +1771,24 @@ MUTANTS = [
      '        homeward = isinstance(value, str) and value.startswith("~/")', SI_HOME),
     ('SI19', CLI, '        setattr(args, key, [home(v) for v in value] if isinstance(value, list) else home(value))',
      '        setattr(args, key, home(value))', SI_HOME),
-    ('SI20', "engine/download.py", '        text, erase = fit_line(text, bar), erase_code()',
+    ('SI20', "engine/download.py", '        text, erase = fit_line(text, bar, self.stream), erase_code()',
      '        text, erase = text, erase_code()', SI_BAR),
     ('SI21', "engine/download.py",
      '        self.stream.write("\\r" + (text + erase if erase else text.ljust(self.width)))',
      '        self.stream.write("\\r" + text + "\\x1b[K")', SI_BAR),
     ('SI22', EX, '    opts.log_severity_level = 3\n', '', SI_ORT),
+    # the review of the mends (h-r)
+    ('SI23', CLI, '            say(sys.stderr, f"stopped by', '            sys.stderr.write(f"stopped by', SI_HUNG),
+    ('SI24', CLI, 'if args.command == "download" else', 'if False else', SI_DL),
+    ('SI25', CLI, '    if not held_stop(signum):', '    if True:', SI_HELD),
+    ('SI26', EX, '                if isinstance(cause, (KeyboardInterrupt, Stopped)):',
+     '                if not isinstance(cause, Exception):', SI_OWN),
+    ('SI27', FI, '.encode("utf-8", "surrogateescape")).hexdigest()', '.encode()).hexdigest()', SI_RANKS),
+    ('SI28', TR, '            if read_only:  # (NFS', '            if False:  # (NFS', SI_NFS),
+    ('SI29', IO, '        columns = os.get_terminal_size(stream.fileno()).columns',
+     '        columns = shutil.get_terminal_size().columns', SI_FIT),
+    ('SI30', CLI, '    for key in PATH_OPTIONS & vars(args).keys():', '    for key in list(vars(args)):', SI_NAMES),
+    ('SI31', CK, '    with signals_held():  # (import-official', '    if True:  # (import-official', SI_HELD),
 ]
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def checked_alexnet(backbone=None) -> Path:
 
 def checked_linear(version: str = "0.0", linear=None) -> Path:
     """The linear-layer file load_lpips reads, there, else a WeightsError saying where to get it."""
-    lin = Path(linear) if linear is not None else _package_linear(version)
+    lin = lpips_files(version, linear=linear)[1]
     if lin is None or not lin.is_file():
         # --no-deps: the package's own requirement (torchvision, whose newest pins the newest torch) replaced the
         # environment's torch (2.13 CPU -> 2.14 CUDA, 3.7 GB) for two weights files it only holds
