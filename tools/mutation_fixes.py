@@ -548,6 +548,9 @@ SI_RANKS = ["tests/test_check_cache.py::test_ranks_compare_a_listing_whose_names
 SI_NFS = [SI + "a_lock_that_cannot_be_taken_read_only_is_said"]
 SI_FIT = [SI + "a_status_line_fits_the_terminal_it_is_written_to"]
 SI_NAMES = [SI + "a_tilde_the_shell_left_is_the_home_folder[argv3-names-~/mine,theirs]"]
+SI_WEIGHTS = ["tests/test_metrics.py::test_every_missing_weights_file_is_named_in_one_error"]
+SI_FINISHED = ["tests/test_user_paths.py::test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_"
+               "train"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1789,6 +1792,9 @@ MUTANTS = [
      '        columns = shutil.get_terminal_size().columns', SI_FIT),
     ('SI30', CLI, '    for key in PATH_OPTIONS & vars(args).keys():', '    for key in list(vars(args)):', SI_NAMES),
     ('SI31', CK, '    with signals_held():  # (import-official', '    if True:  # (import-official', SI_HELD),
+    # a newcomer's day (h-doc)
+    ('SI32', EV, '                if len(said) > 1:', '                if False:', SI_WEIGHTS),
+    ('SI33', TR, 'if cfg.max_steps is not None and full > self.step else', 'if False else', SI_FINISHED),
 ]
 
 if __name__ == "__main__":
