@@ -264,10 +264,11 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         except ExportError:
             raise
         except Exception as e:
-            cause = e
-            while cause is not None:  # a Ctrl-C (a SIGTERM) during the exporter's lazy imports: their AttributeError
-                if isinstance(cause, (KeyboardInterrupt, Stopped)):
-                    raise cause from e
+            cause, seen = e, set()
+            while cause is not None and id(cause) not in seen:  # (a chain that loops: once round)
+                if isinstance(cause, (KeyboardInterrupt, Stopped)):  # a Ctrl-C or SIGTERM in the exporter's lazy
+                    raise cause from e  # imports, which came back as their AttributeError
+                seen.add(id(cause))
                 cause = cause.__cause__ or cause.__context__
             raise ExportError(f"exporting the generator to {out} ({fmt}) failed: {type(e).__name__}: {e}") from e
         result = {"path": str(out), "format": fmt, "sidecar": str(out) + ".json", "batch": batch or "dynamic",

@@ -1655,12 +1655,12 @@ class Trainer:
                            + f"; {loader.backend} loader, {plural(n, what)}")
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
             # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
-            # (--max_steps none: the whole schedule, where a short look with --max_steps was kept by every resume)
-            full = (cfg.niter + cfg.niter_decay) * self.steps_per_epoch
-            longer = (f"a larger --max_steps, or --max_steps none for the whole schedule ({plural(full, 'iteration')})"
-                      if cfg.max_steps is not None and full > self.step else "a larger --max_steps"
-                      if cfg.max_steps is not None else
-                      "more epochs (--niter_decay, --niter: the learning-rate schedule's length)")
+            if cfg.max_steps is None:
+                longer = "more epochs (--niter_decay, --niter: the learning-rate schedule's length)"
+            else:  # (--max_steps none: the whole schedule, where a short look with --max_steps was kept by resumes)
+                full = (cfg.niter + cfg.niter_decay) * self.steps_per_epoch
+                longer = "a larger --max_steps" + (f", or --max_steps none for the whole schedule "
+                                                   f"({plural(full, 'iteration')})" if full > self.step else "")
             print(f"note: {self.run_dir} has already trained its {plural(self.total_steps, 'iteration')}: "
                   f"nothing to train; "
                   f"to train on, resume it with {longer}", file=sys.stderr)

@@ -1794,7 +1794,8 @@ MUTANTS = [
     ('SI31', CK, '    with signals_held():  # (import-official', '    if True:  # (import-official', SI_HELD),
     # a newcomer's day (h-doc)
     ('SI32', EV, '                if len(said) > 1:', '                if False:', SI_WEIGHTS),
-    ('SI33', TR, 'if cfg.max_steps is not None and full > self.step else', 'if False else', SI_FINISHED),
+    ('SI33', TR, '({plural(full, \'iteration\')})" if full > self.step else "")',
+     '({plural(full, \'iteration\')})" if False else "")', SI_FINISHED),
 ]
 
 if __name__ == "__main__":
