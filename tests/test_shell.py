@@ -127,17 +127,20 @@ def tiny_model(tmp_path):
     return BicycleGAN(make_config("reference", dataroot=str(tmp_path), **TINY), device="cpu", training=False)
 
 
-def test_a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export(tmp_path, monkeypatch):
+@pytest.mark.parametrize("context, raised", [(KeyboardInterrupt, KeyboardInterrupt), (Stopped, Stopped),
+                                             (GeneratorExit, export.ExportError)])
+def test_a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export(tmp_path, monkeypatch, context, raised):
     # Interrupted in one of torch's lazy imports, the exporter raised an AttributeError ("module 'torch._dynamo'
     # has no attribute 'exc'") with the KeyboardInterrupt as its context: said as "exporting ... failed", exit 2.
+    # Only a Ctrl-C or a stop: a generator's GeneratorExit there is the exporter's own failure.
     def interrupted(*args, **kwargs):
         try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt:
+            raise context(signal.SIGTERM) if context is Stopped else context
+        except context:
             raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from None
 
     monkeypatch.setattr(export, "_export_onnx", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(raised):
         export.export_generator(tiny_model(tmp_path), tmp_path / "g.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -393,19 +396,6 @@ def test_a_stop_during_a_checkpoints_write_waits_for_its_end(tmp_path, monkeypat
     finally:
         for s, handler in replaced.items():
             signal.signal(s, handler)
-
-
-def test_export_says_its_own_failures_whatever_their_context(tmp_path, monkeypatch):
-    # Only a Ctrl-C or a stop in the cause chain is one: a generator's GeneratorExit there was raised as it was.
-    def failed(*args, **kwargs):
-        try:
-            raise GeneratorExit
-        except GeneratorExit:
-            raise RuntimeError("the exporter's own failure") from None
-
-    monkeypatch.setattr(export, "_export_onnx", failed)
-    with pytest.raises(export.ExportError, match="the exporter's own failure"):
-        export.export_generator(tiny_model(tmp_path), tmp_path / "g.onnx")
 
 
 def test_a_lock_that_cannot_be_taken_read_only_is_said(tmp_path, data, monkeypatch, capsys):

@@ -527,7 +527,7 @@ SI_SAMPLE_LINES = ("        report = _refresh_report(checkpoint)\n"
 SI_SAMPLE_SWAPPED = ("        print(f\"results: {out}\\ngallery: {out / 'index.html'}\\ngrid: {out / 'grid.png'}\")\n"
                      "        report = _refresh_report(checkpoint)")
 SI_RANK = [SI + f"under_torchrun_rank_0_alone_says_the_stop[{r}]" for r in (0, 1)]
-SI_EXPORT = [SI + "a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export",
+SI_EXPORT = [SI + "a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export[KeyboardInterrupt-KeyboardInterrupt]",
              SI + "an_export_removes_what_a_killed_export_left"]
 SI_STALE = [SI + "stale_temps_are_those_of_gone_writers_of_that_name_and_suffix",
             SI + "an_export_removes_what_a_killed_export_left"]
@@ -543,7 +543,7 @@ SI_ORT = [SI + "onnxruntime_says_only_its_errors"]
 SI_HUNG = [SI + "a_stop_on_a_terminal_that_hung_up_still_ends_with_the_signals_code"]
 SI_DL = [SI + "a_stopped_download_says_its_partial_file_is_kept"]
 SI_HELD = [SI + "a_stop_during_a_checkpoints_write_waits_for_its_end"]
-SI_OWN = [SI + "export_says_its_own_failures_whatever_their_context"]
+SI_OWN = [SI + "a_ctrl_c_inside_the_exporter_is_a_ctrl_c_not_a_failed_export[GeneratorExit-ExportError]"]
 SI_RANKS = ["tests/test_check_cache.py::test_ranks_compare_a_listing_whose_names_are_not_utf8"]
 SI_NFS = [SI + "a_lock_that_cannot_be_taken_read_only_is_said"]
 SI_FIT = [SI + "a_status_line_fits_the_terminal_it_is_written_to"]
