@@ -39,12 +39,12 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from bicyclegan.pipelines import IMG_EXTENSIONS
-from bicyclegan.pipelines.atomic import writer_gone, writer_tag
+from bicyclegan.pipelines.atomic import usual_folder_mode, writer_gone, writer_tag
 
 from .checkpoint import save_checkpoint
 from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
-from .io import check_writable, erase_code, fit_line, missing_top, remove_made
+from .io import check_writable, missing_top, redrawn, remove_made
 from .official import import_official
 from .presets import pretrained_config
 
@@ -129,9 +129,8 @@ class _Bar:
         else:
             text = f"{self.label} {done / mib:.1f} MiB {rate / mib:.1f} MiB/s"
         # (as the training's line: one wider than the terminal stacked a row at each update)
-        text, erase = fit_line(text, bar, self.stream), erase_code()
-        self.stream.write("\r" + (text + erase if erase else text.ljust(self.width)))
-        self.width = len(text)
+        text, self.width = redrawn(text, bar, self.stream, self.width)
+        self.stream.write(text)
         self.stream.flush()
 
     def close(self) -> None:
@@ -324,12 +323,6 @@ def _member_path(into: Path, name: str, url: str) -> Path:
     return into.joinpath(*p.parts)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # A dataset archive holds JPEGs, which do not compress: extracted, it is about its own size. Far more
 # is a decompression bomb (a 627 KB archive of one 512 MiB file of zeros was written out whole).
 BOMB_RATIO, BOMB_SLACK = 10, 64 << 20
@@ -508,8 +501,7 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
         try:
             _extract(part, tmp, url)
             root, splits = _dataset_root(tmp, url)
-            # mkdtemp makes 0700: the folder gets the usual permissions, and keeps the setgid bit of a group's folder
-            os.chmod(root, 0o777 & ~_umask() | os.stat(root).st_mode & 0o2000)
+            usual_folder_mode(root)
             (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
                                                   indent=2) + "\n")
             if target.exists():

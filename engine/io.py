@@ -57,6 +57,14 @@ def erase_code() -> str:
     return "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
 
 
+def redrawn(line: str, optional: str, stream, shown: int) -> tuple[str, int]:
+    """What writes the status line `line` over the last one, `shown` columns wide, on the terminal `stream`
+    writes to (fit_line: `optional` goes first), and how wide it is: erased to its end, or on a terminal without
+    control sequences padded over it (the training's progress line, a download's)."""
+    line, erase = fit_line(line, optional, stream), erase_code()
+    return "\r" + (line + erase if erase else line.ljust(shown)), len(line)
+
+
 class Stopped(BaseException):
     """A SIGTERM or SIGHUP during a command other than train and serve (which stop in their own way; the handler
     is the command line's), raised where the process is, as a Ctrl-C's KeyboardInterrupt is: every `finally` and

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
-from bicyclegan.pipelines.atomic import UMASK, stale_temps, writer_tag
+from bicyclegan.pipelines.atomic import stale_temps, usual_folder_mode, writer_tag
 from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.errors import alike, plural
 from bicyclegan.pipelines.files import find_layout
@@ -504,8 +504,7 @@ def _make_demo_data(root: Path, cfg: TrainConfig) -> None:
             shutil.rmtree(gone, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{writer_tag()}-", suffix=".tmp", dir=root.parent))
         try:
-            # mkdtemp makes 0700: the data gets the usual permissions, and keeps the setgid bit of a group's folder
-            os.chmod(tmp, 0o777 & ~UMASK | tmp.stat().st_mode & 0o2000)
+            usual_folder_mode(tmp)
             make_demo_dataset(tmp, size=cfg.model.size, seed=cfg.seed)
             if not demo_data_made(root):  # else another run made it meanwhile
                 shutil.rmtree(root, ignore_errors=True)  # part-made by an older version

@@ -69,8 +69,8 @@ from .io import (
     atomic_write,
     check_writable,
     erase_code,
-    fit_line,
     make_folder,
+    redrawn,
     remove_made,
     say,
     to_devnull,
@@ -192,9 +192,8 @@ class Progress:
         if not self.tty:
             self._write(line + "\n")
             return
-        line = fit_line(line, f" [{bar}]", self.stream)  # (log.jsonl has it all)
-        self._write("\r" + (line + self.erase if self.erase else line.ljust(self.shown)))
-        self.shown = len(line)
+        text, self.shown = redrawn(line, f" [{bar}]", self.stream, self.shown)  # (log.jsonl has it all)
+        self._write(text)
 
     def note(self, text: str) -> None:
         if self.notes:

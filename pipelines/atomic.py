@@ -137,6 +137,12 @@ def _stem(name: str) -> str:
     return name if len(raw) <= 200 else f"{os.fsdecode(raw[:180])}~{zlib.crc32(raw):08x}"
 
 
+def usual_folder_mode(folder) -> None:
+    """Give a folder mkdtemp made (0700) the permissions a folder made there gets: the umask's, and the setgid bit
+    it inherited from a group's folder (chmod cleared it, and the files below were then the maker's group's)."""
+    os.chmod(folder, 0o777 & ~UMASK | os.stat(folder).st_mode & stat.S_ISGID)
+
+
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
     (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
