@@ -64,5 +64,5 @@ setup(
         "dev": ["pytest>=7", "pytest-benchmark>=4", "pytest-xdist>=3", "ruff", TRITON, *EXPORT, *TENSORBOARD,
                 *SERVE, *BENCH, *VIDEO, "httpx2", "selenium>=4.10"],
     },
-    entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:main"]},
+    entry_points={"console_scripts": ["bicyclegan=bicyclegan.engine.cli:run"]},
 )

@@ -7,6 +7,7 @@ project's own types) print one line and exit 2; anything else is a bug and keeps
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import functools
 import inspect
@@ -1302,5 +1303,41 @@ def _run_command(args) -> int:
         return 130
 
 
+def run() -> None:
+    """The `bicyclegan` command itself (its console script, `python -m bicyclegan.engine.cli`, torchrun's `-m`):
+    main(), and then a command that a signal stopped, once it has unwound and said so, ends by that signal, as a
+    program stopped by one should. A shell script running it in a loop (`for v in ...; do bicyclegan train ...;
+    done`) stops at a Ctrl-C only when its command died of SIGINT: an exit status, 130 included, tells bash that
+    the program took the key and chose to go on, and the loop went on to its next training (a Ctrl-C per
+    iteration, each starting a run). torchrun's summary names the signal too. The shell's status is the same
+    (128 + n); main() itself returns that code, so that a program calling it is not killed."""
+    try:
+        code = main()
+    except SystemExit as e:  # (serve's SIGTERM; argparse's --help and refusals pass through as they are)
+        code = e.code
+    if isinstance(code, int) and code - 128 in _STOPS:
+        _end_by(code - 128)
+    sys.exit(code)
+
+
+_STOPS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE") if hasattr(signal, name)}
+
+
+def _end_by(signum: int) -> None:
+    """Dies of the signal, its default action restored, after what an exit would have done first (the streams
+    flushed, the atexit functions: loader workers ended, log files closed), as Python does itself after an
+    uncaught KeyboardInterrupt."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # (a reader gone, a stream closed: nothing more to say)
+            pass
+    atexit._run_exitfuncs()
+    signal.signal(signum, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # (a loader waiting for signals blocks them in this thread)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    signal.raise_signal(signum)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

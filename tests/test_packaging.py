@@ -39,6 +39,10 @@ def test_the_wheel_holds_every_module_and_page_of_the_parts(wheel):
             if p.suffix in (".py", ".html") and "__pycache__" not in p.parts}
     assert want and want <= names, sorted(want - names)
     assert not any(n.startswith(("bicyclegan/tests", "bicyclegan/bench", "tests/")) for n in names)
+    # The command is cli.run, which ends a stopped command by its signal (main() returns the code to a caller)
+    (entry,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry).decode().split("[console_scripts]")[1].split()
+    assert scripts[:3] == ["bicyclegan", "=", "bicyclegan.engine.cli:run"], scripts
 
 
 def test_the_package_imports_and_runs_from_the_wheel_alone(wheel, tmp_path):

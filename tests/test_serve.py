@@ -451,11 +451,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_stopped_server_exits_with_the_signals_code_and_leaves_no_temp_folder(ckpt, demo_root, tmp_path, sig,
-                                                                                 code):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stopped_server_ends_by_the_signal_and_leaves_no_temp_folder(ckpt, demo_root, tmp_path, sig):
     # uvicorn stops on SIGTERM, then raises it again: the default handler ended the process without its
     # exit-time clean-up, a /tmp/pymp-* folder (the dataset loader's) left by every `timeout`/`docker stop`.
+    # The command still dies of the signal (a shell's status 128 + n), after that clean-up.
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bicyclegan.engine.cli", "serve", str(ckpt), "--dataroot",
                              str(demo_root), "--port", "0", "--device", "cpu"], env=env, stderr=subprocess.PIPE,
@@ -468,7 +468,7 @@ def test_a_stopped_server_exits_with_the_signals_code_and_leaves_no_temp_folder(
         err = proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
-    assert proc.returncode == code, err
+    assert proc.returncode == -sig, err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == [], (err, list(tmp_path.iterdir()))
 
 
