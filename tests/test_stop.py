@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -593,11 +594,15 @@ def _weights(path):
 @pytest.mark.parametrize("sig", [TERM, INT], ids=["TERM", "INT"])
 def test_a_signal_to_the_process_group_stops_the_command_with_workers_and_it_resumes_exactly(cli_data, env, sig):
     run = cli_data / "r"
-    proc = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "2")
+    tmp = Path(tempfile.mkdtemp(dir=env["TMPDIR"]))  # (the process's own, for what it leaves there)
+    proc = _train(cli_data, {**env, "TMPDIR": str(tmp)}, "--out", "r", "--max_steps", "400", "--log_every", "1",
+                  "--num_workers", "2")
     _wait_for_log(run, proc, 2)
     os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -sig, err  # it died of the signal once stopped (a shell's status: 128 + n)
+    # ... after the exit-time clean-up: the loader's multiprocessing folder was left where it died at once
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("pymp-")]
     step = read_checkpoint(run / "checkpoints" / "latest.pt")["step"]
     assert step >= 2 and logged(run)[-1] == step  # the iteration in progress, no more
     last = err.strip().splitlines()[-1]

@@ -551,6 +551,9 @@ SI_NAMES = [SI + "a_tilde_the_shell_left_is_the_home_folder[argv3-names-~/mine,t
 SI_WEIGHTS = ["tests/test_metrics.py::test_every_missing_weights_file_is_named_in_one_error"]
 SI_FINISHED = ["tests/test_user_paths.py::test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_"
                "train"]
+SJ = "tests/test_stop.py::test_"
+SJ_LOOP = [SJ + "a_ctrl_c_stops_a_shell_loop_of_trainings_not_only_the_training_it_interrupted"]
+SJ_TERM = [SJ + "a_signal_to_the_process_group_stops_the_command_with_workers_and_it_resumes_exactly[TERM]"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1793,6 +1796,9 @@ MUTANTS = [
     ('SI32', EV, '                if len(said) > 1:', '                if False:', SI_WEIGHTS),
     ('SI33', TR, '({plural(full, \'iteration\')})" if full > self.step else "")',
      '({plural(full, \'iteration\')})" if False else "")', SI_FINISHED),
+    # scripts, notebooks, reproducibility (session 44)
+    ('SJ01', CLI, '    if isinstance(code, int) and code - 128 in _STOPS:', '    if False:', SJ_LOOP),
+    ('SJ02', CLI, '    atexit._run_exitfuncs()', '    pass', SJ_TERM),
 ]
 
 if __name__ == "__main__":
