@@ -1317,7 +1317,7 @@ def run() -> None:
         code = e.code
     if isinstance(code, int) and code - 128 in _STOPS:
         _end_by(code - 128)
-    sys.exit(code)
+    sys.exit(code)  # (where the signal did not kill, as in a container's PID 1, which ignores its own: the status)
 
 
 _STOPS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE") if hasattr(signal, name)}

@@ -423,3 +423,27 @@ def test_a_lock_that_cannot_be_taken_read_only_is_said(tmp_path, data, monkeypat
     t = Trainer(tiny_cfg(tmp_path / "r", data, max_steps=1), progress=False)
     assert t._lock is None
     assert "is not writable here and this file system locks only files open for writing" in capsys.readouterr().err
+
+
+# The command (cli.run) with a main() that returns what a stop returns: 128 + the signal, or another code.
+ENDING = "from bicyclegan.engine import cli\ncli.main = lambda: {code}\ncli.run()"
+
+
+@pytest.mark.parametrize("code, died", [(143, -signal.SIGTERM), (130, -signal.SIGINT), (141, -signal.SIGPIPE),
+                                        (2, 2), (137, 137)])
+def test_the_command_dies_of_the_signal_that_stopped_it_and_exits_with_any_other_code(code, died):
+    # (137, SIGKILL's code, is no stop of ours: never sent to itself)
+    done = subprocess.run([sys.executable, "-c", ENDING.format(code=code)], capture_output=True, text=True)
+    assert done.returncode == died, done.stderr
+
+
+def test_where_its_own_signal_cannot_kill_it_the_command_exits_with_the_stops_code():
+    # PID 1 of a container (`docker run` without --init) ignores the default-action signals it sends itself
+    try:
+        done = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", ENDING.format(code=143)],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if done.returncode and "unshare" in done.stderr:
+        pytest.skip(f"no PID namespace here: {done.stderr.strip()}")
+    assert done.returncode == 143, done.stderr
