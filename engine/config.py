@@ -208,9 +208,17 @@ class ModelConfig:
                 f"crop size {h}x{w} is not a multiple of 2^num_downs = {m} (netG={self.netG}, "
                 f"num_downs={depth}); use a size such as {fix}"
                 + (f", or set num_downs <= {most} (netG=unet derives it from the size)" if most >= 2 else ""))
+
+    def check_networks(self, nets=("D", "D2", "E")) -> None:
+        """The discriminators' and the encoder's fit to the image size, for the networks a model builds (`nets`,
+        TrainConfig.trained_networks: the training checks them, and the builders the one they build). Checked in
+        the config, a variant without D2 or E (pix2pix, cae, cvae, clr) was refused below 48 px for their depths,
+        and the fix it named (--netD2 basic_128_multi) then refused as changing nothing."""
+        h, w = self.size
+        ds = [k for k, net in (("netD", "D"), ("netD2", "D2")) if net in nets]
         # Scale i of a multi-scale D has round(ndf / 2^i) filters (the reference's rounding, half to even);
         # a scale left none failed in the initialisation with a ZeroDivisionError.
-        multi = [k for k in ("netD", "netD2") if d_geometry(getattr(self, k), self.num_Ds)[1] > 1]
+        multi = [k for k in ds if d_geometry(getattr(self, k), self.num_Ds)[1] > 1]
         empty = next((i for i in range(self.num_Ds) if round(self.ndf / 2 ** i) < 1), None)
         if multi and empty is not None:
             last = 2 ** (self.num_Ds - 1)
@@ -227,20 +235,24 @@ class ModelConfig:
             for _ in range(scales - 1):
                 side = (side + 1) // 2
             return None if (side >> n_layers) >= 3 else 3 << n_layers << (scales - 1)
-        deep = {k: least for k in ("netD", "netD2") if (least := least_side(getattr(self, k))) is not None}
+        deep = {k: least for k in ds if (least := least_side(getattr(self, k))) is not None}
         if deep:
             one = len(deep) == 1
-            smaller = "" if least_side("basic_128_multi") else "basic_128_multi, "  # not when it is too deep too
+            fixes = [] if least_side("basic_128_multi") else ["basic_128_multi"]  # (not one too deep itself)
+            if self.num_Ds > 1 and any(getattr(self, k).endswith("_multi") for k in deep):  # (not fewer than 1)
+                fixes.append("fewer num_Ds")
+            fixes.append(f"images of at least {max(deep.values())} px")
             raise ConfigError(
                 f"{' and '.join(f'{k}={getattr(self, k)}' for k in deep)} with num_Ds={self.num_Ds} "
                 f"{'is' if one else 'are'} too deep for {h}x{w} images ({'its' if one else 'their'} coarsest "
-                f"scale would shrink to nothing); use {smaller}fewer num_Ds or images of at least "
-                f"{max(deep.values())} px")
-        kind, depth_e = e_geometry(self.netE)
-        e_min = (1 if kind == "resnet" else 2) << depth_e
-        if min(h, w) < e_min:
-            raise ConfigError(f"netE={self.netE} downsamples 2^{depth_e}x: too much for {h}x{w} "
-                              f"images; use resnet_128/conv_128 or images of at least {e_min} px")
+                f"scale would shrink to nothing); use {', '.join(fixes[:-1])}{' or ' if len(fixes) > 1 else ''}"
+                f"{fixes[-1]}")
+        if "E" in nets:
+            kind, depth_e = e_geometry(self.netE)
+            e_min = (1 if kind == "resnet" else 2) << depth_e
+            if min(h, w) < e_min:
+                raise ConfigError(f"netE={self.netE} downsamples 2^{depth_e}x: too much for {h}x{w} "
+                                  f"images; use resnet_128/conv_128 or images of at least {e_min} px")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -421,6 +433,7 @@ class TrainConfig:
         if self.model.nz == 0 and self.lambda_ms > 0:  # its ratio divides by mean|z1 - z2|: NaN weights
             raise ConfigError(f"lambda_ms={self.lambda_ms} rewards outputs that differ with z, and nz=0 has none; "
                               f"use nz > 0 or lambda_ms=0")
+        self.model.check_networks(self.trained_networks)
         self.data.check_fits(self.model)
         self._check_evaluation()
 

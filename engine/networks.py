@@ -12,6 +12,8 @@ kernels of bicyclegan.kernels apply:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -367,6 +369,7 @@ def build_generator(cfg: ModelConfig) -> UnetGenerator:
 
 
 def build_encoder(cfg: ModelConfig) -> Encoder:
+    cfg.check_networks(("E",))  # (the config checks the networks a training builds: this one, here)
     return init_weights(Encoder(cfg), cfg.init_type, cfg.init_gain)
 
 
@@ -375,6 +378,13 @@ def build_discriminator(cfg: ModelConfig, netD: str | None = None) -> Multiscale
 
 
 def _discriminator(cfg: ModelConfig, netD: str | None = None) -> MultiscaleDiscriminator:
+    # (its fit to the size, said under the name of the field that holds it)
+    if netD in (None, cfg.netD):
+        cfg.check_networks(("D",))
+    elif netD == cfg.netD2:
+        cfg.check_networks(("D2",))
+    else:
+        dataclasses.replace(cfg, netD=netD).check_networks(("D",))
     input_nc = cfg.output_nc + (cfg.input_nc if cfg.conditional_D else 0)
     return MultiscaleDiscriminator(input_nc, cfg.ndf, netD or cfg.netD, cfg.num_Ds, cfg.norm, cfg.impl)
 

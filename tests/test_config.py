@@ -5,6 +5,7 @@ the networks themselves; from_dict, split_fields and make_config's presets.
 Expected values are written out by hand (or measured on the networks), never computed with the
 config code; tools/mutation_engine.sh runs these first against the mutants of config.py and presets.py.
 """
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from bicyclegan.engine import ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
+from bicyclegan.engine import BicycleGAN, ConfigError, DataConfig, ModelConfig, TrainConfig, make_config
 from bicyclegan.engine.config import d_geometry, e_geometry, split_fields
-from bicyclegan.engine.networks import Encoder, MultiscaleDiscriminator
+from bicyclegan.engine.networks import Encoder, MultiscaleDiscriminator, build_discriminator, build_encoder
 from bicyclegan.kernels import InstanceNormAct2d
 
 # A small valid model: U-Net depth from the size, the 128 px encoder and discriminators.
@@ -28,6 +29,14 @@ def model(**kw):
 
 def train(**kw):
     return TrainConfig(model=model(), data=DataConfig(load_size=32), **kw)
+
+
+def checked(**kw):
+    """model(**kw) with its discriminators' and encoder's fit to the size checked (a training of variant bicycle,
+    which builds them all, checks it; the builders check the network they build)."""
+    cfg = model(**kw)
+    cfg.check_networks()
+    return cfg
 
 
 def refused(make, message):
@@ -209,7 +218,7 @@ def _runs(net, side):
 
 def _verdict(kw, side, prefix):
     try:
-        ModelConfig(netG="unet", num_downs=2, crop_size=side, **kw)
+        ModelConfig(netG="unet", num_downs=2, crop_size=side, **kw).check_networks()
     except ConfigError as e:
         if str(e).startswith(prefix):
             return False
@@ -238,26 +247,67 @@ def test_the_encoder_check_accepts_exactly_the_sizes_its_network_takes(netE, low
     accepted = [s for s in sides if _verdict(kw, s, "netE=")]
     assert accepted == [s for s in sides if _runs(E, s)] and accepted[0] == low
     side = low - 4
-    refused(lambda: ModelConfig(netG="unet", num_downs=2, crop_size=side, crop_width=low, **kw),
+    refused(lambda: ModelConfig(netG="unet", num_downs=2, crop_size=side, crop_width=low, **kw).check_networks(),
             f"netE={netE} downsamples 2^{4 if netE.endswith('128') else 5}x: too much for {side}x{low} images; "
             f"use resnet_128/conv_128 or images of at least {low} px")
 
 
 def test_a_discriminator_too_deep_for_the_size_says_what_fits():
-    refused(lambda: model(netD2="basic_256_multi"),
+    refused(lambda: checked(netD2="basic_256_multi"),
             "netD2=basic_256_multi with num_Ds=2 is too deep for 32x32 images (its coarsest scale would shrink "
             "to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
     # num_Ds is both discriminators'; basic_128_multi is not offered where it is too deep itself
-    refused(lambda: model(netD="basic_128_multi", num_Ds=3, crop_width=64),
+    refused(lambda: checked(netD="basic_128_multi", num_Ds=3, crop_width=64),
             "netD=basic_128_multi and netD2=basic_128_multi with num_Ds=3 are too deep for 32x64 images (their "
             "coarsest scale would shrink to nothing); use fewer num_Ds or images of at least 48 px")
-    refused(lambda: model(netD="basic_256", crop_size=16),
+    refused(lambda: checked(netD="basic_256", crop_size=16),
             "netD=basic_256 and netD2=basic_128_multi with num_Ds=2 are too deep for 16x16 images (their coarsest "
             "scale would shrink to nothing); use fewer num_Ds or images of at least 24 px")
     # both at once: the reference's default discriminators at 32 px (one named, then the other, took two tries)
-    refused(lambda: model(netD="basic_256_multi", netD2="basic_256_multi"),
+    refused(lambda: checked(netD="basic_256_multi", netD2="basic_256_multi"),
             "netD=basic_256_multi and netD2=basic_256_multi with num_Ds=2 are too deep for 32x32 images (their "
             "coarsest scale would shrink to nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
+
+
+@pytest.mark.parametrize("variant", ["pix2pix", "cae", "cvae", "clr"])
+def test_a_variant_is_checked_for_the_networks_it_builds_alone(variant):
+    """Only bicycle has D2, and pix2pix no E: at 32 px the default netD2 (basic_256_multi, 48 px and up) was refused
+    for every variant, and the fix named (--netD2 basic_128_multi) refused by them as changing nothing; at 16 px
+    pix2pix was refused for the default netE too."""
+    small = dict(netG="unet", crop_size=32, netD="basic_128_multi")  # netD2, netE: the defaults
+    cfg = TrainConfig(model=ModelConfig(**small), data=DataConfig(load_size=32), variant=variant)
+    assert (cfg.model.netD2, cfg.model.netE) == ("basic_256_multi", "resnet_256")
+    net = BicycleGAN(cfg, device="cpu")  # D2 and (pix2pix) E not built, D and G are
+    assert net.D2 is None and net.D is not None and (net.E is None) == (variant == "pix2pix")
+    tiny = dict(small, crop_size=16, num_Ds=1)  # (basic_128_multi's two scales are too deep for 16 px)
+    make = lambda: TrainConfig(model=ModelConfig(**tiny), data=DataConfig(load_size=16), variant=variant)  # noqa: E731
+    if variant == "pix2pix":
+        assert make().model.netE == "resnet_256"
+    else:  # resnet_256 takes 32 px and up
+        refused(make, "netE=resnet_256 downsamples 2^5x: too much for 16x16 images; use resnet_128/conv_128 or "
+                      "images of at least 32 px")
+    refused(lambda: TrainConfig(model=ModelConfig(**small), data=DataConfig(load_size=32), variant="bicycle"),
+            "netD2=basic_256_multi with num_Ds=2 is too deep for 32x32 images (its coarsest scale would shrink to "
+            "nothing); use basic_128_multi, fewer num_Ds or images of at least 48 px")
+
+
+def test_the_builders_check_the_network_they_build():
+    cfg = ModelConfig(netG="unet", crop_size=16, netD="basic_128")  # (the default D2 and E: too deep for 16 px)
+    refused(lambda: build_encoder(cfg), "netE=resnet_256 downsamples 2^5x: too much for 16x16 images; use "
+                                        "resnet_128/conv_128 or images of at least 32 px")
+    # (basic_128_multi, with two scales, is too deep for 16 px itself: not offered; a single-scale D has no num_Ds)
+    deep = "is too deep for 16x16 images (its coarsest scale would shrink to nothing); use"
+    refused(lambda: build_discriminator(cfg, cfg.netD2),
+            f"netD2=basic_256_multi with num_Ds=2 {deep} fewer num_Ds or images of at least 48 px")
+    refused(lambda: build_discriminator(cfg, "basic_256"), f"netD=basic_256 with num_Ds=2 {deep} images of at least "
+                                                           f"24 px")
+
+
+def test_a_single_scale_is_not_told_to_use_fewer_scales():
+    # num_Ds=1: "fewer num_Ds" was offered, fewer than one scale
+    refused(lambda: checked(netD="basic_256_multi", num_Ds=1, crop_size=16),
+            "netD=basic_256_multi with num_Ds=1 is too deep for 16x16 images (its coarsest scale would shrink to "
+            "nothing); use basic_128_multi or images of at least 24 px")
 
 
 @pytest.mark.parametrize("ndf,num_Ds,filters", [(1, 1, [1]), (2, 2, [2, 1]), (3, 3, [3, 2, 1]), (5, 4, [5, 2, 1, 1])])
@@ -272,13 +322,13 @@ def test_every_discriminator_scale_keeps_a_filter(ndf, num_Ds, filters):
 def test_a_discriminator_scale_without_filters_is_refused_naming_ndf_and_num_Ds():
     """ndf 1 at two scales built a scale of round(1/2) = 0 filters and failed in the initialisation
     with a ZeroDivisionError; ndf 2 at three scales likewise (round(2/4) = round(0.5) = 0)."""
-    refused(lambda: model(ndf=1),
+    refused(lambda: checked(ndf=1),
             "ndf=1 with num_Ds=2 leaves the discriminators' scale 2 (netD=basic_128_multi, "
             "netD2=basic_128_multi) round(1 / 2) = 0 filters; use ndf >= 2 or num_Ds <= 1")
-    refused(lambda: model(ndf=2, num_Ds=3, netD="basic_128", crop_size=128),
+    refused(lambda: checked(ndf=2, num_Ds=3, netD="basic_128", crop_size=128),
             "ndf=2 with num_Ds=3 leaves the discriminators' scale 3 (netD2=basic_128_multi) "
             "round(2 / 4) = 0 filters; use ndf >= 3 or num_Ds <= 2")
-    refused(lambda: model(ndf=4, num_Ds=4, crop_size=128),
+    refused(lambda: checked(ndf=4, num_Ds=4, crop_size=128),
             "ndf=4 with num_Ds=4 leaves the discriminators' scale 4 (netD=basic_128_multi, "
             "netD2=basic_128_multi) round(4 / 8) = 0 filters; use ndf >= 5 or num_Ds <= 3")
     # single-scale discriminators take no num_Ds: ndf 1 builds
