@@ -544,6 +544,12 @@ def cmd_evaluate(args) -> int:
     if args.reuse and args.epoch != "all":
         raise ConfigError("--reuse keeps the results of checkpoints measured before with the same protocol: it "
                           "goes with --epoch all (one checkpoint: run evaluate or not)")
+    # --json -: the results file where it goes by default (the run's report lists it), its JSON on stdout for a
+    # script's pipe (`| jq`), the table and the lines on stderr (--json /dev/stdout is refused: a rename reaches
+    # no stream)
+    args.stdout_json = args.json == "-"
+    if args.stdout_json:
+        args.json = None
     if args.json and Path(args.json).is_dir() and args.epoch != "all":  # (evaluate_checkpoints checks its own)
         raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
                           f"{Path(args.json) / 'eval.json'}")
@@ -589,8 +595,7 @@ def cmd_evaluate(args) -> int:
         path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
                           what="evaluation results")
         report = _refresh_report(checkpoint)
-        print(format_table(r))
-        print(f"results: {path}{report}")
+        _say_results(args, f"{format_table(r)}\nresults: {path}{report}", path)
     d.main_decides(write)
     d.close()
     return 0
@@ -602,6 +607,13 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _say_results(args, lines: str, path: Path) -> None:
+    """evaluate's table and lines on stdout, or with --json - on stderr and the results file's JSON on stdout."""
+    print(lines, file=sys.stderr if args.stdout_json else sys.stdout)
+    if args.stdout_json:
+        print(path.read_text(encoding="utf-8"), end="", flush=True)
+
+
 def _sweep(args, d, options) -> None:
     """evaluate --epoch all (engine/sweep.py): a line per checkpoint as it is measured, then the table."""
     from .errors import DivergenceError
@@ -610,8 +622,8 @@ def _sweep(args, d, options) -> None:
                                       log=_progress, dist=d, **options)
     if d.main:
         report = _refresh_report(args.checkpoint)
-        print(format_sweep(rows))
-        print(f"results: {args.json or page.parent / 'sweep.json'}\npage: {page}{report}")
+        path = Path(args.json or page.parent / "sweep.json")
+        _say_results(args, f"{format_sweep(rows)}\nresults: {path}\npage: {page}{report}", path)
     if all("error" in r for r in rows):  # a script's `&&` must not take a table of refusals for measures
         # (one checkpoint: "the checkpoint could be measured" said the opposite of what happened)
         raise d.alike(DivergenceError((f"none of the {len(rows)} checkpoints could be measured" if len(rows) != 1 else
@@ -1032,7 +1044,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt (_best for best.pt), "
                    "results/<NAME>/<phase>/eval.json for a checkpoint NAME.pt outside a run; a plain folder of "
-                   "inputs: its name in place of <phase>; --epoch all: the sweep's sweep.json)")
+                   "inputs: its name in place of <phase>; --epoch all: the sweep's sweep.json); - : there, and "
+                   "its JSON on stdout, the table on stderr")
     p.add_argument("--reuse", action="store_true",
                    help="with --epoch all: keep the results of checkpoints measured before with the same protocol "
                    "(the same file, split, z, metrics and options: their eval.json says), measure the others")

@@ -102,8 +102,10 @@ def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
         raise OutputError(f"--json {path}{said} is a bicyclegan checkpoint, which the results would replace; give "
                           f"another file to write, e.g. {Path(path).with_name(name)}")
     if kind := special_file(path):  # (before the work; the writer refuses it too, after)
-        raise OutputError(f"--json {path}{said} is {kind}, which the results would replace; give a file's path, "
-                          f"e.g. {Path(path).with_name(name)}")
+        stream = kind.startswith("a process's open file")  # (/dev/stdout: "e.g. /dev/eval.json" said nothing)
+        raise OutputError(f"--json {path}{said} is {kind}" + ("" if stream else ", which the results would replace")
+                          + f"; give a file's path, e.g. {name if stream else Path(path).with_name(name)} "
+                          f"(--json - writes them to standard output)")
 
 
 def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import the engine; bicyclegan.engine.io builds its writers on this, with its own
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import stat
@@ -162,14 +163,22 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     return fd, tmp
 
 
+# A name standing for an open file of a process: /dev/stdout, /dev/fd/1, /proc/self/fd/1, /proc/<pid>/fd/1
+_OPEN_FILE = re.compile(r"/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|thread-self|\d+)/fd/\d+)")
+
+
 def special_file(path: str | os.PathLike) -> str | None:
-    """What the name `path` is when it is there and neither a file, a folder nor a link (which a writer replaces
-    as a name): "a named pipe", "a character device"... (None otherwise)."""
+    """What the name `path` is when it is there and neither a file nor a folder, a link's target included (a
+    writer writes through a link): "a named pipe", "a character device"... (None otherwise). A process's open file
+    (/dev/stdout) whatever it is open on: a rename over it reached no stream (a pipe's target is no path: "No such
+    file" after the work; a redirect's file was replaced, the shell's stream left on the old one)."""
+    if _OPEN_FILE.fullmatch(os.path.abspath(path)):
+        return "a process's open file (a stream, not a path to write)"
     try:
-        mode = os.lstat(path).st_mode
-    except OSError:
+        mode = os.stat(path).st_mode
+    except OSError:  # (not there, or a link to nothing: a writer makes it)
         return None
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
     return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
                                          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))

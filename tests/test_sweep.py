@@ -959,3 +959,37 @@ def test_the_terminal_table_gives_lpips_with_the_standard_error_its_note_names()
             for e in (1, 2)]
     table = format_sweep(rows)
     assert "0.5100 ± 0.0100" in table and "0.5200 ± 0.0100" in table and "± the standard error" in table
+
+
+@pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]], ids=["one", "sweep"])
+def test_json_dash_puts_the_results_on_stdout_and_the_table_on_stderr(run, tmp_path, capsys, epoch):
+    # `evaluate RUN --json -` wrote a file named "-"; --json /dev/stdout failed after the whole evaluation
+    run = copy_run(run, tmp_path)
+    assert main(["evaluate", str(run), *epoch, *OPTS, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    # (where it goes anyway: the data's val split, evaluate's default phase where there is one)
+    written = run / "results" / ("val_sweep/sweep.json" if epoch else "val/eval.json")
+    assert json.loads(out) == json.loads(written.read_text())
+    assert f"results: {written}\n" in err and "reconstruction L1" in err.split("results:")[0], err  # the table too
+    assert not Path("-").exists()
+
+
+@pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]], ids=["one", "sweep"])
+def test_a_stream_or_a_link_to_a_pipe_given_as_the_json_is_refused_before_the_work(run, tmp_path, capsys, epoch,
+                                                                                  monkeypatch):
+    # The links passed the check before the work (a link, written through): /dev/stdout failed after it ("No such
+    # file" under /proc/<pid>/fd/pipe:[...]), a redirect's file was replaced by a rename, the shell's stream left
+    run = copy_run(run, tmp_path)
+    for module in ("bicyclegan.engine.evaluate", "bicyclegan.engine.sweep"):  # (the first: a function's name too)
+        monkeypatch.setattr(importlib.import_module(module), "Evaluation", lambda *a, **k: pytest.fail("measured"))
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to_pipe.json").symlink_to(tmp_path / "pipe")
+    name, keyword = ("sweep.json", " (json_path in Python)") if epoch else ("eval.json", "")
+    for given, said in [("/dev/stdout", f"a process's open file (a stream, not a path to write); give a file's path, "
+                                        f"e.g. {name}"),
+                        (str(tmp_path / "to_pipe.json"), f"a named pipe, which the results would replace; give a "
+                                                         f"file's path, e.g. {tmp_path / name}")]:
+        assert main(["evaluate", str(run), *epoch, *OPTS, "--json", given]) == 2
+        assert capsys.readouterr().err == (f"bicyclegan evaluate: OutputError: --json {given}{keyword} is {said} "
+                                           f"(--json - writes them to standard output)\n")
+    assert not (run / "results").exists()
