@@ -894,7 +894,8 @@ def test_batch_one_inference_and_odd_batch_variants():
     (lambda: ModelConfig(netE="vgg"), ["netE='vgg'"]),
     (lambda: ModelConfig(netD="patch"), ["netD='patch'"]),
     (lambda: ModelConfig(norm="layer"), ["norm='layer'"]),
-    (lambda: ModelConfig(crop_size=32, netG="unet"), ["netD=basic_256_multi", "32x32"]),
+    (lambda: TrainConfig(model=ModelConfig(crop_size=32, netG="unet")), ["netD=basic_256_multi", "32x32"]),
+    (lambda: build_discriminator(ModelConfig(crop_size=32, netG="unet")), ["netD=basic_256_multi", "32x32"]),
     (lambda: small_cfg(variant="vae"), ["variant='vae'", "bicycle"]),
     (lambda: small_cfg(lambda_L1=-1.0), ["lambda_L1"]),
 ])
