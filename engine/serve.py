@@ -603,12 +603,52 @@ def serve(model, dataroot=None, *, host: str = "127.0.0.1", port: int = 7860, ph
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server = _server_class(explorer)(uvicorn.Config(app, log_level="warning", limit_concurrency=CONNECTIONS))
     try:
-        _server_class(explorer)(uvicorn.Config(app, log_level="warning", limit_concurrency=CONNECTIONS)
-                                ).run(sockets=[sock])
+        if _loop_running():
+            _run_beside(server, sock)
+        else:
+            server.run(sockets=[sock])
     finally:
+        sock.close()  # (a failed start kept the port taken until the process ended: the next serve "in use")
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _loop_running() -> bool:
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_beside(server, sock) -> None:
+    """The server in a thread of its own, with its own event loop, this one waiting: in a notebook, whose kernel
+    runs an event loop in this thread, uvicorn's run failed ("Cannot run the event loop while another loop is
+    running"). An interrupt (the notebook's stop button: a KeyboardInterrupt here) stops it as a Ctrl+C does, the
+    requests in progress ended first, and is raised on once it has stopped."""
+    failed, ended = [], threading.Event()
+
+    def run():
+        try:
+            server.run(sockets=[sock])
+        except BaseException as e:  # (raised here, as where it runs in this thread)
+            failed.append(e)
+        finally:
+            ended.set()
+    threading.Thread(target=run, name="bicyclegan serve", daemon=True).start()
+    # (an Event, not Thread.join: a KeyboardInterrupt inside join's lock left is_alive() False, the server running)
+    try:
+        while not ended.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        server.handle_exit(signal.SIGINT, None)
+        ended.wait()
+        raise
+    if failed:
+        raise failed[0]
 
 
 def _server_class(explorer: Explorer):

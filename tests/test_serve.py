@@ -778,3 +778,58 @@ def test_more_inputs_than_serve_holds_are_refused_before_any_is_read(tmp_path, m
                             "(1.6 MB at 256 px); upload others from the page")
     assert Explorer(ckpt, device="cpu", num=0).root is None  # (0: uploads alone)
     assert main(["serve", str(ckpt), "--num", "1001", "--device", "cpu"]) == 2
+
+
+def test_serve_in_a_running_event_loop_serves_and_an_interrupt_stops_it_and_frees_the_port(ckpt, demo_root,
+                                                                                            monkeypatch, capsys):
+    # A notebook's kernel runs an event loop in the cell's thread: uvicorn's run failed there ("Cannot run the event
+    # loop while another loop is running"), and its socket, never closed, kept the port until the kernel restarted
+    import asyncio
+    import urllib.request
+    socks, answers = [], []
+    real_bind = serve_mod.bind
+    monkeypatch.setattr(serve_mod, "bind", lambda host, port: socks.append(real_bind(host, port)) or socks[-1])
+
+    def browser():  # asks the page's API, then presses the notebook's stop button (SIGINT to the kernel)
+        end = time.time() + 120
+        while not socks and time.time() < end:
+            time.sleep(0.05)
+        answers.append(socks[0].getsockname()[1])
+        while time.time() < end:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{answers[0]}/api/info", timeout=10) as r:
+                    answers.append(json.load(r)["variant"])
+                break
+            except OSError:
+                time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    async def cell():
+        serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
+    threading.Thread(target=browser, daemon=True).start()
+    loop = asyncio.new_event_loop()  # (as a kernel's: no SIGINT handler of asyncio.run's)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    assert answers[1:] == ["bicycle"]
+    # stopped before serve() returned: the server's thread ended, its socket closed by it (closed under it: an
+    # "Invalid file descriptor" traceback of uvicorn's at its shutdown), the port free again
+    assert not [t for t in threading.enumerate() if t.name == "bicyclegan serve"]
+    assert "Traceback" not in capsys.readouterr().err
+    bind("127.0.0.1", answers[0]).close()
+
+
+def test_a_server_that_fails_to_start_frees_its_port(ckpt, demo_root, monkeypatch):
+    import uvicorn
+    socks = []
+    real_bind = serve_mod.bind
+    monkeypatch.setattr(serve_mod, "bind", lambda host, port: socks.append(real_bind(host, port)) or socks[-1])
+
+    def fail(self, sockets=None):
+        raise OSError("no more file descriptors")
+    monkeypatch.setattr(uvicorn.Server, "run", fail)
+    with pytest.raises(OSError, match="no more file descriptors"):
+        serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
+    assert socks[0].fileno() == -1  # closed
