@@ -5,7 +5,6 @@ the networks themselves; from_dict, split_fields and make_config's presets.
 Expected values are written out by hand (or measured on the networks), never computed with the
 config code; tools/mutation_engine.sh runs these first against the mutants of config.py and presets.py.
 """
-import dataclasses
 import json
 import math
 from pathlib import Path
