@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .atomic import TempFiles, is_stale, temp_beside
 from .errors import DatasetError
 from .files import MAX_PIXELS
 
@@ -202,6 +203,8 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed. A split folder
     holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written;
     one this function was interrupted writing (its marker, .demo-writing, is there) is written again.
+    Writers of the same data into one folder at once (make-demo jobs of an array) each write temp files of
+    their own, so all of them succeed.
     """
     if isinstance(root, str) and not root.strip():  # ("" wrote train/, val/ and test/ into the current folder)
         raise ValueError(f"root={root!r} names no folder; give one")
@@ -250,37 +253,49 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
                 continue
             out.mkdir(parents=True, exist_ok=True)
             (out / _WRITING).touch()  # before any image; removed once palettes.json is in place
+            for temp in (out / t for ts in TempFiles(out).by_name.values() for t in ts):
+                if is_stale(temp):  # a killed writer's (kill -9), not one still writing
+                    temp.unlink(missing_ok=True)
             labels = {}
             for i in range(count):
                 rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
                 a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
                 name = f"{i:05d}.png"
-                # Whole files only: an interrupted run leaves no cut PNG behind.
-                writing = out / f".{name}.tmp"
+                # Whole files only: an interrupted run leaves no cut PNG behind. The temp is named for its writer
+                # (one name for all: another make-demo into the folder at once renamed it away under this one).
+                writing = _temp_for(out / name)
                 Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(writing, format="PNG")
                 os.replace(writing, out / name)
                 labels[name] = palette
             # A smaller count (0 included) leaves no image of an earlier, larger set behind.
             for stale in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
                 if stale.name not in labels:
-                    stale.unlink()
+                    stale.unlink(missing_ok=True)
             if not count:
                 (out / "palettes.json").unlink(missing_ok=True)
-                (out / _WRITING).unlink()
-                if not any(out.iterdir()):
+                (out / _WRITING).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # (empty only: the user's files, or another writer's, keep it)
                     out.rmdir()
                 continue
             meta = {"n_palettes": n_palettes, "palettes": meta_palettes, "files": labels}
-            writing = out / ".palettes.json.tmp"
+            writing = _temp_for(out / "palettes.json")
             writing.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
             os.replace(writing, out / "palettes.json")
-            (out / _WRITING).unlink()
+            # (missing: another writer of the same data at once finished first; palettes.json marks it now)
+            (out / _WRITING).unlink(missing_ok=True)
     except OSError as e:
         # A full disk or a folder that cannot be written: a traceback, the cut temp file left. The split's marker
-        # stays: the command run again writes it anew.
+        # stays: the command run again writes it anew. Only this writer's own temp file goes.
         if writing is not None:
             with contextlib.suppress(OSError):
                 writing.unlink(missing_ok=True)
         raise DatasetError(f"cannot write the demo dataset into {root}: {e.strerror or e} "
                            f"({e.filename or writing}); run the command again once it can be written") from e
     return root
+
+
+def _temp_for(path: Path) -> Path:
+    """An empty temp file beside `path` for a write to it, named for this writer (atomic.temp_beside)."""
+    fd, tmp = temp_beside(path)
+    os.close(fd)
+    return Path(tmp)

@@ -1,5 +1,6 @@
 """Demo data (outline drawings -> filled shapes in K palettes) and the palette classifier."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from bicyclegan.engine.metrics import classify_palette, classify_palettes, palette_coverage
 from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines.atomic import writer_tag
 from bicyclegan.pipelines.demo import DEFAULT_SHADE, PALETTES
 
 
@@ -489,6 +491,35 @@ def test_a_make_demo_interrupted_mid_split_is_run_again(tmp_path, monkeypatch):
     assert sorted(f.name for f in (tmp_path / "d" / "test").iterdir()) == ["00000.png", "palettes.json"]
 
 
+def test_make_demo_writers_of_one_folder_at_once_all_succeed_with_the_same_data(tmp_path, monkeypatch):
+    # An array job's "prepare the data, then train": make-demo jobs into one folder at once shared one temp name per
+    # image (.00002.png.tmp, renamed away by another writer) and the marker (removed by the first one done): 3 of 4
+    # failed with a DatasetError. Here another writer runs whole while this one's image 2 is written but not yet in
+    # place, and train/ holds a temp file of a killed writer and one of a writer still at work.
+    want = make_demo_dataset(tmp_path / "alone", n_train=4, n_test=2, size=16)
+    root = tmp_path / "d"
+    (root / "train").mkdir(parents=True)
+    dead = root / "train" / f".00003.png.{2 ** 22 + 17}-{writer_tag().split('-')[1]}-k1ll3d.tmp"  # (no such pid)
+    alive = root / "train" / f".00001.png.{writer_tag()}-zz9.tmp"  # (a thread's of this process, still writing)
+    dead.write_bytes(b"cut")
+    alive.write_bytes(b"being written")
+    save, others = Image.Image.save, []
+
+    def save_then_another_writer(self, f, *a, **k):
+        save(self, f, *a, **k)
+        if Path(f).name.startswith(".00002.png.") and not others:
+            others.append("writing")  # (once: the other writer's own image 2 starts no third)
+            others[0] = make_demo_dataset(root, n_train=4, n_test=2, size=16)
+    monkeypatch.setattr(Image.Image, "save", save_then_another_writer)
+    assert make_demo_dataset(root, n_train=4, n_test=2, size=16) == root
+    assert others == [root]
+    for split in ("train", "test"):
+        names = sorted(f.name for f in (want / split).iterdir())
+        assert sorted(f.name for f in (root / split).iterdir() if f != alive) == names  # no marker, no temp file
+        assert all((root / split / n).read_bytes() == (want / split / n).read_bytes() for n in names)
+    assert alive.read_bytes() == b"being written"
+
+
 @pytest.mark.parametrize("at", ["image", "palettes.json"])
 def test_a_make_demo_the_disk_cannot_take_is_one_line_and_leaves_no_cut_file(tmp_path, monkeypatch, capsys, at):
     # A full disk: a traceback (make-demo, and train without --dataroot), the cut temp file left behind.
@@ -500,18 +531,21 @@ def test_a_make_demo_the_disk_cannot_take_is_one_line_and_leaves_no_cut_file(tmp
     def full(f, *a, **k):  # a part written, then the disk is full
         Path(f).write_bytes(b"\x89PNG cut")
         raise OSError(errno.ENOSPC, "No space left on device")
+    def temp_of(f, name):  # (a temp file named for its writer: .<name>.<pid>-<host>-<letters>.tmp)
+        return Path(f).name.startswith(f".{name}.{writer_tag()}-") and Path(f).name.endswith(".tmp")
     if at == "image":
-        monkeypatch.setattr(Image.Image, "save", lambda self, f, *a, **k: full(f) if Path(f).name == ".00002.png.tmp"
+        monkeypatch.setattr(Image.Image, "save", lambda self, f, *a, **k: full(f) if temp_of(f, "00002.png")
                             else save(self, f, *a, **k))
     else:
-        monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: full(self) if self.name == ".palettes.json.tmp"
+        monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: full(self) if temp_of(self, "palettes.json")
                             else write_text(self, *a, **k))
     root = tmp_path / "d"
     assert main(["make-demo", str(root), "--size", "16", "--n_train", "4", "--n_test", "1"]) == 2
     err = capsys.readouterr().err
-    cut = ".00002.png.tmp" if at == "image" else ".palettes.json.tmp"
-    assert err == (f"bicyclegan make-demo: DatasetError: cannot write the demo dataset into {root}: No space left on "
-                   f"device ({root / 'train' / cut}); run the command again once it can be written\n")
+    cut = re.escape(str(root / "train" / f".{'00002.png' if at == 'image' else 'palettes.json'}.{writer_tag()}-"))
+    assert re.fullmatch(f"bicyclegan make-demo: DatasetError: cannot write the demo dataset into "
+                        f"{re.escape(str(root))}: No space left on device \\({cut}\\w+\\.tmp\\); run the command "
+                        f"again once it can be written\n", err), err
     left = sorted(f.name for f in (root / "train").iterdir())
     assert left == [".demo-writing", "00000.png", "00001.png"] + (["00002.png", "00003.png"] if at != "image" else [])
     monkeypatch.undo()  # the disk has room again: the same command makes the whole set
