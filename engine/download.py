@@ -13,11 +13,15 @@ loaded weights-only with every shape checked. An archive is extracted into a hid
 renamed into place, and a model is written through io.atomic_write, so a destination is either
 complete or absent.
 
+Downloads of the same file into one folder at once (an array job's jobs) take turns: the first holds a lock
+beside the partial file (flock on .<file>.part.lock), the others wait for it and find its result in place.
+
 A mirror (mirror=, --mirror or the BICYCLEGAN_MIRROR variable) replaces the scheme and host of
 every address and keeps its path: for mirrors, caches and tests.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -37,6 +41,11 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
+
+try:
+    import fcntl
+except ImportError:  # (Windows)
+    fcntl = None
 
 from bicyclegan.pipelines import IMG_EXTENSIONS
 from bicyclegan.pipelines.atomic import usual_folder_mode, writer_gone, writer_tag
@@ -313,6 +322,67 @@ def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) 
     return {"address": address, "url": url, "size": size, "sha256": digest}
 
 
+@contextlib.contextmanager
+def _one_at_a_time(lock: Path, what: str):
+    """Hold an flock on the file `lock` (made, and removed when done): another download of `what` into the same
+    folder at once waits here, saying so once, and then finds the result in place. They shared the partial file,
+    each writing it and deleting it under the others, and all failed. Where no lock can be taken (NFS without its
+    lock service) a note says so and the download goes on alone, as before."""
+    fd = None
+    if fcntl is not None:  # (Windows: none, as before)
+        fd = _lock(lock, what)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # before letting go: a waiter that then gets the removed file's lock retries
+            os.close(fd)
+
+
+def _lock(lock: Path, what: str) -> int | None:
+    """The descriptor of `lock`, flocked by this process and naming it; None where no lock can be taken."""
+    said = False
+    while True:
+        fd = None
+        try:
+            # (made here, where the first byte made it before: remove_made removes it; again where a failed download
+            # waited for removed it)
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not said:
+                    said = True
+                    try:
+                        holder = lock.read_text(errors="replace").strip()
+                    except OSError:  # (let go meanwhile)
+                        holder = ""
+                    print(f"waiting for another download of {what} into {lock.parent}"
+                          f"{f' ({holder})' if holder else ''}", file=sys.stderr)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            # the file locked must still be the one of that name: its holder removes it before letting go
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+                return fd
+        except FileNotFoundError:  # (removed by its holder between the open and the stat)
+            pass
+        except OSError as e:  # ENOLCK, EOPNOTSUPP: a file system without locks (NFS without its lock service)
+            if fd is not None:
+                os.close(fd)
+                lock.unlink(missing_ok=True)
+            print(f"note: cannot lock {lock} ({e.strerror or e}): another download of {what} into {lock.parent} at "
+                  f"once would spoil this one; run one at a time", file=sys.stderr)
+            return None
+        except BaseException:  # (a Ctrl-C while waiting)
+            if fd is not None:
+                os.close(fd)
+            raise
+        if fd is not None:
+            os.close(fd)
+
+
 # -- datasets ----------------------------------------------------------------------------------------
 def _member_path(into: Path, name: str, url: str) -> Path:
     """Where an archive member goes below `into`; a member that would land outside it is refused."""
@@ -474,49 +544,59 @@ def download_dataset(name: str, dir="datasets", *, testset: bool = False, mirror
                           f"are {', '.join(table)}")
     address, dir = table[name], Path(dir)
     target = dir / name
-    if target.exists():
-        done = _marker(target) or {}
-        if done.get("address") == address or (testset and done.get("address") == DATASETS.get(name)):
-            print(f"{target} is already there (from {done['address']})", file=sys.stderr)
-            return target
-        origin = f"from {done['address']}" if done else "not downloaded by bicyclegan"
-        # (the reference's tar extracts the full dataset over its test set: here a folder holds one download)
-        over = (" (the full dataset brings val/ again, with train/: the test set's folder is not extended)"
-                if done.get("address") == TESTSETS.get(name) else "")
-        raise OutputError(f"{target} already exists ({origin}){over}; remove it or choose another --dir")
+    if _downloaded(target, address, testset):
+        return target
     url = resolve_url(address, mirror)
     check_writable(dir, "the dataset")
     made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)
     # A dataset and its test set share a file name (edges2shoes.tar.gz): their partial files must not.
     part = dir / f".{'testset_' if testset else ''}{PurePosixPath(urlsplit(address).path).name}.part"
     try:
-        source = _download(address, url, part, progress, f"fetch {url} elsewhere and extract it "
-                           f"so that {target} holds its train/, val/ or test/ folder")
-        for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
-            # ...not another's still extracting (two jobs downloading one dataset at once): its folder was deleted
-            # under it, renamed into place with a third of train/ and marked downloaded
-            if writer_gone(stale.name[len(name) + 2:-len(".extract")]):  # (its writer in its name: writer_tag)
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{writer_tag()}-", suffix=".extract", dir=dir))
-        try:
-            _extract(part, tmp, url)
-            root, splits = _dataset_root(tmp, url)
-            usual_folder_mode(root)
-            (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
-                                                  indent=2) + "\n")
-            if target.exists():
-                raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
-            root.rename(target)
-        except DownloadError:
-            _drop(part)  # a damaged or refused archive is not worth resuming
-            raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with _one_at_a_time(part.with_name(part.name + ".lock"), f"{'the test set of ' if testset else ''}{name}"):
+            if _downloaded(target, address, testset):  # by the download waited for
+                return target
+            source = _download(address, url, part, progress, f"fetch {url} elsewhere and extract it "
+                               f"so that {target} holds its train/, val/ or test/ folder")
+            for stale in dir.glob(f".{name}.*.extract"):  # left by a run killed while extracting
+                # ...not another's still extracting (two jobs downloading one dataset at once): its folder was deleted
+                # under it, renamed into place with a third of train/ and marked downloaded
+                if writer_gone(stale.name[len(name) + 2:-len(".extract")]):  # (its writer in its name: writer_tag)
+                    shutil.rmtree(stale, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{writer_tag()}-", suffix=".extract", dir=dir))
+            try:
+                _extract(part, tmp, url)
+                root, splits = _dataset_root(tmp, url)
+                usual_folder_mode(root)
+                (root / MARKER).write_text(json.dumps({"name": name, "testset": testset, "splits": splits, **source},
+                                                      indent=2) + "\n")
+                if target.exists():
+                    raise OutputError(f"{target} appeared while downloading; remove it or choose another --dir")
+                root.rename(target)
+            except DownloadError:
+                _drop(part)  # a damaged or refused archive is not worth resuming
+                raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            _drop(part)  # (under the lock: a download after this one may be writing it anew once it is let go)
     except BaseException:
         remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)
         raise
-    _drop(part)
     return target
+
+
+def _downloaded(target: Path, address: str, testset: bool) -> bool:
+    """Whether `target` is there from the download of `address` (said so); another folder there is refused."""
+    if not target.exists():
+        return False
+    done = _marker(target) or {}
+    if done.get("address") == address or (testset and done.get("address") == DATASETS.get(target.name)):
+        print(f"{target} is already there (from {done['address']})", file=sys.stderr)
+        return True
+    origin = f"from {done['address']}" if done else "not downloaded by bicyclegan"
+    # (the reference's tar extracts the full dataset over its test set: here a folder holds one download)
+    over = (" (the full dataset brings val/ again, with train/: the test set's folder is not extended)"
+            if done.get("address") == TESTSETS.get(target.name) else "")
+    raise OutputError(f"{target} already exists ({origin}){over}; remove it or choose another --dir")
 
 
 # -- models ------------------------------------------------------------------------------------------
@@ -541,22 +621,26 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
     by_hand = (f"fetch {urls['G']} and {urls['E']} elsewhere and import them: bicyclegan import-official "
                f"--preset {name} --G {files['G']} --E {files['E']} --out {shlex.quote(str(out))}")
     try:
-        for net, address in MODELS[name].items():
-            parts[net] = dir / f".{name}_net_{net}.pth.part"
-            sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
-        cfg = pretrained_config(name)
-        try:
-            model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
-        except CheckpointError as e:
-            msg = str(e)
-            for net, part in parts.items():
-                msg = msg.replace(str(part), sources[net]["url"])
+        with _one_at_a_time(dir / f".{name}.pt.lock", f"the {name} model"):
+            if out.exists():  # made by the download waited for
+                print(f"{out} is already there", file=sys.stderr)
+                return out
+            for net, address in MODELS[name].items():
+                parts[net] = dir / f".{name}_net_{net}.pth.part"
+                sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
+            cfg = pretrained_config(name)
+            try:
+                model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)
+            except CheckpointError as e:
+                msg = str(e)
+                for net, part in parts.items():
+                    msg = msg.replace(str(part), sources[net]["url"])
+                    _drop(part)
+                raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
+            save_checkpoint(model, out, extra={"source": sources, "imported": model.imported})
+            for part in parts.values():  # (under the lock, as for a dataset)
                 _drop(part)
-            raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
-        save_checkpoint(model, out, extra={"source": sources, "imported": model.imported})
     except BaseException:
         remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)
         raise
-    for part in parts.values():
-        _drop(part)
     return out

@@ -11,6 +11,7 @@ import shutil
 import socket
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -559,3 +560,91 @@ def test_if_range_carries_a_strong_etag_or_else_the_date():
     assert dl._validator({"ETag": 'W/"abc"', "Last-Modified": "Tue, 01 Dec 2026 10:00:00 GMT"}) == (
         "Tue, 01 Dec 2026 10:00:00 GMT")
     assert dl._validator({}) is None
+
+
+def _in_thread(call) -> tuple[threading.Thread, dict]:
+    """call() started in a thread; the dict gets its "result" or "error"."""
+    out = {}
+
+    def run():
+        try:
+            out["result"] = call()
+        except BaseException as e:  # (for the test to see)
+            out["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _stderr_until(capsys, words: str, thread: threading.Thread, seen: list) -> None:
+    """Read what was written to stderr into `seen` until it holds `words` or `thread` ended (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while words not in "".join(seen) and thread.is_alive() and time.monotonic() < deadline:
+        seen.append(capsys.readouterr().err)
+        time.sleep(0.02)
+    seen.append(capsys.readouterr().err)
+
+
+def test_downloads_of_one_dataset_into_one_folder_at_once_take_turns(server, tmp_path, monkeypatch, capsys):
+    # An array job's "download, then train": each download wrote the same partial file and dropped it under the
+    # others, and all failed ("went away as this download ended", "got N bytes where the server announced M"), no
+    # dataset left. Here a second download starts once the first has the whole file, before it extracts it.
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    fetch, second, seen = dl._fetch, [], []
+
+    def fetch_then_another(url, part, *a, **k):
+        announced = fetch(url, part, *a, **k)
+        if not second:
+            second.extend(_in_thread(lambda: dl.download_dataset("facades", tmp_path, mirror=server.url,
+                                                                 progress=False)))
+            _stderr_until(capsys, "waiting for another download", second[0], seen)
+        return announced
+    monkeypatch.setattr(dl, "_fetch", fetch_then_another)
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    second[0].join(10)
+    seen.append(capsys.readouterr().err)
+    assert second[1] == {"result": root}
+    err = "".join(seen)
+    assert err.count(f"waiting for another download of facades into {tmp_path} (pid {os.getpid()} on "
+                     f"{socket.gethostname()})\n") == 1
+    assert f"{root} is already there (from {dl.DATASETS['facades']})" in err
+    assert [p for p, _ in server.requests] == [FACADES]  # downloaded once
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
+    assert leftovers(tmp_path) == ["facades"]  # no partial file, no lock file
+
+
+def test_a_download_model_waits_for_another_of_the_same_model(server, tmp_path, capsys):
+    # The same for `download model`: another download of it into the folder holds its lock; this one waits, then
+    # finds the checkpoint it made and asks the server for nothing.
+    import fcntl
+    lock = tmp_path / ".facades.pt.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    thread, got = _in_thread(lambda: dl.download_model("facades", tmp_path, mirror=server.url, progress=False))
+    seen = []
+    _stderr_until(capsys, "waiting for another download", thread, seen)
+    (tmp_path / "facades.pt").write_bytes(b"the other download's checkpoint")
+    lock.unlink()  # (the holder removes its lock file before letting go)
+    os.close(fd)
+    thread.join(10)
+    assert got == {"result": tmp_path / "facades.pt"}
+    err = "".join(seen) + capsys.readouterr().err
+    assert f"waiting for another download of the facades model into {tmp_path}\n" in err
+    assert f"{tmp_path / 'facades.pt'} is already there" in err
+    assert server.requests == [] and leftovers(tmp_path) == ["facades.pt"]
+
+
+def test_where_no_lock_can_be_taken_a_download_says_so_and_goes_on(server, tmp_path, monkeypatch, capsys):
+    # NFS without its lock service: flock fails with ENOLCK. The download goes on alone, as before the lock.
+    import errno
+    import types
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(dl, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_NB=4))
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
+    assert capsys.readouterr().err.startswith(
+        f"note: cannot lock {tmp_path / '.facades.tar.gz.part.lock'} (No locks available): another download of "
+        f"facades into {tmp_path} at once would spoil this one; run one at a time\n")
+    assert leftovers(tmp_path) == ["facades"] and (root / dl.MARKER).is_file()
