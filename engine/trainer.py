@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import weakref
 from pathlib import Path
 
@@ -942,6 +943,7 @@ class Trainer:
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         self._stop = None  # train()'s StopSignals: a Trainer trains once
+        self._stop_requested = False  # request_stop() before train()
         self._said = SaidOnce()  # the data's warnings, while it starts and while it trains
         progress, tensorboard = check_bool("progress", progress), check_bool("tensorboard", tensorboard, optional=True)
         # The caller's device settings and random generators, which the start changes (the run's seeds), are
@@ -1339,6 +1341,14 @@ class Trainer:
         if self._stop is not None and self._stop.received is None:
             self._stop.received = signal.SIGTERM
 
+    def request_stop(self) -> None:
+        """Stops the training as a SIGTERM does (after the iteration in progress, its checkpoint written; train()
+        raises TrainingStopped), from any thread: a training in a notebook's thread, which no signal reaches
+        (Python handles them in the main thread alone), could be left only by restarting the kernel, the steps
+        since its last checkpoint lost. Asked before train(), it stops after the first iteration."""
+        self._stop_requested = True
+        self._output_gone()
+
     def _stopping(self, agreed: signal.Signals | None) -> signal.Signals | None:
         return agreed or (self._stop and self._stop.received)  # (no StopSignals outside train())
 
@@ -1611,6 +1621,8 @@ class Trainer:
                                   f"run's checkpoint)")
         self._training = True
         self._stop = StopSignals()
+        if self._stop_requested:  # (request_stop before train)
+            self._stop.received = signal.SIGTERM
         try:
             with self._stop, self._said, device_settings(self.device), rng_kept(self.device):
                 set_rng_state(self._rng, self.device)
@@ -1622,7 +1634,11 @@ class Trainer:
         if self._stop.received is not None:
             # Received after the last iteration's check (during the final save): the run is complete,
             # and the signal goes to the handler it would have found without ours (SIGTERM's default ends
-            # the process; SIGINT's raises KeyboardInterrupt).
+            # the process; SIGINT's raises KeyboardInterrupt: an empty one, in a notebook, said nothing of the run).
+            if self._stop.received == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                raise KeyboardInterrupt(f"interrupted after the last iteration: the run is complete ({self.run_dir}, "
+                                        f"step {self.step})" + ("; its evaluation was not made (train(cfg, "
+                                                                "resume=True) makes it)" if self.is_demo else ""))
             signal.raise_signal(self._stop.received)
         return run
 
@@ -1804,6 +1820,9 @@ class Trainer:
         # The demo table's protocol (README); a model without z (pix2pix, nz 0): its one output per input
         # (evaluate refuses n_samples for it, which would change nothing).
         nz = self.cfg.model.nz
+        # (seconds to minutes without a word after the run's last line: the run, or a notebook's cell, looked hung)
+        n = "10 z per input, then 100 z for the palette shares" if nz else "one output per input"
+        self.progress.note(f"measuring the demo's table on the test split ({n})...")
         result = evaluate(self.model, self.data_root, n_samples=10 if nz else None)
         if "histogram" in result and nz:
             # The shares from 10 z per input moved by up to 6 points between z draws (the palette
@@ -1842,6 +1861,18 @@ def end_group(trainer: Trainer) -> None:
     trainer.dist.close()
 
 
+def _let_go(error: BaseException) -> None:
+    """A stop's traceback lets go of the training: a notebook keeps the last one (to show it, for %debug), whose
+    frames held the Trainer, its model and optimizers and the last batch until the next error (179 MB of a model
+    of the reference's widths on the CPU; a GPU's memory, where train(cfg, resume=True) then built a second model
+    beside it). Its frames' variables are dropped (a stop is no bug to inspect), those still running excepted."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+
+
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
           progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
@@ -1866,6 +1897,8 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     except BaseException as e:
         if stopped_by(e) is not None:  # every rank stopped at one step: the group ends as after a run
             end_group(trainer)
+            del trainer
+            _let_go(e)
         raise
     end_group(trainer)  # the evaluation below is rank 0's alone: no collective
     if trainer.main and trainer.is_demo and evaluate:

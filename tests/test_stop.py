@@ -9,6 +9,7 @@ group), to a torchrun launch, and close the command's terminal."""
 import contextlib
 import copy
 import errno
+import gc
 import json
 import logging
 import multiprocessing
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -375,6 +377,71 @@ def test_a_signal_after_the_last_check_goes_to_the_handler_it_replaced(tmp_path,
     finally:
         signal.signal(TERM, previous)
     assert got == [TERM] and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 10
+
+
+def test_a_ctrl_c_after_the_last_check_says_the_run_is_complete(tmp_path, data, monkeypatch):
+    # SIGINT's own handler raised an empty KeyboardInterrupt: a notebook showed nothing of the complete run
+    save = trainer_module.save_checkpoint
+
+    def signalled(model, path, **kw):
+        os.kill(os.getpid(), INT)
+        return save(model, path, **kw)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        trainer(tmp_path / "r", data).train()
+    assert str(stop.value) == f"interrupted after the last iteration: the run is complete ({tmp_path / 'r'}, step 10)"
+    assert stopped_by(stop.value) is None
+    assert read_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")["step"] == 10
+
+
+def test_request_stop_stops_a_training_in_another_thread_with_its_checkpoint(tmp_path, data):
+    """A training in a notebook's thread: no signal reaches it (Python handles them in the main thread alone), and
+    only a restart of the kernel ended it, the steps since its last checkpoint lost."""
+    t = trainer(tmp_path / "r", data, max_steps=100_000, niter=50_000, niter_decay=50_000, log_every=1)
+    ended = []
+    thread = threading.Thread(target=lambda: ended.append(_raised(t.train)))
+    thread.start()
+    _wait_for_log(tmp_path / "r", thread_proc(thread), 2)
+    t.request_stop()
+    thread.join(60)
+    (e,) = ended
+    assert isinstance(e, TrainingStopped) and e.signal == TERM, e
+    assert read_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")["step"] == e.step >= 2
+    early = trainer(tmp_path / "s", data)  # asked before it trains: after its first iteration
+    early.request_stop()
+    with pytest.raises(TrainingStopped) as stop:
+        early.train()
+    assert stop.value.step == 1
+
+
+def _raised(call):
+    try:
+        call()
+    except BaseException as e:
+        return e
+
+
+def thread_proc(thread):
+    """A thread as _wait_for_log's process: poll() None while it runs."""
+    return type("P", (), {"poll": lambda self: None if thread.is_alive() else 0, "communicate": lambda self: ""})()
+
+
+def test_a_stopped_train_lets_go_of_the_training_in_the_traceback_a_notebook_keeps(tmp_path, data, monkeypatch):
+    # IPython keeps the last traceback: its frames held the Trainer, the model, its optimizers and the last batch
+    # until the next error (179 MB of a model of the reference's widths; a GPU's memory)
+    made = []
+    real_init = Trainer.__init__
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        made.extend([weakref.ref(self), weakref.ref(self.model)])
+        stand_in(self, at=2, send=[TERM])
+    monkeypatch.setattr(Trainer, "__init__", init)
+    with pytest.raises(TrainingStopped) as stop:
+        trainer_module.train(tiny_cfg(tmp_path / "r", data, **RUN), progress=False, evaluate=False)
+    kept = stop.value  # (with its traceback, as a notebook keeps it)
+    gc.collect()
+    assert kept.__traceback__ is not None and len(made) == 2 and [ref() for ref in made] == [None, None]
 
 
 def record_handlers(t, during):
