@@ -467,6 +467,24 @@ def _check_config_early(cfg: TrainConfig, resume_path: Path) -> None:
         check_compatible(saved, cfg, resume_path)
 
 
+def _check_not_other_folder(run_dir: Path) -> None:
+    """Refuse an --out that holds a dataset or other runs, and no run of its own: an empty loop variable
+    (`--out runs/$name`) trained into the runs' parent folder, beside them; `for d in runs/*/; do ... --resume auto`
+    started a training inside the demo's data, which make demo keeps beside its runs."""
+    if not run_dir.is_dir() or any((run_dir / name).exists() for name in ("config.json", "log.jsonl", "checkpoints")):
+        return
+    if splits := [s for s in ("train", "val", "test") if (run_dir / s).is_dir()]:
+        raise OutputError(f"--out {run_dir} holds a dataset ({', '.join(s + '/' for s in splits)}), not a run: give "
+                          f"the run a folder of its own, e.g. {run_dir.parent / 'runs' / run_dir.name}")
+    with os.scandir(run_dir) as entries:
+        runs = sorted(e.name for e in entries
+                      if e.is_dir() and (Path(e.path, "config.json").exists() or Path(e.path, "checkpoints").is_dir()))
+    if runs:
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        raise OutputError(f"--out {run_dir} holds other runs ({shown}), not a run of its own: give the run a folder "
+                          f"of its own, e.g. {run_dir / 'new-run'}")
+
+
 def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
     """Refuse a run folder that holds a run this one would not continue, and a checkpoint to resume from that
     is not there. Reads only (Trainer locks the folder first)."""
@@ -1072,6 +1090,7 @@ class Trainer:
     def _check_run_folder(self) -> None:
         # Locked first, so that what is checked below is no other training's to change.
         _check_run_writable(self.run_dir)
+        _check_not_other_folder(self.run_dir)
         self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
         self._lock_run_folder()
         _check_run_folder(self.run_dir, self.resume_path)

@@ -1761,3 +1761,24 @@ def test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing(t
     written = json.loads((new / "config.json").read_text())
     assert written["data"].pop("dataroot") == str(data.resolve()) and printed["data"].pop("dataroot") == str(data)
     assert written == printed
+
+
+def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):
+    # `--out runs/$name` with $name empty trained into the runs' parent, beside them; `for d in runs/*/; do ...
+    # --resume auto` started a training inside the demo's data kept beside the runs
+    data = make_demo_dataset(tmp_path / "runs" / "demo_data", n_train=4, n_test=2, size=32, seed=0)
+    (tmp_path / "runs" / "a" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir()
+    (tmp_path / "runs" / "b" / "config.json").write_text("{}")
+    there = sorted(os.listdir(data))
+    with pytest.raises(OutputError) as e:
+        Trainer(tiny_cfg(data, data), resume="auto", progress=False)
+    assert str(e.value) == (f"--out {data} holds a dataset (train/, test/), not a run: give the run a folder of its "
+                            f"own, e.g. {tmp_path / 'runs' / 'runs' / 'demo_data'}")
+    with pytest.raises(OutputError) as e:
+        Trainer(tiny_cfg(tmp_path / "runs", data), progress=False)
+    assert str(e.value) == (f"--out {tmp_path / 'runs'} holds other runs (a, b), not a run of its own: give the run a "
+                            f"folder of its own, e.g. {tmp_path / 'runs' / 'new-run'}")
+    assert sorted(os.listdir(tmp_path / "runs")) == ["a", "b", "demo_data"]  # nothing made there (no lock file)
+    assert sorted(os.listdir(data)) == there
+    Trainer(tiny_cfg(tmp_path / "runs" / "c", data), progress=False)._release()  # a folder of its own: taken
