@@ -20,6 +20,7 @@ best of each measure in bold, realism against diversity as in Fig. 6, and the pi
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
@@ -37,7 +38,7 @@ from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
 from .images import PAD, drawable, fit_label, label_style, sample_columns, to_uint8
-from .io import check_writable, save_image, write_json, write_text
+from .io import check_writable, held_folder, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
     EVAL_NAMES,
@@ -172,13 +173,14 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                               f"leave it out")
     dist.each_decides(load)  # (under torchrun: one rank's refusal is every rank's)
     n_samples = PAPER_SAMPLES if n_samples is None else n_samples  # (the models with z; evaluate's default)
-    with SaidOnce():  # (the split's skipped files said once, not again for each model's loaders)
+    with SaidOnce(), contextlib.ExitStack() as owned:  # (the split's skipped files said once, not for each model's)
         dist.each_decides(lambda: check_same_inputs([(name, model) for name, _, model, _ in loaded], dataroot))
         evs = []
         for _, _, model, _ in loaded:  # the first loads the metric networks, the others share them
             evs.append(made_alike(dist, lambda: Evaluation(model, dataroot, num=num, device=device, dist=dist,
                                                            networks_from=evs[0] if evs else None, **options)))
         dist.main_decides(lambda: check_writable(out, "compare results"))
+        owned.enter_context(held_folder(out, "compare", dist))  # (before the measures: a second compare refused)
         rows = []
         for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,

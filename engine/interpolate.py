@@ -39,7 +39,7 @@ from .images import (
     write_gallery,
     write_shares,
 )
-from .io import TempFiles, atomic_write, check_writable, save_image, write_json
+from .io import TempFiles, atomic_write, check_writable, held_folder, save_image, write_json
 from .model import INTERP_MODES, interp_z
 from .runtime import (
     Dist,
@@ -308,28 +308,29 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                                stems=stems, labels=labels, out=o)
     run = made_alike(dist, prepare)
     model, cfg, root, phase, refs, read, out = run.model, run.cfg, run.root, run.phase, run.refs, run.read, run.out
-    was_training = model.training
-    model.eval()
-    try:
-        def path_start():
-            if path == "encoded":  # one at a time: under preprocess none the references may differ in size
-                return torch.cat([model.encode(read[r]["B"].to(model.device)) for r in refs]).float().cpu()
-            return torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
-        # rank 0's codes for every rank: encoded on another GPU they might differ from path.json's in the last bits
-        codes = dist.main_says(path_start)
-        zs = path_codes(codes, frames, mode)
-        rows = _write_inputs(run, zs, fps=fps, mp4=mp4, dist=dist, progress=progress)
-    finally:
-        model.train(was_training)
+    with held_folder(out, "interpolate", dist):  # (a second interpolate into the same --out refused)
+        was_training = model.training
+        model.eval()
+        try:
+            def path_start():
+                if path == "encoded":  # one at a time: under preprocess none the references may differ in size
+                    return torch.cat([model.encode(read[r]["B"].to(model.device)) for r in refs]).float().cpu()
+                return torch.randn(segments + 1, cfg.model.nz, generator=torch.Generator().manual_seed(seed))
+            # rank 0's codes for every rank: encoded on another GPU they might differ from path.json's in the last bits
+            codes = dist.main_says(path_start)
+            zs = path_codes(codes, frames, mode)
+            rows = _write_inputs(run, zs, fps=fps, mp4=mp4, dist=dist, progress=progress)
+        finally:
+            model.train(was_training)
 
-    def finish():
-        prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
-        write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
-                                       "refs": [run.labels[r] for r in refs] if path == "encoded" else None,
-                                       "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
-                   what="interpolation path")
-        how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
-               f"{mode} through the codes of {', '.join(run.labels[r] for r in refs)}")
-        write_gallery(out, rows, f"{gallery_title(model, root, phase)}: {how}")
-    dist.main_decides(finish)
+        def finish():
+            prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
+            write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
+                                           "refs": [run.labels[r] for r in refs] if path == "encoded" else None,
+                                           "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
+                       what="interpolation path")
+            how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
+                   f"{mode} through the codes of {', '.join(run.labels[r] for r in refs)}")
+            write_gallery(out, rows, f"{gallery_title(model, root, phase)}: {how}")
+        dist.main_decides(finish)
     return out

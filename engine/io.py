@@ -17,6 +17,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -188,6 +189,62 @@ def _loops(link: Path) -> bool:
     except (RuntimeError, OSError) as e:  # (3.11-3.12: RuntimeError "Symlink loop"; 3.13: OSError ELOOP)
         return isinstance(e, RuntimeError) or getattr(e, "errno", None) == errno.ELOOP
     return False
+
+
+@contextlib.contextmanager
+def held_folder(folder: str | os.PathLike, command: str, dist=None):
+    """The results folder of a command held while it works, by rank 0 (an flock on folder/.writing, removed at the
+    end): a second command into the same --out at once (compare's default results/compare in two jobs of a
+    script) is refused at its start, where both measured and then wrote their files over each other's, each
+    saying it had written them (one's rows lost, its picture beside the other's table). Where no lock can be taken
+    (a file system without locks, Windows) it goes unguarded, as before. A folder made here and left empty by a
+    failure is removed again."""
+    folder, held = Path(folder), {}
+
+    def take():
+        held["made"] = make_folder(folder)
+        path = folder / ".writing"
+        while True:
+            try:
+                import fcntl
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except (ImportError, OSError):
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except BlockingIOError:
+                holder = path.read_text(errors="replace").strip() or "command"
+                os.close(fd)
+                raise OutputError(f"{folder} is being written by another {holder}; give this {command} a folder of "
+                                  f"its own (--out)") from None
+            except FileNotFoundError:  # (removed by its holder as it let go: take the one made now)
+                os.close(fd)
+                continue
+            except OSError:  # (no locks here)
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                return
+            if same:  # (else its holder removed it as it let go: take the one there now)
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})".encode())
+        held["fd"] = fd
+    if dist is None:
+        take()
+    else:
+        dist.main_decides(take)
+    done = False
+    try:
+        yield folder
+        done = True
+    finally:
+        if "fd" in held:
+            (folder / ".writing").unlink(missing_ok=True)  # (before letting go: no lock file left in the results)
+            os.close(held["fd"])
+        if not done:
+            remove_made(folder, held.get("made"))
 
 
 def missing_top(folder: str | os.PathLike) -> Path | None:

@@ -30,7 +30,7 @@ from .images import (
     write_gallery,
     write_shares,
 )
-from .io import TempFiles, atomic_write, check_writable, save_image
+from .io import TempFiles, atomic_write, check_writable, held_folder, save_image
 from .model import spread_z
 from .runtime import (
     Dist,
@@ -179,6 +179,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                                    out=o)
         run = made_alike(dist, prepare)
         model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
+        owned.enter_context(held_folder(out, "sample", dist))
         total = min(num, len(loader))
         share = range(*shard_range(total, dist.rank, dist.world))
         g = torch.Generator().manual_seed(seed)

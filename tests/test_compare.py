@@ -5,6 +5,7 @@ before any work."""
 import html
 import importlib
 import json
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -913,3 +914,29 @@ def test_under_torchrun_the_processes_share_each_models_inputs_and_rank_0_alone_
     assert rows == [{k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in r.items()} for r in want]
     pictures = [np.asarray(Image.open(tmp_path / d / "compare.png")) for d in ("two", "alone")]
     assert np.array_equal(*pictures)
+
+
+def test_a_second_compare_into_a_folder_being_written_is_refused_before_its_measures(runs, tmp_path, monkeypatch):
+    # Two compares into one --out at once (the default results/compare, two jobs of a script): both measured, then
+    # wrote their files over each other's, each saying it had written them; one's rows were lost
+    from bicyclegan.engine.io import held_folder
+    out = tmp_path / "c"
+    with held_folder(out, "compare"):  # (as another process holding it: flock's locks are the open file's)
+        said = (out / ".writing").read_text()
+        assert said.startswith(f"compare (pid {os.getpid()} on ")
+        measured = []
+        monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(1) or {})
+        with pytest.raises(OutputError) as e:
+            compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)
+        assert str(e.value) == f"{out} is being written by another {said}; give this compare a folder of its own (--out)"
+        assert measured == []
+    monkeypatch.undo()
+    rows, _ = compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)  # let go: taken
+    assert len(rows) == 2 and ".writing" not in os.listdir(out)  # (nothing of the lock left in the results)
+
+
+def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: (_ for _ in ()).throw(OutputError("refused")))
+    with pytest.raises(OutputError, match="refused"):
+        compare([runs / "bicycle", runs / "pix2pix"], out=tmp_path / "new" / "c", log=None, **EVAL)
+    assert not (tmp_path / "new").exists()

@@ -1782,3 +1782,18 @@ def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):
     assert sorted(os.listdir(tmp_path / "runs")) == ["a", "b", "demo_data"]  # nothing made there (no lock file)
     assert sorted(os.listdir(data)) == there
     Trainer(tiny_cfg(tmp_path / "runs" / "c", data), progress=False)._release()  # a folder of its own: taken
+
+
+@pytest.mark.parametrize("command", ["sample", "interpolate"])
+def test_a_second_sample_or_interpolate_into_a_folder_being_written_is_refused(run, data, tmp_path, capsys, command):
+    from bicyclegan.engine.io import held_folder
+    out = tmp_path / "o"
+    with held_folder(out, command):
+        said = (out / ".writing").read_text()
+        assert main([command, str(run / "checkpoints" / "latest.pt"), "--dataroot", str(data), "--num", "1",
+                     "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (f"bicyclegan {command}: OutputError: {out} is being written by another "
+                                           f"{said}; give this {command} a folder of its own (--out)\n")
+    assert main([command, str(run / "checkpoints" / "latest.pt"), "--dataroot", str(data), "--num", "1",
+                 "--out", str(out)]) == 0
+    assert ".writing" not in os.listdir(out)
