@@ -928,7 +928,8 @@ def test_a_second_compare_into_a_folder_being_written_is_refused_before_its_meas
         monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(1) or {})
         with pytest.raises(OutputError) as e:
             compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)
-        assert str(e.value) == f"{out} is being written by another {said}; give this compare a folder of its own (--out)"
+        assert str(e.value) == (f"{out} is being written by another {said}; give this compare a folder of its own "
+                                f"(--out)")
         assert measured == []
     monkeypatch.undo()
     rows, _ = compare([runs / "bicycle", runs / "pix2pix"], out=out, log=None, **EVAL)  # let go: taken
