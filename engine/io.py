@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -189,6 +190,27 @@ def _loops(link: Path) -> bool:
     except (RuntimeError, OSError) as e:  # (3.11-3.12: RuntimeError "Symlink loop"; 3.13: OSError ELOOP)
         return isinstance(e, RuntimeError) or getattr(e, "errno", None) == errno.ELOOP
     return False
+
+
+@contextlib.contextmanager
+def interrupt_after():
+    """A SIGINT (Ctrl-C, a notebook's stop button) inside waits for the block's end, then goes to its handler:
+    raised in the middle of a module's first import (the first optimizer imports torch._dynamo, a second of
+    imports), it left the module half made, and every later training of that process (a notebook's kernel) failed
+    on an AttributeError of torch's until a restart. Main thread only (Python's handlers run there alone); a
+    SIGINT ignored or not Python's to handle is left as it is."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    got = []
+    signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if got:
+            signal.raise_signal(signal.SIGINT)  # (the handler of before: Python's raises KeyboardInterrupt)
 
 
 @contextlib.contextmanager

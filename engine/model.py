@@ -31,6 +31,7 @@ from torch.func import functional_call
 
 from .config import TrainConfig, check_bool
 from .errors import ConfigError
+from .io import interrupt_after
 from .losses import gan_loss, kl_loss, l1, mode_seeking
 from .networks import build_discriminator, build_encoder, build_generator, sync_batchnorm
 
@@ -179,10 +180,11 @@ class BicycleGAN(nn.Module):
         # A captured step replays its kernels with the arguments of the capture: Adam must keep its
         # step count and learning rate in device tensors (capturable) so they can change.
         graphed = cfg.cuda_graph and fused
-        self.optimizers = {
-            name: torch.optim.Adam(net.parameters(), lr=torch.tensor(cfg.lr, device=dev) if graphed else cfg.lr,
-                                   betas=(cfg.beta1, cfg.beta2), fused=fused, capturable=graphed)
-            for name, net in self.networks().items()}
+        with interrupt_after():  # (the first optimizer imports torch._dynamo: a Ctrl-C in it spoilt the import)
+            self.optimizers = {
+                name: torch.optim.Adam(net.parameters(), lr=torch.tensor(cfg.lr, device=dev) if graphed else cfg.lr,
+                                       betas=(cfg.beta1, cfg.beta2), fused=fused, capturable=graphed)
+                for name, net in self.networks().items()}
         self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
 
     @staticmethod

@@ -1136,3 +1136,28 @@ def test_an_eager_cuda_step_under_auto_runs_torchs_layers(train_kw, runs_kernels
     finally:
         JITFunction.run = run
     assert bool(launches) == runs_kernels, launches[:5]
+
+
+def test_a_ctrl_c_while_the_optimizers_are_made_waits_for_them(monkeypatch):
+    """The first optimizer imports torch._dynamo (a second of imports): a Ctrl-C there (a notebook's stop button)
+    left it half imported, and every later training in that kernel failed on torch's AttributeError."""
+    import os
+    import signal
+    made, real = [], torch.optim.Adam
+
+    def adam(*a, **k):
+        if not made:  # (where the import would be)
+            os.kill(os.getpid(), signal.SIGINT)
+        made.append(signal.getsignal(signal.SIGINT))
+        return real(*a, **k)
+    monkeypatch.setattr(torch.optim, "Adam", adam)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a terminal's; pytest-xdist ignores it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            BicycleGAN(small_cfg(), device="cpu")
+        assert len(made) == 4 and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # G, E, D, D2 made
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored (a script's background job): left so, none raised
+        made.clear()
+        assert BicycleGAN(small_cfg(), device="cpu").optimizers and made == [signal.SIG_IGN] * 4
+    finally:
+        signal.signal(signal.SIGINT, previous)
