@@ -498,8 +498,9 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
             raise CheckpointError(f"{run_dir} already holds a run that stopped before its first checkpoint "
                                   f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
                                   f"to start again there, or choose another --out")
-        raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} to "
-                              f"continue it or choose another --out")
+        python = "resume=True" if how == "--resume" else f"resume=True, epoch={how.split()[-1]}"
+        raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} ({python} in Python) "
+                              f"to continue it or choose another --out")
     if resume_path is not None and not resume_path.exists():
         if resume_path.resolve() == ckpt_path.resolve():  # the folder's own, not there: None or --epoch N
             why = (f" (the run kept per-epoch checkpoints only: continue it with {how})" if how else

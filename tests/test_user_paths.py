@@ -1797,3 +1797,15 @@ def test_a_second_sample_or_interpolate_into_a_folder_being_written_is_refused(r
     assert main([command, str(run / "checkpoints" / "latest.pt"), "--dataroot", str(data), "--num", "1",
                  "--out", str(out)]) == 0
     assert ".writing" not in os.listdir(out)
+
+
+def test_a_folder_holding_a_run_says_how_to_continue_it_in_python_too(source, data, tmp_path):
+    # Python callers were told the command line's "pass --resume" alone
+    run = tmp_path / "r"
+    shutil.copytree(source, run)
+    with pytest.raises(CheckpointError, match=r"already holds a run \(latest.pt\); pass --resume \(resume=True in "
+                                              r"Python\) to continue it or choose another --out"):
+        Trainer(tiny_cfg(run, data), progress=False)
+    (run / "checkpoints" / "latest.pt").unlink()  # per-epoch checkpoints only
+    with pytest.raises(CheckpointError, match=r"pass --epoch 2 \(resume=True, epoch=2 in Python\) to continue it"):
+        Trainer(tiny_cfg(run, data), progress=False)
