@@ -87,14 +87,19 @@ def test_a_resume_reads_the_evaluation_log_as_its_report_does(tmp_path):
     assert _evaluations_kept(tmp_path, 0, None, 4)[0] == [rows[0], rows[4]]
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root, num_workers):
+# the random crops (36 -> 32 px) and flips drawn, their draws resumed with the run
+AUGMENTED = dict(load_size=36, preprocess="resize_and_crop", no_flip=False)
+
+
+@pytest.mark.parametrize("num_workers, augment", [(0, {}), (2, {}), (2, AUGMENTED)], ids=["0", "2", "2-augmented"])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_root, num_workers, augment):
     # 4 batches an epoch: resumed mid-epoch 0 (step 3), trained on through epoch 1's start.
-    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, max_steps=6, num_workers=num_workers),
+    full = Trainer(tiny_cfg(tmp_path / "full", demo_root, max_steps=6, num_workers=num_workers, **augment),
                    progress=False).train()
     half = tmp_path / "half"
-    Trainer(tiny_cfg(half, demo_root, max_steps=3, num_workers=num_workers), progress=False).train()
-    Trainer(tiny_cfg(half, demo_root, max_steps=6, num_workers=num_workers), resume=True, progress=False).train()
+    Trainer(tiny_cfg(half, demo_root, max_steps=3, num_workers=num_workers, **augment), progress=False).train()
+    Trainer(tiny_cfg(half, demo_root, max_steps=6, num_workers=num_workers, **augment), resume=True,
+            progress=False).train()
     a, b = read_log(full), read_log(half)
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b):
