@@ -357,7 +357,7 @@ def _auto_resume(args) -> None:
     # A run's weights started it: its checkpoint records where from, and a resumed run keeps its discriminators.
     args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None
     if not _said_on_this_machine():
-        print(f"--resume auto: continuing the run in {out} from "
+        print(f"--resume auto: {'would continue' if args.dry_run else 'continuing'} the run in {out} from "
               f"{epoch_name(epoch) if epoch is not None else LATEST}", file=sys.stderr)
 
 

@@ -405,6 +405,8 @@ def test_resume_auto_starts_the_run_once_and_continues_it_on_every_later_start(d
     assert main(command + ["--niter_decay", "2"]) == 0  # (a later start, trained longer)
     assert f"--resume auto: continuing the run in {run} from latest.pt" in capsys.readouterr().err
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    assert main(command + ["--niter_decay", "3", "--dry-run"]) == 0  # (it continues nothing)
+    assert f"--resume auto: would continue the run in {run} from latest.pt" in capsys.readouterr().err
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 6 != first["step"]
     # A job fine-tuning a run's weights: --init_from (and --fresh_D) the first time, its own checkpoint after
     tuned = tmp_path / "tuned"
