@@ -554,6 +554,27 @@ SI_FINISHED = ["tests/test_user_paths.py::test_resuming_says_from_which_step_and
 SJ = "tests/test_stop.py::test_"
 SJ_LOOP = [SJ + "a_ctrl_c_stops_a_shell_loop_of_trainings_not_only_the_training_it_interrupted"]
 SJ_TERM = [SJ + "a_signal_to_the_process_group_stops_the_command_with_workers_and_it_resumes_exactly[TERM]"]
+SJ_VARIANT = ["tests/test_config.py::test_a_variant_is_checked_for_the_networks_it_builds_alone[pix2pix]"]
+SJ_BUILD = ["tests/test_config.py::test_the_builders_check_the_network_they_build"]
+SJ_SCALE = ["tests/test_config.py::test_a_single_scale_is_not_told_to_use_fewer_scales"]
+SJ_JSON = "tests/test_sweep.py::test_"
+SJ_STREAM = [SJ_JSON + "a_stream_or_a_link_to_a_pipe_given_as_the_json_is_refused_before_the_work[one]"]
+SJ_DASH = [SJ_JSON + "json_dash_puts_the_results_on_stdout_and_the_table_on_stderr[one]"]
+SJ_LOOP_SV = ["tests/test_serve.py::test_serve_in_a_running_event_loop_serves_and_an_interrupt_stops_it_and_frees_"
+              "the_port"]
+SJ_FAILED_SV = ["tests/test_serve.py::test_a_server_that_fails_to_start_frees_its_port"]
+SJ_GO = [SJ + "a_stopped_train_lets_go_of_the_training_in_the_traceback_a_notebook_keeps"]
+SJ_REQUEST = [SJ + "request_stop_stops_a_training_in_another_thread_with_its_checkpoint"]
+SJ_LAST = [SJ + "a_ctrl_c_after_the_last_check_says_the_run_is_complete"]
+SJ_OUT = ["tests/test_user_paths.py::test_an_out_that_holds_a_dataset_or_other_runs_is_refused"]
+SJ_HELD = ["tests/test_compare.py::test_a_second_compare_into_a_folder_being_written_is_refused_before_its_measures"]
+SJ_MADE = ["tests/test_compare.py::test_a_folder_made_for_a_refused_compare_is_removed_again"]
+SJ_HELD_UP = "tests/test_user_paths.py::test_a_second_sample_or_interpolate_into_a_folder_being_written_is_refused"
+SJ_IMPORT = ["tests/test_model.py::test_a_ctrl_c_while_the_optimizers_are_made_waits_for_them"]
+SJ_PY = ["tests/test_user_paths.py::test_a_folder_holding_a_run_says_how_to_continue_it_in_python_too"]
+SJ_DRY = ["tests/test_workflow.py::test_resume_auto_starts_the_run_once_and_continues_it_on_every_later_start"]
+SJ_DEMO = ["tests/test_demo.py::test_make_demo_writers_of_one_folder_at_once_all_succeed_with_the_same_data"]
+SJ_DL = ["tests/test_download.py::test_downloads_of_one_dataset_into_one_folder_at_once_take_turns"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1042,9 +1063,9 @@ MUTANTS = [
     ('RV01', RT, "give its file, {path.parent / 'epoch_N.pt'})", "give its file, {path / 'epoch_N.pt'})",
      RANKS_EPOCH_FILE),
     ('RV02', DL, '        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)\n'
-                 '        raise\n    _drop(part)\n', '        raise\n    _drop(part)\n', DOWNLOAD_MADE),
+                 '        raise\n    return target\n', '        raise\n    return target\n', DOWNLOAD_MADE),
     ('RV03', DL, '        remove_made(dir, made)  # (the empty ones: a partial file kept to resume keeps its folder)\n'
-                 '        raise\n    for part', '        raise\n    for part', DOWNLOAD_MADE),
+                 '        raise\n    return out\n', '        raise\n    return out\n', DOWNLOAD_MADE),
     ('RV04', DL, '    made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', '    made = dir  # (made at the first byte; a failure leaves none of them empty)\n'
                  '    # A dataset', DOWNLOAD_MADE),
@@ -1112,8 +1133,8 @@ MUTANTS = [
     ('DE01', FI, '        if not stat.S_ISREG(os.stat(path).st_mode):', '        if False:', NOT_REG),
     ('DE02', AT, '(stat.S_ISFIFO, "a named pipe")', '(stat.S_ISSOCK, "a named pipe")', NOT_REG),
     ('DE35', AT, '    if kind := special_file(path):\n', '    if False:\n', NOT_FILE),
-    ('DE36', AT, '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):',
-     '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode) or stat.S_ISFIFO(mode):', NOT_FILE),
+    ('DE36', AT, '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):',
+     '    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISFIFO(mode):', NOT_FILE),
     ('DE37', "engine/evaluate.py", '    if kind := special_file(path):  # (before the work', '    if False:  # (',
      NOT_FILE),
     ('DE38', EX, '    if kind := special_file(out):', '    if False:', NOT_FILE),
@@ -1270,13 +1291,10 @@ MUTANTS = [
     ('AW11', CP, 'compare_image(A, B, outputs, coded=coded)', 'compare_image(A, B, outputs)', NO_Z_HEAD),
     ('AW12', CLI, '    print(line, file=sys.stderr, flush=True)', '    print(line, flush=True)', TO_STDERR),
     ('AW13', CLI, '''        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")
-        report = _refresh_report(checkpoint)
-        print(format_table(r))''',
+                          what="evaluation results")''',
      '''        print(format_table(r))
         path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")
-        report = _refresh_report(checkpoint)''', WRITE_FIRST),
+                          what="evaluation results")''', WRITE_FIRST),
     ('AW14', CLI, '        if getattr(sys, name) is None:', '        if False:', CLOSED),
     ('AW15', AT, '    return name if len(raw) <= 200 else', '    return name if True else', LONG),
     ('AW16', AT, 'self.by_name.pop(_stem(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),
@@ -1293,8 +1311,8 @@ MUTANTS = [
     ('AW24', CLI, 'and ours and here[1] not in ours:', 'and ours and False:', HINTS),
     ('AW25', CLI, 'hint = COMMAND_REFERENCE_OPTIONS.get((command, name), REFERENCE_OPTIONS.get(name))',
      'hint = REFERENCE_OPTIONS.get(name)', HINTS),
-    ('AW26', DL, '                if done.get("address") == TESTSETS.get(name) else "")',
-     '                if False else "")', TESTSET),
+    ('AW26', DL, '            if done.get("address") == TESTSETS.get(target.name) else "")',
+     '            if False else "")', TESTSET),
     ('AW27', IO, 'to += "links back (a loop)" if _loops(top) else "does not exist"', 'to += "does not exist"', LOOPS),
     ('AW28', RT, '    images = resolved_out(out) / "images"', '    images = (Path(out) / "images").resolve()',
      LOOPS),
@@ -1387,7 +1405,7 @@ MUTANTS = [
      NO_SUFFIX),
     ('SQ45', "kernels/_impl.py", 'return (kind == "cuda" or interpreting()) and triton_available()',
      'return triton_available() and (kind == "cuda" or interpreting())', NO_TRITON),
-    ('SQ47', CLI, 'print(f"measuring the demo\'s table on the test split ({n})...", file=sys.stderr, flush=True)',
+    ('SQ47', T, 'self.progress.note(f"measuring the demo\'s table on the test split ({n})...")',
      'pass', TABLE_LINE),
     ('SQ49', CLI, 'found["imported"] is None and not old_import(found):', 'found["imported"] is None and True:',
      OLD_IMPORT),
@@ -1799,6 +1817,40 @@ MUTANTS = [
     # scripts, notebooks, reproducibility (session 44)
     ('SJ01', CLI, '    if isinstance(code, int) and code - 128 in _STOPS:', '    if False:', SJ_LOOP),
     ('SJ02', CLI, '    atexit._run_exitfuncs()', '    pass', SJ_TERM),
+    ('SJ03', CFG, 'ds = [k for k, net in (("netD", "D"), ("netD2", "D2")) if net in nets]',
+     'ds = [k for k, net in (("netD", "D"), ("netD2", "D2"))]', SJ_VARIANT),
+    ('SJ04', CFG, '        if "E" in nets:\n', '        if True:\n', SJ_VARIANT),
+    ('SJ05', CFG, '            if self.num_Ds > 1 and any(', '            if any(', SJ_SCALE),
+    ('SJ06', "engine/networks.py", '    cfg.check_networks(("E",))', '    pass', SJ_BUILD),
+    ('SJ07', CFG, '        self.model.check_networks(self.trained_networks)\n', '', SJ_VARIANT),
+    ('SJ08', AT, '    if _OPEN_FILE.fullmatch(os.path.abspath(path)):', '    if False:', SJ_STREAM),
+    ('SJ09', AT, '        mode = os.stat(path).st_mode', '        mode = os.lstat(path).st_mode', SJ_STREAM),
+    ('SJ10', CLI, '    args.stdout_json = args.json == "-"', '    args.stdout_json = False', SJ_DASH),
+    ('SJ11', SV, '        if _loop_running():', '        if False:', SJ_LOOP_SV),
+    ('SJ12', SV, '        sock.close()  # (a failed start', '        pass  # (a failed start', SJ_FAILED_SV),
+    ('SJ13', T, '        traceback.clear_frames(error.__traceback__)', '        pass', SJ_GO),
+    ('SJ14', T, '        if self._stop_requested:', '        if False:', SJ_REQUEST),
+    ('SJ15', T, 'signal.getsignal(signal.SIGINT) is signal.default_int_handler:\n                raise',
+     'signal.getsignal(signal.SIGINT) is None:\n                raise', SJ_LAST),
+    ('SJ16', T, '    if splits := [s for s in ("train", "val", "test") if (run_dir / s).is_dir()]:',
+     '    if splits := []:', SJ_OUT),
+    ('SJ17', T, '    if runs:\n        shown', '    if False:\n        shown', SJ_OUT),
+    ('SJ18', IO, '                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n                same',
+     '                same', SJ_HELD),
+    ('SJ19', IO, '        if not done:\n            remove_made(folder, held.get("made"))', '', SJ_MADE),
+    ('SJ20', IO, '            (folder / ".writing").unlink(missing_ok=True)', '            pass', SJ_HELD),
+    ('SJ21', "engine/sample.py", '        owned.enter_context(held_folder(out, "sample", dist))', '',
+     [SJ_HELD_UP + "[sample]"]),
+    ('SJ22', "engine/interpolate.py", '    with held_folder(out, "interpolate", dist):', '    if True:',
+     [SJ_HELD_UP + "[interpolate]"]),
+    ('SJ23', IO, '    signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))', '', SJ_IMPORT),
+    ('SJ24', T, '        python = "resume=True" if how == "--resume"', '        python = "" if how == "--resume"',
+     SJ_PY),
+    ('SJ25', CLI, "{'would continue' if args.dry_run else 'continuing'}", "continuing", SJ_DRY),
+    ('SJ26', DM, '                writing = _temp_for(out / name)', '                writing = out / f".{name}.tmp"',
+     SJ_DEMO),
+    ('SJ27', DL, '        with _one_at_a_time(part.with_name(part.name + ".lock"),',
+     '        with contextlib.nullcontext(part.with_name(part.name + ".lock"),', SJ_DL),
 ]
 
 if __name__ == "__main__":
