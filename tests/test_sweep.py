@@ -962,9 +962,10 @@ def test_the_terminal_table_gives_lpips_with_the_standard_error_its_note_names()
 
 
 @pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]], ids=["one", "sweep"])
-def test_json_dash_puts_the_results_on_stdout_and_the_table_on_stderr(run, tmp_path, capsys, epoch):
+def test_json_dash_puts_the_results_on_stdout_and_the_table_on_stderr(run, tmp_path, capsys, epoch, monkeypatch):
     # `evaluate RUN --json -` wrote a file named "-"; --json /dev/stdout failed after the whole evaluation
     run = copy_run(run, tmp_path)
+    monkeypatch.chdir(tmp_path)  # (where a file "-" would be written)
     assert main(["evaluate", str(run), *epoch, *OPTS, "--json", "-"]) == 0
     out, err = capsys.readouterr()
     # (where it goes anyway: the data's val split, evaluate's default phase where there is one)
