@@ -120,16 +120,21 @@ def digest(state: dict) -> str:
 
 # -- writing and reading ---------------------------------------------------------------------------
 def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, extra: dict | None = None) -> Path:
-    """Write `model` (networks, optimisers, scaler, EMA), the step, epoch, RNG states and config.
+    """Write `model` (networks, optimisers, scaler, EMA), the step, epoch, RNG states and config; `extra`: entries
+    of the caller's beside them (a name the checkpoint's own entries have is refused: ValueError).
 
     Refuses (DivergenceError) to write non-finite weights: the file at `path` stays as it was."""
     bad = model.nonfinite()
     if bad:
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
-             "rng": rng_state(model.device), "arithmetic": arithmetic(model), **model.training_state(),
-             **(extra or {})}
-    return write_state(state, path)
+             "rng": rng_state(model.device), "arithmetic": arithmetic(model), **model.training_state()}
+    if clash := sorted(set(extra or {}) & {*state, "digest"}):
+        # (extra={"config": ...} replaced the model's config: a file its loader refused, the model's config lost)
+        raise ValueError(f"extra={{{', '.join(map(repr, clash))}: ...}}: the checkpoint's own "
+                         f"entr{'y' if len(clash) == 1 else 'ies'} (it holds {', '.join(sorted(state))}); give "
+                         f"yours other names, e.g. one key of your own for them all")
+    return write_state({**state, **(extra or {})}, path)
 
 
 def arithmetic(model: BicycleGAN) -> dict:

@@ -523,7 +523,13 @@ class TrainConfig:
     def own_copy(cls, cfg, who: str) -> "TrainConfig":
         """given(cfg, who), as a copy of its own: what the caller changes afterwards changes nothing of the
         holder's (a model's objective, a dry run's init_from), and each field is checked again."""
-        return cls.from_dict(cls.given(cfg, who).to_dict())
+        cfg = cls.given(cfg, who)
+        if own := [f.name for f in dataclasses.fields(cfg) if f.name not in {g.name for g in dataclasses.fields(cls)}]:
+            # (said as "unknown TrainConfig fields", of a class the caller never named)
+            raise ConfigError(f"{who}: {type(cfg).__name__}'s own fields ({', '.join(own)}) would not be kept: "
+                              f"checkpoints hold a TrainConfig, which every command reads back; keep your own "
+                              f"settings on your model (a subclass of BicycleGAN, given as model_cls)")
+        return cls.from_dict(cfg.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

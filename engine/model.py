@@ -360,7 +360,10 @@ class BicycleGAN(nn.Module):
         return G(A, z.to(A.device))
 
     # -- training ------------------------------------------------------------------------------
-    def _generator_losses(self, A, B):
+    def generator_losses(self, A, B):
+        """({term: loss} of G and E, what train_step backpropagates into them and logs, each name a log.jsonl
+        column; {"A1", "B1", "A2", "B2", and the fakes}: what discriminator_losses reads). A subclass adds its own
+        terms here (a perceptual loss), its model trained with Trainer(cfg, model_cls=...)."""
         cfg = self.cfg
         if cfg.variant == "bicycle":
             k = A.shape[0] // 2
@@ -416,7 +419,8 @@ class BicycleGAN(nn.Module):
             L["ms"] = cfg.lambda_ms * mode_seeking(fake, self.G(A1, z2), z, z2)
         return L, out
 
-    def _discriminator_losses(self, out):
+    def discriminator_losses(self, out):
+        """{term: loss} of D and D2 from generator_losses' `out` (their fakes, detached from G's graph here)."""
         cfg, L = self.cfg, {}
         A1, B1, A2, B2 = out["A1"], out["B1"], out["A2"], out["B2"]
 
@@ -481,7 +485,7 @@ class BicycleGAN(nn.Module):
         dis_nets = [n for n in ("D", "D2") if n in opts]
 
         with self._autocast():
-            LG, out = self._generator_losses(A, B)
+            LG, out = self.generator_losses(A, B)
         for n in gen_nets:
             opts[n].zero_grad(set_to_none=True)
         scaler.scale(sum(LG.values())).backward()
@@ -493,7 +497,7 @@ class BicycleGAN(nn.Module):
         LD = {}
         if dis_nets:
             with self._autocast():
-                LD = self._discriminator_losses(out)
+                LD = self.discriminator_losses(out)
             for n in dis_nets:
                 opts[n].zero_grad(set_to_none=True)
             # inputs: the fakes' copies that D's kept outputs grew from (_d_on_fake) need no gradient

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from bicyclegan.kernels import InstanceNormAct2d, ZConcatConv2d, apply_act, avg_pool2d
 from bicyclegan.kernels._impl import memory_format
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 
 LRELU = 0.2
 
@@ -364,16 +364,27 @@ def init_weights(net: nn.Module, init_type="xavier", gain=0.02) -> nn.Module:
     return net
 
 
+def _model_config(cfg, builder: str) -> ModelConfig:
+    """The builders take a ModelConfig: a TrainConfig or a dict was an AttributeError ("... has no attribute 'nz'")."""
+    if not isinstance(cfg, ModelConfig):
+        part = " (a TrainConfig's is its .model)" if isinstance(cfg, TrainConfig) else ""
+        raise TypeError(f"{builder} takes a ModelConfig{part}, got {type(cfg).__name__}")
+    return cfg
+
+
 def build_generator(cfg: ModelConfig) -> UnetGenerator:
+    cfg = _model_config(cfg, "build_generator")
     return init_weights(UnetGenerator(cfg), cfg.init_type, cfg.init_gain)
 
 
 def build_encoder(cfg: ModelConfig) -> Encoder:
+    cfg = _model_config(cfg, "build_encoder")
     cfg.check_networks(("E",))  # (the config checks the networks a training builds: this one, here)
     return init_weights(Encoder(cfg), cfg.init_type, cfg.init_gain)
 
 
 def build_discriminator(cfg: ModelConfig, netD: str | None = None) -> MultiscaleDiscriminator:
+    cfg = _model_config(cfg, "build_discriminator")
     return init_weights(_discriminator(cfg, netD), cfg.init_type, cfg.init_gain)
 
 

@@ -26,6 +26,7 @@ import time
 import traceback
 import weakref
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -954,15 +955,26 @@ class Trainer:
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
     _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
     tensorboard=True also logs to <run>/tensorboard; None (the default) only where a continued run logged
-    there before."""
+    there before. model_cls: the model trained, BicycleGAN or a subclass of it (its own loss terms, its own
+    train_step), built from cfg; its checkpoints record its name, and a resume with another one says so.
+    on_log: called with each row of log.jsonl as it is written (rank 0's; a dict: step, epoch, lr, img_per_s and
+    the interval's mean losses, "diverged" on a divergence's), for a tracker of one's own; an error it raises is
+    said once, and the training goes on."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
-                 epoch: int | None = None, tensorboard: bool | None = None):
+                 epoch: int | None = None, tensorboard: bool | None = None, model_cls: type = BicycleGAN,
+                 on_log: Callable[[dict], None] | None = None):
+        if not (isinstance(model_cls, type) and issubclass(model_cls, BicycleGAN)):
+            raise TypeError(f"model_cls must be BicycleGAN or a subclass of it, got {model_cls!r}")
+        if on_log is not None and not callable(on_log):
+            raise TypeError(f"on_log must be a function of a log row (a dict), got {on_log!r}")
+        self._model_cls, self._on_log = model_cls, on_log
         self._lock = None  # rank 0 holds the run folder until train() ends
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
         self._stop = None  # train()'s StopSignals: a Trainer trains once
         self._stop_requested = False  # request_stop() before train()
+        self._on_log_failed = False  # (its error said once)
         self._said = SaidOnce()  # the data's warnings, while it starts and while it trains
         progress, tensorboard = check_bool("progress", progress), check_bool("tensorboard", tensorboard, optional=True)
         # The caller's device settings and random generators, which the start changes (the run's seeds), are
@@ -1006,7 +1018,7 @@ class Trainer:
         if self.resume_path is not None:
             self.dist.each_decides(lambda: _check_resumed_shapes(self.resume_path))
         seed_rng(cfg.seed, self.device)  # identical initial weights on every rank
-        self.model = BicycleGAN(cfg, device=self.device)
+        self.model = self._model_cls(cfg, device=self.device)
         self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it
         # Every rank builds its loader: the ranks split the file checks between them (pipelines/files.py).
         # Its batches come in the layout the networks use (train_step's conversion is then a no-op).
@@ -1157,6 +1169,10 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
         self.rng_to_restore = state["rng"]
+        if self.main and (trained := state.get("model_class", class_name(BicycleGAN))) != class_name(self._model_cls):
+            # (a subclass's run resumed without it: its own loss terms dropped without a word)
+            print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls)",
+                  file=sys.stderr)
         if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
             # Allowed (a run may move to a machine without DALI), but the two backends draw their
             # crops and flips differently: the order of the images is what stays the same.
@@ -1493,7 +1509,8 @@ class Trainer:
         writes."""
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
-        extra = {"steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
+        extra = {"model_class": class_name(self._model_cls),
+                 "steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
                  "samples_digest": self._samples_digest,
                  "backend": self.loader.backend, "world": self.world,
                  "log_interval": interval, **({"best": best} if best else {}),
@@ -1617,6 +1634,14 @@ class Trainer:
                                   f"{self.step}: {write_reason(e, self.run_dir)}; {self._last_good()}") from e
             if self.tb:
                 self.tb.log_row({**row, **{k: v for k, v in avg.items() if not math.isfinite(v)}})
+            if self._on_log is not None:
+                try:
+                    self._on_log({**row, **({"diverged": True} if diverged else {})})
+                except Exception as e:  # (a tracker's network hiccup is no reason to end a training)
+                    if not self._on_log_failed:
+                        self._on_log_failed = True
+                        self.progress.note(f"note: on_log raised {type(e).__name__}: {e} (at step {self.step}; "
+                                           f"the training goes on, log.jsonl has every row; said once)")
         self.dist.main_decides(write)  # rank 0's failure stops every rank (see save)
         if diverged:
             self._divergence_logged = True
@@ -1881,6 +1906,10 @@ def end_group(trainer: Trainer) -> None:
     trainer.dist.close()
 
 
+def class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _let_go(error: BaseException) -> None:
     """A stop's traceback lets go of the training: a notebook keeps the last one (to show it, for %debug), whose
     frames held the Trainer, its model and optimizers and the last batch until the next error (179 MB of a model
@@ -1894,7 +1923,8 @@ def _let_go(error: BaseException) -> None:
 
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
-          progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None) -> Path:
+          progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None,
+          model_cls: type = BicycleGAN, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint (a run folder: its latest.pt), e.g. a downloaded model to
     fine-tune; resume="auto": continue the run from its newest checkpoint where it has one, else start it;
@@ -1906,12 +1936,14 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
     continued run logged there before (False: not even then). Under torchrun
     the process group this started is ended on return. Returns the run folder.
+    model_cls, on_log: as Trainer's (a subclass of BicycleGAN to train; a function called with each log row).
     A SIGINT, SIGTERM or SIGHUP stops the run after writing its checkpoint (Trainer.train, README
     "Reliability"): SIGTERM and SIGHUP raise TrainingStopped, SIGINT a KeyboardInterrupt caused by one
     (stopped_by tells either apart from other errors); the process group is ended, the evaluation
     skipped."""
     evaluate = check_bool("evaluate", evaluate)
-    trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard)
+    trainer = Trainer(cfg, resume=resume, progress=progress, epoch=epoch, tensorboard=tensorboard, model_cls=model_cls,
+                      on_log=on_log)
     try:
         run = trainer.train()
     except BaseException as e:

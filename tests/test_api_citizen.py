@@ -4,6 +4,7 @@ raises. The caller's next draws after a call equal those it would have had witho
 take True or False alone: "no" was true."""
 import dataclasses
 import inspect
+import json
 import logging
 import os
 import random
@@ -35,9 +36,10 @@ from bicyclegan.engine import (
     serve,
     train,
 )
-from bicyclegan.engine.checkpoint import digest, read_checkpoint, rng_state
+from bicyclegan.engine.checkpoint import digest, read_checkpoint, rng_state, save_checkpoint
 from bicyclegan.engine.config import check_bool
 from bicyclegan.engine.errors import ConfigError, WeightsError
+from bicyclegan.engine.networks import build_discriminator, build_encoder, build_generator
 from bicyclegan.engine.runtime import device_settings
 from bicyclegan.pipelines import make_demo_dataset
 from bicyclegan.pipelines.errors import DatasetError
@@ -490,3 +492,70 @@ def test_every_error_type_a_user_can_meet_is_exported():
     made_here = {n for n, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Exception)
                  and obj.__module__ == errors.__name__}
     assert "WeightsError" in made_here and made_here <= set(api.__all__)
+
+
+class WithPerceptual(BicycleGAN):
+    """A follow-up's model: one loss term more for G (a stand-in for a perceptual loss)."""
+
+    def generator_losses(self, A, B):
+        L, out = super().generator_losses(A, B)
+        L["perc"] = 0.5 * (out["fake_enc"] - out["B1"]).abs().mean()
+        return L, out
+
+
+def test_a_subclass_trains_with_its_own_loss_term_and_on_log_gets_every_row(data, tmp_path, capsys):
+    # The trainer built a BicycleGAN whatever the caller's class; a tracker had no hook but log.jsonl
+    out, rows = tmp_path / "r", []
+    cfg = tiny_cfg(out, data, max_steps=3, niter=3, niter_decay=3)
+    train(cfg, progress=False, evaluate=False, model_cls=WithPerceptual, on_log=rows.append)
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rows == logged and [r["step"] for r in rows] == [1, 2, 3]
+    assert all(isinstance(r["perc"], float) and r["perc"] > 0 for r in rows)  # its term trained and logged
+    assert read_checkpoint(out / "checkpoints" / "latest.pt")["model_class"].endswith(".WithPerceptual")
+    capsys.readouterr()
+    train(tiny_cfg(out, data, max_steps=4, niter=3, niter_decay=3), resume=True, progress=False, evaluate=False)
+    assert "note: the run trained a test_api_citizen.WithPerceptual and resumes with a " \
+           "bicyclegan.engine.model.BicycleGAN (model_cls)" in capsys.readouterr().err  # its term dropped: said
+    with pytest.raises(TypeError, match="model_cls must be BicycleGAN or a subclass of it, got <class 'int'>"):
+        Trainer(cfg, model_cls=int)
+
+
+def test_an_on_log_that_fails_is_said_once_and_the_training_goes_on(data, tmp_path, capsys):
+    def flaky(row):
+        raise ConnectionError("tracker unreachable")
+    out = tmp_path / "r"
+    train(tiny_cfg(out, data, max_steps=3, niter=3, niter_decay=3), evaluate=False, on_log=flaky)
+    err = capsys.readouterr().err
+    assert err.count("note: on_log raised ConnectionError: tracker unreachable (at step 1; the training goes on, "
+                     "log.jsonl has every row; said once)") == 1, err
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_extra_entries_cannot_replace_the_checkpoints_own(data, tmp_path):
+    # extra={"config": ...} (a natural name for one's experiment's settings) replaced the model's config: the file
+    # saved without a word and its loader refused it, the model's config lost
+    model = BicycleGAN(tiny_cfg(tmp_path / "r", data), device="cpu")
+    path = tmp_path / "m.pt"
+    with pytest.raises(ValueError, match=r"extra=\{'config', 'step': \.\.\.\}: the checkpoint's own entries \(it "
+                                         r"holds arithmetic, config, .*\); give yours other names"):
+        save_checkpoint(model, path, step=7, extra={"step": 123, "config": {"lambda_perc": 1.0}})
+    assert not path.exists()
+    save_checkpoint(model, path, step=7, extra={"mine": {"lambda_perc": 1.0}})
+    assert read_checkpoint(path)["mine"] == {"lambda_perc": 1.0} and read_checkpoint(path)["step"] == 7
+
+
+def test_the_builders_name_the_config_they_take_and_a_config_subclass_is_refused_for_its_fields(data, tmp_path):
+    cfg = tiny_cfg(tmp_path / "r", data)
+    for build in (build_generator, build_encoder, build_discriminator):
+        with pytest.raises(TypeError, match=rf"^{build.__name__} takes a ModelConfig \(a TrainConfig's is its "
+                                            rf"\.model\), got TrainConfig$"):
+            build(cfg)  # ('TrainConfig' object has no attribute 'nz')
+        build(cfg.model)
+
+    @dataclasses.dataclass
+    class MyCfg(TrainConfig):
+        lambda_perc: float = 0.5
+    mine = MyCfg(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}, lambda_perc=2.0)
+    # ("unknown TrainConfig fields: lambda_perc"; kept, the run's checkpoints were unreadable by every command)
+    with pytest.raises(ConfigError, match=r"^BicycleGAN: MyCfg's own fields \(lambda_perc\) would not be kept"):
+        BicycleGAN(mine, device="cpu")

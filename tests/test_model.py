@@ -404,7 +404,7 @@ def _grads_after_generator_phase(cfg, data, seed=3):
     torch.manual_seed(0)
     model = BicycleGAN(cfg)
     torch.manual_seed(seed)
-    L, _ = model._generator_losses(data["A"], data["B"])
+    L, _ = model.generator_losses(data["A"], data["B"])
     sum(L.values()).backward()
     return model, {n: {k: (None if p.grad is None else p.grad.clone()) for k, p in net.named_parameters()}
                    for n, net in model.networks().items()}
@@ -516,7 +516,7 @@ def test_step_convolutions_per_network_and_phase(variant, monkeypatch):
     torch.manual_seed(0)
     model = BicycleGAN(cfg)
     convs = _Convs(model)
-    for name, phase in (("_generator_losses", "GE"), ("_discriminator_losses", "D")):
+    for name, phase in (("generator_losses", "GE"), ("discriminator_losses", "D")):
         def losses(*args, _f=getattr(model, name), _phase=phase):
             convs.phase = _phase  # the phase's backward follows its losses
             return _f(*args)
