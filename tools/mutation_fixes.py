@@ -575,6 +575,11 @@ SJ_PY = ["tests/test_user_paths.py::test_a_folder_holding_a_run_says_how_to_cont
 SJ_DRY = ["tests/test_workflow.py::test_resume_auto_starts_the_run_once_and_continues_it_on_every_later_start"]
 SJ_DEMO = ["tests/test_demo.py::test_make_demo_writers_of_one_folder_at_once_all_succeed_with_the_same_data"]
 SJ_DL = ["tests/test_download.py::test_downloads_of_one_dataset_into_one_folder_at_once_take_turns"]
+SJ_API = "tests/test_api_citizen.py::test_"
+SJ_SUB = [SJ_API + "a_subclass_trains_with_its_own_loss_term_and_on_log_gets_every_row"]
+SJ_FLAKY = [SJ_API + "an_on_log_that_fails_is_said_once_and_the_training_goes_on"]
+SJ_EXTRA = [SJ_API + "extra_entries_cannot_replace_the_checkpoints_own"]
+SJ_TYPES = [SJ_API + "the_builders_name_the_config_they_take_and_a_config_subclass_is_refused_for_its_fields"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1851,6 +1856,23 @@ MUTANTS = [
      SJ_DEMO),
     ('SJ27', DL, '        with _one_at_a_time(part.with_name(part.name + ".lock"),',
      '        with contextlib.nullcontext(part.with_name(part.name + ".lock"),', SJ_DL),
+    # a researcher extending it (h-ext)
+    ('SJ28', T, '        self.model = self._model_cls(cfg, device=self.device)',
+     '        self.model = BicycleGAN(cfg, device=self.device)', SJ_SUB),
+    ('SJ29', T, '        extra = {"model_class": class_name(self._model_cls),\n', '        extra = {\n', SJ_SUB),
+    ('SJ30', T, '!= class_name(self._model_cls):\n', '!= trained:\n', SJ_SUB),
+    ('SJ31', T, '        if not (isinstance(model_cls, type) and issubclass(model_cls, BicycleGAN)):',
+     '        if False:', SJ_SUB),
+    ('SJ32', T, '                    self._on_log({**row, **({"diverged": True} if diverged else {})})',
+     '                    pass', SJ_SUB),
+    ('SJ33', T, '                    if not self._on_log_failed:', '                    if True:', SJ_FLAKY),
+    ('SJ34', T, '                except Exception as e:  # (a tracker',
+     '                except ZeroDivisionError as e:  # (', SJ_FLAKY),
+    ('SJ35', CK, '    if clash := sorted(set(extra or {}) & {*state, "digest"}):', '    if clash := []:',
+     SJ_EXTRA),
+    ('SJ36', "engine/networks.py", '    if not isinstance(cfg, ModelConfig):', '    if False:', SJ_TYPES),
+    ('SJ37', CFG, '        if own := [f.name for f in dataclasses.fields(cfg)',
+     '        if own := [] and [f.name for f in dataclasses.fields(cfg)', SJ_TYPES),
 ]
 
 if __name__ == "__main__":
