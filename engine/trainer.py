@@ -956,15 +956,18 @@ class Trainer:
     _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
     tensorboard=True also logs to <run>/tensorboard; None (the default) only where a continued run logged
     there before. model_cls: the model trained, BicycleGAN or a subclass of it (its own loss terms, its own
-    train_step), built from cfg; its checkpoints record its name, and a resume with another one says so.
+    train_step; None: BicycleGAN), built from cfg; its checkpoints record its name, and a resume with another one
+    says so.
     on_log: called with each row of log.jsonl as it is written (rank 0's; a dict: step, epoch, lr, img_per_s and
     the interval's mean losses, "diverged" on a divergence's), for a tracker of one's own; an error it raises is
     said once, and the training goes on."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, progress: bool = True,
-                 epoch: int | None = None, tensorboard: bool | None = None, model_cls: type = BicycleGAN,
+                 epoch: int | None = None, tensorboard: bool | None = None, model_cls: type | None = None,
                  on_log: Callable[[dict], None] | None = None):
-        if not (isinstance(model_cls, type) and issubclass(model_cls, BicycleGAN)):
+        if model_cls is None:
+            model_cls = BicycleGAN
+        elif not (isinstance(model_cls, type) and issubclass(model_cls, BicycleGAN)):
             raise TypeError(f"model_cls must be BicycleGAN or a subclass of it, got {model_cls!r}")
         if on_log is not None and not callable(on_log):
             raise TypeError(f"on_log must be a function of a log row (a dict), got {on_log!r}")
@@ -1924,7 +1927,7 @@ def _let_go(error: BaseException) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | None = None,
           progress: bool = True, evaluate: bool = True, tensorboard: bool | None = None,
-          model_cls: type = BicycleGAN, on_log: Callable[[dict], None] | None = None) -> Path:
+          model_cls: type | None = None, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train `cfg` (resume=True: continue the run in cfg.out, from its checkpoint of `epoch` if
     given; resume=PATH: from that checkpoint (a run folder: its latest.pt), e.g. a downloaded model to
     fine-tune; resume="auto": continue the run from its newest checkpoint where it has one, else start it;

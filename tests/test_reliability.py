@@ -425,6 +425,12 @@ def test_load_checkpoint_takes_a_run_folder_as_the_commands_do(tmp_path):
     assert results_dir(tmp_path / "run", "test") == (tmp_path / "run" / "results" / "test").resolve()
 
 
+def tampered(model, path, **entries):
+    """A checkpoint of `model` whose `entries` replace its own (written whole, its digest made anew)."""
+    save_checkpoint(model, path)
+    return write_state({**read_checkpoint(path), **entries}, path)
+
+
 def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path, monkeypatch):
     model = tiny_model()
     state = model.training_state()
@@ -438,14 +444,14 @@ def test_weights_that_do_not_fit_their_own_config_are_named(tmp_path, monkeypatc
              ({"optimizers": {**state["optimizers"], "D": {"state": {}}}}, True, "'param_groups'")]
     for i, (extra, training, why) in enumerate(cases):
         path = tmp_path / f"{i}.pt"
-        save_checkpoint(model, path, extra=extra)
+        tampered(model, path, **extra)
         refused(lambda: load_checkpoint(path, training=training), CheckpointError,
                 f"{path}: its weights do not fit its own config: {why}")
     # Before anything is built: a 3 KB file whose config says ngf 1024 and which holds no weights took 18 GB
     state = read_checkpoint(path)
     state["config"]["model"].update(ngf=1024, nef=1024)
     huge = tmp_path / "huge.pt"
-    save_checkpoint(model, huge, extra={"nets": {}, "config": state["config"]})
+    tampered(model, huge, nets={}, config=state["config"])
     monkeypatch.setattr(BicycleGAN, "__init__", lambda *a, **k: pytest.fail("a model was built"))
     for training, nets in ((False, "['E', 'G']"), (True, "['D', 'D2', 'E', 'G']")):
         refused(lambda: load_checkpoint(huge, training=training), CheckpointError,
@@ -475,7 +481,7 @@ def test_a_resume_checks_its_checkpoints_weights_before_the_model_is_built(tmp_p
     state["nets"] = {}
     write_state(state, run / "checkpoints" / "latest.pt")
     trainer_mod = importlib.import_module("bicyclegan.engine.trainer")
-    monkeypatch.setattr(trainer_mod, "BicycleGAN", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr(trainer_mod.BicycleGAN, "__init__", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(CheckpointError, match=r"latest.pt: its weights do not fit its own config: checkpoint lacks "
                                               r"networks \['G'\]"):
         Trainer(cfg(run, data, max_steps=4), resume=True, progress=False)
@@ -488,7 +494,7 @@ def test_a_resume_checks_its_checkpoints_weights_before_the_model_is_built(tmp_p
 def test_a_stored_config_this_version_cannot_use_is_named(tmp_path, config, why):
     model = tiny_model()
     path = tmp_path / "ck.pt"
-    save_checkpoint(model, path, extra={"config": {**model.cfg.to_dict(), **config}})
+    tampered(model, path, config={**model.cfg.to_dict(), **config})
     refused(lambda: load_checkpoint(path), CheckpointError,
             f"{path}: its stored config is not valid for this version: {why}")
 
