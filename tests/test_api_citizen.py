@@ -526,8 +526,8 @@ def test_an_on_log_that_fails_is_said_once_and_the_training_goes_on(data, tmp_pa
     out = tmp_path / "r"
     train(tiny_cfg(out, data, max_steps=3, niter=3, niter_decay=3), evaluate=False, on_log=flaky)
     err = capsys.readouterr().err
-    assert err.count("note: on_log raised ConnectionError: tracker unreachable (at step 1; the training goes on, "
-                     "log.jsonl has every row; said once)") == 1, err
+    assert "note: on_log raised ConnectionError: tracker unreachable (at step 1; the training goes on, log.jsonl " \
+           "has every row; said once)" in err and err.count("on_log raised") == 1, err  # (not at steps 2 and 3)
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
 
 
