@@ -317,14 +317,19 @@ def test_a_signal_during_start_up_stops_after_the_first_iteration(tmp_path, data
         assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == start + 1
 
 
-def test_a_signal_during_a_save_lets_the_save_finish(tmp_path, data, monkeypatch):
-    run = tmp_path / "r"
+def signal_in_saves(monkeypatch, sig):
+    """Each checkpoint's save sends `sig` to this process as it starts."""
     save = trainer_module.save_checkpoint
 
     def signalled(model, path, **kw):
-        os.kill(os.getpid(), TERM)
+        os.kill(os.getpid(), sig)
         return save(model, path, **kw)
     monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+
+
+def test_a_signal_during_a_save_lets_the_save_finish(tmp_path, data, monkeypatch):
+    run = tmp_path / "r"
+    signal_in_saves(monkeypatch, TERM)
     with pytest.raises(TrainingStopped) as stop:
         trainer(run, data, save_every=2).train()
     assert stop.value.step == 2 and read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
@@ -365,12 +370,7 @@ def test_a_signal_after_the_last_check_goes_to_the_handler_it_replaced(tmp_path,
     # returns, and the signal then reaches the handler there was (here a recorder; SIGTERM's default
     # would end the process), rather than being lost.
     got = []
-    save = trainer_module.save_checkpoint
-
-    def signalled(model, path, **kw):
-        os.kill(os.getpid(), TERM)
-        return save(model, path, **kw)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+    signal_in_saves(monkeypatch, TERM)
     previous = signal.signal(TERM, lambda signum, frame: got.append(signum))
     try:
         run = trainer(tmp_path / "r", data).train()
@@ -381,12 +381,7 @@ def test_a_signal_after_the_last_check_goes_to_the_handler_it_replaced(tmp_path,
 
 def test_a_ctrl_c_after_the_last_check_says_the_run_is_complete(tmp_path, data, monkeypatch):
     # SIGINT's own handler raised an empty KeyboardInterrupt: a notebook showed nothing of the complete run
-    save = trainer_module.save_checkpoint
-
-    def signalled(model, path, **kw):
-        os.kill(os.getpid(), INT)
-        return save(model, path, **kw)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", signalled)
+    signal_in_saves(monkeypatch, INT)
     with pytest.raises(KeyboardInterrupt) as stop:
         trainer(tmp_path / "r", data).train()
     assert str(stop.value) == f"interrupted after the last iteration: the run is complete ({tmp_path / 'r'}, step 10)"
