@@ -119,9 +119,18 @@ def digest(state: dict) -> str:
 
 
 # -- writing and reading ---------------------------------------------------------------------------
-def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, extra: dict | None = None) -> Path:
+# The engine's entries beside save_checkpoint's own, which readers interpret: a training's (its data, its log
+# interval, its ranks'), an import's, a download's, the moving average's (absent with ema 0).
+ENGINE_ENTRIES = frozenset({"model_class", "steps_per_epoch", "samples", "samples_digest", "backend", "world",
+                            "log_interval", "best", "eval_owed", "rank_rng", "rank_log_interval", "imported", "source",
+                            "ema", "ema_steps", "digest"})
+
+
+def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, extra: dict | None = None,
+                    own: dict | None = None) -> Path:
     """Write `model` (networks, optimisers, scaler, EMA), the step, epoch, RNG states and config; `extra`: entries
-    of the caller's beside them (a name the checkpoint's own entries have is refused: ValueError).
+    of the caller's beside them (a name of the checkpoint's own entries or of ENGINE_ENTRIES is refused:
+    ValueError); `own`: the engine's (the trainer's, an import's), of ENGINE_ENTRIES.
 
     Refuses (DivergenceError) to write non-finite weights: the file at `path` stays as it was."""
     bad = model.nonfinite()
@@ -129,12 +138,15 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),
              "rng": rng_state(model.device), "arithmetic": arithmetic(model), **model.training_state()}
-    if clash := sorted(set(extra or {}) & {*state, "digest"}):
+    if stray := set(own or {}) - ENGINE_ENTRIES:
+        raise ValueError(f"own={sorted(stray)}: not the engine's entries (ENGINE_ENTRIES); a caller's go in extra")
+    if clash := sorted(set(extra or {}) & (set(state) | ENGINE_ENTRIES)):
         # (extra={"config": ...} replaced the model's config: a file its loader refused, the model's config lost)
         raise ValueError(f"extra={{{', '.join(map(repr, clash))}: ...}}: the checkpoint's own "
-                         f"entr{'y' if len(clash) == 1 else 'ies'} (it holds {', '.join(sorted(state))}); give "
-                         f"yours other names, e.g. one key of your own for them all")
-    return write_state({**state, **(extra or {})}, path)
+                         f"entr{'y' if len(clash) == 1 else 'ies'} (it holds {', '.join(sorted(state))}, and the "
+                         f"engine's {', '.join(sorted(ENGINE_ENTRIES - set(state)))} where they apply); give yours "
+                         f"other names, e.g. one key of your own for them all")
+    return write_state({**state, **(own or {}), **(extra or {})}, path)
 
 
 def arithmetic(model: BicycleGAN) -> dict:

@@ -746,7 +746,7 @@ def cmd_import_official(args) -> int:
                         else f"the {args.preset} preset's" if args.preset else "the default")
     model = import_official(model_cfg, G=args.G, E=args.E, D=args.D, D2=args.D2, variant=args.variant,
                             data=data_cfg)
-    save_checkpoint(model, args.out, extra={"imported": model.imported})
+    save_checkpoint(model, args.out, own={"imported": model.imported})
     fresh = [n for n in model.networks() if n not in model.imported]
     print(f"wrote {args.out}: {', '.join(model.imported)} from the files"
           + (f", {', '.join(fresh)} freshly initialised (for fine-tuning)" if fresh else "")
@@ -1344,8 +1344,6 @@ def _end_by(signum: int) -> None:
             pass
     atexit._run_exitfuncs()
     signal.signal(signum, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):  # (a loader waiting for signals blocks them in this thread)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
     signal.raise_signal(signum)
 
 

@@ -637,7 +637,7 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
                     msg = msg.replace(str(part), sources[net]["url"])
                     _drop(part)
                 raise DownloadError(f"not the {name} weights this version expects: {msg}") from None
-            save_checkpoint(model, out, extra={"source": sources, "imported": model.imported})
+            save_checkpoint(model, out, own={"source": sources, "imported": model.imported})
             for part in parts.values():  # (under the lock, as for a dataset)
                 _drop(part)
     except BaseException:

@@ -236,7 +236,11 @@ def held_folder(folder: str | os.PathLike, command: str, dist=None):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 same = os.path.samestat(os.fstat(fd), os.stat(path))
             except BlockingIOError:
-                holder = path.read_text(errors="replace").strip() or "command"
+                try:
+                    holder = path.read_text(errors="replace").strip() or "command"
+                except OSError:  # (let go of and removed meanwhile: take it now)
+                    os.close(fd)
+                    continue
                 os.close(fd)
                 raise OutputError(f"{folder} is being written by another {holder}; give this {command} a folder of "
                                   f"its own (--out)") from None

@@ -271,7 +271,8 @@ class StopSignals:
     SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None)
 
     def __init__(self):
-        self.received = None  # the first signal.Signals
+        self.received = None  # the first signal.Signals (SIGTERM also for a stop asked without a signal)
+        self.signalled = False  # received by a handler: a signal there is to pass on
         self._previous = {}
         self._held = self._pending = False  # inside holding(); a second SIGINT received there
 
@@ -297,6 +298,7 @@ class StopSignals:
         return self
 
     def _handle(self, signum, frame):
+        self.signalled = True
         if self.received is None:
             self.received = signal.Signals(signum)
         elif signum == signal.SIGINT:
@@ -915,6 +917,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
         check_data_root(cfg)
     _check_not_in_use(run_dir)
     _check_run_writable(run_dir)  # (creates nothing)
+    _check_not_other_folder(run_dir)
     _check_run_folder(run_dir, resume_path)
     step, state = 0, None
     if resume_path is not None:
@@ -1174,7 +1177,8 @@ class Trainer:
         self.rng_to_restore = state["rng"]
         if self.main and (trained := state.get("model_class", class_name(BicycleGAN))) != class_name(self._model_cls):
             # (a subclass's run resumed without it: its own loss terms dropped without a word)
-            print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls)",
+            print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls in "
+                  f"Python; the command line trains a BicycleGAN): from here the objective is the latter's",
                   file=sys.stderr)
         if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
             # Allowed (a run may move to a machine without DALI), but the two backends draw their
@@ -1384,7 +1388,8 @@ class Trainer:
         """Stops the training as a SIGTERM does (after the iteration in progress, its checkpoint written; train()
         raises TrainingStopped), from any thread: a training in a notebook's thread, which no signal reaches
         (Python handles them in the main thread alone), could be left only by restarting the kernel, the steps
-        since its last checkpoint lost. Asked before train(), it stops after the first iteration."""
+        since its last checkpoint lost. Asked before train(), it stops after the first iteration; asked after the
+        last one (or of a run with nothing left to train), train() returns as it would have."""
         self._stop_requested = True
         self._output_gone()
 
@@ -1534,7 +1539,7 @@ class Trainer:
             try:
                 with self._stop.holding() if self._stop else contextlib.nullcontext():
                     save_checkpoint(self.model, path or self.ckpt_path, step=self.step,
-                                    epoch=self.epoch if epoch is None else epoch, extra=extra)
+                                    epoch=self.epoch if epoch is None else epoch, own=extra)
             except DivergenceError as e:
                 raise self._diverged(str(e)) from e
             except CheckpointError as e:  # (a full disk): at which step, and the run's way on, as the log's says
@@ -1679,10 +1684,12 @@ class Trainer:
             self._training = False
             self.loader.close()  # its workers end with the training (a Trainer trains once)
             self._release()
-        if self._stop.received is not None:
-            # Received after the last iteration's check (during the final save): the run is complete,
-            # and the signal goes to the handler it would have found without ours (SIGTERM's default ends
-            # the process; SIGINT's raises KeyboardInterrupt: an empty one, in a notebook, said nothing of the run).
+        if self._stop.received is not None and self._stop.signalled:
+            # Received after the last iteration's check (during the final save): the run is complete, and the
+            # signal goes to the handler it would have found without ours (SIGTERM's default ends the process;
+            # SIGINT's raises KeyboardInterrupt: an empty one, in a notebook, said nothing of the run). A stop asked
+            # without a signal (request_stop, a reader gone) has none to pass on: raised as a SIGTERM, it killed
+            # the notebook's kernel.
             if self._stop.received == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 raise KeyboardInterrupt(f"interrupted after the last iteration: the run is complete ({self.run_dir}, "
                                         f"step {self.step})" + ("; its evaluation was not made (train(cfg, "
@@ -1870,7 +1877,8 @@ class Trainer:
         nz = self.cfg.model.nz
         # (seconds to minutes without a word after the run's last line: the run, or a notebook's cell, looked hung)
         n = "10 z per input, then 100 z for the palette shares" if nz else "one output per input"
-        self.progress.note(f"measuring the demo's table on the test split ({n})...")
+        what = "the demo's table" if self.is_demo else "the model"
+        self.progress.note(f"measuring {what} on the test split ({n})...")
         result = evaluate(self.model, self.data_root, n_samples=10 if nz else None)
         if "histogram" in result and nz:
             # The shares from 10 z per input moved by up to 6 points between z draws (the palette

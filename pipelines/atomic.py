@@ -167,13 +167,26 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
 _OPEN_FILE = re.compile(r"/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|thread-self|\d+)/fd/\d+)")
 
 
+def _names_open_file(path) -> bool:
+    """Whether `path`, or a link on its way to a file (out.json -> /dev/stdout), names a process's open file."""
+    name = os.path.abspath(path)
+    for _ in range(40):  # (the kernel's own limit on a chain of links)
+        if _OPEN_FILE.fullmatch(name):
+            return True
+        try:
+            name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
+        except OSError:  # not a link (or not there): the end of the chain
+            return False
+    return False
+
+
 def special_file(path: str | os.PathLike) -> str | None:
     """What the name `path` is when it is there and neither a file nor a folder, a link's target included (a
     writer writes through a link): "a named pipe", "a character device"... (None otherwise). A process's open file
     (/dev/stdout) whatever it is open on: a rename over it reached no stream (a pipe's target is no path: "No such
     file" after the work; a redirect's file was replaced, the shell's stream left on the old one)."""
-    if _OPEN_FILE.fullmatch(os.path.abspath(path)):
-        return "a process's open file (a stream, not a path to write)"
+    if _names_open_file(path):
+        return "a process's open file (a stream, not a file's path)"
     try:
         mode = os.stat(path).st_mode
     except OSError:  # (not there, or a link to nothing: a writer makes it)
@@ -201,10 +214,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         path = Path(os.path.realpath(path))
         if temps is not None and temps.folder != path.parent:  # (the target's folder is listed instead)
             temps = None
-    if kind := special_file(path):
+    if kind := special_file(given):  # (the name given: a link to /dev/stdout resolves to the redirect's file)
         # Renamed over, a device is gone: `--json /dev/null` run as root (a container's user) replaced the
         # system's /dev/null with a regular file, which every later `> /dev/null` then wrote into.
-        raise error(f"cannot write {what} {path}: it is {kind}, not a file; give a file's path")
+        raise error(f"cannot write {what} {given}: it is {kind}, not a file; give a file's path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for temp in (temps if temps is not None else TempFiles(path.parent)).of(path):

@@ -515,7 +515,8 @@ def test_a_subclass_trains_with_its_own_loss_term_and_on_log_gets_every_row(data
     capsys.readouterr()
     train(tiny_cfg(out, data, max_steps=4, niter=3, niter_decay=3), resume=True, progress=False, evaluate=False)
     assert "note: the run trained a test_api_citizen.WithPerceptual and resumes with a " \
-           "bicyclegan.engine.model.BicycleGAN (model_cls)" in capsys.readouterr().err  # its term dropped: said
+           "bicyclegan.engine.model.BicycleGAN (model_cls in Python; the command line trains a BicycleGAN): from " \
+           "here the objective is the latter's" in capsys.readouterr().err  # its term dropped: said
     with pytest.raises(TypeError, match="model_cls must be BicycleGAN or a subclass of it, got <class 'int'>"):
         Trainer(cfg, model_cls=int)
 
@@ -539,6 +540,10 @@ def test_extra_entries_cannot_replace_the_checkpoints_own(data, tmp_path):
     with pytest.raises(ValueError, match=r"extra=\{'config', 'step': \.\.\.\}: the checkpoint's own entries \(it "
                                          r"holds arithmetic, config, .*\); give yours other names"):
         save_checkpoint(model, path, step=7, extra={"step": 123, "config": {"lambda_perc": 1.0}})
+    # the engine's entries which readers interpret: {"imported": True} made `sample` a TypeError traceback
+    for theirs in ("imported", "model_class", "world", "ema"):
+        with pytest.raises(ValueError, match=rf"extra=\{{'{theirs}': \.\.\.\}}: the checkpoint's own entry"):
+            save_checkpoint(model, path, extra={theirs: True})
     assert not path.exists()
     save_checkpoint(model, path, step=7, extra={"mine": {"lambda_perc": 1.0}})
     assert read_checkpoint(path)["mine"] == {"lambda_perc": 1.0} and read_checkpoint(path)["step"] == 7

@@ -345,7 +345,7 @@ def test_an_out_that_is_a_checkpoint_is_refused_and_left_as_it_was(checkpoint, t
     # an import-official checkpoint (its "imported" list) is one too
     from bicyclegan.engine import load_checkpoint, save_checkpoint
     imported = save_checkpoint(load_checkpoint(ckpt, training=True), tmp_path / "imported.pt",
-                               extra={"imported": ["G"]})
+                               own={"imported": ["G"]})
     before = imported.read_bytes()
     assert main(["export", str(ckpt), "--out", str(imported), "--format", "pt2"]) == 2
     assert f"OutputError: {imported} is a bicyclegan checkpoint" in capsys.readouterr().err

@@ -352,7 +352,7 @@ def test_a_checkpoint_holds_step_epoch_config_and_extras(tmp_path):
     assert (state["format"], state["step"], state["epoch"]) == ("bicyclegan-checkpoint-v2", 0, 0)
     assert state["config"]["model"]["ngf"] == 4 and state["config"]["variant"] == "bicycle"
     assert set(state["nets"]) == set(state["optimizers"]) == {"G", "E", "D", "D2"}
-    save_checkpoint(model, tmp_path / "b.pt", step=7, epoch=2, extra={"steps_per_epoch": 4})
+    save_checkpoint(model, tmp_path / "b.pt", step=7, epoch=2, own={"steps_per_epoch": 4})
     state = read_checkpoint(tmp_path / "b.pt")
     assert (state["step"], state["epoch"], state["steps_per_epoch"]) == (7, 2, 4)
     with pytest.raises(TypeError):  # step and epoch by name only: they are easily swapped

@@ -409,6 +409,21 @@ def test_request_stop_stops_a_training_in_another_thread_with_its_checkpoint(tmp
     assert stop.value.step == 1
 
 
+def test_a_stop_asked_of_a_run_with_nothing_left_to_train_passes_no_signal_on(tmp_path, data):
+    # The request, recorded as a SIGTERM, was raised as one after the (nothing left to train) run: it killed the
+    # process (a notebook's kernel), which no signal had reached
+    Trainer(tiny_cfg(tmp_path / "r", data, **RUN), progress=False).train()
+    got = []
+    previous = signal.signal(TERM, lambda signum, frame: got.append(signum))  # (in place of the default: death)
+    try:
+        done = Trainer(tiny_cfg(tmp_path / "r", data, **RUN), resume=True, progress=False)
+        done.request_stop()
+        assert done.train() == tmp_path / "r"
+    finally:
+        signal.signal(TERM, previous)
+    assert got == []
+
+
 def _raised(call):
     try:
         call()

@@ -986,8 +986,9 @@ def test_a_stream_or_a_link_to_a_pipe_given_as_the_json_is_refused_before_the_wo
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "to_pipe.json").symlink_to(tmp_path / "pipe")
     name, keyword = ("sweep.json", " (json_path in Python)") if epoch else ("eval.json", "")
-    for given, said in [("/dev/stdout", f"a process's open file (a stream, not a path to write); give a file's path, "
-                                        f"e.g. {name}"),
+    (tmp_path / "to_stdout.json").symlink_to("/dev/stdout")  # (a redirect's file was renamed over through it)
+    stream = f"a process's open file (a stream, not a file's path); give a file's path, e.g. {name}"
+    for given, said in [("/dev/stdout", stream), (str(tmp_path / "to_stdout.json"), stream),
                         (str(tmp_path / "to_pipe.json"), f"a named pipe, which the results would replace; give a "
                                                          f"file's path, e.g. {tmp_path / name}")]:
         assert main(["evaluate", str(run), *epoch, *OPTS, "--json", given]) == 2

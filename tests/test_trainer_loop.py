@@ -270,7 +270,7 @@ def test_fine_tuning_keeps_imported_discriminators(tmp_path, data):
     with torch.no_grad():
         for p in (*model.D.parameters(), *model.D2.parameters()):
             p.add_(0.5)
-    ckpt = save_checkpoint(model, tmp_path / "imported.pt", extra={"imported": ["G", "E", "D", "D2"]})
+    ckpt = save_checkpoint(model, tmp_path / "imported.pt", own={"imported": ["G", "E", "D", "D2"]})
     t = Trainer(tiny_cfg(tmp_path / "ft", data), resume=ckpt, progress=False)
     for name in ("G", "E", "D", "D2"):
         want, got = getattr(model, name).state_dict(), getattr(t.model, name).state_dict()

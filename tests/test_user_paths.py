@@ -38,7 +38,7 @@ from bicyclegan.engine.cli import main
 from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
 from bicyclegan.engine.runtime import inference_data, results_dir
-from bicyclegan.engine.trainer import Trainer
+from bicyclegan.engine.trainer import Trainer, check_start
 from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 
@@ -1780,6 +1780,8 @@ def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):
     assert str(e.value) == (f"--out {tmp_path / 'runs'} holds other runs (a, b), not a run of its own: give the run a "
                             f"folder of its own, e.g. {tmp_path / 'runs' / 'new-run'}")
     assert sorted(os.listdir(tmp_path / "runs")) == ["a", "b", "demo_data"]  # nothing made there (no lock file)
+    with pytest.raises(OutputError, match="holds other runs"):  # a dry run's checks are the run's (it said 0)
+        check_start(tiny_cfg(tmp_path / "runs", data))
     assert sorted(os.listdir(data)) == there
     Trainer(tiny_cfg(tmp_path / "runs" / "c", data), progress=False)._release()  # a folder of its own: taken
 
