@@ -580,6 +580,9 @@ SJ_SUB = [SJ_API + "a_subclass_trains_with_its_own_loss_term_and_on_log_gets_eve
 SJ_FLAKY = [SJ_API + "an_on_log_that_fails_is_said_once_and_the_training_goes_on"]
 SJ_EXTRA = [SJ_API + "extra_entries_cannot_replace_the_checkpoints_own"]
 SJ_TYPES = [SJ_API + "the_builders_name_the_config_they_take_and_a_config_subclass_is_refused_for_its_fields"]
+SJ_NOTHING_LEFT = [SJ + "a_stop_asked_of_a_run_with_nothing_left_to_train_passes_no_signal_on"]
+SJ_AFTER_LAST = [SJ + "a_signal_after_the_last_check_goes_to_the_handler_it_replaced"]
+SJ_SV_LOOP = SJ_LOOP_SV[0]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -1873,6 +1876,20 @@ MUTANTS = [
     ('SJ36', "engine/networks.py", '    if not isinstance(cfg, ModelConfig):', '    if False:', SJ_TYPES),
     ('SJ37', CFG, '        if own := [f.name for f in dataclasses.fields(cfg)',
      '        if own := [] and [f.name for f in dataclasses.fields(cfg)', SJ_TYPES),
+    # a review of those mends (h-rv)
+    ('SJ38', T, '        if self._stop.received is not None and self._stop.signalled:',
+     '        if self._stop.received is not None:', SJ_NOTHING_LEFT),
+    ('SJ39', T, '    def _handle(self, signum, frame):\n        self.signalled = True\n',
+     '    def _handle(self, signum, frame):\n', SJ_AFTER_LAST),
+    ('SJ40', T, '    _check_run_writable(run_dir)  # (creates nothing)\n    _check_not_other_folder(run_dir)\n',
+     '    _check_run_writable(run_dir)  # (creates nothing)\n', SJ_OUT),
+    ('SJ41', CK, '    if clash := sorted(set(extra or {}) & (set(state) | ENGINE_ENTRIES)):',
+     '    if clash := sorted(set(extra or {}) & set(state)):', SJ_EXTRA),
+    ('SJ42', SV, 'threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):',
+     'threading.main_thread() and False:', [SJ_SV_LOOP + "[asyncio.run]"]),
+    ('SJ43', SV, '    except BaseException:  # a Ctrl+C; serve', '    except KeyboardInterrupt:  # a Ctrl+C; serve',
+     [SJ_SV_LOOP + "[kernel, SIGTERM]"]),
+    ('SJ44', AT, '    for _ in range(40):  # (the kernel', '    for _ in range(1):  # (the kernel', SJ_STREAM),
 ]
 
 if __name__ == "__main__":
