@@ -309,7 +309,8 @@ def test_a_run_with_per_epoch_checkpoints_only_is_continued_from_its_latest_epoc
     # the user to start again in a new folder ("stopped before its first checkpoint") though
     # epoch_1.pt was there to resume from.
     run, kw = _epoch_checkpoints_only(tmp_path, data)
-    with pytest.raises(CheckpointError, match=r"already holds a run \(log\.jsonl\); pass --epoch 1 to continue"):
+    with pytest.raises(CheckpointError, match=r"already holds a run \(log\.jsonl\); pass --epoch 1 \(resume=True, "
+                                              r"epoch=1 in Python\) to continue"):
         Trainer(tiny_cfg(run, data, **kw), progress=False)
     with pytest.raises(CheckpointError, match=r"no checkpoint at .*latest\.pt \(the run kept per-epoch "
                                               r"checkpoints only: continue it with --epoch 1\)"):
