@@ -524,7 +524,7 @@ class TrainConfig:
         """given(cfg, who), as a copy of its own: what the caller changes afterwards changes nothing of the
         holder's (a model's objective, a dry run's init_from), and each field is checked again."""
         cfg = cls.given(cfg, who)
-        if own := [f.name for f in dataclasses.fields(cfg) if f.name not in {g.name for g in dataclasses.fields(cls)}]:
+        if own := sorted({f.name for f in dataclasses.fields(cfg)} - {f.name for f in dataclasses.fields(cls)}):
             # (said as "unknown TrainConfig fields", of a class the caller never named)
             raise ConfigError(f"{who}: {type(cfg).__name__}'s own fields ({', '.join(own)}) would not be kept: "
                               f"checkpoints hold a TrainConfig, which every command reads back; keep your own "

@@ -21,7 +21,6 @@ every address and keeps its path: for mirrors, caches and tests.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
 import hashlib
@@ -42,13 +41,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
-try:
-    import fcntl
-except ImportError:  # (Windows)
-    fcntl = None
-
 from bicyclegan.pipelines import IMG_EXTENSIONS
-from bicyclegan.pipelines.atomic import usual_folder_mode, writer_gone, writer_tag
+from bicyclegan.pipelines.atomic import locked_file, usual_folder_mode, writer_gone, writer_tag
 
 from .checkpoint import save_checkpoint
 from .config import check_bool
@@ -322,65 +316,18 @@ def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) 
     return {"address": address, "url": url, "size": size, "sha256": digest}
 
 
-@contextlib.contextmanager
 def _one_at_a_time(lock: Path, what: str):
-    """Hold an flock on the file `lock` (made, and removed when done): another download of `what` into the same
-    folder at once waits here, saying so once, and then finds the result in place. They shared the partial file,
-    each writing it and deleting it under the others, and all failed. Where no lock can be taken (NFS without its
-    lock service) a note says so and the download goes on alone, as before."""
-    fd = None
-    if fcntl is not None:  # (Windows: none, as before)
-        fd = _lock(lock, what)
-    try:
-        yield
-    finally:
-        if fd is not None:
-            lock.unlink(missing_ok=True)  # before letting go: a waiter that then gets the removed file's lock retries
-            os.close(fd)
+    """Another download of `what` into the same folder at once waits for this one (locked_file on `lock`), saying so
+    once, and then finds the result in place: they shared the partial file, each writing it and deleting it under
+    the others, and all failed. Where no lock can be taken a note says so and the download goes on alone."""
+    def busy(holder):
+        print(f"waiting for another download of {what} into {lock.parent}{f' ({holder})' if holder else ''}",
+              file=sys.stderr)
 
-
-def _lock(lock: Path, what: str) -> int | None:
-    """The descriptor of `lock`, flocked by this process and naming it; None where no lock can be taken."""
-    said = False
-    while True:
-        fd = None
-        try:
-            # (made here, where the first byte made it before: remove_made removes it; again where a failed download
-            # waited for removed it)
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not said:
-                    said = True
-                    try:
-                        holder = lock.read_text(errors="replace").strip()
-                    except OSError:  # (let go meanwhile)
-                        holder = ""
-                    print(f"waiting for another download of {what} into {lock.parent}"
-                          f"{f' ({holder})' if holder else ''}", file=sys.stderr)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            # the file locked must still be the one of that name: its holder removes it before letting go
-            if os.path.samestat(os.fstat(fd), os.stat(lock)):
-                os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-                return fd
-        except FileNotFoundError:  # (removed by its holder between the open and the stat)
-            pass
-        except OSError as e:  # ENOLCK, EOPNOTSUPP: a file system without locks (NFS without its lock service)
-            if fd is not None:
-                os.close(fd)
-                lock.unlink(missing_ok=True)
-            print(f"note: cannot lock {lock} ({e.strerror or e}): another download of {what} into {lock.parent} at "
-                  f"once would spoil this one; run one at a time", file=sys.stderr)
-            return None
-        except BaseException:  # (a Ctrl-C while waiting)
-            if fd is not None:
-                os.close(fd)
-            raise
-        if fd is not None:
-            os.close(fd)
+    def unguarded(error):
+        print(f"note: cannot lock {lock} ({error.strerror or error}): another download of {what} into {lock.parent} "
+              f"at once would spoil this one; run one at a time", file=sys.stderr)
+    return locked_file(lock, f"pid {os.getpid()} on {socket.gethostname()}", busy, unguarded)
 
 
 # -- datasets ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable
 
 import torch
 
-from bicyclegan.pipelines.atomic import TempFiles, special_file, write_reason
+from bicyclegan.pipelines.atomic import TempFiles, locked_file, special_file, write_reason
 from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
 
 from .errors import OutputError
@@ -215,62 +215,30 @@ def interrupt_after():
 
 @contextlib.contextmanager
 def held_folder(folder: str | os.PathLike, command: str, dist=None):
-    """The results folder of a command held while it works, by rank 0 (an flock on folder/.writing, removed at the
-    end): a second command into the same --out at once (compare's default results/compare in two jobs of a
-    script) is refused at its start, where both measured and then wrote their files over each other's, each
-    saying it had written them (one's rows lost, its picture beside the other's table). Where no lock can be taken
-    (a file system without locks, Windows) it goes unguarded, as before. A folder made here and left empty by a
-    failure is removed again."""
-    folder, held = Path(folder), {}
+    """The results folder of a command held while it works, by rank 0 (locked_file on folder/.writing): a second
+    command into the same --out at once (compare's default results/compare in two jobs of a script) is refused,
+    where both measured and then wrote their files over each other's, each saying it had written them (one's rows
+    lost, its picture beside the other's table). A folder made here and left empty by a failure is removed again."""
+    folder, made, held = Path(folder), [], contextlib.ExitStack()
+
+    def refuse(holder):
+        raise OutputError(f"{folder} is being written by another {holder or 'command'}; give this {command} a "
+                          f"folder of its own (--out)")
 
     def take():
-        held["made"] = make_folder(folder)
-        path = folder / ".writing"
-        while True:
-            try:
-                import fcntl
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            except (ImportError, OSError):
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
-            except BlockingIOError:
-                try:
-                    holder = path.read_text(errors="replace").strip() or "command"
-                except OSError:  # (let go of and removed meanwhile: take it now)
-                    os.close(fd)
-                    continue
-                os.close(fd)
-                raise OutputError(f"{folder} is being written by another {holder}; give this {command} a folder of "
-                                  f"its own (--out)") from None
-            except FileNotFoundError:  # (removed by its holder as it let go: take the one made now)
-                os.close(fd)
-                continue
-            except OSError:  # (no locks here)
-                os.close(fd)
-                path.unlink(missing_ok=True)
-                return
-            if same:  # (else its holder removed it as it let go: take the one there now)
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})".encode())
-        held["fd"] = fd
+        made.append(make_folder(folder))
+        held.enter_context(locked_file(folder / ".writing", f"{command} (pid {os.getpid()} on "
+                                                            f"{socket.gethostname()})", refuse))
     if dist is None:
         take()
     else:
         dist.main_decides(take)
-    done = False
     try:
-        yield folder
-        done = True
-    finally:
-        if "fd" in held:
-            (folder / ".writing").unlink(missing_ok=True)  # (before letting go: no lock file left in the results)
-            os.close(held["fd"])
-        if not done:
-            remove_made(folder, held.get("made"))
+        with held:  # (let go first: the lock file out of the folder)
+            yield folder
+    except BaseException:
+        remove_made(folder, made[0] if made else None)
+        raise
 
 
 def missing_top(folder: str | os.PathLike) -> Path | None:

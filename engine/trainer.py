@@ -1102,7 +1102,7 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)  # begun by the run's end (max_steps)
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
                                  epochs=self.epochs)
-        self.progress.on_broken = self._output_gone
+        self.progress.on_broken = self.request_stop
         self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
         self._rng = rng_state(self.device)  # the run's generators, from here on train()'s alone
 
@@ -1377,21 +1377,17 @@ class Trainer:
                 self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
         return stop if result[0] is None else None
 
-    def _output_gone(self) -> None:
-        """The progress output's reader went away (`train ... | head`): the run stops as on a SIGTERM, at the
-        next iteration (under torchrun the next log interval or evaluation), its checkpoint written, as a command
-        whose pipe closes ends (SIGPIPE), but with its work kept."""
+    def request_stop(self) -> None:
+        """Stops the training as a SIGTERM does (after the iteration in progress, under torchrun at the next log
+        interval or evaluation, its checkpoint written; train() raises TrainingStopped), from any thread: a training
+        in a notebook's thread, which no signal reaches (Python handles them in the main thread alone), could be
+        left only by restarting the kernel, the steps since its last checkpoint lost. Asked before train(), it stops
+        after the first iteration; asked after the last one (or of a run with nothing left to train), train()
+        returns as it would have. The progress output's reader gone (`train ... | head`) asks it too: the run ends
+        as a command whose pipe closes does, but with its work kept."""
+        self._stop_requested = True
         if self._stop is not None and self._stop.received is None:
             self._stop.received = signal.SIGTERM
-
-    def request_stop(self) -> None:
-        """Stops the training as a SIGTERM does (after the iteration in progress, its checkpoint written; train()
-        raises TrainingStopped), from any thread: a training in a notebook's thread, which no signal reaches
-        (Python handles them in the main thread alone), could be left only by restarting the kernel, the steps
-        since its last checkpoint lost. Asked before train(), it stops after the first iteration; asked after the
-        last one (or of a run with nothing left to train), train() returns as it would have."""
-        self._stop_requested = True
-        self._output_gone()
 
     def _stopping(self, agreed: signal.Signals | None) -> signal.Signals | None:
         return agreed or (self._stop and self._stop.received)  # (no StopSignals outside train())

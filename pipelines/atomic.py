@@ -5,6 +5,7 @@ import the engine; bicyclegan.engine.io builds its writers on this, with its own
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,6 +21,10 @@ try:
     resource_infinity = resource.RLIM_INFINITY
 except ImportError:  # (Windows)
     resource, resource_infinity = None, -1
+try:
+    import fcntl
+except ImportError:  # (Windows)
+    fcntl = None
 
 UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
 os.umask(UMASK)
@@ -241,3 +246,64 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
                         f"{'; the previous one is intact' if path.exists() else ''}") from e
         raise
     return given
+
+
+@contextlib.contextmanager
+def locked_file(path: Path, holder: str, busy: Callable[[str], None],
+                unguarded: Callable[[OSError], None] = lambda error: None):
+    """An exclusive flock on the file `path` while the block runs: one writer of a destination at a time (a
+    download's partial file, a command's results folder). The file is made here, says `holder` (who holds it) and
+    is removed before the lock is let go; a waiter that then holds the removed file's lock takes the new one.
+    Another holding it: busy(what its file says) once, which refuses by raising, or returns to wait for it. A file
+    system without locks (NFS without its lock service): unguarded(the error), and the block runs alone, as
+    before there was a lock (so it does without fcntl, on Windows)."""
+    fd = None if fcntl is None else _flock(Path(path), holder, busy, unguarded)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            Path(path).unlink(missing_ok=True)
+            os.close(fd)
+
+
+def _flock(path: Path, holder: str, busy, unguarded) -> int | None:
+    told = False
+    while True:
+        try:
+            fd, free = _open_flocked(path)
+        except FileNotFoundError:  # (the folder removed meanwhile: made again)
+            continue
+        except OSError as e:  # ENOLCK, EOPNOTSUPP
+            unguarded(e)
+            return None
+        try:
+            if not free:
+                if not told:
+                    told = True
+                    busy(path.read_text(errors="replace").strip())  # (its refusal an OSError too: out of the above)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):  # (still the file of that name: not one let go)
+                os.ftruncate(fd, 0)
+                os.write(fd, holder.encode())
+                return fd
+        except FileNotFoundError:  # (removed by its holder as it let go: the next one's)
+            pass
+        except BaseException:  # (busy's refusal; a Ctrl-C while waiting)
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _open_flocked(path: Path) -> tuple[int, bool]:
+    """A descriptor of `path` (made here, with its folder) and whether its flock was taken at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # (again where the holder waited for removed it)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, True
+    except BlockingIOError:
+        return fd, False
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise

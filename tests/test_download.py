@@ -21,6 +21,7 @@ from PIL import Image
 from bicyclegan.engine import ConfigError, DownloadError, OutputError
 from bicyclegan.engine import download as dl
 from bicyclegan.engine.cli import main
+from bicyclegan.pipelines import atomic
 
 
 class FileServer:
@@ -641,7 +642,7 @@ def test_where_no_lock_can_be_taken_a_download_says_so_and_goes_on(server, tmp_p
 
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
-    monkeypatch.setattr(dl, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_NB=4))
+    monkeypatch.setattr(atomic, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_NB=4))
     server.files[FACADES] = tar_gz(dataset("facades"))
     root = dl.download_dataset("facades", tmp_path, mirror=server.url, progress=False)
     assert capsys.readouterr().err.startswith(
