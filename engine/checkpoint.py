@@ -121,9 +121,9 @@ def digest(state: dict) -> str:
 # -- writing and reading ---------------------------------------------------------------------------
 # The engine's entries beside save_checkpoint's own, which readers interpret: a training's (its data, its log
 # interval, its ranks'), an import's, a download's, the moving average's (absent with ema 0).
-ENGINE_ENTRIES = frozenset({"model_class", "steps_per_epoch", "samples", "samples_digest", "backend", "world",
-                            "log_interval", "best", "eval_owed", "rank_rng", "rank_log_interval", "imported", "source",
-                            "ema", "ema_steps", "digest"})
+ENGINE_ENTRIES = frozenset({"model_class", "model_spec", "steps_per_epoch", "samples", "samples_digest", "backend",
+                            "world", "log_interval", "best", "eval_owed", "rank_rng", "rank_log_interval", "imported",
+                            "source", "ema", "ema_steps", "digest"})
 
 
 def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, extra: dict | None = None,

@@ -10,6 +10,7 @@ import argparse
 import atexit
 import dataclasses
 import functools
+import importlib
 import inspect
 import json
 import os
@@ -165,6 +166,10 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                    help="also log losses, learning rate, images/s, sample grids and the config to "
                         "<out>/tensorboard (needs the tensorboard package: pip install 'bicyclegan[tensorboard]'); "
                         "a resumed run logs on where it did without it (--no-tensorboard: not)")
+    p.add_argument("--model_cls", metavar="MODULE:CLASS",
+                   help="train this subclass of BicycleGAN (its own loss terms: README \"Extending it\"), MODULE "
+                   "imported from the current folder or the installed packages, e.g. mymodels:MyModel; its run "
+                   "resumes only with it (the class its checkpoints record is never imported from them)")
     # The defaults are the reference's; without --dataroot the demo preset's apply where it sets one.
     for title, cls, part in (("training", TrainConfig, "train"), ("data", DataConfig, "data"),
                              ("model", ModelConfig, "model")):
@@ -361,9 +366,71 @@ def _auto_resume(args) -> None:
               f"{epoch_name(epoch) if epoch is not None else LATEST}", file=sys.stderr)
 
 
+def _model_class(spec: str | None) -> type:
+    """The class --model_cls MODULE:CLASS names (BicycleGAN without it), MODULE imported with the current folder
+    first on sys.path, as `python -m` puts it (the console script's sys.path has its own bin folder instead). What
+    is not there, or not a subclass, is one line; an error the module raises as it runs, an import of its own
+    failing included, is left as its traceback, as `python -c "import MODULE"` shows it: a bug in the user's code,
+    whose line and chain of imports a one-line message would drop."""
+    from .model import BicycleGAN
+    if spec is None:
+        return BicycleGAN
+    module, _, name = spec.partition(":")
+    if not all(part.isidentifier() for part in (*module.split("."), *name.split("."))) or module.endswith(".py"):
+        raise ConfigError(f"--model_cls {spec}: expected MODULE:CLASS, a module's dotted name (not a file's path: run "
+                          f"from its folder, or add that to PYTHONPATH) and a class in it, e.g. mymodels:MyModel")
+    here = os.getcwd()
+    if here not in (os.path.abspath(p) for p in sys.path):  # (abspath: "" and "." are the current folder)
+        sys.path.insert(0, here)
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise  # (one that the module imports: its own error)
+        raise ConfigError(f"--model_cls {spec}: no module {e.name} in the current folder ({here}) or the installed "
+                          f"packages") from None
+    where = f"module {module} ({getattr(found, '__file__', None) or 'a namespace package'})"
+    try:
+        cls = functools.reduce(getattr, name.split("."), found)  # (a nested class: Outer.Inner)
+    except AttributeError:
+        raise ConfigError(f"--model_cls {spec}: {where} has no {name}") from None
+    if not isinstance(cls, type):
+        raise ConfigError(f"--model_cls {spec}: {name} in {where} is a {type(cls).__name__}, not a class")
+    if not issubclass(cls, BicycleGAN):
+        raise ConfigError(f"--model_cls {spec}: {name} in {where} is not a subclass of BicycleGAN (from "
+                          f"bicyclegan.engine import BicycleGAN)")
+    return cls
+
+
+def _check_resumed_class(args, cfg: TrainConfig, model_cls: type) -> None:
+    """Refuse to continue a run whose checkpoint records another model class than the one this command trains
+    (BicycleGAN without --model_cls): a subclass's run resumed with the command its stop printed trained on as
+    a BicycleGAN, its own loss terms dropped, a note alone saying so. The class is never imported from the
+    checkpoint, which is data: importing a module it names would run code from it."""
+    from .checkpoint import LATEST, peek_checkpoint
+    from .model import BicycleGAN
+    from .trainer import class_name, model_option, resumed_file
+    try:
+        path = resumed_file(Path(cfg.out) / "checkpoints" / LATEST, args.resume,
+                            None if args.init_from else args.epoch)
+        step, trained, spec = peek_checkpoint(path, "step", "model_class", "model_spec") if path else (0, None, None)
+    except (CheckpointError, ConfigError):
+        return  # (the run refuses these in its words and order: which of its other checkpoints to resume from)
+    trained = trained or class_name(BicycleGAN)  # (the checkpoints before model_class: a BicycleGAN's)
+    if not step or trained == class_name(model_cls):  # (a step-0 one lends its weights to a new run, of any class)
+        return
+    how = ("leave --model_cls out" if trained == class_name(BicycleGAN) else
+           f"pass{model_option(spec)}" if spec else f"pass --model_cls MODULE:CLASS of {trained}")
+    raise ConfigError(f"{path} continues a run that trained a {trained}, and this command trains a "
+                      f"{class_name(model_cls)}: {how} to continue it (a checkpoint's class is not imported from "
+                      f"it: that would run code), or start a new run from its weights: --init_from {path} --out NEW")
+
+
 def cmd_train(args) -> int:
+    model_cls = _model_class(args.model_cls)
     _auto_resume(args)
     cfg = resolve_config(args)
+    _check_resumed_class(args, cfg, model_cls)
     resuming_run = _resumed_run(args, cfg.out) is not None  # the run's own config, preset and all
     hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None
     if hint and not _said_on_this_machine():  # (alike on every process of a launch: local rank 0's to say)
@@ -376,13 +443,15 @@ def cmd_train(args) -> int:
         # cut): it began a second run there unsaid, where a user meant to continue the first. Said with the
         # command that continues the run from that checkpoint (none for one a resume set aside: a new --out's)
         from .checkpoint import LATEST, epoch_of
+        from .trainer import model_option
         ckpt = Path(os.path.abspath(args.resume))
         how = ("--resume" if ckpt.is_dir() else  # (a run folder: its latest.pt)
                None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
                f"--epoch {n}" if (n := epoch_of(ckpt.name)) is not None else
                f"--resume {shlex.quote(str(ckpt))}")
         print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (
-            f"; its own run, {own}, continues from it with `bicyclegan train --out {shlex.quote(str(own))} {how}`"
+            f"; its own run, {own}, continues from it with `bicyclegan train{model_option(args.model_cls)} --out "
+            f"{shlex.quote(str(own))} {how}`"
             if how else "") + ")", file=sys.stderr)
     if args.dry_run:
         # What the run would refuse before its first step (the same checks, reading only): a dry run printed
@@ -398,7 +467,7 @@ def cmd_train(args) -> int:
     from .evaluate import format_table
     from .trainer import Trainer, end_group, stopped_by
     trainer = Trainer(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
-                      progress=not args.no_progress, tensorboard=args.tensorboard)
+                      progress=not args.no_progress, tensorboard=args.tensorboard, model_cls=model_cls)
     try:
         run = trainer.train()
     except BaseException as e:
@@ -970,6 +1039,13 @@ class _Parser(argparse.ArgumentParser):
                             + (", or leave the option out" if action.option_strings else ""))
         return parsed
 
+    def _get_option_tuples(self, option_string):
+        # The options an abbreviation may stand for: none for a reference's option, which is answered as such
+        # (_unrecognized): --model (the reference's --variant) was read as --model_cls
+        if option_string.split("=", 1)[0] in REFERENCE_OPTIONS.keys() | {o for _, o in COMMAND_REFERENCE_OPTIONS}:
+            return []
+        return super()._get_option_tuples(option_string)
+
     def error(self, message):
         if _said_on_this_machine():
             sys.exit(2)
@@ -1299,11 +1375,11 @@ def _run_command(args) -> int:
         from .trainer import train_launch
         how = continue_option(Path(out) / "checkpoints")
         said = shlex.quote(str(out))  # a command to paste: a folder with a space is one argument
+        launch = train_launch(world, args.model_cls)  # (the model the run trains: a resume without it is refused)
         if how == "--resume":
-            print(f"interrupted; the latest checkpoint is intact: {train_launch(world)} --out {said} --resume",
-                  file=sys.stderr)
+            print(f"interrupted; the latest checkpoint is intact: {launch} --out {said} --resume", file=sys.stderr)
         elif how:  # --save_epoch_freq's checkpoints, before a latest.pt
-            print(f"interrupted; the run kept per-epoch checkpoints only: {train_launch(world)} --out {said} {how}",
+            print(f"interrupted; the run kept per-epoch checkpoints only: {launch} --out {said} {how}",
                   file=sys.stderr)
         elif Path(out).exists():
             print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "

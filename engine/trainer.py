@@ -221,17 +221,18 @@ def _opens(path: Path) -> bool:
         return False
 
 
-def train_launch(world: int) -> str:
+def train_launch(world: int, spec: str | None = None) -> str:
     """The command that trains in `world` processes, as a run of that many resumes (`bicyclegan train`
-    alone is one process, which a run of several refuses); the launch's nodes from LOCAL_WORLD_SIZE."""
+    alone is one process, which a run of several refuses); the launch's nodes from LOCAL_WORLD_SIZE. spec: the
+    model class it trains (class_spec; its --model_cls: a resume without it is refused)."""
     if world == 1:
-        return "bicyclegan train"
+        return "bicyclegan train" + model_option(spec)
     local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
     nodes = world // local if world % local == 0 else None
     if nodes == 1:
-        return f"torchrun --nproc_per_node {world} -m bicyclegan.engine.cli train"
+        return f"torchrun --nproc_per_node {world} -m bicyclegan.engine.cli train" + model_option(spec)
     return (f"torchrun {f'--nnodes {nodes} --nproc_per_node {local}' if nodes else f'({world} processes)'} "
-            f"(and this launch's rendezvous options) -m bicyclegan.engine.cli train")
+            f"(and this launch's rendezvous options) -m bicyclegan.engine.cli train" + model_option(spec))
 
 
 class TrainingStopped(Exception):
@@ -405,10 +406,9 @@ def _even_batch_hint(error, cfg, world):
 
 
 # -- where a run starts from: what Trainer refuses of its run folder and checkpoint, and train --dry-run too --
-def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[Path | None, Path | None]:
-    """(the checkpoint resumed from, the one whose weights a new run starts from), each None where there is none,
-    for Trainer's resume and epoch (ckpt_path: the run folder's latest.pt); refuses what the options alone
-    tell, and another config read from the checkpoint's header (_check_config_early)."""
+def resumed_file(ckpt_path: Path, resume, epoch) -> Path | None:
+    """The checkpoint that Trainer's resume and epoch resume from (ckpt_path: the run folder's latest.pt), None
+    where they resume none; refuses what the options alone tell. Not checked to be there."""
     if type(resume) is str and resume == AUTO:  # (a Path named auto stays a path)
         resume, epoch = auto_resume(ckpt_path.parent.parent, epoch)
     if not isinstance(resume, (str, os.PathLike)):
@@ -418,9 +418,15 @@ def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[
             raise ConfigError("epoch picks one of the run's own checkpoints; it cannot be combined with "
                               "resuming from a checkpoint path")
         # a run folder: its latest.pt, as init_from takes it (it was "checkpoint RUN does not exist")
-        resume_path = find_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
-    else:
-        resume_path = find_checkpoint(ckpt_path, epoch) if epoch is not None else ckpt_path if resume else None
+        return find_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
+    return find_checkpoint(ckpt_path, epoch) if epoch is not None else ckpt_path if resume else None
+
+
+def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[Path | None, Path | None]:
+    """(the checkpoint resumed from, the one whose weights a new run starts from), each None where there is none,
+    for Trainer's resume and epoch (ckpt_path: the run folder's latest.pt); refuses what the options alone
+    tell, and another config read from the checkpoint's header (_check_config_early)."""
+    resume_path = resumed_file(ckpt_path, resume, epoch)
     if resume_path is not None and resume_path.is_file():
         _check_config_early(cfg, resume_path)
     if resume_path is None and cfg.fresh_D and cfg.init_from is None:
@@ -1178,7 +1184,8 @@ class Trainer:
         if self.main and (trained := state.get("model_class", class_name(BicycleGAN))) != class_name(self._model_cls):
             # (a subclass's run resumed without it: its own loss terms dropped without a word)
             print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls in "
-                  f"Python; the command line trains a BicycleGAN): from here the objective is the latter's",
+                  f"Python, --model_cls on the command line, which refuses this resume): from here the objective is "
+                  f"the latter's",
                   file=sys.stderr)
         if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
             # Allowed (a run may move to a machine without DALI), but the two backends draw their
@@ -1483,10 +1490,13 @@ class Trainer:
 
     def _how_on(self) -> str:
         # (a folder whose run never saved is refused to a new run, "start the run again" alone was refused)
-        return (f"delete {shlex.quote(str(self.run_dir))} and start the run again" if self.saved_step is None
-                else "resume it with --resume"
-                + ("" if self.saved_path == self.ckpt_path else f" {shlex.quote(str(self.saved_path))} "
-                   f"(resume={str(self.saved_path)!r} in Python)"))
+        if self.saved_step is None:
+            return f"delete {shlex.quote(str(self.run_dir))} and start the run again"
+        other = self.saved_path != self.ckpt_path
+        # (--model_cls after the path: --resume takes the word after it)
+        return ("resume it with --resume" + (f" {shlex.quote(str(self.saved_path))}" if other else "")
+                + model_option(class_spec(self._model_cls))
+                + (f" (resume={str(self.saved_path)!r} in Python)" if other else ""))
 
     def _intact(self) -> str:
         """_last_good, and how to go on from it (the line a run stopped by an error ends with)."""
@@ -1513,7 +1523,7 @@ class Trainer:
         writes."""
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
                                                       for k, v in self.log_sums.items()}}
-        extra = {"model_class": class_name(self._model_cls),
+        extra = {"model_class": class_name(self._model_cls), "model_spec": class_spec(self._model_cls),
                  "steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
                  "samples_digest": self._samples_digest,
                  "backend": self.loader.backend, "world": self.world,
@@ -1857,7 +1867,7 @@ class Trainer:
             self.tb.close()
         if stop is not None:
             stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir,
-                                      train_launch(self.world))
+                                      train_launch(self.world, class_spec(self._model_cls)))
             if stop == signal.SIGINT:
                 raise KeyboardInterrupt(str(stopped)) from stopped
             raise stopped
@@ -1915,6 +1925,22 @@ def end_group(trainer: Trainer) -> None:
 
 def class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def class_spec(cls: type) -> str:
+    """`cls` as --model_cls names it, MODULE:CLASS (checkpoints record it as model_spec: class_name's one dot
+    between module and class cannot be told from a package's or a nested class's)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def model_option(spec: str | None) -> str:
+    """The --model_cls option, with its leading space, of a command that trains the class `spec` names
+    (class_spec); "" for BicycleGAN, the command's own. A class of a script run as __main__ or of a function's is
+    no module's to import: MODULE:CLASS, to fill in."""
+    if spec is None or spec == class_spec(BicycleGAN):
+        return ""
+    module, _, name = spec.partition(":")
+    return " --model_cls " + (shlex.quote(spec) if module != "__main__" and "<locals>" not in name else "MODULE:CLASS")
 
 
 def _let_go(error: BaseException) -> None:

@@ -515,8 +515,8 @@ def test_a_subclass_trains_with_its_own_loss_term_and_on_log_gets_every_row(data
     capsys.readouterr()
     train(tiny_cfg(out, data, max_steps=4, niter=3, niter_decay=3), resume=True, progress=False, evaluate=False)
     assert "note: the run trained a test_api_citizen.WithPerceptual and resumes with a " \
-           "bicyclegan.engine.model.BicycleGAN (model_cls in Python; the command line trains a BicycleGAN): from " \
-           "here the objective is the latter's" in capsys.readouterr().err  # its term dropped: said
+           "bicyclegan.engine.model.BicycleGAN (model_cls in Python, --model_cls on the command line, which refuses " \
+           "this resume): from here the objective is the latter's" in capsys.readouterr().err  # its term dropped: said
     with pytest.raises(TypeError, match="model_cls must be BicycleGAN or a subclass of it, got <class 'int'>"):
         Trainer(cfg, model_cls=int)
 
