@@ -2,7 +2,8 @@
 
 Train options are generated from the config dataclasses, so --help always lists every field with
 its default and the comment written beside it in config.py. Errors a user can cause (the
-project's own types) print one line and exit 2; anything else is a bug and keeps its traceback.
+project's own types) print one line and exit 2, or 75 where a later try of the same command may pass (a transient
+one: another process's folder, the network); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -1349,7 +1350,10 @@ def _run_command(args) -> int:
         # under torchrun rank 0's refusal is printed by rank 0 alone, and one before the group by each machine's
         if not getattr(e, "from_rank0", False) and not _said_on_this_machine():
             print(f"bicyclegan {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        # 75: sysexits.h's EX_TEMPFAIL, try again later (a folder another process writes, the network), which a
+        # script's retry loop tells from a refusal that the same command meets again (every rank's alike: the
+        # refusal's broadcast keeps its marker)
+        return 75 if getattr(e, "transient", False) else 2
     except Exception as e:
         if getattr(e, "from_rank0", False):  # a bug of rank 0's (main_decides): its traceback is printed there
             return 1

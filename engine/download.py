@@ -209,8 +209,11 @@ def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
             if r.status != 206 or start != have or (origin.get("size") and size != origin["size"]):
                 raise _Restart  # not the rest of the file it began
         else:
-            part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable made none: made at the first write)
-            _origin(part).write_text(json.dumps({"url": url, "validator": _validator(r.headers), "size": total}))
+            try:  # (the disk's failure, not the network's: not retried, nor to be tried again later)
+                part.parent.mkdir(parents=True, exist_ok=True)  # (check_writable made none: made at the first write)
+                _origin(part).write_text(json.dumps({"url": url, "validator": _validator(r.headers), "size": total}))
+            except OSError as e:
+                raise OutputError(f"cannot write {_origin(part)}: {e.strerror or e}") from None
         bar.start(have, total)
         done = have
         with open(part, "ab" if have else "wb") as f:
@@ -252,24 +255,30 @@ def _fetch(url: str, part: Path, label: str, progress: bool, by_hand: str) -> in
                 failures += 1
                 if failures > RETRIES:
                     raise DownloadError(f"{url}: the server does not resume transfers where they stopped; "
-                                        f"try again later or use a mirror (--mirror or {MIRROR_ENV})") from None
+                                        f"try again later or use a mirror (--mirror or {MIRROR_ENV})",
+                                        transient=True) from None
             except urllib.error.HTTPError as e:
                 e.close()
-                if e.code < 500 or failures >= RETRIES:
-                    if e.code < 500:
+                # the server's trouble or its "not now" (5xx, 408 Request Timeout, 429 Too Many Requests), which a
+                # later try may get past; any other answer (404, 403...) is the address's, at every try
+                later = e.code >= 500 or e.code in (408, 429)
+                if not later or failures >= RETRIES:
+                    if not later:
                         _drop(part)
                     hint = ("check the name, or the mirror's copy of this path" if e.code in (403, 404, 410)
                             else f"try again later or use a mirror (--mirror or {MIRROR_ENV})")
-                    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {hint}{_kept(part)}") from None
+                    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {hint}{_kept(part)}",
+                                        transient=later) from None
                 failures += 1
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+                # (the network's: the disk's failures are OutputErrors, raised above)
                 grew = (part.stat().st_size if part.exists() else 0) > before
                 failures = 0 if grew else failures + 1
                 if _unreachable(e) or failures > RETRIES:
                     reason = getattr(e, "reason", None) or e
                     raise DownloadError(f"cannot download {url}: {reason}; check the network connection, "
-                                        f"use a mirror (--mirror URL or {MIRROR_ENV}) or {by_hand}{_kept(part)}"
-                                        ) from None
+                                        f"use a mirror (--mirror URL or {MIRROR_ENV}) or {by_hand}{_kept(part)}",
+                                        transient=True) from None
             if failures:
                 time.sleep(BACKOFF * 2 ** (failures - 1))
     finally:
@@ -300,7 +309,7 @@ def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) 
         size, digest = part.stat().st_size, _sha256(part)
     except FileNotFoundError:  # (a traceback)
         raise DownloadError(f"{part} went away as this download ended: another download of the same file into "
-                            f"{part.parent} at once? Run one at a time") from None
+                            f"{part.parent} at once? Run one at a time", transient=True) from None
     want = RECORDED.get(address)
     problem = (f"{size} bytes with SHA-256 {digest}, expected {want[0]} bytes with {want[1]}"
                if want and (size, digest) != tuple(want) else

@@ -1,5 +1,6 @@
-"""The errors a user can cause. The CLI prints them as one line and exits 2; any other exception is
-a bug and keeps its traceback.
+"""The errors a user can cause. The CLI prints them as one line and exits 2, or 75 (sysexits.h's EX_TEMPFAIL: try
+again later) for one marked transient, which the same command may get past unchanged later (a folder another process
+is writing, a network failure); any other exception is a bug and keeps its traceback.
 
 DatasetError (bad or missing data) belongs to bicyclegan.pipelines, which imports nothing from the
 engine, so it is not a subclass of BicycleGANError; nor is the kernels' TuningTableError (a launch-tuning
@@ -10,7 +11,13 @@ from bicyclegan.pipelines import DatasetError
 
 
 class BicycleGANError(Exception):
-    """Base of the engine's own user-facing errors: the message says what is wrong and what works."""
+    """Base of the engine's own user-facing errors: the message says what is wrong and what works. transient=True:
+    the same call may succeed later unchanged (a script's retry loop tells it from a lasting refusal by the CLI's
+    exit status, 75)."""
+
+    def __init__(self, *args, transient: bool = False):
+        super().__init__(*args)
+        self.transient = transient  # (an attribute: kept where the error is pickled, a torchrun broadcast)
 
 
 class ConfigError(BicycleGANError, ValueError):

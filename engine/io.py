@@ -223,7 +223,7 @@ def held_folder(folder: str | os.PathLike, command: str, dist=None):
 
     def refuse(holder):
         raise OutputError(f"{folder} is being written by another {holder or 'command'}; give this {command} a "
-                          f"folder of its own (--out)")
+                          f"folder of its own (--out)", transient=True)
 
     def take():
         made.append(make_folder(folder))

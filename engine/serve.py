@@ -19,6 +19,7 @@ import asyncio
 import base64
 import collections
 import dataclasses
+import errno
 import io
 import ipaddress
 import itertools
@@ -550,8 +551,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(64)
     except OSError as e:
         sock.close()
+        # (a port another process holds may be free later, a server's earlier run ending: transient)
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port "
-                          f"(0 picks a free one) or --host") from e
+                          f"(0 picks a free one) or --host", transient=e.errno == errno.EADDRINUSE) from e
     return sock
 
 

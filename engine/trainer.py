@@ -865,7 +865,7 @@ def _later_checkpoints(folder: Path, step: int, resume_path: Path, steps_per_epo
 # -- the run folder's lock --
 def _in_use(run_dir: Path) -> CheckpointError:
     return CheckpointError(f"{run_dir} is in use by another training, still running: wait for it "
-                           f"to end (then continue the run with --resume), or choose another --out")
+                           f"to end (then continue the run with --resume), or choose another --out", transient=True)
 
 
 def _check_not_in_use(run_dir: Path) -> None:

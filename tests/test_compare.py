@@ -936,6 +936,22 @@ def test_a_second_compare_into_a_folder_being_written_is_refused_before_its_meas
     assert len(rows) == 2 and ".writing" not in os.listdir(out)  # (nothing of the lock left in the results)
 
 
+def test_a_compare_into_a_folder_being_written_exits_75_and_a_bad_option_2(runs, tmp_path, capsys):
+    # Both exited 2: a script's retry loop could not tell the folder another compare writes (free once it ends)
+    # from a refusal the same command meets again. 75 is sysexits.h's EX_TEMPFAIL, try again later.
+    from bicyclegan.engine.io import held_folder
+    out = tmp_path / "c"
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    with held_folder(out, "compare"):  # (as another process holding it: flock's locks are the open file's)
+        said = (out / ".writing").read_text()
+        assert main(["compare", *models, *OPTS, "--out", str(out)]) == 75
+        assert capsys.readouterr().err == (f"bicyclegan compare: OutputError: {out} is being written by another "
+                                           f"{said}; give this compare a folder of its own (--out)\n")
+        assert main(["compare", models[0], str(tmp_path / "none"), *OPTS, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"bicyclegan compare: CheckpointError: checkpoint {tmp_path / 'none'} does not exist\n"
+
+
 def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: (_ for _ in ()).throw(OutputError("refused")))
     with pytest.raises(OutputError, match="refused"):

@@ -2,6 +2,7 @@
 test builds in the reference's layout: extraction, resume after a cut connection, 404, no network,
 damaged archives, path traversal, recorded digests, the mirror variable and the CLI. No test reaches
 the internet: every address goes through the mirror."""
+import errno
 import hashlib
 import http.server
 import io
@@ -27,18 +28,20 @@ from bicyclegan.pipelines import atomic
 class FileServer:
     """Serves {path: bytes} over HTTP/1.0 with Range requests (206, 416) and If-Range on an ETag (the
     body's digest: a range of a changed file is answered with the whole file), optionally cutting the
-    first responses to a path after some bytes, and logs each request's path and Range header."""
+    first responses to a path after some bytes or answering it with an error status (statuses), and logs
+    each request's path and Range header."""
 
     def __init__(self):
         self.files, self.cuts, self.requests, self.ranges, self.if_range = {}, {}, [], True, True
+        self.statuses = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
                 body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404, "Not Found")
+                if body is None or self.path in server.statuses:
+                    self.send_error(server.statuses.get(self.path, 404))
                     return
                 start, rng = 0, self.headers.get("Range")
                 etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
@@ -269,7 +272,7 @@ def test_no_network_says_what_to_fetch_by_hand_and_where_it_goes(tmp_path, capsy
     assert f"fetch {mirror}/BicycleGAN/testset/maps.tar.gz elsewhere and extract it so that " \
            f"{tmp_path / 'data' / 'maps'} holds its train/, val/ or test/ folder" in str(e.value)
     # a folder with a space: the command's --out is quoted for the shell
-    assert main(["download", "model", "facades", "--dir", str(tmp_path / "pre trained"), "--mirror", mirror]) == 2
+    assert main(["download", "model", "facades", "--dir", str(tmp_path / "pre trained"), "--mirror", mirror]) == 75
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert (f"fetch {mirror}/BicycleGAN//models/facades_net_G.pth and {mirror}/BicycleGAN//models/facades_net_E.pth "
@@ -398,6 +401,51 @@ def test_cli_download_and_one_line_errors(server, tmp_path, capsys):
         main(["download", "dataset", "shoes"])
     assert main(["download", "dataset", "cityscapes", "--testset", "--dir", str(tmp_path)]) == 2
     assert "no test set named 'cityscapes'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("status, rc", [(503, 75), (500, 75), (429, 75), (408, 75), (404, 2), (403, 2), (410, 2)])
+def test_the_cli_exits_75_where_a_later_try_may_pass_and_2_where_it_cannot(server, tmp_path, capsys, status, rc):
+    # Every failure exited 2: a script's retry loop could not tell a server's passing trouble (5xx) or its "not
+    # now" (429 Too Many Requests, 408 Request Timeout), which the same command later gets past, from an address
+    # that is not there (404, 403, 410). 75: sysexits.h's EX_TEMPFAIL. Those are retried before it, as 5xx were.
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    server.statuses[FACADES] = status
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == rc
+    err = capsys.readouterr().err
+    assert err.startswith(f"bicyclegan download: DownloadError: {server.url}{FACADES}: HTTP {status} ") and \
+        len(err.splitlines()) == 1, err
+    assert len(server.requests) == (dl.RETRIES + 1 if rc == 75 else 1)
+    assert leftovers(tmp_path) == []
+
+
+def test_the_cli_exits_75_without_the_network_and_2_for_a_damaged_archive(server, tmp_path, capsys):
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", mirror]) == 75
+    assert capsys.readouterr().err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}")
+    server.files[FACADES] = tar_gz(dataset("facades"))[:-100]  # (the same file at every try: not to be tried again)
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"bicyclegan download: DownloadError: {server.url}{FACADES}: the archive is damaged or incomplete")
+
+
+def test_a_disk_that_refuses_the_partial_files_record_is_the_disks_error_not_the_networks(server, tmp_path,
+                                                                                        monkeypatch, capsys):
+    # The partial file's origin (.part.json), written as the first bytes arrive, failed on a full disk as a network
+    # failure: retried, then "cannot download ...: check the network connection", which a retry loop would repeat
+    write_text = Path.write_text
+
+    def full(self, *a, **k):
+        if self.name.endswith(".part.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *a, **k)
+    monkeypatch.setattr(Path, "write_text", full)
+    server.files[FACADES] = tar_gz(dataset("facades"))
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"bicyclegan download: OutputError: cannot write "
+                                       f"{tmp_path / '.facades.tar.gz.part.json'}: No space left on device\n")
+    assert len(server.requests) == 1 and leftovers(tmp_path) == []
 
 
 class _Tty(io.StringIO):

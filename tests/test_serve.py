@@ -493,6 +493,21 @@ def test_a_port_in_use_is_said_before_the_model_and_its_inputs_load(monkeypatch)
         sock.close()
 
 
+def test_a_port_in_use_exits_75_and_an_address_not_this_machines_2(ckpt, capsys):
+    # Both exited 2: a supervisor's retry loop could not tell a port another process holds (free once a server's
+    # earlier run ends) from an address it can never listen on. 75: sysexits.h's EX_TEMPFAIL.
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        assert main(["serve", str(ckpt), "--port", str(port)]) == 75
+        assert capsys.readouterr().err.startswith(f"bicyclegan serve: ConfigError: cannot listen on 127.0.0.1:{port}: "
+                                                  f"Address already in use;")
+    finally:
+        sock.close()
+    assert main(["serve", str(ckpt), "--host", "192.0.2.1", "--port", "0"]) == 2  # (TEST-NET-1: no one's)
+    assert capsys.readouterr().err.startswith("bicyclegan serve: ConfigError: cannot listen on 192.0.2.1:0: ")
+
+
 def test_serve_without_fastapi_says_what_to_install(monkeypatch, ckpt):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(ConfigError, match=r"pip install 'bicyclegan\[serve\]'"):

@@ -759,6 +759,29 @@ def test_a_ctrl_c_stops_a_shell_loop_of_trainings_not_only_the_training_it_inter
     assert err.strip().splitlines()[-1].startswith(f"stopped by SIGINT at step {step} "), err
 
 
+@pytest.mark.slow
+def test_a_second_training_into_a_run_folder_in_use_exits_75_and_a_bad_option_2(cli_data, env):
+    """Every refusal exited 2: a script's retry loop (the README's, while the status is 75) could not tell a run
+    folder another training holds, which a later try finds free, from a bad option, which it would retry for ever.
+    The first's refusal is sysexits.h's EX_TEMPFAIL, 75; a lasting one stays 2."""
+    first = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "0")
+    try:
+        _wait_for_log(cli_data / "r", first)
+        second = [sys.executable, "-m", "bicyclegan.engine.cli", "train", "--out", "r", "--resume"]
+        for options, rc, said in (
+                ((), 75, "CheckpointError: r is in use by another training, still running: wait for it to end (then "
+                         "continue the run with --resume), or choose another --out"),
+                (("--lr", "-1"), 2, "ConfigError: ")):
+            done = subprocess.run([*second, *options], cwd=cli_data, env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == rc and done.stderr.startswith(f"bicyclegan train: {said}"), done.stderr
+            assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert first.poll() is None  # (held all along)
+    finally:
+        os.killpg(first.pid, TERM)
+        first.communicate(timeout=120)
+
+
 # Saves take two seconds here: the second Ctrl-C lands in the stop's save for sure.
 NO_SIGWAITINFO = """import sys
 from bicyclegan.pipelines import cpu_loader
