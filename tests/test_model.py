@@ -480,7 +480,8 @@ class _Convs(torch.utils._python_dispatch.TorchDispatchMode):
 def _expected_convs(variant):
     """By hand, from the reference's networks: unet_256 G has 16 convs (8 down, 8 up), resnet_256 E
     13 (a conv, then 4 blocks of two convs and a shortcut's), basic_256_multi D 10 (2 scales of 5).
-    Each call is one batch (bicycle: halves of 1). A first conv whose input needs no gradient
+    Each call is one batch (bicycle: halves of 1; G's two calls are one, on both halves, at this batch:
+    _one_g_call). A first conv whose input needs no gradient
     computes the weight's alone, G's with the encoded z too (z's term is its own, not a conv's input
     gradient over A's channels); frozen networks (D in the G+E phase, E on fake_rand in bicycle)
     the input's alone. D's forward on a fake is made once, in the G+E phase (weights unchanged
@@ -489,8 +490,8 @@ def _expected_convs(variant):
     d_d = {"fwd": 10, "bwd_inw": 16, "bwd_w": 4}  # 2 images x 2 scales of first convs: weights only
     e_enc = {"fwd": 13, "bwd_inw": 12, "bwd_w": 1}  # E(B): B needs no gradient
     want = {
-        # G's first conv: the weight's gradient alone in both calls (z_enc's reaches E outside the conv)
-        "bicycle": {("GE", "G"): {"fwd": 32, "bwd_inw": 30, "bwd_w": 2},
+        # G once on both codes; its first conv: the weight's gradient alone (z_enc's reaches E outside the conv)
+        "bicycle": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1},
                     ("GE", "E"): {"fwd": 26, "bwd_inw": 12, "bwd_w": 1, "bwd_in": 13},
                     ("GE", "D"): d_ge, ("GE", "D2"): d_ge, ("D", "D"): d_d, ("D", "D2"): d_d},
         "cvae": {("GE", "G"): {"fwd": 16, "bwd_inw": 15, "bwd_w": 1}, ("GE", "E"): e_enc},
@@ -525,6 +526,23 @@ def test_step_convolutions_per_network_and_phase(variant, monkeypatch):
         model.train_step(batch(cfg))
     assert convs.counts == _expected_convs(variant)
 
+
+
+@pytest.mark.parametrize("batch_size, model, calls", [
+    (2, {}, 1), (8, {}, 1),  # 1 and 4 codes per branch: one call on both
+    (10, {}, 2),  # 5: two calls (the demo's 56 measured no faster in one)
+    (2, dict(norm="batch"), 2),  # one call's statistics would be of both halves
+    (2, dict(use_dropout=True), 2),  # one mask draw where the reference draws one per call
+])
+def test_the_bicycle_step_runs_g_once_on_both_codes_where_that_is_the_same_function(batch_size, model, calls):
+    cfg = small_cfg(batch_size=batch_size, model=model)
+    torch.manual_seed(0)
+    net = BicycleGAN(cfg)
+    seen = []
+    net.G.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    net.train_step(batch(cfg))
+    k = batch_size // 2
+    assert seen == ([2 * k] if calls == 1 else [k, k])
 
 def _step_grads(cfg, data, monkeypatch=None):
     """Every network's gradients as its optimiser's step sees them (a fresh model of seed 0, draws of seed 2)."""
