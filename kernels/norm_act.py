@@ -84,9 +84,27 @@ def _instance_norm(x, *args):
     group_norm and conv keep a channels_last x's; in a channels_last network the next conv would
     convert y back. At batch 1, x is made dense in that layout first: torch.batch_norm's CPU backward
     misreads an NCHW gradient for an x dense as channels_last whose batch stride makes torch call it
-    NCHW (an unbatched channels_last C x H x W, unsqueezed: dx off by O(1), torch 2.13)."""
+    NCHW (an unbatched channels_last C x H x W, unsqueezed: dx off by O(1), torch 2.13).
+    A bf16 or fp16 x on the CPU is normalised in float32 (_instance_norm_fp32)."""
+    if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
+        return _instance_norm_fp32(x, *args)
     fmt, norm = memory_format(x), _instance_norm_call(x)
     return in_format(norm(x.contiguous(memory_format=fmt) if norm is torch.batch_norm else x, *args), fmt)
+
+
+def _instance_norm_fp32(x, weight, bias, running_mean, running_var, *rest):
+    """_instance_norm of x, weight, bias and the running statistics in float32, y cast back to x's dtype
+    (gradients flow through the casts). torch's CPU norm keeps the statistics of a bf16 or fp16 x in that
+    dtype: y of 1 + 0.01 randn off by 0.2 in bf16, dx by ~1000 (torch 2.13), where the Triton path and
+    torch's CUDA kernels (and cuDNN) accumulate in fp32, so only the CPU needs the copies. Running statistics
+    kept in half precision (a layer .to(bf16)) are updated in float32 copies and copied back: the buffers
+    keep their dtype."""
+    up = [None if t is None else t.float() for t in (weight, bias, running_mean, running_var)]
+    y = _instance_norm(x.float(), *up, *rest)
+    for buffer, copy in zip((running_mean, running_var), up[2:]):
+        if copy is not buffer:  # (float() of a float32 buffer is the buffer itself, updated in place)
+            buffer.copy_(copy)
+    return y.to(x.dtype)
 
 
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):

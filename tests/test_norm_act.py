@@ -610,6 +610,55 @@ def test_module_tracks_running_stats_as_instancenorm2d(affine, impl):
         fused(torch.randn(2, 3, 4, 5))
 
 
+def _norm_float64(x, eps, slope=0.2):
+    """(x as a float64 leaf, leaky_relu((x - mean) / sqrt(var + eps))) by hand, over each plane."""
+    x = x.detach().double().requires_grad_()
+    mean = x.mean((2, 3), keepdim=True)
+    var = ((x - mean) ** 2).mean((2, 3), keepdim=True)
+    return x, torch.nn.functional.leaky_relu((x - mean) / torch.sqrt(var + eps), slope)
+
+
+def _within_eps(got, want, dtype, what):
+    # One unit of dtype's precision at the largest value: rounding the exact result costs half of one.
+    scale = want.abs().max().item()
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=torch.finfo(dtype).eps * scale,
+                               msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_the_cpu_fallback_normalises_half_precision_in_float32(dtype):
+    """The PyTorch path on the CPU (impl="auto" there, and a CPU run under --amp bf16) handed a bf16 or fp16 x
+    to torch's norm, which keeps the statistics in that dtype on the CPU: for nearly constant planes y was
+    off by up to 0.5 and dx by ~1000 (the Triton path's fp32 statistics: rounding). Now within rounding of
+    float64, and with running statistics too, whose buffers keep their dtype."""
+    gen = torch.Generator().manual_seed(18)
+    for spread in (1e-2, 2e-3):
+        for eps in (1e-5, 0.0):
+            x = (1 + torch.randn(2, 3, 6, 7, generator=gen) * spread).to(dtype)
+            grad = torch.randn(2, 3, 6, 7, generator=gen).to(dtype)
+            x64, y64 = _norm_float64(x, eps)
+            y64.backward(grad.double())
+            xr = x.clone().requires_grad_()
+            y = instance_norm_act(xr, "leaky_relu", 0.2, eps, impl="ref")
+            y.backward(grad)
+            assert y.dtype == xr.grad.dtype == dtype
+            _within_eps(y, y64, dtype, f"y spread={spread} eps={eps}")
+            _within_eps(xr.grad, x64.grad, dtype, f"dx spread={spread} eps={eps}")
+    # Running statistics, at batch 2 (torch.instance_norm) and 1 (torch.batch_norm), the buffers float32 (a
+    # layer under autocast) or bf16/fp16 (a layer cast to the dtype).
+    for layer_dtype in (torch.float32, dtype):
+        for n in (2, 1):
+            layer = InstanceNormAct2d(3, track_running_stats=True).to(layer_dtype)
+            x = (1 + torch.randn(n, 3, 6, 7, generator=gen) * 1e-2).to(dtype)
+            y = layer(x)
+            xd = x.double()
+            _within_eps(y, _norm_float64(x, 1e-5)[1], dtype, f"y, running statistics in {layer_dtype}, batch {n}")
+            assert layer.running_mean.dtype == layer.running_var.dtype == layer_dtype
+            expected = (0.1 * xd.mean((2, 3)).mean(0), 0.9 + 0.1 * xd.var((2, 3)).mean(0))
+            for got, want in zip((layer.running_mean, layer.running_var), expected):
+                _within_eps(got, want, layer_dtype, f"running statistics in {layer_dtype}, batch {n}")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_module_eval_mode_and_unbatched_input_as_instancenorm2d(device):
     """Without running statistics eval mode normalises by the instance's statistics, as in
