@@ -6,6 +6,7 @@ the kernels on CPU) and the reference elsewhere. A fallback that costs speed war
 import functools
 import operator
 import os
+import sys
 import warnings
 
 import torch
@@ -47,13 +48,46 @@ def triton_available() -> bool:
 triton_available._dynamo_marked_constant = True
 
 
+# Where TRITON_INTERPRET asks for the interpreter but triton was imported without it (tune.py's --dry-run says it too).
+LATE_INTERPRETER = "set TRITON_INTERPRET=1 before triton is imported"
+
+
+def _interpreter_asked() -> bool:
+    """Whether TRITON_INTERPRET asks for Triton's interpreter, as the installed triton reads it (its knobs: 1,
+    true, on...; "1" alone before it had them, triton 3.0). Unset, "" or "0" say no without importing triton."""
+    if os.environ.get("TRITON_INTERPRET", "0") in ("", "0") or not triton_available():
+        return False
+    import triton
+    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+    return bool(runtime.interpret) if runtime is not None else os.environ["TRITON_INTERPRET"] == "1"
+
+
+def _built_interpreted():
+    """Whether the imported triton built its language for the interpreter (None: not imported, or unknown).
+    Triton fixes that at its import, by TRITON_INTERPRET then: its @jit helpers (tl.sum's combine function)
+    became InterpretedFunction or JITFunction, and knobs read the variable anew at each call."""
+    helper = getattr(sys.modules.get("triton.language.standard"), "_sum_combine", None)
+    if helper is None:
+        return None
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(helper, InterpretedFunction)
+
+
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    """Whether the kernels run in Triton's interpreter here: TRITON_INTERPRET asks for it, and triton (imported
+    here if it was not) was built for it. Set after triton's import, the variable sent CPU tensors to kernels
+    whose helpers were compiled ones ("Cannot call @triton.jit'd outside of the scope of a kernel"): auto
+    takes the reference there, and impl='triton' says when to set it (interpreter_too_late)."""
+    return _interpreter_asked() and _built_interpreted() is not False
+
+
+def interpreter_too_late() -> bool:
+    """TRITON_INTERPRET asks for the interpreter, but triton was imported (compiled) before it was set."""
+    return _interpreter_asked() and _built_interpreted() is False
 
 
 # The same mark, for the same reason and one more: torch 2.4's compiler could not trace the environment's
-# read (torch.export of a layer failed, "const method call bytes.decode"). (Triton reads the variable once,
-# at its import: a value that changed later would change nothing of the kernels either.)
+# read (torch.export of a layer failed, "const method call bytes.decode").
 interpreting._dynamo_marked_constant = True
 
 
@@ -90,6 +124,9 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     if impl == "ref" or (impl == "auto" and x.dtype == torch.float64):
         return "ref"
     if impl == "triton":
+        if not runnable and x.device.type != "cuda" and interpreter_too_late():
+            raise RuntimeError(f"{op}: impl='triton' on a {x.device.type} tensor runs Triton's interpreter: "
+                               f"{LATE_INTERPRETER} (it was imported before TRITON_INTERPRET was set)")
         if not runnable:
             raise RuntimeError(
                 f"{op}: impl='triton' needs triton installed and a CUDA tensor (or TRITON_INTERPRET=1); "

@@ -552,11 +552,11 @@ def main(argv=None):
         print(f"tune: {args.out}: {added} entries added, {replaced} replaced from {args.merge}")
         return
     # (before --sites, whose names come from a module that imports Triton: --dry-run --sites was always refused)
+    from ._impl import LATE_INTERPRETER, interpreter_too_late, triton_available
     if args.dry_run:
-        if sys.modules.get("triton") is not None and os.environ.get("TRITON_INTERPRET") != "1":
-            p.error("--dry-run: set TRITON_INTERPRET=1 before triton is imported (or run it as a command)")
         os.environ["TRITON_INTERPRET"] = "1"
-    from ._impl import triton_available
+        if interpreter_too_late():  # (triton imported before, compiled: its helpers fail in the interpreter)
+            p.error(f"--dry-run: {LATE_INTERPRETER} (or run it as a command)")
     if not triton_available():  # (a traceback from deep inside the sweep)
         p.error("tuning times the Triton kernels' launches: it needs Triton (pip install triton)")
     try:

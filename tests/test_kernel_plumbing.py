@@ -5,7 +5,10 @@ op in plain PyTorch so that a failure here points at the helper, not at a kernel
 import importlib
 import inspect
 import math
+import os
 import pkgutil
+import subprocess
+import sys
 import typing
 from typing import Optional
 
@@ -191,6 +194,56 @@ def test_meta_tensors_take_the_reference_under_the_interpreter():
     assert kernels.instance_norm_act(x).shape == (2, 3, 8, 8)
     assert kernels.avg_pool2d(x, 3, 2, 1).shape == (2, 3, 4, 4)
     assert kernels.z_concat_conv(x, z, torch.randn(4, 5, 4, 4, device="meta")).shape == (2, 4, 4, 4)
+
+
+# TRITON_INTERPRET set after triton's import: triton had built its @jit helpers compiled, and the ops sent
+# CPU tensors to the interpreter, which died in them ("Cannot call @triton.jit'd outside of the scope of a
+# kernel"); tune --dry-run, which checked for this, went on where the variable was set by then.
+SET_LATE = """import os, sys, torch, triton
+from bicyclegan.kernels import instance_norm_act, tune, z_concat_conv
+from bicyclegan.kernels._impl import resolve_impl
+os.environ["TRITON_INTERPRET"] = "1"
+x = torch.randn(2, 3, 6, 6)
+assert resolve_impl("auto", x, "op") == "ref"
+instance_norm_act(x)
+z_concat_conv(x, torch.randn(2, 2), torch.randn(4, 5, 4, 4))
+try:
+    instance_norm_act(x, impl="triton")
+except RuntimeError as e:
+    print(e)
+tune.main(["--dry-run", "--out", sys.argv[1]])
+"""
+
+# Set before, to a value Triton takes for 1 (its knobs: true, on, yes): the kernels run in its interpreter, but
+# auto took the reference and impl='triton' was refused ("needs ... TRITON_INTERPRET=1").
+SET_TRUE = """import torch
+from bicyclegan.kernels import instance_norm_act
+from bicyclegan.kernels._impl import resolve_impl
+x = torch.randn(2, 3, 6, 6, requires_grad=True)
+print(resolve_impl("auto", x, "op"), type(instance_norm_act(x, impl="triton").grad_fn).__name__)
+"""
+
+
+def _python(code, *args, interpret=None):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # (conftest sets it)
+    env |= {"TRITON_INTERPRET": interpret} if interpret is not None else {}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.skipif(not kernels._impl.triton_available(), reason="needs Triton")
+def test_the_interpreter_is_what_triton_was_imported_with(tmp_path):
+    proc = _python(SET_LATE, str(tmp_path / "t.json"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stdout.strip() == ("instance_norm_act: impl='triton' on a cpu tensor runs Triton's interpreter: set "
+                                   "TRITON_INTERPRET=1 before triton is imported (it was imported before "
+                                   "TRITON_INTERPRET was set)"), proc.stdout
+    assert proc.stderr.strip().endswith("error: --dry-run: set TRITON_INTERPRET=1 before triton is imported (or run "
+                                        "it as a command)"), proc.stderr[-3000:]
+    import triton
+    if hasattr(triton, "knobs"):  # (before its knobs, as in triton 3.0, Triton took "1" alone)
+        proc = _python(SET_TRUE, interpret="true")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split() == ["triton", "InstanceNormActFunctionBackward"]
 
 
 # The parameter types torch 2.4's torch.library.custom_op infers a schema from (its infer_schema's table,
