@@ -7,35 +7,58 @@
     sample(model, out="results")                  # images, grid.png, index.html
     print(evaluate(model))                        # a dict of measures
 """
-from .checkpoint import find_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
-from .compare import compare
-from .config import DataConfig, ModelConfig, TrainConfig
-from .download import download_dataset, download_model
-from .errors import (
-                     USER_ERRORS,
-                     BicycleGANError,
-                     CheckpointError,
-                     ConfigError,
-                     DivergenceError,
-                     DownloadError,
-                     ExportError,
-                     OutputError,
-                     RankLostError,
-                     WeightsError,
-)
-from .evaluate import evaluate
-from .export import export_generator
-from .images import sample_columns
-from .interpolate import interpolate
-from .model import BicycleGAN
-from .networks import build_discriminator, build_encoder, build_generator, init_weights
-from .official import import_official
-from .presets import PRESETS, make_config
-from .report import write_report
-from .sample import sample
-from .serve import serve
-from .sweep import evaluate_checkpoints
-from .trainer import Trainer, TrainingStopped, stopped_by, train
+import importlib
+import sys
+import types
+
+# Each name's submodule, imported on the name's first use (PEP 562): `import bicyclegan.engine`, and the
+# `bicyclegan` command's --help and refusals with it, import no torch (~2 s of every command before it printed).
+_FROM = {
+    "checkpoint": ["find_checkpoint", "load_checkpoint", "read_checkpoint", "save_checkpoint"],
+    "compare": ["compare"],
+    "config": ["DataConfig", "ModelConfig", "TrainConfig"],
+    "download": ["download_dataset", "download_model"],
+    "errors": ["USER_ERRORS", "BicycleGANError", "CheckpointError", "ConfigError", "DivergenceError", "DownloadError",
+               "ExportError", "OutputError", "RankLostError", "WeightsError"],
+    "evaluate": ["evaluate"],
+    "export": ["export_generator"],
+    "images": ["sample_columns"],
+    "interpolate": ["interpolate"],
+    "model": ["BicycleGAN"],
+    "networks": ["build_discriminator", "build_encoder", "build_generator", "init_weights"],
+    "official": ["import_official"],
+    "presets": ["PRESETS", "make_config"],
+    "report": ["write_report"],
+    "sample": ["sample"],
+    "serve": ["serve"],
+    "sweep": ["evaluate_checkpoints"],
+    "trainer": ["Trainer", "TrainingStopped", "stopped_by", "train"],
+}
+_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value  # (once: later uses find it here)
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The import system sets a submodule as its package's attribute when it loads it: cli.py's `from .sample import
+    sample` made bicyclegan.engine.sample the module, not the function (compare, evaluate, interpolate, serve alike)."""
+
+    def __setattr__(self, name, value):
+        if not (name in _MODULE_OF and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _version() -> str:

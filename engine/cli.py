@@ -878,6 +878,8 @@ ONE_PROCESS = {"serve": "each process would serve its own page at the same addre
 
 def _launch_world() -> int:
     """WORLD_SIZE (1 where it cannot be: _run refuses that first, and the refusal's own handler asks here)."""
+    if not os.environ.get("WORLD_SIZE"):  # (launch_env's 1, without runtime's import of torch: an argparse refusal)
+        return 1
     from .runtime import launch_env
     try:
         return launch_env()[1]
@@ -1073,7 +1075,7 @@ def _data_settings(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from bicyclegan.pipelines.demo import DEFAULT_SHADE
 
-    from .serve import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
+    from .config import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
     parser = _Parser(prog="bicyclegan", description="BicycleGAN: multimodal image-to-image translation")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"bicyclegan {__version__}")

@@ -18,7 +18,6 @@ import numpy as np
 
 from bicyclegan.kernels import IMPLS
 from bicyclegan.pipelines import BACKENDS, DIRECTIONS, MAX_PIXELS, PREPROCESS
-from bicyclegan.pipelines.loader import check_load_size
 from bicyclegan.pipelines.spec import CROPPING, RESIZING
 
 from .errors import ConfigError
@@ -74,6 +73,9 @@ def _choice(name, value, allowed):
 
 
 MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+# serve's limits on an upload, here for the command's parser (serve.py imports torch)
+MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_UPLOAD_PIXELS = 16_000_000
 
 
 def check_int(name, value, low, optional=False, high=None):
@@ -302,6 +304,8 @@ class DataConfig:
         if self.dataroot is not None and not isinstance(self.dataroot, str):
             self.dataroot = str(self.dataroot)
         check_named("dataroot", self.dataroot)
+        # (here: loader.py imports torch, which the `bicyclegan` command's --help and refusals never need)
+        from bicyclegan.pipelines.loader import check_load_size
         try:  # (the loaders' own check, before any loader: a dry run passed what the run's loader worker died of)
             check_load_size(self.load_size, self.preprocess, self.max_pixels)
         except ValueError as e:

@@ -44,11 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 from bicyclegan.pipelines import IMG_EXTENSIONS
 from bicyclegan.pipelines.atomic import locked_file, usual_folder_mode, writer_gone, writer_tag
 
-from .checkpoint import save_checkpoint
 from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
 from .io import check_writable, missing_top, redrawn, remove_made
-from .official import import_official
 from .presets import pretrained_config
 
 # -- what can be downloaded, from where (the reference's scripts) -----------------------------------
@@ -584,6 +582,9 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
             for net, address in MODELS[name].items():
                 parts[net] = dir / f".{name}_net_{net}.pth.part"
                 sources[net] = _download(address, urls[net], parts[net], progress, by_hand)
+            # (here: checkpoint and official import torch, and the command's parser reads DATASETS, MODELS)
+            from .checkpoint import save_checkpoint
+            from .official import import_official
             cfg = pretrained_config(name)
             try:
                 model = import_official(cfg.model, G=parts["G"], E=parts["E"], variant=cfg.variant, data=cfg.data)

@@ -6,7 +6,7 @@ DatasetError (bad or missing data) belongs to bicyclegan.pipelines, which import
 engine, so it is not a subclass of BicycleGANError; nor is the kernels' TuningTableError (a launch-tuning
 table that cannot be used), for the same reason: USER_ERRORS names all three.
 """
-from bicyclegan.kernels._impl import TuningTableError
+from bicyclegan.kernels._names import TuningTableError
 from bicyclegan.pipelines import DatasetError
 
 

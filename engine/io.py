@@ -24,8 +24,6 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-import torch
-
 from bicyclegan.pipelines.atomic import TempFiles, locked_file, special_file, write_reason
 from bicyclegan.pipelines.atomic import atomic_write as _atomic_write
 
@@ -284,6 +282,7 @@ def read_torch_file(path, *, what: str, error: type[Exception]):
     if head and not head.startswith((b"PK\x03\x04", b"\x80")):
         raise error(f"{what} {path} is not a torch file, so no {what}: it begins {head!r} (torch.save's "
                     f"files are zip archives)")
+    import torch  # (here: download.py, which the command's parser reads, imports this module)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

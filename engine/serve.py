@@ -41,7 +41,7 @@ from PIL import Image
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
 
-from .config import check_int
+from .config import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, check_int
 from .errors import ConfigError
 from .images import nonfinite_said, sample_columns, to_uint8
 from .model import INTERP_MODES, interp_z, spread_z
@@ -57,8 +57,6 @@ from .runtime import (
 
 PAGE = Path(__file__).parent / "static" / "explorer.html"
 INSTALL_HINT = "pip install 'bicyclegan[serve]'"
-MAX_UPLOAD_BYTES = 10 * 2**20
-MAX_UPLOAD_PIXELS = 16_000_000
 # Every input offered is held in memory, A and B as float tensors (1.6 MB at 256 px): --num 100000 took 3 GB at
 # 32 px and would have taken 157 GB at 256 px, with no word before it ran out; the page's list is for choosing.
 MAX_NUM = 1000

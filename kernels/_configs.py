@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 import triton
 
-from ._impl import MissingTuningTable, TuningTableError, _warn_once
+from ._impl import _warn_once
+from ._names import MissingTuningTable, TuningTableError
 from .acts import ACTS
 
 ENV = "BICYCLEGAN_KERNEL_TUNING"

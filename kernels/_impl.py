@@ -11,8 +11,7 @@ import warnings
 
 import torch
 
-IMPLS = ("auto", "triton", "ref")
-
+from ._names import IMPLS
 
 _TRITON_OK = None  # probed on first use: importing triton takes a while and CPU-only users need not pay it
 
@@ -94,16 +93,6 @@ interpreting._dynamo_marked_constant = True
 @functools.lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-class TuningTableError(ValueError):
-    """A launch-tuning table (kernels/_configs.py) that cannot be used: missing, unreadable, not a table of
-    this format; the message names the file. Here, not beside the tables' code, which imports Triton: a
-    command names it among the errors it says in one line without importing Triton."""
-
-
-class MissingTuningTable(TuningTableError, FileNotFoundError):
-    """No file at the table's path (a FileNotFoundError too)."""
 
 
 def runs_triton(device) -> bool:

@@ -35,14 +35,17 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from .atomic import TempFiles, is_stale, temp_beside
 from .errors import DatasetError
 from .files import MAX_PIXELS
+
+if TYPE_CHECKING:  # (imported where used: see flood_from_border)
+    import torch
 
 # In a split folder while make_demo_dataset writes it: the folder is demo data though palettes.json
 # (written last) is not there yet, so that a run interrupted there can be run again.
@@ -92,6 +95,9 @@ def check_n_palettes(n_palettes: int) -> int:
 # ----------------------------------------------------------------------------------------- masks
 def flood_from_border(free: torch.Tensor) -> torch.Tensor:
     """Pixels of `free` (bool, N x H x W) 4-connected to the image border through `free` pixels."""
+    # (torch here and in _render_pair, not at the top: the `bicyclegan` command's parser reads DEFAULT_SHADE, and its
+    # --help and refusals need no torch)
+    import torch
     reach = torch.zeros_like(free)
     for edge in (reach[:, 0, :], reach[:, -1, :], reach[:, :, 0], reach[:, :, -1]):
         edge.fill_(True)
@@ -154,6 +160,7 @@ def _render_pair(rng: np.random.Generator, h: int, w: int, n_palettes: int,
                  n_shapes: tuple[int, int], line_width: int, shapes: Sequence[str], shade: int,
                  shape_size: tuple[float, float]):
     """One (A, B, palette) triple: A, B uint8 H x W x 3."""
+    import torch
     palette = int(rng.integers(n_palettes))
     for _ in range(_MAX_TRIES):
         n = int(rng.integers(n_shapes[0], n_shapes[1] + 1))

@@ -20,6 +20,32 @@ def test_import_and_cli_parser_import_no_optional_package():
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--bogus"]])
+def test_help_and_a_refused_command_line_import_no_torch(argv):
+    # The command's module imported torch (bicyclegan.engine's __init__ every submodule): ~2 s before any word
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bicyclegan.engine.cli", *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == (2 if "--bogus" in argv else 0), proc.stderr[-3000:]
+    assert "--max_steps" in proc.stdout + proc.stderr if "train" in argv else "make-demo" in proc.stdout
+    imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "bicyclegan.engine.config" in imported and "torch" not in imported
+
+
+def test_the_packages_names_are_their_objects_whichever_submodule_was_imported_first():
+    # The packages import a name's submodule at its first use (PEP 562); importing a submodule makes it an attribute
+    # of its package, and engine's compare, evaluate, interpolate, sample and serve are also the functions' names.
+    code = ("import types, bicyclegan.engine.compare, bicyclegan.engine.evaluate, bicyclegan.engine.interpolate, "
+            "bicyclegan.engine.sample, bicyclegan.engine.serve, bicyclegan.kernels, bicyclegan.pipelines\n"
+            "from bicyclegan.engine import sample\n"
+            "for m in (bicyclegan.engine, bicyclegan.kernels, bicyclegan.pipelines):\n"
+            "    assert set(m.__all__) <= set(dir(m)) and not hasattr(m, 'no_such_name'), m\n"
+            "    print(m.__name__, [n for n in m.__all__ if isinstance(getattr(m, n), types.ModuleType)])\n"
+            "print(type(sample).__name__, sample.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["bicyclegan.engine []", "bicyclegan.kernels []", "bicyclegan.pipelines []",
+                                "function bicyclegan.engine.sample"]
+
+
 def test_a_cpu_forward_without_the_interpreter_imports_no_triton(tmp_path):
     # runs_triton asked for triton's import (~0.3 s of every CPU command) before it looked at the device
     code = ("import os, sys, torch; os.environ.pop('TRITON_INTERPRET', None); "
