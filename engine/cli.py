@@ -1370,6 +1370,12 @@ def _run_command(args) -> int:
     except KeyboardInterrupt:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
         # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.
+        if "torch" not in sys.modules:
+            # (a Ctrl-C while torch imported, the command's first seconds: nothing begun, and what tells a run's resume
+            # would import torch again, which a half-imported one fails, an AttributeError's traceback)
+            if os.environ.get("RANK", "0") == "0":
+                print("interrupted", file=sys.stderr)
+            return 130
         world = _launch_world()
         if world > 1 and os.environ.get("RANK", "0") != "0":
             return 130

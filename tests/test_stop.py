@@ -663,6 +663,29 @@ def cli_data(tmp_path):
     return tmp_path
 
 
+# A Ctrl-C while the command imports torch (its first seconds), half way: at torch's import of torch.nn
+_CTRL_C_IN_TORCH = """import signal, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch.nn":
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+from bicyclegan.engine.cli import run
+run()
+"""
+
+
+@pytest.mark.parametrize("command", [["train", "--out", "r"], ["make-demo", "d"]], ids=["train", "make-demo"])
+def test_a_ctrl_c_while_torch_imports_ends_the_command_quietly_by_sigint(tmp_path, command):
+    # The command's module imported torch, before cli.run: a traceback; in run, train's resume advice imported it
+    # again after the half import, an AttributeError's traceback
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_IN_TORCH, *command], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (-INT, "interrupted\n")
+    assert not list(tmp_path.iterdir())  # nothing begun
+
+
 def _weights(path):
     return torch.load(path, weights_only=False)["nets"]
 
