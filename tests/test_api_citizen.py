@@ -253,7 +253,8 @@ def public_switches():
     found = set()
     for name in api.__all__:
         obj = getattr(api, name)
-        if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        # (an error's transient= is the engine's own, set where it raises it, not a caller's switch)
+        if inspect.isclass(obj) and (dataclasses.is_dataclass(obj) or issubclass(obj, BaseException)):
             continue
         members = ([("__init__", obj.__init__)] + [(m, f) for m, f in vars(obj).items()
                                                     if inspect.isfunction(f) and not m.startswith("_")]
