@@ -584,6 +584,17 @@ SJ_NOTHING_LEFT = [SJ + "a_stop_asked_of_a_run_with_nothing_left_to_train_passes
 SJ_AFTER_LAST = [SJ + "a_signal_after_the_last_check_goes_to_the_handler_it_replaced"]
 SJ_SV_LOOP = SJ_LOOP_SV[0]
 
+SK_ST = "tests/test_stop.py::test_"
+SK_75 = [SK_ST + "a_second_training_into_a_run_folder_in_use_exits_75_and_a_bad_option_2"]
+SK_DL = "tests/test_download.py::test_"
+SK_CLS = ["tests/test_model_cls_cli.py"]
+SK_G1 = ["tests/test_model.py::test_the_bicycle_step_runs_g_once_on_both_codes_where_that_is_the_same_function",
+         "tests/test_model.py::test_train_step_equals_reference_order"]
+SK_HALF = ["tests/test_norm_act.py::test_the_cpu_fallback_normalises_half_precision_in_float32"]
+SK_INTERP = ["tests/test_kernel_plumbing.py::test_the_interpreter_is_what_triton_was_imported_with"]
+SK_LAZY = "tests/test_optional_imports.py::test_"
+SK_NA = "kernels/norm_act.py"
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -1892,6 +1903,45 @@ MUTANTS = [
     ('SJ43', SV, '    except BaseException:  # a Ctrl+C; serve', '    except KeyboardInterrupt:  # a Ctrl+C; serve',
      [SJ_SV_LOOP + "[kernel, SIGTERM]"]),
     ('SJ44', AT, '    for _ in range(40):  # (the kernel', '    for _ in range(1):  # (the kernel', SJ_STREAM),
+    # session 45: transient refusals exit 75, --model_cls, G once on both codes, the CPU fallback's half
+    # precision, the interpreter's mode, the lazy packages
+    ('SK01', CLI, 'return 75 if getattr(e, "transient", False) else 2', 'return 2', SK_75),
+    ('SK02', IO, 'folder of its own (--out)", transient=True)', 'folder of its own (--out)")',
+     ["tests/test_compare.py::test_a_compare_into_a_folder_being_written_exits_75_and_a_bad_option_2"]),
+    ('SK03', DL, 'later = e.code >= 500 or e.code in (408, 429)', 'later = e.code >= 500',
+     [SK_DL + "the_cli_exits_75_where_a_later_try_may_pass_and_2_where_it_cannot"]),
+    ('SK04', DL, '{by_hand}{_kept(part)}",\n                                        transient=True)',
+     '{by_hand}{_kept(part)}",\n                                        transient=False)',
+     [SK_DL + "the_cli_exits_75_without_the_network_and_2_for_a_damaged_archive"]),
+    ('SK05', T, 'or choose another --out", transient=True)', 'or choose another --out")', SK_75),
+    ('SK06', "engine/serve.py", 'transient=e.errno == errno.EADDRINUSE', 'transient=False',
+     ["tests/test_serve.py::test_a_port_in_use_exits_75_and_an_address_not_this_machines_2"]),
+    ('SK07', DL, 'raise OutputError(f"cannot write {_origin(part)}: {e.strerror or e}") from None', 'raise',
+     [SK_DL + "a_disk_that_refuses_the_partial_files_record_is_the_disks_error_not_the_networks"]),
+    ('SK08', M, 'n <= self.ONE_G_CALL_MAX and m.norm != "batch"', 'n <= self.ONE_G_CALL_MAX', SK_G1),
+    ('SK09', M, 'and not m.use_dropout', '', SK_G1),
+    ('SK10', M, 'n <= self.ONE_G_CALL_MAX', 'n < self.ONE_G_CALL_MAX', SK_G1),
+    ('SK11', M, 'fake_enc, fake_rand = self.G(torch.cat([A1, A1])', 'fake_rand, fake_enc = self.G(torch.cat([A1, A1])',
+     SK_G1),
+    ('SK12', CLI, '    if not issubclass(cls, BicycleGAN):\n', '    if False:\n', SK_CLS),
+    ('SK13', CLI, 'if here not in (os.path.abspath(p) for p in sys.path):', 'if False:', SK_CLS),
+    ('SK14', CLI, 'if not step or trained == class_name(model_cls):', 'if trained == class_name(model_cls):', SK_CLS),
+    ('SK15', CLI, 'if not step or trained == class_name(model_cls):', 'if True:', SK_CLS),
+    ('SK16', CLI, 'launch = train_launch(world, args.model_cls)', 'launch = train_launch(world)', SK_CLS),
+    ('SK17', T, '                + model_option(class_spec(self._model_cls))\n', '', SK_CLS),
+    ('SK18', T, 'train_launch(self.world, class_spec(self._model_cls))', 'train_launch(self.world)', SK_CLS),
+    ('SK19', CLI, 'module.endswith(".py")', 'False', SK_CLS),
+    ('SK20', SK_NA, 'if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):', 'if False:', SK_HALF),
+    ('SK21', SK_NA, '            buffer.copy_(copy)', '            pass', SK_HALF),
+    ('SK22', SK_NA, 'buffer.copy_(copy)\n    return y.to(x.dtype)', 'buffer.copy_(copy)\n    return y',
+     SK_HALF),
+    ('SK23', "kernels/_impl.py", 'return _interpreter_asked() and _built_interpreted() is not False',
+     'return _interpreter_asked()', SK_INTERP),
+    ('SK24', "kernels/_impl.py", 'return bool(runtime.interpret) if runtime is not None else', 'return', SK_INTERP),
+    ('SK25', "engine/__init__.py", 'if not (name in _MODULE_OF and isinstance(value, types.ModuleType)):', 'if True:',
+     [SK_LAZY + "the_packages_names_are_their_objects_whichever_submodule_was_imported_first"]),
+    ('SK26', CLI, '        if "torch" not in sys.modules:\n', '        if False:\n',
+     [SK_ST + "a_ctrl_c_while_torch_imports_ends_the_command_quietly_by_sigint"]),
 ]
 
 if __name__ == "__main__":
