@@ -38,11 +38,17 @@ _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
 
 
 def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    globals()[name] = value  # (once: later uses find it here)
-    return value
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+        globals()[name] = value  # (once: later uses find it here)
+        return value
+    if not name.startswith("__"):  # a submodule by its name, as when this file imported them all (kernels._impl)
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":  # (one it imports: its own error)
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():

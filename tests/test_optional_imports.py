@@ -46,6 +46,23 @@ def test_the_packages_names_are_their_objects_whichever_submodule_was_imported_f
                                 "function bicyclegan.engine.sample"]
 
 
+
+def test_a_packages_submodule_is_its_attribute_without_an_import_of_its_own():
+    # The eager packages had every submodule imported: `bicyclegan.kernels._impl` after `import bicyclegan.kernels`
+    # was an AttributeError once the packages became lazy (a test file alone failed to collect)
+    code = ("import bicyclegan.engine, bicyclegan.kernels, bicyclegan.pipelines\n"
+            "print(bicyclegan.kernels._impl.__name__, bicyclegan.engine.trainer.__name__, "
+            "bicyclegan.pipelines.cpu_loader.__name__, type(bicyclegan.engine.sample).__name__)\n"
+            "for m in (bicyclegan.engine, bicyclegan.kernels, bicyclegan.pipelines):\n"
+            "    try:\n"
+            "        m.no_such_part\n"
+            "    except AttributeError as e:\n"
+            "        print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "bicyclegan.kernels._impl bicyclegan.engine.trainer bicyclegan.pipelines.cpu_loader function",
+        *(f"module 'bicyclegan.{p}' has no attribute 'no_such_part'" for p in ("engine", "kernels", "pipelines"))]
+
 def test_a_cpu_forward_without_the_interpreter_imports_no_triton(tmp_path):
     # runs_triton asked for triton's import (~0.3 s of every CPU command) before it looked at the device
     code = ("import os, sys, torch; os.environ.pop('TRITON_INTERPRET', None); "
