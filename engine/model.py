@@ -255,10 +255,12 @@ class BicycleGAN(nn.Module):
 
     def _one_g_call(self, n: int) -> bool:
         """Whether the bicycle step may run G once on cat(A1, A1) with both codes: only where that is the same
-        function of each sample (no batch norm: its statistics would mix the two calls'; no dropout: one mask
-        draw instead of the reference's two) and where it pays (a small batch)."""
-        m = self.cfg.model
-        return n <= self.ONE_G_CALL_MAX and m.norm != "batch" and not m.use_dropout
+        function of each sample (no batch norm, whose statistics would be of both calls' images; no running
+        statistics, updated once instead of twice; no dropout: one mask draw instead of the reference's two; G's
+        layers looked at, not the config: a subclass may build its own) and where it pays (a small batch)."""
+        return n <= self.ONE_G_CALL_MAX and not any(
+            isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))
+            or getattr(m, "running_mean", None) is not None for m in self.G.modules())
 
     def _rand_D(self):
         """The discriminator of the random-z branch: D2 in bicycle (D with use_same_D), else D."""
@@ -391,13 +393,20 @@ class BicycleGAN(nn.Module):
                 z_enc = mu + torch.randn(mu.shape, device=mu.device) * torch.exp(0.5 * logvar)
         if self.rand_branch:
             z_rand = self.z_random(n)
-        fake_rand = None
+        fake_rand = fake2 = z2 = None
         if self.enc_branch:
             if self.rand_branch and self._one_g_call(n):
                 # One G call on both codes: per-sample the same function (instance norm, no dropout), and at a
                 # small batch the convolutions' per-call weight work (oneDNN's reorders, the weight
-                # gradient's reductions) is paid once, not twice.
-                fake_enc, fake_rand = self.G(torch.cat([A1, A1]), torch.cat([z_enc, z_rand.to(z_enc.dtype)])).split(n)
+                # gradient's reductions) is paid once, not twice. The mode-seeking term's code too, drawn
+                # here as it would be below (no mask drawn between, no dropout): a call of n images beside
+                # one of 2n made a compiled G's batch size dynamic.
+                codes = [z_enc, z_rand.to(z_enc.dtype)]
+                if cfg.lambda_ms > 0:
+                    z2 = self.z_random(n)
+                    codes.append(z2.to(z_enc.dtype))
+                fake_enc, fake_rand, *fake2 = self.G(torch.cat([A1] * len(codes)), torch.cat(codes)).split(n)
+                fake2 = fake2[0] if fake2 else None
             else:
                 fake_enc = self.G(A1, z_enc)
             out.update(fake_enc=fake_enc, z_enc=z_enc)
@@ -427,13 +436,16 @@ class BicycleGAN(nn.Module):
             # do). cvae/cae have no random branch: the encoded code stands in, detached, through a G
             # call of its own. Through fake_enc and z_enc E's weights learnt to pull their codes
             # towards the random second one (a tiny cAE-GAN's first step: 3e4 times the other terms').
-            z2 = self.z_random(n)
+            if z2 is None:
+                z2 = self.z_random(n)
             if self.rand_branch:
                 fake, z = out["fake_rand"], out["z_rand"]
             else:
                 z = out["z_enc"].detach()
                 fake = self.G(A1, z)
-            L["ms"] = cfg.lambda_ms * mode_seeking(fake, self.G(A1, z2), z, z2)
+            if fake2 is None:  # (after fake's call: the reference's order of dropout masks)
+                fake2 = self.G(A1, z2)
+            L["ms"] = cfg.lambda_ms * mode_seeking(fake, fake2, z, z2)
         return L, out
 
     def discriminator_losses(self, out):

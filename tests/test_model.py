@@ -528,21 +528,37 @@ def test_step_convolutions_per_network_and_phase(variant, monkeypatch):
 
 
 
-@pytest.mark.parametrize("batch_size, model, calls", [
-    (2, {}, 1), (8, {}, 1),  # 1 and 4 codes per branch: one call on both
-    (10, {}, 2),  # 5: two calls (the demo's 56 measured no faster in one)
-    (2, dict(norm="batch"), 2),  # one call's statistics would be of both halves
-    (2, dict(use_dropout=True), 2),  # one mask draw where the reference draws one per call
+@pytest.mark.parametrize("batch_size, model, train, calls", [
+    (2, {}, {}, [2]), (8, {}, {}, [8]),  # 1 and 4 codes per branch: one call on both
+    (10, {}, {}, [5, 5]),  # 5: two calls (the demo's 56 measured no faster in one)
+    (2, dict(norm="batch"), {}, [1, 1]),  # one call's statistics would be of both halves
+    (2, dict(use_dropout=True, crop_size=64), {}, [1, 1]),  # one mask draw where the reference draws one per call
+    # the mode-seeking term's code in the same call (one of 1 beside one of 2 made a compiled G's batch dynamic)
+    (2, {}, dict(lambda_ms=0.3), [3]),
+    (2, dict(use_dropout=True, crop_size=64), dict(lambda_ms=0.3), [1, 1, 1]),
+    (2, {}, dict(variant="cvae", lambda_ms=0.3), [2, 2, 2]),  # (no random branch: its own calls, as before)
 ])
-def test_the_bicycle_step_runs_g_once_on_both_codes_where_that_is_the_same_function(batch_size, model, calls):
-    cfg = small_cfg(batch_size=batch_size, model=model)
+def test_the_bicycle_step_runs_g_once_on_both_codes_where_that_is_the_same_function(batch_size, model, train, calls):
+    cfg = small_cfg(batch_size=batch_size, model=model, **train)
     torch.manual_seed(0)
     net = BicycleGAN(cfg)
     seen = []
     net.G.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
     net.train_step(batch(cfg))
-    k = batch_size // 2
-    assert seen == ([2 * k] if calls == 1 else [k, k])
+    assert seen == calls
+
+
+def test_g_once_on_both_codes_looks_at_gs_layers_not_the_config():
+    """A subclass's G with batch norm, running statistics or dropout of its own, under a config of instance norm
+    without them: two calls."""
+    cfg = small_cfg(batch_size=2)
+    for layer in (torch.nn.BatchNorm2d(3, track_running_stats=False),
+                  torch.nn.InstanceNorm2d(3, track_running_stats=True), torch.nn.Dropout(0.1)):
+        torch.manual_seed(0)
+        net = BicycleGAN(cfg)
+        assert net._one_g_call(1)
+        net.G.extra = layer
+        assert not net._one_g_call(1)
 
 def _step_grads(cfg, data, monkeypatch=None):
     """Every network's gradients as its optimiser's step sees them (a fresh model of seed 0, draws of seed 2)."""
