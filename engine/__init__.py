@@ -10,6 +10,7 @@
 import importlib
 import sys
 import types
+from typing import TYPE_CHECKING
 
 # Each name's submodule, imported on the name's first use (PEP 562): `import bicyclegan.engine`, and the
 # `bicyclegan` command's --help and refusals with it, import no torch (~2 s of every command before it printed).
@@ -35,6 +36,37 @@ _FROM = {
     "trainer": ["Trainer", "TrainingStopped", "stopped_by", "train"],
 }
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+if TYPE_CHECKING:  # (the names as type checkers and editors read them: _FROM's, tested)
+    from .checkpoint import find_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+    from .compare import compare
+    from .config import DataConfig, ModelConfig, TrainConfig
+    from .download import download_dataset, download_model
+    from .errors import (
+        USER_ERRORS,
+        BicycleGANError,
+        CheckpointError,
+        ConfigError,
+        DivergenceError,
+        DownloadError,
+        ExportError,
+        OutputError,
+        RankLostError,
+        WeightsError,
+    )
+    from .evaluate import evaluate
+    from .export import export_generator
+    from .images import sample_columns
+    from .interpolate import interpolate
+    from .model import BicycleGAN
+    from .networks import build_discriminator, build_encoder, build_generator, init_weights
+    from .official import import_official
+    from .presets import PRESETS, make_config
+    from .report import write_report
+    from .sample import sample
+    from .serve import serve
+    from .sweep import evaluate_checkpoints
+    from .trainer import Trainer, TrainingStopped, stopped_by, train
 
 
 def __getattr__(name):

@@ -4,6 +4,7 @@ Usable alone by other GAN code: imports nothing from bicyclegan.engine or bicycl
 ACTS (activation names, acts.py) and IMPLS (impl switch values, _names.py) are defined once and exported here.
 """
 import importlib
+from typing import TYPE_CHECKING
 
 # Each name's submodule, imported on the name's first use (PEP 562): the engine's config and errors take IMPLS and
 # the tuning tables' errors from _names.py without importing torch (the `bicyclegan` command's --help, refusals).
@@ -13,6 +14,15 @@ _FROM = {"_impl": ["resolve_impl", "triton_available"], "_names": ["IMPLS"], "ac
          "zinject": ["ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref", "z_concat_conv",
                      "z_concat_conv_ref"]}
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+if TYPE_CHECKING:  # (the names as type checkers and editors read them: _FROM's, tested)
+    from ._impl import resolve_impl, triton_available
+    from ._names import IMPLS
+    from .acts import ACTS, apply_act
+    from .avg_pool import AvgPool2d, avg_pool2d
+    from .fuse import fuse_norm_act
+    from .norm_act import InstanceNormAct2d, instance_norm_act, instance_norm_act_ref
+    from .zinject import ZConcatConv2d, tile_z, z_concat_act, z_concat_act_ref, z_concat_conv, z_concat_conv_ref
 
 
 def __getattr__(name):

@@ -3,12 +3,20 @@
 Imports nothing from bicyclegan.engine or bicyclegan.kernels.
 """
 import importlib
+from typing import TYPE_CHECKING
 
 # Each name's submodule, imported on the name's first use (PEP 562): demo and loader import torch, which the
 # `bicyclegan` command's --help and refusals need not wait for (as bicyclegan.engine's __init__).
 _FROM = {"demo": ["make_demo_dataset"], "errors": ["DatasetError"], "files": ["IMG_EXTENSIONS", "MAX_PIXELS"],
          "loader": ["make_loader"], "spec": ["BACKENDS", "DIRECTIONS", "LAYOUTS", "PREPROCESS"]}
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+if TYPE_CHECKING:  # (the names as type checkers and editors read them: _FROM's, tested)
+    from .demo import make_demo_dataset
+    from .errors import DatasetError
+    from .files import IMG_EXTENSIONS, MAX_PIXELS
+    from .loader import make_loader
+    from .spec import BACKENDS, DIRECTIONS, LAYOUTS, PREPROCESS
 
 
 def __getattr__(name):

@@ -63,6 +63,18 @@ def test_a_packages_submodule_is_its_attribute_without_an_import_of_its_own():
         "bicyclegan.kernels._impl bicyclegan.engine.trainer bicyclegan.pipelines.cpu_loader function",
         *(f"module 'bicyclegan.{p}' has no attribute 'no_such_part'" for p in ("engine", "kernels", "pipelines"))]
 
+
+@pytest.mark.parametrize("package", ["engine", "kernels", "pipelines"])
+def test_the_names_type_checkers_read_are_the_ones_the_package_gives(package):
+    # (the lazy names are invisible to editors and type checkers but for the TYPE_CHECKING imports, kept by hand)
+    import importlib
+    module = importlib.import_module(f"bicyclegan.{package}")
+    tree = ast.parse(Path(module.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    imported = {(i.module, a.name) for i in block.body for a in i.names}
+    assert imported == {(m, name) for m, names in module._FROM.items() for name in names}
+    assert {name for _, name in imported} | {"__version__", "register_ops"} >= set(module.__all__)
+
 def test_a_cpu_forward_without_the_interpreter_imports_no_triton(tmp_path):
     # runs_triton asked for triton's import (~0.3 s of every CPU command) before it looked at the device
     code = ("import os, sys, torch; os.environ.pop('TRITON_INTERPRET', None); "
