@@ -30,6 +30,7 @@ import os
 import shlex
 import shutil
 import socket
+import ssl
 import sys
 import tarfile
 import tempfile
@@ -270,6 +271,14 @@ def _fetch(url: str, part: Path, label: str, progress: bool, by_hand: str) -> in
                 failures += 1
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 # (the network's: the disk's failures are OutputErrors, raised above)
+                if isinstance(reason := getattr(e, "reason", e), ssl.SSLCertVerificationError):
+                    # The same certificate at every try: retried and exit 75, a script's retry loop never ended.
+                    # (Only this SSLError: the others are a connection cut mid-handshake, SSLEOFError, or a
+                    # damaged record, which a later try may get past, as a cut.)
+                    raise DownloadError(f"cannot download {url}: {reason}; the server's certificate could not be "
+                                        f"verified: check the system's CA certificates (SSL_CERT_FILE names a "
+                                        f"bundle), use an http:// mirror (--mirror URL or {MIRROR_ENV}) or "
+                                        f"{by_hand}{_kept(part)}") from None
                 grew = (part.stat().st_size if part.exists() else 0) > before
                 failures = 0 if grew else failures + 1
                 if _unreachable(e) or failures > RETRIES:

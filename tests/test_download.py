@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import socket
+import ssl
+import subprocess
 import tarfile
 import threading
 import time
@@ -428,6 +430,37 @@ def test_the_cli_exits_75_without_the_network_and_2_for_a_damaged_archive(server
     assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"bicyclegan download: DownloadError: {server.url}{FACADES}: the archive is damaged or incomplete")
+
+
+def test_a_certificate_that_cannot_be_verified_is_said_once_with_exit_2(tmp_path, capsys, monkeypatch):
+    # A TLS certificate verification failure was a network failure: tried again for half a minute, then exit 75, so
+    # the README's retry loop never ended. The same certificate fails every try: one attempt, exit 2, and a hint.
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a self-signed certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)  # (self-signed: no CA of the system's)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    attempts = []
+    monkeypatch.setattr(dl, "_attempt", lambda *a, attempt=dl._attempt: attempts.append(a) or attempt(*a))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    mirror = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        rc = main(["download", "dataset", "facades", "--dir", str(tmp_path / "data"), "--mirror", mirror, "--quiet"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capsys.readouterr().err
+    assert rc == 2 and len(attempts) == 1, err
+    assert err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}{FACADES}: ") and \
+        len(err.splitlines()) == 1, err
+    assert "certificate verify failed" in err and "check the system's CA certificates" in err and \
+        "SSL_CERT_FILE" in err and "http:// mirror" in err, err
+    assert leftovers(tmp_path / "data") == []
 
 
 def test_a_disk_that_refuses_the_partial_files_record_is_the_disks_error_not_the_networks(server, tmp_path,
