@@ -960,6 +960,11 @@ COMMAND_REFERENCE_OPTIONS = {
 }
 
 
+# The reference's options that are the start of one of ours of another meaning: train --model (the reference's
+# --variant) was read as --model_cls; train --eval (its networks' eval mode) as --eval_every or the like.
+_NOT_ABBREVIATIONS = {"--model", "--eval"}
+
+
 def _and(names: list[str]) -> str:
     return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
 
@@ -1043,9 +1048,10 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
     def _get_option_tuples(self, option_string):
-        # The options an abbreviation may stand for: none for a reference's option, which is answered as such
-        # (_unrecognized): --model (the reference's --variant) was read as --model_cls
-        if option_string.split("=", 1)[0] in REFERENCE_OPTIONS.keys() | {o for _, o in COMMAND_REFERENCE_OPTIONS}:
+        # The options an abbreviation may stand for: none for the reference's options that abbreviate one of ours of
+        # another meaning, answered as the reference's instead (_unrecognized). Others still abbreviate (compare
+        # --name, the reference's run name, is --names).
+        if option_string.split("=", 1)[0] in _NOT_ABBREVIATIONS:
             return []
         return super()._get_option_tuples(option_string)
 

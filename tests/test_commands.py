@@ -624,6 +624,14 @@ def test_the_references_test_and_video_options_are_answered_as_each_command_take
         "pix2pix+noise, with z"]
 
 
+def test_a_reference_option_abbreviates_ours_of_the_same_meaning():
+    # compare --name (the reference's run name) was argparse's abbreviation of --names until every reference option
+    # was kept from abbreviating (for train --model, not --model_cls): refused with the run folders' hint
+    args = build_parser().parse_args(["compare", "a.pt", "b.pt", "--name", "x,y"])
+    assert (args.command, args.models, args.names) == ("compare", ["a.pt", "b.pt"], "x,y")
+    assert build_parser().parse_args(["compare", "a.pt", "b.pt", "--name=x,y"]).names == "x,y"
+
+
 def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(capsys):
     with pytest.raises(SystemExit) as e:
         main(["sample", "m.pt", "--nz", "8", "--lr", "1", "--results_dir", "r", "--bogus"])
