@@ -420,7 +420,19 @@ def _check_resumed_class(args, cfg: TrainConfig, model_cls: type) -> None:
     trained = trained or class_name(BicycleGAN)  # (the checkpoints before model_class: a BicycleGAN's)
     if not step or trained == class_name(model_cls):  # (a step-0 one lends its weights to a new run, of any class)
         return
+    # A class of a script (__main__) or of a function ('<locals>') no --model_cls can name: the same class moved
+    # into a module is known by its name (a function's: its last part)
+    module, _, qualname = spec.partition(":") if spec else trained.partition(".")
+    local = "<locals>" in qualname
+    scripts = local or module == "__main__"
+    name = qualname.rpartition(".")[2] if local else qualname
+    if scripts and args.model_cls is not None and name == (
+            model_cls.__qualname__.rpartition(".")[2] if local else model_cls.__qualname__):
+        return
     how = ("leave --model_cls out" if trained == class_name(BicycleGAN) else
+           f"its class was defined in {'a function' if local else 'a script (__main__)'}, where no --model_cls "
+           f"finds it: move {name} into a module and pass --model_cls MODULE:{name}, or resume it in Python "
+           f"(resume=True, model_cls={name})," if scripts else
            f"pass{model_option(spec)}" if spec else f"pass --model_cls MODULE:CLASS of {trained}")
     raise ConfigError(f"{path} continues a run that trained a {trained}, and this command trains a "
                       f"{class_name(model_cls)}: {how} to continue it (a checkpoint's class is not imported from "

@@ -8,8 +8,9 @@ import traceback
 
 import pytest
 
-from bicyclegan.engine import read_checkpoint
-from bicyclegan.engine.cli import main
+from bicyclegan.engine import BicycleGAN, read_checkpoint
+from bicyclegan.engine import train as train_in_python
+from bicyclegan.engine.cli import build_parser, main, resolve_config
 from bicyclegan.pipelines.demo import make_demo_dataset
 
 TINY_ARGS = ["--crop_size", "32", "--load_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--netG", "unet",
@@ -144,6 +145,43 @@ def test_the_resume_a_data_error_advises_trains_the_same_model(here, capsys):
     assert train("--dataroot", "data", *TINY_ARGS, "--out", "r", "--max_steps", "6", "--save_every", "1",
                  "--model_cls", "mymod:Breaking") == 2
     assert "resume it with --resume --model_cls mymod:Breaking (a resumed run" in capsys.readouterr().err
+
+
+def trained_in_python(model_cls, run="r"):
+    """A run of model_cls's, one step, by the Python API (as a script or a notebook trains it)."""
+    args = build_parser().parse_args(["train", "--dataroot", "data", *TINY_ARGS, "--out", run, "--max_steps", "1"])
+    train_in_python(resolve_config(args), progress=False, evaluate=False, model_cls=model_cls)
+    state = read_checkpoint(f"{run}/checkpoints/latest.pt")
+    return state["model_class"], state["model_spec"]
+
+
+def test_a_run_of_a_scripts_class_resumes_with_that_class_moved_into_a_module(here, capsys):
+    # A class of a script (__main__) or of a function (<locals>) no --model_cls could name, and a resume from the
+    # command line was refused whatever it was given, its advice (--model_cls MODULE:CLASS) not to be followed
+    scripts = type("Marked", (BicycleGAN,), {"__module__": "__main__"})
+
+    class Marked(BicycleGAN):  # (a function's: test_...<locals>.Marked)
+        pass
+
+    assert trained_in_python(scripts) == ("__main__.Marked", "__main__:Marked")
+    assert trained_in_python(Marked, "f")[1].endswith(":test_a_run_of_a_scripts_class_resumes_with_that_class_"
+                                                      "moved_into_a_module.<locals>.Marked")
+    capsys.readouterr()
+    refused = ("bicyclegan train: ConfigError: {run}/checkpoints/latest.pt continues a run that trained a {trained}, "
+               "and this command trains a {trains}: its class was defined in {where}, where no --model_cls finds "
+               "it: move Marked into a module and pass --model_cls MODULE:Marked, or resume it in Python "
+               "(resume=True, model_cls=Marked), to continue it (a checkpoint's class is not imported from it: that "
+               "would run code), or start a new run from its weights: --init_from {run}/checkpoints/latest.pt "
+               "--out NEW\n")
+    for run, trained, where in (("r", "__main__.Marked", "a script (__main__)"),
+                                ("f", f"{Marked.__module__}.{Marked.__qualname__}", "a function")):
+        for given, trains in (([], "bicyclegan.engine.model.BicycleGAN"), (["--model_cls", "mymod:Stopping"],
+                                                                            "mymod.Stopping")):
+            assert train("--out", run, "--resume", "--max_steps", "2", "--dry-run", *given) == 2, given
+            assert capsys.readouterr().err == refused.format(run=run, trained=trained, trains=trains, where=where)
+        assert train("--out", run, "--resume", "--max_steps", "2", "--model_cls", "mymod:Marked", "--dry-run") == 0
+    assert train("--out", "r", "--resume", "--max_steps", "2", "--model_cls", "mymod:Marked", "--no-progress") == 0
+    assert [row["step"] for row in logged(here / "r")] == [1, 2] and logged(here / "r")[-1]["marked"] > 0
 
 
 FORMAT = ("expected MODULE:CLASS, a module's dotted name (not a file's path: run from its folder, or add that to "
