@@ -1946,6 +1946,12 @@ MUTANTS = [
     ('SK28', M, '            or getattr(m, "running_mean", None) is not None for m in', '            for m in',
      ["tests/test_model.py::test_g_once_on_both_codes_looks_at_gs_layers_not_the_config"]),
     ('SK29', M, '            if fake2 is None:  # (after', '            if False:  # (after', SK_G1),
+    ('SK30', DL, 'if isinstance(reason := getattr(e, "reason", e), ssl.SSLCertVerificationError):',
+     'if False:', [SK_DL + "a_certificate_that_cannot_be_verified_is_said_once_with_exit_2"]),
+    ('SK31', CLI, '_NOT_ABBREVIATIONS = {"--model", "--eval"}', '_NOT_ABBREVIATIONS = {"--model", "--eval", "--name"}',
+     ["tests/test_commands.py::test_a_reference_option_abbreviates_ours_of_the_same_meaning"]),
+    ('SK32', CLI, '    if scripts and args.model_cls is not None and name == (', '    if False and name == (', SK_CLS),
+    ('SK33', CLI, 'scripts = local or module == "__main__"', 'scripts = local', SK_CLS),
     ('SK26', CLI, '        if "torch" not in sys.modules:\n', '        if False:\n',
      [SK_ST + "a_ctrl_c_while_torch_imports_ends_the_command_quietly_by_sigint"]),
 ]
