@@ -476,6 +476,9 @@ def cmd_train(args) -> int:
         # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
         if not _under_torchrun() or os.environ.get("RANK") == "0":
             print(json.dumps(cfg.to_dict(), indent=2))
+            if args.model_cls:  # (not the config's: the class the run trains, which the config above does not say)
+                from .trainer import class_name
+                print(f"model class: {args.model_cls} ({class_name(model_cls)})", file=sys.stderr)
         return 0
     from .evaluate import format_table
     from .trainer import Trainer, end_group, stopped_by

@@ -114,6 +114,7 @@ def test_a_subclass_trains_and_resumes_only_with_its_model_cls(here, capsys):
         assert train("--out", "r", "--resume", "--max_steps", "3", *given) == 2, given
         assert capsys.readouterr().err == refused.format(trains), given
     assert train("--out", "r", "--resume", "--max_steps", "3", "--model_cls", "mymod:Marked", "--dry-run") == 0
+    assert "model class: mymod:Marked (mymod.Marked)\n" in capsys.readouterr().err  # (the config does not say it)
     assert train("--out", "r", "--resume", "--max_steps", "3", "--model_cls", "mymod:Marked", "--no-progress") == 0
     assert [row["step"] for row in logged(here / "r")] == [1, 2, 3] and logged(here / "r")[-1]["marked"] > 0
     # A new run from its weights takes any class (weights alone)
