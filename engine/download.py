@@ -230,6 +230,12 @@ def _attempt(url: str, part: Path, bar: _Bar) -> int | None:
     return total
 
 
+# OpenSSL's reasons for a TLS handshake that cannot succeed with this server (unlike a cut or damaged record):
+# a plain-http server's answer read as a TLS record, or no protocol version in common
+TLS_MISMATCH = frozenset({"WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION",
+                          "NO_PROTOCOLS_AVAILABLE"})
+
+
 def _unreachable(e: BaseException) -> bool:
     """No point in retrying: the host is unknown or refuses connections."""
     reason = getattr(e, "reason", e)
@@ -279,6 +285,12 @@ def _fetch(url: str, part: Path, label: str, progress: bool, by_hand: str) -> in
                                         f"verified: check the system's CA certificates (SSL_CERT_FILE names a "
                                         f"bundle), use an http:// mirror (--mirror URL or {MIRROR_ENV}) or "
                                         f"{by_hand}{_kept(part)}") from None
+                if getattr(reason, "reason", None) in TLS_MISMATCH:
+                    # As lasting: an https:// address whose server speaks plain http (or no TLS version this
+                    # Python has) answers every try the same, and exit 75 kept a retry loop going for ever.
+                    raise DownloadError(f"cannot download {url}: {reason}; the server does not speak TLS at this "
+                                        f"address as this Python does (a plain http server? then use http:// "
+                                        f"in --mirror or {MIRROR_ENV}) or {by_hand}{_kept(part)}") from None
                 grew = (part.stat().st_size if part.exists() else 0) > before
                 failures = 0 if grew else failures + 1
                 if _unreachable(e) or failures > RETRIES:

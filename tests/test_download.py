@@ -463,6 +463,32 @@ def test_a_certificate_that_cannot_be_verified_is_said_once_with_exit_2(tmp_path
     assert leftovers(tmp_path / "data") == []
 
 
+def test_an_https_address_of_a_plain_http_server_is_said_once_with_exit_2(tmp_path, capsys, monkeypatch):
+    # An https:// mirror whose server speaks http fails the TLS handshake the same way at every try ("wrong version
+    # number"): it was retried, then exit 75, and the README's retry loop never ended. One attempt, exit 2, a hint.
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # (the TLS hello read as a bad request, said on stderr)
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    attempts = []
+    monkeypatch.setattr(dl, "_attempt", lambda *a, attempt=dl._attempt: attempts.append(a) or attempt(*a))
+    monkeypatch.setattr(dl, "BACKOFF", 0)
+    mirror = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        rc = main(["download", "dataset", "facades", "--dir", str(tmp_path / "data"), "--mirror", mirror, "--quiet"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capsys.readouterr().err
+    assert rc == 2 and len(attempts) == 1, err
+    assert err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}{FACADES}: ") and \
+        len(err.splitlines()) == 1, err
+    assert "WRONG_VERSION_NUMBER" in err and "plain http server" in err and "http:// in --mirror" in err, err
+    assert leftovers(tmp_path / "data") == []
+
+
 def test_a_disk_that_refuses_the_partial_files_record_is_the_disks_error_not_the_networks(server, tmp_path,
                                                                                         monkeypatch, capsys):
     # The partial file's origin (.part.json), written as the first bytes arrive, failed on a full disk as a network
