@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from bicyclegan.pipelines.errors import plural
+from bicyclegan.pipelines.spec import RESIZING
 
 from .checkpoint import find_checkpoint
 from .config import check_int, check_named
@@ -101,9 +102,12 @@ def _input_settings(cfg, root: Path) -> dict:
     """What decides the inputs a model reads and the images it makes (all must agree to compare); how many: --num,
     for every model alike (a run's --max_dataset_size is its training set's: runtime.inference_data)."""
     h, w = cfg.model.size
-    return {"data folder": str(root.resolve()), "image size": f"{w}x{h}", "input channels": cfg.model.input_nc,
-            "output channels": cfg.model.output_nc, "direction": cfg.data.direction,
-            "load_size": cfg.data.load_size, "preprocess": cfg.data.preprocess}
+    settings = {"data folder": str(root.resolve()), "image size": f"{w}x{h}", "input channels": cfg.model.input_nc,
+                "output channels": cfg.model.output_nc, "direction": cfg.data.direction,
+                "preprocess": cfg.data.preprocess}
+    if cfg.data.preprocess in RESIZING:  # (the other modes never read it: two runs' leftover values are one input)
+        settings["load_size"] = cfg.data.load_size
+    return settings
 
 
 def check_same_inputs(loaded: list[tuple[str, object]], dataroot=None) -> None:

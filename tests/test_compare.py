@@ -460,6 +460,10 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     gray_in = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "gi", data, input_nc=1)), tmp_path / "gray_in.pt")
     resized = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "r", data, preprocess="resize_and_crop")),
                               tmp_path / "resized.pt")
+    resized48 = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "r48", data, preprocess="resize_and_crop",
+                                                    load_size=48)), tmp_path / "resized48.pt")
+    # --preprocess none never reads load_size: a run's leftover value is not another input (it was refused)
+    loaded48 = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "l48", data, load_size=48)), tmp_path / "loaded48.pt")
     # a run trained on its data's first 3 images: its --max_dataset_size is its training set's, not the split's
     capped = save_checkpoint(BicycleGAN(tiny_cfg(tmp_path / "m", data, max_dataset_size=3)), tmp_path / "capped.pt")
     diverged = _diverged(runs / "pix2pix" / "checkpoints" / "latest.pt", tmp_path / "diverged.pt")
@@ -472,8 +476,10 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
         ([bike, str(tmp_path / "nothere.pt")], f"checkpoint {tmp_path / 'nothere.pt'} does not exist"),
         ([bike, str(elsewhere)], f"bicycle and elsewhere differ in data folder ({data.resolve()} vs "
                                  f"{other.resolve()}): the models compared must read the same inputs (pass --dataroot"),
-        ([bike, str(bigger)], "bicycle and bigger differ in image size (32x32 vs 64x64), load_size (32 vs 64): the "
+        ([bike, str(bigger)], "bicycle and bigger differ in image size (32x32 vs 64x64): the "
                               "models compared must read the same inputs\n"),
+        ([str(resized), str(resized48)], "resized and resized48 differ in load_size (32 vs 48): the "
+                                         "models compared must read the same inputs\n"),
         ([bike, str(gray)], "bicycle and gray differ in output channels (3 vs 1)"),
         ([bike, str(btoa)], "bicycle and btoa differ in direction (AtoB vs BtoA)"),
         ([bike, str(gray_in)], "bicycle and gray_in differ in input channels (3 vs 1)"),
@@ -501,6 +507,8 @@ def test_refusals_before_any_work(data, runs, tmp_path, monkeypatch, capsys):
     rows, _ = compare([bike, elsewhere], dataroot=other, out=tmp_path / "ok", log=None, **EVAL)
     assert [r["dataroot"] for r in rows] == [str(other)] * 2
     rows, _ = compare([bike, capped], out=tmp_path / "ok3", log=None, **EVAL)
+    rows, _ = compare([bike, loaded48], out=tmp_path / "ok4", log=None, **EVAL)
+    assert len(rows) == 2
     assert [r["n_inputs"] for r in rows] == [EVAL["num"]] * 2 and EVAL["num"] > 3  # (it read 3, and was refused)
 
 
