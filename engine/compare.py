@@ -215,7 +215,8 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             else:
                 picture.unlink(missing_ok=True)  # an earlier comparison's, of other models
             write_json(out / "compare.json", rows, what="comparison results")
-            write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth),
+            write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth,
+                                                          coded=any(model.cfg.model.nz for _, model in good)),
                        what="comparison page")
         dist.main_decides(draw)
     return rows, out
@@ -403,19 +404,23 @@ def charts(rows: list[dict]) -> list[str]:
     return parts
 
 
-def render_compare(rows: list[dict], picture: str | None, show: int, show_samples: int, *, truth: bool = True) -> str:
+def render_compare(rows: list[dict], picture: str | None, show: int, show_samples: int, *, truth: bool = True,
+                   coded: bool = True) -> str:
     """index.html: the protocol, the table (the best of each BEST measure in bold), the charts and the picture
     (`show` inputs, up to `show_samples` outputs per model; truth: with the ground truth, which a plain folder
-    of inputs has not)."""
+    of inputs has not; coded: whether any model measured has z)."""
     done = [r for r in rows if "error" not in r]
     first = done[0] if done else {}
     # a model without z has one output per input: the draw is the most any model made
     drawn = max((r["n_samples"] for r in done if "n_samples" in r), default=None)
+    # (a model without z made one output where the others made more: drawn above 1 tells it from --n_samples 1)
+    flat = " (a model without z: its one output)" if any(r.get("n_samples") == 1 for r in done) and drawn != 1 else ""
+    codes = (f"x {drawn} random z (seed {first.get('seed')}){flat}, the same inputs and codes for each (models of one "
+             "nz get the same z)") if coded else "x its one output (no model has z), the same inputs for each"
     said = f"{len(rows)} models; none could be measured."
     if done:
         said = (f"{len(rows)} models, each on {read_from(data_folder(first), first.get('phase'))}: the first "
-                f"{plural(first.get('n_inputs'), 'input')} x {drawn} random z (seed {first.get('seed')}), the same "
-                "inputs and codes for each (models of one nz get the same z). "
+                f"{plural(first.get('n_inputs'), 'input')} {codes}. "
                 # (FID's counts where they are alike: where they differ, the page lists them for each model)
                 + measured_with(first, fid=not fid_counts(rows))).rstrip()
     keys = measures(rows)

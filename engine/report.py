@@ -610,7 +610,7 @@ def _validation(rows: list[dict], config: dict | None, x_range, diverged_at: int
 # Why a diversity is '-' (null in the results): evaluate's table, compare's and evaluate --epoch all's say it alike.
 DIVERSITY = ("diversity_lpips", "diversity_l1")
 NO_DIVERSITY = ("one output per input (--n_samples 1, or a model without z): no pair to compare; "
-                "diversity needs --n_samples 2 or more")
+                "diversity needs --n_samples 2 or more, and a model with z (nz above 0)")
 
 
 def has_split(dataroot, phase) -> bool:

@@ -123,7 +123,7 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
     head = next(line for line in printed.splitlines() if line.startswith("name"))
     assert head.split() == ["name", "diversity_l1", "encoded_l1", "coverage", "validity", "encoded_palette_match"]
     assert re.search(r"^bicycle +- +\d", printed, re.M) and re.search(r"^pix2pix +- +- +", printed, re.M)
-    why = "diversity needs --n_samples 2 or more"
+    why = "diversity needs --n_samples 2 or more, and a model with z (nz above 0)"
     page = (out / "index.html").read_text()
     assert why in printed and why in page and "<svg" not in page  # no chart: no model has a diversity to place
     assert main(["evaluate", str(runs / "bicycle"), *opts, "--phase", "val", "--json", str(tmp_path / "e.json")]) == 0
@@ -537,9 +537,14 @@ def test_n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has(data,
     drawn = spy_drawn(monkeypatch)
     rows, _ = compare(flat, out=out, log=None, **{**EVAL, "n_samples": None})
     assert [r["n_samples"] for r in rows] == [1, 1]
+    # the page said "x 1 random z (seed 0)" of models that draw none
+    page = (out / "index.html").read_text()
+    assert "x its one output (no model has z), the same inputs for each." in page and "random z" not in page
     assert drawn[:3] == ["input", "ground truth", "output"]  # no code drawn: not "z1"
     rows, _ = compare([runs / "bicycle", flat[0]], out=tmp_path / "mixed", log=None, **EVAL)
     assert [r["n_samples"] for r in rows] == [4, 1]
+    page = (tmp_path / "mixed" / "index.html").read_text()
+    assert f"x 4 random z (seed {EVAL['seed']}) (a model without z: its one output)," in page
 
 
 def test_networks_from_refuses_an_evaluation_of_other_metrics(runs, monkeypatch):
@@ -732,7 +737,9 @@ def test_page_says_the_samples_drawn_when_the_first_model_has_no_z():
     base = {"checkpoint": None, "step": 1, "dataroot": "d", "phase": "val", "n_inputs": 5, "seed": 3}
     rows = [{**base, "name": "flat", "variant": "pix2pix", "n_samples": 1},  # nz 0: one output per input
             {**base, "name": "bike", "variant": "bicycle", "n_samples": 4}]
-    assert "the first 5 inputs x 4 random z (seed 3)" in render_compare(rows, None, 4, 6)
+    assert "the first 5 inputs x 4 random z (seed 3) (a model without z: its one output), the same" in \
+        render_compare(rows, None, 4, 6)
+    assert "the first 5 inputs x 4 random z (seed 3), the same" in render_compare(rows[1:], None, 4, 6)
 
 
 def test_a_plain_folder_of_inputs_has_no_ground_truth_column(data, loud, tmp_path):

@@ -58,7 +58,7 @@ def test_one_sample_per_input_keeps_the_diversity_column_and_says_why_it_is_empt
     assert lines[0].split() == ["checkpoint", "epoch", "step", "diversity_l1", "encoded_l1", "coverage", "validity",
                                 "encoded_palette_match"]
     assert [line.split()[3] for line in lines[1:4]] == ["-", "-", "-"]
-    why = "diversity needs --n_samples 2 or more"
+    why = "diversity needs --n_samples 2 or more, and a model with z (nz above 0)"
     page = (run / "results" / "val_sweep" / "index.html").read_text()
     assert why in page and why in out
     # a chart of each measure some checkpoint has a value of, none of diversity (nothing to draw)
