@@ -394,7 +394,9 @@ class TrainConfig:
         _choice("compile", self.compile, COMPILE_MODES)
         for name in ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_kl", "lambda_ms"):
             _real(name, getattr(self, name), 0)
-        _real("lr", self.lr, 0, low_open=True)
+        # (Adam moves each weight by about lr a step, the reference 0.0002: 1 and above only diverges, and past
+        # float32's range, lr / (1 - beta1), Adam's first step, was a traceback, not a divergence)
+        _real("lr", self.lr, 0, 1, low_open=True)
         _real("beta1", self.beta1, 0, 1)
         _real("beta2", self.beta2, 0, 1)
         _real("ema", self.ema, 0, 1)

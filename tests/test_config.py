@@ -111,14 +111,18 @@ def test_betas_and_ema_lie_in_zero_to_one_open_at_one(name):
 
 def test_learning_rate_and_init_gain_must_be_above_zero():
     assert train(lr=1e-12).lr == 1e-12 and model(init_gain=1e-12).init_gain == 1e-12
-    refused(lambda: train(lr=0.0), "lr=0.0 must be a finite number > 0")
+    refused(lambda: train(lr=0.0), "lr=0.0 must be a finite number > 0 and < 1")
+    # (1.71e38 passed and Adam's step, lr / (1 - beta1), overflowed float32: a traceback, the run folder left)
+    for big in (1.0, 1.71e38, 1e300):
+        refused(lambda: train(lr=big), f"lr={big!r} must be a finite number > 0 and < 1")
+    assert train(lr=0.5).lr == 0.5
     refused(lambda: model(init_gain=0), "init_gain=0 must be a finite number > 0")
     refused(lambda: model(init_gain=-0.02), "init_gain=-0.02 must be a finite number > 0")
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True, "0.1", None])
 def test_real_fields_refuse_non_finite_and_non_numbers(value):
-    refused(lambda: train(lr=value), f"lr={value!r} must be a finite number > 0")
+    refused(lambda: train(lr=value), f"lr={value!r} must be a finite number > 0 and < 1")
     refused(lambda: train(beta2=value), f"beta2={value!r} must be a finite number >= 0 and < 1")
 
 
@@ -561,7 +565,7 @@ def test_from_dict_names_what_does_not_fit():
             "unknown ModelConfig fields: aa, zz")
     refused(lambda: TrainConfig.from_dict({"data": {"flip": True}}), "unknown DataConfig fields: flip")
     refused(lambda: TrainConfig.from_dict({"learning_rate": 1}), "unknown TrainConfig fields: learning_rate")
-    refused(lambda: TrainConfig.from_dict({"lr": -1.0}), "lr=-1.0 must be a finite number > 0")
+    refused(lambda: TrainConfig.from_dict({"lr": -1.0}), "lr=-1.0 must be a finite number > 0 and < 1")
     # The parts given to the constructor as dicts say the same (a TypeError from ModelConfig before).
     refused(lambda: TrainConfig(model={"ngff": 3}), "unknown ModelConfig fields: ngff")
     refused(lambda: TrainConfig(data={"flip": True}), "unknown DataConfig fields: flip")

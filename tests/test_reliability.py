@@ -488,7 +488,7 @@ def test_a_resume_checks_its_checkpoints_weights_before_the_model_is_built(tmp_p
 
 
 @pytest.mark.parametrize("config,why", [
-    ({"lr": -1.0}, "lr=-1.0 must be a finite number > 0"),
+    ({"lr": -1.0}, "lr=-1.0 must be a finite number > 0 and < 1"),
     ({"model": {1: 8}}, "sequence item 0: expected str instance, int found"),  # a key that is no field name
 ])
 def test_a_stored_config_this_version_cannot_use_is_named(tmp_path, config, why):
@@ -539,7 +539,7 @@ def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
     saved = make_config("reference", **TINY).to_dict()  # U-Net depth 5 (32 px)
     for same in (dict(crop_size=64, num_downs=5), dict(crop_width=64, num_downs=5), dict(num_downs=5),
                  dict(use_dropout=True, init_type="normal", init_gain=0.5, impl="auto", channels_last=True),
-                 dict(lr=1.0, load_size=64, preprocess="crop", lambda_L1=0.0)):
+                 dict(lr=0.5, load_size=64, preprocess="crop", lambda_L1=0.0)):
         check_same_networks(saved, make_config("reference", **{**TINY, **same}), "ck.pt")
     refused(lambda: check_same_networks(saved, make_config("reference", **{**TINY, "ngf": 8, "crop_size": 64},
                                                            variant="cvae"), "ck.pt"), CheckpointError,
@@ -552,7 +552,8 @@ def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
         check_same_networks(saved, make_config("reference", **TINY, variant=variant), "ck.pt",
                             discriminators_free=True)
     refused(lambda: check_same_networks({**saved, "lr": 0}, make_config("reference", **TINY), "ck.pt"),
-            CheckpointError, "ck.pt: its stored config is not valid for this version: lr=0 must be a finite number > 0")
+            CheckpointError, "ck.pt: its stored config is not valid for this version: lr=0 must be a finite number "
+            "> 0 and < 1")
 
 
 def test_find_checkpoint_takes_a_file_a_run_folder_or_an_epoch(tmp_path):
@@ -785,7 +786,7 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, data, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--dataroot", str(data), "--out", str(run), "--no-progress", "--lr", "1e6",
+    argv = ["train", "--dataroot", str(data), "--out", str(run), "--no-progress", "--lr", "0.9",
             "--max_steps", "20", "--log_every", "1", "--save_every", "1", "--num_workers", "0",
             "--preprocess", "none", "--batch_size", "4",
             *[f"--{k}={v}" for k, v in TINY.items()]]
