@@ -137,7 +137,7 @@ def _checked_arguments(model, out, mode, path, refs, seed, segments, num, frames
         raise ConfigError(f"mode={mode!r}: expected one of {', '.join(INTERP_MODES)}")
     if path not in PATHS:
         raise ConfigError(f"path={path!r}: expected one of {', '.join(PATHS)}")
-    refs = None if refs is None else list(refs)  # (counted before it is read: a generator would be spent)
+    refs = None if refs is None else _input_numbers(refs)
     if refs is not None and path != "encoded":
         raise ConfigError(f"refs={list(refs)} picks reference images for path=encoded; path={path} draws its "
                           f"codes from the seed (--seed)")
@@ -170,6 +170,20 @@ def _checked_arguments(model, out, mode, path, refs, seed, segments, num, frames
     if out is None and not isinstance(model, (str, Path)):
         raise TypeError("interpolate: give `out` when passing a model object")
     return mp4, progress, refs, segments, seed
+
+
+def _input_numbers(refs) -> list[int]:
+    """refs as a list of input numbers (0 the first): a sequence of integers or, as --refs takes them, "0,4,7".
+    (The string was read character by character: "0,2" a ValueError of int(','); refs=[0, 1.7] read input 1.)"""
+    given = refs
+    if isinstance(refs, str):
+        refs = [part.strip() for part in refs.split(",") if part.strip()]
+        refs = [int(part) if part.lstrip("-").isdigit() else part for part in refs]
+    refs = list(refs)  # (counted before it is read: a generator would be spent)
+    if any(isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) or r < 0 for r in refs):
+        raise ConfigError(f"refs={given!r}: expected input numbers, 0 for the first input of the split (e.g. "
+                          f"[0, 4, 7] or '0,4,7')")
+    return [int(r) for r in refs]
 
 
 def _check_references(layout: str, listed: list, chosen: list[int], refs, folder) -> None:
@@ -268,7 +282,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                               f"(use path=random)")
         if bad := m.nonfinite():
             raise DivergenceError(f"the model holds {m.describe_nonfinite(bad)}: nothing to interpolate")
-        chosen = list(range(segments + 1)) if refs is None else [int(r) for r in refs]
+        chosen = list(range(segments + 1)) if refs is None else refs
         if path == "encoded" and len(chosen) < 2:
             raise ConfigError(f"path=encoded needs >= 2 reference images, got refs={chosen}")
         need = max(num, max(chosen) + 1) if path == "encoded" else num

@@ -176,6 +176,15 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
         interpolate(tiny(demo_root, variant="pix2pix"), out=tmp_path / "a", path="encoded", progress=False)
     with pytest.raises(ConfigError, match=r"refs=\[0, 9\]: .* has 4 inputs"):
         interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=[0, 9], progress=False)
+    # refs as --refs takes them ("0,2" was read character by character: int(',') a ValueError), and input numbers
+    # alone (1.7 was read as input 1, a negative one counted from the end)
+    for bad in ([0, 1.7], [0, -1], [True, 0], "0,x", ["0", "1"]):
+        with pytest.raises(ConfigError, match=f"^refs={re.escape(repr(bad))}: expected input numbers, 0 for the first"):
+            interpolate(tiny(demo_root), out=tmp_path / "a", path="encoded", refs=bad, progress=False)
+    assert not (tmp_path / "a").exists()
+    out = interpolate(tiny(demo_root), out=tmp_path / "r", num=1, path="encoded", refs=" 2, 0", frames=1,
+                      progress=False, mp4=False)
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00002.png", "00000.png"]
     # A folder of inputs alone has no B to encode: said as such (it was "refs=[0, ..., 5]: plain/val has
     # 1 inputs", naming a folder that is not there).
     plain = tmp_path / "plain"
