@@ -517,9 +517,10 @@ class Evaluation:
             d = d.double() if d is not None else torch.zeros(0, dtype=torch.float64)
             result["diversity_lpips"] = d.mean().item() if len(d) else None
             result["lpips"] = {"net": "alex", "version": self.lpips_version, "pairs": self.lpips_pairs,
-                               "n_pairs": len(d), "std": d.std().item() if len(d) > 1 else 0.0}
-            # the standard error of the mean, as the LPIPS authors' script prints it (std / sqrt(pairs)): the
-            # paper's "±"; the pairs' std alone, which was all there was, reads ~40x wider at 1,900 pairs
+                               "n_pairs": len(d), "std": d.std(correction=0).item() if len(d) else 0.0}
+            # the standard error of the mean, as the LPIPS authors' script prints it (np.std / sqrt(pairs), numpy's
+            # std dividing by the pairs' count, not one less): the paper's "±"; the pairs' std alone, which was all
+            # there was, reads ~40x wider at 1,900 pairs
             result["lpips"]["stderr"] = result["lpips"]["std"] / math.sqrt(len(d)) if len(d) else 0.0
         if self.inception is not None:
             fake, real = joined("fake"), joined("real")

@@ -407,10 +407,11 @@ def test_lpips_diversity_follows_the_papers_protocol(tiny_model, demo_root, lpip
         outs = [[quantised(G(A[i:i + 1], z[i, j:j + 1])) for j in range(4)] for i in range(3)]
         d = [m(outs[i][j], outs[i][j + 1]) for i in range(3) for j in range(3)]
     assert r["diversity_lpips"] == pytest.approx(torch.cat(d).mean().item(), rel=1e-5)
-    # the spread the table prints beside it: the sample standard deviation of the 9 distances
-    assert r["lpips"]["std"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=1), rel=1e-5)
+    # the spread the table prints beside it: the standard deviation of the 9 distances as the LPIPS authors'
+    # lpips_1dir_allpairs.py takes it (np.std: over n, not n - 1)
+    assert r["lpips"]["std"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=0), rel=1e-5)
     # and the paper's "±": the mean's standard error, std / sqrt(pairs)
-    assert r["lpips"]["stderr"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=1) / 3, rel=1e-5)
+    assert r["lpips"]["stderr"] == pytest.approx(np.std(torch.cat(d).double().numpy(), ddof=0) / 3, rel=1e-5)
     assert f"{r['diversity_lpips']:.4f} ± {r['lpips']['stderr']:.4f}  (alex v0.0, 9 consecutive pairs, ± the " \
            f"standard error of the mean; a pair's std {r['lpips']['std']:.4f})" in format_table(r)
     # diversity_l1: the mean absolute difference of consecutive raw outputs (one value per pair),
