@@ -343,6 +343,14 @@ def peek_config(path) -> TrainConfig:
     return config_of({"config": peek_checkpoint(path, "config")[0]}, path)
 
 
+def encoder_trained(state: dict, cfg) -> bool:
+    """Whether a checkpoint's E encodes as the model's: not where its variant has none, an import-official without
+    an E file, or a cLR-GAN an earlier version trained without the latent regression (E's only signal): an encoder
+    as initialised, whose "encoded" outputs would pass for the model's (a training run from it trains one)."""
+    return ("E" in cfg.trained_networks and "E" in state.get("imported", ["E"])
+            and not (cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from))
+
+
 def load_checkpoint(path, device=None, *, training: bool = False, **model_overrides) -> BicycleGAN:
     """A BicycleGAN rebuilt from the config stored in the checkpoint, with its weights.
 
@@ -385,11 +393,7 @@ def load_checkpoint(path, device=None, *, training: bool = False, **model_overri
         raise CheckpointError(f"{path}: its weights do not fit its own config: {str(e).splitlines()[0]}") from e
     model.source = {"path": str(path), "digest": state["digest"], "step": state["step"],
                     "epoch": epochs_done(state["step"], state["epoch"], state.get("steps_per_epoch"))}
-    if not training and ("E" not in state.get("imported", ["E"])
-                         or cfg.variant == "clr" and cfg.lambda_z == 0 and not cfg.init_from):
-        # import-official without an E file, or a cLR-GAN an earlier version trained without the latent regression
-        # (E's only signal): an encoder as initialised, whose "encoded" outputs would pass for the model's (a
-        # training run from it trains one).
+    if not training and not encoder_trained(state, cfg):
         model.E = None
     if not training:  # model.generate() from Python ran dropout and moved BatchNorm's running statistics
         model.eval()

@@ -60,13 +60,14 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
     """A fresh CPU float32 eval-mode G with plain PyTorch layers and the source's sampling weights
     (the moving average of G when the run kept one), its ModelConfig, the run's DataConfig (how
     `sample` prepares inputs) and facts for the sidecar."""
-    from .checkpoint import check_weights_fit, config_of, find_checkpoint, read_checkpoint
+    from .checkpoint import check_weights_fit, config_of, encoder_trained, find_checkpoint, read_checkpoint
     from .model import BicycleGAN
     if isinstance(checkpoint_or_model, BicycleGAN):
         model_cfg, data = checkpoint_or_model.cfg.model, checkpoint_or_model.cfg.data
         # A compiled G (nn.Module.compile, in place) keeps the plain networks' state_dict keys.
         weights = {k: v.detach().to("cpu", torch.float32) for k, v in checkpoint_or_model.sampler.state_dict().items()}
-        source = {"checkpoint": None, "step": None, "variant": checkpoint_or_model.cfg.variant}
+        source = {"checkpoint": None, "step": None, "variant": checkpoint_or_model.cfg.variant,
+                  "encoder": checkpoint_or_model.E is not None}
         ema = checkpoint_or_model.G_ema is not None
     elif isinstance(checkpoint_or_model, (str, os.PathLike)):
         checkpoint_or_model = find_checkpoint(checkpoint_or_model)  # a run folder: its latest.pt
@@ -78,7 +79,8 @@ def _generator_for_export(checkpoint_or_model) -> tuple[torch.nn.Module, ModelCo
         # Before G is built, as load_checkpoint checks (a file of a few KB whose config said ngf 256 built G whole,
         # then failed on a KeyError or a traceback of missing keys)
         check_weights_fit({"nets": {"G": weights}}, run_cfg, False, checkpoint_or_model, names=["G"])
-        source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step"), "variant": run_cfg.variant}
+        source = {"checkpoint": str(checkpoint_or_model), "step": state.get("step"), "variant": run_cfg.variant,
+                  "encoder": encoder_trained(state, run_cfg)}
     else:
         raise TypeError(f"export_generator takes a checkpoint path or a BicycleGAN, got "
                         f"{type(checkpoint_or_model).__name__}")
@@ -220,7 +222,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
                               f"which {what} would replace; give another file to write (CLI: --out), e.g. "
                               f"{out.with_name('g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
-    variant = source.pop("variant")
+    variant, encoder = source.pop("variant"), source.pop("encoder")
     for name, value, none in (("height", height, "the model's crop size"), ("width", width, "the model's crop size"),
                               ("batch", batch, "a dynamic batch")):  # (the command's are >= 1: _at_least)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -290,7 +292,7 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
                                       f"nothing was written")
         # The sidecar first: one that cannot be written (a folder of its name, a full disk) left the new model beside
         # the earlier export's sidecar, which may say another size, nz or preparation; now both stay the earlier's.
-        _write_sidecar(out, fmt, cfg, data, source, variant, batch, h, w, opset, result)
+        _write_sidecar(out, fmt, cfg, data, source, variant, encoder, batch, h, w, opset, result)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -385,8 +387,8 @@ def _preprocessing(data: DataConfig, cfg: ModelConfig, h: int, w: int) -> dict:
     }
 
 
-def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, variant: str, batch, h, w,
-                   opset, result) -> None:
+def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, variant: str, encoder: bool, batch,
+                   h, w, opset, result) -> None:
     n = batch or "batch"
     rng = [-1.0, 1.0]
     inputs = [{"name": "A", "shape": [n, cfg.input_nc, h, w], "dtype": "float32", "range": rng,
@@ -394,8 +396,8 @@ def _write_sidecar(out: Path, fmt, cfg: ModelConfig, data: DataConfig, source, v
                "(pixel - 127.5) / 127.5, prepared as `preprocessing` says"}]
     if cfg.nz:
         # (sample's draws: the sidecar said "torch.randn ... seeded with --seed", which does not give its images: the
-        # --sync list comes first. The encoder's mu: of a model that has one, which this file does not hold.)
-        encoder = variant != "pix2pix"
+        # --sync list comes first. The encoder's mu: of a model that has a trained one, which this file does not
+        # hold; an import-official without --E has none to offer.)
         inputs.append({"name": "z", "shape": [n, cfg.nz], "dtype": "float32", "distribution": "standard normal",
                        "description": "latent code: z ~ N(0, I) for random outputs (bicyclegan sample draws "
                        f"torch.randn(n_samples, {cfg.nz}) from one torch.Generator seeded with --seed: once for its "

@@ -492,6 +492,13 @@ def test_the_sidecar_says_the_variant_the_batch_bound_and_how_sample_draws_z(tmp
                       .read_text())
     assert meta["variant"] == "bicycle" and "max_batch" not in meta and "by the model's encoder E" in \
         meta["inputs"][1]["description"]
+    # a checkpoint imported without the authors' E (import-official --G alone) has no encoder to offer: the sidecar
+    # said "or the mu of a reference image B by the model's encoder E" of it, file or loaded model
+    from bicyclegan.engine import load_checkpoint
+    no_e = save_checkpoint(tiny_model(), tmp_path / "noE.pt", own={"imported": ["G"]})
+    for source in (no_e, load_checkpoint(no_e)):
+        meta = json.loads(Path(export_generator(source, tmp_path / "n.pt2", verify=False)["sidecar"]).read_text())
+        assert meta["variant"] == "bicycle" and "encoder" not in meta["inputs"][1]["description"], source
     flat = tiny_model("pix2pix", nz=0)
     meta = json.loads(Path(export_generator(flat, tmp_path / "f.pt2", verify=False)["sidecar"]).read_text())
     assert meta["model"] == "BicycleGAN generator G(A) -> B (nz 0: no z)" and len(meta["inputs"]) == 1
