@@ -59,6 +59,7 @@ from .report import (
     measured_with,
     read_from,
     row_measures,
+    run_folder,
     svg_chart,
 )
 from .runtime import Dist, SaidOnce, inference_data, made_alike, pick_device, results_dir, results_name
@@ -84,9 +85,8 @@ def _listing(path) -> list[tuple[Path, int, int, str | None]]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist (--epoch all: give the run folder, train's --out)")
-    # RUN/checkpoints itself: the folder a user looks into to see the epochs (a run folder never is one)
-    folder = path if path.is_dir() and path.name == "checkpoints" else path / "checkpoints" if path.is_dir() \
-        else path.parent
+    # RUN/checkpoints itself too: the folder a user looks into to see the epochs
+    folder = run_folder(path) / "checkpoints" if path.is_dir() else path.parent
     if folder.name != "checkpoints" or not folder.is_dir():
         raise CheckpointError(f"--epoch all evaluates every checkpoint of a run: {path} is neither a run folder "
                               f"nor a file in one's checkpoints/ folder")

@@ -456,6 +456,19 @@ def test_report_of_no_run_folder_is_refused_by_name(tmp_path):
         (run / marker).write_text("{}\n" if marker == "config.json" else "")
         assert write_report(run) == run / "report.html" and (run / "report.html").is_file()
 
+
+def test_a_run_folder_named_checkpoints_gets_its_own_report_refreshed(tmp_path):
+    # evaluate --epoch all takes a run folder or its checkpoints/: a run trained with --out checkpoints was taken
+    # for the checkpoints/ folder of a run in its parent (none there: its report not rewritten).
+    for name in ("checkpoints", "run"):
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.json").write_text("{}\n")
+        (run / "log.jsonl").write_text("")
+        for given in (run, run / "checkpoints"):
+            assert report_mod.refresh_report(given) == (run / "report.html").resolve()
+    assert not (tmp_path / "report.html").exists()
+
 def test_grid_encoding_is_cached_between_rewrites(tmp_path, monkeypatch):
     run, _ = fake_run(tmp_path, n_grids=2)
     cache = {}

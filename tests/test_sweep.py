@@ -469,6 +469,18 @@ def test_the_checkpoints_folder_itself_stands_for_its_run(run):
     assert run_checkpoints(ckpts) == run_checkpoints(run)
 
 
+def test_a_run_folder_named_checkpoints_is_swept_as_a_run(run, tmp_path, capsys):
+    # (train --out checkpoints): taken for a run's checkpoints/ folder, it "held no checkpoint to evaluate"
+    named = tmp_path / "checkpoints"
+    shutil.copytree(run, named, ignore=shutil.ignore_patterns("results"))
+    want = [(named / "checkpoints" / f, e, s) for f, e, s in (("epoch_1.pt", 1, 4), ("epoch_2.pt", 2, 8),
+                                                              ("latest.pt", 2, 10))]
+    assert run_checkpoints(named) == run_checkpoints(named / "checkpoints") == want
+    assert main(["evaluate", str(named), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
+    assert len(json.loads((named / "results" / "val_sweep" / "sweep.json").read_text())) == 3
+    assert f"report: {named.resolve() / 'report.html'}" in capsys.readouterr().out
+
+
 def test_a_checkpoint_that_cannot_be_read_is_refused_before_any_work(run, tmp_path, capsys):
     run = copy_run(run, tmp_path)
     (run / "checkpoints" / "epoch_3.pt").write_bytes(b"cut short")
