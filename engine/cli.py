@@ -622,7 +622,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import Evaluation, format_table, json_safe, refuse_checkpoint_json, samples_per_input
     from .io import check_writable, write_json
     from .runtime import init_distributed, made_alike, results_dir, results_name
-    from .sweep import protocol
+    from .sweep import protocol, protocol_options
     if args.reuse and args.epoch != "all":
         raise ConfigError("--reuse keeps the results of checkpoints measured before with the same protocol: it "
                           "goes with --epoch all (one checkpoint: run evaluate or not)")
@@ -670,7 +670,7 @@ def cmd_evaluate(args) -> int:
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
     # (the file's digest: of the weights measured, should the file change)
     r["protocol"] = protocol(ev.model.source["digest"], r["dataroot"], r["phase"], n_samples=n_samples, seed=seed,
-                             **options)
+                             **protocol_options(ev.model.cfg, r["dataroot"], r["phase"], options))
     name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
 
     def write():  # the file first: `evaluate ... | true` (a reader gone at once) ended the command before it

@@ -175,6 +175,12 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
         dist=dist)).run(n_samples, seed, progress=progress)
 
 
+def chosen_metrics(metrics, cfg, root, phase: str) -> tuple[str, ...]:
+    """parse_metrics of `metrics` for a model (its cfg) read on root/phase: by default palette too on the demo
+    data (its palettes.json), for a model that draws colour (the palettes are colours)."""
+    return parse_metrics(metrics, (Path(root) / phase / "palettes.json").is_file() and cfg.model.output_nc == 3)
+
+
 def _missing_weights(chosen, lpips_version, lpips_backbone, lpips_linear, fid_weights) -> list[str]:
     """What the loaders would say of each weights file the chosen metrics need that is not there."""
     said = []
@@ -217,10 +223,10 @@ class Evaluation:
         self._check_finite()
         cfg = self.model.cfg
         self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
-        # The palettes are colours: a model drawing one channel has none to classify (by default, no palette)
+        self.chosen = chosen = chosen_metrics(metrics, cfg, self.root, self.phase)
+        # The palettes are colours: a model drawing one channel has none to classify
         rgb = cfg.model.output_nc == 3
         palettes = self.root / self.phase / "palettes.json"  # (the demo data's)
-        self.chosen = chosen = parse_metrics(metrics, palettes.is_file() and rgb)
         self.info = _palette_info(palettes) if "palette" in chosen and palettes.is_file() else None  # (where used)
         if "palette" in chosen and self.info is None:
             raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")

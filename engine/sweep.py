@@ -42,7 +42,15 @@ from .checkpoint import (
 )
 from .config import check_bool, check_int
 from .errors import CheckpointError, DivergenceError, OutputError
-from .evaluate import PAPER_SAMPLES, Evaluation, best_rows, json_safe, refuse_checkpoint_json, samples_per_input
+from .evaluate import (
+    PAPER_SAMPLES,
+    Evaluation,
+    best_rows,
+    chosen_metrics,
+    json_safe,
+    refuse_checkpoint_json,
+    samples_per_input,
+)
 from .io import check_writable, write_json, write_text
 from .metrics.fid import inception_file
 from .metrics.lpips import lpips_files
@@ -111,8 +119,8 @@ def _position(path: Path) -> tuple[int, int, str | None]:
 
 
 # The options a checkpoint's figures depend on; batch size (which inputs are generated together) and the
-# device's index do not change them. Defaults: Evaluation's, so that an option left out and one given
-# as its default are one protocol.
+# device's index do not change them. Defaults: Evaluation's; metrics, layout and skip_bad as an evaluation
+# resolves them (protocol_options), so that an option left out and one given as its default are one protocol.
 PROTOCOL = ("num", "metrics", "lpips_version", "lpips_pairs", "lpips_backbone", "lpips_linear", "fid_weights",
             "layout", "skip_bad")
 _DEFAULTS = {k: inspect.signature(Evaluation).parameters[k].default for k in PROTOCOL}
@@ -135,6 +143,20 @@ def protocol(digest: str, root, phase: str, /, *, n_samples: int = PAPER_SAMPLES
     return {"digest": digest, "dataroot": str(Path(root).resolve()),
             "phase": phase, "n_samples": n_samples, "seed": seed, "device": pick_device(device).type, **opts,
             "files": _files_state(Path(root), phase, opts)}
+
+
+def protocol_options(cfg, root, phase: str, options: dict) -> dict:
+    """`options` with metrics, layout and skip_bad as an evaluation of a model (its cfg) on root/phase takes
+    them: the metrics chosen (l1, plus palette on the demo data), the layout detected, skip_bad as the run had it
+    where not given. Recorded as given, --reuse measured again a sweep given --metrics l1,palette on the demo data
+    (its default) or --no-skip_bad for a run without it."""
+    _, _, layout, data = inference_data(cfg, root, phase, options.get("layout"), options.get("skip_bad"))
+    try:
+        layout = find_layout(root, phase, layout)[0]
+    except DatasetError:  # (the evaluation says what is wrong with the folder)
+        pass
+    return {**options, "metrics": chosen_metrics(options.get("metrics"), cfg, root, phase), "layout": layout,
+            "skip_bad": data.skip_bad}
 
 
 def protocols(root, phase: str, /, **options):
@@ -182,10 +204,15 @@ def _saved_row(eval_json: Path) -> dict | None:
     return row if isinstance(row, dict) else None
 
 
-def measured_before(row: dict | None, want: dict) -> dict | None:
+def measured_before(row: dict | None, want: dict, left_out: dict | None = None) -> dict | None:
     """The saved row (_saved_row) where it was measured with the protocol `want` (the checkpoint's own
-    file, unchanged, and the same options), else None."""
-    if row is None or row.get("protocol") != want:
+    file, unchanged, and the same options), else None. left_out: metrics, layout and skip_bad as this sweep
+    resolves them where left out (protocol_options), for a protocol of an older version, which recorded those
+    left out as None."""
+    saved = row.get("protocol") if row is not None else None
+    if isinstance(saved, dict) and left_out:
+        saved = {**saved, **{k: v for k, v in left_out.items() if k in saved and saved[k] is None}}
+    if saved != want:
         return None
     row = {k: v for k, v in row.items() if k != "protocol"}
     if isinstance(row.get("dataroot"), str) and not Path(row["dataroot"]).is_absolute():
@@ -270,6 +297,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         # n_samples as each checkpoint's evaluation takes it (the run's one nz): refused before any is measured
         # for a model without z, and recorded in the protocol as `evaluate` records it (1 without z)
         n_samples = samples_per_input(options.get("n_samples"), cfg)
+        # (the first checkpoint's settings: Evaluation.of reads the split so for each checkpoint of the run)
+        taken = {**protocol_options(cfg, root, phase, options), "n_samples": n_samples}
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
         name = results_name(root, phase)
         # (Each checkpoint's eval.json and the sweep's page are the run's: a run shared read-only is swept in a copy;
@@ -283,19 +312,21 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept, older = {}, 0
         if reuse:
-            of = protocols(root, phase, **{**options, "n_samples": n_samples})
+            of = protocols(root, phase, **taken)
+            left_out = protocol_options(cfg, root, phase, {})
+            left_out["metrics"] = sorted(left_out["metrics"])  # (as protocol() records them)
             for path, epoch, step, digest in listing:
                 want = of(digest)
                 saved = results_dir(path, name) / "eval.json"
-                if (row := measured_before(found_row := _saved_row(saved), want)) is not None and \
+                if (row := measured_before(found_row := _saved_row(saved), want, left_out)) is not None and \
                         _intact_since(path, saved):
                     kept[path] = {**row, "checkpoint": path.name, "epoch": epoch, "step": step}
                 else:
                     older += _of_an_older_version(found_row, want)
-        return found, folder, root, phase, name, out, kept, n_samples, older
+        return found, folder, root, phase, name, out, kept, n_samples, older, taken
     # Rank 0's reading of the folder, every rank's: a training still running may save a checkpoint between
     # two ranks' listings, and ranks sweeping two lists would wait for each other in different evaluations.
-    found, folder, root, phase, name, out, kept, n_samples, older = dist.main_says(plan)
+    found, folder, root, phase, name, out, kept, n_samples, older, taken = dist.main_says(plan)
     options = {**options, "n_samples": n_samples}  # (the protocols written say the number taken)
     say = log if log is not None and dist.main else (lambda line: None)
     todo = [c for c in found if c[0] not in kept]
@@ -303,7 +334,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     if older:  # (silently measured again, an FID sweep's hours on a GPU, where --reuse was asked for)
         before += (f" ({plural(older, 'result')} of an older version, which recorded less of how it was measured: "
                    f"measured again)")
-    of = protocols(root, phase, **options) if todo else None  # (the split as this sweep begins to measure it)
+    of = protocols(root, phase, **taken) if todo else None  # (the split as this sweep begins to measure it)
     say(f"evaluating {plural(len(todo), 'checkpoint')} of {folder}: "
         + (", ".join(p.name for p, _, _ in todo) or "none") + before)
     # (the split's skipped files said once, not again for each checkpoint's loaders)

@@ -83,12 +83,13 @@ def test_each_row_and_eval_json_equals_evaluate_of_that_checkpoint(run, data, tm
     # each eval.json is the file `evaluate --epoch N` (latest.pt: without --epoch) writes
     for r, epoch, folder in zip(rows, (["--epoch", "1"], ["--epoch", "2"], []), ("val_epoch_1", "val_epoch_2", "val")):
         swept = (run / "results" / folder / "eval.json").read_text()
-        # the protocol it was measured with: the file's own digest and the options given (the rest evaluate's defaults)
+        # the protocol it was measured with: the file's own digest and the options given (the rest evaluate's defaults;
+        # the metrics, layout and skip_bad as taken: the demo data's metrics and layout, the run's skip_bad)
         digest = torch.load(ckpts / r["checkpoint"], map_location="cpu", weights_only=True)["digest"]
         protocol = {"digest": digest, "dataroot": str(data.resolve()), "phase": "val", "n_samples": 3, "seed": 5,
-                    "device": "cpu", "num": 4, "metrics": None, "lpips_version": "0.0", "lpips_pairs": "consecutive",
-                    "lpips_backbone": None, "lpips_linear": None, "fid_weights": None, "layout": None,
-                    "skip_bad": None}
+                    "device": "cpu", "num": 4, "metrics": ["l1", "palette"], "lpips_version": "0.0",
+                    "lpips_pairs": "consecutive", "lpips_backbone": None, "lpips_linear": None, "fid_weights": None,
+                    "layout": "aligned", "skip_bad": False}
         assert r.pop("run") == str(run.resolve())  # (eval.json: its checkpoint's path says which run)
         swept = json.loads(swept)  # (and the split's and weights files' state: its own test, of protocol() alone)
         files = swept["protocol"].pop("files")
@@ -648,6 +649,58 @@ def test_reuse_takes_an_eval_json_only_with_the_same_protocol(run, tmp_path, mon
     want = evaluate(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, n_samples=3, seed=5, device="cpu")
     assert {k: v for k, v in rows[0].items() if k not in ("checkpoint", "run", "epoch", "step")} == want
     assert json.loads(f.read_text())["protocol"]["num"] == 4
+
+
+# Each at the run's default: the demo data's metrics, its layout, the run's skip_bad (its config.json: false)
+AT_DEFAULT = {"metrics": ["--metrics", "palette,l1"], "layout": ["--layout", "aligned"], "skip_bad": ["--no-skip_bad"]}
+
+
+@pytest.mark.parametrize("epoch, given", [("all", [k]) for k in AT_DEFAULT] + [("1", list(AT_DEFAULT))],
+                         ids=[*AT_DEFAULT, "all three, evaluate --epoch 1"])
+@pytest.mark.parametrize("when", ["measured", "reused"])
+def test_an_option_given_at_its_default_is_the_protocol_of_one_left_out(run, tmp_path, monkeypatch, epoch, given,
+                                                                        when):
+    """The protocol recorded the options as given: a sweep with --reuse and --metrics l1,palette on the demo data
+    (its default metrics) measured again every checkpoint measured without it, and the other way round; so did
+    --no-skip_bad for a run without skip_bad, and --layout aligned on aligned data. The results of a sweep and of
+    `evaluate --epoch 1` alike."""
+    run = copy_run(run, tmp_path)
+    assert json.loads((run / "config.json").read_text())["data"]["skip_bad"] is False
+    options = [o for k in given for o in AT_DEFAULT[k]]
+    assert main(["evaluate", str(run), "--epoch", epoch, *OPTS, *(options if when == "measured" else [])]) == 0
+    measured = []
+    run_ = Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(self.model.source["digest"]) or
+                        run_(self, *a, **k))
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse",
+                 *(options if when == "reused" else [])]) == 0
+    assert len(measured) == (0 if epoch == "all" else 2)  # (evaluate --epoch 1 wrote epoch_1.pt's alone)
+
+
+def test_reuse_takes_an_older_versions_result_of_options_left_out_as_it_resolves_them(run, tmp_path, monkeypatch,
+                                                                                     capsys):
+    # The versions before recorded an option left out as None: such a result is still taken where the option
+    # given is what it resolves to (the demo data's metrics), and measured again where it is not.
+    from bicyclegan.engine.sweep import protocol
+    run = copy_run(run, tmp_path)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 0
+    files = sorted(run.glob("results/val_epoch_*/eval.json"))
+    for f in files:  # each protocol as the version before wrote it: the options as given, none of these three
+        row = json.loads(f.read_text())
+        p = row["protocol"]
+        row["protocol"] = protocol(p["digest"], p["dataroot"], p["phase"], n_samples=p["n_samples"], seed=p["seed"],
+                                   device="cpu", num=p["num"])
+        assert [row["protocol"][k] for k in AT_DEFAULT] == [None, None, None]
+        f.write_text(json.dumps(row))
+    measured = []
+    run_ = Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: measured.append(1) or run_(self, *a, **k))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse", *AT_DEFAULT["metrics"],
+                 *AT_DEFAULT["skip_bad"]]) == 0
+    assert not measured and "(3 measured before, reused)" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse", "--metrics", "l1"]) == 0
+    assert len(measured) == 3
 
 
 def test_a_protocol_names_the_metrics_as_a_set(tmp_path):
