@@ -377,23 +377,35 @@ def grid_key(path: Path, max_width: int | None) -> tuple:
 
 
 def grid_data_uri(path: Path, cache: dict | None = None, max_width: int | None = MAX_GRID_WIDTH
-                  ) -> tuple[str | None, float]:
+                  ) -> tuple[str, float] | tuple[None, str]:
     """The grid as a data: URI (PNG) and the factor it is shown at: scaled down to max_width when
     wider (None: the file as it is); cached by file, modification time and max_width, as a run's
-    grids never change once written. (None, 0.0) for a grid of more than MAX_GRID_PIXELS, not decoded."""
+    grids never change once written. (None, why) for a grid not shown: one of more than MAX_GRID_PIXELS
+    (not decoded), a file that is no image or is cut short (an empty one, a git-LFS pointer)."""
     key = grid_key(path, max_width)
     if cache is not None and key in cache:
         return cache[key]
-    data = path.read_bytes()
+    why = f"more than {MAX_GRID_PIXELS:,} pixels"
     try:
+        data = path.read_bytes()
         img = Image.open(io.BytesIO(data))
+        if img.width * img.height > MAX_GRID_PIXELS:  # (its header read alone)
+            img.close()
+            img = None
+        else:
+            img.load()  # (a file cut short fails here, not in _shown's scaling)
+    except FileNotFoundError:
+        raise  # (removed since the listing: write_report leaves it out)
     except Image.DecompressionBombError:  # (PIL's own guard, on where no command turned it off)
         img = None
-    if img is not None and img.width * img.height > MAX_GRID_PIXELS:  # (its header read alone)
-        img.close()
+    except (OSError, SyntaxError, ValueError, TypeError) as e:
+        # (what PIL raised for PNG, JPEG, GIF, BMP, TIFF and WEBP files cut short or corrupted: the page and the
+        # training rewriting it died of it; its message for no image names a BytesIO, not the file)
         img = None
+        why = (f"{path.name} cannot be read as an image ("
+               f"{'no image format recognised' if isinstance(e, Image.UnidentifiedImageError) else e})")
     if img is None:
-        shown = None, 0.0
+        shown = None, why
     else:
         with img:
             shown = _shown(img, data, max_width)
@@ -767,13 +779,13 @@ def _grid_caption(config: dict | None, status: dict) -> str:
     return f"Rows: the same inputs{split} in every grid; columns: {', '.join(cols)}."
 
 
-def _grid_figure(step: int, uri: str | None, href: str, scale: float, latest: bool = False) -> str:
-    """A grid as shown (uri, at `scale` of its size; None: too large to embed), linking to its PNG (href, relative
-    to the page)."""
+def _grid_figure(step: int, uri: str | None, href: str, scale: float | str, latest: bool = False) -> str:
+    """A grid as shown (uri, at `scale` of its size; None: not embedded, `scale` then says why: grid_data_uri),
+    linking to its PNG (href, relative to the page)."""
     href = html.escape(href)
     caption = f"step {step}" + (" (latest)" if latest else "")
     if uri is None:
-        return (f"<figure><figcaption>{caption} · not shown here: more than {MAX_GRID_PIXELS:,} pixels, "
+        return (f"<figure><figcaption>{caption} · not shown here: {html.escape(scale)}, "
                 f"<a href='{href}'>the file</a></figcaption></figure>")
     if scale < 1:  # floor: a grid a pixel too wide is shown at 99 %, not "100 %"
         caption += f" · shown at {math.floor(scale * 100)} %, <a href='{href}'>full size</a>"
@@ -782,10 +794,11 @@ def _grid_figure(step: int, uri: str | None, href: str, scale: float, latest: bo
             f"<a href='{href}'><img src='{uri}' alt='samples at step {step}'></a></figure>")
 
 
-def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str, str, float]], evaluation: dict | None,
-                  config: dict | None, status: dict | None = None, validation: list[dict] | None = None,
-                  results: list | None = None) -> str:
-    """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at) in step order;
+def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str | None, str, float | str]],
+                  evaluation: dict | None, config: dict | None, status: dict | None = None,
+                  validation: list[dict] | None = None, results: list | None = None) -> str:
+    """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at; None and why for one not
+    shown: grid_data_uri) in step order;
     shown newest first (the latest grid is what the page is opened for; it was at the bottom).
     validation: eval_log.jsonl's rows (read_eval_log); its section is left out for a run that has none
     and does not evaluate. results: result_pages' (the section is left out where there are none)."""

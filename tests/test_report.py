@@ -390,6 +390,47 @@ def test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded(tm
     assert reads.count("step_0000400.png") == 1
 
 
+def cut_short_png(width: int) -> bytes:
+    """A grid `width` px wide whose file stops in its pixel data (a copy cut off): its header reads, its pixels not."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, width, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()[:len(buf.getvalue()) // 2]
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "no image format recognised"),
+    (b"garbage", "no image format recognised"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234\n", "no image format recognised"),
+    (cut_short_png(40), "image file is truncated"),  # (as wide as shown: it was embedded as it was, broken)
+    (cut_short_png(report_mod.MAX_LATEST_WIDTH + 8), "image file is truncated")],  # (scaled down: decoded)
+    ids=["empty", "garbage", "git-LFS pointer", "cut short", "cut short, scaled down"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_an_unreadable_grid_is_named_in_the_page_not_fatal(tmp_path, content, reason, cached):
+    # An empty samples/step_N.png (a sync tool's), garbage or a git-LFS pointer made the page an UnidentifiedImageError:
+    # the training rewriting it died at its next report, a resume exited 1 with a traceback
+    run, _ = fake_run(tmp_path)
+    (run / "samples" / "step_0000400.png").write_bytes(content)
+    cache = {} if cached else None
+    page = write_report(run, cache=cache).read_text()
+    assert [int(s) for s, _ in embedded_images(page)] == [300, 200, 100]
+    assert (f"step 400 (latest) · not shown here: step_0000400.png cannot be read as an image ({reason}"
+            in html.unescape(page))
+    assert "<a href='samples/step_0000400.png'>the file</a>" in page and "pixels, <a href" not in page
+    if cached:  # (the next page, from the verdict kept as a grid's)
+        assert "step_0000400.png cannot be read as an image" in write_report(run, cache=cache).read_text()
+
+
+def test_evaluate_and_sample_rewrite_the_page_of_a_run_with_an_unreadable_grid(tmp_path, capsys):
+    # Their rewrite of the run's page ended in "note: the run's report.html was not rewritten (cannot identify image
+    # file <_io.BytesIO object at 0x...>)": the page not rewritten, the note naming no file
+    from bicyclegan.engine.cli import _refresh_report
+    run, _ = fake_run(tmp_path)
+    (run / "samples" / "step_0000400.png").write_bytes(b"")
+    said = _refresh_report(run / "checkpoints" / "latest.pt")
+    assert said == f"\nreport: {(run / 'report.html').resolve()}" and capsys.readouterr().err == ""
+    assert "step_0000400.png cannot be read as an image" in (run / "report.html").read_text()
+
+
 def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):
     # The trainer wrote the page at sample intervals only: a page sample or evaluate rewrote before the resumed run's
     # first grid kept the earlier run's length ("step 265 of 100000" in a run of 400)
@@ -404,6 +445,32 @@ def test_a_resumed_run_says_its_own_length_from_its_start(tmp_path, demo_root):
     t.model.train_step = lambda batch: (seen.append((run / "report.html").read_text()), real(batch))[1]
     t.train()
     assert "step 2 of 4 " in seen[0]
+
+
+def test_a_training_with_an_unreadable_grid_goes_on_and_resumes(tmp_path, demo_root):
+    # An empty samples/step_N.png appearing as a run trained (a sync tool's) killed it at its next report, the steps
+    # since its last checkpoint lost; the resume of such a run exited 1 with a traceback as it started
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    run = tmp_path / "r"
+    t = Trainer(tiny_cfg(run, demo_root, niter=2, niter_decay=2, max_steps=6, sample_every=2, save_every=100),
+                progress=False)
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == 3:  # (after the grid of step 2, before those of steps 4 and 6)
+            (run / "samples" / "step_0000001.png").write_bytes(b"")
+        return real(batch)
+    t.model.train_step = train_step
+    t.train()
+    page = (run / "report.html").read_text()
+    assert t.step == 6 and "step 6 of 6 " in page and "step_0000001.png cannot be read as an image" in page
+    t = Trainer(tiny_cfg(run, demo_root, niter=2, niter_decay=2, max_steps=8, sample_every=2, save_every=100),
+                resume=True, progress=False)
+    t.train()
+    page = (run / "report.html").read_text()
+    assert t.step == 8 and "step 8 of 8 " in page and "step_0000001.png cannot be read as an image" in page
 
 
 def test_the_live_status_is_where_the_report_says_the_run_is(tmp_path):
