@@ -991,10 +991,11 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
     # size, a 256 px run's page of 6 grids weighed 22 MB, not 7.4 MB. Each links to its PNG, which
     # opens where the run folder is (opened or served: samples/ is beside).
     widths = [MAX_GRID_WIDTH] * (len(shown) - 1) + [MAX_LATEST_WIDTH]
-    grids = []
+    grids, keep = [], set()
     for p, w in zip(shown, widths):
         try:
             uri, scale = grid_data_uri(p, cache, w)
+            keep.add(grid_key(p, w))  # (in the try: its stat() again)
         except FileNotFoundError:  # removed since the listing (a resume going back, in another process): not shown
             continue
         grids.append((grid_step(p), uri, quote(p.relative_to(run).as_posix()), scale))
@@ -1003,7 +1004,6 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         # back (the choice only thins out), nor does a latest grid at full size once a newer one is,
         # and keeping each one's URI grew the trainer by one grid per sample interval for the whole
         # run (2,000 grids of a 256 px run: gigabytes).
-        keep = {grid_key(p, w) for p, w in zip(shown, widths)}
         for key in [k for k in cache if isinstance(k, tuple) and k not in keep]:
             del cache[key]
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()

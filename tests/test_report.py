@@ -358,6 +358,18 @@ def test_files_removed_while_the_page_is_written_are_left_out_not_fatal(tmp_path
     assert "results/test/index.html" in page and "samples at step 200'" not in page and "samples at step 100'" in page
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_grid_removed_after_the_listing_is_left_out_with_the_trainers_cache_too(tmp_path, monkeypatch, cached):
+    # With the trainer's cache, the grids kept encoded were worked out by stat()ing each listed grid again: one
+    # removed since the listing (a resume in another process going back) was a FileNotFoundError, the training's end
+    from bicyclegan.engine import report as report_mod
+    run, _ = fake_run(tmp_path)
+    real = report_mod.run_grids
+    monkeypatch.setattr(report_mod, "run_grids", lambda r: real(r) + [r / "samples" / "step_0000400.png"])
+    page = write_report(run, cache={} if cached else None).read_text()
+    assert [int(s) for s, _ in embedded_images(page)] == [300, 200, 100] and "step 400" not in page
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG's signature and header declaring width x height RGB, then its end: no pixel data to decode."""
     def chunk(kind: bytes, body: bytes) -> bytes:
