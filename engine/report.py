@@ -570,9 +570,10 @@ EVAL_SETTINGS = ("n_inputs", "n_samples", "seed", "n_outputs", "n_palettes", "sh
 
 
 def read_eval_log(path) -> list[dict]:
-    """eval_log.jsonl's lines (one per evaluation during training), a line cut short left out."""
+    """eval_log.jsonl's lines (one per evaluation during training), a line cut short or not UTF-8 left out."""
     rows = []
-    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
+    # (errors="replace", as LogCurves: a byte not UTF-8 spoils its line, not the page)
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if Path(path).is_file() else []:
         try:
             row = json.loads(line)
         except ValueError:

@@ -370,6 +370,18 @@ def test_a_grid_removed_after_the_listing_is_left_out_with_the_trainers_cache_to
     assert [int(s) for s, _ in embedded_images(page)] == [300, 200, 100] and "step 400" not in page
 
 
+def test_a_line_of_eval_log_not_utf8_is_left_out_as_a_line_cut_short(tmp_path):
+    # A byte that is not UTF-8 in eval_log.jsonl (a disk's or a copy's) made the page a UnicodeDecodeError, where
+    # log.jsonl's such line is left out (its page not written, a resume reading the log stopped)
+    run, _ = fake_run(tmp_path)
+    (run / "eval_log.jsonl").write_bytes(b'{"step": 4, "encoded_l1": 0.5}\n\xff\n{"step": 6, "enc\n'
+                                         b'{"step": 8, "encoded_l1": 0.4}\n')
+    assert [r["step"] for r in report_mod.read_eval_log(run / "eval_log.jsonl")] == [4, 8]
+    page = write_report(run).read_text()
+    section = page[page.index("<h2>Validation</h2>"):page.index("<h2>Sample grids</h2>")]
+    assert "encoded reconstruction L1" in section
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG's signature and header declaring width x height RGB, then its end: no pixel data to decode."""
     def chunk(kind: bytes, body: bytes) -> bytes:
