@@ -133,8 +133,8 @@ MUTANTS = [
     ('X04', X, 'diffs.append((got - G(*x)).abs().max().item())',
      'diffs.append((got - got).abs().max().item())', EXP),
     # opening a model and its data
-    ('L01', K, '    if not training and ("E" not in state.get("imported", ["E"])',
-     '    if training and ("E" not in state.get("imported", ["E"])', ALL),
+    ('L01', K, '    if not training and not encoder_trained(state, cfg):',
+     '    if training and not encoder_trained(state, cfg):', ALL),
     ('L03', CLI, 'return find_checkpoint(args.checkpoint, args.epoch)',
      'return find_checkpoint(args.checkpoint)', ALL),
     ('L04', L, '(name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")',
