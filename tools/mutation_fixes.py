@@ -594,6 +594,11 @@ SK_G1 = ["tests/test_model.py::test_the_bicycle_step_runs_g_once_on_both_codes_w
 SK_HALF = ["tests/test_norm_act.py::test_the_cpu_fallback_normalises_half_precision_in_float32"]
 SK_INTERP = ["tests/test_kernel_plumbing.py::test_the_interpreter_is_what_triton_was_imported_with"]
 SK_LAZY = "tests/test_optional_imports.py::test_"
+CMP, SW = "engine/compare.py", "engine/sweep.py"
+SL_CMP = "tests/test_compare.py::test_"
+SL_R = "tests/test_report.py::test_"
+SL_IP = ["tests/test_interpolate.py::test_interpolate_errors"]
+SL_SW = ["tests/test_sweep.py::test_an_option_given_at_its_default_is_the_protocol_of_one_left_out"]
 SK_NA = "kernels/norm_act.py"
 
 MUTANTS = [
@@ -1955,6 +1960,32 @@ MUTANTS = [
     ('SK33', CLI, 'scripts = local or module == "__main__"', 'scripts = local', SK_CLS),
     ('SK26', CLI, '        if "torch" not in sys.modules:\n', '        if False:\n',
      [SK_ST + "a_ctrl_c_while_torch_imports_ends_the_command_quietly_by_sigint"]),
+    # session 46: a plain-http mirror's TLS, compare's inputs, lr's bound, fp16 on a CPU, interpolate's refs, the
+    # sweep's protocol as resolved, unreadable grids, a run folder named checkpoints
+    ('SL01', DL, '                if getattr(reason, "reason", None) in TLS_MISMATCH:', '                if False:',
+     [SK_DL + "an_https_address_of_a_plain_http_server_is_said_once_with_exit_2"]),
+    ('SL02', CMP, '    if cfg.data.preprocess in RESIZING:', '    if True:', [SL_CMP + "refusals_before_any_work"]),
+    ('SL03', CMP, 'coded=any(model.cfg.model.nz for _, model in good)', 'coded=True',
+     [SL_CMP + "n_samples_is_refused_where_no_model_has_z_and_taken_where_one_has"]),
+    ('SL04', CMP, 'if any(r.get("n_samples") == 1 for r in done) and drawn != 1 else', 'if False else',
+     [SL_CMP + "page_says_the_samples_drawn_when_the_first_model_has_no_z"]),
+    ('SL05', CFG, '_real("lr", self.lr, 0, 1, low_open=True)', '_real("lr", self.lr, 0, low_open=True)', CONFIG),
+    ('SL06', T, 'if cfg.amp == "fp16" and self.device.type == "cpu":', 'if False:',
+     ["tests/test_user_paths.py::test_fp16_on_the_cpu_says_it_is_slower"]),
+    ('SL07', IP, '    if isinstance(refs, str):', '    if False:', SL_IP),
+    ('SL08', IP, 'or not isinstance(r, (int, np.integer)) or r < 0', 'or r < 0', SL_IP),
+    ('SL09', SW, '            "skip_bad": data.skip_bad}', '            "skip_bad": options.get("skip_bad")}', SL_SW),
+    ('SL10', SW, '"metrics": chosen_metrics(options.get("metrics"), cfg, root, phase),',
+     '"metrics": options.get("metrics"),', SL_SW),
+    ('SL11', R, '    except (OSError, SyntaxError, ValueError, TypeError) as e:', '    except SyntaxError as e:',
+     ["tests/test_report.py::test_an_unreadable_grid_is_named_in_the_page_not_fatal"]),
+    ('SL12', R, 'Path(path).read_text(encoding="utf-8", errors="replace")', 'Path(path).read_text(encoding="utf-8")',
+     ["tests/test_report.py::test_a_line_of_eval_log_not_utf8_is_left_out_as_a_line_cut_short"]),
+    ('SL13', R, '            keep.add(grid_key(p, w))  # (in the try: its stat() again)\n',
+     '            pass\n', [SL_R + "a_grid_removed_after_the_listing_is_left_out_with_the_trainers_cache_too"]),
+    ('SL14', R, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
+     'return folder.parent if folder.name == "checkpoints" else',
+     ["tests/test_sweep.py::test_a_run_folder_named_checkpoints_is_swept_as_a_run"]),
 ]
 
 if __name__ == "__main__":
