@@ -1982,7 +1982,7 @@ MUTANTS = [
     ('SL12', R, 'Path(path).read_text(encoding="utf-8", errors="replace")', 'Path(path).read_text(encoding="utf-8")',
      ["tests/test_report.py::test_a_line_of_eval_log_not_utf8_is_left_out_as_a_line_cut_short"]),
     ('SL13', R, '            keep.add(grid_key(p, w))  # (in the try: its stat() again)\n',
-     '            pass\n', [SL_R + "a_grid_removed_after_the_listing_is_left_out_with_the_trainers_cache_too"]),
+     '            pass\n', [SL_R + "grid_encoding_is_cached_between_rewrites"]),
     ('SL14', R, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
      'return folder.parent if folder.name == "checkpoints" else',
      ["tests/test_sweep.py::test_a_run_folder_named_checkpoints_is_swept_as_a_run"]),
