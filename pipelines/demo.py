@@ -42,14 +42,14 @@ from PIL import Image, ImageDraw
 
 from .atomic import TempFiles, is_stale, temp_beside
 from .errors import DatasetError
-from .files import MAX_PIXELS
+from .files import DEMO_WRITING, MAX_PIXELS
 
 if TYPE_CHECKING:  # (imported where used: see flood_from_border)
     import torch
 
 # In a split folder while make_demo_dataset writes it: the folder is demo data though palettes.json
-# (written last) is not there yet, so that a run interrupted there can be run again.
-_WRITING = ".demo-writing"
+# (written last) is not there yet, so that a run interrupted there can be run again; the loaders refuse it.
+_WRITING = DEMO_WRITING
 
 __all__ = ["DATA_VERSION", "DEFAULT_N_PALETTES", "DEFAULT_SHADE", "DEFAULT_SHAPE_SIZE", "OUTLINE_LEVEL",
            "PALETTES", "check_n_palettes", "flood_from_border", "make_demo_dataset"]

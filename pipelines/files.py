@@ -58,6 +58,9 @@ OTHER_FORMATS = (".tif", ".tiff", ".webp", ".gif", ".jp2", ".j2k", ".jxl", ".hei
                  ".pbm", ".pnm")
 MAX_PIXELS = 50_000_000  # per file (an aligned file holds both halves); make_loader(max_pixels=...)
 _TAIL = 4096  # bytes searched for the JPEG end-of-image marker
+# In a split folder while make-demo (demo.make_demo_dataset) writes it, and left there by one killed: its images
+# are then too few, or part another seed's beside the old palettes.json.
+DEMO_WRITING = ".demo-writing"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> samples per pixel, and the bit depths it allows
 _PNG_TYPES = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)), 4: (2, (8, 16)),
@@ -212,7 +215,18 @@ def _resolve(root, phase, layout):
 def find_layout(root, phase, layout=None):
     """(layout, folders) that make_loader reads root/phase with: layout None detects it (see the
     module's docstring); folders is (dir,) or (A dir, B dir). A DatasetError where there is none."""
-    return _resolve(root, phase, layout)
+    layout, folders = _resolve(root, phase, layout)
+    _refuse_demo_being_written(folders)
+    return layout, folders
+
+
+def _refuse_demo_being_written(folders):
+    """A DatasetError for a folder make-demo is writing or was interrupted writing (its marker is there): read, it
+    trained on the images written so far, and evaluate measured palettes against another seed's labels."""
+    for folder in folders:
+        if (folder / DEMO_WRITING).exists():
+            raise DatasetError(f"{folder} holds {DEMO_WRITING}: make-demo was interrupted writing it (or is writing "
+                               f"it now), so its images are not the whole demo data; run the make-demo command again")
 
 
 def _by_nfc(files):
@@ -736,7 +750,7 @@ def find_samples(root, *, phase, layout, spec, batch_size, max_dataset_size=None
                  max_pixels=MAX_PIXELS, rank=0, world_size=1):
     """The checked samples of a dataset: raises DatasetError, or with skip_bad logs and drops.
     rank, world_size: see _check_files (under torch.distributed the ranks split the checks)."""
-    layout, folders = _resolve(root, phase, layout)
+    layout, folders = find_layout(root, phase, layout)
     samples, bad = _pair(folders, layout, skip_bad)
     # (An A/ folder's: a plain folder of inputs, the single layout's too, has no A/ to be beside: its parent's
     # images, ~/Pictures's for ~/Pictures/inputs, were named as if they belonged to the dataset.)

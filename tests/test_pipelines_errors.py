@@ -57,6 +57,25 @@ def test_missing_and_empty_folders(tmp_path):
         load(tmp_path, phase="val", layout="ab_folders")
 
 
+def test_a_split_make_demo_was_killed_writing_is_refused_naming_it(tmp_path):
+    # make-demo killed (kill -9) while it wrote train/ leaves its marker there beside the images written so far (part
+    # another seed's, or too few): train read the rest as the whole set without a word, evaluate palettes.json's old
+    # labels against new images.
+    from bicyclegan.pipelines.files import find_layout
+    good_set(tmp_path, n=4)
+    (tmp_path / "train" / ".demo-writing").touch()
+    said = (f"^{re.escape(str(tmp_path / 'train'))} holds .demo-writing: make-demo was interrupted writing it "
+            r"\(or is writing it now\), so its images are not the whole demo data; run the make-demo command again$")
+    with pytest.raises(DatasetError, match=said):
+        load(tmp_path)
+    with pytest.raises(DatasetError, match=said):  # (train's own check of --dataroot, before its run folder is made)
+        find_layout(tmp_path, "train")
+    with pytest.raises(DatasetError, match=said):  # the split given as the folder itself, as inference commands may
+        load(tmp_path / "train", layout="single")
+    (tmp_path / "train" / ".demo-writing").unlink()  # written whole: read
+    assert len(load(tmp_path).samples) == 4
+
+
 @pytest.mark.parametrize("where", ["train", "train/more"])
 def test_a_folder_that_cannot_be_read_is_said_not_taken_for_one_without_images(tmp_path, monkeypatch, where):
     # os.walk skips a folder it cannot list: an unreadable split "held no images", an unreadable subfolder's images
