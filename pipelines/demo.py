@@ -30,6 +30,7 @@ docs/demo.md a light grey of 232 helped a little, 192 much more.)
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
 import math
 import os
@@ -209,7 +210,8 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
     Also writes root/<phase>/palettes.json: {"n_palettes", "palettes": [{"background", "fill"}],
     "files": {name: palette index}}. Stale NNNNN.png files beyond the count are removed. A split folder
     holding files but no palettes.json (not demo data) is refused with a DatasetError, before anything is written;
-    one this function was interrupted writing (its marker, .demo-writing, is there) is written again.
+    one this function was interrupted writing (its marker, .demo-writing, is there) is written again. The marker is
+    made, and the old palettes.json removed, before a split's first image changes; the loaders refuse a marked split.
     Writers of the same data into one folder at once (make-demo jobs of an array) each write temp files of
     their own, so all of them succeed.
     """
@@ -259,11 +261,10 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
             if count <= 0 and not out.is_dir():
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            (out / _WRITING).touch()  # before any image; removed once palettes.json is in place
             for temp in (out / t for ts in TempFiles(out).by_name.values() for t in ts):
                 if is_stale(temp):  # a killed writer's (kill -9), not one still writing
                     temp.unlink(missing_ok=True)
-            labels = {}
+            labels, marked = {}, False
             for i in range(count):
                 rng = np.random.default_rng([seed, _PHASE_IDS[phase], i])
                 a, b, palette = _render_pair(rng, h, w, n_palettes, lo_hi, lw, tuple(shapes), shade, size_range)
@@ -272,11 +273,14 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
                 # (one name for all: another make-demo into the folder at once renamed it away under this one).
                 writing = _temp_for(out / name)
                 Image.fromarray(np.concatenate([a, b], axis=1), "RGB").save(writing, format="PNG")
+                if not marked and _differs(writing, out / name):
+                    marked = _mark(out)
                 os.replace(writing, out / name)
                 labels[name] = palette
             # A smaller count (0 included) leaves no image of an earlier, larger set behind.
             for stale in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
                 if stale.name not in labels:
+                    marked = marked or _mark(out)
                     stale.unlink(missing_ok=True)
             if not count:
                 (out / "palettes.json").unlink(missing_ok=True)
@@ -299,6 +303,23 @@ def make_demo_dataset(root, *, n_train: int = 512, n_test: int = 64, n_val: int 
         raise DatasetError(f"cannot write the demo dataset into {root}: {e.strerror or e} "
                            f"({e.filename or writing}); run the command again once it can be written") from e
     return root
+
+
+def _differs(new: Path, old: Path) -> bool:
+    """Whether the file `new` would change `old` (missing: it would)."""
+    try:
+        return not filecmp.cmp(new, old, shallow=False)
+    except FileNotFoundError:
+        return True
+
+
+def _mark(out: Path) -> bool:
+    """Mark the split `out` as being written (True) and remove its old palettes.json: left beside part-new images by a
+    kill (-9), it labelled them wrong. Only before its first image changes: a writer of the same data at once (an
+    array job's) finds every image the same, and the split stays readable (the loaders refuse a marked one)."""
+    (out / _WRITING).touch()  # (first: a kill between the two leaves a split make-demo writes again)
+    (out / "palettes.json").unlink(missing_ok=True)
+    return True
 
 
 def _temp_for(path: Path) -> Path:

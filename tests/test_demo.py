@@ -491,6 +491,60 @@ def test_a_make_demo_interrupted_mid_split_is_run_again(tmp_path, monkeypatch):
     assert sorted(f.name for f in (tmp_path / "d" / "test").iterdir()) == ["00000.png", "palettes.json"]
 
 
+def test_a_make_demo_killed_rewriting_a_set_leaves_no_old_palettes_beside_new_images(tmp_path, monkeypatch):
+    # make-demo --seed 0 over a --seed 1 set, killed (-9) in test/: part of its images were seed 0's, palettes.json
+    # still seed 1's, and evaluate measured the palette metrics against the wrong labels. (The kill: the files left as
+    # they are where the third test image is drawn.)
+    import bicyclegan.pipelines.demo as demo
+    from bicyclegan.pipelines import DatasetError, make_loader
+    kw = {"n_train": 2, "n_test": 4, "size": 16}
+    old, new = make_demo_dataset(tmp_path / "s1", seed=1, **kw), make_demo_dataset(tmp_path / "s0", seed=0, **kw)
+    root = make_demo_dataset(tmp_path / "d", seed=1, **kw)
+    render, calls = demo._render_pair, []
+
+    def killed(*args):
+        calls.append(1)
+        if len(calls) == 2 + 3:
+            raise SystemExit("killed")  # (nothing of the writer's cleanup is looked at: only the files)
+        return render(*args)
+    monkeypatch.setattr(demo, "_render_pair", killed)
+    with pytest.raises(SystemExit):
+        make_demo_dataset(root, seed=0, **kw)
+    test = root / "test"
+    assert (test / "00000.png").read_bytes() == (new / "test" / "00000.png").read_bytes()
+    assert (test / "00003.png").read_bytes() == (old / "test" / "00003.png").read_bytes()
+    assert sorted(f.name for f in test.iterdir() if not f.name.endswith(".tmp")) == [
+        ".demo-writing", "00000.png", "00001.png", "00002.png", "00003.png"]  # no palettes.json
+    with pytest.raises(DatasetError, match="test holds .demo-writing: make-demo was interrupted writing it"):
+        make_loader(root, phase="test", batch_size=1, load_size=16, crop_size=16, num_workers=0)
+    # the same command again: seed 0's set whole
+    monkeypatch.setattr(demo, "_render_pair", render)
+    make_demo_dataset(root, seed=0, **kw)
+    for split in ("train", "test"):
+        names = sorted(f.name for f in (new / split).iterdir())
+        assert sorted(f.name for f in (root / split).iterdir()) == names
+        assert all((root / split / n).read_bytes() == (new / split / n).read_bytes() for n in names)
+
+
+def test_make_demo_of_the_same_data_again_leaves_the_set_readable_throughout(tmp_path, monkeypatch):
+    # An array job's "make-demo, then train" into one folder: a job's train ran while another job wrote the same
+    # images again, and must not find the split marked as being written, nor without its palettes.json.
+    kw = {"n_train": 3, "n_test": 2, "size": 16}
+    root = make_demo_dataset(tmp_path / "d", **kw)
+    before = {f: f.read_bytes() for f in root.rglob("*") if f.is_file()}
+    save, seen = Image.Image.save, []
+
+    def save_and_look(self, f, *a, **k):
+        save(self, f, *a, **k)
+        split = Path(f).parent
+        seen.append(sorted(g.name for g in split.iterdir() if not g.name.endswith(".tmp")))
+    monkeypatch.setattr(Image.Image, "save", save_and_look)
+    make_demo_dataset(root, **kw)
+    assert seen == [["00000.png", "00001.png", "00002.png", "palettes.json"]] * 3 + [
+        ["00000.png", "00001.png", "palettes.json"]] * 2
+    assert {f: f.read_bytes() for f in root.rglob("*") if f.is_file()} == before
+
+
 def test_make_demo_writers_of_one_folder_at_once_all_succeed_with_the_same_data(tmp_path, monkeypatch):
     # An array job's "prepare the data, then train": make-demo jobs into one folder at once shared one temp name per
     # image (.00002.png.tmp, renamed away by another writer) and the marker (removed by the first one done): 3 of 4
