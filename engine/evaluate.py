@@ -37,6 +37,7 @@ import torch.distributed as tdist
 
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import SeveralSizesError, plural
+from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
@@ -229,6 +230,7 @@ class Evaluation:
         palettes = self.root / self.phase / "palettes.json"  # (the demo data's)
         self.info = _palette_info(palettes) if "palette" in chosen and palettes.is_file() else None  # (where used)
         if "palette" in chosen and self.info is None:
+            find_layout(self.root, self.phase, layout)  # (a split make-demo was killed writing: said as that)
             raise ConfigError(f"metrics=palette needs the demo data (a palettes.json in {self.root / self.phase})")
         if "palette" in chosen and not rgb:
             raise ConfigError(f"metrics=palette classifies colour outputs; this model draws {cfg.model.output_nc}-"

@@ -18,14 +18,14 @@ from PIL import Image
 from test_pipelines import needs_dali
 from tiny import break_at_step, tiny_cfg
 
-from bicyclegan.engine import ConfigError, DivergenceError, OutputError, TrainingStopped
+from bicyclegan.engine import BicycleGAN, ConfigError, DivergenceError, OutputError, TrainingStopped
 from bicyclegan.engine.checkpoint import peek_checkpoint, read_checkpoint, save_checkpoint
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.errors import WeightsError
 from bicyclegan.engine.evaluate import Evaluation, evaluate
 from bicyclegan.engine.runtime import Dist
 from bicyclegan.engine.trainer import Trainer, check_start
-from bicyclegan.pipelines import make_demo_dataset
+from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
 ev_module = importlib.import_module("bicyclegan.engine.evaluate")  # the module, not the function
 
@@ -497,6 +497,12 @@ def test_what_the_data_cannot_measure_is_refused_before_the_first_step(tmp_path,
                                           r"needs the demo data"):
         Trainer(tiny_cfg(tmp_path / "b", plain, eval_every=2, eval_metrics="palette"), progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # a refused start leaves no folder
+    # the demo data's split make-demo was killed writing (its palettes.json removed, its marker there): said as that,
+    # not as data without palettes
+    (plain / "val" / ".demo-writing").touch()
+    with pytest.raises(DatasetError, match=r"val holds \.demo-writing: make-demo was interrupted writing it"):
+        Evaluation(BicycleGAN(tiny_cfg(tmp_path / "c", plain)), plain, phase="val", metrics="palette", device="cpu")
+    (plain / "val" / ".demo-writing").unlink()
     # Evaluations that measure nothing (eval_log.jsonl's rows all null): no diversity from one output per input,
     # no encoded L1 without E; --dry-run's checks say it too. Either measure alone is enough.
     nothing = r"^eval_every=2: the evaluations would measure nothing \(l1\): no diversity where "
@@ -576,7 +582,6 @@ def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_say
     t = Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False)
     broken = root / "val" / "00001.png"
     break_at_step(t, 2, broken)  # after step 2's evaluation and checkpoint
-    from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError) as info:
         t.train()
     text = str(info.value)
@@ -597,7 +602,6 @@ def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_i
                          sample_every=100), progress=False)
     broken = root / "train" / "00001.png"
     break_at_step(t, 1, broken)  # step 2's batch read already: the evaluation of step 2 meets it first
-    from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError) as info:
         t.train()
     assert str(info.value).startswith(
@@ -622,7 +626,6 @@ def test_a_held_out_split_deleted_mid_run_is_said_as_such_and_its_step_kept(tmp_
             shutil.move(root / "val", tmp_path / "val_away")
         return real(batch)
     t.model.train_step = train_step
-    from bicyclegan.pipelines import DatasetError
     with pytest.raises(DatasetError) as info:
         t.train()
     ckpt = tmp_path / "run" / "checkpoints" / "latest.pt"
