@@ -37,6 +37,8 @@ from .networks import build_discriminator, build_encoder, build_generator, sync_
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
+OPTIMIZER = " optimizer"  # (nonfinite()'s name of a network's optimiser state)
+
 
 def layer_impl(cfg: TrainConfig, device=None, training: bool = True) -> str:
     """The impl the networks are built with: cfg.model.impl, except that "auto" on a CUDA device is
@@ -295,17 +297,31 @@ class BicycleGAN(nn.Module):
 
     @staticmethod
     def describe_nonfinite(bad: dict[str, int]) -> str:
-        """nonfinite()'s counts in words: "non-finite weights in G (3 values), D (1 values)"."""
-        return "non-finite weights in " + ", ".join(f"{n} ({c} values)" for n, c in bad.items())
+        """nonfinite()'s counts in words: "non-finite weights in G (3 values), D (1 values)"; the optimisers'
+        "non-finite optimizer state of G (5 values: ...)"."""
+        def counts(names):
+            return ", ".join(f"{n.removesuffix(OPTIMIZER)} ({bad[n]} values)" for n in names)
+        weights = [n for n in bad if not n.endswith(OPTIMIZER)]
+        state = [n for n in bad if n.endswith(OPTIMIZER)]
+        said = [f"non-finite weights in {counts(weights)}"] if weights else []
+        if state:  # (the rule in nonfinite's docstring)
+            said.append(f"non-finite optimizer state of {counts(state)} (Adam's second moments: a gradient past "
+                        f"~1.8e19 squared overflows float32, its update is then 0 and those weights train no more)")
+        return "; ".join(said)
 
-    def nonfinite(self) -> dict[str, int]:
+    def nonfinite(self, optimizers: bool = False) -> dict[str, int]:
         """Count of NaN/inf values per network (weights and buffers, the moving average included);
-        empty when all are finite. One host sync: call it at log intervals, not every step."""
+        empty when all are finite. optimizers: each optimiser's state too (Adam's moments, as "G optimizer"):
+        a gradient's square past float32's range made them inf with finite weights and losses, the update 0
+        and the weights frozen for good. One host sync: call it at log intervals (and saves), not every step."""
         nets = {**self.networks(), **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
+        groups = {name: [*net.parameters(), *net.buffers()] for name, net in nets.items()}
+        if optimizers:
+            groups.update({name + OPTIMIZER: [t for st in opt.state.values() for t in st.values()
+                                              if isinstance(t, torch.Tensor)] for name, opt in self.optimizers.items()})
         names, counts = [], []
-        for name, net in nets.items():
-            tensors = [t for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-            if tensors:
+        for name, tensors in groups.items():
+            if tensors := [t for t in tensors if t.is_floating_point()]:
                 names.append(name)
                 counts.append(torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).sum())
         # Every network's count read back at once: an int() per network was a sync each.

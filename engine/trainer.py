@@ -1529,9 +1529,11 @@ class Trainer:
                  "backend": self.loader.backend, "world": self.world,
                  "log_interval": interval, **({"best": best} if best else {}),
                  **({"eval_owed": self.eval_owed} if self.eval_owed is not None else {})}
-        if self.world > 1 and (bad := self.model.nonfinite()):
+        if bad := self.model.nonfinite(optimizers=True):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
-            # rank 0 alone refusing to write left the others waiting in the next step's all-reduce.
+            # rank 0 alone refusing to write left the others waiting in the next step's all-reduce. The optimisers'
+            # state too (save_checkpoint checks the weights alone): Adam's inf moments froze weights for good,
+            # and every checkpoint kept them.
             raise self._diverged(self.model.describe_nonfinite(bad))
         if self.world > 1:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an

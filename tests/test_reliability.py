@@ -784,6 +784,16 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert all(torch.isfinite(t).all() for t in state["nets"]["G"].values())
 
 
+def test_inf_adam_moments_stop_the_run_at_a_save(tmp_path, data):
+    # --lambda_L1 1e25: G's gradients past 1.8e19 square to inf in Adam's second moments, the weights and losses
+    # finite: those weights' updates were 0 for good, every checkpoint kept the inf state, and the run exited 0.
+    trainer = Trainer(cfg(tmp_path / "run", data, max_steps=4, log_every=4, save_every=1, lambda_L1=1e25),
+                      progress=False)
+    with pytest.raises(DivergenceError, match=r"at step 1 .*non-finite optimizer state of G \(\d+ values\)"):
+        trainer.train()
+    assert not trainer.ckpt_path.exists()
+
+
 def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, data, capsys):
     run = tmp_path / "run"
     argv = ["train", "--dataroot", str(data), "--out", str(run), "--no-progress", "--lr", "0.9",
