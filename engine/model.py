@@ -164,6 +164,7 @@ class BicycleGAN(nn.Module):
         if m.channels_last:
             self.to(memory_format=torch.channels_last)
         self.optimizers, self.scaler = {}, None
+        self.amp_skipped = None  # (train_step's, under fp16)
         # The checkpoint file the weights were read from ({"path", "digest", "step", "epoch"}: load_checkpoint),
         # None for a model built here: what a measurement of the weights names, whatever the file holds by then.
         self.source = None
@@ -551,6 +552,12 @@ class BicycleGAN(nn.Module):
             self._average_grads(dis_nets)
             for n in dis_nets:
                 scaler.step(opts[n])
+        if scaler.is_enabled():
+            # 1 for each optimiser (self.optimizers' order) whose step the GradScaler skipped (non-finite fp16
+            # gradients: its weights untouched), for the trainer's log: device tensors, no sync. Read before
+            # update(), which forgets them (and adds the others into the first in place).
+            self.amp_skipped = torch.stack([sum(scaler._per_optimizer_states[id(o)]["found_inf_per_device"].values())
+                                            for o in opts.values()])
         scaler.update()
         if self.G_ema is not None:
             self._update_ema()

@@ -314,8 +314,15 @@ class StopSignals:
         self._previous.clear()
 
 
-def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None
-                    ) -> tuple[dict[str, float], signal.Signals | None]:
+# --amp fp16's loss scale below this is divergence: the scale (65536 at the start, doubled after 2000 steps the
+# GradScaler kept, halved at each it skipped) stays near 65504 / the largest gradient of a healthy run. Below 1 it
+# shrinks the gradients and still finds them non-finite: it skips (nearly) every step and the networks never train,
+# the losses finite (it fell to 1e-32 over 60 epochs of such a run, which exited 0).
+AMP_SCALE_FLOOR = 1.0
+
+
+def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None,
+                    amp: dict | None = None) -> tuple[dict[str, float], signal.Signals | None]:
     """The losses' means over a log interval of `count` steps (sums: name -> summed loss tensor),
     over every rank under torchrun: one small all-reduce, which every rank makes at the same steps,
     so that every rank logs, and judges divergence, alike (one rank raising alone would leave the
@@ -323,7 +330,10 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
     check of the weights, BicycleGAN.nonfinite; none between intervals: tests/test_host_sync.py).
     stop: the signal this rank received (StopSignals), if any; returned with the means is the one
     every rank stops for: the ranks' counts of each signal ride in the same all-reduce (SIGTERM
-    wins: a preemption)."""
+    wins: a preemption). amp (--amp fp16, Trainer._amp_record): the GradScaler's record of the interval, name ->
+    device tensor, read in the same transfer and returned beside the means (this rank's: the gradients are
+    averaged, so every rank's scaler skips alike); its "amp_skipped" steps, whose losses `sums` left out, are
+    left out of the count too (an interval of skipped steps alone has no means)."""
     names = list(sums)  # the same order on every rank: the same code made the losses
     total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32) for k in names])
     if world > 1:
@@ -332,11 +342,14 @@ def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals
             sent[StopSignals.SIGNALS.index(stop)] = 1  # a fill on the device: no copy, no sync
         total = torch.cat([total, sent])
         dist.all_reduce(total)
-    values = total.tolist()
+    amp = amp or {}
+    values = (torch.cat([total, torch.stack([amp[k].float() for k in amp])]) if amp else total).tolist()
     if world > 1:
         counts = dict(zip(StopSignals.SIGNALS, values[len(names):]))
         stop = next((sig for sig in StopSignals.SIGNALS if counts[sig]), None)
-    return {k: v / (count * world) for k, v in zip(names, values)}, stop
+    record = dict(zip(amp, values[len(values) - len(amp):]))
+    kept = count - record.get("amp_skipped", 0)
+    return {**({k: v / (kept * world) for k, v in zip(names, values)} if kept else {}), **record}, stop
 
 
 def held_out(root: Path) -> str:
@@ -1044,6 +1057,7 @@ class Trainer:
         # The losses summed since the last log line, and over how many steps: kept in checkpoints, so
         # that a resumed run's first line averages the same steps as an uninterrupted run's.
         self.log_sums, self.log_count = {}, 0
+        self.log_skipped = 0  # (--amp fp16: the steps the GradScaler skipped, then each network's: _leave_out)
         self.saved_step = None  # step of the checkpoint on disk, if any
         self.saved_path = None  # and which file it is: latest.pt, an epoch's, or the one resumed from
         self.latest_written = None  # the step of this run's last latest.pt (every rank's)
@@ -1207,6 +1221,8 @@ class Trainer:
         if interval:  # absent from checkpoints written before it was kept: the first line is shorter
             self.log_sums = {k: v.to(self.device) for k, v in interval["sums"].items()}
             self.log_count = interval["count"]
+            if "skipped" in interval:
+                self.log_skipped = interval["skipped"].to(self.device)
 
     def _take_weights(self, state: dict, path: Path) -> None:
         """A new run from the weights of the checkpoint at `path`, once _check_start_from passed them (and set
@@ -1522,7 +1538,8 @@ class Trainer:
         the measure, its value and the step). Every rank calls it (it gathers their generators); rank 0
         writes."""
         interval = {"count": self.log_count, "sums": {k: torch.as_tensor(v).detach().cpu().clone()
-                                                      for k, v in self.log_sums.items()}}
+                                                      for k, v in self.log_sums.items()},
+                    **({"skipped": self.log_skipped.cpu()} if torch.is_tensor(self.log_skipped) else {})}
         extra = {"model_class": class_name(self._model_cls), "model_spec": class_spec(self._model_cls),
                  "steps_per_epoch": self.steps_per_epoch, "samples": len(self.loader.samples),
                  "samples_digest": self._samples_digest,
@@ -1542,6 +1559,12 @@ class Trainer:
             dist.all_gather_object(states, (rng_state(self.device), interval))
             extra["rank_rng"] = [rng for rng, _ in states[1:]]
             extra["rank_log_interval"] = [own for _, own in states[1:]]
+        # A non-finite loss of a step not skipped, found by a save before the log interval did: kept in the file,
+        # it stopped every run resumed from it at the same step. Every rank reads every rank's (gathered) sums.
+        if bad := {k: float(v) for own in [interval, *extra.get("rank_log_interval", [])]
+                   for k, v in own["sums"].items() if not math.isfinite(v)}:
+            raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items())
+                                 + " in the losses of the log interval so far")
 
         def write():
             try:
@@ -1607,13 +1630,49 @@ class Trainer:
                                  "epochs": self.epochs,
                                  "grid_split": getattr(self, "grid_split", None)})
 
-    def _log(self, log, avg: dict, lr: float, ips: float) -> None:
+    def _leave_out(self, losses: dict, skipped: torch.Tensor) -> dict:
+        """--amp fp16: the losses of a step the GradScaler skipped (non-finite gradients of one network or more,
+        `skipped` 1 for each: no weight changed) are left out of the interval's sums, and the step counted in
+        log_skipped (the steps, then each network's). Such a step's NaN loss stopped the run at the next log
+        interval, and a checkpoint that held it stopped every resume at the same step. Device tensors: no sync."""
+        dropped = skipped.amax() > 0
+        self.log_skipped = self.log_skipped + torch.cat([dropped[None].to(skipped.dtype), skipped])
+        return {k: torch.where(dropped, 0.0, v) for k, v in losses.items()}
+
+    def _amp_record(self) -> dict | None:
+        """mean_over_ranks' amp: the steps the GradScaler skipped in this interval ("amp_skipped", a log.jsonl
+        column), each network's, and its scale now; None without one (amp other than fp16)."""
+        scaler = self.model.scaler
+        scale = scaler._get_scale_async() if scaler is not None and scaler.is_enabled() else None
+        if scale is None or not torch.is_tensor(self.log_skipped):  # (a train_step of one's own that says nothing)
+            return None
+        return {"amp_skipped": self.log_skipped[0], "amp_scale": scale,
+                **{f"amp_skipped_{n}": c for n, c in zip(self.model.optimizers, self.log_skipped[1:])}}
+
+    def _starved(self, amp: dict) -> str | None:
+        """What is wrong where the fp16 loss scale fell below AMP_SCALE_FLOOR (amp: _amp_record's, read)."""
+        if amp["amp_scale"] >= AMP_SCALE_FLOOR:
+            return None
+        nets = {n: int(amp[f"amp_skipped_{n}"]) for n in self.model.optimizers}
+        worst = [n for n, c in nets.items() if c and c == max(nets.values())]
+        return (f"the fp16 loss scale fell to {amp['amp_scale']:.3g} (below {AMP_SCALE_FLOOR:g}): the GradScaler "
+                f"found non-finite fp16 gradients at {int(amp['amp_skipped'])} of this interval's {self.log_count} "
+                f"steps (" + ", ".join(f"of {n} at {c}" for n, c in nets.items() if c) + ") and skipped them, "
+                f"leaving the weights as they were: {', '.join(worst) or 'the networks'} no longer train"
+                + ("s" if len(worst) == 1 else ""))
+
+    def _log(self, log, avg: dict, lr: float, ips: float, amp: dict | None = None) -> None:
+        if amp:  # (log.jsonl's column of the steps the fp16 GradScaler skipped, left out of the means)
+            avg["amp_skipped"] = int(amp["amp_skipped"])
         bad = {k: v for k, v in avg.items() if not math.isfinite(v)}
-        nets = {} if bad else self.model.nonfinite()
-        self._write_row(log, avg, lr, ips, diverged=bool(bad or nets))
+        starved = None if bad or not amp else self._starved(amp)
+        nets = {} if bad or starved else self.model.nonfinite()
+        self._write_row(log, avg, lr, ips, diverged=bool(bad or starved or nets))
         self.progress.update(self.step, self.epoch, ips, avg)
         if bad:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
+        if starved:
+            raise self._diverged(starved)
         if nets:
             raise self._diverged(self.model.describe_nonfinite(nets))
 
@@ -1625,7 +1684,10 @@ class Trainer:
         if self._divergence_logged or not self.log_count:
             return
         lr = self.cfg.lr * lr_factor(self.epoch, self.cfg.niter, self.cfg.niter_decay)
-        avg = {k: float(v) / self.log_count for k, v in self.log_sums.items()}
+        skipped = int(self.log_skipped[0]) if torch.is_tensor(self.log_skipped) else None
+        kept = self.log_count - (skipped or 0)
+        avg = {**({k: float(v) / kept for k, v in self.log_sums.items()} if kept else {}),
+               **({"amp_skipped": skipped} if skipped is not None else {})}
         self._write_row(log, avg, lr, ips, diverged=True)
 
     def _write_row(self, log, avg: dict, lr: float, ips: float, diverged: bool) -> None:
@@ -1795,17 +1857,21 @@ class Trainer:
                         self.graphed = GraphedTrainStep(self.model, batch)
                     losses = self.graphed(batch) if self.graphed else self.model.train_step(batch)
                     self.step += 1
+                    if self.model.amp_skipped is not None:  # (fp16, which the graphed step refuses)
+                        losses = self._leave_out(losses, self.model.amp_skipped)
                     for k, v in losses.items():
                         self.log_sums[k] = self.log_sums.get(k, 0) + v
                     self.log_count += 1
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.monotonic()
                         ips, aside = img_per_s(now), 0.0
-                        avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received)
-                        self._log(log, avg, lr, ips)
+                        avg, stop = mean_over_ranks(self.log_sums, self.log_count, self.world, self._stop.received,
+                                                    amp := self._amp_record())
+                        self._log(log, avg, lr, ips, {k: avg.pop(k) for k in amp or {}})
                         t_last, step_last = now, self.step
                         if self.step % cfg.log_every == 0:  # a run's last step off the grid keeps its
-                            self.log_sums, self.log_count = {}, 0  # interval for the run that resumes it
+                            # interval for the run that resumes it
+                            self.log_sums, self.log_count, self.log_skipped = {}, 0, 0
                     # Images/s is the training's: the time of grids, evaluations and saves is set aside (an
                     # interval with an evaluation read a sixth of the others: a sawtooth that was not the speed)
                     t_aside = time.monotonic()

@@ -784,6 +784,84 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert all(torch.isfinite(t).all() for t in state["nets"]["G"].values())
 
 
+def _losses_with(trainer, at_step, term):
+    """trainer's G losses, with term(losses) at its step `at_step` (1-based) and on."""
+    real = trainer.model.generator_losses
+
+    def losses(A, B):
+        L, out = real(A, B)
+        if trainer.step + 1 >= at_step:
+            term(L, trainer.model)
+        return L, out
+    trainer.model.generator_losses = losses
+
+
+def _nan_l1_once(L, model):
+    L["G_L1"] = L["G_L1"] * math.nan if not hasattr(model, "_poisoned") else L["G_L1"]
+    model._poisoned = True
+
+
+def test_an_fp16_step_the_scaler_skipped_is_left_out_of_the_log_and_the_checkpoint(tmp_path, data):
+    # A NaN loss at step 5 under fp16: the GradScaler skipped the step (no weight changed), but its NaN went into
+    # the interval's sums, which the checkpoint of step 6 kept: the run stopped at its log, every resume again.
+    trainer = Trainer(cfg(tmp_path / "run", data, amp="fp16", max_steps=6, log_every=4, save_every=100),
+                      progress=False)
+    _losses_with(trainer, 5, _nan_l1_once)
+    trainer.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 6] and rows[1]["amp_skipped"] >= 1 and "diverged" not in rows[1]
+    assert math.isfinite(rows[1]["G_L1"])
+    interval = read_checkpoint(trainer.ckpt_path)["log_interval"]
+    assert interval["count"] == 2 and all(math.isfinite(v) for v in interval["sums"].values())
+    assert int(interval["skipped"][0]) >= 1  # the steps left out, which the resumed run's first line leaves out too
+    Trainer(cfg(tmp_path / "run", data, amp="fp16", max_steps=8, log_every=4, save_every=100), resume=True,
+            progress=False).train()
+
+
+def test_an_fp16_nan_loss_the_scaler_did_not_skip_still_stops_the_run(tmp_path, data):
+    trainer = Trainer(cfg(tmp_path / "run", data, amp="fp16", max_steps=4, log_every=4), progress=False)
+    # a logged term alone: its gradient is nothing, the scaler finds the gradients finite and steps
+    _losses_with(trainer, 3, lambda L, model: L.update(extra=torch.tensor(math.nan)))
+    with pytest.raises(DivergenceError, match=r"at step 4 .*non-finite extra = nan"):
+        trainer.train()
+
+
+def test_fp16_gradients_non_finite_at_every_step_stop_the_run_naming_the_network(tmp_path, data):
+    # From step 3 a term of value 0 whose gradient is NaN (sqrt at 0) in G's first weight: the scaler skipped
+    # every step, its scale halving down to 1e-32, G never trained, and the run exited as if complete.
+    def nan_gradient(L, model):
+        p = next(model.G.parameters())
+        L["extra"] = torch.sqrt(((p - p.detach()) ** 2).sum())
+    trainer = Trainer(cfg(tmp_path / "run", data, amp="fp16", max_steps=40, log_every=20, save_every=100,
+                          niter=5, niter_decay=5),
+                      progress=False)
+    _losses_with(trainer, 3, nan_gradient)
+    with pytest.raises(DivergenceError, match=r"at step 20 .*fp16 loss scale fell to \S+ \(below 1\).* at 20 of "
+                                              r"this interval's 20 steps \(of G at 20.*: G no longer trains"):
+        trainer.train()
+    (row,) = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert row["amp_skipped"] == 20 and row["diverged"] is True
+
+
+def test_a_save_refuses_non_finite_loss_sums(tmp_path, data):
+    # A NaN loss at step 3 with finite weights, the log every 5 steps, saves every 2: the save of step 4 kept the
+    # NaN, and every run resumed from it stopped at step 5.
+    trainer = Trainer(cfg(tmp_path / "run", data, max_steps=8, log_every=5), progress=False)
+    step = trainer.model.train_step
+
+    def poisoned(batch):
+        out = step(batch)
+        return {**out, "G_L1": out["G_L1"] * math.nan} if trainer.step == 2 else out
+    trainer.model.train_step = poisoned
+    ckpt = trainer.ckpt_path
+    with pytest.raises(DivergenceError) as e:
+        trainer.train()
+    assert str(e.value).startswith("training diverged at step 4 (epoch 1): non-finite G_L1 = nan in the losses of "
+                                   "the log interval so far; ")
+    assert f"the last good checkpoint is {ckpt} (step 2)" in str(e.value)
+    assert read_checkpoint(ckpt)["step"] == 2
+
+
 def test_inf_adam_moments_stop_the_run_at_a_save(tmp_path, data):
     # --lambda_L1 1e25: G's gradients past 1.8e19 square to inf in Adam's second moments, the weights and losses
     # finite: those weights' updates were 0 for good, every checkpoint kept the inf state, and the run exited 0.
