@@ -319,6 +319,11 @@ class StopSignals:
 # shrinks the gradients and still finds them non-finite: it skips (nearly) every step and the networks never train,
 # the losses finite (it fell to 1e-32 over 60 epochs of such a run, which exited 0).
 AMP_SCALE_FLOOR = 1.0
+# The option that weighs each loss (G_GAN2: bicycle's random-z branch; the other variants name theirs G_GAN), and
+# how far above its default a weight is named in a divergence's message (--lambda_L1 1e25 made Adam's moments inf).
+LOSS_WEIGHTS = {"G_L1": "lambda_L1", "G_GAN": "lambda_GAN", "G_GAN2": "lambda_GAN2", "z_L1": "lambda_z",
+                "kl": "lambda_kl"}
+WEIGHT_FAR = 1e3
 
 
 def mean_over_ranks(sums: dict, count: int, world: int = 1, stop: signal.Signals | None = None,
@@ -1527,11 +1532,29 @@ class Trainer:
         done, rest = divmod(self.step, self.steps_per_epoch)
         return f"after step {self.step} ({f'epoch {done + 1}' if rest else f'the end of epoch {done}'})"
 
-    def _diverged(self, what: str) -> DivergenceError:
+    def _diverged(self, what: str, losses=()) -> DivergenceError:
+        """The error of a divergence: `what`, the last good checkpoint, and how to go on. losses: the non-finite
+        losses `what` names (none: the weights, the optimisers' state or the loss scale), whose weights far above
+        their defaults are named."""
+        cfg = self.cfg
         # (--amp off only where it is on: said to a run in full precision, it sent users after what they had)
-        return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}; "
-                               f"{self._last_good()}; try a lower --lr"
-                               + (" or --amp off" if self.cfg.amp != "off" else ""))
+        amp = " (or --amp off)" if cfg.amp != "off" else ""
+        weights = [(loss, opt, getattr(cfg, opt), getattr(TrainConfig, opt)) for loss, opt in LOSS_WEIGHTS.items()
+                   if (loss in losses or not losses) and getattr(cfg, opt) > WEIGHT_FAR * getattr(TrainConfig, opt)]
+        said = "".join(f"; --{opt} {v:g} ({loss}'s weight) is over {WEIGHT_FAR:g} times its default {d:g}"
+                       for loss, opt, v, d in weights)
+        if self.saved_step is None:
+            how = (f"delete {shlex.quote(str(self.run_dir))} and start the run again with a lower --lr{amp}"
+                   + (", or that weight nearer its default" if said else ""))
+        else:
+            # A resume keeps the run's --lr, --amp and loss weights (it refuses others): "try a lower --lr" was
+            # advice a resume refused. A new run from the last good weights takes them.
+            init = f"--init_from {shlex.quote(str(self.saved_path))}{model_option(class_spec(self._model_cls))}"
+            how = (f"go on from it in a new run from its weights (a resume keeps the run's options): {init} "
+                   f"--lr {cfg.lr / 10:g} --out NEW{amp}"
+                   + "".join(f", or {init} --{opt} {d:g} --out NEW" for _, opt, _, d in weights))
+        return DivergenceError(f"training diverged at step {self.step} (epoch {self.epoch + 1}): {what}{said}; "
+                               f"{self._last_good()}; {how}")
 
     def save(self, path: Path | None = None, epoch: int | None = None, best: dict | None = None):
         """Write checkpoints/latest.pt, or `path` with `epoch` (a per-epoch checkpoint) or `best` (best.pt:
@@ -1564,7 +1587,7 @@ class Trainer:
         if bad := {k: float(v) for own in [interval, *extra.get("rank_log_interval", [])]
                    for k, v in own["sums"].items() if not math.isfinite(v)}:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items())
-                                 + " in the losses of the log interval so far")
+                                 + " in the losses of the log interval so far", bad)
 
         def write():
             try:
@@ -1670,7 +1693,7 @@ class Trainer:
         self._write_row(log, avg, lr, ips, diverged=bool(bad or starved or nets))
         self.progress.update(self.step, self.epoch, ips, avg)
         if bad:
-            raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
+            raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items()), bad)
         if starved:
             raise self._diverged(starved)
         if nets:

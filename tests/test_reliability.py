@@ -843,10 +843,10 @@ def test_fp16_gradients_non_finite_at_every_step_stop_the_run_naming_the_network
     assert row["amp_skipped"] == 20 and row["diverged"] is True
 
 
-def test_a_save_refuses_non_finite_loss_sums(tmp_path, data):
+def test_a_save_refuses_non_finite_loss_sums_and_names_the_loss_weight(tmp_path, data):
     # A NaN loss at step 3 with finite weights, the log every 5 steps, saves every 2: the save of step 4 kept the
-    # NaN, and every run resumed from it stopped at step 5.
-    trainer = Trainer(cfg(tmp_path / "run", data, max_steps=8, log_every=5), progress=False)
+    # NaN, and every run resumed from it stopped at step 5; the advice (a lower --lr) was one a resume refuses.
+    trainer = Trainer(cfg(tmp_path / "run", data, max_steps=8, log_every=5, lambda_L1=1e5), progress=False)
     step = trainer.model.train_step
 
     def poisoned(batch):
@@ -856,9 +856,11 @@ def test_a_save_refuses_non_finite_loss_sums(tmp_path, data):
     ckpt = trainer.ckpt_path
     with pytest.raises(DivergenceError) as e:
         trainer.train()
-    assert str(e.value).startswith("training diverged at step 4 (epoch 1): non-finite G_L1 = nan in the losses of "
-                                   "the log interval so far; ")
-    assert f"the last good checkpoint is {ckpt} (step 2)" in str(e.value)
+    assert str(e.value) == (f"training diverged at step 4 (epoch 1): non-finite G_L1 = nan in the losses of the log "
+                            f"interval so far; --lambda_L1 100000 (G_L1's weight) is over 1000 times its default 10; "
+                            f"the last good checkpoint is {ckpt} (step 2); go on from it in a new run from its weights "
+                            f"(a resume keeps the run's options): --init_from {ckpt} --lr 2e-05 --out NEW, or "
+                            f"--init_from {ckpt} --lambda_L1 10 --out NEW")
     assert read_checkpoint(ckpt)["step"] == 2
 
 
@@ -867,7 +869,8 @@ def test_inf_adam_moments_stop_the_run_at_a_save(tmp_path, data):
     # finite: those weights' updates were 0 for good, every checkpoint kept the inf state, and the run exited 0.
     trainer = Trainer(cfg(tmp_path / "run", data, max_steps=4, log_every=4, save_every=1, lambda_L1=1e25),
                       progress=False)
-    with pytest.raises(DivergenceError, match=r"at step 1 .*non-finite optimizer state of G \(\d+ values\)"):
+    with pytest.raises(DivergenceError, match=r"at step 1 .*non-finite optimizer state of G \(\d+ values\).*"
+                                              r"--lambda_L1 1e\+25 \(G_L1's weight\)"):
         trainer.train()
     assert not trainer.ckpt_path.exists()
 

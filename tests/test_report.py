@@ -803,10 +803,11 @@ def test_a_divergence_found_between_log_intervals_is_logged_and_reported(tmp_pat
         return {"G_L1": torch.tensor(float(k)), "D": torch.tensor(2.0 * k)}
     t.model.train_step = step
     with pytest.raises(DivergenceError, match=r"^training diverged at step 3 \(epoch 2\): .*non-finite weights in G"
-                                              r".*; try a lower --lr$"):  # (not "or --amp off": it is off)
+                                              r".*; no checkpoint was written before it; delete \S+ and start the "
+                                              r"run again with a lower --lr$"):  # (not "or --amp off": it is off)
         t.train()
     t.cfg.amp = "bf16"
-    assert str(t._diverged("x")).endswith("; try a lower --lr or --amp off")
+    assert str(t._diverged("x")).endswith(" with a lower --lr (or --amp off)")
     run = tmp_path / "r"
     (row,) = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert row["step"] == 3 and row["diverged"] is True and (row["G_L1"], row["D"]) == (2.0, 4.0)  # (1+2+3) / 3
