@@ -46,7 +46,7 @@ LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
-NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged")
+NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged", "amp_skipped")  # (amp_skipped: --amp fp16's count)
 INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 
 
@@ -828,7 +828,9 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str | No
     parts.append("<div class='charts'>" + "".join(log.chart(k) for k in losses) + "</div>"
                  if losses else "<p>No losses logged yet.</p>")
     parts.append("<h2>Learning rate and speed</h2><div class='charts'>"
-                 + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s") + "</div>")
+                 + log.chart("lr", "learning rate") + log.chart("img_per_s", "images/s")
+                 + (log.chart("amp_skipped", "fp16 steps skipped (non-finite gradients)")
+                    if "amp_skipped" in log.columns else "") + "</div>")
     if validation or (config or {}).get("eval_every"):
         parts.append("<h2>Validation</h2>" + _validation(validation or [], config, log.steps, log.diverged_at))
 
@@ -1039,7 +1041,7 @@ def flat_hparams(config: dict, prefix: str = "") -> dict:
 
 def scalar_tag(key: str) -> str:
     """The TensorBoard tag of a log.jsonl column."""
-    return f"train/{key}" if key in ("lr", "img_per_s") else f"loss/{key}"
+    return f"train/{key}" if key in ("lr", "img_per_s", "amp_skipped") else f"loss/{key}"
 
 
 def tensorboard_writer():

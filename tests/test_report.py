@@ -241,6 +241,20 @@ def test_report_holds_curves_grids_and_evaluation_and_nothing_external(tmp_path)
     assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
 
 
+def test_an_fp16_runs_skipped_steps_are_charted_as_a_count_not_as_a_loss(tmp_path):
+    # log.jsonl's amp_skipped (--amp fp16: the steps the GradScaler skipped) was drawn among the losses, on a log axis
+    run, _ = fake_run(tmp_path)
+    rows = [{"step": s, "epoch": 0, "lr": 2e-4, "img_per_s": 10.0, "G_L1": 1.0, "amp_skipped": s % 3}
+            for s in range(1, 21)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = write_report(run).read_text()
+    losses = page[page.index("<h2>Losses</h2>"):page.index("<h2>Learning rate and speed</h2>")]
+    assert ">G_L1 <tspan" in losses and "amp_skipped" not in losses and "fp16 steps skipped" not in losses
+    assert ">fp16 steps skipped (non-finite gradients) <tspan" in page[page.index("<h2>Learning rate and speed"):]
+    assert report_mod.scalar_tag("amp_skipped") == "train/amp_skipped" and report_mod.scalar_tag("G_L1") == "loss/G_L1"
+    assert "fp16 steps skipped" not in write_report(fake_run(tmp_path / "b")[0]).read_text()  # (no fp16: no chart)
+
+
 def test_report_embeds_a_bounded_spread_of_grids_the_latest_first_at_its_own_size(tmp_path):
     width = report_mod.MAX_GRID_WIDTH + 200
     run, grids = fake_run(tmp_path, n_grids=30, width=width)

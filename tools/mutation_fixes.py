@@ -1241,7 +1241,7 @@ MUTANTS = [
      'the report\'s latest."""\n        if False:', BETWEEN),
     ('US16', TR, 'self.tb.log_row({**row, **{k: v for k, v in avg.items() if not math.isfinite(v)}})',
      'self.tb.log_row(row)', BETWEEN),
-    ('US17', TR, '+ (" or --amp off" if self.cfg.amp != "off" else ""))', '+ " or --amp off")', BETWEEN),
+    ('US17', TR, 'amp = " (or --amp off)" if cfg.amp != "off" else ""', 'amp = " (or --amp off)"', BETWEEN),
     ('US18', R, '_validation(validation or [], config, log.steps, log.diverged_at)',
      '_validation(validation or [], config, log.steps)', MARKED),
     ('US19', R, 'per_input = ("its one output" if', 'per_input = ("its one output" if False and', MARKED),
