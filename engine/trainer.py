@@ -1704,9 +1704,14 @@ class Trainer:
         left the run folder as it was at the last log interval, a page that looked alive: the interval so far is
         logged, marked, and the page says so, as the log interval's check does. On every rank alike (each found
         it), without the losses' all-reduce: rank 0's means."""
-        if self._divergence_logged or not self.log_count:
+        if self._divergence_logged or not self.log_count and not self.step:
             return
         lr = self.cfg.lr * lr_factor(self.epoch, self.cfg.niter, self.cfg.niter_decay)
+        if not self.log_count:
+            # Found by a check right after this step's log line (a save's of Adam's state, --log_every 1): that
+            # line is marked by one more of its step, with no losses, as the page and a resume read a divergence
+            self._write_row(log, {}, lr, ips, diverged=True)
+            return
         skipped = int(self.log_skipped[0]) if torch.is_tensor(self.log_skipped) else None
         kept = self.log_count - (skipped or 0)
         avg = {**({k: float(v) / kept for k, v in self.log_sums.items()} if kept else {}),
