@@ -594,9 +594,10 @@ SK_G1 = ["tests/test_model.py::test_the_bicycle_step_runs_g_once_on_both_codes_w
 SK_HALF = ["tests/test_norm_act.py::test_the_cpu_fallback_normalises_half_precision_in_float32"]
 SK_INTERP = ["tests/test_kernel_plumbing.py::test_the_interpreter_is_what_triton_was_imported_with"]
 SK_LAZY = "tests/test_optional_imports.py::test_"
-CMP, SW = "engine/compare.py", "engine/sweep.py"
+CMP = "engine/compare.py"
 SL_CMP = "tests/test_compare.py::test_"
 SL_R = "tests/test_report.py::test_"
+SL_SKIP = [REL + "an_fp16_step_the_scaler_skipped_is_left_out_of_the_log_and_the_checkpoint"]
 SL_IP = ["tests/test_interpolate.py::test_interpolate_errors"]
 SL_SW = ["tests/test_sweep.py::test_an_option_given_at_its_default_is_the_protocol_of_one_left_out"]
 SK_NA = "kernels/norm_act.py"
@@ -1986,6 +1987,29 @@ MUTANTS = [
     ('SL14', R, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
      'return folder.parent if folder.name == "checkpoints" else',
      ["tests/test_sweep.py::test_a_run_folder_named_checkpoints_is_swept_as_a_run"]),
+    # fp16's skipped steps and loss-scale floor, Adam's state at saves, a divergence's advice, make-demo killed
+    ('SL15', T, 'AMP_SCALE_FLOOR = 1.0', 'AMP_SCALE_FLOOR = 0.0',
+     [REL + "fp16_gradients_non_finite_at_every_step_stop_the_run_naming_the_network"]),
+    ('SL16', T, 'losses = self._leave_out(losses, self.model.amp_skipped)', 'pass', SL_SKIP),
+    ('SL17', T, 'kept = count - record.get("amp_skipped", 0)', 'kept = count', SL_SKIP),
+    ('SL18', T, 'if bad := self.model.nonfinite(optimizers=True):', 'if bad := self.model.nonfinite():',
+     [REL + "inf_adam_moments_stop_the_run_at_a_save"]),
+    ('SL19', T, 'if (loss in losses or not losses) and getattr(cfg, opt) > WEIGHT_FAR * getattr(TrainConfig, opt)]',
+     'if False]', [REL + "a_save_refuses_non_finite_loss_sums_and_names_the_loss_weight"]),
+    ('SL20', T, '        if bad := {k: float(v) for own in', '        if bad := {} and {k: float(v) for own in',
+     [REL + "a_save_refuses_non_finite_loss_sums_and_names_the_loss_weight"]),
+    ('SL21', T, '            self._write_row(log, {}, lr, ips, diverged=True)\n            return',
+     '            return', [REL + "a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint"]),
+    ('SL22', FI, '    _refuse_demo_being_written(folders)\n', '    pass\n',
+     ["tests/test_pipelines_errors.py::test_a_split_make_demo_was_killed_writing_is_refused_naming_it"]),
+    ('SL23', DM, '    (out / "palettes.json").unlink(missing_ok=True)\n    return True', '    return True',
+     ["tests/test_demo.py::test_a_make_demo_killed_rewriting_a_set_leaves_no_old_palettes_beside_new_images"]),
+    ('SL24', DM, 'if not marked and _differs(writing, out / name):', 'if not marked:',
+     ["tests/test_demo.py::test_make_demo_of_the_same_data_again_leaves_the_set_readable_throughout"]),
+    ('SL25', EV, 'find_layout(self.root, self.phase, layout)  # (a split', 'pass  # (a split',
+     ["tests/test_validation.py::test_what_the_data_cannot_measure_is_refused_before_the_first_step"]),
+    ('SL26', R, '"diverged", "amp_skipped")', '"diverged")',
+     [SL_R + "an_fp16_runs_skipped_steps_are_charted_as_a_count_not_as_a_loss"]),
 ]
 
 if __name__ == "__main__":
