@@ -816,6 +816,23 @@ def test_an_fp16_step_the_scaler_skipped_is_left_out_of_the_log_and_the_checkpoi
     assert int(interval["skipped"][0]) >= 1  # the steps left out, which the resumed run's first line leaves out too
     Trainer(cfg(tmp_path / "run", data, amp="fp16", max_steps=8, log_every=4, save_every=100), resume=True,
             progress=False).train()
+    # The logged means are those of the steps kept, over their count (independently: each step's losses as
+    # train_step returned them, and whether the scaler skipped it)
+    trainer = Trainer(cfg(tmp_path / "again", data, amp="fp16", max_steps=8, log_every=8, save_every=100),
+                      progress=False)
+    _losses_with(trainer, 5, _nan_l1_once)
+    steps, real = [], trainer.model.train_step
+
+    def step(batch):
+        out = real(batch)
+        steps.append((float(out["G_L1"]), bool(trainer.model.amp_skipped.amax() > 0)))
+        return out
+    trainer.model.train_step = step
+    trainer.train()
+    row = json.loads((tmp_path / "again" / "log.jsonl").read_text().splitlines()[-1])
+    kept = [v for v, skipped in steps if not skipped]
+    assert len(steps) == 8 and 0 < len(kept) < 8 and row["amp_skipped"] == 8 - len(kept)
+    assert row["G_L1"] == pytest.approx(sum(kept) / len(kept), rel=1e-5)
 
 
 def test_an_fp16_nan_loss_the_scaler_did_not_skip_still_stops_the_run(tmp_path, data):
