@@ -1855,6 +1855,14 @@ class Trainer:
                            f"(where the {self.world} processes agree), then saving")
         return told
 
+    def _epoch_checkpoint_owed(self) -> bool:
+        """Whether the run resumed at the last step of an epoch (self.epoch, not yet counted done) whose epoch_N.pt
+        save_epoch_freq keeps and the folder lacks."""
+        done, rest = divmod(self.step, self.steps_per_epoch)
+        return (self.saved_step == self.step and self.step > 0 and not rest and done == self.epoch + 1
+                and bool(self.cfg.save_epoch_freq) and done % self.cfg.save_epoch_freq == 0
+                and not (self.run_dir / "checkpoints" / epoch_name(done)).exists())
+
     def _train(self) -> Path:
         cfg = self.cfg
         self._say_start()
@@ -1872,6 +1880,10 @@ class Trainer:
                 t_last = time.monotonic()  # (its time is not the first interval's training)
                 if self.world == 1:  # (one process stops after it too; the ranks agree at a log interval)
                     stop = self._stop.received
+            if self.dist.main_says(self._epoch_checkpoint_owed):  # (rank 0's folder: every rank saves, or none)
+                # Resumed at an epoch's end whose checkpoint a kill lost (latest.pt is written before it): the loop
+                # goes on to the next epoch, so its end's save would never come again (same state: nothing drawn)
+                self.save(self.run_dir / "checkpoints" / epoch_name(self.epoch + 1), epoch=self.epoch + 1)
             while self.step < self.total_steps and stop is None:
                 lr = cfg.lr * lr_factor(self.epoch, cfg.niter, cfg.niter_decay)
                 self.model.set_lr(lr)

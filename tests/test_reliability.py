@@ -48,6 +48,7 @@ from bicyclegan.engine.checkpoint import (
     digest,
     find_checkpoint,
     load_checkpoint,
+    peek_checkpoint,
     read_checkpoint,
     rng_state,
     save_checkpoint,
@@ -1457,6 +1458,49 @@ def test_a_run_that_never_saved_is_not_continued_silently(tmp_path, data):
         Trainer(cfg(run, data), progress=False)
     with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
         Trainer(cfg(run, data), resume=True, progress=False)
+
+
+class Killed(BaseException):
+    """A kill -9 in a test: nothing of the run's handles it (no checkpoint, no report), as a SIGKILL."""
+
+
+def killed_at(trainer, monkeypatch, name: str, step: int) -> None:
+    """Make `trainer` stop as a kill does at its write of checkpoints/`name` at `step`, the write's temporary file
+    left behind empty (a kill's, its writer gone)."""
+    from bicyclegan.engine import trainer as trainer_module
+    real = trainer_module.save_checkpoint
+
+    def save_checkpoint(model, path, **kw):
+        if Path(path).name == name and trainer.step == step:
+            (Path(path).parent / f".{name}.abc.tmp").write_bytes(b"")
+            raise Killed
+        return real(model, path, **kw)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_checkpoint)
+
+
+def test_a_kill_while_an_epochs_checkpoint_is_written_loses_it_not(tmp_path, data, monkeypatch):
+    # latest.pt of the epoch's last step is written first, then epoch_N.pt: killed during the latter, the resume
+    # from latest.pt went on to the next epoch, and the epoch's save never came again (its temp file stayed too).
+    def run(out, **kw):  # 4 steps an epoch, latest.pt every 2
+        return cfg(out, data, niter=2, niter_decay=2, save_epoch_freq=1, **kw)
+    Trainer(run(tmp_path / "whole"), progress=False).train()
+    for total in (16, 8):  # killed mid-run, and at the run's end (whose resume has nothing to train)
+        out = tmp_path / f"run{total}"
+        t = Trainer(run(out, max_steps=total), progress=False)
+        killed_at(t, monkeypatch, "epoch_2.pt", 8)
+        with pytest.raises(Killed):
+            t.train()
+        monkeypatch.undo()
+        assert sorted(os.listdir(out / "checkpoints")) == [".epoch_2.pt.abc.tmp", "epoch_1.pt", "latest.pt"]
+        assert peek_checkpoint(out / "checkpoints" / "latest.pt", "step")[0] == 8
+        Trainer(run(out, max_steps=total), resume=True, progress=False).train()
+        names = sorted(os.listdir(out / "checkpoints"))
+        assert names == [f"epoch_{n}.pt" for n in range(1, total // 4 + 1)] + ["latest.pt"], names
+        again, whole = read_checkpoint(out / "checkpoints" / "epoch_2.pt"), read_checkpoint(
+            tmp_path / "whole" / "checkpoints" / "epoch_2.pt")
+        assert (again["step"], again["epoch"]) == (whole["step"], whole["epoch"]) == (8, 2)
+        for net in whole["nets"]:  # the uninterrupted run's epoch 2
+            assert all(torch.equal(again["nets"][net][k], v) for k, v in whole["nets"][net].items())
 
 
 def test_resume_on_a_smaller_dataset_is_refused(tmp_path, data):
