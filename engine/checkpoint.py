@@ -500,12 +500,32 @@ def abandoned_folder(folder, step: int) -> Path:
 
 def resume_point(folder) -> tuple[bool, int | None]:
     """Whether the run whose checkpoints are in `folder` can be continued, and from which: (True, None) from its
-    latest.pt, (True, N) from its newest epoch_N.pt (a run with --save_epoch_freq stopped before its first
-    latest.pt), (False, None) where it holds no checkpoint."""
+    latest.pt (or a later checkpoint beside it: newest_beside), (True, N) from its newest epoch_N.pt (a run with
+    --save_epoch_freq stopped before its first latest.pt), (False, None) where it holds no checkpoint."""
     if (Path(folder) / LATEST).exists():
         return True, None
     epochs = saved_epochs(folder)
     return (True, epochs[-1]) if epochs else (False, None)
+
+
+def newest_beside(latest: Path) -> Path:
+    """The checkpoint a plain resume continues the run from: its `latest` (RUN/checkpoints/latest.pt), or the
+    epoch_N.pt or best.pt beside it of a later step (a run killed after writing one of those and before its next
+    latest.pt, written every save_every steps alone, went back to the older latest.pt and set the newer checkpoint
+    aside as another continuation's); latest.pt on a tie, then the epoch's. Of the epochs' the newest alone is
+    read (their steps grow with N; a run keeping hundreds read each), its header alone (peek_checkpoint); a file
+    whose step cannot be read is passed over, and an unreadable latest.pt kept (the resume's read says what is
+    wrong)."""
+    def step_of(path: Path) -> int | None:
+        try:
+            return peek_checkpoint(path, "step")[0] if path.is_file() else None
+        except CheckpointError:
+            return None
+    newest, at = latest, step_of(latest)
+    for path in [*(latest.parent / epoch_name(n) for n in saved_epochs(latest.parent)[-1:]), latest.parent / BEST]:
+        if at is not None and (step := step_of(path)) is not None and step > at:
+            newest, at = path, step
+    return newest
 
 
 def continue_option(folder) -> str | None:

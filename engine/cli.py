@@ -352,7 +352,7 @@ def _auto_resume(args) -> None:
     """--resume auto, decided before the options are read: --resume (from the run's newest checkpoint, its
     config.json's options) where --out holds a run that saved, else a new run, --init_from (and its --epoch)
     as given; a run that started without saving is refused as for a new run (delete it to start again)."""
-    from .checkpoint import AUTO, LATEST, auto_resume, epoch_name
+    from .checkpoint import AUTO, LATEST, auto_resume, epoch_name, newest_beside
     if args.resume != AUTO:
         return
     out = args.out if args.out is not None else TrainConfig.out
@@ -364,7 +364,8 @@ def _auto_resume(args) -> None:
     args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None
     if not _said_on_this_machine():
         print(f"--resume auto: {'would continue' if args.dry_run else 'continuing'} the run in {out} from "
-              f"{epoch_name(epoch) if epoch is not None else LATEST}", file=sys.stderr)
+              f"{epoch_name(epoch) if epoch is not None else newest_beside(Path(out) / 'checkpoints' / LATEST).name}",
+              file=sys.stderr)
 
 
 def _model_class(spec: str | None) -> type:

@@ -51,6 +51,7 @@ from .checkpoint import (
     continue_option,
     epoch_name,
     find_checkpoint,
+    newest_beside,
     older_run,
     peek_checkpoint,
     read_checkpoint,
@@ -437,7 +438,7 @@ def resumed_file(ckpt_path: Path, resume, epoch) -> Path | None:
                               "resuming from a checkpoint path")
         # a run folder: its latest.pt, as init_from takes it (it was "checkpoint RUN does not exist")
         return find_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
-    return find_checkpoint(ckpt_path, epoch) if epoch is not None else ckpt_path if resume else None
+    return find_checkpoint(ckpt_path, epoch) if epoch is not None else newest_beside(ckpt_path) if resume else None
 
 
 def _starting_points(cfg: TrainConfig, ckpt_path: Path, resume, epoch) -> tuple[Path | None, Path | None]:
@@ -976,8 +977,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
 
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
-    (epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint; resume="auto" from its newest
-    checkpoint where it has one, else starts it (auto_resume). cfg.init_from (any
+    (newest_beside; epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint; resume="auto" from its
+    newest checkpoint where it has one, else starts it (auto_resume). cfg.init_from (any
     checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
     _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.

@@ -48,6 +48,7 @@ from bicyclegan.engine.checkpoint import (
     digest,
     find_checkpoint,
     load_checkpoint,
+    newest_beside,
     peek_checkpoint,
     read_checkpoint,
     rng_state,
@@ -1501,6 +1502,36 @@ def test_a_kill_while_an_epochs_checkpoint_is_written_loses_it_not(tmp_path, dat
         assert (again["step"], again["epoch"]) == (whole["step"], whole["epoch"]) == (8, 2)
         for net in whole["nets"]:  # the uninterrupted run's epoch 2
             assert all(torch.equal(again["nets"][net][k], v) for k, v in whole["nets"][net].items())
+
+
+@pytest.mark.parametrize("resume", [True, "auto"])
+def test_a_resume_continues_from_a_checkpoint_newer_than_latest(tmp_path, data, monkeypatch, capsys, resume):
+    # Killed after epoch_2.pt (step 8) and before the next latest.pt (step 9, save_every 3): the resume went back to
+    # latest.pt of step 6, retrained steps 7 and 8 and moved epoch_2.pt aside as another continuation's.
+    out = tmp_path / "run"
+    run = cfg(out, data, niter=2, niter_decay=2, save_epoch_freq=1, save_every=3)  # 4 steps an epoch
+    t = Trainer(run, progress=False)
+    killed_at(t, monkeypatch, "latest.pt", 9)
+    with pytest.raises(Killed):
+        t.train()
+    monkeypatch.undo()
+    folder = out / "checkpoints"
+    assert peek_checkpoint(folder / "latest.pt", "step")[0] == 6
+    capsys.readouterr()
+    t = Trainer(cfg(out, data, niter=2, niter_decay=2, save_epoch_freq=1, save_every=3), resume=resume,
+                progress=False)
+    assert (t.step, t.resume_path) == (8, folder / "epoch_2.pt")
+    assert "moved" not in capsys.readouterr().err
+    t.train()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "epoch_4.pt", "latest.pt"]
+    # best.pt of a later step than latest.pt's (an evaluation's better weights, killed before the next save)
+    shutil.copy(folder / "epoch_3.pt", folder / "latest.pt")
+    assert newest_beside(folder / "latest.pt") == folder / "epoch_4.pt"
+    os.replace(folder / "epoch_4.pt", folder / "best.pt")
+    assert newest_beside(folder / "latest.pt") == folder / "best.pt"
+    shutil.copy(folder / "best.pt", folder / "latest.pt")  # a tie: latest.pt
+    assert newest_beside(folder / "latest.pt") == folder / "latest.pt"
 
 
 def test_resume_on_a_smaller_dataset_is_refused(tmp_path, data):

@@ -1734,7 +1734,9 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_
     # Unheld, with the run's own options, each dry run passes: a check that refused everything would not
     for options in (("--dataroot", str(data)), ("--out", str(held), "--resume"),
                     ("--out", str(kept), "--resume", "--eval_every", "1", "--keep_best", "coverage"),
-                    ("--out", str(later), "--resume", "--eval_every", "1", "--keep_best", "encoded_l1")):
+                    # (latest.pt named: a plain --resume continues from the later best.pt, newest_beside)
+                    ("--out", str(later), "--resume", str(later / "checkpoints" / "latest.pt"), "--eval_every", "1",
+                     "--keep_best", "encoded_l1")):
         assert main(["train", *flat, "--out", str(new), *options, "--dry-run"]) == 0, options
         capsys.readouterr()
     assert not new.exists()
