@@ -432,8 +432,9 @@ MODEL_RESUMABLE_CHANGES = {"impl", "channels_last"}
 STARTED_FROM = ("init_from", "fresh_D")
 
 
-def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
-    """Refuse to resume a run whose networks, data preparation or objective differ from the checkpoint's."""
+def config_differences(saved: dict, cfg: TrainConfig, was: str = "checkpoint") -> list[str]:
+    """What of `cfg` a resume may not change differs from the run's config `saved` (its checkpoint's, or
+    config.json's: `was` names it), each as "field: checkpoint X vs now Y"."""
     now, default = cfg.to_dict(), TrainConfig().to_dict()
     diffs = []
     for part, allowed in ((None, RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES),
@@ -442,9 +443,14 @@ def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
         theirs = {**default, **saved} if part is None else {**default[part], **saved.get(part, {})}
         ours = now if part is None else now[part]
         prefix = "" if part is None else f"{part}."
-        diffs += [f"{prefix}{k}: checkpoint {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()
+        diffs += [f"{prefix}{k}: {was} {theirs.get(k)!r} vs now {v!r}" for k, v in ours.items()
                   if k not in allowed and k not in ("model", "data", *STARTED_FROM) and theirs.get(k) != v]
-    if diffs:
+    return diffs
+
+
+def check_compatible(saved: dict, cfg: TrainConfig, path) -> None:
+    """Refuse to resume a run whose networks, data preparation or objective differ from the checkpoint's."""
+    if diffs := config_differences(saved, cfg):
         may = sorted(RESUMABLE_CHANGES | DATA_RESUMABLE_CHANGES | MODEL_RESUMABLE_CHANGES)
         raise CheckpointError(f"checkpoint {path} was written with another config; differences: "
                               + "; ".join(diffs) + f" (a resumed run continues the same training: only "

@@ -351,14 +351,15 @@ def _check_evaluation_options(given: dict, cfg: TrainConfig) -> TrainConfig:
 def _auto_resume(args) -> None:
     """--resume auto, decided before the options are read: --resume (from the run's newest checkpoint, its
     config.json's options) where --out holds a run that saved, else a new run, --init_from (and its --epoch)
-    as given; a run that started without saving is refused as for a new run (delete it to start again)."""
+    as given; a run that started without saving is started again where its config is this one's, else refused as
+    for a new run (delete it to start again): the run decides, told "auto" (_resume_told)."""
     from .checkpoint import AUTO, LATEST, auto_resume, epoch_name, newest_beside
     if args.resume != AUTO:
         return
     out = args.out if args.out is not None else TrainConfig.out
     resume, epoch = auto_resume(out, None if args.init_from else args.epoch)
-    if not resume:
-        args.resume = False
+    if not resume:  # (the run, told AUTO, may start again a run of its config that never saved: _check_run_folder)
+        args.resume, args.auto_start = False, True
         return
     # A run's weights started it: its checkpoint records where from, and a resumed run keeps its discriminators.
     args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None
@@ -366,6 +367,12 @@ def _auto_resume(args) -> None:
         print(f"--resume auto: {'would continue' if args.dry_run else 'continuing'} the run in {out} from "
               f"{epoch_name(epoch) if epoch is not None else newest_beside(Path(out) / 'checkpoints' / LATEST).name}",
               file=sys.stderr)
+
+
+def _resume_told(args):
+    """The run's resume: args.resume, or "auto" where --resume auto found nothing to resume (_auto_resume)."""
+    from .checkpoint import AUTO
+    return AUTO if getattr(args, "auto_start", False) else args.resume
 
 
 def _model_class(spec: str | None) -> type:
@@ -471,7 +478,7 @@ def cmd_train(args) -> int:
         # What the run would refuse before its first step (the same checks, reading only): a dry run printed
         # configs the run then refused (another architecture, unreadable images, a device not there...).
         from .trainer import check_start
-        cfg = check_start(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
+        cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
                           world=_launch_world())
         # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
         # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
@@ -483,7 +490,7 @@ def cmd_train(args) -> int:
         return 0
     from .evaluate import format_table
     from .trainer import Trainer, end_group, stopped_by
-    trainer = Trainer(cfg, resume=args.resume, epoch=None if args.init_from else args.epoch,
+    trainer = Trainer(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
                       progress=not args.no_progress, tensorboard=args.tensorboard, model_cls=model_cls)
     try:
         run = trainer.train()

@@ -47,6 +47,7 @@ from .checkpoint import (
     check_compatible,
     check_same_networks,
     check_weights_fit,
+    config_differences,
     config_of,
     continue_option,
     epoch_name,
@@ -425,10 +426,15 @@ def _even_batch_hint(error, cfg, world):
 
 
 # -- where a run starts from: what Trainer refuses of its run folder and checkpoint, and train --dry-run too --
+def _auto(resume) -> bool:
+    """Whether `resume` is "auto" (AUTO), not a Path named so."""
+    return type(resume) is str and resume == AUTO
+
+
 def resumed_file(ckpt_path: Path, resume, epoch) -> Path | None:
     """The checkpoint that Trainer's resume and epoch resume from (ckpt_path: the run folder's latest.pt), None
     where they resume none; refuses what the options alone tell. Not checked to be there."""
-    if type(resume) is str and resume == AUTO:  # (a Path named auto stays a path)
+    if _auto(resume):  # (a Path named auto stays a path)
         resume, epoch = auto_resume(ckpt_path.parent.parent, epoch)
     if not isinstance(resume, (str, os.PathLike)):
         resume = check_bool("resume", resume)  # ("no" was a path, 0 and 1 false and true)
@@ -513,9 +519,33 @@ def _check_not_other_folder(run_dir: Path) -> None:
                           f"of its own, e.g. {run_dir / 'new-run'}")
 
 
-def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
+def _other_config(run_dir: Path, cfg: TrainConfig) -> str | None:
+    """How the config.json of the run in run_dir differs from `cfg` in what decides the training's results: what a
+    resume may not change (config_differences), the weights it started from (init_from, fresh_D) and the data
+    folder (a resume compares the files themselves, which a run without a checkpoint did not record); None
+    where it does not."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        diffs = config_differences(saved, cfg, was="config.json")
+        pairs = [(k, saved.get(k), getattr(cfg, k)) for k in STARTED_FROM]
+        if cfg.data.dataroot is not None:  # (the demo's data: where out, size and seed say, compared above)
+            pairs.append(("data.dataroot", saved["data"].get("dataroot"), cfg.data.dataroot))
+    except FileNotFoundError:
+        return "it wrote no config.json"
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        return f"its config.json cannot be read as a run's config ({type(e).__name__}: {e})"
+
+    def same(was, now) -> bool:  # (paths as the run recorded them: absolute)
+        return was == now or isinstance(was, str) and isinstance(now, str) and absolute(was) == absolute(now)
+    diffs += [f"{k}: config.json {was!r} vs now {now!r}" for k, was, now in pairs if not same(was, now)]
+    return "; ".join(diffs) or None
+
+
+def _check_run_folder(run_dir: Path, resume_path: Path | None, restart: TrainConfig | None = None) -> bool:
     """Refuse a run folder that holds a run this one would not continue, and a checkpoint to resume from that
-    is not there. Reads only (Trainer locks the folder first)."""
+    is not there. restart: the config of a --resume auto run that resumes nothing, which starts again a run of
+    the same config (_other_config) that stopped before its first checkpoint (a job killed then, and requeued,
+    was refused on every restart); whether it does. Reads only (Trainer locks the folder first)."""
     ckpt_path = run_dir / "checkpoints" / LATEST
     started = [p for p in (ckpt_path, run_dir / "log.jsonl", run_dir / "config.json") if p.exists()]
     if started and (old := older_run(run_dir, elsewhere=True)) is not None:  # ("pass --resume": it cannot be)
@@ -523,9 +553,15 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
     how = continue_option(ckpt_path.parent)  # --resume, --epoch N (epoch checkpoints only) or None
     if started and resume_path is None:
         if how is None:
+            # (not beside a best.pt, an evaluation's weights that a new start would mix with its own)
+            fresh = restart is not None and not (ckpt_path.parent / BEST).exists()
+            if fresh and (other := _other_config(run_dir, restart)) is None:
+                return True
             raise CheckpointError(f"{run_dir} already holds a run that stopped before its first checkpoint "
                                   f"({started[0].name}, no checkpoint): nothing to resume; delete the folder "
-                                  f"to start again there, or choose another --out")
+                                  f"to start again there, or choose another --out"
+                                  + (f" (--resume auto starts it again with the config it started with alone: "
+                                     f"{other})" if fresh else ""))
         python = "resume=True" if how == "--resume" else f"resume=True, epoch={how.split()[-1]}"
         raise CheckpointError(f"{run_dir} already holds a run ({started[0].name}); pass {how} ({python} in Python) "
                               f"to continue it or choose another --out")
@@ -546,6 +582,7 @@ def _check_run_folder(run_dir: Path, resume_path: Path | None) -> None:
                               f"not one of its checkpoints: continuing it there would drop that run's log past "
                               f"the checkpoint's step and replace its checkpoints; continue the run in "
                               f"{run_dir} with --resume (no path), or {resume_path} into a new --out")
+    return False
 
 
 def _read_resumed(resume_path: Path, ckpt_path: Path) -> dict:
@@ -943,7 +980,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     _check_not_in_use(run_dir)
     _check_run_writable(run_dir)  # (creates nothing)
     _check_not_other_folder(run_dir)
-    _check_run_folder(run_dir, resume_path)
+    restarting = _check_run_folder(run_dir, resume_path, cfg if _auto(resume) else None)
     step, state = 0, None
     if resume_path is not None:
         state = _read_resumed(resume_path, ckpt_path)
@@ -967,7 +1004,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
         if rank == 0:
             _grid_loader(cfg, root, device).close()  # (built for its checks of the files)
         if cfg.eval_every:
-            rows, best = _evaluations_kept(run_dir, step, resume_path, len(loader))
+            rows, best = ([], None) if restarting else _evaluations_kept(run_dir, step, resume_path, len(loader))
             with torch.random.fork_rng(devices=[]):  # (its weights are never used: the caller's generator untouched)
                 model = BicycleGAN(cfg, device=device, training=False)  # (G and E: what an evaluation runs)
             ev = _evaluation(model, cfg, root, Dist())
@@ -978,7 +1015,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
 class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (newest_beside; epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint; resume="auto" from its
-    newest checkpoint where it has one, else starts it (auto_resume). cfg.init_from (any
+    newest checkpoint where it has one, else starts it (auto_resume), again where a run of its config stopped there
+    before its first checkpoint (_check_run_folder). cfg.init_from (any
     checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
     model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
     _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
@@ -1003,6 +1041,7 @@ class Trainer:
         self._lock = None  # rank 0 holds the run folder until train() ends
         self._training = self._superseded = False  # superseded: a later Trainer took the folder over
         self._made_folder, self._made_lock_file = None, False  # what a failed start removes again
+        self._restarting = False  # rank 0's: a run that never saved, started again (_check_run_folder)
         self._stop = None  # train()'s StopSignals: a Trainer trains once
         self._stop_requested = False  # request_stop() before train()
         self._on_log_failed = False  # (its error said once)
@@ -1037,6 +1076,7 @@ class Trainer:
         # Every rank judges the same options and files alike, so refuses alike: each_decides makes the refusal
         # rank 0's one line under torchrun, where each rank printed its own (a bad --epoch, say).
         self.dist.each_decides(start)
+        self._restart_cfg = cfg if _auto(resume) and self.resume_path is None else None
         # Rank 0 alone holds the folder and so judges it; every rank stops on its refusal.
         self.dist.main_decides(self._check_run_folder)
         self.is_demo = cfg.data.dataroot is None
@@ -1111,10 +1151,13 @@ class Trainer:
         # had set aside the later checkpoints, cut the logs and replaced latest.pt, then refused to train.
         if self.saved_step is not None:
             self.dist.main_decides(self._truncate_log)
+        elif self._restarting:
+            self.dist.main_decides(self._start_again)
         if tensorboard or implied:
             def open_tensorboard():
                 self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
-                                         purge_step=self.step + 1 if self.resume_path is not None else None)
+                                         purge_step=self.step + 1 if self.resume_path is not None
+                                         or self._restarting else None)
             self.dist.main_decides(open_tensorboard)
         seed_rng(cfg.seed * 1000 + self.rank, self.device)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
@@ -1138,7 +1181,7 @@ class Trainer:
         _check_not_other_folder(self.run_dir)
         self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
         self._lock_run_folder()
-        _check_run_folder(self.run_dir, self.resume_path)
+        self._restarting = _check_run_folder(self.run_dir, self.resume_path, self._restart_cfg)
 
     def _lock_run_folder(self) -> None:
         """Hold an exclusive lock on the run folder: a second training started into the same --out (a
@@ -1275,6 +1318,19 @@ class Trainer:
                 atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f), what="checkpoint",
                              error=CheckpointError)
 
+    def _start_again(self) -> None:
+        """What a run of this config that stopped before its first checkpoint wrote (its log lines, evaluations,
+        grids and the views of them), which this one, started again in its folder by --resume auto, writes anew:
+        removed, where the new lines were appended to the old. Rank 0's (main_decides)."""
+        from .report import run_grids
+        for grid in run_grids(self.run_dir):
+            grid.unlink()
+        for name in ("log.jsonl", EVAL_LOG):
+            (self.run_dir / name).unlink(missing_ok=True)
+        self._drop_later_views()
+        print(f"note: {self.run_dir} holds a run of this config that stopped before its first checkpoint: --resume "
+              f"auto starts it again, its log, evaluations and grids replaced", file=sys.stderr)
+
     def _drop_later_views(self) -> None:
         """What showed the steps past the checkpoint resumed from: samples/latest.png (the abandoned steps' grid
         to the byte), eval.json (a demo run's final evaluation, of weights set aside) and report.html (their
@@ -1337,7 +1393,9 @@ class Trainer:
         self._make_evaluation()
         if self.resume_path is not None:
             self.eval_owed = peek_checkpoint(self.resume_path, "eval_owed")[0]
-        rows, best = _evaluations_kept(self.run_dir, self.saved_step or 0, self.resume_path, self.steps_per_epoch)
+        # (a run started again replaces the evaluations logged: _start_again)
+        rows, best = ([], None) if self._restarting else _evaluations_kept(
+            self.run_dir, self.saved_step or 0, self.resume_path, self.steps_per_epoch)
         if self.eval_owed is not None and rows and rows[-1]["step"] >= self.eval_owed:
             # Made already, by a resume from this checkpoint killed before its next save: made again, the
             # step had two lines, and the second no longer marked best.pt's (a tie keeps the earlier).

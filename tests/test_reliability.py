@@ -1534,6 +1534,52 @@ def test_a_resume_continues_from_a_checkpoint_newer_than_latest(tmp_path, data, 
     assert newest_beside(folder / "latest.pt") == folder / "latest.pt"
 
 
+def test_resume_auto_starts_again_a_run_of_its_config_that_never_saved(tmp_path, data, capsys):
+    # A job killed before its first checkpoint (an OOM kill, a preemption) and requeued with --resume auto was
+    # refused on every restart: "already holds a run that stopped before its first checkpoint ... delete the folder".
+    out = tmp_path / "run"
+
+    def run(where=out, **kw):
+        return cfg(where, data, max_steps=4, save_every=100, sample_every=2, load_size=286,  # (the CLI's)
+                   eval_every=2, eval_metrics="l1", eval_num=4, eval_samples=2, **kw)
+    Trainer(run(tmp_path / "whole"), progress=False).train()
+    t = Trainer(run(), progress=False)
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == 3:
+            raise Killed
+        return real(batch)
+    t.model.train_step = train_step
+    with pytest.raises(Killed):
+        t.train()
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert not (out / "checkpoints" / "latest.pt").exists()
+    copy = shutil.copytree(out, tmp_path / "copy")
+    capsys.readouterr()
+    args = ["train", "--out", str(out), "--resume", "auto", "--dataroot", str(data), "--max_steps", "4",
+            "--save_every", "100", "--sample_every", "2", *(f"--{k}={v}" for k, v in TINY.items()),
+            "--batch_size", "4", "--preprocess", "none", "--num_workers", "0", "--niter", "1",
+            "--niter_decay", "1", "--log_every", "1", "--n_samples", "2", "--no-progress", "--eval_every", "2",
+            "--eval_metrics", "l1", "--eval_num", "4", "--eval_samples", "3"]  # (may change, as on a resume)
+    assert main(args) == 0
+    assert ("note: " + f"{out} holds a run of this config that stopped before its first checkpoint: --resume auto "
+            f"starts it again, its log, evaluations and grids replaced") in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    whole = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # once each, not 1, 2, 3, 1, 2, 3, 4
+    assert [r["step"] for r in map(json.loads, (out / "eval_log.jsonl").read_text().splitlines())] == [2, 4]
+    assert [r["G_L1"] for r in rows] == [r["G_L1"] for r in whole]
+    assert sorted(os.listdir(out / "samples")) == sorted(os.listdir(tmp_path / "whole" / "samples"))
+    moved = shutil.copytree(data, tmp_path / "data2")
+    for other in (dict(lambda_L1=5.0), dict(init_from=str(tmp_path / "whole")), dict(dataroot=str(moved))):
+        with pytest.raises(CheckpointError, match=r"stopped before its first checkpoint .+ \(--resume auto starts it "
+                                                  r"again with the config it started with alone: "):
+            Trainer(run(copy, **other), resume="auto", progress=False)
+    with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
+        Trainer(run(copy), resume=True, progress=False)  # (a plain --resume: nothing to resume)
+
+
 def test_resume_on_a_smaller_dataset_is_refused(tmp_path, data):
     Trainer(cfg(tmp_path / "run", data, max_steps=3), progress=False).train()
     small = make_demo_dataset(tmp_path / "small", n_train=8, n_test=2, size=32, seed=0)
