@@ -597,6 +597,8 @@ SK_LAZY = "tests/test_optional_imports.py::test_"
 CMP = "engine/compare.py"
 SL_CMP = "tests/test_compare.py::test_"
 SL_R = "tests/test_report.py::test_"
+SL_NEWER = [REL + "a_resume_continues_from_a_checkpoint_newer_than_latest"]
+SL_AGAIN = [REL + "resume_auto_starts_again_a_run_of_its_config_that_never_saved"]
 SL_SKIP = [REL + "an_fp16_step_the_scaler_skipped_is_left_out_of_the_log_and_the_checkpoint"]
 SL_IP = ["tests/test_interpolate.py::test_interpolate_errors"]
 SL_SW = ["tests/test_sweep.py::test_an_option_given_at_its_default_is_the_protocol_of_one_left_out"]
@@ -831,10 +833,10 @@ MUTANTS = [
     ('CL07', SP, '            if self.preprocess == "crop":  # the crop is taken',
      '            if self.preprocess != "resize_and_crop":  # the crop is taken', CROP_WORDS),
     # train --dry-run: the run's checks of its folder and of the checkpoint it resumes or starts from (check_start)
-    ('CL08', CLI, '        cfg = check_start(cfg, resume=args.resume,',
-     '        cfg = cfg or check_start(cfg, resume=args.resume,', DRY),  # (a config is true: never checked)
-    ('CL09', T, '    _check_run_folder(run_dir, resume_path)\n    step, state = 0, None\n',
-     '    step, state = 0, None\n', DRY),
+    ('CL08', CLI, '        cfg = check_start(cfg, resume=_resume_told(args),',
+     '        cfg = cfg or check_start(cfg, resume=_resume_told(args),', DRY),  # (a config is true: never checked)
+    ('CL09', T, '    restarting = _check_run_folder(run_dir, resume_path, cfg if _auto(resume) else None)\n',
+     '    restarting = False\n', DRY),
     ('CL10', T, '        state = _read_resumed(resume_path, ckpt_path)\n        _check_resumed(',
      '        state = torch.load(resume_path, weights_only=True)\n        _check_resumed(', DRY),
     ('CL11', T, '        _check_resumed(state, cfg, resume_path, run_dir, world)\n        _check_resumed_shapes(',
@@ -1079,7 +1081,8 @@ MUTANTS = [
     ('RR06', IO, '    return next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)',
      '    return None if folder.exists() else folder', REFUSED_NEW),
     ('RR07', IO, '    for f in [Path(folder), *Path(folder).parents]:', '    for f in [Path(folder)]:', REFUSED_NEW),
-    ('RR08', T, '_evaluations_kept(self.run_dir, self.saved_step or 0,', '_evaluations_kept(self.run_dir, 0,',
+    ('RR08', T, '            self.run_dir, self.saved_step or 0, self.resume_path,',
+     '            self.run_dir, 0, self.resume_path,',
      REFUSED_RESUME),
     # the merge's mends (MG)
     ('MG01', T, '        if failed and self._made_folder is not None:  # (None too',
@@ -1369,11 +1372,11 @@ MUTANTS = [
      '    if False:\n        return True, None', AUTO_PY),
     ('SQ02', CK, '    return (True, epochs[-1]) if epochs else (False, None)', '    return (False, None)', AUTO_PY),
     ('SQ03', CK, '    if Path(AUTO).exists():', '    if False:', AUTO_CLI),
-    ('SQ04', T, '    if type(resume) is str and resume == AUTO:', '    if False:', AUTO_PY),
+    ('SQ04', T, '    return type(resume) is str and resume == AUTO', '    return False', AUTO_PY),
     ('SQ05', CLI, '    args.resume, args.epoch, args.init_from, args.fresh_D = True, epoch, None, None',
      '    args.resume, args.epoch = True, epoch', AUTO_CLI),
-    ('SQ06', CLI, '    if not resume:\n        args.resume = False\n        return',
-     '    if not resume:\n        return', AUTO_CLI),
+    ('SQ06', CLI, '        args.resume, args.auto_start = False, True\n',
+     '        args.auto_start = True\n', AUTO_CLI),
     ('SQ07', SV, '        rows = max(1, FORWARD_PIXELS // (A.shape[-2] * A.shape[-1]))', '        rows = n', BATCHES),
     ('SQ08', SV, '                if self.stopping:', '                if False:', BATCHES),
     ('SQ09', SV, 'or sum(self.uploads.values()) > 4 * 3 * self.max_upload_pixels)', ')', KEPT),
@@ -2010,6 +2013,16 @@ MUTANTS = [
      ["tests/test_validation.py::test_what_the_data_cannot_measure_is_refused_before_the_first_step"]),
     ('SL26', R, '"diverged", "amp_skipped")', '"diverged")',
      [SL_R + "an_fp16_runs_skipped_steps_are_charted_as_a_count_not_as_a_loss"]),
+    # a kill between checkpoints' writes: the epoch's written again, the newest resumed, --resume auto's restart
+    ('SL27', T, 'if self.dist.main_says(self._epoch_checkpoint_owed):', 'if False:',
+     [REL + "a_kill_while_an_epochs_checkpoint_is_written_loses_it_not"]),
+    ('SL28', CK, 'is not None and step > at:', 'is not None and step >= at:', SL_NEWER),
+    ('SL29', T, 'else newest_beside(ckpt_path) if resume else None', 'else ckpt_path if resume else None', SL_NEWER),
+    ('SL30', T, '(other := _other_config(run_dir, restart)) is None:\n                return True\n',
+     '(other := _other_config(run_dir, restart)) is None:\n                pass\n', SL_AGAIN),
+    ('SL31', T, 'for k, was, now in pairs if not same(was, now)]', 'for k, was, now in pairs if False]', SL_AGAIN),
+    ('SL32', T, 'fresh = restart is not None and not (ckpt_path.parent / BEST).exists()',
+     'fresh = restart is not None', SL_AGAIN),
 ]
 
 if __name__ == "__main__":
