@@ -1578,6 +1578,11 @@ def test_resume_auto_starts_again_a_run_of_its_config_that_never_saved(tmp_path,
             Trainer(run(copy, **other), resume="auto", progress=False)
     with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
         Trainer(run(copy), resume=True, progress=False)  # (a plain --resume: nothing to resume)
+    # an evaluation's best.pt there (kept weights, which a new start would mix with its own): refused as before
+    (copy / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "whole" / "checkpoints" / "latest.pt", copy / "checkpoints" / "best.pt")
+    with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
+        Trainer(run(copy), resume="auto", progress=False)
 
 
 def test_resume_on_a_smaller_dataset_is_refused(tmp_path, data):
