@@ -317,7 +317,7 @@ class BicycleGAN(nn.Module):
         and the weights frozen for good. One host sync: call it at log intervals (and saves), not every step."""
         nets = {**self.networks(), **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
         groups = {name: [*net.parameters(), *net.buffers()] for name, net in nets.items()}
-        if optimizers:
+        if check_bool("optimizers", optimizers):
             groups.update({name + OPTIMIZER: [t for st in opt.state.values() for t in st.values()
                                               if isinstance(t, torch.Tensor)] for name, opt in self.optimizers.items()})
         names, counts = [], []

@@ -231,6 +231,7 @@ def switches(tmp, data, run):
         ("export_generator", "verify"): lambda v: export_generator(run, tmp / "g.pt2", verify=v),
         ("load_checkpoint", "training"): lambda v: load_checkpoint(run, training=v),
         ("BicycleGAN", "training"): lambda v: BicycleGAN(cfg(), training=v),
+        ("BicycleGAN", "nonfinite", "optimizers"): lambda v: BicycleGAN(cfg()).nonfinite(optimizers=v),
         ("sample_columns", "encode"): lambda v: sample_columns(load_checkpoint(run), torch.zeros(1, 3, 32, 32),
                                                                encode=v),
         ("serve", "skip_bad"): lambda v: serve(run, skip_bad=v, port=0),
@@ -275,11 +276,11 @@ def test_every_switch_of_the_api_is_in_the_table(tmp_path):
 def test_a_switch_given_no_bool_is_refused_naming_it_and_the_value(tmp_path, data, run, key, bad):
     """A string such as "no" (true) or 0 (false, where True is meant as 1 is) is a ConfigError naming the
     argument and the value, before any work (no run, no download, no server)."""
-    if key[1] == "resume" and isinstance(bad, str):
+    if key[-1] == "resume" and isinstance(bad, str):
         bad = 1.0  # (a string is a checkpoint's path)
     with pytest.raises(ConfigError) as e:
         switches(tmp_path, data, run)[key](bad)
-    assert f"{key[1]}={bad!r} must be true or false" in str(e.value)
+    assert f"{key[-1]}={bad!r} must be true or false" in str(e.value)  # (a method's: (class, method, argument))
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists() and not (tmp_path / "d").exists()
 
 
