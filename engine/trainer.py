@@ -1241,6 +1241,14 @@ class Trainer:
             return
         _check_same_data(state, self.resume_path, self.loader, self.data_root, self._samples_digest)
         self.model.load_training_state(state)
+        if bad := self.model.nonfinite(optimizers=True):
+            # (Adam's inf moments, which an earlier version saved unchecked: the resume trained a save interval of
+            # frozen weights, then named this same file the last good checkpoint. The weights alone are sound.)
+            spec = model_option(class_spec(self._model_cls))
+            raise DivergenceError(f"{self.resume_path} holds {self.model.describe_nonfinite(bad)}: the run diverged "
+                                  f"before this checkpoint was saved, and a resume from it would not train; go on in "
+                                  f"a new run from its weights: --init_from {shlex.quote(str(self.resume_path))}"
+                                  f"{spec} --out NEW")
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
         self.rng_to_restore = state["rng"]

@@ -892,6 +892,25 @@ def test_inf_adam_moments_stop_the_run_at_a_save(tmp_path, data):
                                               r"--lambda_L1 1e\+25 \(G_L1's weight\)"):
         trainer.train()
     assert not trainer.ckpt_path.exists()
+    # A checkpoint an earlier version saved with that state (unchecked): the resume trained a save interval of
+    # frozen weights, then named that file "the last good checkpoint". Refused at once; its weights start a new run.
+    run = tmp_path / "old"
+    Trainer(cfg(run, data, max_steps=2, save_every=2), progress=False).train()
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    moments = next(iter(state["optimizers"]["G"]["state"].values()))
+    moments["exp_avg_sq"].view(-1)[:3] = math.inf
+    state["digest"] = digest(state)  # (as the earlier version wrote it: whole, its state unchecked)
+    torch.save(state, run / "checkpoints" / "latest.pt")
+    before = (run / "log.jsonl").read_text()
+    ckpt = run / "checkpoints" / "latest.pt"
+    with pytest.raises(DivergenceError, match=f"^{re.escape(str(ckpt))} holds non-finite optimizer state of G "
+                                              r"\(3 values\) .*a resume from it would not train; go on in a new run "
+                                              f"from its weights: --init_from {re.escape(str(ckpt))} --out NEW$"):
+        Trainer(cfg(run, data, max_steps=4, save_every=2), resume=True, progress=False)
+    assert (run / "log.jsonl").read_text() == before
+    new = tmp_path / "new"
+    Trainer(cfg(new, data, max_steps=1, init_from=str(ckpt)), progress=False).train()
+    assert (new / "checkpoints" / "latest.pt").exists()
 
 
 def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, data, capsys):
