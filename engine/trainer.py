@@ -1777,7 +1777,7 @@ class Trainer:
         if not self.log_count:
             # Found by a check right after this step's log line (a save's of Adam's state, --log_every 1): that
             # line is marked by one more of its step, with no losses, as the page and a resume read a divergence
-            self._write_row(log, {}, lr, ips, diverged=True)
+            self._write_row(log, {}, lr, None, diverged=True)  # (no steps since that line: no speed, not 0)
             return
         skipped = int(self.log_skipped[0]) if torch.is_tensor(self.log_skipped) else None
         kept = self.log_count - (skipped or 0)
@@ -1785,13 +1785,15 @@ class Trainer:
                **({"amp_skipped": skipped} if skipped is not None else {})}
         self._write_row(log, avg, lr, ips, diverged=True)
 
-    def _write_row(self, log, avg: dict, lr: float, ips: float, diverged: bool) -> None:
-        """log.jsonl's line of the interval (rank 0's), TensorBoard's; the report too for a diverged one."""
+    def _write_row(self, log, avg: dict, lr: float, ips: float | None, diverged: bool) -> None:
+        """log.jsonl's line of the interval (rank 0's), TensorBoard's; the report too for a diverged one. ips None:
+        no speed (a line of no steps)."""
         def write():
             if not log:
                 return
             # JSON has no NaN: a non-finite loss is written as null beside "diverged".
-            row = {"step": self.step, "epoch": self.epoch, "lr": lr, "img_per_s": round(ips, 2),
+            row = {"step": self.step, "epoch": self.epoch, "lr": lr,
+                   **({"img_per_s": round(ips, 2)} if ips is not None else {}),
                    **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
             try:
                 log.write(json.dumps({**row, **({"diverged": True} if diverged else {})}) + "\n")

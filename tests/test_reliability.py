@@ -927,6 +927,9 @@ def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, d
         assert all(torch.isfinite(t).all() for sd in nets.values() for t in sd.values() if t.is_floating_point())
     log = (run / "log.jsonl").read_text()
     assert '"diverged": true' in log and "NaN" not in log  # still valid JSON
+    # (a divergence a save found right after its step's line is a line of its own, of no steps: no speed, where it
+    # said 0 images/s and the page's chart fell to 0)
+    assert all(row.get("img_per_s", 1) > 0 for row in map(json.loads, log.splitlines()))
 
 
 def test_nonfinite_models_are_refused_by_save_evaluate_and_export(tmp_path, data):
