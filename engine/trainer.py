@@ -1880,9 +1880,9 @@ class Trainer:
                                "launches set the pace and the Triton kernels' cost more; they run in a CUDA graph "
                                "(--cuda_graph) or compiled step, or with --impl triton")
         if cfg.amp == "fp16" and self.device.type == "cpu":  # (a user's flag from a GPU's command line)
-            self.progress.note("--amp fp16 on the CPU: several times slower than --amp off there (5 to 9 times the "
-                               "step, measured on the demo's networks), for nothing; mixed precision pays on a GPU "
-                               "(bf16 runs at about off's speed on a CPU)")
+            self.progress.note("--amp fp16 on the CPU: many times slower than --amp off there (8 to 13 times the "
+                               "step measured on the demo's networks, about 30 times on the reference's), for "
+                               "nothing; mixed precision pays on a GPU (bf16 runs at about off's speed on a CPU)")
         loader = self.loader
         n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
         # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with

@@ -1312,14 +1312,14 @@ def test_counts_of_one_read_as_one(tmp_path, data, capsys, monkeypatch):
 
 
 def test_fp16_on_the_cpu_says_it_is_slower(tmp_path, data, capsys):
-    # --amp fp16 on a CPU ran its steps 5 to 9 times as long as --amp off (emulated float16), and nothing said so
+    # --amp fp16 on a CPU ran its steps 8 to 30 times as long as --amp off (emulated float16), and nothing said so
     argv = ["train", "--preset", "reference", *[f"--{k}={v}" for k, v in TINY.items()], "--dataroot", str(data),
             "--batch_size", "4", "--preprocess", "none", "--backend", "torch", "--num_workers", "0", "--max_steps", "1",
             "--no-progress", "--device", "cpu"]
     for amp, said in (("fp16", True), ("bf16", False)):
         assert main([*argv, "--amp", amp, "--out", str(tmp_path / amp)]) == 0
         err = capsys.readouterr().err
-        assert ("--amp fp16 on the CPU: several times slower than --amp off there" in err) == said, err
+        assert ("--amp fp16 on the CPU: many times slower than --amp off there" in err) == said, err
 
 
 def test_a_text_file_or_a_dataset_given_as_the_model_is_named_as_what_it_is(data, tmp_path, capsys):
