@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import operator
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -180,10 +181,14 @@ def _input_numbers(refs) -> list[int]:
         refs = [part.strip() for part in refs.split(",") if part.strip()]
         refs = [int(part) if part.lstrip("-").isdigit() else part for part in refs]
     refs = list(refs)  # (counted before it is read: a generator would be spent)
-    if any(isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) or r < 0 for r in refs):
+    try:  # (operator.index: an integer of any kind, numpy's and a tensor's too, never 1.7 or a bool)
+        numbers = [operator.index(r) for r in refs if not isinstance(r, (bool, np.bool_))]
+    except TypeError:
+        numbers = []
+    if len(numbers) < len(refs) or any(n < 0 for n in numbers):
         raise ConfigError(f"refs={given!r}: expected input numbers, 0 for the first input of the split (e.g. "
                           f"[0, 4, 7] or '0,4,7')")
-    return [int(r) for r in refs]
+    return numbers
 
 
 def _check_references(layout: str, listed: list, chosen: list[int], refs, folder) -> None:

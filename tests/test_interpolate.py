@@ -185,6 +185,9 @@ def test_interpolate_errors(tmp_path, demo_root, monkeypatch):
     out = interpolate(tiny(demo_root), out=tmp_path / "r", num=1, path="encoded", refs=" 2, 0", frames=1,
                       progress=False, mp4=False)
     assert json.loads((out / "path.json").read_text())["refs"] == ["00002.png", "00000.png"]
+    out = interpolate(tiny(demo_root), out=tmp_path / "t", num=1, path="encoded", refs=torch.tensor([2, 0]),
+                      frames=1, progress=False, mp4=False)  # (a tensor of input numbers, as before)
+    assert json.loads((out / "path.json").read_text())["refs"] == ["00002.png", "00000.png"]
     # A folder of inputs alone has no B to encode: said as such (it was "refs=[0, ..., 5]: plain/val has
     # 1 inputs", naming a folder that is not there).
     plain = tmp_path / "plain"
