@@ -432,6 +432,26 @@ def test_the_cli_exits_75_without_the_network_and_2_for_a_damaged_archive(server
         f"bicyclegan download: DownloadError: {server.url}{FACADES}: the archive is damaged or incomplete")
 
 
+def _refused_at_once_over_https(httpd, tmp_path, capsys, monkeypatch) -> str:
+    """A download of the facades from `httpd` (served here, then shut) as an https:// mirror: asserted refused after
+    one attempt, exit 2, in one line naming the address; that line."""
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    attempts = []
+    monkeypatch.setattr(dl, "_attempt", lambda *a, attempt=dl._attempt: attempts.append(a) or attempt(*a))
+    monkeypatch.setattr(dl, "BACKOFF", 0)  # (a retry, were there one, at once)
+    mirror = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        rc = main(["download", "dataset", "facades", "--dir", str(tmp_path / "data"), "--mirror", mirror, "--quiet"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capsys.readouterr().err
+    assert rc == 2 and len(attempts) == 1, err
+    assert err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}{FACADES}: ") and \
+        len(err.splitlines()) == 1, err
+    return err
+
+
 def test_a_certificate_that_cannot_be_verified_is_said_once_with_exit_2(tmp_path, capsys, monkeypatch):
     # A TLS certificate verification failure was a network failure: tried again for half a minute, then exit 75, so
     # the README's retry loop never ended. The same certificate fails every try: one attempt, exit 2, and a hint.
@@ -444,20 +464,8 @@ def test_a_certificate_that_cannot_be_verified_is_said_once_with_exit_2(tmp_path
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)  # (self-signed: no CA of the system's)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    attempts = []
-    monkeypatch.setattr(dl, "_attempt", lambda *a, attempt=dl._attempt: attempts.append(a) or attempt(*a))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    mirror = f"https://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        rc = main(["download", "dataset", "facades", "--dir", str(tmp_path / "data"), "--mirror", mirror, "--quiet"])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-    err = capsys.readouterr().err
-    assert rc == 2 and len(attempts) == 1, err
-    assert err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}{FACADES}: ") and \
-        len(err.splitlines()) == 1, err
+    err = _refused_at_once_over_https(httpd, tmp_path, capsys, monkeypatch)
     assert "certificate verify failed" in err and "check the system's CA certificates" in err and \
         "SSL_CERT_FILE" in err and "http:// mirror" in err, err
     assert leftovers(tmp_path / "data") == []
@@ -470,21 +478,8 @@ def test_an_https_address_of_a_plain_http_server_is_said_once_with_exit_2(tmp_pa
         def log_message(self, *args):  # (the TLS hello read as a bad request, said on stderr)
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    attempts = []
-    monkeypatch.setattr(dl, "_attempt", lambda *a, attempt=dl._attempt: attempts.append(a) or attempt(*a))
-    monkeypatch.setattr(dl, "BACKOFF", 0)
-    mirror = f"https://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        rc = main(["download", "dataset", "facades", "--dir", str(tmp_path / "data"), "--mirror", mirror, "--quiet"])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-    err = capsys.readouterr().err
-    assert rc == 2 and len(attempts) == 1, err
-    assert err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}{FACADES}: ") and \
-        len(err.splitlines()) == 1, err
+    err = _refused_at_once_over_https(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet), tmp_path, capsys,
+                                      monkeypatch)
     assert "WRONG_VERSION_NUMBER" in err and "plain http server" in err and "http:// in --mirror" in err, err
     assert leftovers(tmp_path / "data") == []
 
