@@ -132,8 +132,9 @@ def save_checkpoint(model: BicycleGAN, path, *, step: int = 0, epoch: int = 0, e
     of the caller's beside them (a name of the checkpoint's own entries or of ENGINE_ENTRIES is refused:
     ValueError); `own`: the engine's (the trainer's, an import's), of ENGINE_ENTRIES.
 
-    Refuses (DivergenceError) to write non-finite weights: the file at `path` stays as it was."""
-    bad = model.nonfinite()
+    Refuses (DivergenceError) to write non-finite weights or optimizer state (Adam's inf moments froze weights for
+    good, and a resume kept them): the file at `path` stays as it was."""
+    bad = model.nonfinite(optimizers=True)
     if bad:
         raise DivergenceError(f"refusing to write checkpoint {path}: {model.describe_nonfinite(bad)}")
     state = {"format": FORMAT, "config": model.cfg.to_dict(), "step": int(step), "epoch": int(epoch),

@@ -1636,11 +1636,10 @@ class Trainer:
                  "backend": self.loader.backend, "world": self.world,
                  "log_interval": interval, **({"best": best} if best else {}),
                  **({"eval_owed": self.eval_owed} if self.eval_owed is not None else {})}
-        if bad := self.model.nonfinite(optimizers=True):
+        if self.world > 1 and (bad := self.model.nonfinite(optimizers=True)):
             # The ranks' weights are one (averaged gradients): each finds this and stops here, where
-            # rank 0 alone refusing to write left the others waiting in the next step's all-reduce. The optimisers'
-            # state too (save_checkpoint checks the weights alone): Adam's inf moments froze weights for good,
-            # and every checkpoint kept them.
+            # rank 0 alone refusing to write (save_checkpoint's check, which one process relies on: write())
+            # left the others waiting in the next step's all-reduce.
             raise self._diverged(self.model.describe_nonfinite(bad))
         if self.world > 1:
             # Each rank's own generators (its z draws), so a resumed run draws what every rank of an
@@ -1779,10 +1778,10 @@ class Trainer:
             # line is marked by one more of its step, with no losses, as the page and a resume read a divergence
             self._write_row(log, {}, lr, None, diverged=True)  # (no steps since that line: no speed, not 0)
             return
-        skipped = int(self.log_skipped[0]) if torch.is_tensor(self.log_skipped) else None
-        kept = self.log_count - (skipped or 0)
-        avg = {**({k: float(v) / kept for k, v in self.log_sums.items()} if kept else {}),
-               **({"amp_skipped": skipped} if skipped is not None else {})}
+        amp = {"amp_skipped": self.log_skipped[0]} if torch.is_tensor(self.log_skipped) else None
+        avg, _ = mean_over_ranks(self.log_sums, self.log_count, amp=amp)  # (world 1: no all-reduce)
+        if amp:
+            avg["amp_skipped"] = int(avg["amp_skipped"])
         self._write_row(log, avg, lr, ips, diverged=True)
 
     def _write_row(self, log, avg: dict, lr: float, ips: float | None, diverged: bool) -> None:
