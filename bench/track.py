@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bicyclegan.pipelines.atomic import atomic_write
+
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = ROOT / "bench" / "history"
 RESULTS = ROOT / "bench" / "results"
@@ -356,6 +358,13 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         if isinstance(data, dict) and "benchmarks" in data:
             if not isinstance(data["benchmarks"], list):  # (a TypeError traceback below)
                 raise TrackError(f"{path}: its 'benchmarks' is no list; expected a pytest-benchmark JSON")
+            # Read as load_run will read the entry (whose benchmarks are these files'), before anything is written:
+            # an entry it refuses stopped compare, plot and readme until it was deleted by hand.
+            try:
+                figures(data)
+            except (AttributeError, TypeError, ValueError) as e:
+                raise TrackError(f"{path}: a benchmark's extra_info is not as bench/benchutil.py tags it "
+                                 f"({type(e).__name__}: {e}); nothing was ingested") from None
             runs.append((path, data))
     if not runs:
         raise TrackError(f"{src}: no pytest-benchmark JSON in it (kernels.json, train_step.json, ...); "
@@ -418,8 +427,9 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
     number = 1 + max((int(p.name[:4]) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json")), default=0)
     stamp = re.sub(r"[^0-9]", "", merged["datetime"])[:14]
     out = folder / f"{number:04d}_{commit_info['id']}_{stamp[:8]}_{stamp[8:]}.json"
-    out.write_text(json.dumps(merged, indent=1))
-    return out
+    # (atomically: an entry cut short is one load_run refuses, and with it the whole history)
+    return atomic_write(out, lambda f: f.write(json.dumps(merged, indent=1).encode()), what="history entry",
+                        error=TrackError)
 
 
 def cmd_ingest(args) -> int:

@@ -264,6 +264,23 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
         track.ingest(tmp_path / "missing", history, results, commit="x")
 
 
+def test_ingest_refuses_a_benchmark_the_history_could_not_read_before_writing_anything(tmp_path, capsys):
+    """A benchmark whose 'ms' is None was written into the history, and ingest then failed naming that entry:
+    compare, plot and readme refused the history until the entry was deleted by hand."""
+    src, history, results = tmp_path / "out", tmp_path / "history", tmp_path / "results"
+    src.mkdir()
+    (src / "train_step.json").write_text(json.dumps(step_run(5, 20, 10, "2026-03-04T05:09:00")))
+    (src / "loader.json").write_text(json.dumps(run_json([bench("load", "ours", None)], "2026-03-04T05:00:00")))
+    (src / "check.log").write_text("log\n")
+    scratch = ["--history", str(history), "--results", str(results)]
+    assert track.main([*scratch, "ingest", str(src), "--commit", "abc"]) == 2
+    assert f"{src / 'loader.json'}: a benchmark's extra_info" in capsys.readouterr().err
+    assert not history.exists() and not results.exists()  # (no entry, no results replaced)
+    (src / "loader.json").unlink()
+    assert track.main([*scratch, "ingest", str(src), "--commit", "abc"]) == 0
+    assert track.main([*scratch, "compare", "--all"]) == 0
+
+
 def test_ingest_takes_each_figure_from_one_file_and_one_machines_files_alone(tmp_path):
     # A rerun call's ours stood beside the first call's baselines as one run's ratios; a CPU run's file beside a
     # GPU's was filed, and tabled, as the GPU's.
