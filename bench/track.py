@@ -342,12 +342,30 @@ def _figure(bench) -> str | None:
     return figure if isinstance(figure, str) else None
 
 
+def failed_steps(src: Path) -> list[str]:
+    """A line for each step of a check's steps*.jsonl (one JSON object a step: step, rc, seconds, limit) whose rc
+    was not 0 (124: cut at its time limit), or that cannot be read."""
+    lines = []
+    for path in sorted(p for p in src.glob("steps*.jsonl") if p.is_file()):
+        for n, text in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            try:
+                step = json.loads(text)
+                if step["rc"] != 0:
+                    lines.append(f"{path.name}: step {step['step']} exited {step['rc']} after {step['seconds']} s "
+                                 f"(limit {step.get('limit', '?')} s{'; ' + step['note'] if step.get('note') else ''})")
+            except (ValueError, TypeError, KeyError) as e:
+                lines.append(f"{path.name} line {n}: not a step's line ({type(e).__name__}: {e})")
+    return lines
+
+
 def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: bool = False) -> Path:
     """Copy a GPU check's files to results/<device>_<name>; merge its benchmarks into one history
     entry (the commit it ran: the device machine has no git, so `commit` stands in). Returns it."""
     if not src.is_dir():
         raise TrackError(f"{src}: not a folder; expected the files a GPU check returned (its $OUT)")
-    runs = []
+    for line in failed_steps(src):  # (a step cut at its limit left no word in what was ingested)
+        print(line)
+    runs, found = [], 0
     for path in sorted(src.glob("*.json")):
         try:
             data = json.loads(path.read_text())
@@ -361,7 +379,7 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
             # Read as load_run will read the entry (whose benchmarks are these files'), before anything is written:
             # an entry it refuses stopped compare, plot and readme until it was deleted by hand.
             try:
-                figures(data)
+                found += len(figures(data))
             except (AttributeError, TypeError, ValueError) as e:
                 raise TrackError(f"{path}: a benchmark's extra_info is not as bench/benchutil.py tags it "
                                  f"({type(e).__name__}: {e}); nothing was ingested") from None
@@ -383,6 +401,9 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         _name(ours["key"], "machine key", path)
         _name(pytest_benchmark_id(info), "machine", path)
         keys.setdefault(info["bicyclegan"].get("key"), path)
+    if not found:  # (every bench step failed or was cut: an entry of nothing, the committed results emptied)
+        raise TrackError(f"{src}: no benchmark figure in {', '.join(p.name for p, _ in runs)}; nothing was ingested. "
+                         f"See its check.log for why the bench steps measured nothing, and run the check again")
     if len(keys) > 1:  # (one entry's figures are one machine's: a CPU run beside an H200's was filed as the H200's)
         raise TrackError(f"{src}: files of {len(keys)} machines ("
                          + ", ".join(f"{k}: {p.name}" for k, p in keys.items()) + "); ingest each machine's apart")

@@ -281,6 +281,31 @@ def test_ingest_refuses_a_benchmark_the_history_could_not_read_before_writing_an
     assert track.main([*scratch, "compare", "--all"]) == 0
 
 
+def test_ingest_refuses_a_check_that_measured_nothing_and_names_the_steps_that_failed(tmp_path, capsys):
+    """Every bench step failed or cut ('benchmarks': []): an entry of no figure was written and the committed
+    results replaced by empty ones, the steps' exit codes (steps*.jsonl) never read."""
+    src, history, results = tmp_path / "out", tmp_path / "history", tmp_path / "results"
+    src.mkdir()
+    for name in ("kernels.json", "train_step.json"):
+        (src / name).write_text(json.dumps(run_json([], "2026-03-04T05:09:00")))
+    steps = [{"step": "install", "rc": 0, "seconds": 3, "limit": 90, "note": ""},
+             {"step": "kernels", "rc": 1, "seconds": 20, "limit": 150, "note": ""},
+             {"step": "ladder", "rc": 124, "seconds": 96, "limit": 90, "note": "timed out"}]
+    (src / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (src / "check.log").write_text("log\n")
+    scratch = ["--history", str(history), "--results", str(results)]
+    assert track.main([*scratch, "ingest", str(src), "--commit", "abc"]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["steps.jsonl: step kernels exited 1 after 20 s (limit 150 s)",
+                                "steps.jsonl: step ladder exited 124 after 96 s (limit 90 s; timed out)"]
+    assert f"{src}: no benchmark figure in kernels.json, train_step.json; nothing was ingested" in err
+    assert not history.exists() and not results.exists()
+    # one figure measured: ingested, the failed steps said all the same
+    (src / "train_step.json").write_text(json.dumps(step_run(5, 20, 10, "2026-03-04T05:09:00")))
+    assert track.main([*scratch, "ingest", str(src), "--commit", "abc"]) == 0
+    assert "steps.jsonl: step ladder exited 124 after 96 s (limit 90 s; timed out)" in capsys.readouterr().out
+
+
 def test_ingest_takes_each_figure_from_one_file_and_one_machines_files_alone(tmp_path):
     # A rerun call's ours stood beside the first call's baselines as one run's ratios; a CPU run's file beside a
     # GPU's was filed, and tabled, as the GPU's.
