@@ -26,6 +26,7 @@ from bench_train_step import build
 from benchutil import DEVICE, sync
 from torch.profiler import ProfilerActivity, profile
 
+from bicyclegan.pipelines.atomic import atomic_write
 from bicyclegan.pipelines.errors import plural
 
 RUNGS = ["eager_fp32_torch", "graph_bf16_triton", "eager_bf16_triton"]
@@ -83,8 +84,9 @@ def main(argv=None):
             failed = True
             result["tables"][rung] = f"FAILED\n{traceback.format_exc()}"
             print(f"profile_step: {rung} failed\n{traceback.format_exc()}", file=sys.stderr)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        # (through a temp file renamed over it: the step is the one most likely cut at its time limit, and a file
+        # cut mid-write lost the earlier rungs' tables)
+        atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=1).encode()), what="profile")
         benchutil.empty_cache()
     return 1 if failed else 0
 

@@ -306,6 +306,37 @@ def test_ingest_refuses_a_check_that_measured_nothing_and_names_the_steps_that_f
     assert "steps.jsonl: step ladder exited 124 after 96 s (limit 90 s; timed out)" in capsys.readouterr().out
 
 
+def test_ingest_skips_a_cut_json_that_is_no_benchmarks_and_refuses_a_cut_benchmarks_file(tmp_path, capsys):
+    """profile.json, rewritten after each rung and the step most likely cut at its limit, cut mid-write made ingest
+    refuse the whole folder; a cut pytest-benchmark file is still refused (its figures would be lost)."""
+    src, history, results = tmp_path / "out", tmp_path / "history", tmp_path / "results"
+    src.mkdir()
+    (src / "train_step.json").write_text(json.dumps(step_run(5, 20, 10, "2026-03-04T05:09:00")))
+    (src / "profile.json").write_text('{"machine": {"device": "Test GPU"}, "tables": {"eager_fp32_torch": "TAB')
+    entry = track.ingest(src, history, results, commit="abc")
+    assert set(track.load_run(entry)["figures"]) == {"step"}
+    assert f"warning: {src / 'profile.json'}: not valid JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in results.iterdir()) == ["Test-GPU_train_step.json"]  # (no cut copy, no table)
+    cut = json.dumps(step_run(4, 20, 10, "2026-03-04T06:00:00"), indent=4)
+    (src / "train_step_rerun.json").write_text(cut[:40])  # cut inside machine_info, before "benchmarks"
+    with pytest.raises(track.TrackError, match="train_step_rerun.json: not valid JSON"):
+        track.ingest(src, history, results, commit="abc")
+
+
+def test_profile_step_keeps_the_earlier_rungs_file_when_a_write_is_cut(tmp_path, monkeypatch):
+    """profile.json was rewritten in place after each rung: a write cut short (here: a value JSON cannot hold,
+    met halfway through) left a file of half a JSON, the earlier rungs' tables lost with it."""
+    import profile_step
+    rungs = iter([("self_cpu_time_total", "TABLE-1", [{"name": "conv", "calls": 1}]),
+                  ("self_cpu_time_total", "TABLE-2", [{"name": "conv", "calls": object()}])])
+    monkeypatch.setattr(profile_step, "profile_rung", lambda *args: next(rungs))
+    out = tmp_path / "profile.json"
+    with pytest.raises(TypeError):
+        profile_step.main(["--out", str(out), "--batch", "2", "--steps", "1"])
+    assert "TABLE-1" in json.loads(out.read_text())["tables"]["eager_fp32_torch"]
+    assert [p.name for p in tmp_path.iterdir()] == ["profile.json"]  # (no temp file left)
+
+
 def test_ingest_takes_each_figure_from_one_file_and_one_machines_files_alone(tmp_path):
     # A rerun call's ours stood beside the first call's baselines as one run's ratios; a CPU run's file beside a
     # GPU's was filed, and tabled, as the GPU's.
