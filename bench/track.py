@@ -203,6 +203,9 @@ def plot(runs: list[dict], key: str, out: Path) -> Path | None:
     ticks = [label(r) for r in runs]
     for (ax_ratio, ax_ms), name in zip(axes, names):
         having = [(i, r["figures"][name]) for i, r in enumerate(runs) if name in r["figures"]]
+        # Only the runs of the newest one's settings (the figure's `what`), as compare judges them: a width-8 run's
+        # times were drawn on the width-32 runs' lines.
+        having = [(i, f) for i, f in having if f["what"] == having[-1][1]["what"]]
         gate = having[-1][1]["gate"]
         for row in sorted({row for _, f in having for row in f["rows"]}):
             pts = [(i, f) for i, f in having if row in f["rows"]]

@@ -206,6 +206,26 @@ def test_plot_keeps_the_machine_key_clear_of_the_panels_titles(tmp_path, monkeyp
     close(fig)
 
 
+def test_plot_draws_the_runs_of_the_newest_runs_settings_alone(tmp_path, monkeypatch):
+    """A run of other settings (its figure's `what`: width 8 among width 32 runs) was drawn on the same line, as
+    compare never judges it."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figs, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figs.append)
+    runs = [run_json([bench("step", "ours", ours, gate="eager", headline=True, what=what),
+                      bench("step", "eager", eager)], when)
+            for ours, eager, what, when in ((10, 20, "width 32", "2026-01-01"), (1, 50, "width 8", "2026-01-02"),
+                                            (10, 30, "width 32", "2026-01-03"))]
+    track.plot([track.load_run(p) for p in _paths(tmp_path, runs)], "k", tmp_path / "plot.png")
+    fig, = figs
+    ax_ratio, ax_ms = fig.axes
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax_ratio.get_lines()}
+    assert lines["vs eager (gate)"] == ([0, 2], [2.0, 3.0])  # 20 / 10, 30 / 10: the width-8 run's 50x left out
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax_ms.get_lines()}
+    assert lines["ours"] == ([0, 2], [10.0, 10.0]) and lines["eager"] == ([0, 2], [20.0, 30.0])
+    close(fig)
+
+
 # -- ingest -------------------------------------------------------------------------------------------
 def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
     src = tmp_path / "out"
