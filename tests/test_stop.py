@@ -787,7 +787,8 @@ def test_a_second_training_into_a_run_folder_in_use_exits_75_and_a_bad_option_2(
     """Every refusal exited 2: a script's retry loop (the README's, while the status is 75) could not tell a run
     folder another training holds, which a later try finds free, from a bad option, which it would retry for ever.
     The first's refusal is sysexits.h's EX_TEMPFAIL, 75; a lasting one stays 2."""
-    first = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "0")
+    # (the schedule's whole length, 1,600 steps: 400 ran out on a loaded machine before the two refusals were in)
+    first = _train(cli_data, env, "--out", "r", "--max_steps", "1600", "--log_every", "1", "--num_workers", "0")
     try:
         _wait_for_log(cli_data / "r", first)
         second = [sys.executable, "-m", "bicyclegan.engine.cli", "train", "--out", "r", "--resume"]
@@ -801,7 +802,8 @@ def test_a_second_training_into_a_run_folder_in_use_exits_75_and_a_bad_option_2(
             assert len(done.stderr.splitlines()) == 1, done.stderr
         assert first.poll() is None  # (held all along)
     finally:
-        os.killpg(first.pid, TERM)
+        with contextlib.suppress(ProcessLookupError):  # (ended already: the assertion above says why)
+            os.killpg(first.pid, TERM)
         first.communicate(timeout=120)
 
 
@@ -834,10 +836,11 @@ def test_without_sigwaitinfo_a_signal_to_the_process_group_still_stops_with_a_ch
         time.sleep(0.2)
 
 
-SLOW_SAVE = """import sys, time
+SLOW_SAVE = """import os, sys, time
 from bicyclegan.engine import cli, trainer
 save = trainer.save_checkpoint
 def slow(*a, **k):
+    open(os.environ["SAVE_BEGUN"], "w").close()  # (the next Ctrl-C waits for it: a step takes what the machine gives)
     time.sleep(2)
     return save(*a, **k)
 trainer.save_checkpoint = slow
@@ -853,12 +856,18 @@ def test_a_second_ctrl_c_during_the_stops_save_ends_the_command_once_it_is_writt
     no checkpoint (the run's first) and no temp file."""
     run = cli_data / "r"
     shutil.rmtree(run, ignore_errors=True)
-    proc = _train(cli_data, env, "--out", "r", "--max_steps", "400", "--log_every", "1", "--num_workers", "2",
-                  driver=SLOW_SAVE)
+    begun = cli_data / "save_begun"
+    begun.unlink(missing_ok=True)  # (the other case's)
+    proc = _train(cli_data, {**env, "SAVE_BEGUN": str(begun)}, "--out", "r", "--max_steps", "400", "--log_every", "1",
+                  "--num_workers", "2", driver=SLOW_SAVE)
     _wait_for_log(run, proc)
     os.killpg(proc.pid, INT)
-    for _ in range(sigints - 1):
-        time.sleep(0.5)
+    end = time.time() + 60  # the stop's save begins once the step in progress is done
+    while not begun.exists():
+        assert time.time() < end and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    for n in range(sigints - 1):
+        time.sleep(0.5 * n)  # (the third 0.5 s into the save's 2 s)
         os.killpg(proc.pid, INT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
