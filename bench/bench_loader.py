@@ -46,6 +46,7 @@ def torch_workers(default):
 
 
 WORKERS = default_workers("torch", "cpu")  # make_loader's own default on the CPU: min(4, cores)
+TORCH_WORKERS = torch_workers(WORKERS)  # the torch loader's (BENCH_LOADER_WORKERS caps it; DALI's threads stay WORKERS)
 HAS_DALI = dali_available()
 
 
@@ -79,7 +80,7 @@ def jpeg_pairs(tmp_path_factory):
 
 def _epoch(root, backend, device):
     loader = make_loader(root, batch_size=BATCH, load_size=286, crop_size=256, backend=backend, device=device,
-                         num_workers=torch_workers(WORKERS) if backend == "torch" else WORKERS, seed=0)
+                         num_workers=TORCH_WORKERS if backend == "torch" else WORKERS, seed=0)
 
     def epoch():
         n = sum(b["A"].shape[0] for b in loader)
@@ -92,8 +93,8 @@ def _epoch(root, backend, device):
 def _record(benchmark, rows, figure, gate, what, tolerance=None):
     ms = race(benchmark, rows, rounds=1 if DRY else ROUNDS)
     benchmark.extra_info.update(
-        figure=figure, gate=gate, headline=True, what=what, tolerance=tolerance, workers=WORKERS, batch_size=BATCH,
-        pairs=FILES,
+        figure=figure, gate=gate, headline=True, what=what, tolerance=tolerance, workers=TORCH_WORKERS,
+        batch_size=BATCH, pairs=FILES,
         size="512x256 JPEG -> 2 x 3x256x256", pairs_per_s={k: round(FILES / v * 1e3, 1) for k, v in ms.items()},
         cpu_count=os.cpu_count(), torch=torch.__version__)
 
@@ -105,7 +106,7 @@ def test_loader_cpu(benchmark, jpeg_pairs):
     # tolerance: over 5 runs on the shared 2-core machine the ratio fell by up to 22% between
     # consecutive runs (docs/performance.md, "Noise"): two loaders' worker processes among everyone else's
     _record(benchmark, rows, "cpu_loader_256px", "dali_cpu",
-            f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {WORKERS} workers: torch/PIL vs DALI CPU",
+            f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {TORCH_WORKERS} workers: torch/PIL vs DALI CPU",
             tolerance=0.3)
 
 
