@@ -59,18 +59,20 @@ test-floor:
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
 # and loader, each against its baselines in the same process; ~20 s of CPU time), saved by
 # pytest-benchmark in bench/history/<machine key>/ and compared there with the previous run
-# (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code.
-# GPU machines run bench/gpu_check.sh instead (its header says how its files reach the history).
+# (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code. Both
+# with no GPU visible (CUDA_VISIBLE_DEVICES=): on a GPU machine too, the CPU's figures under the CPU's key,
+# without the GPU benchmarks; GPU machines run bench/gpu_check.sh for those (its header says how its files
+# reach the history).
 bench: $(STAMP)
-	key=$$($(BIN)/python bench/track.py key) && $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  bench/bench_cpu_step.py bench/bench_loader.py --benchmark-autosave \
-	  --benchmark-storage=file://bench/history/$$key --benchmark-compare
+	export CUDA_VISIBLE_DEVICES= && key=$$($(BIN)/python bench/track.py key) && \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider bench/bench_cpu_step.py bench/bench_loader.py \
+	  --benchmark-autosave --benchmark-storage=file://bench/history/$$key --benchmark-compare
 
-# The newest run of this machine against the newest committed run of another commit (of any commit
-# for a run with uncommitted changes): ratios (baseline / ours, same run),
+# The newest run of this machine (its CPU's, as `make bench` files them) against the newest committed run
+# of another commit (of any commit for a run with uncommitted changes): ratios (baseline / ours, same run),
 # failing when a gated ratio fell by more than the threshold (`ARGS=--all` for every machine).
 bench-compare: $(STAMP)
-	$(BIN)/python bench/track.py compare $(ARGS)
+	CUDA_VISIBLE_DEVICES= $(BIN)/python bench/track.py compare $(ARGS)
 
 # The history plots (bench/results/history_<machine key>.png) and the README's performance table.
 bench-plot: $(STAMP)

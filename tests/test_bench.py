@@ -3,6 +3,8 @@ and the CPU training-step baseline. Expected values are worked out by hand from 
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -488,6 +490,54 @@ def test_machine_key_names_device_torch_and_triton_in_safe_characters():
     info = {"device": "NVIDIA H200", "torch": "2.11.0+cu130", "triton": "3.6.0"}
     assert benchutil.machine_key(info) == "NVIDIA-H200_torch-2.11.0-cu130_triton-3.6.0"
     assert benchutil.machine_key({**info, "dry_run": True}) == "dryrun_NVIDIA-H200_torch-2.11.0-cu130_triton-3.6.0"
+
+
+# A GPU machine's python for the Makefile's bench targets: torch sees an RTX 4090 unless CUDA_VISIBLE_DEVICES
+# hides it, as CUDA does; `-m pytest` says what the benchmarks would see (device, whether the GPU ones run, the
+# key their JSON carries) and its arguments, instead of running them; a script runs as itself.
+STAND_IN_PYTHON = """
+import os, runpy, sys
+import torch
+torch.cuda.is_available = lambda: os.environ.get("CUDA_VISIBLE_DEVICES") != ""
+torch.cuda.get_device_name = lambda *a: "NVIDIA GeForce RTX 4090"
+args = sys.argv[1:]
+sys.path.insert(0, "bench")
+if args[:2] == ["-m", "pytest"]:
+    import benchutil
+    print("pytest sees", benchutil.DEVICE, benchutil.RUNNABLE, benchutil.machine()["key"], *args[2:])
+else:
+    sys.argv = args
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_bench_on_a_gpu_machine_times_and_files_the_cpus_figures(tmp_path):
+    """`make bench` filed its CPU figures under the GPU's name (the key is the GPU's where torch sees one)
+    and ran the GPU loader benchmarks among them."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for build in ("cpu", "cuda"):  # installed, whichever build this machine's nvidia-smi picks
+        (venv / f".installed-{build}").touch()
+    (tmp_path / "stand_in.py").write_text(STAND_IN_PYTHON)
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(tmp_path / 'stand_in.py'))} "
+                      f'"$@"\n')
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES" and not k.startswith("BENCH_")}
+
+    def make(target):
+        proc = subprocess.run(["make", "-s", target, f"VENV={venv}"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        return proc.stdout + proc.stderr
+
+    out = make("bench")
+    line = next(line for line in out.splitlines() if line.startswith("pytest sees")).split()
+    device, runnable, key, args = line[2], line[3], line[4], line[5:]
+    assert (device, runnable) == ("cpu", "False"), out  # the GPU benchmarks skip
+    assert "RTX" not in key and f"-{os.cpu_count()}-core_torch-" in key, key  # the CPU's model and cores
+    assert f"--benchmark-storage=file://bench/history/{key}" in args  # filed under the key its JSON carries
+    assert f"{key}: " in make("bench-compare")  # the runs of that key, or that it has none
 
 
 def test_race_interleaves_the_rows_round_by_round(benchmark, request):
