@@ -58,19 +58,20 @@ test-floor:
 
 # Throughput tracking (bench/track.py). `make bench`: the tracked CPU figures (training iteration
 # and loader, each against its baselines in the same process; ~20 s of CPU time), saved by
-# pytest-benchmark in bench/history/<machine key>/ and compared there with the previous run
-# (absolute times). BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code. Both
-# with no GPU visible (CUDA_VISIBLE_DEVICES=): on a GPU machine too, the CPU's figures under the CPU's key,
-# without the GPU benchmarks; GPU machines run bench/gpu_check.sh for those (its header says how its files
-# reach the history).
+# pytest-benchmark in bench/history/<machine key>/; `make bench-compare` compares them (pytest-benchmark's
+# own comparison took the last saved run, of whatever settings: a 128 px step against a 256 px one).
+# BICYCLEGAN_REFERENCE=<junyanz/BicycleGAN checkout> adds the authors' code. Both with no GPU visible
+# (CUDA_VISIBLE_DEVICES=): on a GPU machine too, the CPU's figures under the CPU's key, without the GPU
+# benchmarks; GPU machines run bench/gpu_check.sh for those (its header says how its files reach the history).
 bench: $(STAMP)
 	export CUDA_VISIBLE_DEVICES= && key=$$($(BIN)/python bench/track.py key) && \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider bench/bench_cpu_step.py bench/bench_loader.py \
-	  --benchmark-autosave --benchmark-storage=file://bench/history/$$key --benchmark-compare
+	  --benchmark-autosave --benchmark-storage=file://bench/history/$$key
 
-# The newest run of this machine (its CPU's, as `make bench` files them) against the newest committed run
-# of another commit (of any commit for a run with uncommitted changes): ratios (baseline / ours, same run),
-# failing when a gated ratio fell by more than the threshold (`ARGS=--all` for every machine).
+# The newest run of this machine (its CPU's, as `make bench` files them) against the newest committed run of
+# another commit (of any commit for a run with uncommitted changes) of the same settings: ratios (baseline /
+# ours, same run) and absolute times, failing when a gated ratio fell by more than the threshold
+# (`ARGS=--all` for every machine).
 bench-compare: $(STAMP)
 	CUDA_VISIBLE_DEVICES= $(BIN)/python bench/track.py compare $(ARGS)
 

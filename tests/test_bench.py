@@ -514,7 +514,8 @@ else:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_bench_on_a_gpu_machine_times_and_files_the_cpus_figures(tmp_path):
     """`make bench` filed its CPU figures under the GPU's name (the key is the GPU's where torch sees one)
-    and ran the GPU loader benchmarks among them."""
+    and ran the GPU loader benchmarks among them; it also had pytest-benchmark compare with the last saved
+    run, of any settings (a 128 px step against a 256 px one): `make bench-compare` compares by settings."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     for build in ("cpu", "cuda"):  # installed, whichever build this machine's nvidia-smi picks
@@ -537,6 +538,7 @@ def test_make_bench_on_a_gpu_machine_times_and_files_the_cpus_figures(tmp_path):
     assert (device, runnable) == ("cpu", "False"), out  # the GPU benchmarks skip
     assert "RTX" not in key and f"-{os.cpu_count()}-core_torch-" in key, key  # the CPU's model and cores
     assert f"--benchmark-storage=file://bench/history/{key}" in args  # filed under the key its JSON carries
+    assert "--benchmark-compare" not in args
     assert f"{key}: " in make("bench-compare")  # the runs of that key, or that it has none
 
 
