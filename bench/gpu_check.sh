@@ -123,10 +123,25 @@ step() {  # step NAME LIMIT COMMAND...: run it within min(LIMIT, what is left of
   [ $rc = 0 ] || status=1
 }
 
-device_options() {  # device_options TRAIN_OPTIONS...: (a dry run's) the device's training options, whose run here
-  # has the CPU's, parsed and resolved into a config as `train` does: a renamed or refused one failed on the GPU first
-  step device_options 30 "$PY" -c 'import sys; from bicyclegan.engine.cli import build_parser, resolve_config
-resolve_config(build_parser().parse_args(sys.argv[1:]))' train "$@"
+device_options() {  # device_options TRAIN_OPTIONS... [-- RESUME_OPTIONS...]: (a dry run's) the device's training
+  # options, whose run here has the CPU's, parsed and resolved into a config as `train` does: a renamed or refused one
+  # failed on the GPU first. With RESUME_OPTIONS, also the resume's (TRAIN_OPTIONS RESUME_OPTIONS, as its step gives
+  # them), which `train --resume` resolves through the run's config.json: here the device run's config, written
+  # into a scratch run folder (--out) as the trainer writes it.
+  local run
+  run=$(mktemp -d "$SCRATCH/XXXXXX")
+  step device_options 30 "$PY" -c 'import sys
+from bicyclegan.engine.cli import build_parser, resolve_config
+from bicyclegan.engine.io import write_json
+run, args = sys.argv[1], sys.argv[2:]
+cut = args.index("--") if "--" in args else len(args)
+def resolve(*options):
+    return resolve_config(build_parser().parse_args(["train", *options, "--out", run]))
+cfg = resolve(*args[:cut])
+if cut < len(args):
+    write_json(f"{run}/config.json", cfg.to_dict(), what="run config")
+    cfg = resolve(*args[:cut], *args[cut + 1:])
+    print(f"device_options: the resume resolved through {run}/config.json: max_steps {cfg.max_steps}")' "$run" "$@"
 }
 last_ok() {  # did the last recorded step end with rc 0?
   [ "$(tail -1 "$STEPS" | grep -c '"rc": 0,')" = 1 ]
@@ -271,7 +286,7 @@ else
   run=(--out "$rundir" --backend torch --no-eval --no-progress --save_every 30 --log_every 10 --eval_every 0)
   device=(--amp bf16 --cuda_graph --channels_last --batch_size 16)
   if [ $DRY = 1 ]; then
-    device_options "${run[@]}" "${device[@]}" --max_steps 50
+    device_options "${run[@]}" "${device[@]}" --max_steps 50 -- --resume  # (the resume step's options)
     run+=(--device cpu --impl ref --crop_size 32 --ngf 4 --nef 4 --ndf 4 --batch_size 4)
   else
     run+=("${device[@]}")

@@ -75,6 +75,10 @@ def test_dry_run_reaches_every_step_and_writes_every_file(tmp_path):
     else:
         assert tune["note"].startswith("not present on this branch")
     assert set(returnable(out)) == expected
+    # The device's options of the training run resolved, and its resume's through the config.json that run
+    # writes: the resume step resolves its options there, which a dry run's step left unread
+    options = (out / "check.log").read_text().split("=== device_options", 1)[1].split("=== train_graph", 1)[0]
+    assert re.search(r"^device_options: the resume resolved through \S+/config\.json: max_steps 50$", options, re.M)
     # the training run and its resume: 40 steps (a checkpoint at 30 and at the end), then 10 more
     log = (out / "check.log").read_text().split("=== train_graph: ", 1)[1].splitlines()[1:]
     assert [json.loads(line)["step"] for line in log if line.startswith("{")] == [10, 20, 30, 40, 50]
@@ -203,8 +207,12 @@ def test_dry_run_of_the_dali_call(tmp_path):
     assert "installed 1 wheels into" in log and "DALI " in log
     assert re.search(r"test_pipelines\.py::\S*dali", log)  # the DALI tests were collected
     assert '"step": 4' in log  # the DALI-fed run's log lines
-    feeds = track.figures(benchmarks(out / "loader_dali.json"))["dali_feeds_step_b2"]
+    figures = track.figures(benchmarks(out / "loader_dali.json"))
+    feeds = figures["dali_feeds_step_b2"]
     assert set(feeds["rows"]) == {"ours", "resident", "loader_only"} and feeds["gate"] == "resident"
+    # the DALI loader against the torch one (on the CPU here; the call's skipped it in a dry run)
+    loaders = figures["cuda_loader_256px"]
+    assert set(loaders["rows"]) == {"ours", "torch_pinned"} and loaders["gate"] == "torch_pinned"
 
 
 def test_the_dali_call_stops_when_pieces_are_missing(tmp_path):
