@@ -408,8 +408,8 @@ def tune_case(case, device, dry_run):
     from . import _configs
     timed, rejected = [], []
     for knobs in case.candidates:
-        _configs.check_knobs(case.site, knobs)
         try:
+            _configs.check_knobs(case.site, knobs)  # (in the try: one invalid candidate is rejected, not the sweep)
             why = case.check(knobs)
             if not why:
                 # a dry run times nothing worth sizing: one call (in the interpreter, a third of the sweep's launches)

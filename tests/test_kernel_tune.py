@@ -306,6 +306,20 @@ def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
     assert "error" in tune.tune_case(case, CPU, dry_run=True) and "config" not in tune.tune_case(case, CPU, True)
 
 
+def test_an_invalid_candidate_is_rejected_and_the_sweep_goes_on(monkeypatch):
+    # check_knobs ran outside tune_case's try: one invalid candidate (a block of 3) ended the whole sweep.
+    from bicyclegan.kernels import avg_pool_triton as apt
+    bad = {"BLOCK_I": 3, "num_warps": 1}
+    real = apt.candidates
+    monkeypatch.setattr(apt, "candidates", lambda quick: real(quick)[:2] + [bad])
+    case = tune.Case(("pool.fwd", (1, 2, 9, 7, *tune.POOL), "float32", False, None), CPU, False)
+    assert case.candidates[2] == bad
+    result = tune.tune_case(case, CPU, dry_run=True)
+    why = "ValueError: pool.fwd: BLOCK_I must be a power of two, got 3"
+    assert result["rejected"] == [{"config": bad, "error": why}]
+    assert result["config"] in case.candidates[:2] and result["tried"] == 3
+
+
 def test_time_us_on_the_host_clock():
     calls = []
 
