@@ -504,9 +504,13 @@ def _sweep(out, quick, dry_run, jobs, budget_s, log, sites):
 
 
 def merge(table_path, new_path):
-    """NEW's entries into the table at table_path (both as the tuner writes them, made on the same
-    device with the same torch and Triton minor versions; NEW's win where both name a launch), written
-    in place atomically. Returns (added, replaced). For a sweep of some sites (--sites) joining the
+    """NEW's sweep into the table at table_path (both as the tuner writes them, made on the same device with
+    the same torch and Triton minor versions), written in place atomically. For the sites NEW swept (its
+    "sites"): NEW's entries win, a launch NEW failed loses its old entry (the heuristic now fails its check:
+    an old config would not be checked either) and joins "failed", and NEW's "skipped" replaces the old one;
+    an old entry NEW did not reach (its budget ran out) stays, timed on the kernels and candidates of its
+    own sweep. Other sites are left as they were. Returns (added, replaced, dropped, unconfirmed): counts,
+    then the keys dropped and those kept unconfirmed. For a sweep of some sites (--sites) joining the
     committed table."""
     from . import _configs
     table, new = _configs.load_table(table_path, ""), _configs.load_table(new_path, "")
@@ -520,12 +524,25 @@ def merge(table_path, new_path):
             _configs.check_knobs(_configs._parse_key(text)[0], entry["config"])
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{new_path}: entry {text!r} is not a valid launch key and config") from None
-    added = sum(text not in table["entries"] for text in new["entries"])
-    table["entries"].update(new["entries"])
+    failed, skipped = new.get("failed", {}), new.get("skipped", [])
+    # (a table without "sites": the sites its keys name; failed keys and skipped specs start with the site too)
+    swept = set(new.get("sites") or [text.split("|")[0] for text in [*new["entries"], *failed]])
+    entries = table["entries"]
+    added = sum(text not in entries for text in new["entries"])
+    dropped = sorted(text for text in failed if text in entries)
+    unconfirmed = sorted(text for text in entries if text.split("|")[0] in swept and text not in new["entries"]
+                         and text not in failed)
+    for text in dropped:
+        del entries[text]
+    entries.update(new["entries"])
+    table["failed"] = {**{text: f for text, f in table.get("failed", {}).items() if text not in new["entries"]},
+                       **failed}
+    table["skipped"] = [spec for spec in table.get("skipped", []) if spec[0] not in swept] + skipped
     table.setdefault("merged", []).append({"from": Path(new_path).name, "entries": len(new["entries"]),
+                                           "failed": len(failed), "skipped": len(skipped), "dropped": dropped,
                                            "torch": new.get("torch"), "triton": new.get("triton")})
     _write(Path(table_path), table)
-    return added, len(new["entries"]) - added
+    return added, len(new["entries"]) - added, dropped, unconfirmed
 
 
 def main(argv=None):
@@ -546,10 +563,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.merge is not None:
         try:
-            added, replaced = merge(args.out, args.merge)
+            added, replaced, dropped, unconfirmed = merge(args.out, args.merge)
         except (ValueError, FileNotFoundError) as e:
             p.error(str(e))
-        print(f"tune: {args.out}: {added} entries added, {replaced} replaced from {args.merge}")
+        print(f"tune: {args.out}: {added} entries added, {replaced} replaced, {len(dropped)} dropped (failed) "
+              f"from {args.merge}")
+        for text in dropped:
+            print(f"  dropped: {text}")
+        if unconfirmed:
+            print(f"tune: {len(unconfirmed)} entries of the sites {args.merge} swept kept unconfirmed (it did not "
+                  f"reach them, e.g. its budget ran out: timed by an earlier sweep)")
+        for text in unconfirmed:
+            print(f"  kept: {text}")
         return
     # (before --sites, whose names come from a module that imports Triton: --dry-run --sites was always refused)
     from ._impl import LATE_INTERPRETER, interpreter_too_late, triton_available

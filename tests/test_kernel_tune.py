@@ -640,6 +640,33 @@ def test_merge_adds_a_partial_sweep_to_a_table(tmp_path, capsys):
     assert base.read_text() == before
 
 
+def test_merge_drops_what_the_new_sweep_failed_and_names_what_it_did_not_reach(tmp_path, capsys):
+    # merge only updated the entries: a launch NEW failed (its heuristic now fails its check) kept its old entry
+    # and the failure went unrecorded; old entries NEW did not reach, and the old skipped list, stayed unsaid.
+    fwd, bwd, pool = ("norm_act.fwd|2x3x4x4|float32|cl|relu", "norm_act.bwd|2x3x4x4|float32|cl|relu,from_x",
+                      "pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw")
+    fwd2 = fwd.replace("2x3x4x4", "2x3x8x8")
+    norm = {"BLOCK_C": 2, "BLOCK_HW": 8, "split": 1, "num_warps": 2}
+    base = _table(tmp_path / "base.json", {fwd: norm, fwd2: norm, bwd: norm, pool: {"BLOCK_I": 16, "num_warps": 1}})
+    data = json.loads(base.read_text())
+    data.update(failed={"norm_act.bwd|2x3x9x9|float32|cl|relu,from_x": {"error": "e"}, "pool.bwd|x": {"error": "e"}},
+                skipped=[["norm_act.fwd", "(16, 3, 4, 4)"], ["pool.bwd", "(2, 3, 9, 9)"]])
+    base.write_text(json.dumps(data))
+    new = _table(tmp_path / "new.json", {"norm_act.bwd|2x3x9x9|float32|cl|relu,from_x": dict(norm, num_warps=4)})
+    data = json.loads(new.read_text())
+    data.update(sites=["norm_act.bwd", "norm_act.fwd"], failed={fwd: {"error": "the heuristic fails its check"}},
+                skipped=[["norm_act.bwd", "(16, 3, 4, 4)"]])
+    new.write_text(json.dumps(data))
+    tune.main(["--out", str(base), "--merge", str(new)])
+    out = capsys.readouterr().out
+    assert "1 entries added, 0 replaced, 1 dropped (failed)" in out and f"  dropped: {fwd}\n" in out
+    assert "2 entries of the sites" in out and f"  kept: {bwd}\n  kept: {fwd2}\n" in out
+    merged = json.loads(base.read_text())
+    assert set(merged["entries"]) == {fwd2, bwd, pool, "norm_act.bwd|2x3x9x9|float32|cl|relu,from_x"}
+    assert merged["failed"] == {"pool.bwd|x": {"error": "e"}, fwd: {"error": "the heuristic fails its check"}}
+    assert merged["skipped"] == [["pool.bwd", "(2, 3, 9, 9)"], ["norm_act.bwd", "(16, 3, 4, 4)"]]
+
+
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_training_refuses_a_tuning_table_it_cannot_use_before_it_writes_its_folder(tmp_path, monkeypatch, capsys,
                                                                                      dry_run):
