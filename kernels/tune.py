@@ -16,7 +16,9 @@ FILE.json: device name, torch and Triton versions, and per launch key the config
 heuristic's. The kernels read such a table from kernels/tuning/<device>.json or from
 $BICYCLEGAN_KERNEL_TUNING (see _configs.py).
 
-A candidate must beat the heuristic by more than NOISE to replace it. Compiling the candidates is
+The candidates are timed interleaved (the same number of launches a sample for all), and the best
+replaces the heuristic only if, timed again head to head with it, it is faster by more than NOISE and
+more than the samples' spread. Compiling the candidates is
 most of the cost on a fresh machine, so --jobs worker processes compile them first (Triton's disk
 cache hands the binaries to the timing process). The sweep stops after --budget-s seconds and
 writes what it has (the table is rewritten after every key, so even a killed run leaves one).
@@ -298,17 +300,36 @@ class Case:
 # ---------------------------------------------------------------------------------------------
 # Timing
 
-class _HostEvent:
-    """torch.cuda.Event's timing interface on the host clock (the dry run's)."""
+SAMPLES = 7  # samples of every candidate, and again of the head-to-head pair
+PROBE_REPS, MAX_REPS = 10, 200
+# What torch.cuda._sleep spins before each timed replay: ~0.1 ms at an H100's or H200's clock, more than
+# the host takes to record the start event and issue the replay.
+SLEEP_CYCLES = 200_000
 
-    def record(self):
-        self.t = time.perf_counter()
 
-    def synchronize(self):
-        pass
+def _clock(device):
+    """A function returning one run of a batch's time in ms, launch latency left out. On a GPU, a
+    torch.cuda._sleep enqueued first keeps the stream busy while the host records the start event and
+    issues the replay, so the start event fires with the replay already queued behind it (an idle GPU
+    fired it at once, and the sample took in the replay's launch). Timing reps and 2 x reps launches and
+    taking the difference would cancel it too, but captures every graph twice and subtracts two noisy
+    numbers. Else the host clock (the dry run's)."""
+    if device.type != "cuda":
+        def host(batch):
+            t = time.perf_counter()
+            batch()
+            return (time.perf_counter() - t) * 1e3
+        return host
 
-    def elapsed_time(self, end):
-        return (end.t - self.t) * 1e3
+    def gpu(batch):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start.record()  # (on the current stream, as the replay and the sleep)
+        batch()
+        end.record()
+        end.synchronize()  # (elapsed_time needs both events done)
+        return start.elapsed_time(end)
+    return gpu
 
 
 def _batch(fn, reps, device):
@@ -332,29 +353,67 @@ def _batch(fn, reps, device):
         # A launch that cannot be captured would break the graphed training step too; and timing
         # it with launch gaps would not compare with the others: the candidate is rejected.
         raise RuntimeError(f"CUDA-graph capture failed ({type(e).__name__}: {e})") from e
+    graph.replay()  # (the first replay uploads the graph: kept out of the samples)
     return graph.replay
 
 
-def time_us(fn, device, samples=7, target_ms=0.5, reps=None):
-    """Median time of one fn() call in us, over `samples` batches of `reps` calls, by default as many
-    as take about target_ms (sized from one call; the candidate's check ran fn before: compiled and warm)."""
-    new = (lambda: torch.cuda.Event(enable_timing=True)) if device.type == "cuda" else _HostEvent
-    start, end = new(), new()
-    if reps is None:
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        reps = max(1, min(200, int(target_ms / max(start.elapsed_time(end), 1e-3))))
-    batch = _batch(fn, reps, device)
-    times = []
-    for _ in range(samples):
-        start.record()
-        batch()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return statistics.median(times)
+def time_us(fns, device, target_ms=0.5, reps=None):
+    """Per fn (one launch each, checked before: compiled and warm) a function taking one sample of its
+    time in us a call, or the exception that keeps it from being timed (e.g. a failed CUDA-graph capture).
+    A sample is one run of `reps` back-to-back calls, the same reps for every fn (so each has the same
+    share of the gaps between launches), by default as many as take about target_ms, sized from a graph
+    replay of PROBE_REPS calls of the first fn that captures (one eager call is host-launch bound: it
+    gave ~10 reps for any kernel)."""
+    clock, out = _clock(device), []
+    for fn in fns:
+        try:
+            if reps is None:
+                probe = _batch(fn, PROBE_REPS, device)
+                ms = min(clock(probe) for _ in range(3)) / PROBE_REPS
+                reps = max(1, min(MAX_REPS, round(target_ms / max(ms, 1e-6))))
+            batch = _batch(fn, reps, device)
+        except Exception as e:  # e.g. a capture that fails, or out of memory
+            out.append(e)
+            continue
+        out.append(lambda batch=batch, reps=reps: clock(batch) * 1e3 / reps)
+    return out
+
+
+def interleaved(n, samples):
+    """The order of the samples of n candidates: round after round, each one once (A/B/C, A/B/C, ...),
+    so that a drift (clocks, temperature, a neighbour's load) falls on all alike rather than on the
+    candidate timed last."""
+    return [i for _ in range(samples) for i in range(n)]
+
+
+def spread(times):
+    """How far apart a candidate's samples are: their interquartile range (one outlier does not widen it)."""
+    if len(times) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return q3 - q1
+
+
+def choose(sample, n, samples=SAMPLES):
+    """(winner, its us, the heuristic's us) among n candidates, 0 being the heuristic; sample(i): one
+    timing of candidate i in us. Every candidate is sampled `samples` times, interleaved; the one of the
+    best median, if more than NOISE faster than the heuristic there, is sampled again head to head with
+    the heuristic (interleaved) and wins only if its median beats the heuristic's by more than NOISE of
+    it and more than the larger spread of the two: the fastest of several noisy medians is biased low."""
+    times = [[] for _ in range(n)]
+    for i in interleaved(n, samples):
+        times[i].append(sample(i))
+    medians = [statistics.median(t) for t in times]
+    best = min(range(n), key=medians.__getitem__)  # (a tie: the heuristic, the first)
+    if best == 0 or medians[best] >= medians[0] * (1 - NOISE):
+        return 0, medians[0], medians[0]
+    pair = [[], []]
+    for j in interleaved(2, samples):
+        pair[j].append(sample((0, best)[j]))
+    heuristic_us, best_us = map(statistics.median, pair)
+    if heuristic_us - best_us > max(NOISE * heuristic_us, *map(spread, pair)):
+        return best, best_us, heuristic_us
+    return 0, heuristic_us, heuristic_us
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,32 +461,38 @@ def _precompile(specs, device, quick, jobs, deadline):
     return len(work)
 
 
+def _why(e):
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def tune_case(case, device, dry_run):
     """{config, time_us, heuristic, heuristic_us, tried, rejected} for one case, or {error} when the
     heuristic's own output is wrong."""
     from . import _configs
-    timed, rejected = [], []
+    checked, rejected = [], []
     for knobs in case.candidates:
         try:
             _configs.check_knobs(case.site, knobs)  # (in the try: one invalid candidate is rejected, not the sweep)
             why = case.check(knobs)
-            if not why:
-                # a dry run times nothing worth sizing: one call (in the interpreter, a third of the sweep's launches)
-                once = {"samples": 1, "reps": 1} if dry_run else {}
-                timed.append((time_us(lambda: case.run(knobs), device, **once), knobs))
         except Exception as e:  # e.g. a candidate that does not compile or fit (out of resources)
-            why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            why = _why(e)
         if why:
             rejected.append({"config": knobs, "error": why})
+        else:
+            checked.append(knobs)
     heuristic = case.candidates[0]
-    if not timed or timed[0][1] is not heuristic:
-        return {"error": "the heuristic's configuration fails its check", "heuristic": heuristic,
-                "rejected": rejected}
-    heuristic_us = timed[0][0]
-    best_us, best = min(timed, key=lambda tk: tk[0])
-    if best_us > heuristic_us * (1 - NOISE):
-        best_us, best = heuristic_us, heuristic
-    return {"config": best, "time_us": round(best_us, 2), "heuristic": heuristic,
+    failed = {"error": "the heuristic's configuration fails its check", "heuristic": heuristic, "rejected": rejected}
+    if not checked or checked[0] is not heuristic:
+        return failed
+    # a dry run times nothing worth sizing: one call a sample, one sample (in the interpreter, a third of the
+    # sweep's launches)
+    timers = time_us([lambda k=knobs: case.run(k) for knobs in checked], device, **({"reps": 1} if dry_run else {}))
+    rejected += [{"config": k, "error": _why(t)} for k, t in zip(checked, timers) if isinstance(t, Exception)]
+    if isinstance(timers[0], Exception):
+        return failed
+    timed = [(k, t) for k, t in zip(checked, timers) if not isinstance(t, Exception)]
+    won, best_us, heuristic_us = choose(lambda i: timed[i][1](), len(timed), 1 if dry_run else SAMPLES)
+    return {"config": timed[won][0], "time_us": round(best_us, 2), "heuristic": heuristic,
             "heuristic_us": round(heuristic_us, 2), "tried": len(case.candidates), "rejected": rejected}
 
 
@@ -469,7 +534,8 @@ def _sweep(out, quick, dry_run, jobs, budget_s, log, sites):
              "triton": triton.__version__, "quick": quick, "dry_run": dry_run, "noise": NOISE,
              "sites": sorted(sites) if sites else sorted(_configs.SITES),
              "timing": "host clock, one sample (meaningless)" if dry_run else
-             "median of 7 CUDA-graph replays of ~0.5 ms of back-to-back launches, per launch",
+             f"median of {SAMPLES} CUDA-graph replays (interleaved) of ~0.5 ms of back-to-back launches (the same "
+             f"count for a launch's candidates), per launch; a winner re-timed head to head with the heuristic",
              "entries": {}, "failed": {}, "skipped": []}
     compiled = _precompile(specs, device, quick, jobs, began + budget_s / 2)
     log(f"tune: {len(specs)} cases on {table['device']}; {compiled} distinct candidates compiled by {jobs} "

@@ -295,7 +295,7 @@ def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
         return y, mean, rstd
     monkeypatch.setattr(nat, "_forward", forward)
     timed = []
-    monkeypatch.setattr(tune, "time_us", lambda fn, device, **kw: timed.append(fn) or 1.0)
+    monkeypatch.setattr(tune, "time_us", lambda fns, device, **kw: [timed.append(fn) or (lambda: 1.0) for fn in fns])
     result = tune.tune_case(case, CPU, dry_run=True)
     assert [r["config"] for r in result["rejected"]] == [wrong, broken]
     assert "max abs error" in result["rejected"][0]["error"]
@@ -320,16 +320,63 @@ def test_an_invalid_candidate_is_rejected_and_the_sweep_goes_on(monkeypatch):
     assert result["config"] in case.candidates[:2] and result["tried"] == 3
 
 
-def test_time_us_on_the_host_clock():
-    calls = []
+def test_time_us_times_every_candidate_with_the_same_reps_sized_from_a_batch():
+    # reps was sized per candidate from one eager call (host-launch bound on a GPU: ~10 for any kernel), so
+    # candidates were timed with different reps. Now one reps for all, from a batch of PROBE_REPS calls.
+    calls = {"a": 0, "b": 0}
 
-    def sleep_1ms():
-        calls.append(1)
+    def sleep_1ms(name):
+        calls[name] += 1
         time.sleep(0.001)
-    us = tune.time_us(sleep_1ms, CPU, samples=3, target_ms=0.5)
-    assert us >= 1000 and len(calls) == 1 + 3  # one call to size the samples, then 3 samples of 1 call
-    calls.clear()
-    assert tune.time_us(sleep_1ms, CPU, samples=1, reps=1) >= 1000 and len(calls) == 1  # a dry run's: one call
+    a, b = tune.time_us([lambda: sleep_1ms("a"), lambda: sleep_1ms("b")], CPU, target_ms=5)
+    assert calls == {"a": 3 * tune.PROBE_REPS, "b": 0}  # three probe batches of the first: the fastest sizes reps
+    calls.update(a=0)
+    us_a, us_b = a(), b()
+    assert 2 <= calls["a"] == calls["b"] <= 5, calls  # 5 ms of 1 ms calls (sleep overshoots: fewer)
+    assert us_a >= 1000 and us_b >= 1000
+    calls.update(a=0, b=0)
+    (one,) = tune.time_us([lambda: sleep_1ms("a")], CPU, reps=1)  # a dry run's: no probe, one call a sample
+    assert one() >= 1000 and calls == {"a": 1, "b": 0}
+
+
+def _fake_samples(series, order):
+    """sample(i) for choose: the next of series[i]'s timings, each call noted in order."""
+    left = {i: iter(times) for i, times in series.items()}
+
+    def sample(i):
+        order.append(i)
+        return next(left[i])
+    return sample
+
+
+def test_a_candidate_wins_only_if_it_beats_the_heuristic_head_to_head_by_more_than_the_spread():
+    # The old rule took each candidate's median (all samples of one, then the next) and the smallest if 2 %
+    # under the heuristic's: the fastest of several noisy medians is biased low, a noisy candidate won.
+    steady, slower = [10.0, 10.1, 9.9, 10.0, 10.05, 9.95, 10.0], [10.5] * 7
+    noisy = [9.0, 12.0, 9.2, 11.8, 9.4, 9.6, 12.0]
+    assert sorted(noisy)[3] == 9.6 < 10.0 * (1 - 0.02)  # its median: the old rule took it
+    order = []
+    sample = _fake_samples({0: steady * 2, 1: slower, 2: noisy + [9.1, 12.2, 9.3, 11.9, 9.5, 12.1, 9.6]}, order)
+    assert tune.choose(sample, 3) == (0, 10.0, 10.0)  # head to head: 0.4 us faster, its samples 2.6 us apart
+    assert order == [0, 1, 2] * 7 + [0, 2] * 7  # interleaved, then the pair interleaved
+    # A candidate faster by more than 2 % and its spread, head to head too, wins (with the head-to-head medians).
+    order.clear()
+    fast = [9.0, 9.05, 8.95, 9.0, 9.1, 8.9, 9.0]
+    sample = _fake_samples({0: steady + [10.2] * 7, 1: slower, 2: fast + [9.1] * 7}, order)
+    assert tune.choose(sample, 3) == (2, 9.1, 10.2)
+    # 1.5 % faster: no head-to-head, the heuristic stays; so does a candidate whose head-to-head gain is 2 %
+    # or less, however steady.
+    order.clear()
+    assert tune.choose(_fake_samples({0: [10.0] * 7, 1: [9.85] * 7}, order), 2) == (0, 10.0, 10.0)
+    assert order == [0, 1] * 7
+    assert tune.choose(_fake_samples({0: [10.0] * 14, 1: [9.0] * 7 + [9.81] * 7}, []), 2) == (0, 10.0, 10.0)
+    assert tune.choose(_fake_samples({0: [10.0] * 14, 1: [9.0] * 7 + [9.79] * 7}, []), 2) == (1, 9.79, 10.0)
+
+
+def test_spread_is_the_interquartile_range():
+    assert tune.spread([5.0]) == 0.0
+    assert tune.spread([1.0, 2.0, 3.0, 4.0, 5.0]) == 2.0  # quartiles 2 and 4
+    assert tune.spread([1.0, 2.0, 3.0, 4.0, 100.0]) == 2.0  # one outlier does not widen it
 
 
 def test_cli_errors(tmp_path, capsys):
