@@ -467,7 +467,7 @@ def _why(e):
 
 def tune_case(case, device, dry_run):
     """{config, time_us, heuristic, heuristic_us, tried, rejected} for one case, or {error} when the
-    heuristic's own output is wrong."""
+    heuristic's own output is wrong or it cannot be timed."""
     from . import _configs
     checked, rejected = [], []
     for knobs in case.candidates:
@@ -488,8 +488,9 @@ def tune_case(case, device, dry_run):
     # sweep's launches)
     timers = time_us([lambda k=knobs: case.run(k) for knobs in checked], device, **({"reps": 1} if dry_run else {}))
     rejected += [{"config": k, "error": _why(t)} for k, t in zip(checked, timers) if isinstance(t, Exception)]
-    if isinstance(timers[0], Exception):
-        return failed
+    if isinstance(timers[0], Exception):  # (right, but e.g. a CUDA graph cannot capture it: say so)
+        return dict(failed, error=f"the heuristic's configuration passes its check but cannot be timed: "
+                                  f"{_why(timers[0])}")
     timed = [(k, t) for k, t in zip(checked, timers) if not isinstance(t, Exception)]
     won, best_us, heuristic_us = choose(lambda i: timed[i][1](), len(timed), 1 if dry_run else SAMPLES)
     return {"config": timed[won][0], "time_us": round(best_us, 2), "heuristic": heuristic,

@@ -320,6 +320,25 @@ def test_an_invalid_candidate_is_rejected_and_the_sweep_goes_on(monkeypatch):
     assert result["config"] in case.candidates[:2] and result["tried"] == 3
 
 
+def test_a_heuristic_that_cannot_be_captured_is_reported_as_such(monkeypatch):
+    # It was reported as "the heuristic's configuration fails its check", which it passed.
+    case = tune.Case(("pool.fwd", (1, 2, 9, 7, *tune.POOL), "float32", False, None), CPU, False)
+    real, batches = tune._batch, []
+
+    def batch(fn, reps, device):
+        batches.append(fn)
+        if len(batches) == 1:  # the heuristic's, the first captured
+            raise RuntimeError("CUDA-graph capture failed (RuntimeError: operation not permitted when stream is "
+                               "capturing)")
+        return real(fn, reps, device)
+    monkeypatch.setattr(tune, "_batch", batch)
+    result = tune.tune_case(case, CPU, dry_run=True)
+    assert result["error"] == ("the heuristic's configuration passes its check but cannot be timed: RuntimeError: "
+                               "CUDA-graph capture failed (RuntimeError: operation not permitted when stream is "
+                               "capturing)")
+    assert result["heuristic"] == case.candidates[0] and "config" not in result
+
+
 def test_time_us_times_every_candidate_with_the_same_reps_sized_from_a_batch():
     # reps was sized per candidate from one eager call (host-launch bound on a GPU: ~10 for any kernel), so
     # candidates were timed with different reps. Now one reps for all, from a batch of PROBE_REPS calls.
