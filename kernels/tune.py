@@ -4,7 +4,8 @@
                                       [--sites pool,norm_act.bwd,...]
     python -m bicyclegan.kernels.tune --out TABLE.json --merge NEW.json   # NEW's entries into TABLE
 
-For every launch the reference networks make at 256 x 256 px (batch 2 and 16; every InstanceNorm +
+For every launch the reference networks make at 256 x 256 px (in training steps of batch 2 and 16, each
+network at the batch sizes it runs at there: network_batches; every InstanceNorm +
 activation plane of G unet_256, E resnet_256 and D basic_256_multi, with the activation each layer
 there has, which with what its backward saved is the kernel variant timed; the z injection of G
 with where_add=all, the fused concatenation in the activation of its level; the multi-scale D's
@@ -59,10 +60,10 @@ SIZE, NGF, NEF, NDF, NZ, NUM_DS, INPUT_NC, DECODER_ACT = 256, 64, 64, 64, 8, 2, 
 def reference_shapes():
     """(norm planes, z convs) of the reference's G unet_256 (where_add=all, decoder_act its nl), E
     resnet_256 and D basic_256_multi at SIZE x SIZE, with their default widths (the constants above). norm
-    planes: sorted distinct (C, H, W, act) of every InstanceNorm + activation (none has affine parameters, so
-    LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W, nz, CO, act) of
-    every concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels, the
-    activation: none at the outermost level, LeakyReLU at the others)."""
+    planes: sorted distinct (net, C, H, W, act) of every InstanceNorm + activation, net "G", "E" or "D" (none
+    has affine parameters, so LeakyReLU's backward works from y and the others' from x); z convs: (C, H, W,
+    nz, CO, act) of every concatenate-z-activate-conv4x4s2 block of G (x's shape, z's width, output channels,
+    the activation: none at the outermost level, LeakyReLU at the others)."""
     planes, zconvs = set(), []
     depth = int(math.log2(SIZE))
     ch = [NGF * min(2 ** i, 8) for i in range(depth)]
@@ -70,16 +71,16 @@ def reference_shapes():
         s = SIZE >> i
         zconvs.append((INPUT_NC if i == 0 else ch[i - 1], s, s, NZ, ch[i], "none" if i == 0 else "leaky_relu"))
         if 0 < i < depth - 1:
-            planes.add((ch[i], s // 2, s // 2, "none"))   # norm after the down conv (no activation)
+            planes.add(("G", ch[i], s // 2, s // 2, "none"))   # norm after the down conv (no activation)
         if i > 0:
-            planes.add((ch[i - 1], s, s, DECODER_ACT))  # norm + act after the up conv
+            planes.add(("G", ch[i - 1], s, s, DECODER_ACT))  # norm + act after the up conv
     for n in range(1, 5):  # E: four residual blocks, each norm + act twice at its input size
-        planes.add((NEF * min(4, n), SIZE >> n, SIZE >> n, "leaky_relu"))
+        planes.add(("E", NEF * min(4, n), SIZE >> n, SIZE >> n, "leaky_relu"))
     for k in range(NUM_DS):  # D: one PatchGAN per scale, the input average-pooled k times
         width, s = round(NDF / 2 ** k), SIZE >> (k + 1)
         for n in (1, 2, 3):
             s = s // 2 if n < 3 else s - 1  # stride 2, 2, then 1 (4x4 kernel, padding 1)
-            planes.add((width * min(2 ** n, 8), s, s, "leaky_relu"))
+            planes.add(("D", width * min(2 ** n, 8), s, s, "leaky_relu"))
     return sorted(planes), zconvs
 
 
@@ -106,38 +107,56 @@ def site_filter(text):
     return {site for site in _configs.SITES if site in names or site.split(".")[0] in names}
 
 
+# The training batches tuned for: the reference's 2 and the ladder's 16 (bench/bench_train_step.py).
+TRAIN_BATCHES = (2, 16)
+
+
+def network_batches(train_batches=TRAIN_BATCHES):
+    """{"G", "E", "D": the batch sizes that network launches at} for these training batches, by the bicycle
+    step's rule (engine/model.py generator_losses): a batch splits in half, E and the Ds (their pooling too) run
+    on a half, G on both halves' codes at once (a whole batch: the reference's two codes, no mode-seeking term)
+    while a half is at most BicycleGAN.ONE_G_CALL_MAX, else twice on a half."""
+    from ..engine.model import BicycleGAN  # (the engine's constant, not a copy that could drift from it)
+    halves = sorted({b // 2 for b in train_batches})
+    return {"G": sorted({2 * h if h <= BicycleGAN.ONE_G_CALL_MAX else h for h in halves}), "E": halves, "D": halves}
+
+
+def tuned_sites(quick=False, sites_wanted=None):
+    """The launch sites a sweep tunes: all but the fused concatenation's with quick; sites_wanted: only these
+    (a set; site_filter's)."""
+    sites = (["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad", "pool.fwd", "pool.bwd"]
+             + ([] if quick else ["zcat.fwd", "zcat.bwd"]))
+    return [site for site in sites if sites_wanted is None or site in sites_wanted]
+
+
 def cases(quick=False, dry_run=False, sites_wanted=None):
     """Case specs (site, shape, dtype name, channels_last, act), most used first; act: the norm's
     or the fused concatenation's activation, the one the networks launch at that shape (None for
-    the z term's sites, whose kernels take none). sites_wanted: only these (a set; site_filter's)."""
+    the z term's sites, whose kernels take none). Each network's launches at the batch sizes it runs
+    at (network_batches). sites_wanted: only these (a set; site_filter's)."""
     if dry_run:  # tiny: still single-pass, looped and split plans, the networks' three norm variants
         # (LeakyReLU from y, ReLU and none from x), and z convs in both of G's activations, one a
         # 2 x 2 -> 1 x 1 conv
-        planes = [(3, 4, 4, "relu"), (3, 4, 4, "none"), (2, 33, 32, "leaky_relu")]
-        zconvs, batches = [(3, 4, 6, 2, 5, "none"), (4, 2, 2, 2, 3, "leaky_relu")], (2,)
+        planes = [("G", 3, 4, 4, "relu"), ("G", 3, 4, 4, "none"), ("D", 2, 33, 32, "leaky_relu")]
+        zconvs, batches = [(3, 4, 6, 2, 5, "none"), (4, 2, 2, 2, 3, "leaky_relu")], {"G": (2,), "D": (2,)}
         pools = [(3, 9, 7)]
     else:
-        (planes, zconvs), pools, batches = reference_shapes(), reference_pools(), (2, 16)
-    sites = (["norm_act.fwd", "norm_act.bwd", "zterm.add", "zterm.grad", "pool.fwd", "pool.bwd"]
-             + ([] if quick else ["zcat.fwd", "zcat.bwd"]))
-    sites = [site for site in sites if sites_wanted is None or site in sites_wanted]
+        (planes, zconvs), pools, batches = reference_shapes(), reference_pools(), network_batches()
     out = []
     for dtype in ("bfloat16", "float32"):
         for channels_last in (True, False):
-            for site in sites:
-                for n in batches:
-                    if site.startswith("norm_act"):  # (C, H, W, act)
-                        out += [(site, (n, *plane[:3]), dtype, channels_last, plane[3]) for plane in planes]
-                        continue
-                    if site.startswith("pool"):  # the pooled input (C, H, W) and the window
-                        out += [(site, (n, *pool, *POOL), dtype, channels_last, None) for pool in pools]
-                        continue
-                    if site.startswith("zcat"):  # x and z (C, H, W, nz), in the act of the conv's level
-                        out += [(site, (n, *c[:4]), dtype, channels_last, c[5]) for c in zconvs]
-                        continue
-                    # zterm: the whole conv (C, H, W, nz, CO)
-                    out += [(site, (n, *c[:5]), dtype, channels_last, None) for c in zconvs]
-    return out
+            for site in tuned_sites(quick, sites_wanted):
+                if site.startswith("norm_act"):  # (net, C, H, W, act), at that network's batches
+                    out += [(site, (n, *plane[1:4]), dtype, channels_last, plane[4])
+                            for plane in planes for n in batches[plane[0]]]
+                elif site.startswith("pool"):  # the pooled input (C, H, W) and the window: D's
+                    out += [(site, (n, *pool, *POOL), dtype, channels_last, None)
+                            for pool in pools for n in batches["D"]]
+                elif site.startswith("zcat"):  # x and z (C, H, W, nz), in the act of the conv's level: G's
+                    out += [(site, (n, *c[:4]), dtype, channels_last, c[5]) for c in zconvs for n in batches["G"]]
+                else:  # zterm: the whole conv (C, H, W, nz, CO): G's
+                    out += [(site, (n, *c[:5]), dtype, channels_last, None) for c in zconvs for n in batches["G"]]
+    return list(dict.fromkeys(out))  # (once each: E's and D's planes share shapes)
 
 
 # ---------------------------------------------------------------------------------------------

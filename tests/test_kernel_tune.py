@@ -146,19 +146,19 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
         "unet_256", "resnet_256", "basic_256_multi", "all", 256)
     planes, zconvs = set(), []
 
-    def record(module, args):
+    def record(name, module, args):
         if isinstance(module, InstanceNormAct2d):
             assert not module.affine and module.slope == tune.SLOPE
-            planes.add(tuple(args[0].shape[1:]) + (module.act,))
+            planes.add((name, *args[0].shape[1:], module.act))
         elif module.nz:
-            assert module.slope == tune.SLOPE
+            assert module.slope == tune.SLOPE and name == "G"
             zconvs.append(tuple(args[0].shape[1:]) + (module.nz, module.out_channels, module.act))
     with torch.device("meta"):
         nets = engine.build_generator(cfg), engine.build_encoder(cfg), engine.build_discriminator(cfg)
-    for net in nets:
+    for name, net in zip("GED", nets):
         for m in net.modules():
             if isinstance(m, (InstanceNormAct2d, ZConcatConv2d)):
-                m.register_forward_pre_hook(record)
+                m.register_forward_pre_hook(lambda module, args, name=name: record(name, module, args))
     image = torch.empty(1, 3, 256, 256, device="meta")
     nets[0](image, torch.empty(1, cfg.nz, device="meta"))
     nets[1](image)
@@ -183,6 +183,40 @@ def test_reference_shapes_are_what_the_engine_networks_launch():
     # Each z conv's fused concatenation is timed in its own activation only, not in every one.
     specs = tune.cases()
     assert sum(s[0] == "zcat.fwd" for s in specs) == sum(s[0] == "zterm.add" for s in specs)
+
+
+def test_each_network_is_tuned_at_the_batch_sizes_a_training_step_launches_it_at():
+    """The bicycle step splits its batch in half (E and the Ds on a half, G on both codes at once while the
+    half is small): the tuner timed every network at the training batches (2, 16), where N = 16 is never
+    launched and E's and D's N = 1 never timed. Here each network's batch sizes come from real training steps
+    (small networks: the split does not depend on their size) at the batches the tuner is for, its
+    shapes from the reference's (checked against the networks above): the cases are those, no more."""
+    engine = pytest.importorskip("bicyclegan.engine")
+    from bicyclegan.engine.model import BicycleGAN
+    small = dict(netG="unet", netE="resnet_128", netD="basic_128_multi", netD2="basic_128_multi", crop_size=32,
+                 ngf=4, nef=4, ndf=4, impl="ref")
+    seen = {"G": set(), "E": set(), "D": set()}
+    for batch in (2, 16):  # the reference's and the ladder's
+        torch.manual_seed(0)
+        model = BicycleGAN(engine.TrainConfig(model=engine.ModelConfig(**small), batch_size=batch), device="cpu")
+        for name, net in (("G", model.G), ("E", model.E), ("D", model.D), ("D", model.D2)):
+            net.register_forward_pre_hook(lambda module, args, name=name: seen[name].add(args[0].shape[0]))
+        model.train_step({k: torch.rand(batch, 3, 32, 32) * 2 - 1 for k in ("A", "B")})
+    assert seen == {"G": {2, 8}, "E": {1, 8}, "D": {1, 8}}, seen
+    planes, zconvs = tune.reference_shapes()
+    specs = tune.cases()
+    for dtype in ("bfloat16", "float32"):
+        for cl in (True, False):
+            def tuned(site):
+                return {(s[1], s[4]) for s in specs if s[:1] == (site,) and s[2:4] == (dtype, cl)}
+            for site in ("zterm.add", "zterm.grad"):
+                assert tuned(site) == {((n, *c[:5]), None) for c in zconvs for n in seen["G"]}, site
+            for site in ("zcat.fwd", "zcat.bwd"):
+                assert tuned(site) == {((n, *c[:4]), c[5]) for c in zconvs for n in seen["G"]}, site
+            for site in ("pool.fwd", "pool.bwd"):
+                assert tuned(site) == {((n, *p, *tune.POOL), None) for p in tune.reference_pools() for n in seen["D"]}
+            for site in ("norm_act.fwd", "norm_act.bwd"):
+                assert tuned(site) == {((n, *p[1:4]), p[4]) for p in planes for n in seen[p[0]]}, site
 
 
 def test_table_entries_are_used(tmp_path, monkeypatch):
