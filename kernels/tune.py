@@ -163,7 +163,9 @@ def cases(quick=False, dry_run=False, sites_wanted=None):
 # One case: the inputs of one launch, what it must produce, its candidates
 
 def _layout(t, channels_last):
-    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # torch's own allocation in that format, as a conv's output has it: .contiguous() kept an N x C x 1 x 1
+    # tensor's NCHW strides (channels_last too), a key of nchw where the networks' innermost z conv looks up cl.
+    return torch.empty_like(t, memory_format=torch.channels_last if channels_last else torch.contiguous_format).copy_(t)
 
 
 def _mismatch(got, want, dtype):

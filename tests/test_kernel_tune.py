@@ -219,6 +219,28 @@ def test_each_network_is_tuned_at_the_batch_sizes_a_training_step_launches_it_at
                 assert tuned(site) == {((n, *p[1:4]), p[4]) for p in planes for n in seen[p[0]]}, site
 
 
+def test_the_innermost_z_conv_is_tuned_under_the_key_it_looks_up_in_channels_last(monkeypatch):
+    """A channels_last conv's N x C x 1 x 1 output has strides (C, 1, C, C): the z term's kernels look it up as
+    cl. The tuner made its case's output with .contiguous(), which keeps NCHW strides there (keyed nchw), and
+    dropped the cl case as a duplicate: the networks' innermost z conv always missed the table."""
+    from bicyclegan.kernels import ZConcatConv2d
+    looked_up, real = [], _configs.choose
+
+    def choose(site, shape, dtype, channels_last, *args, **kwargs):
+        if site.startswith("zterm"):  # (their keys name no variant)
+            looked_up.append(_configs.key_text(_configs.key(site, shape, dtype, channels_last)))
+        return real(site, shape, dtype, channels_last, *args, **kwargs)
+    monkeypatch.setattr(_configs, "choose", choose)
+    conv = ZConcatConv2d(4, 2, 3, impl="triton").to(memory_format=CL)
+    x = torch.randn(2, 4, 2, 2).contiguous(memory_format=CL)  # 2 x 2 -> 1 x 1, as G's innermost level
+    y = conv(x, torch.randn(2, 2))
+    assert y.shape == (2, 3, 1, 1) and y.stride() == (3, 1, 3, 3)
+    add = [k for k in looked_up if k.startswith("zterm.add")]
+    case = tune.Case(("zterm.add", (2, 4, 2, 2, 2, 3), "float32", True, None), CPU, False)
+    assert add == [_configs.key_text(case.key)] and add[0].endswith("|cl")
+    assert case.check(case.candidates[0]) is None
+
+
 def test_table_entries_are_used(tmp_path, monkeypatch):
     """A table's config (not the heuristic's) drives the launch it names, and results stay right."""
     from bicyclegan.kernels import norm_act_triton as nat
