@@ -554,7 +554,7 @@ def _sweep(out, quick, dry_run, jobs, budget_s, log, sites):
     specs = cases(quick, dry_run, sites)
     table = {"format": _configs.FORMAT, "device": _configs.device_name(device), "torch": torch.__version__,
              "triton": triton.__version__, "quick": quick, "dry_run": dry_run, "noise": NOISE,
-             "sites": sorted(sites) if sites else sorted(_configs.SITES),
+             "sites": sorted(tuned_sites(quick, sites)),  # (not those --quick leaves out)
              "timing": "host clock, one sample (meaningless)" if dry_run else
              f"median of {SAMPLES} CUDA-graph replays (interleaved) of ~0.5 ms of back-to-back launches (the same "
              f"count for a launch's candidates), per launch; a winner re-timed head to head with the heuristic",
@@ -676,6 +676,9 @@ def main(argv=None):
         sites = site_filter(args.sites) if args.sites is not None else None
     except ValueError as e:
         p.error(str(e))
+    if not tuned_sites(args.quick, sites):  # (a table of nothing, its "sites" naming what it left out)
+        p.error(f"--sites {args.sites} with --quick: no launch to tune, --quick leaves out "
+                f"{', '.join(sorted(sites))}; drop --quick to tune them")
     if not args.out.parent.is_dir():
         p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
     try:

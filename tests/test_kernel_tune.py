@@ -108,6 +108,23 @@ def test_spent_budget_skips_the_rest_and_still_writes_a_table(tmp_path):
     assert _configs.read_table(out, CPU) == {}
 
 
+def test_a_quick_sweep_of_only_what_quick_leaves_out_is_refused_and_a_quick_table_names_only_its_sites(tmp_path,
+                                                                                                       capsys):
+    # `--quick --sites zcat` swept 0 cases, exited 0 and wrote a table whose "sites" claimed zcat; a whole
+    # --quick table's listed the fused concatenation's sites it leaves out.
+    out = tmp_path / "t.json"
+    with pytest.raises(SystemExit) as e:
+        tune.main(["--out", str(out), "--dry-run", "--quick", "--sites", "zcat"])
+    assert e.value.code == 2 and not out.exists()
+    assert "--sites zcat with --quick: no launch to tune, --quick leaves out zcat.bwd, zcat.fwd; drop --quick" \
+        in capsys.readouterr().err
+    table = tune.sweep(out, quick=True, dry_run=True, budget_s=0.0, log=lambda *a: None)
+    assert table["sites"] == ["norm_act.bwd", "norm_act.fwd", "pool.bwd", "pool.fwd", "zterm.add", "zterm.grad"]
+    assert tune.sweep(out, dry_run=True, budget_s=0.0, log=lambda *a: None)["sites"] == sorted(_configs.SITES)
+    assert tune.sweep(out, quick=True, dry_run=True, budget_s=0.0, log=lambda *a: None,
+                      sites={"pool.fwd", "zcat.fwd"})["sites"] == ["pool.fwd"]
+
+
 def test_dry_run_candidates_cover_every_plan():
     """The dry run's norm candidates reach the single-pass, looped and split paths in both layouts."""
     from bicyclegan.kernels import norm_act_triton as nat
