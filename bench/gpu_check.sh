@@ -198,7 +198,9 @@ if [ $MODE = main ]; then
     # cases, fp32 NCHW all but one (the cases run bf16 first, what the ladder and training launch). Now 496
     # cases, 724 distinct compiles where the old ones had 1152 (counted on a CPU; the H200 compiled 1418): no
     # N = 16, a size Triton specialises. At that call's rates (63 compiles, 26 launches timed a second) about
-    # 35 s: 50 leaves room, and the step still ends within its 60.
+    # 35 s; the timing now samples the candidates interleaved and re-times a winner against the heuristic
+    # (about twice the timing): some 50 s, what the budget gives, the fp32 NCHW tail the first cut. The step
+    # still ends within its 60.
     tune=("$PY" -m bicyclegan.kernels.tune --out "$OUT/tuning$SUFFIX.json" --quick --budget-s $((50 * SLACK)))
     [ $DRY = 1 ] && tune+=(--dry-run)
     step tune 60 "${tune[@]}"
