@@ -115,10 +115,14 @@ def network_batches(train_batches=TRAIN_BATCHES):
     """{"G", "E", "D": the batch sizes that network launches at} for these training batches, by the bicycle
     step's rule (engine/model.py generator_losses): a batch splits in half, E and the Ds (their pooling too) run
     on a half, G on both halves' codes at once (a whole batch: the reference's two codes, no mode-seeking term)
-    while a half is at most BicycleGAN.ONE_G_CALL_MAX, else twice on a half."""
-    from ..engine.model import BicycleGAN  # (the engine's constant, not a copy that could drift from it)
+    while a half is at most ONE_G_CALL_MAX, else twice on a half."""
     halves = sorted({b // 2 for b in train_batches})
-    return {"G": sorted({2 * h if h <= BicycleGAN.ONE_G_CALL_MAX else h for h in halves}), "E": halves, "D": halves}
+    return {"G": sorted({2 * h if h <= ONE_G_CALL_MAX else h for h in halves}), "E": halves, "D": halves}
+
+
+# BicycleGAN.ONE_G_CALL_MAX's value: the kernels import nothing of the engine (usable alone by other GAN code);
+# test_each_network_is_tuned_at_the_batch_sizes_a_training_step_launches_it_at holds the two together.
+ONE_G_CALL_MAX = 4
 
 
 def tuned_sites(quick=False, sites_wanted=None):

@@ -77,8 +77,8 @@ MUTANTS = [
      'lambda: _zcat_heuristic(H * W, C + nz, channels_last), "leaky_relu")', TUNE),
     ('K04', TU, '"none" if i == 0 else "leaky_relu"))',
      '"leaky_relu"))', TUNE),
-    ('K05', TU, 'channels_last, c[5]) for c in zconvs]',
-     'channels_last, "leaky_relu") for c in zconvs]', TUNE),
+    ('K05', TU, 'channels_last, c[5]) for c in zconvs for n in batches["G"]]',
+     'channels_last, "leaky_relu") for c in zconvs for n in batches["G"]]', TUNE),
     # the fixes: strided weight and bias views, z of N x 0, an empty batch, the reference at batch 1,
     # InstanceNormAct2d as an nn.InstanceNorm2d
     ('KF01', NT, 'w = weight.contiguous() if weight is not None else _dummy(dy)',
@@ -148,7 +148,7 @@ MUTANTS = [
      '        knobs = knobs or _heuristic()', POOL_TUNE),
     ('AP10', AP, '    return (*x_shape, *geometry)',
      '    return (*x_shape, *geometry[:2], *geometry[4:], *geometry[2:4])', POOL_TUNE),
-    ('AP11', TU, 'channels_last, None) for pool in pools]', 'channels_last, None) for pool in pools[:0]]', TUNE),
+    ('AP11', TU, 'for pool in pools for n in batches["D"]]', 'for pool in pools[:0] for n in batches["D"]]', TUNE),
     # the norm's whole-plane candidate (norm_act_triton.candidates)
     ('WP1', NT, 'bhw < next_pow2(HW) <= WHOLE_TILE', 'bhw < next_pow2(HW) < WHOLE_TILE', WHOLE),
     ('WP2', NT, 'if not channels_last and bhw', 'if bhw', WHOLE),
