@@ -661,6 +661,11 @@ def _run_beside(server, sock) -> None:
 
 def _server_class(explorer: Explorer):
     import uvicorn
+    # A script's background job (`bicyclegan serve ... &`) starts with SIGINT ignored, so that the script's Ctrl-C
+    # leaves it alone, as the other commands do; uvicorn takes SIGINT whatever it was, and stopped the server
+    # (exit 0). Read here, in the main thread, before uvicorn puts its handler in.
+    int_ignored = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
 
     class Server(uvicorn.Server):
         """uvicorn's, which waits for the requests in progress before it stops: a generation on a large upload
@@ -669,6 +674,8 @@ def _server_class(explorer: Explorer):
         the generation's thread. A signal now says it stops and ends a generation after its current batch."""
 
         def handle_exit(self, sig, frame):
+            if sig == signal.SIGINT and int_ignored and frame is not None:  # (a signal's; _run_beside calls it too)
+                return
             if not self.should_exit:
                 explorer.stopping = True
                 print("serve: stopping (a generation in progress ends after its current batch)", file=sys.stderr,

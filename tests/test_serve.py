@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import zlib
 
 import numpy as np
@@ -456,10 +457,7 @@ def test_a_stopped_server_ends_by_the_signal_and_leaves_no_temp_folder(ckpt, dem
     # uvicorn stops on SIGTERM, then raises it again: the default handler ended the process without its
     # exit-time clean-up, a /tmp/pymp-* folder (the dataset loader's) left by every `timeout`/`docker stop`.
     # The command still dies of the signal (a shell's status 128 + n), after that clean-up.
-    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bicyclegan.engine.cli", "serve", str(ckpt), "--dataroot",
-                             str(demo_root), "--port", "0", "--device", "cpu"], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    proc = _serve_process(ckpt, demo_root, tmp_path, int_ignored=False)
     try:
         line = proc.stderr.readline()
         assert "explorer for" in line, line + proc.stderr.read()
@@ -470,6 +468,40 @@ def test_a_stopped_server_ends_by_the_signal_and_leaves_no_temp_folder(ckpt, dem
         proc.kill()
     assert proc.returncode == -sig, err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == [], (err, list(tmp_path.iterdir()))
+
+
+def _serve_process(ckpt, demo_root, tmp_path, int_ignored):
+    """`bicyclegan serve` in a process of its own, SIGINT ignored there (a script's background job) or at its
+    default (a terminal's; set here, not inherited: a test before may have left this process ignoring it)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bicyclegan.engine.cli", "serve", str(ckpt), "--dataroot",
+                             str(demo_root), "--port", "0", "--device", "cpu"], env=env, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(
+                                signal.SIGINT, signal.SIG_IGN if int_ignored else signal.SIG_DFL))
+
+
+@pytest.mark.slow
+def test_a_server_started_with_sigint_ignored_keeps_serving_through_one(ckpt, demo_root, tmp_path):
+    # A script's background job (`bicyclegan serve ... &`) starts with SIGINT ignored, so that the script's
+    # Ctrl-C leaves it alone, as the other commands leave it: uvicorn took SIGINT whatever it was, and the
+    # server stopped (exit 0). SIGTERM still stops it.
+    proc = _serve_process(ckpt, demo_root, tmp_path, int_ignored=True)
+    try:
+        line = proc.stderr.readline()
+        assert "explorer for" in line, line + proc.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        time.sleep(0.5)  # (uvicorn's handlers in place)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert proc.poll() is None, proc.communicate()[1]
+        with urllib.request.urlopen(url + "api/info", timeout=30) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "stopping" in err and err.count("stopping") == 1, err  # (the SIGTERM's alone)
 
 
 def test_bind_picks_a_free_port_and_reports_a_taken_one():
