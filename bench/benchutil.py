@@ -73,6 +73,10 @@ def machine() -> dict:
         device = f"{cpu_name()} {os.cpu_count()}-core"
     info = {"device": device, "torch": torch.__version__, "triton": triton_version,
             "cuda": torch.version.cuda, "dry_run": DRY}
+    if DEVICE == "cuda":  # torch's defaults: cuDNN's fp32 convolutions in TF32, matmuls in full fp32 ("highest"):
+        # the "fp32" rungs' convolutions are TF32 ones unless these say otherwise
+        info.update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                    matmul_precision=torch.get_float32_matmul_precision())
     info["key"] = machine_key(info)
     return info  # cached: callers copy it before changing it
 
