@@ -85,14 +85,13 @@ def test_avg_pool(benchmark, variant, mode, case, dtype, fmt):
         if variant != "compile":
             raise
         pytest.skip(f"torch.compile baseline unavailable here: {e!r}"[:500])
-    nbytes = MODES[mode] * x.numel() * x.element_size()
-    copy = benchutil.copy_gbps(x, ("avg_pool", case, dtype, fmt), info, INNER, ROUNDS, WARMUP)
-    gbps = nbytes / info["ms"] / 1e6
+    copies = benchutil.copy_gbps(x, ("avg_pool", case, dtype, fmt), INNER, ROUNDS, WARMUP)
     figure = f"avg_pool_{mode}_{batch}x3x{side}x{side}_{dtype}_{fmt}"
     benchmark.extra_info.update(**benchutil.machine(), rounds=ROUNDS, warmup=WARMUP, inner=INNER, **info,
-                                median_ms=info["ms"], figure=figure, row=variant, variant=variant, mode=mode,
-                                shape=list(x.shape), dtype=dtype, memory_format=fmt, effective_bytes=nbytes,
-                                gbps=gbps, copy_gbps=copy, pct_of_copy=100.0 * gbps / copy)
+                                figure=figure, row=variant, variant=variant, mode=mode,
+                                shape=list(x.shape), dtype=dtype, memory_format=fmt,
+                                effective_bytes=MODES[mode] * x.numel() * x.element_size(), copy_gbps_by_timing=copies)
+    benchutil.bandwidth(benchmark.extra_info)
     if variant == "ours":
         benchmark.extra_info.update(triton_calls=calls, gate="eager", headline=False, what=(
             f"avg pool 3x3/2 (D downsampling) {mode.replace('_', '+')}, {list(x.shape)}, {dtype} {fmt}"))

@@ -128,14 +128,13 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
     calls = benchutil.check_runs_triton(step, f"norm_act {mode} {[batch, *shape]} {dtype} {fmt}") \
         if variant == "ours" else None
     info = _measure(step, benchmark)
-    nbytes = MODES.get(mode, 5) * x.numel() * x.element_size()
-    gbps = nbytes / info["ms"] / 1e6
-    # the copy timed as this row was (replays or calls), where it could be
-    copy = benchutil.copy_gbps(x, ("norm_act", batch, shape, dtype, fmt), info, INNER, ROUNDS, WARMUP)
+    # the copy timed as this row is quoted (replays or calls), where it could be
+    copies = benchutil.copy_gbps(x, ("norm_act", batch, shape, dtype, fmt), INNER, ROUNDS, WARMUP)
     figure = f"norm_act_{mode}_{'x'.join(map(str, [batch, *shape]))}_{dtype}_{fmt}"
-    row = dict(_env(), figure=figure, row=variant, variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype,
-               memory_format=fmt, act="leaky_relu", slope=SLOPE, affine=False, **info, median_ms=info["ms"],
-               effective_bytes=nbytes, gbps=gbps, copy_gbps=copy, pct_of_copy=100.0 * gbps / copy)
+    row = benchutil.bandwidth(dict(
+        _env(), figure=figure, row=variant, variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype,
+        memory_format=fmt, act="leaky_relu", slope=SLOPE, affine=False, **info,
+        effective_bytes=MODES.get(mode, 5) * x.numel() * x.element_size(), copy_gbps_by_timing=copies))
     if variant == "ours":
         row["tiling"], row["triton_calls"] = _tiling(x), calls
     RESULTS.append(row)

@@ -202,15 +202,27 @@ def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
 _COPIES = {}
 
 
-def copy_gbps(x, key, info, inner=1, rounds=20, warmup=3):
+def copy_gbps(x, key, inner=1, rounds=20, warmup=3):
     """The device's copy rate in GB/s (a clone of x: its bytes read and written), the roofline of a memory-bound
-    kernel on x, timed as the kernel's row `info` was (graph replays where it has them), measured once per key."""
+    kernel on x, measured once per key and timed both ways: {"graph_replay": GB/s (where the clone could be
+    captured), "eager_call": GB/s}. bandwidth() picks the one timed as the kernel's row finally is."""
     if key not in _COPIES:
         copy = measure(lambda: x.clone(memory_format=torch.preserve_format), inner, rounds, warmup)
-        _COPIES[key] = {k: 2 * x.numel() * x.element_size() / copy[k] / 1e6 for k in ("graph_ms", "eager_call_ms")
-                        if copy[k]}
-    copies = _COPIES[key]
-    return copies.get("graph_ms" if info["graph_ms"] else "eager_call_ms") or copies["eager_call_ms"]
+        _COPIES[key] = {timing: 2 * x.numel() * x.element_size() / copy[k] / 1e6
+                        for timing, k in (("graph_replay", "graph_ms"), ("eager_call", "eager_call_ms")) if copy[k]}
+    return _COPIES[key]
+
+
+def bandwidth(info):
+    """Sets a row's median_ms, gbps and pct_of_copy from its ms and timing as they are now (its own, or its
+    figure's once settle_timing has run: a row replayed on its own may be quoted from its eager calls), its
+    effective_bytes, and the copy's rate timed the same way (copy_gbps_by_timing, from copy_gbps; the eager
+    one where the copy alone could not be captured). Returns info."""
+    copies = info["copy_gbps_by_timing"]
+    copy = copies.get(info["timing"]) or copies["eager_call"]
+    gbps = info["effective_bytes"] / info["ms"] / 1e6
+    info.update(median_ms=info["ms"], gbps=gbps, copy_gbps=copy, pct_of_copy=100.0 * gbps / copy)
+    return info
 
 
 def settle_timing(records):
@@ -231,6 +243,8 @@ def settle_timing(records):
                         ms=info["graph_ms"] if graphed else info["eager_call_ms"])
             if errors:
                 info["capture_errors"] = errors
+            if "copy_gbps_by_timing" in info:  # its rates follow its time
+                bandwidth(info)
     return records
 
 

@@ -656,6 +656,28 @@ def test_a_figure_with_a_row_that_could_not_be_captured_is_timed_from_eager_call
     assert records[4] == {"figure": "copy", "what": "untagged: left alone", "ms": 1.0}
 
 
+def test_a_rows_bandwidth_follows_the_timing_its_figure_settles_on():
+    """A row replayed on its own but quoted from its eager call (another row of its figure could not be
+    captured) quotes the bandwidth of that call, against the copy's eager rate: not its replay's."""
+    copies = {"graph_replay": 4000.0, "eager_call": 800.0}  # GB/s
+    rows = [{"figure": "f", "row": "ours", "timing": "graph_replay", "ms": 0.05, "graph_ms": 0.05,
+             "eager_call_ms": 0.5, "effective_bytes": 10 ** 8, "copy_gbps_by_timing": copies},
+            {"figure": "f", "row": "eager", "timing": "eager_call", "ms": 0.4, "graph_ms": None,
+             "eager_call_ms": 0.4, "effective_bytes": 10 ** 8, "copy_gbps_by_timing": copies,
+             "capture_error": "RuntimeError: not capturable"}]
+    alone = {**rows[0], "figure": "g", "copy_gbps_by_timing": {"eager_call": 800.0}}  # the copy was not captured
+    for info in [*rows, alone]:
+        benchutil.bandwidth(info)
+    assert rows[0]["gbps"] == pytest.approx(2000) and rows[0]["pct_of_copy"] == pytest.approx(50)
+    benchutil.settle_timing([*rows, alone])
+    ours, eager = rows
+    assert ours["median_ms"] == 0.5 and ours["gbps"] == pytest.approx(200)  # 1e8 B in 0.5 ms
+    assert ours["copy_gbps"] == 800 and ours["pct_of_copy"] == pytest.approx(25)
+    assert eager["gbps"] == pytest.approx(250) and eager["pct_of_copy"] == pytest.approx(31.25)
+    assert alone["timing"] == "graph_replay" and alone["gbps"] == pytest.approx(2000)
+    assert alone["copy_gbps"] == 800 and alone["pct_of_copy"] == pytest.approx(250)
+
+
 def test_the_json_written_holds_each_figures_one_timing(tmp_path):
     """bench/conftest.py settles the figures of the whole run (rows are separate tests) before
     pytest-benchmark writes its JSON."""
