@@ -636,18 +636,24 @@ def check_same_networks(saved: dict, cfg: TrainConfig, path, discriminators_free
     (--fresh_D), so the run may choose its own."""
     theirs = config_of({"config": saved}, path)
     free = _FINE_TUNE_FREE | (_D_OPTIONS if discriminators_free else set())
-    diffs = [f"{k}: checkpoint {getattr(theirs.model, k)!r} vs now {v!r}" for k, v in vars(cfg.model).items()
-             if k not in free and getattr(theirs.model, k) != v]
+    differ = {k: getattr(theirs.model, k) for k, v in vars(cfg.model).items()
+              if k not in free and getattr(theirs.model, k) != v}
+    diffs = [f"{k}: checkpoint {theirs_v!r} vs now {getattr(cfg.model, k)!r}" for k, theirs_v in differ.items()]
     if theirs.model.unet_depth != cfg.model.unet_depth:
         diffs.append(f"U-Net depth: checkpoint {theirs.model.unet_depth} vs now {cfg.model.unet_depth}")
+        differ["num_downs"] = theirs.model.unet_depth
     if theirs.variant != cfg.variant and not discriminators_free:
         diffs.append(f"variant: checkpoint {theirs.variant!r} vs now {cfg.variant!r}")
+        differ["variant"] = theirs.variant
     if diffs:
-        d_differs = not discriminators_free and any(k in (*_D_OPTIONS, "variant")
-                                                    for k, _ in (d.split(":", 1) for d in diffs))
+        # The checkpoint's values as options: an option given by hand is the likely cause (a preset's are
+        # right for its dataset, not for a checkpoint trained otherwise).
+        options = " ".join(f"--{'' if v else 'no-'}{k}" if isinstance(v, bool) else f"--{k} {v}"
+                           for k, v in differ.items())
+        d_differs = not discriminators_free and bool(differ.keys() & {*_D_OPTIONS, "variant"})
         raise CheckpointError(f"{path} holds other networks than this run's: " + "; ".join(diffs)
-                              + " (start from it with its model options, e.g. its dataset's --preset, make_config's "
-                                "preset in Python"
+                              + f" (start from it with its model options: {options}, the same make_config fields "
+                                "in Python, or leave out the options that set these"
                               + ("; --fresh_D trains new discriminators of this run's options and variant"
                                  if d_differs else "")
                               + ")")

@@ -92,7 +92,12 @@ def _side_by_side(tiles: list[np.ndarray]) -> Image.Image:
 
 # A GIF's frame delay is in hundredths of a second, and browsers play a delay under 2 (above 50 fps)
 # at 10 fps: --fps 100 came out at a tenth of its speed. The GIF stops at 50 fps; the MP4 keeps --fps.
-GIF_MIN_DELAY_MS = 20
+GIF_MIN_DELAY_CS = 2
+
+
+def gif_delay_cs(fps: float) -> int:
+    """A GIF frame's delay for fps, in the hundredths of a second a GIF holds (8 fps: 12, so 8.33 fps)."""
+    return max(GIF_MIN_DELAY_CS, round(100 / fps))
 
 
 def _gif_bytes(frames: list[Image.Image], fps: float) -> bytes:
@@ -102,7 +107,7 @@ def _gif_bytes(frames: list[Image.Image], fps: float) -> bytes:
     # of mean error (0.54 -> 1.25) and half the file size.
     frames = [f.quantize(method=Image.Quantize.FASTOCTREE) for f in frames]
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=max(GIF_MIN_DELAY_MS, round(1000 / fps)), loop=0)
+                   duration=10 * gif_delay_cs(fps), loop=0)
     return buf.getvalue()
 
 
@@ -346,7 +351,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
             prune_outputs(out / "images", [p for row in rows for _, p in row["images"] + row["wide"]])
             write_json(out / "path.json", {"path": path, "mode": mode, "seed": seed if path == "random" else None,
                                            "refs": [run.labels[r] for r in refs] if path == "encoded" else None,
-                                           "frames_per_segment": frames, "fps": fps, "codes": codes.tolist()},
+                                           "frames_per_segment": frames, "fps": fps,
+                                           "gif_fps": 100 / gif_delay_cs(fps), "codes": codes.tolist()},
                        what="interpolation path")
             how = (f"{mode} through {len(codes)} random codes (seed {seed})" if path == "random" else
                    f"{mode} through the codes of {', '.join(run.labels[r] for r in refs)}")

@@ -495,6 +495,23 @@ def test_a_gifs_frames_are_never_faster_than_browsers_play_them(fps, delay):
     assert delays == [delay] * 3
 
 
+@pytest.mark.parametrize("fps", [8, 60])
+def test_path_json_gives_the_rate_the_gifs_play_at_and_a_capped_one_is_said(tmp_path, demo_root, capsys, fps):
+    # --fps 60 wrote 50 fps GIFs silently, with path.json saying 60; 8 fps is 12 hundredths a frame (8.33 fps)
+    ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
+    assert main(["interpolate", str(ckpt), "--out", str(tmp_path / "o"), "--no-mp4", "--device", "cpu", "--frames",
+                 "2", "--segments", "1", "--num", "1", "--fps", str(fps)]) == 0
+    said = json.loads((tmp_path / "o" / "path.json").read_text())
+    gif = Image.open(next((tmp_path / "o" / "images").glob("*.gif")))
+    assert said["fps"] == fps and said["gif_fps"] == pytest.approx(1000 / gif.info["duration"])
+    printed = capsys.readouterr().out
+    if fps == 60:
+        assert said["gif_fps"] == 50 and "note: the GIFs play at 50 fps, as browsers play faster ones at 10 fps " \
+            "(path.json: fps, gif_fps)" in printed
+    else:
+        assert said["gif_fps"] == pytest.approx(100 / 12) and "note:" not in printed
+
+
 def test_a_gifs_frames_keep_their_pictures_colours():
     # Each frame gets a palette of its own (fast octree, for speed): read back, its pixels are the frame's to a few
     # levels, and frames of other colours keep theirs (one palette for all would have merged them).

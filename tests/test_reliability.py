@@ -546,9 +546,16 @@ def test_fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks():
     refused(lambda: check_same_networks(saved, make_config("reference", **{**TINY, "ngf": 8, "crop_size": 64},
                                                            variant="cvae"), "ck.pt"), CheckpointError,
             "ck.pt holds other networks than this run's: ngf: checkpoint 4 vs now 8; U-Net depth: checkpoint 5 vs "
-            "now 6; variant: checkpoint 'bicycle' vs now 'cvae' (start from it with its model options, e.g. its "
-            "dataset's --preset, make_config's preset in Python; --fresh_D trains new discriminators of this run's "
-            "options and variant)")
+            "now 6; variant: checkpoint 'bicycle' vs now 'cvae' (start from it with its model options: --ngf 4 "
+            "--num_downs 5 --variant bicycle, the same make_config fields in Python, or leave out the options that "
+            "set these; --fresh_D trains new discriminators of this run's options and variant)")
+    # a switch is given as its option spells it
+    with pytest.raises(CheckpointError, match=r"conditional_D: checkpoint True vs now False \(start from it with "
+                       r"its model options: --conditional_D, the same"):
+        check_same_networks({**saved, "model": {**saved["model"], "conditional_D": True}},
+                            make_config("reference", **TINY), "ck.pt")
+    with pytest.raises(CheckpointError, match=r"\(start from it with its model options: --no-conditional_D, "):
+        check_same_networks(saved, make_config("reference", **TINY, conditional_D=True), "ck.pt")
     # With new discriminators the variant may change (cVAE-GAN's G and E, then BicycleGAN: an ablation's next step)
     for variant in ("cvae", "clr", "pix2pix"):
         check_same_networks(saved, make_config("reference", **TINY, variant=variant), "ck.pt",

@@ -1400,7 +1400,8 @@ def test_train_init_from_a_run_folder_and_epoch_on_the_command_line(source, tmp_
         return capsys.readouterr().err
     other = str(tmp_path / "other")
     err = refused_cli("--init_from", str(source), "--out", other, "--ngf", "8")
-    assert "holds other networks than this run's: ngf: checkpoint 4 vs now 8 (" in err
+    assert "holds other networks than this run's: ngf: checkpoint 4 vs now 8 (start from it with its model " \
+        "options: --ngf 4, " in err
     err = refused_cli("--init_from", str(source), "--out", other, "--ndf", "8")
     assert "ndf: checkpoint 4 vs now 8" in err and "--fresh_D trains new discriminators" in err
     assert not (tmp_path / "other").exists()  # a refused start leaves no folder

@@ -1060,7 +1060,7 @@ MUTANTS = [
      [LOOP + "going_back_sets_the_later_checkpoints_aside_and_refuses_them_by_epoch"]),
     ('PY04', T, '--no-tensorboard (tensorboard=False in Python)', '--no-tensorboard (tensorboard=None in Python)',
      [CZ + "a_run_logging_to_tensorboard_without_its_package_says_train_s_keyword_too"]),
-    ('PY05', CK, 'its dataset\'s --preset, make_config\'s "', 'its dataset\'s --preset, its "',
+    ('PY05', CK, 'the same make_config fields "', 'the same fields "',
      [REL + "fine_tuning_may_change_sizes_dropout_and_init_but_not_the_networks"]),
     ('PY06', SW, 'refuse_checkpoint_json(json_path, "sweep.json", "json_path")',
      'refuse_checkpoint_json(json_path, "sweep.json")',
