@@ -85,7 +85,7 @@ def test_avg_pool(benchmark, variant, mode, case, dtype, fmt):
         if variant != "compile":
             raise
         pytest.skip(f"torch.compile baseline unavailable here: {e!r}"[:500])
-    copies = benchutil.copy_gbps(x, ("avg_pool", case, dtype, fmt), INNER, ROUNDS, WARMUP)
+    copies = benchutil.copy_rates(x, ("avg_pool", case, dtype, fmt), INNER, ROUNDS, WARMUP)
     figure = f"avg_pool_{mode}_{batch}x3x{side}x{side}_{dtype}_{fmt}"
     benchmark.extra_info.update(**benchutil.machine(), rounds=ROUNDS, warmup=WARMUP, inner=INNER, **info,
                                 figure=figure, row=variant, variant=variant, mode=mode,

@@ -129,7 +129,7 @@ def run_case(variant, mode, shape, batch, dtype, fmt, benchmark=None):
         if variant == "ours" else None
     info = _measure(step, benchmark)
     # the copy timed as this row is quoted (replays or calls), where it could be
-    copies = benchutil.copy_gbps(x, ("norm_act", batch, shape, dtype, fmt), INNER, ROUNDS, WARMUP)
+    copies = benchutil.copy_rates(x, ("norm_act", batch, shape, dtype, fmt), INNER, ROUNDS, WARMUP)
     figure = f"norm_act_{mode}_{'x'.join(map(str, [batch, *shape]))}_{dtype}_{fmt}"
     row = benchutil.bandwidth(dict(
         _env(), figure=figure, row=variant, variant=variant, mode=mode, shape=[batch, *shape], dtype=dtype,

@@ -202,7 +202,7 @@ def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
 _COPIES = {}
 
 
-def copy_gbps(x, key, inner=1, rounds=20, warmup=3):
+def copy_rates(x, key, inner=1, rounds=20, warmup=3):
     """The device's copy rate in GB/s (a clone of x: its bytes read and written), the roofline of a memory-bound
     kernel on x, measured once per key and timed both ways: {"graph_replay": GB/s (where the clone could be
     captured), "eager_call": GB/s}. bandwidth() picks the one timed as the kernel's row finally is."""
@@ -216,7 +216,7 @@ def copy_gbps(x, key, inner=1, rounds=20, warmup=3):
 def bandwidth(info):
     """Sets a row's median_ms, gbps and pct_of_copy from its ms and timing as they are now (its own, or its
     figure's once settle_timing has run: a row replayed on its own may be quoted from its eager calls), its
-    effective_bytes, and the copy's rate timed the same way (copy_gbps_by_timing, from copy_gbps; the eager
+    effective_bytes, and the copy's rate timed the same way (copy_gbps_by_timing, from copy_rates; the eager
     one where the copy alone could not be captured). Returns info."""
     copies = info["copy_gbps_by_timing"]
     copy = copies.get(info["timing"]) or copies["eager_call"]

@@ -743,7 +743,7 @@ def cmd_compare(args) -> int:
 
 def cmd_interpolate(args) -> int:
     """Under torchrun the processes share the inputs, as sample's."""
-    from .interpolate import GIF_MIN_DELAY_CS, interpolate
+    from .interpolate import GIF_MAX_FPS, interpolate
     from .runtime import init_distributed
     checkpoint = _checkpoint(args)
     d = init_distributed(args.device)
@@ -754,9 +754,9 @@ def cmd_interpolate(args) -> int:
     if d.main:
         report = _refresh_report(checkpoint)
         print(f"results: {out}\ngallery: {out / 'index.html'}{report}")
-        if args.fps > 100 / GIF_MIN_DELAY_CS:  # (the GIF's cap, said: path.json's fps is the MP4's)
+        if args.fps > GIF_MAX_FPS:  # (the GIF's cap, said: path.json's fps is the MP4's)
             mp4 = f"; the MP4s at {args.fps:g}" if any((out / "images").glob("*.mp4")) else ""
-            print(f"note: the GIFs play at {100 / GIF_MIN_DELAY_CS:g} fps, as browsers play faster ones at 10 fps"
+            print(f"note: the GIFs play at {GIF_MAX_FPS:g} fps, as browsers play faster ones at 10 fps"
                   f"{mp4} (path.json: fps, gif_fps)")
     d.close()
     return 0

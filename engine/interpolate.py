@@ -93,6 +93,7 @@ def _side_by_side(tiles: list[np.ndarray]) -> Image.Image:
 # A GIF's frame delay is in hundredths of a second, and browsers play a delay under 2 (above 50 fps)
 # at 10 fps: --fps 100 came out at a tenth of its speed. The GIF stops at 50 fps; the MP4 keeps --fps.
 GIF_MIN_DELAY_CS = 2
+GIF_MAX_FPS = 100 / GIF_MIN_DELAY_CS
 
 
 def gif_delay_cs(fps: float) -> int:

@@ -382,7 +382,7 @@ def _batch(fn, reps, device):
     return graph.replay
 
 
-def time_us(fns, device, target_ms=0.5, reps=None):
+def samplers(fns, device, target_ms=0.5, reps=None):
     """Per fn (one launch each, checked before: compiled and warm) a function taking one sample of its
     time in us a call, or the exception that keeps it from being timed (e.g. a failed CUDA-graph capture).
     A sample is one run of `reps` back-to-back calls, the same reps for every fn (so each has the same
@@ -511,7 +511,7 @@ def tune_case(case, device, dry_run):
         return failed
     # a dry run times nothing worth sizing: one call a sample, one sample (in the interpreter, a third of the
     # sweep's launches)
-    timers = time_us([lambda k=knobs: case.run(k) for knobs in checked], device, **({"reps": 1} if dry_run else {}))
+    timers = samplers([lambda k=knobs: case.run(k) for knobs in checked], device, **({"reps": 1} if dry_run else {}))
     rejected += [{"config": k, "error": _why(t)} for k, t in zip(checked, timers) if isinstance(t, Exception)]
     if isinstance(timers[0], Exception):  # (right, but e.g. a CUDA graph cannot capture it: say so)
         return dict(failed, error=f"the heuristic's configuration passes its check but cannot be timed: "

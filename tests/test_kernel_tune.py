@@ -368,7 +368,7 @@ def test_tuner_rejects_a_wrong_candidate_and_never_times_it(monkeypatch):
         return y, mean, rstd
     monkeypatch.setattr(nat, "_forward", forward)
     timed = []
-    monkeypatch.setattr(tune, "time_us", lambda fns, device, **kw: [timed.append(fn) or (lambda: 1.0) for fn in fns])
+    monkeypatch.setattr(tune, "samplers", lambda fns, device, **kw: [timed.append(fn) or (lambda: 1.0) for fn in fns])
     result = tune.tune_case(case, CPU, dry_run=True)
     assert [r["config"] for r in result["rejected"]] == [wrong, broken]
     assert "max abs error" in result["rejected"][0]["error"]
@@ -420,14 +420,14 @@ def test_time_us_times_every_candidate_with_the_same_reps_sized_from_a_batch():
     def sleep_1ms(name):
         calls[name] += 1
         time.sleep(0.001)
-    a, b = tune.time_us([lambda: sleep_1ms("a"), lambda: sleep_1ms("b")], CPU, target_ms=5)
+    a, b = tune.samplers([lambda: sleep_1ms("a"), lambda: sleep_1ms("b")], CPU, target_ms=5)
     assert calls == {"a": 3 * tune.PROBE_REPS, "b": 0}  # three probe batches of the first: the fastest sizes reps
     calls.update(a=0)
     us_a, us_b = a(), b()
     assert 2 <= calls["a"] == calls["b"] <= 5, calls  # 5 ms of 1 ms calls (sleep overshoots: fewer)
     assert us_a >= 1000 and us_b >= 1000
     calls.update(a=0, b=0)
-    (one,) = tune.time_us([lambda: sleep_1ms("a")], CPU, reps=1)  # a dry run's: no probe, one call a sample
+    (one,) = tune.samplers([lambda: sleep_1ms("a")], CPU, reps=1)  # a dry run's: no probe, one call a sample
     assert one() >= 1000 and calls == {"a": 1, "b": 0}
 
 
