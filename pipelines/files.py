@@ -114,8 +114,36 @@ _UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: I
          8: Image.Transpose.ROTATE_270}
 
 
+# PNG chunks PIL decompresses and refuses past its limits (1 MB a chunk: PngImagePlugin.MAX_TEXT_CHUNK), which DALI
+# skips and the pixels never use: a file with a large text comment or ICC profile passed the check (and DALI) and
+# stopped a torch run mid-epoch. Dropped before PIL reads the file; a file's other chunks are kept as they are.
+_UNUSED_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")
+
+
+def _png_without_unused(data):
+    """PNG bytes without the _UNUSED_CHUNKS, or data itself where it has none (or is no whole PNG: PIL says why)."""
+    pos, kept, dropped = 8, [data[:8]], False
+    while pos + 12 <= len(data):
+        length, chunk = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if chunk in _UNUSED_CHUNKS:
+            dropped = True
+        else:
+            kept.append(data[pos:end])
+        if chunk == b"IEND":
+            break
+        pos = end
+    return b"".join(kept) if dropped else data
+
+
 def load_rgb(path):
     """Decode a file fully as 8-bit RGB (see to_rgb), its pixels as stored."""
+    with open(path, "rb") as f:
+        head = f.read(len(_PNG_SIGNATURE))
+        if head == _PNG_SIGNATURE:
+            data = head + f.read()
+            if (kept := _png_without_unused(data)) is not data:
+                path = io.BytesIO(kept)
     with Image.open(path) as img:
         turned = img.format == "TIFF" and img.tag_v2.get(_ORIENTATION, 1)
         rgb = to_rgb(img)

@@ -345,6 +345,34 @@ def test_valid_png_variants_pass_and_decode(tmp_path, backend):
     assert torch.equal(batches["trailing"], batches["split"])
 
 
+# Metadata past PIL's limits (PngImagePlugin.MAX_TEXT_CHUNK, 1 MB decompressed; MAX_TEXT_MEMORY, 64 MB of text in
+# all), which neither the check nor DALI reads: a torch run stopped mid-epoch on such a file ("Decompressed data
+# too large"), after the check had passed it.
+BIG = b"a" * (3 << 20)
+LARGE_METADATA = {
+    "ztxt_before": dict(before=[chunk(b"zTXt", b"Comment\0\0" + zlib.compress(BIG))]),
+    "itxt_after": dict(after=[chunk(b"iTXt", b"Comment\0\1\0\0\0" + zlib.compress(BIG))], idat_parts=2),
+    "iccp": dict(before=[chunk(b"iCCP", b"profile\0\0" + zlib.compress(BIG))]),
+    "text_memory": dict(before=[chunk(b"tEXt", b"Comment%d\0" % k + b"a" * (1 << 20)) for k in range(70)]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_png_metadata_over_pils_limits_passes_and_decodes(tmp_path, backend):
+    (tmp_path / "test").mkdir()
+    for name, chunks in LARGE_METADATA.items():
+        (tmp_path / f"test/{name}.png").write_bytes(grey_png(**chunks))
+        assert inspect_file(str(tmp_path / f"test/{name}.png")) == ((16, 8), None), name
+    got = make_loader(tmp_path, phase="test", preprocess="none", load_size=8, crop_size=8, batch_size=1,
+                      backend=backend, num_workers=0)
+    batches = {Path(b["paths"][0]).stem: b for b in got}
+    assert sorted(batches) == sorted(LARGE_METADATA)
+    want = torch.from_numpy(np.tile(np.arange(16, dtype=np.float32), (8, 1)) / 127.5 - 1)  # rows of bytes 0..15
+    for name, b in batches.items():
+        torch.testing.assert_close(b["A"][0], want[:, :8].expand(3, 8, 8), rtol=0, atol=1e-6, msg=name)
+        torch.testing.assert_close(b["B"][0], want[:, 8:].expand(3, 8, 8), rtol=0, atol=1e-6, msg=name)
+
+
 def test_bmp_and_ppm_pass_and_decode(tmp_path):
     arr = noise(np.random.default_rng(4), 8, 16)
     for ext in ("bmp", "ppm"):
