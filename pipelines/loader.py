@@ -85,12 +85,12 @@ def default_workers(backend, device):
     main process, shared among the ranks on this machine (torchrun's LOCAL_WORLD_SIZE), at most 16:
     decoding and resizing a 256 px pair takes ~4 ms of one core, so two workers make about 30
     batches of 16 a second, which a graphed step on a recent GPU may outrun. Otherwise
-    min(4, cores): DALI's threads only read files for its GPU decoder, and training on the CPU
-    needs the cores for itself."""
-    cores = usable_cores()
+    min(4, the ranks' share of the cores): DALI's threads only read files for its GPU decoder, and training on
+    the CPU needs the cores for itself (two ranks on 2 cores each ran 2 workers, 6 processes on 2 cores)."""
+    share = usable_cores() // local_ranks()
     if backend == "torch" and torch.device(device).type == "cuda":
-        return max(1, min(16, cores // local_ranks() - 1))
-    return min(4, cores)
+        return max(1, min(16, share - 1))
+    return max(1, min(4, share))
 
 
 def _is_int(value):

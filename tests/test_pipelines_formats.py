@@ -470,6 +470,10 @@ def test_option_lists_are_exported_and_used(tmp_path):
     ("torch", "cpu", 16, None, 4),     # training on the CPU keeps its cores
     ("dali", "cuda", 16, None, 4),     # DALI's threads only read files for the GPU decoder
     ("dali", "cpu", 2, None, 2),
+    ("torch", "cpu", 2, "2", 1),       # torchrun on the CPU: the ranks share the cores
+    ("torch", "cpu", 16, "2", 4),
+    ("dali", "cuda", 16, "8", 2),
+    ("torch", "cpu", 2, "4", 1),       # never none
 ])
 def test_default_worker_count(monkeypatch, backend, device, cores, local_ranks, expected):
     monkeypatch.setattr(pipelines.files.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
