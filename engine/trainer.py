@@ -1562,12 +1562,13 @@ class Trainer:
         B = torch.cat([b["B"] for b in rows]).to(self.device) if "B" in rows[0] else None
         return torch.cat([b["A"] for b in rows]).to(self.device), B, z
 
-    def _data_error(self, e: DatasetError, what: str, skip: str, then: str | None = None) -> DatasetError:
-        """The data error `e` as the run stopped on it: `what` stopped, on which data; then what is intact and
-        how to go on, with --skip_bad (`skip`: what it does) where the run does not leave bad files out yet, or
-        `then` in their place."""
+    def _data_error(self, e: DatasetError, what: str, skip: str, then: str | None = None,
+                    unsaved: str = "") -> DatasetError:
+        """The data error `e` as the run stopped on it: `what` stopped, on which data; then (after `unsaved`: why
+        the step it stopped after is not saved, if it is not) what is intact and how to go on, with --skip_bad
+        (`skip`: what it does) where the run does not leave bad files out yet, or `then` in their place."""
         then = then or self._intact() + ("" if self.cfg.data.skip_bad else f" (with --skip_bad {skip})")
-        error = DatasetError(f"{what}: {e}\n{then}")
+        error = DatasetError(f"{what}: {e}\n{unsaved}{then}")
         error.from_rank0 = getattr(e, "from_rank0", False)  # (another rank's, which that rank prints)
         return error
 
@@ -2022,13 +2023,25 @@ class Trainer:
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
                 raise
             what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
+            # Step self.step finished and the failing batch trained nothing: saved as a signal's stop saves it (the
+            # steps since the last --save_every were lost), unless a checkpoint of it is there already (or it is step
+            # 0: nothing trained). One process only: with several, another rank may be waiting in a collective, and
+            # save() gathers from every rank.
+            unsaved = ""
+            if self.world == 1 and self.step and self.saved_step != self.step:
+                try:
+                    self.save()
+                except (CheckpointError, DivergenceError) as failed:  # the data error stays the one said
+                    # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
+                    said = str(failed.__cause__ or failed).splitlines()[0].partition("; ")[0]
+                    unsaved = f"step {self.step} could not be saved ({said}); "
             # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
             # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken.
             then = None if self.saved_step is None else (
                 f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run trains on "
                 f"the same files), or leave such files out in a new run from its weights: --init_from "
                 f"{shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
-            raise self._data_error(e, what, "to leave such files out", then) from e
+            raise self._data_error(e, what, "to leave such files out", then, unsaved) from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):
                 raise

@@ -998,22 +998,67 @@ def test_a_sample_grid_that_cannot_be_written_names_the_step_and_the_checkpoint_
 @pytest.mark.parametrize("kept", ["latest.pt", "epoch_1.pt"])
 def test_data_broken_mid_run_names_the_step_and_the_checkpoint_to_resume(tmp_path, kept):
     # A dataset rewritten while a run trains: the decode error named the file alone, not where the run
-    # stopped nor what it can resume from. The checkpoint of step 2 is latest.pt (save_every 2), or
-    # epoch_1.pt alone (save_epoch_freq 1), which a plain --resume does not read.
+    # stopped nor what it can resume from. The checkpoint of step 2, the step it stopped after, is latest.pt
+    # (save_every 2), or epoch_1.pt alone (save_epoch_freq 1), which a plain --resume does not read.
     root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
     saving = {"save_every": 2} if kept == "latest.pt" else {"save_every": 100, "save_epoch_freq": 1}
     t = Trainer(cfg(tmp_path / "run", root, max_steps=4, num_workers=0, **saving), progress=False)
-    break_at_step(t, 2, *(root / "train").iterdir())  # after step 2's checkpoint: every training file broken
+    break_at_step(t, 1, *(root / "train").iterdir())  # every training file broken as step 2 trains
     with pytest.raises(DatasetError) as info:
         t.train()
     text = str(info.value)
-    assert text.startswith("training stopped at step 4 (epoch 2) on its data: ")  # 2 batches an epoch: 3 read
+    assert text.startswith("training stopped at step 3 (epoch 2) on its data: ")  # 2 batches an epoch
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [kept]  # (step 2's: not written again)
     assert "cannot decode" in text and str(root / "train") in text
     path = tmp_path / "run" / "checkpoints" / kept
     resume = "--resume" if kept == "latest.pt" else f"--resume {path} (resume={str(path)!r} in Python)"
     assert text.endswith(f"the last good checkpoint is {path} (step 2): put the files back as they were and resume "
                          f"it with {resume} (a resumed run trains on the same files), or leave such files out in a "
                          f"new run from its weights: --init_from {path} --skip_bad --out NEW")
+
+
+@pytest.mark.parametrize("broken_after", [2, 1], ids=["mid-epoch", "at-an-epoch-start"])
+def test_data_broken_mid_run_saves_the_step_before_it_and_a_resume_goes_on_exactly(tmp_path, broken_after):
+    # The steps since the last checkpoint were lost (up to --save_every of them): the run stopped naming an older
+    # checkpoint, though the failing batch had trained nothing. 2 batches an epoch: the files broken as step 2 trains
+    # fail step 3 (epoch 2's first batch), broken as step 3 trains (its batch read already) fail step 4.
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    files = sorted((root / "train").iterdir())
+    kept = {f: f.read_bytes() for f in files}
+    t = Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100), progress=False)
+    break_at_step(t, broken_after, *files)
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    done = broken_after + 1
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert read_checkpoint(path)["step"] == done
+    assert str(info.value).startswith(f"training stopped at step {done + 1} (epoch 2) on its data: ")
+    assert f"\nthe last good checkpoint is {path} (step {done}): put the files back as they were" in str(info.value)
+    for f, data in kept.items():  # put back, as said: the resumed run's next batch is the one that failed
+        f.write_bytes(data)
+    Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100), resume=True, progress=False).train()
+    Trainer(cfg(tmp_path / "whole", root, niter=2, max_steps=6, save_every=100), progress=False).train()
+    again, whole = (read_checkpoint(tmp_path / run / "checkpoints" / "latest.pt") for run in ("run", "whole"))
+    assert again["step"] == whole["step"] == 6
+    for net in whole["nets"]:
+        assert all(torch.equal(again["nets"][net][k], v) for k, v in whole["nets"][net].items()), net
+
+
+def test_data_broken_mid_run_where_its_save_fails_too_says_the_data_error_and_keeps_the_checkpoint(tmp_path,
+                                                                                                   replace_fails):
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    t = Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100, save_epoch_freq=1), progress=False)
+    break_at_step(t, 2, *(root / "train").iterdir())  # step 4 fails, after epoch_1.pt (step 2)
+    replace_fails("latest.pt")  # (a full disk: the save of step 3 fails)
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    ckpts = tmp_path / "run" / "checkpoints"
+    text = str(info.value)
+    assert text.startswith("training stopped at step 4 (epoch 2) on its data: ") and "cannot decode" in text
+    assert f"\nstep 3 could not be saved (cannot write checkpoint {ckpts / 'latest.pt'}: " in text
+    assert f"); the last good checkpoint is {ckpts / 'epoch_1.pt'} (step 2): put the files back" in text
+    assert [n for n in os.listdir(ckpts) if not n.startswith(".")] == ["epoch_1.pt"]
+    assert read_checkpoint(ckpts / "epoch_1.pt")["step"] == 2
 
 
 # -- option values --------------------------------------------------------------------------------

@@ -673,11 +673,12 @@ def test_a_refused_new_run_leaves_no_run_folder(tmp_path, data, monkeypatch, cas
 def test_a_run_stopped_before_its_first_checkpoint_says_to_delete_its_folder(tmp_path, data):
     # "no checkpoint was written before it: start the run again", and the same command again was refused (the
     # folder holds a run that never saved).
-    from tiny import break_at_step
+    from tiny import BROKEN_PNG
     broken = shutil.copytree(data, tmp_path / "data")
     run = tmp_path / "r"
     t = Trainer(tiny_cfg(run, broken, max_steps=4, save_every=100, sample_every=100), progress=False)
-    break_at_step(t, 1, *sorted((broken / "train").glob("*.png")))
+    for f in (broken / "train").glob("*.png"):  # after the checks, before step 1 (a later stop saves its step)
+        f.write_bytes(BROKEN_PNG)
     with pytest.raises(DatasetError, match=f"no checkpoint was written before it: delete {run} and start the run "
                                            r"again \(with --skip_bad"):
         t.train()
