@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.errors import plural
-from bicyclegan.pipelines.files import checks_unsaved
+from bicyclegan.pipelines.files import checks_unsaved, inspect_file
 
 from .checkpoint import (
     AUTO,
@@ -1577,15 +1577,25 @@ class Trainer:
             return "no checkpoint was written before it"
         return f"the last good checkpoint is {self.saved_path} (step {self.saved_step})"
 
-    def _how_on(self) -> str:
+    def _how_on(self, skip_bad: bool = False) -> str:
+        """How to go on from _last_good (skip_bad: a resume with --skip_bad)."""
         # (a folder whose run never saved is refused to a new run, "start the run again" alone was refused)
         if self.saved_step is None:
             return f"delete {shlex.quote(str(self.run_dir))} and start the run again"
         other = self.saved_path != self.ckpt_path
+        python = [f"resume={str(self.saved_path)!r}"] * other + ["skip_bad=True"] * skip_bad
         # (--model_cls after the path: --resume takes the word after it)
         return ("resume it with --resume" + (f" {shlex.quote(str(self.saved_path))}" if other else "")
-                + model_option(class_spec(self._model_cls))
-                + (f" (resume={str(self.saved_path)!r} in Python)" if other else ""))
+                + " --skip_bad" * skip_bad + model_option(class_spec(self._model_cls))
+                + (f" ({', '.join(python)} in Python)" if python else ""))
+
+    def _resumes_skipping(self, files: list) -> bool:
+        """Whether `--resume --skip_bad` takes the run on after `files` failed as a batch was read: the resume refuses
+        training files of other names or sizes (samples_digest), and its checks leave out (with --skip_bad) a file that
+        fails them, changing the samples, so `files` must pass them again (a file that then fails to decode, as it did
+        here, is replaced by the next good sample as the run goes)."""
+        return (all(inspect_file(f, self.cfg.data.max_pixels)[1] is None for f in files)
+                and samples_digest(self.loader.samples, self.data_root) == self._samples_digest)
 
     def _intact(self) -> str:
         """_last_good, and how to go on from it (the line a run stopped by an error ends with)."""
@@ -2036,11 +2046,18 @@ class Trainer:
                     said = str(failed.__cause__ or failed).splitlines()[0].partition("; ")[0]
                     unsaved = f"step {self.step} could not be saved ({said}); "
             # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
-            # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken.
-            then = None if self.saved_step is None else (
-                f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run trains on "
-                f"the same files), or leave such files out in a new run from its weights: --init_from "
-                f"{shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
+            # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken
+            # where the file had changed. Where the files are the run's (a decoder failing on what the checks pass,
+            # a read that failed once), --resume --skip_bad goes on with the run's steps, optimisers and schedule.
+            then, files = None, getattr(e, "files", [])  # (none: an error of no file's, as a stalled worker's)
+            if self.saved_step is not None and files and not self.cfg.data.skip_bad and self._resumes_skipping(files):
+                then = (f"{self._last_good()}: {self._how_on(skip_bad=True)} to go on without such files (they have "
+                        f"the names and sizes the run checked, and pass the checks again: the resume takes them, and "
+                        f"replaces one that fails to decode by the next good sample)")
+            elif self.saved_step is not None:
+                then = (f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run "
+                        f"trains on the same files), or leave such files out in a new run from its weights: "
+                        f"--init_from {shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
             raise self._data_error(e, what, "to leave such files out", then, unsaved) from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):

@@ -186,8 +186,8 @@ class PairedImageDataset(Dataset):
                 path = self.samples[i].path
                 reason = (f"changed since the checks: {err}" if isinstance(err, _Changed)
                           else f"cannot decode ({type(err).__name__}: {err})")
-                if not self.skip_bad:
-                    return {"error": f"{path}: {reason}"}
+                if not self.skip_bad:  # (the sample's files: the message names its first, whichever failed)
+                    return {"error": f"{path}: {reason}", "files": [p for p in (path, self.samples[i].b_path) if p]}
                 skipped.append((path, reason))
                 continue
             item = self._item(i, epoch, a, b)
@@ -440,7 +440,9 @@ class TorchLoader(PairedLoader):
         try:
             for batch in batches:
                 if "error" in batch:
-                    raise DatasetError(batch["error"])
+                    error = DatasetError(batch["error"])
+                    error.files = batch.get("files", [])
+                    raise error
                 if skipped := batch.pop("skipped"):
                     self._record_skips(skipped)
                 yield batch

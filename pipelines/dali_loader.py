@@ -214,7 +214,9 @@ class DaliLoader(PairedLoader):
             raise DatasetError(f"DALI failed on a batch read from:\n{names}\n"
                                f"{str(err).strip().splitlines()[-1]}") from None
         if not self.skip_bad:
-            raise DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}") from None
+            error = DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}")
+            error.files = [p for _, p, _ in bad]
+            raise error from None
         self._record_skips([(p, r) for _, p, r in bad])
         self._bad.update(i for i, _, _ in bad)
         return self._replace_bad(order)

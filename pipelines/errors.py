@@ -2,7 +2,8 @@
 
 
 class DatasetError(ValueError):
-    """Bad or missing data: the message names the folder or file(s) and what is wrong with them."""
+    """Bad or missing data: the message names the folder or file(s) and what is wrong with them. A loader's error of
+    files that failed as a batch was read (broken since the checks) has them as `files`, a list of paths."""
 
 
 def alike(error: DatasetError, rank: int) -> DatasetError:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import TINY, break_at_step, tiny_cfg
+from tiny import BROKEN_PNG, TINY, break_at_step, tiny_cfg
 
 from bicyclegan.engine import (
     BicycleGAN,
@@ -1042,6 +1042,67 @@ def test_data_broken_mid_run_saves_the_step_before_it_and_a_resume_goes_on_exact
     assert again["step"] == whole["step"] == 6
     for net in whole["nets"]:
         assert all(torch.equal(again["nets"][net][k], v) for k, v in whole["nets"][net].items()), net
+
+
+def test_a_file_that_fails_to_load_but_is_as_checked_is_resumed_past_with_skip_bad(tmp_path, monkeypatch):
+    # A file whose name and size are the run's and that passes the checks again, but fails as a batch reads it (as
+    # DALI's decoder fails on files PIL passes, or a read that failed once): the advice was to put the files back (as
+    # they are) or a new run from the weights (steps, optimisers and schedule restarting), where `--resume --skip_bad`
+    # takes the run on and finishes it.
+    cpu_loader = importlib.import_module("bicyclegan.pipelines.cpu_loader")
+    real, failing = cpu_loader.load_rgb, []
+
+    def load_rgb(path):
+        if failing and failing[0] in (None, path):  # the first file read once armed, and from then on
+            failing[0] = path
+            raise OSError("broken data stream when reading image file")
+        return real(path)
+    monkeypatch.setattr(cpu_loader, "load_rgb", load_rgb)
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    run = cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100)
+    t = Trainer(run, progress=False)
+    real_step = t.model.train_step
+    t.model.train_step = lambda batch: (failing.append(None) if t.step == 2 else None, real_step(batch))[1]
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert str(info.value).startswith(f"training stopped at step 4 (epoch 2) on its data: {failing[0]}: cannot "
+                                      f"decode (OSError: broken data stream when reading image file)\n")
+    assert str(info.value).endswith(f"\nthe last good checkpoint is {path} (step 3): resume it with --resume "
+                                    f"--skip_bad (skip_bad=True in Python) to go on without such files (they have "
+                                    f"the names and sizes the run checked, and pass the checks again: the resume "
+                                    f"takes them, and replaces one that fails to decode by the next good sample)")
+    resumed = Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100, skip_bad=True), resume=True,
+                      progress=False)
+    resumed.train()  # as said: the run finished, without the file
+    assert read_checkpoint(path)["step"] == 6 and [p for p, _ in resumed.loader.skipped] == [failing[0]]
+
+
+@pytest.mark.parametrize("size", ["other", "same"])
+def test_a_file_changed_mid_run_is_not_said_to_resume_with_skip_bad(tmp_path, size):
+    # Its size changed, or the same size and no image: a resume's checks leave it out with --skip_bad, and the run's
+    # samples differ from its checkpoint's, which the resume refuses. Put back, or a new run from the weights.
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)
+    t = Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100), progress=False)
+    real, broken = t.model.train_step, []
+
+    def train_step(batch):
+        if t.step == 2:  # a file of step 4's batch, epoch 2's other half (2 batches an epoch)
+            broken.append(min({str(f) for f in (root / "train").iterdir()} - set(batch["paths"])))
+            Path(broken[0]).write_bytes(BROKEN_PNG if size == "other" else b"\0" * os.path.getsize(broken[0]))
+        return real(batch)
+    t.model.train_step = train_step
+    with pytest.raises(DatasetError) as info:
+        t.train()
+    assert str(info.value).startswith(f"training stopped at step 4 (epoch 2) on its data: {broken[0]}: cannot decode")
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert str(info.value).endswith(f"\nthe last good checkpoint is {path} (step 3): put the files back as they were "
+                                    f"and resume it with --resume (a resumed run trains on the same files), or leave "
+                                    f"such files out in a new run from its weights: --init_from {path} --skip_bad "
+                                    f"--out NEW")
+    with pytest.raises(CheckpointError, match="batches per epoch"):  # (what the other advice would have met)
+        Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100, skip_bad=True), resume=True,
+                progress=False)
 
 
 def test_data_broken_mid_run_where_its_save_fails_too_says_the_data_error_and_keeps_the_checkpoint(tmp_path,
