@@ -157,7 +157,7 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and exit, after the checks the run makes before its first step "
                    "(device, data and its files, run folder and its lock, the checkpoint it resumes or starts from, "
-                   "the evaluations' options): nothing written")
+                   "the evaluations' options), and on stderr the run's data line and held-out split: nothing written")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the lines saying what the run trains, on what, stay)")
     p.add_argument("--no-eval", action="store_true",
@@ -478,11 +478,14 @@ def cmd_train(args) -> int:
         # What the run would refuse before its first step (the same checks, reading only): a dry run printed
         # configs the run then refused (another architecture, unreadable images, a device not there...).
         from .trainer import check_start
-        cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
-                          world=_launch_world())
         # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
         # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
-        if not _under_torchrun() or os.environ.get("RANK") == "0":
+        # Its notes on the data on stderr, as a run's (they were a run's alone: its count of batches an epoch, which
+        # split its grids and evaluations read).
+        main = not _under_torchrun() or os.environ.get("RANK") == "0"
+        cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
+                          world=_launch_world(), say=(lambda line: print(line, file=sys.stderr)) if main else None)
+        if main:
             print(json.dumps(cfg.to_dict(), indent=2))
             if args.model_cls:  # (not the config's: the class the run trains, which the config above does not say)
                 from .trainer import class_name

@@ -365,6 +365,33 @@ def held_out(root: Path) -> str:
     return next((p for p in ("val", "test") if (root / p).is_dir()), "train")
 
 
+def data_note(loader, batch_size: int, world: int) -> str:
+    """The run's line on its training data (said at its start, and by train --dry-run): samples, batches an epoch
+    (on each rank), what each epoch leaves out, the loader."""
+    n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
+    # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with
+    # a dataset that batch_size x processes does not divide could not tell from the count of batches.
+    left = len(loader.samples) - len(loader) * batch_size * world
+    return (f"data: {plural(len(loader.samples), 'sample')}, {plural(len(loader), 'batch', 'batches')} an epoch"
+            + (" on each rank" if world > 1 else "")
+            + (f" ({left} left out each epoch, the end of its shuffled order: batches are whole)" if left else "")
+            + f"; {loader.backend} loader, {plural(n, what)}")
+
+
+def split_note(cfg: TrainConfig, root: Path) -> str:
+    """Which split of `root` the run's sample grids and evaluations read (held_out), in a line (train --dry-run's)."""
+    uses = "the sample grids and the evaluations" if cfg.eval_every else "the sample grids"
+    if (split := held_out(root)) != "train":
+        return f"held-out split: {root / split}, for {uses}"
+    return training_split_note(uses, root)
+
+
+def training_split_note(uses: str, root: Path) -> str:
+    """That `uses` read the training split, root having no held-out one, and how to give one."""
+    return (f"{uses} use the training split: {root} has no val/ or test/ folder; a val/ folder beside train/, of the "
+            f"same layout, gives them held-out images")
+
+
 def _log_step(line: str) -> float:
     """The step of a log.jsonl line; a blank or cut-short one (a kill or a full disk mid-write) is
     past every step, so truncating the log drops it."""
@@ -956,7 +983,7 @@ def _check_run_writable(run_dir: Path) -> None:
 
 
 def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int | None = None,
-                world: int = 1) -> TrainConfig:
+                world: int = 1, say: Callable[[str], None] | None = None) -> TrainConfig:
     """What Trainer(cfg, resume, epoch) in `world` processes refuses before its first step, by the same functions
     in its words, reading only (train --dry-run): the device and what this machine cannot run, the data folder,
     the run folder (another training holding it included) and the checkpoint it resumes or starts from, the
@@ -965,7 +992,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     config as the run records it (init_from and fresh_D: a resumed run's from its checkpoint, a new run from a
     checkpoint's weights that file's). Left to the run: the demo data where it is not made yet (the run makes
     it; with it the checks that read the data, the evaluations' weights files included) and TensorBoard's
-    package."""
+    package. say: called with the lines on the data a run says at its start (data_note), and its held-out split."""
     cfg = TrainConfig.own_copy(cfg, "check_start")  # (the caller's unchanged)
     rank, _, local_rank = launch_env()
     rank = rank if world > 1 else 0
@@ -994,6 +1021,8 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     if cfg.data.dataroot is not None:
         root = Path(cfg.data.dataroot)
     elif not demo_data_made(root := demo_data_root(cfg.out, cfg.model.size, cfg.seed)):
+        if say:
+            say(f"data: the demo data, which the run makes in {root} first")
         return cfg  # the run makes it
     with checks_unsaved(), _training_loader(cfg, root, device, rank, world) as loader:
         _check_graphable(cfg, loader)
@@ -1009,6 +1038,9 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
                 model = BicycleGAN(cfg, device=device, training=False)  # (G and E: what an evaluation runs)
             ev = _evaluation(model, cfg, root, Dist())
             _check_evaluations(cfg, ev, rows, best, run_dir, root)
+        if say:
+            say(data_note(loader, cfg.batch_size, world))
+            say(split_note(cfg, root))
     return cfg
 
 
@@ -1893,17 +1925,7 @@ class Trainer:
             self.progress.note("--amp fp16 on the CPU: many times slower than --amp off there (8 to 13 times the "
                                "step measured on the demo's networks, about 30 times on the reference's), for "
                                "nothing; mixed precision pays on a GPU (bf16 runs at about off's speed on a CPU)")
-        loader = self.loader
-        n, what = ((loader.num_threads, "thread") if loader.backend == "dali" else (loader.num_workers, "worker"))
-        # Batches are whole (drop_last): the rest of each epoch's shuffled order is left out, which a user with
-        # a dataset that batch_size x processes does not divide could not tell from the count of batches.
-        left = len(loader.samples) - self.steps_per_epoch * cfg.batch_size * self.world
-        self.progress.note(f"data: {plural(len(loader.samples), 'sample')}, "
-                           f"{plural(self.steps_per_epoch, 'batch', 'batches')} an epoch"
-                           + (" on each rank" if self.world > 1 else "")
-                           + (f" ({left} left out each epoch, the end of its shuffled order: batches are whole)"
-                              if left else "")
-                           + f"; {loader.backend} loader, {plural(n, what)}")
+        self.progress.note(data_note(self.loader, cfg.batch_size, self.world))
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
             # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
             if cfg.max_steps is None:

@@ -981,9 +981,9 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
     said = capsys.readouterr()
     assert json.loads(said.out)["out"] == "runs/bicyclegan"
     # and says so, with how to continue the run itself (a second run began there unsaid)
-    assert said.err == (f"note: a new run folder, runs/bicyclegan, continues {old / 'checkpoints' / 'latest.pt'} "
-                        f"(without --out; its own run, {old}, continues from it with `bicyclegan train --out {old} "
-                        f"--resume`)\n")
+    latest = old / "checkpoints" / "latest.pt"
+    assert said.err.startswith(f"note: a new run folder, runs/bicyclegan, continues {latest} (without --out; its own "
+                               f"run, {old}, continues from it with `bicyclegan train --out {old} --resume`)\ndata: ")
     # an epoch's checkpoint: continued from it with --epoch N (--resume alone goes on from latest.pt); one a resume
     # set aside: continued in a new --out alone (its run went back past it)
     for name, how in (("epoch_1.pt", " its own run, {old}, continues from it with `bicyclegan train --out {old} "
@@ -992,8 +992,9 @@ def test_a_checkpoint_of_a_run_continued_into_a_new_folder_keeps_the_runs_option
         ckpt.parent.mkdir(exist_ok=True)
         shutil.copy(old / "checkpoints" / "latest.pt", ckpt)
         assert main(["train", "--resume", str(ckpt), "--dry-run"]) == 0
-        assert capsys.readouterr().err == (f"note: a new run folder, runs/bicyclegan, continues {ckpt} (without --out"
-                                           + (";" + how.format(old=old) if how else "") + ")\n")
+        assert capsys.readouterr().err.startswith(f"note: a new run folder, runs/bicyclegan, continues {ckpt} "
+                                                  "(without --out" + (";" + how.format(old=old) if how else "")
+                                                  + ")\ndata: ")
     # the run folder itself (its latest.pt), and a checkpoint named from inside checkpoints/ (no note at all)
     assert main(["train", "--resume", str(old), "--dry-run"]) == 0
     assert f"its own run, {old}, continues from it with `bicyclegan train --out {old} --resume`" in \
@@ -1776,6 +1777,29 @@ def test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing(t
     written = json.loads((new / "config.json").read_text())
     assert written["data"].pop("dataroot") == str(data.resolve()) and printed["data"].pop("dataroot") == str(data)
     assert written == printed
+
+
+def test_a_dry_run_says_the_data_line_of_the_run_and_its_held_out_split(tmp_path, data, capsys):
+    # It printed the config alone: the count of samples and batches an epoch, and that the grids and evaluations
+    # would read the training data for want of a val/ or test/ split, came with the run alone.
+    tiny = [*[f"--{k}={v}" for k, v in TINY.items()], "--batch_size", "6", "--preprocess", "none", "--num_workers",
+            "0", "--backend", "torch", "--max_steps", "2"]
+    no_val = make_demo_dataset(tmp_path / "no_val", n_train=8, n_test=0, size=32, seed=0)
+    for root, split in ((data, f"held-out split: {data / 'test'}, for the sample grids and the evaluations"),
+                        (no_val, f"the sample grids and the evaluations use the training split: {no_val} has no "
+                                 f"val/ or test/ folder; a val/ folder beside train/, of the same layout, gives them "
+                                 f"held-out images")):
+        n = 16 if root == data else 8
+        batches, left = divmod(n, 6)  # (16 samples: 2 batches of 6, 4 left out; 8: 1 batch, 2 left out)
+        assert main(["train", "--out", str(tmp_path / "r"), "--dataroot", str(root), *tiny, "--eval_every", "2",
+                     "--dry-run"]) == 0
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"data: {n} samples, {batches} {'batch' if batches == 1 else 'batches'} an epoch ({left} left "
+                       f"out each epoch, the end of its shuffled order: batches are whole); torch loader, 0 workers",
+                       split]
+    assert not (tmp_path / "r").exists()
+    assert main(["train", "--out", str(tmp_path / "r"), "--dataroot", str(no_val), *tiny, "--no-progress"]) == 0
+    assert err[0] in capsys.readouterr().err.splitlines()  # the run's own line
 
 
 def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):

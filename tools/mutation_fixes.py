@@ -1107,9 +1107,10 @@ MUTANTS = [
      TD_REFUSED),
     ('TD02', T, '            self.dist.main_decides(self._truncate_log)',
      '            self.dist.each_decides(self._truncate_log)', TD_BACK),
-    ('TD03', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":', '        if True:', TD_DRY),
-    ('TD04', CLI, '        if not _under_torchrun() or os.environ.get("RANK") == "0":',
-     '        if not _under_torchrun() and os.environ.get("RANK") == "0":', TD_DRY),
+    ('TD03', CLI, '        main = not _under_torchrun() or os.environ.get("RANK") == "0"', '        main = True',
+     TD_DRY),
+    ('TD04', CLI, '        main = not _under_torchrun() or os.environ.get("RANK") == "0"',
+     '        main = not _under_torchrun() and os.environ.get("RANK") == "0"', TD_DRY),
     ('TD05', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
     # a spawned loader worker ends as a forked one (SP01-SP03): no interpreter finalisation to abort in
     ('SP01', "pipelines/cpu_loader.py", '    atexit.register(_end_unfinalised)\n', '', SPAWNED),
