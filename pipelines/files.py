@@ -556,6 +556,10 @@ def _checks_version():
 
 
 _UNSAVED = set()  # the cache folders whose files could not be written, said once a process
+# More files than this to check (not in the check cache) are said first: 50,000 new files took tens of seconds to
+# minutes without a word, a run that looked hung before its first line.
+CHECKS_SAID = 1000
+_CHECKING_SAID = set()  # the folders whose checks were said, once a process
 
 
 def _cached(folder, suffix: str) -> str | None:
@@ -660,12 +664,20 @@ def local_ranks():
     return max(1, int(ranks)) if ranks.isdigit() else 1
 
 
-def _check_share(paths, cache, max_pixels):
+def _check_share(paths, cache, max_pixels, folder, world_size):
     """The verdicts on `paths`, in order ((W, H) or a reason), and the cacheable ones among them,
     {position: [size, ino, ctime_ns, W, H]}: cached verdicts where the files are unchanged,
-    inspect_file for the rest."""
+    inspect_file for the rest (more than CHECKS_SAID of them said first; folder: theirs, world_size: the processes
+    that share its files' checks)."""
     verdicts = [cache.lookup(p, max_pixels) for p in paths]
     todo = [i for i, v in enumerate(verdicts) if v is None]
+    if len(todo) > CHECKS_SAID and folder not in _CHECKING_SAID:
+        _CHECKING_SAID.add(folder)
+        why = ("the check cache is off: BICYCLEGAN_CHECK_CACHE=off" if cache.path is None else
+               "not in the check cache; a dry run saves none" if not _saving_checks else
+               "the first time; later runs read the check cache")
+        share = f", this process's share of {world_size}" if world_size > 1 else ""
+        log.warning("checking %d files in %s (%s%s) ...", len(todo), folder, why, share, extra=ALIKE)
 
     def check(i):
         try:
@@ -695,7 +707,7 @@ def _check_files(paths, folder, max_pixels, rank=0, world_size=1):
     dist = _process_group(rank, world_size)
     if dist is None:
         rank, world_size = 0, 1
-    mine = _check_share(paths[rank::world_size], cache, max_pixels)
+    mine = _check_share(paths[rank::world_size], cache, max_pixels, folder, world_size)
     every = [mine]
     if dist is not None:
         # The split assumes the same listing everywhere (as the loader's sharding does): compare it.

@@ -81,6 +81,31 @@ def test_known_files_are_not_decoded_again(tmp_path, cache_dir, inspected):
 
 
 
+def test_many_files_to_check_are_said_first_and_cached_ones_not(tmp_path, cache_dir, monkeypatch, caplog):
+    # 50,000 files not in the cache took tens of seconds to minutes without a word. Said over CHECKS_SAID files
+    # (4 here), once a process and folder; not where the cache holds them (a new process each time: a fresh record).
+    dataset(tmp_path)
+    folder = tmp_path / "data" / "train"
+    monkeypatch.setattr(files, "CHECKS_SAID", 3)
+
+    def said(**kw):
+        monkeypatch.setattr(files, "_CHECKING_SAID", set())
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            load(tmp_path, **kw)
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("checking")]
+    assert said() == [f"checking 4 files in {folder} (the first time; later runs read the check cache) ..."]
+    assert said() == []  # cached
+    monkeypatch.setenv("BICYCLEGAN_CHECK_CACHE", "off")
+    assert said(max_dataset_size=3) == []  # (3 files to check: not over the line)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        load(tmp_path)
+        load(tmp_path)  # the same process again: said once
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("checking")] == [
+        f"checking 4 files in {folder} (the check cache is off: BICYCLEGAN_CHECK_CACHE=off) ..."]
+
+
 def test_files_gone_from_the_folder_are_forgotten(tmp_path, cache_dir, inspected):
     # A renamed or regenerated dataset left its old names in the cache for good: a 10,000-file
     # folder re-exported three times held 40,000 entries, all read back at every start.
