@@ -380,14 +380,10 @@ def data_note(loader, batch_size: int, world: int) -> str:
 
 def split_note(cfg: TrainConfig, root: Path) -> str:
     """Which split of `root` the run's sample grids and evaluations read (held_out), in a line (train --dry-run's)."""
-    uses = "the sample grids and the evaluations" if cfg.eval_every else "the sample grids"
+    uses = ("the sample grids" + (" and the evaluations" if cfg.eval_every else "")
+            + (f" (by which --keep_best {cfg.keep_best} picks best.pt)" if cfg.keep_best else ""))
     if (split := held_out(root)) != "train":
         return f"held-out split: {root / split}, for {uses}"
-    return training_split_note(uses, root)
-
-
-def training_split_note(uses: str, root: Path) -> str:
-    """That `uses` read the training split, root having no held-out one, and how to give one."""
     return (f"{uses} use the training split: {root} has no val/ or test/ folder; a val/ folder beside train/, of the "
             f"same layout, gives them held-out images")
 
@@ -1926,6 +1922,9 @@ class Trainer:
                                "step measured on the demo's networks, about 30 times on the reference's), for "
                                "nothing; mixed precision pays on a GPU (bf16 runs at about off's speed on a CPU)")
         self.progress.note(data_note(self.loader, cfg.batch_size, self.world))
+        if cfg.eval_every and held_out(self.data_root) == "train":
+            # (the evaluations, and --keep_best's best.pt with them, measured the training data without a word)
+            self.progress.note(split_note(cfg, self.data_root))
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
             # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
             if cfg.max_steps is None:

@@ -596,6 +596,24 @@ def test_a_held_out_file_broken_mid_run_stops_the_evaluation_of_its_step_and_say
     assert [(r["step"], r["split"], r["n_inputs"]) for r in lines] == [(2, "val", 3), (4, "val", 3), (6, "val", 3)]
 
 
+@pytest.mark.parametrize("options", [dict(eval_every=2, keep_best="encoded_l1"), dict(eval_every=2), {}],
+                         ids=["keep_best", "eval_every", "neither"])
+def test_a_run_evaluating_the_training_split_says_so_at_its_start(tmp_path, data, capsys, options):
+    # Without val/ or test/ the evaluations (and best.pt with --keep_best) measured the training data without a word.
+    root = make_demo_dataset(tmp_path / "data", n_train=8, n_test=0, size=32, seed=0)
+    kw = dict(max_steps=2, eval_num=2, eval_samples=2, sample_every=100, **options)
+    Trainer(tiny_cfg(tmp_path / "run", root, **kw), progress=False).train()
+    notes = [line for line in capsys.readouterr().err.splitlines() if "training split" in line]
+    if not options:  # (no evaluation: the grids alone, as the dry run says)
+        assert notes == []
+        return
+    best = " (by which --keep_best encoded_l1 picks best.pt)" if "keep_best" in options else ""
+    assert notes == [f"the sample grids and the evaluations{best} use the training split: {root} has no val/ or test/ "
+                     f"folder; a val/ folder beside train/, of the same layout, gives them held-out images"]
+    Trainer(tiny_cfg(tmp_path / "held-out", data, **kw), progress=False).train()  # (val/ there: nothing said)
+    assert "training split" not in capsys.readouterr().err
+
+
 def test_a_training_file_broken_mid_run_in_an_evaluation_of_the_training_split_is_not_called_held_out(tmp_path):
     root = make_demo_dataset(tmp_path / "data", n_train=16, n_test=0, size=32, seed=0)  # no val/, no test/
     t = Trainer(tiny_cfg(tmp_path / "run", root, max_steps=4, eval_every=2, eval_num=3, eval_samples=2,
