@@ -288,7 +288,7 @@ class DataConfig:
     num_workers: Optional[int] = None  # loader worker processes / DALI threads; None: per device and cores
     backend: str = "auto"      # data loader: auto | dali | torch
     skip_bad: bool = False     # leave out unreadable or unusable images (logged) instead of stopping
-    max_dataset_size: Optional[int] = None  # use only the first this-many images (sorted by name)
+    max_dataset_size: Optional[int] = None  # use only the first this-many images by full path (a folder's together)
     max_pixels: int = MAX_PIXELS  # refuse (or with skip_bad skip) files larger than this (W x H, from the header)
 
     def __post_init__(self):

@@ -42,7 +42,8 @@ def make_loader(root, *, batch_size, load_size, crop_size, phase="train", direct
     skip_bad: leave out (with a logged warning, listed in loader.skipped) files that fail the
     checks or fail to decode, instead of raising DatasetError; a file that fails at decode time is
     replaced by the next good sample so batch shapes and counts stay fixed.
-    max_dataset_size: use only the first this-many samples by name (the reference: os.walk's order).
+    max_dataset_size: use only the first this-many samples, in the order of their full paths (extension included;
+    a nested folder's files together; A/ and B/ folders: by the path below them pairing the files, extension aside).
     max_pixels: the largest W x H of one file, read from its header before anything is decoded;
     larger files are a DatasetError (or skipped with skip_bad).
     """
