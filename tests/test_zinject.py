@@ -943,3 +943,33 @@ def test_wgan_gp_step_equals_ref(poisoned):
     assert len(got) == len(want) == 8 and all(w.abs().sum() > 0 for w in want[::2])  # the weights
     for i, (g, w) in enumerate(zip(got, want)):
         _close(g, w, torch.float32, f"WGAN-GP parameter gradient {i}")
+
+
+@pytest.fixture
+def loose_matmuls():
+    """The fp32 matmul precision of many training scripts (TF32 on a GPU; bf16 in oneDNN on CPUs that have it),
+    put back after. Through set_float32_matmul_precision: monkeypatching allow_tf32 fails on teardown (no_tf32)."""
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param(CUDA, marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("precision", ["high", "medium"])
+def test_zterm_add_is_fp32_exact_whatever_the_matmul_precision(device, precision, loose_matmuls, poisoned):
+    """The z term summed its taps per row with an fp32 matmul, which set_float32_matmul_precision("high")
+    (or allow_tf32) makes TF32 on a GPU: ~1e-3 relative off. It must be fp32's whatever the user set. (This
+    CPU's matmuls ignore the setting, so only the gpu run can fail on a matmul; the cpu one guards the rest.)"""
+    from bicyclegan.kernels import zinject_triton as zt
+    torch.set_float32_matmul_precision(precision)
+    N, CO, H, W, K, S, P = 2, 24, 12, 10, 4, 2, 1
+    geo = zt._geometry((K, K), (S, S), (P, P), H, W)
+    OH, OW = (H + 2 * P - K) // S + 1, (W + 2 * P - K) // S + 1
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(N, CO * K * K, generator=gen)  # full fp32 mantissas: TF32 keeps 10 bits of them
+    y = torch.zeros(N, CO, OH, OW, device=device)
+    zt._zterm_add(y, q.to(device), None, geo)
+    # float64: each output position adds Q's taps that land inside the image (unfold of an all-ones image: 0/1)
+    valid = F.unfold(torch.ones(1, 1, H, W, dtype=torch.float64), (K, K), padding=P, stride=S)[0]
+    want = torch.einsum("nok,kl->nol", q.double().view(N, CO, K * K), valid).view(N, CO, OH, OW)
+    torch.testing.assert_close(y.double().cpu(), want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
