@@ -5,7 +5,8 @@ batch 2 and 16. Also measures x.clone() on the same tensor, so each result carri
 bandwidth as a percentage of the device's copy bandwidth.
 
 Timing (benchutil.measure): after warm-up (which includes Triton's and torch.compile's compilation)
-each case's step is captured in a CUDA graph and CUDA events time INNER back-to-back replays
+INNER back-to-back calls of each case's step are captured in one CUDA graph and CUDA events time
+one replay of it a round, a GPU sleep queued first so that the replay's launch is not timed
 (per-call time = elapsed / INNER): the device's work, not Python's launches, which at these sizes
 took most of an eager call. The eager calls are timed too (extra_info["eager_call_ms"]). Where any
 row of a figure cannot be captured, every row of it is quoted from its eager calls

@@ -5,8 +5,8 @@ block (where_add=all) costs over injecting it at the input only (target: under 5
 single layer at the first inner level.
 
 Only the ZConcatConv2d layers change between variants; every other layer runs its reference.
-Timing (benchutil.measure): after warm-up, each step is captured in a CUDA graph and CUDA events
-time BENCH_INNER (default 1) replays per round (the device's work, not Python's launches); the
+Timing (benchutil.measure): after warm-up, BENCH_INNER (default 1) calls of each step are captured in
+one CUDA graph and CUDA events time one replay a round (the device's work, not Python's launches); the
 eager calls are timed too (extra_info["eager_call_ms"]). Where a row of a figure cannot be captured,
 every row of it is quoted from its eager calls (extra_info["timing"], "capture_errors";
 benchutil.settle_timing; test_all_over_input_cost times its two Gs one way itself). The medians
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.skipif(not benchutil.RUNNABLE, reason=benchutil.SKIP_RE
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))
-# Replays per round: one step is milliseconds of device work, so one replay's launch (microseconds)
-# does not show; more would lengthen the rerun call's 45 s step (39 s with eager calls).
+# Calls per graph (one replay a round): one step is milliseconds of device work, so one replay's launch
+# (microseconds, hidden anyway) does not show; more would lengthen the rerun call's 45 s step (39 s with eager calls).
 INNER = int(os.environ.get("BENCH_INNER", "1"))
 SIZE, NGF, BATCHES = (16, 4, [2]) if DRY else (256, 64, [2, 16])
 LAYER = (8, 16) if DRY else (64, 128)  # ZConcatConv2d in / out channels at the first inner level

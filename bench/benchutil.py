@@ -135,10 +135,10 @@ def round_timer(step, inner=1):
 GRAPHS = DEVICE == "cuda"
 
 
-def capture_graph(step, warmup=3):
-    """A torch.cuda.CUDAGraph of one call of step, as PyTorch's docs capture: warm-up on a side stream
-    (lazy inits, cuDNN's algorithm search, allocations outside the graph's pool), then the capture.
-    Steps set their gradients to None themselves, so the captured backward allocates them in the
+def capture_graph(step, calls=1, warmup=3):
+    """A torch.cuda.CUDAGraph of `calls` back-to-back calls of step, as PyTorch's docs capture: warm-up on a
+    side stream (lazy inits, cuDNN's algorithm search, allocations outside the graph's pool), then the
+    capture. Steps set their gradients to None themselves, so the captured backward allocates them in the
     graph's pool; thread_local as engine/graph.py captures. Raises whatever the capture raises."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -148,24 +148,40 @@ def capture_graph(step, warmup=3):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        step()
+        for _ in range(calls):
+            step()
     graph.replay()  # a graph that cannot replay fails here, not in the timed rounds
     torch.cuda.synchronize()
     return graph
 
 
+def replay_timer(replay, calls):
+    """(run, times): run() times one replay of a graph of `calls` back-to-back calls and appends the
+    milliseconds per call to times. On a GPU kernels.tune's clock: a torch.cuda._sleep queued before the
+    start event keeps the GPU busy while the host issues the replay, so the time leaves out its launch
+    (2-4 us, the whole of a few-us row's replay had it been timed from an idle GPU); the host clock else."""
+    from bicyclegan.kernels.tune import clock
+    time_run, times = clock(torch.device(DEVICE)), []
+
+    def run():
+        times.append(time_run(replay) / calls)
+    return run, times
+
+
 def graph_timer(step, inner=1):
-    """(run, times, info): round_timer of `inner` back-to-back replays of step's CUDA graph, with
-    info["timing"] = "graph_replay"; where there are no graphs (the CPU) or the capture fails, the
-    round timer of step itself, "eager_call" (and the capture's error in info["capture_error"])."""
+    """(run, times, info): replay_timer of one CUDA graph holding `inner` back-to-back calls of step
+    (one graph launch a round, not `inner`: replays of a one-call graph, a launch each, timed the launch
+    rate for rows of a few us), with info["timing"] = "graph_replay" and "calls_per_replay"; where there
+    are no graphs (the CPU) or the capture fails, the round timer of step itself, "eager_call" (and the
+    capture's error in info["capture_error"])."""
     if not GRAPHS:
         return (*round_timer(step, inner), {"timing": "eager_call"})
     try:
-        graph = capture_graph(step)
+        graph = capture_graph(step, calls=inner)
     except Exception as e:  # e.g. torch.compile recompiling, or an op a graph cannot hold
         sync()
         return (*round_timer(step, inner), {"timing": "eager_call", "capture_error": f"{type(e).__name__}: {e}"[:500]})
-    return (*round_timer(graph.replay, inner), {"timing": "graph_replay"})
+    return (*replay_timer(graph.replay, inner), {"timing": "graph_replay", "calls_per_replay": inner})
 
 
 def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
@@ -174,7 +190,8 @@ def measure(step, inner=1, rounds=20, warmup=3, benchmark=None):
     capture). Where a graph was captured, the eager calls are timed too (eager_call_ms: the host's
     launch overhead stays visible, and settle_timing falls back to it if another row of the
     figure could not be captured). Returns {ms, min_ms, timing, graph_ms, eager_call_ms,
-    eager_call_min_ms[, capture_error]}; ms is this row's own, settle_timing makes it the figure's."""
+    eager_call_min_ms[, calls_per_replay][, capture_error]}, times per call (a round: one replay of `inner`
+    captured calls, or `inner` eager calls); ms is this row's own, settle_timing makes it the figure's."""
     eager, eager_times = round_timer(step, inner)
     for _ in range(warmup):
         eager()

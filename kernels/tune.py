@@ -332,8 +332,9 @@ PROBE_REPS, MAX_REPS = 10, 200
 SLEEP_CYCLES = 200_000
 
 
-def _clock(device):
-    """A function returning one run of a batch's time in ms, launch latency left out. On a GPU, a
+def clock(device):
+    """A function returning one run of a batch's time in ms, launch latency left out (bench/benchutil.py
+    times the kernel benchmarks' graphs with it too: public for that). On a GPU, a
     torch.cuda._sleep enqueued first keeps the stream busy while the host records the start event and
     issues the replay, so the start event fires with the replay already queued behind it (an idle GPU
     fired it at once, and the sample took in the replay's launch). Timing reps and 2 x reps launches and
@@ -389,18 +390,18 @@ def samplers(fns, device, target_ms=0.5, reps=None):
     share of the gaps between launches), by default as many as take about target_ms, sized from a graph
     replay of PROBE_REPS calls of the first fn that captures (one eager call is host-launch bound: it
     gave ~10 reps for any kernel)."""
-    clock, out = _clock(device), []
+    time_run, out = clock(device), []
     for fn in fns:
         try:
             if reps is None:
                 probe = _batch(fn, PROBE_REPS, device)
-                ms = min(clock(probe) for _ in range(3)) / PROBE_REPS
+                ms = min(time_run(probe) for _ in range(3)) / PROBE_REPS
                 reps = max(1, min(MAX_REPS, round(target_ms / max(ms, 1e-6))))
             batch = _batch(fn, reps, device)
         except Exception as e:  # e.g. a capture that fails, or out of memory
             out.append(e)
             continue
-        out.append(lambda batch=batch, reps=reps: clock(batch) * 1e3 / reps)
+        out.append(lambda batch=batch, reps=reps: time_run(batch) * 1e3 / reps)
     return out
 
 

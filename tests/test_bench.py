@@ -592,21 +592,24 @@ def test_an_interrupted_case_does_not_cost_the_json_of_the_finished_ones(tmp_pat
 # -- GPU kernel benchmarks: graph replays, or eager calls for a whole figure ----------------------
 class FakeGraph:
     """Stands in for a captured CUDA graph on the CPU: a replay counts and does no work."""
-    def __init__(self):
-        self.replays = 0
+    def __init__(self, calls=1):
+        self.replays, self.calls = 0, calls
 
     def replay(self):
         self.replays += 1
 
 
 def fake_capture(monkeypatch, failing=()):
-    """benchutil as on a GPU, its capture faked: steps in `failing` raise, as a capture that fails."""
+    """benchutil as on a GPU, its capture faked: steps in `failing` raise, as a capture that fails. A capture
+    calls step as often as the graph is to hold it, as a real one records it (the graph's calls)."""
     graphs = {}
 
-    def capture(step):
+    def capture(step, calls=1):
         if step in failing:
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
-        graphs[step] = FakeGraph()
+        for _ in range(calls):
+            step()
+        graphs[step] = FakeGraph(calls)
         return graphs[step]
     monkeypatch.setattr(benchutil, "GRAPHS", True)
     monkeypatch.setattr(benchutil, "capture_graph", capture)
@@ -620,17 +623,42 @@ def test_graph_timer_replays_the_captured_graph_and_falls_back_to_calls_when_the
     run()
     assert info == {"timing": "eager_call"} and len(calls) == 3 and len(times) == 1
 
+    # One graph of the 3 calls, one replay a round: replays of a one-call graph, a graph launch each, timed the
+    # launch rate for rows of a few us
     graphs = fake_capture(monkeypatch)
     run, times, info = benchutil.graph_timer(step, inner=3)
+    assert graphs[step].calls == 3 and len(calls) == 6  # the capture recorded 3 calls
     run()
     run()
-    assert info == {"timing": "graph_replay"} and graphs[step].replays == 6 and len(calls) == 3 and len(times) == 2
+    assert info == {"timing": "graph_replay", "calls_per_replay": 3}
+    assert graphs[step].replays == 2 and len(calls) == 6 and len(times) == 2
 
     fake_capture(monkeypatch, failing=[step])
     run, times, info = benchutil.graph_timer(step, inner=3)
     run()
     assert info["timing"] == "eager_call" and "operation not permitted" in info["capture_error"]
-    assert len(calls) == 6
+    assert len(calls) == 9
+
+
+def test_a_replay_is_timed_by_the_tuners_clock_and_quoted_per_captured_call(monkeypatch):
+    """A round's time is one replay's, as kernels.tune's clock gives it (on a GPU a sleep queued before the start
+    event hides the replay's launch), divided by the calls the graph holds."""
+    from bicyclegan.kernels import tune
+    fake_capture(monkeypatch)
+    clocked = []
+
+    def clock(device):
+        def time_run(batch):
+            batch()
+            clocked.append(device)
+            return 12.0  # ms for the whole replay
+        return time_run
+    monkeypatch.setattr(tune, "clock", clock)
+    step = lambda: None  # noqa: E731
+    info = benchutil.measure(step, inner=4, rounds=3, warmup=1)
+    assert info["timing"] == "graph_replay" and info["calls_per_replay"] == 4
+    assert info["graph_ms"] == info["ms"] == info["min_ms"] == 3.0  # 12 ms / 4 calls
+    assert clocked == [torch.device(benchutil.DEVICE)] * 4  # a first round (the graph's upload), then 3 timed
 
 
 def test_a_figure_with_a_row_that_could_not_be_captured_is_timed_from_eager_calls_in_every_row(monkeypatch):
