@@ -3,8 +3,11 @@
 baseline), + bf16 autocast, + our Triton kernels, + channels_last, + whole-step CUDA graph, and
 torch.compile of every network (our kernels inside as custom ops) with and without the graph.
 The compile rungs spend their first (warm-up) steps compiling: select them with -k compile.
-Timed with CUDA events around each iteration after warm-up; the median is extra_info["ms"]. Each rung records its peak
-device memory after warm-up (model, optimiser state and activations; not cuDNN's algorithm search).
+Timed with CUDA events around each iteration after warm-up; the median is extra_info["ms"]. Each rung records the
+device memory its step needs at its peak, peak_memory_mib (model, optimiser state and activations; not cuDNN's
+algorithm search): an eager rung's peak allocated over its steps, a graph rung's replays' peak plus the activations its
+graph's private pool keeps (benchutil.step_memory; docs/performance.md, "Memory of a training step", says what each
+memory field means).
 
 Tracked figures (benchutil): train_step_b<batch>, ours = the CUDA-graph rung, gated against eager
 fp32; every other rung is a row of it, the compile rungs included when they run.
@@ -56,9 +59,9 @@ def build(rung, batch):
     """(model, step function, batch) for one rung: the function runs one training iteration. Warmed
     up first: WARMUP eager iterations run cuDNN's algorithm search (whose trial workspaces would
     otherwise be the peak memory) and Triton's and inductor's compiles; the peak-memory counter
-    starts after them. A graph rung's construction (its capture) then has a peak of its own, which
-    test_train_step records apart: its warm-up clones every state tensor, weights and both Adam
-    moments (~0.7 GiB at the reference's sizes) for a moment."""
+    starts after them. A graph rung's construction (warm-up and capture) then has a peak of its own, which
+    test_train_step records apart (graph_build_peak_mib): its warm-up clones every state tensor, weights and
+    both Adam moments (~0.7 GiB at the reference's sizes) for a moment."""
     torch.backends.cudnn.benchmark = True  # as the trainer sets it (static shapes), for every rung
     amp, impl, cl, graph, compile_mode = RUNGS[rung]
     if DRY:  # no CUDA graph on the CPU, inductor takes minutes there and so would Triton's interpreter
@@ -84,9 +87,9 @@ def test_train_step(benchmark, rung, batch):
     run, times = benchutil.round_timer(lambda: step(data))  # CUDA events on a GPU
     cfg = model.cfg  # as built: a dry run changes some rungs' settings
     graph = cfg.cuda_graph and DEVICE == "cuda"
-    # The capture's peak (its state copies, a moment) apart: the rungs' peak_memory_mib is what their steps hold,
-    # the graph's the activations its pool keeps (the capture's made the graph look ~0.7 GiB dearer than eager)
-    capture_peak = benchutil.peak_memory_mib() if graph else None
+    # The construction's peak (the warm-up's state copies, a moment) apart: quoted as the step's, it made the graph
+    # look ~0.7 GiB dearer than eager. The step's own is step_memory's, after the replays.
+    build_peak = benchutil.peak_memory_mib() if graph else None
     benchutil.reset_peak_memory()
     benchmark.extra_info.update(rung=rung, batch=batch, amp=cfg.amp, impl=cfg.model.impl,
                                 channels_last=cfg.model.channels_last, cuda_graph=graph,
@@ -97,7 +100,7 @@ def test_train_step(benchmark, rung, batch):
     times.clear()
     benchmark.pedantic(run, rounds=1 if DRY else ROUNDS)
     benchutil.tag(benchmark, f"train_step_b{batch}", "ours" if rung == OURS else rung, statistics.median(times),
-                  peak_memory_mib=benchutil.peak_memory_mib(), capture_peak_mib=capture_peak)
+                  **benchutil.step_memory(step.graph if graph else None), graph_build_peak_mib=build_peak)
     if rung == OURS:
         benchmark.extra_info.update(gate=GATE, headline=True, what=(
             f"training iteration, {SIZE} px, batch {batch}: CUDA graph + bf16 + Triton kernels"))

@@ -101,6 +101,32 @@ def peak_memory_mib():
     return torch.cuda.max_memory_allocated() / 2 ** 20 if DEVICE == "cuda" else None
 
 
+def step_memory(graph=None):
+    """The memory figures of a training step's rung ({"peak_memory_mib": None} on the CPU), after its timed
+    rounds: peak_memory_mib, the figure compared across rungs, is what a step needs at its peak. For an eager
+    step, the peak allocated over its steps (state, gradients and the activations). A graphed step's replays
+    allocate nothing, and the activations its capture freed stay in the graph's private pool, reserved rather
+    than allocated: the replays' peak alone leaves them out (a graph looked its activations cheaper than eager).
+    Its figure is that peak plus the pool's unallocated bytes (graph_memory: from torch.cuda.memory_snapshot)."""
+    peak = peak_memory_mib()
+    if graph is None or peak is None:
+        return {"peak_memory_mib": peak}
+    return graph_memory(peak, torch.cuda.memory_snapshot(), graph.pool())
+
+
+def graph_memory(replay_peak_mib, segments, pool):
+    """{peak_memory_mib, replay_peak_allocated_mib, graph_pool_mib} of a graphed step, from the replays' peak
+    allocated memory (MiB) and the allocator's segments (torch.cuda.memory_snapshot()): graph_pool_mib is the
+    graph's private pool (its segments, `pool` = graph.pool(): the captured step's activations and what it
+    keeps, gradients and losses, held for the graph's life); peak_memory_mib adds its unallocated part, the
+    activations, to the replays' peak (which counts the allocated part: state, gradients)."""
+    mine = [seg for seg in segments if tuple(seg["segment_pool_id"]) == tuple(pool)]
+    pool_mib = sum(seg["total_size"] for seg in mine) / 2 ** 20
+    free_mib = pool_mib - sum(seg["allocated_size"] for seg in mine) / 2 ** 20
+    return {"peak_memory_mib": replay_peak_mib + free_mib, "replay_peak_allocated_mib": replay_peak_mib,
+            "graph_pool_mib": pool_mib}
+
+
 def empty_cache():
     if DEVICE == "cuda":
         torch.cuda.empty_cache()

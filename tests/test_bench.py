@@ -725,6 +725,31 @@ def test_the_json_written_holds_each_figures_one_timing(tmp_path):
                                                                   "eager": ("eager_call", 2.0)}
 
 
+# -- the ladder's memory ----------------------------------------------------------------------------
+def test_a_graph_rungs_peak_memory_counts_the_activations_its_graphs_pool_keeps(monkeypatch):
+    """A graph's replays allocate nothing, and the activations freed during its capture stay in its private pool,
+    reserved, not allocated: the replays' peak alone (the old peak_memory_mib) left them out, so a graph rung
+    looked far cheaper than an eager rung, whose peak has them. An eager rung's figure is its allocated peak."""
+    MiB = 2 ** 20
+    segments = [  # as torch.cuda.memory_snapshot() lists them
+        {"segment_pool_id": (0, 0), "total_size": 900 * MiB, "allocated_size": 700 * MiB},  # state: no graph's
+        {"segment_pool_id": (1, 7), "total_size": 300 * MiB, "allocated_size": 40 * MiB},  # the graph's: 260 free
+        {"segment_pool_id": [1, 7], "total_size": 20 * MiB, "allocated_size": 0},  # (a list is the same pool)
+        {"segment_pool_id": (1, 9), "total_size": 500 * MiB, "allocated_size": 0},  # another graph's pool
+    ]
+
+    class Graph:
+        def pool(self):
+            return (1, 7)
+    monkeypatch.setattr(benchutil, "peak_memory_mib", lambda: 750.0)  # the replays' peak allocated
+    monkeypatch.setattr(torch.cuda, "memory_snapshot", lambda: segments)
+    assert benchutil.step_memory(Graph()) == {"peak_memory_mib": 750.0 + 280.0, "replay_peak_allocated_mib": 750.0,
+                                              "graph_pool_mib": 320.0}
+    assert benchutil.step_memory(None) == {"peak_memory_mib": 750.0}  # an eager rung
+    monkeypatch.setattr(benchutil, "peak_memory_mib", lambda: None)  # the CPU: no device memory
+    assert benchutil.step_memory(Graph()) == {"peak_memory_mib": None}
+
+
 # -- an ours row must run our kernels -------------------------------------------------------------
 def test_check_runs_triton_counts_the_kernels_entry_points_and_puts_them_back():
     from bicyclegan.kernels import ZConcatConv2d, zinject_triton
