@@ -38,6 +38,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     """F.avg_pool2d(x, ...) (same arguments, same defaults), on the Triton kernels where impl picks
     them (see resolve_impl), in floor mode. Twice differentiable on either path."""
     k, s, p = _check("avg_pool2d", x, kernel_size, stride, padding, divisor_override)
+    if ceil_mode and impl == "triton":  # (auto runs torch's; impl='triton' ran it too, without a word)
+        raise ValueError("avg_pool2d: impl='triton' pools in floor mode only, got ceil_mode=True "
+                         "(use impl='ref' or 'auto', which run torch's pooling for it)")
     if resolve_impl(impl, x, "avg_pool2d") == "triton" and not ceil_mode and x.numel():
         if x.dtype in TRITON_DTYPES:
             from .avg_pool_triton import avg_pool2d_triton

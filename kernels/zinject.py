@@ -15,25 +15,37 @@ from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, n
 MODES = ("concat_free", "fused_concat")
 
 
+def as_codes(z):
+    """z as N x nz: an N x nz x 1 x 1 code (a conv head's, or one kept for tiling with expand) flattened (a view),
+    anything else as it is."""
+    if isinstance(z, torch.Tensor) and z.dim() == 4 and z.shape[2:] == (1, 1):
+        return z.flatten(1)
+    return z
+
+
 def _check(x, z):
+    """z as N x nz (as_codes), after the checks of x and z, which name the shapes as given."""
+    given, z = z, as_codes(z)
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"z injection: x must be a 4-D N x C x H x W tensor, got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != x.shape[0]:
-        raise ValueError(f"z injection: z must be N x nz with the batch of x; got x {tuple(x.shape)} "
-                         f"and z {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        got = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
+        raise ValueError(f"z injection: z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x "
+                         f"{tuple(x.shape)} and z {got}")
     if z.device != x.device:
         raise ValueError(f"z injection: z is on {z.device} but x on {x.device} "
-                         f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
+                         f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
     # Under autocast mixed float dtypes are normal (x from a bf16 layer, z fp32), as for torch.cat.
     same = z.dtype == x.dtype or (z.is_floating_point() and x.is_floating_point()
                                   and torch.is_autocast_enabled(x.device.type))
     if not same:
         raise TypeError(f"z injection: z dtype {z.dtype} differs from x dtype {x.dtype} "
-                        f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
+                        f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
     if not x.is_floating_point():
         raise TypeError(f"z injection: x and z must be floating point, got {x.dtype} "
-                        f"(x {tuple(x.shape)}, z {tuple(z.shape)})")
+                        f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
+    return z
 
 
 def tile_z(z, like):
@@ -58,8 +70,8 @@ def z_concat_act_ref(x, z, act="leaky_relu", slope=0.2):
 
 def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass). NCHW whatever x's layout,
-    as torch.cat gives it (see concat_format)."""
-    _check(x, z)
+    as torch.cat gives it (see concat_format). z: N x nz, or N x nz x 1 x 1."""
+    z = _check(x, z)
     check_act("z_concat_act", act, slope)
     if resolve_impl(impl, x, "z_concat_act") == "triton":
         from .zinject_triton import z_concat_act_triton
@@ -135,9 +147,9 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     z term computed from the weight's z slice); "fused_concat" builds it in one fused pass.
     padding: an int, a pair, or nn.Conv2d's "valid" / "same" (stride 1, odd kernel sides). The
     concatenation-free path keeps x itself for backward (the reference keeps the concatenation), so
-    modifying x in place before backward raises autograd's in-place error.
+    modifying x in place before backward raises autograd's in-place error. z: N x nz, or N x nz x 1 x 1.
     """
-    _check(x, z)
+    z = _check(x, z)
     check_act("z_concat_conv", act, slope)
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
@@ -209,10 +221,12 @@ class ZConcatConv2d(NotScriptable, nn.Module):
         if self.nz == 0:  # z, if given, is not used: a U-Net passes its code through every level
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
                             self.stride, self.padding)
-        if z is None or z.dim() != 2 or z.shape[1] != self.nz:
-            raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}), got "
-                             f"{None if z is None else tuple(z.shape)} (x {tuple(x.shape)})")
-        return z_concat_conv(x, z, self.weight, self.bias, self.stride, self.padding, self.act,
+        codes = as_codes(z)
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[1] != self.nz:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
+            raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got "
+                             f"{got} (x {tuple(x.shape)})")
+        return z_concat_conv(x, codes, self.weight, self.bias, self.stride, self.padding, self.act,
                              self.slope, self.impl, self.mode)
 
     def extra_repr(self):

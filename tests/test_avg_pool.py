@@ -118,9 +118,14 @@ def test_unbatched_empty_and_ceil_mode():
     torch.testing.assert_close(avg_pool2d(x, 3, 2, 1, impl="triton"), F.avg_pool2d(x, 3, 2, 1))
     empty = torch.randn(0, 3, 8, 8)
     assert avg_pool2d(empty, 3, 2, 1, impl="triton").shape == (0, 3, 4, 4)
-    # ceil_mode: torch's own pooling (the kernels take floor mode)
+    # ceil_mode: torch's own pooling under auto (the kernels take floor mode); impl='triton' says it cannot (it ran
+    # torch's without a word, where a float64 x was refused)
     x = torch.randn(1, 2, 7, 7)
-    torch.testing.assert_close(avg_pool2d(x, 2, 2, 0, True, impl="triton"), F.avg_pool2d(x, 2, 2, 0, True))
+    torch.testing.assert_close(avg_pool2d(x, 2, 2, 0, True), F.avg_pool2d(x, 2, 2, 0, True))
+    with pytest.raises(ValueError, match=r"^avg_pool2d: impl='triton' pools in floor mode only, got ceil_mode=True"):
+        avg_pool2d(x, 2, 2, 0, True, impl="triton")
+    with pytest.raises(ValueError, match="ceil_mode=True"):
+        AvgPool2d(2, ceil_mode=True, impl="triton")(x)
 
 
 @needs_kernels

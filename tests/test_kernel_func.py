@@ -188,3 +188,29 @@ def test_jacrev_of_jacrev_is_refused_naming_what_works(layer):
     expected = jacrev(jacrev(f(ref)))(x)  # which the reference takes
     got = jacrev(grad(f(m)))(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, expected.abs().max().item()))
+
+
+def test_an_export_with_the_layers_reference_holds_no_kernel_op_and_computes_the_same():
+    """docs/kernels.md: a graph exported where the kernels run holds their bicyclegan:: ops (a .pt2 that then fails
+    on a CPU host, or without Triton); the layers' impl set to "ref" exports plain aten ops, the same values."""
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = ZConcatConv2d(3, 2, 4)
+            self.norm = InstanceNormAct2d(4)
+            self.pool = AvgPool2d(3, 2, 1, count_include_pad=False)
+
+        def forward(self, x, z):
+            return self.pool(self.norm(self.conv(x, z)))
+    torch.manual_seed(0)
+    net, x, z = Net(), torch.randn(2, 3, 8, 8), torch.randn(2, 2)
+    ops = {}
+    for impl in ("auto", "ref"):
+        for m in net.modules():
+            if hasattr(m, "impl"):
+                m.impl = impl
+        exported = torch.export.export(net, (x, z))
+        ops[impl] = sorted(str(n.target) for n in exported.graph.nodes if "bicyclegan" in str(n.target))
+        torch.testing.assert_close(exported.module()(x, z), net(x, z), rtol=1e-5, atol=1e-5)
+    assert ops["auto"] == ["bicyclegan.avg_pool2d.default", "bicyclegan.instance_norm_act.default",
+                           "bicyclegan.z_concat_conv.default"] and ops["ref"] == []

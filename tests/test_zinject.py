@@ -355,6 +355,39 @@ def test_bad_z_names_both_shapes(op, z_shape, z_dtype, error):
     assert str((2, 5, 4, 6)) in str(info.value) and str(z_shape) in str(info.value)
 
 
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+@pytest.mark.parametrize("op", ["act", "conv", "module"])
+def test_a_code_of_n_x_nz_x_1_x_1_is_taken_as_n_x_nz(op, impl):
+    """A code as a conv head gives it (N x nz x 1 x 1) was refused ("expected z of shape (N, 3)"): taken as its
+    N x nz, the values, dx and dz (in the code's own shape) those of the flat code, by an independent
+    computation: torch.cat of x and the code expanded over the plane."""
+    torch.manual_seed(0)
+    x0, z0 = _inputs(2, 5, 4, 6, 3, torch.float32)
+    w, b = torch.randn(7, 8, 4, 4), torch.randn(7)
+    x, z4 = x0.clone().requires_grad_(), z0[:, :, None, None].clone().requires_grad_()
+    xr, zr = x0.clone().requires_grad_(), z0[:, :, None, None].clone().requires_grad_()
+    cat = F.leaky_relu(torch.cat([xr, zr.expand(-1, -1, 4, 6)], 1), 0.2)
+    if op == "act":
+        y, want = z_concat_act(x, z4, impl=impl), cat
+    elif op == "conv":
+        y, want = z_concat_conv(x, z4, w, b, impl=impl), F.conv2d(cat, w, b, 2, 1)
+    else:
+        layer = ZConcatConv2d(5, 3, 7, impl=impl)
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+        y, want = layer(x, z4), F.conv2d(cat, w, b, 2, 1)
+    g = torch.randn_like(want)
+    y.backward(g)
+    want.backward(g)
+    _close(y, want, torch.float32, "y")
+    _close(x.grad, xr.grad, torch.float32, "dx")
+    assert z4.grad.shape == (2, 3, 1, 1)
+    _close(z4.grad, zr.grad, torch.float32, "dz")
+    with pytest.raises(ValueError, match=r"got x \(2, 5, 4, 6\) and z \(3, 3, 1, 1\)"):  # the shape as given
+        z_concat_act(x, torch.zeros(3, 3, 1, 1), impl=impl)
+
+
 def test_bad_arguments():
     x, z = _inputs(2, 3, 4, 4, 2, torch.float32)
     w = torch.randn(4, 5, 4, 4)
