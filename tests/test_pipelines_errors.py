@@ -553,7 +553,9 @@ def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, ca
     shared_memory(monkeypatch, fit_from(1))
     made = load(tmp_path, num_workers=None)
     assert made.num_workers == 1 and sum(b["A"].shape[0] for b in made) == 4  # the chosen worker loads
-    # torchrun's ranks on one machine check before any starts its workers: each gets its share
+    # torchrun's ranks on one machine check before any starts its workers: each gets its share (of 6 cores, whose
+    # share is 3 workers a rank of 2, 2 of 3: the memory is what lowers them)
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 6)
     shared_memory(monkeypatch, 2 * fit_from(2))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert load(tmp_path, num_workers=None).num_workers == 2
