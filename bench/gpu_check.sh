@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The one call on a lent GPU machine: everything comes back under $OUT in at most 8 files.
 #
-#   OUT=... bash bench/gpu_check.sh                  the check: versions, launch-config tuning, the
-#                                                    gpu-marked tests, kernel benchmarks with their
-#                                                    baselines + the copy roofline, the training-step
-#                                                    ladder (batch 2 and 16, peak memory per rung),
-#                                                    profiler tables, loaders and whether the CPU
-#                                                    loader keeps up with the graphed step, a short
-#                                                    graphed training run and its resume (run with
-#                                                    timeout_s=600)
+#   OUT=... bash bench/gpu_check.sh                  the check, in this order: versions, launch-config
+#                                                    tuning, the gpu-marked tests, the training-step
+#                                                    ladder (batch 2 and 16, peak memory per rung), a
+#                                                    short graphed training run and its resume, kernel
+#                                                    benchmarks with their baselines + the copy
+#                                                    roofline (torch.compile's last), profiler tables,
+#                                                    loaders and whether the CPU loader keeps up with
+#                                                    the graphed step (run with timeout_s=600)
 #   OUT=... bash bench/gpu_check.sh compile          a second call: the torch.compile rungs of the
 #                                                    ladder at batch 16 against the CUDA-graph rung,
 #                                                    then the gpu tests that compile with inductor
