@@ -1611,7 +1611,7 @@ class Trainer:
         if self.saved_step is None:
             return f"delete {shlex.quote(str(self.run_dir))} and start the run again"
         other = self.saved_path != self.ckpt_path
-        python = [f"resume={str(self.saved_path)!r}"] * other + ["skip_bad=True"] * skip_bad
+        python = [f"resume={str(self.saved_path)!r}"] * other + ["cfg.data.skip_bad=True"] * skip_bad
         # (--model_cls after the path: --resume takes the word after it)
         return ("resume it with --resume" + (f" {shlex.quote(str(self.saved_path))}" if other else "")
                 + " --skip_bad" * skip_bad + model_option(class_spec(self._model_cls))
@@ -2064,7 +2064,7 @@ class Trainer:
                     self.save()
                 except (CheckpointError, DivergenceError) as failed:  # the data error stays the one said
                     # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
-                    said = str(failed.__cause__ or failed).splitlines()[0].partition("; ")[0]
+                    said = str(failed.__cause__ or failed).splitlines()[0].removesuffix("; the previous one is intact")
                     unsaved = f"step {self.step} could not be saved ({said}); "
             # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
             # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken

@@ -49,8 +49,8 @@ def _check(x, z):
 
 
 def tile_z(z, like):
-    """z (N, nz) as an N x nz x H x W view that matches `like` in H and W (no copy)."""
-    return z[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
+    """z (N, nz, or N x nz x 1 x 1) as an N x nz x H x W view that matches `like` in H and W (no copy)."""
+    return as_codes(z)[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
 def concat_format(x, weight):

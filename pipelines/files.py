@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 try:
     import simplejpeg
@@ -114,9 +114,10 @@ _UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: I
          8: Image.Transpose.ROTATE_270}
 
 
-# PNG chunks PIL decompresses and refuses past its limits (1 MB a chunk: PngImagePlugin.MAX_TEXT_CHUNK), which DALI
-# skips and the pixels never use: a file with a large text comment or ICC profile passed the check (and DALI) and
-# stopped a torch run mid-epoch. Dropped before PIL reads the file; a file's other chunks are kept as they are.
+# PNG chunks PIL refuses past its limits (a compressed one decompressing past 1 MB: PngImagePlugin.MAX_TEXT_CHUNK;
+# text past 64 MB in all: MAX_TEXT_MEMORY), which DALI skips and the pixels never use: a file with a large text
+# comment or ICC profile passed the check (and DALI) and stopped a torch run mid-epoch. Dropped before PIL reads the
+# file; a file's other chunks are kept as they are.
 _UNUSED_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")
 
 
@@ -138,17 +139,22 @@ def _png_without_unused(data):
 
 def load_rgb(path):
     """Decode a file fully as 8-bit RGB (see to_rgb), its pixels as stored."""
-    with open(path, "rb") as f:
+    source = path
+    with open(path, "rb") as f:  # (a PNG read once, here: PIL decodes the bytes kept)
         head = f.read(len(_PNG_SIGNATURE))
         if head == _PNG_SIGNATURE:
-            data = head + f.read()
-            if (kept := _png_without_unused(data)) is not data:
-                path = io.BytesIO(kept)
-    with Image.open(path) as img:
-        turned = img.format == "TIFF" and img.tag_v2.get(_ORIENTATION, 1)
-        rgb = to_rgb(img)
-        if turned in _UNDO and _ORIENTATION not in img.tag_v2:  # (a Pillow that applies it drops the tag)
-            rgb = rgb.transpose(_UNDO[turned])
+            source = io.BytesIO(_png_without_unused(head + f.read()))
+    try:
+        with Image.open(source) as img:
+            turned = img.format == "TIFF" and img.tag_v2.get(_ORIENTATION, 1)
+            rgb = to_rgb(img)
+            if turned in _UNDO and _ORIENTATION not in img.tag_v2:  # (a Pillow that applies it drops the tag)
+                rgb = rgb.transpose(_UNDO[turned])
+    except UnidentifiedImageError:
+        if source is path:
+            raise
+        # (PIL names the buffer: "cannot identify image file <_io.BytesIO object at 0x...>")
+        raise UnidentifiedImageError(f"cannot identify image file {path!r}") from None
     return rgb
 
 

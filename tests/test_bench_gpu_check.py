@@ -165,7 +165,6 @@ def test_a_time_limit_cuts_the_kernel_benchmarks_compile_cases_only():
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_dry_run_of_the_rerun_call(tmp_path):
     """The second call after fixes: every gpu test, the launches of the pooling and norm kernels
     tuned (the committed table serves the others), the ladder's baseline and graph rungs, the

@@ -373,6 +373,16 @@ def test_png_metadata_over_pils_limits_passes_and_decodes(tmp_path, backend):
         torch.testing.assert_close(b["B"][0], want[:, 8:].expand(3, 8, 8), rtol=0, atol=1e-6, msg=name)
 
 
+def test_a_png_pil_cannot_identify_is_named_by_its_path(tmp_path):
+    # load_rgb hands PIL a PNG's bytes (its unused chunks dropped): PIL's error named the buffer,
+    # "cannot identify image file <_io.BytesIO object at 0x...>"
+    from bicyclegan.pipelines.files import load_rgb
+    path = str(tmp_path / "x.png")
+    Path(path).write_bytes(SIGNATURE + b"xx")
+    with pytest.raises(Image.UnidentifiedImageError, match=f"^cannot identify image file {re.escape(repr(path))}$"):
+        load_rgb(path)
+
+
 def test_bmp_and_ppm_pass_and_decode(tmp_path):
     arr = noise(np.random.default_rng(4), 8, 16)
     for ext in ("bmp", "ppm"):

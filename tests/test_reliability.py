@@ -1069,9 +1069,10 @@ def test_a_file_that_fails_to_load_but_is_as_checked_is_resumed_past_with_skip_b
     assert str(info.value).startswith(f"training stopped at step 4 (epoch 2) on its data: {failing[0]}: cannot "
                                       f"decode (OSError: broken data stream when reading image file)\n")
     assert str(info.value).endswith(f"\nthe last good checkpoint is {path} (step 3): resume it with --resume "
-                                    f"--skip_bad (skip_bad=True in Python) to go on without such files (they have "
-                                    f"the names and sizes the run checked, and pass the checks again: the resume "
-                                    f"takes them, and replaces one that fails to decode by the next good sample)")
+                                    f"--skip_bad (cfg.data.skip_bad=True in Python) to go on without such files "
+                                    f"(they have the names and sizes the run checked, and pass the checks again: "
+                                    f"the resume takes them, and replaces one that fails to decode by the next good "
+                                    f"sample)")
     resumed = Trainer(cfg(tmp_path / "run", root, niter=2, max_steps=6, save_every=100, skip_bad=True), resume=True,
                       progress=False)
     resumed.train()  # as said: the run finished, without the file

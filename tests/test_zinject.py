@@ -386,6 +386,8 @@ def test_a_code_of_n_x_nz_x_1_x_1_is_taken_as_n_x_nz(op, impl):
     _close(z4.grad, zr.grad, torch.float32, "dz")
     with pytest.raises(ValueError, match=r"got x \(2, 5, 4, 6\) and z \(3, 3, 1, 1\)"):  # the shape as given
         z_concat_act(x, torch.zeros(3, 3, 1, 1), impl=impl)
+    # the exported references too (tile_z)
+    torch.testing.assert_close(z_concat_conv_ref(x0, z0[:, :, None, None], w, b), z_concat_conv_ref(x0, z0, w, b))
 
 
 def test_bad_arguments():
@@ -985,6 +987,28 @@ def loose_matmuls():
     before = torch.get_float32_matmul_precision()
     yield
     torch.set_float32_matmul_precision(before)
+
+
+def test_the_zterm_rows_run_no_matmul():
+    """What the GPU case below measures, seen on the CPU: the z term's rows are summed without a matmul (whose fp32
+    precision follows the user's TF32 setting on a GPU; this CPU's ignores it, so values alone cannot tell)."""
+    from bicyclegan.kernels import zinject_triton as zt
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+    N, CO, H, W, K, S, P = 2, 3, 12, 10, 4, 2, 1
+    geo = zt._geometry((K, K), (S, S), (P, P), H, W)
+    q = torch.randn(N, CO * K * K)
+    with Ops() as ops:
+        rows = zt._zterm_rows(q, geo, N, CO, (H + 2 * P - K) // S + 1)
+    assert rows.shape == (N * CO, (H + 2 * P - K) // S + 1, K)
+    assert not ops.seen & {"mm", "bmm", "matmul", "addmm", "baddbmm"}, ops.seen
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param(CUDA, marks=pytest.mark.gpu)])
