@@ -121,20 +121,24 @@ _UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: I
 _UNUSED_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")
 
 
-def _png_without_unused(data):
-    """PNG bytes without the _UNUSED_CHUNKS, or data itself where it has none (or is no whole PNG: PIL says why)."""
-    pos, kept, dropped = 8, [data[:8]], False
+def _png_chunks(data):
+    """(type, start, end) of each chunk of PNG bytes in turn, its length, type, body and CRC data[start:end], to
+    IEND or to the last chunk whose header the bytes hold (whose end may lie past them: a file cut short)."""
+    pos = len(_PNG_SIGNATURE)
     while pos + 12 <= len(data):
         length, chunk = struct.unpack(">I4s", data[pos:pos + 8])
-        end = pos + 12 + length
-        if chunk in _UNUSED_CHUNKS:
-            dropped = True
-        else:
-            kept.append(data[pos:end])
+        yield chunk, pos, pos + 12 + length
         if chunk == b"IEND":
-            break
-        pos = end
-    return b"".join(kept) if dropped else data
+            return
+        pos += 12 + length
+
+
+def _png_without_unused(data):
+    """PNG bytes without the _UNUSED_CHUNKS, or data itself where it has none (or is no whole PNG: PIL says why)."""
+    chunks = list(_png_chunks(data))
+    if not any(chunk in _UNUSED_CHUNKS for chunk, _, _ in chunks):
+        return data
+    return data[:len(_PNG_SIGNATURE)] + b"".join(data[a:b] for chunk, a, b in chunks if chunk not in _UNUSED_CHUNKS)
 
 
 def load_rgb(path):
@@ -326,12 +330,8 @@ def _png_rows(w, h, depth, samples, interlaced):
 
 def _png_problem(data):
     """Why PNG bytes are not a whole, uncorrupted PNG, or None."""
-    pos, ihdr, idat, chunk, seen = 8, None, [], None, []
-    while chunk != b"IEND":
-        if pos + 12 > len(data):
-            return "truncated PNG (no IEND chunk)"
-        length, chunk = struct.unpack(">I4s", data[pos:pos + 8])
-        end = pos + 12 + length
+    ihdr, idat, seen = None, [], []
+    for chunk, pos, end in _png_chunks(data):
         if end > len(data):
             return f"truncated PNG (chunk {chunk.decode('latin-1')!r} cut short)"
         if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
@@ -349,7 +349,8 @@ def _png_problem(data):
         elif chunk == b"PLTE" and idat:
             return "corrupt PNG (PLTE after IDAT)"
         seen.append(chunk)
-        pos = end
+    if not seen or seen[-1] != b"IEND":
+        return "truncated PNG (no IEND chunk)"
     if not idat:
         return "corrupt PNG (no IDAT chunk)"
     if len(ihdr) != 13:

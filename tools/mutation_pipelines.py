@@ -51,8 +51,8 @@ MODULES = {
     "files": ("pipelines/files.py",
               "tests/test_pipelines_errors.py tests/test_pipelines_formats.py tests/test_preprocessing_spec.py "
               "tests/test_loader_fuzz.py -k 'torch or not dali'",
-              ("to_rgb", "_png_rows", "_png_problem", "_inflate", "_jpeg_problem", "_size", "inspect_file",
-               "_problem"), {}, SAMPLE),
+              ("to_rgb", "_png_chunks", "_png_rows", "_png_problem", "_inflate", "_jpeg_problem", "_size",
+               "inspect_file", "_problem"), {}, SAMPLE),
     "dali_graph": ("pipelines/dali_loader.py",
                    "tests/test_preprocessing.py tests/test_pipelines.py tests/test_pipelines_formats.py "
                    "-k '(dali or exif or agree) and not arguments and not corrupt and not limit'",
