@@ -220,9 +220,11 @@ def _media(path: str, alt: str) -> str:
     if path.endswith(".mp4"):
         return (f"<span class='moving'><video src='{src}' aria-label='{alt}' autoplay loop muted playsinline controls>"
                 f"</video>{note}</span>")
+    # Fetched as they near the window (loading='lazy'): a sample gallery of 2,000 inputs x 23 pictures kept
+    # headless Chromium busy 143 s fetching all 46,000 before it answered at all (10,000 inputs: 230,000).
     if path.endswith(".gif"):
-        return f"<span class='moving'><img src='{src}' alt='{alt}'>{note}</span>"
-    return f"<img src='{src}' alt='{alt}'>"
+        return f"<span class='moving'><img src='{src}' alt='{alt}' loading='lazy'>{note}</span>"
+    return f"<img src='{src}' alt='{alt}' loading='lazy'>"
 
 
 class OutputNames:

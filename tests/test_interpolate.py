@@ -123,7 +123,7 @@ def test_random_path_frames_strip_gif_mp4_and_gallery(tmp_path, demo_root):
     for stem in stems:
         assert (f"<tr class='wide'><td class='wide' colspan='{3 + mp4_available()}'><div class='scroll'>"
                 f"<img src='images/{stem}_strip.png' alt='{stem}.png: the input, then the {n} frames along the path, "
-                f"left to right'></div>the input, then the {n} frames") in page
+                f"left to right' loading='lazy'></div>the input, then the {n} frames") in page
     if mp4_available():
         import imageio_ffmpeg
         reader = imageio_ffmpeg.read_frames(str(out / "images" / f"{stems[0]}.mp4"))

@@ -171,7 +171,7 @@ def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain,
     page = (out / "index.html").read_text()
     assert "<h1>bicycle on plain · latest.pt, step " in page  # not "plain/test": no such split
     # each picture said in words (a screen reader read its file's name): its input's and its column's
-    assert re.findall(r"<img src='images/0_input.png' alt='([^']*)'>", page) == ["0.png: input"]
+    assert re.findall(r"<img src='images/0_input.png' alt='([^']*)'", page) == ["0.png: input"]
     assert all(" alt='" in tag for tag in re.findall(r"<img [^>]*>", page))
     out = interpolate(ckpt, plain, out=tmp_path / "i", num=1, segments=1, frames=1, mp4=False, progress=False)
     page = (out / "index.html").read_text()
