@@ -1399,7 +1399,7 @@ def _run_command(args) -> int:
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
             kept = ("the partial download is kept: the same command continues it" if args.command == "download" else
-                    "the files written so far are whole, the unfinished one removed")
+                    "the files written so far are whole: none is left half-written")
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]

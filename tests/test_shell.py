@@ -97,7 +97,7 @@ def test_a_sigterm_or_hang_up_during_sample_leaves_no_half_written_file_and_says
     else:
         assert done.returncode == 128 + sig, done.stderr
         assert done.stderr.strip().splitlines()[-1] == (f"stopped by {sig.name}: the files written so far are "
-                                                        f"whole, the unfinished one removed")
+                                                        f"whole: none is left half-written")
         # the images begun before it (an input's are written at once: those being written end whole), not the
         # second input's 6 nor a gallery
         assert 3 <= len(left) <= 6 and not (out / "index.html").exists(), left
