@@ -1174,6 +1174,10 @@ class Trainer:
             # Every rank measures a share of each evaluation: the others' made ready as rank 0's was
             # (whose refusal, said once, all have heard above).
             self.dist.each_decides(lambda: self.main or self._make_evaluation())
+        # Grid data URIs and the log's curves, so a report rewrite encodes only the grids shown anew and parses only the
+        # log lines added; made before the resume's own rewrite (_drop_later_views), which parsed a long log whole once
+        # more (500,000 lines: 15 s of the resume)
+        self.report_cache = {}
         # The start's first writes to a run folder it did not make, once every check above passed: a resume
         # refused by a check after them (the grids' files, the evaluations' options, TensorBoard's package)
         # had set aside the later checkpoints, cut the logs and replaced latest.pt, then refused to train.
@@ -1200,7 +1204,6 @@ class Trainer:
         self.progress = Progress(self.total_steps, progress and self.main, start=self.step, notes=self.main,
                                  epochs=self.epochs)
         self.progress.on_broken = self.request_stop
-        self.report_cache = {}  # grid data URIs, so a report rewrite encodes only the grids shown anew
         self._rng = rng_state(self.device)  # the run's generators, from here on train()'s alone
 
     def _check_run_folder(self) -> None:
@@ -1380,7 +1383,7 @@ class Trainer:
         else:
             latest.unlink(missing_ok=True)
         (self.run_dir / "eval.json").unlink(missing_ok=True)
-        write_report(self.run_dir)
+        write_report(self.run_dir, cache=self.report_cache)  # (the run's own: its next rewrite parses no line again)
 
     def _best_from_resumed(self) -> None:
         """best.pt again from the checkpoint resumed from, where its step's evaluation was marked best: a

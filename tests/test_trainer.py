@@ -77,6 +77,22 @@ def test_a_resume_keeps_the_log_lines_up_to_its_checkpoint(tmp_path):
     assert _keep_log_to(log, 5, "training log") is False and log.read_text() == "".join(lines)
 
 
+def test_a_resume_after_a_kill_parses_each_log_line_once_for_its_report(tmp_path, demo_root, monkeypatch):
+    # A run killed past its checkpoint left log lines the resume drops; the page it then wrote again parsed the log
+    # whole, and the trainer's first rewrite parsed it whole once more (a long log: seconds of every resume).
+    from bicyclegan.engine.report import LogCurves
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(run, demo_root, max_steps=4, save_every=2, sample_every=2), progress=False).train()
+    with open(run / "log.jsonl", "a") as f:  # the lines of steps 5 and 6, written before the kill
+        f.writelines(json.dumps({"step": s, "epoch": 1, "lr": 0.0002, "G_L1": 1.0}) + "\n" for s in (5, 6))
+    parsed = []
+    real = LogCurves._add
+    monkeypatch.setattr(LogCurves, "_add", lambda self, text: parsed.append(len(text)) or real(self, text))
+    Trainer(tiny_cfg(run, demo_root, max_steps=8, save_every=2, sample_every=2), resume=True, progress=False).train()
+    assert [row["step"] for row in read_log(run)] == list(range(1, 9))
+    assert sum(parsed) == (run / "log.jsonl").stat().st_size  # every line kept or written parsed once
+
+
 def test_a_resume_reads_the_evaluation_log_as_its_report_does(tmp_path):
     # A line without a whole step (edited, or another tool's) was kept as of step 0, and the resume stopped on its
     # missing "step" (KeyError); the report leaves such lines out.
