@@ -93,6 +93,39 @@ def test_a_resume_after_a_kill_parses_each_log_line_once_for_its_report(tmp_path
     assert sum(parsed) == (run / "log.jsonl").stat().st_size  # every line kept or written parsed once
 
 
+def test_a_resume_reads_the_log_from_its_end_to_its_checkpoint_s_line(tmp_path, monkeypatch):
+    # A resume read a long run's whole log, line by line, and wrote it again, where it drops a few lines at its end
+    # or none (500,000 lines: 8 s).
+    import bicyclegan.engine.trainer as trainer
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "G_L1": s / 3, "pad": "x" * 300}) + "\n" for s in range(1, 20001)]
+    log.write_text("".join(lines))
+    read = []
+    real = trainer._log_step
+    monkeypatch.setattr(trainer, "_log_step", lambda line: read.append(line) or real(line))
+    inode = log.stat().st_ino
+    assert _keep_log_to(log, 20000, "training log") is False
+    assert log.stat().st_ino == inode and len(read) <= 2  # not written again; the last line and the blank after it
+    read.clear()
+    assert _keep_log_to(log, 19990, "training log") is True and log.read_text() == "".join(lines[:19990])
+    assert len(read) <= 12
+    marked = json.dumps({"step": 19990, "diverged": True}) + "\n"  # (a divergence's line: one more of its step)
+    with open(log, "a") as f:
+        f.write(marked + '{"step": 19991, "G_')  # then a line cut short
+    assert _keep_log_to(log, 19990, "training log") is True and log.read_text() == "".join(lines[:19990]) + marked
+    log.write_bytes("".join(lines[:3]).encode() + b"\xff\n")  # a byte not UTF-8: a line to drop, not an error
+    assert _keep_log_to(log, 5, "training log") is True and log.read_text() == "".join(lines[:3])
+    log.write_text("\n")  # a blank line alone: no line kept
+    assert _keep_log_to(log, 5, "training log") is True and log.read_text() == ""
+    log.write_text("".join(lines[:3]) + "\n" + '{"step": 4, "G_')
+    data = log.read_bytes()
+    with open(log, "rb") as f:  # read back in blocks of any size: each line whole, at its offset, the last first
+        for block in (1, 7, 1 << 20):
+            found = list(trainer._lines_from_end(f, block))
+            assert [(at, data[at:at + len(line)]) for at, line in found] == found
+            assert b"\n".join(line for _, line in reversed(found)) == data
+
+
 def test_a_resume_reads_the_evaluation_log_as_its_report_does(tmp_path):
     # A line without a whole step (edited, or another tool's) was kept as of step 0, and the resume stopped on its
     # missing "step" (KeyError); the report leaves such lines out.

@@ -497,6 +497,9 @@ SG_TRAINABLE = [TCF + "a_shared_discriminator_needs_the_encoded_branchs_gan_loss
 SH_PIECES = ["tests/test_report.py::test_the_log_is_read_in_pieces_as_it_would_be_read_whole"]
 SH_TRUNC = ["tests/test_trainer.py::test_a_resume_keeps_the_log_lines_up_to_its_checkpoint"]
 SH_EVAL_LOG = ["tests/test_trainer.py::test_a_resume_reads_the_evaluation_log_as_its_report_does"]
+# The long-runs pass: a resume's reading of a long log (LR01-LR04)
+LR_ONCE = ["tests/test_trainer.py::test_a_resume_after_a_kill_parses_each_log_line_once_for_its_report"]
+LR_END = ["tests/test_trainer.py::test_a_resume_reads_the_log_from_its_end_to_its_checkpoint_s_line"]
 SH_CAPTION = ["tests/test_compare.py::test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_written"]
 SH_GRID = ["tests/test_report.py::test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded"]
 SH_SERVE = [TSV + "what_one_client_holds_is_bounded_in_time_and_the_list_never_waits_for_the_model",
@@ -1746,8 +1749,8 @@ MUTANTS = [
      '                want = of(peek_checkpoint(path, "digest")[0])', SG_REUSE),
     ('SH02', R, '                rest = text[end:]', '                rest = b""', SH_PIECES),
     ('SH03', R, '                self.offset += end', '                self.offset += len(chunk)', SH_PIECES),
-    ('SH04', T, '                    dropped = True', '                    pass', SH_TRUNC),
-    ('SH05', T, 'f.write(line.rstrip("\\n").encode("utf-8") + b"\\n")', 'f.write(line.encode("utf-8"))', SH_TRUNC),
+    ('SH04', T, '    return keep < size  # (kept whole', '    return False  # (kept whole', SH_TRUNC),
+    ('SH05', T, '        out.write(b"\\n" if keep else b"")', '        out.write(b"")', SH_TRUNC),
     ('SH06', "engine/compare.py", "No row for {html.escape(', '.join(r['name'] for r in rows if 'error' in r))}",
      "No row for {', '.join(r['name'] for r in rows if 'error' in r)}", SH_CAPTION),
     ('SH07', R, 'if img.width * img.height > MAX_GRID_PIXELS:  # (its header read alone)',
@@ -2032,6 +2035,12 @@ MUTANTS = [
      '        if False:\n            # (Adam', [REL + "inf_adam_moments_stop_the_run_at_a_save"]),
     ('SL34', T, '**({"img_per_s": round(ips, 2)} if ips is not None else {}),', '"img_per_s": round(ips or 0, 2),',
      [REL + "a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint"]),
+    # the long-runs pass: a resume reads a long log once, from its end
+    ('LR01', T, 'write_report(self.run_dir, cache=self.report_cache)  # (the run',
+     'write_report(self.run_dir)  # (the run', LR_ONCE),
+    ('LR02', T, '    if keep and keep + 1 == size:', '    if False:', LR_END),
+    ('LR03', T, '        rest = first\n', '        rest = b""\n', LR_END),
+    ('LR04', T, '            offset -= len(line) + 1\n', '            offset -= len(line)\n', LR_END),
 ]
 
 if __name__ == "__main__":
