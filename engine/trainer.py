@@ -427,15 +427,34 @@ def _lines_from_end(f, block: int = 1 << 20):
     yield 0, rest
 
 
+def _of_a_step(line: bytes) -> bool:
+    """Whether a log line says its step, as the trainer's all do (another tool's, or an edited one, may not)."""
+    try:
+        return isinstance(row := json.loads(line), dict) and "step" in row
+    except ValueError:
+        return False
+
+
 def _keep_log_to(path: Path, step: int, what: str) -> bool:
     """Cut the log at `path` after its last line of a step up to `step` (_log_step): the lines after it (later
-    steps, a blank or cut-short one) dropped; whether any was. Its lines are in step order (appended as the run
-    goes, cut so at each resume), so it is read from its end back to that line: a resume read a long run's whole
-    log, to drop a few lines or none, and wrote it again (500,000 lines: 8 s)."""
+    steps, a blank or cut-short one) dropped, but a line of no step (another tool's, kept as of step 0); whether
+    any was. Its lines are in step order (appended as the run goes, cut so at each resume), so it is read from its
+    end back to that line: a resume read a long run's whole log, to drop a few lines or none, and wrote it again
+    (500,000 lines: 8 s)."""
+    kept, dropped, keep = [], False, 0  # kept: the lines of no step after the cut, the last first
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
-        keep = next((offset + len(line) for offset, line in _lines_from_end(f) if _log_step(line) <= step), 0)
-    if keep and keep + 1 == size:  # up to its last line and its newline: as it is
+        f.seek(max(size - 1, 0))
+        ends = f.read(1) in (b"", b"\n")  # (in a newline, or empty)
+        for offset, line in _lines_from_end(f):
+            if _log_step(line) > step:
+                dropped |= offset < size  # (not the nothing after a last newline)
+            elif _of_a_step(line):
+                keep = offset + len(line)
+                break
+            else:  # (of no step: kept, as a line-by-line rewrite kept it)
+                kept.append(line)
+    if not dropped and ends:  # as it is
         return False
 
     def write(out):
@@ -445,8 +464,9 @@ def _keep_log_to(path: Path, step: int, what: str) -> bool:
                 out.write(chunk)
                 left -= len(chunk)
         out.write(b"\n" if keep else b"")
+        out.writelines(line + b"\n" for line in reversed(kept))
     atomic_write(path, write, what=what)
-    return keep < size  # (kept whole: its last line's newline was not yet written)
+    return dropped  # (not a last line kept whole, its newline not yet written)
 
 
 def _even_batch_hint(error, cfg, world):

@@ -77,6 +77,22 @@ def test_a_resume_keeps_the_log_lines_up_to_its_checkpoint(tmp_path):
     assert _keep_log_to(log, 5, "training log") is False and log.read_text() == "".join(lines)
 
 
+def test_a_resume_keeps_another_tools_lines_and_drops_the_later_steps_around_them(tmp_path):
+    # Cut after its last line of a step up to the checkpoint's, read from its end, the log was cut after a line
+    # of no step (another tool's, kept as of step 0) where it came last: the abandoned steps' lines before it
+    # stayed, and the resumed run logged those steps again (1, 2, 3, 4, 5, 6, note, 5, 6, ...).
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "G_L1": s / 3}) + "\n" for s in range(1, 7)]
+    note = json.dumps({"note": "tagged by a tracker"}) + "\n"
+    log.write_text("".join(lines[:2]) + note + "".join(lines[2:5]) + note + lines[5] + '{"step": 7, "G_')
+    assert _keep_log_to(log, 4, "training log") is True
+    assert log.read_text() == "".join(lines[:2]) + note + "".join(lines[2:4]) + note  # as a line-by-line filter
+    inode = log.stat().st_ino
+    assert _keep_log_to(log, 4, "training log") is False and log.stat().st_ino == inode  # nothing to drop: as it is
+    log.write_text("".join(lines[:4]) + note.rstrip("\n"))  # its last line whole, its newline not yet written
+    assert _keep_log_to(log, 4, "training log") is False and log.read_text() == "".join(lines[:4]) + note
+
+
 def test_a_resume_after_a_kill_parses_each_log_line_once_for_its_report(tmp_path, demo_root, monkeypatch):
     # A run killed past its checkpoint left log lines the resume drops; the page it then wrote again parsed the log
     # whole, and the trainer's first rewrite parsed it whole once more (a long log: seconds of every resume).

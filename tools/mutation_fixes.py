@@ -500,6 +500,7 @@ SH_EVAL_LOG = ["tests/test_trainer.py::test_a_resume_reads_the_evaluation_log_as
 # The long-runs pass: a resume's reading of a long log (LR01-LR04)
 LR_ONCE = ["tests/test_trainer.py::test_a_resume_after_a_kill_parses_each_log_line_once_for_its_report"]
 LR_END = ["tests/test_trainer.py::test_a_resume_reads_the_log_from_its_end_to_its_checkpoint_s_line"]
+LR_STEPLESS = ["tests/test_trainer.py::test_a_resume_keeps_another_tools_lines_and_drops_the_later_steps_around_them"]
 SH_CAPTION = ["tests/test_compare.py::test_a_model_whose_outputs_are_not_finite_gets_a_row_and_the_others_are_written"]
 SH_GRID = ["tests/test_report.py::test_a_grid_declaring_more_pixels_than_a_page_draws_is_linked_not_decoded"]
 SH_SERVE = [TSV + "what_one_client_holds_is_bounded_in_time_and_the_list_never_waits_for_the_model",
@@ -1749,7 +1750,7 @@ MUTANTS = [
      '                want = of(peek_checkpoint(path, "digest")[0])', SG_REUSE),
     ('SH02', R, '                rest = text[end:]', '                rest = b""', SH_PIECES),
     ('SH03', R, '                self.offset += end', '                self.offset += len(chunk)', SH_PIECES),
-    ('SH04', T, '    return keep < size  # (kept whole', '    return False  # (kept whole', SH_TRUNC),
+    ('SH04', T, '    return dropped  # (not a last line', '    return False  # (not a last line', SH_TRUNC),
     ('SH05', T, '        out.write(b"\\n" if keep else b"")', '        out.write(b"")', SH_TRUNC),
     ('SH06', "engine/compare.py", "No row for {html.escape(', '.join(r['name'] for r in rows if 'error' in r))}",
      "No row for {', '.join(r['name'] for r in rows if 'error' in r)}", SH_CAPTION),
@@ -2038,7 +2039,8 @@ MUTANTS = [
     # the long-runs pass: a resume reads a long log once, from its end
     ('LR01', T, 'write_report(self.run_dir, cache=self.report_cache)  # (the run',
      'write_report(self.run_dir)  # (the run', LR_ONCE),
-    ('LR02', T, '    if keep and keep + 1 == size:', '    if False:', LR_END),
+    ('LR02', T, '    if not dropped and ends:', '    if False:', LR_END),
+    ('LR05', T, '                kept.append(line)\n', '                dropped = True\n', LR_STEPLESS),
     ('LR03', T, '        rest = first\n', '        rest = b""\n', LR_END),
     ('LR04', T, '            offset -= len(line) + 1\n', '            offset -= len(line)\n', LR_END),
 ]
