@@ -315,6 +315,23 @@ def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone
         assert got == sorted([".images.json", "index.html", "notes.txt", "images/mine.png", *want]), command
 
 
+def test_sample_writes_with_as_many_threads_as_its_share_of_the_usable_cores():
+    # min(8, os.cpu_count()): a job given 4 cores of a 128-core GPU machine wrote with 8 threads, and each of
+    # torchrun's 8 ranks of a 16-core machine with 8 (64 threads encoding PNGs on 16 cores)
+    import subprocess
+    import sys
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = "import os, importlib; {} print(importlib.import_module('bicyclegan.engine.sample').WRITERS)"
+    mine = len(os.sched_getaffinity(0))
+    for one_core, ranks, want in ((True, 1, 1), (False, 64, 1), (False, 1, min(8, mine))):
+        pin = "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});" if one_core else ""
+        env = {**os.environ, "LOCAL_WORLD_SIZE": str(ranks)}
+        got = subprocess.run([sys.executable, "-c", code.format(pin)], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        assert int(got) == want, (one_core, ranks, got)  # (one core of this process's: one thread)
+
+
 @pytest.mark.parametrize("failing", [None, "00001_random_z2.png"])
 def test_sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed(demo_root, tmp_path, monkeypatch,
                                                                                failing):
