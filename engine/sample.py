@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
-from bicyclegan.pipelines.files import local_ranks, usable_cores
+from bicyclegan.pipelines.files import core_share
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import MAX_SEED, check_bool, check_int, check_named
@@ -55,7 +55,7 @@ GRID_ROWS = 8  # inputs shown in the overview grid
 # and one at a time they were 60 % of a CPU sample's time (200 inputs x 23 images, 32 px), nearly all a GPU's. Of the
 # cores this process may use (a job's cpuset, not the machine's 128) shared with torchrun's other ranks on the machine,
 # as the loader's workers are: 8 ranks of a 16-core machine wrote with 8 threads each.
-WRITERS = max(1, min(8, usable_cores() // local_ranks()))
+WRITERS = min(8, core_share())
 
 
 MAX_STRETCH = 16  # aspect_ratio's bound either way

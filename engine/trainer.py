@@ -388,13 +388,15 @@ def split_note(cfg: TrainConfig, root: Path) -> str:
             f"same layout, gives them held-out images")
 
 
-def _log_step(line: str | bytes) -> float:
-    """The step of a log.jsonl line; a blank or cut-short one (a kill or a full disk mid-write) is
-    past every step, so truncating the log drops it."""
+def _log_step(line: bytes) -> float | None:
+    """The step of a log.jsonl line; None for a line of no step (another tool's, or edited: kept wherever a
+    resume cuts); a blank or cut-short one (a kill or a full disk mid-write) is past every step, so the cut drops
+    it."""
     try:
-        return json.loads(line).get("step", 0)
-    except (ValueError, AttributeError):
+        row = json.loads(line)
+    except ValueError:
         return math.inf
+    return row.get("step") if isinstance(row, dict) else math.inf
 
 
 def _check_resumed_shapes(path: Path) -> None:
@@ -427,14 +429,6 @@ def _lines_from_end(f, block: int = 1 << 20):
     yield 0, rest
 
 
-def _of_a_step(line: bytes) -> bool:
-    """Whether a log line says its step, as the trainer's all do (another tool's, or an edited one, may not)."""
-    try:
-        return isinstance(row := json.loads(line), dict) and "step" in row
-    except ValueError:
-        return False
-
-
 def _keep_log_to(path: Path, step: int, what: str) -> bool:
     """Cut the log at `path` after its last line of a step up to `step` (_log_step): the lines after it (later
     steps, a blank or cut-short one) dropped, but a line of no step (another tool's, kept as of step 0); whether
@@ -447,13 +441,13 @@ def _keep_log_to(path: Path, step: int, what: str) -> bool:
         f.seek(max(size - 1, 0))
         ends = f.read(1) in (b"", b"\n")  # (in a newline, or empty)
         for offset, line in _lines_from_end(f):
-            if _log_step(line) > step:
+            if (at := _log_step(line)) is None:  # (of no step: kept, as a line-by-line rewrite kept it)
+                kept.append(line)
+            elif at > step:
                 dropped |= offset < size  # (not the nothing after a last newline)
-            elif _of_a_step(line):
+            else:
                 keep = offset + len(line)
                 break
-            else:  # (of no step: kept, as a line-by-line rewrite kept it)
-                kept.append(line)
     if not dropped and ends:  # as it is
         return False
 

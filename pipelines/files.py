@@ -671,6 +671,12 @@ def local_ranks():
     return max(1, int(ranks)) if ranks.isdigit() else 1
 
 
+def core_share():
+    """This process's share of the cores it may use among the ranks on this machine (usable_cores, local_ranks),
+    at least 1: what its loader workers and writer threads are sized by."""
+    return max(1, usable_cores() // local_ranks())
+
+
 def _check_share(paths, cache, max_pixels, folder, world_size):
     """The verdicts on `paths`, in order ((W, H) or a reason), and the cacheable ones among them,
     {position: [size, ino, ctime_ns, W, H]}: cached verdicts where the files are unchanged,

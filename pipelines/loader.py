@@ -6,7 +6,7 @@ import os
 import torch
 from PIL import Image
 
-from .files import MAX_PIXELS, find_samples, local_ranks, usable_cores
+from .files import MAX_PIXELS, core_share, find_samples
 from .spec import BACKENDS, LAYOUTS, RESIZING, LoaderSpec, as_hw
 
 
@@ -88,7 +88,7 @@ def default_workers(backend, device):
     batches of 16 a second, which a graphed step on a recent GPU may outrun. Otherwise
     min(4, the ranks' share of the cores): DALI's threads only read files for its GPU decoder, and training on
     the CPU needs the cores for itself (two ranks on 2 cores each ran 2 workers, 6 processes on 2 cores)."""
-    share = usable_cores() // local_ranks()
+    share = core_share()
     if backend == "torch" and torch.device(device).type == "cuda":
         return max(1, min(16, share - 1))
     return max(1, min(4, share))

@@ -465,8 +465,8 @@ def test_no_shared_memory_folder_on_linux_means_no_workers(tmp_path, monkeypatch
     DataLoader's locks there, and iterating failed with a bare '[Errno 2] No such file or directory'
     after the model was built. The default count is 0, said in one line; a count given is refused.
     Elsewhere (no /dev/shm on macOS or Windows) the platform's own means serve: not checked."""
-    from bicyclegan.pipelines import loader as loader_module
-    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)
+    from bicyclegan.pipelines import files as files_module
+    monkeypatch.setattr(files_module, "usable_cores", lambda: 2)
     good_set(tmp_path, n=4)
 
     def missing(path):
@@ -531,8 +531,8 @@ def test_a_temporary_folder_too_long_for_the_workers_sockets_means_no_workers(tm
 def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, caplog):
     """num_workers not given: at most the workers whose batches fit, said in one line naming the two
     ways to change it; the loader works with them."""
-    from bicyclegan.pipelines import loader as loader_module
-    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
+    from bicyclegan.pipelines import files as files_module
+    monkeypatch.setattr(files_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
     good_set(tmp_path, n=4)
     for free, workers in ((fit_from(2), 2), (fit_from(2) - 1, 1), (fit_from(1), 1), (fit_from(1) - 1, 0)):
         shared_memory(monkeypatch, free)
@@ -555,7 +555,7 @@ def test_default_workers_are_those_shared_memory_holds(tmp_path, monkeypatch, ca
     assert made.num_workers == 1 and sum(b["A"].shape[0] for b in made) == 4  # the chosen worker loads
     # torchrun's ranks on one machine check before any starts its workers: each gets its share (of 6 cores, whose
     # share is 3 workers a rank of 2, 2 of 3: the memory is what lowers them)
-    monkeypatch.setattr(loader_module, "usable_cores", lambda: 6)
+    monkeypatch.setattr(files_module, "usable_cores", lambda: 6)
     shared_memory(monkeypatch, 2 * fit_from(2))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert load(tmp_path, num_workers=None).num_workers == 2
@@ -571,8 +571,8 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
     whose batch finds no room hangs (torch logs 'No space left on device', the batch never comes):
     the largest size counts. 32 x 32 halves under none: as BATCH; a 64 x 64 file at batch 1 counts
     1 x 6 x 64 x 64 bytes, not its 32 x 32 neighbour's; other shapes their area, not a side squared."""
-    from bicyclegan.pipelines import loader as loader_module
-    monkeypatch.setattr(loader_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
+    from bicyclegan.pipelines import files as files_module
+    monkeypatch.setattr(files_module, "usable_cores", lambda: 2)  # default on the CPU: min(4, cores)
     good_set(tmp_path, n=4, h=32, w=64)
     shared_memory(monkeypatch, fit_from(1))
     assert load(tmp_path, preprocess="none", num_workers=None).num_workers == 1
