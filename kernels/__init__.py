@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 # Each name's submodule, imported on the name's first use (PEP 562): the engine's config and errors take IMPLS and
 # the tuning tables' errors from _names.py without importing torch (the `bicyclegan` command's --help, refusals).
-_FROM = {"_impl": ["resolve_impl", "triton_available"], "_names": ["IMPLS"], "acts": ["ACTS", "apply_act"],
+_FROM = {"_impl": ["fallbacks", "get_fallback_mode", "resolve_impl", "set_fallback_mode", "triton_available"],
+         "_names": ["IMPLS"], "acts": ["ACTS", "apply_act"],
          "avg_pool": ["AvgPool2d", "avg_pool2d"], "fuse": ["fuse_norm_act"],
          "norm_act": ["InstanceNormAct2d", "instance_norm_act", "instance_norm_act_ref"],
          "zinject": ["ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref", "z_concat_conv",
@@ -16,7 +17,7 @@ _FROM = {"_impl": ["resolve_impl", "triton_available"], "_names": ["IMPLS"], "ac
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
 
 if TYPE_CHECKING:  # (the names as type checkers and editors read them: _FROM's, tested)
-    from ._impl import resolve_impl, triton_available
+    from ._impl import fallbacks, get_fallback_mode, resolve_impl, set_fallback_mode, triton_available
     from ._names import IMPLS
     from .acts import ACTS, apply_act
     from .avg_pool import AvgPool2d, avg_pool2d
@@ -47,7 +48,7 @@ __all__ = [
     "ACTS", "IMPLS", "apply_act", "AvgPool2d", "avg_pool2d",
     "InstanceNormAct2d", "fuse_norm_act", "instance_norm_act", "instance_norm_act_ref",
     "ZConcatConv2d", "tile_z", "z_concat_act", "z_concat_act_ref", "z_concat_conv", "z_concat_conv_ref",
-    "register_ops", "resolve_impl", "triton_available",
+    "fallbacks", "get_fallback_mode", "register_ops", "resolve_impl", "set_fallback_mode", "triton_available",
 ]
 
 

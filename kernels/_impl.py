@@ -1,7 +1,9 @@
 """Choosing between a Triton kernel and its pure-PyTorch reference (the `impl` switch).
 
 "auto" picks Triton for CUDA tensors (or anywhere under TRITON_INTERPRET=1, which is how CI runs
-the kernels on CPU) and the reference elsewhere. A fallback that costs speed warns once.
+the kernels on CPU) in the dtypes the kernels take, and the reference elsewhere. Every such fallback goes through
+`fallback`, which records it (`fallbacks()`) and, as the mode says (`set_fallback_mode`, $BICYCLEGAN_KERNELS),
+warns once per reason or raises: a user timing a model can tell it ran the kernels.
 """
 import functools
 import operator
@@ -12,6 +14,9 @@ import warnings
 import torch
 
 from ._names import IMPLS
+
+# The dtypes the kernels take (the z injection's also float64 under impl='triton', for gradcheck).
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 _TRITON_OK = None  # probed on first use: importing triton takes a while and CPU-only users need not pay it
 
@@ -95,6 +100,68 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+# Fallbacks of impl="auto" to the reference. As torch.set_deterministic_debug_mode ("default" / "warn" / "error")
+# for its nondeterministic ops: "allow" records them, "warn" also warns once per op and reason, "strict" raises.
+FALLBACK_MODES = ("allow", "warn", "strict")
+FALLBACK_ENV = "BICYCLEGAN_KERNELS"
+_fallback_mode = None  # $BICYCLEGAN_KERNELS, read at the first fallback (the kernels' own path never reads it)
+_FALLBACKS = {}  # (op, reason) -> calls
+
+
+def set_fallback_mode(mode: str) -> str:
+    """What a fallback of impl='auto' to the PyTorch reference does from now on: "allow" (the default) records it
+    (fallbacks()), "warn" also warns once per op and reason, "strict" raises a RuntimeError saying why (a create_graph
+    backward, which no kernel computes, warns instead). Overrides $BICYCLEGAN_KERNELS; returns the mode it replaced."""
+    global _fallback_mode
+    if mode not in FALLBACK_MODES:
+        raise ValueError(f"set_fallback_mode: mode must be one of {FALLBACK_MODES}, got {mode!r}")
+    previous, _fallback_mode = get_fallback_mode(), mode
+    return previous
+
+
+def get_fallback_mode() -> str:
+    """The fallback mode: set_fallback_mode's, else $BICYCLEGAN_KERNELS's (unset or empty: "allow")."""
+    global _fallback_mode
+    if _fallback_mode is None:
+        mode = os.environ.get(FALLBACK_ENV, "") or "allow"
+        if mode not in FALLBACK_MODES:
+            raise ValueError(f"${FALLBACK_ENV} must be one of {FALLBACK_MODES} (or unset), got {mode!r}")
+        _fallback_mode = mode
+    return _fallback_mode
+
+
+def fallbacks(clear: bool = False) -> dict:
+    """{(op, reason): calls} of every fallback to the PyTorch reference since the process started (or the last
+    clear=True): impl='auto' where the kernels cannot run, and the create_graph backwards. Eager calls each count;
+    a torch.compile'd or exported graph counts its tracing once, a CUDA graph its capture."""
+    seen = dict(_FALLBACKS)
+    if clear:
+        _FALLBACKS.clear()
+    return seen
+
+
+def fallback(op: str, reason: str, refusable: bool = True, warn: bool = False) -> None:
+    """Note that `op` runs the PyTorch reference instead of its kernels, for `reason` (a short phrase, one of a few
+    per op: the warnings and the record are kept per reason). Called only off the kernels' path. refusable=False:
+    no kernel computes it (strict mode warns); warn: warn once in "allow" mode too."""
+    _FALLBACKS[op, reason] = _FALLBACKS.get((op, reason), 0) + 1
+    mode = get_fallback_mode()
+    if mode == "strict" and refusable:
+        raise RuntimeError(f"{op}: impl='auto' would run the PyTorch reference instead of the Triton kernels: "
+                           f"{reason}; the fallback mode is 'strict' (${FALLBACK_ENV}=strict or "
+                           f"bicyclegan.kernels.set_fallback_mode('strict')), which refuses it (impl='ref' asks for "
+                           f"the reference)")
+    if mode != "allow" or warn:
+        _warn_once(f"{op}: runs the PyTorch reference instead of the Triton kernels: {reason}"
+                   f"{'' if refusable else ' (no kernel computes it, so strict mode only warns)'}")
+
+
+# Run, not traced, by torch.compile (the mark of triton_available above): at tracing, once per graph, so a compiled
+# graph neither records every call nor guards on the record (traced, the record's count was a global dict's value
+# that each call changed: a recompile each call).
+fallback._dynamo_marked_constant = True
+
+
 def runs_triton(device) -> bool:
     """Whether the kernels can run on `device` here: triton importable, and a CUDA device (or any
     under TRITON_INTERPRET=1). The one rule for the ops, the trainer's refusal and inference loading."""
@@ -104,14 +171,12 @@ def runs_triton(device) -> bool:
 
 
 def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
-    """Return "triton" or "ref" for running `op` on tensor `x`."""
+    """Return "triton" or "ref" for running `op` on tensor `x`; auto's fallbacks to "ref" go through `fallback`."""
     if impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
-    runnable = runs_triton(x.device)
-    # float64 under auto: the reference (the kernels compute statistics in fp32, and on a GPU a
-    # float argument such as LeakyReLU's slope is fp32); impl="triton" may still ask for them.
-    if impl == "ref" or (impl == "auto" and x.dtype == torch.float64):
+    if impl == "ref":
         return "ref"
+    runnable = runs_triton(x.device)
     if impl == "triton":
         if not runnable and x.device.type != "cuda" and interpreter_too_late():
             raise RuntimeError(f"{op}: impl='triton' on a {x.device.type} tensor runs Triton's interpreter: "
@@ -121,14 +186,29 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
                 f"{op}: impl='triton' needs triton installed and a CUDA tensor (or TRITON_INTERPRET=1); "
                 f"got a {x.device.type} tensor, triton {'present' if triton_available() else 'missing'}")
         return "triton"
-    # (Not a "meta" tensor, shapes only, as a model built on meta to size it passes: the interpreter
-    # runs kernels on host memory, and failed there; "triton" still takes one where the launches are
-    # stubbed, as tests of the launch grids do.)
-    if runnable and x.device.type != "meta":
+    # auto: the kernels' dtypes only (float64 too: they compute statistics in fp32, and on a GPU a float argument
+    # such as LeakyReLU's slope is fp32; impl="triton" may still ask for them where an op takes it).
+    if runnable and x.dtype in KERNEL_DTYPES and x.device.type != "meta":
         return "triton"
-    if x.is_cuda:
-        _warn_once(f"{op}: triton is not importable, using the slower PyTorch reference on CUDA")
+    # (A "meta" tensor, shapes only, as a model built on meta to size it passes, computes nothing: not a fallback.
+    # The interpreter runs kernels on host memory, and failed there; "triton" still takes one where the launches
+    # are stubbed, as tests of the launch grids do.)
+    if x.device.type != "meta":
+        fallback(op, _why_not(x, runnable), warn=x.is_cuda and not runnable)  # (a broken install: said anyway)
     return "ref"
+
+
+def _why_not(x, runnable):
+    """Why auto does not run the kernels on x, in a few words of a few kinds (the record is kept per reason)."""
+    where = x.device.type
+    if runnable:
+        return f"x is {x.dtype} (the kernels take {', '.join(str(d) for d in KERNEL_DTYPES)})"
+    if where == "cuda":
+        return "triton is not importable"
+    if interpreter_too_late():
+        return f"a {where} tensor, and TRITON_INTERPRET was set after triton's import ({LATE_INTERPRETER})"
+    return (f"a {where} tensor (the kernels run on CUDA tensors, or on CPU ones in Triton's interpreter: "
+            f"TRITON_INTERPRET=1 before triton is imported)")
 
 
 NCHW, CL = torch.contiguous_format, torch.channels_last

@@ -49,6 +49,8 @@ import inspect
 
 import torch
 
+from ._impl import fallback
+
 
 def _as_tuple(outputs):
     return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
@@ -179,6 +181,8 @@ class TwoFacedOp:
                 f"create_graph=True (a gradient penalty, double backward) through this op would "
                 f"miss its second-order terms. Build the layers it passes through with impl='ref'")
         inputs, output = self._recompute(ctx.saved_tensors, ctx.args, ctx.scalars)
+        fallback(self._name.split("::")[-1], "a backward with create_graph=True (a gradient penalty, double "
+                 "backward, torch.func's grad) differentiates the reference, recomputed", refusable=False)
         wanted = [t for t, need in zip(inputs, needs) if need]
         found = iter(torch.autograd.grad(output, wanted, grad, create_graph=True, allow_unused=True)
                      if wanted else ())

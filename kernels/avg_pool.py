@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, NotScriptable, int_pair, memory_format, resolve_impl
+from ._impl import IMPLS, NotScriptable, fallback, int_pair, memory_format, resolve_impl
 from .norm_act import TRITON_DTYPES
 
 
@@ -41,13 +41,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     if ceil_mode and impl == "triton":  # (auto runs torch's; impl='triton' ran it too, without a word)
         raise ValueError("avg_pool2d: impl='triton' pools in floor mode only, got ceil_mode=True "
                          "(use impl='ref' or 'auto', which run torch's pooling for it)")
-    if resolve_impl(impl, x, "avg_pool2d") == "triton" and not ceil_mode and x.numel():
-        if x.dtype in TRITON_DTYPES:
+    if resolve_impl(impl, x, "avg_pool2d") == "triton" and x.numel():
+        if ceil_mode:  # (auto: impl='triton' was refused above)
+            fallback("avg_pool2d", "ceil_mode=True (the kernels pool in floor mode)")
+        elif x.dtype in TRITON_DTYPES:
             from .avg_pool_triton import avg_pool2d_triton
             y = avg_pool2d_triton(x if x.dim() == 4 else x.unsqueeze(0), k, s, p, count_include_pad,
                                   divisor_override, memory_format(x))
             return y if x.dim() == 4 else y.squeeze(0)
-        if impl == "triton":
+        else:  # (impl='triton': auto took the reference for another dtype in resolve_impl)
             raise TypeError(f"avg_pool2d: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
                             f"(use impl='ref' or 'auto')")
     return F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)

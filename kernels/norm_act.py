@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, NotScriptable, in_format, memory_format, resolve_impl
+from ._impl import IMPLS, KERNEL_DTYPES, NotScriptable, fallback, in_format, memory_format, resolve_impl
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
-TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+TRITON_DTYPES = KERNEL_DTYPES
 
 
 def _in_place() -> bool:
@@ -212,6 +212,9 @@ class InstanceNormAct2d(NotScriptable, nn.InstanceNorm2d):
     def _norm_act(self, x):
         if self.track_running_stats:
             _check_running_stats(True, self.impl)  # impl may have been switched since construction
+            if resolve_impl(self.impl, x, "instance_norm_act") == "triton":  # (auto: the kernels could run x)
+                fallback("instance_norm_act", "track_running_stats=True (the kernels compute instance statistics "
+                                              "only)")
             # nn.InstanceNorm2d's own call: instance statistics (and the running ones updated) in
             # training mode, the running statistics in eval mode.
             stats, params = (self.running_mean, self.running_var), (self.weight, self.bias)

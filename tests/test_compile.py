@@ -149,6 +149,34 @@ def test_a_network_compiled_before_triton_was_probed_is_not_compiled_again(impl,
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
 
 
+def test_a_fallback_in_a_compiled_graph_is_noted_at_its_tracing():
+    """A fallback of impl='auto' to the reference (here ceil_mode pooling, float64 norms) inside a compiled graph:
+    recorded, warned of or refused at the tracing, once per graph, not compiled into it (traced, the record's count
+    was a value each call changed), and the graph is not compiled again."""
+    from torch._dynamo.utils import counters
+
+    from bicyclegan.kernels import _impl, fallbacks, set_fallback_mode
+    saved = _impl._fallback_mode
+    net = nn.Sequential(InstanceNormAct2d(3), AvgPool2d(3, 2, 1, ceil_mode=True))
+    try:
+        fallbacks(clear=True)
+        counters.clear()
+        compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+        for x in [torch.randn(2, 3, 8, 8, requires_grad=True)] * 3:
+            compiled(x).sum().backward()
+        assert fallbacks(clear=True) == {("avg_pool2d", "ceil_mode=True (the kernels pool in floor mode)"): 1}
+        assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+        set_fallback_mode("strict")
+        torch._dynamo.reset()
+        with pytest.raises(RuntimeError, match=r"avg_pool2d: impl='auto' would run the PyTorch reference instead "
+                                               r"of the Triton kernels: ceil_mode=True \(the kernels pool in floor "
+                                               r"mode\)"):
+            torch.compile(net, fullgraph=True, backend="aot_eager")(x)
+    finally:
+        _impl._fallback_mode = saved
+        fallbacks(clear=True)
+
+
 def test_autocast_bf16_compiles():
     net = ZNet("concat_free", True)
     _assert_same(_eager_and_compiled(net, (torch.randn(2, 3, 6, 5), torch.randn(2, 3)), "aot_eager",

@@ -307,3 +307,141 @@ def test_an_op_is_made_where_custom_ops_have_no_register_vmap(monkeypatch):
     y = op.forward_op(x, None, 2.0)[0]
     (gx,) = torch.autograd.grad(y.sum(), x)
     torch.testing.assert_close(gx, torch.full_like(x, 2.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fallbacks of impl="auto" to the reference: recorded, warned of or refused (set_fallback_mode, $BICYCLEGAN_KERNELS)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fallback_mode():
+    """set_fallback_mode for one test: the record and the once-only warnings' memory start empty; the mode is put
+    back after it."""
+    from bicyclegan.kernels import _impl
+    saved = _impl._fallback_mode
+    kernels.fallbacks(clear=True)
+    _impl._warn_once.cache_clear()
+    yield kernels.set_fallback_mode
+    _impl._fallback_mode = saved
+    kernels.fallbacks(clear=True)
+
+
+def _f64(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+F64 = "x is torch.float64 (the kernels take torch.float32, torch.bfloat16, torch.float16)"
+# Every place impl="auto" takes the reference where the kernels run (here: the interpreter), with its reason.
+AUTO_FALLBACKS = {
+    "norm float64": (lambda: kernels.instance_norm_act(_f64(2, 3, 4, 4)), "instance_norm_act", F64),
+    "norm running statistics": (lambda: kernels.InstanceNormAct2d(3, track_running_stats=True)(torch.randn(2, 3, 4, 4)),
+                                "instance_norm_act", "track_running_stats=True (the kernels compute instance "
+                                                     "statistics only)"),
+    "z_concat_act float64": (lambda: kernels.z_concat_act(_f64(2, 3, 4, 4), _f64(2, 2)), "z_concat_act", F64),
+    "z_concat_conv float64": (lambda: kernels.z_concat_conv(_f64(2, 3, 4, 4), _f64(2, 2), _f64(4, 5, 3, 3)),
+                              "z_concat_conv", F64),
+    "ZConcatConv2d float64": (lambda: kernels.ZConcatConv2d(3, 2, 4, dtype=torch.float64)(_f64(2, 3, 4, 4), _f64(2, 2)),
+                              "z_concat_conv", F64),
+    "pool float64": (lambda: kernels.avg_pool2d(_f64(2, 3, 4, 4), 2), "avg_pool2d", F64),
+    "pool ceil_mode": (lambda: kernels.AvgPool2d(3, 2, 1, ceil_mode=True)(torch.randn(2, 3, 6, 6)), "avg_pool2d",
+                       "ceil_mode=True (the kernels pool in floor mode)"),
+}
+# impl="auto" calls that run the kernels, or that compute nothing a kernel would (no fallback to report).
+NOT_FALLBACKS = {
+    "norm": lambda: kernels.instance_norm_act(torch.randn(2, 3, 4, 4)),
+    "norm bf16": lambda: kernels.InstanceNormAct2d(3)(torch.randn(2, 3, 4, 4).bfloat16()),
+    "norm of an empty batch": lambda: kernels.instance_norm_act(torch.randn(0, 3, 4, 4)),
+    "norm on meta": lambda: kernels.instance_norm_act(torch.randn(2, 3, 4, 4, device="meta")),
+    "z conv": lambda: kernels.ZConcatConv2d(3, 2, 4)(torch.randn(2, 3, 4, 4), torch.randn(2, 2)),
+    "z conv of no z channel": lambda: kernels.z_concat_conv(torch.randn(2, 3, 4, 4), torch.randn(2, 0),
+                                                            torch.randn(4, 3, 3, 3)),
+    "pool": lambda: kernels.avg_pool2d(torch.randn(2, 3, 4, 4), 2),
+    "impl='ref'": lambda: kernels.instance_norm_act(_f64(2, 3, 4, 4), impl="ref"),
+}
+
+
+@pytest.mark.skipif(not kernels._impl.interpreting(), reason="runs the kernels in Triton's interpreter")
+def test_every_fallback_of_auto_is_recorded_warned_of_or_refused(fallback_mode):
+    """impl="auto" took the reference without a word where the kernels could not run its input (float64, a
+    norm with running statistics, ceil_mode pooling): a user timing a model could not tell. Each is now recorded
+    (fallbacks()), warned of once per op and reason ("warn"), or refused with the reason ("strict")."""
+    assert kernels.get_fallback_mode() == "allow"  # (the default: conftest sets no BICYCLEGAN_KERNELS)
+    for what, (call, op, reason) in AUTO_FALLBACKS.items():
+        call(), call()
+        assert kernels.fallbacks(clear=True) == {(op, reason): 2}, what
+    for what, call in NOT_FALLBACKS.items():
+        call()
+        assert kernels.fallbacks() == {}, what
+    assert fallback_mode("warn") == "allow"
+    for what, (call, op, reason) in AUTO_FALLBACKS.items():
+        kernels._impl._warn_once.cache_clear()
+        with pytest.warns(RuntimeWarning) as seen:
+            call(), call()
+        said = [str(w.message) for w in seen if "PyTorch reference" in str(w.message)]
+        assert said == [f"{op}: runs the PyTorch reference instead of the Triton kernels: {reason}"], what
+    assert fallback_mode("strict") == "warn"
+    for what, (call, op, reason) in AUTO_FALLBACKS.items():
+        with pytest.raises(RuntimeError) as e:
+            call()
+        assert str(e.value) == (f"{op}: impl='auto' would run the PyTorch reference instead of the Triton kernels: "
+                                f"{reason}; the fallback mode is 'strict' ($BICYCLEGAN_KERNELS=strict or "
+                                f"bicyclegan.kernels.set_fallback_mode('strict')), which refuses it (impl='ref' asks "
+                                f"for the reference)"), what
+    for what, call in NOT_FALLBACKS.items():
+        call()
+    with pytest.raises(ValueError, match=r"set_fallback_mode: mode must be one of \('allow', 'warn', 'strict'\), "
+                                         r"got 'error'"):
+        fallback_mode("error")
+
+
+@pytest.mark.skipif(not kernels._impl.interpreting(), reason="runs the kernels in Triton's interpreter")
+def test_a_create_graph_backward_is_recorded_and_not_refused(fallback_mode):
+    """A gradient penalty's backward differentiates the reference (no kernel computes second order): recorded and,
+    in strict mode, warned of, not refused, or no penalty could run with the kernels at all."""
+    fallback_mode("strict")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), kernels.InstanceNormAct2d(4, act="relu"),
+                              kernels.AvgPool2d(2), torch.nn.Conv2d(4, 1, 2))
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    net(x).sum().backward()  # (first order: the kernels, nothing recorded)
+    assert kernels.fallbacks() == {}
+    reason = ("a backward with create_graph=True (a gradient penalty, double backward, torch.func's grad) "
+              "differentiates the reference, recomputed")
+    with pytest.warns(RuntimeWarning) as seen:
+        for _ in range(2):
+            grad, = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+            grad.square().sum().backward()
+    assert kernels.fallbacks() == {("instance_norm_act", reason): 2, ("avg_pool2d", reason): 2}
+    assert sorted(str(w.message) for w in seen if "PyTorch reference" in str(w.message)) == [
+        f"{op}: runs the PyTorch reference instead of the Triton kernels: {reason} (no kernel computes it, so "
+        f"strict mode only warns)" for op in ("avg_pool2d", "instance_norm_act")]
+
+
+FALLBACK_ENV = """import warnings, torch
+from bicyclegan.kernels import fallbacks, get_fallback_mode, instance_norm_act
+x = torch.randn(2, 3, 4, 4)
+try:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        instance_norm_act(x), instance_norm_act(x)
+    print(get_fallback_mode(), list(fallbacks().values()), "|".join(str(w.message) for w in seen))
+except (RuntimeError, ValueError) as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("mode", ["", "warn", "strict", "Strict"])
+def test_the_fallback_mode_from_the_environment_and_a_cpu_without_the_interpreter(mode, monkeypatch):
+    """$BICYCLEGAN_KERNELS sets the mode; on a CPU without Triton's interpreter, auto's reference is the fallback
+    that says so (a bad value is refused by the variable's name)."""
+    monkeypatch.setenv("BICYCLEGAN_KERNELS", mode)
+    proc = _python(FALLBACK_ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reason = ("a cpu tensor (the kernels run on CUDA tensors, or on CPU ones in Triton's interpreter: "
+              "TRITON_INTERPRET=1 before triton is imported)")
+    said = {"": "allow [2] \n",
+            "warn": f"warn [2] instance_norm_act: runs the PyTorch reference instead of the Triton kernels: {reason}\n",
+            "strict": f"RuntimeError instance_norm_act: impl='auto' would run the PyTorch reference instead of the "
+                      f"Triton kernels: {reason}; the fallback mode is 'strict'",
+            "Strict": "ValueError $BICYCLEGAN_KERNELS must be one of ('allow', 'warn', 'strict') (or unset), got "
+                      "'Strict'"}[mode]
+    assert proc.stdout.startswith(said), proc.stdout

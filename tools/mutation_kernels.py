@@ -164,7 +164,8 @@ MUTANTS = [
      'ks, st = (kernel_size,) * 2, (stride,) * 2', NUMPY_LAYER),
     ('DI4', ZI, 'if mode == "fused_concat" or x.shape[1] == 0:', 'if mode == "fused_concat":', NO_X),
     ('DI5', NA, 'y = _instance_norm(x, *params,', 'y = torch.instance_norm(x, *params,', RUNNING_ONE),
-    ('DI6', IM, '    if runnable and x.device.type != "meta":', '    if runnable:', META),
+    ('DI6', IM, '    if runnable and x.dtype in KERNEL_DTYPES and x.device.type != "meta":',
+     '    if runnable and x.dtype in KERNEL_DTYPES:', META),
     ('DI7', ZI, 'if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:',
      'if x.dim() != 4 or x.shape[1] != self.in_channels:', NUMPY_LAYER),
     # memory format parity with torch (kernels/_impl.memory_format and its users)
