@@ -5,6 +5,8 @@
 reference's layout, so state_dicts match nn.Conv2d(in_channels + nz, ...)).
 The pure-PyTorch references live here; the Triton paths are in zinject_triton.py.
 """
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -79,26 +81,44 @@ def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     return z_concat_act_ref(x, z, act, slope)
 
 
-def conv_padding(padding, kernel_size, stride, who="z_concat_conv"):
+def conv_padding(padding, kernel_size, stride, who="z_concat_conv", dilation=1):
     """nn.Conv2d's padding strings as the (symmetric) padding the kernels take: "valid" is 0; "same"
-    is (k - 1) / 2 per side at stride 1, so the kernel's sides must be odd (nn.Conv2d pads an even
-    one unevenly, which these kernels do not do). Anything else is returned as it is."""
+    is dilation * (k - 1) / 2 per side at stride 1, so that product must be even (odd kernel sides at
+    dilation 1; nn.Conv2d pads an odd one unevenly, which these kernels do not do). Anything else is
+    returned as it is."""
     if not isinstance(padding, str):
         return padding
     ks, st = int_pair(who, "kernel_size", kernel_size, 1), int_pair(who, "stride", stride, 1)
+    dil = int_pair(who, "dilation", dilation, 1)
+    spans = [d * (k - 1) for d, k in zip(dil, ks)]  # (the taps' reach)
     if padding == "valid":
         return 0
-    if padding == "same" and all(s == 1 for s in st) and all(k % 2 for k in ks):
-        return tuple(k // 2 for k in ks)
+    if padding == "same" and all(s == 1 for s in st) and all(n % 2 == 0 for n in spans):
+        return tuple(n // 2 for n in spans)
     if padding == "same":
         raise ValueError(f"{who}: padding 'same' needs stride 1 and odd kernel sides (got kernel_size "
-                         f"{kernel_size}, stride {stride}); give the padding as an int or a pair instead")
+                         f"{kernel_size}, stride {stride}{'' if dil == (1, 1) else f', dilation {dilation}'}: "
+                         f"dilation x (side - 1) must be even); give the padding as an int or a pair instead")
     raise ValueError(f"{who}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
 
 
-def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2):
+def _groups(who, groups):
+    """nn.Conv2d's groups as an int >= 1 (numpy's and a 0-d integer tensor too), refused by name otherwise."""
+    try:
+        if isinstance(groups, bool):
+            raise TypeError
+        n = operator.index(groups)
+    except TypeError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{who}: groups must be an int >= 1, got {groups!r}")
+    return n
+
+
+def z_concat_conv_ref(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2, dilation=1,
+                      groups=1):
     """conv2d(act(cat(x, tile z))): the reference, which materialises the concatenation."""
-    return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding)
+    return F.conv2d(z_concat_act_ref(x, z, act, slope), weight, bias, stride, padding, dilation, groups)
 
 
 def _tiled_conv(az, wz, stride, padding, H, W):
@@ -140,12 +160,15 @@ def _split_channels(weight, C):
 
 
 def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,
-                  impl="auto", mode="concat_free"):
-    """conv2d(act(cat(x, tile z)), weight, bias), weight over the x channels then the z channels.
+                  impl="auto", mode="concat_free", *, dilation=1, groups=1):
+    """conv2d(act(cat(x, tile z)), weight, bias, stride, padding, dilation, groups), weight over the x
+    channels then the z channels (out x (in + nz) / groups x kh x kw, as F.conv2d's).
 
     With Triton, mode "concat_free" never builds the concatenation (conv over x's channels plus a
-    z term computed from the weight's z slice); "fused_concat" builds it in one fused pass.
-    padding: an int, a pair, or nn.Conv2d's "valid" / "same" (stride 1, odd kernel sides). The
+    z term computed from the weight's z slice); "fused_concat" builds it in one fused pass. The
+    z term's kernels take adjacent taps and one group: with dilation or groups other than 1 the
+    concatenation is built (the fused pass) whatever the mode, and torch's conv takes both.
+    padding: an int, a pair, or nn.Conv2d's "valid" / "same" (stride 1, odd kernel sides at dilation 1). The
     concatenation-free path keeps x itself for backward (the reference keeps the concatenation), so
     modifying x in place before backward raises autograd's in-place error. z: N x nz, or N x nz x 1 x 1.
     """
@@ -153,8 +176,11 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     check_act("z_concat_conv", act, slope)
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != x.shape[1] + z.shape[1]:
-        raise ValueError(f"z_concat_conv: weight {tuple(getattr(weight, 'shape', ()))} must be out x (in + nz) "
+    groups = _groups("z_concat_conv", groups)
+    if (not isinstance(weight, torch.Tensor) or weight.dim() != 4
+            or weight.shape[1] * groups != x.shape[1] + z.shape[1] or weight.shape[0] % groups):
+        per = "" if groups == 1 else f" / groups ({groups}), out divisible by groups,"
+        raise ValueError(f"z_concat_conv: weight {tuple(getattr(weight, 'shape', ()))} must be out x (in + nz){per} "
                          f"x kh x kw for x {tuple(x.shape)} and z {tuple(z.shape)}")
     if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != weight.shape[:1]):
         got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
@@ -167,8 +193,19 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
             raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
     # Both paths take the pairs: the kernels and the reference's z-term split read their two entries.
     stride = int_pair("z_concat_conv", "stride", stride, 1)
-    padding = int_pair("z_concat_conv", "padding", conv_padding(padding, tuple(weight.shape[2:]), stride), 0)
-    if resolve_impl(impl, x, "z_concat_conv") == "ref":
+    dilation = int_pair("z_concat_conv", "dilation", dilation, 1)
+    padding = int_pair("z_concat_conv", "padding",
+                       conv_padding(padding, tuple(weight.shape[2:]), stride, dilation=dilation), 0)
+    use = resolve_impl(impl, x, "z_concat_conv")
+    if dilation != (1, 1) or groups != 1:
+        # The z term's kernels (and the reference's split below) take adjacent taps and one group: the
+        # concatenation instead, written by the fused kernel where Triton runs, and torch's conv of it.
+        if use == "ref" or z.shape[1] == 0:
+            return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope, dilation, groups)
+        from .zinject_triton import _compute_dtype, z_concat_act_triton
+        y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x), concat_format(x, weight))
+        return F.conv2d(y, weight, bias, stride, padding, dilation, groups)
+    if use == "ref":
         if z.requires_grad and not x.requires_grad and torch.is_grad_enabled():
             return _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope)
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
@@ -195,22 +232,30 @@ class ZConcatConv2d(NotScriptable, nn.Module):
     U-Net's outermost block. nz=0 makes it a plain act + conv that takes and ignores any z (with
     where_add=input, the U-Net hands its code to every level). `mode` picks the Triton path
     (see z_concat_conv); it is a plain attribute, so a built network can be switched in place.
+    dilation and groups (keywords) are nn.Conv2d's, over the concatenation's in_channels + nz channels (z's
+    are the last group's); other than 1 they build the concatenation whatever the mode (see z_concat_conv).
     """
 
     def __init__(self, in_channels, nz, out_channels, kernel_size=4, stride=2, padding=1,
-                 act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free", device=None, dtype=None):
+                 act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free", device=None, dtype=None,
+                 *, dilation=1, groups=1):
         super().__init__()
         check_act("ZConcatConv2d", act, slope)
         if mode not in MODES:
             raise ValueError(f"ZConcatConv2d: mode must be one of {MODES}, got {mode!r}")
         if impl not in IMPLS:
             raise ValueError(f"ZConcatConv2d: impl must be one of {IMPLS}, got {impl!r}")
-        padding = conv_padding(padding, kernel_size, stride, "ZConcatConv2d")
+        int_pair("ZConcatConv2d", "dilation", dilation, 1)
+        if (in_channels + nz) % _groups("ZConcatConv2d", groups) or out_channels % groups:
+            raise ValueError(f"ZConcatConv2d: groups ({groups}) must divide in_channels + nz ({in_channels} + {nz}) "
+                             f"and out_channels ({out_channels})")
+        padding = conv_padding(padding, kernel_size, stride, "ZConcatConv2d", dilation)
         self.in_channels, self.nz, self.out_channels = in_channels, nz, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.groups = dilation, operator.index(groups)
         self.act, self.slope, self.impl, self.mode = act, slope, impl, mode
         # device/dtype as nn.Conv2d (and InstanceNormAct2d) take them: built in place, e.g. on "meta".
-        conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, bias=bias,
+        conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias,
                          device=device, dtype=dtype)
         self.weight, self.bias = conv.weight, conv.bias
 
@@ -220,16 +265,18 @@ class ZConcatConv2d(NotScriptable, nn.Module):
             raise ValueError(f"ZConcatConv2d: expected x, a tensor of N x {self.in_channels} x H x W, got {got}")
         if self.nz == 0:  # z, if given, is not used: a U-Net passes its code through every level
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
-                            self.stride, self.padding)
+                            self.stride, self.padding, self.dilation, self.groups)
         codes = as_codes(z)
         if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[1] != self.nz:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
             raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got "
                              f"{got} (x {tuple(x.shape)})")
         return z_concat_conv(x, codes, self.weight, self.bias, self.stride, self.padding, self.act,
-                             self.slope, self.impl, self.mode)
+                             self.slope, self.impl, self.mode, dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self):
+        rare = "".join(f", {k}={v}" for k, v in (("dilation", self.dilation), ("groups", self.groups))
+                       if v not in (1, (1, 1)))  # (as nn.Conv2d's repr: shown where not the default)
         return (f"{self.in_channels}+z{self.nz} -> {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, act={self.act}, impl={self.impl}, "
+                f"stride={self.stride}, padding={self.padding}{rare}, act={self.act}, impl={self.impl}, "
                 f"mode={self.mode}")

@@ -1030,3 +1030,59 @@ def test_zterm_add_is_fp32_exact_whatever_the_matmul_precision(device, precision
     valid = F.unfold(torch.ones(1, 1, H, W, dtype=torch.float64), (K, K), padding=P, stride=S)[0]
     want = torch.einsum("nok,kl->nol", q.double().view(N, CO, K * K), valid).view(N, CO, OH, OW)
     torch.testing.assert_close(y.double().cpu(), want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
+
+
+# nn.Conv2d's dilation and groups, taken by ZConcatConv2d and z_concat_conv (was: "got an unexpected keyword
+# argument 'dilation'"), against nn.Conv2d on the concatenation, in values and every gradient.
+@pytest.mark.parametrize("impl,mode", [("ref", "concat_free"), ("triton", "concat_free"), ("triton", "fused_concat")])
+@pytest.mark.parametrize("kernel_size,padding,dilation,groups", [
+    (3, 2, 2, 1), (4, (3, 1), (2, 1), 1), (3, 1, 1, 2), (3, "same", (2, 1), 5), (1, 0, 1, 10)])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, CL])
+def test_dilation_and_groups_as_nn_conv2d(impl, mode, kernel_size, padding, dilation, groups, fmt, poisoned):
+    C, nz, out = 6, 4, 10  # (groups 5 and 10: z's channels shared with x's by one group, and groups of one channel)
+    x, z = _inputs(3, C, 9, 7, nz, torch.float32, fmt)
+    conv = nn.Conv2d(C + nz, out, kernel_size, 1, padding, dilation, groups).to(memory_format=fmt)
+    layer = ZConcatConv2d(C, nz, out, kernel_size, 1, padding, impl=impl, mode=mode, dilation=dilation,
+                          groups=groups).to(memory_format=fmt)
+    layer.load_state_dict(conv.state_dict())
+    for x_grad in (True, False):  # (x without a gradient: the reference's z-term split takes neither)
+        xx, zz = x.clone().requires_grad_(x_grad), z.clone().requires_grad_()
+        xr, zr = x.clone().requires_grad_(x_grad), z.clone().requires_grad_()
+        expected = conv(F.leaky_relu(torch.cat([xr, zr[:, :, None, None].expand(-1, -1, 9, 7)], 1), 0.2))
+        layer.zero_grad(), conv.zero_grad()
+        y = layer(xx, zz)
+        grad = torch.randn_like(expected)
+        y.backward(grad), expected.backward(grad)
+        assert y.shape == expected.shape and y.stride() == expected.stride()
+        _close(y, expected, torch.float32, "output")
+        for name, got, want in (("x", xx.grad, xr.grad), ("z", zz.grad, zr.grad), ("weight", layer.weight.grad,
+                                conv.weight.grad), ("bias", layer.bias.grad, conv.bias.grad)):
+            if want is None:
+                assert got is None, name
+            else:
+                _close(got, want, torch.float32, f"grad {name} (x_grad {x_grad})")
+    _close(z_concat_conv(x, z, conv.weight, conv.bias, 1, padding, impl=impl, mode=mode, dilation=dilation,
+                         groups=groups), expected, torch.float32, "functional")
+
+
+def test_dilation_and_groups_in_repr_and_refused_by_name():
+    assert "dilation=2, groups=2" in repr(ZConcatConv2d(4, 2, 6, 3, 1, 2, dilation=2, groups=2))
+    assert "dilation" not in repr(ZConcatConv2d(4, 2, 6)) and "groups" not in repr(ZConcatConv2d(4, 2, 6))
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: groups \(4\) must divide in_channels \+ nz \(4 \+ 2\) "
+                                         r"and out_channels \(6\)"):
+        ZConcatConv2d(4, 2, 6, groups=4)
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: groups must be an int >= 1, got 0"):
+        ZConcatConv2d(4, 2, 6, groups=0)
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: dilation must be an int >= 1 or a pair of them, got 1\.5"):
+        ZConcatConv2d(4, 2, 6, dilation=1.5)
+    with pytest.raises(ValueError, match=r"ZConcatConv2d: padding 'same' needs stride 1 and odd kernel sides \(got "
+                                         r"kernel_size 2, stride 1, dilation 3: dilation x \(side - 1\) must be "
+                                         r"even\)"):
+        ZConcatConv2d(4, 2, 6, 2, 1, "same", dilation=3)  # (the taps reach 3: nn.Conv2d pads 1 and 2)
+    assert ZConcatConv2d(4, 2, 6, 4, 1, "same", dilation=2).padding == (3, 3)  # (the taps reach 6: even)
+    x, z = torch.randn(2, 4, 6, 6), torch.randn(2, 2)
+    with pytest.raises(ValueError, match=r"z_concat_conv: weight \(6, 6, 3, 3\) must be out x \(in \+ nz\) / groups "
+                                         r"\(2\), out divisible by groups, x kh x kw"):
+        z_concat_conv(x, z, torch.randn(6, 6, 3, 3), groups=2)
+    with pytest.raises(ValueError, match=r"z_concat_conv: groups must be an int >= 1, got True"):
+        z_concat_conv(x, z, torch.randn(6, 6, 3, 3), groups=True)
