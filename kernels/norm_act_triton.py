@@ -540,12 +540,16 @@ def _recompute(tensors, args, inputs):
     saved, weight, bias = tensors[:3]
     act, slope, from_y = args[:3]
     if from_y:
+        # Raised inside the penalty's torch.autograd.grad: x's shape is what tells the user which layer.
         raise RuntimeError(
-            "instance_norm_act: a backward with create_graph=True (a gradient penalty, double backward) "
-            "needs the layer's input x, and this LeakyReLU layer without affine parameters saved its "
-            "output y instead (the next layer keeps y anyway; x would be one more activation-sized "
-            "tensor per layer). Build it with double_backward=True (InstanceNormAct2d(..., "
-            "double_backward=True), instance_norm_act(..., double_backward=True)) or impl='ref'")
+            f"instance_norm_act: a backward with create_graph=True (a gradient penalty: R1, WGAN-GP; double "
+            f"backward) needs the layer's input x, and this LeakyReLU norm without affine parameters (x of shape "
+            f"{tuple(saved.shape)}) kept only its output y: the Triton path's default, which impl='auto' takes on "
+            f"CUDA tensors (the reference, which it takes on the CPU, keeps x). Pass double_backward=True: "
+            f"InstanceNormAct2d(..., double_backward=True), fuse_norm_act(model, double_backward=True), "
+            f"instance_norm_act(..., double_backward=True), or on a built model set m.double_backward = True for "
+            f"each InstanceNormAct2d m in model.modules() (one more activation-sized tensor kept per such layer, as "
+            f"nn.InstanceNorm2d + nn.LeakyReLU keep); or impl='ref'")
     return (saved, weight, bias), instance_norm_act_ref(saved, act, slope, inputs[5], weight, bias)
 
 
