@@ -174,9 +174,9 @@ def resolve_impl(impl: str, x: torch.Tensor, op: str) -> str:
     """Return "triton" or "ref" for running `op` on tensor `x`; auto's fallbacks to "ref" go through `fallback`."""
     if impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
+    runnable = runs_triton(x.device)
     if impl == "ref":
         return "ref"
-    runnable = runs_triton(x.device)
     if impl == "triton":
         if not runnable and x.device.type != "cuda" and interpreter_too_late():
             raise RuntimeError(f"{op}: impl='triton' on a {x.device.type} tensor runs Triton's interpreter: "
