@@ -235,6 +235,7 @@ class ZConcatConv2d(NotScriptable, nn.Module):
     dilation and groups (keywords) are nn.Conv2d's, over the concatenation's in_channels + nz channels (z's
     are the last group's); other than 1 they build the concatenation whatever the mode (see z_concat_conv).
     """
+    dilation, groups = 1, 1  # (a layer pickled whole before they were taken has neither: it computes as it did)
 
     def __init__(self, in_channels, nz, out_channels, kernel_size=4, stride=2, padding=1,
                  act="leaky_relu", slope=0.2, bias=True, impl="auto", mode="concat_free", device=None, dtype=None,

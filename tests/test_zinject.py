@@ -1065,6 +1065,18 @@ def test_dilation_and_groups_as_nn_conv2d(impl, mode, kernel_size, padding, dila
                          groups=groups), expected, torch.float32, "functional")
 
 
+def test_a_layer_pickled_whole_before_dilation_and_groups_computes_as_it_did():
+    layer = ZConcatConv2d(4, 2, 6, impl="ref")
+    x, z = torch.randn(2, 4, 8, 8), torch.randn(2, 2)
+    want = layer(x, z)
+    state = layer.__getstate__()
+    del state["dilation"], state["groups"]  # (what torch.save(layer) of an earlier version holds)
+    old = ZConcatConv2d.__new__(ZConcatConv2d)
+    old.__setstate__(state)
+    torch.testing.assert_close(old(x, z), want, rtol=0, atol=0)
+    assert "dilation" not in repr(old)
+
+
 def test_dilation_and_groups_in_repr_and_refused_by_name():
     assert "dilation=2, groups=2" in repr(ZConcatConv2d(4, 2, 6, 3, 1, 2, dilation=2, groups=2))
     assert "dilation" not in repr(ZConcatConv2d(4, 2, 6)) and "groups" not in repr(ZConcatConv2d(4, 2, 6))
