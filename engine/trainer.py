@@ -1863,30 +1863,27 @@ class Trainer:
     def _write_row(self, log, avg: dict, lr: float, ips: float | None, diverged: bool) -> None:
         """log.jsonl's line of the interval (rank 0's), TensorBoard's; the report too for a diverged one. ips None:
         no speed (a line of no steps)."""
-        def write():
-            if not log:
-                return
+        def write():  # (log: rank 0's open log.jsonl)
             # JSON has no NaN: a non-finite loss is written as null beside "diverged".
             row = {"step": self.step, "epoch": self.epoch, "lr": lr,
                    **({"img_per_s": round(ips, 2)} if ips is not None else {}),
-                   **{k: (v if math.isfinite(v) else None) for k, v in avg.items()}}
+                   **{k: (v if math.isfinite(v) else None) for k, v in avg.items()},
+                   **({"diverged": True} if diverged else {})}
             try:
-                log.write(json.dumps({**row, **({"diverged": True} if diverged else {})}) + "\n")
+                log.write(json.dumps(row) + "\n")
                 log.flush()
             except OSError as e:
                 # A full disk or a folder gone read-only: one line naming the file and where to resume
                 # from, as the checkpoints' and grids' writes say (a bare OSError came with a traceback).
-                try:
+                with contextlib.suppress(OSError):
                     log.close()  # now, or the close in train() tries the line again and raises over this
-                except OSError:
-                    pass
                 raise OutputError(f"cannot write the training log {self.run_dir / 'log.jsonl'} at step "
                                   f"{self.step}: {write_reason(e, self.run_dir)}; {self._last_good()}") from e
-            if self.tb:
+            if self.tb:  # (its scalars skip "diverged")
                 self.tb.log_row({**row, **{k: v for k, v in avg.items() if not math.isfinite(v)}})
             if self._on_log is not None:
                 try:
-                    self._on_log({**row, **({"diverged": True} if diverged else {})})
+                    self._on_log(row)
                 except Exception as e:  # (a tracker's network hiccup is no reason to end a training)
                     if not self._on_log_failed:
                         self._on_log_failed = True
@@ -1895,8 +1892,7 @@ class Trainer:
         self.dist.main_decides(write)  # rank 0's failure stops every rank (see save)
         if diverged:
             self._divergence_logged = True
-            if log:
-                self.write_report()  # the page says so (it was left at the last sample interval)
+            self.write_report()  # the page says so (it was left at the last sample interval)
 
     def train(self) -> Path:
         """Train to the run's last step; returns the run folder. While it trains, from the main thread,
@@ -1992,12 +1988,17 @@ class Trainer:
                            f"(where the {self.world} processes agree), then saving")
         return told
 
+    def _epoch_kept(self) -> int | None:
+        """N where self.step ends epoch N and save_epoch_freq keeps its epoch_N.pt, else None."""
+        done, rest = divmod(self.step, self.steps_per_epoch)
+        kept = self.step and not rest and self.cfg.save_epoch_freq and done % self.cfg.save_epoch_freq == 0
+        return done if kept else None
+
     def _epoch_checkpoint_owed(self) -> bool:
         """Whether the run resumed at the last step of an epoch (self.epoch, not yet counted done) whose epoch_N.pt
         save_epoch_freq keeps and the folder lacks."""
-        done, rest = divmod(self.step, self.steps_per_epoch)
-        return (self.saved_step == self.step and self.step > 0 and not rest and done == self.epoch + 1
-                and bool(self.cfg.save_epoch_freq) and done % self.cfg.save_epoch_freq == 0
+        done = self._epoch_kept()
+        return (self.saved_step == self.step and done == self.epoch + 1
                 and not (self.run_dir / "checkpoints" / epoch_name(done)).exists())
 
     def _train(self) -> Path:
@@ -2060,8 +2061,7 @@ class Trainer:
                         stop = self.validate(stop=stop)
                     if self.step % cfg.save_every == 0:
                         self.save()
-                    done, rest = divmod(self.step, self.steps_per_epoch)
-                    if cfg.save_epoch_freq and not rest and done % cfg.save_epoch_freq == 0:
+                    if done := self._epoch_kept():  # (>= 1: a step was trained)
                         # stored as the start of the next epoch, so resuming from it skips no batch
                         self.save(self.run_dir / "checkpoints" / epoch_name(done), epoch=done)
                     aside += time.monotonic() - t_aside

@@ -1896,7 +1896,7 @@ MUTANTS = [
     ('SJ30', T, '!= class_name(self._model_cls):\n', '!= trained:\n', SJ_SUB),
     ('SJ31', T, '        elif not (isinstance(model_cls, type) and issubclass(model_cls, BicycleGAN)):',
      '        elif False:', SJ_SUB),
-    ('SJ32', T, '                    self._on_log({**row, **({"diverged": True} if diverged else {})})',
+    ('SJ32', T, '                    self._on_log(row)',
      '                    pass', SJ_SUB),
     ('SJ33', T, '                    if not self._on_log_failed:', '                    if True:', SJ_FLAKY),
     ('SJ34', T, '                except Exception as e:  # (a tracker',
