@@ -1493,13 +1493,10 @@ class Trainer:
             dist.broadcast_object_list(go, src=0)
         if not go[0]:
             return None
-        result, improved = [None], [False]
+        result = [None]
 
         def measure():
             result[0] = self._measure(stop)
-
-        def record():
-            improved[0] = self._record(result[0], stop)
         try:
             self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
         except DatasetError as e:
@@ -1529,12 +1526,8 @@ class Trainer:
             # Which one, SIGTERM winning as in mean_over_ranks: the ranks stop here, not at the next log
             # interval, where the evaluation owed for this step would be made at that step's weights.
             stop = signal.Signals(self.dist.agree(int(self._stop.received or 0)))
-        self.dist.main_decides(record)
-        if self.cfg.keep_best:
-            if self.world > 1:
-                dist.broadcast_object_list(improved, src=0)
-            if improved[0]:
-                self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
+        if self.dist.main_says(lambda: self._record(result[0], stop)):  # keep_best's measure improved
+            self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
         return stop if result[0] is None else None
 
     def request_stop(self) -> None:
