@@ -981,13 +981,19 @@ def _in_use(run_dir: Path) -> CheckpointError:
                            f"to end (then continue the run with --resume), or choose another --out", transient=True)
 
 
+def _idle_holder(lock: Path):
+    """The Trainer of this process that holds the lock file `lock` and never trained (a notebook cell run again,
+    the old one still held by its variable): a new Trainer of the folder takes its place (_lock_run_folder)."""
+    holder = _HOLDERS.get(str(lock.resolve()))
+    return holder if holder is not None and not holder._training else None
+
+
 def _check_not_in_use(run_dir: Path) -> None:
     """Refuse a run folder whose lock another training holds, as Trainer._lock_run_folder does, reading only: a
     shared lock, which a descriptor open for reading takes, is refused where an exclusive one is held, and is let
-    go at once. A Trainer of this process that never trained would give the run its place (see there)."""
+    go at once. A Trainer of this process that never trained would give the run its place (_idle_holder)."""
     path = run_dir / LOCK_FILE
-    idle = _HOLDERS.get(str(path.resolve()))
-    if (idle is not None and not idle._training) or fcntl is None:
+    if _idle_holder(path) is not None or fcntl is None:
         return
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -1255,10 +1261,7 @@ class Trainer:
         needs a descriptor open for writing, which a folder's never is (the folder's own lock failed
         there, so trainings on a shared disk, where two jobs collide, went unguarded)."""
         path = self.run_dir / LOCK_FILE
-        idle = _HOLDERS.get(str(path.resolve()))
-        if idle is not None and not idle._training:
-            # A Trainer of this process made for the folder and never trained (a notebook cell run again,
-            # the old one still held by its variable): this one takes its place; it no longer trains.
+        if (idle := _idle_holder(path)) is not None:  # this one takes its place; it no longer trains
             idle._release()
             idle._superseded = True
         if fcntl is None:  # (Windows: unguarded, as on a file system without locks)

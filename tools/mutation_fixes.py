@@ -980,7 +980,7 @@ MUTANTS = [
      DRY_ALL),
     ('CX14', T, '    return [row for row in _eval_rows(run_dir) if row["step"] <= step], best',
      '    return _eval_rows(run_dir), best', DRY_ALL),
-    ('CX15', T, '    if (idle is not None and not idle._training) or fcntl is None:\n        return\n    try:\n',
+    ('CX15', T, '    if _idle_holder(path) is not None or fcntl is None:\n        return\n    try:\n',
      '    if fcntl is None:\n        return\n    try:\n', DRY_ALL),
     # import-official: a --load_size its preprocess does not use, refused as train refuses it
     ('CX16', CLI, '{"load_size": data.get("load_size")}, "as given" if "preprocess" in data',
