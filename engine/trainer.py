@@ -1319,27 +1319,12 @@ class Trainer:
                                   f"{spec} --out NEW")
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
+        if self.main:
+            self._say_resumed_otherwise(state)
+        # This rank's own generators and log interval: rank 0's are the file's "rng" and "log_interval", the others'
+        # in its rank_ lists (None in a checkpoint from before they were kept: _setup seeds a stream of the rank's).
         self.rng_to_restore = state["rng"]
-        if self.main and (trained := state.get("model_class", class_name(BicycleGAN))) != class_name(self._model_cls):
-            # (a subclass's run resumed without it: its own loss terms dropped without a word)
-            print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls in "
-                  f"Python, --model_cls on the command line, which refuses this resume): from here the objective is "
-                  f"the latter's",
-                  file=sys.stderr)
-        if state.get("backend", self.loader.backend) != self.loader.backend and self.main:
-            # Allowed (a run may move to a machine without DALI), but the two backends draw their
-            # crops and flips differently: the order of the images is what stays the same.
-            print(f"note: the run trained with the {state['backend']} loader and resumes with the "
-                  f"{self.loader.backend} one: from here its crops and flips differ from those of an "
-                  f"uninterrupted run (the images come in the same order; their values may differ in a float's "
-                  f"last bit, also without crops or flips)", file=sys.stderr)
-        if self.main and (changed := _rounding_changes(state, self.cfg, self.model)):
-            # Allowed (the same training), and said: a resume is otherwise exact to the bit
-            print(f"note: the run resumes with {changed}: the same training, whose arithmetic may round otherwise "
-                  f"from here (its losses and weights then part from an uninterrupted run's in the last digits)",
-                  file=sys.stderr)
         if self.rank > 0:
-            # None in a checkpoint from before each rank's generators were kept (see __init__).
             self.rng_to_restore = (state.get("rank_rng") or [None] * self.world)[self.rank - 1]
         interval = (state.get("log_interval") if self.rank == 0 else
                     (state.get("rank_log_interval") or [None] * self.world)[self.rank - 1])
@@ -1348,6 +1333,28 @@ class Trainer:
             self.log_count = interval["count"]
             if "skipped" in interval:
                 self.log_skipped = interval["skipped"].to(self.device)
+
+    def _say_resumed_otherwise(self, state: dict) -> None:
+        """The notes on what the resume from `state` changes, and allows: the model class, the loader, the
+        arithmetic."""
+        if (trained := state.get("model_class", class_name(BicycleGAN))) != class_name(self._model_cls):
+            # (a subclass's run resumed without it: its own loss terms dropped without a word)
+            print(f"note: the run trained a {trained} and resumes with a {class_name(self._model_cls)} (model_cls in "
+                  f"Python, --model_cls on the command line, which refuses this resume): from here the objective is "
+                  f"the latter's",
+                  file=sys.stderr)
+        if state.get("backend", self.loader.backend) != self.loader.backend:
+            # Allowed (a run may move to a machine without DALI), but the two backends draw their
+            # crops and flips differently: the order of the images is what stays the same.
+            print(f"note: the run trained with the {state['backend']} loader and resumes with the "
+                  f"{self.loader.backend} one: from here its crops and flips differ from those of an "
+                  f"uninterrupted run (the images come in the same order; their values may differ in a float's "
+                  f"last bit, also without crops or flips)", file=sys.stderr)
+        if changed := _rounding_changes(state, self.cfg, self.model):
+            # Allowed (the same training), and said: a resume is otherwise exact to the bit
+            print(f"note: the run resumes with {changed}: the same training, whose arithmetic may round otherwise "
+                  f"from here (its losses and weights then part from an uninterrupted run's in the last digits)",
+                  file=sys.stderr)
 
     def _take_weights(self, state: dict, path: Path) -> None:
         """A new run from the weights of the checkpoint at `path`, once _check_start_from passed them (and set

@@ -1406,7 +1406,7 @@ MUTANTS = [
     ('SQ23', CK, '    state = rng_state(device, host=True)', '    state = rng_state(device)', CZ_KEPT),
     ('SQ24', CK, '    state = {"torch": torch.get_rng_state()}\n    if host:',
      '    state = {"torch": torch.get_rng_state()}\n    if True:', SAME_FILE),
-    ('SQ25', T, '        if self.main and (changed := _rounding_changes(state, self.cfg, self.model)):',
+    ('SQ25', T, '        if changed := _rounding_changes(state, self.cfg, self.model):',
      '        if False and (changed := _rounding_changes(state, self.cfg, self.model)):', ROUNDING),
     ('SQ26', RT, '    if rank is None and world > 1:', '    if False:', LAUNCH),
     ('SQ27', RT, '    if rank is not None and rank >= world:', '    if False:', LAUNCH),
