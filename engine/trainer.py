@@ -2093,33 +2093,7 @@ class Trainer:
         except DatasetError as e:  # a file broken or replaced since the checks: which step, what is intact
             if getattr(e, "held_out", False):  # an evaluation's, said as such by validate
                 raise
-            what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
-            # Step self.step finished and the failing batch trained nothing: saved as a signal's stop saves it (the
-            # steps since the last --save_every were lost), unless a checkpoint of it is there already (or it is step
-            # 0: nothing trained). One process only: with several, another rank may be waiting in a collective, and
-            # save() gathers from every rank.
-            unsaved = ""
-            if self.world == 1 and self.step and self.saved_step != self.step:
-                try:
-                    self.save()
-                except (CheckpointError, DivergenceError) as failed:  # the data error stays the one said
-                    # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
-                    said = str(failed.__cause__ or failed).splitlines()[0].removesuffix("; the previous one is intact")
-                    unsaved = f"step {self.step} could not be saved ({said}); "
-            # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
-            # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken
-            # where the file had changed. Where the files are the run's (a decoder failing on what the checks pass,
-            # a read that failed once), --resume --skip_bad goes on with the run's steps, optimisers and schedule.
-            then, files = None, getattr(e, "files", [])  # (none: an error of no file's, as a stalled worker's)
-            if self.saved_step is not None and files and not self.cfg.data.skip_bad and self._resumes_skipping(files):
-                then = (f"{self._last_good()}: {self._how_on(skip_bad=True)} to go on without such files (they have "
-                        f"the names and sizes the run checked, and pass the checks again: the resume takes them, and "
-                        f"replaces one that fails to decode by the next good sample)")
-            elif self.saved_step is not None:
-                then = (f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run "
-                        f"trains on the same files), or leave such files out in a new run from its weights: "
-                        f"--init_from {shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
-            raise self._data_error(e, what, "to leave such files out", then, unsaved) from e
+            raise self._stopped_on_data(e) from e
         except RuntimeError as e:
             if self.world == 1 or not (saw := lost_rank(e)):
                 raise
@@ -2143,6 +2117,37 @@ class Trainer:
                 raise KeyboardInterrupt(str(stopped)) from stopped
             raise stopped
         return self.run_dir
+
+    def _stopped_on_data(self, e: DatasetError) -> DatasetError:
+        """The error of a training stopped by the data error `e` (a file broken or replaced since the checks) as it
+        read the batch after self.step: which step, what is intact and how to go on."""
+        what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
+        # Step self.step finished and the failing batch trained nothing: saved as a signal's stop saves it (the
+        # steps since the last --save_every were lost), unless a checkpoint of it is there already (or it is step
+        # 0: nothing trained). One process only: with several, another rank may be waiting in a collective, and
+        # save() gathers from every rank.
+        unsaved = ""
+        if self.world == 1 and self.step and self.saved_step != self.step:
+            try:
+                self.save()
+            except (CheckpointError, DivergenceError) as failed:  # the data error stays the one said
+                # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
+                said = str(failed.__cause__ or failed).splitlines()[0].removesuffix("; the previous one is intact")
+                unsaved = f"step {self.step} could not be saved ({said}); "
+        # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
+        # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken
+        # where the file had changed. Where the files are the run's (a decoder failing on what the checks pass,
+        # a read that failed once), --resume --skip_bad goes on with the run's steps, optimisers and schedule.
+        then, files = None, getattr(e, "files", [])  # (none: an error of no file's, as a stalled worker's)
+        if self.saved_step is not None and files and not self.cfg.data.skip_bad and self._resumes_skipping(files):
+            then = (f"{self._last_good()}: {self._how_on(skip_bad=True)} to go on without such files (they have "
+                    f"the names and sizes the run checked, and pass the checks again: the resume takes them, and "
+                    f"replaces one that fails to decode by the next good sample)")
+        elif self.saved_step is not None:
+            then = (f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run "
+                    f"trains on the same files), or leave such files out in a new run from its weights: "
+                    f"--init_from {shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
+        return self._data_error(e, what, "to leave such files out", then, unsaved)
 
     def evaluate(self) -> dict:
         """The evaluation of the trained model on the test split, written to <run>/eval.json and with
