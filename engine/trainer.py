@@ -1510,27 +1510,7 @@ class Trainer:
         try:
             self.dist.each_decides(measure)  # one rank's error (a file changed since the checks) is every rank's
         except DatasetError as e:
-            # The evaluation's split, not the training data, and this step's evaluation, not the next step (the
-            # training's data error said both). --skip_bad covers it: Evaluation reads it with the run's data options.
-            ev = self.evaluation
-            split = ev.root / ev.phase
-            if self.saved_step != self.step:
-                # This step trained well: its checkpoint, the evaluation owed as a stop leaves it (the resumed
-                # run makes it first), where the steps since the last save were lost with the split's file.
-                self.eval_owed = self.step
-                self.save()
-            what = f"the evaluation at step {self.step} (--eval_every {self.cfg.eval_every})"
-            if not split.is_dir():  # (the pipelines' "choose one (--phase)" is no option of train's)
-                error = DatasetError(f"{what} found no {split}: the held-out split was moved or deleted during the "
-                                     f"run; put it back and {self._how_on()} (the evaluation is made first)")
-                error.from_rank0 = getattr(e, "from_rank0", False)
-            else:
-                where = (f"the held-out split {split} (the training data was not the problem)" if ev.phase != "train"
-                         else f"{split}, the training data, which it evaluates for want of a val/ or test/ split")
-                error = self._data_error(e, f"{what} stopped on {where}", "to leave such files out of the evaluations "
-                                                                          "too")
-            error.held_out = True
-            raise error from e
+            raise self._evaluation_stopped_on_data(e) from e
         if result[0] is None and stop is None:
             # Given up for a signal (on every rank alike: Evaluation.run agrees on it before each batch).
             # Which one, SIGTERM winning as in mean_over_ranks: the ranks stop here, not at the next log
@@ -1539,6 +1519,29 @@ class Trainer:
         if self.dist.main_says(lambda: self._record(result[0], stop)):  # keep_best's measure improved
             self.save(self.run_dir / "checkpoints" / BEST, best=self.best)
         return stop if result[0] is None else None
+
+    def _evaluation_stopped_on_data(self, e: DatasetError) -> DatasetError:
+        """The error of validate() stopped by the data error `e`: the evaluation's split, not the training data, and
+        this step's evaluation, not the next step (the training's data error said both), the step saved first.
+        --skip_bad covers it: Evaluation reads it with the run's data options."""
+        ev = self.evaluation
+        split = ev.root / ev.phase
+        if self.saved_step != self.step:
+            # This step trained well: its checkpoint, the evaluation owed as a stop leaves it (the resumed
+            # run makes it first), where the steps since the last save were lost with the split's file.
+            self.eval_owed = self.step
+            self.save()
+        what = f"the evaluation at step {self.step} (--eval_every {self.cfg.eval_every})"
+        if not split.is_dir():  # (the pipelines' "choose one (--phase)" is no option of train's)
+            error = DatasetError(f"{what} found no {split}: the held-out split was moved or deleted during the "
+                                 f"run; put it back and {self._how_on()} (the evaluation is made first)")
+            error.from_rank0 = getattr(e, "from_rank0", False)
+        else:
+            where = (f"the held-out split {split} (the training data was not the problem)" if ev.phase != "train"
+                     else f"{split}, the training data, which it evaluates for want of a val/ or test/ split")
+            error = self._data_error(e, f"{what} stopped on {where}", "to leave such files out of the evaluations too")
+        error.held_out = True
+        return error
 
     def request_stop(self) -> None:
         """Stops the training as a SIGTERM does (after the iteration in progress, under torchrun at the next log
