@@ -269,8 +269,8 @@ class StopSignals:
     be put back) and for one the process ignores (a script's background job starts with SIGINT
     ignored, which Python keeps: the script's Ctrl-C is not the job's; nohup ignores SIGHUP)."""
 
-    # In the order a step says which stopped it where several came (under torchrun, counted over the ranks). (Windows
-    # has no SIGHUP: read here at import, the package did not import there.)
+    # In the order a step says which stopped it where several came (under torchrun, counted over the ranks); Windows
+    # has no SIGHUP.
     SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None)
 
     def __init__(self):
@@ -741,8 +741,7 @@ def _check_length(cfg: TrainConfig, total_steps: int, step: int) -> None:
         if cfg.max_steps is not None:
             raise ConfigError(f"max_steps={cfg.max_steps} is below the step the checkpoint reached "
                               f"({step}): nothing to train; give a larger --max_steps")
-        # Without max_steps the schedule sets the length: "max_steps=None is below..." named an option
-        # the user never gave, and asked for a larger one, while the cut was in --niter / --niter_decay.
+        # Without max_steps the schedule sets the length: named are its options, not max_steps (never given).
         raise ConfigError(f"niter {cfg.niter} + niter_decay {cfg.niter_decay} epochs are {total_steps} "
                           f"iterations of this data, below the step the checkpoint reached ({step}): "
                           f"nothing to train; give a longer schedule (--niter_decay, --niter)")
@@ -1752,10 +1751,9 @@ class Trainer:
         self.dist.main_decides(write)
         if path is None:
             self.latest_written = self.step
-        # Every rank's record of it, past main_decides (which raised on every rank had the write failed): set
-        # in write(), rank 0's alone, another rank stopped by a lost rank said no checkpoint had been written.
-        # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt);
-        # of the two written at one step, latest.pt is named (the one --resume reads).
+        # Every rank's record (an error on any rank names it), set past main_decides, which raised on every rank had
+        # the write failed. An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no
+        # latest.pt); of the two written at one step, latest.pt is named (the one --resume reads).
         if path is None or self.saved_step != self.step:
             self.saved_step, self.saved_path = self.step, path or self.ckpt_path
 
@@ -1798,8 +1796,7 @@ class Trainer:
         if self.main:
             write_report(self.run_dir, cache=self.report_cache,
                          status={"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
-                                 "epochs": self.epochs,
-                                 "grid_split": getattr(self, "grid_split", None)})
+                                 "epochs": self.epochs, "grid_split": self.grid_split})  # (_fixed_samples')
 
     def _leave_out(self, losses: dict, skipped: torch.Tensor) -> dict:
         """--amp fp16: the losses of a step the GradScaler skipped (non-finite gradients of one network or more,
@@ -1965,7 +1962,7 @@ class Trainer:
             # (the evaluations, and --keep_best's best.pt with them, measured the training data without a word)
             self.progress.note(split_note(cfg, self.data_root))
         if self.saved_step is not None and self.step >= self.total_steps and self.main:
-            # A finished run resumed trains nothing, as it should; it used to say nothing about it either.
+            # A finished run resumed trains nothing: said, with how to train on.
             if cfg.max_steps is None:
                 longer = "more epochs (--niter_decay, --niter: the learning-rate schedule's length)"
             else:  # (--max_steps none: the whole schedule, where a short look with --max_steps was kept by resumes)
@@ -1973,8 +1970,7 @@ class Trainer:
                 longer = "a larger --max_steps" + (f", or --max_steps none for the whole schedule "
                                                    f"({plural(full, 'iteration')})" if full > self.step else "")
             print(f"note: {self.run_dir} has already trained its {plural(self.total_steps, 'iteration')}: "
-                  f"nothing to train; "
-                  f"to train on, resume it with {longer}", file=sys.stderr)
+                  f"nothing to train; to train on, resume it with {longer}", file=sys.stderr)
         if cfg.compile in ("default", "max-autotune"):
             self.progress.note(f"compile={cfg.compile}: the first iterations compile the networks (a minute or more)")
         if self.resume_path is not None and (self.run_dir / "report.html").is_file():
@@ -2137,10 +2133,9 @@ class Trainer:
                 # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
                 said = str(failed.__cause__ or failed).splitlines()[0].removesuffix("; the previous one is intact")
                 unsaved = f"step {self.step} could not be saved ({said}); "
-        # A resume trains on the same files (another set is refused: its epochs' order differs), so the advice
-        # "resume it with --resume (with --skip_bad to leave such files out)" was refused whichever was taken
-        # where the file had changed. Where the files are the run's (a decoder failing on what the checks pass,
-        # a read that failed once), --resume --skip_bad goes on with the run's steps, optimisers and schedule.
+        # A resume trains on the same files (another set is refused: its epochs' order differs): --resume --skip_bad
+        # is the way on only where the files are still the run's (a decoder failing on what the checks pass, a read
+        # that failed once); else the files put back, or a new run from the weights.
         then, files = None, getattr(e, "files", [])  # (none: an error of no file's, as a stalled worker's)
         if self.saved_step is not None and files and not self.cfg.data.skip_bad and self._resumes_skipping(files):
             then = (f"{self._last_good()}: {self._how_on(skip_bad=True)} to go on without such files (they have "
