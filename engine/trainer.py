@@ -1311,11 +1311,9 @@ class Trainer:
         if bad := self.model.nonfinite(optimizers=True):
             # (Adam's inf moments, which an earlier version saved unchecked: the resume trained a save interval of
             # frozen weights, then named this same file the last good checkpoint. The weights alone are sound.)
-            spec = model_option(class_spec(self._model_cls))
             raise DivergenceError(f"{self.resume_path} holds {self.model.describe_nonfinite(bad)}: the run diverged "
                                   f"before this checkpoint was saved, and a resume from it would not train; go on in "
-                                  f"a new run from its weights: --init_from {shlex.quote(str(self.resume_path))}"
-                                  f"{spec} --out NEW")
+                                  f"a new run from its weights: {self._init_from(self.resume_path)} --out NEW")
         self.step, self.epoch = state["step"], state["epoch"]
         self.saved_step, self.saved_path = self.step, self.resume_path
         if self.main:
@@ -1659,6 +1657,10 @@ class Trainer:
                 + " --skip_bad" * skip_bad + model_option(class_spec(self._model_cls))
                 + (f" ({', '.join(python)} in Python)" if python else ""))
 
+    def _init_from(self, path: Path) -> str:
+        """The options of a new run of this model class from the weights of the checkpoint at `path`."""
+        return f"--init_from {shlex.quote(str(path))}{model_option(class_spec(self._model_cls))}"
+
     def _resumes_skipping(self, files: list) -> bool:
         """Whether `--resume --skip_bad` takes the run on after `files` failed as a batch was read: the resume refuses
         training files of other names or sizes (samples_digest), and its checks leave out (with --skip_bad) a file that
@@ -1697,7 +1699,7 @@ class Trainer:
         else:
             # A resume keeps the run's --lr, --amp and loss weights (it refuses others): "try a lower --lr" was
             # advice a resume refused. A new run from the last good weights takes them.
-            init = f"--init_from {shlex.quote(str(self.saved_path))}{model_option(class_spec(self._model_cls))}"
+            init = self._init_from(self.saved_path)
             how = (f"go on from it in a new run from its weights (a resume keeps the run's options): {init} "
                    f"--lr {cfg.lr / 10:g} --out NEW{amp}"
                    + "".join(f", or {init} --{opt} {d:g} --out NEW" for _, opt, _, d in weights))
@@ -2144,7 +2146,7 @@ class Trainer:
         elif self.saved_step is not None:
             then = (f"{self._last_good()}: put the files back as they were and {self._how_on()} (a resumed run "
                     f"trains on the same files), or leave such files out in a new run from its weights: "
-                    f"--init_from {shlex.quote(str(self.saved_path))} --skip_bad --out NEW")
+                    f"{self._init_from(self.saved_path)} --skip_bad --out NEW")
         return self._data_error(e, what, "to leave such files out", then, unsaved)
 
     def evaluate(self) -> dict:

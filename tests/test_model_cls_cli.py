@@ -145,7 +145,11 @@ def test_the_interrupted_line_resumes_the_same_model(here, capsys):
 def test_the_resume_a_data_error_advises_trains_the_same_model(here, capsys):
     assert train("--dataroot", "data", *TINY_ARGS, "--out", "r", "--max_steps", "6", "--save_every", "1",
                  "--model_cls", "mymod:Breaking") == 2
-    assert "resume it with --resume --model_cls mymod:Breaking (a resumed run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "resume it with --resume --model_cls mymod:Breaking (a resumed run" in err
+    # and the new run from its weights it advises too (without the option it trained a plain BicycleGAN)
+    assert err.rstrip().endswith("a new run from its weights: --init_from r/checkpoints/latest.pt --model_cls "
+                                 "mymod:Breaking --skip_bad --out NEW"), err
 
 
 def trained_in_python(model_cls, run="r"):
