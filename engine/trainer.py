@@ -524,9 +524,7 @@ def _rounding_changes(state: dict, cfg: TrainConfig, model: BicycleGAN) -> str:
     torch and CPU threads as checkpoint.arithmetic records them), as "channels_last True (was False), ..."; ""
     where nothing changed. (Device and impl were the options' words: "device cpu (was auto)" for the same CPU,
     and nothing for "auto" on a GPU resumed as "auto" on a laptop.)"""
-    saved, was = state.get("config"), state.get("arithmetic")
-    if not isinstance(saved, dict):
-        return ""
+    saved, was = state["config"], state.get("arithmetic")  # (a dict: read_checkpoint checked it)
     now = cfg.to_dict()
     changed = []
     options = [("model", "channels_last"), (None, "compile"), (None, "cuda_graph")]
