@@ -1081,10 +1081,10 @@ class Trainer:
     """Train `cfg` into the run folder cfg.out. resume=True continues it from its latest checkpoint
     (newest_beside; epoch=N: from checkpoints/epoch_N.pt); resume=PATH from that checkpoint; resume="auto" from its
     newest checkpoint where it has one, else starts it (auto_resume), again where a run of its config stopped there
-    before its first checkpoint (_check_run_folder). cfg.init_from (any
-    checkpoint, or a run folder's latest.pt) and a resume=PATH at step 0 (import-official, download
-    model) only lend their weights: a new run with its own options, from step 0 (fine-tuning; see
-    _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint records.
+    before its first checkpoint (_check_run_folder). cfg.init_from (any checkpoint, or a run folder's latest.pt) and a
+    resume=PATH at step 0 (import-official, download model) only lend their weights: a new run with its own options,
+    from step 0 (fine-tuning; see _check_start_from). A resumed run ignores init_from: it keeps the one its checkpoint
+    records.
     tensorboard=True also logs to <run>/tensorboard; None (the default) only where a continued run logged
     there before. model_cls: the model trained, BicycleGAN or a subclass of it (its own loss terms, its own
     train_step; None: BicycleGAN), built from cfg; its checkpoints record its name, and a resume with another one
@@ -1244,11 +1244,10 @@ class Trainer:
         self._rng = rng_state(self.device)  # the run's generators, from here on train()'s alone
 
     def _check_run_folder(self) -> None:
-        # Locked first, so that what is checked below is no other training's to change.
         _check_run_writable(self.run_dir)
         _check_not_other_folder(self.run_dir)
         self._made_folder = make_folder(self.run_dir)  # (its parents too: all removed again by a failed start)
-        self._lock_run_folder()
+        self._lock_run_folder()  # before the run in it is judged: then no other training's to change
         self._restarting = _check_run_folder(self.run_dir, self.resume_path, self._restart_cfg)
 
     def _lock_run_folder(self) -> None:
@@ -2236,13 +2235,12 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, epoch: int | N
     given; resume=PATH: from that checkpoint (a run folder: its latest.pt), e.g. a downloaded model to
     fine-tune; resume="auto": continue the run from its newest checkpoint where it has one, else start it;
     cfg.init_from: a new run from the weights of any checkpoint or run folder, see _check_start_from). On the
-    demo data
-    the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it; the evaluations every
-    cfg.eval_every iterations, which the demo preset makes, the last step's included, are the config's: eval_every=0
-    leaves them out).
+    demo data the run ends with the palette evaluation in <run>/eval.json (evaluate=False skips it; the evaluations
+    every cfg.eval_every iterations, which the demo preset makes, the last step's included, are the config's:
+    eval_every=0 leaves them out).
     tensorboard=True also logs to <run>/tensorboard (needs the tensorboard package); None: only where a
-    continued run logged there before (False: not even then). Under torchrun
-    the process group this started is ended on return. Returns the run folder.
+    continued run logged there before (False: not even then). Under torchrun the process group this started is
+    ended on return. Returns the run folder.
     model_cls, on_log: as Trainer's (a subclass of BicycleGAN to train; a function called with each log row).
     A SIGINT, SIGTERM or SIGHUP stops the run after writing its checkpoint (Trainer.train, README
     "Reliability"): SIGTERM and SIGHUP raise TrainingStopped, SIGINT a KeyboardInterrupt caused by one
