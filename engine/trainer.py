@@ -82,7 +82,16 @@ from .io import (
     write_reason,
 )
 from .model import BicycleGAN, spread_z
-from .report import INSTALL_HINT, TensorBoardLog, tensorboard_writer, write_report
+from .report import (
+    INSTALL_HINT,
+    TensorBoardLog,
+    grid_step,
+    grids_to_keep,
+    read_eval_log,
+    run_grids,
+    tensorboard_writer,
+    write_report,
+)
 from .runtime import (
     Dist,
     SaidOnce,
@@ -883,7 +892,6 @@ def _eval_protocol(cfg: TrainConfig, ev) -> dict:
 def _eval_rows(run_dir: Path) -> list[dict]:
     """The lines of the run's evaluation log, as its report reads them (a line cut short by a kill, or without a
     whole step, left out: such a line was kept, as of step 0, and a resume stopped on its missing step)."""
-    from .report import read_eval_log
     return read_eval_log(run_dir / EVAL_LOG)
 
 
@@ -1369,7 +1377,6 @@ class Trainer:
         will be written again (a grid of the discarded steps would show in the report as the latest).
         The checkpoint becomes the run's latest.pt; the checkpoints written past it are moved aside
         (_set_aside_later_checkpoints). Rank 0's (main_decides)."""
-        from .report import grid_step, run_grids
         moved = self._set_aside_later_checkpoints()
         later = False  # whether anything of the steps past the checkpoint was written
         for grid in run_grids(self.run_dir):
@@ -1399,7 +1406,6 @@ class Trainer:
         """What a run of this config that stopped before its first checkpoint wrote (its log lines, evaluations,
         grids and the views of them), which this one, started again in its folder by --resume auto, writes anew:
         removed, where the new lines were appended to the old. Rank 0's (main_decides)."""
-        from .report import run_grids
         for grid in run_grids(self.run_dir):
             grid.unlink()
         for name in ("log.jsonl", EVAL_LOG):
@@ -1413,7 +1419,6 @@ class Trainer:
         to the byte), eval.json (a demo run's final evaluation, of weights set aside) and report.html (their
         step, curves and grids, the grids' links broken), which stayed until the next grid, or for good should
         the resumed run end before it. latest.png becomes the newest grid kept; the report is written again."""
-        from .report import run_grids
         latest, kept = self.run_dir / "samples" / "latest.png", run_grids(self.run_dir)
         if kept:
             with open(kept[-1], "rb") as src:
@@ -1782,7 +1787,6 @@ class Trainer:
         """keep_grids: a grid every sample interval of a long run filled the disk (a 256 px grid is 2-3 MB: the
         reference's edges2shoes schedule wrote ~3,000 of them). A grid that cannot be removed stays (it is one more
         picture, not a lost one)."""
-        from .report import grid_step, grids_to_keep, run_grids
         grids = run_grids(self.run_dir)
         keep = set(grids_to_keep([grid_step(g) for g in grids], self.cfg.keep_grids))
         for g in grids:
