@@ -78,18 +78,16 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
     was_training = model.training
     model.eval()
     try:
-        cols, names = [A], ["input"]
+        cols = [A]
         if B is not None:
             cols.append(B)
-            names.append("ground truth")
             if encode and model.E is not None:
                 cols.append(out(G(A_in, model.encode(B))))
-                names.append("encoded")
         if nz:
             if z is None:
                 z = model.z_random(n_samples)
             z = z.to(A_in.device, A_in.dtype)
-            n = z.shape[-2]
+            n_samples = n = z.shape[-2]  # (the codes given: their number)
             zs = z.transpose(0, 1) if z.dim() == 3 else z[:, None].expand(-1, N, -1)  # column i's codes: zs[i]
             # Several columns per forward where the rows are few: sample's one input took a forward per
             # code, 6.5 times the time of one forward of all 5 (32 px, CPU). Rows are independent in
@@ -98,13 +96,21 @@ def sample_columns(model, A, B=None, z=None, *, n_samples: int = 5, encode: bool
             for i in range(0, n, k):
                 m = min(k, n - i)
                 cols += out(G(A_in.repeat(m, 1, 1, 1), zs[i:i + m].reshape(m * N, -1))).split(N)
-            names += [f"random z{i + 1}" for i in range(n)]
         else:  # pix2pix: no code, one output
             cols.append(out(G(A_in, None)))
-            names.append("output")
     finally:
         model.train(was_training)
-    return cols, names
+    return cols, column_names(model, B is not None, n_samples, encode=encode)
+
+
+def column_names(model, with_B: bool, n_samples: int, *, encode: bool = True) -> list[str]:
+    """sample_columns' titles for inputs with or without B and n_samples codes, known before any is made (`sample`
+    names the files of inputs written by an earlier call): input, [ground truth, [encoded]], then random z1..n
+    (a model without z: output)."""
+    names = ["input"]
+    if with_B:
+        names += ["ground truth", *(["encoded"] if encode and model.E is not None else [])]
+    return names + ([f"random z{i + 1}" for i in range(n_samples)] if model.cfg.model.nz else ["output"])
 
 
 LABEL_FONT = ImageFont.load_default()  # Pillow's own font (10 px): nothing to find on the system
@@ -176,7 +182,12 @@ def grid_image(cols: list, names: list[str], aspect_ratio: float = 1.0) -> Image
     "ground truth" and "encoded" were cut to "grou…" and "enco…"). Each title fits its tile
     (fit_label), on as many lines as the longest one needs, in label_style's size for the tile.
     aspect_ratio: each image stretched first, as `sample` writes its files (grid.png showed them square)."""
-    imgs = [[stretch(Image.fromarray(tile), aspect_ratio) for tile in to_uint8(c)] for c in cols]
+    return tile_grid([[stretch(Image.fromarray(tile), aspect_ratio) for tile in to_uint8(c)] for c in cols], names)
+
+
+def tile_grid(imgs: list[list[Image.Image]], names: list[str]) -> Image.Image:
+    """grid_image of its tiles as they are drawn (imgs: a list of PIL images per column, each stretched as its
+    file is written), for `sample`, which draws grid.png from the files an earlier call wrote too."""
     n, (w, h) = len(imgs[0]), imgs[0][0].size
     scale = max(1, -(-64 // max(h, 1)))
     ch, cw = h * scale, w * scale
@@ -273,7 +284,10 @@ class OutputNames:
 # Each drops them all, the other command's too: its prune_outputs removes the other's images (one list of
 # the images written, .images.json), and a grid.png or path.json left beside the new gallery was the other
 # command's, stale, shown as this call's (the printed grid: path, the folder's listing).
-RESULT_FILES = ("index.html", "grid.png", "path.json")
+# And sample's record of what its images are made from (SAMPLE_RECORD), dropped as a call of either command starts
+# writing: an image the other command wrote under one of its names (interpolate's 00000_input.png) is not its own.
+SAMPLE_RECORD = ".sample.json"
+RESULT_FILES = ("index.html", "grid.png", "path.json", SAMPLE_RECORD)
 
 
 def drop_gallery(out_dir, names=RESULT_FILES) -> None:

@@ -6,6 +6,10 @@ centre crop."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,25 +18,30 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.atomic import is_stale
 from bicyclegan.pipelines.files import core_share
 from bicyclegan.pipelines.sharding import shard_range
 
+from . import __version__
+from .checkpoint import digest
 from .config import MAX_SEED, check_bool, check_int, check_named
 from .errors import ConfigError, DivergenceError
 from .images import (
+    SAMPLE_RECORD,
     OutputNames,
     claim_outputs,
+    column_names,
     drop_gallery,
-    grid_image,
     nonfinite_said,
     prune_outputs,
     sample_columns,
     stretch,
+    tile_grid,
     to_uint8,
     write_gallery,
     write_shares,
 )
-from .io import TempFiles, atomic_write, check_writable, held_folder, save_image
+from .io import TempFiles, atomic_write, check_writable, held_folder, save_image, write_json
 from .model import spread_z
 from .runtime import (
     Dist,
@@ -117,19 +126,89 @@ def _checked_arguments(model, out, num, n_samples, seed, sync, spread, encode, p
     return given, n_samples, seed, sync, spread, encode, progress
 
 
-def _write_grid_and_gallery(out: Path, done: list, model, root, phase: str, aspect_ratio: float) -> None:
+def _write_grid_and_gallery(out: Path, done: list, model, root, phase: str) -> None:
     """Rank 0's files once every share is written (done: write_shares' values): grid.png of the first inputs
     (of the first one's size), images/ pruned to this call's, index.html."""
     rows = [row for row, _ in done]
     if not rows:
         raise DatasetError(f"{inputs_folder(root, phase)}: no inputs found")
     grid = None
-    for cols, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
-        if grid is None or grid[0].shape[-2:] == cols[0].shape[-2:]:
-            grid = cols if grid is None else [torch.cat([a, b]) for a, b in zip(grid, cols)]
-    save_image(grid_image(grid, names, aspect_ratio=aspect_ratio), out / "grid.png", what="sample grid")
+    for pics, names in (shown for _, shown in done if shown):  # the first inputs, of the first one's size
+        if grid is None or grid[0][0].size == pics[0].size:
+            grid = [[p] for p in pics] if grid is None else [col + [p] for col, p in zip(grid, pics)]
+    save_image(tile_grid(grid, names), out / "grid.png", what="sample grid")
     prune_outputs(out / "images", [rel for row in rows for _, rel in row["images"]])
     write_gallery(out, rows, gallery_title(model, root, phase))
+
+
+def _recipe(model, opened: bool, cfg, crop_size, layout: str, skip_bad: bool, **options) -> dict:
+    """What a call's images are made from but its inputs, as SAMPLE_RECORD records it (JSON's values): the code, the
+    device's kind (their arithmetic differs in the last bits), the weights (opened: the checkpoint file this call
+    read, by the digest of its contents it was checked against; a model object by its networks' tensors, which may
+    have trained since it was read), the model's config with this call's data settings, and the options. An input's
+    images are also those of any call of another --num: its codes and file names depend on the inputs before it."""
+    weights = model.source["digest"] if opened else digest(
+        {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
+    recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "device": model.device.type,
+              "weights": weights, "config": cfg.to_dict(), "crop_size": crop_size, "layout": layout,
+              "skip_bad": skip_bad, **options, "aspect_ratio": float(options["aspect_ratio"])}
+    return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
+
+
+def _input_state(s, folder: Path) -> list:
+    """An input (a loader's sample) as SAMPLE_RECORD records it: each of its files' name below the folder read and
+    the digest of its contents (a file replaced keeping its size and time, as tar and rsync -a do, is another)."""
+    state = []
+    for path in (s.path, s.b_path):
+        if path is not None:
+            h = hashlib.sha256()
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):  # (hashlib.file_digest: Python 3.11)
+                        h.update(block)
+                contents = h.hexdigest()
+            except OSError:  # (gone since the loader's checks: its reading says so, or skip_bad leaves it out)
+                contents = None
+            state += [os.path.relpath(path, folder), contents]
+    return state
+
+
+def _earlier_record(out: Path) -> dict | None:
+    """The SAMPLE_RECORD an earlier call left in `out`; None where there is none or it cannot be read (written by
+    rename, it is whole, unless damaged since: nothing then is taken as written under it)."""
+    try:
+        saved = json.loads((out / SAMPLE_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _same_inputs(earlier: dict | None, record: dict) -> list[bool]:
+    """Which of record's inputs an earlier record's images are of: none where anything but the inputs differs, else
+    those of the same contents among the first ones of the same names (input i's codes are the i-th, and its file
+    names, -2, depend on the names before it)."""
+    new = record["inputs"]
+    old = earlier.get("inputs") if earlier is not None and {k: v for k, v in earlier.items() if k != "inputs"} == {
+        k: v for k, v in record.items() if k != "inputs"} else None
+    same = []
+    for a, b in zip(old if isinstance(old, list) else [], new):
+        if not (isinstance(a, list) and a[0::2] == b[0::2]):
+            break
+        same.append(a[1::2] == b[1::2])
+    return same + [False] * (len(new) - len(same))
+
+
+def _read_picture(path: Path) -> Image.Image:
+    """An image file of an earlier call, as its tile of grid.png (the same pixels as when it was written)."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _remove(folder: Path, names: set) -> None:
+    """Remove the files of `folder` named in `names` (one listing of it)."""
+    if folder.is_dir():
+        for name in set(os.listdir(folder)) & names:
+            (folder / name).unlink(missing_ok=True)
 
 
 @torch.no_grad()
@@ -146,7 +225,10 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     as images/<name>_<column>.png, grid.png (the first inputs) and index.html (a row per input, named by
     its file below the folder read), into `out` (<name>:
     the input's stem, -2, -3 for a second and third of one stem; of the files calls wrote in images/,
-    listed in .images.json, this call's alone are kept; no other file there is touched).
+    listed in .images.json, this call's alone are kept; no other file there is touched). The inputs whose images
+    an earlier call of the same recipe wrote whole (stopped or not: SAMPLE_RECORD, .sample.json, records the weights,
+    the inputs' contents, the options and the seed) are not made again: the folder ends as one uninterrupted call
+    leaves it.
 
     model: a BicycleGAN or a checkpoint path (out then defaults to default_out()).
     phase: default val/ when the data has one, else test/. A folder without that split and without
@@ -202,13 +284,40 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         codes = [z_sync] * share.stop if sync else [draw() for _ in range(share.stop)]
         names_of = OutputNames()
         stems = [names_of(s.path) for s in loader.samples[:total]]
-        loader.set_epoch(0, share.start)  # this rank's share, the inputs before it left unread
-        batches = iter(loader) if len(share) else iter(())
+        # The columns' names, every input's alike: the files a call may write (claim_outputs), known before any
+        # input is made (those an earlier call wrote are not made again)
+        columns = column_names(model, loader.layout != "single", n_samples, encode=encode)
 
-        columns = []  # the columns' names, every input's alike: the files a call may write (claim_outputs)
+        def files_of(i):  # input i's (column, file relative to out)
+            return [(name, f"images/{stems[i]}_{name.replace(' ', '_')}.png") for name in columns]
+
+        record = []  # (rank 0's: this call's, written before its first image)
+
+        def written_before():
+            recipe = _recipe(model, checkpoint is not model, cfg, crop_size, loader.layout, run.data.skip_bad,
+                             n_samples=n_samples, seed=seed, sync=sync, spread=spread, encode=encode,
+                             aspect_ratio=aspect_ratio)  # (checkpoint is not model: the call opened the file)
+            record.append({**recipe, "inputs": [_input_state(s, inputs_folder(root, phase))
+                                                for s in loader.samples[:total]]})
+            same = _same_inputs(_earlier_record(out), record[0])
+            return [same[i] and all((out / rel).is_file() for _, rel in files_of(i)) for i in range(total)]
+        # Rank 0's look, every rank's: which inputs' images an earlier call of this recipe wrote whole (each image
+        # is written whole or not at all: atomic_write)
+        kept = dist.main_says(written_before)
+        if progress and dist.main and any(kept):
+            print(f"{sum(kept)} of {total} inputs already sampled into {out} by an earlier call of the same weights, "
+                  f"inputs and options: sampling the other {total - sum(kept)} (to sample them all again, remove "
+                  f"{out / SAMPLE_RECORD})", file=sys.stderr, flush=True)
+        at, batches = None, iter(())  # the input the loader's pass reads next, and that pass
 
         def make(i):
-            batch = next(batches)
+            nonlocal at, batches
+            if kept[i]:  # (its codes drawn above all the same: the others' are those of a call that made it)
+                return loader.samples[i].path, None, columns
+            if at != i:  # the share's first input to make, or the first after inputs written before
+                loader.set_epoch(0, i)  # a pass from it, the inputs before it left unread
+                batches = iter(loader)
+            batch, at = next(batches), i + 1
             path = batch["paths"][0]
             # skip_bad: a file broken since the checks has the next good one in its place, which is written in its own
             # place (by its own share's rank); the broken one is left out (the loader's warning names it)
@@ -220,7 +329,6 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             made = path, *sample_columns(model, A, B, codes[i], encode=encode)
             if bad := nonfinite_said(*made[1:]):  # (written as black images, exit 0)
                 raise DivergenceError(f"the model's outputs are not finite ({bad} of {path}): nothing to sample")
-            columns[:] = made[2]
             return made
 
         temps = TempFiles(out / "images")  # listed once for all the images, not at each
@@ -232,21 +340,32 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         def save(rel, pixels):
             pic = stretch(Image.fromarray(pixels), aspect_ratio)
             atomic_write(out / rel, lambda f: pic.save(f, format="PNG"), what="sample image", temps=temps)
+            return pic
 
         def write(i, made):
             path, cols, names = made
-            files = [(name, f"images/{stems[i]}_{name.replace(' ', '_')}.png") for name in names]
-            jobs = [writers.submit(save, rel, to_uint8(img)[0]) for (_, rel), img in zip(files, cols)]
-            wait(jobs)  # every one ended before the first failure is raised: none written after write() raised
-            for job in jobs:
-                job.result()
+            files, pics = files_of(i), None
+            if cols is not None:  # (None: written before, its pictures read back for the grid alone)
+                jobs = [writers.submit(save, rel, to_uint8(img)[0]) for (_, rel), img in zip(files, cols)]
+                wait(jobs)  # every one ended before the first failure is raised: none written after write() raised
+                pics = [job.result() for job in jobs]
             row = {"name": input_label(path, root, phase), "images": files}
-            return row, ([c.cpu() for c in cols], names) if i < GRID_ROWS else None  # (the grid's, which rank 0 draws)
+            # (the grid's pictures, which rank 0 draws)
+            return row, (pics or [_read_picture(out / rel) for _, rel in files], names) if i < GRID_ROWS else None
+
         def first():  # (rank 0's, before any file is written)
-            drop_gallery(out)
-            claim_outputs(out / "images", [f"{s}_{name.replace(' ', '_')}.png" for s in stems for name in columns])
+            drop_gallery(out)  # (the earlier record with it: if this call stops, nothing is taken as written under it)
+            # No file under a name this call writes is taken for its own after a later stop (an earlier recipe's
+            # image), and no temp file of an image kept is left (its write killed: it is not written again)
+            _remove(out / "images", {Path(rel).name for i in range(total) if not kept[i] for _, rel in files_of(i)})
+            for rel in (rel for i in range(total) if kept[i] for _, rel in files_of(i)):
+                for temp in temps.of(out / rel):
+                    if is_stale(temp):
+                        temp.unlink(missing_ok=True)
+            write_json(out / SAMPLE_RECORD, record[0], what="record of the sampled images")
+            claim_outputs(out / "images", [rel for i in range(total) for _, rel in files_of(i)])
         done = write_shares(dist, total, make, write, first=first,
                             label="sampled" if progress else None)
 
-    dist.main_decides(lambda: _write_grid_and_gallery(out, done, model, root, phase, aspect_ratio))
+    dist.main_decides(lambda: _write_grid_and_gallery(out, done, model, root, phase))
     return out

@@ -302,8 +302,8 @@ def test_sample_and_interpolate_into_one_folder_leave_the_last_calls_files_alone
     (out / "notes.txt").write_text("mine")  # no file a command did not write is touched
     (out / "images" / "mine.png").write_bytes(b"")
     kw = dict(out=out, num=2, device="cpu", progress=False)
-    sampled = ["grid.png", *[f"images/0000{i}_{c}.png" for i in range(2)
-                             for c in ("encoded", "ground_truth", "input", "random_z1")]]
+    sampled = ["grid.png", ".sample.json", *[f"images/0000{i}_{c}.png" for i in range(2)
+                                             for c in ("encoded", "ground_truth", "input", "random_z1")]]
     interpolated = ["path.json", *[f"images/0000{i}{end}" for i in range(2) for end in (".gif", "_input.png",
                                                                                            "_strip.png")]]
     for command, want in (("sample", sampled), ("interpolate", interpolated), ("sample", sampled)):

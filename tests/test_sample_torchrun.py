@@ -80,8 +80,9 @@ def test_under_torchrun_the_processes_share_the_inputs_and_write_one_processs_fi
     assert main([*map(str, _argv(setup, case)), "--out", str(tmp_path / "one")]) == 0
     one = files(tmp_path / "one")
     # each input's files, the gallery, the list of written images, and sample's grid or interpolate's path
-    shown = {"sample": "grid.png", "interpolate": "path.json"}[command]
-    assert len(one) == num * per_input + 3 and {shown, "index.html", ".images.json"} <= set(one)
+    # (and sample's record of what its images are made from)
+    kept = {"sample": {"grid.png", ".sample.json"}, "interpolate": {"path.json"}}[command]
+    assert len(one) == num * per_input + 2 + len(kept) and {*kept, "index.html", ".images.json"} <= set(one)
     where, done, said_by, codes, launched = launches(nproc)
     everything = done.stdout + done.stderr
     assert done.returncode == 0 and codes[case] == [0] * nproc, everything[-3000:]
@@ -147,3 +148,34 @@ def test_a_file_broken_since_the_checks_is_left_out_and_the_others_keep_their_pl
     assert len(images) == 4 * 8
     gallery = (tmp_path / "broken" / "index.html").read_text()
     assert gallery.count("<tr>") == 3 and "00001" not in gallery
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_stopped_sample_goes_on_where_it_stopped(setup, tmp_path):
+    """One process's call stopped after 3 of 5 inputs, then the same under torchrun: rank 0's share (2) was
+    written, rank 1's first input too; rank 1 makes its other two alone (the files written before are the same
+    files still), and the folder is one straight process's."""
+    root, ckpt = setup
+    argv = _argv(setup, 0)  # 5 inputs, 3 random z, seed 4
+    assert main([*map(str, argv), "--out", str(tmp_path / "one")]) == 0
+    images = importlib.import_module("bicyclegan.engine.images")
+    real = images.count_line
+
+    def stop(label, done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+    images.count_line = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sample(ckpt, root, out=tmp_path / "r", phase="val", num=5, n_samples=3, seed=4, device="cpu")
+    finally:
+        images.count_line = real
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "r" / "images").iterdir()}
+    assert sorted({name[:5] for name in before}) == ["00000", "00001", "00002"]
+    done = torchrun_cli(tmp_path, *argv, "--out", tmp_path / "r")
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert said.count(f"3 of 5 inputs already sampled into {tmp_path / 'r'}") == 1, said[-3000:]
+    assert files(tmp_path / "r") == files(tmp_path / "one")
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "r" / "images").iterdir()}
+    assert {name: after[name] for name in before} == before  # not written again

@@ -387,7 +387,7 @@ MUTANTS = [
      'return [w for share in reversed(shares) for w in share] if dist.main', SHARED),
     ('WS09', SA, 'if path != loader.samples[i].path:',
      'if False:', BROKEN),
-    ('WS10', SA, 'loader.set_epoch(0, share.start)',
+    ('WS10', SA, 'loader.set_epoch(0, i)',
      'loader.set_epoch(0, 0)', SHARED),
     # interpolate's --num_test, the spelling torchrun's parser lets through (here: mutation_commands leaves out
     # the tests named for torchrun)

@@ -1,0 +1,346 @@
+"""`sample` run again after a stop (Ctrl-C, SIGTERM, kill -9, a preempted job) goes on where it stopped: the inputs
+whose images a call of the same recipe (weights, inputs, options, seed) wrote whole are not made again, and the
+folder is then byte for byte what one uninterrupted call writes. Any change of the recipe makes every image again.
+Each call's work is counted by its calls of sample_columns (one per input made); the files are compared with those
+of a straight call into another folder."""
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bicyclegan.engine import BicycleGAN, interpolate, make_config, sample
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.pipelines import make_demo_dataset
+
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch",
+            init_gain=1.0)
+N = 6  # inputs
+SAMPLING = importlib.import_module("bicyclegan.engine.sample")  # (the package's `sample` is the function)
+IMAGES = importlib.import_module("bicyclegan.engine.images")
+
+
+def tiny(root, seed=3):
+    torch.manual_seed(seed)
+    return BicycleGAN(make_config("reference", dataroot=str(root), **TINY), device="cpu", training=False)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """(demo data of N val inputs, each PNG stored uncompressed: an image of the same size is a file of the same
+    size; a checkpoint of tiny random networks reading it)."""
+    root = make_demo_dataset(tmp_path / "demo", n_train=2, n_test=0, n_val=N, size=32)
+    for f in (root / "val").glob("*.png"):
+        Image.open(f).save(f, compress_level=0)
+    return root, save_checkpoint(tiny(root), tmp_path / "m.pt")
+
+
+def files(folder):
+    """Every file below `folder`: relative name -> bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def made(monkeypatch):
+    """The inputs each call makes: call it to count those made since the last count."""
+    calls = []
+    real = SAMPLING.sample_columns
+    monkeypatch.setattr(SAMPLING, "sample_columns", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+
+    def count():
+        n = len(calls)
+        calls.clear()
+        return n
+    return count
+
+
+def stopped(call, after: int):
+    """call() stopped by a Ctrl-C once `after` inputs are written (as the stop tests of test_commands.py do)."""
+    real = IMAGES.count_line
+
+    def stop(label, done, total):
+        if done == after:
+            raise KeyboardInterrupt
+    IMAGES.count_line = stop  # (write_shares')
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call(progress=True)
+    finally:
+        IMAGES.count_line = real
+
+
+KW = dict(phase="val", num=N, n_samples=2, seed=3, device="cpu")
+
+
+@pytest.mark.parametrize("after, options", [
+    (4, {}),
+    (1, dict(sync=True, aspect_ratio=1.5)),  # the grid's rows: one written before, the others made
+    (5, dict(n_samples=3, spread=True, encode=False)),
+    (N, {}),  # stopped as the last input was written: nothing made again
+])
+def test_a_stopped_sample_run_again_makes_the_missing_inputs_alone_and_writes_a_straight_calls_files(
+        setup, tmp_path, made, capsys, after, options):
+    root, ckpt = setup
+    kw = {**KW, **options}
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **kw))
+    made()
+    stopped(lambda **p: sample(ckpt, root, out=tmp_path / "r", **kw, **p), after)
+    assert made() == after and not (tmp_path / "r" / "index.html").exists()
+    capsys.readouterr()
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=True, **kw)) == straight
+    assert made() == N - after
+    assert (f"{after} of {N} inputs already sampled into {tmp_path / 'r'} by an earlier call of the same weights, "
+            f"inputs and options: sampling the other {N - after}") in capsys.readouterr().err
+    # the same command once more: every input written, nothing made, the same files
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **kw)) == straight and made() == 0
+
+
+def test_an_input_stopped_part_way_through_its_images_is_made_again(setup, tmp_path, made, monkeypatch):
+    # Ctrl-C while an input's images are written: those begun end whole, the others are not written; that input
+    # is not taken as written.
+    root, ckpt = setup
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    real = SAMPLING.atomic_write
+
+    def stopping(path, write, **kw):
+        if Path(path).name == "00003_random_z1.png":
+            raise KeyboardInterrupt
+        return real(path, write, **kw)
+    monkeypatch.setattr(SAMPLING, "atomic_write", stopping)
+    made()
+    with pytest.raises(KeyboardInterrupt):
+        sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    assert made() == 4
+    assert (tmp_path / "r" / "images" / "00003_input.png").is_file() or SAMPLING.WRITERS == 1
+    assert not (tmp_path / "r" / "images" / "00003_random_z1.png").exists()
+    monkeypatch.setattr(SAMPLING, "atomic_write", real)
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
+    assert made() == N - 3
+
+
+def test_inputs_written_before_wherever_they_lie_are_not_made_again(setup, tmp_path, made):
+    # Those written form no run from the first (another number of torchrun's processes, each its share's first
+    # inputs; a file broken since the checks): each input missing is made, its own codes, no other.
+    root, ckpt = setup
+    straight = files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW))
+    made()
+    for gone in ("00001_encoded.png", *(f"00004_{c}.png" for c in ("input", "ground_truth", "encoded", "random_z1",
+                                                                   "random_z2"))):
+        (tmp_path / "r" / "images" / gone).unlink()
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
+    assert made() == 2
+
+
+def test_another_num_keeps_the_inputs_both_calls_have(setup, tmp_path, made):
+    # An input's codes and file names do not depend on --num: a call of 3 after one of 6 stopped at 4 makes none
+    # (the 4th's images pruned as before), then one of 6 the other 3.
+    root, ckpt = setup
+    stopped(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), 4)
+    made()
+    for num, want in ((3, 0), (N, 3)):
+        kw = {**KW, "num": num}
+        got = files(sample(ckpt, root, out=tmp_path / "r", progress=False, **kw))
+        assert made() == want, num
+        assert got == files(sample(ckpt, root, out=tmp_path / f"straight{num}", progress=False, **kw)), num
+        made()
+
+
+def _other_weights(root, ckpt):
+    save_checkpoint(tiny(root, seed=4), ckpt)  # the same path, new weights (a run trained further)
+
+
+def _another_first_input(root, ckpt):
+    # A file that sorts first: every input after it has another place (its codes) and maybe another file name.
+    (root / "val" / "000.png").write_bytes((root / "val" / "00003.png").read_bytes())
+
+
+CHANGES = {  # name: the options of the call after the first, or a change made to the files
+    "weights": _other_weights,
+    "inputs": _another_first_input,
+    "seed": dict(seed=4),
+    "n_samples": dict(n_samples=3),
+    "sync": dict(sync=True),
+    "spread": dict(spread=True),
+    "no_encode": dict(encode=False),
+    "aspect_ratio": dict(aspect_ratio=2.0),
+    "direction": dict(direction="BtoA"),
+    "preprocess": dict(preprocess="resize_and_crop", load_size=64),
+}
+
+
+def takes_none_then_goes_on(call, straight, made, capsys):
+    """call(progress=...) into a folder of another recipe's images takes none of them: stopped after 2 inputs it
+    made 2, and run again the other 4 alone, none of the earlier images of theirs taken; its files are then
+    `straight` (a straight call's)."""
+    made()
+    stopped(call, 2)
+    assert made() == 2
+    capsys.readouterr()
+    got = files(call(progress=True))
+    assert made() == N - 2 and f"2 of {N} inputs already sampled" in capsys.readouterr().err
+    assert got == straight
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_call_of_another_recipe_makes_every_image_again(setup, tmp_path, made, capsys, change):
+    # After a call, one of another checkpoint at the same path, other input files, an option or a seed.
+    root, ckpt = setup
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    how = CHANGES[change]
+    kw = {**KW, **how} if isinstance(how, dict) else (how(root, ckpt), KW)[1]
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **kw))
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **kw, **p), straight, made, capsys)
+
+
+def test_an_input_file_changed_since_is_made_again_alone(setup, tmp_path, made):
+    # Input 2 drawn again in other colours: a file of the same size, its time put back (tar -x, cp -p, rsync -a):
+    # only its contents tell it from the one sampled. The others keep their names and codes.
+    root, ckpt = setup
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    f = root / "val" / "00002.png"
+    st = f.stat()
+    Image.fromarray(255 - np.asarray(Image.open(f))).save(f, compress_level=0)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    made()
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
+    assert made() == 1
+
+
+def test_a_model_object_is_told_by_its_weights(setup, tmp_path, made, capsys):
+    # A model passed as an object (a notebook's): the same object goes on; trained between two calls, its images
+    # are new.
+    root, _ = setup
+    model = tiny(root)
+    stopped(lambda **p: sample(model, root, out=tmp_path / "r", **KW, **p), 4)
+    made()
+    assert files(sample(model, root, out=tmp_path / "r", progress=False, **KW)) == files(
+        sample(model, root, out=tmp_path / "before", progress=False, **KW))
+    assert made() == N - 4 + N
+    with torch.no_grad():
+        next(model.G.parameters()).add_(0.5)
+    straight = files(sample(model, root, out=tmp_path / "straight", progress=False, **KW))
+    takes_none_then_goes_on(lambda **p: sample(model, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
+
+
+@pytest.mark.parametrize("damage", ["cut", "not a record", "inputs not a list", "other inputs"])
+def test_a_record_damaged_since_is_taken_for_none(setup, tmp_path, made, capsys, damage):
+    # Written by rename, the record is whole; one cut or rewritten since (a disk's fault, a hand) is no record.
+    root, ckpt = setup
+    call = lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p)  # noqa: E731
+    stopped(call, 4)
+    record = tmp_path / "r" / ".sample.json"
+    text = record.read_text()
+    saved = json.loads(text)
+    record.write_text({"cut": text[:len(text) // 2], "not a record": "[1, 2]",
+                       "inputs not a list": json.dumps({**saved, "inputs": 4}),
+                       "other inputs": json.dumps({**saved, "inputs": saved["inputs"][1:]})}[damage])
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    takes_none_then_goes_on(call, straight, made, capsys)
+
+
+def test_an_image_whose_write_was_killed_is_not_taken_as_written(setup, tmp_path, made):
+    # kill -9 in the middle of writing an image: what is left is its temporary file (the name it is written under
+    # before the rename), never a part of it under its own name. The run again makes that input again and leaves
+    # no temporary file, also one of a file written whole before (a write of it killed later).
+    root, ckpt = setup
+    out = tmp_path / "r"
+    code = f"""
+import os, signal, importlib
+m = importlib.import_module("bicyclegan.engine.sample")
+real = m.atomic_write
+def dying(path, write, **kw):
+    if path.name != "00002_encoded.png":
+        return real(path, write, **kw)
+    def half(f):
+        f.write(b"\\x89PNG\\r\\n\\x1a\\n half an image")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, half, **kw)
+m.atomic_write = dying
+m.sample({str(ckpt)!r}, {str(root)!r}, out={str(out)!r}, progress=False, **{KW!r})
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = sorted(p.name for p in (out / "images").iterdir())
+    assert "00002_encoded.png" not in left and [n for n in left if n.startswith(".00002_encoded.png.")], left
+    assert {f"0000{i}_{c}.png" for i in range(2) for c in ("input", "ground_truth", "encoded", "random_z1",
+                                                         "random_z2")} <= set(left)
+    (out / "images" / ".00000_input.png.kill0.tmp").write_bytes(b"x")  # (an earlier write of a file kept, killed)
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    made()
+    assert files(sample(ckpt, root, out=out, progress=False, **KW)) == straight
+    assert made() == N - 2
+
+
+def test_interpolate_into_the_folder_of_a_stopped_sample_leaves_none_of_its_images_taken(setup, tmp_path, made,
+                                                                                         capsys):
+    # interpolate writes <stem>_input.png too: stopped after its first input, sample's other images of that input
+    # stayed beside it. Its start drops sample's record: the next sample takes nothing as written.
+    root, ckpt = setup
+    out = tmp_path / "r"
+    call = lambda **p: sample(ckpt, root, out=out, **KW, **p)  # noqa: E731
+    stopped(call, 4)
+    stopped(lambda **p: interpolate(ckpt, root, out=out, phase="val", num=3, segments=1, frames=1, mp4=False,
+                                    device="cpu", **p), 1)
+    assert (out / "images" / "00000_strip.png").is_file() and (out / "images" / "00000_encoded.png").is_file()
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    takes_none_then_goes_on(call, straight, made, capsys)
+
+
+def test_an_input_gone_since_the_checks_is_left_out_as_before(setup, tmp_path, monkeypatch):
+    # Its contents, for the record, cannot be read: the loader's skip_bad leaves it out as it did (no traceback of
+    # the record's reading), and the call after it, the file back, makes it alone.
+    root, ckpt = setup
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    build = SAMPLING.build_loader
+    gone = root / "val" / "00001.png"
+    kept = gone.read_bytes()
+
+    def removing(*args, **kwargs):  # the file removed once the loader has checked it
+        loader = build(*args, **kwargs)
+        gone.unlink()
+        return loader
+    monkeypatch.setattr(SAMPLING, "build_loader", removing)
+    got = files(sample(ckpt, root, out=tmp_path / "r", progress=False, skip_bad=True, **KW))
+    assert {k for k in straight if k.startswith("images/")} - {k for k in got if k.startswith("images/")} == {
+        f"images/00001_{c}.png" for c in ("input", "ground_truth", "encoded", "random_z1", "random_z2")}
+    monkeypatch.setattr(SAMPLING, "build_loader", build)
+    gone.write_bytes(kept)
+    calls = []
+    real = SAMPLING.sample_columns
+    monkeypatch.setattr(SAMPLING, "sample_columns", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    got = files(sample(ckpt, root, out=tmp_path / "r", progress=False, skip_bad=True, **KW))
+    assert len(calls) == 1
+    assert {k: v for k, v in got.items() if k.startswith("images/")} == {
+        k: v for k, v in straight.items() if k.startswith("images/")}
+
+
+def test_an_input_renamed_since_makes_those_after_it_again(setup, tmp_path, made):
+    # An input's file names depend on the names before it: a/1.png and b/1.png wrote 1_* and 1-2_*; a/1.png renamed
+    # a/0.png, b/1.png writes 1_* (the files a/1.png's images were written under), and is made again.
+    root, ckpt = setup
+    data = tmp_path / "data"
+    for sub, name, src in (("a", "1", 0), ("b", "1", 1), ("c", "2", 2)):
+        (data / "val" / sub).mkdir(parents=True)
+        (data / "val" / sub / f"{name}.png").write_bytes((root / "val" / f"0000{src}.png").read_bytes())
+    kw = {**KW, "num": 3}
+    first = sample(ckpt, data, out=tmp_path / "r", progress=False, **kw)
+    assert {p.name for p in (first / "images").glob("*_input.png")} == {"1_input.png", "1-2_input.png", "2_input.png"}
+    made()
+    sample(ckpt, data, out=tmp_path / "r", progress=False, **kw)
+    assert made() == 0  # (nothing renamed yet)
+    (data / "val" / "a" / "1.png").rename(data / "val" / "a" / "0.png")
+    straight = files(sample(ckpt, data, out=tmp_path / "straight", progress=False, **kw))
+    made()
+    assert files(sample(ckpt, data, out=tmp_path / "r", progress=False, **kw)) == straight
+    assert made() == 3
