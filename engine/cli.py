@@ -585,6 +585,10 @@ def _refresh_report(checkpoint) -> str:
     return f"\nreport: {page}" if page is not None else ""
 
 
+# What a stopped `sample` leaves (the images of the inputs it wrote), said with the stop
+SAMPLE_KEPT = "the images written so far are whole: the same command goes on from them"
+
+
 def cmd_sample(args) -> int:
     """Under torchrun the processes share the inputs (each writes its share's images, rank 0 the grid, the
     gallery and the lines below): the files of one process."""
@@ -1398,8 +1402,9 @@ def _run_command(args) -> int:
         raise
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
-            kept = ("the partial download is kept: the same command continues it" if args.command == "download" else
-                    "the files written so far are whole: none is left half-written")
+            kept = {"download": "the partial download is kept: the same command continues it",
+                    "sample": SAMPLE_KEPT}.get(args.command, "the files written so far are whole: none is left "
+                                                             "half-written")
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]
@@ -1416,7 +1421,7 @@ def _run_command(args) -> int:
         if world > 1 and os.environ.get("RANK", "0") != "0":
             return 130
         if args.command != "train":
-            print("interrupted", file=sys.stderr)
+            print("interrupted" + (f"; {SAMPLE_KEPT}" if args.command == "sample" else ""), file=sys.stderr)
             return 130
         out = getattr(args, "out", None) or TrainConfig.out
         from .checkpoint import continue_option

@@ -297,6 +297,27 @@ def test_interpolate_into_the_folder_of_a_stopped_sample_leaves_none_of_its_imag
     takes_none_then_goes_on(call, straight, made, capsys)
 
 
+def test_the_command_stopped_says_the_same_command_goes_on_and_then_how_many_inputs_it_kept(setup, tmp_path, capsys,
+                                                                                           monkeypatch):
+    from bicyclegan.engine.cli import main
+    root, ckpt = setup
+    argv = ["sample", str(ckpt), "--dataroot", str(root), "--phase", "val", "--num", str(N), "--device", "cpu",
+            "--out", str(tmp_path / "r")]
+
+    def stop(label, done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(IMAGES, "count_line", stop)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "interrupted; the images written so far are whole: the same command goes on " \
+                                      "from them\n"
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert (f"4 of {N} inputs already sampled into {tmp_path / 'r'} by an earlier call of the same weights, inputs "
+            f"and options: sampling the other 2 (to sample them all again, remove {tmp_path / 'r' / '.sample.json'})"
+            ) in capsys.readouterr().err
+
+
 def test_an_input_gone_since_the_checks_is_left_out_as_before(setup, tmp_path, monkeypatch):
     # Its contents, for the record, cannot be read: the loader's skip_bad leaves it out as it did (no traceback of
     # the record's reading), and the call after it, the file back, makes it alone.

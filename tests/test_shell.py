@@ -96,8 +96,8 @@ def test_a_sigterm_or_hang_up_during_sample_leaves_no_half_written_file_and_says
         assert (out / "index.html").is_file()
     else:
         assert done.returncode == 128 + sig, done.stderr
-        assert done.stderr.strip().splitlines()[-1] == (f"stopped by {sig.name}: the files written so far are "
-                                                        f"whole: none is left half-written")
+        assert done.stderr.strip().splitlines()[-1] == (f"stopped by {sig.name}: the images written so far are "
+                                                        f"whole: the same command goes on from them")
         # the images begun before it (an input's are written at once: those being written end whole), not the
         # second input's 6 nor a gallery
         assert 3 <= len(left) <= 6 and not (out / "index.html").exists(), left

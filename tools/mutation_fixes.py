@@ -1837,7 +1837,7 @@ MUTANTS = [
     ('SI22', EX, '    opts.log_severity_level = 3\n', '', SI_ORT),
     # the review of the mends (h-r)
     ('SI23', CLI, '            say(sys.stderr, f"stopped by', '            sys.stderr.write(f"stopped by', SI_HUNG),
-    ('SI24', CLI, 'if args.command == "download" else', 'if False else', SI_DL),
+    ('SI24', CLI, '{"download": "the partial download is kept', '{"(none)": "the partial download is kept', SI_DL),
     ('SI25', CLI, '    if not held_stop(signum):', '    if True:', SI_HELD),
     ('SI26', EX, '                if isinstance(cause, (KeyboardInterrupt, Stopped)):',
      '                if not isinstance(cause, Exception):', SI_OWN),
