@@ -714,8 +714,9 @@ def _check_resumed(state: dict, cfg: TrainConfig, resume_path: Path, run_dir: Pa
             f"number ("
             + ("one process: bicyclegan train, without torchrun" if saved == 1 else
                f"torchrun with {saved} processes in all, e.g. --nproc_per_node {saved} on one machine")
-            + f"); with another number, start a new run from its weights: --init_from {resume_path} "
-            f"--out NEW (step 0, the learning rate's schedule anew)")
+            + f"); with another number, start a new run from its weights: --init_from "
+            f"{shlex.quote(str(resume_path))}{model_option(state.get('model_spec'))} --out NEW (step 0, the learning "
+            f"rate's schedule anew)")
 
 
 def _check_start_from(state: dict, cfg: TrainConfig, path: Path) -> None:

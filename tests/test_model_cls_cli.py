@@ -215,3 +215,18 @@ def test_an_import_failing_inside_the_users_module_is_its_own_traceback(here):
     with pytest.raises(ModuleNotFoundError, match="No module named 'no_such_dependency_xyz'") as e:
         train("--dry-run", "--model_cls", "broken:Marked")
     assert str(here / "broken.py") in {frame.filename for frame in traceback.extract_tb(e.value.__traceback__)}
+
+
+def test_the_world_size_refusal_advises_a_new_run_of_the_checkpoints_class(tmp_path):
+    """A run of 2 processes resumed with 1 is told to start a new run from its weights: of the class it trained
+    (init_from takes any: without --model_cls the advice trained a plain BicycleGAN), from a path the shell reads
+    as one word."""
+    from bicyclegan.engine.config import TrainConfig
+    from bicyclegan.engine.errors import CheckpointError
+    from bicyclegan.engine.trainer import _check_resumed
+    cfg = TrainConfig(out=str(tmp_path / "run"))
+    path = tmp_path / "my run" / "latest.pt"
+    state = {"step": 5, "config": cfg.to_dict(), "world": 2, "model_spec": "mymod:Breaking"}
+    with pytest.raises(CheckpointError) as e:
+        _check_resumed(state, cfg, path, tmp_path / "run", world=1)
+    assert f"--init_from '{path}' --model_cls mymod:Breaking --out NEW" in str(e.value)
