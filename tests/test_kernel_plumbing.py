@@ -9,6 +9,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+import threading
 import typing
 from typing import Optional
 
@@ -445,3 +446,31 @@ def test_the_fallback_mode_from_the_environment_and_a_cpu_without_the_interprete
             "Strict": "ValueError $BICYCLEGAN_KERNELS must be one of ('allow', 'warn', 'strict') (or unset), got "
                       "'Strict'"}[mode]
     assert proc.stdout.startswith(said), proc.stdout
+
+
+def test_the_record_counts_every_fallback_of_threads_calling_at_once(fallback_mode):
+    """Threads run the ops at once (nn.DataParallel's replicas, a server's requests): the record's unlocked
+    read-increment-write lost counts when a thread switch fell between the read and the write (here most of them), and
+    a clear=True's copy and clear lost those made between the two."""
+    interval = sys.getswitchinterval()
+    calls, threads = 5000, 8
+    cleared = []
+
+    def call():
+        for _ in range(calls):
+            kernels._impl.fallback("op", "a reason")
+
+    def clear():
+        for _ in range(200):
+            cleared.append(kernels.fallbacks(clear=True).get(("op", "a reason"), 0))
+
+    sys.setswitchinterval(1e-6)  # (a thread switch at almost every bytecode)
+    try:
+        workers = [threading.Thread(target=call) for _ in range(threads)] + [threading.Thread(target=clear)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sum(cleared) + kernels.fallbacks().get(("op", "a reason"), 0) == calls * threads
