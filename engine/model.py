@@ -141,6 +141,9 @@ class BicycleGAN(nn.Module):
         # What the layers run (layer_impl); cfg keeps what was asked for, so a checkpoint's config
         # resumes or samples elsewhere (with a CUDA graph, on the CPU) with that place's choice.
         self.impl = layer_impl(cfg, device, training)
+        if device is not None:  # (None: built on the CPU, to be moved)
+            from .runtime import check_fallback_mode
+            check_fallback_mode(self.impl, device)
         m = dataclasses.replace(m, impl=self.impl) if self.impl != m.impl else m
         self.enc_branch = v in ("bicycle", "cvae", "cae")
         self.rand_branch = v in ("bicycle", "clr", "pix2pix")

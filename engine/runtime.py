@@ -607,6 +607,26 @@ def check_runnable(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.data.backend == "dali" and not dali_available():
         raise ConfigError("backend=dali needs NVIDIA DALI: pip install 'bicyclegan[dali]' (or --backend torch)")
     check_tuning_table(cfg.model.impl, device)
+    from .model import layer_impl
+    check_fallback_mode(layer_impl(cfg, device), device)
+
+
+def check_fallback_mode(impl: str, device: torch.device) -> None:
+    """The kernels' fallback mode ($BICYCLEGAN_KERNELS, or set_fallback_mode), read now: a bad value, and 'strict'
+    where the layers run impl="auto" on a device the kernels cannot run on, raised at the first layer's forward (a
+    traceback; a training's folder written, which then refused the rerun). impl: what the layers run (layer_impl)."""
+    from bicyclegan.kernels._impl import get_fallback_mode, runs_triton
+    try:
+        mode = get_fallback_mode()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if mode == "strict" and impl == "auto" and not runs_triton(device):
+        why = ("triton is not importable (pip install 'bicyclegan[triton]')" if device.type == "cuda" else
+               "the kernels run on a CUDA device, or on the CPU under TRITON_INTERPRET=1, slowly")
+        raise ConfigError(f"the kernels' fallback mode is 'strict' ($BICYCLEGAN_KERNELS=strict or "
+                          f"set_fallback_mode('strict')), which refuses impl=auto's PyTorch reference, and the layers "
+                          f"would run it on {device}: {why}; ask for the reference (train's --impl ref, impl='ref' in "
+                          f"Python: ModelConfig's, load_checkpoint's), or leave strict mode")
 
 
 def check_tuning_table(impl: str, device: torch.device) -> None:

@@ -607,3 +607,37 @@ def test_the_demo_loads_at_the_size_it_is_asked_to_crop():
     assert make_config("reference", netG="unet_128", crop_size=128).data.load_size == 286  # only the demo carries it
     refused(lambda: make_config("demo", crop_size=(32, 64)), "crop_size=(32, 64) must be a positive integer")
     refused(lambda: make_config("demo", crop_width="64"), "crop_width='64' must be a positive integer or None")
+
+
+STRICT = ("the kernels' fallback mode is 'strict' ($BICYCLEGAN_KERNELS=strict or set_fallback_mode('strict')), which "
+          "refuses impl=auto's PyTorch reference, and the layers would run it on {}: {}; ask for the reference "
+          "(train's --impl ref, impl='ref' in Python: ModelConfig's, load_checkpoint's), or leave strict mode")
+
+
+def test_the_kernels_fallback_mode_is_read_before_a_run_starts(tmp_path, monkeypatch):
+    """BICYCLEGAN_KERNELS=strict where the layers run impl="auto" on a device the kernels cannot run on, and a bad
+    value: raised at the first layer's forward, a traceback, a training's folder written (which then refused the
+    rerun: 'stopped before its first checkpoint'). Refused now, by the variable, before anything is written."""
+    from bicyclegan.engine.cli import main
+    from bicyclegan.engine.runtime import check_runnable
+    from bicyclegan.kernels import _impl
+    monkeypatch.chdir(tmp_path)  # (the demo data is made here)
+    monkeypatch.setattr(_impl, "runs_triton", lambda device: False)  # (a CPU without the interpreter, CUDA no triton)
+    for mode in ("strict", "stirct"):
+        monkeypatch.setattr(_impl, "_fallback_mode", None)  # (read from the environment at the next use)
+        monkeypatch.setenv("BICYCLEGAN_KERNELS", mode)
+        said = (STRICT.format("cpu", "the kernels run on a CUDA device, or on the CPU under TRITON_INTERPRET=1, "
+                                     "slowly") if mode == "strict" else
+                "$BICYCLEGAN_KERNELS must be one of ('allow', 'warn', 'strict') (or unset), got 'stirct'")
+        refused(lambda: check_runnable(train(), torch.device("cpu")), said)
+        refused(lambda: BicycleGAN(train(), device="cpu", training=False), said)  # (sample, serve... load so)
+        assert main(["train", "--out", "run", "--max_steps", "1", "--crop_size", "32", "--ngf", "4", "--nef", "4",
+                     "--ndf", "4", "--batch_size", "2", "--device", "cpu"]) == 2
+        assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(_impl, "_fallback_mode", "strict")
+    from bicyclegan.engine.runtime import check_fallback_mode
+    refused(lambda: check_fallback_mode("auto", torch.device("cuda")),
+            STRICT.format("cuda", "triton is not importable (pip install 'bicyclegan[triton]')"))
+    check_fallback_mode("ref", torch.device("cpu"))  # asked for: no fallback
+    check_runnable(TrainConfig(model=model(impl="ref"), data=DataConfig(load_size=32)), torch.device("cpu"))
+    check_runnable(train(), torch.device("cuda"))  # an eager CUDA step: its layers are impl='ref' (layer_impl)
