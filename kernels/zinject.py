@@ -246,14 +246,15 @@ class ZConcatConv2d(NotScriptable, nn.Module):
             raise ValueError(f"ZConcatConv2d: mode must be one of {MODES}, got {mode!r}")
         if impl not in IMPLS:
             raise ValueError(f"ZConcatConv2d: impl must be one of {IMPLS}, got {impl!r}")
-        int_pair("ZConcatConv2d", "dilation", dilation, 1)
+        dil = int_pair("ZConcatConv2d", "dilation", dilation, 1)
         if (in_channels + nz) % _groups("ZConcatConv2d", groups) or out_channels % groups:
             raise ValueError(f"ZConcatConv2d: groups ({groups}) must divide in_channels + nz ({in_channels} + {nz}) "
                              f"and out_channels ({out_channels})")
         padding = conv_padding(padding, kernel_size, stride, "ZConcatConv2d", dilation)
         self.in_channels, self.nz, self.out_channels = in_channels, nz, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.groups = dilation, operator.index(groups)
+        # Plain ints (numpy's np.int64(2) failed the repr's test against (1, 1): an array's truth value)
+        self.dilation, self.groups = dil if isinstance(dilation, (tuple, list)) else dil[0], operator.index(groups)
         self.act, self.slope, self.impl, self.mode = act, slope, impl, mode
         # device/dtype as nn.Conv2d (and InstanceNormAct2d) take them: built in place, e.g. on "meta".
         conv = nn.Conv2d(in_channels + nz, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias,

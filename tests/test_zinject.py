@@ -1098,3 +1098,17 @@ def test_dilation_and_groups_in_repr_and_refused_by_name():
         z_concat_conv(x, z, torch.randn(6, 6, 3, 3), groups=2)
     with pytest.raises(ValueError, match=r"z_concat_conv: groups must be an int >= 1, got True"):
         z_concat_conv(x, z, torch.randn(6, 6, 3, 3), groups=True)
+
+
+def test_dilation_and_groups_of_numpy_ints_as_nn_conv2d_takes_them():
+    """nn.Conv2d takes numpy's ints (as int_pair does): ZConcatConv2d computed with them, and its repr failed
+    ("The truth value of an array with more than one element is ambiguous": np.int64(2) == (1, 1) is an array)."""
+    np = pytest.importorskip("numpy")
+    for dilation, shown in ((np.int64(2), "dilation=2"), ([np.int64(2), 1], "dilation=(2, 1)")):
+        layer = ZConcatConv2d(4, 2, 6, 3, 1, 2, impl="ref", dilation=dilation, groups=np.int64(2))
+        conv = nn.Conv2d(6, 6, 3, 1, 2, dilation, 2)
+        layer.load_state_dict(conv.state_dict())
+        x, z = torch.randn(2, 4, 8, 8), torch.randn(2, 2)
+        torch.testing.assert_close(layer(x, z), conv(torch.cat([F.leaky_relu(x, 0.2), F.leaky_relu(
+            z[:, :, None, None].expand(-1, -1, 8, 8), 0.2)], 1)))
+        assert f"padding=2, {shown}, groups=2, act=" in repr(layer)
