@@ -137,7 +137,8 @@ def get_fallback_mode() -> str:
 def fallbacks(clear: bool = False) -> dict:
     """{(op, reason): calls} of every fallback to the PyTorch reference since the process started (or the last
     clear=True): impl='auto' where the kernels cannot run, and the create_graph backwards. Eager calls each count;
-    a torch.compile'd or exported graph counts its tracing once, a CUDA graph its capture."""
+    a torch.compile'd or exported graph counts its tracings (once, again at a recompile and where dynamo traces a
+    frame again after a graph break), a CUDA graph its capture."""
     with _FALLBACKS_LOCK:
         seen = dict(_FALLBACKS)
         if clear:
