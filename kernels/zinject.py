@@ -233,7 +233,8 @@ class ZConcatConv2d(NotScriptable, nn.Module):
     where_add=input, the U-Net hands its code to every level). `mode` picks the Triton path
     (see z_concat_conv); it is a plain attribute, so a built network can be switched in place.
     dilation and groups (keywords) are nn.Conv2d's, over the concatenation's in_channels + nz channels (z's
-    are the last group's); other than 1 they build the concatenation whatever the mode (see z_concat_conv).
+    the last nz: in the last group or groups, which may hold x's too); other than 1 they build the
+    concatenation whatever the mode (see z_concat_conv).
     """
     dilation, groups = 1, 1  # (a layer pickled whole before they were taken has neither: it computes as it did)
 
