@@ -291,13 +291,11 @@ def test_the_check_itself_is_refused_at_once_without_a_gpu(tmp_path):
     assert "--dry-run" in proc.stdout and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("pip_rc", [1, 0])
-def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through_pythonpath(tmp_path, pip_rc):
-    """The device's pip may fail (no setuptools for --no-build-isolation), or succeed through the
-    legacy `setup.py develop`, which does not make bicyclegan.<part> importable (seen with pip 23.2);
-    the call must then go on with the checkout's modules rather than stop at the imports step."""
+def _call_with_an_unimportable_install(folder, pip_rc):
+    """Starts the dry run whose pip answers pip_rc and leaves the project unimportable (see the test below), in
+    folder: the process and its OUT."""
     import site
-    python = tmp_path / "python"
+    python = folder / "python"
     # pip answers pip_rc without doing anything; Python runs without site (-S), its packages on
     # PYTHONPATH: torch and the rest import, but not the project, whose editable install is a .pth hook.
     # The tuner, the step after the imports, only imports its module and waits for the budget to end it
@@ -311,14 +309,38 @@ def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through
                       f'[ "$1" = -m ] && [ "$2" = bicyclegan.kernels.tune ] && exec {exe} -S -c "{tuner}"\n'
                       f'exec {exe} -S "$@"\n')
     python.chmod(0o755)
-    out = tmp_path / "out"
+    out = folder / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV)}
     env.pop("PYTHONPATH", None)
     # A budget that the first steps use up: the later ones are cut short or skipped, as designed. (x6 in a dry run:
     # 48 s; 24 s were spent before the tuner started on a machine loaded at 10 on 2 cores: three imports of torch)
     env.update(OUT=str(out), PY=str(python), GPU_CHECK_BUDGET="8")
-    subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
-                   timeout=120)
+    with open(folder / "said.txt", "w") as said:
+        return subprocess.Popen(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, stdout=said,
+                                stderr=subprocess.STDOUT), out
+
+
+@pytest.fixture(scope="module")
+def unimportable_install_calls(tmp_path_factory):
+    """Both cases' dry runs, started together: each waits out its budget (48 s) in its tuner, a minute of one
+    pytest worker's time a case when they ran one after the other. pip_rc -> (the process, its OUT)."""
+    calls = {pip_rc: _call_with_an_unimportable_install(tmp_path_factory.mktemp(f"pip_rc{pip_rc}"), pip_rc)
+             for pip_rc in (1, 0)}
+    yield calls
+    for proc, _ in calls.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("pip_rc", [1, 0])
+def test_when_the_install_leaves_the_project_unimportable_it_is_imported_through_pythonpath(
+        unimportable_install_calls, pip_rc):
+    """The device's pip may fail (no setuptools for --no-build-isolation), or succeed through the
+    legacy `setup.py develop`, which does not make bicyclegan.<part> importable (seen with pip 23.2);
+    the call must then go on with the checkout's modules rather than stop at the imports step."""
+    proc, out = unimportable_install_calls[pip_rc]
+    proc.wait(timeout=120)
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
     assert [(s["step"], s["rc"]) for s in steps[:3]] == [("install", pip_rc), ("install_fallback", 0), ("imports", 0)]
     shim = re.search(r"PYTHONPATH=(.+)$", steps[1]["note"]).group(1)
