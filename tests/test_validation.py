@@ -790,15 +790,42 @@ def _rank(rank, world, port, out_dir, args, hub):
     _cli_rank(rank, world, port, out_dir, args)
 
 
+def _case(rank, world, port, out_dir, worker, *args):
+    """worker(rank, world, port, out_dir, *args), then the module attributes the workers set (the evaluation's
+    functions, the loader's load_rgb) as they were: a case of the `ranks` fixture, in a process of several."""
+    from bicyclegan.pipelines import cpu_loader
+    functions, load_rgb = dict(vars(ev_module)), cpu_loader.load_rgb
+    try:
+        worker(rank, world, port, out_dir, *args)
+    finally:
+        vars(ev_module).update(functions)
+        cpu_loader.load_rgb = load_rgb
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory, data):
+    """The folder of this file's two-process cases, run in turn by one pair of spawned processes (test_distributed's
+    _in_turn), each in <name>/: the processes' start-up (torch imported in each) took most of a case's time in a
+    pair of its own. "broken" has its own data (a file of it broken on the way), its inputs read before, in
+    broken/inputs.pt; "weights" last (its TORCH_HOME, with no weights, goes with it)."""
+    from test_distributed import _free_ports, _in_turn, spawn_ranks
+    where = tmp_path_factory.mktemp("ranks")
+    broken = make_demo_dataset(where / "broken" / "data", n_train=2, n_test=0, n_val=5, size=32, seed=0)
+    torch.save(_inputs_of(sorted((broken / "val").glob("*.png"))), where / "broken" / "inputs.pt")
+    weights = ["train", "--out", str(where / "weights" / "r"), "--device", "cpu", "--no-progress", "--crop_size",
+               "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2",
+               "--eval_every", "1", "--eval_metrics", "fid"]
+    cases = [("shares", _case, _share_rank, str(data)), ("stop", _case, _stop_rank, str(data)),
+             ("error", _case, _error_rank, str(data)), ("broken", _case, _broken_share_rank, str(broken)),
+             ("weights", _case, _rank, weights, str(where / "torch"))]
+    spawn_ranks(_in_turn, (2, _free_ports(len(cases)), str(where), cases))
+    return where
+
+
 @pytest.mark.slow
-def test_under_torchrun_missing_metric_weights_stop_every_rank_before_the_first_step(tmp_path):
-    from test_distributed import _free_port, spawn_ranks
-    out = tmp_path / "r"
-    args = ["train", "--out", str(out), "--device", "cpu", "--no-progress", "--crop_size", "32", "--ngf", "4",
-            "--nef", "4", "--ndf", "4", "--batch_size", "4", "--max_steps", "2", "--eval_every", "1",
-            "--eval_metrics", "fid"]
-    spawn_ranks(_rank, (2, _free_port(), str(tmp_path), args, str(tmp_path / "torch")))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+def test_under_torchrun_missing_metric_weights_stop_every_rank_before_the_first_step(ranks):
+    out = ranks / "weights" / "r"
+    r0, r1 = (json.loads((ranks / "weights" / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["rc"] == 2 and r0["stderr"].startswith("bicyclegan train: WeightsError: the evaluations during training")
     assert r0["stderr"].count("\n") == 1 and r1 == {"rc": 2, "stderr": ""}
     assert not (out / "log.jsonl").exists() and not (out / "checkpoints").exists()
@@ -882,12 +909,10 @@ def _raising(*a, **k):
 
 
 @pytest.mark.slow
-def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(tmp_path, data, monkeypatch):
+def test_two_ranks_measure_shares_of_the_inputs_and_give_one_process_figures(ranks, data, monkeypatch):
     # Every rank generates for its own contiguous share of the inputs (CASES), with their own z, and the
     # figures are those of one process measuring them all.
-    from test_distributed import _free_port, spawn_ranks
-    spawn_ranks(_share_rank, (2, _free_port(), str(tmp_path), str(data)))
-    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(ranks / "shares" / f"{r}.pt", weights_only=False) for r in (0, 1))
     _stand_ins(monkeypatch.setattr)
     for case, num, skip_bad, metrics in CASES:
         want = _share_evaluation(data, Dist(), num, skip_bad, metrics).run(3, seed=7)
@@ -941,23 +966,22 @@ def _stop_rank(rank, world, port, out_dir, root):
 
 
 @pytest.mark.slow
-def test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_one_process_does(tmp_path, data):
+def test_under_torchrun_a_stop_during_an_evaluation_stops_at_its_step_as_one_process_does(ranks):
     # Rank 1 alone received the signal; the ranks agreed on it in Evaluation.run. They went on training to
     # the next log interval and saved there: step 3's checkpoint owed step 2's evaluation, which its resume
     # made at step 3's weights, logged as step 3 (and a stop during that owed evaluation trained a step).
-    from test_distributed import _free_port, spawn_ranks
-    spawn_ranks(_stop_rank, (2, _free_port(), str(tmp_path), str(data)))
-    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    here = ranks / "stop"
+    r0, r1 = (torch.load(here / f"{r}.pt", weights_only=False) for r in (0, 1))
     for case in ("during", "owed"):
         assert r0[case] == r1[case] and r0[case].startswith("stopped by SIGTERM at step 2 "), case
-        ckpt = read_checkpoint(tmp_path / f"{case}.pt")
+        ckpt = read_checkpoint(here / f"{case}.pt")
         assert (ckpt["step"], ckpt["eval_owed"]) == (2, 2), case  # one process's, at the signal's step
-    run = tmp_path / "run"
+    run = here / "run"
     assert max(r["step"] for r in read_lines(run / "log.jsonl")) == 4
     lines = read_lines(run / "eval_log.jsonl")
     assert [r["step"] for r in lines] == [2, 4]
     # The line of step 2 is the evaluation of step 2's weights, as one process measures them.
-    want = evaluate(tmp_path / "during.pt", num=4, n_samples=2, seed=0, device="cpu")
+    want = evaluate(here / "during.pt", num=4, n_samples=2, seed=0, device="cpu")
     assert {k: v for k, v in lines[0].items() if k not in ("step", "epoch", "split")} == {
         k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in want.items()
         if k not in ("variant", "dataroot", "phase")}
@@ -998,13 +1022,11 @@ def _error_rank(rank, world, port, out_dir, root):
 
 
 @pytest.mark.slow
-def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by_that_rank(tmp_path, data):
+def test_under_torchrun_an_error_of_one_rank_in_an_evaluation_is_printed_once_by_that_rank(ranks, data):
     # Evaluation.run made rank 1's error every rank's, marked as a copy on rank 0; validate's each_decides
     # then told the ranks their errors again, and took the first rank's: rank 0's copy. Neither rank printed
     # anything (the data error's line was lost; the bug's traceback too, both ranks exiting 1 in silence).
-    from test_distributed import _free_port, spawn_ranks
-    spawn_ranks(_error_rank, (2, _free_port(), str(tmp_path), str(data)))
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = (json.loads((ranks / "error" / f"{r}.json").read_text()) for r in (0, 1))
     (rc0, err0), (rc1, err1) = r0["data"], r1["data"]
     assert (rc0, rc1) == (2, 2) and "Error" not in err0
     assert err1.startswith("bicyclegan train: DatasetError: the evaluation at step 2 (--eval_every 2) stopped on the "
@@ -1128,15 +1150,13 @@ def _broken_share_rank(rank, world, port, out_dir, root):
 
 
 @pytest.mark.slow
-def test_two_ranks_measure_each_input_once_when_a_file_breaks_at_the_end_of_rank_0s_share(tmp_path):
+def test_two_ranks_measure_each_input_once_when_a_file_breaks_at_the_end_of_rank_0s_share(ranks):
     # Rank 0's last place, the broken file's, went to the next good sample, rank 1's first input: both ranks
     # measured it (rank 0 with the broken input's codes), and the broken input was counted.
-    from test_distributed import _free_port, spawn_ranks
-    root = make_demo_dataset(tmp_path / "data", n_train=2, n_test=0, n_val=5, size=32, seed=0)
-    inputs = _inputs_of(sorted((root / "val").glob("*.png")))
-    spawn_ranks(_broken_share_rank, (2, _free_port(), str(tmp_path), str(root)))
-    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
-    codes = _codes(5, 3, tiny_cfg(tmp_path, root).model.nz, 7)
+    here = ranks / "broken"
+    root, inputs = here / "data", torch.load(here / "inputs.pt")
+    r0, r1 = (torch.load(here / f"{r}.pt", weights_only=False) for r in (0, 1))
+    codes = _codes(5, 3, tiny_cfg(here, root).model.nz, 7)
     for case, mine0, mine1 in (("mid_run", [0], [2, 3, 4]), ("checked", [0, 1], [2, 3])):
         (got0, rows0), (got1, rows1) = r0[case], r1[case]
         assert got0 == got1 and got0["n_inputs"] == 4, case  # every rank returns the result, of 4 inputs
