@@ -641,6 +641,32 @@ def test_a_file_replaced_by_another_size_after_the_checks_is_named(tmp_path, num
     assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
 
 
+def test_a_loader_whose_pass_raised_ends_its_workers_once_dropped(tmp_path):
+    """The pass's error was a local of the pass whose frame its traceback holds: that cycle kept the loader and
+    its workers until a garbage collection, whose shutdown of them then took 5 s a worker (torch's join timeout,
+    where close() takes 0.01 s), in whichever later code the collection ran."""
+    import multiprocessing
+    paths = good_set(tmp_path, n=4)
+    loader = load(tmp_path, num_workers=2, shuffle=False, drop_last=True, load_size=16, crop_size=16)
+    before = set(multiprocessing.active_children())
+    write(paths[1], noise(np.random.default_rng(1), 16, 33))
+    was_enabled = gc.isenabled()
+    gc.disable()  # (a collection would end them too, slowly: not what is asked)
+    try:
+        with pytest.raises(DatasetError, match="changed since the checks"):
+            list(loader)
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 2
+        del loader
+        end = time.monotonic() + 15  # (at once, here 0.1 s: the time a loaded machine may take)
+        while any(w.is_alive() for w in workers) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not any(w.is_alive() for w in workers)
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
 
 @needs_dali
 @pytest.mark.parametrize("preprocess, size, reason", [
