@@ -595,6 +595,10 @@ def test_batches_of_the_files_sizes_are_counted_too(tmp_path, monkeypatch):
         assert load(tmp_path, preprocess="none", batch_size=1, num_workers=None).num_workers == 0, (h, w)
 
 
+# LOADERS_CLOSED: a test that keeps `pytest.raises(...) as info` holds its own frame in a cycle (the error's
+# traceback holds the frame, whose locals hold info), and with it the loaders of its locals: those with workers,
+# left to a garbage collection, were shut down 5 s a worker (torch's join timeout, where close() takes 0.01 s),
+# 10 to 40 s of waiting in whichever later test the collection ran. Closed at the test's end, they end at once.
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
@@ -603,18 +607,19 @@ def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
     name = os.path.basename(paths[3])
     kw = {"num_workers": num_workers, "shuffle": False, "drop_last": True}
     strict, lenient = load(tmp_path, backend, **kw), load(tmp_path, backend, skip_bad=True, **kw)
-    with open(paths[3], "wb") as f:
-        f.write(broken_png())
-    with pytest.raises(DatasetError, match=f"{name}: cannot decode") as info:
-        list(strict)
-    assert "Traceback" not in str(info.value) and len(str(info.value).splitlines()) <= 2
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        for _ in range(2):  # the bad file is replaced by the next good one, every epoch
-            got = [b for b in lenient]
-            assert [p for b in got for p in b["paths"]] == paths[:3] + [paths[4]] + paths[4:6]
-            assert len(got) == len(lenient) == 3 and all(b["A"].shape[0] == 2 for b in got)
-    assert lenient.skipped == [(paths[3], lenient.skipped[0][1])]
-    assert caplog.text.count(f"skipped {paths[3]}") == 1
+    with strict, lenient:  # closed at the end (LOADERS_CLOSED)
+        with open(paths[3], "wb") as f:
+            f.write(broken_png())
+        with pytest.raises(DatasetError, match=f"{name}: cannot decode") as info:
+            list(strict)
+        assert "Traceback" not in str(info.value) and len(str(info.value).splitlines()) <= 2
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            for _ in range(2):  # the bad file is replaced by the next good one, every epoch
+                got = [b for b in lenient]
+                assert [p for b in got for p in b["paths"]] == paths[:3] + [paths[4]] + paths[4:6]
+                assert len(got) == len(lenient) == 3 and all(b["A"].shape[0] == 2 for b in got)
+        assert lenient.skipped == [(paths[3], lenient.skipped[0][1])]
+        assert caplog.text.count(f"skipped {paths[3]}") == 1
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -632,13 +637,14 @@ def test_a_file_replaced_by_another_size_after_the_checks_is_named(tmp_path, num
     kw = {"num_workers": num_workers, "shuffle": False, "drop_last": True, "load_size": 16, "crop_size": 16,
           "preprocess": preprocess}
     strict, lenient = load(tmp_path, **kw), load(tmp_path, skip_bad=True, **kw)
-    write(paths[1], noise(np.random.default_rng(1), *size))
-    with pytest.raises(DatasetError) as info:
-        list(strict)
-    assert str(info.value) == f"{paths[1]}: changed since the checks: {reason}"
-    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
-        got = [p for b in lenient for p in b["paths"]]
-    assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
+    with strict, lenient:  # closed at the end (LOADERS_CLOSED)
+        write(paths[1], noise(np.random.default_rng(1), *size))
+        with pytest.raises(DatasetError) as info:
+            list(strict)
+        assert str(info.value) == f"{paths[1]}: changed since the checks: {reason}"
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            got = [p for b in lenient for p in b["paths"]]
+        assert got == [paths[0], paths[2], paths[2], paths[3]]  # replaced by the next good sample
 
 
 def test_a_loader_whose_pass_raised_ends_its_workers_once_dropped(tmp_path):
