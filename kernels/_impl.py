@@ -115,11 +115,16 @@ _FALLBACKS_LOCK = threading.Lock()
 def set_fallback_mode(mode: str) -> str:
     """What a fallback of impl='auto' to the PyTorch reference does from now on: "allow" (the default) records it
     (fallbacks()), "warn" also warns once per op and reason, "strict" raises a RuntimeError saying why (a create_graph
-    backward, which no kernel computes, warns instead). Overrides $BICYCLEGAN_KERNELS; returns the mode it replaced."""
+    backward, which no kernel computes, warns instead). Overrides $BICYCLEGAN_KERNELS, a bad value of it too; returns
+    the mode it replaced ("allow" for such a value, as the variable unset)."""
     global _fallback_mode
     if mode not in FALLBACK_MODES:
         raise ValueError(f"set_fallback_mode: mode must be one of {FALLBACK_MODES}, got {mode!r}")
-    previous, _fallback_mode = get_fallback_mode(), mode
+    try:
+        previous = get_fallback_mode()
+    except ValueError:  # (the variable's bad value: overridden here, so not this call's error)
+        previous = "allow"
+    _fallback_mode = mode
     return previous
 
 

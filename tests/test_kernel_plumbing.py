@@ -395,6 +395,16 @@ def test_every_fallback_of_auto_is_recorded_warned_of_or_refused(fallback_mode):
         fallback_mode("error")
 
 
+def test_set_fallback_mode_overrides_a_bad_environment_value(fallback_mode, monkeypatch):
+    from bicyclegan.kernels import _impl
+    monkeypatch.setenv("BICYCLEGAN_KERNELS", "stirct")
+    _impl._fallback_mode = None  # (as in a new process: the variable not read yet)
+    with pytest.raises(ValueError, match=r"\$BICYCLEGAN_KERNELS must be one of .* got 'stirct'"):
+        kernels.get_fallback_mode()
+    assert fallback_mode("warn") == "allow"
+    assert kernels.get_fallback_mode() == "warn"
+
+
 @pytest.mark.skipif(not kernels._impl.interpreting(), reason="runs the kernels in Triton's interpreter")
 def test_a_create_graph_backward_is_recorded_and_not_refused(fallback_mode):
     """A gradient penalty's backward differentiates the reference (no kernel computes second order): recorded and,
