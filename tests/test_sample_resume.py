@@ -365,3 +365,21 @@ def test_an_input_renamed_since_makes_those_after_it_again(setup, tmp_path, made
     made()
     assert files(sample(ckpt, data, out=tmp_path / "r", progress=False, **kw)) == straight
     assert made() == 3
+
+
+def test_images_read_by_another_loader_backend_are_not_taken(setup, tmp_path, made, capsys, monkeypatch):
+    # backend "auto" (the config's, recorded as such) reads with DALI where it is installed and on a GPU, else
+    # with PIL: their decoding and bicubic filters differ (README: up to 29 of 255 at sharp edges). A call whose
+    # loader was the other one (DALI installed since, the job sent to another machine) takes none of its images.
+    root, ckpt = setup
+    build = SAMPLING.build_loader
+
+    def dali_read(*args, **kwargs):  # (the torch loader's pixels, as DALI's loader says of itself)
+        loader = build(*args, **kwargs)
+        loader.backend = "dali"
+        return loader
+    monkeypatch.setattr(SAMPLING, "build_loader", dali_read)
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    monkeypatch.setattr(SAMPLING, "build_loader", build)
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
