@@ -200,6 +200,21 @@ def _same_inputs(earlier: dict | None, record: dict) -> list[bool]:
     return same + [False] * (len(new) - len(same))
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last chunk, IEND (empty, and its CRC)
+
+
+def _whole_png(path: Path) -> bool:
+    """Whether `path` is a PNG file that ends as one does: atomic_write leaves an image whole or absent, but a copy of
+    the folder stopped part-way (cp, scp) leaves one cut short, which a later call took as written (and grid.png's
+    reading of it raised)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:  # (none there, a folder, or shorter than the chunk)
+        return False
+
+
 def _read_picture(path: Path) -> Image.Image:
     """An image file of an earlier call, as its tile of grid.png (the same pixels as when it was written)."""
     with Image.open(path) as img:
@@ -302,7 +317,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             record.append({**recipe, "inputs": [_input_state(s, inputs_folder(root, phase))
                                                 for s in loader.samples[:total]]})
             same = _same_inputs(_earlier_record(out), record[0])
-            return [same[i] and all((out / rel).is_file() for _, rel in files_of(i)) for i in range(total)]
+            return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]
         # Rank 0's look, every rank's: which inputs' images an earlier call of this recipe wrote whole (each image
         # is written whole or not at all: atomic_write)
         kept = dist.main_says(written_before)

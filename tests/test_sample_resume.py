@@ -383,3 +383,18 @@ def test_images_read_by_another_loader_backend_are_not_taken(setup, tmp_path, ma
     monkeypatch.setattr(SAMPLING, "build_loader", build)
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
     takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
+
+
+def test_an_image_cut_short_since_is_made_again(setup, tmp_path, made):
+    # Every image this code writes is whole (atomic_write), but a results folder copied by a cp or scp that was
+    # stopped holds a file cut short, here one of grid.png's rows: taken as written, the call ended in PIL's
+    # traceback (its gallery dropped already, and so at every call after), where it was made again before.
+    root, ckpt = setup
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    stopped(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), 4)
+    for name, keep in (("00001_encoded.png", 40), ("00002_input.png", 0)):
+        cut = tmp_path / "r" / "images" / name
+        cut.write_bytes(cut.read_bytes()[:keep])
+    made()
+    assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
+    assert made() == N - 4 + 2
