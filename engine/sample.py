@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import SimpleNamespace
 
+import PIL
 import torch
 from PIL import Image
 
@@ -143,16 +144,17 @@ def _write_grid_and_gallery(out: Path, done: list, model, root, phase: str) -> N
 
 def _recipe(model, opened: bool, cfg, crop_size, loader, skip_bad: bool, **options) -> dict:
     """What a call's images are made from but its inputs, as SAMPLE_RECORD records it (JSON's values): the code, the
-    device's kind (their arithmetic differs in the last bits), the weights (opened: the checkpoint file this call
-    read, by the digest of its contents it was checked against; a model object by its networks' tensors, which may
-    have trained since it was read), the model's config with this call's data settings, the loader's layout and
-    backend (the config's "auto" is DALI or PIL as installed: their pixels differ), and the options. An input's
-    images are also those of any call of another --num: its codes and file names depend on the inputs before it."""
+    versions of torch and Pillow (which decodes and resizes the inputs, and encodes the PNG files), the device's kind
+    (their arithmetic differs in the last bits), the weights (opened: the checkpoint file this call read, by the
+    digest of its contents it was checked against; a model object by its networks' tensors, which may have trained
+    since it was read), the model's config with this call's data settings, the loader's layout and backend (the
+    config's "auto" is DALI or PIL as installed: their pixels differ), and the options. An input's images are also
+    those of any call of another --num: its codes and file names depend on the inputs before it."""
     weights = model.source["digest"] if opened else digest(
         {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
-    recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "device": model.device.type,
-              "weights": weights, "config": cfg.to_dict(), "crop_size": crop_size, "layout": loader.layout,
-              "backend": loader.backend, "skip_bad": skip_bad, **options,
+    recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
+              "device": model.device.type, "weights": weights, "config": cfg.to_dict(), "crop_size": crop_size,
+              "layout": loader.layout, "backend": loader.backend, "skip_bad": skip_bad, **options,
               "aspect_ratio": float(options["aspect_ratio"])}
     return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
 
