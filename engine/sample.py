@@ -26,7 +26,7 @@ from bicyclegan.pipelines.sharding import shard_range
 from . import __version__
 from .checkpoint import digest
 from .config import MAX_SEED, check_bool, check_int, check_named
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, DivergenceError, OutputError
 from .images import (
     SAMPLE_RECORD,
     OutputNames,
@@ -224,10 +224,15 @@ def _read_picture(path: Path) -> Image.Image:
 
 
 def _remove(folder: Path, names: set) -> None:
-    """Remove the files of `folder` named in `names` (one listing of it)."""
+    """Remove the files of `folder` named in `names` (one listing of it): one that cannot be removed (an images/ of
+    another user's) is an OutputError naming it, as the write of the first image said it before."""
     if folder.is_dir():
         for name in set(os.listdir(folder)) & names:
-            (folder / name).unlink(missing_ok=True)
+            try:
+                (folder / name).unlink(missing_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot remove {folder / name}, an earlier call's image: {e.strerror or e}; "
+                                  f"choose another folder (--out)") from e
 
 
 @torch.no_grad()
