@@ -546,8 +546,12 @@ def test_n_samples_for_a_model_without_z_is_refused_before_any_evaluation_is_bui
     def no_evaluation(*args, **kwargs):
         built.append(args)
         raise AssertionError("an Evaluation was built before the refusal")
-    for name in ("evaluate", "sweep", "compare"):  # (the package's `evaluate` is the function: the modules by name)
-        monkeypatch.setattr(importlib.import_module(f"bicyclegan.engine.{name}"), "Evaluation", no_evaluation)
+    # (the package's `evaluate` is the function: the modules by name.) All imported before any is patched: sweep
+    # and compare take evaluate's Evaluation as they are imported, so one imported after the patch kept the stub
+    # past undo() (its "original" was the stub), and later tests in the process (test_litter's compare) failed.
+    modules = [importlib.import_module(f"bicyclegan.engine.{name}") for name in ("evaluate", "sweep", "compare")]
+    for module in modules:
+        monkeypatch.setattr(module, "Evaluation", no_evaluation)
     nz0 = save_checkpoint(tiny(demo_root, variant="pix2pix", nz=0), tmp_path / "nz0.pt")
     said = ("n_samples=5: variant pix2pix has no latent code (nz=0): one output per input, no z drawn, so it "
             "changes nothing; leave it out")
