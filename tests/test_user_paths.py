@@ -1269,7 +1269,7 @@ def test_training_says_when_impl_auto_runs_torchs_layers(tmp_path, data, capsys,
                      "--niter_decay", "1", "--max_steps", "1", "--no-progress"])
     assert train("ref", "ref") == 0
     assert "impl auto" not in capsys.readouterr().err
-    monkeypatch.setattr(model_module, "layer_impl", lambda cfg, device, training: "ref")
+    monkeypatch.setattr(model_module, "layer_impl", lambda cfg, device=None, training=True: "ref")
     assert train("auto", "auto") == 0
     err = capsys.readouterr().err
     assert ("impl auto: torch's layers, since this step runs eagerly on CUDA, where the host's launches set the "
