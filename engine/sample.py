@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 
 from bicyclegan.pipelines import DatasetError
-from bicyclegan.pipelines.atomic import is_stale
 from bicyclegan.pipelines.files import core_share
 from bicyclegan.pipelines.sharding import shard_range
 
@@ -383,9 +382,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             # image), and no temp file of an image kept is left (its write killed: it is not written again)
             _remove(out / "images", {Path(rel).name for i in range(total) if not kept[i] for _, rel in files_of(i)})
             for rel in (rel for i in range(total) if kept[i] for _, rel in files_of(i)):
-                for temp in temps.of(out / rel):
-                    if is_stale(temp):
-                        temp.unlink(missing_ok=True)
+                temps.remove_stale(out / rel)
             write_json(out / SAMPLE_RECORD, record[0], what="record of the sampled images")
             claim_outputs(out / "images", [rel for i in range(total) for _, rel in files_of(i)])
         done = write_shares(dist, total, make, write, first=first,

@@ -113,6 +113,12 @@ class TempFiles:
             raise ValueError(f"{path} is not a file of {self.folder}, the folder listed")
         return sorted(self.folder / temp for temp in self.by_name.pop(_stem(path.name), []))
 
+    def remove_stale(self, path: str | os.PathLike) -> None:
+        """Remove the temp files of killed writes to `path` (of `of(path)`'s, those is_stale finds)."""
+        for temp in self.of(path):
+            if is_stale(temp):  # (another live writer's is its own to rename)
+                temp.unlink(missing_ok=True)
+
 
 def temp_files(path: str | os.PathLike) -> list[Path]:
     """Temporary files beside `path` of writes to it, killed or in progress."""
@@ -225,9 +231,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         raise error(f"cannot write {what} {given}: it is {kind}, not a file; give a file's path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for temp in (temps if temps is not None else TempFiles(path.parent)).of(path):
-            if is_stale(temp):  # (another live writer's is its own to rename)
-                temp.unlink(missing_ok=True)
+        (temps if temps is not None else TempFiles(path.parent)).remove_stale(path)
         fd, tmp = temp_beside(path)
     except OSError as e:
         raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
