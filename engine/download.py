@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import http.client
 import json
 import os
@@ -47,7 +46,7 @@ from bicyclegan.pipelines.atomic import locked_file, usual_folder_mode, writer_g
 
 from .config import check_bool
 from .errors import CheckpointError, ConfigError, DownloadError, OutputError
-from .io import check_writable, missing_top, redrawn, remove_made
+from .io import check_writable, file_sha256, missing_top, redrawn, remove_made
 from .presets import pretrained_config
 
 # -- what can be downloaded, from where (the reference's scripts) -----------------------------------
@@ -312,20 +311,12 @@ def _kept(part: Path) -> str:
     return ""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(address: str, url: str, part: Path, progress: bool, by_hand: str) -> dict:
     """Fetch `url` (the recorded `address` or its mirror) into `part` and check its size and digest.
     Returns {"address", "url", "size", "sha256"}; a file that does not match is deleted."""
     announced = _fetch(url, part, part.name[1:].removesuffix(".part"), progress, by_hand)
     try:
-        size, digest = part.stat().st_size, _sha256(part)
+        size, digest = part.stat().st_size, file_sha256(part)
     except FileNotFoundError:  # (a traceback)
         raise DownloadError(f"{part} went away as this download ended: another download of the same file into "
                             f"{part.parent} at once? Run one at a time", transient=True) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -34,6 +35,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
                  error: type[Exception] = OutputError, temps: TempFiles | None = None) -> Path:
     """bicyclegan.pipelines.atomic.atomic_write, failing with OutputError unless told otherwise."""
     return _atomic_write(path, write, what=what, error=error, temps=temps)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's contents, read a MiB at a time (hashlib.file_digest is Python 3.11's)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fit_line(line: str, optional: str = "", stream=None) -> str:

@@ -6,7 +6,6 @@ centre crop."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ from .images import (
     write_gallery,
     write_shares,
 )
-from .io import TempFiles, atomic_write, check_writable, held_folder, save_image, write_json
+from .io import TempFiles, atomic_write, check_writable, file_sha256, held_folder, save_image, write_json
 from .model import spread_z
 from .runtime import (
     Dist,
@@ -164,12 +163,8 @@ def _input_state(s, folder: Path) -> list:
     state = []
     for path in (s.path, s.b_path):
         if path is not None:
-            h = hashlib.sha256()
             try:
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):  # (hashlib.file_digest: Python 3.11)
-                        h.update(block)
-                contents = h.hexdigest()
+                contents = file_sha256(path)
             except OSError:  # (gone since the loader's checks: its reading says so, or skip_bad leaves it out)
                 contents = None
             state += [os.path.relpath(path, folder), contents]
