@@ -755,6 +755,28 @@ def _check_length(cfg: TrainConfig, total_steps: int, step: int) -> None:
                           f"nothing to train; give a longer schedule (--niter_decay, --niter)")
 
 
+def _check_starting_point(cfg: TrainConfig, resume_path: Path | None, init_path: Path | None, run_dir: Path,
+                          world: int) -> tuple[dict | None, int]:
+    """The checkpoint the run resumes (resume_path) or takes its weights from (init_path) read whole, its digest
+    checked, and refused where the run cannot go on from it, with a max_steps below its step: (its contents, the step
+    the run starts at). Run by the Trainer and train --dry-run alike, in this order, once the run folder is judged and
+    before the data's files are listed and checked (minutes on a large dataset: the Trainer read the checkpoint after
+    them, and refused a --max_steps below its step, or a damaged file, only then). Sets cfg's init_from and fresh_D as
+    the run records them (_check_resumed, _check_start_from)."""
+    step, state = 0, None
+    if resume_path is not None:
+        _check_resumed_shapes(resume_path)  # (from the weights' shapes alone, before a model is built)
+        state = _read_resumed(resume_path, run_dir / "checkpoints" / LATEST)
+        _check_resumed(state, cfg, resume_path, run_dir, world)
+        step = state["step"]
+    elif init_path is not None:
+        state = read_checkpoint(init_path)
+        _check_start_from(state, cfg, init_path)
+    if cfg.max_steps is not None:  # (without it the length is the data's: epochs of its batches)
+        _check_length(cfg, cfg.max_steps, step)
+    return state, step
+
+
 # -- what the data gives the run: the Trainer's checks once its loader is made, and train --dry-run's too --
 def _training_loader(cfg: TrainConfig, root: Path, device: torch.device, rank: int, world: int):
     """The run's loader of root/train (every file checked), its refusal with bicycle's advice on the batch."""
@@ -862,6 +884,19 @@ def _check_unet_sizes(cfg: TrainConfig, loader) -> None:
             f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
             f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
             f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes{own}")
+
+
+def _check_data_fits(cfg: TrainConfig, loader, root: Path, state: dict | None, resume_path: Path | None, step: int,
+                     world: int, digest: str | None = None) -> None:
+    """What the run refuses once its loader has checked the files of root/train, by the Trainer and train --dry-run
+    alike, in this order: one captured shape of several sizes, a resume (state, past step 0) onto data that reorders
+    its epochs (digest: the data's samples_digest, made here where None), a length that ends before `step` or past
+    the schedule, and sizes the U-Net cannot take."""
+    _check_graphable(cfg, loader)
+    if step:
+        _check_same_data(state, resume_path, loader, root, digest or samples_digest(loader.samples, root))
+    _check_schedule(cfg, _total_steps(cfg, len(loader)), len(loader), step, world)
+    _check_unet_sizes(cfg, loader)
 
 
 # -- the evaluations during training (eval_every): made ready and checked by the Trainer and train --dry-run --
@@ -1046,20 +1081,12 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
     resume_path, init_path = _starting_points(cfg, ckpt_path, resume, epoch)
     if cfg.data.dataroot is not None:
         check_data_root(cfg)
-    _check_not_in_use(run_dir)
+    # (the Trainer's _check_run_folder, in its order: the lock is taken once the folder is known to be writable)
     _check_run_writable(run_dir)  # (creates nothing)
     _check_not_other_folder(run_dir)
+    _check_not_in_use(run_dir)
     restarting = _check_run_folder(run_dir, resume_path, cfg if _auto(resume) else None)
-    step, state = 0, None
-    if resume_path is not None:
-        state = _read_resumed(resume_path, ckpt_path)
-        _check_resumed(state, cfg, resume_path, run_dir, world)
-        _check_resumed_shapes(resume_path)  # (before a model is built below, as the Trainer checks)
-        step = state["step"]
-    elif init_path is not None:
-        _check_start_from(read_checkpoint(init_path), cfg, init_path)
-    if cfg.max_steps is not None:  # (without it the length is the data's: epochs of its batches)
-        _check_length(cfg, cfg.max_steps, step)
+    state, step = _check_starting_point(cfg, resume_path, init_path, run_dir, world)
     if cfg.data.dataroot is not None:
         root = Path(cfg.data.dataroot)
     elif not demo_data_made(root := demo_data_root(cfg.out, cfg.model.size, cfg.seed)):
@@ -1067,11 +1094,7 @@ def check_start(cfg: TrainConfig, resume: bool | str | Path = False, epoch: int 
             say(f"data: the demo data, which the run makes in {root} first")
         return cfg  # the run makes it
     with checks_unsaved(), _training_loader(cfg, root, device, rank, world) as loader:
-        _check_graphable(cfg, loader)
-        if step:
-            _check_same_data(state, resume_path, loader, root, samples_digest(loader.samples, root))
-        _check_schedule(cfg, _total_steps(cfg, len(loader)), len(loader), step, world)
-        _check_unet_sizes(cfg, loader)
+        _check_data_fits(cfg, loader, root, state, resume_path, step, world)
         if rank == 0:
             _grid_loader(cfg, root, device).close()  # (built for its checks of the files)
         if cfg.eval_every:
@@ -1153,6 +1176,11 @@ class Trainer:
         self._restart_cfg = cfg if _auto(resume) and self.resume_path is None else None
         # Rank 0 alone holds the folder and so judges it; every rank stops on its refusal.
         self.dist.main_decides(self._check_run_folder)
+        # The checkpoint resumed or started from, read and judged before the data (as the dry run does).
+        started = [None]
+        self.dist.each_decides(lambda: started.__setitem__(0, _check_starting_point(
+            cfg, self.resume_path, self.init_path, self.run_dir, self.world)))
+        state, step = started[0]
         self.is_demo = cfg.data.dataroot is None
         self.data_root = prepare_data_root(cfg, self.dist)
         # Absolute (sample/evaluate find the data through it from any folder), its links kept: a dataset reached
@@ -1160,8 +1188,6 @@ class Trainer:
         cfg.data.dataroot = absolute(self.data_root)
         self.cfg = cfg
 
-        if self.resume_path is not None:
-            self.dist.each_decides(lambda: _check_resumed_shapes(self.resume_path))
         seed_rng(cfg.seed, self.device)  # identical initial weights on every rank
         self.model = self._model_cls(cfg, device=self.device)
         self.model.cfg = cfg  # the run's own copy, whose init_from and fresh_D a resume sets: its checkpoints record it
@@ -1188,19 +1214,14 @@ class Trainer:
         self.eval_owed = None  # the step whose evaluation a stop skipped, until one is made (rank 0's)
 
         def fit():
-            _check_graphable(cfg, self.loader)
+            _check_data_fits(cfg, self.loader, self.data_root, state, self.resume_path, step, self.world,
+                             self._samples_digest)
             if self.resume_path is not None:
-                state = _read_resumed(self.resume_path, self.ckpt_path)
-                _check_resumed(state, cfg, self.resume_path, self.run_dir, self.world)
                 self._load(state)
             elif self.init_path is not None:
-                state = read_checkpoint(self.init_path)
-                _check_start_from(state, cfg, self.init_path)
                 self._take_weights(state, self.init_path)
-            _check_schedule(cfg, self.total_steps, self.steps_per_epoch, self.step, self.world)
-            _check_unet_sizes(cfg, self.loader)
-        # The checkpoint read and fitted to this run, the steps it leaves and the images' sizes: judged alike
-        # by every rank, as start's (and no collective among them).
+        # The data fitted to the checkpoint and this run (the steps it leaves, the images' sizes), and the checkpoint
+        # loaded: judged alike by every rank, as start's (and no collective among them).
         self.dist.each_decides(fit)
         # Rank 0 alone draws the grids (the other ranks need not read, and check, the sample files) and
         # writes the TensorBoard log.
@@ -1308,11 +1329,11 @@ class Trainer:
             remove_made(self.run_dir, self._made_folder)  # (the empty ones: what was written stays)
 
     def _load(self, state: dict) -> None:
-        """The checkpoint resumed from, once _check_resumed passed it: a step-0 one lends its weights alone."""
+        """The checkpoint resumed from, once _check_resumed and _check_data_fits passed it: a step-0 one lends its
+        weights alone."""
         if state["step"] == 0:
             self._take_weights(state, self.resume_path)
             return
-        _check_same_data(state, self.resume_path, self.loader, self.data_root, self._samples_digest)
         self.model.load_training_state(state)
         if bad := self.model.nonfinite(optimizers=True):
             # (Adam's inf moments, which an earlier version saved unchecked: the resume trained a save interval of

@@ -321,6 +321,26 @@ def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path, data):
     assert {f: f.read_bytes() for f in files if f.exists()} == before
 
 
+def test_a_resume_with_a_lower_max_steps_is_refused_before_the_data_is_read(tmp_path, run, data, monkeypatch):
+    """A max_steps below the checkpoint's step was refused by the Trainer only once its loader had listed and checked
+    every training file (minutes on a large dataset), where the dry run refused it at once: both now refuse it from
+    the checkpoint's header, before any loader is made, with the same line."""
+    import shutil
+
+    from bicyclegan.engine import trainer as trainer_module
+    out = tmp_path / "r"
+    shutil.copytree(run, out)  # (step 2)
+
+    def no_loader(*a, **k):
+        raise AssertionError("a loader was made")
+    monkeypatch.setattr(trainer_module, "build_loader", no_loader)
+    said = r"^max_steps=1 is below the step the checkpoint reached \(2\): nothing to train; give a larger --max_steps$"
+    with pytest.raises(ConfigError, match=said):
+        Trainer(tiny_cfg(out, data, max_steps=1), resume=True, progress=False)
+    with pytest.raises(ConfigError, match=said):
+        check_start(tiny_cfg(out, data, max_steps=1), resume=True)
+
+
 def test_a_resume_with_a_schedule_shorter_than_the_steps_trained_names_the_schedule(tmp_path, data):
     out = tmp_path / "r"  # 16 samples in batches of 4: 4 iterations an epoch, 2 epochs
     Trainer(tiny_cfg(out, data, niter=1, niter_decay=1, save_every=100, sample_every=100), progress=False).train()
@@ -1747,6 +1767,47 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_data_machine_evaluations_
     idle = Trainer(tiny_cfg(held, data, max_steps=4), resume=True, progress=False)
     assert main(["train", *flat, "--out", str(held), "--resume", "--dry-run"]) == 0
     del idle
+
+
+def test_a_start_with_two_problems_is_refused_for_the_same_one_by_the_dry_run_and_the_run(tmp_path, run, data, capsys):
+    """The dry run judged the checkpoint resumed before the data's files, and whether another training holds the run
+    folder before what the folder is; the run the other way round: a start with a problem of each was refused by
+    the two for different reasons. Both now go through the checks in one order."""
+    import fcntl
+    import os
+    import shutil
+    flat = [f"--{k}={v}" for k, v in TINY.items()] + ["--batch_size", "4", "--preprocess", "none", "--niter", "1",
+                                                     "--niter_decay", "1", "--num_workers", "0", "--no-eval"]
+    bad = tmp_path / "bad"  # a training file broken
+    shutil.copytree(data, bad)
+    (bad / "train" / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    damaged, short = tmp_path / "damaged", tmp_path / "short"
+    shutil.copytree(run, damaged)
+    shutil.copytree(run, short)
+    state = read_checkpoint(damaged / "checkpoints" / "latest.pt")
+    state["step"] += 1  # the digest stays the one written with the original
+    torch.save(state, damaged / "checkpoints" / "latest.pt")
+    held = tmp_path / "held"  # an --out that holds a dataset, and a lock another training holds
+    shutil.copytree(data, held)
+    cases = {  # options: the start of the refusal, the exit code
+        ("--out", str(damaged), "--resume", "--dataroot", str(bad)):
+            (f"CheckpointError: {damaged / 'checkpoints' / 'latest.pt'} is damaged: its contents do not match", 2),
+        ("--out", str(short), "--resume", "--max_steps", "1", "--dataroot", str(bad)):
+            ("ConfigError: max_steps=1 is below the step the checkpoint reached (2): nothing to train", 2),
+        ("--out", str(held), "--dataroot", str(data)):
+            (f"OutputError: --out {held} holds a dataset (train/, test/), not a run", 2),
+    }
+    lock = os.open(held / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for options, (said, rc) in cases.items():
+            assert main(["train", *flat, *options, "--dry-run"]) == rc, options
+            dry = _refusal(capsys)
+            assert dry.startswith(f"bicyclegan train: {said}"), (options, dry)
+            assert main(["train", *flat, *options, "--no-progress"]) == rc, options
+            assert _refusal(capsys) == dry, options
+    finally:
+        os.close(lock)
 
 
 def test_a_dry_run_of_a_valid_resume_prints_the_runs_config_and_writes_nothing(tmp_path, run, data, capsys):
