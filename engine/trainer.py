@@ -2148,8 +2148,10 @@ class Trainer:
         what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
         # Step self.step finished and the failing batch trained nothing: saved as a signal's stop saves it (the
         # steps since the last --save_every were lost), unless a checkpoint of it is there already (or it is step
-        # 0: nothing trained). One process only: with several, another rank may be waiting in a collective, and
-        # save() gathers from every rank.
+        # 0: nothing trained). One process only: with several, the others have gone on into the next step, whose
+        # collectives (sync BN, the gradients' all-reduce) this one cannot join without its batch, and save()
+        # gathers from every rank. The ranks could agree to stop only at a collective made before each step's
+        # own: a host round trip every step, which the training does without (README "Reliability").
         unsaved = ""
         if self.world == 1 and self.step and self.saved_step != self.step:
             try:
@@ -2158,6 +2160,13 @@ class Trainer:
                 # (the cause's own words: the wrapper repeats the step and the advice, said below anyway)
                 said = str(failed.__cause__ or failed).splitlines()[0].removesuffix("; the previous one is intact")
                 unsaved = f"step {self.step} could not be saved ({said}); "
+        elif self.step and self.saved_step != self.step:  # (the line named the last checkpoint without a word of them)
+            since = (self.saved_step or 0) + 1
+            steps = f"steps {since} to {self.step}" if since < self.step else f"step {self.step}"
+            others = "other process" if self.world == 2 else f"other {self.world - 1} processes"
+            unsaved = (f"{steps} since {'the last checkpoint' if self.saved_step else 'the start'} could not be saved "
+                       f"(the {others} went on into step {self.step + 1}, whose collectives this one cannot "
+                       f"join without its batch, and a checkpoint needs every process); ")
         # A resume trains on the same files (another set is refused: its epochs' order differs): --resume --skip_bad
         # is the way on only where the files are still the run's (a decoder failing on what the checks pass, a read
         # that failed once); else the files put back, or a new run from the weights.

@@ -941,6 +941,39 @@ def test_a_lost_rank_is_said_with_the_epoch_of_the_step_finished(tmp_path, fails
     assert str(e.value).startswith(f"training stopped {said}: another of the 2 processes ended during it")
 
 
+@pytest.mark.parametrize("save_every, breaks_in, said", [
+    (2, 3, "\nstep 3 since the last checkpoint could not be saved (the other process went on into step 4, "),
+    (100, 2, "\nsteps 1 to 2 since the start could not be saved (the other process went on into step 3, ")])
+def test_a_data_error_under_torchrun_says_which_steps_it_could_not_save(tmp_path, save_every, breaks_in, said):
+    """One process saves the step before a data error; a rank of several cannot (the others are in the next step's
+    collectives), and its line named the last checkpoint without a word of the steps since, lost. Constructed in one
+    process: a run that calls itself rank 0 of 2 from step `breaks_in` on (before it, its saves are one process's),
+    its files broken as that step trains (the next batch, read then, fails)."""
+    from tiny import BROKEN_PNG, tiny_cfg
+
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import DatasetError, make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=16, n_test=2, size=32, seed=0)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, max_steps=8, log_every=100, sample_every=100, save_every=save_every),
+                progress=False)
+    real = t.model.train_step
+
+    def train_step(batch):
+        if t.step == breaks_in - 1:
+            t.world = 2
+            for f in (data / "train").iterdir():
+                f.write_bytes(BROKEN_PNG)
+        return real(batch)
+    t.model.train_step = train_step
+    with pytest.raises(DatasetError) as e:
+        t.train()
+    assert str(e.value).startswith(f"training stopped at step {breaks_in + 1} (epoch 1) on its data: ")
+    assert said + "whose collectives this one cannot join without its batch, and a checkpoint needs every " \
+        "process); " in str(e.value)
+    ckpt = tmp_path / "run" / "checkpoints" / "latest.pt"  # (the one process's save at step 2, or none)
+    assert (torch.load(ckpt, weights_only=False)["step"] if ckpt.exists() else None) == (2 if save_every == 2 else None)
+
+
 def _start_bug_rank(rank, world, port, out_dir, args):
     """_cli_rank with a bug in rank 1's loader set-up, before the ranks' joint check of the files (undone after)."""
     from bicyclegan.engine import trainer
