@@ -43,9 +43,11 @@ MAX_GRID_WIDTH = 1024  # grids before the latest are embedded scaled down to thi
 MAX_GRID_PIXELS = 2 * 89_478_485
 MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
 LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
+MAX_TAIL = 4096       # bytes of the last line read that an update checks are still in place
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
+NOT_CHARTED = ("step", "epoch", "diverged")  # log.jsonl's columns that are no curve: the x axis, its epoch, a flag
 NOT_LOSSES = ("step", "epoch", "lr", "img_per_s", "diverged", "amp_skipped")  # (amp_skipped: --amp fp16's count)
 INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 
@@ -53,11 +55,13 @@ INSTALL_HINT = "pip install 'bicyclegan[tensorboard]'"
 # -- the log ---------------------------------------------------------------------------------------
 class LogCurves:
     """log.jsonl as one (steps, values) curve per column, read incrementally: each update parses
-    only the lines added since the last one. A line cut short (by a kill, or still being written)
-    is left out; missing and non-finite values (null) leave gaps."""
+    only the lines added since the last one (a log rewritten since, as a resume cuts it, is read again
+    from its start). A line cut short (by a kill, or still being written) is left out; missing and
+    non-finite values (null) leave gaps."""
 
     def __init__(self):
-        self.offset = 0
+        self.offset = 0  # the bytes read: the lines up to it parsed, a line cut short after it not yet
+        self.tail = b""  # the last line read (its last MAX_TAIL bytes), to tell a rewritten log by
         self.curves: dict[str, Envelope] = {}  # column -> its finite values, bounded
         self.last: dict = {}
         self.diverged = False
@@ -70,21 +74,30 @@ class LogCurves:
         path = Path(path)
         if not path.is_file():
             return self
-        if path.stat().st_size < self.offset:  # rewritten shorter (a resumed run truncates it)
-            self.__init__()
         with open(path, "rb") as f:
-            f.seek(self.offset)
+            if self.offset:
+                # Read again from the start where the line read last no longer ends where it did: the log was
+                # rewritten (a resume cuts it into a new file, whose lines may since have grown past the offset).
+                f.seek(self.offset - len(self.tail))
+                if f.read(len(self.tail)) != self.tail:
+                    self.__init__()
+                    f.seek(0)
             # In pieces: a long run's log read whole by a command's first report (a million lines) held 1.1 GB.
             rest = b""
             while chunk := f.read(LOG_CHUNK):
                 text = rest + chunk
                 end = text.rfind(b"\n") + 1
                 rest = text[end:]
-                self.offset += end
-                self._add(text[:end])
+                if end:
+                    self.offset += end
+                    self.tail = text[max(text.rfind(b"\n", 0, end - 1) + 1, end - MAX_TAIL):end]
+                    self._add(text[:end])
         return self
 
     def _add(self, text: bytes):
+        # (Hot: a command's first report of a long run parses every line, 500,000 of them. Hence the names bound
+        # once, the dict.get before an Envelope is made: setdefault made one per value, 4.5 million, kept none.)
+        columns, curves, not_finite, isfinite = self.columns, self.curves, self.not_finite, math.isfinite
         for line in text.decode("utf-8", "replace").splitlines():
             try:
                 row = json.loads(line)
@@ -100,15 +113,18 @@ class LogCurves:
             if row.get("diverged") and not self.diverged:
                 self.diverged, self.diverged_at = True, step
             for k, v in row.items():
-                if k in ("step", "epoch", "diverged"):
+                if type(v) is not float and type(v) is not int and v is not None or k in NOT_CHARTED:
                     continue
-                if type(v) in (int, float) or v is None:
-                    self.columns.setdefault(k)
-                if type(v) in (int, float) and math.isfinite(v):
-                    self.curves.setdefault(k, Envelope()).add(step, float(v))
-                    self.not_finite.pop(k, None)
-                elif v is None:  # how the trainer writes a non-finite value
-                    self.not_finite[k] = step
+                if k not in columns:
+                    columns[k] = None
+                if v is None:  # how the trainer writes a non-finite value
+                    not_finite[k] = step
+                elif isfinite(v):
+                    if (env := curves.get(k)) is None:
+                        env = curves[k] = Envelope()
+                    env.add(step, float(v))
+                    if not_finite:
+                        not_finite.pop(k, None)
 
     def losses(self) -> list[str]:
         """The loss columns logged so far, a column whose values were all non-finite included (a run

@@ -195,6 +195,77 @@ def test_log_is_read_incrementally_skipping_a_line_cut_short_and_nulls(tmp_path)
         assert curves.update(log).curve("G_L1") == (list(range(1, step + 1)), [7.0, *map(float, range(2, step + 1))])
 
 
+def read_state(curves: LogCurves) -> tuple:
+    """All that the page draws or says of a LogCurves (its charts are drawn from these alone)."""
+    return (list(curves.columns), {k: curves.curve(k) for k in curves.columns}, curves.last, curves.steps,
+            curves.diverged_at, curves.not_finite)
+
+
+@pytest.mark.parametrize("rewrite", ["replaced", "in place"])
+def test_a_log_rewritten_and_grown_past_what_was_read_is_read_again_from_its_start(tmp_path, rewrite):
+    # A resume cuts log.jsonl into a new file and appends to it: a LogCurves kept across that (write_report's cache)
+    # went on from its old offset once the new log had grown past it, mid-line, keeping the abandoned steps' values.
+    log = tmp_path / "log.jsonl"
+    first = [{"step": s, "epoch": 0, "G_L1": 10.0 + s} for s in range(1, 11)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in first))
+    curves = LogCurves().update(log)
+    # the lines again from step 5, as long as those they replace: one ends where the last line read ended
+    again = (first[:4] + [{"step": s, "epoch": 0, "G_L1": 30.0 + s} for s in range(5, 11)]
+             + [{"step": s, "epoch": 0, "G_L1": 30.0 + s, "kl": s / 8} for s in range(11, 16)])
+    text = "".join(json.dumps(r) + "\n" for r in again)
+    if rewrite == "replaced":  # as the resume's atomic_write
+        (tmp_path / "new").write_text(text)
+        (tmp_path / "new").replace(log)
+    else:  # the same file cut and written again
+        with open(log, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+    assert log.stat().st_size > curves.offset
+    curves.update(log)
+    assert curves.curve("G_L1") == ([r["step"] for r in again], [r["G_L1"] for r in again])
+    assert curves.curve("kl") == (list(range(11, 16)), [s / 8 for s in range(11, 16)])
+    assert curves.last == again[-1] and curves.steps == (1, 15)
+    assert read_state(curves) == read_state(LogCurves().update(log))
+
+
+def test_a_log_read_as_it_grows_cut_anywhere_is_read_as_it_is_whole(tmp_path, monkeypatch):
+    # Each update reads the bytes added since the last: cut at any byte (in a line, in an "é", in a line of another
+    # version's or no trainer's), in chunks of a few bytes, the curves are those of one reading of the whole log.
+    monkeypatch.setattr(report_mod, "LOG_CHUNK", 23)
+    monkeypatch.setattr(report_mod, "MAX_TAIL", 16)  # (lines longer than the bytes checked of the last one)
+    parsed = []  # the bytes given to be parsed: each line's once, never read again from the start
+    add = LogCurves._add
+    monkeypatch.setattr(LogCurves, "_add", lambda self, text: parsed.append(len(text)) or add(self, text))
+    rows = [{"step": 1, "epoch": 0, "lr": 2e-4, "G_L1": 3.0, "note": "é"},
+            {"step": 2, "G_L1": 2.5, "D_A": 0.7},  # an earlier version's: no epoch, another loss's name
+            {"step": 3, "epoch": 0, "lr": 2e-4, "G_L1": None, "diverged": True},
+            {"step": 4, "epoch": "x", "G_L1": 9.0},  # no trainer's: left out
+            {"step": 5, "epoch": 1, "lr": 1e-4, "G_L1": 1.5, "kl": 0}]
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
+    data = b"\n".join(lines[:2] + [b"", b"[1, 2]", b"\xff{not json", *lines[2:]]) + b"\n" + b'{"step": 6, "G_L1"'
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(data)
+    whole = LogCurves().update(log)
+    # (known answers: the rows' finite values, the last row of a whole step and epoch, the step that diverged)
+    assert whole.curve("G_L1") == ([1, 2, 5], [3.0, 2.5, 1.5]) and whole.curve("kl") == ([5], [0.0])
+    assert whole.last == rows[-1] and whole.steps == (1, 5) and whole.diverged_at == 3
+    want = read_state(whole)
+    for cut in range(len(data) + 1):
+        log.write_bytes(data[:cut])
+        parsed.clear()
+        curves = LogCurves().update(log)
+        log.write_bytes(data)
+        assert read_state(curves.update(log)) == want, cut
+        assert sum(parsed) == data.rindex(b"\n") + 1, cut
+    for cuts in ((5, 60, 61), (90, 91, 150), (0, 140, len(data) - 3)):  # three updates, and a fourth of nothing
+        curves = LogCurves()
+        for cut in cuts:
+            log.write_bytes(data[:cut])
+            curves.update(log)
+        log.write_bytes(data)
+        assert read_state(curves.update(log)) == read_state(curves.update(log)) == want, cuts
+
+
 def test_a_log_line_whose_epoch_is_no_number_is_skipped_not_the_page(tmp_path):
     # A line no trainer wrote ("epoch": "x"): the page's "x" + 1 was a TypeError after sample had written its results.
     run, _ = fake_run(tmp_path)
