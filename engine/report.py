@@ -6,10 +6,10 @@ the sample grids over time embedded as data URIs (the latest first, at its own s
 MAX_LATEST_WIDTH, then the earlier ones newest first, scaled down when wide, each linking to its PNG
 in samples/), the evaluations during training (eval_log.jsonl: a chart per measure, the best marked),
 the evaluation results and the config.
-The trainer rewrites it at every sample interval (rank 0 only), so it stays cheap: each log line is
-parsed once, each curve keeps a min/max envelope of at most MAX_BUCKETS buckets (memory and
-drawing independent of the log's length), at most MAX_GRIDS grids are embedded and each grid's
-encoding is cached between rewrites. write_report(run) also works on a finished run.
+The trainer rewrites it at every sample interval and evaluation (rank 0 only), so it stays cheap:
+each log line is parsed once, each curve keeps a min/max envelope of at most MAX_BUCKETS buckets
+(memory and drawing independent of the log's length), at most MAX_GRIDS grids are embedded and
+each grid's encoding is cached between rewrites. write_report(run) also works on a finished run.
 
 TensorBoardLog writes the same scalars, the sample grids and the config (as hparams) through
 torch.utils.tensorboard; it is only imported when asked for, so a run without it pays nothing.
@@ -226,15 +226,15 @@ def ticks(lo: float, hi: float, n: int = 4, whole: bool = False) -> list[float]:
     return [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
 
 
-def _num(v: float) -> str:
-    return f"{v:.3g}" if v != 0 else "0"
+def _num(v: float, digits: int = 3) -> str:
+    return f"{v:.{digits}g}" if v != 0 else "0"  # (-0.0 too: "-0" read as a value below zero)
 
 
 def tick_labels(ts: list[float]) -> list[str]:
     """Labels that tell the ticks apart: the fewest significant digits (3 or more) that do (3 gave
     images/s of 2410 to 2413 five labels of 2.41e+03, and a flat loss four of 7.55)."""
     for digits in range(3, 13):
-        labels = [f"{t:.{digits}g}" if t != 0 else "0" for t in ts]
+        labels = [_num(t, digits) for t in ts]
         if len(set(labels)) == len(labels):
             return labels
     return labels
@@ -261,6 +261,12 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     return sorted(out)
 
 
+def _svg_open(width: int, height: int, said: str, cls: str = "chart") -> str:
+    # role img with its words: a screen reader read out the loose tick numbers ("1.999 1.998 ... step")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(said)}">')
+
+
 def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHART_W,
               height: int = CHART_H, latest: str | None = None, scale: str = "linear",
               x_range: tuple[float, float] | None = None, diverged_at: float | None = None,
@@ -275,14 +281,9 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
     steps the x axis spans at least (the whole run's); diverged_at: a step marked with a vertical line,
     "diverged"; mark: (step, value, what) of a point drawn as a ring, `what` its tooltip (the best
     evaluation)."""
-    def head(h, said):
-        # role img with its words: a screen reader read out the loose tick numbers ("1.999 1.998 ... step")
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h}" '
-                f'viewBox="0 0 {width} {h}" role="img" aria-label="{html.escape(said)}">')
-
     if not xs:  # one line of text, not a blank chart-sized box
         said = f"{title}: {latest or 'no finite values yet'}"
-        return (f'{head(24, said)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
+        return (f'{_svg_open(width, 24, said)}<text x="{PAD_L}" y="16" class="t">{html.escape(title)}: '
                 f'{html.escape(latest or "no finite values yet")}</text></svg>')
     latest = latest or _num(ys[-1])
     if len(xs) > 2 * MAX_BUCKETS + 1:  # a long series given directly: drawn as LogCurves draws one
@@ -311,7 +312,7 @@ def svg_chart(title: str, xs: list[float], ys: list[float], *, width: int = CHAR
             f"{_num(10 ** min(ys) if log_y else min(ys))} to {_num(10 ** max(ys) if log_y else max(ys))}"
             + (f"; diverged at step {diverged_at}" if diverged_at is not None else "")
             + (f"; {mark[2]}" if mark is not None else ""))
-    parts = [head(height, said), f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
+    parts = [_svg_open(width, height, said), f'<text x="{PAD_L}" y="15" class="t">{html.escape(title)} '
                    f'<tspan class="v">{html.escape(latest)}</tspan>'
                    + ('<tspan class="s"> (log scale)</tspan>' if log_y else "") + '</text>',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" class="box"/>']
@@ -450,7 +451,7 @@ def _axis_range(vs: list[float]) -> tuple[float, float]:
     if hi == lo == 0:
         return -0.1, 1.1
     if hi == lo:
-        pad = 10.0 ** math.floor(math.log10(abs(lo))) if lo else 1.0
+        pad = 10.0 ** math.floor(math.log10(abs(lo)))
         return lo - pad, hi + pad
     return lo - (hi - lo) / 10, hi + (hi - lo) / 10
 
@@ -465,8 +466,7 @@ def svg_scatter(title: str, points: list[tuple[float, float, str]], *, x_title: 
     pl, pr, pt, pb = PAD_L, 16, PAD_T + 16, PAD_B + 4
     said = f"{title}; {x_title} and {y_title}: " + ("; ".join(f"{n} {_num(x)}, {_num(y)}" for x, y, n in points)
                                                     or "no points")
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart scatter" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(said)}">'
+    parts = [_svg_open(width, height, said, "chart scatter"),
              f'<text x="{pl}" y="15" class="t">{html.escape(title)}</text>',
              f'<text x="{pl}" y="{pt - 6}" class="s yt">{html.escape(y_title)}</text>']
     if not points:
@@ -614,10 +614,8 @@ def _validation(rows: list[dict], config: dict | None, x_range, diverged_at: int
                 "<p>No evaluation during training (<code>--eval_every N</code> evaluates the held-out split "
                 "every N iterations).</p>")
     last, best = rows[-1], next((r for r in reversed(rows) if r.get("best") and r["best"] in r), None)
-    measures = dict.fromkeys(k for r in rows for k, v in r.items()
-                             if _number(v) and k not in ("step", "epoch", *EVAL_SETTINGS))
     charts = []
-    for k in measures:
+    for k in row_measures(rows, ("step", "epoch")):
         pts = [(r["step"], float(r[k])) for r in rows if _number(r.get(k))]
         mark = None
         if best is not None and best["best"] == k and _number(best[k]):
@@ -811,12 +809,29 @@ def _grid_figure(step: int, uri: str | None, href: str, scale: float | str, late
             f"<a href='{href}'><img src='{uri}' alt='samples at step {step}'></a></figure>")
 
 
+def _evaluation(evaluation: dict | None, results: list | None) -> list[str]:
+    """The run's evaluation (eval.json) as a table, its '-'s said why; or where else its evaluations are."""
+    if evaluation:
+        # the name a reader knows, the key of eval.json as its tooltip
+        cells = "".join(f"<tr><th title='{html.escape(str(k))}'>{html.escape(EVAL_NAMES.get(k, str(k)))}</th>"
+                        f"<td>{html.escape(_value(v))}</td></tr>" for k, v in evaluation.items())
+        return [f"<table class='eval'>{cells}</table>",
+                *(f"<p class='meta'>{html.escape(', '.join(EVAL_NAMES.get(k, k) for k in cols))} -: "
+                  f"{html.escape(reason)}.</p>" for cols, _, reason in blanks([evaluation], list(evaluation), str))]
+    if any(href.endswith("/eval.json") for _, links in results or () for _, href in links):
+        # evaluate writes into results/ by default: "not evaluated yet" stood above the links to its evaluations
+        return ["<p>No evaluation of the run itself (RUN/eval.json): its checkpoints' evaluations are under "
+                "Results of its checkpoints below.</p>"]
+    return ["<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
+            "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>"]
+
+
 def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str | None, str, float | str]],
                   evaluation: dict | None, config: dict | None, status: dict | None = None,
                   validation: list[dict] | None = None, results: list | None = None) -> str:
     """The report's HTML. grids: (step, image URI, link to the PNG, scale shown at; None and why for one not
-    shown: grid_data_uri) in step order;
-    shown newest first (the latest grid is what the page is opened for; it was at the bottom).
+    shown: grid_data_uri) in step order, shown newest first (the latest grid is what the page is opened for; it
+    was at the bottom).
     validation: eval_log.jsonl's rows (read_eval_log); its section is left out for a run that has none
     and does not evaluate. results: result_pages' (the section is left out where there are none)."""
     last = log.last
@@ -854,21 +869,7 @@ def render_report(run_name: str, log: LogCurves, grids: list[tuple[int, str | No
     parts += ([_grid_figure(*g, latest=i == 0) for i, g in enumerate(reversed(grids))]
               or ["<p>No sample grid yet.</p>"])
 
-    parts.append("<h2>Evaluation</h2>")
-    if evaluation:
-        # the name a reader knows, the key of eval.json as its tooltip
-        cells = "".join(f"<tr><th title='{html.escape(str(k))}'>{html.escape(EVAL_NAMES.get(k, str(k)))}</th>"
-                        f"<td>{html.escape(_value(v))}</td></tr>" for k, v in evaluation.items())
-        parts.append(f"<table class='eval'>{cells}</table>")
-        parts += [f"<p class='meta'>{html.escape(', '.join(EVAL_NAMES.get(k, k) for k in cols))} -: "
-                  f"{html.escape(reason)}.</p>" for cols, _, reason in blanks([evaluation], list(evaluation), str)]
-    elif any(href.endswith("/eval.json") for _, links in results or () for _, href in links):
-        # evaluate writes into results/ by default: "not evaluated yet" stood above the links to its evaluations
-        parts.append("<p>No evaluation of the run itself (RUN/eval.json): its checkpoints' evaluations are under "
-                     "Results of its checkpoints below.</p>")
-    else:
-        parts.append("<p>Not evaluated yet (eval.json appears at the end of a run on the demo data, "
-                     "or with <code>bicyclegan evaluate CKPT --json RUN/eval.json</code>).</p>")
+    parts += ["<h2>Evaluation</h2>", *_evaluation(evaluation, results)]
     if results:
         parts.append(_results_section(results))
     if config:
@@ -983,25 +984,8 @@ def _read_json(path: Path):
         return None
 
 
-RUN_MARKERS = ("config.json", "log.jsonl")  # what makes a folder a run's, for its report
-
-
-def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
-    """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval_log.jsonl,
-    eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs", "grid_split"} from a live trainer
-    (default: the step and epoch from the log, the rest as the trainer's last page recorded them). cache: a dict
-    kept between calls, so a grid is encoded once as the latest and once as an earlier one, and each log line parsed
-    once."""
-    run = Path(run_dir)
-    if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
-        raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
-                          else f"run folder {run} does not exist (the --out of a training)")
-    if status is None and not any((run / name).is_file() for name in RUN_MARKERS):
-        # Another folder, the dataset's or a results folder, got a report.html of no run written into it. (A
-        # training writes config.json as it starts; a live trainer, which gives its status, writes into its own
-        # folder, config.json or not: Trainer.validate() called before train().)
-        raise ConfigError(f"{run} is not a run folder: it holds no {' or '.join(RUN_MARKERS)} (the --out of a "
-                          f"training holds them from its start)")
+def _embedded_grids(run: Path, cache: dict | None) -> list[tuple[int, str | None, str, float | str]]:
+    """render_report's grids: the run's, MAX_GRIDS of them spread over it, encoded (grid_data_uri) with `cache`."""
     shown = spread(run_grids(run), MAX_GRIDS)
     # The latest grid at its own size: scaled down to MAX_GRID_WIDTH, a 256 px run's with 8 samples (2,840 px wide)
     # had its column titles at 36 % (4 px letters) and lost its images' detail. Not beyond
@@ -1025,6 +1009,28 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         # run (2,000 grids of a 256 px run: gigabytes).
         for key in [k for k in cache if isinstance(k, tuple) and k not in keep]:
             del cache[key]
+    return grids
+
+
+RUN_MARKERS = ("config.json", "log.jsonl")  # what makes a folder a run's, for its report
+
+
+def write_report(run_dir, *, status: dict | None = None, cache: dict | None = None) -> Path:
+    """Write <run_dir>/report.html from the run's log.jsonl, samples/step_*.png, eval_log.jsonl,
+    eval.json and config.json. status: {"step", "total_steps", "epoch", "epochs", "grid_split"} from a live trainer
+    (default: the step and epoch from the log, the rest as the trainer's last page recorded them). cache: a dict
+    kept between calls, so a grid is encoded once as the latest and once as an earlier one, and each log line parsed
+    once."""
+    run = Path(run_dir)
+    if not run.is_dir():  # a mistyped folder would be made, a checkpoint file taken for a folder
+        raise ConfigError(f"{run} is a file, not a run folder (the --out of a training)" if run.exists()
+                          else f"run folder {run} does not exist (the --out of a training)")
+    if status is None and not any((run / name).is_file() for name in RUN_MARKERS):
+        # Another folder, the dataset's or a results folder, got a report.html of no run written into it. (A
+        # training writes config.json as it starts; a live trainer, which gives its status, writes into its own
+        # folder, config.json or not: Trainer.validate() called before train().)
+        raise ConfigError(f"{run} is not a run folder: it holds no {' or '.join(RUN_MARKERS)} (the --out of a "
+                          f"training holds them from its start)")
     log = cache.setdefault("log", LogCurves()) if cache is not None else LogCurves()
     evaluations = read_eval_log(run / "eval_log.jsonl")
     if not (run / "checkpoints" / "best.pt").is_file():
@@ -1032,7 +1038,7 @@ def write_report(run_dir, *, status: dict | None = None, cache: dict | None = No
         evaluations = [{k: v for k, v in r.items() if k != "best"} for r in evaluations]
     if status is None:
         status = _schedule_of(run / "report.html")
-    page = render_report(run.resolve().name, log.update(run / "log.jsonl"), grids,
+    page = render_report(run.resolve().name, log.update(run / "log.jsonl"), _embedded_grids(run, cache),
                          _read_json(run / "eval.json"), _read_json(run / "config.json"), status, evaluations,
                          result_pages(run))
     return write_text(run / "report.html", page, what="training report")
