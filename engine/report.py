@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -44,6 +45,8 @@ MAX_GRID_PIXELS = 2 * 89_478_485
 MAX_LATEST_WIDTH = 2900  # the latest is embedded at its own size up to this: a 256 px run's with 8 samples (2,840 px)
 LOG_CHUNK = 1 << 24   # log.jsonl is read this many bytes at a time
 MAX_TAIL = 4096       # bytes of the last line read that an update checks are still in place
+# JSON's ints have no bound: past a float's range math.isfinite, float() and "{:.0f}" raised OverflowError for one
+FLOAT_MAX = sys.float_info.max
 LOG_SPAN = 100        # a loss whose values span this factor or more is charted on a log axis
 CHART_W, CHART_H = 300, 180
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 10, 24, 30  # room for labels such as 0.000205; below: step ticks, then "step"
@@ -97,7 +100,7 @@ class LogCurves:
     def _add(self, text: bytes):
         # (Hot: a command's first report of a long run parses every line, 500,000 of them. Hence the names bound
         # once, the dict.get before an Envelope is made: setdefault made one per value, 4.5 million, kept none.)
-        columns, curves, not_finite, isfinite = self.columns, self.curves, self.not_finite, math.isfinite
+        columns, curves, not_finite, big = self.columns, self.curves, self.not_finite, FLOAT_MAX
         for line in text.decode("utf-8", "replace").splitlines():
             try:
                 row = json.loads(line)
@@ -105,7 +108,7 @@ class LogCurves:
                 continue
             # (an epoch other than a whole number, as a step: a line no trainer wrote, whose "x" + 1 stopped the
             # page, and with it the sample or evaluate call that rewrote it)
-            if not isinstance(row, dict) or type(row.get("step")) is not int or type(row.get("epoch", 0)) is not int:
+            if not isinstance(row, dict) or not _whole(row.get("step")) or type(row.get("epoch", 0)) is not int:
                 continue
             self.last = row
             step = row["step"]
@@ -119,7 +122,7 @@ class LogCurves:
                     columns[k] = None
                 if v is None:  # how the trainer writes a non-finite value
                     not_finite[k] = step
-                elif isfinite(v):
+                elif -big <= v <= big:  # (finite: _number's test)
                     if (env := curves.get(k)) is None:
                         env = curves[k] = Envelope()
                     env.add(step, float(v))
@@ -594,13 +597,19 @@ def read_eval_log(path) -> list[dict]:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and type(row.get("step")) is int:
+        if isinstance(row, dict) and _whole(row.get("step")):
             rows.append(row)
     return rows
 
 
+def _whole(v) -> bool:
+    """A step: an int that a chart can place (a float holds it)."""
+    return type(v) is int and -FLOAT_MAX <= v <= FLOAT_MAX
+
+
 def _number(v) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
+    """A number a page can draw and print: finite, and for an int, within a float's range (FLOAT_MAX)."""
+    return type(v) in (int, float) and -FLOAT_MAX <= v <= FLOAT_MAX
 
 
 def _validation(rows: list[dict], config: dict | None, x_range, diverged_at: int | None = None) -> str:

@@ -274,6 +274,25 @@ def test_a_log_line_whose_epoch_is_no_number_is_skipped_not_the_page(tmp_path):
     assert "class='meta'>step 20 (epoch 1) · " in write_report(run).read_text()
 
 
+def test_a_number_past_a_floats_range_is_left_out_not_the_page(tmp_path):
+    # JSON's ints have no bound: a line no trainer wrote with a 400-digit step or value (log.jsonl, eval_log.jsonl,
+    # eval.json) made the page an OverflowError, after sample or evaluate had written its results.
+    run, _ = fake_run(tmp_path)
+    huge = 10 ** 400
+    with open(run / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": huge, "epoch": 0, "G_L1": 1.0}) + "\n")
+        f.write(json.dumps({"step": 21, "epoch": 0, "G_L1": huge, "D": 0.25}) + "\n")
+    (run / "eval_log.jsonl").write_text(json.dumps({"step": huge, "l1": 3.0}) + "\n"
+                                        + json.dumps({"step": 20, "l1": 0.5, "fid": huge}) + "\n")
+    (run / "eval.json").write_text(json.dumps({"coverage": 0.5, "fid": huge}))
+    page = write_report(run).read_text()
+    assert "class='meta'>step 21 (epoch 1) · " in page
+    curves = LogCurves().update(run / "log.jsonl")
+    assert curves.steps == (1, 21) and curves.curve("D")[0][-1] == 21
+    assert curves.curve("G_L1") == (list(range(1, 21)), [5.0 - s / 10 for s in range(1, 21)])  # (fake_run's rows)
+    assert "aria-label=\"l1: 0.5, steps 20 to 20" in page and "aria-label=\"FID" not in page
+
+
 # -- the page ------------------------------------------------------------------------------------------
 def fake_run(tmp_path, n_grids=3, width=40):
     run = tmp_path / "run"
