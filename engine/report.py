@@ -1071,8 +1071,8 @@ def flat_hparams(config: dict, prefix: str = "") -> dict:
 
 
 def scalar_tag(key: str) -> str:
-    """The TensorBoard tag of a log.jsonl column."""
-    return f"train/{key}" if key in ("lr", "img_per_s", "amp_skipped") else f"loss/{key}"
+    """The TensorBoard tag of a log.jsonl column (one of a curve: not NOT_CHARTED)."""
+    return f"train/{key}" if key in NOT_LOSSES else f"loss/{key}"
 
 
 def tensorboard_writer():
@@ -1103,7 +1103,7 @@ class TensorBoardLog:
         step = row["step"]
         tags = []
         for k, v in row.items():
-            if k in ("step", "epoch", "diverged") or not isinstance(v, (int, float)) or isinstance(v, bool):
+            if k in NOT_CHARTED or not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
             self.writer.add_scalar(scalar_tag(k), v, step)
             tags.append(scalar_tag(k))
