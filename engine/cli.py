@@ -64,13 +64,10 @@ def _add_fields(parser, cls, shown: dict | None = None):
         args = typing.get_args(tp)
         base = next((a for a in args if a is not type(None)), tp) if args else tp
 
-        def conv(text, base=base, optional=type(None) in args, name=f.name):
+        def conv(text, base=base, optional=type(None) in args):
             if optional and text.lower() == "none":
                 return None
-            try:
-                return base(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"--{name} expects {base.__name__}, got {text!r}")
+            return _number(text, base) if base in (int, float) else base(text)
         parser.add_argument(f"--{f.name}", type=conv, default=None, metavar=base.__name__.upper(),
                             help=help_txt, action=_StoreField)
 
@@ -86,18 +83,31 @@ class _StoreField(argparse.Action):
         setattr(namespace, "_nones_given", nones | ({self.dest} if values is None else set()))
 
 
+def _number(text: str, kind: type = float):
+    """An option's int or float, its refusal worded alike everywhere (argparse names the option before it)."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expects {what}, got {text!r}") from None
+
+
 def _at_least(low: int, high: int | None = None):
     def conv(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}")
+        v = _number(text, int)
         if v < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
         if high is not None and v > high:
             raise argparse.ArgumentTypeError(f"must be <= {high}, got {v}")
         return v
     return conv
+
+
+def _real_above_zero(text):
+    v = _number(text)
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
 
 
 # torch.Generator's seeds: a larger --seed was a ValueError traceback (Overflow when unpacking long long)
@@ -782,16 +792,6 @@ def cmd_download(args) -> int:
     return 0
 
 
-def _real_above_zero(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}")
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
 def build_download_parser(sub) -> None:
     from .download import DATASETS, MODELS, TESTSETS
     p = sub.add_parser("download", help="the reference's datasets and the authors' pretrained models",
@@ -1209,7 +1209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["slerp", "linear"], default="slerp",
                    help="interpolation (default slerp, as video.py)")
     p.add_argument("--seed", type=_SEED, help="seed of --path random's codes (default 50, as video.py)")
-    p.add_argument("--fps", type=float, default=8.0,
+    p.add_argument("--fps", type=_number, default=8.0,
                    help="frames per second of the GIF and MP4 (default 8; 0.01 to 100, and browsers play a GIF at "
                    "most at 50)")
     p.add_argument("--mp4", action=argparse.BooleanOptionalAction, default=None,
@@ -1289,7 +1289,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The counts a demo run makes for itself (pipelines.make_demo_dataset's defaults).
     p.add_argument("--n_train", type=_at_least(0), default=512, help="training pairs (default 512)")
     p.add_argument("--n_test", type=_at_least(0), default=64, help="test pairs (default 64)")
-    p.add_argument("--shade", type=int, default=DEFAULT_SHADE,
+    p.add_argument("--shade", type=functools.partial(_number, kind=int), default=DEFAULT_SHADE,
                    help=f"grey level inside A's shapes, from 184 (above the outlines' grey, which the palette metric "
                    f"must tell apart) to 255, which draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)

@@ -762,6 +762,21 @@ def test_an_empty_value_is_refused_by_the_options_name(argv, capsys, tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv, name, what", [
+    (["train", "--lr", "x"], "--lr", "a number"), (["train", "--niter", "1.5"], "--niter", "an integer"),
+    (["sample", "m.pt", "--num", "x"], "--num/--num_test", "an integer"),
+    (["sample", "m.pt", "--aspect_ratio", "x"], "--aspect_ratio", "a number"),
+    (["interpolate", "m.pt", "--fps", "x"], "--fps", "a number"), (["make-demo", "d", "--shade", "x"], "--shade",
+                                                                    "an integer")])
+def test_a_value_that_is_no_number_is_refused_in_one_wording(argv, name, what, capsys):
+    # train's config options said "argument --lr: --lr expects float", --fps and --shade argparse's "invalid float
+    # value", the others "expects a number": one option, three wordings, one of them naming the option twice
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        f"bicyclegan {argv[0]}: error: argument {name}: expects {what}, got {argv[-1]!r}")
+
+
 def test_the_python_api_refuses_an_empty_out_or_dataroot_too(batchnorm_model, demo_root, tmp_path, monkeypatch):
     # sample(m, root, out="") wrote its gallery into the current folder, as did interpolate and compare; sample(m, "")
     # read the model's own data ("this model's config names none; pass --dataroot" where it named none);
