@@ -595,10 +595,6 @@ def _refresh_report(checkpoint) -> str:
     return f"\nreport: {page}" if page is not None else ""
 
 
-# What a stopped `sample` leaves (the images of the inputs it wrote), said with the stop
-SAMPLE_KEPT = "the images written so far are whole: the same command goes on from them"
-
-
 def cmd_sample(args) -> int:
     """Under torchrun the processes share the inputs (each writes its share's images, rank 0 the grid, the
     gallery and the lines below): the files of one process."""
@@ -1402,9 +1398,7 @@ def _run_command(args) -> int:
         raise
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
-            kept = {"download": "the partial download is kept: the same command continues it",
-                    "sample": SAMPLE_KEPT}.get(args.command, "the files written so far are whole: none is left "
-                                                             "half-written")
+            kept = KEPT.get(args.command, "the files written so far are whole: none is left half-written")
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]
@@ -1420,27 +1414,32 @@ def _run_command(args) -> int:
         world = _launch_world()
         if world > 1 and os.environ.get("RANK", "0") != "0":
             return 130
-        if args.command != "train":
-            print("interrupted" + (f"; {SAMPLE_KEPT}" if args.command == "sample" else ""), file=sys.stderr)
-            return 130
-        out = getattr(args, "out", None) or TrainConfig.out
-        from .checkpoint import continue_option
-        from .trainer import train_launch
-        how = continue_option(Path(out) / "checkpoints")
-        said = shlex.quote(str(out))  # a command to paste: a folder with a space is one argument
-        launch = train_launch(world, args.model_cls)  # (the model the run trains: a resume without it is refused)
-        if how == "--resume":
-            print(f"interrupted; the latest checkpoint is intact: {launch} --out {said} --resume", file=sys.stderr)
-        elif how:  # --save_epoch_freq's checkpoints, before a latest.pt
-            print(f"interrupted; the run kept per-epoch checkpoints only: {launch} --out {said} {how}",
-                  file=sys.stderr)
-        elif Path(out).exists():
-            print(f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start "
-                  f"again there)", file=sys.stderr)
-        else:  # (stopped before the run made its folder: nothing to delete)
-            print("interrupted before the run's first checkpoint: nothing to resume", file=sys.stderr)
+        print(_train_interrupted(args, world) if args.command == "train" else
+              "interrupted" + (f"; {KEPT[args.command]}" if args.command in KEPT else ""), file=sys.stderr)
         return 130
 
+
+# What a stopped command keeps that the same command goes on from, said with a stop or a Ctrl-C (a Ctrl-C of a
+# download said "interrupted" alone, where its SIGTERM said that the partial file is kept)
+KEPT = {"download": "the partial download is kept: the same command continues it",
+        "sample": "the images written so far are whole: the same command goes on from them"}
+
+
+def _train_interrupted(args, world: int) -> str:
+    """A training's line for a Ctrl-C: the command that resumes its run (under torchrun, its launch)."""
+    from .checkpoint import continue_option
+    from .trainer import train_launch
+    out = args.out or TrainConfig.out
+    how = continue_option(Path(out) / "checkpoints")
+    said = shlex.quote(str(out))  # a command to paste: a folder with a space is one argument
+    launch = train_launch(world, args.model_cls)  # (the model the run trains: a resume without it is refused)
+    if how == "--resume":
+        return f"interrupted; the latest checkpoint is intact: {launch} --out {said} --resume"
+    if how:  # --save_epoch_freq's checkpoints, before a latest.pt
+        return f"interrupted; the run kept per-epoch checkpoints only: {launch} --out {said} {how}"
+    if Path(out).exists():
+        return f"interrupted before the run's first checkpoint: nothing to resume (delete {out} to start again there)"
+    return "interrupted before the run's first checkpoint: nothing to resume"  # (stopped before it made its folder)
 
 def run() -> None:
     """The `bicyclegan` command itself (its console script, `python -m bicyclegan.engine.cli`, torchrun's `-m`):

@@ -377,6 +377,15 @@ def test_a_stopped_download_says_its_partial_file_is_kept(monkeypatch, capsys):
                                        "continues it\n")
 
 
+def test_a_ctrl_c_of_a_download_says_its_partial_file_is_kept_as_its_stop_does(monkeypatch, capsys):
+    # A SIGTERM said that the same command continues the download; a Ctrl-C said "interrupted" alone
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_download", interrupted)
+    assert cli.main(["download", "dataset", "facades"]) == 130
+    assert capsys.readouterr().err == "interrupted; the partial download is kept: the same command continues it\n"
+
+
 def test_a_stop_during_a_checkpoints_write_waits_for_its_end(tmp_path, monkeypatch):
     # import-official's or download model's checkpoint: the Stopped raised inside torch's C++ writer came back as
     # "cannot write checkpoint ...: unexpected pos ...: its write stopped short, as on a full disk", exit 2.

@@ -1271,7 +1271,7 @@ MUTANTS = [
     ('US30', "pipelines/errors.py", '    error.from_rank0 = rank > 0\n    return error', '    return error', ONCE),
     ('US31', CLI, '        if world > 1 and os.environ.get("RANK", "0") != "0":\n            return 130',
      '        if False:\n            return 130', INTERRUPT),
-    ('US32', CLI, '        elif Path(out).exists():', '        elif True:', INTERRUPT),
+    ('US32', CLI, '    if Path(out).exists():', '    if True:', INTERRUPT),
     ('US33', CLI, 'launch = train_launch(world, args.model_cls)', 'launch = "bicyclegan train"', INTERRUPT),
     ('US34', TR, 'return f"delete {shlex.quote(str(self.run_dir))} and start the run again"',
      'return "start the run again"', DELETE),
