@@ -457,50 +457,65 @@ def _check_resumed_class(args, cfg: TrainConfig, model_cls: type) -> None:
                       f"it: that would run code), or start a new run from its weights: --init_from {path} --out NEW")
 
 
-def cmd_train(args) -> int:
-    model_cls = _model_class(args.model_cls)
-    _auto_resume(args)
-    cfg = resolve_config(args)
-    _check_resumed_class(args, cfg, model_cls)
+def _note_preset(args, cfg: TrainConfig) -> None:
+    """A new run on data named like one of the reference's datasets, without --preset: the preset that sets what
+    its training script sets."""
     resuming_run = _resumed_run(args, cfg.out) is not None  # the run's own config, preset and all
     hint = suggest_preset(cfg.data.dataroot) if args.preset == "auto" and not resuming_run else None
     if hint and not _said_on_this_machine():  # (alike on every process of a launch: local rank 0's to say)
         print(f"note: {cfg.data.dataroot} is named like the reference's {hint} dataset; --preset {hint} sets "
               f"what its training script sets ({describe_preset(hint)}); without it the reference's defaults "
               f"apply", file=sys.stderr)
+
+
+def _note_new_run_folder(args, cfg: TrainConfig) -> None:
+    """A run's checkpoint continued without --out goes to the default folder (its own run's later log would be
+    cut): it began a second run there unsaid, where a user meant to continue the first. Said with the command that
+    continues the run from that checkpoint (none for one a resume set aside: a new --out's)."""
     own = _run_of(args.resume) if isinstance(args.resume, str) and args.out is None else None
-    if own is not None and Path(cfg.out).resolve() != own.resolve() and not _said_on_this_machine():
-        # A run's checkpoint continued without --out goes to the default folder (its own run's later log would be
-        # cut): it began a second run there unsaid, where a user meant to continue the first. Said with the
-        # command that continues the run from that checkpoint (none for one a resume set aside: a new --out's)
-        from .checkpoint import LATEST, epoch_of
-        from .trainer import model_option
-        ckpt = Path(os.path.abspath(args.resume))
-        how = ("--resume" if ckpt.is_dir() else  # (a run folder: its latest.pt)
-               None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
-               f"--epoch {n}" if (n := epoch_of(ckpt.name)) is not None else
-               f"--resume {shlex.quote(str(ckpt))}")
-        print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (
-            f"; its own run, {own}, continues from it with `bicyclegan train{model_option(args.model_cls)} --out "
-            f"{shlex.quote(str(own))} {how}`"
-            if how else "") + ")", file=sys.stderr)
+    if own is None or Path(cfg.out).resolve() == own.resolve() or _said_on_this_machine():
+        return
+    from .checkpoint import LATEST, epoch_of
+    from .trainer import model_option
+    ckpt = Path(os.path.abspath(args.resume))
+    how = ("--resume" if ckpt.is_dir() else  # (a run folder: its latest.pt)
+           None if ckpt.parent.name != "checkpoints" else "--resume" if ckpt.name == LATEST else
+           f"--epoch {n}" if (n := epoch_of(ckpt.name)) is not None else
+           f"--resume {shlex.quote(str(ckpt))}")
+    print(f"note: a new run folder, {cfg.out}, continues {args.resume} (without --out" + (
+        f"; its own run, {own}, continues from it with `bicyclegan train{model_option(args.model_cls)} --out "
+        f"{shlex.quote(str(own))} {how}`"
+        if how else "") + ")", file=sys.stderr)
+
+
+def _dry_run(args, cfg: TrainConfig, model_cls: type) -> int:
+    """train --dry-run: what the run would refuse before its first step (the same checks, reading only): a dry run
+    printed configs the run then refused (another architecture, unreadable images, a device not there...)."""
+    from .trainer import check_start
+    # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
+    # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
+    # Its notes on the data on stderr, as a run's (they were a run's alone: its count of batches an epoch, which
+    # split its grids and evaluations read).
+    main = not _under_torchrun() or os.environ.get("RANK") == "0"
+    cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
+                      world=_launch_world(), say=(lambda line: print(line, file=sys.stderr)) if main else None)
+    if main:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        if args.model_cls:  # (not the config's: the class the run trains, which the config above does not say)
+            from .trainer import class_name
+            print(f"model class: {args.model_cls} ({class_name(model_cls)})", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args) -> int:
+    model_cls = _model_class(args.model_cls)
+    _auto_resume(args)
+    cfg = resolve_config(args)
+    _check_resumed_class(args, cfg, model_cls)
+    _note_preset(args, cfg)
+    _note_new_run_folder(args, cfg)
     if args.dry_run:
-        # What the run would refuse before its first step (the same checks, reading only): a dry run printed
-        # configs the run then refused (another architecture, unreadable images, a device not there...).
-        from .trainer import check_start
-        # Under torchrun every rank checks its own share, as it would train it (no group: nothing waits on a
-        # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
-        # Its notes on the data on stderr, as a run's (they were a run's alone: its count of batches an epoch, which
-        # split its grids and evaluations read).
-        main = not _under_torchrun() or os.environ.get("RANK") == "0"
-        cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
-                          world=_launch_world(), say=(lambda line: print(line, file=sys.stderr)) if main else None)
-        if main:
-            print(json.dumps(cfg.to_dict(), indent=2))
-            if args.model_cls:  # (not the config's: the class the run trains, which the config above does not say)
-                from .trainer import class_name
-                print(f"model class: {args.model_cls} ({class_name(model_cls)})", file=sys.stderr)
-        return 0
+        return _dry_run(args, cfg, model_cls)
     from .evaluate import format_table
     from .trainer import Trainer, end_group, stopped_by
     trainer = Trainer(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,

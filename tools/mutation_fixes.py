@@ -837,8 +837,8 @@ MUTANTS = [
     ('CL07', SP, '            if self.preprocess == "crop":  # the crop is taken',
      '            if self.preprocess != "resize_and_crop":  # the crop is taken', CROP_WORDS),
     # train --dry-run: the run's checks of its folder and of the checkpoint it resumes or starts from (check_start)
-    ('CL08', CLI, '        cfg = check_start(cfg, resume=_resume_told(args),',
-     '        cfg = cfg or check_start(cfg, resume=_resume_told(args),', DRY),  # (a config is true: never checked)
+    ('CL08', CLI, '    cfg = check_start(cfg, resume=_resume_told(args),',
+     '    cfg = cfg or check_start(cfg, resume=_resume_told(args),', DRY),  # (a config is true: never checked)
     ('CL09', T, '    restarting = _check_run_folder(run_dir, resume_path, cfg if _auto(resume) else None)\n',
      '    restarting = False\n', DRY),
     # (CL10-CL13: check_start's lines, since moved into _check_starting_point, which the Trainer shares)
@@ -1111,10 +1111,10 @@ MUTANTS = [
      TD_REFUSED),
     ('TD02', T, '            self.dist.main_decides(self._truncate_log)',
      '            self.dist.each_decides(self._truncate_log)', TD_BACK),
-    ('TD03', CLI, '        main = not _under_torchrun() or os.environ.get("RANK") == "0"', '        main = True',
+    ('TD03', CLI, '    main = not _under_torchrun() or os.environ.get("RANK") == "0"', '    main = True',
      TD_DRY),
-    ('TD04', CLI, '        main = not _under_torchrun() or os.environ.get("RANK") == "0"',
-     '        main = not _under_torchrun() and os.environ.get("RANK") == "0"', TD_DRY),
+    ('TD04', CLI, '    main = not _under_torchrun() or os.environ.get("RANK") == "0"',
+     '    main = not _under_torchrun() and os.environ.get("RANK") == "0"', TD_DRY),
     ('TD05', CLI, '    if hint and not _said_on_this_machine():', '    if hint:', TD_DRY),
     # a spawned loader worker ends as a forked one (SP01-SP03): no interpreter finalisation to abort in
     ('SP01', "pipelines/cpu_loader.py", '    atexit.register(_end_unfinalised)\n', '', SPAWNED),
@@ -1595,8 +1595,8 @@ MUTANTS = [
     ('SF33', "engine/runtime.py", '        if dataroot is None and root.name == f"demo_data_v',
      '        if False and root.name == f"demo_data_v', DEMO_AGAIN),
     ('SF34', "engine/cli.py",
-     '    if own is not None and Path(cfg.out).resolve() != own.resolve() and not _said_on_this_machine():',
-     '    if False:', RESUME_NOTE),
+     '    if own is None or Path(cfg.out).resolve() == own.resolve() or _said_on_this_machine():',
+     '    if True:', RESUME_NOTE),
     ('SF35', "pipelines/atomic.py", '            mode = stat.S_IMODE(st.st_mode) & 0o777 | 0o600\n',
      '            pass\n', KEEP_MODE),
     ('SF36', "engine/runtime.py", 're.compile(r"interpolate_.*|(train', 're.compile(r"(train', PLAIN_NAMES),
@@ -1638,8 +1638,8 @@ MUTANTS = [
     ('SF58', "engine/runtime.py", 'return name if not RESULTS_LIKE.fullmatch(name) else f"inputs_{name}"',
      'return name', PLAIN_NAMES),
     ('SF59', SW, '        here = folder.resolve()', '        here = folder', SWEEP_RO),
-    ('SF60', "engine/cli.py", '               None if ckpt.parent.name != "checkpoints" else',
-     '               "--resume" if ckpt.parent.name != "checkpoints" else', RESUME_NOTE),
+    ('SF60', "engine/cli.py", '           None if ckpt.parent.name != "checkpoints" else',
+     '           "--resume" if ckpt.parent.name != "checkpoints" else', RESUME_NOTE),
     ('SF61', "engine/cli.py", 'f"--epoch {n}" if (n := epoch_of(', '"--resume" if (n := epoch_of(', RESUME_NOTE),
     ('SF62', "bench/track.py", '        _name(pytest_benchmark_id(info), "machine", path)', '        pass',
      DAMAGED_INGEST),
