@@ -865,7 +865,8 @@ def cmd_import_official(args) -> int:
     fresh = [n for n in model.networks() if n not in model.imported]
     print(f"wrote {args.out}: {', '.join(model.imported)} from the files"
           + (f", {', '.join(fresh)} freshly initialised (for fine-tuning)" if fresh else "")
-          + f"; sample with: bicyclegan sample {shlex.quote(str(args.out))} --dataroot DATA")
+          + f"; sample with: bicyclegan sample {shlex.quote(str(args.out))}"
+          + ("" if data_cfg.dataroot else " --dataroot DATA"))  # (a --dataroot given is stored: sample reads it)
     if "E" in fresh:
         print("note: no --E: the checkpoint has no trained encoder, so sample, evaluate and serve leave out "
               "the encoded output (as the reference's --no_encode)", file=sys.stderr)

@@ -289,6 +289,20 @@ def test_a_file_that_is_no_state_dict_says_what_it_holds(tmp_path, capsys):
     assert "is a bicyclegan checkpoint" in capsys.readouterr().err
 
 
+def test_the_sample_command_said_gives_a_dataroot_only_where_the_checkpoint_names_none(tmp_path, capsys):
+    # import-official --dataroot DIR stores DIR, which sample reads without a --dataroot; the line still said to give
+    # one ("--dataroot DATA"), as for an import without it
+    tiny = [f"--{k}={v}" for k, v in TINY.items()]
+    torch.save(BicycleGAN(make_config("reference", **TINY)).G.state_dict(), tmp_path / "G.pth")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, options, said in (("a.pt", [], " --dataroot DATA"), ("b.pt", ["--dataroot", str(data)], "")):
+        assert main(["import-official", "--G", str(tmp_path / "G.pth"), "--out", str(tmp_path / name), *tiny,
+                     *options]) == 0
+        assert capsys.readouterr().out.endswith(f"; sample with: bicyclegan sample {tmp_path / name}{said}\n")
+    assert load_checkpoint(tmp_path / "b.pt").cfg.data.dataroot == str(data)
+
+
 def test_a_load_size_its_preprocess_does_not_use_is_refused_as_train_refuses_it(tmp_path, capsys):
     """import-official --preprocess none --load_size N stored a load_size that means nothing under none (train
     refuses such a --load_size given on its command line): refused in train's words, nothing written; a load_size
