@@ -39,7 +39,7 @@ from .presets import (
 )
 
 
-@functools.cache  # (the commands' parsers add the same configs' fields: each source read once, not 9 times)
+@functools.cache  # (train's and import-official's parsers both add ModelConfig's and DataConfig's: each read once)
 def _field_help(cls) -> dict[str, str]:
     """The `# comment` written after each field in the dataclass source."""
     src = inspect.getsource(cls)
@@ -668,10 +668,10 @@ def cmd_evaluate(args) -> int:
     args.stdout_json = args.json == "-"
     if args.stdout_json:
         args.json = None
-    if args.json and Path(args.json).is_dir() and args.epoch != "all":  # (evaluate_checkpoints checks its own)
-        raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
-                          f"{Path(args.json) / 'eval.json'}")
-    if args.json and args.epoch != "all":
+    if args.json and args.epoch != "all":  # (evaluate_checkpoints checks its own)
+        if Path(args.json).is_dir():
+            raise OutputError(f"--json {args.json} is a folder; give the file to write, e.g. "
+                              f"{Path(args.json) / 'eval.json'}")
         refuse_checkpoint_json(args.json, "eval.json")
     _check_metric_options(args)
     checkpoint = None if args.epoch == "all" else _checkpoint(args)
@@ -923,7 +923,7 @@ ONE_PROCESS = {"serve": "each process would serve its own page at the same addre
 
 
 def _launch_world() -> int:
-    """WORLD_SIZE (1 where it cannot be: _run refuses that first, and the refusal's own handler asks here)."""
+    """WORLD_SIZE (1 where it cannot be: _run_command refuses that first, and the refusal's handler asks here)."""
     if not os.environ.get("WORLD_SIZE"):  # (launch_env's 1, without runtime's import of torch: an argparse refusal)
         return 1
     from .runtime import launch_env
@@ -934,7 +934,7 @@ def _launch_world() -> int:
 
 
 def _under_torchrun() -> bool:
-    return _launch_world() > 1  # (checked by _run first: a value that cannot be is its one line)
+    return _launch_world() > 1  # (checked by _run_command first: a value that cannot be is its one line)
 
 
 def _said_on_this_machine() -> bool:
