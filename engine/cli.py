@@ -828,23 +828,32 @@ def build_download_parser(sub) -> None:
         q.set_defaults(func=cmd_download)
 
 
-def cmd_import_official(args) -> int:
-    from .checkpoint import OlderFormatError, is_checkpoint, old_import, peek_checkpoint, save_checkpoint
-    from .official import import_official
-    # A checkpoint train wrote (an import's has its "imported" list, or, before it had one, neither a step nor
-    # "steps_per_epoch", and may be imported again): `--out runs/x/checkpoints/latest.pt` replaced a run's trained
-    # weights with the files'.
+def _check_import_out(out: str) -> None:
+    """The import replaces --out where it is an earlier import's checkpoint alone: a checkpoint train wrote (an
+    import's has its "imported" list, or, before it had one, neither a step nor "steps_per_epoch") holds a run's
+    trained weights (`--out runs/x/checkpoints/latest.pt`), and any other file is what the user keeps there (the
+    weights file read, `--G g.pth --out g.pth`; a run's config.json)."""
+    from .checkpoint import OlderFormatError, is_checkpoint, old_import, peek_checkpoint
+    instead = f"give another file to write, e.g. {Path(out).with_name('imported.pt')}"
     keys = ("imported", "step", "steps_per_epoch")
     try:
-        found = dict(zip(keys, peek_checkpoint(args.out, *keys))) if is_checkpoint(args.out) else None
+        found = dict(zip(keys, peek_checkpoint(out, *keys))) if is_checkpoint(out) else None
     except OlderFormatError:  # an import or a training, which its contents do not say without being read
-        raise OutputError(f"--out {args.out} is a checkpoint of an older bicyclegan format, which the import would "
-                          f"replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')} (or "
-                          f"remove it first, if it is an earlier import of these files)") from None
+        raise OutputError(f"--out {out} is a checkpoint of an older bicyclegan format, which the import would "
+                          f"replace; {instead} (or remove it first, if it is an earlier import of these files)"
+                          ) from None
+    if found is None and Path(out).is_file():
+        raise OutputError(f"--out {out} is a file but no bicyclegan checkpoint (a weights file, results, a run's "
+                          f"config.json), which the import would replace; {instead}")
     if found is not None and found["imported"] is None and not old_import(found):
-        step = found["step"]
-        raise OutputError(f"--out {args.out} is a checkpoint that train wrote (step {step}), which the import "
-                          f"would replace; give another file to write, e.g. {Path(args.out).with_name('imported.pt')}")
+        raise OutputError(f"--out {out} is a checkpoint that train wrote (step {found['step']}), which the import "
+                          f"would replace; {instead}")
+
+
+def cmd_import_official(args) -> int:
+    from .checkpoint import save_checkpoint
+    from .official import import_official
+    _check_import_out(args.out)
     from .io import absolute
     data = _given(args, DataConfig)
     if data.get("dataroot") is not None:  # absolute, as train stores it: the file is read from other folders

@@ -303,6 +303,25 @@ def test_the_sample_command_said_gives_a_dataroot_only_where_the_checkpoint_name
     assert load_checkpoint(tmp_path / "b.pt").cfg.data.dataroot == str(data)
 
 
+def test_an_out_that_is_a_file_but_no_checkpoint_is_refused_and_kept(tmp_path, capsys):
+    # `--G g.pth --out g.pth` replaced the weights file it read with the checkpoint, `--out RUN/config.json` the run's
+    # config (only a checkpoint that train wrote was refused)
+    tiny = [f"--{k}={v}" for k, v in TINY.items()]
+    g = tmp_path / "G.pth"
+    torch.save(BicycleGAN(make_config("reference", **TINY)).G.state_dict(), g)
+    config = tmp_path / "config.json"
+    config.write_text('{"model": {}}\n')
+    for out in (g, config):
+        before = out.read_bytes()
+        assert main(["import-official", "--G", str(g), "--out", str(out), *tiny]) == 2
+        assert capsys.readouterr().err == (
+            f"bicyclegan import-official: OutputError: --out {out} is a file but no bicyclegan checkpoint (a weights "
+            f"file, results, a run's config.json), which the import would replace; give another file to write, e.g. "
+            f"{tmp_path / 'imported.pt'}\n")
+        assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["G.pth", "config.json"]
+
+
 def test_a_load_size_its_preprocess_does_not_use_is_refused_as_train_refuses_it(tmp_path, capsys):
     """import-official --preprocess none --load_size N stored a load_size that means nothing under none (train
     refuses such a --load_size given on its command line): refused in train's words, nothing written; a load_size
