@@ -1050,12 +1050,12 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     return "\n".join(said)
 
 
-def _all_actions(parser):
-    """(parser, action) of a parser's actions and those of the commands below it (download dataset|model)."""
+def _chosen_actions(parser, parsed):
+    """(parser, action) of a parser's actions and those of the command chosen below it (download dataset|model: the
+    other's parser said `download dataset` to a `download model` refused)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                yield from _all_actions(sub)
+            yield from _chosen_actions(action.choices[getattr(parsed, action.dest)], parsed)
         else:
             yield parser, action
 
@@ -1094,7 +1094,7 @@ class _Parser(argparse.ArgumentParser):
             parser.error(_unrecognized(extras, command, self.commands))
         # An empty value (--out '', a variable that was not set) named the current folder to some options (train
         # --out '' wrote its run among the files there) and nothing to others (--phase '' was the default split).
-        for owner, action in _all_actions(parser):
+        for owner, action in _chosen_actions(parser, parsed):
             values = getattr(parsed, action.dest, None)
             if any(isinstance(v, str) and not v.strip() for v in (values if isinstance(values, list) else [values])):
                 name = "/".join(action.option_strings) or action.dest  # (the usage of `download dataset`, its own)

@@ -746,7 +746,8 @@ def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys)
 
 @pytest.mark.parametrize("argv", [["train", "--out", ""], ["sample", ""], ["sample", "m.pt", "--phase", " "],
                                   ["serve", "m.pt", "--host", ""], ["compare", "a", ""],
-                                  ["download", "dataset", "facades", "--mirror", ""]])
+                                  ["download", "dataset", "facades", "--mirror", ""],
+                                  ["download", "model", "edges2shoes", "--mirror", ""]])
 def test_an_empty_value_is_refused_by_the_options_name(argv, capsys, tmp_path, monkeypatch):
     # train --out '' wrote a run among the current folder's files, sample --out '' its gallery there, --phase ''
     # was the default split, serve --host '' printed http://:port/, an empty --mirror was the original host
@@ -755,7 +756,8 @@ def test_an_empty_value_is_refused_by_the_options_name(argv, capsys, tmp_path, m
         main(argv)
     name = {"train": "--out", "serve": "--host", "download": "--mirror", "compare": "models"}.get(
         argv[0], "--phase" if "--phase" in argv else "checkpoint")
-    command = "download dataset" if argv[0] == "download" else argv[0]  # (its own usage, not download's)
+    # (its own usage, not download's; download model's said `download dataset`)
+    command = " ".join(argv[:2]) if argv[0] == "download" else argv[0]
     assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == (
         f"bicyclegan {command}: error: argument {name}: an empty value names nothing; give one"
         + (", or leave the option out" if name.startswith("--") else ""))

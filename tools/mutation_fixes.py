@@ -1502,7 +1502,7 @@ MUTANTS = [
      'warnings.filterwarnings("ignore", message="nothing of the kind"', NO_ORT),
     ('HS30', CLI, '            if any(isinstance(v, str) and not v.strip() for v in',
      '            if False and any(isinstance(v, str) and not v.strip() for v in', EMPTY),
-    ('HS31', CLI, '            for sub in action.choices.values():\n                yield from _all_actions(sub)',
+    ('HS31', CLI, '            yield from _chosen_actions(action.choices[getattr(parsed, action.dest)], parsed)',
      '            yield from ()', EMPTY),
     ('HS32', CFG, '        check_named("out", self.out)', '        pass', EMPTY_PATH),
     ('HS33', CFG, '        check_named("dataroot", self.dataroot)', '        pass', EMPTY_PATH),
