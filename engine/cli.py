@@ -1050,14 +1050,28 @@ def _unrecognized(extras: list[str], command: str | None, commands: dict) -> str
     return "\n".join(said)
 
 
-def _chosen_actions(parser, parsed):
-    """(parser, action) of a parser's actions and those of the command chosen below it (download dataset|model: the
-    other's parser said `download dataset` to a `download model` refused)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            yield from _chosen_actions(action.choices[getattr(parsed, action.dest)], parsed)
-        else:
-            yield parser, action
+def _subcommands(parser):
+    """The action holding the commands below a parser (the top one's; download's: dataset, model), else None."""
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _every_command(commands: dict, above: str = "") -> dict:
+    """Each command's parser by its name as typed, download's two as "download dataset" and "download model"."""
+    every = {}
+    for name, parser in commands.items():
+        below = _subcommands(parser)
+        every.update(_every_command(below.choices, f"{above}{name} ") if below else {f"{above}{name}": parser})
+    return every
+
+
+def _chosen(parser, parsed) -> tuple[str, argparse.ArgumentParser]:
+    """The command on the command line and its parser, a download's kind included: download's own parser refused a
+    download model's options with its usage, and an empty --mirror with download dataset's."""
+    names = []
+    while below := _subcommands(parser):
+        names.append(getattr(parsed, below.dest))
+        parser = below.choices[names[-1]]
+    return " ".join(names), parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1067,7 +1081,7 @@ class _Parser(argparse.ArgumentParser):
         # own test takes numbers alone for values (-5, -.5), so `--refs -1,2` and `--lr -1e-3` were "expected
         # one argument", not the option's own refusal of the value. Subparsers are of this class (parser_class).
         self._negative_number_matcher = re.compile(r"^-\.?\d")
-        self.commands = {}  # the top parser's subcommands (build_parser), by name
+        self.commands = {}  # the top parser's commands (build_parser), by name as typed: _every_command
 
     def parse_args(self, args=None, namespace=None):
         # As argparse's, but the refusal of unknown options is the command's (its usage, not the top
@@ -1082,24 +1096,24 @@ class _Parser(argparse.ArgumentParser):
             # option's value is no command: `--out export sample` is sample's)
             valued = {o for p in self.commands.values() for o, a in p._option_string_actions.items() if a.nargs != 0}
             given = [w for i, w in enumerate(words) if not (i and words[i - 1] in valued)]
-            typed = next((w for w in given if w in takers), takers[0] if takers else None)
+            typed = next((t for i in range(len(given)) for t in takers if given[i:i + len(t.split())] == t.split()),
+                         takers[0] if takers else None)
             self.error(f"{name} comes before the command: options go after it, as in `bicyclegan {typed} "
                        f"{name} ...` ({name} is an option of {_and(takers)})" if takers else
                        f"unrecognized option {name}: no command has it (`bicyclegan COMMAND --help` lists a "
                        "command's options, after its name)")
         parsed, extras = self.parse_known_args(args, namespace)
-        command = getattr(parsed, "command", None)
-        parser = self.commands.get(command, self)
+        command, parser = _chosen(self, parsed)
         if extras:
             parser.error(_unrecognized(extras, command, self.commands))
         # An empty value (--out '', a variable that was not set) named the current folder to some options (train
         # --out '' wrote its run among the files there) and nothing to others (--phase '' was the default split).
-        for owner, action in _chosen_actions(parser, parsed):
+        for action in parser._actions:
             values = getattr(parsed, action.dest, None)
             if any(isinstance(v, str) and not v.strip() for v in (values if isinstance(values, list) else [values])):
-                name = "/".join(action.option_strings) or action.dest  # (the usage of `download dataset`, its own)
-                owner.error(f"argument {name}: an empty value names nothing; give one"
-                            + (", or leave the option out" if action.option_strings else ""))
+                name = "/".join(action.option_strings) or action.dest
+                parser.error(f"argument {name}: an empty value names nothing; give one"
+                             + (", or leave the option out" if action.option_strings else ""))
         return parsed
 
     def _get_option_tuples(self, option_string):
@@ -1141,7 +1155,6 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"bicyclegan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    parser.commands = sub.choices
     build_train_parser(sub).set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="outputs for a folder of inputs: images, a grid and an HTML gallery",
@@ -1314,6 +1327,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"grey level inside A's shapes, from 184 (above the outlines' grey, which the palette metric "
                    f"must tell apart) to 255, which draws bare outlines (default {DEFAULT_SHADE})")
     p.set_defaults(func=cmd_make_demo)
+    parser.commands = _every_command(sub.choices)
     return parser
 
 

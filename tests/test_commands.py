@@ -714,6 +714,12 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
         "checkpoint",
         "  --lr: an option of train, not of sample",
         "  --results_dir (the reference's): here --out"]
+    with pytest.raises(SystemExit) as e:  # a download's kind, with its own usage (download's said nothing of it)
+        main(["download", "model", "edges2shoes", "--testset", "--bogus"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.split("bicyclegan download model: error: ", 1)[1].splitlines() == [
+        "unrecognized arguments: --testset --bogus",
+        "  --testset: an option of download dataset, not of download model"]
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -726,7 +732,10 @@ def test_an_option_of_another_command_is_named_with_the_commands_that_take_it(ca
     # the command typed, where it takes the option (every one was shown as train's)
     (["--out", "export", "sample", "m.pt"],  # (an option's value is no command)
      "--out comes before the command: options go after it, as in `bicyclegan sample --out ...` (--out is an option "
-     "of train, sample, compare, interpolate, import-official and export)")])
+     "of train, sample, compare, interpolate, import-official and export)"),
+    # download's own options (no command had them)
+    (["--mirror", "m", "download", "model", "x"], "--mirror comes before the command: options go after it, as in "
+     "`bicyclegan download model --mirror ...` (--mirror is an option of download dataset and download model)")])
 def test_an_option_before_the_command_is_said_to_go_after_it(argv, said, capsys):
     # `bicyclegan --nz 8 sample` was "invalid choice: '8'", `--lr=0.1 train` train's "unrecognized arguments: --lr"
     # (an option train has)
