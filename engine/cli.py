@@ -617,11 +617,10 @@ def cmd_sample(args) -> int:
     from .sample import sample
     checkpoint = _checkpoint(args)
     d = init_distributed(args.device)
-    out = sample(checkpoint, args.dataroot, out=args.out, phase=args.phase,
-                 n_samples=args.n_samples, num=args.num, sync=args.sync, seed=args.seed, spread=args.spread_z,
+    out = sample(checkpoint, args.dataroot, out=args.out, n_samples=args.n_samples, num=args.num, sync=args.sync,
+                 seed=args.seed, spread=args.spread_z,
                  encode=False if args.no_encode else None,  # (only given: refused where there is no encoded output)
-                 device=str(d.device), aspect_ratio=args.aspect_ratio, layout=args.layout,
-                 skip_bad=args.skip_bad, dist=d, **_data_settings(args))
+                 device=str(d.device), aspect_ratio=args.aspect_ratio, dist=d, **_data_settings(args))
     if d.main:
         report = _refresh_report(checkpoint)
         print(f"results: {out}\ngallery: {out / 'index.html'}\ngrid: {out / 'grid.png'}{report}")
@@ -644,8 +643,9 @@ def _check_metric_options(args) -> None:
                                    f"add {metric} to --metrics (e.g. --metrics l1,{metric})")
 
 
-def _evaluation_options(args) -> dict:
-    return dict(phase=args.phase, n_samples=args.n_samples, num=args.num, seed=args.seed, device=args.device,
+def _evaluation_options(args, device: str) -> dict:
+    """evaluate's and compare's options of their Evaluations, on `device` (under torchrun: this rank's GPU)."""
+    return dict(phase=args.phase, n_samples=args.n_samples, num=args.num, seed=args.seed, device=device,
                 batch_size=args.batch_size, metrics=args.metrics, lpips_version=args.lpips_version,
                 lpips_pairs=args.lpips_pairs, lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear,
                 fid_weights=args.fid_weights, layout=args.layout, skip_bad=args.skip_bad)
@@ -676,7 +676,7 @@ def cmd_evaluate(args) -> int:
     _check_metric_options(args)
     checkpoint = None if args.epoch == "all" else _checkpoint(args)
     d = init_distributed(args.device)
-    options = {**_evaluation_options(args), "device": str(d.device)}  # (under torchrun: this rank's GPU)
+    options = _evaluation_options(args, str(d.device))
     if args.epoch == "all":
         _sweep(args, d, options)
         d.close()
@@ -757,7 +757,7 @@ def cmd_compare(args) -> int:
     d = init_distributed(args.device)
     rows, out = compare(args.models, args.dataroot, names=args.names, out=args.out, show=args.show,
                         show_samples=args.show_samples, log=_progress, dist=d,
-                        **{**_evaluation_options(args), "device": str(d.device)})
+                        **_evaluation_options(args, str(d.device)))
     measured = [r for r in rows if "error" not in r]
     if d.main:
         print(format_compare(rows))
@@ -775,10 +775,9 @@ def cmd_interpolate(args) -> int:
     from .runtime import init_distributed
     checkpoint = _checkpoint(args)
     d = init_distributed(args.device)
-    out = interpolate(checkpoint, args.dataroot, out=args.out, phase=args.phase, num=args.num,
-                      segments=args.segments, frames=args.frames, mode=args.mode, path=args.path, refs=args.refs,
-                      seed=args.seed, fps=args.fps, mp4=args.mp4, device=str(d.device), layout=args.layout,
-                      skip_bad=args.skip_bad, dist=d, **_data_settings(args))
+    out = interpolate(checkpoint, args.dataroot, out=args.out, num=args.num, segments=args.segments,
+                      frames=args.frames, mode=args.mode, path=args.path, refs=args.refs, seed=args.seed, fps=args.fps,
+                      mp4=args.mp4, device=str(d.device), dist=d, **_data_settings(args))
     if d.main:
         report = _refresh_report(checkpoint)
         print(f"results: {out}\ngallery: {out / 'index.html'}{report}")
@@ -901,9 +900,9 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     from .serve import serve
-    serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, phase=args.phase, num=args.num,
-          device=args.device, max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
-          layout=args.layout, skip_bad=args.skip_bad, allow_hosts=args.allow_host or (), **_data_settings(args))
+    serve(_checkpoint(args), args.dataroot, host=args.host, port=args.port, num=args.num, device=args.device,
+          max_upload_bytes=args.max_upload_mb * 2**20, max_upload_pixels=args.max_upload_pixels,
+          allow_hosts=args.allow_host or (), **_data_settings(args))
     return 0
 
 
@@ -1143,8 +1142,10 @@ def _add_data_settings(p) -> None:
 
 
 def _data_settings(args) -> dict:
-    return dict(direction=args.direction, load_size=args.load_size, crop_size=args.crop_size,
-                preprocess=args.preprocess)
+    """sample's, interpolate's and serve's options of the split they read and how (_add_data_source's but --dataroot
+    and --device, and _add_data_settings')."""
+    return dict(phase=args.phase, layout=args.layout, skip_bad=args.skip_bad, direction=args.direction,
+                load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess)
 
 
 def build_parser() -> argparse.ArgumentParser:
