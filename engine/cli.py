@@ -496,7 +496,7 @@ def _dry_run(args, cfg: TrainConfig, model_cls: type) -> int:
     # rank), and rank 0 alone prints the run's one config: each rank printed it, two JSON documents on stdout.
     # Its notes on the data on stderr, as a run's (they were a run's alone: its count of batches an epoch, which
     # split its grids and evaluations read).
-    main = not _under_torchrun() or os.environ.get("RANK") == "0"
+    main = _rank0()
     cfg = check_start(cfg, resume=_resume_told(args), epoch=None if args.init_from else args.epoch,
                       world=_launch_world(), say=(lambda line: print(line, file=sys.stderr)) if main else None)
     if main:
@@ -943,6 +943,11 @@ def _launch_world() -> int:
 
 def _under_torchrun() -> bool:
     return _launch_world() > 1  # (checked by _run_command first: a value that cannot be is its one line)
+
+
+def _rank0() -> bool:
+    """Whether this process says what the launch did: the only one, or torchrun's rank 0 (not each rank)."""
+    return not _under_torchrun() or os.environ.get("RANK") == "0"
 
 
 def _said_on_this_machine() -> bool:
@@ -1437,7 +1442,7 @@ def _run_command(args) -> int:
             return 1
         raise
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
-        if _launch_world() == 1 or os.environ.get("RANK", "0") == "0":
+        if _rank0():
             kept = KEPT.get(args.command, "the files written so far are whole: none is left half-written")
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
@@ -1451,10 +1456,9 @@ def _run_command(args) -> int:
             if os.environ.get("RANK", "0") == "0":
                 print("interrupted", file=sys.stderr)
             return 130
-        world = _launch_world()
-        if world > 1 and os.environ.get("RANK", "0") != "0":
+        if not _rank0():
             return 130
-        print(_train_interrupted(args, world) if args.command == "train" else
+        print(_train_interrupted(args, _launch_world()) if args.command == "train" else
               "interrupted" + (f"; {KEPT[args.command]}" if args.command in KEPT else ""), file=sys.stderr)
         return 130
 
