@@ -1407,11 +1407,10 @@ def _run_command(args) -> int:
             from .runtime import launch_env
             launch_env()  # (a launch's variables that cannot be: one line, before any command reads them)
             if _under_torchrun() and args.command not in DISTRIBUTED:
-                shared = f"{', '.join(DISTRIBUTED[:-1])} and {DISTRIBUTED[-1]}"
                 why = ONE_PROCESS.get(args.command, "each process would do the whole work and write the same files "
                                                     "over each other's")
                 raise ConfigError(f"{args.command} runs in one process (under torchrun {why}): launch it without "
-                                  f"torchrun ({shared} share their work among torchrun's processes)")
+                                  f"torchrun ({_and(list(DISTRIBUTED))} share their work among torchrun's processes)")
             return args.func(args)
         except Exception as e:
             from .runtime import lost_rank
