@@ -1442,7 +1442,7 @@ def _run_command(args) -> int:
         raise
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _rank0():
-            kept = KEPT.get(args.command, "the files written so far are whole: none is left half-written")
+            kept = _kept(args) or "the files written so far are whole: none is left half-written"
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]
@@ -1457,15 +1457,21 @@ def _run_command(args) -> int:
             return 130
         if not _rank0():
             return 130
+        kept = _kept(args)
         print(_train_interrupted(args, _launch_world()) if args.command == "train" else
-              "interrupted" + (f"; {KEPT[args.command]}" if args.command in KEPT else ""), file=sys.stderr)
+              "interrupted" + (f"; {kept}" if kept else ""), file=sys.stderr)
         return 130
 
 
-# What a stopped command keeps that the same command goes on from, said with a stop or a Ctrl-C (a Ctrl-C of a
-# download said "interrupted" alone, where its SIGTERM said that the partial file is kept)
-KEPT = {"download": "the partial download is kept: the same command continues it",
-        "sample": "the images written so far are whole: the same command goes on from them"}
+def _kept(args) -> str | None:
+    """What a stopped command keeps that the same command goes on from, said with its stop or Ctrl-C (a download's
+    Ctrl-C said "interrupted" alone, where its SIGTERM said that the partial file is kept; a sweep's said nothing of
+    --reuse, which keeps the checkpoints it measured: an FID sweep's hours)."""
+    if args.command == "evaluate" and args.epoch == "all":
+        return ("each checkpoint measured so far has its eval.json: the same command"
+                + ("" if args.reuse else " with --reuse") + " measures the others")
+    return {"download": "the partial download is kept: the same command continues it",
+            "sample": "the images written so far are whole: the same command goes on from them"}.get(args.command)
 
 
 def _train_interrupted(args, world: int) -> str:

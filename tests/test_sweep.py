@@ -592,6 +592,27 @@ def test_reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed(run,
         "measured again)" in capsys.readouterr().err
 
 
+def test_a_sweep_stopped_part_way_says_that_reuse_goes_on_from_the_checkpoints_it_measured(run, tmp_path, capsys,
+                                                                                          monkeypatch):
+    # Its Ctrl-C said "interrupted" alone (an FID sweep's hours: the measured checkpoints' eval.json is kept)
+    run = copy_run(run, tmp_path)
+    calls, run_ = [], Evaluation.run
+
+    def second_stops(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_(self, *a, **k)
+    monkeypatch.setattr(Evaluation, "run", second_stops)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "interrupted; each checkpoint measured so far has its eval.json: the same command with --reuse measures the "
+        "others")
+    monkeypatch.undo()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
+    assert "(1 measured before, reused)" in capsys.readouterr().err
+
+
 def test_reuse_reads_a_checkpoint_changed_since_its_measurement_and_keeps_no_result_of_a_damaged_one(
         run, tmp_path, capsys, monkeypatch):
     # --reuse compares the digest the file carries, which damage written over it leaves as it was: a damaged
