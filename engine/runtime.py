@@ -743,6 +743,42 @@ def inputs_folder(root, phase: str) -> Path:
     return Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)
 
 
+def made_from(model, opened: bool, cfg, loader, **options) -> dict:
+    """What a call's results are made from but its inputs, as a stopped call's saved work records it (JSON's values),
+    for the call run again to take that work where it is the same (sample's images, evaluate's measures): the code,
+    the versions of torch and Pillow (which decodes and resizes the inputs), the device's kind (their arithmetic
+    differs in the last bits), the weights (opened: the checkpoint file this call read, by the digest of its contents
+    it was checked against; a model object by its networks' tensors, which may have trained since it was read), the
+    model's config `cfg` (with the call's data settings), the loader's layout and backend (the config's "auto" is DALI
+    or PIL as installed: their pixels differ), and the caller's options."""
+    import PIL
+
+    from . import __version__
+    from .checkpoint import digest
+    weights = model.source["digest"] if opened else digest(
+        {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
+    recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
+              "device": model.device.type, "weights": weights, "config": cfg.to_dict(), "layout": loader.layout,
+              "backend": loader.backend, **options}
+    return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
+
+
+def input_state(s, folder: Path) -> list:
+    """An input (a loader's sample) as a stopped call's saved work records it: each of its files' name below the
+    folder read and the digest of its contents (a file replaced keeping its size and time, as tar and rsync -a do,
+    is another)."""
+    from .io import file_sha256
+    state = []
+    for path in (s.path, s.b_path):
+        if path is not None:
+            try:
+                contents = file_sha256(path)
+            except OSError:  # (gone since the loader's checks: its reading says so, or skip_bad leaves it out)
+                contents = None
+            state += [os.path.relpath(path, folder), contents]
+    return state
+
+
 def input_label(path, root, phase: str) -> str:
     """What a gallery calls an input: its file, below the folder read (sub/1.png, 1.jpg). The names of
     its output files cannot say it (1-2_input.png for the second input of stem 1, whichever it is, and

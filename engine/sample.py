@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import SimpleNamespace
 
-import PIL
 import torch
 from PIL import Image
 
@@ -21,8 +20,6 @@ from bicyclegan.pipelines import DatasetError
 from bicyclegan.pipelines.files import core_share
 from bicyclegan.pipelines.sharding import shard_range
 
-from . import __version__
-from .checkpoint import digest
 from .config import MAX_SEED, check_bool, check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .images import (
@@ -40,7 +37,7 @@ from .images import (
     write_gallery,
     write_shares,
 )
-from .io import TempFiles, atomic_write, check_writable, file_sha256, held_folder, save_image, write_json
+from .io import TempFiles, atomic_write, check_writable, held_folder, save_image, write_json
 from .model import spread_z
 from .runtime import (
     Dist,
@@ -50,8 +47,10 @@ from .runtime import (
     gallery_title,
     inference_data,
     input_label,
+    input_state,
     inputs_folder,
     made_alike,
+    made_from,
     open_model,
     results_dir,
     results_name,
@@ -141,34 +140,12 @@ def _write_grid_and_gallery(out: Path, done: list, model, root, phase: str) -> N
 
 
 def _recipe(model, opened: bool, cfg, crop_size, loader, skip_bad: bool, **options) -> dict:
-    """What a call's images are made from but its inputs, as SAMPLE_RECORD records it (JSON's values): the code, the
-    versions of torch and Pillow (which decodes and resizes the inputs, and encodes the PNG files), the device's kind
-    (their arithmetic differs in the last bits), the weights (opened: the checkpoint file this call read, by the
-    digest of its contents it was checked against; a model object by its networks' tensors, which may have trained
-    since it was read), the model's config with this call's data settings, the loader's layout and backend (the
-    config's "auto" is DALI or PIL as installed: their pixels differ), and the options. An input's images are also
+    """What a call's images are made from but its inputs, as SAMPLE_RECORD records it: runtime.made_from's (the code,
+    the versions, the device's kind, the weights, the config with this call's data settings, the loader's layout and
+    backend; Pillow also encodes the PNG files) with crop_size, skip_bad and the options. An input's images are also
     those of any call of another --num: its codes and file names depend on the inputs before it."""
-    weights = model.source["digest"] if opened else digest(
-        {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
-    recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
-              "device": model.device.type, "weights": weights, "config": cfg.to_dict(), "crop_size": crop_size,
-              "layout": loader.layout, "backend": loader.backend, "skip_bad": skip_bad, **options,
-              "aspect_ratio": float(options["aspect_ratio"])}
-    return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
-
-
-def _input_state(s, folder: Path) -> list:
-    """An input (a loader's sample) as SAMPLE_RECORD records it: each of its files' name below the folder read and
-    the digest of its contents (a file replaced keeping its size and time, as tar and rsync -a do, is another)."""
-    state = []
-    for path in (s.path, s.b_path):
-        if path is not None:
-            try:
-                contents = file_sha256(path)
-            except OSError:  # (gone since the loader's checks: its reading says so, or skip_bad leaves it out)
-                contents = None
-            state += [os.path.relpath(path, folder), contents]
-    return state
+    return made_from(model, opened, cfg, loader, crop_size=crop_size, skip_bad=skip_bad,
+                     **{**options, "aspect_ratio": float(options["aspect_ratio"])})
 
 
 def _earlier_record(out: Path) -> dict | None:
@@ -315,7 +292,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             recipe = _recipe(model, checkpoint is not model, cfg, crop_size, loader, run.data.skip_bad,
                              n_samples=n_samples, seed=seed, sync=sync, spread=spread, encode=encode,
                              aspect_ratio=aspect_ratio)  # (checkpoint is not model: the call opened the file)
-            record.append({**recipe, "inputs": [_input_state(s, inputs_folder(root, phase))
+            record.append({**recipe, "inputs": [input_state(s, inputs_folder(root, phase))
                                                 for s in loader.samples[:total]]})
             same = _same_inputs(_earlier_record(out), record[0])
             return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]
