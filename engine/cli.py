@@ -655,7 +655,15 @@ def cmd_evaluate(args) -> int:
     """Under torchrun the processes share the inputs (each measures its part with its own z, as one process
     would; rank 0 combines the measures, prints and writes): a single process otherwise."""
     from .checkpoint import peek_config
-    from .evaluate import Evaluation, format_table, json_safe, refuse_checkpoint_json, samples_per_input
+    from .evaluate import (
+        Evaluation,
+        drop_kept,
+        format_table,
+        json_safe,
+        kept_measures,
+        refuse_checkpoint_json,
+        samples_per_input,
+    )
     from .io import check_writable, write_json
     from .runtime import init_distributed, made_alike, results_dir, results_name
     from .sweep import protocol, protocol_options
@@ -701,20 +709,22 @@ def cmd_evaluate(args) -> int:
     ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
     # the number taken (1 for a model without z), as the protocol records it; more refused for such a model
     n_samples = samples_per_input(n_samples, ev.model.cfg)
-    r = ev.run(n_samples, seed, progress=True)  # (5,000 inputs take minutes: said as they go)
+    name = results_name(Path(ev.root).resolve(), ev.phase)  # a plain folder's own, as sample's results
+    path = Path(args.json) if args.json else results_dir(checkpoint, name) / "eval.json"
+    # (5,000 inputs take minutes: said as they go, and kept beside the results file for a stopped call run again)
+    r = ev.run(n_samples, seed, progress=True, keep=kept_measures(path))
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
     # (the file's digest: of the weights measured, should the file change)
     r["protocol"] = protocol(ev.model.source["digest"], r["dataroot"], r["phase"], n_samples=n_samples, seed=seed,
                              **protocol_options(ev.model.cfg, r["dataroot"], r["phase"], options))
-    name = results_name(Path(r["dataroot"]), r["phase"])  # a plain folder's own, as sample's results
 
     def write():  # the file first: `evaluate ... | true` (a reader gone at once) ended the command before it
-        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")
+        write_json(path, json_safe(r), what="evaluation results")
         report = _refresh_report(checkpoint)
         _say_results(args, f"{format_table(r)}\nresults: {path}{report}", path)
     d.main_decides(write)
+    drop_kept(kept_measures(path), d)
     d.close()
     return 0
 
@@ -1468,9 +1478,10 @@ def _kept(args) -> str | None:
     Ctrl-C said "interrupted" alone, where its SIGTERM said that the partial file is kept; a sweep's said nothing of
     --reuse, which keeps the checkpoints it measured: an FID sweep's hours)."""
     if args.command == "evaluate" and args.epoch == "all":
-        return ("each checkpoint measured so far has its eval.json: the same command"
-                + ("" if args.reuse else " with --reuse") + " measures the others")
+        return ("each checkpoint measured so far has its eval.json, the one it stopped in its measures so far: the "
+                "same command" + ("" if args.reuse else " with --reuse") + " goes on from them")
     return {"download": "the partial download is kept: the same command continues it",
+            "evaluate": "the measures made so far are kept: the same command goes on from them",
             "sample": "the images written so far are whole: the same command goes on from them"}.get(args.command)
 
 

@@ -30,6 +30,8 @@ import copy
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -43,17 +45,30 @@ from bicyclegan.pipelines.sharding import shard_range
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
 from .errors import ConfigError, DivergenceError, OutputError, WeightsError
 from .images import nonfinite_said, sample_columns
-from .io import count_line, end_count_line
+from .io import atomic_write, count_line, end_count_line, read_torch_file, signals_held
 from .metrics import classify_palettes, palette_coverage
 from .metrics.fid import checked_inception_file, fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, checked_alexnet, checked_linear, load_lpips, sample_pairs
 from .report import NO_DIVERSITY, NO_ENCODED, NO_ENCODED_EITHER, _number, data_folder, has_split, read_from
-from .runtime import Dist, build_loader, check_input_size, inference_data, made_alike, open_model
+from .runtime import (
+    Dist,
+    build_loader,
+    check_input_size,
+    inference_data,
+    input_state,
+    inputs_folder,
+    made_alike,
+    made_from,
+    open_model,
+)
 
 PAPER_INPUTS, PAPER_SAMPLES = 100, 20  # the paper's diversity protocol: 100 inputs x 20 samples
 # AlexNet's strides and pools leave nothing of a smaller image for its last layers (16 px fails).
 LPIPS_MIN_SIDE = 32
 _GO, _STOP, _FAILED = 0, 1, 2  # a rank's state at a batch of run(): the ranks act on the largest
+# Seconds of measuring between two saves of the measures made (run(keep=...)): the most a kill -9 loses (a stop
+# saves them as it ends run()); each save writes only the batches measured since the last.
+SAVE_EVERY = 60.0
 
 
 def _palette_info(f: Path) -> dict:
@@ -154,7 +169,7 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
              num: int = PAPER_INPUTS, seed: int = 0, device: str = "auto", batch_size: int = 16,
              metrics=None, lpips_version: str = "0.0", lpips_pairs: str = "consecutive",
              lpips_backbone=None, lpips_linear=None, fid_weights=None, layout: str | None = None,
-             skip_bad: bool | None = None, progress: bool = False, dist: Dist = Dist()) -> dict:
+             skip_bad: bool | None = None, progress: bool = False, keep=None, dist: Dist = Dist()) -> dict:
     """Evaluate `model` (a BicycleGAN or a checkpoint path) on up to `num` inputs of dataroot/phase
     (default: the data it was trained on; phase: val when there is one, else test) with n_samples
     random z each (default 20; a model without a latent code, nz=0: one output per input, and more refused:
@@ -162,18 +177,22 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
     weights files (default: torch.hub's checkpoints folder and the installed lpips package). layout:
     as make_loader's (default: detected; a plain folder of images is read as inputs only). skip_bad:
     leave out bad files (default: as the run did). progress: count the inputs measured on stderr (as the
-    command does). dist: the ranks that share the inputs under torchrun (every rank calls evaluate alike and
-    gets the result; init_distributed's)."""
+    command does). keep: a folder to keep the measures in as they are made (Evaluation.run's), from which a call
+    stopped and made again goes on, removed once the result is made. dist: the ranks that share the inputs under
+    torchrun (every rank calls evaluate alike and gets the result; init_distributed's)."""
     # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
     # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
     if n_samples is not None:
         check_int("n_samples", n_samples, 1)
     progress = check_bool("progress", progress)  # (skip_bad: DataConfig's)
-    return made_alike(dist, lambda: Evaluation(
+    result = made_alike(dist, lambda: Evaluation(
         model, dataroot, phase=phase, num=num, device=device, batch_size=batch_size, metrics=metrics,
         lpips_version=lpips_version, lpips_pairs=lpips_pairs, lpips_backbone=lpips_backbone,
         lpips_linear=lpips_linear, fid_weights=fid_weights, layout=layout, skip_bad=skip_bad,
-        dist=dist)).run(n_samples, seed, progress=progress)
+        dist=dist)).run(n_samples, seed, progress=progress, keep=keep)
+    if keep is not None:
+        drop_kept(keep, dist)
+    return result
 
 
 def chosen_metrics(metrics, cfg, root, phase: str) -> tuple[str, ...]:
@@ -221,6 +240,7 @@ class Evaluation:
                              lpips_backbone=lpips_backbone, lpips_linear=lpips_linear, fid_weights=fid_weights,
                              layout=layout, skip_bad=skip_bad)
         self.model = open_model(model, device)
+        self._opened = self.model is not model  # (read from its file here: known by that file's digest)
         self._check_finite()
         cfg = self.model.cfg
         self.root, self.phase, self.layout, self.data = inference_data(cfg, dataroot, phase, layout, skip_bad, num)
@@ -329,11 +349,12 @@ class Evaluation:
             d = cfg.to_dict()
             return [{k: v for k, v in d[part].items() if k not in may}
                     for part, may in (("model", MODEL_RESUMABLE_CHANGES), ("data", DATA_RESUMABLE_CHANGES))]
-        model = open_model(model, self.model.device)
+        given, model = model, open_model(model, self.model.device)
         if reading(model.cfg) != reading(self.model.cfg):
             return Evaluation(model, **self._options, networks_from=self, dist=self.dist)
         other = copy.copy(self)
         other.model, other._kept = model, None  # (the loader kept is this one's first run's)
+        other._opened = model is not given
         other._check_finite()
         return other
 
@@ -355,16 +376,22 @@ class Evaluation:
                             batch_size=self.batch_size, shuffle=False, augment=False, layout=self.layout)
 
     @torch.no_grad()
-    def run(self, n_samples: int | None = None, seed: int = 0, stop=None, progress: bool = False) -> dict | None:
+    def run(self, n_samples: int | None = None, seed: int = 0, stop=None, progress: bool = False,
+            keep=None) -> dict | None:
         """The measures of the model's current weights (n_samples random z per input, drawn from `seed`; None:
         samples_per_input's default, more than 1 refused for a model without a latent code).
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
         training run's evaluation when a preemption's signal comes: its seconds go to the checkpoint).
         progress: rank 0 counts the inputs measured on stderr ("evaluated 320/5000"; 5,000 inputs of 64 px
         with 2 z took 34 s on 2 CPU cores without a word).
+        keep: a folder (the command's: kept_measures) where the measures are kept as they are made (_Kept), every
+        SAVE_EVERY seconds and as run() ends without a result (a stop, an error): a call of the same recipe (the
+        weights, inputs and options) run again goes on from them, and its result is the straight call's. Left for
+        the caller to remove once the result is written (drop_kept).
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
-        and every rank returns the result; a stop or an error on one rank is every rank's."""
+        and every rank returns the result; a stop or an error on one rank is every rank's (each keeps its own
+        share's measures)."""
         n_samples = samples_per_input(n_samples, self.model.cfg)
         check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
         self._check_finite()
@@ -374,47 +401,70 @@ class Evaluation:
         batches, index, read, measured, n_out, has_enc = None, {}, 0, set(), n_samples, False
         counted = progress and self.dist.main  # (every rank's share, as the ranks go in step)
         sizes, shown = [len(range(*shard_range(self.n_inputs, k, self.dist.world))) for k in range(self.dist.world)], 0
+        saver = _Kept(keep, self, share, dict(n_samples=n_samples, seed=seed), progress) if (
+            keep is not None and len(share)) else None
+        kept, mine_kept = [0] * self.dist.world, 0  # each rank's inputs measured by an earlier call (keep), its own
         # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
         # the round's work: the loader's checks), then on how the work went.
         # The loader made in the first round is closed after the last, or however run() ends before (a stop, an
         # error, Ctrl-C): left to the garbage collector, its workers outlived a call that raised for as long
         # as the caller held the traceback.
         with contextlib.ExitStack() as owned:
-            for r in range(rounds):
-                if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
-                    return None
-                error = None
-                try:
-                    if batches is None:  # in here: its refusal is every rank's; none for an empty share
-                        loader = owned.enter_context(self._loader()) if len(share) else None
-                        # each input's place in the split (the files the checks took): its codes' row
-                        index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
-                        batches = _from_input(loader, share.start) if loader else iter(())
-                    batch = next(batches, None) if read < len(share) else None
-                    if batch is not None:
-                        # With skip_bad, a file that broke after the checks has the next good sample in its
-                        # place (the loader's warning names it): an input already measured, or another rank's,
-                        # or one measured in its own place later. Each input is measured once, by its share's
-                        # rank, with its own codes, whatever place it comes in; the broken one is left out.
-                        rows = []
-                        for j, path in enumerate(batch["paths"][:len(share) - read]):
-                            if (i := index.get(path, -1)) in share and i not in measured:
-                                measured.add(i)
-                                rows.append(j)
-                        read += len(batch["paths"])
-                        if rows:
-                            take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
-                            take["paths"] = [batch["paths"][j] for j in rows]
-                            take["samples"] = [loader.samples[index[p]] for p in take["paths"]]  # (their files)
-                            z = z_all[[index[p] - share.start for p in take["paths"]]]
-                            n_out, has_enc = self._measure(take, z, got)
-                except Exception as e:  # every rank raises it, below
-                    error = e
-                if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
-                    self.dist.raise_any(error)
-                if counted and (done := sum(min((r + 1) * self.batch_size, n) for n in sizes)) > shown:
-                    count_line("evaluated", done, self.n_inputs, step=done - shown)
-                    shown = done
+            ended = False
+            try:
+                for r in range(rounds):
+                    if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
+                        return None
+                    error, batch, fresh = None, None, []
+                    try:
+                        if saver is not None and saver.loader is not None and saver.due():
+                            saver.save(got, n_out, has_enc)
+                        if batches is None:  # in here: its refusal is every rank's; none for an empty share
+                            loader = owned.enter_context(self._loader()) if len(share) else None
+                            # each input's place in the split (the files the checks took): its codes' row
+                            index = {s.path: i for i, s in enumerate(loader.samples)} if loader else {}
+                            if saver is not None and (earlier := saver.take(loader, got, measured)):
+                                read, n_out, has_enc = earlier  # (a straight call's batches from the next on)
+                                mine_kept = min(read, len(share))
+                                batches = saver.batches_from(loader, saver.done[0])
+                            else:
+                                batches = _from_input(loader, share.start) if loader else iter(())
+                        batch = next(batches, None) if read < len(share) else None
+                        if batch is not None:
+                            # With skip_bad, a file that broke after the checks has the next good sample in its
+                            # place (the loader's warning names it): an input already measured, or another rank's,
+                            # or one measured in its own place later. Each input is measured once, by its share's
+                            # rank, with its own codes, whatever place it comes in; the broken one is left out.
+                            rows = []
+                            for j, path in enumerate(batch["paths"][:len(share) - read]):
+                                if (i := index.get(path, -1)) in share and i not in measured:
+                                    measured.add(i)
+                                    rows.append(j)
+                            read += len(batch["paths"])
+                            if rows:
+                                take = {k: batch[k][rows] if k in ("A", "B") else v for k, v in batch.items()}
+                                take["paths"] = [batch["paths"][j] for j in rows]
+                                take["samples"] = [loader.samples[index[p]] for p in take["paths"]]  # (their files)
+                                z = z_all[[index[p] - share.start for p in take["paths"]]]
+                                n_out, has_enc = self._measure(take, z, got)
+                                fresh = [index[p] for p in take["paths"]]
+                    except Exception as e:  # every rank raises it, below
+                        error = e
+                    if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
+                        self.dist.raise_any(error)
+                    if saver is not None:
+                        saver.batch_done(batch is not None, read, fresh, got)
+                    if r == 0 and keep is not None:  # what each rank took, for the count (rank 0's)
+                        kept = self._kept_counts(mine_kept, progress, keep)
+                        shown = sum(kept)
+                    if counted and (done := sum(min(k + (r + 1) * self.batch_size, n)
+                                                for k, n in zip(kept, sizes))) > shown:
+                        count_line("evaluated", done, self.n_inputs, step=done - shown)
+                        shown = done
+                ended = True
+            finally:
+                if saver is not None and not ended:
+                    saver.save_quietly(got, n_out, has_enc)
         if counted:
             end_count_line()
         mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,
@@ -426,6 +476,19 @@ class Evaluation:
             tdist.gather_object(mine, shares, dst=0)
         # (its error, e.g. FID's on degenerate features, is every rank's)
         return self.dist.main_says(lambda: self._result(shares, seed))
+
+    def _kept_counts(self, mine: int, progress: bool, keep) -> list[int]:
+        """Each rank's inputs measured by an earlier call (run's keep: `mine` is this rank's), every rank's;
+        rank 0 says how many, where progress is counted."""
+        counts = [mine]
+        if self.dist.grouped:
+            counts = [None] * self.dist.world
+            tdist.all_gather_object(counts, mine)
+        if progress and self.dist.main and (k := sum(counts)):
+            print(f"{k} of {self.n_inputs} inputs already measured by an earlier call of the same weights, inputs "
+                  f"and options: measuring the other {self.n_inputs - k} (to measure them all again, remove {keep})",
+                  file=sys.stderr, flush=True)
+        return counts
 
     def _share(self) -> tuple[range, int]:
         """This rank's inputs (of the first n_inputs) and the number of batches every rank goes through:
@@ -543,6 +606,199 @@ class Evaluation:
                 got, _ = classify_palettes(A_all, joined("enc"), n_palettes=K)
                 result["encoded_palette_match"] = float((got == want).float().mean())
         return result
+
+
+def kept_measures(results) -> Path:
+    """Where the command `evaluate` keeps the measures of the inputs measured so far (run's keep), for the same
+    command run again after a stop to go on from them: a hidden folder beside its results file (.eval.json.partial
+    beside eval.json), removed once the results are written."""
+    results = Path(results)
+    return results.with_name(f".{results.name}.partial")
+
+
+def drop_kept(folder, dist: Dist = Dist()) -> None:
+    """Remove the measures run(keep=folder) kept (its result given: they are of no more use), and the folder where
+    nothing else is in it. Every rank removes its own files (a folder of each machine's), then rank 0 any left; one
+    that cannot be removed is left (run() takes it only where its recipe and inputs are the call's)."""
+    folder = Path(folder)
+
+    def remove(mine: bool):
+        with contextlib.suppress(OSError):
+            for f in folder.iterdir():
+                if (owner := _Kept.owner(f.name)) and (not mine or owner == (dist.rank, dist.world)):
+                    f.unlink(missing_ok=True)
+            if not mine:
+                folder.rmdir()
+    remove(True)
+    dist.agree(_GO)  # (every rank's gone before rank 0 removes the folder)
+    if dist.main:
+        remove(False)
+
+
+class _Kept:
+    """This rank's measures kept in `folder` as run() goes (keep=): every SAVE_EVERY seconds, and as run() ends
+    without a result (a stop, an error), a file of the batches measured since the last save,
+    <rank>-of-<world>.<first batch>.pt, written by rename (whole or absent: a kill -9 too). Each file holds the
+    recipe (made_from: the weights, the options that change a measure, the versions), the names and contents of the
+    inputs of its batches and their measures (all that _result reads: FID's features, the demo's images). A call run
+    again takes this rank's files from its first batch on while their recipe is its own and their inputs are as
+    they were, and measures from the next batch on: the loader's batch of that number, so each batch holds the inputs
+    of a straight call's (an input's outputs may differ in their last bits in another batch) and the result is
+    the straight call's, bit for bit."""
+
+    def __init__(self, folder, ev: "Evaluation", share: range, options: dict, say: bool):
+        self.folder, self.ev, self.share, self.options, self.say = Path(folder), ev, share, options, say
+        self.prefix = f"{ev.dist.rank}-of-{ev.dist.world}."
+        self.loader, self.recipe = None, None
+        # (batches read, inputs read, each list's length in got) at the last save or take, and after the last
+        # batch measured: a save writes what lies between
+        self.saved = self.done = None
+        self.inputs, self.last = [], time.monotonic()  # the inputs measured since the last save; its time
+
+    @staticmethod
+    def owner(name: str) -> tuple[int, int] | None:
+        """(rank, world) of a file of kept measures, or of a temp file of its save (.<name>.<writer>.tmp), by its
+        name; None for any other file."""
+        if name.startswith(".") and name.endswith(".tmp"):
+            name = name[1:]
+        rank, sep, rest = name.partition("-of-")
+        world, dot, rest = rest.partition(".")
+        ok = rank.isdigit() and sep and world.isdigit() and dot and rest[:6].isdigit() and rest[6:9] == ".pt"
+        return (int(rank), int(world)) if ok else None
+
+    def _recipe(self) -> str:
+        ev = self.ev
+        weights = []
+        for metric, file in (("lpips", lambda: checked_alexnet(ev._options["lpips_backbone"])),
+                             ("lpips", lambda: checked_linear(ev.lpips_version, ev._options["lpips_linear"])),
+                             ("fid", lambda: checked_inception_file(ev._options["fid_weights"]))):
+            if metric in ev.chosen:  # the metric networks' files by their place, size and time (hundreds of MB)
+                st = (path := file().resolve()).stat()
+                weights.append([str(path), st.st_size, st.st_mtime_ns])
+        # The data settings but the folder (the inputs are recorded by name and contents), the workers and the first
+        # files listed (num: the inputs measured, beside the options)
+        data = {k: v for k, v in ev.data.__dict__.items() if k not in ("dataroot", "num_workers", "max_dataset_size")}
+        return json.dumps(made_from(ev.model, ev._opened, ev.model.cfg, self.loader, data=data, **self.options,
+                                    num=ev.n_inputs, batch_size=ev.batch_size, world=ev.dist.world,
+                                    metrics=list(ev.chosen), lpips_version=ev.lpips_version,
+                                    lpips_pairs=ev.lpips_pairs, metric_weights=weights), sort_keys=True)
+
+    def _state(self, i: int) -> list:
+        return input_state(self.loader.samples[i], inputs_folder(self.ev.root, self.ev.phase))
+
+    def _note(self, line: str, everyone: bool = True) -> None:
+        if self.say and (everyone or self.ev.dist.main):
+            print(f"note: {line}", file=sys.stderr, flush=True)
+
+    def _read(self, name: str, got: dict) -> dict:
+        """A file of this rank's, checked to be such measures (an OutputError naming it where it is not)."""
+        f = self.folder / name
+        c = read_torch_file(f, what="kept measures", error=OutputError)
+        try:
+            first, end = c["batches"]
+            if not (c["format"] == 1 and isinstance(c["recipe"], str) and name == f"{self.prefix}{first:06d}.pt"
+                    and end > first and set(c["got"]) <= set(got) and isinstance(c["has_enc"], bool)
+                    and all(t is None or isinstance(t, torch.Tensor) for t in c["got"].values())
+                    and all(type(i) is int and i in self.share for i in c["measured"])
+                    and all(type(i) is int and 0 <= i < len(self.loader.samples) and isinstance(state, list)
+                            for i, state in c["inputs"]) and type(c["n_out"]) is int and type(c["read"]) is int):
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise OutputError(f"kept measures {f} are not such measures (damaged or renamed since)") from None
+        return c
+
+    def take(self, loader, got: dict, measured: set) -> tuple[int, int, bool] | None:
+        """The measures this rank's files hold from its first batch on, appended to got and measured (as run()'s
+        batches append theirs); returns (inputs read, outputs per input, encoded column), or None where no input's
+        measures are taken. This rank's files not taken and the temp files of killed saves are removed (by rank 0
+        also those of another number of ranks): the folder then holds the measures the result is made of."""
+        self.loader = loader
+        names = sorted(f.name for f in self.folder.glob(f"{self.prefix}*.pt")) if self.folder.is_dir() else []
+        taken, at = [], 0
+        for name in names:
+            try:
+                c = self._read(name, got)
+            except OutputError as e:
+                self._note(f"{e}: its inputs and those after them are measured again")
+                break
+            if c["batches"][0] != at:  # (a file of later batches, those before it not kept)
+                break
+            self.recipe = self.recipe or self._recipe()
+            if c["recipe"] != self.recipe:
+                old, new = json.loads(c["recipe"]), json.loads(self.recipe)
+                what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)] if isinstance(
+                    old, dict) else []
+                self._note(f"the measures kept in {self.folder} are of another {', '.join(what) or 'recipe'} (an "
+                           f"earlier call's): measuring every input again", everyone=False)
+                break
+            if (changed := next((i for i, state in c["inputs"] if self._state(i) != state), None)) is not None:
+                self._note(f"input {loader.samples[changed].path} changed since its measures were kept in "
+                           f"{self.folder}: it and the inputs after it are measured again")
+                break
+            taken.append(c)
+            at = c["batches"][1]
+        for name in names[len(taken):]:  # (this rank's next saves would not replace them all)
+            (self.folder / name).unlink(missing_ok=True)
+        self._tidy()
+        for c in taken:
+            for key, t in c["got"].items():
+                if t is not None:
+                    got[key].append(t)
+            measured.update(c["measured"])
+        read = taken[-1]["read"] if taken else 0
+        self.saved = self.done = (at, read, {k: len(v) for k, v in got.items()})
+        last = next((c for c in reversed(taken) if c["measured"]), None)
+        return (read, last["n_out"], last["has_enc"]) if last else None
+
+    def _tidy(self) -> None:
+        """Remove the temp files of killed saves (their writers gone: is_stale), and on rank 0 the files of another
+        number of ranks."""
+        from bicyclegan.pipelines.atomic import TempFiles
+        temps = TempFiles(self.folder)
+        for name in [n for n in temps.by_name if self.owner(n)]:
+            temps.remove_stale(self.folder / name)
+        if self.ev.dist.main and self.folder.is_dir():
+            for f in self.folder.iterdir():
+                if not f.name.startswith(".") and (owner := self.owner(f.name)) and owner[1] != self.ev.dist.world:
+                    f.unlink(missing_ok=True)
+
+    def batches_from(self, loader, batches: int):
+        """The loader's batches from this rank's batch number `batches` on (its share's first batch is the loader's
+        that holds its first input: _from_input)."""
+        loader.set_epoch(0, self.share.start // self.ev.batch_size + batches)
+        return iter(loader)
+
+    def batch_done(self, read_one: bool, read: int, inputs: list, got: dict) -> None:
+        """A round's measures all in got (read_one: it read a batch): what the next save writes up to."""
+        self.done = (self.done[0] + read_one, read, {k: len(v) for k, v in got.items()})
+        self.inputs += inputs
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= SAVE_EVERY
+
+    def save(self, got: dict, n_out: int, has_enc: bool) -> None:
+        """The batches measured since the last save into a file of their own (none: nothing is written)."""
+        if self.done is None or self.done[0] == self.saved[0]:
+            return
+        (first, read0, was), (end, read, now) = self.saved, self.done
+        self.recipe = self.recipe or self._recipe()
+        share = self.share
+        inputs = sorted(set(range(share.start + read0, min(share.stop, share.start + read))) | set(self.inputs))
+        c = {"format": 1, "recipe": self.recipe, "batches": [first, end], "read": read, "measured": list(self.inputs),
+             "inputs": [[i, self._state(i)] for i in inputs], "n_out": n_out, "has_enc": has_enc,
+             "got": {k: torch.cat(v[was[k]:now[k]]) if now[k] > was[k] else None for k, v in got.items()}}
+        with signals_held():  # (a SIGTERM inside torch's writer: raised after it)
+            atomic_write(self.folder / f"{self.prefix}{first:06d}.pt", lambda f: torch.save(c, f),
+                         what="evaluation's kept measures")
+        self.saved, self.inputs, self.last = self.done, [], time.monotonic()
+
+    def save_quietly(self, got: dict, n_out: int, has_enc: bool) -> None:
+        """save() as run() ends without a result: a failure is a note, not the error said (the stop's, the
+        evaluation's)."""
+        try:
+            self.save(got, n_out, has_enc)
+        except Exception as e:
+            self._note(f"the last measures were not kept ({e})")
 
 
 def _from_input(loader, start: int):

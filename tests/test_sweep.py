@@ -606,8 +606,8 @@ def test_a_sweep_stopped_part_way_says_that_reuse_goes_on_from_the_checkpoints_i
     monkeypatch.setattr(Evaluation, "run", second_stops)
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "interrupted; each checkpoint measured so far has its eval.json: the same command with --reuse measures the "
-        "others")
+        "interrupted; each checkpoint measured so far has its eval.json, the one it stopped in its measures so far: "
+        "the same command with --reuse goes on from them")
     monkeypatch.undo()
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--reuse"]) == 0
     assert "(1 measured before, reused)" in capsys.readouterr().err

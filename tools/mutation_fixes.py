@@ -1325,11 +1325,9 @@ MUTANTS = [
     ('AW10', CP, '(name if model.cfg.model.nz else f"{name} (no z)",', '(name,', NO_Z),
     ('AW11', CP, 'compare_image(A, B, outputs, coded=coded)', 'compare_image(A, B, outputs)', NO_Z_HEAD),
     ('AW12', CLI, '    print(line, file=sys.stderr, flush=True)', '    print(line, flush=True)', TO_STDERR),
-    ('AW13', CLI, '''        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")''',
+    ('AW13', CLI, '''        write_json(path, json_safe(r), what="evaluation results")''',
      '''        print(format_table(r))
-        path = write_json(args.json or results_dir(checkpoint, name) / "eval.json", json_safe(r),
-                          what="evaluation results")''', WRITE_FIRST),
+        write_json(path, json_safe(r), what="evaluation results")''', WRITE_FIRST),
     ('AW14', CLI, '        if getattr(sys, name) is None:', '        if False:', CLOSED),
     ('AW15', AT, '    return name if len(raw) <= 200 else', '    return name if True else', LONG),
     ('AW16', AT, 'self.by_name.pop(_stem(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),

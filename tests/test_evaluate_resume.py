@@ -1,0 +1,348 @@
+"""`evaluate` run again after a stop (Ctrl-C, SIGTERM, kill -9, a preempted job) goes on where it stopped: the
+measures of the batches an earlier call of the same recipe (weights, inputs, options) made are kept beside the results
+file (.eval.json.partial) and not made again, and eval.json is then byte for byte the one of a straight call. Any
+change of the recipe measures every input again; a kept file that cannot be read, or an input changed since, measures
+it and what follows again, said in a line. Each call's work is counted by its calls of sample_columns (inputs
+generated); the results are compared with those of a straight call into another file."""
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bicyclegan.engine import BicycleGAN, evaluate, make_config
+from bicyclegan.engine.checkpoint import save_checkpoint
+from bicyclegan.engine.cli import main
+from bicyclegan.pipelines import make_demo_dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_metrics import random_alexnet_file, random_linear_file  # noqa: E402
+
+EVALUATING = importlib.import_module("bicyclegan.engine.evaluate")  # (the package's `evaluate` is the function)
+FID = importlib.import_module("bicyclegan.engine.metrics.fid")
+LPIPS = importlib.import_module("bicyclegan.engine.metrics.lpips")
+TINY = dict(netG="unet", crop_size=32, ngf=4, nef=4, ndf=4, netE="resnet_128", netD="basic_128_multi",
+            netD2="basic_128_multi", impl="ref", load_size=32, preprocess="none", num_workers=0, backend="torch",
+            init_gain=1.0)
+N, BATCH = 6, 2  # inputs; inputs a batch
+
+
+def tiny(root, seed=3):
+    torch.manual_seed(seed)
+    return BicycleGAN(make_config("reference", dataroot=str(root), **TINY), device="cpu", training=False)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """(demo data of N val inputs, a checkpoint of tiny random networks reading it)."""
+    root = make_demo_dataset(tmp_path / "demo", n_train=2, n_test=0, n_val=N, size=32)
+    return root, save_checkpoint(tiny(root), tmp_path / "m.pt")
+
+
+@pytest.fixture
+def made(monkeypatch):
+    """The inputs generated since the last call of it."""
+    inputs = []
+    real = EVALUATING.sample_columns
+    monkeypatch.setattr(EVALUATING, "sample_columns", lambda model, A, *a, **kw: (inputs.append(len(A)),
+                                                                                   real(model, A, *a, **kw))[1])
+
+    def count():
+        n = sum(inputs)
+        inputs.clear()
+        return n
+    return count
+
+
+def command(ckpt, root, out, *options):
+    return ["evaluate", str(ckpt), "--dataroot", str(root), "--num", str(N), "--n_samples", "3", "--batch_size",
+            str(BATCH), "--device", "cpu", "--json", str(out), *map(str, options)]
+
+
+def stop_after(after: int):
+    """A count of the inputs measured that stops the call with a Ctrl-C once `after` are (run()'s count_line: after a
+    batch's measures are all made)."""
+    def count(label, done, total, step=1):
+        if done >= after:
+            raise KeyboardInterrupt
+    return count
+
+
+def stopped(argv, after: int, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "count_line", stop_after(after))
+        assert main(argv) == 130
+
+
+def kept(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    """LPIPS's networks of random weights, in a torch.hub folder of the test's own; FID's InceptionV3 a fixed
+    projection of the images (its 2048 features of a 32 px image took 0.5 s on a CPU: what is kept is the same)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    random_alexnet_file(hub / LPIPS.ALEXNET_FILE)
+    random_linear_file(tmp_path / "lin.pth")
+    (hub / FID.INCEPTION_FILE).write_bytes(b"x")  # (found where the default is: not loaded)
+    w = torch.randn(32 * 32 * 3, 2048, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    monkeypatch.setattr(EVALUATING, "load_inception", lambda *a, **kw: "inception")
+    monkeypatch.setattr(EVALUATING, "inception_features", lambda net, x: (x.double().flatten(1) / 255) @ w)
+    return tmp_path / "lin.pth"
+
+
+@pytest.mark.parametrize("after, options", [
+    (4, ()),  # the demo's palette and l1
+    (4, ("--seed", 5, "--batch_size", 4, "--num", 5)),  # the last batch short of one
+    (N, ()),  # stopped as the last batch was measured: nothing made again
+    (2, ("--metrics", "lpips,fid,l1", "--lpips_pairs", "all")),  # FID's features, LPIPS's distances
+])
+def test_a_stopped_evaluation_run_again_measures_the_other_inputs_alone_and_writes_a_straight_calls_json(
+        setup, tmp_path, made, capsys, monkeypatch, weights, after, options):
+    root, ckpt = setup
+    if "lpips,fid,l1" in options:
+        options += ("--lpips_linear", weights)
+    num = 5 if "--num" in options else N
+    assert main(command(ckpt, root, tmp_path / "straight.json", *options)) == 0
+    made()
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out, *options), after, monkeypatch)
+    assert made() == after and not out.exists() and kept(out).is_dir()
+    assert capsys.readouterr().err.endswith("interrupted; the measures made so far are kept: the same command goes "
+                                            "on from them\n")
+    assert main(command(ckpt, root, out, *options)) == 0
+    assert made() == num - after
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    if after < num:
+        assert (f"{after} of {num} inputs already measured by an earlier call of the same weights, inputs and options: "
+                f"measuring the other {num - after} (to measure them all again, remove {kept(out)})"
+                ) in capsys.readouterr().err
+    assert not kept(out).exists()  # (the results written: of no more use)
+
+
+def test_a_straight_evaluation_leaves_nothing_beside_its_results(setup, tmp_path):
+    root, ckpt = setup
+    assert main(command(ckpt, root, tmp_path / "out" / "e.json")) == 0
+    assert os.listdir(tmp_path / "out") == ["e.json"]
+
+
+def test_a_stop_by_sigterm_keeps_the_measures_too(setup, tmp_path, made, monkeypatch, capsys):
+    # (the command's handler raises io.Stopped where the signal comes: as a preempted job's)
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "count_line", lambda label, done, total, step=1: done >= 2 and os.kill(
+            os.getpid(), signal.SIGTERM))
+        assert main(command(ckpt, root, out)) == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM: the measures made so far are kept" in capsys.readouterr().err
+    made()
+    assert main(command(ckpt, root, out)) == 0 and made() == N - 2
+
+
+def test_the_python_api_goes_on_from_the_folder_it_is_given(setup, tmp_path, made, monkeypatch):
+    root, ckpt = setup
+    kw = dict(num=N, n_samples=3, batch_size=BATCH, device="cpu", keep=tmp_path / "kept")
+    straight = evaluate(ckpt, root, num=N, n_samples=3, batch_size=BATCH, device="cpu")
+    made()
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(EVALUATING, "count_line", stop_after(2))
+        evaluate(ckpt, root, progress=True, **kw)
+    assert made() == 2
+    assert evaluate(ckpt, root, **kw) == straight and made() == N - 2
+    assert not (tmp_path / "kept").exists()
+
+
+def _other_weights(root, ckpt):
+    save_checkpoint(tiny(root, seed=4), ckpt)  # the same path, new weights (a run trained further)
+
+
+CHANGES = {  # name: the options of the call after the stop, or a change made to the files; the recipe's key said
+    "weights": (_other_weights, "weights"),
+    "seed": (("--seed", 4), "seed"),
+    "n_samples": (("--n_samples", 2), "n_samples"),
+    "batch_size": (("--batch_size", 3), "batch_size"),
+    "num": (("--num", 5), "num"),
+    "metrics": (("--metrics", "l1"), "metrics"),
+    "skip_bad": (("--skip_bad",), "data"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_call_of_another_recipe_measures_every_input_again(setup, tmp_path, made, capsys, monkeypatch, change):
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    how, key = CHANGES[change]
+    options = how if isinstance(how, tuple) else (how(root, ckpt), ())[1]
+    assert main(command(ckpt, root, tmp_path / "straight.json", *options)) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out, *options)) == 0
+    n = 5 if change == "num" else N
+    assert made() == n and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    assert (f"note: the measures kept in {kept(out)} are of another {key} (an earlier call's): measuring every "
+            f"input again") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changed, again", [(0, N), (3, N - 2)])
+def test_an_input_changed_since_is_measured_again_with_the_inputs_after_it(setup, tmp_path, made, capsys, monkeypatch,
+                                                                           changed, again):
+    # Each save is a file of its own (SAVE_EVERY 0: one at every batch): those before the changed input's are kept.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    assert sorted(os.listdir(kept(out))) == ["0-of-1.000000.pt", "0-of-1.000001.pt"]
+    f = sorted((root / "val").glob("*.png"))[changed]
+    img = np.asarray(Image.open(f))
+    Image.fromarray(255 - img).save(f)
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0
+    assert made() == again and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    assert (f"note: input {f} changed since its measures were kept in {kept(out)}: it and the inputs after it are "
+            f"measured again") in capsys.readouterr().err
+
+
+def _cut(f: Path):
+    f.write_bytes(f.read_bytes()[:len(f.read_bytes()) // 2])
+
+
+def _not_measures(f: Path):
+    torch.save({"format": 1, "batches": "x"}, f)
+
+
+def _text(f: Path):
+    f.write_text("not a torch file")
+
+
+@pytest.mark.parametrize("damage, said", [(_cut, "cannot be read: unreadable or truncated"),
+                                          (_not_measures, "are not such measures (damaged or renamed since)"),
+                                          (_text, "is not a torch file")])
+def test_kept_measures_damaged_since_are_measured_again_said_in_a_line(setup, tmp_path, made, capsys, monkeypatch,
+                                                                        damage, said):
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    f = kept(out) / "0-of-1.000000.pt"
+    damage(f)
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0
+    assert made() == N and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    err = capsys.readouterr().err
+    assert f"note: kept measures {f} " in err and said in err
+    assert "its inputs and those after them are measured again" in err
+
+
+def test_a_kill_mid_save_leaves_the_measures_saved_before_and_no_temp_file(setup, tmp_path, made):
+    # kill -9 while the second batch's measures are written (SAVE_EVERY 0: a save at each batch): what is left is
+    # the first batch's file, whole, and the temporary file of the second, never a part of it under its own name.
+    # The call run again takes the first batch, measures the others, and removes the temporary file.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    code = f"""
+import importlib, os, signal, sys
+from bicyclegan.engine.cli import main
+m = importlib.import_module("bicyclegan.engine.evaluate")
+m.SAVE_EVERY = 0.0
+real = m.atomic_write
+def dying(path, write, **kw):
+    if not path.name.endswith(".000001.pt"):
+        return real(path, write, **kw)
+    def half(f):
+        f.write(b"PK\\x03\\x04 half a file")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, half, **kw)
+m.atomic_write = dying
+sys.exit(main({command(ckpt, root, out)!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = sorted(os.listdir(kept(out)))
+    assert len(left) == 2 and left[0].startswith(".0-of-1.000001.pt.") and left[1] == "0-of-1.000000.pt", left
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    made()
+    assert main(command(ckpt, root, out)) == 0
+    assert made() == N - BATCH and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    assert not kept(out).exists()
+
+
+def test_measures_kept_by_another_number_of_processes_are_not_taken(setup, tmp_path, made, monkeypatch):
+    # Each rank's share and batches are its own: a file of rank 0 of 2 (here renamed from one process's) is not
+    # taken by one process, and is removed.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    (kept(out) / "0-of-1.000000.pt").rename(kept(out) / "0-of-2.000000.pt")
+    made()
+    assert main(command(ckpt, root, out)) == 0 and made() == N
+    assert not kept(out).exists()
+
+
+def test_a_kept_file_records_the_recipe_and_its_inputs(setup, tmp_path, monkeypatch):
+    # What a kept file holds beside the measures: the recipe (the weights' digest, the options, the versions) and its
+    # inputs' names and SHA-256
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 2, monkeypatch)
+    c = torch.load(kept(out) / "0-of-1.000000.pt", weights_only=True)
+    recipe = json.loads(c["recipe"])
+    assert recipe["weights"] == torch.load(ckpt, weights_only=True)["digest"]
+    assert (recipe["n_samples"], recipe["seed"], recipe["batch_size"], recipe["num"]) == (3, 0, BATCH, N)
+    assert c["batches"] == [0, 1] and c["measured"] == [0, 1] and [i for i, _ in c["inputs"]] == [0, 1]
+    assert c["inputs"][0][1][0] == "00000.png" and len(c["inputs"][0][1][1]) == 64
+
+
+def _ranks_worker(rank, world, port, root, ckpt, folder, out_dir):
+    """One rank's evaluations: straight, stopped after its first batch (run's stop: every rank's at once), run
+    again; what each returned and how many inputs each generated, into out_dir/<rank>.json."""
+    import torch.distributed as dist
+
+    from bicyclegan.engine.runtime import Dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    inputs = []
+    real = EVALUATING.sample_columns
+    EVALUATING.sample_columns = lambda model, A, *a, **kw: (inputs.append(len(A)), real(model, A, *a, **kw))[1]
+    kw = dict(num=5, batch_size=BATCH, device="cpu", dist=Dist(rank=rank, world=world))
+    asked = []
+    said = {"straight": EVALUATING.Evaluation(ckpt, root, **kw).run(3, 0)}
+    said["n_straight"], inputs[:] = sum(inputs), []
+    said["stopped"] = EVALUATING.Evaluation(ckpt, root, **kw).run(3, 0, keep=folder,
+                                                                   stop=lambda: len(asked.append(1) or asked) > 1)
+    said["n_stopped"], inputs[:] = sum(inputs), []
+    dist.barrier()  # (every rank's kept)
+    said["kept"] = sorted(os.listdir(folder))
+    said["resumed"] = EVALUATING.Evaluation(ckpt, root, **kw).run(3, 0, keep=folder)
+    said["n_resumed"] = sum(inputs)
+    Path(out_dir, f"{rank}.json").write_text(json.dumps(said))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_each_rank_goes_on_from_its_own_share(setup, tmp_path):
+    # 5 inputs in 2 shares, 2 and 3 (batches of 2: rank 0's one, rank 1's two); stopped after each rank's first
+    # batch, run again: rank 1 measures its last input alone, and the result is the straight launch's.
+    from test_distributed import _free_ports, spawn_ranks
+    root, ckpt = setup
+    spawn_ranks(_ranks_worker, (2, _free_ports(1)[0], str(root), str(ckpt), str(tmp_path / "kept"), str(tmp_path)))
+    said = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    assert [s["n_straight"] for s in said] == [2, 3] and [s["n_stopped"] for s in said] == [2, 2]
+    assert said[0]["kept"] == said[1]["kept"] == ["0-of-2.000000.pt", "1-of-2.000000.pt"]
+    assert [s["stopped"] for s in said] == [None, None] and [s["n_resumed"] for s in said] == [0, 1]
+    assert said[0]["resumed"] == said[1]["resumed"] == said[0]["straight"]
