@@ -709,8 +709,8 @@ class _Kept:
 
     def take(self, loader, got: dict, measured: set) -> tuple[int, int, bool] | None:
         """The measures this rank's files hold from its first batch on, appended to got and measured (as run()'s
-        batches append theirs); returns (inputs read, outputs per input, encoded column), or None where no input's
-        measures are taken. This rank's files not taken and the temp files of killed saves are removed (by rank 0
+        batches append theirs); returns (inputs read, outputs per input, encoded column), or None where none is
+        taken. This rank's files not taken and the temp files of killed saves are removed (by rank 0
         also those of another number of ranks): the folder then holds the measures the result is made of."""
         self.loader = loader
         names = sorted(f.name for f in self.folder.glob(f"{self.prefix}*.pt")) if self.folder.is_dir() else []
@@ -747,8 +747,8 @@ class _Kept:
             measured.update(c["measured"])
         read = taken[-1]["read"] if taken else 0
         self.saved = self.done = (at, read, {k: len(v) for k, v in got.items()})
-        last = next((c for c in reversed(taken) if c["measured"]), None)
-        return (read, last["n_out"], last["has_enc"]) if last else None
+        # (each file's outputs per input and encoded column are run()'s after its batches, as a straight call's)
+        return (read, taken[-1]["n_out"], taken[-1]["has_enc"]) if taken else None
 
     def _tidy(self) -> None:
         """Remove the temp files of killed saves (their writers gone: is_stale), and on rank 0 the files of another

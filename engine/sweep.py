@@ -47,7 +47,9 @@ from .evaluate import (
     Evaluation,
     best_rows,
     chosen_metrics,
+    drop_kept,
     json_safe,
+    kept_measures,
     refuse_checkpoint_json,
     samples_per_input,
 )
@@ -243,13 +245,14 @@ def _intact_since(path: Path, eval_json: Path) -> bool:
         return False
 
 
-def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(),
+def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(), keep=None,
           **options) -> Iterator[tuple[Path, dict, str | None]]:
     """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
     they come: row is the checkpoint's name, epoch and step (of the file as it was read), then evaluate's
     result with these options (evaluate's), or "error" where the weights or outputs are not finite or the
     file is damaged; digest: of the contents measured (None for an error). dist: as evaluate's (every
-    rank sweeps the same list)."""
+    rank sweeps the same list). keep: a checkpoint's file -> the folder its measures are kept in as they are
+    made (Evaluation.run's keep; the caller removes it once the result is written), or None."""
     if n_samples is not None:  # (None: evaluate's default, samples_per_input)
         check_int("n_samples", n_samples, 1)
     ev = None
@@ -260,7 +263,7 @@ def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist
             # The file as it was read: a training still running replaces latest.pt, maybe long after
             # the list was made (the checkpoints before it take minutes each).
             row.update(epoch=ev.model.source["epoch"], step=ev.model.source["step"])
-            row.update(json_safe(ev.run(n_samples, seed)))
+            row.update(json_safe(ev.run(n_samples, seed, keep=keep(path) if keep is not None else None)))
             digest = ev.model.source["digest"]
         # A damaged file shows only when it is read whole (its digest), maybe hours in: a row, as a
         # diverged one, so that the others' measures and the page are still written.
@@ -340,7 +343,10 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     # (the split's skipped files said once, not again for each checkpoint's loaders)
     with SaidOnce():
         rows, links = [], {}
-        measured = sweep(todo, dataroot=dataroot, dist=dist, **options)
+        # (each checkpoint's measures kept beside its eval.json as they are made: a stopped sweep run again goes on
+        # inside the checkpoint it stopped in)
+        measured = sweep(todo, dataroot=dataroot, dist=dist, keep=lambda p: kept_measures(results_dir(p, name) /
+                                                                                          "eval.json"), **options)
         for i, (path, _, _) in enumerate(found, 1):
             row, digest = (kept[path], None) if path in kept else next(measured)[1:]
             # which run's epoch_N.pt (a row names its file alone): sweep.json written elsewhere (--json) or copied
@@ -357,6 +363,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                 record = {**row, "checkpoint": str(path.resolve()),
                           "protocol": of(digest)}
                 dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
+                drop_kept(kept_measures(saved), dist)
                 say(f"{which}: {saved}")
             links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
     dist.main_decides(lambda: write_json(json_path or out / "sweep.json", rows, what="sweep results"))

@@ -346,3 +346,41 @@ def test_under_torchrun_each_rank_goes_on_from_its_own_share(setup, tmp_path):
     assert said[0]["kept"] == said[1]["kept"] == ["0-of-2.000000.pt", "1-of-2.000000.pt"]
     assert [s["stopped"] for s in said] == [None, None] and [s["n_resumed"] for s in said] == [0, 1]
     assert said[0]["resumed"] == said[1]["resumed"] == said[0]["straight"]
+
+
+def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_path, capsys):
+    # evaluate --epoch all: each checkpoint's measures are kept beside its eval.json; stopped inside the second
+    # checkpoint (after its second batch), the sweep run again with --reuse keeps the first's eval.json and measures
+    # the second's last batch alone. Every file is then a straight sweep's.
+    root, _ = setup
+    run = tmp_path / "run"
+    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
+        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    argv = ["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
+            "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]
+    assert main(argv) == 0
+    results = run / "results"
+    straight = {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")}
+    for p in results.rglob("*.json"):
+        p.unlink()
+    inputs, real = [], EVALUATING.sample_columns
+
+    def generate(model, A, *a, **kw):
+        if len(inputs) == N // BATCH + 2:  # the second checkpoint's third batch
+            raise KeyboardInterrupt
+        inputs.append(len(A))
+        return real(model, A, *a, **kw)
+    EVALUATING.sample_columns = generate
+    try:
+        assert main(argv) == 130
+        assert "interrupted; the measures made so far are kept" in capsys.readouterr().err
+        assert sorted(os.listdir(results / "val_epoch_1")) == ["eval.json"]
+        assert os.listdir(results / "val" / ".eval.json.partial") == ["0-of-1.000000.pt"]
+        inputs.clear()
+        inputs.extend([0] * 100)  # (no stop again)
+        assert main(argv) == 0
+    finally:
+        EVALUATING.sample_columns = real
+    assert sum(inputs) == N - 2 * BATCH
+    assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
+    assert not (results / "val" / ".eval.json.partial").exists()

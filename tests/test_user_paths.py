@@ -153,7 +153,8 @@ def test_an_interrupt_under_torchrun_is_said_once_with_the_launch_that_resumes(t
     assert said["0", True] == (f"interrupted; the latest checkpoint is intact: torchrun --nproc_per_node 2 -m "
                                f"bicyclegan.engine.cli train --out {out} --resume\n")
     monkeypatch.setattr(cli, "cmd_evaluate", interrupted)  # (evaluate's "interrupted" came once per rank too)
-    for rank, want in (("1", ""), ("0", "interrupted\n")):
+    for rank, want in (("1", ""), ("0", "interrupted; the measures made so far are kept: the same command goes on "
+                                        "from them\n")):
         monkeypatch.setenv("RANK", rank)
         assert cli.main(["evaluate", str(out)]) == 130
         assert capsys.readouterr().err == want, rank
