@@ -373,7 +373,9 @@ def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_
     EVALUATING.sample_columns = generate
     try:
         assert main(argv) == 130
-        assert "interrupted; the measures made so far are kept" in capsys.readouterr().err
+        assert capsys.readouterr().err.endswith(
+            "interrupted; each checkpoint measured so far has its eval.json, the one it stopped in its measures so "
+            "far: the same command goes on from them\n")
         assert sorted(os.listdir(results / "val_epoch_1")) == ["eval.json"]
         assert os.listdir(results / "val" / ".eval.json.partial") == ["0-of-1.000000.pt"]
         inputs.clear()
