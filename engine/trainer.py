@@ -2148,10 +2148,11 @@ class Trainer:
         what = f"training stopped at step {self.step + 1} (epoch {self.epoch + 1}) on its data"
         # Step self.step finished and the failing batch trained nothing: saved as a signal's stop saves it (the
         # steps since the last --save_every were lost), unless a checkpoint of it is there already (or it is step
-        # 0: nothing trained). One process only: with several, the others have gone on into the next step, whose
+        # 0: nothing trained). One process only: with several, the others may have gone on into the next step, whose
         # collectives (sync BN, the gradients' all-reduce) this one cannot join without its batch, and save()
-        # gathers from every rank. The ranks could agree to stop only at a collective made before each step's
-        # own: a host round trip every step, which the training does without (README "Reliability").
+        # gathers from every rank; or met a data error of their own there (the dataset's disk gone: this rank cannot
+        # tell). The ranks could agree to stop only at a collective made before each step's own: a host round trip
+        # every step, which the training does without (README "Reliability").
         unsaved = ""
         if self.world == 1 and self.step and self.saved_step != self.step:
             try:
@@ -2165,7 +2166,7 @@ class Trainer:
             steps = f"steps {since} to {self.step}" if since < self.step else f"step {self.step}"
             others = "other process" if self.world == 2 else f"other {self.world - 1} processes"
             unsaved = (f"{steps} since {'the last checkpoint' if self.saved_step else 'the start'} could not be saved "
-                       f"(the {others} went on into step {self.step + 1}, whose collectives this one cannot "
+                       f"(the {others} may have gone on into step {self.step + 1}, whose collectives this one cannot "
                        f"join without its batch, and a checkpoint needs every process); ")
         # A resume trains on the same files (another set is refused: its epochs' order differs): --resume --skip_bad
         # is the way on only where the files are still the run's (a decoder failing on what the checks pass, a read
