@@ -1223,6 +1223,9 @@ class Trainer:
         # The data fitted to the checkpoint and this run (the steps it leaves, the images' sizes), and the checkpoint
         # loaded: judged alike by every rank, as start's (and no collective among them).
         self.dist.each_decides(fit)
+        # The checkpoint's contents, loaded: let go before the grids' and evaluations' set-up (the reference model's
+        # is a gigabyte, with Adam's moments; read in fit, it was let go there).
+        state = started[0] = None
         # Rank 0 alone draws the grids (the other ranks need not read, and check, the sample files) and
         # writes the TensorBoard log.
         self.sample_A = self.sample_B = self.sample_z = self.tb = None

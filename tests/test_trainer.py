@@ -184,6 +184,33 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path,
         Trainer(tiny_cfg(tmp_path / "empty", demo_root), resume=True, progress=False)
 
 
+def test_a_resume_lets_go_of_the_checkpoints_contents_once_loaded(tmp_path, demo_root, monkeypatch):
+    """The checkpoint resumed from, read before the data since the start checks it first, was held (a gigabyte for the
+    reference model, with Adam's moments) through rank 0's set-up of the grids and evaluations after it was loaded,
+    where fit, which read it, had let it go: one of its tensors, watched, is gone by then."""
+    import gc
+    import weakref
+
+    from bicyclegan.engine import trainer as trainer_module
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=2, save_every=2), progress=False).train()
+    watched, alive = [], []
+    check, fixed = trainer_module._check_starting_point, Trainer._fixed_samples
+
+    def starting_point(*a, **k):
+        state, step = check(*a, **k)
+        watched.append(weakref.ref(state["nets"]["G"][next(iter(state["nets"]["G"]))]))
+        return state, step
+
+    def fixed_samples(self):
+        gc.collect()
+        alive.append(watched[0]() is not None)
+        return fixed(self)
+    monkeypatch.setattr(trainer_module, "_check_starting_point", starting_point)
+    monkeypatch.setattr(Trainer, "_fixed_samples", fixed_samples)
+    Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=4), resume=True, progress=False)
+    assert alive == [False]
+
+
 def test_resume_refuses_another_config(tmp_path, demo_root):
     Trainer(tiny_cfg(tmp_path / "run", demo_root, max_steps=3), progress=False).train()
     cfg = tiny_cfg(tmp_path / "run", demo_root, max_steps=6)
