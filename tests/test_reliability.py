@@ -920,6 +920,28 @@ def test_inf_adam_moments_stop_the_run_at_a_save(tmp_path, data):
     assert (new / "checkpoints" / "latest.pt").exists()
 
 
+def test_a_dry_run_refuses_a_checkpoint_of_non_finite_values_as_the_run_does(tmp_path, data):
+    """A checkpoint an earlier version saved with non-finite weights or Adam moments (unchecked) is refused by the
+    resume once its model holds it; train --dry-run, which builds no model, passed it (exit 0, "the run would start")
+    and the run then refused it. It now counts them in the checkpoint's contents: the run's line, its counts."""
+    from bicyclegan.engine.trainer import check_start
+    run = tmp_path / "old"
+    Trainer(cfg(run, data, max_steps=2, save_every=2), progress=False).train()
+    ckpt = run / "checkpoints" / "latest.pt"
+    state = torch.load(ckpt, weights_only=True)
+    next(iter(state["optimizers"]["G"]["state"].values()))["exp_avg_sq"].view(-1)[:3] = math.inf
+    next(t for t in state["nets"]["G"].values() if t.is_floating_point()).view(-1)[:2] = math.nan
+    state["digest"] = digest(state)  # (as the earlier version wrote it: whole, its state unchecked)
+    torch.save(state, ckpt)
+    said = (f"{ckpt} holds non-finite weights in G (2 values); non-finite optimizer state of G (3 values) (Adam's "
+            f"second moments: ")
+    with pytest.raises(DivergenceError) as ran:
+        Trainer(cfg(run, data, max_steps=4), resume=True, progress=False)
+    with pytest.raises(DivergenceError) as dry:
+        check_start(cfg(run, data, max_steps=4), resume=True)
+    assert str(ran.value).startswith(said) and str(dry.value) == str(ran.value)
+
+
 def test_a_huge_learning_rate_ends_with_exit_2_and_no_nan_checkpoint(tmp_path, data, capsys):
     run = tmp_path / "run"
     argv = ["train", "--dataroot", str(data), "--out", str(run), "--no-progress", "--lr", "0.9",
