@@ -105,9 +105,29 @@ def json_safe(result: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
 
 
+def earlier_results(path) -> bool:
+    """Whether the file at `path` is one a new results file may replace: empty (`--json "$(mktemp)"`), or JSON that
+    evaluate (eval.json: a dict naming its data and split), a sweep or compare (a list of rows each naming its
+    checkpoint) wrote."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return True
+        if path.stat().st_size > 64 << 20:  # (a sweep of 2,000 checkpoints writes 2 MiB: not read whole)
+            return False
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if isinstance(found, dict):
+        return {"dataroot", "phase", "metrics"} <= set(found)
+    return isinstance(found, list) and bool(found) and all(isinstance(r, dict) and "checkpoint" in r for r in found)
+
+
 def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
     """Refuse a --json file that is a checkpoint: `evaluate CKPT --json CKPT` wrote the results over the
-    checkpoint it had just measured; or a device or a pipe (`--json /dev/null` as root replaced the device).
+    checkpoint it had just measured; or a device or a pipe (`--json /dev/null` as root replaced the device);
+    or any other existing file but earlier results (`--json RUN/config.json` replaced the run's config,
+    `--json RUN/log.jsonl` its training log, without a word).
     name: the results file's own name, for the example; keyword: the Python function's for --json, where it
     has one (a Python caller has no --json)."""
     from bicyclegan.pipelines.atomic import special_file
@@ -122,6 +142,12 @@ def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
         raise OutputError(f"--json {path}{said} is {kind}" + ("" if stream else ", which the results would replace")
                           + f"; give a file's path, e.g. {name if stream else Path(path).with_name(name)} "
                           f"(--json - writes them to standard output)")
+    if Path(path).is_file() and not earlier_results(path):
+        other = Path(path).with_name(name)
+        other = other if other != Path(path) else Path(path).with_name(f"{other.stem}_new{other.suffix}")
+        raise OutputError(f"--json {path}{said} exists and holds no earlier results of evaluate, a sweep or compare "
+                          f"(a run's config.json or log.jsonl, a file of yours), which the results would replace; "
+                          f"give another file to write, e.g. {other}")
 
 
 def draw_codes(n_inputs: int, n_samples: int, nz: int, seed: int) -> torch.Tensor:

@@ -332,6 +332,37 @@ def test_a_json_that_is_a_checkpoint_is_refused_and_left_as_it_was(run, tmp_path
     assert ckpt.read_bytes() == before and not (run / "results").exists()
 
 
+@pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]])
+def test_a_json_that_is_another_file_is_refused_and_an_earlier_results_file_replaced(run, tmp_path, capsys, epoch):
+    # `evaluate RUN --json RUN/config.json` wrote the results over the run's config (sample, evaluate and resume then
+    # failed), `--json RUN/log.jsonl` over its training log, without a word: only checkpoints were refused.
+    run = copy_run(run, tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    name, keyword = ("sweep.json", " (json_path in Python)") if epoch else ("eval.json", "")
+    for mine in (run / "config.json", run / "log.jsonl", notes):
+        before = mine.read_bytes()
+        assert main(["evaluate", str(run), *epoch, *OPTS, "--json", str(mine)]) == 2
+        assert capsys.readouterr().err == (
+            f"bicyclegan evaluate: OutputError: --json {mine}{keyword} exists and holds no earlier results of "
+            f"evaluate, a sweep or compare (a run's config.json or log.jsonl, a file of yours), which the results "
+            f"would replace; give another file to write, e.g. {mine.with_name(name)}\n")
+        assert mine.read_bytes() == before and not (run / "results").exists()
+    with pytest.raises(OutputError, match=r"config.json \(json_path in Python\) exists and holds no earlier results"):
+        evaluate_checkpoints(run, json_path=run / "config.json", num=4, n_samples=3, device="cpu", log=None)
+    # a file of that name suggested is not the one refused
+    (tmp_path / name).write_text("{}")
+    assert main(["evaluate", str(run), *epoch, *OPTS, "--json", str(tmp_path / name)]) == 2
+    assert capsys.readouterr().err.endswith(f"e.g. {tmp_path / name.replace('.json', '_new.json')}\n")
+    # an empty file (mktemp's) and earlier results, of either kind, are replaced
+    out = tmp_path / "out.json"
+    for earlier in ("", json.dumps({"dataroot": "d", "phase": "val", "metrics": ["l1"], "l1": 0.5}),
+                    json.dumps([{"checkpoint": "epoch_1.pt", "l1": 0.5}])):
+        out.write_text(earlier)
+        assert main(["evaluate", str(run), *epoch, *OPTS, "--json", str(out)]) == 0, capsys.readouterr().err
+        assert isinstance(json.loads(out.read_text()), list if epoch else dict)
+
+
 def test_a_measure_that_is_not_finite_is_null_in_the_files(run, tmp_path, monkeypatch, capsys):
     """JSON has no NaN: a strict reader refused sweep.json's NaN."""
     run = copy_run(run, tmp_path)
