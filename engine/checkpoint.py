@@ -572,13 +572,22 @@ def _no_epochs_yet(run: Path) -> str:
     return "the run kept no per-epoch checkpoints (train with --save_epoch_freq N)"
 
 
+def run_folder(folder) -> Path:
+    """The run of a folder given as one: the folder itself where it holds checkpoints/ (a run trained with --out
+    checkpoints was taken for its own checkpoints/ folder), else its parent where it is named checkpoints (the folder
+    a user looks into to see the epochs: `evaluate RUN/checkpoints --epoch all` took it, `sample RUN/checkpoints`
+    said "not a run folder")."""
+    folder = Path(folder)
+    return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else folder
+
+
 def find_checkpoint(path, epoch: int | str | None = None) -> Path:
-    """The checkpoint to read: `path` itself, or for a run folder its checkpoints/latest.pt; with
-    `epoch`, the epoch_<epoch>.pt beside that file, or with epoch="best" its best.pt. CheckpointError
-    says which epochs there are."""
+    """The checkpoint to read: `path` itself, or for a run folder (or its checkpoints/: run_folder) its
+    checkpoints/latest.pt; with `epoch`, the epoch_<epoch>.pt beside that file, or with epoch="best" its best.pt.
+    CheckpointError says which epochs there are."""
     if not isinstance(path, (str, os.PathLike)):  # (None was pathlib's TypeError, naming no argument)
         raise TypeError(f"a checkpoint is given by its path (a file or a run folder), got {type(path).__name__}")
-    path = Path(path)
+    path = run_folder(path) if Path(path).is_dir() else Path(path)
     folder = path / "checkpoints" if path.is_dir() else path.parent
     if path.is_dir() and not folder.is_dir():  # a dataset given where the model goes, say
         raise CheckpointError(f"{path} is not a run folder (it has no checkpoints/ folder): give a folder that "

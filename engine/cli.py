@@ -196,9 +196,9 @@ def _run_of(path) -> Path | None:
     <run>/checkpoints/X.pt or of <run>/checkpoints/abandoned_after_step_<N>/X.pt (a resume going back set
     it aside, and says to go on from it with --resume FILE --out NEW: read as outside a run, it took the demo
     preset's options and was refused for differences never chosen); None for a checkpoint outside a run."""
-    from .checkpoint import run_of_checkpoint
+    from .checkpoint import run_folder, run_of_checkpoint
     path = Path(os.path.abspath(path))
-    return path if path.is_dir() else run_of_checkpoint(path)
+    return run_folder(path) if path.is_dir() else run_of_checkpoint(path)
 
 
 def _resumed_run(args, out) -> Path | None:

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.spec import RESIZING
 
-from .checkpoint import find_checkpoint
+from .checkpoint import find_checkpoint, run_folder
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
@@ -68,7 +68,7 @@ def default_name(model) -> str:
     <run>/<stem> for the run's other checkpoints (epoch_5.pt, best.pt), else the file's stem."""
     path = Path(model).resolve()
     if path.is_dir():
-        return path.name
+        return run_folder(path).name  # (RUN/checkpoints: the run's, not "checkpoints")
     if path.parent.name == "checkpoints":
         run = path.parent.parent.name
         return run if path.stem == "latest" else f"{run}/{path.stem}"

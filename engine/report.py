@@ -966,16 +966,10 @@ def _schedule_of(page: Path) -> dict:
     return {k: v for k, v in found.items() if k in SCHEDULE} if isinstance(found, dict) else {}
 
 
-def run_folder(folder: Path) -> Path:
-    """The run of a folder given as one (evaluate --epoch all takes a run folder or its checkpoints/): the folder
-    itself where it holds checkpoints/ (a run trained with --out checkpoints was taken for its own checkpoints/
-    folder), else its parent where it is named checkpoints."""
-    return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else folder
-
-
 def refresh_report(checkpoint) -> Path | None:
     """Rewrite the report of the run whose checkpoint an inference command read (its new results
     listed), where the checkpoint is a run's (RUN/checkpoints/*.pt of a run with a log); else nothing."""
+    from .checkpoint import run_folder
     ckpt = Path(checkpoint).resolve()
     if ckpt.is_dir():
         run = run_folder(ckpt)

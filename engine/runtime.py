@@ -806,9 +806,10 @@ def results_dir(checkpoint, name: str) -> Path:
     """Where an inference command's results go by default: <run>/results/<name> for
     <run>/checkpoints/latest.pt (<name>_epoch_N for epoch_N.pt), results/<stem>/<name> for any other
     checkpoint <stem>.pt (the reference's ./results/<name>/), so two models never share a folder."""
+    from .checkpoint import run_folder
     ckpt = Path(checkpoint).resolve()
-    if ckpt.is_dir():  # a run folder stands for its latest.pt (checkpoint.find_checkpoint)
-        ckpt = ckpt / "checkpoints" / "latest.pt"
+    if ckpt.is_dir():  # a run folder (or its checkpoints/) stands for its latest.pt (checkpoint.find_checkpoint)
+        ckpt = run_folder(ckpt) / "checkpoints" / "latest.pt"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "results" / (name if ckpt.stem == "latest" else f"{name}_{ckpt.stem}")
     # (A checkpoint named ...pt has the stem '..': its results went to ./test, over the user's own files there.)

@@ -38,6 +38,7 @@ from .checkpoint import (
     peek_checkpoint,
     peek_config,
     read_checkpoint,
+    run_folder,
     saved_epochs,
 )
 from .config import check_bool, check_int
@@ -69,7 +70,6 @@ from .report import (
     measured_with,
     read_from,
     row_measures,
-    run_folder,
     svg_chart,
 )
 from .runtime import Dist, SaidOnce, inference_data, made_alike, pick_device, results_dir, results_name

@@ -207,6 +207,27 @@ def test_results_of_two_models_never_share_a_folder(tmp_path):
     assert results_dir(tmp_path / "..pt", "val") == Path("results") / "..pt" / "val"
 
 
+def test_a_runs_checkpoints_folder_is_taken_as_the_run_by_every_command(run, tmp_path, capsys):
+    # `evaluate RUN/checkpoints --epoch all` took the folder a user looks into to see the epochs as the run, and
+    # `sample RUN/checkpoints` (evaluate, interpolate, export, compare, train --init_from) refused it as "not a run
+    # folder"
+    from bicyclegan.engine.checkpoint import find_checkpoint
+    from bicyclegan.engine.compare import default_name
+    run = Path(shutil.copytree(run, tmp_path / "r"))
+    ckpts, latest = run / "checkpoints", run / "checkpoints" / "latest.pt"
+    assert find_checkpoint(ckpts) == latest and default_name(ckpts) == "r"
+    assert results_dir(ckpts, "test") == run / "results" / "test"
+    assert main(["sample", str(ckpts), "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(ckpts), "--num", "2", "--n_samples", "2", "--metrics", "l1", "--device", "cpu"]) == 0
+    assert (run / "results" / "test" / "index.html").is_file() and (run / "results" / "test" / "eval.json").is_file()
+    assert not (ckpts / "results").exists() and not Path("results").exists()
+    capsys.readouterr()
+    assert main(["train", "--init_from", str(ckpts), "--out", str(tmp_path / "new"), "--max_steps", "3",
+                 "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["init_from"] == str(latest)
+    assert main(["export", str(ckpts), "--out", str(tmp_path / "g.pt2")]) == 0
+
+
 def test_evaluate_writes_per_model_and_per_epoch_and_names_the_checkpoint(run, data, tmp_path, monkeypatch,
                                                                            capsys):
     monkeypatch.chdir(tmp_path)

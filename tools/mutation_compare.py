@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mutation_loop import run  # noqa: E402
 
 SW, CM, E, R, CLI = "engine/sweep.py", "engine/compare.py", "engine/evaluate.py", "engine/report.py", "engine/cli.py"
+CK = "engine/checkpoint.py"
 ST = ["tests/test_sweep.py"]
 CT = ["tests/test_compare.py"]
 BOTH = ST + CT  # the helpers both commands use
@@ -158,7 +159,7 @@ MUTANTS = [
     ('RU08', SW, '"seed": seed, "device": pick_device(device).type, **opts,',
      '"device": pick_device(device).type, **opts,', ST),
     # the run's report lists the results of its checkpoints
-    ('RP01', R, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
+    ('RP01', CK, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
      'return folder if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else', ST),
     ('RP02', R, 'if (d / "eval.json").is_file():',
      'if False:', ST),

@@ -1996,7 +1996,7 @@ MUTANTS = [
      ["tests/test_report.py::test_a_line_of_eval_log_not_utf8_is_left_out_as_a_line_cut_short"]),
     ('SL13', R, '            keep.add(grid_key(p, w))  # (in the try: its stat() again)\n',
      '            pass\n', [SL_R + "grid_encoding_is_cached_between_rewrites"]),
-    ('SL14', R, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
+    ('SL14', CK, 'return folder.parent if folder.name == "checkpoints" and not (folder / "checkpoints").is_dir() else',
      'return folder.parent if folder.name == "checkpoints" else',
      ["tests/test_sweep.py::test_a_run_folder_named_checkpoints_is_swept_as_a_run"]),
     # fp16's skipped steps and loss-scale floor, Adam's state at saves, a divergence's advice, make-demo killed
