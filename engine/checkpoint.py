@@ -552,7 +552,7 @@ def auto_resume(run, epoch: int | None = None) -> tuple[bool, int | None]:
     again (torchrun --max-restarts, a SLURM requeue), where --resume failed on the first start (no checkpoint)
     and a plain start on every later one (a run there)."""
     if epoch is not None:
-        raise ConfigError(f"--epoch {epoch} (epoch={epoch}) picks one of the run's checkpoints; --resume auto "
+        raise ConfigError(f"--epoch {epoch} (epoch={epoch!r}) picks one of the run's checkpoints; --resume auto "
                           f"(resume=\"auto\") picks its newest itself: give one")
     if Path(AUTO).exists():  # (the string was a path before "auto" meant this)
         raise ConfigError(f"--resume auto (resume=\"auto\") continues or starts the run in {run}, and a file named "

@@ -161,9 +161,10 @@ def build_train_parser(sub) -> argparse.ArgumentParser:
                    "weights, as --init_from does for any checkpoint); --resume auto: continue the run if it has a "
                    "checkpoint, else start it, with --init_from's weights where given (one command for a job a "
                    "scheduler starts again: torchrun --max-restarts, a SLURM requeue)")
-    p.add_argument("--epoch", type=_at_least(1), default=None,
-                   help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq); "
-                   "with --init_from RUN, start from that run's")
+    p.add_argument("--epoch", type=_epoch_or("best"), default=None, metavar="N|best",
+                   help="resume from the run's checkpoint of this epoch (checkpoints/epoch_N.pt, --save_epoch_freq), "
+                   "or with best the checkpoint of its best evaluation (checkpoints/best.pt: --keep_best); with "
+                   "--init_from RUN, start from that run's")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and exit, after the checks the run makes before its first step "
                    "(device, data and its files, run folder and its lock, the checkpoint it resumes or starts from, "

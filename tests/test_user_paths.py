@@ -1456,6 +1456,23 @@ def test_train_init_from_a_run_folder_and_epoch_on_the_command_line(source, tmp_
     assert f"{tmp_path} is not a run folder" in refused_cli("--init_from", str(tmp_path), "--out", other)
 
 
+def test_train_takes_epoch_best_as_sample_does(source, tmp_path, capsys):
+    # `train --init_from RUN --epoch best` was refused ("expects an integer"), though `sample RUN --epoch best` takes
+    # the run's best.pt (train --keep_best)
+    run = Path(shutil.copytree(source, tmp_path / "src"))
+    best = run / "checkpoints" / "best.pt"
+    shutil.copy(run / "checkpoints" / "epoch_1.pt", best)
+    capsys.readouterr()
+    assert main(["train", "--init_from", str(run), "--epoch", "best", "--out", str(tmp_path / "new"), "--max_steps",
+                 "1", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["init_from"] == str(best.resolve())
+    # and a resume from it, as --resume RUN/checkpoints/best.pt into its own run
+    assert main(["train", "--out", str(run), "--epoch", "best", "--dry-run"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--init_from", str(run), "--epoch", "all", "--out", str(tmp_path / "new")])
+    assert "expects an epoch (an integer >= 1) or best, got 'all'" in capsys.readouterr().err
+
+
 def test_a_checkpoint_outside_a_run_starts_a_run_with_the_options_it_stores(source, tmp_path, capsys):
     # A run's latest.pt copied out of it (or an import-official file): --init_from FILE took the demo preset's
     # options and was refused for every network option the file stores ("ngf: checkpoint 4 vs now 16; ...").
