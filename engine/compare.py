@@ -38,7 +38,7 @@ from .checkpoint import find_checkpoint, run_folder
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
-from .images import PAD, drawable, fit_label, label_style, sample_columns, to_uint8
+from .images import PAD, drawable, fit_label, label_style, refuse_others_results, sample_columns, to_uint8
 from .io import check_writable, held_folder, save_image, write_json, write_text
 from .report import (
     DIVERSITY,
@@ -160,6 +160,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
         if out.is_file():
             raise OutputError(f"--out {out} is a file; give the folder to write compare.json, compare.png and "
                               f"index.html into")
+        refuse_others_results(out, "compare", ("compare",))
         for m, name in zip(models, names):
             path = find_checkpoint(m) if isinstance(m, (str, os.PathLike)) else None
             model = open_model(path or m, device)

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from bicyclegan.pipelines.sharding import shard_range
 
 from .config import check_bool
+from .errors import OutputError
 from .io import count_line, end_count_line, save_image, write_json, write_text
 from .report import html_page
 
@@ -288,6 +289,30 @@ class OutputNames:
 # writing: an image the other command wrote under one of its names (interpolate's 00000_input.png) is not its own.
 SAMPLE_RECORD = ".sample.json"
 RESULT_FILES = ("index.html", "grid.png", "path.json", SAMPLE_RECORD)
+
+
+# Whose results a folder holds, by the files each command writes beside its index.html (report.PAGE_KINDS's, with
+# sample's record and the list of images sample and interpolate wrote).
+RESULTS_OF = {"grid.png": "sample", SAMPLE_RECORD: "sample", "path.json": "interpolate",
+              ".images.json": "sample or interpolate", "sweep.json": "evaluate --epoch all",
+              "compare.json": "compare"}
+
+
+def refuse_others_results(out, command: str, own=("sample", "interpolate")) -> Path:
+    """`out`, unless it holds the results of a command other than `own` (sample and interpolate replace each other's:
+    drop_gallery), or an index.html none of them wrote (a page of the user's own): `command`'s index.html would
+    replace that command's page beside its files (`compare --out RUN/results/test` replaced sample's gallery, its
+    images left unshown; `sample --out RUN/results/val_sweep` the sweep's page) or the user's page."""
+    out = Path(out)
+    found = [(out / name, whose) for name, whose in RESULTS_OF.items() if (out / name).is_file()]
+    if other := next(((f, whose) for f, whose in found if not any(o in whose for o in own)), None):
+        said = f"{other[1]}'s results ({other[0]})"
+    elif not found and (out / "index.html").is_file():
+        said = f"an index.html that no {' or '.join(own)} wrote ({out / 'index.html'})"
+    else:
+        return out
+    raise OutputError(f"--out {out} holds {said}, whose page {command}'s index.html would replace; give {command} "
+                      f"a folder of its own (--out; out in Python)")
 
 
 def drop_gallery(out_dir, names=RESULT_FILES) -> None:

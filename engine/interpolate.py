@@ -36,6 +36,7 @@ from .images import (
     claim_outputs,
     drop_gallery,
     prune_outputs,
+    refuse_others_results,
     to_uint8,
     write_gallery,
     write_shares,
@@ -328,7 +329,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         stems = [names_of(s.path) for s in listed]  # one process's names, on every rank
         labels = [input_label(s.path, root, ph) for s in listed]
         # After the checks of the inputs (nothing made for a refused call), before any output is computed.
-        o = check_writable(check_apart(o, root, ph), "interpolation results")
+        o = check_writable(refuse_others_results(check_apart(o, root, ph), "interpolate"), "interpolation results")
         return SimpleNamespace(model=m, cfg=cfg, root=root, phase=ph, refs=chosen, read=read, total=total,
                                stems=stems, labels=labels, out=o)
     run = made_alike(dist, prepare)

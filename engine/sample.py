@@ -30,6 +30,7 @@ from .images import (
     drop_gallery,
     nonfinite_said,
     prune_outputs,
+    refuse_others_results,
     sample_columns,
     stretch,
     tile_grid,
@@ -258,7 +259,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             _refuse_unused(given, m, loader.layout, inputs_folder(root, ph))
             # After the checks of the options and the data (as interpolate: nothing made for a refused call).
             o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
-            o = check_writable(check_apart(o, root, ph), "sample results")
+            o = check_writable(refuse_others_results(check_apart(o, root, ph), "sample"), "sample results")
             return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader,
                                    out=o)
         run = made_alike(dist, prepare)

@@ -260,6 +260,46 @@ def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, mon
     assert f"2 models, each on val/ of {data.resolve()}: the first 5 inputs" in render_compare(rows, None, 4, 6)
 
 
+def test_an_out_holding_another_commands_results_is_refused_and_left_as_it_was(runs, tmp_path, capsys):
+    # `compare ... --out RUN/results/test` replaced the gallery sample wrote there (its index.html; its images left
+    # unshown), and sample or interpolate into a comparison's folder or a sweep's replaced that page in turn
+    bike, p2p = str(runs / "bicycle"), str(runs / "pix2pix")
+    gallery, cmp, sweep, site = (tmp_path / name for name in ("test", "cmp", "sweep", "site"))
+    assert main(["sample", bike, "--num", "2", "--n_samples", "1", "--device", "cpu", "--out", str(gallery)]) == 0
+    assert main(["compare", bike, p2p, *OPTS, "--out", str(cmp)]) == 0
+    assert main(["compare", bike, p2p, *OPTS, "--out", str(cmp)]) == 0  # an earlier comparison's: replaced
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("[]")
+    (sweep / "index.html").write_text("<p>the sweep's page</p>")
+    site.mkdir()
+    (site / "index.html").write_text("<p>my page</p>")
+    capsys.readouterr()
+
+    def files():
+        return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def refused(command, *args, folder, said):
+        before = files()
+        assert main([command, *args, "--device", "cpu", "--out", str(folder)]) == 2
+        assert capsys.readouterr().err == (f"bicyclegan {command}: OutputError: --out {folder} holds {said}, whose "
+                                           f"page {command}'s index.html would replace; give {command} a folder of its "
+                                           f"own (--out; out in Python)\n")
+        assert files() == before
+    compare_args = [bike, p2p, *OPTS[:-4], *OPTS[-2:]]  # (OPTS without its --device)
+    refused("compare", *compare_args, folder=gallery, said=f"sample's results ({gallery / 'grid.png'})")
+    refused("compare", *compare_args, folder=sweep, said=f"evaluate --epoch all's results ({sweep / 'sweep.json'})")
+    refused("compare", *compare_args, folder=site, said=f"an index.html that no compare wrote ({site / 'index.html'})")
+    for command, args in (("sample", ["--num", "1"]), ("interpolate", ["--num", "1", "--frames", "1", "--no-mp4"])):
+        refused(command, bike, *args, folder=cmp, said=f"compare's results ({cmp / 'compare.json'})")
+        refused(command, bike, *args, folder=sweep, said=f"evaluate --epoch all's results ({sweep / 'sweep.json'})")
+        refused(command, bike, *args, folder=site,
+                said=f"an index.html that no sample or interpolate wrote ({site / 'index.html'})")
+    # sample and interpolate still take each other's folder (each drops the other's gallery files)
+    assert main(["interpolate", bike, "--num", "1", "--frames", "1", "--no-mp4", "--device", "cpu", "--out",
+                 str(gallery)]) == 0
+    assert (gallery / "path.json").is_file() and not (gallery / "grid.png").exists()
+
+
 def test_an_lpips_or_fid_option_without_its_metric_is_refused(runs, tmp_path, capsys):
     # --lpips_linear (or --fid_weights) without lpips (fid) in --metrics was taken and changed nothing: the table
     # without LPIPS was the only sign that the metric had not been asked for

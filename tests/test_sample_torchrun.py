@@ -110,6 +110,7 @@ def test_under_torchrun_an_error_on_one_rank_ends_every_rank_printed_once(setup,
     Image.fromarray(np.full((40, 80, 3), 128, np.uint8)).save(data / "val" / "00004.png")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "index.html").write_text("an earlier call's gallery")
+    (tmp_path / "out" / "grid.png").write_bytes(b"its grid")  # (what makes it sample's: refuse_others_results)
     done = torchrun_cli(tmp_path, "sample", ckpt, "--dataroot", data, "--phase", "val", "--num_test", "5",
                         "--device", "cpu", "--out", tmp_path / "out")
     said = done.stdout + done.stderr
