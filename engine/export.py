@@ -215,12 +215,13 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
     sidecar = Path(str(out) + ".json")
     for path, what, earlier in ((out, "the export", _earlier_export), (sidecar, "its sidecar", _earlier_sidecar)):
         # `--out RUN/config --format pt2` wrote its sidecar over the run's config.json (sample, evaluate and resume
-        # then failed), `--out RUN/config.json` the model itself. (An earlier export named g.json, binary ONNX
-        # beside its g.json.json, is replaced as any.)
-        if path.is_file() and (path.suffix.lower() in (".json", ".jsonl", ".html") and not earlier(path)):
-            raise OutputError(f"{path} exists and is not an earlier export's file (a run's config.json, results), "
-                              f"which {what} would replace; give another file to write (CLI: --out), e.g. "
-                              f"{out.with_name('g.' + fmt)}")
+        # then failed), `--out RUN/config.json` the model itself, `--out model.onnx` a model of the user's that no
+        # export wrote. (An earlier export named g.json, binary ONNX beside its g.json.json, is replaced as any; so
+        # is an empty file, mktemp's.)
+        if path.is_file() and path.stat().st_size and not earlier(path):
+            raise OutputError(f"{path} exists and is not an earlier export's file (a run's config.json, results, a "
+                              f"model no export wrote), which {what} would replace; give another file to write "
+                              f"(CLI: --out), e.g. {_another(out, 'g.' + fmt)}")
     G, cfg, data, source = _generator_for_export(checkpoint_or_model)
     variant, encoder = source.pop("variant"), source.pop("encoder")
     for name, value, none in (("height", height, "the model's crop size"), ("width", width, "the model's crop size"),
@@ -299,6 +300,12 @@ def export_generator(checkpoint_or_model, out_path, *, fmt: str | None = None, b
         if not out.exists():
             remove_made(out.parent, made)
     return result
+
+
+def _another(out: Path, name: str) -> Path:
+    """A file beside `out` to suggest in its place: `name`, or where that is `out` itself, name_new."""
+    other = out.with_name(name)
+    return other if other != out else out.with_name(f"{other.stem}_new{other.suffix}")
 
 
 def _earlier_sidecar(path: Path) -> dict | None:

@@ -463,6 +463,28 @@ def test_an_export_replaces_no_run_file_and_a_failed_sidecar_keeps_the_earlier_p
         "config.json", "g.pt2", "g.pt2.json"]
 
 
+@torch.no_grad()
+def test_an_export_replaces_no_model_of_another_source_and_takes_an_empty_file(model, tmp_path, capsys):
+    # `--out model.onnx` replaced a model of the user's that no export wrote (only JSON, JSONL and HTML files were
+    # refused); an empty file (`--out "$(mktemp --suffix .pt2)"`) holds nothing to lose
+    from bicyclegan.engine import OutputError
+    for name in ("mine.pt2", "g.pt2"):
+        mine = tmp_path / name
+        mine.write_bytes(b"a model of my own")
+        other = tmp_path / ("g.pt2" if name == "mine.pt2" else "g_new.pt2")
+        with pytest.raises(OutputError) as e:
+            export_generator(model, mine, verify=False)
+        assert str(e.value) == (f"{mine} exists and is not an earlier export's file (a run's config.json, results, a "
+                                f"model no export wrote), which the export would replace; give another file to write "
+                                f"(CLI: --out), e.g. {other}")
+        assert mine.read_bytes() == b"a model of my own" and set(os_names(tmp_path)) <= {"g.pt2", "mine.pt2"}
+    (tmp_path / "g.pt2").unlink()
+    (tmp_path / "empty.pt2").touch()
+    export_generator(model, tmp_path / "empty.pt2", verify=False)
+    export_generator(model, tmp_path / "empty.pt2", batch=1, verify=False)  # now an earlier export: replaced
+    assert json.loads((tmp_path / "empty.pt2.json").read_text())["file"] == "empty.pt2"
+
+
 def os_names(folder):
     return [p.name for p in folder.iterdir()]
 

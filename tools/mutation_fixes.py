@@ -1487,8 +1487,8 @@ MUTANTS = [
     ('HS21', SV, '        names |= {f"{own}.local", socket.getfqdn().lower().rstrip(".")}', '        pass', LAN),
     ('HS22', SV, 'network=not is_loopback(host),', 'network=False,', LAN_SERVE),
     ('HS39', SV, '             *(_host_name(n) for n in allow_hosts)}', '             }', LAN),
-    ('HS23', EX, '        if path.is_file() and (path.suffix.lower() in',
-     '        if False and (path.suffix.lower() in', RUN_FILES),
+    ('HS23', EX, '        if path.is_file() and path.stat().st_size and not earlier(path):',
+     '        if False:', RUN_FILES),
     ('HS24', EX, '        _write_sidecar(out, fmt, cfg, data, source, variant, encoder, batch, h, w, opset, result)\n'
      '        os.replace(tmp, out)', '        os.replace(tmp, out)\n'
      '        _write_sidecar(out, fmt, cfg, data, source, variant, encoder, batch, h, w, opset, result)', RUN_FILES),
