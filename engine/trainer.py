@@ -1969,12 +1969,17 @@ class Trainer:
         self._stop = StopSignals()
         if self._stop_requested:  # (request_stop before train)
             self._stop.received = signal.SIGTERM
+        run = None
         try:
             with self._stop, self._said, device_settings(self.device), rng_kept(self.device):
                 set_rng_state(self._rng, self.device)
                 run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False
+            if run is None and self.tb:
+                # An error (a divergence, a data error, a bug): the event file closed now, where it waited for the
+                # Trainer's collection (a Python caller's process kept its writer thread and open file meanwhile)
+                self.tb.close()
             self.loader.close()  # its workers end with the training (a Trainer trains once)
             self._release()
         if self._stop.received is not None and self._stop.signalled:

@@ -953,6 +953,29 @@ def test_a_non_finite_loss_reaches_tensorboard_as_such(tmp_path, demo_root):
     assert d[0] == (1, 1.0) and d[1][0] == 2 and math.isnan(d[1][1])
 
 
+def test_a_run_that_raises_closes_its_event_file(tmp_path, demo_root):
+    # A diverged run left its TensorBoard writer open (its thread alive, its file open) until the Trainer was
+    # collected: in a Python caller's process that tries configurations, one thread and file per failed run.
+    import threading
+    import time
+
+    import torch
+
+    from bicyclegan.engine import DivergenceError
+    pytest.importorskip("tensorboard")
+    before = {th.ident for th in threading.enumerate()}
+    t = Trainer(tiny_cfg(tmp_path / "r", demo_root, max_steps=4, log_every=1, sample_every=100, save_every=100),
+                progress=False, tensorboard=True)
+    assert {th.ident for th in threading.enumerate()} - before  # (the writer's thread: what the check below sees)
+    t.model.train_step = lambda batch: {"G_L1": torch.tensor(float("nan"))}
+    with pytest.raises(DivergenceError):
+        t.train()
+    deadline = time.monotonic() + 5  # (held by `t`: only a close ends the thread)
+    while (alive := {th.ident for th in threading.enumerate()} - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive
+
+
 def test_axis_labels_tell_their_ticks_apart_and_steps_stay_whole():
     # 3 significant digits labelled a steady images/s five times "2.41e+03" and a flat loss four
     # times "7.55"; a run of one logged step had x ticks at 0.5 and 1.5; a long run's read 1.2e+06.
