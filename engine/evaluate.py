@@ -444,7 +444,7 @@ class Evaluation:
                     error, batch, fresh = None, None, []
                     try:
                         if saver is not None and saver.loader is not None and saver.due():
-                            saver.save(got, n_out, has_enc)
+                            saver.save_quietly(got, n_out, has_enc)
                         if batches is None:  # in here: its refusal is every rank's; none for an empty share
                             loader = owned.enter_context(self._loader()) if len(share) else None
                             # each input's place in the split (the files the checks took): its codes' row
@@ -680,6 +680,7 @@ class _Kept:
         # batch measured: a save writes what lies between
         self.saved = self.done = None
         self.inputs, self.last = [], time.monotonic()  # the inputs measured since the last save; its time
+        self.failed = False  # (a save failed: no more are tried)
 
     @staticmethod
     def owner(name: str) -> tuple[int, int] | None:
@@ -719,7 +720,10 @@ class _Kept:
     def _read(self, name: str, got: dict) -> dict:
         """A file of this rank's, checked to be such measures (an OutputError naming it where it is not)."""
         f = self.folder / name
-        c = read_torch_file(f, what="kept measures", error=OutputError)
+        try:
+            c = read_torch_file(f, what="kept measures", error=OutputError)
+        except OSError as e:  # (another user's file on a shared disk: a PermissionError of open())
+            raise OutputError(f"kept measures {f} cannot be read ({e.strerror or e})") from None
         try:
             first, end = c["batches"]
             if not (c["format"] == 1 and isinstance(c["recipe"], str) and name == f"{self.prefix}{first:06d}.pt"
@@ -739,7 +743,13 @@ class _Kept:
         taken. This rank's files not taken and the temp files of killed saves are removed (by rank 0
         also those of another number of ranks): the folder then holds the measures the result is made of."""
         self.loader = loader
-        names = sorted(f.name for f in self.folder.glob(f"{self.prefix}*.pt")) if self.folder.is_dir() else []
+        try:
+            names = sorted(f.name for f in os.scandir(self.folder) if f.name.startswith(self.prefix)
+                           and f.name.endswith(".pt")) if self.folder.is_dir() else []
+        except OSError as e:  # (an unreadable folder: as none, its files never taken)
+            self._note(f"the measures kept in {self.folder} cannot be read ({e.strerror or e}): measuring every "
+                       f"input")
+            names = []
         taken, at = [], 0
         for name in names:
             try:
@@ -764,7 +774,8 @@ class _Kept:
             taken.append(c)
             at = c["batches"][1]
         for name in names[len(taken):]:  # (this rank's next saves would not replace them all)
-            (self.folder / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (one that cannot be removed is never taken: its batches are not)
+                (self.folder / name).unlink(missing_ok=True)
         self._tidy()
         for c in taken:
             for key, t in c["got"].items():
@@ -782,11 +793,13 @@ class _Kept:
         from bicyclegan.pipelines.atomic import TempFiles
         temps = TempFiles(self.folder)
         for name in [n for n in temps.by_name if self.owner(n)]:
-            temps.remove_stale(self.folder / name)
+            with contextlib.suppress(OSError):
+                temps.remove_stale(self.folder / name)
         if self.ev.dist.main and self.folder.is_dir():
-            for f in self.folder.iterdir():
-                if not f.name.startswith(".") and (owner := self.owner(f.name)) and owner[1] != self.ev.dist.world:
-                    f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (left: never taken by this number of ranks)
+                for f in self.folder.iterdir():
+                    if not f.name.startswith(".") and (owner := self.owner(f.name)) and owner[1] != self.ev.dist.world:
+                        f.unlink(missing_ok=True)
 
     def batches_from(self, loader, batches: int):
         """The loader's batches from this rank's batch number `batches` on (its share's first batch is the loader's
@@ -819,12 +832,16 @@ class _Kept:
         self.saved, self.inputs, self.last = self.done, [], time.monotonic()
 
     def save_quietly(self, got: dict, n_out: int, has_enc: bool) -> None:
-        """save() as run() ends without a result: a failure is a note, not the error said (the stop's, the
-        evaluation's)."""
+        """save(), where a failure is a note and ends the saves (a full disk, a folder that cannot be written): the
+        measures are in memory, and an evaluation of hours is not ended by a copy of them (run() ending without a
+        result: the stop's or the evaluation's error is the one said). The files saved before stay whole."""
+        if self.failed:
+            return
         try:
             self.save(got, n_out, has_enc)
         except Exception as e:
-            self._note(f"the last measures were not kept ({e})")
+            self.failed = True
+            self._note(f"the measures are no longer kept ({e})")
 
 
 def _from_input(loader, start: int):

@@ -386,3 +386,53 @@ def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_
     assert sum(inputs) == N - 2 * BATCH
     assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
     assert not (results / "val" / ".eval.json.partial").exists()
+
+
+def test_a_save_that_fails_mid_run_is_a_note_and_the_evaluation_goes_on(setup, tmp_path, made, capsys, monkeypatch):
+    # A full disk (or an unwritable folder) where the measures are kept: the evaluation, whose measures are in memory,
+    # goes on without keeping more (one line), and writes the straight call's results.
+    root, ckpt = setup
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    tried = []
+
+    def full(path, write, **kw):
+        tried.append(path)
+        raise EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+    monkeypatch.setattr(EVALUATING, "atomic_write", full)
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and len(tried) == 1
+    err = capsys.readouterr().err
+    assert err.count("note: the measures are no longer kept (cannot write evaluation's kept measures") == 1, err
+    assert not kept(out).exists()
+
+
+@pytest.mark.parametrize("how", ["folder", "unreadable"])
+def test_a_kept_file_that_cannot_be_read_or_removed_is_a_note(setup, tmp_path, made, capsys, monkeypatch, how):
+    # A kept file in the way: a folder of its name, or one this user cannot read (another's, on a shared disk):
+    # its inputs and those after it are measured again, said in a line; the results are the straight call's.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    f = kept(out) / "0-of-1.000001.pt"
+    if how == "folder":
+        f.unlink()
+        (f / "x").mkdir(parents=True)
+    else:
+        real = EVALUATING.read_torch_file
+
+        def denied(path, **kw):
+            if Path(path) == f:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, **kw)
+        monkeypatch.setattr(EVALUATING, "read_torch_file", denied)
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0
+    assert made() == N - BATCH and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    err = capsys.readouterr().err
+    assert f"note: kept measures {f} " in err and "its inputs and those after them are measured again" in err, err
