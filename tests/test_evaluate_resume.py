@@ -220,7 +220,12 @@ def _cut(f: Path):
 
 
 def _not_measures(f: Path):
-    torch.save({"format": 1, "batches": "x"}, f)
+    torch.save({"format": EVALUATING.KEPT_FORMAT, "batches": "x"}, f)
+
+
+def _format_1(f: Path):
+    c = torch.load(f, weights_only=True)
+    torch.save({**c, "format": 1}, f)  # (an earlier version's: the palette metric's images kept)
 
 
 def _text(f: Path):
@@ -229,6 +234,7 @@ def _text(f: Path):
 
 @pytest.mark.parametrize("damage, said", [(_cut, "cannot be read: unreadable or truncated"),
                                           (_not_measures, "are not such measures (damaged or renamed since)"),
+                                          (_format_1, "are of another version's layout (format 1, this version's 2)"),
                                           (_text, "is not a torch file")])
 def test_kept_measures_damaged_since_are_measured_again_said_in_a_line(setup, tmp_path, made, capsys, monkeypatch,
                                                                         damage, said):
@@ -436,3 +442,49 @@ def test_a_kept_file_that_cannot_be_read_or_removed_is_a_note(setup, tmp_path, m
     assert made() == N - BATCH and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
     err = capsys.readouterr().err
     assert f"note: kept measures {f} " in err and "its inputs and those after them are measured again" in err, err
+
+
+@pytest.fixture
+def painter(monkeypatch):
+    """The tiny model's outputs replaced by colours the palette metric finds (its random weights' are all invalid):
+    each output the B of another input of its batch (a palette of the demo's, on another's shapes: valid or not by
+    how they overlap), the encoded column an odd row's the B before it; every input's columns, in the order made."""
+    made_cols, real = [], EVALUATING.sample_columns
+
+    def paint(model, A, B=None, z=None, **kw):
+        cols, names = real(model, A, B, z, **kw)
+        for k, name in enumerate(names):
+            if name.startswith("random"):
+                cols[k] = B.roll(k, 0)
+            elif name == "encoded":
+                cols[k] = torch.where((torch.arange(len(B)) % 2 == 1)[:, None, None, None], B.roll(1, 0), B)
+        made_cols.append((A.clone(), [c.clone() for c in cols], names))
+        return cols, names
+    monkeypatch.setattr(EVALUATING, "sample_columns", paint)
+    return made_cols
+
+
+def test_the_palette_metric_keeps_each_outputs_palette_not_its_image(setup, tmp_path, painter, monkeypatch):
+    # The palettes are classified as each batch is made, and those kept (an index an output, a bool an input), not the
+    # images (1.1 MB an input at 64 px and 20 z); the figures are those of the images classified all at once.
+    from bicyclegan.engine.metrics import classify_palettes, palette_coverage
+    root, ckpt = setup
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    r = json.loads((tmp_path / "straight.json").read_text())
+    A = torch.cat([a for a, _, _ in painter])
+    outs = torch.cat([torch.stack([c for c, n in zip(cols, names) if n.startswith("random")], 1)
+                      for _, cols, names in painter])
+    B, enc = (torch.cat([cols[names.index(n)] for _, cols, names in painter]) for n in ("ground truth", "encoded"))
+    want = palette_coverage(A, list(outs))
+    assert 0 < want["validity"] < 1 and want["coverage"] > 0  # (figures a mistake would change)
+    assert {k: r[k] for k in want} == want
+    match = (classify_palettes(A, enc)[0] == classify_palettes(A, B)[0]).float().mean()
+    assert 0 < match < 1 and r["encoded_palette_match"] == float(match)
+    painter.clear()
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    f = kept(out) / "0-of-1.000000.pt"
+    c = torch.load(f, weights_only=True)
+    assert sum(t.numel() * t.element_size() for t in c["got"].values() if t is not None) <= 4 * 3 * 8 + 4 + 4 * 16
+    assert main(command(ckpt, root, out)) == 0
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes()

@@ -81,8 +81,8 @@ MUTANTS = [
      'got["real"].append(self._real_features(A, batch["samples"]))', EVL),
     ('E10', E, 'if n.startswith("random") or n == "output"], 1)',
      'if n != "input"], 1)', EVL),
-    ('E11', E, 'got, _ = classify_palettes(A_all, joined("enc")',
-     'got, _ = classify_palettes(A_all, joined("B")', EVL),
+    ('E11', E, 'mine, _ = classify_palettes(A, enc.cpu()',
+     'mine, _ = classify_palettes(A, B', EVL),
     ('E12', E, 'sample_columns(model, A, B, z if cfg.model.nz else None)',
      'sample_columns(model, A, B, None)', EVL),
     # interpolate

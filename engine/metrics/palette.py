@@ -148,13 +148,24 @@ def palette_coverage(A, outputs, *, n_palettes: int = DEFAULT_N_PALETTES, **kwar
         raise ValueError("no outputs")
     idx, _ = classify_palettes(A, torch.cat(groups), a_index=torch.repeat_interleave(counts),
                                n_palettes=n_palettes, **kwargs)
-    distinct = [len(set(p.tolist()) - {-1}) for p in torch.split(idx, counts.tolist())]
+    return coverage_of(torch.split(idx, counts.tolist()), n_palettes)
+
+
+def coverage_of(indices, n_palettes: int) -> dict:
+    """palette_coverage's figures from the palette indices (classify_palettes') of each input's outputs, a
+    sequence of N (a LongTensor of n_i each): evaluate classifies each batch's as it is made, and keeps those
+    alone, not the images."""
+    check_n_palettes(n_palettes)
+    if not sum(len(p) for p in indices):
+        raise ValueError("no outputs")
+    distinct = [len(set(p.tolist()) - {-1}) for p in indices]
+    idx = torch.cat(list(indices))
     valid = idx[idx >= 0]
     return {
         "coverage": float(np.mean(distinct)) / n_palettes,
         "validity": float(len(valid)) / len(idx),
         "histogram": torch.bincount(valid, minlength=n_palettes).tolist(),
-        "n_inputs": len(groups),
+        "n_inputs": len(indices),
         "n_outputs": int(len(idx)),
         "n_palettes": n_palettes,
     }
