@@ -750,7 +750,10 @@ def made_from(model, opened: bool, cfg, loader, **options) -> dict:
     differs in the last bits), the weights (opened: the checkpoint file this call read, by the digest of its contents
     it was checked against; a model object by its networks' tensors, which may have trained since it was read), the
     model's config `cfg` (with the call's data settings), the loader's layout and backend (the config's "auto" is DALI
-    or PIL as installed: their pixels differ), and the caller's options."""
+    or PIL as installed: their pixels differ; DALI's version where it reads, as Pillow's), and the caller's options.
+    The device's kind is also its processor: a CPU's vector instructions as torch's kernels use them (AVX2 and AVX-512
+    sum in lanes of another width), a GPU's name and cuDNN's version (their kernels differ): a preempted job run again
+    on another cluster node of another kind takes none of the work."""
     import PIL
 
     from . import __version__
@@ -758,9 +761,21 @@ def made_from(model, opened: bool, cfg, loader, **options) -> dict:
     weights = model.source["digest"] if opened else digest(
         {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
     recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
-              "device": model.device.type, "weights": weights, "config": cfg.to_dict(), "layout": loader.layout,
-              "backend": loader.backend, **options}
+              "device": model.device.type, "processor": _processor(model.device), "weights": weights,
+              "config": cfg.to_dict(), "layout": loader.layout, "backend": loader.backend, **options}
+    if loader.backend == "dali":
+        import nvidia.dali
+        recipe["dali"] = nvidia.dali.__version__
     return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
+
+
+def _processor(device: torch.device) -> str | None:
+    """What made_from records of the device's arithmetic beside its type (None for another type than cpu, cuda)."""
+    if device.type == "cpu":
+        return torch.backends.cpu.get_cpu_capability()
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
+    return None
 
 
 def input_state(s, folder: Path) -> list:

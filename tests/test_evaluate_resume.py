@@ -488,3 +488,39 @@ def test_the_palette_metric_keeps_each_outputs_palette_not_its_image(setup, tmp_
     assert sum(t.numel() * t.element_size() for t in c["got"].values() if t is not None) <= 4 * 3 * 8 + 4 + 4 * 16
     assert main(command(ckpt, root, out)) == 0
     assert out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+
+
+def test_measures_kept_on_a_processor_of_other_vector_instructions_are_not_taken(setup, tmp_path, made, capsys,
+                                                                                monkeypatch):
+    # A preempted job run again on a cluster node of another kind: AVX2's kernels sum in lanes of another width than
+    # AVX-512's, and a mix of the two nodes' measures is neither's straight call.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0 and made() == N
+    assert (f"note: the measures kept in {kept(out)} are of another processor (an earlier call's): measuring every "
+            f"input again") in capsys.readouterr().err
+
+
+def test_the_recipe_records_dalis_version_where_dali_reads_the_inputs(setup, monkeypatch):
+    # DALI decodes and resizes the inputs where it is the loader (a GPU's "auto"): its version, as Pillow's, changes
+    # their pixels.
+    import types
+
+    from bicyclegan.engine.runtime import made_from
+    root, ckpt = setup
+    model = tiny(root)
+    dali = types.ModuleType("nvidia.dali")
+    monkeypatch.setitem(sys.modules, "nvidia", types.ModuleType("nvidia"))
+    monkeypatch.setitem(sys.modules, "nvidia.dali", dali)
+    sys.modules["nvidia"].dali = dali
+    recipes = []
+    for version in ("1.40.0", "1.41.0"):
+        dali.__version__ = version
+        recipes.append(made_from(model, False, model.cfg, types.SimpleNamespace(layout="aligned", backend="dali")))
+    assert [r["dali"] for r in recipes] == ["1.40.0", "1.41.0"]
+    assert "dali" not in made_from(model, False, model.cfg, types.SimpleNamespace(layout="aligned", backend="torch"))
