@@ -45,7 +45,7 @@ from bicyclegan.pipelines.sharding import shard_range
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
 from .errors import ConfigError, DivergenceError, OutputError, WeightsError
 from .images import nonfinite_said, sample_columns
-from .io import atomic_write, count_line, end_count_line, read_torch_file, signals_held
+from .io import atomic_write, count_line, end_count_line, file_sha256, read_torch_file, signals_held
 from .metrics import classify_palettes, coverage_of
 from .metrics.fid import checked_inception_file, fid_from_features, inception_features, load_inception
 from .metrics.lpips import PAIRS, VERSIONS, checked_alexnet, checked_linear, load_lpips, sample_pairs
@@ -704,9 +704,8 @@ class _Kept:
         for metric, file in (("lpips", lambda: checked_alexnet(ev._options["lpips_backbone"])),
                              ("lpips", lambda: checked_linear(ev.lpips_version, ev._options["lpips_linear"])),
                              ("fid", lambda: checked_inception_file(ev._options["fid_weights"]))):
-            if metric in ev.chosen:  # the metric networks' files by their place, size and time (hundreds of MB)
-                st = (path := file().resolve()).stat()
-                weights.append([str(path), st.st_size, st.st_mtime_ns])
+            if metric in ev.chosen:  # the metric networks' files by their place and contents
+                weights.append([str(path := file().resolve()), _weights_sha256(path)])
         # The data settings but the folder (the inputs are recorded by name and contents), the workers and the first
         # files listed (num: the inputs measured, beside the options)
         data = {k: v for k, v in ev.data.__dict__.items() if k not in ("dataroot", "num_workers", "max_dataset_size")}
@@ -852,6 +851,22 @@ class _Kept:
         except Exception as e:
             self.failed = True
             self._note(f"the measures are no longer kept ({e})")
+
+
+_WEIGHTS_SHA256 = {}  # a metric network's file -> its SHA-256, by its place, size, times and inode
+
+
+def _weights_sha256(path: Path) -> str:
+    """The SHA-256 of a metric network's weights file, as a kept measures' recipe records it: a file replaced keeping
+    its size and time (cp -p, rsync -a, a tar's extraction) is another, as the inputs' (their size and time alone took
+    the measures of other weights). Read once a process while its size, times and inode are the same (0.35 s for
+    AlexNet's and InceptionV3's 340 MB, for each checkpoint of a sweep); the change time, which no copy sets, tells a
+    file replaced since."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _WEIGHTS_SHA256:
+        _WEIGHTS_SHA256[key] = file_sha256(path)
+    return _WEIGHTS_SHA256[key]
 
 
 def _from_input(loader, start: int):

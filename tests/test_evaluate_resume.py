@@ -524,3 +524,23 @@ def test_the_recipe_records_dalis_version_where_dali_reads_the_inputs(setup, mon
         recipes.append(made_from(model, False, model.cfg, types.SimpleNamespace(layout="aligned", backend="dali")))
     assert [r["dali"] for r in recipes] == ["1.40.0", "1.41.0"]
     assert "dali" not in made_from(model, False, model.cfg, types.SimpleNamespace(layout="aligned", backend="torch"))
+
+
+def test_a_metric_networks_file_replaced_keeping_its_size_and_time_measures_every_input_again(
+        setup, tmp_path, made, capsys, monkeypatch, weights):
+    # LPIPS's linear layers of other weights copied over the file with its time kept (cp -p, rsync -a, a tar's
+    # extraction): the same size (the same shapes), another distance for every pair.
+    root, ckpt = setup
+    out, options = tmp_path / "r.json", ("--metrics", "lpips,l1", "--lpips_linear", weights)
+    stopped(command(ckpt, root, out, *options), 4, monkeypatch)
+    st = weights.stat()
+    random_linear_file(weights, seed=2)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size
+    assert main(command(ckpt, root, tmp_path / "straight.json", *options)) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out, *options)) == 0
+    assert made() == N and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    assert (f"note: the measures kept in {kept(out)} are of another metric_weights (an earlier call's): measuring "
+            f"every input again") in capsys.readouterr().err
