@@ -352,10 +352,12 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
             # which run's epoch_N.pt (a row names its file alone): sweep.json written elsewhere (--json) or copied
             # away said none; absolute, as the rows' data folder, to read the same from anywhere
             rows.append({"checkpoint": row["checkpoint"], "run": str(folder.resolve()), **row})
+            saved = results_dir(path, name) / "eval.json"
             if "error" in row:
+                # (its measures kept as the error ended its run: of no more use, as the error is its result)
+                drop_kept(kept_measures(saved), dist)
                 say(f"[{i}/{len(found)}] {path.name}: {row['error']}")
                 continue
-            saved = results_dir(path, name) / "eval.json"
             which = f"[{i}/{len(found)}] {path.name} (epoch {row['epoch']}, step {row['step']})"
             if path in kept:
                 say(f"{which}: {saved} (measured before)")

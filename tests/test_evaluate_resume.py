@@ -544,3 +544,25 @@ def test_a_metric_networks_file_replaced_keeping_its_size_and_time_measures_ever
     assert made() == N and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
     assert (f"note: the measures kept in {kept(out)} are of another metric_weights (an earlier call's): measuring "
             f"every input again") in capsys.readouterr().err
+
+
+def test_a_sweep_leaves_no_measures_of_a_checkpoint_whose_outputs_diverge(setup, tmp_path, monkeypatch):
+    # The second checkpoint's outputs not finite at its second batch: its row is the error, the sweep goes on and
+    # ends, and the measures of its first batch (kept as run() ended with the error) are of no more use.
+    root, _ = setup
+    run = tmp_path / "run"
+    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
+        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    calls, real = [], EVALUATING.sample_columns
+
+    def diverging(model, A, *a, **kw):
+        calls.append(1)
+        cols, names = real(model, A, *a, **kw)
+        return ([c * float("nan") for c in cols] if len(calls) == N // BATCH + 2 else cols), names
+    monkeypatch.setattr(EVALUATING, "sample_columns", diverging)
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
+                 "--batch_size", str(BATCH), "--device", "cpu"]) == 0
+    rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
+    assert "error" not in rows[0] and "not finite" in rows[1]["error"]
+    assert [p.name for p in (run / "results").rglob("*") if p.name.endswith(".partial")] == []
