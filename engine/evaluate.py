@@ -712,7 +712,9 @@ class _Kept:
         return json.dumps(made_from(ev.model, ev._opened, ev.model.cfg, self.loader, data=data, **self.options,
                                     num=ev.n_inputs, batch_size=ev.batch_size, world=ev.dist.world,
                                     metrics=list(ev.chosen), lpips_version=ev.lpips_version,
-                                    lpips_pairs=ev.lpips_pairs, metric_weights=weights), sort_keys=True)
+                                    lpips_pairs=ev.lpips_pairs, metric_weights=weights,
+                                    # (the palettes each batch's outputs are classified among: palettes.json's)
+                                    n_palettes=ev.info and ev.info["n_palettes"]), sort_keys=True)
 
     def _state(self, i: int) -> list:
         return input_state(self.loader.samples[i], inputs_folder(self.ev.root, self.ev.phase))

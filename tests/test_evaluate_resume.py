@@ -566,3 +566,19 @@ def test_a_sweep_leaves_no_measures_of_a_checkpoint_whose_outputs_diverge(setup,
     rows = json.loads((run / "results" / "val_sweep" / "sweep.json").read_text())
     assert "error" not in rows[0] and "not finite" in rows[1]["error"]
     assert [p.name for p in (run / "results").rglob("*") if p.name.endswith(".partial")] == []
+
+
+def test_measures_kept_among_another_number_of_palettes_are_not_taken(setup, tmp_path, made, capsys, monkeypatch):
+    # The palettes are classified as each batch is made: a palettes.json of another n_palettes since (the images the
+    # same) classifies the outputs among other palettes.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    palettes = root / "val" / "palettes.json"
+    palettes.write_text(json.dumps({**json.loads(palettes.read_text()), "n_palettes": 3}))
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    made()
+    capsys.readouterr()
+    assert main(command(ckpt, root, out)) == 0
+    assert made() == N and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
+    assert "are of another n_palettes (an earlier call's)" in capsys.readouterr().err
