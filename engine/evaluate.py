@@ -499,7 +499,7 @@ class Evaluation:
                 **{k: torch.cat(v) if v else None for k, v in got.items()}}
         got.clear()  # (each list is one tensor in `mine` now: not held twice, FID's features 8 KB an image)
         shares = [mine]
-        if self.dist.grouped:  # (the payload is small but for FID's features and the demo's images)
+        if self.dist.grouped:  # (the payload is small but for FID's features)
             shares = [None] * self.dist.world if self.dist.main else None
             tdist.gather_object(mine, shares, dst=0)
         # (its error, e.g. FID's on degenerate features, is every rank's)
@@ -671,11 +671,11 @@ class _Kept:
     without a result (a stop, an error), a file of the batches measured since the last save,
     <rank>-of-<world>.<first batch>.pt, written by rename (whole or absent: a kill -9 too). Each file holds the
     recipe (made_from: the weights, the options that change a measure, the versions), the names and contents of the
-    inputs of its batches and their measures (all that _result reads: FID's features, the demo's images). A call run
-    again takes this rank's files from its first batch on while their recipe is its own and their inputs are as
-    they were, and measures from the next batch on: the loader's batch of that number, so each batch holds the inputs
-    of a straight call's (an input's outputs may differ in their last bits in another batch) and the result is
-    the straight call's, bit for bit."""
+    inputs of its batches and their measures (all that _result reads: FID's features, the demo's outputs' palettes).
+    A call run again takes this rank's files from its first batch on while their recipe is its own and their inputs
+    are as they were, and measures from the next batch on: the loader's batch of that number, so each batch holds the
+    inputs of a straight call's (an input's outputs may differ in their last bits in another batch) and the result
+    is the straight call's, bit for bit."""
 
     def __init__(self, folder, ev: "Evaluation", share: range, options: dict, say: bool):
         self.folder, self.ev, self.share, self.options, self.say = Path(folder), ev, share, options, say
