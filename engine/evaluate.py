@@ -642,9 +642,12 @@ class Evaluation:
 def kept_measures(results) -> Path:
     """Where the command `evaluate` keeps the measures of the inputs measured so far (run's keep), for the same
     command run again after a stop to go on from them: a hidden folder beside its results file (.eval.json.partial
-    beside eval.json), removed once the results are written."""
+    beside eval.json), removed once the results are written. A name near the file systems' limit of 255 bytes is cut
+    as atomic_write's temp files' (its first 180 bytes and a checksum of the whole): its folder's 9 more bytes
+    were "File name too long", a traceback of a call whose results file could be written."""
+    from bicyclegan.pipelines.atomic import _stem
     results = Path(results)
-    return results.with_name(f".{results.name}.partial")
+    return results.with_name(f".{_stem(results.name)}.partial")
 
 
 def drop_kept(folder, dist: Dist = Dist()) -> None:
@@ -755,7 +758,9 @@ class _Kept:
         self.loader = loader
         try:
             names = sorted(f.name for f in os.scandir(self.folder) if f.name.startswith(self.prefix)
-                           and f.name.endswith(".pt")) if self.folder.is_dir() else []
+                           and f.name.endswith(".pt"))
+        except (FileNotFoundError, NotADirectoryError):  # (none kept; a file of that name: another's, left alone)
+            names = []
         except OSError as e:  # (an unreadable folder: as none, its files never taken)
             self._note(f"the measures kept in {self.folder} cannot be read ({e.strerror or e}): measuring every "
                        f"input")
@@ -805,8 +810,8 @@ class _Kept:
         for name in [n for n in temps.by_name if self.owner(n)]:
             with contextlib.suppress(OSError):
                 temps.remove_stale(self.folder / name)
-        if self.ev.dist.main and self.folder.is_dir():
-            with contextlib.suppress(OSError):  # (left: never taken by this number of ranks)
+        if self.ev.dist.main:
+            with contextlib.suppress(OSError):  # (none; one left is never taken by this number of ranks)
                 for f in self.folder.iterdir():
                     if not f.name.startswith(".") and (owner := self.owner(f.name)) and owner[1] != self.ev.dist.world:
                         f.unlink(missing_ok=True)

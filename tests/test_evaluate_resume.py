@@ -582,3 +582,18 @@ def test_measures_kept_among_another_number_of_palettes_are_not_taken(setup, tmp
     assert main(command(ckpt, root, out)) == 0
     assert made() == N and out.read_bytes() == (tmp_path / "straight.json").read_bytes()
     assert "are of another n_palettes (an earlier call's)" in capsys.readouterr().err
+
+
+
+def test_a_results_file_of_a_name_near_the_limit_keeps_its_measures_too(setup, tmp_path, made, monkeypatch):
+    # --json of a 250-byte name: .NAME.partial beside it is 9 bytes over a file system's 255 (where the results file
+    # is not): "File name too long", a traceback. Its folder's name is cut as atomic_write's temp files' are.
+    root, ckpt = setup
+    out = tmp_path / ("e" * 245 + ".json")
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    stopped(command(ckpt, root, out), 4, monkeypatch)
+    [folder] = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(os.fsencode(folder.name)) <= 255 and os.listdir(folder) == ["0-of-1.000000.pt"]
+    made()
+    assert main(command(ckpt, root, out)) == 0 and made() == N - 4
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not folder.exists()
