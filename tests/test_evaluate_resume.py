@@ -172,7 +172,7 @@ CHANGES = {  # name: the options of the call after the stop, or a change made to
     "n_samples": (("--n_samples", 2), "n_samples"),
     "batch_size": (("--batch_size", 3), "batch_size"),
     "num": (("--num", 5), "num"),
-    "metrics": (("--metrics", "l1"), "metrics"),
+    "metrics": (("--metrics", "l1"), "metrics, n_palettes"),  # (palette left out: its palettes with it)
     "skip_bad": (("--skip_bad",), "data"),
 }
 
