@@ -141,6 +141,39 @@ def test_inputs_written_before_wherever_they_lie_are_not_made_again(setup, tmp_p
     assert made() == 2
 
 
+def test_the_inputs_to_make_are_read_in_one_pass_from_each_first_one(setup, tmp_path, monkeypatch):
+    # The loader's pass starts at the first input to make and goes on through the next ones; another starts only
+    # past inputs written before (a pass's start is a DALI pipeline's reset, workers' restart): a straight call
+    # reads in one pass from input 0, a call missing inputs 1 and 4 in two, from each.
+    root, ckpt = setup
+    starts = []
+    build = SAMPLING.build_loader
+
+    def counting(*args, **kwargs):
+        loader = build(*args, **kwargs)
+        real = loader.set_epoch
+        loader.set_epoch = lambda epoch, start_batch=0: (starts.append(start_batch), real(epoch, start_batch))[1]
+        return loader
+    monkeypatch.setattr(SAMPLING, "build_loader", counting)
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    assert starts == [0]
+    for gone in ("00001_encoded.png", "00004_input.png"):
+        (tmp_path / "r" / "images" / gone).unlink()
+    starts.clear()
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    assert starts == [1, 4]
+
+
+def test_a_call_of_fewer_inputs_than_the_split_records_its_own_alone(setup, tmp_path):
+    # With skip_bad the loader lists (and checks) every file of the split, so that --num good ones are found; the
+    # record holds the inputs the call samples, whose contents alone are read for it (not those of every file of
+    # a large split, for a call of a few).
+    root, ckpt = setup
+    sample(ckpt, root, out=tmp_path / "r", progress=False, skip_bad=True, **{**KW, "num": 2})
+    inputs = json.loads((tmp_path / "r" / ".sample.json").read_text())["inputs"]
+    assert [names[0::2] for names in inputs] == [["00000.png"], ["00001.png"]]
+
+
 def test_another_num_keeps_the_inputs_both_calls_have(setup, tmp_path, made):
     # An input's codes and file names do not depend on --num: a call of 3 after one of 6 stopped at 4 makes none
     # (the 4th's images pruned as before), then one of 6 the other 3.
@@ -175,16 +208,18 @@ CHANGES = {  # name: the options of the call after the first, or a change made t
     "aspect_ratio": dict(aspect_ratio=2.0),
     "direction": dict(direction="BtoA"),
     "preprocess": dict(preprocess="resize_and_crop", load_size=64),
+    # the whole A|B image read as the input: the same files, the same input.png, random_z1.png... names
+    "layout": dict(layout="single"),
 }
 
 
-def takes_none_then_goes_on(call, straight, made, capsys):
-    """call(progress=...) into a folder of another recipe's images takes none of them: stopped after 2 inputs it
-    made 2, and run again the other 4 alone, none of the earlier images of theirs taken; its files are then
-    `straight` (a straight call's)."""
+def takes_none_then_goes_on(call, straight, made, capsys, out):
+    """call(progress=...) into `out`, a folder of another recipe's images, takes none of them: stopped after 2
+    inputs it made 2 (and left no earlier gallery), and run again the other 4 alone, none of the earlier images of
+    theirs taken; its files are then `straight` (a straight call's)."""
     made()
     stopped(call, 2)
-    assert made() == 2
+    assert made() == 2 and not {"index.html", "grid.png"} & set(files(out))  # (an earlier one's dropped)
     capsys.readouterr()
     got = files(call(progress=True))
     assert made() == N - 2 and f"2 of {N} inputs already sampled" in capsys.readouterr().err
@@ -199,7 +234,58 @@ def test_a_call_of_another_recipe_makes_every_image_again(setup, tmp_path, made,
     how = CHANGES[change]
     kw = {**KW, **how} if isinstance(how, dict) else (how(root, ckpt), KW)[1]
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **kw))
-    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **kw, **p), straight, made, capsys)
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **kw, **p), straight, made, capsys,
+                            tmp_path / "r")
+
+
+def test_another_crop_size_makes_every_image_again(setup, tmp_path, made, capsys):
+    # crop_size changes the loader's crop alone, not the model's config: inputs resized to 64 and cropped to the
+    # model's 32, then to 64 (the whole input), are images of other pixels under the same names.
+    root, ckpt = setup
+    kw = {**KW, "preprocess": "resize_and_crop", "load_size": 64}
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **kw)
+    kw["crop_size"] = 64
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **kw))
+    assert Image.open(tmp_path / "straight" / "images" / "00000_input.png").size == (64, 64)
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **kw, **p), straight, made, capsys,
+                            tmp_path / "r")
+
+
+def test_a_b_file_changed_since_makes_its_input_again_alone(setup, tmp_path, made):
+    # Inputs of A/ and B/ folders: B's image, the ground truth, is encoded into G(A, E(B)). Changed since (its
+    # size and time kept), its input's images are made again, the others kept.
+    root, ckpt = setup
+    data = tmp_path / "data"
+    for side in ("A", "B"):
+        (data / "val" / side).mkdir(parents=True)
+    for f in sorted((root / "val").glob("*.png")):
+        ab = Image.open(f)
+        w, h = ab.size
+        ab.crop((0, 0, w // 2, h)).save(data / "val" / "A" / f.name, compress_level=0)
+        ab.crop((w // 2, 0, w, h)).save(data / "val" / "B" / f.name, compress_level=0)
+    sample(ckpt, data, out=tmp_path / "r", progress=False, **KW)
+    f = data / "val" / "B" / "00002.png"
+    st = f.stat()
+    Image.fromarray(255 - np.asarray(Image.open(f))).save(f, compress_level=0)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    straight = files(sample(ckpt, data, out=tmp_path / "straight", progress=False, **KW))
+    made()
+    got = files(sample(ckpt, data, out=tmp_path / "r", progress=False, **KW))
+    assert made() == 1 and got == straight
+
+
+def test_rank_0_removes_the_earlier_recipes_images_of_every_ranks_inputs(setup, tmp_path):
+    # Under torchrun rank 0 alone removes, before any image is written, the images of another recipe under the
+    # names this call writes: every rank's inputs', not its own share's (rank 0 of 2 writes inputs 0-2 of 6).
+    # Stopped after its first input (the count's 2: one a rank), the folder holds none of the earlier call's images,
+    # which a call after would have taken as this recipe's (the record says so). (Rank 0 of 2 in one process: a Dist
+    # without a group.)
+    from bicyclegan.engine.runtime import Dist
+    root, ckpt = setup
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **{**KW, "seed": 4})
+    stopped(lambda **p: sample(ckpt, root, out=tmp_path / "r", dist=Dist(rank=0, world=2), **KW, **p), 2)
+    assert sorted({p.name[:5] for p in (tmp_path / "r" / "images").iterdir()}) == ["00000"]
 
 
 def test_an_input_file_changed_since_is_made_again_alone(setup, tmp_path, made):
@@ -231,10 +317,11 @@ def test_a_model_object_is_told_by_its_weights(setup, tmp_path, made, capsys):
     with torch.no_grad():
         next(model.G.parameters()).add_(0.5)
     straight = files(sample(model, root, out=tmp_path / "straight", progress=False, **KW))
-    takes_none_then_goes_on(lambda **p: sample(model, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
+    takes_none_then_goes_on(lambda **p: sample(model, root, out=tmp_path / "r", **KW, **p), straight, made, capsys,
+                            tmp_path / "r")
 
 
-@pytest.mark.parametrize("damage", ["cut", "not a record", "inputs not a list", "other inputs"])
+@pytest.mark.parametrize("damage", ["cut", "not a record", "inputs not a list", "inputs not lists", "other inputs"])
 def test_a_record_damaged_since_is_taken_for_none(setup, tmp_path, made, capsys, damage):
     # Written by rename, the record is whole; one cut or rewritten since (a disk's fault, a hand) is no record.
     root, ckpt = setup
@@ -245,9 +332,10 @@ def test_a_record_damaged_since_is_taken_for_none(setup, tmp_path, made, capsys,
     saved = json.loads(text)
     record.write_text({"cut": text[:len(text) // 2], "not a record": "[1, 2]",
                        "inputs not a list": json.dumps({**saved, "inputs": 4}),
+                       "inputs not lists": json.dumps({**saved, "inputs": list(range(N))}),
                        "other inputs": json.dumps({**saved, "inputs": saved["inputs"][1:]})}[damage])
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
-    takes_none_then_goes_on(call, straight, made, capsys)
+    takes_none_then_goes_on(call, straight, made, capsys, tmp_path / "r")
 
 
 def test_an_image_whose_write_was_killed_is_not_taken_as_written(setup, tmp_path, made):
@@ -296,7 +384,7 @@ def test_interpolate_into_the_folder_of_a_stopped_sample_leaves_none_of_its_imag
                                     device="cpu", **p), 1)
     assert (out / "images" / "00000_strip.png").is_file() and (out / "images" / "00000_encoded.png").is_file()
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
-    takes_none_then_goes_on(call, straight, made, capsys)
+    takes_none_then_goes_on(call, straight, made, capsys, out)
 
 
 def test_the_command_stopped_says_the_same_command_goes_on_and_then_how_many_inputs_it_kept(setup, tmp_path, capsys,
@@ -384,7 +472,8 @@ def test_images_read_by_another_loader_backend_are_not_taken(setup, tmp_path, ma
     sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
     monkeypatch.setattr(SAMPLING, "build_loader", build)
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
-    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys,
+                            tmp_path / "r")
 
 
 def test_an_image_cut_short_since_is_made_again(setup, tmp_path, made):
@@ -402,15 +491,18 @@ def test_an_image_cut_short_since_is_made_again(setup, tmp_path, made):
     assert made() == N - 4 + 2
 
 
-def test_images_of_another_pillow_are_not_taken(setup, tmp_path, made, capsys, monkeypatch):
-    # Pillow decodes and resizes the inputs and encodes the PNG files (its zlib's bytes): a call after an upgrade
-    # of it takes none of the images the earlier version wrote.
+@pytest.mark.parametrize("module", [PIL, torch], ids=["pillow", "torch"])
+def test_images_of_another_pillow_or_torch_are_not_taken(setup, tmp_path, made, capsys, monkeypatch, module):
+    # Pillow decodes and resizes the inputs and encodes the PNG files (its zlib's bytes), torch computes the
+    # outputs (its kernels' last bits): a call after an upgrade of either takes none of the images the earlier
+    # version wrote.
     root, ckpt = setup
     with monkeypatch.context() as m:
-        m.setattr(PIL, "__version__", "9.0.0")
+        m.setattr(module, "__version__", "1.0.0")
         sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
-    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys)
+    takes_none_then_goes_on(lambda **p: sample(ckpt, root, out=tmp_path / "r", **KW, **p), straight, made, capsys,
+                            tmp_path / "r")
 
 
 def test_images_that_cannot_be_removed_are_a_refusal_naming_the_file(setup, tmp_path, monkeypatch, capsys):
@@ -433,3 +525,17 @@ def test_images_that_cannot_be_removed_are_a_refusal_naming_the_file(setup, tmp_
     err = capsys.readouterr().err
     assert re.search(f"cannot remove {re.escape(str(images))}/0000[0-5]_[a-z_0-9]+[.]png, an earlier call's image: "
                      f"Permission denied", err) and "Traceback" not in err, err
+
+
+def test_a_file_named_images_in_the_folder_is_refused_in_a_line(setup, tmp_path, capsys):
+    # The results folder holds a file named images where the images' folder goes: a refusal (exit 2) that names
+    # it, not a traceback of the first round's removal of earlier images; the file is left as it was.
+    from bicyclegan.engine.cli import main
+    root, ckpt = setup
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "images").write_text("mine")
+    assert main(["sample", str(ckpt), "--dataroot", str(root), "--phase", "val", "--num", "2", "--device", "cpu",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "r" / "images") in err and "Traceback" not in err, err
+    assert (tmp_path / "r" / "images").read_text() == "mine"
