@@ -641,3 +641,8 @@ def test_the_kernels_fallback_mode_is_read_before_a_run_starts(tmp_path, monkeyp
     check_fallback_mode("ref", torch.device("cpu"))  # asked for: no fallback
     check_runnable(TrainConfig(model=model(impl="ref"), data=DataConfig(load_size=32)), torch.device("cpu"))
     check_runnable(train(), torch.device("cuda"))  # an eager CUDA step: its layers are impl='ref' (layer_impl)
+    monkeypatch.setattr(_impl, "_fallback_mode", "warn")
+    check_fallback_mode("auto", torch.device("cpu"))  # warned of at the fallback, not refused
+    monkeypatch.setattr(_impl, "_fallback_mode", "strict")
+    monkeypatch.setattr(_impl, "runs_triton", lambda device: True)
+    check_fallback_mode("auto", torch.device("cuda"))  # the kernels run there: no fallback
