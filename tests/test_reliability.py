@@ -1608,6 +1608,34 @@ def test_only_temp_files_no_live_writer_can_own_are_stale(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "kill", another_users)
     assert not atomic.is_stale(tmp_path / f".x.png.{gone.pid}-{host}-abc_6.tmp")
 
+
+def test_remove_stale_removes_every_killed_writes_temp_and_takes_one_gone_since_the_listing(tmp_path):
+    # A folder listed once (TempFiles: sample's images/) holds three temp files of killed writes to x.png; one is
+    # removed after the listing (another call into the folder): every other one goes, and the one gone is no
+    # FileNotFoundError (the removal asked for is done).
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    names = [f".x.png.{gone.pid}-{atomic._HOST}-abc_{i}.tmp" for i in range(3)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    temps = atomic.TempFiles(tmp_path)
+    (tmp_path / names[1]).unlink()
+    temps.remove_stale(tmp_path / "x.png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_file_sha256_is_the_digest_of_the_whole_file(tmp_path):
+    # Read a MiB at a time: a file of several blocks and a short last one, and an empty one (SHA-256's known
+    # digest of no bytes). Two files that differ after their first MiB alone have other digests.
+    data = bytes(range(256)) * (5 * 4096 + 3)  # 5 MiB and 768 bytes
+    (tmp_path / "a").write_bytes(data)
+    (tmp_path / "b").write_bytes(data[:-1] + b"x")
+    (tmp_path / "empty").write_bytes(b"")
+    assert io.file_sha256(tmp_path / "a") == hashlib.sha256(data).hexdigest()
+    assert io.file_sha256(tmp_path / "b") == hashlib.sha256(data[:-1] + b"x").hexdigest() != io.file_sha256(
+        tmp_path / "a")
+    assert io.file_sha256(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 # -- run folders and resume -----------------------------------------------------------------------
 def test_a_run_that_never_saved_is_not_continued_silently(tmp_path, data):
     run = tmp_path / "run"
