@@ -60,6 +60,10 @@ data that cannot be read". Session 39's (the GPU-only code, exports used elsewhe
 review, the paper's comparison, every option at its edges; HS02-HS58): docs/mutation-engine.md, "Pages that keep what
 they said, files that are not the tool's, and every option at its edges".
 
+Session 52's review of a stopped sample's resume (SR01-SR40), io.file_sha256 (FS01-FS03), TempFiles.remove_stale
+(RS01-RS06) and check_fallback_mode (FM01-FM08): docs/mutation-engine.md, "Resumed samples, file digests, stale temp
+files and the fallback mode's check".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about an hour on 2 cores; a median of 4 s each)
@@ -193,7 +197,14 @@ RANKS_EPOCH_FILE = [CZ + "ranks_that_read_a_changing_checkpoint_name_the_epochs_
 DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_folders_its_first_write_made"]
 # Survivors that no test can kill (docs/mutation-engine.md says why): not counted against the run.
 # LC04: the probe loader is never iterated, and no backend starts work before a pass.
-EQUIVALENT: set[str] = {"LC04"}
+# SR11: the names compared equal first, the whole input's list is equal where its digests are. SR16: the IEND
+# chunk's type and CRC alone are a file's last 8 bytes only at its end (a cut file ending so is a 2^-64 chance).
+# SR22: every rank reads the earlier record before rank 0's first round drops it (a collective lies between), so
+# each rank's own look is rank 0's (each rank then reads every input's contents: the cost, not the files).
+# SR38: the unlink is missing_ok; the listing saves a call per name. SR39: the folder is held (held_folder) by this
+# call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
+# itself, each write (the cost TempFiles saves, not the files).
+EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
@@ -607,6 +618,20 @@ SL_SKIP = [REL + "an_fp16_step_the_scaler_skipped_is_left_out_of_the_log_and_the
 SL_IP = ["tests/test_interpolate.py::test_interpolate_errors"]
 SL_SW = ["tests/test_sweep.py::test_an_option_given_at_its_default_is_the_protocol_of_one_left_out"]
 SK_NA = "kernels/norm_act.py"
+
+# session 52's review of a stopped sample's resume (SR), io.file_sha256 (FS), TempFiles.remove_stale (RS) and
+# check_fallback_mode (FM): docs/mutation-engine.md, "Resumed samples, file digests, stale temp files and the
+# fallback mode's check"
+SR = "tests/test_sample_resume.py::test_"
+SR_ALL = ["tests/test_sample_resume.py"]
+SR_DAMAGED = [SR + "a_record_damaged_since_is_taken_for_none"]
+SR_TR = ["tests/test_sample_torchrun.py::test_under_torchrun_a_stopped_sample_goes_on_where_it_stopped"]
+FS_T = [REL + "file_sha256_is_the_digest_of_the_whole_file", "tests/test_download.py"]
+RS_T = [REL + "only_temp_files_no_live_writer_can_own_are_stale",
+        REL + "remove_stale_removes_every_killed_writes_temp_and_takes_one_gone_since_the_listing",
+        REL + "a_write_in_progress_in_another_process_keeps_its_temp_file",
+        SR + "an_image_whose_write_was_killed_is_not_taken_as_written"]
+FM_T = ["tests/test_config.py::test_the_kernels_fallback_mode_is_read_before_a_run_starts"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -2044,6 +2069,101 @@ MUTANTS = [
     ('LR05', T, '                kept.append(line)\n', '                dropped = True\n', LR_STEPLESS),
     ('LR03', T, '        rest = first\n', '        rest = b""\n', LR_END),
     ('LR04', T, '            offset -= len(line) + 1\n', '            offset -= len(line)\n', LR_END),
+    # session 52: a stopped sample's resume (SR), file_sha256 (FS), remove_stale (RS), check_fallback_mode (FM)
+    ('SR01', SA, '    except (OSError, ValueError):\n        return None\n    return saved',
+     '    except OSError:\n        return None\n    return saved', SR_DAMAGED),
+    ('SR02', SA, '    return saved if isinstance(saved, dict) else None', '    return saved', SR_DAMAGED),
+    ('SR03', SA, 'earlier is not None and {k: v for k, v in earlier.items() if k != "inputs"} == {',
+     'earlier is not None and {k: v for k, v in earlier.items()} == {', SR_ALL),
+    ('SR04', SA, 'earlier is not None and {k: v for k, v in earlier.items() if k != "inputs"} == {',
+     'earlier is not None or {k: v for k, v in earlier.items() if k != "inputs"} == {', SR_ALL),
+    ('SR05', SA, '            break\n        same.append', '            continue\n        same.append', SR_ALL),
+    ('SR06', SA, 'if not (isinstance(a, list) and a[0::2] == b[0::2]):', 'if not isinstance(a, list):', SR_ALL),
+    ('SR07', SA, 'if not (isinstance(a, list) and a[0::2] == b[0::2]):', 'if not (a[0::2] == b[0::2]):', SR_DAMAGED),
+    ('SR08', SA, 'same.append(a[1::2] == b[1::2])', 'same.append(True)', SR_ALL),
+    ('SR09', SA, 'return same + [False] * (len(new) - len(same))', 'return same + [True] * (len(new) - len(same))',
+     SR_ALL),
+    ('SR10', SA, 'for a, b in zip(old if isinstance(old, list) else [], new):', 'for a, b in zip(old or [], new):',
+     SR_ALL),
+    ('SR11', SA, 'same.append(a[1::2] == b[1::2])', 'same.append(a == b)', SR_ALL),
+    ('SR12', SA, 'same.append(a[1::2] == b[1::2])',
+     'same.append(a[1::2] == b[1::2])\n        if not same[-1]:\n            break', SR_ALL),
+    ('SR13', SA, 'f.seek(-len(PNG_END), os.SEEK_END)', 'f.seek(-len(PNG_END) + 1, os.SEEK_END)', SR_ALL),
+    ('SR14', SA, '            return f.read() == PNG_END', '            return True', SR_ALL),
+    ('SR15', SA, '    except OSError:  # (none there, a folder, or shorter than the chunk)',
+     '    except FileNotFoundError:  # (none there, a folder, or shorter than the chunk)', SR_ALL),
+    ('SR16', SA, 'PNG_END = b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"', 'PNG_END = b"IEND\\xaeB`\\x82"', SR_ALL),
+    ('SR17', SA, 'return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]',
+     'return [same[i] and any(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]', SR_ALL),
+    ('SR18', SA, 'return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]',
+     'return [same[i] and all((out / rel).is_file() for _, rel in files_of(i)) for i in range(total)]', SR_ALL),
+    ('SR19', SA, 'return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]',
+     'return [same[i] for i in range(total)]', SR_ALL),
+    ('SR20', SA, 'return [same[i] and all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]',
+     'return [all(_whole_png(out / rel) for _, rel in files_of(i)) for i in range(total)]', SR_ALL),
+    ('SR21', SA, 'same = _same_inputs(_earlier_record(out), record[0])', 'same = _same_inputs(None, record[0])',
+     SR_ALL),
+    ('SR22', SA, '        kept = dist.main_says(written_before)', '        kept = written_before()', SR_TR),
+    ('SR23', SA, 'if progress and dist.main and any(kept):', 'if progress and dist.main:', SR_ALL),
+    ('SR24', SA, 'if progress and dist.main and any(kept):', 'if progress and any(kept):', SR_TR),
+    ('SR25', SA, '            if kept[i]:  # (its codes drawn', '            if False:  # (its codes drawn', SR_ALL),
+    ('SR26', SA, '            if at != i:  # the share\'s first', '            if at is None:  # the share\'s first',
+     SR_ALL),
+    ('SR27', SA, '                loader.set_epoch(0, i)  # a pass from it',
+     '                loader.set_epoch(0, 0)  # a pass from it', SR_ALL),
+    ('SR28', SA, '            batch, at = next(batches), i + 1', '            batch, at = next(batches), i',
+     [SR + "the_inputs_to_make_are_read_in_one_pass_from_each_first_one"]),
+    ('SR29', SA, 'return loader.samples[i].path, None, columns', 'return None', SR_ALL),
+    ('SR30', SA, '{Path(rel).name for i in range(total) if not kept[i] for _, rel in files_of(i)}',
+     '{Path(rel).name for i in range(total) if kept[i] for _, rel in files_of(i)}', SR_ALL),
+    ('SR31', SA, '            _remove(out / "images", {', '            set(), ({', SR_ALL),
+    ('SR32', SA, '                temps.remove_stale(out / rel)', '                pass', SR_ALL),
+    ('SR33', SA, 'for rel in (rel for i in range(total) if kept[i] for _, rel in files_of(i)):',
+     'for rel in (rel for i in range(total) if not kept[i] for _, rel in files_of(i)):', SR_ALL),
+    ('SR34', SA, '            drop_gallery(out)  # (the earlier record', '            pass  # (the earlier record',
+     [SR + "a_call_of_another_recipe_makes_every_image_again"]),
+    ('SR35', SA, '{Path(rel).name for i in range(total) if not kept[i] for _, rel in files_of(i)}',
+     '{Path(rel).name for i in range(share.stop) if not kept[i] for _, rel in files_of(i)}',
+     [SR + "rank_0_removes_the_earlier_recipes_images_of_every_ranks_inputs"]),
+    ('SR36', SA, '            write_json(out / SAMPLE_RECORD, record[0], what="record of the sampled images")',
+     '            pass', SR_ALL),
+    ('SR37', SA, '            except OSError as e:\n                raise OutputError(f"cannot remove',
+     '            except FileNotFoundError as e:\n                raise OutputError(f"cannot remove', SR_ALL),
+    ('SR38', SA, '        for name in set(os.listdir(folder)) & names:', '        for name in names:', SR_ALL),
+    ('SR39', SA, '(folder / name).unlink(missing_ok=True)', '(folder / name).unlink()', SR_ALL),
+    ('SR40', SA, '    if folder.is_dir():\n        for name in set', '    if folder.exists():\n        for name in set',
+     [SR + "a_file_named_images_in_the_folder_is_refused_in_a_line"]),
+    ('FS01', IO, '        while block := f.read(1 << 20):\n            h.update(block)',
+     '        if block := f.read(1 << 20):\n            h.update(block)', FS_T),
+    ('FS02', IO, '            h.update(block)\n    return h.hexdigest()',
+     '            h.update(block[1:])\n    return h.hexdigest()', FS_T),
+    ('FS03', IO, '        while block := f.read(1 << 20):\n            h.update(block)',
+     '        while block := f.read(1 << 20):\n            h = hashlib.sha256(block)', FS_T),
+    ('RS01', AT, '            if is_stale(temp):  # (another live', '            if True:  # (another live', RS_T),
+    ('RS02', AT, '                temp.unlink(missing_ok=True)\n\n\ndef temp_files',
+     '                temp.unlink()\n\n\ndef temp_files', RS_T),
+    ('RS03', AT, '        for temp in self.of(path):\n            if is_stale',
+     '        for temp in self.of(path)[1:]:\n            if is_stale', RS_T),
+    ('RS04', AT, '            if is_stale(temp):  # (another live',
+     '            if not is_stale(temp):  # (another live', RS_T),
+    ('RS05', AT, '(temps if temps is not None else TempFiles(path.parent)).remove_stale(path)',
+     'TempFiles(path.parent).remove_stale(path)', RS_T),
+    ('RS06', AT, '        for temp in self.of(path):\n            if is_stale',
+     '        for temp in self.of(path)[:1]:\n            if is_stale', RS_T),
+    ('FM01', RT, '    except ValueError as e:\n        raise ConfigError(str(e)) from None\n    if mode == "strict"',
+     '    except KeyError as e:\n        raise ConfigError(str(e)) from None\n    if mode == "strict"', FM_T),
+    ('FM02', RT, 'if mode == "strict" and impl == "auto" and not runs_triton(device):',
+     'if mode == "strict" and not runs_triton(device):', FM_T),
+    ('FM03', RT, 'if mode == "strict" and impl == "auto" and not runs_triton(device):',
+     'if mode == "strict" and impl == "auto":', FM_T),
+    ('FM04', RT, 'if mode == "strict" and impl == "auto" and not runs_triton(device):',
+     'if mode != "allow" and impl == "auto" and not runs_triton(device):', FM_T),
+    ('FM05', RT, '(pip install \'bicyclegan[triton]\')" if device.type == "cuda" else',
+     '(pip install \'bicyclegan[triton]\')" if device.type != "cuda" else', FM_T),
+    ('FM06', RT, '    check_fallback_mode(layer_impl(cfg, device), device)',
+     '    check_fallback_mode(cfg.model.impl, device)', FM_T),
+    ('FM07', M, '            check_fallback_mode(self.impl, device)', '            pass', FM_T),
+    ('FM08', RT, '    check_fallback_mode(layer_impl(cfg, device), device)', '    pass', FM_T),
 ]
 
 if __name__ == "__main__":

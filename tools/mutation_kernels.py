@@ -2,7 +2,7 @@
 were run by hand and are listed there) did not have: the fused concatenation's tuning keys naming its
 activation (table format 3) in kernels/_configs.py, the launcher and the tuner's cases, then each later
 session's kernel fixes (norm_act, zinject, _twoface, avg_pool, _impl: the KF, KV, AP, MF, ZG, OT, HS, EZ,
-JJ and RG mutants).
+JJ and RG mutants), and the fallback machinery of _impl (FB).
 
 The runner is tools/mutation_loop.py's (one replacement per mutant, written into the source, the
 selected tests run with `pytest -x` in a fresh interpreter, in Triton's interpreter; the file
@@ -58,12 +58,25 @@ APF = "kernels/avg_pool.py"
 # Survivors that no test can kill (docs/mutation-kernels.md says why): not counted against the run.
 # MF01: torch's ambiguity clause decides only for N x 1 x 1 x 1 strides, where both formats' strides
 # are the same (what the ops allocate and read does not change; only a tuning key's layout would).
-EQUIVALENT: set[str] = {"MF01"}
+# FB12: the warning's place is a line of the package at either depth (resolve_impl's, or _warn_once's own); it is
+# said once per op and reason by _warn_once, not by the place. FB19: $BICYCLEGAN_KERNELS read at every fallback, not
+# once: the same mode unless the process changes os.environ after its first fallback, which nothing documents.
+EQUIVALENT: set[str] = {"MF01", "FB12", "FB19"}
 SKIP = ""
 
 # (id, file, original text, mutant text, tests); ids go on from docs/mutation-kernels.md's table
 REGISTER = ["tests/test_compile.py::test_a_saved_trace_with_the_kernels_loads_in_a_new_process_once_their_ops_"
             "are_registered"]
+# session 52: the fallback machinery (fallback, fallbacks, the mode, its warning, lock and dynamo marks): FB01-FB27
+KP = "tests/test_kernel_plumbing.py::test_"
+FB_T = [KP + "every_fallback_of_auto_is_recorded_warned_of_or_refused",
+        KP + "set_fallback_mode_overrides_a_bad_environment_value",
+        KP + "a_create_graph_backward_is_recorded_and_not_refused",
+        KP + "the_record_is_kept_until_cleared_and_given_as_a_copy",
+        KP + "a_fallback_said_anyway_warns_once_in_allow_mode",
+        KP + "the_fallback_mode_from_the_environment_and_a_cpu_without_the_interpreter",
+        KP + "the_record_counts_every_fallback_of_threads_calling_at_once",
+        "tests/test_compile.py::test_a_fallback_in_a_compiled_graph_is_noted_at_its_tracing"]
 MUTANTS = [
     ('G07', CF, 'VARIANTS.update({site: set(ACTS) for site in ("zcat.fwd", "zcat.bwd")})\n',
      '', TUNE),
@@ -223,6 +236,49 @@ MUTANTS = [
     ('RG01', "kernels/__init__.py",
      '    from .avg_pool_triton import OP as POOL\n    from .norm_act_triton import OP as NORM\n',
      '    from .norm_act_triton import OP as NORM\n    POOL = NORM\n', REGISTER),
+    # session 52: the fallback machinery
+    ('FB01', IM, '_FALLBACKS[op, reason] = _FALLBACKS.get((op, reason), 0) + 1', '_FALLBACKS[op, reason] = 1', FB_T),
+    ('FB02', IM, '    with _FALLBACKS_LOCK:\n        _FALLBACKS[op, reason]',
+     '    if True:\n        _FALLBACKS[op, reason]', FB_T),
+    ('FB03', IM, '    with _FALLBACKS_LOCK:\n        seen = dict(_FALLBACKS)',
+     '    if True:\n        seen = dict(_FALLBACKS)', FB_T),
+    ('FB04', IM, '        if clear:\n            _FALLBACKS.clear()',
+     '        if True:\n            _FALLBACKS.clear()', FB_T),
+    ('FB05', IM, '        if clear:\n            _FALLBACKS.clear()',
+     '        if False:\n            _FALLBACKS.clear()', FB_T),
+    ('FB06', IM, 'seen = dict(_FALLBACKS)', 'seen = _FALLBACKS', FB_T),
+    ('FB07', IM, 'if mode == "strict" and refusable:', 'if mode == "strict":', FB_T),
+    ('FB08', IM, 'if mode == "strict" and refusable:', 'if mode != "allow" and refusable:', FB_T),
+    ('FB09', IM, 'if mode != "allow" or warn:', 'if mode == "warn" or warn:', FB_T),
+    ('FB10', IM, 'if mode != "allow" or warn:', 'if mode != "allow":', FB_T),
+    ('FB11', IM, '        _warn_once(f"{op}: runs',
+     '        (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=2))(f"{op}: runs', FB_T),
+    ('FB12', IM, 'warnings.warn(message, RuntimeWarning, stacklevel=3)',
+     'warnings.warn(message, RuntimeWarning, stacklevel=1)', FB_T),
+    ('FB13', IM, '    if mode not in FALLBACK_MODES:\n        raise ValueError(f"set_fallback_mode',
+     '    if False:\n        raise ValueError(f"set_fallback_mode', FB_T),
+    ('FB14', IM, '        previous = "allow"\n', '        previous = "strict"\n', FB_T),
+    ('FB15', IM, '    _fallback_mode = mode\n    return previous', '    _fallback_mode = mode\n    return mode', FB_T),
+    ('FB16', IM, '        previous = get_fallback_mode()\n    except ValueError:',
+     '        previous = get_fallback_mode()\n    except KeyError:', FB_T),
+    ('FB17', IM, 'mode = os.environ.get(FALLBACK_ENV, "") or "allow"',
+     'mode = os.environ.get(FALLBACK_ENV, "allow")', FB_T),
+    ('FB18', IM, 'mode = os.environ.get(FALLBACK_ENV, "") or "allow"',
+     'mode = os.environ.get(FALLBACK_ENV, "").lower() or "allow"', FB_T),
+    ('FB19', IM, '        _fallback_mode = mode\n    return _fallback_mode',
+     '        return mode\n    return _fallback_mode', FB_T),
+    ('FB20', IM, '        if mode not in FALLBACK_MODES:\n            raise ValueError(f"${FALLBACK_ENV}',
+     '        if False:\n            raise ValueError(f"${FALLBACK_ENV}', FB_T),
+    ('FB21', IM, 'fallback._dynamo_marked_constant = True', 'pass', FB_T),
+    ('FB22', IM, '    if x.device.type != "meta":\n        fallback(op', '    if True:\n        fallback(op', FB_T),
+    ('FB23', IM, 'warn=x.is_cuda and not runnable)', 'warn=False)', FB_T),
+    ('FB24', IM, 'def set_fallback_mode(mode: str) -> str:\n',
+     'def set_fallback_mode(mode: str = "allow") -> str:\n', FB_T),
+    ('FB25', IM, '    global _fallback_mode\n    if mode not in FALLBACK_MODES:',
+     '    if mode not in FALLBACK_MODES:', FB_T),
+    ('FB26', IM, '    if _fallback_mode is None:\n        mode = os.environ',
+     '    if True:\n        mode = os.environ', FB_T),
+    ('FB27', IM, 'interpreting._dynamo_marked_constant = True', 'pass', FB_T),
 ]
 
 if __name__ == "__main__":
