@@ -82,6 +82,14 @@ def stopped(call, after: int):
 KW = dict(phase="val", num=N, n_samples=2, seed=3, device="cpu")
 
 
+def invert_keeping_size_and_time(f):
+    """Another image in `f` of the same size and time, as `cp -p` or `rsync -a` leave a replaced file."""
+    st = f.stat()
+    Image.fromarray(255 - np.asarray(Image.open(f))).save(f, compress_level=0)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
 @pytest.mark.parametrize("after, options", [
     (4, {}),
     (1, dict(sync=True, aspect_ratio=1.5)),  # the grid's rows: one written before, the others made
@@ -264,11 +272,7 @@ def test_a_b_file_changed_since_makes_its_input_again_alone(setup, tmp_path, mad
         ab.crop((0, 0, w // 2, h)).save(data / "val" / "A" / f.name, compress_level=0)
         ab.crop((w // 2, 0, w, h)).save(data / "val" / "B" / f.name, compress_level=0)
     sample(ckpt, data, out=tmp_path / "r", progress=False, **KW)
-    f = data / "val" / "B" / "00002.png"
-    st = f.stat()
-    Image.fromarray(255 - np.asarray(Image.open(f))).save(f, compress_level=0)
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    invert_keeping_size_and_time(data / "val" / "B" / "00002.png")
     straight = files(sample(ckpt, data, out=tmp_path / "straight", progress=False, **KW))
     made()
     got = files(sample(ckpt, data, out=tmp_path / "r", progress=False, **KW))
@@ -293,11 +297,7 @@ def test_an_input_file_changed_since_is_made_again_alone(setup, tmp_path, made):
     # only its contents tell it from the one sampled. The others keep their names and codes.
     root, ckpt = setup
     sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
-    f = root / "val" / "00002.png"
-    st = f.stat()
-    Image.fromarray(255 - np.asarray(Image.open(f))).save(f, compress_level=0)
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    invert_keeping_size_and_time(root / "val" / "00002.png")
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
     made()
     assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
