@@ -1976,9 +1976,10 @@ class Trainer:
                 run = self._train()
         finally:  # whatever stops it, before the loop too (config.json unwritable, a broken stderr pipe)
             self._training = False
-            if run is None and self.tb:
-                # An error (a divergence, a data error, a bug): the event file closed now, where it waited for the
-                # Trainer's collection (a Python caller's process kept its writer thread and open file meanwhile)
+            if self.tb and (run is None or not self.is_demo):
+                # Closed as the training ends, also by an error or a stop (left to the Trainer's collection, a Python
+                # caller's process kept its writer thread and open file); not a demo run's that ended: its final
+                # evaluation logs to it, then closes it (closed here, its figures went to a second event file).
                 self.tb.close()
             self.loader.close()  # its workers end with the training (a Trainer trains once)
             self._release()
@@ -2162,10 +2163,6 @@ class Trainer:
             self.progress.close()
             if log:
                 log.close()
-        if self.tb and not (self.is_demo and stop is None):  # (flushed at each write: an exception loses nothing)
-            # Not a demo run's that ended: its final evaluation logs to it, then closes it (closed here, the
-            # evaluation's figures went to a second event file).
-            self.tb.close()
         if stop is not None:
             stopped = TrainingStopped(stop, self.step, self.epoch, self.ckpt_path, self.run_dir,
                                       train_launch(self.world, class_spec(self._model_cls)))
