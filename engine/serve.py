@@ -638,19 +638,22 @@ def _run_beside(server, sock) -> None:
             failed.append(e)
         finally:
             ended.set()
-    threading.Thread(target=run, name="bicyclegan serve", daemon=True).start()
+    thread = threading.Thread(target=run, name="bicyclegan serve", daemon=True)
     # Python's own SIGINT handler while it waits: asyncio.run's (a script's loop) only cancelled its task, which
-    # this wait never gives back to (the first Ctrl+C did nothing)
+    # this wait never gives back to (the first Ctrl+C did nothing). Put in before the server starts: a Ctrl+C
+    # as soon as it answered, before this thread took the handler, was lost the same way.
     previous = None
     if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (an ignored SIGINT stays ignored)
     try:
+        thread.start()
         # (an Event, not Thread.join: a KeyboardInterrupt inside join's lock left is_alive() False, the server on)
         while not ended.wait(0.2):
             pass
     except BaseException:  # a Ctrl+C; serve's SIGTERM (SystemExit) too, which left the server running
-        server.handle_exit(signal.SIGINT, None)
-        ended.wait()
+        if thread.ident is not None:  # (started; one stopped before it ran returns at once: should_exit is set)
+            server.handle_exit(signal.SIGINT, None)
+            ended.wait()
         raise
     finally:
         if previous is not None:

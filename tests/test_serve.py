@@ -885,6 +885,38 @@ def test_serve_in_a_running_event_loop_serves_and_an_interrupt_stops_it_and_free
     bind("127.0.0.1", answers[0]).close()
 
 
+def test_serve_in_a_script_event_loop_has_its_interrupt_handler_in_before_the_server_answers(ckpt, demo_root,
+                                                                                               monkeypatch):
+    # The wait took Python's SIGINT handler after starting the server's thread: a server quick to answer, and a
+    # Ctrl+C at once, found asyncio.run's handler still in (it only cancels the task): the server went on. The
+    # thread is made to run first here, as a loaded machine's scheduler may.
+    import asyncio
+
+    import uvicorn
+    seen, ran = [], threading.Event()
+
+    def run(self, sockets=None):  # what a Ctrl+C would find, the moment the server could answer
+        seen.append(signal.getsignal(signal.SIGINT))
+        ran.set()
+
+    class ThreadRunFirst(threading.Thread):
+        def start(self):
+            super().start()
+            if self.name == "bicyclegan serve":
+                ran.wait(30)
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(serve_mod.threading, "Thread", ThreadRunFirst)
+
+    async def cell():
+        serve_mod.serve(ckpt, demo_root, port=0, device="cpu", num=1)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (so that asyncio.run puts in its own)
+    try:
+        asyncio.run(cell())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.default_int_handler]
+
+
 def test_a_server_that_fails_to_start_frees_its_port(ckpt, demo_root, monkeypatch):
     import uvicorn
     socks = []
