@@ -566,6 +566,30 @@ def _downloaded(target: Path, address: str, testset: bool) -> bool:
 
 
 # -- models ------------------------------------------------------------------------------------------
+def _model_there(out: Path, name: str) -> bool:
+    """Whether `out` holds the `name` model, downloaded or imported by hand as the failed download's advice says
+    (said, and returned as it is); anything else there is refused: it was returned as "already there" (an empty
+    file, a training's checkpoint saved under that name), and the command using it failed later, or trained on it."""
+    if not os.path.lexists(out):
+        return False
+    from .checkpoint import peek_checkpoint  # (here: torch, which the command's parser does without)
+    what = f"{out} already exists and is not the {name} model's checkpoint"
+    try:
+        source, imported = peek_checkpoint(out, "source", "imported") if out.is_file() else (None, None)
+    except CheckpointError as e:
+        raise OutputError(f"{what} ({str(e).removeprefix(f'{out} ').removesuffix('; move it away')}); remove it "
+                          f"or choose another --dir") from None
+    if imported is None:
+        kind = "a folder" if out.is_dir() else "not a file" if not out.is_file() else "no import of official weights"
+        raise OutputError(f"{what} ({kind}); remove it or choose another --dir")
+    fetched = (sorted(str(s.get("address")) for s in source.values() if isinstance(s, dict))
+               if isinstance(source, dict) else None)
+    if fetched is not None and fetched != sorted(MODELS[name].values()):
+        raise OutputError(f"{what} (downloaded from {', '.join(map(str, fetched))}); remove it or choose another --dir")
+    print(f"{out} is already there", file=sys.stderr)
+    return True
+
+
 def download_model(name: str, dir="pretrained", *, mirror: str | None = None, progress: bool = True) -> Path:
     """Download the authors' pretrained G and E of `name` and import them into dir/name.pt, a
     checkpoint with that model's options and its test script's data settings (direction, input
@@ -576,8 +600,7 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
         raise ConfigError(f"no pretrained model named {name!r}; the authors' models are {', '.join(MODELS)}")
     dir = Path(dir)
     out = dir / f"{name}.pt"
-    if out.exists():
-        print(f"{out} is already there", file=sys.stderr)
+    if _model_there(out, name):
         return out
     check_writable(dir, "the pretrained model")
     made = missing_top(dir)  # (made at the first byte; a failure leaves none of them empty)
@@ -588,8 +611,7 @@ def download_model(name: str, dir="pretrained", *, mirror: str | None = None, pr
                f"--preset {name} --G {files['G']} --E {files['E']} --out {shlex.quote(str(out))}")
     try:
         with _one_at_a_time(dir / f".{name}.pt.lock", f"the {name} model"):
-            if out.exists():  # made by the download waited for
-                print(f"{out} is already there", file=sys.stderr)
+            if _model_there(out, name):  # made by the download waited for
                 return out
             for net, address in MODELS[name].items():
                 parts[net] = dir / f".{name}_net_{net}.pth.part"

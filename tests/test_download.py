@@ -726,7 +726,11 @@ def test_a_download_model_waits_for_another_of_the_same_model(server, tmp_path, 
     thread, got = _in_thread(lambda: dl.download_model("facades", tmp_path, mirror=server.url, progress=False))
     seen = []
     _stderr_until(capsys, "waiting for another download", thread, seen)
-    (tmp_path / "facades.pt").write_bytes(b"the other download's checkpoint")
+    import torch
+
+    from bicyclegan.engine.checkpoint import FORMAT
+    torch.save({"format": FORMAT, "imported": ["G", "E"], "source": {  # (what _model_there reads of it)
+        net: {"address": address} for net, address in dl.MODELS["facades"].items()}}, tmp_path / "facades.pt")
     lock.unlink()  # (the holder removes its lock file before letting go)
     os.close(fd)
     thread.join(10)

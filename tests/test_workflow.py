@@ -3,6 +3,8 @@ downloading a pretrained model (from a local server) and sampling, evaluating an
 the test-time options of sample, and per-epoch checkpoints."""
 import dataclasses
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -19,6 +21,7 @@ from bicyclegan.engine import (
     ConfigError,
     DownloadError,
     ModelConfig,
+    OutputError,
     build_encoder,
     build_generator,
     evaluate,
@@ -28,7 +31,7 @@ from bicyclegan.engine import (
     sample,
 )
 from bicyclegan.engine import download as dl
-from bicyclegan.engine.checkpoint import auto_resume, saved_epochs
+from bicyclegan.engine.checkpoint import auto_resume, save_checkpoint, saved_epochs
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.official import load_official_into
 from bicyclegan.engine.presets import pretrained_config
@@ -184,6 +187,39 @@ def test_download_model_leaves_a_checkpoint_with_the_test_settings(pretrained):
     for ours, orig in ((m.G, G), (m.E, E)):
         for a, b in zip(ours.state_dict().values(), orig.state_dict().values(), strict=True):
             assert torch.equal(a, b)
+
+
+def test_download_model_returns_only_that_models_checkpoint_as_already_there(pretrained, tmp_path, monkeypatch,
+                                                                             capsys):
+    # Whatever lay at pretrained/<name>.pt was returned as "already there": an empty file (a download killed by
+    # something else), a training's checkpoint saved under that name, another model's download.
+    ckpt, *_ = pretrained
+    monkeypatch.setenv(dl.MIRROR_ENV, "http://127.0.0.1:9")  # (a fetch attempted fails at once: none is made)
+    here = tmp_path / "pretrained"
+    here.mkdir()
+    shutil.copy(ckpt, here / "edges2shoes.pt")
+    assert dl.download_model("edges2shoes", here, progress=False) == here / "edges2shoes.pt"
+    assert capsys.readouterr().err == f"{here / 'edges2shoes.pt'} is already there\n"
+    m = load_checkpoint(ckpt)
+    save_checkpoint(m, here / "by_hand.pt", own={"imported": ["G", "E"]})  # import-official's, as the advice says
+    (here / "by_hand.pt").rename(here / "night2day.pt")
+    assert dl.download_model("night2day", here, progress=False) == here / "night2day.pt"
+    shutil.copy(ckpt, here / "maps.pt")  # another model's download
+    with pytest.raises(OutputError, match=rf"^{re.escape(str(here / 'maps.pt'))} already exists and is not the maps "
+                                          r"model's checkpoint \(downloaded from .*edges2shoes_net_E\.pth, "
+                                          r".*edges2shoes_net_G\.pth\); remove it or choose another --dir$"):
+        dl.download_model("maps", here, progress=False)
+    out = here / "facades.pt"
+    for put, why in ((lambda: save_checkpoint(m, out, step=3), "no import of official weights"),  # a training's
+                     (lambda: out.write_bytes(b""), "cannot be read"), (out.mkdir, "a folder"),
+                     (lambda: out.symlink_to(here / "gone.pt"), "not a file")):
+        put()
+        with pytest.raises(OutputError, match=rf"^{re.escape(str(out))} already exists and is not the facades "
+                                              rf"model's checkpoint \({why}.*\); remove it or choose another --dir$"):
+            dl.download_model("facades", here, progress=False)
+        assert os.path.lexists(out)  # left as it was
+        out.rmdir() if out.is_dir() and not out.is_symlink() else out.unlink()
+    assert sorted(p.name for p in here.iterdir()) == ["edges2shoes.pt", "maps.pt", "night2day.pt"]
 
 
 def sample_codes(g, n, nz=8, spread=False):
