@@ -566,7 +566,7 @@ def _check_config_early(cfg: TrainConfig, resume_path: Path) -> None:
 
 
 def _check_not_other_folder(run_dir: Path) -> None:
-    """Refuse an --out that holds a dataset or other runs, and no run of its own: an empty loop variable
+    """Refuse an --out that holds a dataset, other runs or a report.html, and no run of its own: an empty loop variable
     (`--out runs/$name`) trained into the runs' parent folder, beside them; `for d in runs/*/; do ... --resume auto`
     started a training inside the demo's data, which make demo keeps beside its runs."""
     if not run_dir.is_dir() or any((run_dir / name).exists() for name in ("config.json", "log.jsonl", "checkpoints")):
@@ -574,6 +574,10 @@ def _check_not_other_folder(run_dir: Path) -> None:
     if splits := [s for s in ("train", "val", "test") if (run_dir / s).is_dir()]:
         raise OutputError(f"--out {run_dir} holds a dataset ({', '.join(s + '/' for s in splits)}), not a run: give "
                           f"the run a folder of its own, e.g. {run_dir.parent / 'runs' / run_dir.name}")
+    if (run_dir / "report.html").exists():  # (a run's own comes with its config.json: a page of the user's, say)
+        raise OutputError(f"--out {run_dir} holds a report.html of no run there (no config.json, log.jsonl or "
+                          f"checkpoints/), which the run's page would replace: give the run a folder of its own, or "
+                          f"move the file away")
     with os.scandir(run_dir) as entries:
         runs = sorted(e.name for e in entries
                       if e.is_dir() and (Path(e.path, "config.json").exists() or Path(e.path, "checkpoints").is_dir()))

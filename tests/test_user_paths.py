@@ -1902,7 +1902,7 @@ def test_a_dry_run_says_the_data_line_of_the_run_and_its_held_out_split(tmp_path
     assert err[0] in capsys.readouterr().err.splitlines()  # the run's own line
 
 
-def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):
+def test_an_out_that_holds_a_dataset_or_other_runs_or_a_page_is_refused(tmp_path):
     # `--out runs/$name` with $name empty trained into the runs' parent, beside them; `for d in runs/*/; do ...
     # --resume auto` started a training inside the demo's data kept beside the runs
     data = make_demo_dataset(tmp_path / "runs" / "demo_data", n_train=4, n_test=2, size=32, seed=0)
@@ -1923,6 +1923,18 @@ def test_an_out_that_holds_a_dataset_or_other_runs_is_refused(tmp_path):
         check_start(tiny_cfg(tmp_path / "runs", data))
     assert sorted(os.listdir(data)) == there
     Trainer(tiny_cfg(tmp_path / "runs" / "c", data), progress=False)._release()  # a folder of its own: taken
+    # a page of the user's own named report.html, with no run beside it: the run's page replaced it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.html").write_text("<p>my notes</p>")
+    for start in (lambda: Trainer(tiny_cfg(tmp_path / "mine", data), progress=False),
+                  lambda: check_start(tiny_cfg(tmp_path / "mine", data))):
+        with pytest.raises(OutputError) as e:
+            start()
+        assert str(e.value) == (f"--out {tmp_path / 'mine'} holds a report.html of no run there (no config.json, "
+                                f"log.jsonl or checkpoints/), which the run's page would replace: give the run a "
+                                f"folder of its own, or move the file away")
+    assert os.listdir(tmp_path / "mine") == ["report.html"]
+    assert (tmp_path / "mine" / "report.html").read_text() == "<p>my notes</p>"
 
 
 @pytest.mark.parametrize("command", ["sample", "interpolate"])
