@@ -2,15 +2,18 @@
 
 Graph per sample: fn.readers.file (this rank's contiguous shard of the epoch's order) -> decode as
 RGB -> split at w/2 with fn.crop (before any resize) -> [grayscale] -> bicubic fn.resize ->
-fn.crop_mirror_normalize to float CHW in [-1, 1]. The crop position and mirror coin are drawn once
-per sample and the same data nodes feed both halves, so A and B share their crop and flip.
+fn.crop_mirror_normalize to float CHW in [-1, 1]. The crop position and flip are the CPU loader's
+(cpu_loader.draw_params): an external source feeds each sample's three draws from
+sharding.sample_rng(seed, epoch, index), the graph turns them into the anchor from the image's size,
+and the same data nodes feed both halves, so A and B share their crop and flip. Being a function of
+the sample, not of the pipeline's sequence, they let a pass start at any batch (a pipeline over the
+files from there on: nothing before it is read) and a pipeline restarted past a bad file keep them.
 
 The epoch's order comes from sharding.epoch_order (as in the CPU loader) rather than the reader's
 own shuffle, which only shuffles within a shard through a buffer and cannot be addressed by epoch;
 so a pipeline is built per epoch when anything is random, and reused when nothing is. This module
 imports DALI at import time: bicyclegan.pipelines imports it only when DALI is asked for.
 """
-import itertools
 import os
 
 import numpy as np
@@ -34,11 +37,40 @@ def _float(x):
 
 
 def _pos(u, d):
-    """Normalised crop position that DALI turns into the integer anchor floor(u * (d + 1))."""
+    """Normalised crop position that DALI turns into the integer anchor min(floor(u * (d + 1)), d), the
+    CPU loader's: u is float64, so the product and floor are numpy's (float32 moved some anchors by one)."""
     scale = dmath.max(d, 1) if isinstance(d, DataNode) else max(d, 1)
     if u is None:  # centre
         return (d // 2) / scale
-    return dmath.min(dmath.floor(u * (d + 1)), d) / scale
+    # DALI takes the position as float32 and rounds position * d: k / d within float32's precision gives k
+    return fn.cast(dmath.min(dmath.floor(u * (d + 1)), d) / scale, dtype=types.FLOAT)
+
+
+class _Draws:
+    """An external source of each sample's draws for a pipeline over `positions` (dataset indices; the
+    reader's shard 0 of 1, batches of `batch_size`, its last one padded with the last sample):
+    sharding.sample_rng's three numbers, as cpu_loader.draw_params takes them: the first two for the
+    crop (where the mode crops), the third's `< 0.5` for the flip (where it flips). DALI calls it ahead
+    of the batches it runs, and past the end (the reader wraps to the start): iteration i is batch i
+    modulo the pipeline's batches. It holds no loader (a loader -> pipeline -> loader cycle)."""
+
+    def __init__(self, positions, batch_size, seed, epoch, crop, flip):
+        self.positions, self.batch_size = positions, batch_size
+        self.seed, self.epoch, self.crop, self.flip = seed, epoch, crop, flip
+        self.outputs = 2 * crop + flip
+
+    def batch(self, iteration):
+        """The dataset indices of the reader's batch `iteration`."""
+        n, size = len(self.positions), self.batch_size
+        first = iteration % -(-n // size) * size
+        return [self.positions[min(first + j, n - 1)] for j in range(size)]
+
+    def __call__(self, info):
+        u = [sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in self.batch(info.iteration)]
+        outs = [[np.array(x[0]) for x in u], [np.array(x[1]) for x in u]] if self.crop else []
+        if self.flip:
+            outs.append([np.array(x[2] < 0.5, dtype=np.int32) for x in u])
+        return outs
 
 
 def _utf8(path):
@@ -101,11 +133,13 @@ class DaliLoader(PairedLoader):
         return fn.crop_mirror_normalize(img, dtype=types.FLOAT, output_layout="CHW", mean=127.5,
                                         std=127.5, mirror=mirror, **kwargs)
 
-    def _build(self, paths, shard_id, num_shards, seed):
-        """A built pipeline over `paths` ([(a, b or None)]) returning A, [B,] position labels."""
+    def _build(self, positions, epoch):
+        """A built pipeline over the samples `positions` (dataset indices) of `epoch`, returning A, [B,] the
+        files' shapes, labels (indices into `positions`)."""
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
-                        device_id=self._device_id, seed=seed, prefetch_queue_depth=_PREFETCH)
-        reader = {"shard_id": shard_id, "num_shards": num_shards, "random_shuffle": False,
+                        device_id=self._device_id, prefetch_queue_depth=_PREFETCH)
+        paths = self._pairs(positions)
+        reader = {"shard_id": 0, "num_shards": 1, "random_shuffle": False,
                   "stick_to_shard": True, "pad_last_batch": True, "labels": list(range(len(paths)))}
         with pipe:
             enc_a, label = fn.readers.file(files=[a for a, _ in paths], name="A", **reader)
@@ -123,13 +157,15 @@ class DaliLoader(PairedLoader):
             if b is not None and self.spec.direction == "BtoA":
                 a, b = b, a   # sizes are equal where the geometry depends on them (checked)
             size = self.spec.resized_size(h, w)
-            pos = None
+            pos, draw, mirror = None, (None, None), 0
+            if self.spec.augment and (self.spec.crops or self.spec.random_flip):  # (else a centre crop, no flip)
+                source = _Draws(positions, self.batch_size, self.seed, epoch, self.spec.crops, self.spec.random_flip)
+                drawn = fn.external_source(source=source, num_outputs=source.outputs, batch_info=True)
+                draw = drawn[:2] if self.spec.crops else draw
+                mirror = drawn[-1] if self.spec.random_flip else mirror
             if self.spec.crops:
                 d = (size[0] - self.spec.crop[0], size[1] - self.spec.crop[1])
-                draw = [fn.random.uniform(range=[0.0, 1.0]) if self.spec.augment else None
-                        for _ in d]
                 pos = tuple(_pos(u, dd) for u, dd in zip(draw, d))
-            mirror = fn.random.coin_flip(probability=0.5) if self.spec.random_flip else 0
             outs = [self._finish(a, size, self.spec.input_nc, pos, mirror)]
             if b is not None:
                 outs.append(self._finish(b, size, self.spec.output_nc, pos, mirror))
@@ -227,27 +263,27 @@ class DaliLoader(PairedLoader):
         return np.array([self._substitute(i) if i in self._bad else i for i in order])
 
     def __iter__(self):
-        # A DALI pipeline draws its crops and flips in sequence: batches before `start` are run and
-        # dropped, so the ones after are those of an uninterrupted pass.
-        epoch, start = self._begin_epoch()
-        return itertools.islice(self._epoch(epoch), start, None)
+        return self._epoch(*self._begin_epoch())
 
-    def _epoch(self, epoch):
+    def _epoch(self, epoch, start):
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
-        mine, done, restarts = order[lo:hi], 0, 0
+        mine, done, restarts = order[lo:hi], start * self.batch_size, 0
+        if start == len(self):
+            return  # (a reader of no files is an error)
         token = object()
         # A pass left unfinished (an iterator still alive) left the pipeline mid-shard: rebuilt, and
-        # that pass is over (it raises if resumed), as it would otherwise read this pass's batches.
-        if self._pipe is None or self._random or self._active is not None:
+        # that pass is over (it raises if resumed), as it would otherwise read this pass's batches. A pass
+        # from batch `start` reads the files from there on alone (its crops and flips are the samples').
+        base = done
+        positions = mine[base:]  # labels index this list
+        if self._pipe is None or self._random or self._active is not None or start:
             self._pipe = None
-            self._pipe = self._build(self._pairs(order), self.rank, self.world_size,
-                                     sharding.pipeline_seed(self.seed, epoch, self.rank))
-        positions = order       # labels index this list
+            self._pipe = self._build(positions, epoch)
         self._active = token
         clean = False
         try:
-            for _ in range(len(self)):
+            for _ in range(len(self) - start):
                 self._check_open()  # (a pass left open across close(): its pipeline is gone)
                 if self._active is not token:
                     raise RuntimeError("a newer pass over this DALI loader has started; one pass at a time "
@@ -266,16 +302,20 @@ class DaliLoader(PairedLoader):
                     except RuntimeError as err:
                         self._pipe = None   # a DALI pipeline is unusable after an error
                         mine = self._recover(err, mine, done)
-                        positions, restarts = mine[done:], restarts + 1
-                        self._pipe = self._build(self._pairs(positions), 0, 1, sharding.pipeline_seed(
-                            self.seed, epoch, self.rank, restarts))
+                        base, restarts = done, restarts + 1
+                        positions = mine[base:]
+                        self._pipe = self._build(positions, epoch)
+                if not np.array_equal(labels, np.arange(done - base, done - base + n)):
+                    # (_Draws fed each sample's crop and flip by this order: they would be another sample's)
+                    raise RuntimeError(f"DALI's reader gave the samples {labels.tolist()} of its list where "
+                                       f"{done - base}..{done - base + n - 1} were due")
                 batch = {"A": tensors[0][:n]}
                 if self.layout != "single":
                     batch["B"] = tensors[1][:n]
                 batch["paths"] = [self.samples[positions[j]].path for j in labels]
                 done += n
                 yield batch
-            clean = restarts == 0
+            clean = restarts == 0 and start == 0  # a pipeline over the whole shard, at its start again
         finally:
             if self._active is token:  # else a newer pass owns the pipeline: leave it alone
                 self._active = None

@@ -2,15 +2,15 @@
 
 Shared by both backends so they shard identically: the epoch's order is one permutation of all
 samples (the same on every rank, from seed and epoch), trimmed to a multiple of world_size *
-batch_size when drop_last, then cut into world_size contiguous shards - the same cut that DALI's
-readers make with shard_id / num_shards: rank r reads [r * n // world, (r + 1) * n // world).
+batch_size when drop_last, then cut into world_size contiguous shards: rank r reads
+[r * n // world, (r + 1) * n // world) (DALI's reader is given that shard's files alone).
 """
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-_SHUFFLE, _SAMPLE, _PIPELINE = 0x5F1, 0x5A3, 0xDA1
+_SHUFFLE, _SAMPLE = 0x5F1, 0x5A3
 
 
 def epoch_order(n, *, seed, epoch, shuffle, drop_last, batch_size, world_size):
@@ -29,14 +29,9 @@ def shard_range(n, rank, world_size):
 
 
 def sample_rng(seed, epoch, index):
-    """The generator of one sample's crop and flip: a function of the sample, not of the worker."""
+    """The generator of one sample's crop and flip (both backends'): a function of the sample, not of the
+    worker or the pipeline."""
     return np.random.default_rng([_SAMPLE, seed, epoch, index])
-
-
-def pipeline_seed(seed, epoch, rank, restart=0):
-    """A DALI pipeline seed (31-bit) for one rank's epoch."""
-    state = np.random.SeedSequence([_PIPELINE, seed, epoch, rank, restart]).generate_state(1)
-    return int(state[0] & 0x7FFFFFFF)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,71 @@ def test_backends_agree_in_eval(smooth_set, mode):
                 assert diff.max() <= 2.01 / 127.5 and diff.mean() < 0.3 / 127.5
 
 
+def varied_pairs(root, layout, n=11):
+    """n noise pairs of varied sizes (H 16-27, W 18-31 a half) in `layout`: each its own crop range."""
+    rng = np.random.default_rng(12)
+    for i in range(n):
+        h, w = int(rng.integers(16, 28)), int(rng.integers(18, 32))
+        a, b = noise(rng, h, w), noise(rng, h, w)
+        if layout == "aligned":
+            write(root / f"train/{i:02d}.png", np.concatenate([a, b], 1))
+        else:
+            write(root / f"train/A/{i:02d}.png", a)
+            if layout == "ab_folders":
+                write(root / f"train/B/{i:02d}.png", b)
+
+
+@needs_dali
+@pytest.mark.parametrize("layout, direction, input_nc, output_nc", [
+    ("aligned", "AtoB", 3, 3), ("aligned", "BtoA", 1, 3), ("ab_folders", "BtoA", 3, 1), ("single", "AtoB", 1, 3)])
+def test_backends_agree_on_crops_and_flips(tmp_path, layout, direction, input_nc, output_nc):
+    """The same seed gives the same crops and flips on both backends, from each sample's generator
+    (sharding.sample_rng): DALI drew them from its pipeline's own, so a run resumed on the other backend
+    went on with other data. preprocess='crop' resizes nothing: the pixels are equal but for a float's
+    last bit (DALI multiplies by 1/127.5). Sizes vary, so each sample has its own crop range in H and W
+    (a draw taken for the other axis, or a flip rule reversed, moves most crops); two ranks, an uneven
+    last batch, three epochs; grayscale sides as PIL's luma and DALI's round (a grey level apart)."""
+    varied_pairs(tmp_path, layout)
+    kw = {"batch_size": 2, "crop_size": (16, 18), "preprocess": "crop", "num_workers": 0, "seed": 7, "shuffle": True,
+          "drop_last": False, "direction": direction, "input_nc": input_nc, "output_nc": output_nc}
+    for rank in range(2):
+        torch_, dali = (make_loader(tmp_path, backend=b, load_size=32, rank=rank, world_size=2, **kw)
+                        for b in ("torch", "dali"))
+        assert torch_.layout == layout and len(dali) == 3 and dali.num_samples in (5, 6)
+        flipped = 0
+        for epoch in range(3):
+            for r, d in zip(torch_, dali, strict=True):
+                assert r["paths"] == d["paths"] and set(r) == set(d)
+                for k in set(r) & {"A", "B"}:
+                    # (PIL's luma and DALI's round a grey level apart at most; a shift or flip on noise is ~100)
+                    tol = 1e-6 if r[k].shape[1] == 3 else 1.01 / 127.5
+                    assert r[k].shape == d[k].shape and (r[k] - d[k]).abs().max() <= tol, (epoch, k)
+                flipped += sum(not torch.equal(x, x.flip(-1)) for x in r["A"])
+        assert flipped > 0
+
+
+@needs_dali
+@pytest.mark.parametrize("mode", ["none", "resize_and_crop", "scale_width_and_crop"])
+def test_backends_agree_on_crops_and_flips_where_they_resize(tmp_path, mode):
+    """As above where the image is resized first (PIL's and DALI's bicubic filters differ by a grey
+    level or two on smooth images), to heights that vary under scale_width_and_crop: images shifted
+    by a pixel would differ by ~10 grey levels, flipped ones by most of the range. 'none' crops
+    nothing: the flips alone."""
+    for i in range(7):
+        h = 36 if mode == "none" else 30 + 2 * i
+        write(tmp_path / f"train/{i}.png", np.concatenate([smooth(h, 40, i), smooth(h, 40, i + 0.5)], 1))
+    kw = {"batch_size": 3 if mode == "none" else 1, "load_size": (40, 44), "crop_size": (27, 31),
+          "preprocess": mode, "num_workers": 0, "seed": 2}
+    torch_, dali = (make_loader(tmp_path, backend=b, **kw) for b in ("torch", "dali"))
+    for _ in range(3):
+        for r, d in zip(torch_, dali, strict=True):
+            assert r["paths"] == d["paths"]
+            for k in "AB":
+                assert r[k].shape == d[k].shape
+                diff = (r[k] - d[k]).abs()
+                assert diff.max() <= 2.01 / 127.5 and diff.mean() < 0.3 / 127.5
+
+
 @needs_dali
 def test_backends_ignore_exif_orientation(tmp_path):
     """As PIL and the reference: the stored pixels, not the EXIF-rotated view (DALI rotates by default)."""
@@ -320,8 +385,9 @@ def test_loading_never_draws_from_torchs_global_generator(negated, backend, num_
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, backend, num_workers, monkeypatch):
     """set_epoch(e, k): the batches from k on of an uninterrupted epoch e, crops and flips included,
-    then whole epochs again. The torch loader reads nothing before batch k (resuming half-way through
-    an edges2shoes epoch decoded ~25,000 pairs just to get there)."""
+    then whole epochs again. Neither loader reads anything before batch k (resuming half-way through
+    an edges2shoes epoch decoded ~25,000 pairs just to get there; near the end of a 20,000-batch epoch
+    DALI ran for 30 s), and set_epoch(e, len) is an epoch with nothing left."""
     def loader():
         return make_loader(negated, backend=backend, batch_size=2, load_size=40, crop_size=32, seed=3,
                            num_workers=num_workers)
@@ -335,6 +401,12 @@ def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, back
         real = cpu_loader.PairedImageDataset._decode
         monkeypatch.setattr(cpu_loader.PairedImageDataset, "_decode",
                             lambda self, sample: decoded.append(sample.path) or real(self, sample))
+    if backend == "dali":  # the files its pipelines read (it ran and dropped the batches before k)
+        from bicyclegan.pipelines import dali_loader
+        real_pairs = dali_loader.DaliLoader._pairs
+        monkeypatch.setattr(dali_loader.DaliLoader, "_pairs",
+                            lambda self, indices: decoded.extend(self.samples[i].path for i in indices)
+                            or real_pairs(self, indices))
     part = loader()
     k = len(part) // 2
     part.set_epoch(1, k)
@@ -345,6 +417,8 @@ def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, back
     assert [p for p, _, _ in after] == [p for p, _, _ in epoch2]  # the next epoch is whole
     if decoded:
         assert sorted(decoded) == sorted(p for b, _, _ in rest + after for p in b)
+    part.set_epoch(1, len(part))
+    assert list(part) == [] and len(list(part)) == len(part)  # (then epoch 2, whole)
     with pytest.raises(ValueError, match=r"start_batch must be an int in \[0, "):
         part.set_epoch(0, len(part) + 1)
 

@@ -622,6 +622,42 @@ def test_decode_error_at_run_time(tmp_path, backend, num_workers, caplog):
         assert caplog.text.count(f"skipped {paths[3]}") == 1
 
 
+@needs_dali
+def test_dali_keeps_the_crops_of_an_epoch_where_a_file_broke(tmp_path, caplog):
+    """A file broken after the checks, met mid-epoch under skip_bad: DALI restarts its pipeline past the
+    batch, and every other sample keeps the crop and flip it has in the uninterrupted pass (the restarted
+    pipeline drew from a seed of its own: every crop after the file differed). The file's place takes the
+    next good sample by path order, with that sample's own crop and flip of the epoch (as in its own
+    place), as on the torch loader; a pass from a later batch (a resume of the epoch) gives the same."""
+    paths = good_set(tmp_path, n=9)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": True, "drop_last": False,
+          "seed": 4, "skip_bad": True}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    dali.set_epoch(1)
+    whole = list(dali)
+    order = [p for b in whole for p in b["paths"]]
+    slot = 5  # in batch 2 of 5: batches before it and after
+    bad, sub = order[slot], paths[(paths.index(order[slot]) + 1) % len(paths)]
+    with open(bad, "wb") as f:
+        f.write(broken_png())
+    for loader in (dali, ref):
+        loader.set_epoch(1)
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        got, want = list(dali), list(ref)
+    assert dali.skipped == [(bad, dali.skipped[0][1])]
+    assert [p for b in got for p in b["paths"]] == order[:slot] + [sub] + order[slot + 1:]
+
+    def crops(batches, k):
+        return [x for b in batches for x in b[k]]
+    for k in "AB":
+        expect = crops(whole, k)
+        expect[slot] = expect[order.index(sub)]
+        assert [i for i, (x, y) in enumerate(zip(crops(got, k), expect, strict=True)) if not torch.equal(x, y)] == []
+        assert all((x - z).abs().max() <= 1e-6 for x, z in zip(crops(got, k), crops(want, k), strict=True))
+    dali.set_epoch(1, 3)
+    assert all(torch.equal(x, y) for x, y in zip(crops(list(dali), "A"), crops(got[3:], "A"), strict=True))
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("preprocess, size, reason", [
     ("crop", (8, 18),  # a half
