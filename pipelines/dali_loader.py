@@ -38,7 +38,7 @@ def _float(x):
 
 def _pos(u, d):
     """Normalised crop position that DALI turns into the integer anchor min(floor(u * (d + 1)), d), the
-    CPU loader's: u is float64, so the product and floor are numpy's (float32 moved some anchors by one)."""
+    CPU loader's: u is float64, as there (in float32, 2 in 10^5 anchors of a 1000 px range moved by one)."""
     scale = dmath.max(d, 1) if isinstance(d, DataNode) else max(d, 1)
     if u is None:  # centre
         return (d // 2) / scale
@@ -47,30 +47,21 @@ def _pos(u, d):
 
 
 class _Draws:
-    """An external source of each sample's draws for a pipeline over `positions` (dataset indices; the
-    reader's shard 0 of 1, batches of `batch_size`, its last one padded with the last sample):
-    sharding.sample_rng's three numbers, as cpu_loader.draw_params takes them: the first two for the
-    crop (where the mode crops), the third's `< 0.5` for the flip (where it flips). DALI calls it ahead
-    of the batches it runs, and past the end (the reader wraps to the start): iteration i is batch i
-    modulo the pipeline's batches. It holds no loader (a loader -> pipeline -> loader cycle)."""
+    """An external source of each sample's three draws from sharding.sample_rng, which the graph takes
+    as cpu_loader.draw_params does (the first two for the crop, the third's `< 0.5` for the flip), for a
+    pipeline over `positions` (dataset indices; the reader's shard 0 of 1, batches of `batch_size`, its
+    last one padded with the last sample): iteration i is the reader's batch i. DALI calls it ahead of
+    the batches it runs, also past the end, for batches never taken (the reader wraps to its start):
+    the last sample's draws there. It holds no loader (a loader -> pipeline -> loader cycle)."""
 
-    def __init__(self, positions, batch_size, seed, epoch, crop, flip):
-        self.positions, self.batch_size = positions, batch_size
-        self.seed, self.epoch, self.crop, self.flip = seed, epoch, crop, flip
-        self.outputs = 2 * crop + flip
-
-    def batch(self, iteration):
-        """The dataset indices of the reader's batch `iteration`."""
-        n, size = len(self.positions), self.batch_size
-        first = iteration % -(-n // size) * size
-        return [self.positions[min(first + j, n - 1)] for j in range(size)]
+    def __init__(self, positions, batch_size, seed, epoch):
+        self.positions, self.batch_size, self.seed, self.epoch = positions, batch_size, seed, epoch
 
     def __call__(self, info):
-        u = [sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in self.batch(info.iteration)]
-        outs = [[np.array(x[0]) for x in u], [np.array(x[1]) for x in u]] if self.crop else []
-        if self.flip:
-            outs.append([np.array(x[2] < 0.5, dtype=np.int32) for x in u])
-        return outs
+        n, first = len(self.positions), info.iteration * self.batch_size
+        indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size)]
+        # (one float64 array a batch: DALI takes it in one copy)
+        return np.array([sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in indices])
 
 
 def _utf8(path):
@@ -159,10 +150,10 @@ class DaliLoader(PairedLoader):
             size = self.spec.resized_size(h, w)
             pos, draw, mirror = None, (None, None), 0
             if self.spec.augment and (self.spec.crops or self.spec.random_flip):  # (else a centre crop, no flip)
-                source = _Draws(positions, self.batch_size, self.seed, epoch, self.spec.crops, self.spec.random_flip)
-                drawn = fn.external_source(source=source, num_outputs=source.outputs, batch_info=True)
-                draw = drawn[:2] if self.spec.crops else draw
-                mirror = drawn[-1] if self.spec.random_flip else mirror
+                u = fn.external_source(source=_Draws(positions, self.batch_size, self.seed, epoch), batch_info=True)
+                draw = u[0], u[1]
+                if self.spec.random_flip:
+                    mirror = fn.cast(u[2] < 0.5, dtype=types.INT32)
             if self.spec.crops:
                 d = (size[0] - self.spec.crop[0], size[1] - self.spec.crop[1])
                 pos = tuple(_pos(u, dd) for u, dd in zip(draw, d))
