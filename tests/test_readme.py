@@ -86,12 +86,13 @@ def test_the_architecture_page_names_every_user_error_type():
 def test_the_data_options_say_the_order_and_the_crops_the_loaders_take():
     """--max_dataset_size's help said "sorted by name", where the order is the full paths' (a nested folder's files
     together: test_pipelines_errors' order test), as the README's Order line says; and the README said the two
-    backends "crop alike", where they draw other positions and flips for one seed (the Trainer's note on a resume
-    that changes the backend)."""
+    backends "crop alike", where they drew other positions and flips for one seed (the Trainer's note on a resume
+    that changes the backend); since they take the same, it says so, and no longer that they differ."""
     text = " ".join(README.read_text(encoding="utf-8").split())
     assert "files are taken in path order" in text and "`--max_dataset_size N` takes the first N files in path" in text
     train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
     (option,) = [a for a in train._actions if "--max_dataset_size" in a.option_strings]
     assert option.help.startswith("use only the first this-many images by full path (a folder's together)")
     assert "crop alike" not in text
-    assert "the same `--seed` gives other random crops and flips on each" in text
+    assert "the same `--seed` gives other random crops" not in text
+    assert "the same `--seed` gives the same random crops and flips on each" in text
