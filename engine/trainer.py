@@ -1399,12 +1399,13 @@ class Trainer:
                   f"the latter's",
                   file=sys.stderr)
         if state.get("backend", self.loader.backend) != self.loader.backend:
-            # Allowed (a run may move to a machine without DALI), but the two backends draw their
-            # crops and flips differently: the order of the images is what stays the same.
+            # Allowed (a run may move to a machine without DALI): the order, crops and flips are the same,
+            # the two backends' bicubic filters are not.
             print(f"note: the run trained with the {state['backend']} loader and resumes with the "
-                  f"{self.loader.backend} one: from here its crops and flips differ from those of an "
-                  f"uninterrupted run (the images come in the same order; their values may differ in a float's "
-                  f"last bit, also without crops or flips)", file=sys.stderr)
+                  f"{self.loader.backend} one: from here its resized images differ from those of an "
+                  f"uninterrupted run by the two bicubic filters (a grey level or two, more at sharp edges; the "
+                  f"order, crops and flips are the same, and without a resize the values may differ in a float's "
+                  f"last bit)", file=sys.stderr)
         if changed := _rounding_changes(state, self.cfg, self.model):
             # Allowed (the same training), and said: a resume is otherwise exact to the bit
             print(f"note: the run resumes with {changed}: the same training, whose arithmetic may round otherwise "

@@ -449,13 +449,13 @@ def test_a_non_square_crop_is_cut_from_a_resize_of_its_own_aspect(tmp_path):
     assert top < -0.95 and bottom > 0.9  # the first and the last rows, not a stretched middle band
 
 
-def test_resuming_on_the_other_backend_says_the_augmentation_differs(tmp_path, data, capsys):
+def test_resuming_on_the_other_backend_says_the_resize_differs(tmp_path, data, capsys):
     pytest.importorskip("nvidia.dali")
     out = tmp_path / "r"
     Trainer(tiny_cfg(out, data, max_steps=2, save_every=2), progress=False).train()
     capsys.readouterr()
     Trainer(tiny_cfg(out, data, max_steps=4, backend="dali"), resume=True, progress=False)
-    assert "trained with the torch loader and resumes with the dali one: from here its crops" in \
+    assert "trained with the torch loader and resumes with the dali one: from here its resized images differ" in \
         capsys.readouterr().err
 
 
