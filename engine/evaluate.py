@@ -737,10 +737,12 @@ class _Kept:
             raise OutputError(f"kept measures {f} are of another version's layout (format {c['format']}, this "
                               f"version's {KEPT_FORMAT})")
         try:
+            if not isinstance(c, dict):  # (another program's file of that name: a tensor's c["batches"] an IndexError)
+                raise ValueError
             first, end = c["batches"]
-            if not (c["format"] == KEPT_FORMAT and isinstance(c["recipe"], str)
-                    and name == f"{self.prefix}{first:06d}.pt" and end > first and set(c["got"]) <= set(got)
-                    and isinstance(c["has_enc"], bool)
+            if not (type(first) is int and type(end) is int and c["format"] == KEPT_FORMAT
+                    and isinstance(c["recipe"], str) and name == f"{self.prefix}{first:06d}.pt" and end > first
+                    and isinstance(c["got"], dict) and set(c["got"]) <= set(got) and isinstance(c["has_enc"], bool)
                     and all(t is None or isinstance(t, torch.Tensor) for t in c["got"].values())
                     and all(type(i) is int and i in self.share for i in c["measured"])
                     and all(type(i) is int and 0 <= i < len(self.loader.samples) and isinstance(state, list)

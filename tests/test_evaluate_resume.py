@@ -223,6 +223,15 @@ def _not_measures(f: Path):
     torch.save({"format": EVALUATING.KEPT_FORMAT, "batches": "x"}, f)
 
 
+def _a_tensor(f: Path):
+    torch.save(torch.zeros(2), f)  # (another program's file of that name)
+
+
+def _got_a_list(f: Path):
+    c = torch.load(f, weights_only=True)
+    torch.save({**c, "got": list(c["got"])}, f)
+
+
 def _format_1(f: Path):
     c = torch.load(f, weights_only=True)
     torch.save({**c, "format": 1}, f)  # (an earlier version's: the palette metric's images kept)
@@ -234,6 +243,8 @@ def _text(f: Path):
 
 @pytest.mark.parametrize("damage, said", [(_cut, "cannot be read: unreadable or truncated"),
                                           (_not_measures, "are not such measures (damaged or renamed since)"),
+                                          (_a_tensor, "are not such measures (damaged or renamed since)"),
+                                          (_got_a_list, "are not such measures (damaged or renamed since)"),
                                           (_format_1, "are of another version's layout (format 1, this version's 2)"),
                                           (_text, "is not a torch file")])
 def test_kept_measures_damaged_since_are_measured_again_said_in_a_line(setup, tmp_path, made, capsys, monkeypatch,
