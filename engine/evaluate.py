@@ -38,10 +38,12 @@ import torch
 import torch.distributed as tdist
 
 from bicyclegan.pipelines import DatasetError
+from bicyclegan.pipelines.atomic import TempFiles, short_name, special_file
 from bicyclegan.pipelines.errors import SeveralSizesError, plural
 from bicyclegan.pipelines.files import find_layout
 from bicyclegan.pipelines.sharding import shard_range
 
+from .checkpoint import DATA_RESUMABLE_CHANGES, MODEL_RESUMABLE_CHANGES, is_checkpoint
 from .config import BEST, MAX_SEED, check_bool, check_int, parse_metrics
 from .errors import ConfigError, DivergenceError, OutputError, WeightsError
 from .images import nonfinite_said, sample_columns
@@ -132,9 +134,6 @@ def refuse_checkpoint_json(path, name: str, keyword: str | None = None) -> None:
     `--json RUN/log.jsonl` its training log, without a word).
     name: the results file's own name, for the example; keyword: the Python function's for --json, where it
     has one (a Python caller has no --json)."""
-    from bicyclegan.pipelines.atomic import special_file
-
-    from .checkpoint import is_checkpoint
     said = f" ({keyword} in Python)" if keyword else ""
     if is_checkpoint(path):
         raise OutputError(f"--json {path}{said} is a bicyclegan checkpoint, which the results would replace; give "
@@ -371,8 +370,6 @@ class Evaluation:
         not one whose differ in what a resumed run may change (checkpoint.check_compatible: the data's
         folder, workers, backend; impl): this evaluation's inputs are read for it, the same for every
         checkpoint of the run."""
-        from .checkpoint import DATA_RESUMABLE_CHANGES, MODEL_RESUMABLE_CHANGES
-
         def reading(cfg) -> list[dict]:  # the options the split's reading depends on
             d = cfg.to_dict()
             return [{k: v for k, v in d[part].items() if k not in may}
@@ -645,9 +642,8 @@ def kept_measures(results) -> Path:
     beside eval.json), removed once the results are written. A name near the file systems' limit of 255 bytes is cut
     as atomic_write's temp files' (its first 180 bytes and a checksum of the whole): its folder's 9 more bytes
     were "File name too long", a traceback of a call whose results file could be written."""
-    from bicyclegan.pipelines.atomic import _stem
     results = Path(results)
-    return results.with_name(f".{_stem(results.name)}.partial")
+    return results.with_name(f".{short_name(results.name)}.partial")
 
 
 def drop_kept(folder, dist: Dist = Dist()) -> None:
@@ -807,7 +803,6 @@ class _Kept:
     def _tidy(self) -> None:
         """Remove the temp files of killed saves (their writers gone: is_stale), and on rank 0 the files of another
         number of ranks."""
-        from bicyclegan.pipelines.atomic import TempFiles
         temps = TempFiles(self.folder)
         for name in [n for n in temps.by_name if self.owner(n)]:
             with contextlib.suppress(OSError):

@@ -111,7 +111,7 @@ class TempFiles:
         path = Path(path)
         if path.parent != self.folder:
             raise ValueError(f"{path} is not a file of {self.folder}, the folder listed")
-        return sorted(self.folder / temp for temp in self.by_name.pop(_stem(path.name), []))
+        return sorted(self.folder / temp for temp in self.by_name.pop(short_name(path.name), []))
 
     def remove_stale(self, path: str | os.PathLike) -> None:
         """Remove the temp files of killed writes to `path` (of `of(path)`'s, those is_stale finds)."""
@@ -131,7 +131,7 @@ def stale_temps(path: str | os.PathLike, suffix: str) -> list[Path]:
     otherwise than in .tmp (export's end in the format's own suffix), or that are folders. A process killed by a
     signal's default action (SIGTERM, SIGHUP) or kill -9 left them for good."""
     path = Path(path)
-    prefix = f".{_stem(path.name)}."
+    prefix = f".{short_name(path.name)}."
     try:
         with os.scandir(path.parent) as entries:
             names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(suffix)]
@@ -141,7 +141,7 @@ def stale_temps(path: str | os.PathLike, suffix: str) -> list[Path]:
     return sorted(path.parent / name for name, tag in tags.items() if "." not in tag and writer_gone(tag))
 
 
-def _stem(name: str) -> str:
+def short_name(name: str) -> str:
     """What a temp file's name says of the file it is for: its name, or for a name near the file systems' limit
     of 255 bytes its first 180 bytes and a checksum of the whole. The temp's name adds up to ~45 bytes: the temp
     of a legal 245-byte name was "File name too long", a traceback from export, blamed on the name given."""
@@ -157,9 +157,9 @@ def usual_folder_mode(folder) -> None:
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new empty file beside `path` for a write to it, named for its writer as is_stale reads it
-    (.<name (_stem)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
+    (.<name (short_name)>.<pid>-<host>-<mkstemp's letters><suffix>), with the permissions a file made there gets
     (mkstemp makes 0600), or those of the writer's own file it replaces: (its open descriptor, its path)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{writer_tag()}-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{short_name(path.name)}.{writer_tag()}-", suffix=suffix, dir=path.parent)
     mode = 0o666 & ~UMASK
     try:
         st = os.stat(path)

@@ -1071,7 +1071,7 @@ MUTANTS = [
     ('NL13', CONFTEST, '        session.exitstatus = pytest.ExitCode.TESTS_FAILED', '        pass', GUARD),
     # atomic_write: another process's write in progress keeps its temp file
     ('NL14', AT, '            if is_stale(temp):  # (another', '            if True:  # (another', RACE),
-    ('NL15', AT, 'prefix=f".{_stem(path.name)}.{writer_tag()}-"', 'prefix=f".{_stem(path.name)}."',
+    ('NL15', AT, 'prefix=f".{short_name(path.name)}.{writer_tag()}-"', 'prefix=f".{short_name(path.name)}."',
      RACE + STALE),
     ('NL16', AT, '    except (ProcessLookupError, OverflowError):\n        return True',
      '    except (ProcessLookupError, OverflowError):\n        return False', STALE),
@@ -1355,7 +1355,7 @@ MUTANTS = [
         write_json(path, json_safe(r), what="evaluation results")''', WRITE_FIRST),
     ('AW14', CLI, '        if getattr(sys, name) is None:', '        if False:', CLOSED),
     ('AW15', AT, '    return name if len(raw) <= 200 else', '    return name if True else', LONG),
-    ('AW16', AT, 'self.by_name.pop(_stem(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),
+    ('AW16', AT, 'self.by_name.pop(short_name(path.name), [])', 'self.by_name.pop(path.name, [])', LONG),
     ('AW17', DM, '            with contextlib.suppress(OSError):\n                writing.unlink(missing_ok=True)',
      '            with contextlib.suppress(OSError):\n                pass', DEMO_FULL),
     ('AW18', T, '        elif self.saved_step is not None:\n            then = (',
