@@ -228,20 +228,6 @@ def chosen_metrics(metrics, cfg, root, phase: str) -> tuple[str, ...]:
     return parse_metrics(metrics, (Path(root) / phase / "palettes.json").is_file() and cfg.model.output_nc == 3)
 
 
-def _missing_weights(chosen, lpips_version, lpips_backbone, lpips_linear, fid_weights) -> list[str]:
-    """What the loaders would say of each weights file the chosen metrics need that is not there."""
-    said = []
-    for metric, check in (("lpips", lambda: checked_alexnet(lpips_backbone)),
-                          ("lpips", lambda: checked_linear(lpips_version, lpips_linear)),
-                          ("fid", lambda: checked_inception_file(fid_weights))):
-        if metric in chosen:
-            try:
-                check()
-            except WeightsError as e:
-                said.append(str(e))
-    return said
-
-
 class Evaluation:
     """An evaluation made ready: the model, the split and the metrics chosen, every option checked and
     the metric networks loaded, before any image is generated (a missing weights file fails at once).
@@ -304,7 +290,7 @@ class Evaluation:
             loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
         try:
             self._fit_inputs(loader, num)
-            self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)
+            self._load_networks(networks_from)
         except BaseException:
             loader.close()  # a refused evaluation keeps no loader (DALI's: its pipeline's threads and memory)
             raise
@@ -312,13 +298,12 @@ class Evaluation:
     def _fit_inputs(self, loader, num: int) -> None:
         """The inputs' checks against the metrics chosen (their B, sizes and count: the loader's findings), and
         the count measured."""
-        chosen = self.chosen
+        chosen, where = self.chosen, inputs_folder(self.root, self.phase)
         # Inputs alone have no B: known now, not after the first batch was generated (compare had made its
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
         self.has_B = loader.layout != "single"
         if not self.has_B and (need := [m for m in chosen if m in ("fid", "palette")]):
-            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
             raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
                                f"{', '.join(need)} compare outputs with B; use l1 or lpips")
         if len(loader.output_sizes) > 1:
@@ -333,34 +318,46 @@ class Evaluation:
         self.n_inputs = min(num, loader.num_samples)
         if "fid" in chosen and self.n_inputs < 2:  # (num >= 2 was checked; a split of one input failed on FID's
             # ValueError about feature shapes after every output was generated)
-            where = self.root / self.phase if (self.root / self.phase).is_dir() else self.root
             raise DatasetError(f"{where} gives 1 input to evaluate: FID compares two sets of images, so metrics fid "
                                f"needs 2 inputs or more; use l1 or lpips")
 
-    def _load_networks(self, networks_from, lpips_backbone, lpips_linear, fid_weights) -> None:
+    def _load_networks(self, networks_from) -> None:
         # The metric networks load before any image is generated: a missing weights file fails at once.
         # networks_from: another evaluation of the same metric options, whose networks serve this one too
         # (compare: several models measured with the networks loaded once).
-        dev, chosen, lpips_version = self.model.device, self.chosen, self.lpips_version
-        if networks_from is not None:
-            o, theirs = networks_from._options, networks_from
-            if (chosen, dev, lpips_version, lpips_backbone, lpips_linear, fid_weights) != (
-                    theirs.chosen, theirs.model.device, o["lpips_version"], o["lpips_backbone"], o["lpips_linear"],
-                    o["fid_weights"]):
+        dev, chosen, o = self.model.device, self.chosen, self._options
+        if (theirs := networks_from) is not None:
+            same = ("lpips_version", "lpips_backbone", "lpips_linear", "fid_weights")
+            if (chosen, dev, [o[k] for k in same]) != (theirs.chosen, theirs.model.device,
+                                                       [theirs._options[k] for k in same]):
                 raise ValueError("networks_from: an evaluation of other metrics, metric weights or device")
             self.lp, self.inception = theirs.lp, theirs.inception
         else:
             try:
-                self.lp = load_lpips(lpips_version, backbone=lpips_backbone, linear=lpips_linear,
+                self.lp = load_lpips(o["lpips_version"], backbone=o["lpips_backbone"], linear=o["lpips_linear"],
                                      device=dev) if "lpips" in chosen else None
-                self.inception = load_inception(fid_weights, device=dev) if "fid" in chosen else None
+                self.inception = load_inception(o["fid_weights"], device=dev) if "fid" in chosen else None
             except WeightsError as e:
                 # Each loader says its first missing file: a machine without them (an offline cluster) took a try
                 # per file to learn the three. The others missing too, in the same line.
-                said = _missing_weights(chosen, lpips_version, lpips_backbone, lpips_linear, fid_weights)
+                said = []
+                for check in self._weights_files():
+                    try:
+                        check()
+                    except WeightsError as missing:
+                        said.append(str(missing))
                 if len(said) > 1:
                     raise WeightsError(f"{len(said)} weights files are missing: " + "; and ".join(said)) from e
                 raise
+
+    def _weights_files(self) -> list:
+        """The weights files the chosen metrics read, each as a callable: its loader's check, which returns the
+        file's path or raises the WeightsError that says it is missing."""
+        o = self._options
+        checks = (("lpips", lambda: checked_alexnet(o["lpips_backbone"])),
+                  ("lpips", lambda: checked_linear(o["lpips_version"], o["lpips_linear"])),
+                  ("fid", lambda: checked_inception_file(o["fid_weights"])))
+        return [check for metric, check in checks if metric in self.chosen]
 
     def of(self, model) -> "Evaluation":
         """This evaluation for another model (a BicycleGAN or a checkpoint path: another of the run's
@@ -699,12 +696,8 @@ class _Kept:
 
     def _recipe(self) -> str:
         ev = self.ev
-        weights = []
-        for metric, file in (("lpips", lambda: checked_alexnet(ev._options["lpips_backbone"])),
-                             ("lpips", lambda: checked_linear(ev.lpips_version, ev._options["lpips_linear"])),
-                             ("fid", lambda: checked_inception_file(ev._options["fid_weights"]))):
-            if metric in ev.chosen:  # the metric networks' files by their place and contents
-                weights.append([str(path := file().resolve()), _weights_sha256(path)])
+        # the metric networks' files by their place and contents
+        weights = [[str(path := file().resolve()), _weights_sha256(path)] for file in ev._weights_files()]
         # The data settings but the folder (the inputs are recorded by name and contents), the workers and the first
         # files listed (num: the inputs measured, beside the options)
         data = {k: v for k, v in ev.data.__dict__.items() if k not in ("dataroot", "num_workers", "max_dataset_size")}

@@ -126,10 +126,8 @@ MUTANTS = [
      '', BOTH),
     ('EH13', E, 'other = copy.copy(self)',
      'other = self', BOTH),
-    ('EH14', E, 'if (chosen, dev, lpips_version, lpips_backbone, lpips_linear, fid_weights) != (\n'
-                '                    theirs.chosen, theirs.model.device, o["lpips_version"],',
-     'if (chosen, dev, lpips_backbone, lpips_linear, fid_weights) != (\n'
-     '                    theirs.chosen, theirs.model.device,', BOTH),
+    ('EH14', E, 'same = ("lpips_version", "lpips_backbone",',
+     'same = ("lpips_backbone",', BOTH),
     # report.py: the table's measures and cells, the scatter chart
     ('RH01', R, 'skip = {*identity, *EVAL_SETTINGS}',
      'skip = {*identity}', BOTH),

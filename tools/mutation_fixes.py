@@ -1157,12 +1157,12 @@ MUTANTS = [
     ('EC01', "engine/evaluate.py", '            loader.close()  # a refused evaluation keeps no loader',
      '            pass  # a refused evaluation keeps no loader', REFUSED_EVALUATION),
     ('EC02', "engine/evaluate.py",
-     '            self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n'
+     '            self._load_networks(networks_from)\n'
      '        except BaseException:\n            loader.close()  # a refused evaluation keeps no loader (DALI\'s: its '
      'pipeline\'s threads and memory)\n            raise\n',
      '        except BaseException:\n            loader.close()  # a refused evaluation keeps no loader (DALI\'s: its '
      'pipeline\'s threads and memory)\n            raise\n'
-     '        self._load_networks(networks_from, lpips_backbone, lpips_linear, fid_weights)\n', REFUSED_EVALUATION),
+     '        self._load_networks(networks_from)\n', REFUSED_EVALUATION),
     # the reference's option names answered with ours, another command's option named with its commands (RO01-RO05)
     ('RO01', CLI, '        elif hint is not None:\n', '        elif False:\n', REF_NAMES),
     ('RO02', CLI, 'if c != command and option in p._option_string_actions]', 'if c != command]', REF_NAMES),
