@@ -246,7 +246,7 @@ class Evaluation:
                  dist: Dist = Dist(), keep_loader: bool = True):
         check_int("num", num, 1)
         check_int("batch_size", batch_size, 1)
-        self.dist, self.batch_size, self._kept = dist, batch_size, None
+        self.dist, self.batch_size, self._first_loader = dist, batch_size, None
         self._real = {}  # FID's features of the real B, by their file (_real_features); shared with of()'s copies
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
@@ -285,7 +285,7 @@ class Evaluation:
             # batch_size=1, which train --eval_every has no option for)
             self.batch_size = 1
             loader = self._loader()
-        self._kept = loader if keep_loader else None
+        self._first_loader = loader if keep_loader else None
         if not keep_loader:
             loader.close()  # at once: its checks' findings (layout, sizes, count) are all that is wanted of it
         try:
@@ -375,7 +375,7 @@ class Evaluation:
         if reading(model.cfg) != reading(self.model.cfg):
             return Evaluation(model, **self._options, networks_from=self, dist=self.dist)
         other = copy.copy(self)
-        other.model, other._kept = model, None  # (the loader kept is this one's first run's)
+        other.model, other._first_loader = model, None  # (this one's first run's)
         other._opened = model is not given
         other._check_finite()
         return other
@@ -389,9 +389,9 @@ class Evaluation:
         """The split's loader (run() reads this rank's share of it: _from_input): the one __init__ made, for
         the first run; later runs make their own (a training's evaluations): a loader kept after its run would
         keep its worker processes for as long as this object lives."""
-        if (kept := self._kept) is not None:
-            self._kept = None
-            return kept
+        if (first := self._first_loader) is not None:
+            self._first_loader = None
+            return first
         # Not the loader's own cut among the ranks: that one checks the files together (a collective, which
         # a rank failing before it left the others in), and with skip_bad it cuts the whole split, not num.
         return build_loader(self.model.cfg.model, self.data, self.root, self.phase, device=self.model.device,

@@ -1054,13 +1054,14 @@ MUTANTS = [
     ('NL21', R, 'RUN_MARKERS = ("config.json", "log.jsonl")', 'RUN_MARKERS = ("config.json",)', REPORT),
     ('NL28', R, '    if status is None and not any((run / name)', '    if not any((run / name)', LIVE_REPORT),
     # Evaluation: its loader built once, kept for its first run
-    ('NL22', EV, '        self._kept = loader if keep_loader else None', '        self._kept = None', ONCE),
-    ('NL23', EV, '            self._kept = None\n            return kept', '            return kept', ONCE),
+    ('NL22', EV, '        self._first_loader = loader if keep_loader else None',
+     '        self._first_loader = None', ONCE),
+    ('NL23', EV, '            self._first_loader = None\n            return first', '            return first', ONCE),
     ('NL24', FI, '        raise SeveralSizesError(', '        raise DatasetError(', ONCE),
     ('NL25', EV, '            self.batch_size = 1\n            loader = self._loader()',
      '            loader = self._loader()', ONCE),
     ('NL26', T, '    keep_loader=False)  # (run at', '    keep_loader=True)  # (run at', TRAIN_EVAL_BROKEN),
-    ('NL27', EV, 'other.model, other._kept = model, None', 'other.model = model', COPY_BEFORE_RUN),
+    ('NL27', EV, 'other.model, other._first_loader = model, None', 'other.model = model', COPY_BEFORE_RUN),
     # the suite's check that its tests leave nothing in the folder it runs in
     ('NL09', CONFTEST, '    if not hasattr(session.config, "workerinput"):  # (the controller',
      '    if hasattr(session.config, "workerinput"):  # (the controller', GUARD),
