@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import PIL
 import torch
 import torch.distributed as dist
 from PIL import Image
@@ -38,6 +39,7 @@ from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, check_named, refuse_unused_sizes, split_fields
 from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError
+from .io import file_sha256
 
 if dist.is_available():
     # Imported before any process group exists: its functions' default arguments are the default
@@ -328,7 +330,7 @@ def launch_env() -> tuple[int, int, int]:
 
     def number(name, default, low):
         text = env.get(name)
-        if text is None or text == "":
+        if not text:
             return default
         try:
             value = int(text)
@@ -417,7 +419,12 @@ class SaidOnce(logging.Filter):
 def demo_data_root(out, size: tuple[int, int], seed: int) -> Path:
     """Where a run in folder `out` keeps its demo data: beside the run, shared by runs of one size,
     seed and version of the demo images."""
-    return Path(out).resolve().parent / f"demo_data_v{DATA_VERSION}_{size[0]}x{size[1]}_seed{seed}"
+    return Path(out).resolve().parent / demo_data_name(size, seed)
+
+
+def demo_data_name(size: tuple[int, int], seed: int) -> str:
+    """The name of the demo data folder of runs of one size and seed (demo_data_root's)."""
+    return f"demo_data_v{DATA_VERSION}_{size[0]}x{size[1]}_seed{seed}"
 
 
 def prepare_data_root(cfg: TrainConfig, dist_info: Dist = Dist()) -> Path:
@@ -533,28 +540,26 @@ def run_config(out, options: dict) -> TrainConfig | None:
             raise old from None
         raise ConfigError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); "
                           "give the run's options again together with --preset") from e
-    return _with_options(cfg, out, options)
+    return _with_options(cfg, options)
 
 
 def checkpoint_config(path, options: dict) -> TrainConfig | None:
     """run_config's for a checkpoint outside a run (an import-official file, a run's latest.pt copied out of it):
     the config it stores with `options` over it; None where it cannot be read (the run's start says why). A run
     from such a file took the demo's (or reference's) preset and was refused for every network option it stores."""
-    from .checkpoint import CheckpointError, peek_checkpoint
+    from .checkpoint import peek_checkpoint
     try:
         saved = peek_checkpoint(path, "config")[0]
         cfg = TrainConfig.from_dict(saved) if isinstance(saved, dict) else None
     except (CheckpointError, ValueError, TypeError, ConfigError):
         return None
-    return None if cfg is None else _with_options(cfg, cfg.out, options)
+    return None if cfg is None else _with_options(cfg, options)
 
 
-def _with_options(cfg: TrainConfig, out, options: dict) -> TrainConfig:
-    """A stored config (of the run in folder `out`) with `options` over it; a demo run's data folder (made beside
-    the run folder, by its name: the run or the file may have moved since) goes back to None: the run makes its
-    demo data where it goes."""
-    if cfg.data.dataroot is not None and Path(cfg.data.dataroot).name == demo_data_root(
-            out, cfg.model.size, cfg.seed).name:
+def _with_options(cfg: TrainConfig, options: dict) -> TrainConfig:
+    """A stored config with `options` over it; a demo run's data folder (made beside the run folder, known by its
+    name: the run or the file may have moved since) goes back to None: the run makes its demo data where it goes."""
+    if cfg.data.dataroot is not None and Path(cfg.data.dataroot).name == demo_data_name(cfg.model.size, cfg.seed):
         cfg.data.dataroot = None
     given = split_fields(options)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **given["model"]),
@@ -573,7 +578,7 @@ def data_root_for(cfg: TrainConfig, dataroot=None) -> Path:
                            f"an aligned file in <root>/<split>/, or a folder of input images)")
     if not root.is_dir():
         (h, w), seed = cfg.model.size, cfg.seed
-        if dataroot is None and root.name == f"demo_data_v{DATA_VERSION}_{h}x{w}_seed{seed}":
+        if dataroot is None and root.name == demo_data_name(cfg.model.size, seed):
             # a demo run copied without the data beside it, which the user never chose: "pass --dataroot" named
             # no folder they had; the demo data is made again alike
             again = f"bicyclegan make-demo {shlex.quote(str(root))} --size {h}" + (f" --width {w}" if w != h else "") \
@@ -754,8 +759,6 @@ def made_from(model, opened: bool, cfg, loader, **options) -> dict:
     The device's kind is also its processor: a CPU's vector instructions as torch's kernels use them (AVX2 and AVX-512
     sum in lanes of another width), a GPU's name and cuDNN's version (their kernels differ): a preempted job run again
     on another cluster node of another kind takes none of the work."""
-    import PIL
-
     from . import __version__
     from .checkpoint import digest
     weights = model.source["digest"] if opened else digest(
@@ -782,7 +785,6 @@ def input_state(s, folder: Path) -> list:
     """An input (a loader's sample) as a stopped call's saved work records it: each of its files' name below the
     folder read and the digest of its contents (a file replaced keeping its size and time, as tar and rsync -a do,
     is another)."""
-    from .io import file_sha256
     state = []
     for path in (s.path, s.b_path):
         if path is not None:
