@@ -321,33 +321,34 @@ def watch_launcher(poll: float = 1.0) -> None:
 _LAUNCH_HINT = "(a launch sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; torchrun sets them all)"
 
 
+def _launch_number(name: str, default, low: int):
+    """The environment's variable `name` of a launch, an integer >= low (a ConfigError naming it where it is not), or
+    `default` where it is not set or empty."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ConfigError(f"{name}={text!r} in the environment: an integer >= {low} was expected {_LAUNCH_HINT}")
+    return value
+
+
 def launch_env() -> tuple[int, int, int]:
     """(RANK, WORLD_SIZE, LOCAL_RANK) of this process as a launch set them (torchrun, or by hand): (0, 1, 0) for
     a single process. A value that cannot be is a ConfigError naming it: read with a bare int(), RANK=1 alone was
     a traceback (StopIteration, a TypeError, ZeroDivisionError for WORLD_SIZE=0) and RANK=5 of WORLD_SIZE=2 waited
     forever for ranks that never came."""
-    env = os.environ
-
-    def number(name, default, low):
-        text = env.get(name)
-        if not text:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise ConfigError(f"{name}={text!r} in the environment: an integer >= {low} was expected "
-                              f"{_LAUNCH_HINT}")
-        return value
-    world = number("WORLD_SIZE", 1, 1)
-    rank, local = number("RANK", None, 0), number("LOCAL_RANK", 0, 0)
+    world = _launch_number("WORLD_SIZE", 1, 1)
+    rank, local = _launch_number("RANK", None, 0), _launch_number("LOCAL_RANK", 0, 0)
     if rank is None and world > 1:
         raise ConfigError(f"WORLD_SIZE={world} in the environment without RANK: this process's place among the "
                           f"{world} is not said {_LAUNCH_HINT}")
     if rank is not None and rank >= world:
-        raise ConfigError(f"RANK={rank} in the environment, of WORLD_SIZE={env.get('WORLD_SIZE', '1 (not set)')}: "
-                          f"ranks are 0 to {world - 1} {_LAUNCH_HINT}")
+        raise ConfigError(f"RANK={rank} in the environment, of WORLD_SIZE="
+                          f"{os.environ.get('WORLD_SIZE', '1 (not set)')}: ranks are 0 to {world - 1} {_LAUNCH_HINT}")
     return rank or 0, world, local
 
 
@@ -363,7 +364,7 @@ def init_distributed(device: str = "auto") -> Dist:
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        local_rank = int(os.environ.get("LOCAL_RANK", rank % gpus if gpus else 0))
+        local_rank = _launch_number("LOCAL_RANK", rank % gpus if gpus else 0, 0)
     else:
         rank, world, local_rank = launch_env()
         owns = world > 1

@@ -395,6 +395,18 @@ def test_the_data_warnings_every_process_gives_alike_are_said_by_local_rank_0(mo
         "skipped x.png: the next good sample takes its place", "after close"]
 
 
+def test_a_local_rank_that_cannot_be_beside_the_callers_own_group_is_one_line(monkeypatch):
+    """A group the caller started counts its own rank and size; LOCAL_RANK, read beside it, is checked as a launch's
+    (a bare int() was a ValueError's traceback)."""
+    from bicyclegan.engine import runtime
+    monkeypatch.setattr(runtime.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(runtime.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(runtime.dist, "get_world_size", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(runtime.ConfigError, match=r"^LOCAL_RANK='x' in the environment: an integer >= 0 was expected"):
+        runtime.init_distributed("cpu")
+
+
 def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
     """A run begun with device=cuda:0 and resumed under torchrun keeps that option: each rank must
     still take its own GPU (two ranks on one GPU make NCCL fail)."""

@@ -1435,7 +1435,7 @@ MUTANTS = [
      '        if False and (changed := _rounding_changes(state, self.cfg, self.model)):', ROUNDING),
     ('SQ26', RT, '    if rank is None and world > 1:', '    if False:', LAUNCH),
     ('SQ27', RT, '    if rank is not None and rank >= world:', '    if False:', LAUNCH),
-    ('SQ28', RT, '        if value is None or value < low:', '        if value is None:', LAUNCH),
+    ('SQ28', RT, '    if value is None or value < low:', '    if value is None:', LAUNCH),
     ('SQ29', CLI, '            launch_env()  # (a launch', '            pass  # (a launch', LAUNCH),
     ('SQ30', CLI, '    except ConfigError:\n        return 1', '    except KeyError:\n        return 1', LAUNCH),
     ('SQ31', RT, '        if owns and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):',
