@@ -730,7 +730,8 @@ class _Kept:
                 raise ValueError
             first, end = c["batches"]
             if not (type(first) is int and type(end) is int and c["format"] == KEPT_FORMAT
-                    and isinstance(c["recipe"], str) and name == f"{self.prefix}{first:06d}.pt" and end > first
+                    and name == f"{self.prefix}{first:06d}.pt" and end > first
+                    and isinstance(c["recipe"], str) and isinstance(json.loads(c["recipe"]), dict)  # (take reads it)
                     and isinstance(c["got"], dict) and set(c["got"]) <= set(got) and isinstance(c["has_enc"], bool)
                     and all(t is None or isinstance(t, torch.Tensor) for t in c["got"].values())
                     and all(type(i) is int and i in self.share for i in c["measured"])
@@ -768,8 +769,7 @@ class _Kept:
             self.recipe = self.recipe or self._recipe()
             if c["recipe"] != self.recipe:
                 old, new = json.loads(c["recipe"]), json.loads(self.recipe)
-                what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)] if isinstance(
-                    old, dict) else []
+                what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
                 self._note(f"the measures kept in {self.folder} are of another {', '.join(what) or 'recipe'} (an "
                            f"earlier call's): measuring every input again", everyone=False)
                 break

@@ -232,6 +232,11 @@ def _got_a_list(f: Path):
     torch.save({**c, "got": list(c["got"])}, f)
 
 
+def _recipe_not_json(f: Path):
+    c = torch.load(f, weights_only=True)
+    torch.save({**c, "recipe": "not JSON"}, f)
+
+
 def _format_1(f: Path):
     c = torch.load(f, weights_only=True)
     torch.save({**c, "format": 1}, f)  # (an earlier version's: the palette metric's images kept)
@@ -245,6 +250,7 @@ def _text(f: Path):
                                           (_not_measures, "are not such measures (damaged or renamed since)"),
                                           (_a_tensor, "are not such measures (damaged or renamed since)"),
                                           (_got_a_list, "are not such measures (damaged or renamed since)"),
+                                          (_recipe_not_json, "are not such measures (damaged or renamed since)"),
                                           (_format_1, "are of another version's layout (format 1, this version's 2)"),
                                           (_text, "is not a torch file")])
 def test_kept_measures_damaged_since_are_measured_again_said_in_a_line(setup, tmp_path, made, capsys, monkeypatch,
