@@ -115,9 +115,9 @@ def earlier_results(path) -> bool:
     checkpoint) wrote."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (size := path.stat().st_size) == 0:
             return True
-        if path.stat().st_size > 64 << 20:  # (a sweep of 2,000 checkpoints writes 2 MiB: not read whole)
+        if size > 64 << 20:  # (a sweep of 2,000 checkpoints writes 2 MiB: not read whole)
             return False
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -439,7 +439,7 @@ class Evaluation:
                         return None
                     error, batch, fresh = None, None, []
                     try:
-                        if saver is not None and saver.loader is not None and saver.due():
+                        if saver is not None and saver.due():
                             saver.save_quietly(got, n_out, has_enc)
                         if batches is None:  # in here: its refusal is every rank's; none for an empty share
                             loader = owned.enter_context(self._loader()) if len(share) else None
