@@ -207,8 +207,8 @@ def evaluate(model, dataroot=None, *, phase: str | None = None, n_samples: int |
     command does). keep: a folder to keep the measures in as they are made (Evaluation.run's), from which a call
     stopped and made again goes on, removed once the result is made. dist: the ranks that share the inputs under
     torchrun (every rank calls evaluate alike and gets the result; init_distributed's)."""
-    # The command's bounds (--num, --n_samples >= 1): num 0 was "no images to evaluate" in a folder
-    # that has them, n_samples 0 or less a RuntimeError about a tensor's shape.
+    # n_samples 0 or less was a RuntimeError about a tensor's shape: refused before the metric networks load
+    # (run() checks it again, for Evaluation's callers)
     if n_samples is not None:
         check_int("n_samples", n_samples, 1)
     progress = check_bool("progress", progress)  # (skip_bad: DataConfig's)
@@ -244,7 +244,7 @@ class Evaluation:
                  lpips_pairs: str = "consecutive", lpips_backbone=None, lpips_linear=None, fid_weights=None,
                  layout: str | None = None, skip_bad: bool | None = None, networks_from: "Evaluation | None" = None,
                  dist: Dist = Dist(), keep_loader: bool = True):
-        check_int("num", num, 1)
+        check_int("num", num, 1)  # (num 0 was "no images to evaluate" in a folder that has them)
         check_int("batch_size", batch_size, 1)
         self.dist, self.batch_size, self._first_loader = dist, batch_size, None
         self._real = {}  # FID's features of the real B, by their file (_real_features); shared with of()'s copies
