@@ -197,6 +197,30 @@ def test_backends_agree_on_crops_and_flips_where_they_resize(tmp_path, mode):
 
 
 @needs_dali
+def test_backends_agree_on_a_crop_that_float32_draws_would_move(tmp_path):
+    """DALI's draws are float64, as the torch loader's: seed 30911's first draw for sample 0 of epoch 0,
+    0.756999973..., puts the crop's top at row 756 of 0..999, and at 757 in float32 (one draw in ~50,000
+    of a 1000 px range moves so)."""
+    from bicyclegan.pipelines.sharding import sample_rng
+    u = sample_rng(30911, 0, 0).random(3)
+    assert int(u[0] * 1000) == 756 and int(np.float32(np.float32(u[0]) * np.float32(1000))) == 757  # (why this seed)
+    rng = np.random.default_rng(5)
+    file = write(tmp_path / "train/0.png", np.concatenate([noise(rng, 1031, 40), noise(rng, 1031, 40)], 1))
+    kw = {"batch_size": 1, "load_size": 32, "crop_size": 32, "preprocess": "crop", "num_workers": 0, "seed": 30911}
+    # draw_params' rule: rows 756..787 of each half, its columns from int(u[1] * 9), flipped where u[2] < 0.5
+    left = int(u[1] * 9)
+    want = np.asarray(Image.open(file))[756:788]
+    for backend in ("torch", "dali"):
+        loader = make_loader(tmp_path, backend=backend, **kw)
+        loader.set_epoch(0)
+        (got,) = list(loader)
+        for k, half in (("A", want[:, :40]), ("B", want[:, 40:])):
+            crop = half[:, left:left + 32][:, ::-1] if u[2] < 0.5 else half[:, left:left + 32]
+            assert torch.equal(torch.round((got[k][0] + 1) * 127.5).to(torch.uint8),
+                               torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)), (backend, k)
+
+
+@needs_dali
 def test_backends_ignore_exif_orientation(tmp_path):
     """As PIL and the reference: the stored pixels, not the EXIF-rotated view (DALI rotates by default)."""
     exif = Image.Exif()

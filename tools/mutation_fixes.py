@@ -633,6 +633,15 @@ RS_T = [REL + "only_temp_files_no_live_writer_can_own_are_stale",
         SR + "an_image_whose_write_was_killed_is_not_taken_as_written"]
 FM_T = ["tests/test_config.py::test_the_kernels_fallback_mode_is_read_before_a_run_starts"]
 
+# session 53's hand-made mutants of its changes: DALI's draws from each sample's generator and its pass from a
+# batch (DD), download model's check of a file already there (DM), train's refusal of an --out holding a report.html
+# (RH), serve's SIGINT handler put in before its thread starts (SV), LOCAL_RANK beside a caller's group (LN), the
+# kept measures that are not such measures (KM): docs/mutation-engine.md, "DALI's draws, a model already there, a
+# page in --out, serve's handler, LOCAL_RANK and kept files of another kind"
+PL, PE = "tests/test_pipelines.py::test_", "tests/test_pipelines_errors.py::test_"
+DD_ALL = ["tests/test_pipelines.py", "tests/test_preprocessing.py",
+          PE + "dali_keeps_the_crops_of_an_epoch_where_a_file_broke", PE + "decode_error_at_run_time"]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -2165,6 +2174,67 @@ MUTANTS = [
      '    check_fallback_mode(cfg.model.impl, device)', FM_T),
     ('FM07', M, '            check_fallback_mode(self.impl, device)', '            pass', FM_T),
     ('FM08', RT, '    check_fallback_mode(layer_impl(cfg, device), device)', '    pass', FM_T),
+    # session 53: DALI's draws and its pass from a batch (DD)
+    ('DD01', DA, 'return fn.cast(dmath.min(dmath.floor(u * (d + 1)), d) / scale, dtype=types.FLOAT)',
+     'return dmath.min(dmath.floor(u * (d + 1)), d) / scale', DD_ALL),
+    ('DD02', DA, 'return fn.cast(dmath.min(dmath.floor(u * (d + 1)), d) / scale, dtype=types.FLOAT)',
+     'return fn.cast(dmath.min(dmath.floor(u * d), d) / scale, dtype=types.FLOAT)', DD_ALL),
+    ('DD03', DA, 'return fn.cast(dmath.min(dmath.floor(u * (d + 1)), d) / scale, dtype=types.FLOAT)',
+     'return fn.cast(dmath.floor(u * (d + 1)) / scale, dtype=types.FLOAT)', DD_ALL),
+    ('DD04', DA, 'return fn.cast(dmath.min(dmath.floor(u * (d + 1)), d) / scale, dtype=types.FLOAT)',
+     'return fn.cast(dmath.min(dmath.floor(fn.cast(u, dtype=types.FLOAT) * (d + 1)), d) / scale, dtype=types.FLOAT)',
+     DD_ALL),
+    ('DD05', DA, 'indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size)]',
+     'indices = [self.positions[first + j] for j in range(self.batch_size)]', DD_ALL),
+    ('DD06', DA, 'indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size)]',
+     'indices = [self.positions[(first + j) % n] for j in range(self.batch_size)]', DD_ALL),
+    ('DD07', DA, 'n, first = len(self.positions), info.iteration * self.batch_size',
+     'n, first = len(self.positions), (info.iteration + 1) * self.batch_size', DD_ALL),
+    ('DD08', DA, 'indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size)]',
+     'indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size - 1)]', DD_ALL),
+    ('DD09', DA, 'indices = [self.positions[min(first + j, n - 1)] for j in range(self.batch_size)]',
+     'indices = [min(first + j, n - 1) for j in range(self.batch_size)]', DD_ALL),
+    ('DD10', DA, 'sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in indices])',
+     'sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in indices], dtype=np.float32)', DD_ALL),
+    ('DD11', DA, 'sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in indices])',
+     'sharding.sample_rng(self.seed, 0, int(i)).random(3) for i in indices])', DD_ALL),
+    ('DD12', DA, 'sharding.sample_rng(self.seed, self.epoch, int(i)).random(3) for i in indices])',
+     'sharding.sample_rng(self.seed, self.epoch, int(i)).random(3)[::-1] for i in indices])', DD_ALL),
+    ('DD13', DA, 'if self.spec.augment and (self.spec.crops or self.spec.random_flip):  # (else',
+     'if self.spec.augment and self.spec.crops:  # (else', DD_ALL),
+    ('DD14', DA, 'if self.spec.augment and (self.spec.crops or self.spec.random_flip):  # (else',
+     'if self.spec.crops or self.spec.random_flip:  # (else', DD_ALL),
+    ('DD15', DA, 'if self.spec.augment and (self.spec.crops or self.spec.random_flip):  # (else',
+     'if self.spec.augment:  # (else', DD_ALL),
+    ('DD16', DA, '                draw = u[0], u[1]\n', '                draw = u[1], u[0]\n', DD_ALL),
+    ('DD17', DA, '                if self.spec.random_flip:\n                    mirror',
+     '                if True:\n                    mirror', DD_ALL),
+    ('DD18', DA, 'mirror = fn.cast(u[2] < 0.5, dtype=types.INT32)', 'mirror = fn.cast(u[2] >= 0.5, dtype=types.INT32)',
+     DD_ALL),
+    ('DD19', DA, 'mirror = fn.cast(u[2] < 0.5, dtype=types.INT32)', 'mirror = fn.cast(u[2] <= 0.5, dtype=types.INT32)',
+     DD_ALL),
+    ('DD20', DA, 'mirror = fn.cast(u[2] < 0.5, dtype=types.INT32)', 'mirror = fn.cast(u[1] < 0.5, dtype=types.INT32)',
+     DD_ALL),
+    ('DD21', DA, '_Draws(positions, self.batch_size, self.seed, epoch), batch_info=True)',
+     '_Draws(positions, self.batch_size, self.seed, 0), batch_info=True)', DD_ALL),
+    ('DD22', DA, 'mine, done, restarts = order[lo:hi], start * self.batch_size, 0',
+     'mine, done, restarts = order[lo:hi], start, 0', DD_ALL),
+    ('DD23', DA, '        positions = mine[base:]  # labels index this list',
+     '        positions = mine  # labels index this list', DD_ALL),
+    ('DD24', DA, '        if start == len(self):\n            return  # (a reader',
+     '        if False:\n            return  # (a reader', DD_ALL),
+    ('DD25', DA, '        if start == len(self):\n            return  # (a reader',
+     '        if start >= len(self) - 1:\n            return  # (a reader', DD_ALL),
+    ('DD26', DA, 'or self._active is not None or start:', 'or self._active is not None:', DD_ALL),
+    ('DD27', DA, 'clean = restarts == 0 and start == 0  # a pipeline', 'clean = restarts == 0  # a pipeline', DD_ALL),
+    ('DD28', DA, 'if not np.array_equal(labels, np.arange(done - base, done - base + n)):',
+     'if not np.array_equal(labels, np.arange(done, done + n)):', DD_ALL),
+    ('DD29', DA, 'if not np.array_equal(labels, np.arange(done - base, done - base + n)):', 'if False:', DD_ALL),
+    ('DD30', DA, '                        base, restarts = done, restarts + 1',
+     '                        base, restarts = base, restarts + 1', DD_ALL),
+    ('DD31', DA, '            for _ in range(len(self) - start):', '            for _ in range(len(self)):', DD_ALL),
+    ('DD32', DA, 'batch["paths"] = [self.samples[positions[j]].path for j in labels]',
+     'batch["paths"] = [self.samples[mine[j]].path for j in labels]', DD_ALL),
 ]
 
 if __name__ == "__main__":
