@@ -237,6 +237,16 @@ def _recipe_not_json(f: Path):
     torch.save({**c, "recipe": "not JSON"}, f)
 
 
+def _recipe_a_list(f: Path):
+    c = torch.load(f, weights_only=True)
+    torch.save({**c, "recipe": "[1]"}, f)  # (JSON, but no recipe: take compares its keys)
+
+
+def _batches_tensors(f: Path):
+    c = torch.load(f, weights_only=True)
+    torch.save({**c, "batches": [torch.tensor(b) for b in c["batches"]]}, f)
+
+
 def _format_1(f: Path):
     c = torch.load(f, weights_only=True)
     torch.save({**c, "format": 1}, f)  # (an earlier version's: the palette metric's images kept)
@@ -251,6 +261,8 @@ def _text(f: Path):
                                           (_a_tensor, "are not such measures (damaged or renamed since)"),
                                           (_got_a_list, "are not such measures (damaged or renamed since)"),
                                           (_recipe_not_json, "are not such measures (damaged or renamed since)"),
+                                          (_recipe_a_list, "are not such measures (damaged or renamed since)"),
+                                          (_batches_tensors, "are not such measures (damaged or renamed since)"),
                                           (_format_1, "are of another version's layout (format 1, this version's 2)"),
                                           (_text, "is not a torch file")])
 def test_kept_measures_damaged_since_are_measured_again_said_in_a_line(setup, tmp_path, made, capsys, monkeypatch,

@@ -447,6 +447,23 @@ def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, back
         part.set_epoch(0, len(part) + 1)
 
 
+@needs_dali
+def test_a_dali_pass_from_a_batch_with_nothing_random_leaves_whole_passes_whole(negated):
+    """Nothing random (eval): DALI keeps its pipeline from one whole pass to the next. A pass from batch k
+    builds one over the files from there on, never reuses the kept one (which starts at batch 0) and does
+    not keep its own (the next whole pass would start at batch k)."""
+    dali = make_loader(negated, backend="dali", batch_size=2, load_size=40, crop_size=32, augment=False,
+                       shuffle=False, num_workers=0)
+    whole = list(dali)
+    for k in (1, 2):
+        dali.set_epoch(1, k)
+        for part in (list(dali), list(dali)[k:]):  # (then a whole pass again)
+            assert len(part) == len(whole) - k
+            for got, want in zip(part, whole[k:], strict=True):
+                assert got["paths"] == want["paths"] and torch.equal(got["A"], want["A"])
+                assert torch.equal(got["B"], want["B"])
+
+
 def test_auto_backend_and_lazy_dali_import(tiny):
     loader = make_loader(tiny, batch_size=2, load_size=8, crop_size=8, num_workers=0)
     assert loader.backend == ("dali" if torch.cuda.is_available() and HAS_DALI else "torch")

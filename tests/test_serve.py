@@ -917,6 +917,37 @@ def test_serve_in_a_script_event_loop_has_its_interrupt_handler_in_before_the_se
     assert seen == [signal.default_int_handler]
 
 
+def test_a_server_thread_that_cannot_start_is_raised_at_once_not_waited_for(monkeypatch):
+    # A thread that cannot start (RuntimeError: can't start new thread, at a process's thread limit) raises in the
+    # wait's try: stopping the server and waiting for its end there waited forever, as it never ran.
+    real = threading.Thread
+
+    class NoStart(real):
+        def start(self):
+            if self.name == "bicyclegan serve":
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    class Server:
+        def run(self, sockets=None):
+            pass
+
+        def handle_exit(self, sig, frame):
+            pass
+    got = []
+
+    def call():  # (in a thread of its own: a wait for ever ends the test, not the suite)
+        try:
+            serve_mod._run_beside(Server(), None)
+        except RuntimeError as e:
+            got.append(str(e))
+    caller = real(target=call, daemon=True)
+    monkeypatch.setattr(serve_mod.threading, "Thread", NoStart)
+    caller.start()
+    caller.join(10)
+    assert got == ["can't start new thread"] and not caller.is_alive()
+
+
 def test_a_server_that_fails_to_start_frees_its_port(ckpt, demo_root, monkeypatch):
     import uvicorn
     socks = []

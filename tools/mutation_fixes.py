@@ -638,9 +638,19 @@ FM_T = ["tests/test_config.py::test_the_kernels_fallback_mode_is_read_before_a_r
 # (RH), serve's SIGINT handler put in before its thread starts (SV), LOCAL_RANK beside a caller's group (LN), the
 # kept measures that are not such measures (KM): docs/mutation-engine.md, "DALI's draws, a model already there, a
 # page in --out, serve's handler, LOCAL_RANK and kept files of another kind"
-PL, PE = "tests/test_pipelines.py::test_", "tests/test_pipelines_errors.py::test_"
 DD_ALL = ["tests/test_pipelines.py", "tests/test_preprocessing.py",
           PE + "dali_keeps_the_crops_of_an_epoch_where_a_file_broke", PE + "decode_error_at_run_time"]
+WF = "tests/test_workflow.py::test_"
+DM_T = [WF + "download_model_returns_only_that_models_checkpoint_as_already_there",
+        "tests/test_download.py::test_a_download_model_waits_for_another_of_the_same_model"]
+PG_T = ["tests/test_user_paths.py::test_an_out_that_holds_a_dataset_or_other_runs_or_a_page_is_refused"]
+SV_T = ["tests/test_serve.py::test_serve_in_a_script_event_loop_has_its_interrupt_handler_in_before_the_server_answers",
+        "tests/test_serve.py::test_a_server_thread_that_cannot_start_is_raised_at_once_not_waited_for",
+        "tests/test_serve.py::test_serve_in_a_running_event_loop_serves_and_an_interrupt_stops_it_and_frees_the_port"]
+LN_T = ["tests/test_distributed.py::test_a_local_rank_that_cannot_be_beside_the_callers_own_group_is_one_line",
+        "tests/test_distributed.py::test_under_torchrun_a_named_gpu_is_this_ranks_gpu"] + LAUNCH
+KM_T = ["tests/test_evaluate_resume.py::test_kept_measures_damaged_since_are_measured_again_said_in_a_line"]
+KM_NOTE = ["tests/test_evaluate_resume.py"]
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -2235,6 +2245,65 @@ MUTANTS = [
     ('DD31', DA, '            for _ in range(len(self) - start):', '            for _ in range(len(self)):', DD_ALL),
     ('DD32', DA, 'batch["paths"] = [self.samples[positions[j]].path for j in labels]',
      'batch["paths"] = [self.samples[mine[j]].path for j in labels]', DD_ALL),
+    # session 53: download model's file already there (DM)
+    ('DM01', DL, '    if not os.path.lexists(out):\n        return False',
+     '    if not out.exists():\n        return False',
+     DM_T),
+    ('DM02', DL, 'peek_checkpoint(out, "source", "imported") if out.is_file() else (None, None)',
+     'peek_checkpoint(out, "source", "imported")', DM_T),
+    ('DM03', DL, '    if imported is None:\n        kind = ', '    if False:\n        kind = ', DM_T),
+    ('DM04', DL, 'if fetched is not None and fetched != sorted(MODELS[name].values()):', 'if False:', DM_T),
+    ('DM05', DL, 'if fetched is not None and fetched != sorted(MODELS[name].values()):',
+     'if fetched is not None and fetched != sorted(MODELS[name]):', DM_T),
+    ('DM06', DL, '               if isinstance(source, dict) else None)',
+     '               if isinstance(source, dict) else [])',
+     DM_T),
+    ('DM07', DL, '            if _model_there(out, name):  # made by the download waited for',
+     '            if out.exists():  # made by the download waited for', DM_T),
+    ('DM08', DL, '    print(f"{out} is already there", file=sys.stderr)\n    return True', '    return True', DM_T),
+    ('DM09', DL, '    except CheckpointError as e:\n        raise OutputError(f"{what} (',
+     '    except OSError as e:\n        raise OutputError(f"{what} (', DM_T),
+    ('DM10', DL, ".removesuffix('; move it away')", "", DM_T),
+    ('DM11', DL, 'kind = "a folder" if out.is_dir() else', 'kind = "a folder" if out.exists() else', DM_T),
+    # session 53: train's --out holding a page of no run (PG)
+    ('PG01', T, '    if (run_dir / "report.html").exists():  # (a run', '    if False:  # (a run', PG_T),
+    ('PG02', T, '    if not run_dir.is_dir() or any((run_dir / name).exists() for name in ("config.json", "log.jsonl", '
+     '"checkpoints")):\n        return\n',
+     '    if run_dir.is_dir() and (run_dir / "report.html").exists():\n        raise OutputError("a report.html")\n'
+     '    if not run_dir.is_dir() or any((run_dir / name).exists() for name in ("config.json", "log.jsonl", '
+     '"checkpoints")):\n        return\n', PG_T + SL_NEWER),
+    # session 53: serve's SIGINT handler before its thread (SV)
+    ('SV01', SV, '    thread = threading.Thread(target=run, name="bicyclegan serve", daemon=True)\n',
+     '    thread = threading.Thread(target=run, name="bicyclegan serve", daemon=True)\n    thread.start()\n', SV_T),
+    ('SV02', SV, '        if thread.ident is not None:  # (started;', '        if True:  # (started;', SV_T),
+    ('SV03', SV, '        if thread.ident is not None:  # (started;',
+     '        if thread.is_alive():  # (started;', SV_T),
+    ('SV04', SV, '            server.handle_exit(signal.SIGINT, None)\n            ended.wait()\n        raise',
+     '            ended.wait()\n        raise', SV_T),
+    # session 53: LOCAL_RANK beside a caller's group, _launch_number (LN)
+    ('LN01', RT, '        local_rank = _launch_number("LOCAL_RANK", rank % gpus if gpus else 0, 0)',
+     '        local_rank = int(os.environ.get("LOCAL_RANK", rank % gpus if gpus else 0))', LN_T),
+    ('LN02', RT, '        local_rank = _launch_number("LOCAL_RANK", rank % gpus if gpus else 0, 0)',
+     '        local_rank = _launch_number("LOCAL_RANK", 0, 0)', LN_T),
+    ('LN03', RT, '        local_rank = _launch_number("LOCAL_RANK", rank % gpus if gpus else 0, 0)',
+     '        local_rank = _launch_number("LOCAL_RANK", rank % gpus if gpus else 0, 1)', LN_T),
+    ('LN04', RT, '    text = os.environ.get(name)\n    if not text:',
+     '    text = os.environ.get(name)\n    if text is None:',
+     LN_T),
+    ('LN05', RT, '    if value is None or value < low:', '    if value is None or value <= low:', LN_T),
+    # session 53: kept measures that are not such measures (KM)
+    ('KM01', EV, '            if not isinstance(c, dict):  # (another program',
+     '            if False:  # (another program',
+     KM_T),
+    ('KM02', EV, 'if not (type(first) is int and type(end) is int and c["format"] == KEPT_FORMAT',
+     'if not (c["format"] == KEPT_FORMAT', KM_T),
+    ('KM03', EV, ' and isinstance(json.loads(c["recipe"]), dict)  # (take reads it)', '  # (take reads it)', KM_T),
+    ('KM04', EV, ' and isinstance(json.loads(c["recipe"]), dict)  # (take reads it)',
+     ' and json.loads(c["recipe"]) is not None  # (take reads it)', KM_T),
+    ('KM05', EV, '                    and isinstance(c["got"], dict) and set(c["got"]) <= set(got)',
+     '                    and set(c["got"]) <= set(got)', KM_T),
+    ('KM06', EV, 'what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]', 'what = []', KM_NOTE),
+    ('KM07', EV, 'and isinstance(c["recipe"], str) and isinstance(json.loads', 'and isinstance(json.loads', KM_T),
 ]
 
 if __name__ == "__main__":
