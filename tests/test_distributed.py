@@ -405,6 +405,17 @@ def test_a_local_rank_that_cannot_be_beside_the_callers_own_group_is_one_line(mo
     monkeypatch.setenv("LOCAL_RANK", "x")
     with pytest.raises(runtime.ConfigError, match=r"^LOCAL_RANK='x' in the environment: an integer >= 0 was expected"):
         runtime.init_distributed("cpu")
+    # unset or empty: the rank's place among the machine's GPUs (rank 3 of 4 beside 2 GPUs: 1), as before
+    monkeypatch.setattr(runtime.dist, "get_rank", lambda: 3)
+    monkeypatch.setattr(runtime.dist, "get_world_size", lambda: 4)
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
+    try:
+        for value in ("", None):
+            monkeypatch.delenv("LOCAL_RANK") if value is None else monkeypatch.setenv("LOCAL_RANK", value)
+            assert runtime.init_distributed("cpu").local_rank == 1
+    finally:
+        runtime._DATA_LOG.removeFilter(runtime._said_by_local_rank_0)  # (a local rank but 0's, put in by each call)
 
 
 def test_under_torchrun_a_named_gpu_is_this_ranks_gpu(monkeypatch):
