@@ -64,6 +64,11 @@ Session 52's review of a stopped sample's resume (SR01-SR40), io.file_sha256 (FS
 (RS01-RS06) and check_fallback_mode (FM01-FM08): docs/mutation-engine.md, "Resumed samples, file digests, stale temp
 files and the fallback mode's check".
 
+Session 53's changes (DD01-DD32, DM01-DM11, PG01-PG02, SV01-SV04, LN01-LN05, KM01-KM07): DALI's draws from each
+sample's generator and its pass from a batch, download model's file already there, an --out holding a page of no
+run, serve's SIGINT handler, LOCAL_RANK beside a caller's group, kept measures of another kind: docs/mutation-engine.md,
+"DALI's draws, a model already there, a page in --out, serve's handler, LOCAL_RANK and kept files of another kind".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about an hour on 2 cores; a median of 4 s each)
@@ -204,7 +209,8 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # SR38: the unlink is missing_ok; the listing saves a call per name. SR39: the folder is held (held_folder) by this
 # call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
 # itself, each write (the cost TempFiles saves, not the files).
-EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05"}
+EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
+                        "DD29", "SV03", "KM07"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
