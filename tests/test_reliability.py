@@ -1624,6 +1624,99 @@ def test_remove_stale_removes_every_killed_writes_temp_and_takes_one_gone_since_
     assert os.listdir(tmp_path) == []
 
 
+def _disk_calls(monkeypatch) -> list:
+    """os.fsync's and os.replace's calls from then on, each as it returned (an fsync) or began (a rename):
+    ("fsync", inode, of a folder), ("rename", the temp's inode, the name it is given)."""
+    import threading
+    calls, lock, fsync, replace = [], threading.Lock(), os.fsync, os.replace
+
+    def fsynced(fd):
+        fsync(fd)
+        st = os.fstat(fd)
+        with lock:
+            calls.append(("fsync", st.st_ino, stat.S_ISDIR(st.st_mode)))
+
+    def renamed(src, dst, **kw):
+        with lock:
+            calls.append(("rename", os.stat(src).st_ino, Path(dst).name))
+        return replace(src, dst, **kw)
+    monkeypatch.setattr(os, "fsync", fsynced)
+    monkeypatch.setattr(os, "replace", renamed)
+    return calls
+
+
+def test_atomic_writes_renames_no_file_before_every_fsync_returned_and_then_fsyncs_the_folder(tmp_path, monkeypatch):
+    # A file renamed before its data is on the disk can be, after a power cut, a cut or empty file under its own
+    # name: a resumed sample took such an image as written. The folder's fsync comes after the renames it keeps.
+    from concurrent.futures import ThreadPoolExecutor
+    calls = _disk_calls(monkeypatch)
+    names = [f"{k}.png" for k in range(6)]
+    (tmp_path / "3.png").write_bytes(b"old")
+    with ThreadPoolExecutor(3) as pool, atomic.AtomicWrites() as group:
+        list(pool.map(lambda n: group.add(tmp_path / n, lambda f: f.write(n.encode() * 1000)), names))
+        assert sorted(n for n in os.listdir(tmp_path) if not n.endswith(".tmp")) == ["3.png"]  # none renamed yet
+        assert sorted(group.commit(pool.map)) == [tmp_path / n for n in names]
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == {n: n.encode() * 1000 for n in names}
+    renames = [i for i, c in enumerate(calls) if c[0] == "rename"]
+    assert sorted(calls[i][2] for i in renames) == names
+    fsynced = {c[1] for c in calls[:renames[0]] if c[0] == "fsync" and not c[2]}
+    assert {calls[i][1] for i in renames} == fsynced  # every file's fsync returned before the first rename
+    assert calls[-1] == ("fsync", tmp_path.stat().st_ino, True) and len(calls) == 2 * len(names) + 1
+
+
+def test_atomic_writes_left_uncommitted_leave_nothing_also_of_a_write_still_running(tmp_path):
+    # A failure or Ctrl-C in the caller (the with block's end) while the pool's threads still write: no file is
+    # renamed, and no temp file is left, also of a write that ended after (those after it are not begun).
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.AtomicWrites() as group:
+            group.add(tmp_path / "a.png", lambda f: f.write(b"a"))
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+    def stopped_meanwhile(f):
+        f.write(b"b")
+        group.discard()  # (the caller's with block ends while this is written)
+    group = atomic.AtomicWrites()
+    group.add(tmp_path / "a.png", lambda f: f.write(b"a"))
+    group.add(tmp_path / "b.png", stopped_meanwhile)
+    group.add(tmp_path / "c.png", lambda f: f.write(b"c"))
+    assert group.commit() == [] and os.listdir(tmp_path) == []
+
+
+def test_atomic_writes_failures_name_the_file_and_rename_none_after_it(tmp_path, monkeypatch, replace_fails):
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 3 * 2 ** 20))
+    # a write that fails: its error, the others written not renamed
+    with pytest.raises(OutputError, match=rf"^cannot write image {re.escape(str(tmp_path / 'b.png'))}: No space left "
+                                          rf"on device \(3 MiB free in "):
+        with atomic.AtomicWrites(what="image", error=OutputError) as group:
+            group.add(tmp_path / "a.png", lambda f: f.write(b"a"))
+            group.add(tmp_path / "b.png", _raise(OSError(28, "No space left on device")))
+    assert os.listdir(tmp_path) == []
+    # an fsync that fails (a disk's I/O error): none renamed
+    fsync = os.fsync
+
+    def failing(fd):
+        if os.fstat(fd).st_size == 1:
+            raise OSError(5, "Input/output error")
+        return fsync(fd)
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OutputError, match=rf"^cannot write image {re.escape(str(tmp_path / 'b.png'))}: Input/output "):
+        with atomic.AtomicWrites(what="image", error=OutputError) as group:
+            group.add(tmp_path / "a.png", lambda f: f.write(b"aa"))
+            group.add(tmp_path / "b.png", lambda f: f.write(b"b"))
+            group.commit()
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(os, "fsync", fsync)
+    # a rename that fails: those before it in place (whole), no temp file left
+    replace_fails("b.png")
+    with pytest.raises(OutputError, match=rf"^cannot write image {re.escape(str(tmp_path / 'b.png'))}: Input/output "):
+        with atomic.AtomicWrites(what="image", error=OutputError) as group:
+            for name in ("a.png", "b.png", "c.png"):
+                group.add(tmp_path / name, lambda f, n=name: f.write(n.encode()))
+            group.commit()
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == {"a.png": b"a.png"}
+
+
 def test_file_sha256_is_the_digest_of_the_whole_file(tmp_path):
     # Read a MiB at a time: a file of several blocks and a short last one, and an empty one (SHA-256's known
     # digest of no bytes). Two files that differ after their first MiB alone have other digests.

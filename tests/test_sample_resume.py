@@ -114,24 +114,23 @@ def test_a_stopped_sample_run_again_makes_the_missing_inputs_alone_and_writes_a_
 
 
 def test_an_input_stopped_part_way_through_its_images_is_made_again(setup, tmp_path, made, monkeypatch):
-    # Ctrl-C while an input's images are written: those begun end whole, the others are not written; that input
-    # is not taken as written.
+    # Ctrl-C while an input's images are written: none of them is put in place (AtomicWrites), no temp file is left;
+    # that input is not taken as written.
     root, ckpt = setup
     straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
-    real = SAMPLING.atomic_write
+    real = SAMPLING.AtomicWrites.add
 
-    def stopping(path, write, **kw):
+    def stopping(group, path, write):
         if Path(path).name == "00003_random_z1.png":
             raise KeyboardInterrupt
-        return real(path, write, **kw)
-    monkeypatch.setattr(SAMPLING, "atomic_write", stopping)
+        return real(group, path, write)
+    monkeypatch.setattr(SAMPLING.AtomicWrites, "add", stopping)
     made()
     with pytest.raises(KeyboardInterrupt):
         sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
     assert made() == 4
-    assert (tmp_path / "r" / "images" / "00003_input.png").is_file() or SAMPLING.WRITERS == 1
-    assert not (tmp_path / "r" / "images" / "00003_random_z1.png").exists()
-    monkeypatch.setattr(SAMPLING, "atomic_write", real)
+    assert not [p for p in (tmp_path / "r" / "images").iterdir() if p.name.startswith(("00003", ".00003"))]
+    monkeypatch.setattr(SAMPLING.AtomicWrites, "add", real)
     assert files(sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)) == straight
     assert made() == N - 3
 
@@ -347,16 +346,16 @@ def test_an_image_whose_write_was_killed_is_not_taken_as_written(setup, tmp_path
     code = f"""
 import os, signal, importlib
 m = importlib.import_module("bicyclegan.engine.sample")
-real = m.atomic_write
-def dying(path, write, **kw):
+real = m.AtomicWrites.add
+def dying(group, path, write):
     if path.name != "00002_encoded.png":
-        return real(path, write, **kw)
+        return real(group, path, write)
     def half(f):
         f.write(b"\\x89PNG\\r\\n\\x1a\\n half an image")
         f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(path, half, **kw)
-m.atomic_write = dying
+    return real(group, path, half)
+m.AtomicWrites.add = dying
 m.sample({str(ckpt)!r}, {str(root)!r}, out={str(out)!r}, progress=False, **{KW!r})
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -370,6 +369,57 @@ m.sample({str(ckpt)!r}, {str(root)!r}, out={str(out)!r}, progress=False, **{KW!r
     made()
     assert files(sample(ckpt, root, out=out, progress=False, **KW)) == straight
     assert made() == N - 2
+
+
+def test_a_kill_between_an_inputs_renames_leaves_it_to_be_made_again(setup, tmp_path, made):
+    # An input's images are renamed into place together once every one is on the disk (AtomicWrites): killed after
+    # two of its renames, that input has two whole images in place and its others' temp files, and is not taken as
+    # written; the run again makes it and leaves no temp file.
+    root, ckpt = setup
+    out = tmp_path / "r"
+    code = f"""
+import os, signal
+from pathlib import Path
+replace, renamed = os.replace, []
+def dying(src, dst, **kw):
+    if Path(dst).name.startswith("00002_"):
+        if len(renamed) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        renamed.append(dst)
+    return replace(src, dst, **kw)
+os.replace = dying
+from bicyclegan.engine import sample
+sample({str(ckpt)!r}, {str(root)!r}, out={str(out)!r}, progress=False, **{KW!r})
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = sorted(p.name for p in (out / "images").iterdir())
+    placed, temps = [n for n in left if n.startswith("00002_")], [n for n in left if n.startswith(".00002_")]
+    assert len(placed) == 2 and len(temps) == 3 and all(n.endswith(".tmp") for n in temps), left
+    assert all(Image.open(out / "images" / n).convert("RGB").size == (32, 32) for n in placed)  # whole
+    straight = files(sample(ckpt, root, out=tmp_path / "straight", progress=False, **KW))
+    made()
+    assert files(sample(ckpt, root, out=out, progress=False, **KW)) == straight
+    assert made() == N - 2
+
+
+def test_every_image_is_renamed_after_its_fsync_returned(setup, tmp_path, monkeypatch):
+    # (through sample: its images are written by AtomicWrites, whose order test_reliability checks)
+    root, ckpt = setup
+    fsynced, late, fsync, replace = set(), [], os.fsync, os.replace
+
+    def fsyncing(fd):
+        fsync(fd)
+        fsynced.add(os.fstat(fd).st_ino)
+
+    def renaming(src, dst, **kw):
+        if os.stat(src).st_ino not in fsynced:
+            late.append(Path(dst).name)
+        return replace(src, dst, **kw)
+    monkeypatch.setattr(os, "fsync", fsyncing)
+    monkeypatch.setattr(os, "replace", renaming)
+    out = sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    assert late == [] and len(list((out / "images").iterdir())) == N * 5
 
 
 def test_interpolate_into_the_folder_of_a_stopped_sample_leaves_none_of_its_images_taken(setup, tmp_path, made,
