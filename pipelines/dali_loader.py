@@ -86,6 +86,7 @@ class DaliLoader(PairedLoader):
         self._device_id = (self.device.index if self.device.index is not None
                            else torch.cuda.current_device()) if self._gpu else None
         self._pipe = None       # reusable only while deterministic and left at an epoch boundary
+        self._reads = None      # the samples (dataset indices) self._pipe's reader lists
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
         self._random = spec.augment or self.shuffle
         self._active = None     # the pass that owns self._pipe (one pass at a time)
@@ -162,6 +163,7 @@ class DaliLoader(PairedLoader):
                 outs.append(self._finish(b, size, self.spec.output_nc, pos, mirror))
             pipe.set_outputs(*outs, *shapes, label)  # the files' sizes: _check_sizes
         pipe.build()
+        self._reads = positions
         return pipe
 
     # -- iteration --------------------------------------------------------------------------
@@ -259,20 +261,23 @@ class DaliLoader(PairedLoader):
     def _epoch(self, epoch, start):
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
-        mine, done, restarts = order[lo:hi], start * self.batch_size, 0
+        mine, done = order[lo:hi], start * self.batch_size
         if start == len(self):
             return  # (a reader of no files is an error)
         token = object()
         # A pass left unfinished (an iterator still alive) left the pipeline mid-shard: rebuilt, and
         # that pass is over (it raises if resumed), as it would otherwise read this pass's batches. A pass
-        # from batch `start` reads the files from there on alone (its crops and flips are the samples').
+        # from batch `start` reads the files from there on alone (its crops and flips are the samples'). A
+        # kept pipeline serves a pass over the files its reader lists alone: not one from batch k, nor one
+        # where a file broken since gave a substitute a substitute.
         base = done
         positions = mine[base:]  # labels index this list
-        if self._pipe is None or self._random or self._active is not None or start:
+        if (self._pipe is None or self._random or self._active is not None
+                or not np.array_equal(self._reads, positions)):
             self._pipe = None
             self._pipe = self._build(positions, epoch)
         self._active = token
-        clean = False
+        finished = False
         try:
             for _ in range(len(self) - start):
                 self._check_open()  # (a pass left open across close(): its pipeline is gone)
@@ -293,7 +298,7 @@ class DaliLoader(PairedLoader):
                     except RuntimeError as err:
                         self._pipe = None   # a DALI pipeline is unusable after an error
                         mine = self._recover(err, mine, done)
-                        base, restarts = done, restarts + 1
+                        base = done
                         positions = mine[base:]
                         self._pipe = self._build(positions, epoch)
                 if not np.array_equal(labels, np.arange(done - base, done - base + n)):
@@ -306,9 +311,9 @@ class DaliLoader(PairedLoader):
                 batch["paths"] = [self.samples[positions[j]].path for j in labels]
                 done += n
                 yield batch
-            clean = restarts == 0 and start == 0  # a pipeline over the whole shard, at its start again
+            finished = True  # its pipeline at its list's start again: kept for a pass over that list
         finally:
             if self._active is token:  # else a newer pass owns the pipeline: leave it alone
                 self._active = None
-                if not clean:
+                if not finished:
                     self._pipe = None

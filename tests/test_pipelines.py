@@ -450,8 +450,8 @@ def test_an_epoch_started_mid_way_gives_the_rest_of_the_same_epoch(negated, back
 @needs_dali
 def test_a_dali_pass_from_a_batch_with_nothing_random_leaves_whole_passes_whole(negated):
     """Nothing random (eval): DALI keeps its pipeline from one whole pass to the next. A pass from batch k
-    builds one over the files from there on, never reuses the kept one (which starts at batch 0) and does
-    not keep its own (the next whole pass would start at batch k)."""
+    builds one over the files from there on, never reuses the kept one (which starts at batch 0), and its
+    own serves no whole pass after it (which would start at batch k)."""
     dali = make_loader(negated, backend="dali", batch_size=2, load_size=40, crop_size=32, augment=False,
                        shuffle=False, num_workers=0)
     whole = list(dali)

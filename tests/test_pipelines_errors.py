@@ -658,6 +658,29 @@ def test_dali_keeps_the_crops_of_an_epoch_where_a_file_broke(tmp_path, caplog):
     assert all(torch.equal(x, y) for x, y in zip(crops(list(dali), "A"), crops(got[3:], "A"), strict=True))
 
 
+
+@needs_dali
+def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path):
+    """Nothing random: DALI keeps its pipeline from one whole pass to the next. 001 broke (skip_bad: 002 reads in
+    its place), then 002 broke too: the next pass reads 003 in both places, so the kept pipeline, whose reader
+    lists 002, is not the pass's. Reused, it failed on 002 and the pass ended in "DALI failed on a batch read
+    from" (002 not among the files it named); the batches are the torch loader's."""
+    paths = good_set(tmp_path, n=6)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "augment": False,
+          "drop_last": False, "skip_bad": True}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    with open(paths[1], "wb") as f:
+        f.write(broken_png())
+    for _ in range(2):  # (the first restarts past 001 and keeps nothing; the second keeps its pipeline)
+        assert [p for b in dali for p in b["paths"]] == [paths[i] for i in (0, 2, 2, 3, 4, 5)]
+    with open(paths[2], "wb") as f:
+        f.write(broken_png())
+    got, want = list(dali), list(ref)
+    assert [p for b in got for p in b["paths"]] == [paths[i] for i in (0, 3, 3, 3, 4, 5)]
+    for g, w in zip(got, want, strict=True):
+        assert all((g[k] - w[k]).abs().max() <= 1e-6 for k in "AB")
+    assert [p for p, _ in dali.skipped] == [paths[1], paths[2]]
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("preprocess, size, reason", [
     ("crop", (8, 18),  # a half

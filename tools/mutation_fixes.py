@@ -210,7 +210,7 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
 # itself, each write (the cost TempFiles saves, not the files).
 EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
-                        "DD29", "SV03", "KM07"}
+                        "DD27", "DD29", "SV03", "KM07"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
@@ -645,7 +645,8 @@ FM_T = ["tests/test_config.py::test_the_kernels_fallback_mode_is_read_before_a_r
 # kept measures that are not such measures (KM): docs/mutation-engine.md, "DALI's draws, a model already there, a
 # page in --out, serve's handler, LOCAL_RANK and kept files of another kind"
 DD_ALL = ["tests/test_pipelines.py", "tests/test_preprocessing.py",
-          PE + "dali_keeps_the_crops_of_an_epoch_where_a_file_broke", PE + "decode_error_at_run_time"]
+          PE + "dali_keeps_the_crops_of_an_epoch_where_a_file_broke", PE + "decode_error_at_run_time",
+          PE + "dali_keeps_no_pipeline_over_files_a_new_substitute_replaced"]
 WF = "tests/test_workflow.py::test_"
 DM_T = [WF + "download_model_returns_only_that_models_checkpoint_as_already_there",
         "tests/test_download.py::test_a_download_model_waits_for_another_of_the_same_model"]
@@ -2233,21 +2234,21 @@ MUTANTS = [
      DD_ALL),
     ('DD21', DA, '_Draws(positions, self.batch_size, self.seed, epoch), batch_info=True)',
      '_Draws(positions, self.batch_size, self.seed, 0), batch_info=True)', DD_ALL),
-    ('DD22', DA, 'mine, done, restarts = order[lo:hi], start * self.batch_size, 0',
-     'mine, done, restarts = order[lo:hi], start, 0', DD_ALL),
+    ('DD22', DA, 'mine, done = order[lo:hi], start * self.batch_size\n',
+     'mine, done = order[lo:hi], start\n', DD_ALL),
     ('DD23', DA, '        positions = mine[base:]  # labels index this list',
      '        positions = mine  # labels index this list', DD_ALL),
     ('DD24', DA, '        if start == len(self):\n            return  # (a reader',
      '        if False:\n            return  # (a reader', DD_ALL),
     ('DD25', DA, '        if start == len(self):\n            return  # (a reader',
      '        if start >= len(self) - 1:\n            return  # (a reader', DD_ALL),
-    ('DD26', DA, 'or self._active is not None or start:', 'or self._active is not None:', DD_ALL),
-    ('DD27', DA, 'clean = restarts == 0 and start == 0  # a pipeline', 'clean = restarts == 0  # a pipeline', DD_ALL),
+    ('DD26', DA, '                or not np.array_equal(self._reads, positions)):',
+     '                or False):', DD_ALL),
+    ('DD27', DA, 'finished = True  # its pipeline', 'finished = False  # its pipeline', DD_ALL),
     ('DD28', DA, 'if not np.array_equal(labels, np.arange(done - base, done - base + n)):',
      'if not np.array_equal(labels, np.arange(done, done + n)):', DD_ALL),
     ('DD29', DA, 'if not np.array_equal(labels, np.arange(done - base, done - base + n)):', 'if False:', DD_ALL),
-    ('DD30', DA, '                        base, restarts = done, restarts + 1',
-     '                        base, restarts = base, restarts + 1', DD_ALL),
+    ('DD30', DA, '                        base = done\n', '                        base = base\n', DD_ALL),
     ('DD31', DA, '            for _ in range(len(self) - start):', '            for _ in range(len(self)):', DD_ALL),
     ('DD32', DA, 'batch["paths"] = [self.samples[positions[j]].path for j in labels]',
      'batch["paths"] = [self.samples[mine[j]].path for j in labels]', DD_ALL),
