@@ -145,6 +145,14 @@ def varied_pairs(root, layout, n=11):
                 write(root / f"train/B/{i:02d}.png", b)
 
 
+
+def flips(loader, seed, epoch, paths):
+    """How many of `paths` the flip rule flips in `epoch` (draw_params: the sample's third draw < 0.5): a case that
+    flips some samples and not others tells a flip rule reversed or dropped."""
+    from bicyclegan.pipelines.sharding import sample_rng
+    index = {s.path: i for i, s in enumerate(loader.samples)}
+    return sum(int(sample_rng(seed, epoch, index[p]).random(3)[2] < 0.5) for p in paths)
+
 @needs_dali
 @pytest.mark.parametrize("layout, direction, input_nc, output_nc", [
     ("aligned", "AtoB", 3, 3), ("aligned", "BtoA", 1, 3), ("ab_folders", "BtoA", 3, 1), ("single", "AtoB", 1, 3)])
@@ -162,7 +170,7 @@ def test_backends_agree_on_crops_and_flips(tmp_path, layout, direction, input_nc
         torch_, dali = (make_loader(tmp_path, backend=b, load_size=32, rank=rank, world_size=2, **kw)
                         for b in ("torch", "dali"))
         assert torch_.layout == layout and len(dali) == 3 and dali.num_samples in (5, 6)
-        flipped = 0
+        flipped = seen = 0
         for epoch in range(3):
             for r, d in zip(torch_, dali, strict=True):
                 assert r["paths"] == d["paths"] and set(r) == set(d)
@@ -170,9 +178,39 @@ def test_backends_agree_on_crops_and_flips(tmp_path, layout, direction, input_nc
                     # (PIL's luma and DALI's round a grey level apart at most; a shift or flip on noise is ~100)
                     tol = 1e-6 if r[k].shape[1] == 3 else 1.01 / 127.5
                     assert r[k].shape == d[k].shape and (r[k] - d[k]).abs().max() <= tol, (epoch, k)
-                flipped += sum(not torch.equal(x, x.flip(-1)) for x in r["A"])
-        assert flipped > 0
+                flipped, seen = flipped + flips(torch_, 7, epoch, r["paths"]), seen + len(r["paths"])
+        assert 0 < flipped < seen  # (it counted the images that differ from their mirror image: all, on noise)
 
+
+
+@needs_dali
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("layout, direction, input_nc", [("aligned", "AtoB", 3), ("ab_folders", "BtoA", 1)])
+def test_dali_takes_the_torch_loaders_crops_and_flips_on_the_gpu(tmp_path, device, layout, direction, input_nc):
+    """DALI's graph on the GPU ("mixed" decoding, its crops and flips GPU operators whose positions and mirror
+    come from CPU nodes: the external source's float64 draws and the arithmetic on the files' shapes) takes
+    the torch loader's crops and flips for one seed, as on its CPU operators: preprocess='crop' (no resize),
+    shuffled, two epochs, a pass from batch 1 (a pipeline over the files from there on), a second rank."""
+    varied_pairs(tmp_path, layout, n=7)
+    kw = {"batch_size": 2, "crop_size": (16, 18), "load_size": 32, "preprocess": "crop", "num_workers": 0,
+          "seed": 11, "shuffle": True, "drop_last": False, "direction": direction, "input_nc": input_nc,
+          "world_size": 2}
+    flipped = seen = 0
+    for rank in range(2):
+        ref = make_loader(tmp_path, backend="torch", rank=rank, **kw)
+        dali = make_loader(tmp_path, backend="dali", rank=rank, device=device, **kw)
+        for epoch, start in ((0, 0), (1, 0), (1, 1)):
+            ref.set_epoch(epoch, start)
+            dali.set_epoch(epoch, start)
+            for r, d in zip(ref, dali, strict=True):
+                assert r["paths"] == d["paths"] and d["A"].device.type == device
+                for k in "AB":
+                    # (grey as PIL's luma and DALI's round, a grey level apart; a shift or flip on noise is ~100)
+                    tol = 1e-6 if r[k].shape[1] == 3 else 1.01 / 127.5
+                    assert r[k].shape == d[k].shape and (r[k] - d[k].cpu()).abs().max() <= tol, (rank, epoch, k)
+                flipped, seen = flipped + flips(ref, 11, epoch, r["paths"]), seen + len(r["paths"])
+        dali.close()
+    assert 0 < flipped < seen
 
 @needs_dali
 @pytest.mark.parametrize("mode", ["none", "resize_and_crop", "scale_width_and_crop"])
