@@ -325,6 +325,8 @@ class AtomicWrites:
                 done += 1
         except BaseException as e:
             _remove(staged[done:])  # (those renamed before are whole, in place)
+            if done == len(staged):  # (a Ctrl-C after the last rename, as the loop ended: it stops, as is)
+                raise
             raise _failed(e, self.what, staged[done][1], self.error)
         for folder in {path.parent for _, path, _, _ in staged}:
             try:

@@ -1717,6 +1717,32 @@ def test_atomic_writes_failures_name_the_file_and_rename_none_after_it(tmp_path,
     assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == {"a.png": b"a.png"}
 
 
+def test_atomic_writes_a_ctrl_c_after_the_last_rename_is_raised_as_such(tmp_path):
+    # A Ctrl-C that lands as the renames' loop ends (each file renamed): the KeyboardInterrupt, which the commands
+    # answer as a stop, not an IndexError of the file it would have named. (Raised there by a trace function.)
+    import linecache
+
+    def tracer(frame, event, arg):
+        if frame.f_code is not atomic.AtomicWrites.commit.__code__:
+            return None
+
+        def local(frame, event, arg):
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+            if event == "line" and line == "for _, path, _, tmp in staged:" and frame.f_locals.get("done") == 2:
+                raise KeyboardInterrupt
+            return local
+        return local
+    with atomic.AtomicWrites() as group:
+        group.add(tmp_path / "a.png", lambda f: f.write(b"a"))
+        group.add(tmp_path / "b.png", lambda f: f.write(b"b"))
+        sys.settrace(tracer)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                group.commit()
+        finally:
+            sys.settrace(None)
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == {"a.png": b"a", "b.png": b"b"}
+
 def test_file_sha256_is_the_digest_of_the_whole_file(tmp_path):
     # Read a MiB at a time: a file of several blocks and a short last one, and an empty one (SHA-256's known
     # digest of no bytes). Two files that differ after their first MiB alone have other digests.
