@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -421,6 +422,71 @@ def test_every_image_is_renamed_after_its_fsync_returned(setup, tmp_path, monkey
     out = sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
     assert late == [] and len(list((out / "images").iterdir())) == N * 5
 
+
+def test_an_inputs_images_are_fsynced_several_at_once_by_threads_that_end_with_the_call(setup, tmp_path, monkeypatch):
+    # The gain of AtomicWrites: an input's fsyncs wait on the disk together (SYNCERS threads), their waits ended by
+    # one commit of the journal; one at a time, each waited for its own. (A slow disk: each fsync takes 0.1 s.) The
+    # pools' threads end with the call: a caller's process is left no idle threads of it.
+    import threading
+    import time
+    root, ckpt = setup
+    lock, busy, most, fsync = threading.Lock(), [0], [0], os.fsync
+
+    def slow(fd):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # (a folder's)
+            return fsync(fd)
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        try:
+            time.sleep(0.1)
+            return fsync(fd)
+        finally:
+            with lock:
+                busy[0] -= 1
+    monkeypatch.setattr(os, "fsync", slow)
+    sample(ckpt, root, out=tmp_path / "r", progress=False, **dict(KW, num=1))
+    assert most[0] > 1  # (the input's 5 images: up to 5 at once, as the threads start)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("sample-write", "sample-fsync"))]
+
+def test_ctrl_c_while_an_inputs_images_are_written_ends_their_writes_before_the_call_ends(setup, tmp_path,
+                                                                                          monkeypatch):
+    # Ctrl-C in the caller's thread while the writers' threads encode an input's images: the call raises once they
+    # ended (none writes after it), and what they wrote is removed (the group was left without its commit).
+    import threading
+    import time
+    root, ckpt = setup
+    real, ended, begun = SAMPLING.AtomicWrites.add, [], threading.Event()
+
+    def slow(group, path, write):
+        def encoding(f):  # (its temp file made: the group's discard removes it as it ends)
+            begun.set()
+            time.sleep(0.3)
+            write(f)
+        try:
+            return real(group, path, encoding)
+        finally:
+            ended.append(time.monotonic())
+
+    def interrupted(jobs):
+        begun.wait()
+        raise KeyboardInterrupt
+    monkeypatch.setattr(SAMPLING.AtomicWrites, "add", slow)
+    monkeypatch.setattr(SAMPLING, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    returned = time.monotonic()
+    assert ended and max(ended) <= returned
+    assert not [p.name for p in (tmp_path / "r").rglob("*") if p.name.endswith((".png", ".tmp"))]  # (images/ removed)
+
+def test_an_image_that_cannot_be_written_is_named_as_a_sample_image(setup, tmp_path, replace_fails):
+    # The command's one-line error (OutputError: exit 2), naming the image: its rename failed (a failing disk).
+    from bicyclegan.engine.errors import OutputError
+    root, ckpt = setup
+    replace_fails("00001_encoded.png")
+    name = re.escape(str(tmp_path / "r" / "images" / "00001_encoded.png"))
+    with pytest.raises(OutputError, match=rf"^cannot write sample image {name}: Input/output error"):
+        sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
 
 def test_interpolate_into_the_folder_of_a_stopped_sample_leaves_none_of_its_images_taken(setup, tmp_path, made,
                                                                                          capsys):
