@@ -206,11 +206,13 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # chunk's type and CRC alone are a file's last 8 bytes only at its end (a cut file ending so is a 2^-64 chance).
 # SR22: every rank reads the earlier record before rank 0's first round drops it (a collective lies between), so
 # each rank's own look is rank 0's (each rank then reads every input's contents: the cost, not the files).
-# SR38: the unlink is missing_ok; the listing saves a call per name. SR39: the folder is held (held_folder) by this
+# AG14: the renamed files' temps are gone (the unlink is missing_ok) and their files closed by _fsync. AS09: the first
+# failure in the jobs' order is raised either way, and those still running see the group discarded and remove their
+# temps before the pools' shutdown lets the call end. SR38: the unlink is missing_ok; the listing saves a call per name. SR39: the folder is held (held_folder) by this
 # call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
 # itself, each write (the cost TempFiles saves, not the files).
 EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
-                        "DD27", "DD29", "SV03", "KM07"}
+                        "DD27", "DD29", "SV03", "KM07", "AG14", "AS09"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
@@ -658,6 +660,30 @@ LN_T = ["tests/test_distributed.py::test_a_local_rank_that_cannot_be_beside_the_
         "tests/test_distributed.py::test_under_torchrun_a_named_gpu_is_this_ranks_gpu"] + LAUNCH
 KM_T = ["tests/test_evaluate_resume.py::test_kept_measures_damaged_since_are_measured_again_said_in_a_line"]
 KM_NOTE = ["tests/test_evaluate_resume.py"]
+
+# session 53's hand-made mutants of sample's grouped writes (c28dcfe): pipelines.atomic.AtomicWrites (add, commit,
+# _fsync, discard, _remove, fsync_folder), _begin and _failed (atomic_write's code moved into them) (AG) and
+# sample's use of it (AS): docs/mutation-engine.md, "sample's grouped writes"
+AG_T = [REL + "atomic_writes_" + name for name in (
+    "renames_no_file_before_every_fsync_returned_and_then_fsyncs_the_folder",
+    "left_uncommitted_leave_nothing_also_of_a_write_still_running", "failures_name_the_file_and_rename_none_after_it",
+    "a_ctrl_c_after_the_last_rename_is_raised_as_such", "add_after_the_group_closed_makes_nothing",
+    "fsync_their_folders_once_each_and_name_the_folder_whose_fsync_failed",
+    "write_through_a_link_and_return_the_names_given", "leave_no_file_open",
+    "a_folder_removed_before_the_commit_is_named", "refuse_a_link_to_a_processs_stream")]
+AS_T = [TCM + "sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed"] + [SR + name for name in (
+    "every_image_is_renamed_after_its_fsync_returned", "a_kill_between_an_inputs_renames_leaves_it_to_be_made_again",
+    "an_input_stopped_part_way_through_its_images_is_made_again",
+    "an_inputs_images_are_fsynced_several_at_once_by_threads_that_end_with_the_call",
+    "ctrl_c_while_an_inputs_images_are_written_ends_their_writes_before_the_call_ends",
+    "an_image_that_cannot_be_written_is_named_as_a_sample_image")]
+AB_T = [REL + name for name in (
+    "io_a_failed_write_names_the_file_the_reason_and_the_free_space",
+    "a_failed_write_names_the_file_also_when_the_error_asked_for_is_oserror",
+    "io_destinations_under_a_file_are_refused",
+    "a_device_or_a_pipe_given_as_a_file_to_write_is_refused_and_left_as_it_was",
+    "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_stays",
+    "io_writes_create_folders_and_get_the_usual_permissions", "a_write_removes_its_own_names_temp_files_only")] + AG_T
 
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
@@ -2311,6 +2337,137 @@ MUTANTS = [
      '                    and set(c["got"]) <= set(got)', KM_T),
     ('KM06', EV, 'what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]', 'what = []', KM_NOTE),
     ('KM07', EV, 'and isinstance(c["recipe"], str) and isinstance(json.loads', 'and isinstance(json.loads', KM_T),
+    # session 53: sample's grouped writes, AtomicWrites (AG) and sample's use of it (AS)
+    ('AG01', AT, '    def __exit__(self, *exc):\n        self.discard()',
+     '    def __exit__(self, *exc):\n        pass', AG_T),
+    ('AG02', AT, '        if self.closed:\n            return\n        given, path, fd, tmp = _begin(',
+     '        if False:\n            return\n        given, path, fd, tmp = _begin(', AG_T),
+    ('AG03', AT, '            if not self.closed:\n                self.staged.append(',
+     '            if True:\n                self.staged.append(', AG_T),
+    ('AG04', AT, '            f.close()\n            Path(tmp).unlink(missing_ok=True)\n'
+     '            raise _failed(e, self.what, path, self.error)',
+     '            f.close()\n            raise _failed(e, self.what, path, self.error)', AG_T),
+    ('AG05', AT, '            Path(tmp).unlink(missing_ok=True)\n'
+     '            raise _failed(e, self.what, path, self.error)',
+     '            Path(tmp).unlink(missing_ok=True)\n            raise', AG_T),
+    ('AG06', AT, '            write(f)\n'
+     '            f.flush()\n'
+     '        except BaseException as e:\n'
+     '            f.close()',
+     '            write(f)\n        except BaseException as e:\n            f.close()', AG_T),
+    ('AG07', AT, '        f.close()  # (discarded while it was written)\n',
+     '', AG_T),
+    ('AG08', AT, '        f.close()  # (discarded while it was written)\n        Path(tmp).unlink(missing_ok=True)',
+     '        f.close()  # (discarded while it was written)', AG_T),
+    ('AG10', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        try:',
+     '            staged, self.staged, self.closed = self.staged, [], False\n        try:', AG_T),
+    ('AG11', AT, '            for _ in each(self._fsync, staged):\n                pass',
+     '            each(self._fsync, staged)', AG_T),
+    ('AG12', AT, '        try:\n            for _ in each(self._fsync, staged):\n                pass\n'
+     '        except BaseException:\n            _remove(staged)\n            raise\n        done = 0\n'
+     '        try:\n            for _, path, _, tmp in staged:\n                os.replace(tmp, path)\n'
+     '                done += 1\n',
+     '        done = 0\n        try:\n            for _, path, _, tmp in staged:\n'
+     '                os.replace(tmp, path)\n                done += 1\n        except BaseException as e:\n'
+     '            _remove(staged[done:])\n            raise _failed(e, self.what, staged[done][1], self.error)\n'
+     '        try:\n            for _ in each(self._fsync, staged):\n                pass\n', AG_T),
+    ('AG13', AT, '        except BaseException:\n            _remove(staged)\n            raise',
+     '        except BaseException:\n            raise', AG_T),
+    ('AG14', AT, '            _remove(staged[done:])  # (those',
+     '            _remove(staged)  # (those', AG_T),
+    ('AG15', AT, '            _remove(staged[done:])  # (those renamed before are whole, in place)',
+     '            _remove(staged[done:])\n'
+     '            for _, p, _, _ in staged[:done]:\n'
+     '                p.unlink()', AG_T),
+    ('AG16', AT, '            _remove(staged[done:])  # (those',
+     '            _remove(staged[done + 1:])  # (those', AG_T),
+    ('AG17', AT, 'raise _failed(e, self.what, staged[done][1], self.error)',
+     'raise _failed(e, self.what, staged[0][1], self.error)', AG_T),
+    ('AG18', AT, 'raise _failed(e, self.what, staged[done][1], self.error)',
+     'raise', AG_T),
+    ('AG19', AT, '                os.replace(tmp, path)\n                done += 1',
+     '                os.replace(tmp, path)', AG_T),
+    ('AG20', AT, '            try:\n                fsync_folder(folder)\n',
+     '            try:\n                pass\n', AG_T),
+    ('AG21', AT, '        for folder in {path.parent for _, path, _, _ in staged}:',
+     '        for folder in [path.parent for _, path, _, _ in staged]:', AG_T),
+    ('AG22', AT, '            except OSError as e:\n'
+     '                raise self.error(f"cannot write {self.what} files into',
+     '            except ZeroDivisionError as e:\n'
+     '                raise self.error(f"cannot write {self.what} files into', AG_T),
+    ('AG23', AT, '        return [given for given, _, _, _ in staged]',
+     '        return [path for _, path, _, _ in staged]', AG_T),
+    ('AG24', AT, '        for folder in {path.parent for _, path, _, _ in staged}:',
+     '        for folder in {path.parent for _, path, _, _ in staged[:1]}:', AG_T),
+    ('AG25', AT, '        try:\n            os.fsync(f.fileno())\n        except OSError as e:',
+     '        try:\n            pass\n        except OSError as e:', AG_T),
+    ('AG26', AT, '        except OSError as e:\n'
+     '            raise _failed(e, self.what, path, self.error)\n'
+     '        finally:',
+     '        except OSError as e:\n            raise\n        finally:', AG_T),
+    ('AG27', AT, '        finally:\n            f.close()\n\n    def discard',
+     '        finally:\n            pass\n\n    def discard', AG_T),
+    ('AG28', AT, '        except OSError as e:\n'
+     '            raise _failed(e, self.what, path, self.error)\n'
+     '        finally:',
+     '        except OSError as e:\n'
+     '            raise _failed(e, self.what, given, self.error)\n'
+     '        finally:', AG_T),
+    ('AG29', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        _remove(staged)',
+     '            staged, self.staged = self.staged, []\n        _remove(staged)', AG_T),
+    ('AG30', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        _remove(staged)',
+     '            staged, self.staged, self.closed = self.staged, [], True', AG_T),
+    ('AG31', AT, '    for _, _, f, tmp in staged:\n        f.close()\n',
+     '    for _, _, f, tmp in staged:\n', AG_T),
+    ('AG32', AT, '        f.close()\n        Path(tmp).unlink(missing_ok=True)\n\n\ndef fsync_folder',
+     '        f.close()\n        Path(tmp).unlink()\n\n\ndef fsync_folder', AG_T),
+    ('AG33', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
+     'if e.errno not in (errno.ENOTSUP, errno.EBADF):', AG_T),
+    ('AG34', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
+     'if True:', AG_T),
+    ('AG35', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
+     'if False:', AG_T),
+    ('AG36', AT, '    finally:\n        os.close(fd)\n\n\n@contextlib',
+     '    finally:\n        pass\n\n\n@contextlib', AG_T),
+    ('AG37', AT, '    fd = os.open(folder, os.O_RDONLY)',
+     '    fd = os.open(folder, os.O_WRONLY)', AG_T),
+    ('AG38', AT, "        if temps is not None and temps.folder != path.parent:  # (the target's",
+     "        if False:  # (the target's", AB_T),
+    ('AG39', AT, '    if kind := special_file(given):',
+     '    if kind := special_file(path):', AB_T),
+    ('AG40', AT, 'raise error(f"cannot write {what} {path}: {write_reason(e, path.parent)}") from e\n    return given',
+     'raise\n    return given', AB_T),
+    ('AG41', AT, '(error in (OSError, RuntimeError) or not isinstance(e, error))',
+     '(not isinstance(e, error))', AB_T),
+    ('AG42', AT, 'if isinstance(e, (OSError, RuntimeError)) and (error',
+     'if isinstance(e, OSError) and (error', AB_T),
+    ('AG43', AT, "{'; the previous one is intact' if path.exists() else ''}",
+     '', AB_T),
+    ('AG44', AT, '        said.__cause__ = e\n',
+     '', AB_T),
+    ('AG45', AT, '    return given, path, fd, tmp',
+     '    return path, path, fd, tmp', AB_T),
+    ('AS01', SA, '                    pics = [job.result() for job in jobs]\n'
+     '                    group.commit(syncers.map)',
+     '                    pics = [job.result() for job in jobs]\n                group.commit(syncers.map)', AS_T),
+    ('AS02', SA, '                    group.commit(syncers.map)\n',
+     '', AS_T),
+    ('AS03', SA, '                    group.commit(syncers.map)',
+     '                    group.commit()', AS_T),
+    ('AS04', SA, '        for pool in (writers, syncers):',
+     '        for pool in (writers,):', AS_T),
+    ('AS05', SA, '            owned.callback(pool.shutdown, wait=True, cancel_futures=True)',
+     '            owned.callback(pool.shutdown, wait=False, cancel_futures=True)', AS_T),
+    ('AS06', SA, 'with AtomicWrites(what="sample image", error=OutputError, temps=temps) as group:',
+     'with AtomicWrites(what="sample image", error=OutputError) as group:', AS_T),
+    ('AS07', SA, 'with AtomicWrites(what="sample image", error=OutputError, temps=temps) as group:',
+     'with AtomicWrites(what="sample image", temps=temps) as group:', AS_T),
+    ('AS08', SA, 'with AtomicWrites(what="sample image", error=OutputError, temps=temps) as group:',
+     'with AtomicWrites(error=OutputError, temps=temps) as group:', AS_T),
+    ('AS09', SA, '                    wait(jobs)  # every one ended',
+     '                    pass  # every one ended', AS_T),
+    ('AS10', SA, 'SYNCERS = 8',
+     'SYNCERS = 1', AS_T),
 ]
 
 if __name__ == "__main__":
