@@ -208,7 +208,8 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # each rank's own look is rank 0's (each rank then reads every input's contents: the cost, not the files).
 # AG14: the renamed files' temps are gone (the unlink is missing_ok) and their files closed by _fsync. AS09: the first
 # failure in the jobs' order is raised either way, and those still running see the group discarded and remove their
-# temps before the pools' shutdown lets the call end. SR38: the unlink is missing_ok; the listing saves a call per name. SR39: the folder is held (held_folder) by this
+# temps before the pools' shutdown lets the call end. SR38: the unlink is missing_ok; the listing saves a call per
+# name. SR39: the folder is held (held_folder) by this
 # call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
 # itself, each write (the cost TempFiles saves, not the files).
 EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
