@@ -412,7 +412,8 @@ def write_gallery(out_dir, rows: list[dict], title: str) -> Path:
     return write_text(Path(out_dir) / "index.html", page, what="gallery")
 
 
-def write_shares(dist, total: int, make, write, *, first=None, label: str | None = None) -> list | None:
+def write_shares(dist, total: int, make, write, *, first=None, label: str | None = None, land=None
+                 ) -> list | None:
     """The per-input work of `sample` and `interpolate`, shared among the ranks of `dist` (a Dist; one process:
     all of it): rank r takes the r-th contiguous share of the `total` inputs (sharding.shard_range, as evaluate's)
     and, for each input i of it, calls make(i) (the outputs; None: nothing to write) and then write(i, made).
@@ -420,7 +421,9 @@ def write_shares(dist, total: int, make, write, *, first=None, label: str | None
     rank is every rank's (each_decides) before any rank goes on. first: rank 0's work once every rank has made
     its first input, before any file of the call is written (an earlier call's gallery dropped: a refusal until
     then leaves it whole). label: rank 0 prints count_line(label, the inputs every rank has done, total) (the
-    rounds go in step). Returns on rank 0 write()'s values of every rank, in the inputs' order; None elsewhere."""
+    rounds go in step). land: called on every rank after its last write, in a round of its own (a write() that
+    leaves its files in flight while the next input is made ends the last of them there, its failure every rank's).
+    Returns on rank 0 write()'s values of every rank, in the inputs' order; None elsewhere."""
     lo, hi = shard_range(total, dist.rank, dist.world)
     sizes = [len(range(*shard_range(total, k, dist.world))) for k in range(dist.world)]
     written = []
@@ -440,6 +443,8 @@ def write_shares(dist, total: int, make, write, *, first=None, label: str | None
         dist.each_decides(write_mine)
         if label and dist.main:
             count_line(label, sum(min(r + 1, n) for n in sizes), total)
+    if land is not None:
+        dist.each_decides(land)
     if label and dist.main:
         end_count_line()
     if not dist.grouped:

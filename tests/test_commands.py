@@ -384,6 +384,70 @@ def test_sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed(d
             assert (out / "images" / f).read_bytes() == (want / "images" / f).read_bytes(), f
 
 
+def test_sample_makes_the_next_input_while_an_inputs_images_are_written_and_none_further(demo_root, tmp_path,
+                                                                                         monkeypatch):
+    # A GPU idled through each input's writes: the next input is made while an input's images are written, and no
+    # further (one input's pictures in flight): input i is in place before any file of input i + 1 is begun and
+    # before input i + 2 is made. Stopped meanwhile, the call raises the failure of the input in flight (raised
+    # before the next input was made, it was lost behind the stop), none of whose images is in place.
+    import threading
+    import time
+
+    from bicyclegan.engine.errors import OutputError
+    module = importlib.import_module("bicyclegan.engine.sample")  # (the package exports the function)
+    real_columns, real_add, real_commit = module.sample_columns, module.AtomicWrites.add, module.AtomicWrites.commit
+    events, lock, failing, second = [], threading.Lock(), [None], threading.Event()
+
+    def columns(*args, **kw):
+        with lock:
+            made = sum(e == "made" for e in events)
+            events.append("made")
+        if made == 1:
+            second.set()
+        if made == 2 and failing[0]:
+            raise KeyboardInterrupt
+        return real_columns(*args, **kw)
+
+    def add(group, path, write):
+        with lock:
+            events.append(("begun", int(Path(path).name[:5])))
+        time.sleep(0.05)  # (a slow disk)
+        if Path(path).name.startswith("00000_"):
+            second.wait(timeout=5)  # (the second input made meanwhile; one at a time, it never was)
+        if Path(path).name == failing[0]:
+            raise OutputError(f"cannot write sample image {path}: No space left on device")
+        return real_add(group, path, write)
+
+    def commit(group, each=map):
+        placed = real_commit(group, each)
+        with lock:
+            events.append(("placed", int(placed[0].name[:5])))
+        return placed
+    monkeypatch.setattr(module, "sample_columns", columns)
+    monkeypatch.setattr(module.AtomicWrites, "add", add)
+    monkeypatch.setattr(module.AtomicWrites, "commit", commit)
+    sample(tiny(demo_root), out=tmp_path / "s", num=3, n_samples=1, device="cpu", progress=False)
+    made, placed = 0, set()
+    for e in events:
+        if e == "made":
+            assert set(range(made - 1)) <= placed, events  # (made - 2 and before: in place)
+            made += 1
+        elif e[0] == "begun":
+            assert set(range(e[1])) <= placed, events
+        else:
+            placed.add(e[1])
+    assert made == 3 and placed == set(range(3))
+    assert events.index("made", events.index("made") + 1) < events.index(("placed", 0)), events  # made meanwhile
+
+    events.clear()
+    failing[0] = "00001_random_z1.png"
+    with pytest.raises(BaseException) as e:
+        sample(tiny(demo_root), out=tmp_path / "f", num=3, n_samples=1, device="cpu", progress=False)
+    assert isinstance(e.value, OutputError) and "No space left" in str(e.value), repr(e.value)
+    assert sorted(p.name for p in (tmp_path / "f" / "images").iterdir()) == [
+        f"00000_{c}.png" for c in ("encoded", "ground_truth", "input", "random_z1")]
+
+
 def test_a_planted_list_of_written_images_removes_nothing_but_images_and_nothing_through_a_link(tmp_path):
     # A results folder that came with someone's run folder: its .images.json named thesis.txt, its images/ a link to
     # the user's documents, and the next sample removed the thesis there. Only images, GIFs and videos a list names
