@@ -672,7 +672,10 @@ AG_T = [REL + "atomic_writes_" + name for name in (
     "fsync_their_folders_once_each_and_name_the_folder_whose_fsync_failed",
     "write_through_a_link_and_return_the_names_given", "leave_no_file_open",
     "a_folder_removed_before_the_commit_is_named", "refuse_a_link_to_a_processs_stream")]
-AS_T = [TCM + "sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed"] + [SR + name for name in (
+AS_T = [TCM + "sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed",
+        TCM + "the_images_folder_is_listed_once_a_call_not_at_each_file",
+        TCM + "sample_makes_the_next_input_while_an_inputs_images_are_written_and_none_further"] + [
+    SR + name for name in (
     "every_image_is_renamed_after_its_fsync_returned", "a_kill_between_an_inputs_renames_leaves_it_to_be_made_again",
     "an_input_stopped_part_way_through_its_images_is_made_again",
     "an_inputs_images_are_fsynced_several_at_once_by_threads_that_end_with_the_call",
