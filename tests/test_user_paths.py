@@ -720,6 +720,14 @@ def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, 
                                                   f"subfolders\\); choose --out outside it$"):
                 run_it(ckpt, folder, out=out, num=1, progress=False)
     assert sorted(p.name for p in photos.rglob("*")) == ["a.png", "b.png", "images"]  # nothing made
+    (tmp_path / "o").mkdir()  # a file named images where the images/ folder goes: "File exists" said of an image
+    (tmp_path / "o" / "images").write_text("mine")
+    for run_it in (sample, lambda *a, **k: interpolate(*a, mp4=False, **k)):
+        with pytest.raises(OutputError, match=f"^results folder {re.escape(str(tmp_path / 'o'))} holds a file named "
+                                              f"images where the results' images/ folder goes; move it away or "
+                                              f"choose another --out$"):
+            run_it(ckpt, photos, out=tmp_path / "o", num=1, progress=False)
+    assert os.listdir(tmp_path / "o") == ["images"] and (tmp_path / "o" / "images").read_text() == "mine"
     monkeypatch.chdir(photos)
     assert main(["sample", str(ckpt), "--dataroot", ".", "--num", "1"]) == 2
     assert "would put its images/ among the inputs" in capsys.readouterr().err
