@@ -818,8 +818,8 @@ def check_apart(out, root, phase: str) -> Path:
         raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "
                           "its subfolders); choose --out outside it")
     if os.path.lexists(images) and not images.is_dir():  # (its first image's write said "File exists")
-        raise OutputError(f"results folder {out} holds a file named images where the results' images/ folder goes; "
-                          f"move it away or choose another --out")
+        raise OutputError(f"results folder {out} holds a file, {Path(out) / 'images'}, where the results' images/ "
+                          f"folder goes; move it away or choose another --out")
     return Path(out)
 
 

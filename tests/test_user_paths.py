@@ -723,9 +723,9 @@ def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, 
     (tmp_path / "o").mkdir()  # a file named images where the images/ folder goes: "File exists" said of an image
     (tmp_path / "o" / "images").write_text("mine")
     for run_it in (sample, lambda *a, **k: interpolate(*a, mp4=False, **k)):
-        with pytest.raises(OutputError, match=f"^results folder {re.escape(str(tmp_path / 'o'))} holds a file named "
-                                              f"images where the results' images/ folder goes; move it away or "
-                                              f"choose another --out$"):
+        with pytest.raises(OutputError, match=f"^results folder {re.escape(str(tmp_path / 'o'))} holds a file, "
+                                              f"{re.escape(str(tmp_path / 'o' / 'images'))}, where the results' "
+                                              f"images/ folder goes; move it away or choose another --out$"):
             run_it(ckpt, photos, out=tmp_path / "o", num=1, progress=False)
     assert os.listdir(tmp_path / "o") == ["images"] and (tmp_path / "o" / "images").read_text() == "mine"
     monkeypatch.chdir(photos)
