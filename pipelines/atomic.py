@@ -313,11 +313,14 @@ class AtomicWrites:
         with self.lock:
             staged, self.staged, self.closed = self.staged, [], True
         try:
-            for _ in each(self._fsync, staged):
-                pass
-        except BaseException:
+            # every fsync's end waited for, also after one failed: no file closed or removed under a thread's fsync
+            failures = [e for e in each(self._fsync, staged) if e is not None]
+        except BaseException:  # (a Ctrl-C while they ran)
             _remove(staged)
             raise
+        if failures:
+            _remove(staged)
+            raise failures[0]
         done = 0
         try:
             for _, path, _, tmp in staged:
@@ -330,19 +333,21 @@ class AtomicWrites:
             raise _failed(e, self.what, staged[done][1], self.error)
         for folder in {path.parent for _, path, _, _ in staged}:
             try:
-                fsync_folder(folder)
+                _fsync_folder(folder)
             except OSError as e:
                 raise self.error(f"cannot write {self.what} files into {folder}: {write_reason(e, folder)}") from e
         return [given for given, _, _, _ in staged]
 
-    def _fsync(self, staged) -> None:
+    def _fsync(self, staged) -> Exception | None:
+        """The file's failure, returned (a raise would end the pool's map at once, the others' fsyncs still running)."""
         given, path, f, tmp = staged
         try:
             os.fsync(f.fileno())
         except OSError as e:
-            raise _failed(e, self.what, path, self.error)
+            return _failed(e, self.what, path, self.error)
         finally:
             f.close()
+        return None
 
     def discard(self) -> None:
         """Remove every temp file added, and those of adds still running as they end; nothing is renamed."""
@@ -357,7 +362,7 @@ def _remove(staged) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def fsync_folder(folder) -> None:
+def _fsync_folder(folder) -> None:
     """Make the renames into `folder` durable (a power cut after its files' renames lost them: the files whole, but
     gone). Windows cannot open a folder, and a file system without a folder's fsync refuses it (EINVAL): as before."""
     if os.name == "nt":

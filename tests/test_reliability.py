@@ -1719,6 +1719,33 @@ def test_atomic_writes_failures_name_the_file_and_rename_none_after_it(tmp_path,
     assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == {"a.png": b"a.png"}
 
 
+def test_atomic_writes_a_failed_fsync_waits_for_the_others_before_closing_their_files(tmp_path, monkeypatch):
+    # The first file's fsync fails at once, the second's is slow: commit raises the failure only once the slow one
+    # returned, its file still open under it (closed and removed under a running fsync, it could fsync a descriptor
+    # reused meanwhile by another file).
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    fsync, ended = os.fsync, []
+
+    def fsynced(fd):
+        if os.fstat(fd).st_size == 1:
+            raise OSError(5, "Input/output error")
+        time.sleep(0.3)
+        os.fstat(fd)  # (EBADF had the file been closed meanwhile)
+        fsync(fd)
+        ended.append(threading.current_thread().name)
+    monkeypatch.setattr(os, "fsync", fsynced)
+    with ThreadPoolExecutor(2) as pool:
+        with pytest.raises(OutputError, match=rf"^cannot write image {re.escape(str(tmp_path / 'a.png'))}: Input/"):
+            with atomic.AtomicWrites(what="image", error=OutputError) as group:
+                group.add(tmp_path / "a.png", lambda f: f.write(b"a"))
+                group.add(tmp_path / "b.png", lambda f: f.write(b"bb"))
+                group.commit(pool.map)
+        assert len(ended) == 1  # (before the pool's end waited for it)
+    assert os.listdir(tmp_path) == []
+
+
 def test_atomic_writes_a_ctrl_c_after_the_last_rename_is_raised_as_such(tmp_path):
     # A Ctrl-C that lands as the renames' loop ends (each file renamed): the KeyboardInterrupt, which the commands
     # answer as a stop, not an IndexError of the file it would have named. (Raised there by a trace function.)

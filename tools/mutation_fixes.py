@@ -663,9 +663,10 @@ KM_T = ["tests/test_evaluate_resume.py::test_kept_measures_damaged_since_are_mea
 KM_NOTE = ["tests/test_evaluate_resume.py"]
 
 # session 53's hand-made mutants of sample's grouped writes (c28dcfe): pipelines.atomic.AtomicWrites (add, commit,
-# _fsync, discard, _remove, fsync_folder), _begin and _failed (atomic_write's code moved into them) (AG) and
+# _fsync, discard, _remove, _fsync_folder), _begin and _failed (atomic_write's code moved into them) (AG) and
 # sample's use of it (AS): docs/mutation-engine.md, "sample's grouped writes"
 AG_T = [REL + "atomic_writes_" + name for name in (
+    "a_failed_fsync_waits_for_the_others_before_closing_their_files",
     "renames_no_file_before_every_fsync_returned_and_then_fsyncs_the_folder",
     "left_uncommitted_leave_nothing_also_of_a_write_still_running", "failures_name_the_file_and_rename_none_after_it",
     "a_ctrl_c_after_the_last_rename_is_raised_as_such", "add_after_the_group_closed_makes_nothing",
@@ -2365,18 +2366,26 @@ MUTANTS = [
      '        f.close()  # (discarded while it was written)', AG_T),
     ('AG10', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        try:',
      '            staged, self.staged, self.closed = self.staged, [], False\n        try:', AG_T),
-    ('AG11', AT, '            for _ in each(self._fsync, staged):\n                pass',
-     '            each(self._fsync, staged)', AG_T),
-    ('AG12', AT, '        try:\n            for _ in each(self._fsync, staged):\n                pass\n'
-     '        except BaseException:\n            _remove(staged)\n            raise\n        done = 0\n'
+    ('AG11', AT, '            failures = [e for e in each(self._fsync, staged) if e is not None]',
+     '            failures = []\n            each(self._fsync, staged)', AG_T),
+    ('AG12', AT, '        try:\n'
+     '            # every fsync\'s end waited for, also after one failed: no file closed or removed under a thread\'s'
+     ' fsync\n'
+     '            failures = [e for e in each(self._fsync, staged) if e is not None]\n'
+     '        except BaseException:  # (a Ctrl-C while they ran)\n            _remove(staged)\n            raise\n'
+     '        if failures:\n            _remove(staged)\n            raise failures[0]\n        done = 0\n'
      '        try:\n            for _, path, _, tmp in staged:\n                os.replace(tmp, path)\n'
      '                done += 1\n',
      '        done = 0\n        try:\n            for _, path, _, tmp in staged:\n'
      '                os.replace(tmp, path)\n                done += 1\n        except BaseException as e:\n'
      '            _remove(staged[done:])\n            raise _failed(e, self.what, staged[done][1], self.error)\n'
-     '        try:\n            for _ in each(self._fsync, staged):\n                pass\n', AG_T),
-    ('AG13', AT, '        except BaseException:\n            _remove(staged)\n            raise',
-     '        except BaseException:\n            raise', AG_T),
+     '        try:\n            failures = [e for e in each(self._fsync, staged) if e is not None]\n', AG_T),
+    ('AG13', AT, '        if failures:\n            _remove(staged)\n            raise failures[0]',
+     '        if failures:\n            raise failures[0]', AG_T),
+    ('AG46', AT, '        if failures:\n            _remove(staged)\n            raise failures[0]',
+     '', AG_T),
+    ('AG47', AT, '            return _failed(e, self.what, path, self.error)',
+     '            raise _failed(e, self.what, path, self.error)', AG_T),
     ('AG14', AT, '            _remove(staged[done:])  # (those',
      '            _remove(staged)  # (those', AG_T),
     ('AG15', AT, '            _remove(staged[done:])  # (those renamed before are whole, in place)',
@@ -2391,7 +2400,7 @@ MUTANTS = [
      'raise', AG_T),
     ('AG19', AT, '                os.replace(tmp, path)\n                done += 1',
      '                os.replace(tmp, path)', AG_T),
-    ('AG20', AT, '            try:\n                fsync_folder(folder)\n',
+    ('AG20', AT, '            try:\n                _fsync_folder(folder)\n',
      '            try:\n                pass\n', AG_T),
     ('AG21', AT, '        for folder in {path.parent for _, path, _, _ in staged}:',
      '        for folder in [path.parent for _, path, _, _ in staged]:', AG_T),
@@ -2406,16 +2415,16 @@ MUTANTS = [
     ('AG25', AT, '        try:\n            os.fsync(f.fileno())\n        except OSError as e:',
      '        try:\n            pass\n        except OSError as e:', AG_T),
     ('AG26', AT, '        except OSError as e:\n'
-     '            raise _failed(e, self.what, path, self.error)\n'
+     '            return _failed(e, self.what, path, self.error)\n'
      '        finally:',
-     '        except OSError as e:\n            raise\n        finally:', AG_T),
-    ('AG27', AT, '        finally:\n            f.close()\n\n    def discard',
-     '        finally:\n            pass\n\n    def discard', AG_T),
+     '        except OSError as e:\n            return e\n        finally:', AG_T),
+    ('AG27', AT, '        finally:\n            f.close()\n        return None\n\n    def discard',
+     '        finally:\n            pass\n        return None\n\n    def discard', AG_T),
     ('AG28', AT, '        except OSError as e:\n'
-     '            raise _failed(e, self.what, path, self.error)\n'
+     '            return _failed(e, self.what, path, self.error)\n'
      '        finally:',
      '        except OSError as e:\n'
-     '            raise _failed(e, self.what, given, self.error)\n'
+     '            return _failed(e, self.what, given, self.error)\n'
      '        finally:', AG_T),
     ('AG29', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        _remove(staged)',
      '            staged, self.staged = self.staged, []\n        _remove(staged)', AG_T),
@@ -2423,8 +2432,8 @@ MUTANTS = [
      '            staged, self.staged, self.closed = self.staged, [], True', AG_T),
     ('AG31', AT, '    for _, _, f, tmp in staged:\n        f.close()\n',
      '    for _, _, f, tmp in staged:\n', AG_T),
-    ('AG32', AT, '        f.close()\n        Path(tmp).unlink(missing_ok=True)\n\n\ndef fsync_folder',
-     '        f.close()\n        Path(tmp).unlink()\n\n\ndef fsync_folder', AG_T),
+    ('AG32', AT, '        f.close()\n        Path(tmp).unlink(missing_ok=True)\n\n\ndef _fsync_folder',
+     '        f.close()\n        Path(tmp).unlink()\n\n\ndef _fsync_folder', AG_T),
     ('AG33', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
      'if e.errno not in (errno.ENOTSUP, errno.EBADF):', AG_T),
     ('AG34', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
