@@ -713,7 +713,8 @@ def cmd_evaluate(args) -> int:
     name = results_name(Path(ev.root).resolve(), ev.phase)  # a plain folder's own, as sample's results
     path = Path(args.json) if args.json else results_dir(checkpoint, name) / "eval.json"
     # (5,000 inputs take minutes: said as they go, and kept beside the results file for a stopped call run again)
-    r = ev.run(n_samples, seed, progress=True, keep=kept_measures(path))
+    kept = kept_measures(path)
+    r = ev.run(n_samples, seed, progress=True, keep=kept)
     r["checkpoint"] = str(checkpoint.resolve())  # which model, should the file be copied away
     # how it was measured: `evaluate RUN --epoch all --reuse` takes this result where its protocol is the same
     # (the file's digest: of the weights measured, should the file change)
@@ -724,8 +725,13 @@ def cmd_evaluate(args) -> int:
         write_json(path, json_safe(r), what="evaluation results")
         report = _refresh_report(checkpoint)
         _say_results(args, f"{format_table(r)}\nresults: {path}{report}", path)
-    d.main_decides(write)
-    drop_kept(kept_measures(path), d)
+    try:
+        d.main_decides(write)
+    except Exception:  # (a full disk, a folder gone): the measures, all kept as run() ended, are not lost
+        if d.main:
+            _progress(f"note: {ev.kept_lost or f'the measures are kept in {kept}: the same command goes on from them'}")
+        raise
+    drop_kept(kept, d)
     d.close()
     return 0
 
@@ -1453,11 +1459,11 @@ def _run_command(args) -> int:
         raise
     except Stopped as e:  # (as a Ctrl-C: under torchrun rank 0 says it)
         if _rank0():
-            kept = _kept(args) or "the files written so far are whole: none is left half-written"
+            kept = _kept(args, e) or "the files written so far are whole: none is left half-written"
             # (a terminal closed: its hang-up, then this line's write an OSError, exit 1)
             say(sys.stderr, f"stopped by {signal.Signals(e.args[0]).name}: {kept}\n")
         return 128 + e.args[0]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # Under torchrun (Ctrl-C reaches every rank) rank 0 says it, a training's with the launch that resumes the
         # run: each rank printed it, with the one-process command, which the run's checkpoint refuses.
         if "torch" not in sys.modules:
@@ -1468,20 +1474,28 @@ def _run_command(args) -> int:
             return 130
         if not _rank0():
             return 130
-        kept = _kept(args)
+        kept = _kept(args, e)
         print(_train_interrupted(args, _launch_world()) if args.command == "train" else
               "interrupted" + (f"; {kept}" if kept else ""), file=sys.stderr)
         return 130
 
 
-def _kept(args) -> str | None:
+def _kept(args, stop: BaseException | None = None) -> str | None:
     """What a stopped command keeps that the same command goes on from, said with its stop or Ctrl-C (a download's
     Ctrl-C said "interrupted" alone, where its SIGTERM said that the partial file is kept; a sweep's said nothing of
-    --reuse, which keeps the checkpoints it measured: an FID sweep's hours)."""
+    --reuse, which keeps the checkpoints it measured: an FID sweep's hours). An evaluation's measures whose save
+    failed (a full disk) are said as they are (the `stop`'s measures_lost: Evaluation.run's): "kept" was said of
+    measures that were not."""
+    lost = getattr(stop, "measures_lost", None)
     if args.command == "evaluate" and args.epoch == "all":
-        return ("each checkpoint measured so far has its eval.json, the one it stopped in its measures so far: the "
-                "same command" + ("" if args.reuse else " with --reuse") + " goes on from them")
+        reuse, had = "the same command" + ("" if args.reuse else " with --reuse"), "each checkpoint measured so far has"
+        if lost:
+            return f"{had} its eval.json, which {reuse} keeps; of the one it stopped in, {lost}"
+        return f"{had} its eval.json, the one it stopped in its measures so far: {reuse} goes on from them"
+    if lost and args.command in ("evaluate", "compare"):
+        return lost
     return {"download": "the partial download is kept: the same command continues it",
+            "compare": "the measures of the models measured so far are kept: the same command goes on from them",
             "evaluate": "the measures made so far are kept: the same command goes on from them",
             "sample": "the images written so far are whole: the same command goes on from them"}.get(args.command)
 

@@ -247,6 +247,7 @@ class Evaluation:
         check_int("num", num, 1)  # (num 0 was "no images to evaluate" in a folder that has them)
         check_int("batch_size", batch_size, 1)
         self.dist, self.batch_size, self._first_loader = dist, batch_size, None
+        self.kept_lost = ""  # (what is kept where a save of run()'s measures failed: _Kept's)
         self._real = {}  # FID's features of the real B, by their file (_real_features); shared with of()'s copies
         self._options = dict(dataroot=dataroot, phase=phase, num=num, device=device, batch_size=batch_size,
                              metrics=metrics, lpips_version=lpips_version, lpips_pairs=lpips_pairs,
@@ -407,9 +408,11 @@ class Evaluation:
         progress: rank 0 counts the inputs measured on stderr ("evaluated 320/5000"; 5,000 inputs of 64 px
         with 2 z took 34 s on 2 CPU cores without a word).
         keep: a folder (the command's: kept_measures) where the measures are kept as they are made (_Kept), every
-        SAVE_EVERY seconds and as run() ends without a result (a stop, an error): a call of the same recipe (the
-        weights, inputs and options) run again goes on from them, and its result is the straight call's. Left for
-        the caller to remove once the result is written (drop_kept).
+        SAVE_EVERY seconds and as run() ends (a result, a stop, an error): a call of the same recipe (the weights,
+        inputs and options) run again goes on from them, and its result is the straight call's. Left for the caller
+        to remove once the result is written (drop_kept); removed here where the model's outputs are not finite
+        (that error is the result, met again by the same call). An exception run() ends by carries `measures_lost`
+        where a save failed (a full disk): what is kept, for the line that says it (the command's stop line).
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
         and every rank returns the result; a stop or an error on one rank is every rank's (each keeps its own
@@ -417,6 +420,7 @@ class Evaluation:
         n_samples = samples_per_input(n_samples, self.model.cfg)
         check_int("seed", seed, 0, high=MAX_SEED)  # a larger one was torch's ValueError (Overflow when unpacking)
         self._check_finite()
+        self.kept_lost = ""  # (this run's)
         share, rounds = self._share()
         z_all = draw_codes(self.n_inputs, n_samples, self.model.cfg.model.nz, seed)[share.start:share.stop]
         got = {"div": [], "rec": [], "lpips": [], "fake": [], "real": [], "palette": [], "palette_enc": []}
@@ -432,7 +436,7 @@ class Evaluation:
         # error, Ctrl-C): left to the garbage collector, its workers outlived a call that raised for as long
         # as the caller held the traceback.
         with contextlib.ExitStack() as owned:
-            ended = False
+            ended = None  # the exception run() ends by (a stop's, a Ctrl-C's too); None: a result or stop()'s None
             try:
                 for r in range(rounds):
                     if self.dist.agree(_STOP if stop is not None and stop() else _GO) == _STOP:
@@ -483,10 +487,20 @@ class Evaluation:
                                                 for k, n in zip(kept, sizes))) > shown:
                         count_line("evaluated", done, self.n_inputs, step=done - shown)
                         shown = done
-                ended = True
+            except BaseException as e:
+                ended = e
+                if counted:
+                    end_count_line()  # (on a terminal the lines that follow began on the count's)
+                raise
             finally:
-                if saver is not None and not ended:
-                    saver.save_quietly(got, n_out, has_enc)
+                if isinstance(ended, DivergenceError) and keep is not None:
+                    # Outputs not finite (every rank's error: raise_any) are the call's result, which the same call
+                    # meets again: its measures are of no use, and a later evaluation into the same place (the run's
+                    # next latest.pt) told of them as "of another weights". Every rank, one of no share too: a
+                    # collective.
+                    drop_kept(keep, self.dist)
+                elif saver is not None:
+                    saver.end(ended, got, n_out, has_enc)
         if counted:
             end_count_line()
         mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,
@@ -664,7 +678,7 @@ def drop_kept(folder, dist: Dist = Dist()) -> None:
 
 class _Kept:
     """This rank's measures kept in `folder` as run() goes (keep=): every SAVE_EVERY seconds, and as run() ends
-    without a result (a stop, an error), a file of the batches measured since the last save,
+    (a result, a stop, an error: end), a file of the batches measured since the last save,
     <rank>-of-<world>.<first batch>.pt, written by rename (whole or absent: a kill -9 too). Each file holds the
     recipe (made_from: the weights, the options that change a measure, the versions), the names and contents of the
     inputs of its batches and their measures (all that _result reads: FID's features, the demo's outputs' palettes).
@@ -681,7 +695,7 @@ class _Kept:
         # batch measured: a save writes what lies between
         self.saved = self.done = None
         self.inputs, self.last = [], time.monotonic()  # the inputs measured since the last save; its time
-        self.failed = False  # (a save failed: no more are tried)
+        self.failed = ""  # (a save failed, and why: no more are tried)
 
     @staticmethod
     def owner(name: str) -> tuple[int, int] | None:
@@ -837,6 +851,32 @@ class _Kept:
                          what="evaluation's kept measures")
         self.saved, self.inputs, self.last = self.done, [], time.monotonic()
 
+    def end(self, error: BaseException | None, got: dict, n_out: int, has_enc: bool) -> None:
+        """As run() ends, by `error` (None: a result, or a stop()'s None; not outputs that are not finite, whose
+        measures run() removes): the batches measured since the last save are saved, at a stop or an error for the
+        call run again, at a result too for a caller keeping them past it (compare, until its files are written, goes
+        on after a stop from every model measured). Where a save failed, what is kept is said in the evaluation's
+        kept_lost and the error's measures_lost (for the stop's line); another error is said with what is kept, as a
+        stop's line says it."""
+        self.save_quietly(got, n_out, has_enc)
+        if self.failed:
+            self.ev.kept_lost = self.lost()
+        if error is None:
+            return
+        if self.failed:
+            error.measures_lost = self.ev.kept_lost
+            if isinstance(error, Exception):
+                self._note(error.measures_lost)
+        elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop's line is the command's)
+            self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from them")
+
+    def lost(self) -> str:
+        """What this rank keeps where a save failed (the saves before it, or a take's files, whole): its words."""
+        if self.saved and self.saved[0]:
+            return (f"the measures made since the last save of them are lost ({self.failed}): the same command goes on "
+                    f"from those saved before")
+        return f"no measures are kept (their save failed: {self.failed}): the same command measures every input again"
+
     def save_quietly(self, got: dict, n_out: int, has_enc: bool) -> None:
         """save(), where a failure is a note and ends the saves (a full disk, a folder that cannot be written): the
         measures are in memory, and an evaluation of hours is not ended by a copy of them (run() ending without a
@@ -846,7 +886,7 @@ class _Kept:
         try:
             self.save(got, n_out, has_enc)
         except Exception as e:
-            self.failed = True
+            self.failed = str(e) or type(e).__name__
             self._note(f"the measures are no longer kept ({e})")
 
 

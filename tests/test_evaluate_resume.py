@@ -626,3 +626,173 @@ def test_a_results_file_of_a_name_near_the_limit_keeps_its_measures_too(setup, t
     made()
     assert main(command(ckpt, root, out)) == 0 and made() == N - 4
     assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not folder.exists()
+
+
+def diverging_at(batch: int, monkeypatch):
+    """The model's outputs not finite from its `batch`-th batch on (0: the first), as a diverged one's."""
+    calls, real = [], EVALUATING.sample_columns
+
+    def diverging(model, A, *a, **kw):
+        calls.append(1)
+        cols, names = real(model, A, *a, **kw)
+        return ([c * float("nan") for c in cols] if len(calls) > batch else cols), names
+    monkeypatch.setattr(EVALUATING, "sample_columns", diverging)
+
+
+def test_an_evaluation_whose_outputs_are_not_finite_leaves_no_measures(setup, tmp_path, monkeypatch, capsys):
+    # Its error is its result, which the same call meets again (the same weights): the measures of the batches before
+    # it (saved at each batch here) are of no use, and a later evaluation (of the run's next latest.pt) told of
+    # them as "of another weights", as a sweep leaves none (above).
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    diverging_at(2, monkeypatch)
+    assert main(command(ckpt, root, out)) == 2
+    assert "the model's outputs are not finite" in capsys.readouterr().err
+    assert not kept(out).exists() and not out.exists()
+    keep = tmp_path / "kept"
+    with pytest.raises(EVALUATING.DivergenceError):
+        evaluate(ckpt, root, num=N, n_samples=3, batch_size=BATCH, device="cpu", keep=keep)
+    assert not keep.exists()
+
+
+def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goes_on_from_them(
+        setup, tmp_path, made, monkeypatch, capsys):
+    # An input that cannot be read any more (a disk gone), the machine's memory: the same command may well succeed
+    # later, and goes on from the measures kept, as a stopped one; the error's line says so.
+    root, ckpt = setup
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    out = tmp_path / "r.json"
+    real, calls = EVALUATING.sample_columns, []
+
+    def failing(model, A, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # (the third batch)
+            raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
+        return real(model, A, *a, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "sample_columns", failing)
+        capsys.readouterr()
+        assert main(command(ckpt, root, out)) == 2
+    err = capsys.readouterr().err
+    assert f"note: the measures made so far are kept in {kept(out)}: the same command goes on from them\n" in err, err
+    assert err.endswith("DatasetError: cannot read an input (Input/output error)\n"), err
+    made()
+    assert main(command(ckpt, root, out)) == 0 and made() == N - 2 * BATCH
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not kept(out).exists()
+
+
+@pytest.mark.parametrize("fails_at", [0, 1])
+def test_a_stop_after_a_failed_save_does_not_say_the_measures_are_kept(setup, tmp_path, made, monkeypatch, capsys,
+                                                                       fails_at):
+    # A full disk where the measures are kept: the save of the first batch (fails_at 0) or of the second (1) fails;
+    # Ctrl-C after the third. The line says what is kept (nothing; the first batch's), and the call run again
+    # measures what it says.
+    root, ckpt = setup
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    real, tried = EVALUATING.atomic_write, []
+
+    def full(path, write, **kw):
+        tried.append(path)
+        if len(tried) > fails_at:
+            raise EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+        return real(path, write, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "atomic_write", full)
+        stopped(command(ckpt, root, out), 3 * BATCH, monkeypatch)
+    err = capsys.readouterr().err
+    assert "the measures made so far are kept" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith("interrupted; ") and "No space left on device" in last, last
+    assert ("no measures are kept" in last) == (fails_at == 0), last
+    assert ("the same command goes on from those saved before" in last) == (fails_at == 1), last
+    made()
+    assert main(command(ckpt, root, out)) == 0 and made() == N - fails_at * BATCH
+
+
+@pytest.mark.parametrize("b_seed, b_drops", [(0, False), (5, False), (0, True)])
+def test_two_evaluations_keeping_into_one_folder_at_once_may_redo_work_but_never_mix_it(setup, tmp_path, made,
+                                                                                        monkeypatch, b_seed, b_drops):
+    # Two calls keeping their measures in one folder at once (two jobs of one command; b_seed 5: of another recipe),
+    # each saving at each batch (SAVE_EVERY 0), one's files replacing the other's of the same first batch: B runs
+    # whole before A's third batch (as evaluate(), removing the folder, where b_drops), then A goes on, and is stopped
+    # as it would measure its third where B kept its files. Every result, A's, B's and that of the calls run again from
+    # what is left, is a straight call's.
+    root, ckpt = setup
+    opts = dict(num=N, batch_size=BATCH, device="cpu")
+    straight = {seed: evaluate(ckpt, root, n_samples=3, seed=seed, **opts) for seed in {0, b_seed}}
+    keep = tmp_path / "kept"
+    monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
+    asked, got_b = [], []
+
+    def a_stop():  # asked before each of A's batches
+        asked.append(1)
+        if len(asked) == 3:
+            got_b.append(evaluate(ckpt, root, n_samples=3, seed=b_seed, keep=keep, **opts) if b_drops else
+                         EVALUATING.Evaluation(ckpt, root, **opts).run(3, b_seed, keep=keep))
+        return len(asked) == 3 and not b_drops
+    a = EVALUATING.Evaluation(ckpt, root, **opts).run(3, 0, stop=a_stop, keep=keep)
+    assert got_b == [straight[b_seed]] and a == (straight[0] if b_drops else None)
+    if b_drops:  # (A's second and third batches': of the first none, as B removed it, so none taken below)
+        assert sorted(os.listdir(keep)) == ["0-of-1.000001.pt", "0-of-1.000002.pt"]
+    made()
+    for seed in sorted({0, b_seed}, reverse=True):
+        assert evaluate(ckpt, root, n_samples=3, seed=seed, keep=keep, **opts) == straight[seed]
+    assert made() <= 2 * N
+
+
+def test_results_that_cannot_be_written_keep_every_measure_and_say_so(setup, tmp_path, made, monkeypatch, capsys):
+    # eval.json's write failing (a full disk, a folder gone) after every input was measured: the measures are all kept
+    # as the evaluation ended (a save at its end, not only each minute), said in a line, and the same command run
+    # again measures nothing and writes the straight call's results.
+    root, ckpt = setup
+    assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
+    out = tmp_path / "r.json"
+    io = importlib.import_module("bicyclegan.engine.io")
+    real = io.write_json
+
+    def full(path, obj, **kw):
+        if Path(path) == out:
+            raise EVALUATING.OutputError(f"cannot write evaluation results {path}: No space left on device")
+        return real(path, obj, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(io, "write_json", full)
+        made()
+        capsys.readouterr()
+        assert main(command(ckpt, root, out)) == 2
+    assert made() == N
+    err = capsys.readouterr().err
+    assert f"note: the measures are kept in {kept(out)}: the same command goes on from them\n" in err, err
+    assert main(command(ckpt, root, out)) == 0 and made() == 0
+    assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not kept(out).exists()
+
+
+def test_a_stopped_sweep_whose_save_failed_says_what_is_lost(setup, tmp_path, monkeypatch, capsys):
+    # evaluate --epoch all stopped inside its second checkpoint where no save of its measures could be written: the
+    # line keeps the first checkpoint's eval.json and says that the second's measures are not kept.
+    root, _ = setup
+    run = tmp_path / "run"
+    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
+        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    inputs, real = [], EVALUATING.sample_columns
+
+    def generate(model, A, *a, **kw):
+        if len(inputs) == N // BATCH + 2:  # the second checkpoint's third batch
+            raise KeyboardInterrupt
+        inputs.append(len(A))
+        return real(model, A, *a, **kw)
+    monkeypatch.setattr(EVALUATING, "sample_columns", generate)
+
+    def full(path, write, **kw):
+        raise EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+    monkeypatch.setattr(EVALUATING, "atomic_write", full)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
+                 "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]) == 130
+    assert capsys.readouterr().err.endswith(
+        "interrupted; each checkpoint measured so far has its eval.json, which the same command keeps; of the one it "
+        f"stopped in, no measures are kept (their save failed: cannot write evaluation's kept measures "
+        f"{run / 'results' / 'val' / '.eval.json.partial' / '0-of-1.000000.pt'}: No space left on device): the same "
+        f"command measures every input again\n")
+    assert (run / "results" / "val_epoch_1" / "eval.json").is_file()
