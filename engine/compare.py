@@ -16,7 +16,9 @@ Written into `out` (default results/compare): compare.json (a row per model: nam
 variant, step, then evaluate's result; non-finite floats as null), compare.png (for each of the
 first `show` inputs: the input and its ground truth (a plain folder of inputs has none), then a row
 per model of its first `show_samples` outputs, the measured ones) and index.html (the table with the
-best of each measure in bold, realism against diversity as in Fig. 6, and the picture).
+best of each measure in bold, realism against diversity as in Fig. 6, and the picture). Each model's measures are
+kept as evaluate keeps them (out/.compare.json.partial/<its place>/) until those files are written: a stopped
+comparison run again takes the models measured and goes on inside the one it stopped in.
 """
 from __future__ import annotations
 
@@ -37,7 +39,16 @@ from bicyclegan.pipelines.spec import RESIZING
 from .checkpoint import find_checkpoint, run_folder
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
-from .evaluate import PAPER_INPUTS, PAPER_SAMPLES, Evaluation, best_rows, draw_codes, json_safe
+from .evaluate import (
+    PAPER_INPUTS,
+    PAPER_SAMPLES,
+    Evaluation,
+    best_rows,
+    draw_codes,
+    drop_kept,
+    json_safe,
+    kept_measures,
+)
 from .images import PAD, drawable, fit_label, label_style, refuse_others_results, sample_columns, to_uint8
 from .io import check_writable, held_folder, save_image, write_json, write_text
 from .report import (
@@ -186,17 +197,27 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                                                            networks_from=evs[0] if evs else None, **options)))
         dist.main_decides(lambda: check_writable(out, "compare results"))
         owned.enter_context(held_folder(out, "compare", dist))  # (before the measures: a second compare refused)
-        rows = []
+        kept = kept_measures(out / "compare.json")  # (a folder of each model's kept measures: <its place>/)
+        rows, lost = [], []  # (what is kept of the models whose measures' save failed: a full disk)
         for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                    "step": step}
             try:
-                # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1)
-                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed)))
+                # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1). Its
+                # measures are kept as evaluate's until the files are written: a stopped compare run again goes on
+                # from the models measured and inside the one it stopped in
+                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / str(i))))
                 say(f"[{i}/{len(loaded)}] {name}: measured")
             except DivergenceError as e:
                 row["error"] = str(e)
                 say(f"[{i}/{len(loaded)}] {name}: {e}")
+            except BaseException as e:  # (a stop's line says what is kept: not "kept" of measures whose save failed)
+                if lost or ev.kept_lost:
+                    e.measures_lost = "; ".join([*lost, f"of {name}, {ev.kept_lost}" if ev.kept_lost else
+                                                 "the others' measures are kept: the same command goes on from them"])
+                raise
+            if ev.kept_lost:
+                lost.append(f"of {name}, {ev.kept_lost}")
             rows.append(row)
         good = [(name, model) for row, (name, _, model, _) in zip(rows, loaded) if "error" not in row]
         picture = out / "compare.png"
@@ -219,7 +240,22 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             write_text(out / "index.html", render_compare(rows, picture.name if good else None, *shown, truth=truth,
                                                           coded=any(model.cfg.model.nz for _, model in good)),
                        what="comparison page")
-        dist.main_decides(draw)
+        try:
+            dist.main_decides(draw)
+        except BaseException as e:  # (a full disk, a stop): the measures of every model, kept as each run ended
+            if lost:
+                e.measures_lost = "; ".join(lost)
+            if isinstance(e, Exception):  # (a stop's line is the command's)
+                say(e.measures_lost if lost else f"the measures are kept in {kept}: the same command goes on from them")
+            raise
+        for i in range(1, len(loaded) + 1):  # (the results written: the measures kept are of no more use)
+            drop_kept(kept / str(i), dist)
+        if dist.main:  # (and those of an earlier comparison of more models)
+            with contextlib.suppress(OSError):
+                for f in kept.iterdir():
+                    if f.name.isdigit():
+                        drop_kept(f)
+                kept.rmdir()
     return rows, out
 
 

@@ -969,6 +969,8 @@ def test_under_torchrun_the_processes_share_each_models_inputs_and_rank_0_alone_
     assert rows == [{k: pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for k, v in r.items()} for r in want]
     pictures = [np.asarray(Image.open(tmp_path / d / "compare.png")) for d in ("two", "alone")]
     assert np.array_equal(*pictures)
+    # (each rank's kept measures removed once the files are written)
+    assert sorted(os.listdir(tmp_path / "two")) == ["compare.json", "compare.png", "index.html"]
 
 
 def test_a_second_compare_into_a_folder_being_written_is_refused_before_its_measures(runs, tmp_path, monkeypatch):
@@ -1012,3 +1014,78 @@ def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, mo
     with pytest.raises(OutputError, match="refused"):
         compare([runs / "bicycle", runs / "pix2pix"], out=tmp_path / "new" / "c", log=None, **EVAL)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_path, monkeypatch, capsys):
+    # Ctrl-C inside the second model (at its second batch of three): the first model's measures and the second's first
+    # batch are kept (as evaluate's), and the same command run again measures the second's last two batches alone;
+    # its files are a straight compare's, and nothing of the measures is left in --out.
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    argv = ["compare", *models, *OPTS, "--batch_size", "2", "--out"]
+    assert main([*argv, str(tmp_path / "straight")]) == 0
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == 5:
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    monkeypatch.setattr(ev_module, "sample_columns", generate)
+    out = tmp_path / "c"
+    capsys.readouterr()
+    assert main([*argv, str(out)]) == 130
+    assert capsys.readouterr().err.endswith("interrupted; the measures of the models measured so far are kept: the "
+                                            "same command goes on from them\n")
+    batches.clear()
+    assert main([*argv, str(out)]) == 0
+    assert batches == [2, 1]  # (the second model's inputs 3-4 and 5)
+    assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
+    assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "straight")) == ["compare.json", "compare.png",
+                                                                                    "index.html"]
+
+
+def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path, monkeypatch, capsys):
+    # A full disk where the measures are kept: the first model's save (as its measures end) fails, then the second's
+    # (at the stop): the stop's line says neither model's measures are kept, naming each, not "kept".
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == 5:
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    monkeypatch.setattr(ev_module, "sample_columns", generate)
+
+    def full(path, write, **kw):
+        raise OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+    monkeypatch.setattr(ev_module, "atomic_write", full)
+    capsys.readouterr()
+    assert main(["compare", *models, *OPTS, "--batch_size", "2", "--out", str(tmp_path / "c")]) == 130
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("interrupted; of bicycle, no measures are kept (their save failed: cannot write "), last
+    assert "; of pix2pix, no measures are kept (their save failed: " in last and " are kept:" not in last, last
+
+
+def test_files_that_cannot_be_written_keep_every_models_measures_and_say_so(runs, tmp_path, monkeypatch, capsys,
+                                                                            replace_fails):
+    # compare.json's write failing (a full disk) after every model was measured: their measures are kept, said in a
+    # line, and the same command run again measures nothing and writes a straight compare's files.
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    argv = ["compare", *models, *OPTS, "--out"]
+    assert main([*argv, str(tmp_path / "straight")]) == 0
+    batches, real = [], ev_module.sample_columns
+    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
+                                                                                 real(model, A, *a, **kw))[1])
+    out = tmp_path / "c"
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", os.replace)  # (undone below: the fixture's patch inside this context)
+        replace_fails("compare.json")
+        capsys.readouterr()
+        assert main([*argv, str(out)]) == 2
+    assert f"the measures are kept in {out / '.compare.json.partial'}: the same command goes on from them\n" in \
+        capsys.readouterr().err
+    batches.clear()
+    assert main([*argv, str(out)]) == 0 and batches == []
+    assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
+    assert not (out / ".compare.json.partial").exists()
