@@ -215,6 +215,9 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                 if lost or ev.kept_lost:
                     e.measures_lost = "; ".join([*lost, f"of {name}, {ev.kept_lost}" if ev.kept_lost else
                                                  "the others' measures are kept: the same command goes on from them"])
+                if isinstance(e, Exception) and kept.exists():  # (another error: said with it, as evaluate's)
+                    say(getattr(e, "measures_lost", None) or f"the measures are kept in {kept}: the same command goes "
+                                                               f"on from them")
                 raise
             if ev.kept_lost:
                 lost.append(f"of {name}, {ev.kept_lost}")

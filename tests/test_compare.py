@@ -1016,10 +1016,12 @@ def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, mo
     assert not (tmp_path / "new").exists()
 
 
-def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_path, monkeypatch, capsys):
-    # Ctrl-C inside the second model (at its second batch of three): the first model's measures and the second's first
-    # batch are kept (as evaluate's), and the same command run again measures the second's last two batches alone;
-    # its files are a straight compare's, and nothing of the measures is left in --out.
+@pytest.mark.parametrize("stop", [True, False])
+def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_path, monkeypatch, capsys, stop):
+    # Ctrl-C (stop), or another error (an input unreadable), inside the second model (at its second batch of three):
+    # the first model's measures and the second's first batch are kept (as evaluate's), said, and the same command run
+    # again measures the second's last two batches alone; its files are a straight compare's, and nothing of the
+    # measures is left in --out.
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     argv = ["compare", *models, *OPTS, "--batch_size", "2", "--out"]
     assert main([*argv, str(tmp_path / "straight")]) == 0
@@ -1028,14 +1030,19 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
     def generate(model, A, *a, **kw):
         batches.append(len(A))
         if len(batches) == 5:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if stop else ev_module.DatasetError("cannot read an input (Input/output error)")
         return real(model, A, *a, **kw)
     monkeypatch.setattr(ev_module, "sample_columns", generate)
     out = tmp_path / "c"
     capsys.readouterr()
-    assert main([*argv, str(out)]) == 130
-    assert capsys.readouterr().err.endswith("interrupted; the measures of the models measured so far are kept: the "
-                                            "same command goes on from them\n")
+    assert main([*argv, str(out)]) == (130 if stop else 2)
+    err = capsys.readouterr().err
+    if stop:
+        assert err.endswith("interrupted; the measures of the models measured so far are kept: the same command goes "
+                            "on from them\n"), err
+    else:
+        assert err.endswith(f"the measures are kept in {out / '.compare.json.partial'}: the same command goes on from "
+                            f"them\nbicyclegan compare: DatasetError: cannot read an input (Input/output error)\n"), err
     batches.clear()
     assert main([*argv, str(out)]) == 0
     assert batches == [2, 1]  # (the second model's inputs 3-4 and 5)
