@@ -235,20 +235,29 @@ class DaliLoader(PairedLoader):
             return j
         raise DatasetError("no sample could be decoded")
 
-    def _recover(self, err, order, start):
-        """After a failed batch: name the bad files, or with skip_bad replace them in `order`."""
-        window = order[start:start + (_PREFETCH + 1) * self.batch_size]
+    def _recover(self, err, order, start, listed):
+        """After a failed batch, order[start:]'s first of a pipeline over order[listed:]: name the bad files, or
+        with skip_bad replace them in `order`. DALI reads ahead (prefetch), and past its list's end that list's
+        start again: a file there that broke after its batch (and comes no more in the pass) failed a batch
+        of files that had not, outside the window, "DALI failed on a batch read from" them; the pass goes on
+        without it (a pipeline over the rest), as the torch loader's, whose next pass meets it (skip_bad: it
+        is replaced from there on)."""
+        ahead = (_PREFETCH + 1) * self.batch_size
+        window, left = order[start:start + ahead], set(order[start:].tolist())
+        behind = [i for i in order[listed:listed + ahead] if i not in left]
         bad = self._find_bad(window) or self._named_by_dali(err, window)
-        if not bad:
+        passed = [] if bad else self._find_bad(behind) or self._named_by_dali(err, behind)
+        if not bad and not passed:
             names = "\n".join(f"  {p}" for p, _ in self._pairs(window))
             raise DatasetError(f"DALI failed on a batch read from:\n{names}\n"
                                f"{str(err).strip().splitlines()[-1]}") from None
-        if not self.skip_bad:
+        if bad and not self.skip_bad:
             error = DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}")
             error.files = [p for _, p, _ in bad]
             raise error from None
-        self._record_skips([(p, r) for _, p, r in bad])
-        self._bad.update(i for i, _, _ in bad)
+        if self.skip_bad:
+            self._record_skips([(p, r) for _, p, r in bad + passed])
+            self._bad.update(i for i, _, _ in bad + passed)
         return self._replace_bad(order)
 
     def _replace_bad(self, order):
@@ -298,7 +307,7 @@ class DaliLoader(PairedLoader):
                         break
                     except RuntimeError as err:
                         self._pipe = None   # a DALI pipeline is unusable after an error
-                        mine = self._recover(err, mine, done)
+                        mine = self._recover(err, mine, done, base)
                         base = done
                         positions = mine[base:]
                         self._pipe = self._build(positions, epoch)

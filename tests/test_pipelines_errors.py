@@ -681,6 +681,37 @@ def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path):
         assert all((g[k] - w[k]).abs().max() <= 1e-6 for k in "AB")
     assert [p for p, _ in dali.skipped] == [paths[1], paths[2]]
 
+
+@needs_dali
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_dali_a_file_broken_after_its_batch_fails_no_batch_of_the_pass(tmp_path, shuffle, skip_bad):
+    """The first file of a pass emptied after its batch (a dataset re-exported while a run trains): DALI's reader
+    reads its list's start again past the list's end (prefetch), and that read failed the pass's last batch, with
+    "DALI failed on a batch read from" naming the last batch's files, not the emptied one (skip_bad too). The pass
+    is the torch loader's, whole; the next pass names the file, or with skip_bad reads the next good one in its
+    place."""
+    good_set(tmp_path, n=7)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": shuffle, "drop_last": False,
+          "seed": 3, "skip_bad": skip_bad}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    with dali, ref:
+        first = next(iter(ref))["paths"][0]
+        ref.set_epoch(0)
+        for k, (got, want) in enumerate(zip(dali, ref, strict=True)):
+            if k == 0:
+                open(first, "wb").close()
+            assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+        if not skip_bad:
+            for loader in (dali, ref):
+                with pytest.raises(DatasetError, match=f"{re.escape(first)}: cannot decode") as info:
+                    list(loader)
+                assert first in info.value.files
+            return
+        for got, want in zip(dali, ref, strict=True):
+            assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+        assert [p for p, _ in dali.skipped] == [p for p, _ in ref.skipped] == [first]
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("preprocess, size, reason", [
     ("crop", (8, 18),  # a half
