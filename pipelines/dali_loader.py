@@ -325,5 +325,6 @@ class DaliLoader(PairedLoader):
         finally:
             if self._active is token:  # else a newer pass owns the pipeline: leave it alone
                 self._active = None
-                if not finished:
+                # a random pass's pipeline serves no other (each builds its own): its threads and memory go now
+                if not finished or self._random:
                     self._pipe = None

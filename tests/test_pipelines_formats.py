@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_pipelines import BACKENDS, noise, write
+from test_pipelines import BACKENDS, needs_dali, noise, write
 
 import bicyclegan.pipelines as pipelines
 from bicyclegan.pipelines import DatasetError, make_loader
@@ -728,6 +728,30 @@ def test_a_pass_started_while_an_earlier_iterator_lives_reads_the_whole_epoch(tm
     # took its batches from it, without a word)
     with pytest.raises(RuntimeError, match="a newer pass over this (DALI )?loader has started"):
         next(peek)
+
+
+@needs_dali
+def test_dali_lets_go_of_a_random_passs_pipeline_as_the_pass_ends_and_keeps_a_deterministic_one(tmp_path, monkeypatch):
+    # A shuffled pass's pipeline (its threads, on a GPU its memory) was held until the next pass built its own; only
+    # a pass with nothing random reuses the last pass's pipeline (one build for every pass)
+    import weakref
+
+    from bicyclegan.pipelines.dali_loader import DaliLoader
+    built, real = [], DaliLoader._build
+
+    def build(self, positions, epoch):
+        built.append(weakref.ref(pipe := real(self, positions, epoch)))
+        return pipe
+    monkeypatch.setattr(DaliLoader, "_build", build)
+    good_files(tmp_path, n=5)
+    for shuffle in (True, False):
+        built.clear()
+        loader = make_loader(tmp_path, batch_size=2, load_size=16, crop_size=16, backend="dali", num_workers=1,
+                             shuffle=shuffle, augment=False, drop_last=False)
+        for _ in range(3):
+            assert len(list(loader)) == 3
+            assert [r() is None for r in built] == [shuffle] * len(built)
+        assert len(built) == (3 if shuffle else 1)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
