@@ -266,9 +266,13 @@ class DaliLoader(PairedLoader):
         return np.array([self._substitute(i) if i in self._bad else i for i in order])
 
     def __iter__(self):
-        return self._epoch(*self._begin_epoch())
+        self._check_open()  # (now: iter() of a closed loader is the error)
+        return self._epoch()
 
-    def _epoch(self, epoch, start):
+    def _epoch(self):
+        # The pass takes its epoch at its first batch, as the torch loader's: taken at iter(), an iterator made
+        # before set_epoch(e) read the epoch before, and of two made before either ran, the first run the later.
+        epoch, start = self._begin_epoch()
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
         mine, done = order[lo:hi], start * self.batch_size

@@ -730,6 +730,24 @@ def test_a_pass_started_while_an_earlier_iterator_lives_reads_the_whole_epoch(tm
         next(peek)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pass_takes_its_epoch_at_its_first_batch_not_at_iter(tmp_path, backend):
+    # DALI's iter() took the epoch at once (the torch loader's pass at its first batch): an iterator made before
+    # set_epoch(2) read epoch 0, and of two made before either ran, the one run first read the later epoch
+    good_files(tmp_path, n=6)
+    kw = {"batch_size": 2, "load_size": 16, "crop_size": 16, "backend": backend, "num_workers": 0, "seed": 3}
+    with make_loader(tmp_path, **kw) as straight:
+        epochs = [[p for b in straight for p in b["paths"]] for _ in range(4)]
+    assert len({tuple(e) for e in epochs}) == 4  # (shuffled: the epochs tell apart)
+    with make_loader(tmp_path, **kw) as loader:
+        early = iter(loader)
+        loader.set_epoch(1)
+        assert [p for b in early for p in b["paths"]] == epochs[1]
+        first, second = iter(loader), iter(loader)
+        assert [p for b in second for p in b["paths"]] == epochs[2]
+        assert [p for b in first for p in b["paths"]] == epochs[3]
+
+
 @needs_dali
 def test_dali_lets_go_of_a_random_passs_pipeline_as_the_pass_ends_and_keeps_a_deterministic_one(tmp_path, monkeypatch):
     # A shuffled pass's pipeline (its threads, on a GPU its memory) was held until the next pass built its own; only
