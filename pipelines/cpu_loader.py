@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import sharding
 from .base import PairedLoader
-from .errors import DatasetError, plural
+from .errors import DatasetError, none_decodes, plural
 from .files import ALIKE, changed_since_checks, load_rgb, local_ranks, usable_cores
 
 # A batch takes milliseconds to make: none for this long means a worker is stuck, and waiting on
@@ -193,7 +193,7 @@ class PairedImageDataset(Dataset):
             item = self._item(i, epoch, a, b)
             item["skipped"] = skipped
             return item
-        return {"error": f"no sample could be decoded; tried: {[p for p, _ in skipped]}"}
+        return {"error": none_decodes(skipped)}
 
 
 def collate(items):

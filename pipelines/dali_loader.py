@@ -27,7 +27,7 @@ from nvidia.dali.data_node import DataNode
 
 from . import sharding
 from .base import PairedLoader
-from .errors import DatasetError, describe_bad, plural
+from .errors import DatasetError, describe_bad, none_decodes, plural
 from .files import changed_since_checks, load_rgb
 
 _PREFETCH = 2
@@ -233,7 +233,9 @@ class DaliLoader(PairedLoader):
                 self._bad.add(j)
                 continue
             return j
-        raise DatasetError("no sample could be decoded")
+        reasons = dict(self.skipped)  # (every sample but i is in self._bad, and i failed: all recorded)
+        tried = [self.samples[(i + step) % n].path for step in range(n)]
+        raise DatasetError(none_decodes([(p, reasons.get(p, "cannot decode")) for p in tried]))
 
     def _recover(self, err, order, start, listed):
         """After a failed batch, order[start:]'s first of a pipeline over order[listed:]: name the bad files, or

@@ -33,6 +33,11 @@ def describe_bad(bad, limit=NAMED_BAD, listed=None):
     return "\n".join(lines)
 
 
+def none_decodes(tried):
+    """The message of a loader under skip_bad whose every sample failed: tried [(path, reason)], in the order tried.
+    One per line, at most NAMED_BAD (a dataset folder gone from under a run listed every path in one line)."""
+    return f"no sample could be decoded; tried:\n{describe_bad(tried)}"
+
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     """A count and its noun, agreeing: "1 sample", "3 samples" (many: the plural where it is not word + "s",

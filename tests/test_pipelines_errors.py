@@ -682,6 +682,21 @@ def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path):
     assert [p for p, _ in dali.skipped] == [paths[1], paths[2]]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_skip_bad_with_every_file_broken_since_the_checks_names_the_files_tried(tmp_path, backend):
+    # DALI said "no sample could be decoded" alone; the torch loader listed every file's path in one line (all of a
+    # dataset's files, where its folder was gone from under a run): one a line, with the reason, at most 10
+    paths = good_set(tmp_path, n=12)
+    loader = load(tmp_path, backend, shuffle=False, skip_bad=True)
+    with loader:  # (LOADERS_CLOSED)
+        for path in paths:
+            open(path, "wb").close()
+        with pytest.raises(DatasetError) as info:
+            list(loader)
+        lines = [f"  {p}: cannot decode (UnidentifiedImageError: cannot identify image file {p!r})" for p in paths]
+        assert str(info.value) == "\n".join(["no sample could be decoded; tried:", *lines[:10], "  ... and 2 more"])
+
+
 @needs_dali
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("skip_bad", [False, True])
