@@ -73,6 +73,14 @@ def _utf8(path):
         return False
 
 
+def _cause(err):
+    """DALI's line of what failed, after its operator's traceback ("encountered:"), else its error's last line: that
+    is "Current pipeline object is no longer valid." of any failure."""
+    lines = [line.strip() for line in str(err).strip().splitlines()]
+    after = lines[lines.index("encountered:") + 1:] if "encountered:" in lines else []
+    return next((line for line in after if line), lines[-1] if lines else "")
+
+
 class _Changed(RuntimeError):
     """A batch with a file that no longer fits the checks (_check_sizes), recovered from as DALI's errors are."""
 
@@ -251,8 +259,7 @@ class DaliLoader(PairedLoader):
         passed = [] if bad else self._find_bad(behind) or self._named_by_dali(err, behind)
         if not bad and not passed:
             names = "\n".join(f"  {p}" for p, _ in self._pairs(window))
-            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n"
-                               f"{str(err).strip().splitlines()[-1]}") from None
+            raise DatasetError(f"DALI failed on a batch read from:\n{names}\n{_cause(err)}") from None
         if bad and not self.skip_bad:
             error = DatasetError(f"cannot decode:\n{describe_bad([(p, r) for _, p, r in bad])}")
             error.files = [p for _, p, _ in bad]

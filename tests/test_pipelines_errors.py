@@ -698,6 +698,27 @@ def test_skip_bad_with_every_file_broken_since_the_checks_names_the_files_tried(
 
 
 @needs_dali
+def test_dali_failing_on_a_file_that_decodes_by_the_time_it_is_looked_at_says_dalis_line_of_it(tmp_path, monkeypatch):
+    # A file DALI failed on that decodes when the loader looks (a rewrite that ended in between): the error listed
+    # the batch's files and DALI's last line, "Current pipeline object is no longer valid.", not its line of the file
+    from bicyclegan.pipelines.dali_loader import DaliLoader
+    paths = good_set(tmp_path, n=4)
+    data = Path(paths[1]).read_bytes()
+    loader = load(tmp_path, "dali", shuffle=False)
+    open(paths[1], "wb").close()
+    real = DaliLoader._find_bad
+
+    def rewritten(self, indices):
+        Path(paths[1]).write_bytes(data)
+        return real(self, indices)
+    monkeypatch.setattr(DaliLoader, "_find_bad", rewritten)
+    with loader, pytest.raises(DatasetError) as info:
+        list(loader)
+    assert str(info.value) == f"DALI failed on a batch read from:\n  {paths[0]}\n  {paths[1]}\n  {paths[2]}\n  " \
+                              f"{paths[3]}\nFile mapping failed: {paths[1]}"
+
+
+@needs_dali
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_dali_a_file_broken_after_its_batch_fails_no_batch_of_the_pass(tmp_path, shuffle, skip_bad):
