@@ -31,6 +31,7 @@ from .errors import DatasetError, describe_bad, none_decodes, plural
 from .files import changed_since_checks, load_rgb
 
 _PREFETCH = 2
+_DALI_FAILS = "cannot decode (DALI's decoder fails on it)"  # the reason of a file that PIL decodes
 
 
 def _float(x):
@@ -97,6 +98,7 @@ class DaliLoader(PairedLoader):
         self._pipe = None       # reusable only while deterministic and left at an epoch boundary
         self._reads = None      # the samples (dataset indices) self._pipe's reader lists
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
+        self._dali_only = set()  # those of them that PIL decodes (DALI's decoder fails on them): kept replaced
         self._random = spec.augment or self.shuffle
         self._active = None     # the pass that owns self._pipe (one pass at a time)
         self._fitting = set()   # file sizes (H, W [, B's H, W]) that fit the checks' rules: _check_sizes
@@ -226,7 +228,7 @@ class DaliLoader(PairedLoader):
         """The files that DALI's error says it failed to decode (where PIL decodes them)."""
         failed = {line.rsplit(" : ", 1)[-1].strip() for line in str(err).splitlines()
                   if "Failed to decode sample" in line}
-        return [(i, path, "cannot decode (DALI's decoder fails on it)") for i in indices
+        return [(i, path, _DALI_FAILS) for i in indices
                 for path in filter(None, (self.samples[i].path, self.samples[i].b_path)) if path in failed]
 
     def _substitute(self, i):
@@ -267,6 +269,7 @@ class DaliLoader(PairedLoader):
         if self.skip_bad:
             self._record_skips([(p, r) for _, p, r in bad + passed])
             self._bad.update(i for i, _, _ in bad + passed)
+            self._dali_only.update(i for i, _, r in bad + passed if r == _DALI_FAILS)
         return self._replace_bad(order)
 
     def _replace_bad(self, order):
@@ -282,6 +285,9 @@ class DaliLoader(PairedLoader):
         # The pass takes its epoch at its first batch, as the torch loader's: taken at iter(), an iterator made
         # before set_epoch(e) read the epoch before, and of two made before either ran, the first run the later.
         epoch, start = self._begin_epoch()
+        # A file that failed in an earlier pass and decodes again (rewritten whole since) is read again, as by the
+        # torch loader, which tries each file as it comes: it was replaced for the rest of the run.
+        self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
         mine, done = order[lo:hi], start * self.batch_size

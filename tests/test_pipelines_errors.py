@@ -697,6 +697,30 @@ def test_skip_bad_with_every_file_broken_since_the_checks_names_the_files_tried(
         assert str(info.value) == "\n".join(["no sample could be decoded; tried:", *lines[:10], "  ... and 2 more"])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_skip_bad_reads_a_file_again_once_it_decodes_again(tmp_path, backend):
+    # DALI replaced a file that once failed to decode for the rest of the run, where the torch loader, which tries
+    # each file as it comes, read it again once it was rewritten whole (a dataset re-exported while a run trains)
+    paths = good_set(tmp_path, n=6)
+    data = Path(paths[1]).read_bytes()
+    loader = load(tmp_path, backend, batch_size=2, crop_size=(12, 10), preprocess="crop", shuffle=True, seed=1,
+                  drop_last=False, skip_bad=True)
+
+    def epoch_0():
+        loader.set_epoch(0)
+        return list(loader)
+    with loader:  # (LOADERS_CLOSED)
+        whole = epoch_0()
+        order = [p for b in whole for p in b["paths"]]
+        Path(paths[1]).write_bytes(broken_png())
+        assert [p for b in epoch_0() for p in b["paths"]] == [paths[2] if p == paths[1] else p for p in order]
+        Path(paths[1]).write_bytes(data)
+        again = epoch_0()
+        assert [p for b in again for p in b["paths"]] == order
+        assert all((a[x] - b[x]).abs().max() <= 1e-6 for a, b in zip(again, whole, strict=True) for x in "AB")
+        assert [p for p, _ in loader.skipped] == [paths[1]]
+
+
 @needs_dali
 def test_dali_failing_on_a_file_that_decodes_by_the_time_it_is_looked_at_says_dalis_line_of_it(tmp_path, monkeypatch):
     # A file DALI failed on that decodes when the loader looks (a rewrite that ended in between): the error listed
