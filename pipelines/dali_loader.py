@@ -97,6 +97,7 @@ class DaliLoader(PairedLoader):
                            else torch.cuda.current_device()) if self._gpu else None
         self._pipe = None       # reusable only while deterministic and left at an epoch boundary
         self._reads = None      # the samples (dataset indices) self._pipe's reader lists
+        self._seen = None       # the files of its list's start as they were before it read them: _stat
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
         self._dali_only = set()  # those of them that PIL decodes (DALI's decoder fails on them): kept replaced
         self._random = spec.augment or self.shuffle
@@ -139,6 +140,7 @@ class DaliLoader(PairedLoader):
     def _build(self, positions, epoch):
         """A built pipeline over the samples `positions` (dataset indices) of `epoch`, returning A, [B,] the
         files' shapes, labels (indices into `positions`)."""
+        self._seen = self._stat(positions)  # (before any read)
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
                         device_id=self._device_id, prefetch_queue_depth=_PREFETCH)
         paths = self._pairs(positions)
@@ -187,6 +189,19 @@ class DaliLoader(PairedLoader):
         out = torch.empty(t.shape(), dtype=torch.float32, device=self.device)  # feed_ndarray fills it densely
         feed_ndarray(t, out, cuda_stream=torch.cuda.current_stream(self.device))
         return out.contiguous(memory_format=self.memory_format)
+
+    def _stat(self, positions):
+        """(inode, size, mtime) of the files of a list's first batches, which a pipeline reads again past the
+        list's end (prefetch): a pass that reuses it takes those reads as its first batches."""
+        stats = []
+        for path in (p for i in positions[:(_PREFETCH + 1) * self.batch_size]
+                     for p in (self.samples[i].path, self.samples[i].b_path) if p is not None):
+            try:
+                st = os.stat(path)
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append(None)
+        return stats
 
     def _pairs(self, indices):
         return [(self.samples[i].path, self.samples[i].b_path) for i in indices]
@@ -298,11 +313,12 @@ class DaliLoader(PairedLoader):
         # that pass is over (it raises if resumed), as it would otherwise read this pass's batches. A pass
         # from batch `start` reads the files from there on alone (its crops and flips are the samples'). A
         # kept pipeline serves a pass over the files its reader lists alone: not one from batch k, nor one
-        # where a file broken since gave a substitute a substitute.
+        # where a file broken since gave a substitute a substitute; nor one after a file of its list's start
+        # changed since it was read (the last pass's reads past its end: this pass would take it as it was).
         base = done
         positions = mine[base:]  # labels index this list
         if (self._pipe is None or self._random or self._active is not None
-                or not np.array_equal(self._reads, positions)):
+                or not np.array_equal(self._reads, positions) or self._stat(positions) != self._seen):
             self._pipe = None
             self._pipe = self._build(positions, epoch)
         self._active = token

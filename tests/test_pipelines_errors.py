@@ -722,6 +722,24 @@ def test_skip_bad_reads_a_file_again_once_it_decodes_again(tmp_path, backend):
 
 
 @needs_dali
+def test_dali_reads_a_file_changed_between_passes_as_it_is_now(tmp_path):
+    """Nothing random: DALI keeps its pipeline from one pass to the next, which has read the next pass's first
+    files past its list's end. A file among them rewritten between the passes was delivered as it had been (broken:
+    the pass went through; another picture: the old one), where the torch loader reads it as it is now."""
+    paths = good_set(tmp_path, n=5)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "augment": False,
+          "drop_last": False}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    with dali, ref:
+        list(dali)
+        time.sleep(0.2)  # (DALI's reads past the end have been made)
+        write(paths[0] + ".new.png", noise(np.random.default_rng(7), 16, 32))
+        os.replace(paths[0] + ".new.png", paths[0])
+        for got, want in zip(dali, ref, strict=True):
+            assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+
+
+@needs_dali
 def test_dali_failing_on_a_file_that_decodes_by_the_time_it_is_looked_at_says_dalis_line_of_it(tmp_path, monkeypatch):
     # A file DALI failed on that decodes when the loader looks (a rewrite that ended in between): the error listed
     # the batch's files and DALI's last line, "Current pipeline object is no longer valid.", not its line of the file
