@@ -11,9 +11,10 @@ files from there on: nothing before it is read) and a pipeline restarted past a 
 
 The epoch's order comes from sharding.epoch_order (as in the CPU loader) rather than the reader's
 own shuffle, which only shuffles within a shard through a buffer and cannot be addressed by epoch;
-so a pipeline is built per epoch when anything is random, and reused when nothing is (for a pass over
-the files it lists: not one from a later batch, nor one where a file broke since). This module
-imports DALI at import time: bicyclegan.pipelines imports it only when DALI is asked for.
+so a pipeline is built per epoch when anything is random (let go as its pass ends), and reused when
+nothing is (for a pass over the files it lists: not one from a later batch, nor one where a file broke
+or changed since it read it). This module imports DALI at import time: bicyclegan.pipelines imports it
+only when DALI is asked for.
 """
 import os
 
