@@ -307,8 +307,10 @@ class DaliLoader(PairedLoader):
         order = self._replace_bad(self.shard.global_order(epoch))
         lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
         mine, done = order[lo:hi], start * self.batch_size
-        if start == len(self):
-            return  # (a reader of no files is an error)
+        if start == len(self):  # (a reader of no files is an error)
+            if self._active is not None:  # a pass, if empty, ends an earlier one, as any other: its pipeline too
+                self._free()
+            return
         token = object()
         # A pass left unfinished (an iterator still alive) left the pipeline mid-shard: rebuilt, and
         # that pass is over (it raises if resumed), as it would otherwise read this pass's batches. A pass

@@ -731,6 +731,22 @@ def test_a_pass_started_while_an_earlier_iterator_lives_reads_the_whole_epoch(tm
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pass_with_no_batch_left_ends_an_earlier_pass_too(tmp_path, backend):
+    # set_epoch(e, len) starts a pass with nothing left: DALI's returned before it took the loader, and an earlier
+    # iterator went on reading (the torch loader's is over, as after any newer pass)
+    good_files(tmp_path, n=5)
+    with make_loader(tmp_path, batch_size=2, load_size=16, crop_size=16, backend=backend, num_workers=0,
+                     shuffle=False, augment=False, drop_last=False) as loader:
+        left = iter(loader)
+        next(left)
+        loader.set_epoch(0, len(loader))
+        assert list(loader) == []
+        with pytest.raises(RuntimeError, match="^a newer pass over this (DALI )?loader has started"):
+            next(left)
+        assert len(list(loader)) == len(loader)  # (then a whole pass)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_pass_takes_its_epoch_at_its_first_batch_not_at_iter(tmp_path, backend):
     # DALI's iter() took the epoch at once (the torch loader's pass at its first batch): an iterator made before
     # set_epoch(2) read epoch 0, and of two made before either ran, the one run first read the later epoch
