@@ -660,26 +660,28 @@ def test_dali_keeps_the_crops_of_an_epoch_where_a_file_broke(tmp_path, caplog):
 
 
 @needs_dali
-def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path):
+@pytest.mark.parametrize("first", [1, 7])  # among the list's first batches (which a kept pipeline reads again past
+def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path, first):  # its end: _stat), or after
     """Nothing random: DALI keeps its pipeline from one whole pass to the next. 001 broke (skip_bad: 002 reads in
     its place), then 002 broke too: the next pass reads 003 in both places, so the kept pipeline, whose reader
     lists 002, is not the pass's. Reused, it failed on 002 and the pass ended in "DALI failed on a batch read
-    from" (002 not among the files it named); the batches are the torch loader's."""
-    paths = good_set(tmp_path, n=6)
+    from" (002 not among the files it named); the batches are the torch loader's. The same of 007 and 008."""
+    paths = good_set(tmp_path, n=10)
     kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "augment": False,
           "drop_last": False, "skip_bad": True}
     dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
-    with open(paths[1], "wb") as f:
+    with open(paths[first], "wb") as f:
         f.write(broken_png())
-    for _ in range(2):  # (the first restarts past 001 and keeps nothing; the second keeps its pipeline)
-        assert [p for b in dali for p in b["paths"]] == [paths[i] for i in (0, 2, 2, 3, 4, 5)]
-    with open(paths[2], "wb") as f:
+    for _ in range(2):  # (the first restarts past the file and keeps nothing; the second keeps its pipeline)
+        assert [p for b in dali for p in b["paths"]] == [paths[first + 1 if i == first else i] for i in range(10)]
+    with open(paths[first + 1], "wb") as f:
         f.write(broken_png())
     got, want = list(dali), list(ref)
-    assert [p for b in got for p in b["paths"]] == [paths[i] for i in (0, 3, 3, 3, 4, 5)]
+    assert [p for b in got for p in b["paths"]] == [paths[first + 2 if i in (first, first + 1) else i]
+                                                     for i in range(10)]
     for g, w in zip(got, want, strict=True):
         assert all((g[k] - w[k]).abs().max() <= 1e-6 for k in "AB")
-    assert [p for p, _ in dali.skipped] == [paths[1], paths[2]]
+    assert [p for p, _ in dali.skipped] == [paths[first], paths[first + 1]]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
