@@ -145,7 +145,9 @@ class DaliLoader(PairedLoader):
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
                         device_id=self._device_id, prefetch_queue_depth=_PREFETCH)
         paths = self._pairs(positions)
-        reader = {"shard_id": 0, "num_shards": 1, "random_shuffle": False,
+        # dont_use_mmap: the reader mapped each file into memory, and a read past the end of a file truncated
+        # meanwhile (rewritten in place) killed the process with SIGBUS; plain reads cost nothing measurable here.
+        reader = {"shard_id": 0, "num_shards": 1, "random_shuffle": False, "dont_use_mmap": True,
                   "stick_to_shard": True, "pad_last_batch": True, "labels": list(range(len(paths)))}
         with pipe:
             enc_a, label = fn.readers.file(files=[a for a, _ in paths], name="A", **reader)
