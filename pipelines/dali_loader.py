@@ -76,8 +76,8 @@ def _utf8(path):
 
 
 def _cause(err):
-    """DALI's line of what failed, after its operator's traceback ("encountered:"), else its error's last line: that
-    is "Current pipeline object is no longer valid." of any failure."""
+    """DALI's line of what failed, after its operator's traceback ("encountered:"), else its error's last line
+    (which is "Current pipeline object is no longer valid." of any failure)."""
     lines = [line.strip() for line in str(err).strip().splitlines()]
     after = lines[lines.index("encountered:") + 1:] if "encountered:" in lines else []
     return next((line for line in after if line), lines[-1] if lines else "")
@@ -266,12 +266,11 @@ class DaliLoader(PairedLoader):
         raise DatasetError(none_decodes([(p, reasons.get(p, "cannot decode")) for p in tried]))
 
     def _recover(self, err, order, start, listed):
-        """After a failed batch, order[start:]'s first of a pipeline over order[listed:]: name the bad files, or
+        """After a failed batch (order[start:]'s first, of a pipeline over order[listed:]): name the bad files, or
         with skip_bad replace them in `order`. DALI reads ahead (prefetch), and past its list's end that list's
-        start again: a file there that broke after its batch (and comes no more in the pass) failed a batch
-        of files that had not, outside the window, "DALI failed on a batch read from" them; the pass goes on
-        without it (a pipeline over the rest), as the torch loader's, whose next pass meets it (skip_bad: it
-        is replaced from there on)."""
+        start again: a file there that broke after its batch, and that the pass reads no more, failed a good
+        batch ("DALI failed on a batch read from" its files, the broken one not named). The pass goes on over
+        the rest, as the torch loader's, whose next pass meets the file (skip_bad: replaced from there on)."""
         ahead = (_PREFETCH + 1) * self.batch_size
         window, left = order[start:start + ahead], set(order[start:].tolist())
         behind = [i for i in order[listed:listed + ahead] if i not in left]
