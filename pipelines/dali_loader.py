@@ -366,4 +366,8 @@ class DaliLoader(PairedLoader):
                 self._active = None
                 # a random pass's pipeline serves no other (each builds its own): its threads and memory go now
                 if not finished or self._random:
+                    if self._gpu and self._pipe is not None:
+                        # the last batch's copy out of DALI's memory (feed_ndarray: asynchronous on torch's stream)
+                        # done before that memory goes back to DALI's pool: once a pass, a few microseconds
+                        torch.cuda.current_stream(self.device).synchronize()
                     self._pipe = None
