@@ -101,6 +101,7 @@ class DaliLoader(PairedLoader):
         self._seen = None       # the files of its list's start as they were before it read them: _stat
         self._bad = set()       # indices of samples that failed to decode (skip_bad)
         self._dali_only = set()  # those of them that PIL decodes (DALI's decoder fails on them): kept replaced
+        self._retry = set()     # those of them that failed before this pass, not yet looked at again: _known_bad
         self._random = spec.augment or self.shuffle
         self._active = None     # the pass that owns self._pipe (one pass at a time)
         self._fitting = set()   # file sizes (H, W [, B's H, W]) that fit the checks' rules: _check_sizes
@@ -249,12 +250,22 @@ class DaliLoader(PairedLoader):
         return [(i, path, _DALI_FAILS) for i in indices
                 for path in filter(None, (self.samples[i].path, self.samples[i].b_path)) if path in failed]
 
+    def _known_bad(self, i):
+        """Whether sample i is replaced: one that failed in an earlier pass is tried again the first time this pass
+        meets it (rewritten whole since, it is read again, as by the torch loader, which tries each file as it
+        comes); one that PIL decodes and DALI's decoder fails on stays replaced."""
+        if i in self._retry:
+            self._retry.discard(i)
+            if not self._find_bad([i]):
+                self._bad.discard(i)
+        return i in self._bad
+
     def _substitute(self, i):
         """The next sample after i (cyclically) that decodes."""
         n = len(self.samples)
         for step in range(1, n):
             j = (i + step) % n
-            if j in self._bad:
+            if self._known_bad(j):
                 continue
             if bad := self._find_bad([j]):
                 self._record_skips([(p, r) for _, p, r in bad])
@@ -292,7 +303,7 @@ class DaliLoader(PairedLoader):
     def _replace_bad(self, order):
         if not self._bad:
             return order
-        return np.array([self._substitute(i) if i in self._bad else i for i in order])
+        return np.array([self._substitute(i) if self._known_bad(i) else i for i in order])
 
     def __iter__(self):
         self._check_open()  # (now: iter() of a closed loader is the error)
@@ -302,16 +313,15 @@ class DaliLoader(PairedLoader):
         # The pass takes its epoch at its first batch, as the torch loader's: taken at iter(), an iterator made
         # before set_epoch(e) read the epoch before, and of two made before either ran, the first run the later.
         epoch, start = self._begin_epoch()
-        # A file that failed in an earlier pass and decodes again (rewritten whole since) is read again, as by the
-        # torch loader, which tries each file as it comes: it was replaced for the rest of the run.
-        self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}
-        order = self._replace_bad(self.shard.global_order(epoch))
-        lo, hi = sharding.shard_range(len(order), self.rank, self.world_size)
-        mine, done = order[lo:hi], start * self.batch_size
         if start == len(self):  # (a reader of no files is an error)
             if self._active is not None:  # a pass, if empty, ends an earlier one, as any other: its pipeline too
                 self._free()
             return
+        # The files replaced are looked at again as this rank's shard meets them (_known_bad), and its shard alone
+        # is replaced: on the training's thread before the pass's first batch, a decode of each replaced file and
+        # of its substitute; those of the whole epoch's order were every rank's, each rank's world times its own.
+        self._retry = self._bad - self._dali_only
+        mine, done = self._replace_bad(self.shard.order(epoch)), start * self.batch_size
         token = object()
         # A pass left unfinished (an iterator still alive) left the pipeline mid-shard: rebuilt, and
         # that pass is over (it raises if resumed), as it would otherwise read this pass's batches. A pass

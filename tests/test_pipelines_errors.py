@@ -725,6 +725,38 @@ def test_skip_bad_reads_a_file_again_once_it_decodes_again(tmp_path, backend):
 
 
 @needs_dali
+def test_dali_under_skip_bad_looks_again_at_the_replaced_files_of_its_own_shard_alone(tmp_path, monkeypatch):
+    """A rank's pass decoded every file it had replaced (one that decodes again is read again) and replaced them in
+    the whole epoch's order, every rank's (a decode of each substitute), on the training's thread before its first
+    batch: under torchrun each rank world times its own share. Files broken in rank 0's shard of epoch 0 that lie in
+    rank 1's of epoch 1 are not decoded in rank 0's epoch 1, and its batches are still the torch loader's."""
+    from bicyclegan.pipelines import dali_loader
+    paths = good_set(tmp_path, n=12)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": True, "seed": 3,
+          "drop_last": False, "skip_bad": True, "rank": 0, "world_size": 2}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    order0, order1 = (dali.shard.global_order(e) for e in (0, 1))  # (sharding's, both loaders')
+    moved = [paths[i] for i in order0[:6] if i in order1[6:]][:2]  # (rank 0 reads the first 6 of an epoch's 12)
+    assert len(moved) == 2
+    for path in moved:
+        Path(path).write_bytes(broken_png())
+    decoded = collections.Counter()
+    real = dali_loader.load_rgb
+
+    def counted(path):
+        decoded[path] += 1
+        return real(path)
+    monkeypatch.setattr(dali_loader, "load_rgb", counted)
+    with dali, ref:
+        for epoch in (0, 1):
+            decoded.clear()
+            for got, want in zip(dali, ref, strict=True):
+                assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+            assert all(decoded[p] for p in moved) if epoch == 0 else not any(decoded[p] for p in moved), decoded
+        assert sorted(p for p, _ in dali.skipped) == sorted(moved)
+
+
+@needs_dali
 def test_dali_survives_files_rewritten_in_place_as_it_reads_them(tmp_path):
     """Files rewritten in place (truncated, then written: a dataset re-exported while a run trains) as DALI read
     them: its reader mapped them into memory, and a read past a file's new end killed the process with SIGBUS
