@@ -868,7 +868,9 @@ class _Kept:
             if isinstance(error, Exception):
                 self._note(error.measures_lost)
         elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop's line is the command's)
-            self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from them")
+            # (rank 0's: under torchrun the same line of the same folder came from every rank)
+            self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from them",
+                       everyone=False)
 
     def lost(self) -> str:
         """What this rank keeps where a save failed (the saves before it, or a take's files, whole): its words."""

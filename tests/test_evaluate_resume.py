@@ -682,6 +682,28 @@ def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goe
     assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not kept(out).exists()
 
 
+def test_another_error_says_once_under_torchrun_that_the_measures_are_kept(setup, tmp_path, monkeypatch, capsys):
+    # Every rank keeps its share into the one folder and meets the error (raise_any): each rank said the same line
+    # of it, 8 lines under torchrun of 8 (a rank's save that failed says its own: what it lost). Rank 1 of 2 here,
+    # alone: its share's second batch fails, its first kept; rank 0 says it (the test above)
+    from bicyclegan.engine.runtime import Dist
+    root, ckpt = setup
+    real, calls = EVALUATING.sample_columns, []
+
+    def failing(model, A, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
+        return real(model, A, *a, **kw)
+    monkeypatch.setattr(EVALUATING, "sample_columns", failing)
+    ev = EVALUATING.Evaluation(ckpt, root, num=N, batch_size=BATCH, device="cpu", dist=Dist(rank=1, world=2))
+    capsys.readouterr()
+    with pytest.raises(EVALUATING.DatasetError):
+        ev.run(3, 0, progress=True, keep=tmp_path / "kept")
+    assert [f.name for f in (tmp_path / "kept").iterdir()] == ["1-of-2.000000.pt"]  # (its first batch's)
+    assert "kept" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("fails_at", [0, 1])
 def test_a_stop_after_a_failed_save_does_not_say_the_measures_are_kept(setup, tmp_path, made, monkeypatch, capsys,
                                                                        fails_at):
