@@ -378,6 +378,7 @@ class DaliLoader(PairedLoader):
                 if not finished or self._random:
                     if self._gpu and self._pipe is not None:
                         # the last batch's copy out of DALI's memory (feed_ndarray: asynchronous on torch's stream)
-                        # done before that memory goes back to DALI's pool: once a pass, a few microseconds
+                        # done before that memory goes back to DALI's pool: once a pass, it waits for the work queued
+                        # on the stream (the pass's last steps)
                         torch.cuda.current_stream(self.device).synchronize()
                     self._pipe = None
