@@ -213,6 +213,11 @@ if [ $MODE = main ]; then
   fi
 fi
 
+# A dry run collects the gpu (and DALI) tests without running them: with --assert=plain, as pytest's rewriting of
+# every assert of tests/ (repeated in each call where PYTHONDONTWRITEBYTECODE keeps no cache of it) cost 8 of the
+# 14 s of CPU a collection took, and asserts that do not run need no rewriting.
+COLLECT=(--collect-only --assert=plain)
+
 # The gpu tests compile a few hundred kernel variants on a fresh machine (~0.4 s of a core each):
 # with pytest-xdist, where it is installed, in 8 processes at once (the main call's and a rerun's).
 xdist=()
@@ -230,7 +235,7 @@ if [ $MODE = dali ]; then
   # Every DALI test: the GPU ones (mixed decoding) and the CPU-operator ones, under Python 3.12 here.
   dali_tests=("$PY" -m pytest -k dali -q -p no:cacheprovider tests/test_pipelines.py tests/test_pipelines_formats.py
               tests/test_pipelines_errors.py tests/test_loader_fuzz.py tests/test_optional_imports.py)
-  [ $DRY = 1 ] && dali_tests+=(--collect-only)
+  [ $DRY = 1 ] && dali_tests+=("${COLLECT[@]}")
   step dali_tests 120 "${dali_tests[@]}"
   BENCH_ROUNDS=${BENCH_ROUNDS:-5} bench loader_dali 120 loader_dali.json bench/bench_loader.py \
     -k "loader_cuda or dali_feeds"
@@ -250,7 +255,7 @@ if [ $MODE = dali ]; then
   { echo "=== train_dali: $rundir/log.jsonl"; cat "$rundir/log.jsonl"; } >> "$LOG" 2>&1
 elif [ $MODE = rerun ]; then
   gpu_tests=("$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} tests)
-  [ $DRY = 1 ] && gpu_tests+=(--collect-only)
+  [ $DRY = 1 ] && gpu_tests+=("${COLLECT[@]}")
   # (196 took 54 s on the H200; 100 s leaves the ladder its 180 within the budget)
   step gpu_tests 100 "${gpu_tests[@]}"
   # What changed since the committed table, tuned here and used by every later step: the pooling
@@ -277,13 +282,13 @@ elif [ $MODE = compile ]; then
   # The gpu tests that compile with inductor (tens of seconds each, cold): kept out of the main call,
   # whose 120 s test step would have to hold them beside every kernel test's compiles.
   compile_tests=("$PY" -m pytest -m "gpu and inductor" -q -p no:cacheprovider tests)
-  [ $DRY = 1 ] && compile_tests+=(--collect-only)
+  [ $DRY = 1 ] && compile_tests+=("${COLLECT[@]}")
   step compile_tests 120 "${compile_tests[@]}"
 else
   # (Not those that compile with inductor: the compile call runs them.)
   if [ $DRY = 1 ]; then
     step gpu_tests 60 "$PY" -m pytest -m "gpu and not inductor" -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} \
-      --collect-only tests
+      "${COLLECT[@]}" tests
   else
     # (No --maxfail: the first H200 call stopped at 10 failures, and the norm's ~170 cases run first, so one
     # systematic norm failure hid the pooling, graph and host-sync tests behind it; the limit bounds the step.)
