@@ -686,17 +686,23 @@ def test_dali_keeps_no_pipeline_over_files_a_new_substitute_replaced(tmp_path, f
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_skip_bad_with_every_file_broken_since_the_checks_names_the_files_tried(tmp_path, backend):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_skip_bad_with_every_file_broken_since_the_checks_names_the_files_tried(tmp_path, backend, shuffle):
     # DALI said "no sample could be decoded" alone; the torch loader listed every file's path in one line (all of a
-    # dataset's files, where its folder was gone from under a run): one a line, with the reason, at most 10
+    # dataset's files, where its folder was gone from under a run): one a line, with the reason, at most 10, in the
+    # order tried: from the epoch's first sample on (shuffled: not the first file; DS13)
     paths = good_set(tmp_path, n=12)
-    loader = load(tmp_path, backend, shuffle=False, skip_bad=True)
+    loader = load(tmp_path, backend, shuffle=shuffle, seed=1, skip_bad=True)
     with loader:  # (LOADERS_CLOSED)
+        k = paths.index(next(iter(loader))["paths"][0])
+        assert (k != 0) == shuffle
+        loader.set_epoch(0)
         for path in paths:
             open(path, "wb").close()
         with pytest.raises(DatasetError) as info:
             list(loader)
-        lines = [f"  {p}: cannot decode (UnidentifiedImageError: cannot identify image file {p!r})" for p in paths]
+        lines = [f"  {p}: cannot decode (UnidentifiedImageError: cannot identify image file {p!r})"
+                 for p in paths[k:] + paths[:k]]
         assert str(info.value) == "\n".join(["no sample could be decoded; tried:", *lines[:10], "  ... and 2 more"])
 
 
@@ -795,20 +801,55 @@ def test_dali_survives_files_rewritten_in_place_as_it_reads_them(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def _stored_png(arr):
+    """A PNG stored without compression: its size is its picture's dimensions' alone, whatever its pixels."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", compress_level=0)
+    return buf.getvalue()
+
+
 @needs_dali
-def test_dali_reads_a_file_changed_between_passes_as_it_is_now(tmp_path):
+@pytest.mark.parametrize("how", ["replaced", "rewritten in place", "replaced keeping its mtime", "its B replaced",
+                                 "its second batch replaced"])
+def test_dali_reads_a_file_changed_between_passes_as_it_is_now(tmp_path, how):
     """Nothing random: DALI keeps its pipeline from one pass to the next, which has read the next pass's first
-    files past its list's end. A file among them rewritten between the passes was delivered as it had been (broken:
-    the pass went through; another picture: the old one), where the torch loader reads it as it is now."""
-    paths = good_set(tmp_path, n=5)
+    files past its list's end (its first 2 batches here). A file among them rewritten between the passes
+    was delivered as it had been (broken: the pass went through; another picture: the old one), where the torch
+    loader reads it as it is now: whether the file is replaced by a rename, rewritten in place at its size (its inode
+    and size unchanged), replaced keeping its mtime (cp -p, rsync -t: its size and mtime unchanged), is a B file
+    (train/A, train/B) or is in the list's second batch (DS06-DS10)."""
+    rng = np.random.default_rng(3)
+    if how == "its B replaced":
+        (tmp_path / "train/A").mkdir(parents=True)
+        (tmp_path / "train/B").mkdir()
+        for i in range(7):
+            Path(tmp_path / f"train/A/{i:03d}.png").write_bytes(_stored_png(noise(rng, 16, 16)))
+            Path(tmp_path / f"train/B/{i:03d}.png").write_bytes(_stored_png(noise(rng, 16, 16)))
+        changed, size = str(tmp_path / "train/B/000.png"), (16, 16)
+    else:
+        paths = [str(tmp_path / f"train/{i:03d}.png") for i in range(7)]
+        Path(tmp_path / "train").mkdir()
+        for path in paths:
+            Path(path).write_bytes(_stored_png(noise(rng, 16, 32)))
+        changed, size = paths[3 if how == "its second batch replaced" else 0], (16, 32)
     kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "augment": False,
           "drop_last": False}
     dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
     with dali, ref:
         list(dali)
         time.sleep(0.2)  # (DALI's reads past the end have been made)
-        write(paths[0] + ".new.png", noise(np.random.default_rng(7), 16, 32))
-        os.replace(paths[0] + ".new.png", paths[0])
+        data, was = _stored_png(noise(np.random.default_rng(7), *size)), os.stat(changed)
+        assert len(data) == was.st_size
+        if how == "rewritten in place":
+            time.sleep(0.01)  # (a later mtime, where its clock is coarse)
+            with open(changed, "r+b") as f:
+                f.write(data)
+            assert (os.stat(changed).st_ino, os.stat(changed).st_size) == (was.st_ino, was.st_size)
+        else:
+            Path(changed + ".new").write_bytes(data)
+            if how == "replaced keeping its mtime":
+                os.utime(changed + ".new", ns=(was.st_atime_ns, was.st_mtime_ns))
+            os.replace(changed + ".new", changed)
         for got, want in zip(dali, ref, strict=True):
             assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
 
@@ -840,17 +881,21 @@ def test_dali_failing_on_a_file_that_decodes_by_the_time_it_is_looked_at_says_da
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("skip_bad", [False, True])
 @pytest.mark.parametrize("how", ["emptied", "removed"])
-def test_dali_a_file_broken_after_its_batch_fails_no_batch_of_the_pass(tmp_path, shuffle, skip_bad, how):
+def test_dali_a_file_broken_after_its_batch_fails_no_batch_of_the_pass(tmp_path, monkeypatch, shuffle, skip_bad,
+                                                                       how):
     """The first file of a pass emptied or removed after its batch (a dataset re-exported while a run trains):
     DALI's reader reads its list's start again past the list's end (prefetch), and that read failed the pass's
     last batch, with "DALI failed on a batch read from" naming the last batch's files, not the broken one (skip_bad
     too). The pass is the torch loader's, whole; the next pass names the file, or with skip_bad reads the next good
     one in its place. (Emptied: the reader's mapping of it failed; read without one, only a removed file fails
-    there.)"""
+    there.) The next pass fails no batch on it where the last one did: replaced from its start (DS23)."""
+    from bicyclegan.pipelines.dali_loader import DaliLoader
     good_set(tmp_path, n=7)
     kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": shuffle, "drop_last": False,
           "seed": 3, "skip_bad": skip_bad}
     dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    real, recovered = DaliLoader._recover, []
+    monkeypatch.setattr(DaliLoader, "_recover", lambda self, *a: (recovered.append(1), real(self, *a))[1])
     with dali, ref:
         first = next(iter(ref))["paths"][0]
         ref.set_epoch(0)
@@ -864,9 +909,10 @@ def test_dali_a_file_broken_after_its_batch_fails_no_batch_of_the_pass(tmp_path,
                     list(loader)
                 assert first in info.value.files
             return
+        assert len(recovered) == (how == "removed")  # (emptied: read without a mapping, it fails no read past the end)
         for got, want in zip(dali, ref, strict=True):
             assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
-        assert [p for p, _ in dali.skipped] == [p for p, _ in ref.skipped] == [first]
+        assert [p for p, _ in dali.skipped] == [p for p, _ in ref.skipped] == [first] and len(recovered) == 1
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -1080,3 +1126,63 @@ def test_no_usable_image_among_the_first_max_dataset_size_says_the_rest_were_not
     with pytest.raises(DatasetError) as info:
         load(tmp_path, load_size=16, crop_size=16, skip_bad=True, max_dataset_size=2)
     assert str(info.value) == f"no usable images left in {tmp_path / 'train'}"  # (all of them looked at)
+
+
+@needs_dali
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_dali_a_file_broken_after_its_batch_in_a_pass_from_a_later_batch_fails_no_batch(tmp_path, skip_bad):
+    """As above, in a pass from batch 3 (a resume mid-epoch): the pipeline lists the files from there on, and reads
+    that list's start again past its end; the file broken is the pass's first, past the first 3 batches of the
+    epoch's order (_recover looks behind at the list's start, not the order's: DS18, DS37)."""
+    good_set(tmp_path, n=16)  # (5 batches in the pass: its reader reads the list's start again after the removal)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "drop_last": False,
+          "skip_bad": skip_bad}
+    dali, ref = load(tmp_path, "dali", **kw), load(tmp_path, "torch", **kw)
+    with dali, ref:
+        for loader in (dali, ref):
+            loader.set_epoch(0, 3)
+        first = None
+        for k, (got, want) in enumerate(zip(dali, ref, strict=True)):
+            if k == 0:
+                first = got["paths"][0]
+                os.remove(first)
+            assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+        assert first == str(tmp_path / "train" / "006.png")
+        if not skip_bad:
+            with pytest.raises(DatasetError, match=f"{re.escape(first)}: cannot decode"):
+                list(dali)
+            return
+        for got, want in zip(dali, ref, strict=True):
+            assert got["paths"] == want["paths"] and all((got[x] - want[x]).abs().max() <= 1e-6 for x in "AB")
+        assert [p for p, _ in dali.skipped] == [p for p, _ in ref.skipped] == [first]
+
+
+@needs_dali
+def test_dali_keeps_a_file_only_its_decoder_fails_on_replaced_and_fails_no_batch_on_it_again(tmp_path, monkeypatch):
+    """skip_bad: a file that PIL decodes and DALI's decoder fails on (its error names it: "Failed to decode sample")
+    is replaced from there on, as one that PIL fails on; unlike one that PIL fails on, it is not read again at the
+    next pass (PIL's decode of it says nothing of DALI's): that pass fails no batch on it (DS25, DS27)."""
+    from bicyclegan.pipelines.dali_loader import DaliLoader
+    paths = good_set(tmp_path, n=6)
+    target, failed, real = paths[1], [], DaliLoader._build
+
+    def build(self, positions, epoch):  # DALI's decoder failing on `target` (a fault of its own, faked)
+        pipe = real(self, positions, epoch)
+        run = pipe.run
+
+        def failing():
+            outs = run()
+            if any(self.samples[positions[j]].path == target for j in np.array(outs[-1].as_tensor()).reshape(-1)):
+                failed.append(1)
+                raise RuntimeError(f"Critical error in pipeline:\nError in thread 0: [/opt/dali/decoder.cc:81] "
+                                   f"Failed to decode sample 1 : {target}\nCurrent pipeline object is no longer valid.")
+            return outs
+        pipe.run = failing
+        return pipe
+    monkeypatch.setattr(DaliLoader, "_build", build)
+    kw = {"batch_size": 2, "crop_size": (12, 10), "preprocess": "crop", "shuffle": False, "augment": False,
+          "drop_last": False, "skip_bad": True}
+    with load(tmp_path, "dali", **kw) as dali:
+        for _ in range(2):
+            assert [p for b in dali for p in b["paths"]] == [paths[2] if p == target else p for p in paths]
+        assert dali.skipped == [(target, "cannot decode (DALI's decoder fails on it)")] and len(failed) == 1

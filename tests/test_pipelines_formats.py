@@ -762,6 +762,8 @@ def test_a_pass_takes_its_epoch_at_its_first_batch_not_at_iter(tmp_path, backend
         first, second = iter(loader), iter(loader)
         assert [p for b in second for p in b["paths"]] == epochs[2]
         assert [p for b in first for p in b["paths"]] == epochs[3]
+    with pytest.raises(ValueError, match=f"this {backend} loader is closed"):  # (at iter(), not its first batch; DS29)
+        iter(loader)
 
 
 @needs_dali
@@ -786,6 +788,14 @@ def test_dali_lets_go_of_a_random_passs_pipeline_as_the_pass_ends_and_keeps_a_de
             assert len(list(loader)) == 3
             assert [r() is None for r in built] == [shuffle] * len(built)
         assert len(built) == (3 if shuffle else 1)
+    # a deterministic pass closed part-way (a `break`, its iterator let go) lets its pipeline go too: left mid-list, it
+    # gave the next pass the batches after the break (the labels' check: a RuntimeError) (DS35)
+    whole = [b["paths"] for b in loader]
+    part = iter(loader)
+    next(part)
+    part.close()
+    assert [r() is None for r in built] == [True] + [False] * (len(built) - 1)
+    assert [b["paths"] for b in loader] == whole
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
