@@ -1011,9 +1011,11 @@ def test_a_compare_into_a_folder_being_written_exits_75_and_a_bad_option_2(runs,
 
 def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(Evaluation, "run", lambda self, *a, **k: (_ for _ in ()).throw(OutputError("refused")))
+    said = []
     with pytest.raises(OutputError, match="refused"):
-        compare([runs / "bicycle", runs / "pix2pix"], out=tmp_path / "new" / "c", log=None, **EVAL)
+        compare([runs / "bicycle", runs / "pix2pix"], out=tmp_path / "new" / "c", log=said.append, **EVAL)
     assert not (tmp_path / "new").exists()
+    assert not [line for line in said if "kept" in line], said  # (nothing measured: none said kept; EK30)
 
 
 @pytest.mark.parametrize("stop", [True, False])
@@ -1040,6 +1042,7 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
     if stop:
         assert err.endswith("interrupted; the measures of the models measured so far are kept: the same command goes "
                             "on from them\n"), err
+        assert "the measures are kept in" not in err, err  # (the stop's line alone says it; EK29)
     else:
         assert err.endswith(f"the measures are kept in {out / '.compare.json.partial'}: the same command goes on from "
                             f"them\nbicyclegan compare: DatasetError: cannot read an input (Input/output error)\n"), err
@@ -1051,9 +1054,11 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
                                                                                     "index.html"]
 
 
-def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("both", [True, False])
+def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path, monkeypatch, capsys, both):
     # A full disk where the measures are kept: the first model's save (as its measures end) fails, then the second's
-    # (at the stop): the stop's line says neither model's measures are kept, naming each, not "kept".
+    # (at the stop): the stop's line says neither model's measures are kept, naming each, not "kept". Where the
+    # second's saves are written (space freed meanwhile), the line says the first's lost and the others' kept (EK27).
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     batches, real = [], ev_module.sample_columns
 
@@ -1064,20 +1069,31 @@ def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path,
         return real(model, A, *a, **kw)
     monkeypatch.setattr(ev_module, "sample_columns", generate)
 
+    writes = ev_module.atomic_write
+
     def full(path, write, **kw):
+        if not both and Path(path).parent.name == "2":  # (the second model's measures: .compare.json.partial/2/)
+            return writes(path, write, **kw)
         raise OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
     monkeypatch.setattr(ev_module, "atomic_write", full)
     capsys.readouterr()
     assert main(["compare", *models, *OPTS, "--batch_size", "2", "--out", str(tmp_path / "c")]) == 130
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("interrupted; of bicycle, no measures are kept (their save failed: cannot write "), last
-    assert "; of pix2pix, no measures are kept (their save failed: " in last and " are kept:" not in last, last
+    if both:
+        assert "; of pix2pix, no measures are kept (their save failed: " in last and " are kept:" not in last, last
+    else:
+        assert last.endswith("the same command measures every input again; the others' measures are kept: the "
+                             "same command goes on from them"), last
 
 
+@pytest.mark.parametrize("how", ["full", "saves lost", "stopped"])
 def test_files_that_cannot_be_written_keep_every_models_measures_and_say_so(runs, tmp_path, monkeypatch, capsys,
-                                                                            replace_fails):
+                                                                            replace_fails, how):
     # compare.json's write failing (a full disk) after every model was measured: their measures are kept, said in a
-    # line, and the same command run again measures nothing and writes a straight compare's files.
+    # line, and the same command run again measures nothing and writes a straight compare's files. Where the saves of
+    # the measures failed too, the line says each model's lost, not "kept" (EK33); a stop there says it in the stop's
+    # line alone (EK32, EK34); the command run again measures every model again.
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     argv = ["compare", *models, *OPTS, "--out"]
     assert main([*argv, str(tmp_path / "straight")]) == 0
@@ -1088,11 +1104,50 @@ def test_files_that_cannot_be_written_keep_every_models_measures_and_say_so(runs
     with monkeypatch.context() as m:
         m.setattr(os, "replace", os.replace)  # (undone below: the fixture's patch inside this context)
         replace_fails("compare.json")
+        if how != "full":
+            m.setattr(ev_module, "atomic_write", lambda path, write, **kw: (_ for _ in ()).throw(
+                OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")))
+        if how == "stopped":
+            replace = os.replace
+            m.setattr(os, "replace", lambda src, dst, **kw: (_ for _ in ()).throw(KeyboardInterrupt) if Path(
+                dst).name == "compare.json" else replace(src, dst, **kw))
         capsys.readouterr()
-        assert main([*argv, str(out)]) == 2
-    assert f"the measures are kept in {out / '.compare.json.partial'}: the same command goes on from them\n" in \
-        capsys.readouterr().err
+        assert main([*argv, str(out)]) == (130 if how == "stopped" else 2)
+    err = capsys.readouterr().err
+    if how == "full":
+        assert f"the measures are kept in {out / '.compare.json.partial'}: the same command goes on from them\n" in err
+    else:
+        lost = err.splitlines()[-1 if how == "stopped" else -2]
+        assert lost.startswith(("interrupted; " if how == "stopped" else "") + "of bicycle, no measures are kept ("
+                               "their save failed: cannot write "), err
+        assert "; of pix2pix, no measures are kept (their save failed: " in lost and " are kept:" not in lost, lost
+        assert "the measures are kept in" not in err and err.count("; of pix2pix, no measures") == 1, err
     batches.clear()
-    assert main([*argv, str(out)]) == 0 and batches == []
+    assert main([*argv, str(out)]) == 0 and (batches == []) == (how == "full")
     assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
     assert not (out / ".compare.json.partial").exists()
+
+
+def test_a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept(runs, tmp_path, monkeypatch):
+    # A compare of three models stopped inside the third, then one of the first two into the same --out: it goes on
+    # from their measures, and the third's (.compare.json.partial/3/), of no use to it, go with the folder once its
+    # files are written (EK37)
+    argv, out = ["compare", *OPTS, "--batch_size", "2", "--out", str(tmp_path / "c")], tmp_path / "c"
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    shutil.copytree(runs / "bicycle", tmp_path / "third")
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == 8:  # (3 batches a model: the third's second)
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(ev_module, "sample_columns", generate)
+        assert main([*argv, *models, str(tmp_path / "third")]) == 130
+    assert sorted(os.listdir(out / ".compare.json.partial")) == ["1", "2", "3"]
+    batches.clear()
+    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
+                                                                                 real(model, A, *a, **kw))[1])
+    assert main([*argv, *models]) == 0 and batches == []
+    assert sorted(os.listdir(out)) == ["compare.json", "compare.png", "index.html"]

@@ -5,6 +5,7 @@ change of the recipe measures every input again; a kept file that cannot be read
 it and what follows again, said in a line. Each call's work is counted by its calls of sample_columns (inputs
 generated); the results are compared with those of a straight call into another file."""
 import importlib
+import io
 import json
 import os
 import signal
@@ -136,17 +137,24 @@ def test_a_straight_evaluation_leaves_nothing_beside_its_results(setup, tmp_path
     assert os.listdir(tmp_path / "out") == ["e.json"]
 
 
-def test_a_stop_by_sigterm_keeps_the_measures_too(setup, tmp_path, made, monkeypatch, capsys):
-    # (the command's handler raises io.Stopped where the signal comes: as a preempted job's)
+@pytest.mark.parametrize("save_fails", [False, True])
+def test_a_stop_by_sigterm_keeps_the_measures_too(setup, tmp_path, made, monkeypatch, capsys, save_fails):
+    # (the command's handler raises io.Stopped where the signal comes: as a preempted job's) Where their save failed,
+    # the stop's line says what is lost, as a Ctrl-C's (EK24)
     root, ckpt = setup
     out = tmp_path / "r.json"
     with monkeypatch.context() as m:
         m.setattr(EVALUATING, "count_line", lambda label, done, total, step=1: done >= 2 and os.kill(
             os.getpid(), signal.SIGTERM))
+        if save_fails:
+            m.setattr(EVALUATING, "atomic_write", lambda path, write, **kw: (_ for _ in ()).throw(
+                EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")))
         assert main(command(ckpt, root, out)) == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM: the measures made so far are kept" in capsys.readouterr().err
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM: " + ("no measures are kept (their save failed: cannot write " if
+                                                     save_fails else "the measures made so far are kept")), last
     made()
-    assert main(command(ckpt, root, out)) == 0 and made() == N - 2
+    assert main(command(ckpt, root, out)) == 0 and made() == (N if save_fails else N - 2)
 
 
 def test_the_python_api_goes_on_from_the_folder_it_is_given(setup, tmp_path, made, monkeypatch):
@@ -648,18 +656,23 @@ def test_an_evaluation_whose_outputs_are_not_finite_leaves_no_measures(setup, tm
     monkeypatch.setattr(EVALUATING, "SAVE_EVERY", 0.0)
     diverging_at(2, monkeypatch)
     assert main(command(ckpt, root, out)) == 2
-    assert "the model's outputs are not finite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the model's outputs are not finite" in err and "kept" not in err, err  # (EK06: "note: ... are kept in")
     assert not kept(out).exists() and not out.exists()
+    with pytest.raises(EVALUATING.DivergenceError):  # (a call that keeps nothing: nothing to remove; EK04)
+        evaluate(ckpt, root, num=N, n_samples=3, batch_size=BATCH, device="cpu")
     keep = tmp_path / "kept"
     with pytest.raises(EVALUATING.DivergenceError):
         evaluate(ckpt, root, num=N, n_samples=3, batch_size=BATCH, device="cpu", keep=keep)
     assert not keep.exists()
 
 
+@pytest.mark.parametrize("at", [1, 3])
 def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goes_on_from_them(
-        setup, tmp_path, made, monkeypatch, capsys):
+        setup, tmp_path, made, monkeypatch, capsys, at):
     # An input that cannot be read any more (a disk gone), the machine's memory: the same command may well succeed
-    # later, and goes on from the measures kept, as a stopped one; the error's line says so.
+    # later, and goes on from the measures kept, as a stopped one; the error's line says so. At the first batch
+    # nothing is kept, and nothing is said kept (EK14).
     root, ckpt = setup
     assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
     out = tmp_path / "r.json"
@@ -667,7 +680,7 @@ def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goe
 
     def failing(model, A, *a, **kw):
         calls.append(1)
-        if len(calls) == 3:  # (the third batch)
+        if len(calls) == at:
             raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
         return real(model, A, *a, **kw)
     with monkeypatch.context() as m:
@@ -675,10 +688,11 @@ def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goe
         capsys.readouterr()
         assert main(command(ckpt, root, out)) == 2
     err = capsys.readouterr().err
-    assert f"note: the measures made so far are kept in {kept(out)}: the same command goes on from them\n" in err, err
+    note = f"note: the measures made so far are kept in {kept(out)}: the same command goes on from them\n"
+    assert (note in err) == (at > 1) and ("kept" in err) == (at > 1), err
     assert err.endswith("DatasetError: cannot read an input (Input/output error)\n"), err
     made()
-    assert main(command(ckpt, root, out)) == 0 and made() == N - 2 * BATCH
+    assert main(command(ckpt, root, out)) == 0 and made() == N - (at - 1) * BATCH
     assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not kept(out).exists()
 
 
@@ -729,8 +743,65 @@ def test_a_stop_after_a_failed_save_does_not_say_the_measures_are_kept(setup, tm
     assert last.startswith("interrupted; ") and "No space left on device" in last, last
     assert ("no measures are kept" in last) == (fails_at == 0), last
     assert ("the same command goes on from those saved before" in last) == (fails_at == 1), last
+    assert err.count(last.removeprefix("interrupted; ")) == 1, err  # (said by the stop's line alone; EK12)
     made()
     assert main(command(ckpt, root, out)) == 0 and made() == N - fails_at * BATCH
+
+
+def test_what_a_failed_save_lost_is_each_runs_own(setup, tmp_path, monkeypatch):
+    # kept_lost (what the evaluate and compare commands say a failed save of the measures lost) is the last run()'s:
+    # an Evaluation run again, its saves written, or keeping nothing, lost nothing (EK01)
+    root, ckpt = setup
+    ev = EVALUATING.Evaluation(ckpt, root, num=N, batch_size=BATCH, device="cpu")
+
+    def full(path, write, **kw):
+        raise EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "atomic_write", full)
+        ev.run(3, 0, keep=tmp_path / "a")
+    assert ev.kept_lost.startswith("no measures are kept (their save failed: cannot write evaluation's kept "), \
+        ev.kept_lost
+    ev.run(3, 0, keep=tmp_path / "b")
+    assert ev.kept_lost == "" and (tmp_path / "b").is_dir()
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "atomic_write", full)
+        ev.run(3, 0, keep=tmp_path / "c")
+    assert ev.kept_lost.startswith("no measures are kept")
+    ev.run(3, 0)
+    assert ev.kept_lost == ""
+    with monkeypatch.context() as m:  # (an error of no words: named by its type, and no more saves tried; EK16)
+        m.setattr(EVALUATING, "atomic_write", lambda path, write, **kw: (_ for _ in ()).throw(OSError()))
+        ev.run(3, 0, keep=tmp_path / "d")
+    assert ev.kept_lost == "no measures are kept (their save failed: OSError): the same command measures every input " \
+        "again"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("error", [EVALUATING.DatasetError, KeyboardInterrupt])
+def test_an_error_ends_the_count_line_on_a_terminal_before_what_follows(setup, tmp_path, monkeypatch, error):
+    # On a terminal the count is rewritten in place ("\revaluated 2/6"): an error inside the evaluation ends its line,
+    # and the note of the measures kept that follows (then the error's line) begins on one of its own (EK03); a stop's
+    # line is the command's, which says them kept: no note (EK13)
+    root, ckpt = setup
+    real, calls = EVALUATING.sample_columns, []
+
+    def failing(model, A, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise error("cannot read an input (Input/output error)")
+        return real(model, A, *a, **kw)
+    monkeypatch.setattr(EVALUATING, "sample_columns", failing)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    keep = tmp_path / "kept"
+    with pytest.raises(error):
+        evaluate(ckpt, root, num=N, n_samples=3, batch_size=BATCH, device="cpu", keep=keep, progress=True)
+    note = f"note: the measures made so far are kept in {keep}: the same command goes on from them\n"
+    assert sys.stderr.getvalue().split("\r")[-1] == f"evaluated {BATCH}/{N}\n" + (
+        "" if error is KeyboardInterrupt else note)
 
 
 @pytest.mark.parametrize("b_seed, b_drops", [(0, False), (5, False), (0, True)])
@@ -764,10 +835,14 @@ def test_two_evaluations_keeping_into_one_folder_at_once_may_redo_work_but_never
     assert made() <= 2 * N
 
 
-def test_results_that_cannot_be_written_keep_every_measure_and_say_so(setup, tmp_path, made, monkeypatch, capsys):
+@pytest.mark.parametrize("save_fails, error", [(False, OSError), (True, OSError), (False, TypeError)])
+def test_results_that_cannot_be_written_keep_every_measure_and_say_so(setup, tmp_path, made, monkeypatch, capsys,
+                                                                      save_fails, error):
     # eval.json's write failing (a full disk, a folder gone) after every input was measured: the measures are all kept
     # as the evaluation ended (a save at its end, not only each minute), said in a line, and the same command run
-    # again measures nothing and writes the straight call's results.
+    # again measures nothing and writes the straight call's results. Where their save failed too, the line says what
+    # is lost, not "kept" (EK17), and the command run again measures every input. A bug's error (its traceback) says
+    # the measures kept too (EK18).
     root, ckpt = setup
     assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
     out = tmp_path / "r.json"
@@ -776,17 +851,28 @@ def test_results_that_cannot_be_written_keep_every_measure_and_say_so(setup, tmp
 
     def full(path, obj, **kw):
         if Path(path) == out:
-            raise EVALUATING.OutputError(f"cannot write evaluation results {path}: No space left on device")
+            raise (EVALUATING.OutputError(f"cannot write evaluation results {path}: No space left on device")
+                   if error is OSError else error("a bug"))
         return real(path, obj, **kw)
     with monkeypatch.context() as m:
         m.setattr(io, "write_json", full)
+        if save_fails:
+            m.setattr(EVALUATING, "atomic_write", lambda path, write, **kw: (_ for _ in ()).throw(
+                EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")))
         made()
         capsys.readouterr()
-        assert main(command(ckpt, root, out)) == 2
+        if error is OSError:
+            assert main(command(ckpt, root, out)) == 2
+        else:
+            with pytest.raises(error, match="a bug"):
+                main(command(ckpt, root, out))
     assert made() == N
-    err = capsys.readouterr().err
-    assert f"note: the measures are kept in {kept(out)}: the same command goes on from them\n" in err, err
-    assert main(command(ckpt, root, out)) == 0 and made() == 0
+    err = capsys.readouterr().err.splitlines()
+    assert (f"note: the measures are kept in {kept(out)}: the same command goes on from them" in err) != save_fails
+    if error is OSError:
+        assert (err[-2].startswith("note: no measures are kept (their save failed: cannot write evaluation's kept ")
+                and err[-2].endswith(": the same command measures every input again")) == save_fails, err
+    assert main(command(ckpt, root, out)) == 0 and made() == (N if save_fails else 0)
     assert out.read_bytes() == (tmp_path / "straight.json").read_bytes() and not kept(out).exists()
 
 
