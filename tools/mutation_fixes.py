@@ -69,6 +69,10 @@ sample's generator and its pass from a batch, download model's file already ther
 run, serve's SIGINT handler, LOCAL_RANK beside a caller's group, kept measures of another kind: docs/mutation-engine.md,
 "DALI's draws, a model already there, a page in --out, serve's handler, LOCAL_RANK and kept files of another kind".
 
+Session 54's changes (DS01-DS38, EK01-EK37): DALI's reads past its list's end, its pipelines let go and rebuilt, files
+read again; evaluate's and compare's kept measures at every end: docs/mutation-engine.md, "DALI's reads past its
+list's end, kept measures at every end".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about an hour on 2 cores; a median of 4 s each)
@@ -212,8 +216,11 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # name. SR39: the folder is held (held_folder) by this
 # call: no other call removes an image between the listing and the unlink. RS05: atomic_write lists the folder
 # itself, each write (the cost TempFiles saves, not the files).
+# DS07, DS16: DALI's CPU reader reads 2 batches past a list's end (the third: a GPU's margin). DS17: a read past the
+# end fails in the pass's last batches, whose files still to come are all in the window looked at first. EK36: the
+# folder's sweep after the loop removes the last model's files (one machine).
 EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
-                        "DD27", "DD29", "SV03", "KM07", "AG14", "AS09"}
+                        "DD27", "DD29", "SV03", "KM07", "AG14", "AS09", "DS07", "DS16", "DS17", "EK36"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
@@ -2628,7 +2635,8 @@ MUTANTS = [
     ('EK35', CP, '                kept.rmdir()\n', '                pass\n', EK_T),
     ('EK36', CP, '        for i in range(1, len(loaded) + 1):  # (the results written',
      '        for i in range(1, len(loaded)):  # (the results written', EK_T),
-    ('EK37', CP, '                    if f.name.isdigit():\n                        drop_kept(f)\n', '', EK_T),
+    ('EK37', CP, '                    if f.name.isdigit():\n                        drop_kept(f)\n',
+     '                    pass\n', EK_T),
 ]
 
 if __name__ == "__main__":
