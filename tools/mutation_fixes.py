@@ -2541,12 +2541,10 @@ MUTANTS = [
     ('DS24', DA, 'for i, _, r in bad + passed if r == _DALI_FAILS)', 'for i, _, r in bad + passed if r != _DALI_FAILS)',
      DS_T),
     ('DS25', DA, '            self._dali_only.update(i for i, _, r in bad + passed if r == _DALI_FAILS)\n', '', DS_T),
-    ('DS26', DA, '        self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}\n', '',
-     DS_T),
-    ('DS27', DA, 'self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}',
-     'self._bad -= {i for i in self._bad if not self._find_bad([i])}', DS_T),
-    ('DS28', DA, 'self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}',
-     'self._bad -= {i for i in self._bad - self._dali_only if self._find_bad([i])}', DS_T),
+    ('DS26', DA, '        self._retry = self._bad - self._dali_only\n', '        self._retry = set()\n', DS_T),
+    ('DS27', DA, 'self._retry = self._bad - self._dali_only', 'self._retry = set(self._bad)', DS_T),
+    ('DS28', DA, '            if not self._find_bad([i]):\n                self._bad.discard(i)',
+     '            if self._find_bad([i]):\n                self._bad.discard(i)', DS_T),
     ('DS29', DA, '        self._check_open()  # (now: iter() of a closed loader is the error)\n', '', DS_T),
     ('DS30', DA, '        return self._epoch()\n\n    def _epoch(self):\n'
      '        # The pass takes its epoch at its first batch, as the torch loader\'s: taken at iter(), an iterator'
@@ -2568,10 +2566,10 @@ MUTANTS = [
      '                        mine = self._recover(err, mine, done, done)', DS_T),
     ('DS37', DA, '                        mine = self._recover(err, mine, done, base)',
      '                        mine = self._recover(err, mine, done, 0)', DS_T),
-    ('DS38', DA, '        self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}\n'
-     '        order = self._replace_bad(self.shard.global_order(epoch))\n',
-     '        order = self._replace_bad(self.shard.global_order(epoch))\n'
-     '        self._bad -= {i for i in self._bad - self._dali_only if not self._find_bad([i])}\n', DS_T),
+    ('DS38', DA, '        self._retry = self._bad - self._dali_only\n'
+     '        mine, done = self._replace_bad(self.shard.order(epoch)), start * self.batch_size\n',
+     '        mine, done = self._replace_bad(self.shard.order(epoch)), start * self.batch_size\n'
+     '        self._retry = self._bad - self._dali_only\n', DS_T),
     # session 54: evaluate's and compare's kept measures at a result, a failed save and outputs not finite (EK)
     ('EK01', EV, '        self.kept_lost = ""  # (this run\'s)\n', '', EK_T),
     ('EK02', EV, '            except BaseException as e:\n                ended = e\n',
