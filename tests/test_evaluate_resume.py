@@ -667,6 +667,19 @@ def test_an_evaluation_whose_outputs_are_not_finite_leaves_no_measures(setup, tm
     assert not keep.exists()
 
 
+def _failing_at(at, error=None):
+    """sample_columns that raises `error` (an input that cannot be read any more) at its `at`-th call."""
+    real, calls = EVALUATING.sample_columns, []
+    error = error or EVALUATING.DatasetError
+
+    def failing(model, A, *a, **kw):
+        calls.append(1)
+        if len(calls) == at:
+            raise error("cannot read an input (Input/output error)")
+        return real(model, A, *a, **kw)
+    return failing
+
+
 @pytest.mark.parametrize("at", [1, 3])
 def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goes_on_from_them(
         setup, tmp_path, made, monkeypatch, capsys, at):
@@ -676,15 +689,8 @@ def test_an_evaluation_ended_by_another_error_keeps_its_measures_says_so_and_goe
     root, ckpt = setup
     assert main(command(ckpt, root, tmp_path / "straight.json")) == 0
     out = tmp_path / "r.json"
-    real, calls = EVALUATING.sample_columns, []
-
-    def failing(model, A, *a, **kw):
-        calls.append(1)
-        if len(calls) == at:
-            raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
-        return real(model, A, *a, **kw)
     with monkeypatch.context() as m:
-        m.setattr(EVALUATING, "sample_columns", failing)
+        m.setattr(EVALUATING, "sample_columns", _failing_at(at))
         capsys.readouterr()
         assert main(command(ckpt, root, out)) == 2
     err = capsys.readouterr().err
@@ -702,14 +708,7 @@ def test_another_error_says_once_under_torchrun_that_the_measures_are_kept(setup
     # alone: its share's second batch fails, its first kept; rank 0 says it (the test above)
     from bicyclegan.engine.runtime import Dist
     root, ckpt = setup
-    real, calls = EVALUATING.sample_columns, []
-
-    def failing(model, A, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
-        return real(model, A, *a, **kw)
-    monkeypatch.setattr(EVALUATING, "sample_columns", failing)
+    monkeypatch.setattr(EVALUATING, "sample_columns", _failing_at(2))
     ev = EVALUATING.Evaluation(ckpt, root, num=N, batch_size=BATCH, device="cpu", dist=Dist(rank=1, world=2))
     capsys.readouterr()
     with pytest.raises(EVALUATING.DatasetError):
@@ -787,14 +786,7 @@ def test_an_error_ends_the_count_line_on_a_terminal_before_what_follows(setup, t
     # and the note of the measures kept that follows (then the error's line) begins on one of its own (EK03); a stop's
     # line is the command's, which says them kept: no note (EK13)
     root, ckpt = setup
-    real, calls = EVALUATING.sample_columns, []
-
-    def failing(model, A, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise error("cannot read an input (Input/output error)")
-        return real(model, A, *a, **kw)
-    monkeypatch.setattr(EVALUATING, "sample_columns", failing)
+    monkeypatch.setattr(EVALUATING, "sample_columns", _failing_at(2, error))
     monkeypatch.setattr(sys, "stderr", _Terminal())
     keep = tmp_path / "kept"
     with pytest.raises(error):
