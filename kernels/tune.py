@@ -420,12 +420,13 @@ def spread(times):
     return q3 - q1
 
 
-def choose(sample, n, samples=SAMPLES):
+def choose(sample, n, samples=SAMPLES, again=True):
     """(winner, its us, the heuristic's us) among n candidates, 0 being the heuristic; sample(i): one
     timing of candidate i in us. Every candidate is sampled `samples` times, interleaved; the one of the
     best median, if more than NOISE faster than the heuristic there, is sampled again head to head with
     the heuristic (interleaved) and wins only if its median beats the heuristic's by more than NOISE of
-    it and more than the larger spread of the two: the fastest of several noisy medians is biased low."""
+    it and more than the larger spread of the two: the fastest of several noisy medians is biased low.
+    again=False (a dry run's): no head-to-head, the best median wins."""
     times = [[] for _ in range(n)]
     for i in interleaved(n, samples):
         times[i].append(sample(i))
@@ -433,6 +434,8 @@ def choose(sample, n, samples=SAMPLES):
     best = min(range(n), key=medians.__getitem__)  # (a tie: the heuristic, the first)
     if best == 0 or medians[best] >= medians[0] * (1 - NOISE):
         return 0, medians[0], medians[0]
+    if not again:
+        return best, medians[best], medians[0]
     pair = [[], []]
     for j in interleaved(2, samples):
         pair[j].append(sample((0, best)[j]))
@@ -472,7 +475,10 @@ def _precompile(specs, device, quick, jobs, deadline):
     distinct = {}
     for spec in specs:
         case = Case(spec, device, quick, plan_only=True)
-        for knobs in case.candidates:
+        # The interpreter (a dry run's) compiles nothing, and a worker's failures are the timing pass's to report:
+        # there the workers run each case's heuristic only (spawned, each case built, a launch), not every candidate
+        # a second time
+        for knobs in case.candidates if device.type == "cuda" else case.candidates[:1]:
             distinct.setdefault(case.signature(knobs), (spec, knobs))
     work = list(distinct.values())  # grouped by spec: a worker builds each case's tensors once per piece
     size = max(1, len(work) // (8 * jobs))  # small pieces, so that the deadline cancels the rest
@@ -510,15 +516,15 @@ def tune_case(case, device, dry_run):
     failed = {"error": "the heuristic's configuration fails its check", "heuristic": heuristic, "rejected": rejected}
     if not checked or checked[0] is not heuristic:
         return failed
-    # a dry run times nothing worth sizing: one call a sample, one sample (in the interpreter, a third of the
-    # sweep's launches)
+    # a dry run times nothing worth sizing: one call a sample, one sample, and no head-to-head (a second look at
+    # host-clock times of the interpreter, a quarter of its timed launches; choose's own tests hold that path)
     timers = samplers([lambda k=knobs: case.run(k) for knobs in checked], device, **({"reps": 1} if dry_run else {}))
     rejected += [{"config": k, "error": _why(t)} for k, t in zip(checked, timers) if isinstance(t, Exception)]
     if isinstance(timers[0], Exception):  # (right, but e.g. a CUDA graph cannot capture it: say so)
         return dict(failed, error=f"the heuristic's configuration passes its check but cannot be timed: "
                                   f"{_why(timers[0])}")
     timed = [(k, t) for k, t in zip(checked, timers) if not isinstance(t, Exception)]
-    won, best_us, heuristic_us = choose(lambda i: timed[i][1](), len(timed), 1 if dry_run else SAMPLES)
+    won, best_us, heuristic_us = choose(lambda i: timed[i][1](), len(timed), 1 if dry_run else SAMPLES, not dry_run)
     return {"config": timed[won][0], "time_us": round(best_us, 2), "heuristic": heuristic,
             "heuristic_us": round(heuristic_us, 2), "tried": len(case.candidates), "rejected": rejected}
 
