@@ -1,6 +1,6 @@
 """Paired-image loading throughput at the reference's 256 px setting (load 286, crop 256, flip),
 training mode (shuffle, random crop and flip, drop_last), on a generated set of 64 JPEG A|B files
-of 512x256.
+of 512x256 (16 in a dry run).
 
   CPU: the torch loader (DataLoader + PIL; ours, the CPU default) against the DALI pipeline on CPU
        operators, where DALI is installed (the tracked CPU figure of `make bench`);
@@ -35,7 +35,9 @@ from bicyclegan.pipelines import make_loader
 from bicyclegan.pipelines.loader import dali_available, default_workers
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
-FILES, BATCH = 64, 8
+# A dry run (BENCH_DRY_RUN=1): 16 files, two batches an epoch (its times mean nothing; generating and decoding 64
+# took 3 of its 10 s of CPU)
+FILES, BATCH = 16 if DRY else 64, 8
 # At most this many torch loader workers where /dev/shm cannot hold the default counts' batches
 # (bench/gpu_check.sh sets it; a batch without room there is lost, and the loader waits 10 minutes for it).
 SHM_CAP = os.environ.get("BENCH_LOADER_WORKERS")
@@ -74,7 +76,7 @@ def _write(root, photos, n):
 
 @pytest.fixture(scope="module")
 def jpeg_pairs(tmp_path_factory):
-    """64 different 512 x 256 A|B JPEGs."""
+    """FILES different 512 x 256 A|B JPEGs."""
     return _write(tmp_path_factory.mktemp("pairs"), _photos(FILES), FILES)
 
 
@@ -106,7 +108,7 @@ def test_loader_cpu(benchmark, jpeg_pairs):
     # tolerance: over 5 runs on the shared 2-core machine the ratio fell by up to 22% between
     # consecutive runs (docs/performance.md, "Noise"): two loaders' worker processes among everyone else's
     _record(benchmark, rows, "cpu_loader_256px", "dali_cpu",
-            f"loader epoch, 64 JPEG pairs 256 px, batch {BATCH}, {TORCH_WORKERS} workers: torch/PIL vs DALI CPU",
+            f"loader epoch, {FILES} JPEG pairs 256 px, batch {BATCH}, {TORCH_WORKERS} workers: torch/PIL vs DALI CPU",
             tolerance=0.3)
 
 
@@ -116,7 +118,7 @@ def test_loader_cuda(benchmark, jpeg_pairs):
     # (a dry run's on the CPU: DALI's CPU operators, the torch loader unpinned)
     rows = {"ours": _epoch(jpeg_pairs, "dali", DEVICE), "torch_pinned": _epoch(jpeg_pairs, "torch", DEVICE)}
     _record(benchmark, rows, "cuda_loader_256px", "torch_pinned",
-            f"loader epoch to the GPU, 64 JPEG pairs 256 px, batch {BATCH}: DALI mixed decoding vs torch/PIL")
+            f"loader epoch to the GPU, {FILES} JPEG pairs 256 px, batch {BATCH}: DALI mixed decoding vs torch/PIL")
 
 
 def _feeds_the_step(benchmark, tmp_path, backend):
