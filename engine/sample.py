@@ -361,13 +361,18 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
         flight = []  # the input whose images are being put in place: (its AtomicWrites, put_in_place's future)
 
         def land():
-            """Wait until the input in flight is in place, raising its failure. A Ctrl-C meanwhile leaves none of its
-            images in place (AtomicWrites.discard), or all of them where their fsyncs had begun (commit renames all)."""
+            """Wait until the input in flight is in place, raising its failure. A stop of this wait (Ctrl-C, SIGTERM)
+            leaves it in flight, to land as the call ends (owned's land, then the pools' shutdown wait for it), as at a
+            stop while the next input is made: it discarded the input, whose images were begun (none in place, or all
+            where their fsyncs had begun), so that a stop kept the input or not by the timing."""
             if flight:
                 group, placed = flight.pop()
                 try:
                     placed.result()
                 except BaseException:
+                    if not placed.done():  # the wait stopped (Ctrl-C, SIGTERM): the input in flight is let land as
+                        flight.append((group, placed))  # at a stop while the next input is made (owned's land)
+                        raise
                     group.discard()  # (put_in_place's adds still running remove their temp files: none in place)
                     raise
         # A call that stops while the next input is made (an error, Ctrl-C) ends with the input in flight in place,

@@ -480,6 +480,49 @@ def test_ctrl_c_while_an_inputs_images_are_written_ends_their_writes_before_the_
     assert ended and max(ended) <= returned
     assert not [p.name for p in (tmp_path / "r").rglob("*") if p.name.endswith((".png", ".tmp"))]  # (images/ removed)
 
+def test_a_stop_while_waiting_for_the_input_in_flight_lets_it_land(setup, tmp_path, monkeypatch):
+    # The second input made before the first's images are written, a stop lands in the wait for them (land): the
+    # first input's images end in place, as at a stop while the next input is made. They were discarded, so that a
+    # stop kept the input or not by the timing (test_shell's SIGHUP case failed on a loaded machine: no image).
+    import threading
+    import time
+    root, ckpt = setup
+    real_columns, real_add, made, n = SAMPLING.sample_columns, SAMPLING.AtomicWrites.add, threading.Event(), []
+    first, lock = [], threading.Lock()
+
+    def columns(*a, **kw):
+        n.append(1)
+        try:
+            return real_columns(*a, **kw)
+        finally:
+            if len(n) == 2:
+                made.set()
+
+    def add(group, path, write):
+        with lock:
+            stopping = not first and path.name.startswith("00000_")
+            first.append(1)
+        if stopping:  # the first input's first image, once the second input is made
+            made.wait(30)
+            time.sleep(0.3)  # (the caller's thread now waits in land())
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+            time.sleep(0.2)
+        return real_add(group, path, write)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(SAMPLING, "sample_columns", columns)
+    monkeypatch.setattr(SAMPLING.AtomicWrites, "add", add)
+    before = signal.signal(signal.SIGUSR1, stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sample(ckpt, root, out=tmp_path / "r", progress=False, **KW)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    names = sorted(p.name for p in (tmp_path / "r" / "images").iterdir())
+    assert names and all(name.startswith("00000_") and name.endswith(".png") for name in names), names
+
+
 def test_an_image_that_cannot_be_written_is_named_as_a_sample_image(setup, tmp_path, replace_fails):
     # The command's one-line error (OutputError: exit 2), naming the image: its rename failed (a failing disk).
     from bicyclegan.engine.errors import OutputError
