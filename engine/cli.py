@@ -662,6 +662,7 @@ def cmd_evaluate(args) -> int:
         format_table,
         json_safe,
         kept_measures,
+        kept_note,
         refuse_checkpoint_json,
         samples_per_input,
     )
@@ -729,7 +730,7 @@ def cmd_evaluate(args) -> int:
         d.main_decides(write)
     except Exception:  # (a full disk, a folder gone): the measures, all kept as run() ended, are not lost
         if d.main:
-            _progress(f"note: {ev.kept_lost or f'the measures are kept in {kept}: the same command goes on from them'}")
+            _progress(f"note: {ev.kept_lost or kept_note(kept)}")
         raise
     drop_kept(kept, d)
     d.close()

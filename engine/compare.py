@@ -48,6 +48,7 @@ from .evaluate import (
     drop_kept,
     json_safe,
     kept_measures,
+    kept_note,
 )
 from .images import PAD, drawable, fit_label, label_style, refuse_others_results, sample_columns, to_uint8
 from .io import check_writable, held_folder, save_image, write_json, write_text
@@ -216,8 +217,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                     e.measures_lost = "; ".join([*lost, f"of {name}, {ev.kept_lost}" if ev.kept_lost else
                                                  "the others' measures are kept: the same command goes on from them"])
                 if isinstance(e, Exception) and kept.exists():  # (another error: said with it, as evaluate's)
-                    say(getattr(e, "measures_lost", None) or f"the measures are kept in {kept}: the same command goes "
-                                                               f"on from them")
+                    say(getattr(e, "measures_lost", None) or kept_note(kept))
                 raise
             if ev.kept_lost:
                 lost.append(f"of {name}, {ev.kept_lost}")
@@ -249,7 +249,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             if lost:
                 e.measures_lost = "; ".join(lost)
             if isinstance(e, Exception):  # (a stop's line is the command's)
-                say(e.measures_lost if lost else f"the measures are kept in {kept}: the same command goes on from them")
+                say(e.measures_lost if lost else kept_note(kept))
             raise
         for i in range(1, len(loaded) + 1):  # (the results written: the measures kept are of no more use)
             drop_kept(kept / str(i), dist)

@@ -676,6 +676,11 @@ def drop_kept(folder, dist: Dist = Dist()) -> None:
         remove(False)
 
 
+def kept_note(folder) -> str:
+    """What is said of measures kept in `folder` after an error (the command's and compare's lines)."""
+    return f"the measures are kept in {folder}: the same command goes on from them"
+
+
 class _Kept:
     """This rank's measures kept in `folder` as run() goes (keep=): every SAVE_EVERY seconds, and as run() ends
     (a result, a stop, an error: end), a file of the batches measured since the last save,
