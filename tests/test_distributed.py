@@ -87,6 +87,27 @@ def _sleeping(rank, seconds):
     time.sleep(seconds)
 
 
+def test_the_ports_handed_out_are_free_distinct_and_none_the_system_hands_out_itself():
+    block = _port_block()
+    taken = block[_next_port[0] % len(block)]  # the next one in turn: another program listens on it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", taken))
+        s.listen()
+        ports = [*_free_ports(3), _free_port()]
+    assert taken not in ports and len(set(ports)) == 4, (taken, ports)
+    assert all(port in block and port not in _ephemeral_ports() for port in ports), (ports, block)
+
+
+def test_each_test_worker_hands_out_ports_of_its_own(monkeypatch):
+    blocks = []
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+        blocks.append(set(_port_block()))
+    assert all(len(b) > 1000 for b in blocks) and not (blocks[0] & blocks[1] or blocks[1] & blocks[2])
+    assert not set().union(*blocks) & set(_ephemeral_ports())
+
+
 def test_a_launch_that_hangs_is_killed_at_its_timeout():
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="_sleeping's 2 processes still ran after 3 s: killed"):
@@ -94,22 +115,53 @@ def test_a_launch_that_hangs_is_killed_at_its_timeout():
     assert time.monotonic() - start < 60
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_ports() -> range:
+    """The ports the system hands out itself (a bind to port 0, the local end of every outgoing connection)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # (Linux's default)
+    return range(low, high + 1)
+
+
+def _port_block() -> range:
+    """The ports this test process hands out: below the system's own (where nothing takes one unasked), a block
+    for each pytest-xdist worker (gw0, gw1, ...), so that two workers never hand out the same one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker.startswith("gw") else 0
+    ephemeral = _ephemeral_ports()
+    low, high = (10000, ephemeral.start) if ephemeral.start >= 12000 else (ephemeral.stop, 65536)
+    size = (high - low) // max(workers, 1)
+    return range(low + index * size, low + (index + 1) * size)
+
+
+_next_port = [0]
 
 
 def _free_ports(n):
-    """n different free ports: held open together, so the system cannot hand one out twice."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n different free ports, none of them handed out before by this process. A port the system picked (bind
+    to port 0) was free when picked but not when a launch later listened on it: any process's outgoing
+    connection meanwhile (gloo's between ranks, the other worker's tests') may take a port of the system's own
+    range as its local end, and rank 0's store failed to listen (EADDRINUSE, an exit 1 of rank 0 in a CI run,
+    four commands into a launch of twelve). So they come from _port_block, in turn, each checked free."""
+    block, ports = _port_block(), []
+    for _ in range(len(block)):
+        port = block[_next_port[0] % len(block)]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # (another program's)
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports in {block.start}-{block.stop - 1}")
+
+
+def _free_port():
+    return _free_ports(1)[0]
 
 
 def _in_turn(rank, world, ports, out_dir, cases):
