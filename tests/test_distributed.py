@@ -132,7 +132,7 @@ def _port_block() -> range:
     index = int(worker[2:]) if worker.startswith("gw") else 0
     ephemeral = _ephemeral_ports()
     low, high = (10000, ephemeral.start) if ephemeral.start >= 12000 else (ephemeral.stop, 65536)
-    size = (high - low) // max(workers, 1)
+    size = max(high - low, 0) // max(workers, 1)
     return range(low + index * size, low + (index + 1) * size)
 
 
@@ -146,6 +146,15 @@ def _free_ports(n):
     range as its local end, and rank 0's store failed to listen (EADDRINUSE, an exit 1 of rank 0 in a CI run,
     four commands into a launch of twelve). So they come from _port_block, in turn, each checked free."""
     block, ports = _port_block(), []
+    if len(block) < 1000:  # (a system whose own range leaves no room: its picks, held open together)
+        socks = [socket.socket() for _ in range(n)]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
     for _ in range(len(block)):
         port = block[_next_port[0] % len(block)]
         _next_port[0] += 1
