@@ -298,21 +298,34 @@ RESULTS_OF = {"grid.png": "sample", SAMPLE_RECORD: "sample", "path.json": "inter
               "compare.json": "compare"}
 
 
-def refuse_others_results(out, command: str, own=("sample", "interpolate")) -> Path:
+def refuse_others_results(out, command: str, own=("sample", "interpolate"), *, own_title: str | None = None,
+                          where: str = "--out ", instead: str | None = None) -> Path:
     """`out`, unless it holds the results of a command other than `own` (sample and interpolate replace each other's:
     drop_gallery), or an index.html none of them wrote (a page of the user's own): `command`'s index.html would
     replace that command's page beside its files (`compare --out RUN/results/test` replaced sample's gallery, its
-    images left unshown; `sample --out RUN/results/val_sweep` the sweep's page) or the user's page."""
+    images left unshown; `sample --out RUN/results/val_sweep` the sweep's page) or the user's page. own_title: how
+    the <title> of `own`'s page ends, which tells it alone of its files (the sweep's, its sweep.json sent elsewhere
+    by --json). where, instead: the refusal's name of the folder and what it says to do (a command with no --out)."""
     out = Path(out)
     found = [(out / name, whose) for name, whose in RESULTS_OF.items() if (out / name).is_file()]
     if other := next(((f, whose) for f, whose in found if not any(o in whose for o in own)), None):
         said = f"{other[1]}'s results ({other[0]})"
-    elif not found and (out / "index.html").is_file():
-        said = f"an index.html that no {' or '.join(own)} wrote ({out / 'index.html'})"
+    elif not found and (page := out / "index.html").is_file() and not (own_title and _titled(page, own_title)):
+        said = f"an index.html that no {' or '.join(own)} wrote ({page})"
     else:
         return out
-    raise OutputError(f"--out {out} holds {said}, whose page {command}'s index.html would replace; give {command} "
-                      f"a folder of its own (--out; out in Python)")
+    raise OutputError(f"{where}{out} holds {said}, whose page {command}'s index.html would replace; "
+                      + (instead or f"give {command} a folder of its own (--out; out in Python)"))
+
+
+def _titled(page: Path, ending: str) -> bool:
+    """Whether the page's <title> ends with `ending` (as html_page escapes it); a page that cannot be read does not."""
+    try:
+        with open(page, encoding="utf-8", errors="replace") as f:
+            head = f.read(1 << 16)  # (the title is in the head, ahead of the body)
+    except OSError:
+        return False
+    return f"{html.escape(ending)}</title>" in head
 
 
 def drop_gallery(out_dir, names=RESULT_FILES) -> None:

@@ -54,6 +54,7 @@ from .evaluate import (
     refuse_checkpoint_json,
     samples_per_input,
 )
+from .images import refuse_others_results
 from .io import check_writable, write_json, write_text
 from .metrics.fid import inception_file
 from .metrics.lpips import lpips_files
@@ -76,6 +77,8 @@ from .runtime import Dist, SaidOnce, inference_data, made_alike, pick_device, re
 
 # The columns of a row that say which checkpoint it is; the measures follow.
 WHICH = ("checkpoint", "epoch", "step")
+# How the page's title ends (every version's), by which an earlier sweep's page is told from another's.
+TITLE = ": every checkpoint evaluated"
 
 
 def run_checkpoints(path) -> list[tuple[Path, int, int]]:
@@ -311,6 +314,11 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                              f"a sweep writes into the run folder (each checkpoint's eval.json, the page): make "
                              f"its results/ writable, or sweep a copy of the run (cp -r {shlex.quote(str(here))} "
                              f"~/{shlex.quote(here.name)})")
+        # A gallery `sample --out` wrote there, or the user's own page, is not replaced by the sweep's (there is no
+        # --out to send the page elsewhere: moving them is the way)
+        refuse_others_results(out, "evaluate --epoch all", ("evaluate --epoch all",), own_title=TITLE, where="",
+                              instead="move it elsewhere (a sweep writes its page there, and takes no --out), then "
+                                      "sweep again")
         if json_path:
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept, older = {}, 0
@@ -428,7 +436,7 @@ def render_sweep(run_name: str, rows: list[dict], links: dict[str, str] | None =
         cells = [f"<td><a href='{html.escape(href)}'>{name}</a></td>" if href else f"<td>{name}</td>",
                  f"<td>{html.escape(str(r['epoch']))}</td>", f"<td>{html.escape(str(r['step']))}</td>"]
         body.append("<tr>" + "".join(cells) + measure_cells(r, keys, best) + "</tr>")
-    title = f"{run_name}: every checkpoint evaluated"
+    title = f"{run_name}{TITLE}"
     return html_page(
         title,
         f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(said)}</p>"

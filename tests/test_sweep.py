@@ -1031,6 +1031,40 @@ def test_the_files_skip_bad_leaves_out_are_said_once_a_sweep(run, data, tmp_path
     assert len(said) == 1 and said[0].startswith(f"skipped 1 bad file(s) in {root / 'val'}:\n"), said
 
 
+@pytest.mark.parametrize("held", ["sample", "compare", "own page"])
+def test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_refused_before_any_work(
+        run, data, tmp_path, capsys, held):
+    """The sweep's page goes into RUN/results/<phase>_sweep/ (no --out): a gallery `sample --out` wrote there, or a
+    page of the user's own, was replaced by it, lost. Refused, naming the file, before any checkpoint is measured;
+    an earlier sweep's page is replaced, its sweep.json written elsewhere (--json) too."""
+    run = copy_run(run, tmp_path)
+    folder = run / "results" / "val_sweep"
+    if held == "sample":
+        assert main(["sample", str(run), "--dataroot", str(data), "--phase", "val", "--num", "1", "--n_samples", "1",
+                     "--device", "cpu", "--out", str(folder)]) == 0
+        named = folder / "grid.png"
+    else:
+        folder.mkdir(parents=True)
+        if held == "compare":
+            (folder / "compare.json").write_text("[]")
+        named = folder / ("compare.json" if held == "compare" else "index.html")
+        (folder / "index.html").write_text("<html><title>my notes</title></html>")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 2
+    out, err = capsys.readouterr()
+    assert str(named) in err and "evaluate --epoch all" in err and "evaluating" not in err, err
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not list((run / "results").rglob("eval.json"))
+    # the sweep's own page, its rows in a --json elsewhere: no sweep.json beside it, and still the sweep's
+    shutil.rmtree(folder)
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1", "--json", str(tmp_path / "s.json")
+                 ]) == 0
+    assert not (folder / "sweep.json").exists()
+    assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
+    assert (folder / "sweep.json").is_file()
+
+
 def test_sweep_json_records_the_run_it_measured_absolute(run, tmp_path, capsys, monkeypatch):
     """sweep.json named each checkpoint by its file name alone: one written with --json elsewhere (or the run
     folder copied away) did not say which run's epoch_1.pt it measured. Each row names the run folder, absolute
