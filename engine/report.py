@@ -1086,12 +1086,23 @@ class TensorBoardLog:
 
     def __init__(self, log_dir, config: dict, purge_step: int | None = None):
         self.log_dir = Path(log_dir)
-        self.writer = tensorboard_writer()(str(self.log_dir), purge_step=purge_step)
-        # Closed once: by close(), else when dropped (a demo run whose final evaluation, which closes it, was
-        # skipped: --no-eval). Every log_* call flushes, so an event file left open loses nothing meanwhile.
-        self._close = weakref.finalize(self, _close_writer, self.writer)
+        self._purge_step = purge_step
+        self._writer = self._close = None
         self.hparams = flat_hparams(config)
         self._hparams_written = False
+
+    def open(self):
+        """torch's SummaryWriter, its event file opened (with purge_step's hiding of the steps logged again) at the
+        first call, not as the log is made: a Trainer made and never trained, or whose start failed after making its
+        log, held an open event file (which kept a refused start's run folder) and a writer thread."""
+        if self._writer is None:
+            self._writer = tensorboard_writer()(str(self.log_dir), purge_step=self._purge_step)
+            # Closed once: by close(), else when dropped (a demo run whose final evaluation, which closes it, was
+            # skipped: --no-eval). Every log_* call flushes, so an event file left open loses nothing meanwhile.
+            self._close = weakref.finalize(self, _close_writer, self._writer)
+        return self._writer
+
+    writer = property(open)
 
     def log_row(self, row: dict) -> None:
         step = row["step"]
@@ -1126,8 +1137,10 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
-        """Close the event file (once); a later log_* call opens a new one in the same folder."""
-        self._close()
+        """Close the event file (once; none where none was opened); a later log_* call opens a new one in the same
+        folder."""
+        if self._close is not None:
+            self._close()
 
 
 def _close_writer(writer) -> None:

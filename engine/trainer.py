@@ -1286,11 +1286,11 @@ class Trainer:
         elif self._restarting:
             self.dist.main_decides(self._start_again)
         if tensorboard or implied:
-            def open_tensorboard():
+            def make_tensorboard_log():  # (its event file opened as the training begins: _say_start)
                 self.tb = TensorBoardLog(self.run_dir / "tensorboard", cfg.to_dict(),
                                          purge_step=self.step + 1 if self.resume_path is not None
                                          or self._restarting else None)
-            self.dist.main_decides(open_tensorboard)
+            self.dist.main_decides(make_tensorboard_log)
         seed_rng(cfg.seed * 1000 + self.rank, self.device)  # each rank draws its own z
         # A resumed run draws on from where the checkpoint's generators were (the loaders draw nothing
         # from torch's generator, so nothing between here and the first step moves them).
@@ -2004,7 +2004,12 @@ class Trainer:
     def _say_start(self) -> None:
         """config.json, the lines that say what trains on what and from where, and a resumed run's page made its own."""
         cfg = self.cfg
-        self.dist.main_decides(lambda: write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config"))
+
+        def begin():
+            write_json(self.run_dir / "config.json", cfg.to_dict(), what="run config")
+            if self.tb:  # the start made the log; its event file is opened as the training begins (TensorBoardLog.open)
+                self.tb.open()
+        self.dist.main_decides(begin)
         self.progress.note(f"training on {describe_device(self.device)}"
                            + (f", {self.world} processes" if self.world > 1 else "")
                            + f": {plural(self.total_steps, 'iteration')} of batch {cfg.batch_size} -> {self.run_dir}"

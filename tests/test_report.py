@@ -824,6 +824,38 @@ def test_a_demo_runs_final_evaluation_is_logged_in_the_runs_event_file(tmp_path,
         assert not (run / "eval.json").exists() and "final/coverage" not in ea.Tags()["scalars"]
 
 
+def test_a_trainer_opens_its_event_file_as_it_trains_not_as_it_is_made(tmp_path, demo_root, monkeypatch):
+    # A Trainer made with tensorboard=True opened its SummaryWriter as it was made: one never trained held an open
+    # event file and the writer's thread until collected, and one whose start failed after that (a Ctrl-C as it
+    # ended) kept them while its error was held, and its run folder, which a failed start removes, for the file.
+    pytest.importorskip("tensorboard")
+    import threading
+
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    from bicyclegan.engine import trainer as trainer_module
+
+    def writers():
+        return sum(isinstance(t, _AsyncWriterThread) and t.is_alive() for t in threading.enumerate())
+    before = writers()
+    run = tmp_path / "run"
+    t = Trainer(tiny_cfg(run, demo_root, max_steps=2), progress=False, tensorboard=True)
+    assert not list(run.glob("tensorboard/events.*")) and writers() == before
+    t.train()
+    events = [e for f in run.glob("tensorboard/events.*") for e in EventFileLoader(str(f)).Load()]
+    assert [e.step for e in events if any(v.tag == "loss/G_L1" for v in e.summary.value)] == [1, 2]
+    assert writers() == before  # (closed as the training ended)
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer_module, "Progress", interrupted)  # (the start's last step)
+    with pytest.raises(KeyboardInterrupt) as held:
+        Trainer(tiny_cfg(tmp_path / "refused", demo_root, max_steps=2), progress=False, tensorboard=True)
+    assert held.value is not None and writers() == before
+    assert not (tmp_path / "refused").exists()
+
+
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, demo_root, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"--tensorboard needs the tensorboard package: pip install"):
@@ -966,10 +998,15 @@ def test_a_run_that_raises_closes_its_event_file(tmp_path, demo_root):
     before = {th.ident for th in threading.enumerate()}
     t = Trainer(tiny_cfg(tmp_path / "r", demo_root, max_steps=4, log_every=1, sample_every=100, save_every=100),
                 progress=False, tensorboard=True)
-    assert {th.ident for th in threading.enumerate()} - before  # (the writer's thread: what the check below sees)
-    t.model.train_step = lambda batch: {"G_L1": torch.tensor(float("nan"))}
+    training = []
+
+    def diverged(batch):
+        training.append({th.ident for th in threading.enumerate()} - before)
+        return {"G_L1": torch.tensor(float("nan"))}
+    t.model.train_step = diverged
     with pytest.raises(DivergenceError):
         t.train()
+    assert training[0]  # (the writer's thread, opened as the training began: what the check below sees)
     deadline = time.monotonic() + 5  # (held by `t`: only a close ends the thread)
     while (alive := {th.ident for th in threading.enumerate()} - before) and time.monotonic() < deadline:
         time.sleep(0.05)
