@@ -17,8 +17,9 @@ variant, step, then evaluate's result; non-finite floats as null), compare.png (
 first `show` inputs: the input and its ground truth (a plain folder of inputs has none), then a row
 per model of its first `show_samples` outputs, the measured ones) and index.html (the table with the
 best of each measure in bold, realism against diversity as in Fig. 6, and the picture). Each model's measures are
-kept as evaluate keeps them (out/.compare.json.partial/<its place>/) until those files are written: a stopped
-comparison run again takes the models measured and goes on inside the one it stopped in.
+kept as evaluate keeps them (out/.compare.json.partial/<its weights' digest>/: kept_key) until those files are
+written: a stopped comparison run again, its models in any order, takes the models measured and goes on inside the
+one it stopped in.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from PIL import Image, ImageDraw
 from bicyclegan.pipelines.errors import plural
 from bicyclegan.pipelines.spec import RESIZING
 
-from .checkpoint import find_checkpoint, run_folder
+from .checkpoint import digest, find_checkpoint, run_folder
 from .config import check_int, check_named
 from .errors import ConfigError, DivergenceError, OutputError
 from .evaluate import (
@@ -68,7 +69,16 @@ from .report import (
     row_measures,
     svg_scatter,
 )
-from .runtime import Dist, SaidOnce, build_loader, check_model_source, data_root_for, made_alike, open_model
+from .runtime import (
+    Dist,
+    SaidOnce,
+    build_loader,
+    check_model_source,
+    data_root_for,
+    made_alike,
+    open_model,
+    weights_digest,
+)
 
 DEFAULT_OUT = Path("results") / "compare"
 # The columns of a row that say which model it is; evaluate's result follows.
@@ -108,6 +118,15 @@ def model_names(models: list, names=None) -> list[str]:
             name = f"{stem}-{k}"
         out.append(name)
     return out
+
+
+def kept_key(model, opened: bool) -> str:
+    """The folder of a model's kept measures (in compare's kept_measures): the digest of its weights (weights_digest:
+    of the checkpoint file where `opened`, checked as it was read) and config. Its place on the command line named it,
+    and a stopped compare run again with its models in another order (one added in front) measured them again, each
+    one's recipe refusing the other's measures. One model given twice (or a copy of its run) shares the folder: the
+    same recipe, the same measures."""
+    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})
 
 
 def _input_settings(cfg, root: Path) -> dict:
@@ -157,7 +176,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     check_named("out", out)  # ("" wrote the page into the current folder, among its files)
     out = Path(out) if out is not None else DEFAULT_OUT
     say = log if log is not None and dist.main else (lambda line: None)
-    names, loaded = [], []
+    names, loaded, keys = [], [], []
 
     def load():  # the options, then every model loaded and checked before any is measured: a refusal costs none
         if len(models) < 2:
@@ -183,6 +202,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             # the file as it was read (a training may replace latest.pt), also for a model given loaded
             src = model.source or {}
             loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
+            keys.append(kept_key(model, model is not m))
         if n_samples is not None and n_samples > 1 and not any(m.cfg.model.nz for _, _, m, _ in loaded):
             # (a model with z among them takes it: those without make their one output, as evaluate's)
             raise ConfigError(f"n_samples={n_samples}: none of the models has a latent code (nz=0: "
@@ -198,16 +218,16 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                                                            networks_from=evs[0] if evs else None, **options)))
         dist.main_decides(lambda: check_writable(out, "compare results"))
         owned.enter_context(held_folder(out, "compare", dist))  # (before the measures: a second compare refused)
-        kept = kept_measures(out / "compare.json")  # (a folder of each model's kept measures: <its place>/)
+        kept = kept_measures(out / "compare.json")  # (a folder of each model's kept measures: kept_key)
         rows, lost = [], []  # (what is kept of the models whose measures' save failed: a full disk)
-        for i, (ev, (name, path, model, step)) in enumerate(zip(evs, loaded), 1):
+        for i, (ev, key, (name, path, model, step)) in enumerate(zip(evs, keys, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                    "step": step}
             try:
                 # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1). Its
                 # measures are kept as evaluate's until the files are written: a stopped compare run again goes on
                 # from the models measured and inside the one it stopped in
-                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / str(i))))
+                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / key)))
                 say(f"[{i}/{len(loaded)}] {name}: measured")
             except DivergenceError as e:
                 row["error"] = str(e)
@@ -251,12 +271,12 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             if isinstance(e, Exception):  # (a stop's line is the command's)
                 say(e.measures_lost if lost else kept_note(kept))
             raise
-        for i in range(1, len(loaded) + 1):  # (the results written: the measures kept are of no more use)
-            drop_kept(kept / str(i), dist)
-        if dist.main:  # (and those of an earlier comparison of more models)
+        for key in dict.fromkeys(keys):  # (the results written: the measures kept are of no more use)
+            drop_kept(kept / key, dist)
+        if dist.main:  # (and those of an earlier comparison of other models, or by place: an older version's)
             with contextlib.suppress(OSError):
                 for f in kept.iterdir():
-                    if f.name.isdigit():
+                    if f.is_dir() and not f.is_symlink():
                         drop_kept(f)
                 kept.rmdir()
     return rows, out

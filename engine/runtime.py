@@ -761,16 +761,23 @@ def made_from(model, opened: bool, cfg, loader, **options) -> dict:
     sum in lanes of another width), a GPU's name and cuDNN's version (their kernels differ): a preempted job run again
     on another cluster node of another kind takes none of the work."""
     from . import __version__
-    from .checkpoint import digest
-    weights = model.source["digest"] if opened else digest(
-        {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
     recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
-              "device": model.device.type, "processor": _processor(model.device), "weights": weights,
-              "config": cfg.to_dict(), "layout": loader.layout, "backend": loader.backend, **options}
+              "device": model.device.type, "processor": _processor(model.device),
+              "weights": weights_digest(model, opened), "config": cfg.to_dict(), "layout": loader.layout,
+              "backend": loader.backend, **options}
     if loader.backend == "dali":
         import nvidia.dali
         recipe["dali"] = nvidia.dali.__version__
     return json.loads(json.dumps(recipe))  # (as read back: tuples are lists)
+
+
+def weights_digest(model, opened: bool) -> str:
+    """The model's weights as made_from records them: where `opened` (read from its checkpoint file by this call), the
+    file's digest, checked as it was read (no second pass over the file); else its networks' tensors' (a model object,
+    which may have trained since it was read)."""
+    from .checkpoint import digest
+    return model.source["digest"] if opened else digest(
+        {"G": model.sampler.state_dict(), "E": None if model.E is None else model.E.state_dict()})
 
 
 def _processor(device: torch.device) -> str | None:

@@ -1054,6 +1054,73 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
                                                                                     "index.html"]
 
 
+@pytest.mark.parametrize("order", ["reordered", "another in front", "a copy in front"])
+def test_a_stopped_compare_run_again_with_its_models_in_another_order_goes_on_from_each_ones_measures(
+        runs, loud, tmp_path, monkeypatch, order):
+    # Stopped inside pix2pix (its second batch of three), bicycle measured whole; run again as pix2pix, bicycle, or
+    # with another model in front: each model's kept measures are its own wherever it stands on the command line, so
+    # of those two pix2pix's last two batches alone are measured (kept by place, both were measured again from the
+    # start, each recipe refusing the other's), and compare.json is a straight compare's of that order. A copy of
+    # bicycle's run in front takes bicycle's measures: its weights and config, its recipe.
+    bicycle, pix2pix = str(runs / "bicycle"), str(runs / "pix2pix")
+    shutil.copytree(runs / "bicycle", tmp_path / "copy")
+    again = {"reordered": [pix2pix, bicycle], "another in front": [str(loud[0]), bicycle, pix2pix],
+             "a copy in front": [str(tmp_path / "copy"), pix2pix, bicycle]}[order]
+    argv = ["compare", *OPTS, "--batch_size", "2", "--out"]
+    assert main([*argv, str(tmp_path / "straight"), *again]) == 0
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == 5:
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    out = tmp_path / "c"
+    with monkeypatch.context() as m:
+        m.setattr(ev_module, "sample_columns", generate)
+        assert main([*argv, str(out), bicycle, pix2pix]) == 130
+    batches.clear()
+    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
+                                                                                 real(model, A, *a, **kw))[1])
+    assert main([*argv, str(out), *again]) == 0
+    # (pix2pix's inputs 3-4 and 5; another model in front: its three batches first, none of its measures kept)
+    assert batches == ([2, 2, 1, 2, 1] if order == "another in front" else [2, 1])
+    assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
+    assert sorted(os.listdir(out)) == ["compare.json", "compare.png", "index.html"]
+
+
+def test_measures_kept_by_an_older_version_by_place_are_left_alone_then_removed(runs, tmp_path, monkeypatch):
+    # An older version kept each model's measures in a folder of its place (.compare.json.partial/1/): a compare run
+    # after it does not take them (they may be another model's), measures every model, and removes them with its own.
+    models = [str(runs / "bicycle"), str(runs / "pix2pix")]
+    argv = ["compare", *models, *OPTS, "--batch_size", "2", "--out"]
+    assert main([*argv, str(tmp_path / "straight")]) == 0
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == 5:
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    out = tmp_path / "c"
+    with monkeypatch.context() as m:
+        m.setattr(ev_module, "sample_columns", generate)
+        assert main([*argv, str(out)]) == 130
+    kept = out / ".compare.json.partial"
+    for f in kept.iterdir():  # (the files inside are laid out alike: their folders' names alone differ)
+        assert not f.name.isdigit()
+        whole = torch.load(f / "0-of-1.000000.pt", weights_only=False)["batches"] == [0, 3]  # (bicycle's: measured)
+        f.rename(kept / ("1" if whole else "2"))
+    assert sorted(os.listdir(kept)) == ["1", "2"]
+    batches.clear()
+    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
+                                                                                 real(model, A, *a, **kw))[1])
+    assert main([*argv, str(out)]) == 0
+    assert batches == [2, 2, 1, 2, 2, 1]
+    assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
+    assert sorted(os.listdir(out)) == ["compare.json", "compare.png", "index.html"]
+
+
 @pytest.mark.parametrize("both", [True, False])
 def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path, monkeypatch, capsys, both):
     # A full disk where the measures are kept: the first model's save (as its measures end) fails, then the second's
@@ -1069,10 +1136,11 @@ def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path,
         return real(model, A, *a, **kw)
     monkeypatch.setattr(ev_module, "sample_columns", generate)
 
-    writes = ev_module.atomic_write
+    writes, first = ev_module.atomic_write, []
 
     def full(path, write, **kw):
-        if not both and Path(path).parent.name == "2":  # (the second model's measures: .compare.json.partial/2/)
+        first[:] = first or [Path(path).parent]  # (the first model's folder of measures)
+        if not both and Path(path).parent != first[0]:  # (the second model's)
             return writes(path, write, **kw)
         raise OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
     monkeypatch.setattr(ev_module, "atomic_write", full)
@@ -1128,13 +1196,12 @@ def test_files_that_cannot_be_written_keep_every_models_measures_and_say_so(runs
     assert not (out / ".compare.json.partial").exists()
 
 
-def test_a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept(runs, tmp_path, monkeypatch):
+def test_a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept(runs, loud, tmp_path, monkeypatch):
     # A compare of three models stopped inside the third, then one of the first two into the same --out: it goes on
-    # from their measures, and the third's (.compare.json.partial/3/), of no use to it, go with the folder once its
-    # files are written (EK37)
+    # from their measures, and the third's (.compare.json.partial/<its digest>/), of no use to it, go with the folder
+    # once its files are written (EK37)
     argv, out = ["compare", *OPTS, "--batch_size", "2", "--out", str(tmp_path / "c")], tmp_path / "c"
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
-    shutil.copytree(runs / "bicycle", tmp_path / "third")
     batches, real = [], ev_module.sample_columns
 
     def generate(model, A, *a, **kw):
@@ -1144,8 +1211,8 @@ def test_a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept(runs
         return real(model, A, *a, **kw)
     with monkeypatch.context() as m:
         m.setattr(ev_module, "sample_columns", generate)
-        assert main([*argv, *models, str(tmp_path / "third")]) == 130
-    assert sorted(os.listdir(out / ".compare.json.partial")) == ["1", "2", "3"]
+        assert main([*argv, *models, str(loud[0])]) == 130
+    assert len(os.listdir(out / ".compare.json.partial")) == 3
     batches.clear()
     monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
                                                                                  real(model, A, *a, **kw))[1])

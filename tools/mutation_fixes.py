@@ -2616,7 +2616,7 @@ MUTANTS = [
     ('EK24', CLI, '            kept = _kept(args, e) or "the files written so far are whole',
      '            kept = _kept(args) or "the files written so far are whole', EK_T),
     ('EK25', CLI, '        kept = _kept(args, e)\n        print(', '        kept = _kept(args)\n        print(', EK_T),
-    ('EK26', CP, 'seed, keep=kept / str(i))))', 'seed, keep=kept)))', EK_T),
+    ('EK26', CP, 'seed, keep=kept / key)))', 'seed, keep=kept)))', EK_T),
     ('EK27', CP, '                if lost or ev.kept_lost:\n', '                if ev.kept_lost:\n', EK_T),
     ('EK28', CP, '"the others\' measures are kept: the same command goes on from them"])',
      '"the same command goes on from them"])', EK_T),
@@ -2631,9 +2631,9 @@ MUTANTS = [
     ('EK34', CP, '            if isinstance(e, Exception):  # (a stop\'s line is the command\'s)',
      '            if True:  # (a stop\'s line is the command\'s)', EK_T),
     ('EK35', CP, '                kept.rmdir()\n', '                pass\n', EK_T),
-    ('EK36', CP, '        for i in range(1, len(loaded) + 1):  # (the results written',
-     '        for i in range(1, len(loaded)):  # (the results written', EK_T),
-    ('EK37', CP, '                    if f.name.isdigit():\n                        drop_kept(f)\n',
+    ('EK36', CP, '        for key in dict.fromkeys(keys):  # (the results written',
+     '        for key in list(dict.fromkeys(keys))[:-1]:  # (the results written', EK_T),
+    ('EK37', CP, '                    if f.is_dir() and not f.is_symlink():\n                        drop_kept(f)\n',
      '                    pass\n', EK_T),
 ]
 
