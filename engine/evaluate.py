@@ -676,6 +676,16 @@ def drop_kept(folder, dist: Dist = Dist()) -> None:
         remove(False)
 
 
+def holds_kept(folder) -> bool:
+    """Whether `folder` holds measures run(keep=folder) kept (an empty one, its files not taken and removed, holds
+    none)."""
+    try:
+        with os.scandir(folder) as found:
+            return any(_Kept.owner(f.name) for f in found)
+    except OSError:
+        return False
+
+
 def kept_note(folder) -> str:
     """What is said of measures kept in `folder` after an error (the command's and compare's lines)."""
     return f"the measures are kept in {folder}: the same command goes on from them"

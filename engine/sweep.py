@@ -49,8 +49,10 @@ from .evaluate import (
     best_rows,
     chosen_metrics,
     drop_kept,
+    holds_kept,
     json_safe,
     kept_measures,
+    kept_note,
     refuse_checkpoint_json,
     samples_per_input,
 )
@@ -248,14 +250,16 @@ def _intact_since(path: Path, eval_json: Path) -> bool:
         return False
 
 
-def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(), keep=None,
+def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist(), keep=None, lost=None,
           **options) -> Iterator[tuple[Path, dict, str | None]]:
     """(file, row, digest) for each checkpoint of `run` (run_checkpoints, or that list itself), measured as
     they come: row is the checkpoint's name, epoch and step (of the file as it was read), then evaluate's
     result with these options (evaluate's), or "error" where the weights or outputs are not finite or the
     file is damaged; digest: of the contents measured (None for an error). dist: as evaluate's (every
     rank sweeps the same list). keep: a checkpoint's file -> the folder its measures are kept in as they are
-    made (Evaluation.run's keep; the caller removes it once the result is written), or None."""
+    made (Evaluation.run's keep; the caller removes it once the result is written), or None. lost: a dict that gets
+    a checkpoint's file -> what is kept of its measures where a save of them failed (Evaluation.kept_lost), for the
+    line said where its result cannot be written."""
     if n_samples is not None:  # (None: evaluate's default, samples_per_input)
         check_int("n_samples", n_samples, 1)
     ev = None
@@ -267,6 +271,8 @@ def sweep(run, *, n_samples: int | None = None, seed: int = 0, dist: Dist = Dist
             # the list was made (the checkpoints before it take minutes each).
             row.update(epoch=ev.model.source["epoch"], step=ev.model.source["step"])
             row.update(json_safe(ev.run(n_samples, seed, keep=keep(path) if keep is not None else None)))
+            if lost is not None and ev.kept_lost:
+                lost[path] = ev.kept_lost
             digest = ev.model.source["digest"]
         # A damaged file shows only when it is read whole (its digest), maybe hours in: a row, as a
         # diverged one, so that the others' measures and the page are still written.
@@ -353,10 +359,16 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         rows, links = [], {}
         # (each checkpoint's measures kept beside its eval.json as they are made: a stopped sweep run again goes on
         # inside the checkpoint it stopped in)
+        lost = {}
         measured = sweep(todo, dataroot=dataroot, dist=dist, keep=lambda p: kept_measures(results_dir(p, name) /
-                                                                                          "eval.json"), **options)
+                                                                                          "eval.json"),
+                         lost=lost, **options)
         for i, (path, _, _) in enumerate(found, 1):
-            row, digest = (kept[path], None) if path in kept else next(measured)[1:]
+            try:
+                row, digest = (kept[path], None) if path in kept else next(measured)[1:]
+            except BaseException as e:
+                _say_kept(e, kept_measures(results_dir(path, name) / "eval.json"), say)
+                raise
             # which run's epoch_N.pt (a row names its file alone): sweep.json written elsewhere (--json) or copied
             # away said none; absolute, as the rows' data folder, to read the same from anywhere
             rows.append({"checkpoint": row["checkpoint"], "run": str(folder.resolve()), **row})
@@ -372,7 +384,13 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
             else:
                 record = {**row, "checkpoint": str(path.resolve()),
                           "protocol": of(digest)}
-                dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
+                try:
+                    dist.main_decides(lambda: write_json(saved, record, what="evaluation results"))
+                except BaseException as e:  # (a full disk, a folder gone): its measures, all kept as its run ended
+                    if path in lost:
+                        e.measures_lost = lost[path]
+                    _say_kept(e, kept_measures(saved), say)
+                    raise
                 drop_kept(kept_measures(saved), dist)
                 say(f"{which}: {saved}")
             links[path.name] = Path(os.path.relpath(saved, out)).as_posix()
@@ -380,6 +398,17 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     page = out / "index.html"
     dist.main_decides(lambda: write_text(page, render_sweep(folder.name, rows, links), what="sweep page"))
     return rows, page
+
+
+def _say_kept(error: BaseException, folder: Path, say: Callable[[str], None]) -> None:
+    """After an error that ends a sweep inside a checkpoint (an input unreadable, its eval.json that cannot be
+    written), a line of that checkpoint's measures: what is kept where a save failed (the error's measures_lost), or
+    where they are kept (as a single evaluate says it: its run(), quiet in a sweep, said neither). None for a stop,
+    whose line is the command's (and says measures_lost), nor where nothing is kept."""
+    if isinstance(error, Exception) and (lost := getattr(error, "measures_lost", None)):
+        say(lost)
+    elif isinstance(error, Exception) and holds_kept(folder):
+        say(kept_note(folder))
 
 
 def measures(rows: list[dict]) -> list[str]:

@@ -896,3 +896,55 @@ def test_a_stopped_sweep_whose_save_failed_says_what_is_lost(setup, tmp_path, mo
         f"{run / 'results' / 'val' / '.eval.json.partial' / '0-of-1.000000.pt'}: No space left on device): the same "
         f"command measures every input again\n")
     assert (run / "results" / "val_epoch_1" / "eval.json").is_file()
+
+
+@pytest.mark.parametrize("how", ["input", "results", "results, saves lost"])
+def test_a_sweep_ended_by_another_error_says_once_where_the_measures_are_kept(setup, tmp_path, made, monkeypatch,
+                                                                             capsys, how):
+    # evaluate --epoch all ended inside its second checkpoint by an input that cannot be read (its third batch), or by
+    # its eval.json that cannot be written (a full disk): a line says where that checkpoint's measures are kept, once,
+    # as a single evaluate's does (the sweep's run() is quiet: nothing was said), and the same command goes on from
+    # them. Where their save failed too, the line says what is lost instead, and the command measures it all again.
+    sweeping = importlib.import_module("bicyclegan.engine.sweep")
+    root, _ = setup
+    run = tmp_path / "run"
+    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
+        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    argv = ["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
+            "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]
+    assert main(argv) == 0
+    results, folder = run / "results", run / "results" / "val" / ".eval.json.partial"
+    straight = {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")}
+    for p in results.rglob("*.json"):
+        p.unlink()
+    with monkeypatch.context() as m:
+        if how == "input":
+            m.setattr(EVALUATING, "sample_columns", _failing_at(N // BATCH + 3))  # (the second checkpoint's 3rd)
+        else:
+            write = sweeping.write_json
+
+            def full(path, obj, **kw):
+                if Path(path) == folder.parent / "eval.json":
+                    raise EVALUATING.OutputError(f"cannot write evaluation results {path}: No space left on device")
+                return write(path, obj, **kw)
+            m.setattr(sweeping, "write_json", full)
+        if how == "results, saves lost":
+            m.setattr(EVALUATING, "atomic_write", lambda path, write, **kw: (_ for _ in ()).throw(
+                EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")))
+        made()
+        capsys.readouterr()
+        assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    note = f"the measures are kept in {folder}: the same command goes on from them"
+    assert err.count(note) == (how != "results, saves lost") and sum("kept" in line for line in err) == 1, err
+    if how == "results, saves lost":
+        assert err[-2] == (f"no measures are kept (their save failed: cannot write evaluation's kept measures "
+                           f"{folder / '0-of-1.000000.pt'}: No space left on device): the same command measures "
+                           f"every input again"), err
+    else:
+        assert err[-2] == note, err
+    made()
+    assert main(argv) == 0
+    assert made() == {"input": N - 2 * BATCH, "results": 0, "results, saves lost": N}[how]
+    assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
+    assert not folder.exists()
