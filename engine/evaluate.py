@@ -476,7 +476,13 @@ class Evaluation:
                                 fresh = [index[p] for p in take["paths"]]
                     except Exception as e:  # every rank raises it, below
                         error = e
-                    if self.dist.agree(_FAILED if error is not None else _GO) == _FAILED:
+                    # (with each rank's saves of its kept measures: failed or not, told to rank 0 for a stop's line,
+                    # where no rank may wait on another, which may be gone)
+                    agreed, saves = self.dist.agree_each(_FAILED if error is not None else _GO,
+                                                         saver.failed_code() if saver is not None else 0)
+                    if saver is not None:
+                        saver.elsewhere = saves
+                    if agreed == _FAILED:
                         self.dist.raise_any(error)
                     if saver is not None:
                         saver.batch_done(batch is not None, read, fresh, got)
@@ -504,12 +510,15 @@ class Evaluation:
         if counted:
             end_count_line()
         mine = {"seen": len(measured), "n_out": n_out, "has_enc": has_enc,
+                "lost": saver.lost() if saver is not None and saver.failed else "",  # (this rank's own words)
                 **{k: torch.cat(v) if v else None for k, v in got.items()}}
         got.clear()  # (each list is one tensor in `mine` now: not held twice, FID's features 8 KB an image)
         shares = [mine]
         if self.dist.grouped:  # (the payload is small but for FID's features)
             shares = [None] * self.dist.world if self.dist.main else None
             tdist.gather_object(mine, shares, dst=0)
+            if self.dist.main:  # (each rank's words of its saves, as its run ended: all of them, here)
+                self.kept_lost = _lost_by_rank([s["lost"] for s in shares])
         # (its error, e.g. FID's on degenerate features, is every rank's)
         return self.dist.main_says(lambda: self._result(shares, seed))
 
@@ -711,6 +720,7 @@ class _Kept:
         self.saved = self.done = None
         self.inputs, self.last = [], time.monotonic()  # the inputs measured since the last save; its time
         self.failed = ""  # (a save failed, and why: no more are tried)
+        self.elsewhere = []  # each rank's failed_code, as the last round agreed them (run's)
 
     @staticmethod
     def owner(name: str) -> tuple[int, int] | None:
@@ -874,18 +884,25 @@ class _Kept:
         kept_lost and the error's measures_lost (for the stop's line); another error is said with what is kept, as a
         stop's line says it."""
         self.save_quietly(got, n_out, has_enc)
-        if self.failed:
-            self.ev.kept_lost = self.lost()
+        lost = self.lost() if self.failed else ""
+        if self.ev.dist.main and self.elsewhere:  # (rank 0's words say the others' too: what the last round told)
+            lost = _lost_by_rank([lost] + [_LOST_ELSEWHERE.get(code, "") for code in self.elsewhere[1:]])
+        if lost:
+            self.ev.kept_lost = lost
         if error is None:
             return
-        if self.failed:
-            error.measures_lost = self.ev.kept_lost
+        if lost:
+            error.measures_lost = lost
             if isinstance(error, Exception):
                 self._note(error.measures_lost)
         elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop's line is the command's)
             # (rank 0's: under torchrun the same line of the same folder came from every rank)
             self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from them",
                        everyone=False)
+
+    def failed_code(self) -> int:
+        """Whether this rank's saves failed, as a number the ranks agree on (_LOST_ELSEWHERE's)."""
+        return 0 if not self.failed else 1 if self.saved and self.saved[0] else 2
 
     def lost(self) -> str:
         """What this rank keeps where a save failed (the saves before it, or a take's files, whole): its words."""
@@ -905,6 +922,21 @@ class _Kept:
         except Exception as e:
             self.failed = str(e) or type(e).__name__
             self._note(f"the measures are no longer kept ({e})")
+
+
+# Another rank's failed_code in rank 0's words (its own lost(): its reason is in that rank's lines).
+_LOST_ELSEWHERE = {1: "the measures made since the last save of them are lost (its save failed): the same command "
+                      "goes on from those saved before",
+                   2: "no measures are kept (its save failed): the same command measures its inputs again"}
+
+
+def _lost_by_rank(words: list[str]) -> str:
+    """What is kept where saves failed, from each rank's words (in rank order; "" where none failed): rank 0's alone
+    as they are (one process's words), else each named by its rank."""
+    said = [(r, w) for r, w in enumerate(words) if w]
+    if [r for r, _ in said] == [0]:
+        return said[0][1]
+    return "; ".join(f"rank {r}: {w}" for r, w in said)
 
 
 _WEIGHTS_SHA256 = {}  # a metric network's file -> its SHA-256, by its place, size, times and inode

@@ -187,6 +187,17 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
+    def agree_each(self, state: int, mine: int) -> tuple[int, list[int]]:
+        """agree's largest `state`, and every rank's `mine` (a number of 0 or more each, in rank order), in the one
+        all-reduce: what each rank alone knows (its kept measures' save failed), told at a point all ranks pass
+        together, not at a stop, which a rank may never reach."""
+        if not self.grouped:
+            return state, [mine if r == self.rank else 0 for r in range(self.world)]
+        t = torch.zeros(self.world + 1, dtype=torch.int32, device=self.device)
+        t[0], t[1 + self.rank] = state, mine
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t[0]), t[1:].tolist()
+
     def raise_any(self, error: Exception | None) -> None:
         """Every rank calls it with its error or None: the error of the first rank that had one is raised
         on every rank (one all-gather), marked from_rank0 where it is a copy (the rank it happened on

@@ -391,6 +391,63 @@ def test_under_torchrun_each_rank_goes_on_from_its_own_share(setup, tmp_path):
     assert said[0]["resumed"] == said[1]["resumed"] == said[0]["straight"]
 
 
+def _lost_worker(rank, world, port, root, ckpt, out_dir):
+    """One rank's evaluations where rank 1's saves of its kept measures all fail (a full disk of its own) and rank 0's
+    are written, a save due at every batch: one stopped by a Ctrl-C at each rank's third batch (its own, as a signal
+    comes: no collective reached), one run to its result; what rank 0 said of the measures lost, into
+    out_dir/<rank>.json."""
+    import torch.distributed as dist
+
+    from bicyclegan.engine.runtime import Dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    EVALUATING.SAVE_EVERY = 0
+    if rank == 1:
+        def full(path, write, **kw):
+            raise EVALUATING.OutputError(f"cannot write evaluation's kept measures {path}: No space left on device")
+        EVALUATING.atomic_write = full
+    calls, real = [], EVALUATING.sample_columns
+
+    def generate(model, A, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model, A, *a, **kw)
+    EVALUATING.sample_columns = generate
+    kw = dict(num=N, batch_size=1, device="cpu", dist=Dist(rank=rank, world=world))
+    said = {}
+    ev = EVALUATING.Evaluation(ckpt, root, **kw)
+    try:
+        ev.run(3, 0, keep=Path(out_dir, "stopped"))
+    except KeyboardInterrupt as e:
+        said["stopped"] = getattr(e, "measures_lost", None)
+    calls.append(1)  # (no stop again)
+    ev = EVALUATING.Evaluation(ckpt, root, **kw)
+    ev.run(3, 0, keep=Path(out_dir, "result"))
+    said["result"] = ev.kept_lost
+    Path(out_dir, f"{rank}.json").write_text(json.dumps(said))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_says_another_ranks_measures_lost(setup, tmp_path):
+    # Each rank saves its own share's measures: a save failed on rank 1 alone (its disk full) was left out of the line
+    # rank 0 prints, which said them kept. Rank 0 now says rank 1's too: at a stop, as the last round told it (the
+    # rounds carry each rank's state: a stop has no collective, a rank may be gone), and at a result each rank's words.
+    from test_distributed import _free_ports, spawn_ranks
+    root, ckpt = setup
+    spawn_ranks(_lost_worker, (2, _free_ports(1)[0], str(root), str(ckpt), str(tmp_path)))
+    said = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    assert said[0]["stopped"] == ("rank 1: no measures are kept (its save failed): the same command measures its "
+                                  "inputs again"), said
+    assert said[0]["result"] == (f"rank 1: no measures are kept (their save failed: cannot write evaluation's kept "
+                                 f"measures {tmp_path / 'result' / '1-of-2.000000.pt'}: No space left on device): the "
+                                 f"same command measures every input again"), said
+    assert said[1]["stopped"].startswith("no measures are kept (their save failed: cannot write "), said  # (its own)
+    assert sorted(os.listdir(tmp_path / "stopped")) == ["0-of-2.000000.pt", "0-of-2.000001.pt"]  # (rank 0's)
+
+
 def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_path, capsys):
     # evaluate --epoch all: each checkpoint's measures are kept beside its eval.json; stopped inside the second
     # checkpoint (after its second batch), the sweep run again with --reuse keeps the first's eval.json and measures

@@ -2583,14 +2583,13 @@ MUTANTS = [
     ('EK06', EV, '                elif saver is not None:\n                    saver.end(',
      '                if saver is not None:\n                    saver.end(', EK_T),
     ('EK07', EV, 'saver.end(ended, got, n_out, has_enc)', 'saver.end(None, got, n_out, has_enc)', EK_T),
-    ('EK08', EV, '        self.save_quietly(got, n_out, has_enc)\n        if self.failed:\n'
-     '            self.ev.kept_lost',
-     '        if error is not None:\n            self.save_quietly(got, n_out, has_enc)\n        if self.failed:\n'
-     '            self.ev.kept_lost', EK_T),
-    ('EK09', EV, '        if self.failed:\n            self.ev.kept_lost = self.lost()\n', '', EK_T),
-    ('EK10', EV, '        if error is None:\n            return\n        if self.failed:',
-     '        if error is None and not self.failed:\n            return\n        if self.failed:', EK_T),
-    ('EK11', EV, '            error.measures_lost = self.ev.kept_lost\n', '', EK_T),
+    ('EK08', EV, '        self.save_quietly(got, n_out, has_enc)\n        lost = self.lost()',
+     '        if error is not None:\n            self.save_quietly(got, n_out, has_enc)\n'
+     '        lost = self.lost()', EK_T),
+    ('EK09', EV, '        if lost:\n            self.ev.kept_lost = lost\n', '', EK_T),
+    ('EK10', EV, '        if error is None:\n            return\n        if lost:',
+     '        if error is None and not lost:\n            return\n        if lost:', EK_T),
+    ('EK11', EV, '            error.measures_lost = lost\n', '', EK_T),
     ('EK12', EV, '            if isinstance(error, Exception):\n                self._note(error.measures_lost)',
      '            if True:\n                self._note(error.measures_lost)', EK_T),
     ('EK13', EV, '        elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop',
