@@ -686,11 +686,11 @@ def drop_kept(folder, dist: Dist = Dist()) -> None:
 
 
 def holds_kept(folder) -> bool:
-    """Whether `folder` holds measures run(keep=folder) kept (an empty one, its files not taken and removed, holds
-    none)."""
+    """Whether `folder` holds measures run(keep=folder) kept (an empty one, its files not taken and removed, or one of a
+    killed save's temp file alone, holds none)."""
     try:
         with os.scandir(folder) as found:
-            return any(_Kept.owner(f.name) for f in found)
+            return any(not f.name.startswith(".") and _Kept.owner(f.name) for f in found)
     except OSError:
         return False
 

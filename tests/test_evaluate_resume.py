@@ -1005,3 +1005,15 @@ def test_a_sweep_ended_by_another_error_says_once_where_the_measures_are_kept(se
     assert made() == {"input": N - 2 * BATCH, "results": 0, "results, saves lost": N}[how]
     assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
     assert not folder.exists()
+
+
+def test_a_folder_holds_kept_measures_where_a_file_of_them_is_in_it(tmp_path):
+    # (what a sweep's line after an error says kept: not an empty folder, nor a killed save's temp file alone)
+    folder = tmp_path / ".eval.json.partial"
+    assert not EVALUATING.holds_kept(folder)
+    folder.mkdir()
+    (folder / ".0-of-1.000000.pt.123.tmp").write_bytes(b"x")
+    (folder / "notes.txt").write_bytes(b"x")
+    assert not EVALUATING.holds_kept(folder)
+    (folder / "0-of-1.000000.pt").write_bytes(b"x")
+    assert EVALUATING.holds_kept(folder)
