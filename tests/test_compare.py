@@ -1018,6 +1018,20 @@ def test_a_folder_made_for_a_refused_compare_is_removed_again(runs, tmp_path, mo
     assert not [line for line in said if "kept" in line], said  # (nothing measured: none said kept; EK30)
 
 
+def _measuring(m, stop_at: int | None = None, error=KeyboardInterrupt) -> list[int]:
+    """evaluate's sample_columns patched through m (a monkeypatch or its context) to list each batch's size as it is
+    measured, raising `error` at batch `stop_at`: the list."""
+    batches, real = [], ev_module.sample_columns
+
+    def generate(model, A, *a, **kw):
+        batches.append(len(A))
+        if len(batches) == stop_at:
+            raise error
+        return real(model, A, *a, **kw)
+    m.setattr(ev_module, "sample_columns", generate)
+    return batches
+
+
 @pytest.mark.parametrize("stop", [True, False])
 def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_path, monkeypatch, capsys, stop):
     # Ctrl-C (stop), or another error (an input unreadable), inside the second model (at its second batch of three):
@@ -1027,14 +1041,8 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     argv = ["compare", *models, *OPTS, "--batch_size", "2", "--out"]
     assert main([*argv, str(tmp_path / "straight")]) == 0
-    batches, real = [], ev_module.sample_columns
-
-    def generate(model, A, *a, **kw):
-        batches.append(len(A))
-        if len(batches) == 5:
-            raise KeyboardInterrupt if stop else ev_module.DatasetError("cannot read an input (Input/output error)")
-        return real(model, A, *a, **kw)
-    monkeypatch.setattr(ev_module, "sample_columns", generate)
+    batches = _measuring(monkeypatch, 5, KeyboardInterrupt if stop else ev_module.DatasetError(
+        "cannot read an input (Input/output error)"))
     out = tmp_path / "c"
     capsys.readouterr()
     assert main([*argv, str(out)]) == (130 if stop else 2)
@@ -1068,20 +1076,11 @@ def test_a_stopped_compare_run_again_with_its_models_in_another_order_goes_on_fr
              "a copy in front": [str(tmp_path / "copy"), pix2pix, bicycle]}[order]
     argv = ["compare", *OPTS, "--batch_size", "2", "--out"]
     assert main([*argv, str(tmp_path / "straight"), *again]) == 0
-    batches, real = [], ev_module.sample_columns
-
-    def generate(model, A, *a, **kw):
-        batches.append(len(A))
-        if len(batches) == 5:
-            raise KeyboardInterrupt
-        return real(model, A, *a, **kw)
     out = tmp_path / "c"
     with monkeypatch.context() as m:
-        m.setattr(ev_module, "sample_columns", generate)
+        _measuring(m, 5)
         assert main([*argv, str(out), bicycle, pix2pix]) == 130
-    batches.clear()
-    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
-                                                                                 real(model, A, *a, **kw))[1])
+    batches = _measuring(monkeypatch)
     assert main([*argv, str(out), *again]) == 0
     # (pix2pix's inputs 3-4 and 5; another model in front: its three batches first, none of its measures kept)
     assert batches == ([2, 2, 1, 2, 1] if order == "another in front" else [2, 1])
@@ -1095,16 +1094,9 @@ def test_measures_kept_by_an_older_version_by_place_are_left_alone_then_removed(
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     argv = ["compare", *models, *OPTS, "--batch_size", "2", "--out"]
     assert main([*argv, str(tmp_path / "straight")]) == 0
-    batches, real = [], ev_module.sample_columns
-
-    def generate(model, A, *a, **kw):
-        batches.append(len(A))
-        if len(batches) == 5:
-            raise KeyboardInterrupt
-        return real(model, A, *a, **kw)
     out = tmp_path / "c"
     with monkeypatch.context() as m:
-        m.setattr(ev_module, "sample_columns", generate)
+        _measuring(m, 5)
         assert main([*argv, str(out)]) == 130
     kept = out / ".compare.json.partial"
     for f in kept.iterdir():  # (the files inside are laid out alike: their folders' names alone differ)
@@ -1112,9 +1104,7 @@ def test_measures_kept_by_an_older_version_by_place_are_left_alone_then_removed(
         whole = torch.load(f / "0-of-1.000000.pt", weights_only=False)["batches"] == [0, 3]  # (bicycle's: measured)
         f.rename(kept / ("1" if whole else "2"))
     assert sorted(os.listdir(kept)) == ["1", "2"]
-    batches.clear()
-    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
-                                                                                 real(model, A, *a, **kw))[1])
+    batches = _measuring(monkeypatch)
     assert main([*argv, str(out)]) == 0
     assert batches == [2, 2, 1, 2, 2, 1]
     assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
@@ -1127,15 +1117,7 @@ def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path,
     # (at the stop): the stop's line says neither model's measures are kept, naming each, not "kept". Where the
     # second's saves are written (space freed meanwhile), the line says the first's lost and the others' kept (EK27).
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
-    batches, real = [], ev_module.sample_columns
-
-    def generate(model, A, *a, **kw):
-        batches.append(len(A))
-        if len(batches) == 5:
-            raise KeyboardInterrupt
-        return real(model, A, *a, **kw)
-    monkeypatch.setattr(ev_module, "sample_columns", generate)
-
+    _measuring(monkeypatch, 5)
     writes, first = ev_module.atomic_write, []
 
     def full(path, write, **kw):
@@ -1165,9 +1147,7 @@ def test_files_that_cannot_be_written_keep_every_models_measures_and_say_so(runs
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
     argv = ["compare", *models, *OPTS, "--out"]
     assert main([*argv, str(tmp_path / "straight")]) == 0
-    batches, real = [], ev_module.sample_columns
-    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
-                                                                                 real(model, A, *a, **kw))[1])
+    batches = _measuring(monkeypatch)
     out = tmp_path / "c"
     with monkeypatch.context() as m:
         m.setattr(os, "replace", os.replace)  # (undone below: the fixture's patch inside this context)
@@ -1202,19 +1182,10 @@ def test_a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept(runs
     # once its files are written (EK37)
     argv, out = ["compare", *OPTS, "--batch_size", "2", "--out", str(tmp_path / "c")], tmp_path / "c"
     models = [str(runs / "bicycle"), str(runs / "pix2pix")]
-    batches, real = [], ev_module.sample_columns
-
-    def generate(model, A, *a, **kw):
-        batches.append(len(A))
-        if len(batches) == 8:  # (3 batches a model: the third's second)
-            raise KeyboardInterrupt
-        return real(model, A, *a, **kw)
     with monkeypatch.context() as m:
-        m.setattr(ev_module, "sample_columns", generate)
+        _measuring(m, 8)  # (3 batches a model: the third's second)
         assert main([*argv, *models, str(loud[0])]) == 130
     assert len(os.listdir(out / ".compare.json.partial")) == 3
-    batches.clear()
-    monkeypatch.setattr(ev_module, "sample_columns", lambda model, A, *a, **kw: (batches.append(len(A)),
-                                                                                 real(model, A, *a, **kw))[1])
+    batches = _measuring(monkeypatch)
     assert main([*argv, *models]) == 0 and batches == []
     assert sorted(os.listdir(out)) == ["compare.json", "compare.png", "index.html"]
