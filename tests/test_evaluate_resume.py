@@ -448,16 +448,26 @@ def test_under_torchrun_rank_0_says_another_ranks_measures_lost(setup, tmp_path)
     assert sorted(os.listdir(tmp_path / "stopped")) == ["0-of-2.000000.pt", "0-of-2.000001.pt"]  # (rank 0's)
 
 
+def _two_checkpoints(root, tmp_path) -> Path:
+    """A run folder of two checkpoints (epoch_1.pt at step 10, latest.pt at 20) of tiny models of other weights."""
+    run = tmp_path / "run"
+    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
+        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    return run
+
+
+def _sweep_argv(run, root) -> list[str]:
+    return ["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
+            "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]
+
+
 def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_path, capsys):
     # evaluate --epoch all: each checkpoint's measures are kept beside its eval.json; stopped inside the second
     # checkpoint (after its second batch), the sweep run again with --reuse keeps the first's eval.json and measures
     # the second's last batch alone. Every file is then a straight sweep's.
     root, _ = setup
-    run = tmp_path / "run"
-    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
-        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
-    argv = ["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
-            "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]
+    run = _two_checkpoints(root, tmp_path)
+    argv = _sweep_argv(run, root)
     assert main(argv) == 0
     results = run / "results"
     straight = {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")}
@@ -644,9 +654,7 @@ def test_a_sweep_leaves_no_measures_of_a_checkpoint_whose_outputs_diverge(setup,
     # The second checkpoint's outputs not finite at its second batch: its row is the error, the sweep goes on and
     # ends, and the measures of its first batch (kept as run() ended with the error) are of no more use.
     root, _ = setup
-    run = tmp_path / "run"
-    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
-        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    run = _two_checkpoints(root, tmp_path)
     calls, real = [], EVALUATING.sample_columns
 
     def diverging(model, A, *a, **kw):
@@ -929,9 +937,7 @@ def test_a_stopped_sweep_whose_save_failed_says_what_is_lost(setup, tmp_path, mo
     # evaluate --epoch all stopped inside its second checkpoint where no save of its measures could be written: the
     # line keeps the first checkpoint's eval.json and says that the second's measures are not kept.
     root, _ = setup
-    run = tmp_path / "run"
-    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
-        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
+    run = _two_checkpoints(root, tmp_path)
     inputs, real = [], EVALUATING.sample_columns
 
     def generate(model, A, *a, **kw):
@@ -964,11 +970,8 @@ def test_a_sweep_ended_by_another_error_says_once_where_the_measures_are_kept(se
     # them. Where their save failed too, the line says what is lost instead, and the command measures it all again.
     sweeping = importlib.import_module("bicyclegan.engine.sweep")
     root, _ = setup
-    run = tmp_path / "run"
-    for seed, name, step in ((3, "epoch_1.pt", 10), (4, "latest.pt", 20)):
-        save_checkpoint(tiny(root, seed), run / "checkpoints" / name, step=step, epoch=step // 10)
-    argv = ["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
-            "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]
+    run = _two_checkpoints(root, tmp_path)
+    argv = _sweep_argv(run, root)
     assert main(argv) == 0
     results, folder = run / "results", run / "results" / "val" / ".eval.json.partial"
     straight = {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")}
