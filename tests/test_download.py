@@ -253,12 +253,13 @@ def test_404_names_the_address_and_leaves_nothing(server, tmp_path):
 
 
 def test_no_network_is_one_clear_error(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
+    # a port nobody listens on: bound (no listen) while the download tries it, so that no other program's can be
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(DownloadError, match=rf"cannot download http://127\.0\.0\.1:{port}/pix2pix/datasets/maps"
-                                            r"\.tar\.gz: .*check the network connection"):
-        dl.download_dataset("maps", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False)
+        with pytest.raises(DownloadError, match=rf"cannot download http://127\.0\.0\.1:{port}/pix2pix/datasets/"
+                                                r"maps\.tar\.gz: .*check the network connection"):
+            dl.download_dataset("maps", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False)
     assert leftovers(tmp_path) == []
 
 
@@ -266,11 +267,11 @@ def test_no_network_is_one_clear_error(tmp_path):
 def test_no_network_says_what_to_fetch_by_hand_and_where_it_goes(tmp_path, capsys):
     # Offline, the line says how to do without the command: the files to fetch elsewhere, where a
     # dataset's folders go and how a model's two files become the checkpoint download model writes.
-    with socket.socket() as s:
+    with socket.socket() as s:  # (bound, not listening: refused)
         s.bind(("127.0.0.1", 0))
         mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
-    with pytest.raises(DownloadError) as e:
-        dl.download_dataset("maps", tmp_path / "data", testset=True, mirror=mirror, progress=False)
+        with pytest.raises(DownloadError) as e:
+            dl.download_dataset("maps", tmp_path / "data", testset=True, mirror=mirror, progress=False)
     assert f"fetch {mirror}/BicycleGAN/testset/maps.tar.gz elsewhere and extract it so that " \
            f"{tmp_path / 'data' / 'maps'} holds its train/, val/ or test/ folder" in str(e.value)
     # a folder with a space: the command's --out is quoted for the shell
@@ -421,10 +422,10 @@ def test_the_cli_exits_75_where_a_later_try_may_pass_and_2_where_it_cannot(serve
 
 
 def test_the_cli_exits_75_without_the_network_and_2_for_a_damaged_archive(server, tmp_path, capsys):
-    with socket.socket() as s:  # a port nobody listens on: connection refused
+    with socket.socket() as s:  # a port nobody listens on (bound, not listening, as it is tried): connection refused
         s.bind(("127.0.0.1", 0))
         mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
-    assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", mirror]) == 75
+        assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", mirror]) == 75
     assert capsys.readouterr().err.startswith(f"bicyclegan download: DownloadError: cannot download {mirror}")
     server.files[FACADES] = tar_gz(dataset("facades"))[:-100]  # (the same file at every try: not to be tried again)
     assert main(["download", "dataset", "facades", "--dir", str(tmp_path), "--mirror", server.url, "--quiet"]) == 2
