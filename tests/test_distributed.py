@@ -1,8 +1,10 @@
 """Data parallelism under torch.distributed (gloo on CPU, two processes): gradients are averaged,
 so every rank ends an iteration with the same weights although each saw different data."""
 import copy
+import importlib.util
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -115,7 +117,11 @@ def _port_block() -> range:
     return range(low + index * size, low + (index + 1) * size)
 
 
-_next_port = [0]
+# Where this process begins in its block (taken modulo its size), drawn as it starts: every process began at the
+# block's first port, so two test sessions on one machine (two pytest runs, each xdist worker gw0 of its own) handed
+# out the same ports in the same order, and one's store failed to listen on the port the other had picked, free
+# then, before either listened. (The system's randomness: a test's random.seed does not make two processes alike.)
+_next_port = [random.SystemRandom().randrange(1 << 16)]
 
 
 def _free_ports(n):
@@ -167,6 +173,19 @@ def test_the_ports_handed_out_are_free_distinct_and_none_the_system_hands_out_it
         ports = [*_free_ports(3), _free_port()]
     assert taken not in ports and len(set(ports)) == 4, (taken, ports)
     assert all(port in block and port not in _ephemeral_ports() for port in ports), (ports, block)
+
+
+@pytest.mark.skipif(_no_block_room(), reason="the system hands out nearly every port itself: no block to test")
+def test_each_test_process_begins_at_a_place_of_its_own_in_its_block():
+    # Three test processes' first ports (this file run as a module of its own, as each process imports it): each
+    # begun at its block's first port, two sessions on one machine handed out the same ports in the same order.
+    firsts = []
+    for i in range(3):
+        spec = importlib.util.spec_from_file_location(f"_ports_of_process_{i}", __file__)
+        fresh = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fresh)
+        firsts.append(fresh._free_port())
+    assert len(set(firsts)) > 1, firsts
 
 
 @pytest.mark.skipif(_no_block_room(), reason="the system hands out nearly every port itself: no block to test")
