@@ -271,7 +271,9 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             if isinstance(e, Exception):  # (a stop's line is the command's)
                 say(e.measures_lost if lost else kept_note(kept))
             raise
-        for key in dict.fromkeys(keys):  # (the results written: the measures kept are of no more use)
+        # (the results written: the measures kept are of no more use). One drop_kept, a collective, a model on every
+        # rank, as many on each whatever its keys: a model given twice is dropped twice (the second finds nothing)
+        for key in keys:
             drop_kept(kept / key, dist)
         if dist.main:  # (and those of an earlier comparison of other models, or by place: an older version's)
             with contextlib.suppress(OSError):
