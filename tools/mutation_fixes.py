@@ -705,6 +705,27 @@ AB_T = [REL + name for name in (
     "a_write_to_a_symbolic_link_goes_to_its_target_and_the_link_stays",
     "io_writes_create_folders_and_get_the_usual_permissions", "a_write_removes_its_own_names_temp_files_only")] + AG_T
 
+# session 55's hand-made mutants of fd86537..081a269 (MQ): compare's kept measures by digest (kept_key, and
+# runtime.weights_digest), Dist.agree_each and each rank's lost measures in rank 0's words (_Kept.failed_code,
+# elsewhere, _LOST_ELSEWHERE, _lost_by_rank), holds_kept and the sweep's line after an error (_say_kept, its lost
+# dict), the sweep's folder refused where it holds another's page (refuse_others_results' own_title, where, instead,
+# _titled), TensorBoardLog opened at its first use and the trainer's begin: docs/mutation-engine.md, "session 55"
+ER = "tests/test_evaluate_resume.py::test_"  # (TCP: test_compare.py's, above)
+MQ_ORDER = [TCP + "a_stopped_compare_run_again_with_its_models_in_another_order_goes_on_from_each_ones_measures"]
+MQ_LOADED = [TCP + "models_given_loaded_name_the_file_and_step_they_were_read_from"]
+MQ_FEWER = [TCP + "a_compare_of_fewer_models_removes_the_measures_an_earlier_one_kept",
+            TCP + "measures_kept_by_an_older_version_by_place_are_left_alone_then_removed"]
+MQ_RANKS = [ER + "under_torchrun_rank_0_says_another_ranks_measures_lost"]
+MQ_HOLDS = [ER + "a_folder_holds_kept_measures_where_a_file_of_them_is_in_it"]
+MQ_SWEEP = [ER + "a_sweep_ended_by_another_error_says_once_where_the_measures_are_kept"]
+MQ_STOP = [ER + "a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in",
+           ER + "a_stopped_sweep_whose_save_failed_says_what_is_lost"]
+MQ_PAGE = ["tests/test_sweep.py::test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_refused_"
+           "before_any_work"]
+MQ_TB = ["tests/test_report.py::test_" + name for name in (
+    "a_trainer_opens_its_event_file_as_it_trains_not_as_it_is_made", "a_run_that_raises_closes_its_event_file",
+    "tensorboard_on_resume_hides_the_steps_logged_again")]
+
 MUTANTS = [
     # ModelConfig: ndf against num_Ds
     ('CF01', CFG, 'if round(self.ndf / 2 ** i) < 1), None)',
@@ -2634,6 +2655,84 @@ MUTANTS = [
      '        for key in list(dict.fromkeys(keys))[:-1]:  # (the results written', EK_T),
     ('EK37', CP, '                    if f.is_dir() and not f.is_symlink():\n                        drop_kept(f)\n',
      '                    pass\n', EK_T),
+    # session 55 (MQ): compare.kept_key and its use
+    ('MQ01', CP, '    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})',
+     '    return digest({"weights": weights_digest(model, opened)})', MQ_ORDER + MQ_LOADED),
+    ('MQ02', CP, '    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})',
+     '    return digest({"config": model.cfg.to_dict()})', MQ_ORDER + MQ_FEWER),
+    ('MQ03', CP, 'keys.append(kept_key(model, model is not m))', 'keys.append(kept_key(model, True))', MQ_LOADED),
+    ('MQ04', CP, 'keys.append(kept_key(model, model is not m))', 'keys.append(kept_key(model, model is m))',
+     MQ_LOADED),
+    ('MQ05', CP, 'seed, keep=kept / key)))', 'seed, keep=kept / str(i))))', MQ_ORDER),
+    ('MQ06', CP, '                    if f.is_dir() and not f.is_symlink():\n',
+     '                    if f.name.isdigit():\n', MQ_FEWER),
+    # runtime: Dist.agree_each, weights_digest
+    ('MQ07', RT, '        t[0], t[1 + self.rank] = state, mine\n', '        t[0], t[self.rank] = state, mine\n',
+     MQ_RANKS),
+    ('MQ08', RT, '        return int(t[0]), t[1:].tolist()\n', '        return int(t[0]), t[:-1].tolist()\n', MQ_RANKS),
+    ('MQ09', RT, '            return state, [mine if r == self.rank else 0 for r in range(self.world)]\n',
+     '            return state, [0] * self.world\n', EK_T[:1]),
+    ('MQ10', RT, '    return model.source["digest"] if opened else digest(',
+     '    return model.source["digest"] if not opened else digest(', MQ_LOADED),
+    # evaluate: each rank's saves told to rank 0, holds_kept
+    ('MQ11', EV, '                                                         saver.failed_code() if saver is not None '
+     'else 0)', '                                                         0)', MQ_RANKS),
+    ('MQ12', EV, '                        saver.elsewhere = saves\n', '                        pass\n', MQ_RANKS),
+    ('MQ13', EV, '"lost": saver.lost() if saver is not None and saver.failed else "",', '"lost": "",', MQ_RANKS),
+    ('MQ14', EV, '                self.kept_lost = _lost_by_rank([s["lost"] for s in shares])\n',
+     '                pass\n', MQ_RANKS),
+    ('MQ15', EV, '_lost_by_rank([s["lost"] for s in shares])', '_lost_by_rank([s["lost"] for s in shares[1:]])',
+     MQ_RANKS),
+    ('MQ16', EV, 'return any(not f.name.startswith(".") and _Kept.owner(f.name) for f in found)',
+     'return any(_Kept.owner(f.name) for f in found)', MQ_HOLDS),
+    ('MQ17', EV, 'return any(not f.name.startswith(".") and _Kept.owner(f.name) for f in found)',
+     'return True', MQ_HOLDS),
+    ('MQ18', EV, '    except OSError:\n        return False\n\n\ndef kept_note(',
+     '    except OSError:\n        return True\n\n\ndef kept_note(', MQ_HOLDS),
+    ('MQ19', EV, '        if self.ev.dist.main and self.elsewhere:', '        if self.elsewhere:', MQ_RANKS),
+    ('MQ20', EV, 'for code in self.elsewhere[1:]])', 'for code in self.elsewhere])', MQ_RANKS),
+    ('MQ21', EV, '        return 0 if not self.failed else 1 if self.saved and self.saved[0] else 2\n',
+     '        return 0 if not self.failed else 2 if self.saved and self.saved[0] else 1\n', MQ_RANKS),
+    ('MQ22', EV, '    if [r for r, _ in said] == [0]:\n', '    if said and said[0][0] == 0:\n', MQ_RANKS),
+    ('MQ23', EV, '    if [r for r, _ in said] == [0]:\n', '    if len(said) == 1:\n', MQ_RANKS),
+    ('MQ24', EV, 'f"rank {r}: {w}" for r, w in said', 'f"rank {r + 1}: {w}" for r, w in said', MQ_RANKS),
+    ('MQ25', EV, '        if lost:\n            error.measures_lost = lost\n',
+     '        if self.failed:\n            error.measures_lost = lost\n', MQ_RANKS),
+    # sweep: the lost dict, _say_kept, the page's folder refused
+    ('MQ26', SW, '            if lost is not None and ev.kept_lost:\n', '            if lost is not None:\n', MQ_SWEEP),
+    ('MQ27', SW, '                lost[path] = ev.kept_lost\n', '                pass\n', MQ_SWEEP),
+    ('MQ28', SW, '                    if path in lost:\n                        e.measures_lost = lost[path]\n',
+     '                    pass\n', MQ_SWEEP),
+    ('MQ29', SW, '                _say_kept(e, kept_measures(results_dir(path, name) / "eval.json"), say)\n',
+     '                pass\n', MQ_SWEEP),
+    ('MQ30', SW, '    if isinstance(error, Exception) and (lost := getattr(error, "measures_lost", None)):',
+     '    if (lost := getattr(error, "measures_lost", None)):', MQ_STOP),
+    ('MQ31', SW, '    elif isinstance(error, Exception) and holds_kept(folder):', '    elif holds_kept(folder):',
+     MQ_STOP),
+    ('MQ32', SW, '    elif isinstance(error, Exception) and holds_kept(folder):',
+     '    elif isinstance(error, Exception) and folder.exists():', MQ_SWEEP),
+    ('MQ33', SW, '        refuse_others_results(out, "evaluate --epoch all", ',
+     '        (lambda *a, **kw: None)(out, "evaluate --epoch all", ', MQ_PAGE),
+    ('MQ34', SW, ' own_title=TITLE, where="",', ' where="",', MQ_PAGE),
+    ('MQ35', SW, ' own_title=TITLE, where="",', ' own_title=TITLE,', MQ_PAGE),
+    # images: refuse_others_results' own_title, where, instead and _titled
+    ('MQ36', IM, '+ (instead or f"give {command}', '+ (f"give {command}', MQ_PAGE),
+    ('MQ37', IM, ' and not (own_title and _titled(page, own_title)):', ' and not own_title:', MQ_PAGE),
+    ('MQ38', IM, '    return f"{html.escape(ending)}</title>" in head\n', '    return ending in head\n', MQ_PAGE),
+    ('MQ39', IM, '    except OSError:\n        return False\n    return f"{html.escape(ending)}</title>" in head\n',
+     '    except OSError:\n        return True\n    return f"{html.escape(ending)}</title>" in head\n', MQ_PAGE),
+    # report: TensorBoardLog opened at its first use; trainer: its begin
+    ('MQ40', R, '        if self._writer is None:\n            self._writer = tensorboard_writer()',
+     '        if True:\n            self._writer = tensorboard_writer()', MQ_TB),
+    ('MQ41', R, '        if self._close is not None:\n            self._close()\n', '        self._close()\n', MQ_TB),
+    ('MQ42', R, '            self._close = weakref.finalize(self, _close_writer, self._writer)\n',
+     '            self._close = lambda: None\n', MQ_TB),
+    ('MQ43', R, 'tensorboard_writer()(str(self.log_dir), purge_step=self._purge_step)',
+     'tensorboard_writer()(str(self.log_dir), purge_step=None)', MQ_TB),
+    ('MQ44', R, '        self._hparams_written = False\n\n    def open(self):',
+     '        self._hparams_written = False\n        self.open()\n\n    def open(self):', MQ_TB),
+    ('MQ45', T, '            if self.tb:  # the start made the log;',
+     '            if False:  # the start made the log;', MQ_TB),
 ]
 
 if __name__ == "__main__":
