@@ -2733,6 +2733,12 @@ MUTANTS = [
      '        self._hparams_written = False\n        self.open()\n\n    def open(self):', MQ_TB),
     ('MQ45', T, '            if self.tb:  # the start made the log;',
      '            if False:  # the start made the log;', MQ_TB),
+    # (the refusal's other callers, and the sweep's line after its eval.json's write failed)
+    ('MQ46', IM, '                          where: str = "--out ", instead:',
+     '                          where: str = "", instead:',
+     [TCP + "an_out_holding_another_commands_results_is_refused_and_left_as_it_was"]),
+    ('MQ47', SW, '                    _say_kept(e, kept_measures(saved), say)\n', '                    pass\n',
+     MQ_SWEEP),
 ]
 
 if __name__ == "__main__":
