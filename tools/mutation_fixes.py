@@ -2671,7 +2671,9 @@ MUTANTS = [
      MQ_RANKS),
     ('MQ08', RT, '        return int(t[0]), t[1:].tolist()\n', '        return int(t[0]), t[:-1].tolist()\n', MQ_RANKS),
     ('MQ09', RT, '            return state, [mine if r == self.rank else 0 for r in range(self.world)]\n',
-     '            return state, [0] * self.world\n', EK_T[:1]),
+     '            return state, [0] * self.world\n',
+     [ER + "a_stop_after_a_failed_save_does_not_say_the_measures_are_kept",
+      ER + "what_a_failed_save_lost_is_each_runs_own"]),
     ('MQ10', RT, '    return model.source["digest"] if opened else digest(',
      '    return model.source["digest"] if not opened else digest(', MQ_LOADED),
     # evaluate: each rank's saves told to rank 0, holds_kept
