@@ -1111,6 +1111,30 @@ def test_measures_kept_by_an_older_version_by_place_are_left_alone_then_removed(
     assert sorted(os.listdir(out)) == ["compare.json", "compare.png", "index.html"]
 
 
+def test_models_given_loaded_of_the_same_weights_and_other_configs_keep_their_measures_apart(loud, tmp_path,
+                                                                                           monkeypatch):
+    # Two models given loaded whose weights are alike and whose configs are not (a decoder's non-linearity has no
+    # weights): each one's measures are kept apart (kept_key digests the config beside the weights), so a compare
+    # stopped inside the second (its second batch of three) and run again measures the second's last two batches
+    # alone; in one folder each one's recipe refused the other's measures, and both were measured again (MQ01).
+    from bicyclegan.engine.config import TrainConfig
+    first = load_checkpoint(loud[0], device="cpu")
+    d = first.cfg.to_dict()
+    d["model"]["nl"] = "lrelu"
+    second = BicycleGAN(TrainConfig.from_dict(d), device="cpu", training=False)
+    second.load_state_dict(first.state_dict())
+    out = tmp_path / "c"
+    with monkeypatch.context() as m:
+        _measuring(m, stop_at=5)
+        with pytest.raises(KeyboardInterrupt):
+            compare([first, second], out=out, batch_size=2, log=None, **EVAL)
+    with monkeypatch.context() as m:
+        batches = _measuring(m)
+        rows, _ = compare([first, second], out=out, batch_size=2, log=None, **EVAL)
+    assert batches == [2, 1]
+    assert rows[0]["diversity_l1"] != rows[1]["diversity_l1"]  # (two models indeed: their outputs differ)
+
+
 @pytest.mark.parametrize("both", [True, False])
 def test_a_stop_after_the_measures_save_failed_says_what_is_lost(runs, tmp_path, monkeypatch, capsys, both):
     # A full disk where the measures are kept: the first model's save (as its measures end) fails, then the second's

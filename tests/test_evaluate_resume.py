@@ -483,9 +483,11 @@ def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_
     EVALUATING.sample_columns = generate
     try:
         assert main(argv) == 130
-        assert capsys.readouterr().err.endswith(
+        err = capsys.readouterr().err
+        assert err.endswith(
             "interrupted; each checkpoint measured so far has its eval.json, the one it stopped in its measures so "
             "far: the same command goes on from them\n")
+        assert "kept in" not in err, err  # (the stop's line is the command's alone: MQ31)
         assert sorted(os.listdir(results / "val_epoch_1")) == ["eval.json"]
         assert os.listdir(results / "val" / ".eval.json.partial") == ["0-of-1.000000.pt"]
         inputs.clear()
@@ -953,7 +955,9 @@ def test_a_stopped_sweep_whose_save_failed_says_what_is_lost(setup, tmp_path, mo
     capsys.readouterr()
     assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(root), "--num", str(N), "--n_samples", "3",
                  "--batch_size", str(BATCH), "--device", "cpu", "--reuse"]) == 130
-    assert capsys.readouterr().err.endswith(
+    err = capsys.readouterr().err
+    assert err.count("no measures are kept") == 1, err  # (the stop's line says it, the sweep's none: MQ30)
+    assert err.endswith(
         "interrupted; each checkpoint measured so far has its eval.json, which the same command keeps; of the one it "
         f"stopped in, no measures are kept (their save failed: cannot write evaluation's kept measures "
         f"{run / 'results' / 'val' / '.eval.json.partial' / '0-of-1.000000.pt'}: No space left on device): the same "
@@ -1020,3 +1024,33 @@ def test_a_folder_holds_kept_measures_where_a_file_of_them_is_in_it(tmp_path):
     assert not EVALUATING.holds_kept(folder)
     (folder / "0-of-1.000000.pt").write_bytes(b"x")
     assert EVALUATING.holds_kept(folder)
+
+
+def test_the_lost_measures_line_names_each_rank_whose_saves_failed(tmp_path):
+    # rank 0's words of lost measures: its own as they are where it alone failed (one process's line), else each
+    # rank's named by its rank, rank 0's among them (MQ22); and agree_each without a group: its own state and number,
+    # each other rank's 0 (MQ09)
+    from bicyclegan.engine.runtime import Dist
+    by_rank = EVALUATING._lost_by_rank
+    assert by_rank([""]) == by_rank(["", ""]) == ""
+    assert by_rank(["lost here"]) == by_rank(["lost here", ""]) == "lost here"
+    assert by_rank(["", "lost there"]) == "rank 1: lost there"
+    assert by_rank(["lost here", "", "lost there"]) == "rank 0: lost here; rank 2: lost there"
+    assert Dist().agree_each(2, 1) == (2, [1])
+    assert Dist(rank=1, world=3).agree_each(0, 2) == (0, [0, 2, 0])
+
+
+def test_a_sweep_ended_before_its_checkpoint_measured_anything_says_nothing_kept(setup, tmp_path, monkeypatch, capsys):
+    # An input that cannot be read at the second checkpoint's first batch: nothing of it is measured, and its folder of
+    # kept measures holds a killed save's temp file alone (an earlier run's kill -9): no line says the measures are
+    # kept there (a folder that is there is not one that keeps any: MQ32)
+    root, _ = setup
+    run = _two_checkpoints(root, tmp_path)
+    folder = run / "results" / "val" / ".eval.json.partial"
+    folder.mkdir(parents=True)
+    (folder / ".0-of-1.000000.pt.999999.tmp").write_bytes(b"cut")
+    monkeypatch.setattr(EVALUATING, "sample_columns", _failing_at(N // BATCH + 1))
+    capsys.readouterr()
+    assert main(_sweep_argv(run, root)) == 2
+    err = capsys.readouterr().err
+    assert "cannot read an input" in err and "kept" not in err, err

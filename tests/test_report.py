@@ -1041,6 +1041,17 @@ def test_tensorboard_evaluation_curves_are_measures_not_settings(tmp_path):
     assert [(e.step, round(e.value, 6)) for e in ea.Scalars("eval/coverage")] == [(7, 0.9)]
 
 
+def test_a_tensorboard_log_never_written_to_closes_without_opening_an_event_file(tmp_path):
+    # A training whose start fails before its event file is opened (config.json unwritable) closes its log as it ends:
+    # a TypeError of the close replaced the start's own error, or an event file was opened only to be closed (MQ41).
+    pytest.importorskip("tensorboard")
+    from bicyclegan.engine.report import TensorBoardLog
+    tb = TensorBoardLog(tmp_path / "tb", {"variant": "bicycle"})
+    tb.close()
+    tb.close()
+    assert not (tmp_path / "tb").exists()
+
+
 def test_grids_show_val_before_test_before_train(tmp_path):
     # The reference's datasets have train/ and val/: the grids showed training images.
     from tiny import tiny_cfg

@@ -1054,6 +1054,8 @@ def test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_re
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 2
     out, err = capsys.readouterr()
     assert str(named) in err and "evaluate --epoch all" in err and "evaluating" not in err, err
+    # (the folder as the sweep has it: no --out, and what to do instead of giving one)
+    assert f"OutputError: {folder} holds " in err and err.rstrip().endswith("then sweep again"), err
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert not list((run / "results").rglob("eval.json"))
     # the sweep's own page, its rows in a --json elsewhere: no sweep.json beside it, and still the sweep's
@@ -1063,6 +1065,34 @@ def test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_re
     assert not (folder / "sweep.json").exists()
     assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--metrics", "l1"]) == 0
     assert (folder / "sweep.json").is_file()
+
+
+def test_an_earlier_sweeps_page_is_told_by_its_title_alone(tmp_path, monkeypatch):
+    # (the check the sweep's folder makes of an index.html with no sweep.json beside it: a page of the user's that
+    # quotes the sweep's words outside its <title> is the user's (MQ38), as is a page that cannot be read (MQ39); the
+    # refusal names the folder as the sweep has it, no --out, and says what to do (MQ35, MQ36))
+    images = importlib.import_module("bicyclegan.engine.images")
+    page = tmp_path / "index.html"
+
+    def refuse():
+        return images.refuse_others_results(tmp_path, "evaluate --epoch all", ("evaluate --epoch all",),
+                                            own_title=": every checkpoint evaluated", where="",
+                                            instead="move it elsewhere")
+    page.write_text("<html><head><title>run: every checkpoint evaluated</title></head><body></body></html>")
+    assert refuse() == tmp_path
+    page.write_text("<html><head><title>my notes</title></head><body><h1>run: every checkpoint evaluated</h1></body>"
+                    "</html>")
+    with pytest.raises(OutputError) as refused:
+        refuse()
+    assert str(refused.value) == (f"{tmp_path} holds an index.html that no evaluate --epoch all wrote ({page}), whose "
+                                  f"page evaluate --epoch all's index.html would replace; move it elsewhere")
+    page.write_text("<html><head><title>run: every checkpoint evaluated</title></head><body></body></html>")
+
+    def unreadable(*args, **kw):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(images, "open", unreadable, raising=False)
+    with pytest.raises(OutputError, match="an index.html that no evaluate --epoch all wrote"):
+        refuse()
 
 
 def test_sweep_json_records_the_run_it_measured_absolute(run, tmp_path, capsys, monkeypatch):
