@@ -73,6 +73,11 @@ Session 54's changes (DS01-DS38, EK01-EK37): DALI's reads past its list's end, i
 read again; evaluate's and compare's kept measures at every end: docs/mutation-engine.md, "DALI's reads past its
 list's end, kept measures at every end".
 
+Session 55's changes (MQ01-MQ47): compare's kept measures by their weights' digest, each rank's lost measures in rank
+0's line (Dist.agree_each), the sweep's line after an error and its page's folder refused, TensorBoardLog opened at
+its first use: docs/mutation-engine.md, "Kept measures by digest, each rank's losses, the sweep's folder, a lazy event
+file".
+
 Run with tools/mutation_loop.py's runner (how it mutates, restores and reports: its docstring):
 
     .venv/bin/python tools/mutation_fixes.py            # every mutant (about an hour on 2 cores; a median of 4 s each)
@@ -218,9 +223,10 @@ DOWNLOAD_MADE = ["tests/test_download.py::test_a_failed_download_removes_the_fol
 # itself, each write (the cost TempFiles saves, not the files).
 # DS07, DS16: DALI's CPU reader reads 2 batches past a list's end (the third: a GPU's margin). DS17: a read past the
 # end fails in the pass's last batches, whose files still to come are all in the window looked at first. EK36: the
-# folder's sweep after the loop removes the last model's files (one machine).
+# folder's sweep after the loop removes the last model's files (one machine). MQ26: a checkpoint's measures_lost of ""
+# where none was lost is read as none (_say_kept, cli._kept: its truth alone).
 EQUIVALENT: set[str] = {"LC04", "SR11", "SR16", "SR22", "SR38", "SR39", "RS05", "DD03", "DD06", "DD15", "DD19",
-                        "DD27", "DD29", "SV03", "KM07", "AG14", "AS09", "DS07", "DS16", "DS17", "EK36"}
+                        "DD27", "DD29", "SV03", "KM07", "AG14", "AS09", "DS07", "DS16", "DS17", "EK36", "MQ26"}
 SKIP = ""
 # under torchrun (two gloo processes): the starts refused by the evaluations (rank 0's checks or rank 1's evaluation
 # alone), the valid resume from an earlier epoch, the dry run (its launch: the launched fixture's)
@@ -722,6 +728,13 @@ MQ_STOP = [ER + "a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in",
            ER + "a_stopped_sweep_whose_save_failed_says_what_is_lost"]
 MQ_PAGE = ["tests/test_sweep.py::test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_refused_"
            "before_any_work"]
+# (the tests written for the survivors: a config beside alike weights, rank 0's line, nothing kept in a folder that is
+# there, the sweep's page told by its title, a log closed unopened)
+MQ_CONFIG = [TCP + "models_given_loaded_of_the_same_weights_and_other_configs_keep_their_measures_apart"]
+MQ_WORDS = [ER + "the_lost_measures_line_names_each_rank_whose_saves_failed"]
+MQ_NONE = [ER + "a_sweep_ended_before_its_checkpoint_measured_anything_says_nothing_kept"]
+MQ_TITLE = ["tests/test_sweep.py::test_an_earlier_sweeps_page_is_told_by_its_title_alone"]
+MQ_UNOPENED = ["tests/test_report.py::test_a_tensorboard_log_never_written_to_closes_without_opening_an_event_file"]
 MQ_TB = ["tests/test_report.py::test_" + name for name in (
     "a_trainer_opens_its_event_file_as_it_trains_not_as_it_is_made", "a_run_that_raises_closes_its_event_file",
     "tensorboard_on_resume_hides_the_steps_logged_again")]
@@ -2657,7 +2670,7 @@ MUTANTS = [
      '                    pass\n', EK_T),
     # session 55 (MQ): compare.kept_key and its use
     ('MQ01', CP, '    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})',
-     '    return digest({"weights": weights_digest(model, opened)})', MQ_ORDER + MQ_LOADED),
+     '    return digest({"weights": weights_digest(model, opened)})', MQ_CONFIG + MQ_ORDER + MQ_LOADED),
     ('MQ02', CP, '    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})',
      '    return digest({"config": model.cfg.to_dict()})', MQ_ORDER + MQ_FEWER),
     ('MQ03', CP, 'keys.append(kept_key(model, model is not m))', 'keys.append(kept_key(model, True))', MQ_LOADED),
@@ -2671,9 +2684,7 @@ MUTANTS = [
      MQ_RANKS),
     ('MQ08', RT, '        return int(t[0]), t[1:].tolist()\n', '        return int(t[0]), t[:-1].tolist()\n', MQ_RANKS),
     ('MQ09', RT, '            return state, [mine if r == self.rank else 0 for r in range(self.world)]\n',
-     '            return state, [0] * self.world\n',
-     [ER + "a_stop_after_a_failed_save_does_not_say_the_measures_are_kept",
-      ER + "what_a_failed_save_lost_is_each_runs_own"]),
+     '            return state, [0] * self.world\n', MQ_WORDS),
     ('MQ10', RT, '    return model.source["digest"] if opened else digest(',
      '    return model.source["digest"] if not opened else digest(', MQ_LOADED),
     # evaluate: each rank's saves told to rank 0, holds_kept
@@ -2695,7 +2706,7 @@ MUTANTS = [
     ('MQ20', EV, 'for code in self.elsewhere[1:]])', 'for code in self.elsewhere])', MQ_RANKS),
     ('MQ21', EV, '        return 0 if not self.failed else 1 if self.saved and self.saved[0] else 2\n',
      '        return 0 if not self.failed else 2 if self.saved and self.saved[0] else 1\n', MQ_RANKS),
-    ('MQ22', EV, '    if [r for r, _ in said] == [0]:\n', '    if said and said[0][0] == 0:\n', MQ_RANKS),
+    ('MQ22', EV, '    if [r for r, _ in said] == [0]:\n', '    if said and said[0][0] == 0:\n', MQ_WORDS + MQ_RANKS),
     ('MQ23', EV, '    if [r for r, _ in said] == [0]:\n', '    if len(said) == 1:\n', MQ_RANKS),
     ('MQ24', EV, 'f"rank {r}: {w}" for r, w in said', 'f"rank {r + 1}: {w}" for r, w in said', MQ_RANKS),
     ('MQ25', EV, '        if lost:\n            error.measures_lost = lost\n',
@@ -2712,21 +2723,24 @@ MUTANTS = [
     ('MQ31', SW, '    elif isinstance(error, Exception) and holds_kept(folder):', '    elif holds_kept(folder):',
      MQ_STOP),
     ('MQ32', SW, '    elif isinstance(error, Exception) and holds_kept(folder):',
-     '    elif isinstance(error, Exception) and folder.exists():', MQ_SWEEP),
+     '    elif isinstance(error, Exception) and folder.exists():', MQ_NONE + MQ_SWEEP),
     ('MQ33', SW, '        refuse_others_results(out, "evaluate --epoch all", ',
      '        (lambda *a, **kw: None)(out, "evaluate --epoch all", ', MQ_PAGE),
     ('MQ34', SW, ' own_title=TITLE, where="",', ' where="",', MQ_PAGE),
     ('MQ35', SW, ' own_title=TITLE, where="",', ' own_title=TITLE,', MQ_PAGE),
     # images: refuse_others_results' own_title, where, instead and _titled
-    ('MQ36', IM, '+ (instead or f"give {command}', '+ (f"give {command}', MQ_PAGE),
+    ('MQ36', IM, '+ (instead or f"give {command}', '+ (f"give {command}', MQ_TITLE + MQ_PAGE),
     ('MQ37', IM, ' and not (own_title and _titled(page, own_title)):', ' and not own_title:', MQ_PAGE),
-    ('MQ38', IM, '    return f"{html.escape(ending)}</title>" in head\n', '    return ending in head\n', MQ_PAGE),
+    ('MQ38', IM, '    return f"{html.escape(ending)}</title>" in head\n', '    return ending in head\n',
+     MQ_TITLE + MQ_PAGE),
     ('MQ39', IM, '    except OSError:\n        return False\n    return f"{html.escape(ending)}</title>" in head\n',
-     '    except OSError:\n        return True\n    return f"{html.escape(ending)}</title>" in head\n', MQ_PAGE),
+     '    except OSError:\n        return True\n    return f"{html.escape(ending)}</title>" in head\n',
+     MQ_TITLE + MQ_PAGE),
     # report: TensorBoardLog opened at its first use; trainer: its begin
     ('MQ40', R, '        if self._writer is None:\n            self._writer = tensorboard_writer()',
      '        if True:\n            self._writer = tensorboard_writer()', MQ_TB),
-    ('MQ41', R, '        if self._close is not None:\n            self._close()\n', '        self._close()\n', MQ_TB),
+    ('MQ41', R, '        if self._close is not None:\n            self._close()\n', '        self._close()\n',
+     MQ_UNOPENED + MQ_TB),
     ('MQ42', R, '            self._close = weakref.finalize(self, _close_writer, self._writer)\n',
      '            self._close = lambda: None\n', MQ_TB),
     ('MQ43', R, 'tensorboard_writer()(str(self.log_dir), purge_step=self._purge_step)',
