@@ -2664,8 +2664,8 @@ MUTANTS = [
     ('EK34', CP, '            if isinstance(e, Exception):  # (a stop\'s line is the command\'s)',
      '            if True:  # (a stop\'s line is the command\'s)', EK_T),
     ('EK35', CP, '                kept.rmdir()\n', '                pass\n', EK_T),
-    ('EK36', CP, '        for key in dict.fromkeys(keys):  # (the results written',
-     '        for key in list(dict.fromkeys(keys))[:-1]:  # (the results written', EK_T),
+    ('EK36', CP, '        for key in keys:\n            drop_kept(kept / key, dist)',
+     '        for key in keys[:-1]:\n            drop_kept(kept / key, dist)', EK_T),
     ('EK37', CP, '                    if f.is_dir() and not f.is_symlink():\n                        drop_kept(f)\n',
      '                    pass\n', EK_T),
     # session 55 (MQ): compare.kept_key and its use
