@@ -323,8 +323,8 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         # A gallery `sample --out` wrote there, or the user's own page, is not replaced by the sweep's (there is no
         # --out to send the page elsewhere: moving them is the way)
         refuse_others_results(out, "evaluate --epoch all", ("evaluate --epoch all",), own_title=TITLE, where="",
-                              instead="move it elsewhere (a sweep writes its page there, and takes no --out), then "
-                                      "sweep again")
+                              instead=f"move that folder elsewhere (mv {shlex.quote(str(out))} NEW: a sweep writes "
+                                      f"its page there, and takes no --out), then sweep again")
         if json_path:
             check_writable(Path(json_path).parent, "--json (json_path in Python)")
         kept, older = {}, 0

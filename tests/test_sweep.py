@@ -1055,7 +1055,9 @@ def test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_re
     out, err = capsys.readouterr()
     assert str(named) in err and "evaluate --epoch all" in err and "evaluating" not in err, err
     # (the folder as the sweep has it: no --out, and what to do instead of giving one)
-    assert f"OutputError: {folder} holds " in err and err.rstrip().endswith("then sweep again"), err
+    assert f"OutputError: {folder} holds " in err and err.rstrip().endswith(
+        f"move that folder elsewhere (mv {folder} NEW: a sweep writes its page there, and takes no --out), then sweep "
+        f"again"), err
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert not list((run / "results").rglob("eval.json"))
     # the sweep's own page, its rows in a --json elsewhere: no sweep.json beside it, and still the sweep's
