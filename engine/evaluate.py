@@ -412,7 +412,9 @@ class Evaluation:
         inputs and options) run again goes on from them, and its result is the straight call's. Left for the caller
         to remove once the result is written (drop_kept); removed here where the model's outputs are not finite
         (that error is the result, met again by the same call). An exception run() ends by carries `measures_lost`
-        where a save failed (a full disk): what is kept, for the line that says it (the command's stop line).
+        where a save failed (a full disk): what is kept, for the line that says it (the command's stop line); else
+        `measures_kept` where measures of this recipe are kept (taken from an earlier call or saved by this one): their
+        folder, which the same call run again goes on from.
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
         and every rank returns the result; a stop or an error on one rank is every rank's (each keeps its own
@@ -895,10 +897,15 @@ class _Kept:
             error.measures_lost = lost
             if isinstance(error, Exception):
                 self._note(error.measures_lost)
-        elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop's line is the command's)
-            # (rank 0's: under torchrun the same line of the same folder came from every rank)
-            self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from them",
-                       everyone=False)
+        elif self.saved and self.saved[0]:
+            # Where measures of this recipe are (taken or saved), for a caller whose run() is quiet to say it: a
+            # sweep's. Not any file in the folder: another recipe's (the take removes them; an error before it leaves
+            # them unread) are measured again, not gone on from.
+            error.measures_kept = self.folder
+            if isinstance(error, Exception):  # (a stop's line is the command's)
+                # (rank 0's: under torchrun the same line of the same folder came from every rank)
+                self._note(f"the measures made so far are kept in {self.folder}: the same command goes on from "
+                           f"them", everyone=False)
 
     def failed_code(self) -> int:
         """Whether this rank's saves failed, as a number the ranks agree on (_LOST_ELSEWHERE's)."""

@@ -367,7 +367,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
             try:
                 row, digest = (kept[path], None) if path in kept else next(measured)[1:]
             except BaseException as e:
-                _say_kept(e, kept_measures(results_dir(path, name) / "eval.json"), say)
+                _say_kept(e, say)
                 raise
             # which run's epoch_N.pt (a row names its file alone): sweep.json written elsewhere (--json) or copied
             # away said none; absolute, as the rows' data folder, to read the same from anywhere
@@ -389,7 +389,9 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
                 except BaseException as e:  # (a full disk, a folder gone): its measures, all kept as its run ended
                     if path in lost:
                         e.measures_lost = lost[path]
-                    _say_kept(e, kept_measures(saved), say)
+                    elif holds_kept(kept_measures(saved)):  # (its result's own: its run took or removed any others)
+                        e.measures_kept = kept_measures(saved)
+                    _say_kept(e, say)
                     raise
                 drop_kept(kept_measures(saved), dist)
                 say(f"{which}: {saved}")
@@ -400,15 +402,17 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
     return rows, page
 
 
-def _say_kept(error: BaseException, folder: Path, say: Callable[[str], None]) -> None:
+def _say_kept(error: BaseException, say: Callable[[str], None]) -> None:
     """After an error that ends a sweep inside a checkpoint (an input unreadable, its eval.json that cannot be
     written), a line of that checkpoint's measures: what is kept where a save failed (the error's measures_lost), or
-    where they are kept (as a single evaluate says it: its run(), quiet in a sweep, said neither). None for a stop,
-    whose line is the command's (and says measures_lost), nor where nothing is kept."""
+    where they are kept (its measures_kept, where a single evaluate says it: its run(), quiet in a sweep, said
+    neither). None for a stop, whose line is the command's (and says measures_lost), nor where nothing of this
+    sweep's recipe is kept: the folder's files of another (an earlier --num, other weights), which the sweep run again
+    discards, were said kept where an error came before its run() had looked at them."""
     if isinstance(error, Exception) and (lost := getattr(error, "measures_lost", None)):
         say(lost)
-    elif isinstance(error, Exception) and holds_kept(folder):
-        say(kept_note(folder))
+    elif isinstance(error, Exception) and (kept := getattr(error, "measures_kept", None)):
+        say(kept_note(kept))
 
 
 def measures(rows: list[dict]) -> list[str]:

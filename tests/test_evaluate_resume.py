@@ -1054,3 +1054,42 @@ def test_a_sweep_ended_before_its_checkpoint_measured_anything_says_nothing_kept
     assert main(_sweep_argv(run, root)) == 2
     err = capsys.readouterr().err
     assert "cannot read an input" in err and "kept" not in err, err
+
+
+@pytest.mark.parametrize("fails", ["loader", "batch"])
+def test_a_sweep_ended_by_an_error_never_says_another_recipes_measures_are_kept(setup, tmp_path, made, monkeypatch,
+                                                                              capsys, fails):
+    # latest.pt's folder of kept measures holds an earlier `evaluate latest.pt --num 5`'s, stopped: another recipe,
+    # which the sweep (--num N) discards. An input that cannot be read as latest.pt's loader is made (before its run()
+    # looked at that folder): no line says measures are kept there, as the sweep run again measures all of latest.pt
+    # (it said "kept in", naming the --num 5 measures). At its second batch instead (the others discarded, its first
+    # batch kept): the line names the folder, and the sweep run again goes on from that batch.
+    root, _ = setup
+    run = _two_checkpoints(root, tmp_path)
+    folder = run / "results" / "val" / ".eval.json.partial"
+    stopped(["evaluate", str(run / "checkpoints" / "latest.pt"), "--dataroot", str(root), "--num", "5", "--n_samples",
+             "3", "--batch_size", str(BATCH), "--device", "cpu"], 4, monkeypatch)
+    assert os.listdir(folder) == ["0-of-1.000000.pt"]
+    with monkeypatch.context() as m:
+        if fails == "loader":
+            real, calls = EVALUATING.build_loader, []
+
+            def unreadable(*a, **kw):  # (epoch_1.pt's loader is the first, made with its evaluation)
+                calls.append(1)
+                if len(calls) == 2:
+                    raise EVALUATING.DatasetError("cannot read an input (Input/output error)")
+                return real(*a, **kw)
+            m.setattr(EVALUATING, "build_loader", unreadable)
+        else:
+            m.setattr(EVALUATING, "sample_columns", _failing_at(N // BATCH + 2))
+        made()
+        capsys.readouterr()
+        assert main(_sweep_argv(run, root)) == 2
+    err = capsys.readouterr().err
+    assert "cannot read an input" in err, err
+    said = f"the measures are kept in {folder}: the same command goes on from them"
+    assert (said in err) == (fails == "batch") and ("kept" in err) == (fails == "batch"), err
+    made()
+    assert main(_sweep_argv(run, root)) == 0
+    assert made() == {"loader": N, "batch": N - BATCH}[fails]  # (epoch_1.pt's eval.json reused: latest.pt's alone)
+    assert not folder.exists()

@@ -724,6 +724,7 @@ MQ_FEWER = [TCP + "a_compare_of_fewer_models_removes_the_measures_an_earlier_one
 MQ_RANKS = [ER + "under_torchrun_rank_0_says_another_ranks_measures_lost"]
 MQ_HOLDS = [ER + "a_folder_holds_kept_measures_where_a_file_of_them_is_in_it"]
 MQ_SWEEP = [ER + "a_sweep_ended_by_another_error_says_once_where_the_measures_are_kept"]
+MQ_OTHER = [ER + "a_sweep_ended_by_an_error_never_says_another_recipes_measures_are_kept"]
 MQ_STOP = [ER + "a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in",
            ER + "a_stopped_sweep_whose_save_failed_says_what_is_lost"]
 MQ_PAGE = ["tests/test_sweep.py::test_a_sweep_folder_holding_another_commands_results_or_the_users_page_is_refused_"
@@ -2626,10 +2627,10 @@ MUTANTS = [
     ('EK11', EV, '            error.measures_lost = lost\n', '', EK_T),
     ('EK12', EV, '            if isinstance(error, Exception):\n                self._note(error.measures_lost)',
      '            if True:\n                self._note(error.measures_lost)', EK_T),
-    ('EK13', EV, '        elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop',
-     '        elif self.saved and self.saved[0]:  # (a stop', EK_T),
-    ('EK14', EV, '        elif isinstance(error, Exception) and self.saved and self.saved[0]:  # (a stop',
-     '        elif isinstance(error, Exception) and self.saved:  # (a stop', EK_T),
+    ('EK13', EV, "            if isinstance(error, Exception):  # (a stop's line is the command's)",
+     "            if True:  # (a stop's line is the command's)", EK_T),
+    ('EK14', EV, '        elif self.saved and self.saved[0]:\n            # Where measures of this recipe',
+     '        elif self.saved:\n            # Where measures of this recipe', EK_T),
     ('EK15', EV, '        if self.saved and self.saved[0]:\n            return (f"the measures made since',
      '        if self.saved:\n            return (f"the measures made since', EK_T),
     ('EK16', EV, '            self.failed = str(e) or type(e).__name__', '            self.failed = str(e)', EK_T),
@@ -2716,14 +2717,15 @@ MUTANTS = [
     ('MQ27', SW, '                lost[path] = ev.kept_lost\n', '                pass\n', MQ_SWEEP),
     ('MQ28', SW, '                    if path in lost:\n                        e.measures_lost = lost[path]\n',
      '                    pass\n', MQ_SWEEP),
-    ('MQ29', SW, '                _say_kept(e, kept_measures(results_dir(path, name) / "eval.json"), say)\n',
-     '                pass\n', MQ_SWEEP),
+    ('MQ29', SW, '            except BaseException as e:\n                _say_kept(e, say)\n',
+     '            except BaseException as e:\n                pass\n', MQ_SWEEP),
     ('MQ30', SW, '    if isinstance(error, Exception) and (lost := getattr(error, "measures_lost", None)):',
      '    if (lost := getattr(error, "measures_lost", None)):', MQ_STOP),
-    ('MQ31', SW, '    elif isinstance(error, Exception) and holds_kept(folder):', '    elif holds_kept(folder):',
-     MQ_STOP),
-    ('MQ32', SW, '    elif isinstance(error, Exception) and holds_kept(folder):',
-     '    elif isinstance(error, Exception) and folder.exists():', MQ_NONE + MQ_SWEEP),
+    ('MQ31', SW, '    elif isinstance(error, Exception) and (kept := getattr(error, "measures_kept", None)):',
+     '    elif (kept := getattr(error, "measures_kept", None)):', MQ_STOP),
+    # (the line's "kept" is the run's own: run() ending says where measures of its recipe are, measures_kept)
+    ('MQ32', EV, '        elif self.saved and self.saved[0]:\n            # Where measures of this recipe',
+     '        elif self.folder.exists():\n            # Where measures of this recipe', MQ_NONE + MQ_SWEEP + MQ_OTHER),
     ('MQ33', SW, '        refuse_others_results(out, "evaluate --epoch all", ',
      '        (lambda *a, **kw: None)(out, "evaluate --epoch all", ', MQ_PAGE),
     ('MQ34', SW, ' own_title=TITLE, where="",', ' where="",', MQ_PAGE),
@@ -2753,7 +2755,7 @@ MUTANTS = [
     ('MQ46', IM, '                          where: str = "--out ", instead:',
      '                          where: str = "", instead:',
      [TCP + "an_out_holding_another_commands_results_is_refused_and_left_as_it_was"]),
-    ('MQ47', SW, '                    _say_kept(e, kept_measures(saved), say)\n', '                    pass\n',
+    ('MQ47', SW, '                    _say_kept(e, say)\n', '                    pass\n',
      MQ_SWEEP),
 ]
 
