@@ -120,13 +120,13 @@ def model_names(models: list, names=None) -> list[str]:
     return out
 
 
-def kept_key(model, opened: bool) -> str:
-    """The folder of a model's kept measures (in compare's kept_measures): the digest of its weights (weights_digest:
-    of the checkpoint file where `opened`, checked as it was read) and config. Its place on the command line named it,
-    and a stopped compare run again with its models in another order (one added in front) measured them again, each
-    one's recipe refusing the other's measures. One model given twice (or a copy of its run) shares the folder: the
-    same recipe, the same measures."""
-    return digest({"weights": weights_digest(model, opened), "config": model.cfg.to_dict()})
+def kept_key(weights: str, cfg) -> str:
+    """The folder of a model's kept measures (in compare's kept_measures): the digest of its weights (`weights`: its
+    weights_digest, of the checkpoint file where it was opened, checked as it was read) and config `cfg`. Its place on
+    the command line named it, and a stopped compare run again with its models in another order (one added in front)
+    measured them again, each one's recipe refusing the other's measures. One model given twice (or a copy of its run)
+    shares the folder: the same recipe, the same measures."""
+    return digest({"weights": weights, "config": cfg.to_dict()})
 
 
 def _input_settings(cfg, root: Path) -> dict:
@@ -176,7 +176,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
     check_named("out", out)  # ("" wrote the page into the current folder, among its files)
     out = Path(out) if out is not None else DEFAULT_OUT
     say = log if log is not None and dist.main else (lambda line: None)
-    names, loaded, keys = [], [], []
+    names, loaded, keys, hashed = [], [], [], []
 
     def load():  # the options, then every model loaded and checked before any is measured: a refusal costs none
         if len(models) < 2:
@@ -202,7 +202,9 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
             # the file as it was read (a training may replace latest.pt), also for a model given loaded
             src = model.source or {}
             loaded.append((name, path or (Path(src["path"]) if src else None), model, src.get("step")))
-            keys.append(kept_key(model, model is not m))
+            # (once: a model given loaded is hashed by its tensors, for its folder and its measures' recipe alike)
+            hashed.append(weights_digest(model, model is not m))
+            keys.append(kept_key(hashed[-1], model.cfg))
         if n_samples is not None and n_samples > 1 and not any(m.cfg.model.nz for _, _, m, _ in loaded):
             # (a model with z among them takes it: those without make their one output, as evaluate's)
             raise ConfigError(f"n_samples={n_samples}: none of the models has a latent code (nz=0: "
@@ -220,14 +222,15 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
         owned.enter_context(held_folder(out, "compare", dist))  # (before the measures: a second compare refused)
         kept = kept_measures(out / "compare.json")  # (a folder of each model's kept measures: kept_key)
         rows, lost = [], []  # (what is kept of the models whose measures' save failed: a full disk)
-        for i, (ev, key, (name, path, model, step)) in enumerate(zip(evs, keys, loaded), 1):
+        for i, (ev, key, weights, (name, path, model, step)) in enumerate(zip(evs, keys, hashed, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                    "step": step}
             try:
                 # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1). Its
                 # measures are kept as evaluate's until the files are written: a stopped compare run again goes on
                 # from the models measured and inside the one it stopped in
-                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / key)))
+                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / key,
+                                            weights=weights)))
                 say(f"[{i}/{len(loaded)}] {name}: measured")
             except DivergenceError as e:
                 row["error"] = str(e)

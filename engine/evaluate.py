@@ -400,7 +400,7 @@ class Evaluation:
 
     @torch.no_grad()
     def run(self, n_samples: int | None = None, seed: int = 0, stop=None, progress: bool = False,
-            keep=None) -> dict | None:
+            keep=None, weights: str | None = None) -> dict | None:
         """The measures of the model's current weights (n_samples random z per input, drawn from `seed`; None:
         samples_per_input's default, more than 1 refused for a model without a latent code).
         stop: a callable asked before each batch; once it is true, run() gives up and returns None (a
@@ -414,7 +414,9 @@ class Evaluation:
         (that error is the result, met again by the same call). An exception run() ends by carries `measures_lost`
         where a save failed (a full disk): what is kept, for the line that says it (the command's stop line); else
         `measures_kept` where measures of this recipe are kept (taken from an earlier call or saved by this one): their
-        folder, which the same call run again goes on from.
+        folder, which the same call run again goes on from. weights: the model's weights_digest where the caller has
+        it already (compare's, its kept folder's name), for the kept measures' recipe: a model object's is a pass over
+        all its tensors.
         Made with a Dist of several ranks, every rank calls it: each measures its own contiguous share of
         the inputs (with their own z: the figures are those of one process), rank 0 combines the shares,
         and every rank returns the result; a stop or an error on one rank is every rank's (each keeps its own
@@ -429,7 +431,7 @@ class Evaluation:
         batches, index, read, measured, n_out, has_enc = None, {}, 0, set(), n_samples, False
         counted = progress and self.dist.main  # (every rank's share, as the ranks go in step)
         sizes, shown = [len(range(*shard_range(self.n_inputs, k, self.dist.world))) for k in range(self.dist.world)], 0
-        saver = _Kept(keep, self, share, dict(n_samples=n_samples, seed=seed), progress) if (
+        saver = _Kept(keep, self, share, dict(n_samples=n_samples, seed=seed), progress, weights) if (
             keep is not None and len(share)) else None
         kept, mine_kept = [0] * self.dist.world, 0  # each rank's inputs measured by an earlier call (keep), its own
         # The same number of rounds on every rank, each agreed twice: on going on (before any collective of
@@ -713,8 +715,9 @@ class _Kept:
     inputs of a straight call's (an input's outputs may differ in their last bits in another batch) and the result
     is the straight call's, bit for bit."""
 
-    def __init__(self, folder, ev: "Evaluation", share: range, options: dict, say: bool):
+    def __init__(self, folder, ev: "Evaluation", share: range, options: dict, say: bool, digest: str | None = None):
         self.folder, self.ev, self.share, self.options, self.say = Path(folder), ev, share, options, say
+        self.digest = digest  # (of the weights, where the caller made it: run's weights)
         self.prefix = f"{ev.dist.rank}-of-{ev.dist.world}."
         self.loader, self.recipe = None, None
         # (batches read, inputs read, each list's length in got) at the last save or take, and after the last
@@ -742,8 +745,8 @@ class _Kept:
         # The data settings but the folder (the inputs are recorded by name and contents), the workers and the first
         # files listed (num: the inputs measured, beside the options)
         data = {k: v for k, v in ev.data.__dict__.items() if k not in ("dataroot", "num_workers", "max_dataset_size")}
-        return json.dumps(made_from(ev.model, ev._opened, ev.model.cfg, self.loader, data=data, **self.options,
-                                    num=ev.n_inputs, batch_size=ev.batch_size, world=ev.dist.world,
+        return json.dumps(made_from(ev.model, ev._opened, ev.model.cfg, self.loader, weights=self.digest, data=data,
+                                    **self.options, num=ev.n_inputs, batch_size=ev.batch_size, world=ev.dist.world,
                                     metrics=list(ev.chosen), lpips_version=ev.lpips_version,
                                     lpips_pairs=ev.lpips_pairs, metric_weights=weights,
                                     # (the palettes each batch's outputs are classified among: palettes.json's)

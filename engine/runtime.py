@@ -760,7 +760,7 @@ def inputs_folder(root, phase: str) -> Path:
     return Path(root) / phase if (Path(root) / phase).is_dir() else Path(root)
 
 
-def made_from(model, opened: bool, cfg, loader, **options) -> dict:
+def made_from(model, opened: bool, cfg, loader, *, weights: str | None = None, **options) -> dict:
     """What a call's results are made from but its inputs, as a stopped call's saved work records it (JSON's values),
     for the call run again to take that work where it is the same (sample's images, evaluate's measures): the code,
     the versions of torch and Pillow (which decodes and resizes the inputs), the device's kind (their arithmetic
@@ -770,12 +770,13 @@ def made_from(model, opened: bool, cfg, loader, **options) -> dict:
     or PIL as installed: their pixels differ; DALI's version where it reads, as Pillow's), and the caller's options.
     The device's kind is also its processor: a CPU's vector instructions as torch's kernels use them (AVX2 and AVX-512
     sum in lanes of another width), a GPU's name and cuDNN's version (their kernels differ): a preempted job run again
-    on another cluster node of another kind takes none of the work."""
+    on another cluster node of another kind takes none of the work. weights: weights_digest(model, opened) where the
+    caller has it already (a model object's is a pass over all its tensors: compare's, which names a folder by it)."""
     from . import __version__
     recipe = {"format": 1, "bicyclegan": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
               "device": model.device.type, "processor": _processor(model.device),
-              "weights": weights_digest(model, opened), "config": cfg.to_dict(), "layout": loader.layout,
-              "backend": loader.backend, **options}
+              "weights": weights_digest(model, opened) if weights is None else weights, "config": cfg.to_dict(),
+              "layout": loader.layout, "backend": loader.backend, **options}
     if loader.backend == "dali":
         import nvidia.dali
         recipe["dali"] = nvidia.dali.__version__

@@ -331,6 +331,26 @@ def test_models_given_loaded_name_the_file_and_step_they_were_read_from(loud, tm
     assert (rows[0]["checkpoint"], rows[0]["step"]) == (str(Path(loud[0]).resolve()), 6)
     assert (rows[1]["checkpoint"], rows[1]["step"]) == (None, None)
 
+
+def test_a_loaded_models_weights_are_hashed_once(loud, tmp_path, monkeypatch):
+    """A model given loaded is known by its tensors' digest (weights_digest: it may have trained since its file was
+    read), a pass over all of them: compare names its kept measures' folder by it and their recipe records it, from
+    one pass (there were two per model)."""
+    checkpoint = importlib.import_module("bicyclegan.engine.checkpoint")
+    models = [load_checkpoint(loud[0], device="cpu"), BicycleGAN(load_checkpoint(loud[1], device="cpu").cfg,
+                                                                  device="cpu", training=False)]
+    real, hashed = checkpoint.digest, []
+
+    def counting(state):
+        if set(state) == {"G", "E"}:  # (a model's tensors; a checkpoint file's state has more)
+            hashed.append(next(iter(state["G"].values())).data_ptr())
+        return real(state)
+    monkeypatch.setattr(checkpoint, "digest", counting)
+    rows, _ = compare(models, out=tmp_path / "c", log=None, **EVAL)
+    assert "error" not in rows[0] and "error" not in rows[1]
+    firsts = [next(iter(m.sampler.state_dict().values())).data_ptr() for m in models]
+    assert sorted(hashed) == sorted(firsts), (hashed, firsts)
+
 def test_metric_networks_load_once_for_all_models(runs, loud, tmp_path, monkeypatch):
     loads = []
     stand_in_networks(monkeypatch, loads)
