@@ -176,6 +176,7 @@ class InstanceNormAct2d(NotScriptable, nn.InstanceNorm2d):
     the layer; such code should test `type(m) is nn.InstanceNorm2d` (as fuse_norm_act does) or carry
     `m.act` and `m.slope` over.
     """
+    double_backward = False  # (a layer pickled whole before it was taken has none: it computes as it did)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
                  device=None, dtype=None, *, act="leaky_relu", slope=0.2, impl="auto", double_backward=False,

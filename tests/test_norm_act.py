@@ -237,6 +237,21 @@ def test_reset_parameters_as_instancenorm2d(affine):
     assert not affine or torch.equal(fused.weight, torch.ones(3)) and torch.equal(fused.bias, torch.zeros(3))
 
 
+
+def test_a_layer_pickled_whole_before_double_backward_computes_as_it_did():
+    """torch.save(layer) of a version before double_backward was taken (2026-12-03) holds no such
+    attribute: the loaded layer failed in forward ("'InstanceNormAct2d' object has no attribute
+    'double_backward'"; state_dicts were never affected). It defaults to False, as the class's."""
+    layer = InstanceNormAct2d(3, affine=True, impl="ref")
+    x = torch.randn(2, 3, 5, 4)
+    want = layer(x)
+    state = layer.__getstate__()
+    del state["double_backward"]  # (what torch.save(layer) of that version holds)
+    old = InstanceNormAct2d.__new__(InstanceNormAct2d)
+    old.__setstate__(state)
+    torch.testing.assert_close(old(x), want, rtol=0, atol=0)
+    assert "double_backward" not in repr(old)
+
 def test_module_repr():
     """nn.InstanceNorm2d's fields, then the activation's and impl."""
     for kw in (dict(affine=True), dict(momentum=None, track_running_stats=True, eps=1e-3)):
