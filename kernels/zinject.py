@@ -280,6 +280,9 @@ class ZConcatConv2d(NotScriptable, nn.Module):
     def extra_repr(self):
         rare = "".join(f", {k}={v}" for k, v in (("dilation", self.dilation), ("groups", self.groups))
                        if v not in (1, (1, 1)))  # (as nn.Conv2d's repr: shown where not the default)
+        rare += ", bias=False" if self.bias is None else ""
+        # The slope as InstanceNormAct2d shows it: two LeakyReLU layers of different slopes printed alike.
+        act = f"{self.act}, slope={self.slope}" if self.act == "leaky_relu" else self.act
         return (f"{self.in_channels}+z{self.nz} -> {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}{rare}, act={self.act}, impl={self.impl}, "
+                f"stride={self.stride}, padding={self.padding}{rare}, act={act}, impl={self.impl}, "
                 f"mode={self.mode}")

@@ -1077,6 +1077,15 @@ def test_a_layer_pickled_whole_before_dilation_and_groups_computes_as_it_did():
     assert "dilation" not in repr(old)
 
 
+
+def test_repr_shows_slope_and_a_missing_bias():
+    """A layer's repr says what it computes: LeakyReLU's slope (as InstanceNormAct2d's does) and
+    bias=False (as nn.Conv2d's does). Both were left out, so layers of slopes 0.2 and 0.01, with and
+    without a bias, printed alike."""
+    shown = repr(ZConcatConv2d(4, 2, 6, slope=0.01, bias=False))
+    assert shown.endswith("padding=1, bias=False, act=leaky_relu, slope=0.01, impl=auto, mode=concat_free)")
+    assert "slope" not in repr(ZConcatConv2d(4, 2, 6, act="relu")) and "bias" not in repr(ZConcatConv2d(4, 2, 6))
+
 def test_dilation_and_groups_in_repr_and_refused_by_name():
     assert "dilation=2, groups=2" in repr(ZConcatConv2d(4, 2, 6, 3, 1, 2, dilation=2, groups=2))
     assert "dilation" not in repr(ZConcatConv2d(4, 2, 6)) and "groups" not in repr(ZConcatConv2d(4, 2, 6))
