@@ -5,6 +5,8 @@ takes floor mode (ceil_mode=False) and float32, bfloat16 or float16; ceil_mode=T
 under "auto" run torch's own pooling. The multi-scale discriminators use it to downsample their
 input between scales, where torch's backward was slow on a GPU (see avg_pool_triton.py).
 """
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,21 +25,28 @@ def _check(who, x, kernel_size, stride, padding, divisor_override):
     p = int_pair(who, "padding", padding, 0)
     if any(2 * pe > ke for pe, ke in zip(p, k)):
         raise ValueError(f"{who}: padding {p} must be at most half of kernel_size {k}")
-    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
-                                         or divisor_override == 0):
-        raise ValueError(f"{who}: divisor_override must be a nonzero int or None, got {divisor_override!r}")
+    div = divisor_override
+    if div is not None:
+        # An int in each form torch takes, as for the sizes (numpy's, a 0-d integer tensor: operator.index);
+        # isinstance(int) refused np.int64(2), which nn.AvgPool2d takes.
+        try:
+            div = 0 if isinstance(div, bool) else operator.index(div)
+        except TypeError:
+            div = 0
+        if div == 0:
+            raise ValueError(f"{who}: divisor_override must be a nonzero int or None, got {divisor_override!r}")
     H, W = x.shape[-2:]
     if any((n + 2 * pe - ke) // se + 1 < 1 for n, pe, ke, se in zip((H, W), p, k, s)):
         raise ValueError(f"{who}: input of {H} x {W} is too small for kernel_size {k} with padding {p} "
                          f"(the output would be empty)")
-    return k, s, p
+    return k, s, p, div
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, impl="auto"):
     """F.avg_pool2d(x, ...) (same arguments, same defaults), on the Triton kernels where impl picks
     them (see resolve_impl), in floor mode. Twice differentiable on either path."""
-    k, s, p = _check("avg_pool2d", x, kernel_size, stride, padding, divisor_override)
+    k, s, p, divisor_override = _check("avg_pool2d", x, kernel_size, stride, padding, divisor_override)
     if ceil_mode and impl == "triton":  # (auto runs torch's; impl='triton' ran it too, without a word)
         raise ValueError("avg_pool2d: impl='triton' pools in floor mode only, got ceil_mode=True "
                          "(use impl='ref' or 'auto', which run torch's pooling for it)")

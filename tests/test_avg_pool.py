@@ -185,6 +185,25 @@ def test_sizes_in_every_form_torch_takes(impl):
         avg_pool2d(x, 3, 2.0, impl=impl)
 
 
+
+@pytest.mark.parametrize("impl", [pytest.param("triton", marks=needs_kernels), "ref"])
+def test_divisor_override_in_every_int_form_torch_takes(impl):
+    """divisor_override as F.avg_pool2d and nn.AvgPool2d take it: a numpy int or a 0-d integer tensor
+    too. Both paths refused them ("divisor_override must be a nonzero int or None, got 3"), so a
+    model's nn.AvgPool2d(2, divisor_override=np.int64(3)) could not be swapped for this one; a float
+    and a bool are still refused, naming the argument."""
+    x = torch.randn(2, 3, 6, 5, requires_grad=True)
+    expected = F.avg_pool2d(x, 2, divisor_override=3)
+    grad = torch.randn_like(expected)
+    (gx_expected,) = torch.autograd.grad(expected, x, grad)
+    for div in (np.int64(3), torch.tensor(3)):
+        for y in (avg_pool2d(x, 2, divisor_override=div, impl=impl), AvgPool2d(2, divisor_override=div, impl=impl)(x)):
+            torch.testing.assert_close(y, expected)
+            torch.testing.assert_close(torch.autograd.grad(y, x, grad)[0], gx_expected)
+    for div in (3.0, True, torch.tensor(3.0)):
+        with pytest.raises(ValueError, match="avg_pool2d: divisor_override must be a nonzero int or None"):
+            avg_pool2d(x, 2, divisor_override=div, impl=impl)
+
 def test_module_is_a_drop_in_avg_pool():
     m = AvgPool2d(3, 2, 1, count_include_pad=False, impl="ref")
     assert isinstance(m, nn.AvgPool2d) and not m.state_dict()
