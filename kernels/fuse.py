@@ -34,9 +34,11 @@ def _fusable(norm, act):
 
 
 def _hooked(m):
-    # A hook on either layer would silently stop firing once the pair is one layer.
+    # A hook on either layer would silently stop firing once the pair is one layer (the state_dict
+    # and load_state_dict ones too: a norm's key-renaming pre-hook was dropped by the fusion).
     return any(getattr(m, h, None) for h in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                                              "_backward_pre_hooks", "_state_dict_hooks"))
+                                              "_backward_pre_hooks", "_state_dict_hooks", "_state_dict_pre_hooks",
+                                              "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"))
 
 
 def _plain_sequential(m):

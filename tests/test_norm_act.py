@@ -511,6 +511,21 @@ def test_fuse_leaves_custom_sequentials_and_hooked_layers_alone():
     assert len(seen) == 1, "the hook still fires"
 
 
+
+@pytest.mark.parametrize("register", ["register_state_dict_pre_hook", "register_load_state_dict_pre_hook",
+                                      "register_load_state_dict_post_hook"])
+def test_fuse_leaves_a_norm_with_state_dict_hooks_alone(register):
+    """A state_dict or load_state_dict hook on the norm (a library's key renaming for old checkpoints)
+    would stop firing with the norm replaced: such a pair is left alone as a forward hook's is. Only
+    forward, backward and state_dict (post) hooks were looked at, so these three were dropped silently."""
+    calls = []
+    model = nn.Sequential(nn.InstanceNorm2d(3, affine=True), nn.ReLU())
+    getattr(model[0], register)(lambda *args, **kwargs: calls.append(1))
+    fuse_norm_act(model)
+    assert type(model[0]) is nn.InstanceNorm2d and type(model[1]) is nn.ReLU
+    model.load_state_dict(model.state_dict())
+    assert calls, "the hook still fires"
+
 def test_module_looks_like_instance_norm_to_inspecting_code():
     fused = InstanceNormAct2d(4, affine=True)
     norm = nn.InstanceNorm2d(4, affine=True)
