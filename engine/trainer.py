@@ -734,14 +734,16 @@ def _check_start_from(state: dict, cfg: TrainConfig, path: Path) -> None:
     the source's average followed its run, and this one reaches back over this run's steps only (as any run's)."""
     imported = state.get("imported")  # import-official's checkpoints say which networks hold weights
     fresh_d = cfg.fresh_D or (imported is not None and not {"D", "D2"} & set(imported))
-    check_same_networks(state["config"], cfg, path, discriminators_free=fresh_d)
     taken = [n for n in cfg.trained_networks if not (fresh_d and n in ("D", "D2"))]
+    # Before the networks' options: a variant without an encoder records the default nef and netE it never
+    # built (the command line refuses them for it), which were named as differences to match first.
     if missing := [n for n in taken if state["nets"].get(n) is None]:
         variant = state["config"].get("variant")
         raise CheckpointError(f"{path} holds no {' or '.join(missing)} (its run trained none), which this run "
                               + (f"trains: variant {variant} has no encoder to start {cfg.variant}'s from; start "
                                  f"this run afresh, or from a checkpoint of a variant with one" if "E" in missing
                                  else "trains: pass --fresh_D for new discriminators"))
+    check_same_networks(state["config"], cfg, path, discriminators_free=fresh_d)
     # Where the weights came from, in config.json, the report and every checkpoint of the run.
     cfg.init_from, cfg.fresh_D = str(Path(path).resolve()), fresh_d
 

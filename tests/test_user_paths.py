@@ -1544,6 +1544,17 @@ def test_init_from_another_variant_takes_its_generator_and_encoder_with_fresh_di
                 progress=False)
 
 
+def test_init_from_a_run_without_an_encoder_says_so_before_the_encoders_options(data, tmp_path):
+    # A pix2pix run records the default nef and netE it never built (the command line refuses them for it): a
+    # BicycleGAN from it of other encoder options was told to start "with its model options: --nef 64 --netE
+    # resnet_256", which then met "holds no E" in turn.
+    p2p = tmp_path / "p2p"
+    Trainer(tiny_cfg(p2p, data, variant="pix2pix", nef=64, netE="resnet_256", max_steps=1), progress=False).train()
+    with pytest.raises(CheckpointError, match=r"holds no E \(its run trained none\)") as e:
+        Trainer(tiny_cfg(tmp_path / "b", data, max_steps=1, init_from=p2p, fresh_D=True), progress=False)
+    assert "nef" not in str(e.value) and not (tmp_path / "b").exists()
+
+
 def test_fresh_discriminators_on_a_resumed_run_are_refused_not_dropped(source, tmp_path, capsys):
     # --resume <run>/checkpoints/X.pt --fresh_D continued the run with its trained D and D2: the
     # checkpoint's fresh_D replaced the one asked for, without a word.
