@@ -800,8 +800,19 @@ def _grid_loader(cfg: TrainConfig, root: Path, device: torch.device):
     first GRID_CANDIDATES inputs are read, so only they are checked (as inference_data does): on a dataset without
     val/ or test/ the whole training set was checked a second time at every start (100,000 files: 7.9 s more, with
     the checks cached)."""
-    return build_loader(cfg.model, first_only(cfg.data, GRID_CANDIDATES), root, held_out(root), device=device,
-                        batch_size=1, shuffle=False, augment=False)
+    loader = build_loader(cfg.model, first_only(cfg.data, GRID_CANDIDATES), root, held_out(root), device=device,
+                          batch_size=1, shuffle=False, augment=False)
+    # The grid's rows take the first input's size (the loader's first size, in file order): one the U-Net cannot
+    # take was G's ValueError, a traceback at the first grid, after training up to it and before its checkpoint.
+    (h, w), path = next(iter(loader.output_sizes.items()))
+    if h % (m := 2 ** cfg.model.unet_depth) or w % m:
+        loader.close()
+        raise ConfigError(f"preprocess={cfg.data.preprocess} makes the sample grids' inputs from "
+                          f"{root / held_out(root)} {w}x{h} (W x H; e.g. {path}), and this U-Net (num_downs "
+                          f"{cfg.model.unet_depth}) takes sides that are multiples of {m}: use a cropping preprocess "
+                          f"(resize_and_crop, crop, scale_width_and_crop), or held-out images of the training "
+                          f"images' size")
+    return loader
 
 
 def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:

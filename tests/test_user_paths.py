@@ -412,6 +412,27 @@ def test_image_sizes_the_unet_cannot_take_are_refused_before_the_run_folder(tmp_
     assert not (out / "config.json").exists() and not (out / "log.jsonl").exists()
 
 
+def test_held_out_images_the_unet_cannot_take_are_refused_before_the_run_folder(tmp_path, capsys):
+    # 32 px training halves and 48 px val/ halves under preprocess none: the training images passed the checks,
+    # and the first sample grid was G's ValueError, a traceback (exit 1) after the steps up to it, none saved.
+    rng = np.random.default_rng(0)
+    for split, size, n in (("train", 32, 4), ("val", 48, 2)):
+        (tmp_path / "d" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (size, 2 * size, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / split / f"{i}.png")
+    out = tmp_path / "r"
+    want = (r"preprocess=none makes the sample grids' inputs from .*val 48x48 \(W x H; e\.g\. .*0\.png\), and this "
+            r"U-Net \(num_downs 5\) takes sides that are multiples of 32")
+    tiny = [a for k, v in TINY.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--dataroot", str(tmp_path / "d"), "--out", str(out), "--dry-run", *tiny,
+                 "--preprocess", "none", "--backend", "torch", "--num_workers", "0", "--batch_size", "2"]) == 2
+    assert re.search(want, capsys.readouterr().err)
+    with pytest.raises(ConfigError, match=want):
+        Trainer(tiny_cfg(out, tmp_path / "d", sample_every=1), progress=False)
+    assert not out.exists()
+
+
 def test_images_of_one_size_the_unet_cannot_take_are_refused_with_the_options_that_take_them(tmp_path):
     # 48 x 40 halves (W x H) under preprocess none: the message said "other load/crop sizes", while --crop_size
     # alone does not change a fixed-depth U-Net; a U-Net derived from the images' own size takes them (40 and 48
