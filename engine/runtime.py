@@ -836,6 +836,13 @@ def check_apart(out, root, phase: str) -> Path:
     if images == read or read in images.parents:
         raise OutputError(f"results folder {out} would put its images/ among the inputs ({read}, read with "
                           "its subfolders); choose --out outside it")
+    # The dataset's other splits: --out in its train/ put grid.png and images/ among the training pairs, which the
+    # next training read as pairs of the data (or refused, of another size), as train's own --out there is refused.
+    splits = [Path(root) / s for s in ("train", *_HELD_OUT)] if read != Path(root).resolve() else []
+    if inside := next((f.resolve() for f in splits if f.is_dir() and (f.resolve() == images.parent
+                                                                      or f.resolve() in images.parents)), None):
+        raise OutputError(f"results folder {out} lies inside {inside}, a split of the dataset {root} (read with its "
+                          "subfolders): its images would be read as images of the data; choose --out outside it")
     if os.path.lexists(images) and not images.is_dir():  # (its first image's write said "File exists")
         raise OutputError(f"results folder {out} holds a file, {Path(out) / 'images'}, where the results' images/ "
                           f"folder goes; move it away or choose another --out")

@@ -725,6 +725,24 @@ def test_a_results_folder_loses_none_of_the_files_it_held_before(run, tmp_path):
     assert (tmp_path / "work" / "images" / "a_strip.png").is_file()
 
 
+def test_results_are_never_written_into_another_split_of_the_dataset(run, data, tmp_path):
+    # sample of val/ (or test/) with --out in the dataset's train/ put grid.png and images/ among the training pairs:
+    # the next training read grid.png as a pair (under preprocess none refused it, of another size).
+    root = tmp_path / "d"
+    shutil.copytree(data, root)
+    shutil.copytree(data / "test", root / "val")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for run_it in (sample, lambda *a, **k: interpolate(*a, mp4=False, **k)):
+        for out, split in ((root / "train", "train"), (root / "train" / "res", "train"), (root / "val" / "r", "val")):
+            with pytest.raises(OutputError, match=f"^results folder {re.escape(str(out))} lies inside "
+                                                  f"{re.escape(str((root / split).resolve()))}, a split of the "
+                                                  f"dataset {re.escape(str(root))}"):
+                run_it(run, root, phase="test", out=out, num=1, progress=False)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing made
+    assert (sample(run, root, phase="test", out=root / "results", num=1, n_samples=1, progress=False)
+            / "grid.png").is_file()  # beside the splits
+
+
 def test_results_are_never_written_among_the_inputs(run, tmp_path, monkeypatch, capsys):
     # sample --dataroot . put its default ./results/... inside the folder it reads (with its subfolders):
     # the next call read the outputs as inputs and failed on grid.png; --out work with the inputs in
