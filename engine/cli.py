@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bicyclegan.pipelines import DIRECTIONS, LAYOUTS, PREPROCESS
 
-from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig, refuse_unused_sizes
+from .config import MAX_SEED, DataConfig, ModelConfig, TrainConfig, refuse_unused_sizes, split_fields
 from .errors import USER_ERRORS, CheckpointError, ConfigError, OutputError, RankLostError
 from .presets import (
     PRESETS,
@@ -240,7 +240,16 @@ def resolve_config(args) -> TrainConfig:
     options = {"out": TrainConfig.out, **({"fresh_D": False} if args.init_from else {}), **given}
     if run is not None:
         from .runtime import run_config
-        cfg = run_config(run, options)
+        try:
+            cfg = run_config(run, options)
+        except ConfigError as e:
+            # An option a resume may not change made the run's config invalid (--variant bicycle over a 32 px
+            # pix2pix run: "netD2=basic_256_multi ... too deep"): that it cannot change is the news, not the check.
+            if args.init_from is None and (diffs := _unresumable_given(run, given)):
+                raise ConfigError(f"a resumed run continues the same training, and this command changes "
+                                  f"{'; '.join(diffs)} of {run / 'config.json'}; for such a change, start a new "
+                                  f"run from its weights with --init_from") from e
+            raise
         if cfg is not None:
             return _check_given(given, cfg, f"as in {run / 'config.json'}")
     source = given.get("init_from") or (args.resume if isinstance(args.resume, str) else None)
@@ -251,6 +260,21 @@ def resolve_config(args) -> TrainConfig:
             return _check_given(given, cfg, f"as stored in {source}")
     preset = default_preset(given.get("dataroot")) if args.preset == "auto" else args.preset
     return _check_given(given, make_config(preset, **given), f"the {preset} preset's")
+
+
+def _unresumable_given(run: Path, given: dict) -> list[str]:
+    """The options `given` that a resume may not change and that differ from the run's config.json, each as
+    "--name X (the run's: Y)"; none where that file cannot be read (run_config says why)."""
+    from .checkpoint import DATA_RESUMABLE_CHANGES, MODEL_RESUMABLE_CHANGES, RESUMABLE_CHANGES
+    try:
+        saved = json.loads((run / "config.json").read_text())
+        parts = {"train": saved, "model": saved["model"], "data": saved["data"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    allowed = {"train": RESUMABLE_CHANGES, "model": MODEL_RESUMABLE_CHANGES, "data": DATA_RESUMABLE_CHANGES}
+    return [f"--{k} {v} (the run's: {parts[part].get(k)})" for part, fields in split_fields(given).items()
+            for k, v in fields.items() if k not in allowed[part] and isinstance(parts[part], dict)
+            and k in parts[part] and parts[part][k] != v]
 
 
 def _check_given(given: dict, cfg: TrainConfig, whose: str) -> TrainConfig:

@@ -1594,6 +1594,20 @@ def test_init_from_a_run_without_an_encoder_says_so_before_the_encoders_options(
     assert "nef" not in str(e.value) and not (tmp_path / "b").exists()
 
 
+def test_resume_with_an_option_it_may_not_change_says_so_where_the_change_breaks_the_config(data, tmp_path, capsys):
+    # --variant bicycle over a 32 px pix2pix run (its netD2 the default, unused) was refused with "netD2=basic_256_multi
+    # ... too deep for 32x32 images": mended, the next try met "a resumed run continues the same training".
+    run = tmp_path / "p2p"
+    Trainer(tiny_cfg(run, data, variant="pix2pix", netD2="basic_256_multi", max_steps=1), progress=False).train()
+    assert main(["train", "--out", str(run), "--resume", "--variant", "bicycle", "--max_steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert ("a resumed run continues the same training, and this command changes --variant bicycle (the run's: "
+            f"pix2pix) of {run / 'config.json'}; for such a change, start a new run from its weights with --init_from"
+            in err), err
+    assert main(["train", "--out", str(run), "--resume", "--max_steps", "0"]) == 2  # a resumable option's own check
+    assert "max_steps=0 must be a positive integer" in capsys.readouterr().err
+
+
 def test_fresh_discriminators_on_a_resumed_run_are_refused_not_dropped(source, tmp_path, capsys):
     # --resume <run>/checkpoints/X.pt --fresh_D continued the run with its trained D and D2: the
     # checkpoint's fresh_D replaced the one asked for, without a word.
