@@ -104,6 +104,13 @@ def _refuse_unused(given: dict, model, layout: str, folder) -> None:
                f"{folder} holds inputs alone (no B images to encode)")
         raise ConfigError(f"encode=False (--no_encode) leaves out the encoded output G(A, E(B)), and {why}: there "
                           f"is none to leave out; leave it out")
+    # The encoded output is then the only one: without it the call wrote the inputs' files alone, and exited 0.
+    if given["n_samples"] == 0 and (given["encode"] is False or model.E is None or layout == "single"):
+        why = ("encode=False (--no_encode) leaves out the encoded one" if given["encode"] is False else
+               f"this model (variant {model.cfg.variant}) has no trained encoder" if model.E is None else
+               f"{folder} holds inputs alone (no B images to encode)")
+        raise ConfigError(f"n_samples=0 draws no z, and {why}: no output of the model would be made, only the "
+                          f"inputs' files; give n_samples of 1 or more")
 
 
 def _checked_arguments(model, out, num, n_samples, seed, sync, spread, encode, progress, aspect_ratio):
@@ -254,7 +261,8 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
     aspect_ratio: the saved images and grid.png are stretched to this width:height ratio times the original's.
     n_samples (default 5), seed (default 0), sync, spread and encode=False are refused where they would change
     no file: the z options for a model without a latent code (nz=0), sync, spread and seed with n_samples=0,
-    encode=False for a model without an encoder or inputs without B (no encoded output to leave out).
+    encode=False for a model without an encoder or inputs without B (no encoded output to leave out); and
+    n_samples=0 where there is no encoded output either (no output of the model at all).
     dist: the ranks that share the inputs under torchrun (every rank calls sample alike): rank r writes the
     images of the r-th contiguous share, rank 0 the grid and the gallery once every share is written; the
     files are those of one process, whatever the number of ranks.

@@ -523,6 +523,7 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
     run = ["--out", str(out), "--device", "cpu", "--num", "1"]
     z_nothing = "variant pix2pix has no latent code (nz=0): one output per input, no z drawn"
     no_encoded = "encode=False (--no_encode) leaves out the encoded output G(A, E(B)), and "
+    no_output = "no output of the model would be made, only the inputs' files; give n_samples of 1 or more"
     for given, said in (
             ([nz0, "--n_samples", "3"], f"n_samples=3: {z_nothing}, so it changes nothing; leave it out"),
             ([nz0, "--sync", "--seed", "1"], f"sync=True, seed=1: {z_nothing}, so they change nothing; leave them out"),
@@ -534,7 +535,14 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
             ([noise, "--no_encode"], f"{no_encoded}this model (variant pix2pix) has no trained encoder: there is "
                                      f"none to leave out; leave it out"),
             ([bicycle, "--dataroot", plain, "--no_encode"], f"{no_encoded}{plain} holds inputs alone (no B images to "
-                                                            f"encode): there is none to leave out; leave it out")):
+                                                            f"encode): there is none to leave out; leave it out"),
+            # no output of the model at all: the call wrote the inputs and ground truths alone, and exited 0
+            ([noise, "--n_samples", "0"], f"n_samples=0 draws no z, and this model (variant pix2pix) has no trained "
+                                          f"encoder: {no_output}"),
+            ([bicycle, "--n_samples", "0", "--no_encode"], f"n_samples=0 draws no z, and encode=False (--no_encode) "
+                                                           f"leaves out the encoded one: {no_output}"),
+            ([bicycle, "--dataroot", plain, "--n_samples", "0"], f"n_samples=0 draws no z, and {plain} holds inputs "
+                                                                 f"alone (no B images to encode): {no_output}")):
         assert main(["sample", *map(str, given), *run]) == 2, given
         assert capsys.readouterr().err.strip() == f"bicyclegan sample: ConfigError: {said}"
     assert not out.exists()  # refused before anything was made
