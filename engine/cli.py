@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
+import errno
 import functools
 import importlib
 import inspect
@@ -1455,6 +1456,10 @@ def _run_command(args) -> int:
                                   f"torchrun ({_and(list(DISTRIBUTED))} share their work among torchrun's processes)")
             return args.func(args)
         except Exception as e:
+            if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+                # (an --out or a checkpoint's path with a name of 300 characters: a traceback from its first stat)
+                raise ConfigError(f"{e.filename}: {e.strerror} (the file system takes names of up to 255 bytes, on "
+                                  f"most); give shorter names") from e
             from .runtime import lost_rank
             if not getattr(e, "from_rank0", False) and (saw := lost_rank(e)):  # (train's says at which step)
                 # Under torchrun another rank ended (its own error, which it prints) while this one waited for

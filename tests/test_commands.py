@@ -555,6 +555,21 @@ def test_sample_refuses_the_options_given_that_change_nothing_and_only_those(dem
             f"00000_{c}.png" for c in ["ground_truth", "input", *columns]), given
 
 
+@pytest.mark.parametrize("command", ["train", "sample", "interpolate", "export"])
+def test_a_name_longer_than_the_file_system_takes_is_one_line(command, demo_root, tmp_path, capsys):
+    # --out of 300 characters: OSError ENAMETOOLONG from the first stat of the folder, a traceback (exit 1)
+    from bicyclegan.engine.cli import main
+    long = tmp_path / ("x" * 300)
+    ckpt = str(save_checkpoint(tiny(demo_root), tmp_path / "m.pt"))
+    argv = {"train": ["--dataroot", str(demo_root), "--out", str(long), "--max_steps", "1"],
+            "sample": [ckpt, "--out", str(long)], "interpolate": [ckpt, "--out", str(long)],
+            "export": [ckpt, "--out", f"{long}.onnx"]}[command]
+    assert main([command, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bicyclegan {command}: ConfigError: {long}") and "File name too long" in err, err
+    assert err.count("\n") == 1 and sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
 def test_evaluate_counts_the_inputs_it_has_measured(demo_root, tmp_path, capsys):
     # 5,000 inputs took minutes without a word; 3 here, 2 a batch: a line a batch, ended where it says all 3
     ckpt = save_checkpoint(tiny(demo_root), tmp_path / "m.pt")
