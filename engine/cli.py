@@ -254,6 +254,14 @@ def resolve_config(args) -> TrainConfig:
         if cfg is not None:
             return _check_given(given, cfg, f"as in {run / 'config.json'}")
     source = given.get("init_from") or (args.resume if isinstance(args.resume, str) else None)
+    if source is None and run is not None:
+        # A run folder without its config.json (lost, or checkpoints/ alone copied): its checkpoint stores the config
+        # (the preset's was refused for a dozen differences the user never chose)
+        from .checkpoint import find_checkpoint
+        try:
+            source = find_checkpoint(run, args.epoch)
+        except CheckpointError:
+            pass  # (the run's start says why)
     if args.preset == "auto" and source is not None:
         from .runtime import checkpoint_config
         # a checkpoint outside a run (or in a folder without config.json): the options stored in it

@@ -1608,6 +1608,17 @@ def test_resume_with_an_option_it_may_not_change_says_so_where_the_change_breaks
     assert "max_steps=0 must be a positive integer" in capsys.readouterr().err
 
 
+def test_resume_of_a_run_folder_without_its_config_takes_the_checkpoints(run, tmp_path, capsys):
+    # config.json lost (or checkpoints/ alone copied): --resume took the preset's options and was refused for a dozen
+    # differences never chosen ("lr: checkpoint 0.0002 vs now 0.0003; batch_size: checkpoint 4 vs now 112; ...").
+    copy = tmp_path / "r"
+    shutil.copytree(run, copy)
+    (copy / "config.json").unlink()
+    assert main(["train", "--out", str(copy), "--resume", "--max_steps", "3", "--no-progress"]) == 0, \
+        capsys.readouterr().err
+    assert read_checkpoint(copy / "checkpoints" / "latest.pt")["step"] == 3
+
+
 def test_fresh_discriminators_on_a_resumed_run_are_refused_not_dropped(source, tmp_path, capsys):
     # --resume <run>/checkpoints/X.pt --fresh_D continued the run with its trained D and D2: the
     # checkpoint's fresh_D replaced the one asked for, without a word.
