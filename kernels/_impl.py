@@ -226,6 +226,23 @@ def _why_not(x, runnable):
 NCHW, CL = torch.contiguous_format, torch.channels_last
 
 
+def shape_of(t):
+    """t.shape, its sizes as ints under torch.jit.trace too: there t.shape holds traced 0-d tensors, and every
+    Python bool made of them (a check, a layout) warned (TracerWarning) that the trace keeps the branch taken.
+    Read through aten's sym_size the tracer records nothing: each such choice is the example's, as it was. A
+    check made so runs on the example only; the custom ops, which a trace keeps, repeat the checks of sizes on
+    every run (TwoFacedOp's check)."""
+    if not torch.jit.is_tracing():
+        return t.shape
+    return torch.Size([torch.ops.aten.sym_size.int(t, d) for d in range(t.dim())])
+
+
+def numel_of(t):
+    """t.numel(), as shape_of reads it under torch.jit.trace (torch.Size.numel's product of a torch.export's
+    symbolic sizes is no size-oblivious test, as Tensor.numel's is: a dynamic batch failed to export)."""
+    return shape_of(t).numel() if torch.jit.is_tracing() else t.numel()
+
+
 def memory_format(t):
     """The memory format torch gives a tensor it computes from t: Tensor.suggest_memory_format (C++,
     not exposed), which pooling, batch_norm and conv follow. channels_last when t is 4-D and its
@@ -235,7 +252,7 @@ def memory_format(t):
     x 1 x 1, or N x 1 x 1 x W sliced along W). Cheap (host ints), called at every op call."""
     if t.dim() != 4:
         return NCHW
-    sizes, strides = t.shape, t.stride()  # (once: 0.8 us a call for a channels_last t, 1.9 per-dimension)
+    sizes, strides = shape_of(t), t.stride()  # (once: 0.8 us a call for a channels_last t, 1.9 per-dimension)
     if strides[1] == 0:
         return NCHW
     least = 0
@@ -256,7 +273,7 @@ def dense_strides(shape, fmt):
 def in_format(t, fmt):
     """Non-empty t itself if it has dense_strides(t.shape, fmt), else a copy that has them. Those of
     its size-1 dimensions count: they change what memory_format (torch's conv, pooling) makes of it."""
-    return t if t.stride() == dense_strides(t.shape, fmt) else t.clone(memory_format=fmt)
+    return t if t.stride() == dense_strides(shape_of(t), fmt) else t.clone(memory_format=fmt)
 
 
 def int_pair(who, name, v, least):

@@ -67,10 +67,11 @@ class TwoFacedOp:
     name: "namespace::op"; the backward custom op is registered as name + "_backward".
     differentiable: names of forward's leading parameters that may need gradients; backward's last
     parameters must be need_<name> for each of them, in the same order.
+    check(*inputs): raises for inputs the op's Python face refuses (their sizes); the custom op runs it first.
     """
 
     def __init__(self, name, forward, backward, save, forward_fake, backward_fake, differentiable, recompute=None,
-                 vmap=None):
+                 vmap=None, check=None):
         fwd_params = list(inspect.signature(forward).parameters)
         bwd_params = list(inspect.signature(backward).parameters)
         needs = [f"need_{d}" for d in differentiable]
@@ -92,6 +93,11 @@ class TwoFacedOp:
 
         @functools.wraps(forward)
         def forward_unaliased(*inputs):
+            # A graph that torch.jit.trace made keeps this face and none of the Python that called it: the
+            # checks of the inputs' sizes there ran on the example only (_impl.shape_of), and a wrong input
+            # would reach the kernels (read out of bounds). Eager code's Function has had them.
+            if check is not None:
+                check(*inputs)
             # A custom op may not return an input or a view of one (e.g. act "none" handing back x).
             outputs = run_forward(*inputs)
             held = {t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor) and t.numel()}

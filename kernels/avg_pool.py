@@ -11,14 +11,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, NotScriptable, fallback, int_pair, memory_format, resolve_impl
+from ._impl import IMPLS, NotScriptable, fallback, int_pair, memory_format, numel_of, resolve_impl, shape_of
 from .norm_act import TRITON_DTYPES
 
 
 def _check(who, x, kernel_size, stride, padding, divisor_override):
     if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
         raise ValueError(f"{who}: x must be a 4-D N x C x H x W tensor or an unbatched 3-D C x H x W one, got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+                         f"{tuple(shape_of(x)) if isinstance(x, torch.Tensor) else type(x).__name__}")
     k = int_pair(who, "kernel_size", kernel_size, 1)
     # (An empty sequence is torch's None; compared by type and length, since a numpy int == [] is an array.)
     s = k if stride is None or isinstance(stride, (tuple, list)) and not stride else int_pair(who, "stride", stride, 1)
@@ -35,7 +35,7 @@ def _check(who, x, kernel_size, stride, padding, divisor_override):
             div = 0
         if div == 0:
             raise ValueError(f"{who}: divisor_override must be a nonzero int or None, got {divisor_override!r}")
-    H, W = x.shape[-2:]
+    H, W = shape_of(x)[-2:]
     if any((n + 2 * pe - ke) // se + 1 < 1 for n, pe, ke, se in zip((H, W), p, k, s)):
         raise ValueError(f"{who}: input of {H} x {W} is too small for kernel_size {k} with padding {p} "
                          f"(the output would be empty)")
@@ -50,7 +50,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     if ceil_mode and impl == "triton":  # (auto runs torch's; impl='triton' ran it too, without a word)
         raise ValueError("avg_pool2d: impl='triton' pools in floor mode only, got ceil_mode=True "
                          "(use impl='ref' or 'auto', which run torch's pooling for it)")
-    if resolve_impl(impl, x, "avg_pool2d") == "triton" and x.numel():
+    if resolve_impl(impl, x, "avg_pool2d") == "triton" and numel_of(x):
         if ceil_mode:  # (auto: impl='triton' was refused above)
             fallback("avg_pool2d", "ceil_mode=True (the kernels pool in floor mode)")
         elif x.dtype in TRITON_DTYPES:

@@ -22,6 +22,7 @@ import triton.language as tl
 from . import _configs
 from ._triton_common import FP_FUSION, cdiv, empty, fits_int32, in_sample_span
 from ._twoface import TwoFacedOp, transformed
+from .avg_pool import _check
 
 # The heuristic's launch (a tuned table's entry wins: pool.fwd / pool.bwd in _configs): 1024
 # elements a program on 8 warps, 4 a thread. Compiled for sm_90 (tools/compile_check.py) the
@@ -198,6 +199,8 @@ def backward(dy, shape, dtype, geometry, count_include_pad, divisor, channels_la
 def _fwd_impl(x: torch.Tensor, geometry: List[int], count_include_pad: bool, divisor: int,
               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, an empty tensor of x's dtype and device: backward's and recompute's note of them)."""
+    out = _out_size(x.shape[2], x.shape[3], geometry)
+    fits_int32("avg_pool2d", x.shape[1] * max(x.shape[2] * x.shape[3], out[0] * out[1]), x)
     return forward(x, geometry, count_include_pad, divisor, channels_last), x.new_empty(0)
 
 
@@ -244,16 +247,18 @@ def _vmap(info, in_dims, inputs, apply):
     return (y.unflatten(1, (B, C)), like), (1, None)
 
 
+def _check_op(x, geometry, count_include_pad, divisor, channels_last):
+    _check("avg_pool2d", x, geometry[:2], geometry[2:4], geometry[4:], divisor or None)
+
+
 OP = TwoFacedOp("bicyclegan::avg_pool2d", _fwd_impl, _bwd_impl, _save, _fwd_fake, _bwd_fake,
-                differentiable=("x",), recompute=_recompute, vmap=_vmap)
+                differentiable=("x",), recompute=_recompute, vmap=_vmap, check=_check_op)
 
 
 def avg_pool2d_triton(x, kernel_size, stride, padding, count_include_pad, divisor_override, fmt):
     """Triton path of avg_pool2d (arguments checked, made pairs, by the caller; floor mode). fmt: the
     memory format of y and dx, torch's for the caller's x (_impl.memory_format; an unbatched x's,
     NCHW, is not its unsqueezed view's)."""
-    out = _out_size(x.shape[2], x.shape[3], [*kernel_size, *stride, *padding])
-    fits_int32("avg_pool2d", x.shape[1] * max(x.shape[2] * x.shape[3], out[0] * out[1]), x)
     # (Under torch.func transforms NCHW: vmap cannot ask a tensor for its memory format.)
     cl = not transformed() and fmt == torch.channels_last
     geometry = [*kernel_size, *stride, *padding]

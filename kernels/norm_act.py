@@ -12,7 +12,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import IMPLS, KERNEL_DTYPES, NotScriptable, fallback, in_format, memory_format, resolve_impl
+from ._impl import (
+    IMPLS,
+    KERNEL_DTYPES,
+    NotScriptable,
+    fallback,
+    in_format,
+    memory_format,
+    numel_of,
+    resolve_impl,
+    shape_of,
+)
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 TRITON_DTYPES = KERNEL_DTYPES
@@ -35,18 +45,19 @@ def _check_eps(who, eps):
 def _check(x, act, slope, eps, weight, bias):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"instance_norm_act: x must be a 4-D N x C x H x W tensor, got shape "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+                         f"{tuple(shape_of(x)) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"instance_norm_act: x must be floating point (the kernels take float32, bfloat16 or "
                         f"float16; float64 runs the reference), got {x.dtype}")
     check_act("instance_norm_act", act, slope)
     _check_eps("instance_norm_act", eps)
+    channels = shape_of(x)[1]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
-        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[1]:
-            raise ValueError(f"instance_norm_act: {name} must have shape ({x.shape[1]},) to match x's "
-                             f"channels, got {tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or shape_of(t)[0] != channels:
+            raise ValueError(f"instance_norm_act: {name} must have shape ({channels},) to match x's "
+                             f"channels, got {tuple(shape_of(t)) if isinstance(t, torch.Tensor) else type(t).__name__}")
         if not t.is_floating_point():
             raise TypeError(f"instance_norm_act: {name} must be a floating-point tensor, got {t.dtype}")
         if t.device != x.device:
@@ -73,7 +84,7 @@ def _instance_norm_call(x):
     nn.InstanceNorm2d does). Eager only: a graph traced at batch 1 (torch.jit.trace) must stay an
     instance norm for the batch sizes it is run at later, and compiled or exported graphs keep the
     instance_norm they had."""
-    one = x.shape[0] == 1 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    one = not torch.jit.is_tracing() and not torch.compiler.is_compiling() and x.shape[0] == 1
     return torch.batch_norm if one else torch.instance_norm
 
 
@@ -109,7 +120,7 @@ def _instance_norm_fp32(x, weight, bias, running_mean, running_var, *rest):
 
 def instance_norm_act_ref(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None):
     """nn.InstanceNorm2d followed by the activation, in plain PyTorch (the oracle)."""
-    if x.numel() == 0:
+    if numel_of(x) == 0:
         return apply_act(_empty_norm(x, weight, bias), act, slope, inplace=_in_place())
     # torch.instance_norm is what F.instance_norm calls, minus its refusal of 1 x 1 planes in
     # training: there x - mean = 0 and the result act(bias) is well defined (the kernels agree).
@@ -147,7 +158,7 @@ def instance_norm_act(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bia
             raise TypeError(f"instance_norm_act: impl='triton' takes x in {TRITON_DTYPES}, got {x.dtype} "
                             f"(use impl='ref' or 'auto')")
         # An empty x (a batch of 0 samples: a filtered sub-batch) has nothing to launch: the reference.
-        if x.numel():
+        if numel_of(x):
             from .norm_act_triton import instance_norm_act_triton
             return instance_norm_act_triton(x, act, slope, eps, weight, bias, double_backward=double_backward)
     return instance_norm_act_ref(x, act, slope, eps, weight, bias)
@@ -195,17 +206,20 @@ class InstanceNormAct2d(NotScriptable, nn.InstanceNorm2d):
         if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
             raise ValueError(f"InstanceNormAct2d: expected a 4-D N x C x H x W input or an unbatched 3-D C x H x W "
                              f"one, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        if x.shape[-3] != self.num_features:
+        # Under torch.jit.trace the example's sizes (_impl.shape_of): a traced graph's op repeats the channel check,
+        # as the weight's; the 1 x 1 refusal and the warning hold for the example only (nn.InstanceNorm2d's alike).
+        shape = shape_of(x)
+        if shape[-3] != self.num_features:
             if self.affine:
                 raise ValueError(f"InstanceNormAct2d: expected {self.num_features} channels, "
-                                 f"got input of shape {tuple(x.shape)}")
+                                 f"got input of shape {tuple(shape)}")
             # Without affine parameters num_features is not used, and nn.InstanceNorm2d only warns.
-            warnings.warn(f"InstanceNormAct2d: input of shape {tuple(x.shape)} does not have num_features = "
+            warnings.warn(f"InstanceNormAct2d: input of shape {tuple(shape)} does not have num_features = "
                           f"{self.num_features} channels (not used, since affine=False)", stacklevel=2)
-        if (self.training or not self.track_running_stats) and x.shape[-1] * x.shape[-2] == 1:
+        if (self.training or not self.track_running_stats) and shape[-1] * shape[-2] == 1:
             # (the statistics of one value: the output was zeros, where nn.InstanceNorm2d refuses)
             raise ValueError(f"InstanceNormAct2d: expected more than 1 spatial element when training, got input "
-                             f"size {x.shape}")
+                             f"size {shape}")
         if x.dim() == 3:
             return self._norm_act(x.unsqueeze(0)).squeeze(0)
         return self._norm_act(x)
@@ -220,7 +234,7 @@ class InstanceNormAct2d(NotScriptable, nn.InstanceNorm2d):
             # training mode, the running statistics in eval mode.
             stats, params = (self.running_mean, self.running_var), (self.weight, self.bias)
             rest = (self.training, 0.0 if self.momentum is None else self.momentum, self.eps)
-            if self.training and x.shape[2] * x.shape[3] == 1:
+            if self.training and shape_of(x)[2] * shape_of(x)[3] == 1:
                 y = F.instance_norm(x, *stats, *params, *rest)  # for its refusal of a 1 x 1 plane in training
             else:  # (at batch 1 batch_norm on the sample itself: the same statistics and running-statistics update)
                 y = _instance_norm(x, *params, *stats, *rest, torch.backends.cudnn.enabled)

@@ -30,7 +30,7 @@ from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
 from ._twoface import TwoFacedOp, transformed
 from .acts import ACT_IDS
-from .norm_act import instance_norm_act_ref
+from .norm_act import _check, instance_norm_act_ref
 
 # Largest tile, in elements, the heuristic lets one program hold in registers.
 MAX_TILE = 4096
@@ -599,7 +599,8 @@ def _vmap(info, in_dims, inputs, apply):
 
 
 OP = TwoFacedOp("bicyclegan::instance_norm_act", _fwd_impl, _bwd_impl, _save, _fwd_fake, _bwd_fake,
-                differentiable=("x", "weight", "bias"), recompute=_recompute, vmap=_vmap)
+                differentiable=("x", "weight", "bias"), recompute=_recompute, vmap=_vmap,
+                check=lambda x, weight, bias, act, slope, eps, *_: _check(x, act, slope, eps, weight, bias))
 
 
 def instance_norm_act_triton(x, act="leaky_relu", slope=0.2, eps=1e-5, weight=None, bias=None, *,

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._impl import CL, IMPLS, NCHW, NotScriptable, in_format, int_pair, memory_format, resolve_impl
+from ._impl import CL, IMPLS, NCHW, NotScriptable, in_format, int_pair, memory_format, resolve_impl, shape_of
 from .acts import ACTS, apply_act, check_act  # noqa: F401 (ACTS: the choices, named beside each op)
 
 MODES = ("concat_free", "fused_concat")
@@ -20,7 +20,7 @@ MODES = ("concat_free", "fused_concat")
 def as_codes(z):
     """z as N x nz: an N x nz x 1 x 1 code (a conv head's, or one kept for tiling with expand) flattened (a view),
     anything else as it is."""
-    if isinstance(z, torch.Tensor) and z.dim() == 4 and z.shape[2:] == (1, 1):
+    if isinstance(z, torch.Tensor) and z.dim() == 4 and shape_of(z)[2:] == (1, 1):
         return z.flatten(1)
     return z
 
@@ -28,26 +28,34 @@ def as_codes(z):
 def _check(x, z):
     """z as N x nz (as_codes), after the checks of x and z, which name the shapes as given."""
     given, z = z, as_codes(z)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"z injection: x must be a 4-D N x C x H x W tensor, got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != x.shape[0]:
-        got = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
-        raise ValueError(f"z injection: z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x "
-                         f"{tuple(x.shape)} and z {got}")
+    _check_shapes(x, z, given)
     if z.device != x.device:
         raise ValueError(f"z injection: z is on {z.device} but x on {x.device} "
-                         f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
+                         f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     # Under autocast mixed float dtypes are normal (x from a bf16 layer, z fp32), as for torch.cat.
     same = z.dtype == x.dtype or (z.is_floating_point() and x.is_floating_point()
                                   and torch.is_autocast_enabled(x.device.type))
     if not same:
         raise TypeError(f"z injection: z dtype {z.dtype} differs from x dtype {x.dtype} "
-                        f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
+                        f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     if not x.is_floating_point():
         raise TypeError(f"z injection: x and z must be floating point, got {x.dtype} "
-                        f"(x {tuple(x.shape)}, z {tuple(given.shape)})")
+                        f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     return z
+
+
+def _check_shapes(x, z, given=None):
+    """_check's of x's and z's shapes (z as N x nz, `given` as the caller gave it), which the ops repeat (see
+    TwoFacedOp's check; not the dtypes: the ops run where autocast is off, on what it cast)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"z injection: x must be a 4-D N x C x H x W tensor, got "
+                         f"{tuple(shape_of(x)) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    xs = shape_of(x)
+    if not isinstance(z, torch.Tensor) or z.dim() != 2 or shape_of(z)[0] != xs[0]:
+        given = z if given is None else given
+        got = tuple(shape_of(given)) if isinstance(given, torch.Tensor) else type(given).__name__
+        raise ValueError(f"z injection: z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x "
+                         f"{tuple(xs)} and z {got}")
 
 
 def tile_z(z, like):
@@ -159,6 +167,26 @@ def _split_channels(weight, C):
     return [part.permute(0, 3, 1, 2) for part in weight.permute(0, 2, 3, 1).split(sizes, 3)]
 
 
+def _check_weight(x, z, weight, bias, groups):
+    """The checks of z_concat_conv's weight and bias against x and z (N x nz), which the op repeats (see
+    TwoFacedOp's check): a traced graph's weight is fixed, and x's or z's channels could miss it."""
+    ws = shape_of(weight) if isinstance(weight, torch.Tensor) else getattr(weight, "shape", ())
+    xs, zs = shape_of(x), shape_of(z)
+    if not isinstance(weight, torch.Tensor) or len(ws) != 4 or ws[1] * groups != xs[1] + zs[1] or ws[0] % groups:
+        per = "" if groups == 1 else f" / groups ({groups}), out divisible by groups,"
+        raise ValueError(f"z_concat_conv: weight {tuple(ws)} must be out x (in + nz){per} "
+                         f"x kh x kw for x {tuple(xs)} and z {tuple(zs)}")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or shape_of(bias) != ws[:1]):
+        got = tuple(shape_of(bias)) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"z_concat_conv: bias must have shape ({ws[0]},), the weight's output "
+                         f"channels; got {got}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"z_concat_conv: {name} must be floating point, got {t.dtype}")
+        if t is not None and t.device != x.device:
+            raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
+
+
 def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu", slope=0.2,
                   impl="auto", mode="concat_free", *, dilation=1, groups=1):
     """conv2d(act(cat(x, tile z)), weight, bias, stride, padding, dilation, groups), weight over the x
@@ -177,30 +205,17 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
     groups = _groups("z_concat_conv", groups)
-    if (not isinstance(weight, torch.Tensor) or weight.dim() != 4
-            or weight.shape[1] * groups != x.shape[1] + z.shape[1] or weight.shape[0] % groups):
-        per = "" if groups == 1 else f" / groups ({groups}), out divisible by groups,"
-        raise ValueError(f"z_concat_conv: weight {tuple(getattr(weight, 'shape', ()))} must be out x (in + nz){per} "
-                         f"x kh x kw for x {tuple(x.shape)} and z {tuple(z.shape)}")
-    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != weight.shape[:1]):
-        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise ValueError(f"z_concat_conv: bias must have shape ({weight.shape[0]},), the weight's output "
-                         f"channels; got {got}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and not t.is_floating_point():
-            raise TypeError(f"z_concat_conv: {name} must be floating point, got {t.dtype}")
-        if t is not None and t.device != x.device:
-            raise ValueError(f"z_concat_conv: {name} is on {t.device} but x is on {x.device}")
+    _check_weight(x, z, weight, bias, groups)
     # Both paths take the pairs: the kernels and the reference's z-term split read their two entries.
     stride = int_pair("z_concat_conv", "stride", stride, 1)
     dilation = int_pair("z_concat_conv", "dilation", dilation, 1)
     padding = int_pair("z_concat_conv", "padding",
-                       conv_padding(padding, tuple(weight.shape[2:]), stride, dilation=dilation), 0)
+                       conv_padding(padding, tuple(shape_of(weight)[2:]), stride, dilation=dilation), 0)
     use = resolve_impl(impl, x, "z_concat_conv")
     if dilation != (1, 1) or groups != 1:
         # The z term's kernels (and the reference's split below) take adjacent taps and one group: the
         # concatenation instead, written by the fused kernel where Triton runs, and torch's conv of it.
-        if use == "ref" or z.shape[1] == 0:
+        if use == "ref" or shape_of(z)[1] == 0:
             return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope, dilation, groups)
         from .zinject_triton import _compute_dtype, z_concat_act_triton
         y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x), concat_format(x, weight))
@@ -209,7 +224,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
         if z.requires_grad and not x.requires_grad and torch.is_grad_enabled():
             return _z_concat_conv_split(x, z, weight, bias, stride, padding, act, slope)
         return z_concat_conv_ref(x, z, weight, bias, stride, padding, act, slope)
-    if z.shape[1] == 0:
+    if shape_of(z)[1] == 0:
         # No z channel, nothing to inject (the z side's last kernel, which also gives dbias, runs
         # once per z channel): act + conv, as ZConcatConv2d(nz=0) does.
         x = in_format(x, concat_format(x, weight))  # (so that the conv's output has the reference's layout)
@@ -218,7 +233,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     # No x channel (the tiled code alone): the concatenation-free path would convolve x's 0
     # channels, for which F.conv2d returns N x 0 x OH x OW (torch 2.13), not zeros of the conv's
     # shape, and z's term could not be added to it. The concatenation is z's tiling alone here.
-    if mode == "fused_concat" or x.shape[1] == 0:
+    if mode == "fused_concat" or shape_of(x)[1] == 0:
         # Written straight in the conv's autocast dtype, as the conv would cast it anyway.
         y = z_concat_act_triton(x, z, act, slope, _compute_dtype(x), concat_format(x, weight))
         return F.conv2d(y, weight, bias, stride, padding)
@@ -263,17 +278,17 @@ class ZConcatConv2d(NotScriptable, nn.Module):
         self.weight, self.bias = conv.weight, conv.bias
 
     def forward(self, x, z=None):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or shape_of(x)[1] != self.in_channels:
+            got = tuple(shape_of(x)) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"ZConcatConv2d: expected x, a tensor of N x {self.in_channels} x H x W, got {got}")
         if self.nz == 0:  # z, if given, is not used: a U-Net passes its code through every level
             return F.conv2d(apply_act(x, self.act, self.slope), self.weight, self.bias,
                             self.stride, self.padding, self.dilation, self.groups)
         codes = as_codes(z)
-        if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[1] != self.nz:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or shape_of(codes)[1] != self.nz:
+            got = tuple(shape_of(z)) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
             raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got "
-                             f"{got} (x {tuple(x.shape)})")
+                             f"{got} (x {tuple(shape_of(x))})")
         return z_concat_conv(x, codes, self.weight, self.bias, self.stride, self.padding, self.act,
                              self.slope, self.impl, self.mode, dilation=self.dilation, groups=self.groups)
 

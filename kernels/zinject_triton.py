@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from . import _configs
-from ._impl import CL, NCHW, dense_strides, memory_format
+from ._impl import CL, NCHW, dense_strides, memory_format, shape_of
 from ._triton_common import FP_FUSION, cdiv, fits_int32, in_sample_span, next_pow2, sm_count
 from ._triton_common import act as _act
 from ._triton_common import act_grad as _act_grad
@@ -39,7 +39,7 @@ from ._triton_common import pos_stride as _pos_stride
 from ._triton_common import up as _up
 from ._twoface import TwoFacedOp
 from .acts import ACT_IDS as _ACT_IDS
-from .zinject import concat_format, z_concat_act_ref
+from .zinject import _check_shapes, _check_weight, concat_format, z_concat_act_ref
 
 # ---------------------------------------------------------------------------------------------
 # 1a. kernels
@@ -514,6 +514,7 @@ def _fmt(channels_last):
 
 def _zcat_fwd_impl(x: torch.Tensor, z: torch.Tensor, act: str, slope: float, out_dtype: torch.dtype,
                    channels_last: bool) -> torch.Tensor:
+    fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
     return _zcat_forward(_dense(x), z, act, slope, out_dtype, fmt=_fmt(channels_last))
 
 
@@ -558,7 +559,8 @@ def _zcat_vmap(info, in_dims, inputs, apply):
 
 
 ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _zcat_save, _zcat_fwd_fake,
-                  _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute, vmap=_zcat_vmap)
+                  _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute, vmap=_zcat_vmap,
+                  check=lambda x, z, *_: _check_shapes(x, z))
 
 
 def _x_weight(weight, C, dtype):
@@ -571,6 +573,9 @@ def _zconv_fwd_impl(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias
                     stride: List[int], padding: List[int], act: str, slope: float,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(conv output, and what backward needs: act(x) and the x slice of the weight as the conv saw them)."""
+    H, W = x.shape[2:]
+    out_hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), padding, weight.shape[2:], stride)]
+    fits_int32("z_concat_conv", max((x.shape[1] + z.shape[1]) * H * W, weight.shape[0] * out_hw[0] * out_hw[1]), x)
     with torch.autocast(x.device.type, enabled=False):
         C = x.shape[1]
         fmt = concat_format(x, weight)
@@ -646,9 +651,14 @@ def _zconv_vmap(info, in_dims, inputs, apply):
     return (y.unflatten(0, (info.batch_size, -1)), ax.unflatten(0, (info.batch_size, -1)), wx), (0, 0, None)
 
 
+def _zconv_check(x, z, weight, bias, *_):
+    _check_shapes(x, z)
+    _check_weight(x, z, weight, bias, 1)
+
+
 ZCONV = TwoFacedOp("bicyclegan::z_concat_conv", _zconv_fwd_impl, _zconv_bwd_impl, _zconv_save, _zconv_fwd_fake,
                    _zconv_bwd_fake, differentiable=("x", "z", "weight", "bias"), recompute=_zconv_recompute,
-                   vmap=_zconv_vmap)
+                   vmap=_zconv_vmap, check=_zconv_check)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +677,6 @@ def z_concat_act_triton(x, z, act="leaky_relu", slope=0.2, out_dtype=None, fmt=N
     out_dtype defaults to the promotion of x's and z's dtypes (what torch.cat gives)."""
     if out_dtype is None:
         out_dtype = torch.promote_types(x.dtype, z.dtype)
-    fits_int32("z_concat_act", (x.shape[1] + z.shape[1]) * x.shape[2] * x.shape[3], x)
     return ZCAT(x, z, act, float(slope), out_dtype, fmt == CL)
 
 
@@ -692,10 +701,7 @@ def z_concat_conv_triton(x, z, weight, bias, stride=2, padding=1, act="leaky_rel
     dtype = _compute_dtype(x)
     if dtype is None:
         if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
-            raise TypeError(f"z_concat_conv: x {tuple(x.shape)} is {x.dtype} but weight {tuple(weight.shape)} "
+            raise TypeError(f"z_concat_conv: x {tuple(shape_of(x))} is {x.dtype} but weight {tuple(shape_of(weight))} "
                             f"is {weight.dtype}{'' if bias is None else f' and bias {bias.dtype}'}")
         dtype = x.dtype
-    H, W = x.shape[2:]
-    out_hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), padding, weight.shape[2:], stride)]
-    fits_int32("z_concat_conv", max((x.shape[1] + z.shape[1]) * H * W, weight.shape[0] * out_hw[0] * out_hw[1]), x)
     return ZCONV(x, z, weight, bias, list(stride), list(padding), act, float(slope), dtype)

@@ -247,7 +247,7 @@ def test_inductor_compiles_the_bilinear_upconv_of_a_plane_one_pixel_wide(hw):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, CL], ids=["nchw", "cl"])
 @pytest.mark.parametrize("mode,affine", [("concat_free", False), ("fused_concat", True)])
 def test_layers_trace_with_the_kernels(mode, affine, fmt):
@@ -255,7 +255,8 @@ def test_layers_trace_with_the_kernels(mode, affine, fmt):
     it recorded the launches with every size read as a traced tensor, which a launch took for a
     pointer (an interpreter error; on a GPU, a compile error). Under tracing the ops go through their
     custom ops, which the trace keeps as nodes: run at another batch and size, and saved and loaded,
-    it gives the outputs and gradients of the same network with impl='ref'."""
+    it gives the outputs and gradients of the same network with impl='ref'. Without a TracerWarning
+    (pytest.ini makes it an error), which the layers' checks of sizes gave at 15 lines."""
     import io
     net = ZNet(mode, affine).to(memory_format=fmt)
     ref = ZNet(mode, affine, impl="ref")
@@ -284,6 +285,62 @@ def test_layers_trace_with_the_kernels(mode, affine, fmt):
     assert grads.keys() == ref_grads.keys()
     for k, g in ref_grads.items():
         _close(grads[k], g, 1e-5, f"grad {k}")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("mode,affine", [("concat_free", False), ("fused_concat", True)])
+def test_the_reference_layers_trace_at_other_sizes_without_warnings(mode, affine):
+    # impl='ref' traces torch's own ops; the layers' checks and layout choices around them read sizes,
+    # traced tensors there: a TracerWarning at 14 lines of this network's layers, and at one of AvgPool2d's.
+    net = ZNet(mode, affine, impl="ref")
+    pool = AvgPool2d(3, 2, 1, impl="ref")
+    traced = torch.jit.trace(net, (torch.randn(2, 3, 6, 5), torch.randn(2, 3)))
+    traced_pool = torch.jit.trace(pool, torch.randn(2, 3, 8, 8))
+    x, z = torch.randn(3, 3, 8, 7), torch.randn(3, 3)
+    for got, want in zip(traced(x, z), net(x, z)):
+        _close(got, want, 1e-5, "traced reference")
+    _close(traced_pool(x), torch.nn.functional.avg_pool2d(x, 3, 2, 1), 1e-6, "traced AvgPool2d")
+
+
+def _wrong_input(case):
+    """(layer, its example, an input its eager forward refuses, the words of that refusal, the words of the traced
+    graph's). Before the custom ops checked, the graph ran the kernels on it, reading out of bounds, and returned
+    for all but concat_free's z batch (an unrelated reshape error there): z of another batch (fused_concat),
+    z one wider, the weight's 3 channels read for 4, an empty 2 x 2 pool."""
+    x, z = torch.randn(2, 3, 6, 5), torch.randn(2, 3)
+    z_batch = "z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x (3, 4, 6, 5) and z (2, 3)"
+    norm_weight = "weight must have shape (4,) to match x's channels, got (3,)"
+    small = "input of 2 x 2 is too small for kernel_size (3, 3) with padding (0, 0)"
+    return {
+        "concat_free-z-batch": (ZNet("concat_free", False), (x, z), (torch.randn(3, 3, 6, 5), z), z_batch, z_batch),
+        "fused_concat-z-batch": (ZNet("fused_concat", True), (x, z), (torch.randn(3, 3, 6, 5), z), z_batch, z_batch),
+        # (the layers' own checks of in_channels, nz and num_features are Python: the ops' checks stand in)
+        "concat_free-z-width": (ZNet("concat_free", False), (x, z), (x, torch.randn(2, 4)),
+                                "expected z of shape (N, 3) or (N, 3, 1, 1), got (2, 4)",
+                                "weight (5, 7, 4, 4) must be out x (in + nz) x kh x kw for x (2, 4, 6, 5) "
+                                "and z (2, 4)"),
+        "norm-channels": (InstanceNormAct2d(3, affine=True, impl="triton"), (torch.randn(2, 3, 4, 5),),
+                          (torch.randn(2, 4, 4, 5),), "expected 3 channels, got input of shape (2, 4, 4, 5)",
+                          norm_weight),
+        "pool-too-small": (AvgPool2d(3, 1, impl="triton"), (torch.randn(2, 3, 8, 7),), (torch.randn(2, 3, 2, 2),),
+                           small, small),
+    }[case]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("case", ["concat_free-z-batch", "fused_concat-z-batch", "concat_free-z-width",
+                                  "norm-channels", "pool-too-small"])
+def test_a_traced_graph_refuses_an_input_that_eager_code_refuses(case):
+    """A trace keeps the ops' custom ops and none of the Python around them: the custom ops repeat the
+    checks of sizes on every run, and the TorchScript interpreter passes their ValueError on (in a
+    RuntimeError that quotes it)."""
+    import re
+    net, example, wrong, eager_words, traced_words = _wrong_input(case)
+    traced = torch.jit.trace(net, example)
+    with pytest.raises(ValueError, match=re.escape(eager_words)):
+        net(*wrong)
+    with pytest.raises(RuntimeError, match=re.escape("ValueError: ") + ".*" + re.escape(traced_words)):
+        traced(*wrong)
 
 
 # torch.library.opcheck: schema, fake (meta) implementation, autograd registration and
@@ -416,7 +473,7 @@ print(sorted(names), float((got - want).abs().max()))
 """
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_a_saved_trace_with_the_kernels_loads_in_a_new_process_once_their_ops_are_registered(tmp_path):
     # The docs said importing bicyclegan.kernels was enough: its custom ops are registered by their first Triton
     # call, so a new process could not load the trace ("Unknown builtin op: bicyclegan::instance_norm_act").

@@ -1223,10 +1223,8 @@ def test_running_stats_at_batch_one_with_a_channels_last_gradient(affine):
             torch.testing.assert_close(g, e, msg=lambda m, n=name: f"training={training} {n}: {m}")
 
 
-# The layer's checks of its input's shape (its batch, a 1x1 image, an empty one, the weight's size, its strides) are
-# Python bools as the trace runs: torch warns that the trace keeps the branch taken. Harmless here, the trace run only
-# at inputs that take the same branches, but for the batch, whose test the layer skips under tracing (what is tested).
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+# Without a TracerWarning (pytest.ini: an error): the layer's checks of its input's shape (a 1x1 image, an empty one,
+# the weight's size, its strides) read the example's sizes as ints (_impl.shape_of), and the batch's test is skipped.
 def test_reference_traced_at_batch_one_runs_at_other_batches():
     """The reference's batch-1 path (batch_norm over the one sample) is eager only: a model traced
     (torch.jit.trace) at batch 1 and run at batch 3 must still normalise each sample alone, not the

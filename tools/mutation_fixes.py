@@ -1567,7 +1567,7 @@ MUTANTS = [
     ('SQ42', M, '        if not self.training:  # (a model.eval() for a preview',
      '        if False:  # (a model.eval() for a preview', TRAIN_MODE),
     ('SQ43', "kernels/norm_act.py",
-     'if (self.training or not self.track_running_stats) and x.shape[-1] * x.shape[-2] == 1:', 'if False:', ONE_VALUE),
+     'if (self.training or not self.track_running_stats) and shape[-1] * shape[-2] == 1:', 'if False:', ONE_VALUE),
     ('SQ44', EX, 'named = f"suffix {suffix!r}" if suffix else "no suffix"', 'named = f"suffix {suffix or \'none\'!r}"',
      NO_SUFFIX),
     ('SQ45', "kernels/_impl.py", 'return (kind == "cuda" or interpreting()) and triton_available()',
