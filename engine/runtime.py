@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from bicyclegan.pipelines import DatasetError, make_demo_dataset, make_loader
 from bicyclegan.pipelines.atomic import stale_temps, usual_folder_mode, writer_tag
 from bicyclegan.pipelines.demo import DATA_VERSION
 from bicyclegan.pipelines.errors import alike, plural
-from bicyclegan.pipelines.files import find_layout
+from bicyclegan.pipelines.files import _SPLITS, ALIKE, find_layout, first_image_size
 from bicyclegan.pipelines.loader import dali_available
 
 from .config import DataConfig, ModelConfig, TrainConfig, check_named, refuse_unused_sizes, split_fields
@@ -661,7 +662,8 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     """(root, phase, layout, data) of what an inference command reads: the folder given, else the
     training data; the split given, else default_phase; the layout given, else detected, where a
     folder without the split's folder and without A/ is a plain folder of inputs (layout "single",
-    as the reference's --dataset_mode single): never halves of single images taken for A|B pairs;
+    as the reference's --dataset_mode single): never halves of single images taken for A|B pairs, and
+    a warning where its images look like the model's A|B pairs (_pairs_read_as_inputs);
     the model's DataConfig, with skip_bad when given (else as the run had it). num: the command reads
     only the first num inputs, so only they are checked (a split of 20,000 files was checked whole,
     and one bad file anywhere stopped a one-image call); with skip_bad every file is, so that num
@@ -675,6 +677,8 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
         layout = "single"
+        if why := _pairs_read_as_inputs(cfg, root):
+            _warn_once(why)
     # The training's --max_dataset_size is the training set's: an evaluation of a run trained on its first 48
     # images read 48 of the test split, whatever --num, unsaid (the reference's test.py takes its own, unlimited)
     data = dataclasses.replace(cfg.data, max_dataset_size=None)
@@ -682,6 +686,51 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     if data.backend == "dali" and not dali_available():  # a model trained where DALI was
         data = dataclasses.replace(data, backend="auto")
     return root, phase, layout, first_only(data, num)
+
+
+def _pairs_read_as_inputs(cfg: TrainConfig, root: Path) -> str | None:
+    """What to say where a folder detected as plain inputs looks like a split of A|B files (--dataroot data/val
+    for --dataroot data --phase val: each whole pair was G's input, B in it, and evaluate measured no B), for a
+    model that learnt from such files: its first image is twice the model's aspect wide (a square model's W = 2H),
+    or the folder is a split beside the model's own train/. A warning, not a refusal: wide photos are inputs too."""
+    if not _trained_on_aligned(cfg):
+        return None
+    first = first_image_size(root)
+    (h, w), folder = cfg.model.size, root.resolve()
+    # (1 % off: the reference's datasets are exactly 2:1, 512 x 256, maps 1200 x 600)
+    wide = first is not None and abs(first[1][0] * h - 2 * w * first[1][1]) <= 0.01 * 2 * w * first[1][1]
+    name, parent = folder.name, folder.parent
+    split = name in _SPLITS and any((parent / s).is_dir() for s in _SPLITS if s != name)
+    own = split and cfg.data.dataroot is not None and Path(cfg.data.dataroot).resolve() == parent
+    if not (wide or own):
+        return None
+    seen = (f"its first image, {first[0]}, is {first[1][0]} x {first[1][1]}, as an A|B pair of this model's "
+            f"{w} x {h} inputs" if wide else f"it is a split of {parent}, the model's training data")
+    given = root.parent if root.name == name else parent  # (as typed, but for --dataroot . and the like)
+    ways = (f"--dataroot {shlex.quote(str(given))} --phase {shlex.quote(name)} to read the split, or "
+            if split else "") + "--layout aligned to read A|B files"
+    return (f"{root} is read as a plain folder of inputs, each whole image an input, but {seen}: for pairs give "
+            f"{ways}; --layout single reads it as inputs without this warning")
+
+
+def _trained_on_aligned(cfg: TrainConfig) -> bool:
+    """Whether the model learnt from aligned A|B files as far as its config tells (the layout is not stored):
+    the demo data and the reference's weights (dataroot None: the reference trains on aligned files alone) did; a
+    folder that is here, by its train/'s layout; one not here (another machine's) is taken for aligned, the
+    reference's datasets' layout."""
+    if cfg.data.dataroot is None:
+        return True
+    try:
+        return find_layout(cfg.data.dataroot, "train")[0] == "aligned"
+    except (DatasetError, OSError):
+        return True
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    # Once a process (sweep and compare read the folder once for each model), and under torchrun by local rank 0
+    # alone (ALIKE: every process reads the same folder)
+    _DATA_LOG.warning("%s", message, extra=ALIKE)
 
 
 def with_data_settings(cfg: TrainConfig, *, direction: str | None = None, load_size: int | None = None,

@@ -499,6 +499,26 @@ def _size(data, path):
         return img.size
 
 
+def first_image_size(folder):
+    """(name, (W, H)) of the first image file directly in folder by name, its size from the header as the checks
+    read it (_size: a JPEG's first 64 KiB, PIL's lazy open past them), or None where there is none or it cannot be
+    read: for a hint that needs one file's size, not its checks."""
+    name = min(_images_in(Path(folder)), default=None)
+    if name is None:
+        return None
+    path = os.path.join(folder, name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 16)
+        try:
+            return name, tuple(_size(data, path))
+        except ValueError:  # (a JPEG whose header lies past the bytes read: EXIF with a large thumbnail)
+            with Image.open(path) as img:
+                return name, img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def _over_limit(w, h, max_pixels):
     if w * h > max_pixels:
         # Said for both callers: the command line's user read only make_loader's argument, not train's option.

@@ -6,9 +6,11 @@ resume leaves behind, image sizes the U-Net cannot take, non-square crops, a cha
 folder another training is writing, a run's checkpoint continued elsewhere, a finished run resumed; a
 new run from any checkpoint's weights (--init_from); a plain folder's results beside the splits', the
 epoch the progress line names, --no-progress, and a text file or a dataset given as the model."""
+import dataclasses
 import html
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,7 +39,7 @@ from bicyclegan.engine.checkpoint import write_state
 from bicyclegan.engine.cli import main
 from bicyclegan.engine.config import ModelConfig
 from bicyclegan.engine.export import export_generator
-from bicyclegan.engine.runtime import inference_data, results_dir
+from bicyclegan.engine.runtime import _warn_once, inference_data, results_dir
 from bicyclegan.engine.trainer import Trainer, check_start
 from bicyclegan.pipelines import DatasetError, make_demo_dataset
 
@@ -194,6 +196,43 @@ def test_serve_offers_a_plain_folder_without_ground_truth(run, plain):
     from bicyclegan.engine.serve import Explorer
     explorer = Explorer(run / "checkpoints" / "latest.pt", plain, num=3, device="cpu")
     assert len(explorer.items) == 3 and all(item.B is None for item in explorer.items.values())
+
+
+def test_a_split_given_as_the_folder_of_inputs_is_warned_of(run, data, plain, tmp_path, caplog):
+    # --dataroot data/val for --dataroot data --phase val was a plain folder of inputs, unsaid: G took each
+    # whole A|B file (B in it) and evaluate measured nothing against no B, exit 0. Said once, not refused
+    # (wide photos are inputs too); the demo's files are 64 x 32 pairs of the model's 32 x 32.
+    _warn_once.cache_clear()
+    root = tmp_path / "ds"
+    shutil.copytree(data / "test", root / "val")
+    (root / "train").mkdir()
+
+    def warned(*args, **kw):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+            inference_data(*args, **kw)
+        return [r.getMessage() for r in caplog.records if "plain folder of inputs" in r.getMessage()]
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        assert main(["sample", str(run), "--dataroot", str(root / "val"), "--out", str(tmp_path / "s"),
+                     "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 0
+    said = [r.getMessage() for r in caplog.records if "plain folder of inputs" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{root / 'val'} is read as a plain folder of inputs")
+    assert "is 64 x 32" in said[0] and f"--dataroot {root} --phase val" in said[0]
+    assert "--layout aligned" in said[0] and "--layout single" in said[0]
+    cfg = load_checkpoint(run / "checkpoints" / "latest.pt").cfg
+    wide = tmp_path / "wide"  # pairs outside a dataset's splits: only --layout aligned reads them as pairs
+    shutil.copytree(data / "test", wide)
+    _warn_once.cache_clear()
+    assert len(said := warned(cfg, wide)) == 1 and "--phase" not in said[0] and "--layout aligned" in said[0]
+    _warn_once.cache_clear()
+    assert warned(cfg, root / "val", layout="single") == []  # read so on purpose
+    assert warned(cfg, plain) == []  # square single images
+    assert warned(cfg, root, phase="val") == []  # the split read as one
+    # A model of 32 x 64 inputs: the 64 x 32 files are not its pairs, but a split of its own dataset still is one
+    cfg.model = dataclasses.replace(cfg.model, crop_width=64)
+    assert warned(cfg, root / "val") == []
+    said = warned(cfg, data / "test")
+    assert len(said) == 1 and f"it is a split of {data.resolve()}, the model's training data" in said[0]
 
 
 def test_results_of_two_models_never_share_a_folder(tmp_path):
