@@ -663,7 +663,8 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
     training data; the split given, else default_phase; the layout given, else detected, where a
     folder without the split's folder and without A/ is a plain folder of inputs (layout "single",
     as the reference's --dataset_mode single): never halves of single images taken for A|B pairs, and
-    a warning where its images look like the model's A|B pairs (_pairs_read_as_inputs);
+    a warning where its images look like the model's A|B pairs (_pairs_read_as_inputs); but for the
+    model's own training folder, read as pairs as the training read it;
     the model's DataConfig, with skip_bad when given (else as the run had it). num: the command reads
     only the first num inputs, so only they are checked (a split of 20,000 files was checked whole,
     and one bad file anywhere stopped a one-image call); with skip_bad every file is, so that num
@@ -676,9 +677,14 @@ def inference_data(cfg: TrainConfig, dataroot=None, phase: str | None = None, la
                           f"give the folder to read as dataroot (--dataroot)")
     phase = phase or default_phase(root)
     if layout is None and not (root / phase).is_dir() and not (root / "A").is_dir():
-        layout = "single"
-        if why := _pairs_read_as_inputs(cfg, root):
-            _warn_once(why)
+        if cfg.data.dataroot is not None and Path(cfg.data.dataroot).resolve() == root.resolve():
+            # The model's own training folder of A|B files directly in it (train reads no other flat folder): read
+            # as the training read it; as a plain folder, `sample RUN` fed G each whole pair, B in it.
+            layout = "aligned"
+        else:
+            layout = "single"
+            if why := _pairs_read_as_inputs(cfg, root):
+                _warn_once(why)
     # The training's --max_dataset_size is the training set's: an evaluation of a run trained on its first 48
     # images read 48 of the test split, whatever --num, unsaid (the reference's test.py takes its own, unlimited)
     data = dataclasses.replace(cfg.data, max_dataset_size=None)

@@ -235,6 +235,32 @@ def test_a_split_given_as_the_folder_of_inputs_is_warned_of(run, data, plain, tm
     assert len(said) == 1 and f"it is a split of {data.resolve()}, the model's training data" in said[0]
 
 
+def test_a_model_trained_on_a_flat_folder_of_pairs_samples_its_pairs(data, tmp_path, caplog):
+    # A run trained on a folder of A|B files directly in it (no splits), sampled without --dataroot: its own
+    # folder, found without a split or A/, was read as a plain folder of inputs, G fed each whole pair (B in it).
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "train", flat)
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(run, flat, max_steps=1, save_every=1, sample_every=100), progress=False).train()
+    cfg = load_checkpoint(run / "checkpoints" / "latest.pt").cfg
+    _warn_once.cache_clear()
+    assert inference_data(cfg)[2] == "aligned"
+    assert inference_data(cfg, flat.parent / "flat")[2] == "aligned"  # the same folder, given
+    assert inference_data(cfg, flat, layout="single")[2] == "single"  # (as forced)
+    out = tmp_path / "s"
+    with caplog.at_level(logging.WARNING, logger="bicyclegan.pipelines"):
+        assert main(["sample", str(run), "--out", str(out), "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 0
+    assert not [r for r in caplog.records if "plain folder of inputs" in r.getMessage()]
+    # the pair's halves: its input is A alone (32 x 32, not the 64 x 32 file squeezed), its ground truth is there
+    files = sorted(p.name for p in (out / "images").iterdir())
+    truth = [f for f in files if "ground" in f]
+    assert len(truth) == 1, files
+    name = sorted(p.name for p in flat.iterdir())[0]
+    pair = np.asarray(Image.open(flat / name).convert("RGB"))
+    got = np.asarray(Image.open(out / "images" / truth[0]).convert("RGB"))
+    assert got.shape == (32, 32, 3) and np.abs(got.astype(int) - pair[:, 32:].astype(int)).max() <= 2
+
+
 def test_results_of_two_models_never_share_a_folder(tmp_path):
     assert results_dir(tmp_path / "pretrained" / "shoes.pt", "val") == results_dir("x/shoes.pt", "val")
     assert results_dir("pretrained/shoes.pt", "val") != results_dir("pretrained/bags.pt", "val")
