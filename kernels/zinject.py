@@ -25,42 +25,52 @@ def as_codes(z):
     return z
 
 
-def _check(x, z):
-    """z as N x nz (as_codes), after the checks of x and z, which name the shapes as given."""
+def _check(who, x, z):
+    """z as N x nz (as_codes), after the checks of x and z, which name the shapes as given and `who`, the
+    function called."""
     given, z = z, as_codes(z)
-    _check_shapes(x, z, given)
+    _check_shapes(who, x, z, given)
     if z.device != x.device:
-        raise ValueError(f"z injection: z is on {z.device} but x on {x.device} "
+        raise ValueError(f"{who}: z is on {z.device} but x on {x.device} "
                          f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     # Under autocast mixed float dtypes are normal (x from a bf16 layer, z fp32), as for torch.cat.
     same = z.dtype == x.dtype or (z.is_floating_point() and x.is_floating_point()
                                   and torch.is_autocast_enabled(x.device.type))
     if not same:
-        raise TypeError(f"z injection: z dtype {z.dtype} differs from x dtype {x.dtype} "
+        raise TypeError(f"{who}: z dtype {z.dtype} differs from x dtype {x.dtype} "
                         f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     if not x.is_floating_point():
-        raise TypeError(f"z injection: x and z must be floating point, got {x.dtype} "
+        raise TypeError(f"{who}: x and z must be floating point, got {x.dtype} "
                         f"(x {tuple(shape_of(x))}, z {tuple(shape_of(given))})")
     return z
 
 
-def _check_shapes(x, z, given=None):
+def _check_shapes(who, x, z, given=None):
     """_check's of x's and z's shapes (z as N x nz, `given` as the caller gave it), which the ops repeat (see
     TwoFacedOp's check; not the dtypes: the ops run where autocast is off, on what it cast)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"z injection: x must be a 4-D N x C x H x W tensor, got "
+        raise ValueError(f"{who}: x must be a 4-D N x C x H x W tensor, got "
                          f"{tuple(shape_of(x)) if isinstance(x, torch.Tensor) else type(x).__name__}")
     xs = shape_of(x)
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or shape_of(z)[0] != xs[0]:
         given = z if given is None else given
         got = tuple(shape_of(given)) if isinstance(given, torch.Tensor) else type(given).__name__
-        raise ValueError(f"z injection: z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x "
+        raise ValueError(f"{who}: z must be N x nz (or N x nz x 1 x 1) with the batch of x; got x "
                          f"{tuple(xs)} and z {got}")
 
 
 def tile_z(z, like):
-    """z (N, nz, or N x nz x 1 x 1) as an N x nz x H x W view that matches `like` in H and W (no copy)."""
-    return as_codes(z)[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
+    """z (N, nz, or N x nz x 1 x 1) as an N x nz x H x W view that matches `like` in H and W (no copy).
+    like's batch and channels are not read (tune.py tiles over an empty 0 x 0 x H x W)."""
+    # Public: a 1-D z or a 3-D like failed in indexing (IndexError) without a word of which argument.
+    codes = as_codes(z)
+    if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
+        got = tuple(shape_of(z)) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"tile_z: z must be N x nz (or N x nz x 1 x 1), got {got}")
+    if not isinstance(like, torch.Tensor) or like.dim() != 4:
+        got = tuple(shape_of(like)) if isinstance(like, torch.Tensor) else type(like).__name__
+        raise ValueError(f"tile_z: like must be a 4-D N x C x H x W tensor (z is tiled over its H x W), got {got}")
+    return codes[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
 def concat_format(x, weight):
@@ -81,7 +91,7 @@ def z_concat_act_ref(x, z, act="leaky_relu", slope=0.2):
 def z_concat_act(x, z, act="leaky_relu", slope=0.2, impl="auto"):
     """act(cat(x, z tiled over x's H x W)) along channels (Triton: one pass). NCHW whatever x's layout,
     as torch.cat gives it (see concat_format). z: N x nz, or N x nz x 1 x 1."""
-    z = _check(x, z)
+    z = _check("z_concat_act", x, z)
     check_act("z_concat_act", act, slope)
     if resolve_impl(impl, x, "z_concat_act") == "triton":
         from .zinject_triton import z_concat_act_triton
@@ -200,7 +210,7 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     concatenation-free path keeps x itself for backward (the reference keeps the concatenation), so
     modifying x in place before backward raises autograd's in-place error. z: N x nz, or N x nz x 1 x 1.
     """
-    z = _check(x, z)
+    z = _check("z_concat_conv", x, z)
     check_act("z_concat_conv", act, slope)
     if mode not in MODES:
         raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")

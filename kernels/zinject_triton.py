@@ -560,7 +560,7 @@ def _zcat_vmap(info, in_dims, inputs, apply):
 
 ZCAT = TwoFacedOp("bicyclegan::z_concat_act", _zcat_fwd_impl, _zcat_bwd_impl, _zcat_save, _zcat_fwd_fake,
                   _zcat_bwd_fake, differentiable=("x", "z"), recompute=_zcat_recompute, vmap=_zcat_vmap,
-                  check=lambda x, z, *_: _check_shapes(x, z))
+                  check=lambda x, z, *_: _check_shapes("z_concat_act", x, z))
 
 
 def _x_weight(weight, C, dtype):
@@ -652,7 +652,7 @@ def _zconv_vmap(info, in_dims, inputs, apply):
 
 
 def _zconv_check(x, z, weight, bias, *_):
-    _check_shapes(x, z)
+    _check_shapes("z_concat_conv", x, z)
     _check_weight(x, z, weight, bias, 1)
 
 

@@ -16,6 +16,7 @@ from bicyclegan.kernels import (
     InstanceNormAct2d,
     ZConcatConv2d,
     _triton_common,
+    tile_z,
     z_concat_act,
     z_concat_act_ref,
     z_concat_conv,
@@ -412,6 +413,37 @@ def test_bad_arguments():
             z_concat_act([1.0], z, impl=impl)
     with pytest.raises(TypeError, match="ZConcatConv2d: slope"):
         ZConcatConv2d(3, 2, 4, slope="0.2")
+
+
+def test_tile_z_names_a_bad_z_or_like():
+    """tile_z, public, checked nothing: a 1-D z or a 3-D like failed in indexing (IndexError)."""
+    z, like = torch.randn(2, 3), torch.randn(2, 4, 5, 6)
+    assert tile_z(z[:, :, None, None], like).shape == (2, 3, 5, 6)
+    with pytest.raises(ValueError, match=re.escape("tile_z: z must be N x nz (or N x nz x 1 x 1), got (3,)")):
+        tile_z(torch.randn(3), like)
+    with pytest.raises(ValueError, match=re.escape("tile_z: z must be N x nz (or N x nz x 1 x 1), got (2, 3, 2, 1)")):
+        tile_z(torch.randn(2, 3, 2, 1), like)
+    with pytest.raises(ValueError, match=re.escape("tile_z: like must be a 4-D N x C x H x W tensor (z is tiled "
+                                                   "over its H x W), got (4, 5, 6)")):
+        tile_z(z, like[0])
+    with pytest.raises(ValueError, match="tile_z: like must be a 4-D .*, got list"):
+        tile_z(z, [5, 6])
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_z_checks_name_the_function_called(impl):
+    """The shared checks of x and z began "z injection:", where every other message names the function."""
+    x, z = _inputs(2, 3, 4, 4, 2, torch.float32)
+    w = torch.randn(4, 5, 3, 3)
+    bad = {"x must be a 4-D": (x[0], z),
+           "z must be N x nz .* with the batch of x": (x, z[:1]), "z is on meta": (x, z.to("meta")),
+           "z dtype torch.float64 differs": (x, z.double()),
+           "x and z must be floating point": (x.long(), z.long())}
+    for words, (xb, zb) in bad.items():
+        for who, call in (("z_concat_act", lambda: z_concat_act(xb, zb, impl=impl)),
+                          ("z_concat_conv", lambda: z_concat_conv(xb, zb, w, impl=impl))):
+            with pytest.raises((ValueError, TypeError), match=f"^{who}: {words}"):
+                call()
 
 
 def test_bias_shape_dtype_and_device_checked():
