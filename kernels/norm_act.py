@@ -62,6 +62,15 @@ def _check(x, act, slope, eps, weight, bias):
             raise TypeError(f"instance_norm_act: {name} must be a floating-point tensor, got {t.dtype}")
         if t.device != x.device:
             raise ValueError(f"instance_norm_act: {name} is on {t.device} but x is on {x.device}")
+    # torch's norms' rule (CPU and CUDA, torch 2.13): the parameters in x's dtype, or in float32 beside a bf16 or
+    # fp16 x (autocast's mix). The kernels read any dtype, so impl='auto' ran a float32 x with a bf16 weight on
+    # CUDA and refused it on the CPU ("mixed dtype (CPU)"), and a bf16 x with a float64 one the other way round.
+    given = {name: t.dtype for name, t in (("weight", weight), ("bias", bias)) if t is not None}
+    half = x.dtype in (torch.bfloat16, torch.float16)
+    if len(set(given.values())) > 1 or set(given.values()) - {x.dtype, torch.float32 if half else x.dtype}:
+        got = ", ".join(f"{name} {dtype}" for name, dtype in given.items())
+        raise TypeError(f"instance_norm_act: weight and bias must be of x's dtype {x.dtype}"
+                        f"{' (or both float32)' if half else ''}, got {got}")
 
 
 def _empty_norm(x, weight, bias):

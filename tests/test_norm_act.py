@@ -1287,3 +1287,33 @@ def test_empty_input_as_instancenorm2d(shape, impl):
                     assert len(params) == len(want), what
                     for p, w in zip(params, want):
                         assert p.grad is not None and torch.equal(p.grad, w), what
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_affine_parameters_of_another_dtype_than_x_as_torch_takes_them(impl):
+    """torch's norm takes weight and bias in x's dtype, or float32 beside a bf16 or fp16 x (autocast's mix), and
+    refuses the rest (CPU: 'mixed dtype (CPU)'; CUDA's kernels read the parameters in x's accumulation type).
+    The kernels read any dtype: impl='auto' took a float32 x with a bf16 weight on CUDA and refused it on the
+    CPU. Which mixes torch takes is asked of torch here."""
+    x = torch.randn(2, 3, 4, 5)
+    combos = [(xd, wd, wd) for xd in (torch.float32, torch.bfloat16)
+              for wd in (torch.float32, torch.bfloat16, torch.float16, torch.float64)]
+    combos += [(torch.bfloat16, torch.float32, torch.bfloat16), (torch.float32, torch.float32, torch.float64)]
+    for xd, wd, bd in combos:
+        xc, w, b = x.to(xd), torch.randn(3).to(wd), torch.randn(3).to(bd)
+        try:
+            want = nn.functional.instance_norm(xc, weight=w, bias=b)
+        except RuntimeError:
+            want = None
+        for weight, bias in ((w, b), (w, None), (None, b)):
+            if want is None and (weight is None or bias is None) and wd != bd:
+                continue  # (one of a refused pair alone may be of a dtype torch takes)
+            what = f"x {xd}, weight {None if weight is None else wd}, bias {None if bias is None else bd}"
+            if want is None:
+                with pytest.raises(TypeError, match="instance_norm_act: weight and bias must be of x's dtype"):
+                    instance_norm_act(xc, "none", weight=weight, bias=bias, impl=impl)
+            else:
+                y = instance_norm_act(xc, "none", weight=weight, bias=bias, impl=impl)
+                assert y.dtype == xd, what
+                if weight is not None and bias is not None:
+                    _close(y, want, xd, what)
