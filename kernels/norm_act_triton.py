@@ -513,6 +513,13 @@ def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[to
     """(y, mean, rstd), the statistics per (n, c) in fp32. keep_x: save x for backward even where y
     would do (see _save)."""
     x, fmt, strides = _layout(x)
+    if not x.numel():
+        # Eager code runs the reference on an empty x (instance_norm_act); a traced graph keeps this op for
+        # any x: an empty plane divided by zero in the launch (H * W = 0). Nothing to compute: y empty, with
+        # _fwd_fake's strides (NCHW's for an empty x; eager code's y has x's). The statistics, which backward
+        # does not read here, zeros (not left unwritten: the op's outputs are the same on every run).
+        stats = torch.zeros(x.shape[:2], dtype=torch.float32, device=x.device)
+        return _empty_as(x), stats, stats.clone()
     variant = _configs.norm_variant("norm_act.fwd", act, False, weight is not None, bias is not None)
     cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd", variant)
     return _forward(x, weight, bias, act, slope, eps, strides, cfg)
@@ -559,6 +566,10 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
               need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias); dweight/dbias empty where not asked for (or absent)."""
     saved, fmt, strides = _layout(saved)
+    if not saved.numel():  # (see _fwd_impl) dx empty; dweight and dbias sums over no element, zero
+        def zero(t, need):
+            return torch.zeros_like(t) if need and t is not None else dy.new_empty(0)
+        return _empty_as(saved), zero(weight, need_weight), zero(bias, need_bias)
     variant = _configs.norm_variant("norm_act.bwd", act, from_y, weight is not None, bias is not None)
     cfg = _config(saved, fmt == torch.channels_last, block_hw, split, "norm_act.bwd", variant)
     dy, dy_strides = _grad_layout(dy, fmt, strides)

@@ -359,6 +359,9 @@ def _opcheck_cases():
     yield "norm_act_split", norm.forward_op, (x, None, torch.randn(4), "none", 0.2, 1e-5, 8, 2, False)
     yield "norm_act_keep_x", norm.forward_op, (x, None, None, "leaky_relu", 0.2, 1e-5, 0, 0, True)
     yield "norm_act_elu", norm.forward_op, (xcl, None, None, "elu", 0.0, 1e-5, 0, 0, False)
+    # an empty plane, which only a traced graph hands the op (eager code runs the reference): no launch
+    yield "norm_act_empty_plane_cl", norm.forward_op, (xcl[:, :, :0], torch.rand(4), torch.randn(4), "relu", 0.0,
+                                                       1e-5, 0, 0, False)
     yield "z_concat_act", zcat.forward_op, (xcl, z, "leaky_relu", 0.2, torch.float32, True)
     # torch.cat's format, NCHW, from a channels_last x (the public op's)
     yield "z_concat_act_nchw_of_cl", zcat.forward_op, (xcl, z, "relu", 0.0, torch.float32, False)
@@ -371,6 +374,9 @@ def _opcheck_cases():
     stats = torch.randn(2, 4).abs() + 0.5
     yield "norm_act_backward", norm.backward_op, (torch.randn(2, 4, 5, 3), x, torch.rand(4), None, stats,
                                                   stats, "relu", 0.0, False, 0, 0, True, True, False)
+    yield "norm_act_empty_plane_backward", norm.backward_op, (torch.randn(2, 4, 0, 3), x[:, :, :0], torch.rand(4),
+                                                              torch.rand(4), stats, stats, "relu", 0.0, False, 0,
+                                                              0, True, True, True)
     yield "z_concat_act_backward", zcat.backward_op, (torch.randn(2, 7, 5, 3), x, z, "relu", 0.0, True, True)
     yield "avg_pool2d_backward", pool.backward_op, (torch.randn(2, 4, 3, 2), x.new_empty(0), [2, 4, 5, 3],
                                                     [3, 3, 2, 2, 1, 1], False, 0, False, True)

@@ -1289,6 +1289,26 @@ def test_empty_input_as_instancenorm2d(shape, impl):
                         assert p.grad is not None and torch.equal(p.grad, w), what
 
 
+@pytest.mark.parametrize("impl", ["triton", "auto"])
+def test_a_traced_graph_given_an_empty_x_returns_what_eager_code_does(impl):
+    """A graph traced (torch.jit.trace) on a non-empty x keeps the op, which eager code never calls on an empty
+    x (it runs the reference): given an empty plane the op divided by zero in its launch (ZeroDivisionError)."""
+    module = InstanceNormAct2d(3, affine=True, impl=impl)
+    traced = torch.jit.trace(module, torch.randn(2, 3, 4, 5))
+    for shape in ((2, 3, 0, 5), (0, 3, 4, 5), (2, 3, 4, 0)):
+        for fmt in (NCHW, CL):
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+            module.zero_grad()
+            y = traced(x)
+            # (its strides the op's for any empty x, NCHW's, as its fake face gives them; eager code's y, x's)
+            assert y.shape == shape and y.dtype == x.dtype, (shape, fmt)
+            y.backward(torch.ones_like(y))
+            assert x.grad.shape == shape, (shape, fmt)
+            # sums over no element, as nn.InstanceNorm2d gives an empty plane's
+            for p in module.parameters():
+                assert torch.equal(p.grad, torch.zeros(3)), (shape, fmt)
+
+
 @pytest.mark.parametrize("impl", ["triton", "ref"])
 def test_affine_parameters_of_another_dtype_than_x_as_torch_takes_them(impl):
     """torch's norm takes weight and bias in x's dtype, or float32 beside a bf16 or fp16 x (autocast's mix), and
