@@ -737,11 +737,16 @@ def blank_notes(rows: list[dict], keys: list[str], name, column=str) -> list[str
 def row_measures(rows: list[dict], identity, *, undefined: bool = False) -> list[str]:
     """The measures rows of evaluations hold (numbers, not the `identity` columns nor settings), in the
     order they first appear; undefined: also a measure no row has a value of (a diversity of one output per
-    input, a FID not finite: null), whose column then says '-' rather than going missing (a table's columns,
-    blanks says why; a chart has nothing to draw)."""
+    input, a FID not finite: null), and an encoded measure asked for that no row has (no B images), whose column
+    then says '-' rather than going missing (a table's columns, blanks says why; a chart has nothing to draw)."""
     skip = {*identity, *EVAL_SETTINGS}
-    return list(dict.fromkeys(k for r in rows if "error" not in r for k, v in r.items()
-                              if k not in skip and (_number(v) or (undefined and v is None))))
+    keys = dict.fromkeys(k for r in rows if "error" not in r for k, v in r.items()
+                         if k not in skip and (_number(v) or (undefined and v is None)))
+    if undefined:  # an encoded measure no row has (no B images: none has an encoded output) went missing, unsaid
+        asked = {k for r in rows if "error" not in r and "encoded_missing" in r
+                 for k, metric in zip(ENCODED, ("l1", "palette")) if metric in (r.get("metrics") or ())}
+        keys.update(dict.fromkeys(k for k in ENCODED if k in asked and k not in keys))
+    return list(keys)
 
 
 def measure_cells(row: dict, keys: list[str], best: dict[str, dict]) -> str:

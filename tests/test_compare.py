@@ -248,6 +248,30 @@ def test_each_encoded_dash_says_its_rows_recorded_reason():
     assert all(notes[f"{n}.pt", "encoded_l1"].startswith(why) for n, why in want.items())
 
 
+def test_encoded_measures_no_model_has_keep_their_columns_and_say_why():
+    # Inputs without B images (a plain folder) give no model an encoded output: the encoded columns went missing
+    # from compare's and the sweep's tables and pages without a word, where evaluate's table says '-' and why.
+    said = {"dataroot": "/d", "phase": "val", "n_inputs": 5, "n_samples": 4, "seed": 0, "metrics": ["l1", "palette"]}
+    rows = [{"name": n, "checkpoint": f"{n}.pt", "variant": v, "step": 5, **said, "encoded_missing": why,
+             "diversity_l1": 0.5, "coverage": 0.5, "validity": 0.5}
+            for n, v, why in (("a", "bicycle", "no B images"), ("b", "pix2pix", "no encoder E"))]
+    dashes, notes = dashes_and_notes(format_compare(rows))
+    assert dashes == set(notes) == {(n, k) for n in "ab" for k in ("encoded_l1", "encoded_palette_match")}
+    assert notes["a", "encoded_l1"].startswith("no B images in the split (inputs alone)")
+    assert notes["b", "encoded_l1"].startswith("no encoder E")
+    page = html.unescape(render_compare(rows, None, 4, 6))
+    assert "encoded reconstruction L1, encoded keeps B's palette -: a: no B images in the split (inputs alone)" in page
+    sweep_rows = [{"checkpoint": r["checkpoint"], "epoch": 1, "step": 5,
+                   **{k: v for k, v in r.items() if k not in ("name", "checkpoint", "step")}} for r in rows]
+    dashes, notes = dashes_and_notes(format_sweep(sweep_rows), "checkpoint")
+    assert dashes == set(notes) == {(f"{n}.pt", k) for n in "ab" for k in ("encoded_l1", "encoded_palette_match")}
+    # the metrics not asked for add no column (l1 alone: no palette match)
+    rows = [{**r, "metrics": ["l1"]} for r in rows]
+    dashes, _ = dashes_and_notes(format_compare([{k: v for k, v in r.items() if k not in ("coverage", "validity")}
+                                                 for r in rows]))
+    assert dashes == {(n, "encoded_l1") for n in "ab"}
+
+
 def test_compare_json_records_the_data_folder_absolute(runs, data, tmp_path, monkeypatch):
     # --dataroot as typed (relative to the folder compare ran in) was what compare.json held: read from another
     # folder, a row's table said "the images of data" of a dataset with a val/ split
