@@ -313,6 +313,12 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         taken = {**protocol_options(cfg, root, phase, options), "n_samples": n_samples}
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
         name = results_name(root, phase)
+        if json_path and (hit := next((p for p, _, _ in found if (results_dir(p, name) / "eval.json").resolve()
+                                       == Path(json_path).resolve()), None)):
+            # (earlier results, replaceable: the sweep wrote that checkpoint's eval.json, then sweep.json over it)
+            raise OutputError(f"--json {json_path} (json_path in Python) is where this sweep writes {hit.name}'s "
+                              f"eval.json; give another file for sweep.json, e.g. "
+                              f"{results_dir(folder, f'{name}_sweep') / 'sweep.json'}")
         # (Each checkpoint's eval.json and the sweep's page are the run's: a run shared read-only is swept in a copy;
         # named whole: `evaluate . --epoch all` said "cp -r . ~/''")
         here = folder.resolve()

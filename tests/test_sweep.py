@@ -332,6 +332,21 @@ def test_a_json_that_is_a_checkpoint_is_refused_and_left_as_it_was(run, tmp_path
     assert ckpt.read_bytes() == before and not (run / "results").exists()
 
 
+def test_a_json_that_is_one_of_the_sweeps_own_eval_json_files_is_refused_before_any_work(run, tmp_path, capsys):
+    # `--epoch all --json RUN/results/val/eval.json` (latest.pt's, where `evaluate RUN` writes) passed as earlier
+    # results: the sweep wrote that checkpoint's eval.json, then sweep.json over it; its page's link and a later
+    # --reuse then read the sweep's rows as that checkpoint's results.
+    run = copy_run(run, tmp_path)
+    for mine in (run / "results" / "val" / "eval.json", run / "results" / "val_epoch_1" / "eval.json"):
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_text("")  # (empty: a file --json may replace, were it not the sweep's own)
+        assert main(["evaluate", str(run), "--epoch", "all", *OPTS, "--json", str(mine)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bicyclegan evaluate: OutputError: --json {mine} (json_path in Python) is ") and \
+            "eval.json" in err and "sweep.json" in err, err
+        assert mine.read_text() == "" and not (run / "results" / "val_sweep").exists()
+
+
 @pytest.mark.parametrize("epoch", [[], ["--epoch", "all"]])
 def test_a_json_that_is_another_file_is_refused_and_an_earlier_results_file_replaced(run, tmp_path, capsys, epoch):
     # `evaluate RUN --json RUN/config.json` wrote the results over the run's config (sample, evaluate and resume then
