@@ -491,7 +491,7 @@ class Evaluation:
                     if saver is not None:
                         saver.batch_done(batch is not None, read, fresh, got)
                     if r == 0 and keep is not None:  # what each rank took, for the count (rank 0's)
-                        kept = self._kept_counts(mine_kept, progress, keep)
+                        kept = self._kept_counts(mine_kept, keep)
                         shown = sum(kept)
                     if counted and (done := sum(min(k + (r + 1) * self.batch_size, n)
                                                 for k, n in zip(kept, sizes))) > shown:
@@ -526,14 +526,15 @@ class Evaluation:
         # (its error, e.g. FID's on degenerate features, is every rank's)
         return self.dist.main_says(lambda: self._result(shares, seed))
 
-    def _kept_counts(self, mine: int, progress: bool, keep) -> list[int]:
+    def _kept_counts(self, mine: int, keep) -> list[int]:
         """Each rank's inputs measured by an earlier call (run's keep: `mine` is this rank's), every rank's;
-        rank 0 says how many, where progress is counted."""
+        rank 0 says how many, whatever `progress` (a sweep's and compare's, run again after the stop's line
+        promised it, went on from them without a word)."""
         counts = [mine]
         if self.dist.grouped:
             counts = [None] * self.dist.world
             tdist.all_gather_object(counts, mine)
-        if progress and self.dist.main and (k := sum(counts)):
+        if self.dist.main and (k := sum(counts)):
             print(f"{k} of {self.n_inputs} inputs already measured by an earlier call of the same weights, inputs "
                   f"and options: measuring the other {self.n_inputs - k} (to measure them all again, remove {keep})",
                   file=sys.stderr, flush=True)

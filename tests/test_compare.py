@@ -1101,6 +1101,10 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
     batches.clear()
     assert main([*argv, str(out)]) == 0
     assert batches == [2, 1]  # (the second model's inputs 3-4 and 5)
+    # said as evaluate says it (the stop's line promised it; the run again went on without a word)
+    err = capsys.readouterr().err
+    assert ("5 of 5 inputs already measured by an earlier call of the same weights, inputs and options: measuring "
+            "the other 0" in err and "2 of 5 inputs already measured" in err), err
     assert (out / "compare.json").read_bytes() == (tmp_path / "straight" / "compare.json").read_bytes()
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "straight")) == ["compare.json", "compare.png",
                                                                                     "index.html"]

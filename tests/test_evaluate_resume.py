@@ -496,6 +496,9 @@ def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_
     finally:
         EVALUATING.sample_columns = real
     assert sum(inputs) == N - 2 * BATCH
+    # said, as evaluate's: the stop's line promised it, and the sweep run again went on from them without a word
+    assert (f"{2 * BATCH} of {N} inputs already measured by an earlier call of the same weights, inputs and "
+            f"options: measuring the other {N - 2 * BATCH}") in capsys.readouterr().err
     assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
     assert not (results / "val" / ".eval.json.partial").exists()
 
