@@ -24,6 +24,7 @@ one it stopped in.
 from __future__ import annotations
 
 import contextlib
+import copy
 import html
 import math
 import os
@@ -222,6 +223,7 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
         owned.enter_context(held_folder(out, "compare", dist))  # (before the measures: a second compare refused)
         kept = kept_measures(out / "compare.json")  # (a folder of each model's kept measures: kept_key)
         rows, lost = [], []  # (what is kept of the models whose measures' save failed: a full disk)
+        done = {}  # kept_key -> (name, measures) of the models measured so far in this call
         for i, (ev, key, weights, (name, path, model, step)) in enumerate(zip(evs, keys, hashed, loaded), 1):
             row = {"name": name, "checkpoint": str(path.resolve()) if path else None, "variant": model.cfg.variant,
                    "step": step}
@@ -229,9 +231,14 @@ def compare(models, dataroot=None, *, names=None, out=None, show: int = 4, show_
                 # a model without z: its one output per input (Evaluation.run refuses it n_samples above 1). Its
                 # measures are kept as evaluate's until the files are written: a stopped compare run again goes on
                 # from the models measured and inside the one it stopped in
-                row.update(json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / key,
-                                            weights=weights)))
-                say(f"[{i}/{len(loaded)}] {name}: measured")
+                if key in done:  # (one model given twice: its kept measures were said "of an earlier call")
+                    row.update(copy.deepcopy(done[key][1]))
+                    say(f"[{i}/{len(loaded)}] {name}: the same weights and config as {done[key][0]}: its measures")
+                else:
+                    done[key] = name, json_safe(ev.run(n_samples if model.cfg.model.nz else 1, seed, keep=kept / key,
+                                                       weights=weights))
+                    row.update(copy.deepcopy(done[key][1]))
+                    say(f"[{i}/{len(loaded)}] {name}: measured")
             except DivergenceError as e:
                 row["error"] = str(e)
                 say(f"[{i}/{len(loaded)}] {name}: {e}")

@@ -479,6 +479,20 @@ def test_picture_rows_are_each_model_on_the_same_inputs_and_codes(data, loud, tm
     assert min(np.abs(a - b).mean() for n, a in enumerate(seen) for b in seen[n + 1:]) > 5
 
 
+def test_one_model_given_twice_is_measured_once_and_said_so(runs, tmp_path, capsys):
+    # The second took the first's kept measures (one folder: kept_key) and said they were "already measured by an
+    # earlier call", of a folder this call had made.
+    run = runs / "bicycle"
+    assert main(["compare", str(run), str(run / "checkpoints" / "latest.pt"), *OPTS, "--out", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "earlier call" not in err, err
+    assert "[1/2] bicycle: measured\n" in err and "[2/2] bicycle-2: the same weights and config as bicycle: its " \
+        "measures\n" in err, err
+    rows = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert [r.pop("name") for r in rows] == ["bicycle", "bicycle-2"] and rows[0] == rows[1]
+    assert rows[0]["diversity_l1"] == evaluate(run / "checkpoints" / "latest.pt", **EVAL)["diversity_l1"]
+
+
 def test_names_default_unique_and_given(runs, tmp_path):
     run = runs / "bicycle"
     assert model_names([run, run / "checkpoints" / "latest.pt", run / "checkpoints" / "epoch_2.pt",
