@@ -164,7 +164,8 @@ def test_an_interrupt_under_torchrun_is_said_once_with_the_launch_that_resumes(t
 
 def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain, tmp_path):
     # evaluate, interpolate and serve cut each image into halves and compared with the right one.
-    cfg_root, phase, layout, _ = inference_data(tiny_cfg(run, plain), None)
+    # (a model trained elsewhere: its own flat training folder is read as pairs, as it trained on them)
+    cfg_root, phase, layout, _ = inference_data(tiny_cfg(run, tmp_path / "elsewhere"), plain)
     assert (cfg_root, phase, layout) == (plain, "test", "single")
     ckpt = run / "checkpoints" / "latest.pt"
     r = evaluate(ckpt, plain, n_samples=2, num=3)
