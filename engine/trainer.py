@@ -802,16 +802,13 @@ def _grid_loader(cfg: TrainConfig, root: Path, device: torch.device):
     the checks cached)."""
     loader = build_loader(cfg.model, first_only(cfg.data, GRID_CANDIDATES), root, held_out(root), device=device,
                           batch_size=1, shuffle=False, augment=False)
-    # The grid's rows take the first input's size (the loader's first size, in file order): one the U-Net cannot
-    # take was G's ValueError, a traceback at the first grid, after training up to it and before its checkpoint.
-    (h, w), path = next(iter(loader.output_sizes.items()))
-    if h % (m := 2 ** cfg.model.unet_depth) or w % m:
+    # A size the U-Net cannot take was G's ValueError, a traceback at the first grid, after training up to it and
+    # before its checkpoint.
+    try:
+        _check_unet_sizes(cfg, loader, grid_of=root / held_out(root))
+    except ConfigError:
         loader.close()
-        raise ConfigError(f"preprocess={cfg.data.preprocess} makes the sample grids' inputs from "
-                          f"{root / held_out(root)} {w}x{h} (W x H; e.g. {path}), and this U-Net (num_downs "
-                          f"{cfg.model.unet_depth}) takes sides that are multiples of {m}: use a cropping preprocess "
-                          f"(resize_and_crop, crop, scale_width_and_crop), or held-out images of the training "
-                          f"images' size")
+        raise
     return loader
 
 
@@ -887,20 +884,28 @@ def _check_schedule(cfg: TrainConfig, total_steps: int, steps_per_epoch: int, st
             f"reaches 0; lower --max_steps or raise --niter / --niter_decay")
 
 
-def _check_unet_sizes(cfg: TrainConfig, loader) -> None:
+def _check_unet_sizes(cfg: TrainConfig, loader, grid_of: Path | None = None) -> None:
+    """Refuse the loader's images of a size the U-Net cannot take: the training images', or with grid_of (the
+    held-out folder the sample grids read) the grids' inputs, whose rows take the first input's size."""
     m = 2 ** cfg.model.unet_depth
-    if odd := [(size, path) for size, path in loader.output_sizes.items() if size[0] % m or size[1] % m]:
+    sizes = list(loader.output_sizes.items())[:1 if grid_of else None]
+    if odd := [(size, path) for size, path in sizes if size[0] % m or size[1] % m]:
         (h, w), path = odd[0]
-        # Images of one size under preprocess none: the U-Net can take them as they are, its depth derived
-        # from that size (--load_size and --crop_size alone, which the words "other sizes" pointed to, do
-        # not change a netG=unet_256's depth).
-        own = (f"; or, at the images' own size, --netG unet --crop_size {h} --crop_width {w} (a U-Net of "
-               f"{pow2_depth(h, w)} levels)" if cfg.data.preprocess == "none" and cfg.model.num_downs is None
-               and len(loader.output_sizes) == 1 and pow2_depth(h, w) >= 2 else "")
+        if grid_of is not None:
+            what = f"the sample grids' inputs from {grid_of}"
+            instead = ", or held-out images of the training images' size"
+        else:
+            # Images of one size under preprocess none: the U-Net can take them as they are, its depth derived
+            # from that size (--load_size and --crop_size alone, which the words "other sizes" pointed to, do
+            # not change a netG=unet_256's depth).
+            own = (f"; or, at the images' own size, --netG unet --crop_size {h} --crop_width {w} (a U-Net of "
+                   f"{pow2_depth(h, w)} levels)" if cfg.data.preprocess == "none" and cfg.model.num_downs is None
+                   and len(loader.output_sizes) == 1 and pow2_depth(h, w) >= 2 else "")
+            what, instead = "the training images", f" or other load/crop sizes{own}"
         raise ConfigError(
-            f"preprocess={cfg.data.preprocess} makes the training images {w}x{h} (W x H; e.g. {path}), and "
+            f"preprocess={cfg.data.preprocess} makes {what} {w}x{h} (W x H; e.g. {path}), and "
             f"this U-Net (num_downs {cfg.model.unet_depth}) takes sides that are multiples of {m}: use a "
-            f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop) or other load/crop sizes{own}")
+            f"cropping preprocess (resize_and_crop, crop, scale_width_and_crop){instead}")
 
 
 def _check_data_fits(cfg: TrainConfig, loader, root: Path, state: dict | None, resume_path: Path | None, step: int,
