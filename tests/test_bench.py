@@ -542,6 +542,9 @@ def test_make_bench_on_a_gpu_machine_times_and_files_the_cpus_figures(tmp_path):
     assert f"{key}: " in make("bench-compare")  # the runs of that key, or that it has none
 
 
+# Under xdist the fixture goes unused here (the test runs again in a pytest of its own, which uses it): its
+# "fixture was not used" warning was the suite's one warning, and says nothing wrong.
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used:pytest_benchmark.logger.PytestBenchmarkWarning")
 def test_race_interleaves_the_rows_round_by_round(benchmark, request):
     if benchmark.disabled:
         # Under pytest-xdist (`make test`) pytest-benchmark runs a function once and times nothing:
