@@ -299,6 +299,9 @@ class ZConcatConv2d(NotScriptable, nn.Module):
             got = tuple(shape_of(z)) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
             raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got "
                              f"{got} (x {tuple(shape_of(x))})")
+        # z's batch, device and dtype checked here too, so that their refusal names this layer, not the function
+        # it calls (whose own checks then pass).
+        codes = _check("ZConcatConv2d", x, z)
         return z_concat_conv(x, codes, self.weight, self.bias, self.stride, self.padding, self.act,
                              self.slope, self.impl, self.mode, dilation=self.dilation, groups=self.groups)
 

@@ -446,6 +446,19 @@ def test_z_checks_name_the_function_called(impl):
                 call()
 
 
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_the_layers_z_checks_name_the_layer(impl):
+    """ZConcatConv2d checked z's width itself and left its batch, device and dtype to z_concat_conv, whose
+    refusal named that function, one the user never called."""
+    x, z = _inputs(2, 3, 4, 4, 2, torch.float32)
+    layer = ZConcatConv2d(3, 2, 4, 3, impl=impl)
+    bad = {r"z must be N x nz \(or N x nz x 1 x 1\) with the batch of x; got x \(2, 3, 4, 4\) and z \(1, 2, 1, 1\)":
+           z[:1, :, None, None], "z is on meta": z.to("meta"), "z dtype torch.float64 differs": z.double()}
+    for words, zb in bad.items():
+        with pytest.raises((ValueError, TypeError), match=f"^ZConcatConv2d: {words}"):
+            layer(x, zb)
+
+
 def test_bias_shape_dtype_and_device_checked():
     """A bias of the wrong length was read past its end by the kernel (out-of-bounds on a GPU)."""
     x, z = _inputs(2, 3, 5, 5, 2, torch.float32)
