@@ -77,13 +77,18 @@ def _empty_norm(x, weight, bias):
     """The norm of an empty x (a batch of 0 samples, an empty plane): empty, and weight and bias get
     a gradient summed over no element, zero, as nn.InstanceNorm2d gives them for an empty plane.
     torch.instance_norm refuses an empty batch or C = 0 with weight or bias (IndexError from a
-    select, torch 2.13; nn.InstanceNorm2d(affine=True) shares it) though nothing is undefined there."""
+    select, torch 2.13; nn.InstanceNorm2d(affine=True) shares it) though nothing is undefined there.
+    y has x's strides, as the clone gives them, with weight or bias too (the Triton op's empty y, which a
+    traced graph returns, has them: norm_act_triton._empty_y)."""
     y = x.clone()  # a new tensor, as instance_norm's: the activation may overwrite it
     if weight is not None:
         y = y * weight[:, None, None]
     if bias is not None:
         y = y + bias[:, None, None]
-    return y.to(x.dtype)
+    y = y.to(x.dtype)
+    # torch's elementwise ops give an empty result strides of their own (not a channels_last x's, some of them).
+    # A view of no element in x's (not in-place: under torch.func.vmap over weight alone that would fail).
+    return y if y.stride() == x.stride() else y.as_strided(x.shape, x.stride())
 
 
 def _instance_norm_call(x):

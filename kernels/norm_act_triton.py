@@ -351,6 +351,14 @@ def _empty_as(t, fake=False):
     return (torch.empty if fake else empty)(t.shape, dtype=t.dtype, device=t.device, memory_format=memory_format(t))
 
 
+def _empty_y(x):
+    """The y of an empty x, real and fake alike: x's strides, which eager code's y has (the reference's clone of
+    x keeps an empty x's strides, whatever they are), not _empty_as's, NCHW's for a channels_last x too (torch
+    calls every empty tensor NCHW). Given, not preserved: clone's and empty_like's fake faces give an empty x
+    other strides than their real ones (torch 2.13)."""
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+
+
 def _grad_layout(dy, fmt, strides):
     """(dy, its (stride_n, stride_c, stride_hw)) for the backward kernels, which read dy where it lies
     when its H and W axes merge into one plane index (a channel or batch slice in either layout, zero
@@ -512,14 +520,14 @@ def _fwd_impl(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[to
               keep_x: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, mean, rstd), the statistics per (n, c) in fp32. keep_x: save x for backward even where y
     would do (see _save)."""
-    x, fmt, strides = _layout(x)
     if not x.numel():
         # Eager code runs the reference on an empty x (instance_norm_act); a traced graph keeps this op for
-        # any x: an empty plane divided by zero in the launch (H * W = 0). Nothing to compute: y empty, with
-        # _fwd_fake's strides (NCHW's for an empty x; eager code's y has x's). The statistics, which backward
-        # does not read here, zeros (not left unwritten: the op's outputs are the same on every run).
+        # any x: an empty plane divided by zero in the launch (H * W = 0). Nothing to compute: y empty, in
+        # _empty_y's strides. The statistics, which backward does not read here, zeros (not left unwritten: the
+        # op's outputs are the same on every run).
         stats = torch.zeros(x.shape[:2], dtype=torch.float32, device=x.device)
-        return _empty_as(x), stats, stats.clone()
+        return _empty_y(x), stats, stats.clone()
+    x, fmt, strides = _layout(x)
     variant = _configs.norm_variant("norm_act.fwd", act, False, weight is not None, bias is not None)
     cfg = _config(x, fmt == torch.channels_last, block_hw, split, "norm_act.fwd", variant)
     return _forward(x, weight, bias, act, slope, eps, strides, cfg)
@@ -580,9 +588,9 @@ def _bwd_impl(dy: torch.Tensor, saved: torch.Tensor, weight: Optional[torch.Tens
 
 
 def _fwd_fake(x, weight, bias, act, slope, eps, block_hw, split, keep_x):
-    x = _layout(x)[0]
     stats = x.new_empty(x.shape[:2], dtype=torch.float32)
-    return _empty_as(x, fake=True), stats, torch.empty_like(stats)
+    y = _empty_y(x) if x.numel() == 0 else _empty_as(_layout(x)[0], fake=True)
+    return y, stats, torch.empty_like(stats)
 
 
 def _bwd_fake(dy, saved, weight, bias, mean, rstd, act, slope, from_y, block_hw, split, need_x, need_weight,

@@ -1292,7 +1292,12 @@ def test_empty_input_as_instancenorm2d(shape, impl):
 @pytest.mark.parametrize("impl", ["triton", "auto"])
 def test_a_traced_graph_given_an_empty_x_returns_what_eager_code_does(impl):
     """A graph traced (torch.jit.trace) on a non-empty x keeps the op, which eager code never calls on an empty
-    x (it runs the reference): given an empty plane the op divided by zero in its launch (ZeroDivisionError)."""
+    x (it runs the reference): given an empty plane the op divided by zero in its launch (ZeroDivisionError).
+    And its y has x's strides, as eager code's y and the op's fake face's: it had NCHW's for a channels_last x
+    (torch calls every empty tensor NCHW), which torch.compile's fake face, NCHW's too, did not tell apart."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bicyclegan.kernels import norm_act_triton
     module = InstanceNormAct2d(3, affine=True, impl=impl)
     traced = torch.jit.trace(module, torch.randn(2, 3, 4, 5))
     for shape in ((2, 3, 0, 5), (0, 3, 4, 5), (2, 3, 4, 0)):
@@ -1300,8 +1305,13 @@ def test_a_traced_graph_given_an_empty_x_returns_what_eager_code_does(impl):
             x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
             module.zero_grad()
             y = traced(x)
-            # (its strides the op's for any empty x, NCHW's, as its fake face gives them; eager code's y, x's)
             assert y.shape == shape and y.dtype == x.dtype, (shape, fmt)
+            assert y.stride() == x.stride() == module(x.detach()).stride(), (shape, fmt, y.stride())
+            real = [t.detach() for t in (x, module.weight, module.bias)]
+            with FakeTensorMode() as mode:
+                fx, fw, fb = (mode.from_tensor(t) for t in real)
+                fake = norm_act_triton.OP.forward_op(fx, fw, fb, "leaky_relu", 0.2, 1e-5, 0, 0, False)[0]
+            assert fake.stride() == x.stride(), (shape, fmt, fake.stride())
             y.backward(torch.ones_like(y))
             assert x.grad.shape == shape, (shape, fmt)
             # sums over no element, as nn.InstanceNorm2d gives an empty plane's
