@@ -304,6 +304,7 @@ class Evaluation:
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
         self.has_B = loader.layout != "single"
+        self.halved = self.layout is None and loader.layout == "aligned"  # (check_input_size's)
         if not self.has_B and (need := [m for m in chosen if m in ("fid", "palette")]):
             raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
                                f"{', '.join(need)} compare outputs with B; use l1 or lpips")
@@ -553,7 +554,7 @@ class Evaluation:
         encoded column."""
         model, cfg, chosen, lp, inception = self.model, self.model.cfg, self.chosen, self.lp, self.inception
         # preprocess none keeps the files' sizes: one the generator cannot take was its traceback
-        check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess)
+        check_input_size(batch["A"], batch["paths"][0], cfg.model, self.data.preprocess, self.halved)
         A = batch["A"].to(model.device)
         B = batch.get("B")
         B = None if B is None else B.to(model.device)

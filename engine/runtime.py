@@ -953,16 +953,26 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
         memory_format=memory_format, **kw)
 
 
-def check_input_size(A: torch.Tensor, path, model: ModelConfig, preprocess: str) -> None:
+def check_input_size(A: torch.Tensor, path, model: ModelConfig, preprocess: str, halved: bool = False) -> None:
     """Refuse, naming the file, an input whose sides the generator cannot take (multiples of 2^(U-Net
     depth); only preprocess none leaves other sizes): G's own ValueError was a traceback in interpolate
-    and an HTTP 500 in serve."""
+    and an HTTP 500 in serve. halved: A is half of an A|B file, in the layout found (aligned, a split
+    folder's), not one given: there a file of the model's shape, not a pair's (twice as wide), is likely an
+    input alone, which only --layout single reads whole (the advice to crop read its halves on, as pairs)."""
     depth = model.unet_depth
     h, w = A.shape[-2:]
     if h % 2 ** depth or w % 2 ** depth:
-        raise ConfigError(f"{path} is {w}x{h} after preprocess={preprocess}, not a multiple of {2 ** depth} "
-                          f"(2^{depth}, the generator's depth); use a preprocess that crops (resize_and_crop) "
-                          f"or images whose sides are multiples of {2 ** depth}")
+        side, (mh, mw) = 2 ** depth, model.size
+        crop = f"a preprocess that crops (resize_and_crop) or images whose sides are multiples of {side}"
+        # (1 % off, or the odd pixel of a file 2w + 1 wide; a pair of the model's inputs is 2 x its width)
+        if halved and preprocess == "none" and abs(2 * w * mh - mw * h) <= max(0.01 * mw * h, mh):
+            why = (f": it is half of its file, read as an A|B pair (the layout found for a split folder), "
+                   f"but the file is of the model's {mw} x {mh} shape, not a pair's; if the folder holds inputs "
+                   f"alone, give --layout single" + ("" if not (2 * w % side or h % side) else f", and {crop}"))
+        else:
+            why = f"; use {crop}"
+        raise ConfigError(f"{path} is {w}x{h} after preprocess={preprocess}, not a multiple of {side} "
+                          f"(2^{depth}, the generator's depth){why}")
 
 
 def open_model(model, device="auto"):

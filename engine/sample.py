@@ -289,7 +289,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
             o = check_writable(refuse_others_results(check_apart(o, root, ph), "sample"), "sample results")
             return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader,
-                                   out=o)
+                                   out=o, halved=lay is None and loader.layout == "aligned")
         run = made_alike(dist, prepare)
         model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
         owned.enter_context(held_folder(out, "sample", dist))
@@ -348,7 +348,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             if path != loader.samples[i].path:
                 return None
             A = batch["A"].to(model.device)
-            check_input_size(A, path, run.net_in, run.data.preprocess)
+            check_input_size(A, path, run.net_in, run.data.preprocess, run.halved)
             B = batch["B"].to(model.device) if "B" in batch else None
             made = path, *sample_columns(model, A, B, codes[i], encode=encode)
             if bad := nonfinite_said(*made[1:]):  # (written as black images, exit 0)

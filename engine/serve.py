@@ -150,7 +150,8 @@ class Explorer:
         with build_loader(self.net_in, data, root, phase, device=self.model.device, batch_size=1,
                           shuffle=False, augment=False, layout=layout) as loader:
             for i, batch in enumerate(itertools.islice(loader, num)):
-                check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess)
+                check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess,
+                                 layout is None and loader.layout == "aligned")
                 self.items[f"d{i}"] = Item(f"d{i}", input_label(batch["paths"][0], root, phase), batch["A"][0],
                                            batch["B"][0] if "B" in batch else None)
         return root

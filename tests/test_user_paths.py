@@ -192,6 +192,41 @@ def test_every_inference_command_reads_a_plain_folder_as_inputs_only(run, plain,
     assert inference_data(tiny_cfg(run, plain), plain.parent, phase="plain")[2] is None
 
 
+def test_plain_images_in_a_split_folder_are_refused_with_layout_single_as_the_way(run, plain, tmp_path, capsys):
+    # Square inputs in a split folder (ds/val) are read as A|B pairs, a split folder's default: each 32 x 32 file's
+    # 16 x 32 left half was refused with "use a preprocess that crops", which reads them on as pairs, halved.
+    # --layout single reads each whole; pairs of a wrong size (48 x 48 halves of 96 x 48 files) keep the advice.
+    pytest.importorskip("fastapi")
+    from bicyclegan.engine.serve import Explorer
+    ckpt, root, pairs = run / "checkpoints" / "latest.pt", tmp_path / "ds", tmp_path / "pairs"
+    shutil.copytree(plain, root / "val")
+    rng = np.random.default_rng(0)
+    (pairs / "val").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)).save(pairs / "val" / "0.png")
+    calls = {"sample": lambda r, **kw: sample(ckpt, r, phase="val", out=tmp_path / "s", n_samples=1, num=1,
+                                              progress=False, **kw),
+             "evaluate": lambda r, **kw: evaluate(ckpt, r, phase="val", n_samples=1, num=1, **kw),
+             "interpolate": lambda r, **kw: interpolate(ckpt, r, phase="val", out=tmp_path / "i", num=1, segments=1,
+                                                        frames=1, mp4=False, progress=False, **kw),
+             "serve": lambda r, **kw: Explorer(ckpt, r, phase="val", num=1, device="cpu", **kw)}
+    half = re.escape(f"{root / 'val' / '0.png'} is 16x32 after preprocess=none, not a multiple of 32")
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match=half) as e:
+            call(root)
+        assert "give --layout single" in str(e.value) and "preprocess that crops" not in str(e.value), name
+        # the layout given (the user says they are pairs), and genuine pairs of the wrong size: the advice to crop
+        with pytest.raises(ConfigError, match=half) as e:
+            call(root, layout="aligned")
+        assert "--layout single" not in str(e.value) and "preprocess that crops" in str(e.value), name
+        with pytest.raises(ConfigError, match=r"0\.png is 48x48 after preprocess=none") as e:
+            call(pairs)
+        assert "--layout single" not in str(e.value) and "preprocess that crops" in str(e.value), name
+    assert sample(ckpt, root, phase="val", layout="single", out=tmp_path / "s1", n_samples=1, num=1, progress=False)
+    assert main(["sample", str(run), "--dataroot", str(root), "--phase", "val", "--out", str(tmp_path / "s2"),
+                 "--num", "1", "--n_samples", "1", "--device", "cpu"]) == 2
+    assert "give --layout single" in capsys.readouterr().err
+
+
 def test_serve_offers_a_plain_folder_without_ground_truth(run, plain):
     pytest.importorskip("fastapi")
     from bicyclegan.engine.serve import Explorer
