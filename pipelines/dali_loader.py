@@ -195,14 +195,15 @@ class DaliLoader(PairedLoader):
         return out.contiguous(memory_format=self.memory_format)
 
     def _stat(self, positions):
-        """(inode, size, mtime) of the files of a list's first batches, which a pipeline reads again past the
-        list's end (prefetch): a pass that reuses it takes those reads as its first batches."""
+        """(inode, size, ctime) of the files of a list's first batches, which a pipeline reads again past the
+        list's end (prefetch): a pass that reuses it takes those reads as its first batches. The change time, as
+        the check cache's: cp -p over a file (in place) keeps its inode, its size and its mtime."""
         stats = []
         for path in (p for i in positions[:(_PREFETCH + 1) * self.batch_size]
                      for p in (self.samples[i].path, self.samples[i].b_path) if p is not None):
             try:
                 st = os.stat(path)
-                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+                stats.append((st.st_ino, st.st_size, st.st_ctime_ns))
             except OSError:
                 stats.append(None)
         return stats

@@ -810,13 +810,14 @@ def _stored_png(arr):
 
 @needs_dali
 @pytest.mark.parametrize("how", ["replaced", "rewritten in place", "replaced keeping its mtime", "its B replaced",
-                                 "its second batch replaced"])
+                                 "its second batch replaced", "rewritten in place keeping its mtime"])
 def test_dali_reads_a_file_changed_between_passes_as_it_is_now(tmp_path, how):
     """Nothing random: DALI keeps its pipeline from one pass to the next, which has read the next pass's first
     files past its list's end (its first 2 batches here). A file among them rewritten between the passes
     was delivered as it had been (broken: the pass went through; another picture: the old one), where the torch
     loader reads it as it is now: whether the file is replaced by a rename, rewritten in place at its size (its inode
-    and size unchanged), replaced keeping its mtime (cp -p, rsync -t: its size and mtime unchanged), is a B file
+    and size unchanged), replaced keeping its mtime (rsync -t: its size and mtime unchanged), rewritten in place
+    keeping its mtime (cp -p over the file: inode, size and mtime unchanged; its ctime alone moves), is a B file
     (train/A, train/B) or is in the list's second batch (DS06-DS10)."""
     rng = np.random.default_rng(3)
     if how == "its B replaced":
@@ -840,10 +841,12 @@ def test_dali_reads_a_file_changed_between_passes_as_it_is_now(tmp_path, how):
         time.sleep(0.2)  # (DALI's reads past the end have been made)
         data, was = _stored_png(noise(np.random.default_rng(7), *size)), os.stat(changed)
         assert len(data) == was.st_size
-        if how == "rewritten in place":
+        if how.startswith("rewritten in place"):
             time.sleep(0.01)  # (a later mtime, where its clock is coarse)
             with open(changed, "r+b") as f:
                 f.write(data)
+            if how.endswith("keeping its mtime"):
+                os.utime(changed, ns=(was.st_atime_ns, was.st_mtime_ns))
             assert (os.stat(changed).st_ino, os.stat(changed).st_size) == (was.st_ino, was.st_size)
         else:
             Path(changed + ".new").write_bytes(data)
