@@ -96,3 +96,47 @@ def test_the_data_options_say_the_order_and_the_crops_the_loaders_take():
     assert "crop alike" not in text
     assert "the same `--seed` gives other random crops" not in text
     assert "the same `--seed` gives the same random crops and flips on each" in text
+
+
+# (command, option's dest, its default as the README states it, the README's words of it): a default changed in the
+# parser, or in the README alone, fails here. Defaults the parser leaves to the function (None) are its --help's words.
+DEFAULTS = [
+    ("interpolate", "num", 5, "the first `--num` inputs (default 5)"),
+    ("interpolate", "segments", "(default 5)", "`--segments + 1` codes (default 6)"),
+    ("interpolate", "frames", 4, "`--frames` frames per segment (default 4;"),
+    ("interpolate", "fps", 8, "looping at `--fps` (default 8;"),
+    ("interpolate", "seed", "(default 50, as video.py)", "`--seed`, default 50 as video.py"),
+    ("compare", "show", 4, "the first `--show` inputs, default 4"),
+    ("compare", "show_samples", 6, "its first `--show_samples` outputs, default 6"),
+    ("compare", "out", "(default: results/compare in the current folder)",
+     "(default `results/compare` in the current folder)"),
+    ("serve", "port", 7860, "http://127.0.0.1:7860/"),
+    ("serve", "host", "127.0.0.1", "It listens on 127.0.0.1"),
+    ("serve", "max_upload_mb", 10, "(`--max_upload_mb`, default 10;"),
+    ("serve", "max_upload_pixels", 16_000_000, "(`--max_upload_pixels`, default 16 million)"),
+    ("evaluate", "num", 100, "the first 100 inputs of the validation split"),
+    ("evaluate", "n_samples", "(default 20, the paper's", "defaults to the paper's 20 samples per input"),
+]
+
+
+@pytest.mark.parametrize("command, dest, default, words", DEFAULTS, ids=[f"{c}-{d}" for c, d, *_ in DEFAULTS])
+def test_the_readme_states_the_commands_defaults(command, dest, default, words):
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    (option,) = [a for a in sub._actions if a.dest == dest]
+    if isinstance(default, str) and default.startswith("("):
+        assert option.default is None and default in " ".join(option.help.split())
+    else:
+        assert option.default == default
+    assert words in text
+
+
+def test_the_readme_states_trains_defaults():
+    from bicyclegan.engine import make_config
+
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    cfg = make_config("reference")
+    assert (cfg.sample_every, cfg.eval_num, cfg.eval_samples) == (500, 100, 10)
+    assert "a grid every `--sample_every` (500)" in text
+    assert "`--eval_num` inputs (default 100, the paper's)" in text
+    assert "`--eval_samples` random z each (default 10" in text
