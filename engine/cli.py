@@ -594,7 +594,7 @@ def _add_data_source(p, what: str) -> None:
                    "else the CPU)")
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="how the data is laid out (default: detected; a folder without the split's folder "
-                   "and without A/ is a plain folder of inputs, single)")
+                   "and without A/ is a plain folder of inputs, single, unless the model trained on it: aligned)")
     # --no-skip_bad too: a model trained with skip_bad could not be evaluated strictly (the default follows it)
     p.add_argument("--skip_bad", action=argparse.BooleanOptionalAction, default=None,
                    help="leave out unreadable or unusable images (logged) instead of stopping; --no-skip_bad stops "
