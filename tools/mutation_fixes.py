@@ -693,6 +693,7 @@ AG_T = [REL + "atomic_writes_" + name for name in (
     "a_ctrl_c_after_the_last_rename_is_raised_as_such", "add_after_the_group_closed_makes_nothing",
     "fsync_their_folders_once_each_and_name_the_folder_whose_fsync_failed",
     "write_through_a_link_and_return_the_names_given", "leave_no_file_open",
+    "hold_no_descriptor_per_file_until_the_commit",
     "a_folder_removed_before_the_commit_is_named", "refuse_a_link_to_a_processs_stream")]
 AS_T = [TCM + "sample_writes_an_inputs_images_at_once_and_none_after_one_that_failed",
         TCM + "the_images_folder_is_listed_once_a_call_not_at_each_file",
@@ -2399,21 +2400,18 @@ MUTANTS = [
      '        if False:\n            return\n        given, path, fd, tmp = _begin(', AG_T),
     ('AG03', AT, '            if not self.closed:\n                self.staged.append(',
      '            if True:\n                self.staged.append(', AG_T),
-    ('AG04', AT, '            f.close()\n            Path(tmp).unlink(missing_ok=True)\n'
-     '            raise _failed(e, self.what, path, self.error)',
-     '            f.close()\n            raise _failed(e, self.what, path, self.error)', AG_T),
+    ('AG04', AT, '                write(f)\n        except BaseException as e:\n'
+     '            Path(tmp).unlink(missing_ok=True)\n',
+     '                write(f)\n        except BaseException as e:\n', AG_T),
     ('AG05', AT, '            Path(tmp).unlink(missing_ok=True)\n'
      '            raise _failed(e, self.what, path, self.error)',
      '            Path(tmp).unlink(missing_ok=True)\n            raise', AG_T),
-    ('AG06', AT, '            write(f)\n'
-     '            f.flush()\n'
-     '        except BaseException as e:\n'
-     '            f.close()',
-     '            write(f)\n        except BaseException as e:\n            f.close()', AG_T),
-    ('AG07', AT, '        f.close()  # (discarded while it was written)\n',
+    ('AG06', AT, '            with os.fdopen(fd, "wb") as f:\n                write(f)\n',
+     '            f = os.fdopen(fd, "wb")\n            write(f)\n', AG_T),
+    ('AG07', AT, '        Path(tmp).unlink(missing_ok=True)  # (discarded while it was written)\n',
      '', AG_T),
-    ('AG08', AT, '        f.close()  # (discarded while it was written)\n        Path(tmp).unlink(missing_ok=True)',
-     '        f.close()  # (discarded while it was written)', AG_T),
+    ('AG08', AT, '                self.staged.append((given, path, tmp))\n                return\n',
+     '                self.staged.append((given, path, tmp))\n', AG_T),
     ('AG10', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        try:',
      '            staged, self.staged, self.closed = self.staged, [], False\n        try:', AG_T),
     ('AG11', AT, '            failures = [e for e in each(self._fsync, staged) if e is not None]',
@@ -2424,9 +2422,9 @@ MUTANTS = [
      '            failures = [e for e in each(self._fsync, staged) if e is not None]\n'
      '        except BaseException:  # (a Ctrl-C while they ran)\n            _remove(staged)\n            raise\n'
      '        if failures:\n            _remove(staged)\n            raise failures[0]\n        done = 0\n'
-     '        try:\n            for _, path, _, tmp in staged:\n                os.replace(tmp, path)\n'
+     '        try:\n            for _, path, tmp in staged:\n                os.replace(tmp, path)\n'
      '                done += 1\n',
-     '        done = 0\n        try:\n            for _, path, _, tmp in staged:\n'
+     '        done = 0\n        try:\n            for _, path, tmp in staged:\n'
      '                os.replace(tmp, path)\n                done += 1\n        except BaseException as e:\n'
      '            _remove(staged[done:])\n            raise _failed(e, self.what, staged[done][1], self.error)\n'
      '        try:\n            failures = [e for e in each(self._fsync, staged) if e is not None]\n', AG_T),
@@ -2440,7 +2438,7 @@ MUTANTS = [
      '            _remove(staged)  # (those', AG_T),
     ('AG15', AT, '            _remove(staged[done:])  # (those renamed before are whole, in place)',
      '            _remove(staged[done:])\n'
-     '            for _, p, _, _ in staged[:done]:\n'
+     '            for _, p, _ in staged[:done]:\n'
      '                p.unlink()', AG_T),
     ('AG16', AT, '            _remove(staged[done:])  # (those',
      '            _remove(staged[done + 1:])  # (those', AG_T),
@@ -2452,38 +2450,39 @@ MUTANTS = [
      '                os.replace(tmp, path)', AG_T),
     ('AG20', AT, '            try:\n                _fsync_folder(folder)\n',
      '            try:\n                pass\n', AG_T),
-    ('AG21', AT, '        for folder in {path.parent for _, path, _, _ in staged}:',
-     '        for folder in [path.parent for _, path, _, _ in staged]:', AG_T),
+    ('AG21', AT, '        for folder in {path.parent for _, path, _ in staged}:',
+     '        for folder in [path.parent for _, path, _ in staged]:', AG_T),
     ('AG22', AT, '            except OSError as e:\n'
      '                raise self.error(f"cannot write {self.what} files into',
      '            except ZeroDivisionError as e:\n'
      '                raise self.error(f"cannot write {self.what} files into', AG_T),
-    ('AG23', AT, '        return [given for given, _, _, _ in staged]',
-     '        return [path for _, path, _, _ in staged]', AG_T),
-    ('AG24', AT, '        for folder in {path.parent for _, path, _, _ in staged}:',
-     '        for folder in {path.parent for _, path, _, _ in staged[:1]}:', AG_T),
-    ('AG25', AT, '        try:\n            os.fsync(f.fileno())\n        except OSError as e:',
-     '        try:\n            pass\n        except OSError as e:', AG_T),
+    ('AG23', AT, '        return [given for given, _, _ in staged]',
+     '        return [path for _, path, _ in staged]', AG_T),
+    ('AG24', AT, '        for folder in {path.parent for _, path, _ in staged}:',
+     '        for folder in {path.parent for _, path, _ in staged[:1]}:', AG_T),
+    ('AG25', AT, '            try:\n                os.fsync(fd)\n            finally:\n                os.close(fd)\n',
+     '            try:\n                pass\n            finally:\n                os.close(fd)\n', AG_T),
     ('AG26', AT, '        except OSError as e:\n'
      '            return _failed(e, self.what, path, self.error)\n'
-     '        finally:',
-     '        except OSError as e:\n            return e\n        finally:', AG_T),
-    ('AG27', AT, '        finally:\n            f.close()\n        return None\n\n    def discard',
-     '        finally:\n            pass\n        return None\n\n    def discard', AG_T),
+     '        return None',
+     '        except OSError as e:\n            return e\n        return None', AG_T),
+    ('AG27', AT, '            finally:\n                os.close(fd)\n'
+     '        except OSError as e:\n            return _failed',
+     '            finally:\n                pass\n        except OSError as e:\n            return _failed', AG_T),
     ('AG28', AT, '        except OSError as e:\n'
      '            return _failed(e, self.what, path, self.error)\n'
-     '        finally:',
+     '        return None',
      '        except OSError as e:\n'
      '            return _failed(e, self.what, given, self.error)\n'
-     '        finally:', AG_T),
+     '        return None', AG_T),
     ('AG29', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        _remove(staged)',
      '            staged, self.staged = self.staged, []\n        _remove(staged)', AG_T),
     ('AG30', AT, '            staged, self.staged, self.closed = self.staged, [], True\n        _remove(staged)',
      '            staged, self.staged, self.closed = self.staged, [], True', AG_T),
-    ('AG31', AT, '    for _, _, f, tmp in staged:\n        f.close()\n',
-     '    for _, _, f, tmp in staged:\n', AG_T),
-    ('AG32', AT, '        f.close()\n        Path(tmp).unlink(missing_ok=True)\n\n\ndef _fsync_folder',
-     '        f.close()\n        Path(tmp).unlink()\n\n\ndef _fsync_folder', AG_T),
+    ('AG31', AT, '    for _, _, tmp in staged:\n        Path(tmp).unlink(missing_ok=True)\n',
+     '    for _, _, tmp in staged[:1]:\n        Path(tmp).unlink(missing_ok=True)\n', AG_T),
+    ('AG32', AT, '    for _, _, tmp in staged:\n        Path(tmp).unlink(missing_ok=True)\n\n\ndef _fsync_folder',
+     '    for _, _, tmp in staged:\n        Path(tmp).unlink()\n\n\ndef _fsync_folder', AG_T),
     ('AG33', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
      'if e.errno not in (errno.ENOTSUP, errno.EBADF):', AG_T),
     ('AG34', AT, 'if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):',
