@@ -96,6 +96,11 @@ def resolve_url(address: str, mirror: str | None = None) -> str:
     if not usable:
         raise ConfigError(f"mirror {mirror!r} (--mirror or {MIRROR_ENV}) must be an http:// or https:// "
                           f"address such as http://mirror.example.org or http://127.0.0.1:8000/cache")
+    if not (m.path.isascii() and m.path.isprintable()) or " " in m.path:
+        # No request can carry them: a space was refused at every try, then exit 75 (a retry loop's "later"), and a
+        # letter beyond ASCII was http.client's UnicodeEncodeError, a traceback.
+        raise ConfigError(f"mirror {mirror!r} (--mirror or {MIRROR_ENV}) has a space, a control character or a "
+                          f"character beyond ASCII in its path: write them percent-encoded, as %20 for a space")
     a = urlsplit(address)
     return urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + a.path, a.query, ""))
 

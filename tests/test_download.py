@@ -406,6 +406,19 @@ def test_cli_download_and_one_line_errors(server, tmp_path, capsys):
     assert "no test set named 'cityscapes'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("mirror", ["http://127.0.0.1:9/my cache", "http://127.0.0.1:9/\u00fcber"])
+def test_a_mirror_whose_path_no_request_can_carry_is_refused_at_once_with_exit_2(tmp_path, capsys, mirror):
+    # A space was refused by http.client at every try, then "cannot download ...", exit 75: a retry loop never
+    # ended; a letter beyond ASCII was a UnicodeEncodeError's traceback (exit 1). Nothing is fetched or made.
+    assert main(["download", "dataset", "facades", "--dir", str(tmp_path / "d"), "--mirror", mirror, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bicyclegan download: ConfigError: mirror {mirror!r} (--mirror or BICYCLEGAN_MIRROR) has "
+                          f"a space") and "%20" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()
+    assert dl.resolve_url(dl.DATASETS["facades"], "http://127.0.0.1:9/my%20cache") == \
+        "http://127.0.0.1:9/my%20cache" + FACADES
+
+
 @pytest.mark.parametrize("status, rc", [(503, 75), (500, 75), (429, 75), (408, 75), (404, 2), (403, 2), (410, 2)])
 def test_the_cli_exits_75_where_a_later_try_may_pass_and_2_where_it_cannot(server, tmp_path, capsys, status, rc):
     # Every failure exited 2: a script's retry loop could not tell a server's passing trouble (5xx) or its "not
