@@ -342,7 +342,8 @@ class AtomicWrites:
         An fsync flushes the file's data whichever descriptor it is given: one opened again here does."""
         given, path, tmp = staged
         try:
-            fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_BINARY", 0))  # (written: Windows' fsync needs it)
+            # (read-only: a umask may leave the file without its owner's write; Windows' fsync needs a writer)
+            fd = os.open(tmp, os.O_WRONLY | os.O_BINARY if os.name == "nt" else os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
