@@ -168,6 +168,31 @@ def test_real_features_are_read_anew_for_a_file_changed_since(run, data, monkeyp
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def test_real_features_are_read_anew_for_a_file_rewritten_keeping_its_size_and_mtime(run, data, monkeypatch):
+    # cp -p over the file (in place: its inode, its size and its mtime kept): the kept features were the old image's
+    from PIL import Image
+    seen = []
+    monkeypatch.setattr(ev_module, "load_inception", lambda path=None, device="cpu": Features(seen))
+    ev = Evaluation(run / "checkpoints" / "epoch_1.pt", phase="val", num=4, device="cpu", metrics="l1,fid",
+                    batch_size=4)
+    first = ev.run(n_samples=2)
+    f = [p for p in sorted((data / "val").iterdir()) if p.suffix != ".json"][1]
+    st, old = f.stat(), f.read_bytes()
+    try:
+        with Image.open(f) as im:
+            size = im.size
+        Image.fromarray(np.full((size[1], size[0], 3), 255, np.uint8)).save(f)  # (a plain PNG: smaller, padded)
+        assert f.stat().st_size < st.st_size
+        f.write_bytes(f.read_bytes().ljust(st.st_size, b"\0"))  # (bytes past IEND: no decoder reads them)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (f.stat().st_size, f.stat().st_mtime_ns, f.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        again = ev.run(n_samples=2)
+        assert seen == [8, 4, 8, 4] and again["fid"] != first["fid"]
+    finally:
+        f.write_bytes(old)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def test_real_features_of_b_read_from_a_are_read_anew_when_that_file_changes(run, tmp_path, monkeypatch):
     # A/ and B/ folders read BtoA: the real B comes from A/, and the features were kept by B/'s file, so an edited
     # A/ image kept its old features (the same Evaluation's FID said 1.001 where a fresh one said 1.748)

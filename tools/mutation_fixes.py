@@ -513,6 +513,7 @@ SG_THIN = ["tests/test_trainer_loop.py::test_grids_to_keep_by_hand_and_as_a_run_
 SG_REUSE = [TSW + "reuse_measures_only_the_checkpoints_whose_file_or_protocol_changed"]
 SG_REAL = [TSW + "metric_networks_load_once_and_every_checkpoint_shares_the_inputs",
            TSW + "real_features_are_read_anew_for_a_file_changed_since"]
+SG_REWRITTEN = [TSW + "real_features_are_read_anew_for_a_file_rewritten_keeping_its_size_and_mtime"]
 SG_OLD_KEPT = [REL + "a_checkpoint_of_the_older_format_is_kept_from_every_output"]
 SG_OLD_RUN = [REL + "a_run_of_an_older_version_is_said_as_such_and_kept"]
 SG_EARLIER = [REL + "a_run_an_earlier_version_trained_with_options_now_refused_still_samples"]
@@ -1834,7 +1835,8 @@ MUTANTS = [
     ('SG22', "engine/sweep.py", '                want = of(digest)',
      '                want = protocols(root, phase, **{**options, "n_samples": n_samples})(digest)', SG_REUSE),
     ('SG23', EV, '        if all(k is not None and k in self._real for k in keys):', '        if False:', SG_REAL),
-    ('SG24', EV, '(st := os.stat(f)).st_size, st.st_mtime_ns)', '(st := os.stat(f)).st_size)', SG_REAL),
+    ('SG24', EV, '(st := os.stat(f)).st_size, st.st_mtime_ns, st.st_ctime_ns)', '(st := os.stat(f)).st_size)',
+     SG_REAL),
     ('SG25', CK, '    except OlderFormatError:\n        return True\n', '', SG_OLD_KEPT),
     ('SG26', CK, '        if (old := _old_format_in(path)) is not None:  # (an UnpicklingError',
      '        if False:  # (an UnpicklingError', SG_OLD_KEPT),
@@ -1880,6 +1882,8 @@ MUTANTS = [
     ('SG46', "pipelines/files.py", '    if len(bad) > NAMED_BAD and not _saving_checks:', '    if False:', SG_DRY_BAD),
     ('SG47', M, '            raise ConfigError(f"{e}. A model for inference',
      '            raise ConfigError(f"{e}" or f". A model for inference', SG_EARLIER),
+    ('SG48', EV, '(st := os.stat(f)).st_size, st.st_mtime_ns, st.st_ctime_ns)',
+     '(st := os.stat(f)).st_size, st.st_mtime_ns)', SG_REWRITTEN),
     ('SH01', "engine/sweep.py", '                want = of(digest)',
      '                want = of(peek_checkpoint(path, "digest")[0])', SG_REUSE),
     ('SH02', R, '                rest = text[end:]', '                rest = b""', SH_PIECES),
