@@ -744,7 +744,8 @@ def cmd_evaluate(args) -> int:
     ev = made_alike(d, lambda: Evaluation(checkpoint, args.dataroot, dist=d, **options))
     # the number taken (1 for a model without z), as the protocol records it; more refused for such a model
     n_samples = samples_per_input(n_samples, ev.model.cfg)
-    name = results_name(Path(ev.root).resolve(), ev.phase)  # a plain folder's own, as sample's results
+    # (as sample's results: the split's, or a plain folder's or another dataset's own name)
+    name = results_name(Path(ev.root).resolve(), ev.phase, ev.model.cfg.data.dataroot)
     path = Path(args.json) if args.json else results_dir(checkpoint, name) / "eval.json"
     # (5,000 inputs take minutes: said as they go, and kept beside the results file for a stopped call run again)
     kept = kept_measures(path)
@@ -1204,6 +1205,12 @@ def _data_settings(args) -> dict:
                 load_size=args.load_size, crop_size=args.crop_size, preprocess=args.preprocess)
 
 
+# Where an inference command's results of data other than the model's own go (runtime.results_name): the run's own
+# evaluation of its test split was replaced by that of another dataset's test split.
+_OTHER_DATA = ("a folder other than the data the model records (a run's: its training data): its name before <phase> "
+               "and 8 hex digits of its path after (facades_test_1a2b3c4d; a plain folder: photos_1a2b3c4d)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bicyclegan.pipelines.demo import DEFAULT_SHADE
 
@@ -1220,7 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/<phase>, or results/<NAME>/<phase> for "
                    "a checkpoint NAME.pt outside a run; a plain folder of inputs: its name in place of <phase>; "
-                   "_sync appended for --sync, then _epoch_N for --epoch N, _best for --epoch best)")
+                   f"{_OTHER_DATA}; _sync appended for --sync, then _epoch_N for --epoch N, _best for --epoch best)")
     # (default None, as --seed's: sample refuses them given where they change nothing, and only given)
     p.add_argument("--n_samples", type=_at_least(0), default=None,
                    help="random-z outputs per input (default 5; refused for a model without a latent code, nz=0)")
@@ -1251,8 +1258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the results (default: <run>/results/<phase>/eval.json for "
                    "<run>/checkpoints/latest.pt, <phase>_epoch_N for epoch_N.pt (_best for best.pt), "
                    "results/<NAME>/<phase>/eval.json for a checkpoint NAME.pt outside a run; a plain folder of "
-                   "inputs: its name in place of <phase>; --epoch all: the sweep's sweep.json); - : there, and "
-                   "its JSON on stdout, the table on stderr")
+                   f"inputs: its name in place of <phase>; {_OTHER_DATA}; --epoch all: the sweep's sweep.json); - : "
+                   "there, and its JSON on stdout, the table on stderr")
     p.add_argument("--reuse", action="store_true",
                    help="with --epoch all: keep the results of checkpoints measured before with the same protocol "
                    "(the same file, split, z, metrics and options: their eval.json says), measure the others")
@@ -1284,7 +1291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(p)
     p.add_argument("--out", help="results folder (default: <run>/results/interpolate_<phase>, or "
                    "results/<NAME>/interpolate_<phase> for a checkpoint NAME.pt outside a run; a plain folder of "
-                   "inputs: its name in place of <phase>; _epoch_N appended for --epoch N, _best for --epoch best)")
+                   f"inputs: its name in place of <phase>; {_OTHER_DATA}; _epoch_N appended for --epoch N, _best for "
+                   "--epoch best)")
     # --num_test: as sample's, a spelling torchrun lets through (its parser takes --num for --numa-binding)
     p.add_argument("--num", "--num_test", dest="num", type=_at_least(1), default=5,
                    help="the first NUM inputs (default 5)")

@@ -410,7 +410,9 @@ class Evaluation:
         with 2 z took 34 s on 2 CPU cores without a word).
         keep: a folder (the command's: kept_measures) where the measures are kept as they are made (_Kept), every
         SAVE_EVERY seconds and as run() ends (a result, a stop, an error): a call of the same recipe (the weights,
-        inputs and options) run again goes on from them, and its result is the straight call's. Left for the caller
+        inputs and options) run again goes on from them, and its result is the straight call's; those it cannot take
+        (damaged, of an input changed since, of another recipe) are said on stderr whatever progress, as those taken
+        are (compare's and a sweep's run() is quiet). Left for the caller
         to remove once the result is written (drop_kept); removed here where the model's outputs are not finite
         (that error is the result, met again by the same call). An exception run() ends by carries `measures_lost`
         where a save failed (a full disk): what is kept, for the line that says it (the command's stop line); else
@@ -758,8 +760,11 @@ class _Kept:
     def _state(self, i: int) -> list:
         return input_state(self.loader.samples[i], inputs_folder(self.ev.root, self.ev.phase))
 
-    def _note(self, line: str, everyone: bool = True) -> None:
-        if self.say and (everyone or self.ev.dist.main):
+    def _note(self, line: str, everyone: bool = True, quiet_too: bool = False) -> None:
+        """A line on stderr where run() was asked to say how it goes (progress), or quiet_too: take()'s lines of kept
+        measures not taken, said whatever progress, as _kept_counts says those taken (compare and a sweep, whose run()
+        is quiet, measured a damaged file's or a changed input's inputs again without a word)."""
+        if (self.say or quiet_too) and (everyone or self.ev.dist.main):
             print(f"note: {line}", file=sys.stderr, flush=True)
 
     def _read(self, name: str, got: dict) -> dict:
@@ -802,14 +807,14 @@ class _Kept:
             names = []
         except OSError as e:  # (an unreadable folder: as none, its files never taken)
             self._note(f"the measures kept in {self.folder} cannot be read ({e.strerror or e}): measuring every "
-                       f"input")
+                       f"input", quiet_too=True)
             names = []
         taken, at = [], 0
         for name in names:
             try:
                 c = self._read(name, got)
             except OutputError as e:
-                self._note(f"{e}: its inputs and those after them are measured again")
+                self._note(f"{e}: its inputs and those after them are measured again", quiet_too=True)
                 break
             if c["batches"][0] != at:  # (a file of later batches, those before it not kept)
                 break
@@ -818,11 +823,11 @@ class _Kept:
                 old, new = json.loads(c["recipe"]), json.loads(self.recipe)
                 what = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
                 self._note(f"the measures kept in {self.folder} are of another {', '.join(what) or 'recipe'} (an "
-                           f"earlier call's): measuring every input again", everyone=False)
+                           f"earlier call's): measuring every input again", everyone=False, quiet_too=True)
                 break
             if (changed := next((i for i, state in c["inputs"] if self._state(i) != state), None)) is not None:
                 self._note(f"input {loader.samples[changed].path} changed since its measures were kept in "
-                           f"{self.folder}: it and the inputs after it are measured again")
+                           f"{self.folder}: it and the inputs after it are measured again", quiet_too=True)
                 break
             taken.append(c)
             at = c["batches"][1]

@@ -300,7 +300,8 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
         need = max(num, max(chosen) + 1) if path == "encoded" else num
         root, ph, lay, data = inference_data(cfg, dataroot, phase, layout, skip_bad, need)
         # (out is given where the model is an object: _checked_arguments refuses it otherwise)
-        o = out if out is not None else results_dir(checkpoint, f"interpolate_{results_name(root, ph)}")
+        name = results_name(root, ph, cfg.data.dataroot)
+        o = out if out is not None else results_dir(checkpoint, f"interpolate_{name}")
         # Closed once the inputs are read, or however prepare ends before: left to the garbage collector, its
         # workers outlived a call that raised for as long as the caller held the traceback.
         with build_loader(net_in, data, root, ph, device=m.device, batch_size=1,

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -789,12 +790,28 @@ def gallery_title(model, root: Path, phase: str) -> str:
     return title + (f" · {Path(src['path']).name}, step {src['step']}" if src else "")
 
 
-def results_name(root: Path, phase: str) -> str:
+def results_name(root: Path, phase: str, trained_on=None) -> str:
     """What an inference command's results folder is named after: the split it read (val, test), or
     for a plain folder of inputs the folder's own name, so that they never share the split's folder
     (both were <run>/results/test); one named like a split (photos/test), or like a results folder of the commands
     (test_sweep, test_epoch_5, test_best, test_sync, interpolate_test: sample into a folder of that name replaced
-    the sweep's page, or interpolate's results) gets its parent's name too."""
+    the sweep's page, or interpolate's results) gets its parent's name too.
+    trained_on: the data folder the model records (its config's dataroot; None: none, an imported model's). Another
+    folder's results are named after it, <its name>_<split>, and 8 hex digits of its absolute path: `evaluate RUN
+    --dataroot OTHER` wrote RUN/results/test/eval.json over the run's own evaluation of its test split, and two
+    datasets of one name (v1/facades, v2/facades) are kept apart; the same folder gets the same name again (a stopped
+    evaluate goes on from its kept measures)."""
+    name = _results_name(root, phase)
+    folder = Path(root).resolve()
+    if trained_on is None or Path(trained_on).resolve() == folder:
+        return name
+    name = f"{folder.name}_{name}" if (root / phase).is_dir() else name
+    name = f"{name}_{hashlib.sha256(os.fsencode(folder)).hexdigest()[:8]}"
+    return f"inputs_{name}" if RESULTS_LIKE.fullmatch(name) else name  # (interpolate_x/test: not interpolate's)
+
+
+def _results_name(root: Path, phase: str) -> str:
+    """results_name of the model's own data, or any of a model that records none."""
     if (root / phase).is_dir():
         return phase
     folder = Path(root).resolve()

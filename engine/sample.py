@@ -286,7 +286,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
                                                       shuffle=False, augment=False, layout=lay))
             _refuse_unused(given, m, loader.layout, inputs_folder(root, ph))
             # After the checks of the options and the data (as interpolate: nothing made for a refused call).
-            o = out if out is not None else default_out(checkpoint, results_name(root, ph), sync)
+            o = out if out is not None else default_out(checkpoint, results_name(root, ph, cfg.data.dataroot), sync)
             o = check_writable(refuse_others_results(check_apart(o, root, ph), "sample"), "sample results")
             return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader,
                                    out=o, halved=lay is None and loader.layout == "aligned")

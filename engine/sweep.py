@@ -312,7 +312,7 @@ def evaluate_checkpoints(run, dataroot=None, *, json_path=None, reuse: bool = Fa
         # (the first checkpoint's settings: Evaluation.of reads the split so for each checkpoint of the run)
         taken = {**protocol_options(cfg, root, phase, options), "n_samples": n_samples}
         # Every checkpoint reads the first one's split (Evaluation.of): one results name for all of them.
-        name = results_name(root, phase)
+        name = results_name(root, phase, cfg.data.dataroot)
         if json_path and (hit := next((p for p, _, _ in found if (results_dir(p, name) / "eval.json").resolve()
                                        == Path(json_path).resolve()), None)):
             # (earlier results, replaceable: the sweep wrote that checkpoint's eval.json, then sweep.json over it)

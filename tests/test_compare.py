@@ -1124,6 +1124,38 @@ def test_a_stopped_compare_run_again_goes_on_from_the_measures_kept(runs, tmp_pa
                                                                                     "index.html"]
 
 
+@pytest.mark.parametrize("change", ["kept file damaged", "input changed"])
+def test_a_compare_run_again_says_why_it_measures_kept_measures_again_as_evaluate_does(runs, data, tmp_path,
+                                                                                      monkeypatch, capsys, change):
+    # Stopped inside pix2pix (its second batch of three), then pix2pix's kept file cut, or the first input changed: the
+    # compare run again measures them again and says why, in a single evaluate's words (its run() is quiet: they were
+    # measured again without a word)
+    root = shutil.copytree(data, tmp_path / "data")  # (an input of its own to change)
+    out = tmp_path / "c"
+    argv = ["compare", str(runs / "bicycle"), str(runs / "pix2pix"), *OPTS, "--batch_size", "2", "--dataroot",
+            str(root), "--out", str(out)]
+    with monkeypatch.context() as m:
+        _measuring(m, 5)
+        assert main(argv) == 130
+    kept = {torch.load(f / "0-of-1.000000.pt", weights_only=False)["batches"] == [0, 3]: f
+            for f in (out / ".compare.json.partial").iterdir()}  # (bicycle's measured whole)
+    if change == "kept file damaged":
+        f = kept[False] / "0-of-1.000000.pt"
+        f.write_bytes(f.read_bytes()[:100])
+        said = [f"note: kept measures {f} cannot be read", "its inputs and those after them are measured again"]
+    else:
+        img = sorted((root / "val").glob("*.png"))[0]
+        Image.fromarray(255 - np.asarray(Image.open(img))).save(img)
+        said = [f"note: input {img} changed since its measures were kept in {kept[whole]}: it and the inputs after it "
+                f"are measured again" for whole in (True, False)]
+    capsys.readouterr()
+    batches = _measuring(monkeypatch)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert all(line in err for line in said), err
+    assert batches == ([2, 2, 1] if change == "kept file damaged" else [2, 2, 1] * 2)
+
+
 @pytest.mark.parametrize("order", ["reordered", "another in front", "a copy in front"])
 def test_a_stopped_compare_run_again_with_its_models_in_another_order_goes_on_from_each_ones_measures(
         runs, loud, tmp_path, monkeypatch, order):

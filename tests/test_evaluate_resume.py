@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,27 @@ def test_a_stopped_evaluation_run_again_measures_the_other_inputs_alone_and_writ
                 f"measuring the other {num - after} (to measure them all again, remove {kept(out)})"
                 ) in capsys.readouterr().err
     assert not kept(out).exists()  # (the results written: of no more use)
+
+
+def test_an_evaluation_of_another_dataset_is_written_apart_and_goes_on_from_its_own_kept_measures(
+        setup, tmp_path, made, monkeypatch):
+    # evaluate CKPT --dataroot OTHER (a copy of the model's data elsewhere, of the same name and splits) wrote over
+    # the model's own evaluation (results/m/val/eval.json); its own folder now, where a stopped call run again still
+    # finds the measures it kept
+    root, ckpt = setup
+    other = shutil.copytree(root, tmp_path / "elsewhere" / root.name)
+    monkeypatch.chdir(tmp_path)  # (m.pt is no run's: its results go to ./results/m/)
+    argv = ["evaluate", str(ckpt), "--num", str(N), "--n_samples", "3", "--batch_size", str(BATCH), "--device", "cpu"]
+    assert main(argv) == 0
+    own = tmp_path / "results" / "m" / "val" / "eval.json"
+    before = own.read_bytes()
+    stopped([*argv, "--dataroot", str(other)], 4, monkeypatch)
+    made()
+    assert main([*argv, "--dataroot", str(other)]) == 0
+    assert made() == N - 4 and own.read_bytes() == before
+    [theirs] = set((tmp_path / "results" / "m").glob("*/eval.json")) - {own}
+    assert json.loads(theirs.read_text())["dataroot"] == str(other.resolve())
+    assert not list(theirs.parent.glob(".*.partial"))
 
 
 def test_a_straight_evaluation_leaves_nothing_beside_its_results(setup, tmp_path):
@@ -501,6 +523,36 @@ def test_a_stopped_sweep_goes_on_inside_the_checkpoint_it_stopped_in(setup, tmp_
             f"options: measuring the other {N - 2 * BATCH}") in capsys.readouterr().err
     assert {str(p.relative_to(results)): p.read_bytes() for p in results.rglob("*.json")} == straight
     assert not (results / "val" / ".eval.json.partial").exists()
+
+
+@pytest.mark.parametrize("change", ["kept file damaged", "input changed"])
+def test_a_sweep_run_again_says_why_it_measures_its_kept_measures_again_as_evaluate_does(setup, tmp_path, made,
+                                                                                       monkeypatch, capsys, change):
+    # Stopped inside its second checkpoint, then that checkpoint's kept file cut, or the split's first input changed:
+    # the sweep run again measures them again and says why, in a single evaluate's words (its run() is quiet: they
+    # were measured again without a word)
+    root, _ = setup
+    run = _two_checkpoints(root, tmp_path)
+    folder = run / "results" / "val" / ".eval.json.partial"
+    with monkeypatch.context() as m:
+        m.setattr(EVALUATING, "sample_columns", _failing_at(N // BATCH + 3, KeyboardInterrupt))
+        assert main(_sweep_argv(run, root)) == 130
+    [f] = folder.iterdir()
+    if change == "kept file damaged":
+        _cut(f)
+        said = [f"note: kept measures {f} cannot be read", "its inputs and those after them are measured again"]
+    else:
+        img = sorted((root / "val").glob("*.png"))[0]
+        Image.fromarray(255 - np.asarray(Image.open(img))).save(img)
+        said = [f"note: input {img} changed since its measures were kept in {folder}: it and the inputs after it are "
+                f"measured again"]
+    made()
+    capsys.readouterr()
+    assert main(_sweep_argv(run, root)) == 0
+    err = capsys.readouterr().err
+    assert all(line in err for line in said), err
+    # (latest.pt's inputs all measured again; epoch_1.pt's eval.json reused, but where its split changed)
+    assert made() == (N if change == "kept file damaged" else 2 * N)
 
 
 def test_a_save_that_fails_mid_run_is_a_note_and_the_evaluation_goes_on(setup, tmp_path, made, capsys, monkeypatch):

@@ -7,6 +7,7 @@ folder another training is writing, a run's checkpoint continued elsewhere, a fi
 new run from any checkpoint's weights (--init_from); a plain folder's results beside the splits', the
 epoch the progress line names, --no-progress, and a text file or a dataset given as the model."""
 import dataclasses
+import hashlib
 import html
 import io
 import json
@@ -1262,26 +1263,28 @@ def test_resuming_says_from_which_step_and_that_a_finished_run_has_nothing_to_tr
 # -- a first day's rough edges: plain folders' results, epoch counts, --no-progress ----------------------
 def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data, plain, tmp_path):
     # sample on a folder of inputs wrote to <run>/results/test, where the test split's results go.
+    # (a folder other than the run's training data: its place's digest after its name, as another dataset's)
     ckpt = run / "checkpoints" / "latest.pt"
     kw = dict(n_samples=1, num=1, progress=False)
-    assert sample(ckpt, plain, **kw) == run / "results" / "plain"
-    assert sample(ckpt, plain, sync=True, **kw) == run / "results" / "plain_sync"
+    assert sample(ckpt, plain, **kw) == run / "results" / f"plain_{_place(plain)}"
+    assert sample(ckpt, plain, sync=True, **kw) == run / "results" / f"plain_{_place(plain)}_sync"
     assert sample(ckpt, data, **kw) == run / "results" / "test"  # a split keeps its name
     assert interpolate(ckpt, plain, num=1, segments=1, frames=1, mp4=False, progress=False) == \
-        run / "results" / "interpolate_plain"
+        run / "results" / f"interpolate_plain_{_place(plain)}"
     assert main(["evaluate", str(run), "--dataroot", str(plain), "--n_samples", "2", "--num", "1",
                  "--metrics", "l1"]) == 0
-    assert json.loads((run / "results" / "plain" / "eval.json").read_text())["n_inputs"] == 1
+    assert json.loads((run / "results" / f"plain_{_place(plain)}" / "eval.json").read_text())["n_inputs"] == 1
     # A folder of inputs named like a split (photos/test) would land in the split's folder again.
     photos = tmp_path / "photos" / "test"
     photos.mkdir(parents=True)
     (photos / "a.png").write_bytes((plain / "0.png").read_bytes())
-    assert sample(ckpt, photos, **kw) == run / "results" / "photos_test"
+    assert sample(ckpt, photos, **kw) == run / "results" / f"photos_test_{_place(photos)}"
     # or like a split's results folder: sample of a folder test_sweep replaced the sweep's page
     sweep = tmp_path / "mine" / "test_sweep"
     sweep.mkdir(parents=True)
     (sweep / "a.png").write_bytes((plain / "0.png").read_bytes())
-    assert sample(ckpt, sweep, **kw) == run / "results" / "mine_test_sweep"
+    assert sample(ckpt, sweep, **kw) == run / "results" / f"mine_test_sweep_{_place(sweep)}"
+    # (a model that records no data of its own, an import's: the folder's name alone, as the reference's)
     from bicyclegan.engine.runtime import results_name
     for name, want in (("interpolate_test", "x_interpolate_test"), ("interpolate_photos", "x_interpolate_photos"),
                        ("val_epoch_12", "x_val_epoch_12"), ("test_sync_best", "x_test_sync_best"),
@@ -1290,6 +1293,45 @@ def test_a_plain_folders_results_are_named_after_it_not_the_test_split(run, data
         assert results_name(tmp_path / "x" / name, "test") == want, name
     (tmp_path / "interpolate" / "test").mkdir(parents=True)  # (prefixed: interpolate_test, interpolate's own again)
     assert results_name(tmp_path / "interpolate" / "test", "val") == "inputs_interpolate_test"
+
+
+def _place(folder) -> str:
+    """The 8 hex digits after another dataset's name in its results folder's: its absolute path's SHA-256."""
+    return hashlib.sha256(os.fsencode(Path(folder).resolve())).hexdigest()[:8]
+
+
+def test_another_datasets_results_never_replace_the_runs_own(run, data, tmp_path):
+    # `evaluate RUN --dataroot OTHER`, OTHER with a test/ split as the run's data has, wrote RUN/results/test/eval.json
+    # over the run's own evaluation of its test split, without a word; a sweep, sample and interpolate replaced theirs
+    # alike. Another dataset's results are named after it and its place: two folders of one name (v1/data, v2/data,
+    # named as the run's own data too) are kept apart, and the run's report lists each.
+    from bicyclegan.engine.report import result_pages
+    from bicyclegan.engine.runtime import results_name
+    run = shutil.copytree(run, tmp_path / "r", ignore=shutil.ignore_patterns("results"))
+    ckpt = run / "checkpoints" / "latest.pt"
+    ev, kw = ["--n_samples", "2", "--num", "2", "--metrics", "l1"], dict(n_samples=1, num=1, progress=False)
+    assert main(["evaluate", str(run), *ev]) == 0
+    assert sample(ckpt, data, **kw) == run / "results" / "test"  # (the run's own data given: its own folder)
+    own = {p: p.read_bytes() for p in (run / "results" / "test").rglob("*") if p.is_file()}
+    others = [shutil.copytree(data, tmp_path / v / data.name) for v in ("v1", "v2")]
+    for other in others:
+        assert main(["evaluate", str(run), "--dataroot", str(other), *ev]) == 0
+        theirs = run / "results" / f"{data.name}_test_{_place(other)}"
+        assert json.loads((theirs / "eval.json").read_text())["dataroot"] == str(other.resolve())
+    other = others[0]
+    assert sample(ckpt, other, **kw) == run / "results" / f"{data.name}_test_{_place(other)}"
+    assert interpolate(ckpt, other, num=1, segments=1, frames=1, mp4=False, progress=False) == \
+        run / "results" / f"interpolate_{data.name}_test_{_place(other)}"
+    assert main(["evaluate", str(run), "--epoch", "all", "--dataroot", str(other), *ev]) == 0
+    assert (run / "results" / f"{data.name}_test_{_place(other)}_sweep" / "sweep.json").is_file()
+    assert {p: p.read_bytes() for p in (run / "results" / "test").rglob("*") if p.is_file()} == own
+    # (one named like interpolate's results, interpolate_shoes/test: not taken for them, as a plain folder's)
+    (tmp_path / "interpolate_shoes" / "test").mkdir(parents=True)
+    assert results_name(tmp_path / "interpolate_shoes", "test", data) == \
+        f"inputs_interpolate_shoes_test_{_place(tmp_path / 'interpolate_shoes')}"
+    assert {name for name, _ in result_pages(run)} == {
+        "test", *(f"{data.name}_test_{_place(o)}" for o in others), f"{data.name}_test_{_place(other)}_sweep",
+        f"interpolate_{data.name}_test_{_place(other)}"}
 
 
 def test_a_dataset_reached_through_a_link_is_recorded_by_the_link(tmp_path, data):

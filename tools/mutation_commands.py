@@ -53,8 +53,8 @@ MUTANTS = [
      'if i <= GRID_ROWS else None', SMP),
     ('S08', S, '[rel for row in rows for _, rel in row["images"]]',
      '[rel for row in rows[1:] for _, rel in row["images"]]', SMP),
-    ('S09', S, 'else default_out(checkpoint, results_name(root, ph), sync)',
-     'else default_out(checkpoint, results_name(root, ph))', SMP),
+    ('S09', S, 'else default_out(checkpoint, results_name(root, ph, cfg.data.dataroot), sync)',
+     'else default_out(checkpoint, results_name(root, ph, cfg.data.dataroot))', SMP),
     ('S10', S, 'spread_z(n_samples, cfg.model.nz, int(torch.randint(2**62, (1,), generator=g)))',
      'spread_z(n_samples, cfg.model.nz, seed)', SMP),
     # the columns every command shows
