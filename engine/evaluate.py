@@ -56,6 +56,7 @@ from .runtime import (
     Dist,
     build_loader,
     check_input_size,
+    halves_found,
     inference_data,
     input_state,
     inputs_folder,
@@ -304,7 +305,7 @@ class Evaluation:
         # results folder by then, left empty). The loader's layout, not only a layout given: a split of an
         # A/ folder without B/ beside it is detected as inputs alone when the loader is made.
         self.has_B = loader.layout != "single"
-        self.halved = self.layout is None and loader.layout == "aligned"  # (check_input_size's)
+        self.halved = halves_found(self.layout, loader)
         if not self.has_B and (need := [m for m in chosen if m in ("fid", "palette")]):
             raise DatasetError(f"{where} is read as inputs alone (single layout: no B images): metrics "
                                f"{', '.join(need)} compare outputs with B; use l1 or lpips")

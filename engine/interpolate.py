@@ -49,6 +49,7 @@ from .runtime import (
     check_apart,
     check_input_size,
     gallery_title,
+    halves_found,
     inference_data,
     input_label,
     inputs_folder,
@@ -323,7 +324,7 @@ def interpolate(model, dataroot=None, *, out=None, phase: str | None = None, num
                     # skip_bad: a file broken since the checks has the next good one in its place; left out (None)
                     if i in wanted and batch["paths"][0] == listed[i].path:
                         check_input_size(batch["A"], listed[i].path, net_in, data.preprocess,
-                                         lay is None and loader.layout == "aligned")
+                                         halves_found(lay, loader))
                         read[i] = batch
         if path == "encoded" and dist.main and (lost := [listed[r].path for r in chosen if r not in read]):
             raise DatasetError(f"the reference image {lost[0]} could not be read")

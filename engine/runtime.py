@@ -970,6 +970,12 @@ def build_loader(model: ModelConfig, data: DataConfig, root, phase: str, *, devi
         memory_format=memory_format, **kw)
 
 
+def halves_found(layout: str | None, loader) -> bool:
+    """check_input_size's `halved`: the loader reads each file as an A|B pair (aligned) in a layout found, not
+    given (the layout an inference command was given: None where it detects one)."""
+    return layout is None and loader.layout == "aligned"
+
+
 def check_input_size(A: torch.Tensor, path, model: ModelConfig, preprocess: str, halved: bool = False) -> None:
     """Refuse, naming the file, an input whose sides the generator cannot take (multiples of 2^(U-Net
     depth); only preprocess none leaves other sizes): G's own ValueError was a traceback in interpolate

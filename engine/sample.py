@@ -47,6 +47,7 @@ from .runtime import (
     check_apart,
     check_input_size,
     gallery_title,
+    halves_found,
     inference_data,
     input_label,
     input_state,
@@ -289,7 +290,7 @@ def sample(model, dataroot=None, *, out=None, phase: str | None = None, n_sample
             o = out if out is not None else default_out(checkpoint, results_name(root, ph, cfg.data.dataroot), sync)
             o = check_writable(refuse_others_results(check_apart(o, root, ph), "sample"), "sample results")
             return SimpleNamespace(model=m, cfg=cfg, net_in=net_in, root=root, phase=ph, data=data, loader=loader,
-                                   out=o, halved=lay is None and loader.layout == "aligned")
+                                   out=o, halved=halves_found(lay, loader))
         run = made_alike(dist, prepare)
         model, cfg, root, phase, loader, out = run.model, run.cfg, run.root, run.phase, run.loader, run.out
         owned.enter_context(held_folder(out, "sample", dist))

@@ -49,6 +49,7 @@ from .runtime import (
     build_loader,
     check_input_size,
     check_tuning_table,
+    halves_found,
     inference_data,
     input_label,
     open_model,
@@ -151,7 +152,7 @@ class Explorer:
                           shuffle=False, augment=False, layout=layout) as loader:
             for i, batch in enumerate(itertools.islice(loader, num)):
                 check_input_size(batch["A"], batch["paths"][0], self.net_in, data.preprocess,
-                                 layout is None and loader.layout == "aligned")
+                                 halves_found(layout, loader))
                 self.items[f"d{i}"] = Item(f"d{i}", input_label(batch["paths"][0], root, phase), batch["A"][0],
                                            batch["B"][0] if "B" in batch else None)
         return root
