@@ -618,6 +618,14 @@ def merge(table_path, new_path):
         if (a != b) if field == "device" else (_configs._minor(a) != _configs._minor(b)):
             raise ValueError(f"{new_path} was made with {field} {b!r} and {table_path} with {a!r}: the kernels would "
                              f"ignore one of them; tune again where the table was made")
+    for path, data in ((table_path, table), (new_path, new)):  # (a damaged one: a TypeError traceback below, or a
+        # "sites" string swept as its letters)
+        sites, skipped = data.get("sites") or [], data.get("skipped", [])
+        if not (isinstance(data.get("failed", {}), dict) and isinstance(sites, list)
+                and all(isinstance(s, str) for s in sites) and isinstance(skipped, list)
+                and all(isinstance(s, list) and s for s in skipped)):
+            raise ValueError(f"{path}: expected 'failed' an object, 'sites' a list of sites and 'skipped' a list of "
+                             f"case specs, as python -m bicyclegan.kernels.tune writes them")
     for text, entry in new["entries"].items():  # (what read_table would skip must not get in)
         try:
             _configs.check_knobs(_configs._parse_key(text)[0], entry["config"])

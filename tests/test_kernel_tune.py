@@ -847,3 +847,23 @@ def test_a_training_refuses_a_tuning_table_it_cannot_use_before_it_writes_its_fo
     monkeypatch.setenv(_configs.ENV, str(tmp_path / "none.json"))
     assert main([*argv, "--impl", "ref"]) == 2  # the kernels' table unread (the missing data refused)
     assert "TuningTableError" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("failed", ["pool.fwd|x"]), ("skipped", {"pool.fwd": 1}),
+                                          ("skipped", ["pool.fwd"]), ("sites", "pool.fwd")])
+def test_merge_refuses_a_damaged_table_naming_it_and_leaves_the_table_alone(tmp_path, capsys, field, value):
+    # A 'failed' list or a 'skipped' of no specs was a TypeError traceback out of merge; a 'sites' string was
+    # swept as its letters (no site), so an old entry NEW failed stayed in the table, unsaid.
+    pool = "pool.fwd|2x3x9x7x3x3x2x2x1x1|float32|nchw"
+    base = _table(tmp_path / "base.json", {pool: {"BLOCK_I": 16, "num_warps": 1}})
+    for damaged, other in ((base, _table(tmp_path / "new.json", {})), (_table(tmp_path / "new.json", {}), base)):
+        data = json.loads(damaged.read_text())
+        data.update({field: value, "failed": {pool: {"error": "e"}}} if field == "sites" else {field: value})
+        damaged.write_text(json.dumps(data))
+        before = base.read_text()
+        with pytest.raises(SystemExit) as e:
+            tune.main(["--out", str(base), "--merge", str(tmp_path / "new.json")])
+        assert e.value.code == 2 and f"{damaged}: expected 'failed' an object, 'sites' a list of sites" \
+            in capsys.readouterr().err
+        assert base.read_text() == before
+        _table(tmp_path / "base.json", {pool: {"BLOCK_I": 16, "num_warps": 1}})
