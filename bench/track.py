@@ -163,7 +163,10 @@ def cmd_compare(args) -> int:
         raise TrackError(f"--threshold {args.threshold}: expected a fraction between 0 and 1, e.g. 0.15")
     if args.all and args.machine:  # (--machine was dropped without a word)
         raise TrackError("--all compares every machine, --machine one: give one of them")
-    keys = machines(args.history) if args.all else [args.machine or this_machine()]
+    # --all: not a folder without runs, which pytest-benchmark makes as `make bench` starts (one stopped before its
+    # first run was saved stopped --all there, exit 2, the other machines' regressions unsaid)
+    keys = ([key for key in machines(args.history) if load_runs(args.history, key)] if args.all
+            else [args.machine or this_machine()])
     if not keys:
         raise TrackError(f"{args.history}: no machine's runs in it; run `make bench` first")
     failed = []

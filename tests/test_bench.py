@@ -138,6 +138,22 @@ def test_compare_command_exit_codes_and_bad_input(tmp_path, capsys):
     assert "0003_bad.json: not a readable pytest-benchmark JSON" in capsys.readouterr().err
 
 
+
+def test_compare_all_passes_over_a_machine_folder_without_runs(tmp_path, capsys):
+    # pytest-benchmark makes bench/history/<key>/ as `make bench` starts: one stopped before its run was saved left
+    # an empty folder, at which --all stopped (exit 2, "pass --all"), k's regression never said
+    history = tmp_path / "history"
+    write_history(history, [step_run(10, 20, 15, "2026-01-01T00:00"), step_run(10, 10, 15, "2026-01-02T00:00")])
+    (history / "a-new-machine" / "Linux-CPython-3.12-64bit").mkdir(parents=True)
+    assert track.main(["--history", str(history), "compare", "--all"]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION k: step: ours vs eager 1.000x, was 2.000x" in out and "a-new-machine" not in out
+    shutil.rmtree(history / "k")  # (only folders without runs: as an empty history)
+    assert track.main(["--history", str(history), "compare", "--all"]) == 2
+    assert f"{history}: no machine's runs in it" in capsys.readouterr().err
+    assert track.main(["--history", str(history), "compare", "--machine", "a-new-machine"]) == 2  # (asked for)
+    assert f"{history / 'a-new-machine'}: no runs of this machine" in capsys.readouterr().err
+
 def _paths(tmp_path, runs):
     paths = []
     for i, data in enumerate(runs):
