@@ -669,6 +669,11 @@ def main(argv=None):
                    help="no sweep: add NEW.json's entries (a sweep made with --sites, say) to the table --out names")
     args = p.parse_args(argv)
     if args.merge is not None:
+        if given := [o for o, v in (("--quick", args.quick), ("--dry-run", args.dry_run), ("--sites", args.sites),
+                                    ("--jobs", args.jobs), ("--budget-s", args.budget_s)) if v not in (None, False)]:
+            # (dropped without a word: --merge NEW --sites pool merged every site NEW has)
+            p.error(f"--merge sweeps nothing, so {', '.join(given)} would do nothing: merge NEW.json as it is, or "
+                    f"sweep first (without --merge)")
         try:
             added, replaced, dropped, unconfirmed = merge(args.out, args.merge)
         except (ValueError, FileNotFoundError) as e:

@@ -867,3 +867,17 @@ def test_merge_refuses_a_damaged_table_naming_it_and_leaves_the_table_alone(tmp_
             in capsys.readouterr().err
         assert base.read_text() == before
         _table(tmp_path / "base.json", {pool: {"BLOCK_I": 16, "num_warps": 1}})
+
+
+def test_merge_refuses_the_sweeps_options_it_would_drop(tmp_path, capsys):
+    # --merge NEW --sites pool merged every site NEW has, the --sites dropped without a word
+    base = _table(tmp_path / "base.json", {})
+    new = _table(tmp_path / "new.json", {"norm_act.fwd|2x3x7x9|float32|cl|elu": {"BLOCK_C": 2, "BLOCK_HW": 8,
+                                                                                 "split": 3, "num_warps": 2}})
+    before = base.read_text()
+    for extra, named in ((["--sites", "pool"], "--sites"), (["--quick", "--jobs", "2"], "--quick, --jobs"),
+                         (["--dry-run", "--budget-s", "5"], "--dry-run, --budget-s")):
+        with pytest.raises(SystemExit) as e:
+            tune.main(["--out", str(base), "--merge", str(new), *extra])
+        assert e.value.code == 2 and f"--merge sweeps nothing, so {named} would do nothing" in capsys.readouterr().err
+        assert base.read_text() == before
