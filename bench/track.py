@@ -470,8 +470,15 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
 
 
 def cmd_ingest(args) -> int:
-    commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                           text=True, check=True).stdout.strip()
+    commit = args.commit
+    if not commit:
+        try:  # (a checkout that is no git repository, or no git: a CalledProcessError traceback)
+            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as e:
+            why = (getattr(e, "stderr", None) or str(e)).strip()[:200]
+            raise TrackError(f"{ROOT}: cannot read its commit with git ({why}); give --commit, the commit the GPU "
+                             f"check ran") from None
     out = ingest(args.src, args.history, results_of(args), commit,
                  allow_dry_run=not _own(args.history, HISTORY) and not _own(args.results, RESULTS))
     key = out.parent.parent.name

@@ -302,6 +302,23 @@ def test_ingest_merges_a_check_into_one_history_entry(tmp_path):
         track.ingest(tmp_path / "missing", history, results, commit="x")
 
 
+def test_ingest_outside_a_git_checkout_asks_for_the_commit(tmp_path, monkeypatch, capsys):
+    # (a source tree without .git, or no git: a CalledProcessError traceback, nothing said of --commit)
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "train_step.json").write_text(json.dumps(step_run(5, 20, 10, "2026-03-04T05:09:00", "unversioned")))
+    (tmp_path / "tree").mkdir()
+    monkeypatch.setattr(track, "ROOT", tmp_path / "tree")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # (wherever tmp_path lies)
+    argv = ["--history", str(tmp_path / "h"), "--results", str(tmp_path / "r"), "ingest", str(src)]
+    assert track.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench/track.py ingest: {tmp_path / 'tree'}: cannot read its commit with git") and \
+        "give --commit, the commit the GPU check ran" in err, err
+    assert not (tmp_path / "h").exists() and not (tmp_path / "r").exists()
+    assert track.main([*argv, "--commit", "abc1234"]) == 0
+    assert "0001_abc1234_20260304_050900.json" in capsys.readouterr().out
+
 def test_ingest_refuses_a_benchmark_the_history_could_not_read_before_writing_anything(tmp_path, capsys):
     """A benchmark whose 'ms' is None was written into the history, and ingest then failed naming that entry:
     compare, plot and readme refused the history until the entry was deleted by hand."""
