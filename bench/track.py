@@ -96,7 +96,7 @@ def load_runs(history: Path, key: str) -> list[dict]:
     runs = [load_run(p) for p in (history / key).glob("*/[0-9][0-9][0-9][0-9]_*.json")]
     if stray := [r for r in runs if r["machine"].get("key", key) != key]:
         raise TrackError(f"{stray[0]['path']}: a run of machine {stray[0]['machine']['key']}, in {key}'s history; "
-                         f"move it to bench/history/{stray[0]['machine']['key']}/")
+                         f"move it to {history / stray[0]['machine']['key']}/")  # (not bench/history's, for --history)
     return sorted(runs, key=lambda r: (r["datetime"], r["path"].name))
 
 

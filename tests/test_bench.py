@@ -476,7 +476,9 @@ def test_bad_histories_are_one_line_errors(tmp_path, capsys):
     foreign = step_run(10, 20, 15, "2026-01-02T00:00")  # another machine's run in k's folder
     (history / "k" / "Linux-CPython-3.12-64bit" / "0002_c0ffee0_x.json").write_text(json.dumps(foreign))
     assert track.main(["--history", str(history), "compare", "--machine", "k"]) == 2
-    assert "0002_c0ffee0_x.json: a run of machine Test-GPU" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "0002_c0ffee0_x.json: a run of machine Test-GPU" in err
+    assert f"move it to {history / 'Test-GPU_torch-2.0_triton-3.0'}/" in err  # (it said bench/history/..., not this)
     for broken in ({"benchmarks": None}, {"benchmarks": [bench("s", "ours", "abc")]},
                    {"benchmarks": [], "commit_info": "x"}):
         path = tmp_path / "broken.json"
