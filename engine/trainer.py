@@ -2006,17 +2006,24 @@ class Trainer:
                 self.tb.close()
             self.loader.close()  # its workers end with the training (a Trainer trains once)
             self._release()
-        if self._stop.received is not None and self._stop.signalled:
+        passed = self._stop.received if self._stop.signalled else None
+        if self.dist.grouped:
+            # Under torchrun one rank's signal after the last log interval reached that rank alone: it ended of it
+            # here while the others went on into end_group's barrier, which failed them (RankLostError, exit 2, on a
+            # complete run). Every rank passes on the signal one of them received (the largest: SIGTERM winning, as
+            # validate's), so they end alike.
+            passed = signal.Signals(agreed) if (agreed := self.dist.agree(int(passed or 0))) else None
+        if passed is not None:
             # Received after the last iteration's check (during the final save): the run is complete, and the
             # signal goes to the handler it would have found without ours (SIGTERM's default ends the process;
             # SIGINT's raises KeyboardInterrupt: an empty one, in a notebook, said nothing of the run). A stop asked
             # without a signal (request_stop, a reader gone) has none to pass on: raised as a SIGTERM, it killed
             # the notebook's kernel.
-            if self._stop.received == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            if passed == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 raise KeyboardInterrupt(f"interrupted after the last iteration: the run is complete ({self.run_dir}, "
                                         f"step {self.step})" + ("; its evaluation was not made (train(cfg, "
                                                                 "resume=True) makes it)" if self.is_demo else ""))
-            signal.raise_signal(self._stop.received)
+            signal.raise_signal(passed)
         return run
 
     def _say_start(self) -> None:

@@ -430,6 +430,41 @@ def test_torchrun_trains_shards_and_resumes_from_the_run_folder_alone(tmp_path):
             assert torch.equal(ckpt["nets"][net][k], w), f"{net}.{k}"
 
 
+_SIGNAL_IN_THE_FINAL_SAVE = """import os, signal, sys
+from bicyclegan.engine.cli import main
+from bicyclegan.engine.trainer import Trainer
+save = Trainer.save
+
+def save_signalled(self, *args, **kwargs):  # rank 1 alone receives a SIGTERM during the run's last save
+    if os.environ["RANK"] == "1" and self.step == self.total_steps:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return save(self, *args, **kwargs)
+Trainer.save = save_signalled
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_signal_to_one_rank_after_the_last_log_interval_ends_every_rank_alike(tmp_path):
+    """A SIGTERM reaching one rank after the ranks last agreed (during the final save): the run is complete and
+    the signal goes on to its handler, as in one process. That rank alone ended of it, before the group's end,
+    and the other, waiting for it there, stopped with RankLostError (exit 2) on a complete run. Every rank now
+    ends of the signal, and the checkpoint of the last step is there."""
+    script = tmp_path / "signalled.py"
+    script.write_text(_SIGNAL_IN_THE_FINAL_SAVE)
+    done = torchrun_cli(tmp_path, "train", "--out", "runs/r", "--no-eval", "--eval_every", "0", "--device", "cpu",
+                        "--no-progress", "--crop_size", "32", "--ngf", "4", "--nef", "4", "--ndf", "4", "--batch_size",
+                        "4", "--max_steps", "4", "--log_every", "2", "--save_every", "4", "--sample_every", "4",
+                        "--num_workers", "0", program=[str(script)])
+    said = done.stdout + done.stderr
+    assert "RankLostError" not in said, said[-3000:]
+    # torchrun's summary: each rank's exit, -15 (ended by SIGTERM)
+    ended = re.findall(r"rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*: (-?\d+)", said)
+    assert sorted(ended) == [("0", "-15"), ("1", "-15")], said[-3000:]
+    ckpt = torch.load(tmp_path / "runs" / "r" / "checkpoints" / "latest.pt", weights_only=False)
+    assert ckpt["step"] == 4
+
+
 @pytest.mark.parametrize("device, backend, current", [
     ("auto", "nccl", 1), ("cuda", "nccl", 1), ("cuda:0", "nccl", 1),
     ("cpu", "gloo", None),  # a GPU host training on the CPU: NCCL cannot reduce CPU gradients

@@ -2046,8 +2046,8 @@ MUTANTS = [
     ('SJ37', CFG, '        if own := sorted({f.name for f in dataclasses.fields(cfg)}',
      '        if own := [] and sorted({f.name for f in dataclasses.fields(cfg)}', SJ_TYPES),
     # a review of those mends (h-rv)
-    ('SJ38', T, '        if self._stop.received is not None and self._stop.signalled:',
-     '        if self._stop.received is not None:', SJ_NOTHING_LEFT),
+    ('SJ38', T, '        passed = self._stop.received if self._stop.signalled else None',
+     '        passed = self._stop.received', SJ_NOTHING_LEFT),
     ('SJ39', T, '    def _handle(self, signum, frame):\n        self.signalled = True\n',
      '    def _handle(self, signum, frame):\n', SJ_AFTER_LAST),
     ('SJ40', T, '    _check_run_writable(run_dir)  # (creates nothing)\n    _check_not_other_folder(run_dir)\n',
