@@ -2170,7 +2170,10 @@ class Trainer:
                 else:
                     self.epoch += 1
             if cfg.eval_every and self.step % cfg.eval_every and self.step == self.total_steps and self.step > started:
-                self.validate(stop=stop)  # the trained model's (not again for a finished run resumed)
+                # the trained model's (not again for a finished run resumed); one a stop skipped is owed, which the
+                # step's checkpoint, written before it where save_every fell on the step, must say (written again)
+                if self.validate(stop=stop) is not None:
+                    self.latest_written = None
             if self.latest_written != self.step:  # else save_every has just written it: not twice in a stop's seconds
                 self.save()
             if stop is not None:

@@ -372,6 +372,22 @@ def test_a_stop_during_the_owed_evaluation_at_a_resume_trains_no_step(tmp_path, 
     assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4, 6]
 
 
+def test_a_stop_skipping_the_last_steps_evaluation_is_owed_where_that_step_was_saved_before_it(tmp_path, data):
+    # The run's last step (5) is off eval_every's grid, so its evaluation comes after the loop, where save_every's
+    # checkpoint of that step was written already: "skipped: the resumed run makes it first" was said, and the
+    # checkpoint, not written again, owed nothing: the resumed run never made it.
+    kw = dict(max_steps=5, eval_every=2, eval_num=3, eval_samples=2, sample_every=100, save_every=5)
+    t = Trainer(tiny_cfg(tmp_path / "run", data, **kw), progress=False)
+    _signalled_at(t, 5)
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 5"):
+        t.train()
+    run = tmp_path / "run"
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4]
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["eval_owed"] == 5
+    Trainer(tiny_cfg(run, data, **kw), resume=True, progress=False).train()
+    assert [r["step"] for r in read_lines(run / "eval_log.jsonl")] == [2, 4, 5]
+
+
 @pytest.mark.parametrize("during", [False, True])
 def test_a_stop_skips_the_evaluation_and_the_resumed_run_makes_it_first(tmp_path, data, monkeypatch, during):
     # A preempted job has seconds: the evaluation of the step the signal came in (during=False), or the one
