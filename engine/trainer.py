@@ -1812,6 +1812,14 @@ class Trainer:
             raise self._diverged("non-finite " + ", ".join(f"{k} = {v}" for k, v in bad.items())
                                  + " in the losses of the log interval so far", bad)
 
+        def record():
+            if path is None:
+                self.latest_written = self.step
+            # An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no latest.pt); of the two
+            # written at one step, latest.pt is named (the one --resume reads).
+            if path is None or self.saved_step != self.step:
+                self.saved_step, self.saved_path = self.step, path or self.ckpt_path
+
         def write():
             try:
                 with self._stop.holding() if self._stop else contextlib.nullcontext():
@@ -1822,16 +1830,17 @@ class Trainer:
             except CheckpointError as e:  # (a full disk): at which step, and the run's way on, as the log's says
                 said = str(e).removesuffix("; the previous one is intact")
                 raise CheckpointError(f"training stopped at step {self.step}: {said}\n{self._intact()}") from e
+            # Rank 0's record once the file is in place: main_decides' broadcast may yet fail (another rank gone
+            # meanwhile), and recorded past it, the line named the checkpoint before (--resume epoch_N.pt set this
+            # newer latest.pt aside).
+            record()
         # A failed write (a full disk) stops every rank: alone, rank 0 left the others in the next step's
         # all-reduce (gloo failed them with a traceback, NCCL until torchrun killed them).
         self.dist.main_decides(write)
-        if path is None:
-            self.latest_written = self.step
         # Every rank's record (an error on any rank names it), set past main_decides, which raised on every rank had
-        # the write failed. An epoch's checkpoint is a good one too (a run with epoch checkpoints only has no
-        # latest.pt); of the two written at one step, latest.pt is named (the one --resume reads).
-        if path is None or self.saved_step != self.step:
-            self.saved_step, self.saved_path = self.step, path or self.ckpt_path
+        # the write failed.
+        if not self.main:
+            record()
 
     def sample(self):
         """The sample grid of this step and the report: rank 0 draws and writes them, every rank calls it

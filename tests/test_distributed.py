@@ -1087,6 +1087,37 @@ def test_a_lost_rank_is_said_with_the_epoch_of_the_step_finished(tmp_path, fails
     assert str(e.value).startswith(f"training stopped {said}: another of the 2 processes ended during it")
 
 
+@pytest.mark.parametrize("epoch_freq, named", [(0, "latest.pt"), (1, "latest.pt")])
+def test_a_rank_lost_while_rank_0_saved_names_the_checkpoint_it_wrote(tmp_path, monkeypatch, epoch_freq, named):
+    """Rank 0 wrote latest.pt at step 4, and then main_decides' broadcast of the outcome failed (the other rank
+    gone meanwhile): its record was set past main_decides alone, so its line named the checkpoint before (step 2),
+    and where that was an epoch's, told the user to resume from it (--resume epoch_1.pt), which sets the newer
+    latest.pt aside. Constructed in one process: a run that calls itself rank 0 of 2 once that write is done."""
+    from tiny import tiny_cfg
+
+    from bicyclegan.engine import runtime
+    from bicyclegan.engine.errors import RankLostError
+    from bicyclegan.engine.trainer import Trainer
+    from bicyclegan.pipelines import make_demo_dataset
+    data = make_demo_dataset(tmp_path / "data", n_train=8, n_test=2, size=32, seed=0)  # 2 steps an epoch
+    t = Trainer(tiny_cfg(tmp_path / "run", data, niter=4, max_steps=8, log_every=100, sample_every=100,
+                         save_every=4 if epoch_freq else 2, save_epoch_freq=epoch_freq), progress=False)
+    ckpt = tmp_path / "run" / "checkpoints" / "latest.pt"
+    decides = runtime.Dist.main_decides
+
+    def main_decides(self, work):
+        decides(self, work)
+        if t.step == 4 and ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] == 4:
+            t.world = 2
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:6368. This "
+                               "is typically caused by a remote worker crashing.")
+    monkeypatch.setattr(runtime.Dist, "main_decides", main_decides)
+    with pytest.raises(RankLostError) as e:
+        t.train()
+    assert str(e.value).splitlines()[-1] == (f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / named}"
+                                             f" (step 4): resume it with --resume")
+
+
 @pytest.mark.parametrize("save_every, breaks_in, said", [
     (2, 3, "\nstep 3 since the last checkpoint could not be saved (the other process may have gone on into step 4, "),
     (100, 2, "\nsteps 1 to 2 since the start could not be saved (the other process may have gone on into step 3, ")])

@@ -814,15 +814,15 @@ MUTANTS = [
     ('TR02', T, 'atomic_write(self.ckpt_path, lambda f: shutil.copyfileobj(src, f)',
      'atomic_write(self.resume_path, lambda f: shutil.copyfileobj(src, f)', GONE_BACK),
     # main_decides around save, sample and the log line (two gloo ranks: slow)
-    ('TR03', T, '        self.dist.main_decides(write)\n        if path is None:',
-     '        write() if self.main else None\n        if path is None:', FULL_CKPT),
+    ('TR03', T, '        self.dist.main_decides(write)\n        # Every rank\'s record',
+     '        write() if self.main else None\n        # Every rank\'s record', FULL_CKPT),
     ('TR04', T, '        self.dist.main_decides(draw)\n',
      '        draw() if self.main else None\n', FULL_GRID),
     ('TR05', T, '        self.dist.main_decides(write)  # rank 0\'s failure stops every rank (see save)',
      '        write() if self.main else None  # rank 0\'s failure', FULL_LOG),
     # latest.pt written once at the end
-    ('TR06', T, '        if path is None:\n            self.latest_written = self.step',
-     '        if True:\n            self.latest_written = self.step', CADENCE),
+    ('TR06', T, '            if path is None:\n                self.latest_written = self.step',
+     '            if True:\n                self.latest_written = self.step', CADENCE),
     ('TR07', T, 'if self.latest_written != self.step:  # else save_every',
      'if self.saved_step != self.step:  # else save_every', CADENCE),
     # a stop during the owed evaluation trains no step
