@@ -47,20 +47,29 @@ class TrackError(Exception):
 
 # -- reading runs -----------------------------------------------------------------------------------
 def figures(data: dict) -> dict:
-    """{figure: {"rows": {row: ms}, "gate", "headline", "what", "tolerance"}} of one pytest-benchmark JSON."""
+    """{figure: {"rows": {row: ms}, "gate", "headline", "what", "tolerance", "timing"}} of one pytest-benchmark
+    JSON (timing: how its rows were timed, benchutil.settle_timing's; None where not tagged)."""
     out = {}
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
         if "figure" not in info or "row" not in info or "ms" not in info:
             continue
         fig = out.setdefault(info["figure"], {"rows": {}, "gate": None, "headline": False, "what": "",
-                                              "tolerance": None})
+                                              "tolerance": None, "timing": None})
         fig["rows"][info["row"]] = float(info["ms"])
         fig["rows"].update({k: float(v) for k, v in info.get("rows_ms", {}).items()})
-        for key in ("gate", "headline", "what", "tolerance"):
+        for key in ("gate", "headline", "what", "tolerance", "timing"):
             if info.get(key):
                 fig[key] = info[key]
     return out
+
+
+def settings(fig: dict) -> tuple:
+    """What makes two runs' ratios of a figure comparable: its `what` (size, batch, width, threads...) and how
+    its rows were timed. A figure's kernel rows are timed as graph replays, or all as eager calls where one row
+    could not be captured (benchutil.settle_timing): a host-bound eager ratio judged against a replayed one
+    failed or passed the gate on the timing method, not on the code."""
+    return fig["what"], fig["timing"]
 
 
 def ratios(fig: dict) -> dict:
@@ -135,11 +144,12 @@ def compare(runs: list[dict], threshold: float | None = None) -> tuple[list[str]
             continue
         new = having[-1]
         fig = new["figures"][name]
-        # Only runs of the same settings (the figure's `what`: size, batch, width, threads...): a width-8 run
-        # was judged against a width-32 one, filed under the same figure.
-        having = [r for r in having if r["figures"][name]["what"] == fig["what"]]
+        # Only runs of the same settings (see settings): a width-8 run was judged against a width-32 one, filed
+        # under the same figure.
+        having = [r for r in having if settings(r["figures"][name]) == settings(fig)]
         limit = threshold if threshold is not None else fig["tolerance"] or THRESHOLD
-        lines.append(f"  {name}: ours {fig['rows']['ours']:.3f} ms  [{label(new)}]  {fig['what']}")
+        lines.append(f"  {name}: ours {fig['rows']['ours']:.3f} ms  [{label(new)}]  {fig['what']}"
+                     + (f" ({fig['timing']})" if fig["timing"] else ""))
         if fig["gate"] and fig["gate"] not in fig["rows"]:  # (DALI's rows without DALI: the gate passed unseen)
             lines.append(f"    gate row {fig['gate']} not measured in this run: its gate is not checked")
         for row, ratio in sorted(ratios(fig).items()):
@@ -206,9 +216,9 @@ def plot(runs: list[dict], key: str, out: Path) -> Path | None:
     ticks = [label(r) for r in runs]
     for (ax_ratio, ax_ms), name in zip(axes, names):
         having = [(i, r["figures"][name]) for i, r in enumerate(runs) if name in r["figures"]]
-        # Only the runs of the newest one's settings (the figure's `what`), as compare judges them: a width-8 run's
-        # times were drawn on the width-32 runs' lines.
-        having = [(i, f) for i, f in having if f["what"] == having[-1][1]["what"]]
+        # Only the runs of the newest one's settings, as compare judges them: a width-8 run's times were drawn on
+        # the width-32 runs' lines.
+        having = [(i, f) for i, f in having if settings(f) == settings(having[-1][1])]
         gate = having[-1][1]["gate"]
         for row in sorted({row for _, f in having for row in f["rows"]}):
             pts = [(i, f) for i, f in having if row in f["rows"]]

@@ -58,7 +58,7 @@ def test_figures_read_rows_from_separate_benchmarks_and_from_a_race():
     figs = track.figures(data)
     assert set(figs) == {"gpu", "cpu"}
     assert figs["gpu"] == {"rows": {"ours": 10.0, "eager": 30.0}, "gate": "eager", "headline": True, "what": "w",
-                           "tolerance": None}
+                           "tolerance": None, "timing": None}
     assert figs["cpu"]["rows"] == {"ours": 4.0, "reference_order": 5.0, "authors": 6.0}
     assert track.ratios(figs["gpu"]) == {"eager": 3.0}
     assert track.ratios(figs["cpu"]) == {"reference_order": 1.25, "authors": 1.5}
@@ -464,6 +464,24 @@ def test_compare_judges_runs_of_the_same_settings_against_committed_ones_and_say
     gone.mkdir()
     lines, _ = track.compare([track.load_run(p) for p in _paths(gone, [run(10, 20, "2026-01-01", rows=False)])])
     assert "    gate row eager not measured in this run: its gate is not checked" in lines
+
+
+def test_compare_judges_a_figure_timed_as_graph_replays_against_replayed_runs_alone(tmp_path):
+    """A kernel figure's rows are graph replays, or every row eager calls where one could not be captured
+    (benchutil.settle_timing): the same `what`, ratios of another method (here the eager calls' host-bound 1.25x
+    against the replays' 2.0x) were judged against each other, a regression the code never made."""
+    def run(ours, eager, when, timing):
+        return run_json([bench("norm", "ours", ours, gate="eager", what="norm fwd+bwd", timing=timing),
+                         bench("norm", "eager", eager, timing=timing)], when)
+    replayed, called = run(10, 20, "2026-01-01", "graph_replay"), run(40, 50, "2026-01-02", "eager_call")
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(tmp_path, [replayed, called])])
+    assert regressions == [] and "previous" not in lines[1], lines  # (1.25x against 2.0x: -37.5 %)
+    assert lines[0].endswith("norm fwd+bwd (eager_call)")
+    other = tmp_path / "other"
+    other.mkdir()
+    runs = [replayed, called, run(10, 15, "2026-01-03", "graph_replay")]  # 1.5x: -25 % from the replays' 2.0x
+    lines, regressions = track.compare([track.load_run(p) for p in _paths(other, runs)])
+    assert len(regressions) == 1 and "was 2.000x" in regressions[0], lines
 
 
 def test_bad_histories_are_one_line_errors(tmp_path, capsys):

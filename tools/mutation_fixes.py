@@ -1432,7 +1432,7 @@ MUTANTS = [
      '            pass', INGEST),
     ('US49', TK, 'return (clean or [r for r in earlier if not r["dirty"]] or earlier or [None])[-1]',
      'return (clean or earlier or [None])[-1]', SETTINGS),
-    ('US50', TK, '        having = [r for r in having if r["figures"][name]["what"] == fig["what"]]',
+    ('US50', TK, '        having = [r for r in having if settings(r["figures"][name]) == settings(fig)]',
      '        having = having', SETTINGS),
     ('US51', TK, '        if fig["gate"] and fig["gate"] not in fig["rows"]:', '        if False:', SETTINGS),
     ('US52', TK, '    if not _own(args.history, HISTORY) and _own(args.results, RESULTS):', '    if False:', SCRATCH),
