@@ -53,7 +53,12 @@ MODE=main
 for arg in "$@"; do
   case $arg in
     --dry-run) DRY=1 ;;
-    compile|dali|rerun) MODE=$arg ;;
+    compile|dali|rerun)
+      # (the last one named ran, without a word: a call's device time spent on the call not meant)
+      if [ $MODE != main ]; then
+        echo "gpu_check: two calls named, '$MODE' and '$arg': give one of compile, dali, rerun"; exit 2
+      fi
+      MODE=$arg ;;
     *) echo "gpu_check: unknown argument '$arg' (expected --dry-run and/or one of compile, dali, rerun)"; exit 2 ;;
   esac
 done

@@ -262,6 +262,12 @@ def test_bad_argument_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "unknown argument '--dryrun' (expected --dry-run and/or one of compile, dali, rerun)" in proc.stdout
     assert not (tmp_path / "out").exists()
+    # Two calls named: the last ran (here the compile call, for a rerun asked first), without a word
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PY": "/bin/false"}  # (/bin/false: a run stops at once)
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "rerun", "compile"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "two calls named, 'rerun' and 'compile'" in proc.stdout, proc.stdout[-2000:]
+    assert not (tmp_path / "out").exists()
 
 
 def test_without_out_a_folder_of_its_own_is_made_not_one_another_user_placed(tmp_path):
