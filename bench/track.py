@@ -439,14 +439,19 @@ def ingest(src: Path, history: Path, results: Path, commit: str, allow_dry_run: 
         raise TrackError(f"{src}: output of a dry run, kept out of bench/history; to rehearse the ingest elsewhere: "
                          f"python bench/track.py --history DIR --results DIR ingest {src} (the options before "
                          f"the command)")
-    # Each figure from one file, the newest that has it: a figure's rows are one process's ("same run"); the
-    # calls' files merged, a rerun's ours stood beside the first call's baselines, as one run's ratios.
+    # Each figure from one file, the newest that has it (of those that measured its ours row, where one did): a
+    # figure's rows are one process's ("same run"); the calls' files merged, a rerun's ours stood beside the first
+    # call's baselines, as one run's ratios. (A rerun cut after a figure's baseline row replaced the first call's
+    # whole figure by one with no ratio.)
     runs.sort(key=lambda r: str(r[1].get("datetime", "")))
-    newest = {}
+    newest, with_ours = {}, {}
     for i, (_, data) in enumerate(runs):
         for b in data["benchmarks"]:
             if name := _figure(b):
                 newest[name] = i
+                if b["extra_info"].get("row") == "ours":
+                    with_ours[name] = i
+    newest.update(with_ours)
     merged = dict(runs[-1][1])
     merged["benchmarks"] = [b for i, (_, d) in enumerate(runs) for b in d["benchmarks"]
                             if newest.get(_figure(b), i) == i]

@@ -414,6 +414,11 @@ def test_ingest_takes_each_figure_from_one_file_and_one_machines_files_alone(tmp
     # step: the rerun's rows alone (its process's); na: the first call's, which the rerun did not measure
     assert run["figures"]["step"]["rows"] == {"ours": 4.0, "eager": 12.0}
     assert run["figures"]["na"]["rows"] == {"ours": 1.0, "eager": 3.0}
+    # A later call cut after the figure's baseline row (no ours): the earlier call's whole figure, not one with no ratio
+    (src / "zz_cut.json").write_text(json.dumps(run_json([bench("step", "eager", 30.0)], "2026-03-04T08:00:00",
+                                                         "unversioned")))
+    run = track.load_run(track.ingest(src, tmp_path / "history2", results, commit="1234567"))
+    assert run["figures"]["step"]["rows"] == {"ours": 4.0, "eager": 12.0}
 
 
 def test_a_scratch_history_keeps_to_its_own_results_and_a_dry_run_to_its_own_history(tmp_path, monkeypatch,
