@@ -210,17 +210,23 @@ def z_concat_conv(x, z, weight, bias=None, stride=2, padding=1, act="leaky_relu"
     concatenation-free path keeps x itself for backward (the reference keeps the concatenation), so
     modifying x in place before backward raises autograd's in-place error. z: N x nz, or N x nz x 1 x 1.
     """
-    z = _check("z_concat_conv", x, z)
-    check_act("z_concat_conv", act, slope)
+    return _z_concat_conv("z_concat_conv", x, z, weight, bias, stride, padding, act, slope, impl, mode, dilation,
+                          groups)
+
+
+def _z_concat_conv(who, x, z, weight, bias, stride, padding, act, slope, impl, mode, dilation, groups):
+    """z_concat_conv, its refusals naming `who`, the function or layer called (ZConcatConv2d's named
+    z_concat_conv, which the user never called; checked in the layer too, they ran twice a call)."""
+    z = _check(who, x, z)
+    check_act(who, act, slope)
     if mode not in MODES:
-        raise ValueError(f"z_concat_conv: mode must be one of {MODES}, got {mode!r}")
-    groups = _groups("z_concat_conv", groups)
+        raise ValueError(f"{who}: mode must be one of {MODES}, got {mode!r}")
+    groups = _groups(who, groups)
     _check_weight(x, z, weight, bias, groups)
     # Both paths take the pairs: the kernels and the reference's z-term split read their two entries.
-    stride = int_pair("z_concat_conv", "stride", stride, 1)
-    dilation = int_pair("z_concat_conv", "dilation", dilation, 1)
-    padding = int_pair("z_concat_conv", "padding",
-                       conv_padding(padding, tuple(shape_of(weight)[2:]), stride, dilation=dilation), 0)
+    stride = int_pair(who, "stride", stride, 1)
+    dilation = int_pair(who, "dilation", dilation, 1)
+    padding = int_pair(who, "padding", conv_padding(padding, tuple(shape_of(weight)[2:]), stride, who, dilation), 0)
     use = resolve_impl(impl, x, "z_concat_conv")
     if dilation != (1, 1) or groups != 1:
         # The z term's kernels (and the reference's split below) take adjacent taps and one group: the
@@ -299,11 +305,8 @@ class ZConcatConv2d(NotScriptable, nn.Module):
             got = tuple(shape_of(z)) if isinstance(z, torch.Tensor) else None if z is None else type(z).__name__
             raise ValueError(f"ZConcatConv2d: expected z of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got "
                              f"{got} (x {tuple(shape_of(x))})")
-        # z's batch, device and dtype checked here too, so that their refusal names this layer, not the function
-        # it calls (whose own checks then pass).
-        codes = _check("ZConcatConv2d", x, z)
-        return z_concat_conv(x, codes, self.weight, self.bias, self.stride, self.padding, self.act,
-                             self.slope, self.impl, self.mode, dilation=self.dilation, groups=self.groups)
+        return _z_concat_conv("ZConcatConv2d", x, z, self.weight, self.bias, self.stride, self.padding, self.act,
+                              self.slope, self.impl, self.mode, self.dilation, self.groups)
 
     def extra_repr(self):
         rare = "".join(f", {k}={v}" for k, v in (("dilation", self.dilation), ("groups", self.groups))
