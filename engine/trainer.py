@@ -2178,12 +2178,12 @@ class Trainer:
                         break
                 else:
                     self.epoch += 1
+            skipped = None  # (the signal that skipped the last step's evaluation)
             if cfg.eval_every and self.step % cfg.eval_every and self.step == self.total_steps and self.step > started:
-                # the trained model's (not again for a finished run resumed); one a stop skipped is owed, which the
-                # step's checkpoint, written before it where save_every fell on the step, must say (written again)
-                if self.validate(stop=stop) is not None:
-                    self.latest_written = None
-            if self.latest_written != self.step:  # else save_every has just written it: not twice in a stop's seconds
+                skipped = self.validate(stop=stop)  # the trained model's (not again for a finished run resumed)
+            # Once a step unless save_every has just written it (not twice in a stop's seconds), or the evaluation a
+            # stop skipped is owed, which that checkpoint, written before it, does not say.
+            if self.latest_written != self.step or skipped is not None:
                 self.save()
             if stop is not None:
                 # The page's status at the stop (a grid would take time a preemption may not give).

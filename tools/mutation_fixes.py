@@ -823,8 +823,8 @@ MUTANTS = [
     # latest.pt written once at the end
     ('TR06', T, '            if path is None:\n                self.latest_written = self.step',
      '            if True:\n                self.latest_written = self.step', CADENCE),
-    ('TR07', T, 'if self.latest_written != self.step:  # else save_every',
-     'if self.saved_step != self.step:  # else save_every', CADENCE),
+    ('TR07', T, 'if self.latest_written != self.step or skipped is not None:',
+     'if self.saved_step != self.step or skipped is not None:', CADENCE),
     # a stop during the owed evaluation trains no step
     ('TR08', T, '                stop = self.validate(owed_only=True)',
      '                self.validate(owed_only=True)',
