@@ -595,8 +595,8 @@ class Evaluation:
         return samples.shape[1], has_enc
 
     def _real_features(self, B: torch.Tensor, samples: list) -> torch.Tensor:
-        """FID's features of a batch's real B, kept by the file B is read from (its path, size, modification and
-        change time: cp -p over it in place keeps the first three, every write moves the last): the same images for
+        """FID's features of a batch's real B, kept by the file B is read from (its path, size and change time,
+        which every write and utime moves: cp -p over it in place keeps its mtime): the same images for
         each of a sweep's checkpoints, a comparison's models (of()'s copies share them) and a training's
         evaluations, whose FID computed them every time (a third of FID's work at 2 samples an input). A file
         changed since is read anew (one changed while its batch was read, between the read and this look, is not:
@@ -604,7 +604,7 @@ class Evaluation:
         keys = []
         for s in samples:
             try:  # both files of a pair: with --direction BtoA the real B is read from A/
-                keys.append(tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns, st.st_ctime_ns)
+                keys.append(tuple((f, (st := os.stat(f)).st_size, st.st_ctime_ns)
                                   for f in (s.path, s.b_path) if f is not None))
             except OSError:
                 keys.append(None)
